@@ -1,0 +1,112 @@
+"""The `urnn` command line: argument errors, the benchmark path, the demo's MLflow output."""
+
+import subprocess
+import sys
+
+import pytest
+
+from urnn_forecast import cli
+from urnn_forecast.settings import Settings
+
+
+def parse_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv, settings=Settings())
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_model_choices_match_the_models_package() -> None:
+    from models import MODEL_KINDS
+
+    assert cli.MODEL_CHOICES == MODEL_KINDS
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["benchmark", "paper", "copy", "--seq-len", "0"], "argument --seq-len: must be"),
+        (["benchmark", "paper", "copy", "--seq-len", "ten"], "argument --seq-len: expected an"),
+        (["benchmark", "paper", "adding", "--seq-len", "1"], "adding task needs T >= 2"),
+        (["benchmark", "paper", "copy", "--iterations", "-3"], "argument --iterations"),
+        (["benchmark", "paper", "copy", "--model", "urnn,transformer"], "unknown model"),
+        (["benchmark", "paper", "copy", "--device", "tpu"], "argument --device: invalid choice"),
+        (["benchmark", "paper", "mnist"], "invalid choice: 'mnist'"),
+        (["demo", "--batch-size", "0"], "argument --batch-size"),
+    ],
+)
+def test_bad_arguments_are_argparse_errors_naming_the_option(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert expected in parse_error(argv, capsys)
+
+
+def test_unknown_model_error_lists_the_allowed_values(capsys: pytest.CaptureFixture[str]) -> None:
+    err = parse_error(["benchmark", "paper", "copy", "--model", "transformer"], capsys)
+    assert "argument --model: unknown model 'transformer'" in err
+    assert "urnn, urnn-full, lstm, gru, rnn" in err
+
+
+def test_models_are_repeatable_and_comma_separated() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        ["benchmark", "paper", "copy", "--model", "urnn,lstm", "--model", "gru"]
+    )
+    assert args.models == ["urnn", "lstm", "gru"]
+    assert parser.parse_args(["benchmark", "paper", "copy"]).models is None  # -> urnn, lstm
+
+
+def test_every_option_has_help() -> None:
+    parser = cli.build_parser()
+    stack = [parser]
+    seen = 0
+    while stack:
+        current = stack.pop()
+        for action in current._actions:
+            if action.choices is not None and isinstance(action.choices, dict):
+                stack.extend(action.choices.values())  # subcommand parsers
+            assert action.help, f"{current.prog}: {action.dest} has no help"
+            seen += 1
+    assert seen > 20
+
+
+def test_benchmark_runs_and_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = "benchmark paper adding --seq-len 6 --iterations 3 --model lstm,gru --hidden-size 4"
+    assert cli.main([*argv.split(), "--no-mlflow", "--device", "cpu"], settings=Settings()) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["task", "T", "model"]
+    assert [line.split()[2] for line in lines[2:4]] == ["lstm", "gru"]
+    assert all(line.split()[:2] == ["adding", "6"] for line in lines[2:4])
+    assert "0.1667" in lines[2], "the adding baseline"
+    assert "MLflow" not in out
+
+
+def test_demo_logs_to_mlflow_and_says_how_to_open_it(
+    mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    argv = ["demo", "--seq-len", "3", "--iterations", "2", "--eval-every", "1"]
+    assert cli.main([*argv, "--device", "cpu"], settings=mlflow_settings) == 0
+    out = capsys.readouterr().out
+    uri = mlflow_settings.resolved_tracking_uri()
+    assert f"mlflow ui --backend-store-uri {uri}" in out
+    assert "urnn" in out and "lstm" in out and "cost/base" in out
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("paper-copy")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.data.params["model"] for run in runs) == ["lstm", "urnn"]
+    assert all(run.data.metrics["eval_cost"] >= 0 for run in runs)
+
+
+def test_importing_the_cli_loads_neither_torch_nor_mlflow() -> None:
+    """`urnn --help` should be instant; the heavy imports happen inside the handlers."""
+    code = (
+        "import sys, urnn_forecast.cli, urnn_forecast.tracking;"
+        "print(sorted({'torch', 'mlflow'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,77 @@
+"""MLflow helpers: open a run in the store the `Settings` point at.
+
+`mlflow` is imported inside the functions, never at module import: it takes seconds to import
+and the CLI's `--help` or `--no-mlflow` paths should not pay for it. Nothing here touches the
+file system or MLflow's global state until a run is actually started.
+"""
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from urnn_forecast.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun
+
+
+def ensure_experiment(experiment_name: str, settings: Settings) -> str:
+    """Return the experiment's id, creating it with artifacts under the configured root.
+
+    Experiments get an explicit `artifact_location` so that artifacts land beside the SQLite
+    store (`var/mlartifacts/<name>`) rather than in an `mlruns/` folder under the working
+    directory, which is what MLflow picks by default for a database-backed store.
+    """
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = f"{settings.resolved_artifact_root().rstrip('/')}/{experiment_name}"
+    return client.create_experiment(experiment_name, artifact_location=artifact_location)
+
+
+@contextmanager
+def start_run(
+    experiment_name: str,
+    settings: Settings,
+    *,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator["ActiveRun"]:
+    """Point MLflow at the configured store and yield an active run in `experiment_name`.
+
+    The run ends with status FINISHED, or FAILED if the body raises.
+    """
+    import mlflow
+
+    if settings.mlflow_tracking_uri is None:
+        # The default store is a SQLite file inside var_dir; SQLite will not create the folder.
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.resolved_tracking_uri())
+    experiment_id = ensure_experiment(experiment_name, settings)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})
+    ) as run:
+        yield run
+
+
+class MlflowTracker:
+    """Logs to one MLflow run; satisfies `training.paper_benchmark.Tracker`.
+
+    The run id is explicit so that logging never depends on which run happens to be active.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        import mlflow
+
+        mlflow.log_params(dict(params), run_id=self.run_id)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        import mlflow
+
+        mlflow.log_metrics(dict(metrics), step=step, run_id=self.run_id)
