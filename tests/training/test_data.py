@@ -1,0 +1,449 @@
+"""Loading and validating history files: layouts, formats, every repair policy, every error,
+and the real quirky files (PJM, bike sharing, ETT) with counts computed independently here."""
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.data import LoadConfig, LoadedData, load_data
+from training.validation import (
+    Decision,
+    DuplicateTimestampError,
+    EmptyDataError,
+    FrequencyError,
+    GapTooLongError,
+    InvalidOptionError,
+    MissingColumnError,
+    NonFiniteValueError,
+    NonNumericValueError,
+    SeriesTooShortError,
+    TimestampParseError,
+    UnsupportedFormatError,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"  # beside the repo, in development and in CI
+BUNDLED_ETT = REPO / "data" / "ETT-small" / "ETTh1.csv"
+ETT_COVARIATES = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")
+
+needs_shared = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}"
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "log.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text.strip() + "\n")
+    return path
+
+
+def steps(data: LoadedData, step: str) -> list[Decision]:
+    return [d for d in data.report if d.step == step]
+
+
+def hourly(n: int, start: str = "2020-01-01") -> list[str]:
+    return [str(t) for t in pd.date_range(start, periods=n, freq="h")]
+
+
+def csv_of(stamps: list[str], ys: list[str], xs: list[str] | None = None) -> str:
+    xs = xs if xs is not None else [str(i) for i in range(len(stamps))]
+    return "timestamp,y,x\n" + "\n".join(
+        f"{t},{y},{x}" for t, y, x in zip(stamps, ys, xs, strict=True)
+    )
+
+
+# --- layouts and formats ---------------------------------------------------------------------
+
+
+def test_clean_wide_csv_is_read_unchanged(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_of(hourly(5), ["1.5", "2", "3", "4", "5"]))
+    data = load_data(path, LoadConfig(target="y", covariates=("x",)))
+
+    frame = data.series["log"]
+    assert list(frame.columns) == ["y", "x"]
+    assert (frame.dtypes == np.float64).all()
+    assert frame.index.name == "timestamp"
+    assert list(frame.index) == list(pd.date_range("2020-01-01", periods=5, freq="h"))
+    assert frame["y"].tolist() == [1.5, 2, 3, 4, 5]
+    assert data.freq == "h"
+    assert not data.filled["log"].to_numpy().any()
+    changed = {d.step for d in data.report} & {"sort", "duplicates", "regularise", "fill", "trim"}
+    assert changed == set()
+    assert any("converted to float64: x (int64)" in line for line in data.report_lines())
+
+
+def test_parquet_reads_like_csv_and_zones_become_utc(tmp_path: Path) -> None:
+    stamps = pd.date_range("2020-03-01", periods=4, freq="15min", tz="Europe/Berlin")
+    frame = pd.DataFrame({"ts": stamps, "load": [1.0, 2.0, np.nan, 4.0]})
+    frame.to_parquet(tmp_path / "m.parquet")
+    data = load_data(tmp_path / "m.parquet", LoadConfig(target="load", timestamp_col="ts"))
+
+    series = data.series["m"]
+    assert data.freq == "15min"
+    assert series.index[0] == pd.Timestamp("2020-03-01 00:00") - pd.Timedelta(hours=1)  # UTC
+    assert pd.DatetimeIndex(series.index).tz is None
+    assert series["load"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert data.filled["m"]["load"].tolist() == [False, False, True, False]
+    assert [d.count for d in steps(data, "timezone")] == [4]
+    assert [d.count for d in steps(data, "missing")] == [1]
+
+
+def test_long_format_gives_one_series_per_id(tmp_path: Path) -> None:
+    text = """
+series_id,timestamp,target,temp
+b,2020-01-01 02:00,30,0.3
+a,2020-01-01 00:00,1,0.1
+b,2020-01-01 00:00,10,0.1
+a,2020-01-01 01:00,2,0.2
+b,2020-01-01 01:00,20,0.2
+a,2020-01-01 02:00,3,0.3
+"""
+    cfg = LoadConfig(target="target", covariates=("temp",), series_col="series_id")
+    data = load_data(write(tmp_path, text), cfg)
+
+    assert list(data.series) == ["a", "b"]
+    assert data.series["b"]["target"].tolist() == [10, 20, 30]
+    assert data.series["a"]["temp"].tolist() == [0.1, 0.2, 0.3]
+    assert [d.subject for d in steps(data, "sort")] == ["b"]  # only b was out of order
+
+
+def test_date_and_hour_columns_are_joined(tmp_path: Path) -> None:
+    """The bike-sharing recipe: `dteday` + `hr`, joined with a space, parsed with a format."""
+    text = "dteday,hr,cnt\n2011-01-01,0,16\n2011-01-01,1,40\n2011-01-01,2,32\n2011-01-02,0,5\n"
+    cfg = LoadConfig(
+        target="cnt",
+        timestamp_col=("dteday", "hr"),
+        timestamp_format="%Y-%m-%d %H",
+        max_gap=21,
+    )
+    data = load_data(write(tmp_path, text, "hour.csv"), cfg)
+
+    frame = data.series["hour"]
+    assert frame.index[0] == pd.Timestamp("2011-01-01 00:00")
+    assert frame.index[-1] == pd.Timestamp("2011-01-02 00:00")
+    assert len(frame) == 25
+    assert [d.count for d in steps(data, "regularise")] == [21]
+
+
+def test_timestamp_column_is_found_by_name_and_the_choice_reported(tmp_path: Path) -> None:
+    data = load_data(write(tmp_path, "Date,v\n2020-01-01,1\n2020-01-02,2\n"), LoadConfig("v"))
+    assert data.freq == "D"
+    assert "using column 'Date' as the timestamp" in data.report_lines()[0]
+
+    ambiguous = write(tmp_path, "date,time,v\n2020-01-01,00:00,1\n", "two.csv")
+    with pytest.raises(MissingColumnError, match=r"several candidates \(date, time\)"):
+        load_data(ambiguous, LoadConfig("v"))
+
+
+# --- repair policies -------------------------------------------------------------------------
+
+
+def test_unsorted_rows_are_sorted_and_counted(tmp_path: Path) -> None:
+    stamps = hourly(4)
+    path = write(tmp_path, csv_of([stamps[i] for i in (2, 0, 3, 1)], ["3", "1", "4", "2"]))
+    data = load_data(path, LoadConfig(target="y"))
+
+    assert data.series["log"]["y"].tolist() == [1, 2, 3, 4]
+    (sort,) = steps(data, "sort")
+    assert sort.count == 4
+    assert "time went backwards at 2 places" in sort.message
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"), [("mean", 3.0), ("first", 2.0), ("last", 4.0)], ids=str
+)
+def test_duplicate_timestamps_follow_the_policy(
+    tmp_path: Path, policy: str, expected: float
+) -> None:
+    stamps = hourly(3)
+    path = write(tmp_path, csv_of([stamps[0], stamps[1], stamps[1], stamps[2]], list("1245")))
+    data = load_data(path, LoadConfig(target="y", duplicates=policy))  # type: ignore[arg-type]
+
+    assert data.series["log"]["y"].tolist() == [1.0, expected, 5.0]
+    (dup,) = steps(data, "duplicates")
+    assert dup.count == 1
+    assert "merged 1 duplicated timestamp (2 rows -> 1, 1 row removed)" in dup.message
+    assert "data rows 2, 3" in dup.message
+
+
+def test_duplicates_can_be_refused(tmp_path: Path) -> None:
+    stamps = hourly(2)
+    path = write(tmp_path, csv_of([stamps[0], stamps[1], stamps[1]], list("123")))
+    with pytest.raises(DuplicateTimestampError, match=r"data rows 2, 3 .*mean, first, last"):
+        load_data(path, LoadConfig(target="y", duplicates="error"))
+
+
+@pytest.mark.parametrize(
+    ("fill", "expected"), [("interpolate", [0, 1, 2, 3, 4]), ("ffill", [0, 1, 1, 1, 4])]
+)
+def test_missing_steps_are_inserted_and_filled(
+    tmp_path: Path, fill: str, expected: list[float]
+) -> None:
+    stamps = hourly(5)
+    path = write(tmp_path, csv_of([stamps[i] for i in (0, 1, 4)], ["0", "1", "4"], ["9"] * 3))
+    data = load_data(path, LoadConfig(target="y", covariates=("x",), fill=fill, max_gap=2))  # type: ignore[arg-type]
+
+    assert data.series["log"]["y"].tolist() == expected
+    assert data.series["log"]["x"].tolist() == [9.0] * 5
+    assert data.filled["log"]["y"].tolist() == [False, False, True, True, False]
+    assert [d.count for d in steps(data, "regularise")] == [2]
+    (filled,) = steps(data, "fill")
+    assert filled.count == 4
+    assert "y 2, x 2" in filled.message
+    assert "longest filled gap 2 steps" in filled.message
+
+
+def test_nan_in_the_file_is_a_missing_value_reported_and_filled(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_of(hourly(4), ["1", "", "NaN", "4"], ["0", "1", "", "3"]))
+    data = load_data(path, LoadConfig(target="y", covariates=("x",)))
+
+    assert data.series["log"]["y"].tolist() == [1, 2, 3, 4]
+    assert data.series["log"]["x"].tolist() == [0, 1, 2, 3]
+    (missing,) = steps(data, "missing")
+    assert missing.count == 3
+    assert "(y 2, x 1)" in missing.message
+    assert [d.count for d in steps(data, "fill")] == [3]
+
+
+def test_rows_missing_a_value_at_either_end_are_trimmed(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_of(hourly(5), ["", "1", "2", "3", "4"], ["0", "1", "2", "3", ""]))
+    data = load_data(path, LoadConfig(target="y", covariates=("x",)))
+
+    assert len(data.series["log"]) == 3
+    (trim,) = steps(data, "trim")
+    assert trim.count == 2
+    assert "trimmed 1 leading and 1 trailing rows" in trim.message
+
+
+def long_gap_file(tmp_path: Path) -> Path:
+    stamps = hourly(12)
+    kept = [0, 1, 2, 3, 9, 10, 11]  # 5 missing steps (4..8)
+    return write(tmp_path, csv_of([stamps[i] for i in kept], [str(i) for i in kept]))
+
+
+def test_a_gap_longer_than_max_gap_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(GapTooLongError) as caught:
+        load_data(long_gap_file(tmp_path), LoadConfig(target="y", max_gap=4))
+    message = str(caught.value)
+    assert "series 'log', column 'y': 5 missing steps" in message
+    assert "from 2020-01-01 04:00:00 to 2020-01-01 08:00:00" in message
+    assert "at least 5" in message and "'split'" in message
+
+
+def test_a_long_gap_can_split_the_series(tmp_path: Path) -> None:
+    cfg = LoadConfig(target="y", max_gap=4, on_long_gap="split", min_length=3)
+    data = load_data(long_gap_file(tmp_path), cfg)
+
+    assert list(data.series) == ["log#1", "log#2"]
+    assert data.series["log#1"]["y"].tolist() == [0, 1, 2, 3]
+    assert data.series["log#2"]["y"].tolist() == [9, 10, 11]
+    (split,) = steps(data, "split")
+    assert split.count == 5
+    assert steps(data, "fill") == []
+
+
+def test_fill_none_treats_every_gap_as_long(tmp_path: Path) -> None:
+    with pytest.raises(GapTooLongError, match="fill='none' fills nothing"):
+        load_data(long_gap_file(tmp_path), LoadConfig(target="y", fill="none"))
+    with pytest.raises(GapTooLongError):  # max_gap does not apply: nothing is filled
+        load_data(long_gap_file(tmp_path), LoadConfig(target="y", fill="none", max_gap=99))
+    cfg = LoadConfig(target="y", fill="none", on_long_gap="split", min_length=3)
+    assert len(load_data(long_gap_file(tmp_path), cfg).series) == 2
+
+
+def test_declared_freq_must_fit_the_timestamps(tmp_path: Path) -> None:
+    stamps = [str(t) for t in pd.date_range("2020-01-01", periods=4, freq="15min")]
+    path = write(tmp_path, csv_of(stamps, list("1234")))
+    assert load_data(path, LoadConfig(target="y")).freq == "15min"
+    with pytest.raises(FrequencyError, match=r"00:15:00 at data row 2 .* not on the 'h' grid"):
+        load_data(path, LoadConfig(target="y", freq="h"))
+
+
+def test_calendar_frequencies_must_be_declared(tmp_path: Path) -> None:
+    """The modal step of month starts is 31 days, which does not fit them; "MS" does."""
+    stamps = pd.date_range("2020-01-01", periods=12, freq="MS")
+    path = tmp_path / "monthly.csv.gz"  # also: gzipped CSV is read by suffix
+    pd.DataFrame({"date": stamps, "v": range(12)}).to_csv(path, index=False)
+    with pytest.raises(FrequencyError, match=r"2020-03-01 .* not on the '31D' grid.*'MS'"):
+        load_data(path, LoadConfig(target="v"))
+    data = load_data(path, LoadConfig(target="v", freq="MS"))
+    assert data.freq == "MS"
+    assert data.series["monthly"].index.equals(pd.DatetimeIndex(stamps, name="timestamp"))
+
+
+def test_short_series_are_refused_or_dropped_on_request(tmp_path: Path) -> None:
+    text = "id,timestamp,y\na,2020-01-01 00:00,1\na,2020-01-01 01:00,2\nb,2020-01-01 00:00,3\n"
+    path = write(tmp_path, text)
+    with pytest.raises(SeriesTooShortError, match=r"series 'b' has 1 rows .* min_length=2"):
+        load_data(path, LoadConfig(target="y", series_col="id"))
+    data = load_data(path, LoadConfig(target="y", series_col="id", on_short="drop"))
+    assert list(data.series) == ["a"]
+    assert [d.subject for d in steps(data, "drop")] == ["b"]
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_unknown_suffix_lists_the_allowed_ones(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedFormatError, match=r"'\.xlsx'.*\.csv, \.csv\.gz, \.parquet"):
+        load_data(write(tmp_path, "a,b", "log.xlsx"), LoadConfig(target="b"))
+
+
+def test_missing_column_lists_the_columns_the_file_has(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_of(hourly(3), list("123")))
+    with pytest.raises(
+        MissingColumnError, match=r"no column 'temp'; the file has: timestamp, y, x"
+    ):
+        load_data(path, LoadConfig(target="y", covariates=("temp",)))
+
+
+def test_bad_and_empty_timestamps_name_the_row(tmp_path: Path) -> None:
+    stamps = hourly(4)
+    stamps[2] = "2020-13-45 00:00:00"
+    with pytest.raises(TimestampParseError, match=r"data row 3 .*'2020-13-45 00:00:00'"):
+        load_data(write(tmp_path, csv_of(stamps, list("1234"))), LoadConfig(target="y"))
+    stamps[2] = ""
+    with pytest.raises(TimestampParseError, match=r"'timestamp', data row 3 .*empty"):
+        load_data(write(tmp_path, csv_of(stamps, list("1234"))), LoadConfig(target="y"))
+
+
+def test_non_numeric_cell_names_file_column_row_and_value(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_of(hourly(4), ["1", "2", "n/a?", "4"]))
+    with pytest.raises(NonNumericValueError, match=r"log\.csv: column 'y', data row 3 .*'n/a\?'"):
+        load_data(path, LoadConfig(target="y"))
+
+
+def test_inf_is_an_error_not_a_missing_value(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_of(hourly(4), ["1", "2", "3", "4"], ["0", "inf", "2", "3"]))
+    with pytest.raises(NonFiniteValueError, match=r"column 'x', data row 2 .*inf"):
+        load_data(path, LoadConfig(target="y", covariates=("x",)))
+
+
+def test_empty_file_and_header_only(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(EmptyDataError, match="no header"):
+        load_data(tmp_path / "empty.csv", LoadConfig(target="y"))
+    with pytest.raises(EmptyDataError, match="no data rows"):
+        load_data(write(tmp_path, "timestamp,y"), LoadConfig(target="y"))
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        ({"fill": "zero"}, r"fill must be one of 'interpolate', 'ffill', 'none'"),
+        ({"duplicates": "sum"}, r"'mean', 'first', 'last', 'error'"),
+        ({"on_long_gap": "skip"}, r"'error', 'split'"),
+        ({"on_short": "pad"}, r"'error', 'drop'"),
+        ({"max_gap": -1}, r"max_gap must be an integer >= 0"),
+        ({"freq": "hourly"}, r"not a pandas offset alias"),
+        ({"covariates": ("y",)}, r"distinct"),
+        ({"timestamp_col": "y"}, r"both a timestamp/series column and a value column"),
+    ],
+)
+def test_invalid_options_list_the_allowed_values(options: dict[str, object], pattern: str) -> None:
+    with pytest.raises(InvalidOptionError, match=pattern):
+        LoadConfig(target="y", **options)  # type: ignore[arg-type]
+
+
+def test_config_round_trips_through_a_plain_dict() -> None:
+    cfg = LoadConfig(target="cnt", covariates=("temp",), timestamp_col=("dteday", "hr"))
+    state = cfg.to_dict()
+    assert state["timestamp_col"] == ["dteday", "hr"]
+    assert LoadConfig(**state) == cfg
+
+
+# --- real data -------------------------------------------------------------------------------
+
+
+def test_bundled_ett_is_the_unmodified_upstream_file() -> None:
+    """data/README.md states the md5; CC BY-ND allows only unmodified copies."""
+    digest = hashlib.md5(BUNDLED_ETT.read_bytes()).hexdigest()
+    assert f"`{digest}  ETT-small/ETTh1.csv`" in (REPO / "data" / "README.md").read_text()
+    if SHARED_DATA.is_dir():
+        sums = (SHARED_DATA / "MD5SUMS").read_text()
+        assert f"{digest}  ./ETT-small/ETTh1.csv" in sums
+
+
+def test_bundled_ett_loads_clean() -> None:
+    data = load_data(BUNDLED_ETT, LoadConfig(target="OT", covariates=ETT_COVARIATES))
+    raw = pd.read_csv(BUNDLED_ETT)
+
+    frame = data.series["ETTh1"]
+    assert frame.shape == (len(raw), 7)
+    assert data.freq == "h"
+    np.testing.assert_array_equal(frame["OT"].to_numpy(), raw["OT"].to_numpy())
+    assert {d.step for d in data.report} == {"read", "frequency", "summary"}
+
+
+@pytest.fixture(scope="module")
+def pjme() -> tuple[LoadedData, pd.DataFrame]:
+    path = SHARED_DATA / "PJM_hourly" / "PJME_hourly.csv"
+    return load_data(path, LoadConfig(target="PJME_MW")), pd.read_csv(path)
+
+
+@needs_shared
+def test_pjm_report_matches_the_file(pjme: tuple[LoadedData, pd.DataFrame]) -> None:
+    data, raw = pjme
+    stamps = pd.to_datetime(raw["Datetime"])
+    n_backwards = int((stamps.diff() < pd.Timedelta(0)).sum())
+    n_duplicated_rows = int(stamps.duplicated(keep=False).sum())
+    n_extra_rows = int(stamps.duplicated().sum())
+    grid = pd.date_range(stamps.min(), stamps.max(), freq="h")
+    n_missing = len(grid) - stamps.nunique()
+    assert n_backwards > 0 and n_extra_rows > 0 and n_missing > 0  # the quirks are really there
+
+    (sort,) = steps(data, "sort")
+    assert sort.count == len(raw)
+    assert f"time went backwards at {n_backwards:,} places" in sort.message
+    (dup,) = steps(data, "duplicates")
+    assert dup.count == n_extra_rows
+    assert f"({n_duplicated_rows:,} rows -> {n_duplicated_rows - n_extra_rows:,}" in dup.message
+    assert [d.count for d in steps(data, "regularise")] == [n_missing]
+    assert [d.count for d in steps(data, "fill")] == [n_missing]
+
+    frame = data.series["PJME_hourly"]
+    assert frame.index.equals(pd.DatetimeIndex(grid, name="timestamp"))
+    assert int(data.filled["PJME_hourly"]["PJME_MW"].sum()) == n_missing
+    first_dup = stamps[stamps.duplicated()].min()
+    expected = raw.loc[stamps == first_dup, "PJME_MW"].mean()
+    assert frame.loc[first_dup, "PJME_MW"] == pytest.approx(expected)
+
+
+@needs_shared
+def test_bike_sharing_missing_hours_are_counted_and_the_long_gap_refused(tmp_path: Path) -> None:
+    path = SHARED_DATA / "Bike-Sharing-Dataset" / "hour.csv"
+    raw = pd.read_csv(path)
+    stamps = pd.to_datetime(raw["dteday"]) + pd.to_timedelta(raw["hr"], unit="h")
+    n_missing = len(pd.date_range(stamps.min(), stamps.max(), freq="h")) - len(stamps)
+    gaps = (stamps.diff().dropna() / pd.Timedelta(hours=1)).astype(int) - 1
+    longest = int(gaps.max())
+    recipe = {
+        "target": "cnt",
+        "covariates": ("temp", "hum"),
+        "timestamp_col": ("dteday", "hr"),
+        "timestamp_format": "%Y-%m-%d %H",
+    }
+
+    n_long = int((gaps > 24).sum())
+    with pytest.raises(GapTooLongError, match=f"{n_long} such gap.*at least {longest}"):
+        load_data(path, LoadConfig(**recipe))  # type: ignore[arg-type]
+
+    data = load_data(path, LoadConfig(**recipe, max_gap=longest))  # type: ignore[arg-type]
+    assert [d.count for d in steps(data, "regularise")] == [n_missing]
+    assert [d.count for d in steps(data, "fill")] == [3 * n_missing]
+    assert len(data.series["hour"]) == len(stamps) + n_missing
+
+    split = load_data(path, LoadConfig(**recipe, on_long_gap="split"))  # type: ignore[arg-type]
+    assert len(split.series) == 1 + int((gaps > 24).sum())
+    n_rows = sum(len(f) for f in split.series.values())
+    assert n_rows == len(stamps) + n_missing - int(gaps[gaps > 24].sum())
+
+
+def test_report_lines_are_sentences_naming_their_subject(tmp_path: Path) -> None:
+    path = write(tmp_path, csv_of(hourly(3), list("123")))
+    lines = load_data(path, LoadConfig(target="y")).report_lines()
+    assert all(re.match(r"^(log|log\.csv): ", line) for line in lines)

@@ -1,0 +1,210 @@
+"""Time splits and the train-only scaler: ETT row counts, the no-leakage invariants, and the
+scaler's statistics, independence from val/test values, dict round trip and inverse."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.data import LoadConfig, LoadedData, load_data
+from training.split import (
+    ScalerError,
+    SeriesSplit,
+    Span,
+    SplitConfig,
+    SplitError,
+    SplitPlan,
+    StandardScaler,
+    UnknownSeriesError,
+    plan_split,
+    split_data,
+    split_series,
+)
+from training.validation import InvalidOptionError
+
+BUNDLED_ETT = Path(__file__).resolve().parents[2] / "data" / "ETT-small" / "ETTh1.csv"
+LOOKBACK = 96
+
+
+def frame_of(n: int, seed: int = 0, columns: tuple[str, ...] = ("y", "x")) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2020-01-01", periods=n, freq="h", name="timestamp")
+    return pd.DataFrame(rng.normal(5.0, 2.0, (n, len(columns))), index=index, columns=columns)
+
+
+def splits_of(frames: dict[str, pd.DataFrame], config: SplitConfig) -> dict[str, SeriesSplit]:
+    return {k: split_series(f, plan_split(len(f), "h", config)) for k, f in frames.items()}
+
+
+# --- splits ----------------------------------------------------------------------------------
+
+
+def test_ett_preset_on_the_bundled_file_gives_the_protocol_row_counts() -> None:
+    data = load_data(BUNDLED_ETT, LoadConfig(target="OT", covariates=("HUFL", "HULL")))
+    split = split_data(data, SplitConfig(method="ett", lookback=LOOKBACK))["ETTh1"]
+    plan = split.plan
+
+    assert (len(plan.train), len(plan.val), len(plan.test)) == (8640, 2880, 2880)
+    assert (len(split.train), len(split.val), len(split.test)) == (8640, 2976, 2976)
+    frame = data.series["ETTh1"]
+    assert split.val.index[0] == frame.index[8640 - LOOKBACK]
+    assert split.test.index[-1] == frame.index[14400 - 1]  # rows after 20 months are unused
+
+
+def test_ett_preset_scales_with_the_frequency() -> None:
+    plan = plan_split(69_680, "15min", SplitConfig(method="ett", lookback=LOOKBACK))
+    assert (len(plan.train), len(plan.val), len(plan.test)) == (34_560, 11_520, 11_520)
+
+
+def test_ett_preset_refuses_short_series_and_calendar_frequencies() -> None:
+    config = SplitConfig(method="ett", lookback=LOOKBACK)
+    with pytest.raises(SplitError, match=r"needs 14,400 rows .* has 14,399"):
+        plan_split(14_399, "h", config)
+    with pytest.raises(SplitError, match="fixed step"):
+        plan_split(100_000, "MS", config)
+
+
+def test_fraction_split_counts() -> None:
+    plan = plan_split(1000, "h", SplitConfig(lookback=10))
+    assert (len(plan.train), len(plan.val), len(plan.test)) == (700, 100, 200)
+    assert plan.val.input_start == 690 and plan.test.input_start == 790
+    plan = plan_split(1000, "h", SplitConfig(lookback=10, train_fraction=0.5, val_fraction=0.25))
+    assert (len(plan.train), len(plan.val), len(plan.test)) == (500, 250, 250)
+    with pytest.raises(SplitError, match="lookback=800"):
+        plan_split(1000, "h", SplitConfig(lookback=800))
+
+
+@pytest.mark.parametrize("method", ["ett", "fractions"])
+def test_no_split_sees_the_future_of_another(method: str) -> None:
+    """Owned spans are disjoint and in time order; context rows are the rows just before."""
+    frame = frame_of(15_000)
+    config = SplitConfig(method=method, lookback=LOOKBACK)  # type: ignore[arg-type]
+    split = split_series(frame, plan_split(len(frame), "h", config))
+    val_own, test_own = split.val.iloc[LOOKBACK:], split.test.iloc[LOOKBACK:]
+
+    assert split.train.index.max() < val_own.index.min()
+    assert val_own.index.max() < test_own.index.min()
+    assert split.val.iloc[:LOOKBACK].equals(split.train.iloc[-LOOKBACK:])
+    assert split.test.iloc[:LOOKBACK].equals(
+        frame.loc[: test_own.index[0]].iloc[-LOOKBACK - 1 : -1]
+    )
+    assert set(split.train.index).isdisjoint(val_own.index)
+    assert set(val_own.index).isdisjoint(test_own.index)
+
+
+def test_a_plan_that_breaks_time_order_cannot_exist() -> None:
+    with pytest.raises(SplitError, match="disjoint, in time order"):
+        SplitPlan(100, 5, Span(0, 60), Span(50, 80, context=5), Span(80, 100, context=5))
+    with pytest.raises(SplitError, match="exactly `lookback` rows of context"):
+        SplitPlan(100, 5, Span(0, 60), Span(60, 80, context=0), Span(80, 100, context=5))
+    with pytest.raises(SplitError, match="shorter than the lookback"):
+        SplitPlan(100, 70, Span(0, 60), Span(60, 80, context=70), Span(80, 100, context=70))
+
+
+def test_plan_round_trips_through_json() -> None:
+    plan = plan_split(1000, "h", SplitConfig(lookback=10))
+    assert SplitPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        ({"method": "random"}, r"'ett', 'fractions'"),
+        ({"lookback": 0}, r"lookback must be an integer >= 1"),
+        ({"train_fraction": 0.8, "val_fraction": 0.2}, r"sum < 1"),
+    ],
+)
+def test_invalid_split_options(options: dict[str, object], pattern: str) -> None:
+    with pytest.raises(InvalidOptionError, match=pattern):
+        SplitConfig(**{"lookback": 10, **options})  # type: ignore[arg-type]
+
+
+# --- scaler ----------------------------------------------------------------------------------
+
+
+def test_scaler_statistics_come_from_the_train_rows() -> None:
+    frame = frame_of(1000)
+    splits = splits_of({"s": frame}, SplitConfig(lookback=10))
+    scaler = StandardScaler.fit(splits)
+
+    train = frame.iloc[:700]
+    for column in ("y", "x"):
+        stats = scaler.stats["s"][column]
+        assert stats.mean == pytest.approx(train[column].mean())
+        assert stats.scale == pytest.approx(train[column].std(ddof=0))
+    scaled = scaler.transform("s", splits["s"].train)
+    np.testing.assert_allclose(scaled.mean().to_numpy(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(scaled.std(ddof=0).to_numpy(), 1.0)
+
+
+def test_changing_val_and_test_values_does_not_change_the_scaler() -> None:
+    frame = frame_of(1000)
+    config = SplitConfig(lookback=10)
+    before = StandardScaler.fit(splits_of({"s": frame}, config)).to_dict()
+
+    poisoned = frame.copy()
+    poisoned.iloc[700:] = 1e9  # every val and test row, owned or not
+    after = StandardScaler.fit(splits_of({"s": poisoned}, config)).to_dict()
+    assert after == before
+
+
+def test_scaler_round_trips_through_json_and_inverts() -> None:
+    splits = splits_of({"a": frame_of(500, 1), "b": frame_of(500, 2)}, SplitConfig(lookback=10))
+    scaler = StandardScaler.fit(splits)
+    restored = StandardScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    assert restored == scaler
+
+    test = splits["b"].test
+    scaled = restored.transform("b", test)
+    pd.testing.assert_frame_equal(restored.inverse_transform("b", scaled), test)
+    np.testing.assert_allclose(
+        restored.inverse_values("b", "y", scaled["y"].to_numpy()), test["y"].to_numpy()
+    )
+    scaled_all = restored.transform_splits(splits)
+    pd.testing.assert_frame_equal(scaled_all["b"].test, scaled)
+
+
+def test_series_scope_refuses_unknown_series_and_global_scope_serves_any() -> None:
+    splits = splits_of({"a": frame_of(500, 1), "b": frame_of(500, 2)}, SplitConfig(lookback=10))
+    with pytest.raises(UnknownSeriesError, match=r"'new'.*fitted on 2 series: 'a', 'b'"):
+        StandardScaler.fit(splits).transform("new", frame_of(10))
+
+    pooled = StandardScaler.fit(splits, scope="global")
+    both = pd.concat([splits["a"].train, splits["b"].train])
+    assert pooled.stats["*"]["y"].mean == pytest.approx(both["y"].mean())
+    assert pooled.transform("new", frame_of(10)).shape == (10, 2)
+
+
+def test_constant_train_column_is_only_centred() -> None:
+    frame = frame_of(100)
+    frame["x"] = 0.1
+    scaler = StandardScaler.fit(splits_of({"s": frame}, SplitConfig(lookback=5)))
+    assert scaler.stats["s"]["x"].scale == 1.0
+    assert np.isfinite(scaler.transform("s", frame).to_numpy()).all()
+
+
+def test_malformed_scaler_state_is_refused() -> None:
+    state = StandardScaler.fit(splits_of({"s": frame_of(100)}, SplitConfig(lookback=5))).to_dict()
+    with pytest.raises(ScalerError, match="expected kind 'standard'"):
+        StandardScaler.from_dict({**state, "scope": "everything"})
+    state["stats"]["s"]["y"]["scale"] = 0.0
+    with pytest.raises(ScalerError, match="scale > 0"):
+        StandardScaler.from_dict(state)
+    del state["stats"]["s"]["x"]
+    with pytest.raises(ScalerError, match="malformed"):
+        StandardScaler.from_dict(state)
+
+
+def test_split_data_splits_every_series(tmp_path: Path) -> None:
+    rows = [
+        f"{s},{t},{i}"
+        for s, n in (("a", 50), ("b", 80))
+        for i, t in enumerate(pd.date_range("2020-01-01", periods=n, freq="h"))
+    ]
+    path = tmp_path / "long.csv"
+    path.write_text("id,timestamp,y\n" + "\n".join(rows) + "\n")
+    data: LoadedData = load_data(path, LoadConfig(target="y", series_col="id"))
+    splits = split_data(data, SplitConfig(lookback=5))
+    assert {k: len(v.plan.train) for k, v in splits.items()} == {"a": 35, "b": 56}

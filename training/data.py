@@ -1,0 +1,511 @@
+"""Stage 1 of the training pipeline: read a history file and validate it into regular series.
+
+    from training.data import LoadConfig, load_data
+
+    data = load_data("data/ETT-small/ETTh1.csv", LoadConfig(target="OT", covariates=("HUFL",)))
+    data.series["ETTh1"]  # DataFrame: DatetimeIndex at data.freq, float64 columns OT, HUFL
+    print("\\n".join(data.report_lines()))
+
+Users bring long equipment logs and demand histories as CSV (`.csv`, `.csv.gz`) or Parquet
+(`.parquet`, `.pq`) in one of two layouts:
+
+- wide: one timestamp column and value columns, the whole file one series (named after the file,
+  or `series_id`). ETT `date,HUFL,...,OT`; PJM `Datetime,PJME_MW`.
+- long: `series_col` names a column of series ids; each id is one series
+  (`series_id,timestamp,target,covariates...`).
+
+The result, `LoadedData`, is what the later stages (split by time, scale on train only, windows,
+fit) consume: per series a frame on a regular DatetimeIndex with no missing or infinite value,
+the target first and the covariates after it, all float64; a mask of which values were filled;
+and a report of every decision taken (`training/validation.py` holds the rules and the errors).
+
+Recipes for the bundled and shared real data:
+
+- ETT: `LoadConfig(target="OT", covariates=("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL"))`
+  (the `date` column is found by name). Clean: the report only says what was read.
+- PJM: `LoadConfig(target="PJME_MW")`. Local time, so the report shows the decisions: rows
+  sorted (the file is out of order), 4 daylight-saving fall-back hours averaged, the missing
+  spring-forward hours inserted and interpolated.
+- Bike sharing `hour.csv`: the date and the hour are separate columns; name both and the
+  format of the joined text: `LoadConfig(target="cnt", timestamp_col=("dteday", "hr"),
+  timestamp_format="%Y-%m-%d %H", ...)` (columns are joined with a space before parsing;
+  on the command line `--timestamp-col dteday --timestamp-col hr`). Its 165 missing hours
+  include a 36-hour outage (Hurricane Sandy, 2012-10-29/30), longer than the default
+  `max_gap`: choose `max_gap=36` to interpolate across it, or `on_long_gap="split"`. Most of
+  the other missing hours fall at 2-5 am and `cnt` is never 0 in the file, so they are likely
+  hours with no rentals left out rather than lost; interpolation overstates those.
+"""
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.validation import (
+    DUPLICATE_POLICIES,
+    FILL_METHODS,
+    LONG_GAP_POLICIES,
+    SHORT_SERIES_POLICIES,
+    Decision,
+    DuplicatePolicy,
+    EmptyDataError,
+    FillMethod,
+    InvalidOptionError,
+    LongGapPolicy,
+    MissingColumnError,
+    MissingSeriesIdError,
+    NonFiniteValueError,
+    NonNumericValueError,
+    Report,
+    Segment,
+    SeriesTooShortError,
+    ShortSeriesPolicy,
+    TimestampParseError,
+    UnreadableFileError,
+    UnsupportedFormatError,
+    fill_gaps,
+    infer_frequency,
+    merge_duplicates,
+    regularise,
+    row_label,
+    sort_by_time,
+    trim_edges,
+)
+
+SUFFIXES: dict[str, str] = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+# Looked for, case-insensitively, when timestamp_col is not given; exactly one must be present.
+TIMESTAMP_NAMES: tuple[str, ...] = ("timestamp", "datetime", "date", "time", "ds")
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """What to read from a history file and the policy for each repair. JSON-serialisable
+    (`to_dict`), so a run logs exactly how its data was loaded."""
+
+    target: str
+    covariates: tuple[str, ...] = ()
+    # One column, or several joined with a space before parsing (bike: ("dteday", "hr")).
+    # None: the one column named like TIMESTAMP_NAMES; the choice is reported.
+    timestamp_col: str | tuple[str, ...] | None = None
+    timestamp_format: str | None = None  # strptime format; None: pandas infers it from row 1
+    series_col: str | None = None  # long format; None: the whole file is one series
+    series_id: str | None = None  # that one series' id; None: the file name without suffix
+    freq: str | None = None  # pandas offset alias ("h", "15min", "MS"); None: the modal step
+    duplicates: DuplicatePolicy = "mean"
+    fill: FillMethod = "interpolate"
+    max_gap: int = 24  # longest run of missing steps filled, per column; longer ones: on_long_gap
+    on_long_gap: LongGapPolicy = "error"  # "split": cut the series there into <id>#1, <id>#2...
+    min_length: int = 2  # rows per series after cleaning; training passes lookback + horizon
+    on_short: ShortSeriesPolicy = "error"  # "drop": leave such series out, with a report line
+    sep: str = ","  # CSV field separator (SKAB uses ";")
+
+    def __post_init__(self) -> None:
+        # JSON configs and argparse hand over lists; store tuples so the config stays hashable.
+        object.__setattr__(self, "covariates", tuple(self.covariates))
+        if isinstance(self.timestamp_col, list):
+            object.__setattr__(self, "timestamp_col", tuple(self.timestamp_col))
+        _check_choice("duplicates", self.duplicates, DUPLICATE_POLICIES)
+        _check_choice("fill", self.fill, FILL_METHODS)
+        _check_choice("on_long_gap", self.on_long_gap, LONG_GAP_POLICIES)
+        _check_choice("on_short", self.on_short, SHORT_SERIES_POLICIES)
+        if self.max_gap < 0:
+            raise InvalidOptionError(f"max_gap must be an integer >= 0, got {self.max_gap}")
+        if self.min_length < 1:
+            raise InvalidOptionError(f"min_length must be an integer >= 1, got {self.min_length}")
+        if self.freq is not None:
+            try:
+                pd.tseries.frequencies.to_offset(self.freq)
+            except ValueError:
+                raise InvalidOptionError(
+                    f"freq {self.freq!r} is not a pandas offset alias; "
+                    "use e.g. 'h', '15min', '30min', 'D', 'W-SUN', 'MS', 'B'"
+                ) from None
+        values = (self.target, *self.covariates)
+        if len(set(values)) != len(values):
+            raise InvalidOptionError(
+                f"target and covariates must be distinct columns, got target={self.target!r}, "
+                f"covariates={list(self.covariates)}"
+            )
+        keys = [*self.timestamp_columns, *([self.series_col] if self.series_col else [])]
+        clash = sorted(set(keys) & set(values))
+        if clash:
+            raise InvalidOptionError(
+                f"column(s) {clash} cannot be both a timestamp/series column and a value column"
+            )
+
+    @property
+    def timestamp_columns(self) -> tuple[str, ...]:
+        """The declared timestamp column(s); empty when they are to be found by name."""
+        if self.timestamp_col is None:
+            return ()
+        if isinstance(self.timestamp_col, str):
+            return (self.timestamp_col,)
+        return self.timestamp_col
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        return (self.target, *self.covariates)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["covariates"] = list(self.covariates)
+        if isinstance(self.timestamp_col, tuple):
+            out["timestamp_col"] = list(self.timestamp_col)
+        return out
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """Clean regular series and the record of how they were made."""
+
+    # id -> DatetimeIndex named "timestamp" at `freq`, no gaps; float64 columns
+    # [target, *covariates], no NaN or inf.
+    series: Mapping[str, pd.DataFrame]
+    # id -> bool frame of the same shape: True where the value was filled, not observed (so
+    # metrics can leave imputed targets out).
+    filled: Mapping[str, pd.DataFrame]
+    target: str
+    covariates: tuple[str, ...]
+    freq: str
+    source: str
+    config: LoadConfig
+    report: tuple[Decision, ...] = field(default=())
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.target, *self.covariates)
+
+    def report_lines(self) -> list[str]:
+        return [d.message for d in self.report]
+
+
+def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
+    """Read `path` and return its series cleaned by the policies in `config`.
+
+    Order of the rules: parse every timestamp and value (errors name file, column, data row);
+    per series sort, merge duplicates; infer or check the frequency; regularise; trim rows
+    missing a value at either end; fill or refuse/split at gaps; refuse/drop short series.
+    Raises a `training.validation.DataValidationError` subclass on anything no policy covers.
+    """
+    path = Path(path)
+    kind = file_format(path)
+    source = path.name
+    report = Report()
+
+    available = _columns_in_file(path, kind, config.sep)
+    time_columns = _resolve_timestamp_columns(available, config, source, report)
+    wanted = [*time_columns, *([config.series_col] if config.series_col else [])]
+    wanted += list(config.value_columns)
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise MissingColumnError(
+            f"{source}: no column {', '.join(map(repr, missing))}; "
+            f"the file has: {', '.join(available)}"
+        )
+    raw = _read_columns(path, kind, wanted, time_columns, config)
+    if raw.empty:
+        raise EmptyDataError(f"{source}: the file has a header but no data rows")
+
+    groups = _group_rows(raw, config, path)
+    report.add(
+        source,
+        "read",
+        len(raw),
+        f"read {len(raw):,} rows, columns {', '.join(wanted)}: {len(groups):,} series",
+    )
+    stamps = _parse_timestamps(raw, time_columns, config.timestamp_format, source, report)
+    values = _numeric_values(raw, config.value_columns, source, report)
+    _check_finite(values, source)
+    _report_missing_cells(values, source, report)
+
+    # Sort and merge duplicates first: the frequency is inferred from the cleaned timestamps.
+    prepared: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
+    for series_id, positions in groups.items():
+        frame = pd.DataFrame(values.to_numpy()[positions], columns=list(config.value_columns))
+        frame.index = stamps[positions]
+        rows = positions + 1  # 1-based data rows
+        frame, rows = sort_by_time(frame, rows, series_id, report)
+        frame, rows = merge_duplicates(frame, rows, series_id, config.duplicates, source, report)
+        prepared[series_id] = (frame, rows)
+
+    if config.freq is None:
+        freq = infer_frequency([f.index for f, _ in prepared.values()], source, report)
+    else:
+        freq = config.freq
+        report.add(source, "frequency", 0, f"frequency {freq!r} as declared")
+
+    segments: list[Segment] = []
+    for series_id, (frame, rows) in prepared.items():
+        frame = regularise(frame, rows, series_id, freq, source, report)
+        frame = trim_edges(frame, series_id, source, report)
+        segments += fill_gaps(
+            frame,
+            series_id,
+            fill=config.fill,
+            max_gap=config.max_gap,
+            on_long_gap=config.on_long_gap,
+            freq=freq,
+            source=source,
+            report=report,
+        )
+
+    kept = _apply_min_length(segments, config, source, report)
+    for segment in kept:
+        n_filled = int(segment.filled.to_numpy().sum())
+        report.add(
+            segment.series_id,
+            "summary",
+            len(segment.frame),
+            f"ready: {len(segment.frame):,} rows at {freq!r} from {segment.frame.index[0]} "
+            f"to {segment.frame.index[-1]}; {n_filled:,} of {segment.frame.size:,} values filled "
+            f"({100 * n_filled / segment.frame.size:.3f}%)",
+        )
+    return LoadedData(
+        series={s.series_id: s.frame for s in kept},
+        filled={s.series_id: s.filled for s in kept},
+        target=config.target,
+        covariates=config.covariates,
+        freq=freq,
+        source=str(path),
+        config=config,
+        report=tuple(report.decisions),
+    )
+
+
+def file_format(path: Path) -> str:
+    """The reader to use, from the file name's suffix: `csv` or `parquet`."""
+    name = path.name.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return SUFFIXES[suffix]
+    raise UnsupportedFormatError(
+        f"{path.name}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}; "
+        f"allowed suffixes: {', '.join(SUFFIXES)}"
+    )
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
+    """The header alone, so a missing column is reported before the whole file is parsed."""
+    try:
+        if kind == "csv":
+            return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+        import pyarrow.parquet as pq
+
+        return [str(c) for c in pq.read_schema(path).names]
+    except pd.errors.EmptyDataError:
+        raise EmptyDataError(f"{path.name}: the file is empty (no header line)") from None
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError) as error:  # pandas ParserError, pyarrow ArrowInvalid
+        raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
+
+
+def _read_columns(
+    path: Path, kind: str, columns: list[str], time_columns: tuple[str, ...], config: LoadConfig
+) -> pd.DataFrame:
+    """Only the needed columns; timestamp and series-id columns as text, so that joining
+    columns (date + hour) and series ids like "007" keep what the file says."""
+    try:
+        if kind == "csv":
+            as_text = [*time_columns, *([config.series_col] if config.series_col else [])]
+            return pd.read_csv(
+                path, sep=config.sep, usecols=columns, dtype=dict.fromkeys(as_text, str)
+            )[columns]
+        return pd.read_parquet(path, columns=columns)
+    except (ValueError, OSError) as error:
+        raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
+
+
+def _resolve_timestamp_columns(
+    available: list[str], config: LoadConfig, source: str, report: Report
+) -> tuple[str, ...]:
+    if config.timestamp_columns:
+        return config.timestamp_columns
+    found = [c for c in available if c.lower() in TIMESTAMP_NAMES]
+    if len(found) != 1:
+        what = f"several candidates ({', '.join(found)})" if found else "none of them"
+        raise MissingColumnError(
+            f"{source}: timestamp_col not given and {what} among the columns named like "
+            f"{', '.join(TIMESTAMP_NAMES)}; pass timestamp_col (one column, or several to be "
+            f"joined with a space, e.g. date and hour). The file has: {', '.join(available)}"
+        )
+    report.add(source, "read", 0, f"using column {found[0]!r} as the timestamp (found by name)")
+    return (found[0],)
+
+
+def _parse_timestamps(
+    raw: pd.DataFrame, columns: tuple[str, ...], fmt: str | None, source: str, report: Report
+) -> pd.DatetimeIndex:
+    """Every row must parse. Zone-aware timestamps become UTC without a zone, which is also what
+    removes daylight-saving duplicates and holes from logs that carry their offsets."""
+    for column in columns:
+        empty = raw[column].isna().to_numpy()
+        if empty.any():
+            row = int(np.argmax(empty)) + 1
+            raise TimestampParseError(
+                f"{source}: column {column!r}, {row_label(row)}: empty timestamp "
+                f"({int(empty.sum()):,} empty cells in this column)"
+            )
+    label = " + ".join(repr(c) for c in columns)
+    if len(columns) == 1 and pd.api.types.is_datetime64_any_dtype(raw[columns[0]]):
+        parsed = raw[columns[0]]  # Parquet timestamp column: already parsed
+    else:
+        text = raw[columns[0]].astype(str)
+        for column in columns[1:]:
+            text = text + " " + raw[column].astype(str)
+        try:
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        except ValueError:  # several UTC offsets in one column
+            parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+        bad = parsed.isna().to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad)) + 1
+            hint = (
+                f"with timestamp_format={fmt!r}"
+                if fmt
+                else "(no timestamp_format given, so the format was inferred from the first row; "
+                "pass timestamp_format, e.g. '%Y-%m-%d %H:%M:%S')"
+            )
+            raise TimestampParseError(
+                f"{source}: column {label}, {row_label(row)}: cannot parse "
+                f"{text.iloc[row - 1]!r} as a timestamp {hint}; "
+                f"{int(bad.sum()):,} rows fail"
+            )
+    if parsed.dt.tz is not None:
+        report.add(
+            source,
+            "timezone",
+            len(parsed),
+            f"converted {len(parsed):,} timestamps from time zone {parsed.dt.tz} to UTC "
+            "and dropped the zone",
+        )
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return pd.DatetimeIndex(parsed, name="timestamp")
+
+
+def _numeric_values(
+    raw: pd.DataFrame, columns: tuple[str, ...], source: str, report: Report
+) -> pd.DataFrame:
+    """float64 columns; empty cells (and the CSV reader's NA spellings) become NaN = missing."""
+    out: dict[str, pd.Series] = {}
+    cast: list[str] = []
+    for column in columns:
+        cells = raw[column]
+        if pd.api.types.is_datetime64_any_dtype(cells) or pd.api.types.is_timedelta64_dtype(cells):
+            raise NonNumericValueError(
+                f"{source}: column {column!r} holds dates or durations, not numbers"
+            )
+        if pd.api.types.is_bool_dtype(cells) or pd.api.types.is_numeric_dtype(cells):
+            if not pd.api.types.is_float_dtype(cells):
+                cast.append(f"{column} ({cells.dtype})")
+            out[column] = cells.astype("float64")
+            continue
+        numbers = pd.to_numeric(cells, errors="coerce")
+        bad = (numbers.isna() & cells.notna()).to_numpy()
+        if bad.any():
+            row = int(np.argmax(bad)) + 1
+            raise NonNumericValueError(
+                f"{source}: column {column!r}, {row_label(row)}: {cells.iloc[row - 1]!r} is not "
+                f"a number ({int(bad.sum()):,} such cells in this column); values must be "
+                "numbers, with empty cells for missing values"
+            )
+        out[column] = numbers.astype("float64")
+    if cast:
+        report.add(source, "cast", len(cast), f"converted to float64: {', '.join(cast)}")
+    return pd.DataFrame(out)
+
+
+def _check_finite(values: pd.DataFrame, source: str) -> None:
+    """inf is an error: unlike NaN it is no honest "missing", and it would poison the scaler."""
+    array = values.to_numpy(dtype=np.float64)
+    infinite = np.isinf(array)
+    if infinite.any():
+        row, col = (int(i) for i in np.argwhere(infinite)[0])
+        column = values.columns[col]
+        raise NonFiniteValueError(
+            f"{source}: column {column!r}, {row_label(row + 1)}: value is "
+            f"{array[row, col]} ({int(infinite.sum()):,} infinite cells in the file); "
+            "infinite values are errors, not missing values: fix the cell or leave it empty"
+        )
+
+
+def _report_missing_cells(values: pd.DataFrame, source: str, report: Report) -> None:
+    counts = values.isna().sum()
+    total = int(counts.sum())
+    if total:
+        by_column = ", ".join(f"{c} {int(n):,}" for c, n in counts.items() if n)
+        report.add(
+            source,
+            "missing",
+            total,
+            f"{total:,} empty/NaN cells in the file ({by_column}); treated as missing values "
+            "and handed to the fill policy",
+        )
+
+
+def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, np.ndarray]:
+    """Series id -> positions of its rows in the file, ids in sorted order (deterministic)."""
+    if config.series_col is None:
+        name = config.series_id or path.name[: -len(_suffix(path))]
+        return {name: np.arange(len(raw))}
+    ids = raw[config.series_col]
+    empty = ids.isna().to_numpy()
+    if empty.any():
+        raise MissingSeriesIdError(
+            f"{path.name}: column {config.series_col!r}, "
+            f"{row_label(int(np.argmax(empty)) + 1)}: empty series id"
+        )
+    indices = ids.astype(str).groupby(ids.astype(str).to_numpy(), sort=True).indices
+    return {str(k): np.asarray(v) for k, v in indices.items()}
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return next(s for s in sorted(SUFFIXES, key=len, reverse=True) if name.endswith(s))
+
+
+def _apply_min_length(
+    segments: list[Segment], config: LoadConfig, source: str, report: Report
+) -> list[Segment]:
+    kept = []
+    for segment in segments:
+        n = len(segment.frame)
+        if n >= config.min_length:
+            kept.append(segment)
+        elif config.on_short == "drop":
+            report.add(
+                segment.series_id,
+                "drop",
+                n,
+                f"dropped: {n:,} rows, fewer than min_length={config.min_length:,} "
+                "(on_short='drop')",
+            )
+        else:
+            raise SeriesTooShortError(
+                f"{source}: series {segment.series_id!r} has {n:,} rows after cleaning, fewer "
+                f"than min_length={config.min_length:,}; set on_short='drop' to leave such "
+                f"series out (allowed: {', '.join(SHORT_SERIES_POLICIES)})"
+            )
+    if not kept:
+        raise SeriesTooShortError(
+            f"{source}: every series is shorter than min_length={config.min_length:,}"
+        )
+    return kept
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InvalidOptionError(
+            f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+        )

@@ -1,0 +1,357 @@
+"""Stages 2 and 3 of the training pipeline: split each series by time, then scale on train only.
+
+    splits = split_data(data, SplitConfig(method="ett", lookback=96))  # data: LoadedData
+    scaler = StandardScaler.fit(splits)              # reads splits[...].train and nothing else
+    scaled = scaler.transform_splits(splits)
+    json.dumps(scaler.to_dict())                     # into the model's config.json
+
+Leakage is ruled out by construction rather than by care:
+
+- A split is a `SplitPlan` of row spans, checked when it is built: train, val and test own
+  disjoint spans in time order. Val and test frames also carry the `lookback` rows just before
+  their span as input context (the ETT papers' convention), so their first windows have a full
+  input; those rows come from the past, and no window of val or test has a target outside its
+  own span.
+- `StandardScaler.fit` takes `SeriesSplit`s and reads only their `.train` frames. There is no
+  way to fit it on a frame, so no way to fit it on one that holds validation or test rows.
+
+One look-ahead is left to the loader's fill policy, and reported there: a value filled by
+interpolation (`LoadedData.filled`) in the last steps of the train span was computed from the
+next observed value, which may lie in the val span. `fill="ffill"` never looks ahead.
+
+Presets (`SplitConfig.method`):
+
+- "ett": the protocol of Informer (Zhou et al., AAAI 2021) and the ETT papers after it: the first
+  12 months train, the next 4 val, the next 4 test, a month being 30 days: 8,640 / 2,880 / 2,880
+  rows hourly, four times that at 15 minutes. Rows after the 20 months are left unused, as there.
+- "fractions": the first `train_fraction` of the rows train, the next `val_fraction` val, the
+  rest test (defaults 0.7 / 0.1 / 0.2, Informer's split for custom data). With several series
+  each is split at its own fractions, so their borders may fall on different dates.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from training.data import LoadedData
+from training.validation import DataValidationError, InvalidOptionError, fixed_step
+
+SplitMethod = Literal["ett", "fractions"]
+SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions")
+ETT_MONTH = pd.Timedelta(days=30)  # the ETT code counts a month as 30 days
+ETT_MONTHS = (12, 4, 4)  # train, val, test
+
+
+class SplitError(DataValidationError):
+    """A split that cannot be made (series too short) or that would break time order."""
+
+
+class ScalerError(ValueError):
+    """A scaler asked for columns it does not know, or a malformed serialised scaler."""
+
+
+class UnknownSeriesError(ScalerError):
+    """A per-series scaler asked to scale a series it was not fitted on."""
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How to split every series of a `LoadedData`; JSON-serialisable for the run's config."""
+
+    lookback: int  # input length of the model; val/test frames reach back this many rows
+    method: SplitMethod = "fractions"
+    train_fraction: float = 0.7  # "fractions" only
+    val_fraction: float = 0.1  # "fractions" only; test gets the rest
+
+    def __post_init__(self) -> None:
+        if self.method not in SPLIT_METHODS:
+            raise InvalidOptionError(
+                f"split method must be one of {', '.join(map(repr, SPLIT_METHODS))}, "
+                f"got {self.method!r}"
+            )
+        if self.lookback < 1:
+            raise InvalidOptionError(f"lookback must be an integer >= 1, got {self.lookback}")
+        ok = 0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
+        if not ok or self.train_fraction + self.val_fraction >= 1:
+            raise InvalidOptionError(
+                "train_fraction and val_fraction must each lie in (0, 1) and leave a test share "
+                f"(sum < 1), got {self.train_fraction} and {self.val_fraction}"
+            )
+
+
+@dataclass(frozen=True)
+class Span:
+    """Rows [start, stop) that a split owns, plus `context` rows before them read as input only."""
+
+    start: int
+    stop: int
+    context: int = 0
+
+    @property
+    def input_start(self) -> int:
+        return self.start - self.context
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Train, val and test spans of one series of `n_rows` rows; the invariants that rule out
+    leakage are checked here, so every plan that exists is a valid one."""
+
+    n_rows: int
+    lookback: int
+    train: Span
+    val: Span
+    test: Span
+
+    def __post_init__(self) -> None:
+        train, val, test = self.train, self.val, self.test
+        problems = []
+        if train.start != 0 or train.context != 0:
+            problems.append("train must start at row 0 with no context")
+        if min(len(train), len(val), len(test)) < 1:
+            problems.append("every span must hold at least one row")
+        if not (train.stop <= val.start and val.stop <= test.start and test.stop <= self.n_rows):
+            problems.append("spans must be disjoint, in time order, and inside the series")
+        if val.context != self.lookback or test.context != self.lookback:
+            problems.append("val and test must carry exactly `lookback` rows of context")
+        if val.input_start < 0:
+            problems.append(f"the train span ({len(train)} rows) is shorter than the lookback")
+        if problems:
+            raise SplitError(f"invalid split {self.to_dict()}: {'; '.join(problems)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        spans = {"train": self.train, "val": self.val, "test": self.test}
+        return {
+            "n_rows": self.n_rows,
+            "lookback": self.lookback,
+            **{
+                k: {"start": s.start, "stop": s.stop, "context": s.context}
+                for k, s in spans.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> "SplitPlan":
+        return cls(
+            n_rows=int(state["n_rows"]),
+            lookback=int(state["lookback"]),
+            **{k: Span(**state[k]) for k in ("train", "val", "test")},
+        )
+
+
+def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
+    """Row spans for one series of `n_rows` rows at `freq`."""
+    if config.method == "ett":
+        n_train, n_val, n_test = (m * _rows_per_ett_month(freq) for m in ETT_MONTHS)
+        if n_rows < n_train + n_val + n_test:
+            raise SplitError(
+                f"the ETT split needs {n_train + n_val + n_test:,} rows "
+                f"({n_train:,} + {n_val:,} + {n_test:,}) at {freq!r}, the series has {n_rows:,}"
+            )
+    else:
+        n_train = int(n_rows * config.train_fraction)
+        n_val = int(n_rows * config.val_fraction)
+        n_test = n_rows - n_train - n_val
+        if min(n_train, n_val, n_test) < 1 or n_train < config.lookback:
+            raise SplitError(
+                f"{n_rows:,} rows split {n_train:,} / {n_val:,} / {n_test:,}: every part needs a "
+                f"row and train at least lookback={config.lookback} rows"
+            )
+    val_start, test_start = n_train, n_train + n_val
+    return SplitPlan(
+        n_rows=n_rows,
+        lookback=config.lookback,
+        train=Span(0, n_train),
+        val=Span(val_start, test_start, context=config.lookback),
+        test=Span(test_start, test_start + n_test, context=config.lookback),
+    )
+
+
+def _rows_per_ett_month(freq: str) -> int:
+    step = fixed_step(freq)
+    rows = ETT_MONTH / step if step is not None else math.nan
+    if not float(rows).is_integer():
+        raise SplitError(
+            f"the ETT split counts months as 30 days and needs a fixed step that divides them "
+            f"(e.g. 'h', '15min'), got freq {freq!r}"
+        )
+    return int(rows)
+
+
+@dataclass(frozen=True)
+class SeriesSplit:
+    """One series cut by a plan. `val` and `test` begin with `plan.lookback` context rows (input
+    only); their own rows follow."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    plan: SplitPlan
+
+
+def split_series(frame: pd.DataFrame, plan: SplitPlan) -> SeriesSplit:
+    if len(frame) != plan.n_rows:
+        raise SplitError(f"the plan is for {plan.n_rows:,} rows, the frame has {len(frame):,}")
+    return SeriesSplit(
+        train=frame.iloc[plan.train.start : plan.train.stop],
+        val=frame.iloc[plan.val.input_start : plan.val.stop],
+        test=frame.iloc[plan.test.input_start : plan.test.stop],
+        plan=plan,
+    )
+
+
+def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
+    """Every series of `data` split by `config` (a plan per series, from its own length)."""
+    return {
+        series_id: split_series(frame, plan_split(len(frame), data.freq, config))
+        for series_id, frame in data.series.items()
+    }
+
+
+# --- scaling ---------------------------------------------------------------------------------
+
+ScalerScope = Literal["series", "global"]
+SCALER_SCOPES: tuple[ScalerScope, ...] = ("series", "global")
+GLOBAL = "*"  # the key of the one set of statistics of a "global" scaler
+# A train std this small relative to the mean is a constant column: dividing by it would blow
+# rounding noise up to huge values, so such a column is only centred (scale 1), as sklearn does.
+CONSTANT_TOLERANCE = 1e-10
+
+
+@dataclass(frozen=True)
+class ColumnScale:
+    mean: float
+    scale: float  # the divisor: the train standard deviation (ddof=0), or 1.0 if constant
+
+
+@dataclass(frozen=True)
+class StandardScaler:
+    """z = (x - mean) / scale per column; per series (`scope="series"`) or one set for all
+    series (`scope="global"`, which can also scale series it never saw, e.g. at serving time)."""
+
+    columns: tuple[str, ...]
+    scope: ScalerScope
+    stats: Mapping[str, Mapping[str, ColumnScale]]  # series id (or GLOBAL) -> column -> scale
+
+    @classmethod
+    def fit(
+        cls, splits: Mapping[str, SeriesSplit], *, scope: ScalerScope = "series"
+    ) -> "StandardScaler":
+        """Statistics from the train frames only: the one place they are computed."""
+        if scope not in SCALER_SCOPES:
+            raise InvalidOptionError(
+                f"scope must be one of {', '.join(map(repr, SCALER_SCOPES))}, got {scope!r}"
+            )
+        if not splits:
+            raise ScalerError("no series to fit on")
+        trains = {series_id: split.train for series_id, split in splits.items()}
+        columns = tuple(str(c) for c in next(iter(trains.values())).columns)
+        for series_id, train in trains.items():
+            if tuple(str(c) for c in train.columns) != columns:
+                raise ScalerError(
+                    f"series {series_id!r} has columns {list(train.columns)}, "
+                    f"the first series {list(columns)}"
+                )
+        if scope == "series":
+            stats = {series_id: _column_scales(train) for series_id, train in trains.items()}
+        else:
+            stats = {GLOBAL: _column_scales(pd.concat(list(trains.values())))}
+        return cls(columns=columns, scope=scope, stats=stats)
+
+    def transform(self, series_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+        mean, scale = self._arrays(series_id, frame.columns)
+        values = (frame.to_numpy(dtype=np.float64) - mean) / scale  # (T, C)
+        return pd.DataFrame(values, index=frame.index, columns=frame.columns)
+
+    def inverse_transform(self, series_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+        mean, scale = self._arrays(series_id, frame.columns)
+        values = frame.to_numpy(dtype=np.float64) * scale + mean  # (T, C)
+        return pd.DataFrame(values, index=frame.index, columns=frame.columns)
+
+    def inverse_values(self, series_id: str, column: str, values: np.ndarray) -> np.ndarray:
+        """Un-scale a bare array of one column (e.g. a forecast of the target)."""
+        mean, scale = self._arrays(series_id, [column])
+        return np.asarray(values, dtype=np.float64) * float(scale[0]) + float(mean[0])
+
+    def transform_splits(self, splits: Mapping[str, SeriesSplit]) -> dict[str, SeriesSplit]:
+        return {
+            series_id: SeriesSplit(
+                train=self.transform(series_id, split.train),
+                val=self.transform(series_id, split.val),
+                test=self.transform(series_id, split.test),
+                plan=split.plan,
+            )
+            for series_id, split in splits.items()
+        }
+
+    def _arrays(self, series_id: str, columns: Any) -> tuple[np.ndarray, np.ndarray]:
+        key = GLOBAL if self.scope == "global" else series_id
+        if key not in self.stats:
+            known = sorted(self.stats)
+            shown = ", ".join(map(repr, known[:10])) + (" ..." if len(known) > 10 else "")
+            raise UnknownSeriesError(
+                f"no scaling statistics for series {series_id!r}; this per-series scaler was "
+                f"fitted on {len(known)} series: {shown}"
+            )
+        by_column = self.stats[key]
+        unknown = [str(c) for c in columns if str(c) not in by_column]
+        if unknown:
+            raise ScalerError(f"unknown column(s) {unknown}; the scaler has {list(self.columns)}")
+        mean = np.array([by_column[str(c)].mean for c in columns])
+        scale = np.array([by_column[str(c)].scale for c in columns])
+        return mean, scale
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only, for the model's config.json (loading it needs no pickle)."""
+        return {
+            "kind": "standard",
+            "scope": self.scope,
+            "columns": list(self.columns),
+            "stats": {
+                series_id: {c: {"mean": s.mean, "scale": s.scale} for c, s in by_column.items()}
+                for series_id, by_column in self.stats.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> "StandardScaler":
+        kind, scope = state.get("kind"), state.get("scope")
+        if kind != "standard" or scope not in SCALER_SCOPES:
+            raise ScalerError(
+                f"expected kind 'standard' and scope one of {', '.join(map(repr, SCALER_SCOPES))}, "
+                f"got {kind!r} and {scope!r}"
+            )
+        try:
+            columns = tuple(str(c) for c in state["columns"])
+            stats = {
+                str(series_id): {
+                    c: ColumnScale(float(by_column[c]["mean"]), float(by_column[c]["scale"]))
+                    for c in columns
+                }
+                for series_id, by_column in state["stats"].items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ScalerError(f"malformed scaler state: {error!r}") from error
+        for by_column in stats.values():
+            for c, s in by_column.items():
+                if not (math.isfinite(s.mean) and math.isfinite(s.scale) and s.scale > 0):
+                    raise ScalerError(f"column {c!r}: mean and scale must be finite, scale > 0")
+        return cls(columns=columns, scope=scope, stats=stats)
+
+
+def _column_scales(train: pd.DataFrame) -> dict[str, ColumnScale]:
+    values = train.to_numpy(dtype=np.float64)  # (T, C)
+    mean = values.mean(axis=0)
+    std = values.std(axis=0)  # ddof=0, as sklearn's StandardScaler
+    out = {}
+    for c, column in enumerate(train.columns):
+        constant = std[c] <= CONSTANT_TOLERANCE * max(1.0, abs(float(mean[c])))
+        out[str(column)] = ColumnScale(float(mean[c]), 1.0 if constant else float(std[c]))
+    return out

@@ -1,0 +1,455 @@
+"""The rules that turn one raw history into a clean regular series, and the report of each change.
+
+A file becomes training data only through decisions: sort it by time, merge duplicated
+timestamps, put it on a regular grid, fill short gaps, refuse (or split at) long ones, refuse
+(or drop) short series. Each decision is taken here by a stated, configurable policy and recorded
+as a `Decision` with counts, so a run's report says exactly how the data that trained a model
+differs from the file the user brought. Nothing is fixed silently: what no stated policy covers
+stops with a `DataValidationError` that names the file, the column and the row (or the series and
+the timestamps) and, where there is a choice, the allowed values.
+
+`training/data.py` reads files and calls these functions on one series at a time: a pandas frame
+with a DatetimeIndex and float64 value columns, plus the 1-based data-row number of each row in
+the source file so that errors can point back at it.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class DataValidationError(ValueError):
+    """Base class: the data (or an option about it) cannot become training data as asked."""
+
+
+class InvalidOptionError(DataValidationError):
+    """A loading option outside its allowed values; raised before any file is read."""
+
+
+class UnsupportedFormatError(DataValidationError):
+    """A file whose suffix is not one of the supported formats."""
+
+
+class UnreadableFileError(DataValidationError):
+    """The CSV or Parquet reader itself failed (malformed file); the reader's message is kept."""
+
+
+class MissingColumnError(DataValidationError):
+    """A timestamp, series, target or covariate column that the file does not have."""
+
+
+class EmptyDataError(DataValidationError):
+    """No data rows, or a column with no values at all."""
+
+
+class TimestampParseError(DataValidationError):
+    """A timestamp cell that is empty or cannot be parsed."""
+
+
+class MissingSeriesIdError(DataValidationError):
+    """An empty cell in the series-id column of a long-format file."""
+
+
+class NonNumericValueError(DataValidationError):
+    """A target or covariate cell that is not a number."""
+
+
+class NonFiniteValueError(DataValidationError):
+    """An infinite target or covariate value (NaN is a missing value; inf is an error)."""
+
+
+class DuplicateTimestampError(DataValidationError):
+    """Duplicated timestamps while the duplicate policy is "error"."""
+
+
+class FrequencyError(DataValidationError):
+    """The frequency cannot be inferred, or timestamps are not on the frequency's grid."""
+
+
+class GapTooLongError(DataValidationError):
+    """A run of missing steps longer than the fill policy allows, with on_long_gap="error"."""
+
+
+class SeriesTooShortError(DataValidationError):
+    """A series shorter than min_length, with on_short="error"."""
+
+
+# --- policies --------------------------------------------------------------------------------
+
+DuplicatePolicy = Literal["mean", "first", "last", "error"]
+DUPLICATE_POLICIES: tuple[DuplicatePolicy, ...] = ("mean", "first", "last", "error")
+FillMethod = Literal["interpolate", "ffill", "none"]
+FILL_METHODS: tuple[FillMethod, ...] = ("interpolate", "ffill", "none")
+LongGapPolicy = Literal["error", "split"]
+LONG_GAP_POLICIES: tuple[LongGapPolicy, ...] = ("error", "split")
+ShortSeriesPolicy = Literal["error", "drop"]
+SHORT_SERIES_POLICIES: tuple[ShortSeriesPolicy, ...] = ("error", "drop")
+
+_FILL_WORDS: dict[FillMethod, str] = {
+    "interpolate": "linear interpolation between the neighbouring observed values",
+    "ffill": "carrying the last observed value forward",
+    "none": "nothing",
+}
+
+# A regular grid this many times longer than the data means the frequency is wrong (e.g. freq="s"
+# for hourly data), not that the data has gaps; refuse before allocating it.
+MAX_GRID_GROWTH = 50
+
+
+def fixed_step(freq: str) -> pd.Timedelta | None:
+    """The length of one step of `freq` if it is fixed ("h", "15min", "D" on naive timestamps);
+    None for calendar frequencies whose steps vary ("MS", "B", "W-SUN")."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    if isinstance(offset, pd.offsets.Tick):
+        return pd.Timedelta(offset)
+    if isinstance(offset, pd.offsets.Day):  # not a Tick since pandas 3; 24 h on naive stamps
+        return pd.Timedelta(days=offset.n)
+    return None
+
+
+def plural(n: int, word: str) -> str:
+    """`3 steps`, `1 step`: report lines are read by people."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def row_label(row: int) -> str:
+    """How errors name a row: the 1-based data row, header not counted (not the line number:
+    a CSV with blank or multi-line rows would make line numbers wrong, and Parquet has none)."""
+    return f"data row {row} (1-based, header not counted)"
+
+
+# --- the report ------------------------------------------------------------------------------
+
+Step = Literal[
+    "read",
+    "timezone",
+    "cast",
+    "missing",
+    "sort",
+    "duplicates",
+    "frequency",
+    "regularise",
+    "trim",
+    "split",
+    "fill",
+    "drop",
+    "summary",
+]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One thing the loader did to the data (or found about it), with how many rows/values."""
+
+    subject: str  # series id, or the file name for decisions about the whole file
+    step: Step
+    count: int  # rows or values the decision touched; 0 where it changed nothing
+    message: str  # the full sentence, starting with the subject
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Report:
+    """Collects decisions in the order they were taken."""
+
+    decisions: list[Decision] = field(default_factory=list)
+
+    def add(self, subject: str, step: Step, count: int, text: str) -> None:
+        self.decisions.append(Decision(subject, step, count, f"{subject}: {text}"))
+
+
+# --- per-series rules ------------------------------------------------------------------------
+
+
+def sort_by_time(
+    frame: pd.DataFrame, rows: np.ndarray, series: str, report: Report
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Put rows in time order (a stable sort, so duplicates keep their file order)."""
+    stamps = frame.index.to_numpy()
+    backwards = int(np.count_nonzero(stamps[1:] < stamps[:-1]))
+    if backwards == 0:
+        return frame, rows
+    order = np.argsort(stamps, kind="stable")
+    report.add(
+        series,
+        "sort",
+        len(frame),
+        f"sorted {len(frame):,} rows by time (input was not in time order: "
+        f"time went backwards at {backwards:,} places)",
+    )
+    return frame.iloc[order], rows[order]
+
+
+def merge_duplicates(
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    series: str,
+    policy: DuplicatePolicy,
+    source: str,
+    report: Report,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per timestamp. Expects time order.
+
+    "mean" averages the duplicates column by column, ignoring missing cells: right for the
+    daylight-saving fall-back hour of local-time logs (PJM), where two real hours share one label
+    and their mean keeps the scale of one hour. "first"/"last" keep one row as it is in the file.
+    """
+    duplicated = frame.index.duplicated(keep=False)
+    n_rows = int(np.count_nonzero(duplicated))
+    if n_rows == 0:
+        return frame, rows
+    stamps = frame.index[duplicated]
+    n_stamps = int(stamps.nunique())
+    first = stamps[0]
+    first_rows = ", ".join(str(r) for r in rows[frame.index == first])
+    if policy == "error":
+        merging = ", ".join(p for p in DUPLICATE_POLICIES if p != "error")
+        raise DuplicateTimestampError(
+            f"{source}: series {series!r} has {n_stamps:,} duplicated timestamps "
+            f"({n_rows:,} rows); the first is {first} at data rows {first_rows} (1-based, header "
+            f"not counted). Set duplicates to one of {merging} "
+            "to merge them"
+        )
+    keep_first = ~frame.index.duplicated(keep="first")
+    if policy == "mean":
+        merged = frame.groupby(level=0, sort=False).mean()
+        kept_rows = rows[keep_first]
+        how = "averaging their values column by column, leaving missing cells out"
+    else:
+        keep = keep_first if policy == "first" else ~frame.index.duplicated(keep="last")
+        merged, kept_rows = frame[keep], rows[keep]
+        how = f"keeping the {policy} row of each in file order"
+    report.add(
+        series,
+        "duplicates",
+        n_rows - n_stamps,
+        f"merged {plural(n_stamps, 'duplicated timestamp')} ({n_rows:,} rows -> {n_stamps:,}, "
+        f"{plural(n_rows - n_stamps, 'row')} removed) by {how} (duplicates={policy!r}); "
+        f"first: {first} at data rows {first_rows}",
+    )
+    return merged, kept_rows
+
+
+def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) -> str:
+    """The modal step between consecutive timestamps, pooled over all series, as a pandas alias.
+
+    The mode, not the minimum or `pd.infer_freq`: it survives gaps (which make steps longer) and
+    a stray early reading (one short step), and needs no complete stretch of data. It yields fixed
+    steps only ("h", "15min", "D"); calendar frequencies ("MS", "W-SUN", "B") must be declared,
+    and the grid check in `regularise` says so when a fixed step does not fit.
+    """
+    steps = [np.diff(index.to_numpy()) for index in indexes if len(index) > 1]
+    pooled = np.concatenate(steps) if steps else np.array([], dtype="timedelta64[us]")
+    if pooled.size == 0:
+        raise FrequencyError(
+            f"{source}: cannot infer the frequency: every series has fewer than 2 distinct "
+            "timestamps; pass freq (a pandas offset alias such as 'h', '15min', 'D', 'MS')"
+        )
+    values, counts = np.unique(pooled, return_counts=True)  # sorted: ties go to the shorter step
+    modal = pd.Timedelta(values[int(np.argmax(counts))])
+    day = pd.Timedelta(days=1)
+    # Whole days as "D", not "24h" (pandas 3's Timedelta -> offset): the same step on naive
+    # timestamps, and the alias users write.
+    offset = pd.offsets.Day(modal // day) if modal % day == pd.Timedelta(0) else modal
+    freq = str(pd.tseries.frequencies.to_offset(offset).freqstr)
+    n_modal = int(counts.max())
+    report.add(
+        source,
+        "frequency",
+        0,
+        f"frequency {freq!r} inferred from the timestamps: the modal step, "
+        f"{n_modal:,} of {pooled.size:,} steps ({100 * n_modal / pooled.size:.2f}%)",
+    )
+    return freq
+
+
+def regularise(
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    series: str,
+    freq: str,
+    source: str,
+    report: Report,
+) -> pd.DataFrame:
+    """Reindex onto the regular grid from the first to the last timestamp; inserted steps are NaN.
+
+    Timestamps off the grid are an error, not rounded: snapping or resampling would change what
+    the data says, and usually means `freq` is wrong.
+    """
+    start, end = frame.index[0], frame.index[-1]
+    offset = pd.tseries.frequencies.to_offset(freq)
+    step = fixed_step(freq)
+    if step is not None:
+        n_steps = (end - start) // step + 1
+        if n_steps > MAX_GRID_GROWTH * len(frame) + 100:
+            raise FrequencyError(
+                f"{source}: series {series!r}: a regular {freq!r} grid from {start} to {end} "
+                f"would have {n_steps:,} steps for {len(frame):,} rows; is freq right?"
+            )
+    unit = pd.DatetimeIndex(frame.index).unit
+    grid = pd.date_range(start, end, freq=offset, unit=unit, name="timestamp")
+    on_grid = frame.index.isin(grid)
+    if not on_grid.all():
+        first = int(np.flatnonzero(~on_grid)[0])
+        raise FrequencyError(
+            f"{source}: series {series!r}: timestamp {frame.index[first]} at "
+            f"{row_label(int(rows[first]))} is not on the {freq!r} grid that starts at {start} "
+            f"({np.count_nonzero(~on_grid):,} timestamps are off it). The loader does not "
+            "resample: pass the freq the data is recorded at (calendar frequencies such as 'MS' "
+            "or 'B' must be passed explicitly), or resample the file first"
+        )
+    n_missing = len(grid) - len(frame)
+    frame = frame.reindex(grid)
+    if n_missing:
+        report.add(
+            series,
+            "regularise",
+            n_missing,
+            f"inserted {n_missing:,} missing timestamps to make the series regular at {freq!r} "
+            f"({len(grid):,} steps from {start} to {end}); their values are missing and go to "
+            "the fill policy",
+        )
+    return frame
+
+
+def trim_edges(frame: pd.DataFrame, series: str, source: str, report: Report) -> pd.DataFrame:
+    """Drop leading/trailing rows that miss a value: nothing on one side to fill them from."""
+    complete = frame.notna().all(axis=1).to_numpy()
+    if not complete.any():
+        empty = [str(c) for c in frame.columns if frame[c].isna().all()]
+        detail = f"column(s) {', '.join(empty)} have no values" if empty else "no row is complete"
+        raise EmptyDataError(f"{source}: series {series!r}: {detail}")
+    head = int(np.argmax(complete))
+    tail = int(np.argmax(complete[::-1]))
+    if head == 0 and tail == 0:
+        return frame
+    report.add(
+        series,
+        "trim",
+        head + tail,
+        f"trimmed {head:,} leading and {tail:,} trailing rows that miss a value "
+        "(there is no observed value on one side to fill from)",
+    )
+    return frame.iloc[head : len(frame) - tail]
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a 1-D boolean array."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of one series with no missing value left, and where values were filled."""
+
+    series_id: str
+    frame: pd.DataFrame
+    filled: pd.DataFrame  # bool, same shape: True where the value was filled, not observed
+
+
+def fill_gaps(
+    frame: pd.DataFrame,
+    series: str,
+    *,
+    fill: FillMethod,
+    max_gap: int,
+    on_long_gap: LongGapPolicy,
+    freq: str,
+    source: str,
+    report: Report,
+) -> list[Segment]:
+    """Fill runs of at most `max_gap` missing steps per column; refuse or split at longer runs.
+
+    Expects a regular frame with no missing value in its first and last row. With fill="none"
+    nothing is filled, so every missing value counts as a long gap. Splitting removes the rows of
+    each long gap (in any column) and returns the pieces as separate series `<id>#1`, `<id>#2`...
+    so that no training window ever spans a gap.
+    """
+    limit = 0 if fill == "none" else max_gap
+    missing = frame.isna().to_numpy()
+    long_rows = np.zeros(len(frame), dtype=bool)
+    long_gaps: list[tuple[int, int, str]] = []  # (start, stop, column)
+    for c, column in enumerate(frame.columns):
+        for start, stop in runs(missing[:, c]):
+            if stop - start > limit:
+                long_rows[start:stop] = True
+                long_gaps.append((start, stop, str(column)))
+    pieces = [frame]
+    if long_gaps:
+        start, stop, column = min(long_gaps)
+        longest = max(b - a for a, b, _ in long_gaps)
+        regions = runs(long_rows)  # a gap shared by several columns counts once
+        if on_long_gap == "error":
+            why = (
+                "fill='none' fills nothing, so every gap is too long"
+                if fill == "none"
+                else f"longer than max_gap={max_gap}"
+            )
+            raise GapTooLongError(
+                f"{source}: series {series!r}, column {column!r}: {stop - start:,} missing steps "
+                f"at {freq!r} from {frame.index[start]} to {frame.index[stop - 1]}, {why} "
+                f"({plural(len(regions), 'such gap')} in this series, the longest {longest:,}). "
+                f"Raise max_gap to at least {longest:,} to fill them, or set on_long_gap to "
+                f"'split' to cut the series there (allowed: {', '.join(LONG_GAP_POLICIES)})"
+            )
+        kept = runs(~long_rows)
+        pieces = [frame.iloc[a:b] for a, b in kept]
+        n_dropped = int(np.count_nonzero(long_rows))
+        n_observed = int(np.count_nonzero((~missing[long_rows]).any(axis=1)))
+        first_a, first_b = regions[0]
+        report.add(
+            series,
+            "split",
+            n_dropped,
+            f"split into {len(pieces)} segments at {plural(len(regions), 'gap')} longer than "
+            f"{plural(limit, 'step')} (the longest {longest:,}; the first from "
+            f"{frame.index[first_a]} to {frame.index[first_b - 1]}); dropped the "
+            f"{n_dropped:,} rows inside them ({n_observed:,} of which had some observed value)",
+        )
+
+    segments: list[Segment] = []
+    filled_per_column = dict.fromkeys((str(c) for c in frame.columns), 0)
+    for k, piece in enumerate(pieces, start=1):
+        segment_id = series if len(pieces) == 1 else f"{series}#{k}"
+        if len(pieces) > 1:
+            if not piece.notna().all(axis=1).any():  # only short gaps of different columns
+                report.add(
+                    segment_id,
+                    "drop",
+                    len(piece),
+                    f"dropped this {len(piece):,}-row segment: no row has every value",
+                )
+                continue
+            piece = trim_edges(piece, segment_id, source, report)
+        mask = piece.isna()
+        if mask.to_numpy().any():
+            if fill == "interpolate":
+                piece = piece.interpolate(method="linear", limit_area="inside")
+            else:  # "ffill"; "none" never gets here: with limit 0 every gap was long
+                piece = piece.ffill()
+            for name, n in mask.sum().items():
+                filled_per_column[str(name)] += int(n)
+        segments.append(Segment(segment_id, piece, mask))
+
+    n_filled = sum(filled_per_column.values())
+    if n_filled:
+        by_column = ", ".join(f"{c} {n:,}" for c, n in filled_per_column.items() if n)
+        short = [b - a for c in range(missing.shape[1]) for a, b in runs(missing[:, c])]
+        longest_filled = max((n for n in short if n <= limit), default=0)
+        report.add(
+            series,
+            "fill",
+            n_filled,
+            f"filled {n_filled:,} missing values by {_FILL_WORDS[fill]} (fill={fill!r}, "
+            f"max_gap={max_gap}): {by_column}; longest filled gap {plural(longest_filled, 'step')}",
+        )
+    return segments
