@@ -16,14 +16,19 @@ with W unitary, so |W h| = |h|: the state keeps its norm and the Jacobian of a l
 steps neither vanishes nor explodes (up to what modReLU removes). States are complex; inside
 this file a complex state h is also carried as the real pair s = [Re h, Im h] (2n values).
 
-Two ways to run the same recurrence:
+Three ways to run the same recurrence (`URNNConfig.recurrence`):
 - `reference`: one complex operation after another, autograd through every step. For the
   structured form it applies the paper's FFT chain at every step. Kept because it is the
-  obvious-to-read definition the fast path is tested against.
-- `fast` (default): W is materialised once per forward pass in the real block form
-  [[A, -B], [B, A]] (W = A + iB), all input projections V x_t are done in one matmul before the
-  loop, and a custom autograd Function runs the step loop and the backward-through-time loop
-  itself in real arithmetic, accumulating dW as one matmul after the loop.
+  obvious-to-read definition the other two are tested against.
+- `python`: W is materialised once per forward pass in the real block form [[A, -B], [B, A]]
+  (W = A + iB), all input projections V x_t are done in one matmul before the loop, and a custom
+  autograd Function runs the step loop and the backward-through-time loop itself in real
+  arithmetic, accumulating dW as one matmul after the loop.
+- `fast` (default): the same loops compiled to C++ (`models.recurrence_cpp`, built on first
+  use): a dense step (`addmm` + fused modReLU) for the full W, the paper's O(n log n) factor
+  chain (input projection fused in) for the structured W with n a power of two. Falls back to
+  `python`, with one logged warning, where the extension cannot be built, and off the CPU.
+  docs/performance.md has the timings.
 """
 
 from __future__ import annotations
@@ -36,10 +41,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.recurrence_cpp import (
+    StructuredFactors,
+    compiled_ops,
+    dense_recurrence,
+    grad_w_t_from_states,
+    keeps_history,
+    structured_recurrence,
+)
+
 UnitaryKind = Literal["structured", "full"]
-RecurrenceKind = Literal["fast", "reference"]
+RecurrenceKind = Literal["fast", "reference", "python"]
 UNITARY_KINDS: tuple[UnitaryKind, ...] = ("structured", "full")
-RECURRENCE_KINDS: tuple[RecurrenceKind, ...] = ("fast", "reference")
+RECURRENCE_KINDS: tuple[RecurrenceKind, ...] = ("fast", "reference", "python")
 
 
 class URNNConfigError(ValueError):
@@ -56,7 +70,9 @@ class URNNConfig:
     hidden_size: int  # n complex units; the real state has 2n numbers
     output_size: int
     unitary: UnitaryKind = "structured"  # "structured": 7n parameters; "full": n^2
-    recurrence: RecurrenceKind = "fast"  # "reference" is the step-by-step definition
+    # "fast": compiled C++ loop (Python loop if it cannot be built); "python": the Python loop;
+    # "reference": the step-by-step complex definition. Same values, different speeds.
+    recurrence: RecurrenceKind = "fast"
     # Added to |z|^2 inside the modulus: keeps d|z|/dz finite at z = 0, where the complex
     # `abs` has a NaN gradient. Small enough not to change the forward value noticeably.
     modrelu_eps: float = 1e-5
@@ -202,50 +218,49 @@ def haar_unitary_generator(n: int) -> Tensor:
 
 
 # -----------------------------------------------------------------------------
-# The fast recurrence: one autograd node for the whole sequence
+# The recurrence as one autograd node for the whole sequence (the Python loop; the compiled
+# loops in models.recurrence_cpp have the same contract)
 
 
 class UnitaryRecurrence(torch.autograd.Function):
     """s_t = modReLU(s_{t-1} @ M^T + u_t) over all t, in real pairs, with a hand-written BPTT.
 
-    Inputs: u (B, T, 2n) the projected inputs; w_t = M^T (2n, 2n) the block form of W,
-    transposed for row-batch states; bias (n,) modReLU bias; s0 (B, 2n) initial state.
-    Returns all states (B, T, 2n).
+    Time-major: u (T, B, 2n) the projected inputs; w_t = M^T (2n, 2n) the block form of W,
+    transposed for row-batch states; bias (n,) modReLU bias; s0 (B, 2n) initial state; keep:
+    whether to keep z_t for a backward pass. Returns all states (T, B, 2n).
     """
 
     @staticmethod
-    def forward(ctx: Any, u: Tensor, w_t: Tensor, bias: Tensor, s0: Tensor, eps: float) -> Tensor:
-        batch, steps, two_n = u.shape
+    def forward(
+        ctx: Any, u: Tensor, w_t: Tensor, bias: Tensor, s0: Tensor, eps: float, keep: bool
+    ) -> Tensor:
+        steps, batch, two_n = u.shape
         n = two_n // 2
-        u_tb = u.transpose(0, 1).contiguous()  # (T, B, 2n): each step is one contiguous block
-        keep = any(ctx.needs_input_grad[:4])
-        z_all = torch.empty_like(u_tb) if keep else u_tb.new_empty(1, batch, two_n)
-        s_all = u_tb.new_empty(steps + 1, batch, two_n)
-        s_all[0] = s0
+        z_all = torch.empty_like(u) if keep else u.new_empty(1, batch, two_n)
+        states = torch.empty_like(u)
         for t in range(steps):
             z = z_all[t] if keep else z_all[0]
-            torch.addmm(u_tb[t], s_all[t], w_t, out=z)  # (B, 2n)
+            torch.addmm(u[t], s0 if t == 0 else states[t - 1], w_t, out=z)  # (B, 2n)
             zr, zi = z[:, :n], z[:, n:]
             modulus = torch.sqrt(zr * zr + zi * zi + eps)  # (B, n)
             scale = F.relu(modulus + bias).div_(modulus)  # (B, n)
-            torch.mul(z.view(batch, 2, n), scale.unsqueeze(1), out=s_all[t + 1].view(batch, 2, n))
+            torch.mul(z.view(batch, 2, n), scale.unsqueeze(1), out=states[t].view(batch, 2, n))
         if keep:
-            ctx.save_for_backward(w_t, bias, z_all, s_all)
+            ctx.save_for_backward(w_t, bias, s0, states, z_all)
             ctx.eps = eps
-        return s_all[1:].transpose(0, 1).contiguous()
+        return states
 
     @staticmethod
     def backward(ctx: Any, grad_states: Tensor) -> tuple[Tensor | None, ...]:
-        w_t, bias, z_all, s_all = ctx.saved_tensors
+        w_t, bias, s0, states, z_all = ctx.saved_tensors
         eps: float = ctx.eps
-        steps, batch, two_n = z_all.shape
+        steps, two_n = z_all.shape[0], z_all.shape[2]
         n = two_n // 2
-        grad_tb = grad_states.transpose(0, 1)  # (T, B, 2n)
         dz_all = torch.empty_like(z_all)
-        carry = torch.zeros_like(s_all[0])  # dL/ds_t arriving from step t + 1
+        carry = torch.zeros_like(s0)  # dL/ds_t arriving from step t + 1
         grad_bias = torch.zeros_like(bias)
         for t in range(steps - 1, -1, -1):
-            gs = grad_tb[t] + carry
+            gs = grad_states[t] + carry
             gr, gi = gs[:, :n], gs[:, n:]
             z = z_all[t]
             zr, zi = z[:, :n], z[:, n:]
@@ -260,16 +275,24 @@ class UnitaryRecurrence(torch.autograd.Function):
             torch.addcmul(radial * zi, scale, gi, out=dz[:, n:])
             grad_bias += ((gr * zr + gi * zi) * active / modulus).sum(dim=0)
             carry = dz @ w_t.T  # dL/ds_{t-1}
-        flat_dz = dz_all.reshape(steps * batch, two_n)
-        grad_w_t = s_all[:-1].reshape(steps * batch, two_n).T @ flat_dz  # one matmul for all t
-        grad_u = dz_all.transpose(0, 1)
-        return grad_u, grad_w_t, grad_bias, carry, None
+        grad_w_t = grad_w_t_from_states(s0, states, dz_all) if ctx.needs_input_grad[1] else None
+        return dz_all, grad_w_t, grad_bias, carry, None, None
+
+
+def python_recurrence(u: Tensor, w_t: Tensor, bias: Tensor, s0: Tensor, eps: float) -> Tensor:
+    """All states (T, B, 2n) of the Python loop; u (T, B, 2n) (see UnitaryRecurrence)."""
+    keep = keeps_history(u, w_t, bias, s0)
+    states: Tensor = UnitaryRecurrence.apply(u.contiguous(), w_t, bias, s0, eps, keep)  # type: ignore[no-untyped-call]  # torch leaves Function.apply untyped
+    return states
 
 
 def unitary_recurrence(u: Tensor, w_t: Tensor, bias: Tensor, s0: Tensor, eps: float) -> Tensor:
-    """Typed entry point to UnitaryRecurrence (see its docstring for the shapes)."""
-    states: Tensor = UnitaryRecurrence.apply(u, w_t, bias, s0, eps)  # type: ignore[no-untyped-call]  # torch leaves Function.apply untyped
-    return states
+    """Batch-major entry point to the Python loop: u (B, T, 2n) -> states (B, T, 2n)."""
+    return python_recurrence(u.transpose(0, 1), w_t, bias, s0, eps).transpose(0, 1)
+
+
+def is_power_of_two(n: int) -> bool:
+    return n >= 2 and n & (n - 1) == 0
 
 
 def block_form_transposed(w: Tensor) -> Tensor:
@@ -312,33 +335,58 @@ class URNN(nn.Module):
         return self.unitary.matrix()
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        states = self.states(x, h0)  # (B, T, 2n)
+        states = self._time_major_states(x, h0)  # (T, B, 2n)
         n = self.config.hidden_size
-        h_last = torch.complex(states[:, -1, :n], states[:, -1, n:])  # (B, n)
-        return self.readout(states), h_last
+        h_last = torch.complex(states[-1, :, :n], states[-1, :, n:])  # (B, n)
+        y = self.readout(states)  # (T, B, p): one matmul on contiguous rows
+        return y.transpose(0, 1).contiguous(), h_last
 
     def states(self, x: Tensor, h0: Tensor | None = None) -> Tensor:
-        """All hidden states as real pairs [Re h_t, Im h_t], shape (B, T, 2n)."""
+        """All hidden states as real pairs [Re h_t, Im h_t], (B, T, 2n), a view of time-major."""
+        return self._time_major_states(x, h0).transpose(0, 1)
+
+    def _time_major_states(self, x: Tensor, h0: Tensor | None) -> Tensor:
         self._check_input(x)
-        u = self.input_map(x)  # (B, T, 2n), V x_t for every t in one matmul
+        x_tb = x.transpose(0, 1)  # (T, B, m)
         s0 = self._initial_pairs(x.shape[0], h0)  # (B, 2n)
-        if self.config.recurrence == "reference":
+        kind = self.config.recurrence
+        ops = compiled_ops() if kind == "fast" and x.device.type == "cpu" else None
+        unitary, bias, eps = self.unitary, self.modrelu.bias, self.config.modrelu_eps
+        if (
+            ops is not None
+            and isinstance(unitary, StructuredUnitary)
+            and is_power_of_two(self.config.hidden_size)
+        ):  # the structured loop: O(n log n) per step, input projection fused in
+            grad_to_w = torch.is_grad_enabled() and any(
+                p.requires_grad for p in unitary.parameters()
+            )
+            # the loop never reads M^T: it is built only to route dL/dW to autograd
+            w_t = block_form_transposed(unitary.matrix()) if grad_to_w else x.new_empty(0)
+            factors = StructuredFactors(
+                unitary.phases.detach(), unitary.reflections.detach(), unitary.permutation
+            )
+            v = self.input_map.weight  # (2n, m)
+            return structured_recurrence(ops, x_tb, v, w_t, bias, s0, factors, eps)
+        u = self.input_map(x_tb)  # (T, B, 2n), V x_t for every t in one matmul
+        if kind == "reference":
             return self._reference_states(u, s0)
-        w_t = block_form_transposed(self.unitary.matrix())
-        return unitary_recurrence(u, w_t, self.modrelu.bias, s0, self.config.modrelu_eps)
+        w_t = block_form_transposed(unitary.matrix())
+        if ops is None:
+            return python_recurrence(u, w_t, bias, s0, eps)
+        return dense_recurrence(ops, u, w_t, bias, s0, eps)
 
     def _reference_states(self, u: Tensor, s0: Tensor) -> Tensor:
         n = self.config.hidden_size
         h = torch.complex(s0[:, :n], s0[:, n:])
-        uc = torch.complex(u[..., :n], u[..., n:])  # (B, T, n)
+        uc = torch.complex(u[..., :n], u[..., n:])  # (T, B, n)
         structured = isinstance(self.unitary, StructuredUnitary)
         w_t = None if structured else self.unitary.matrix().transpose(0, 1)
         out = []
-        for t in range(u.shape[1]):
+        for t in range(u.shape[0]):
             wh = self.unitary(h) if w_t is None else h @ w_t
-            h = self.modrelu(wh + uc[:, t])
+            h = self.modrelu(wh + uc[t])
             out.append(torch.cat([h.real, h.imag], dim=-1))
-        return torch.stack(out, dim=1)
+        return torch.stack(out, dim=0)  # (T, B, 2n)
 
     def _initial_pairs(self, batch: int, h0: Tensor | None) -> Tensor:
         n = self.config.hidden_size
