@@ -1,0 +1,694 @@
+"""Forecasters: one interface over the uRNN, its recurrent and linear rivals, naive baselines.
+
+    config = ForecasterConfig(kind="urnn", lookback=720, horizon=96, segment_length=24)
+    model = build_forecaster(config)
+    quantiles = model(past_target)          # (B, L) -> (B, H, Q), in the input's scale
+    point = model.point_forecast(past_target)  # (B, H): the 0.5 quantile
+
+References:
+1) Arjovsky, Shah & Bengio, "Unitary Evolution Recurrent Neural Networks", ICML 2016 -- the
+   encoder (`models.urnn.URNN`).
+2) Lin et al., "SegRNN: Segment Recurrent Neural Network for Long-Term Time Series
+   Forecasting", 2023, arXiv:2308.11200 -- the levers that make a recurrent forecaster
+   competitive on long horizons: segment inputs (L / seg recurrent steps instead of L), all
+   horizon steps emitted at once, per-window normalisation, channel independence.
+3) Zeng, Chen, Zhang & Xu, "Are Transformers Effective for Time Series Forecasting?", AAAI
+   2023 (NLinear, DLinear) -- subtract the window's last value, one linear map L -> H;
+   DLinear's moving-average trend/remainder split.
+4) Kim et al., "Reversible Instance Normalization for Accurate Time-Series Forecasting against
+   Distribution Shift" (RevIN), ICLR 2022 -- normalise each window by its own statistics and
+   undo it on the output.
+5) Olivares et al., NeuralForecast -- capability flags as class attributes, one contract test
+   over every model.
+
+Every forecaster answers the same call:
+
+    forward(past_target (B, L), past_covariates (B, L, C) | None,
+            past_calendar (B, L, K) | None, future_calendar (B, H, K) | None) -> (B, H, Q)
+
+and it reads top to bottom: normalise the look-back of the target by the window's own
+statistics, run the network in that normalised space, build monotone quantiles, undo the
+normalisation. The output is therefore in the scale of `past_target` (for the training
+pipeline: the train-only z-scores of `training.split.StandardScaler`).
+
+Decisions and why:
+- Normalisation (`ForecasterConfig.normalisation`): `instance` = (x - mean) / std of the
+  target's look-back, RevIN without its affine pair: the head already has a bias and a scale
+  per output, so the affine pair adds nothing for one target, and leaving it out makes the
+  model exactly equivariant: forecasting a x + b (a > 0) gives a f(x) + b. `last` = subtract
+  the window's last value (NLinear; equivariant to shifts only). `none`. Covariates are not
+  normalised per window: they come globally z-scored from the data stage.
+- Quantiles are built monotone by construction: the head emits, per horizon step, the median
+  and Q - 1 unconstrained gaps; quantiles above the median are the median plus a cumulative
+  sum of softplus(gap), those below the median minus one. Unlike sorting, every output keeps
+  its identity during training (sorting swaps which raw output answers which quantile when two
+  cross, so their losses swap too), there is no crossing to repair at inference, and the
+  median is one raw output, so an MSE term on it (training.fit.FitConfig.mse_weight) trains
+  exactly the point forecast. `0.5` must be among the quantiles: the point forecast is it.
+- Segments: the recurrent encoders read the look-back as L / segment_length steps, each the
+  flattened rows of one segment (target, covariates and calendar features of those rows).
+  `lookback` must be a multiple of `segment_length`: padding would feed invented values into
+  the first step, and the look-back is chosen once per model, so a clear error is kinder.
+- Multivariate data is handled channel-independently by the data stage
+  (`training.windows.WindowConfig.channel_independent`): each channel becomes its own
+  univariate series and one shared model forecasts them all; the model itself sees only
+  univariate targets (with optional covariates when channels are not independent).
+- The naive baselines are parameter-free modules with the same call. Their quantiles are the
+  point forecast plus per-step offsets, stored as a buffer (so they round-trip through the
+  state dict): zero until `calibrate_offsets` sets them to empirical quantiles of the
+  normalised training residuals (training.fit does this); the median offset stays 0, so the
+  point forecast is the textbook baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.urnn import (
+    RECURRENCE_KINDS,
+    URNN,
+    InputShapeError,
+    RecurrenceKind,
+    UnitaryKind,
+    URNNConfig,
+)
+
+ForecasterKind = Literal[
+    "urnn", "urnn-full", "lstm", "gru", "linear", "repeat_last", "seasonal_naive"
+]
+FORECASTER_KINDS: tuple[ForecasterKind, ...] = (
+    "urnn",
+    "urnn-full",
+    "lstm",
+    "gru",
+    "linear",
+    "repeat_last",
+    "seasonal_naive",
+)
+Normalisation = Literal["instance", "last", "none"]
+NORMALISATIONS: tuple[Normalisation, ...] = ("instance", "last", "none")
+
+# A look-back whose std is below this is treated as constant: dividing by a tiny std would blow
+# rounding noise up to huge normalised values. Clamped, not added, so that windows with a real
+# spread are normalised exactly (which keeps instance normalisation exactly scale-equivariant).
+MIN_WINDOW_STD = 1e-5
+# Width of the linear bottleneck that the flattened future calendar features (H x K numbers)
+# pass through before the head: a full H*K -> H*Q map would be ~170k weights at H = 96, K = 6.
+FUTURE_CALENDAR_WIDTH = 16
+
+CHECKPOINT_CONFIG = "config.json"
+CHECKPOINT_WEIGHTS = "weights.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class ForecasterConfigError(ValueError):
+    """A ForecasterConfig field holds a value no forecaster can be built with."""
+
+
+class CalendarFrequencyError(ValueError):
+    """A frequency string that is not a pandas offset alias."""
+
+
+# -----------------------------------------------------------------------------
+# Config
+
+
+@dataclass(frozen=True)
+class ForecasterConfig:
+    """Everything needed to rebuild a forecaster; JSON round trip via to_dict / from_dict."""
+
+    kind: ForecasterKind = "urnn"
+    lookback: int = 336  # L: input rows per window
+    horizon: int = 96  # H: steps forecast at once
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # strictly increasing, must include 0.5
+    hidden_size: int = 64  # uRNN: n complex units (state 2n reals); LSTM/GRU: n units
+    # Recurrent kinds read the look-back as lookback / segment_length steps (must divide).
+    segment_length: int = 24
+    normalisation: Normalisation = "instance"
+    n_past_covariates: int = 0  # C: covariate columns of the look-back (recurrent kinds only)
+    # K: calendar features per row (see calendar_features); fed for the look-back per step and
+    # for the horizon to the head. Recurrent kinds only.
+    n_calendar: int = 0
+    season_length: int = 24  # seasonal_naive: repeat the last season of this many rows
+    dropout: float = 0.0  # on the encoder state (recurrent) or the normalised input (linear)
+    # linear: 0 = NLinear (one map); odd k >= 3 = DLinear, separate maps for the k-row moving
+    # average (trend) and the remainder.
+    decomposition_kernel: int = 0
+    recurrence: RecurrenceKind = "fast"  # uRNN kinds: which implementation of the same loop
+
+    def __post_init__(self) -> None:
+        # JSON hands over lists; keep a tuple so the config stays hashable.
+        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        _choice("kind", self.kind, FORECASTER_KINDS)
+        _choice("normalisation", self.normalisation, NORMALISATIONS)
+        _choice("recurrence", self.recurrence, RECURRENCE_KINDS)
+        for name in ("lookback", "horizon", "hidden_size", "segment_length", "season_length"):
+            _integer(name, getattr(self, name), minimum=1)
+        for name in ("n_past_covariates", "n_calendar", "decomposition_kernel"):
+            _integer(name, getattr(self, name), minimum=0)
+        q = self.quantiles
+        if (
+            not q
+            or any(not 0.0 < v < 1.0 for v in q)
+            or any(a >= b for a, b in itertools.pairwise(q))
+        ):
+            raise ForecasterConfigError(
+                f"quantiles must be a non-empty, strictly increasing sequence of values in "
+                f"(0, 1), e.g. (0.1, 0.5, 0.9); got {list(q)}"
+            )
+        if 0.5 not in q:
+            raise ForecasterConfigError(
+                f"quantiles must include 0.5 (the point forecast is the median); got {list(q)}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ForecasterConfigError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        cls = FORECASTERS[self.kind]
+        if cls.RECURRENT and self.lookback % self.segment_length:
+            raise ForecasterConfigError(
+                f"lookback must be a multiple of segment_length for kind {self.kind!r} "
+                f"(segments are not padded); got lookback={self.lookback}, "
+                f"segment_length={self.segment_length}"
+            )
+        for name, flag in (
+            ("n_past_covariates", "SUPPORTS_PAST_COVARIATES"),
+            ("n_calendar", "SUPPORTS_CALENDAR"),
+        ):
+            if getattr(self, name) and not getattr(cls, flag):
+                able = [k for k, c in FORECASTERS.items() if getattr(c, flag)]
+                raise ForecasterConfigError(
+                    f"{name} must be 0 for kind {self.kind!r}, which does not read them; "
+                    f"kinds that do: {', '.join(able)}"
+                )
+        if self.kind == "seasonal_naive" and self.season_length > self.lookback:
+            raise ForecasterConfigError(
+                f"season_length must be <= lookback for seasonal_naive; got "
+                f"season_length={self.season_length}, lookback={self.lookback}"
+            )
+        k = self.decomposition_kernel
+        if k and (k < 3 or k % 2 == 0 or k > self.lookback):
+            raise ForecasterConfigError(
+                f"decomposition_kernel must be 0 (NLinear) or an odd integer in [3, lookback="
+                f"{self.lookback}] (DLinear); got {k}"
+            )
+
+    @property
+    def median_index(self) -> int:
+        return self.quantiles.index(0.5)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["quantiles"] = list(self.quantiles)
+        return out
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> ForecasterConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(state) - known)
+        if unknown:
+            raise ForecasterConfigError(
+                f"unknown ForecasterConfig field(s) {unknown}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**state)
+
+
+def _choice(name: str, value: object, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ForecasterConfigError(
+            f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+        )
+
+
+def _integer(name: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ForecasterConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+# -----------------------------------------------------------------------------
+# Calendar features (known in advance for any timestamp, so usable for the horizon too)
+
+CalendarPeriod = Literal["hour_of_day", "day_of_week", "day_of_year"]
+
+
+def calendar_periods(freq: str) -> tuple[CalendarPeriod, ...]:
+    """Which cycles a series at `freq` can show: sub-daily data all three, daily and business-day
+    data day-of-week and day-of-year, weekly and coarser day-of-year only (a feature that is
+    constant at that frequency would only add dead inputs)."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(freq)
+    except ValueError:
+        raise CalendarFrequencyError(
+            f"freq {freq!r} is not a pandas offset alias; use e.g. 'h', '15min', 'D', 'B', 'MS'"
+        ) from None
+    day = pd.Timedelta(days=1)
+    if isinstance(offset, pd.offsets.Tick):
+        step = pd.Timedelta(offset)
+    elif isinstance(offset, pd.offsets.Day):  # not a Tick since pandas 3
+        step = offset.n * day
+    elif isinstance(offset, pd.offsets.BusinessDay | pd.offsets.CustomBusinessDay):
+        return ("day_of_week", "day_of_year")
+    else:  # weeks, months, quarters, years
+        return ("day_of_year",)
+    if step < day:
+        return ("hour_of_day", "day_of_week", "day_of_year")
+    if step == day:
+        return ("day_of_week", "day_of_year")
+    return ("day_of_year",)
+
+
+def n_calendar_features(freq: str) -> int:
+    """K for `ForecasterConfig.n_calendar`: a sin/cos pair per period."""
+    return 2 * len(calendar_periods(freq))
+
+
+def calendar_features(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
+    """(T, K) float64: sin and cos of each period's phase (calendar_periods(freq)), in [-1, 1].
+
+    Sin/cos pairs rather than one-hot: 6 inputs instead of 24 + 7 + 366, and 23:00 sits next
+    to 00:00. The phase of the day counts minutes and seconds, so 15-minute data gets distinct
+    values within the hour.
+    """
+    phases = []
+    for period in calendar_periods(freq):
+        if period == "hour_of_day":
+            hours = index.hour + index.minute / 60.0 + index.second / 3600.0
+            phases.append(np.asarray(hours, dtype=np.float64) / 24.0)
+        elif period == "day_of_week":
+            phases.append(np.asarray(index.day_of_week, dtype=np.float64) / 7.0)
+        else:
+            days_in_year = np.where(np.asarray(index.is_leap_year), 366.0, 365.0)
+            phases.append((np.asarray(index.day_of_year, dtype=np.float64) - 1.0) / days_in_year)
+    columns = []
+    for phase in phases:
+        columns += [np.sin(2.0 * math.pi * phase), np.cos(2.0 * math.pi * phase)]
+    return np.stack(columns, axis=1)  # (T, K)
+
+
+# -----------------------------------------------------------------------------
+# Pieces shared by every forecaster
+
+
+def window_statistics(past_target: Tensor, normalisation: Normalisation) -> tuple[Tensor, Tensor]:
+    """(loc, scale), each (B, 1): z = (x - loc) / scale is what the network sees."""
+    if normalisation == "instance":
+        loc = past_target.mean(dim=1, keepdim=True)
+        scale = past_target.std(dim=1, unbiased=False, keepdim=True).clamp_min(MIN_WINDOW_STD)
+        return loc, scale
+    ones = torch.ones_like(past_target[:, -1:])
+    if normalisation == "last":
+        return past_target[:, -1:], ones
+    return torch.zeros_like(ones), ones
+
+
+def monotone_quantiles(raw: Tensor, median_index: int) -> Tensor:
+    """(B, H, Q) raw head outputs -> (B, H, Q) non-decreasing along Q.
+
+    raw[..., median_index] is the median itself; the other entries are gaps, made positive by
+    softplus and summed outwards from the median (see the module docstring for why not sort).
+    """
+    median = raw[..., median_index : median_index + 1]  # (B, H, 1)
+    above = median + torch.cumsum(F.softplus(raw[..., median_index + 1 :]), dim=-1)
+    below_gaps = F.softplus(raw[..., :median_index]).flip(-1)  # nearest the median first
+    below = median - torch.cumsum(below_gaps, dim=-1).flip(-1)
+    return torch.cat([below, median, above], dim=-1)
+
+
+class Forecaster(nn.Module):
+    """Base class: input checks, per-window normalisation and its inverse, the point forecast.
+
+    Subclasses set the capability flags and implement `forecast_normalised`, which receives the
+    normalised look-back and returns (B, H, Q) in that normalised space.
+    """
+
+    # Capability flags, read by the config validation and by the data stage to decide what to
+    # feed (training.windows.WindowBatch.model_inputs).
+    SUPPORTS_PAST_COVARIATES: ClassVar[bool] = False
+    SUPPORTS_CALENDAR: ClassVar[bool] = False
+    RECURRENT: ClassVar[bool] = False  # reads segments; lookback % segment_length == 0
+    TRAINABLE: ClassVar[bool] = True  # False: parameter-free, "fitting" = calibrate_offsets
+    UNITARY: ClassVar[bool] = False  # has a unitary recurrence matrix (exempt from clipping)
+
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__()
+        if type(self) is not FORECASTERS[config.kind]:
+            raise ForecasterConfigError(
+                f"{type(self).__name__} cannot be built from kind {config.kind!r}; "
+                "use build_forecaster(config)"
+            )
+        self.config = config
+
+    def forward(
+        self,
+        past_target: Tensor,
+        past_covariates: Tensor | None = None,
+        past_calendar: Tensor | None = None,
+        future_calendar: Tensor | None = None,
+    ) -> Tensor:
+        """(B, L) target look-back (+ optional inputs) -> (B, H, Q) quantiles, input scale."""
+        self._check_inputs(past_target, past_covariates, past_calendar, future_calendar)
+        loc, scale = window_statistics(past_target, self.config.normalisation)  # (B, 1) each
+        z = (past_target - loc) / scale  # (B, L)
+        out = self.forecast_normalised(z, past_covariates, past_calendar, future_calendar)
+        return out * scale.unsqueeze(-1) + loc.unsqueeze(-1)  # (B, H, Q)
+
+    def point_forecast(
+        self,
+        past_target: Tensor,
+        past_covariates: Tensor | None = None,
+        past_calendar: Tensor | None = None,
+        future_calendar: Tensor | None = None,
+    ) -> Tensor:
+        """The median quantile, (B, H)."""
+        out = self(past_target, past_covariates, past_calendar, future_calendar)
+        median: Tensor = out[..., self.config.median_index]
+        return median
+
+    def forecast_normalised(
+        self,
+        z: Tensor,
+        past_covariates: Tensor | None,
+        past_calendar: Tensor | None,
+        future_calendar: Tensor | None,
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def unitary_parameters(self) -> list[nn.Parameter]:
+        """Parameters of unitary matrices: no gradient clipping, no weight decay for these."""
+        return []
+
+    def _check_inputs(
+        self,
+        past_target: Tensor,
+        past_covariates: Tensor | None,
+        past_calendar: Tensor | None,
+        future_calendar: Tensor | None,
+    ) -> None:
+        c = self.config
+        if past_target.dim() != 2 or past_target.shape[1] != c.lookback:
+            raise InputShapeError(
+                f"past_target must have shape (batch, lookback={c.lookback}); "
+                f"got {tuple(past_target.shape)}"
+            )
+        b = past_target.shape[0]
+        expected = {
+            "past_covariates": (past_covariates, (b, c.lookback, c.n_past_covariates)),
+            "past_calendar": (past_calendar, (b, c.lookback, c.n_calendar)),
+            "future_calendar": (future_calendar, (b, c.horizon, c.n_calendar)),
+        }
+        for name, (tensor, shape) in expected.items():
+            if shape[-1] == 0:
+                if tensor is not None:
+                    raise InputShapeError(
+                        f"{name} must be None for this {c.kind!r} forecaster (built with "
+                        f"{'n_past_covariates' if name == 'past_covariates' else 'n_calendar'}"
+                        f"=0); got a tensor of shape {tuple(tensor.shape)}"
+                    )
+            elif tensor is None or tuple(tensor.shape) != shape:
+                got = None if tensor is None else tuple(tensor.shape)
+                raise InputShapeError(f"{name} must have shape {shape}; got {got}")
+
+
+# -----------------------------------------------------------------------------
+# Recurrent forecasters: segments -> encoder -> last state -> direct multi-horizon head
+
+
+class URNNEncoder(nn.Module):
+    """The uRNN over the segments; returns the last state as real pairs [Re h; Im h], (B, 2n).
+
+    Wraps `models.urnn.URNN` and reads `URNN.states`; the URNN's own per-step read-out is not
+    used (its 2n + 1 weights get no gradient and stay at their initial values).
+    """
+
+    def __init__(self, input_size: int, config: ForecasterConfig) -> None:
+        super().__init__()
+        unitary: UnitaryKind = "full" if config.kind == "urnn-full" else "structured"
+        self.urnn = URNN(
+            URNNConfig(
+                input_size=input_size,
+                hidden_size=config.hidden_size,
+                output_size=1,
+                unitary=unitary,
+                recurrence=config.recurrence,
+            )
+        )
+        self.state_size = 2 * config.hidden_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.urnn.states(x)[:, -1]  # (B, 2n)
+
+
+class GatedEncoder(nn.Module):
+    """One LSTM or GRU layer (PyTorch's fused kernels) over the segments; last state (B, n)."""
+
+    def __init__(self, input_size: int, config: ForecasterConfig) -> None:
+        super().__init__()
+        cell = nn.LSTM if config.kind == "lstm" else nn.GRU
+        self.rnn = cell(input_size, config.hidden_size, batch_first=True)
+        self.state_size = config.hidden_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        states, _ = self.rnn(x)  # (B, S, n)
+        last: Tensor = states[:, -1]
+        return last
+
+
+class RecurrentForecaster(Forecaster):
+    """Shared body of the uRNN, LSTM and GRU forecasters (SegRNN's recipe, any cell)."""
+
+    SUPPORTS_PAST_COVARIATES = True
+    SUPPORTS_CALENDAR = True
+    RECURRENT = True
+
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__(config)
+        c = config
+        row_width = 1 + c.n_past_covariates + c.n_calendar  # target, covariates, calendar
+        step_width = c.segment_length * row_width
+        self.encoder = self._build_encoder(step_width)
+        self.dropout = nn.Dropout(c.dropout)
+        self.future_calendar = (
+            nn.Linear(c.horizon * c.n_calendar, FUTURE_CALENDAR_WIDTH) if c.n_calendar else None
+        )
+        head_in = self.encoder.state_size + (FUTURE_CALENDAR_WIDTH if c.n_calendar else 0)
+        self.head = nn.Linear(head_in, c.horizon * len(c.quantiles))
+
+    def _build_encoder(self, step_width: int) -> URNNEncoder | GatedEncoder:
+        raise NotImplementedError
+
+    def forecast_normalised(
+        self,
+        z: Tensor,
+        past_covariates: Tensor | None,
+        past_calendar: Tensor | None,
+        future_calendar: Tensor | None,
+    ) -> Tensor:
+        c = self.config
+        b = z.shape[0]
+        rows = [z.unsqueeze(-1)]  # (B, L, 1)
+        rows += [t for t in (past_covariates, past_calendar) if t is not None]
+        x = torch.cat(rows, dim=-1)  # (B, L, 1 + C + K)
+        steps = c.lookback // c.segment_length
+        x = x.reshape(b, steps, -1)  # (B, L/seg, seg * (1 + C + K)): one segment per step
+        state = self.dropout(self.encoder(x))  # (B, state_size)
+        if self.future_calendar is not None and future_calendar is not None:
+            calendar = self.future_calendar(future_calendar.reshape(b, -1))  # (B, 16)
+            state = torch.cat([state, calendar], dim=-1)
+        raw = self.head(state).view(b, c.horizon, len(c.quantiles))  # (B, H, Q)
+        return monotone_quantiles(raw, c.median_index)
+
+
+class URNNForecaster(RecurrentForecaster):
+    """uRNN encoder; kind "urnn" = the paper's structured W (7n parameters), "urnn-full" = a
+    full-capacity W = exp(S) (n^2)."""
+
+    UNITARY = True
+
+    def _build_encoder(self, step_width: int) -> URNNEncoder:
+        return URNNEncoder(step_width, self.config)
+
+    def unitary_parameters(self) -> list[nn.Parameter]:
+        assert isinstance(self.encoder, URNNEncoder)
+        return list(self.encoder.urnn.unitary.parameters())
+
+
+class GatedForecaster(RecurrentForecaster):
+    """LSTM ("lstm") or GRU ("gru") encoder with the same inputs and head as the uRNN."""
+
+    def _build_encoder(self, step_width: int) -> GatedEncoder:
+        return GatedEncoder(step_width, self.config)
+
+
+# -----------------------------------------------------------------------------
+# Linear forecaster (NLinear / DLinear)
+
+
+class LinearForecaster(Forecaster):
+    """One linear map from the normalised look-back to all H x Q outputs (NLinear with
+    normalisation="last"); with decomposition_kernel = k, DLinear: one map for the k-row moving
+    average of the look-back (edges padded by repeating the end values) and one for the rest."""
+
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__(config)
+        c = config
+        outputs = c.horizon * len(c.quantiles)
+        self.dropout = nn.Dropout(c.dropout)
+        self.linear = nn.Linear(c.lookback, outputs)
+        self.trend = nn.Linear(c.lookback, outputs) if c.decomposition_kernel else None
+
+    def forecast_normalised(
+        self,
+        z: Tensor,
+        past_covariates: Tensor | None,
+        past_calendar: Tensor | None,
+        future_calendar: Tensor | None,
+    ) -> Tensor:
+        c = self.config
+        z = self.dropout(z)
+        if self.trend is None:
+            raw = self.linear(z)  # (B, H*Q)
+        else:
+            k = c.decomposition_kernel
+            padded = torch.cat(
+                [z[:, :1].expand(-1, k // 2), z, z[:, -1:].expand(-1, k // 2)], dim=1
+            )  # (B, L + k - 1)
+            trend = F.avg_pool1d(padded.unsqueeze(1), k, stride=1).squeeze(1)  # (B, L)
+            raw = self.linear(z - trend) + self.trend(trend)
+        return monotone_quantiles(raw.view(-1, c.horizon, len(c.quantiles)), c.median_index)
+
+
+# -----------------------------------------------------------------------------
+# Parameter-free baselines
+
+
+class NaiveForecaster(Forecaster):
+    """Point forecast from a fixed rule, plus per-step quantile offsets (a buffer, (H, Q))."""
+
+    TRAINABLE = False
+    offsets: Tensor
+
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__(config)
+        self.register_buffer("offsets", torch.zeros(config.horizon, len(config.quantiles)))
+
+    def point_rule(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forecast_normalised(
+        self,
+        z: Tensor,
+        past_covariates: Tensor | None,
+        past_calendar: Tensor | None,
+        future_calendar: Tensor | None,
+    ) -> Tensor:
+        return self.point_rule(z).unsqueeze(-1) + self.offsets  # (B, H, Q)
+
+    @torch.no_grad()
+    def calibrate_offsets(self, normalised_residuals: Tensor) -> None:
+        """Set the offsets from residuals (N, H) of the point rule, in the normalised space
+        ((y - point) / scale of each window): the empirical quantile per step, the median
+        offset pinned to 0, and the rest made monotone outwards from it."""
+        q = torch.tensor(self.config.quantiles, dtype=torch.float64)
+        empirical = np.quantile(normalised_residuals.double().cpu().numpy(), q.numpy(), axis=0)
+        offsets = torch.from_numpy(np.ascontiguousarray(empirical.T))  # (H, Q)
+        m = self.config.median_index
+        offsets[:, m] = 0.0
+        offsets[:, m + 1 :] = offsets[:, m + 1 :].clamp_min(0.0).cummax(dim=1).values
+        below = offsets[:, :m].clamp_max(0.0).flip(1).cummin(dim=1).values.flip(1)
+        offsets[:, :m] = below
+        self.offsets.copy_(offsets.to(self.offsets.dtype))
+
+
+class RepeatLastForecaster(NaiveForecaster):
+    """Every horizon step = the last observed value (the random-walk forecast)."""
+
+    def point_rule(self, z: Tensor) -> Tensor:
+        return z[:, -1:].expand(-1, self.config.horizon)  # (B, H)
+
+
+class SeasonalNaiveForecaster(NaiveForecaster):
+    """Step h = the value one season earlier: x[L - m + ((h - 1) mod m)], m = season_length."""
+
+    lags: Tensor
+
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__(config)
+        m, horizon, lookback = config.season_length, config.horizon, config.lookback
+        lags = lookback - m + torch.arange(horizon) % m  # (H,) positions in the look-back
+        self.register_buffer("lags", lags, persistent=False)
+
+    def point_rule(self, z: Tensor) -> Tensor:
+        return z[:, self.lags]  # (B, H)
+
+
+# -----------------------------------------------------------------------------
+# Registry, building, checkpoints
+
+FORECASTERS: dict[str, type[Forecaster]] = {
+    "urnn": URNNForecaster,
+    "urnn-full": URNNForecaster,
+    "lstm": GatedForecaster,
+    "gru": GatedForecaster,
+    "linear": LinearForecaster,
+    "repeat_last": RepeatLastForecaster,
+    "seasonal_naive": SeasonalNaiveForecaster,
+}
+
+
+def build_forecaster(config: ForecasterConfig | Mapping[str, Any]) -> Forecaster:
+    """A fresh forecaster (initialised from torch's global RNG) from a config or its dict."""
+    if not isinstance(config, ForecasterConfig):
+        config = ForecasterConfig.from_dict(config)
+    return FORECASTERS[config.kind](config)
+
+
+def load_forecaster(
+    config: ForecasterConfig | Mapping[str, Any], state_dict: Mapping[str, Tensor]
+) -> Forecaster:
+    """Rebuild a trained forecaster: config (or its dict) + state dict, strict, in eval mode.
+
+    The entry point for anything that serves a model (MLflow pyfunc, the FastAPI service).
+    """
+    model = build_forecaster(config)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def save_checkpoint(
+    model: Forecaster, directory: str | Path, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Write `config.json` ({"format": 1, "model": config, **extra}) and `weights.pt` (a state
+    dict, loadable with torch.load(weights_only=True)). `extra` is for what the data stage
+    knows (scaler statistics, frequency, column names) and must be JSON-serialisable."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"format": CHECKPOINT_FORMAT, "model": model.config.to_dict(), **(extra or {})}
+    (directory / CHECKPOINT_CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, directory / CHECKPOINT_WEIGHTS)
+    return directory
+
+
+def load_checkpoint(
+    directory: str | Path, *, map_location: str | torch.device = "cpu"
+) -> tuple[Forecaster, dict[str, Any]]:
+    """(model in eval mode, the whole config.json) from a directory written by save_checkpoint.
+    No pickle runs: weights_only=True."""
+    directory = Path(directory)
+    meta: dict[str, Any] = json.loads((directory / CHECKPOINT_CONFIG).read_text())
+    state = torch.load(directory / CHECKPOINT_WEIGHTS, map_location=map_location, weights_only=True)
+    return load_forecaster(meta["model"], state), meta
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

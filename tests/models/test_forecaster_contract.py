@@ -1,0 +1,273 @@
+"""One contract, every forecaster kind: shapes, finite and monotone quantiles, determinism,
+state-dict and checkpoint round trips without pickle, and the equivariances that the
+per-window normalisation promises. Then the pieces: config errors, baselines, calendar."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.forecaster import (
+    FORECASTER_KINDS,
+    FORECASTERS,
+    Forecaster,
+    ForecasterConfig,
+    ForecasterConfigError,
+    ForecasterKind,
+    NaiveForecaster,
+    build_forecaster,
+    calendar_features,
+    calendar_periods,
+    load_checkpoint,
+    load_forecaster,
+    monotone_quantiles,
+    n_calendar_features,
+    save_checkpoint,
+)
+from models.urnn import InputShapeError
+
+L, H, B = 24, 6, 3
+Inputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+
+
+def config_for(kind: ForecasterKind, **overrides: Any) -> ForecasterConfig:
+    """A tiny config using every input the kind can read."""
+    cls = FORECASTERS[kind]
+    options: dict[str, Any] = {
+        "kind": kind,
+        "lookback": L,
+        "horizon": H,
+        "hidden_size": 8,
+        "segment_length": 6,
+        "season_length": 12,
+        "recurrence": "python",  # no C++ build inside the unit tests
+        "n_past_covariates": 2 if cls.SUPPORTS_PAST_COVARIATES else 0,
+        "n_calendar": 4 if cls.SUPPORTS_CALENDAR else 0,
+        "decomposition_kernel": 5 if kind == "linear" else 0,
+    }
+    return ForecasterConfig(**{**options, **overrides})
+
+
+def inputs_for(
+    config: ForecasterConfig, *, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> Inputs:
+    g = torch.Generator().manual_seed(seed)
+    target = 5.0 + 2.0 * torch.randn(B, L, generator=g, dtype=dtype)
+    c, k = config.n_past_covariates, config.n_calendar
+    covariates = torch.randn(B, L, c, generator=g, dtype=dtype) if c else None
+    past_cal = torch.randn(B, L, k, generator=g, dtype=dtype) if k else None
+    future_cal = torch.randn(B, H, k, generator=g, dtype=dtype) if k else None
+    return target, covariates, past_cal, future_cal
+
+
+def built(config: ForecasterConfig, seed: int = 0) -> Forecaster:
+    torch.manual_seed(seed)
+    model = build_forecaster(config)
+    if isinstance(model, NaiveForecaster):  # non-zero offsets, so round trips test something
+        model.calibrate_offsets(torch.randn(50, H, generator=torch.Generator().manual_seed(seed)))
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", FORECASTER_KINDS)
+def test_shapes_finite_and_monotone_quantiles(kind: ForecasterKind) -> None:
+    config = config_for(kind)
+    out = built(config)(*inputs_for(config))
+    assert out.shape == (B, H, len(config.quantiles))
+    assert torch.isfinite(out).all()
+    assert (out.diff(dim=-1) >= 0).all()
+
+
+@pytest.mark.parametrize("kind", FORECASTER_KINDS)
+def test_point_forecast_is_the_median(kind: ForecasterKind) -> None:
+    config = config_for(kind, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95))
+    model, x = built(config), inputs_for(config)
+    assert torch.equal(model.point_forecast(*x), model(*x)[..., 2])
+
+
+@pytest.mark.parametrize("kind", FORECASTER_KINDS)
+def test_same_seed_same_forecast(kind: ForecasterKind) -> None:
+    config = config_for(kind)
+    x = inputs_for(config)
+    assert torch.equal(built(config, seed=1)(*x), built(config, seed=1)(*x))
+    if FORECASTERS[kind].TRAINABLE:
+        assert not torch.equal(built(config, seed=1)(*x), built(config, seed=2)(*x))
+
+
+@pytest.mark.parametrize("kind", FORECASTER_KINDS)
+def test_state_dict_round_trip_without_pickle(kind: ForecasterKind) -> None:
+    config = config_for(kind)
+    original = built(config, seed=3)
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    config_json = json.loads(json.dumps(config.to_dict()))
+    torch.manual_seed(4)  # a different initialisation, overwritten by the state dict
+    restored = load_forecaster(config_json, state)
+    x = inputs_for(config)
+    assert torch.equal(original(*x), restored(*x))
+
+
+@pytest.mark.parametrize("kind", ["urnn", "seasonal_naive"])
+def test_checkpoint_directory_round_trip(kind: ForecasterKind, tmp_path: Path) -> None:
+    config = config_for(kind)
+    original = built(config, seed=5)
+    save_checkpoint(original, tmp_path, extra={"freq": "h"})
+    restored, meta = load_checkpoint(tmp_path)
+    assert meta["freq"] == "h" and meta["model"] == config.to_dict()
+    x = inputs_for(config)
+    assert torch.equal(original(*x), restored(*x))
+
+
+@pytest.mark.parametrize("kind", FORECASTER_KINDS)
+def test_instance_normalisation_makes_forecasts_scale_equivariant(kind: ForecasterKind) -> None:
+    """forecast(a x + b) = a forecast(x) + b for a > 0 (covariates and calendar unchanged)."""
+    config = config_for(kind, normalisation="instance")
+    model = built(config).double()
+    target, *rest = inputs_for(config, dtype=torch.float64)
+    a, b = 3.5, -20.0
+    expected = a * model(target, *rest) + b
+    torch.testing.assert_close(model(a * target + b, *rest), expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", FORECASTER_KINDS)
+def test_last_value_normalisation_makes_forecasts_shift_equivariant(kind: ForecasterKind) -> None:
+    config = config_for(kind, normalisation="last")
+    model = built(config).double()
+    target, *rest = inputs_for(config, dtype=torch.float64)
+    torch.testing.assert_close(
+        model(target + 7.0, *rest), model(target, *rest) + 7.0, rtol=1e-9, atol=1e-9
+    )
+
+
+def test_inputs_of_the_wrong_shape_are_refused_with_the_expected_shape() -> None:
+    config = config_for("urnn")
+    model = built(config)
+    target, covariates, past_cal, future_cal = inputs_for(config)
+    assert future_cal is not None
+    with pytest.raises(
+        InputShapeError, match=r"past_target must have shape \(batch, lookback=24\)"
+    ):
+        model(target[:, 1:], covariates, past_cal, future_cal)
+    with pytest.raises(InputShapeError, match=r"past_covariates must have shape \(3, 24, 2\)"):
+        model(target, None, past_cal, future_cal)
+    with pytest.raises(InputShapeError, match=r"future_calendar must have shape \(3, 6, 4\)"):
+        model(target, covariates, past_cal, future_cal[:, :2])
+    linear = built(config_for("linear"))
+    with pytest.raises(InputShapeError, match="past_covariates must be None"):
+        linear(target, covariates)
+
+
+# --- the quantile construction and the baselines ----------------------------------------------
+
+
+def test_monotone_quantiles_keep_the_median_and_order_the_rest() -> None:
+    raw = torch.tensor([[[-3.0, 2.0, 0.5, -1.0, 4.0]]])  # median index 2
+    q = monotone_quantiles(raw, 2)
+    assert q[0, 0, 2] == 0.5
+    assert (q.diff(dim=-1) > 0).all()
+    softplus = torch.nn.functional.softplus
+    assert torch.isclose(q[0, 0, 1], 0.5 - softplus(torch.tensor(2.0)))
+    assert torch.isclose(
+        q[0, 0, 0], 0.5 - softplus(torch.tensor(2.0)) - softplus(torch.tensor(-3.0))
+    )
+
+
+def test_baselines_forecast_the_textbook_rules() -> None:
+    x = torch.arange(1.0, L + 1).unsqueeze(0)  # 1..24
+    repeat = build_forecaster(config_for("repeat_last", normalisation="none"))
+    assert torch.equal(repeat.point_forecast(x), torch.full((1, H), 24.0))
+    seasonal = build_forecaster(config_for("seasonal_naive", season_length=4, normalisation="none"))
+    # one season back: 21, 22, 23, 24, then again 21, 22
+    assert seasonal.point_forecast(x).tolist() == [[21.0, 22.0, 23.0, 24.0, 21.0, 22.0]]
+
+
+def test_calibrated_offsets_are_monotone_with_a_zero_median() -> None:
+    model = build_forecaster(config_for("repeat_last"))
+    assert isinstance(model, NaiveForecaster)
+    residuals = torch.randn(400, H, generator=torch.Generator().manual_seed(0)) + 0.5
+    model.calibrate_offsets(residuals)
+    offsets = model.offsets
+    assert torch.all(offsets[:, 1] == 0)
+    assert torch.all(offsets[:, 0] <= 0) and torch.all(offsets[:, 2] > 0)
+    expected_upper = torch.quantile(residuals.double(), 0.9, dim=0).float()
+    torch.testing.assert_close(offsets[:, 2], expected_upper)
+
+
+# --- config ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"quantiles": (0.1, 0.9)}, r"must include 0.5"),
+        ({"quantiles": (0.5, 0.1)}, r"strictly increasing"),
+        ({"quantiles": (0.0, 0.5)}, r"values in \(0, 1\)"),
+        ({"lookback": 25}, r"lookback must be a multiple of segment_length"),
+        ({"normalisation": "revin"}, r"normalisation must be one of 'instance', 'last', 'none'"),
+        ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
+        ({"hidden_size": 0}, r"hidden_size must be an integer >= 1"),
+    ],
+)
+def test_invalid_configs_name_the_field_and_the_options(
+    overrides: dict[str, Any], pattern: str
+) -> None:
+    with pytest.raises(ForecasterConfigError, match=pattern):
+        config_for("urnn", **overrides)
+
+
+def test_capability_flags_decide_which_kinds_take_covariates() -> None:
+    with pytest.raises(ForecasterConfigError, match=r"kind must be one of 'urnn', 'urnn-full'"):
+        ForecasterConfig(kind="transformer")  # type: ignore[arg-type]
+    with pytest.raises(ForecasterConfigError, match=r"n_past_covariates must be 0 .* 'linear'"):
+        ForecasterConfig(kind="linear", lookback=L, horizon=H, n_past_covariates=1)
+    with pytest.raises(ForecasterConfigError, match="season_length must be <= lookback"):
+        ForecasterConfig(kind="seasonal_naive", lookback=L, horizon=H, season_length=48)
+    with pytest.raises(ForecasterConfigError, match="decomposition_kernel"):
+        ForecasterConfig(kind="linear", lookback=L, horizon=H, decomposition_kernel=4)
+    # the linear and naive kinds do not read segments, so any lookback is allowed
+    ForecasterConfig(kind="linear", lookback=25, horizon=H)
+
+
+def test_config_round_trips_through_json_and_refuses_unknown_fields() -> None:
+    config = config_for("urnn-full", quantiles=(0.25, 0.5, 0.75))
+    assert ForecasterConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ForecasterConfigError, match=r"unknown ForecasterConfig field\(s\)"):
+        ForecasterConfig.from_dict({**config.to_dict(), "layers": 2})
+    assert replace(config, horizon=12).horizon == 12
+
+
+def test_unitary_parameters_are_those_of_w() -> None:
+    urnn = build_forecaster(config_for("urnn"))
+    names = {
+        n for n, p in urnn.named_parameters() if any(p is u for u in urnn.unitary_parameters())
+    }
+    assert names == {"encoder.urnn.unitary.phases", "encoder.urnn.unitary.reflections"}
+    full = build_forecaster(config_for("urnn-full"))
+    assert [p.shape for p in full.unitary_parameters()] == [(8, 8)]
+    assert build_forecaster(config_for("lstm")).unitary_parameters() == []
+
+
+# --- calendar features -----------------------------------------------------------------------
+
+
+def test_calendar_features_by_frequency() -> None:
+    assert calendar_periods("15min") == ("hour_of_day", "day_of_week", "day_of_year")
+    assert calendar_periods("D") == calendar_periods("B") == ("day_of_week", "day_of_year")
+    assert calendar_periods("W-SUN") == calendar_periods("MS") == ("day_of_year",)
+    assert n_calendar_features("h") == 6
+
+    index = pd.DatetimeIndex(["2021-01-04 06:00", "2021-01-04 18:00"])  # a Monday
+    features = calendar_features(index, "h")
+    assert features.shape == (2, 6)
+    np.testing.assert_allclose(features[:, :2], [[1.0, 0.0], [-1.0, 0.0]], atol=1e-12)  # hour
+    np.testing.assert_allclose(features[:, 2:4], [[0.0, 1.0], [0.0, 1.0]], atol=1e-12)  # Monday
+    np.testing.assert_allclose(np.hypot(features[:, 4], features[:, 5]), 1.0)

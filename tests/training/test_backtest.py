@@ -1,0 +1,163 @@
+"""Rolling-origin backtests: where the origins fall, refit without look-ahead, units, plots, and
+a tiny end-to-end fit in which the uRNN beats the last-value forecast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.forecaster import ForecasterConfig
+from tests.training.synthetic import loaded, seasonal_frame
+from training.backtest import BacktestConfig, BacktestConfigError, BacktestResult, backtest
+from training.fit import FitConfig
+from training.split import SplitConfig, StandardScaler, plan_split, split_data
+
+L, H = 24, 6
+SPLIT = SplitConfig(lookback=L)
+QUICK = FitConfig(max_epochs=2, max_train_batches=4, batch_size=32, device="cpu")
+
+
+def linear(kind: str = "linear") -> ForecasterConfig:
+    return ForecasterConfig(kind=kind, lookback=L, horizon=H)  # type: ignore[arg-type]
+
+
+def overall(result: BacktestResult, metric: str) -> float:
+    return float(result.tables.overall[metric].to_numpy()[0])
+
+
+def test_origins_roll_back_from_the_end_of_the_test_span() -> None:
+    data = loaded({"a": seasonal_frame(400), "b": seasonal_frame(300, seed=1)})
+    result = backtest(data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=3, step=5))
+    assert len(result.fits) == 1
+    for sid, n in (("a", 400), ("b", 300)):
+        plan = plan_split(n, "h", SPLIT)
+        rows = result.forecasts[result.forecasts["series"] == sid]
+        index = data.series[sid].index
+        assert len(rows) == 3 * H
+        assert rows["timestamp"].max() == index[plan.test.stop - 1]
+        assert rows["timestamp"].min() >= index[plan.test.start]
+        origins = sorted(rows["origin"].unique())
+        assert [index.get_loc(o) for o in origins] == [
+            plan.test.stop - H - 1 - 5 * k for k in (2, 1, 0)
+        ]
+        first = rows[rows["step"] == 1]
+        assert (first["timestamp"].to_numpy() > first["origin"].to_numpy()).all()
+    assert set(result.tables.by_series.index) == {"a", "b"}
+    assert list(result.tables.by_step.index) == list(range(1, H + 1))
+
+
+def test_all_origins_with_step_one_is_the_ett_window_set() -> None:
+    data = loaded({"s": seasonal_frame(300)})
+    result = backtest(data, SPLIT, linear(kind="repeat_last"), QUICK, BacktestConfig())
+    n_test = len(plan_split(300, "h", SPLIT).test)
+    assert result.forecasts["origin"].nunique() == n_test - H + 1
+    assert result.fits[0].stop_reason == "parameter_free"  # calibrated and scored once
+
+
+def test_scaled_and_original_units_differ_by_the_train_scaler() -> None:
+    data = loaded({"s": seasonal_frame(300)})
+    model = linear("seasonal_naive")
+    original = backtest(data, SPLIT, model, QUICK, BacktestConfig(n_windows=4, step=3))
+    scaled = backtest(
+        data, SPLIT, model, QUICK, BacktestConfig(n_windows=4, step=3, scale="scaled")
+    )
+    stats = StandardScaler.fit(split_data(data, SPLIT)).stats["s"]["y"]
+    for column in ("actual", "point", "q0.1", "q0.9"):
+        np.testing.assert_allclose(
+            scaled.forecasts[column] * stats.scale + stats.mean,
+            original.forecasts[column],
+            rtol=1e-5,
+        )
+    # MASE is unit-free; MSE is not
+    mase_o, mase_s = (overall(r, "mase") for r in (original, scaled))
+    mse_o, mse_s = (overall(r, "mse") for r in (original, scaled))
+    assert mase_o == pytest.approx(mase_s, rel=1e-4)
+    assert mse_o == pytest.approx(mse_s * stats.scale**2, rel=1e-4)
+
+
+def test_refit_never_sees_past_its_origin() -> None:
+    """Changing every row from the first origin's first target on changes that origin's actuals
+    but not its forecast (its model was fitted on the rows before); the second origin's model
+    sees some changed rows (in its val part), so its forecast moves."""
+    frame = seasonal_frame(300)
+    config = BacktestConfig(n_windows=2, step=6, refit=True)
+    first = backtest(loaded({"s": frame}), SPLIT, linear(), QUICK, config)
+    assert len(first.fits) == 2
+    cut = frame.index.get_loc(first.forecasts["timestamp"].iloc[0])
+    changed = frame.copy()
+    changed.iloc[cut:] = changed.iloc[cut:] + 5.0
+    second = backtest(loaded({"s": changed}), SPLIT, linear(), QUICK, config)
+    a, b = first.forecasts, second.forecasts
+    origin_0 = (a["origin"] == a["origin"].min()).to_numpy()
+    forecast_columns = ["point", "q0.1", "q0.5", "q0.9"]
+    pd.testing.assert_frame_equal(
+        a.loc[origin_0, forecast_columns], b.loc[origin_0, forecast_columns]
+    )
+    np.testing.assert_allclose(b.loc[origin_0, "actual"], a.loc[origin_0, "actual"] + 5.0)
+    assert not np.allclose(a.loc[~origin_0, "point"], b.loc[~origin_0, "point"])
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    data = loaded({"s": seasonal_frame(300)})
+    result = backtest(
+        data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=5, step=2), plot_dir=tmp_path
+    )
+    assert set(result.plots) == {"forecasts", "error_by_horizon"}
+    for path in result.plots.values():
+        assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_invalid_backtests_are_refused() -> None:
+    with pytest.raises(BacktestConfigError, match="give n_windows explicitly"):
+        BacktestConfig(refit=True)
+    with pytest.raises(BacktestConfigError, match="scale must be one of 'original', 'scaled'"):
+        BacktestConfig(scale="z")  # type: ignore[arg-type]
+    data = loaded({"s": seasonal_frame(300)})
+    with pytest.raises(BacktestConfigError, match="lookback"):
+        backtest(data, SplitConfig(lookback=48), linear(), QUICK, BacktestConfig())
+
+
+def test_a_given_model_is_scored_without_refitting() -> None:
+    data = loaded({"s": seasonal_frame(300)})
+    fitted = backtest(data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=3, step=2))
+    scaler = StandardScaler.fit(split_data(data, SPLIT))
+    model = fitted.fits[0].model
+    again = backtest(
+        data,
+        SPLIT,
+        linear(),
+        QUICK,
+        BacktestConfig(n_windows=3, step=2),
+        model=model,
+        scaler=scaler,
+    )
+    assert again.fits == []
+    pd.testing.assert_frame_equal(again.forecasts, fitted.forecasts)
+    with pytest.raises(BacktestConfigError, match="the scaler it was trained with"):
+        backtest(data, SPLIT, linear(), QUICK, BacktestConfig(), model=model)
+
+
+def test_urnn_beats_repeat_last_on_a_seasonal_series() -> None:
+    """End to end: load -> split -> scale -> windows -> fit -> backtest on a daily-seasonal
+    hourly series, where the last value is a poor forecast and one season of look-back,
+    read as segments, tells the uRNN the phase."""
+    data = loaded({"s": seasonal_frame(700, noise=0.3)})
+    split = SplitConfig(lookback=48)
+    urnn = ForecasterConfig(
+        kind="urnn",
+        lookback=48,
+        horizon=12,
+        segment_length=12,
+        hidden_size=16,
+        n_past_covariates=1,
+        recurrence="python",
+    )
+    naive = ForecasterConfig(kind="repeat_last", lookback=48, horizon=12)
+    fit_config = FitConfig(max_epochs=8, batch_size=32, lr=3e-3, mse_weight=1.0, device="cpu")
+    windows = BacktestConfig(step=4, scale="scaled", train_stride=2)
+    ours = overall(backtest(data, split, urnn, fit_config, windows), "mse")
+    base = overall(backtest(data, split, naive, fit_config, windows), "mse")
+    assert ours < 0.1 * base, (ours, base)

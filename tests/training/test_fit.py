@@ -1,0 +1,189 @@
+"""The training loop: loss, the clipping split, early stopping, hooks, determinism, checkpoints,
+and that test values reach neither the scaler nor the model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from models.forecaster import (
+    Forecaster,
+    ForecasterConfig,
+    NaiveForecaster,
+    build_forecaster,
+    load_checkpoint,
+)
+from tests.training.synthetic import seasonal_frame
+from training.fit import (
+    EpochRecord,
+    FitConfig,
+    FitConfigError,
+    clip_gradients,
+    fit,
+    make_optimizer,
+    pinball_loss,
+    predict,
+)
+from training.split import SplitConfig, StandardScaler, plan_split, split_series
+from training.windows import WindowConfig, WindowSets, make_windows
+
+L, H = 24, 6
+FAST = FitConfig(max_epochs=2, max_train_batches=3, batch_size=16, device="cpu")
+
+
+def windows_of(frame: pd.DataFrame) -> tuple[WindowSets, StandardScaler]:
+    splits = {"s": split_series(frame, plan_split(len(frame), "h", SplitConfig(lookback=L)))}
+    scaler = StandardScaler.fit(splits)
+    return make_windows(splits, scaler, WindowConfig(L, H, stride=2), freq="h"), scaler
+
+
+def urnn_config(**overrides: object) -> ForecasterConfig:
+    options: dict[str, object] = {
+        "kind": "urnn",
+        "lookback": L,
+        "horizon": H,
+        "segment_length": 6,
+        "hidden_size": 8,
+        "n_past_covariates": 1,
+        "recurrence": "python",
+    }
+    return ForecasterConfig(**{**options, **overrides})  # type: ignore[arg-type]
+
+
+def test_pinball_loss_by_hand() -> None:
+    pred = torch.tensor([[[0.0, 1.0, 2.0]]])  # quantiles 0.1, 0.5, 0.9 of one step
+    target = torch.tensor([[1.5]])
+    # e = 1.5, 0.5, -0.5 -> 0.1 * 1.5, 0.5 * 0.5, 0.1 * 0.5
+    expected = (0.15 + 0.25 + 0.05) / 3
+    loss = pinball_loss(pred, target, torch.tensor([0.1, 0.5, 0.9]))
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_clipping_leaves_the_unitary_parameters_alone() -> None:
+    model = build_forecaster(urnn_config())
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 100.0)
+    clip_gradients(model, 1.0)
+    unitary = model.unitary_parameters()
+    assert unitary and all(torch.all(p.grad == 100.0) for p in unitary if p.grad is not None)
+    others = [p.grad for p in model.parameters() if all(p is not u for u in unitary)]
+    total = torch.sqrt(sum((g.square().sum() for g in others if g is not None), torch.tensor(0.0)))
+    assert total.item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_unitary_parameters_get_no_weight_decay() -> None:
+    model = build_forecaster(urnn_config())
+    optimizer = make_optimizer(model, FitConfig(weight_decay=0.1))
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert all(decay[id(p)] == 0.0 for p in model.unitary_parameters())
+    assert decay[id(model.get_parameter("head.weight"))] == 0.1
+    assert len(decay) == len(list(model.parameters()))
+
+
+def test_early_stopping_restores_the_best_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted val scores 3, 1, 2, 2.5, 4 with patience 3: the loop stops after epoch 5 and
+    hands back the weights it had after epoch 2."""
+    sets, _ = windows_of(seasonal_frame(300))
+    scores = iter([3.0, 1.0, 2.0, 2.5, 4.0, 5.0])
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def scripted(
+        model: Forecaster, dataset: object, config: FitConfig, device: str
+    ) -> dict[str, float]:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        score = next(scores)
+        return {"loss": score, "mse": score, "mae": score}
+
+    monkeypatch.setattr("training.fit.evaluate", scripted)
+    config = FitConfig(max_epochs=10, patience=3, max_train_batches=2, batch_size=8, device="cpu")
+    result = fit(urnn_config(), sets.train, sets.val, config, progress=False)
+    assert [r.epoch for r in result.history] == [1, 2, 3, 4, 5]
+    assert result.best_epoch == 2 and result.best_score == 1.0
+    assert result.stop_reason == "patience"
+    assert [r.improved for r in result.history] == [True, True, False, False, False]
+    final = result.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in snapshots[1].items())
+    assert not all(torch.equal(final[k], v) for k, v in snapshots[4].items())
+    # the plateau schedule halved the lr after two stale epochs (plateau_patience = 1)
+    assert result.history[0].lr == 1e-3 and result.history[-1].lr == 5e-4
+
+
+def test_hooks_see_every_epoch_and_can_cancel() -> None:
+    sets, _ = windows_of(seasonal_frame(300))
+    records: list[EpochRecord] = []
+    fit(urnn_config(), sets.train, sets.val, FAST, on_epoch_end=records.append, progress=False)
+    assert [r.epoch for r in records] == [1, 2]
+
+    calls = iter(range(100))
+    result = fit(
+        urnn_config(),
+        sets.train,
+        sets.val,
+        FitConfig(max_epochs=5, max_train_batches=3, batch_size=16, device="cpu"),
+        should_stop=lambda: next(calls) >= 4,  # lets epoch 1 (3 batches) finish, stops in 2
+        progress=False,
+    )
+    assert result.stop_reason == "cancelled"
+    assert len(result.history) == 1 and result.best_epoch == 1
+
+
+def test_same_seed_same_model() -> None:
+    sets, _ = windows_of(seasonal_frame(300))
+    config = urnn_config(dropout=0.2)
+    first = fit(config, sets.train, sets.val, FAST, progress=False).model.state_dict()
+    second = fit(config, sets.train, sets.val, FAST, progress=False).model.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = fit(config, sets.train, sets.val, replace(FAST, seed=1), progress=False)
+    assert not all(torch.equal(first[k], v) for k, v in other.model.state_dict().items())
+
+
+def test_checkpoint_holds_the_recipe_and_loads_without_pickle(tmp_path: Path) -> None:
+    sets, scaler = windows_of(seasonal_frame(300))
+    result = fit(
+        urnn_config(),
+        sets.train,
+        sets.val,
+        FAST,
+        checkpoint_dir=tmp_path,
+        checkpoint_extra={"scaler": scaler.to_dict()},
+        progress=False,
+    )
+    model, meta = load_checkpoint(tmp_path)
+    assert meta["best_epoch"] == result.best_epoch and meta["fit"]["max_epochs"] == 2
+    assert StandardScaler.from_dict(meta["scaler"]) == scaler
+    assert torch.equal(predict(model, sets.test), predict(result.model, sets.test))
+
+
+def test_changing_test_values_changes_neither_scaler_nor_model() -> None:
+    frame = seasonal_frame(300)
+    changed = frame.copy()
+    test_start = plan_split(300, "h", SplitConfig(lookback=L)).test.start
+    changed.iloc[test_start:] = changed.iloc[test_start:] * 10.0 + 50.0
+    (sets_a, scaler_a), (sets_b, scaler_b) = windows_of(frame), windows_of(changed)
+    assert scaler_a == scaler_b
+    model_a = fit(urnn_config(), sets_a.train, sets_a.val, FAST, progress=False).model
+    model_b = fit(urnn_config(), sets_b.train, sets_b.val, FAST, progress=False).model
+    state_b = model_b.state_dict()
+    assert all(torch.equal(v, state_b[k]) for k, v in model_a.state_dict().items())
+    assert not torch.equal(sets_a.test.values, sets_b.test.values)
+
+
+def test_baselines_are_calibrated_not_trained() -> None:
+    sets, _ = windows_of(seasonal_frame(300))
+    config = ForecasterConfig(kind="seasonal_naive", lookback=L, horizon=H, season_length=24)
+    result = fit(config, sets.train, sets.val, FAST, progress=False)
+    assert result.stop_reason == "parameter_free" and result.n_params == 0
+    assert isinstance(result.model, NaiveForecaster)
+    offsets = result.model.offsets
+    assert torch.all(offsets[:, 0] < 0) and torch.all(offsets[:, 2] > 0)
+
+
+def test_invalid_fit_options_name_the_allowed_values() -> None:
+    with pytest.raises(FitConfigError, match="schedule must be one of 'plateau', 'cosine', 'none'"):
+        FitConfig(schedule="step")  # type: ignore[arg-type]
+    with pytest.raises(FitConfigError, match="clip_norm must be None or > 0"):
+        FitConfig(clip_norm=0.0)

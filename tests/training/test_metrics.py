@@ -1,0 +1,84 @@
+"""Every metric on an example small enough to compute by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.metrics import (
+    MetricError,
+    coverage,
+    mae,
+    mase,
+    metric_tables,
+    mse,
+    pinball,
+    rmse,
+    seasonal_naive_scale,
+    smape,
+    symmetric_pairs,
+)
+
+ACTUAL = np.array([1.0, 2.0, 3.0, 4.0])
+FORECAST = np.array([2.0, 2.0, 1.0, 4.0])  # errors 1, 0, -2, 0
+
+
+def test_point_metrics_by_hand() -> None:
+    assert mae(ACTUAL, FORECAST) == 0.75
+    assert mse(ACTUAL, FORECAST) == 1.25
+    assert rmse(ACTUAL, FORECAST) == math.sqrt(1.25)
+    # 200 |e| / (|y| + |f|): 200/3, 0, 400/4, 0
+    assert smape(ACTUAL, FORECAST) == pytest.approx((200 / 3 + 100) / 4)
+    assert smape(np.zeros(2), np.zeros(2)) == 0.0
+
+
+def test_mase_uses_the_seasonal_naive_mae_of_the_history() -> None:
+    history = np.array([1.0, 3.0, 2.0, 5.0, 4.0])
+    assert seasonal_naive_scale(history, 2) == pytest.approx(5 / 3)  # |2-1|, |5-3|, |4-2|
+    assert seasonal_naive_scale(history, 1) == pytest.approx((2 + 1 + 3 + 1) / 4)
+    assert mase(ACTUAL, FORECAST, 5 / 3) == pytest.approx(0.45)
+    assert math.isnan(mase(ACTUAL, FORECAST, 0.0))
+    with pytest.raises(MetricError, match="history longer than it"):
+        seasonal_naive_scale(history, 5)
+
+
+def test_pinball_and_coverage_by_hand() -> None:
+    # q = 0.9, e = y - f = -1 and 1: max(-0.9, 0.1) = 0.1, max(0.9, -0.1) = 0.9
+    assert pinball(np.array([1.0, 3.0]), np.array([2.0, 2.0]), 0.9) == pytest.approx(0.5)
+    assert pinball(np.array([1.0, 3.0]), np.array([2.0, 2.0]), 0.5) == pytest.approx(0.5)
+    inside = coverage(np.array([1.0, 2.0, 3.0]), np.array([0, 2.5, 2]), np.array([2, 3, 2.5]))
+    assert inside == pytest.approx(1 / 3)
+    assert symmetric_pairs((0.05, 0.1, 0.5, 0.9, 0.95)) == [(0.05, 0.95), (0.1, 0.9)]
+    with pytest.raises(MetricError, match="same shape"):
+        mae(np.zeros(2), np.zeros(3))
+
+
+def test_tables_by_step_and_by_series() -> None:
+    # two series, one origin each, H = 2
+    frame = pd.DataFrame(
+        {
+            "series": ["a", "a", "b", "b"],
+            "step": [1, 2, 1, 2],
+            "actual": [1.0, 2.0, 3.0, 4.0],
+            "point": [2.0, 2.0, 1.0, 4.0],
+            "q0.1": [0.0, 1.0, 0.0, 3.0],
+            "q0.5": [2.0, 2.0, 1.0, 4.0],
+            "q0.9": [3.0, 3.0, 2.0, 5.0],
+            "mase_scale": [1.0, 1.0, 2.0, 2.0],
+        }
+    )
+    tables = metric_tables(frame, (0.1, 0.5, 0.9))
+    by_step, by_series, overall = tables.by_step, tables.by_series, tables.overall
+    assert by_step.loc[1, "mae"] == 1.5 and by_step.loc[2, "mae"] == 0.0
+    assert by_step.loc[1, "mse"] == 2.5 and by_step.loc[1, "rmse"] == math.sqrt(2.5)
+    assert by_series.loc["a", "mase"] == 0.5  # |e| / 1: 1, 0
+    assert by_series.loc["b", "mase"] == 0.5  # |e| / 2: 1, 0
+    assert by_series.loc["b", "coverage_0.1_0.9"] == 0.5  # 3 outside [0, 2], 4 inside [3, 5]
+    assert overall.loc["all", "n"] == 4
+    assert overall.loc["all", "mse"] == 1.25
+    # pinball at 0.5 is half the absolute error
+    assert overall.loc["all", "pinball_q0.5"] == pytest.approx(0.75 / 2)
+    assert list(by_step.columns[:4]) == ["n", "mae", "mse", "rmse"]

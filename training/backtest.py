@@ -1,0 +1,349 @@
+"""Stage 6 of the training pipeline: rolling-origin backtest over the test span, and its plots.
+
+    result = backtest(data, SplitConfig(method="ett", lookback=336), model_config, fit_config,
+                      BacktestConfig(n_windows=None, step=1, refit=False))
+    result.forecasts   # tidy: series, origin, timestamp, step, actual, point, q0.1, ..., mase_scale
+    result.tables.by_step, result.tables.by_series, result.tables.overall
+
+Origins (the last input row of each forecast) roll over the test span of every series, `step`
+rows apart, aligned to its end: the last window's final target is the span's last row, and
+`n_windows` counts back from there (None: as many as fit, which with step=1 is the ETT
+protocol's set of test windows). Every target lies in the test span; inputs reach back
+`lookback` rows before it, as the split's context rows allow.
+
+- refit=False: one model (given, with its scaler, or fitted here on the split's train and val
+  parts) forecasts every origin.
+- refit=True: at each origin the model is refitted on the data up to it: the last `len(val)`
+  rows before the origin become the validation part (for early stopping), everything before
+  them the training part, and a new scaler is fitted on that training part only. n_windows
+  fits: slow, and meant for a handful of origins, so n_windows is required.
+
+`scale="original"` un-scales forecasts and actuals to the data's units (the product's view);
+`"scaled"` keeps the train-only z-scores (the ETT papers' view; with refit, each origin's own
+scaler). MASE's denominator is the seasonal naive MAE of the split's training span, in the same
+units as the row it divides.
+
+Plots use matplotlib's object-oriented API (a bare Figure renders with the Agg backend), so
+nothing global such as pyplot's backend or current figure is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+
+from models.forecaster import Forecaster, ForecasterConfig
+from training.data import LoadedData
+from training.fit import FitConfig, FitResult, fit, predict
+from training.metrics import MetricTables, metric_tables, quantile_column, seasonal_naive_scale
+from training.split import (
+    SeriesSplit,
+    Span,
+    SplitConfig,
+    SplitPlan,
+    StandardScaler,
+    split_data,
+    split_series,
+)
+from training.windows import WindowDataset, make_windows, window_config_for, window_starts
+
+OutputScale = Literal["original", "scaled"]
+OUTPUT_SCALES: tuple[OutputScale, ...] = ("original", "scaled")
+
+
+class BacktestConfigError(ValueError):
+    """A BacktestConfig field outside its allowed values, or a backtest that cannot run."""
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    n_windows: int | None = None  # origins per series, counted back from the test span's end
+    step: int = 1  # rows between consecutive origins
+    refit: bool = False  # refit at every origin on the data up to it (needs n_windows)
+    season_length: int = 24  # MASE's seasonal naive scale
+    scale: OutputScale = "original"
+    channel_independent: bool = False  # every column its own series (training.windows)
+    train_stride: int = 1  # stride of the training windows of fits made here
+    batch_size: int = 512  # for prediction
+
+    def __post_init__(self) -> None:
+        if self.scale not in OUTPUT_SCALES:
+            raise BacktestConfigError(
+                f"scale must be one of {', '.join(map(repr, OUTPUT_SCALES))}; got {self.scale!r}"
+            )
+        for name in ("step", "season_length", "train_stride", "batch_size"):
+            if getattr(self, name) < 1:
+                raise BacktestConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_windows is not None and self.n_windows < 1:
+            raise BacktestConfigError(f"n_windows must be None or >= 1, got {self.n_windows}")
+        if self.refit and self.n_windows is None:
+            raise BacktestConfigError(
+                "refit=True fits one model per origin: give n_windows explicitly"
+            )
+
+
+@dataclass
+class BacktestResult:
+    forecasts: pd.DataFrame  # tidy, one row per (series, origin, step)
+    tables: MetricTables
+    fits: list[FitResult] = field(default_factory=list)  # the fits made here, in origin order
+    plots: dict[str, Path] = field(default_factory=dict)
+
+
+def backtest(
+    data: LoadedData,
+    split: SplitConfig,
+    model_config: ForecasterConfig,
+    fit_config: FitConfig,
+    config: BacktestConfig,
+    *,
+    model: Forecaster | None = None,
+    scaler: StandardScaler | None = None,
+    plot_dir: str | Path | None = None,
+    progress: bool = False,
+) -> BacktestResult:
+    """Rolling-origin evaluation of `model_config` on `data` (see the module docstring).
+
+    Pass `model` and the `scaler` it was trained with to evaluate an existing model
+    (refit=False only); otherwise the model is fitted here with `fit_config`.
+    """
+    if split.lookback != model_config.lookback:
+        raise BacktestConfigError(
+            f"the split's lookback ({split.lookback}) must equal the model's "
+            f"({model_config.lookback}): val and test frames carry that many context rows"
+        )
+    if model is not None and (scaler is None or config.refit or model.config != model_config):
+        raise BacktestConfigError(
+            "a given model needs the scaler it was trained with and its own config as "
+            "model_config, and cannot be refitted"
+        )
+    splits = split_data(data, split)
+    window_config = window_config_for(
+        model_config,
+        freq=data.freq,
+        stride=config.train_stride,
+        channel_independent=config.channel_independent,
+    )
+    calendar_freq = data.freq if window_config.calendar else None
+    scales = _mase_scales(splits, data.columns, config)
+    result = BacktestResult(forecasts=pd.DataFrame(), tables=_empty_tables())
+    pieces: list[pd.DataFrame] = []
+    if not config.refit:
+        if model is None or scaler is None:
+            scaler = StandardScaler.fit(splits)
+            sets = make_windows(splits, scaler, window_config, freq=data.freq)
+            fitted = fit(model_config, sets.train, sets.val, fit_config, progress=progress)
+            result.fits.append(fitted)
+            model = fitted.model
+        scaled = scaler.transform_splits(splits)
+        test = WindowDataset.from_frames(
+            {sid: s.test for sid, s in scaled.items()},
+            lookback=model_config.lookback,
+            horizon=model_config.horizon,
+            stride=config.step,
+            n_windows=config.n_windows,
+            channel_independent=config.channel_independent,
+            calendar_freq=calendar_freq,
+        )
+        test.check_compatible(model_config)
+        pred = predict(model, test, batch_size=config.batch_size, device=_device_of(model))
+        pieces.append(tidy_forecasts(test, pred, model_config.quantiles, scaler, config, scales))
+    else:
+        assert config.n_windows is not None
+        origins = {
+            sid: _origins(s.plan, model_config.horizon, config.step, config.n_windows)
+            for sid, s in splits.items()
+        }
+        for k in range(config.n_windows):
+            refit_splits = {
+                sid: _refit_split(data.series[sid], splits[sid].plan, origins[sid][k], model_config)
+                for sid in splits
+            }
+            refit_scaler = StandardScaler.fit(refit_splits)
+            sets = make_windows(refit_splits, refit_scaler, window_config, freq=data.freq)
+            fitted = fit(model_config, sets.train, sets.val, fit_config, progress=progress)
+            result.fits.append(fitted)
+            pred = predict(
+                fitted.model, sets.test, batch_size=config.batch_size, device=fitted.device
+            )
+            pieces.append(
+                tidy_forecasts(
+                    sets.test, pred, model_config.quantiles, refit_scaler, config, scales
+                )
+            )
+    result.forecasts = pd.concat(pieces, ignore_index=True)
+    result.tables = metric_tables(result.forecasts, model_config.quantiles)
+    if plot_dir is not None:
+        result.plots = save_plots(result, model_config.quantiles, plot_dir)
+    return result
+
+
+def _device_of(model: Forecaster) -> str:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return str(tensor.device)
+    return "cpu"
+
+
+def _origins(plan: SplitPlan, horizon: int, step: int, n_windows: int) -> list[int]:
+    """Row positions (in the whole series) of the first target of each window, ascending."""
+    test_frame_rows = plan.lookback + len(plan.test)
+    starts = window_starts(test_frame_rows, plan.lookback, horizon, step, n_windows)
+    return [plan.test.start + int(s) for s in starts]
+
+
+def _refit_split(
+    frame: pd.DataFrame, plan: SplitPlan, origin: int, model_config: ForecasterConfig
+) -> SeriesSplit:
+    """The series cut at `origin` (first target row): val = the len(plan.val) rows before it,
+    train = everything earlier, test = the one window at the origin."""
+    lookback, horizon, n_val = plan.lookback, model_config.horizon, len(plan.val)
+    refit_plan = SplitPlan(
+        n_rows=origin + horizon,
+        lookback=lookback,
+        train=Span(0, origin - n_val),
+        val=Span(origin - n_val, origin, context=lookback),
+        test=Span(origin, origin + horizon, context=lookback),
+    )
+    return split_series(frame.iloc[: origin + horizon], refit_plan)
+
+
+def _mase_scales(
+    splits: Mapping[str, SeriesSplit], columns: Sequence[str], config: BacktestConfig
+) -> dict[tuple[str, str], float]:
+    """(series id, column) -> seasonal naive MAE of its training span, in original units."""
+    out = {}
+    for sid, s in splits.items():
+        for column in columns:
+            values = s.train[column].to_numpy(dtype=np.float64)
+            out[(sid, column)] = seasonal_naive_scale(values, config.season_length)
+    return out
+
+
+def tidy_forecasts(
+    dataset: WindowDataset,
+    pred: torch.Tensor,
+    quantiles: Sequence[float],
+    scaler: StandardScaler,
+    config: BacktestConfig,
+    mase_scales: Mapping[tuple[str, str], float],
+) -> pd.DataFrame:
+    """One row per (window, step): series, origin, timestamp, step, actual, point, the
+    quantile columns and mase_scale, in `config.scale` units."""
+    q = list(quantiles)
+    median = q.index(0.5)
+    table = dataset.window_table()
+    n, horizon = len(dataset), dataset.horizon
+    actual = dataset.batch(torch.arange(n)).target.double().numpy()  # (N, H)
+    forecast = pred.double().numpy()  # (N, H, Q)
+    mase_scale = np.empty(n)
+    owners = dataset.window_entry.numpy()
+    for e, entry in enumerate(dataset.entries):
+        mask = owners == e
+        column = entry.columns[0]
+        column_scale = scaler.stats[_scaler_key(scaler, entry.source)][column].scale
+        mase_scale[mask] = mase_scales[(entry.source, column)]
+        if config.scale == "original":
+            actual[mask] = scaler.inverse_values(entry.source, column, actual[mask])
+            forecast[mask] = scaler.inverse_values(entry.source, column, forecast[mask])
+        else:
+            mase_scale[mask] /= column_scale
+    timestamps = np.empty((n, horizon), dtype="datetime64[ns]")
+    starts = dataset.starts.numpy()
+    for e, entry in enumerate(dataset.entries):
+        mask = owners == e
+        first = starts[mask] - entry.offset + dataset.lookback  # (n_e,) first target rows
+        stamps = entry.index.to_numpy(dtype="datetime64[ns]")
+        timestamps[mask] = stamps[first[:, None] + np.arange(horizon)]
+    out = pd.DataFrame(
+        {
+            "series": np.repeat(table["series"].to_numpy(), horizon),
+            "origin": np.repeat(table["origin"].to_numpy(), horizon),
+            "timestamp": timestamps.reshape(-1),
+            "step": np.tile(np.arange(1, horizon + 1), n),
+            "actual": actual.reshape(-1),
+            "point": forecast[..., median].reshape(-1),
+        }
+    )
+    for j, level in enumerate(q):
+        out[quantile_column(level)] = forecast[..., j].reshape(-1)
+    out["mase_scale"] = np.repeat(mase_scale, horizon)
+    return out
+
+
+def _scaler_key(scaler: StandardScaler, series_id: str) -> str:
+    return next(iter(scaler.stats)) if scaler.scope == "global" else series_id
+
+
+def _empty_tables() -> MetricTables:
+    empty = pd.DataFrame()
+    return MetricTables(overall=empty, by_step=empty, by_series=empty)
+
+
+# -----------------------------------------------------------------------------
+# Plots
+
+
+def save_plots(
+    result: BacktestResult, quantiles: Sequence[float], directory: str | Path
+) -> dict[str, Path]:
+    """`forecasts.png` (a few origins of the first series) and `error_by_horizon.png`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "forecasts": directory / "forecasts.png",
+        "error_by_horizon": directory / "error_by_horizon.png",
+    }
+    plot_forecasts(result.forecasts, quantiles, paths["forecasts"])
+    plot_error_by_horizon(result.tables.by_step, paths["error_by_horizon"])
+    return paths
+
+
+def plot_forecasts(
+    forecasts: pd.DataFrame, quantiles: Sequence[float], path: Path, *, panels: int = 4
+) -> None:
+    """Actual vs median and the outermost quantile band, for up to `panels` origins spread
+    evenly over the first series' backtest."""
+    series = forecasts["series"].iloc[0]
+    own = forecasts[forecasts["series"] == series]
+    origins = own["origin"].drop_duplicates().to_numpy()
+    chosen = origins[
+        np.unique(np.linspace(0, len(origins) - 1, min(panels, len(origins))).astype(int))
+    ]
+    figure = Figure(figsize=(10, 2.6 * len(chosen)), layout="constrained")
+    axes = figure.subplots(len(chosen), 1, squeeze=False)[:, 0]
+    lo, hi = quantile_column(quantiles[0]), quantile_column(quantiles[-1])
+    for ax, origin in zip(axes, chosen, strict=True):
+        window = own[own["origin"] == origin]
+        ax.plot(window["timestamp"], window["actual"], color="black", label="actual")
+        ax.plot(window["timestamp"], window["point"], color="tab:blue", label="median")
+        if len(quantiles) > 1:
+            ax.fill_between(
+                window["timestamp"],
+                window[lo],
+                window[hi],
+                color="tab:blue",
+                alpha=0.2,
+                label=f"{quantiles[0]:g}-{quantiles[-1]:g}",
+            )
+        ax.set_title(f"{series}: origin {pd.Timestamp(origin)}", fontsize=9)
+        ax.legend(fontsize=8, loc="upper left")
+    figure.savefig(path, dpi=90)
+
+
+def plot_error_by_horizon(by_step: pd.DataFrame, path: Path) -> None:
+    figure = Figure(figsize=(7, 3.5), layout="constrained")
+    ax = figure.subplots()
+    for column in ("mae", "rmse"):
+        ax.plot(by_step.index, by_step[column], label=column.upper())
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel("error")
+    ax.set_title("error by horizon step")
+    ax.legend()
+    figure.savefig(path, dpi=90)

@@ -1,0 +1,392 @@
+"""Stage 5 of the training pipeline: fit a forecaster on train windows, early-stopped on val.
+
+    result = fit(ForecasterConfig(kind="urnn", lookback=336, horizon=96), sets.train, sets.val,
+                 FitConfig(max_epochs=20, patience=3))
+    result.model          # the best epoch's weights, in eval mode
+    result.history        # one EpochRecord per epoch (train loss, val metrics, lr, seconds)
+
+Decisions and why:
+- Loss: the pinball (quantile) loss averaged over quantiles and horizon steps, so that every
+  quantile output is trained for its own level. The median then minimises absolute error; when
+  the metric that matters is MSE (the ETT protocol), `mse_weight` adds `mse_weight * MSE` of
+  the median, which pulls the point forecast towards the conditional mean. Default 0: the
+  product's forecasts are quantiles first.
+- Optimiser: AdamW (decoupled weight decay). The unitary matrix's parameters (phases,
+  reflections, the skew-Hermitian generator) get neither weight decay nor gradient clipping:
+  decaying them would pull W towards a fixed matrix for no reason, and the paper trains the
+  uRNN unclipped -- the whole point of a unitary W is that its gradients do not explode. All
+  other parameters (input map V, modReLU bias, h0, the head; every LSTM/GRU/linear weight) are
+  clipped together to `clip_norm`.
+- Schedule: reduce-on-plateau on the monitored validation score (halve the learning rate after
+  `plateau_patience` epochs without improvement) by default: the uRNN overfits within a few
+  epochs on ETT, so a cosine schedule over a fixed budget would barely have decayed when early
+  stopping fires, while a plateau step gives one more chance at a smaller step before it does.
+  `cosine` (over max_epochs) and `none` are the alternatives.
+- Early stopping on the time-ordered val windows with `patience`; the best epoch's state dict
+  is kept in memory (cloned tensors) and restored at the end, whatever stopped the loop.
+- Hooks: `on_epoch_end(record)` after every epoch (MLflow metrics later); `should_stop()`
+  before every batch (job cancellation later): the loop ends cleanly and restores the best.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from models.forecaster import (
+    Forecaster,
+    ForecasterConfig,
+    NaiveForecaster,
+    build_forecaster,
+    count_parameters,
+    save_checkpoint,
+    window_statistics,
+)
+from training.paper_benchmark import DeviceName, resolve_device
+from training.windows import WindowDataset
+
+Schedule = Literal["plateau", "cosine", "none"]
+SCHEDULES: tuple[Schedule, ...] = ("plateau", "cosine", "none")
+Monitor = Literal["loss", "mse", "mae"]
+MONITORS: tuple[Monitor, ...] = ("loss", "mse", "mae")
+DEVICES: tuple[DeviceName, ...] = ("auto", "cpu", "cuda")
+StopReason = Literal["patience", "max_epochs", "cancelled", "parameter_free"]
+
+
+class FitConfigError(ValueError):
+    """A FitConfig field outside its allowed values."""
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How to train; JSON-serialisable (`dataclasses.asdict`) for the run's parameters."""
+
+    max_epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0  # AdamW, decoupled; never applied to unitary parameters
+    schedule: Schedule = "plateau"
+    plateau_factor: float = 0.5  # lr multiplier when the val score stalls
+    plateau_patience: int = 1  # epochs without improvement before the lr drops
+    patience: int = 3  # early stopping: epochs without improvement before the loop ends
+    clip_norm: float | None = 1.0  # gradient norm of the non-unitary parameters; None: off
+    mse_weight: float = 0.0  # loss = pinball + mse_weight * MSE(median, target)
+    monitor: Monitor = "loss"  # val score for early stopping and the plateau schedule
+    seed: int = 0  # python, numpy and torch RNGs: initialisation, shuffling, dropout
+    device: DeviceName = "auto"
+    eval_batch_size: int = 512
+    max_train_batches: int | None = None  # per epoch; None: every train window once
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("schedule", SCHEDULES),
+            ("monitor", MONITORS),
+            ("device", DEVICES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise FitConfigError(
+                    f"{name} must be one of {', '.join(map(repr, allowed))}; "
+                    f"got {getattr(self, name)!r}"
+                )
+        for name in ("max_epochs", "batch_size", "patience", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise FitConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_train_batches is not None and self.max_train_batches < 1:
+            raise FitConfigError(
+                f"max_train_batches must be None or >= 1, got {self.max_train_batches}"
+            )
+        if not self.lr > 0 or self.weight_decay < 0 or self.mse_weight < 0:
+            raise FitConfigError(
+                f"lr must be > 0, weight_decay and mse_weight >= 0; got lr={self.lr}, "
+                f"weight_decay={self.weight_decay}, mse_weight={self.mse_weight}"
+            )
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise FitConfigError(f"clip_norm must be None or > 0, got {self.clip_norm}")
+        if not 0 < self.plateau_factor < 1 or self.plateau_patience < 0:
+            raise FitConfigError(
+                f"plateau_factor must lie in (0, 1) and plateau_patience be >= 0; got "
+                f"{self.plateau_factor}, {self.plateau_patience}"
+            )
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float  # mean training loss over the epoch's batches
+    val_loss: float
+    val_mse: float  # of the median, on the scale the windows are in
+    val_mae: float
+    lr: float  # the learning rate used during this epoch
+    seconds: float
+    improved: bool  # the monitored val score is the best so far
+
+
+@dataclass
+class FitResult:
+    model: Forecaster  # best epoch restored, eval mode, on `device`
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0  # 0: no epoch finished (cancelled before the first ended)
+    best_score: float = math.inf  # the monitored val score of best_epoch
+    stop_reason: StopReason = "max_epochs"
+    wall_seconds: float = 0.0
+    n_params: int = 0
+    device: str = "cpu"
+
+
+# -----------------------------------------------------------------------------
+# Pieces
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's global RNGs (initialisation and dropout draw from them)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pinball_loss(pred: Tensor, target: Tensor, quantiles: Tensor) -> Tensor:
+    """Mean over batch, steps and quantiles of max(q e, (q - 1) e), e = y - f.
+    pred (B, H, Q), target (B, H), quantiles (Q,)."""
+    error = target.unsqueeze(-1) - pred  # (B, H, Q)
+    return torch.maximum(quantiles * error, (quantiles - 1.0) * error).mean()
+
+
+def training_loss(
+    pred: Tensor, target: Tensor, quantiles: Tensor, median_index: int, mse_weight: float
+) -> Tensor:
+    loss = pinball_loss(pred, target, quantiles)
+    if mse_weight:
+        loss = loss + mse_weight * (pred[..., median_index] - target).square().mean()
+    return loss
+
+
+def split_parameters(model: Forecaster) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(unitary, other) trainable parameters."""
+    unitary = [p for p in model.unitary_parameters() if p.requires_grad]
+    ids = {id(p) for p in unitary}
+    other = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return unitary, other
+
+
+def clip_gradients(model: Forecaster, max_norm: float) -> float:
+    """Clip the joint gradient norm of the non-unitary parameters to max_norm; the unitary
+    matrix's gradients are left exactly as they are. Returns the norm before clipping."""
+    _, other = split_parameters(model)
+    return float(nn.utils.clip_grad_norm_(other, max_norm))
+
+
+def make_optimizer(model: Forecaster, config: FitConfig) -> torch.optim.Optimizer:
+    unitary, other = split_parameters(model)
+    groups: list[dict[str, Any]] = []
+    if other:
+        groups.append({"params": other, "weight_decay": config.weight_decay})
+    if unitary:
+        groups.append({"params": unitary, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def index_batches(order: Tensor, size: int) -> list[Tensor]:
+    """Consecutive slices of `size` window indices (the last one may be shorter)."""
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+@torch.inference_mode()
+def predict(
+    model: Forecaster, dataset: WindowDataset, *, batch_size: int = 512, device: str = "cpu"
+) -> Tensor:
+    """Quantile forecasts (N, H, Q) for every window of `dataset`, on the CPU, in order."""
+    model.eval()
+    out = []
+    for indices in index_batches(torch.arange(len(dataset)), batch_size):
+        batch = dataset.batch(indices).to(device)
+        out.append(model(*batch.model_inputs(model)).cpu())
+    return torch.cat(out) if out else torch.empty(0, dataset.horizon, len(model.config.quantiles))
+
+
+@torch.inference_mode()
+def evaluate(
+    model: Forecaster, dataset: WindowDataset, config: FitConfig, device: str
+) -> dict[str, float]:
+    """Training loss, MSE and MAE of the median over every window of `dataset`."""
+    model.eval()
+    c = model.config
+    quantiles = torch.tensor(c.quantiles, device=device)
+    totals = {"loss": 0.0, "mse": 0.0, "mae": 0.0}
+    for indices in index_batches(torch.arange(len(dataset)), config.eval_batch_size):
+        batch = dataset.batch(indices).to(device)
+        pred = model(*batch.model_inputs(model))
+        error = pred[..., c.median_index] - batch.target
+        n = len(indices)
+        loss = training_loss(pred, batch.target, quantiles, c.median_index, config.mse_weight)
+        totals["loss"] += float(loss) * n
+        totals["mse"] += float(error.square().mean()) * n
+        totals["mae"] += float(error.abs().mean()) * n
+    return {k: v / len(dataset) for k, v in totals.items()}
+
+
+@torch.inference_mode()
+def calibrate_baseline(
+    model: NaiveForecaster, dataset: WindowDataset, *, batch_size: int, device: str
+) -> None:
+    """Quantile offsets of a parameter-free model from its residuals on `dataset`."""
+    residuals = []
+    for indices in index_batches(torch.arange(len(dataset)), batch_size):
+        batch = dataset.batch(indices).to(device)
+        _, scale = window_statistics(batch.past_target, model.config.normalisation)
+        point = model.point_forecast(*batch.model_inputs(model))
+        residuals.append(((batch.target - point) / scale).cpu())  # (B, H)
+    model.calibrate_offsets(torch.cat(residuals))
+
+
+# -----------------------------------------------------------------------------
+# The loop
+
+
+def fit(
+    model_config: ForecasterConfig,
+    train: WindowDataset,
+    val: WindowDataset,
+    config: FitConfig,
+    *,
+    on_epoch_end: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_extra: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Build `model_config`'s forecaster under `config.seed`, train it, restore the best epoch.
+
+    With `checkpoint_dir`, also writes config.json (model config, fit config, best epoch and
+    `checkpoint_extra`, e.g. scaler statistics) and weights.pt there (models.forecaster.
+    save_checkpoint). `progress`: a tqdm bar over epochs. Parameter-free baselines are not
+    trained: their quantile offsets are calibrated on the train windows, then scored on val.
+    """
+    train.check_compatible(model_config)
+    val.check_compatible(model_config)
+    device = str(resolve_device(config.device))
+    seed_everything(config.seed)
+    model = build_forecaster(model_config).to(device)
+    result = FitResult(model=model, n_params=count_parameters(model), device=device)
+    start = time.perf_counter()
+
+    if isinstance(model, NaiveForecaster):
+        calibrate_baseline(model, train, batch_size=config.eval_batch_size, device=device)
+        scores = evaluate(model, val, config, device)
+        record = EpochRecord(1, math.nan, scores["loss"], scores["mse"], scores["mae"],
+                             0.0, time.perf_counter() - start, True)  # fmt: skip
+        result.history.append(record)
+        result.best_epoch, result.best_score = 1, scores[config.monitor]
+        result.stop_reason = "parameter_free"
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+    else:
+        _train(model, train, val, config, result, on_epoch_end, should_stop, progress)
+    result.wall_seconds = time.perf_counter() - start
+    model.eval()
+    if checkpoint_dir is not None:
+        extra = {
+            "fit": asdict(config),
+            "best_epoch": result.best_epoch,
+            "best_score": result.best_score if math.isfinite(result.best_score) else None,
+            **(checkpoint_extra or {}),
+        }
+        save_checkpoint(model, checkpoint_dir, extra)
+    return result
+
+
+def _train(
+    model: Forecaster,
+    train: WindowDataset,
+    val: WindowDataset,
+    config: FitConfig,
+    result: FitResult,
+    on_epoch_end: Callable[[EpochRecord], None] | None,
+    should_stop: Callable[[], bool] | None,
+    progress: bool,
+) -> None:
+    device = result.device
+    c = model.config
+    quantiles = torch.tensor(c.quantiles, device=device)
+    optimizer = make_optimizer(model, config)
+    plateau = cosine = None
+    if config.schedule == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    elif config.schedule == "cosine":
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    best_state: dict[str, Tensor] | None = None
+    stale = 0
+    bar = tqdm(range(1, config.max_epochs + 1), desc=c.kind, disable=not progress, leave=False)
+    for epoch in bar:
+        epoch_start = time.perf_counter()
+        lr = float(optimizer.param_groups[0]["lr"])
+        model.train()
+        batches = index_batches(torch.randperm(len(train), generator=shuffle), config.batch_size)
+        if config.max_train_batches is not None:
+            batches = batches[: config.max_train_batches]
+        total, seen, cancelled = 0.0, 0, False
+        for indices in batches:
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            batch = train.batch(indices).to(device)
+            pred = model(*batch.model_inputs(model))
+            loss = training_loss(pred, batch.target, quantiles, c.median_index, config.mse_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+            if config.clip_norm is not None:
+                clip_gradients(model, config.clip_norm)
+            optimizer.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{c.kind} diverged in epoch {epoch}: loss {value}")
+            total += value * len(indices)
+            seen += len(indices)
+        if cancelled:
+            result.stop_reason = "cancelled"
+            break
+        scores = evaluate(model, val, config, device)
+        score = scores[config.monitor]
+        improved = score < result.best_score
+        if improved:
+            result.best_epoch, result.best_score, stale = epoch, score, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if plateau is not None:
+            plateau.step(score)
+        if cosine is not None:
+            cosine.step()
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=total / max(seen, 1),
+            val_loss=scores["loss"],
+            val_mse=scores["mse"],
+            val_mae=scores["mae"],
+            lr=lr,
+            seconds=time.perf_counter() - epoch_start,
+            improved=improved,
+        )
+        result.history.append(record)
+        bar.set_postfix(
+            train=f"{record.train_loss:.4f}", val=f"{score:.4f}", best=result.best_epoch
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        if stale >= config.patience:
+            result.stop_reason = "patience"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)

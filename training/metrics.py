@@ -1,0 +1,173 @@
+"""Forecast metrics, defined once for training reports, backtests and (later) the service.
+
+Point metrics score the point forecast (the 0.5 quantile); the probabilistic ones score the
+quantiles. Definitions (e = forecast - actual, means over every scored value):
+
+- MAE = mean |e|; MSE = mean e^2; RMSE = sqrt(MSE) of the group (not a mean of RMSEs).
+- sMAPE = mean 200 |e| / (|actual| + |forecast|), in percent (0..200, the M4 definition);
+  a term with actual = forecast = 0 counts 0. Meaningful in original units only: on z-scores
+  values near 0 make it explode.
+- MASE = mean |e| / s, s = the in-sample MAE of the seasonal naive forecast y_t = y_{t-m} over
+  the series' training span (Hyndman & Koehler 2006), per series. NaN where s = 0.
+- pinball loss at quantile q = mean max(q (y - f_q), (q - 1) (y - f_q)).
+- coverage of each symmetric pair (q, 1 - q), q < 0.5: the share of actuals inside
+  [f_q, f_{1-q}], to compare with the nominal 1 - 2q.
+
+Tables (`metric_tables`) take a tidy frame of forecasts, one row per (series, origin, step),
+with columns `series`, `step`, `actual`, `point`, one `q<level>` column per quantile and
+`mase_scale`, and group it by horizon step and by series.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+PAIR_TOLERANCE = 1e-9  # q and 1 - q from floats: 0.1 and 0.9 sum to 0.9999999999999999 + ...
+
+
+class MetricError(ValueError):
+    """Arrays that cannot be scored together (shapes differ, too short a history)."""
+
+
+def _pair(actual: np.ndarray, forecast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, f = np.asarray(actual, dtype=np.float64), np.asarray(forecast, dtype=np.float64)
+    if a.shape != f.shape:
+        raise MetricError(f"actual and forecast must have the same shape; got {a.shape}, {f.shape}")
+    if a.size == 0:
+        raise MetricError("nothing to score: empty arrays")
+    return a, f
+
+
+def mae(actual: np.ndarray, forecast: np.ndarray) -> float:
+    a, f = _pair(actual, forecast)
+    return float(np.mean(np.abs(f - a)))
+
+
+def mse(actual: np.ndarray, forecast: np.ndarray) -> float:
+    a, f = _pair(actual, forecast)
+    return float(np.mean((f - a) ** 2))
+
+
+def rmse(actual: np.ndarray, forecast: np.ndarray) -> float:
+    return math.sqrt(mse(actual, forecast))
+
+
+def smape_terms(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    a, f = _pair(actual, forecast)
+    denominator = np.abs(a) + np.abs(f)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, 200.0 * np.abs(f - a) / safe, 0.0)
+
+
+def smape(actual: np.ndarray, forecast: np.ndarray) -> float:
+    return float(np.mean(smape_terms(actual, forecast)))
+
+
+def seasonal_naive_scale(history: np.ndarray, season: int) -> float:
+    """In-sample MAE of y_t = y_{t-season} over `history` (the training span)."""
+    h = np.asarray(history, dtype=np.float64)
+    if season < 1 or len(h) <= season:
+        raise MetricError(
+            f"the MASE scale needs season >= 1 and a history longer than it; got season="
+            f"{season}, {len(h)} values"
+        )
+    return float(np.mean(np.abs(h[season:] - h[:-season])))
+
+
+def mase(actual: np.ndarray, forecast: np.ndarray, scale: float) -> float:
+    return mae(actual, forecast) / scale if scale > 0 else math.nan
+
+
+def pinball(actual: np.ndarray, forecast: np.ndarray, quantile: float) -> float:
+    a, f = _pair(actual, forecast)
+    e = a - f
+    return float(np.mean(np.maximum(quantile * e, (quantile - 1.0) * e)))
+
+
+def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
+    a, lo = _pair(actual, lower)
+    _, hi = _pair(actual, upper)
+    return float(np.mean((lo <= a) & (a <= hi)))
+
+
+def symmetric_pairs(quantiles: Sequence[float]) -> list[tuple[float, float]]:
+    """(q, 1 - q) pairs among `quantiles`, q < 0.5, outermost first."""
+    pairs = []
+    for lo in quantiles:
+        if lo >= 0.5:
+            continue
+        for hi in quantiles:
+            if abs(lo + hi - 1.0) < PAIR_TOLERANCE:
+                pairs.append((lo, hi))
+    return pairs
+
+
+def quantile_column(q: float) -> str:
+    """The tidy frame's column for quantile q: `q0.1`, `q0.5`, `q0.975`."""
+    return f"q{q:g}"
+
+
+def coverage_column(lo: float, hi: float) -> str:
+    return f"coverage_{lo:g}_{hi:g}"
+
+
+@dataclass(frozen=True)
+class MetricTables:
+    overall: pd.DataFrame  # one row, index ["all"]
+    by_step: pd.DataFrame  # index: horizon step 1..H
+    by_series: pd.DataFrame  # index: series
+
+
+def metric_tables(forecasts: pd.DataFrame, quantiles: Sequence[float]) -> MetricTables:
+    """Every metric overall, per horizon step and per series from a tidy forecast frame."""
+    needed = ["series", "step", "actual", "point", "mase_scale"]
+    needed += [quantile_column(q) for q in quantiles]
+    missing = [c for c in needed if c not in forecasts.columns]
+    if missing:
+        raise MetricError(f"the forecast frame lacks column(s) {missing}")
+    if forecasts.empty:
+        raise MetricError("nothing to score: the forecast frame is empty")
+    a = forecasts["actual"].to_numpy(dtype=np.float64)
+    f = forecasts["point"].to_numpy(dtype=np.float64)
+    scale = forecasts["mase_scale"].to_numpy(dtype=np.float64)
+    terms = pd.DataFrame(
+        {
+            "series": forecasts["series"].to_numpy(),
+            "step": forecasts["step"].to_numpy(),
+            "mae": np.abs(f - a),
+            "mse": (f - a) ** 2,
+            "smape": smape_terms(a, f),
+            "mase": np.abs(f - a) / np.where(scale > 0, scale, np.nan),
+        }
+    )
+    pinball_columns = []
+    for q in quantiles:
+        e = a - forecasts[quantile_column(q)].to_numpy(dtype=np.float64)
+        name = f"pinball_{quantile_column(q)}"
+        terms[name] = np.maximum(q * e, (q - 1.0) * e)
+        pinball_columns.append(name)
+    terms["pinball_mean"] = terms[pinball_columns].mean(axis=1)
+    for lo, hi in symmetric_pairs(quantiles):
+        lower = forecasts[quantile_column(lo)].to_numpy(dtype=np.float64)
+        upper = forecasts[quantile_column(hi)].to_numpy(dtype=np.float64)
+        terms[coverage_column(lo, hi)] = ((lower <= a) & (a <= upper)).astype(np.float64)
+
+    values = terms.drop(columns=["series", "step"])
+    overall = _summarise(values.assign(group="all"), "group").rename_axis(None)
+    by_step = _summarise(terms.drop(columns=["series"]), "step")
+    by_series = _summarise(terms.drop(columns=["step"]), "series")
+    return MetricTables(overall=overall, by_step=by_step, by_series=by_series)
+
+
+def _summarise(terms: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Group means of the per-value terms; RMSE from the group's MSE; n values per group."""
+    grouped = terms.groupby(key, sort=True)
+    table = grouped.mean()
+    table.insert(2, "rmse", np.sqrt(table["mse"]))
+    table.insert(0, "n", grouped.size())
+    return table

@@ -1,0 +1,345 @@
+"""Stage 4 of the training pipeline: (look-back, horizon) windows over split, scaled series.
+
+    splits = split_data(data, SplitConfig(method="ett", lookback=336))
+    scaler = StandardScaler.fit(splits)            # train rows only (training.split)
+    sets = make_windows(splits, scaler, WindowConfig(lookback=336, horizon=96), freq=data.freq)
+    batch = sets.train.batch(torch.arange(64))     # WindowBatch of (64, 336) / (64, 96) tensors
+    model(*batch.model_inputs(model))              # what a forecaster's forward takes
+
+Order of the stages: the global, train-only z-scoring of `training.split` is applied here,
+first, to every frame; the per-window normalisation (RevIN-like, NLinear-like) happens inside
+the model. The windows of a part come from that part's frame only: train windows from the train
+rows, val and test windows from frames that start `lookback` rows before their span (context,
+input only), so every target row of a val or test window lies in its own span. Origins are
+aligned to the end of the frame (the last window ends on the last row; a stride > 1 drops rows
+at the start, never the freshest ones).
+
+One global model over many series: every series (or, channel-independent, every channel of
+every series) is one entry in a single storage tensor; a window is (entry, first row), and a
+batch is one gather `values[start + arange(L + H)]`. No window is ever materialised on its own,
+so the memory is the series once, whatever the stride.
+
+Channel independence (`WindowConfig.channel_independent`, SegRNN/PatchTST style): each column
+of each series (target and covariates alike) becomes its own univariate entry named
+`<series>/<column>`, with no covariates; one shared model then forecasts every channel. The
+forecaster is built with n_past_covariates=0 and sees only (B, L) targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from models.forecaster import (
+    FORECASTERS,
+    Forecaster,
+    ForecasterConfig,
+    calendar_features,
+    n_calendar_features,
+)
+from training.split import SeriesSplit, StandardScaler
+
+PARTS = ("train", "val", "test")
+
+
+class WindowError(ValueError):
+    """Windows that cannot be made as asked (series too short, bad stride or count)."""
+
+
+class IncompatibleWindowsError(ValueError):
+    """Windows whose shapes do not match the forecaster they are meant for."""
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """How to cut windows; JSON-serialisable (dataclasses.asdict) for the run's parameters."""
+
+    lookback: int
+    horizon: int
+    stride: int = 1  # rows between the origins of consecutive train windows
+    eval_stride: int = 1  # the same for val and test windows (the ETT protocol uses 1)
+    channel_independent: bool = False  # every column its own univariate series
+    calendar: bool = False  # add calendar_features(index, freq) for the look-back and horizon
+
+    def __post_init__(self) -> None:
+        for name in ("lookback", "horizon", "stride", "eval_stride"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise WindowError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SeriesEntry:
+    """One univariate-target series in a dataset's storage."""
+
+    name: str  # series id, or "<series id>/<column>" when channel-independent
+    source: str  # the series id in the splits and in the scaler
+    columns: tuple[str, ...]  # stored columns: the target first, then the covariates
+    index: pd.DatetimeIndex  # timestamps of the stored rows
+    offset: int  # first row of this entry in the storage tensor
+
+
+class WindowBatch(NamedTuple):
+    """A batch of windows (or one window, without the batch axis, from `dataset[i]`).
+
+    Absent inputs are zero-width tensors rather than None, so that torch's default collate can
+    stack them; `model_inputs` turns them into what a forecaster takes."""
+
+    past_target: Tensor  # (B, L)
+    past_covariates: Tensor  # (B, L, C), C = 0 without covariates
+    past_calendar: Tensor  # (B, L, K), K = 0 without calendar features
+    future_calendar: Tensor  # (B, H, K)
+    target: Tensor  # (B, H)
+
+    def to(self, device: torch.device | str) -> WindowBatch:
+        return WindowBatch(*(t.to(device, non_blocking=True) for t in self))
+
+    def model_inputs(
+        self, model: Forecaster
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """The forward arguments for `model`: inputs it has no capability for are left out
+        (so a baseline can be scored on the same windows as a uRNN with covariates)."""
+        covariates = self.past_covariates
+        use_covariates = model.SUPPORTS_PAST_COVARIATES and covariates.shape[-1] > 0
+        use_calendar = model.SUPPORTS_CALENDAR and self.past_calendar.shape[-1] > 0
+        return (
+            self.past_target,
+            covariates if use_covariates else None,
+            self.past_calendar if use_calendar else None,
+            self.future_calendar if use_calendar else None,
+        )
+
+
+class WindowDataset(Dataset[WindowBatch]):
+    """Windows over stored series, by index; works with torch's DataLoader (`dataset[i]`) and,
+    faster, with `batch(indices)` (one gather per batch)."""
+
+    def __init__(
+        self,
+        values: Tensor,
+        calendar: Tensor,
+        entries: Sequence[SeriesEntry],
+        starts: Tensor,
+        window_entry: Tensor,
+        *,
+        lookback: int,
+        horizon: int,
+    ) -> None:
+        super().__init__()
+        self.values = values  # (R, 1 + C): all entries' rows, one after the other
+        self.calendar = calendar  # (R, K)
+        self.entries = tuple(entries)
+        self.starts = starts  # (N,) first storage row of each window
+        self.window_entry = window_entry  # (N,) entry index of each window
+        self.lookback = lookback
+        self.horizon = horizon
+        self._span = torch.arange(lookback + horizon)  # (L + H,)
+
+    @classmethod
+    def from_frames(
+        cls,
+        frames: Mapping[str, pd.DataFrame],
+        *,
+        lookback: int,
+        horizon: int,
+        stride: int = 1,
+        n_windows: int | None = None,
+        channel_independent: bool = False,
+        calendar_freq: str | None = None,
+    ) -> WindowDataset:
+        """Windows over `frames` (already scaled; target first, then covariates), each frame
+        giving its last `n_windows` windows (all if None), `stride` rows apart."""
+        entries: list[SeriesEntry] = []
+        blocks: list[np.ndarray] = []
+        calendars: list[np.ndarray] = []
+        starts: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        offset = 0
+        for series_id, frame in frames.items():
+            index = pd.DatetimeIndex(frame.index)
+            values = frame.to_numpy(dtype=np.float32)  # (T, 1 + C)
+            columns = tuple(str(c) for c in frame.columns)
+            if calendar_freq is not None:
+                calendar = calendar_features(index, calendar_freq).astype(np.float32)
+            else:
+                calendar = np.zeros((len(frame), 0), dtype=np.float32)
+            pieces: list[tuple[str, tuple[str, ...], np.ndarray]]
+            if channel_independent:
+                pieces = [
+                    (f"{series_id}/{column}", (column,), values[:, [c]])
+                    for c, column in enumerate(columns)
+                ]
+            else:
+                pieces = [(series_id, columns, values)]
+            first = window_starts(len(frame), lookback, horizon, stride, n_windows)
+            for name, piece_columns, block in pieces:
+                entries.append(SeriesEntry(name, series_id, piece_columns, index, offset))
+                blocks.append(block)
+                calendars.append(calendar)
+                starts.append(first + offset)
+                owners.append(np.full(len(first), len(entries) - 1))
+                offset += len(frame)
+        if not entries:
+            raise WindowError("no series to make windows from")
+        widths = {block.shape[1] for block in blocks}
+        if len(widths) != 1:
+            raise WindowError(f"every series must have the same columns; got widths {widths}")
+        return cls(
+            torch.from_numpy(np.concatenate(blocks)),
+            torch.from_numpy(np.concatenate(calendars)),
+            entries,
+            torch.from_numpy(np.concatenate(starts).astype(np.int64)),
+            torch.from_numpy(np.concatenate(owners).astype(np.int64)),
+            lookback=lookback,
+            horizon=horizon,
+        )
+
+    @property
+    def n_covariates(self) -> int:
+        return int(self.values.shape[1]) - 1
+
+    @property
+    def n_calendar(self) -> int:
+        return int(self.calendar.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    def __getitem__(self, i: int) -> WindowBatch:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"window {i} out of range for {len(self)} windows")
+        return WindowBatch(*(t.squeeze(0) for t in self.batch(torch.tensor([i]))))
+
+    def batch(self, indices: Tensor) -> WindowBatch:
+        """The windows at `indices` (1-D int64), gathered from storage in one indexing op."""
+        rows = self.starts[indices].unsqueeze(1) + self._span  # (B, L + H)
+        values = self.values[rows]  # (B, L + H, 1 + C)
+        calendar = self.calendar[rows]  # (B, L + H, K)
+        lb = self.lookback
+        return WindowBatch(
+            past_target=values[:, :lb, 0],
+            past_covariates=values[:, :lb, 1:],
+            past_calendar=calendar[:, :lb],
+            future_calendar=calendar[:, lb:],
+            target=values[:, lb:, 0],
+        )
+
+    def window_table(self) -> pd.DataFrame:
+        """One row per window: entry name, source series and origin (the timestamp of the last
+        input row: the forecast's cutoff)."""
+        owners = self.window_entry.numpy()
+        starts = self.starts.numpy()
+        names = np.empty(len(self), dtype=object)
+        sources = np.empty(len(self), dtype=object)
+        origins = np.empty(len(self), dtype="datetime64[ns]")
+        for e, entry in enumerate(self.entries):
+            mask = owners == e
+            local = starts[mask] - entry.offset
+            stamps = entry.index.to_numpy(dtype="datetime64[ns]")
+            names[mask], sources[mask] = entry.name, entry.source
+            origins[mask] = stamps[local + self.lookback - 1]
+        return pd.DataFrame({"series": names, "source": sources, "origin": origins})
+
+    def check_compatible(self, config: ForecasterConfig) -> None:
+        """Raise IncompatibleWindowsError unless these windows fit a forecaster built from
+        `config` (inputs it does not read are dropped by WindowBatch.model_inputs)."""
+        cls = FORECASTERS[config.kind]
+        wanted = {"lookback": self.lookback, "horizon": self.horizon}
+        if cls.SUPPORTS_PAST_COVARIATES:
+            wanted["n_past_covariates"] = self.n_covariates
+        if cls.SUPPORTS_CALENDAR:
+            wanted["n_calendar"] = self.n_calendar
+        wrong = {k: v for k, v in wanted.items() if getattr(config, k) != v}
+        if wrong:
+            detail = ", ".join(
+                f"{k}={v} (config has {getattr(config, k)})" for k, v in wrong.items()
+            )
+            raise IncompatibleWindowsError(
+                f"the windows do not fit a {config.kind!r} forecaster: they have {detail}"
+            )
+
+
+def window_starts(
+    n_rows: int, lookback: int, horizon: int, stride: int, n_windows: int | None = None
+) -> np.ndarray:
+    """Frame-relative first rows of the windows of a frame of n_rows rows, ascending, aligned
+    so the last window ends on the last row; the last `n_windows` of them if given."""
+    last = n_rows - lookback - horizon
+    available = last // stride + 1 if last >= 0 else 0
+    count = available if n_windows is None else n_windows
+    if count > available:
+        raise WindowError(
+            f"{n_windows} windows of {lookback} + {horizon} rows, {stride} apart, need "
+            f"{lookback + horizon + (n_windows or 1) * stride - stride:,} rows; the frame has "
+            f"{n_rows:,} (room for {available})"
+        )
+    return np.asarray(last - stride * np.arange(count)[::-1], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class WindowSets:
+    train: WindowDataset
+    val: WindowDataset
+    test: WindowDataset
+
+
+def make_windows(
+    splits: Mapping[str, SeriesSplit],
+    scaler: StandardScaler,
+    config: WindowConfig,
+    *,
+    freq: str,
+) -> WindowSets:
+    """Scale every part with the train-only `scaler`, then cut each part into windows."""
+    scaled = scaler.transform_splits(splits)
+    datasets = {}
+    for part in PARTS:
+        frames = {sid: getattr(split, part) for sid, split in scaled.items()}
+        shortest = min(len(f) for f in frames.values())
+        if shortest < config.lookback + config.horizon:
+            series = min(frames, key=lambda sid: len(frames[sid]))
+            raise WindowError(
+                f"the {part} frame of series {series!r} has {shortest:,} rows; a window needs "
+                f"lookback + horizon = {config.lookback + config.horizon:,}"
+            )
+        datasets[part] = WindowDataset.from_frames(
+            frames,
+            lookback=config.lookback,
+            horizon=config.horizon,
+            stride=config.stride if part == "train" else config.eval_stride,
+            channel_independent=config.channel_independent,
+            calendar_freq=freq if config.calendar else None,
+        )
+    return WindowSets(**datasets)
+
+
+def window_config_for(
+    model: ForecasterConfig,
+    *,
+    freq: str,
+    stride: int = 1,
+    eval_stride: int = 1,
+    channel_independent: bool = False,
+) -> WindowConfig:
+    """The WindowConfig that feeds `model`: its lookback and horizon, calendar features iff it
+    reads them (checked against the frequency's feature count)."""
+    if model.n_calendar and model.n_calendar != n_calendar_features(freq):
+        raise IncompatibleWindowsError(
+            f"n_calendar={model.n_calendar}, but calendar_features at freq {freq!r} gives "
+            f"{n_calendar_features(freq)} features"
+        )
+    return WindowConfig(
+        lookback=model.lookback,
+        horizon=model.horizon,
+        stride=stride,
+        eval_stride=eval_stride,
+        channel_independent=channel_independent,
+        calendar=model.n_calendar > 0,
+    )
