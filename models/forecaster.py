@@ -65,6 +65,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -324,7 +325,7 @@ def monotone_quantiles(raw: Tensor, median_index: int) -> Tensor:
     return torch.cat([below, median, above], dim=-1)
 
 
-class Forecaster(nn.Module):
+class Forecaster(nn.Module, ABC):
     """Base class: input checks, per-window normalisation and its inverse, the point forecast.
 
     Subclasses set the capability flags and implement `forecast_normalised`, which receives the
@@ -374,14 +375,14 @@ class Forecaster(nn.Module):
         median: Tensor = out[..., self.config.median_index]
         return median
 
+    @abstractmethod
     def forecast_normalised(
         self,
         z: Tensor,
         past_covariates: Tensor | None,
         past_calendar: Tensor | None,
         future_calendar: Tensor | None,
-    ) -> Tensor:
-        raise NotImplementedError
+    ) -> Tensor: ...
 
     def unitary_parameters(self) -> list[nn.Parameter]:
         """Parameters of unitary matrices: no gradient clipping, no weight decay for these."""
@@ -483,8 +484,8 @@ class RecurrentForecaster(Forecaster):
         head_in = self.encoder.state_size + (FUTURE_CALENDAR_WIDTH if c.n_calendar else 0)
         self.head = nn.Linear(head_in, c.horizon * len(c.quantiles))
 
-    def _build_encoder(self, step_width: int) -> URNNEncoder | GatedEncoder:
-        raise NotImplementedError
+    @abstractmethod
+    def _build_encoder(self, step_width: int) -> URNNEncoder | GatedEncoder: ...
 
     def forecast_normalised(
         self,
@@ -581,8 +582,8 @@ class NaiveForecaster(Forecaster):
         super().__init__(config)
         self.register_buffer("offsets", torch.zeros(config.horizon, len(config.quantiles)))
 
-    def point_rule(self, z: Tensor) -> Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def point_rule(self, z: Tensor) -> Tensor: ...
 
     def forecast_normalised(
         self,
