@@ -32,6 +32,16 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where models run: cuda when available under `auto`."
     )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Threads torch uses for intra-op CPU work (torch.set_num_threads), applied by the "
+            "`urnn` command before training or evaluating; default None keeps torch's default "
+            "(one per core). Set it on shared machines, e.g. 2 on a 2-core box shared with "
+            "other jobs, so torch does not oversubscribe the CPU."
+        ),
+    )
 
     def resolved_tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:

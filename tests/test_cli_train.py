@@ -1,0 +1,188 @@
+"""`urnn train` and `urnn backtest`: error paths (message, exit code 2, no traceback) and one
+tiny end-to-end run against a temporary MLflow store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.training.synthetic import seasonal_frame
+from urnn_forecast import cli
+from urnn_forecast.settings import Settings
+
+TINY = ["--lookback", "48", "--horizon", "12", "--segment-length", "12", "--hidden-size", "8"]
+TINY += ["--epochs", "1", "--backtest-step", "12", "--device", "cpu"]
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "plant.csv"
+    seasonal_frame(600).to_csv(path)
+    return path
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_forecaster_choices_match_the_models_package() -> None:
+    from models.forecaster import FORECASTER_KINDS
+
+    assert cli.FORECASTER_CHOICES == FORECASTER_KINDS
+
+
+def test_policy_choices_match_the_loader() -> None:
+    from training.validation import (
+        DUPLICATE_POLICIES,
+        FILL_METHODS,
+        LONG_GAP_POLICIES,
+        SHORT_SERIES_POLICIES,
+    )
+
+    assert set(cli.DUPLICATE_CHOICES) == set(DUPLICATE_POLICIES)
+    assert set(cli.FILL_CHOICES) == set(FILL_METHODS)
+    assert set(cli.LONG_GAP_CHOICES) == set(LONG_GAP_POLICIES)
+    assert set(cli.SHORT_CHOICES) == set(SHORT_SERIES_POLICIES)
+
+
+def run_cli(
+    argv: list[str], settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    code = cli.main(argv, settings=settings)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--target", "nope"], "no column 'nope'; the file has: timestamp, y, x"),
+        (["--target", "y", "--covariates", "x,ghost"], "no column 'ghost'"),
+        (["--target", "y", "--lookback", "50"], "lookback must be a multiple of segment_length"),
+        (["--target", "y", "--freq", "fortnightly"], "not a pandas offset alias"),
+        (["--target", "y", "--lookback", "480", "--segment-length", "24"], "train at least"),
+    ],
+)
+def test_bad_train_input_is_a_message_and_exit_code_2(
+    csv: Path,
+    extra: list[str],
+    expected: str,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(["train", "--data", str(csv), *extra], mlflow_settings, capsys)
+    assert code == 2
+    assert err.startswith("urnn train: error: ")
+    assert expected in err
+    assert "Traceback" not in err
+
+
+def test_missing_file_and_bad_config_files(
+    tmp_path: Path, csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(
+        ["train", "--data", str(tmp_path / "missing.csv"), "--target", "y"], mlflow_settings, capsys
+    )
+    assert code == 2 and "missing.csv: no such file" in err
+
+    cases = {
+        "not json {": "not a readable JSON file",
+        json.dumps({"modle": {}}): "unknown section(s) ['modle']",
+        json.dumps({"model": {"hidden": 3}}): "model config: unknown field(s) ['hidden']",
+        json.dumps({"fit": {"lr": -1}}): "lr must be > 0",
+        json.dumps({"train": {"data": "x.csv"}}): "set 'data' with its option",
+    }
+    for text, expected in cases.items():
+        config = tmp_path / "config.json"
+        config.write_text(text)
+        argv = ["train", "--data", str(csv), "--target", "y", "--config", str(config)]
+        code, _, err = run_cli(argv, mlflow_settings, capsys)
+        assert code == 2, text
+        assert expected in err, (text, err)
+    code, _, err = run_cli(
+        ["train", "--data", str(csv), "--target", "y", "--config", str(tmp_path / "no.json")],
+        mlflow_settings,
+        capsys,
+    )
+    assert code == 2 and "no.json: no such file" in err
+
+
+def test_argument_errors_are_argparse_errors(csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, expected in (
+        (["train", "--data", str(csv), "--target", "y", "--model", "transformer"], "--model"),
+        (["train", "--data", str(csv), "--target", "y", "--epochs", "0"], "--epochs"),
+        (["train", "--data", str(csv)], "--target"),
+        (["train", "--data", str(csv), "--target", "y", "--train-fraction", "1.5"], "fraction"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv, settings=Settings())
+        assert exit_info.value.code == 2
+        assert expected in capsys.readouterr().err
+
+
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    urnn = Path(sys.executable).with_name("urnn")
+    done = subprocess.run(
+        [str(urnn), "train", "--data", str(tmp_path / "gone.csv"), "--target", "OT"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"URNN_VAR_DIR": str(tmp_path / "var"), "PATH": ""},
+    )
+    assert done.returncode == 2
+    assert "urnn train: error: --data" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_every_train_and_backtest_option_has_help() -> None:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("train", "backtest"):
+        sub: argparse.ArgumentParser = commands.choices[name]
+        for action in sub._actions:
+            assert action.help, (name, action.dest)
+
+
+def test_train_then_backtest_end_to_end(
+    csv: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    restore_threads: None,
+    tmp_path: Path,
+) -> None:
+    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
+    argv = ["train", "--data", str(csv), "--target", "y", "--covariates", "x", *TINY]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    assert torch.get_num_threads() == 1
+    assert "registered urnn-forecaster version 1 (alias challenger)" in out
+    assert "promoted to champion: no champion yet" in out
+    assert "mae" in out
+
+    code, out, err = run_cli(
+        ["backtest", "--data", str(csv), "--output", str(tmp_path / "bt")], settings, capsys
+    )
+    assert code == 0, err
+    assert "Backtest of models:/urnn-forecaster@champion" in out
+    assert "By horizon step:" in out
+    assert (tmp_path / "bt" / "by_step.csv").exists()
+    assert (tmp_path / "bt" / "plots" / "forecasts.png").exists()
+
+    code, _, err = run_cli(
+        ["backtest", "--data", str(csv), "--model", "models:/urnn-forecaster/9"], settings, capsys
+    )
+    assert code == 2 and "--model models:/urnn-forecaster/9: cannot load it" in err
+    code, _, err = run_cli(
+        ["backtest", "--data", str(csv), "--target", "x", "--covariates", "y"], settings, capsys
+    )
+    assert code == 2 and "the model was trained on target 'y'" in err

@@ -1,0 +1,259 @@
+"""Train -> log as a pyfunc -> register -> load in a fresh process -> predict; the promotion rule.
+
+Everything runs in a temporary MLflow store (the `mlflow_settings` fixture) on a small synthetic
+hourly series, with a tiny uRNN and one short epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.forecaster import ForecasterConfig
+from tests.training.synthetic import seasonal_frame
+from training.data import LoadConfig
+from training.fit import FitConfig
+from training.mlflow_model import ForecastInputError, ForecastPredictor, reference_statistics
+from training.pipeline import TrainConfig, TrainResult, train_pipeline
+from training.registry import CHALLENGER, CHAMPION, model_artifact_dir, promote_if_better
+from urnn_forecast.settings import Settings
+
+NAME = "urnn-forecaster"
+LOOKBACK, HORIZON = 48, 12
+
+
+def tiny_config(csv: Path, **overrides: object) -> TrainConfig:
+    fields: dict[str, object] = {
+        "data": str(csv),
+        "load": LoadConfig(target="y", covariates=("x",)),
+        "model": ForecasterConfig(
+            kind="urnn", lookback=LOOKBACK, horizon=HORIZON, hidden_size=8, segment_length=12
+        ),
+        "fit": FitConfig(max_epochs=1, max_train_batches=4, device="cpu"),
+        "backtest_step": HORIZON,
+    }
+    fields.update(overrides)
+    return TrainConfig(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "plant.csv"
+    seasonal_frame(600).to_csv(path)
+    return path
+
+
+def history_row(frame: pd.DataFrame, series_id: str = "pump-1") -> pd.DataFrame:
+    tail = frame.iloc[-LOOKBACK - 5 :]  # longer than the lookback: only the last 48 are read
+    return pd.DataFrame(
+        [
+            {
+                "id": series_id,
+                "values": tail["y"].tolist(),
+                "x": tail["x"].tolist(),
+                "start": tail.index[0].isoformat(),
+            }
+        ]
+    )
+
+
+def test_train_register_load_in_a_fresh_process_and_predict(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    import mlflow
+
+    result = train_pipeline(tiny_config(csv), mlflow_settings)
+    assert (result.version, result.promoted, result.reason) == ("1", True, "no champion yet")
+    assert np.isfinite(result.challenger_score)
+    assert result.challenger_score == pytest.approx(result.scores["mae"])
+
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias(NAME, CHALLENGER).version) == "1"
+    tags = client.get_model_version(NAME, "1").tags
+    assert tags["promotion.decision"] == "promoted"
+    assert float(tags["backtest.challenger_score"]) == pytest.approx(result.challenger_score)
+    assert tags["backtest.champion_score"] == "none"
+
+    run = client.get_run(result.run_id)
+    assert run.data.params["model.kind"] == "urnn"
+    assert "backtest_mae" in run.data.metrics
+    assert [m.step for m in client.get_metric_history(result.run_id, "train_loss")] == [1]
+    assert run.inputs is not None
+    assert run.inputs.dataset_inputs[0].dataset.name == "plant.csv"
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"metrics", "plots", "data_report.txt"} <= artifacts
+    plots = {Path(a.path).name for a in client.list_artifacts(result.run_id, "plots")}
+    assert plots == {"forecasts.png", "error_by_horizon.png"}
+
+    # The model's files: JSON + a state dict, the model class as source code, no pickle.
+    files = model_artifact_dir(f"models:/{NAME}/1", tmp_path / "download")
+    model_root = files.parent
+    assert sorted(p.name for p in files.iterdir()) == ["config.json", "weights.pt"]
+    assert not list(model_root.rglob("*.pkl"))
+    assert (model_root / "pyfunc_entry.py").exists()
+    meta = json.loads((files / "config.json").read_text())
+    assert meta["model"]["n_past_covariates"] == 1
+    assert (meta["target"], meta["covariates"], meta["freq"]) == ("y", ["x"], "h")
+    assert meta["scaler"]["scope"] == "global"
+    assert sum(meta["reference"]["y"]["proportions"]) == pytest.approx(1.0)
+    assert len(meta["reference"]["x"]["edges"]) + 1 == len(meta["reference"]["x"]["proportions"])
+    assert meta["package_version"]
+
+    # A fresh interpreter that cannot unpickle anything loads the champion and predicts.
+    frame = seasonal_frame(600)
+    request = tmp_path / "request.json"
+    history_row(frame).to_json(request, orient="records")
+    script = textwrap.dedent(
+        f"""
+        import pickle, sys
+        def refuse(*args, **kwargs):
+            raise AssertionError("pickle was used")
+        pickle.load = pickle.loads = refuse
+        import mlflow, pandas as pd
+        model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
+        out = model.predict(pd.read_json({str(request)!r}, orient="records"))
+        sys.stdout.write(out.to_json(orient="records"))
+        """
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_settings.resolved_tracking_uri()}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = pd.DataFrame(json.loads(done.stdout))
+
+    local = ForecastPredictor.from_directory(files).predict_frame(history_row(frame))
+    assert list(served.columns) == ["id", "step", "timestamp", "mean", "q0.1", "q0.5", "q0.9"]
+    assert served["step"].tolist() == list(range(1, HORIZON + 1))
+    assert set(served["id"]) == {"pump-1"}
+    expected_first = (frame.index[-1] + pd.Timedelta(hours=1)).isoformat()
+    assert served["timestamp"].iloc[0] == expected_first
+    np.testing.assert_allclose(served["mean"], local["mean"], rtol=1e-6)
+    np.testing.assert_allclose(served["mean"], served["q0.5"])
+    assert (served["q0.1"] <= served["q0.5"]).all() and (served["q0.5"] <= served["q0.9"]).all()
+    # Original units: the synthetic series lives around 10 +- 3, not around 0.
+    assert 0.0 < served["mean"].mean() < 20.0
+
+    # The same config again: the champion is re-scored on the same backtest, ties are kept.
+    again = train_pipeline(tiny_config(csv), mlflow_settings)
+    assert_kept_on_tie(again, result)
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias(NAME, CHALLENGER).version) == "2"
+    tags2 = client.get_model_version(NAME, "2").tags
+    assert tags2["promotion.decision"] == "kept"
+    assert tags2["backtest.champion_version"] == "1"
+
+
+def assert_kept_on_tie(again: TrainResult, first: TrainResult) -> None:
+    assert again.version == "2"
+    assert again.champion_version == "1"
+    assert again.champion_score == pytest.approx(first.challenger_score, rel=1e-6)
+    assert again.challenger_score == pytest.approx(first.challenger_score, rel=1e-6)
+    assert not again.promoted
+
+
+def test_predict_rejects_bad_rows_naming_series_and_field(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
+    assert result.version is None and not result.promoted
+    predictor = ForecastPredictor.from_directory(
+        model_artifact_dir(result.model_uri, tmp_path / "m")
+    )
+    row = history_row(seasonal_frame(600))
+    short = row.assign(values=[row["values"].iloc[0][-10:]])
+    with pytest.raises(ForecastInputError, match=r"'pump-1'.*'values' has 10 values"):
+        predictor.predict_frame(short)
+    with_nan: list[float] = [*row["values"].iloc[0][:-1], float("nan")]
+    nan = row.assign(values=pd.Series([with_nan], dtype=object))
+    with pytest.raises(ForecastInputError, match="NaN or inf"):
+        predictor.predict_frame(nan)
+    with pytest.raises(ForecastInputError, match=r"missing covariate column\(s\) \['x'\]"):
+        predictor.predict_frame(row.drop(columns=["x"]))
+
+
+def test_reference_statistics_bins_cover_the_training_values() -> None:
+    frame = pd.DataFrame({"a": np.arange(100.0)})
+    stats = reference_statistics([frame], bins=4)["a"]
+    assert stats["mean"] == pytest.approx(49.5)
+    assert len(stats["edges"]) == 3
+    assert stats["proportions"] == pytest.approx([0.25, 0.25, 0.25, 0.25], abs=0.011)
+
+
+def _versions(client: object, n: int, source: Path) -> list[str]:
+    client.create_registered_model(NAME)  # type: ignore[attr-defined]
+    return [
+        str(client.create_model_version(NAME, source=str(source)).version)  # type: ignore[attr-defined]
+        for _ in range(n)
+    ]
+
+
+def test_promotion_rule_better_promoted_worse_kept_tags_recorded(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
+    mlflow_settings.var_dir.mkdir(parents=True)
+    client = mlflow.MlflowClient()
+    v1, v2, v3, v4 = _versions(client, 4, tmp_path)
+    asked: list[str] = []
+
+    def scores(table: dict[str, float]) -> Callable[[str], float | None]:
+        def score(version: str) -> float | None:
+            asked.append(version)
+            return table.get(version)
+
+        return score
+
+    first = promote_if_better(client, NAME, v1, 1.0, scores({}))
+    assert first.promoted and first.reason == "no champion yet" and asked == []
+
+    better = promote_if_better(client, NAME, v2, 0.5, scores({v1: 1.0}))
+    assert better.promoted and asked == [v1]
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
+    tags = client.get_model_version(NAME, v2).tags
+    assert tags["promotion.decision"] == "promoted"
+    assert float(tags["backtest.challenger_score"]) == 0.5
+    assert float(tags["backtest.champion_score"]) == 1.0
+    assert tags["backtest.champion_version"] == v1
+    assert tags["backtest.metric"] == "mae"
+
+    worse = promote_if_better(client, NAME, v3, 0.7, scores({v2: 0.5}))
+    assert not worse.promoted
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
+    tags = client.get_model_version(NAME, v3).tags
+    assert tags["promotion.decision"] == "kept"
+    assert (float(tags["backtest.challenger_score"]), float(tags["backtest.champion_score"])) == (
+        0.7,
+        0.5,
+    )
+
+    # Better, but promotion switched off: scores recorded, alias untouched.
+    skipped = promote_if_better(client, NAME, v4, 0.1, scores({v2: 0.5}), promote=False)
+    assert not skipped.promoted
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
+    assert client.get_model_version(NAME, v4).tags["promotion.decision"] == "skipped"
+
+
+def test_unscorable_champion_is_kept(tmp_path: Path, mlflow_settings: Settings) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
+    mlflow_settings.var_dir.mkdir(parents=True)
+    client = mlflow.MlflowClient()
+    v1, v2 = _versions(client, 2, tmp_path)
+    promote_if_better(client, NAME, v1, 1.0, None)
+    decision = promote_if_better(client, NAME, v2, 0.1, lambda version: None)
+    assert not decision.promoted and "could not be scored" in decision.reason
+    assert client.get_model_version(NAME, v2).tags["backtest.champion_score"] == "none"

@@ -1,0 +1,255 @@
+"""The forecaster as an MLflow pyfunc model: what it stores, what its predict takes and returns.
+
+Artifacts (the ARCHITECTURE.md "Model artifact"): `config.json` (written by
+`models.forecaster.save_checkpoint`: the model config plus `EXTRA` keys below) and `weights.pt`
+(a bare state dict). Loading reads the JSON and calls `torch.load(weights_only=True)`: no pickle
+runs. The pyfunc class lives in `training/pyfunc_entry.py`, logged *from code* (that file calls
+`mlflow.models.set_model`), so MLflow stores that file's source, not a cloudpickle of the object.
+
+Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [...]}` for
+`mlflow models serve`):
+
+- `values` (list of float, required): the target's history, oldest first, at least `lookback`
+  long; only the last `lookback` values are read.
+- one list column per covariate the model was trained with (same length as `values`).
+- `id` (str, optional): echoed in the output; default `series-<row>`.
+- `start` (str, optional): timestamp of the first value; with it the output carries the
+  forecast timestamps (at the training frequency), and a model with calendar features needs it.
+
+Predict output (`pd.DataFrame`, long, one row per series and horizon step): `id`, `step`
+(1..horizon), `timestamp` (ISO text, or "" without `start`), `mean` (the point forecast, which
+is the 0.5 quantile), and one `q<level>` column per quantile, all in the data's original units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.forecaster import (
+    CHECKPOINT_CONFIG,
+    CHECKPOINT_WEIGHTS,
+    Forecaster,
+    calendar_features,
+    load_checkpoint,
+)
+from training.metrics import quantile_column
+from training.split import StandardScaler
+
+# Keys that the training pipeline adds to config.json beside "format" and "model".
+EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
+         "reference", "package_version", "load", "split")  # fmt: skip
+HISTOGRAM_BINS = 10
+
+
+class ForecastInputError(ValueError):
+    """A predict input that the model cannot forecast; names the series (row) and the field."""
+
+
+def reference_statistics(
+    frames: Sequence[pd.DataFrame], *, bins: int = HISTOGRAM_BINS
+) -> dict[str, dict[str, Any]]:
+    """Per column of the (unscaled) training frames: mean, std, min, max, and a histogram for
+    PSI: `edges` are the interior bin edges (train quantiles, deduplicated), so the bins are
+    (-inf, e0], (e0, e1], ..., (e_last, inf); `proportions` has len(edges) + 1 entries."""
+    data = pd.concat(list(frames))
+    out: dict[str, dict[str, Any]] = {}
+    for column in data.columns:
+        values = data[column].to_numpy(dtype=np.float64)
+        levels = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+        edges = np.unique(np.quantile(values, levels))
+        counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+        out[str(column)] = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "count": len(values),
+            "edges": [float(e) for e in edges],
+            "proportions": [float(c) / len(values) for c in counts],
+        }
+    return out
+
+
+@dataclass
+class ForecastPredictor:
+    """A loaded forecaster plus what the data stage knew; turns history rows into forecasts."""
+
+    model: Forecaster
+    meta: dict[str, Any]
+    scaler: StandardScaler
+
+    @classmethod
+    def from_directory(cls, directory: str | Path) -> ForecastPredictor:
+        model, meta = load_checkpoint(directory)
+        return cls(model=model, meta=meta, scaler=StandardScaler.from_dict(meta["scaler"]))
+
+    @classmethod
+    def from_files(cls, config_path: str | Path, weights_path: str | Path) -> ForecastPredictor:
+        config_path, weights_path = Path(config_path), Path(weights_path)
+        if config_path.name != CHECKPOINT_CONFIG or weights_path.name != CHECKPOINT_WEIGHTS:
+            raise FileNotFoundError(f"expected {CHECKPOINT_CONFIG} and {CHECKPOINT_WEIGHTS}")
+        if config_path.parent != weights_path.parent:
+            raise FileNotFoundError("config.json and weights.pt must lie in one folder")
+        return cls.from_directory(config_path.parent)
+
+    @property
+    def target(self) -> str:
+        return str(self.meta["target"])
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.meta.get("covariates", []))
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        c = self.model.config
+        uses_covariates = self.model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0
+        if "values" not in frame.columns:
+            raise ForecastInputError("the input needs a `values` column (the target's history)")
+        missing = [name for name in self.covariates if uses_covariates and name not in frame]
+        if missing:
+            raise ForecastInputError(f"missing covariate column(s) {missing}")
+        ids = [self._id(frame, i) for i in range(len(frame))]
+        targets, covariates, calendars, futures, stamps = [], [], [], [], []
+        for i, series_id in enumerate(ids):
+            values = self._series(frame["values"].iloc[i], series_id, "values")
+            rows = {self.target: values[-c.lookback :]}
+            for name in self.covariates if uses_covariates else ():
+                cov = self._series(frame[name].iloc[i], series_id, name)
+                if len(cov) != len(values):
+                    raise ForecastInputError(
+                        f"series {series_id!r}: covariate {name!r} has {len(cov)} values, "
+                        f"`values` has {len(values)}"
+                    )
+                rows[name] = cov[-c.lookback :]
+            scaled = self.scaler.transform(self._scaler_id(series_id), pd.DataFrame(rows))
+            targets.append(scaled[self.target].to_numpy(dtype=np.float32))
+            if uses_covariates:
+                covariates.append(scaled[list(self.covariates)].to_numpy(dtype=np.float32))
+            index = self._future_index(frame, i, series_id, len(values))
+            stamps.append(index[c.lookback :] if index is not None else None)
+            if c.n_calendar:
+                if index is None:
+                    raise ForecastInputError(
+                        f"series {series_id!r}: this model reads calendar features; give `start`"
+                    )
+                features = calendar_features(index, str(self.meta["freq"])).astype(np.float32)
+                calendars.append(features[: c.lookback])
+                futures.append(features[c.lookback :])
+        with torch.inference_mode():
+            out = self.model(
+                torch.from_numpy(np.stack(targets)),
+                torch.from_numpy(np.stack(covariates)) if covariates else None,
+                torch.from_numpy(np.stack(calendars)) if calendars else None,
+                torch.from_numpy(np.stack(futures)) if futures else None,
+            )
+        forecast = out.double().numpy()  # (B, H, Q), scaled
+        pieces = []
+        for i, series_id in enumerate(ids):
+            raw = self.scaler.inverse_values(self._scaler_id(series_id), self.target, forecast[i])
+            index = stamps[i]
+            piece = pd.DataFrame(
+                {
+                    "id": series_id,
+                    "step": np.arange(1, c.horizon + 1, dtype=np.int64),
+                    "timestamp": [t.isoformat() for t in index] if index is not None else "",
+                    "mean": raw[:, c.median_index],
+                }
+            )
+            for j, level in enumerate(c.quantiles):
+                piece[quantile_column(level)] = raw[:, j]
+            pieces.append(piece)
+        return pd.concat(pieces, ignore_index=True)
+
+    def _id(self, frame: pd.DataFrame, i: int) -> str:
+        if "id" in frame.columns:
+            value = frame["id"].iloc[i]
+            if isinstance(value, str) and value:
+                return value
+        return f"series-{i}"
+
+    def _series(self, raw: object, series_id: str, field: str) -> np.ndarray:
+        try:
+            values = np.asarray(raw, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ForecastInputError(
+                f"series {series_id!r}: {field!r} must be a list of numbers"
+            ) from None
+        lookback = self.model.config.lookback
+        if len(values) < lookback:
+            raise ForecastInputError(
+                f"series {series_id!r}: {field!r} has {len(values)} values; the model reads "
+                f"the last lookback={lookback}"
+            )
+        if not np.isfinite(values[-lookback:]).all():
+            raise ForecastInputError(
+                f"series {series_id!r}: {field!r} holds NaN or inf in its last {lookback} values"
+            )
+        return values
+
+    def _scaler_id(self, series_id: str) -> str:
+        if self.scaler.scope == "global" or series_id in self.scaler.stats:
+            return series_id
+        if len(self.scaler.stats) == 1:  # a per-series scaler of one series: use its stats
+            return next(iter(self.scaler.stats))
+        raise ForecastInputError(
+            f"series {series_id!r}: the model's scaler is per series and does not know this id"
+        )
+
+    def _future_index(
+        self, frame: pd.DataFrame, i: int, series_id: str, n_values: int
+    ) -> pd.DatetimeIndex | None:
+        """Timestamps of the last `lookback` inputs and the `horizon` forecasts, from `start`."""
+        if "start" not in frame.columns:
+            return None
+        start = frame["start"].iloc[i]
+        if start is None or (isinstance(start, float) and math.isnan(start)) or start == "":
+            return None
+        c = self.model.config
+        try:
+            index = pd.date_range(
+                pd.Timestamp(start), periods=n_values + c.horizon, freq=str(self.meta["freq"])
+            )
+        except (TypeError, ValueError):
+            raise ForecastInputError(f"series {series_id!r}: bad `start` {start!r}") from None
+        return index[n_values - c.lookback :]
+
+
+def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
+    """The pyfunc's input/output schema (see the module docstring)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+    inputs: list[Any] = [
+        ColSpec(DataType.string, "id", required=False),
+        ColSpec(Array(DataType.double), "values"),
+        *(ColSpec(Array(DataType.double), name) for name in covariates),
+        ColSpec(DataType.string, "start", required=False),
+    ]
+    outputs: list[Any] = [
+        ColSpec(DataType.string, "id"),
+        ColSpec(DataType.long, "step"),
+        ColSpec(DataType.string, "timestamp"),
+        ColSpec(DataType.double, "mean"),
+        *(ColSpec(DataType.double, quantile_column(q)) for q in quantiles),
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def input_example(
+    frame: pd.DataFrame, target: str, covariates: Sequence[str], lookback: int, series_id: str
+) -> pd.DataFrame:
+    """One predict row from the last `lookback` rows of an unscaled series frame."""
+    tail = frame.iloc[-lookback:]
+    row: dict[str, Any] = {"id": series_id, "values": tail[target].astype(float).tolist()}
+    for name in covariates:
+        row[name] = tail[name].astype(float).tolist()
+    row["start"] = pd.Timestamp(tail.index[0]).isoformat()
+    return pd.DataFrame([row])

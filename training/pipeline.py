@@ -1,0 +1,337 @@
+"""The whole training pipeline in one call: the flow of ARCHITECTURE.md, as `urnn train` runs it.
+
+    result = train_pipeline(TrainConfig(data="data/ETT-small/ETTh1.csv",
+                                        load=LoadConfig(target="OT"),
+                                        model=ForecasterConfig(lookback=96, horizon=24)),
+                            settings)
+
+load_data -> split by time (ETT preset or fractions) -> scaler fitted on train only (global
+scope, so the served model can scale series it never saw) -> windows -> fit (per-epoch metrics to
+MLflow) -> rolling-origin backtest on the test span (original units) -> one MLflow run with the
+params, the dataset as an input, metric tables (CSV + JSON) and plots as artifacts -> the model
+logged as a pyfunc and registered (alias `challenger`) -> promotion to `champion` if it beats
+the current champion re-evaluated on the same backtest (training.registry.promote_if_better).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
+from training.backtest import BacktestConfig, BacktestResult, backtest
+from training.data import LoadConfig, LoadedData, load_data
+from training.fit import EpochRecord, FitConfig, fit
+from training.mlflow_model import ForecastPredictor, input_example, reference_statistics
+from training.registry import (
+    DEFAULT_REGISTERED_NAME,
+    load_registered,
+    log_forecaster,
+    promote_if_better,
+)
+from training.split import SplitConfig, SplitMethod, StandardScaler, split_data
+from training.windows import make_windows, window_config_for
+from urnn_forecast import __version__
+from urnn_forecast.settings import Settings
+from urnn_forecast.tracking import start_run
+
+METRICS = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str  # path of the history file
+    load: LoadConfig
+    model: ForecasterConfig = field(default_factory=ForecasterConfig)  # covariate count is set here
+    fit: FitConfig = field(default_factory=FitConfig)
+    split_method: SplitMethod = "fractions"
+    train_fraction: float = 0.7
+    val_fraction: float = 0.1
+    train_stride: int = 1  # rows between training windows
+    backtest_step: int = 1  # rows between backtest origins
+    backtest_windows: int | None = None  # origins per series (None: all that fit)
+    season_length: int = 24  # MASE's seasonal naive scale
+    metric: str = "mae"  # backtest metric deciding promotion (lower is better)
+    registered_name: str | None = DEFAULT_REGISTERED_NAME  # None: log but do not register
+    promote: bool = True
+    experiment: str = "forecast"
+    run_name: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+
+    def split(self, lookback: int) -> SplitConfig:
+        return SplitConfig(
+            lookback=lookback,
+            method=self.split_method,
+            train_fraction=self.train_fraction,
+            val_fraction=self.val_fraction,
+        )
+
+    def backtest_config(self) -> BacktestConfig:
+        return BacktestConfig(
+            n_windows=self.backtest_windows,
+            step=self.backtest_step,
+            season_length=self.season_length,
+            train_stride=self.train_stride,
+        )
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str
+    registered_name: str | None
+    version: str | None
+    scores: dict[str, float]  # the backtest's overall metrics, original units
+    challenger_score: float
+    champion_version: str | None
+    champion_score: float | None
+    promoted: bool
+    reason: str
+    best_epoch: int
+    epochs: int
+    tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def resolve_model_config(model: ForecasterConfig, data: LoadedData) -> ForecasterConfig:
+    """Feed the covariates to kinds that read them; others see the target only."""
+    reads = FORECASTERS[model.kind].SUPPORTS_PAST_COVARIATES
+    return replace(model, n_past_covariates=len(data.covariates) if reads else 0)
+
+
+def overall_scores(result: BacktestResult) -> dict[str, float]:
+    row = result.tables.overall.iloc[0]
+    return {str(k): float(v) for k, v in row.items() if k != "n"}
+
+
+def train_pipeline(config: TrainConfig, settings: Settings) -> TrainResult:
+    import mlflow
+
+    load = config.load
+    if load.min_length == LoadConfig.min_length:  # untouched: ask for one full window at least
+        load = replace(load, min_length=config.model.lookback + config.model.horizon)
+    data = load_data(config.data, load)
+    model_config = resolve_model_config(config.model, data)
+    split_config = config.split(model_config.lookback)
+    splits = split_data(data, split_config)
+    scaler = StandardScaler.fit(splits, scope="global")
+    window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
+    sets = make_windows(splits, scaler, window_config, freq=data.freq)
+    backtest_config = config.backtest_config()
+
+    tags = {"kind": model_config.kind, "target": data.target, "source": data.source}
+    with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
+        run_id = run.info.run_id
+        mlflow.log_params(_params(config, load, model_config, split_config), run_id=run_id)
+        mlflow.log_input(_dataset(config.data, data), context="training")
+
+        def on_epoch_end(record: EpochRecord) -> None:
+            values = {k: float(v) for k, v in asdict(record).items() if k not in ("epoch",)}
+            finite = {k: v for k, v in values.items() if math.isfinite(v)}
+            mlflow.log_metrics(finite, step=record.epoch, run_id=run_id)
+
+        fitted = fit(
+            model_config,
+            sets.train,
+            sets.val,
+            config.fit,
+            on_epoch_end=on_epoch_end,
+            progress=config.progress,
+        )
+        mlflow.log_metrics(
+            {
+                "best_epoch": fitted.best_epoch,
+                "n_params": fitted.n_params,
+                "fit_seconds": fitted.wall_seconds,
+            },
+            run_id=run_id,
+        )
+        mlflow.set_tag("stop_reason", fitted.stop_reason)
+        with tempfile.TemporaryDirectory(prefix="urnn-train-") as tmp:
+            out = Path(tmp)
+            result = backtest(
+                data,
+                split_config,
+                model_config,
+                config.fit,
+                backtest_config,
+                model=fitted.model,
+                scaler=scaler,
+                plot_dir=out / "plots",
+            )
+            scores = overall_scores(result)
+            mlflow.log_metrics(
+                {f"backtest_{k}": v for k, v in scores.items() if math.isfinite(v)}, run_id=run_id
+            )
+            _write_tables(result, out / "metrics")
+            (out / "data_report.txt").write_text("\n".join(data.report_lines()) + "\n")
+            mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
+            mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
+            mlflow.log_artifact(str(out / "data_report.txt"), run_id=run_id)
+
+        meta = model_meta(data, load, split_config, model_config, scaler, splits_train(splits))
+        first_id = next(iter(data.series))
+        example = input_example(
+            data.series[first_id], data.target, data.covariates, model_config.lookback, first_id
+        )
+        logged = log_forecaster(fitted.model, meta, example, registered_name=config.registered_name)
+
+    challenger_score = scores[config.metric]
+    result_fields: dict[str, Any] = {
+        "champion_version": None,
+        "champion_score": None,
+        "promoted": False,
+        "reason": "not registered",
+    }
+    if logged.registered_name is not None and logged.version is not None:
+        client = mlflow.MlflowClient()
+
+        def champion_score(version: str) -> float | None:
+            return score_registered(
+                f"models:/{logged.registered_name}/{version}", data, config, backtest_config
+            )
+
+        decision = promote_if_better(
+            client,
+            logged.registered_name,
+            logged.version,
+            challenger_score,
+            champion_score,
+            metric=config.metric,
+            promote=config.promote,
+        )
+        result_fields = {
+            "champion_version": decision.champion_version,
+            "champion_score": decision.champion_score,
+            "promoted": decision.promoted,
+            "reason": decision.reason,
+        }
+    return TrainResult(
+        run_id=run_id,
+        model_uri=logged.model_uri,
+        registered_name=logged.registered_name,
+        version=logged.version,
+        scores=scores,
+        challenger_score=challenger_score,
+        best_epoch=fitted.best_epoch,
+        epochs=len(fitted.history),
+        tables={
+            "overall": result.tables.overall,
+            "by_step": result.tables.by_step,
+            "by_series": result.tables.by_series,
+        },
+        **result_fields,
+    )
+
+
+def splits_train(splits: Mapping[str, Any]) -> list[pd.DataFrame]:
+    return [s.train for s in splits.values()]
+
+
+def model_meta(
+    data: LoadedData,
+    load: LoadConfig,
+    split: SplitConfig,
+    model_config: ForecasterConfig,
+    scaler: StandardScaler,
+    train_frames: list[pd.DataFrame],
+) -> dict[str, Any]:
+    """config.json's keys beside the model config (training.mlflow_model.EXTRA)."""
+    return {
+        "lookback": model_config.lookback,
+        "horizon": model_config.horizon,
+        "quantiles": list(model_config.quantiles),
+        "freq": data.freq,
+        "target": data.target,
+        "covariates": list(data.covariates),
+        "scaler": scaler.to_dict(),
+        "reference": reference_statistics(train_frames),
+        "package_version": __version__,
+        "load": load.to_dict(),
+        "split": asdict(split),
+    }
+
+
+def score_registered(
+    model_uri: str, data: LoadedData, config: TrainConfig, backtest_config: BacktestConfig
+) -> float | None:
+    """`config.metric` of the model at `model_uri` on the same backtest (same data, same test
+    span); None when that model cannot read this data (other target or covariates)."""
+    predictor = load_registered(model_uri)
+    return score_predictor(predictor, data, config, backtest_config)
+
+
+def score_predictor(
+    predictor: ForecastPredictor,
+    data: LoadedData,
+    config: TrainConfig,
+    backtest_config: BacktestConfig,
+) -> float | None:
+    model: Forecaster = predictor.model
+    if predictor.target != data.target or predictor.covariates != data.covariates:
+        return None
+    split = config.split(model.config.lookback)
+    result = backtest(
+        data,
+        split,
+        model.config,
+        config.fit,
+        backtest_config,
+        model=model,
+        scaler=predictor.scaler,
+    )
+    return overall_scores(result)[config.metric]
+
+
+def _write_tables(result: BacktestResult, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tables = result.tables
+    for name, table in (
+        ("overall", tables.overall),
+        ("by_step", tables.by_step),
+        ("by_series", tables.by_series),
+    ):
+        table.to_csv(directory / f"{name}.csv")
+    overall = {str(k): float(v) for k, v in tables.overall.iloc[0].items()}
+    (directory / "overall.json").write_text(json.dumps(overall, indent=2))
+
+
+def _params(
+    config: TrainConfig, load: LoadConfig, model: ForecasterConfig, split: SplitConfig
+) -> dict[str, str]:
+    out: dict[str, str] = {"data": config.data}
+    for prefix, values in (
+        ("load", load.to_dict()),
+        ("model", model.to_dict()),
+        ("fit", asdict(config.fit)),
+        ("split", asdict(split)),
+        ("backtest", asdict(config.backtest_config())),
+    ):
+        for key, value in values.items():
+            out[f"{prefix}.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+    out["metric"] = config.metric
+    return out
+
+
+def _dataset(path: str, data: LoadedData) -> Any:
+    from mlflow.data.pandas_dataset import from_pandas
+
+    frames = [
+        frame.reset_index().assign(series_id=series_id) for series_id, frame in data.series.items()
+    ]
+    return from_pandas(
+        pd.concat(frames, ignore_index=True),
+        source=str(Path(path).resolve()),
+        name=Path(path).name,
+        targets=data.target,
+    )

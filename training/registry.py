@@ -1,0 +1,199 @@
+"""Log a trained forecaster as an MLflow pyfunc model, register it, and decide promotion.
+
+    info = log_forecaster(model, meta, example, registered_name="urnn-forecaster")
+    decision = promote_if_better(client, "urnn-forecaster", info.version, score, champion_score)
+
+Rules (ARCHITECTURE.md, Flow): every new version gets the alias `challenger`; it takes the alias
+`champion` only if there is no champion or its backtest score is strictly lower (better) than the
+champion's score on the same backtest. Both scores, the metric and the decision are recorded as
+tags on the new version (`backtest.*`, `promotion.*`), whatever the decision.
+
+Loading a registered model for evaluation (`load_registered`) downloads its artifacts and reads
+them with `models.forecaster.load_checkpoint`: JSON plus `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.forecaster import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, Forecaster, save_checkpoint
+from training.mlflow_model import ForecastPredictor, signature_for
+
+DEFAULT_REGISTERED_NAME = "urnn-forecaster"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str  # models:/<model id> of the logged model
+    registered_name: str | None
+    version: str | None  # registered version, None when not registered
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    name: str
+    version: str
+    metric: str
+    challenger_score: float
+    champion_version: str | None
+    champion_score: float | None
+    promoted: bool
+    reason: str
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for package in ("urnn-forecast", "torch", "numpy", "pandas", "mlflow"):
+        try:
+            out.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            out.append(package)
+    return out
+
+
+def log_forecaster(
+    model: Forecaster,
+    meta: Mapping[str, Any],
+    example: pd.DataFrame,
+    *,
+    registered_name: str | None = DEFAULT_REGISTERED_NAME,
+    name: str = "model",
+) -> LoggedModel:
+    """Log `model` into the active run as a pyfunc (models-from-code, see module docstring)
+    with `config.json` (model config + `meta`) and `weights.pt` artifacts, a signature and an
+    input example; register it as `registered_name` (None: do not register) and alias the
+    version `challenger`."""
+    import mlflow
+
+    covariates = [str(c) for c in meta.get("covariates", [])]
+    if not (model.SUPPORTS_PAST_COVARIATES and model.config.n_past_covariates):
+        covariates = []
+    with tempfile.TemporaryDirectory(prefix="urnn-model-") as tmp:
+        directory = save_checkpoint(model.cpu(), tmp, dict(meta))
+        ForecastPredictor.from_directory(directory).predict_frame(example)  # fail before logging
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(ENTRY_POINT),
+            artifacts={
+                "config": str(directory / CHECKPOINT_CONFIG),
+                "weights": str(directory / CHECKPOINT_WEIGHTS),
+            },
+            signature=signature_for(covariates, model.config.quantiles),
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            registered_model_name=registered_name,
+        )
+    version = info.registered_model_version
+    if registered_name is not None and version is not None:
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias(registered_name, CHALLENGER, str(version))
+    return LoggedModel(
+        model_uri=str(info.model_uri),
+        registered_name=registered_name,
+        version=None if version is None else str(version),
+    )
+
+
+def champion_version(client: Any, name: str) -> str | None:
+    """The version holding the `champion` alias, None if there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
+def promote_if_better(
+    client: Any,
+    name: str,
+    version: str,
+    challenger_score: float,
+    champion_score: Callable[[str], float | None] | None,
+    *,
+    metric: str = "mae",
+    promote: bool = True,
+) -> PromotionDecision:
+    """Give `version` the `champion` alias if there is no champion, or if its score is strictly
+    lower than `champion_score(champion version)` (the champion evaluated on the same backtest;
+    None or NaN from it counts as "cannot be compared": the challenger is promoted only if
+    there is no champion). `promote=False` records the scores but never moves the alias.
+    Tags on the version: backtest.metric, backtest.challenger_score, backtest.champion_score,
+    backtest.champion_version, promotion.decision (promoted|kept|skipped), promotion.reason."""
+    current = champion_version(client, name)
+    score: float | None = None
+    if current is not None and current != version and champion_score is not None:
+        score = champion_score(current)
+        if score is not None and not math.isfinite(score):
+            score = None
+    if not math.isfinite(challenger_score):
+        promoted, reason = False, f"challenger {metric} is not finite ({challenger_score})"
+    elif current is None:
+        promoted, reason = True, "no champion yet"
+    elif score is None:
+        promoted = False
+        reason = f"champion v{current} could not be scored on this backtest; kept"
+    elif challenger_score < score:
+        promoted = True
+        reason = f"{metric} {challenger_score:.6g} < champion v{current} {score:.6g}"
+    else:
+        promoted = False
+        reason = f"{metric} {challenger_score:.6g} >= champion v{current} {score:.6g}"
+    if promoted and not promote:
+        promoted, reason = False, f"promotion disabled (would promote: {reason})"
+        decision_tag = "skipped"
+    else:
+        decision_tag = "promoted" if promoted else "kept"
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    tags = {
+        "backtest.metric": metric,
+        "backtest.challenger_score": repr(float(challenger_score)),
+        "backtest.champion_score": "none" if score is None else repr(float(score)),
+        "backtest.champion_version": current or "none",
+        "promotion.decision": decision_tag,
+        "promotion.reason": reason,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return PromotionDecision(
+        name=name,
+        version=version,
+        metric=metric,
+        challenger_score=float(challenger_score),
+        champion_version=current,
+        champion_score=score,
+        promoted=promoted,
+        reason=reason,
+    )
+
+
+def model_artifact_dir(model_uri: str, destination: str | Path) -> Path:
+    """Download `model_uri`'s files into `destination`; the folder holding config.json."""
+    import mlflow
+
+    local = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination))
+    )
+    found = sorted(local.rglob(CHECKPOINT_CONFIG))
+    if not found or not (found[0].parent / CHECKPOINT_WEIGHTS).exists():
+        raise FileNotFoundError(f"{model_uri} holds no {CHECKPOINT_CONFIG} + {CHECKPOINT_WEIGHTS}")
+    return found[0].parent
+
+
+def load_registered(model_uri: str) -> ForecastPredictor:
+    """The forecaster behind `model_uri` (e.g. models:/urnn-forecaster@champion), no pickle."""
+    with tempfile.TemporaryDirectory(prefix="urnn-load-") as tmp:
+        return ForecastPredictor.from_directory(model_artifact_dir(model_uri, tmp))
