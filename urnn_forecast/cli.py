@@ -2,6 +2,7 @@
 
     urnn benchmark paper copy --seq-len 100 --iterations 1000 --model urnn,lstm
     urnn benchmark paper adding --seq-len 200 --model urnn --model lstm
+    urnn benchmark ett --setting S --horizons 96,192 --models urnn,linear --output runs/ett
     urnn demo
     urnn train --data data/ETT-small/ETTh1.csv --target OT --lookback 96 --horizon 24
     urnn backtest --data data/ETT-small/ETTh1.csv --model models:/urnn-forecaster@champion
@@ -46,6 +47,11 @@ SHORT_CHOICES: tuple[str, ...] = ("error", "drop")
 METRIC_CHOICES: tuple[str, ...] = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
 CONFIG_SECTIONS: tuple[str, ...] = ("model", "fit", "load", "train")
 TASK_CHOICES: tuple[str, ...] = ("copy", "adding")
+# `urnn benchmark ett`: mirrors of training.ett_benchmark (checked by its tests), so that
+# parsing does not import torch.
+ETT_DATASETS: tuple[str, ...] = ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
+ETT_MODELS: tuple[str, ...] = ("urnn", "lstm", "linear", "seasonal_naive", "repeat_last")
+ETT_HORIZONS: tuple[int, ...] = (96, 192, 336, 720)
 MIN_SEQ_LEN = {"copy": 1, "adding": 2}  # mirrors PaperTask.min_seq_len, checked before torch loads
 
 # `urnn demo`: the copying-memory task at a delay long enough that only a model with memory can
@@ -432,6 +438,172 @@ def _add_backtest_parser(commands: Any) -> None:
     bt.set_defaults(handler=_run_backtest, subparser=bt, device="cpu")
 
 
+def _choice_list(allowed: Sequence[str], what: str) -> Any:
+    """A parser of `a,b` into a list of names from `allowed` (argparse type)."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected {what}, choose from {', '.join(allowed)}")
+        for name in names:
+            if name not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {what} {name!r}; choose from {', '.join(allowed)}"
+                )
+        return names
+
+    return parse
+
+
+def _int_list(text: str) -> list[int]:
+    values = [_positive_int(part.strip()) for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _add_ett_parser(suites: Any) -> None:
+    ett = suites.add_parser(
+        "ett",
+        help="the ETT long-horizon benchmark, our models beside the published rows",
+        description=(
+            "Train and score forecasters on ETTh1/ETTh2/ETTm1/ETTm2 with the standard protocol "
+            "(12/4/4-month split, train-only StandardScaler, stride-1 test windows, MSE and MAE "
+            "on the z-normalised scale, early stopping on validation); writes results.json and "
+            "results.md and prints the markdown table beside the published rows."
+        ),
+    )
+    ett.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="folder with ETT*.csv; default ../shared/data/ETT-small if present, else the "
+        "bundled data/ETT-small (ETTh1 only)",
+    )
+    ett.add_argument(
+        "--datasets",
+        action="extend",
+        type=_choice_list(ETT_DATASETS, "dataset"),
+        default=None,
+        metavar="NAME[,NAME...]",
+        help=f"from {', '.join(ETT_DATASETS)}; default ETTh1",
+    )
+    ett.add_argument(
+        "--setting",
+        choices=("S", "M"),
+        default="S",
+        help="S: target OT only; M: all 7 channels, channel-independent; default S",
+    )
+    ett.add_argument(
+        "--horizons",
+        action="extend",
+        type=_int_list,
+        default=None,
+        metavar="H[,H...]",
+        help=f"default {','.join(map(str, ETT_HORIZONS))}",
+    )
+    ett.add_argument(
+        "--lookback",
+        type=_positive_int,
+        default=None,
+        metavar="L",
+        help="input rows per window (a multiple of 24 for urnn/lstm); default 336 for S, 720 for M",
+    )
+    ett.add_argument(
+        "--models",
+        action="extend",
+        type=_choice_list(ETT_MODELS, "model"),
+        default=None,
+        metavar="KIND[,KIND...]",
+        help=f"from {', '.join(ETT_MODELS)}; default all",
+    )
+    ett.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=20,
+        metavar="N",
+        help="maximum training epochs (early stopping, patience 3, may end sooner); default 20",
+    )
+    ett.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    ett.add_argument(
+        "--split",
+        choices=("ett", "fractions"),
+        default="ett",
+        help="ett: 12/4/4 months (the protocol); fractions: 60/20/20 %% of the rows, for files "
+        "shorter than 20 months (not comparable to the published rows); default ett",
+    )
+    ett.add_argument(
+        "--output",
+        default="runs/ett",
+        metavar="DIR",
+        help="where results.json and results.md go; default runs/ett",
+    )
+    ett.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
+    )
+    ett.set_defaults(handler=_run_ett, subparser=ett)
+
+
+def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
+    errors = _input_errors()
+    start = time.perf_counter()
+    try:
+        from training.ett_benchmark import (
+            MODELS,
+            EttBenchmarkConfig,
+            EttBenchmarkError,
+            EttRow,
+            markdown_report,
+            run_ett_benchmark,
+            write_results,
+        )
+
+        try:
+            config = EttBenchmarkConfig(
+                datasets=tuple(args.datasets or ("ETTh1",)),
+                setting=args.setting,
+                horizons=tuple(args.horizons or ETT_HORIZONS),
+                models=tuple(args.models or MODELS),
+                lookback=args.lookback,
+                data_dir=args.data_dir,
+                max_epochs=args.epochs,
+                seed=args.seed,
+                device=args.device,
+                split=args.split,
+            )
+        except EttBenchmarkError as error:
+            raise UsageError(str(error)) from None
+
+        def report(row: EttRow) -> None:
+            print(
+                f"{row.dataset} {row.setting} H={row.horizon} {row.model}: mse {row.mse:.4f} "
+                f"mae {row.mae:.4f} ({row.epochs} epoch(s), {row.wall_seconds:.1f} s)",
+                flush=True,
+            )
+
+        print(
+            f"ETT benchmark: {', '.join(config.datasets)}, setting {config.setting}, look-back "
+            f"{config.resolved_lookback}, horizons {list(config.horizons)}, models "
+            f"{', '.join(config.models)}",
+            flush=True,
+        )
+        try:
+            rows = run_ett_benchmark(config, on_row=report)
+        except EttBenchmarkError as error:
+            raise UsageError(str(error)) from None
+    except errors as error:
+        return _fail("benchmark ett", error)
+    json_path, md_path = write_results(rows, config, args.output)
+    print()
+    print(markdown_report(rows, config))
+    print(f"written {json_path} and {md_path}")
+    print(f"wall time {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="urnn", description="Unitary Evolution RNNs: benchmarks and demos."
@@ -460,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(paper, seq_len=100, iterations=1000, eval_every=50)
     paper.set_defaults(handler=_run_paper, subparser=paper)
+    _add_ett_parser(suites)
 
     demo = commands.add_parser(
         "demo",

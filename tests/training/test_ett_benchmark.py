@@ -1,0 +1,233 @@
+"""`urnn benchmark ett`: the protocol's pieces, a tiny run on a truncated ETTh1, the report
+beside the published rows, and the CLI's error paths (message, exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training import ett_benchmark as ett
+from training.ett_benchmark import (
+    ANCHORS,
+    HORIZONS,
+    EttBenchmarkConfig,
+    EttBenchmarkError,
+    EttRow,
+    markdown_report,
+    run_ett_benchmark,
+)
+from training.split import plan_split
+from urnn_forecast import cli
+from urnn_forecast.settings import Settings
+
+BUNDLED = Path(__file__).resolve().parents[2] / "data" / "ETT-small" / "ETTh1.csv"
+ROWS = 1000  # ~6 weeks hourly: far short of the 20 months of the ETT preset
+# Small but on the protocol's code path: fractions split (60/20/20), train-only scaler, stride-1
+# test windows, early stopping on val, z-scale scoring.
+TINY = ["--split", "fractions", "--lookback", "48", "--horizons", "24", "--epochs", "1"]
+TINY += ["--device", "cpu"]
+ROW_KEYS = {"dataset", "setting", "horizon", "model", "mse", "mae", "epochs", "wall_seconds"}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A folder holding ETTh1.csv cut to its header and first ROWS rows."""
+    folder = tmp_path / "ETT-small"
+    folder.mkdir()
+    with BUNDLED.open() as source:
+        lines = [next(source) for _ in range(ROWS + 1)]
+    (folder / "ETTh1.csv").write_text("".join(lines))
+    return folder
+
+
+def run_cli(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    code = cli.main(["benchmark", "ett", *argv], settings=Settings(var_dir=tmp_path / "var"))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def tiny_config(data_dir: Path, **overrides: object) -> EttBenchmarkConfig:
+    values: dict[str, object] = {
+        "data_dir": str(data_dir),
+        "split": "fractions",
+        "lookback": 48,
+        "horizons": (24,),
+        "max_epochs": 1,
+        "device": "cpu",
+        **overrides,
+    }
+    return EttBenchmarkConfig(**values)  # type: ignore[arg-type]  # test helper, checked fields
+
+
+# --- the protocol ----------------------------------------------------------------------------
+
+
+def test_cli_mirrors_match_the_module() -> None:
+    assert cli.ETT_DATASETS == ett.DATASETS
+    assert cli.ETT_MODELS == ett.MODELS
+    assert cli.ETT_HORIZONS == ett.HORIZONS
+
+
+def test_default_config_is_the_ett_protocol() -> None:
+    config = EttBenchmarkConfig()
+    assert config.split == "ett" and config.resolved_lookback == 336
+    assert EttBenchmarkConfig(setting="M").resolved_lookback == 720
+    plan = plan_split(17_420, "h", config.split_config())
+    assert (len(plan.train), len(plan.val), len(plan.test)) == (8640, 2880, 2880)
+    assert plan.val.context == plan.test.context == 336
+    fit = config.fit_config()
+    assert (fit.patience, fit.mse_weight) == (3, 1.0)
+    urnn = config.model_config("urnn", 96, "h")
+    assert (urnn.hidden_size, urnn.segment_length, urnn.normalisation) == (64, 24, "last")
+    assert config.model_config("seasonal_naive", 96, "15min").season_length == 96
+    assert config.model_config("seasonal_naive", 96, "h").season_length == 24
+
+
+def test_config_rejects_what_cannot_run() -> None:
+    with pytest.raises(EttBenchmarkError, match="ETTh1, ETTh2, ETTm1, ETTm2"):
+        EttBenchmarkConfig(datasets=("ETTh3",))
+    with pytest.raises(EttBenchmarkError, match="multiple of the segment length"):
+        EttBenchmarkConfig(lookback=100, models=("urnn",))
+    EttBenchmarkConfig(lookback=100, models=("linear",))  # no segments: any look-back
+
+
+def test_anchor_tables_cover_every_horizon() -> None:
+    for tables in ANCHORS.values():
+        for table in tables:
+            for values in table.mse.values():
+                assert tuple(values) == HORIZONS
+    assert ANCHORS[("ETTh1", "S")][0].mse["NLinear"][96] == 0.053
+    assert ANCHORS[("ETTh1", "M")][1].mse["GRU"][720] == 1.089
+
+
+# --- a run -----------------------------------------------------------------------------------
+
+
+def test_tiny_univariate_run_scores_every_model(data_dir: Path) -> None:
+    config = tiny_config(data_dir)
+    rows = run_ett_benchmark(config)
+    assert [r.model for r in rows] == list(ett.MODELS)
+    for r in rows:
+        assert (r.dataset, r.setting, r.horizon, r.lookback) == ("ETTh1", "S", 24, 48)
+        assert 0 < r.mse < 5 and 0 < r.mae < 3 and r.epochs == 1
+        # test span: the last 20 % of the rows, read with stride 1
+        assert r.n_windows == ROWS - int(ROWS * 0.6) - int(ROWS * 0.2) - 24 + 1
+    by_model = {r.model: r for r in rows}
+    assert by_model["repeat_last"].n_params == 0 and by_model["urnn"].n_params > 0
+
+
+def test_multivariate_run_is_channel_independent(data_dir: Path) -> None:
+    rows = run_ett_benchmark(tiny_config(data_dir, setting="M", models=("repeat_last",)))
+    [row] = rows
+    assert row.setting == "M" and row.n_windows == 200 - 24 + 1  # windows per channel
+    report = markdown_report(rows, tiny_config(data_dir, setting="M"))
+    assert "SegRNN (L=96)" in report and "GRU (L=720)" in report
+
+
+def test_missing_dataset_fails_before_training_and_lists_what_is_there(data_dir: Path) -> None:
+    with pytest.raises(EttBenchmarkError, match=r"ETTm1\.csv is not in .*available there: ETTh1"):
+        run_ett_benchmark(tiny_config(data_dir, datasets=("ETTh1", "ETTm1")))
+
+
+def test_report_puts_ours_beside_the_published_rows() -> None:
+    config = EttBenchmarkConfig(horizons=(96, 192), models=("urnn", "linear"))
+    rows = [
+        EttRow("ETTh1", "S", h, m, 0.05 + i / 100, 0.2, 5, 1.0, 336, 3)
+        for i, (h, m) in enumerate((h, m) for h in (96, 192) for m in ("urnn", "linear"))
+    ]
+    report = markdown_report(rows, config)
+    lines = report.splitlines()
+    header = next(line for line in lines if line.startswith("| H |"))
+    assert header.split(" | ")[1:3] == ["urnn (ours)", "linear (ours)"]
+    for name in ("NLinear", "DLinear", "FEDformer", "Autoformer", "Informer"):
+        assert name in header
+    row96 = next(line for line in lines if line.startswith("| 96 |"))
+    assert "0.050 / 0.200" in row96 and "0.053" in row96 and "0.193" in row96
+    row192 = next(line for line in lines if line.startswith("| 192 |"))
+    assert "0.069" in row192 and "0.217" in row192
+    assert "Zeng et al." in report and "look-back 336" in report
+    assert "NOT the ETT protocol" not in report
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_cli_writes_json_and_markdown(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "out"
+    argv = [*TINY, "--data-dir", str(data_dir), "--output", str(out_dir)]
+    code, out, err = run_cli([*argv, "--models", "linear,repeat_last"], tmp_path, capsys)
+    assert code == 0, err
+    payload = json.loads((out_dir / "results.json").read_text())
+    rows = payload["rows"]
+    assert [r["model"] for r in rows] == ["linear", "repeat_last"]
+    for r in rows:
+        assert set(r) >= ROW_KEYS
+        assert (r["dataset"], r["setting"], r["horizon"]) == ("ETTh1", "S", 24)
+    assert payload["protocol"]["split"] == "fractions"
+    markdown = (out_dir / "results.md").read_text()
+    assert "| 24 |" in markdown and "linear (ours)" in markdown and "NLinear" in markdown
+    assert "NOT the ETT protocol" in markdown  # a fractions run says it is not comparable
+    assert markdown.strip() in out  # the table is printed too
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--datasets", "ETTm2"], "ETTm2.csv is not in"),
+        (["--split", "ett"], "the ETT split needs 14,400 rows"),
+        (["--lookback", "50", "--models", "urnn"], "multiple of the segment length"),
+    ],
+)
+def test_cli_input_errors_exit_2_with_a_message(
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    base = ["--data-dir", str(data_dir), "--horizons", "24", "--lookback", "48"]
+    base += ["--output", str(tmp_path / "out")]
+    code, _, err = run_cli([*base, *argv], tmp_path, capsys)
+    assert code == 2
+    assert err.startswith("urnn benchmark ett: error:") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["--data-dir", str(tmp_path / "nope")], tmp_path, capsys)
+    assert code == 2 and "no such directory" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--models", "urnn,transformer"], "unknown model 'transformer'"),
+        (["--datasets", "ETTh3"], "unknown dataset 'ETTh3'"),
+        (["--horizons", "96,0"], "must be an integer >= 1"),
+        (["--setting", "X"], "invalid choice: 'X'"),
+    ],
+)
+def test_cli_argument_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(argv, tmp_path, capsys)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_default_data_dir_falls_back_to_the_bundled_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ett, "DEFAULT_DATA_DIRS", (tmp_path / "absent", BUNDLED.parent))
+    assert ett.resolve_data_dir(None) == BUNDLED.parent
+    assert "ETTh1" in ett.available_datasets(BUNDLED.parent)
+    monkeypatch.setattr(ett, "DEFAULT_DATA_DIRS", (tmp_path / "absent",))
+    with pytest.raises(EttBenchmarkError, match="no ETT data folder found"):
+        ett.resolve_data_dir(None)

@@ -1,0 +1,473 @@
+"""The ETT long-horizon benchmark: our forecasters beside the published rows, one command.
+
+    config = EttBenchmarkConfig(datasets=("ETTh1",), setting="S", horizons=(96,))
+    rows = run_ett_benchmark(config)               # one EttRow per (dataset, horizon, model)
+    write_results(rows, config, "runs/ett")        # results.json + results.md
+    print(markdown_report(rows, config))
+
+Protocol (`/work/shared/data/README.md`, Informer/Autoformer/DLinear/PatchTST): train / val /
+test = the first 12 / next 4 / next 4 months (`training.split`'s "ett" preset; val and test
+frames start `lookback` rows earlier), a StandardScaler fitted on the train split only, sliding
+test windows with stride 1, MSE and MAE on the z-normalised scale. "S": the target `OT` alone;
+"M": all 7 channels, channel-independent (each channel its own univariate series, one shared
+model), scored over every channel. Every model is trained (early-stopped on the val windows)
+and scored in the same run, on the same windows, by `training.backtest.backtest` with
+`scale="scaled"`; nothing here re-implements splitting, windowing, fitting or scoring.
+
+`split="fractions"` cuts the same way by the ETT proportions (60 / 20 / 20 %) instead of
+calendar months: for short files (the tests), never for reported numbers.
+
+The published rows (`ANCHORS`) are copied from `/work/shared/ANCHORS.md`, section "Long-horizon
+forecasting, ETT"; each table names its source. They are test MSE only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from models.forecaster import ForecasterConfig, ForecasterKind, Normalisation
+from training.backtest import BacktestConfig, backtest
+from training.data import LoadConfig, LoadedData, load_data
+from training.fit import FitConfig
+from training.paper_benchmark import DeviceName
+from training.split import SplitConfig, SplitMethod
+from training.validation import fixed_step
+
+Setting = Literal["S", "M"]
+SETTINGS: tuple[Setting, ...] = ("S", "M")
+DATASETS: tuple[str, ...] = ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
+HORIZONS: tuple[int, ...] = (96, 192, 336, 720)
+MODELS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "linear", "seasonal_naive", "repeat_last")
+TARGET = "OT"
+COVARIATES: tuple[str, ...] = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")
+# Look-back defaults: 336 for S (the DLinear paper's univariate table); 720 for M (the SegRNN
+# paper's, where every model, the GRU included, reads the same 720 rows).
+DEFAULT_LOOKBACK: dict[Setting, int] = {"S": 336, "M": 720}
+ETT_FRACTIONS = (0.6, 0.2)  # train, val shares of split="fractions": 12 / 4 / 4 months
+SEGMENT_ROWS = 24  # recurrent kinds read the look-back as segments of this many rows
+
+# Data folders tried in order when none is given: the full shared copy (all four files), then
+# the one bundled with the repository (ETTh1 only). Relative to the repository root.
+_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIRS: tuple[Path, ...] = (
+    _ROOT.parent / "shared" / "data" / "ETT-small",
+    _ROOT / "data" / "ETT-small",
+)
+
+
+class EttBenchmarkError(ValueError):
+    """A benchmark that cannot run as asked (unknown dataset, missing file, bad option)."""
+
+
+# -----------------------------------------------------------------------------
+# Published rows
+
+
+@dataclass(frozen=True)
+class AnchorTable:
+    """Published test MSE per horizon of some models on one (dataset, setting)."""
+
+    source: str
+    lookback: int
+    mse: Mapping[str, Mapping[int, float]]  # column label -> horizon -> MSE
+
+
+def _per_horizon(*values: float) -> dict[int, float]:
+    return dict(zip(HORIZONS, values, strict=True))
+
+
+_S_SOURCE = (
+    "Zeng et al., 'Are Transformers Effective for Time Series Forecasting?' (AAAI 2023), "
+    "Table 1, univariate, look-back 336 (via /work/shared/ANCHORS.md)"
+)
+_S_NAIVE_SOURCE = "simple references, same protocol, look-back 336 (/work/shared/ANCHORS.md)"
+_M96_SOURCE = "published multivariate ETTh1 rows at look-back 96 (/work/shared/ANCHORS.md)"
+_M720_SOURCE = (
+    "Lin et al., 'SegRNN' (2023), same look-back 720 for all models (via /work/shared/ANCHORS.md)"
+)
+
+# (dataset, setting) -> tables, in display order.
+ANCHORS: dict[tuple[str, Setting], tuple[AnchorTable, ...]] = {
+    ("ETTh1", "S"): (
+        AnchorTable(
+            _S_SOURCE,
+            336,
+            {
+                "NLinear": _per_horizon(0.053, 0.069, 0.081, 0.080),
+                "DLinear": _per_horizon(0.056, 0.071, 0.098, 0.189),
+                "FEDformer": _per_horizon(0.079, 0.104, 0.119, 0.142),
+                "Autoformer": _per_horizon(0.071, 0.114, 0.107, 0.126),
+                "Informer": _per_horizon(0.193, 0.217, 0.202, 0.183),
+            },
+        ),
+        AnchorTable(
+            _S_NAIVE_SOURCE,
+            336,
+            {
+                "repeat last (ref)": _per_horizon(0.069, 0.092, 0.113, 0.129),
+                "seasonal naive 24 h (ref)": _per_horizon(0.071, 0.092, 0.111, 0.125),
+            },
+        ),
+    ),
+    ("ETTh2", "S"): (
+        AnchorTable(
+            _S_SOURCE,
+            336,
+            {
+                "NLinear": _per_horizon(0.129, 0.169, 0.194, 0.225),
+                "DLinear": _per_horizon(0.131, 0.176, 0.209, 0.276),
+                "FEDformer": _per_horizon(0.128, 0.185, 0.231, 0.278),
+                "Autoformer": _per_horizon(0.153, 0.204, 0.246, 0.268),
+                "Informer": _per_horizon(0.213, 0.227, 0.242, 0.291),
+            },
+        ),
+    ),
+    ("ETTm1", "S"): (
+        AnchorTable(
+            _S_SOURCE,
+            336,
+            {
+                "NLinear": _per_horizon(0.026, 0.039, 0.052, 0.073),
+                "DLinear": _per_horizon(0.028, 0.045, 0.061, 0.080),
+                "FEDformer": _per_horizon(0.033, 0.058, 0.084, 0.102),
+            },
+        ),
+    ),
+    ("ETTm2", "S"): (
+        AnchorTable(
+            _S_SOURCE,
+            336,
+            {
+                "NLinear": _per_horizon(0.063, 0.090, 0.117, 0.170),
+                "DLinear": _per_horizon(0.063, 0.092, 0.119, 0.175),
+                "FEDformer": _per_horizon(0.067, 0.102, 0.130, 0.178),
+            },
+        ),
+    ),
+    ("ETTh1", "M"): (
+        AnchorTable(
+            _M96_SOURCE,
+            96,
+            {
+                "SegRNN": _per_horizon(0.368, 0.408, 0.444, 0.446),
+                "iTransformer": _per_horizon(0.386, 0.441, 0.487, 0.503),
+                "PatchTST": _per_horizon(0.414, 0.460, 0.501, 0.500),
+                "DLinear": _per_horizon(0.386, 0.437, 0.481, 0.519),
+            },
+        ),
+        AnchorTable(
+            _M720_SOURCE,
+            720,
+            {
+                "SegRNN": _per_horizon(0.351, 0.392, 0.423, 0.466),
+                "PatchTST": _per_horizon(0.375, 0.418, 0.462, 0.495),
+                "DLinear": _per_horizon(0.381, 0.419, 0.454, 0.499),
+                "GRU": _per_horizon(1.135, 1.123, 1.080, 1.089),
+                "DeepAR": _per_horizon(1.097, 1.080, 1.076, 1.079),
+            },
+        ),
+    ),
+}
+
+
+# -----------------------------------------------------------------------------
+# Config and rows
+
+
+@dataclass(frozen=True)
+class EttBenchmarkConfig:
+    """One benchmark run: every (dataset, horizon, model) combination, trained and scored."""
+
+    datasets: tuple[str, ...] = ("ETTh1",)
+    setting: Setting = "S"
+    horizons: tuple[int, ...] = HORIZONS
+    models: tuple[ForecasterKind, ...] = MODELS
+    lookback: int | None = None  # None: DEFAULT_LOOKBACK[setting]
+    data_dir: str | None = None  # None: the first of DEFAULT_DATA_DIRS that exists
+    max_epochs: int = 20
+    seed: int = 0
+    device: DeviceName = "auto"
+    split: SplitMethod = "ett"  # "fractions": 60/20/20 % (short files, tests)
+    # uRNN / LSTM: what helper measurements on the ETTh1 validation split found good.
+    hidden_size: int = 64
+    segment_length: int = SEGMENT_ROWS
+    normalisation: Normalisation = "last"
+    mse_weight: float = 1.0
+    patience: int = 3
+    batch_size: int = 64
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name in ("datasets", "horizons", "models"):
+            object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
+        if self.setting not in SETTINGS:
+            raise EttBenchmarkError(f"setting must be one of {', '.join(SETTINGS)}")
+        unknown = [d for d in self.datasets if d not in DATASETS]
+        if unknown or not self.datasets:
+            raise EttBenchmarkError(
+                f"datasets must be among {', '.join(DATASETS)}; got {list(self.datasets)}"
+            )
+        bad_models = [m for m in self.models if m not in MODELS]
+        if bad_models or not self.models:
+            raise EttBenchmarkError(
+                f"models must be among {', '.join(MODELS)}; got {list(self.models)}"
+            )
+        if not self.horizons or any(h < 1 for h in self.horizons):
+            raise EttBenchmarkError(f"horizons must be integers >= 1; got {list(self.horizons)}")
+        if self.lookback is not None and self.lookback < 1:
+            raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
+        recurrent = {"urnn", "lstm"} & set(self.models)
+        if recurrent and self.resolved_lookback % self.segment_length:
+            raise EttBenchmarkError(
+                f"lookback {self.resolved_lookback} must be a multiple of the segment length "
+                f"{self.segment_length} for {', '.join(sorted(recurrent))}"
+            )
+
+    @property
+    def resolved_lookback(self) -> int:
+        return self.lookback if self.lookback is not None else DEFAULT_LOOKBACK[self.setting]
+
+    def split_config(self) -> SplitConfig:
+        train, val = ETT_FRACTIONS
+        return SplitConfig(
+            lookback=self.resolved_lookback,
+            method=self.split,
+            train_fraction=train,
+            val_fraction=val,
+        )
+
+    def fit_config(self) -> FitConfig:
+        return FitConfig(
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            patience=self.patience,
+            mse_weight=self.mse_weight,
+            seed=self.seed,
+            device=self.device,
+        )
+
+    def model_config(self, kind: ForecasterKind, horizon: int, freq: str) -> ForecasterConfig:
+        return ForecasterConfig(
+            kind=kind,
+            lookback=self.resolved_lookback,
+            horizon=horizon,
+            hidden_size=self.hidden_size,
+            segment_length=self.segment_length,
+            normalisation=self.normalisation,
+            season_length=rows_per_day(freq),
+        )
+
+
+@dataclass(frozen=True)
+class EttRow:
+    """One model's test score on one (dataset, setting, horizon); z-normalised scale."""
+
+    dataset: str
+    setting: str
+    horizon: int
+    model: str
+    mse: float
+    mae: float
+    epochs: int  # epochs trained (1 for the parameter-free baselines)
+    wall_seconds: float  # fit + scoring of this model
+    lookback: int = 0
+    best_epoch: int = 0
+    n_params: int = 0
+    n_windows: int = 0  # test windows (per channel in M)
+
+
+def rows_per_day(freq: str) -> int:
+    """Rows per day at `freq` (24 hourly, 96 at 15 minutes): the seasonal naive's season."""
+    step = fixed_step(freq)
+    if step is None:
+        raise EttBenchmarkError(f"ETT data need a fixed step such as 'h' or '15min'; got {freq!r}")
+    return max(1, int(pd.Timedelta(days=1) / step))
+
+
+# -----------------------------------------------------------------------------
+# Data
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path:
+    if data_dir is not None:
+        path = Path(data_dir)
+        if not path.is_dir():
+            raise EttBenchmarkError(f"--data-dir {path}: no such directory")
+        return path
+    for candidate in DEFAULT_DATA_DIRS:
+        if candidate.is_dir():
+            return candidate
+    tried = ", ".join(str(c) for c in DEFAULT_DATA_DIRS)
+    raise EttBenchmarkError(f"no ETT data folder found (tried {tried}); pass --data-dir")
+
+
+def available_datasets(data_dir: Path) -> list[str]:
+    return sorted(p.stem for p in data_dir.glob("*.csv") if p.stem in DATASETS)
+
+
+def dataset_path(data_dir: Path, dataset: str) -> Path:
+    path = data_dir / f"{dataset}.csv"
+    if not path.is_file():
+        have = available_datasets(data_dir)
+        raise EttBenchmarkError(
+            f"{dataset}.csv is not in {data_dir}; available there: "
+            f"{', '.join(have) if have else 'none'}"
+            + ("" if have == list(DATASETS) else f" (all four: {DEFAULT_DATA_DIRS[0]})")
+        )
+    return path
+
+
+def load_ett(path: Path, setting: Setting, min_length: int) -> LoadedData:
+    covariates = COVARIATES if setting == "M" else ()
+    config = LoadConfig(target=TARGET, covariates=covariates, min_length=min_length)
+    return load_data(path, config)
+
+
+# -----------------------------------------------------------------------------
+# Running
+
+
+def run_ett_benchmark(
+    config: EttBenchmarkConfig, *, on_row: Callable[[EttRow], None] | None = None
+) -> list[EttRow]:
+    """Every (dataset, horizon, model) of `config`, trained and scored; rows in that order.
+    Every dataset file is checked before the first model trains."""
+    data_dir = resolve_data_dir(config.data_dir)
+    paths = {d: dataset_path(data_dir, d) for d in config.datasets}
+    lookback = config.resolved_lookback
+    split = config.split_config()
+    fit_config = config.fit_config()
+    rows: list[EttRow] = []
+    for dataset, path in paths.items():
+        data = load_ett(path, config.setting, lookback + max(config.horizons))
+        for horizon in config.horizons:
+            for kind in config.models:
+                model = config.model_config(kind, horizon, data.freq)
+                bt = BacktestConfig(
+                    n_windows=None,
+                    step=1,
+                    scale="scaled",
+                    channel_independent=config.setting == "M",
+                    season_length=rows_per_day(data.freq),
+                )
+                start = time.perf_counter()
+                result = backtest(data, split, model, fit_config, bt)
+                wall = time.perf_counter() - start
+                fitted = result.fits[0]
+                overall = result.tables.overall.iloc[0]
+                n_series = result.forecasts["series"].nunique()
+                row = EttRow(
+                    dataset=dataset,
+                    setting=config.setting,
+                    horizon=horizon,
+                    model=kind,
+                    mse=float(overall["mse"]),
+                    mae=float(overall["mae"]),
+                    epochs=len(fitted.history),
+                    wall_seconds=round(wall, 2),
+                    lookback=lookback,
+                    best_epoch=fitted.best_epoch,
+                    n_params=fitted.n_params,
+                    n_windows=len(result.forecasts) // (horizon * max(n_series, 1)),
+                )
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+    return rows
+
+
+# -----------------------------------------------------------------------------
+# Reporting
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
+    """One markdown table per dataset: horizons down, our models (MSE / MAE) and the published
+    MSE of that dataset and setting across."""
+    lines: list[str] = []
+    split_note = (
+        "ETT split 12/4/4 months"
+        if config.split == "ett"
+        else "fraction split 60/20/20 % (NOT the ETT protocol; not comparable to the papers)"
+    )
+    for dataset in dict.fromkeys(r.dataset for r in rows):
+        own = [r for r in rows if r.dataset == dataset]
+        models = list(dict.fromkeys(r.model for r in own))
+        horizons = list(dict.fromkeys(r.horizon for r in own))
+        anchors = ANCHORS.get((dataset, config.setting), ())
+        by_key = {(r.horizon, r.model): r for r in own}
+        lines.append(
+            f"### {dataset}, setting {config.setting}, look-back {config.resolved_lookback}"
+        )
+        lines.append("")
+        lines.append(
+            f"Ours: test MSE / MAE on the z-normalised scale ({split_note}, train-only scaler, "
+            "stride-1 test windows"
+            + (", 7 channels channel-independent" if config.setting == "M" else ", target OT")
+            + "). Published: test MSE."
+        )
+        lines.append("")
+        header = ["H", *(f"{m} (ours)" for m in models)]
+        for table in anchors:
+            suffix = f" (L={table.lookback})" if config.setting == "M" else ""
+            header += [f"{name}{suffix}" for name in table.mse]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for horizon in horizons:
+            cells = [str(horizon)]
+            for m in models:
+                r = by_key.get((horizon, m))
+                cells.append("-" if r is None else f"{_fmt(r.mse)} / {_fmt(r.mae)}")
+            for table in anchors:
+                for values in table.mse.values():
+                    v = values.get(horizon)
+                    cells.append("-" if v is None else _fmt(v))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        if anchors:
+            lines += [f"- {source}" for source in dict.fromkeys(t.source for t in anchors)]
+        else:
+            lines.append(f"- no published rows for {dataset}, setting {config.setting}")
+        epochs = ", ".join(
+            f"{r.model} H={r.horizon}: {r.epochs} ep (best {r.best_epoch}), {r.wall_seconds:.0f} s"
+            for r in own
+        )
+        lines.append(f"- epochs and wall time: {epochs}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def results_json(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> dict[str, Any]:
+    return {
+        "config": asdict(config),
+        "protocol": {
+            "split": config.split,
+            "lookback": config.resolved_lookback,
+            "scale": "z-normalised (train-only StandardScaler)",
+            "test_stride": 1,
+        },
+        "rows": [asdict(r) for r in rows],
+    }
+
+
+def write_results(
+    rows: Sequence[EttRow], config: EttBenchmarkConfig, output: str | Path
+) -> tuple[Path, Path]:
+    """`results.json` and `results.md` in `output` (created if needed)."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "results.json", out / "results.md"
+    json_path.write_text(json.dumps(results_json(rows, config), indent=2) + "\n")
+    md_path.write_text(markdown_report(rows, config))
+    return json_path, md_path
