@@ -148,6 +148,9 @@ class ForecasterConfig:
     # average (trend) and the remainder.
     decomposition_kernel: int = 0
     recurrence: RecurrenceKind = "fast"  # uRNN kinds: which implementation of the same loop
+    # Recurrent kinds: add a linear map of the normalised look-back to the median (LSTNet's
+    # autoregressive "highway"), so the encoder learns what a linear model cannot.
+    linear_skip: bool = False
 
     def __post_init__(self) -> None:
         # JSON hands over lists; keep a tuple so the config stays hashable.
@@ -176,6 +179,12 @@ class ForecasterConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ForecasterConfigError(f"dropout must lie in [0, 1), got {self.dropout!r}")
         cls = FORECASTERS[self.kind]
+        if self.linear_skip and not cls.RECURRENT:
+            recurrent = [k for k, c in FORECASTERS.items() if c.RECURRENT]
+            raise ForecasterConfigError(
+                f"linear_skip applies to the recurrent kinds ({', '.join(recurrent)}); "
+                f"got kind {self.kind!r}"
+            )
         if cls.RECURRENT and self.lookback % self.segment_length:
             raise ForecasterConfigError(
                 f"lookback must be a multiple of segment_length for kind {self.kind!r} "
@@ -483,6 +492,7 @@ class RecurrentForecaster(Forecaster):
         )
         head_in = self.encoder.state_size + (FUTURE_CALENDAR_WIDTH if c.n_calendar else 0)
         self.head = nn.Linear(head_in, c.horizon * len(c.quantiles))
+        self.skip = nn.Linear(c.lookback, c.horizon) if c.linear_skip else None
 
     @abstractmethod
     def _build_encoder(self, step_width: int) -> URNNEncoder | GatedEncoder: ...
@@ -506,6 +516,12 @@ class RecurrentForecaster(Forecaster):
             calendar = self.future_calendar(future_calendar.reshape(b, -1))  # (B, 16)
             state = torch.cat([state, calendar], dim=-1)
         raw = self.head(state).view(b, c.horizon, len(c.quantiles))  # (B, H, Q)
+        if self.skip is not None:
+            median = raw[..., c.median_index] + self.skip(z)
+            raw = torch.cat(
+                [raw[..., : c.median_index], median.unsqueeze(-1), raw[..., c.median_index + 1 :]],
+                dim=-1,
+            )
         return monotone_quantiles(raw, c.median_index)
 
 

@@ -52,6 +52,7 @@ COVARIATES: tuple[str, ...] = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")
 DEFAULT_LOOKBACK: dict[Setting, int] = {"S": 336, "M": 720}
 ETT_FRACTIONS = (0.6, 0.2)  # train, val shares of split="fractions": 12 / 4 / 4 months
 SEGMENT_ROWS = 24  # recurrent kinds read the look-back as segments of this many rows
+RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm")
 
 # Data folders tried in order when none is given: the full shared copy (all four files), then
 # the one bundled with the repository (ETTh1 only). Relative to the repository root.
@@ -203,6 +204,11 @@ class EttBenchmarkConfig:
     patience: int = 3
     batch_size: int = 64
     lr: float = 1e-3
+    weight_decay: float = 0.0
+    # On the recurrent encoders' final state: chosen on the ETTh1/ETTh2 validation splits
+    # (bench/ett_tune.py; docs/benchmarks.md), where 0.3 beat 0 at most horizons.
+    dropout: float = 0.3
+    linear_skip: bool = False  # uRNN / LSTM: a linear map of the look-back added to the median
 
     def __post_init__(self) -> None:
         for name in ("datasets", "horizons", "models"):
@@ -248,6 +254,7 @@ class EttBenchmarkConfig:
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
             lr=self.lr,
+            weight_decay=self.weight_decay,
             patience=self.patience,
             mse_weight=self.mse_weight,
             seed=self.seed,
@@ -263,6 +270,8 @@ class EttBenchmarkConfig:
             segment_length=self.segment_length,
             normalisation=self.normalisation,
             season_length=rows_per_day(freq),
+            dropout=self.dropout if kind in RECURRENT_KINDS else 0.0,
+            linear_skip=self.linear_skip and kind in RECURRENT_KINDS,
         )
 
 

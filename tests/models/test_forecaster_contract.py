@@ -23,6 +23,7 @@ from models.forecaster import (
     ForecasterConfigError,
     ForecasterKind,
     NaiveForecaster,
+    RecurrentForecaster,
     build_forecaster,
     calendar_features,
     calendar_periods,
@@ -271,3 +272,36 @@ def test_calendar_features_by_frequency() -> None:
     np.testing.assert_allclose(features[:, :2], [[1.0, 0.0], [-1.0, 0.0]], atol=1e-12)  # hour
     np.testing.assert_allclose(features[:, 2:4], [[0.0, 1.0], [0.0, 1.0]], atol=1e-12)  # Monday
     np.testing.assert_allclose(np.hypot(features[:, 4], features[:, 5]), 1.0)
+
+
+# --- linear skip (LSTNet's highway) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", [k for k in FORECASTER_KINDS if FORECASTERS[k].RECURRENT])
+def test_linear_skip_adds_a_linear_map_of_the_look_back_to_the_median_only(
+    kind: ForecasterKind,
+) -> None:
+    """With the encoder and head zeroed, the median is exactly skip(normalised look-back) and
+    the other quantiles keep their gaps around it; the config survives the JSON round trip."""
+    config = config_for(kind, linear_skip=True, normalisation="last")
+    model = built(config).double()
+    assert isinstance(model, RecurrentForecaster)
+    assert ForecasterConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    target, *rest = inputs_for(config, dtype=torch.float64)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+    skip = model.skip
+    assert skip is not None and skip.weight.shape == (H, L)
+    out = model(target, *rest)
+    z = target - target[:, -1:]
+    expected_median = skip(z) + target[:, -1:]
+    torch.testing.assert_close(out[..., config.median_index], expected_median)
+    assert (out.diff(dim=-1) > 0).all()  # gaps of softplus(0) keep the quantiles apart
+    without = built(config_for(kind, normalisation="last"))
+    assert not any("skip" in name for name in without.state_dict())
+
+
+def test_linear_skip_is_refused_for_kinds_without_an_encoder() -> None:
+    with pytest.raises(ForecasterConfigError, match=r"linear_skip applies to the recurrent kinds"):
+        config_for("linear", linear_skip=True)
