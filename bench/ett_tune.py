@@ -46,6 +46,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "l720-drop-skip": {"lookback": 720, "dropout": 0.3, "linear_skip": True},
     "l720-drop5": {"lookback": 720, "dropout": 0.5},
     "l720-drop-wd": {"lookback": 720, "dropout": 0.3, "weight_decay": 0.05},
+    # Multivariate (channel-independent), look-back 720 as in the SegRNN comparison.
+    "M": {"setting": "M"},
+    "M-lr3e-4": {"setting": "M", "lr": 3e-4},
+    "M-h128": {"setting": "M", "hidden_size": 128},
+    "M-seg48": {"setting": "M", "segment_length": 48},
+    "M-drop5": {"setting": "M", "dropout": 0.5},
+    "M-bs256": {"setting": "M", "batch_size": 256},
 }
 
 

@@ -334,6 +334,23 @@ def monotone_quantiles(raw: Tensor, median_index: int) -> Tensor:
     return torch.cat([below, median, above], dim=-1)
 
 
+def scale_gaps(quantiles: Tensor, gap_scale: Tensor, median_index: int) -> Tensor:
+    """(B, H, Q) monotone quantiles with the gaps between neighbours multiplied by
+    `gap_scale` (H, Q - 1), rebuilt outwards from the unchanged median."""
+    gaps = quantiles.diff(dim=-1) * gap_scale  # (B, H, Q - 1)
+    median = quantiles[..., median_index : median_index + 1]
+    above = median + torch.cumsum(gaps[..., median_index:], dim=-1)
+    below = median - torch.cumsum(gaps[..., :median_index].flip(-1), dim=-1).flip(-1)
+    return torch.cat([below, median, above], dim=-1)
+
+
+def _level_quantile(ratio: Tensor, level: float, per_step: bool) -> Tensor:
+    """The `level` quantile of ratio (N, H): per column (H,), or one pooled value for all."""
+    if per_step:
+        return torch.quantile(ratio, level, dim=0)
+    return torch.quantile(ratio.reshape(-1), level).expand(ratio.shape[1])
+
+
 class Forecaster(nn.Module, ABC):
     """Base class: input checks, per-window normalisation and its inverse, the point forecast.
 
@@ -348,6 +365,7 @@ class Forecaster(nn.Module, ABC):
     RECURRENT: ClassVar[bool] = False  # reads segments; lookback % segment_length == 0
     TRAINABLE: ClassVar[bool] = True  # False: parameter-free, "fitting" = calibrate_offsets
     UNITARY: ClassVar[bool] = False  # has a unitary recurrence matrix (exempt from clipping)
+    gap_scale: Tensor
 
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
@@ -357,6 +375,10 @@ class Forecaster(nn.Module, ABC):
                 "use build_forecaster(config)"
             )
         self.config = config
+        # Multipliers of the gaps between neighbouring quantiles, (H, Q - 1); ones until
+        # `calibrate_gaps` fits them on held-out windows. Gap j lies between quantiles j and
+        # j + 1; positive multipliers keep the quantiles monotone and leave the median alone.
+        self.register_buffer("gap_scale", torch.ones(config.horizon, len(config.quantiles) - 1))
 
     def forward(
         self,
@@ -370,7 +392,49 @@ class Forecaster(nn.Module, ABC):
         loc, scale = window_statistics(past_target, self.config.normalisation)  # (B, 1) each
         z = (past_target - loc) / scale  # (B, L)
         out = self.forecast_normalised(z, past_covariates, past_calendar, future_calendar)
+        out = scale_gaps(out, self.gap_scale, self.config.median_index)
         return out * scale.unsqueeze(-1) + loc.unsqueeze(-1)  # (B, H, Q)
+
+    @torch.no_grad()
+    def calibrate_gaps(self, quantiles: Tensor, target: Tensor, *, min_windows: int = 100) -> None:
+        """Fit `gap_scale` so that each quantile's empirical level on held-out windows matches
+        its nominal level (split-conformal calibration of the quantile outputs, Romano et al.,
+        "Conformalized Quantile Regression", NeurIPS 2019, per quantile rather than per pair).
+
+        `quantiles` (N, H, Q) are this model's forecasts *before* calibration (gap_scale at 1)
+        and `target` (N, H) the realised values. Working outwards from the median, the
+        multiplier of the gap below quantile q_k (above the median) is the q_k-quantile of
+        (y - q_{k-1}) / gap, where q_{k-1} is already calibrated; symmetrically below. Per
+        horizon step when there are at least `min_windows` windows, else pooled over steps.
+        Multipliers are clamped to [0.05, 20] so that one odd window cannot collapse or blow up
+        an interval.
+        """
+        c = self.config
+        if quantiles.shape[1:] != (c.horizon, len(c.quantiles)) or target.shape != (
+            quantiles.shape[0],
+            c.horizon,
+        ):
+            raise InputShapeError(
+                f"calibrate_gaps needs quantiles (N, {c.horizon}, {len(c.quantiles)}) and "
+                f"target (N, {c.horizon}); got {tuple(quantiles.shape)} and {tuple(target.shape)}"
+            )
+        q = quantiles.double()
+        y = target.double()
+        gaps = q.diff(dim=-1).clamp_min(1e-12)  # (N, H, Q - 1)
+        per_step = q.shape[0] >= min_windows
+        levels = torch.tensor(c.quantiles, dtype=torch.float64)
+        scale = torch.ones(c.horizon, len(c.quantiles) - 1, dtype=torch.float64)
+        m = c.median_index
+        calibrated = q.clone()
+        for k in range(m + 1, len(c.quantiles)):  # above the median: gap k - 1
+            ratio = (y - calibrated[..., k - 1]) / gaps[..., k - 1]
+            scale[:, k - 1] = _level_quantile(ratio, float(levels[k]), per_step)
+            calibrated[..., k] = calibrated[..., k - 1] + scale[:, k - 1] * gaps[..., k - 1]
+        for k in range(m - 1, -1, -1):  # below the median: gap k
+            ratio = (calibrated[..., k + 1] - y) / gaps[..., k]
+            scale[:, k] = _level_quantile(ratio, 1.0 - float(levels[k]), per_step)
+            calibrated[..., k] = calibrated[..., k + 1] - scale[:, k] * gaps[..., k]
+        self.gap_scale.copy_(scale.clamp(0.05, 20.0).to(self.gap_scale))
 
     def point_forecast(
         self,
@@ -677,7 +741,10 @@ def load_forecaster(
     The entry point for anything that serves a model (MLflow pyfunc, the FastAPI service).
     """
     model = build_forecaster(config)
-    model.load_state_dict(state_dict, strict=True)
+    state = dict(state_dict)
+    # Checkpoints written before interval calibration existed carry no gap_scale: uncalibrated.
+    state.setdefault("gap_scale", model.gap_scale.clone())
+    model.load_state_dict(state, strict=True)
     return model.eval()
 
 

@@ -24,6 +24,11 @@ Decisions and why:
   `cosine` (over max_epochs) and `none` are the alternatives.
 - Early stopping on the time-ordered val windows with `patience`; the best epoch's state dict
   is kept in memory (cloned tensors) and restored at the end, whatever stopped the loop.
+- Intervals: the pinball loss fits quantiles on the train span, but the later val span is
+  usually calmer or wilder (ETTh1: 80 % intervals covered 97 % of test windows with "last"
+  normalisation), so after training the gaps between quantiles are rescaled on the val windows
+  (split-conformal, `Forecaster.calibrate_gaps`). The median is untouched; val already chose
+  the epoch, so this reuses it once more rather than carving a third split out of the history.
 - Hooks: `on_epoch_end(record)` after every epoch (MLflow metrics later); `should_stop()`
   before every batch (job cancellation later): the loop ends cleanly and restores the best.
 """
@@ -86,6 +91,9 @@ class FitConfig:
     device: DeviceName = "auto"
     eval_batch_size: int = 512
     max_train_batches: int | None = None  # per epoch; None: every train window once
+    # Scale the gaps between quantiles on the val windows after training so that each
+    # quantile's val level matches its nominal one (Forecaster.calibrate_gaps).
+    calibrate_intervals: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -248,6 +256,20 @@ def calibrate_baseline(
     model.calibrate_offsets(torch.cat(residuals))
 
 
+def calibrate_intervals(
+    model: Forecaster, dataset: WindowDataset, *, batch_size: int, device: str
+) -> None:
+    """Fit the model's quantile gap multipliers on `dataset` (held-out windows), from its
+    uncalibrated forecasts."""
+    model.gap_scale.fill_(1.0)
+    pred = predict(model, dataset, batch_size=batch_size, device=device)
+    targets = [
+        dataset.batch(indices).target
+        for indices in index_batches(torch.arange(len(dataset)), batch_size)
+    ]
+    model.calibrate_gaps(pred, torch.cat(targets).cpu())
+
+
 # -----------------------------------------------------------------------------
 # The loop
 
@@ -291,8 +313,10 @@ def fit(
             on_epoch_end(record)
     else:
         _train(model, train, val, config, result, on_epoch_end, should_stop, progress)
-    result.wall_seconds = time.perf_counter() - start
     model.eval()
+    if config.calibrate_intervals and len(val) > 0 and len(model.config.quantiles) > 1:
+        calibrate_intervals(model, val, batch_size=config.eval_batch_size, device=device)
+    result.wall_seconds = time.perf_counter() - start
     if checkpoint_dir is not None:
         extra = {
             "fit": asdict(config),

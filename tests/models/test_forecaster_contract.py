@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from models.forecaster import (
     monotone_quantiles,
     n_calendar_features,
     save_checkpoint,
+    scale_gaps,
 )
 from models.urnn import InputShapeError
 
@@ -305,3 +307,48 @@ def test_linear_skip_adds_a_linear_map_of_the_look_back_to_the_median_only(
 def test_linear_skip_is_refused_for_kinds_without_an_encoder() -> None:
     with pytest.raises(ForecasterConfigError, match=r"linear_skip applies to the recurrent kinds"):
         config_for("linear", linear_skip=True)
+
+
+# --- interval calibration -------------------------------------------------------------------
+
+
+def test_calibrate_gaps_brings_each_quantile_to_its_nominal_level_and_keeps_the_median() -> None:
+    """Forecasts whose intervals are 3x too wide (upper) and 2x too narrow (lower) around a
+    correct median: after calibration on one sample, each quantile's level on a fresh sample
+    is within 0.02 of nominal, the median is unchanged and the quantiles stay ordered."""
+    quantiles = (0.05, 0.1, 0.5, 0.9, 0.95)
+    config = ForecasterConfig(kind="repeat_last", lookback=L, horizon=H, quantiles=quantiles)
+    model = build_forecaster(config)
+    nominal_levels = torch.tensor(quantiles, dtype=torch.float64)
+    z = math.sqrt(2.0) * torch.erfinv(2.0 * nominal_levels - 1.0)  # true N(0, 1) quantiles
+    wrong = torch.where(z > 0, 3.0 * z, 0.5 * z)  # (Q,)
+    g = torch.Generator().manual_seed(0)
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        centre = 10.0 * torch.randn(n, H, 1, generator=g, dtype=torch.float64)
+        y = centre[..., 0] + torch.randn(n, H, generator=g, dtype=torch.float64)
+        return centre + wrong, y
+
+    pred, y = sample(4000)
+    model.calibrate_gaps(pred, y)
+    fresh, y_fresh = sample(20000)
+    calibrated = scale_gaps(fresh, model.gap_scale.double(), config.median_index)
+    torch.testing.assert_close(calibrated[..., 2], fresh[..., 2])
+    assert (calibrated.diff(dim=-1) > 0).all()
+    levels = (y_fresh.unsqueeze(-1) <= calibrated).double().mean(dim=(0, 1))
+    for level, nominal in zip(levels.tolist(), quantiles, strict=True):
+        assert abs(level - nominal) < 0.02, (level, nominal)
+    before = (y_fresh.unsqueeze(-1) <= fresh).double().mean(dim=(0, 1))
+    assert abs(float(before[0]) - 0.05) > 0.05  # the uncalibrated lower tail was far off
+
+
+def test_gap_scale_round_trips_and_old_checkpoints_load_uncalibrated(tmp_path: Path) -> None:
+    config = config_for("urnn")
+    model = built(config)
+    model.gap_scale.fill_(1.7)
+    save_checkpoint(model, tmp_path)
+    restored, _ = load_checkpoint(tmp_path)
+    assert torch.equal(restored.gap_scale, model.gap_scale)
+    old_state = {k: v for k, v in model.state_dict().items() if k != "gap_scale"}
+    legacy = load_forecaster(config, old_state)
+    assert torch.equal(legacy.gap_scale, torch.ones(H, len(config.quantiles) - 1))

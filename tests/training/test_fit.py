@@ -99,7 +99,14 @@ def test_early_stopping_restores_the_best_epoch(monkeypatch: pytest.MonkeyPatch)
         return {"loss": score, "mse": score, "mae": score}
 
     monkeypatch.setattr("training.fit.evaluate", scripted)
-    config = FitConfig(max_epochs=10, patience=3, max_train_batches=2, batch_size=8, device="cpu")
+    config = FitConfig(
+        max_epochs=10,
+        patience=3,
+        max_train_batches=2,
+        batch_size=8,
+        device="cpu",
+        calibrate_intervals=False,  # it would rescale gap_scale after the restore
+    )
     result = fit(urnn_config(), sets.train, sets.val, config, progress=False)
     assert [r.epoch for r in result.history] == [1, 2, 3, 4, 5]
     assert result.best_epoch == 2 and result.best_score == 1.0
@@ -187,3 +194,23 @@ def test_invalid_fit_options_name_the_allowed_values() -> None:
         FitConfig(schedule="step")  # type: ignore[arg-type]
     with pytest.raises(FitConfigError, match="clip_norm must be None or > 0"):
         FitConfig(clip_norm=0.0)
+
+
+def test_intervals_are_calibrated_on_the_val_windows() -> None:
+    """After fit, each quantile's empirical level over the val windows is close to nominal
+    (the calibration's own data, so this checks the wiring; the conformal arithmetic is tested
+    in tests/models); without calibration the gaps stay at 1."""
+    sets, _ = windows_of(seasonal_frame(1200))
+    config = ForecasterConfig(kind="seasonal_naive", lookback=L, horizon=H, season_length=24)
+    raw = fit(
+        config, sets.train, sets.val, replace(FAST, calibrate_intervals=False), progress=False
+    )
+    assert torch.equal(raw.model.gap_scale, torch.ones(H, 2))
+    result = fit(config, sets.train, sets.val, FAST, progress=False)
+    assert not torch.equal(result.model.gap_scale, torch.ones(H, 2))
+    pred = predict(result.model, sets.val)
+    target = sets.val.batch(torch.arange(len(sets.val))).target
+    levels = (target.unsqueeze(-1) <= pred).double().mean(dim=(0, 1))
+    assert len(sets.val) >= 30
+    for level, nominal in zip(levels.tolist(), config.quantiles, strict=True):
+        assert abs(level - nominal) < 0.1, (level, nominal)
