@@ -34,10 +34,16 @@ Recipes for the bundled and shared real data:
   `max_gap`: choose `max_gap=36` to interpolate across it, or `on_long_gap="split"`. Most of
   the other missing hours fall at 2-5 am and `cnt` is never 0 in the file, so they are likely
   hours with no rentals left out rather than lost; interpolation overstates those.
+
+Several files, one dataset (`load_many`): one global model over many series kept in separate
+files, each read by its own config and cleaned by its own policies, then combined: e.g. the six
+PJM regions, `load_many([(f"{r}_hourly.csv", LoadConfig(target=f"{r}_MW", series_id=r)) for r
+in regions], target="MW")`. The target columns are renamed to one name (every series of a
+LoadedData has the same columns); the report keeps every file's decisions, in file order.
 """
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,7 @@ from training.validation import (
     FILL_METHODS,
     LONG_GAP_POLICIES,
     SHORT_SERIES_POLICIES,
+    DataValidationError,
     Decision,
     DuplicatePolicy,
     EmptyDataError,
@@ -277,6 +284,87 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         source=str(path),
         config=config,
         report=tuple(report.decisions),
+    )
+
+
+class IncompatibleFilesError(DataValidationError):
+    """Files that cannot be combined into one dataset: different frequencies or covariates, or
+    a series id that two files both hold."""
+
+
+def load_many(
+    sources: Sequence[tuple[str | Path, LoadConfig]], *, target: str | None = None
+) -> LoadedData:
+    """Read every (path, config) with `load_data` and combine the results (`merge_loaded`).
+    Each file is validated and repaired by its own config; the first error stops the load."""
+    if not sources:
+        raise InvalidOptionError("load_many needs at least one (path, config) pair")
+    return merge_loaded([load_data(path, config) for path, config in sources], target=target)
+
+
+def merge_loaded(parts: Sequence[LoadedData], *, target: str | None = None) -> LoadedData:
+    """One LoadedData holding every series of `parts`, for one global model.
+
+    `target`: the name every part's target column is renamed to (files may name it
+    differently: PJM's `PJME_MW`, `DEOK_MW`, ...); None keeps the first part's name. The parts
+    must share the frequency, the covariate names and no series id. The result's report is
+    every part's decisions in order plus one line per part naming the series it gave and the
+    rename; its `config` is the first part's with the common target and no series_id; its
+    `source` lists every part's source.
+    """
+    if not parts:
+        raise InvalidOptionError("merge_loaded needs at least one LoadedData")
+    first = parts[0]
+    name = first.target if target is None else target
+    if name in first.covariates:
+        raise InvalidOptionError(
+            f"target name {name!r} is also a covariate column ({', '.join(first.covariates)})"
+        )
+    series: dict[str, pd.DataFrame] = {}
+    filled: dict[str, pd.DataFrame] = {}
+    owner: dict[str, str] = {}
+    report: list[Decision] = []
+    for part in parts:
+        if part.freq != first.freq:
+            raise IncompatibleFilesError(
+                f"{part.source} is at frequency {part.freq!r}, {first.source} at "
+                f"{first.freq!r}; combined series must share one frequency"
+            )
+        if part.covariates != first.covariates:
+            raise IncompatibleFilesError(
+                f"{part.source} has covariates {list(part.covariates)}, {first.source} "
+                f"{list(first.covariates)}; combined series must have the same covariates"
+            )
+        clash = sorted(set(part.series) & set(series))
+        if clash:
+            raise IncompatibleFilesError(
+                f"series id(s) {clash} in both {owner[clash[0]]} and {part.source}; give each "
+                "file its own series_id"
+            )
+        rename = {part.target: name}
+        for series_id, frame in part.series.items():
+            series[series_id] = frame.rename(columns=rename)
+            filled[series_id] = part.filled[series_id].rename(columns=rename)
+            owner[series_id] = part.source
+        report += part.report
+        renamed = f", target {part.target!r} renamed to {name!r}" if part.target != name else ""
+        report.append(
+            Decision(
+                Path(part.source).name,
+                "read",
+                len(part.series),
+                f"{Path(part.source).name}: combined as series {', '.join(part.series)}{renamed}",
+            )
+        )
+    return LoadedData(
+        series=series,
+        filled=filled,
+        target=name,
+        covariates=first.covariates,
+        freq=first.freq,
+        source=", ".join(part.source for part in parts),
+        config=replace(first.config, target=name, series_id=None),
+        report=tuple(report),
     )
 
 

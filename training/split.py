@@ -27,6 +27,11 @@ Presets (`SplitConfig.method`):
 - "fractions": the first `train_fraction` of the rows train, the next `val_fraction` val, the
   rest test (defaults 0.7 / 0.1 / 0.2, Informer's split for custom data). With several series
   each is split at its own fractions, so their borders may fall on different dates.
+- "tail": counted back from the end of each series: test = the last `test_rows` rows, val = the
+  `val_rows` rows before them, train = everything earlier, or only its last `max_train_rows`
+  rows when that is set (older rows are left unused). For long histories of different lengths
+  that end together (PJM demand: test = the last 365 days of every region): the test span is a
+  fixed stretch of calendar time per series, whatever the series' length.
 """
 
 import math
@@ -40,8 +45,9 @@ import pandas as pd
 from training.data import LoadedData
 from training.validation import DataValidationError, InvalidOptionError, fixed_step
 
-SplitMethod = Literal["ett", "fractions"]
-SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions")
+SplitMethod = Literal["ett", "fractions", "tail"]
+SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail")
+TAIL_FIELDS: tuple[str, ...] = ("val_rows", "test_rows", "max_train_rows")
 ETT_MONTH = pd.Timedelta(days=30)  # the ETT code counts a month as 30 days
 ETT_MONTHS = (12, 4, 4)  # train, val, test
 
@@ -66,6 +72,9 @@ class SplitConfig:
     method: SplitMethod = "fractions"
     train_fraction: float = 0.7  # "fractions" only
     val_fraction: float = 0.1  # "fractions" only; test gets the rest
+    val_rows: int | None = None  # "tail" only (required): rows of val, just before test
+    test_rows: int | None = None  # "tail" only (required): the last rows of each series
+    max_train_rows: int | None = None  # "tail" only: train = at most the last this many rows
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -75,12 +84,35 @@ class SplitConfig:
             )
         if self.lookback < 1:
             raise InvalidOptionError(f"lookback must be an integer >= 1, got {self.lookback}")
+        self._check_tail_fields()
         ok = 0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
         if not ok or self.train_fraction + self.val_fraction >= 1:
             raise InvalidOptionError(
                 "train_fraction and val_fraction must each lie in (0, 1) and leave a test share "
                 f"(sum < 1), got {self.train_fraction} and {self.val_fraction}"
             )
+
+    def _check_tail_fields(self) -> None:
+        """val_rows / test_rows / max_train_rows: required (the first two) and integers >= 1
+        for "tail"; absent for the other methods, which would silently ignore them."""
+        if self.method != "tail":
+            given = [name for name in TAIL_FIELDS if getattr(self, name) is not None]
+            if given:
+                raise InvalidOptionError(
+                    f"{', '.join(given)} applies to split method 'tail' only; "
+                    f"got method {self.method!r}"
+                )
+            return
+        for name in TAIL_FIELDS:
+            value = getattr(self, name)
+            if value is None and name != "max_train_rows":
+                raise InvalidOptionError(
+                    f"{name} is required for split method 'tail' (an integer >= 1)"
+                )
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise InvalidOptionError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -113,15 +145,15 @@ class SplitPlan:
     def __post_init__(self) -> None:
         train, val, test = self.train, self.val, self.test
         problems = []
-        if train.start != 0 or train.context != 0:
-            problems.append("train must start at row 0 with no context")
+        if train.start < 0 or train.context != 0:
+            problems.append("train must start at row 0 or later, with no context")
         if min(len(train), len(val), len(test)) < 1:
             problems.append("every span must hold at least one row")
         if not (train.stop <= val.start and val.stop <= test.start and test.stop <= self.n_rows):
             problems.append("spans must be disjoint, in time order, and inside the series")
         if val.context != self.lookback or test.context != self.lookback:
             problems.append("val and test must carry exactly `lookback` rows of context")
-        if val.input_start < 0:
+        if val.input_start < train.start:
             problems.append(f"the train span ({len(train)} rows) is shorter than the lookback")
         if problems:
             raise SplitError(f"invalid split {self.to_dict()}: {'; '.join(problems)}")
@@ -148,6 +180,8 @@ class SplitPlan:
 
 def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
     """Row spans for one series of `n_rows` rows at `freq`."""
+    if config.method == "tail":
+        return _plan_tail(n_rows, config)
     if config.method == "ett":
         n_train, n_val, n_test = (m * _rows_per_ett_month(freq) for m in ETT_MONTHS)
         if n_rows < n_train + n_val + n_test:
@@ -171,6 +205,32 @@ def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
         train=Span(0, n_train),
         val=Span(val_start, test_start, context=config.lookback),
         test=Span(test_start, test_start + n_test, context=config.lookback),
+    )
+
+
+def _plan_tail(n_rows: int, config: SplitConfig) -> SplitPlan:
+    assert config.val_rows is not None and config.test_rows is not None  # SplitConfig checks
+    n_val, n_test = config.val_rows, config.test_rows
+    available = n_rows - n_val - n_test
+    if available < config.lookback:
+        raise SplitError(
+            f"the tail split needs at least test_rows + val_rows + lookback = {n_test:,} + "
+            f"{n_val:,} + {config.lookback:,} rows (train must hold at least lookback rows); "
+            f"the series has {n_rows:,}"
+        )
+    cap = config.max_train_rows
+    n_train = available if cap is None else min(available, cap)
+    if n_train < config.lookback:
+        raise SplitError(
+            f"max_train_rows={cap:,} leaves a train span shorter than lookback={config.lookback:,}"
+        )
+    val_start, test_start = available, available + n_val
+    return SplitPlan(
+        n_rows=n_rows,
+        lookback=config.lookback,
+        train=Span(available - n_train, available),
+        val=Span(val_start, test_start, context=config.lookback),
+        test=Span(test_start, n_rows, context=config.lookback),
     )
 
 

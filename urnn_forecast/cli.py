@@ -604,6 +604,189 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# `urnn benchmark pjm`: mirrors of training.pjm_benchmark (checked by its tests), so that
+# parsing does not import torch.
+PJM_REGIONS: tuple[str, ...] = ("PJME", "PJMW", "DAYTON", "COMED", "FE", "DEOK")
+PJM_MODELS: tuple[str, ...] = (
+    "urnn",
+    "lstm",
+    "linear",
+    "seasonal_naive_168",
+    "seasonal_naive_24",
+    "repeat_last",
+)
+PJM_HORIZONS: tuple[int, ...] = (24, 168)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _add_pjm_parser(suites: Any) -> None:
+    pjm = suites.add_parser(
+        "pjm",
+        help="PJM hourly demand: one global model over six regions, MASE vs weekly naive",
+        description=(
+            "Train one global forecaster per model kind and horizon over the PJM regions "
+            "(per region: test = the last 365 days, val = the 365 days before, train = the "
+            "--train-years before that; train-only scaler per region; one test origin per day) "
+            "and score MASE (scale: in-sample weekly seasonal naive, m=168), MSE, MAE and sMAPE "
+            "on the original scale, per region and overall; writes results.json, results.md "
+            "and data_report.txt and prints the table with the verdict against weekly seasonal "
+            "naive."
+        ),
+    )
+    pjm.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="folder with <REGION>_hourly.csv; default ../shared/data/PJM_hourly (relative to "
+        "the repository root)",
+    )
+    pjm.add_argument(
+        "--regions",
+        action="extend",
+        type=_choice_list(PJM_REGIONS, "region"),
+        default=None,
+        metavar="NAME[,NAME...]",
+        help=f"from {', '.join(PJM_REGIONS)}; default all",
+    )
+    pjm.add_argument(
+        "--horizons",
+        action="extend",
+        type=_int_list,
+        default=None,
+        metavar="H[,H...]",
+        help=f"hours ahead; default {','.join(map(str, PJM_HORIZONS))}",
+    )
+    pjm.add_argument(
+        "--models",
+        action="extend",
+        type=_choice_list(PJM_MODELS, "model"),
+        default=None,
+        metavar="KIND[,KIND...]",
+        help=f"from {', '.join(PJM_MODELS)}; default all",
+    )
+    pjm.add_argument(
+        "--lookback",
+        type=_positive_int,
+        default=336,
+        metavar="L",
+        help="input hours per window (a multiple of 24 for urnn/lstm, >= 168); default 336",
+    )
+    pjm.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=20,
+        metavar="N",
+        help="maximum training epochs (early stopping, patience 3, may end sooner); default 20",
+    )
+    pjm.add_argument(
+        "--train-years",
+        type=_positive_float,
+        default=4.0,
+        metavar="Y",
+        help="train on at most the last Y years before the val span; default 4",
+    )
+    pjm.add_argument(
+        "--all-history",
+        action="store_true",
+        help="train on every row before the val span (ignores --train-years; slower)",
+    )
+    pjm.add_argument(
+        "--train-stride",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="hours between training windows; default 2",
+    )
+    pjm.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    pjm.add_argument(
+        "--output",
+        default="runs/pjm",
+        metavar="DIR",
+        help="where results.json, results.md and data_report.txt go; default runs/pjm",
+    )
+    pjm.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
+    )
+    pjm.set_defaults(handler=_run_pjm, subparser=pjm)
+
+
+def _run_pjm(args: argparse.Namespace, settings: Settings) -> int:
+    errors = _input_errors()
+    start = time.perf_counter()
+    try:
+        from training.pjm_benchmark import (
+            MODELS,
+            PjmBenchmarkConfig,
+            PjmBenchmarkError,
+            PjmRow,
+            load_pjm,
+            markdown_report,
+            protocol_text,
+            resolve_data_dir,
+            run_pjm_benchmark,
+            write_results,
+        )
+
+        try:
+            config = PjmBenchmarkConfig(
+                regions=tuple(args.regions or PJM_REGIONS),
+                horizons=tuple(args.horizons or PJM_HORIZONS),
+                models=tuple(args.models or MODELS),
+                lookback=args.lookback,
+                data_dir=args.data_dir,
+                train_years=None if args.all_history else args.train_years,
+                train_stride=args.train_stride,
+                max_epochs=args.epochs,
+                seed=args.seed,
+                device=args.device,
+            )
+            data = load_pjm(resolve_data_dir(config.data_dir), config.regions)
+        except PjmBenchmarkError as error:
+            raise UsageError(str(error)) from None
+
+        def report(rows: Sequence[PjmRow]) -> None:
+            first, overall = rows[0], rows[-1]
+            regions = " ".join(f"{r.region} {r.mase:.3f}" for r in rows[:-1])
+            print(
+                f"H={first.horizon} {first.model}: MASE {regions} | overall {overall.mase:.3f} "
+                f"(val {overall.val_mase:.3f}); {first.epochs} epoch(s), best "
+                f"{first.best_epoch}, {first.wall_seconds:.1f} s",
+                flush=True,
+            )
+
+        print(
+            f"PJM benchmark: regions {', '.join(config.regions)}, horizons "
+            f"{list(config.horizons)}, models {', '.join(config.models)}\n"
+            f"{protocol_text(config)}",
+            flush=True,
+        )
+        print("\n".join(data.report_lines()), flush=True)
+        try:
+            rows = run_pjm_benchmark(config, on_row=report, data=data)
+        except PjmBenchmarkError as error:
+            raise UsageError(str(error)) from None
+    except errors as error:
+        return _fail("benchmark pjm", error)
+    json_path, md_path = write_results(rows, config, args.output, data)
+    print()
+    print(markdown_report(rows, config))
+    print(f"written {json_path}, {md_path} and the data report")
+    print(f"wall time {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="urnn", description="Unitary Evolution RNNs: benchmarks and demos."
@@ -633,6 +816,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(paper, seq_len=100, iterations=1000, eval_every=50)
     paper.set_defaults(handler=_run_paper, subparser=paper)
     _add_ett_parser(suites)
+    _add_pjm_parser(suites)
 
     demo = commands.add_parser(
         "demo",
