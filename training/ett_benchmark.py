@@ -24,6 +24,7 @@ forecasting, ETT"; each table names its source. They are test MSE only.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +37,7 @@ from models.forecaster import ForecasterConfig, ForecasterKind, Normalisation
 from training.backtest import BacktestConfig, backtest
 from training.data import LoadConfig, LoadedData, load_data
 from training.fit import FitConfig
+from training.metrics import coverage_column
 from training.paper_benchmark import DeviceName
 from training.split import SplitConfig, SplitMethod
 from training.validation import fixed_step
@@ -291,6 +293,7 @@ class EttRow:
     best_epoch: int = 0
     n_params: int = 0
     n_windows: int = 0  # test windows (per channel in M)
+    coverage_80: float = float("nan")  # share of test actuals inside the 0.1..0.9 interval
 
 
 def rows_per_day(freq: str) -> int:
@@ -386,6 +389,7 @@ def run_ett_benchmark(
                     best_epoch=fitted.best_epoch,
                     n_params=fitted.n_params,
                     n_windows=len(result.forecasts) // (horizon * max(n_series, 1)),
+                    coverage_80=float(overall.get(coverage_column(0.1, 0.9), float("nan"))),
                 )
                 rows.append(row)
                 if on_row is not None:
@@ -453,6 +457,15 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
             for r in own
         )
         lines.append(f"- epochs and wall time: {epochs}")
+        covered = ", ".join(
+            f"{r.model} H={r.horizon}: {r.coverage_80:.2f}"
+            for r in own
+            if math.isfinite(r.coverage_80)
+        )
+        if covered:
+            lines.append(
+                f"- test coverage of the 80 % interval (0.1..0.9, nominal 0.80): {covered}"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

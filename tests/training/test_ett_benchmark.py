@@ -116,6 +116,7 @@ def test_tiny_univariate_run_scores_every_model(data_dir: Path) -> None:
         assert 0 < r.mse < 5 and 0 < r.mae < 3 and r.epochs == 1
         # test span: the last 20 % of the rows, read with stride 1
         assert r.n_windows == ROWS - int(ROWS * 0.6) - int(ROWS * 0.2) - 24 + 1
+        assert 0.0 <= r.coverage_80 <= 1.0
     by_model = {r.model: r for r in rows}
     assert by_model["repeat_last"].n_params == 0 and by_model["urnn"].n_params > 0
 
