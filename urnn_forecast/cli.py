@@ -507,7 +507,8 @@ def _add_ett_parser(suites: Any) -> None:
         type=_positive_int,
         default=None,
         metavar="L",
-        help="input rows per window (a multiple of 24 for urnn/lstm); default 336 for S, 720 for M",
+        help="input rows per window (a multiple of the segment length of urnn/lstm: 24 in S, "
+        "48 in M); default 336 for S, 720 for M",
     )
     ett.add_argument(
         "--models",

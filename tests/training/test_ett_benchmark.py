@@ -83,6 +83,9 @@ def test_default_config_is_the_ett_protocol() -> None:
     assert (fit.patience, fit.mse_weight) == (3, 1.0)
     urnn = config.model_config("urnn", 96, "h")
     assert (urnn.hidden_size, urnn.segment_length, urnn.normalisation) == (64, 24, "last")
+    multivariate = ett.EttBenchmarkConfig(setting="M")
+    assert multivariate.model_config("urnn", 96, "h").segment_length == 48
+    assert multivariate.model_config("urnn", 96, "h").lookback == 720
     assert config.model_config("seasonal_naive", 96, "15min").season_length == 96
     assert config.model_config("seasonal_naive", 96, "h").season_length == 24
 
