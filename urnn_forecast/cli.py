@@ -6,6 +6,7 @@
     urnn demo
     urnn train --data data/ETT-small/ETTh1.csv --target OT --lookback 96 --horizon 24
     urnn backtest --data data/ETT-small/ETTh1.csv --model models:/urnn-forecaster@champion
+    urnn serve --port 8000
 
 Heavy imports (torch, the models, mlflow) happen inside the handlers so `urnn --help` is quick;
 argument errors are argparse errors that name the option and its allowed values.
@@ -438,6 +439,61 @@ def _add_backtest_parser(commands: Any) -> None:
     bt.set_defaults(handler=_run_backtest, subparser=bt, device="cpu")
 
 
+def _add_serve_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="the FastAPI forecast service (uvicorn)",
+        description=(
+            "Serve URNN_MODEL_URI (default models:/urnn-forecaster@champion) over HTTP: "
+            "POST /forecast, GET /model, POST /model/reload, /healthz, /readyz, /metrics, "
+            "OpenAPI at /docs. Other settings come from URNN_* variables (docs/serving.md)."
+        ),
+    )
+    serve.add_argument(
+        "--host", default=None, help="bind address; default URNN_SERVE_HOST or 127.0.0.1"
+    )
+    serve.add_argument(
+        "--port", type=_positive_int, default=None, help="port; default URNN_SERVE_PORT or 8000"
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="worker processes, each with its own model copy and batcher; with more than one, "
+        "settings come from the environment and metrics are merged through "
+        "PROMETHEUS_MULTIPROC_DIR (a fresh temporary folder unless set); default "
+        "URNN_SERVE_WORKERS or 1",
+    )
+    # The service places the model itself (URNN_DEVICE), so no --device option here.
+    serve.set_defaults(handler=_run_serve, subparser=serve, device=None)
+
+
+def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+    import os
+    import tempfile
+
+    import uvicorn
+
+    host = args.host or settings.serve_host
+    port = args.port or settings.serve_port
+    workers = args.workers or settings.serve_workers
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if workers == 1:
+        from service.main import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port)
+        return 0
+    # Several processes: each worker builds its app from the environment, and writes its
+    # metrics into a shared folder that must exist before any of them imports prometheus_client.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="urnn-metrics-")
+    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers)
+    return 0
+
+
 def _choice_list(allowed: Sequence[str], what: str) -> Any:
     """A parser of `a,b` into a list of names from `allowed` (argparse type)."""
 
@@ -834,6 +890,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_run_demo, subparser=demo)
     _add_train_parser(commands)
     _add_backtest_parser(commands)
+    _add_serve_parser(commands)
     return parser
 
 

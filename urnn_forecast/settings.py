@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,78 @@ class Settings(BaseSettings):
             "other jobs, so torch does not oversubscribe the CPU."
         ),
     )
+
+    # --- the forecast service (service/, `urnn serve`) ---------------------------------------
+    model_uri: str = Field(
+        default="models:/urnn-forecaster@champion",
+        description=(
+            "The model the service serves: models:/<name>@<alias> (followed: a moved alias is "
+            "picked up by the poll or POST /model/reload) or models:/<name>/<version> (pinned)."
+        ),
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Key that mutating endpoints (POST /model/reload) require in the X-API-Key header. "
+            "Unset: those endpoints answer 403 unless env is 'development'."
+        ),
+    )
+    env: Literal["production", "development"] = Field(
+        default="production",
+        description="'development' opens mutating endpoints when no api_key is set (local use).",
+    )
+    model_poll_seconds: float = Field(
+        default=60.0,
+        ge=0.0,
+        description="How often the service re-resolves model_uri's alias; 0 disables the poll.",
+    )
+    batch_max_series: int = Field(
+        default=256,
+        ge=1,
+        description="Most series in one batched forward pass (bounds memory and latency).",
+    )
+    batch_max_wait_ms: float = Field(
+        default=2.0,
+        ge=0.0,
+        description=(
+            "How long the batcher waits for more requests after the first one arrives; requests "
+            "that arrive while a batch runs join the next one without any wait."
+        ),
+    )
+    queue_max_requests: int = Field(
+        default=1024,
+        ge=1,
+        description="Requests waiting for inference beyond which /forecast answers 503.",
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; larger ones answer 413.",
+    )
+    drift_window: int = Field(
+        default=20_000,
+        ge=100,
+        description="Recent input values per column that the drift PSI is computed over.",
+    )
+    forecast_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        description=(
+            "Series ids whose latest forecast is kept to score it once later histories reveal "
+            "the actual values (realised error); 0 disables."
+        ),
+    )
+    serve_host: str = Field(default="127.0.0.1", description="`urnn serve` bind address.")
+    serve_port: int = Field(default=8000, ge=1, le=65535, description="`urnn serve` port.")
+    serve_workers: int = Field(
+        default=1, ge=1, description="`urnn serve` worker processes (uvicorn --workers)."
+    )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        """`URNN_API_KEY=` (empty) means "no key", not "the empty string is the key"."""
+        return None if value == "" else value
 
     def resolved_tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:

@@ -1,0 +1,531 @@
+"""Serving throughput and latency: this service against `mlflow models serve` and the raw model.
+
+    make bench-serve                              # about 2 minutes on 2 cores
+    python -m bench.serve --seconds 10 --warmup 2  # longer cells, steadier numbers
+    python -m bench.serve --skip-mlflow            # only (a) and (c)
+
+One model is registered in a temporary MLflow store: a uRNN forecaster with lookback 512,
+horizon 96 (hidden 64, segments of 16 rows: 32 recurrent steps). Its weights are **untrained**
+(random initialisation): serving cost does not depend on the weights' values, and training
+would only make the benchmark slower to start. Then, on loopback:
+
+(a) this service, `uvicorn service.main:create_app --factory` in a subprocess (one worker,
+    httptools + uvloop, access log off, torch on 1 thread);
+(b) `mlflow models serve -m models:/urnn-forecaster@champion --env-manager local` (one worker,
+    torch on 1 thread) on the same registered version; its body is
+    {"dataframe_records": [...]} (training.mlflow_model);
+(c) the raw model in this process: batched forward passes of (B, 512) scaled histories under
+    torch.inference_mode() on 1 thread, the best of B in 1..256: the limit any server of this
+    model can reach on one core.
+
+A keep-alive HTTP/1.1 load generator (raw asyncio streams, so the client costs little of the
+shared CPU) runs at concurrency 1, 8, 32, 64 (one connection per concurrent client, each
+sending its next request when the last answer arrived) with 1 and with 16 series of 512 values
+per request, horizon 96. Each server first answers one request per payload (first-call costs
+are not measured); each cell then runs `--warmup` seconds unmeasured and `--seconds` measured,
+counting the requests that complete inside the measured window (so a server slower than the
+window still shows). Printed per cell: requests/s, forecasts (series)/s, p50/p99 latency,
+errors, and the ratios a/b and a/c in forecasts/s. The targets of the serving issue are
+reported, not asserted: at concurrency 32, a >= 5 x b; a >= 0.7 x c; p99 at concurrency 8
+with 1 series < 50 ms. A last table splits one request's work in this process, stage by stage
+(parse, validate, prepare, batched forward and monitors, response), to show where (a) spends
+what (c) does not.
+
+Everything shares one machine (server, load generator, and whatever else runs there), so
+compare rows of one run, not runs on different days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+LOOKBACK, HORIZON = 512, 96
+NAME = "urnn-forecaster"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Cell:
+    server: str  # "a" (this service) or "b" (mlflow models serve)
+    series: int  # per request
+    concurrency: int
+    requests: int
+    seconds: float
+    latencies: list[float]  # seconds, measured requests only
+    errors: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def fps(self) -> float:
+        return self.rps * self.series
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) * 1e3 if self.latencies else float("nan")
+
+
+# -----------------------------------------------------------------------------
+# The model
+
+
+def synthetic_frame(n: int = 5000) -> pd.DataFrame:
+    t = np.arange(n)
+    rng = np.random.default_rng(0)
+    y = 10.0 + 3.0 * np.sin(2 * np.pi * t / 24) + 0.3 * rng.normal(size=n)
+    index = pd.date_range("2024-01-01", periods=n, freq="h", name="timestamp")
+    return pd.DataFrame({"y": y}, index=index)
+
+
+def register_model(var_dir: Path, hidden_size: int, segment_length: int) -> str:
+    """Register an untrained uRNN forecaster as urnn-forecaster@champion; its tracking URI."""
+    import mlflow
+
+    from models.forecaster import ForecasterConfig, build_forecaster
+    from training.mlflow_model import input_example, reference_statistics
+    from training.registry import CHAMPION, log_forecaster
+    from urnn_forecast import __version__
+    from urnn_forecast.settings import Settings
+    from urnn_forecast.tracking import start_run
+
+    settings = Settings(var_dir=var_dir)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    frame = synthetic_frame()
+    config = ForecasterConfig(
+        kind="urnn",
+        lookback=LOOKBACK,
+        horizon=HORIZON,
+        hidden_size=hidden_size,
+        segment_length=segment_length,
+    )
+    torch.manual_seed(0)
+    model = build_forecaster(config).eval()
+    y = frame["y"].to_numpy()
+    meta = {
+        "lookback": LOOKBACK,
+        "horizon": HORIZON,
+        "quantiles": list(config.quantiles),
+        "freq": "h",
+        "target": "y",
+        "covariates": [],
+        "scaler": {
+            "kind": "standard",
+            "scope": "global",
+            "columns": ["y"],
+            "stats": {"*": {"y": {"mean": float(y.mean()), "scale": float(y.std())}}},
+        },
+        "reference": reference_statistics([frame]),
+        "package_version": __version__,
+        "load": {},
+        "split": {},
+    }
+    example = input_example(frame, "y", [], LOOKBACK, "bench")
+    with start_run("bench-serve", settings):
+        logged = log_forecaster(model, meta, example, registered_name=NAME)
+    assert logged.version is not None
+    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, logged.version)
+    return settings.resolved_tracking_uri()
+
+
+def payloads(series: int) -> tuple[bytes, bytes]:
+    """(this service's body, mlflow's body) with `series` histories of LOOKBACK values."""
+    frame = synthetic_frame()
+    rows = []
+    for i in range(series):
+        tail = frame.iloc[len(frame) - LOOKBACK - 7 * i : len(frame) - 7 * i]
+        rows.append(
+            {
+                "id": f"bench-{i}",
+                "start": tail.index[0].isoformat(),
+                "values": [round(v, 4) for v in tail["y"].tolist()],
+            }
+        )
+    ours = {"horizon": HORIZON, "series": [{**r, "freq": "h"} for r in rows]}
+    theirs = {"dataframe_records": rows}
+    return json.dumps(ours).encode(), json.dumps(theirs).encode()
+
+
+# -----------------------------------------------------------------------------
+# (c) the raw model
+
+
+def raw_throughput(tracking_uri: str, seconds: float, batches: Sequence[int]) -> dict[int, float]:
+    """Forecasts/s of batched forwards of the registered model, per batch size, 1 thread."""
+    from service.loader import MlflowLoader
+
+    loader = MlflowLoader(tracking_uri)
+    predictor = loader.load(loader.resolve(f"models:/{NAME}@champion"))
+    model = predictor.model
+    out = {}
+    for b in batches:
+        x = torch.randn(b, LOOKBACK)
+        with torch.inference_mode():
+            model(x)
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                model(x)
+                n += 1
+            out[b] = n * b / (time.perf_counter() - start)
+    return out
+
+
+def stage_breakdown(tracking_uri: str, series: Sequence[int]) -> dict[int, dict[str, float]]:
+    """Milliseconds per stage of one /forecast request, in this process (best of 5 rounds)."""
+    import pydantic_core
+
+    from service.drift import DriftMonitor
+    from service.forecasting import build_response
+    from service.loader import MlflowLoader
+    from service.metrics import ServiceMetrics
+    from service.realised import RealisedErrorTracker
+    from service.runner import BatchRunner
+    from service.schemas import ForecastRequest
+    from service.served import ServedModel
+    from service.validation import prepare
+
+    loader = MlflowLoader(tracking_uri)
+    ref = loader.resolve(f"models:/{NAME}@champion")
+    model = ServedModel.build(ref, loader.load(ref), torch.device("cpu"))
+    metrics = ServiceMetrics()
+    drift = DriftMonitor(metrics, 20_000)
+    drift.reset_for(ref.version, model.reference)
+    runner = BatchRunner(
+        metrics, drift, RealisedErrorTracker(metrics, 10_000), max_batch_series=256
+    )
+    out: dict[int, dict[str, float]] = {}
+    for n in series:
+        body = payloads(n)[0]
+        parsed = pydantic_core.from_json(body)
+        request = ForecastRequest.model_validate(parsed)
+        prepared = prepare(request, model)
+        result = runner([prepared])[0]
+        response = build_response(prepared, result)
+        stages: dict[str, Callable[[], object]] = {
+            "parse JSON": partial(pydantic_core.from_json, body),
+            "validate schema": partial(ForecastRequest.model_validate, parsed),
+            "prepare (checks, scaling, dates)": partial(prepare, request, model),
+            "forward + monitors": partial(runner, [prepared]),
+            "build response": partial(build_response, prepared, result),
+            "serialise response": response.model_dump_json,
+        }
+        out[n] = {name: _best_ms(stage) for name, stage in stages.items()}
+    return out
+
+
+def _best_ms(stage: Callable[[], object], rounds: int = 5, repeat: int = 20) -> float:
+    stage()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            stage()
+        best = min(best, (time.perf_counter() - start) / repeat)
+    return best * 1e3
+
+
+# -----------------------------------------------------------------------------
+# Servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 180.0
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{command[0]} exited early; see {log}")
+                try:
+                    with urllib.request.urlopen(ready_url, timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{ready_url} not ready after 180 s; see {log}")
+                time.sleep(0.5)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+# -----------------------------------------------------------------------------
+# Load generator
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if x)}
+    if "content-length" in headers:
+        return status, await reader.readexactly(int(headers["content-length"]))
+    body = b""
+    while True:  # chunked
+        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+        chunk = await reader.readexactly(size + 2)
+        if size == 0:
+            return status, body
+        body += chunk[:-2]
+
+
+async def load(
+    port: int, path: str, body: bytes, concurrency: int, warmup: float, seconds: float
+) -> tuple[int, list[float], int]:
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    latencies: list[float] = []
+    errors = 0
+
+    async def client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                writer.write(request)
+                status, _ = await read_response(reader)
+                t1 = time.perf_counter()
+                # Counted by completion time, so a server slower than the window still shows.
+                if measure_from <= t1 <= stop_at:
+                    latencies.append(t1 - t0)
+                    errors += status != 200
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return len(latencies), latencies, errors
+
+
+def warm_up(port: int, path: str, body: bytes) -> None:
+    """One request before any cell: first-call costs (lazy imports, kernels) are not measured."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        if response.status != 200:
+            raise RuntimeError(f"warm-up request to {path} answered {response.status}")
+
+
+def run_cell(
+    name: str, port: int, path: str, body: bytes, series: int, concurrency: int, args: Any
+) -> Cell:
+    count, latencies, errors = asyncio.run(
+        load(port, path, body, concurrency, args.warmup, args.seconds)
+    )
+    return Cell(name, series, concurrency, count, args.seconds, latencies, errors)
+
+
+# -----------------------------------------------------------------------------
+# Report
+
+
+def report(
+    cells: list[Cell], raw: dict[int, float], stages: dict[int, dict[str, float]], args: Any
+) -> str:
+    c = max(raw.values())
+    best_b = max(raw, key=raw.__getitem__)
+    lines = [
+        f"model: uRNN forecaster, lookback {LOOKBACK}, horizon {HORIZON}, hidden "
+        f"{args.hidden_size}, segment {args.segment_length} (untrained weights)",
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), torch {torch.__version__}, "
+        f"1 torch thread per server; load generator on the same machine",
+        f"cells: {args.warmup:g} s warm-up + {args.seconds:g} s measured",
+        "",
+        "(c) raw batched forward, forecasts/s by batch size: "
+        + ", ".join(f"B={b}: {v:,.0f}" for b, v in raw.items())
+        + f"  -> c = {c:,.0f} (B={best_b})",
+        "",
+        "| series/req | conc | server | req/s | forecasts/s | p50 ms | p99 ms | errors "
+        "| a/b | a/c |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_key = {(x.server, x.series, x.concurrency): x for x in cells}
+    for series in args.series:
+        for conc in args.concurrency:
+            a = by_key.get(("a", series, conc))
+            b = by_key.get(("b", series, conc))
+            for cell in (a, b):
+                if cell is None:
+                    continue
+                ratio_ab = ratio_ac = ""
+                if cell is a:
+                    ratio_ab = f"{a.fps / b.fps:.1f}x" if b is not None and b.fps else "—"
+                    ratio_ac = f"{a.fps / c:.2f}"
+                label = "a: this service" if cell.server == "a" else "b: mlflow serve"
+                lines.append(
+                    f"| {series} | {conc} | {label} | {cell.rps:,.1f} | {cell.fps:,.0f} | "
+                    f"{cell.percentile(50):.1f} | {cell.percentile(99):.1f} | {cell.errors} | "
+                    f"{ratio_ab} | {ratio_ac} |"
+                )
+    lines.append("")
+    lines.append("Targets (reported, not asserted):")
+    for series in args.series:
+        a32, b32 = by_key.get(("a", series, 32)), by_key.get(("b", series, 32))
+        if a32 is not None and b32 is not None and b32.fps:
+            verdict = "met" if a32.fps >= 5 * b32.fps else "NOT met"
+            lines.append(
+                f"- concurrency 32, {series} series: a/b = {a32.fps / b32.fps:.1f}x "
+                f"(target >= 5x): {verdict}"
+            )
+    best_a = max((x for x in cells if x.server == "a"), key=lambda x: x.fps, default=None)
+    if best_a is not None:
+        verdict = "met" if best_a.fps >= 0.7 * c else "NOT met"
+        lines.append(
+            f"- best a = {best_a.fps:,.0f} forecasts/s ({best_a.series} series, concurrency "
+            f"{best_a.concurrency}) vs c = {c:,.0f}: a/c = {best_a.fps / c:.2f} (target >= 0.7): "
+            f"{verdict}"
+        )
+    a8 = by_key.get(("a", 1, 8))
+    if a8 is not None:
+        p99 = a8.percentile(99)
+        verdict = "met" if p99 < 50 else "NOT met"
+        lines.append(f"- p99 at concurrency 8, 1 series: {p99:.1f} ms (target < 50 ms): {verdict}")
+    lines += ["", "Where one request's time goes, in-process, ms (best of 5):", ""]
+    names = list(next(iter(stages.values())))
+    lines.append("| stage | " + " | ".join(f"{n} series" for n in stages) + " |")
+    lines.append("|---|" + "---:|" * len(stages))
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{s[name]:.3f}" for s in stages.values()) + " |")
+    totals = {n: sum(s.values()) for n, s in stages.items()}
+    lines.append("| **total** | " + " | ".join(f"**{t:.3f}**" for t in totals.values()) + " |")
+    lines.append("| per series | " + " | ".join(f"{totals[n] / n:.3f}" for n in stages) + " |")
+    lines.append(
+        f"| (c) per series at B={best_b} | " + " | ".join(f"{1e3 / c:.3f}" for _ in stages) + " |"
+    )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    def ints(text: str) -> list[int]:
+        return [int(x) for x in text.split(",") if x.strip()]
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serve", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per cell")
+    parser.add_argument(
+        "--concurrency", type=ints, default=[1, 8, 32, 64], help="comma list; default 1,8,32,64"
+    )
+    parser.add_argument("--series", type=ints, default=[1, 16], help="series per request; 1,16")
+    parser.add_argument("--hidden-size", type=int, default=64, help="uRNN hidden units; 64")
+    parser.add_argument("--segment-length", type=int, default=16, help="rows per step; 16")
+    parser.add_argument("--skip-mlflow", action="store_true", help="do not run (b)")
+    parser.add_argument(
+        "--raw-batches", type=ints, default=[1, 16, 64, 256], help="batch sizes tried for (c)"
+    )
+    parser.add_argument("--output", type=Path, default=None, help="also write the table here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="urnn-bench-serve-"))
+    try:
+        print(f"registering the model in {work} ...", flush=True)
+        tracking_uri = register_model(work / "var", args.hidden_size, args.segment_length)
+        print("(c) raw batched forward ...", flush=True)
+        raw = raw_throughput(tracking_uri, max(1.0, args.seconds / 2), args.raw_batches)
+        stages = stage_breakdown(tracking_uri, args.series)
+        bodies = {n: payloads(n) for n in args.series}
+        bin_dir = str(Path(sys.executable).parent)
+        base_env = {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+        base_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        cells: list[Cell] = []
+        port = free_port()
+        ours = {
+            **base_env,
+            "URNN_VAR_DIR": str(work / "var"),
+            "URNN_MODEL_POLL_SECONDS": "0",
+            "URNN_TORCH_THREADS": "1",
+            "URNN_DEVICE": "cpu",
+        }
+        command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        command += ["--log-level", "warning"]
+        print(f"(a) this service on port {port} ...", flush=True)
+        with server(command, ours, f"http://127.0.0.1:{port}/readyz", work / "service.log"):
+            for series in args.series:
+                warm_up(port, "/forecast", bodies[series][0])
+            for series in args.series:
+                for conc in args.concurrency:
+                    cell = run_cell("a", port, "/forecast", bodies[series][0], series, conc, args)
+                    print(f"  a {series:>2} series x {conc:>2}: {cell.rps:8.1f} req/s", flush=True)
+                    cells.append(cell)
+        if not args.skip_mlflow:
+            port = free_port()
+            theirs = {**base_env, "MLFLOW_TRACKING_URI": tracking_uri}
+            command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m"]
+            command += [f"models:/{NAME}@champion", "--env-manager", "local"]
+            command += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+            print(f"(b) mlflow models serve on port {port} ...", flush=True)
+            with server(command, theirs, f"http://127.0.0.1:{port}/ping", work / "mlflow.log"):
+                for series in args.series:
+                    warm_up(port, "/invocations", bodies[series][1])
+                for series in args.series:
+                    for conc in args.concurrency:
+                        cell = run_cell(
+                            "b", port, "/invocations", bodies[series][1], series, conc, args
+                        )
+                        print(
+                            f"  b {series:>2} series x {conc:>2}: {cell.rps:8.1f} req/s",
+                            flush=True,
+                        )
+                        cells.append(cell)
+        table = report(cells, raw, stages, args)
+        print()
+        print(table)
+        if args.output is not None:
+            args.output.write_text(table + "\n")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

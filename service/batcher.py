@@ -1,0 +1,177 @@
+"""Micro-batching: concurrent requests share one forward pass, on one worker thread.
+
+    batcher = MicroBatcher(runner, max_batch_series=256, max_wait_s=0.002, max_queue=1024, ...)
+    await batcher.start()
+    result = await batcher.submit(prepared)   # (n_series, H_max, Q) for this request
+
+Requests wait in a bounded queue; a full queue raises `QueueFullError` at once (503 with
+Retry-After) instead of letting latency grow without bound. One task takes requests off the
+queue: it waits at most `max_wait_s` after the *oldest* waiting request arrived for the batch
+to fill up to `max_batch_series` series (so requests that queued while the previous batch ran
+do not wait again, and a client sending one request at a time never waits), then runs the
+batch on a single-thread executor: the event loop never blocks on the model, and the model
+never runs two batches at once. Requests validated against different model versions (during a
+reload) are run as separate groups, each on its own version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import ModelUnavailableError, QueueFullError
+from service.metrics import ServiceMetrics
+from service.validation import PreparedRequest
+
+Runner = Callable[[Sequence[PreparedRequest]], list[np.ndarray]]
+
+
+@dataclass
+class _Job:
+    request: PreparedRequest
+    future: asyncio.Future[np.ndarray]
+    arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def n_series(self) -> int:
+        return len(self.request.series)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        max_batch_series: int,
+        max_wait_s: float,
+        max_queue: int,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.runner = runner
+        self.max_batch_series = max_batch_series
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.metrics = metrics
+        self._pending: deque[_Job] = deque()
+        self._arrival = asyncio.Event()
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._running: list[_Job] = []  # the batch on the worker thread now
+        self._last_batch_requests = 0  # > 1: requests come concurrently, worth waiting for
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        self._arrival = asyncio.Event()  # bound to this loop (a TestClient may start a new one)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="urnn-inference")
+        self._task = asyncio.create_task(self._run_forever(), name="urnn-batcher")
+
+    async def stop(self) -> None:
+        """Stop taking batches; requests still queued (or in the batch on the thread) answer 503."""
+        stranded = [*self._running]
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for job in [*stranded, *self._pending]:
+            if not job.future.done():
+                job.future.set_exception(ModelUnavailableError("the service is shutting down"))
+        self._pending.clear()
+        self._running = []
+        self.metrics.queue_depth.set(0)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def submit(self, request: PreparedRequest) -> np.ndarray:
+        if self._task is None:
+            raise ModelUnavailableError("the service is not running (starting or shutting down)")
+        if len(self._pending) >= self.max_queue:
+            self.metrics.rejected.labels(reason="queue_full").inc()
+            raise QueueFullError(
+                f"the inference queue is full ({self.max_queue} requests waiting); retry shortly"
+            )
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(request, future))
+        self.metrics.queue_depth.set(len(self._pending))
+        self._arrival.set()
+        return await future
+
+    async def _run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._arrival.clear()
+                await self._arrival.wait()
+                continue
+            await self._fill(loop)
+            batch = self._take()
+            self._last_batch_requests = len(batch)
+            self.metrics.queue_depth.set(len(self._pending))
+            for group in _by_model([job for job in batch if not job.future.done()]):
+                await self._run(loop, group)
+
+    async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until max_batch_series series are queued or the oldest waited max_wait_s.
+
+        Only when the previous batch held several requests: a lone client (one request at a
+        time) would otherwise pay max_wait_s on every request for nothing to batch with.
+        """
+        if self._last_batch_requests <= 1 and len(self._pending) == 1:
+            return
+        deadline = self._pending[0].arrived + self.max_wait_s
+        while self._queued_series() < self.max_batch_series:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrival.clear()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _queued_series(self) -> int:
+        return sum(job.n_series for job in self._pending)
+
+    def _take(self) -> list[_Job]:
+        """Jobs off the front up to max_batch_series series (always at least one)."""
+        batch = [self._pending.popleft()]
+        total = batch[0].n_series
+        while self._pending and total + self._pending[0].n_series <= self.max_batch_series:
+            job = self._pending.popleft()
+            batch.append(job)
+            total += job.n_series
+        return batch
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        requests = [job.request for job in jobs]
+        self._running = jobs
+        try:
+            results = await loop.run_in_executor(self._executor, self.runner, requests)
+        except Exception as error:  # delivered to each waiting request, which answers 500
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        finally:
+            self._running = []
+        for job, result in zip(jobs, results, strict=True):
+            if not job.future.done():  # the client may have gone away
+                job.future.set_result(result)
+
+
+def _by_model(jobs: list[_Job]) -> list[list[_Job]]:
+    groups: dict[int, list[_Job]] = {}
+    for job in jobs:
+        groups.setdefault(id(job.request.model), []).append(job)
+    return list(groups.values())

@@ -1,0 +1,116 @@
+"""Input drift: PSI of recent inputs against the histogram of the training inputs.
+
+The reference is `meta["reference"]` of the model (training.mlflow_model.reference_statistics):
+per column, interior bin `edges` (training quantiles) and the training `proportions` per bin.
+Recent values go through the same binning (`searchsorted(edges, side="left")`) into a sliding
+window of the last `window` values per column, kept as a ring of bin indices plus running
+counts, so adding a history costs one searchsorted and no rescan.
+
+    PSI = sum_i (p_i - q_i) ln(p_i / q_i),  p = recent proportions, q = training proportions,
+
+both floored at EPSILON so an empty bin does not make it infinite. The reference was computed
+on unscaled training values; a global scaler is affine and increasing, so binning raw values
+against raw edges is the same as binning normalised values against normalised edges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.metrics import ServiceMetrics
+
+EPSILON = 1e-4
+
+
+@dataclass
+class RollingHistogram:
+    """Bin counts of the last `capacity` values, against fixed edges."""
+
+    edges: np.ndarray  # (K - 1,) interior edges
+    capacity: int
+    bins: np.ndarray = field(init=False)  # ring of bin indices
+    counts: np.ndarray = field(init=False)  # (K,)
+    position: int = 0
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.bins = np.zeros(self.capacity, dtype=np.int32)
+        self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64)
+
+    def add(self, values: np.ndarray) -> None:
+        new = np.searchsorted(self.edges, values[-self.capacity :], side="left").astype(np.int32)
+        slots = (self.position + np.arange(len(new))) % self.capacity
+        if self.size == self.capacity:
+            self.counts -= np.bincount(self.bins[slots], minlength=len(self.counts))
+        elif self.size + len(new) > self.capacity:  # the ring fills up during this add
+            evicted = slots[self.capacity - self.size :]  # the slots that wrapped around
+            self.counts -= np.bincount(self.bins[evicted], minlength=len(self.counts))
+        self.bins[slots] = new
+        self.counts += np.bincount(new, minlength=len(self.counts))
+        self.position = int((self.position + len(new)) % self.capacity)
+        self.size = min(self.capacity, self.size + len(new))
+
+    def proportions(self) -> np.ndarray:
+        return self.counts / max(1, self.size)
+
+
+def psi(recent: np.ndarray, reference: np.ndarray) -> float:
+    p = np.clip(recent, EPSILON, None)
+    q = np.clip(reference, EPSILON, None)
+    return float(np.sum((p - q) * np.log(p / q)))
+
+
+class DriftMonitor:
+    """Sliding-window PSI per column of one model version's reference, exported as gauges.
+
+    Fed from the inference thread after each batch; `reset_for` starts afresh (new windows,
+    old columns' gauges removed) when a different model version serves.
+    """
+
+    def __init__(self, metrics: ServiceMetrics, window: int) -> None:
+        self.metrics = metrics
+        self.window = window
+        self.version: str | None = None
+        self.columns: dict[str, tuple[RollingHistogram, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def reset_for(self, version: str, reference: Mapping[str, Mapping[str, Any]]) -> None:
+        with self._lock:
+            for name in self.columns:
+                if name not in reference:
+                    self._remove_gauges(name)
+            self.version = version
+            self.columns = {}
+            for name, stats in reference.items():
+                edges = np.asarray(stats.get("edges", []), dtype=np.float64)
+                proportions = np.asarray(stats.get("proportions", []), dtype=np.float64)
+                if len(proportions) != len(edges) + 1:
+                    continue  # no usable histogram for this column
+                self.columns[name] = (RollingHistogram(edges, self.window), proportions)
+
+    def observe(self, version: str, inputs: Mapping[str, np.ndarray]) -> None:
+        """Add one series' inputs (column -> raw values) and update those columns' gauges."""
+        with self._lock:
+            if version != self.version:
+                return  # a batch of a version that is no longer (or not yet) monitored
+            for name, values in inputs.items():
+                entry = self.columns.get(name)
+                if entry is None:
+                    continue
+                histogram, reference = entry
+                histogram.add(values)
+                self.metrics.drift_psi.labels(column=name).set(
+                    psi(histogram.proportions(), reference)
+                )
+                self.metrics.drift_values.labels(column=name).set(histogram.size)
+
+    def _remove_gauges(self, name: str) -> None:
+        for gauge in (self.metrics.drift_psi, self.metrics.drift_values):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)

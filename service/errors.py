@@ -1,0 +1,136 @@
+"""Domain errors of the service and the one place that turns them into HTTP answers.
+
+The core raises specific exceptions that carry a user-facing message; `install_handlers`
+maps each to a status code with a `{"detail": ...}` body. Pydantic's own validation errors are
+rewritten here too, so that every 422 names the series (index and id) and the field.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
+
+# How many pydantic errors one 422 lists; the rest are counted, not shown.
+MAX_LISTED_ERRORS = 5
+
+
+class ServiceInputError(ValueError):
+    """A request the model cannot forecast (422). `where` names the series and the field."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+
+
+class ModelUnavailableError(RuntimeError):
+    """No model is loaded (503); the message says why (e.g. nothing registered yet)."""
+
+
+class QueueFullError(RuntimeError):
+    """The inference queue is full (503 with Retry-After): shed load instead of queueing."""
+
+
+class ReloadError(RuntimeError):
+    """A reload that could not resolve or build the new version (502); the old one serves on."""
+
+
+class ApiKeyError(PermissionError):
+    """A mutating endpoint called without the right key (401) or with none configured (403)."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def series_where(index: int, series_id: object, field: str) -> str:
+    """`series 3 ('pump-1'), field 'values'`: the prefix of every per-series message."""
+    name = f" ({series_id!r})" if isinstance(series_id, str) and series_id else ""
+    return f"series {index}{name}, field {field!r}"
+
+
+def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
+    """Pydantic's error list as sentences that name the series index, id and field."""
+    sentences = []
+    for error in errors[:MAX_LISTED_ERRORS]:
+        loc = [part for part in error.get("loc", ()) if part != "body"]
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "json_invalid":
+            detail = error.get("ctx", {}).get("error", "")
+            sentences.append(f"the body is not valid JSON: {detail}")
+            continue
+        if len(loc) >= 3 and loc[0] == "series" and isinstance(loc[1], int):
+            index = loc[1]
+            field = str(loc[2])
+            rest = "".join(f"[{part!r}]" for part in loc[3:])
+            where = series_where(index, _series_id(body, index), field)
+            sentences.append(f"{where}{rest}: {message}")
+        elif loc:
+            sentences.append(f"field {'.'.join(map(str, loc))!r}: {message}")
+        else:
+            sentences.append(message)
+    more = len(errors) - MAX_LISTED_ERRORS
+    if more > 0:
+        sentences.append(f"and {more} more error(s)")
+    return "; ".join(sentences)
+
+
+def _series_id(body: object, index: int) -> object:
+    if isinstance(body, dict):
+        series = body.get("series")
+        if isinstance(series, list) and 0 <= index < len(series):
+            item = series[index]
+            if isinstance(item, dict):
+                return item.get("id")
+    return None
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Every error the service knows becomes `{"detail": <sentence>}` with its status code."""
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail = describe_validation_errors(exc.errors(), exc.body)
+        return JSONResponse(status_code=422, content={"detail": detail})
+
+    async def on_input(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"no model is loaded: {exc}"})
+
+    async def on_queue_full(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"}
+        )
+
+    async def on_reload(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=502, content={"detail": str(exc)})
+
+    async def on_api_key(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiKeyError)
+        headers = {"WWW-Authenticate": "ApiKey"} if exc.status_code == 401 else None
+        return JSONResponse(
+            status_code=exc.status_code, content={"detail": str(exc)}, headers=headers
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: log the traceback, answer without leaking internals.
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            status_code=500, content={"detail": f"internal error ({type(exc).__name__})"}
+        )
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(ServiceInputError, on_input)
+    app.add_exception_handler(ModelUnavailableError, on_unavailable)
+    app.add_exception_handler(QueueFullError, on_queue_full)
+    app.add_exception_handler(ReloadError, on_reload)
+    app.add_exception_handler(ApiKeyError, on_api_key)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,147 @@
+"""The one reference to the served model, and the reloads that replace it.
+
+`ModelManager.current` is the served `ServedModel` or None. A reload resolves the configured
+URI to a concrete version; if it differs from the served one (or `force`), the new version is
+downloaded, built, moved to its device and warmed up on a worker thread, and only then swapped
+in by assigning `current`, one reference. Requests already validated against the old version
+keep it (they hold their own reference) and finish on it; nothing is dropped. A version that
+fails to build leaves the old one serving; the failure is logged, counted
+(`urnn_model_reloads{outcome="failure"}`) and shown by GET /model, and that same version is
+not retried by the poll until the alias moves (or a forced reload asks for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from service.errors import ModelUnavailableError, ReloadError
+from service.loader import ModelLoader, NoModelError
+from service.metrics import ServiceMetrics
+from service.served import ModelRef, ServedModel, pick_device
+from urnn_forecast.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    status: Literal["reloaded", "unchanged"]
+    previous_version: str | None
+    model: ServedModel
+
+
+class ModelManager:
+    def __init__(
+        self,
+        settings: Settings,
+        loader: ModelLoader,
+        metrics: ServiceMetrics,
+        *,
+        on_swap: Callable[[ServedModel], None] = lambda model: None,
+    ) -> None:
+        self.settings = settings
+        self.loader = loader
+        self.metrics = metrics
+        self.on_swap = on_swap
+        self.current: ServedModel | None = None
+        self.unavailable_reason = "the model has not been loaded yet (the service is starting)"
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+        self._failed_ref: ModelRef | None = None
+        self._lock: asyncio.Lock | None = None
+
+    def require(self) -> ServedModel:
+        """The served model, or ModelUnavailableError saying why there is none."""
+        model = self.current
+        if model is None:
+            self.metrics.rejected.labels(reason="no_model").inc()
+            raise ModelUnavailableError(self.unavailable_reason)
+        return model
+
+    async def load_initial(self) -> None:
+        """The lifespan's load: a failure leaves the service up and not ready, with the reason."""
+        self.metrics.model_loaded.set(0)
+        with contextlib.suppress(ReloadError):  # logged, counted, kept as unavailable_reason
+            await self.reload(force=True)
+
+    async def poll(self, interval_s: float) -> None:
+        """Re-resolve the alias every `interval_s` seconds; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            with contextlib.suppress(ReloadError):
+                await self.reload()
+
+    async def reload(self, *, force: bool = False) -> ReloadOutcome:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one reload at a time; the forward path never takes this lock
+            previous = self.current
+            uri = self.settings.model_uri
+            try:
+                ref = await asyncio.to_thread(self.loader.resolve, uri)
+            except NoModelError as error:  # not registered yet: expected before the first train
+                raise self._failed(str(error), level=logging.WARNING) from error
+            except Exception as error:
+                raise self._failed(f"cannot resolve {uri}: {error}") from error
+            if not force and (
+                (previous is not None and ref == previous.ref) or ref == self._failed_ref
+            ):
+                self.metrics.reloads.labels(outcome="unchanged").inc()
+                if previous is None:
+                    raise ReloadError(self.unavailable_reason)
+                return ReloadOutcome("unchanged", previous.ref.version, previous)
+            try:
+                served = await asyncio.to_thread(self._build, ref)
+            except Exception as error:
+                self._failed_ref = ref
+                raise self._failed(
+                    f"version {ref.version} of {ref.name} failed to load: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+            self.current = served  # the swap: one reference
+            self._failed_ref = None
+            self.last_error = self.last_error_at = None
+            self._record_swap(previous, served)
+            return ReloadOutcome(
+                "reloaded", None if previous is None else previous.ref.version, served
+            )
+
+    def _build(self, ref: ModelRef) -> ServedModel:
+        predictor = self.loader.load(ref)
+        return ServedModel.build(ref, predictor, pick_device(self.settings.device))
+
+    def _failed(self, message: str, *, level: int = logging.ERROR) -> ReloadError:
+        served = self.current
+        if served is not None:
+            message += f"; still serving version {served.ref.version}"
+        else:
+            self.unavailable_reason = message
+        logger.log(level, "model reload failed: %s", message)
+        self.metrics.reloads.labels(outcome="failure").inc()
+        self.last_error, self.last_error_at = message, datetime.now(UTC)
+        return ReloadError(message)
+
+    def _record_swap(self, previous: ServedModel | None, served: ServedModel) -> None:
+        ref = served.ref
+        if previous is not None and previous.ref != ref:
+            old = previous.ref
+            self.metrics.model_info.labels(
+                name=old.name, version=old.version, run_id=old.run_id
+            ).set(0)
+        self.metrics.model_info.labels(name=ref.name, version=ref.version, run_id=ref.run_id).set(1)
+        self.metrics.model_loaded.set(1)
+        self.metrics.reloads.labels(outcome="success").inc()
+        self.on_swap(served)
+        logger.info(
+            "serving %s version %s (run %s) on %s",
+            ref.name,
+            ref.version,
+            ref.run_id,
+            served.device,
+        )

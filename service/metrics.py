@@ -1,0 +1,170 @@
+"""Every Prometheus metric of the service, defined in this one module.
+
+Labels take bounded values only: route templates (never the raw path), method, status class,
+model version, and drift column names (they come from the model, not from requests). A series
+id is never a label; per-series state (the realised-error cache) stays in memory, bounded.
+
+Several uvicorn workers: when PROMETHEUS_MULTIPROC_DIR is set before the processes start,
+prometheus_client writes every value to files in that folder and `/metrics` merges them with a
+`MultiProcessCollector` (`render`). Gauges say how to merge: queue depth sums over live
+workers, the served version takes the max over live workers (1 where any worker serves it),
+drift takes the worst worker. `urnn serve --workers N` sets the folder up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Realised MAE is in the target's own units, unknown here: a wide geometric range.
+MAE_BUCKETS = tuple(10.0**e for e in (-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 4))
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+class ServiceMetrics:
+    """The service's metrics, registered in `registry` (one per app, so tests stay isolated)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.request_latency = Histogram(
+            "urnn_http_request_duration_seconds",
+            "HTTP request latency, by route template, method and status class (2xx, 4xx, 5xx).",
+            ["route", "method", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_latency = Histogram(
+            "urnn_inference_duration_seconds",
+            "Wall time of one batched forward pass (stack, model, un-scale).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_series = Histogram(
+            "urnn_batch_series",
+            "Series per batched forward pass.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_requests = Histogram(
+            "urnn_batch_requests",
+            "Requests grouped into one batched forward pass.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "urnn_queue_depth_requests",
+            "Requests waiting for inference.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "urnn_forecast_rejected",
+            "Forecast requests refused before inference, by reason (queue_full, no_model).",
+            ["reason"],
+            registry=r,
+        )
+        self.forecast_series = Counter(
+            "urnn_forecast_series",
+            "Series forecast, by model version.",
+            ["model_version"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "urnn_model_info",
+            "The served model version: 1 for the version being served, 0 for earlier ones.",
+            ["name", "version", "run_id"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "urnn_model_loaded",
+            "1 when a model is loaded and /forecast can answer, else 0.",
+            multiprocess_mode="livemin",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "urnn_model_reloads",
+            "Model (re)load attempts by outcome: success, failure, unchanged.",
+            ["outcome"],
+            registry=r,
+        )
+        self.drift_psi = Gauge(
+            "urnn_input_drift_psi",
+            "Population stability index of recent inputs against the training reference, per "
+            "column (target and covariates); > 0.2 is usually read as a shift.",
+            ["column"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.drift_values = Gauge(
+            "urnn_input_drift_window_values",
+            "Values in the sliding window the drift PSI is computed over, per column.",
+            ["column"],
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.realised_mae = Histogram(
+            "urnn_realised_mae",
+            "MAE of an earlier forecast over the steps a later history revealed (target units), "
+            "by the version that made the forecast.",
+            ["model_version"],
+            buckets=MAE_BUCKETS,
+            registry=r,
+        )
+        self.realised_points = Counter(
+            "urnn_realised_points",
+            "Forecast steps whose actual value a later history revealed.",
+            ["model_version"],
+            registry=r,
+        )
+        self.realised_hits = Counter(
+            "urnn_realised_interval_hits",
+            "Of those, steps inside the outermost trained interval (lowest..highest quantile); "
+            "coverage = hits / points.",
+            ["model_version"],
+            registry=r,
+        )
+        self.realised_cache = Gauge(
+            "urnn_realised_cache_series",
+            "Series ids whose latest forecast is kept for scoring.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        if not multiprocess_mode():
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                r.register(collector)
+
+    def render(self) -> bytes:
+        """The text exposition of /metrics; merged over worker processes in multiprocess mode."""
+        if multiprocess_mode():
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop this worker's live gauges from the multiprocess files (at shutdown)."""
+    if multiprocess_mode():
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

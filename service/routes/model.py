@@ -1,0 +1,78 @@
+"""GET /model and POST /model/reload."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from service.errors import ModelUnavailableError
+from service.manager import ModelManager
+from service.schemas import ErrorResponse, ModelInfo, ReloadResponse
+from service.security import ApiKeyDep
+from service.served import ServedModel
+from service.state import StateDep
+
+router = APIRouter(tags=["model"])
+
+
+@router.get(
+    "/model",
+    response_model=ModelInfo,
+    summary="The served model version and what it accepts",
+    responses={503: {"model": ErrorResponse, "description": "No model loaded, and why."}},
+)
+async def get_model(state: StateDep) -> ModelInfo:
+    manager = state.manager
+    model = manager.current
+    if model is None:
+        raise ModelUnavailableError(manager.unavailable_reason)
+    return model_info(model, manager)
+
+
+@router.post(
+    "/model/reload",
+    response_model=ReloadResponse,
+    dependencies=[ApiKeyDep],
+    summary="Re-resolve the model URI and hot-swap to its version (API key)",
+    responses={
+        401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key."},
+        403: {"model": ErrorResponse, "description": "No URNN_API_KEY configured."},
+        502: {
+            "model": ErrorResponse,
+            "description": "The new version failed to load; the old one still serves.",
+        },
+    },
+)
+async def reload_model(
+    state: StateDep,
+    force: bool = Query(
+        default=False, description="Rebuild even if the alias still points at the served version."
+    ),
+) -> ReloadResponse:
+    outcome = await state.manager.reload(force=force)
+    return ReloadResponse(
+        status=outcome.status,
+        previous_version=outcome.previous_version,
+        model=model_info(outcome.model, state.manager),
+    )
+
+
+def model_info(model: ServedModel, manager: ModelManager) -> ModelInfo:
+    ref = model.ref
+    return ModelInfo(
+        name=ref.name,
+        version=ref.version,
+        run_id=ref.run_id,
+        uri=ref.uri,
+        kind=model.model.config.kind,
+        device=str(model.device),
+        lookback=model.lookback,
+        max_horizon=model.max_horizon,
+        quantiles=list(model.quantiles),
+        target=model.target,
+        covariates=list(model.covariates),
+        freq=model.freq,
+        needs_dates=model.needs_dates,
+        loaded_at=model.loaded_at,
+        last_reload_error=manager.last_error,
+        last_reload_error_at=manager.last_error_at,
+    )

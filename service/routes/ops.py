@@ -1,0 +1,36 @@
+"""GET /healthz (the process answers), /readyz (a model is loaded), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from service.errors import ModelUnavailableError
+from service.metrics import CONTENT_TYPE
+from service.schemas import ErrorResponse, HealthResponse, ModelRefOut, ReadyResponse
+from service.state import StateDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthResponse, summary="The process is alive")
+async def healthz() -> HealthResponse:
+    return HealthResponse()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    summary="A model is loaded and /forecast can answer",
+    responses={503: {"model": ErrorResponse, "description": "Not ready, and why."}},
+)
+async def readyz(state: StateDep) -> ReadyResponse:
+    model = state.manager.current
+    if model is None:
+        raise ModelUnavailableError(state.manager.unavailable_reason)
+    ref = model.ref
+    return ReadyResponse(model=ModelRefOut(name=ref.name, version=ref.version, run_id=ref.run_id))
+
+
+@router.get("/metrics", summary="Prometheus text exposition", response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    return Response(content=state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,202 @@
+"""Request and response bodies of the HTTP API (ARCHITECTURE.md, "HTTP API"), pydantic v2.
+
+Only shape and type are checked here. Everything that depends on the served model (history
+long enough, horizon within the maximum, known quantiles and covariates, timestamps on the
+model's frequency, finite values) is checked by `service.validation`, which knows the model and
+names the series and the field in its messages. `values` accepts `null` so that a missing
+value is reported as such (422 naming its position) rather than as a type error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
+
+
+class SeriesIn(BaseModel):
+    """One history to forecast from."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "transformer-1",
+                    "start": "2018-06-01T00:00:00",
+                    "freq": "h",
+                    "values": EXAMPLE_VALUES,
+                    "covariates": {"HUFL": [5.8, 5.7, 5.2, 5.1, 5.3, 5.5]},
+                }
+            ]
+        },
+    )
+
+    id: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Caller's id of the series, echoed in the response; unique per request.",
+        examples=["transformer-1"],
+    )
+    values: list[float | None] = Field(
+        min_length=1,
+        description=(
+            "The target's history, oldest first, at least the model's lookback long (GET "
+            "/model); only the last lookback values are read. null, NaN and inf are rejected."
+        ),
+        examples=[EXAMPLE_VALUES],
+    )
+    start: datetime | None = Field(
+        default=None,
+        description="Timestamp of values[0]; with `freq` (or the model's) it dates the forecast.",
+        examples=["2018-06-01T00:00:00"],
+    )
+    freq: str | None = Field(
+        default=None,
+        description=(
+            "Pandas offset alias of the history (e.g. 'h', '15min'); must equal the model's "
+            "frequency. Default: the model's."
+        ),
+        examples=["h"],
+    )
+    timestamps: list[datetime] | None = Field(
+        default=None,
+        description=(
+            "One timestamp per value, strictly increasing, the last lookback of them spaced at "
+            "the model's frequency; replaces `start`."
+        ),
+    )
+    covariates: dict[str, list[float | None]] = Field(
+        default_factory=dict,
+        description="One list per covariate the model was trained with, as long as `values`.",
+    )
+
+
+class ForecastRequest(BaseModel):
+    """Histories of one or more series, and what to forecast for them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "horizon": 24,
+                    "quantiles": [0.1, 0.5, 0.9],
+                    "series": [
+                        {
+                            "id": "transformer-1",
+                            "start": "2018-06-01T00:00:00",
+                            "freq": "h",
+                            "values": EXAMPLE_VALUES,
+                        }
+                    ],
+                }
+            ]
+        },
+    )
+
+    horizon: int | None = Field(
+        default=None,
+        ge=1,
+        description="Steps to forecast, at most the model's max_horizon; default: that maximum.",
+        examples=[24],
+    )
+    quantiles: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        description="Quantile levels to return, each one the model was trained with; default all.",
+        examples=[[0.1, 0.5, 0.9]],
+    )
+    series: list[SeriesIn] = Field(
+        min_length=1, description="The histories; each is forecast independently."
+    )
+
+
+class ModelRefOut(BaseModel):
+    """Which registered model version answered."""
+
+    name: str = Field(description="Registered model name.", examples=["urnn-forecaster"])
+    version: str = Field(description="Registered model version.", examples=["3"])
+    run_id: str = Field(description="MLflow run that produced the version.")
+
+
+class SeriesForecast(BaseModel):
+    """The forecast of one series, in the data's original units."""
+
+    id: str = Field(description="The request's series id.")
+    timestamps: list[str] | None = Field(
+        description="ISO timestamps of the forecast steps; null when the request gave no dates."
+    )
+    mean: list[float] = Field(description="Point forecast per step (the 0.5 quantile).")
+    quantiles: dict[str, list[float]] = Field(
+        description='Per requested level (key as text, e.g. "0.1"), one value per step.'
+    )
+
+
+class ForecastResponse(BaseModel):
+    """Forecasts in request order, and the model version that made them."""
+
+    model: ModelRefOut
+    forecasts: list[SeriesForecast]
+
+
+class ModelInfo(BaseModel):
+    """The served model: identity, where it runs, and what it accepts."""
+
+    name: str = Field(description="Registered model name.", examples=["urnn-forecaster"])
+    version: str = Field(description="Registered version now serving.", examples=["3"])
+    run_id: str = Field(description="MLflow run that produced the version.")
+    uri: str = Field(description="The configured URI (URNN_MODEL_URI) that resolved to it.")
+    kind: str = Field(description="Forecaster kind, e.g. urnn.")
+    device: str = Field(description="Where it runs: cpu or cuda[:n].")
+    lookback: int = Field(description="Minimum history length; the model reads the last this many.")
+    max_horizon: int = Field(description="Largest horizon a request may ask for.")
+    quantiles: list[float] = Field(description="Quantile levels the model was trained with.")
+    target: str = Field(description="Name of the target column at training time.")
+    covariates: list[str] = Field(description="Covariates every series must carry.")
+    freq: str = Field(description="Frequency (pandas offset alias) of the training data.")
+    needs_dates: bool = Field(
+        description="True if the model reads calendar features: each series needs start or "
+        "timestamps."
+    )
+    loaded_at: datetime = Field(description="When this version was loaded (UTC).")
+    last_reload_error: str | None = Field(
+        description="Why the latest reload failed (the version above kept serving); null if it "
+        "succeeded."
+    )
+    last_reload_error_at: datetime | None = Field(description="When that failure happened (UTC).")
+
+
+class ReloadResponse(BaseModel):
+    """Outcome of POST /model/reload."""
+
+    status: Literal["reloaded", "unchanged"] = Field(
+        description="reloaded: a new version now serves; unchanged: the alias still points at "
+        "the served version (use force=true to rebuild it anyway)."
+    )
+    previous_version: str | None = Field(
+        description="The version served before this call; null if none was loaded."
+    )
+    model: ModelInfo
+
+
+class HealthResponse(BaseModel):
+    """The process answers (says nothing about the model: see /readyz)."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    """A model is loaded and /forecast can answer."""
+
+    status: Literal["ready"] = "ready"
+    model: ModelRefOut
+
+
+class ErrorResponse(BaseModel):
+    """Every error answers with one sentence that says what was wrong and where."""
+
+    detail: str = Field(examples=["series 0 ('pump-1'), field 'values': 10 values; needs 48"])

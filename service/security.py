@@ -1,0 +1,44 @@
+"""API-key guard of mutating endpoints (POST /model/reload; later /jobs, /schedules).
+
+The key comes in the X-API-Key header and is compared with URNN_API_KEY in constant time
+(`hmac.compare_digest`): 401 when missing or wrong. With no key configured the endpoints are
+closed (403, saying how to open them) unless URNN_ENV=development; the lifespan logs which.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Security
+from fastapi.security import APIKeyHeader
+
+from service.errors import ApiKeyError
+from service.state import StateDep
+
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="The value of URNN_API_KEY; required by endpoints that change the service.",
+)
+
+
+def require_api_key(
+    state: StateDep, key: Annotated[str | None, Security(API_KEY_HEADER)] = None
+) -> None:
+    configured = state.settings.api_key
+    if configured is None:
+        if state.settings.env == "development":
+            return
+        raise ApiKeyError(
+            "this endpoint is disabled because no API key is configured: set URNN_API_KEY "
+            "(or URNN_ENV=development for local use without a key)",
+            status_code=403,
+        )
+    expected = configured.get_secret_value().encode()
+    if key is None or not hmac.compare_digest(key.encode(), expected):
+        raise ApiKeyError("missing or wrong X-API-Key header", status_code=401)
+
+
+# For `dependencies=[ApiKeyDep]` on a route: the check runs, the value is not needed.
+ApiKeyDep = Depends(require_api_key)

@@ -1,0 +1,227 @@
+"""One loaded model version, on its device: the tensor forward of the serving hot path.
+
+`ServedModel` is built once per version (by `service.manager`) and never mutated afterwards:
+the module is in eval mode from `load_checkpoint`, every forward runs under
+`torch.inference_mode()`, and no state is stored between calls, so any number of batches can
+use it while a newer version is being built beside it.
+
+It also precomputes, per scaler key, the target's and covariates' mean and scale as arrays,
+so that scaling a request is numpy arithmetic rather than a pandas frame per series. The
+arithmetic is the one of `training.mlflow_model.ForecastPredictor.predict_frame` (float64
+scaling, float32 model, float64 un-scaling), so both give the same numbers (tests/service).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pandas.tseries.offsets import BaseOffset
+
+from models.forecaster import Forecaster
+from training.mlflow_model import ForecastPredictor
+from training.split import GLOBAL
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A concrete registered version: what /forecast and GET /model report."""
+
+    name: str
+    version: str
+    run_id: str
+    uri: str  # the configured URI that resolved to it (e.g. models:/urnn-forecaster@champion)
+
+    @property
+    def version_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class ColumnScales:
+    """Scaler statistics for one scaler key: the target's, and the covariates' in model order."""
+
+    target_mean: float
+    target_scale: float
+    covariate_mean: np.ndarray  # (C,) float64
+    covariate_scale: np.ndarray  # (C,) float64
+
+
+@dataclass
+class ServedModel:
+    """A forecaster version ready to serve; build with `ServedModel.build`."""
+
+    ref: ModelRef
+    predictor: ForecastPredictor
+    device: torch.device
+    loaded_at: datetime
+    scales: dict[str, ColumnScales] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls, ref: ModelRef, predictor: ForecastPredictor, device: torch.device
+    ) -> ServedModel:
+        """Move the model to `device`, precompute the scaler arrays, warm up with one forward."""
+        predictor.model.to(device)
+        served = cls(ref=ref, predictor=predictor, device=device, loaded_at=datetime.now(UTC))
+        served.scales = served._scale_tables()
+        served.warm_up()
+        return served
+
+    # --- what the model accepts (GET /model, service.validation) ---------------------------
+
+    @property
+    def model(self) -> Forecaster:
+        return self.predictor.model
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.predictor.meta
+
+    @property
+    def lookback(self) -> int:
+        return self.model.config.lookback
+
+    @property
+    def max_horizon(self) -> int:
+        return self.model.config.horizon
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        return self.model.config.quantiles
+
+    @property
+    def target(self) -> str:
+        return self.predictor.target
+
+    @property
+    def known_covariates(self) -> tuple[str, ...]:
+        """Covariates of the training data, read or not (a request may carry them all)."""
+        return self.predictor.covariates
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """Covariates the network reads, in its input order: every series must carry these."""
+        c = self.model.config
+        if self.model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0:
+            return self.known_covariates
+        return ()
+
+    @property
+    def freq(self) -> str:
+        return str(self.meta["freq"])
+
+    @property
+    def offset(self) -> BaseOffset:
+        return parse_offset(self.freq)
+
+    @property
+    def needs_dates(self) -> bool:
+        return self.model.config.n_calendar > 0
+
+    @property
+    def reference(self) -> dict[str, dict[str, Any]]:
+        """Training-input histograms per column, for drift (training.mlflow_model)."""
+        ref = self.meta.get("reference", {})
+        return ref if isinstance(ref, dict) else {}
+
+    def scales_for(self, series_id: str) -> ColumnScales | None:
+        """Scaler statistics for a series (ForecastPredictor._scaler_id's rule); None: unknown."""
+        if GLOBAL in self.scales and self.predictor.scaler.scope == "global":
+            return self.scales[GLOBAL]
+        if series_id in self.scales:
+            return self.scales[series_id]
+        if len(self.scales) == 1:  # a per-series scaler of one series: use its stats
+            return next(iter(self.scales.values()))
+        return None
+
+    # --- the forward ----------------------------------------------------------------------
+
+    def forward(
+        self,
+        target: np.ndarray,
+        covariates: np.ndarray | None,
+        past_calendar: np.ndarray | None,
+        future_calendar: np.ndarray | None,
+    ) -> np.ndarray:
+        """Scaled inputs (B, L), (B, L, C), (B, L, K), (B, H, K) float32 -> (B, H, Q) float64
+        quantiles, still scaled. Runs on `self.device`; never stores anything on the model."""
+        with torch.inference_mode():
+            out = self.model(
+                self._tensor(target),
+                None if covariates is None else self._tensor(covariates),
+                None if past_calendar is None else self._tensor(past_calendar),
+                None if future_calendar is None else self._tensor(future_calendar),
+            )
+            return out.double().cpu().numpy()  # type: ignore[no-any-return]
+
+    def warm_up(self) -> None:
+        """One dummy forward: builds lazy kernels (and the compiled recurrence) before traffic."""
+        c = self.model.config
+        covariates = np.zeros((1, c.lookback, len(self.covariates)), np.float32)
+        calendar = np.zeros((1, c.lookback, c.n_calendar), np.float32)
+        future = np.zeros((1, c.horizon, c.n_calendar), np.float32)
+        out = self.forward(
+            np.zeros((1, c.lookback), np.float32),
+            covariates if self.covariates else None,
+            calendar if c.n_calendar else None,
+            future if c.n_calendar else None,
+        )
+        if out.shape != (1, c.horizon, len(c.quantiles)) or not np.isfinite(out).all():
+            raise RuntimeError(f"warm-up forward gave shape {out.shape} or non-finite values")
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type != "cpu":
+            tensor = tensor.to(self.device, non_blocking=True)
+        return tensor
+
+    def _scale_tables(self) -> dict[str, ColumnScales]:
+        scaler = self.predictor.scaler
+        out = {}
+        for key, by_column in scaler.stats.items():
+            if self.target not in by_column:
+                raise ValueError(f"the scaler has no statistics for the target {self.target!r}")
+            missing = [c for c in self.covariates if c not in by_column]
+            if missing:
+                raise ValueError(f"the scaler has no statistics for covariate(s) {missing}")
+            target = by_column[self.target]
+            out[key] = ColumnScales(
+                target_mean=float(target.mean),
+                target_scale=float(target.scale),
+                covariate_mean=np.array([by_column[c].mean for c in self.covariates]),
+                covariate_scale=np.array([by_column[c].scale for c in self.covariates]),
+            )
+        return out
+
+
+def pick_device(requested: str) -> torch.device:
+    """URNN_DEVICE: `auto` is cuda when available, else cpu; `cuda` without a GPU is an error."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("URNN_DEVICE=cuda but CUDA is not available here; use auto or cpu")
+    if requested in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=256)
+def parse_offset(alias: str) -> BaseOffset:
+    """The offset of a pandas alias (cached: requests repeat a handful of spellings)."""
+    return pd.tseries.frequencies.to_offset(alias)
+
+
+@functools.lru_cache(maxsize=256)
+def freq_problem(alias: str, model_freq: str) -> str | None:
+    """Why a request's `freq` cannot be used with a model trained at `model_freq`, or None."""
+    try:
+        offset = parse_offset(alias)
+    except ValueError:
+        return f"{alias!r} is not a pandas offset alias (e.g. 'h', '15min', 'D')"
+    if offset != parse_offset(model_freq):  # 'h' == '60min'
+        return f"{alias!r} is not the model's frequency {model_freq!r}"
+    return None

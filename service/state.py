@@ -1,0 +1,109 @@
+"""Everything one app instance holds, built by `create_app`, started and stopped by its lifespan.
+
+Routes reach it through the `StateDep` dependency (never a module global), so two apps in one
+process (tests) never share a model, a queue or a metrics registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.batcher import MicroBatcher
+from service.drift import DriftMonitor
+from service.loader import ModelLoader
+from service.manager import ModelManager
+from service.metrics import ServiceMetrics
+from service.realised import RealisedErrorTracker
+from service.runner import BatchRunner
+from service.served import ServedModel
+from urnn_forecast.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: ServiceMetrics
+    manager: ModelManager
+    batcher: MicroBatcher
+    drift: DriftMonitor
+    realised: RealisedErrorTracker
+    _poll: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, loader: ModelLoader) -> ServiceState:
+        metrics = ServiceMetrics()
+        drift = DriftMonitor(metrics, settings.drift_window)
+        realised = RealisedErrorTracker(metrics, settings.forecast_cache_size)
+
+        def on_swap(model: ServedModel) -> None:
+            drift.reset_for(model.ref.version, model.reference)
+
+        runner = BatchRunner(metrics, drift, realised, max_batch_series=settings.batch_max_series)
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            manager=ModelManager(settings, loader, metrics, on_swap=on_swap),
+            batcher=MicroBatcher(
+                runner,
+                max_batch_series=settings.batch_max_series,
+                max_wait_s=settings.batch_max_wait_ms / 1000.0,
+                max_queue=settings.queue_max_requests,
+                metrics=metrics,
+            ),
+            drift=drift,
+            realised=realised,
+        )
+
+    async def start(self) -> None:
+        """Load the model (a failure leaves the service up, not ready), start batching/polling."""
+        if self.settings.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self.settings.torch_threads)
+        if self.settings.api_key is None:
+            if self.settings.env == "development":
+                logger.warning(
+                    "URNN_API_KEY is not set and URNN_ENV=development: mutating endpoints "
+                    "(POST /model/reload) are open to anyone who can reach this service"
+                )
+            else:
+                logger.warning(
+                    "URNN_API_KEY is not set: mutating endpoints (POST /model/reload) are "
+                    "disabled and answer 403; set URNN_API_KEY to enable them"
+                )
+        await self.manager.load_initial()
+        # Everything loaded so far (torch, mlflow, pandas, the model) lives as long as the
+        # process: move it out of the collector's sight, so a full collection triggered by
+        # request garbage does not rescan it (that pause showed as a p99 of ~300 ms).
+        gc.collect()
+        gc.freeze()
+        await self.batcher.start()
+        if self.settings.model_poll_seconds > 0:
+            self._poll = asyncio.create_task(
+                self.manager.poll(self.settings.model_poll_seconds), name="urnn-model-poll"
+            )
+
+    async def stop(self) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll
+            self._poll = None
+        await self.batcher.stop()
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -1,0 +1,322 @@
+"""Turn a parsed `ForecastRequest` into the model's scaled input arrays, or say what is wrong.
+
+Every check that needs the served model lives here, and every failure is a `ServiceInputError`
+whose message names the series (index and id) and the field: NaN/inf/null values, a history
+shorter than the lookback (with the minimum), a horizon above the maximum, quantiles the model
+was not trained with, unknown or missing covariates, mismatched lengths, timestamps that go
+backwards or off the model's frequency, a bad or different `freq`, missing dates for a model
+that reads calendar features. Nothing is "fixed" silently.
+
+The output is plain numpy (no DataFrame per series): the hot path is array arithmetic, and the
+scaling matches `ForecastPredictor.predict_frame` exactly (see `service.served`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+import numpy as np
+import pandas as pd
+
+from models.forecaster import calendar_features
+from service.errors import ServiceInputError, series_where
+from service.schemas import ForecastRequest, SeriesIn
+from service.served import ServedModel, freq_problem
+
+QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
+
+
+@dataclass(frozen=True)
+class Dates:
+    """A series' time axis as int64 epoch nanoseconds (UTC for zoned input) plus its zone.
+
+    Plain integers because that is what the hot path needs (comparing, offsetting, formatting
+    whole seconds); a DatetimeIndex is built only for calendar features or zoned output.
+    """
+
+    history_ns: np.ndarray  # (N,): one per value
+    window_ns: np.ndarray  # (L + H_max,): the last lookback inputs, then the forecast steps
+    tz: tzinfo | None
+    lookback: int
+
+    @property
+    def future_ns(self) -> np.ndarray:
+        return self.window_ns[self.lookback :]  # (H_max,)
+
+    def window_index(self) -> pd.DatetimeIndex:
+        return as_index(self.window_ns, self.tz)
+
+
+def as_index(ns: np.ndarray, tz: tzinfo | None) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(ns.view("datetime64[ns]"))
+    return index if tz is None else index.tz_localize("UTC").tz_convert(tz)
+
+
+@dataclass(frozen=True)
+class PreparedSeries:
+    """One series, ready for the batched forward (all model inputs scaled)."""
+
+    index: int  # position in the request
+    id: str
+    values: np.ndarray  # (N,) float64: the whole raw history (realised error reads it)
+    dates: Dates | None  # None when the series carries no dates
+    target: np.ndarray  # (L,) float32, scaled
+    covariates: np.ndarray | None  # (L, C) float32, scaled, model order
+    past_calendar: np.ndarray | None  # (L, K) float32
+    future_calendar: np.ndarray | None  # (H_max, K) float32
+    target_mean: float
+    target_scale: float
+    drift_inputs: dict[str, np.ndarray]  # column -> raw values the model reads, for drift
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A whole request, validated against one model version (it must run on that version)."""
+
+    model: ServedModel
+    horizon: int
+    quantile_index: tuple[int, ...]  # positions in the model's quantiles, request order
+    quantile_keys: tuple[str, ...]  # their response keys, e.g. "0.1"
+    series: tuple[PreparedSeries, ...]
+
+
+def quantile_key(level: float) -> str:
+    """The response key of a quantile level: "0.1", "0.5", "0.975"."""
+    return repr(float(level))
+
+
+def prepare(request: ForecastRequest, model: ServedModel) -> PreparedRequest:
+    """Validate `request` against `model` and scale it; raises ServiceInputError."""
+    horizon = request.horizon if request.horizon is not None else model.max_horizon
+    if horizon > model.max_horizon:
+        raise ServiceInputError(
+            "field 'horizon'",
+            f"{horizon} is above the model's maximum {model.max_horizon}; ask for at most "
+            f"{model.max_horizon} steps",
+        )
+    indices = _quantile_indices(request.quantiles, model.quantiles)
+    seen: dict[str, int] = {}
+    for i, series in enumerate(request.series):
+        if series.id in seen:
+            raise ServiceInputError(
+                series_where(i, series.id, "id"),
+                f"repeats the id of series {seen[series.id]}; ids must be unique in a request",
+            )
+        seen[series.id] = i
+    prepared = tuple(_prepare_series(i, s, model) for i, s in enumerate(request.series))
+    return PreparedRequest(
+        model=model,
+        horizon=horizon,
+        quantile_index=indices,
+        quantile_keys=tuple(quantile_key(model.quantiles[j]) for j in indices),
+        series=prepared,
+    )
+
+
+def _quantile_indices(
+    requested: Sequence[float] | None, trained: tuple[float, ...]
+) -> tuple[int, ...]:
+    if requested is None:
+        return tuple(range(len(trained)))
+    out: list[int] = []
+    for position, level in enumerate(requested):
+        match = [j for j, q in enumerate(trained) if abs(q - level) <= QUANTILE_TOLERANCE]
+        if not match:
+            raise ServiceInputError(
+                f"field 'quantiles'[{position}]",
+                f"{level!r} is not a quantile the model was trained with; choose from "
+                f"{list(trained)}",
+            )
+        if match[0] not in out:
+            out.append(match[0])
+    return tuple(out)
+
+
+def _prepare_series(i: int, series: SeriesIn, model: ServedModel) -> PreparedSeries:
+    lookback = model.lookback
+    values = _numbers(i, series.id, "values", series.values)
+    n = len(values)
+    if n < lookback:
+        raise ServiceInputError(
+            series_where(i, series.id, "values"),
+            f"has {n} values; the model needs at least lookback={lookback} (it reads the last "
+            f"{lookback})",
+        )
+    covariates = _covariates(i, series, model, n)
+    dates = _dates(i, series, model, n)
+    scales = model.scales_for(series.id)
+    if scales is None:
+        raise ServiceInputError(
+            series_where(i, series.id, "id"),
+            "the model's scaler is per series and has no statistics for this id",
+        )
+    tail = values[-lookback:]
+    target = _float32(i, series.id, "values", (tail - scales.target_mean) / scales.target_scale)
+    scaled_covariates = None
+    drift = {model.target: tail}
+    for name, column in covariates.items():
+        drift[name] = column[-lookback:]
+    if model.covariates:
+        raw = np.stack([covariates[name][-lookback:] for name in model.covariates], axis=1)
+        scaled = (raw - scales.covariate_mean) / scales.covariate_scale  # (L, C)
+        scaled_covariates = _float32(i, series.id, "covariates", scaled)
+    past_calendar = future_calendar = None
+    if model.needs_dates and dates is not None:
+        features = calendar_features(dates.window_index(), model.freq)  # (L + H, K)
+        features = features.astype(np.float32)
+        past_calendar, future_calendar = features[:lookback], features[lookback:]
+    return PreparedSeries(
+        index=i,
+        id=series.id,
+        values=values,
+        dates=dates,
+        target=target,
+        covariates=scaled_covariates,
+        past_calendar=past_calendar,
+        future_calendar=future_calendar,
+        target_mean=scales.target_mean,
+        target_scale=scales.target_scale,
+        drift_inputs=drift,
+    )
+
+
+def _numbers(i: int, series_id: str, field: str, raw: Sequence[float | None]) -> np.ndarray:
+    values = np.asarray(raw, dtype=np.float64)  # null -> NaN, told apart below
+    bad = ~np.isfinite(values)
+    if bad.any():
+        position = int(np.argmax(bad))
+        value = float(values[position])
+        what = "null" if raw[position] is None else "NaN" if value != value else f"{value}"
+        raise ServiceInputError(
+            series_where(i, series_id, field),
+            f"holds {what} at position {position}; every value must be a finite number",
+        )
+    return values
+
+
+def _float32(i: int, series_id: str, field: str, scaled: np.ndarray) -> np.ndarray:
+    """The model's float32 input; finite float64 values can still overflow it (|z| > 3e38)."""
+    with np.errstate(over="ignore"):
+        out = scaled.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise ServiceInputError(
+            series_where(i, series_id, field),
+            "holds values too large for the model once scaled (beyond float32's range)",
+        )
+    return out
+
+
+def _covariates(i: int, series: SeriesIn, model: ServedModel, n: int) -> dict[str, np.ndarray]:
+    known = model.known_covariates
+    unknown = sorted(set(series.covariates) - set(known))
+    if unknown:
+        raise ServiceInputError(
+            series_where(i, series.id, "covariates"),
+            f"unknown covariate(s) {unknown}; the model knows {list(known)}",
+        )
+    missing = [name for name in model.covariates if name not in series.covariates]
+    if missing:
+        raise ServiceInputError(
+            series_where(i, series.id, "covariates"),
+            f"missing covariate(s) {missing}; the model reads {list(model.covariates)}",
+        )
+    out = {}
+    for name, raw in series.covariates.items():
+        field = f"covariates.{name}"
+        if len(raw) != n:
+            raise ServiceInputError(
+                series_where(i, series.id, field),
+                f"has {len(raw)} values, `values` has {n}; they must be the same length",
+            )
+        out[name] = _numbers(i, series.id, field, raw)
+    return out
+
+
+def _dates(i: int, series: SeriesIn, model: ServedModel, n: int) -> Dates | None:
+    """The series' time axis from `start` (+ the model's freq) or `timestamps`; None when the
+    series carries neither (allowed unless the model reads calendar features)."""
+    if series.freq is not None:
+        problem = freq_problem(series.freq, model.freq)
+        if problem is not None:
+            raise ServiceInputError(series_where(i, series.id, "freq"), problem)
+    if series.start is not None and series.timestamps is not None:
+        raise ServiceInputError(
+            series_where(i, series.id, "timestamps"),
+            "give either `start` or `timestamps`, not both",
+        )
+    try:
+        if series.timestamps is not None:
+            return _from_timestamps(i, series.id, series.timestamps, model, n)
+        if series.start is not None:
+            return _from_start(series.start, model, n)
+    except (ValueError, OverflowError) as error:  # e.g. beyond pandas' datetime range
+        field = "timestamps" if series.timestamps is not None else "start"
+        raise ServiceInputError(
+            series_where(i, series.id, field),
+            f"cannot lay {n} values and {model.max_horizon} forecast steps of "
+            f"{model.freq!r} on this time axis: {error}",
+        ) from None
+    if model.needs_dates:
+        raise ServiceInputError(
+            series_where(i, series.id, "start"),
+            "this model reads calendar features; give `start` (or `timestamps`)",
+        )
+    return None
+
+
+def _from_start(start: datetime, model: ServedModel, n: int) -> Dates:
+    """n + H_max steps of the model's frequency from `start`: what pd.date_range gives (and
+    ForecastPredictor.predict_frame uses), by integer arithmetic for fixed-length steps."""
+    first = pd.Timestamp(start).as_unit("ns")
+    horizon, offset = model.max_horizon, model.offset
+    if isinstance(offset, pd.offsets.Tick):
+        steps = np.arange(n + horizon, dtype=np.int64)
+        last = first.value + offset.nanos * (n + horizon - 1)
+        if last > pd.Timestamp.max.value:
+            raise ValueError(f"the last step would lie after {pd.Timestamp.max}")
+        every = first.value + offset.nanos * steps
+    else:  # calendar offsets (days across DST, months, business days): pandas' rules
+        every = pd.date_range(first, periods=n + horizon, freq=offset).as_unit("ns").asi8
+    return Dates(every[:n], every[n - model.lookback :], first.tz, model.lookback)
+
+
+def _from_timestamps(
+    i: int, series_id: str, stamps: list[datetime], model: ServedModel, n: int
+) -> Dates:
+    lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
+    where = series_where(i, series_id, "timestamps")
+    if len(stamps) != n:
+        raise ServiceInputError(
+            where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
+        )
+    try:
+        index = pd.DatetimeIndex(stamps).as_unit("ns")
+    except (ValueError, TypeError) as error:  # e.g. zoned and naive mixed
+        raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
+    ns = index.asi8
+    steps = np.diff(ns)
+    if (steps <= 0).any():
+        k = int(np.argmax(steps <= 0)) + 1
+        raise ServiceInputError(
+            where,
+            f"must be strictly increasing; position {k} ({index[k].isoformat()}) is not after "
+            f"position {k - 1} ({index[k - 1].isoformat()})",
+        )
+    window = ns[-lookback:]
+    if isinstance(offset, pd.offsets.Tick):
+        expected = window[0] + offset.nanos * np.arange(lookback + horizon, dtype=np.int64)
+    else:
+        expected = pd.date_range(index[-lookback], periods=lookback + horizon, freq=offset)
+        expected = expected.as_unit("ns").asi8
+    off = np.flatnonzero(expected[:lookback] != window)
+    if off.size:
+        k = n - lookback + int(off[0])
+        wanted = as_index(expected[int(off[0]) : int(off[0]) + 1], index.tz)[0]
+        raise ServiceInputError(
+            where,
+            f"the last {lookback} must be spaced at the model's frequency {model.freq!r}; "
+            f"position {k} is {index[k].isoformat()}, expected {wanted.isoformat()}",
+        )
+    return Dates(ns, expected, index.tz, lookback)

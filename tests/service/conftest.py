@@ -1,0 +1,186 @@
+"""A temporary MLflow store with a tiny trained forecaster, shared by the service tests.
+
+`registry` trains once per session (lookback 48, horizon 12, hidden 8, one short epoch: the
+same recipe as tests/training/test_registry.py) and registers it as `urnn-forecaster`
+(champion). Tests that move aliases register their own versions under their own names with
+`registry.register(...)` (an untrained model with the same data schema: quick), so no test sees
+another's registry changes. MLflow's process-global tracking URI is set only while logging and
+put back afterwards; the service itself reads the store through explicit URIs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import pytest
+
+from models.forecaster import ForecasterConfig, build_forecaster, n_calendar_features
+from service.main import create_app
+from tests.training.synthetic import seasonal_frame
+from tests.training.test_registry import HORIZON, LOOKBACK, tiny_config
+from training.mlflow_model import EXTRA, input_example
+from training.registry import CHAMPION, log_forecaster
+from urnn_forecast.settings import Settings
+
+with warnings.catch_warnings():
+    # Starlette asks for `httpx2` here; httpx still works and is what FastAPI documents.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+NAME = "urnn-forecaster"
+API_KEY = "test-key"
+ROWS = 600
+
+
+@dataclass
+class Registry:
+    """The shared store: its settings, the training frame, and a way to add versions."""
+
+    settings: Settings
+    frame: pd.DataFrame  # the training data (hourly y, covariate x)
+    meta: dict[str, Any]  # config.json keys beside "model" of the trained version
+
+    def service_settings(self, **overrides: Any) -> Settings:
+        """Settings for an app on this store: no poll, an API key, fast batching."""
+        fields: dict[str, Any] = {
+            "var_dir": self.settings.var_dir,
+            "model_poll_seconds": 0.0,
+            "api_key": API_KEY,
+            "batch_max_wait_ms": 1.0,
+            "drift_window": 200,
+        }
+        fields.update(overrides)
+        return Settings(**fields)
+
+    def register(
+        self,
+        name: str,
+        *,
+        seed: int = 0,
+        calendar: bool = False,
+        corrupt: bool = False,
+        alias: str | None = CHAMPION,
+    ) -> str:
+        """Register an untrained tiny forecaster (same schema) as a new version of `name`."""
+        import mlflow
+        import torch
+
+        from urnn_forecast.tracking import start_run
+
+        config = ForecasterConfig(
+            kind="urnn",
+            lookback=LOOKBACK,
+            horizon=HORIZON,
+            hidden_size=8,
+            segment_length=12,
+            n_past_covariates=1,
+            n_calendar=n_calendar_features("h") if calendar else 0,
+        )
+        torch.manual_seed(seed)
+        model = build_forecaster(config).eval()
+        example = input_example(self.frame, "y", ["x"], LOOKBACK, "pump-1")
+        with pytest.MonkeyPatch.context() as patch:
+            _isolate_mlflow(patch)
+            with start_run("service-tests", self.settings):
+                logged = log_forecaster(model, self.meta, example, registered_name=name)
+            assert logged.version is not None
+            client = mlflow.MlflowClient()
+            if alias is not None:
+                client.set_registered_model_alias(name, alias, logged.version)
+            if corrupt:
+                model_id = logged.model_uri.rsplit("/", 1)[-1]
+                location = mlflow.get_logged_model(model_id).artifact_location
+                weights = list(Path(unquote(urlparse(location).path)).rglob("weights.pt"))
+                assert weights, f"no weights.pt under {location}"
+                for path in weights:
+                    path.write_bytes(b"not a state dict")
+        return logged.version
+
+    def set_alias(self, name: str, version: str, alias: str = CHAMPION) -> None:
+        import mlflow
+
+        mlflow.MlflowClient(
+            tracking_uri=self.settings.resolved_tracking_uri()
+        ).set_registered_model_alias(name, alias, version)
+
+
+def _isolate_mlflow(patch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    patch.setattr(tracking_utils, "_tracking_uri", None)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    import json
+
+    from training.pipeline import train_pipeline
+    from training.registry import model_artifact_dir
+
+    root = tmp_path_factory.mktemp("service-store")
+    frame = seasonal_frame(ROWS)
+    csv = root / "plant.csv"
+    frame.to_csv(csv)
+    settings = Settings(var_dir=root / "var")
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate_mlflow(patch)
+        result = train_pipeline(tiny_config(csv), settings)
+        assert (result.version, result.promoted) == ("1", True)
+        files = model_artifact_dir(f"models:/{NAME}/1", root / "download")
+    meta = json.loads((files / "config.json").read_text())
+    return Registry(settings=settings, frame=frame, meta={k: meta[k] for k in EXTRA if k in meta})
+
+
+@pytest.fixture
+def client_for(registry: Registry) -> Iterator[Callable[..., TestClient]]:
+    """`client_for(**settings overrides)`: a started TestClient (lifespan run) on the store."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        client = TestClient(create_app(registry.service_settings(**overrides)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(client_for: Callable[..., TestClient]) -> TestClient:
+    """The service on the trained champion (urnn-forecaster v1)."""
+    return client_for()
+
+
+def history(
+    frame: pd.DataFrame, series_id: str = "pump-1", *, stop: int = ROWS, length: int = 60
+) -> dict[str, Any]:
+    """A /forecast series from rows [stop - length, stop) of the frame, dated by `start`."""
+    tail = frame.iloc[stop - length : stop]
+    return {
+        "id": series_id,
+        "start": tail.index[0].isoformat(),
+        "freq": "h",
+        "values": tail["y"].tolist(),
+        "covariates": {"x": tail["x"].tolist()},
+    }
+
+
+def metric_value(client: TestClient, metric: str, **labels: str) -> float:
+    """The value of one sample of /metrics (0 when absent), matched by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

@@ -1,0 +1,215 @@
+"""Every bad input answers 422 (413 for size) naming the series (index and id) and the field;
+none of them is a 500. The bad series is the second one, so the index is checked too."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import Registry, history
+
+Body = dict[str, Any]
+BAD = "series 1 ('pump-2'), field"
+
+
+def _set(path: tuple[Any, ...], value: Any) -> Callable[[Body], None]:
+    def apply(body: Body) -> None:
+        target = body
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return apply
+
+
+def _shorten(body: Body) -> None:
+    s = body["series"][1]
+    s["values"] = s["values"][-10:]
+    s["covariates"]["x"] = s["covariates"]["x"][-10:]
+
+
+def _timestamps(shift: Callable[[list[str]], list[str]]) -> Callable[[Body], None]:
+    def apply(body: Body) -> None:
+        s = body["series"][1]
+        stamps = pd.date_range(s.pop("start"), periods=len(s["values"]), freq="h")
+        s["timestamps"] = shift([t.isoformat() for t in stamps])
+
+    return apply
+
+
+def _swap(stamps: list[str]) -> list[str]:
+    stamps[7], stamps[8] = stamps[8], stamps[7]
+    return stamps
+
+
+def _gap(stamps: list[str]) -> list[str]:
+    late = [(pd.Timestamp(t) + pd.Timedelta(minutes=30)).isoformat() for t in stamps[-5:]]
+    return [*stamps[:-5], *late]
+
+
+CASES: dict[str, tuple[Callable[[Body], None], str]] = {
+    "null value": (
+        _set(("series", 1, "values", 2), None),
+        f"{BAD} 'values': holds null at position 2",
+    ),
+    "value too large": (
+        _set(("series", 1, "values", 50), 1e300),
+        f"{BAD} 'values': holds values too large for the model once scaled",
+    ),
+    "short history": (
+        _shorten,
+        f"{BAD} 'values': has 10 values; the model needs at least lookback=48",
+    ),
+    "horizon above max": (
+        _set(("horizon",), 13),
+        "field 'horizon': 13 is above the model's maximum 12",
+    ),
+    "unknown quantile": (
+        _set(("quantiles",), [0.5, 0.3]),
+        "field 'quantiles'[1]: 0.3 is not a quantile the model was trained with",
+    ),
+    "unknown covariate": (
+        _set(("series", 1, "covariates", "z"), [1.0] * 60),
+        f"{BAD} 'covariates': unknown covariate(s) ['z']",
+    ),
+    "missing covariate": (
+        _set(("series", 1, "covariates"), {}),
+        f"{BAD} 'covariates': missing covariate(s) ['x']",
+    ),
+    "covariate length": (
+        _set(("series", 1, "covariates", "x"), [1.0] * 59),
+        f"{BAD} 'covariates.x': has 59 values, `values` has 60",
+    ),
+    "null covariate": (
+        _set(("series", 1, "covariates", "x", 0), None),
+        f"{BAD} 'covariates.x': holds null at position 0",
+    ),
+    "timestamps length": (
+        _timestamps(lambda t: t[:-1]),
+        f"{BAD} 'timestamps': has 59 entries, `values` has 60",
+    ),
+    "timestamps not increasing": (
+        _timestamps(_swap),
+        f"{BAD} 'timestamps': must be strictly increasing; position 8",
+    ),
+    "timestamps off the grid": (
+        _timestamps(_gap),
+        f"{BAD} 'timestamps': the last 48 must be spaced at the model's frequency 'h'; position 55",
+    ),
+    "start and timestamps": (_timestamps(lambda t: t), "__start_too__"),
+    "unparsable freq": (
+        _set(("series", 1, "freq"), "fortnightly"),
+        f"{BAD} 'freq': 'fortnightly' is not a pandas offset alias",
+    ),
+    "other freq": (
+        _set(("series", 1, "freq"), "D"),
+        f"{BAD} 'freq': 'D' is not the model's frequency 'h'",
+    ),
+    "bad start": (
+        _set(("series", 1, "start"), "yesterday"),
+        f"{BAD} 'start': Input should be a valid datetime",
+    ),
+    "values not a list": (
+        _set(("series", 1, "values"), "31.2"),
+        f"{BAD} 'values': Input should be a valid list",
+    ),
+    "value not a number": (
+        _set(("series", 1, "values", 4), "warm"),
+        f"{BAD} 'values'[4]: Input should be a valid number",
+    ),
+    "missing id": (lambda b: b["series"][1].pop("id"), "series 1, field 'id': Field required"),
+    "duplicate id": (
+        _set(("series", 1, "id"), "pump-1"),
+        "series 1 ('pump-1'), field 'id': repeats the id of series 0",
+    ),
+    "unknown field": (
+        _set(("series", 1, "colour"), "red"),
+        f"{BAD} 'colour': Extra inputs are not permitted",
+    ),
+    "empty series list": (
+        _set(("series",), []),
+        "field 'series': List should have at least 1 item",
+    ),
+    "horizon zero": (
+        _set(("horizon",), 0),
+        "field 'horizon': Input should be greater than or equal to 1",
+    ),
+}
+
+
+@pytest.fixture
+def body(registry: Registry) -> Iterator[Body]:
+    yield {"series": [history(registry.frame, "pump-1"), history(registry.frame, "pump-2")]}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_422_naming_series_and_field(
+    client: TestClient, body: Body, case: str
+) -> None:
+    mutate, pattern = CASES[case]
+    bad = copy.deepcopy(body)
+    start = bad["series"][1]["start"]
+    mutate(bad)
+    if pattern == "__start_too__":
+        bad["series"][1]["start"] = start
+        pattern = f"{BAD} 'timestamps': give either `start` or `timestamps`, not both"
+    response = client.post("/forecast", json=bad)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str)
+    assert pattern in detail, detail
+
+
+@pytest.mark.parametrize(
+    ("token", "shown"), [("NaN", "NaN"), ("Infinity", "inf"), ("-Infinity", "-inf")]
+)
+def test_nan_and_inf_in_json_are_422(
+    client: TestClient, body: Body, token: str, shown: str
+) -> None:
+    body["series"][1]["values"][5] = 12345.5  # a marker, replaced by the bare token below
+    text = json.dumps(body).replace("12345.5", token)
+    response = client.post("/forecast", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert f"{BAD} 'values': holds {shown} at position 5" in response.json()["detail"]
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/forecast", content=b'{"series": [', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["detail"]
+
+
+def test_oversized_body_is_413_declared_or_streamed(
+    client_for: Callable[..., TestClient], body: Body
+) -> None:
+    client = client_for(max_body_bytes=4096)
+    payload = json.dumps(body).encode()
+    assert len(payload) > 4096
+    declared = client.post(
+        "/forecast", content=payload, headers={"content-type": "application/json"}
+    )
+    assert declared.status_code == 413
+    assert "exceeds the limit of 4,096 bytes" in declared.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        for i in range(0, len(payload), 1000):
+            yield payload[i : i + 1000]
+
+    streamed = client.post(
+        "/forecast", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert "streamed body" in streamed.json()["detail"]
+    small = {"series": [{**body["series"][0], "values": body["series"][0]["values"][-48:]}]}
+    small["series"][0]["covariates"] = {"x": body["series"][0]["covariates"]["x"][-48:]}
+    small["series"][0].pop("start")
+    assert len(json.dumps(small)) < 4096
+    assert client.post("/forecast", json=small).status_code == 200

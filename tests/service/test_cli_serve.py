@@ -1,0 +1,58 @@
+"""`urnn serve`: options reach uvicorn; several workers run the factory with a metrics folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+
+from urnn_forecast import cli
+from urnn_forecast.settings import Settings
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    import uvicorn
+
+    seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.append((a, k)))
+    # Empty counts as unset; monkeypatch puts the variable back as it was after the test.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    return seen
+
+
+def test_serve_one_worker_runs_the_app_built_from_these_settings(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]], tmp_path: Path
+) -> None:
+    settings = Settings(var_dir=tmp_path / "var", serve_port=9000)
+    assert cli.main(["serve", "--host", "0.0.0.0"], settings=settings) == 0
+    (app,), options = calls[0]
+    assert isinstance(app, FastAPI)
+    assert app.state.service.settings is settings
+    assert options == {"host": "0.0.0.0", "port": 9000}
+
+
+def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]], tmp_path: Path
+) -> None:
+    settings = Settings(var_dir=tmp_path / "var")
+    assert cli.main(["serve", "--port", "8123", "--workers", "3"], settings=settings) == 0
+    (target,), options = calls[0]
+    assert target == "service.main:create_app"
+    assert options == {"factory": True, "host": "127.0.0.1", "port": 8123, "workers": 3}
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert folder.is_dir()
+    folder.rmdir()
+
+
+def test_serve_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert "--host" in out and "--port" in out and "--workers" in out
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "serve" in capsys.readouterr().out

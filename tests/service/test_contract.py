@@ -1,0 +1,191 @@
+"""The /forecast contract of ARCHITECTURE.md against a tiny trained model in a temp registry:
+shapes, timestamps, quantile subsets, shorter horizons, the model block, GET /model, health,
+OpenAPI, and numbers equal to `ForecastPredictor.predict_frame` (the MLflow pyfunc's path)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from service.state import ServiceState
+from tests.service.conftest import NAME, Registry, history, metric_value
+from tests.training.test_registry import HORIZON, LOOKBACK
+
+
+def state_of(client: TestClient) -> ServiceState:
+    state: ServiceState = client.app.state.service  # type: ignore[attr-defined]
+    return state
+
+
+def test_forecast_shapes_timestamps_and_model_block(client: TestClient, registry: Registry) -> None:
+    body = {"series": [history(registry.frame, "pump-1"), history(registry.frame, "pump-2")]}
+    response = client.post("/forecast", json=body)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    run_id = state_of(client).manager.require().ref.run_id
+    assert out["model"] == {"name": NAME, "version": "1", "run_id": run_id}
+    assert len(run_id) == 32
+    assert [f["id"] for f in out["forecasts"]] == ["pump-1", "pump-2"]
+    first = out["forecasts"][0]
+    last_input = registry.frame.index[-1]
+    expected = [(last_input + pd.Timedelta(hours=h)).isoformat() for h in range(1, HORIZON + 1)]
+    assert first["timestamps"] == expected
+    assert len(first["mean"]) == HORIZON
+    assert set(first["quantiles"]) == {"0.1", "0.5", "0.9"}
+    q = {k: np.array(v) for k, v in first["quantiles"].items()}
+    np.testing.assert_allclose(first["mean"], q["0.5"])
+    assert (q["0.1"] <= q["0.5"]).all() and (q["0.5"] <= q["0.9"]).all()
+    assert 0.0 < float(np.mean(first["mean"])) < 20.0  # original units: the data lives near 10
+
+
+def test_shorter_horizon_and_quantile_subset(client: TestClient, registry: Registry) -> None:
+    series = history(registry.frame)
+    full = client.post("/forecast", json={"series": [series]}).json()["forecasts"][0]
+    body = {"horizon": 5, "quantiles": [0.9, 0.1], "series": [series]}
+    response = client.post("/forecast", json=body)
+    assert response.status_code == 200, response.text
+    short = response.json()["forecasts"][0]
+    assert list(short["quantiles"]) == ["0.9", "0.1"]  # the request's order
+    assert short["timestamps"] == full["timestamps"][:5]
+    np.testing.assert_allclose(short["mean"], full["mean"][:5], rtol=1e-6)
+    np.testing.assert_allclose(short["quantiles"]["0.1"], full["quantiles"]["0.1"][:5], rtol=1e-6)
+
+
+def test_explicit_timestamps_and_no_dates(client: TestClient, registry: Registry) -> None:
+    series = history(registry.frame)
+    stamps = pd.date_range(series["start"], periods=len(series["values"]), freq="h")
+    dated = {**series, "start": None, "timestamps": [t.isoformat() for t in stamps]}
+    undated = {k: v for k, v in series.items() if k not in ("start", "freq")}
+    by_start, by_stamps, bare = (
+        client.post("/forecast", json={"series": [s]}).json()["forecasts"][0]
+        for s in (series, dated, undated)
+    )
+    assert by_stamps["timestamps"] == by_start["timestamps"]
+    assert bare["timestamps"] is None  # this model reads no calendar: dates are optional
+    np.testing.assert_allclose(by_stamps["mean"], by_start["mean"], rtol=1e-6)
+    np.testing.assert_allclose(bare["mean"], by_start["mean"], rtol=1e-6)
+
+
+def predict_frame_rows(series: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"id": s["id"], "values": s["values"], "x": s["covariates"]["x"], "start": s["start"]}
+            for s in series
+        ]
+    )
+
+
+def assert_matches_predict_frame(
+    client: TestClient, series: list[dict[str, Any]], expected: pd.DataFrame
+) -> None:
+    response = client.post("/forecast", json={"series": series})
+    assert response.status_code == 200, response.text
+    for forecast in response.json()["forecasts"]:
+        rows = expected[expected["id"] == forecast["id"]]
+        assert forecast["timestamps"] == rows["timestamp"].tolist()
+        np.testing.assert_allclose(forecast["mean"], rows["mean"], rtol=1e-6, atol=1e-9)
+        for level in ("0.1", "0.5", "0.9"):
+            np.testing.assert_allclose(
+                forecast["quantiles"][level], rows[f"q{level}"], rtol=1e-6, atol=1e-9
+            )
+
+
+def test_numbers_equal_predict_frame(client: TestClient, registry: Registry) -> None:
+    series = [
+        history(registry.frame, "a"),
+        history(registry.frame, "b", stop=400, length=LOOKBACK),
+        history(registry.frame, "c", stop=250, length=130),
+    ]
+    predictor = state_of(client).manager.require().predictor
+    assert_matches_predict_frame(
+        client, series, predictor.predict_frame(predict_frame_rows(series))
+    )
+
+
+def test_calendar_model_equals_predict_frame_and_needs_dates(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    registry.register("calendar-model", calendar=True, seed=3)
+    client = client_for(model_uri="models:/calendar-model@champion")
+    info = client.get("/model").json()
+    assert info["needs_dates"] is True
+    series = [history(registry.frame, "a"), history(registry.frame, "b", stop=333, length=70)]
+    predictor = state_of(client).manager.require().predictor
+    expected = predictor.predict_frame(predict_frame_rows(series))
+    assert_matches_predict_frame(client, series, expected)
+    # The same history dated by explicit timestamps gives the same calendar features.
+    stamps = pd.date_range(series[0]["start"], periods=len(series[0]["values"]), freq="h")
+    dated = {**series[0], "start": None, "timestamps": [t.isoformat() for t in stamps]}
+    assert_matches_predict_frame(client, [dated], expected)
+    # A zoned start: same calendar (local wall time) as pandas, offsets kept in the output.
+    zoned = [{**series[1], "id": "z", "start": series[1]["start"] + "+02:00"}]
+    assert_matches_predict_frame(client, zoned, predictor.predict_frame(predict_frame_rows(zoned)))
+    first = client.post("/forecast", json={"series": zoned}).json()["forecasts"][0]
+    assert first["timestamps"][0].endswith("+02:00")
+    undated = {k: v for k, v in series[0].items() if k != "start"}
+    response = client.post("/forecast", json={"series": [undated]})
+    assert response.status_code == 422
+    assert "series 0 ('a'), field 'start'" in response.json()["detail"]
+    assert "calendar features" in response.json()["detail"]
+
+
+def test_concurrent_requests_share_batches_and_keep_their_answers(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = client_for(batch_max_wait_ms=50.0)
+    bodies = [{"series": [history(registry.frame, f"s{i}", stop=300 + 17 * i)]} for i in range(8)]
+    alone = [client.post("/forecast", json=b).json()["forecasts"][0]["mean"] for b in bodies]
+    count_before = metric_value(client, "urnn_batch_requests_count")
+    answers: dict[int, list[float]] = {}
+    barrier = threading.Barrier(len(bodies))
+
+    def fire(i: int) -> None:
+        barrier.wait()
+        response = client.post("/forecast", json=bodies[i])
+        assert response.status_code == 200
+        answers[i] = response.json()["forecasts"][0]["mean"]
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, mean in enumerate(alone):
+        np.testing.assert_allclose(answers[i], mean, rtol=1e-5)
+    batches = metric_value(client, "urnn_batch_requests_count") - count_before
+    assert 1 <= batches < len(bodies)  # at least two requests shared a forward pass
+
+
+def test_model_info_health_and_docs(client: TestClient) -> None:
+    info = client.get("/model").json()
+    assert info["name"] == NAME and info["version"] == "1" and info["device"] == "cpu"
+    assert (info["lookback"], info["max_horizon"]) == (LOOKBACK, HORIZON)
+    assert info["quantiles"] == [0.1, 0.5, 0.9]
+    assert (info["target"], info["covariates"], info["freq"]) == ("y", ["x"], "h")
+    assert info["uri"] == "models:/urnn-forecaster@champion"
+    assert info["last_reload_error"] is None and info["loaded_at"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["model"]["version"] == "1"
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/forecast", "/model", "/model/reload", "/healthz", "/readyz", "/metrics"} <= set(
+        spec["paths"]
+    )
+    series = spec["components"]["schemas"]["SeriesIn"]
+    assert series["properties"]["values"]["description"]
+    assert series["examples"]
+
+
+@pytest.mark.parametrize("freq", ["h", "60min"])
+def test_freq_alias_spelled_differently_is_accepted(
+    client: TestClient, registry: Registry, freq: str
+) -> None:
+    series = {**history(registry.frame), "freq": freq}
+    assert client.post("/forecast", json={"series": [series]}).status_code == 200

@@ -1,0 +1,112 @@
+"""/metrics under traffic: the metric names appear and move, labels stay bounded, input drift
+rises when the inputs shift, realised error is observed when a later history reveals the
+steps of an earlier forecast."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.conftest import Registry, history, metric_value
+
+EXPECTED = {
+    "urnn_http_request_duration_seconds",
+    "urnn_inference_duration_seconds",
+    "urnn_batch_series",
+    "urnn_batch_requests",
+    "urnn_queue_depth_requests",
+    "urnn_forecast_series",
+    "urnn_model_info",
+    "urnn_model_loaded",
+    "urnn_model_reloads",
+    "urnn_input_drift_psi",
+    "urnn_realised_mae",
+    "urnn_realised_points",
+    "urnn_realised_interval_hits",
+}
+
+
+def test_metric_names_and_values_move_under_traffic(client: TestClient, registry: Registry) -> None:
+    families = {f.name for f in text_string_to_metric_families(client.get("/metrics").text)}
+    assert EXPECTED - {"urnn_input_drift_psi"} <= families  # drift appears with the first input
+    requests = "urnn_http_request_duration_seconds_count"
+    ok = dict(route="/forecast", method="POST", status_class="2xx")
+    assert metric_value(client, requests, **ok) == 0.0
+    for i in range(3):
+        body = {"series": [history(registry.frame, f"p{i}"), history(registry.frame, f"q{i}")]}
+        assert client.post("/forecast", json=body).status_code == 200
+    client.post("/forecast", json={"series": []})
+    text = client.get("/metrics").text
+    assert {f.name for f in text_string_to_metric_families(text)} >= EXPECTED
+    assert metric_value(client, requests, **ok) == 3.0
+    bad = dict(route="/forecast", method="POST", status_class="4xx")
+    assert metric_value(client, requests, **bad) == 1.0
+    assert metric_value(client, "urnn_inference_duration_seconds_count") >= 1.0
+    assert metric_value(client, "urnn_batch_series_sum") == 6.0
+    assert metric_value(client, "urnn_forecast_series_total", model_version="1") == 6.0
+    assert metric_value(client, "urnn_queue_depth_requests") == 0.0
+    assert metric_value(client, "urnn_model_info", name="urnn-forecaster", version="1") == 1.0
+    assert metric_value(client, "urnn_model_reloads_total", outcome="success") == 1.0
+    assert metric_value(client, "urnn_model_loaded") == 1.0
+    # Bounded labels: series ids never appear; an unknown path is "unmatched".
+    assert "p0" not in text and "q1" not in text
+    client.get("/no/such/path/42")
+    assert metric_value(client, requests, route="unmatched", status_class="4xx") == 1.0
+    assert "/no/such/path" not in client.get("/metrics").text
+
+
+def test_drift_gauge_rises_when_inputs_shift(client: TestClient, registry: Registry) -> None:
+    frame = registry.frame
+    for stop in range(100, 400, 50):  # six in-distribution histories: 6 x 48 > window 200
+        assert (
+            client.post("/forecast", json={"series": [history(frame, stop=stop)]}).status_code
+            == 200
+        )
+    calm_y = metric_value(client, "urnn_input_drift_psi", column="y")
+    calm_x = metric_value(client, "urnn_input_drift_psi", column="x")
+    assert metric_value(client, "urnn_input_drift_window_values", column="y") == 200.0
+    assert calm_y < 0.25 and calm_x < 0.25
+    for stop in range(100, 400, 50):  # the target jumps by 8 (its training std is ~2)
+        shifted = history(frame, stop=stop)
+        shifted["values"] = [v + 8.0 for v in shifted["values"]]
+        assert client.post("/forecast", json={"series": [shifted]}).status_code == 200
+    drifted_y = metric_value(client, "urnn_input_drift_psi", column="y")
+    assert drifted_y > 1.0 and drifted_y > 4 * calm_y
+    assert metric_value(client, "urnn_input_drift_psi", column="x") < 0.25  # x did not move
+
+
+def test_realised_error_when_a_later_history_covers_an_earlier_forecast(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    first = client.post("/forecast", json={"series": [history(frame, "pump-9", stop=300)]})
+    forecast = first.json()["forecasts"][0]
+    assert metric_value(client, "urnn_realised_points_total", model_version="1") == 0.0
+    # Five hours later the same pump sends its history: five forecast steps are now known.
+    later = history(frame, "pump-9", stop=305, length=80)
+    assert client.post("/forecast", json={"series": [later]}).status_code == 200
+    actual = frame["y"].to_numpy()[300:305]
+    mean = np.array(forecast["mean"][:5])
+    low, high = (np.array(forecast["quantiles"][q][:5]) for q in ("0.1", "0.9"))
+    assert metric_value(client, "urnn_realised_points_total", model_version="1") == 5.0
+    hits = metric_value(client, "urnn_realised_interval_hits_total", model_version="1")
+    assert hits == float(((low <= actual) & (actual <= high)).sum())
+    assert metric_value(client, "urnn_realised_mae_count", model_version="1") == 1.0
+    mae = metric_value(client, "urnn_realised_mae_sum", model_version="1")
+    assert mae == pytest.approx(float(np.abs(actual - mean).mean()), rel=1e-9)
+    # An unrelated id, or a history that ends before the forecast, scores nothing.
+    client.post("/forecast", json={"series": [history(frame, "pump-8", stop=305)]})
+    client.post("/forecast", json={"series": [history(frame, "pump-9", stop=200)]})
+    assert metric_value(client, "urnn_realised_points_total", model_version="1") == 5.0
+    assert metric_value(client, "urnn_realised_cache_series") == 2.0
+
+
+def test_cache_is_bounded(client_for: Callable[..., TestClient], registry: Registry) -> None:
+    client = client_for(forecast_cache_size=3)
+    body = {"series": [history(registry.frame, f"id-{i}") for i in range(10)]}
+    assert client.post("/forecast", json=body).status_code == 200
+    assert metric_value(client, "urnn_realised_cache_series") == 3.0

@@ -1,0 +1,157 @@
+"""Loading, hot reload and the API key: no model -> 503 with the reason; a reload under
+concurrent traffic fails no request; a broken version keeps the old one serving and is
+reported; the alias poll picks up a promotion; mutating endpoints need the key."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import API_KEY, Registry, history, metric_value
+
+KEY = {"X-API-Key": API_KEY}
+
+
+def test_no_model_registered_service_starts_and_says_why(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = client_for(model_uri="models:/nothing-yet@champion")
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "nothing is registered at models:/nothing-yet@champion" in ready.json()["detail"]
+    forecast = client.post("/forecast", json={"series": [history(registry.frame)]})
+    assert forecast.status_code == 503
+    assert forecast.json()["detail"] == ready.json()["detail"]
+    assert client.get("/model").status_code == 503
+    assert metric_value(client, "urnn_model_loaded") == 0.0
+    assert metric_value(client, "urnn_forecast_rejected_total", reason="no_model") >= 1.0
+
+    # Registering one later and reloading makes the service ready without a restart.
+    registry.register("nothing-yet")
+    reload = client.post("/model/reload", headers=KEY)
+    assert reload.status_code == 200, reload.text
+    assert reload.json()["status"] == "reloaded" and reload.json()["previous_version"] is None
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/forecast", json={"series": [history(registry.frame)]}).status_code == 200
+
+
+def test_reload_under_concurrent_requests_fails_none(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    v1 = registry.register("hot-swap", seed=1)
+    v2 = registry.register("hot-swap", seed=2, alias=None)
+    client = client_for(model_uri="models:/hot-swap@champion")
+    body = {"series": [history(registry.frame, f"s{i}") for i in range(4)]}
+    statuses: list[int] = []
+    versions: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def fire() -> None:
+        while not stop.is_set():
+            response = client.post("/forecast", json=body)
+            with lock:
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    versions.append(response.json()["model"]["version"])
+
+    threads = [threading.Thread(target=fire) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        registry.set_alias("hot-swap", v2)
+        reload = client.post("/model/reload", headers=KEY)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert reload.status_code == 200, reload.text
+    assert reload.json()["status"] == "reloaded"
+    assert (reload.json()["previous_version"], reload.json()["model"]["version"]) == (v1, v2)
+    assert len(statuses) > 8 and set(statuses) == {200}
+    assert versions[0] == v1 and versions[-1] == v2
+    assert client.get("/model").json()["version"] == v2
+    # The swap is visible in the metrics: v2 served, v1 no longer.
+    assert metric_value(client, "urnn_model_info", name="hot-swap", version=v2) == 1.0
+    assert metric_value(client, "urnn_model_info", name="hot-swap", version=v1) == 0.0
+    # Same alias again: nothing to do, unless forced.
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
+    forced = client.post("/model/reload", params={"force": "true"}, headers=KEY)
+    assert forced.json()["status"] == "reloaded"
+
+
+def test_broken_version_keeps_the_old_one_serving_and_is_reported(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    v1 = registry.register("breakable", seed=1)
+    client = client_for(model_uri="models:/breakable@champion")
+    before = client.post("/forecast", json={"series": [history(registry.frame)]}).json()
+    bad = registry.register("breakable", seed=2, corrupt=True)
+    reload = client.post("/model/reload", headers=KEY)
+    assert reload.status_code == 502
+    detail = reload.json()["detail"]
+    assert f"version {bad} of breakable failed to load" in detail
+    assert f"still serving version {v1}" in detail
+    info = client.get("/model").json()
+    assert info["version"] == v1
+    assert info["last_reload_error"] == detail and info["last_reload_error_at"]
+    after = client.post("/forecast", json={"series": [history(registry.frame)]})
+    assert after.status_code == 200 and after.json() == before
+    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
+    assert client.get("/readyz").status_code == 200
+    # Not retried by the poll while the alias stays on the broken version.
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
+    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
+
+
+def test_poll_follows_the_alias(client_for: Callable[..., TestClient], registry: Registry) -> None:
+    registry.register("polled", seed=1)
+    client = client_for(model_uri="models:/polled@champion", model_poll_seconds=0.2)
+    assert client.get("/model").json()["version"] == "1"
+    registry.register("polled", seed=2)
+    deadline = time.monotonic() + 20.0
+    while client.get("/model").json()["version"] != "2":
+        assert time.monotonic() < deadline, "the poll did not pick up version 2"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("settings", "headers", "status", "message"),
+    [
+        ({}, {}, 401, "missing or wrong X-API-Key"),
+        ({}, {"X-API-Key": "wrong"}, 401, "missing or wrong X-API-Key"),
+        ({}, KEY, 200, None),
+        ({"api_key": None}, KEY, 403, "set URNN_API_KEY"),
+        ({"api_key": None, "env": "development"}, {}, 200, None),
+    ],
+)
+def test_reload_needs_the_api_key(
+    client_for: Callable[..., TestClient],
+    settings: dict[str, object],
+    headers: dict[str, str],
+    status: int,
+    message: str | None,
+) -> None:
+    client = client_for(**settings)
+    response = client.post("/model/reload", headers=headers)
+    assert response.status_code == status, response.text
+    if message is not None:
+        assert message in response.json()["detail"]
+    # Reading stays open.
+    assert client.get("/model").status_code == 200
+
+
+def test_missing_key_is_logged_at_startup(
+    client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="service.state"):
+        client_for(api_key=None)
+    assert "URNN_API_KEY is not set" in caplog.text
+    assert "disabled" in caplog.text

@@ -1,0 +1,71 @@
+"""Several workers: with PROMETHEUS_MULTIPROC_DIR set, each process writes its metrics to that
+folder and /metrics of any of them reports the sum over all. Two fresh interpreters stand in
+for two uvicorn workers (the variable must be set before prometheus_client is imported, which
+is also why this cannot run in the test process). Fresh interpreters also prove that the
+service finds its model through explicit URIs, not MLflow's process-global state."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.service.conftest import Registry, history
+
+WORKER = textwrap.dedent(
+    """
+    import json, sys, warnings
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+    from service.main import create_app
+
+    body, n = json.loads(sys.argv[1]), int(sys.argv[2])
+    with TestClient(create_app()) as client:
+        for _ in range(n):
+            assert client.post("/forecast", json=body).status_code == 200
+        sys.stdout.write(client.get("/metrics").text)
+    """
+)
+
+
+def test_metrics_merge_over_worker_processes(registry: Registry, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "URNN_VAR_DIR": str(registry.settings.var_dir),
+        "URNN_MODEL_POLL_SECONDS": "0",
+        "OMP_NUM_THREADS": "1",
+        "URNN_TORCH_THREADS": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    body = json.dumps({"series": [history(registry.frame)]})
+    outputs = []
+    for n in (1, 2):  # worker A, then worker B: B's /metrics must include A's counts
+        done = subprocess.run(
+            [sys.executable, "-c", WORKER, body, str(n)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=Path(__file__).resolve().parents[2],
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(outputs[1])
+        for s in family.samples
+    }
+    forecasts = ("urnn_forecast_series_total", (("model_version", "1"),))
+    assert samples[forecasts] == 3.0  # 1 from A + 2 from B
+    info = [v for (name, _), v in samples.items() if name == "urnn_model_info"]
+    assert info == [1.0]  # B is alive and serves v1; A's live gauge left with A
+    assert any(name == "urnn_input_drift_psi" for name, _ in samples)
+    assert list(folder.glob("counter_*.db"))

@@ -1,0 +1,160 @@
+"""The service's parts on their own: the micro-batcher's queue bound and grouping, the rolling
+drift histogram against a brute-force window, PSI, and the model URI parser."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.batcher import MicroBatcher
+from service.drift import RollingHistogram, psi
+from service.errors import QueueFullError
+from service.loader import ModelUriError, parse_models_uri
+from service.metrics import ServiceMetrics
+from service.validation import PreparedRequest
+from tests.service.conftest import Registry, history, metric_value
+
+
+class FakeRequest:
+    """Stands in for a PreparedRequest: the batcher reads only `.series` and `.model`."""
+
+    def __init__(self, n_series: int, model: object) -> None:
+        self.series = tuple(range(n_series))
+        self.model = model
+
+
+def fake(n_series: int, model: object = "m1") -> PreparedRequest:
+    return cast(PreparedRequest, FakeRequest(n_series, model))
+
+
+def test_batcher_groups_bounds_and_sheds_load() -> None:
+    release = threading.Event()
+    batches: list[list[int]] = []
+
+    def runner(requests: Sequence[PreparedRequest]) -> list[np.ndarray]:
+        release.wait(timeout=10)
+        batches.append([len(r.series) for r in requests])
+        return [np.full((len(r.series), 1, 1), float(len(r.series))) for r in requests]
+
+    async def scenario() -> None:
+        metrics = ServiceMetrics()
+        batcher = MicroBatcher(
+            runner, max_batch_series=4, max_wait_s=0.0, max_queue=3, metrics=metrics
+        )
+        await batcher.start()
+        first = asyncio.ensure_future(batcher.submit(fake(1)))
+        await asyncio.sleep(0.05)  # taken: now blocked in the runner
+        queued = [asyncio.ensure_future(batcher.submit(fake(n))) for n in (2, 2, 3)]
+        await asyncio.sleep(0.05)
+        assert batcher.depth == 3
+        with pytest.raises(QueueFullError, match="queue is full"):
+            await batcher.submit(fake(1))
+        release.set()
+        results = await asyncio.gather(first, *queued)
+        assert [r.shape[0] for r in results] == [1, 2, 2, 3]
+        assert [float(r[0, 0, 0]) for r in results] == [1.0, 2.0, 2.0, 3.0]
+        # 2 + 2 fill a batch of 4 series; 3 would exceed it and runs next.
+        assert batches == [[1], [2, 2], [3]]
+        rejected = metrics.rejected.labels(reason="queue_full")._value.get()
+        assert rejected == 1.0
+        await batcher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_batcher_runs_each_model_version_separately() -> None:
+    seen: list[set[object]] = []
+
+    def runner(requests: Sequence[PreparedRequest]) -> list[np.ndarray]:
+        seen.append({r.model for r in requests})
+        return [np.zeros((len(r.series), 1, 1)) for r in requests]
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(
+            runner, max_batch_series=64, max_wait_s=0.05, max_queue=10, metrics=ServiceMetrics()
+        )
+        await batcher.start()
+        await asyncio.gather(*(batcher.submit(fake(1, m)) for m in ("v1", "v2", "v1", "v2")))
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert sorted(map(sorted, seen)) == [["v1"], ["v2"]]  # type: ignore[arg-type]
+
+
+def test_a_lone_request_does_not_wait_for_company() -> None:
+    def runner(requests: Sequence[PreparedRequest]) -> list[np.ndarray]:
+        return [np.zeros((len(r.series), 1, 1)) for r in requests]
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(
+            runner, max_batch_series=64, max_wait_s=5.0, max_queue=10, metrics=ServiceMetrics()
+        )
+        await batcher.start()
+        start = time.perf_counter()
+        await batcher.submit(fake(1))
+        took = time.perf_counter() - start
+        await batcher.stop()
+        return took
+
+    assert asyncio.run(scenario()) < 1.0  # not the 5 s max_wait
+
+
+def test_full_queue_answers_503_with_retry_after(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = client_for()
+    batcher = client.app.state.service.batcher  # type: ignore[attr-defined]
+    batcher.max_queue = 0  # every request finds the queue full
+    response = client.post("/forecast", json={"series": [history(registry.frame)]})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "queue is full" in response.json()["detail"]
+    assert metric_value(client, "urnn_forecast_rejected_total", reason="queue_full") == 1.0
+
+
+def test_rolling_histogram_equals_a_brute_force_window() -> None:
+    rng = np.random.default_rng(0)
+    edges = np.array([-1.0, 0.0, 0.5, 1.0])
+    for capacity in (5, 17, 100):
+        rolling = RollingHistogram(edges, capacity)
+        window: deque[float] = deque(maxlen=capacity)
+        for _ in range(100):
+            values = rng.normal(size=int(rng.integers(1, 3 * capacity)))
+            rolling.add(values)
+            window.extend(values.tolist())
+            expected = np.bincount(
+                np.searchsorted(edges, np.array(window), side="left"), minlength=len(edges) + 1
+            )
+            np.testing.assert_array_equal(rolling.counts, expected)
+            assert rolling.size == len(window)
+
+
+def test_psi_is_zero_for_equal_and_large_for_disjoint_histograms() -> None:
+    reference = np.array([0.25, 0.25, 0.25, 0.25])
+    assert psi(reference, reference) == 0.0
+    assert psi(np.array([0.0, 0.0, 0.0, 1.0]), reference) > 2.0
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("models:/urnn-forecaster@champion", ("urnn-forecaster", "champion", None)),
+        ("models:/urnn-forecaster/3", ("urnn-forecaster", None, "3")),
+    ],
+)
+def test_models_uri(uri: str, expected: tuple[Any, ...]) -> None:
+    assert parse_models_uri(uri) == expected
+
+
+@pytest.mark.parametrize("uri", ["runs:/abc/model", "models:/x/latest", "models:/", "champion"])
+def test_models_uri_rejects_other_forms(uri: str) -> None:
+    with pytest.raises(ModelUriError, match="models:/<name>@<alias>"):
+        parse_models_uri(uri)
