@@ -32,7 +32,7 @@ def test_model_choices_match_the_models_package() -> None:
         (["benchmark", "paper", "copy", "--model", "urnn,transformer"], "unknown model"),
         (["benchmark", "paper", "copy", "--device", "tpu"], "argument --device: invalid choice"),
         (["benchmark", "paper", "mnist"], "invalid choice: 'mnist'"),
-        (["demo", "--batch-size", "0"], "argument --batch-size"),
+        (["demo", "--epochs", "0"], "argument --epochs"),
     ],
 )
 def test_bad_arguments_are_argparse_errors_naming_the_option(
@@ -82,24 +82,28 @@ def test_benchmark_runs_and_prints_the_table(capsys: pytest.CaptureFixture[str])
     assert "MLflow" not in out
 
 
-def test_demo_logs_to_mlflow_and_says_how_to_open_it(
+def test_demo_trains_registers_serves_and_forecasts(
     mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`urnn demo` end to end on the bundled ETTh1 (one epoch): a run in MLflow, version 1
+    registered and promoted (no champion yet), the real service answering POST /forecast."""
     from mlflow.tracking import MlflowClient
 
-    argv = ["demo", "--seq-len", "3", "--iterations", "2", "--eval-every", "1"]
-    assert cli.main([*argv, "--device", "cpu"], settings=mlflow_settings) == 0
+    assert cli.main(["demo", "--epochs", "1", "--device", "cpu"], settings=mlflow_settings) == 0
     out = capsys.readouterr().out
     uri = mlflow_settings.resolved_tracking_uri()
     assert f"mlflow ui --backend-store-uri {uri}" in out
-    assert "urnn" in out and "lstm" in out and "cost/base" in out
+    assert "promoted to champion: no champion yet" in out
+    assert "POST /forecast -> urnn-forecaster version 1; next 24 hours of OT:" in out
+    assert "seasonal naive (24 h) on the same windows" in out
 
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("paper-copy")
+    assert str(client.get_model_version_by_alias("urnn-forecaster", "champion").version) == "1"
+    experiment = client.get_experiment_by_name("demo")
     assert experiment is not None
-    runs = client.search_runs([experiment.experiment_id])
-    assert sorted(run.data.params["model"] for run in runs) == ["lstm", "urnn"]
-    assert all(run.data.metrics["eval_cost"] >= 0 for run in runs)
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.tags["kind"] == "urnn"
+    assert run.data.metrics["backtest_mase"] > 0
 
 
 def test_importing_the_cli_loads_neither_torch_nor_mlflow() -> None:

@@ -55,15 +55,6 @@ ETT_MODELS: tuple[str, ...] = ("urnn", "lstm", "linear", "seasonal_naive", "repe
 ETT_HORIZONS: tuple[int, ...] = (96, 192, 336, 720)
 MIN_SEQ_LEN = {"copy": 1, "adding": 2}  # mirrors PaperTask.min_seq_len, checked before torch loads
 
-# `urnn demo`: the copying-memory task at a delay long enough that only a model with memory can
-# beat the baseline, sized to finish in under a minute on two CPU cores (45 s measured with
-# the compiled recurrence). Measured (seed 0): the uRNN is at ~0 cost by iteration ~300; the
-# LSTM needs ~1300 iterations just to reach the memoryless baseline and then stays there, which
-# is the paper's Figure 1 in small.
-DEMO_SEQ_LEN = 200
-DEMO_ITERATIONS = 1500
-DEMO_EVAL_EVERY = 50
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -877,15 +868,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="copying memory, uRNN vs LSTM, in under a minute on two CPU cores",
+        help="end to end on the bundled ETTh1: train, backtest, register, serve, forecast",
         description=(
-            f"Copying-memory task at T={DEMO_SEQ_LEN} for {DEMO_ITERATIONS} iterations, uRNN "
-            "against LSTM, logged to MLflow; prints the result table and how to open the UI."
+            "Train a uRNN forecaster on the bundled ETTh1 file, backtest it beside seasonal "
+            "naive, log and register it in MLflow (champion if better), start the forecast "
+            "service on a free loopback port, POST a forecast request and print the answer. "
+            "About a minute on two CPU cores. The paper's copying task is `urnn benchmark "
+            "paper copy`."
         ),
     )
-    demo.set_defaults(task="copy")
-    _add_run_options(
-        demo, seq_len=DEMO_SEQ_LEN, iterations=DEMO_ITERATIONS, eval_every=DEMO_EVAL_EVERY
+    demo.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="maximum training epochs (early stopping may end sooner); default 6",
+    )
+    demo.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where to train; default: URNN_DEVICE or auto",
     )
     demo.set_defaults(handler=_run_demo, subparser=demo)
     _add_train_parser(commands)
@@ -980,22 +982,19 @@ def _run_paper(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from training.paper_benchmark import format_table
-    from training.paper_tasks import copy_baseline
+    from urnn_forecast.demo import DemoConfig, DemoError, run_demo
 
-    configs = _configs(args)
-    models = ", ".join(f"{c.model} (hidden {c.resolved_hidden_size})" for c in configs)
-    print(
-        f"Copying memory: remember 10 symbols across a delay of T={args.seq_len} steps "
-        f"(sequences of {args.seq_len + 20}), {args.iterations} iterations of batch "
-        f"{args.batch_size}.\nModels: {models}. A model without memory cannot beat the "
-        f"baseline cost {copy_baseline(args.seq_len):.4f}.\n",
-        flush=True,
-    )
-    results = _train_all(configs, settings, mlflow=not args.no_mlflow)
-    print(format_table(results))
-    if not args.no_mlflow:
-        _print_mlflow_location(settings, "paper-copy")
+    settings = settings.model_copy(update={"device": args.device})
+    config = DemoConfig() if args.epochs is None else DemoConfig(max_epochs=args.epochs)
+    start = time.perf_counter()
+    try:
+        run_demo(settings, config)
+    except DemoError as error:
+        print(f"urnn demo: error: {error}", file=sys.stderr)
+        return 1
+    _print_mlflow_location(settings, config.experiment)
+    print("  serve it yourself:  urnn serve   (then open http://127.0.0.1:8000/docs)")
+    print(f"wall time {time.perf_counter() - start:.1f} s")
     return 0
 
 

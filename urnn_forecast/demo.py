@@ -1,0 +1,228 @@
+"""`urnn demo`: the product end to end on the bundled data, on one machine, in about a minute.
+
+    result = run_demo(settings, DemoConfig())   # train -> backtest -> register -> serve -> forecast
+
+1. Train a uRNN forecaster on the bundled ETTh1 file (target `OT`, the ETT 12/4/4-month split,
+   train-only scaling, early stopping on val), backtest it on the test span, log everything to
+   MLflow (the embedded SQLite store under `./var/` unless `URNN_MLFLOW_TRACKING_URI` says
+   otherwise) and register it as `urnn-forecaster`; it becomes `champion` if it beats the
+   current champion (on a first run there is none).
+2. Score the daily seasonal naive forecast on the same backtest windows, so the user sees what
+   the model buys.
+3. Start the real forecast service (`service.main.create_app` under uvicorn, on a free loopback
+   port), wait until it is ready, POST the last look-back of the file to `/forecast` and print
+   the answer, then stop the service.
+
+Nothing is downloaded; everything runs on the CPU unless `URNN_DEVICE` picks a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from urnn_forecast.settings import Settings
+
+BUNDLED_ETTH1 = Path(__file__).resolve().parents[1] / "data" / "ETT-small" / "ETTh1.csv"
+
+
+class DemoError(RuntimeError):
+    """A demo step that did not work; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    data: Path = BUNDLED_ETTH1
+    target: str = "OT"
+    lookback: int = 336
+    horizon: int = 24
+    max_epochs: int = 6
+    backtest_step: int = 24  # one origin per day keeps the backtest quick
+    registered_name: str = "urnn-forecaster"
+    experiment: str = "demo"
+    serve_timeout_s: float = 60.0
+
+
+@dataclass
+class DemoResult:
+    run_id: str
+    version: str | None
+    promoted: bool
+    reason: str
+    scores: dict[str, float]
+    naive_scores: dict[str, float]
+    served_version: str | None = None
+    forecast: dict[str, Any] = field(default_factory=dict)
+
+
+def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult:
+    from models.forecaster import ForecasterConfig
+    from training.data import LoadConfig
+    from training.fit import FitConfig
+    from training.pipeline import TrainConfig, train_pipeline
+
+    config = config or DemoConfig()
+    if not config.data.is_file():
+        raise DemoError(f"the bundled data file {config.data} is missing")
+    train = TrainConfig(
+        data=str(config.data),
+        load=LoadConfig(target=config.target),
+        model=ForecasterConfig(
+            kind="urnn",
+            lookback=config.lookback,
+            horizon=config.horizon,
+            normalisation="last",
+            dropout=0.3,
+        ),
+        fit=FitConfig(max_epochs=config.max_epochs, mse_weight=1.0, device=settings.device),
+        split_method="ett",
+        backtest_step=config.backtest_step,
+        registered_name=config.registered_name,
+        experiment=config.experiment,
+        run_name="demo-urnn",
+    )
+    print(
+        f"1/3 Training a uRNN forecaster on {config.data.name} (target {config.target}, "
+        f"look-back {config.lookback} h, horizon {config.horizon} h, up to {config.max_epochs} "
+        "epochs, early stopping on the validation months) ...",
+        flush=True,
+    )
+    trained = train_pipeline(train, settings)
+    naive = _naive_scores(train)
+    result = DemoResult(
+        run_id=trained.run_id,
+        version=trained.version,
+        promoted=trained.promoted,
+        reason=trained.reason,
+        scores=trained.scores,
+        naive_scores=naive,
+    )
+    print(
+        f"    backtest on the test months (original units, one origin per day): "
+        f"MAE {trained.scores['mae']:.3f}, MASE {trained.scores['mase']:.3f}; "
+        f"seasonal naive (24 h) on the same windows: MAE {naive['mae']:.3f}, "
+        f"MASE {naive['mase']:.3f}"
+    )
+    print(
+        f"2/3 Registered {config.registered_name} version {trained.version} in MLflow "
+        f"(run {trained.run_id}); "
+        + ("promoted to champion" if trained.promoted else "not promoted")
+        + f": {trained.reason}",
+        flush=True,
+    )
+    print(f"3/3 Serving models:/{config.registered_name}@champion and asking it for a forecast")
+    champion = f"models:/{config.registered_name}@champion"
+    served = _serve_and_forecast(settings.model_copy(update={"model_uri": champion}), config)
+    result.served_version = served["model"]["version"]
+    result.forecast = served["forecasts"][0]
+    steps = result.forecast["timestamps"] or []
+    q = result.forecast["quantiles"]
+    print(
+        f"    POST /forecast -> {served['model']['name']} version {result.served_version}; "
+        f"next {len(result.forecast['mean'])} hours of {config.target}:"
+    )
+    for i in range(0, len(result.forecast["mean"]), 6):
+        stamp = steps[i] if steps else f"step {i + 1}"
+        print(
+            f"      {stamp}: {result.forecast['mean'][i]:7.2f}  "
+            f"(80 % interval {q['0.1'][i]:.2f} .. {q['0.9'][i]:.2f})"
+        )
+    return result
+
+
+def _naive_scores(train: Any) -> dict[str, float]:
+    """The daily seasonal naive forecast on the same backtest windows as the trained model."""
+    from models.forecaster import ForecasterConfig
+    from training.backtest import backtest
+    from training.data import load_data
+    from training.pipeline import overall_scores, resolve_model_config
+
+    data = load_data(train.data, replace(train.load, min_length=train.model.lookback + 1))
+    naive = resolve_model_config(
+        ForecasterConfig(
+            kind="seasonal_naive",
+            lookback=train.model.lookback,
+            horizon=train.model.horizon,
+            season_length=24,
+        ),
+        data,
+    )
+    result = backtest(data, train.split(naive.lookback), naive, train.fit, train.backtest_config())
+    return overall_scores(result)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _serve_and_forecast(settings: Settings, config: DemoConfig) -> dict[str, Any]:
+    import pandas as pd
+    import uvicorn
+
+    from service.main import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, name="urnn-demo-server", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, config.serve_timeout_s)
+        frame = pd.read_csv(config.data, parse_dates=["date"])
+        tail = frame.iloc[-config.lookback :]
+        body = {
+            "horizon": config.horizon,
+            "quantiles": [0.1, 0.5, 0.9],
+            "series": [
+                {
+                    "id": "ETTh1",
+                    "start": pd.Timestamp(tail["date"].iloc[0]).isoformat(),
+                    "freq": "h",
+                    "values": [float(v) for v in tail[config.target]],
+                }
+            ],
+        }
+        request = urllib.request.Request(
+            f"{base}/forecast",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise DemoError(
+                f"POST /forecast answered {error.code}: {error.read().decode()}"
+            ) from None
+        return answer
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _wait_ready(base: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            last = f"{error.code} {error.read().decode()}"
+        except OSError as error:
+            last = str(error)
+        time.sleep(0.2)
+    raise DemoError(f"the service did not become ready within {timeout_s:.0f} s: {last}")
