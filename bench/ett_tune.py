@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "M-seg48": {"setting": "M", "segment_length": 48},
     "M-drop5": {"setting": "M", "dropout": 0.5},
     "M-bs256": {"setting": "M", "batch_size": 256},
+    "M-seg48-lr3e-4": {"setting": "M", "segment_length": 48, "lr": 3e-4},
+    "M-seg48-drop5": {"setting": "M", "segment_length": 48, "dropout": 0.5},
 }
 
 
