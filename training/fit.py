@@ -29,6 +29,8 @@ Decisions and why:
   normalisation), so after training the gaps between quantiles are rescaled on the val windows
   (split-conformal, `Forecaster.calibrate_gaps`). The median is untouched; val already chose
   the epoch, so this reuses it once more rather than carving a third split out of the history.
+- Under torchrun each batch is split across the ranks and DDP averages the gradients
+  (training/distributed.py).
 - Hooks: `on_epoch_end(record)` after every epoch (MLflow metrics later); `should_stop()`
   before every batch (job cancellation later): the loop ends cleanly and restores the best.
 """
@@ -46,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from models.forecaster import (
@@ -57,6 +60,7 @@ from models.forecaster import (
     save_checkpoint,
     window_statistics,
 )
+from training import distributed
 from training.paper_benchmark import DeviceName, resolve_device
 from training.windows import WindowDataset
 
@@ -350,6 +354,13 @@ def _train(
     elif config.schedule == "cosine":
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
     shuffle = torch.Generator().manual_seed(config.seed)
+    # Under torchrun (training/distributed.py): DDP averages gradients over each batch's shards.
+    ranks = distributed.active()
+    engine: torch.nn.Module = model
+    if ranks is not None:
+        device_ids = [torch.device(device).index] if device.startswith("cuda") else None
+        # Some kinds leave parameters out of the forecast (the uRNN's own readout): tell DDP.
+        engine = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
     best_state: dict[str, Tensor] | None = None
     stale = 0
     bar = tqdm(range(1, config.max_epochs + 1), desc=c.kind, disable=not progress, leave=False)
@@ -365,8 +376,10 @@ def _train(
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
+            if ranks is not None:
+                indices = distributed.shard(indices, ranks)
             batch = train.batch(indices).to(device)
-            pred = model(*batch.model_inputs(model))
+            pred = engine(*batch.model_inputs(model))
             loss = training_loss(pred, batch.target, quantiles, c.median_index, config.mse_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated

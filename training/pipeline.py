@@ -18,14 +18,15 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
 from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
+from training import distributed
 from training.backtest import BacktestConfig, BacktestResult, backtest
 from training.data import LoadConfig, LoadedData, load_data
 from training.fit import EpochRecord, FitConfig, fit
@@ -36,13 +37,17 @@ from training.registry import (
     log_forecaster,
     promote_if_better,
 )
-from training.split import SplitConfig, SplitMethod, StandardScaler, split_data
-from training.windows import make_windows, window_config_for
+from training.split import SeriesSplit, SplitConfig, SplitMethod, StandardScaler, split_data
+from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import start_run
 
 METRICS = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
+
+
+class TrainingCancelledError(RuntimeError):
+    """`should_stop` answered True: the run ended before registering anything."""
 
 
 @dataclass(frozen=True)
@@ -114,22 +119,32 @@ def overall_scores(result: BacktestResult) -> dict[str, float]:
     return {str(k): float(v) for k, v in row.items() if k != "n"}
 
 
-def train_pipeline(config: TrainConfig, settings: Settings) -> TrainResult:
+def train_pipeline(
+    config: TrainConfig,
+    settings: Settings,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Run the whole pipeline. `should_stop` (job cancellation) is polled before every training
+    batch; when it answers True the pipeline raises TrainingCancelledError instead of backtesting
+    and registering (the MLflow run ends as failed)."""
     import mlflow
 
-    load = config.load
-    if load.min_length == LoadConfig.min_length:  # untouched: ask for one full window at least
-        load = replace(load, min_length=config.model.lookback + config.model.horizon)
-    data = load_data(config.data, load)
-    model_config = resolve_model_config(config.model, data)
-    split_config = config.split(model_config.lookback)
-    splits = split_data(data, split_config)
-    scaler = StandardScaler.fit(splits, scope="global")
-    window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
-    sets = make_windows(splits, scaler, window_config, freq=data.freq)
+    def check_cancelled(where: str) -> None:
+        if should_stop is not None and should_stop():
+            raise TrainingCancelledError(f"cancelled {where}")
+
+    check_cancelled("before loading the data")
+    load, data, model_config, split_config, splits, scaler, sets = _prepare(config)
     backtest_config = config.backtest_config()
 
-    tags = {"kind": model_config.kind, "target": data.target, "source": data.source}
+    ranks = distributed.active()
+    tags = {
+        "kind": model_config.kind,
+        "target": data.target,
+        "source": data.source,
+        "processes": str(1 if ranks is None else ranks.world_size),  # DDP under torchrun
+    }
     with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
         run_id = run.info.run_id
         mlflow.log_params(_params(config, load, model_config, split_config), run_id=run_id)
@@ -146,8 +161,11 @@ def train_pipeline(config: TrainConfig, settings: Settings) -> TrainResult:
             sets.val,
             config.fit,
             on_epoch_end=on_epoch_end,
+            should_stop=should_stop,
             progress=config.progress,
         )
+        if fitted.stop_reason == "cancelled":
+            raise TrainingCancelledError(f"cancelled during training (run {run_id})")
         mlflow.log_metrics(
             {
                 "best_epoch": fitted.best_epoch,
@@ -232,6 +250,38 @@ def train_pipeline(config: TrainConfig, settings: Settings) -> TrainResult:
         },
         **result_fields,
     )
+
+
+class Prepared(NamedTuple):
+    load: LoadConfig
+    data: LoadedData
+    model_config: ForecasterConfig
+    split_config: SplitConfig
+    splits: dict[str, SeriesSplit]
+    scaler: StandardScaler
+    sets: WindowSets
+
+
+def _prepare(config: TrainConfig) -> Prepared:
+    """load -> split by time -> scaler on train -> windows: what every rank trains on."""
+    load = config.load
+    if load.min_length == LoadConfig.min_length:  # untouched: ask for one full window at least
+        load = replace(load, min_length=config.model.lookback + config.model.horizon)
+    data = load_data(config.data, load)
+    model_config = resolve_model_config(config.model, data)
+    split_config = config.split(model_config.lookback)
+    splits = split_data(data, split_config)
+    scaler = StandardScaler.fit(splits, scope="global")
+    window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
+    sets = make_windows(splits, scaler, window_config, freq=data.freq)
+    return Prepared(load, data, model_config, split_config, splits, scaler, sets)
+
+
+def train_replica(config: TrainConfig) -> None:
+    """A torchrun rank other than 0: the same data and the same fit in step with rank 0 (DDP
+    averages the gradients); no MLflow, no backtest, no registration (rank 0 does those)."""
+    prepared = _prepare(config)
+    fit(prepared.model_config, prepared.sets.train, prepared.sets.val, config.fit, progress=False)
 
 
 def splits_train(splits: Mapping[str, Any]) -> list[pd.DataFrame]:

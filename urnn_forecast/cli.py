@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -367,6 +367,14 @@ def _add_train_parser(commands: Any) -> None:
         ("--train-stride", "N", "rows between training windows; default 1"),
     ):
         model.add_argument(flag, type=_positive_int, default=None, metavar=meta, help=text)
+    model.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N processes under torchrun (DistributedDataParallel: gloo "
+        "on CPU, nccl on GPU; rank 0 logs and registers); default 1",
+    )
     model.add_argument("--lr", type=float, default=None, help="learning rate; default 1e-3")
     model.add_argument("--seed", type=int, default=None, help="random seed; default 0")
     model.add_argument(
@@ -389,6 +397,13 @@ def _add_train_parser(commands: Any) -> None:
         default=None,
         metavar="NAME",
         help="registered model name; default urnn-forecaster",
+    )
+    registry.add_argument(
+        "--result-json",
+        default=None,
+        metavar="FILE",
+        help="also write the outcome (run id, registered version, promoted, scores) to FILE as "
+        "JSON; retraining jobs read it; default: none",
     )
     registry.add_argument(
         "--no-promote",
@@ -893,6 +908,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(commands)
     _add_backtest_parser(commands)
     _add_serve_parser(commands)
+    _add_worker_parser(commands)
+    _add_db_parser(commands)
     return parser
 
 
@@ -900,6 +917,7 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     """Entry point of the `urnn` script; `settings` lets tests point MLflow at a temp store."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch under torchrun
     subparser: argparse.ArgumentParser = args.subparser
     if hasattr(args, "seq_len") and args.seq_len < MIN_SEQ_LEN[args.task]:
         subparser.error(
@@ -1138,14 +1156,65 @@ def _build_train_fields(train: dict[str, Any]) -> dict[str, Any]:
     return train
 
 
+def train_config_from_sections(
+    data: str, sections: Mapping[str, Any], *, what: str = "config"
+) -> "TrainConfig":
+    """A TrainConfig from `--config`-style sections (`{"model": {...}, "fit": {...}, "load":
+    {...}, "train": {...}}`) with the same checks as `urnn train --config`; retraining jobs
+    (jobs/spec.py) validate their parameters with it. Errors are UsageErrors naming
+    `<what>.<section>` and the field."""
+    from models.forecaster import ForecasterConfig
+    from training.data import LoadConfig
+    from training.fit import FitConfig
+    from training.pipeline import TrainConfig
+
+    unknown = sorted(set(sections) - set(CONFIG_SECTIONS))
+    if unknown:
+        raise UsageError(
+            f"{what}: unknown section(s) {unknown}; allowed: {', '.join(CONFIG_SECTIONS)}"
+        )
+    for key, value in sections.items():
+        if not isinstance(value, Mapping):
+            raise UsageError(f"{what}.{key}: must be a JSON object")
+    train = dict(sections.get("train", {}))
+    for reserved in ("data", "load", "model", "fit"):
+        if reserved in train:
+            raise UsageError(f"{what}.train: set {reserved!r} in its own section, not 'train'")
+    built: dict[str, Any] = {}
+    for section, cls in (("load", LoadConfig), ("model", ForecasterConfig), ("fit", FitConfig)):
+        try:
+            built[section] = _build(cls, dict(sections.get(section, {})), f"{what}.{section}")
+        except UsageError:
+            raise
+        except ValueError as error:  # the config's own __post_init__ checks
+            raise UsageError(f"{what}.{section}: {error}") from None
+    try:
+        return TrainConfig(data=data, **built, **_build_train_fields(train))
+    except UsageError as error:
+        raise UsageError(f"{what}.train: {str(error).removeprefix('train config: ')}") from None
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"{what}.train: {error}") from None
+
+
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_distributed(args, settings)
     errors = _input_errors()
     start = time.perf_counter()
     try:
         config = _train_config(args)
         if not Path(config.data).exists():
             raise UsageError(f"--data {config.data}: no such file")
-        from training.pipeline import train_pipeline
+        from training import distributed
+        from training.pipeline import train_pipeline, train_replica
+
+        ranks = distributed.init(config.fit.device)
+        if ranks is not None and ranks.rank != 0:
+            train_replica(config)
+            distributed.finish()
+            return 0
 
         print(
             f"Training {config.model.kind} (lookback {config.model.lookback}, horizon "
@@ -1153,6 +1222,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
             flush=True,
         )
         result = train_pipeline(config, settings)
+        distributed.finish()
     except errors as error:
         return _fail("train", error)
     except ValueError as error:  # e.g. TrainConfig's own checks
@@ -1171,6 +1241,16 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         print(f"logged model {result.model_uri} (not registered)")
     _print_mlflow_location(settings, config.experiment)
     print(f"wall time {time.perf_counter() - start:.1f} s")
+    if args.result_json:
+        outcome = {
+            "run_id": result.run_id,
+            "registered_name": result.registered_name,
+            "version": result.version,
+            "promoted": result.promoted,
+            "reason": result.reason,
+            "scores": result.scores,
+        }
+        Path(args.result_json).write_text(json.dumps(outcome, indent=2))
     return 0
 
 
@@ -1260,6 +1340,119 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         result.tables.by_step.to_csv(out / "by_step.csv")
         print(f"\ntables and plots written to {out}")
     return 0
+
+
+def _launch_distributed(args: argparse.Namespace, settings: Settings) -> int:
+    """Run this same `urnn train` command under torchrun with --nproc processes."""
+    import os
+    import subprocess
+
+    from training.distributed import launch_command
+
+    # The ranks build their settings from the environment: hand over the ones given here.
+    env = {**os.environ, **settings.environment()}
+    print(f"urnn train: launching {args.nproc} processes under torchrun", flush=True)
+    return subprocess.run(launch_command(args.nproc, args.argv), env=env, check=False).returncode
+
+
+def _add_worker_parser(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="executes queued retraining jobs",
+        description=(
+            "Claim queued jobs from the job database (URNN_DATABASE_URL) one at a time and run "
+            "them through the training pipeline; also enqueue due schedule runs and retry jobs "
+            "whose worker died. Run any number of workers against one database. SIGTERM or "
+            "Ctrl-C stops the running job at the next batch, puts it back in the queue and "
+            "exits. See docs/jobs.md."
+        ),
+    )
+    worker.add_argument(
+        "--max-jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="exit after N jobs; default: run until stopped",
+    )
+    worker.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="exit as soon as the queue is empty instead of waiting for more jobs",
+    )
+    worker.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="do not enqueue due schedule runs from this worker (others still may)",
+    )
+    worker.add_argument(
+        "--worker-id",
+        default=None,
+        metavar="ID",
+        help="name shown in GET /jobs/{id}; default host:pid:random",
+    )
+    # Jobs say where they train (config.fit.device), so no --device option here.
+    worker.set_defaults(handler=_run_worker, subparser=worker, device=None)
+
+
+def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from jobs.db import Database
+    from jobs.worker import Worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    db = Database.from_settings(settings)
+    worker = Worker(db, settings, worker_id=args.worker_id, scheduler=not args.no_scheduler)
+    worker.install_signal_handlers()
+    try:
+        worker.run(max_jobs=args.max_jobs, until_idle=args.until_idle)
+    finally:
+        db.dispose()
+    return 0
+
+
+def _add_db_parser(commands: Any) -> None:
+    db = commands.add_parser(
+        "db",
+        help="Alembic upgrade head (the job database's schema)",
+        description=(
+            "Create or migrate the job database at URNN_DATABASE_URL (default: a SQLite file "
+            "under ./var/) with the Alembic scripts in migrations/."
+        ),
+    )
+    actions = db.add_subparsers(
+        dest="db_action", metavar="ACTION", required=True, help="upgrade, downgrade or current"
+    )
+    up = actions.add_parser("upgrade", help="migrate to a revision (default head)")
+    up.add_argument("revision", nargs="?", default="head", help="target revision; default head")
+    down = actions.add_parser("downgrade", help="migrate back to a revision")
+    down.add_argument("revision", help="target revision, e.g. base (drops every table) or -1")
+    actions.add_parser("current", help="print the database's revision")
+    db.set_defaults(handler=_run_db, subparser=db, device=None)
+
+
+def _run_db(args: argparse.Namespace, settings: Settings) -> int:
+    from jobs.db import current_revision, downgrade, upgrade
+
+    url = settings.resolved_database_url()
+    shown = _hide_password(url)
+    if args.db_action == "upgrade":
+        upgrade(url, args.revision)
+        print(f"{shown}: upgraded to {current_revision(url)}")
+    elif args.db_action == "downgrade":
+        downgrade(url, args.revision)
+        print(f"{shown}: downgraded to {current_revision(url)}")
+    else:
+        print(f"{shown}: {current_revision(url) or 'empty (run `urnn db upgrade`)'}")
+    return 0
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

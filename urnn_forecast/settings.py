@@ -109,6 +109,41 @@ class Settings(BaseSettings):
         default=1, ge=1, description="`urnn serve` worker processes (uvicorn --workers)."
     )
 
+    # --- the job database and workers (jobs/, `urnn worker`, `urnn db upgrade`) ---------------
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the job database, e.g. postgresql+psycopg://user@host/urnn; "
+            "default: a SQLite file at <var_dir>/jobs.db."
+        ),
+    )
+    job_lease_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        description=(
+            "How long a running job stays claimed without a heartbeat; after that another "
+            "worker retries it (the worker is presumed dead)."
+        ),
+    )
+    job_heartbeat_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        description=(
+            "How often a worker renews its job's lease and checks for a cancel request (a "
+            "cancel is honoured within about this long); keep it well under job_lease_seconds."
+        ),
+    )
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Claims a job gets before a lost worker (expired lease) fails it for good.",
+    )
+    worker_poll_seconds: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="How long an idle worker sleeps between looks at the queue and schedules.",
+    )
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
@@ -119,6 +154,20 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{(self.var_dir / 'mlflow.db').resolve()}"
+
+    def environment(self) -> dict[str, str]:
+        """These settings as `URNN_*` variables, for child processes (torchrun ranks) that build
+        their own; unset fields and secrets are left out (children inherit those, if any)."""
+        return {
+            f"URNN_{name.upper()}": str(value)
+            for name, value in self
+            if value is not None and not isinstance(value, SecretStr)
+        }
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'jobs.db').resolve()}"
 
     def resolved_artifact_root(self) -> str:
         if self.mlflow_artifact_root:

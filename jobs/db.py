@@ -1,0 +1,122 @@
+"""The job database: an engine and sessions built from Settings, and Alembic's upgrade/downgrade.
+
+    db = Database.from_settings(settings)     # no I/O yet
+    upgrade(settings)                         # `urnn db upgrade`: migrations/ to head
+    with db.session() as session: ...         # one transaction, committed on success
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys on, and every
+transaction opened with `BEGIN IMMEDIATE`: a transaction takes the write lock when it starts, so
+two workers never read the same queued job and then both update it (the claim in queue.py is
+also conditional, checked by rowcount). PostgreSQL claims with `FOR UPDATE SKIP LOCKED`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from urnn_forecast.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        assert isinstance(dbapi_connection, sqlite3.Connection)
+        # Let SQLAlchemy's "begin" hook below emit BEGIN itself (pysqlite's own is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+@dataclass
+class Database:
+    """The engine and a session factory; `session()` is one committed-or-rolled-back unit."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def from_url(cls, url: str) -> Database:
+        engine = make_engine(url)
+        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls.from_url(settings.resolved_database_url())
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> Any:
+    """Alembic's Config pointing at migrations/ and `url` (env.py reads it from here)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation: a literal % in a password must be doubled.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """`alembic upgrade <revision>` on the database at `url`."""
+    from alembic import command
+
+    if make_url(url).get_backend_name() == "sqlite":
+        make_engine(url).dispose()  # creates the SQLite file's folder
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """`alembic downgrade <revision>` (e.g. "base": drop every table the migrations made)."""
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

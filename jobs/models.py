@@ -1,0 +1,125 @@
+"""The job database's tables, as SQLAlchemy 2 typed ORM classes.
+
+Times are stored as naive UTC (`UtcDateTime`) so SQLite and PostgreSQL compare them the same way,
+and handed back timezone-aware. Ids are UUID strings: workers on several machines, no sequence
+to share. The schema itself is owned by Alembic (migrations/); tests check that the two agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+# Named constraints, so that Alembic migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, naive UTC in the database, aware UTC out."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UtcDateTime}
+
+
+class Schedule(Base):
+    """A cron expression in an explicit IANA time zone that enqueues a job at each due time."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    cron: Mapped[str] = mapped_column(String(120))
+    timezone: Mapped[str] = mapped_column(String(64))  # IANA name, e.g. "Europe/Paris"
+    spec: Mapped[dict[str, Any]]  # the JobSpec each run gets
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The next due time not yet enqueued (UTC). The scheduler enqueues the latest due time
+    # <= now and moves this past now: older missed runs are skipped (docs/jobs.md).
+    next_due_at: Mapped[datetime]
+    last_due_at: Mapped[datetime | None]  # the due time of the last run enqueued
+
+
+class Job(Base):
+    """One training run: its parameters, where it is in its life, and what it produced."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # A schedule's due time becomes at most one job, however many schedulers race.
+        UniqueConstraint("schedule_id", "due_at", name="uq_jobs_schedule_id_due_at"),
+        CheckConstraint(
+            "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')",
+            name="status",
+        ),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    spec: Mapped[dict[str, Any]]  # JobSpec as JSON: data, target, covariates, config, promote
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]  # of the latest attempt
+    finished_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker_id: Mapped[str | None] = mapped_column(String(200))  # holder of the latest claim
+    lease_expires_at: Mapped[datetime | None]  # running jobs only; renewed by the heartbeat
+    heartbeat_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    registered_name: Mapped[str | None] = mapped_column(String(200))
+    registered_version: Mapped[str | None] = mapped_column(String(32))
+    promoted: Mapped[bool | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    log_tail: Mapped[str | None] = mapped_column(Text)
+    schedule_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("schedules.id", ondelete="SET NULL")
+    )
+    due_at: Mapped[datetime | None]  # the schedule's due time this job runs for

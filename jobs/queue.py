@@ -1,0 +1,245 @@
+"""The job queue's operations: short verbs, keyword-only arguments, session or database first.
+
+API side (one session, the caller's transaction): `submit`, `get`, `list_jobs`, `cancel`.
+Worker side (each its own transaction): `claim`, `heartbeat`, `finish`, `release`,
+`recover_expired`.
+
+Correctness rests on conditional updates. A claim moves one job queued -> running only `WHERE
+status = 'queued'` and checks the row count; on PostgreSQL the candidate is read `FOR UPDATE SKIP
+LOCKED`, so racing workers take different jobs without waiting; on SQLite every transaction is
+`BEGIN IMMEDIATE` (jobs/db.py), so claims are serialised. A claim bumps `attempts`; every later
+write by that worker is fenced on `(worker_id, attempts, status = 'running')`, so a worker that
+lost its lease (and whose job another worker re-claimed) can never overwrite the new attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.orm import Session
+
+from jobs.db import Database
+from jobs.models import JOB_STATUSES, TERMINAL_STATUSES, Job, utcnow
+
+
+class JobNotFoundError(LookupError):
+    """No job has this id (404)."""
+
+
+class JobFinishedError(RuntimeError):
+    """The job already ended (409): there is nothing left to cancel."""
+
+
+def submit(
+    session: Session,
+    *,
+    spec: dict[str, Any],
+    max_attempts: int,
+    schedule_id: str | None = None,
+    due_at: datetime | None = None,
+) -> Job:
+    job = Job(
+        spec=spec,
+        status="queued",
+        created_at=utcnow(),
+        attempts=0,
+        max_attempts=max_attempts,
+        cancel_requested=False,
+        schedule_id=schedule_id,
+        due_at=due_at,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get(session: Session, *, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    return job
+
+
+def list_jobs(
+    session: Session, *, status: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[Job], int]:
+    """Newest first, and the total count under the same filter."""
+    where: list[ColumnElement[bool]] = []
+    if status is not None:
+        if status not in JOB_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(JOB_STATUSES)}; got {status!r}")
+        where.append(Job.status == status)
+    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    rows = session.scalars(
+        select(Job)
+        .where(*where)
+        .order_by(Job.created_at.desc(), Job.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total)
+
+
+def cancel(session: Session, *, job_id: str) -> Job:
+    """Queued: cancelled at once. Running: flagged; its worker stops within a heartbeat."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    if job.status in TERMINAL_STATUSES:
+        raise JobFinishedError(f"job {job_id} already ended ({job.status}); nothing to cancel")
+    job.cancel_requested = True
+    if job.status == "queued":
+        job.status = "cancelled"
+        job.finished_at = utcnow()
+        job.error = "cancelled before it started"
+    session.flush()
+    return job
+
+
+# --- the worker's side ---------------------------------------------------------------------------
+
+
+def claim(db: Database, *, worker_id: str, lease_seconds: float) -> Job | None:
+    """Move the oldest queued job to running for `worker_id`, or None when there is none."""
+    with db.session() as session:
+        candidate = session.scalar(
+            select(Job.id)
+            .where(Job.status == "queued")
+            .order_by(Job.created_at, Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has BEGIN IMMEDIATE instead
+        )
+        if candidate is None:
+            return None
+        now = utcnow()
+        result = session.execute(
+            update(Job)
+            .where(Job.id == candidate, Job.status == "queued")
+            .values(
+                status="running",
+                attempts=Job.attempts + 1,
+                worker_id=worker_id,
+                started_at=now,
+                heartbeat_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return None
+        return session.get(Job, candidate, populate_existing=True)
+
+
+def _fenced(job_id: str, worker_id: str, attempt: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Job.id == job_id,
+        Job.worker_id == worker_id,
+        Job.attempts == attempt,
+        Job.status == "running",
+    )
+
+
+@dataclass(frozen=True)
+class Beat:
+    alive: bool  # False: the lease is no longer this worker's (expired and recovered)
+    cancel_requested: bool
+
+
+def heartbeat(
+    db: Database,
+    *,
+    job_id: str,
+    worker_id: str,
+    attempt: int,
+    lease_seconds: float,
+    log_tail: str | None = None,
+) -> Beat:
+    """Renew the lease (and store the log tail); say whether a cancel was requested."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "heartbeat_at": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+    }
+    if log_tail is not None:
+        values["log_tail"] = log_tail
+    with db.session() as session:
+        result = session.execute(
+            update(Job)
+            .where(*_fenced(job_id, worker_id, attempt))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return Beat(alive=False, cancel_requested=False)
+        flag = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+        return Beat(alive=True, cancel_requested=bool(flag))
+
+
+def finish(
+    db: Database, *, job_id: str, worker_id: str, attempt: int, status: str, **values: Any
+) -> bool:
+    """Record the end of an attempt; False when the job is no longer this worker's."""
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"finish needs a final status, got {status!r}")
+    with db.session() as session:
+        result = session.execute(
+            update(Job)
+            .where(*_fenced(job_id, worker_id, attempt))
+            .values(status=status, finished_at=utcnow(), lease_expires_at=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+
+def release(
+    db: Database, *, job_id: str, worker_id: str, attempt: int, reason: str, **values: Any
+) -> bool:
+    """Put a running job back in the queue without spending an attempt (graceful shutdown)."""
+    with db.session() as session:
+        result = session.execute(
+            update(Job)
+            .where(*_fenced(job_id, worker_id, attempt))
+            .values(
+                status="queued",
+                attempts=Job.attempts - 1,
+                lease_expires_at=None,
+                error=reason,
+                **values,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+
+def recover_expired(db: Database, *, now: datetime | None = None) -> list[Job]:
+    """Jobs whose worker stopped heartbeating: back to the queue while attempts remain, else
+    failed with the reason (cancelled if a cancel was pending). Returns the jobs it changed."""
+    now = now or utcnow()
+    changed: list[Job] = []
+    with db.session() as session:
+        expired = session.scalars(
+            select(Job)
+            .where(Job.status == "running", Job.lease_expires_at < now)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for job in expired:
+            lost = (
+                f"attempt {job.attempts} lost: worker {job.worker_id} stopped heartbeating "
+                f"(lease expired {job.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+            )
+            job.lease_expires_at = None
+            if job.cancel_requested:
+                job.status, job.finished_at = "cancelled", now
+                job.error = f"cancelled; {lost}"
+            elif job.attempts < job.max_attempts:
+                job.status = "queued"
+                job.error = f"{lost}; retrying ({job.max_attempts - job.attempts} left)"
+            else:
+                job.status, job.finished_at = "failed", now
+                job.error = f"{lost}; gave up after {job.attempts} attempt(s)"
+            changed.append(job)
+    return changed

@@ -1,0 +1,124 @@
+"""A job's parameters (`JobSpec`), checked at submission so a bad spec is a 422, not a failed run.
+
+    spec = JobSpec(data="data/ETT-small/ETTh1.csv", target="OT",
+                   config={"model": {"lookback": 96, "horizon": 24}, "fit": {"max_epochs": 5}})
+    spec = validate_spec(spec)          # JobSpecError naming the field, or the checked spec
+    config = spec.train_config(run_name="job-<id>")   # what the worker hands train_pipeline
+
+`config` has the sections of `urnn train --config` (model, fit, load, train) and goes through
+the same checks (urnn_forecast.cli.train_config_from_sections); `target` and `covariates` are
+the load section's and may not be repeated there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from training.pipeline import TrainConfig
+
+
+class JobSpecError(ValueError):
+    """A job spec that cannot run; `field` is its dotted path (`data`, `config.model`, ...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"field {field!r}: {message}")
+        self.field = field
+
+
+class JobSpec(BaseModel):
+    """What one retraining job trains on and how; stored as JSON in jobs.spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="History file (.csv, .csv.gz, .parquet) readable by workers.")
+    target: str = Field(min_length=1, description="The column to forecast.")
+    covariates: list[str] = Field(default_factory=list, description="Past covariate columns.")
+    config: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            'Sections as in `urnn train --config`: {"model": {ForecasterConfig fields}, '
+            '"fit": {FitConfig fields}, "load": {LoadConfig fields}, "train": {TrainConfig '
+            "fields}}."
+        ),
+    )
+    promote: bool = Field(
+        default=True,
+        description="Move the champion alias if the new version beats it on the same backtest.",
+    )
+    nproc: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Processes to train in, data-parallel under torchrun (DistributedDataParallel: "
+            "gloo on CPU, nccl on GPU) on the worker's machine; 1 trains in the worker."
+        ),
+    )
+
+    def train_config(self, *, run_name: str | None = None) -> TrainConfig:
+        """The TrainConfig this spec means; JobSpecError naming the field when it has none."""
+        from urnn_forecast.cli import UsageError, train_config_from_sections
+
+        load = dict(self.config.get("load", {}))
+        for key in ("target", "covariates"):
+            if key in load:
+                raise JobSpecError(f"config.load.{key}", f"give {key!r} at the top level")
+        load["target"] = self.target
+        load["covariates"] = list(dict.fromkeys(self.covariates))
+        train = dict(self.config.get("train", {}))
+        if "promote" in train:
+            raise JobSpecError("config.train.promote", "give 'promote' at the top level")
+        train["promote"] = self.promote
+        if run_name is not None:
+            train.setdefault("run_name", run_name)
+        sections = {**self.config, "load": load, "train": train}
+        try:
+            return train_config_from_sections(self.data, sections, what="config")
+        except UsageError as error:
+            message = str(error)
+            field, _, rest = message.partition(": ")
+            raise JobSpecError(field, rest or message) from None
+
+
+def read_columns(path: Path, *, sep: str = ",") -> list[str]:
+    """The column names of a history file, from its header (CSV) or schema (Parquet)."""
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        return [str(c) for c in pq.read_schema(path).names]
+    import pandas as pd
+
+    return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
+
+
+def validate_spec(spec: JobSpec) -> JobSpec:
+    """Check what can be checked before a worker runs it: the file exists and is readable, the
+    target and covariates are columns of it, and the config builds a TrainConfig. Returns the
+    spec with `data` made absolute (workers need not share the API's working directory)."""
+    path = Path(spec.data).expanduser()
+    if not path.is_file():
+        raise JobSpecError("data", f"{spec.data}: no such file")
+    if not os.access(path, os.R_OK):
+        raise JobSpecError("data", f"{spec.data}: not readable")
+    spec = spec.model_copy(update={"data": str(path.resolve())})
+    config = spec.train_config()
+    try:
+        columns = read_columns(path, sep=config.load.sep)
+    except Exception as error:  # any parse failure means "not a history file we can read"
+        raise JobSpecError("data", f"{spec.data}: cannot read its header ({error})") from None
+    if spec.target not in columns:
+        raise JobSpecError("target", f"{spec.target!r} is not a column of {path.name}: {columns}")
+    missing = [c for c in spec.covariates if c not in columns]
+    if missing:
+        raise JobSpecError("covariates", f"{missing} are not columns of {path.name}: {columns}")
+    if config.load.series_col is not None and config.load.series_col not in columns:
+        raise JobSpecError(
+            "config.load.series_col", f"{config.load.series_col!r} is not a column of {path.name}"
+        )
+    return spec

@@ -1,0 +1,401 @@
+"""`urnn worker`: claim a queued job, keep its lease alive, train, record the outcome. Repeat.
+
+    worker = Worker(Database.from_settings(settings), settings)
+    worker.run_once()          # schedules tick, expired leases recovered, one job claimed and run
+    worker.run()               # until SIGTERM/SIGINT (install_signal_handlers) or request_stop()
+
+While a job runs, a heartbeat thread renews its lease every `job_heartbeat_seconds` and reads
+the job's cancel flag; the training loop polls `should_stop` before every batch, so a cancel is
+honoured within about one heartbeat plus one batch. Outcomes:
+
+- the executor returns: succeeded, with the MLflow run id, registered version and promotion;
+- it raises: failed, with the error (no retry: a bad file or a diverging model fails again);
+- a cancel was requested: cancelled;
+- SIGTERM: the job stops at the next batch and goes back to the queue without spending an
+  attempt; the worker exits;
+- the worker dies (SIGKILL, lost machine): its lease expires and any worker's next
+  `recover_expired` requeues it (or fails it after `max_attempts` claims).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from jobs import queue, schedules
+from jobs.db import Database
+from jobs.models import Job
+from jobs.spec import JobSpec
+from urnn_forecast.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 60
+
+
+class JobInterruptedError(RuntimeError):
+    """The executor stopped early because `should_stop` answered True."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    mlflow_run_id: str | None = None
+    registered_name: str | None = None
+    registered_version: str | None = None
+    promoted: bool | None = None
+    message: str | None = None  # e.g. the promotion decision's reason
+
+
+@dataclass
+class JobContext:
+    """What an executor gets: the job, a stop check to poll, and a log for the job's tail."""
+
+    job_id: str
+    attempt: int
+    spec: JobSpec
+    should_stop: Callable[[], bool]
+    log: Callable[[str], None]
+
+
+Executor = Callable[[JobContext], JobOutcome]
+
+
+def train_executor(settings: Settings) -> Executor:
+    """The real executor: the spec's TrainConfig through training.pipeline.train_pipeline."""
+
+    def execute(context: JobContext) -> JobOutcome:
+        from training.pipeline import TrainingCancelledError, train_pipeline
+
+        if context.spec.nproc > 1:
+            return train_in_processes(context, settings)
+        config = context.spec.train_config(run_name=f"job-{context.job_id[:8]}")
+        context.log(
+            f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
+            f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
+        )
+        try:
+            result = train_pipeline(config, settings, should_stop=context.should_stop)
+        except TrainingCancelledError as error:
+            raise JobInterruptedError(str(error)) from None
+        context.log(f"run {result.run_id}: {result.epochs} epoch(s), best {result.best_epoch}")
+        scores = ", ".join(f"{k} {v:.4g}" for k, v in result.scores.items())
+        context.log(f"backtest: {scores}")
+        if result.version is not None:
+            context.log(f"registered {result.registered_name} version {result.version}")
+        context.log(f"{'promoted' if result.promoted else 'not promoted'}: {result.reason}")
+        return JobOutcome(
+            mlflow_run_id=result.run_id,
+            registered_name=result.registered_name,
+            registered_version=result.version,
+            promoted=result.promoted,
+            message=result.reason,
+        )
+
+    return execute
+
+
+def train_in_processes(context: JobContext, settings: Settings) -> JobOutcome:
+    """`urnn train` under torchrun with the spec's `nproc` processes (DDP), as a child process
+    group of this worker: its output goes to the job's log, a stop request terminates the group,
+    and rank 0 writes the outcome as JSON (--result-json)."""
+    import json
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from training.distributed import launch_command
+
+    spec = context.spec
+    config = spec.train_config()  # checked again: the file may have changed since submission
+    with tempfile.TemporaryDirectory(prefix=f"urnn-job-{context.job_id[:8]}-") as tmp:
+        sections = {name: dict(values) for name, values in spec.config.items()}
+        sections.setdefault("train", {}).update(
+            promote=spec.promote, run_name=f"job-{context.job_id[:8]}"
+        )
+        config_file, result_file = Path(tmp) / "config.json", Path(tmp) / "result.json"
+        config_file.write_text(json.dumps(sections))
+        argv = ["train", "--data", spec.data, "--target", spec.target]
+        if spec.covariates:
+            argv += ["--covariates", ",".join(spec.covariates)]
+        argv += ["--config", str(config_file), "--device", config.fit.device]
+        argv += ["--result-json", str(result_file)]
+        command = launch_command(spec.nproc, argv)
+        context.log(f"launching {spec.nproc} processes: {' '.join(command)}")
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, **settings.environment()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # one process group: a stop terminates every rank
+            preexec_fn=_die_with_parent(),
+        )
+        reader = threading.Thread(target=_pipe_to_log, args=(process, context), daemon=True)
+        reader.start()
+        while process.poll() is None:
+            if context.should_stop():
+                _terminate_group(process)
+                reader.join(timeout=5)
+                raise JobInterruptedError(f"stopped the {spec.nproc} training processes")
+            time.sleep(0.2)
+        reader.join(timeout=5)
+        if process.returncode != 0:
+            raise RuntimeError(
+                f"distributed training exited with code {process.returncode} (see the log tail)"
+            )
+        outcome = json.loads(result_file.read_text())
+    return JobOutcome(
+        mlflow_run_id=outcome["run_id"],
+        registered_name=outcome["registered_name"],
+        registered_version=outcome["version"],
+        promoted=outcome["promoted"],
+        message=outcome["reason"],
+    )
+
+
+def _pipe_to_log(process: Any, context: JobContext) -> None:
+    for line in process.stdout:
+        if line.strip():
+            context.log(line.rstrip())
+
+
+def _terminate_group(process: Any, grace_seconds: float = 10.0) -> None:
+    import subprocess
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: a preexec_fn that has torchrun get SIGTERM if this worker dies (even by SIGKILL),
+    so no orphaned ranks train on after their job went to another worker. The C function is
+    looked up here, in the parent: the child between fork and exec must not import or lock."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigterm = 1, int(signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, sigterm)
+
+    return set_death_signal
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class _TailHandler(logging.Handler):
+    """Copies log records emitted by one thread (the job's) into the job's log tail."""
+
+    def __init__(self, thread_id: int, lines: deque[str]) -> None:
+        super().__init__(level=logging.INFO)
+        self.thread_id = thread_id
+        self.lines = lines
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # The job's own log() lines are already in the tail.
+        if record.thread == self.thread_id and record.name != __name__:
+            self.lines.append(self.format(record))
+
+
+@dataclass
+class _Attempt:
+    """One running attempt: the worker's view of its lease."""
+
+    job_id: str
+    number: int
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_TAIL_LINES))
+    cancel: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def tail(self) -> str:
+        return "\n".join(self.lines)
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        *,
+        executor: Executor | None = None,
+        worker_id: str | None = None,
+        scheduler: bool = True,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.executor = executor or train_executor(settings)
+        self.worker_id = worker_id or default_worker_id()
+        self.scheduler = scheduler  # tick the schedules between jobs
+        self._stopping = threading.Event()
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run_once(self) -> str | None:
+        """Tick schedules, recover expired leases, claim and run one job; its id or None."""
+        if self.scheduler:
+            for job_id in schedules.enqueue_due(
+                self.db, max_attempts=self.settings.job_max_attempts
+            ):
+                logger.info("scheduled run enqueued as job %s", job_id)
+        for recovered in queue.recover_expired(self.db):
+            logger.warning("job %s: %s -> %s", recovered.id, recovered.error, recovered.status)
+        if self._stopping.is_set():
+            return None
+        job = queue.claim(
+            self.db, worker_id=self.worker_id, lease_seconds=self.settings.job_lease_seconds
+        )
+        if job is None:
+            return None
+        self._execute(job)
+        return job.id
+
+    def run(self, *, max_jobs: int | None = None, until_idle: bool = False) -> int:
+        """Loop until stopped (or `max_jobs` ran, or the queue is empty with `until_idle`)."""
+        done = 0
+        logger.info(
+            "worker %s started on %s", self.worker_id, self.db.engine.url.render_as_string()
+        )
+        while not self._stopping.is_set():
+            if max_jobs is not None and done >= max_jobs:
+                break
+            job_id = self.run_once()
+            if job_id is not None:
+                done += 1
+                continue
+            if until_idle:
+                break
+            self._stopping.wait(self.settings.worker_poll_seconds)
+        logger.info("worker %s stopped after %d job(s)", self.worker_id, done)
+        return done
+
+    def request_stop(self) -> None:
+        """Finish up: a running job is interrupted and requeued, no new job is claimed."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            logger.warning("worker %s: %s, stopping", self.worker_id, signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # --- one job -----------------------------------------------------------------------------
+
+    def _execute(self, job: Job) -> None:
+        attempt = _Attempt(job_id=job.id, number=job.attempts)
+        handler = _TailHandler(threading.get_ident(), attempt.lines)
+        logging.getLogger().addHandler(handler)
+        beat = threading.Thread(
+            target=self._heartbeat, args=(attempt,), name=f"heartbeat-{job.id[:8]}", daemon=True
+        )
+        beat.start()
+
+        def should_stop() -> bool:
+            return attempt.cancel.is_set() or attempt.lost.is_set() or self._stopping.is_set()
+
+        def log(message: str) -> None:
+            attempt.lines.append(message)
+            logger.info("job %s: %s", job.id, message)
+
+        fence: dict[str, Any] = {
+            "job_id": job.id,
+            "worker_id": self.worker_id,
+            "attempt": attempt.number,
+        }
+        try:
+            log(f"attempt {attempt.number}/{job.max_attempts} on worker {self.worker_id}")
+            try:
+                spec = JobSpec.model_validate(job.spec)
+                outcome = self.executor(JobContext(job.id, attempt.number, spec, should_stop, log))
+            except Exception as error:
+                interrupted = isinstance(error, JobInterruptedError) or should_stop()
+                if interrupted and attempt.lost.is_set():
+                    logger.warning("job %s: lease lost; another worker owns it now", job.id)
+                elif interrupted and attempt.cancel.is_set():
+                    log("cancelled while running")
+                    queue.finish(
+                        self.db,
+                        **fence,
+                        status="cancelled",
+                        error="cancelled while running",
+                        log_tail=attempt.tail(),
+                    )
+                elif interrupted and self._stopping.is_set():
+                    reason = f"requeued: worker {self.worker_id} shut down during attempt"
+                    log(reason)
+                    queue.release(self.db, **fence, reason=reason, log_tail=attempt.tail())
+                else:
+                    logger.exception("job %s failed", job.id)
+                    for line in traceback.format_exc().splitlines()[-15:]:
+                        attempt.lines.append(line)
+                    queue.finish(
+                        self.db,
+                        **fence,
+                        status="failed",
+                        error=f"{type(error).__name__}: {error}",
+                        log_tail=attempt.tail(),
+                    )
+                return
+            if not queue.finish(
+                self.db,
+                **fence,
+                status="succeeded",
+                mlflow_run_id=outcome.mlflow_run_id,
+                registered_name=outcome.registered_name,
+                registered_version=outcome.registered_version,
+                promoted=outcome.promoted,
+                log_tail=attempt.tail(),
+            ):
+                logger.warning("job %s finished after its lease was lost; not recorded", job.id)
+        finally:
+            attempt.done.set()
+            beat.join()
+            logging.getLogger().removeHandler(handler)
+
+    def _heartbeat(self, attempt: _Attempt) -> None:
+        interval = self.settings.job_heartbeat_seconds
+        while True:
+            try:
+                beat = queue.heartbeat(
+                    self.db,
+                    job_id=attempt.job_id,
+                    worker_id=self.worker_id,
+                    attempt=attempt.number,
+                    lease_seconds=self.settings.job_lease_seconds,
+                    log_tail=attempt.tail(),
+                )
+            except Exception:  # a database hiccup: try again; the lease outlives a few misses
+                logger.exception("job %s: heartbeat failed", attempt.job_id)
+            else:
+                if not beat.alive:
+                    attempt.lost.set()
+                    return
+                if beat.cancel_requested:
+                    attempt.cancel.set()
+            if attempt.done.wait(interval):
+                return

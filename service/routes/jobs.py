@@ -1,0 +1,185 @@
+"""POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel: the retraining job queue.
+
+Routes are thin: the spec is checked by jobs.spec.validate_spec (a bad data path, target or
+config key is a 422 naming the field, at submission), the queue's verbs live in jobs.queue, and
+workers (`urnn worker`) do the training. The job database is opened on first use from the app's
+settings (URNN_DATABASE_URL); its schema comes from `urnn db upgrade`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from jobs import queue
+from jobs.db import Database
+from jobs.models import Job
+from jobs.schedules import ScheduleError, ScheduleNotFoundError
+from jobs.spec import JobSpec, JobSpecError, validate_spec
+from service.schemas import ErrorResponse
+from service.security import ApiKeyDep
+from service.state import StateDep
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["jobs"])
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+_open_lock = threading.Lock()
+
+
+def get_jobs_db(request: Request, state: StateDep) -> Database:
+    """The app's job database, opened on first use (creating the app does no I/O)."""
+    db: Database | None = getattr(request.app.state, "jobs_db", None)
+    if db is None:
+        with _open_lock:
+            db = getattr(request.app.state, "jobs_db", None)
+            if db is None:
+                db = Database.from_settings(state.settings)
+                request.app.state.jobs_db = db
+    return db
+
+
+JobsDbDep = Annotated[Database, Depends(get_jobs_db)]
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: JobStatus
+
+
+class JobPublic(BaseModel):
+    id: str
+    status: JobStatus
+    parameters: JobSpec = Field(description="The job's spec as submitted (data made absolute).")
+    created_at: datetime
+    started_at: datetime | None = Field(description="Start of the latest attempt.")
+    finished_at: datetime | None
+    attempts: int = Field(description="Claims so far (a lost worker's attempt counts).")
+    max_attempts: int
+    worker_id: str | None = Field(description="The worker that holds or held the job.")
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    mlflow_run_id: str | None
+    registered_name: str | None
+    registered_version: str | None
+    promoted: bool | None
+    error: str | None
+    log_tail: str | None
+    schedule_id: str | None = Field(description="The schedule that enqueued it, if any.")
+    due_at: datetime | None = Field(description="The schedule's due time this job runs for.")
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        fields: dict[str, Any] = {
+            name: getattr(job, name) for name in cls.model_fields if name != "parameters"
+        }
+        fields["parameters"] = job.spec
+        return cls.model_validate(fields)
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    total: int = Field(description="Jobs matching the filter, over all pages.")
+    limit: int
+    offset: int
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key."},
+    403: {"model": ErrorResponse, "description": "No URNN_API_KEY configured."},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No job with this id."}
+}
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobAccepted,
+    dependencies=[ApiKeyDep],
+    summary="Queue a retraining job (API key)",
+    responses={
+        **ERRORS,
+        422: {"model": ErrorResponse, "description": "A bad spec; the detail names the field."},
+    },
+)
+def submit_job(spec: JobSpec, db: JobsDbDep, state: StateDep) -> JobAccepted:
+    checked = validate_spec(spec)
+    with db.session() as session:
+        job = queue.submit(
+            session, spec=checked.model_dump(), max_attempts=state.settings.job_max_attempts
+        )
+        return JobAccepted(id=job.id, status="queued")
+
+
+@router.get("/jobs", response_model=JobPage, summary="Jobs, newest first")
+def list_jobs(
+    db: JobsDbDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Jobs to skip (newest first).")] = 0,
+) -> JobPage:
+    with db.session() as session:
+        rows, total = queue.list_jobs(session, status=status, limit=limit, offset=offset)
+        return JobPage(
+            items=[JobPublic.of(j) for j in rows], total=total, limit=limit, offset=offset
+        )
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND, summary="One job")
+def get_job(job_id: str, db: JobsDbDep) -> JobPublic:
+    with db.session() as session:
+        return JobPublic.of(queue.get(session, job_id=job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobPublic,
+    dependencies=[ApiKeyDep],
+    summary="Cancel a queued job now, or a running one within seconds (API key)",
+    responses={
+        **ERRORS,
+        **NOT_FOUND,
+        409: {"model": ErrorResponse, "description": "The job already ended."},
+    },
+)
+def cancel_job(job_id: str, db: JobsDbDep) -> JobPublic:
+    with db.session() as session:
+        return JobPublic.of(queue.cancel(session, job_id=job_id))
+
+
+def install_job_handlers(app: FastAPI) -> None:
+    """The job and schedule domain errors as HTTP answers (see service/errors.py for the rest)."""
+
+    def answer(status_code: int) -> Any:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse(status_code=status_code, content={"detail": str(exc)})
+
+        return handler
+
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("job database error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            status_code=503,
+            content={
+                "detail": "the job database is unavailable or not migrated (run `urnn db "
+                f"upgrade`): {type(exc).__name__}"
+            },
+        )
+
+    app.add_exception_handler(JobSpecError, answer(422))
+    app.add_exception_handler(ScheduleError, answer(422))
+    app.add_exception_handler(queue.JobNotFoundError, answer(404))
+    app.add_exception_handler(ScheduleNotFoundError, answer(404))
+    app.add_exception_handler(queue.JobFinishedError, answer(409))
+    app.add_exception_handler(OperationalError, on_database)
+    app.add_exception_handler(ProgrammingError, on_database)

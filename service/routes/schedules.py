@@ -1,0 +1,114 @@
+"""POST /schedules, GET /schedules, GET /schedules/{id}, DELETE /schedules/{id}.
+
+A schedule is a 5-field cron expression read in an explicit IANA time zone, plus the job spec
+each run gets (checked like POST /jobs). Workers enqueue due runs (jobs.schedules.enqueue_due):
+each due time at most once, and after downtime only the latest missed one (docs/jobs.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs import schedules
+from jobs.models import Schedule
+from jobs.spec import JobSpec, validate_spec
+from service.routes.jobs import ERRORS, JobsDbDep
+from service.schemas import ErrorResponse
+from service.security import ApiKeyDep
+
+router = APIRouter(tags=["schedules"])
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(
+        description="5 fields: minute hour day-of-month month day-of-week", examples=["0 3 * * *"]
+    )
+    timezone: str = Field(
+        description="IANA time zone the cron fields are read in", examples=["Europe/Paris"]
+    )
+    job: JobSpec
+
+
+class SchedulePublic(BaseModel):
+    id: str
+    cron: str
+    timezone: str
+    job: JobSpec
+    created_at: datetime
+    next_due_at: datetime = Field(description="Next due time not yet enqueued (UTC).")
+    last_due_at: datetime | None = Field(description="Due time of the last enqueued run.")
+
+    @classmethod
+    def of(cls, schedule: Schedule) -> SchedulePublic:
+        return cls(
+            id=schedule.id,
+            cron=schedule.cron,
+            timezone=schedule.timezone,
+            job=JobSpec.model_validate(schedule.spec),
+            created_at=schedule.created_at,
+            next_due_at=schedule.next_due_at,
+            last_due_at=schedule.last_due_at,
+        )
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No schedule with this id."}
+}
+
+
+@router.post(
+    "/schedules",
+    status_code=201,
+    response_model=SchedulePublic,
+    dependencies=[ApiKeyDep],
+    summary="Retrain on a cron schedule (API key)",
+    responses={
+        **ERRORS,
+        422: {"model": ErrorResponse, "description": "Bad cron, time zone or job spec."},
+    },
+)
+def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
+    schedules.check_cron(body.cron)
+    schedules.check_timezone(body.timezone)
+    spec = validate_spec(body.job)
+    with db.session() as session:
+        schedule = schedules.create(
+            session, cron=body.cron, timezone=body.timezone, spec=spec.model_dump()
+        )
+        return SchedulePublic.of(schedule)
+
+
+@router.get("/schedules", response_model=list[SchedulePublic], summary="All schedules")
+def list_schedules(db: JobsDbDep) -> list[SchedulePublic]:
+    with db.session() as session:
+        return [SchedulePublic.of(s) for s in schedules.list_schedules(session)]
+
+
+@router.get(
+    "/schedules/{schedule_id}",
+    response_model=SchedulePublic,
+    responses=NOT_FOUND,
+    summary="One schedule",
+)
+def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
+    with db.session() as session:
+        return SchedulePublic.of(schedules.get(session, schedule_id=schedule_id))
+
+
+@router.delete(
+    "/schedules/{schedule_id}",
+    status_code=204,
+    dependencies=[ApiKeyDep],
+    responses={**ERRORS, **NOT_FOUND},
+    summary="Stop a schedule; jobs it already enqueued stay (API key)",
+)
+def delete_schedule(schedule_id: str, db: JobsDbDep) -> Response:
+    with db.session() as session:
+        schedules.remove(session, schedule_id=schedule_id)
+    return Response(status_code=204)

@@ -1,0 +1,231 @@
+"""The job and schedule endpoints: 202/404/409/422 contracts on SQLite and PostgreSQL, and one
+real retraining job from the API alone: submit, watch a worker train and register it, serve it."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from jobs.db import Database, upgrade
+from jobs.worker import Worker
+from service.loader import NoModelError
+from service.main import create_app
+from service.served import ModelRef
+from tests.jobs.conftest import tiny_spec
+from training.mlflow_model import ForecastPredictor
+from urnn_forecast.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's httpx deprecation note, as in tests/service
+    from fastapi.testclient import TestClient
+
+KEY = {"X-API-Key": "test-key"}
+
+
+class NoModels:
+    """A registry with nothing in it: the service starts not ready, the job API still works."""
+
+    def resolve(self, uri: str) -> ModelRef:
+        raise NoModelError(f"nothing registered at {uri}")
+
+    def load(self, ref: ModelRef) -> ForecastPredictor:
+        raise AssertionError("never resolved")
+
+
+@pytest.fixture
+def client(db: Database, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, loader=NoModels())) as test_client:
+        yield test_client
+
+
+def submit(client: TestClient, spec: dict[str, Any]) -> Any:
+    return client.post("/jobs", json=spec, headers=KEY)
+
+
+def test_submit_list_get_cancel(client: TestClient, ett_csv: Path) -> None:
+    assert client.post("/jobs", json=tiny_spec(ett_csv)).status_code == 401
+    answer = submit(client, tiny_spec(ett_csv))
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["status"] == "queued" and set(body) == {"id", "status"}
+    job_id = body["id"]
+    more = [submit(client, tiny_spec(ett_csv)).json()["id"] for _ in range(2)]
+
+    job = client.get(f"/jobs/{job_id}").json()
+    assert job["status"] == "queued" and job["attempts"] == 0
+    assert job["parameters"]["target"] == "OT"
+    assert job["parameters"]["data"] == str(ett_csv.resolve())
+    for key in ("created_at", "started_at", "finished_at", "worker_id", "mlflow_run_id",
+                "registered_version", "promoted", "error", "log_tail"):  # fmt: skip
+        assert key in job
+
+    page = client.get("/jobs", params={"limit": 2}).json()
+    assert page["total"] == 3 and [j["id"] for j in page["items"]] == more[::-1]
+    rest = client.get("/jobs", params={"limit": 2, "offset": 2}).json()
+    assert [j["id"] for j in rest["items"]] == [job_id]
+
+    assert client.post(f"/jobs/{job_id}/cancel").status_code == 401
+    cancelled = client.post(f"/jobs/{job_id}/cancel", headers=KEY)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = client.post(f"/jobs/{job_id}/cancel", headers=KEY)
+    assert again.status_code == 409 and "already ended" in again.json()["detail"]
+    assert client.get("/jobs", params={"status": "cancelled"}).json()["total"] == 1
+    assert client.get("/jobs", params={"status": "queued"}).json()["total"] == 2
+    assert client.get("/jobs", params={"status": "lost"}).status_code == 422
+    assert client.get("/jobs/no-such-job").status_code == 404
+    assert client.post("/jobs/no-such-job/cancel", headers=KEY).status_code == 404
+
+
+BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
+    ("no file", lambda csv: tiny_spec(csv, data="/no/such/history.csv"), "field 'data'"),
+    ("no target column", lambda csv: tiny_spec(csv, target="oil_temp"), "field 'target'"),
+    ("no covariate column", lambda csv: tiny_spec(csv, covariates=["XX"]), "field 'covariates'"),
+    ("target missing", lambda csv: {"data": str(csv)}, "field 'target'"),
+    ("unknown top-level key", lambda csv: {**tiny_spec(csv), "epochs": 3}, "field 'epochs'"),
+    ("unknown section", lambda csv: tiny_spec(csv, config={"optim": {}}), "field 'config'"),
+    (
+        "unknown model key",
+        lambda csv: tiny_spec(csv, config={"model": {"hidden": 8}}),
+        "field 'config.model': unknown field(s) ['hidden']",
+    ),
+    (
+        "bad fit value",
+        lambda csv: tiny_spec(csv, config={"fit": {"device": "tpu"}}),
+        "field 'config.fit': device must be one of",
+    ),
+    (
+        "bad train key",
+        lambda csv: tiny_spec(csv, config={"train": {"metric": "r2"}}),
+        "field 'config.train'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "named"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS])
+def test_bad_specs_answer_422_naming_the_field(
+    client: TestClient, ett_csv: Path, case: str, make: Callable[[Path], dict[str, Any]], named: str
+) -> None:
+    answer = submit(client, make(ett_csv))
+    assert answer.status_code == 422, answer.text
+    assert named in answer.json()["detail"]
+    assert client.get("/jobs").json()["total"] == 0
+
+
+def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> None:
+    body = {"cron": "0 3 * * *", "timezone": "Europe/Paris", "job": tiny_spec(ett_csv)}
+    assert client.post("/schedules", json=body).status_code == 401
+    for bad, field in (
+        ({"cron": "0 3 * *"}, "field 'cron'"),
+        ({"timezone": "Paris"}, "field 'timezone'"),
+        ({"job": tiny_spec(ett_csv, target="nope")}, "field 'target'"),
+    ):
+        answer = client.post("/schedules", json={**body, **bad}, headers=KEY)
+        assert answer.status_code == 422 and field in answer.json()["detail"], answer.text
+    missing_zone = client.post(
+        "/schedules", json={"cron": "0 3 * * *", "job": body["job"]}, headers=KEY
+    )
+    assert missing_zone.status_code == 422 and "timezone" in missing_zone.json()["detail"]
+
+    created = client.post("/schedules", json=body, headers=KEY)
+    assert created.status_code == 201, created.text
+    schedule = created.json()
+    assert schedule["timezone"] == "Europe/Paris"
+    assert schedule["next_due_at"].endswith("T02:00:00Z")  # 03:00 in Paris, winter time (UTC+1)
+    assert [s["id"] for s in client.get("/schedules").json()] == [schedule["id"]]
+    assert client.get(f"/schedules/{schedule['id']}").json()["cron"] == "0 3 * * *"
+    assert client.delete(f"/schedules/{schedule['id']}").status_code == 401
+    assert client.delete(f"/schedules/{schedule['id']}", headers=KEY).status_code == 204
+    assert client.delete(f"/schedules/{schedule['id']}", headers=KEY).status_code == 404
+    assert client.get("/schedules").json() == []
+
+
+def test_an_unmigrated_database_answers_503(tmp_path: Path, ett_csv: Path) -> None:
+    settings = Settings(
+        var_dir=tmp_path / "var", api_key=SecretStr("test-key"), model_poll_seconds=0.0
+    )
+    with TestClient(create_app(settings, loader=NoModels())) as client:
+        answer = client.get("/jobs")
+        assert answer.status_code == 503 and "urnn db upgrade" in answer.json()["detail"]
+
+
+@pytest.mark.slow
+def test_a_retraining_job_from_the_api_alone_is_trained_registered_and_served(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    settings = Settings(
+        var_dir=mlflow_settings.var_dir,  # a temp MLflow store
+        database_url=f"sqlite:///{tmp_path / 'e2e-jobs.db'}",
+        api_key=SecretStr("test-key"),
+        model_poll_seconds=0.0,
+        job_heartbeat_seconds=0.2,
+    )
+    upgrade(settings.resolved_database_url())
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 503  # nothing registered yet
+        job_id = submit(client, tiny_spec(ett_csv)).json()["id"]
+        db = Database.from_settings(settings)
+        try:
+            assert Worker(db, settings).run_once() == job_id
+        finally:
+            db.dispose()
+        job = client.get(f"/jobs/{job_id}").json()
+        assert job["status"] == "succeeded", job["error"]
+        assert job["attempts"] == 1 and job["mlflow_run_id"]
+        assert (job["registered_name"], job["registered_version"], job["promoted"]) == (
+            "urnn-forecaster",
+            "1",
+            True,
+        )
+        assert "registered urnn-forecaster version 1" in job["log_tail"]
+        reloaded = client.post("/model/reload", headers=KEY)
+        assert reloaded.status_code == 200, reloaded.text
+        served = client.get("/model").json()
+        assert (served["version"], served["run_id"]) == ("1", job["mlflow_run_id"])
+
+
+@pytest.mark.slow
+def test_cancelling_a_running_training_job_stops_the_training_loop(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    import threading
+    import time
+
+    settings = Settings(
+        var_dir=mlflow_settings.var_dir,
+        database_url=f"sqlite:///{tmp_path / 'cancel-jobs.db'}",
+        api_key=SecretStr("test-key"),
+        model_poll_seconds=0.0,
+        job_heartbeat_seconds=0.2,
+    )
+    upgrade(settings.resolved_database_url())
+    long = tiny_spec(ett_csv)
+    long["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}
+    with TestClient(create_app(settings, loader=NoModels())) as client:
+        job_id = submit(client, long).json()["id"]
+        db = Database.from_settings(settings)
+        worker = Worker(db, settings)
+        thread = threading.Thread(target=worker.run_once)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while client.get(f"/jobs/{job_id}").json()["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(1.0)  # into the training loop
+            asked = time.monotonic()
+            assert client.post(f"/jobs/{job_id}/cancel", headers=KEY).status_code == 200
+            thread.join(timeout=30)
+            stopped_after = time.monotonic() - asked
+        finally:
+            worker.request_stop()
+            thread.join(timeout=30)
+            db.dispose()
+        job = client.get(f"/jobs/{job_id}").json()
+        assert job["status"] == "cancelled", job
+        assert stopped_after < 5.0
+        assert job["registered_version"] is None

@@ -1,0 +1,93 @@
+"""A job that asks for 2 processes trains under torchrun (DDP, gloo on CPU) from its worker,
+registers one version from rank 0, and can be cancelled while its ranks train."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs import queue
+from jobs.db import Database, upgrade
+from jobs.spec import JobSpec, validate_spec
+from jobs.worker import Worker
+from tests.jobs.conftest import tiny_spec
+from urnn_forecast.settings import Settings
+
+
+def job_settings(tmp_path: Path, mlflow_settings: Settings) -> Settings:
+    settings = Settings(
+        var_dir=mlflow_settings.var_dir,
+        database_url=f"sqlite:///{tmp_path / 'ddp-jobs.db'}",
+        job_heartbeat_seconds=0.2,
+    )
+    upgrade(settings.resolved_database_url())
+    return settings
+
+
+def submit(db: Database, spec: dict[str, object]) -> str:
+    checked = validate_spec(JobSpec.model_validate(spec))
+    with db.session() as session:
+        return queue.submit(session, spec=checked.model_dump(), max_attempts=1).id
+
+
+@pytest.mark.slow
+def test_a_two_process_job_trains_and_registers(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    from mlflow import MlflowClient
+
+    settings = job_settings(tmp_path, mlflow_settings)
+    db = Database.from_settings(settings)
+    try:
+        job_id = submit(db, tiny_spec(ett_csv, nproc=2))
+        assert Worker(db, settings).run_once() == job_id
+        with db.session() as session:
+            job = queue.get(session, job_id=job_id)
+    finally:
+        db.dispose()
+    assert job.status == "succeeded", (job.error, job.log_tail)
+    assert (job.registered_name, job.registered_version, job.promoted) == (
+        "urnn-forecaster",
+        "1",
+        True,
+    )
+    assert job.log_tail is not None and "launching 2 processes" in job.log_tail
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    assert job.mlflow_run_id is not None
+    assert client.get_run(job.mlflow_run_id).data.tags["processes"] == "2"
+
+
+@pytest.mark.slow
+def test_cancelling_a_two_process_job_stops_its_ranks(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    settings = job_settings(tmp_path, mlflow_settings)
+    db = Database.from_settings(settings)
+    spec = tiny_spec(ett_csv, nproc=2)
+    spec["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}
+    try:
+        job_id = submit(db, spec)
+        worker = Worker(db, settings)
+        thread = threading.Thread(target=worker.run_once)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while True:  # wait until the ranks print that training started
+            with db.session() as session:
+                tail = queue.get(session, job_id=job_id).log_tail or ""
+            if "Training urnn" in tail:
+                break
+            assert time.monotonic() < deadline, tail
+            time.sleep(0.1)
+        with db.session() as session:
+            queue.cancel(session, job_id=job_id)
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        with db.session() as session:
+            job = queue.get(session, job_id=job_id)
+    finally:
+        db.dispose()
+    assert job.status == "cancelled", (job.error, job.log_tail)
+    assert job.registered_version is None

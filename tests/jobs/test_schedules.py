@@ -1,0 +1,162 @@
+"""Schedules: cron + IANA time zone checks, due-time arithmetic across daylight saving, each due
+time enqueued exactly once with two schedulers racing, and the missed-run policy."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from jobs import schedules
+from jobs.db import Database
+from jobs.models import Job, Schedule
+from jobs.worker import JobContext, JobOutcome, Worker
+from urnn_forecast.settings import Settings
+
+SPEC = {"data": "/nowhere.csv", "target": "y"}
+
+
+@pytest.mark.parametrize("cron", ["0 3 * *", "61 * * * *", "every night", "0 0 3 * * *"])
+def test_bad_cron_is_named(cron: str) -> None:
+    with pytest.raises(schedules.ScheduleError, match="field 'cron'"):
+        schedules.check_cron(cron)
+
+
+@pytest.mark.parametrize("zone", ["CEST", "Mars/Olympus", "", "../etc/passwd"])
+def test_bad_time_zone_is_named(zone: str) -> None:
+    with pytest.raises(schedules.ScheduleError, match="field 'timezone'"):
+        schedules.check_timezone(zone)
+
+
+def test_due_times_follow_the_local_clock_across_daylight_saving() -> None:
+    # Paris leaves CET (UTC+1) for CEST (UTC+2) on 2026-03-29: 03:00 local moves from 02:00Z
+    # to 01:00Z.
+    before = schedules.next_due(
+        "0 3 * * *", "Europe/Paris", after=datetime(2026, 3, 28, tzinfo=UTC)
+    )
+    after = schedules.next_due("0 3 * * *", "Europe/Paris", after=before)
+    assert before == datetime(2026, 3, 28, 2, 0, tzinfo=UTC)
+    assert after == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    at = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    assert schedules.latest_due("0 3 * * *", "Europe/Paris", at=at) == at  # a due time itself
+    assert schedules.latest_due("0 3 * * *", "Europe/Paris", at=at - timedelta(seconds=1)) == before
+
+
+def make_schedule(db: Database, *, cron: str = "*/5 * * * *", now: datetime) -> str:
+    with db.session() as session:
+        return schedules.create(session, cron=cron, timezone="UTC", spec=SPEC, now=now).id
+
+
+def scheduled_jobs(db: Database, schedule_id: str) -> list[Job]:
+    with db.session() as session:
+        return list(
+            session.scalars(select(Job).where(Job.schedule_id == schedule_id).order_by(Job.due_at))
+        )
+
+
+def race_enqueue(databases: list[Database], now: datetime) -> list[list[str]]:
+    """`enqueue_due` from several threads released at once; what each created."""
+    created: list[list[str]] = []
+    barrier = threading.Barrier(len(databases))
+
+    def tick(database: Database) -> None:
+        barrier.wait()
+        created.append(schedules.enqueue_due(database, max_attempts=3, now=now))
+
+    threads = [threading.Thread(target=tick, args=(d,)) for d in databases]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return created
+
+
+def test_each_due_time_is_enqueued_once_with_two_schedulers(
+    db: Database, settings: Settings
+) -> None:
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)  # due 12:05, 12:10, ...
+    others = [Database.from_settings(settings) for _ in range(2)]
+    try:
+        for tick in (
+            datetime(2026, 6, 1, 12, 5, 30, tzinfo=UTC),
+            datetime(2026, 6, 1, 12, 11, tzinfo=UTC),
+        ):
+            created = race_enqueue(others, tick)
+            assert sorted(len(ids) for ids in created) == [0, 1]  # one winner per due time
+            # Ticking again at the same moment changes nothing.
+            assert schedules.enqueue_due(others[0], max_attempts=3, now=tick) == []
+    finally:
+        for database in others:
+            database.dispose()
+    due = [job.due_at for job in scheduled_jobs(db, schedule_id)]
+    assert due == [
+        datetime(2026, 6, 1, 12, 5, tzinfo=UTC),
+        datetime(2026, 6, 1, 12, 10, tzinfo=UTC),
+    ]
+    with db.session() as session:
+        schedule = session.get_one(Schedule, schedule_id)
+        assert schedule.next_due_at == datetime(2026, 6, 1, 12, 15, tzinfo=UTC)
+        assert schedule.last_due_at == datetime(2026, 6, 1, 12, 10, tzinfo=UTC)
+
+
+def test_missed_runs_collapse_into_the_latest(db: Database) -> None:
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    back = datetime(2026, 6, 1, 14, 3, tzinfo=UTC)  # two hours down: 24 due times missed
+    (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=back)
+    (job,) = scheduled_jobs(db, schedule_id)
+    assert job.id == job_id and job.due_at == datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
+
+
+def test_two_live_workers_run_a_due_schedule_once(db: Database, settings: Settings) -> None:
+    """The schedule tick inside `Worker.run_once`: both workers tick, one job results."""
+    schedule_id = make_schedule(db, cron="* * * * *", now=datetime.now(UTC) - timedelta(hours=1))
+    with db.session() as session:  # due a minute ago
+        session.execute(
+            update(Schedule).values(next_due_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    ran: list[str] = []
+    lock = threading.Lock()
+
+    def executor(context: JobContext) -> JobOutcome:
+        with lock:
+            ran.append(context.job_id)
+        return JobOutcome()
+
+    databases = [Database.from_settings(settings) for _ in range(2)]
+    workers = [
+        Worker(d, settings, executor=executor, worker_id=f"w{i}") for i, d in enumerate(databases)
+    ]
+    barrier = threading.Barrier(2)
+
+    def work(worker: Worker) -> None:
+        barrier.wait()
+        for _ in range(3):
+            worker.run_once()
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for database in databases:
+        database.dispose()
+    jobs = scheduled_jobs(db, schedule_id)
+    assert len(jobs) == 1 and ran == [jobs[0].id]
+    assert jobs[0].status == "succeeded"
+
+
+def test_deleting_a_schedule_keeps_its_jobs(db: Database) -> None:
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5))
+    with db.session() as session:
+        schedules.remove(session, schedule_id=schedule_id)
+    with db.session() as session, pytest.raises(schedules.ScheduleNotFoundError):
+        schedules.remove(session, schedule_id=schedule_id)
+    with db.session() as session:
+        job = session.get_one(Job, job_id)
+        assert job.schedule_id is None and job.status == "queued"

@@ -1,0 +1,224 @@
+"""Workers on SQLite and PostgreSQL: exactly-once claims under a race, crash recovery after
+SIGKILL, cancellation of queued and running jobs, failures, graceful shutdown.
+
+A fake executor stands in for training here (tests/jobs/test_api.py runs the real one)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jobs import queue
+from jobs.db import Database
+from jobs.models import Job
+from jobs.worker import JobContext, JobInterruptedError, JobOutcome, Worker
+from urnn_forecast.settings import Settings
+
+SPEC = {"data": "/nowhere.csv", "target": "y"}  # the fake executors never read it
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def submit(db: Database, n: int = 1, **fields: object) -> list[str]:
+    with db.session() as session:
+        return [
+            queue.submit(session, spec=dict(SPEC), max_attempts=3, **fields).id  # type: ignore[arg-type]
+            for _ in range(n)
+        ]
+
+
+def job(db: Database, job_id: str) -> Job:
+    with db.session() as session:
+        return queue.get(session, job_id=job_id)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+def until_stopped(context: JobContext) -> JobOutcome:
+    """A job that runs until told to stop, like the training loop polling should_stop."""
+    while not context.should_stop():
+        time.sleep(0.01)
+    raise JobInterruptedError("stopped")
+
+
+def test_two_workers_race_over_20_jobs_each_runs_once(db: Database, settings: Settings) -> None:
+    ids = submit(db, 20)
+    ran: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def executor(context: JobContext) -> JobOutcome:
+        with lock:
+            ran.append((context.job_id, threading.current_thread().name))
+        time.sleep(0.005)
+        return JobOutcome(mlflow_run_id=f"run-{context.job_id[:8]}")
+
+    databases = [Database.from_settings(settings) for _ in range(2)]  # one engine per "process"
+    workers = [
+        Worker(d, settings, executor=executor, worker_id=f"w{i}") for i, d in enumerate(databases)
+    ]
+    start = threading.Barrier(2)
+
+    def work(worker: Worker) -> None:
+        start.wait()
+        while worker.run_once() is not None:
+            pass
+
+    threads = [threading.Thread(target=work, args=(w,), name=w.worker_id) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for database in databases:
+        database.dispose()
+    assert sorted(job_id for job_id, _ in ran) == sorted(ids)  # each exactly once
+    for job_id in ids:
+        row = job(db, job_id)
+        assert (row.status, row.attempts) == ("succeeded", 1)
+        assert row.mlflow_run_id == f"run-{job_id[:8]}"
+        assert row.worker_id in ("w0", "w1")
+
+
+def test_cancel_a_queued_job(db: Database, settings: Settings) -> None:
+    (job_id,) = submit(db)
+    with db.session() as session:
+        assert queue.cancel(session, job_id=job_id).status == "cancelled"
+    worker = Worker(db, settings, executor=until_stopped)
+    assert worker.run_once() is None  # nothing left to claim
+    row = job(db, job_id)
+    assert (row.status, row.attempts, row.error) == ("cancelled", 0, "cancelled before it started")
+    with db.session() as session, pytest.raises(queue.JobFinishedError):
+        queue.cancel(session, job_id=job_id)
+    with db.session() as session, pytest.raises(queue.JobNotFoundError):
+        queue.cancel(session, job_id="no-such-job")
+
+
+def test_cancel_a_running_job_within_seconds(db: Database, settings: Settings) -> None:
+    (job_id,) = submit(db)
+    worker = Worker(db, settings, executor=until_stopped)
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    wait_for(lambda: job(db, job_id).status == "running")
+    asked = time.monotonic()
+    with db.session() as session:
+        assert queue.cancel(session, job_id=job_id).status == "running"  # flagged, not yet done
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - asked < 3 * settings.job_heartbeat_seconds + 1.0
+    row = job(db, job_id)
+    assert (row.status, row.error) == ("cancelled", "cancelled while running")
+    assert row.finished_at is not None and row.lease_expires_at is None
+
+
+def test_a_failing_job_is_failed_with_its_error_and_log(db: Database, settings: Settings) -> None:
+    (job_id,) = submit(db)
+
+    def explode(context: JobContext) -> JobOutcome:
+        context.log("loading the data")
+        raise FloatingPointError("urnn diverged in epoch 3: loss nan")
+
+    assert Worker(db, settings, executor=explode).run_once() == job_id
+    row = job(db, job_id)
+    assert row.status == "failed"
+    assert row.error == "FloatingPointError: urnn diverged in epoch 3: loss nan"
+    assert row.log_tail is not None and "loading the data" in row.log_tail
+
+
+def test_expired_lease_is_retried_then_failed_after_max_attempts(
+    db: Database, settings: Settings
+) -> None:
+    (job_id,) = submit(db)
+    with db.session() as session:
+        session.get_one(Job, job_id).max_attempts = 2
+    for attempt in (1, 2):
+        claimed = queue.claim(db, worker_id=f"ghost-{attempt}", lease_seconds=0.05)
+        assert claimed is not None and claimed.attempts == attempt
+        time.sleep(0.1)
+        (recovered,) = queue.recover_expired(db)
+        assert "stopped heartbeating" in (recovered.error or "")
+    row = job(db, job_id)
+    assert row.status == "failed"
+    assert "gave up after 2 attempt(s)" in (row.error or "")
+    # The ghost's late writes are fenced off.
+    assert not queue.finish(db, job_id=job_id, worker_id="ghost-2", attempt=2, status="succeeded")
+
+
+def test_stop_requeues_the_running_job_without_spending_an_attempt(
+    db: Database, settings: Settings
+) -> None:
+    (job_id,) = submit(db)
+    worker = Worker(db, settings, executor=until_stopped)
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    wait_for(lambda: job(db, job_id).status == "running")
+    worker.request_stop()  # what SIGTERM does
+    thread.join(timeout=10)
+    row = job(db, job_id)
+    assert (row.status, row.attempts) == ("queued", 0)
+    assert "shut down" in (row.error or "")
+
+
+WORKER_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from jobs.db import Database
+    from jobs.worker import JobOutcome, Worker
+    from urnn_forecast.settings import Settings
+
+    def slow(context):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not context.should_stop():
+            time.sleep(0.05)
+        return JobOutcome()
+
+    settings = Settings(database_url=sys.argv[1], job_lease_seconds=1.0,
+                        job_heartbeat_seconds=0.1)
+    Worker(Database.from_settings(settings), settings, executor=slow,
+           worker_id="doomed").run_once()
+    """
+)
+
+
+def test_a_job_whose_worker_is_killed_is_retried_and_finished_by_another(
+    db: Database, settings: Settings
+) -> None:
+    (job_id,) = submit(db)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    doomed = subprocess.Popen(
+        [sys.executable, "-c", WORKER_SCRIPT, settings.resolved_database_url()], env=env, cwd=ROOT
+    )
+    try:
+        wait_for(lambda: job(db, job_id).worker_id == "doomed", timeout=30)
+        time.sleep(0.3)  # a few heartbeats
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+    assert doomed.returncode == -signal.SIGKILL
+    assert job(db, job_id).status == "running"  # nobody told the database
+
+    ran: list[int] = []
+
+    def quick(context: JobContext) -> JobOutcome:
+        ran.append(context.attempt)
+        return JobOutcome(mlflow_run_id="rescued")
+
+    survivor = Worker(db, settings, executor=quick, worker_id="survivor")
+    wait_for(lambda: survivor.run_once() == job_id, timeout=15)  # once the lease has expired
+    row = job(db, job_id)
+    assert (row.status, row.attempts, row.worker_id) == ("succeeded", 2, "survivor")
+    assert ran == [2]
