@@ -1,0 +1,138 @@
+"""The Grafana provisioning is consistent, and every PromQL expression (dashboard and alerts)
+selects only series the service really exports, with the right suffix for each metric type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.metrics import ServiceMetrics
+from tests.deploy.files import (
+    GRAFANA,
+    alert_exprs,
+    dashboard_exprs,
+    dashboards,
+    load_yaml,
+    panels,
+    promql_metric_names,
+)
+
+# Series Prometheus adds itself for every target.
+SCRAPE_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gauge": ("",),
+}
+
+
+def exported_series() -> set[str]:
+    """Sample names /metrics can hold: the families of a fresh ServiceMetrics registry, each
+    with its type's suffixes (counters `_total`, histograms `_bucket`/`_sum`/`_count`)."""
+    names = set()
+    for family in ServiceMetrics().registry.collect():
+        for suffix in SUFFIXES.get(family.type, ("",)):
+            names.add(family.name + suffix)
+    return names
+
+
+def test_exported_series_match_a_live_scrape() -> None:
+    """The suffix rules above agree with prometheus_client's exposition of used metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = ServiceMetrics()
+    metrics.request_latency.labels("/forecast", "POST", "2xx").observe(0.01)
+    metrics.inference_latency.observe(0.001)
+    metrics.batch_series.observe(2)
+    metrics.reloads.labels("success").inc()
+    metrics.queue_depth.set(0)
+    text = metrics.render().decode()
+    scraped = {
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+    assert {
+        "urnn_http_request_duration_seconds_bucket",
+        "urnn_http_request_duration_seconds_count",
+        "urnn_inference_duration_seconds_sum",
+        "urnn_batch_series_bucket",
+        "urnn_model_reloads_total",
+        "urnn_queue_depth_requests",
+    } <= scraped
+    assert scraped <= exported_series()
+
+
+def _provisioned() -> tuple[dict[str, Any], dict[str, Any]]:
+    datasource = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")
+    provider = load_yaml(GRAFANA / "provisioning" / "dashboards" / "urnn.yml")
+    return datasource["datasources"][0], provider["providers"][0]
+
+
+def test_provisioning_files_point_at_each_other() -> None:
+    datasource, provider = _provisioned()
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090"  # the compose service
+    assert provider["type"] == "file" and provider["options"]["path"]
+    boards = dashboards()
+    assert boards, "no dashboard JSON under deploy/grafana/dashboards"
+    for path, board in boards.items():
+        assert board.get("uid") and board.get("title"), path
+        for panel in panels(board):
+            if panel.get("type") == "row":
+                continue
+            assert panel["datasource"]["uid"] == datasource["uid"], (path, panel["title"])
+            assert panel.get("targets"), (path, panel["title"])
+            for target in panel["targets"]:
+                assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
+
+
+def test_panel_ids_are_unique() -> None:
+    for path, board in dashboards().items():
+        ids = [panel["id"] for panel in panels(board)]
+        assert len(ids) == len(set(ids)), path
+
+
+@pytest.mark.parametrize("path", sorted(dashboards()), ids=lambda p: Path(p).name)
+def test_dashboard_queries_only_exported_series(path: Path) -> None:
+    exported = exported_series()
+    exprs = dashboard_exprs(dashboards()[path])
+    assert exprs
+    for expr in exprs:
+        names = promql_metric_names(expr)
+        assert names, f"no metric found in {expr!r}"
+        assert names <= exported, f"{sorted(names - exported)} not exported; in {expr!r}"
+
+
+def test_dashboard_covers_what_issue_7_asks_for() -> None:
+    used = set().union(
+        *(promql_metric_names(e) for board in dashboards().values() for e in dashboard_exprs(board))
+    )
+    assert {
+        "urnn_http_request_duration_seconds_count",  # request and error rate
+        "urnn_http_request_duration_seconds_bucket",  # latency p50/p99
+        "urnn_inference_duration_seconds_bucket",
+        "urnn_batch_series_sum",
+        "urnn_queue_depth_requests",
+        "urnn_input_drift_psi",
+        "urnn_realised_mae_sum",
+        "urnn_realised_interval_hits_total",
+        "urnn_realised_points_total",
+        "urnn_model_info",
+        "urnn_model_reloads_total",
+    } <= used
+
+
+def test_alert_rules_query_only_exported_series() -> None:
+    exported = exported_series() | SCRAPE_SERIES
+    for expr in alert_exprs():
+        names = promql_metric_names(expr)
+        assert names and names <= exported, f"{sorted(names - exported)} in {expr!r}"
+
+
+def test_metric_name_extraction() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le) (rate(a_bucket{route="/x", s=~"4xx|5xx"}'
+        "[$__rate_interval]))) / ignoring(status_class) group_left sum(b_total offset 5m) > 1e-3"
+    )
+    assert promql_metric_names(expr) == {"a_bucket", "b_total"}

@@ -1,0 +1,66 @@
+"""The Dockerfile, read instruction by instruction: stages, user, health check, entrypoint."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.deploy.files import DOCKERIGNORE, Stage, dockerfile_stages
+from urnn_forecast.cli import build_parser
+
+COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|cmake|make|cpp|ninja-build)\b")
+
+
+def _final() -> Stage:
+    return dockerfile_stages()[-1]
+
+
+def test_two_stages_builder_then_runtime() -> None:
+    stages = dockerfile_stages()
+    assert [stage.name for stage in stages] == ["builder", "runtime"]
+    assert all(stage.base.startswith(("python:3.11", "${PYTHON_IMAGE}")) for stage in stages)
+    builder = stages[0]
+    args = {i.args.split("=", 1)[0] for i in builder.of("ARG")}
+    assert {"VARIANT", "TORCH_SPEC", "TORCH_INDEX_URL", "PREBUILD_RECURRENCE"} <= args
+    runs = " ".join(i.args for i in builder.of("RUN"))
+    assert "build-essential" in runs  # the compiler lives in the builder only
+    assert "download.pytorch.org/whl/cpu" in runs and "download.pytorch.org/whl/cu" in runs
+    assert "load_extension()" in runs  # the prebuilt recurrence (docs/runbook.md)
+
+
+def test_final_stage_has_no_build_tools() -> None:
+    final = _final()
+    for instruction in final.of("RUN"):
+        if "apt-get install" in instruction.args or "apk add" in instruction.args:
+            assert not COMPILERS.search(instruction.args), instruction
+    for instruction in final.of("COPY"):
+        if "--from=" in instruction.args:
+            assert "--from=builder" in instruction.args, instruction
+
+
+def test_runs_as_a_non_root_user() -> None:
+    users = _final().of("USER")
+    assert users, "no USER in the final stage"
+    user = users[-1].args.split(":")[0]
+    assert user not in ("root", "0")
+
+
+def test_health_check_probes_healthz() -> None:
+    checks = _final().of("HEALTHCHECK")
+    assert len(checks) == 1
+    assert "CMD" in checks[0].args and "/healthz" in checks[0].args
+
+
+def test_entrypoint_is_urnn_and_default_command_serves_on_all_interfaces() -> None:
+    final = _final()
+    assert json.loads(final.of("ENTRYPOINT")[-1].args) == ["urnn"]
+    command = json.loads(final.of("CMD")[-1].args)
+    assert command == ["serve", "--host", "0.0.0.0"]
+    args = build_parser().parse_args(command)
+    assert (args.command, args.host) == ("serve", "0.0.0.0")
+    assert "8000" in final.of("EXPOSE")[-1].args
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    ignored = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
+    assert {".venv", "var", "runs", "mlruns", ".git", ".mypy_cache", ".pytest_cache"} <= ignored

@@ -1,0 +1,40 @@
+"""The Prometheus config and its alert rules are valid (`promtool`, Debian package prometheus)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.deploy.files import ALERTS, PROMETHEUS
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is missing in CI: .ci/run installs the Debian package prometheus")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    return path
+
+
+def test_promtool_check_config() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "config", str(PROMETHEUS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_rules() -> None:
+    result = subprocess.run(
+        [_promtool(), "check", "rules", str(ALERTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
