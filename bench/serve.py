@@ -25,10 +25,12 @@ per request, horizon 96. Each server first answers one request per payload (firs
 are not measured); each cell then runs `--warmup` seconds unmeasured and `--seconds` measured,
 counting the requests that complete inside the measured window (so a server slower than the
 window still shows). Printed per cell: requests/s, forecasts (series)/s, p50/p99 latency,
-errors, and the ratios a/b and a/c in forecasts/s. The targets of the serving issue are
+errors, the ratios a/b and a/c in forecasts/s, and for (a) the mean number of series per
+forward pass the service reached in that cell (from its own urnn_batch_series histogram), so
+(c) can also be read at that batch size. The targets of the serving issue are
 reported, not asserted: at concurrency 32, a >= 5 x b; a >= 0.7 x c; p99 at concurrency 8
 with 1 series < 50 ms. A last table splits one request's work in this process, stage by stage
-(parse, validate, prepare, batched forward and monitors, response), to show where (a) spends
+(parse, read, prepare, batched forward and monitors, response), to show where (a) spends
 what (c) does not.
 
 Everything shares one machine (server, load generator, and whatever else runs there), so
@@ -75,6 +77,7 @@ class Cell:
     seconds: float
     latencies: list[float]  # seconds, measured requests only
     errors: int
+    batch: float | None = None  # (a) only: mean series per forward pass during the cell
 
     @property
     def rps(self) -> float:
@@ -194,15 +197,15 @@ def raw_throughput(tracking_uri: str, seconds: float, batches: Sequence[int]) ->
 
 def stage_breakdown(tracking_uri: str, series: Sequence[int]) -> dict[int, dict[str, float]]:
     """Milliseconds per stage of one /forecast request, in this process (best of 5 rounds)."""
-    import pydantic_core
+    import orjson
 
     from service.drift import DriftMonitor
-    from service.forecasting import build_response
+    from service.fast_path import fast_request
+    from service.forecasting import response_json
     from service.loader import MlflowLoader
     from service.metrics import ServiceMetrics
     from service.realised import RealisedErrorTracker
     from service.runner import BatchRunner
-    from service.schemas import ForecastRequest
     from service.served import ServedModel
     from service.validation import prepare
 
@@ -218,18 +221,17 @@ def stage_breakdown(tracking_uri: str, series: Sequence[int]) -> dict[int, dict[
     out: dict[int, dict[str, float]] = {}
     for n in series:
         body = payloads(n)[0]
-        parsed = pydantic_core.from_json(body)
-        request = ForecastRequest.model_validate(parsed)
+        parsed = orjson.loads(body)
+        request = fast_request(parsed)  # what the route does for a well-formed body
+        assert request is not None, "the bench body should take the service's fast path"
         prepared = prepare(request, model)
         result = runner([prepared])[0]
-        response = build_response(prepared, result)
         stages: dict[str, Callable[[], object]] = {
-            "parse JSON": partial(pydantic_core.from_json, body),
-            "validate schema": partial(ForecastRequest.model_validate, parsed),
+            "parse JSON": partial(orjson.loads, body),
+            "read body (fast path)": partial(fast_request, parsed),
             "prepare (checks, scaling, dates)": partial(prepare, request, model),
             "forward + monitors": partial(runner, [prepared]),
-            "build response": partial(build_response, prepared, result),
-            "serialise response": response.model_dump_json,
+            "response (timestamps, JSON)": partial(response_json, prepared, result),
         }
         out[n] = {name: _best_ms(stage) for name, stage in stages.items()}
     return out
@@ -348,10 +350,33 @@ def warm_up(port: int, path: str, body: bytes) -> None:
 def run_cell(
     name: str, port: int, path: str, body: bytes, series: int, concurrency: int, args: Any
 ) -> Cell:
+    before = batch_totals(port) if name == "a" else None
     count, latencies, errors = asyncio.run(
         load(port, path, body, concurrency, args.warmup, args.seconds)
     )
-    return Cell(name, series, concurrency, count, args.seconds, latencies, errors)
+    cell = Cell(name, series, concurrency, count, args.seconds, latencies, errors)
+    after = batch_totals(port) if name == "a" else None
+    if before is not None and after is not None and after[1] > before[1]:
+        cell.batch = (after[0] - before[0]) / (after[1] - before[1])
+    return cell
+
+
+def batch_totals(port: int) -> tuple[float, float] | None:
+    """(series, forward passes) so far, from this service's urnn_batch_series histogram: the
+    batch size it actually reaches, to read (c) at (warm-up included)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("urnn_batch_series_sum", "urnn_batch_series_count"):
+            values[name] = float(value)
+    if len(values) != 2:
+        return None
+    return values["urnn_batch_series_sum"], values["urnn_batch_series_count"]
 
 
 # -----------------------------------------------------------------------------
@@ -375,8 +400,8 @@ def report(
         + f"  -> c = {c:,.0f} (B={best_b})",
         "",
         "| series/req | conc | server | req/s | forecasts/s | p50 ms | p99 ms | errors "
-        "| a/b | a/c |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| a/b | a/c | batch |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by_key = {(x.server, x.series, x.concurrency): x for x in cells}
     for series in args.series:
@@ -386,7 +411,9 @@ def report(
             for cell in (a, b):
                 if cell is None:
                     continue
-                ratio_ab = ratio_ac = ""
+                ratio_ab = ratio_ac = batch = ""
+                if cell is a and cell.batch is not None:
+                    batch = f"{cell.batch:.0f}"
                 if cell is a:
                     ratio_ab = f"{a.fps / b.fps:.1f}x" if b is not None and b.fps else "—"
                     ratio_ac = f"{a.fps / c:.2f}"
@@ -394,7 +421,7 @@ def report(
                 lines.append(
                     f"| {series} | {conc} | {label} | {cell.rps:,.1f} | {cell.fps:,.0f} | "
                     f"{cell.percentile(50):.1f} | {cell.percentile(99):.1f} | {cell.errors} | "
-                    f"{ratio_ab} | {ratio_ac} |"
+                    f"{ratio_ab} | {ratio_ac} | {batch} |"
                 )
     lines.append("")
     lines.append("Targets (reported, not asserted):")

@@ -4,6 +4,7 @@ Read it top-down, one job per module:
 
 - `main`        create_app(): settings, lifespan (load, batcher, poll), middleware, routes.
 - `routes/`     thin endpoints: parse with `schemas`, call one service function, map errors.
+- `fast_path`   /forecast bodies that are plainly well-formed, read to arrays without pydantic.
 - `forecasting` the /forecast service function: validate -> micro-batch -> response.
 - `validation`  request -> scaled arrays, every bad input a `ServiceInputError` naming the
                 series and the field.

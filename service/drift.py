@@ -2,9 +2,10 @@
 
 The reference is `meta["reference"]` of the model (training.mlflow_model.reference_statistics):
 per column, interior bin `edges` (training quantiles) and the training `proportions` per bin.
-Recent values go through the same binning (`searchsorted(edges, side="left")`) into a sliding
-window of the last `window` values per column, kept as a ring of bin indices plus running
-counts, so adding a history costs one searchsorted and no rescan.
+Recent values go through the same binning (`searchsorted(edges, side="left")`, computed as one
+comparison per edge) into a sliding window of the last `window` values per column, kept as a
+ring of bin indices plus running counts, so adding values costs a few vectorised passes over
+them and no rescan of the window. The runner feeds it once per batch.
 
     PSI = sum_i (p_i - q_i) ln(p_i / q_i),  p = recent proportions, q = training proportions,
 
@@ -44,17 +45,30 @@ class RollingHistogram:
         self.counts = np.zeros(len(self.edges) + 1, dtype=np.int64)
 
     def add(self, values: np.ndarray) -> None:
-        new = np.searchsorted(self.edges, values[-self.capacity :], side="left").astype(np.int32)
-        slots = (self.position + np.arange(len(new))) % self.capacity
-        if self.size == self.capacity:
-            self.counts -= np.bincount(self.bins[slots], minlength=len(self.counts))
-        elif self.size + len(new) > self.capacity:  # the ring fills up during this add
-            evicted = slots[self.capacity - self.size :]  # the slots that wrapped around
-            self.counts -= np.bincount(self.bins[evicted], minlength=len(self.counts))
-        self.bins[slots] = new
-        self.counts += np.bincount(new, minlength=len(self.counts))
-        self.position = int((self.position + len(new)) % self.capacity)
-        self.size = min(self.capacity, self.size + len(new))
+        new = self.bin_of(values[-self.capacity :])
+        counts, size, k = self.counts, self.size, len(new)
+        # The ring slots written, as at most two slices: [position, ...) then, wrapping, [0, ...)
+        first = min(k, self.capacity - self.position)
+        for lo, hi, offset in ((self.position, self.position + first, 0), (0, k - first, first)):
+            if hi <= lo:
+                continue
+            if lo < size:  # slots still holding older values: they leave the window
+                counts -= np.bincount(self.bins[lo : min(hi, size)], minlength=len(counts))
+            self.bins[lo:hi] = new[offset : offset + hi - lo]
+        counts += np.bincount(new, minlength=len(counts))
+        self.position = int((self.position + k) % self.capacity)
+        self.size = min(self.capacity, size + k)
+
+    def bin_of(self, values: np.ndarray) -> np.ndarray:
+        """`searchsorted(edges, values, side="left")` (the number of edges below each value),
+        as one vectorised comparison per edge: several times faster than a binary search per
+        value for the handful of edges a reference has (values are finite: validated)."""
+        if len(self.edges) > 64:
+            return np.searchsorted(self.edges, values, side="left").astype(np.int32)
+        out = np.zeros(len(values), dtype=np.int32)
+        for edge in self.edges:
+            out += values > edge
+        return out
 
     def proportions(self) -> np.ndarray:
         return self.counts / max(1, self.size)

@@ -4,68 +4,79 @@
 
 The model reference is read once, at the start: validation, inference and the response's
 model block all use that version, even if a reload swaps in another one meanwhile. The
-response is serialised here, by pydantic's Rust core, straight to JSON bytes.
+response (the `ForecastResponse` schema, field for field) is written straight to JSON bytes by
+orjson from the result arrays: no per-value Python float, no pydantic model per series. Floats
+are written as pydantic writes them (shortest round-trip text; NaN/inf as null). Forecast
+timestamps are formatted once per distinct row of steps (a small cache, see iso_timestamps).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+import orjson
 from fastapi import Response
 
-from service.schemas import ForecastRequest, ForecastResponse, ModelRefOut, SeriesForecast
 from service.state import ServiceState
-from service.validation import Dates, PreparedRequest, as_index, prepare
+from service.validation import Dates, PreparedRequest, RequestIn, as_index, prepare
 
 
-async def forecast(request: ForecastRequest, *, state: ServiceState) -> Response:
+async def forecast(request: RequestIn, *, state: ServiceState) -> Response:
     model = state.manager.require()
     prepared = prepare(request, model)
     result = await state.batcher.submit(prepared)  # (n_series, H_max, Q), original units
-    body = build_response(prepared, result)
-    return Response(content=body.model_dump_json(), media_type="application/json")
+    return Response(content=response_json(prepared, result), media_type="application/json")
 
 
-def build_response(prepared: PreparedRequest, result: np.ndarray) -> ForecastResponse:
+def response_json(prepared: PreparedRequest, result: np.ndarray) -> bytes:
+    """The ForecastResponse body of `result` ((n_series, H_max, Q), original units)."""
     ref = prepared.model.ref
     h = prepared.horizon
     median = prepared.model.model.config.median_index
+    steps = np.ascontiguousarray(result[:, :h, :].transpose(0, 2, 1))  # (S, Q, h), rows contiguous
     stamps = iso_timestamps([s.dates for s in prepared.series], h)
-    forecasts = []
-    for s, values, timestamps in zip(prepared.series, result, stamps, strict=True):
-        steps = values[:h].T.tolist()  # Q lists of h floats
-        forecasts.append(
-            SeriesForecast.model_construct(
-                id=s.id,
-                timestamps=timestamps,
-                mean=steps[median],
-                quantiles={
-                    key: steps[j]
-                    for key, j in zip(prepared.quantile_keys, prepared.quantile_index, strict=True)
-                },
-            )
-        )
-    return ForecastResponse.model_construct(
-        model=ModelRefOut.model_construct(name=ref.name, version=ref.version, run_id=ref.run_id),
-        forecasts=forecasts,
-    )
-
-
-def iso_timestamps(dates: list[Dates | None], horizon: int) -> list[list[str] | None]:
-    """ISO 8601 text of the first `horizon` forecast steps per series, as
-    `pd.Timestamp.isoformat` writes it. Series without a zone and on whole seconds (the common
-    case) are formatted together by one numpy call; others through pandas."""
-    out: list[list[str] | None] = [None] * len(dates)
-    plain = [
-        (k, d)
-        for k, d in enumerate(dates)
-        if d is not None and d.tz is None and not (d.future_ns[:horizon] % 1_000_000_000).any()
+    keys = tuple(zip(prepared.quantile_keys, prepared.quantile_index, strict=True))
+    forecasts: list[dict[str, Any]] = [
+        {
+            "id": s.id,
+            "timestamps": timestamps,
+            "mean": rows[median],
+            "quantiles": {key: rows[j] for key, j in keys},
+        }
+        for s, rows, timestamps in zip(prepared.series, steps, stamps, strict=True)
     ]
-    if plain:
-        ns = np.stack([d.future_ns[:horizon] for _, d in plain])  # (S, h)
-        text = np.datetime_as_string(ns.view("datetime64[ns]"), unit="s").tolist()
-        for (k, _), row in zip(plain, text, strict=True):
-            out[k] = row
-    for k, d in enumerate(dates):
-        if d is not None and out[k] is None:
-            out[k] = [t.isoformat() for t in as_index(d.future_ns[:horizon], d.tz)]
+    body = {
+        "model": {"name": ref.name, "version": ref.version, "run_id": ref.run_id},
+        "forecasts": forecasts,
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def iso_timestamps(dates: list[Dates | None], horizon: int) -> list[Sequence[str] | None]:
+    """ISO 8601 text of the first `horizon` forecast steps per series, as
+    `pd.Timestamp.isoformat` writes it. Series without a zone (the common case) go through a
+    bounded cache keyed by their steps: the series of one request, and the requests of one
+    period, mostly forecast the same instants, so each distinct row is formatted once; zoned
+    series through pandas."""
+    out: list[Sequence[str] | None] = []
+    for d in dates:
+        if d is None:
+            out.append(None)
+        elif d.tz is None:
+            out.append(_plain_stamps(d.future_ns[:horizon].tobytes()))
+        else:
+            out.append([t.isoformat() for t in as_index(d.future_ns[:horizon], d.tz)])
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_stamps(ns: bytes) -> tuple[str, ...]:
+    """Naive steps (int64 epoch ns, as bytes: hashable) as isoformat text: whole seconds as
+    numpy writes them (one call per row), others through pandas (fractions as it writes them)."""
+    steps = np.frombuffer(ns, dtype=np.int64)
+    if not (steps % 1_000_000_000).any():
+        return tuple(np.datetime_as_string(steps.view("datetime64[ns]"), unit="s").tolist())
+    return tuple(t.isoformat() for t in as_index(steps, None))

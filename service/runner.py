@@ -43,10 +43,16 @@ class BatchRunner:
             raise ValueError("a batch must hold requests validated against one model version")
         series = [s for r in requests for s in r.series]
         start = time.perf_counter()
+        target = None
+        if all(r.target is not None for r in requests):  # the bulk path's (S, L) blocks
+            target = np.concatenate([r.target for r in requests if r.target is not None])
+        step = self.max_batch_series
         forecasts = np.concatenate(
             [
-                forecast_series(model, series[i : i + self.max_batch_series])
-                for i in range(0, len(series), self.max_batch_series)
+                forecast_series(
+                    model, series[i : i + step], None if target is None else target[i : i + step]
+                )
+                for i in range(0, len(series), step)
             ]
         )  # (B, H_max, Q), original units
         self.metrics.inference_latency.observe(time.perf_counter() - start)
@@ -58,38 +64,43 @@ class BatchRunner:
             n = len(request.series)
             out.append(forecasts[offset : offset + n])
             offset += n
-        for request, result in zip(requests, out, strict=True):
-            self._monitor(request, result)
+        self._monitor(requests, out)
         return out
 
-    def _monitor(self, request: PreparedRequest, forecasts: np.ndarray) -> None:
-        model = request.model
-        version = model.ref.version
-        median, h = model.model.config.median_index, request.horizon
+    def _monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
+        """Realised error per series; drift once for the whole batch (one version)."""
+        version = requests[0].model.ref.version
+        median = requests[0].model.model.config.median_index
         columns: dict[str, list[np.ndarray]] = {}
-        for s, forecast in zip(request.series, forecasts, strict=True):
-            for name, values in s.drift_inputs.items():
-                columns.setdefault(name, []).append(values)
-            if s.dates is None:
-                continue
-            self.realised.observe(
-                s.id,
-                s.dates.history_ns,
-                s.values,
-                CachedForecast(
-                    version=version,
-                    stamps=s.dates.future_ns[:h],
-                    mean=forecast[:h, median],
-                    low=forecast[:h, 0],
-                    high=forecast[:h, -1],
-                ),
-            )
+        for request, forecasts in zip(requests, results, strict=True):
+            h = request.horizon
+            for s, forecast in zip(request.series, forecasts, strict=True):
+                for name, values in s.drift_inputs.items():
+                    columns.setdefault(name, []).append(values)
+                if s.dates is None:
+                    continue
+                self.realised.observe(
+                    s.id,
+                    s.dates.history_ns,
+                    s.values,
+                    CachedForecast(
+                        version=version,
+                        stamps=s.dates.future_ns[:h],
+                        mean=forecast[:h, median],
+                        low=forecast[:h, 0],
+                        high=forecast[:h, -1],
+                    ),
+                )
         self.drift.observe(version, {k: np.concatenate(v) for k, v in columns.items()})
 
 
-def forecast_series(model: ServedModel, series: Sequence[PreparedSeries]) -> np.ndarray:
-    """One forward pass over `series`: (B, H_max, Q) float64 in the data's original units."""
-    target = np.stack([s.target for s in series])  # (B, L)
+def forecast_series(
+    model: ServedModel, series: Sequence[PreparedSeries], target: np.ndarray | None = None
+) -> np.ndarray:
+    """One forward pass over `series`: (B, H_max, Q) float64 in the data's original units.
+    `target`: their (B, L) targets already stacked, if the caller has them."""
+    if target is None:
+        target = np.stack([s.target for s in series])  # (B, L)
     covariates = past_calendar = future_calendar = None
     if model.covariates:
         covariates = np.stack([_present(s.covariates) for s in series])  # (B, L, C)

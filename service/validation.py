@@ -15,17 +15,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 import numpy as np
 import pandas as pd
 
 from models.forecaster import calendar_features
 from service.errors import ServiceInputError, series_where
+from service.fast_path import FastRequest, FastSeries
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ServedModel, freq_problem
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
+
+# A body as the schema built it, or as the fast path read it (service.fast_path): same fields.
+RequestIn = ForecastRequest | FastRequest
+SeriesInput = SeriesIn | FastSeries
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class PreparedRequest:
     quantile_index: tuple[int, ...]  # positions in the model's quantiles, request order
     quantile_keys: tuple[str, ...]  # their response keys, e.g. "0.1"
     series: tuple[PreparedSeries, ...]
+    target: np.ndarray | None = None  # (S, L) float32: the series' targets stacked (bulk path)
 
 
 def quantile_key(level: float) -> str:
@@ -87,7 +93,7 @@ def quantile_key(level: float) -> str:
     return repr(float(level))
 
 
-def prepare(request: ForecastRequest, model: ServedModel) -> PreparedRequest:
+def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
     """Validate `request` against `model` and scale it; raises ServiceInputError."""
     horizon = request.horizon if request.horizon is not None else model.max_horizon
     if horizon > model.max_horizon:
@@ -97,22 +103,98 @@ def prepare(request: ForecastRequest, model: ServedModel) -> PreparedRequest:
             f"{model.max_horizon} steps",
         )
     indices = _quantile_indices(request.quantiles, model.quantiles)
+    all_series: Sequence[SeriesInput] = request.series
     seen: dict[str, int] = {}
-    for i, series in enumerate(request.series):
+    for i, series in enumerate(all_series):
         if series.id in seen:
             raise ServiceInputError(
                 series_where(i, series.id, "id"),
                 f"repeats the id of series {seen[series.id]}; ids must be unique in a request",
             )
         seen[series.id] = i
-    prepared = tuple(_prepare_series(i, s, model) for i, s in enumerate(request.series))
+    bulk = _prepare_bulk(all_series, model)
+    if bulk is not None:
+        prepared, target = bulk
+    else:  # anything unusual, or anything wrong: series by series, the first error raised
+        prepared = tuple(_prepare_series(i, s, model) for i, s in enumerate(all_series))
+        target = None
     return PreparedRequest(
         model=model,
         horizon=horizon,
         quantile_index=indices,
         quantile_keys=tuple(quantile_key(model.quantiles[j]) for j in indices),
         series=prepared,
+        target=target,
     )
+
+
+def _prepare_bulk(
+    series: Sequence[SeriesInput], model: ServedModel
+) -> tuple[tuple[PreparedSeries, ...], np.ndarray] | None:
+    """The common request in a few array operations over all its series at once: histories of
+    one length, no covariates (and a model that reads none, nor calendar features), one
+    statistics for all (a global scaler), dates from a naive `start` on a fixed-length
+    frequency or none at all. None when the request is not of that kind, or when any check
+    fails: `_prepare_series` then goes series by series and raises the first error, so
+    messages (and which error wins) are exactly those of the per-series path.
+    """
+    lookback, horizon = model.lookback, model.max_horizon
+    offset = model.offset
+    if model.covariates or model.needs_dates or not isinstance(offset, pd.offsets.Tick):
+        return None
+    first = series[0]
+    n = len(first.values)
+    scales = model.scales_for(first.id)
+    if n < lookback or scales is None:
+        return None
+    starts: list[int] = []
+    for s in series:
+        if len(s.values) != n or s.covariates or s.timestamps is not None:
+            return None
+        if model.scales_for(s.id) is not scales:
+            return None
+        if s.freq is not None and freq_problem(s.freq, model.freq) is not None:
+            return None
+        if s.start is not None:
+            ns = _naive_ns(s.start)
+            if ns is None:
+                return None
+            starts.append(ns)
+    if starts and len(starts) != len(series):  # some dated, some not: per series
+        return None
+    values = np.asarray([s.values for s in series], dtype=np.float64)  # (S, N)
+    if values.shape != (len(series), n) or not np.isfinite(values).all():
+        return None
+    tail = values[:, -lookback:]
+    with np.errstate(over="ignore"):
+        target = ((tail - scales.target_mean) / scales.target_scale).astype(np.float32)
+    if not np.isfinite(target).all():
+        return None
+    every: np.ndarray | None = None
+    if starts:
+        first_ns = np.array(starts, dtype=np.int64)
+        if int(first_ns.max()) + offset.nanos * (n + horizon - 1) > _MAX_NS:
+            return None
+        every = first_ns[:, None] + offset.nanos * np.arange(n + horizon, dtype=np.int64)
+    prepared = tuple(
+        PreparedSeries(
+            index=i,
+            id=s.id,
+            values=values[i],
+            dates=None
+            if every is None
+            else Dates(every[i, :n], every[i, n - lookback :], None, lookback),
+            target=target[i],
+            covariates=None,
+            past_calendar=None,
+            future_calendar=None,
+            target_mean=scales.target_mean,
+            target_scale=scales.target_scale,
+            drift_inputs={model.target: tail[i]},
+        )
+        for i, s in enumerate(series)
+    )
+    return prepared, target
 
 
 def _quantile_indices(
@@ -134,7 +216,7 @@ def _quantile_indices(
     return tuple(out)
 
 
-def _prepare_series(i: int, series: SeriesIn, model: ServedModel) -> PreparedSeries:
+def _prepare_series(i: int, series: SeriesInput, model: ServedModel) -> PreparedSeries:
     lookback = model.lookback
     values = _numbers(i, series.id, "values", series.values)
     n = len(values)
@@ -182,8 +264,11 @@ def _prepare_series(i: int, series: SeriesIn, model: ServedModel) -> PreparedSer
     )
 
 
-def _numbers(i: int, series_id: str, field: str, raw: Sequence[float | None]) -> np.ndarray:
-    values = np.asarray(raw, dtype=np.float64)  # null -> NaN, told apart below
+def _numbers(
+    i: int, series_id: str, field: str, raw: Sequence[float | None] | np.ndarray
+) -> np.ndarray:
+    values = np.asarray(raw, dtype=np.float64)  # null -> NaN, told apart below (a no-op for
+    # the fast path's float64 arrays, which hold no nulls)
     bad = ~np.isfinite(values)
     if bad.any():
         position = int(np.argmax(bad))
@@ -208,7 +293,7 @@ def _float32(i: int, series_id: str, field: str, scaled: np.ndarray) -> np.ndarr
     return out
 
 
-def _covariates(i: int, series: SeriesIn, model: ServedModel, n: int) -> dict[str, np.ndarray]:
+def _covariates(i: int, series: SeriesInput, model: ServedModel, n: int) -> dict[str, np.ndarray]:
     known = model.known_covariates
     unknown = sorted(set(series.covariates) - set(known))
     if unknown:
@@ -234,7 +319,7 @@ def _covariates(i: int, series: SeriesIn, model: ServedModel, n: int) -> dict[st
     return out
 
 
-def _dates(i: int, series: SeriesIn, model: ServedModel, n: int) -> Dates | None:
+def _dates(i: int, series: SeriesInput, model: ServedModel, n: int) -> Dates | None:
     """The series' time axis from `start` (+ the model's freq) or `timestamps`; None when the
     series carries neither (allowed unless the model reads calendar features)."""
     if series.freq is not None:
@@ -269,17 +354,36 @@ def _dates(i: int, series: SeriesIn, model: ServedModel, n: int) -> Dates | None
 def _from_start(start: datetime, model: ServedModel, n: int) -> Dates:
     """n + H_max steps of the model's frequency from `start`: what pd.date_range gives (and
     ForecastPredictor.predict_frame uses), by integer arithmetic for fixed-length steps."""
-    first = pd.Timestamp(start).as_unit("ns")
     horizon, offset = model.max_horizon, model.offset
+    first_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
+    if first_ns is not None and isinstance(offset, pd.offsets.Tick):
+        tz = None
+    else:
+        first = pd.Timestamp(start).as_unit("ns")
+        first_ns, tz = first.value, first.tz
     if isinstance(offset, pd.offsets.Tick):
         steps = np.arange(n + horizon, dtype=np.int64)
-        last = first.value + offset.nanos * (n + horizon - 1)
-        if last > pd.Timestamp.max.value:
+        last = first_ns + offset.nanos * (n + horizon - 1)
+        if last > _MAX_NS:
             raise ValueError(f"the last step would lie after {pd.Timestamp.max}")
-        every = first.value + offset.nanos * steps
+        every = first_ns + offset.nanos * steps
     else:  # calendar offsets (days across DST, months, business days): pandas' rules
         every = pd.date_range(first, periods=n + horizon, freq=offset).as_unit("ns").asi8
-    return Dates(every[:n], every[n - model.lookback :], first.tz, model.lookback)
+    return Dates(every[:n], every[n - model.lookback :], tz, model.lookback)
+
+
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+_MIN_NS, _MAX_NS = pd.Timestamp.min.value, pd.Timestamp.max.value
+
+
+def _naive_ns(start: datetime) -> int | None:
+    """Epoch nanoseconds of a naive datetime (what pd.Timestamp(start).value is, without
+    building one); None for a zoned one or one outside pandas' range."""
+    if start.tzinfo is not None:
+        return None
+    ns = (start - _EPOCH) // _MICROSECOND * 1000
+    return ns if _MIN_NS <= ns <= _MAX_NS else None
 
 
 def _from_timestamps(

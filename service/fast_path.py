@@ -1,0 +1,148 @@
+"""A fast path past pydantic for /forecast bodies that are plainly well-formed.
+
+    request = fast_request(parsed_json)   # a FastRequest, or None: let the schema decide
+
+FastAPI validates a body by building a `ForecastRequest` (a list of Python floats per series),
+and `service.validation` then turns each list into a numpy array anyway. For the common body
+(known keys, a string id, lists of plain numbers, an ISO `start`) this module goes straight
+from the parsed JSON to those arrays: one `np.asarray` per list instead of pydantic's per-item
+check plus the conversion.
+
+It never reports an error itself. Anything it is not sure the schema accepts with the same
+result (an unknown or missing key, a wrong type, `null` or a string or a bool among the
+numbers, nested lists, an id out of bounds, an unparsable date...) makes it return None, and
+the request goes through `ForecastRequest` as before, so every rejection keeps the schema's
+422 message. What it accepts, it converts exactly as the schema would: numbers to float64,
+datetimes by pydantic's own datetime validator (tests/service/test_fast_path.py checks the two
+agree on accepted and rejected bodies). The checks that need the model (finite values,
+lengths, dates on the model's grid, ...) are `service.validation`'s, for both paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
+
+from service.schemas import ForecastRequest, SeriesIn
+
+_REQUEST_KEYS = frozenset(ForecastRequest.model_fields)
+_SERIES_KEYS = frozenset(SeriesIn.model_fields)
+_ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256
+_DATETIME = TypeAdapter(datetime)
+_DATETIMES = TypeAdapter(list[datetime])
+
+
+@dataclass(frozen=True)
+class FastSeries:
+    """A `SeriesIn` whose numbers are already float64 arrays (same fields, same meaning)."""
+
+    id: str
+    values: np.ndarray  # (N,) float64, may hold NaN/inf (service.validation rejects them)
+    start: datetime | None
+    freq: str | None
+    timestamps: list[datetime] | None
+    covariates: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class FastRequest:
+    """A `ForecastRequest` read by `fast_request`."""
+
+    horizon: int | None
+    quantiles: list[float] | None
+    series: tuple[FastSeries, ...]
+
+
+def fast_request(data: Any) -> FastRequest | None:
+    """`data` (parsed JSON) as a FastRequest, or None when the schema must look at it."""
+    if type(data) is not dict or not data.keys() <= _REQUEST_KEYS:
+        return None
+    horizon = data.get("horizon")
+    if horizon is not None and (type(horizon) is not int or horizon < 1):
+        return None
+    quantiles = data.get("quantiles")
+    if quantiles is not None:
+        if type(quantiles) is not list or not quantiles:
+            return None
+        if any(type(q) is not float and type(q) is not int for q in quantiles):
+            return None
+        quantiles = [float(q) for q in quantiles]
+    raw_series = data.get("series")
+    if type(raw_series) is not list or not raw_series:
+        return None
+    series = []
+    for item in raw_series:
+        one = _series(item)
+        if one is None:
+            return None
+        series.append(one)
+    return FastRequest(horizon=horizon, quantiles=quantiles, series=tuple(series))
+
+
+def _series(item: Any) -> FastSeries | None:
+    if type(item) is not dict or not item.keys() <= _SERIES_KEYS:
+        return None
+    series_id = item.get("id")
+    if type(series_id) is not str or not 1 <= len(series_id) <= _ID_MAX:
+        return None
+    values = _numbers(item.get("values"))
+    if values is None or not len(values):
+        return None
+    start = item.get("start")
+    if start is not None:
+        if type(start) is not str:
+            return None
+        start = _datetime(start)
+        if start is None:
+            return None
+    freq = item.get("freq")
+    if freq is not None and type(freq) is not str:
+        return None
+    timestamps = item.get("timestamps")
+    if timestamps is not None:
+        if type(timestamps) is not list or any(type(t) is not str for t in timestamps):
+            return None
+        try:
+            timestamps = _DATETIMES.validate_python(timestamps)
+        except ValidationError:
+            return None
+    raw_covariates = item.get("covariates", {})
+    if type(raw_covariates) is not dict:
+        return None
+    covariates = {}
+    for name, raw in raw_covariates.items():
+        column = _numbers(raw)
+        if type(name) is not str or column is None:
+            return None
+        covariates[name] = column
+    return FastSeries(series_id, values, start, freq, timestamps, covariates)
+
+
+def _numbers(raw: Any) -> np.ndarray | None:
+    """A list of JSON numbers as float64, or None if anything else is in it (null, a string,
+    a bool-only list, a nested list...). Floats (NaN and inf included) and ints convert as
+    pydantic's `float` does; a bool mixed with numbers becomes 0/1, as it does there."""
+    if type(raw) is not list:
+        return None
+    if not raw:
+        return np.empty(0, dtype=np.float64)
+    try:
+        array = np.asarray(raw)
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, ints beyond any dtype
+        return None
+    if array.ndim != 1 or array.dtype.kind not in "fi":
+        return None
+    if array.dtype.kind == "i" and array.dtype != np.int64:
+        return None
+    return array.astype(np.float64, copy=False)
+
+
+def _datetime(text: str) -> datetime | None:
+    try:
+        return _DATETIME.validate_python(text)
+    except ValidationError:
+        return None
