@@ -904,6 +904,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to train; default: URNN_DEVICE or auto",
     )
+    demo.add_argument(
+        "--stay",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the forecast, keep the service up and start the MLflow UI and a worker "
+        "until Ctrl-C; default: yes in a terminal, no otherwise (CI, scripts)",
+    )
     demo.set_defaults(handler=_run_demo, subparser=demo)
     _add_train_parser(commands)
     _add_backtest_parser(commands)
@@ -1003,7 +1010,10 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from urnn_forecast.demo import DemoConfig, DemoError, run_demo
 
     settings = settings.model_copy(update={"device": args.device})
-    config = DemoConfig() if args.epochs is None else DemoConfig(max_epochs=args.epochs)
+    stay = sys.stdin.isatty() if args.stay is None else args.stay
+    config = DemoConfig(stay=stay)
+    if args.epochs is not None:
+        config = DemoConfig(max_epochs=args.epochs, stay=stay)
     start = time.perf_counter()
     try:
         run_demo(settings, config)
@@ -1011,7 +1021,8 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"urnn demo: error: {error}", file=sys.stderr)
         return 1
     _print_mlflow_location(settings, config.experiment)
-    print("  serve it yourself:  urnn serve   (then open http://127.0.0.1:8000/docs)")
+    if not stay:
+        print("  the whole stack until Ctrl-C:  urnn demo --stay   (or make demo in a terminal)")
     print(f"wall time {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -9,9 +9,13 @@
    current champion (on a first run there is none).
 2. Score the daily seasonal naive forecast on the same backtest windows, so the user sees what
    the model buys.
-3. Start the real forecast service (`service.main.create_app` under uvicorn, on a free loopback
-   port), wait until it is ready, POST the last look-back of the file to `/forecast` and print
-   the answer, then stop the service.
+3. Start the real forecast service (`service.main.create_app` under uvicorn, on loopback port
+   8000 or a free one), wait until it is ready, POST the last look-back of the file to
+   `/forecast` and print the answer.
+4. With `stay` (the default in a terminal): keep the service up, create the job database
+   (`urnn db upgrade`), start the MLflow UI and a worker (`urnn worker`) as child processes,
+   print what to open and a ready `curl`, and stop everything on Ctrl-C. Without a terminal
+   (CI, scripts) the demo stops after step 3 unless `--stay` says otherwise.
 
 Nothing is downloaded; everything runs on the CPU unless `URNN_DEVICE` picks a GPU.
 """
@@ -19,7 +23,11 @@ Nothing is downloaded; everything runs on the CPU unless `URNN_DEVICE` picks a G
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -48,6 +56,9 @@ class DemoConfig:
     registered_name: str = "urnn-forecaster"
     experiment: str = "demo"
     serve_timeout_s: float = 60.0
+    stay: bool = False  # keep the stack up until Ctrl-C (step 4)
+    service_port: int = 8000  # used when free, else any free port
+    mlflow_ui_port: int = 5000
 
 
 @dataclass
@@ -119,7 +130,14 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
     )
     print(f"3/3 Serving models:/{config.registered_name}@champion and asking it for a forecast")
     champion = f"models:/{config.registered_name}@champion"
-    served = _serve_and_forecast(settings.model_copy(update={"model_uri": champion}), config)
+    service_settings = settings.model_copy(update={"model_uri": champion})
+    server = DemoServer(service_settings, _port_or_free(config.service_port))
+    server.start(config.serve_timeout_s)
+    try:
+        served = _forecast(server.base, config)
+    except BaseException:
+        server.stop()
+        raise
     result.served_version = served["model"]["version"]
     result.forecast = served["forecasts"][0]
     steps = result.forecast["timestamps"] or []
@@ -134,6 +152,13 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
             f"      {stamp}: {result.forecast['mean'][i]:7.2f}  "
             f"(80 % interval {q['0.1'][i]:.2f} .. {q['0.9'][i]:.2f})"
         )
+    if not config.stay:
+        server.stop()
+        return result
+    try:
+        _stay_up(service_settings, server, config)
+    finally:
+        server.stop()
     return result
 
 
@@ -165,51 +190,129 @@ def _free_port() -> int:
         return port
 
 
-def _serve_and_forecast(settings: Settings, config: DemoConfig) -> dict[str, Any]:
-    import pandas as pd
-    import uvicorn
-
-    from service.main import create_app
-
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, name="urnn-demo-server", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(base, config.serve_timeout_s)
-        frame = pd.read_csv(config.data, parse_dates=["date"])
-        tail = frame.iloc[-config.lookback :]
-        body = {
-            "horizon": config.horizon,
-            "quantiles": [0.1, 0.5, 0.9],
-            "series": [
-                {
-                    "id": "ETTh1",
-                    "start": pd.Timestamp(tail["date"].iloc[0]).isoformat(),
-                    "freq": "h",
-                    "values": [float(v) for v in tail[config.target]],
-                }
-            ],
-        }
-        request = urllib.request.Request(
-            f"{base}/forecast",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
+def _port_or_free(preferred: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                answer: dict[str, Any] = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            raise DemoError(
-                f"POST /forecast answered {error.code}: {error.read().decode()}"
-            ) from None
-        return answer
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            return _free_port()
+    return preferred
+
+
+class DemoServer:
+    """The forecast service under uvicorn on a thread of this process."""
+
+    def __init__(self, settings: Settings, port: int) -> None:
+        import uvicorn
+
+        from service.main import create_app
+
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, name="urnn-demo-server", daemon=True)
+
+    def start(self, timeout_s: float) -> None:
+        self.thread.start()
+        _wait_ready(self.base, timeout_s)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def request_body(config: DemoConfig) -> dict[str, Any]:
+    """A /forecast request with the last look-back of the demo file."""
+    import pandas as pd
+
+    frame = pd.read_csv(config.data, parse_dates=["date"])
+    tail = frame.iloc[-config.lookback :]
+    return {
+        "horizon": config.horizon,
+        "quantiles": [0.1, 0.5, 0.9],
+        "series": [
+            {
+                "id": "ETTh1",
+                "start": pd.Timestamp(tail["date"].iloc[0]).isoformat(),
+                "freq": "h",
+                "values": [float(v) for v in tail[config.target]],
+            }
+        ],
+    }
+
+
+def _forecast(base: str, config: DemoConfig) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{base}/forecast",
+        data=json.dumps(request_body(config)).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise DemoError(f"POST /forecast answered {error.code}: {error.read().decode()}") from None
+    return answer
+
+
+def _stay_up(settings: Settings, server: DemoServer, config: DemoConfig) -> None:
+    """Job database, MLflow UI and a worker as child processes; wait for Ctrl-C; stop them."""
+    env = {**os.environ, **settings.environment()}
+    urnn = [sys.executable, "-m", "urnn_forecast.cli"]
+    upgrade = subprocess.run([*urnn, "db", "upgrade"], env=env, capture_output=True, text=True)
+    if upgrade.returncode != 0:
+        raise DemoError(f"urnn db upgrade failed: {upgrade.stderr.strip()[-2000:]}")
+    ui_port = _port_or_free(config.mlflow_ui_port)
+    uri = settings.resolved_tracking_uri()
+    log_dir = settings.var_dir / "demo-logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    children: list[subprocess.Popen[bytes]] = []
+    names: list[str] = []
+    try:
+        for name, argv in (
+            (
+                "mlflow-ui",
+                [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                 "--host", "127.0.0.1", "--port", str(ui_port)],
+            ),
+            ("worker", [*urnn, "worker"]),
+        ):  # fmt: skip
+            log = (log_dir / f"{name}.log").open("wb")
+            names.append(name)
+            children.append(
+                subprocess.Popen(
+                    argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+        body = settings.var_dir / "demo-request.json"
+        body.write_text(json.dumps(request_body(config)))
+        print(
+            f"\nThe stack is up (logs in {log_dir}); Ctrl-C stops everything.\n"
+            f"  forecast service  {server.base}/docs   (metrics: {server.base}/metrics)\n"
+            f"  MLflow UI         http://127.0.0.1:{ui_port}\n"
+            f"  worker            runs jobs queued with POST {server.base}/jobs "
+            "(needs URNN_API_KEY; docs/jobs.md)\n"
+            f"  try:  curl -s {server.base}/forecast -H 'Content-Type: application/json' "
+            f"-d @{body}",
+            flush=True,
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        dead = [n for n, c in zip(names, children, strict=True) if c.poll() is not None]
+        raise DemoError(f"a demo process stopped on its own ({dead}); see {log_dir}")
+    except KeyboardInterrupt:
+        print("\nstopping the demo stack ...", flush=True)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
 
 
 def _wait_ready(base: str, timeout_s: float) -> None:
