@@ -138,6 +138,8 @@ def test_urnn_containers_share_the_stack_settings() -> None:
         assert env["URNN_DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert "@postgres:5432/urnn" in env["URNN_DATABASE_URL"], name
         assert env["URNN_MLFLOW_TRACKING_URI"] == "http://mlflow:5000", name
+        # artifacts through the server: the worker's models must be loadable by the service
+        assert env["URNN_MLFLOW_ARTIFACT_ROOT"] == "mlflow-artifacts:/", name
     service = environment(services["service"])
     assert "URNN_API_KEY" in service
     workers = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", service["URNN_SERVE_WORKERS"])
