@@ -270,6 +270,13 @@ def _stay_up(settings: Settings, server: DemoServer, config: DemoConfig) -> None
     log_dir.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
     names: list[str] = []
+
+    def stop_on_sigterm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill`, systemd and terminals closing stop the demo like Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # A shell starting the demo in the background leaves SIGINT ignored; Ctrl-C must stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for name, argv in (
             (
@@ -305,6 +312,7 @@ def _stay_up(settings: Settings, server: DemoServer, config: DemoConfig) -> None
     except KeyboardInterrupt:
         print("\nstopping the demo stack ...", flush=True)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for child in children:
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGTERM)
