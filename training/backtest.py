@@ -202,12 +202,16 @@ def _refit_split(
     frame: pd.DataFrame, plan: SplitPlan, origin: int, model_config: ForecasterConfig
 ) -> SeriesSplit:
     """The series cut at `origin` (first target row): val = the len(plan.val) rows before it,
-    train = everything earlier, test = the one window at the origin."""
+    train = everything earlier (an expanding window), or, when the plan's train span was capped
+    (it starts after row 0: the "tail" split's max_train_rows), the same number of rows just
+    before val (a sliding window); test = the one window at the origin."""
     lookback, horizon, n_val = plan.lookback, model_config.horizon, len(plan.val)
+    train_stop = origin - n_val
+    train_start = max(0, train_stop - len(plan.train)) if plan.train.start > 0 else 0
     refit_plan = SplitPlan(
         n_rows=origin + horizon,
         lookback=lookback,
-        train=Span(0, origin - n_val),
+        train=Span(train_start, train_stop),
         val=Span(origin - n_val, origin, context=lookback),
         test=Span(origin, origin + horizon, context=lookback),
     )

@@ -11,7 +11,13 @@ import pytest
 
 from models.forecaster import ForecasterConfig
 from tests.training.synthetic import loaded, seasonal_frame
-from training.backtest import BacktestConfig, BacktestConfigError, BacktestResult, backtest
+from training.backtest import (
+    BacktestConfig,
+    BacktestConfigError,
+    BacktestResult,
+    _refit_split,
+    backtest,
+)
 from training.fit import FitConfig
 from training.split import SplitConfig, StandardScaler, plan_split, split_data
 
@@ -161,3 +167,24 @@ def test_urnn_beats_repeat_last_on_a_seasonal_series() -> None:
     ours = overall(backtest(data, split, urnn, fit_config, windows), "mse")
     base = overall(backtest(data, split, naive, fit_config, windows), "mse")
     assert ours < 0.1 * base, (ours, base)
+
+
+def test_refits_keep_a_capped_train_span_as_a_sliding_window() -> None:
+    """With the "tail" split's max_train_rows, every refit trains on that many rows just before
+    its val part; without a cap the train part grows with the origin."""
+    frame = seasonal_frame(400)
+    model = linear()
+    capped = split_data(
+        loaded({"s": frame}),
+        SplitConfig(lookback=L, method="tail", val_rows=40, test_rows=60, max_train_rows=120),
+    )["s"].plan
+    uncapped = plan_split(
+        400, "h", SplitConfig(lookback=L, method="tail", val_rows=40, test_rows=60)
+    )
+    for origin in (300, 330, 354):
+        sliding = _refit_split(frame, capped, origin, model)
+        assert len(sliding.train) == 120
+        assert sliding.train.index[-1] == frame.index[origin - 40 - 1]
+        assert sliding.val.index[-1] == frame.index[origin - 1]
+        expanding = _refit_split(frame, uncapped, origin, model)
+        assert len(expanding.train) == origin - 40
