@@ -35,6 +35,7 @@ import pandas as pd
 
 from models.forecaster import ForecasterConfig, ForecasterKind, Normalisation
 from training.backtest import BacktestConfig, backtest
+from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_data
 from training.fit import FitConfig
 from training.metrics import coverage_column
@@ -220,18 +221,9 @@ class EttBenchmarkConfig:
             object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
         if self.setting not in SETTINGS:
             raise EttBenchmarkError(f"setting must be one of {', '.join(SETTINGS)}")
-        unknown = [d for d in self.datasets if d not in DATASETS]
-        if unknown or not self.datasets:
-            raise EttBenchmarkError(
-                f"datasets must be among {', '.join(DATASETS)}; got {list(self.datasets)}"
-            )
-        bad_models = [m for m in self.models if m not in MODELS]
-        if bad_models or not self.models:
-            raise EttBenchmarkError(
-                f"models must be among {', '.join(MODELS)}; got {list(self.models)}"
-            )
-        if not self.horizons or any(h < 1 for h in self.horizons):
-            raise EttBenchmarkError(f"horizons must be integers >= 1; got {list(self.horizons)}")
+        check_names("datasets", self.datasets, DATASETS, EttBenchmarkError)
+        check_names("models", self.models, MODELS, EttBenchmarkError)
+        check_horizons(self.horizons, EttBenchmarkError)
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
         recurrent = {"urnn", "lstm"} & set(self.models)

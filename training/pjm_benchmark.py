@@ -65,6 +65,7 @@ from models.forecaster import (
     n_calendar_features,
 )
 from training.backtest import BacktestConfig, backtest, tidy_forecasts
+from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_many
 from training.fit import FitConfig, predict
 from training.metrics import metric_tables, seasonal_naive_scale
@@ -137,18 +138,9 @@ class PjmBenchmarkConfig:
     def __post_init__(self) -> None:
         for name in ("regions", "horizons", "models"):
             object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
-        unknown = [r for r in self.regions if r not in REGIONS]
-        if unknown or not self.regions:
-            raise PjmBenchmarkError(
-                f"regions must be among {', '.join(REGIONS)}; got {list(self.regions)}"
-            )
-        bad_models = [m for m in self.models if m not in MODEL_SPECS]
-        if bad_models or not self.models:
-            raise PjmBenchmarkError(
-                f"models must be among {', '.join(MODELS)}; got {list(self.models)}"
-            )
-        if not self.horizons or any(h < 1 for h in self.horizons):
-            raise PjmBenchmarkError(f"horizons must be integers >= 1; got {list(self.horizons)}")
+        check_names("regions", self.regions, REGIONS, PjmBenchmarkError)
+        check_names("models", self.models, MODELS, PjmBenchmarkError)
+        check_horizons(self.horizons, PjmBenchmarkError)
         for name in ("lookback", "test_days", "val_days", "test_step", "train_stride"):
             if getattr(self, name) < 1:
                 raise PjmBenchmarkError(f"{name} must be >= 1; got {getattr(self, name)}")

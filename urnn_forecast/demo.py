@@ -134,7 +134,8 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
     server = DemoServer(service_settings, _port_or_free(config.service_port))
     server.start(config.serve_timeout_s)
     try:
-        served = _forecast(server.base, config)
+        body = request_body(config)
+        served = _forecast(server.base, body)
     except BaseException:
         server.stop()
         raise
@@ -156,7 +157,7 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
         server.stop()
         return result
     try:
-        _stay_up(service_settings, server, config)
+        _stay_up(service_settings, server, config, body)
     finally:
         server.stop()
     return result
@@ -243,10 +244,10 @@ def request_body(config: DemoConfig) -> dict[str, Any]:
     }
 
 
-def _forecast(base: str, config: DemoConfig) -> dict[str, Any]:
+def _forecast(base: str, body: dict[str, Any]) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{base}/forecast",
-        data=json.dumps(request_body(config)).encode(),
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -257,7 +258,9 @@ def _forecast(base: str, config: DemoConfig) -> dict[str, Any]:
     return answer
 
 
-def _stay_up(settings: Settings, server: DemoServer, config: DemoConfig) -> None:
+def _stay_up(
+    settings: Settings, server: DemoServer, config: DemoConfig, body: dict[str, Any]
+) -> None:
     """Job database, MLflow UI and a worker as child processes; wait for Ctrl-C; stop them."""
     env = {**os.environ, **settings.environment()}
     urnn = [sys.executable, "-m", "urnn_forecast.cli"]
@@ -293,8 +296,8 @@ def _stay_up(settings: Settings, server: DemoServer, config: DemoConfig) -> None
                     argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                 )
             )
-        body = settings.var_dir / "demo-request.json"
-        body.write_text(json.dumps(request_body(config)))
+        body_file = settings.var_dir / "demo-request.json"
+        body_file.write_text(json.dumps(body))
         print(
             f"\nThe stack is up (logs in {log_dir}); Ctrl-C stops everything.\n"
             f"  forecast service  {server.base}/docs   (metrics: {server.base}/metrics)\n"
@@ -302,7 +305,7 @@ def _stay_up(settings: Settings, server: DemoServer, config: DemoConfig) -> None
             f"  worker            runs jobs queued with POST {server.base}/jobs "
             "(needs URNN_API_KEY; docs/jobs.md)\n"
             f"  try:  curl -s {server.base}/forecast -H 'Content-Type: application/json' "
-            f"-d @{body}",
+            f"-d @{body_file}",
             flush=True,
         )
         while all(child.poll() is None for child in children):
