@@ -87,11 +87,12 @@ from models.urnn import (
 )
 
 ForecasterKind = Literal[
-    "urnn", "urnn-full", "lstm", "gru", "linear", "repeat_last", "seasonal_naive"
+    "urnn", "urnn-full", "urnn-stream", "lstm", "gru", "linear", "repeat_last", "seasonal_naive"
 ]
 FORECASTER_KINDS: tuple[ForecasterKind, ...] = (
     "urnn",
     "urnn-full",
+    "urnn-stream",
     "lstm",
     "gru",
     "linear",
@@ -184,6 +185,11 @@ class ForecasterConfig:
             raise ForecasterConfigError(
                 f"linear_skip applies to the recurrent kinds ({', '.join(recurrent)}); "
                 f"got kind {self.kind!r}"
+            )
+        if cls.STREAMING and self.linear_skip:
+            raise ForecasterConfigError(
+                f"linear_skip must be False for kind {self.kind!r}: it always maps the last "
+                "lookback points to the median"
             )
         if cls.RECURRENT and self.lookback % self.segment_length:
             raise ForecasterConfigError(
@@ -365,6 +371,9 @@ class Forecaster(nn.Module, ABC):
     RECURRENT: ClassVar[bool] = False  # reads segments; lookback % segment_length == 0
     TRAINABLE: ClassVar[bool] = True  # False: parameter-free, "fitting" = calibrate_offsets
     UNITARY: ClassVar[bool] = False  # has a unitary recurrence matrix (exempt from clipping)
+    # Carries a state across calls (models.streaming): new_state / advance / forecast, and
+    # forward reads a whole history (T >= lookback) rather than exactly lookback rows.
+    STREAMING: ClassVar[bool] = False
     gap_scale: Tensor
 
     def __init__(self, config: ForecasterConfig) -> None:
@@ -724,6 +733,11 @@ FORECASTERS: dict[str, type[Forecaster]] = {
     "repeat_last": RepeatLastForecaster,
     "seasonal_naive": SeasonalNaiveForecaster,
 }
+
+# Imported here, after everything it builds on is defined (models.streaming imports this file).
+from models.streaming import StreamingURNNForecaster  # noqa: E402
+
+FORECASTERS["urnn-stream"] = StreamingURNNForecaster
 
 
 def build_forecaster(config: ForecasterConfig | Mapping[str, Any]) -> Forecaster:

@@ -39,7 +39,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from models.forecaster import Forecaster, ForecasterConfig
+from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
+from models.streaming import StreamingURNNForecaster
 from training.data import LoadedData
 from training.fit import FitConfig, FitResult, fit, predict
 from training.metrics import MetricTables, metric_tables, quantile_column, seasonal_naive_scale
@@ -52,6 +53,7 @@ from training.split import (
     split_data,
     split_series,
 )
+from training.stream_fit import StreamSeries, fit_stream, predict_origins, stream_series
 from training.windows import WindowDataset, make_windows, window_config_for, window_starts
 
 OutputScale = Literal["original", "scaled"]
@@ -124,6 +126,12 @@ def backtest(
             "a given model needs the scaler it was trained with and its own config as "
             "model_config, and cannot be refitted"
         )
+    streaming = FORECASTERS[model_config.kind].STREAMING
+    if streaming and config.refit:
+        raise BacktestConfigError(
+            f"refit=True is not available for the streaming kind {model_config.kind!r}: its "
+            "forecasts read the whole history, so one fit scores every origin"
+        )
     splits = split_data(data, split)
     window_config = window_config_for(
         model_config,
@@ -138,8 +146,17 @@ def backtest(
     if not config.refit:
         if model is None or scaler is None:
             scaler = StandardScaler.fit(splits)
-            sets = make_windows(splits, scaler, window_config, freq=data.freq)
-            fitted = fit(model_config, sets.train, sets.val, fit_config, progress=progress)
+            if streaming:
+                series = stream_series(
+                    splits,
+                    scaler,
+                    channel_independent=config.channel_independent,
+                    calendar_freq=calendar_freq,
+                )
+                fitted = fit_stream(model_config, series, fit_config, progress=progress)
+            else:
+                sets = make_windows(splits, scaler, window_config, freq=data.freq)
+                fitted = fit(model_config, sets.train, sets.val, fit_config, progress=progress)
             result.fits.append(fitted)
             model = fitted.model
         scaled = scaler.transform_splits(splits)
@@ -153,7 +170,16 @@ def backtest(
             calendar_freq=calendar_freq,
         )
         test.check_compatible(model_config)
-        pred = predict(model, test, batch_size=config.batch_size, device=_device_of(model))
+        if isinstance(model, StreamingURNNForecaster):
+            series = stream_series(
+                splits,
+                scaler,
+                channel_independent=config.channel_independent,
+                calendar_freq=calendar_freq,
+            )
+            pred = _stream_predict(model, test, series)
+        else:
+            pred = predict(model, test, batch_size=config.batch_size, device=_device_of(model))
         pieces.append(tidy_forecasts(test, pred, model_config.quantiles, scaler, config, scales))
     else:
         assert config.n_windows is not None
@@ -183,6 +209,31 @@ def backtest(
     if plot_dir is not None:
         result.plots = save_plots(result, model_config.quantiles, plot_dir)
     return result
+
+
+def _stream_predict(
+    model: StreamingURNNForecaster, test: WindowDataset, series: Sequence[StreamSeries]
+) -> torch.Tensor:
+    """Forecasts for the windows of `test`, each read from the whole history before its
+    origin (the series from its first training row), not from the window alone."""
+    c = model.config
+    out = torch.empty(len(test), c.horizon, len(c.quantiles))
+    by_name = {s.name: s for s in series}
+    owners = test.window_entry.numpy()
+    starts = test.starts.numpy()
+    for e, entry in enumerate(test.entries):
+        mask = owners == e
+        if not mask.any():
+            continue
+        s = by_name[entry.name]
+        first = starts[mask] - entry.offset + test.lookback  # first target rows in the frame
+        origins = s.index.get_indexer(entry.index[first])
+        if (origins < 0).any():
+            raise BacktestConfigError(f"test windows of {entry.name!r} fall outside its series")
+        out[torch.from_numpy(mask)] = predict_origins(
+            model, s, origins.astype(np.int64), _device_of(model)
+        )
+    return out
 
 
 def _device_of(model: Forecaster) -> str:

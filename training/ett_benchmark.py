@@ -48,6 +48,9 @@ SETTINGS: tuple[Setting, ...] = ("S", "M")
 DATASETS: tuple[str, ...] = ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
 HORIZONS: tuple[int, ...] = (96, 192, 336, 720)
 MODELS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "linear", "seasonal_naive", "repeat_last")
+# Also accepted, not run by default: the streaming uRNN (models.streaming), scored from the whole
+# history before each test origin rather than the look-back window (docs/streaming.md).
+OPTIONAL_MODELS: tuple[ForecasterKind, ...] = ("urnn-stream",)
 TARGET = "OT"
 COVARIATES: tuple[str, ...] = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")
 # Look-back defaults: 336 for S (the DLinear paper's univariate table); 720 for M (the SegRNN
@@ -58,7 +61,7 @@ ETT_FRACTIONS = (0.6, 0.2)  # train, val shares of split="fractions": 12 / 4 / 4
 # beat 24 on the ETTh1 M validation split at H = 96 and 336 (docs/benchmarks.md) and is also
 # SegRNN's choice at look-back 720.
 DEFAULT_SEGMENT: dict[Setting, int] = {"S": 24, "M": 48}
-RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm")
+RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "urnn-stream")
 
 # Data folders tried in order when none is given: the full shared copy (all four files), then
 # the one bundled with the repository (ETTh1 only). Relative to the repository root.
@@ -222,11 +225,11 @@ class EttBenchmarkConfig:
         if self.setting not in SETTINGS:
             raise EttBenchmarkError(f"setting must be one of {', '.join(SETTINGS)}")
         check_names("datasets", self.datasets, DATASETS, EttBenchmarkError)
-        check_names("models", self.models, MODELS, EttBenchmarkError)
+        check_names("models", self.models, MODELS + OPTIONAL_MODELS, EttBenchmarkError)
         check_horizons(self.horizons, EttBenchmarkError)
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
-        recurrent = {"urnn", "lstm"} & set(self.models)
+        recurrent = set(RECURRENT_KINDS) & set(self.models)
         if self.segment_length is not None and self.segment_length < 1:
             raise EttBenchmarkError(f"segment_length must be >= 1; got {self.segment_length}")
         if recurrent and self.resolved_lookback % self.resolved_segment_length:
@@ -273,10 +276,12 @@ class EttBenchmarkConfig:
             horizon=horizon,
             hidden_size=self.hidden_size,
             segment_length=self.resolved_segment_length,
-            normalisation=self.normalisation,
+            # The streaming kind fixes its statistics at first contact ("instance") and anchors
+            # its output at the last value itself (models.streaming).
+            normalisation="instance" if kind == "urnn-stream" else self.normalisation,
             season_length=rows_per_day(freq),
             dropout=self.dropout if kind in RECURRENT_KINDS else 0.0,
-            linear_skip=self.linear_skip and kind in RECURRENT_KINDS,
+            linear_skip=self.linear_skip and kind in ("urnn", "lstm"),
         )
 
 

@@ -98,6 +98,11 @@ class FitConfig:
     # Scale the gaps between quantiles on the val windows after training so that each
     # quantile's val level matches its nominal one (Forecaster.calibrate_gaps).
     calibrate_intervals: bool = True
+    # Streaming kinds only (training.stream_fit): each batch holds `stream_batch_crops` crops
+    # of `stream_crop_length` consecutive training rows, scored at every origin along them.
+    stream_crop_length: int = 4096
+    stream_batch_crops: int = 8
+    stream_batches_per_epoch: int = 32
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -110,7 +115,15 @@ class FitConfig:
                     f"{name} must be one of {', '.join(map(repr, allowed))}; "
                     f"got {getattr(self, name)!r}"
                 )
-        for name in ("max_epochs", "batch_size", "patience", "eval_batch_size"):
+        for name in (
+            "max_epochs",
+            "batch_size",
+            "patience",
+            "eval_batch_size",
+            "stream_crop_length",
+            "stream_batch_crops",
+            "stream_batches_per_epoch",
+        ):
             if getattr(self, name) < 1:
                 raise FitConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_train_batches is not None and self.max_train_batches < 1:

@@ -294,9 +294,12 @@ def test_partial_lane_blocks_stay_finite_over_long_sequences(ops: CompiledOps) -
     x = torch.randn(3, 300, 3)
     got = outputs_and_grads(model, x, "fast")
     expected = outputs_and_grads(model, x, "python")
+    # A leak from the unused lanes would blow up (inf or O(1) errors); what remains is float32
+    # round-off amplified over 300 steps, which depends on the compiler's summation order
+    # (1.1e-4 measured on one build), hence 5e-4 rather than a tighter bound.
     for a, b in zip(got, expected, strict=True):
         assert bool(torch.isfinite(a).all())
-        assert relative_error(a, b) < 1e-4
+        assert relative_error(a, b) < 5e-4
 
 
 @pytest.fixture

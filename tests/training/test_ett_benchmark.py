@@ -68,7 +68,7 @@ def tiny_config(data_dir: Path, **overrides: object) -> EttBenchmarkConfig:
 
 def test_cli_mirrors_match_the_module() -> None:
     assert cli.ETT_DATASETS == ett.DATASETS
-    assert cli.ETT_MODELS == ett.MODELS
+    assert cli.ETT_MODELS == ett.MODELS + ett.OPTIONAL_MODELS
     assert cli.ETT_HORIZONS == ett.HORIZONS
 
 

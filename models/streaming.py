@@ -1,0 +1,490 @@
+"""The streaming uRNN forecaster: a state that summarises a series' whole history, advanced
+only by new points.
+
+    model = build_forecaster(ForecasterConfig(kind="urnn-stream", lookback=336, horizon=96))
+    state = model.new_state()
+    state = model.advance(state, first_points)      # any chunking: the same state
+    state = model.advance(state, next_points)
+    quantiles = model.forecast(state)               # (H, Q), the input's (scaled) units
+
+Why a separate kind. The windowed forecasters (`models.forecaster`) re-read a fixed look-back
+from a fresh state and normalise it by its own statistics (RevIN): neither the state nor the
+normalisation carries over from one request to the next, so the cost of a forecast grows with
+the window and the model never sees past it. This one is built so that everything carries:
+
+- Normalisation fixed at first contact: loc/scale are the mean and standard deviation of the
+  series' first `lookback` points (W, the warm-up) and never change afterwards; before W
+  points there is no forecast. The recurrence can only carry over if the inputs it has already
+  consumed keep their meaning, which rules out refreshing the statistics in place; a served
+  model version change (or a user's DELETE) starts the statistics again from the stored tail
+  (service/streaming.py). `normalisation="last"` fixes loc at the warm-up's last value and
+  the scale at 1; `"none"` skips it (the data stage's scaler only).
+- Level drift is handled at the output instead: the median is anchored at the last observed
+  value, plus a linear map of the last W points relative to that value (NLinear's trick), plus
+  the state's contribution. A series that wanders far from its first-contact level therefore
+  still gets forecasts around where it is now.
+- Segments: the recurrence advances one step per `segment_length` points (SegRNN's segment
+  inputs; 24x fewer recurrent steps on hourly data). Segments are aligned to the series' first
+  point; points of an unfinished segment wait in `pending`. The head is told how many points
+  are pending (a one-hot phase) and sees them through the tail map, so a forecast is
+  available after every point, not only at segment boundaries.
+- Training (`training.stream_fit`) runs the encoder over long crops of each series and scores
+  a forecast at every origin along the crop at once (`forward_origins`), with the statistics of
+  each crop's first W points: the same rule the service applies at first contact, and states
+  that have seen anywhere from W points to the whole crop.
+
+Two code paths compute the same function. `forward` / `forward_origins` are batched torch
+float32 with autograd (training, the ETT-style benchmark). `new_state` / `advance` /
+`forecast` run one series in float64 on a cached double copy of the weights, with numpy in and
+out (serving): feeding a history point by point, in chunks or at once gives the same forecast
+to rounding in float64 (~1e-12), far inside the 1e-5 the service promises; the float32 path
+agrees with it to float32 rounding.
+
+States serialise without pickle (`StreamState.to_bytes`: a JSON header and raw float64 arrays).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import struct
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.forecaster import (
+    FUTURE_CALENDAR_WIDTH,
+    MIN_WINDOW_STD,
+    Forecaster,
+    ForecasterConfig,
+    URNNEncoder,
+    monotone_quantiles,
+    scale_gaps,
+)
+from models.urnn import InputShapeError
+
+STATE_FORMAT = 1
+_MAGIC = b"URNNSTATE"
+
+
+class NotReadyError(ValueError):
+    """A forecast was asked of a series that has not yet seen its warm-up points."""
+
+
+class StateFormatError(ValueError):
+    """Bytes that are not a StreamState written by `StreamState.to_bytes`."""
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """One series' stream, in the model's scaled units; immutable (advance returns a new one).
+
+    seen: points consumed. Before the warm-up (`warmup` points) only `warm` holds anything:
+    the raw rows [target, covariates..., calendar...]. From then on loc/scale are fixed,
+    `hidden` is the encoder state after the completed segments ([Re h; Im h], 2n values),
+    `pending` the normalised rows of the segment in progress and `tail` the last `warmup`
+    normalised targets.
+    """
+
+    warmup: int
+    row_width: int
+    seen: int = 0
+    loc: float = math.nan
+    scale: float = math.nan
+    hidden: np.ndarray | None = None  # (2n,)
+    pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (r, row_width)
+    warm: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (<warmup, row_width)
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (<= warmup,)
+
+    @property
+    def ready(self) -> bool:
+        return self.seen >= self.warmup
+
+    @property
+    def points_needed(self) -> int:
+        """Points still to come before the first forecast (0 once ready)."""
+        return max(0, self.warmup - self.seen)
+
+    def to_bytes(self) -> bytes:
+        """Magic, a length-prefixed JSON header, then the arrays as little-endian float64."""
+        arrays = {
+            "hidden": np.zeros(0) if self.hidden is None else self.hidden,
+            "pending": self.pending,
+            "warm": self.warm,
+            "tail": self.tail,
+        }
+        header = {
+            "format": STATE_FORMAT,
+            "warmup": self.warmup,
+            "row_width": self.row_width,
+            "seen": self.seen,
+            "loc": None if math.isnan(self.loc) else self.loc,
+            "scale": None if math.isnan(self.scale) else self.scale,
+            "has_hidden": self.hidden is not None,
+            "shapes": {k: list(v.shape) for k, v in arrays.items()},
+        }
+        head = json.dumps(header, sort_keys=True).encode()
+        body = b"".join(np.ascontiguousarray(v, dtype="<f8").tobytes() for v in arrays.values())
+        return _MAGIC + struct.pack("<I", len(head)) + head + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StreamState:
+        if not data.startswith(_MAGIC):
+            raise StateFormatError("not a stream state (bad magic bytes)")
+        offset = len(_MAGIC)
+        (size,) = struct.unpack_from("<I", data, offset)
+        offset += 4
+        try:
+            header = json.loads(data[offset : offset + size])
+        except ValueError as exc:
+            raise StateFormatError(f"stream state header is not JSON: {exc}") from None
+        if header.get("format") != STATE_FORMAT:
+            raise StateFormatError(
+                f"stream state format {header.get('format')!r}; this version reads {STATE_FORMAT}"
+            )
+        offset += size
+        arrays: dict[str, np.ndarray] = {}
+        for name in ("hidden", "pending", "warm", "tail"):
+            shape = tuple(header["shapes"][name])
+            count = int(np.prod(shape)) if shape else 1
+            arrays[name] = (
+                np.frombuffer(data, dtype="<f8", count=count, offset=offset)
+                .astype(np.float64)
+                .reshape(shape)
+            )
+            offset += 8 * count
+        if offset != len(data):
+            raise StateFormatError(f"stream state has {len(data) - offset} trailing bytes")
+        return cls(
+            warmup=int(header["warmup"]),
+            row_width=int(header["row_width"]),
+            seen=int(header["seen"]),
+            loc=math.nan if header["loc"] is None else float(header["loc"]),
+            scale=math.nan if header["scale"] is None else float(header["scale"]),
+            hidden=arrays["hidden"] if header["has_hidden"] else None,
+            pending=arrays["pending"],
+            warm=arrays["warm"],
+            tail=arrays["tail"],
+        )
+
+
+class StreamingURNNForecaster(Forecaster):
+    """kind "urnn-stream": the paper's structured uRNN over segments, carried across calls."""
+
+    SUPPORTS_PAST_COVARIATES = True
+    SUPPORTS_CALENDAR = True
+    RECURRENT = True
+    UNITARY = True
+    STREAMING: ClassVar[bool] = True
+
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.row_width = 1 + c.n_past_covariates + c.n_calendar
+        self.encoder = URNNEncoder(c.segment_length * self.row_width, c)
+        self.dropout = nn.Dropout(c.dropout)
+        self.future_calendar = (
+            nn.Linear(c.horizon * c.n_calendar, FUTURE_CALENDAR_WIDTH) if c.n_calendar else None
+        )
+        head_in = self.encoder.state_size + c.segment_length
+        head_in += FUTURE_CALENDAR_WIDTH if c.n_calendar else 0
+        self.head = nn.Linear(head_in, c.horizon * len(c.quantiles))
+        self.skip = nn.Linear(c.lookback, c.horizon)
+        # A float64 copy of this module for the serving path, rebuilt when any parameter or
+        # buffer changes in place (tensor._version). A list, so nn.Module does not register it.
+        self._double: list[tuple[tuple[int, ...], StreamingURNNForecaster]] = []
+
+    def unitary_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.urnn.unitary.parameters())
+
+    # --- batched torch path (training, benchmarks) -------------------------------------------
+
+    def forward(
+        self,
+        past_target: Tensor,
+        past_covariates: Tensor | None = None,
+        past_calendar: Tensor | None = None,
+        future_calendar: Tensor | None = None,
+    ) -> Tensor:
+        """The whole history (B, T >= lookback) from a fresh state -> (B, H, Q), input units."""
+        t = past_target.shape[1] if past_target.dim() == 2 else -1
+        self._check_history(past_target, past_covariates, past_calendar)
+        self._check_future(future_calendar, past_target.shape[0], 1)
+        future = None if future_calendar is None else future_calendar.unsqueeze(1)
+        origins = torch.tensor([t], device=past_target.device)
+        out = self._origins(past_target, past_covariates, past_calendar, origins, future)
+        return out[:, 0]
+
+    def forward_origins(
+        self,
+        target: Tensor,
+        covariates: Tensor | None,
+        calendar: Tensor | None,
+        origins: Tensor,
+    ) -> Tensor:
+        """Forecasts at many origins of one pass: (B, T) history -> (B, N, H, Q), input units.
+
+        Origin t forecasts rows t .. t + H - 1 from rows 0 .. t - 1 (lookback <= t <= T; with
+        calendar features t + H <= T, since the future calendar is read from `calendar`).
+        Equal to `forward(target[:, :t], ...)` for every origin; one encoder pass serves all.
+        """
+        self._check_history(target, covariates, calendar)
+        c = self.config
+        t_max = target.shape[1] - (c.horizon if c.n_calendar else 0)
+        if origins.dim() != 1 or len(origins) == 0:
+            raise InputShapeError(
+                f"origins must be a non-empty 1-d tensor; got {tuple(origins.shape)}"
+            )
+        if int(origins.min()) < c.lookback or int(origins.max()) > t_max:
+            raise InputShapeError(
+                f"origins must lie in [lookback={c.lookback}, {t_max}]; got "
+                f"[{int(origins.min())}, {int(origins.max())}]"
+            )
+        future = None
+        if calendar is not None and c.n_calendar:
+            windows = calendar.unfold(1, c.horizon, 1)  # (B, T - H + 1, K, H)
+            future = windows[:, origins].transpose(-1, -2)  # (B, N, H, K)
+        return self._origins(target, covariates, calendar, origins, future)
+
+    def _origins(
+        self,
+        target: Tensor,
+        covariates: Tensor | None,
+        calendar: Tensor | None,
+        origins: Tensor,
+        future: Tensor | None,
+    ) -> Tensor:
+        c = self.config
+        b = target.shape[0]
+        seg, w = c.segment_length, c.lookback
+        loc, scale = self._first_contact(target[:, :w])  # (B, 1) each
+        z = (target - loc) / scale  # (B, T)
+        rows = torch.cat(
+            [z.unsqueeze(-1)] + [x for x in (covariates, calendar) if x is not None], dim=-1
+        )  # (B, T, R)
+        n_seg = int(origins.max()) // seg
+        steps = rows[:, : n_seg * seg].reshape(b, n_seg, seg * self.row_width)
+        states = self.encoder.urnn.states(steps)  # (B, n_seg, 2n); origin t reads state t // seg
+        picked = states[:, origins // seg - 1]  # (B, N, 2n): t >= lookback >= seg
+        phase = F.one_hot(origins % seg, seg).to(z.dtype).expand(b, -1, -1)  # (B, N, seg)
+        tails = z.unfold(1, w, 1)[:, origins - w]  # (B, N, W): rows t - W .. t - 1
+        out = self._head(picked, phase, tails, future)  # (B, N, H, Q), normalised
+        return out * scale[..., None, None] + loc[..., None, None]
+
+    def _head(self, state: Tensor, phase: Tensor, tail: Tensor, future: Tensor | None) -> Tensor:
+        """(..., 2n), (..., seg), (..., W), (..., H, K) | None -> (..., H, Q) normalised."""
+        c = self.config
+        parts = [self.dropout(state), phase]
+        if self.future_calendar is not None and future is not None:
+            parts.append(self.future_calendar(future.flatten(-2)))
+        raw = self.head(torch.cat(parts, dim=-1))
+        raw = raw.unflatten(-1, (c.horizon, len(c.quantiles)))  # (..., H, Q)
+        last = tail[..., -1:]  # (..., 1)
+        anchor = last + self.skip(tail - last)  # (..., H)
+        m = c.median_index
+        raw = torch.cat(
+            [raw[..., :m], (raw[..., m] + anchor).unsqueeze(-1), raw[..., m + 1 :]], dim=-1
+        )
+        return scale_gaps(monotone_quantiles(raw, m), self.gap_scale, m)
+
+    def _first_contact(self, first: Tensor) -> tuple[Tensor, Tensor]:
+        if self.config.normalisation != "instance":
+            ones = torch.ones_like(first[:, :1])
+            loc = first[:, -1:] if self.config.normalisation == "last" else torch.zeros_like(ones)
+            return loc, ones
+        loc = first.mean(dim=1, keepdim=True)
+        scale = first.std(dim=1, unbiased=False, keepdim=True).clamp_min(MIN_WINDOW_STD)
+        return loc, scale
+
+    def _check_history(
+        self, target: Tensor, covariates: Tensor | None, calendar: Tensor | None
+    ) -> None:
+        c = self.config
+        if target.dim() != 2 or target.shape[1] < c.lookback:
+            raise InputShapeError(
+                f"past_target must have shape (batch, T >= lookback={c.lookback}); "
+                f"got {tuple(target.shape)}"
+            )
+        b, t = target.shape
+        for name, tensor, width in (
+            ("past_covariates", covariates, c.n_past_covariates),
+            ("past_calendar", calendar, c.n_calendar),
+        ):
+            if width == 0 and tensor is not None:
+                raise InputShapeError(f"{name} must be None for this forecaster (width 0)")
+            if width and (tensor is None or tuple(tensor.shape) != (b, t, width)):
+                got = None if tensor is None else tuple(tensor.shape)
+                raise InputShapeError(f"{name} must have shape {(b, t, width)}; got {got}")
+
+    def _check_future(self, future: Tensor | None, b: int, n: int) -> None:
+        c = self.config
+        if not c.n_calendar:
+            if future is not None:
+                raise InputShapeError("future_calendar must be None for this forecaster")
+            return
+        if future is None or tuple(future.shape) != (b, c.horizon, c.n_calendar):
+            got = None if future is None else tuple(future.shape)
+            raise InputShapeError(
+                f"future_calendar must have shape {(b, c.horizon, c.n_calendar)}; got {got}"
+            )
+
+    def forecast_normalised(
+        self,
+        z: Tensor,
+        past_covariates: Tensor | None,
+        past_calendar: Tensor | None,
+        future_calendar: Tensor | None,
+    ) -> Tensor:
+        raise NotImplementedError("urnn-stream normalises at first contact; call forward")
+
+    # --- one series, float64, numpy (serving) -----------------------------------------------
+
+    def new_state(self) -> StreamState:
+        r = self.row_width
+        return StreamState(
+            warmup=self.config.lookback,
+            row_width=r,
+            pending=np.zeros((0, r)),
+            warm=np.zeros((0, r)),
+            tail=np.zeros(0),
+        )
+
+    def advance(
+        self,
+        state: StreamState,
+        target: np.ndarray,
+        covariates: np.ndarray | None = None,
+        calendar: np.ndarray | None = None,
+    ) -> StreamState:
+        """The state after `target` (T,) (+ covariates (T, C), calendar (T, K)); a new object."""
+        rows = self._rows(state, target, covariates, calendar)
+        if len(rows) == 0:
+            return state
+        c = self.config
+        if not state.ready:
+            warm = np.concatenate([state.warm, rows])
+            if len(warm) < c.lookback:
+                return replace(state, seen=state.seen + len(rows), warm=warm)
+            first = warm[: c.lookback, 0]
+            if c.normalisation == "none":
+                loc, scale = 0.0, 1.0
+            elif c.normalisation == "last":
+                loc, scale = float(first[-1]), 1.0
+            else:
+                loc = float(first.mean())
+                scale = max(float(first.std()), MIN_WINDOW_STD)
+            state = replace(state, seen=0, loc=loc, scale=scale, warm=np.zeros((0, self.row_width)))
+            rows = warm
+        z_rows = rows.copy()
+        z_rows[:, 0] = (rows[:, 0] - state.loc) / state.scale
+        buffered = np.concatenate([state.pending, z_rows])
+        seg = c.segment_length
+        k = len(buffered) // seg
+        hidden = state.hidden
+        if k:
+            hidden = self._run_encoder(hidden, buffered[: k * seg].reshape(k, -1))
+        tail = np.concatenate([state.tail, z_rows[:, 0]])[-c.lookback :]
+        return replace(
+            state,
+            seen=state.seen + len(rows),
+            hidden=hidden,
+            pending=buffered[k * seg :].copy(),
+            tail=tail.copy(),
+        )
+
+    def forecast(self, state: StreamState, future_calendar: np.ndarray | None = None) -> np.ndarray:
+        """(H, Q) float64 quantiles of the next H points, in the input's (scaled) units."""
+        c = self.config
+        if not state.ready or state.hidden is None:
+            raise NotReadyError(
+                f"the series has {state.seen} of the {c.lookback} points needed before the "
+                f"first forecast ({state.points_needed} more)"
+            )
+        if c.n_calendar and (
+            future_calendar is None or future_calendar.shape != (c.horizon, c.n_calendar)
+        ):
+            got = None if future_calendar is None else future_calendar.shape
+            raise InputShapeError(
+                f"future_calendar must have shape {(c.horizon, c.n_calendar)}; got {got}"
+            )
+        model = self._float64()
+        with torch.inference_mode():
+            phase = torch.zeros(c.segment_length, dtype=torch.float64)
+            phase[len(state.pending)] = 1.0
+            future = None
+            if c.n_calendar and future_calendar is not None:
+                future = torch.from_numpy(np.asarray(future_calendar, dtype=np.float64))
+            out = model._head(
+                torch.from_numpy(state.hidden),
+                phase,
+                torch.from_numpy(state.tail),
+                future,
+            )  # (H, Q)
+            result: np.ndarray = out.numpy() * state.scale + state.loc
+        return result
+
+    def _rows(
+        self,
+        state: StreamState,
+        target: np.ndarray,
+        covariates: np.ndarray | None,
+        calendar: np.ndarray | None,
+    ) -> np.ndarray:
+        c = self.config
+        target = np.asarray(target, dtype=np.float64)
+        if target.ndim != 1:
+            raise InputShapeError(f"target must be 1-d (T,); got shape {target.shape}")
+        t = len(target)
+        parts = [target[:, None]]
+        for name, array, width in (
+            ("covariates", covariates, c.n_past_covariates),
+            ("calendar", calendar, c.n_calendar),
+        ):
+            if width == 0:
+                if array is not None:
+                    raise InputShapeError(f"{name} must be None for this forecaster (width 0)")
+                continue
+            if array is None or np.shape(array) != (t, width):
+                got = None if array is None else np.shape(array)
+                raise InputShapeError(f"{name} must have shape {(t, width)}; got {got}")
+            parts.append(np.asarray(array, dtype=np.float64))
+        if state.row_width != self.row_width or state.warmup != c.lookback:
+            raise InputShapeError(
+                f"the state was made for another model (row width {state.row_width}, warm-up "
+                f"{state.warmup}); this one has {self.row_width}, {c.lookback}"
+            )
+        return np.concatenate(parts, axis=1)
+
+    def _run_encoder(self, hidden: np.ndarray | None, steps: np.ndarray) -> np.ndarray:
+        """(2n,) | None (the learned initial state), (k, seg * R) -> the (2n,) state after."""
+        urnn = self._float64().encoder.urnn
+        n = self.config.hidden_size
+        with torch.inference_mode():
+            h0 = None
+            if hidden is not None:
+                pairs = torch.from_numpy(hidden)
+                h0 = torch.complex(pairs[:n], pairs[n:]).unsqueeze(0)
+            states = urnn.states(torch.from_numpy(np.ascontiguousarray(steps))[None], h0)
+            last: np.ndarray = states[0, -1].numpy().copy()
+        return last
+
+    def _float64(self) -> StreamingURNNForecaster:
+        key = tuple(t._version for t in (*self.parameters(), *self.buffers()))
+        cached = self._double
+        if cached and cached[0][0] == key:
+            return cached[0][1]
+        saved, self._double = self._double, []
+        try:
+            dup = copy.deepcopy(self)
+        finally:
+            self._double = saved
+        dup = dup.double().eval()
+        for p in dup.parameters():
+            p.requires_grad_(False)
+        self._double = [(key, dup)]
+        return dup

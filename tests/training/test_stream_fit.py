@@ -1,0 +1,117 @@
+"""Training and scoring the streaming uRNN: it learns, its backtest forecasts read the whole
+history before each origin and nothing after it, and the spans it trains on are the split's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.forecaster import ForecasterConfig, build_forecaster
+from models.streaming import StreamingURNNForecaster
+from tests.training.synthetic import loaded, seasonal_frame
+from training.backtest import BacktestConfig, BacktestConfigError, backtest
+from training.fit import FitConfig
+from training.split import SplitConfig, StandardScaler, split_data
+from training.stream_fit import (
+    evaluate_stream,
+    fit_stream,
+    predict_origins,
+    span_origins,
+    stream_series,
+)
+
+L, H, SEG = 24, 6, 8
+SPLIT = SplitConfig(lookback=L)
+QUICK = FitConfig(
+    max_epochs=3,
+    lr=3e-3,
+    device="cpu",
+    stream_crop_length=160,
+    stream_batch_crops=4,
+    stream_batches_per_epoch=8,
+    calibrate_intervals=False,
+)
+
+
+def config(**fields: object) -> ForecasterConfig:
+    return ForecasterConfig(
+        kind="urnn-stream",
+        lookback=L,
+        horizon=H,
+        hidden_size=8,
+        segment_length=SEG,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def prepared(n: int = 600) -> tuple[object, list]:  # type: ignore[type-arg]
+    data = loaded({"a": seasonal_frame(n), "b": seasonal_frame(n - 100, seed=1)})
+    splits = split_data(data, SPLIT)
+    scaler = StandardScaler.fit(splits)
+    return data, stream_series(splits, scaler, channel_independent=False, calendar_freq=None)
+
+
+def test_stream_series_cover_the_split_from_the_train_start_with_its_spans() -> None:
+    data, series = prepared()
+    a = next(s for s in series if s.name == "a")
+    assert len(a.index) == 600 and a.index[0] == data.series["a"].index[0]  # type: ignore[attr-defined]
+    assert a.train[0] == 0 and a.train[1] == a.val[0] and a.val[1] == a.test[0]
+    assert a.test[1] == 600
+    origins = span_origins(a.val, L, H)
+    assert origins.min() >= a.val[0] and origins.max() + H == a.val[1]
+
+
+def test_fit_stream_learns_the_daily_cycle() -> None:
+    _, series = prepared()
+    torch.manual_seed(0)
+    untrained = build_forecaster(config())
+    assert isinstance(untrained, StreamingURNNForecaster)
+    before, _, _ = evaluate_stream(untrained, series, QUICK, "cpu")
+    result = fit_stream(config(), series, QUICK)
+    assert result.best_epoch >= 1 and len(result.history) >= 1
+    assert result.history[-1].train_loss < result.history[0].train_loss * 1.5
+    assert result.best_score < 0.5 * before["loss"]
+
+
+def test_backtest_forecasts_read_the_whole_history_and_never_the_future() -> None:
+    data = loaded({"a": seasonal_frame(500)}, covariates=())
+    model_config = config()
+    result = backtest(
+        data, SPLIT, model_config, QUICK, BacktestConfig(n_windows=3, step=7, scale="scaled")
+    )
+    model = result.fits[0].model
+    assert isinstance(model, StreamingURNNForecaster)
+    splits = split_data(data, SPLIT)
+    scaler = StandardScaler.fit(splits)
+    (series,) = stream_series(splits, scaler, channel_independent=False, calendar_freq=None)
+    rows = result.forecasts
+    origin_rows = sorted(
+        int(i)
+        for i in series.index.get_indexer(pd.DatetimeIndex(rows[rows["step"] == 1]["timestamp"]))
+    )
+    assert len(origin_rows) == 3
+    # the same numbers as the model reading rows 0 .. origin - 1 in one go
+    with torch.no_grad():
+        for origin in origin_rows:
+            direct = model(series.target[None, :origin])[0, :, 1].double().numpy()
+            at = rows[(rows["timestamp"] == series.index[origin]) & (rows["step"] == 1)]
+            assert float(at["point"].iloc[0]) == pytest.approx(direct[0], abs=1e-5)
+    # changing everything after an origin leaves its forecast alone; changing before does not
+    first = np.array([origin_rows[0]], dtype=np.int64)
+    base = predict_origins(model, series, first)
+    future = series.values.clone()
+    future[origin_rows[0] :] += 5.0
+    early = series.values.clone()
+    early[10] += 5.0
+    for values, same in ((future, True), (early, False)):
+        changed = type(series)(**{**series.__dict__, "values": values})
+        moved = predict_origins(model, changed, first)
+        assert torch.equal(moved, base) is same
+
+
+def test_refit_backtests_are_refused_for_the_streaming_kind() -> None:
+    data = loaded({"a": seasonal_frame(300)}, covariates=())
+    with pytest.raises(BacktestConfigError, match="refit=True is not available"):
+        backtest(data, SPLIT, config(), QUICK, BacktestConfig(n_windows=2, refit=True))

@@ -1,0 +1,331 @@
+"""Training and scoring of the streaming uRNN forecaster (`models.streaming`, kind "urnn-stream").
+
+    series = stream_series(splits, scaler, channel_independent=False, calendar_freq=None)
+    result = fit_stream(model_config, series, fit_config)       # a training.fit.FitResult
+    quantiles = predict_origins(result.model, series[0], origins)  # (N, H, Q), scaled units
+
+Why not the windowed loop of `training.fit`. A windowed forecaster is scored on windows of
+exactly `lookback` rows from a fresh state; the streaming one is served from a state that has
+consumed the series from its first point, anywhere from `lookback` to millions of points. So
+it is trained the way it is used: each batch holds `stream_batch_crops` crops of
+`stream_crop_length` consecutive training rows (random starts), the encoder runs over each
+crop once, and a forecast is scored at *every* origin along it (`forward_origins`), from
+states that have seen lookback .. crop-length points, with the crop's first `lookback` rows
+fixing the normalisation (the service's first-contact rule). One encoder pass thus yields
+thousands of training forecasts. Validation and test forecasts read the whole series from its
+first row up to each origin, as a service that has followed the series since then would.
+
+Everything else is `training.fit`'s: FitConfig (AdamW, unitary parameters exempt from clipping
+and weight decay, plateau schedule, early stopping on the val score, best epoch restored),
+the pinball (+ mse_weight * MSE) loss, split-conformal interval calibration on val.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from models.forecaster import ForecasterConfig, build_forecaster, count_parameters
+from models.streaming import StreamingURNNForecaster
+from training.fit import (
+    EpochRecord,
+    FitConfig,
+    FitResult,
+    clip_gradients,
+    make_optimizer,
+    seed_everything,
+    training_loss,
+)
+from training.paper_benchmark import resolve_device
+from training.split import SeriesSplit, StandardScaler
+from training.windows import WindowDataset
+
+# Origins per head evaluation when scoring: bounds the (N, W) tail and (N, H, Q) output blocks.
+ORIGIN_CHUNK = 4096
+
+
+class StreamFitError(ValueError):
+    """Data a streaming forecaster cannot be trained or scored on."""
+
+
+@dataclass(frozen=True)
+class StreamSeries:
+    """One series as the streaming model reads it: every row from the first training row on,
+    scaled; spans are row positions in these arrays (stop exclusive)."""
+
+    name: str  # series id, or "<series id>/<column>" when channel-independent
+    source: str  # the series id in the splits and the scaler
+    columns: tuple[str, ...]  # target first, then covariates
+    index: pd.DatetimeIndex
+    values: Tensor  # (T, 1 + C) float32: target, covariates
+    calendar: Tensor  # (T, K) float32; K = 0 without calendar features
+    train: tuple[int, int]
+    val: tuple[int, int]
+    test: tuple[int, int]
+
+    @property
+    def target(self) -> Tensor:
+        return self.values[:, 0]
+
+
+def stream_series(
+    splits: Mapping[str, SeriesSplit],
+    scaler: StandardScaler,
+    *,
+    channel_independent: bool,
+    calendar_freq: str | None,
+) -> list[StreamSeries]:
+    """The scaled rows of each split series from its train start to its test end, with the
+    split's spans, one entry per column when channel-independent."""
+    frames: dict[str, pd.DataFrame] = {}
+    spans: dict[str, tuple[tuple[int, int], ...]] = {}
+    for sid, s in splits.items():
+        plan = s.plan
+        first = plan.train.start
+        whole = pd.concat(
+            [s.train, s.val.iloc[plan.val.context :], s.test.iloc[plan.test.context :]]
+        )
+        if len(whole) != plan.test.stop - first:
+            raise StreamFitError(
+                f"series {sid!r}: the split's spans are not contiguous ({len(whole)} rows "
+                f"between train start and test end, expected {plan.test.stop - first})"
+            )
+        frames[sid] = scaler.transform(sid, whole)
+        spans[sid] = tuple(
+            (span.start - first, span.stop - first) for span in (plan.train, plan.val, plan.test)
+        )
+    data = WindowDataset.from_frames(
+        frames,
+        lookback=1,
+        horizon=1,
+        stride=10**9,  # one window per frame: only the stored blocks are used
+        channel_independent=channel_independent,
+        calendar_freq=calendar_freq,
+    )
+    out = []
+    for entry in data.entries:
+        rows = slice(entry.offset, entry.offset + len(entry.index))
+        columns = [list(frames[entry.source].columns).index(c) for c in entry.columns]
+        block = torch.from_numpy(frames[entry.source].to_numpy(np.float32)[:, columns])
+        train, val, test = spans[entry.source]
+        out.append(
+            StreamSeries(
+                name=entry.name,
+                source=entry.source,
+                columns=entry.columns,
+                index=entry.index,
+                values=block,
+                calendar=data.calendar[rows],
+                train=train,
+                val=val,
+                test=test,
+            )
+        )
+    return out
+
+
+def span_origins(span: tuple[int, int], lookback: int, horizon: int, step: int = 1) -> np.ndarray:
+    """Origins (first target rows) whose whole horizon lies in `span` and that have at least
+    `lookback` rows before them, `step` apart and aligned to the span's end."""
+    start, stop = span
+    last = stop - horizon
+    first = max(start, lookback)
+    if last < first:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(last, first - 1, -step, dtype=np.int64)[::-1].copy()
+
+
+def _inputs(
+    model: StreamingURNNForecaster, s: StreamSeries, stop: int
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    c = model.config
+    target = s.target[None, :stop]
+    covariates = s.values[None, :stop, 1:] if c.n_past_covariates else None
+    calendar = s.calendar[None, :stop] if c.n_calendar else None
+    return target, covariates, calendar
+
+
+@torch.inference_mode()
+def predict_origins(
+    model: StreamingURNNForecaster, s: StreamSeries, origins: np.ndarray, device: str = "cpu"
+) -> Tensor:
+    """(N, H, Q) forecasts at `origins` of `s`, each from all rows before it; on the CPU."""
+    model.eval()
+    if len(origins) == 0:
+        return torch.empty(0, model.config.horizon, len(model.config.quantiles))
+    stop = int(origins.max()) + model.config.horizon
+    target, covariates, calendar = (
+        None if t is None else t.to(device) for t in _inputs(model, s, stop)
+    )
+    assert target is not None
+    out = []
+    for i in range(0, len(origins), ORIGIN_CHUNK):
+        chunk = torch.from_numpy(origins[i : i + ORIGIN_CHUNK]).to(device)
+        out.append(model.forward_origins(target, covariates, calendar, chunk)[0].cpu())
+    return torch.cat(out)
+
+
+def targets_at(s: StreamSeries, origins: np.ndarray, horizon: int) -> Tensor:
+    """(N, H) realised targets of `origins`."""
+    rows = torch.from_numpy(origins)[:, None] + torch.arange(horizon)
+    return s.target[rows]
+
+
+@torch.inference_mode()
+def evaluate_stream(
+    model: StreamingURNNForecaster,
+    series: list[StreamSeries],
+    config: FitConfig,
+    device: str,
+    span: str = "val",
+) -> tuple[dict[str, float], Tensor, Tensor]:
+    """Loss, MSE, MAE of the median over every origin of `span` ("val" or "test") of every
+    series; also the (N, H, Q) forecasts and (N, H) targets behind them."""
+    c = model.config
+    preds, targets = [], []
+    for s in series:
+        origins = span_origins(getattr(s, span), c.lookback, c.horizon)
+        preds.append(predict_origins(model, s, origins, device))
+        targets.append(targets_at(s, origins, c.horizon))
+    pred, target = torch.cat(preds), torch.cat(targets)
+    if len(pred) == 0:
+        raise StreamFitError(
+            f"no {span} origin has {c.lookback} rows before it and {c.horizon} inside the span"
+        )
+    q = torch.tensor(c.quantiles)
+    error = pred[..., c.median_index] - target
+    scores = {
+        "loss": float(training_loss(pred, target, q, c.median_index, config.mse_weight)),
+        "mse": float(error.square().mean()),
+        "mae": float(error.abs().mean()),
+    }
+    return scores, pred, target
+
+
+def fit_stream(
+    model_config: ForecasterConfig,
+    series: list[StreamSeries],
+    config: FitConfig,
+    *,
+    on_epoch_end: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Build and train a streaming forecaster on the train spans of `series`, early-stopped
+    on their val spans; the best epoch is restored and the intervals calibrated on val."""
+    device = str(resolve_device(config.device))
+    seed_everything(config.seed)
+    model = build_forecaster(model_config).to(device)
+    if not isinstance(model, StreamingURNNForecaster):
+        raise StreamFitError(f"fit_stream trains kind 'urnn-stream'; got {model_config.kind!r}")
+    c = model_config
+    crop = config.stream_crop_length
+    min_rows = c.lookback + c.horizon
+    usable = [s for s in series if s.train[1] - s.train[0] >= min_rows]
+    if not usable:
+        raise StreamFitError(
+            f"no series has the {min_rows} training rows (lookback + horizon) needed"
+        )
+    result = FitResult(model=model, n_params=count_parameters(model), device=device)
+    optimizer = make_optimizer(model, config)
+    plateau = cosine = None
+    if config.schedule == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.plateau_factor, patience=config.plateau_patience
+        )
+    elif config.schedule == "cosine":
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    quantiles = torch.tensor(c.quantiles, device=device)
+    generator = np.random.default_rng(config.seed)
+    lengths = np.array([s.train[1] - s.train[0] for s in usable], dtype=np.float64)
+    weights = lengths / lengths.sum()  # longer series give proportionally more crops
+    best_state: dict[str, Tensor] | None = None
+    best, stale = math.inf, 0
+    start = time.perf_counter()
+    for epoch in range(1, config.max_epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        losses = []
+        lr = optimizer.param_groups[0]["lr"]
+        for _ in range(config.stream_batches_per_epoch):
+            if should_stop is not None and should_stop():
+                result.stop_reason = "cancelled"
+                break
+            picks = generator.choice(len(usable), size=config.stream_batch_crops, p=weights)
+            length = int(min(crop, lengths[picks].min()))
+            blocks = []
+            for i in picks:
+                s = usable[int(i)]
+                first = s.train[0] + int(
+                    generator.integers(0, s.train[1] - s.train[0] - length + 1)
+                )
+                blocks.append((s, first))
+            values = torch.stack([s.values[a : a + length] for s, a in blocks]).to(device)
+            calendar = torch.stack([s.calendar[a : a + length] for s, a in blocks]).to(device)
+            origins = torch.arange(c.lookback, length - c.horizon + 1, device=device)
+            pred = model.forward_origins(
+                values[..., 0],
+                values[..., 1:] if c.n_past_covariates else None,
+                calendar if c.n_calendar else None,
+                origins,
+            )  # (B, N, H, Q)
+            target = values[..., 0].unfold(1, c.horizon, 1)[:, origins]  # (B, N, H)
+            loss = training_loss(
+                pred.flatten(0, 1), target.flatten(0, 1), quantiles, c.median_index,
+                config.mse_weight,
+            )  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+            if config.clip_norm is not None:
+                clip_gradients(model, config.clip_norm)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        if not losses:
+            break
+        scores, _, _ = evaluate_stream(model, series, config, device)
+        score = scores[config.monitor]
+        improved = score < best
+        record = EpochRecord(
+            epoch, float(np.mean(losses)), scores["loss"], scores["mse"], scores["mae"], lr,
+            time.perf_counter() - epoch_start, improved,
+        )  # fmt: skip
+        result.history.append(record)
+        if progress:
+            print(
+                f"epoch {epoch}: train {record.train_loss:.4f} val mse {record.val_mse:.4f} "
+                f"{'*' if improved else ''}",
+                flush=True,
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        if improved:
+            best, stale = score, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.best_epoch, result.best_score = epoch, score
+        else:
+            stale += 1
+        if plateau is not None:
+            plateau.step(score)
+        if cosine is not None:
+            cosine.step()
+        if result.stop_reason == "cancelled":
+            break
+        if stale >= config.patience:
+            result.stop_reason = "patience"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    if config.calibrate_intervals and len(c.quantiles) > 1:
+        model.gap_scale.fill_(1.0)
+        _, pred, target = evaluate_stream(model, series, config, device)
+        model.calibrate_gaps(pred, target)
+    result.wall_seconds = time.perf_counter() - start
+    return result
