@@ -13,12 +13,14 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -123,3 +125,35 @@ class Job(Base):
         String(36), ForeignKey("schedules.id", ondelete="SET NULL")
     )
     due_at: Mapped[datetime | None]  # the schedule's due time this job runs for
+
+
+class SeriesSnapshot(Base):
+    """The persisted recurrent state of one streamed series (service/stream_snapshots.py).
+
+    The state lives hot in the serving process; this row is its durable copy, so a restart or
+    another replica resumes the series instead of replaying its history. `state` and `tail` are
+    opaque to the database (the stream engine (de)serialises them). `revision` is optimistic
+    concurrency: 1 on insert and +1 per save, each save conditional on the revision the writer
+    read, so two writers never silently overwrite one another.
+    """
+
+    __tablename__ = "series_snapshots"
+    __table_args__ = (
+        CheckConstraint("points_seen >= 0 AND revision >= 1", name="counts"),
+        # Eviction and housekeeping scan by age.
+        Index("ix_series_snapshots_updated_at", "updated_at"),
+    )
+
+    series_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(32))  # the model the state belongs to
+    freq: Mapped[str] = mapped_column(String(32))  # pandas offset alias, e.g. "h"
+    tz: Mapped[str | None] = mapped_column(String(64))  # IANA name of the series' timestamps
+    # Epoch nanoseconds (UTC) of the first and the last point consumed: BigInteger, ~1.7e18.
+    first_ns: Mapped[int] = mapped_column(BigInteger)
+    last_ns: Mapped[int] = mapped_column(BigInteger)
+    points_seen: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    tail: Mapped[bytes] = mapped_column(LargeBinary)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,7 +15,7 @@ from jobs.models import Base
 from urnn_forecast.cli import main
 from urnn_forecast.settings import Settings
 
-TABLES = {"jobs", "schedules"}
+TABLES = {"jobs", "schedules", "series_snapshots"}
 
 
 def tables(url: str) -> set[str]:
@@ -28,7 +28,7 @@ def tables(url: str) -> set[str]:
 
 def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0001"
+    assert current_revision(database_url) == "0002"
     assert tables(database_url) == TABLES
     downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -60,7 +60,7 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     settings = Settings(var_dir=tmp_path / "var")
     assert main(["db", "upgrade"], settings=settings) == 0
     assert (tmp_path / "var" / "jobs.db").is_file()
-    assert "upgraded to 0001" in capsys.readouterr().out
+    assert "upgraded to 0002" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"], settings=settings) == 0
     assert main(["db", "current"], settings=settings) == 0
     assert "empty" in capsys.readouterr().out
