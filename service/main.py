@@ -22,7 +22,7 @@ from service.errors import install_handlers
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
 from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from service.routes import forecast, jobs, model, ops, schedules
+from service.routes import forecast, jobs, model, ops, schedules, series
 from service.state import ServiceState
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings, get_settings
@@ -62,7 +62,9 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
     app.include_router(ops.router)
     app.include_router(jobs.router)
     app.include_router(schedules.router)
+    app.include_router(series.router)
     jobs.install_job_handlers(app)
+    series.install_series_handlers(app)
     # Added last = outermost: metrics see every answer, 413s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)

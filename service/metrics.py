@@ -8,7 +8,8 @@ Several uvicorn workers: when PROMETHEUS_MULTIPROC_DIR is set before the process
 prometheus_client writes every value to files in that folder and `/metrics` merges them with a
 `MultiProcessCollector` (`render`). Gauges say how to merge: queue depth sums over live
 workers, the served version takes the max over live workers (1 where any worker serves it),
-drift takes the worst worker. `urnn serve --workers N` sets the folder up.
+drift takes the worst worker,
+live streaming states sum over live workers. `urnn serve --workers N` sets the folder up.
 """
 
 from __future__ import annotations
@@ -149,6 +150,49 @@ class ServiceMetrics:
             "urnn_realised_cache_series",
             "Series ids whose latest forecast is kept for scoring.",
             multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.stream_series_live = Gauge(
+            "urnn_stream_series_live",
+            "Streaming series whose state is held in memory.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.stream_evictions = Counter(
+            "urnn_stream_evictions",
+            "Streaming states dropped from memory by the LRU bound (flushed first when changed).",
+            registry=r,
+        )
+        self.stream_restores = Counter(
+            "urnn_stream_restores",
+            "Streaming states loaded from their database snapshot on a cache miss.",
+            registry=r,
+        )
+        self.stream_rebuilds = Counter(
+            "urnn_stream_rebuilds",
+            "Streaming states rebuilt by replaying the stored tail through a new model version.",
+            registry=r,
+        )
+        self.stream_snapshot_conflicts = Counter(
+            "urnn_stream_snapshot_conflicts",
+            "Snapshot writes refused because another replica wrote the series first.",
+            registry=r,
+        )
+        self.stream_points = Counter(
+            "urnn_stream_points",
+            "Points consumed by streaming states (gap-filled ones included, duplicates not).",
+            registry=r,
+        )
+        self.stream_update_seconds = Histogram(
+            "urnn_stream_update_seconds",
+            "Wall time of one streaming update: advance the state and forecast.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stream_flush_seconds = Histogram(
+            "urnn_stream_snapshot_flush_seconds",
+            "Wall time of one write of streaming snapshots to the database.",
+            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         if not multiprocess_mode():

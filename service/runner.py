@@ -46,15 +46,10 @@ class BatchRunner:
         target = None
         if all(r.target is not None for r in requests):  # the bulk path's (S, L) blocks
             target = np.concatenate([r.target for r in requests if r.target is not None])
-        step = self.max_batch_series
-        forecasts = np.concatenate(
-            [
-                forecast_series(
-                    model, series[i : i + step], None if target is None else target[i : i + step]
-                )
-                for i in range(0, len(series), step)
-            ]
-        )  # (B, H_max, Q), original units
+        if model.streaming:  # each whole history from a fresh state, series by series
+            forecasts = np.stack([forecast_stream(model, s) for s in series])
+        else:
+            forecasts = self._windowed(model, series, target)
         self.metrics.inference_latency.observe(time.perf_counter() - start)
         self.metrics.batch_series.observe(len(series))
         self.metrics.batch_requests.observe(len(requests))
@@ -66,6 +61,20 @@ class BatchRunner:
             offset += n
         self._monitor(requests, out)
         return out
+
+    def _windowed(
+        self, model: ServedModel, series: list[PreparedSeries], target: np.ndarray | None
+    ) -> np.ndarray:
+        """Batched forward passes of at most max_batch_series: (B, H_max, Q), original units."""
+        step = self.max_batch_series
+        return np.concatenate(
+            [
+                forecast_series(
+                    model, series[i : i + step], None if target is None else target[i : i + step]
+                )
+                for i in range(0, len(series), step)
+            ]
+        )
 
     def _monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
         """Realised error per series; drift once for the whole batch (one version)."""
@@ -111,6 +120,21 @@ def forecast_series(
     mean = np.array([s.target_mean for s in series])[:, None, None]
     scale = np.array([s.target_scale for s in series])[:, None, None]
     return scaled * scale + mean  # type: ignore[no-any-return]
+
+
+def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
+    """A streaming model: the series' whole history into a fresh state, then its forecast,
+    (H_max, Q) float64 in the data's original units (what the /series endpoints compute)."""
+    history = series.history
+    if history is None:
+        raise ValueError("a series prepared for a streaming model lacks its history")
+    stream = model.stream_model
+    state = stream.advance(stream.new_state(), history.target, history.covariates, history.calendar)
+    future = None
+    if model.needs_dates:
+        future = _present(series.future_calendar).astype(np.float64)
+    scaled = stream.forecast(state, future)
+    return scaled * series.target_scale + series.target_mean
 
 
 def _present(array: np.ndarray | None) -> np.ndarray:

@@ -24,6 +24,7 @@ import torch
 from pandas.tseries.offsets import BaseOffset
 
 from models.forecaster import Forecaster
+from models.streaming import StreamingURNNForecaster
 from training.mlflow_model import ForecastPredictor
 from training.split import GLOBAL
 
@@ -78,6 +79,20 @@ class ServedModel:
     @property
     def model(self) -> Forecaster:
         return self.predictor.model
+
+    @property
+    def streaming(self) -> bool:
+        """True for a model that carries a state across calls (kind urnn-stream): /forecast
+        feeds it each whole history, the /series endpoints advance stored states."""
+        return bool(getattr(self.model, "STREAMING", False))
+
+    @property
+    def stream_model(self) -> StreamingURNNForecaster:
+        """The model as a streaming forecaster (TypeError when it is not one)."""
+        model = self.model
+        if not isinstance(model, StreamingURNNForecaster):
+            raise TypeError(f"the served model of kind {model.config.kind!r} is not streaming")
+        return model
 
     @property
     def meta(self) -> dict[str, Any]:

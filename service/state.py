@@ -23,6 +23,7 @@ from service.metrics import ServiceMetrics
 from service.realised import RealisedErrorTracker
 from service.runner import BatchRunner
 from service.served import ServedModel
+from service.streaming import StreamEngine
 from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ServiceState:
     batcher: MicroBatcher
     drift: DriftMonitor
     realised: RealisedErrorTracker
+    streams: StreamEngine
     _poll: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -48,10 +50,11 @@ class ServiceState:
             drift.reset_for(model.ref.version, model.reference)
 
         runner = BatchRunner(metrics, drift, realised, max_batch_series=settings.batch_max_series)
+        manager = ModelManager(settings, loader, metrics, on_swap=on_swap)
         return cls(
             settings=settings,
             metrics=metrics,
-            manager=ModelManager(settings, loader, metrics, on_swap=on_swap),
+            manager=manager,
             batcher=MicroBatcher(
                 runner,
                 max_batch_series=settings.batch_max_series,
@@ -61,6 +64,7 @@ class ServiceState:
             ),
             drift=drift,
             realised=realised,
+            streams=StreamEngine(settings, metrics, manager),
         )
 
     async def start(self) -> None:
@@ -87,6 +91,7 @@ class ServiceState:
         gc.collect()
         gc.freeze()
         await self.batcher.start()
+        await self.streams.start()
         if self.settings.model_poll_seconds > 0:
             self._poll = asyncio.create_task(
                 self.manager.poll(self.settings.model_poll_seconds), name="urnn-model-poll"
@@ -98,6 +103,7 @@ class ServiceState:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll
             self._poll = None
+        await self.streams.stop()  # flushes changed streaming states to the database
         await self.batcher.stop()
 
 

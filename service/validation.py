@@ -24,7 +24,7 @@ from models.forecaster import calendar_features
 from service.errors import ServiceInputError, series_where
 from service.fast_path import FastRequest, FastSeries
 from service.schemas import ForecastRequest, SeriesIn
-from service.served import ServedModel, freq_problem
+from service.served import ColumnScales, ServedModel, freq_problem
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
@@ -74,6 +74,17 @@ class PreparedSeries:
     target_mean: float
     target_scale: float
     drift_inputs: dict[str, np.ndarray]  # column -> raw values the model reads, for drift
+    history: StreamHistory | None = None  # a streaming model's whole history (else None)
+
+
+@dataclass(frozen=True)
+class StreamHistory:
+    """The whole history, scaled in float64, for a streaming model (`ServedModel.streaming`):
+    it consumes every point from a fresh state (`advance`), then forecasts."""
+
+    target: np.ndarray  # (N,) float64
+    covariates: np.ndarray | None  # (N, C) float64, model order
+    calendar: np.ndarray | None  # (N, K) float64
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
             f"{horizon} is above the model's maximum {model.max_horizon}; ask for at most "
             f"{model.max_horizon} steps",
         )
-    indices = _quantile_indices(request.quantiles, model.quantiles)
+    indices = quantile_indices(request.quantiles, model.quantiles)
     all_series: Sequence[SeriesInput] = request.series
     seen: dict[str, int] = {}
     for i, series in enumerate(all_series):
@@ -112,7 +123,8 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
                 f"repeats the id of series {seen[series.id]}; ids must be unique in a request",
             )
         seen[series.id] = i
-    bulk = _prepare_bulk(all_series, model)
+    # A streaming model reads whole histories: never the bulk path (it cuts to the lookback).
+    bulk = None if _streaming(model) else _prepare_bulk(all_series, model)
     if bulk is not None:
         prepared, target = bulk
     else:  # anything unusual, or anything wrong: series by series, the first error raised
@@ -197,7 +209,7 @@ def _prepare_bulk(
     return prepared, target
 
 
-def _quantile_indices(
+def quantile_indices(
     requested: Sequence[float] | None, trained: tuple[float, ...]
 ) -> tuple[int, ...]:
     if requested is None:
@@ -249,6 +261,9 @@ def _prepare_series(i: int, series: SeriesInput, model: ServedModel) -> Prepared
         features = calendar_features(dates.window_index(), model.freq)  # (L + H, K)
         features = features.astype(np.float32)
         past_calendar, future_calendar = features[:lookback], features[lookback:]
+    history = None
+    if _streaming(model):
+        history = _stream_history(i, series.id, values, covariates, dates, scales, model)
     return PreparedSeries(
         index=i,
         id=series.id,
@@ -261,7 +276,39 @@ def _prepare_series(i: int, series: SeriesInput, model: ServedModel) -> Prepared
         target_mean=scales.target_mean,
         target_scale=scales.target_scale,
         drift_inputs=drift,
+        history=history,
     )
+
+
+def _streaming(model: ServedModel) -> bool:
+    """`model.streaming`; False for a stand-in that does not say (tests' stub models)."""
+    return bool(getattr(model, "streaming", False))
+
+
+def _stream_history(
+    i: int,
+    series_id: str,
+    values: np.ndarray,
+    covariates: dict[str, np.ndarray],
+    dates: Dates | None,
+    scales: ColumnScales,
+    model: ServedModel,
+) -> StreamHistory:
+    """The whole history scaled as the /series endpoints scale it (float64, same arithmetic)."""
+    target = (values - scales.target_mean) / scales.target_scale
+    scaled = None
+    if model.covariates:
+        raw = np.stack([covariates[name] for name in model.covariates], axis=1)
+        scaled = (raw - scales.covariate_mean) / scales.covariate_scale
+    calendar = None
+    if model.needs_dates and dates is not None:
+        calendar = calendar_features(as_index(dates.history_ns, dates.tz), model.freq)
+    for field, array in (("values", target), ("covariates", scaled)):
+        if array is not None and not np.isfinite(array).all():
+            raise ServiceInputError(
+                series_where(i, series_id, field), "holds values too large once scaled"
+            )
+    return StreamHistory(target=target, covariates=scaled, calendar=calendar)
 
 
 def _numbers(

@@ -103,6 +103,39 @@ class Settings(BaseSettings):
             "the actual values (realised error); 0 disables."
         ),
     )
+    stream_max_states: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "Streaming series (/series/{id}/observations) whose model state is kept in memory "
+            "(least recently used beyond this are flushed to the database and dropped)."
+        ),
+    )
+    stream_tail_points: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "Raw recent points kept per streaming series in its snapshot: they verify "
+            "duplicates and rebuild the state when the served model version changes."
+        ),
+    )
+    stream_snapshot_seconds: float = Field(
+        default=1.0,
+        ge=0.0,
+        description=(
+            "How often changed streaming states are written to the database (write-behind: "
+            "assumes sticky routing by series id); 0 = write-through, each POST commits its "
+            "snapshot before answering (any replica may serve any series)."
+        ),
+    )
+    stream_max_gap: int = Field(
+        default=24,
+        ge=0,
+        description=(
+            "Most missing steps that gap_policy='interpolate' fills linearly in a streaming "
+            "series; larger gaps answer 409."
+        ),
+    )
     serve_host: str = Field(default="127.0.0.1", description="`urnn serve` bind address.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="`urnn serve` port.")
     serve_workers: int = Field(

@@ -184,3 +184,67 @@ def metric_value(client: TestClient, metric: str, **labels: str) -> float:
             if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
+
+
+# --- streaming (kind urnn-stream): /series endpoints, /forecast's whole-history path ---------
+
+STREAM_NAME = "urnn-stream-forecaster"
+
+
+def register_streaming(registry: Registry, name: str, *, seed: int = 0) -> str:
+    """Register an untrained streaming forecaster (lookback 48, horizon 12, the covariate x)
+    as a new version of `name` (champion), with the trained model's data meta (scaler...)."""
+    import mlflow
+    import torch
+
+    from urnn_forecast.tracking import start_run
+
+    config = ForecasterConfig(
+        kind="urnn-stream",
+        lookback=LOOKBACK,
+        horizon=HORIZON,
+        hidden_size=8,
+        segment_length=8,
+        n_past_covariates=1,
+    )
+    torch.manual_seed(seed)
+    model = build_forecaster(config).eval()
+    example = input_example(registry.frame, "y", ["x"], LOOKBACK, "pump-1")
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate_mlflow(patch)
+        with start_run("service-tests", registry.settings):
+            logged = log_forecaster(model, registry.meta, example, registered_name=name)
+        assert logged.version is not None
+        mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, logged.version)
+    return logged.version
+
+
+@pytest.fixture(scope="session")
+def streaming_model(registry: Registry) -> str:
+    """The URI of a registered streaming forecaster (version 1 of STREAM_NAME, champion)."""
+    register_streaming(registry, STREAM_NAME)
+    return f"models:/{STREAM_NAME}@{CHAMPION}"
+
+
+@pytest.fixture
+def stream_db(tmp_path: Path) -> str:
+    """A SQLite job database in tmp_path, upgraded to head (the snapshot table included)."""
+    from jobs.db import upgrade
+
+    url = f"sqlite:///{tmp_path / 'stream.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def stream_client_for(
+    client_for: Callable[..., TestClient], streaming_model: str, stream_db: str
+) -> Callable[..., TestClient]:
+    """`stream_client_for(**overrides)`: a started app serving the streaming model on stream_db."""
+
+    def make(**overrides: Any) -> TestClient:
+        fields: dict[str, Any] = {"model_uri": streaming_model, "database_url": stream_db}
+        fields.update(overrides)
+        return client_for(**fields)
+
+    return make

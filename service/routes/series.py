@@ -1,0 +1,132 @@
+"""Streaming series: POST /series/{series_id}/observations, GET /series/{series_id}/forecast,
+GET /series/{series_id}, DELETE /series/{series_id}.
+
+Thin routes over `service.streaming.StreamEngine` (the state store, its snapshots and the
+model work). The mutating ones (POST observations, DELETE) require the API key, as POST
+/model/reload does. 409 answers name the timestamps involved (order, duplicates, gaps, a
+state still warming up), 404 an unknown series, 503 an unusable snapshot database.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from service.schemas import ErrorResponse
+from service.security import ApiKeyDep
+from service.state import StateDep
+from service.stream_schemas import (
+    ObservationsRequest,
+    ObservationsResponse,
+    SeriesForecastResponse,
+    SeriesStatus,
+)
+from service.stream_validation import SeriesNotFoundError, StreamConflictError
+from service.streaming import SnapshotStoreError
+
+router = APIRouter(tags=["series"])
+
+SeriesId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        description="Caller's id of the series.",
+        examples=["meter-17"],
+    ),
+]
+
+_KEY_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key."},
+    403: {"model": ErrorResponse, "description": "No URNN_API_KEY configured."},
+}
+_COMMON: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorResponse,
+        "description": "Out of order, a changed duplicate, a gap, a state still warming up, or "
+        "a served model that is not streaming; names the timestamps.",
+    },
+    422: {"model": ErrorResponse, "description": "Bad input; names the field."},
+    503: {"model": ErrorResponse, "description": "No model loaded, or no snapshot database."},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No such series."}
+}
+
+
+@router.post(
+    "/series/{series_id}/observations",
+    response_model=ObservationsResponse,
+    dependencies=[ApiKeyDep],
+    summary="Advance a series' stored state by new points and forecast (API key)",
+    responses={**_KEY_ERRORS, **_COMMON},
+)
+async def post_observations(
+    series_id: SeriesId, body: ObservationsRequest, state: StateDep
+) -> ObservationsResponse:
+    """The points are checked (grid, order, duplicates, gaps) before anything changes; exact
+    duplicates of stored points are ignored and counted. Until the state has consumed the
+    model's warm-up (its lookback) the forecast is null and `points_needed` says how many more
+    points it needs."""
+    return await state.streams.observe(series_id, body)
+
+
+@router.get(
+    "/series/{series_id}/forecast",
+    response_model=SeriesForecastResponse,
+    summary="The forecast after a series' last stored point",
+    responses={**_NOT_FOUND, **_COMMON},
+)
+async def get_series_forecast(
+    series_id: SeriesId,
+    state: StateDep,
+    horizon: Annotated[
+        int | None, Query(ge=1, description="Steps to forecast; default the model's maximum.")
+    ] = None,
+    quantiles: Annotated[
+        list[float] | None,
+        Query(description="Quantile levels (repeat the parameter); default all trained ones."),
+    ] = None,
+) -> SeriesForecastResponse:
+    return await state.streams.forecast(series_id, horizon, quantiles)
+
+
+@router.get(
+    "/series/{series_id}",
+    response_model=SeriesStatus,
+    summary="What is stored for a streaming series",
+    responses={**_NOT_FOUND, 503: _COMMON[503]},
+)
+async def get_series(series_id: SeriesId, state: StateDep) -> SeriesStatus:
+    return await state.streams.status(series_id)
+
+
+@router.delete(
+    "/series/{series_id}",
+    status_code=204,
+    dependencies=[ApiKeyDep],
+    summary="Forget a streaming series, in memory and in the database (API key)",
+    responses={**_KEY_ERRORS, **_NOT_FOUND, 503: _COMMON[503]},
+)
+async def delete_series(series_id: SeriesId, state: StateDep) -> Response:
+    await state.streams.delete(series_id)
+    return Response(status_code=204)
+
+
+def install_series_handlers(app: FastAPI) -> None:
+    """409, 404 and 503 answers of the streaming endpoints, as `{"detail": <sentence>}`."""
+
+    async def on_conflict(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    async def on_not_found(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    async def on_store(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+    app.add_exception_handler(StreamConflictError, on_conflict)
+    app.add_exception_handler(SeriesNotFoundError, on_not_found)
+    app.add_exception_handler(SnapshotStoreError, on_store)

@@ -1,0 +1,124 @@
+"""Request and response bodies of the streaming endpoints (/series/{series_id}/...), pydantic v2.
+
+As in `service.schemas`, only shape and type are checked here; everything that depends on the
+served model or on the series' stored state (finite values, covariates, the frequency grid,
+order, duplicates, gaps) is checked by `service.stream_validation`, whose messages name the
+field (422) or the timestamps involved (409).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.schemas import EXAMPLE_VALUES, ModelRefOut
+
+GapPolicy = Literal["reject", "interpolate"]
+
+
+class ObservationsRequest(BaseModel):
+    """New points of one series, oldest first, and what to forecast after consuming them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "start": "2018-06-01T00:00:00",
+                    "values": EXAMPLE_VALUES,
+                    "covariates": {"HUFL": [5.8, 5.7, 5.2, 5.1, 5.3, 5.5]},
+                    "horizon": 24,
+                    "quantiles": [0.1, 0.5, 0.9],
+                }
+            ]
+        },
+    )
+
+    values: list[float | None] = Field(
+        min_length=1,
+        description="The new target values, oldest first. null, NaN and inf are rejected.",
+        examples=[EXAMPLE_VALUES],
+    )
+    timestamps: list[datetime] | None = Field(
+        default=None,
+        description=(
+            "One timestamp per value, strictly increasing and spaced at the model's frequency; "
+            "or give `start`."
+        ),
+    )
+    start: datetime | None = Field(
+        default=None,
+        description="Timestamp of values[0]; the rest follow at the model's frequency.",
+        examples=["2018-06-01T00:00:00"],
+    )
+    covariates: dict[str, list[float | None]] = Field(
+        default_factory=dict,
+        description="One list per covariate the model reads, as long as `values`.",
+    )
+    horizon: int | None = Field(
+        default=None,
+        ge=1,
+        description="Steps to forecast, at most the model's max_horizon; default: that maximum.",
+    )
+    quantiles: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        description="Quantile levels to return, each one the model was trained with; default all.",
+    )
+    gap_policy: GapPolicy = Field(
+        default="reject",
+        description=(
+            "Missing steps between the last stored point and the first new one: `reject` (409) "
+            "or `interpolate` (filled linearly, up to URNN_STREAM_MAX_GAP steps)."
+        ),
+    )
+
+
+class StreamForecast(BaseModel):
+    """The forecast after the series' last point, in the data's original units."""
+
+    timestamps: list[str] = Field(description="ISO timestamps of the forecast steps.")
+    mean: list[float] = Field(description="Point forecast per step (the 0.5 quantile).")
+    quantiles: dict[str, list[float]] = Field(
+        description='Per requested level (key as text, e.g. "0.1"), one value per step.'
+    )
+
+
+class SeriesStatus(BaseModel):
+    """What is stored for a streaming series."""
+
+    id: str = Field(description="The series id.")
+    first_timestamp: str | None = Field(description="ISO timestamp of the first point consumed.")
+    last_timestamp: str | None = Field(description="ISO timestamp of the last point consumed.")
+    points_seen: int = Field(description="Points consumed since the series was created.")
+    model_version: str = Field(description="The model version that produced the stored state.")
+    ready: bool = Field(description="True once the state has consumed the model's warm-up.")
+    points_needed: int = Field(description="Points still needed before the first forecast.")
+    tail_length: int = Field(
+        description="Raw recent points kept (duplicate checks, rebuilds on a new model version)."
+    )
+
+
+class ObservationsResponse(BaseModel):
+    """The outcome of POST /series/{series_id}/observations."""
+
+    model: ModelRefOut
+    series: SeriesStatus
+    accepted: int = Field(description="New points of the request consumed by the state.")
+    duplicates: int = Field(
+        description="Points of the request already consumed with the same value (ignored)."
+    )
+    filled: int = Field(description="Missing steps filled by interpolation before the new points.")
+    forecast: StreamForecast | None = Field(
+        description="The fresh forecast; null while the state is still warming up."
+    )
+
+
+class SeriesForecastResponse(BaseModel):
+    """GET /series/{series_id}/forecast."""
+
+    model: ModelRefOut
+    series: SeriesStatus
+    forecast: StreamForecast

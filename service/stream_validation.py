@@ -1,0 +1,412 @@
+"""Parse and check a body of POST /series/{series_id}/observations, then plan its update.
+
+Two steps, both before anything is mutated:
+
+1. `parse_observations(body, model)`: everything the served model decides (422, naming the
+   field): finite values, known and complete covariates of the right length, a horizon within
+   the maximum, trained quantiles, and a time axis (`timestamps` or `start`) that is strictly
+   increasing and on the model's frequency grid (naming the index that is not).
+2. `plan_update(observations, stored, ...)`: what the series' stored points decide (409,
+   naming the timestamps): the request's points that were already consumed must be exact
+   duplicates found in the stored tail (ignored, counted); the first new point must follow the
+   last stored one on the grid, or, with `gap_policy="interpolate"`, at most
+   URNN_STREAM_MAX_GAP steps later (the missing steps are filled linearly, covariates too).
+
+The raw tail of recent points (`Tail`) lives here too, with its byte encoding for the snapshot:
+a versioned header (magic, version, counts, covariate names as UTF-8 JSON) then the int64
+timestamps and float64 values and covariates, little-endian. No pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+
+import numpy as np
+import pandas as pd
+
+from service.errors import ServiceInputError
+from service.served import ServedModel
+from service.stream_schemas import GapPolicy, ObservationsRequest
+from service.validation import as_index, quantile_indices, quantile_key
+
+
+class StreamConflictError(RuntimeError):
+    """The request contradicts what the series already holds (409): out of order, a changed
+    duplicate, a gap, a state still warming up. The message names the timestamps involved."""
+
+
+class SeriesNotFoundError(LookupError):
+    """No streaming series has this id (404)."""
+
+
+# --- the raw tail -------------------------------------------------------------------------
+
+_TAIL_MAGIC = b"URNT"
+_TAIL_VERSION = 1
+_TAIL_HEADER = struct.Struct("<4sHIII")  # magic, version, points, covariates, names' bytes
+
+
+@dataclass(frozen=True)
+class Tail:
+    """The last points consumed (raw, original units): timestamps, values, covariates."""
+
+    ns: np.ndarray  # (n,) int64 epoch ns (UTC)
+    values: np.ndarray  # (n,) float64
+    covariates: np.ndarray  # (n, C) float64, in `names` order
+    names: tuple[str, ...]
+
+    @classmethod
+    def empty(cls, names: Sequence[str]) -> Tail:
+        return cls(
+            np.empty(0, np.int64), np.empty(0, np.float64), np.empty((0, len(names))), tuple(names)
+        )
+
+    def __len__(self) -> int:
+        return len(self.ns)
+
+    def extend(
+        self, ns: np.ndarray, values: np.ndarray, covariates: np.ndarray, limit: int
+    ) -> Tail:
+        """A new tail with the points appended, keeping the last `limit`."""
+        return Tail(
+            np.concatenate([self.ns, ns])[-limit:],
+            np.concatenate([self.values, values])[-limit:],
+            np.concatenate([self.covariates, covariates])[-limit:],
+            self.names,
+        )
+
+    def to_bytes(self) -> bytes:
+        names = json.dumps(list(self.names)).encode()
+        n, c = len(self.ns), len(self.names)
+        return b"".join(
+            [
+                _TAIL_HEADER.pack(_TAIL_MAGIC, _TAIL_VERSION, n, c, len(names)),
+                names,
+                self.ns.astype("<i8").tobytes(),
+                self.values.astype("<f8").tobytes(),
+                self.covariates.reshape(n, c).astype("<f8").tobytes(),
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tail:
+        magic, version, n, c, name_bytes = _TAIL_HEADER.unpack_from(data)
+        if magic != _TAIL_MAGIC or version != _TAIL_VERSION:
+            raise ValueError(f"not a stream tail of version {_TAIL_VERSION} ({magic!r}, {version})")
+        offset = _TAIL_HEADER.size
+        names = tuple(json.loads(data[offset : offset + name_bytes].decode()))
+        offset += name_bytes
+        expected = offset + 8 * n * (2 + c)
+        if len(names) != c or len(data) != expected:
+            raise ValueError(f"a stream tail of {len(data)} bytes; expected {expected}")
+        ns = np.frombuffer(data, "<i8", n, offset).astype(np.int64)
+        values = np.frombuffer(data, "<f8", n, offset + 8 * n).astype(np.float64)
+        covariates = np.frombuffer(data, "<f8", n * c, offset + 16 * n).astype(np.float64)
+        return cls(ns, values, covariates.reshape(n, c), names)
+
+
+# --- time zones and the frequency grid -----------------------------------------------------
+
+
+def tz_name(tz: tzinfo | None) -> str | None:
+    """The zone as stored in a snapshot (None: naive timestamps)."""
+    return None if tz is None else str(tz)
+
+
+def tz_from(name: str | None) -> tzinfo | None:
+    if name is None:
+        return None
+    return as_index(np.zeros(1, np.int64), None).tz_localize("UTC").tz_convert(name).tz
+
+
+def iso(ns: int, tz: tzinfo | None) -> str:
+    return str(as_index(np.array([ns], np.int64), tz)[0].isoformat())
+
+
+def grid_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> np.ndarray:
+    """The next `n` steps of the model's frequency after `last_ns` (int64 epoch ns)."""
+    offset = model.offset
+    if isinstance(offset, pd.offsets.Tick):
+        return last_ns + offset.nanos * np.arange(1, n + 1, dtype=np.int64)
+    start = as_index(np.array([last_ns], np.int64), tz)[0]
+    steps = pd.date_range(start, periods=n + 1, freq=offset).as_unit("ns").asi8
+    return steps[1:]
+
+
+# --- step 1: the body against the model ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observations:
+    """A parsed body: the request's points (raw units) and what to answer with."""
+
+    ns: np.ndarray  # (n,) int64 epoch ns (UTC for zoned input), strictly increasing, on grid
+    tz: tzinfo | None
+    values: np.ndarray  # (n,) float64
+    covariates: np.ndarray  # (n, C) float64, model.covariates order
+    horizon: int
+    quantile_index: tuple[int, ...]
+    quantile_keys: tuple[str, ...]
+    gap_policy: GapPolicy
+    dated_by: str = "timestamps"  # the body's field that gave the time axis (or "start")
+
+
+def parse_observations(body: ObservationsRequest, model: ServedModel) -> Observations:
+    """Check `body` against `model`; ServiceInputError (422) naming the field."""
+    horizon = body.horizon if body.horizon is not None else model.max_horizon
+    if horizon > model.max_horizon:
+        raise ServiceInputError(
+            "field 'horizon'",
+            f"{horizon} is above the model's maximum {model.max_horizon}; ask for at most "
+            f"{model.max_horizon} steps",
+        )
+    indices = quantile_indices(body.quantiles, model.quantiles)
+    values = _finite("values", body.values)
+    n = len(values)
+    covariates = _covariates(body, model, n)
+    ns, tz = _time_axis(body, model, n)
+    return Observations(
+        ns=ns,
+        tz=tz,
+        values=values,
+        covariates=covariates,
+        horizon=horizon,
+        quantile_index=indices,
+        quantile_keys=tuple(quantile_key(model.quantiles[j]) for j in indices),
+        gap_policy=body.gap_policy,
+        dated_by="timestamps" if body.timestamps is not None else "start",
+    )
+
+
+def _finite(field: str, raw: Sequence[float | None]) -> np.ndarray:
+    values = np.asarray(raw, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        position = int(np.argmax(bad))
+        value = float(values[position])
+        what = "null" if raw[position] is None else "NaN" if value != value else f"{value}"
+        raise ServiceInputError(
+            f"field {field!r}",
+            f"holds {what} at position {position}; every value must be a finite number",
+        )
+    return values
+
+
+def _covariates(body: ObservationsRequest, model: ServedModel, n: int) -> np.ndarray:
+    known = model.known_covariates
+    unknown = sorted(set(body.covariates) - set(known))
+    if unknown:
+        raise ServiceInputError(
+            "field 'covariates'", f"unknown covariate(s) {unknown}; the model knows {list(known)}"
+        )
+    missing = [name for name in model.covariates if name not in body.covariates]
+    if missing:
+        raise ServiceInputError(
+            "field 'covariates'",
+            f"missing covariate(s) {missing}; the model reads {list(model.covariates)}",
+        )
+    columns = {}
+    for name, raw in body.covariates.items():
+        field = f"covariates.{name}"
+        if len(raw) != n:
+            raise ServiceInputError(
+                f"field {field!r}",
+                f"has {len(raw)} values, `values` has {n}; they must be the same length",
+            )
+        columns[name] = _finite(field, raw)
+    if not model.covariates:
+        return np.empty((n, 0))
+    return np.stack([columns[name] for name in model.covariates], axis=1)
+
+
+def _time_axis(
+    body: ObservationsRequest, model: ServedModel, n: int
+) -> tuple[np.ndarray, tzinfo | None]:
+    if body.start is not None and body.timestamps is not None:
+        raise ServiceInputError(
+            "field 'timestamps'", "give either `start` or `timestamps`, not both"
+        )
+    if body.start is None and body.timestamps is None:
+        raise ServiceInputError(
+            "field 'timestamps'", "give `timestamps` (one per value) or `start` to date the points"
+        )
+    field = "timestamps" if body.timestamps is not None else "start"
+    try:
+        if body.timestamps is not None:
+            return _from_timestamps(body.timestamps, model, n)
+        assert body.start is not None
+        return _from_start(body.start, model, n)
+    except (ValueError, OverflowError) as error:  # e.g. beyond pandas' datetime range
+        raise ServiceInputError(
+            f"field {field!r}",
+            f"cannot lay {n} values of {model.freq!r} on this time axis: {error}",
+        ) from None
+
+
+def _from_start(start: datetime, model: ServedModel, n: int) -> tuple[np.ndarray, tzinfo | None]:
+    first = pd.Timestamp(start).as_unit("ns")
+    first_ns = int(first.value)
+    return np.concatenate([[first_ns], grid_after(first_ns, n - 1, first.tz, model)]).astype(
+        np.int64
+    ), first.tz
+
+
+def _from_timestamps(
+    stamps: list[datetime], model: ServedModel, n: int
+) -> tuple[np.ndarray, tzinfo | None]:
+    where = "field 'timestamps'"
+    if len(stamps) != n:
+        raise ServiceInputError(
+            where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
+        )
+    try:
+        index = pd.DatetimeIndex(stamps).as_unit("ns")
+    except (ValueError, TypeError) as error:  # e.g. zoned and naive mixed
+        raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
+    ns = index.asi8.astype(np.int64)
+    steps = np.diff(ns)
+    if (steps <= 0).any():
+        k = int(np.argmax(steps <= 0)) + 1
+        raise ServiceInputError(
+            where,
+            f"must be strictly increasing; position {k} ({index[k].isoformat()}) is not after "
+            f"position {k - 1} ({index[k - 1].isoformat()})",
+        )
+    expected = np.concatenate([ns[:1], grid_after(int(ns[0]), n - 1, index.tz, model)])
+    off = np.flatnonzero(expected != ns)
+    if off.size:
+        k = int(off[0])
+        raise ServiceInputError(
+            where,
+            f"must be spaced at the model's frequency {model.freq!r}; position {k} is "
+            f"{index[k].isoformat()}, expected {iso(int(expected[k]), index.tz)}",
+        )
+    return ns, index.tz
+
+
+# --- step 2: the body against the stored series ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What `plan_update` needs of a series' stored state."""
+
+    last_ns: int
+    tz: tzinfo | None
+    tail: Tail
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The points to consume (gap-filled ones first), and the request's accounting."""
+
+    ns: np.ndarray  # (m,) int64
+    values: np.ndarray  # (m,) float64
+    covariates: np.ndarray  # (m, C) float64
+    accepted: int  # the request's new points
+    duplicates: int  # the request's points already consumed, identical
+    filled: int  # interpolated steps before the first new point
+
+
+def plan_update(
+    obs: Observations, stored: Stored | None, model: ServedModel, *, max_gap: int
+) -> Plan:
+    """Which of the request's points are new, duplicates or wrong (StreamConflictError)."""
+    if stored is None:
+        return Plan(obs.ns, obs.values, obs.covariates, len(obs.ns), 0, 0)
+    if (obs.tz is None) != (stored.tz is None):
+        raise ServiceInputError(
+            f"field {obs.dated_by!r}",
+            "the series' timestamps are "
+            + (
+                "naive (no zone); this request's carry one"
+                if stored.tz is None
+                else f"zoned ({stored.tz}); this request's are naive"
+            ),
+        )
+    tz = stored.tz
+    last = stored.last_ns
+    consumed = int(np.searchsorted(obs.ns, last, side="right"))  # a prefix: obs.ns increases
+    _check_duplicates(obs, consumed, stored, tz)
+    ns, values, covariates = obs.ns[consumed:], obs.values[consumed:], obs.covariates[consumed:]
+    if not len(ns):
+        return Plan(ns, values, covariates, 0, consumed, 0)
+    filled = _gap(int(ns[0]), stored, obs.gap_policy, model, max_gap)
+    if filled:
+        fill_ns = grid_after(last, filled, tz, model)
+        weight = (np.arange(1, filled + 1) / (filled + 1))[:, None]  # linear in steps
+        start = np.concatenate([stored.tail.values[-1:], stored.tail.covariates[-1]])[None, :]
+        end = np.concatenate([values[:1], covariates[0]])[None, :]
+        between = start + (end - start) * weight  # (filled, 1 + C)
+        ns = np.concatenate([fill_ns, ns])
+        values = np.concatenate([between[:, 0], values])
+        covariates = np.concatenate([between[:, 1:], covariates])
+    return Plan(ns, values, covariates, len(obs.ns) - consumed, consumed, filled)
+
+
+def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzinfo | None) -> None:
+    """The request's points at or before the last stored one must be stored, identical."""
+    if not consumed:
+        return
+    tail = stored.tail
+    last = iso(stored.last_ns, tz)
+    positions = np.searchsorted(tail.ns, obs.ns[:consumed])
+    for k in range(consumed):
+        stamp = iso(int(obs.ns[k]), tz)
+        if not len(tail) or obs.ns[k] < tail.ns[0]:
+            oldest = iso(int(tail.ns[0]), tz) if len(tail) else "none"
+            raise StreamConflictError(
+                f"out of order: timestamp {stamp} (position {k}) is not after the last stored "
+                f"timestamp {last}, and it is older than the retained tail (oldest kept: "
+                f"{oldest}), so it cannot be verified as a duplicate"
+            )
+        j = int(positions[k])
+        if j >= len(tail) or tail.ns[j] != obs.ns[k]:
+            raise StreamConflictError(
+                f"out of order: timestamp {stamp} (position {k}) is not after the last stored "
+                f"timestamp {last}, and it is not a point of this series"
+            )
+        if tail.values[j] != obs.values[k] or not np.array_equal(
+            tail.covariates[j], obs.covariates[k]
+        ):
+            what = (
+                f"value {tail.values[j]!r}; this request has {obs.values[k]!r}"
+                if tail.values[j] != obs.values[k]
+                else "different covariates"
+            )
+            raise StreamConflictError(
+                f"out of order: timestamp {stamp} (position {k}) is not after the last stored "
+                f"timestamp {last}; it was already consumed with {what}"
+            )
+
+
+def _gap(first_ns: int, stored: Stored, policy: GapPolicy, model: ServedModel, max_gap: int) -> int:
+    """Missing steps between the last stored point and `first_ns`; 409 where not allowed."""
+    tz, last = stored.tz, stored.last_ns
+    ahead = grid_after(last, max_gap + 1, tz, model)
+    if first_ns == ahead[0]:
+        return 0
+    expected, received = iso(int(ahead[0]), tz), iso(first_ns, tz)
+    hit = np.flatnonzero(ahead == first_ns)
+    if not hit.size and first_ns < ahead[-1]:
+        raise StreamConflictError(
+            f"timestamp {received} is not on the series' {model.freq!r} grid: the next "
+            f"expected timestamp after {iso(last, tz)} is {expected}"
+        )
+    missing = int(hit[0]) if hit.size else None
+    if policy == "reject":
+        count = f"{missing} missing step(s)" if missing is not None else "a gap"
+        raise StreamConflictError(
+            f"gap: expected the next timestamp {expected}, received {received} ({count}); send "
+            "the missing points, or gap_policy='interpolate' to fill them"
+        )
+    if missing is None or not len(stored.tail):
+        raise StreamConflictError(
+            f"gap: expected the next timestamp {expected}, received {received}: more than "
+            f"URNN_STREAM_MAX_GAP={max_gap} missing steps, too many to interpolate"
+        )
+    return missing

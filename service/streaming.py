@@ -1,0 +1,643 @@
+"""Stateful streaming forecasts: each series' uRNN state, advanced only by its new points.
+
+    engine = StreamEngine(settings, metrics, manager)
+    await engine.start()
+    response = await engine.observe("meter-17", body)   # POST /series/{id}/observations
+    response = await engine.forecast("meter-17", horizon=24, quantiles=None)
+    await engine.stop()                                   # flushes every changed state
+
+Where states live. Hot states are in memory, in an LRU bounded by URNN_STREAM_MAX_STATES; each
+has its own asyncio lock, so one series' requests run one at a time while other series run
+beside them. Durable copies are snapshots in the job database (`service.stream_snapshots`):
+the model state bytes (normalisation statistics inside), the first/last timestamps, the
+points seen, the model version and a bounded raw tail of the last URNN_STREAM_TAIL_POINTS
+points (`service.stream_validation.Tail`). A cache miss loads the snapshot ("restore").
+
+Write-behind (URNN_STREAM_SNAPSHOT_SECONDS > 0, default 1 s): a POST changes the memory copy
+and answers; changed states are written by a background task every that many seconds, when
+the LRU evicts them, and at shutdown. This assumes sticky routing by series id: one replica
+serves a series at a time. Every write is conditional on the snapshot revision it started
+from; a conflict means another replica wrote the series, so the memory copy is stale: it is
+dropped (counted in urnn_stream_snapshot_conflicts_total, logged) and the next request
+restores the other replica's snapshot. Write-through (0): each POST commits its snapshot
+before answering, and every request re-reads the snapshot's revision first, so any replica
+may serve any series; on a conflict the request reloads the snapshot and re-applies its
+points (whose duplicate/409 rules then apply).
+
+Model versions. A state records the version that produced it. When the served version
+differs at the next access, the state is rebuilt from a fresh one by replaying the stored raw
+tail through the served model (counted in urnn_stream_rebuilds_total); the forecast says which
+version made it. A series longer than the tail is then summarised by its tail only.
+
+Model work (advance, forecast, rebuilds) runs on one worker thread, never on the event loop;
+the database on asyncio's default thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import tzinfo
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+
+from jobs.db import Database
+from models.forecaster import calendar_features
+from models.streaming import StreamState
+from service.errors import ServiceInputError
+from service.manager import ModelManager
+from service.metrics import ServiceMetrics
+from service.schemas import ModelRefOut
+from service.served import ColumnScales, ServedModel
+from service.stream_schemas import (
+    ObservationsRequest,
+    ObservationsResponse,
+    SeriesForecastResponse,
+    SeriesStatus,
+    StreamForecast,
+)
+from service.stream_snapshots import Snapshot, SnapshotRepository
+from service.stream_validation import (
+    Plan,
+    SeriesNotFoundError,
+    Stored,
+    StreamConflictError,
+    Tail,
+    grid_after,
+    iso,
+    parse_observations,
+    plan_update,
+    tz_from,
+    tz_name,
+)
+from service.validation import as_index, quantile_indices, quantile_key
+from urnn_forecast.settings import Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Write-through: how often one request reloads and re-applies after conflicting snapshots.
+MAX_ATTEMPTS = 3
+
+
+class _Reloaded(Exception):  # noqa: N818 (control flow, never leaves this module)
+    """A write-through conflict reloaded the series: start the request over."""
+
+
+class SnapshotStoreError(RuntimeError):
+    """The snapshot database cannot be read or written (503); the message says why."""
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """One series' committed state (replaced as a whole: a failed request leaves it intact)."""
+
+    model_version: str
+    state: StreamState
+    freq: str
+    tz: tzinfo | None
+    first_ns: int
+    last_ns: int
+    points_seen: int
+    tail: Tail
+    forecast: np.ndarray | None = None  # (H_max, Q) original units; a cache, not persisted
+
+
+@dataclass(eq=False)
+class Entry:
+    """A series' slot in memory: its lock and its committed data (None: nothing stored)."""
+
+    series_id: str
+    lock: asyncio.Lock
+    data: SeriesData | None = None
+    revision: int | None = None  # the snapshot's revision in the database; None: no row
+    loaded: bool = False  # the snapshot has been looked up
+    dirty: bool = False  # changed since the last write (write-behind)
+    gone: bool = False  # evicted or dropped: whoever waited for its lock looks again
+
+
+class StreamEngine:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics, manager: ModelManager) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.manager = manager
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._db: Database | None = None
+        self._repo: SnapshotRepository | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    @property
+    def write_through(self) -> bool:
+        return self.settings.stream_snapshot_seconds == 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._flush_lock = asyncio.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="urnn-stream")
+        if not self.write_through:
+            self._flush_task = asyncio.create_task(
+                self._flush_forever(self.settings.stream_snapshot_seconds), name="urnn-stream-flush"
+            )
+
+    async def stop(self) -> None:
+        """Stop the flush task, write every changed state, let go of threads and the database."""
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+            self._flush_task = None
+        try:
+            await self.flush()
+        except Exception:
+            logger.exception("streaming states could not be flushed at shutdown")
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._entries.clear()
+        self.metrics.stream_series_live.set(0)
+        if self._db is not None:
+            self._db.dispose()
+            self._db = self._repo = None
+
+    async def _flush_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush()
+            except Exception:  # the states stay dirty: the next round retries
+                logger.exception("streaming snapshot flush failed; retrying in %ss", interval_s)
+
+    # --- the endpoints ------------------------------------------------------------------------
+
+    async def observe(self, series_id: str, body: ObservationsRequest) -> ObservationsResponse:
+        """Consume the body's points and forecast; everything checked before anything changes."""
+        model = self._model()
+        obs = parse_observations(body, model)
+        scales = self._scales(series_id, model)
+        max_gap = self.settings.stream_max_gap
+        async with self._locked(series_id) as entry:
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    data = await self._current(entry, model)
+                except _Reloaded:
+                    continue
+                stored = None if data is None else Stored(data.last_ns, data.tz, data.tail)
+                plan = plan_update(obs, stored, model, max_gap=max_gap)
+                new = data
+                if len(plan.ns):
+                    tz = obs.tz if data is None else data.tz
+                    start = time.perf_counter()
+                    new = await self._compute(self._advance, data, plan, tz, model, scales)
+                    self.metrics.stream_update_seconds.observe(time.perf_counter() - start)
+                    if not await self._commit(entry, new):
+                        continue
+                    self.metrics.stream_points.inc(len(plan.ns))
+                assert new is not None  # a first request has points: plan_update keeps them all
+                if new.forecast is None and new.state.ready:
+                    new = await self._cache_forecast(entry, new, model, scales)
+                return ObservationsResponse(
+                    model=_ref(model),
+                    series=self._status(series_id, new),
+                    accepted=plan.accepted,
+                    duplicates=plan.duplicates,
+                    filled=plan.filled,
+                    forecast=_forecast_out(
+                        new, obs.horizon, obs.quantile_index, obs.quantile_keys, model
+                    ),
+                )
+        raise self._too_many_conflicts(series_id)
+
+    async def forecast(
+        self, series_id: str, horizon: int | None, quantiles: Sequence[float] | None
+    ) -> SeriesForecastResponse:
+        model = self._model()
+        h = horizon if horizon is not None else model.max_horizon
+        if h > model.max_horizon:
+            raise ServiceInputError(
+                "field 'horizon'",
+                f"{h} is above the model's maximum {model.max_horizon}; ask for at most "
+                f"{model.max_horizon} steps",
+            )
+        indices = quantile_indices(quantiles, model.quantiles)
+        keys = tuple(quantile_key(model.quantiles[j]) for j in indices)
+        scales = self._scales(series_id, model)
+        async with self._locked(series_id) as entry:
+            for _ in range(MAX_ATTEMPTS):
+                try:
+                    data = await self._current(entry, model)
+                except _Reloaded:
+                    continue
+                if data is None:
+                    raise _not_found(series_id)
+                if not data.state.ready:
+                    raise StreamConflictError(
+                        f"series {series_id!r} is warming up: it has consumed "
+                        f"{data.state.seen} point(s) and needs {data.state.points_needed} more "
+                        f"(the model's lookback is {model.lookback}) before its first forecast"
+                    )
+                if data.forecast is None:
+                    data = await self._cache_forecast(entry, data, model, scales)
+                out = _forecast_out(data, h, indices, keys, model)
+                assert out is not None
+                return SeriesForecastResponse(
+                    model=_ref(model), series=self._status(series_id, data), forecast=out
+                )
+        raise self._too_many_conflicts(series_id)
+
+    async def status(self, series_id: str) -> SeriesStatus:
+        async with self._locked(series_id) as entry:
+            if entry.data is None:
+                raise _not_found(series_id)
+            return self._status(series_id, entry.data)
+
+    async def delete(self, series_id: str) -> None:
+        """Forget the series in memory and in the database; SeriesNotFoundError if unknown."""
+        async with self._locked(series_id, load=False) as entry, self._flush_lock:
+            had = entry.data is not None
+            entry.data, entry.dirty, entry.revision, entry.loaded = None, False, None, True
+            deleted = await self._io(self._repository().delete, series_id)
+            if not (had or deleted):
+                raise _not_found(series_id)
+
+    async def flush(self) -> None:
+        """Write every changed state now (the periodic task, and shutdown)."""
+        dirty = [e for e in self._entries.values() if e.dirty and not e.gone]
+        if dirty:
+            await self._write(dirty)
+
+    # --- memory: slots, locks, the LRU --------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, series_id: str, *, load: bool = True) -> AsyncIterator[Entry]:
+        """The series' slot, its lock held, its snapshot loaded (refreshed in write-through)."""
+        while True:
+            entry = self._entries.get(series_id)
+            if entry is None:
+                entry = Entry(series_id, asyncio.Lock())
+                self._entries[series_id] = entry
+                self._set_live()
+            else:
+                self._entries.move_to_end(series_id)
+            await entry.lock.acquire()
+            if not entry.gone:
+                break
+            entry.lock.release()
+        try:
+            if load and (not entry.loaded or self.write_through):
+                await self._refresh(entry)
+            yield entry
+        finally:
+            if entry.data is None and not entry.dirty:  # unknown or deleted: keep no slot
+                self._forget(entry)
+            entry.lock.release()
+        await self._evict_over_limit()
+
+    def _forget(self, entry: Entry) -> None:
+        entry.gone = True
+        if self._entries.get(entry.series_id) is entry:
+            del self._entries[entry.series_id]
+        self._set_live()
+
+    def _set_live(self) -> None:
+        self.metrics.stream_series_live.set(len(self._entries))
+
+    async def _evict_over_limit(self) -> None:
+        while len(self._entries) > self.settings.stream_max_states:
+            victim = next((e for e in self._entries.values() if not e.lock.locked()), None)
+            if victim is None:
+                return
+            async with victim.lock:
+                if victim.gone:
+                    continue
+                if victim.dirty:
+                    try:
+                        await self._write([victim])
+                    except Exception:
+                        logger.exception("could not flush an evicted streaming state; kept it")
+                        return
+                if victim.dirty:  # changed again while it was written: keep it for now
+                    return
+                self._forget(victim)
+                self.metrics.stream_evictions.inc()
+
+    # --- the database -------------------------------------------------------------------------
+
+    def _repository(self) -> SnapshotRepository:
+        if self._repo is None:
+            self._db = Database.from_settings(self.settings)
+            self._repo = SnapshotRepository(self._db)
+        return self._repo
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except SQLAlchemyError as error:
+            raise SnapshotStoreError(
+                "the streaming snapshot store (URNN_DATABASE_URL) failed: "
+                f"{type(error).__name__}: {str(error).splitlines()[0]}; is its schema "
+                "up to date (`urnn db upgrade`)?"
+            ) from error
+
+    async def _refresh(self, entry: Entry) -> None:
+        """Load the series' snapshot unless memory already holds its revision."""
+        snapshot = await self._io(self._repository().load, entry.series_id)
+        entry.loaded = True
+        if snapshot is None:
+            if entry.revision is not None or entry.data is None:  # deleted elsewhere, or new
+                entry.data, entry.revision, entry.dirty = None, None, False
+            return
+        if entry.data is not None and snapshot.revision == entry.revision:
+            return
+        entry.data = _from_snapshot(snapshot)
+        entry.revision, entry.dirty = snapshot.revision, False
+        self.metrics.stream_restores.inc()
+
+    async def _commit(self, entry: Entry, data: SeriesData) -> bool:
+        """Make `data` the series' state; False after a write-through conflict (reloaded)."""
+        if not self.write_through:
+            entry.data, entry.dirty = data, True
+            return True
+        snapshot = _to_snapshot(entry.series_id, data, entry.revision)
+        async with self._flush_lock:
+            start = time.perf_counter()
+            result = await self._io(self._repository().save_many, [(snapshot, entry.revision)])
+            self.metrics.stream_flush_seconds.observe(time.perf_counter() - start)
+        if entry.series_id in result.revisions:
+            entry.data, entry.revision = data, result.revisions[entry.series_id]
+            return True
+        self.metrics.stream_snapshot_conflicts.inc()
+        logger.warning(
+            "stream snapshot conflict (write-through): another replica wrote this series; "
+            "reloading it and re-applying the request"
+        )
+        await self._refresh(entry)
+        return False
+
+    async def _write(self, entries: Sequence[Entry]) -> None:
+        """One conditional save of the entries' current data (write-behind)."""
+        async with self._flush_lock:
+            batch = [(e, e.data, e.revision) for e in entries if e.dirty and not e.gone and e.data]
+            if not batch:
+                return
+            for e, _, _ in batch:
+                e.dirty = False
+            snapshots = [(_to_snapshot(e.series_id, d, r), r) for e, d, r in batch if d]
+            start = time.perf_counter()
+            try:
+                result = await self._io(self._repository().save_many, snapshots)
+            except Exception:
+                for e, _, _ in batch:
+                    e.dirty = True
+                raise
+            finally:
+                self.metrics.stream_flush_seconds.observe(time.perf_counter() - start)
+        for e, _, _ in batch:
+            if e.series_id in result.revisions:
+                e.revision = result.revisions[e.series_id]
+                continue
+            self.metrics.stream_snapshot_conflicts.inc()
+            logger.warning(
+                "stream snapshot conflict: another replica wrote a series this one holds "
+                "(write-behind assumes sticky routing by series id); dropped the memory copy"
+            )
+            e.data, e.dirty, e.revision, e.loaded = None, False, None, False
+            self._forget(e)
+
+    # --- the model ----------------------------------------------------------------------------
+
+    def _model(self) -> ServedModel:
+        model = self.manager.require()
+        if not model.streaming:
+            raise StreamConflictError(
+                f"the served model (version {model.ref.version}, kind "
+                f"{model.model.config.kind!r}) is not a streaming model; the /series endpoints "
+                "need a model of kind 'urnn-stream'"
+            )
+        return model
+
+    def _scales(self, series_id: str, model: ServedModel) -> ColumnScales:
+        scales = model.scales_for(series_id)
+        if scales is None:
+            raise ServiceInputError(
+                "field 'series_id'",
+                "the model's scaler is per series and has no statistics for this id",
+            )
+        return scales
+
+    async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def _current(self, entry: Entry, model: ServedModel) -> SeriesData | None:
+        """The entry's data for `model`: rebuilt from its tail when another version made it.
+        _Reloaded: a write-through conflict reloaded the entry (the caller starts over)."""
+        data = entry.data
+        if data is None or data.model_version == model.ref.version:
+            return data
+        scales = self._scales(entry.series_id, model)
+        rebuilt = await self._compute(self._rebuild, entry.series_id, data, model, scales)
+        self.metrics.stream_rebuilds.inc()
+        logger.info(
+            "rebuilt a streaming state made by model version %s for version %s from %d points",
+            data.model_version,
+            model.ref.version,
+            len(data.tail),
+        )
+        if not await self._commit(entry, rebuilt):
+            raise _Reloaded
+        return rebuilt
+
+    async def _cache_forecast(
+        self, entry: Entry, data: SeriesData, model: ServedModel, scales: ColumnScales
+    ) -> SeriesData:
+        forecast = await self._compute(_forecast, data.state, data.last_ns, data.tz, model, scales)
+        cached = replace(data, forecast=forecast)
+        if entry.data is data:  # a cache: no write, no dirty flag
+            entry.data = cached
+        return cached
+
+    def _advance(
+        self,
+        data: SeriesData | None,
+        plan: Plan,
+        tz: tzinfo | None,
+        model: ServedModel,
+        scales: ColumnScales,
+    ) -> SeriesData:
+        """(worker thread) The state after the plan's points, and its forecast."""
+        stream = model.stream_model
+        state = stream.new_state() if data is None else data.state
+        state = stream.advance(
+            state, *_inputs(plan.ns, plan.values, plan.covariates, tz, model, scales)
+        )
+        tail = Tail.empty(model.covariates) if data is None else data.tail
+        last_ns = int(plan.ns[-1])
+        return SeriesData(
+            model_version=model.ref.version,
+            state=state,
+            freq=model.freq,
+            tz=tz,
+            first_ns=int(plan.ns[0]) if data is None else data.first_ns,
+            last_ns=last_ns,
+            points_seen=len(plan.ns) + (0 if data is None else data.points_seen),
+            tail=tail.extend(
+                plan.ns, plan.values, plan.covariates, self.settings.stream_tail_points
+            ),
+            forecast=_forecast(state, last_ns, tz, model, scales),
+        )
+
+    def _rebuild(
+        self, series_id: str, data: SeriesData, model: ServedModel, scales: ColumnScales
+    ) -> SeriesData:
+        """(worker thread) A fresh state of `model` fed the stored raw tail."""
+        tail = data.tail
+        missing = [name for name in model.covariates if name not in tail.names]
+        if missing:
+            raise StreamConflictError(
+                f"series {series_id!r} was stored by model version {data.model_version}, whose "
+                f"points lack covariate(s) {missing} that version {model.ref.version} reads: "
+                "its state cannot be rebuilt; DELETE the series and send its history again"
+            )
+        columns = [tail.names.index(name) for name in model.covariates]
+        covariates = tail.covariates[:, columns]
+        tail = Tail(tail.ns, tail.values, covariates, model.covariates)
+        stream = model.stream_model
+        state = stream.new_state()
+        if len(tail):
+            state = stream.advance(
+                state, *_inputs(tail.ns, tail.values, covariates, data.tz, model, scales)
+            )
+        return replace(
+            data,
+            model_version=model.ref.version,
+            state=state,
+            freq=model.freq,
+            tail=tail,
+            forecast=_forecast(state, data.last_ns, data.tz, model, scales),
+        )
+
+    # --- answers ------------------------------------------------------------------------------
+
+    def _status(self, series_id: str, data: SeriesData) -> SeriesStatus:
+        return SeriesStatus(
+            id=series_id,
+            first_timestamp=iso(data.first_ns, data.tz),
+            last_timestamp=iso(data.last_ns, data.tz),
+            points_seen=data.points_seen,
+            model_version=data.model_version,
+            ready=data.state.ready,
+            points_needed=data.state.points_needed,
+            tail_length=len(data.tail),
+        )
+
+    def _too_many_conflicts(self, series_id: str) -> StreamConflictError:
+        return StreamConflictError(
+            f"series {series_id!r} kept changing under this request (another replica wrote it "
+            f"{MAX_ATTEMPTS} times); retry"
+        )
+
+
+def _not_found(series_id: str) -> SeriesNotFoundError:
+    return SeriesNotFoundError(
+        f"no streaming series {series_id!r}; POST its points to /series/{{series_id}}/observations"
+    )
+
+
+def _ref(model: ServedModel) -> ModelRefOut:
+    ref = model.ref
+    return ModelRefOut(name=ref.name, version=ref.version, run_id=ref.run_id)
+
+
+def _inputs(
+    ns: np.ndarray,
+    values: np.ndarray,
+    covariates: np.ndarray,
+    tz: tzinfo | None,
+    model: ServedModel,
+    scales: ColumnScales,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Raw points -> the model's scaled target (T,), covariates (T, C) and calendar (T, K)."""
+    target = (values - scales.target_mean) / scales.target_scale
+    scaled = None
+    if model.covariates:
+        scaled = (covariates - scales.covariate_mean) / scales.covariate_scale
+    calendar = None
+    if model.needs_dates:
+        calendar = calendar_features(as_index(ns, tz), model.freq)
+    return target, scaled, calendar
+
+
+def _forecast(
+    state: StreamState,
+    last_ns: int,
+    tz: tzinfo | None,
+    model: ServedModel,
+    scales: ColumnScales,
+) -> np.ndarray | None:
+    """(H_max, Q) in original units after `last_ns`; None while the state warms up."""
+    if not state.ready:
+        return None
+    future = None
+    if model.needs_dates:
+        steps = grid_after(last_ns, model.max_horizon, tz, model)
+        future = calendar_features(as_index(steps, tz), model.freq)
+    scaled = model.stream_model.forecast(state, future)
+    return scaled * scales.target_scale + scales.target_mean
+
+
+def _forecast_out(
+    data: SeriesData,
+    horizon: int,
+    indices: Sequence[int],
+    keys: Sequence[str],
+    model: ServedModel,
+) -> StreamForecast | None:
+    if data.forecast is None:
+        return None
+    steps = grid_after(data.last_ns, horizon, data.tz, model)
+    rows = data.forecast[:horizon].T  # (Q, h)
+    median = model.model.config.median_index
+    return StreamForecast(
+        timestamps=[t.isoformat() for t in as_index(steps, data.tz)],
+        mean=rows[median].tolist(),
+        quantiles={key: rows[j].tolist() for key, j in zip(keys, indices, strict=True)},
+    )
+
+
+def _to_snapshot(series_id: str, data: SeriesData, revision: int | None) -> Snapshot:
+    return Snapshot(
+        series_id=series_id,
+        model_version=data.model_version,
+        freq=data.freq,
+        tz=tz_name(data.tz),
+        first_ns=data.first_ns,
+        last_ns=data.last_ns,
+        points_seen=data.points_seen,
+        state=data.state.to_bytes(),
+        tail=data.tail.to_bytes(),
+        revision=revision or 0,
+    )
+
+
+def _from_snapshot(snapshot: Snapshot) -> SeriesData:
+    return SeriesData(
+        model_version=snapshot.model_version,
+        state=StreamState.from_bytes(snapshot.state),
+        freq=snapshot.freq,
+        tz=tz_from(snapshot.tz),
+        first_ns=snapshot.first_ns,
+        last_ns=snapshot.last_ns,
+        points_seen=snapshot.points_seen,
+        tail=Tail.from_bytes(snapshot.tail),
+    )

@@ -1,0 +1,193 @@
+"""The streaming endpoints through HTTP (TestClient, lifespan run) on the real urnn-stream
+model: chunking does not change the forecast, /forecast's whole-history path agrees with the
+stored state, warm-up, duplicates, gaps, and every bad input's status and message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import API_KEY, Registry, metric_value
+
+KEY = {"X-API-Key": API_KEY}
+LOOKBACK = 48
+
+
+def points(frame: pd.DataFrame, start: int, n: int, **extra: Any) -> dict[str, Any]:
+    """An observations body with rows [start, start + n) of the frame, dated by `start`."""
+    rows = frame.iloc[start : start + n]
+    return {
+        "start": rows.index[0].isoformat(),
+        "values": rows["y"].tolist(),
+        "covariates": {"x": rows["x"].tolist()},
+        **extra,
+    }
+
+
+def post(client: TestClient, series_id: str, body: dict[str, Any]) -> Any:
+    return client.post(f"/series/{series_id}/observations", json=body, headers=KEY)
+
+
+def quantile_block(forecast: dict[str, Any]) -> np.ndarray:
+    return np.array([forecast["quantiles"][k] for k in sorted(forecast["quantiles"])])
+
+
+@pytest.fixture
+def client(stream_client_for: Callable[..., TestClient]) -> TestClient:
+    return stream_client_for()
+
+
+def test_point_by_point_chunks_and_at_once_give_one_forecast(
+    client: TestClient, registry: Registry
+) -> None:
+    frame, n = registry.frame, 70
+    whole = post(client, "whole", points(frame, 0, n))
+    assert whole.status_code == 200, whole.text
+    chunks = [(0, 30), (30, 25), (55, 15)]
+    for start, size in chunks:
+        chunked = post(client, "chunks", points(frame, start, size))
+        assert chunked.status_code == 200, chunked.text
+    post(client, "single", points(frame, 0, 50))
+    for row in range(50, n):
+        single = post(client, "single", points(frame, row, 1))
+        assert single.status_code == 200, single.text
+    expected = quantile_block(whole.json()["forecast"])
+    for answer in (chunked.json(), single.json()):
+        assert answer["series"]["points_seen"] == n
+        assert answer["forecast"]["timestamps"] == whole.json()["forecast"]["timestamps"]
+        np.testing.assert_allclose(quantile_block(answer["forecast"]), expected, atol=1e-5)
+    got = client.get("/series/single/forecast").json()
+    np.testing.assert_allclose(quantile_block(got["forecast"]), expected, atol=1e-5)
+    assert got["model"]["version"] == "1"
+    assert metric_value(client, "urnn_stream_points_total") == 3 * n
+
+
+def test_forecast_endpoint_reads_the_whole_history_like_the_state(
+    client: TestClient, registry: Registry
+) -> None:
+    frame, n = registry.frame, 90
+    streamed = post(client, "s", points(frame, 0, n)).json()["forecast"]
+    body = {"series": [{"id": "s", **points(frame, 0, n)}]}
+    answer = client.post("/forecast", json=body)
+    assert answer.status_code == 200, answer.text
+    full = answer.json()["forecasts"][0]
+    np.testing.assert_allclose(quantile_block(full), quantile_block(streamed), atol=1e-5)
+    assert full["timestamps"] == streamed["timestamps"]
+    # The whole history counts, not only its last lookback points.
+    short = {"series": [{"id": "s", **points(frame, n - LOOKBACK, LOOKBACK)}]}
+    windowed = client.post("/forecast", json=short).json()["forecasts"][0]
+    assert not np.allclose(quantile_block(windowed), quantile_block(full), atol=1e-5)
+
+
+def test_warm_up_then_ready(client: TestClient, registry: Registry) -> None:
+    first = post(client, "w", points(registry.frame, 0, 10))
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["forecast"] is None
+    assert (body["series"]["ready"], body["series"]["points_needed"]) == (False, 38)
+    early = client.get("/series/w/forecast")
+    assert early.status_code == 409
+    assert "needs 38 more" in early.json()["detail"]
+    ready = post(client, "w", points(registry.frame, 10, 38)).json()
+    assert ready["series"]["ready"] is True and ready["series"]["points_needed"] == 0
+    assert len(ready["forecast"]["mean"]) == 12
+
+
+def test_horizon_quantiles_and_status(client: TestClient, registry: Registry) -> None:
+    frame = registry.frame
+    answer = post(client, "h", points(frame, 0, 60, horizon=5, quantiles=[0.9, 0.1])).json()
+    assert list(answer["forecast"]["quantiles"]) == ["0.9", "0.1"]
+    assert len(answer["forecast"]["mean"]) == 5
+    got = client.get("/series/h/forecast", params={"horizon": 3, "quantiles": [0.1]}).json()
+    assert list(got["forecast"]["quantiles"]) == ["0.1"]
+    np.testing.assert_allclose(
+        got["forecast"]["quantiles"]["0.1"], answer["forecast"]["quantiles"]["0.1"][:3]
+    )
+    status = client.get("/series/h").json()
+    assert status == {
+        "id": "h",
+        "first_timestamp": frame.index[0].isoformat(),
+        "last_timestamp": frame.index[59].isoformat(),
+        "points_seen": 60,
+        "model_version": "1",
+        "ready": True,
+        "points_needed": 0,
+        "tail_length": 60,
+    }
+
+
+def test_duplicates_are_idempotent(client: TestClient, registry: Registry) -> None:
+    frame = registry.frame
+    first = post(client, "d", points(frame, 0, 60)).json()
+    again = post(client, "d", points(frame, 50, 10)).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 10)
+    assert again["series"]["points_seen"] == 60
+    assert again["forecast"] == first["forecast"]
+    overlap = post(client, "d", points(frame, 55, 10)).json()  # 5 old, 5 new
+    assert (overlap["accepted"], overlap["duplicates"]) == (5, 5)
+    assert overlap["series"]["points_seen"] == 65
+
+
+def test_gap_interpolate_fills_linearly(client: TestClient, registry: Registry) -> None:
+    frame = registry.frame
+    post(client, "g", points(frame, 0, 60))
+    filled = post(client, "g", points(frame, 63, 5, gap_policy="interpolate"))
+    assert filled.status_code == 200, filled.text
+    body = filled.json()
+    assert (body["filled"], body["accepted"]) == (3, 5)
+    assert body["series"]["points_seen"] == 68
+    # The same as sending the linear fill explicitly.
+    post(client, "explicit", points(frame, 0, 60))
+    last, nxt = frame.iloc[59], frame.iloc[63]
+    weights = np.arange(1, 4) / 4
+    manual = {
+        "start": frame.index[60].isoformat(),
+        "values": [*(last.y + (nxt.y - last.y) * weights), *frame["y"].iloc[63:68]],
+        "covariates": {"x": [*(last.x + (nxt.x - last.x) * weights), *frame["x"].iloc[63:68]]},
+    }
+    explicit = post(client, "explicit", manual).json()
+    np.testing.assert_allclose(
+        quantile_block(body["forecast"]), quantile_block(explicit["forecast"]), atol=1e-9
+    )
+
+
+def test_unknown_series_and_delete(client: TestClient, registry: Registry) -> None:
+    for answer in (
+        client.get("/series/nope"),
+        client.get("/series/nope/forecast"),
+        client.delete("/series/nope", headers=KEY),
+    ):
+        assert answer.status_code == 404
+        assert "'nope'" in answer.json()["detail"]
+    post(client, "x", points(registry.frame, 0, 50))
+    assert client.delete("/series/x", headers=KEY).status_code == 204
+    assert client.get("/series/x").status_code == 404
+    assert client.delete("/series/x", headers=KEY).status_code == 404
+    fresh = post(client, "x", points(registry.frame, 100, 10)).json()  # starts again
+    assert fresh["series"]["points_seen"] == 10
+
+
+def test_mutating_endpoints_need_the_key(client: TestClient, registry: Registry) -> None:
+    body = points(registry.frame, 0, 50)
+    assert client.post("/series/k/observations", json=body).status_code == 401
+    assert (
+        client.post("/series/k/observations", json=body, headers={"X-API-Key": "no"}).status_code
+        == 401
+    )
+    post(client, "k", body)
+    assert client.delete("/series/k").status_code == 401
+    assert client.get("/series/k").json()["points_seen"] == 50
+
+
+def test_a_windowed_model_answers_409(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = client_for()  # the trained kind "urnn" champion
+    answer = post(client, "s", points(registry.frame, 0, 50))
+    assert answer.status_code == 409
+    assert "not a streaming model" in answer.json()["detail"]

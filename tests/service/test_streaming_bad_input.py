@@ -1,0 +1,179 @@
+"""Every bad observations body answers 422 (naming the field) or 409 (naming the timestamps),
+never a 500, and leaves the stored series exactly as it was."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import Registry
+from tests.service.test_streaming_api import KEY, points, post
+
+Body = dict[str, Any]
+# The stored series: rows 0..59 (hourly from the frame's start); the bad body follows it.
+STORED = 60
+
+
+def _stamp(frame: pd.DataFrame, row: int) -> str:
+    return str(frame.index[row].isoformat())
+
+
+def _timestamps(frame: pd.DataFrame, rows: list[int]) -> Callable[[Body], None]:
+    def apply(body: Body) -> None:
+        body.pop("start")
+        body["timestamps"] = [_stamp(frame, r) for r in rows]
+
+    return apply
+
+
+def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, str]]:
+    def setter(key: str, value: Any) -> Callable[[Body], None]:
+        return lambda body: body.__setitem__(key, value)
+
+    def value_at(position: int, value: Any) -> Callable[[Body], None]:
+        return lambda body: body["values"].__setitem__(position, value)
+
+    last = _stamp(frame, STORED - 1)
+    return {
+        "null value": (value_at(2, None), 422, "field 'values': holds null at position 2"),
+        "empty values": (
+            lambda b: b.update(values=[], covariates={"x": []}),
+            422,
+            "field 'values'",
+        ),
+        "horizon above max": (
+            setter("horizon", 13),
+            422,
+            "field 'horizon': 13 is above the model's maximum 12",
+        ),
+        "unknown quantile": (
+            setter("quantiles", [0.5, 0.3]),
+            422,
+            "field 'quantiles'[1]: 0.3 is not a quantile the model was trained with",
+        ),
+        "unknown covariate": (
+            lambda b: b["covariates"].__setitem__("z", [1.0] * 4),
+            422,
+            "field 'covariates': unknown covariate(s) ['z']",
+        ),
+        "missing covariate": (
+            setter("covariates", {}),
+            422,
+            "field 'covariates': missing covariate(s) ['x']",
+        ),
+        "covariate length": (
+            lambda b: b["covariates"].__setitem__("x", [1.0]),
+            422,
+            "field 'covariates.x': has 1 values, `values` has 4",
+        ),
+        "covariate NaN": (
+            lambda b: b["covariates"]["x"].__setitem__(1, float("nan")),
+            422,
+            "field 'covariates.x': holds NaN at position 1",
+        ),
+        "no dates": (lambda b: b.pop("start"), 422, "field 'timestamps': give `timestamps`"),
+        "timestamps length": (
+            _timestamps(frame, [60, 61, 62]),
+            422,
+            "field 'timestamps': has 3 entries, `values` has 4",
+        ),
+        "timestamps backwards": (
+            _timestamps(frame, [60, 62, 61, 63]),
+            422,
+            f"field 'timestamps': must be strictly increasing; position 2 ({_stamp(frame, 61)})",
+        ),
+        "timestamps off grid": (
+            lambda b: (
+                b.update(
+                    timestamps=[
+                        _stamp(frame, 60),
+                        _stamp(frame, 61),
+                        (frame.index[61] + pd.Timedelta(minutes=30)).isoformat(),
+                        _stamp(frame, 63),
+                    ]
+                )
+                or b.pop("start")
+            ),
+            422,
+            "field 'timestamps': must be spaced at the model's frequency 'h'; position 2",
+        ),
+        "gap rejected": (
+            setter("start", _stamp(frame, 63)),
+            409,
+            f"expected the next timestamp {_stamp(frame, 60)}, received {_stamp(frame, 63)} "
+            "(3 missing step(s))",
+        ),
+        "gap too large": (
+            lambda b: b.update(start=_stamp(frame, 60 + 30), gap_policy="interpolate"),
+            409,
+            "more than URNN_STREAM_MAX_GAP=24 missing steps",
+        ),
+        "off the series' grid": (
+            setter("start", (frame.index[60] + pd.Timedelta(minutes=30)).isoformat()),
+            409,
+            f"is not on the series' 'h' grid: the next expected timestamp after {last} is "
+            f"{_stamp(frame, 60)}",
+        ),
+        "changed duplicate": (
+            lambda b: b.update(start=_stamp(frame, 58), values=[0.5, 1.0, 2.0, 3.0]),
+            409,
+            f"timestamp {_stamp(frame, 58)} (position 0) is not after the last stored "
+            f"timestamp {last}; it was already consumed with value",
+        ),
+        "older than the tail": (
+            setter("start", _stamp(frame, 2)),
+            409,
+            f"timestamp {_stamp(frame, 2)} (position 0) is not after the last stored timestamp "
+            f"{last}, and it is older than the retained tail",
+        ),
+        "zoned after naive": (
+            setter("start", "2030-01-01T00:00:00+00:00"),
+            422,
+            "field 'start': the series' timestamps are naive",
+        ),
+    }
+
+
+CASE_NAMES = list(
+    _cases(pd.DataFrame({"y": [0.0]}, index=pd.date_range("2000", periods=200, freq="h")))
+)
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+def test_bad_observations(
+    case: str, stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    frame = registry.frame
+    client = stream_client_for(stream_tail_points=50)  # rows 10..59 kept
+    assert post(client, "s", points(frame, 0, STORED)).status_code == 200
+    before = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
+    change, status, message = _cases(frame)[case]
+    body = points(frame, STORED, 4)
+    change(body)
+    answer = client.post(  # json.dumps writes NaN, as some clients do
+        "/series/s/observations",
+        content=json.dumps(body),
+        headers={**KEY, "content-type": "application/json"},
+    )
+    assert answer.status_code == status, answer.text
+    assert message in answer.json()["detail"]
+    after = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
+    assert after == before  # nothing stored changed
+
+
+def test_bad_get_forecast_query(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = stream_client_for()
+    post(client, "s", points(registry.frame, 0, STORED))
+    answer = client.get("/series/s/forecast", params={"horizon": 13})
+    assert answer.status_code == 422
+    assert "field 'horizon': 13 is above the model's maximum 12" in answer.json()["detail"]
+    answer = client.get("/series/s/forecast", params={"quantiles": [0.3]})
+    assert answer.status_code == 422
+    assert "field 'quantiles'[0]: 0.3 is not a quantile" in answer.json()["detail"]

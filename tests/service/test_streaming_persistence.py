@@ -1,0 +1,163 @@
+"""Streaming states outlive the process and the model version: restart recovery from snapshots
+(SQLite and PostgreSQL, write-behind and write-through), LRU eviction and restore, rebuilds
+from the stored tail after a model version change, snapshot conflicts between replicas."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from jobs.db import upgrade
+from service.main import create_app
+from tests.jobs.conftest import postgres_server, postgres_url  # noqa: F401 (fixtures)
+from tests.service.conftest import Registry, metric_value, register_streaming
+from tests.service.test_streaming_api import KEY, points, post, quantile_block
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, stream_db: str) -> str:
+    if request.param == "sqlite":
+        return stream_db
+    url: str = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    return url
+
+
+class Apps:
+    """Apps on the streaming model, each started here and stopped by `stop` or at teardown."""
+
+    def __init__(self, registry: Registry, model_uri: str) -> None:
+        self.registry, self.model_uri = registry, model_uri
+        self.open: list[TestClient] = []
+
+    def start(self, **overrides: Any) -> TestClient:
+        fields: dict[str, Any] = {"model_uri": self.model_uri, **overrides}
+        client = TestClient(create_app(self.registry.service_settings(**fields)))
+        client.__enter__()
+        self.open.append(client)
+        return client
+
+    def stop(self, client: TestClient) -> None:
+        self.open.remove(client)
+        client.__exit__(None, None, None)  # the lifespan's shutdown flushes
+
+
+@pytest.fixture
+def apps(registry: Registry, streaming_model: str) -> Iterator[Apps]:
+    made = Apps(registry, streaming_model)
+    yield made
+    for client in reversed(made.open):
+        client.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("snapshot_seconds", [30.0, 0.0], ids=["write-behind", "write-through"])
+def test_restart_resumes_the_state(
+    apps: Apps, registry: Registry, db_url: str, tmp_path: Path, snapshot_seconds: float
+) -> None:
+    frame = registry.frame
+    first = apps.start(database_url=db_url, stream_snapshot_seconds=snapshot_seconds)
+    assert post(first, "r", points(frame, 0, 60)).status_code == 200
+    apps.stop(first)
+    second = apps.start(database_url=db_url, stream_snapshot_seconds=snapshot_seconds)
+    status = second.get("/series/r").json()
+    assert (status["points_seen"], status["tail_length"]) == (60, 60)
+    resumed = post(second, "r", points(frame, 60, 10)).json()
+    assert resumed["series"]["points_seen"] == 70
+    assert metric_value(second, "urnn_stream_restores_total") == 1
+    other_db = f"sqlite:///{tmp_path / 'uninterrupted.db'}"
+    upgrade(other_db)
+    uninterrupted = apps.start(database_url=other_db)
+    whole = post(uninterrupted, "r", points(frame, 0, 70)).json()
+    np.testing.assert_allclose(
+        quantile_block(resumed["forecast"]), quantile_block(whole["forecast"]), atol=1e-5
+    )
+
+
+def test_lru_evicts_and_restores(apps: Apps, registry: Registry, stream_db: str) -> None:
+    frame = registry.frame
+    client = apps.start(database_url=stream_db, stream_max_states=2)
+    answers = {
+        sid: post(client, sid, points(frame, 0, 50 + k)).json() for k, sid in enumerate("abc")
+    }
+    assert metric_value(client, "urnn_stream_evictions_total") == 1  # "a", flushed first
+    assert metric_value(client, "urnn_stream_series_live") == 2
+    again = client.get("/series/a/forecast").json()
+    assert again["forecast"] == answers["a"]["forecast"]
+    assert metric_value(client, "urnn_stream_restores_total") == 1
+    assert metric_value(client, "urnn_stream_evictions_total") == 2  # "b" made room
+    assert metric_value(client, "urnn_stream_snapshot_flush_seconds_count") >= 1
+
+
+def test_model_version_change_rebuilds_from_the_tail(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    frame, name = registry.frame, "urnn-stream-versions"
+    register_streaming(registry, name, seed=1)
+    client = apps.start(database_url=stream_db, model_uri=f"models:/{name}@champion")
+    before = post(client, "v", points(frame, 0, 60)).json()
+    assert before["model"]["version"] == "1"
+    register_streaming(registry, name, seed=2)  # version 2 becomes champion
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    assert client.get("/series/v").json()["model_version"] == "1"  # rebuilt lazily
+    after = client.get("/series/v/forecast").json()
+    assert after["model"]["version"] == "2"
+    assert after["series"]["model_version"] == "2"
+    assert metric_value(client, "urnn_stream_rebuilds_total") == 1
+    fresh = post(client, "fresh", points(frame, 0, 60)).json()  # the tail holds every point
+    np.testing.assert_allclose(
+        quantile_block(after["forecast"]), quantile_block(fresh["forecast"]), atol=1e-5
+    )
+    assert not np.allclose(
+        quantile_block(after["forecast"]), quantile_block(before["forecast"]), atol=1e-5
+    )
+    more = post(client, "v", points(frame, 60, 5)).json()
+    assert (more["model"]["version"], more["series"]["points_seen"]) == ("2", 65)
+    assert metric_value(client, "urnn_stream_rebuilds_total") == 1
+
+
+def test_write_behind_conflict_drops_the_stale_copy(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    frame = registry.frame
+    one = apps.start(database_url=stream_db, stream_snapshot_seconds=0.2)
+    two = apps.start(database_url=stream_db, stream_snapshot_seconds=0.0)
+    post(one, "c", points(frame, 0, 50))
+    _wait_for(lambda: two.get("/series/c").status_code == 200)  # flushed: revision 1
+    assert post(one, "c", points(frame, 50, 5)).status_code == 200  # dirty in `one`
+    assert post(two, "c", points(frame, 50, 10)).json()["series"]["points_seen"] == 60
+    _wait_for(lambda: metric_value(one, "urnn_stream_snapshot_conflicts_total") == 1)
+    # `one` dropped its stale copy and restores what `two` wrote.
+    assert one.get("/series/c").json()["points_seen"] == 60
+    assert two.get("/series/c").json()["points_seen"] == 60
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_write_through_reapplies_after_a_conflict(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    frame = registry.frame
+    one = apps.start(database_url=stream_db, stream_snapshot_seconds=0.0)
+    two = apps.start(database_url=stream_db, stream_snapshot_seconds=0.0)
+    post(one, "t", points(frame, 0, 50))
+    assert post(two, "t", points(frame, 50, 5)).json()["series"]["points_seen"] == 55
+    # `one` sees the new revision before applying: any replica serves any series.
+    answer = post(one, "t", points(frame, 53, 7)).json()
+    assert (answer["duplicates"], answer["accepted"]) == (2, 5)
+    assert answer["series"]["points_seen"] == 60
+    assert two.get("/series/t").json()["points_seen"] == 60
