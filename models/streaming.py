@@ -195,6 +195,13 @@ class StreamingURNNForecaster(Forecaster):
         head_in += FUTURE_CALENDAR_WIDTH if c.n_calendar else 0
         self.head = nn.Linear(head_in, c.horizon * len(c.quantiles))
         self.skip = nn.Linear(c.lookback, c.horizon)
+        # Near-zero start: an untrained model forecasts about the last value (repeat-last)
+        # rather than the last value plus a random head's O(1) noise, so training moves away
+        # from a sane forecast instead of towards one. The head keeps small random weights so
+        # that the encoder gets gradients from the first step.
+        nn.init.normal_(self.head.weight, std=0.01)
+        for tensor in (self.head.bias, self.skip.weight, self.skip.bias):
+            nn.init.zeros_(tensor)
         # A float64 copy of this module for the serving path, rebuilt when any parameter or
         # buffer changes in place (tensor._version). A list, so nn.Module does not register it.
         self._double: list[tuple[tuple[int, ...], StreamingURNNForecaster]] = []

@@ -186,3 +186,53 @@ def test_train_then_backtest_end_to_end(
         ["backtest", "--data", str(csv), "--target", "x", "--covariates", "y"], settings, capsys
     )
     assert code == 2 and "the model was trained on target 'y'" in err
+
+
+def test_train_a_streaming_model_whose_pyfunc_reads_the_whole_history(
+    csv: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    restore_threads: None,
+    tmp_path: Path,
+) -> None:
+    """`--model urnn-stream` trains on crops (training.stream_fit), backtests and registers; the
+    registered pyfunc forecasts from the whole posted history, not its last `lookback` rows."""
+    import mlflow
+    import pandas as pd
+
+    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
+    config = tmp_path / "stream.json"
+    config.write_text(
+        json.dumps(
+            {
+                "fit": {
+                    "stream_crop_length": 200,
+                    "stream_batch_crops": 2,
+                    "stream_batches_per_epoch": 2,
+                }
+            }
+        )
+    )
+    argv = ["train", "--data", str(csv), "--target", "y", "--model", "urnn-stream", *TINY]
+    argv += ["--config", str(config), "--registered-name", "stream"]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    assert "registered stream version 1 (alias challenger)" in out
+
+    mlflow.set_tracking_uri(settings.resolved_tracking_uri())
+    model = mlflow.pyfunc.load_model("models:/stream@champion")
+    history = seasonal_frame(600)["y"].to_numpy()
+    start = str(seasonal_frame(600).index[0])
+
+    def mean(values: list[float], first: str) -> list[float]:
+        frame = pd.DataFrame({"id": ["a"], "start": [first], "values": [values]})
+        return [float(v) for v in model.predict(frame)["mean"]]
+
+    whole = mean(history.tolist(), start)
+    assert len(whole) == 12
+    later = str(seasonal_frame(600).index[600 - 48])
+    window = mean(history[-48:].tolist(), later)
+    assert whole != window  # more history, another state: the whole history was read
+
+    code, _, err = run_cli([*argv, "--nproc", "2"], settings, capsys)
+    assert code == 2 and "urnn-stream trains in one process" in err

@@ -120,7 +120,10 @@ class ForecastPredictor:
         targets, covariates, calendars, futures, stamps = [], [], [], [], []
         for i, series_id in enumerate(ids):
             values = self._series(frame["values"].iloc[i], series_id, "values")
-            rows = {self.target: values[-c.lookback :]}
+            # A streaming model reads the whole history from a fresh state; the others their
+            # last `lookback` rows.
+            keep = len(values) if self.model.STREAMING else c.lookback
+            rows = {self.target: values[-keep:]}
             for name in self.covariates if uses_covariates else ():
                 cov = self._series(frame[name].iloc[i], series_id, name)
                 if len(cov) != len(values):
@@ -128,29 +131,39 @@ class ForecastPredictor:
                         f"series {series_id!r}: covariate {name!r} has {len(cov)} values, "
                         f"`values` has {len(values)}"
                     )
-                rows[name] = cov[-c.lookback :]
+                rows[name] = cov[-keep:]
             scaled = self.scaler.transform(self._scaler_id(series_id), pd.DataFrame(rows))
             targets.append(scaled[self.target].to_numpy(dtype=np.float32))
             if uses_covariates:
                 covariates.append(scaled[list(self.covariates)].to_numpy(dtype=np.float32))
-            index = self._future_index(frame, i, series_id, len(values))
-            stamps.append(index[c.lookback :] if index is not None else None)
+            index = self._future_index(frame, i, series_id, len(values), keep)
+            stamps.append(index[keep:] if index is not None else None)
             if c.n_calendar:
                 if index is None:
                     raise ForecastInputError(
                         f"series {series_id!r}: this model reads calendar features; give `start`"
                     )
                 features = calendar_features(index, str(self.meta["freq"])).astype(np.float32)
-                calendars.append(features[: c.lookback])
-                futures.append(features[c.lookback :])
+                calendars.append(features[:keep])
+                futures.append(features[keep:])
+        # Histories of a streaming model differ in length: one forward per series.
+        groups = [[i] for i in range(len(ids))] if self.model.STREAMING else [list(range(len(ids)))]
+        outs = []
         with torch.inference_mode():
-            out = self.model(
-                torch.from_numpy(np.stack(targets)),
-                torch.from_numpy(np.stack(covariates)) if covariates else None,
-                torch.from_numpy(np.stack(calendars)) if calendars else None,
-                torch.from_numpy(np.stack(futures)) if futures else None,
-            )
-        forecast = out.double().numpy()  # (B, H, Q), scaled
+            for group in groups:
+
+                def stacked(
+                    arrays: list[np.ndarray], group: list[int] = group
+                ) -> torch.Tensor | None:
+                    return (
+                        torch.from_numpy(np.stack([arrays[j] for j in group])) if arrays else None
+                    )
+
+                out = self.model(
+                    stacked(targets), stacked(covariates), stacked(calendars), stacked(futures)
+                )
+                outs.append(out.double().numpy())
+        forecast = np.concatenate(outs)  # (B, H, Q), scaled
         pieces = []
         for i, series_id in enumerate(ids):
             raw = self.scaler.inverse_values(self._scaler_id(series_id), self.target, forecast[i])
@@ -188,9 +201,11 @@ class ForecastPredictor:
                 f"series {series_id!r}: {field!r} has {len(values)} values; the model reads "
                 f"the last lookback={lookback}"
             )
-        if not np.isfinite(values[-lookback:]).all():
+        read = len(values) if self.model.STREAMING else lookback
+        if not np.isfinite(values[-read:]).all():
             raise ForecastInputError(
-                f"series {series_id!r}: {field!r} holds NaN or inf in its last {lookback} values"
+                f"series {series_id!r}: {field!r} holds NaN or inf in the {read} values the "
+                "model reads"
             )
         return values
 
@@ -204,9 +219,9 @@ class ForecastPredictor:
         )
 
     def _future_index(
-        self, frame: pd.DataFrame, i: int, series_id: str, n_values: int
+        self, frame: pd.DataFrame, i: int, series_id: str, n_values: int, keep: int
     ) -> pd.DatetimeIndex | None:
-        """Timestamps of the last `lookback` inputs and the `horizon` forecasts, from `start`."""
+        """Timestamps of the last `keep` inputs and the `horizon` forecasts, from `start`."""
         if "start" not in frame.columns:
             return None
         start = frame["start"].iloc[i]
@@ -219,7 +234,7 @@ class ForecastPredictor:
             )
         except (TypeError, ValueError):
             raise ForecastInputError(f"series {series_id!r}: bad `start` {start!r}") from None
-        return index[n_values - c.lookback :]
+        return index[n_values - keep :]
 
 
 def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:

@@ -38,6 +38,7 @@ from training.registry import (
     promote_if_better,
 )
 from training.split import SeriesSplit, SplitConfig, SplitMethod, StandardScaler, split_data
+from training.stream_fit import fit_stream, stream_series
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings
@@ -139,6 +140,10 @@ def train_pipeline(
     backtest_config = config.backtest_config()
 
     ranks = distributed.active()
+    if ranks is not None and FORECASTERS[model_config.kind].STREAMING:
+        raise ValueError(
+            f"kind {model_config.kind!r} trains in one process; run it without torchrun/--nproc"
+        )
     tags = {
         "kind": model_config.kind,
         "target": data.target,
@@ -155,15 +160,32 @@ def train_pipeline(
             finite = {k: v for k, v in values.items() if math.isfinite(v)}
             mlflow.log_metrics(finite, step=record.epoch, run_id=run_id)
 
-        fitted = fit(
-            model_config,
-            sets.train,
-            sets.val,
-            config.fit,
-            on_epoch_end=on_epoch_end,
-            should_stop=should_stop,
-            progress=config.progress,
-        )
+        if FORECASTERS[model_config.kind].STREAMING:
+            # Trained on long crops scored at every origin (training.stream_fit), not windows.
+            series = stream_series(
+                splits,
+                scaler,
+                channel_independent=False,
+                calendar_freq=data.freq if model_config.n_calendar else None,
+            )
+            fitted = fit_stream(
+                model_config,
+                series,
+                config.fit,
+                on_epoch_end=on_epoch_end,
+                should_stop=should_stop,
+                progress=config.progress,
+            )
+        else:
+            fitted = fit(
+                model_config,
+                sets.train,
+                sets.val,
+                config.fit,
+                on_epoch_end=on_epoch_end,
+                should_stop=should_stop,
+                progress=config.progress,
+            )
         if fitted.stop_reason == "cancelled":
             raise TrainingCancelledError(f"cancelled during training (run {run_id})")
         mlflow.log_metrics(

@@ -34,6 +34,7 @@ DEFAULT_MODELS: tuple[str, ...] = ("urnn", "lstm")
 FORECASTER_CHOICES: tuple[str, ...] = (
     "urnn",
     "urnn-full",
+    "urnn-stream",
     "lstm",
     "gru",
     "linear",
@@ -1217,6 +1218,13 @@ def train_config_from_sections(
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
+    if args.nproc > 1 and args.kind == "urnn-stream":
+        print(
+            "urnn train: error: --nproc applies to the windowed kinds; urnn-stream trains in "
+            "one process (its batches are long crops, not windows to shard)",
+            file=sys.stderr,
+        )
+        return 2
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_distributed(args, settings)
     errors = _input_errors()
