@@ -204,7 +204,7 @@ class StreamingURNNForecaster(Forecaster):
             nn.init.zeros_(tensor)
         # A float64 copy of this module for the serving path, rebuilt when any parameter or
         # buffer changes in place (tensor._version). A list, so nn.Module does not register it.
-        self._double: list[tuple[tuple[int, ...], StreamingURNNForecaster]] = []
+        self._double: list[tuple[tuple[int, ...], StreamingURNNForecaster, _HeadWeights]] = []
 
     def unitary_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.urnn.unitary.parameters())
@@ -419,20 +419,26 @@ class StreamingURNNForecaster(Forecaster):
             raise InputShapeError(
                 f"future_calendar must have shape {(c.horizon, c.n_calendar)}; got {got}"
             )
-        model = self._float64()
-        with torch.inference_mode():
-            phase = torch.zeros(c.segment_length, dtype=torch.float64)
-            phase[len(state.pending)] = 1.0
-            future = None
-            if c.n_calendar and future_calendar is not None:
-                future = torch.from_numpy(np.asarray(future_calendar, dtype=np.float64))
-            out = model._head(
-                torch.from_numpy(state.hidden),
-                phase,
-                torch.from_numpy(state.tail),
-                future,
-            )  # (H, Q)
-            result: np.ndarray = out.numpy() * state.scale + state.loc
+        w = self._numpy_weights()
+        n2 = 2 * c.hidden_size
+        # head([hidden, one-hot phase, calendar bottleneck]): the one-hot picks one column.
+        raw = w.head_w[:, :n2] @ state.hidden + w.head_w[:, n2 + len(state.pending)] + w.head_b
+        if w.calendar_w is not None and w.calendar_b is not None and future_calendar is not None:
+            bottleneck = w.calendar_w @ np.asarray(future_calendar, np.float64).reshape(-1)
+            raw = raw + w.head_w[:, n2 + c.segment_length :] @ (bottleneck + w.calendar_b)
+        raw = raw.reshape(c.horizon, len(c.quantiles))
+        last = state.tail[-1]
+        m = c.median_index
+        median = raw[:, m] + last + w.skip_w @ (state.tail - last) + w.skip_b  # (H,)
+        gaps = np.logaddexp(0.0, raw)  # softplus; the median column is not read
+        gaps = np.concatenate([gaps[:, :m], gaps[:, m + 1 :]], axis=1)  # (H, Q - 1)
+        # monotone_quantiles then scale_gaps, composed: the gaps between neighbours are the
+        # softplus outputs times gap_scale, summed outwards from the median.
+        gaps = gaps * w.gap_scale
+        above = median[:, None] + np.cumsum(gaps[:, m:], axis=1)
+        below = median[:, None] - np.cumsum(gaps[:, :m][:, ::-1], axis=1)[:, ::-1]
+        out = np.concatenate([below, median[:, None], above], axis=1)  # (H, Q)
+        result: np.ndarray = out * state.scale + state.loc
         return result
 
     def _rows(
@@ -481,10 +487,19 @@ class StreamingURNNForecaster(Forecaster):
         return last
 
     def _float64(self) -> StreamingURNNForecaster:
+        return self._serving()[0]
+
+    def _numpy_weights(self) -> _HeadWeights:
+        return self._serving()[1]
+
+    def _serving(self) -> tuple[StreamingURNNForecaster, _HeadWeights]:
+        """The float64 copy (encoder steps) and the head as numpy arrays (the per-point
+        forecast: a few small matrix-vector products, no torch dispatch), rebuilt when a
+        parameter or buffer has changed in place since they were made."""
         key = tuple(t._version for t in (*self.parameters(), *self.buffers()))
         cached = self._double
         if cached and cached[0][0] == key:
-            return cached[0][1]
+            return cached[0][1], cached[0][2]
         saved, self._double = self._double, []
         try:
             dup = copy.deepcopy(self)
@@ -493,5 +508,29 @@ class StreamingURNNForecaster(Forecaster):
         dup = dup.double().eval()
         for p in dup.parameters():
             p.requires_grad_(False)
-        self._double = [(key, dup)]
-        return dup
+
+        def array(t: Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().copy()
+
+        weights = _HeadWeights(
+            head_w=array(dup.head.weight),
+            head_b=array(dup.head.bias),
+            skip_w=array(dup.skip.weight),
+            skip_b=array(dup.skip.bias),
+            gap_scale=array(dup.gap_scale),
+            calendar_w=None if dup.future_calendar is None else array(dup.future_calendar.weight),
+            calendar_b=None if dup.future_calendar is None else array(dup.future_calendar.bias),
+        )
+        self._double = [(key, dup, weights)]
+        return dup, weights
+
+
+@dataclass(frozen=True)
+class _HeadWeights:
+    head_w: np.ndarray  # (H * Q, 2n + seg [+ 16])
+    head_b: np.ndarray
+    skip_w: np.ndarray  # (H, W)
+    skip_b: np.ndarray
+    gap_scale: np.ndarray  # (H, Q - 1)
+    calendar_w: np.ndarray | None  # (16, H * K)
+    calendar_b: np.ndarray | None
