@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck check bench bench-serve clean
+.PHONY: setup demo test lint typecheck check bench bench-serve bench-stream clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # Not a test: this service vs `mlflow models serve` vs the raw model (docs/serving.md).
 bench-serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.serve
+
+# Not a test: streaming updates vs whole-history re-reads through `urnn serve`, by history
+# length up to 1M points (bench/stream.py); ARGS=--quick for a smoke run under 2 minutes.
+bench-stream: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.stream $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
