@@ -36,6 +36,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "h128": ({"hidden_size": 128}, {}),
     "seg12": ({"segment_length": 12}, {}),
     "mse0": ({}, {"mse_weight": 0.0}),
+    "short": ({}, {"stream_crop_length": 1024, "stream_batches_per_epoch": 128}),
+    "bpe128": ({}, {"stream_batches_per_epoch": 128}),
+    "drop5": ({"dropout": 0.5}, {}),
+    "drop5-lr3e-3": ({"dropout": 0.5}, {"lr": 3e-3}),
+    "h32": ({"hidden_size": 32}, {}),
+    "crop8192": ({}, {"stream_crop_length": 8192, "stream_batch_crops": 4}),
 }
 
 

@@ -24,7 +24,11 @@ the window and the model never sees past it. This one is built so that everythin
   the state's contribution. A series that wanders far from its first-contact level therefore
   still gets forecasts around where it is now.
 - Segments: the recurrence advances one step per `segment_length` points (SegRNN's segment
-  inputs; 24x fewer recurrent steps on hourly data). Segments are aligned to the series' first
+  inputs; 24x fewer recurrent steps on hourly data), each segment's targets read relative to
+  the value just before it (the first segment relative to its own first value): level-free
+  inputs, so the state summarises shapes and seasons rather than a level that drifts away
+  from the first-contact statistics (chosen on the ETTh1 validation split over absolute
+  inputs, docs/streaming.md). Segments are aligned to the series' first
   point; points of an unfinished segment wait in `pending`. The head is told how many points
   are pending (a one-hot phase) and sees them through the tail map, so a forecast is
   available after every point, not only at segment boundaries.
@@ -97,6 +101,9 @@ class StreamState:
     loc: float = math.nan
     scale: float = math.nan
     hidden: np.ndarray | None = None  # (2n,)
+    # The normalised target of the last point of the last completed segment: the next
+    # segment's inputs are read relative to it (nan before the first segment).
+    anchor: float = math.nan
     pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (r, row_width)
     warm: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (<warmup, row_width)
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (<= warmup,)
@@ -126,6 +133,7 @@ class StreamState:
             "loc": None if math.isnan(self.loc) else self.loc,
             "scale": None if math.isnan(self.scale) else self.scale,
             "has_hidden": self.hidden is not None,
+            "anchor": None if math.isnan(self.anchor) else self.anchor,
             "shapes": {k: list(v.shape) for k, v in arrays.items()},
         }
         head = json.dumps(header, sort_keys=True).encode()
@@ -167,6 +175,7 @@ class StreamState:
             loc=math.nan if header["loc"] is None else float(header["loc"]),
             scale=math.nan if header["scale"] is None else float(header["scale"]),
             hidden=arrays["hidden"] if header["has_hidden"] else None,
+            anchor=math.nan if header["anchor"] is None else float(header["anchor"]),
             pending=arrays["pending"],
             warm=arrays["warm"],
             tail=arrays["tail"],
@@ -275,7 +284,14 @@ class StreamingURNNForecaster(Forecaster):
             [z.unsqueeze(-1)] + [x for x in (covariates, calendar) if x is not None], dim=-1
         )  # (B, T, R)
         n_seg = int(origins.max()) // seg
-        steps = rows[:, : n_seg * seg].reshape(b, n_seg, seg * self.row_width)
+        # Segment j's targets relative to the value just before it (segment 0: to its first)
+        z_seg = z[:, : n_seg * seg].reshape(b, n_seg, seg)
+        before = torch.cat([z[:, :1], z[:, seg - 1 :: seg][:, : n_seg - 1]], dim=1)  # (B, S)
+        segments = rows[:, : n_seg * seg].reshape(b, n_seg, seg, self.row_width)
+        segments = torch.cat(
+            [(z_seg - before.unsqueeze(-1)).unsqueeze(-1), segments[..., 1:]], dim=-1
+        )
+        steps = segments.reshape(b, n_seg, seg * self.row_width)
         states = self.encoder.urnn.states(steps)  # (B, n_seg, 2n); origin t reads state t // seg
         picked = states[:, origins // seg - 1]  # (B, N, 2n): t >= lookback >= seg
         phase = F.one_hot(origins % seg, seg).to(z.dtype).expand(b, -1, -1)  # (B, N, seg)
@@ -392,14 +408,20 @@ class StreamingURNNForecaster(Forecaster):
         buffered = np.concatenate([state.pending, z_rows])
         seg = c.segment_length
         k = len(buffered) // seg
-        hidden = state.hidden
+        hidden, anchor = state.hidden, state.anchor
         if k:
-            hidden = self._run_encoder(hidden, buffered[: k * seg].reshape(k, -1))
+            done = buffered[: k * seg].reshape(k, seg, self.row_width).copy()
+            start = float(done[0, 0, 0]) if hidden is None else anchor  # segment 0: its first
+            before = np.concatenate([[start], done[:-1, -1, 0]])  # (k,)
+            done[:, :, 0] -= before[:, None]
+            hidden = self._run_encoder(hidden, done.reshape(k, -1))
+            anchor = float(buffered[k * seg - 1, 0])
         tail = np.concatenate([state.tail, z_rows[:, 0]])[-c.lookback :]
         return replace(
             state,
             seen=state.seen + len(rows),
             hidden=hidden,
+            anchor=anchor,
             pending=buffered[k * seg :].copy(),
             tail=tail.copy(),
         )
