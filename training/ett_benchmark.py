@@ -218,6 +218,10 @@ class EttBenchmarkConfig:
     # (bench/ett_tune.py; docs/benchmarks.md), where 0.3 beat 0 at most horizons.
     dropout: float = 0.3
     linear_skip: bool = False  # uRNN / LSTM: a linear map of the look-back added to the median
+    # urnn-stream only: its training crops (training.fit.FitConfig's stream_* fields).
+    stream_crop_length: int = FitConfig.stream_crop_length
+    stream_batch_crops: int = FitConfig.stream_batch_crops
+    stream_batches_per_epoch: int = FitConfig.stream_batches_per_epoch
 
     def __post_init__(self) -> None:
         for name in ("datasets", "horizons", "models"):
@@ -267,6 +271,9 @@ class EttBenchmarkConfig:
             mse_weight=self.mse_weight,
             seed=self.seed,
             device=self.device,
+            stream_crop_length=self.stream_crop_length,
+            stream_batch_crops=self.stream_batch_crops,
+            stream_batches_per_epoch=self.stream_batches_per_epoch,
         )
 
     def model_config(self, kind: ForecasterKind, horizon: int, freq: str) -> ForecasterConfig:

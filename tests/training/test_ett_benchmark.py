@@ -124,6 +124,22 @@ def test_tiny_univariate_run_scores_every_model(data_dir: Path) -> None:
     assert by_model["repeat_last"].n_params == 0 and by_model["urnn"].n_params > 0
 
 
+def test_the_streaming_urnn_is_scored_on_the_same_test_windows(data_dir: Path) -> None:
+    """urnn-stream (opt-in) trains on crops and reads each test origin's whole history, yet is
+    scored on exactly the windows every other model is, channel-independently in M too."""
+    crops = {"stream_crop_length": 200, "stream_batch_crops": 2, "stream_batches_per_epoch": 2}
+    config = tiny_config(
+        data_dir, models=("urnn-stream", "repeat_last"), segment_length=24, **crops
+    )
+    stream, naive = run_ett_benchmark(config)
+    assert stream.model == "urnn-stream" and stream.n_windows == naive.n_windows
+    assert 0 < stream.mse < 5 and stream.n_params > 0
+    [m_row] = run_ett_benchmark(
+        tiny_config(data_dir, setting="M", models=("urnn-stream",), **crops)
+    )
+    assert m_row.n_windows == 200 - 24 + 1  # per channel, as for the windowed models
+
+
 def test_multivariate_run_is_channel_independent(data_dir: Path) -> None:
     rows = run_ett_benchmark(tiny_config(data_dir, setting="M", models=("repeat_last",)))
     [row] = rows
