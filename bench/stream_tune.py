@@ -42,6 +42,9 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "drop5-lr3e-3": ({"dropout": 0.5}, {"lr": 3e-3}),
     "h32": ({"hidden_size": 32}, {}),
     "crop8192": ({}, {"stream_crop_length": 8192, "stream_batch_crops": 4}),
+    "c8192-drop5": ({"dropout": 0.5}, {"stream_crop_length": 8192, "stream_batch_crops": 4}),
+    "c8192-h32": ({"hidden_size": 32}, {"stream_crop_length": 8192, "stream_batch_crops": 4}),
+    "c8192-lr3e-3": ({}, {"stream_crop_length": 8192, "stream_batch_crops": 4, "lr": 3e-3}),
 }
 
 
