@@ -30,8 +30,12 @@ import pandas as pd
 
 from service.errors import ServiceInputError
 from service.served import ServedModel
+from service.stream_fast_path import FastObservations
 from service.stream_schemas import GapPolicy, ObservationsRequest
-from service.validation import as_index, quantile_indices, quantile_key
+from service.validation import _naive_ns, as_index, quantile_indices, quantile_key
+
+# A body as the schema built it, or as the fast path read it (service.stream_fast_path).
+ObservationsIn = ObservationsRequest | FastObservations
 
 
 class StreamConflictError(RuntimeError):
@@ -123,8 +127,45 @@ def tz_from(name: str | None) -> tzinfo | None:
     return as_index(np.zeros(1, np.int64), None).tz_localize("UTC").tz_convert(name).tz
 
 
+_SECOND = 1_000_000_000
+# Naive whole-second instants (epoch ns) -> their ISO text: a series' next forecast steps are
+# mostly its last ones shifted by one, and series on one grid share instants. Bounded: cleared
+# when full (recomputing is cheap, it only saves time).
+_ISO_CACHE: dict[int, str] = {}
+_ISO_CACHE_MAX = 1 << 16
+
+
 def iso(ns: int, tz: tzinfo | None) -> str:
+    """`pd.Timestamp.isoformat` of epoch ns `ns` in zone `tz`; naive whole seconds (the common
+    case) by numpy, without building a Timestamp."""
+    if tz is None and not ns % _SECOND:
+        cached = _ISO_CACHE.get(ns)
+        return cached if cached is not None else str(np.datetime64(ns // _SECOND, "s"))
     return str(as_index(np.array([ns], np.int64), tz)[0].isoformat())
+
+
+def iso_steps(ns: np.ndarray, tz: tzinfo | None) -> list[str]:
+    """`iso` of every element of `ns` (int64 epoch ns): naive whole seconds from the cache, the
+    ones it lacks by numpy; anything else through pandas."""
+    if tz is None:
+        cache = _ISO_CACHE
+        keys: list[int] = ns.tolist()
+        stamps = list(map(cache.get, keys))
+        if None not in stamps:
+            return stamps  # type: ignore[return-value]  # no None in it
+        todo = [i for i, text in enumerate(stamps) if text is None]
+        if all(keys[i] % _SECOND == 0 for i in todo):
+            if len(todo) <= 16:  # a series' next update: one new step
+                texts = [str(np.datetime64(keys[i] // _SECOND, "s")) for i in todo]
+            else:
+                missing = ns[todo].view("datetime64[ns]")
+                texts = np.datetime_as_string(missing, unit="s").tolist()
+            if len(cache) + len(todo) > _ISO_CACHE_MAX:
+                cache.clear()
+            for i, text in zip(todo, texts, strict=True):
+                stamps[i] = cache[keys[i]] = text
+            return stamps  # type: ignore[return-value]  # every None filled
+    return [t.isoformat() for t in as_index(ns, tz)]
 
 
 def grid_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> np.ndarray:
@@ -155,7 +196,7 @@ class Observations:
     dated_by: str = "timestamps"  # the body's field that gave the time axis (or "start")
 
 
-def parse_observations(body: ObservationsRequest, model: ServedModel) -> Observations:
+def parse_observations(body: ObservationsIn, model: ServedModel) -> Observations:
     """Check `body` against `model`; ServiceInputError (422) naming the field."""
     horizon = body.horizon if body.horizon is not None else model.max_horizon
     if horizon > model.max_horizon:
@@ -182,7 +223,7 @@ def parse_observations(body: ObservationsRequest, model: ServedModel) -> Observa
     )
 
 
-def _finite(field: str, raw: Sequence[float | None]) -> np.ndarray:
+def _finite(field: str, raw: Sequence[float | None] | np.ndarray) -> np.ndarray:
     values = np.asarray(raw, dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -196,7 +237,7 @@ def _finite(field: str, raw: Sequence[float | None]) -> np.ndarray:
     return values
 
 
-def _covariates(body: ObservationsRequest, model: ServedModel, n: int) -> np.ndarray:
+def _covariates(body: ObservationsIn, model: ServedModel, n: int) -> np.ndarray:
     known = model.known_covariates
     unknown = sorted(set(body.covariates) - set(known))
     if unknown:
@@ -224,7 +265,7 @@ def _covariates(body: ObservationsRequest, model: ServedModel, n: int) -> np.nda
 
 
 def _time_axis(
-    body: ObservationsRequest, model: ServedModel, n: int
+    body: ObservationsIn, model: ServedModel, n: int
 ) -> tuple[np.ndarray, tzinfo | None]:
     if body.start is not None and body.timestamps is not None:
         raise ServiceInputError(
@@ -248,6 +289,11 @@ def _time_axis(
 
 
 def _from_start(start: datetime, model: ServedModel, n: int) -> tuple[np.ndarray, tzinfo | None]:
+    naive_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
+    if naive_ns is not None:
+        return np.concatenate([[naive_ns], grid_after(naive_ns, n - 1, None, model)]).astype(
+            np.int64
+        ), None
     first = pd.Timestamp(start).as_unit("ns")
     first_ns = int(first.value)
     return np.concatenate([[first_ns], grid_after(first_ns, n - 1, first.tz, model)]).astype(
@@ -387,6 +433,9 @@ def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzin
 def _gap(first_ns: int, stored: Stored, policy: GapPolicy, model: ServedModel, max_gap: int) -> int:
     """Missing steps between the last stored point and `first_ns`; 409 where not allowed."""
     tz, last = stored.tz, stored.last_ns
+    offset = model.offset
+    if isinstance(offset, pd.offsets.Tick) and first_ns == last + offset.nanos:
+        return 0  # the common case, without laying out the whole window
     ahead = grid_after(last, max_gap + 1, tz, model)
     if first_ns == ahead[0]:
         return 0

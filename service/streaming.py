@@ -29,8 +29,15 @@ differs at the next access, the state is rebuilt from a fresh one by replaying t
 tail through the served model (counted in urnn_stream_rebuilds_total); the forecast says which
 version made it. A series longer than the tail is then summarised by its tail only.
 
-Model work (advance, forecast, rebuilds) runs on one worker thread, never on the event loop;
-the database on asyncio's default thread pool.
+Model work runs on one worker thread: initial loads, big updates, states finishing their
+warm-up, rebuilds. A small update of a ready state (at most INLINE_POINTS points: a fraction
+of a millisecond of numpy) and a lone forecast run on the event loop, where the hop to the thread
+and back would cost more than the work (`_inline`); the model is pure (`advance` returns a
+new state), so they may run beside the thread's work on another series. The database runs on
+asyncio's default thread pool.
+
+Answers. `observe` builds the ObservationsResponse schema (FastAPI's path); `observe_json`
+writes the same answer straight to JSON bytes (the route's fast path, `service.routes.series`).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from datetime import tzinfo
 from typing import Any, TypeVar
 
 import numpy as np
+import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.db import Database
@@ -57,6 +65,7 @@ from service.manager import ModelManager
 from service.metrics import ServiceMetrics
 from service.schemas import ModelRefOut
 from service.served import ColumnScales, ServedModel
+from service.stream_fast_path import FastObservations
 from service.stream_schemas import (
     ObservationsRequest,
     ObservationsResponse,
@@ -66,6 +75,8 @@ from service.stream_schemas import (
 )
 from service.stream_snapshots import Snapshot, SnapshotRepository
 from service.stream_validation import (
+    Observations,
+    ObservationsIn,
     Plan,
     SeriesNotFoundError,
     Stored,
@@ -73,6 +84,7 @@ from service.stream_validation import (
     Tail,
     grid_after,
     iso,
+    iso_steps,
     parse_observations,
     plan_update,
     tz_from,
@@ -86,6 +98,8 @@ T = TypeVar("T")
 
 # Write-through: how often one request reloads and re-applies after conflicting snapshots.
 MAX_ATTEMPTS = 3
+# Updates of at most this many points into a ready state run on the event loop (`_inline`).
+INLINE_POINTS = 64
 
 
 class _Reloaded(Exception):  # noqa: N818 (control flow, never leaves this module)
@@ -182,6 +196,13 @@ class StreamEngine:
 
     async def observe(self, series_id: str, body: ObservationsRequest) -> ObservationsResponse:
         """Consume the body's points and forecast; everything checked before anything changes."""
+        return observations_response(await self._observe(series_id, body))
+
+    async def observe_json(self, series_id: str, body: FastObservations) -> bytes:
+        """`observe` answered as the ObservationsResponse's JSON bytes (the route's fast path)."""
+        return observations_json(await self._observe(series_id, body))
+
+    async def _observe(self, series_id: str, body: ObservationsIn) -> Observed:
         model = self._model()
         obs = parse_observations(body, model)
         scales = self._scales(series_id, model)
@@ -198,7 +219,10 @@ class StreamEngine:
                 if len(plan.ns):
                     tz = obs.tz if data is None else data.tz
                     start = time.perf_counter()
-                    new = await self._compute(self._advance, data, plan, tz, model, scales)
+                    if _inline(data, plan):
+                        new = self._advance(data, plan, tz, model, scales)
+                    else:
+                        new = await self._compute(self._advance, data, plan, tz, model, scales)
                     self.metrics.stream_update_seconds.observe(time.perf_counter() - start)
                     if not await self._commit(entry, new):
                         continue
@@ -206,16 +230,7 @@ class StreamEngine:
                 assert new is not None  # a first request has points: plan_update keeps them all
                 if new.forecast is None and new.state.ready:
                     new = await self._cache_forecast(entry, new, model, scales)
-                return ObservationsResponse(
-                    model=_ref(model),
-                    series=self._status(series_id, new),
-                    accepted=plan.accepted,
-                    duplicates=plan.duplicates,
-                    filled=plan.filled,
-                    forecast=_forecast_out(
-                        new, obs.horizon, obs.quantile_index, obs.quantile_keys, model
-                    ),
-                )
+                return Observed(model, series_id, new, plan, obs)
         raise self._too_many_conflicts(series_id)
 
     async def forecast(
@@ -251,7 +266,7 @@ class StreamEngine:
                 out = _forecast_out(data, h, indices, keys, model)
                 assert out is not None
                 return SeriesForecastResponse(
-                    model=_ref(model), series=self._status(series_id, data), forecast=out
+                    model=_ref(model), series=_status(series_id, data), forecast=out
                 )
         raise self._too_many_conflicts(series_id)
 
@@ -259,7 +274,7 @@ class StreamEngine:
         async with self._locked(series_id) as entry:
             if entry.data is None:
                 raise _not_found(series_id)
-            return self._status(series_id, entry.data)
+            return _status(series_id, entry.data)
 
     async def delete(self, series_id: str) -> None:
         """Forget the series in memory and in the database; SeriesNotFoundError if unknown."""
@@ -461,7 +476,8 @@ class StreamEngine:
     async def _cache_forecast(
         self, entry: Entry, data: SeriesData, model: ServedModel, scales: ColumnScales
     ) -> SeriesData:
-        forecast = await self._compute(_forecast, data.state, data.last_ns, data.tz, model, scales)
+        # One forecast is a few small matrix-vector products: not worth the worker thread's hop.
+        forecast = _forecast(data.state, data.last_ns, data.tz, model, scales)
         cached = replace(data, forecast=forecast)
         if entry.data is data:  # a cache: no write, no dirty flag
             entry.data = cached
@@ -529,18 +545,6 @@ class StreamEngine:
 
     # --- answers ------------------------------------------------------------------------------
 
-    def _status(self, series_id: str, data: SeriesData) -> SeriesStatus:
-        return SeriesStatus(
-            id=series_id,
-            first_timestamp=iso(data.first_ns, data.tz),
-            last_timestamp=iso(data.last_ns, data.tz),
-            points_seen=data.points_seen,
-            model_version=data.model_version,
-            ready=data.state.ready,
-            points_needed=data.state.points_needed,
-            tail_length=len(data.tail),
-        )
-
     def _too_many_conflicts(self, series_id: str) -> StreamConflictError:
         return StreamConflictError(
             f"series {series_id!r} kept changing under this request (another replica wrote it "
@@ -551,6 +555,89 @@ class StreamEngine:
 def _not_found(series_id: str) -> SeriesNotFoundError:
     return SeriesNotFoundError(
         f"no streaming series {series_id!r}; POST its points to /series/{{series_id}}/observations"
+    )
+
+
+def _inline(data: SeriesData | None, plan: Plan) -> bool:
+    """Whether an update runs on the event loop rather than the worker thread: a few points
+    into a state past its warm-up cost less than the hop to the thread and back (a state that
+    becomes ready encodes its whole warm-up, and initial loads and rebuilds are big: those
+    stay on the thread). The model is pure (`advance` returns a new state), so an inline
+    update may run beside the worker thread's work on another series."""
+    return data is not None and data.state.ready and len(plan.ns) <= INLINE_POINTS
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What an observations request did: rendered by `observations_response` (the schema's
+    path) or `observations_json` (the fast path), which give the same answer."""
+
+    model: ServedModel
+    series_id: str
+    data: SeriesData
+    plan: Plan
+    obs: Observations
+
+
+def observations_response(result: Observed) -> ObservationsResponse:
+    obs, plan, data = result.obs, result.plan, result.data
+    return ObservationsResponse(
+        model=_ref(result.model),
+        series=_status(result.series_id, data),
+        accepted=plan.accepted,
+        duplicates=plan.duplicates,
+        filled=plan.filled,
+        forecast=_forecast_out(
+            data, obs.horizon, obs.quantile_index, obs.quantile_keys, result.model
+        ),
+    )
+
+
+def observations_json(result: Observed) -> bytes:
+    """The ObservationsResponse body as JSON bytes, field for field as pydantic writes it
+    (orjson writes floats as pydantic does: shortest round-trip text, NaN/inf as null)."""
+    obs, plan, data, model = result.obs, result.plan, result.data, result.model
+    ref = model.ref
+    forecast: dict[str, Any] | None = None
+    if data.forecast is not None:
+        stamps, rows, median = _forecast_rows(data, obs.horizon, model)
+        forecast = {
+            "timestamps": stamps,
+            "mean": rows[median],
+            "quantiles": {
+                key: rows[j] for key, j in zip(obs.quantile_keys, obs.quantile_index, strict=True)
+            },
+        }
+    body = {
+        "model": {"name": ref.name, "version": ref.version, "run_id": ref.run_id},
+        "series": {
+            "id": result.series_id,
+            "first_timestamp": iso(data.first_ns, data.tz),
+            "last_timestamp": iso(data.last_ns, data.tz),
+            "points_seen": data.points_seen,
+            "model_version": data.model_version,
+            "ready": data.state.ready,
+            "points_needed": data.state.points_needed,
+            "tail_length": len(data.tail),
+        },
+        "accepted": plan.accepted,
+        "duplicates": plan.duplicates,
+        "filled": plan.filled,
+        "forecast": forecast,
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _status(series_id: str, data: SeriesData) -> SeriesStatus:
+    return SeriesStatus(
+        id=series_id,
+        first_timestamp=iso(data.first_ns, data.tz),
+        last_timestamp=iso(data.last_ns, data.tz),
+        points_seen=data.points_seen,
+        model_version=data.model_version,
+        ready=data.state.ready,
+        points_needed=data.state.points_needed,
+        tail_length=len(data.tail),
     )
 
 
@@ -605,14 +692,23 @@ def _forecast_out(
 ) -> StreamForecast | None:
     if data.forecast is None:
         return None
-    steps = grid_after(data.last_ns, horizon, data.tz, model)
-    rows = data.forecast[:horizon].T  # (Q, h)
-    median = model.model.config.median_index
+    stamps, rows, median = _forecast_rows(data, horizon, model)
     return StreamForecast(
-        timestamps=[t.isoformat() for t in as_index(steps, data.tz)],
+        timestamps=stamps,
         mean=rows[median].tolist(),
         quantiles={key: rows[j].tolist() for key, j in zip(keys, indices, strict=True)},
     )
+
+
+def _forecast_rows(
+    data: SeriesData, horizon: int, model: ServedModel
+) -> tuple[list[str], np.ndarray, int]:
+    """The cached forecast's first `horizon` steps: their ISO timestamps, the (Q, h) float64
+    rows (C-contiguous: orjson writes them) and the median's row."""
+    assert data.forecast is not None
+    steps = grid_after(data.last_ns, horizon, data.tz, model)
+    rows = np.ascontiguousarray(data.forecast[:horizon].T, dtype=np.float64)  # (Q, h)
+    return iso_steps(steps, data.tz), rows, model.model.config.median_index
 
 
 def _to_snapshot(series_id: str, data: SeriesData, revision: int | None) -> Snapshot:
