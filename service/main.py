@@ -57,12 +57,13 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
     )
     app.state.service = state
     install_handlers(app)
+    # The two hot paths first: Starlette tries routes in order.
     app.include_router(forecast.router)
+    app.include_router(series.router)
     app.include_router(model.router)
     app.include_router(ops.router)
     app.include_router(jobs.router)
     app.include_router(schedules.router)
-    app.include_router(series.router)
     jobs.install_job_handlers(app)
     series.install_series_handlers(app)
     # Added last = outermost: metrics see every answer, 413s included.

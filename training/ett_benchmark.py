@@ -222,6 +222,7 @@ class EttBenchmarkConfig:
     stream_crop_length: int = FitConfig.stream_crop_length
     stream_batch_crops: int = FitConfig.stream_batch_crops
     stream_batches_per_epoch: int = FitConfig.stream_batches_per_epoch
+    stream_lr_scale: float = FitConfig.stream_lr_scale
 
     def __post_init__(self) -> None:
         for name in ("datasets", "horizons", "models"):
@@ -274,6 +275,7 @@ class EttBenchmarkConfig:
             stream_crop_length=self.stream_crop_length,
             stream_batch_crops=self.stream_batch_crops,
             stream_batches_per_epoch=self.stream_batches_per_epoch,
+            stream_lr_scale=self.stream_lr_scale,
         )
 
     def model_config(self, kind: ForecasterKind, horizon: int, freq: str) -> ForecasterConfig:

@@ -17,7 +17,8 @@ first row up to each origin, as a service that has followed the series since the
 
 Everything else is `training.fit`'s: FitConfig (AdamW, unitary parameters exempt from clipping
 and weight decay, plateau schedule, early stopping on the val score, best epoch restored),
-the pinball (+ mse_weight * MSE) loss, split-conformal interval calibration on val.
+the pinball (+ mse_weight * MSE) loss, split-conformal interval calibration on val; the step
+size is lr * stream_lr_scale (FitConfig).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -234,7 +235,7 @@ def fit_stream(
             f"no series has the {min_rows} training rows (lookback + horizon) needed"
         )
     result = FitResult(model=model, n_params=count_parameters(model), device=device)
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, replace(config, lr=config.lr * config.stream_lr_scale))
     plateau = cosine = None
     if config.schedule == "plateau":
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
