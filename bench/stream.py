@@ -184,6 +184,82 @@ def targets(rows: Sequence[Row]) -> list[str]:
 
 
 # -----------------------------------------------------------------------------
+# In process: the same computation without HTTP
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    n: int
+    update_p50_us: float  # advance by 1 point + forecast
+    reread_p50_ms: float  # advance a fresh state by N points + forecast
+
+    @property
+    def ratio(self) -> float:
+        return self.reread_p50_ms * 1000.0 / self.update_p50_us
+
+
+def in_process(lengths: Sequence[int], updates: int, rereads: int) -> list[ModelRow]:
+    """What the service computes, timed in this process: where HTTP, JSON and the framework
+    are taken away, the ratio is the model's own (the first table's is end to end)."""
+    from models.forecaster import ForecasterConfig, build_forecaster
+    from models.streaming import StreamingURNNForecaster
+
+    torch.manual_seed(0)
+    model = build_forecaster(
+        ForecasterConfig(
+            kind="urnn-stream",
+            lookback=LOOKBACK,
+            horizon=HORIZON,
+            hidden_size=HIDDEN,
+            segment_length=SEGMENT,
+        )
+    ).eval()
+    assert isinstance(model, StreamingURNNForecaster)
+    values = synthetic_values(max(lengths) + updates)
+    values = (values - values.mean()) / values.std()
+    rows = []
+    for n in lengths:
+        times = []
+        for _ in range(rereads if n < 1_000_000 else max(1, rereads // 2)):
+            start = time.perf_counter()
+            state = model.advance(model.new_state(), values[:n])
+            model.forecast(state)
+            times.append(time.perf_counter() - start)
+        reread = float(np.median(times)) * 1e3
+        times = []
+        for i in range(updates):
+            start = time.perf_counter()
+            state = model.advance(state, values[n + i : n + i + 1])
+            model.forecast(state)
+            times.append(time.perf_counter() - start)
+        rows.append(ModelRow(n, float(np.median(times)) * 1e6, reread))
+    return rows
+
+
+def model_report(rows: Sequence[ModelRow]) -> str:
+    lines = [
+        "In process (models.streaming, float64 serving path, no HTTP): the same computation",
+        "",
+        "| N | update (1 point + forecast) p50 us | re-read (N points + forecast) p50 ms "
+        "| re-read / update |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.n:,} | {r.update_p50_us:.0f} | {r.reread_p50_ms:.1f} | {r.ratio:,.0f}x |"
+        for r in rows
+    ]
+    at = next((r for r in rows if r.n == SPEEDUP_AT), None)
+    if at is not None:
+        verdict = "met" if at.ratio >= SPEEDUP_TARGET else "missed"
+        lines.append("")
+        lines.append(
+            f"- in process, re-read / update >= {SPEEDUP_TARGET:g}x at {SPEEDUP_AT:,} points: "
+            f"{at.ratio:,.0f}x: {verdict}"
+        )
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------
 # The model
 
 
@@ -544,6 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = report(rows, args, machine)
         print()
         print(table)
+        print("\nmeasuring the same computation in process ...", flush=True)
+        model_table = model_report(in_process(args.lengths, args.updates, args.rereads))
+        table += "\n\n" + model_table
+        print()
+        print(model_table)
         if args.output is not None:
             args.output.write_text(table + "\n")
         return 0

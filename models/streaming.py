@@ -233,7 +233,8 @@ class StreamingURNNForecaster(Forecaster):
             nn.init.zeros_(tensor)
         # A float64 copy of this module for the serving path, rebuilt when any parameter or
         # buffer changes in place (tensor._version). A list, so nn.Module does not register it.
-        self._double: list[tuple[tuple[int, ...], StreamingURNNForecaster, _HeadWeights]] = []
+        self._double: list[tuple[tuple[object, ...], StreamingURNNForecaster, _HeadWeights]] = []
+        self._watched: list[Tensor] = []  # parameters and buffers whose changes renew _double
 
     def unitary_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.urnn.unitary.parameters())
@@ -538,15 +539,18 @@ class StreamingURNNForecaster(Forecaster):
         """The float64 copy (encoder steps) and the head as numpy arrays (the per-point
         forecast: a few small matrix-vector products, no torch dispatch), rebuilt when a
         parameter or buffer has changed in place since they were made."""
-        key = tuple(t._version for t in (*self.parameters(), *self.buffers()))
+        if not self._watched:  # walking the module tree costs more than the forecast itself
+            self._watched.extend((*self.parameters(), *self.buffers()))
+        key = tuple((t.data_ptr(), t._version) for t in self._watched)
         cached = self._double
         if cached and cached[0][0] == key:
             return cached[0][1], cached[0][2]
         saved, self._double = self._double, []
+        watched, self._watched = self._watched, []
         try:
             dup = copy.deepcopy(self)
         finally:
-            self._double = saved
+            self._double, self._watched = saved, watched
         dup = dup.double().eval()
         for p in dup.parameters():
             p.requires_grad_(False)
