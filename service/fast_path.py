@@ -20,6 +20,7 @@ lengths, dates on the model's grid, ...) are `service.validation`'s, for both pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,24 +103,43 @@ def _series(item: Any) -> FastSeries | None:
     freq = item.get("freq")
     if freq is not None and type(freq) is not str:
         return None
-    timestamps = item.get("timestamps")
-    if timestamps is not None:
-        if type(timestamps) is not list or any(type(t) is not str for t in timestamps):
-            return None
-        try:
-            timestamps = _DATETIMES.validate_python(timestamps)
-        except ValidationError:
-            return None
-    raw_covariates = item.get("covariates", {})
-    if type(raw_covariates) is not dict:
+    try:
+        timestamps = fast_timestamps(item.get("timestamps"))
+        covariates = fast_covariates(item.get("covariates", {}), _numbers)
+    except NotFastError:
         return None
-    covariates = {}
-    for name, raw in raw_covariates.items():
-        column = _numbers(raw)
-        if type(name) is not str or column is None:
-            return None
-        covariates[name] = column
     return FastSeries(series_id, values, start, freq, timestamps, covariates)
+
+
+class NotFastError(ValueError):
+    """A field the fast path does not take: the caller hands the body to the schema's path."""
+
+
+def fast_timestamps(raw: Any) -> list[datetime] | None:
+    """A `timestamps` field: None when absent, the parsed list when it is a plain list of
+    strings pydantic accepts (pydantic's own validator: same values), else NotFastError."""
+    if raw is None:
+        return None
+    if type(raw) is not list or any(type(t) is not str for t in raw):
+        raise NotFastError("timestamps")
+    try:
+        return _DATETIMES.validate_python(raw)
+    except ValidationError:
+        raise NotFastError("timestamps") from None
+
+
+def fast_covariates(raw: Any, numbers: Callable[[Any], np.ndarray | None]) -> dict[str, np.ndarray]:
+    """A `covariates` field: {name: float64 array} when every column is what `numbers`
+    accepts, else NotFastError."""
+    if type(raw) is not dict:
+        raise NotFastError("covariates")
+    covariates = {}
+    for name, values in raw.items():
+        column = numbers(values)
+        if type(name) is not str or column is None:
+            raise NotFastError("covariates")
+        covariates[name] = column
+    return covariates
 
 
 def _numbers(raw: Any) -> np.ndarray | None:

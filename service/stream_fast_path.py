@@ -24,12 +24,12 @@ from typing import Any, cast
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
+from service.fast_path import NotFastError, fast_covariates, fast_timestamps
 from service.stream_schemas import GapPolicy, ObservationsRequest
 
 _KEYS = frozenset(ObservationsRequest.model_fields)
 _GAP_POLICIES: frozenset[str] = frozenset({"reject", "interpolate"})
 _DATETIME = TypeAdapter(datetime)
-_DATETIMES = TypeAdapter(list[datetime])
 _NUMBER_TYPES = frozenset({float, int})
 
 
@@ -74,23 +74,11 @@ def fast_observations(data: Any) -> FastObservations | None:
             start = _DATETIME.validate_python(start)
         except ValidationError:
             return None
-    timestamps = data.get("timestamps")
-    if timestamps is not None:
-        if type(timestamps) is not list or any(type(t) is not str for t in timestamps):
-            return None
-        try:
-            timestamps = _DATETIMES.validate_python(timestamps)
-        except ValidationError:
-            return None
-    raw_covariates = data.get("covariates", {})
-    if type(raw_covariates) is not dict:
+    try:
+        timestamps = fast_timestamps(data.get("timestamps"))
+        covariates = fast_covariates(data.get("covariates", {}), _numbers)
+    except NotFastError:
         return None
-    covariates = {}
-    for name, raw in raw_covariates.items():
-        column = _numbers(raw)
-        if type(name) is not str or column is None:
-            return None
-        covariates[name] = column
     return FastObservations(
         values=values,
         timestamps=timestamps,

@@ -32,7 +32,13 @@ from service.errors import ServiceInputError
 from service.served import ServedModel
 from service.stream_fast_path import FastObservations
 from service.stream_schemas import GapPolicy, ObservationsRequest
-from service.validation import _naive_ns, as_index, quantile_indices, quantile_key
+from service.validation import (
+    _naive_ns,
+    as_index,
+    checked_horizon,
+    quantile_indices,
+    quantile_key,
+)
 
 # A body as the schema built it, or as the fast path read it (service.stream_fast_path).
 ObservationsIn = ObservationsRequest | FastObservations
@@ -198,13 +204,7 @@ class Observations:
 
 def parse_observations(body: ObservationsIn, model: ServedModel) -> Observations:
     """Check `body` against `model`; ServiceInputError (422) naming the field."""
-    horizon = body.horizon if body.horizon is not None else model.max_horizon
-    if horizon > model.max_horizon:
-        raise ServiceInputError(
-            "field 'horizon'",
-            f"{horizon} is above the model's maximum {model.max_horizon}; ask for at most "
-            f"{model.max_horizon} steps",
-        )
+    horizon = checked_horizon(body.horizon, model)
     indices = quantile_indices(body.quantiles, model.quantiles)
     values = _finite("values", body.values)
     n = len(values)

@@ -90,7 +90,7 @@ from service.stream_validation import (
     tz_from,
     tz_name,
 )
-from service.validation import as_index, quantile_indices, quantile_key
+from service.validation import as_index, checked_horizon, quantile_indices, quantile_key
 from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -237,13 +237,7 @@ class StreamEngine:
         self, series_id: str, horizon: int | None, quantiles: Sequence[float] | None
     ) -> SeriesForecastResponse:
         model = self._model()
-        h = horizon if horizon is not None else model.max_horizon
-        if h > model.max_horizon:
-            raise ServiceInputError(
-                "field 'horizon'",
-                f"{h} is above the model's maximum {model.max_horizon}; ask for at most "
-                f"{model.max_horizon} steps",
-            )
+        h = checked_horizon(horizon, model)
         indices = quantile_indices(quantiles, model.quantiles)
         keys = tuple(quantile_key(model.quantiles[j]) for j in indices)
         scales = self._scales(series_id, model)

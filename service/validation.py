@@ -104,15 +104,21 @@ def quantile_key(level: float) -> str:
     return repr(float(level))
 
 
-def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
-    """Validate `request` against `model` and scale it; raises ServiceInputError."""
-    horizon = request.horizon if request.horizon is not None else model.max_horizon
-    if horizon > model.max_horizon:
+def checked_horizon(horizon: int | None, model: ServedModel) -> int:
+    """The requested horizon (default: the model's maximum), or a 422 when above it."""
+    h = horizon if horizon is not None else model.max_horizon
+    if h > model.max_horizon:
         raise ServiceInputError(
             "field 'horizon'",
-            f"{horizon} is above the model's maximum {model.max_horizon}; ask for at most "
+            f"{h} is above the model's maximum {model.max_horizon}; ask for at most "
             f"{model.max_horizon} steps",
         )
+    return h
+
+
+def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
+    """Validate `request` against `model` and scale it; raises ServiceInputError."""
+    horizon = checked_horizon(request.horizon, model)
     indices = quantile_indices(request.quantiles, model.quantiles)
     all_series: Sequence[SeriesInput] = request.series
     seen: dict[str, int] = {}
