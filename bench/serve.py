@@ -105,9 +105,27 @@ def synthetic_frame(n: int = 5000) -> pd.DataFrame:
 
 def register_model(var_dir: Path, hidden_size: int, segment_length: int) -> str:
     """Register an untrained uRNN forecaster as urnn-forecaster@champion; its tracking URI."""
+    from models.forecaster import ForecasterConfig
+
+    config = ForecasterConfig(
+        kind="urnn",
+        lookback=LOOKBACK,
+        horizon=HORIZON,
+        hidden_size=hidden_size,
+        segment_length=segment_length,
+    )
+    return register_untrained(config, synthetic_frame(), var_dir, NAME, "bench-serve")
+
+
+def register_untrained(
+    config: Any, frame: pd.DataFrame, var_dir: Path, name: str, experiment: str, freq: str = "h"
+) -> str:
+    """Register an untrained forecaster of `config` (seed 0; latency does not depend on the
+    weights) with a global scaler fitted on `frame["y"]` as name@champion in a local MLflow
+    store under `var_dir`; its tracking URI."""
     import mlflow
 
-    from models.forecaster import ForecasterConfig, build_forecaster
+    from models.forecaster import build_forecaster
     from training.mlflow_model import input_example, reference_statistics
     from training.registry import CHAMPION, log_forecaster
     from urnn_forecast import __version__
@@ -116,22 +134,14 @@ def register_model(var_dir: Path, hidden_size: int, segment_length: int) -> str:
 
     settings = Settings(var_dir=var_dir)
     var_dir.mkdir(parents=True, exist_ok=True)
-    frame = synthetic_frame()
-    config = ForecasterConfig(
-        kind="urnn",
-        lookback=LOOKBACK,
-        horizon=HORIZON,
-        hidden_size=hidden_size,
-        segment_length=segment_length,
-    )
     torch.manual_seed(0)
     model = build_forecaster(config).eval()
     y = frame["y"].to_numpy()
     meta = {
-        "lookback": LOOKBACK,
-        "horizon": HORIZON,
+        "lookback": config.lookback,
+        "horizon": config.horizon,
         "quantiles": list(config.quantiles),
-        "freq": "h",
+        "freq": freq,
         "target": "y",
         "covariates": [],
         "scaler": {
@@ -145,11 +155,11 @@ def register_model(var_dir: Path, hidden_size: int, segment_length: int) -> str:
         "load": {},
         "split": {},
     }
-    example = input_example(frame, "y", [], LOOKBACK, "bench")
-    with start_run("bench-serve", settings):
-        logged = log_forecaster(model, meta, example, registered_name=NAME)
+    example = input_example(frame, "y", [], config.lookback, "bench")
+    with start_run(experiment, settings):
+        logged = log_forecaster(model, meta, example, registered_name=name)
     assert logged.version is not None
-    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, logged.version)
+    mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, logged.version)
     return settings.resolved_tracking_uri()
 
 

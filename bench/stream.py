@@ -58,7 +58,7 @@ import orjson
 import pandas as pd
 import torch
 
-from bench.serve import free_port, server
+from bench.serve import free_port, register_untrained, server
 
 LOOKBACK, HORIZON, HIDDEN, SEGMENT = 336, 96, 64, 24
 NAME = "urnn-stream-forecaster"
@@ -265,20 +265,10 @@ def model_report(rows: Sequence[ModelRow]) -> str:
 
 def register_model(var_dir: Path) -> str:
     """Register an untrained streaming forecaster as NAME@champion; its tracking URI."""
-    import mlflow
+    from models.forecaster import ForecasterConfig
 
-    from models.forecaster import ForecasterConfig, build_forecaster
-    from training.mlflow_model import input_example, reference_statistics
-    from training.registry import CHAMPION, log_forecaster
-    from urnn_forecast import __version__
-    from urnn_forecast.settings import Settings
-    from urnn_forecast.tracking import start_run
-
-    settings = Settings(var_dir=var_dir)
-    var_dir.mkdir(parents=True, exist_ok=True)
     values = synthetic_values(5000)
     index = pd.date_range(START, periods=len(values), freq=FREQ, name="timestamp")
-    frame = pd.DataFrame({"y": values}, index=index)
     config = ForecasterConfig(
         kind="urnn-stream",
         lookback=LOOKBACK,
@@ -286,32 +276,8 @@ def register_model(var_dir: Path) -> str:
         hidden_size=HIDDEN,
         segment_length=SEGMENT,
     )
-    torch.manual_seed(0)
-    model = build_forecaster(config).eval()
-    meta = {
-        "lookback": LOOKBACK,
-        "horizon": HORIZON,
-        "quantiles": list(config.quantiles),
-        "freq": FREQ,
-        "target": "y",
-        "covariates": [],
-        "scaler": {
-            "kind": "standard",
-            "scope": "global",
-            "columns": ["y"],
-            "stats": {"*": {"y": {"mean": float(values.mean()), "scale": float(values.std())}}},
-        },
-        "reference": reference_statistics([frame]),
-        "package_version": __version__,
-        "load": {},
-        "split": {},
-    }
-    example = input_example(frame, "y", [], LOOKBACK, "bench")
-    with start_run("bench-stream", settings):
-        logged = log_forecaster(model, meta, example, registered_name=NAME)
-    assert logged.version is not None
-    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, logged.version)
-    return settings.resolved_tracking_uri()
+    frame = pd.DataFrame({"y": values}, index=index)
+    return register_untrained(config, frame, var_dir, NAME, "bench-stream", FREQ)
 
 
 # -----------------------------------------------------------------------------
