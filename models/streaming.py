@@ -196,6 +196,11 @@ class _Dissipative(nn.Module):
     def forward(self, raw: Tensor) -> Tensor:
         return -(MIN_DISSIPATION + F.softplus(raw))
 
+    def right_inverse(self, bias: Tensor) -> Tensor:
+        """The raw value of a bias (which must lie below -MIN_DISSIPATION)."""
+        excess = -bias - MIN_DISSIPATION
+        return excess + torch.log(-torch.expm1(-excess))  # softplus^-1
+
 
 class StreamingURNNForecaster(Forecaster):
     """kind "urnn-stream": the paper's structured uRNN over segments, carried across calls."""
@@ -212,10 +217,9 @@ class StreamingURNNForecaster(Forecaster):
         self.row_width = 1 + c.n_past_covariates + c.n_calendar
         self.encoder = URNNEncoder(c.segment_length * self.row_width, c)
         modrelu = self.encoder.urnn.modrelu
+        with torch.no_grad():  # start just above the floor: raw = -6, bias ~ -0.0325
+            modrelu.bias.fill_(-(MIN_DISSIPATION + F.softplus(torch.tensor(-6.0)).item()))
         parametrize.register_parametrization(modrelu, "bias", _Dissipative())
-        with torch.no_grad():  # bias = -(MIN_DISSIPATION + softplus(-6)) ~ -0.0325 at start
-            raw: Tensor = getattr(modrelu.parametrizations, "bias").original  # noqa: B009
-            raw.fill_(-6.0)
         self.dropout = nn.Dropout(c.dropout)
         self.future_calendar = (
             nn.Linear(c.horizon * c.n_calendar, FUTURE_CALENDAR_WIDTH) if c.n_calendar else None

@@ -62,16 +62,10 @@ def fast_request(data: Any) -> FastRequest | None:
     """`data` (parsed JSON) as a FastRequest, or None when the schema must look at it."""
     if type(data) is not dict or not data.keys() <= _REQUEST_KEYS:
         return None
-    horizon = data.get("horizon")
-    if horizon is not None and (type(horizon) is not int or horizon < 1):
+    try:
+        horizon, quantiles = fast_horizon_quantiles(data)
+    except NotFastError:
         return None
-    quantiles = data.get("quantiles")
-    if quantiles is not None:
-        if type(quantiles) is not list or not quantiles:
-            return None
-        if any(type(q) is not float and type(q) is not int for q in quantiles):
-            return None
-        quantiles = [float(q) for q in quantiles]
     raw_series = data.get("series")
     if type(raw_series) is not list or not raw_series:
         return None
@@ -113,6 +107,22 @@ def _series(item: Any) -> FastSeries | None:
 
 class NotFastError(ValueError):
     """A field the fast path does not take: the caller hands the body to the schema's path."""
+
+
+def fast_horizon_quantiles(data: dict[str, Any]) -> tuple[int | None, list[float] | None]:
+    """The `horizon` (a positive int) and `quantiles` (a non-empty list of numbers, as floats)
+    fields, None when absent; NotFastError for anything the schema must judge."""
+    horizon = data.get("horizon")
+    if horizon is not None and (type(horizon) is not int or horizon < 1):
+        raise NotFastError("horizon")
+    quantiles = data.get("quantiles")
+    if quantiles is None:
+        return horizon, None
+    if type(quantiles) is not list or not quantiles:
+        raise NotFastError("quantiles")
+    if any(type(q) is not float and type(q) is not int for q in quantiles):
+        raise NotFastError("quantiles")
+    return horizon, [float(q) for q in quantiles]
 
 
 def fast_timestamps(raw: Any) -> list[datetime] | None:

@@ -24,7 +24,12 @@ from typing import Any, cast
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from service.fast_path import NotFastError, fast_covariates, fast_timestamps
+from service.fast_path import (
+    NotFastError,
+    fast_covariates,
+    fast_horizon_quantiles,
+    fast_timestamps,
+)
 from service.stream_schemas import GapPolicy, ObservationsRequest
 
 _KEYS = frozenset(ObservationsRequest.model_fields)
@@ -53,16 +58,6 @@ def fast_observations(data: Any) -> FastObservations | None:
     values = _numbers(data.get("values"))
     if values is None or not len(values):
         return None
-    horizon = data.get("horizon")
-    if horizon is not None and (type(horizon) is not int or horizon < 1):
-        return None
-    quantiles = data.get("quantiles")
-    if quantiles is not None:
-        if type(quantiles) is not list or not quantiles:
-            return None
-        if any(type(q) is not float and type(q) is not int for q in quantiles):
-            return None
-        quantiles = [float(q) for q in quantiles]
     gap_policy = data.get("gap_policy", "reject")
     if type(gap_policy) is not str or gap_policy not in _GAP_POLICIES:
         return None
@@ -75,6 +70,7 @@ def fast_observations(data: Any) -> FastObservations | None:
         except ValidationError:
             return None
     try:
+        horizon, quantiles = fast_horizon_quantiles(data)
         timestamps = fast_timestamps(data.get("timestamps"))
         covariates = fast_covariates(data.get("covariates", {}), _numbers)
     except NotFastError:

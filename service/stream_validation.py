@@ -36,6 +36,7 @@ from service.validation import (
     _naive_ns,
     as_index,
     checked_horizon,
+    increasing_axis,
     quantile_indices,
     quantile_key,
 )
@@ -305,23 +306,8 @@ def _from_timestamps(
     stamps: list[datetime], model: ServedModel, n: int
 ) -> tuple[np.ndarray, tzinfo | None]:
     where = "field 'timestamps'"
-    if len(stamps) != n:
-        raise ServiceInputError(
-            where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
-        )
-    try:
-        index = pd.DatetimeIndex(stamps).as_unit("ns")
-    except (ValueError, TypeError) as error:  # e.g. zoned and naive mixed
-        raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
+    index = increasing_axis(stamps, n, where)
     ns = index.asi8.astype(np.int64)
-    steps = np.diff(ns)
-    if (steps <= 0).any():
-        k = int(np.argmax(steps <= 0)) + 1
-        raise ServiceInputError(
-            where,
-            f"must be strictly increasing; position {k} ({index[k].isoformat()}) is not after "
-            f"position {k - 1} ({index[k - 1].isoformat()})",
-        )
     expected = np.concatenate([ns[:1], grid_after(int(ns[0]), n - 1, index.tz, model)])
     off = np.flatnonzero(expected != ns)
     if off.size:

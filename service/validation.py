@@ -439,11 +439,9 @@ def _naive_ns(start: datetime) -> int | None:
     return ns if _MIN_NS <= ns <= _MAX_NS else None
 
 
-def _from_timestamps(
-    i: int, series_id: str, stamps: list[datetime], model: ServedModel, n: int
-) -> Dates:
-    lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
-    where = series_where(i, series_id, "timestamps")
+def increasing_axis(stamps: list[datetime], n: int, where: str) -> pd.DatetimeIndex:
+    """`stamps` as one ns DatetimeIndex of `n` strictly increasing instants, else a 422 at
+    `where` naming the first offending position."""
     if len(stamps) != n:
         raise ServiceInputError(
             where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
@@ -452,8 +450,7 @@ def _from_timestamps(
         index = pd.DatetimeIndex(stamps).as_unit("ns")
     except (ValueError, TypeError) as error:  # e.g. zoned and naive mixed
         raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
-    ns = index.asi8
-    steps = np.diff(ns)
+    steps = np.diff(index.asi8)
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
         raise ServiceInputError(
@@ -461,6 +458,16 @@ def _from_timestamps(
             f"must be strictly increasing; position {k} ({index[k].isoformat()}) is not after "
             f"position {k - 1} ({index[k - 1].isoformat()})",
         )
+    return index
+
+
+def _from_timestamps(
+    i: int, series_id: str, stamps: list[datetime], model: ServedModel, n: int
+) -> Dates:
+    lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
+    where = series_where(i, series_id, "timestamps")
+    index = increasing_axis(stamps, n, where)
+    ns = index.asi8
     window = ns[-lookback:]
     if isinstance(offset, pd.offsets.Tick):
         expected = window[0] + offset.nanos * np.arange(lookback + horizon, dtype=np.int64)
