@@ -102,9 +102,13 @@ def test_every_path_equals_the_reference_in_float64(
 def test_float32_is_as_accurate_as_the_float32_reference(
     ops: CompiledOps, unitary: UnitaryKind, n: int
 ) -> None:
-    # Measured against the float64 reference. Where float32 itself cannot reach 1e-5 (the full
-    # W's gradients pass through matrix_exp's float32 backward and lose ~5e-4 in every
-    # implementation), the bound is the float32 reference's own error, with a factor 3.
+    # Measured against the float64 reference. Outputs and h_last: 1e-5. Gradients sum T x B =
+    # 200 float32 products per weight, in an order (and with FMA contraction) that depends on
+    # the CPU the extension was built for: 3e-5 (~500 float32 ulps; measured 1.1e-5 for one
+    # structured gradient on an AMD EPYC, under 1e-5 on a Sapphire Rapids). Where float32
+    # itself cannot reach that (the full W's gradients pass through matrix_exp's float32
+    # backward and lose ~5e-4 in every implementation), the bound is the float32 reference's
+    # own error, with a factor 3.
     model64 = make_model(unitary, n)
     model32 = copy.deepcopy(model64).float()
     x = torch.randn(5, 40, 3, dtype=torch.float64)
@@ -113,7 +117,7 @@ def test_float32_is_as_accurate_as_the_float32_reference(
     for recurrence in FAST_PATHS:
         got = outputs_and_grads(model32, x.float(), recurrence)
         for index, (a, ref32, b) in enumerate(zip(got, reference32, truth, strict=True)):
-            error, bound = relative_error(a, b), max(1e-5, 3 * relative_error(ref32, b))
+            error, bound = relative_error(a, b), max(3e-5, 3 * relative_error(ref32, b))
             assert error < bound, f"{recurrence} output/grad #{index}: {error:.1e} >= {bound:.1e}"
         for a, b in zip(got[:2], truth[:2], strict=True):  # outputs and h_last: 1e-5 always
             assert relative_error(a, b) < 1e-5
