@@ -17,7 +17,9 @@ For each history length N (`--lengths`, default 1k, 10k, 100k, 1M) a fresh serie
 synthetic hourly points (daily and weekly seasonality, a slow drift and noise, 4 decimals)
 through POST /series/{id}/observations in chunks of `--chunk` points (loading is timed and
 printed, not a measured quantity). Then, one request at a time on one keep-alive connection
-(httpx.Client; bodies serialised with orjson before the clock starts):
+(`bench.raw_http.RawHTTPClient`, a bare socket client: httpx alone costs ~0.3 ms a request
+here, more than the update it would time; bodies serialised with orjson before the clock
+starts):
 
 (a) stream update: `--updates` POSTs of one new point each (the next hour), horizon 96: the
     service advances the stored state by that point only and answers the forecast;
@@ -52,12 +54,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 import pandas as pd
 import torch
 
+from bench.raw_http import RawHTTPClient
 from bench.serve import free_port, register_untrained, server
 
 LOOKBACK, HORIZON, HIDDEN, SEGMENT = 336, 96, 64, 24
@@ -297,17 +299,17 @@ def reread_body(series_id: str, values: np.ndarray) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def post(client: httpx.Client, path: str, body: bytes) -> tuple[float, Any]:
+def post(client: RawHTTPClient, path: str, body: bytes) -> tuple[float, Any]:
     """(seconds, parsed JSON) of one POST; raises on anything but 200."""
     start = time.perf_counter()
-    response = client.post(path, content=body)
+    status, content = client.post(path, body)
     elapsed = time.perf_counter() - start
-    if response.status_code != 200:
-        raise RuntimeError(f"POST {path} answered {response.status_code}: {response.text[:500]}")
-    return elapsed, orjson.loads(response.content)
+    if status != 200:
+        raise RuntimeError(f"POST {path} answered {status}: {content[:500]!r}")
+    return elapsed, orjson.loads(content)
 
 
-def measure(client: httpx.Client, n: int, values: np.ndarray, args: Any) -> Row:
+def measure(client: RawHTTPClient, n: int, values: np.ndarray, args: Any) -> Row:
     """Load a fresh series of n points, then time single-point updates and re-reads."""
     series_id = f"bench-{n}"
     path = f"/series/{series_id}/observations"
@@ -359,12 +361,15 @@ def measure(client: httpx.Client, n: int, values: np.ndarray, args: Any) -> Row:
 OBSERVATIONS_ROUTE = "/series/{series_id}/observations"
 
 
-def service_totals(client: httpx.Client) -> tuple[tuple[float, float], tuple[float, float]]:
+def service_totals(client: RawHTTPClient) -> tuple[tuple[float, float], tuple[float, float]]:
     """(sum, count) of the service's observations-request latency and of its model work
     (urnn_stream_update_seconds) so far, from /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = client.get("/metrics").text
+    status, content = client.get("/metrics")
+    if status != 200:
+        raise RuntimeError(f"GET /metrics answered {status}")
+    text = content.decode()
     totals = {"request": [0.0, 0.0], "model": [0.0, 0.0]}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -385,7 +390,7 @@ def service_totals(client: httpx.Client) -> tuple[tuple[float, float], tuple[flo
     return (request[0], request[1]), (model[0], model[1])
 
 
-def warm_up(client: httpx.Client, values: np.ndarray) -> None:
+def warm_up(client: RawHTTPClient, values: np.ndarray) -> None:
     """Build the compiled recurrence, load lazy imports: first-call costs are not measured."""
     n = 2 * LOOKBACK
     path = "/series/bench-warm-up/observations"
@@ -406,7 +411,8 @@ def report(rows: Sequence[Row], args: Any, machine: str) -> str:
         f"{SEGMENT} (untrained weights), hourly",
         machine,
         f"server: urnn serve, 1 worker, {args.torch_threads} torch thread(s), SQLite snapshots "
-        "(write-behind, 1 s); client: httpx keep-alive, one request at a time",
+        "(write-behind, 1 s); client: raw socket keep-alive (bench.raw_http), one request at "
+        "a time",
         f"per N: {args.updates} single-point updates (horizon {HORIZON}); re-reads of the N "
         f"points (horizon {HORIZON}): {', '.join(f'{r.n:,}: {len(r.rereads)}' for r in rows)}",
         "",
@@ -523,12 +529,10 @@ def start_environment(work: Path, args: Any, max_body: int) -> tuple[dict[str, s
 
 
 @contextmanager
-def client_for(srv: Server) -> Iterator[httpx.Client]:
+def client_for(srv: Server) -> Iterator[RawHTTPClient]:
     """One keep-alive connection to the server, with the API key and a JSON content type."""
     headers = {"X-API-Key": srv.api_key, "Content-Type": "application/json"}
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{srv.port}", headers=headers, timeout=600.0
-    ) as client:
+    with RawHTTPClient("127.0.0.1", srv.port, headers, timeout=600.0) as client:
         yield client
 
 

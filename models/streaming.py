@@ -467,24 +467,20 @@ class StreamingURNNForecaster(Forecaster):
                 f"future_calendar must have shape {(c.horizon, c.n_calendar)}; got {got}"
             )
         w = self._numpy_weights()
-        n2 = 2 * c.hidden_size
-        # head([hidden, one-hot phase, calendar bottleneck]): the one-hot picks one column.
-        raw = w.head_w[:, :n2] @ state.hidden + w.head_w[:, n2 + len(state.pending)] + w.head_b
+        # head([hidden, one-hot phase, calendar bottleneck]): the one-hot picks one column,
+        # folded with the bias into phase_bias.
+        raw = w.head_hidden @ state.hidden + w.phase_bias[len(state.pending)]
         if w.calendar_w is not None and w.calendar_b is not None and future_calendar is not None:
             bottleneck = w.calendar_w @ np.asarray(future_calendar, np.float64).reshape(-1)
-            raw = raw + w.head_w[:, n2 + c.segment_length :] @ (bottleneck + w.calendar_b)
+            raw = raw + w.head_calendar @ (bottleneck + w.calendar_b)
         raw = raw.reshape(c.horizon, len(c.quantiles))
+        # median = raw_m + last + skip_w @ (tail - last) + skip_b, without the (W,) difference
         last = state.tail[-1]
-        m = c.median_index
-        median = raw[:, m] + last + w.skip_w @ (state.tail - last) + w.skip_b  # (H,)
-        gaps = np.logaddexp(0.0, raw)  # softplus; the median column is not read
-        gaps = np.concatenate([gaps[:, :m], gaps[:, m + 1 :]], axis=1)  # (H, Q - 1)
-        # monotone_quantiles then scale_gaps, composed: the gaps between neighbours are the
-        # softplus outputs times gap_scale, summed outwards from the median.
-        gaps = gaps * w.gap_scale
-        above = median[:, None] + np.cumsum(gaps[:, m:], axis=1)
-        below = median[:, None] - np.cumsum(gaps[:, :m][:, ::-1], axis=1)[:, ::-1]
-        out = np.concatenate([below, median[:, None], above], axis=1)  # (H, Q)
+        median = raw[:, c.median_index] + w.skip_w @ state.tail + last * w.skip_keep + w.skip_b
+        # monotone_quantiles then scale_gaps, composed: softplus gaps times gap_scale (0 in the
+        # median's column), summed outwards from the median by one fixed (Q, Q) matrix.
+        gaps = np.logaddexp(0.0, raw) * w.gap_scale_full
+        out = median[:, None] + gaps @ w.outwards  # (H, Q)
         result: np.ndarray = out * state.scale + state.loc
         return result
 
@@ -562,12 +558,19 @@ class StreamingURNNForecaster(Forecaster):
         def array(t: Tensor) -> np.ndarray:
             return t.detach().cpu().numpy().copy()
 
+        c = self.config
+        n2, seg, m = 2 * c.hidden_size, c.segment_length, c.median_index
+        head_w, head_b = array(dup.head.weight), array(dup.head.bias)
+        skip_w = array(dup.skip.weight)
         weights = _HeadWeights(
-            head_w=array(dup.head.weight),
-            head_b=array(dup.head.bias),
-            skip_w=array(dup.skip.weight),
+            head_hidden=np.ascontiguousarray(head_w[:, :n2]),
+            phase_bias=np.ascontiguousarray((head_w[:, n2 : n2 + seg] + head_b[:, None]).T),
+            head_calendar=np.ascontiguousarray(head_w[:, n2 + seg :]),
+            skip_w=skip_w,
+            skip_keep=1.0 - skip_w.sum(axis=1),
             skip_b=array(dup.skip.bias),
-            gap_scale=array(dup.gap_scale),
+            gap_scale_full=np.insert(array(dup.gap_scale), m, 0.0, axis=1),
+            outwards=_outwards(len(c.quantiles), m),
             calendar_w=None if dup.future_calendar is None else array(dup.future_calendar.weight),
             calendar_b=None if dup.future_calendar is None else array(dup.future_calendar.bias),
         )
@@ -575,12 +578,30 @@ class StreamingURNNForecaster(Forecaster):
         return dup, weights
 
 
+def _outwards(q: int, median: int) -> np.ndarray:
+    """(Q, Q) T with quantiles = median + gaps @ T, for gaps (H, Q) whose column k < median is
+    the gap between quantiles k and k + 1 and column k > median the gap between k - 1 and k
+    (the median's column is zero): quantile j sums the gaps between it and the median."""
+    t = np.zeros((q, q))
+    for j in range(q):
+        if j > median:
+            t[median + 1 : j + 1, j] = 1.0
+        elif j < median:
+            t[j:median, j] = -1.0
+    return t
+
+
 @dataclass(frozen=True)
 class _HeadWeights:
-    head_w: np.ndarray  # (H * Q, 2n + seg [+ 16])
-    head_b: np.ndarray
+    """The head of the float64 copy as numpy arrays, pre-arranged for one series' forecast."""
+
+    head_hidden: np.ndarray  # (H * Q, 2n): the head's columns that read the state
+    phase_bias: np.ndarray  # (seg, H * Q): the one-hot phase's column plus the bias, per phase
+    head_calendar: np.ndarray  # (H * Q, 16 or 0)
     skip_w: np.ndarray  # (H, W)
+    skip_keep: np.ndarray  # (H,) 1 - skip_w's row sums: the last value's weight
     skip_b: np.ndarray
-    gap_scale: np.ndarray  # (H, Q - 1)
+    gap_scale_full: np.ndarray  # (H, Q): gap_scale with a zero column at the median
+    outwards: np.ndarray  # (Q, Q), see _outwards
     calendar_w: np.ndarray | None  # (16, H * K)
     calendar_b: np.ndarray | None

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.errors import install_handlers
+from service.fast_routes import FastRoutesMiddleware
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
 from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
@@ -66,7 +67,9 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
     app.include_router(schedules.router)
     jobs.install_job_handlers(app)
     series.install_series_handlers(app)
-    # Added last = outermost: metrics see every answer, 413s included.
+    # Added last = outermost: metrics see every answer, 413s included; the hot endpoints' fast
+    # path innermost, so the size limit and the metrics cover it too.
+    app.add_middleware(FastRoutesMiddleware, state=state)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app

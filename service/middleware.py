@@ -19,6 +19,9 @@ from service.metrics import ServiceMetrics
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 # Methods a client may send are any token; only these become label values, the rest "other".
+# Scope key under which a dispatcher that bypasses the router (service.fast_routes) names the
+# route template it answered for; the router's own answers carry scope["route"].
+ROUTE_TEMPLATE = "urnn.route_template"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -114,7 +117,7 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = scope.get(ROUTE_TEMPLATE) or getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             self.metrics.request_latency.labels(
                 route=template, method=method, status_class=f"{status // 100}xx"

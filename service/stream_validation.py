@@ -158,9 +158,11 @@ def iso_steps(ns: np.ndarray, tz: tzinfo | None) -> list[str]:
         cache = _ISO_CACHE
         keys: list[int] = ns.tolist()
         stamps = list(map(cache.get, keys))
-        if None not in stamps:
+        try:
+            first = stamps.index(None)  # a sliding horizon misses only at its end
+        except ValueError:
             return stamps  # type: ignore[return-value]  # no None in it
-        todo = [i for i, text in enumerate(stamps) if text is None]
+        todo = [i for i in range(first, len(stamps)) if stamps[i] is None]
         if all(keys[i] % _SECOND == 0 for i in todo):
             if len(todo) <= 16:  # a series' next update: one new step
                 texts = [str(np.datetime64(keys[i] // _SECOND, "s")) for i in todo]
@@ -173,6 +175,33 @@ def iso_steps(ns: np.ndarray, tz: tzinfo | None) -> list[str]:
                 stamps[i] = cache[keys[i]] = text
             return stamps  # type: ignore[return-value]  # every None filled
     return [t.isoformat() for t in as_index(ns, tz)]
+
+
+# The text of the steps after a series' last point, by (last_ns, n, tz, freq): every series
+# updated at the same hour shares one list, and a series' next update slides the previous one
+# by a step (one new timestamp to format, not n). Cleared when full.
+_STAMPS: dict[tuple[int, int, tzinfo | None, str], tuple[str, ...]] = {}
+_STAMPS_MAX = 4096
+
+
+def stamps_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> tuple[str, ...]:
+    """`iso` of each of the next `n` steps of the model's frequency after `last_ns`."""
+    key = (last_ns, n, tz, model.freq)
+    stamps = _STAMPS.get(key)
+    if stamps is not None:
+        return stamps
+    offset = model.offset
+    before = None
+    if isinstance(offset, pd.offsets.Tick):  # fixed steps: the grid one step earlier
+        before = _STAMPS.get((last_ns - offset.nanos, n, tz, model.freq))
+    if before is not None:
+        stamps = (*before[1:], iso(last_ns + n * offset.nanos, tz))
+    else:
+        stamps = tuple(iso_steps(grid_after(last_ns, n, tz, model), tz))
+    if len(_STAMPS) >= _STAMPS_MAX:
+        _STAMPS.clear()
+    _STAMPS[key] = stamps
+    return stamps
 
 
 def grid_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> np.ndarray:

@@ -84,9 +84,9 @@ from service.stream_validation import (
     Tail,
     grid_after,
     iso,
-    iso_steps,
     parse_observations,
     plan_update,
+    stamps_after,
     tz_from,
     tz_name,
 )
@@ -688,7 +688,7 @@ def _forecast_out(
         return None
     stamps, rows, median = _forecast_rows(data, horizon, model)
     return StreamForecast(
-        timestamps=stamps,
+        timestamps=list(stamps),
         mean=rows[median].tolist(),
         quantiles={key: rows[j].tolist() for key, j in zip(keys, indices, strict=True)},
     )
@@ -696,13 +696,13 @@ def _forecast_out(
 
 def _forecast_rows(
     data: SeriesData, horizon: int, model: ServedModel
-) -> tuple[list[str], np.ndarray, int]:
+) -> tuple[Sequence[str], np.ndarray, int]:
     """The cached forecast's first `horizon` steps: their ISO timestamps, the (Q, h) float64
     rows (C-contiguous: orjson writes them) and the median's row."""
     assert data.forecast is not None
-    steps = grid_after(data.last_ns, horizon, data.tz, model)
+    stamps = stamps_after(data.last_ns, horizon, data.tz, model)
     rows = np.ascontiguousarray(data.forecast[:horizon].T, dtype=np.float64)  # (Q, h)
-    return iso_steps(steps, data.tz), rows, model.model.config.median_index
+    return stamps, rows, model.model.config.median_index
 
 
 def _to_snapshot(series_id: str, data: SeriesData, revision: int | None) -> Snapshot:

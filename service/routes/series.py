@@ -7,29 +7,25 @@ model work). The mutating ones (POST observations, DELETE) require the API key, 
 state still warming up), 404 an unknown series, 503 an unusable snapshot database.
 
 POST observations is declared as FastAPI declares any typed body (OpenAPI, the schema's
-422s), but its route class (`ObservationsRoute`) first tries a fast path, as POST /forecast
-does: the body parsed by orjson, read by `service.stream_fast_path`, the API key checked by
-the same function the dependency runs, and the answer written straight to JSON bytes
-(`StreamEngine.observe_json`): no pydantic models, no dependency solving, no thread hops.
-Anything else (JSON orjson refuses, such as NaN tokens; another content type; any doubt
-about the body or the path's series id) takes FastAPI's own path, as before, so every
-rejection keeps its status and message.
+422s). A plainly well-formed JSON body with the right API key never reaches it, as with POST
+/forecast: `service.fast_routes` answers it at the ASGI layer (orjson, then
+`service.stream_fast_path`, then `StreamEngine.observe_json`, which writes the answer straight
+to JSON bytes). Anything else (JSON orjson refuses, such as NaN tokens; another content type;
+any doubt about the body, the path's series id or the key) comes here, so every rejection
+keeps its status and message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
+from service.fast_routes import SERIES_ID_MAX
 from service.schemas import ErrorResponse
-from service.security import API_KEY_HEADER, ApiKeyDep, require_api_key
-from service.state import StateDep, get_state
-from service.stream_fast_path import fast_observations
+from service.security import ApiKeyDep
+from service.state import StateDep
 from service.stream_schemas import (
     ObservationsRequest,
     ObservationsResponse,
@@ -40,8 +36,6 @@ from service.stream_validation import SeriesNotFoundError, StreamConflictError
 from service.streaming import SnapshotStoreError
 
 router = APIRouter(tags=["series"])
-
-SERIES_ID_MAX = 200
 
 SeriesId = Annotated[
     str,
@@ -71,48 +65,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ObservationsRoute(APIRoute):
-    """FastAPI's route, behind the fast path described in the module's docstring."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()  # FastAPI's: parse, validate, call endpoint
-
-        async def route(request: Request) -> Response:
-            if _is_json(request):
-                try:
-                    data = orjson.loads(await request.body())  # cached: FastAPI reads it again
-                except orjson.JSONDecodeError:  # NaN/Infinity tokens, huge numbers, bad JSON...
-                    data = None  # ... FastAPI's path reads (or rejects) it as before
-                body = fast_observations(data)
-                series_id = request.path_params.get("series_id")
-                if body is not None and _plain_id(series_id):
-                    assert isinstance(series_id, str)
-                    state = get_state(request)
-                    # what ApiKeyDep runs (APIKeyHeader reads an empty header as none)
-                    require_api_key(state, request.headers.get(API_KEY_HEADER.model.name) or None)
-                    content = await state.streams.observe_json(series_id, body)
-                    return Response(content=content, media_type="application/json")
-            return await handler(request)
-
-        return route
-
-
-def _is_json(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "")
-    return content_type.split(";", 1)[0].strip().lower() == "application/json"
-
-
-def _plain_id(series_id: object) -> bool:
-    """A path id the `SeriesId` parameter accepts as it is (else FastAPI's path answers)."""
-    if type(series_id) is not str or not 1 <= len(series_id) <= SERIES_ID_MAX:
-        return False
-    try:
-        series_id.encode()  # no lone surrogates: JSON text, as pydantic would write it
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
+@router.post(
+    "/series/{series_id}/observations",
+    response_model=ObservationsResponse,
+    dependencies=[ApiKeyDep],
+    summary="Advance a series' stored state by new points and forecast (API key)",
+    responses={**_KEY_ERRORS, **_COMMON},
+)
 async def post_observations(
     series_id: SeriesId, body: ObservationsRequest, state: StateDep
 ) -> ObservationsResponse:
@@ -121,19 +80,6 @@ async def post_observations(
     model's warm-up (its lookback) the forecast is null and `points_needed` says how many more
     points it needs."""
     return await state.streams.observe(series_id, body)
-
-
-# Declared as the decorator would (same place among the routes), with the fast path's class.
-router.add_api_route(
-    "/series/{series_id}/observations",
-    post_observations,
-    methods=["POST"],
-    response_model=ObservationsResponse,
-    dependencies=[ApiKeyDep],
-    summary="Advance a series' stored state by new points and forecast (API key)",
-    responses={**_KEY_ERRORS, **_COMMON},
-    route_class_override=ObservationsRoute,
-)
 
 
 @router.get(

@@ -364,3 +364,30 @@ def test_iso_is_pandas_isoformat(start: str, freq: str, tz: str | None) -> None:
         assert iso_steps(ns, index.tz) == expected
         assert iso_steps(ns[10:20], index.tz) == expected[10:20]
         assert [iso(int(k), index.tz) for k in ns] == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "freq", "tz"),
+    [
+        ("2024-03-01", "h", None),
+        ("2024-03-30 20:00", "h", "Europe/Paris"),  # slides across the spring DST change
+        ("2024-10-26 20:00", "30min", "Europe/Paris"),  # and the autumn one
+        ("2024-03-28", "D", "Europe/Paris"),  # calendar days: not a fixed step, no sliding
+        ("2024-01-31", "MS", None),
+    ],
+)
+def test_forecast_stamps_slide_as_pandas_dates_them(start: str, freq: str, tz: str | None) -> None:
+    """`stamps_after` (a shared cache, slid by one step per update) is pandas' grid, as text."""
+    from types import SimpleNamespace
+
+    from service.served import parse_offset
+    from service.stream_validation import stamps_after
+
+    model: Any = SimpleNamespace(freq=freq, offset=parse_offset(freq))
+    index = pd.date_range(start, periods=80, freq=freq, tz=tz).as_unit("ns")
+    text = [t.isoformat() for t in index]
+    n = 24
+    for k in range(40):  # one update after another: each call may reuse the previous one
+        got = stamps_after(int(index[k].value), n, index.tz, model)
+        assert list(got) == text[k + 1 : k + 1 + n], k
+    assert list(stamps_after(int(index[5].value), 3, index.tz, model)) == text[6:9]
