@@ -37,11 +37,11 @@ from fastapi import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.fast_path import fast_request
 from service.forecasting import forecast
-from service.middleware import ROUTE_TEMPLATE
+from service.middleware import ROUTE_TEMPLATE, replaying
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
 
@@ -87,7 +87,7 @@ class FastRoutesMiddleware:
         body = await _read_body(receive)
         if body is None:
             return  # the client left before sending its body: nobody to answer
-        replay = _replaying(body, receive)
+        replay = replaying(body, receive)
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -138,20 +138,6 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """A receive that hands the already-read body over once, then the client's own messages."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _handler_for(scope: Scope, error: Exception) -> Callable[..., Any] | None:
