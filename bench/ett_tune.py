@@ -2,12 +2,16 @@
 
     python -m bench.ett_tune --datasets ETTh1,ETTh2 --horizons 96,336 --variants base,skip \
         --output runs/tune/h.jsonl
+    python -m bench.ett_tune --setting M --lookback 720 --datasets ETTh1 --horizons 96 \
+        --variants base,pmf,pmf-ch --output runs/tune/m.jsonl
 
 Each variant is a set of overrides of `training.ett_benchmark.EttBenchmarkConfig` (model and
 fit fields). For every (dataset, horizon, variant) the model is fitted on the train windows,
 early-stopped on the val windows, and its best-epoch val MSE / MAE (z-scale) is appended as one
-JSON line. Pick the variant with the best mean val rank over datasets and horizons; report test
-figures once, with `urnn benchmark ett`.
+JSON line. `--setting`, `--lookback` and `--seed` set those fields for every variant (a variant
+that sets them too must agree). Only the train and val windows are ever fed to a model. Pick the
+variant with the best mean val rank over datasets and horizons; report test figures once, with
+`urnn benchmark ett`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from training.windows import make_windows, window_config_for
 
 # name -> overrides of EttBenchmarkConfig. Keep names stable: results files refer to them.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "base": {},
+    "base": {},  # the benchmark defaults (its decoder: default_decoder per setting and horizon)
+    "direct": {"decoder": "direct"},  # the control for the pmf variants where pmf is default
     "skip": {"linear_skip": True},
     "l720": {"lookback": 720},
     "l720-skip": {"lookback": 720, "linear_skip": True},
@@ -55,7 +60,58 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "M-bs256": {"setting": "M", "batch_size": 256},
     "M-seg48-lr3e-4": {"setting": "M", "segment_length": 48, "lr": 3e-4},
     "M-seg48-drop5": {"setting": "M", "segment_length": 48, "dropout": 0.5},
+    # SegRNN's missing pieces (ForecasterConfig.decoder / n_channels); use with --setting M.
+    "pmf": {"decoder": "pmf"},
+    "pmf-ch": {"decoder": "pmf", "channel_embedding": True},
+    "pmf-ch-drop5": {"decoder": "pmf", "channel_embedding": True, "dropout": 0.5},
+    "pmf-ch-l1": {"decoder": "pmf", "channel_embedding": True, "mse_weight": 0.0},
+    "l1": {"mse_weight": 0.0},  # the control for the *-l1 variants: pinball loss alone
+    "pmf-l1": {"decoder": "pmf", "mse_weight": 0.0},
+    "pmf-ch-drop5-l1": {
+        "decoder": "pmf",
+        "channel_embedding": True,
+        "dropout": 0.5,
+        "mse_weight": 0.0,
+    },
+    "pmf-ch-h256": {"decoder": "pmf", "channel_embedding": True, "hidden_size": 256},
+    "pmf-ch-h256-drop5": {
+        "decoder": "pmf",
+        "channel_embedding": True,
+        "hidden_size": 256,
+        "dropout": 0.5,
+    },
+    "pmf-ch-h512-drop5": {
+        "decoder": "pmf",
+        "channel_embedding": True,
+        "hidden_size": 512,
+        "dropout": 0.5,
+    },
+    # SegRNN's training recipe as far as our fit loop has it (pinball = L1 / 2 for the median).
+    "pmf-ch-segrnn": {
+        "decoder": "pmf",
+        "channel_embedding": True,
+        "hidden_size": 512,
+        "dropout": 0.5,
+        "batch_size": 256,
+        "mse_weight": 0.0,
+        "max_epochs": 30,
+        "patience": 10,
+    },
 }
+
+
+class TuneError(ValueError):
+    """Options that contradict each other (a variant against --setting / --lookback)."""
+
+
+def merged_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The command line's fields (`base`) with a variant's overrides on top; a field set by both
+    must agree."""
+    clash = {k: (v, overrides[k]) for k, v in base.items() if k in overrides and overrides[k] != v}
+    if clash:
+        detail = ", ".join(f"{k}: command line {a!r}, variant {b!r}" for k, (a, b) in clash.items())
+        raise TuneError(f"the variant contradicts the command line ({detail})")
+    return {**base, **overrides}
 
 
 def run_variant(
@@ -90,6 +146,8 @@ def run_variant(
         "model": model,
         "variant": name,
         "overrides": overrides,
+        "lookback": config.resolved_lookback,
+        "segment_length": config.resolved_segment_length,
         "val_mse": best.val_mse,
         "val_mae": best.val_mae,
         "best_epoch": result.best_epoch,
@@ -105,14 +163,34 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--model", default="urnn")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--setting", choices=("S", "M"), default=None, help="S unless a variant says"
+    )
+    parser.add_argument("--lookback", type=int, default=None, help="the setting's default if unset")
+    parser.add_argument("--seed", type=int, default=None, help="0 unless a variant says")
     parser.add_argument("--output", default="runs/tune/ett.jsonl")
     args = parser.parse_args()
+    base: dict[str, Any] = {}
+    if args.setting is not None:
+        base["setting"] = args.setting
+    if args.lookback is not None:
+        base["lookback"] = args.lookback
+    if args.seed is not None:
+        base["seed"] = args.seed
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    try:
+        plans = {name: merged_overrides(base, VARIANTS[name]) for name in names}
+    except TuneError as error:
+        parser.error(str(error))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     for dataset in args.datasets.split(","):
         for horizon in (int(h) for h in args.horizons.split(",")):
-            for name in args.variants.split(","):
-                row = run_variant(dataset, horizon, args.model, name, VARIANTS[name], args.data_dir)
+            for name, overrides in plans.items():
+                row = run_variant(dataset, horizon, args.model, name, overrides, args.data_dir)
                 print(json.dumps(row), flush=True)
                 with out.open("a") as f:
                     f.write(json.dumps(row) + "\n")

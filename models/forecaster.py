@@ -66,7 +66,7 @@ import itertools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -101,6 +101,8 @@ FORECASTER_KINDS: tuple[ForecasterKind, ...] = (
 )
 Normalisation = Literal["instance", "last", "none"]
 NORMALISATIONS: tuple[Normalisation, ...] = ("instance", "last", "none")
+Decoder = Literal["direct", "pmf"]
+DECODERS: tuple[Decoder, ...] = ("direct", "pmf")
 
 # A look-back whose std is below this is treated as constant: dividing by a tiny std would blow
 # rounding noise up to huge normalised values. Clamped, not added, so that windows with a real
@@ -152,6 +154,16 @@ class ForecasterConfig:
     # Recurrent kinds: add a linear map of the normalised look-back to the median (LSTNet's
     # autoregressive "highway"), so the encoder learns what a linear model cannot.
     linear_skip: bool = False
+    # Recurrent kinds (not urnn-stream): "direct" = one linear head from the encoder's last
+    # state to all H x Q outputs; "pmf" = SegRNN's parallel multi-step decoding: one more
+    # recurrent step of the same cell from that state per output segment of segment_length rows
+    # (all in parallel), its input a learned embedding of the segment's position (+ channel),
+    # then one shared linear map to the segment's rows x Q. The horizon need not divide.
+    decoder: Decoder = "direct"
+    # > 0 (decoder="pmf" only): a learned embedding per channel id 0 .. n_channels - 1 added to
+    # the decoder's input; the forecaster then needs the id of each window's channel
+    # (`channel=` in forward; training.windows passes it). 0: no channel identity.
+    n_channels: int = 0
 
     def __post_init__(self) -> None:
         # JSON hands over lists; keep a tuple so the config stays hashable.
@@ -159,9 +171,10 @@ class ForecasterConfig:
         _choice("kind", self.kind, FORECASTER_KINDS)
         _choice("normalisation", self.normalisation, NORMALISATIONS)
         _choice("recurrence", self.recurrence, RECURRENCE_KINDS)
+        _choice("decoder", self.decoder, DECODERS)
         for name in ("lookback", "horizon", "hidden_size", "segment_length", "season_length"):
             _integer(name, getattr(self, name), minimum=1)
-        for name in ("n_past_covariates", "n_calendar", "decomposition_kernel"):
+        for name in ("n_past_covariates", "n_calendar", "decomposition_kernel", "n_channels"):
             _integer(name, getattr(self, name), minimum=0)
         q = self.quantiles
         if (
@@ -190,6 +203,18 @@ class ForecasterConfig:
             raise ForecasterConfigError(
                 f"linear_skip must be False for kind {self.kind!r}: it always maps the last "
                 "lookback points to the median"
+            )
+        if self.decoder == "pmf" and (not cls.RECURRENT or cls.STREAMING):
+            able = [k for k, c in FORECASTERS.items() if c.RECURRENT and not c.STREAMING]
+            raise ForecasterConfigError(
+                f"decoder='pmf' applies to the recurrent kinds ({', '.join(able)}); "
+                f"got kind {self.kind!r}"
+            )
+        if self.n_channels and self.decoder != "pmf":
+            raise ForecasterConfigError(
+                f"n_channels must be 0 unless decoder='pmf' (the channel embedding is an input "
+                f"of the pmf decoder); got n_channels={self.n_channels}, "
+                f"decoder={self.decoder!r}"
             )
         if cls.RECURRENT and self.lookback % self.segment_length:
             raise ForecasterConfigError(
@@ -398,9 +423,22 @@ class Forecaster(nn.Module, ABC):
     ) -> Tensor:
         """(B, L) target look-back (+ optional inputs) -> (B, H, Q) quantiles, input scale."""
         self._check_inputs(past_target, past_covariates, past_calendar, future_calendar)
+        return self._in_input_scale(
+            past_target,
+            lambda z: self.forecast_normalised(z, past_covariates, past_calendar, future_calendar),
+        )
+
+    @property
+    def reads_channel_ids(self) -> bool:
+        """Whether forward needs `channel=` (B,) ids (ForecasterConfig.n_channels > 0)."""
+        return self.config.n_channels > 0
+
+    def _in_input_scale(self, past_target: Tensor, network: Callable[[Tensor], Tensor]) -> Tensor:
+        """Normalise the look-back, run `network` (z (B, L) -> (B, H, Q)) on it, apply the gap
+        calibration and undo the normalisation."""
         loc, scale = window_statistics(past_target, self.config.normalisation)  # (B, 1) each
         z = (past_target - loc) / scale  # (B, L)
-        out = self.forecast_normalised(z, past_covariates, past_calendar, future_calendar)
+        out = network(z)
         out = scale_gaps(out, self.gap_scale, self.config.median_index)
         return out * scale.unsqueeze(-1) + loc.unsqueeze(-1)  # (B, H, Q)
 
@@ -530,6 +568,24 @@ class URNNEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.urnn.states(x)[:, -1]  # (B, 2n)
 
+    @property
+    def decoder_input_width(self) -> int:
+        """The pmf decoder's inputs are added to W h directly: 2n reals (V x's space)."""
+        return self.state_size
+
+    def decode(self, x: Tensor, inputs: Tensor) -> Tensor:
+        """Encode x (B, S, step), then one more step h_j = modReLU(W h + u_j) from the last
+        state h for each decoder input u_j (B, M, 2n), all in parallel; (B, M, 2n) real pairs.
+        W and the modReLU bias are the encoder's own: the decoder step is a uRNN step whose
+        projected input V x is replaced by the learned u_j."""
+        n = self.state_size // 2
+        last = self.forward(x)  # (B, 2n)
+        w_h = self.urnn.unitary(torch.complex(last[:, :n], last[:, n:]))  # (B, n) complex
+        w_h_pairs = torch.cat([w_h.real, w_h.imag], dim=-1).unsqueeze(1)  # (B, 1, 2n)
+        z = w_h_pairs + inputs  # (B, M, 2n)
+        h = self.urnn.modrelu(torch.complex(z[..., :n], z[..., n:]))  # (B, M, n)
+        return torch.cat([h.real, h.imag], dim=-1)
+
 
 class GatedEncoder(nn.Module):
     """One LSTM or GRU layer (PyTorch's fused kernels) over the segments; last state (B, n)."""
@@ -545,9 +601,37 @@ class GatedEncoder(nn.Module):
         last: Tensor = states[:, -1]
         return last
 
+    @property
+    def decoder_input_width(self) -> int:
+        """The pmf decoder's inputs go through the cell's own input weights: a step's width."""
+        return self.rnn.input_size
+
+    def decode(self, x: Tensor, inputs: Tensor) -> Tensor:
+        """Encode x (B, S, step), then one more step of the same cell from the final (h, c) for
+        each decoder input (B, M, step), all in parallel; the step outputs, (B, M, n)."""
+        b, m, width = inputs.shape
+        _, hidden = self.rnn(x)  # LSTM: (h, c), each (1, B, n); GRU: h (1, B, n)
+        if isinstance(hidden, tuple):
+            hidden = tuple(t.repeat_interleave(m, dim=1) for t in hidden)
+        else:
+            hidden = hidden.repeat_interleave(m, dim=1)  # (1, B * M, n), window-major
+        out, _ = self.rnn(inputs.reshape(b * m, 1, width), hidden)  # (B * M, 1, n)
+        decoded: Tensor = out.reshape(b, m, -1)
+        return decoded
+
 
 class RecurrentForecaster(Forecaster):
-    """Shared body of the uRNN, LSTM and GRU forecasters (SegRNN's recipe, any cell)."""
+    """Shared body of the uRNN, LSTM and GRU forecasters (SegRNN's recipe, any cell).
+
+    decoder="pmf" (SegRNN's parallel multi-step forecasting): M = ceil(H / segment_length)
+    output segments; segment j gets the decoder input p_j (+ e_c, the window's channel, with
+    n_channels > 0), both learned, and one recurrent step of the encoder's own cell from its
+    final state (`URNNEncoder.decode`, `GatedEncoder.decode`); each step's output goes through
+    dropout and one shared head to segment_length x Q values; the segments, concatenated and
+    cut to H, are the forecast. SegRNN concatenates [p_j; e_c] before the cell's input map; here
+    they are summed, which spans the same forecasts (the input map is linear). For the uRNN the
+    embeddings live in the projected-input space (V x's), so no extra map is needed.
+    """
 
     SUPPORTS_PAST_COVARIATES = True
     SUPPORTS_CALENDAR = True
@@ -564,11 +648,40 @@ class RecurrentForecaster(Forecaster):
             nn.Linear(c.horizon * c.n_calendar, FUTURE_CALENDAR_WIDTH) if c.n_calendar else None
         )
         head_in = self.encoder.state_size + (FUTURE_CALENDAR_WIDTH if c.n_calendar else 0)
-        self.head = nn.Linear(head_in, c.horizon * len(c.quantiles))
+        pmf = c.decoder == "pmf"
+        head_out = c.segment_length if pmf else c.horizon  # rows per head call
+        self.head = nn.Linear(head_in, head_out * len(c.quantiles))
         self.skip = nn.Linear(c.lookback, c.horizon) if c.linear_skip else None
+        # Created only when asked for, after everything else: a "direct" model draws the same
+        # random numbers and has the same state dict as before these options existed.
+        self.position: nn.Parameter | None = None
+        self.channel_embedding: nn.Parameter | None = None
+        if pmf:
+            width = self.encoder.decoder_input_width
+            segments = math.ceil(c.horizon / c.segment_length)
+            self.position = nn.Parameter(torch.randn(segments, width))  # SegRNN: randn
+            if c.n_channels:
+                self.channel_embedding = nn.Parameter(torch.randn(c.n_channels, width))
 
     @abstractmethod
     def _build_encoder(self, step_width: int) -> URNNEncoder | GatedEncoder: ...
+
+    def forward(
+        self,
+        past_target: Tensor,
+        past_covariates: Tensor | None = None,
+        past_calendar: Tensor | None = None,
+        future_calendar: Tensor | None = None,
+        channel: Tensor | None = None,
+    ) -> Tensor:
+        """As Forecaster.forward; `channel` (B,) integer ids in [0, n_channels) is required
+        when the model has a channel embedding (n_channels > 0) and refused otherwise."""
+        self._check_inputs(past_target, past_covariates, past_calendar, future_calendar)
+        self._check_channel(channel, past_target.shape[0])
+        return self._in_input_scale(
+            past_target,
+            lambda z: self._forecast(z, past_covariates, past_calendar, future_calendar, channel),
+        )
 
     def forecast_normalised(
         self,
@@ -577,6 +690,41 @@ class RecurrentForecaster(Forecaster):
         past_calendar: Tensor | None,
         future_calendar: Tensor | None,
     ) -> Tensor:
+        return self._forecast(z, past_covariates, past_calendar, future_calendar, None)
+
+    def _check_channel(self, channel: Tensor | None, batch: int) -> None:
+        n = self.config.n_channels
+        if n == 0:
+            if channel is not None:
+                raise InputShapeError(
+                    f"channel must be None for this {self.config.kind!r} forecaster (built "
+                    f"with n_channels=0); got a tensor of shape {tuple(channel.shape)}"
+                )
+            return
+        if channel is None:
+            raise InputShapeError(
+                f"channel ids are required: this forecaster has a channel embedding "
+                f"(n_channels={n}); pass channel=(batch,) integer ids in [0, {n})"
+            )
+        if channel.shape != (batch,) or channel.dtype.is_floating_point or channel.is_complex():
+            raise InputShapeError(
+                f"channel must be an integer tensor of shape (batch={batch},); got dtype "
+                f"{channel.dtype} and shape {tuple(channel.shape)}"
+            )
+        if batch and (int(channel.min()) < 0 or int(channel.max()) >= n):
+            raise InputShapeError(
+                f"channel ids must lie in [0, n_channels={n}); got ids from "
+                f"{int(channel.min())} to {int(channel.max())}"
+            )
+
+    def _forecast(
+        self,
+        z: Tensor,
+        past_covariates: Tensor | None,
+        past_calendar: Tensor | None,
+        future_calendar: Tensor | None,
+        channel: Tensor | None,
+    ) -> Tensor:
         c = self.config
         b = z.shape[0]
         rows = [z.unsqueeze(-1)]  # (B, L, 1)
@@ -584,11 +732,31 @@ class RecurrentForecaster(Forecaster):
         x = torch.cat(rows, dim=-1)  # (B, L, 1 + C + K)
         steps = c.lookback // c.segment_length
         x = x.reshape(b, steps, -1)  # (B, L/seg, seg * (1 + C + K)): one segment per step
-        state = self.dropout(self.encoder(x))  # (B, state_size)
+        calendar = None
         if self.future_calendar is not None and future_calendar is not None:
             calendar = self.future_calendar(future_calendar.reshape(b, -1))  # (B, 16)
-            state = torch.cat([state, calendar], dim=-1)
-        raw = self.head(state).view(b, c.horizon, len(c.quantiles))  # (B, H, Q)
+        if self.position is None:
+            state = self.dropout(self.encoder(x))  # (B, state_size)
+            if calendar is not None:
+                state = torch.cat([state, calendar], dim=-1)
+            raw = self.head(state).view(b, c.horizon, len(c.quantiles))  # (B, H, Q)
+        else:
+            inputs = self.position.unsqueeze(0).expand(b, -1, -1)  # (B, M, width)
+            if self.channel_embedding is not None:
+                if channel is None:
+                    raise InputShapeError(
+                        f"channel ids are required (n_channels={c.n_channels}); call forward "
+                        "with channel=..."
+                    )
+                inputs = inputs + self.channel_embedding[channel].unsqueeze(1)
+            decoded = self.dropout(self.encoder.decode(x, inputs))  # (B, M, state_size)
+            segments = decoded.shape[1]
+            if calendar is not None:
+                decoded = torch.cat(
+                    [decoded, calendar.unsqueeze(1).expand(-1, segments, -1)], dim=-1
+                )
+            raw = self.head(decoded).view(b, segments * c.segment_length, len(c.quantiles))
+            raw = raw[:, : c.horizon]  # (B, H, Q)
         if self.skip is not None:
             median = raw[..., c.median_index] + self.skip(z)
             raw = torch.cat(

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from models.forecaster import ForecasterConfig, ForecasterKind, Normalisation
+from models.forecaster import Decoder, ForecasterConfig, ForecasterKind, Normalisation
 from training.backtest import BacktestConfig, backtest
 from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_data
@@ -61,6 +61,16 @@ ETT_FRACTIONS = (0.6, 0.2)  # train, val shares of split="fractions": 12 / 4 / 4
 # beat 24 on the ETTh1 M validation split at H = 96 and 336 (docs/benchmarks.md) and is also
 # SegRNN's choice at look-back 720.
 DEFAULT_SEGMENT: dict[Setting, int] = {"S": 24, "M": 48}
+
+
+def default_decoder(setting: Setting, kind: ForecasterKind, horizon: int) -> Decoder:
+    """SegRNN's parallel decoder ("pmf") where the ETTh1 M validation split chose it: the uRNN
+    at H >= 336 (val MSE 1.231 -> 1.181 at 336, 1.460 -> 1.430 at 720, lower on every seed
+    run); not at 96 or 192, not for the LSTM, not in S (not measured there). docs/benchmarks.md.
+    """
+    return "pmf" if setting == "M" and kind == "urnn" and horizon >= 336 else "direct"
+
+
 RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "urnn-stream")
 
 # Data folders tried in order when none is given: the full shared copy (all four files), then
@@ -218,6 +228,12 @@ class EttBenchmarkConfig:
     # (bench/ett_tune.py; docs/benchmarks.md), where 0.3 beat 0 at most horizons.
     dropout: float = 0.3
     linear_skip: bool = False  # uRNN / LSTM: a linear map of the look-back added to the median
+    # uRNN / LSTM: "pmf" = SegRNN's parallel decoder over output segments (ForecasterConfig.
+    # decoder); None: default_decoder's choice per setting, kind and horizon. channel_embedding
+    # (pmf only) adds a learned embedding of each window's channel (n_channels = the file's
+    # channels in M, 1 in S).
+    decoder: Decoder | None = None
+    channel_embedding: bool = False
     # urnn-stream only: its training crops (training.fit.FitConfig's stream_* fields).
     stream_crop_length: int = FitConfig.stream_crop_length
     stream_batch_crops: int = FitConfig.stream_batch_crops
@@ -234,6 +250,10 @@ class EttBenchmarkConfig:
         check_horizons(self.horizons, EttBenchmarkError)
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
+        if self.channel_embedding and self.decoder != "pmf":
+            raise EttBenchmarkError(
+                f"channel_embedding needs decoder='pmf'; got decoder={self.decoder!r}"
+            )
         recurrent = set(RECURRENT_KINDS) & set(self.models)
         if self.segment_length is not None and self.segment_length < 1:
             raise EttBenchmarkError(f"segment_length must be >= 1; got {self.segment_length}")
@@ -291,7 +311,23 @@ class EttBenchmarkConfig:
             season_length=rows_per_day(freq),
             dropout=self.dropout if kind in RECURRENT_KINDS else 0.0,
             linear_skip=self.linear_skip and kind in ("urnn", "lstm"),
+            decoder=self.resolved_decoder(kind, horizon),
+            n_channels=self.n_channels if kind in ("urnn", "lstm") else 0,
         )
+
+    def resolved_decoder(self, kind: ForecasterKind, horizon: int) -> Decoder:
+        if kind not in ("urnn", "lstm"):
+            return "direct"
+        if self.decoder is not None:
+            return self.decoder
+        return default_decoder(self.setting, kind, horizon)
+
+    @property
+    def n_channels(self) -> int:
+        """ForecasterConfig.n_channels for the recurrent kinds: 0 without channel_embedding."""
+        if not self.channel_embedding:
+            return 0
+        return 1 + len(COVARIATES) if self.setting == "M" else 1
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,7 @@ def predict(
     out = []
     for indices in index_batches(torch.arange(len(dataset)), batch_size):
         batch = dataset.batch(indices).to(device)
-        out.append(model(*batch.model_inputs(model)).cpu())
+        out.append(model(*batch.model_inputs(model), **batch.model_keywords(model)).cpu())
     return torch.cat(out) if out else torch.empty(0, dataset.horizon, len(model.config.quantiles))
 
 
@@ -257,7 +257,7 @@ def evaluate(
     totals = {"loss": 0.0, "mse": 0.0, "mae": 0.0}
     for indices in index_batches(torch.arange(len(dataset)), config.eval_batch_size):
         batch = dataset.batch(indices).to(device)
-        pred = model(*batch.model_inputs(model))
+        pred = model(*batch.model_inputs(model), **batch.model_keywords(model))
         error = pred[..., c.median_index] - batch.target
         n = len(indices)
         loss = training_loss(pred, batch.target, quantiles, c.median_index, config.mse_weight)
@@ -400,7 +400,7 @@ def _train(
             if ranks is not None:
                 indices = distributed.shard(indices, ranks)
             batch = train.batch(indices).to(device)
-            pred = engine(*batch.model_inputs(model))
+            pred = engine(*batch.model_inputs(model), **batch.model_keywords(model))
             loss = training_loss(pred, batch.target, quantiles, c.median_index, config.mse_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated

@@ -78,6 +78,10 @@ def reference_statistics(
     return out
 
 
+class UnservableModelError(ValueError):
+    """A checkpoint that loads but that the serving paths cannot feed."""
+
+
 @dataclass
 class ForecastPredictor:
     """A loaded forecaster plus what the data stage knew; turns history rows into forecasts."""
@@ -85,6 +89,17 @@ class ForecastPredictor:
     model: Forecaster
     meta: dict[str, Any]
     scaler: StandardScaler
+
+    def __post_init__(self) -> None:
+        # The service and the pyfunc pass history rows, not channel ids: a forecaster with a
+        # channel embedding (ForecasterConfig.n_channels > 0, benchmark use) cannot be served.
+        n = self.model.config.n_channels
+        if n:
+            raise UnservableModelError(
+                f"this forecaster has a channel embedding (n_channels={n}): it needs the channel "
+                "id of every series, which the pyfunc and the forecast service do not take; "
+                "train it with n_channels=0 to serve it"
+            )
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> ForecastPredictor:

@@ -22,7 +22,9 @@ so the memory is the series once, whatever the stride.
 Channel independence (`WindowConfig.channel_independent`, SegRNN/PatchTST style): each column
 of each series (target and covariates alike) becomes its own univariate entry named
 `<series>/<column>`, with no covariates; one shared model then forecasts every channel. The
-forecaster is built with n_past_covariates=0 and sees only (B, L) targets.
+forecaster is built with n_past_covariates=0 and sees only (B, L) targets. Each such entry also
+carries its channel id (the column's position in its series), which a forecaster with a channel
+embedding (`ForecasterConfig.n_channels`) reads through `WindowBatch.model_keywords`.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class SeriesEntry:
     columns: tuple[str, ...]  # stored columns: the target first, then the covariates
     index: pd.DatetimeIndex  # timestamps of the stored rows
     offset: int  # first row of this entry in the storage tensor
+    # Channel-independent: the column's position among its series' columns (target 0); else 0.
+    channel: int = 0
 
 
 class WindowBatch(NamedTuple):
@@ -97,6 +101,7 @@ class WindowBatch(NamedTuple):
     past_calendar: Tensor  # (B, L, K), K = 0 without calendar features
     future_calendar: Tensor  # (B, H, K)
     target: Tensor  # (B, H)
+    channel: Tensor  # (B,) int64 channel id of each window (SeriesEntry.channel)
 
     def to(self, device: torch.device | str) -> WindowBatch:
         return WindowBatch(*(t.to(device, non_blocking=True) for t in self))
@@ -115,6 +120,11 @@ class WindowBatch(NamedTuple):
             self.past_calendar if use_calendar else None,
             self.future_calendar if use_calendar else None,
         )
+
+    def model_keywords(self, model: Forecaster) -> dict[str, Tensor]:
+        """Keyword arguments of the forward call beside `model_inputs`: the channel ids, for a
+        forecaster with a channel embedding; call `model(*model_inputs, **model_keywords)`."""
+        return {"channel": self.channel} if model.reads_channel_ids else {}
 
 
 class WindowDataset(Dataset[WindowBatch]):
@@ -141,6 +151,8 @@ class WindowDataset(Dataset[WindowBatch]):
         self.lookback = lookback
         self.horizon = horizon
         self._span = torch.arange(lookback + horizon)  # (L + H,)
+        entry_channel = torch.tensor([e.channel for e in self.entries], dtype=torch.int64)
+        self.window_channel = entry_channel[window_entry]  # (N,) channel id of each window
 
     @classmethod
     def from_frames(
@@ -170,17 +182,17 @@ class WindowDataset(Dataset[WindowBatch]):
                 calendar = calendar_features(index, calendar_freq).astype(np.float32)
             else:
                 calendar = np.zeros((len(frame), 0), dtype=np.float32)
-            pieces: list[tuple[str, tuple[str, ...], np.ndarray]]
+            pieces: list[tuple[str, tuple[str, ...], np.ndarray, int]]
             if channel_independent:
                 pieces = [
-                    (f"{series_id}/{column}", (column,), values[:, [c]])
+                    (f"{series_id}/{column}", (column,), values[:, [c]], c)
                     for c, column in enumerate(columns)
                 ]
             else:
-                pieces = [(series_id, columns, values)]
+                pieces = [(series_id, columns, values, 0)]
             first = window_starts(len(frame), lookback, horizon, stride, n_windows)
-            for name, piece_columns, block in pieces:
-                entries.append(SeriesEntry(name, series_id, piece_columns, index, offset))
+            for name, piece_columns, block, channel in pieces:
+                entries.append(SeriesEntry(name, series_id, piece_columns, index, offset, channel))
                 blocks.append(block)
                 calendars.append(calendar)
                 starts.append(first + offset)
@@ -209,6 +221,11 @@ class WindowDataset(Dataset[WindowBatch]):
     def n_calendar(self) -> int:
         return int(self.calendar.shape[1])
 
+    @property
+    def n_channels(self) -> int:
+        """1 + the largest channel id among the entries (1 unless channel-independent)."""
+        return 1 + max(e.channel for e in self.entries)
+
     def __len__(self) -> int:
         return int(self.starts.shape[0])
 
@@ -229,6 +246,7 @@ class WindowDataset(Dataset[WindowBatch]):
             past_calendar=calendar[:, :lb],
             future_calendar=calendar[:, lb:],
             target=values[:, lb:, 0],
+            channel=self.window_channel[indices],
         )
 
     def window_table(self) -> pd.DataFrame:
@@ -257,6 +275,8 @@ class WindowDataset(Dataset[WindowBatch]):
         if cls.SUPPORTS_CALENDAR:
             wanted["n_calendar"] = self.n_calendar
         wrong = {k: v for k, v in wanted.items() if getattr(config, k) != v}
+        if config.n_channels and config.n_channels < self.n_channels:
+            wrong["n_channels"] = self.n_channels
         if wrong:
             detail = ", ".join(
                 f"{k}={v} (config has {getattr(config, k)})" for k, v in wrong.items()

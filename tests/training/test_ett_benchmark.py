@@ -251,3 +251,33 @@ def test_default_data_dir_falls_back_to_the_bundled_copy(
     monkeypatch.setattr(ett, "DEFAULT_DATA_DIRS", (tmp_path / "absent",))
     with pytest.raises(EttBenchmarkError, match="no ETT data folder found"):
         ett.resolve_data_dir(None)
+
+
+def test_pmf_decoder_and_channel_embedding_reach_the_recurrent_configs_only() -> None:
+    config = EttBenchmarkConfig(setting="M", decoder="pmf", channel_embedding=True)
+    urnn = config.model_config("urnn", 96, "h")
+    assert (urnn.decoder, urnn.n_channels) == ("pmf", 7)
+    linear = config.model_config("linear", 96, "h")
+    assert (linear.decoder, linear.n_channels) == ("direct", 0)
+    plain = EttBenchmarkConfig(setting="M").model_config("urnn", 96, "h")
+    assert (plain.decoder, plain.n_channels) == ("direct", 0)
+    with pytest.raises(EttBenchmarkError, match=r"channel_embedding needs decoder='pmf'"):
+        EttBenchmarkConfig(setting="M", channel_embedding=True)
+
+
+def test_the_decoder_default_follows_the_validation_choice() -> None:
+    from training.ett_benchmark import EttBenchmarkConfig
+
+    m = EttBenchmarkConfig(setting="M")
+    assert [m.model_config("urnn", h, "h").decoder for h in (96, 192, 336, 720)] == [
+        "direct",
+        "direct",
+        "pmf",
+        "pmf",
+    ]
+    assert m.model_config("lstm", 720, "h").decoder == "direct"
+    assert EttBenchmarkConfig(setting="S").model_config("urnn", 720, "h").decoder == "direct"
+    forced = EttBenchmarkConfig(setting="M", decoder="direct")
+    assert forced.model_config("urnn", 720, "h").decoder == "direct"
+    assert EttBenchmarkConfig(decoder="pmf").model_config("urnn", 96, "h").decoder == "pmf"
+    assert EttBenchmarkConfig(decoder="pmf").model_config("linear", 96, "h").decoder == "direct"
