@@ -71,6 +71,10 @@ def run_cli(
         (["--target", "y", "--lookback", "50"], "lookback must be a multiple of segment_length"),
         (["--target", "y", "--freq", "fortnightly"], "not a pandas offset alias"),
         (["--target", "y", "--lookback", "480", "--segment-length", "24"], "train at least"),
+        (
+            ["--target", "y", "--model", "linear", "--decoder", "pmf"],
+            "decoder='pmf' applies to the recurrent kinds",
+        ),
     ],
 )
 def test_bad_train_input_is_a_message_and_exit_code_2(
@@ -85,6 +89,15 @@ def test_bad_train_input_is_a_message_and_exit_code_2(
     assert err.startswith("urnn train: error: ")
     assert expected in err
     assert "Traceback" not in err
+
+
+def test_decoder_option_reaches_the_model_config(csv: Path) -> None:
+    parser = cli.build_parser()
+    base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]
+    chosen = parser.parse_args([*base, "--decoder", "pmf"])
+    assert cli._train_config(chosen).model.decoder == "pmf"
+    plain = parser.parse_args(base)
+    assert cli._train_config(plain).model.decoder == "direct"
 
 
 def test_missing_file_and_bad_config_files(

@@ -386,6 +386,14 @@ def _add_train_parser(commands: Any) -> None:
     model.add_argument("--lr", type=float, default=None, help="learning rate; default 1e-3")
     model.add_argument("--seed", type=int, default=None, help="random seed; default 0")
     model.add_argument(
+        "--decoder",
+        choices=("direct", "pmf"),
+        default=None,
+        help="recurrent kinds: direct (one head maps the final state to all H steps) or pmf "
+        "(SegRNN's parallel decoder: one recurrent step per output segment, all at once); "
+        "default direct",
+    )
+    model.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default=None,
@@ -597,6 +605,14 @@ def _add_ett_parser(suites: Any) -> None:
     )
     ett.add_argument("--seed", type=int, default=0, help="random seed; default 0")
     ett.add_argument(
+        "--decoder",
+        choices=("direct", "pmf"),
+        default=None,
+        help="decoder of the recurrent models (urnn, lstm): direct or pmf (SegRNN's parallel "
+        "decoder); default: the validation choice per setting, model and horizon "
+        "(docs/benchmarks.md)",
+    )
+    ett.add_argument(
         "--split",
         choices=("ett", "fractions"),
         default="ett",
@@ -644,6 +660,7 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
                 seed=args.seed,
                 device=args.device,
                 split=args.split,
+                decoder=args.decoder,
             )
         except EttBenchmarkError as error:
             raise UsageError(str(error)) from None
@@ -1119,6 +1136,7 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("horizon", "horizon"),
         ("hidden_size", "hidden_size"),
         ("segment_length", "segment_length"),
+        ("decoder", "decoder"),
     ):
         if getattr(args, option) is not None:
             model[key] = getattr(args, option)

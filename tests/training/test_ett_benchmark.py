@@ -196,6 +196,18 @@ def test_cli_writes_json_and_markdown(
     assert markdown.strip() in out  # the table is printed too
 
 
+def test_cli_decoder_option_reaches_the_recurrent_model(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "out"
+    argv = [*TINY, "--data-dir", str(data_dir), "--output", str(out_dir), "--models", "urnn"]
+    code, _, err = run_cli([*argv, "--decoder", "pmf"], tmp_path, capsys)
+    assert code == 0, err
+    payload = json.loads((out_dir / "results.json").read_text())
+    assert payload["config"]["decoder"] == "pmf"
+    assert [r["model"] for r in payload["rows"]] == ["urnn"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -231,6 +243,7 @@ def test_cli_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--datasets", "ETTh3"], "unknown dataset 'ETTh3'"),
         (["--horizons", "96,0"], "must be an integer >= 1"),
         (["--setting", "X"], "invalid choice: 'X'"),
+        (["--decoder", "rnn"], "invalid choice: 'rnn'"),
     ],
 )
 def test_cli_argument_errors(
