@@ -66,8 +66,9 @@ DEFAULT_SEGMENT: dict[Setting, int] = {"S": 24, "M": 48}
 def default_decoder(setting: Setting, kind: ForecasterKind, horizon: int) -> Decoder:
     """SegRNN's parallel decoder ("pmf") where the ETTh1 M validation split chose it: the uRNN
     at H >= 336 (val MSE 1.231 -> 1.181 at 336, 1.460 -> 1.430 at 720, lower on every seed
-    run); not at 96 or 192, not for the LSTM, and not in S, where it lost on the validation
-    splits of ETTh2, ETTm1 and ETTm2 at every horizon checked (docs/benchmarks.md).
+    run; on ETTh2 M, checked afterwards, level at 720 and 1.4 % worse at 336); not at 96 or 192,
+    not for the LSTM, and not in S, where it lost on the validation splits of ETTh2, ETTm1 and
+    ETTm2 at every horizon checked (docs/benchmarks.md).
     """
     return "pmf" if setting == "M" and kind == "urnn" and horizon >= 336 else "direct"
 
