@@ -73,6 +73,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "dropout": 0.5,
         "mse_weight": 0.0,
     },
+    "pmf-seg24": {"decoder": "pmf", "segment_length": 24},  # SegRNN's segment length
+    "pmf-lr3e-4": {"decoder": "pmf", "lr": 3e-4, "patience": 5},  # SegRNN's lr and patience
+    "pmf-h32": {"decoder": "pmf", "hidden_size": 32},
+    "pmf-wd": {"decoder": "pmf", "weight_decay": 0.05},
+    "h32": {"hidden_size": 32},
     "pmf-ch-h256": {"decoder": "pmf", "channel_embedding": True, "hidden_size": 256},
     "pmf-ch-h256-drop5": {
         "decoder": "pmf",
