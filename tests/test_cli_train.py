@@ -41,6 +41,12 @@ def test_forecaster_choices_match_the_models_package() -> None:
     assert cli.FORECASTER_CHOICES == FORECASTER_KINDS
 
 
+def test_decoder_choices_match_the_models_package() -> None:
+    from models.forecaster import DECODERS
+
+    assert cli.DECODER_CHOICES == DECODERS
+
+
 def test_policy_choices_match_the_loader() -> None:
     from training.validation import (
         DUPLICATE_POLICIES,

@@ -41,6 +41,8 @@ FORECASTER_CHOICES: tuple[str, ...] = (
     "repeat_last",
     "seasonal_naive",
 )
+# `--decoder`: models.forecaster.DECODERS (checked by tests/test_cli_train.py).
+DECODER_CHOICES: tuple[str, ...] = ("direct", "pmf")
 # Mirrors of training.validation's policies, so that parsing does not import pandas.
 DUPLICATE_CHOICES: tuple[str, ...] = ("mean", "first", "last", "error")
 FILL_CHOICES: tuple[str, ...] = ("interpolate", "ffill", "none")
@@ -387,7 +389,7 @@ def _add_train_parser(commands: Any) -> None:
     model.add_argument("--seed", type=int, default=None, help="random seed; default 0")
     model.add_argument(
         "--decoder",
-        choices=("direct", "pmf"),
+        choices=DECODER_CHOICES,
         default=None,
         help="recurrent kinds: direct (one head maps the final state to all H steps) or pmf "
         "(SegRNN's parallel decoder: one recurrent step per output segment, all at once); "
@@ -606,7 +608,7 @@ def _add_ett_parser(suites: Any) -> None:
     ett.add_argument("--seed", type=int, default=0, help="random seed; default 0")
     ett.add_argument(
         "--decoder",
-        choices=("direct", "pmf"),
+        choices=DECODER_CHOICES,
         default=None,
         help="decoder of the recurrent models (urnn, lstm): direct or pmf (SegRNN's parallel "
         "decoder); default: the validation choice per setting, model and horizon "
