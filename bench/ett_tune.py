@@ -30,8 +30,9 @@ from training.windows import make_windows, window_config_for
 
 # name -> overrides of EttBenchmarkConfig. Keep names stable: results files refer to them.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "base": {},  # the benchmark defaults (its decoder: default_decoder per setting and horizon)
-    "direct": {"decoder": "direct"},  # the control for the pmf variants where pmf is default
+    "base": {},  # the benchmark defaults (the uRNN: decoder "auto", chosen on val per run)
+    "direct": {"decoder": "direct"},  # the control for the pmf and auto variants
+    "auto": {"decoder": "auto"},
     "skip": {"linear_skip": True},
     "l720": {"lookback": 720},
     "l720-skip": {"lookback": 720, "linear_skip": True},
@@ -142,7 +143,8 @@ def run_variant(
     )
     sets = make_windows(splits, scaler, window, freq=data.freq)
     start = time.perf_counter()
-    result = fit(model_config, sets.train, sets.val, config.fit_config(), progress=False)
+    fit_config = config.fit_config_for(model, horizon)  # type: ignore[arg-type]
+    result = fit(model_config, sets.train, sets.val, fit_config, progress=False)
     best = result.history[result.best_epoch - 1]
     return {
         "dataset": dataset,
@@ -155,6 +157,8 @@ def run_variant(
         "segment_length": config.resolved_segment_length,
         "val_mse": best.val_mse,
         "val_mae": best.val_mae,
+        "decoder": result.model.config.decoder,
+        "decoder_scores": result.decoder_scores,
         "best_epoch": result.best_epoch,
         "epochs": len(result.history),
         "seconds": round(time.perf_counter() - start, 1),

@@ -43,8 +43,9 @@ def test_forecaster_choices_match_the_models_package() -> None:
 
 def test_decoder_choices_match_the_models_package() -> None:
     from models.forecaster import DECODERS
+    from training.ett_benchmark import DECODER_CHOICES
 
-    assert cli.DECODER_CHOICES == DECODERS
+    assert cli.DECODER_CHOICES == (*DECODERS, "auto") == DECODER_CHOICES
 
 
 def test_policy_choices_match_the_loader() -> None:
@@ -81,6 +82,10 @@ def run_cli(
             ["--target", "y", "--model", "linear", "--decoder", "pmf"],
             "decoder='pmf' applies to the recurrent kinds",
         ),
+        (
+            ["--target", "y", "--model", "linear", "--decoder", "auto"],
+            "decoder 'auto' (fit.decoder_search) applies to the kinds urnn, urnn-full, lstm, gru",
+        ),
     ],
 )
 def test_bad_train_input_is_a_message_and_exit_code_2(
@@ -104,6 +109,9 @@ def test_decoder_option_reaches_the_model_config(csv: Path) -> None:
     assert cli._train_config(chosen).model.decoder == "pmf"
     plain = parser.parse_args(base)
     assert cli._train_config(plain).model.decoder == "direct"
+    assert not cli._train_config(plain).fit.decoder_search
+    auto = cli._train_config(parser.parse_args([*base, "--decoder", "auto"]))
+    assert auto.fit.decoder_search and auto.model.decoder == "direct"
 
 
 def test_missing_file_and_bad_config_files(

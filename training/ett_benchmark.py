@@ -27,7 +27,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ from models.forecaster import Decoder, ForecasterConfig, ForecasterKind, Normali
 from training.backtest import BacktestConfig, backtest
 from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_data
-from training.fit import FitConfig
+from training.fit import FitConfig, searches_decoder
 from training.metrics import coverage_column
 from training.paper_benchmark import DeviceName
 from training.split import SplitConfig, SplitMethod
@@ -63,14 +63,21 @@ ETT_FRACTIONS = (0.6, 0.2)  # train, val shares of split="fractions": 12 / 4 / 4
 DEFAULT_SEGMENT: dict[Setting, int] = {"S": 24, "M": 48}
 
 
-def default_decoder(setting: Setting, kind: ForecasterKind, horizon: int) -> Decoder:
-    """SegRNN's parallel decoder ("pmf") where the ETTh1 M validation split chose it: the uRNN
-    at H >= 336 (val MSE 1.231 -> 1.181 at 336, 1.460 -> 1.430 at 720, lower on every seed
-    run; on ETTh2 M, checked afterwards, level at 720 and 1.4 % worse at 336); not at 96 or 192,
-    not for the LSTM, and not in S, where it lost on the validation splits of ETTh2, ETTm1 and
-    ETTm2 at every horizon checked (docs/benchmarks.md).
+# A recurrent model's decoder: one of models.forecaster.DECODERS, or "auto": fit one model per
+# decoder and keep the one with the better val score (training.fit.FitConfig.decoder_search).
+DecoderChoice = Literal["direct", "pmf", "auto"]
+DECODER_CHOICES: tuple[DecoderChoice, ...] = ("direct", "pmf", "auto")
+
+
+def default_decoder(setting: Setting, kind: ForecasterKind, horizon: int) -> DecoderChoice:
+    """ "auto" for the uRNN: which decoder wins on validation depends on the data set and the
+    horizon (SegRNN's parallel decoder won on ETTh1 M at H >= 336 and ETTh1 S at H = 720, lost
+    on ETTh2 M at 336 and on every other univariate cell checked; docs/benchmarks.md), so the
+    benchmark lets each run's validation split choose, as a user's training would. The LSTM
+    keeps the direct head, which the decoder did not improve on the ETTh1 M validation split.
+    `setting` and `horizon` are part of the signature for callers that pin a rule per cell.
     """
-    return "pmf" if setting == "M" and kind == "urnn" and horizon >= 336 else "direct"
+    return "auto" if kind == "urnn" else "direct"
 
 
 RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "urnn-stream")
@@ -234,7 +241,7 @@ class EttBenchmarkConfig:
     # decoder); None: default_decoder's choice per setting, kind and horizon. channel_embedding
     # (pmf only) adds a learned embedding of each window's channel (n_channels = the file's
     # channels in M, 1 in S).
-    decoder: Decoder | None = None
+    decoder: DecoderChoice | None = None
     channel_embedding: bool = False
     # urnn-stream only: its training crops (training.fit.FitConfig's stream_* fields).
     stream_crop_length: int = FitConfig.stream_crop_length
@@ -252,9 +259,13 @@ class EttBenchmarkConfig:
         check_horizons(self.horizons, EttBenchmarkError)
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
-        if self.channel_embedding and self.decoder != "pmf":
+        if self.decoder is not None and self.decoder not in DECODER_CHOICES:
             raise EttBenchmarkError(
-                f"channel_embedding needs decoder='pmf'; got decoder={self.decoder!r}"
+                f"decoder must be one of {', '.join(DECODER_CHOICES)}; got {self.decoder!r}"
+            )
+        if self.channel_embedding and self.decoder not in ("pmf", "auto"):
+            raise EttBenchmarkError(
+                f"channel_embedding needs decoder='pmf' or 'auto'; got decoder={self.decoder!r}"
             )
         recurrent = set(RECURRENT_KINDS) & set(self.models)
         if self.segment_length is not None and self.segment_length < 1:
@@ -300,6 +311,11 @@ class EttBenchmarkConfig:
             stream_lr_scale=self.stream_lr_scale,
         )
 
+    def fit_config_for(self, kind: ForecasterKind, horizon: int) -> FitConfig:
+        """fit_config() with decoder_search where `kind`'s decoder resolves to "auto"."""
+        search = self.resolved_decoder(kind, horizon) == "auto"
+        return replace(self.fit_config(), decoder_search=search)
+
     def model_config(self, kind: ForecasterKind, horizon: int, freq: str) -> ForecasterConfig:
         return ForecasterConfig(
             kind=kind,
@@ -313,11 +329,19 @@ class EttBenchmarkConfig:
             season_length=rows_per_day(freq),
             dropout=self.dropout if kind in RECURRENT_KINDS else 0.0,
             linear_skip=self.linear_skip and kind in ("urnn", "lstm"),
-            decoder=self.resolved_decoder(kind, horizon),
+            decoder=self._model_decoder(kind, horizon),
             n_channels=self.n_channels if kind in ("urnn", "lstm") else 0,
         )
 
-    def resolved_decoder(self, kind: ForecasterKind, horizon: int) -> Decoder:
+    def _model_decoder(self, kind: ForecasterKind, horizon: int) -> Decoder:
+        """The model config's decoder; under "auto" the search replaces it with each candidate
+        in turn (pmf where a channel embedding is asked for: it is the pmf decoder's input)."""
+        decoder = self.resolved_decoder(kind, horizon)
+        if decoder != "auto":
+            return decoder
+        return "pmf" if self.channel_embedding else "direct"
+
+    def resolved_decoder(self, kind: ForecasterKind, horizon: int) -> DecoderChoice:
         if kind not in ("urnn", "lstm"):
             return "direct"
         if self.decoder is not None:
@@ -349,6 +373,9 @@ class EttRow:
     n_params: int = 0
     n_windows: int = 0  # test windows (per channel in M)
     coverage_80: float = float("nan")  # share of test actuals inside the 0.1..0.9 interval
+    decoder: str = ""  # the recurrent models' decoder ("" for the others)
+    # Under decoder "auto": each candidate decoder's best val score (the row's is the lowest)
+    decoder_val_scores: dict[str, float] = field(default_factory=dict)
 
 
 def rows_per_day(freq: str) -> int:
@@ -411,7 +438,6 @@ def run_ett_benchmark(
     paths = {d: dataset_path(data_dir, d) for d in config.datasets}
     lookback = config.resolved_lookback
     split = config.split_config()
-    fit_config = config.fit_config()
     rows: list[EttRow] = []
     for dataset, path in paths.items():
         data = load_ett(path, config.setting, lookback + max(config.horizons))
@@ -426,7 +452,7 @@ def run_ett_benchmark(
                     season_length=rows_per_day(data.freq),
                 )
                 start = time.perf_counter()
-                result = backtest(data, split, model, fit_config, bt)
+                result = backtest(data, split, model, config.fit_config_for(kind, horizon), bt)
                 wall = time.perf_counter() - start
                 fitted = result.fits[0]
                 overall = result.tables.overall.iloc[0]
@@ -445,6 +471,8 @@ def run_ett_benchmark(
                     n_params=fitted.n_params,
                     n_windows=len(result.forecasts) // (horizon * max(n_series, 1)),
                     coverage_80=float(overall.get(coverage_column(0.1, 0.9), float("nan"))),
+                    decoder=fitted.model.config.decoder if searches_decoder(model) else "",
+                    decoder_val_scores=dict(fitted.decoder_scores),
                 )
                 rows.append(row)
                 if on_row is not None:
@@ -512,6 +540,15 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
             for r in own
         )
         lines.append(f"- epochs and wall time: {epochs}")
+        searched = ", ".join(
+            f"{r.model} H={r.horizon}: {r.decoder} ("
+            + ", ".join(f"{k} {v:.4f}" for k, v in r.decoder_val_scores.items())
+            + ")"
+            for r in own
+            if r.decoder_val_scores
+        )
+        if searched:
+            lines.append(f"- decoder chosen on val (each candidate's best val score): {searched}")
         covered = ", ".join(
             f"{r.model} H={r.horizon}: {r.coverage_80:.2f}"
             for r in own

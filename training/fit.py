@@ -41,7 +41,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from models.forecaster import (
+    DECODERS,
+    FORECASTERS,
     Forecaster,
     ForecasterConfig,
     NaiveForecaster,
@@ -95,6 +97,11 @@ class FitConfig:
     device: DeviceName = "auto"
     eval_batch_size: int = 512
     max_train_batches: int | None = None  # per epoch; None: every train window once
+    # Recurrent kinds (urnn, lstm): train one model per decoder ("direct", "pmf") and keep the
+    # one with the better monitored val score; the model config's own decoder is ignored. Which
+    # decoder wins depends on the data and the horizon (docs/benchmarks.md); this picks it on
+    # the validation split at twice the training cost.
+    decoder_search: bool = False
     # Scale the gaps between quantiles on the val windows after training so that each
     # quantile's val level matches its nominal one (Forecaster.calibrate_gaps).
     calibrate_intervals: bool = True
@@ -162,6 +169,7 @@ class EpochRecord:
     lr: float  # the learning rate used during this epoch
     seconds: float
     improved: bool  # the monitored val score is the best so far
+    candidate: str | None = None  # under decoder_search: the decoder this fit trains
 
 
 @dataclass
@@ -174,6 +182,8 @@ class FitResult:
     wall_seconds: float = 0.0
     n_params: int = 0
     device: str = "cpu"
+    # Under decoder_search: each decoder's best monitored val score (the model is the lowest's)
+    decoder_scores: dict[str, float] = field(default_factory=dict)
 
 
 # -----------------------------------------------------------------------------
@@ -317,7 +327,101 @@ def fit(
     `checkpoint_extra`, e.g. scaler statistics) and weights.pt there (models.forecaster.
     save_checkpoint). `progress`: a tqdm bar over epochs. Parameter-free baselines are not
     trained: their quantile offsets are calibrated on the train windows, then scored on val.
+    With `config.decoder_search` a recurrent kind is fitted once per decoder (`select_decoder`).
     """
+    if config.decoder_search and searches_decoder(model_config):
+        result = select_decoder(
+            model_config,
+            train,
+            val,
+            config,
+            on_epoch_end=on_epoch_end,
+            should_stop=should_stop,
+            progress=progress,
+        )
+    else:
+        result = _fit_one(model_config, train, val, config, on_epoch_end, should_stop, progress)
+    if checkpoint_dir is not None:
+        extra = {
+            "fit": asdict(config),
+            "best_epoch": result.best_epoch,
+            "best_score": result.best_score if math.isfinite(result.best_score) else None,
+            **({"decoder_scores": result.decoder_scores} if result.decoder_scores else {}),
+            **(checkpoint_extra or {}),
+        }
+        save_checkpoint(result.model, checkpoint_dir, extra)
+    return result
+
+
+# The kinds decoder_search applies to: the windowed recurrent ones (those with a pmf decoder).
+DECODER_SEARCH_KINDS: tuple[str, ...] = tuple(
+    k for k, c in FORECASTERS.items() if c.RECURRENT and not c.STREAMING
+)
+
+
+def searches_decoder(model_config: ForecasterConfig) -> bool:
+    """Whether `decoder_search` applies to this model; every other kind trains once, as it is."""
+    return model_config.kind in DECODER_SEARCH_KINDS
+
+
+def select_decoder(
+    model_config: ForecasterConfig,
+    train: WindowDataset,
+    val: WindowDataset,
+    config: FitConfig,
+    *,
+    on_epoch_end: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """One fit per decoder of DECODERS (same seed, data and settings), each early-stopped on
+    val; the result is the fit with the lowest best monitored val score (the first on a tie),
+    with every candidate's score in `decoder_scores` and the wall time of all of them. Epoch
+    records carry the candidate's name. A cancelled fit ends the search with that fit."""
+    chosen: FitResult | None = None
+    scores: dict[str, float] = {}
+    wall = 0.0
+    for decoder in DECODERS:
+        # The channel embedding is an input of the pmf decoder only.
+        channels = model_config.n_channels if decoder == "pmf" else 0
+        candidate = replace(model_config, decoder=decoder, n_channels=channels)
+        hook = _tagged(on_epoch_end, decoder)
+        result = _fit_one(candidate, train, val, config, hook, should_stop, progress)
+        wall += result.wall_seconds
+        scores[decoder] = result.best_score
+        if result.stop_reason == "cancelled":
+            chosen = result
+            break
+        if chosen is None or result.best_score < chosen.best_score:
+            chosen = result
+    assert chosen is not None  # DECODERS is not empty
+    chosen.decoder_scores = scores
+    chosen.wall_seconds = wall
+    return chosen
+
+
+def _tagged(
+    on_epoch_end: Callable[[EpochRecord], None] | None, candidate: str
+) -> Callable[[EpochRecord], None] | None:
+    if on_epoch_end is None:
+        return None
+    forward = on_epoch_end
+
+    def tagged(record: EpochRecord) -> None:
+        forward(replace(record, candidate=candidate))
+
+    return tagged
+
+
+def _fit_one(
+    model_config: ForecasterConfig,
+    train: WindowDataset,
+    val: WindowDataset,
+    config: FitConfig,
+    on_epoch_end: Callable[[EpochRecord], None] | None,
+    should_stop: Callable[[], bool] | None,
+    progress: bool,
+) -> FitResult:
     train.check_compatible(model_config)
     val.check_compatible(model_config)
     device = str(resolve_device(config.device))
@@ -342,14 +446,6 @@ def fit(
     if config.calibrate_intervals and len(val) > 0 and len(model.config.quantiles) > 1:
         calibrate_intervals(model, val, batch_size=config.eval_batch_size, device=device)
     result.wall_seconds = time.perf_counter() - start
-    if checkpoint_dir is not None:
-        extra = {
-            "fit": asdict(config),
-            "best_epoch": result.best_epoch,
-            "best_score": result.best_score if math.isfinite(result.best_score) else None,
-            **(checkpoint_extra or {}),
-        }
-        save_checkpoint(model, checkpoint_dir, extra)
     return result
 
 

@@ -29,7 +29,7 @@ from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
 from training import distributed
 from training.backtest import BacktestConfig, BacktestResult, backtest
 from training.data import LoadConfig, LoadedData, load_data
-from training.fit import EpochRecord, FitConfig, fit
+from training.fit import DECODER_SEARCH_KINDS, EpochRecord, FitConfig, fit, searches_decoder
 from training.mlflow_model import ForecastPredictor, input_example, reference_statistics
 from training.registry import (
     DEFAULT_REGISTERED_NAME,
@@ -74,6 +74,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+        if self.fit.decoder_search and not searches_decoder(self.model):
+            raise ValueError(
+                "decoder 'auto' (fit.decoder_search) applies to the kinds "
+                f"{', '.join(DECODER_SEARCH_KINDS)}; "
+                f"got kind {self.model.kind!r}"
+            )
 
     def split(self, lookback: int) -> SplitConfig:
         return SplitConfig(
@@ -107,6 +113,9 @@ class TrainResult:
     best_epoch: int
     epochs: int
     tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    # Under decoder_search: each decoder's best val score; the model's decoder is the lowest's
+    decoder_scores: Mapping[str, float] = field(default_factory=dict)
+    decoder: str = ""  # the trained model's decoder ("" for kinds without one)
 
 
 def resolve_model_config(model: ForecasterConfig, data: LoadedData) -> ForecasterConfig:
@@ -156,7 +165,13 @@ def train_pipeline(
         mlflow.log_input(_dataset(config.data, data), context="training")
 
         def on_epoch_end(record: EpochRecord) -> None:
-            values = {k: float(v) for k, v in asdict(record).items() if k not in ("epoch",)}
+            # Under decoder_search each candidate's curves are their own series ("pmf/val_mse").
+            prefix = "" if record.candidate is None else f"{record.candidate}/"
+            values = {
+                f"{prefix}{k}": float(v)
+                for k, v in asdict(record).items()
+                if k not in ("epoch", "candidate")
+            }
             finite = {k: v for k, v in values.items() if math.isfinite(v)}
             mlflow.log_metrics(finite, step=record.epoch, run_id=run_id)
 
@@ -197,6 +212,14 @@ def train_pipeline(
             run_id=run_id,
         )
         mlflow.set_tag("stop_reason", fitted.stop_reason)
+        model_config = fitted.model.config  # under decoder_search: the chosen decoder's
+        if fitted.decoder_scores:
+            # The decoder the validation split chose, beside each candidate's best val score.
+            mlflow.set_tag("decoder", fitted.model.config.decoder)
+            mlflow.log_metrics(
+                {f"decoder_score_{k}": v for k, v in fitted.decoder_scores.items()},
+                run_id=run_id,
+            )
         with tempfile.TemporaryDirectory(prefix="urnn-train-") as tmp:
             out = Path(tmp)
             result = backtest(
@@ -265,6 +288,8 @@ def train_pipeline(
         challenger_score=challenger_score,
         best_epoch=fitted.best_epoch,
         epochs=len(fitted.history),
+        decoder_scores=dict(fitted.decoder_scores),
+        decoder=fitted.model.config.decoder if searches_decoder(fitted.model.config) else "",
         tables={
             "overall": result.tables.overall,
             "by_step": result.tables.by_step,

@@ -41,8 +41,9 @@ FORECASTER_CHOICES: tuple[str, ...] = (
     "repeat_last",
     "seasonal_naive",
 )
-# `--decoder`: models.forecaster.DECODERS (checked by tests/test_cli_train.py).
-DECODER_CHOICES: tuple[str, ...] = ("direct", "pmf")
+# `--decoder`: models.forecaster.DECODERS and "auto" (fit each, keep the better on val), as
+# training.ett_benchmark.DECODER_CHOICES (checked by tests/test_cli_train.py).
+DECODER_CHOICES: tuple[str, ...] = ("direct", "pmf", "auto")
 # Mirrors of training.validation's policies, so that parsing does not import pandas.
 DUPLICATE_CHOICES: tuple[str, ...] = ("mean", "first", "last", "error")
 FILL_CHOICES: tuple[str, ...] = ("interpolate", "ffill", "none")
@@ -391,9 +392,10 @@ def _add_train_parser(commands: Any) -> None:
         "--decoder",
         choices=DECODER_CHOICES,
         default=None,
-        help="recurrent kinds: direct (one head maps the final state to all H steps) or pmf "
-        "(SegRNN's parallel decoder: one recurrent step per output segment, all at once); "
-        "default direct",
+        help="recurrent kinds: direct (one head maps the final state to all H steps), pmf "
+        "(SegRNN's parallel decoder: one recurrent step per output segment, all at once) or "
+        "auto (train both, keep the one with the better validation score: twice the training "
+        "time); default direct",
     )
     model.add_argument(
         "--device",
@@ -610,9 +612,9 @@ def _add_ett_parser(suites: Any) -> None:
         "--decoder",
         choices=DECODER_CHOICES,
         default=None,
-        help="decoder of the recurrent models (urnn, lstm): direct or pmf (SegRNN's parallel "
-        "decoder); default: the validation choice per setting, model and horizon "
-        "(docs/benchmarks.md)",
+        help="decoder of the recurrent models (urnn, lstm): direct, pmf (SegRNN's parallel "
+        "decoder) or auto (train both, keep the better on the validation split); default: auto "
+        "for urnn, direct for lstm (docs/benchmarks.md)",
     )
     ett.add_argument(
         "--split",
@@ -1138,11 +1140,14 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("horizon", "horizon"),
         ("hidden_size", "hidden_size"),
         ("segment_length", "segment_length"),
-        ("decoder", "decoder"),
     ):
         if getattr(args, option) is not None:
             model[key] = getattr(args, option)
     fit = dict(file.get("fit", {}))
+    if args.decoder == "auto":  # a training choice: the search fits each decoder in turn
+        fit["decoder_search"] = True
+    elif args.decoder is not None:
+        model["decoder"] = args.decoder
     for option, key in (
         ("epochs", "max_epochs"),
         ("batch_size", "batch_size"),
@@ -1279,6 +1284,11 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         print("\nBacktest (test span, original units):")
         print(result.tables["overall"].to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"\nrun {result.run_id}: {result.epochs} epoch(s), best epoch {result.best_epoch}")
+    if result.decoder_scores:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in result.decoder_scores.items())
+        print(
+            f"decoder {result.decoder}, chosen on the validation split (best val score of each: {scores})"
+        )
     if result.version is not None:
         print(f"registered {result.registered_name} version {result.version} (alias challenger)")
         verdict = "promoted to champion" if result.promoted else "not promoted"

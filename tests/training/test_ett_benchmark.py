@@ -278,19 +278,26 @@ def test_pmf_decoder_and_channel_embedding_reach_the_recurrent_configs_only() ->
         EttBenchmarkConfig(setting="M", channel_embedding=True)
 
 
-def test_the_decoder_default_follows_the_validation_choice() -> None:
+def test_the_decoder_default_lets_validation_choose_for_the_urnn() -> None:
     from training.ett_benchmark import EttBenchmarkConfig
 
-    m = EttBenchmarkConfig(setting="M")
-    assert [m.model_config("urnn", h, "h").decoder for h in (96, 192, 336, 720)] == [
-        "direct",
-        "direct",
-        "pmf",
-        "pmf",
-    ]
-    assert m.model_config("lstm", 720, "h").decoder == "direct"
-    assert EttBenchmarkConfig(setting="S").model_config("urnn", 720, "h").decoder == "direct"
+    for setting in ("S", "M"):
+        config = EttBenchmarkConfig(setting=setting)
+        for h in (96, 720):
+            assert config.resolved_decoder("urnn", h) == "auto"
+            assert config.fit_config_for("urnn", h).decoder_search
+            assert config.model_config("urnn", h, "h").decoder == "direct"  # the search's base
+            assert not config.fit_config_for("lstm", h).decoder_search
+            assert config.model_config("lstm", h, "h").decoder == "direct"
+            assert not config.fit_config_for("linear", h).decoder_search
     forced = EttBenchmarkConfig(setting="M", decoder="direct")
     assert forced.model_config("urnn", 720, "h").decoder == "direct"
+    assert not forced.fit_config_for("urnn", 720).decoder_search
     assert EttBenchmarkConfig(decoder="pmf").model_config("urnn", 96, "h").decoder == "pmf"
     assert EttBenchmarkConfig(decoder="pmf").model_config("linear", 96, "h").decoder == "direct"
+    lstm_auto = EttBenchmarkConfig(decoder="auto")
+    assert lstm_auto.fit_config_for("lstm", 96).decoder_search
+    embedded = EttBenchmarkConfig(setting="M", decoder="auto", channel_embedding=True)
+    assert (embedded.model_config("urnn", 96, "h").decoder, embedded.n_channels) == ("pmf", 7)
+    with pytest.raises(EttBenchmarkError, match="decoder must be one of direct, pmf, auto"):
+        EttBenchmarkConfig(decoder="best")  # type: ignore[arg-type]

@@ -138,6 +138,48 @@ def test_hooks_see_every_epoch_and_can_cancel() -> None:
     assert len(result.history) == 1 and result.best_epoch == 1
 
 
+def test_decoder_search_keeps_the_decoder_with_the_better_val_score(tmp_path: Path) -> None:
+    """Each candidate equals its own plain fit; the lower best val score wins; epoch records
+    name their candidate; the checkpoint keeps both scores."""
+    sets, _ = windows_of(seasonal_frame(300))
+    plain = {
+        d: fit(urnn_config(decoder=d), sets.train, sets.val, FAST, progress=False)
+        for d in ("direct", "pmf")
+    }
+    records: list[EpochRecord] = []
+    searched = fit(
+        urnn_config(),
+        sets.train,
+        sets.val,
+        replace(FAST, decoder_search=True),
+        on_epoch_end=records.append,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
+    scores = {d: r.best_score for d, r in plain.items()}
+    assert searched.decoder_scores == scores
+    winner = min(scores, key=scores.__getitem__)
+    assert searched.model.config.decoder == winner
+    assert searched.best_score == min(scores.values())
+    expected = plain[winner].model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in searched.model.state_dict().items())
+    assert [(r.candidate, r.epoch) for r in records] == [
+        ("direct", 1),
+        ("direct", 2),
+        ("pmf", 1),
+        ("pmf", 2),
+    ]
+    model, meta = load_checkpoint(tmp_path)
+    assert meta["decoder_scores"] == scores and model.config.decoder == winner
+
+
+def test_decoder_search_leaves_other_kinds_alone() -> None:
+    sets, _ = windows_of(seasonal_frame(300))
+    config = ForecasterConfig(kind="linear", lookback=L, horizon=H)
+    searched = fit(config, sets.train, sets.val, replace(FAST, decoder_search=True), progress=False)
+    assert searched.decoder_scores == {} and len(searched.history) == 2
+
+
 def test_same_seed_same_model() -> None:
     sets, _ = windows_of(seasonal_frame(300))
     config = urnn_config(dropout=0.2)

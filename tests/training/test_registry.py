@@ -154,6 +154,34 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert tags2["backtest.champion_version"] == "1"
 
 
+def test_decoder_search_records_both_candidates_and_serves_the_winner(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """`--decoder auto`: one run holds each candidate's epoch curves and best val score, the
+    chosen decoder as a tag, and the logged model is the winner's."""
+    import mlflow
+
+    config = tiny_config(csv, fit=FitConfig(max_epochs=1, max_train_batches=4, device="cpu",
+                                            decoder_search=True), registered_name=None)  # fmt: skip
+    result = train_pipeline(config, mlflow_settings)
+    client = mlflow.MlflowClient()
+    run = client.get_run(result.run_id)
+    scores = {d: run.data.metrics[f"decoder_score_{d}"] for d in ("direct", "pmf")}
+    chosen = run.data.tags["decoder"]
+    assert chosen == min(scores, key=scores.__getitem__)
+    assert (result.decoder, dict(result.decoder_scores)) == (chosen, scores)
+    for decoder in ("direct", "pmf"):
+        history = client.get_metric_history(result.run_id, f"{decoder}/val_loss")
+        assert [m.step for m in history] == [1]
+        assert history[0].value == pytest.approx(scores[decoder])
+    files = model_artifact_dir(result.model_uri, tmp_path / "m")
+    meta = json.loads((files / "config.json").read_text())
+    assert meta["model"]["decoder"] == chosen
+    with pytest.raises(ValueError, match=r"decoder 'auto' \(fit.decoder_search\) applies to"):
+        tiny_config(csv, model=ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON),
+                    fit=config.fit)  # fmt: skip
+
+
 def assert_kept_on_tie(again: TrainResult, first: TrainResult) -> None:
     assert again.version == "2"
     assert again.champion_version == "1"
