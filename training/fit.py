@@ -364,6 +364,17 @@ def searches_decoder(model_config: ForecasterConfig) -> bool:
     return model_config.kind in DECODER_SEARCH_KINDS
 
 
+def decoder_search_error(model_config: ForecasterConfig, config: FitConfig) -> str | None:
+    """Why `config` cannot train `model_config` (a decoder search for a kind without decoders),
+    or None. `fit` itself just trains such a kind once; the training entry points refuse it."""
+    if config.decoder_search and not searches_decoder(model_config):
+        return (
+            "decoder 'auto' (fit.decoder_search) applies to the kinds "
+            f"{', '.join(DECODER_SEARCH_KINDS)}; got kind {model_config.kind!r}"
+        )
+    return None
+
+
 def select_decoder(
     model_config: ForecasterConfig,
     train: WindowDataset,

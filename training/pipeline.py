@@ -29,7 +29,13 @@ from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
 from training import distributed
 from training.backtest import BacktestConfig, BacktestResult, backtest
 from training.data import LoadConfig, LoadedData, load_data
-from training.fit import DECODER_SEARCH_KINDS, EpochRecord, FitConfig, fit, searches_decoder
+from training.fit import (
+    EpochRecord,
+    FitConfig,
+    decoder_search_error,
+    fit,
+    searches_decoder,
+)
 from training.mlflow_model import ForecastPredictor, input_example, reference_statistics
 from training.registry import (
     DEFAULT_REGISTERED_NAME,
@@ -74,12 +80,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
-        if self.fit.decoder_search and not searches_decoder(self.model):
-            raise ValueError(
-                "decoder 'auto' (fit.decoder_search) applies to the kinds "
-                f"{', '.join(DECODER_SEARCH_KINDS)}; "
-                f"got kind {self.model.kind!r}"
-            )
+        if (problem := decoder_search_error(self.model, self.fit)) is not None:
+            raise ValueError(problem)
 
     def split(self, lookback: int) -> SplitConfig:
         return SplitConfig(

@@ -1209,7 +1209,7 @@ def train_config_from_sections(
     `<what>.<section>` and the field."""
     from models.forecaster import ForecasterConfig
     from training.data import LoadConfig
-    from training.fit import FitConfig
+    from training.fit import FitConfig, decoder_search_error
     from training.pipeline import TrainConfig
 
     unknown = sorted(set(sections) - set(CONFIG_SECTIONS))
@@ -1232,6 +1232,8 @@ def train_config_from_sections(
             raise
         except ValueError as error:  # the config's own __post_init__ checks
             raise UsageError(f"{what}.{section}: {error}") from None
+    if (problem := decoder_search_error(built["model"], built["fit"])) is not None:
+        raise UsageError(f"{what}.fit: {problem}")
     try:
         return TrainConfig(data=data, **built, **_build_train_fields(train))
     except UsageError as error:
@@ -1286,9 +1288,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"\nrun {result.run_id}: {result.epochs} epoch(s), best epoch {result.best_epoch}")
     if result.decoder_scores:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in result.decoder_scores.items())
-        print(
-            f"decoder {result.decoder}, chosen on the validation split (best val score of each: {scores})"
-        )
+        print(f"decoder {result.decoder}, chosen on validation (best val score of each: {scores})")
     if result.version is not None:
         print(f"registered {result.registered_name} version {result.version} (alias challenger)")
         verdict = "promoted to champion" if result.promoted else "not promoted"

@@ -103,6 +103,13 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         lambda csv: tiny_spec(csv, config={"train": {"metric": "r2"}}),
         "field 'config.train'",
     ),
+    (
+        "decoder search for a kind without decoders",
+        lambda csv: tiny_spec(
+            csv, config={"model": {"kind": "linear"}, "fit": {"decoder_search": True}}
+        ),
+        "field 'config.fit': decoder 'auto' (fit.decoder_search) applies to the kinds urnn",
+    ),
 ]
 
 
