@@ -29,6 +29,8 @@ Decisions and why:
   normalisation), so after training the gaps between quantiles are rescaled on the val windows
   (split-conformal, `Forecaster.calibrate_gaps`). The median is untouched; val already chose
   the epoch, so this reuses it once more rather than carving a third split out of the history.
+- Decoder: with `decoder_search` (`urnn train --decoder auto`) a recurrent kind is trained once
+  per decoder and the better on val is kept, since neither wins on every data set and horizon.
 - Under torchrun each batch is split across the ranks and DDP averages the gradients
   (training/distributed.py).
 - Hooks: `on_epoch_end(record)` after every epoch (MLflow metrics later); `should_stop()`
@@ -97,10 +99,10 @@ class FitConfig:
     device: DeviceName = "auto"
     eval_batch_size: int = 512
     max_train_batches: int | None = None  # per epoch; None: every train window once
-    # Recurrent kinds (urnn, lstm): train one model per decoder ("direct", "pmf") and keep the
-    # one with the better monitored val score; the model config's own decoder is ignored. Which
-    # decoder wins depends on the data and the horizon (docs/benchmarks.md); this picks it on
-    # the validation split at twice the training cost.
+    # Windowed recurrent kinds (DECODER_SEARCH_KINDS: urnn, urnn-full, lstm, gru): train one
+    # model per decoder ("direct", "pmf") and keep the one with the better monitored val score;
+    # the model config's own decoder is ignored. Which decoder wins depends on the data and the
+    # horizon (docs/benchmarks.md); this picks it on the validation split at twice the cost.
     decoder_search: bool = False
     # Scale the gaps between quantiles on the val windows after training so that each
     # quantile's val level matches its nominal one (Forecaster.calibrate_gaps).
