@@ -69,13 +69,12 @@ DecoderChoice = Literal["direct", "pmf", "auto"]
 DECODER_CHOICES: tuple[DecoderChoice, ...] = ("direct", "pmf", "auto")
 
 
-def default_decoder(setting: Setting, kind: ForecasterKind, horizon: int) -> DecoderChoice:
-    """ "auto" for the uRNN: which decoder wins on validation depends on the data set and the
+def default_decoder(kind: ForecasterKind) -> DecoderChoice:
+    """The uRNN's is "auto": which decoder wins on validation depends on the data set and the
     horizon (SegRNN's parallel decoder won on ETTh1 M at H >= 336 and ETTh1 S at H = 720, lost
     on ETTh2 M at 336 and on every other univariate cell checked; docs/benchmarks.md), so the
     benchmark lets each run's validation split choose, as a user's training would. The LSTM
     keeps the direct head, which the decoder did not improve on the ETTh1 M validation split.
-    `setting` and `horizon` are part of the signature for callers that pin a rule per cell.
     """
     return "auto" if kind == "urnn" else "direct"
 
@@ -237,9 +236,10 @@ class EttBenchmarkConfig:
     # (bench/ett_tune.py; docs/benchmarks.md), where 0.3 beat 0 at most horizons.
     dropout: float = 0.3
     linear_skip: bool = False  # uRNN / LSTM: a linear map of the look-back added to the median
-    # uRNN / LSTM: "pmf" = SegRNN's parallel decoder over output segments (ForecasterConfig.
-    # decoder); None: default_decoder's choice per setting, kind and horizon. channel_embedding
-    # (pmf only) adds a learned embedding of each window's channel (n_channels = the file's
+    # uRNN / LSTM: "direct" head, "pmf" = SegRNN's parallel decoder over output segments
+    # (ForecasterConfig.decoder), or "auto" = both fitted, the better on val kept; None:
+    # default_decoder's choice per kind (auto for the uRNN). channel_embedding (pmf, or auto's
+    # pmf candidate) adds a learned embedding of each window's channel (n_channels = the file's
     # channels in M, 1 in S).
     decoder: DecoderChoice | None = None
     channel_embedding: bool = False
@@ -346,7 +346,7 @@ class EttBenchmarkConfig:
             return "direct"
         if self.decoder is not None:
             return self.decoder
-        return default_decoder(self.setting, kind, horizon)
+        return default_decoder(kind)
 
     @property
     def n_channels(self) -> int:
