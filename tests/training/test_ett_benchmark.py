@@ -122,6 +122,17 @@ def test_tiny_univariate_run_scores_every_model(data_dir: Path) -> None:
         assert 0.0 <= r.coverage_80 <= 1.0
     by_model = {r.model: r for r in rows}
     assert by_model["repeat_last"].n_params == 0 and by_model["urnn"].n_params > 0
+    # The uRNN's decoder is chosen on val (the default "auto"); the LSTM keeps the direct head.
+    urnn = by_model["urnn"]
+    scores = urnn.decoder_val_scores
+    assert set(scores) == {"direct", "pmf"} and urnn.decoder == min(scores, key=scores.__getitem__)
+    assert (by_model["lstm"].decoder, by_model["lstm"].decoder_val_scores) == ("direct", {})
+    assert (by_model["linear"].decoder, by_model["linear"].decoder_val_scores) == ("", {})
+    report = markdown_report(rows, config)
+    assert (
+        f"decoder chosen on val (each candidate's best val score): urnn H=24: {urnn.decoder}"
+        in report
+    )
 
 
 def test_the_streaming_urnn_is_scored_on_the_same_test_windows(data_dir: Path) -> None:
