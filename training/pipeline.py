@@ -217,7 +217,7 @@ def train_pipeline(
         model_config = fitted.model.config  # under decoder_search: the chosen decoder's
         if fitted.decoder_scores:
             # The decoder the validation split chose, beside each candidate's best val score.
-            mlflow.set_tag("decoder", fitted.model.config.decoder)
+            mlflow.set_tag("decoder", model_config.decoder)
             mlflow.log_metrics(
                 {f"decoder_score_{k}": v for k, v in fitted.decoder_scores.items()},
                 run_id=run_id,
@@ -291,7 +291,7 @@ def train_pipeline(
         best_epoch=fitted.best_epoch,
         epochs=len(fitted.history),
         decoder_scores=dict(fitted.decoder_scores),
-        decoder=fitted.model.config.decoder if searches_decoder(fitted.model.config) else "",
+        decoder=model_config.decoder if searches_decoder(model_config) else "",
         tables={
             "overall": result.tables.overall,
             "by_step": result.tables.by_step,
