@@ -237,7 +237,7 @@ class StreamingURNNForecaster(Forecaster):
             nn.init.zeros_(tensor)
         # A float64 copy of this module for the serving path, rebuilt when any parameter or
         # buffer changes in place (tensor._version). A list, so nn.Module does not register it.
-        self._double: list[tuple[tuple[object, ...], StreamingURNNForecaster, _HeadWeights]] = []
+        self._double: list[tuple[tuple[object, ...], StreamServing]] = []
         self._watched: list[Tensor] = []  # parameters and buffers whose changes renew _double
 
     def unitary_parameters(self) -> list[nn.Parameter]:
@@ -393,6 +393,87 @@ class StreamingURNNForecaster(Forecaster):
     # --- one series, float64, numpy (serving) -----------------------------------------------
 
     def new_state(self) -> StreamState:
+        return self.serving().new_state()
+
+    def advance(
+        self,
+        state: StreamState,
+        target: np.ndarray,
+        covariates: np.ndarray | None = None,
+        calendar: np.ndarray | None = None,
+    ) -> StreamState:
+        """The state after `target` (T,) (+ covariates (T, C), calendar (T, K)); a new object."""
+        return self.serving().advance(state, target, covariates, calendar)
+
+    def forecast(self, state: StreamState, future_calendar: np.ndarray | None = None) -> np.ndarray:
+        """(H, Q) float64 quantiles of the next H points, in the input's (scaled) units."""
+        return self.serving().forecast(state, future_calendar)
+
+    def serving(self) -> StreamServing:
+        """The float64 serving snapshot of this module's current weights, rebuilt when a
+        parameter or buffer has changed in place since it was made (training between calls).
+        A caller that never changes the weights (the service) may keep the snapshot and skip
+        this check: it costs about as much as the numpy work of a one-point update."""
+        if not self._watched:  # walking the module tree costs more than the forecast itself
+            self._watched.extend((*self.parameters(), *self.buffers()))
+        key = tuple((t.data_ptr(), t._version) for t in self._watched)
+        cached = self._double
+        if cached and cached[0][0] == key:
+            return cached[0][1]
+        saved, self._double = self._double, []
+        watched, self._watched = self._watched, []
+        try:
+            dup = copy.deepcopy(self)
+        finally:
+            self._double, self._watched = saved, watched
+        dup = dup.double().eval()
+        for p in dup.parameters():
+            p.requires_grad_(False)
+        snapshot = StreamServing(dup)
+        self._double = [(key, snapshot)]
+        return snapshot
+
+
+class StreamServing:
+    """One series' serving path, float64 and numpy, on a frozen double copy of the weights.
+
+    Built by `StreamingURNNForecaster.serving()`. Per call it only runs numpy on arrays laid
+    out at construction (the head folded into a few matrices, see `forecast`) and, once per
+    completed segment, the torch encoder; it never looks at the module's parameters again,
+    so it must not outlive a change of them (ask the module for a new one).
+    """
+
+    def __init__(self, double: StreamingURNNForecaster) -> None:
+        self.module = double
+        self.config = c = double.config
+        self.row_width = double.row_width
+        self._urnn = double.encoder.urnn
+
+        def array(t: Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy().copy()
+
+        n2, seg, m, q = 2 * c.hidden_size, c.segment_length, c.median_index, len(c.quantiles)
+        head_w, head_b = array(double.head.weight), array(double.head.bias)
+        skip_w, skip_b = array(double.skip.weight), array(double.skip.bias)
+        self._head_hidden = np.ascontiguousarray(head_w[:, :n2])  # (H * Q, 2n)
+        # Per phase (points pending, 0 .. seg - 1): its one-hot column of the head plus the
+        # bias, plus the skip's bias in the median's entries (flat index h * Q + m).
+        phase_bias = head_w[:, n2 : n2 + seg] + head_b[:, None]
+        phase_bias[m::q] += skip_b[:, None]
+        self._phase_bias = np.ascontiguousarray(phase_bias.T)  # (seg, H * Q)
+        self._head_calendar = np.ascontiguousarray(head_w[:, n2 + seg :])  # (H * Q, 16 or 0)
+        # median = raw_m + last + skip_w @ (tail - last) + skip_b; the tail's last entry is
+        # `last`, so last * (1 - row sums of skip_w) folds into that column of the map.
+        skip = skip_w.copy()
+        skip[:, -1] += 1.0 - skip_w.sum(axis=1)
+        self._skip = np.ascontiguousarray(skip)  # (H, W)
+        self._gap_scale = np.insert(array(double.gap_scale), m, 0.0, axis=1)  # (H, Q)
+        self._outwards = _outwards(q, m)  # (Q, Q)
+        fc = double.future_calendar
+        self._calendar_w = None if fc is None else array(fc.weight)  # (16, H * K)
+        self._calendar_b = None if fc is None else array(fc.bias)
+
+    def new_state(self) -> StreamState:
         r = self.row_width
         return StreamState(
             warmup=self.config.lookback,
@@ -442,47 +523,60 @@ class StreamingURNNForecaster(Forecaster):
             hidden = self._run_encoder(hidden, done.reshape(k, -1))
             anchor = float(buffered[k * seg - 1, 0])
         tail = np.concatenate([state.tail, z_rows[:, 0]])[-c.lookback :]
-        return replace(
-            state,
+        # The constructor, not dataclasses.replace: this runs once per served point.
+        return StreamState(
+            warmup=state.warmup,
+            row_width=state.row_width,
             seen=state.seen + len(rows),
+            loc=state.loc,
+            scale=state.scale,
             hidden=hidden,
             anchor=anchor,
             pending=buffered[k * seg :].copy(),
+            warm=state.warm,
             tail=tail.copy(),
         )
 
-    def forecast(self, state: StreamState, future_calendar: np.ndarray | None = None) -> np.ndarray:
-        """(H, Q) float64 quantiles of the next H points, in the input's (scaled) units."""
+    def forecast(
+        self,
+        state: StreamState,
+        future_calendar: np.ndarray | None = None,
+        *,
+        unit_scale: float = 1.0,
+        unit_loc: float = 0.0,
+    ) -> np.ndarray:
+        """(H, Q) float64 quantiles of the next H points, in the input's (scaled) units, then
+        times `unit_scale` plus `unit_loc` (the caller's own scaler, folded in)."""
         c = self.config
         if not state.ready or state.hidden is None:
             raise NotReadyError(
                 f"the series has {state.seen} of the {c.lookback} points needed before the "
                 f"first forecast ({state.points_needed} more)"
             )
-        if c.n_calendar and (
-            future_calendar is None or future_calendar.shape != (c.horizon, c.n_calendar)
-        ):
-            got = None if future_calendar is None else future_calendar.shape
-            raise InputShapeError(
-                f"future_calendar must have shape {(c.horizon, c.n_calendar)}; got {got}"
-            )
-        w = self._numpy_weights()
         # head([hidden, one-hot phase, calendar bottleneck]): the one-hot picks one column,
-        # folded with the bias into phase_bias.
-        raw = w.head_hidden @ state.hidden + w.phase_bias[len(state.pending)]
-        if w.calendar_w is not None and w.calendar_b is not None and future_calendar is not None:
-            bottleneck = w.calendar_w @ np.asarray(future_calendar, np.float64).reshape(-1)
-            raw = raw + w.head_calendar @ (bottleneck + w.calendar_b)
+        # folded with the biases into _phase_bias.
+        raw = self._head_hidden @ state.hidden
+        raw += self._phase_bias[len(state.pending)]
+        if c.n_calendar:
+            if future_calendar is None or future_calendar.shape != (c.horizon, c.n_calendar):
+                got = None if future_calendar is None else future_calendar.shape
+                raise InputShapeError(
+                    f"future_calendar must have shape {(c.horizon, c.n_calendar)}; got {got}"
+                )
+            assert self._calendar_w is not None and self._calendar_b is not None
+            bottleneck = self._calendar_w @ np.asarray(future_calendar, np.float64).reshape(-1)
+            raw += self._head_calendar @ (bottleneck + self._calendar_b)
         raw = raw.reshape(c.horizon, len(c.quantiles))
-        # median = raw_m + last + skip_w @ (tail - last) + skip_b, without the (W,) difference
-        last = state.tail[-1]
-        median = raw[:, c.median_index] + w.skip_w @ state.tail + last * w.skip_keep + w.skip_b
+        median = raw[:, c.median_index] + self._skip @ state.tail
         # monotone_quantiles then scale_gaps, composed: softplus gaps times gap_scale (0 in the
         # median's column), summed outwards from the median by one fixed (Q, Q) matrix.
-        gaps = np.logaddexp(0.0, raw) * w.gap_scale_full
-        out = median[:, None] + gaps @ w.outwards  # (H, Q)
-        result: np.ndarray = out * state.scale + state.loc
-        return result
+        gaps = np.logaddexp(0.0, raw)
+        gaps *= self._gap_scale
+        out: np.ndarray = gaps @ self._outwards
+        out += median[:, None]
+        out *= state.scale * unit_scale
+        out += state.loc * unit_scale + unit_loc
+        return out
 
     def _rows(
         self,
@@ -514,68 +608,19 @@ class StreamingURNNForecaster(Forecaster):
                 f"the state was made for another model (row width {state.row_width}, warm-up "
                 f"{state.warmup}); this one has {self.row_width}, {c.lookback}"
             )
-        return np.concatenate(parts, axis=1)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def _run_encoder(self, hidden: np.ndarray | None, steps: np.ndarray) -> np.ndarray:
         """(2n,) | None (the learned initial state), (k, seg * R) -> the (2n,) state after."""
-        urnn = self._float64().encoder.urnn
         n = self.config.hidden_size
         with torch.inference_mode():
             h0 = None
             if hidden is not None:
                 pairs = torch.from_numpy(hidden)
                 h0 = torch.complex(pairs[:n], pairs[n:]).unsqueeze(0)
-            states = urnn.states(torch.from_numpy(np.ascontiguousarray(steps))[None], h0)
+            states = self._urnn.states(torch.from_numpy(np.ascontiguousarray(steps))[None], h0)
             last: np.ndarray = states[0, -1].numpy().copy()
         return last
-
-    def _float64(self) -> StreamingURNNForecaster:
-        return self._serving()[0]
-
-    def _numpy_weights(self) -> _HeadWeights:
-        return self._serving()[1]
-
-    def _serving(self) -> tuple[StreamingURNNForecaster, _HeadWeights]:
-        """The float64 copy (encoder steps) and the head as numpy arrays (the per-point
-        forecast: a few small matrix-vector products, no torch dispatch), rebuilt when a
-        parameter or buffer has changed in place since they were made."""
-        if not self._watched:  # walking the module tree costs more than the forecast itself
-            self._watched.extend((*self.parameters(), *self.buffers()))
-        key = tuple((t.data_ptr(), t._version) for t in self._watched)
-        cached = self._double
-        if cached and cached[0][0] == key:
-            return cached[0][1], cached[0][2]
-        saved, self._double = self._double, []
-        watched, self._watched = self._watched, []
-        try:
-            dup = copy.deepcopy(self)
-        finally:
-            self._double, self._watched = saved, watched
-        dup = dup.double().eval()
-        for p in dup.parameters():
-            p.requires_grad_(False)
-
-        def array(t: Tensor) -> np.ndarray:
-            return t.detach().cpu().numpy().copy()
-
-        c = self.config
-        n2, seg, m = 2 * c.hidden_size, c.segment_length, c.median_index
-        head_w, head_b = array(dup.head.weight), array(dup.head.bias)
-        skip_w = array(dup.skip.weight)
-        weights = _HeadWeights(
-            head_hidden=np.ascontiguousarray(head_w[:, :n2]),
-            phase_bias=np.ascontiguousarray((head_w[:, n2 : n2 + seg] + head_b[:, None]).T),
-            head_calendar=np.ascontiguousarray(head_w[:, n2 + seg :]),
-            skip_w=skip_w,
-            skip_keep=1.0 - skip_w.sum(axis=1),
-            skip_b=array(dup.skip.bias),
-            gap_scale_full=np.insert(array(dup.gap_scale), m, 0.0, axis=1),
-            outwards=_outwards(len(c.quantiles), m),
-            calendar_w=None if dup.future_calendar is None else array(dup.future_calendar.weight),
-            calendar_b=None if dup.future_calendar is None else array(dup.future_calendar.bias),
-        )
-        self._double = [(key, dup, weights)]
-        return dup, weights
 
 
 def _outwards(q: int, median: int) -> np.ndarray:
@@ -589,19 +634,3 @@ def _outwards(q: int, median: int) -> np.ndarray:
         elif j < median:
             t[j:median, j] = -1.0
     return t
-
-
-@dataclass(frozen=True)
-class _HeadWeights:
-    """The head of the float64 copy as numpy arrays, pre-arranged for one series' forecast."""
-
-    head_hidden: np.ndarray  # (H * Q, 2n): the head's columns that read the state
-    phase_bias: np.ndarray  # (seg, H * Q): the one-hot phase's column plus the bias, per phase
-    head_calendar: np.ndarray  # (H * Q, 16 or 0)
-    skip_w: np.ndarray  # (H, W)
-    skip_keep: np.ndarray  # (H,) 1 - skip_w's row sums: the last value's weight
-    skip_b: np.ndarray
-    gap_scale_full: np.ndarray  # (H, Q): gap_scale with a zero column at the median
-    outwards: np.ndarray  # (Q, Q), see _outwards
-    calendar_w: np.ndarray | None  # (16, H * K)
-    calendar_b: np.ndarray | None

@@ -55,6 +55,13 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Off unless asked for: FastAPI's native OpenTelemetry checks its providers on every
+        # request (~20 us of a ~300 us streaming update, measured in process).
+        telemetry={
+            "tracing": settings.otel_telemetry,
+            "metrics": settings.otel_telemetry,
+            "logs": settings.otel_telemetry,
+        },
     )
     app.state.service = state
     install_handlers(app)

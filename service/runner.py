@@ -128,13 +128,14 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
     history = series.history
     if history is None:
         raise ValueError("a series prepared for a streaming model lacks its history")
-    stream = model.stream_model
+    stream = model.stream_serving
     state = stream.advance(stream.new_state(), history.target, history.covariates, history.calendar)
     future = None
     if model.needs_dates:
         future = _present(series.future_calendar).astype(np.float64)
-    scaled = stream.forecast(state, future)
-    return scaled * series.target_scale + series.target_mean
+    return stream.forecast(
+        state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
+    )
 
 
 def _present(array: np.ndarray | None) -> np.ndarray:

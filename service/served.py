@@ -24,7 +24,7 @@ import torch
 from pandas.tseries.offsets import BaseOffset
 
 from models.forecaster import Forecaster
-from models.streaming import StreamingURNNForecaster
+from models.streaming import StreamingURNNForecaster, StreamServing
 from training.mlflow_model import ForecastPredictor
 from training.split import GLOBAL
 
@@ -93,6 +93,12 @@ class ServedModel:
         if not isinstance(model, StreamingURNNForecaster):
             raise TypeError(f"the served model of kind {model.config.kind!r} is not streaming")
         return model
+
+    @functools.cached_property
+    def stream_serving(self) -> StreamServing:
+        """The streaming model's float64 serving path, taken once: a served version's weights
+        never change, so the per-call check of `StreamingURNNForecaster.serving()` is skipped."""
+        return self.stream_model.serving()
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -189,6 +195,8 @@ class ServedModel:
         )
         if out.shape != (1, c.horizon, len(c.quantiles)) or not np.isfinite(out).all():
             raise RuntimeError(f"warm-up forward gave shape {out.shape} or non-finite values")
+        if self.streaming:
+            self.stream_serving  # noqa: B018  # the float64 copy, built before the first update
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array)

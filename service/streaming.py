@@ -486,7 +486,7 @@ class StreamEngine:
         scales: ColumnScales,
     ) -> SeriesData:
         """(worker thread) The state after the plan's points, and its forecast."""
-        stream = model.stream_model
+        stream = model.stream_serving
         state = stream.new_state() if data is None else data.state
         state = stream.advance(
             state, *_inputs(plan.ns, plan.values, plan.covariates, tz, model, scales)
@@ -522,7 +522,7 @@ class StreamEngine:
         columns = [tail.names.index(name) for name in model.covariates]
         covariates = tail.covariates[:, columns]
         tail = Tail(tail.ns, tail.values, covariates, model.covariates)
-        stream = model.stream_model
+        stream = model.stream_serving
         state = stream.new_state()
         if len(tail):
             state = stream.advance(
@@ -673,8 +673,9 @@ def _forecast(
     if model.needs_dates:
         steps = grid_after(last_ns, model.max_horizon, tz, model)
         future = calendar_features(as_index(steps, tz), model.freq)
-    scaled = model.stream_model.forecast(state, future)
-    return scaled * scales.target_scale + scales.target_mean
+    return model.stream_serving.forecast(
+        state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
+    )
 
 
 def _forecast_out(
