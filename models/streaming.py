@@ -50,6 +50,7 @@ States serialise without pickle (`StreamState.to_bytes`: a JSON header and raw f
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import struct
@@ -82,6 +83,7 @@ STATE_FORMAT = 1
 # (tests/models/test_streaming.py checks it stays flat over 200k points).
 MIN_DISSIPATION = 0.03
 _MAGIC = b"URNNSTATE"
+_SERVING_TOKENS = itertools.count()
 
 
 class NotReadyError(ValueError):
@@ -115,6 +117,10 @@ class StreamState:
     pending: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (r, row_width)
     warm: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (<warmup, row_width)
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (<= warmup,)
+    # A cache, not state: the head's product with `hidden` (it changes once per segment, the
+    # forecast is asked after every point), valid for the StreamServing whose token it names.
+    head_base: np.ndarray | None = field(default=None, compare=False, repr=False)
+    head_base_of: int = field(default=-1, compare=False, repr=False)
 
     @property
     def ready(self) -> bool:
@@ -445,6 +451,7 @@ class StreamServing:
 
     def __init__(self, double: StreamingURNNForecaster) -> None:
         self.module = double
+        self.token = next(_SERVING_TOKENS)  # names the states' head_base caches it made
         self.config = c = double.config
         self.row_width = double.row_width
         self._urnn = double.encoder.urnn
@@ -515,6 +522,7 @@ class StreamServing:
         seg = c.segment_length
         k = len(buffered) // seg
         hidden, anchor = state.hidden, state.anchor
+        base = state.head_base if state.head_base_of == self.token else None
         if k:
             done = buffered[: k * seg].reshape(k, seg, self.row_width).copy()
             start = float(done[0, 0, 0]) if hidden is None else anchor  # segment 0: its first
@@ -522,6 +530,7 @@ class StreamServing:
             done[:, :, 0] -= before[:, None]
             hidden = self._run_encoder(hidden, done.reshape(k, -1))
             anchor = float(buffered[k * seg - 1, 0])
+            base = self._head_hidden @ hidden
         tail = np.concatenate([state.tail, z_rows[:, 0]])[-c.lookback :]
         # The constructor, not dataclasses.replace: this runs once per served point.
         return StreamState(
@@ -535,6 +544,8 @@ class StreamServing:
             pending=buffered[k * seg :].copy(),
             warm=state.warm,
             tail=tail.copy(),
+            head_base=base,
+            head_base_of=-1 if base is None else self.token,
         )
 
     def forecast(
@@ -555,8 +566,10 @@ class StreamServing:
             )
         # head([hidden, one-hot phase, calendar bottleneck]): the one-hot picks one column,
         # folded with the biases into _phase_bias.
-        raw = self._head_hidden @ state.hidden
-        raw += self._phase_bias[len(state.pending)]
+        base = state.head_base
+        if base is None or state.head_base_of != self.token:
+            base = self._head_hidden @ state.hidden
+        raw = base + self._phase_bias[len(state.pending)]
         if c.n_calendar:
             if future_calendar is None or future_calendar.shape != (c.horizon, c.n_calendar):
                 got = None if future_calendar is None else future_calendar.shape

@@ -181,6 +181,19 @@ def test_the_float64_copy_follows_weight_updates() -> None:
     assert not np.allclose(model.forecast(state), before)
 
 
+def test_a_state_made_before_a_weight_update_forecasts_with_the_new_weights() -> None:
+    """The state caches the head's product with its hidden state (once per segment); a state
+    advanced under the old weights must not serve that product to the new ones."""
+    model = model_for()
+    target, _ = history(100)
+    state = model.advance(model.new_state(), target)
+    assert state.head_base is not None
+    with torch.no_grad():
+        model.head.weight.mul_(3.0)
+    fresh = model.advance(model.new_state(), target)
+    np.testing.assert_array_equal(model.forecast(state), model.forecast(fresh))
+
+
 def test_checkpoint_round_trip_keeps_the_forecasts(tmp_path: object) -> None:
     model = model_for(0, 0, dropout=0.2)
     target, _ = history(90)

@@ -1,0 +1,69 @@
+"""`service.stream_validation.Tail.extend`: appending in place into a shared buffer must give
+exactly what concatenating and keeping the last `limit` points gives, and never change a tail
+handed out earlier (a request that fails, or a conflict retry, keeps using the older one)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.stream_validation import Tail
+
+
+def reference(chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]], limit: int) -> Tail:
+    ns = np.concatenate([c[0] for c in chunks])[-limit:]
+    values = np.concatenate([c[1] for c in chunks])[-limit:]
+    covariates = np.concatenate([c[2] for c in chunks])[-limit:]
+    return Tail(ns, values, covariates, ("a", "b"))
+
+
+def chunk(start: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ns = np.arange(start, start + size, dtype=np.int64) * 1_000
+    values = np.arange(start, start + size, dtype=np.float64) + 0.5
+    covariates = np.stack([values * 2, -values], axis=1)
+    return ns, values, covariates
+
+
+def assert_same(got: Tail, want: Tail) -> None:
+    np.testing.assert_array_equal(got.ns, want.ns)
+    np.testing.assert_array_equal(got.values, want.values)
+    np.testing.assert_array_equal(got.covariates, want.covariates)
+    assert got.names == want.names
+    assert got.ns.dtype == np.int64 and got.values.dtype == np.float64
+
+
+@pytest.mark.parametrize("limit", [1, 5, 64, 100])
+@pytest.mark.parametrize("sizes", [[1] * 300, [3, 1, 70, 1, 1, 200, 2, 1], [150, 1, 1]])
+def test_chained_extends_equal_concatenation(limit: int, sizes: list[int]) -> None:
+    tail = Tail.empty(("a", "b"))
+    chunks = []
+    start = 0
+    for size in sizes:
+        part = chunk(start, size)
+        start += size
+        chunks.append(part)
+        tail = tail.extend(*part, limit)
+        assert_same(tail, reference(chunks, limit))
+
+
+def test_older_tails_are_never_changed_by_later_extends() -> None:
+    limit = 50
+    tail = Tail.empty(("a", "b")).extend(*chunk(0, 30), limit)
+    frozen = Tail(tail.ns.copy(), tail.values.copy(), tail.covariates.copy(), tail.names)
+    first = tail.extend(*chunk(30, 1), limit)  # appends in place, past `tail`'s view
+    # A second extend of the same older tail (a retry) must not write over `first`'s point.
+    second = tail.extend(*chunk(1000, 2), limit)
+    assert_same(tail, frozen)
+    assert_same(first, reference([chunk(0, 30), chunk(30, 1)], limit))
+    assert_same(second, reference([chunk(0, 30), chunk(1000, 2)], limit))
+    # ... and extending `first` further still gives the right points.
+    third = first.extend(*chunk(31, 40), limit)
+    assert_same(third, reference([chunk(0, 30), chunk(30, 1), chunk(31, 40)], limit))
+    assert_same(second, reference([chunk(0, 30), chunk(1000, 2)], limit))
+
+
+def test_a_tail_read_from_bytes_extends_like_any_other() -> None:
+    tail = Tail.empty(("a", "b")).extend(*chunk(0, 10), 8)
+    loaded = Tail.from_bytes(tail.to_bytes())
+    assert_same(loaded, tail)
+    assert_same(loaded.extend(*chunk(10, 3), 8), reference([chunk(0, 13)], 8))
