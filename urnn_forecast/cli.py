@@ -510,13 +510,22 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     if workers == 1:
         from service.main import create_app
 
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(
+            create_app(settings), host=host, port=port, access_log=settings.serve_access_log
+        )
         return 0
     # Several processes: each worker builds its app from the environment, and writes its
     # metrics into a shared folder that must exist before any of them imports prometheus_client.
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="urnn-metrics-")
-    uvicorn.run("service.main:create_app", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "service.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=settings.serve_access_log,
+    )
     return 0
 
 

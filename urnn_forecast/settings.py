@@ -149,6 +149,14 @@ class Settings(BaseSettings):
     serve_workers: int = Field(
         default=1, ge=1, description="`urnn serve` worker processes (uvicorn --workers)."
     )
+    serve_access_log: bool = Field(
+        default=False,
+        description=(
+            "`urnn serve` writes uvicorn's access log line per request (off by default, as in "
+            "gunicorn: request counts and latencies by route and status are in /metrics, errors "
+            "are logged either way; the line cost 0.05-0.1 ms of a 0.4-0.5 ms streaming update)."
+        ),
+    )
 
     # --- the job database and workers (jobs/, `urnn worker`, `urnn db upgrade`) ---------------
     database_url: str | None = Field(

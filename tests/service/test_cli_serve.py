@@ -32,7 +32,15 @@ def test_serve_one_worker_runs_the_app_built_from_these_settings(
     (app,), options = calls[0]
     assert isinstance(app, FastAPI)
     assert app.state.service.settings is settings
-    assert options == {"host": "0.0.0.0", "port": 9000}
+    assert options == {"host": "0.0.0.0", "port": 9000, "access_log": False}
+
+
+def test_serve_writes_the_access_log_when_asked(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]], tmp_path: Path
+) -> None:
+    settings = Settings(var_dir=tmp_path / "var", serve_access_log=True)
+    assert cli.main(["serve"], settings=settings) == 0
+    assert calls[0][1]["access_log"] is True
 
 
 def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
@@ -42,7 +50,13 @@ def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
     assert cli.main(["serve", "--port", "8123", "--workers", "3"], settings=settings) == 0
     (target,), options = calls[0]
     assert target == "service.main:create_app"
-    assert options == {"factory": True, "host": "127.0.0.1", "port": 8123, "workers": 3}
+    assert options == {
+        "factory": True,
+        "host": "127.0.0.1",
+        "port": 8123,
+        "workers": 3,
+        "access_log": False,
+    }
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     assert folder.is_dir()
     folder.rmdir()
