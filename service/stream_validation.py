@@ -19,6 +19,7 @@ timestamps and float64 values and covariates, little-endian. No pickle.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from collections.abc import Sequence
@@ -283,10 +284,16 @@ def parse_observations(body: ObservationsIn, model: ServedModel) -> Observations
         covariates=covariates,
         horizon=horizon,
         quantile_index=indices,
-        quantile_keys=tuple(quantile_key(model.quantiles[j]) for j in indices),
+        quantile_keys=_quantile_keys(model.quantiles, indices),
         gap_policy=body.gap_policy,
         dated_by="timestamps" if body.timestamps is not None else "start",
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _quantile_keys(trained: tuple[float, ...], indices: tuple[int, ...]) -> tuple[str, ...]:
+    """The response keys of the chosen quantiles (a request asks the same few sets)."""
+    return tuple(quantile_key(trained[j]) for j in indices)
 
 
 def _finite(field: str, raw: Sequence[float | None] | np.ndarray) -> np.ndarray:
@@ -304,6 +311,8 @@ def _finite(field: str, raw: Sequence[float | None] | np.ndarray) -> np.ndarray:
 
 
 def _covariates(body: ObservationsIn, model: ServedModel, n: int) -> np.ndarray:
+    if not body.covariates and not model.covariates:  # none sent, none read: nothing to check
+        return np.empty((n, 0))
     known = model.known_covariates
     unknown = sorted(set(body.covariates) - set(known))
     if unknown:
@@ -356,6 +365,8 @@ def _time_axis(
 
 def _from_start(start: datetime, model: ServedModel, n: int) -> tuple[np.ndarray, tzinfo | None]:
     naive_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
+    if naive_ns is not None and n == 1:  # a streaming update's single point
+        return np.array([naive_ns], np.int64), None
     if naive_ns is not None:
         return np.concatenate([[naive_ns], grid_after(naive_ns, n - 1, None, model)]).astype(
             np.int64

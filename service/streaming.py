@@ -47,7 +47,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import tzinfo
@@ -136,6 +136,27 @@ class Entry:
     loaded: bool = False  # the snapshot has been looked up
     dirty: bool = False  # changed since the last write (write-behind)
     gone: bool = False  # evicted or dropped: whoever waited for its lock looks again
+
+
+class _Locked:
+    """`StreamEngine._locked`'s context: a class rather than an @asynccontextmanager, whose
+    generator machinery cost ~5 us of a ~300 us streaming update."""
+
+    __slots__ = ("engine", "entry", "load", "series_id")
+
+    def __init__(self, engine: StreamEngine, series_id: str, load: bool) -> None:
+        self.engine, self.series_id, self.load = engine, series_id, load
+        self.entry: Entry | None = None
+
+    async def __aenter__(self) -> Entry:
+        self.entry = await self.engine._acquire(self.series_id, self.load)
+        return self.entry
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        assert self.entry is not None
+        self.engine._release(self.entry)
+        if kind is None and len(self.engine._entries) > self.engine.settings.stream_max_states:
+            await self.engine._evict_over_limit()
 
 
 class StreamEngine:
@@ -287,9 +308,12 @@ class StreamEngine:
 
     # --- memory: slots, locks, the LRU --------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _locked(self, series_id: str, *, load: bool = True) -> AsyncIterator[Entry]:
-        """The series' slot, its lock held, its snapshot loaded (refreshed in write-through)."""
+    def _locked(self, series_id: str, *, load: bool = True) -> _Locked:
+        """The series' slot, its lock held, its snapshot loaded (refreshed in write-through):
+        `async with engine._locked(series_id) as entry: ...`."""
+        return _Locked(self, series_id, load)
+
+    async def _acquire(self, series_id: str, load: bool) -> Entry:
         while True:
             entry = self._entries.get(series_id)
             if entry is None:
@@ -305,12 +329,15 @@ class StreamEngine:
         try:
             if load and (not entry.loaded or self.write_through):
                 await self._refresh(entry)
-            yield entry
-        finally:
-            if entry.data is None and not entry.dirty:  # unknown or deleted: keep no slot
-                self._forget(entry)
-            entry.lock.release()
-        await self._evict_over_limit()
+        except BaseException:
+            self._release(entry)
+            raise
+        return entry
+
+    def _release(self, entry: Entry) -> None:
+        if entry.data is None and not entry.dirty:  # unknown or deleted: keep no slot
+            self._forget(entry)
+        entry.lock.release()
 
     def _forget(self, entry: Entry) -> None:
         entry.gone = True
