@@ -18,9 +18,14 @@ then the exception's classes in MRO order; the catch-all `Exception` handler and
 unhandled propagate to ServerErrorMiddleware), so every status and message is the same
 whichever path answers; tests compare the two paths byte for byte.
 
-The middleware sits inside the body-size limit and the request-metrics middleware and puts
-the declared route's template in the scope (`ROUTE_TEMPLATE`), so 413s and latency labels are
-unchanged.
+Where it runs: ahead of FastAPI's whole middleware stack (`service.main.ServiceApp`, with
+`Outermost`), where it does for the requests it answers what the stack's layers would (the
+latency metric under the declared route's template, the body-size limit's 413, and
+ServerErrorMiddleware's answer to an exception no handler takes, re-raised for the log);
+everything it steps aside from goes down the stack unchanged. With FastAPI's OpenTelemetry
+on (URNN_OTEL_TELEMETRY) it runs as before, a middleware inside the size limit and the
+metrics, so that the telemetry sees every request. Either way it puts the route's template in
+the scope (`ROUTE_TEMPLATE`), so latency labels are the same.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from __future__ import annotations
 import hmac
 import inspect
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from fastapi import Response
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -41,7 +48,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.fast_path import fast_request
 from service.forecasting import forecast
-from service.middleware import ROUTE_TEMPLATE, replaying
+from service.metrics import ServiceMetrics
+from service.middleware import ROUTE_TEMPLATE, parse_content_length, replaying, send_too_large
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
 
@@ -63,13 +71,34 @@ class FastRoute:
     handle: FastHandler
 
 
+@dataclass(frozen=True)
+class Outermost:
+    """What the middlewares inside FastAPI's stack do, for the requests the fast path answers
+    itself when it runs ahead of that stack (`service.main.ServiceApp`): request metrics, the
+    body-size limit, and ServerErrorMiddleware's answer to an exception no handler takes."""
+
+    metrics: ServiceMetrics
+    max_body_bytes: int
+
+
 class FastRoutesMiddleware:
+    """`outermost=None`: a middleware inside FastAPI's stack (under the request metrics and
+    the size limit). With `Outermost(...)`: ahead of the whole stack, `app` being the stack
+    itself; the requests it answers then skip FastAPI's, Starlette's and our middlewares
+    (~20 us in process, more between real requests), and it does their work for them."""
+
     def __init__(
-        self, app: ASGIApp, *, state: ServiceState, routes: Sequence[FastRoute] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        state: ServiceState,
+        routes: Sequence[FastRoute] | None = None,
+        outermost: Outermost | None = None,
     ) -> None:
         self.app = app
         self.state = state
         self.routes = tuple(FAST_ROUTES if routes is None else routes)
+        self.outermost = outermost
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,14 +108,27 @@ class FastRoutesMiddleware:
         if found is None:
             await self.app(scope, receive, send)
             return
+        start = time.perf_counter()
         route, params = found
         headers = dict(reversed(scope["headers"]))  # lower-case names; the first of each wins
         if not _is_json(headers.get(b"content-type", b"")):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        outer = self.outermost
+        limit = None if outer is None else outer.max_body_bytes
+        if limit is not None:
+            declared = parse_content_length(headers.get(b"content-length", b"none"))
+            if declared is not None and declared > limit:
+                await self.app(scope, receive, send)  # the size limit inside answers 413
+                return
+        body = await _read_body(receive, limit)
         if body is None:
             return  # the client left before sending its body: nobody to answer
+        if body is _TOO_LARGE:
+            assert outer is not None
+            await send_too_large(send, outer.max_body_bytes, None)
+            self._observe(route, 413, start)
+            return
         replay = replaying(body, receive)
         try:
             data = orjson.loads(body)
@@ -100,12 +142,42 @@ class FastRoutesMiddleware:
         except Exception as error:
             handler = _handler_for(scope, error)
             if handler is None:
+                if outer is None:
+                    raise  # ServerErrorMiddleware's, above this middleware
+                await self._server_error(scope, replay, send, error, route, start)
                 raise
             response = await _call_handler(handler, Request(scope, replay), error)
         if response is None:
             await self.app(scope, replay, send)
             return
         await response(scope, replay, send)
+        self._observe(route, response.status_code, start)
+
+    def _observe(self, route: FastRoute, status: int, start: float) -> None:
+        if self.outermost is not None:
+            self.outermost.metrics.request_latency.labels(
+                route=route.template, method=route.method, status_class=f"{status // 100}xx"
+            ).observe(time.perf_counter() - start)
+
+    async def _server_error(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        error: Exception,
+        route: FastRoute,
+        start: float,
+    ) -> None:
+        """As ServerErrorMiddleware: the app's catch-all handler answers (plain 500 without
+        one); the caller re-raises so that the server logs the traceback."""
+        handlers = getattr(scope.get("app"), "exception_handlers", {})
+        handler = handlers.get(500) or handlers.get(Exception)
+        if handler is None:
+            response: Response = PlainTextResponse("Internal Server Error", status_code=500)
+        else:
+            response = await _call_handler(handler, Request(scope, receive), error)
+        await response(scope, receive, send)
+        self._observe(route, response.status_code, start)
 
     def _match(self, scope: Scope) -> tuple[FastRoute, dict[str, str]] | None:
         method, path = scope["method"], _route_path(scope)
@@ -129,13 +201,22 @@ def _is_json(content_type: bytes) -> bool:
     return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+_TOO_LARGE = b"<above the size limit>"  # a sentinel: compared by identity
+
+
+async def _read_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """The whole body; None if the client left first, _TOO_LARGE past `limit` bytes."""
     chunks: list[bytes] = []
+    total = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        if limit is not None and total > limit:
+            return _TOO_LARGE
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 

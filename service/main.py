@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from service.errors import install_handlers
-from service.fast_routes import FastRoutesMiddleware
+from service.fast_routes import FastRoutesMiddleware, Outermost
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
 from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
@@ -33,6 +34,25 @@ Forecasts from the registered uRNN forecaster (`URNN_MODEL_URI`, default
 `models:/urnn-forecaster@champion`). POST histories to `/forecast`; `GET /model` says what the
 served version accepts. Bad input answers 422 naming the series and the field.
 """
+
+
+class ServiceApp(FastAPI):
+    """FastAPI, with the hot endpoints' fast path (`service.fast_routes`) ahead of its whole
+    middleware stack: a request the fast path answers costs none of the stack's layers, and
+    one it is not sure of goes down the stack as to any FastAPI app."""
+
+    fast_routes: FastRoutesMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_routes
+        if fast is None or scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self  # as Starlette sets it: the fast path finds the handlers here
+        await fast(scope, receive, send)
+
+    async def _stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, loader: ModelLoader | None = None) -> FastAPI:
@@ -50,7 +70,7 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
             await state.stop()
             mark_process_dead(os.getpid())
 
-    app = FastAPI(
+    app = ServiceApp(
         title="urnn-forecast",
         version=__version__,
         description=DESCRIPTION,
@@ -74,9 +94,15 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
     app.include_router(schedules.router)
     jobs.install_job_handlers(app)
     series.install_series_handlers(app)
-    # Added last = outermost: metrics see every answer, 413s included; the hot endpoints' fast
-    # path innermost, so the size limit and the metrics cover it too.
-    app.add_middleware(FastRoutesMiddleware, state=state)
+    # The hot endpoints' fast path: ahead of the whole stack, doing the metrics' and the size
+    # limit's work itself; inside it (so that FastAPI's OpenTelemetry sees those requests)
+    # when that telemetry is on.
+    if settings.otel_telemetry:
+        app.add_middleware(FastRoutesMiddleware, state=state)
+    else:
+        outermost = Outermost(metrics=state.metrics, max_body_bytes=settings.max_body_bytes)
+        app.fast_routes = FastRoutesMiddleware(app._stack, state=state, outermost=outermost)
+    # Added last = outermost: metrics see every answer, 413s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app

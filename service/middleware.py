@@ -55,24 +55,29 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     async def _too_large(self, send: Send, declared: int | None) -> None:
-        size = f"{declared:,} bytes" if declared is not None else "the streamed body"
-        detail = (
-            f"request body too large: {size} exceeds the limit of {self.max_bytes:,} bytes "
-            "(URNN_MAX_BODY_BYTES); send fewer or shorter series per request"
-        )
-        body = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_too_large(send, self.max_bytes, declared)
+
+
+async def send_too_large(send: Send, max_bytes: int, declared: int | None) -> None:
+    """The 413 answer (and the connection closed) for a body above `max_bytes`."""
+    size = f"{declared:,} bytes" if declared is not None else "the streamed body"
+    detail = (
+        f"request body too large: {size} exceeds the limit of {max_bytes:,} bytes "
+        "(URNN_MAX_BODY_BYTES); send fewer or shorter series per request"
+    )
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:
@@ -92,11 +97,15 @@ def replaying(body: bytes, receive: Receive) -> Receive:
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+            return parse_content_length(value)
     return None
+
+
+def parse_content_length(value: bytes) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 class RequestMetricsMiddleware:

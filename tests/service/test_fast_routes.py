@@ -21,7 +21,8 @@ from fastapi.testclient import TestClient
 from starlette.exceptions import HTTPException
 from starlette.types import Message
 
-from service.fast_routes import FastRoute, FastRoutesMiddleware
+from service.fast_routes import FastRoute, FastRoutesMiddleware, Outermost
+from service.metrics import ServiceMetrics
 from service.middleware import ROUTE_TEMPLATE
 from tests.service.conftest import API_KEY, Registry, metric_value
 from tests.service.test_streaming_api import points
@@ -84,18 +85,26 @@ def call(
     content_type: bytes = b"application/json",
     root_path: str = "",
     messages: list[Message] | None = None,
+    outermost: Outermost | None = None,
+    app: Any = None,
+    extra_headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[list[Message], Downstream, dict[str, Any]]:
     downstream = Downstream()
     route = FastRoute("POST", "/things/{name}", re.compile(r"/things/(?P<name>[^/]+)"), handler)
-    middleware = FastRoutesMiddleware(downstream, state=None, routes=[route])  # type: ignore[arg-type]
+    middleware = FastRoutesMiddleware(
+        downstream,  # type: ignore[arg-type]
+        state=None,  # type: ignore[arg-type]
+        routes=[route],
+        outermost=outermost,
+    )
     scope: dict[str, Any] = {
         "type": "http",
         "method": "POST",
         "path": path,
         "root_path": root_path,
-        "headers": [(b"content-type", content_type)],
+        "headers": [(b"content-type", content_type), *extra_headers],
         "query_string": b"",
-        "app": FakeApp(),
+        "app": FakeApp() if app is None else app,
     }
     incoming = list(messages or [{"type": "http.request", "body": body, "more_body": False}])
     sent: list[Message] = []
@@ -187,3 +196,107 @@ def test_streaming_updates_answered_by_the_fast_path_carry_the_route_label(
         assert answer.status_code == 200, answer.text
     assert metric_value(client, requests, **label) == 3.0
     assert "m1" not in client.get("/metrics").text
+
+
+# --- ahead of FastAPI's stack (`Outermost`): the stack's work for what it answers itself ---
+
+
+def outermost(max_body_bytes: int = 1024) -> Outermost:
+    return Outermost(metrics=ServiceMetrics(), max_body_bytes=max_body_bytes)
+
+
+def latency_count(outer: Outermost, status_class: str) -> float:
+    value = outer.metrics.registry.get_sample_value(
+        "urnn_http_request_duration_seconds_count",
+        {"route": "/things/{name}", "method": "POST", "status_class": status_class},
+    )
+    return 0.0 if value is None else value
+
+
+def test_outermost_records_the_latency_of_what_it_answers_and_leaves_the_rest_to_the_stack() -> (
+    None
+):
+    outer = outermost()
+    assert status_and_body(call("/things/a", b'{"do": "answer"}', outermost=outer)[0])[0] == 200
+    assert status_and_body(call("/things/a", b'{"do": "refuse"}', outermost=outer)[0])[0] == 409
+    assert latency_count(outer, "2xx") == 1.0 and latency_count(outer, "4xx") == 1.0
+    # Stepped aside: the stack's own metrics middleware counts it, not the fast path.
+    sent, downstream, _ = call("/things/a", b'{"do": "unsure"}', outermost=outer)
+    assert status_and_body(sent)[0] == 299 and downstream.bodies == [b'{"do": "unsure"}']
+    assert latency_count(outer, "2xx") == 1.0
+
+
+def test_outermost_leaves_a_declared_oversized_body_to_the_stacks_limit() -> None:
+    body = b'{"do": "answer", "pad": "' + b"x" * 2000 + b'"}'
+    length = (b"content-length", str(len(body)).encode())
+    sent, downstream, _ = call("/things/a", body, outermost=outermost(), extra_headers=(length,))
+    assert status_and_body(sent)[0] == 299  # the stack (its size limit) decides, body unread
+    assert downstream.bodies == [body]
+
+
+def test_outermost_answers_413_to_a_streamed_body_past_the_limit() -> None:
+    outer = outermost(max_body_bytes=1024)
+    chunks: list[Message] = [
+        {"type": "http.request", "body": b'{"do": "answer", "pad": "', "more_body": True},
+        {"type": "http.request", "body": b"x" * 2000, "more_body": True},
+        {"type": "http.request", "body": b'"}', "more_body": False},
+    ]
+    sent, downstream, _ = call("/things/a", b"", messages=chunks, outermost=outer)
+    status, body = status_and_body(sent)
+    assert status == 413 and b"URNN_MAX_BODY_BYTES" in body
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert downstream.bodies == [] and latency_count(outer, "4xx") == 1.0
+
+
+def test_outermost_answers_an_unhandled_error_as_server_error_middleware_does() -> None:
+    outer = outermost()
+    # The app's catch-all handler answers, then the error propagates for the server's log.
+    sent = call_collecting("/things/x", b'{"do": "crash"}', outer, FakeApp())
+    assert status_and_body(sent) == (409, b'{"detail":"refused: boom"}')  # FakeApp's Exception
+    # Without a catch-all handler: a plain 500.
+    sent = call_collecting("/things/x", b'{"do": "crash"}', outer, object())
+    assert status_and_body(sent) == (500, b"Internal Server Error")
+    assert latency_count(outer, "4xx") == 1.0 and latency_count(outer, "5xx") == 1.0
+
+
+def call_collecting(path: str, body: bytes, outer: Outermost, app: Any) -> list[Message]:
+    """`call`'s messages when the call raises (the error is swallowed here)."""
+    route = FastRoute("POST", "/things/{name}", re.compile(r"/things/(?P<name>[^/]+)"), handler)
+    middleware = FastRoutesMiddleware(Downstream(), state=None, routes=[route], outermost=outer)  # type: ignore[arg-type]
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+        "app": app,
+    }
+    incoming: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(UnhandledError):
+        asyncio.run(middleware(scope, receive, send))
+    return sent
+
+
+def test_with_opentelemetry_on_the_fast_path_runs_inside_the_stack(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = stream_client_for(otel_telemetry=True)
+    app = client.app
+    assert getattr(app, "fast_routes", None) is None
+    assert any(m.cls is FastRoutesMiddleware for m in app.user_middleware)  # type: ignore[attr-defined]
+    headers = {"X-API-Key": API_KEY}
+    answer = client.post(
+        "/series/o1/observations", json=points(registry.frame, 0, 50), headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    label = dict(route="/series/{series_id}/observations", method="POST", status_class="2xx")
+    assert metric_value(client, "urnn_http_request_duration_seconds_count", **label) == 1.0
