@@ -467,7 +467,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[1_000, 10_000, 100_000, 1_000_000],
         help="history lengths N, comma list; default 1000,10000,100000,1000000",
     )
-    parser.add_argument("--updates", type=int, default=200, help="single-point updates per N")
+    parser.add_argument("--updates", type=int, default=1000, help="single-point updates per N")
     parser.add_argument("--rereads", type=int, default=5, help="whole-history re-reads per N")
     parser.add_argument(
         "--max-reread-points",
