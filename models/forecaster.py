@@ -902,10 +902,9 @@ FORECASTERS: dict[str, type[Forecaster]] = {
     "seasonal_naive": SeasonalNaiveForecaster,
 }
 
-# Imported here, after everything it builds on is defined (models.streaming imports this file).
-from models.streaming import StreamingURNNForecaster  # noqa: E402
-
-FORECASTERS["urnn-stream"] = StreamingURNNForecaster
+# Imported here, after everything it builds on is defined: models.streaming imports this file
+# and registers "urnn-stream" in FORECASTERS at its end, whichever of the two is imported first.
+import models.streaming  # noqa: E402, F401
 
 
 def build_forecaster(config: ForecasterConfig | Mapping[str, Any]) -> Forecaster:

@@ -65,6 +65,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from models.forecaster import (
+    FORECASTERS,
     FUTURE_CALENDAR_WIDTH,
     MIN_WINDOW_STD,
     Forecaster,
@@ -73,6 +74,7 @@ from models.forecaster import (
     monotone_quantiles,
     scale_gaps,
 )
+from models.stream_head_cpp import head_kernel
 from models.urnn import InputShapeError
 
 STATE_FORMAT = 1
@@ -450,7 +452,7 @@ class StreamServing:
     so it must not outlive a change of them (ask the module for a new one).
     """
 
-    def __init__(self, double: StreamingURNNForecaster) -> None:
+    def __init__(self, double: StreamingURNNForecaster, *, compiled_head: bool = True) -> None:
         self.module = double
         self.token = next(_SERVING_TOKENS)  # names the states' head_base caches it made
         self.config = c = double.config
@@ -480,6 +482,9 @@ class StreamServing:
         # the same for every way of feeding a series (the state stays float64).
         self._skip = np.ascontiguousarray(skip, dtype=np.float32)  # (H, W)
         self._gap_scale = np.insert(array(double.gap_scale), m, 0.0, axis=1)  # (H, Q)
+        self._gap_scale_flat = np.ascontiguousarray(self._gap_scale.reshape(-1))
+        # The same head compiled (models.stream_head_cpp), or None: the numpy path below.
+        self._kernel = head_kernel() if compiled_head else None
         self._outwards = _outwards(q, m)  # (Q, Q)
         fc = double.future_calendar
         self._calendar_w = None if fc is None else array(fc.weight)  # (16, H * K)
@@ -574,7 +579,6 @@ class StreamServing:
         base = state.head_base
         if base is None or state.head_base_of != self.token:
             base = self._head_hidden @ state.hidden
-        raw = base + self._phase_bias[len(state.pending)]
         if c.n_calendar:
             if future_calendar is None or future_calendar.shape != (c.horizon, c.n_calendar):
                 got = None if future_calendar is None else future_calendar.shape
@@ -583,8 +587,23 @@ class StreamServing:
                 )
             assert self._calendar_w is not None and self._calendar_b is not None
             bottleneck = self._calendar_w @ np.asarray(future_calendar, np.float64).reshape(-1)
-            raw += self._head_calendar @ (bottleneck + self._calendar_b)
-        raw = raw.reshape(c.horizon, len(c.quantiles))
+            base = base + self._head_calendar @ (bottleneck + self._calendar_b)
+        phase = self._phase_bias[len(state.pending)]
+        if self._kernel is not None:
+            rows = np.empty((len(c.quantiles), c.horizon))
+            self._kernel(
+                rows,
+                base,
+                phase,
+                self._skip,
+                np.ascontiguousarray(state.tail),
+                self._gap_scale_flat,
+                c.median_index,
+                state.scale * unit_scale,
+                state.loc * unit_scale + unit_loc,
+            )
+            return rows.T  # (H, Q), a view: its transpose is the answer's contiguous rows
+        raw = (base + phase).reshape(c.horizon, len(c.quantiles))
         median = raw[:, c.median_index] + self._skip @ state.tail.astype(np.float32)
         # monotone_quantiles then scale_gaps, composed: softplus gaps times gap_scale (0 in the
         # median's column), summed outwards from the median by one fixed (Q, Q) matrix.
@@ -652,3 +671,6 @@ def _outwards(q: int, median: int) -> np.ndarray:
         elif j < median:
             t[j:median, j] = -1.0
     return t
+
+
+FORECASTERS["urnn-stream"] = StreamingURNNForecaster
