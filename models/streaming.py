@@ -508,10 +508,22 @@ class StreamServing:
         calendar: np.ndarray | None = None,
     ) -> StreamState:
         """The state after `target` (T,) (+ covariates (T, C), calendar (T, K)); a new object."""
+        c = self.config
+        if (
+            covariates is None
+            and calendar is None
+            and self.row_width == 1
+            and state.ready
+            and state.row_width == 1
+            and state.warmup == c.lookback
+            and np.ndim(target) == 1
+            and len(target) == 1
+            and len(state.pending) + 1 < c.segment_length
+        ):
+            return self._append_one(state, float(target[0]))
         rows = self._rows(state, target, covariates, calendar)
         if len(rows) == 0:
             return state
-        c = self.config
         if not state.ready:
             warm = np.concatenate([state.warm, rows])
             if len(warm) < c.lookback:
@@ -556,6 +568,25 @@ class StreamServing:
             tail=tail.copy(),
             head_base=base,
             head_base_of=-1 if base is None else self.token,
+        )
+
+    def _append_one(self, state: StreamState, value: float) -> StreamState:
+        """`advance` by one target-only point that does not complete a segment (a streaming
+        update's usual case): the same arithmetic on fewer, smaller arrays."""
+        z = (value - state.loc) / state.scale
+        return StreamState(
+            warmup=state.warmup,
+            row_width=1,
+            seen=state.seen + 1,
+            loc=state.loc,
+            scale=state.scale,
+            hidden=state.hidden,
+            anchor=state.anchor,
+            pending=np.concatenate((state.pending, ((z,),))),
+            warm=state.warm,
+            tail=np.concatenate((state.tail, (z,)))[-self.config.lookback :],
+            head_base=state.head_base if state.head_base_of == self.token else None,
+            head_base_of=state.head_base_of if state.head_base_of == self.token else -1,
         )
 
     def forecast(
