@@ -99,6 +99,7 @@ class FastRoutesMiddleware:
         self.state = state
         self.routes = tuple(FAST_ROUTES if routes is None else routes)
         self.outermost = outermost
+        self._latency: dict[tuple[str, str, int], Any] = {}  # labelled histogram children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,10 +155,15 @@ class FastRoutesMiddleware:
         self._observe(route, response.status_code, start)
 
     def _observe(self, route: FastRoute, status: int, start: float) -> None:
-        if self.outermost is not None:
-            self.outermost.metrics.request_latency.labels(
+        if self.outermost is None:
+            return
+        key = (route.template, route.method, status // 100)
+        child = self._latency.get(key)
+        if child is None:  # a few (route, status class) pairs: look each label set up once
+            child = self._latency[key] = self.outermost.metrics.request_latency.labels(
                 route=route.template, method=route.method, status_class=f"{status // 100}xx"
-            ).observe(time.perf_counter() - start)
+            )
+        child.observe(time.perf_counter() - start)
 
     async def _server_error(
         self,

@@ -438,9 +438,14 @@ def plan_update(
         )
     tz = stored.tz
     last = stored.last_ns
-    consumed = int(np.searchsorted(obs.ns, last, side="right"))  # a prefix: obs.ns increases
-    _check_duplicates(obs, consumed, stored, tz)
-    ns, values, covariates = obs.ns[consumed:], obs.values[consumed:], obs.covariates[consumed:]
+    if obs.ns[0] > last:  # all new (the common case): no duplicates to look up
+        consumed = 0
+        ns, values, covariates = obs.ns, obs.values, obs.covariates
+    else:
+        consumed = int(np.searchsorted(obs.ns, last, side="right"))  # a prefix: ns increase
+        _check_duplicates(obs, consumed, stored, tz)
+        ns, values = obs.ns[consumed:], obs.values[consumed:]
+        covariates = obs.covariates[consumed:]
     if not len(ns):
         return Plan(ns, values, covariates, 0, consumed, 0)
     filled = _gap(int(ns[0]), stored, obs.gap_policy, model, max_gap)
