@@ -619,16 +619,34 @@ def observations_json(result: Observed) -> bytes:
     (orjson writes floats as pydantic does: shortest round-trip text, NaN/inf as null)."""
     obs, plan, data, model = result.obs, result.plan, result.data, result.model
     ref = model.ref
-    forecast: dict[str, Any] | None = None
+    forecast = b"null"
     if data.forecast is not None:
+        # Assembled from each row's JSON, so that the median's row (the "mean" and, usually,
+        # one of the quantiles) is formatted once: float formatting is most of this answer.
         stamps, rows, median = _forecast_rows(data, obs.horizon, model)
-        forecast = {
-            "timestamps": stamps,
-            "mean": rows[median],
-            "quantiles": {
-                key: rows[j] for key, j in zip(obs.quantile_keys, obs.quantile_index, strict=True)
-            },
-        }
+        texts: dict[int, bytes] = {}
+
+        def row(j: int) -> bytes:
+            text = texts.get(j)
+            if text is None:
+                text = texts[j] = orjson.dumps(rows[j], option=orjson.OPT_SERIALIZE_NUMPY)
+            return text
+
+        quantiles = b",".join(
+            orjson.dumps(key) + b":" + row(j)
+            for key, j in zip(obs.quantile_keys, obs.quantile_index, strict=True)
+        )
+        forecast = b"".join(
+            (
+                b'{"timestamps":',
+                orjson.dumps(stamps),
+                b',"mean":',
+                row(median),
+                b',"quantiles":{',
+                quantiles,
+                b"}}",
+            )
+        )
     body = {
         "model": {"name": ref.name, "version": ref.version, "run_id": ref.run_id},
         "series": {
@@ -644,9 +662,8 @@ def observations_json(result: Observed) -> bytes:
         "accepted": plan.accepted,
         "duplicates": plan.duplicates,
         "filled": plan.filled,
-        "forecast": forecast,
     }
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(body)[:-1] + b',"forecast":' + forecast + b"}"
 
 
 def _status(series_id: str, data: SeriesData) -> SeriesStatus:
