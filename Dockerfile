@@ -57,12 +57,14 @@ RUN pip install -r /tmp/requirements.txt
 COPY . .
 RUN pip install --no-deps -e . && urnn --help > /dev/null
 
-# The compiled recurrence is named after the CPU it is built for (-march=native, see
-# models/recurrence_cpp.py): it is reused where the image runs on the same kind of CPU as the
-# build machine; elsewhere the image, having no compiler, logs one warning and uses the loop.
+# The compiled recurrence and streaming head are named after the CPU they are built for
+# (-march=native, see models/recurrence_cpp.py): they are reused where the image runs on the
+# same kind of CPU as the build machine; elsewhere the image, having no compiler, logs one
+# warning each and uses the Python loop and the numpy head.
 RUN set -eu; mkdir -p "$TORCH_EXTENSIONS_DIR"; \
     if [ "$PREBUILD_RECURRENCE" = "1" ]; then \
       python -c "from models.recurrence_cpp import load_extension; load_extension()"; \
+      python -c "from models.stream_head_cpp import head_kernel; assert head_kernel()"; \
     fi
 
 # --------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import logging
 import platform
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -864,7 +865,40 @@ def machine_fingerprint() -> str:
 
 
 class ExtensionBuildError(RuntimeError):
-    """The C++ recurrence could not be built or loaded with any of BUILD_FLAGS."""
+    """A C++ extension could not be built or loaded with any of BUILD_FLAGS."""
+
+
+def build_inline(
+    name: Callable[[int], str], source: str, *, what: str, python_module: bool, openmp: bool
+) -> Any:
+    """`load_inline` of `source` with each of BUILD_FLAGS in turn (without -fopenmp unless
+    `openmp`); what the first build that loads returns (the module when `python_module`).
+    `name(variant)` names each attempt's build. ExtensionBuildError with every attempt's error.
+    """
+    from torch.utils import cpp_extension  # imports setuptools: only when first needed
+
+    started = time.perf_counter()
+    errors = []
+    for variant, all_flags in enumerate(BUILD_FLAGS):
+        flags = [f for f in all_flags if openmp or f != "-fopenmp"]
+        try:
+            loaded = cpp_extension.load_inline(  # type: ignore[no-untyped-call]  # untyped
+                name=name(variant),
+                cpp_sources=[source],
+                extra_cflags=flags,
+                # libgomp.so.1: torch's own copy is already loaded and is the one reused
+                extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
+                is_python_module=python_module,
+                no_implicit_headers=True,
+            )
+        except Exception as error:  # compiler missing, build error, load error: next flags
+            errors.append(f"[{' '.join(flags)}] {type(error).__name__}: {error}")
+            continue
+        logger.info(
+            "compiled %s (%s) ready in %.1f s", what, " ".join(flags), time.perf_counter() - started
+        )
+        return loaded
+    raise ExtensionBuildError("\n".join(errors))
 
 
 @functools.cache
@@ -874,31 +908,14 @@ def load_extension() -> CompiledOps:
     Cached once it succeeds: loading a second build of the same op namespace into one
     process would abort it. Raises ExtensionBuildError with the error of every attempt.
     """
-    from torch.utils import cpp_extension  # imports setuptools: only when first needed
-
-    started = time.perf_counter()
-    errors = []
-    for variant, flags in enumerate(BUILD_FLAGS):
-        try:
-            cpp_extension.load_inline(  # type: ignore[no-untyped-call]  # untyped in torch
-                name=f"urnn_recurrence_{machine_fingerprint()}_{variant}",
-                cpp_sources=[CPP_SOURCE],
-                extra_cflags=list(flags),
-                # libgomp.so.1: torch's own copy is already loaded and is the one reused
-                extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
-                is_python_module=False,
-                no_implicit_headers=True,
-            )
-        except Exception as error:  # compiler missing, build error, load error: next flags
-            errors.append(f"[{' '.join(flags)}] {type(error).__name__}: {error}")
-            continue
-        logger.info(
-            "compiled uRNN recurrence (%s) ready in %.1f s",
-            " ".join(flags),
-            time.perf_counter() - started,
-        )
-        return CompiledOps(getattr(torch.ops, OPS_NAMESPACE))
-    raise ExtensionBuildError("\n".join(errors))
+    build_inline(
+        lambda variant: f"urnn_recurrence_{machine_fingerprint()}_{variant}",
+        CPP_SOURCE,
+        what="uRNN recurrence",
+        python_module=False,
+        openmp=True,
+    )
+    return CompiledOps(getattr(torch.ops, OPS_NAMESPACE))
 
 
 @functools.cache

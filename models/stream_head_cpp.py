@@ -32,10 +32,9 @@ import functools
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 
-from models.recurrence_cpp import BUILD_FLAGS, machine_fingerprint
+from models.recurrence_cpp import ExtensionBuildError, build_inline, machine_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -166,42 +165,9 @@ PyMODINIT_FUNC URNN_CONCAT(PyInit_, TORCH_EXTENSION_NAME)(void) { return PyModul
 _LOAD_LOCK = threading.Lock()
 
 
-class HeadBuildError(RuntimeError):
-    """The compiled head could not be built or loaded with any of BUILD_FLAGS."""
-
-
 def _build_name(variant: int) -> str:
     source = hashlib.sha256(CPP_SOURCE.encode()).hexdigest()[:8]
     return f"urnn_stream_head_{machine_fingerprint()}_{source}_{variant}"
-
-
-@functools.cache
-def _load() -> HeadKernel:
-    from torch.utils import cpp_extension  # imports setuptools: only when first needed
-
-    started = time.perf_counter()
-    errors = []
-    for variant, flags in enumerate(BUILD_FLAGS):
-        cflags = [f for f in flags if f != "-fopenmp"]  # one series: no threads
-        try:
-            module = cpp_extension.load_inline(  # type: ignore[no-untyped-call]  # untyped
-                name=_build_name(variant),
-                cpp_sources=[CPP_SOURCE],
-                extra_cflags=cflags,
-                is_python_module=True,
-                no_implicit_headers=True,
-            )
-        except Exception as error:  # compiler missing, build error, load error: next flags
-            errors.append(f"[{' '.join(cflags)}] {type(error).__name__}: {error}")
-            continue
-        logger.info(
-            "compiled streaming head (%s) ready in %.1f s",
-            " ".join(cflags),
-            time.perf_counter() - started,
-        )
-        kernel: HeadKernel = module.forecast_head
-        return kernel
-    raise HeadBuildError("\n".join(errors))
 
 
 @functools.cache
@@ -209,7 +175,11 @@ def head_kernel() -> HeadKernel | None:
     """The compiled head, or None (with one logged warning) where it cannot be built."""
     try:
         with _LOAD_LOCK:
-            return _load()
-    except HeadBuildError as error:
+            module = build_inline(
+                _build_name, CPP_SOURCE, what="streaming head", python_module=True, openmp=False
+            )
+    except ExtensionBuildError as error:
         logger.warning("compiled streaming head unavailable, using numpy instead:\n%s", error)
         return None
+    kernel: HeadKernel = module.forecast_head
+    return kernel

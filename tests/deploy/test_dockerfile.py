@@ -26,6 +26,7 @@ def test_two_stages_builder_then_runtime() -> None:
     assert "build-essential" in runs  # the compiler lives in the builder only
     assert "download.pytorch.org/whl/cpu" in runs and "download.pytorch.org/whl/cu" in runs
     assert "load_extension()" in runs  # the prebuilt recurrence (docs/runbook.md)
+    assert "head_kernel()" in runs  # and the streaming head
 
 
 def test_final_stage_has_no_build_tools() -> None:

@@ -4,9 +4,13 @@ quantile layout, with calendar features, at every phase of a segment."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
+from models import stream_head_cpp
+from models.recurrence_cpp import ExtensionBuildError
 from models.stream_head_cpp import head_kernel
 from models.streaming import StreamServing
 from tests.models.test_streaming import SEG, history, model_for
@@ -62,3 +66,28 @@ def test_the_kernel_refuses_arrays_of_the_wrong_shape_or_type() -> None:
         kernel(out, base, phase, skip, tail, gaps, 3, 1.0, 0.0)
     with pytest.raises(TypeError):
         kernel(out, base)
+
+
+def test_without_a_compiler_the_numpy_head_serves_and_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail(*args: object, **kwargs: object) -> object:
+        raise ExtensionBuildError("[-O3] RuntimeError: no C++ compiler here")
+
+    head_kernel.cache_clear()
+    monkeypatch.setattr(stream_head_cpp, "build_inline", fail)
+    try:
+        with caplog.at_level(logging.WARNING, logger=stream_head_cpp.__name__):
+            model = model_for()
+            serving = StreamServing(model.serving().module)
+            again = StreamServing(serving.module)
+        assert serving._kernel is None and again._kernel is None
+        warnings = [r for r in caplog.records if "numpy instead" in r.getMessage()]
+        assert len(warnings) == 1 and "no C++ compiler here" in warnings[0].getMessage()
+        target, _ = history(80)
+        state = serving.advance(serving.new_state(), target)
+        assert np.isfinite(serving.forecast(state)).all()
+    finally:
+        monkeypatch.undo()
+        head_kernel.cache_clear()
+    assert head_kernel() is not None  # the real build is back for the other tests
