@@ -62,6 +62,7 @@ class ServedModel:
     device: torch.device
     loaded_at: datetime
     scales: dict[str, ColumnScales] = field(default_factory=dict)
+    stream_snapshot: StreamServing | None = field(default=None, repr=False)  # streaming kinds
 
     @classmethod
     def build(
@@ -71,6 +72,8 @@ class ServedModel:
         predictor.model.to(device)
         served = cls(ref=ref, predictor=predictor, device=device, loaded_at=datetime.now(UTC))
         served.scales = served._scale_tables()
+        if served.streaming:  # the float64 serving copy, built before the first update
+            served.stream_snapshot = served.stream_model.serving()
         served.warm_up()
         return served
 
@@ -94,11 +97,14 @@ class ServedModel:
             raise TypeError(f"the served model of kind {model.config.kind!r} is not streaming")
         return model
 
-    @functools.cached_property
+    @property
     def stream_serving(self) -> StreamServing:
-        """The streaming model's float64 serving path, taken once: a served version's weights
-        never change, so the per-call check of `StreamingURNNForecaster.serving()` is skipped."""
-        return self.stream_model.serving()
+        """The streaming model's float64 serving path, taken once (by `build`, or on first
+        use): a served version's weights never change, so the per-call check of
+        `StreamingURNNForecaster.serving()` is skipped."""
+        if self.stream_snapshot is None:
+            self.stream_snapshot = self.stream_model.serving()
+        return self.stream_snapshot
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -195,8 +201,6 @@ class ServedModel:
         )
         if out.shape != (1, c.horizon, len(c.quantiles)) or not np.isfinite(out).all():
             raise RuntimeError(f"warm-up forward gave shape {out.shape} or non-finite values")
-        if self.streaming:
-            self.stream_serving  # noqa: B018  # the float64 copy, built before the first update
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array)
