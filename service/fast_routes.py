@@ -69,6 +69,9 @@ class FastRoute:
     template: str  # the declared route's path: the metrics' route label
     pattern: re.Pattern[str]  # what Starlette's compiled path would match (named groups)
     handle: FastHandler
+    # A streaming update: after its answer is sent the loop keeps polling for the next one
+    # (`service.busy_poll`; the engine's own touch is earlier, before the answer is written)
+    keep_awake: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class FastRoutesMiddleware:
             return
         await response(scope, replay, send)
         self._observe(route, response.status_code, start)
+        if route.keep_awake and response.status_code < 400:
+            self.state.streams.keep_awake()
 
     def _observe(self, route: FastRoute, status: int, start: float) -> None:
         if self.outermost is None:
@@ -303,5 +308,6 @@ FAST_ROUTES = (
         "/series/{series_id}/observations",
         re.compile(r"/series/(?P<series_id>[^/]+)/observations"),
         fast_observe,
+        keep_awake=True,
     ),
 )
