@@ -269,7 +269,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+def server(
+    command: list[str], env: dict[str, str], ready_url: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
@@ -286,7 +288,7 @@ def server(command: list[str], env: dict[str, str], ready_url: str, log: Path) -
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{ready_url} not ready after 180 s; see {log}")
                 time.sleep(0.5)
-            yield
+            yield process
         finally:
             process.terminate()
             try:

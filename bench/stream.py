@@ -26,6 +26,14 @@ starts):
 (b) re-read: POST /forecast with the series' first N points as one series (`start` + `freq`,
     horizon 96), `--rereads` times: the service reads the whole history from a fresh state.
 
+Then (`--compare-busy-poll`, on by default) an interleaved A/B of busy polling: a second `urnn
+serve` with URNN_STREAM_BUSY_POLL_US=0 (its own database) starts beside the first, a series of
+1,000 points is loaded into each, and blocks of `--ab-block` back-to-back updates alternate
+between the two servers for `--ab-rounds` rounds, then sparse updates (one every
+`--paced-gap-ms`, `--paced-updates` per server) alternate the same way: update p50/p99 and the
+server's CPU time per update (the scheduler's per-thread counters, /proc/<pid>/task/*/schedstat),
+what the default buys back to back and costs when answers are sparse.
+
 Printed per N: update p50/p99/mean, re-read p50 and the ratio of the p50s; the flatness of
 the update cost (p50 at the largest N over p50 at the smallest), and the targets of the
 streaming issue, judged from the numbers: "flat in history length" (that ratio at most
@@ -40,6 +48,7 @@ of one run, not runs on different days.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import secrets
@@ -50,7 +59,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +75,14 @@ LOOKBACK, HORIZON, HIDDEN, SEGMENT = 336, 96, 64, 24
 NAME = "urnn-stream-forecaster"
 FREQ = "h"
 START = pd.Timestamp("2000-01-01T00:00:00")
-QUICK = {"lengths": [1_000, 10_000], "updates": 20, "rereads": 2}
+QUICK = {
+    "lengths": [1_000, 10_000],
+    "updates": 20,
+    "rereads": 2,
+    "paced_updates": 20,
+    "ab_rounds": 2,
+    "ab_block": 20,
+}
 FLAT_TOLERANCE = 1.5  # "flat": update p50 at the largest N at most this times the smallest N's
 SPEEDUP_TARGET, SPEEDUP_AT = 100.0, 100_000
 RTOL = 1e-4  # the two paths' forecasts agree within this relative difference
@@ -85,6 +101,7 @@ class Row:
     max_rel_diff: float
     server_ms: float = float("nan")  # mean per update inside the service (its request histogram)
     model_ms: float = float("nan")  # of which advance + forecast (urnn_stream_update_seconds)
+    cpu_ms: float = float("nan")  # the server process's CPU time (user + system) per update
 
     @property
     def update_p50(self) -> float:
@@ -309,7 +326,9 @@ def post(client: RawHTTPClient, path: str, body: bytes) -> tuple[float, Any]:
     return elapsed, orjson.loads(content)
 
 
-def measure(client: RawHTTPClient, n: int, values: np.ndarray, args: Any) -> Row:
+def measure(
+    client: RawHTTPClient, n: int, values: np.ndarray, args: Any, pid: int | None = None
+) -> Row:
     """Load a fresh series of n points, then time single-point updates and re-reads."""
     series_id = f"bench-{n}"
     path = f"/series/{series_id}/observations"
@@ -343,6 +362,7 @@ def measure(client: RawHTTPClient, n: int, values: np.ndarray, args: Any) -> Row
 
     updates = []
     before = service_totals(client)
+    cpu_before = process_cpu_seconds(pid)
     for i in range(n, n + args.updates):
         seconds, answer = post(client, path, observations_body(values[i : i + 1], i))
         if answer["accepted"] != 1 or answer["forecast"] is None:
@@ -350,7 +370,9 @@ def measure(client: RawHTTPClient, n: int, values: np.ndarray, args: Any) -> Row
         updates.append(seconds)
     if answer["series"]["points_seen"] != n + args.updates:
         raise RuntimeError(f"N={n}: the series has seen {answer['series']['points_seen']} points")
+    cpu = process_cpu_seconds(pid) - cpu_before
     row = Row(n, load_seconds, len(pieces), updates, rereads, abs_diff, rel_diff)
+    row.cpu_ms = 1e3 * cpu / args.updates
     after = service_totals(client)
     row.server_ms, row.model_ms = (
         1e3 * (after[k][0] - before[k][0]) / max(after[k][1] - before[k][1], 1) for k in range(2)
@@ -359,6 +381,22 @@ def measure(client: RawHTTPClient, n: int, values: np.ndarray, args: Any) -> Row
 
 
 OBSERVATIONS_ROUTE = "/series/{series_id}/observations"
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds the threads of process `pid` have run so far, from the scheduler's own
+    nanosecond count (Linux /proc/<pid>/task/*/schedstat; NaN elsewhere). Tick-sampled
+    utime/stime would alias with evenly paced requests."""
+    if pid is None:
+        return float("nan")
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += int((task / "schedstat").read_text().split()[0])
+    except OSError:
+        return float("nan")
+    return total / 1e9
 
 
 def service_totals(client: RawHTTPClient) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -411,26 +449,29 @@ def report(rows: Sequence[Row], args: Any, machine: str) -> str:
         f"{SEGMENT} (untrained weights), hourly",
         machine,
         f"server: urnn serve, 1 worker, {args.torch_threads} torch thread(s), SQLite snapshots "
-        "(write-behind, 1 s); client: raw socket keep-alive (bench.raw_http), one request at "
-        "a time",
+        "(write-behind, 1 s), URNN_STREAM_BUSY_POLL_US="
+        f"{busy_poll_us_text(None)}; client: raw socket keep-alive (bench.raw_http), one "
+        "request at a time",
         f"per N: {args.updates} single-point updates (horizon {HORIZON}); re-reads of the N "
         f"points (horizon {HORIZON}): {', '.join(f'{r.n:,}: {len(r.rereads)}' for r in rows)}",
         "",
         "| N | load s (requests) | update p50 ms | update p99 ms | update mean ms "
-        "| in service ms (model) | re-read p50 ms | re-read / update | max abs diff |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| in service ms (model) | server CPU ms / update | re-read p50 ms | re-read / update "
+        "| max abs diff |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r.n:,} | {r.load_seconds:.2f} ({r.load_requests}) | {r.update_p50:.2f} | "
             f"{percentile_ms(r.updates, 99):.2f} | {1e3 * float(np.mean(r.updates)):.2f} | "
-            f"{r.server_ms:.2f} ({r.model_ms:.2f}) | "
+            f"{r.server_ms:.2f} ({r.model_ms:.2f}) | {r.cpu_ms:.2f} | "
             f"{r.reread_p50:,.1f} | {r.ratio:,.0f}x | {r.max_abs_diff:.1e} |"
         )
     lines.append(
         "(in service ms: mean per update from the service's own request histogram; in brackets "
         "its advance + forecast, urnn_stream_update_seconds; the rest of the update p50 is HTTP, "
-        "uvicorn and the client)"
+        "uvicorn and the client; server CPU: the `urnn serve` process's user + system time over "
+        "the updates, busy polling included)"
     )
     lines.append("")
     lines.append(f"flatness: update p50 at max N / at min N = {flatness(rows):.2f}")
@@ -442,6 +483,43 @@ def report(rows: Sequence[Row], args: Any, machine: str) -> str:
     lines.append("")
     lines.append("Targets (reported, not asserted):")
     lines += targets(rows)
+    return "\n".join(lines)
+
+
+def busy_poll_report(on: Side, off: Side, args: Any) -> str:
+    """The interleaved A/B of `busy_poll_ab`: default against busy polling off."""
+
+    def cells(side: Side) -> tuple[float, float, float, float, float]:
+        return (
+            percentile_ms(side.back_to_back, 50),
+            percentile_ms(side.back_to_back, 99),
+            1e3 * side.back_to_back_cpu / max(len(side.back_to_back), 1),
+            percentile_ms(side.sparse, 50),
+            1e3 * side.sparse_cpu / max(len(side.sparse), 1),
+        )
+
+    lines = [
+        f"Busy polling, interleaved A/B in the same run: a second `urnn serve` with "
+        f"URNN_STREAM_BUSY_POLL_US=0 beside the default one, a series of {AB_LOAD:,} points in "
+        f"each, {args.ab_rounds} rounds of {args.ab_block} back-to-back updates alternating "
+        f"between them, then sparse updates (one every {args.paced_gap_ms:g} ms, "
+        f"{len(on.sparse)} per server) alternating the same way:",
+        "",
+        "| server | back to back: update p50 ms | p99 ms | server CPU ms / update "
+        "| sparse: update p50 ms | server CPU ms / update |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    default_us = busy_poll_us_text(None).split()[0]
+    for side, name in ((on, f"default, {default_us} us"), (off, "busy polling off (0)")):
+        p50, p99, cpu, sparse_p50, sparse_cpu = cells(side)
+        lines.append(
+            f"| {name} | {p50:.3f} | {p99:.2f} | {cpu:.3f} | {sparse_p50:.3f} | {sparse_cpu:.3f} |"
+        )
+    a, b = cells(on), cells(off)
+    lines.append(
+        f"(back to back: default / off update p50 = {a[0] / b[0]:.2f}; server CPU time per "
+        "update includes the time it spends polling)"
+    )
     return "\n".join(lines)
 
 
@@ -483,6 +561,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: lengths 1000,10000, 20 updates, 2 re-reads (under 2 minutes)",
     )
+    parser.add_argument(
+        "--compare-busy-poll",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="an interleaved A/B against a second server with URNN_STREAM_BUSY_POLL_US=0 "
+        "(default: on)",
+    )
+    parser.add_argument(
+        "--ab-rounds", type=int, default=10, help="busy-polling A/B: alternating rounds; 10"
+    )
+    parser.add_argument(
+        "--ab-block", type=int, default=200, help="busy-polling A/B: updates per block; 200"
+    )
+    parser.add_argument(
+        "--paced-updates", type=int, default=500, help="sparse updates per server (A/B); 500"
+    )
+    parser.add_argument(
+        "--paced-gap-ms", type=float, default=2.0, help="ms between sparse-traffic updates; 2"
+    )
     parser.add_argument("--output", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     if args.quick:
@@ -490,7 +587,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if not args.lengths or min(args.lengths) < LOOKBACK:
         parser.error(f"--lengths: every N must be >= the model's warm-up, {LOOKBACK}")
-    for name in ("updates", "rereads", "chunk", "torch_threads", "slow_rereads"):
+    for name in (
+        "updates",
+        "rereads",
+        "chunk",
+        "torch_threads",
+        "slow_rereads",
+        "paced_updates",
+        "ab_rounds",
+        "ab_block",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     args.lengths = sorted(set(args.lengths))
@@ -503,7 +609,9 @@ class Server:
     api_key: str
 
 
-def start_environment(work: Path, args: Any, max_body: int) -> tuple[dict[str, str], Server]:
+def start_environment(
+    work: Path, args: Any, max_body: int, database: Path | None = None
+) -> tuple[dict[str, str], Server]:
     """The `urnn serve` environment (and `urnn db upgrade`'s) on this run's temporary store."""
     bin_dir = str(Path(sys.executable).parent)
     threads = str(args.torch_threads)
@@ -519,12 +627,13 @@ def start_environment(work: Path, args: Any, max_body: int) -> tuple[dict[str, s
         "URNN_TORCH_THREADS": threads,
         "URNN_DEVICE": "cpu",
         "URNN_API_KEY": key,
-        "URNN_DATABASE_URL": f"sqlite:///{(work / 'jobs.db').resolve()}",
+        "URNN_DATABASE_URL": f"sqlite:///{(database or work / 'jobs.db').resolve()}",
         "URNN_MAX_BODY_BYTES": str(max_body),
     }
     for name in ("PROMETHEUS_MULTIPROC_DIR", "MLFLOW_TRACKING_URI", "URNN_ENV"):
         env.pop(name, None)
     env.pop("URNN_STREAM_SNAPSHOT_SECONDS", None)  # the default: write-behind, 1 s
+    env.pop("URNN_STREAM_BUSY_POLL_US", None)  # the default, unless a pass sets it
     return env, Server(free_port(), key)
 
 
@@ -536,6 +645,114 @@ def client_for(srv: Server) -> Iterator[RawHTTPClient]:
         yield client
 
 
+@dataclass
+class Side:
+    """One server's share of the busy-polling comparison."""
+
+    label: str
+    client: RawHTTPClient
+    pid: int
+    next_point: int = 0
+    back_to_back: list[float] = field(default_factory=list)  # seconds per update
+    back_to_back_cpu: float = 0.0  # the server's CPU seconds over them
+    sparse: list[float] = field(default_factory=list)
+    sparse_cpu: float = 0.0
+
+    def updates(self, values: np.ndarray, count: int, gap_s: float) -> tuple[list[float], float]:
+        """`count` one-point updates of the comparison's series, each `gap_s` after the last
+        one started (0: back to back); their latencies and the server's CPU seconds."""
+        path = f"/series/{AB_SERIES}/observations"
+        latencies = []
+        cpu_before = process_cpu_seconds(self.pid)
+        for i in range(self.next_point, self.next_point + count):
+            due = time.perf_counter() + gap_s
+            seconds, answer = post(self.client, path, observations_body(values[i : i + 1], i))
+            if answer["accepted"] != 1:
+                raise RuntimeError(f"{self.label}: update at point {i} not consumed: {answer}")
+            latencies.append(seconds)
+            while time.perf_counter() < due:
+                time.sleep(max(due - time.perf_counter(), 0.0))
+        self.next_point += count
+        return latencies, process_cpu_seconds(self.pid) - cpu_before
+
+
+AB_SERIES = "bench-busy-poll"
+AB_LOAD = 1_000  # points loaded into the comparison's series before its updates
+
+
+def busy_poll_ab(values: np.ndarray, args: Any, on: Side, off: Side) -> None:
+    """Interleaved A/B: the default server and one with busy polling off, both up, the same
+    series loaded in each, then blocks of updates alternating between them (which goes first
+    alternates too), back to back and then sparse, so that drifts of a shared machine fall
+    on both sides alike."""
+    for side in (on, off):
+        post(
+            side.client, f"/series/{AB_SERIES}/observations", observations_body(values[:AB_LOAD], 0)
+        )
+        side.next_point = AB_LOAD
+    sparse_block = max(1, args.paced_updates // args.ab_rounds)
+    for round_ in range(args.ab_rounds):
+        for side in (on, off) if round_ % 2 == 0 else (off, on):
+            latencies, cpu = side.updates(values, args.ab_block, 0.0)
+            side.back_to_back += latencies
+            side.back_to_back_cpu += cpu
+    for round_ in range(args.ab_rounds):
+        for side in (on, off) if round_ % 2 == 0 else (off, on):
+            latencies, cpu = side.updates(values, sparse_block, args.paced_gap_ms / 1e3)
+            side.sparse += latencies
+            side.sparse_cpu += cpu
+
+
+@contextmanager
+def started(
+    work: Path, args: Any, max_body: int, busy_poll_us: int | None
+) -> Iterator[tuple[Server, int]]:
+    """A `urnn serve` on its own fresh database: (its address and API key, its pid).
+    `busy_poll_us`: URNN_STREAM_BUSY_POLL_US for this server (None: the service's default)."""
+    label = "default" if busy_poll_us is None else str(busy_poll_us)
+    folder = work / f"server-busy-poll-{label}"
+    folder.mkdir()
+    env, srv = start_environment(work, args, max_body, database=folder / "jobs.db")
+    if busy_poll_us is not None:
+        env["URNN_STREAM_BUSY_POLL_US"] = str(busy_poll_us)
+    upgrade = subprocess.run(
+        [str(Path(sys.executable).parent / "urnn"), "db", "upgrade"],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if upgrade.returncode != 0:
+        raise RuntimeError(f"urnn db upgrade failed:\n{upgrade.stdout}{upgrade.stderr}")
+    print(upgrade.stdout.strip(), flush=True)
+    command = [str(Path(sys.executable).parent / "urnn"), "serve"]
+    command += ["--host", "127.0.0.1", "--port", str(srv.port)]
+    print(
+        f"urnn serve on port {srv.port}, URNN_STREAM_BUSY_POLL_US={busy_poll_us_text(busy_poll_us)}"
+        f" (URNN_MAX_BODY_BYTES={max_body}) ...",
+        flush=True,
+    )
+    ready = f"http://127.0.0.1:{srv.port}/readyz"
+    log = folder / "service.log"
+    try:
+        with server(command, env, ready, log) as process:
+            yield srv, process.pid
+    except BaseException:
+        if log.exists():  # the temporary folder goes: show the server's last words
+            tail = log.read_text(errors="replace").splitlines()[-40:]
+            print("\n".join(["--- urnn serve log (last lines) ---", *tail]), file=sys.stderr)
+        raise
+
+
+def busy_poll_us_text(busy_poll_us: int | None) -> str:
+    from urnn_forecast.settings import Settings
+
+    if busy_poll_us is None:
+        return f"{Settings.model_fields['stream_busy_poll_us'].default} (the default)"
+    return str(busy_poll_us)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     machine = machine_line(args.torch_threads)
@@ -545,36 +762,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"registering the model in {work} ...", flush=True)
         register_model(work / "var")
         top = max(args.lengths)
-        values = synthetic_values(top + args.updates + 1)
+        ab_points = AB_LOAD + args.ab_rounds * args.ab_block + args.paced_updates
+        values = synthetic_values(max(top + args.updates, ab_points) + 1)
         largest = len(reread_body(f"bench-{top}", values[:top]))
         max_body = max(8 * 1024 * 1024, 2 * largest + (1 << 20))
-        env, srv = start_environment(work, args, max_body)
-        upgrade = subprocess.run(
-            [str(Path(sys.executable).parent / "urnn"), "db", "upgrade"],
-            env=env,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if upgrade.returncode != 0:
-            raise RuntimeError(f"urnn db upgrade failed:\n{upgrade.stdout}{upgrade.stderr}")
-        print(upgrade.stdout.strip(), flush=True)
-        command = [str(Path(sys.executable).parent / "urnn"), "serve"]
-        command += ["--host", "127.0.0.1", "--port", str(srv.port)]
-        print(
-            f"urnn serve on port {srv.port} (largest re-read body {largest / 1e6:.1f} MB, "
-            f"URNN_MAX_BODY_BYTES={max_body}) ...",
-            flush=True,
-        )
+        print(f"largest re-read body {largest / 1e6:.1f} MB", flush=True)
         rows: list[Row] = []
-        ready = f"http://127.0.0.1:{srv.port}/readyz"
-        log = work / "service.log"
-        try:
-            with server(command, env, ready, log), client_for(srv) as client:
+        ab: tuple[Side, Side] | None = None
+        with started(work, args, max_body, None) as (srv, pid):
+            with client_for(srv) as client:
                 warm_up(client, values)
                 for n in args.lengths:
-                    row = measure(client, n, values, args)
+                    row = measure(client, n, values, args, pid)
                     print(
                         f"  N={n:>9,}: loaded in {row.load_seconds:6.2f} s "
                         f"({row.load_requests} requests), update p50 {row.update_p50:6.2f} ms, "
@@ -582,12 +781,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         flush=True,
                     )
                     rows.append(row)
-        except BaseException:
-            if log.exists():  # the temporary folder goes: show the server's last words
-                tail = log.read_text(errors="replace").splitlines()[-40:]
-                print("\n".join(["--- urnn serve log (last lines) ---", *tail]), file=sys.stderr)
-            raise
+            if args.compare_busy_poll:
+                print("a second server with busy polling off, for an A/B ...", flush=True)
+                with (
+                    started(work, args, max_body, 0) as (off_srv, off_pid),
+                    client_for(srv) as client,
+                    client_for(off_srv) as off_client,
+                ):
+                    warm_up(off_client, values)
+                    ab = (Side("default", client, pid), Side("off", off_client, off_pid))
+                    busy_poll_ab(values, args, *ab)
         table = report(rows, args, machine)
+        if ab is not None:
+            table += "\n\n" + busy_poll_report(*ab, args)
         print()
         print(table)
         print("\nmeasuring the same computation in process ...", flush=True)
