@@ -101,7 +101,7 @@ class Row:
     max_rel_diff: float
     server_ms: float = float("nan")  # mean per update inside the service (its request histogram)
     model_ms: float = float("nan")  # of which advance + forecast (urnn_stream_update_seconds)
-    cpu_ms: float = float("nan")  # the server process's CPU time (user + system) per update
+    cpu_ms: float = float("nan")  # the server process's CPU time per update (schedstat)
 
     @property
     def update_p50(self) -> float:
@@ -470,7 +470,7 @@ def report(rows: Sequence[Row], args: Any, machine: str) -> str:
     lines.append(
         "(in service ms: mean per update from the service's own request histogram; in brackets "
         "its advance + forecast, urnn_stream_update_seconds; the rest of the update p50 is HTTP, "
-        "uvicorn and the client; server CPU: the `urnn serve` process's user + system time over "
+        "uvicorn and the client; server CPU: the `urnn serve` process's threads' run time over "
         "the updates, busy polling included)"
     )
     lines.append("")
