@@ -144,13 +144,13 @@ class FastRoutesMiddleware:
         try:
             response = await route.handle(self.state, data, params, headers)
         except Exception as error:
-            handler = _handler_for(scope, error)
+            handler = handler_for(scope, error)
             if handler is None:
                 if outer is None:
                     raise  # ServerErrorMiddleware's, above this middleware
                 await self._server_error(scope, replay, send, error, route, start)
                 raise
-            response = await _call_handler(handler, Request(scope, replay), error)
+            response = await call_handler(handler, Request(scope, replay), error)
         if response is None:
             await self.app(scope, replay, send)
             return
@@ -186,7 +186,7 @@ class FastRoutesMiddleware:
         if handler is None:
             response: Response = PlainTextResponse("Internal Server Error", status_code=500)
         else:
-            response = await _call_handler(handler, Request(scope, receive), error)
+            response = await call_handler(handler, Request(scope, receive), error)
         await response(scope, receive, send)
         self._observe(route, response.status_code, start)
 
@@ -232,7 +232,7 @@ async def _read_body(receive: Receive, limit: int | None = None) -> bytes | None
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _handler_for(scope: Scope, error: Exception) -> Callable[..., Any] | None:
+def handler_for(scope: Scope, error: Exception) -> Callable[..., Any] | None:
     """The app's handler for `error`, as Starlette's ExceptionMiddleware chooses it."""
     handlers = getattr(scope.get("app"), "exception_handlers", {})
     if isinstance(error, HTTPException) and error.status_code in handlers:
@@ -247,7 +247,7 @@ def _handler_for(scope: Scope, error: Exception) -> Callable[..., Any] | None:
     return None
 
 
-async def _call_handler(handler: Callable[..., Any], request: Request, error: Exception) -> Any:
+async def call_handler(handler: Callable[..., Any], request: Request, error: Exception) -> Any:
     if inspect.iscoroutinefunction(handler):
         return await handler(request, error)
     return await run_in_threadpool(handler, request, error)

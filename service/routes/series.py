@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
 from service.fast_routes import SERIES_ID_MAX
@@ -32,6 +32,7 @@ from service.stream_schemas import (
     SeriesForecastResponse,
     SeriesStatus,
 )
+from service.stream_socket import serve_stream
 from service.stream_validation import SeriesNotFoundError, StreamConflictError
 from service.streaming import SnapshotStoreError
 
@@ -80,6 +81,14 @@ async def post_observations(
     model's warm-up (its lookback) the forecast is null and `points_needed` says how many more
     points it needs."""
     return await state.streams.observe(series_id, body)
+
+
+@router.websocket("/series/stream")
+async def stream_observations(websocket: WebSocket) -> None:
+    """One connection, many updates (API key at the handshake): each message is a POST
+    observations body plus `series_id`, answered in order as that route answers it
+    (`service.stream_socket`; docs/streaming.md)."""
+    await serve_stream(websocket, websocket.app.state.service)
 
 
 @router.get(

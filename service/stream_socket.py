@@ -1,0 +1,157 @@
+"""WS /series/stream: one connection that carries a device's or a gateway's updates, each
+answered in order with the same answer POST /series/{id}/observations gives.
+
+Why a second transport: an equipment feed sends a point at a time, for hours. Over HTTP each
+point is a whole request (parse, a task, routing, headers) around ~0.1 ms of model and state
+work; over one WebSocket it is a frame. The answers, the checks and what is stored are those
+of the POST route, message for message (tests/service/test_stream_socket.py holds the two
+side by side).
+
+Protocol. The handshake carries `X-API-Key` as the POST route requires it (a wrong or missing
+key: the handshake is refused with 403). Each client message (text or binary frame) is one
+JSON object: `series_id` and the fields of the POST body (`values`, `start` or `timestamps`,
+`covariates`, `horizon`, `quantiles`, `gap_policy`). Each message gets exactly one reply, in
+order, in the same frame type: the ObservationsResponse JSON (its `series.id` names the
+series), or, when the message is refused, `{"series_id": ..., "status": <the HTTP status the
+POST route would answer>, "detail": <its message>}`. A refused message changes nothing and the
+connection stays open; a message above URNN_MAX_BODY_BYTES answers 413 the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import orjson
+from fastapi import WebSocket
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from service.errors import describe_validation_errors
+from service.fast_routes import (
+    SERIES_ID_MAX,
+    api_key_accepted,
+    call_handler,
+    handler_for,
+    plain_series_id,
+)
+from service.state import ServiceState
+from service.stream_fast_path import fast_observations
+from service.stream_schemas import ObservationsRequest
+
+logger = logging.getLogger(__name__)
+
+ROUTE = "/series/stream"
+METHOD = "WEBSOCKET"  # the request-latency metric's method label for one message
+POLICY_VIOLATION = 1008  # WebSocket close code: refused at the handshake (uvicorn answers 403)
+
+
+async def serve_stream(websocket: WebSocket, state: ServiceState) -> None:
+    headers = {key.lower(): value for key, value in reversed(websocket.scope["headers"])}
+    if not api_key_accepted(state, headers):
+        await websocket.close(code=POLICY_VIOLATION, reason="missing or wrong X-API-Key header")
+        return
+    await websocket.accept()
+    latency: dict[int, Any] = {}  # status class -> labelled histogram child
+    limit = state.settings.max_body_bytes
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        start = time.perf_counter()
+        binary = message.get("bytes")
+        raw: bytes | str = binary if binary is not None else message.get("text") or ""
+        status, reply = await answer(websocket, state, raw, limit)
+        if binary is not None:
+            await websocket.send({"type": "websocket.send", "bytes": reply})
+        else:
+            await websocket.send({"type": "websocket.send", "text": reply.decode()})
+        child = latency.get(status // 100)
+        if child is None:
+            child = latency[status // 100] = state.metrics.request_latency.labels(
+                route=ROUTE, method=METHOD, status_class=f"{status // 100}xx"
+            )
+        child.observe(time.perf_counter() - start)
+        if status < 400:
+            state.streams.keep_awake()
+
+
+async def answer(
+    websocket: WebSocket, state: ServiceState, raw: bytes | str, limit: int
+) -> tuple[int, bytes]:
+    """(status, reply bytes) of one message; never raises for what the client sent."""
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+    if size > limit:
+        return refused(
+            None,
+            413,
+            f"the message is {size} bytes, above the limit of {limit} (URNN_MAX_BODY_BYTES)",
+        )
+    data = _loads(raw)
+    if data is _INVALID:
+        return refused(None, 422, "the message is not valid JSON")
+    if not isinstance(data, dict):
+        return refused(None, 422, "the message must be a JSON object: series_id and the points")
+    series_id = data.pop("series_id", None)
+    if not plain_series_id(series_id):
+        return refused(
+            None,
+            422,
+            f"field 'series_id': required, a string of 1 to {SERIES_ID_MAX} characters",
+        )
+    assert isinstance(series_id, str)
+    try:
+        body = fast_observations(data)
+        if body is not None:
+            return 200, await state.streams.observe_json(series_id, body)
+        try:
+            request = ObservationsRequest.model_validate(data)
+        except ValidationError as error:
+            return refused(series_id, 422, describe_validation_errors(error.errors(), data))
+        response = await state.streams.observe(series_id, request)
+        return 200, response.model_dump_json().encode()
+    except Exception as error:
+        return await _refused_by_handler(websocket, series_id, error)
+
+
+_INVALID = object()
+
+
+def _loads(raw: bytes | str) -> Any:
+    """orjson, or the standard parser for what orjson refuses but the POST route reads (NaN
+    and Infinity tokens: the schema then names the field); `_INVALID` for anything else."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return _INVALID
+
+
+def refused(series_id: str | None, status: int, detail: str) -> tuple[int, bytes]:
+    return status, orjson.dumps({"series_id": series_id, "status": status, "detail": detail})
+
+
+async def _refused_by_handler(
+    websocket: WebSocket, series_id: str, error: Exception
+) -> tuple[int, bytes]:
+    """The status and message the app's exception handlers give the POST route's `error`."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": METHOD,
+        "path": ROUTE,
+        "headers": [],
+        "query_string": b"",
+        "app": websocket.scope.get("app"),
+    }
+    handler = handler_for(scope, error)
+    if handler is None:  # a bug, not the message: logged, answered, the connection stays
+        logger.exception("unhandled error on a %s message", ROUTE)
+        return refused(series_id, 500, f"internal error ({type(error).__name__})")
+    response = await call_handler(handler, Request(scope), error)
+    detail = orjson.loads(response.body).get("detail", "")
+    return refused(series_id, response.status_code, str(detail))

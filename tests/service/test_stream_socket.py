@@ -1,0 +1,158 @@
+"""WS /series/stream answers each message as POST /series/{id}/observations answers its body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from tests.service.conftest import API_KEY, Registry, metric_value
+from tests.service.test_streaming_api import points, post
+
+KEY = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture
+def client(stream_client_for: Callable[..., TestClient]) -> TestClient:
+    return stream_client_for(stream_tail_points=50)
+
+
+def renamed(content: bytes, mine: str, theirs: str) -> bytes:
+    """`content` with series id `mine` written as `theirs` (in JSON and in messages)."""
+    content = content.replace(json.dumps(mine).encode(), json.dumps(theirs).encode())
+    return content.replace(repr(mine).encode(), repr(theirs).encode())
+
+
+def test_each_message_is_answered_as_the_post_route_answers_it(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    steps: list[dict[str, Any]] = [
+        points(frame, 0, 10),  # warming up: forecast null
+        points(frame, 10, 38),  # ready now
+        *(points(frame, row, 1) for row in range(48, 60)),  # one point at a time
+        points(frame, 60, 1, horizon=3, quantiles=[0.9, 0.1]),
+        points(frame, 58, 4),  # 3 duplicates, 1 new
+        points(frame, 64, 1, gap_policy="interpolate"),  # 2 filled
+        points(frame, 70, 1),  # a gap without the policy: 409
+        points(frame, 65, 1, values=[float("nan")]),  # NaN: 422 naming the field
+        points(frame, 65, 1, horizon=10_000),  # above the maximum: 422
+        {"start": frame.index[65].isoformat(), "values": []},  # empty: 422
+        points(frame, 65, 1, covariates={}),  # a missing covariate: 422
+        points(frame, 65, 1),  # and the stream goes on
+    ]
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        for step in steps:
+            answer = client.post(
+                "/series/by-post/observations",
+                content=json.dumps(step),  # NaN as the standard library writes it
+                headers={**KEY, "content-type": "application/json"},
+            )
+            socket.send_text(json.dumps({"series_id": "by-socket", **step}))
+            reply = socket.receive_text().encode()
+            if answer.status_code == 200:
+                assert renamed(reply, "by-socket", "by-post") == answer.content
+            else:
+                expected = {
+                    "series_id": "by-socket",
+                    "status": answer.status_code,
+                    "detail": answer.json()["detail"].replace("'by-post'", "'by-socket'"),
+                }
+                assert json.loads(reply) == expected, step
+    assert client.get("/series/by-socket").json() == {
+        **client.get("/series/by-post").json(),
+        "id": "by-socket",
+    }
+
+
+def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry) -> None:
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_bytes(orjson.dumps({"series_id": "b", **points(registry.frame, 0, 50)}))
+        reply = orjson.loads(socket.receive_bytes())
+    assert reply["series"]["id"] == "b"
+    assert reply["series"]["points_seen"] == 50
+    assert reply["forecast"] is not None
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "says"),
+    [
+        (b"{not json", 422, "not valid JSON"),
+        (b"[1, 2]", 422, "must be a JSON object"),
+        (b'{"values": [1.0], "start": "2020-01-01"}', 422, "series_id"),
+        (b'{"series_id": "", "values": [1.0]}', 422, "series_id"),
+        (b'{"series_id": 7, "values": [1.0]}', 422, "series_id"),
+        (b'{"series_id": "u", "values": [1.0], "colour": 1}', 422, "colour"),
+        (b'{"series_id": "u", "values": [1.0], "covariates": {"x": [0.0]}}', 422, "start"),
+    ],
+)
+def test_bad_messages_are_answered_and_the_connection_stays(
+    client: TestClient, registry: Registry, message: bytes, status: int, says: str
+) -> None:
+    good = {"series_id": "s", **points(registry.frame, 0, 50)}
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_bytes(message)
+        reply = orjson.loads(socket.receive_bytes())
+        assert reply["status"] == status, reply
+        assert says in reply["detail"], reply
+        socket.send_bytes(orjson.dumps(good))  # the next message is served as usual
+        assert orjson.loads(socket.receive_bytes())["series"]["points_seen"] == 50
+    assert client.get("/series/u").status_code == 404  # nothing stored for the refused ones
+
+
+def test_a_message_above_the_size_limit_answers_413(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = stream_client_for(max_body_bytes=2_000)
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_bytes(orjson.dumps({"series_id": "big", **points(registry.frame, 0, 100)}))
+        reply = orjson.loads(socket.receive_bytes())
+        assert reply["status"] == 413
+        assert "URNN_MAX_BODY_BYTES" in reply["detail"]
+        socket.send_bytes(orjson.dumps({"series_id": "big", **points(registry.frame, 0, 5)}))
+        assert orjson.loads(socket.receive_bytes())["series"]["points_seen"] == 5
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}])
+def test_the_handshake_needs_the_key(
+    client: TestClient, registry: Registry, headers: dict[str, str]
+) -> None:
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect("/series/stream", headers=headers) as socket,
+    ):
+        socket.receive_text()
+    assert refused.value.code == 1008
+
+
+def test_a_windowed_model_answers_409_per_message(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = client_for()  # the trained kind "urnn" champion
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_text(json.dumps({"series_id": "w", **points(registry.frame, 0, 50)}))
+        reply = json.loads(socket.receive_text())
+    assert reply["status"] == 409
+    assert "not a streaming model" in reply["detail"]
+
+
+def test_messages_are_counted_in_the_request_latency(
+    client: TestClient, registry: Registry
+) -> None:
+    labels = {"route": "/series/stream", "method": "WEBSOCKET"}
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        for row in (0, 50):
+            socket.send_text(json.dumps({"series_id": "m", **points(registry.frame, row, 50)}))
+            socket.receive_text()
+        socket.send_text("{")
+        socket.receive_text()
+    count = "urnn_http_request_duration_seconds_count"
+    assert metric_value(client, count, status_class="2xx", **labels) == 2
+    assert metric_value(client, count, status_class="4xx", **labels) == 1
+    # the same series is then readable, and POST continues it where the socket left it
+    assert post(client, "m", points(registry.frame, 100, 1)).json()["series"]["points_seen"] == 101
