@@ -23,6 +23,9 @@ starts):
 
 (a) stream update: `--updates` POSTs of one new point each (the next hour), horizon 96: the
     service advances the stored state by that point only and answers the forecast;
+(a') the same over WS /series/stream: `--updates` more points, one message each on one
+    connection (`bench.raw_ws.RawWebSocket`, a bare client, messages serialised before the
+    clock starts), answered as (a) answers them;
 (b) re-read: POST /forecast with the series' first N points as one series (`start` + `freq`,
     horizon 96), `--rereads` times: the service reads the whole history from a fresh state.
 
@@ -69,6 +72,7 @@ import pandas as pd
 import torch
 
 from bench.raw_http import RawHTTPClient
+from bench.raw_ws import RawWebSocket
 from bench.serve import free_port, register_untrained, server
 
 LOOKBACK, HORIZON, HIDDEN, SEGMENT = 336, 96, 64, 24
@@ -102,6 +106,7 @@ class Row:
     server_ms: float = float("nan")  # mean per update inside the service (its request histogram)
     model_ms: float = float("nan")  # of which advance + forecast (urnn_stream_update_seconds)
     cpu_ms: float = float("nan")  # the server process's CPU time per update (schedstat)
+    socket_updates: list[float] = field(default_factory=list)  # the same over WS /series/stream
 
     @property
     def update_p50(self) -> float:
@@ -114,6 +119,14 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.reread_p50 / self.update_p50 if self.update_p50 > 0 else float("nan")
+
+    @property
+    def socket_p50(self) -> float:
+        return percentile_ms(self.socket_updates, 50) if self.socket_updates else float("nan")
+
+    @property
+    def socket_ratio(self) -> float:
+        return self.reread_p50 / self.socket_p50
 
 
 # -----------------------------------------------------------------------------
@@ -196,9 +209,15 @@ def targets(rows: Sequence[Row]) -> list[str]:
     else:
         verdict = "met" if at.ratio >= SPEEDUP_TARGET else "missed"
         lines.append(
-            f"- re-read / update >= {SPEEDUP_TARGET:g}x at {SPEEDUP_AT:,} points: "
-            f"{at.ratio:,.0f}x: {verdict}"
+            f"- re-read / update >= {SPEEDUP_TARGET:g}x at {SPEEDUP_AT:,} points, updates by "
+            f"POST /series/{{id}}/observations: {at.ratio:,.0f}x: {verdict}"
         )
+        if at.socket_updates:
+            verdict = "met" if at.socket_ratio >= SPEEDUP_TARGET else "missed"
+            lines.append(
+                f"- the same, updates as messages on one WS /series/stream connection: "
+                f"{at.socket_ratio:,.0f}x: {verdict}"
+            )
     return lines
 
 
@@ -309,6 +328,12 @@ def observations_body(values: np.ndarray, first: int, horizon: int = HORIZON) ->
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def socket_message(series_id: str, values: np.ndarray, first: int) -> bytes:
+    """A WS /series/stream message: the observations body plus the series id."""
+    body = {"series_id": series_id, "start": timestamp(first), "values": values, "horizon": HORIZON}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def reread_body(series_id: str, values: np.ndarray) -> bytes:
     """POST /forecast: the whole history as one series from point 0."""
     series = {"id": series_id, "start": timestamp(0), "freq": FREQ, "values": values}
@@ -327,7 +352,12 @@ def post(client: RawHTTPClient, path: str, body: bytes) -> tuple[float, Any]:
 
 
 def measure(
-    client: RawHTTPClient, n: int, values: np.ndarray, args: Any, pid: int | None = None
+    client: RawHTTPClient,
+    n: int,
+    values: np.ndarray,
+    args: Any,
+    pid: int | None = None,
+    socket: RawWebSocket | None = None,
 ) -> Row:
     """Load a fresh series of n points, then time single-point updates and re-reads."""
     series_id = f"bench-{n}"
@@ -377,6 +407,16 @@ def measure(
     row.server_ms, row.model_ms = (
         1e3 * (after[k][0] - before[k][0]) / max(after[k][1] - before[k][1], 1) for k in range(2)
     )
+    if socket is not None:  # the next points, one message each over WS /series/stream
+        first = n + args.updates
+        for i in range(first, first + args.updates):
+            message = socket_message(series_id, values[i : i + 1], i)
+            sent = time.perf_counter()
+            reply = socket.request(message)
+            row.socket_updates.append(time.perf_counter() - sent)
+            answer = orjson.loads(reply)
+            if answer.get("accepted") != 1 or answer.get("forecast") is None:
+                raise RuntimeError(f"N={n}: socket update at point {i} not consumed: {answer}")
     return row
 
 
@@ -457,15 +497,16 @@ def report(rows: Sequence[Row], args: Any, machine: str) -> str:
         "",
         "| N | load s (requests) | update p50 ms | update p99 ms | update mean ms "
         "| in service ms (model) | server CPU ms / update | re-read p50 ms | re-read / update "
-        "| max abs diff |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| socket update p50 ms | re-read / socket update | max abs diff |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r.n:,} | {r.load_seconds:.2f} ({r.load_requests}) | {r.update_p50:.2f} | "
             f"{percentile_ms(r.updates, 99):.2f} | {1e3 * float(np.mean(r.updates)):.2f} | "
             f"{r.server_ms:.2f} ({r.model_ms:.2f}) | {r.cpu_ms:.2f} | "
-            f"{r.reread_p50:,.1f} | {r.ratio:,.0f}x | {r.max_abs_diff:.1e} |"
+            f"{r.reread_p50:,.1f} | {r.ratio:,.0f}x | {r.socket_p50:.2f} | "
+            f"{r.socket_ratio:,.0f}x | {r.max_abs_diff:.1e} |"
         )
     lines.append(
         "(in service ms: mean per update from the service's own request histogram; in brackets "
@@ -763,17 +804,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         register_model(work / "var")
         top = max(args.lengths)
         ab_points = AB_LOAD + args.ab_rounds * args.ab_block + args.paced_updates
-        values = synthetic_values(max(top + args.updates, ab_points) + 1)
+        values = synthetic_values(max(top + 2 * args.updates, ab_points) + 1)
         largest = len(reread_body(f"bench-{top}", values[:top]))
         max_body = max(8 * 1024 * 1024, 2 * largest + (1 << 20))
         print(f"largest re-read body {largest / 1e6:.1f} MB", flush=True)
         rows: list[Row] = []
         ab: tuple[Side, Side] | None = None
         with started(work, args, max_body, None) as (srv, pid):
-            with client_for(srv) as client:
+            key = {"X-API-Key": srv.api_key}
+            with (
+                client_for(srv) as client,
+                RawWebSocket("127.0.0.1", srv.port, "/series/stream", key) as socket,
+            ):
                 warm_up(client, values)
                 for n in args.lengths:
-                    row = measure(client, n, values, args, pid)
+                    row = measure(client, n, values, args, pid, socket)
                     print(
                         f"  N={n:>9,}: loaded in {row.load_seconds:6.2f} s "
                         f"({row.load_requests} requests), update p50 {row.update_p50:6.2f} ms, "
