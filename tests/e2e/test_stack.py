@@ -2,7 +2,8 @@
 `urnn worker` and Prometheus (scraping the service), on free ports, with SQLite stores in tmp.
 
 A retraining job submitted through POST /jobs is trained and promoted by the worker, the service
-hot-reloads the new champion through its alias poll, /forecast answers with that version,
+hot-reloads the new champion through its alias poll, /forecast answers with that version, a
+WebSocket on /series/stream answers a message (uvicorn's WebSocket support installed),
 Prometheus' HTTP API returns the service's latency series, and the MLflow UI (rendered by
 headless Chromium) lists the job's run.
 
@@ -12,6 +13,7 @@ Debian packages); elsewhere it skips.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +25,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from tests.e2e.processes import Process, Stack, free_port, http_ok, wait_for
 
@@ -221,6 +224,14 @@ def test_job_to_promoted_model_to_forecast_to_prometheus_and_mlflow_ui(tmp_path:
         assert body["model"]["version"] == version
         assert body["model"]["run_id"] == run_id
         assert len(body["forecasts"][0]["mean"]) == HORIZON
+
+        # --- uvicorn's WebSocket support is installed: WS /series/stream answers per message -----
+        # (this champion is windowed, so the message gets the POST route's 409, in the frame)
+        feed_url = service_url.replace("http://", "ws://") + "/series/stream"
+        with ws_connect(feed_url, additional_headers={"X-API-Key": API_KEY}) as feed:
+            feed.send(json.dumps({"series_id": "ett", "start": start, "values": values[:1]}))
+            reply = json.loads(feed.recv(timeout=30))
+        assert reply["status"] == 409 and "not a streaming model" in reply["detail"], reply
 
         # --- Prometheus scraped the service's latency histogram ---------------------------------
         query = f'{LATENCY_COUNT}{{route="/forecast"}}'
