@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from types import TracebackType
+from typing import Self
 
 HEADER_END = b"\r\n\r\n"
 
@@ -20,19 +21,19 @@ class RawHTTPError(RuntimeError):
     """The server closed the connection or answered something this client does not read."""
 
 
-class RawHTTPClient:
-    """One keep-alive connection to `host:port`; `headers` go with every request."""
+class SocketClient:
+    """One blocking TCP connection (Nagle off) with a receive buffer: what the bare HTTP and
+    WebSocket clients of the benchmarks share."""
 
-    def __init__(
-        self, host: str, port: int, headers: dict[str, str] | None = None, timeout: float = 600.0
-    ) -> None:
+    error: type[RuntimeError] = RuntimeError  # raised when the server closes the connection
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
         self.host, self.port = host, port
-        self._extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._sock = socket.create_connection((host, port), timeout=timeout)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""
 
-    def __enter__(self) -> RawHTTPClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -45,6 +46,24 @@ class RawHTTPClient:
 
     def close(self) -> None:
         self._sock.close()
+
+    def _fill(self) -> None:
+        chunk = self._sock.recv(1 << 20)
+        if not chunk:
+            raise self.error(f"{self.host}:{self.port} closed the connection mid-response")
+        self._buffer += chunk
+
+
+class RawHTTPClient(SocketClient):
+    """One keep-alive connection to `host:port`; `headers` go with every request."""
+
+    error = RawHTTPError
+
+    def __init__(
+        self, host: str, port: int, headers: dict[str, str] | None = None, timeout: float = 600.0
+    ) -> None:
+        super().__init__(host, port, timeout)
+        self._extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
 
     def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """(status, body) of one request; the whole response is read before it returns."""
@@ -60,12 +79,6 @@ class RawHTTPClient:
 
     def get(self, path: str) -> tuple[int, bytes]:
         return self.request("GET", path)
-
-    def _fill(self) -> None:
-        chunk = self._sock.recv(1 << 20)
-        if not chunk:
-            raise RawHTTPError(f"{self.host}:{self.port} closed the connection mid-response")
-        self._buffer += chunk
 
     def _read_response(self) -> tuple[int, bytes]:
         while (end := self._buffer.find(HEADER_END)) < 0:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 import struct
-from types import TracebackType
 
-HEADER_END = b"\r\n\r\n"
+from bench.raw_http import HEADER_END, SocketClient
+
 BINARY, CLOSE = 0x2, 0x8
 
 
@@ -24,8 +23,10 @@ class RawWebSocketError(RuntimeError):
     read (fragmented, or a close)."""
 
 
-class RawWebSocket:
+class RawWebSocket(SocketClient):
     """One WebSocket connection to `ws://host:port/path`; `headers` go with the handshake."""
+
+    error = RawWebSocketError
 
     def __init__(
         self,
@@ -35,9 +36,7 @@ class RawWebSocket:
         headers: dict[str, str] | None = None,
         timeout: float = 600.0,
     ) -> None:
-        self.host, self.port = host, port
-        self._sock = socket.create_connection((host, port), timeout=timeout)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(host, port, timeout)
         key = base64.b64encode(os.urandom(16)).decode()
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._sock.sendall(
@@ -47,7 +46,6 @@ class RawWebSocket:
                 f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
             ).encode("latin-1")
         )
-        self._buffer = b""
         while HEADER_END not in self._buffer:
             self._fill()
         head, self._buffer = self._buffer.split(HEADER_END, 1)
@@ -55,20 +53,6 @@ class RawWebSocket:
         if b" 101 " not in status + b" ":
             self.close()
             raise RawWebSocketError(f"handshake refused: {status.decode('latin-1')}")
-
-    def __enter__(self) -> RawWebSocket:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._sock.close()
 
     def request(self, payload: bytes) -> bytes:
         """Send `payload` as one binary frame; the payload of the next frame received."""
@@ -98,12 +82,6 @@ class RawWebSocket:
                     self._buffer = buffer[offset + length :]
                     return buffer[offset : offset + length]
             self._fill()
-
-    def _fill(self) -> None:
-        chunk = self._sock.recv(1 << 20)
-        if not chunk:
-            raise RawWebSocketError(f"{self.host}:{self.port} closed the connection")
-        self._buffer += chunk
 
 
 def _masked(payload: bytes, mask: bytes) -> bytes:
