@@ -8,8 +8,8 @@ Several uvicorn workers: when PROMETHEUS_MULTIPROC_DIR is set before the process
 prometheus_client writes every value to files in that folder and `/metrics` merges them with a
 `MultiProcessCollector` (`render`). Gauges say how to merge: queue depth sums over live
 workers, the served version takes the max over live workers (1 where any worker serves it),
-drift takes the worst worker,
-live streaming states sum over live workers. `urnn serve --workers N` sets the folder up.
+drift takes the worst worker, live streaming states and open WebSocket feeds sum over live
+workers. `urnn serve --workers N` sets the folder up.
 """
 
 from __future__ import annotations
@@ -155,6 +155,12 @@ class ServiceMetrics:
         self.stream_series_live = Gauge(
             "urnn_stream_series_live",
             "Streaming series whose state is held in memory.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.stream_connections = Gauge(
+            "urnn_stream_connections",
+            "Open WebSocket feeds (WS /series/stream).",
             multiprocess_mode="livesum",
             registry=r,
         )

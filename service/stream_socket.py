@@ -54,6 +54,15 @@ async def serve_stream(websocket: WebSocket, state: ServiceState) -> None:
         await websocket.close(code=POLICY_VIOLATION, reason="missing or wrong X-API-Key header")
         return
     await websocket.accept()
+    connections = state.metrics.stream_connections
+    connections.inc()
+    try:
+        await _serve_messages(websocket, state)
+    finally:
+        connections.dec()
+
+
+async def _serve_messages(websocket: WebSocket, state: ServiceState) -> None:
     latency: dict[int, Any] = {}  # status class -> labelled histogram child
     limit = state.settings.max_body_bytes
     while True:

@@ -1,5 +1,6 @@
 """Streaming series: POST /series/{series_id}/observations, GET /series/{series_id}/forecast,
-GET /series/{series_id}, DELETE /series/{series_id}.
+GET /series/{series_id}, DELETE /series/{series_id}, and WS /series/stream (one connection
+carrying many updates, `service.stream_socket`).
 
 Thin routes over `service.streaming.StreamEngine` (the state store, its snapshots and the
 model work). The mutating ones (POST observations, DELETE) require the API key, as POST

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -146,13 +147,20 @@ def test_messages_are_counted_in_the_request_latency(
 ) -> None:
     labels = {"route": "/series/stream", "method": "WEBSOCKET"}
     with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_text("{")
+        socket.receive_text()  # the connection is up once it has answered
+        assert metric_value(client, "urnn_stream_connections") == 1
         for row in (0, 50):
             socket.send_text(json.dumps({"series_id": "m", **points(registry.frame, row, 50)}))
             socket.receive_text()
         socket.send_text("{")
         socket.receive_text()
+    deadline = time.monotonic() + 10  # the server sees the close on its own thread
+    while metric_value(client, "urnn_stream_connections") != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert metric_value(client, "urnn_stream_connections") == 0  # closed again
     count = "urnn_http_request_duration_seconds_count"
     assert metric_value(client, count, status_class="2xx", **labels) == 2
-    assert metric_value(client, count, status_class="4xx", **labels) == 1
+    assert metric_value(client, count, status_class="4xx", **labels) == 2
     # the same series is then readable, and POST continues it where the socket left it
     assert post(client, "m", points(registry.frame, 100, 1)).json()["series"]["points_seen"] == 101
