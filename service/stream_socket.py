@@ -14,7 +14,9 @@ JSON object: `series_id` and the fields of the POST body (`values`, `start` or `
 order, in the same frame type: the ObservationsResponse JSON (its `series.id` names the
 series), or, when the message is refused, `{"series_id": ..., "status": <the HTTP status the
 POST route would answer>, "detail": <its message>}`. A refused message changes nothing and the
-connection stays open; a message above URNN_MAX_BODY_BYTES answers 413 the same way.
+connection stays open; a message above URNN_MAX_BODY_BYTES answers 413 the same way (one
+above uvicorn's ws_max_size, which `urnn serve` sets to twice that limit and at least 16 MiB,
+is not read: uvicorn closes with 1009).
 """
 
 from __future__ import annotations

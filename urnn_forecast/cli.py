@@ -507,11 +507,18 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # WS /series/stream answers a message above URNN_MAX_BODY_BYTES with 413 and stays open;
+    # uvicorn closes the connection (1009) only past ws_max_size, kept well above that limit.
+    ws_max_size = max(WS_MAX_SIZE_FLOOR, 2 * settings.max_body_bytes)
     if workers == 1:
         from service.main import create_app
 
         uvicorn.run(
-            create_app(settings), host=host, port=port, access_log=settings.serve_access_log
+            create_app(settings),
+            host=host,
+            port=port,
+            access_log=settings.serve_access_log,
+            ws_max_size=ws_max_size,
         )
         return 0
     # Several processes: each worker builds its app from the environment, and writes its
@@ -525,8 +532,12 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         workers=workers,
         access_log=settings.serve_access_log,
+        ws_max_size=ws_max_size,
     )
     return 0
+
+
+WS_MAX_SIZE_FLOOR = 16 * 1024 * 1024  # uvicorn's own default
 
 
 def _choice_list(allowed: Sequence[str], what: str) -> Any:

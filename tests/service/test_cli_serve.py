@@ -32,7 +32,12 @@ def test_serve_one_worker_runs_the_app_built_from_these_settings(
     (app,), options = calls[0]
     assert isinstance(app, FastAPI)
     assert app.state.service.settings is settings
-    assert options == {"host": "0.0.0.0", "port": 9000, "access_log": False}
+    assert options == {
+        "host": "0.0.0.0",
+        "port": 9000,
+        "access_log": False,
+        "ws_max_size": 16 * 1024 * 1024,  # uvicorn's default, 2 x the 8 MiB body limit
+    }
 
 
 def test_serve_writes_the_access_log_when_asked(
@@ -56,6 +61,7 @@ def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
         "port": 8123,
         "workers": 3,
         "access_log": False,
+        "ws_max_size": 16 * 1024 * 1024,
     }
     folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     assert folder.is_dir()
@@ -70,3 +76,12 @@ def test_serve_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "serve" in capsys.readouterr().out
+
+
+def test_websocket_messages_may_exceed_a_raised_body_limit_before_uvicorn_closes(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Between URNN_MAX_BODY_BYTES and uvicorn's ws_max_size a message gets its 413 reply."""
+    settings = Settings(var_dir=tmp_path / "var", max_body_bytes=64 * 1024 * 1024)
+    assert cli.main(["serve"], settings=settings) == 0
+    assert calls[0][1]["ws_max_size"] == 128 * 1024 * 1024
