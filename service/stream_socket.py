@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 import orjson
-from fastapi import WebSocket
+from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.requests import Request
 
@@ -60,6 +60,8 @@ async def serve_stream(websocket: WebSocket, state: ServiceState) -> None:
     connections.inc()
     try:
         await _serve_messages(websocket, state)
+    except WebSocketDisconnect:
+        pass  # gone while its reply was written: what it sent was applied (a resend is a duplicate)
     finally:
         connections.dec()
 

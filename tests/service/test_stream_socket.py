@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import orjson
 import pytest
+from fastapi import WebSocket
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from service.stream_socket import serve_stream
 from tests.service.conftest import API_KEY, Registry, metric_value
 from tests.service.test_streaming_api import points, post
 
@@ -164,3 +167,37 @@ def test_messages_are_counted_in_the_request_latency(
     assert metric_value(client, count, status_class="4xx", **labels) == 2
     # the same series is then readable, and POST continues it where the socket left it
     assert post(client, "m", points(registry.frame, 100, 1)).json()["series"]["points_seen"] == 101
+
+
+class GoneBeforeTheReply:
+    """A WebSocket whose client sends one message and is gone when the reply is written (as
+    uvicorn reports it to Starlette: the send raises WebSocketDisconnect)."""
+
+    def __init__(self, message: bytes) -> None:
+        self.scope = {"headers": [(b"x-api-key", API_KEY.encode())], "app": None}
+        self.messages: list[dict[str, Any]] = [{"type": "websocket.receive", "bytes": message}]
+
+    async def accept(self) -> None:
+        pass
+
+    async def receive(self) -> dict[str, Any]:
+        return self.messages.pop(0)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        raise WebSocketDisconnect(code=1006)
+
+
+def test_a_client_gone_before_its_reply_leaves_the_points_applied(
+    client: TestClient, registry: Registry
+) -> None:
+    state = client.app.state.service  # type: ignore[attr-defined]
+    message = orjson.dumps({"series_id": "gone", **points(registry.frame, 0, 60)})
+    socket = cast(WebSocket, GoneBeforeTheReply(message))
+    portal = client.portal
+    assert portal is not None
+    portal.call(partial(serve_stream, socket, state))  # returns: the disconnect is no error
+    assert metric_value(client, "urnn_stream_connections") == 0
+    assert client.get("/series/gone").json()["points_seen"] == 60
+    # a resend of the last points (those the stored tail can verify) is a duplicate, not an error
+    again = post(client, "gone", points(registry.frame, 50, 10)).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 10)
