@@ -1,7 +1,8 @@
 """Streaming updates against whole-history re-reads, by history length, through `urnn serve`.
 
-    make bench-stream                                  # a few minutes on 2 cores (1M points)
-    make bench-stream ARGS=--quick                     # smoke run: 1k and 10k points, < 2 min
+    make bench-stream                                  # ~40 s on 2 cores (up to 1M points)
+    make bench-stream ARGS=--quick                     # smoke run: 1k and 10k points, as long
+                                                       # (start-up dominates)
     python -m bench.stream --lengths 1000,100000 --updates 500 --rereads 10
 
 One streaming model is registered as urnn-stream-forecaster@champion in a temporary MLflow
