@@ -70,7 +70,7 @@ class FastRoute:
     pattern: re.Pattern[str]  # what Starlette's compiled path would match (named groups)
     handle: FastHandler
     # A streaming update: after its answer is sent the loop keeps polling for the next one
-    # (`service.busy_poll`; the engine's own touch is earlier, before the answer is written)
+    # (`service.busy_poll`)
     keep_awake: bool = False
 
 

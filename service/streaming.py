@@ -31,8 +31,9 @@ version made it. A series longer than the tail is then summarised by its tail on
 
 Busy polling. After each successful streaming answer the event loop keeps polling its
 sockets for URNN_STREAM_BUSY_POLL_US (200 us by default) instead of going to sleep
-(`service.busy_poll`): a client streaming points back to back finds it awake, which cut the
-update p50 by about a third in `make bench-stream`. 0 turns it off.
+(`service.busy_poll`; the routes call `keep_awake` once the answer is on its way): a client
+streaming points back to back finds it awake, which cut the update p50 by about a quarter in
+`make bench-stream`. 0 turns it off.
 
 Model work runs on one worker thread: initial loads, big updates, states finishing their
 warm-up, rebuilds. A small update of a ready state (at most INLINE_POINTS points: a fraction
@@ -263,7 +264,6 @@ class StreamEngine:
                 assert new is not None  # a first request has points: plan_update keeps them all
                 if new.forecast is None and new.state.ready:
                     new = await self._cache_forecast(entry, new, model, scales)
-                self._busy_poll.touch()
                 return Observed(model, series_id, new, plan, obs)
         raise self._too_many_conflicts(series_id)
 
@@ -293,7 +293,6 @@ class StreamEngine:
                     data = await self._cache_forecast(entry, data, model, scales)
                 out = _forecast_out(data, h, indices, keys, model)
                 assert out is not None
-                self._busy_poll.touch()
                 return SeriesForecastResponse(
                     model=_ref(model), series=_status(series_id, data), forecast=out
                 )

@@ -81,7 +81,9 @@ async def post_observations(
     duplicates of stored points are ignored and counted. Until the state has consumed the
     model's warm-up (its lookback) the forecast is null and `points_needed` says how many more
     points it needs."""
-    return await state.streams.observe(series_id, body)
+    answer = await state.streams.observe(series_id, body)
+    state.streams.keep_awake()  # the next point of this feed may follow at once
+    return answer
 
 
 @router.websocket("/series/stream")
@@ -109,7 +111,9 @@ async def get_series_forecast(
         Query(description="Quantile levels (repeat the parameter); default all trained ones."),
     ] = None,
 ) -> SeriesForecastResponse:
-    return await state.streams.forecast(series_id, horizon, quantiles)
+    answer = await state.streams.forecast(series_id, horizon, quantiles)
+    state.streams.keep_awake()
+    return answer
 
 
 @router.get(
