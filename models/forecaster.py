@@ -145,7 +145,9 @@ class ForecasterConfig:
     # K: calendar features per row (see calendar_features); fed for the look-back per step and
     # for the horizon to the head. Recurrent kinds only.
     n_calendar: int = 0
-    season_length: int = 24  # seasonal_naive: repeat the last season of this many rows
+    # seasonal_naive: repeat the last season of this many rows. None: not chosen yet;
+    # `urnn train` sets the data's season (training.seasonality), a forecaster needs a number.
+    season_length: int | None = None
     dropout: float = 0.0  # on the encoder state (recurrent) or the normalised input (linear)
     # linear: 0 = NLinear (one map); odd k >= 3 = DLinear, separate maps for the k-row moving
     # average (trend) and the remainder.
@@ -172,8 +174,10 @@ class ForecasterConfig:
         _choice("normalisation", self.normalisation, NORMALISATIONS)
         _choice("recurrence", self.recurrence, RECURRENCE_KINDS)
         _choice("decoder", self.decoder, DECODERS)
-        for name in ("lookback", "horizon", "hidden_size", "segment_length", "season_length"):
+        for name in ("lookback", "horizon", "hidden_size", "segment_length"):
             _integer(name, getattr(self, name), minimum=1)
+        if self.season_length is not None:
+            _integer("season_length", self.season_length, minimum=1)
         for name in ("n_past_covariates", "n_calendar", "decomposition_kernel", "n_channels"):
             _integer(name, getattr(self, name), minimum=0)
         q = self.quantiles
@@ -232,7 +236,11 @@ class ForecasterConfig:
                     f"{name} must be 0 for kind {self.kind!r}, which does not read them; "
                     f"kinds that do: {', '.join(able)}"
                 )
-        if self.kind == "seasonal_naive" and self.season_length > self.lookback:
+        if (
+            self.kind == "seasonal_naive"
+            and self.season_length is not None
+            and self.season_length > self.lookback
+        ):
             raise ForecasterConfigError(
                 f"season_length must be <= lookback for seasonal_naive; got "
                 f"season_length={self.season_length}, lookback={self.lookback}"
@@ -882,6 +890,11 @@ class SeasonalNaiveForecaster(NaiveForecaster):
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__(config)
         m, horizon, lookback = config.season_length, config.horizon, config.lookback
+        if m is None:
+            raise ForecasterConfigError(
+                "season_length must be set (rows per season, at most lookback) to build a "
+                "seasonal_naive forecaster; `urnn train` sets it from the data's frequency"
+            )
         lags = lookback - m + torch.arange(horizon) % m  # (H,) positions in the look-back
         self.register_buffer("lags", lags, persistent=False)
 

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
+from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig, ForecasterConfigError
 from training import distributed
 from training.backtest import BacktestConfig, BacktestResult, backtest
 from training.data import LoadConfig, LoadedData, load_data
@@ -43,6 +43,7 @@ from training.registry import (
     log_forecaster,
     promote_if_better,
 )
+from training.seasonality import Season, SeasonError, mase_season, model_season
 from training.split import SeriesSplit, SplitConfig, SplitMethod, StandardScaler, split_data
 from training.stream_fit import fit_stream, stream_series
 from training.windows import WindowSets, make_windows, window_config_for
@@ -69,7 +70,9 @@ class TrainConfig:
     train_stride: int = 1  # rows between training windows
     backtest_step: int = 1  # rows between backtest origins
     backtest_windows: int | None = None  # origins per series (None: all that fit)
-    season_length: int = 24  # MASE's seasonal naive scale
+    # The data's season in rows: MASE's seasonal naive scale, and the seasonal_naive kind's
+    # season unless its model config sets one. None: the frequency's (training.seasonality).
+    season_length: int | None = None
     metric: str = "mae"  # backtest metric deciding promotion (lower is better)
     registered_name: str | None = DEFAULT_REGISTERED_NAME  # None: log but do not register
     promote: bool = True
@@ -82,6 +85,13 @@ class TrainConfig:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
             raise ValueError(problem)
+        if self.season_length is not None and (
+            type(self.season_length) is not int or self.season_length < 1
+        ):
+            raise ValueError(
+                f"season_length must be None (the data's frequency decides) or an integer >= 1; "
+                f"got {self.season_length!r}"
+            )
 
     def split(self, lookback: int) -> SplitConfig:
         return SplitConfig(
@@ -91,11 +101,12 @@ class TrainConfig:
             val_fraction=self.val_fraction,
         )
 
-    def backtest_config(self) -> BacktestConfig:
+    def backtest_config(self, season_length: int) -> BacktestConfig:
+        """`season_length`: MASE's scale, as resolved for the data (`Prepared.mase_season`)."""
         return BacktestConfig(
             n_windows=self.backtest_windows,
             step=self.backtest_step,
-            season_length=self.season_length,
+            season_length=season_length,
             train_stride=self.train_stride,
         )
 
@@ -120,10 +131,22 @@ class TrainResult:
     decoder: str = ""  # the trained model's decoder ("" for kinds without one)
 
 
-def resolve_model_config(model: ForecasterConfig, data: LoadedData) -> ForecasterConfig:
-    """Feed the covariates to kinds that read them; others see the target only."""
+def resolve_model_config(
+    model: ForecasterConfig, data: LoadedData, season_length: int | None = None
+) -> ForecasterConfig:
+    """Feed the covariates to kinds that read them (others see the target only); give the
+    seasonal naive kind its season: the model config's, else `season_length` (the data's, as
+    the user set it), else the frequency's (training.seasonality)."""
     reads = FORECASTERS[model.kind].SUPPORTS_PAST_COVARIATES
-    return replace(model, n_past_covariates=len(data.covariates) if reads else 0)
+    model = replace(model, n_past_covariates=len(data.covariates) if reads else 0)
+    if model.kind == "seasonal_naive":
+        explicit = model.season_length if model.season_length is not None else season_length
+        try:
+            season = model_season(explicit, data.freq, model.lookback)
+        except SeasonError as error:
+            raise ForecasterConfigError(str(error)) from None
+        model = replace(model, season_length=season.rows)
+    return model
 
 
 def overall_scores(result: BacktestResult) -> dict[str, float]:
@@ -147,8 +170,8 @@ def train_pipeline(
             raise TrainingCancelledError(f"cancelled {where}")
 
     check_cancelled("before loading the data")
-    load, data, model_config, split_config, splits, scaler, sets = _prepare(config)
-    backtest_config = config.backtest_config()
+    load, data, model_config, split_config, splits, scaler, sets, season = _prepare(config)
+    backtest_config = config.backtest_config(season.rows)
 
     ranks = distributed.active()
     if ranks is not None and FORECASTERS[model_config.kind].STREAMING:
@@ -163,7 +186,10 @@ def train_pipeline(
     }
     with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
         run_id = run.info.run_id
-        mlflow.log_params(_params(config, load, model_config, split_config), run_id=run_id)
+        mlflow.log_params(
+            _params(config, load, model_config, split_config, backtest_config), run_id=run_id
+        )
+        mlflow.set_tag("mase_season", f"{season.rows} rows: {season.reason}")
         mlflow.log_input(_dataset(config.data, data), context="training")
 
         def on_epoch_end(record: EpochRecord) -> None:
@@ -239,7 +265,8 @@ def train_pipeline(
                 {f"backtest_{k}": v for k, v in scores.items() if math.isfinite(v)}, run_id=run_id
             )
             _write_tables(result, out / "metrics")
-            (out / "data_report.txt").write_text("\n".join(data.report_lines()) + "\n")
+            report = [*data.report_lines(), f"MASE season: {season.rows} rows ({season.reason})"]
+            (out / "data_report.txt").write_text("\n".join(report) + "\n")
             mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
             mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
             mlflow.log_artifact(str(out / "data_report.txt"), run_id=run_id)
@@ -309,6 +336,7 @@ class Prepared(NamedTuple):
     splits: dict[str, SeriesSplit]
     scaler: StandardScaler
     sets: WindowSets
+    mase_season: Season
 
 
 def _prepare(config: TrainConfig) -> Prepared:
@@ -317,13 +345,23 @@ def _prepare(config: TrainConfig) -> Prepared:
     if load.min_length == LoadConfig.min_length:  # untouched: ask for one full window at least
         load = replace(load, min_length=config.model.lookback + config.model.horizon)
     data = load_data(config.data, load)
-    model_config = resolve_model_config(config.model, data)
+    model_config = resolve_model_config(config.model, data, config.season_length)
     split_config = config.split(model_config.lookback)
     splits = split_data(data, split_config)
+    season = data_mase_season(config, data, splits)
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
     sets = make_windows(splits, scaler, window_config, freq=data.freq)
-    return Prepared(load, data, model_config, split_config, splits, scaler, sets)
+    return Prepared(load, data, model_config, split_config, splits, scaler, sets, season)
+
+
+def data_mase_season(
+    config: TrainConfig, data: LoadedData, splits: Mapping[str, SeriesSplit]
+) -> Season:
+    """MASE's season for this data and split: the user's, else the frequency's where every
+    series' training span is longer than it (training.seasonality.mase_season)."""
+    shortest_train = min(len(s.train) for s in splits.values())
+    return mase_season(config.season_length, data.freq, shortest_train)
 
 
 def train_replica(config: TrainConfig) -> None:
@@ -406,7 +444,11 @@ def _write_tables(result: BacktestResult, directory: Path) -> None:
 
 
 def _params(
-    config: TrainConfig, load: LoadConfig, model: ForecasterConfig, split: SplitConfig
+    config: TrainConfig,
+    load: LoadConfig,
+    model: ForecasterConfig,
+    split: SplitConfig,
+    backtest_config: BacktestConfig,
 ) -> dict[str, str]:
     out: dict[str, str] = {"data": config.data}
     for prefix, values in (
@@ -414,7 +456,7 @@ def _params(
         ("model", model.to_dict()),
         ("fit", asdict(config.fit)),
         ("split", asdict(split)),
-        ("backtest", asdict(config.backtest_config())),
+        ("backtest", asdict(backtest_config)),
     ):
         for key, value in values.items():
             out[f"{prefix}.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)

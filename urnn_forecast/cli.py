@@ -337,7 +337,12 @@ def _add_split_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="season of MASE's seasonal naive scale, in rows; default 24",
+        help=(
+            "the data's season in rows: MASE's seasonal naive scale (and, for urnn train "
+            "--model seasonal_naive, the model's season); default: the frequency's (24 hourly, "
+            "48 half-hourly, 96 at 15 min, 1440 at 1 min, 3600 at 1 s, 7 daily, 52 weekly, "
+            "12 monthly, 4 quarterly, else 1)"
+        ),
     )
 
 
@@ -1349,7 +1354,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.data import LoadConfig, load_data
     from training.fit import FitConfig
     from training.registry import load_registered
-    from training.split import SplitConfig
+    from training.seasonality import mase_season
+    from training.split import SplitConfig, split_data
 
     if settings.mlflow_tracking_uri is None:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -1381,10 +1387,15 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         train_fraction=args.train_fraction or split_meta.get("train_fraction", 0.7),
         val_fraction=args.val_fraction or split_meta.get("val_fraction", 0.1),
     )
+    season = mase_season(
+        args.season_length,
+        data.freq,
+        min(len(s.train) for s in split_data(data, split).values()),
+    )
     config = BacktestConfig(
         n_windows=args.backtest_windows,
         step=args.backtest_step or 1,
-        season_length=args.season_length or 24,
+        season_length=season.rows,
     )
     result = backtest(
         data,
@@ -1400,7 +1411,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     with pd.option_context("display.width", 140, "display.max_columns", 20):
         print(
             f"Backtest of {args.model_uri} ({c.kind}, lookback {c.lookback}, horizon "
-            f"{c.horizon}) on {args.data}: {len(result.forecasts):,} forecast values"
+            f"{c.horizon}) on {args.data}: {len(result.forecasts):,} forecast values; MASE "
+            f"scaled by the seasonal naive of {season.rows} rows ({season.reason})"
         )
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))

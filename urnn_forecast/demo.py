@@ -168,7 +168,8 @@ def _naive_scores(train: Any) -> dict[str, float]:
     from models.forecaster import ForecasterConfig
     from training.backtest import backtest
     from training.data import load_data
-    from training.pipeline import overall_scores, resolve_model_config
+    from training.pipeline import data_mase_season, overall_scores, resolve_model_config
+    from training.split import split_data
 
     data = load_data(train.data, replace(train.load, min_length=train.model.lookback + 1))
     naive = resolve_model_config(
@@ -180,7 +181,9 @@ def _naive_scores(train: Any) -> dict[str, float]:
         ),
         data,
     )
-    result = backtest(data, train.split(naive.lookback), naive, train.fit, train.backtest_config())
+    split = train.split(naive.lookback)
+    season = data_mase_season(train, data, split_data(data, split))
+    result = backtest(data, split, naive, train.fit, train.backtest_config(season.rows))
     return overall_scores(result)
 
 

@@ -27,7 +27,8 @@ QUICK = FitConfig(max_epochs=2, max_train_batches=4, batch_size=32, device="cpu"
 
 
 def linear(kind: str = "linear") -> ForecasterConfig:
-    return ForecasterConfig(kind=kind, lookback=L, horizon=H)  # type: ignore[arg-type]
+    season = L if kind == "seasonal_naive" else None  # the daily season of the hourly data
+    return ForecasterConfig(kind=kind, lookback=L, horizon=H, season_length=season)  # type: ignore[arg-type]
 
 
 def overall(result: BacktestResult, metric: str) -> float:
