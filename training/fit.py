@@ -22,6 +22,11 @@ Decisions and why:
   epochs on ETT, so a cosine schedule over a fixed budget would barely have decayed when early
   stopping fires, while a plateau step gives one more chance at a smaller step before it does.
   `cosine` (over max_epochs) and `none` are the alternatives.
+- Budget: up to 100 epochs (Darts' default too), and early stopping decides. A cap of 20 cut
+  training short wherever an epoch is small: on the Bike-sharing and Taylor demand data the
+  uRNN's val error was still falling at epoch 20 (best epochs 53 and 21 with the cap at 100;
+  val MSE -5.3 % and -4.0 %, val MAE -5.8 % and -1.8 %), while on ETT and PJM, with thousands
+  of windows per epoch, early stopping ends runs well before 20 either way.
 - Early stopping on the time-ordered val windows with `patience`; the best epoch's state dict
   is kept in memory (cloned tensors) and restored at the end, whatever stopped the loop.
 - Intervals: the pinball loss fits quantiles on the train span, but the later val span is
@@ -84,7 +89,7 @@ class FitConfigError(ValueError):
 class FitConfig:
     """How to train; JSON-serialisable (`dataclasses.asdict`) for the run's parameters."""
 
-    max_epochs: int = 20
+    max_epochs: int = 100  # a cap: early stopping on val ends the loop (module docstring)
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0  # AdamW, decoupled; never applied to unitary parameters

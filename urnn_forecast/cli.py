@@ -378,7 +378,7 @@ def _add_train_parser(commands: Any) -> None:
         ("--horizon", "H", "steps forecast at once; default 96"),
         ("--hidden-size", "N", "hidden units of recurrent kinds; default 64"),
         ("--segment-length", "N", "rows per recurrent step; must divide --lookback; default 24"),
-        ("--epochs", "N", "maximum training epochs (early stopping may end sooner); default 20"),
+        ("--epochs", "N", "maximum training epochs (early stopping may end sooner); default 100"),
         ("--batch-size", "N", "training windows per batch; default 64"),
         ("--train-stride", "N", "rows between training windows; default 1"),
     ):
