@@ -195,6 +195,8 @@ def test_train_then_backtest_end_to_end(
     assert "registered urnn-forecaster version 1 (alias challenger)" in out
     assert "promoted to champion: no champion yet" in out
     assert "mae" in out
+    # hourly data: the daily season, said beside the table
+    assert "MASE scaled by the seasonal naive forecast of 24 rows (one season of" in out
 
     code, out, err = run_cli(
         ["backtest", "--data", str(csv), "--output", str(tmp_path / "bt")], settings, capsys

@@ -129,6 +129,7 @@ class TrainResult:
     # Under decoder_search: each decoder's best val score; the model's decoder is the lowest's
     decoder_scores: Mapping[str, float] = field(default_factory=dict)
     decoder: str = ""  # the trained model's decoder ("" for kinds without one)
+    mase_season: str = ""  # "<rows> rows (<why>)": the seasonal naive scale of the MASE
 
 
 def resolve_model_config(
@@ -319,6 +320,7 @@ def train_pipeline(
         epochs=len(fitted.history),
         decoder_scores=dict(fitted.decoder_scores),
         decoder=model_config.decoder if searches_decoder(model_config) else "",
+        mase_season=f"{season.rows} rows ({season.reason})",
         tables={
             "overall": result.tables.overall,
             "by_step": result.tables.by_step,

@@ -1310,6 +1310,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print("\nBacktest (test span, original units):")
         print(result.tables["overall"].to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"MASE scaled by the seasonal naive forecast of {result.mase_season}")
     print(f"\nrun {result.run_id}: {result.epochs} epoch(s), best epoch {result.best_epoch}")
     if result.decoder_scores:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in result.decoder_scores.items())

@@ -104,6 +104,7 @@ def test_urnn_train_seasonal_naive_on_half_hourly_data_repeats_yesterday(
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert run.data.tags["mase_season"].startswith("48 rows: one season of the data's frequency")
     assert run.data.params["backtest.season_length"] == "48"
+    assert result.mase_season.startswith("48 rows (one season of the data's frequency")
 
     half_day = train_pipeline(
         TrainConfig(**{**config.__dict__, "season_length": 24, "registered_name": None}),
