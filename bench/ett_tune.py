@@ -32,6 +32,8 @@ from training.windows import make_windows, window_config_for
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},  # the benchmark defaults (the uRNN: decoder "auto", chosen on val per run)
     "direct": {"decoder": "direct"},  # the control for the pmf and auto variants
+    "direct-h128": {"decoder": "direct", "hidden_size": 128},
+    "pmf-h128": {"decoder": "pmf", "hidden_size": 128},
     "auto": {"decoder": "auto"},
     "skip": {"linear_skip": True},
     "l720": {"lookback": 720},
