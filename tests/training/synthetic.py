@@ -21,6 +21,15 @@ def seasonal_frame(
     return pd.DataFrame({"y": y, "x": x}, index=index)
 
 
+def half_hourly_frame(n: int = 1200) -> pd.DataFrame:
+    """Demand-like half-hourly `y`: a daily cycle of 48 rows plus a little noise."""
+    t = np.arange(n)
+    rng = np.random.default_rng(0)
+    y = 100 + 20 * np.sin(2 * np.pi * t / 48) + rng.normal(0, 0.5, n)
+    index = pd.date_range("2000-06-05", periods=n, freq="30min", name="timestamp")
+    return pd.DataFrame({"y": y}, index=index)
+
+
 def row_number_frame(n: int) -> pd.DataFrame:
     """`y` = the row number, `x` = minus it: every window's values say which rows it read."""
     index = pd.date_range("2021-03-01", periods=n, freq="h", name="timestamp")

@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
-import numpy as np
-import pandas as pd
 import pytest
 
 from models.forecaster import ForecasterConfig, ForecasterConfigError, build_forecaster
+from tests.training.synthetic import half_hourly_frame
 from training.data import LoadConfig
 from training.pipeline import TrainConfig, train_pipeline
 from training.registry import load_registered
@@ -77,13 +76,8 @@ def test_an_unset_season_cannot_build_a_seasonal_naive_forecaster() -> None:
         ForecasterConfig(kind="seasonal_naive", season_length=0)
 
 
-def half_hourly_csv(path: Path, n: int = 1200) -> Path:
-    """Demand-like half-hourly data: a daily cycle of 48 rows plus a little noise."""
-    t = np.arange(n)
-    rng = np.random.default_rng(0)
-    y = 100 + 20 * np.sin(2 * np.pi * t / 48) + rng.normal(0, 0.5, n)
-    index = pd.date_range("2000-06-05", periods=n, freq="30min", name="timestamp")
-    pd.DataFrame({"y": y}, index=index).to_csv(path)
+def half_hourly_csv(path: Path) -> Path:
+    half_hourly_frame().to_csv(path)
     return path
 
 
