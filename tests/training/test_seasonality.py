@@ -122,3 +122,14 @@ def test_urnn_train_refuses_a_seasonal_naive_lookback_shorter_than_the_season(
     assert code == 2 and "Traceback" not in err
     assert "season_length:" in err and "(48 rows, one season of the data's frequency" in err
     assert "lookback=36" in err
+
+
+@pytest.mark.parametrize("bad", [0, -24, 2.5, "48", True])
+def test_a_bad_season_in_a_job_or_config_file_names_the_field(bad: object) -> None:
+    from urnn_forecast.cli import UsageError, train_config_from_sections
+
+    sections = {"load": {"target": "y"}, "train": {"season_length": bad}}
+    with pytest.raises(UsageError, match=r"config\.train: season_length must be None .* >= 1"):
+        train_config_from_sections("demand.csv", sections, what="config")
+    ok = train_config_from_sections("demand.csv", {"load": {"target": "y"}}, what="config")
+    assert ok.season_length is None
