@@ -34,6 +34,13 @@ Recipes for the bundled and shared real data:
   `max_gap`: choose `max_gap=36` to interpolate across it, or `on_long_gap="split"`. Most of
   the other missing hours fall at 2-5 am and `cnt` is never 0 in the file, so they are likely
   hours with no rentals left out rather than lost; interpolation overstates those.
+- C-MAPSS engines (`train_FD001.txt`, space separated, no header: write it as a CSV with
+  column names first): the time axis is the engine's cycle counter, not a date. Nothing guesses
+  what a cycle is: `LoadConfig(target="s11", series_col="unit", timestamp_col="cycle",
+  step_origin="2000-01-01", freq="D")` reads cycle k as 2000-01-01 + k days (any fixed
+  `freq`; the report says so), one series per engine. Forecast timestamps follow the same
+  mapping, and MASE's default scale is the one-step naive (step numbers carry no calendar
+  season). Without `step_origin` such a column is refused with that advice.
 
 Several files, one dataset (`load_many`): one global model over many series kept in separate
 files, each read by its own config and cleaned by its own policies, then combined: e.g. the six
@@ -74,6 +81,7 @@ from training.validation import (
     UnreadableFileError,
     UnsupportedFormatError,
     fill_gaps,
+    fixed_step,
     infer_frequency,
     merge_duplicates,
     regularise,
@@ -113,6 +121,9 @@ class LoadConfig:
     min_length: int = 2  # rows per series after cleaning; training passes lookback + horizon
     on_short: ShortSeriesPolicy = "error"  # "drop": leave such series out, with a report line
     sep: str = ","  # CSV field separator (SKAB uses ";")
+    # The time column counts steps (engine cycles, sample numbers), not dates: step k is read
+    # as the timestamp step_origin + k x freq (freq required). None: the column holds dates.
+    step_origin: str | None = None
 
     def __post_init__(self) -> None:
         # JSON configs and argparse hand over lists; store tuples so the config stays hashable.
@@ -135,6 +146,8 @@ class LoadConfig:
                     f"freq {self.freq!r} is not a pandas offset alias; "
                     "use e.g. 'h', '15min', '30min', 'D', 'W-SUN', 'MS', 'B'"
                 ) from None
+        if self.step_origin is not None:
+            self._check_step_origin()
         values = (self.target, *self.covariates)
         if len(set(values)) != len(values):
             raise InvalidOptionError(
@@ -146,6 +159,27 @@ class LoadConfig:
         if clash:
             raise InvalidOptionError(
                 f"column(s) {clash} cannot be both a timestamp/series column and a value column"
+            )
+
+    def _check_step_origin(self) -> None:
+        if self.freq is None or fixed_step(self.freq) is None:
+            raise InvalidOptionError(
+                f"step_origin needs freq, a fixed step such as 's', 'min', 'h' or 'D' (the time "
+                f"one step stands for); got freq={self.freq!r}"
+            )
+        if len(self.timestamp_columns) > 1:
+            raise InvalidOptionError(
+                "step_origin reads one column of step numbers; got timestamp_col="
+                f"{list(self.timestamp_columns)}"
+            )
+        try:
+            valid = not pd.isna(pd.Timestamp(str(self.step_origin)))
+        except (ValueError, TypeError):
+            valid = False
+        if not valid:
+            raise InvalidOptionError(
+                f"step_origin must be a timestamp such as '2000-01-01' or '2000-01-01 00:00'; "
+                f"got {self.step_origin!r}"
             )
 
     @property
@@ -228,7 +262,10 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         len(raw),
         f"read {len(raw):,} rows, columns {', '.join(wanted)}: {len(groups):,} series",
     )
-    stamps = _parse_timestamps(raw, time_columns, config.timestamp_format, source, report)
+    if config.step_origin is not None:
+        stamps = _steps_as_timestamps(raw, time_columns[0], config, source, report)
+    else:
+        stamps = _parse_timestamps(raw, time_columns, config.timestamp_format, source, report)
     values = _numeric_values(raw, config.value_columns, source, report)
     _check_finite(values, source)
     _report_missing_cells(values, source, report)
@@ -432,6 +469,35 @@ def _resolve_timestamp_columns(
     return (found[0],)
 
 
+def _steps_as_timestamps(
+    raw: pd.DataFrame, column: str, config: LoadConfig, source: str, report: Report
+) -> pd.DatetimeIndex:
+    """Step numbers (whole numbers, any sign) as step_origin + k x freq; every row must be one."""
+    cells = pd.to_numeric(raw[column], errors="coerce")
+    numbers = cells.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
+    if bad.any():
+        row = int(np.argmax(bad)) + 1
+        raise TimestampParseError(
+            f"{source}: column {column!r}, {row_label(row)}: {raw[column].iloc[row - 1]!r} is not "
+            f"a whole step number (step_origin is set, so this column counts steps); "
+            f"{int(bad.sum()):,} rows fail"
+        )
+    assert config.freq is not None and config.step_origin is not None  # LoadConfig checks
+    step = fixed_step(config.freq)
+    assert step is not None
+    origin = pd.Timestamp(config.step_origin)
+    stamps = origin + pd.to_timedelta(numbers.astype(np.int64) * step.value, unit="ns")
+    report.add(
+        source,
+        "steps",
+        len(stamps),
+        f"read column {column!r} as step numbers {int(numbers.min()):,}..{int(numbers.max()):,}: "
+        f"step k is {origin} + k x {config.freq}",
+    )
+    return pd.DatetimeIndex(stamps, name="timestamp")
+
+
 def _parse_timestamps(
     raw: pd.DataFrame, columns: tuple[str, ...], fmt: str | None, source: str, report: Report
 ) -> pd.DatetimeIndex:
@@ -465,6 +531,11 @@ def _parse_timestamps(
                 else "(no timestamp_format given, so the format was inferred from the first row; "
                 "pass timestamp_format, e.g. '%Y-%m-%d %H:%M:%S')"
             )
+            if len(columns) == 1 and text.str.fullmatch(r"\s*[+-]?\d+\s*").all():
+                hint += (
+                    "; the column holds whole numbers: if they count steps (cycles, samples), "
+                    "pass step_origin (--step-origin) and freq (--freq)"
+                )
             raise TimestampParseError(
                 f"{source}: column {label}, {row_label(row)}: cannot parse "
                 f"{text.iloc[row - 1]!r} as a timestamp {hint}; "

@@ -133,7 +133,11 @@ class TrainResult:
 
 
 def resolve_model_config(
-    model: ForecasterConfig, data: LoadedData, season_length: int | None = None
+    model: ForecasterConfig,
+    data: LoadedData,
+    season_length: int | None = None,
+    *,
+    steps: bool = False,
 ) -> ForecasterConfig:
     """Feed the covariates to kinds that read them (others see the target only); give the
     seasonal naive kind its season: the model config's, else `season_length` (the data's, as
@@ -143,7 +147,7 @@ def resolve_model_config(
     if model.kind == "seasonal_naive":
         explicit = model.season_length if model.season_length is not None else season_length
         try:
-            season = model_season(explicit, data.freq, model.lookback)
+            season = model_season(explicit, data.freq, model.lookback, steps=steps)
         except SeasonError as error:
             raise ForecasterConfigError(str(error)) from None
         model = replace(model, season_length=season.rows)
@@ -190,7 +194,7 @@ def train_pipeline(
         mlflow.log_params(
             _params(config, load, model_config, split_config, backtest_config), run_id=run_id
         )
-        mlflow.set_tag("mase_season", f"{season.rows} rows: {season.reason}")
+        mlflow.set_tag("mase_season", season.describe())
         mlflow.log_input(_dataset(config.data, data), context="training")
 
         def on_epoch_end(record: EpochRecord) -> None:
@@ -266,7 +270,7 @@ def train_pipeline(
                 {f"backtest_{k}": v for k, v in scores.items() if math.isfinite(v)}, run_id=run_id
             )
             _write_tables(result, out / "metrics")
-            report = [*data.report_lines(), f"MASE season: {season.rows} rows ({season.reason})"]
+            report = [*data.report_lines(), f"MASE season: {season.describe()}"]
             (out / "data_report.txt").write_text("\n".join(report) + "\n")
             mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
             mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
@@ -320,7 +324,7 @@ def train_pipeline(
         epochs=len(fitted.history),
         decoder_scores=dict(fitted.decoder_scores),
         decoder=model_config.decoder if searches_decoder(model_config) else "",
-        mase_season=f"{season.rows} rows ({season.reason})",
+        mase_season=season.describe(),
         tables={
             "overall": result.tables.overall,
             "by_step": result.tables.by_step,
@@ -347,7 +351,8 @@ def _prepare(config: TrainConfig) -> Prepared:
     if load.min_length == LoadConfig.min_length:  # untouched: ask for one full window at least
         load = replace(load, min_length=config.model.lookback + config.model.horizon)
     data = load_data(config.data, load)
-    model_config = resolve_model_config(config.model, data, config.season_length)
+    steps = load.step_origin is not None
+    model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
     split_config = config.split(model_config.lookback)
     splits = split_data(data, split_config)
     season = data_mase_season(config, data, splits)
@@ -363,7 +368,8 @@ def data_mase_season(
     """MASE's season for this data and split: the user's, else the frequency's where every
     series' training span is longer than it (training.seasonality.mase_season)."""
     shortest_train = min(len(s.train) for s in splits.values())
-    return mase_season(config.season_length, data.freq, shortest_train)
+    steps = config.load.step_origin is not None
+    return mase_season(config.season_length, data.freq, shortest_train, steps=steps)
 
 
 def train_replica(config: TrainConfig) -> None:

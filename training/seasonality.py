@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from training.validation import fixed_step
+from training.validation import fixed_step, plural
 
 _MINUTE = pd.Timedelta(minutes=1)
 _HOUR = pd.Timedelta(hours=1)
@@ -98,13 +98,26 @@ class Season:
     rows: int
     reason: str
 
+    def describe(self) -> str:
+        """ "48 rows (one season of ...)": for the run's tag, report and printout."""
+        return f"{plural(self.rows, 'row')} ({self.reason})"
 
-def mase_season(explicit: int | None, freq: str, shortest_train: int) -> Season:
+
+STEPS_REASON = "the time column counts steps (step_origin), which carry no calendar season"
+
+
+def mase_season(
+    explicit: int | None, freq: str, shortest_train: int, *, steps: bool = False
+) -> Season:
     """MASE's seasonal naive scale: the user's season as given (the metric says if the training
     span is too short for it), else the frequency's, or 1 where the shortest training span is
-    not longer than that (a scale needs at least one pair of values a season apart)."""
+    not longer than that (a scale needs at least one pair of values a season apart). `steps`:
+    the timestamps were made from step numbers (LoadConfig.step_origin), so their calendar
+    means nothing and the default is 1."""
     if explicit is not None:
         return Season(explicit, "set by the user")
+    if steps:
+        return Season(1, STEPS_REASON)
     rows = frequency_season(freq)
     if rows < shortest_train:
         return Season(rows, f"one season of the data's frequency {freq!r}")
@@ -115,11 +128,14 @@ def mase_season(explicit: int | None, freq: str, shortest_train: int) -> Season:
     )
 
 
-def model_season(explicit: int | None, freq: str, lookback: int) -> Season:
-    """The seasonal naive forecaster's season: the user's, else the frequency's; it must fit
-    in the look-back (the forecast repeats the look-back's last season)."""
+def model_season(explicit: int | None, freq: str, lookback: int, *, steps: bool = False) -> Season:
+    """The seasonal naive forecaster's season: the user's, else the frequency's (1 for step
+    numbers, as in mase_season); it must fit in the look-back (the forecast repeats the
+    look-back's last season)."""
     if explicit is not None:
         rows, reason = explicit, "set by the user"
+    elif steps:
+        rows, reason = 1, STEPS_REASON
     else:
         rows, reason = frequency_season(freq), f"one season of the data's frequency {freq!r}"
     if rows > lookback:

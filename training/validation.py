@@ -128,6 +128,7 @@ def row_label(row: int) -> str:
 Step = Literal[
     "read",
     "timezone",
+    "steps",
     "cast",
     "missing",
     "sort",

@@ -222,6 +222,16 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         help="strptime format of the (joined) timestamps; default: inferred from the first row",
     )
     group.add_argument(
+        "--step-origin",
+        default=None,
+        metavar="TIMESTAMP",
+        help=(
+            "the timestamp column counts steps (engine cycles, sample numbers): step k is read "
+            "as TIMESTAMP + k x --freq (required with it), e.g. --step-origin 2000-01-01 "
+            "--freq D; default: the column holds dates"
+        ),
+    )
+    group.add_argument(
         "--series-col",
         default=None,
         metavar="COL",
@@ -277,6 +287,7 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
 
 LOAD_OPTIONS: tuple[str, ...] = (
     "timestamp_format",
+    "step_origin",
     "series_col",
     "series_id",
     "freq",
@@ -1392,6 +1403,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         args.season_length,
         data.freq,
         min(len(s.train) for s in split_data(data, split).values()),
+        steps=load.get("step_origin") is not None,
     )
     config = BacktestConfig(
         n_windows=args.backtest_windows,
@@ -1413,7 +1425,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"Backtest of {args.model_uri} ({c.kind}, lookback {c.lookback}, horizon "
             f"{c.horizon}) on {args.data}: {len(result.forecasts):,} forecast values; MASE "
-            f"scaled by the seasonal naive of {season.rows} rows ({season.reason})"
+            f"scaled by the seasonal naive of {season.describe()}"
         )
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))

@@ -96,7 +96,7 @@ def test_urnn_train_seasonal_naive_on_half_hourly_data_repeats_yesterday(
     # yesterday's value is today's up to the noise: far below the half-day season's error
     assert result.scores["mae"] < 1.5
     run = mlflow.MlflowClient().get_run(result.run_id)
-    assert run.data.tags["mase_season"].startswith("48 rows: one season of the data's frequency")
+    assert run.data.tags["mase_season"].startswith("48 rows (one season of the data's frequency")
     assert run.data.params["backtest.season_length"] == "48"
     assert result.mase_season.startswith("48 rows (one season of the data's frequency")
 
@@ -106,7 +106,7 @@ def test_urnn_train_seasonal_naive_on_half_hourly_data_repeats_yesterday(
     )
     assert half_day.scores["mae"] > 10 * result.scores["mae"]  # the opposite phase
     assert mlflow.MlflowClient().get_run(half_day.run_id).data.tags["mase_season"] == (
-        "24 rows: set by the user"
+        "24 rows (set by the user)"
     )
 
 
