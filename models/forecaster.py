@@ -137,10 +137,10 @@ class ForecasterConfig:
     lookback: int = 336  # L: input rows per window
     horizon: int = 96  # H: steps forecast at once
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)  # strictly increasing, must include 0.5
-    # uRNN: n complex units (state 2n reals); LSTM/GRU: n units. 128: on the validation
-    # splits of ETTh1, ETTh2, Taylor's demand and Bike sharing (urnn train's other defaults)
-    # it matched or beat 64 on all four (val MSE -0.8, -0.9, -11, -4.5 %; docs/benchmarks.md).
-    hidden_size: int = 128
+    # uRNN: n complex units (state 2n reals); LSTM/GRU: n units. Left unset (None, or null in
+    # JSON): the kind's own default, DEFAULT_HIDDEN of its class, filled in by __post_init__,
+    # so that every built config (and every stored config.json) holds a number.
+    hidden_size: int = None  # type: ignore[assignment]
     # Recurrent kinds read the look-back as lookback / segment_length steps (must divide).
     segment_length: int = 24
     normalisation: Normalisation = "instance"
@@ -177,6 +177,8 @@ class ForecasterConfig:
         _choice("normalisation", self.normalisation, NORMALISATIONS)
         _choice("recurrence", self.recurrence, RECURRENCE_KINDS)
         _choice("decoder", self.decoder, DECODERS)
+        if self.hidden_size is None:
+            object.__setattr__(self, "hidden_size", FORECASTERS[self.kind].DEFAULT_HIDDEN)
         for name in ("lookback", "horizon", "hidden_size", "segment_length"):
             _integer(name, getattr(self, name), minimum=1)
         if self.season_length is not None:
@@ -410,6 +412,11 @@ class Forecaster(nn.Module, ABC):
     # Carries a state across calls (models.streaming): new_state / advance / forecast, and
     # forward reads a whole history (T >= lookback) rather than exactly lookback rows.
     STREAMING: ClassVar[bool] = False
+    # ForecasterConfig.hidden_size when left unset. 128: on the validation splits of ETTh1,
+    # ETTh2, Taylor's demand and Bike sharing (urnn train's other defaults) it matched or beat
+    # 64 on all four (val MSE -0.8, -0.9, -11, -4.5 %; docs/benchmarks.md). Kinds without
+    # hidden units ignore it.
+    DEFAULT_HIDDEN: ClassVar[int] = 128
     gap_scale: Tensor
 
     def __init__(self, config: ForecasterConfig) -> None:

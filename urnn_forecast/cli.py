@@ -387,7 +387,7 @@ def _add_train_parser(commands: Any) -> None:
     for flag, meta, text in (
         ("--lookback", "L", "input rows per window; default 336"),
         ("--horizon", "H", "steps forecast at once; default 96"),
-        ("--hidden-size", "N", "hidden units of recurrent kinds; default 128"),
+        ("--hidden-size", "N", "hidden units of recurrent kinds; default 128 (urnn-stream: 64)"),
         ("--segment-length", "N", "rows per recurrent step; must divide --lookback; default 24"),
         ("--epochs", "N", "maximum training epochs (early stopping may end sooner); default 100"),
         ("--batch-size", "N", "training windows per batch; default 64"),

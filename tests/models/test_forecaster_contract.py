@@ -356,3 +356,20 @@ def test_gap_scale_round_trips_and_old_checkpoints_load_uncalibrated(tmp_path: P
     old_state = {k: v for k, v in model.state_dict().items() if k != "gap_scale"}
     legacy = load_forecaster(config, old_state)
     assert torch.equal(legacy.gap_scale, torch.ones(H, len(config.quantiles) - 1))
+
+
+def test_an_unset_hidden_size_is_the_kinds_default_and_stored_as_a_number() -> None:
+    assert ForecasterConfig().hidden_size == 128  # windowed recurrent kinds: chosen on val
+    assert ForecasterConfig(kind="lstm").hidden_size == 128
+    # the streaming kind keeps the size its per-update costs were measured with
+    assert ForecasterConfig(kind="urnn-stream").hidden_size == 64
+    assert ForecasterConfig(kind="urnn", hidden_size=32).hidden_size == 32
+    stored = ForecasterConfig(kind="urnn-stream").to_dict()
+    assert stored["hidden_size"] == 64
+    assert ForecasterConfig.from_dict(stored).hidden_size == 64
+    assert (
+        ForecasterConfig.from_dict({"kind": "urnn-stream", "hidden_size": None}).hidden_size == 64
+    )
+    for bad in (0, -1):
+        with pytest.raises(ForecasterConfigError, match="hidden_size must be an integer >= 1"):
+            ForecasterConfig(hidden_size=bad)
