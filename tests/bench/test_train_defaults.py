@@ -1,4 +1,4 @@
-"""bench.demand_defaults: urnn train's defaults side by side on demand data (tiny stand-in data
+"""bench.train_defaults: urnn train's defaults side by side on other data (tiny stand-in data
 here; the real files are ../shared/data's)."""
 
 from __future__ import annotations
@@ -8,24 +8,30 @@ from pathlib import Path
 
 import pytest
 
-from bench import demand_defaults
-from bench.demand_defaults import DemandSet
+from bench import train_defaults
+from bench.train_defaults import DataSet
 from tests.training.synthetic import half_hourly_frame
 from training.data import LoadConfig
 from urnn_forecast.settings import Settings
 
 
 def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "argv", ["demand_defaults", *argv])
-    demand_defaults.main()
+    monkeypatch.setattr(sys, "argv", ["train_defaults", *argv])
+    train_defaults.main()
 
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--datasets", "weather"], "unknown data set(s) ['weather']; known: taylor, bike"),
+        (
+            ["--datasets", "weather"],
+            "unknown data set(s) ['weather']; known: taylor, bike, pjmw, ettm2",
+        ),
         (["--kinds", "prophet"], "unknown kind(s) ['prophet']; known: urnn,"),
-        (["--data-dir", "/nowhere"], "--data-dir /nowhere: no file for ['taylor', 'bike']"),
+        (
+            ["--data-dir", "/nowhere"],
+            "--data-dir /nowhere: no file for ['taylor', 'bike', 'pjmw', 'ettm2']",
+        ),
     ],
 )
 def test_bad_arguments_are_usage_errors(
@@ -47,8 +53,8 @@ def test_every_kind_is_trained_and_scored_on_the_same_backtest(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     half_hourly_frame().to_csv(tmp_path / "demand.csv")
-    tiny = DemandSet("demand.csv", LoadConfig(target="y"), "a half-hourly stand-in")
-    monkeypatch.setattr(demand_defaults, "DATASETS", {"tiny": tiny})
+    tiny = DataSet("demand.csv", LoadConfig(target="y"), "a half-hourly stand-in")
+    monkeypatch.setattr(train_defaults, "DATASETS", {"tiny": tiny})
     run_main(
         ["--datasets", "tiny", "--kinds", "linear,seasonal_naive", "--data-dir", str(tmp_path)],
         monkeypatch,
