@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig, ForecasterConfigError
+from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
 from training import distributed
 from training.backtest import BacktestConfig, BacktestResult, backtest
 from training.data import LoadConfig, LoadedData, load_data
@@ -43,8 +43,15 @@ from training.registry import (
     log_forecaster,
     promote_if_better,
 )
-from training.seasonality import Season, SeasonError, mase_season, model_season
-from training.split import SeriesSplit, SplitConfig, SplitMethod, StandardScaler, split_data
+from training.seasonality import Season, mase_season, model_season
+from training.split import (
+    SeriesSplit,
+    SplitConfig,
+    SplitMethod,
+    StandardScaler,
+    shortest_train_rows,
+    split_data,
+)
 from training.stream_fit import fit_stream, stream_series
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
@@ -146,10 +153,7 @@ def resolve_model_config(
     model = replace(model, n_past_covariates=len(data.covariates) if reads else 0)
     if model.kind == "seasonal_naive":
         explicit = model.season_length if model.season_length is not None else season_length
-        try:
-            season = model_season(explicit, data.freq, model.lookback, steps=steps)
-        except SeasonError as error:
-            raise ForecasterConfigError(str(error)) from None
+        season = model_season(explicit, data.freq, model.lookback, steps=steps)
         model = replace(model, season_length=season.rows)
     return model
 
@@ -355,21 +359,19 @@ def _prepare(config: TrainConfig) -> Prepared:
     model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
     split_config = config.split(model_config.lookback)
     splits = split_data(data, split_config)
-    season = data_mase_season(config, data, splits)
+    season = data_mase_season(config, data, split_config)
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
     sets = make_windows(splits, scaler, window_config, freq=data.freq)
     return Prepared(load, data, model_config, split_config, splits, scaler, sets, season)
 
 
-def data_mase_season(
-    config: TrainConfig, data: LoadedData, splits: Mapping[str, SeriesSplit]
-) -> Season:
+def data_mase_season(config: TrainConfig, data: LoadedData, split: SplitConfig) -> Season:
     """MASE's season for this data and split: the user's, else the frequency's where every
     series' training span is longer than it (training.seasonality.mase_season)."""
-    shortest_train = min(len(s.train) for s in splits.values())
     steps = config.load.step_origin is not None
-    return mase_season(config.season_length, data.freq, shortest_train, steps=steps)
+    shortest = shortest_train_rows(data, split)
+    return mase_season(config.season_length, data.freq, shortest, steps=steps)
 
 
 def train_replica(config: TrainConfig) -> None:

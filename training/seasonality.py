@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from models.forecaster import ForecasterConfigError
 from training.validation import fixed_step, plural
 
 _MINUTE = pd.Timedelta(minutes=1)
@@ -60,8 +61,9 @@ _CALENDAR_SEASONS = {
 }
 
 
-class SeasonError(ValueError):
-    """A season that cannot be used where it was asked for (names the field and the limit)."""
+class SeasonError(ForecasterConfigError):
+    """A season that cannot be used where it was asked for (names the field and the limit): a
+    model config error, reported as the others are."""
 
 
 def frequency_season(freq: str) -> int:

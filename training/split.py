@@ -275,6 +275,11 @@ def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
     }
 
 
+def shortest_train_rows(data: LoadedData, config: SplitConfig) -> int:
+    """Rows of the shortest training span `split_data` would cut (from the plans alone)."""
+    return min(len(plan_split(len(f), data.freq, config).train) for f in data.series.values())
+
+
 # --- scaling ---------------------------------------------------------------------------------
 
 ScalerScope = Literal["series", "global"]

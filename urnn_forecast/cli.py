@@ -1367,7 +1367,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.fit import FitConfig
     from training.registry import load_registered
     from training.seasonality import mase_season
-    from training.split import SplitConfig, split_data
+    from training.split import SplitConfig, shortest_train_rows
 
     if settings.mlflow_tracking_uri is None:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -1402,7 +1402,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     season = mase_season(
         args.season_length,
         data.freq,
-        min(len(s.train) for s in split_data(data, split).values()),
+        shortest_train_rows(data, split),
         steps=load.get("step_origin") is not None,
     )
     config = BacktestConfig(

@@ -170,7 +170,6 @@ def _naive_scores(train: Any) -> dict[str, float]:
     from training.backtest import backtest
     from training.data import load_data
     from training.pipeline import data_mase_season, overall_scores, resolve_model_config
-    from training.split import split_data
 
     data = load_data(train.data, replace(train.load, min_length=train.model.lookback + 1))
     naive = resolve_model_config(
@@ -183,7 +182,7 @@ def _naive_scores(train: Any) -> dict[str, float]:
         data,
     )
     split = train.split(naive.lookback)
-    season = data_mase_season(train, data, split_data(data, split))
+    season = data_mase_season(train, data, split)
     result = backtest(data, split, naive, train.fit, train.backtest_config(season.rows))
     return overall_scores(result)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.shared_data import SHARED_DATA, needs_shared
 from training.data import LoadConfig, LoadedData, load_data
 from training.validation import (
     Decision,
@@ -26,13 +27,8 @@ from training.validation import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO.parent / "shared" / "data"  # beside the repo, in development and in CI
 BUNDLED_ETT = REPO / "data" / "ETT-small" / "ETTh1.csv"
 ETT_COVARIATES = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL")
-
-needs_shared = pytest.mark.skipif(
-    not SHARED_DATA.is_dir(), reason=f"shared real data not found at {SHARED_DATA}"
-)
 
 
 def write(tmp_path: Path, text: str, name: str = "log.csv") -> Path:
@@ -385,7 +381,7 @@ def pjme() -> tuple[LoadedData, pd.DataFrame]:
     return load_data(path, LoadConfig(target="PJME_MW")), pd.read_csv(path)
 
 
-@needs_shared
+@needs_shared()
 def test_pjm_report_matches_the_file(pjme: tuple[LoadedData, pd.DataFrame]) -> None:
     data, raw = pjme
     stamps = pd.to_datetime(raw["Datetime"])
@@ -413,7 +409,7 @@ def test_pjm_report_matches_the_file(pjme: tuple[LoadedData, pd.DataFrame]) -> N
     assert frame.loc[first_dup, "PJME_MW"] == pytest.approx(expected)
 
 
-@needs_shared
+@needs_shared()
 def test_bike_sharing_missing_hours_are_counted_and_the_long_gap_refused(tmp_path: Path) -> None:
     path = SHARED_DATA / "Bike-Sharing-Dataset" / "hour.csv"
     raw = pd.read_csv(path)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.shared_data import SHARED_DATA, needs_shared
 from training import pjm_benchmark as pjm
 from training.data import IncompatibleFilesError, LoadConfig, load_many, merge_loaded
 from training.metrics import seasonal_naive_scale
@@ -31,7 +32,7 @@ from training.validation import InvalidOptionError
 from urnn_forecast import cli
 from urnn_forecast.settings import Settings
 
-SHARED_PJM = Path(__file__).resolve().parents[3] / "shared" / "data" / "PJM_hourly"
+SHARED_PJM = SHARED_DATA / "PJM_hourly"
 END = pd.Timestamp("2018-08-03 00:00")  # where every PJM file ends
 
 
@@ -185,7 +186,7 @@ def test_merge_refuses_what_one_model_cannot_train_on(tmp_path: Path) -> None:
         load_many([])
 
 
-@pytest.mark.skipif(not SHARED_PJM.is_dir(), reason=f"shared PJM data not at {SHARED_PJM}")
+@needs_shared("PJM_hourly")
 def test_the_six_real_pjm_files_load_and_split_under_the_protocol() -> None:
     data = load_pjm(SHARED_PJM, pjm.REGIONS)
     config = PjmBenchmarkConfig()

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.training.synthetic import loaded, seasonal_frame
 from training.data import LoadConfig, LoadedData, load_data
 from training.split import (
     ScalerError,
@@ -19,6 +20,7 @@ from training.split import (
     StandardScaler,
     UnknownSeriesError,
     plan_split,
+    shortest_train_rows,
     split_data,
     split_series,
 )
@@ -208,3 +210,10 @@ def test_split_data_splits_every_series(tmp_path: Path) -> None:
     data: LoadedData = load_data(path, LoadConfig(target="y", series_col="id"))
     splits = split_data(data, SplitConfig(lookback=5))
     assert {k: len(v.plan.train) for k, v in splits.items()} == {"a": 35, "b": 56}
+
+
+def test_the_shortest_training_span_is_read_off_the_plans() -> None:
+    data = loaded({"a": seasonal_frame(400), "b": seasonal_frame(250, seed=1)})
+    config = SplitConfig(lookback=24)
+    expected = min(len(s.train) for s in split_data(data, config).values())
+    assert shortest_train_rows(data, config) == expected == int(250 * 0.7)

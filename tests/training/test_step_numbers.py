@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from models.forecaster import ForecasterConfig
+from tests.shared_data import SHARED_DATA, needs_shared
 from training.data import LoadConfig, load_data
 from training.pipeline import TrainConfig, train_pipeline
 from training.validation import InvalidOptionError, TimestampParseError
 from urnn_forecast.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
-CMAPSS = REPO.parent / "shared" / "data" / "CMAPSS" / "train_FD001.txt"
+CMAPSS = SHARED_DATA / "CMAPSS" / "train_FD001.txt"
 
 
 def engines_csv(path: Path, cycles: int = 150, missing: int = 40) -> Path:
@@ -110,7 +110,7 @@ def test_trained_on_engine_cycles_with_a_non_seasonal_mase(
     assert np.isfinite(result.scores["mase"])
 
 
-@pytest.mark.skipif(not CMAPSS.is_file(), reason=f"C-MAPSS not found at {CMAPSS}")
+@needs_shared("CMAPSS/train_FD001.txt")
 def test_the_real_cmapss_engines_load_one_series_each(tmp_path: Path) -> None:
     names = ["unit", "cycle", "op1", "op2", "op3", *(f"s{i}" for i in range(1, 22))]
     raw = pd.read_csv(CMAPSS, sep=r"\s+", header=None, names=names)
