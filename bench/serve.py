@@ -78,6 +78,7 @@ class Cell:
     latencies: list[float]  # seconds, measured requests only
     errors: int
     batch: float | None = None  # (a) only: mean series per forward pass during the cell
+    body: str = "json"  # (a): "json" or "arrow" (Arrow IPC in and out); (b) reads JSON only
 
     @property
     def rps(self) -> float:
@@ -163,8 +164,19 @@ def register_untrained(
     return settings.resolved_tracking_uri()
 
 
-def payloads(series: int) -> tuple[bytes, bytes]:
-    """(this service's body, mlflow's body) with `series` histories of LOOKBACK values."""
+@dataclass(frozen=True)
+class Payload:
+    """One request's bodies, `series` histories of LOOKBACK values each."""
+
+    ours: bytes  # this service's JSON body
+    theirs: bytes  # mlflow's {"dataframe_records": ...}
+    arrow: bytes  # this service's Arrow IPC stream of the same histories
+
+
+def payloads(series: int) -> Payload:
+    """The bodies of one request with `series` histories of LOOKBACK values."""
+    from service.arrow_io import request_stream
+
     frame = synthetic_frame()
     rows = []
     for i in range(series):
@@ -176,9 +188,21 @@ def payloads(series: int) -> tuple[bytes, bytes]:
                 "values": [round(v, 4) for v in tail["y"].tolist()],
             }
         )
-    ours = {"horizon": HORIZON, "series": [{**r, "freq": "h"} for r in rows]}
+    ours_series = [{**r, "freq": "h"} for r in rows]
+    ours = {"horizon": HORIZON, "series": ours_series}
     theirs = {"dataframe_records": rows}
-    return json.dumps(ours).encode(), json.dumps(theirs).encode()
+    arrow = request_stream(ours_series, horizon=HORIZON)
+    return Payload(json.dumps(ours).encode(), json.dumps(theirs).encode(), arrow)
+
+
+# Request headers per body format: what it sends, and the answer it asks for
+HEADERS = {
+    "json": {"Content-Type": "application/json"},
+    "arrow": {
+        "Content-Type": "application/vnd.apache.arrow.stream",
+        "Accept": "application/vnd.apache.arrow.stream",
+    },
+}
 
 
 # -----------------------------------------------------------------------------
@@ -205,10 +229,14 @@ def raw_throughput(tracking_uri: str, seconds: float, batches: Sequence[int]) ->
     return out
 
 
-def stage_breakdown(tracking_uri: str, series: Sequence[int]) -> dict[int, dict[str, float]]:
-    """Milliseconds per stage of one /forecast request, in this process (best of 5 rounds)."""
+def stage_breakdown(
+    tracking_uri: str, series: Sequence[int], formats: Sequence[str]
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Milliseconds per stage of one /forecast request, in this process (best of 5 rounds),
+    per body format."""
     import orjson
 
+    from service.arrow_io import arrow_response, read_arrow_request
     from service.drift import DriftMonitor
     from service.fast_path import fast_request
     from service.forecasting import response_json
@@ -228,23 +256,41 @@ def stage_breakdown(tracking_uri: str, series: Sequence[int]) -> dict[int, dict[
     runner = BatchRunner(
         metrics, drift, RealisedErrorTracker(metrics, 10_000), max_batch_series=256
     )
-    out: dict[int, dict[str, float]] = {}
+    out: dict[str, dict[int, dict[str, float]]] = {f: {} for f in formats}
     for n in series:
-        body = payloads(n)[0]
-        parsed = orjson.loads(body)
+        payload = payloads(n)
+        parsed = orjson.loads(payload.ours)
         request = fast_request(parsed)  # what the route does for a well-formed body
         assert request is not None, "the bench body should take the service's fast path"
         prepared = prepare(request, model)
         result = runner([prepared])[0]
-        stages: dict[str, Callable[[], object]] = {
-            "parse JSON": partial(orjson.loads, body),
-            "read body (fast path)": partial(fast_request, parsed),
+        common: dict[str, Callable[[], object]] = {
             "prepare (checks, scaling, dates)": partial(prepare, request, model),
             "forward + monitors": partial(runner, [prepared]),
-            "response (timestamps, JSON)": partial(response_json, prepared, result),
         }
-        out[n] = {name: _best_ms(stage) for name, stage in stages.items()}
+        by_format: dict[str, dict[str, Callable[[], object]]] = {
+            "json": {
+                "read body (JSON parse + fast path)": partial(_read_json, payload.ours),
+                **common,
+                "response (timestamps, JSON)": partial(response_json, prepared, result),
+            },
+            "arrow": {
+                "read body (Arrow)": partial(read_arrow_request, payload.arrow),
+                **common,
+                "response (timestamps, Arrow)": partial(arrow_response, prepared, result),
+            },
+        }
+        for f in formats:
+            out[f][n] = {name: _best_ms(stage) for name, stage in by_format[f].items()}
     return out
+
+
+def _read_json(body: bytes) -> object:
+    import orjson
+
+    from service.fast_path import fast_request
+
+    return fast_request(orjson.loads(body))
 
 
 def _best_ms(stage: Callable[[], object], rounds: int = 5, repeat: int = 20) -> float:
@@ -318,10 +364,17 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
 
 
 async def load(
-    port: int, path: str, body: bytes, concurrency: int, warmup: float, seconds: float
+    port: int,
+    path: str,
+    body: bytes,
+    concurrency: int,
+    warmup: float,
+    seconds: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, list[float], int]:
+    lines = "".join(f"{k}: {v}\r\n" for k, v in (headers or HEADERS["json"]).items())
     request = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{lines}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     start = time.perf_counter()
@@ -349,10 +402,10 @@ async def load(
     return len(latencies), latencies, errors
 
 
-def warm_up(port: int, path: str, body: bytes) -> None:
+def warm_up(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
     """One request before any cell: first-call costs (lazy imports, kernels) are not measured."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": "application/json"}
+        f"http://127.0.0.1:{port}{path}", data=body, headers=headers or HEADERS["json"]
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         if response.status != 200:
@@ -360,13 +413,21 @@ def warm_up(port: int, path: str, body: bytes) -> None:
 
 
 def run_cell(
-    name: str, port: int, path: str, body: bytes, series: int, concurrency: int, args: Any
+    name: str,
+    port: int,
+    path: str,
+    body: bytes,
+    series: int,
+    concurrency: int,
+    args: Any,
+    body_format: str = "json",
 ) -> Cell:
     before = batch_totals(port) if name == "a" else None
     count, latencies, errors = asyncio.run(
-        load(port, path, body, concurrency, args.warmup, args.seconds)
+        load(port, path, body, concurrency, args.warmup, args.seconds, HEADERS[body_format])
     )
     cell = Cell(name, series, concurrency, count, args.seconds, latencies, errors)
+    cell.body = body_format
     after = batch_totals(port) if name == "a" else None
     if before is not None and after is not None and after[1] > before[1]:
         cell.batch = (after[0] - before[0]) / (after[1] - before[1])
@@ -396,7 +457,10 @@ def batch_totals(port: int) -> tuple[float, float] | None:
 
 
 def report(
-    cells: list[Cell], raw: dict[int, float], stages: dict[int, dict[str, float]], args: Any
+    cells: list[Cell],
+    raw: dict[int, float],
+    stages: dict[str, dict[int, dict[str, float]]],
+    args: Any,
 ) -> str:
     c = max(raw.values())
     best_b = max(raw, key=raw.__getitem__)
@@ -405,7 +469,9 @@ def report(
         f"{args.hidden_size}, segment {args.segment_length} (untrained weights)",
         f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), torch {torch.__version__}, "
         f"1 torch thread per server; load generator on the same machine",
-        f"cells: {args.warmup:g} s warm-up + {args.seconds:g} s measured",
+        f"cells: {args.warmup:g} s warm-up + {args.seconds:g} s measured; (a) with "
+        + " and ".join(FORMAT_NAMES[f] for f in args.formats)
+        + " bodies",
         "",
         "(c) raw batched forward, forecasts/s by batch size: "
         + ", ".join(f"B={b}: {v:,.0f}" for b, v in raw.items())
@@ -415,21 +481,22 @@ def report(
         "| a/b | a/c | batch |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    by_key = {(x.server, x.series, x.concurrency): x for x in cells}
+    by_key = {(x.server, x.body, x.series, x.concurrency): x for x in cells}
     for series in args.series:
         for conc in args.concurrency:
-            a = by_key.get(("a", series, conc))
-            b = by_key.get(("b", series, conc))
-            for cell in (a, b):
+            b = by_key.get(("b", "json", series, conc))
+            served = [by_key.get(("a", f, series, conc)) for f in args.formats]
+            for cell in [*served, b]:
                 if cell is None:
                     continue
                 ratio_ab = ratio_ac = batch = ""
-                if cell is a and cell.batch is not None:
-                    batch = f"{cell.batch:.0f}"
-                if cell is a:
-                    ratio_ab = f"{a.fps / b.fps:.1f}x" if b is not None and b.fps else "—"
-                    ratio_ac = f"{a.fps / c:.2f}"
-                label = "a: this service" if cell.server == "a" else "b: mlflow serve"
+                if cell.server == "a":
+                    batch = f"{cell.batch:.0f}" if cell.batch is not None else ""
+                    ratio_ab = f"{cell.fps / b.fps:.1f}x" if b is not None and b.fps else "—"
+                    ratio_ac = f"{cell.fps / c:.2f}"
+                    label = f"a: this service, {FORMAT_NAMES[cell.body]}"
+                else:
+                    label = "b: mlflow serve, JSON"
                 lines.append(
                     f"| {series} | {conc} | {label} | {cell.rps:,.1f} | {cell.fps:,.0f} | "
                     f"{cell.percentile(50):.1f} | {cell.percentile(99):.1f} | {cell.errors} | "
@@ -437,40 +504,60 @@ def report(
                 )
     lines.append("")
     lines.append("Targets (reported, not asserted):")
-    for series in args.series:
-        a32, b32 = by_key.get(("a", series, 32)), by_key.get(("b", series, 32))
-        if a32 is not None and b32 is not None and b32.fps:
-            verdict = "met" if a32.fps >= 5 * b32.fps else "NOT met"
+    for f in args.formats:
+        name = FORMAT_NAMES[f]
+        for series in args.series:
+            a32, b32 = by_key.get(("a", f, series, 32)), by_key.get(("b", "json", series, 32))
+            if a32 is not None and b32 is not None and b32.fps:
+                verdict = "met" if a32.fps >= 5 * b32.fps else "NOT met"
+                lines.append(
+                    f"- {name}, concurrency 32, {series} series: a/b = {a32.fps / b32.fps:.1f}x "
+                    f"(target >= 5x): {verdict}"
+                )
+        ours = [x for x in cells if x.server == "a" and x.body == f]
+        best_a = max(ours, key=lambda x: x.fps, default=None)
+        if best_a is not None:
+            verdict = "met" if best_a.fps >= 0.7 * c else "NOT met"
             lines.append(
-                f"- concurrency 32, {series} series: a/b = {a32.fps / b32.fps:.1f}x "
-                f"(target >= 5x): {verdict}"
+                f"- {name}, best a = {best_a.fps:,.0f} forecasts/s ({best_a.series} series, "
+                f"concurrency {best_a.concurrency}) vs c = {c:,.0f}: a/c = {best_a.fps / c:.2f} "
+                f"(target >= 0.7): {verdict}"
             )
-    best_a = max((x for x in cells if x.server == "a"), key=lambda x: x.fps, default=None)
-    if best_a is not None:
-        verdict = "met" if best_a.fps >= 0.7 * c else "NOT met"
+        a8 = by_key.get(("a", f, 1, 8))
+        if a8 is not None:
+            p99 = a8.percentile(99)
+            verdict = "met" if p99 < 50 else "NOT met"
+            lines.append(
+                f"- {name}, p99 at concurrency 8, 1 series: {p99:.1f} ms (target < 50 ms): "
+                f"{verdict}"
+            )
+    for f, by_series in stages.items():
+        lines += [
+            "",
+            f"Where one request's time goes, {FORMAT_NAMES[f]} bodies, in-process, ms (best of 5):",
+            "",
+        ]
+        names = list(next(iter(by_series.values())))
+        lines.append("| stage | " + " | ".join(f"{n} series" for n in by_series) + " |")
+        lines.append("|---|" + "---:|" * len(by_series))
+        for name in names:
+            lines.append(
+                f"| {name} | " + " | ".join(f"{s[name]:.3f}" for s in by_series.values()) + " |"
+            )
+        totals = {n: sum(s.values()) for n, s in by_series.items()}
+        lines.append("| **total** | " + " | ".join(f"**{t:.3f}**" for t in totals.values()) + " |")
         lines.append(
-            f"- best a = {best_a.fps:,.0f} forecasts/s ({best_a.series} series, concurrency "
-            f"{best_a.concurrency}) vs c = {c:,.0f}: a/c = {best_a.fps / c:.2f} (target >= 0.7): "
-            f"{verdict}"
+            "| per series | " + " | ".join(f"{totals[n] / n:.3f}" for n in by_series) + " |"
         )
-    a8 = by_key.get(("a", 1, 8))
-    if a8 is not None:
-        p99 = a8.percentile(99)
-        verdict = "met" if p99 < 50 else "NOT met"
-        lines.append(f"- p99 at concurrency 8, 1 series: {p99:.1f} ms (target < 50 ms): {verdict}")
-    lines += ["", "Where one request's time goes, in-process, ms (best of 5):", ""]
-    names = list(next(iter(stages.values())))
-    lines.append("| stage | " + " | ".join(f"{n} series" for n in stages) + " |")
-    lines.append("|---|" + "---:|" * len(stages))
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(f"{s[name]:.3f}" for s in stages.values()) + " |")
-    totals = {n: sum(s.values()) for n, s in stages.items()}
-    lines.append("| **total** | " + " | ".join(f"**{t:.3f}**" for t in totals.values()) + " |")
-    lines.append("| per series | " + " | ".join(f"{totals[n] / n:.3f}" for n in stages) + " |")
-    lines.append(
-        f"| (c) per series at B={best_b} | " + " | ".join(f"{1e3 / c:.3f}" for _ in stages) + " |"
-    )
+        lines.append(
+            f"| (c) per series at B={best_b} | "
+            + " | ".join(f"{1e3 / c:.3f}" for _ in by_series)
+            + " |"
+        )
     return "\n".join(lines)
+
+
+FORMAT_NAMES = {"json": "JSON", "arrow": "Arrow"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -486,6 +573,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--concurrency", type=ints, default=[1, 8, 32, 64], help="comma list; default 1,8,32,64"
     )
     parser.add_argument("--series", type=ints, default=[1, 16], help="series per request; 1,16")
+    parser.add_argument(
+        "--formats",
+        type=lambda text: [f.strip() for f in text.split(",") if f.strip()],
+        default=["json", "arrow"],
+        help="(a)'s body formats: json (JSON in and out), arrow (Arrow IPC in and out); both",
+    )
     parser.add_argument("--hidden-size", type=int, default=64, help="uRNN hidden units; 64")
     parser.add_argument("--segment-length", type=int, default=16, help="rows per step; 16")
     parser.add_argument("--skip-mlflow", action="store_true", help="do not run (b)")
@@ -505,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracking_uri = register_model(work / "var", args.hidden_size, args.segment_length)
         print("(c) raw batched forward ...", flush=True)
         raw = raw_throughput(tracking_uri, max(1.0, args.seconds / 2), args.raw_batches)
-        stages = stage_breakdown(tracking_uri, args.series)
+        stages = stage_breakdown(tracking_uri, args.series, args.formats)
         bodies = {n: payloads(n) for n in args.series}
         bin_dir = str(Path(sys.executable).parent)
         base_env = {
@@ -530,12 +623,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"(a) this service on port {port} ...", flush=True)
         with server(command, ours, f"http://127.0.0.1:{port}/readyz", work / "service.log"):
             for series in args.series:
-                warm_up(port, "/forecast", bodies[series][0])
+                warm_up(port, "/forecast", bodies[series].ours)
+                warm_up(port, "/forecast", bodies[series].arrow, HEADERS["arrow"])
             for series in args.series:
                 for conc in args.concurrency:
-                    cell = run_cell("a", port, "/forecast", bodies[series][0], series, conc, args)
-                    print(f"  a {series:>2} series x {conc:>2}: {cell.rps:8.1f} req/s", flush=True)
-                    cells.append(cell)
+                    for f in args.formats:
+                        body = bodies[series].arrow if f == "arrow" else bodies[series].ours
+                        cell = run_cell("a", port, "/forecast", body, series, conc, args, f)
+                        print(
+                            f"  a {f:>5} {series:>2} series x {conc:>2}: {cell.rps:8.1f} req/s",
+                            flush=True,
+                        )
+                        cells.append(cell)
         if not args.skip_mlflow:
             port = free_port()
             theirs = {**base_env, "MLFLOW_TRACKING_URI": tracking_uri}
@@ -545,11 +644,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"(b) mlflow models serve on port {port} ...", flush=True)
             with server(command, theirs, f"http://127.0.0.1:{port}/ping", work / "mlflow.log"):
                 for series in args.series:
-                    warm_up(port, "/invocations", bodies[series][1])
+                    warm_up(port, "/invocations", bodies[series].theirs)
                 for series in args.series:
                     for conc in args.concurrency:
                         cell = run_cell(
-                            "b", port, "/invocations", bodies[series][1], series, conc, args
+                            "b", port, "/invocations", bodies[series].theirs, series, conc, args
                         )
                         print(
                             f"  b {series:>2} series x {conc:>2}: {cell.rps:8.1f} req/s",

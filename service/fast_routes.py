@@ -40,12 +40,20 @@ from typing import Any
 
 import orjson
 from fastapi import Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.arrow_io import (
+    ARROW_FILE,
+    ARROW_MEDIA_TYPES,
+    ARROW_STREAM,
+    media_type,
+    read_arrow_request,
+    wants_arrow,
+)
 from service.fast_path import fast_request
 from service.forecasting import forecast
 from service.metrics import ServiceMetrics
@@ -57,6 +65,11 @@ from service.stream_fast_path import fast_observations
 # let FastAPI's path decide.
 FastHandler = Callable[
     [ServiceState, Any, dict[str, str], dict[bytes, bytes]], Awaitable[Response | None]
+]
+# (state, body, its media type, path parameters, request headers) -> the answer. Arrow bodies
+# have no other path: the handler answers every one of them, errors included.
+ArrowHandler = Callable[
+    [ServiceState, bytes, str, dict[str, str], dict[bytes, bytes]], Awaitable[Response]
 ]
 
 SERIES_ID_MAX = 200
@@ -72,6 +85,8 @@ class FastRoute:
     # A streaming update: after its answer is sent the loop keeps polling for the next one
     # (`service.busy_poll`)
     keep_awake: bool = False
+    # Reads Arrow IPC bodies too (`service.arrow_io`); other non-JSON bodies then answer 415
+    arrow: ArrowHandler | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +130,13 @@ class FastRoutesMiddleware:
         start = time.perf_counter()
         route, params = found
         headers = dict(reversed(scope["headers"]))  # lower-case names; the first of each wins
-        if not _is_json(headers.get(b"content-type", b"")):
+        content_type = headers.get(b"content-type")
+        kind = media_type(content_type or b"")
+        arrow = route.arrow is not None and kind in ARROW_MEDIA_TYPES
+        if not arrow and kind != "application/json":
+            if route.arrow is not None and content_type is not None and not _json_like(kind):
+                await self._unsupported_media_type(scope, receive, send, route, kind, start)
+                return
             await self.app(scope, receive, send)
             return
         outer = self.outermost
@@ -134,15 +155,21 @@ class FastRoutesMiddleware:
             self._observe(route, 413, start)
             return
         replay = replaying(body, receive)
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            await self.app(scope, replay, send)
-            return
+        answer: Awaitable[Response | None]
+        if arrow:
+            assert route.arrow is not None
+            answer = route.arrow(self.state, body, kind, params, headers)
+        else:
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                await self.app(scope, replay, send)
+                return
+            answer = route.handle(self.state, data, params, headers)
         scope[ROUTE_TEMPLATE] = route.template
         scope["path_params"] = params
         try:
-            response = await route.handle(self.state, data, params, headers)
+            response = await answer
         except Exception as error:
             handler = handler_for(scope, error)
             if handler is None:
@@ -158,6 +185,20 @@ class FastRoutesMiddleware:
         self._observe(route, response.status_code, start)
         if route.keep_awake and response.status_code < 400:
             self.state.streams.keep_awake()
+
+    async def _unsupported_media_type(
+        self, scope: Scope, receive: Receive, send: Send, route: FastRoute, kind: str, start: float
+    ) -> None:
+        """415 naming the body types the route reads, instead of a schema error about a body
+        that was never JSON."""
+        scope[ROUTE_TEMPLATE] = route.template
+        detail = (
+            f"header 'Content-Type': {kind or '(empty)'!r} is not a body this endpoint reads; "
+            f"send application/json, {ARROW_STREAM} or {ARROW_FILE}"
+        )
+        response = JSONResponse(status_code=415, content={"detail": detail})
+        await response(scope, receive, send)
+        self._observe(route, 415, start)
 
     def _observe(self, route: FastRoute, status: int, start: float) -> None:
         if self.outermost is None:
@@ -208,8 +249,11 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _is_json(content_type: bytes) -> bool:
-    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+def _json_like(kind: str) -> bool:
+    """A media type FastAPI's own path reads as JSON (`application/json`, `...+json`)."""
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
 
 
 _TOO_LARGE = b"<above the size limit>"  # a sentinel: compared by identity
@@ -275,7 +319,18 @@ async def fast_forecast(
     parsed = fast_request(data)
     if parsed is None:
         return None
-    return await forecast(parsed, state=state)
+    return await forecast(parsed, state=state, arrow=wants_arrow(headers.get(b"accept")))
+
+
+async def arrow_forecast(
+    state: ServiceState,
+    body: bytes,
+    kind: str,
+    params: dict[str, str],
+    headers: dict[bytes, bytes],
+) -> Response:
+    request = read_arrow_request(body, kind)
+    return await forecast(request, state=state, arrow=wants_arrow(headers.get(b"accept")))
 
 
 async def fast_observe(
@@ -302,7 +357,7 @@ def plain_series_id(series_id: object) -> bool:
 
 
 FAST_ROUTES = (
-    FastRoute("POST", "/forecast", re.compile(r"/forecast"), fast_forecast),
+    FastRoute("POST", "/forecast", re.compile(r"/forecast"), fast_forecast, arrow=arrow_forecast),
     FastRoute(
         "POST",
         "/series/{series_id}/observations",

@@ -20,14 +20,18 @@ import numpy as np
 import orjson
 from fastapi import Response
 
+from service.arrow_io import ARROW_STREAM, arrow_response
 from service.state import ServiceState
 from service.validation import Dates, PreparedRequest, RequestIn, as_index, prepare
 
 
-async def forecast(request: RequestIn, *, state: ServiceState) -> Response:
+async def forecast(request: RequestIn, *, state: ServiceState, arrow: bool = False) -> Response:
+    """The answer to `request`: JSON, or an Arrow stream with `arrow` (`service.arrow_io`)."""
     model = state.manager.require()
     prepared = prepare(request, model)
     result = await state.batcher.submit(prepared)  # (n_series, H_max, Q), original units
+    if arrow:
+        return Response(content=arrow_response(prepared, result), media_type=ARROW_STREAM)
     return Response(content=response_json(prepared, result), media_type="application/json")
 
 

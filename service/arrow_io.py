@@ -1,0 +1,481 @@
+"""/forecast bodies as Apache Arrow IPC streams, in and out.
+
+    request = read_arrow_request(body)            # a FastRequest, or ServiceInputError (422)
+    body = arrow_response(prepared, result)       # the answer as an Arrow stream
+
+JSON makes a server turn every history value from text into a float and every forecast value
+back into text; with 16 histories of 512 values that is most of what one request costs the
+event loop (docs/serving.md, "Benchmark"). An Arrow stream carries the numbers as the
+little-endian doubles they are: reading it is a header walk and a view of one buffer. This is
+what Triton's and KServe's binary tensor extensions are for; Arrow is the tabular form of it
+that pandas, Polars, DuckDB and Spark already write (`pa.Table.from_pandas`).
+
+The table is the JSON body flattened the way `pandas.json_normalize` flattens it, one row per
+series:
+
+| column | Arrow type | JSON field |
+|---|---|---|
+| `id` (required) | string | `series[i].id` |
+| `values` (required) | list of float or int | `series[i].values` |
+| `start` | timestamp (any unit, zone kept) or ISO string | `series[i].start` |
+| `freq` | string | `series[i].freq` |
+| `timestamps` | list of timestamp or ISO string | `series[i].timestamps` |
+| `covariates.<name>` | list of float or int | `series[i].covariates[name]` |
+
+and `horizon` / `quantiles`, the request-level fields, are schema metadata (an integer, and a
+JSON list of numbers). A null in an optional column means the field is absent for that row.
+The answer (when `Accept` asks for Arrow) has one row per series too: `id`, `timestamps` (list
+of timestamp[ns] in the series' zone; UTC when the series of one request mix zones, naive
+steps then written as they read; null without dates), `mean`, and `quantiles.<level>` (lists
+of float64), with the model's `name`, `version` and `run_id` as schema metadata
+(`model.name`, ...).
+
+Every problem with the table (not Arrow, an unknown column, a wrong type, a null where a value
+is needed) is a ServiceInputError naming the column (and series) and what is allowed; what
+the table holds then goes through the same checks as a JSON body (`service.validation`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import TypeAdapter, ValidationError
+
+from service.errors import ServiceInputError, series_where
+from service.fast_path import FastRequest, FastSeries
+from service.validation import PreparedRequest
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+ARROW_FILE = "application/vnd.apache.arrow.file"
+ARROW_MEDIA_TYPES = (ARROW_STREAM, ARROW_FILE)
+
+COVARIATE_PREFIX = "covariates."
+QUANTILE_PREFIX = "quantiles."
+_COLUMNS = ("id", "values", "start", "freq", "timestamps")
+_ALLOWED = "id, values, start, freq, timestamps, covariates.<name>"
+_ID_MAX = 256  # as SeriesIn.id
+_DATETIME = TypeAdapter(datetime)
+
+
+def media_type(content_type: bytes) -> str:
+    """The bare media type of a Content-Type header, lower case (`b"a/b; x=y"` -> `"a/b"`)."""
+    return content_type.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+
+def wants_arrow(accept: bytes | None) -> bool:
+    """Whether an Accept header prefers an Arrow answer over JSON (the default): the Arrow
+    stream type is listed with the highest q-value among the types the route answers with,
+    and listed before JSON on a tie. An Accept that names neither gets JSON."""
+    if not accept or b"arrow" not in accept:
+        return False
+    best: tuple[float, int, str] | None = None
+    for position, part in enumerate(accept.decode("latin-1").split(",")):
+        kind, *params = (p.strip() for p in part.split(";"))
+        kind = kind.lower()
+        if kind not in (ARROW_STREAM, "application/json", "application/*", "*/*"):
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        key = (q, -position, kind)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return best is not None and best[2] == ARROW_STREAM
+
+
+# -----------------------------------------------------------------------------
+# Request
+
+
+def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastRequest:
+    """The request an Arrow stream (or file) body holds; ServiceInputError naming the column
+    and series for anything that is not a request table."""
+    table = _read_table(body, content_type)
+    metadata = table.schema.metadata or {}
+    horizon = _horizon(metadata.get(b"horizon"))
+    quantiles = _quantiles(metadata.get(b"quantiles"))
+    names = table.column_names
+    for name in names:
+        if name not in _COLUMNS and not (
+            name.startswith(COVARIATE_PREFIX) and len(name) > len(COVARIATE_PREFIX)
+        ):
+            raise ServiceInputError(
+                f"column {name!r}", f"is not a request column; allowed: {_ALLOWED}"
+            )
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ServiceInputError(f"column {repeated[0]!r}", "appears more than once")
+    for required in ("id", "values"):
+        if required not in names:
+            raise ServiceInputError(f"column {required!r}", f"is missing; columns: {_ALLOWED}")
+    if table.num_rows == 0:
+        raise ServiceInputError("the table", "holds no series; give one row per series")
+    ids = _ids(_column(table, "id"))
+    values = _number_lists(_column(table, "values"), "values", ids, required=True)
+    starts = _starts(table, ids)
+    freqs = _strings(table, "freq", ids)
+    timestamps = _timestamp_lists(table, ids)
+    covariates = {
+        name[len(COVARIATE_PREFIX) :]: _number_lists(_column(table, name), name, ids)
+        for name in names
+        if name.startswith(COVARIATE_PREFIX)
+    }
+    series = []
+    for i, series_id in enumerate(ids):
+        history = values[i]
+        assert history is not None  # a required column: _number_lists refused null rows
+        given = {}
+        for name, column in covariates.items():
+            cell = column[i]
+            if cell is not None:  # a null cell: this series does not give that covariate
+                given[name] = cell
+        series.append(FastSeries(series_id, history, starts[i], freqs[i], timestamps[i], given))
+    return FastRequest(horizon=horizon, quantiles=quantiles, series=tuple(series))
+
+
+def _read_table(body: bytes, content_type: str) -> pa.Table:
+    try:
+        if content_type == ARROW_FILE:
+            return pa.ipc.open_file(pa.py_buffer(body)).read_all()
+        return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+    except (pa.ArrowException, OSError, ValueError) as error:
+        kind = "file" if content_type == ARROW_FILE else "stream"
+        raise ServiceInputError(
+            "the body", f"is not an Arrow IPC {kind} ({content_type}): {error}"
+        ) from None
+
+
+def _horizon(raw: bytes | None) -> int | None:
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace").strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ServiceInputError(
+            "metadata 'horizon'", f"must be a positive integer (steps); got {text!r}"
+        )
+    return int(text)
+
+
+def _quantiles(raw: bytes | None) -> list[float] | None:
+    if raw is None:
+        return None
+    try:
+        levels = json.loads(raw)
+    except ValueError:
+        levels = None
+    if (
+        not isinstance(levels, list)
+        or not levels
+        or any(isinstance(q, bool) or not isinstance(q, int | float) for q in levels)
+    ):
+        raise ServiceInputError(
+            "metadata 'quantiles'",
+            "must be a non-empty JSON list of numbers, e.g. [0.1, 0.5, 0.9]; got "
+            f"{raw.decode('utf-8', 'replace')!r}",
+        )
+    return [float(q) for q in levels]
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    column = table.column(name)
+    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    return array
+
+
+def _ids(array: pa.Array) -> list[str]:
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        raise ServiceInputError("column 'id'", f"must be strings; got {array.type}")
+    ids: list[str] = array.to_pylist()
+    for i, series_id in enumerate(ids):
+        if series_id is None:
+            raise ServiceInputError(series_where(i, None, "id"), "is null; every series needs one")
+        if not 1 <= len(series_id) <= _ID_MAX:
+            raise ServiceInputError(
+                series_where(i, series_id, "id"),
+                f"must be 1 to {_ID_MAX} characters; has {len(series_id)}",
+            )
+    return ids
+
+
+def _is_numbers(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind))
+
+
+def _number_lists(
+    array: pa.Array, name: str, ids: Sequence[str], *, required: bool = False
+) -> list[np.ndarray | None]:
+    """Each row's list as float64 (views of one buffer where Arrow allows); None for a null
+    row of an optional column."""
+    kind = array.type
+    listed = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    if not ((listed or pa.types.is_fixed_size_list(kind)) and _is_numbers(kind.value_type)):
+        raise ServiceInputError(
+            f"column {name!r}", f"must be lists of floats or integers; got {kind}"
+        )
+    if pa.types.is_fixed_size_list(kind):
+        array = array.cast(pa.list_(kind.value_type))  # offsets, like the other list kinds
+    no_rows = array.null_count == 0
+    row_nulls = np.zeros(len(array), bool) if no_rows else array.is_null().to_numpy(False)
+    offsets = array.offsets.to_numpy()  # (rows + 1,): absolute positions in array.values
+    flat = array.values
+    if flat.null_count:
+        positions = np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))
+        for position in positions:
+            i = int(np.searchsorted(offsets, position, side="right")) - 1
+            if 0 <= i < len(ids) and not row_nulls[i]:
+                raise ServiceInputError(
+                    series_where(i, ids[i], name),
+                    f"holds null at position {int(position - offsets[i])}; every value must be "
+                    "a finite number",
+                )
+    numbers = flat.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    if no_rows:  # the common case: a view of the one buffer per row
+        bounds = offsets.tolist()
+        return [numbers[bounds[i] : bounds[i + 1]] for i in range(len(ids))]
+    out: list[np.ndarray | None] = []
+    for i in range(len(ids)):
+        if row_nulls[i]:
+            if required:
+                raise ServiceInputError(
+                    series_where(i, ids[i], name), "is null; give the history's values"
+                )
+            out.append(None)
+        else:
+            out.append(numbers[offsets[i] : offsets[i + 1]])
+    return out
+
+
+def _starts(table: pa.Table, ids: Sequence[str]) -> list[datetime | None]:
+    if "start" not in table.column_names:
+        return [None] * len(ids)
+    array = _column(table, "start")
+    kind = array.type
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return [_as_datetime(v) for v in array.to_pylist()]
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return [
+            None if text is None else _parse(text, i, ids[i], "start")
+            for i, text in enumerate(array.to_pylist())
+        ]
+    raise ServiceInputError(
+        "column 'start'", f"must be timestamps, dates or ISO 8601 strings; got {kind}"
+    )
+
+
+def _timestamp_lists(table: pa.Table, ids: Sequence[str]) -> list[list[datetime] | None]:
+    if "timestamps" not in table.column_names:
+        return [None] * len(ids)
+    array = _column(table, "timestamps")
+    kind = array.type
+    value_type = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else None
+    if value_type is None or not (
+        pa.types.is_timestamp(value_type)
+        or pa.types.is_date(value_type)
+        or pa.types.is_string(value_type)
+        or pa.types.is_large_string(value_type)
+    ):
+        raise ServiceInputError(
+            "column 'timestamps'",
+            f"must be lists of timestamps, dates or ISO 8601 strings; got {kind}",
+        )
+    out: list[list[datetime] | None] = []
+    for i, row in enumerate(array.to_pylist()):
+        if row is None:
+            out.append(None)
+            continue
+        stamps = []
+        for position, value in enumerate(row):
+            if value is None:
+                raise ServiceInputError(
+                    series_where(i, ids[i], "timestamps"), f"holds null at position {position}"
+                )
+            if isinstance(value, str):
+                stamps.append(_parse(value, i, ids[i], f"timestamps[{position}]"))
+            else:
+                stamp = _as_datetime(value)
+                assert stamp is not None  # nulls refused above
+                stamps.append(stamp)
+        out.append(stamps)
+    return out
+
+
+def _strings(table: pa.Table, name: str, ids: Sequence[str]) -> list[str | None]:
+    if name not in table.column_names:
+        return [None] * len(ids)
+    array = _column(table, name)
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        raise ServiceInputError(f"column {name!r}", f"must be strings; got {array.type}")
+    values: list[str | None] = array.to_pylist()
+    return values
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A timestamp cell as a datetime (pandas' Timestamp for nanosecond columns), a date cell
+    as its midnight."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    raise TypeError(f"not a timestamp: {value!r}")
+
+
+def _parse(text: str, i: int, series_id: str, field: str) -> datetime:
+    """An ISO 8601 string as the JSON schema reads it (pydantic's own datetime validator)."""
+    try:
+        return _DATETIME.validate_python(text)
+    except ValidationError:
+        raise ServiceInputError(
+            series_where(i, series_id, field), f"{text!r} is not an ISO 8601 date and time"
+        ) from None
+
+
+def request_stream(
+    series: Sequence[dict[str, Any]],
+    *,
+    horizon: int | None = None,
+    quantiles: Sequence[float] | None = None,
+) -> bytes:
+    """What a Python client sends: the JSON body's `series` (dicts with the same keys) as an
+    Arrow stream, covariates flattened to `covariates.<name>` columns (null where a series
+    does not give one), `horizon` and `quantiles` as metadata. Histories go as float64."""
+    names = sorted({name for s in series for name in s.get("covariates", {})})
+    columns: dict[str, pa.Array] = {
+        "id": pa.array([s["id"] for s in series], pa.string()),
+        "values": pa.array([s["values"] for s in series], pa.list_(pa.float64())),
+    }
+    for key in ("start", "freq"):
+        if any(s.get(key) is not None for s in series):
+            columns[key] = pa.array([s.get(key) for s in series], pa.string())
+    if any(s.get("timestamps") is not None for s in series):
+        stamps = [s.get("timestamps") for s in series]
+        columns["timestamps"] = pa.array(stamps, pa.list_(pa.string()))
+    for name in names:
+        cells = [s.get("covariates", {}).get(name) for s in series]
+        columns[COVARIATE_PREFIX + name] = pa.array(cells, pa.list_(pa.float64()))
+    metadata = {}
+    if horizon is not None:
+        metadata["horizon"] = str(horizon)
+    if quantiles is not None:
+        metadata["quantiles"] = json.dumps([float(q) for q in quantiles])
+    table = pa.table(columns, metadata=metadata or None)
+    return _stream_bytes(table.to_batches(), table.schema)
+
+
+def _stream_bytes(batches: Sequence[pa.RecordBatch], schema: pa.Schema) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    out: bytes = sink.getvalue().to_pybytes()
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Response
+
+
+def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
+    """The forecasts of `result` ((n_series, H_max, Q), original units) as an Arrow stream."""
+    ref = prepared.model.ref
+    h = prepared.horizon
+    n = len(prepared.series)
+    median = prepared.model.model.config.median_index
+    offsets = _offsets(n, h)
+    picked = (median, *prepared.quantile_index)  # mean, then the requested levels
+    # (columns, S, h) in one buffer: each column a zero-copy slice of it
+    values = pa.array(np.ascontiguousarray(result[:, :h, picked].transpose(2, 0, 1)).reshape(-1))
+    names = ["id", "timestamps", "mean", *(QUANTILE_PREFIX + k for k in prepared.quantile_keys)]
+    arrays = [
+        pa.array([s.id for s in prepared.series], pa.string()),
+        _forecast_timestamps(prepared, offsets),
+        *(
+            pa.ListArray.from_arrays(offsets, values.slice(k * n * h, n * h))
+            for k in range(len(picked))
+        ),
+    ]
+    metadata = {"model.name": ref.name, "model.version": ref.version, "model.run_id": ref.run_id}
+    batch = pa.record_batch(arrays, names=names, metadata=metadata)
+    # The stream by hand: schema message, record batch message, end-of-stream marker (the IPC
+    # stream format); the schema's bytes are the same for every answer of one shape and version.
+    types = tuple(str(kind) for kind in batch.schema.types)
+    head = _schema_message(tuple(names), types, tuple(metadata.items()), batch.schema)
+    out: bytes = b"".join((head, batch.serialize().to_pybytes(), _END_OF_STREAM))
+    return out
+
+
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # continuation marker, length 0
+
+
+_SCHEMA_MESSAGES: dict[tuple[object, ...], bytes] = {}
+
+
+def _schema_message(
+    names: tuple[str, ...],
+    types: tuple[str, ...],
+    metadata: tuple[tuple[str, str], ...],
+    schema: pa.Schema,
+) -> bytes:
+    """The schema's IPC message, cached by what it holds (names, types, metadata): a
+    `pa.Schema` itself is no key, its == ignores metadata (the model version)."""
+    key = (names, types, metadata)
+    message = _SCHEMA_MESSAGES.get(key)
+    if message is None:
+        if len(_SCHEMA_MESSAGES) >= 256:  # shapes x versions: bounded
+            _SCHEMA_MESSAGES.clear()
+        message = _SCHEMA_MESSAGES[key] = schema.serialize().to_pybytes()
+    return message
+
+
+@functools.lru_cache(maxsize=256)
+def _offsets(n: int, h: int) -> pa.Array:
+    """The list offsets of n rows of h values (immutable: shared by every answer that size)."""
+    return pa.array(np.arange(0, n * h + 1, h, dtype=np.int32))
+
+
+def _forecast_timestamps(prepared: PreparedRequest, offsets: pa.Array) -> pa.Array:
+    """list<timestamp[ns, zone]>: each series' forecast steps; null for a series without
+    dates. One zone per column: the series' own when they share one, else UTC."""
+    h = prepared.horizon
+    dated = [s.dates for s in prepared.series]
+    zones = {_zone_name(d.tz) for d in dated if d is not None and d.tz is not None}
+    naive = any(d is not None and d.tz is None for d in dated)
+    zone = None if not zones else zones.pop() if len(zones) == 1 and not naive else "UTC"
+    flat = np.zeros(len(dated) * h, dtype=np.int64)
+    missing = np.zeros(len(dated), dtype=bool)
+    for i, d in enumerate(dated):
+        if d is None:
+            missing[i] = True
+        else:
+            flat[i * h : (i + 1) * h] = d.future_ns[:h]  # epoch ns (UTC for zoned series)
+    # zero-copy: the int64 epoch nanoseconds are the timestamp column's data buffer
+    stamps = pa.Array.from_buffers(
+        pa.timestamp("ns", tz=zone), len(flat), [None, pa.py_buffer(flat)]
+    )
+    mask = pa.array(missing) if missing.any() else None
+    return pa.ListArray.from_arrays(offsets, stamps, mask=mask)
+
+
+def _zone_name(tz: tzinfo) -> str:
+    """The zone as Arrow names it: an IANA key, or a fixed offset as +HH:MM."""
+    key = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
+    if isinstance(key, str):
+        return key
+    offset = datetime(2000, 1, 1, tzinfo=tz).utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return "UTC" if not minutes else f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

@@ -1,0 +1,359 @@
+"""/forecast with Arrow IPC bodies (`service.arrow_io`): the same forecasts as JSON, the same
+422s for the same mistakes, and clear errors for tables that are not request tables."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from service.arrow_io import ARROW_FILE, ARROW_STREAM, request_stream, wants_arrow
+from tests.service.conftest import API_KEY, Registry, history, metric_value
+from tests.service.test_bad_input import BAD, CASES
+
+Body = dict[str, Any]
+ARROW_IN = {"content-type": ARROW_STREAM}
+ARROW_BOTH = {"content-type": ARROW_STREAM, "accept": ARROW_STREAM}
+
+
+@pytest.fixture
+def body(registry: Registry) -> Body:
+    return {
+        "quantiles": [0.1, 0.5, 0.9],
+        "series": [history(registry.frame, "pump-1"), history(registry.frame, "pump-2", stop=550)],
+    }
+
+
+def arrow_of(body: Body) -> bytes:
+    return request_stream(
+        body["series"], horizon=body.get("horizon"), quantiles=body.get("quantiles")
+    )
+
+
+def read_table(content: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(content)).read_all()
+
+
+def stream_of(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    out: bytes = sink.getvalue().to_pybytes()
+    return out
+
+
+def test_arrow_request_answers_exactly_what_json_answers(client: TestClient, body: Body) -> None:
+    by_json = client.post("/forecast", json=body)
+    by_arrow = client.post("/forecast", content=arrow_of(body), headers=ARROW_IN)
+    assert by_json.status_code == by_arrow.status_code == 200, by_arrow.text
+    assert by_arrow.headers["content-type"] == "application/json"
+    assert by_arrow.content == by_json.content  # same float64 histories: byte for byte
+
+
+def test_arrow_answer_holds_the_json_answers_numbers(client: TestClient, body: Body) -> None:
+    expected = client.post("/forecast", json=body).json()
+    response = client.post("/forecast", content=arrow_of(body), headers=ARROW_BOTH)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == ARROW_STREAM
+    table = read_table(response.content)
+    assert table.column_names == [
+        "id",
+        "timestamps",
+        "mean",
+        "quantiles.0.1",
+        "quantiles.0.5",
+        "quantiles.0.9",
+    ]
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    assert meta == {f"model.{k}": v for k, v in expected["model"].items()}
+    rows = table.to_pylist()
+    assert [r["id"] for r in rows] == ["pump-1", "pump-2"]
+    for row, want in zip(rows, expected["forecasts"], strict=True):
+        np.testing.assert_array_equal(row["mean"], want["mean"])
+        for key, values in want["quantiles"].items():
+            np.testing.assert_array_equal(row[f"quantiles.{key}"], values)
+        stamps = [pd.Timestamp(t).isoformat() for t in row["timestamps"]]
+        assert stamps == want["timestamps"]
+    frame = table.to_pandas()  # what a pandas user does with it
+    assert len(frame) == 2 and len(frame["mean"][0]) == len(expected["forecasts"][0]["mean"])
+
+
+def test_json_request_can_ask_for_an_arrow_answer_on_both_paths(
+    client: TestClient, body: Body
+) -> None:
+    fast = client.post("/forecast", json=body, headers={"accept": ARROW_STREAM})
+    # horizon 12.0 is not for the fast path (an int there): FastAPI's route and the schema
+    slow_body = {**body, "horizon": 12.0}
+    slow = client.post("/forecast", json=slow_body, headers={"accept": ARROW_STREAM})
+    for response in (fast, slow):
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == ARROW_STREAM
+    assert read_table(fast.content).equals(read_table(slow.content))
+
+
+def test_arrow_file_and_typed_columns_are_read(client: TestClient, body: Body) -> None:
+    """The Arrow file format; `start` as a timestamp column, float32 histories, a covariate
+    as a fixed-size list, several record batches: the same answer as the JSON body."""
+    series = body["series"]
+    table = pa.table(
+        {
+            "id": [s["id"] for s in series],
+            "values": pa.array([s["values"] for s in series], pa.list_(pa.float64())),
+            "start": pa.array([pd.Timestamp(s["start"]) for s in series], pa.timestamp("s")),
+            "covariates.x": pa.array(
+                [s["covariates"]["x"] for s in series], pa.list_(pa.float64(), 60)
+            ),
+        },
+        metadata={"quantiles": "[0.1, 0.5, 0.9]"},
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=1):
+            writer.write_batch(batch)
+    answer = client.post(
+        "/forecast", content=sink.getvalue().to_pybytes(), headers={"content-type": ARROW_FILE}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == client.post("/forecast", json=body).json()
+
+
+def test_timestamps_column_and_zones(client: TestClient, body: Body) -> None:
+    """`timestamps` as a list of zoned timestamps: the answer's steps are in that zone."""
+    values = body["series"][0]["values"]
+    stamps = pd.date_range("2024-03-01", periods=len(values), freq="h", tz="Europe/Paris")
+    table = pa.table(
+        {
+            "id": ["pump-1"],
+            "values": pa.array([values], pa.list_(pa.float64())),
+            "timestamps": pa.array([list(stamps)], pa.list_(pa.timestamp("ns", tz="Europe/Paris"))),
+            "covariates.x": pa.array([body["series"][0]["covariates"]["x"]]),
+        }
+    )
+    json_body = {
+        "series": [
+            {
+                "id": "pump-1",
+                "values": values,
+                "timestamps": [t.isoformat() for t in stamps],
+                "covariates": body["series"][0]["covariates"],
+            }
+        ]
+    }
+    expected = client.post("/forecast", json=json_body).json()["forecasts"][0]["timestamps"]
+    response = client.post(
+        "/forecast", content=stream_of(table), headers={**ARROW_IN, "accept": ARROW_STREAM}
+    )
+    assert response.status_code == 200, response.text
+    column = read_table(response.content).column("timestamps")
+    assert str(column.type.value_type.tz) == "Europe/Paris"
+    assert [t.isoformat() for t in column.to_pylist()[0]] == expected
+
+
+ARROW_CASES = [
+    "null value",
+    "value too large",
+    "short history",
+    "horizon above max",
+    "unknown quantile",
+    "unknown covariate",
+    "missing covariate",
+    "covariate length",
+    "null covariate",
+    "timestamps length",
+    "timestamps not increasing",
+    "timestamps off the grid",
+    "unparsable freq",
+    "other freq",
+    "duplicate id",
+]
+
+
+@pytest.mark.parametrize("case", ARROW_CASES)
+def test_bad_arrow_input_gets_the_json_bodys_422(client: TestClient, body: Body, case: str) -> None:
+    mutate, pattern = CASES[case]
+    bad = copy.deepcopy(body)
+    bad.pop("quantiles")
+    mutate(bad)
+    response = client.post("/forecast", content=arrow_of(bad), headers=ARROW_IN)
+    assert response.status_code == 422, response.text
+    assert pattern in response.json()["detail"]
+
+
+def test_nan_in_an_arrow_history_is_422(client: TestClient, body: Body) -> None:
+    """Arrow carries NaN and inf as numbers (JSON needs the non-standard tokens)."""
+    body["series"][1]["values"][5] = float("nan")
+    body["series"][1]["values"][6] = float("inf")
+    response = client.post("/forecast", content=arrow_of(body), headers=ARROW_IN)
+    assert response.status_code == 422
+    assert f"{BAD} 'values': holds NaN at position 5" in response.json()["detail"]
+
+
+def _table(body: Body, **replace: pa.Array) -> pa.Table:
+    table = read_table(arrow_of(body))
+    for name, column in replace.items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    return table
+
+
+def _drop(name: str) -> Callable[[pa.Table], pa.Table]:
+    return lambda t: t.drop_columns([name])
+
+
+TABLE_CASES: dict[str, tuple[Callable[[Body], bytes], str]] = {
+    "not arrow": (lambda b: b"PAR1 not an arrow stream", "the body: is not an Arrow IPC stream"),
+    "json sent as arrow": (
+        lambda b: json.dumps(b).encode(),
+        "the body: is not an Arrow IPC stream (application/vnd.apache.arrow.stream)",
+    ),
+    "unknown column": (
+        lambda b: stream_of(_table(b, colour=pa.array(["red", "blue"]))),
+        "column 'colour': is not a request column; allowed: id, values, start, freq, "
+        "timestamps, covariates.<name>",
+    ),
+    "missing values": (
+        lambda b: stream_of(_drop("values")(_table(b))),
+        "column 'values': is missing",
+    ),
+    "missing id": (lambda b: stream_of(_drop("id")(_table(b))), "column 'id': is missing"),
+    "values as text": (
+        lambda b: stream_of(_table(b, values=pa.array([["1"], ["2"]]))),
+        "column 'values': must be lists of floats or integers; got list<item: string>",
+    ),
+    "values not lists": (
+        lambda b: stream_of(_table(b, values=pa.array([1.0, 2.0]))),
+        "column 'values': must be lists of floats or integers; got double",
+    ),
+    "null history": (
+        lambda b: stream_of(
+            _table(b, values=pa.array([b["series"][0]["values"], None], pa.list_(pa.float64())))
+        ),
+        f"{BAD} 'values': is null; give the history's values",
+    ),
+    "null id": (
+        lambda b: stream_of(_table(b, id=pa.array(["pump-1", None], pa.string()))),
+        "series 1, field 'id': is null",
+    ),
+    "id not text": (
+        lambda b: stream_of(_table(b, id=pa.array([1, 2]))),
+        "column 'id': must be strings; got int64",
+    ),
+    "bad start": (
+        lambda b: stream_of(_table(b, start=pa.array([b["series"][0]["start"], "yesterday"]))),
+        f"{BAD} 'start': 'yesterday' is not an ISO 8601 date and time",
+    ),
+    "start as number": (
+        lambda b: stream_of(_table(b, start=pa.array([1, 2]))),
+        "column 'start': must be timestamps, dates or ISO 8601 strings; got int64",
+    ),
+    "empty table": (
+        lambda b: stream_of(_table(b).slice(0, 0)),
+        "the table: holds no series",
+    ),
+    "bad horizon": (
+        lambda b: stream_of(_table(b).replace_schema_metadata({"horizon": "soon"})),
+        "metadata 'horizon': must be a positive integer (steps); got 'soon'",
+    ),
+    "zero horizon": (
+        lambda b: stream_of(_table(b).replace_schema_metadata({"horizon": "0"})),
+        "metadata 'horizon': must be a positive integer",
+    ),
+    "bad quantiles": (
+        lambda b: stream_of(_table(b).replace_schema_metadata({"quantiles": "0.5"})),
+        "metadata 'quantiles': must be a non-empty JSON list of numbers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TABLE_CASES))
+def test_tables_that_are_not_requests_are_422_naming_the_column(
+    client: TestClient, body: Body, case: str
+) -> None:
+    make, pattern = TABLE_CASES[case]
+    response = client.post("/forecast", content=make(body), headers=ARROW_IN)
+    assert response.status_code == 422, response.text
+    assert pattern in response.json()["detail"]
+
+
+def test_other_body_types_are_415_naming_the_accepted_ones(client: TestClient) -> None:
+    response = client.post(
+        "/forecast", content=b"id,values\n", headers={"content-type": "text/csv"}
+    )
+    assert response.status_code == 415
+    detail = response.json()["detail"]
+    assert "'text/csv'" in detail and ARROW_STREAM in detail and "application/json" in detail
+    assert (
+        metric_value(
+            client,
+            "urnn_http_request_duration_seconds_count",
+            route="/forecast",
+            method="POST",
+            status_class="4xx",
+        )
+        >= 1
+    )
+
+
+def test_oversized_arrow_body_is_413(client_for: Callable[..., TestClient], body: Body) -> None:
+    client = client_for(max_body_bytes=2048)
+    response = client.post("/forecast", content=arrow_of(body), headers=ARROW_IN)
+    assert response.status_code == 413
+
+
+def test_openapi_lists_the_arrow_body_and_answer(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/forecast"]["post"]
+    assert {ARROW_STREAM, ARROW_FILE, "application/json"} <= set(
+        operation["requestBody"]["content"]
+    )
+    assert ARROW_STREAM in operation["responses"]["200"]["content"]
+    assert any(p["name"] == "accept" for p in operation["parameters"])
+
+
+@pytest.mark.parametrize(
+    ("accept", "arrow"),
+    [
+        (None, False),
+        (b"application/json", False),
+        (b"*/*", False),
+        (ARROW_STREAM.encode(), True),
+        (b"application/vnd.apache.arrow.stream, application/json", True),
+        (b"application/json, application/vnd.apache.arrow.stream", False),
+        (b"application/json;q=0.5, application/vnd.apache.arrow.stream", True),
+        (b"application/vnd.apache.arrow.stream;q=0", False),
+        (b"text/csv, application/vnd.apache.arrow.stream;q=0.2", True),
+    ],
+)
+def test_accept_negotiation(accept: bytes | None, arrow: bool) -> None:
+    assert wants_arrow(accept) is arrow
+
+
+def test_arrow_answer_names_the_version_after_a_reload(
+    client_for: Callable[..., TestClient], registry: Registry, body: Body
+) -> None:
+    """Answers of one shape share a cached schema message; the model block in its metadata
+    must still follow a reload."""
+    v1 = registry.register("arrow-swap", seed=1)
+    v2 = registry.register("arrow-swap", seed=2, alias=None)
+    client = client_for(model_uri="models:/arrow-swap@champion")
+    body.pop("quantiles")
+
+    def version() -> str:
+        response = client.post("/forecast", content=arrow_of(body), headers=ARROW_BOTH)
+        assert response.status_code == 200, response.text
+        metadata = read_table(response.content).schema.metadata or {}
+        return metadata[b"model.version"].decode()
+
+    assert version() == v1
+    registry.set_alias("arrow-swap", v2)
+    reload = client.post("/model/reload", headers={"X-API-Key": API_KEY})
+    assert reload.json()["status"] == "reloaded"
+    assert version() == v2
