@@ -5,12 +5,14 @@
     python -m bench.serve --skip-mlflow            # only (a) and (c)
 
 One model is registered in a temporary MLflow store: a uRNN forecaster with lookback 512,
-horizon 96 (hidden 64, segments of 16 rows: 32 recurrent steps). Its weights are **untrained**
-(random initialisation): serving cost does not depend on the weights' values, and training
-would only make the benchmark slower to start. Then, on loopback:
+horizon 96 (the kind's default hidden size, 128, as `urnn train` registers it; `--hidden-size 64`
+for the model of the runs before 2026-12-03; segments of 16 rows: 32 recurrent steps). Its
+weights are **untrained** (random initialisation): serving cost does not depend on the weights'
+values, and training would only make the benchmark slower to start. Then, on loopback:
 
 (a) this service, `uvicorn service.main:create_app --factory` in a subprocess (one worker,
-    httptools + uvloop, access log off, torch on 1 thread);
+    httptools + uvloop, access log off, torch on 1 thread), once with JSON bodies in and out
+    and once with Arrow IPC streams in and out (`--formats`; service.arrow_io);
 (b) `mlflow models serve -m models:/urnn-forecaster@champion --env-manager local` (one worker,
     torch on 1 thread) on the same registered version; its body is
     {"dataframe_records": [...]} (training.mlflow_model);
@@ -29,9 +31,9 @@ errors, the ratios a/b and a/c in forecasts/s, and for (a) the mean number of se
 forward pass the service reached in that cell (from its own urnn_batch_series histogram), so
 (c) can also be read at that batch size. The targets of the serving issue are
 reported, not asserted: at concurrency 32, a >= 5 x b; a >= 0.7 x c; p99 at concurrency 8
-with 1 series < 50 ms. A last table splits one request's work in this process, stage by stage
-(parse, read, prepare, batched forward and monitors, response), to show where (a) spends
-what (c) does not.
+with 1 series < 50 ms. The last tables split one request's work in this process, stage by stage
+(read the body, prepare, batched forward and monitors, response), per body format, to show
+where (a) spends what (c) does not.
 
 Everything shares one machine (server, load generator, and whatever else runs there), so
 compare rows of one run, not runs on different days.
@@ -236,7 +238,8 @@ def stage_breakdown(
     per body format."""
     import orjson
 
-    from service.arrow_io import arrow_response, read_arrow_request
+    from service.arrow_answer import arrow_response
+    from service.arrow_io import read_arrow_request
     from service.drift import DriftMonitor
     from service.fast_path import fast_request
     from service.forecasting import response_json
@@ -579,7 +582,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=["json", "arrow"],
         help="(a)'s body formats: json (JSON in and out), arrow (Arrow IPC in and out); both",
     )
-    parser.add_argument("--hidden-size", type=int, default=64, help="uRNN hidden units; 64")
+    parser.add_argument(
+        "--hidden-size",
+        type=int,
+        default=None,
+        help="uRNN hidden units; default the kind's own (what urnn train registers)",
+    )
     parser.add_argument("--segment-length", type=int, default=16, help="rows per step; 16")
     parser.add_argument("--skip-mlflow", action="store_true", help="do not run (b)")
     parser.add_argument(
@@ -595,6 +603,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="urnn-bench-serve-"))
     try:
         print(f"registering the model in {work} ...", flush=True)
+        if args.hidden_size is None:
+            from models.forecaster import FORECASTERS
+
+            args.hidden_size = FORECASTERS["urnn"].DEFAULT_HIDDEN
         tracking_uri = register_model(work / "var", args.hidden_size, args.segment_length)
         print("(c) raw batched forward ...", flush=True)
         raw = raw_throughput(tracking_uri, max(1.0, args.seconds / 2), args.raw_batches)

@@ -1,7 +1,7 @@
-"""/forecast bodies as Apache Arrow IPC streams, in and out.
+"""/forecast bodies as Apache Arrow IPC streams: reading them, and whether to answer in Arrow.
 
     request = read_arrow_request(body)            # a FastRequest, or ServiceInputError (422)
-    body = arrow_response(prepared, result)       # the answer as an Arrow stream
+    wants_arrow(accept_header)                    # whether the answer is Arrow too
 
 JSON makes a server turn every history value from text into a float and every forecast value
 back into text; with 16 histories of 512 values that is most of what one request costs the
@@ -24,11 +24,7 @@ series:
 
 and `horizon` / `quantiles`, the request-level fields, are schema metadata (an integer, and a
 JSON list of numbers). A null in an optional column means the field is absent for that row.
-The answer (when `Accept` asks for Arrow) has one row per series too: `id`, `timestamps` (list
-of timestamp[ns] in the series' zone; UTC when the series of one request mix zones, naive
-steps then written as they read; null without dates), `mean`, and `quantiles.<level>` (lists
-of float64), with the model's `name`, `version` and `run_id` as schema metadata
-(`model.name`, ...).
+The answer, when `Accept` asks for Arrow, is `service.arrow_answer`'s.
 
 Every problem with the table (not Arrow, an unknown column, a wrong type, a null where a value
 is needed) is a ServiceInputError naming the column (and series) and what is allowed; what
@@ -37,10 +33,9 @@ the table holds then goes through the same checks as a JSON body (`service.valid
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -49,7 +44,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.errors import ServiceInputError, series_where
 from service.fast_path import FastRequest, FastSeries
-from service.validation import PreparedRequest
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_FILE = "application/vnd.apache.arrow.file"
@@ -383,99 +377,3 @@ def _stream_bytes(batches: Sequence[pa.RecordBatch], schema: pa.Schema) -> bytes
             writer.write_batch(batch)
     out: bytes = sink.getvalue().to_pybytes()
     return out
-
-
-# -----------------------------------------------------------------------------
-# Response
-
-
-def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
-    """The forecasts of `result` ((n_series, H_max, Q), original units) as an Arrow stream."""
-    ref = prepared.model.ref
-    h = prepared.horizon
-    n = len(prepared.series)
-    median = prepared.model.model.config.median_index
-    offsets = _offsets(n, h)
-    picked = (median, *prepared.quantile_index)  # mean, then the requested levels
-    # (columns, S, h) in one buffer: each column a zero-copy slice of it
-    values = pa.array(np.ascontiguousarray(result[:, :h, picked].transpose(2, 0, 1)).reshape(-1))
-    names = ["id", "timestamps", "mean", *(QUANTILE_PREFIX + k for k in prepared.quantile_keys)]
-    arrays = [
-        pa.array([s.id for s in prepared.series], pa.string()),
-        _forecast_timestamps(prepared, offsets),
-        *(
-            pa.ListArray.from_arrays(offsets, values.slice(k * n * h, n * h))
-            for k in range(len(picked))
-        ),
-    ]
-    metadata = {"model.name": ref.name, "model.version": ref.version, "model.run_id": ref.run_id}
-    batch = pa.record_batch(arrays, names=names, metadata=metadata)
-    # The stream by hand: schema message, record batch message, end-of-stream marker (the IPC
-    # stream format); the schema's bytes are the same for every answer of one shape and version.
-    types = tuple(str(kind) for kind in batch.schema.types)
-    head = _schema_message(tuple(names), types, tuple(metadata.items()), batch.schema)
-    out: bytes = b"".join((head, batch.serialize().to_pybytes(), _END_OF_STREAM))
-    return out
-
-
-_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # continuation marker, length 0
-
-
-_SCHEMA_MESSAGES: dict[tuple[object, ...], bytes] = {}
-
-
-def _schema_message(
-    names: tuple[str, ...],
-    types: tuple[str, ...],
-    metadata: tuple[tuple[str, str], ...],
-    schema: pa.Schema,
-) -> bytes:
-    """The schema's IPC message, cached by what it holds (names, types, metadata): a
-    `pa.Schema` itself is no key, its == ignores metadata (the model version)."""
-    key = (names, types, metadata)
-    message = _SCHEMA_MESSAGES.get(key)
-    if message is None:
-        if len(_SCHEMA_MESSAGES) >= 256:  # shapes x versions: bounded
-            _SCHEMA_MESSAGES.clear()
-        message = _SCHEMA_MESSAGES[key] = schema.serialize().to_pybytes()
-    return message
-
-
-@functools.lru_cache(maxsize=256)
-def _offsets(n: int, h: int) -> pa.Array:
-    """The list offsets of n rows of h values (immutable: shared by every answer that size)."""
-    return pa.array(np.arange(0, n * h + 1, h, dtype=np.int32))
-
-
-def _forecast_timestamps(prepared: PreparedRequest, offsets: pa.Array) -> pa.Array:
-    """list<timestamp[ns, zone]>: each series' forecast steps; null for a series without
-    dates. One zone per column: the series' own when they share one, else UTC."""
-    h = prepared.horizon
-    dated = [s.dates for s in prepared.series]
-    zones = {_zone_name(d.tz) for d in dated if d is not None and d.tz is not None}
-    naive = any(d is not None and d.tz is None for d in dated)
-    zone = None if not zones else zones.pop() if len(zones) == 1 and not naive else "UTC"
-    flat = np.zeros(len(dated) * h, dtype=np.int64)
-    missing = np.zeros(len(dated), dtype=bool)
-    for i, d in enumerate(dated):
-        if d is None:
-            missing[i] = True
-        else:
-            flat[i * h : (i + 1) * h] = d.future_ns[:h]  # epoch ns (UTC for zoned series)
-    # zero-copy: the int64 epoch nanoseconds are the timestamp column's data buffer
-    stamps = pa.Array.from_buffers(
-        pa.timestamp("ns", tz=zone), len(flat), [None, pa.py_buffer(flat)]
-    )
-    mask = pa.array(missing) if missing.any() else None
-    return pa.ListArray.from_arrays(offsets, stamps, mask=mask)
-
-
-def _zone_name(tz: tzinfo) -> str:
-    """The zone as Arrow names it: an IANA key, or a fixed offset as +HH:MM."""
-    key = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
-    if isinstance(key, str):
-        return key
-    offset = datetime(2000, 1, 1, tzinfo=tz).utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds()) // 60
-    sign = "-" if minutes < 0 else "+"
-    return "UTC" if not minutes else f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

@@ -37,7 +37,9 @@ _DATETIME = TypeAdapter(datetime)
 _DATETIMES = TypeAdapter(list[datetime])
 
 
-@dataclass(frozen=True)
+# slots, not frozen: built once per series per request on the hot path, where a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs ~1 us more each; never mutated.
+@dataclass(slots=True)
 class FastSeries:
     """A `SeriesIn` whose numbers are already float64 arrays (same fields, same meaning)."""
 

@@ -20,7 +20,8 @@ import numpy as np
 import orjson
 from fastapi import Response
 
-from service.arrow_io import ARROW_STREAM, arrow_response
+from service.arrow_answer import arrow_response
+from service.arrow_io import ARROW_STREAM
 from service.state import ServiceState
 from service.validation import Dates, PreparedRequest, RequestIn, as_index, prepare
 

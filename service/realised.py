@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,9 @@ import numpy as np
 from service.metrics import ServiceMetrics
 
 
-@dataclass(frozen=True)
+# slots, not frozen: built once per series per request on the hot path, where a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs ~1 us more each; never mutated.
+@dataclass(slots=True)
 class CachedForecast:
     version: str
     stamps: np.ndarray  # (H,) int64 epoch ns, increasing
@@ -49,16 +52,25 @@ class RealisedErrorTracker:
         forecast: CachedForecast,
     ) -> None:
         """Score the cached forecast of `series_id` against this history, then cache `forecast`."""
-        if self.capacity <= 0:
+        self.observe_batch([(series_id, history_ns, values, forecast)])
+
+    def observe_batch(
+        self, entries: Sequence[tuple[str, np.ndarray, np.ndarray, CachedForecast]]
+    ) -> None:
+        """`observe` for each (series id, history_ns, values, forecast) of a batch, in order,
+        under one lock and with one update of the cache-size gauge."""
+        if self.capacity <= 0 or not entries:
             return
+        cache = self._cache
         with self._lock:
-            earlier = self._cache.pop(series_id, None)
-            if earlier is not None:
-                self._score(earlier, history_ns, values)
-            self._cache[series_id] = forecast
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
-            self.metrics.realised_cache.set(len(self._cache))
+            for series_id, history_ns, values, forecast in entries:
+                earlier = cache.pop(series_id, None)
+                if earlier is not None:
+                    self._score(earlier, history_ns, values)
+                cache[series_id] = forecast
+            while len(cache) > self.capacity:
+                cache.popitem(last=False)
+            self.metrics.realised_cache.set(len(cache))
 
     def _score(self, earlier: CachedForecast, history_ns: np.ndarray, values: np.ndarray) -> None:
         if history_ns[-1] < earlier.stamps[0] or history_ns[0] > earlier.stamps[-1]:

@@ -81,6 +81,7 @@ class BatchRunner:
         version = requests[0].model.ref.version
         median = requests[0].model.model.config.median_index
         columns: dict[str, list[np.ndarray]] = {}
+        dated: list[tuple[str, np.ndarray, np.ndarray, CachedForecast]] = []
         for request, forecasts in zip(requests, results, strict=True):
             h = request.horizon
             for s, forecast in zip(request.series, forecasts, strict=True):
@@ -88,18 +89,15 @@ class BatchRunner:
                     columns.setdefault(name, []).append(values)
                 if s.dates is None:
                     continue
-                self.realised.observe(
-                    s.id,
-                    s.dates.history_ns,
-                    s.values,
-                    CachedForecast(
-                        version=version,
-                        stamps=s.dates.future_ns[:h],
-                        mean=forecast[:h, median],
-                        low=forecast[:h, 0],
-                        high=forecast[:h, -1],
-                    ),
+                cached = CachedForecast(
+                    version=version,
+                    stamps=s.dates.future_ns[:h],
+                    mean=forecast[:h, median],
+                    low=forecast[:h, 0],
+                    high=forecast[:h, -1],
                 )
+                dated.append((s.id, s.dates.history_ns, s.values, cached))
+        self.realised.observe_batch(dated)
         self.drift.observe(version, {k: np.concatenate(v) for k, v in columns.items()})
 
 

@@ -33,7 +33,9 @@ RequestIn = ForecastRequest | FastRequest
 SeriesInput = SeriesIn | FastSeries
 
 
-@dataclass(frozen=True)
+# slots, not frozen: built once per series per request on the hot path, where a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs ~1 us more each; never mutated.
+@dataclass(slots=True)
 class Dates:
     """A series' time axis as int64 epoch nanoseconds (UTC for zoned input) plus its zone.
 
@@ -59,7 +61,9 @@ def as_index(ns: np.ndarray, tz: tzinfo | None) -> pd.DatetimeIndex:
     return index if tz is None else index.tz_localize("UTC").tz_convert(tz)
 
 
-@dataclass(frozen=True)
+# slots, not frozen: built once per series per request on the hot path, where a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs ~1 us more each; never mutated.
+@dataclass(slots=True)
 class PreparedSeries:
     """One series, ready for the batched forward (all model inputs scaled)."""
 

@@ -357,3 +357,49 @@ def test_arrow_answer_names_the_version_after_a_reload(
     reload = client.post("/model/reload", headers={"X-API-Key": API_KEY})
     assert reload.json()["status"] == "reloaded"
     assert version() == v2
+
+
+def test_hand_built_answers_match_pyarrows_for_every_shape(
+    client: TestClient, registry: Registry
+) -> None:
+    """`service.arrow_answer` writes the stream from numpy buffers once pyarrow's own bytes for
+    that shape matched; every shape here must pass that check (else the service silently
+    pays pyarrow's price), and what it writes must read back as the JSON answer's numbers."""
+    from service import arrow_answer
+
+    dated = history(registry.frame, "dated")
+    undated = {
+        k: v for k, v in history(registry.frame, "undated", stop=500).items() if k != "start"
+    }
+    zoned = {**history(registry.frame, "zoned", stop=400), "start": "2024-03-01T00:00:00+01:00"}
+    shapes = {
+        "one series": {"series": [dated]},
+        "a series without dates (null timestamps)": {"series": [dated, undated], "horizon": 5},
+        "zoned, and a long id": {"series": [zoned, {**zoned, "id": "é" * 40}], "quantiles": [0.5]},
+        "zoned and naive mixed (a UTC column)": {"series": [zoned, dated]},
+    }
+    arrow_answer._TEMPLATES.clear()
+    for name, body in shapes.items():
+        expected = client.post("/forecast", json=body).json()
+        for _ in range(2):  # the first answer of a shape makes its template, the second uses it
+            response = client.post("/forecast", json=body, headers={"accept": ARROW_STREAM})
+            assert response.status_code == 200, (name, response.text)
+            rows = read_table(response.content).to_pylist()
+            for row, want in zip(rows, expected["forecasts"], strict=True):
+                assert row["id"] == want["id"], name
+                np.testing.assert_array_equal(row["mean"], want["mean"], err_msg=name)
+                for key, values in want["quantiles"].items():
+                    np.testing.assert_array_equal(row[f"quantiles.{key}"], values, err_msg=name)
+                if want["timestamps"] is None:
+                    assert row["timestamps"] is None, name
+                elif "mixed" in name:  # instants for the zoned series, wall times for the naive
+                    got = [pd.Timestamp(t) for t in row["timestamps"]]
+                    wanted = [pd.Timestamp(t) for t in want["timestamps"]]
+                    if wanted[0].tz is None:
+                        got = [t.tz_localize(None) for t in got]
+                    assert got == wanted, name
+                else:
+                    stamps = [pd.Timestamp(t).isoformat() for t in row["timestamps"]]
+                    assert stamps == want["timestamps"], name
+    assert len(arrow_answer._TEMPLATES) == len(shapes)
+    assert all(t.head is not None for t in arrow_answer._TEMPLATES.values())
