@@ -1069,6 +1069,12 @@ def structured_recurrence(
     eps: float,
 ) -> Tensor:
     """All states (T, B, 2n) of the structured loop; x (T, B, m), v = V (2n, m), s0 (B, 2n)."""
+    keep = keeps_history(x, v, w_t, bias, s0)
+    if not keep:  # no backward can follow: the op itself, without an autograd node (and so
+        # traceable by torch.jit.trace, which cannot record a Function; service.served)
+        return ops.structured_forward(
+            x.contiguous(), v.contiguous(), factors, bias.contiguous(), s0.contiguous(), eps, False
+        )[0]
     states: Tensor = StructuredRecurrence.apply(  # type: ignore[no-untyped-call]  # torch leaves Function.apply untyped
         x.contiguous(),
         v.contiguous(),
@@ -1078,6 +1084,6 @@ def structured_recurrence(
         factors,
         eps,
         ops,
-        keeps_history(x, v, w_t, bias, s0),
+        keep,
     )
     return states

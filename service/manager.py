@@ -114,7 +114,8 @@ class ModelManager:
 
     def _build(self, ref: ModelRef) -> ServedModel:
         predictor = self.loader.load(ref)
-        return ServedModel.build(ref, predictor, pick_device(self.settings.device))
+        device = pick_device(self.settings.device)
+        return ServedModel.build(ref, predictor, device, trace=self.settings.trace_model)
 
     def _failed(self, message: str, *, level: int = logging.ERROR) -> ReloadError:
         served = self.current

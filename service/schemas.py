@@ -152,6 +152,11 @@ class ModelInfo(BaseModel):
     uri: str = Field(description="The configured URI (URNN_MODEL_URI) that resolved to it.")
     kind: str = Field(description="Forecaster kind, e.g. urnn.")
     device: str = Field(description="Where it runs: cpu or cuda[:n].")
+    traced: bool = Field(
+        default=False,
+        description="Whether batches run the TorchScript-traced forward (URNN_TRACE_MODEL; "
+        "false when off, for streaming kinds, or when tracing failed its check).",
+    )
     lookback: int = Field(description="Minimum history length; the model reads the last this many.")
     max_horizon: int = Field(description="Largest horizon a request may ask for.")
     quantiles: list[float] = Field(description="Quantile levels the model was trained with.")

@@ -25,6 +25,7 @@ from pandas.tseries.offsets import BaseOffset
 
 from models.forecaster import Forecaster
 from models.streaming import StreamingURNNForecaster, StreamServing
+from service.traced import TracedForward, trace_forward
 from training.mlflow_model import ForecastPredictor
 from training.split import GLOBAL
 
@@ -63,17 +64,26 @@ class ServedModel:
     loaded_at: datetime
     scales: dict[str, ColumnScales] = field(default_factory=dict)
     stream_snapshot: StreamServing | None = field(default=None, repr=False)  # streaming kinds
+    traced: TracedForward | None = field(default=None, repr=False)  # service.traced
 
     @classmethod
     def build(
-        cls, ref: ModelRef, predictor: ForecastPredictor, device: torch.device
+        cls,
+        ref: ModelRef,
+        predictor: ForecastPredictor,
+        device: torch.device,
+        *,
+        trace: bool = True,
     ) -> ServedModel:
-        """Move the model to `device`, precompute the scaler arrays, warm up with one forward."""
+        """Move the model to `device`, precompute the scaler arrays, trace the forward (when
+        `trace` and it checks out: service.traced), warm up with one forward."""
         predictor.model.to(device)
         served = cls(ref=ref, predictor=predictor, device=device, loaded_at=datetime.now(UTC))
         served.scales = served._scale_tables()
         if served.streaming:  # the float64 serving copy, built before the first update
             served.stream_snapshot = served.stream_model.serving()
+        elif trace:
+            served.traced = trace_forward(served.model, device)
         served.warm_up()
         return served
 
@@ -179,13 +189,14 @@ class ServedModel:
         """Scaled inputs (B, L), (B, L, C), (B, L, K), (B, H, K) float32 -> (B, H, Q) float64
         quantiles, still scaled. Runs on `self.device`; never stores anything on the model."""
         with torch.inference_mode():
-            out = self.model(
+            out = (self.traced or self.model)(
                 self._tensor(target),
                 None if covariates is None else self._tensor(covariates),
                 None if past_calendar is None else self._tensor(past_calendar),
                 None if future_calendar is None else self._tensor(future_calendar),
             )
-            return out.double().cpu().numpy()  # type: ignore[no-any-return]
+            result: np.ndarray = out.double().cpu().numpy()
+            return result
 
     def warm_up(self) -> None:
         """One dummy forward: builds lazy kernels (and the compiled recurrence) before traffic."""

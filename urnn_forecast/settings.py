@@ -51,6 +51,14 @@ class Settings(BaseSettings):
             "picked up by the poll or POST /model/reload) or models:/<name>/<version> (pinned)."
         ),
     )
+    trace_model: bool = Field(
+        default=True,
+        description=(
+            "Run batches through a TorchScript trace of the model (one call that releases the "
+            "GIL: the event loop keeps parsing requests meanwhile), checked at load to give the "
+            "eager module's numbers exactly; false, or a failed check, serves the eager module."
+        ),
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description=(

@@ -65,6 +65,7 @@ def model_info(model: ServedModel, manager: ModelManager) -> ModelInfo:
         uri=ref.uri,
         kind=model.model.config.kind,
         device=str(model.device),
+        traced=model.traced is not None,
         lookback=model.lookback,
         max_horizon=model.max_horizon,
         quantiles=list(model.quantiles),
