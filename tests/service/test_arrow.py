@@ -350,7 +350,7 @@ def test_arrow_answer_names_the_version_after_a_reload(
         response = client.post("/forecast", content=arrow_of(body), headers=ARROW_BOTH)
         assert response.status_code == 200, response.text
         metadata = read_table(response.content).schema.metadata or {}
-        return metadata[b"model.version"].decode()
+        return str(metadata[b"model.version"].decode())
 
     assert version() == v1
     registry.set_alias("arrow-swap", v2)
@@ -403,3 +403,16 @@ def test_hand_built_answers_match_pyarrows_for_every_shape(
                     assert stamps == want["timestamps"], name
     assert len(arrow_answer._TEMPLATES) == len(shapes)
     assert all(t.head is not None for t in arrow_answer._TEMPLATES.values())
+
+
+def test_streaming_model_reads_arrow_bodies_as_json_ones(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """A streaming kind reads each whole history (not the last lookback): the Arrow body
+    must carry it whole, as the JSON one does."""
+    client = stream_client_for()
+    body = {"series": [history(registry.frame, "s", stop=90, length=90)]}
+    by_json = client.post("/forecast", json=body)
+    by_arrow = client.post("/forecast", content=arrow_of(body), headers=ARROW_IN)
+    assert by_json.status_code == by_arrow.status_code == 200, by_arrow.text
+    assert by_arrow.content == by_json.content
