@@ -192,7 +192,7 @@ def _column(table: pa.Table, name: str) -> pa.Array:
 
 
 def _ids(array: pa.Array) -> list[str]:
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+    if not _is_text(array.type):
         raise ServiceInputError("column 'id'", f"must be strings; got {array.type}")
     ids: list[str] = array.to_pylist()
     for i, series_id in enumerate(ids):
@@ -214,44 +214,65 @@ def _number_lists(
     array: pa.Array, name: str, ids: Sequence[str], *, required: bool = False
 ) -> list[np.ndarray | None]:
     """Each row's list as float64 (views of one buffer where Arrow allows); None for a null
-    row of an optional column."""
+    row of an optional column. Lists, large lists, fixed-size lists and list views (what
+    Polars may export) are read through their offsets, never cast (pyarrow 25 casts a list
+    view to a list wrongly)."""
     kind = array.type
-    listed = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+    views = _is_list_view(kind)
+    listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or views
     if not ((listed or pa.types.is_fixed_size_list(kind)) and _is_numbers(kind.value_type)):
         raise ServiceInputError(
             f"column {name!r}", f"must be lists of floats or integers; got {kind}"
         )
     if pa.types.is_fixed_size_list(kind):
         array = array.cast(pa.list_(kind.value_type))  # offsets, like the other list kinds
-    no_rows = array.null_count == 0
-    row_nulls = np.zeros(len(array), bool) if no_rows else array.is_null().to_numpy(False)
-    offsets = array.offsets.to_numpy()  # (rows + 1,): absolute positions in array.values
+    row_nulls = array.is_null().to_numpy(False) if array.null_count else None
+    offsets = array.offsets.to_numpy()  # positions in array.values
+    if views:  # each row: offset and size, in any order
+        starts, ends = offsets, offsets + array.sizes.to_numpy(zero_copy_only=False)
+    else:  # each row ends where the next starts
+        starts, ends = offsets[:-1], offsets[1:]
+    bounds = list(zip(starts.tolist(), ends.tolist(), strict=True))
     flat = array.values
     if flat.null_count:
-        positions = np.flatnonzero(flat.is_null().to_numpy(zero_copy_only=False))
-        for position in positions:
-            i = int(np.searchsorted(offsets, position, side="right")) - 1
-            if 0 <= i < len(ids) and not row_nulls[i]:
+        null = flat.is_null().to_numpy(zero_copy_only=False)
+        for i, (a, b) in enumerate(bounds):
+            if (row_nulls is None or not row_nulls[i]) and null[a:b].any():
                 raise ServiceInputError(
                     series_where(i, ids[i], name),
-                    f"holds null at position {int(position - offsets[i])}; every value must be "
+                    f"holds null at position {int(np.argmax(null[a:b]))}; every value must be "
                     "a finite number",
                 )
     numbers = flat.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    if no_rows:  # the common case: a view of the one buffer per row
-        bounds = offsets.tolist()
-        return [numbers[bounds[i] : bounds[i + 1]] for i in range(len(ids))]
     out: list[np.ndarray | None] = []
-    for i in range(len(ids)):
-        if row_nulls[i]:
+    for i, (a, b) in enumerate(bounds):
+        if row_nulls is not None and row_nulls[i]:
             if required:
                 raise ServiceInputError(
                     series_where(i, ids[i], name), "is null; give the history's values"
                 )
             out.append(None)
         else:
-            out.append(numbers[offsets[i] : offsets[i + 1]])
+            out.append(numbers[a:b])
     return out
+
+
+def _is_list_view(kind: pa.DataType) -> bool:
+    """A list view (Arrow 1.4 format, pyarrow >= 16); False where pyarrow has none."""
+    checks = (
+        getattr(pa.types, "is_list_view", None),
+        getattr(pa.types, "is_large_list_view", None),
+    )
+    return any(check is not None and check(kind) for check in checks)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    view = getattr(pa.types, "is_string_view", None)
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or (view is not None and view(kind))
+    )
 
 
 def _starts(table: pa.Table, ids: Sequence[str]) -> list[datetime | None]:
@@ -261,7 +282,7 @@ def _starts(table: pa.Table, ids: Sequence[str]) -> list[datetime | None]:
     kind = array.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return [_as_datetime(v) for v in array.to_pylist()]
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if _is_text(kind):
         return [
             None if text is None else _parse(text, i, ids[i], "start")
             for i, text in enumerate(array.to_pylist())
@@ -278,10 +299,7 @@ def _timestamp_lists(table: pa.Table, ids: Sequence[str]) -> list[list[datetime]
     kind = array.type
     value_type = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else None
     if value_type is None or not (
-        pa.types.is_timestamp(value_type)
-        or pa.types.is_date(value_type)
-        or pa.types.is_string(value_type)
-        or pa.types.is_large_string(value_type)
+        pa.types.is_timestamp(value_type) or pa.types.is_date(value_type) or _is_text(value_type)
     ):
         raise ServiceInputError(
             "column 'timestamps'",
@@ -312,7 +330,7 @@ def _strings(table: pa.Table, name: str, ids: Sequence[str]) -> list[str | None]
     if name not in table.column_names:
         return [None] * len(ids)
     array = _column(table, name)
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+    if not _is_text(array.type):
         raise ServiceInputError(f"column {name!r}", f"must be strings; got {array.type}")
     values: list[str | None] = array.to_pylist()
     return values

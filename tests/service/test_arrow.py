@@ -416,3 +416,38 @@ def test_streaming_model_reads_arrow_bodies_as_json_ones(
     by_arrow = client.post("/forecast", content=arrow_of(body), headers=ARROW_IN)
     assert by_json.status_code == by_arrow.status_code == 200, by_arrow.text
     assert by_arrow.content == by_json.content
+
+
+def test_view_layouts_are_read_as_lists(client: TestClient, body: Body) -> None:
+    """string_view and list_view columns (newer Arrow layouts, which Polars may export) give
+    the JSON body's answer; a list view's rows may share and reorder its buffer."""
+    series = body["series"]
+    values = [s["values"] for s in series]
+    flat = pa.array([*values[1], *values[0]], pa.float64())  # rows out of buffer order
+    n0, n1 = len(values[0]), len(values[1])
+    view = pa.ListViewArray.from_arrays(
+        pa.array([n1, 0], pa.int32()), pa.array([n0, n1], pa.int32()), flat
+    )
+    table = pa.table(
+        {
+            "id": pa.array([s["id"] for s in series], pa.string_view()),
+            "values": view,
+            "start": pa.array([s["start"] for s in series], pa.string_view()),
+            "covariates.x": pa.array(
+                [s["covariates"]["x"] for s in series], pa.list_view(pa.float64())
+            ),
+        },
+        metadata={"quantiles": json.dumps(body["quantiles"])},
+    )
+    answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == client.post("/forecast", json=body).json()
+    # a null inside the second row's view, at its position 3
+    flat_with_null = pa.array([*values[1][:3], None, *values[1][4:], *values[0]], pa.float64())
+    view = pa.ListViewArray.from_arrays(
+        pa.array([n1, 0], pa.int32()), pa.array([n0, n1], pa.int32()), flat_with_null
+    )
+    bad = stream_of(table.set_column(1, "values", view))
+    response = client.post("/forecast", content=bad, headers=ARROW_IN)
+    assert response.status_code == 422
+    assert f"{BAD} 'values': holds null at position 3" in response.json()["detail"]
