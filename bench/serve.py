@@ -1,6 +1,6 @@
 """Serving throughput and latency: this service against `mlflow models serve` and the raw model.
 
-    make bench-serve                              # about 2 minutes on 2 cores
+    make bench-serve                              # about 4 minutes on 2 cores (both body formats)
     python -m bench.serve --seconds 10 --warmup 2  # longer cells, steadier numbers
     python -m bench.serve --skip-mlflow            # only (a) and (c)
 
