@@ -37,6 +37,17 @@ logger = logging.getLogger(__name__)
 TracedForward = Callable[[Tensor, Tensor | None, Tensor | None, Tensor | None], Tensor]
 _CHECK_BATCHES = (1, 5)  # besides the traced batch size (2)
 
+# What tracing says on every load, filtered once here rather than around each trace
+# (`warnings.catch_warnings` swaps the process-wide filters: not safe beside the event loop's
+# thread). TracerWarning: the forward's shape checks, frozen for the traced shapes (the service
+# validates shapes before the model sees them); only tracing raises it. And torch's notice
+# that torch.jit.trace is deprecated: the graph is checked against eager at every load, and a
+# torch without it serves the eager module.
+_TRACER_WARNING: type[Warning] | None = getattr(torch.jit, "TracerWarning", None)
+if _TRACER_WARNING is not None:
+    warnings.filterwarnings("ignore", category=_TRACER_WARNING)
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=DeprecationWarning)
+
 
 class _Inputs(nn.Module):
     """The forecaster called with only the tensors it reads (tracing takes no None)."""
@@ -82,10 +93,7 @@ def trace_forward(model: Forecaster, device: torch.device) -> TracedForward | No
         return tuple(torch.randn(s, generator=generator).to(device) for s in shapes)
 
     try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            # TracerWarning: the shape checks of the forward, frozen for the traced shapes;
-            # the service validates shapes before the model sees them.
-            warnings.simplefilter("ignore")
+        with torch.inference_mode():
             graph = torch.jit.trace(wrapper, batch(2), check_trace=False)  # type: ignore[no-untyped-call]
             with _plain_execution():
                 for b in _CHECK_BATCHES:
