@@ -40,10 +40,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import TypeAdapter, ValidationError
 
 from service.errors import ServiceInputError, series_where
-from service.fast_path import FastRequest, FastSeries
+from service.fast_path import ID_MAX, FastRequest, FastSeries, parse_datetime
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_FILE = "application/vnd.apache.arrow.file"
@@ -53,8 +52,6 @@ COVARIATE_PREFIX = "covariates."
 QUANTILE_PREFIX = "quantiles."
 _COLUMNS = ("id", "values", "start", "freq", "timestamps")
 _ALLOWED = "id, values, start, freq, timestamps, covariates.<name>"
-_ID_MAX = 256  # as SeriesIn.id
-_DATETIME = TypeAdapter(datetime)
 
 
 def media_type(content_type: bytes) -> str:
@@ -198,10 +195,10 @@ def _ids(array: pa.Array) -> list[str]:
     for i, series_id in enumerate(ids):
         if series_id is None:
             raise ServiceInputError(series_where(i, None, "id"), "is null; every series needs one")
-        if not 1 <= len(series_id) <= _ID_MAX:
+        if not 1 <= len(series_id) <= ID_MAX:
             raise ServiceInputError(
                 series_where(i, series_id, "id"),
-                f"must be 1 to {_ID_MAX} characters; has {len(series_id)}",
+                f"must be 1 to {ID_MAX} characters; has {len(series_id)}",
             )
     return ids
 
@@ -347,13 +344,13 @@ def _as_datetime(value: Any) -> datetime | None:
 
 
 def _parse(text: str, i: int, series_id: str, field: str) -> datetime:
-    """An ISO 8601 string as the JSON schema reads it (pydantic's own datetime validator)."""
-    try:
-        return _DATETIME.validate_python(text)
-    except ValidationError:
+    """An ISO 8601 string as the JSON body's is read (`service.fast_path.parse_datetime`)."""
+    parsed = parse_datetime(text)
+    if parsed is None:
         raise ServiceInputError(
             series_where(i, series_id, field), f"{text!r} is not an ISO 8601 date and time"
-        ) from None
+        )
+    return parsed
 
 
 def request_stream(

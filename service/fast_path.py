@@ -32,7 +32,7 @@ from service.schemas import ForecastRequest, SeriesIn
 
 _REQUEST_KEYS = frozenset(ForecastRequest.model_fields)
 _SERIES_KEYS = frozenset(SeriesIn.model_fields)
-_ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256
+ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256
 _DATETIME = TypeAdapter(datetime)
 _DATETIMES = TypeAdapter(list[datetime])
 
@@ -84,7 +84,7 @@ def _series(item: Any) -> FastSeries | None:
     if type(item) is not dict or not item.keys() <= _SERIES_KEYS:
         return None
     series_id = item.get("id")
-    if type(series_id) is not str or not 1 <= len(series_id) <= _ID_MAX:
+    if type(series_id) is not str or not 1 <= len(series_id) <= ID_MAX:
         return None
     values = _numbers(item.get("values"))
     if values is None or not len(values):
@@ -93,7 +93,7 @@ def _series(item: Any) -> FastSeries | None:
     if start is not None:
         if type(start) is not str:
             return None
-        start = _datetime(start)
+        start = parse_datetime(start)
         if start is None:
             return None
     freq = item.get("freq")
@@ -173,7 +173,8 @@ def _numbers(raw: Any) -> np.ndarray | None:
     return array.astype(np.float64, copy=False)
 
 
-def _datetime(text: str) -> datetime | None:
+def parse_datetime(text: str) -> datetime | None:
+    """An ISO 8601 string as the schema reads it (pydantic's own validator); None if not one."""
     try:
         return _DATETIME.validate_python(text)
     except ValidationError:
