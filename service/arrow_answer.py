@@ -20,7 +20,6 @@ pyarrow that lays buffers out differently) keeps going through pyarrow, answer b
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -45,8 +44,8 @@ class _Template:
     head: bytes | None  # the record batch message up to its body
 
 
+# Written and read on the event loop only (the routes answer there): no lock.
 _TEMPLATES: dict[tuple[object, ...], _Template] = {}
-_LOCK = threading.Lock()
 
 
 def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
@@ -109,10 +108,9 @@ def _template(
     head = message[: len(message) - len(body)]
     matches = len(body) <= len(message) and head + body == message
     template = _Template(schema, head if matches else None)
-    with _LOCK:
-        if len(_TEMPLATES) >= _MAX_TEMPLATES:
-            _TEMPLATES.clear()
-        _TEMPLATES[key] = template
+    if len(_TEMPLATES) >= _MAX_TEMPLATES:
+        _TEMPLATES.clear()
+    _TEMPLATES[key] = template
     return template
 
 
