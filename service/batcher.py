@@ -9,8 +9,11 @@ Retry-After) instead of letting latency grow without bound. One task takes reque
 queue: it waits at most `max_wait_s` after the *oldest* waiting request arrived for the batch
 to fill up to `max_batch_series` series (so requests that queued while the previous batch ran
 do not wait again, and a client sending one request at a time never waits), then runs the
-batch on a single-thread executor: the event loop never blocks on the model, and the model
-never runs two batches at once. Requests validated against different model versions (during a
+batch's forward on a single-thread executor: the event loop never blocks on the model, and the
+model never runs two batches at once. The rest of a batch (stacking its inputs, un-scaling
+and splitting the answers, the drift and realised-error monitors) runs on the event loop, in
+the phases of `BatchPhases` (service.runner says why); the monitors after the answers are
+handed to their requests. Requests validated against different model versions (during a
 reload) are run as separate groups, each on its own version.
 """
 
@@ -18,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -30,7 +35,45 @@ from service.errors import ModelUnavailableError, QueueFullError
 from service.metrics import ServiceMetrics
 from service.validation import PreparedRequest
 
+logger = logging.getLogger(__name__)
+
 Runner = Callable[[Sequence[PreparedRequest]], list[np.ndarray]]
+
+
+@runtime_checkable
+class BatchPhases(Protocol):
+    """One batch in four steps: `infer` on the worker thread, the others on the event loop."""
+
+    def stage(self, requests: Sequence[PreparedRequest]) -> Any: ...
+
+    def infer(self, staged: Any) -> Any: ...
+
+    def finish(
+        self, requests: Sequence[PreparedRequest], staged: Any, inferred: Any
+    ) -> list[np.ndarray]: ...
+
+    def monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None: ...
+
+
+class ThreadOnly:
+    """A plain runner function as `BatchPhases`: all of it on the worker thread."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def stage(self, requests: Sequence[PreparedRequest]) -> Sequence[PreparedRequest]:
+        return requests
+
+    def infer(self, staged: Sequence[PreparedRequest]) -> list[np.ndarray]:
+        return self.runner(staged)
+
+    def finish(
+        self, requests: Sequence[PreparedRequest], staged: Any, inferred: list[np.ndarray]
+    ) -> list[np.ndarray]:
+        return inferred
+
+    def monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
+        return None
 
 
 @dataclass
@@ -47,14 +90,14 @@ class _Job:
 class MicroBatcher:
     def __init__(
         self,
-        runner: Runner,
+        runner: BatchPhases | Runner,
         *,
         max_batch_series: int,
         max_wait_s: float,
         max_queue: int,
         metrics: ServiceMetrics,
     ) -> None:
-        self.runner = runner
+        self.phases: BatchPhases = runner if isinstance(runner, BatchPhases) else ThreadOnly(runner)
         self.max_batch_series = max_batch_series
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -155,9 +198,12 @@ class MicroBatcher:
 
     async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         requests = [job.request for job in jobs]
+        phases = self.phases
         self._running = jobs
         try:
-            results = await loop.run_in_executor(self._executor, self.runner, requests)
+            staged = phases.stage(requests)
+            inferred = await loop.run_in_executor(self._executor, phases.infer, staged)
+            results = phases.finish(requests, staged, inferred)
         except Exception as error:  # delivered to each waiting request, which answers 500
             for job in jobs:
                 if not job.future.done():
@@ -168,6 +214,14 @@ class MicroBatcher:
         for job, result in zip(jobs, results, strict=True):
             if not job.future.done():  # the client may have gone away
                 job.future.set_result(result)
+        # After the answers: their requests resume first, the monitors run once they have.
+        loop.call_soon(self._monitor, requests, results)
+
+    def _monitor(self, requests: list[PreparedRequest], results: list[np.ndarray]) -> None:
+        try:
+            self.phases.monitor(requests, results)
+        except Exception:  # the answers went out; a monitor's bug must not stop the batcher
+            logger.exception("the batch monitors failed (drift / realised error not updated)")
 
 
 def _by_model(jobs: list[_Job]) -> list[list[_Job]]:

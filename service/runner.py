@@ -1,16 +1,28 @@
-"""What the inference thread runs for one batch: stack, forward, un-scale, then the monitors.
+"""What one batch goes through: stacked on the event loop, the forward on the worker thread,
+un-scaled, answered and monitored back on the event loop.
 
 The batcher hands over requests that were all validated against the same model version, so
 their arrays stack into one (B, L) target, (B, L, C) covariates, ... and go through one forward
 pass (in chunks of at most `max_batch_series`). Each series is un-scaled with its own scaler
-statistics, then the result is split back per request. Drift and realised error are fed here,
-off the event loop, after the forecasts are known.
+statistics, then the result is split back per request. Drift and realised error are fed after
+the answers are on their way.
+
+Why the split: the worker thread and the event loop share one interpreter lock. Every call
+that hands the lock back (a torch op, a numpy operation on a large array, a socket write)
+must win it again before the next line of Python runs, and while the event loop is busy that
+wait lasts until the loop blocks or the switch interval (5 ms) runs out. Measured on the 2-core
+box with a pure-Python thread spinning beside it, a batch of 16 requests x 16 series (hidden
+128) handed the lock back ~185 times when the whole batch ran on the thread: 12 ms of work
+took 600 ms. So the thread runs only the forward (`infer`: a handful of hand-backs per
+batch), and everything else is ordinary event-loop work between requests (`stage`, `finish`,
+`monitor`), where waiting for the lock costs nobody a forward pass.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,8 +33,32 @@ from service.served import ServedModel
 from service.validation import PreparedRequest, PreparedSeries
 
 
+@dataclass(slots=True)
+class StagedBatch:
+    """One batch's model inputs, stacked on the event loop (windowed models), or its series
+    as they are (streaming models, which the thread feeds series by series)."""
+
+    model: ServedModel
+    series: list[PreparedSeries]
+    target: np.ndarray | None = None  # (B, L) float32, scaled
+    covariates: np.ndarray | None = None  # (B, L, C) float32, scaled, model order
+    past_calendar: np.ndarray | None = None  # (B, L, K) float32
+    future_calendar: np.ndarray | None = None  # (B, H_max, K) float32
+
+
+@dataclass(slots=True)
+class Inferred:
+    """The worker thread's answer: forecasts still scaled (windowed models, float32) or in
+    the data's units (streaming models, float64), (B, H_max, Q), and the forward's seconds."""
+
+    forecasts: np.ndarray
+    scaled: bool
+    seconds: float
+
+
 class BatchRunner:
-    """Callable run by the batcher's worker thread: requests -> (n_series, H_max, Q) each."""
+    """The batcher's phases for one batch (one model version); `__call__` runs them in order,
+    in one thread (benchmarks and tests that do not batch)."""
 
     def __init__(
         self,
@@ -38,45 +74,72 @@ class BatchRunner:
         self.max_batch_series = max_batch_series
 
     def __call__(self, requests: Sequence[PreparedRequest]) -> list[np.ndarray]:
+        staged = self.stage(requests)
+        results = self.finish(requests, staged, self.infer(staged))
+        self.monitor(requests, results)
+        return results
+
+    def stage(self, requests: Sequence[PreparedRequest]) -> StagedBatch:
+        """Event loop: the batch's inputs as stacked arrays (nothing for a streaming model)."""
         model = requests[0].model
         if any(r.model is not model for r in requests):
             raise ValueError("a batch must hold requests validated against one model version")
         series = [s for r in requests for s in r.series]
-        start = time.perf_counter()
-        target = None
+        staged = StagedBatch(model, series)
+        if model.streaming:
+            return staged
         if all(r.target is not None for r in requests):  # the bulk path's (S, L) blocks
-            target = np.concatenate([r.target for r in requests if r.target is not None])
-        if model.streaming:  # each whole history from a fresh state, series by series
-            forecasts = np.stack([forecast_stream(model, s) for s in series])
+            staged.target = np.concatenate([r.target for r in requests if r.target is not None])
         else:
-            forecasts = self._windowed(model, series, target)
-        self.metrics.inference_latency.observe(time.perf_counter() - start)
-        self.metrics.batch_series.observe(len(series))
+            staged.target = np.stack([s.target for s in series])
+        if model.covariates:
+            staged.covariates = np.stack([_present(s.covariates) for s in series])
+        if model.needs_dates:
+            staged.past_calendar = np.stack([_present(s.past_calendar) for s in series])
+            staged.future_calendar = np.stack([_present(s.future_calendar) for s in series])
+        return staged
+
+    def infer(self, staged: StagedBatch) -> Inferred:
+        """Worker thread: the forward passes, in chunks of at most max_batch_series."""
+        model = staged.model
+        start = time.perf_counter()
+        if model.streaming:  # each whole history from a fresh state, series by series
+            forecasts = np.stack([forecast_stream(model, s) for s in staged.series])
+            return Inferred(forecasts, False, time.perf_counter() - start)
+        target = _present(staged.target)
+        step = self.max_batch_series
+        chunks = [
+            model.forward(
+                target[i : i + step],
+                _rows(staged.covariates, i, step),
+                _rows(staged.past_calendar, i, step),
+                _rows(staged.future_calendar, i, step),
+            )
+            for i in range(0, len(target), step)
+        ]
+        forecasts = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+        return Inferred(forecasts, True, time.perf_counter() - start)
+
+    def finish(
+        self, requests: Sequence[PreparedRequest], staged: StagedBatch, inferred: Inferred
+    ) -> list[np.ndarray]:
+        """Event loop: un-scaled (n_series, H_max, Q) float64 per request; batch metrics."""
+        forecasts = inferred.forecasts
+        if inferred.scaled:
+            forecasts = unscale(forecasts, staged.series)
+        model = staged.model
+        self.metrics.inference_latency.observe(inferred.seconds)
+        self.metrics.batch_series.observe(len(staged.series))
         self.metrics.batch_requests.observe(len(requests))
-        self.metrics.forecast_series.labels(model_version=model.ref.version).inc(len(series))
+        self.metrics.forecast_series.labels(model_version=model.ref.version).inc(len(staged.series))
         out, offset = [], 0
         for request in requests:
             n = len(request.series)
             out.append(forecasts[offset : offset + n])
             offset += n
-        self._monitor(requests, out)
         return out
 
-    def _windowed(
-        self, model: ServedModel, series: list[PreparedSeries], target: np.ndarray | None
-    ) -> np.ndarray:
-        """Batched forward passes of at most max_batch_series: (B, H_max, Q), original units."""
-        step = self.max_batch_series
-        return np.concatenate(
-            [
-                forecast_series(
-                    model, series[i : i + step], None if target is None else target[i : i + step]
-                )
-                for i in range(0, len(series), step)
-            ]
-        )
-
-    def _monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
+    def monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
         """Realised error per series; drift once for the whole batch (one version)."""
         version = requests[0].model.ref.version
         median = requests[0].model.model.config.median_index
@@ -101,23 +164,12 @@ class BatchRunner:
         self.drift.observe(version, {k: np.concatenate(v) for k, v in columns.items()})
 
 
-def forecast_series(
-    model: ServedModel, series: Sequence[PreparedSeries], target: np.ndarray | None = None
-) -> np.ndarray:
-    """One forward pass over `series`: (B, H_max, Q) float64 in the data's original units.
-    `target`: their (B, L) targets already stacked, if the caller has them."""
-    if target is None:
-        target = np.stack([s.target for s in series])  # (B, L)
-    covariates = past_calendar = future_calendar = None
-    if model.covariates:
-        covariates = np.stack([_present(s.covariates) for s in series])  # (B, L, C)
-    if model.needs_dates:
-        past_calendar = np.stack([_present(s.past_calendar) for s in series])  # (B, L, K)
-        future_calendar = np.stack([_present(s.future_calendar) for s in series])  # (B, H, K)
-    scaled = model.forward(target, covariates, past_calendar, future_calendar)  # (B, H, Q)
+def unscale(scaled: np.ndarray, series: Sequence[PreparedSeries]) -> np.ndarray:
+    """(B, H, Q) scaled model output -> float64 in each series' original units (float64
+    arithmetic, as `ForecastPredictor.predict_frame` does it)."""
     mean = np.array([s.target_mean for s in series])[:, None, None]
     scale = np.array([s.target_scale for s in series])[:, None, None]
-    return scaled * scale + mean  # type: ignore[no-any-return]
+    return scaled.astype(np.float64) * scale + mean  # type: ignore[no-any-return]
 
 
 def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
@@ -134,6 +186,10 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
     return stream.forecast(
         state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
     )
+
+
+def _rows(array: np.ndarray | None, start: int, count: int) -> np.ndarray | None:
+    return None if array is None else array[start : start + count]
 
 
 def _present(array: np.ndarray | None) -> np.ndarray:

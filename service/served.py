@@ -186,8 +186,10 @@ class ServedModel:
         past_calendar: np.ndarray | None,
         future_calendar: np.ndarray | None,
     ) -> np.ndarray:
-        """Scaled inputs (B, L), (B, L, C), (B, L, K), (B, H, K) float32 -> (B, H, Q) float64
-        quantiles, still scaled. Runs on `self.device`; never stores anything on the model."""
+        """Scaled inputs (B, L), (B, L, C), (B, L, K), (B, H, K) float32 -> (B, H, Q) float32
+        quantiles, still scaled (`service.runner.unscale` takes them to float64 units). Runs
+        on `self.device`; never stores anything on the model. As few torch calls as it can:
+        each one hands the interpreter lock back (see service.runner)."""
         with torch.inference_mode():
             out = (self.traced or self.model)(
                 self._tensor(target),
@@ -195,7 +197,9 @@ class ServedModel:
                 None if past_calendar is None else self._tensor(past_calendar),
                 None if future_calendar is None else self._tensor(future_calendar),
             )
-            result: np.ndarray = out.double().cpu().numpy()
+            if out.device.type != "cpu":
+                out = out.cpu()
+            result: np.ndarray = out.numpy()
             return result
 
     def warm_up(self) -> None:

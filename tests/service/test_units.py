@@ -107,6 +107,67 @@ def test_a_lone_request_does_not_wait_for_company() -> None:
     assert asyncio.run(scenario()) < 1.0  # not the 5 s max_wait
 
 
+class RecordingPhases:
+    """BatchPhases that note which thread ran each phase, and what was answered by then."""
+
+    def __init__(self, fail_monitor: bool = False) -> None:
+        self.threads: dict[str, int] = {}
+        self.answered_before_monitor: list[bool] = []
+        self.futures: list[asyncio.Future[np.ndarray]] = []
+        self.fail_monitor = fail_monitor
+
+    def stage(self, requests: Sequence[PreparedRequest]) -> list[int]:
+        self.threads["stage"] = threading.get_ident()
+        return [len(r.series) for r in requests]
+
+    def infer(self, staged: list[int]) -> list[int]:
+        self.threads["infer"] = threading.get_ident()
+        return [n * 10 for n in staged]
+
+    def finish(
+        self, requests: Sequence[PreparedRequest], staged: list[int], inferred: list[int]
+    ) -> list[np.ndarray]:
+        self.threads["finish"] = threading.get_ident()
+        return [np.full((n, 1, 1), float(v)) for n, v in zip(staged, inferred, strict=True)]
+
+    def monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
+        self.threads["monitor"] = threading.get_ident()
+        self.answered_before_monitor.append(all(f.done() for f in self.futures))
+        if self.fail_monitor:
+            raise RuntimeError("a broken monitor")
+
+
+def test_batch_phases_run_the_forward_on_the_thread_and_the_rest_on_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only `infer` runs on the worker thread (the lock hand-backs of everything else would
+    stall the forward: service.runner); the monitors run after every request is answered, and
+    a failing monitor leaves the answers alone (logged)."""
+    for fail in (False, True):
+        phases = RecordingPhases(fail_monitor=fail)
+
+        async def scenario(phases: RecordingPhases = phases) -> list[np.ndarray]:
+            batcher = MicroBatcher(
+                phases, max_batch_series=8, max_wait_s=0.05, max_queue=10, metrics=ServiceMetrics()
+            )
+            await batcher.start()
+            phases.futures = [asyncio.ensure_future(batcher.submit(fake(n))) for n in (1, 2, 3)]
+            results = await asyncio.gather(*phases.futures)
+            await asyncio.sleep(0.01)  # the monitors' turn
+            await batcher.stop()
+            assert phases.threads["stage"] == threading.get_ident()
+            return results
+
+        with caplog.at_level("ERROR", logger="service.batcher"):
+            results = asyncio.run(scenario())
+        assert [float(r[0, 0, 0]) for r in results] == [10.0, 20.0, 30.0]
+        loop_thread = phases.threads["stage"]
+        assert phases.threads["finish"] == phases.threads["monitor"] == loop_thread
+        assert phases.threads["infer"] != loop_thread
+        assert phases.answered_before_monitor == [True]
+        assert ("batch monitors failed" in caplog.text) is fail
+
+
 def test_full_queue_answers_503_with_retry_after(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:
