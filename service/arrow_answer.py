@@ -52,12 +52,13 @@ def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
     """The forecasts of `result` ((n_series, H_max, Q), original units) as an Arrow stream."""
     ref = prepared.model.ref
     h = prepared.horizon
-    n = len(prepared.series)
+    n = prepared.n_series
     median = prepared.model.model.config.median_index
     picked = (median, *prepared.quantile_index)  # mean, then the requested levels
     # (columns, S, h): each column's values one contiguous block
     values = np.ascontiguousarray(result[:, :h, picked].transpose(2, 0, 1), dtype=np.float64)
-    ids = [s.id.encode() for s in prepared.series]
+    block = prepared.block
+    ids = [i.encode() for i in block.ids] if block else [s.id.encode() for s in prepared.series]
     id_offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum([len(i) for i in ids], out=id_offsets[1:])
     id_data = b"".join(ids)
@@ -143,6 +144,11 @@ def _forecast_steps(prepared: PreparedRequest) -> tuple[np.ndarray, np.ndarray, 
     """(steps (S * h,) int64 epoch ns, missing (S,) bool, the column's zone). One zone per
     column: the series' own when they share one, else UTC; zeros under a missing row."""
     h = prepared.horizon
+    block = prepared.block
+    if block is not None:  # naive steps, all dated or none
+        if block.axis_ns is None:
+            return np.zeros(len(block.ids) * h, np.int64), np.ones(len(block.ids), bool), None
+        return block.future_ns(h).reshape(-1), np.zeros(len(block.ids), bool), None
     dated = [s.dates for s in prepared.series]
     zones = {_zone_name(d.tz) for d in dated if d is not None and d.tz is not None}
     naive = any(d is not None and d.tz is None for d in dated)

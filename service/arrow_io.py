@@ -34,15 +34,24 @@ the table holds then goes through the same checks as a JSON body (`service.valid
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from service.errors import ServiceInputError, series_where
-from service.fast_path import ID_MAX, FastRequest, FastSeries, parse_datetime
+from service.fast_path import (
+    ID_MAX,
+    BlockRequest,
+    FastRequest,
+    FastSeries,
+    SeriesBlock,
+    parse_datetime,
+)
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_FILE = "application/vnd.apache.arrow.file"
@@ -52,6 +61,11 @@ COVARIATE_PREFIX = "covariates."
 QUANTILE_PREFIX = "quantiles."
 _COLUMNS = ("id", "values", "start", "freq", "timestamps")
 _ALLOWED = "id, values, start, freq, timestamps, covariates.<name>"
+_BLOCK_COLUMNS = frozenset(("id", "values", "start", "freq"))
+# What `datetime.isoformat()` writes for a naive whole second, in years where numpy's parser
+# and pydantic's agree on every string (both refuse hour 24, second 60, Feb 30...) and epoch
+# nanoseconds fit.
+_PLAIN_START = re.compile(r"(1[7-9]\d\d|2[01]\d\d)-\d\d-\d\dT\d\d:\d\d:\d\d")
 
 
 def media_type(content_type: bytes) -> str:
@@ -91,9 +105,10 @@ def wants_arrow(accept: bytes | None) -> bool:
 # Request
 
 
-def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastRequest:
+def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastRequest | BlockRequest:
     """The request an Arrow stream (or file) body holds; ServiceInputError naming the column
-    and series for anything that is not a request table."""
+    and series for anything that is not a request table. Plain histories of one length come
+    as one block (`_plain_block`), their FastSeries built only if a check needs them."""
     table = _read_table(body, content_type)
     metadata = table.schema.metadata or {}
     horizon = _horizon(metadata.get(b"horizon"))
@@ -115,6 +130,15 @@ def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastReq
     if table.num_rows == 0:
         raise ServiceInputError("the table", "holds no series; give one row per series")
     ids = _ids(_column(table, "id"))
+    block = _plain_block(table, ids)
+    if block is not None:
+        return BlockRequest(horizon, quantiles, block, partial(_fast_series, table, ids))
+    return FastRequest(horizon=horizon, quantiles=quantiles, series=_fast_series(table, ids))
+
+
+def _fast_series(table: pa.Table, ids: list[str]) -> tuple[FastSeries, ...]:
+    """The table's rows as FastSeries (ServiceInputError for a row that cannot be one)."""
+    names = table.column_names
     values = _number_lists(_column(table, "values"), "values", ids, required=True)
     starts = _starts(table, ids)
     freqs = _strings(table, "freq", ids)
@@ -134,7 +158,61 @@ def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastReq
             if cell is not None:  # a null cell: this series does not give that covariate
                 given[name] = cell
         series.append(FastSeries(series_id, history, starts[i], freqs[i], timestamps[i], given))
-    return FastRequest(horizon=horizon, quantiles=quantiles, series=tuple(series))
+    return tuple(series)
+
+
+def _plain_block(table: pa.Table, ids: list[str]) -> SeriesBlock | None:
+    """The table as one block when it is the plain kind: columns among id, values, start and
+    freq; histories of one non-zero length, lists of numbers without nulls; `start` in every
+    row or none, naive timestamps or `_PLAIN_START` strings. None for anything else (the rows
+    then go one by one, with their own checks and messages)."""
+    names = table.column_names
+    if not _BLOCK_COLUMNS.issuperset(names):
+        return None
+    array = _column(table, "values")
+    kind = array.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
+        return None
+    if not _is_numbers(kind.value_type) or array.null_count or array.values.null_count:
+        return None
+    offsets = array.offsets.to_numpy()
+    rows, first = len(array), int(offsets[0])
+    width = int(offsets[1]) - first
+    if width < 1 or not (offsets == first + width * np.arange(rows + 1)).all():
+        return None
+    flat = array.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    start_ns = None
+    if "start" in names:
+        start_ns = _plain_starts(_column(table, "start"))
+        if start_ns is None:
+            return None
+    values = flat[first : first + rows * width].reshape(rows, width)
+    return SeriesBlock(ids, values, start_ns, _strings(table, "freq", ids))
+
+
+def _plain_starts(array: pa.Array) -> np.ndarray | None:
+    """A `start` column as int64 naive epoch nanoseconds, exactly as the row path reads it
+    (`service.validation`: whole microseconds), or None when it is not of the plain kind."""
+    if array.null_count:
+        return None
+    kind = array.type
+    if pa.types.is_timestamp(kind) and kind.tz is None:
+        try:
+            ns = array.cast(pa.timestamp("ns")).to_numpy().view(np.int64)
+        except pa.ArrowException:  # outside the nanosecond range: the rows say so
+            return None
+        whole_us: np.ndarray = (ns // 1000) * 1000
+        return whole_us
+    if not _is_text(kind):
+        return None
+    texts = array.to_pylist()
+    if not all(map(_PLAIN_START.fullmatch, texts)):
+        return None
+    try:
+        seconds = np.array(texts, dtype="datetime64[s]").view(np.int64)
+    except ValueError:  # a day or hour that does not exist: the rows name it
+        return None
+    return seconds * 1_000_000_000
 
 
 def _read_table(body: bytes, content_type: str) -> pa.Table:

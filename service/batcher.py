@@ -84,7 +84,7 @@ class _Job:
 
     @property
     def n_series(self) -> int:
-        return len(self.request.series)
+        return self.request.n_series
 
 
 class MicroBatcher:

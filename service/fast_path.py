@@ -60,6 +60,44 @@ class FastRequest:
     series: tuple[FastSeries, ...]
 
 
+# slots: one per request on the hot path; never mutated.
+@dataclass(slots=True)
+class SeriesBlock:
+    """Histories of one length as one array, as an Arrow body of plain histories holds them
+    (service.arrow_io): no covariates, no timestamps, every `start` naive or none at all."""
+
+    ids: list[str]
+    values: np.ndarray  # (S, N) float64, may hold NaN/inf (service.validation rejects them)
+    start_ns: np.ndarray | None  # (S,) int64 naive epoch ns; None when no series has a start
+    freqs: list[str | None]
+
+
+class BlockRequest:
+    """A request whose series come as one `SeriesBlock`; `series` (the same request as
+    FastSeries, for the checks that go series by series) is built on first use only."""
+
+    __slots__ = ("_expand", "_series", "block", "horizon", "quantiles")
+
+    def __init__(
+        self,
+        horizon: int | None,
+        quantiles: list[float] | None,
+        block: SeriesBlock,
+        expand: Callable[[], tuple[FastSeries, ...]],
+    ) -> None:
+        self.horizon = horizon
+        self.quantiles = quantiles
+        self.block = block
+        self._expand = expand
+        self._series: tuple[FastSeries, ...] | None = None
+
+    @property
+    def series(self) -> tuple[FastSeries, ...]:
+        if self._series is None:
+            self._series = self._expand()
+        return self._series
+
+
 def fast_request(data: Any) -> FastRequest | None:
     """`data` (parsed JSON) as a FastRequest, or None when the schema must look at it."""
     if type(data) is not dict or not data.keys() <= _REQUEST_KEYS:

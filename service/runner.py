@@ -39,11 +39,14 @@ class StagedBatch:
     as they are (streaming models, which the thread feeds series by series)."""
 
     model: ServedModel
-    series: list[PreparedSeries]
+    n_series: int
+    series: list[PreparedSeries] | None = None  # streaming models only
     target: np.ndarray | None = None  # (B, L) float32, scaled
     covariates: np.ndarray | None = None  # (B, L, C) float32, scaled, model order
     past_calendar: np.ndarray | None = None  # (B, L, K) float32
     future_calendar: np.ndarray | None = None  # (B, H_max, K) float32
+    target_mean: np.ndarray | None = None  # (B,) float64: each series' un-scaling
+    target_scale: np.ndarray | None = None  # (B,) float64
 
 
 @dataclass(slots=True)
@@ -84,19 +87,23 @@ class BatchRunner:
         model = requests[0].model
         if any(r.model is not model for r in requests):
             raise ValueError("a batch must hold requests validated against one model version")
-        series = [s for r in requests for s in r.series]
-        staged = StagedBatch(model, series)
+        staged = StagedBatch(model, sum(r.n_series for r in requests))
         if model.streaming:
+            staged.series = [s for r in requests for s in r.series]
             return staged
-        if all(r.target is not None for r in requests):  # the bulk path's (S, L) blocks
+        if all(r.target is not None for r in requests):  # the bulk and block paths' (S, L)
             staged.target = np.concatenate([r.target for r in requests if r.target is not None])
         else:
-            staged.target = np.stack([s.target for s in series])
+            staged.target = np.stack([s.target for r in requests for s in r.series])
         if model.covariates:
-            staged.covariates = np.stack([_present(s.covariates) for s in series])
+            staged.covariates = np.stack([_present(s.covariates) for s in _series(requests)])
         if model.needs_dates:
+            series = _series(requests)
             staged.past_calendar = np.stack([_present(s.past_calendar) for s in series])
             staged.future_calendar = np.stack([_present(s.future_calendar) for s in series])
+        stats = [r.unit_stats() for r in requests]
+        staged.target_mean = np.concatenate([mean for mean, _ in stats])
+        staged.target_scale = np.concatenate([scale for _, scale in stats])
         return staged
 
     def infer(self, staged: StagedBatch) -> Inferred:
@@ -104,7 +111,7 @@ class BatchRunner:
         model = staged.model
         start = time.perf_counter()
         if model.streaming:  # each whole history from a fresh state, series by series
-            forecasts = np.stack([forecast_stream(model, s) for s in staged.series])
+            forecasts = np.stack([forecast_stream(model, s) for s in staged.series or ()])
             return Inferred(forecasts, False, time.perf_counter() - start)
         target = _present(staged.target)
         step = self.max_batch_series
@@ -126,15 +133,15 @@ class BatchRunner:
         """Event loop: un-scaled (n_series, H_max, Q) float64 per request; batch metrics."""
         forecasts = inferred.forecasts
         if inferred.scaled:
-            forecasts = unscale(forecasts, staged.series)
+            forecasts = unscale(forecasts, _present(staged.target_mean), staged.target_scale)
         model = staged.model
         self.metrics.inference_latency.observe(inferred.seconds)
-        self.metrics.batch_series.observe(len(staged.series))
+        self.metrics.batch_series.observe(staged.n_series)
         self.metrics.batch_requests.observe(len(requests))
-        self.metrics.forecast_series.labels(model_version=model.ref.version).inc(len(staged.series))
+        self.metrics.forecast_series.labels(model_version=model.ref.version).inc(staged.n_series)
         out, offset = [], 0
         for request in requests:
-            n = len(request.series)
+            n = request.n_series
             out.append(forecasts[offset : offset + n])
             offset += n
         return out
@@ -147,6 +154,24 @@ class BatchRunner:
         dated: list[tuple[str, np.ndarray, np.ndarray, CachedForecast]] = []
         for request, forecasts in zip(requests, results, strict=True):
             h = request.horizon
+            block = request.block
+            if block is not None:  # the same, from the block's arrays
+                columns.setdefault(block.drift_column, []).append(
+                    block.values[:, -block.lookback :].reshape(-1)
+                )
+                if block.axis_ns is None:
+                    continue
+                future = block.future_ns(h).copy()  # the cache keeps (h,) rows, not the axis
+                for i, (series_id, forecast) in enumerate(zip(block.ids, forecasts, strict=True)):
+                    cached = CachedForecast(
+                        version=version,
+                        stamps=future[i],
+                        mean=forecast[:h, median],
+                        low=forecast[:h, 0],
+                        high=forecast[:h, -1],
+                    )
+                    dated.append((series_id, block.history_ns(i), block.values[i], cached))
+                continue
             for s, forecast in zip(request.series, forecasts, strict=True):
                 for name, values in s.drift_inputs.items():
                     columns.setdefault(name, []).append(values)
@@ -164,12 +189,13 @@ class BatchRunner:
         self.drift.observe(version, {k: np.concatenate(v) for k, v in columns.items()})
 
 
-def unscale(scaled: np.ndarray, series: Sequence[PreparedSeries]) -> np.ndarray:
-    """(B, H, Q) scaled model output -> float64 in each series' original units (float64
-    arithmetic, as `ForecastPredictor.predict_frame` does it)."""
-    mean = np.array([s.target_mean for s in series])[:, None, None]
-    scale = np.array([s.target_scale for s in series])[:, None, None]
-    return scaled.astype(np.float64) * scale + mean  # type: ignore[no-any-return]
+def unscale(
+    scaled: np.ndarray, target_mean: np.ndarray, target_scale: np.ndarray | None
+) -> np.ndarray:
+    """(B, H, Q) scaled model output -> float64 in each series' original units, from their
+    (B,) means and scales (float64 arithmetic, as `ForecastPredictor.predict_frame` does)."""
+    scale = _present(target_scale)[:, None, None]
+    return scaled.astype(np.float64) * scale + target_mean[:, None, None]  # type: ignore[no-any-return]
 
 
 def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
@@ -186,6 +212,10 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
     return stream.forecast(
         state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
     )
+
+
+def _series(requests: Sequence[PreparedRequest]) -> list[PreparedSeries]:
+    return [s for r in requests for s in r.series]
 
 
 def _rows(array: np.ndarray | None, start: int, count: int) -> np.ndarray | None:

@@ -167,6 +167,13 @@ class ServedModel:
         ref = self.meta.get("reference", {})
         return ref if isinstance(ref, dict) else {}
 
+    @property
+    def global_scales(self) -> ColumnScales | None:
+        """The statistics every series is scaled with, when the scaler is global; else None."""
+        if self.predictor.scaler.scope == "global":
+            return self.scales.get(GLOBAL)
+        return None
+
     def scales_for(self, series_id: str) -> ColumnScales | None:
         """Scaler statistics for a series (ForecastPredictor._scaler_id's rule); None: unknown."""
         if GLOBAL in self.scales and self.predictor.scaler.scope == "global":

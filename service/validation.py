@@ -22,14 +22,14 @@ import pandas as pd
 
 from models.forecaster import calendar_features
 from service.errors import ServiceInputError, series_where
-from service.fast_path import FastRequest, FastSeries
+from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
 # A body as the schema built it, or as the fast path read it (service.fast_path): same fields.
-RequestIn = ForecastRequest | FastRequest
+RequestIn = ForecastRequest | FastRequest | BlockRequest
 SeriesInput = SeriesIn | FastSeries
 
 
@@ -91,16 +91,112 @@ class StreamHistory:
     calendar: np.ndarray | None  # (N, K) float64
 
 
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A whole request, validated against one model version (it must run on that version)."""
+# slots: one per request on the hot path; never mutated.
+@dataclass(slots=True)
+class PreparedBlock:
+    """A request's series as arrays (the block path of `prepare`): what the hot path reads,
+    without a PreparedSeries per series (`series()` builds those when something needs them)."""
 
-    model: ServedModel
-    horizon: int
-    quantile_index: tuple[int, ...]  # positions in the model's quantiles, request order
-    quantile_keys: tuple[str, ...]  # their response keys, e.g. "0.1"
-    series: tuple[PreparedSeries, ...]
-    target: np.ndarray | None = None  # (S, L) float32: the series' targets stacked (bulk path)
+    ids: list[str]
+    values: np.ndarray  # (S, N) float64: the whole raw histories
+    target: np.ndarray  # (S, L) float32, scaled
+    axis_ns: np.ndarray | None  # (S, N + H_max) int64 naive epoch ns: history, then forecast
+    lookback: int
+    target_mean: float
+    target_scale: float
+    drift_column: str  # the target's name: drift reads the raw lookback window
+
+    def history_ns(self, i: int) -> np.ndarray:
+        assert self.axis_ns is not None
+        return self.axis_ns[i, : self.values.shape[1]]
+
+    def future_ns(self, horizon: int) -> np.ndarray:
+        """(S, horizon) forecast steps."""
+        assert self.axis_ns is not None
+        n = self.values.shape[1]
+        return self.axis_ns[:, n : n + horizon]
+
+    def series(self) -> tuple[PreparedSeries, ...]:
+        n, lookback = self.values.shape[1], self.lookback
+        every = self.axis_ns
+        return tuple(
+            PreparedSeries(
+                index=i,
+                id=series_id,
+                values=self.values[i],
+                dates=None
+                if every is None
+                else Dates(every[i, :n], every[i, n - lookback :], None, lookback),
+                target=self.target[i],
+                covariates=None,
+                past_calendar=None,
+                future_calendar=None,
+                target_mean=self.target_mean,
+                target_scale=self.target_scale,
+                drift_inputs={self.drift_column: self.values[i, -lookback:]},
+            )
+            for i, series_id in enumerate(self.ids)
+        )
+
+
+class PreparedRequest:
+    """A whole request, validated against one model version (it must run on that version).
+    Its series come one by one (`rows`) or as one block (`block`); `series` gives them one
+    by one either way (built from the block on first use)."""
+
+    __slots__ = (
+        "_rows",
+        "block",
+        "horizon",
+        "model",
+        "quantile_index",
+        "quantile_keys",
+        "target",
+    )
+
+    def __init__(
+        self,
+        *,
+        model: ServedModel,
+        horizon: int,
+        quantile_index: tuple[int, ...],
+        quantile_keys: tuple[str, ...],
+        series: tuple[PreparedSeries, ...] | None = None,
+        target: np.ndarray | None = None,
+        block: PreparedBlock | None = None,
+    ) -> None:
+        if (series is None) == (block is None):
+            raise ValueError("a prepared request holds its series one by one or as a block")
+        self.model = model
+        self.horizon = horizon
+        self.quantile_index = quantile_index  # positions in the model's quantiles
+        self.quantile_keys = quantile_keys  # their response keys, e.g. "0.1"
+        self._rows = series
+        # (S, L) float32: the series' targets stacked (bulk and block paths), else None
+        self.target = block.target if block is not None else target
+        self.block = block
+
+    @property
+    def series(self) -> tuple[PreparedSeries, ...]:
+        if self._rows is None:
+            assert self.block is not None
+            self._rows = self.block.series()
+        return self._rows
+
+    @property
+    def n_series(self) -> int:
+        return len(self.block.ids) if self.block is not None else len(self.series)
+
+    def unit_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each series' target mean and scale, (S,) float64 each."""
+        if self.block is not None:
+            n = len(self.block.ids)
+            return np.full(n, self.block.target_mean), np.full(n, self.block.target_scale)
+        series = self.series
+        return (
+            np.array([s.target_mean for s in series]),
+            np.array([s.target_scale for s in series]),
+        )
 
 
 def quantile_key(level: float) -> str:
@@ -124,6 +220,16 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
     """Validate `request` against `model` and scale it; raises ServiceInputError."""
     horizon = checked_horizon(request.horizon, model)
     indices = quantile_indices(request.quantiles, model.quantiles)
+    if isinstance(request, BlockRequest) and not _streaming(model):
+        block = _prepare_block(request.block, model)
+        if block is not None:
+            return PreparedRequest(
+                model=model,
+                horizon=horizon,
+                quantile_index=indices,
+                quantile_keys=tuple(quantile_key(model.quantiles[j]) for j in indices),
+                block=block,
+            )
     all_series: Sequence[SeriesInput] = request.series
     seen: dict[str, int] = {}
     for i, series in enumerate(all_series):
@@ -217,6 +323,55 @@ def _prepare_bulk(
         for i, s in enumerate(series)
     )
     return prepared, target
+
+
+def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | None:
+    """`_prepare_bulk` for a request that arrived as one block (service.arrow_io): the same
+    conditions and the same arithmetic, on the block's arrays, without a Python object per
+    series. None when anything is off: the request then goes series by series (and raises the
+    first error exactly as the row path does)."""
+    lookback, horizon = model.lookback, model.max_horizon
+    offset = model.offset
+    if model.covariates or model.needs_dates or not isinstance(offset, pd.offsets.Tick):
+        return None
+    ids = block.ids
+    if len(set(ids)) != len(ids):
+        return None
+    n = block.values.shape[1]
+    scales = model.scales_for(ids[0])
+    if n < lookback or scales is None:
+        return None
+    if model.global_scales is None and any(model.scales_for(i) is not scales for i in ids):
+        return None
+    for freq in set(block.freqs):
+        if freq is not None and freq_problem(freq, model.freq) is not None:
+            return None
+    values = block.values
+    if not np.isfinite(values).all():
+        return None
+    tail = values[:, -lookback:]
+    with np.errstate(over="ignore"):
+        target = ((tail - scales.target_mean) / scales.target_scale).astype(np.float32)
+    if not np.isfinite(target).all():
+        return None
+    axis = None
+    if block.start_ns is not None:
+        first_ns = block.start_ns
+        if int(first_ns.max()) + offset.nanos * (n + horizon - 1) > _MAX_NS:
+            return None
+        if int(first_ns.min()) < _MIN_NS:
+            return None
+        axis = first_ns[:, None] + offset.nanos * np.arange(n + horizon, dtype=np.int64)
+    return PreparedBlock(
+        ids=ids,
+        values=values,
+        target=target,
+        axis_ns=axis,
+        lookback=lookback,
+        target_mean=scales.target_mean,
+        target_scale=scales.target_scale,
+        drift_column=model.target,
+    )
 
 
 def quantile_indices(

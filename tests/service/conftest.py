@@ -64,6 +64,7 @@ class Registry:
         *,
         seed: int = 0,
         calendar: bool = False,
+        covariates: bool = True,
         corrupt: bool = False,
         alias: str | None = CHAMPION,
     ) -> str:
@@ -79,7 +80,7 @@ class Registry:
             horizon=HORIZON,
             hidden_size=8,
             segment_length=12,
-            n_past_covariates=1,
+            n_past_covariates=1 if covariates else 0,
             n_calendar=n_calendar_features("h") if calendar else 0,
         )
         torch.manual_seed(seed)

@@ -193,6 +193,10 @@ class StubModel:
     def offset(self) -> Any:
         return parse_offset(self.freq)
 
+    @property
+    def global_scales(self) -> ColumnScales | None:
+        return None if self.per_series else self.stats
+
     def scales_for(self, series_id: str) -> ColumnScales | None:
         if self.per_series:  # a scaler that knows only s-0
             return self.stats if series_id == "s-0" else None

@@ -24,10 +24,11 @@ from tests.service.conftest import Registry, history, metric_value
 
 
 class FakeRequest:
-    """Stands in for a PreparedRequest: the batcher reads only `.series` and `.model`."""
+    """Stands in for a PreparedRequest: the batcher reads only `.n_series` and `.model`."""
 
     def __init__(self, n_series: int, model: object) -> None:
         self.series = tuple(range(n_series))
+        self.n_series = n_series
         self.model = model
 
 

@@ -1,0 +1,238 @@
+"""Arrow bodies of plain histories go through the service as one block (service.arrow_io's
+`_plain_block`, service.validation's `_prepare_block`): the same prepared inputs, answers,
+errors and monitors as the row path, without a Python object per series."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from service.arrow_io import ARROW_STREAM, read_arrow_request, request_stream
+from service.errors import ServiceInputError
+from service.fast_path import BlockRequest, FastRequest
+from service.served import ServedModel
+from service.validation import PreparedRequest, prepare
+from tests.service.conftest import Registry, history, metric_value
+from tests.service.test_fast_path import StubModel
+
+LENGTH = 12  # the stub's lookback is 8
+
+
+def _stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    out: bytes = sink.getvalue().to_pybytes()
+    return out
+
+
+def _plain(**columns: Any) -> pa.Table:
+    """Four plain histories of LENGTH values with ISO starts; `columns` replace or add
+    columns (None drops one)."""
+    rows = 4
+    rng = np.random.default_rng(rows)
+    data: dict[str, Any] = {
+        "id": [f"s-{i}" for i in range(rows)],
+        "values": pa.array(rng.normal(10, 3, (rows, LENGTH)).tolist(), pa.list_(pa.float64())),
+        "start": [f"2024-01-0{1 + i}T0{i}:00:00" for i in range(rows)],
+    }
+    data.update(columns)
+    return pa.table({k: v for k, v in data.items() if v is not None})
+
+
+def _rows_of(request: BlockRequest) -> FastRequest:
+    """The same request as the row path reads it."""
+    return FastRequest(horizon=request.horizon, quantiles=request.quantiles, series=request.series)
+
+
+def _model(**stub: Any) -> ServedModel:
+    return cast(ServedModel, StubModel(**stub))
+
+
+def _same_prepared(block: PreparedRequest, rows: PreparedRequest) -> None:
+    assert block.block is not None and rows.block is None
+    assert block.n_series == rows.n_series
+    assert (block.horizon, block.quantile_index) == (rows.horizon, rows.quantile_index)
+    assert block.target is not None and rows.target is not None
+    np.testing.assert_array_equal(block.target, rows.target)
+    for a, b in zip(block.unit_stats(), rows.unit_stats(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for mine, theirs in zip(block.series, rows.series, strict=True):
+        assert (mine.index, mine.id) == (theirs.index, theirs.id)
+        assert (mine.target_mean, mine.target_scale) == (theirs.target_mean, theirs.target_scale)
+        np.testing.assert_array_equal(mine.values, theirs.values)
+        np.testing.assert_array_equal(mine.target, theirs.target)
+        assert mine.drift_inputs.keys() == theirs.drift_inputs.keys()
+        for key, values in mine.drift_inputs.items():
+            np.testing.assert_array_equal(values, theirs.drift_inputs[key])
+        assert (mine.dates is None) == (theirs.dates is None)
+        if mine.dates is not None and theirs.dates is not None:
+            np.testing.assert_array_equal(mine.dates.history_ns, theirs.dates.history_ns)
+            np.testing.assert_array_equal(mine.dates.window_ns, theirs.dates.window_ns)
+            assert mine.dates.tz is theirs.dates.tz is None
+
+
+PLAIN_TABLES: dict[str, Callable[[], pa.Table]] = {
+    "ISO strings": lambda: _plain(),
+    "no start": lambda: _plain(start=None),
+    "freq column": lambda: _plain(freq=["h", "60min", None, "h"]),
+    "integer histories": lambda: _plain(
+        values=pa.array(np.arange(4 * LENGTH).reshape(4, LENGTH).tolist(), pa.list_(pa.int64()))
+    ),
+    "large lists": lambda: _plain(
+        values=pa.array(np.ones((4, LENGTH)).tolist(), pa.large_list(pa.float64()))
+    ),
+    "timestamp[s]": lambda: _plain(
+        start=pa.array(pd.date_range("2024-01-01", periods=4, freq="D"), pa.timestamp("s"))
+    ),
+    # pandas keeps whole microseconds of a start (the row path), so the block does too
+    "timestamp[ns] with nanoseconds": lambda: _plain(
+        start=pa.array(
+            np.array(["2024-01-01T00:00:00.000001234"] * 4, "datetime64[ns]"), pa.timestamp("ns")
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLAIN_TABLES))
+def test_plain_tables_are_one_block_prepared_as_the_rows_are(case: str) -> None:
+    model = _model()
+    request = read_arrow_request(_stream(PLAIN_TABLES[case]()))
+    assert isinstance(request, BlockRequest), case
+    block = prepare(request, model)
+    rows = prepare(_rows_of(request), model)
+    _same_prepared(block, rows)
+
+
+NOT_PLAIN: dict[str, Callable[[], pa.Table]] = {
+    "a covariate column": lambda: _plain(**{"covariates.x": [[1.0] * LENGTH] * 4}),
+    "a timestamps column": lambda: _plain(
+        start=None, timestamps=[[f"2024-01-01T{h:02d}:00:00" for h in range(LENGTH)]] * 4
+    ),
+    "histories of two lengths": lambda: _plain(
+        values=[[1.0] * LENGTH, [1.0] * (LENGTH + 1), [1.0] * LENGTH, [1.0] * LENGTH]
+    ),
+    "a null among the values": lambda: _plain(values=[[1.0] * (LENGTH - 1) + [None]] * 4),
+    "one start missing": lambda: _plain(start=["2024-01-01T00:00:00", None, None, None]),
+    "a zoned start": lambda: _plain(start=["2024-01-01T00:00:00+01:00"] * 4),
+    "a start with a fraction": lambda: _plain(start=["2024-01-01T00:00:00.5"] * 4),
+    "a start that does not exist": lambda: _plain(start=["2024-02-30T00:00:00"] * 4),
+    "a zoned timestamp column": lambda: _plain(
+        start=pa.array(pd.date_range("2024-01-01", periods=4, tz="UTC"), pa.timestamp("s", "UTC"))
+    ),
+    "fixed-size lists": lambda: _plain(
+        values=pa.array([[1.0] * LENGTH] * 4, pa.list_(pa.float64(), LENGTH))
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_PLAIN))
+def test_other_tables_go_row_by_row(case: str) -> None:
+    try:
+        request = read_arrow_request(_stream(NOT_PLAIN[case]()))
+    except ServiceInputError:  # the row path's 422, as before
+        assert case in ("a start that does not exist", "a null among the values")
+        return
+    assert isinstance(request, FastRequest), case
+
+
+FAILURES: dict[str, tuple[Callable[[], pa.Table], dict[str, Any], str]] = {
+    "NaN": (
+        lambda: _plain(values=[[1.0] * LENGTH, [1.0] * 5 + [float("nan")] * 7, *[[1.0] * 12] * 2]),
+        {},
+        "series 1 ('s-1'), field 'values': holds NaN at position 5",
+    ),
+    "too short": (
+        lambda: _plain(values=[[1.0] * 5] * 4),
+        {},
+        "series 0 ('s-0'), field 'values': has 5 values; the model needs at least lookback=8",
+    ),
+    "a repeated id": (
+        lambda: _plain(id=["a", "b", "a", "c"]),
+        {},
+        "series 2 ('a'), field 'id': repeats the id of series 0",
+    ),
+    "another freq": (
+        lambda: _plain(freq=["h", "D", "h", "h"]),
+        {},
+        "series 1 ('s-1'), field 'freq': 'D' is not the model's",
+    ),
+    "an id the per-series scaler lacks": (
+        lambda: _plain(),
+        {"per_series": True},
+        "series 1 ('s-1'), field 'id': the model's scaler is per series",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_block_that_fails_a_check_gets_the_row_paths_error(case: str) -> None:
+    table, stub, message = FAILURES[case]
+    request = read_arrow_request(_stream(table()))
+    assert isinstance(request, BlockRequest)
+    with pytest.raises(ServiceInputError) as by_block:
+        prepare(request, _model(**stub))
+    with pytest.raises(ServiceInputError) as by_rows:
+        prepare(_rows_of(request), _model(**stub))
+    assert str(by_block.value) == str(by_rows.value)
+    assert message in str(by_block.value)
+
+
+@pytest.fixture
+def plain_client(
+    registry: Registry, client_for: Callable[..., TestClient], request: pytest.FixtureRequest
+) -> TestClient:
+    """The service on a model that reads no covariates (the block path's kind), registered
+    under the test's own name, so its version is 1."""
+    name = f"plain-{request.node.name}".replace("_", "-")
+    assert registry.register(name, seed=4, covariates=False) == "1"
+    return client_for(model_uri=f"models:/{name}@champion")
+
+
+def _plain_body(registry: Registry, stop: int = 500) -> dict[str, Any]:
+    series = []
+    for i in range(3):
+        one = history(registry.frame, f"pump-{i}", stop=stop - 5 * i)
+        one.pop("covariates")
+        series.append(one)
+    return {"quantiles": [0.1, 0.9], "series": series}
+
+
+def test_block_requests_answer_what_json_answers(
+    plain_client: TestClient, registry: Registry
+) -> None:
+    body = _plain_body(registry)
+    arrow = request_stream(body["series"], quantiles=body["quantiles"])
+    assert isinstance(read_arrow_request(arrow), BlockRequest)
+    headers = {"content-type": ARROW_STREAM}
+    by_json = plain_client.post("/forecast", json=body)
+    by_arrow = plain_client.post("/forecast", content=arrow, headers=headers)
+    assert by_json.status_code == by_arrow.status_code == 200, by_arrow.text
+    assert by_arrow.content == by_json.content
+    wants_arrow = {"accept": ARROW_STREAM}
+    arrow_answer = plain_client.post("/forecast", content=arrow, headers=headers | wants_arrow)
+    json_in_arrow_out = plain_client.post("/forecast", json=body, headers=wants_arrow)
+    assert arrow_answer.status_code == json_in_arrow_out.status_code == 200
+    assert arrow_answer.content == json_in_arrow_out.content
+
+
+def test_block_requests_feed_drift_and_realised_error(
+    plain_client: TestClient, registry: Registry
+) -> None:
+    headers = {"content-type": ARROW_STREAM}
+    first = _plain_body(registry, stop=500)
+    later = _plain_body(registry, stop=510)  # covers 10 of the first forecasts' 12 steps
+    for body in (first, later):
+        arrow = request_stream(body["series"], quantiles=body["quantiles"])
+        assert plain_client.post("/forecast", content=arrow, headers=headers).status_code == 200
+    version = {"model_version": "1"}
+    assert metric_value(plain_client, "urnn_realised_mae_count", **version) == 3.0
+    assert metric_value(plain_client, "urnn_realised_points_total", **version) == 3 * 10.0
+    assert metric_value(plain_client, "urnn_realised_cache_series") == 3.0
+    assert metric_value(plain_client, "urnn_input_drift_window_values", column="y") > 0
