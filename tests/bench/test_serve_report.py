@@ -58,3 +58,14 @@ def test_payloads_carry_the_same_histories_in_both_formats() -> None:
     for a, b in zip(by_json.series, by_arrow.series, strict=True):
         assert (a.id, a.start, a.freq) == (b.id, b.start, b.freq)
         assert (a.values == b.values).all() and len(a.values) == 512
+
+
+def test_c_is_the_better_of_its_two_measurements() -> None:
+    from bench.serve import best_of
+
+    before = {"eager": {16: 10.0, 256: 30.0}, "traced": {16: 12.0, 256: 25.0}}
+    after = {"eager": {16: 11.0, 256: 20.0}, "traced": {16: 9.0, 256: 28.0}}
+    assert best_of(before, after) == {
+        "eager": {16: 11.0, 256: 30.0},
+        "traced": {16: 12.0, 256: 28.0},
+    }
