@@ -283,27 +283,25 @@ def stage_breakdown(
     out: dict[str, dict[int, dict[str, float]]] = {f: {} for f in formats}
     for n in series:
         payload = payloads(n)
-        parsed = orjson.loads(payload.ours)
-        request = fast_request(parsed)  # what the route does for a well-formed body
+        request = fast_request(orjson.loads(payload.ours))  # what the route does for JSON
         assert request is not None, "the bench body should take the service's fast path"
-        prepared = prepare(request, model)
-        result = runner([prepared])[0]
-        common: dict[str, Callable[[], object]] = {
-            "prepare (checks, scaling, dates)": partial(prepare, request, model),
-            "forward + monitors": partial(runner, [prepared]),
+        from_arrow = read_arrow_request(payload.arrow)  # a block (service.arrow_io)
+        reads: dict[str, tuple[str, Callable[[], object]]] = {
+            "json": ("read body (JSON parse + fast path)", partial(_read_json, payload.ours)),
+            "arrow": ("read body (Arrow)", partial(read_arrow_request, payload.arrow)),
         }
-        by_format: dict[str, dict[str, Callable[[], object]]] = {
-            "json": {
-                "read body (JSON parse + fast path)": partial(_read_json, payload.ours),
-                **common,
-                "response (timestamps, JSON)": partial(response_json, prepared, result),
-            },
-            "arrow": {
-                "read body (Arrow)": partial(read_arrow_request, payload.arrow),
-                **common,
-                "response (timestamps, Arrow)": partial(arrow_response, prepared, result),
-            },
-        }
+        by_format: dict[str, dict[str, Callable[[], object]]] = {}
+        for f, given in (("json", request), ("arrow", from_arrow)):
+            prepared = prepare(given, model)
+            result = runner([prepared])[0]
+            answer = response_json if f == "json" else arrow_response
+            read_name, read = reads[f]
+            by_format[f] = {
+                read_name: read,
+                "prepare (checks, scaling, dates)": partial(prepare, given, model),
+                "forward + monitors": partial(runner, [prepared]),
+                f"response (timestamps, {FORMAT_NAMES[f]})": partial(answer, prepared, result),
+            }
         for f in formats:
             out[f][n] = {name: _best_ms(stage) for name, stage in by_format[f].items()}
     return out
