@@ -42,16 +42,26 @@ def response_json(prepared: PreparedRequest, result: np.ndarray) -> bytes:
     h = prepared.horizon
     median = prepared.model.model.config.median_index
     steps = np.ascontiguousarray(result[:, :h, :].transpose(0, 2, 1))  # (S, Q, h), rows contiguous
-    stamps = iso_timestamps([s.dates for s in prepared.series], h)
+    block = prepared.block
+    if block is not None:  # naive steps, all dated or none
+        ids = block.ids
+        stamps: list[Sequence[str] | None] = (
+            [None] * len(ids)
+            if block.axis_ns is None
+            else [_plain_stamps(row.tobytes()) for row in block.future_ns(h)]
+        )
+    else:
+        ids = [s.id for s in prepared.series]
+        stamps = iso_timestamps([s.dates for s in prepared.series], h)
     keys = tuple(zip(prepared.quantile_keys, prepared.quantile_index, strict=True))
     forecasts: list[dict[str, Any]] = [
         {
-            "id": s.id,
+            "id": series_id,
             "timestamps": timestamps,
             "mean": rows[median],
             "quantiles": {key: rows[j] for key, j in keys},
         }
-        for s, rows, timestamps in zip(prepared.series, steps, stamps, strict=True)
+        for series_id, rows, timestamps in zip(ids, steps, stamps, strict=True)
     ]
     body = {
         "model": {"name": ref.name, "version": ref.version, "run_id": ref.run_id},

@@ -162,7 +162,6 @@ class PreparedRequest:
         quantile_index: tuple[int, ...],
         quantile_keys: tuple[str, ...],
         series: tuple[PreparedSeries, ...] | None = None,
-        target: np.ndarray | None = None,
         block: PreparedBlock | None = None,
     ) -> None:
         if (series is None) == (block is None):
@@ -172,8 +171,8 @@ class PreparedRequest:
         self.quantile_index = quantile_index  # positions in the model's quantiles
         self.quantile_keys = quantile_keys  # their response keys, e.g. "0.1"
         self._rows = series
-        # (S, L) float32: the series' targets stacked (bulk and block paths), else None
-        self.target = block.target if block is not None else target
+        # (S, L) float32: the series' targets stacked (a block), else None
+        self.target = block.target if block is not None else None
         self.block = block
 
     @property
@@ -220,17 +219,31 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
     """Validate `request` against `model` and scale it; raises ServiceInputError."""
     horizon = checked_horizon(request.horizon, model)
     indices = quantile_indices(request.quantiles, model.quantiles)
-    if isinstance(request, BlockRequest) and not _streaming(model):
+    keys = tuple(quantile_key(model.quantiles[j]) for j in indices)
+    # A streaming model reads whole histories: never a block (it cuts to the lookback).
+    streaming = _streaming(model)
+    block = None
+    if isinstance(request, BlockRequest) and not streaming:
         block = _prepare_block(request.block, model)
-        if block is not None:
+    if block is None:
+        all_series: Sequence[SeriesInput] = request.series
+        _check_unique_ids(all_series)
+        block = None if streaming else _prepare_bulk(all_series, model)
+        if block is None:  # anything unusual, or anything wrong: the first error raised
+            prepared = tuple(_prepare_series(i, s, model) for i, s in enumerate(all_series))
             return PreparedRequest(
                 model=model,
                 horizon=horizon,
                 quantile_index=indices,
-                quantile_keys=tuple(quantile_key(model.quantiles[j]) for j in indices),
-                block=block,
+                quantile_keys=keys,
+                series=prepared,
             )
-    all_series: Sequence[SeriesInput] = request.series
+    return PreparedRequest(
+        model=model, horizon=horizon, quantile_index=indices, quantile_keys=keys, block=block
+    )
+
+
+def _check_unique_ids(all_series: Sequence[SeriesInput]) -> None:
     seen: dict[str, int] = {}
     for i, series in enumerate(all_series):
         if series.id in seen:
@@ -239,49 +252,23 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
                 f"repeats the id of series {seen[series.id]}; ids must be unique in a request",
             )
         seen[series.id] = i
-    # A streaming model reads whole histories: never the bulk path (it cuts to the lookback).
-    bulk = None if _streaming(model) else _prepare_bulk(all_series, model)
-    if bulk is not None:
-        prepared, target = bulk
-    else:  # anything unusual, or anything wrong: series by series, the first error raised
-        prepared = tuple(_prepare_series(i, s, model) for i, s in enumerate(all_series))
-        target = None
-    return PreparedRequest(
-        model=model,
-        horizon=horizon,
-        quantile_index=indices,
-        quantile_keys=tuple(quantile_key(model.quantiles[j]) for j in indices),
-        series=prepared,
-        target=target,
-    )
 
 
-def _prepare_bulk(
-    series: Sequence[SeriesInput], model: ServedModel
-) -> tuple[tuple[PreparedSeries, ...], np.ndarray] | None:
+def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> PreparedBlock | None:
     """The common request in a few array operations over all its series at once: histories of
     one length, no covariates (and a model that reads none, nor calendar features), one
     statistics for all (a global scaler), dates from a naive `start` on a fixed-length
-    frequency or none at all. None when the request is not of that kind, or when any check
-    fails: `_prepare_series` then goes series by series and raises the first error, so
-    messages (and which error wins) are exactly those of the per-series path.
+    frequency or none at all. The series are laid out as one block and go through
+    `_prepare_block`. None when the request is not of that kind, or when any check fails:
+    `_prepare_series` then goes series by series and raises the first error, so messages (and
+    which error wins) are exactly those of the per-series path.
     """
-    lookback, horizon = model.lookback, model.max_horizon
-    offset = model.offset
-    if model.covariates or model.needs_dates or not isinstance(offset, pd.offsets.Tick):
+    if model.covariates or model.needs_dates or not isinstance(model.offset, pd.offsets.Tick):
         return None
-    first = series[0]
-    n = len(first.values)
-    scales = model.scales_for(first.id)
-    if n < lookback or scales is None:
-        return None
+    n = len(series[0].values)
     starts: list[int] = []
     for s in series:
         if len(s.values) != n or s.covariates or s.timestamps is not None:
-            return None
-        if model.scales_for(s.id) is not scales:
-            return None
-        if s.freq is not None and freq_problem(s.freq, model.freq) is not None:
             return None
         if s.start is not None:
             ns = _naive_ns(s.start)
@@ -291,45 +278,18 @@ def _prepare_bulk(
     if starts and len(starts) != len(series):  # some dated, some not: per series
         return None
     values = np.asarray([s.values for s in series], dtype=np.float64)  # (S, N)
-    if values.shape != (len(series), n) or not np.isfinite(values).all():
+    if values.shape != (len(series), n):
         return None
-    tail = values[:, -lookback:]
-    with np.errstate(over="ignore"):
-        target = ((tail - scales.target_mean) / scales.target_scale).astype(np.float32)
-    if not np.isfinite(target).all():
-        return None
-    every: np.ndarray | None = None
-    if starts:
-        first_ns = np.array(starts, dtype=np.int64)
-        if int(first_ns.max()) + offset.nanos * (n + horizon - 1) > _MAX_NS:
-            return None
-        every = first_ns[:, None] + offset.nanos * np.arange(n + horizon, dtype=np.int64)
-    prepared = tuple(
-        PreparedSeries(
-            index=i,
-            id=s.id,
-            values=values[i],
-            dates=None
-            if every is None
-            else Dates(every[i, :n], every[i, n - lookback :], None, lookback),
-            target=target[i],
-            covariates=None,
-            past_calendar=None,
-            future_calendar=None,
-            target_mean=scales.target_mean,
-            target_scale=scales.target_scale,
-            drift_inputs={model.target: tail[i]},
-        )
-        for i, s in enumerate(series)
-    )
-    return prepared, target
+    start_ns = np.array(starts, dtype=np.int64) if starts else None
+    block = SeriesBlock([s.id for s in series], values, start_ns, [s.freq for s in series])
+    return _prepare_block(block, model)
 
 
 def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | None:
-    """`_prepare_bulk` for a request that arrived as one block (service.arrow_io): the same
-    conditions and the same arithmetic, on the block's arrays, without a Python object per
-    series. None when anything is off: the request then goes series by series (and raises the
-    first error exactly as the row path does)."""
+    """A request's series as one block, checked and scaled with array operations, without a
+    Python object per series (an Arrow body of plain histories arrives as a block; JSON ones
+    are laid out as one by `_prepare_bulk`). None when anything is off: the request then goes
+    series by series (and raises the first error exactly as the row path does)."""
     lookback, horizon = model.lookback, model.max_horizon
     offset = model.offset
     if model.covariates or model.needs_dates or not isinstance(offset, pd.offsets.Tick):

@@ -17,7 +17,7 @@ from service.arrow_io import ARROW_STREAM, read_arrow_request, request_stream
 from service.errors import ServiceInputError
 from service.fast_path import BlockRequest, FastRequest
 from service.served import ServedModel
-from service.validation import PreparedRequest, prepare
+from service.validation import PreparedRequest, PreparedSeries, _prepare_series, prepare
 from tests.service.conftest import Registry, history, metric_value
 from tests.service.test_fast_path import StubModel
 
@@ -55,19 +55,21 @@ def _model(**stub: Any) -> ServedModel:
     return cast(ServedModel, StubModel(**stub))
 
 
-def _same_prepared(block: PreparedRequest, rows: PreparedRequest) -> None:
-    assert block.block is not None and rows.block is None
-    assert block.n_series == rows.n_series
-    assert (block.horizon, block.quantile_index) == (rows.horizon, rows.quantile_index)
-    assert block.target is not None and rows.target is not None
-    np.testing.assert_array_equal(block.target, rows.target)
-    for a, b in zip(block.unit_stats(), rows.unit_stats(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    for mine, theirs in zip(block.series, rows.series, strict=True):
+def _same_prepared(block: PreparedRequest, rows: tuple[PreparedSeries, ...]) -> None:
+    """`block` (prepared as one block) holds what the series-by-series path gives."""
+    assert block.block is not None
+    assert block.n_series == len(rows)
+    assert block.target is not None
+    np.testing.assert_array_equal(block.target, np.stack([s.target for s in rows]))
+    mean, scale = block.unit_stats()
+    np.testing.assert_array_equal(mean, [s.target_mean for s in rows])
+    np.testing.assert_array_equal(scale, [s.target_scale for s in rows])
+    for mine, theirs in zip(block.series, rows, strict=True):
         assert (mine.index, mine.id) == (theirs.index, theirs.id)
         assert (mine.target_mean, mine.target_scale) == (theirs.target_mean, theirs.target_scale)
         np.testing.assert_array_equal(mine.values, theirs.values)
         np.testing.assert_array_equal(mine.target, theirs.target)
+        assert mine.target.dtype == theirs.target.dtype == np.float32
         assert mine.drift_inputs.keys() == theirs.drift_inputs.keys()
         for key, values in mine.drift_inputs.items():
             np.testing.assert_array_equal(values, theirs.drift_inputs[key])
@@ -76,6 +78,10 @@ def _same_prepared(block: PreparedRequest, rows: PreparedRequest) -> None:
             np.testing.assert_array_equal(mine.dates.history_ns, theirs.dates.history_ns)
             np.testing.assert_array_equal(mine.dates.window_ns, theirs.dates.window_ns)
             assert mine.dates.tz is theirs.dates.tz is None
+
+
+def _row_by_row(request: BlockRequest, model: ServedModel) -> tuple[PreparedSeries, ...]:
+    return tuple(_prepare_series(i, s, model) for i, s in enumerate(request.series))
 
 
 PLAIN_TABLES: dict[str, Callable[[], pa.Table]] = {
@@ -105,9 +111,9 @@ def test_plain_tables_are_one_block_prepared_as_the_rows_are(case: str) -> None:
     model = _model()
     request = read_arrow_request(_stream(PLAIN_TABLES[case]()))
     assert isinstance(request, BlockRequest), case
-    block = prepare(request, model)
-    rows = prepare(_rows_of(request), model)
-    _same_prepared(block, rows)
+    _same_prepared(prepare(request, model), _row_by_row(request, model))
+    # JSON bodies of the kind are laid out as the same block (validation._prepare_bulk)
+    _same_prepared(prepare(_rows_of(request), model), _row_by_row(request, model))
 
 
 NOT_PLAIN: dict[str, Callable[[], pa.Table]] = {

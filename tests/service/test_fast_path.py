@@ -228,9 +228,9 @@ def test_bulk_prepare_equals_series_by_series(dated: bool, fast: bool) -> None:
     request = fast_request(body) if fast else ForecastRequest.model_validate(body)
     assert request is not None
     inputs: Sequence[SeriesInput] = request.series
-    bulk = _prepare_bulk(inputs, model)
-    assert bulk is not None, "the common request should take the bulk path"
-    prepared, target = bulk
+    block = _prepare_bulk(inputs, model)
+    assert block is not None, "the common request should take the bulk path"
+    prepared, target = block.series(), block.target
     assert target.shape == (5, 8) and target.dtype == np.float32
     for i, (mine, one) in enumerate(zip(prepared, inputs, strict=True)):
         theirs = _prepare_series(i, one, model)
