@@ -19,17 +19,10 @@ from service.fast_path import BlockRequest, FastRequest
 from service.served import ServedModel
 from service.validation import PreparedRequest, PreparedSeries, _prepare_series, prepare
 from tests.service.conftest import Registry, history, metric_value
+from tests.service.test_arrow import stream_of
 from tests.service.test_fast_path import StubModel
 
 LENGTH = 12  # the stub's lookback is 8
-
-
-def _stream(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    out: bytes = sink.getvalue().to_pybytes()
-    return out
 
 
 def _plain(**columns: Any) -> pa.Table:
@@ -109,7 +102,7 @@ PLAIN_TABLES: dict[str, Callable[[], pa.Table]] = {
 @pytest.mark.parametrize("case", sorted(PLAIN_TABLES))
 def test_plain_tables_are_one_block_prepared_as_the_rows_are(case: str) -> None:
     model = _model()
-    request = read_arrow_request(_stream(PLAIN_TABLES[case]()))
+    request = read_arrow_request(stream_of(PLAIN_TABLES[case]()))
     assert isinstance(request, BlockRequest), case
     _same_prepared(prepare(request, model), _row_by_row(request, model))
     # JSON bodies of the kind are laid out as the same block (validation._prepare_bulk)
@@ -141,7 +134,7 @@ NOT_PLAIN: dict[str, Callable[[], pa.Table]] = {
 @pytest.mark.parametrize("case", sorted(NOT_PLAIN))
 def test_other_tables_go_row_by_row(case: str) -> None:
     try:
-        request = read_arrow_request(_stream(NOT_PLAIN[case]()))
+        request = read_arrow_request(stream_of(NOT_PLAIN[case]()))
     except ServiceInputError:  # the row path's 422, as before
         assert case in ("a start that does not exist", "a null among the values")
         return
@@ -180,7 +173,7 @@ FAILURES: dict[str, tuple[Callable[[], pa.Table], dict[str, Any], str]] = {
 @pytest.mark.parametrize("case", sorted(FAILURES))
 def test_a_block_that_fails_a_check_gets_the_row_paths_error(case: str) -> None:
     table, stub, message = FAILURES[case]
-    request = read_arrow_request(_stream(table()))
+    request = read_arrow_request(stream_of(table()))
     assert isinstance(request, BlockRequest)
     with pytest.raises(ServiceInputError) as by_block:
         prepare(request, _model(**stub))
