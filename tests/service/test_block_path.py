@@ -90,6 +90,8 @@ PLAIN_TABLES: dict[str, Callable[[], pa.Table]] = {
     "timestamp[s]": lambda: _plain(
         start=pa.array(pd.date_range("2024-01-01", periods=4, freq="D"), pa.timestamp("s"))
     ),
+    "several record batches": lambda: pa.Table.from_batches(_plain().to_batches(max_chunksize=1)),
+    "a sliced table": lambda: _plain().slice(1, 2),
     # pandas keeps whole microseconds of a start (the row path), so the block does too
     "timestamp[ns] with nanoseconds": lambda: _plain(
         start=pa.array(
