@@ -162,15 +162,19 @@ class BatchRunner:
                 if block.axis_ns is None:
                     continue
                 future = block.future_ns(h).copy()  # the cache keeps (h,) rows, not the axis
-                for i, (series_id, forecast) in enumerate(zip(block.ids, forecasts, strict=True)):
-                    cached = CachedForecast(
-                        version=version,
-                        stamps=future[i],
-                        mean=forecast[:h, median],
-                        low=forecast[:h, 0],
-                        high=forecast[:h, -1],
-                    )
-                    dated.append((series_id, block.history_ns(i), block.values[i], cached))
+                rows = zip(
+                    block.ids,
+                    future,
+                    forecasts[:, :h, median],
+                    forecasts[:, :h, 0],
+                    forecasts[:, :h, -1],
+                    block.axis_ns[:, : block.values.shape[1]],
+                    block.values,
+                    strict=True,
+                )
+                for series_id, stamps, mean, low, high, history_ns, values in rows:
+                    cached = CachedForecast(version, stamps, mean, low, high)
+                    dated.append((series_id, history_ns, values, cached))
                 continue
             for s, forecast in zip(request.series, forecasts, strict=True):
                 for name, values in s.drift_inputs.items():

@@ -106,10 +106,6 @@ class PreparedBlock:
     target_scale: float
     drift_column: str  # the target's name: drift reads the raw lookback window
 
-    def history_ns(self, i: int) -> np.ndarray:
-        assert self.axis_ns is not None
-        return self.axis_ns[i, : self.values.shape[1]]
-
     def future_ns(self, horizon: int) -> np.ndarray:
         """(S, horizon) forecast steps."""
         assert self.axis_ns is not None
