@@ -55,7 +55,6 @@ class Inferred:
     the data's units (streaming models, float64), (B, H_max, Q), and the forward's seconds."""
 
     forecasts: np.ndarray
-    scaled: bool
     seconds: float
 
 
@@ -91,10 +90,11 @@ class BatchRunner:
         if model.streaming:
             staged.series = [s for r in requests for s in r.series]
             return staged
-        if all(r.target is not None for r in requests):  # the bulk and block paths' (S, L)
-            staged.target = np.concatenate([r.target for r in requests if r.target is not None])
+        blocks = [r.block for r in requests]
+        if all(b is not None for b in blocks):  # their (S, L) targets, already stacked
+            staged.target = np.concatenate([b.target for b in blocks if b is not None])
         else:
-            staged.target = np.stack([s.target for r in requests for s in r.series])
+            staged.target = np.stack([s.target for s in _series(requests)])
         if model.covariates:
             staged.covariates = np.stack([_present(s.covariates) for s in _series(requests)])
         if model.needs_dates:
@@ -112,7 +112,7 @@ class BatchRunner:
         start = time.perf_counter()
         if model.streaming:  # each whole history from a fresh state, series by series
             forecasts = np.stack([forecast_stream(model, s) for s in staged.series or ()])
-            return Inferred(forecasts, False, time.perf_counter() - start)
+            return Inferred(forecasts, time.perf_counter() - start)
         target = _present(staged.target)
         step = self.max_batch_series
         chunks = [
@@ -125,16 +125,18 @@ class BatchRunner:
             for i in range(0, len(target), step)
         ]
         forecasts = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-        return Inferred(forecasts, True, time.perf_counter() - start)
+        return Inferred(forecasts, time.perf_counter() - start)
 
     def finish(
         self, requests: Sequence[PreparedRequest], staged: StagedBatch, inferred: Inferred
     ) -> list[np.ndarray]:
         """Event loop: un-scaled (n_series, H_max, Q) float64 per request; batch metrics."""
-        forecasts = inferred.forecasts
-        if inferred.scaled:
-            forecasts = unscale(forecasts, _present(staged.target_mean), staged.target_scale)
         model = staged.model
+        forecasts = inferred.forecasts
+        if not model.streaming:
+            forecasts = unscale(
+                forecasts, _present(staged.target_mean), _present(staged.target_scale)
+            )
         self.metrics.inference_latency.observe(inferred.seconds)
         self.metrics.batch_series.observe(staged.n_series)
         self.metrics.batch_requests.observe(len(requests))
@@ -193,13 +195,11 @@ class BatchRunner:
         self.drift.observe(version, {k: np.concatenate(v) for k, v in columns.items()})
 
 
-def unscale(
-    scaled: np.ndarray, target_mean: np.ndarray, target_scale: np.ndarray | None
-) -> np.ndarray:
+def unscale(scaled: np.ndarray, target_mean: np.ndarray, target_scale: np.ndarray) -> np.ndarray:
     """(B, H, Q) scaled model output -> float64 in each series' original units, from their
     (B,) means and scales (float64 arithmetic, as `ForecastPredictor.predict_frame` does)."""
-    scale = _present(target_scale)[:, None, None]
-    return scaled.astype(np.float64) * scale + target_mean[:, None, None]  # type: ignore[no-any-return]
+    mean, scale = target_mean[:, None, None], target_scale[:, None, None]
+    return scaled.astype(np.float64) * scale + mean  # type: ignore[no-any-return]
 
 
 def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:

@@ -176,8 +176,9 @@ class ServedModel:
 
     def scales_for(self, series_id: str) -> ColumnScales | None:
         """Scaler statistics for a series (ForecastPredictor._scaler_id's rule); None: unknown."""
-        if GLOBAL in self.scales and self.predictor.scaler.scope == "global":
-            return self.scales[GLOBAL]
+        shared = self.global_scales
+        if shared is not None:
+            return shared
         if series_id in self.scales:
             return self.scales[series_id]
         if len(self.scales) == 1:  # a per-series scaler of one series: use its stats

@@ -140,15 +140,7 @@ class PreparedRequest:
     Its series come one by one (`rows`) or as one block (`block`); `series` gives them one
     by one either way (built from the block on first use)."""
 
-    __slots__ = (
-        "_rows",
-        "block",
-        "horizon",
-        "model",
-        "quantile_index",
-        "quantile_keys",
-        "target",
-    )
+    __slots__ = ("_rows", "block", "horizon", "model", "quantile_index", "quantile_keys")
 
     def __init__(
         self,
@@ -167,8 +159,6 @@ class PreparedRequest:
         self.quantile_index = quantile_index  # positions in the model's quantiles
         self.quantile_keys = quantile_keys  # their response keys, e.g. "0.1"
         self._rows = series
-        # (S, L) float32: the series' targets stacked (a block), else None
-        self.target = block.target if block is not None else None
         self.block = block
 
     @property
@@ -250,6 +240,12 @@ def _check_unique_ids(all_series: Sequence[SeriesInput]) -> None:
         seen[series.id] = i
 
 
+def _takes_blocks(model: ServedModel) -> bool:
+    """Whether `model` can be fed a block: it reads no covariates nor calendar features, and
+    its frequency has a fixed length (time axes are arithmetic)."""
+    return not (model.covariates or model.needs_dates) and isinstance(model.offset, pd.offsets.Tick)
+
+
 def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> PreparedBlock | None:
     """The common request in a few array operations over all its series at once: histories of
     one length, no covariates (and a model that reads none, nor calendar features), one
@@ -259,7 +255,7 @@ def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> Prepared
     `_prepare_series` then goes series by series and raises the first error, so messages (and
     which error wins) are exactly those of the per-series path.
     """
-    if model.covariates or model.needs_dates or not isinstance(model.offset, pd.offsets.Tick):
+    if not _takes_blocks(model):
         return None
     n = len(series[0].values)
     starts: list[int] = []
@@ -286,10 +282,9 @@ def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | No
     Python object per series (an Arrow body of plain histories arrives as a block; JSON ones
     are laid out as one by `_prepare_bulk`). None when anything is off: the request then goes
     series by series (and raises the first error exactly as the row path does)."""
-    lookback, horizon = model.lookback, model.max_horizon
-    offset = model.offset
-    if model.covariates or model.needs_dates or not isinstance(offset, pd.offsets.Tick):
+    if not _takes_blocks(model):
         return None
+    lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
     ids = block.ids
     if len(set(ids)) != len(ids):
         return None

@@ -52,8 +52,7 @@ def _same_prepared(block: PreparedRequest, rows: tuple[PreparedSeries, ...]) -> 
     """`block` (prepared as one block) holds what the series-by-series path gives."""
     assert block.block is not None
     assert block.n_series == len(rows)
-    assert block.target is not None
-    np.testing.assert_array_equal(block.target, np.stack([s.target for s in rows]))
+    np.testing.assert_array_equal(block.block.target, np.stack([s.target for s in rows]))
     mean, scale = block.unit_stats()
     np.testing.assert_array_equal(mean, [s.target_mean for s in rows])
     np.testing.assert_array_equal(scale, [s.target_scale for s in rows])
