@@ -20,9 +20,12 @@ pyarrow that lays buffers out differently) keeps going through pyarrow, answer b
 
 from __future__ import annotations
 
+import functools
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from itertools import accumulate
 
 import numpy as np
 import pyarrow as pa
@@ -59,12 +62,14 @@ def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
     values = np.ascontiguousarray(result[:, :h, picked].transpose(2, 0, 1), dtype=np.float64)
     block = prepared.block
     ids = [i.encode() for i in block.ids] if block else [s.id.encode() for s in prepared.series]
-    id_offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum([len(i) for i in ids], out=id_offsets[1:])
+    id_offsets = array("i", accumulate(map(len, ids), initial=0))  # int32, as Arrow's
     id_data = b"".join(ids)
     stamps, missing, zone = _forecast_steps(prepared)
-    list_offsets = np.arange(0, n * h + 1, h, dtype=np.int32).tobytes()
-    validity = b"" if not missing.any() else np.packbits(~missing, bitorder="little").tobytes()
+    list_offsets = _list_offsets(n, h)
+    n_missing = 0 if missing is None else int(missing.sum())
+    validity = b""
+    if missing is not None and n_missing:
+        validity = np.packbits(~missing, bitorder="little").tobytes()
     # The batch's buffers in IPC order (fields depth first; each array's validity, offsets,
     # data); b"" where an array has no nulls, so no validity bitmap.
     buffers = [b"", id_offsets.tobytes(), id_data, validity, list_offsets, b"", stamps.tobytes()]
@@ -76,15 +81,23 @@ def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
         ("model.version", ref.version),
         ("model.run_id", ref.run_id),
     )
-    key = (n, h, names, len(id_data), int(missing.sum()), zone, metadata)
+    key = (n, h, names, len(id_data), n_missing, zone, metadata)
     template = _TEMPLATES.get(key)
     if template is None or template.head is None:
+        if missing is None:
+            missing = np.zeros(n, dtype=bool)
         batch = _pyarrow_batch(ids, stamps, missing, zone, values, names, metadata)
         if template is None:
             template = _template(key, buffers, batch)
         if template.head is None:  # this shape's check failed: pyarrow, answer by answer
             return b"".join((template.schema, batch.serialize().to_pybytes(), END_OF_STREAM))
     return b"".join((template.schema, template.head, *_padded(buffers), END_OF_STREAM))
+
+
+@functools.lru_cache(maxsize=256)
+def _list_offsets(rows: int, steps: int) -> bytes:
+    """The int32 offsets of `rows` lists of `steps` values each."""
+    return np.arange(0, rows * steps + 1, steps, dtype=np.int32).tobytes()
 
 
 def _padded(buffers: Sequence[bytes]) -> list[bytes]:
@@ -140,15 +153,18 @@ def _pyarrow_batch(
     return pa.record_batch(arrays, names=list(names), metadata=dict(metadata))
 
 
-def _forecast_steps(prepared: PreparedRequest) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(steps (S * h,) int64 epoch ns, missing (S,) bool, the column's zone). One zone per
-    column: the series' own when they share one, else UTC; zeros under a missing row."""
+def _forecast_steps(
+    prepared: PreparedRequest,
+) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """(steps (S * h,) int64 epoch ns, missing (S,) bool or None for none, the column's zone).
+    One zone per column: the series' own when they share one, else UTC; zeros under a missing
+    row."""
     h = prepared.horizon
     block = prepared.block
     if block is not None:  # naive steps, all dated or none
-        if block.axis_ns is None:
+        if block.first_ns is None:
             return np.zeros(len(block.ids) * h, np.int64), np.ones(len(block.ids), bool), None
-        return block.future_ns(h).reshape(-1), np.zeros(len(block.ids), bool), None
+        return block.future_ns(h).reshape(-1), None, None
     dated = [s.dates for s in prepared.series]
     zones = {_zone_name(d.tz) for d in dated if d is not None and d.tz is not None}
     naive = any(d is not None and d.tz is None for d in dated)

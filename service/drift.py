@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,22 @@ class RollingHistogram:
         return self.counts / max(1, self.size)
 
 
+def newest(parts: Sequence[np.ndarray], count: int) -> np.ndarray:
+    """The last `count` values of `parts` joined in order (all of them if fewer). A 2-D part
+    is its rows in order; only the rows that hold the values kept are copied."""
+    kept: list[np.ndarray] = []
+    for part in reversed(parts):
+        if count <= 0:
+            break
+        if part.ndim == 2 and part.shape[1]:
+            part = part[-count // part.shape[1] :].reshape(-1)  # the last ceil(count / width) rows
+        kept.append(part[-count:])
+        count -= len(kept[-1])
+    if len(kept) == 1:
+        return kept[0]
+    return np.concatenate(kept[::-1]) if kept else np.empty(0)
+
+
 def psi(recent: np.ndarray, reference: np.ndarray) -> float:
     p = np.clip(recent, EPSILON, None)
     q = np.clip(reference, EPSILON, None)
@@ -108,17 +124,20 @@ class DriftMonitor:
                     continue  # no usable histogram for this column
                 self.columns[name] = (RollingHistogram(edges, self.window), proportions)
 
-    def observe(self, version: str, inputs: Mapping[str, np.ndarray]) -> None:
-        """Add one series' inputs (column -> raw values) and update those columns' gauges."""
+    def observe(self, version: str, inputs: Mapping[str, Sequence[np.ndarray]]) -> None:
+        """Add a batch's inputs (column -> its series' raw values, oldest first) and update
+        those columns' gauges. Only the newest `window` values of a column can stay in its
+        window, so only those are joined and binned (a batch of 256 series of 512 values
+        holds 131,072 of them; the default window is 20,000)."""
         with self._lock:
             if version != self.version:
                 return  # a batch of a version that is no longer (or not yet) monitored
-            for name, values in inputs.items():
+            for name, parts in inputs.items():
                 entry = self.columns.get(name)
                 if entry is None:
                     continue
                 histogram, reference = entry
-                histogram.add(values)
+                histogram.add(newest(parts, histogram.capacity))
                 self.metrics.drift_psi.labels(column=name).set(
                     psi(histogram.proportions(), reference)
                 )

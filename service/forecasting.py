@@ -47,7 +47,7 @@ def response_json(prepared: PreparedRequest, result: np.ndarray) -> bytes:
         ids = block.ids
         stamps: list[Sequence[str] | None] = (
             [None] * len(ids)
-            if block.axis_ns is None
+            if block.first_ns is None
             else [_plain_stamps(row.tobytes()) for row in block.future_ns(h)]
         )
     else:

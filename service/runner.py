@@ -28,7 +28,13 @@ import numpy as np
 
 from service.drift import DriftMonitor
 from service.metrics import ServiceMetrics
-from service.realised import CachedForecast, RealisedErrorTracker
+from service.realised import (
+    ForecastRows,
+    Histories,
+    ListedHistories,
+    RealisedErrorTracker,
+    RegularHistories,
+)
 from service.served import ServedModel
 from service.validation import PreparedRequest, PreparedSeries
 
@@ -153,46 +159,41 @@ class BatchRunner:
         version = requests[0].model.ref.version
         median = requests[0].model.model.config.median_index
         columns: dict[str, list[np.ndarray]] = {}
-        dated: list[tuple[str, np.ndarray, np.ndarray, CachedForecast]] = []
+        dated: list[tuple[Sequence[str], Histories, ForecastRows]] = []
         for request, forecasts in zip(requests, results, strict=True):
             h = request.horizon
             block = request.block
             if block is not None:  # the same, from the block's arrays
                 columns.setdefault(block.drift_column, []).append(
-                    block.values[:, -block.lookback :].reshape(-1)
+                    block.values[:, -block.lookback :]  # (S, L): drift.newest reads its rows
                 )
-                if block.axis_ns is None:
-                    continue
-                future = block.future_ns(h).copy()  # the cache keeps (h,) rows, not the axis
-                rows = zip(
-                    block.ids,
-                    future,
-                    forecasts[:, :h, median],
-                    forecasts[:, :h, 0],
-                    forecasts[:, :h, -1],
-                    block.axis_ns[:, : block.values.shape[1]],
-                    block.values,
-                    strict=True,
-                )
-                for series_id, stamps, mean, low, high, history_ns, values in rows:
-                    cached = CachedForecast(version, stamps, mean, low, high)
-                    dated.append((series_id, history_ns, values, cached))
+                if block.first_ns is not None:
+                    histories = RegularHistories(block.first_ns, block.step_ns, block.values)
+                    shown = _shown(version, block.future_ns(h), forecasts[:, :h], median)
+                    dated.append((block.ids, histories, shown))
                 continue
-            for s, forecast in zip(request.series, forecasts, strict=True):
+            for s in request.series:
                 for name, values in s.drift_inputs.items():
                     columns.setdefault(name, []).append(values)
-                if s.dates is None:
-                    continue
-                cached = CachedForecast(
-                    version=version,
-                    stamps=s.dates.future_ns[:h],
-                    mean=forecast[:h, median],
-                    low=forecast[:h, 0],
-                    high=forecast[:h, -1],
+            rows = [i for i, s in enumerate(request.series) if s.dates is not None]
+            if rows:
+                series = [request.series[i] for i in rows]
+                listed = ListedHistories(
+                    [s.dates.history_ns for s in series if s.dates is not None],
+                    [s.values for s in series],
                 )
-                dated.append((s.id, s.dates.history_ns, s.values, cached))
+                stamps = np.stack([s.dates.future_ns[:h] for s in series if s.dates is not None])
+                shown = _shown(version, stamps, forecasts[rows, :h], median)
+                dated.append(([s.id for s in series], listed, shown))
         self.realised.observe_batch(dated)
-        self.drift.observe(version, {k: np.concatenate(v) for k, v in columns.items()})
+        self.drift.observe(version, columns)
+
+
+def _shown(version: str, stamps: np.ndarray, forecasts: np.ndarray, median: int) -> ForecastRows:
+    """What the realised-error cache keeps of (S, h, Q) forecasts: mean and outermost levels."""
+    return ForecastRows(
+        version, stamps, forecasts[..., median], forecasts[..., 0], forecasts[..., -1]
+    )
 
 
 def unscale(scaled: np.ndarray, target_mean: np.ndarray, target_scale: np.ndarray) -> np.ndarray:

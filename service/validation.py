@@ -13,6 +13,7 @@ scaling matches `ForecastPredictor.predict_frame` exactly (see `service.served`)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -100,21 +101,28 @@ class PreparedBlock:
     ids: list[str]
     values: np.ndarray  # (S, N) float64: the whole raw histories
     target: np.ndarray  # (S, L) float32, scaled
-    axis_ns: np.ndarray | None  # (S, N + H_max) int64 naive epoch ns: history, then forecast
+    first_ns: np.ndarray | None  # (S,) int64 naive epoch ns of each first value; None: undated
+    step_ns: int  # the model's step: each series' axis is first_ns + step_ns * position
     lookback: int
+    max_horizon: int  # the model's: PreparedSeries' windows run that far
     target_mean: float
     target_scale: float
     drift_column: str  # the target's name: drift reads the raw lookback window
 
     def future_ns(self, horizon: int) -> np.ndarray:
-        """(S, horizon) forecast steps."""
-        assert self.axis_ns is not None
-        n = self.values.shape[1]
-        return self.axis_ns[:, n : n + horizon]
+        """(S, horizon) forecast steps (the axis is regular: built here, not stored)."""
+        assert self.first_ns is not None
+        future: np.ndarray = self.first_ns[:, None] + _steps(
+            self.step_ns, self.values.shape[1], horizon
+        )
+        return future
 
     def series(self) -> tuple[PreparedSeries, ...]:
         n, lookback = self.values.shape[1], self.lookback
-        every = self.axis_ns
+        every = None
+        if self.first_ns is not None:
+            steps = self.step_ns * np.arange(n + self.max_horizon, dtype=np.int64)
+            every = self.first_ns[:, None] + steps
         return tuple(
             PreparedSeries(
                 index=i,
@@ -133,6 +141,14 @@ class PreparedBlock:
             )
             for i, series_id in enumerate(self.ids)
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _steps(step_ns: int, start: int, count: int) -> np.ndarray:
+    """step_ns * (start, ..., start + count - 1), read-only: shared by the requests of a shape."""
+    steps = step_ns * np.arange(start, start + count, dtype=np.int64)
+    steps.flags.writeable = False
+    return steps
 
 
 class PreparedRequest:
@@ -305,20 +321,20 @@ def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | No
         target = ((tail - scales.target_mean) / scales.target_scale).astype(np.float32)
     if not np.isfinite(target).all():
         return None
-    axis = None
-    if block.start_ns is not None:
-        first_ns = block.start_ns
+    first_ns = block.start_ns
+    if first_ns is not None:
         if int(first_ns.max()) + offset.nanos * (n + horizon - 1) > _MAX_NS:
             return None
         if int(first_ns.min()) < _MIN_NS:
             return None
-        axis = first_ns[:, None] + offset.nanos * np.arange(n + horizon, dtype=np.int64)
     return PreparedBlock(
         ids=ids,
         values=values,
         target=target,
-        axis_ns=axis,
+        first_ns=first_ns,
+        step_ns=offset.nanos,
         lookback=lookback,
+        max_horizon=horizon,
         target_mean=scales.target_mean,
         target_scale=scales.target_scale,
         drift_column=model.target,

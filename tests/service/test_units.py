@@ -15,10 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.batcher import MicroBatcher
-from service.drift import RollingHistogram, psi
+from service.drift import RollingHistogram, newest, psi
 from service.errors import QueueFullError
 from service.loader import ModelUriError, parse_models_uri
 from service.metrics import ServiceMetrics
+from service.realised import ListedHistories, RegularHistories
 from service.validation import PreparedRequest
 from tests.service.conftest import Registry, history, metric_value
 
@@ -199,6 +200,25 @@ def test_rolling_histogram_equals_a_brute_force_window() -> None:
             assert rolling.size == len(window)
 
 
+def test_regular_histories_find_the_values_listed_ones_find() -> None:
+    """The arithmetic lookup on an evenly spaced axis against np.intersect1d on the stamps."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        step = int(rng.integers(1, 5)) * 3_600
+        n = int(rng.integers(1, 40))
+        first_ns = np.array([int(rng.integers(-50, 50)) * 1_800], dtype=np.int64)
+        values = rng.normal(size=(1, n))
+        listed = ListedHistories([first_ns[0] + step * np.arange(n, dtype=np.int64)], [values[0]])
+        regular = RegularHistories(first_ns, step, values)
+        assert (regular.first, regular.last) == (listed.first, listed.last)
+        # forecast steps on the grid, off it by half a step, before or after the history
+        start = int(rng.integers(-60, 60)) * (step // 2)
+        stamps = start + step * np.arange(int(rng.integers(1, 30)), dtype=np.int64)
+        mine, theirs = regular.values_at(0, stamps), listed.values_at(0, stamps)
+        np.testing.assert_array_equal(mine[0], theirs[0])
+        np.testing.assert_array_equal(mine[1], theirs[1])
+
+
 def test_psi_is_zero_for_equal_and_large_for_disjoint_histograms() -> None:
     reference = np.array([0.25, 0.25, 0.25, 0.25])
     assert psi(reference, reference) == 0.0
@@ -220,3 +240,18 @@ def test_models_uri(uri: str, expected: tuple[Any, ...]) -> None:
 def test_models_uri_rejects_other_forms(uri: str) -> None:
     with pytest.raises(ModelUriError, match="models:/<name>@<alias>"):
         parse_models_uri(uri)
+
+
+def test_drift_joins_only_the_newest_values_a_window_keeps() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        parts: list[np.ndarray] = []
+        for _ in range(int(rng.integers(1, 5))):
+            if rng.random() < 0.5:
+                parts.append(rng.normal(size=int(rng.integers(0, 30))))
+            else:
+                wide = rng.normal(size=(int(rng.integers(1, 6)), int(rng.integers(2, 12))))
+                parts.append(wide[:, -int(rng.integers(1, wide.shape[1] + 1)) :])  # a view
+        count = int(rng.integers(1, 80))
+        everything = np.concatenate([p.reshape(-1) for p in parts])
+        np.testing.assert_array_equal(newest(parts, count), everything[-count:])
