@@ -33,12 +33,13 @@ the table holds then goes through the same checks as a JSON body (`service.valid
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -66,6 +67,7 @@ _BLOCK_COLUMNS = frozenset(("id", "values", "start", "freq"))
 # and pydantic's agree on every string (both refuse hour 24, second 60, Feb 30...) and epoch
 # nanoseconds fit.
 _PLAIN_START = re.compile(r"(1[7-9]\d\d|2[01]\d\d)-\d\d-\d\dT\d\d:\d\d:\d\d")
+Table: TypeAlias = pa.Table | pa.RecordBatch  # a stream of one batch is read as that batch
 
 
 def media_type(content_type: bytes) -> str:
@@ -136,7 +138,7 @@ def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastReq
     return FastRequest(horizon=horizon, quantiles=quantiles, series=_fast_series(table, ids))
 
 
-def _fast_series(table: pa.Table, ids: list[str]) -> tuple[FastSeries, ...]:
+def _fast_series(table: Table, ids: list[str]) -> tuple[FastSeries, ...]:
     """The table's rows as FastSeries (ServiceInputError for a row that cannot be one)."""
     names = table.column_names
     values = _number_lists(_column(table, "values"), "values", ids, required=True)
@@ -161,7 +163,7 @@ def _fast_series(table: pa.Table, ids: list[str]) -> tuple[FastSeries, ...]:
     return tuple(series)
 
 
-def _plain_block(table: pa.Table, ids: list[str]) -> SeriesBlock | None:
+def _plain_block(table: Table, ids: list[str]) -> SeriesBlock | None:
     """The table as one block when it is the plain kind: columns among id, values, start and
     freq; histories of one non-zero length, lists of numbers without nulls; `start` in every
     row or none, naive timestamps or `_PLAIN_START` strings. None for anything else (the rows
@@ -176,10 +178,10 @@ def _plain_block(table: pa.Table, ids: list[str]) -> SeriesBlock | None:
     if not _is_numbers(kind.value_type) or array.null_count or array.values.null_count:
         return None
     offsets = array.offsets.to_numpy()
-    rows, first = len(array), int(offsets[0])
-    width = int(offsets[1]) - first
-    if width < 1 or not (offsets == first + width * np.arange(rows + 1)).all():
+    width = _equal_width(offsets)
+    if width is None:
         return None
+    first, rows = int(offsets[0]), len(array)
     flat = array.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     start_ns = None
     if "start" in names:
@@ -187,7 +189,26 @@ def _plain_block(table: pa.Table, ids: list[str]) -> SeriesBlock | None:
         if start_ns is None:
             return None
     values = flat[first : first + rows * width].reshape(rows, width)
-    return SeriesBlock(ids, values, start_ns, _strings(table, "freq", ids))
+    freqs: list[str | None] = _strings(table, "freq", ids) if "freq" in names else [None] * rows
+    return SeriesBlock(ids, values, start_ns, freqs)
+
+
+def _equal_width(offsets: np.ndarray) -> int | None:
+    """The rows' common length when list offsets give every row the same non-zero one."""
+    rows = len(offsets) - 1
+    first = int(offsets[0])
+    width, rest = divmod(int(offsets[-1]) - first, rows)
+    if width < 1 or rest:
+        return None
+    if (offsets - first).tobytes() != _grid(rows, width, offsets.dtype.str):
+        return None
+    return width
+
+
+@functools.lru_cache(maxsize=64)
+def _grid(rows: int, width: int, dtype: str) -> bytes:
+    """The offsets of `rows` rows of `width` from 0, as bytes of `dtype`."""
+    return (width * np.arange(rows + 1)).astype(dtype).tobytes()
 
 
 def _plain_starts(array: pa.Array) -> np.ndarray | None:
@@ -205,21 +226,27 @@ def _plain_starts(array: pa.Array) -> np.ndarray | None:
         return whole_us
     if not _is_text(kind):
         return None
-    texts = array.to_pylist()
-    if not all(map(_PLAIN_START.fullmatch, texts)):
+    stamps = array.to_pylist()
+    if not all(map(_PLAIN_START.fullmatch, stamps)):
         return None
     try:
-        seconds = np.array(texts, dtype="datetime64[s]").view(np.int64)
+        seconds = np.array(stamps, dtype="datetime64[s]").view(np.int64)
     except ValueError:  # a day or hour that does not exist: the rows name it
         return None
     return seconds * 1_000_000_000
 
 
-def _read_table(body: bytes, content_type: str) -> pa.Table:
+def _read_table(body: bytes, content_type: str) -> Table:
+    """The body's table; a stream of one record batch (what clients write for a request) as
+    that batch: its columns are arrays, with no chunks to combine."""
     try:
         if content_type == ARROW_FILE:
             return pa.ipc.open_file(pa.py_buffer(body)).read_all()
-        return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+        reader = pa.ipc.open_stream(pa.py_buffer(body))
+        batches = list(reader)
+        if len(batches) == 1:
+            return batches[0]
+        return pa.Table.from_batches(batches, schema=reader.schema)
     except (pa.ArrowException, OSError, ValueError) as error:
         kind = "file" if content_type == ARROW_FILE else "stream"
         raise ServiceInputError(
@@ -258,12 +285,13 @@ def _quantiles(raw: bytes | None) -> list[float] | None:
     return [float(q) for q in levels]
 
 
-def _column(table: pa.Table, name: str) -> pa.Array:
+def _column(table: Table, name: str) -> pa.Array:
     column = table.column(name)
-    array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    return array
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    return column
 
 
 def _ids(array: pa.Array) -> list[str]:
@@ -350,7 +378,7 @@ def _is_text(kind: pa.DataType) -> bool:
     )
 
 
-def _starts(table: pa.Table, ids: Sequence[str]) -> list[datetime | None]:
+def _starts(table: Table, ids: Sequence[str]) -> list[datetime | None]:
     if "start" not in table.column_names:
         return [None] * len(ids)
     array = _column(table, "start")
@@ -367,7 +395,7 @@ def _starts(table: pa.Table, ids: Sequence[str]) -> list[datetime | None]:
     )
 
 
-def _timestamp_lists(table: pa.Table, ids: Sequence[str]) -> list[list[datetime] | None]:
+def _timestamp_lists(table: Table, ids: Sequence[str]) -> list[list[datetime] | None]:
     if "timestamps" not in table.column_names:
         return [None] * len(ids)
     array = _column(table, "timestamps")
@@ -401,7 +429,7 @@ def _timestamp_lists(table: pa.Table, ids: Sequence[str]) -> list[list[datetime]
     return out
 
 
-def _strings(table: pa.Table, name: str, ids: Sequence[str]) -> list[str | None]:
+def _strings(table: Table, name: str, ids: Sequence[str]) -> list[str | None]:
     if name not in table.column_names:
         return [None] * len(ids)
     array = _column(table, name)
