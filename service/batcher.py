@@ -103,6 +103,7 @@ class MicroBatcher:
         self.max_queue = max_queue
         self.metrics = metrics
         self._pending: deque[_Job] = deque()
+        self._queued = 0  # series in _pending
         self._arrival = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +131,7 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(ModelUnavailableError("the service is shutting down"))
         self._pending.clear()
+        self._queued = 0
         self._running = []
         self.metrics.queue_depth.set(0)
         if self._executor is not None:
@@ -145,9 +147,14 @@ class MicroBatcher:
                 f"the inference queue is full ({self.max_queue} requests waiting); retry shortly"
             )
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(request, future))
+        job = _Job(request, future)
+        self._pending.append(job)
+        self._queued += job.n_series
         self.metrics.queue_depth.set(len(self._pending))
-        self._arrival.set()
+        # Wake the batcher when it waits for work, or when the batch it fills is full; not on
+        # every arrival in between (each wake-up is a task switch and a new timeout).
+        if len(self._pending) == 1 or self._queued >= self.max_batch_series:
+            self._arrival.set()
         return await future
 
     async def _run_forever(self) -> None:
@@ -173,7 +180,7 @@ class MicroBatcher:
         if self._last_batch_requests <= 1 and len(self._pending) == 1:
             return
         deadline = self._pending[0].arrived + self.max_wait_s
-        while self._queued_series() < self.max_batch_series:
+        while self._queued < self.max_batch_series:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
@@ -183,9 +190,6 @@ class MicroBatcher:
             except TimeoutError:
                 return
 
-    def _queued_series(self) -> int:
-        return sum(job.n_series for job in self._pending)
-
     def _take(self) -> list[_Job]:
         """Jobs off the front up to max_batch_series series (always at least one)."""
         batch = [self._pending.popleft()]
@@ -194,6 +198,7 @@ class MicroBatcher:
             job = self._pending.popleft()
             batch.append(job)
             total += job.n_series
+        self._queued -= total
         return batch
 
     async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
