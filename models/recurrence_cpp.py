@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import platform
 import threading
 import time
@@ -47,6 +48,8 @@ OPS_NAMESPACE = "urnn_recurrence"
 # so a shared cache never hands a build to a machine it was not made for. The portable flags
 # are the retry for compilers that reject -march=native, the last one for compilers without
 # OpenMP (the loops then run on one thread). -fno-math-errno lets sqrt vectorise.
+# URNN_NATIVE_BUILD=0 skips the first (portable code only: for a build cache shared by
+# different CPUs, or for valgrind, which does not know AVX-512; bench/loop_cost.py).
 BUILD_FLAGS: tuple[tuple[str, ...], ...] = (
     ("-O3", "-march=native", "-fno-math-errno", "-fopenmp"),
     ("-O3", "-fno-math-errno", "-fopenmp"),
@@ -879,7 +882,10 @@ def build_inline(
 
     started = time.perf_counter()
     errors = []
+    native = os.environ.get("URNN_NATIVE_BUILD", "1").strip() != "0"
     for variant, all_flags in enumerate(BUILD_FLAGS):
+        if not native and "-march=native" in all_flags:
+            continue  # the variant number stays in the name: a portable build is another build
         flags = [f for f in all_flags if openmp or f != "-fopenmp"]
         try:
             loaded = cpp_extension.load_inline(  # type: ignore[no-untyped-call]  # untyped
