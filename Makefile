@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck check bench bench-serve bench-stream clean
+.PHONY: setup demo test lint typecheck check bench bench-serve bench-loop bench-stream clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # Not a test: this service vs `mlflow models serve` vs the raw model (docs/serving.md).
 bench-serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.serve
+
+# Not a test: the event loop's work per /forecast request, in process (bench/loop_cost.py);
+# ARGS=--callgrind counts its instructions under valgrind (~8 minutes).
+bench-loop: $(STAMP)
+	$(BIN)/python -m bench.loop_cost $(ARGS)
 
 # Not a test: streaming updates vs whole-history re-reads through `urnn serve`, by history
 # length up to 1M points (bench/stream.py); ARGS=--quick for a smoke run under 2 minutes.
