@@ -20,7 +20,6 @@ pyarrow that lays buffers out differently) keeps going through pyarrow, answer b
 
 from __future__ import annotations
 
-import functools
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from itertools import accumulate
 import numpy as np
 import pyarrow as pa
 
-from service.arrow_io import QUANTILE_PREFIX
+from service.arrow_io import QUANTILE_PREFIX, list_offsets
 from service.validation import PreparedRequest
 
 END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # continuation marker, then length 0
@@ -65,16 +64,14 @@ def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
     id_offsets = array("i", accumulate(map(len, ids), initial=0))  # int32, as Arrow's
     id_data = b"".join(ids)
     stamps, missing, zone = _forecast_steps(prepared)
-    list_offsets = _list_offsets(n, h)
-    n_missing = 0 if missing is None else int(missing.sum())
-    validity = b""
-    if missing is not None and n_missing:
-        validity = np.packbits(~missing, bitorder="little").tobytes()
+    offsets = list_offsets(n, h)
+    n_missing = int(missing.sum())
+    validity = b"" if not n_missing else np.packbits(~missing, bitorder="little").tobytes()
     # The batch's buffers in IPC order (fields depth first; each array's validity, offsets,
     # data); b"" where an array has no nulls, so no validity bitmap.
-    buffers = [b"", id_offsets.tobytes(), id_data, validity, list_offsets, b"", stamps.tobytes()]
+    buffers = [b"", id_offsets.tobytes(), id_data, validity, offsets, b"", stamps.tobytes()]
     for column in values:
-        buffers += [b"", list_offsets, b"", column.tobytes()]
+        buffers += [b"", offsets, b"", column.tobytes()]
     names = ("id", "timestamps", "mean", *(QUANTILE_PREFIX + k for k in prepared.quantile_keys))
     metadata = (
         ("model.name", ref.name),
@@ -84,20 +81,12 @@ def arrow_response(prepared: PreparedRequest, result: np.ndarray) -> bytes:
     key = (n, h, names, len(id_data), n_missing, zone, metadata)
     template = _TEMPLATES.get(key)
     if template is None or template.head is None:
-        if missing is None:
-            missing = np.zeros(n, dtype=bool)
         batch = _pyarrow_batch(ids, stamps, missing, zone, values, names, metadata)
         if template is None:
             template = _template(key, buffers, batch)
         if template.head is None:  # this shape's check failed: pyarrow, answer by answer
             return b"".join((template.schema, batch.serialize().to_pybytes(), END_OF_STREAM))
     return b"".join((template.schema, template.head, *_padded(buffers), END_OF_STREAM))
-
-
-@functools.lru_cache(maxsize=256)
-def _list_offsets(rows: int, steps: int) -> bytes:
-    """The int32 offsets of `rows` lists of `steps` values each."""
-    return np.arange(0, rows * steps + 1, steps, dtype=np.int32).tobytes()
 
 
 def _padded(buffers: Sequence[bytes]) -> list[bytes]:
@@ -153,18 +142,15 @@ def _pyarrow_batch(
     return pa.record_batch(arrays, names=list(names), metadata=dict(metadata))
 
 
-def _forecast_steps(
-    prepared: PreparedRequest,
-) -> tuple[np.ndarray, np.ndarray | None, str | None]:
-    """(steps (S * h,) int64 epoch ns, missing (S,) bool or None for none, the column's zone).
-    One zone per column: the series' own when they share one, else UTC; zeros under a missing
-    row."""
+def _forecast_steps(prepared: PreparedRequest) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(steps (S * h,) int64 epoch ns, missing (S,) bool, the column's zone). One zone per
+    column: the series' own when they share one, else UTC; zeros under a missing row."""
     h = prepared.horizon
     block = prepared.block
     if block is not None:  # naive steps, all dated or none
         if block.first_ns is None:
             return np.zeros(len(block.ids) * h, np.int64), np.ones(len(block.ids), bool), None
-        return block.future_ns(h).reshape(-1), None, None
+        return block.future_ns(h).reshape(-1), np.zeros(len(block.ids), bool), None
     dated = [s.dates for s in prepared.series]
     zones = {_zone_name(d.tz) for d in dated if d is not None and d.tz is not None}
     naive = any(d is not None and d.tz is None for d in dated)

@@ -200,14 +200,15 @@ def _equal_width(offsets: np.ndarray) -> int | None:
     width, rest = divmod(int(offsets[-1]) - first, rows)
     if width < 1 or rest:
         return None
-    if (offsets - first).tobytes() != _grid(rows, width, offsets.dtype.str):
+    if (offsets - first).tobytes() != list_offsets(rows, width, offsets.dtype.str):
         return None
     return width
 
 
-@functools.lru_cache(maxsize=64)
-def _grid(rows: int, width: int, dtype: str) -> bytes:
-    """The offsets of `rows` rows of `width` from 0, as bytes of `dtype`."""
+@functools.lru_cache(maxsize=256)
+def list_offsets(rows: int, width: int, dtype: str = "<i4") -> bytes:
+    """The offsets of `rows` lists of `width` values each, from 0, as bytes of `dtype` (int32
+    by default, as Arrow's lists): what a table of equal-length lists holds."""
     return (width * np.arange(rows + 1)).astype(dtype).tobytes()
 
 
@@ -226,11 +227,11 @@ def _plain_starts(array: pa.Array) -> np.ndarray | None:
         return whole_us
     if not _is_text(kind):
         return None
-    stamps = array.to_pylist()
-    if not all(map(_PLAIN_START.fullmatch, stamps)):
+    texts = array.to_pylist()
+    if not all(map(_PLAIN_START.fullmatch, texts)):
         return None
     try:
-        seconds = np.array(stamps, dtype="datetime64[s]").view(np.int64)
+        seconds = np.array(texts, dtype="datetime64[s]").view(np.int64)
     except ValueError:  # a day or hour that does not exist: the rows name it
         return None
     return seconds * 1_000_000_000

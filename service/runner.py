@@ -172,19 +172,19 @@ class BatchRunner:
                     shown = _shown(version, block.future_ns(h), forecasts[:, :h], median)
                     dated.append((block.ids, histories, shown))
                 continue
-            for s in request.series:
-                for name, values in s.drift_inputs.items():
-                    columns.setdefault(name, []).append(values)
-            rows = [i for i, s in enumerate(request.series) if s.dates is not None]
+            ids, history_ns, values, future_ns, rows = [], [], [], [], []
+            for i, s in enumerate(request.series):
+                for name, inputs in s.drift_inputs.items():
+                    columns.setdefault(name, []).append(inputs)
+                if s.dates is not None:
+                    ids.append(s.id)
+                    history_ns.append(s.dates.history_ns)
+                    values.append(s.values)
+                    future_ns.append(s.dates.future_ns[:h])
+                    rows.append(i)
             if rows:
-                series = [request.series[i] for i in rows]
-                listed = ListedHistories(
-                    [s.dates.history_ns for s in series if s.dates is not None],
-                    [s.values for s in series],
-                )
-                stamps = np.stack([s.dates.future_ns[:h] for s in series if s.dates is not None])
-                shown = _shown(version, stamps, forecasts[rows, :h], median)
-                dated.append(([s.id for s in series], listed, shown))
+                shown = _shown(version, np.stack(future_ns), forecasts[rows, :h], median)
+                dated.append((ids, ListedHistories(history_ns, values), shown))
         self.realised.observe_batch(dated)
         self.drift.observe(version, columns)
 

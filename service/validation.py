@@ -121,8 +121,7 @@ class PreparedBlock:
         n, lookback = self.values.shape[1], self.lookback
         every = None
         if self.first_ns is not None:
-            steps = self.step_ns * np.arange(n + self.max_horizon, dtype=np.int64)
-            every = self.first_ns[:, None] + steps
+            every = self.first_ns[:, None] + _steps(self.step_ns, 0, n + self.max_horizon)
         return tuple(
             PreparedSeries(
                 index=i,
