@@ -15,6 +15,14 @@ and splitting the answers, the drift and realised-error monitors) runs on the ev
 the phases of `BatchPhases` (service.runner says why); the monitors after the answers are
 handed to their requests. Requests validated against different model versions (during a
 reload) are run as separate groups, each on its own version.
+
+Batches are pipelined: up to `pipeline_depth` (2) batches are with the worker thread at once,
+the one it runs and the next, already stacked and queued behind it. When a forward ends the
+thread starts the next one at once, without waiting for the event loop to take the answers,
+form the next batch and stack it. Measured under load (16 series x 32 clients, Arrow bodies, 2
+cores; docs/serving.md), with one batch at a time the thread sat idle 1.7 ms between forwards
+of 8.4 ms, because the forward's completion waited its turn behind the answers and requests
+already queued on the loop: a sixth of the model's time lost.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -96,18 +105,23 @@ class MicroBatcher:
         max_wait_s: float,
         max_queue: int,
         metrics: ServiceMetrics,
+        pipeline_depth: int = 2,
     ) -> None:
+        if pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth must be at least 1, got {pipeline_depth}")
         self.phases: BatchPhases = runner if isinstance(runner, BatchPhases) else ThreadOnly(runner)
         self.max_batch_series = max_batch_series
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.metrics = metrics
+        self.pipeline_depth = pipeline_depth
         self._pending: deque[_Job] = deque()
         self._queued = 0  # series in _pending
         self._arrival = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
-        self._running: list[_Job] = []  # the batch on the worker thread now
+        self._in_flight: list[list[_Job]] = []  # batches with the worker thread, oldest first
+        self._slot = asyncio.Event()  # set when a batch leaves the worker thread
         self._last_batch_requests = 0  # > 1: requests come concurrently, worth waiting for
 
     @property
@@ -116,12 +130,13 @@ class MicroBatcher:
 
     async def start(self) -> None:
         self._arrival = asyncio.Event()  # bound to this loop (a TestClient may start a new one)
+        self._slot = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="urnn-inference")
         self._task = asyncio.create_task(self._run_forever(), name="urnn-batcher")
 
     async def stop(self) -> None:
         """Stop taking batches; requests still queued (or in the batch on the thread) answer 503."""
-        stranded = [*self._running]
+        stranded = [job for jobs in self._in_flight for job in jobs]
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -132,7 +147,7 @@ class MicroBatcher:
                 job.future.set_exception(ModelUnavailableError("the service is shutting down"))
         self._pending.clear()
         self._queued = 0
-        self._running = []
+        self._in_flight = []
         self.metrics.queue_depth.set(0)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
@@ -160,6 +175,9 @@ class MicroBatcher:
     async def _run_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            # A batch is formed only once the thread can take it soon: the later it is taken
+            # off the queue, the more of the waiting requests it holds.
+            await self._free_slot()
             if not self._pending:
                 self._arrival.clear()
                 await self._arrival.wait()
@@ -169,7 +187,14 @@ class MicroBatcher:
             self._last_batch_requests = len(batch)
             self.metrics.queue_depth.set(len(self._pending))
             for group in _by_model([job for job in batch if not job.future.done()]):
-                await self._run(loop, group)
+                await self._free_slot()
+                self._launch(loop, group)
+
+    async def _free_slot(self) -> None:
+        """Until fewer than pipeline_depth batches are with the worker thread."""
+        while len(self._in_flight) >= self.pipeline_depth:
+            self._slot.clear()
+            await self._slot.wait()
 
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until max_batch_series series are queued or the oldest waited max_wait_s.
@@ -201,21 +226,37 @@ class MicroBatcher:
         self._queued -= total
         return batch
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+    def _launch(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
+        """Stack the batch here and queue its forward on the worker thread; `_landed` answers."""
         requests = [job.request for job in jobs]
-        phases = self.phases
-        self._running = jobs
         try:
-            staged = phases.stage(requests)
-            inferred = await loop.run_in_executor(self._executor, phases.infer, staged)
-            results = phases.finish(requests, staged, inferred)
+            staged = self.phases.stage(requests)
         except Exception as error:  # delivered to each waiting request, which answers 500
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(error)
+            _fail(jobs, error)
             return
-        finally:
-            self._running = []
+        self._in_flight.append(jobs)
+        inferred = loop.run_in_executor(self._executor, self.phases.infer, staged)
+        inferred.add_done_callback(partial(self._landed, loop, jobs, requests, staged))
+
+    def _landed(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        jobs: list[_Job],
+        requests: list[PreparedRequest],
+        staged: Any,
+        inferred: asyncio.Future[Any],
+    ) -> None:
+        """Event loop, once a batch's forward is done: un-scale, answer, then monitor."""
+        self._in_flight = [batch for batch in self._in_flight if batch is not jobs]
+        self._slot.set()
+        if inferred.cancelled():  # the loop is closing
+            _fail(jobs, ModelUnavailableError("the service is shutting down"))
+            return
+        try:
+            results = self.phases.finish(requests, staged, inferred.result())
+        except Exception as error:  # delivered to each waiting request, which answers 500
+            _fail(jobs, error)
+            return
         for job, result in zip(jobs, results, strict=True):
             if not job.future.done():  # the client may have gone away
                 job.future.set_result(result)
@@ -227,6 +268,12 @@ class MicroBatcher:
             self.phases.monitor(requests, results)
         except Exception:  # the answers went out; a monitor's bug must not stop the batcher
             logger.exception("the batch monitors failed (drift / realised error not updated)")
+
+
+def _fail(jobs: list[_Job], error: Exception) -> None:
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(error)
 
 
 def _by_model(jobs: list[_Job]) -> list[list[_Job]]:

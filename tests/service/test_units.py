@@ -54,22 +54,100 @@ def test_batcher_groups_bounds_and_sheds_load() -> None:
         await batcher.start()
         first = asyncio.ensure_future(batcher.submit(fake(1)))
         await asyncio.sleep(0.05)  # taken: now blocked in the runner
-        queued = [asyncio.ensure_future(batcher.submit(fake(n))) for n in (2, 2, 3)]
+        queued = [asyncio.ensure_future(batcher.submit(fake(n))) for n in (2, 2)]
+        await asyncio.sleep(0.05)  # 2 + 2: the next batch, queued behind the running one
+        queued += [asyncio.ensure_future(batcher.submit(fake(n))) for n in (3, 1, 1)]
         await asyncio.sleep(0.05)
+        # Two batches are with the thread (pipeline depth 2): the rest wait for a free slot,
+        # and the queue they wait in is full.
         assert batcher.depth == 3
         with pytest.raises(QueueFullError, match="queue is full"):
             await batcher.submit(fake(1))
         release.set()
         results = await asyncio.gather(first, *queued)
-        assert [r.shape[0] for r in results] == [1, 2, 2, 3]
-        assert [float(r[0, 0, 0]) for r in results] == [1.0, 2.0, 2.0, 3.0]
-        # 2 + 2 fill a batch of 4 series; 3 would exceed it and runs next.
-        assert batches == [[1], [2, 2], [3]]
+        assert [r.shape[0] for r in results] == [1, 2, 2, 3, 1, 1]
+        assert [float(r[0, 0, 0]) for r in results] == [1.0, 2.0, 2.0, 3.0, 1.0, 1.0]
+        # 3 + 1 fill a batch of 4 series; the last 1 would exceed it and runs next.
+        assert batches == [[1], [2, 2], [3, 1], [1]]
         rejected = metrics.rejected.labels(reason="queue_full")._value.get()
         assert rejected == 1.0
         await batcher.stop()
 
     asyncio.run(scenario())
+
+
+class GatedPhases:
+    """BatchPhases whose first forward waits for `release`; notes stacking and forward starts."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.staged: list[list[int]] = []
+        self.started: list[list[int]] = []
+
+    def stage(self, requests: Sequence[PreparedRequest]) -> list[int]:
+        self.staged.append([len(r.series) for r in requests])
+        return self.staged[-1]
+
+    def infer(self, staged: list[int]) -> list[int]:
+        self.started.append(staged)
+        if len(self.started) == 1:
+            self.release.wait(timeout=10)
+        return staged
+
+    def finish(
+        self, requests: Sequence[PreparedRequest], staged: list[int], inferred: list[int]
+    ) -> list[np.ndarray]:
+        return [np.full((n, 1, 1), float(n)) for n in inferred]
+
+    def monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
+        return None
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_the_next_batch_starts_on_the_thread_while_the_event_loop_is_busy(depth: int) -> None:
+    """With pipeline depth 2 the next batch is stacked and queued while one runs, so the
+    thread starts it as soon as the running one ends, even while the event loop is blocked
+    (service.batcher says why); with depth 1 it waits for the loop, as batches used to."""
+    phases = GatedPhases()
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = MicroBatcher(
+            phases,
+            max_batch_series=2,
+            max_wait_s=0.0,
+            max_queue=10,
+            metrics=ServiceMetrics(),
+            pipeline_depth=depth,
+        )
+        await batcher.start()
+        futures = [asyncio.ensure_future(batcher.submit(fake(2)))]
+        await asyncio.sleep(0.05)  # the first batch is on the thread, held there
+        futures += [asyncio.ensure_future(batcher.submit(fake(2))) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert phases.staged == [[2], [2]][:depth]
+        assert batcher.depth == 3 - depth  # the rest wait for a free slot
+        phases.release.set()
+        time.sleep(0.3)  # the event loop is blocked: it can hand nothing to the thread
+        assert len(phases.started) == depth
+        results = await asyncio.gather(*futures)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [float(r[0, 0, 0]) for r in results] == [2.0, 2.0, 2.0]
+    assert phases.staged == [[2], [2], [2]]
+
+
+def test_pipeline_depth_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="pipeline_depth must be at least 1"):
+        MicroBatcher(
+            GatedPhases(),
+            max_batch_series=2,
+            max_wait_s=0.0,
+            max_queue=1,
+            metrics=ServiceMetrics(),
+            pipeline_depth=0,
+        )
 
 
 def test_batcher_runs_each_model_version_separately() -> None:
