@@ -150,7 +150,7 @@ class MicroBatcher:
         self._in_flight = []
         self.metrics.queue_depth.set(0)
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=True, cancel_futures=True)  # the queued batch: 503
             self._executor = None
 
     async def submit(self, request: PreparedRequest) -> np.ndarray:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from service.batcher import MicroBatcher
 from service.drift import RollingHistogram, newest, psi
-from service.errors import QueueFullError
+from service.errors import ModelUnavailableError, QueueFullError
 from service.loader import ModelUriError, parse_models_uri
 from service.metrics import ServiceMetrics
 from service.realised import ListedHistories, RegularHistories
@@ -136,6 +136,30 @@ def test_the_next_batch_starts_on_the_thread_while_the_event_loop_is_busy(depth:
     results = asyncio.run(scenario())
     assert [float(r[0, 0, 0]) for r in results] == [2.0, 2.0, 2.0]
     assert phases.staged == [[2], [2], [2]]
+
+
+def test_stop_answers_every_request_of_both_batches_in_flight_and_the_queue() -> None:
+    """Stopping with one batch running, one queued behind it and one request waiting: all
+    three answer 'shutting down' (503), and the queued batch's forward never runs."""
+    phases = GatedPhases()
+
+    async def scenario() -> list[BaseException | np.ndarray]:
+        batcher = MicroBatcher(
+            phases, max_batch_series=2, max_wait_s=0.0, max_queue=10, metrics=ServiceMetrics()
+        )
+        await batcher.start()
+        futures = [asyncio.ensure_future(batcher.submit(fake(2)))]
+        await asyncio.sleep(0.05)  # running, held
+        futures += [asyncio.ensure_future(batcher.submit(fake(2))) for _ in range(2)]
+        await asyncio.sleep(0.05)  # the second queued behind it, the third waiting
+        threading.Timer(0.2, phases.release.set).start()  # stop waits for the running forward
+        await batcher.stop()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert all(isinstance(o, ModelUnavailableError) for o in outcomes), outcomes
+    assert all("shutting down" in str(o) for o in outcomes)
+    assert len(phases.started) == 1
 
 
 def test_pipeline_depth_below_one_is_refused() -> None:
