@@ -200,14 +200,17 @@ class MicroBatcher:
         """Wait until max_batch_series series are queued or the oldest waited max_wait_s.
 
         Only when the previous batch held several requests: a lone client (one request at a
-        time) would otherwise pay max_wait_s on every request for nothing to batch with.
+        time) would otherwise pay max_wait_s on every request for nothing to batch with. And
+        only while the thread is busy, if it was when the wait began: requests that queued
+        while a batch ran do not wait again once it is done.
         """
         if self._last_batch_requests <= 1 and len(self._pending) == 1:
             return
         deadline = self._pending[0].arrived + self.max_wait_s
+        thread_busy = bool(self._in_flight)
         while self._queued < self.max_batch_series:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (thread_busy and not self._in_flight):
                 return
             self._arrival.clear()
             try:
@@ -249,6 +252,8 @@ class MicroBatcher:
         """Event loop, once a batch's forward is done: un-scale, answer, then monitor."""
         self._in_flight = [batch for batch in self._in_flight if batch is not jobs]
         self._slot.set()
+        if not self._in_flight:
+            self._arrival.set()  # a batch being filled goes now: the thread is idle
         if inferred.cancelled():  # the loop is closing
             _fail(jobs, ModelUnavailableError("the service is shutting down"))
             return

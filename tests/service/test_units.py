@@ -162,6 +162,33 @@ def test_stop_answers_every_request_of_both_batches_in_flight_and_the_queue() ->
     assert len(phases.started) == 1
 
 
+def test_requests_that_queued_while_the_thread_was_busy_go_once_it_is_idle() -> None:
+    """A batch being filled while the thread runs another is handed over as soon as the
+    thread is done, not after the rest of max_wait_s (5 s here)."""
+    phases = GatedPhases()
+
+    async def scenario() -> float:
+        batcher = MicroBatcher(
+            phases, max_batch_series=2, max_wait_s=5.0, max_queue=10, metrics=ServiceMetrics()
+        )
+        await batcher.start()
+        # Two requests at once: a full batch of several, so later batches wait for company.
+        first = [asyncio.ensure_future(batcher.submit(fake(1))) for _ in range(2)]
+        await asyncio.sleep(0.05)  # that batch is on the thread, held
+        late = asyncio.ensure_future(batcher.submit(fake(1)))
+        await asyncio.sleep(0.05)  # being filled: waits for company or the thread
+        assert batcher.depth == 1
+        start = time.perf_counter()
+        phases.release.set()
+        await asyncio.gather(*first, late)
+        took = time.perf_counter() - start
+        await batcher.stop()
+        return took
+
+    assert asyncio.run(scenario()) < 1.0  # not the 5 s max_wait
+    assert phases.staged == [[1, 1], [1]]
+
+
 def test_pipeline_depth_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="pipeline_depth must be at least 1"):
         MicroBatcher(
