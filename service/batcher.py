@@ -142,9 +142,7 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for job in [*stranded, *self._pending]:
-            if not job.future.done():
-                job.future.set_exception(ModelUnavailableError("the service is shutting down"))
+        _fail([*stranded, *self._pending], _shutting_down())
         self._pending.clear()
         self._queued = 0
         self._in_flight = []
@@ -182,7 +180,7 @@ class MicroBatcher:
                 self._arrival.clear()
                 await self._arrival.wait()
                 continue
-            await self._fill(loop)
+            await self._fill()
             batch = self._take()
             self._last_batch_requests = len(batch)
             self.metrics.queue_depth.set(len(self._pending))
@@ -196,7 +194,7 @@ class MicroBatcher:
             self._slot.clear()
             await self._slot.wait()
 
-    async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _fill(self) -> None:
         """Wait until max_batch_series series are queued or the oldest waited max_wait_s.
 
         Only when the previous batch held several requests: a lone client (one request at a
@@ -239,11 +237,10 @@ class MicroBatcher:
             return
         self._in_flight.append(jobs)
         inferred = loop.run_in_executor(self._executor, self.phases.infer, staged)
-        inferred.add_done_callback(partial(self._landed, loop, jobs, requests, staged))
+        inferred.add_done_callback(partial(self._landed, jobs, requests, staged))
 
     def _landed(
         self,
-        loop: asyncio.AbstractEventLoop,
         jobs: list[_Job],
         requests: list[PreparedRequest],
         staged: Any,
@@ -254,8 +251,8 @@ class MicroBatcher:
         self._slot.set()
         if not self._in_flight:
             self._arrival.set()  # a batch being filled goes now: the thread is idle
-        if inferred.cancelled():  # the loop is closing
-            _fail(jobs, ModelUnavailableError("the service is shutting down"))
+        if inferred.cancelled():  # stop() dropped this queued batch (its requests already 503)
+            _fail(jobs, _shutting_down())
             return
         try:
             results = self.phases.finish(requests, staged, inferred.result())
@@ -266,13 +263,17 @@ class MicroBatcher:
             if not job.future.done():  # the client may have gone away
                 job.future.set_result(result)
         # After the answers: their requests resume first, the monitors run once they have.
-        loop.call_soon(self._monitor, requests, results)
+        inferred.get_loop().call_soon(self._monitor, requests, results)
 
     def _monitor(self, requests: list[PreparedRequest], results: list[np.ndarray]) -> None:
         try:
             self.phases.monitor(requests, results)
         except Exception:  # the answers went out; a monitor's bug must not stop the batcher
             logger.exception("the batch monitors failed (drift / realised error not updated)")
+
+
+def _shutting_down() -> ModelUnavailableError:
+    return ModelUnavailableError("the service is shutting down")
 
 
 def _fail(jobs: list[_Job], error: Exception) -> None:
