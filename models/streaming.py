@@ -438,7 +438,9 @@ class StreamingURNNForecaster(Forecaster):
             dup = copy.deepcopy(self)
         finally:
             self._double, self._watched = saved, watched
-        dup = dup.double().eval()
+        # On the CPU whatever device this module is on: the serving path is numpy on one
+        # series' arrays, per point, where a GPU would only add a copy each way.
+        dup = dup.to("cpu", torch.float64).eval()
         for p in dup.parameters():
             p.requires_grad_(False)
         snapshot = StreamServing(dup)
@@ -447,7 +449,7 @@ class StreamingURNNForecaster(Forecaster):
 
 
 class StreamServing:
-    """One series' serving path, float64, on a frozen double copy of the weights.
+    """One series' serving path, float64, on a frozen double copy of the weights on the CPU.
 
     Built by `StreamingURNNForecaster.serving()`. Per call it only runs numpy on arrays laid
     out at construction (the head folded into a few matrices, see `forecast`; the compiled
