@@ -952,6 +952,14 @@ def load_forecaster(
     return model.eval()
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's tensors are (the first parameter or buffer); the CPU for a model
+    without any. Callers that build inputs from numpy put them there."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def save_checkpoint(
     model: Forecaster, directory: str | Path, extra: Mapping[str, Any] | None = None
 ) -> Path:

@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
+from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig, model_device
 from models.streaming import StreamingURNNForecaster
 from training.data import LoadedData
 from training.fit import FitConfig, FitResult, fit, predict
@@ -179,7 +179,9 @@ def backtest(
             )
             pred = _stream_predict(model, test, series)
         else:
-            pred = predict(model, test, batch_size=config.batch_size, device=_device_of(model))
+            pred = predict(
+                model, test, batch_size=config.batch_size, device=str(model_device(model))
+            )
         pieces.append(tidy_forecasts(test, pred, model_config.quantiles, scaler, config, scales))
     else:
         assert config.n_windows is not None
@@ -231,15 +233,9 @@ def _stream_predict(
         if (origins < 0).any():
             raise BacktestConfigError(f"test windows of {entry.name!r} fall outside its series")
         out[torch.from_numpy(mask)] = predict_origins(
-            model, s, origins.astype(np.int64), _device_of(model)
+            model, s, origins.astype(np.int64), str(model_device(model))
         )
     return out
-
-
-def _device_of(model: Forecaster) -> str:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return str(tensor.device)
-    return "cpu"
 
 
 def _origins(plan: SplitPlan, horizon: int, step: int, n_windows: int) -> list[int]:

@@ -39,6 +39,7 @@ from models.forecaster import (
     Forecaster,
     calendar_features,
     load_checkpoint,
+    model_device,
 )
 from training.metrics import quantile_column
 from training.split import StandardScaler
@@ -163,6 +164,8 @@ class ForecastPredictor:
                 futures.append(features[keep:])
         # Histories of a streaming model differ in length: one forward per series.
         groups = [[i] for i in range(len(ids))] if self.model.STREAMING else [list(range(len(ids)))]
+        # The model may have been moved off the CPU (the service places it on its device).
+        device = model_device(self.model)
         outs = []
         with torch.inference_mode():
             for group in groups:
@@ -170,14 +173,14 @@ class ForecastPredictor:
                 def stacked(
                     arrays: list[np.ndarray], group: list[int] = group
                 ) -> torch.Tensor | None:
-                    return (
-                        torch.from_numpy(np.stack([arrays[j] for j in group])) if arrays else None
-                    )
+                    if not arrays:
+                        return None
+                    return torch.from_numpy(np.stack([arrays[j] for j in group])).to(device)
 
                 out = self.model(
                     stacked(targets), stacked(covariates), stacked(calendars), stacked(futures)
                 )
-                outs.append(out.double().numpy())
+                outs.append(out.cpu().double().numpy())
         forecast = np.concatenate(outs)  # (B, H, Q), scaled
         pieces = []
         for i, series_id in enumerate(ids):
