@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from service.state import ServiceState
@@ -164,7 +165,10 @@ def test_concurrent_requests_share_batches_and_keep_their_answers(
 
 def test_model_info_health_and_docs(client: TestClient) -> None:
     info = client.get("/model").json()
-    assert info["name"] == NAME and info["version"] == "1" and info["device"] == "cpu"
+    # URNN_DEVICE is left at `auto` here: cuda on a machine with a GPU (tests/service/
+    # test_cuda_serving.py compares the two).
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert info["name"] == NAME and info["version"] == "1" and info["device"] == where
     assert (info["lookback"], info["max_horizon"]) == (LOOKBACK, HORIZON)
     assert info["quantiles"] == [0.1, 0.5, 0.9]
     assert (info["target"], info["covariates"], info["freq"]) == ("y", ["x"], "h")
