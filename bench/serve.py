@@ -213,33 +213,48 @@ HEADERS = {
 
 
 def raw_throughput(
-    tracking_uri: str, seconds: float, batches: Sequence[int]
+    tracking_uri: str, seconds: float, batches: Sequence[int], device: str = "cpu"
 ) -> dict[str, dict[int, float]]:
     """Forecasts/s of batched forwards of the registered model, per batch size, 1 thread: the
     eager module, and the traced forward the service runs (service.traced), so that (c) is
-    the faster of the two."""
+    the faster of the two. On CUDA the clock stops after the queued forwards have finished."""
     from service.loader import MlflowLoader
     from service.traced import trace_forward
 
     loader = MlflowLoader(tracking_uri)
     predictor = loader.load(loader.resolve(f"models:/{NAME}@champion"))
-    model = predictor.model
+    model = predictor.model.to(device)
     forwards: dict[str, Callable[[torch.Tensor], object]] = {"eager": model}
-    traced = trace_forward(model, torch.device("cpu"))
+    traced = trace_forward(model, torch.device(device))
     if traced is not None:
         forwards["traced"] = lambda x: traced(x, None, None, None)
     out: dict[str, dict[int, float]] = {name: {} for name in forwards}
     for b in batches:
-        x = torch.randn(b, LOOKBACK)
+        x = torch.randn(b, LOOKBACK, device=device)
         for name, forward in forwards.items():
             with torch.inference_mode():
                 forward(x)
+                synchronize(device)
                 n, start = 0, time.perf_counter()
                 while time.perf_counter() - start < seconds:
                     forward(x)
                     n += 1
+                synchronize(device)
                 out[name][b] = n * b / (time.perf_counter() - start)
     return out
+
+
+def device_name(device: str) -> str:
+    """`cpu`, or the GPU's name: the report says what (a) and (c) ran on."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return device
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously); nothing on the CPU."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def best_of(
@@ -492,6 +507,7 @@ def report(
         f"{args.hidden_size}, segment {args.segment_length} (untrained weights)",
         f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), torch {torch.__version__}, "
         f"1 torch thread per server; load generator on the same machine",
+        f"model device for (a) and (c): {device_name(getattr(args, 'device', 'cpu'))}",
         f"cells: {args.warmup:g} s warm-up + {args.seconds:g} s measured; (a) with "
         + " and ".join(FORMAT_NAMES[f] for f in args.formats)
         + " bodies; (c) measured before and after (a), the better of the two per figure",
@@ -616,8 +632,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--raw-batches", type=ints, default=[1, 16, 64, 256], help="batch sizes tried for (c)"
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where (a) and (c) run the model (URNN_DEVICE of the service); (b) stays on the "
+        "CPU, as mlflow models serve runs it; default cpu",
+    )
     parser.add_argument("--output", type=Path, default=None, help="also write the table here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("argument --device: cuda is not available here; use cpu")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -632,7 +658,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.hidden_size = FORECASTERS["urnn"].DEFAULT_HIDDEN
         tracking_uri = register_model(work / "var", args.hidden_size, args.segment_length)
         print("(c) raw batched forward ...", flush=True)
-        raw = raw_throughput(tracking_uri, max(1.0, args.seconds / 2), args.raw_batches)
+        raw = raw_throughput(
+            tracking_uri, max(1.0, args.seconds / 2), args.raw_batches, args.device
+        )
         stages = stage_breakdown(tracking_uri, args.series, args.formats)
         bodies = {n: payloads(n) for n in args.series}
         bin_dir = str(Path(sys.executable).parent)
@@ -650,7 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "URNN_VAR_DIR": str(work / "var"),
             "URNN_MODEL_POLL_SECONDS": "0",
             "URNN_TORCH_THREADS": "1",
-            "URNN_DEVICE": "cpu",
+            "URNN_DEVICE": args.device,
         }
         command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
         command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
@@ -674,9 +702,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # forecasts/s ten seconds apart), so (c) is measured again now and each figure is the
         # better of the two: the limit is what the raw model managed at its best.
         print("(c) raw batched forward, again ...", flush=True)
-        raw = best_of(
-            raw, raw_throughput(tracking_uri, max(1.0, args.seconds / 2), args.raw_batches)
+        again = raw_throughput(
+            tracking_uri, max(1.0, args.seconds / 2), args.raw_batches, args.device
         )
+        raw = best_of(raw, again)
         if not args.skip_mlflow:
             port = free_port()
             theirs = {**base_env, "MLFLOW_TRACKING_URI": tracking_uri}
