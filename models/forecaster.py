@@ -67,7 +67,7 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -169,6 +169,11 @@ class ForecasterConfig:
     # the decoder's input; the forecaster then needs the id of each window's channel
     # (`channel=` in forward; training.windows passes it). 0: no channel identity.
     n_channels: int = 0
+    # > 1: a deep ensemble (models.ensemble): this many members of this config, trained alone
+    # with seeds seed, seed + 1, ... (training.fit) and averaged quantile by quantile; one
+    # gap calibration on the average. K times the training and the forward. Trainable,
+    # windowed kinds only.
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         # JSON hands over lists; keep a tuple so the config stays hashable.
@@ -179,7 +184,7 @@ class ForecasterConfig:
         _choice("decoder", self.decoder, DECODERS)
         if self.hidden_size is None:
             object.__setattr__(self, "hidden_size", FORECASTERS[self.kind].DEFAULT_HIDDEN)
-        for name in ("lookback", "horizon", "hidden_size", "segment_length"):
+        for name in ("lookback", "horizon", "hidden_size", "segment_length", "ensemble"):
             _integer(name, getattr(self, name), minimum=1)
         if self.season_length is not None:
             _integer("season_length", self.season_length, minimum=1)
@@ -218,6 +223,12 @@ class ForecasterConfig:
             raise ForecasterConfigError(
                 f"decoder='pmf' applies to the recurrent kinds ({', '.join(able)}); "
                 f"got kind {self.kind!r}"
+            )
+        if self.ensemble > 1 and (not cls.TRAINABLE or cls.STREAMING):
+            able = [k for k, c in FORECASTERS.items() if c.TRAINABLE and not c.STREAMING]
+            raise ForecasterConfigError(
+                f"ensemble must be 1 for kind {self.kind!r} (parameter-free or streaming); "
+                f"kinds that can be ensembled: {', '.join(able)}"
             )
         if self.n_channels and self.decoder != "pmf":
             raise ForecasterConfigError(
@@ -260,6 +271,10 @@ class ForecasterConfig:
     @property
     def median_index(self) -> int:
         return self.quantiles.index(0.5)
+
+    def member_config(self) -> ForecasterConfig:
+        """The config of one member of an ensemble (this config with ensemble = 1)."""
+        return replace(self, ensemble=1)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -417,11 +432,16 @@ class Forecaster(nn.Module, ABC):
     # 64 on all four (val MSE -0.8, -0.9, -11, -4.5 %; docs/benchmarks.md). Kinds without
     # hidden units ignore it.
     DEFAULT_HIDDEN: ClassVar[int] = 128
+    # An ensemble of members of the config's kind (models.ensemble): built from configs with
+    # ensemble > 1, and only those.
+    ENSEMBLE: ClassVar[bool] = False
     gap_scale: Tensor
 
     def __init__(self, config: ForecasterConfig) -> None:
         super().__init__()
-        if type(self) is not FORECASTERS[config.kind]:
+        if (config.ensemble > 1) != self.ENSEMBLE or (
+            not self.ENSEMBLE and type(self) is not FORECASTERS[config.kind]
+        ):
             raise ForecasterConfigError(
                 f"{type(self).__name__} cannot be built from kind {config.kind!r}; "
                 "use build_forecaster(config)"
@@ -931,9 +951,14 @@ import models.streaming  # noqa: E402, F401
 
 
 def build_forecaster(config: ForecasterConfig | Mapping[str, Any]) -> Forecaster:
-    """A fresh forecaster (initialised from torch's global RNG) from a config or its dict."""
+    """A fresh forecaster (initialised from torch's global RNG) from a config or its dict;
+    with `ensemble` > 1, an ensemble of that many members (models.ensemble)."""
     if not isinstance(config, ForecasterConfig):
         config = ForecasterConfig.from_dict(config)
+    if config.ensemble > 1:
+        from models.ensemble import ensemble_class  # imports this module
+
+        return ensemble_class(FORECASTERS[config.kind])(config)
     return FORECASTERS[config.kind](config)
 
 

@@ -58,6 +58,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from models.ensemble import EnsembleForecaster
 from models.forecaster import (
     DECODERS,
     FORECASTERS,
@@ -336,7 +337,17 @@ def fit(
     trained: their quantile offsets are calibrated on the train windows, then scored on val.
     With `config.decoder_search` a recurrent kind is fitted once per decoder (`select_decoder`).
     """
-    if config.decoder_search and searches_decoder(model_config):
+    if model_config.ensemble > 1:
+        result = fit_ensemble(
+            model_config,
+            train,
+            val,
+            config,
+            on_epoch_end=on_epoch_end,
+            should_stop=should_stop,
+            progress=progress,
+        )
+    elif config.decoder_search and searches_decoder(model_config):
         result = select_decoder(
             model_config,
             train,
@@ -418,15 +429,100 @@ def select_decoder(
     return chosen
 
 
+def fit_ensemble(
+    model_config: ForecasterConfig,
+    train: WindowDataset,
+    val: WindowDataset,
+    config: FitConfig,
+    *,
+    on_epoch_end: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """`model_config.ensemble` members, each trained alone and early-stopped on val, member i
+    with seed `config.seed + i`; then the ensemble (models.ensemble) of their best epochs, its
+    intervals calibrated on val after averaging. Under `decoder_search` the first member
+    chooses the decoder and the others use it (one search, not one per member). Epoch records
+    carry "member<i>" (and the decoder candidate). A cancelled member ends the fit with the
+    members trained so far (none: the cancelled one alone)."""
+    member_config = model_config.member_config()
+    quiet = replace(config, calibrate_intervals=False)  # members' gaps stay at one
+    members: list[FitResult] = []
+    history: list[EpochRecord] = []
+    wall = 0.0
+    for i in range(model_config.ensemble):
+        seeded = replace(quiet, seed=config.seed + i)
+        hook = _tagged(on_epoch_end, f"member{i + 1}", nested=True)
+        if i == 0 and config.decoder_search and searches_decoder(member_config):
+            result = select_decoder(
+                member_config, train, val, seeded, on_epoch_end=hook, should_stop=should_stop,
+                progress=progress,
+            )  # fmt: skip
+            member_config = result.model.config
+        else:
+            seeded = replace(seeded, decoder_search=False)
+            result = _fit_one(member_config, train, val, seeded, hook, should_stop, progress)
+        wall += result.wall_seconds
+        history += [
+            replace(r, candidate=_nested_tag(f"member{i + 1}", r.candidate)) for r in result.history
+        ]
+        if result.stop_reason == "cancelled":
+            if not members:
+                result.history = history
+                return result
+            break
+        members.append(result)
+    first = members[0]
+    device = first.device
+    # The members' decoder (the first one's choice under decoder_search); as many members as
+    # were trained (fewer than asked when cancelled).
+    ensemble_config = replace(
+        model_config,
+        decoder=member_config.decoder,
+        n_channels=member_config.n_channels,
+        ensemble=len(members),
+    )
+    model = first.model
+    if len(members) > 1:
+        ensemble = build_forecaster(ensemble_config).to(device)
+        assert isinstance(ensemble, EnsembleForecaster)
+        for slot, member in zip(ensemble.members, members, strict=True):
+            slot.load_state_dict(member.model.state_dict())
+        model = ensemble
+    model.eval()
+    start = time.perf_counter()
+    if config.calibrate_intervals and len(val) > 0 and len(model.config.quantiles) > 1:
+        calibrate_intervals(model, val, batch_size=config.eval_batch_size, device=device)
+    scores = evaluate(model, val, config, device) if len(val) > 0 else {config.monitor: math.nan}
+    return FitResult(
+        model=model,
+        history=history,
+        best_epoch=first.best_epoch,
+        best_score=scores[config.monitor],
+        stop_reason="cancelled" if len(members) < model_config.ensemble else first.stop_reason,
+        wall_seconds=wall + time.perf_counter() - start,
+        n_params=count_parameters(model),
+        device=device,
+        decoder_scores=first.decoder_scores,
+    )
+
+
+def _nested_tag(outer: str, inner: str | None) -> str:
+    return f"{outer}/{inner}" if inner else outer
+
+
 def _tagged(
-    on_epoch_end: Callable[[EpochRecord], None] | None, candidate: str
+    on_epoch_end: Callable[[EpochRecord], None] | None, candidate: str, *, nested: bool = False
 ) -> Callable[[EpochRecord], None] | None:
+    """The hook with `candidate` set on every record; `nested`: prefixed to the record's own
+    candidate ("member1/pmf") instead of replacing it."""
     if on_epoch_end is None:
         return None
     forward = on_epoch_end
 
     def tagged(record: EpochRecord) -> None:
-        forward(replace(record, candidate=candidate))
+        name = _nested_tag(candidate, record.candidate) if nested else candidate
+        forward(replace(record, candidate=name))
 
     return tagged
 
