@@ -265,3 +265,41 @@ def test_train_a_streaming_model_whose_pyfunc_reads_the_whole_history(
 
     code, _, err = run_cli([*argv, "--nproc", "2"], settings, capsys)
     assert code == 2 and "urnn-stream trains in one process" in err
+
+
+def test_train_an_ensemble_that_registers_and_predicts_in_a_fresh_load(
+    csv: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    restore_threads: None,
+) -> None:
+    """`--ensemble 2`: two members trained, one registered model whose pyfunc averages them;
+    the members' curves are logged apart (member1/..., member2/...)."""
+    import mlflow
+    import pandas as pd
+
+    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--ensemble", "2"]
+    code, out, err = run_cli([*argv, "--registered-name", "ens"], settings, capsys)
+    assert code == 0, err
+    assert "registered ens version 1 (alias challenger)" in out
+    mlflow.set_tracking_uri(settings.resolved_tracking_uri())
+    client = mlflow.MlflowClient()
+    version = client.get_model_version("ens", "1")
+    metrics = client.get_run(str(version.run_id)).data.metrics
+    assert any(k.startswith("member1/") for k in metrics), sorted(metrics)
+    assert any(k.startswith("member2/") for k in metrics), sorted(metrics)
+    model = mlflow.pyfunc.load_model("models:/ens/1")
+    frame = seasonal_frame(600)
+    request = pd.DataFrame(
+        {"id": ["a"], "start": [str(frame.index[-48])], "values": [frame["y"].iloc[-48:].tolist()]}
+    )
+    answer = model.predict(request)
+    assert len(answer) == 12 and answer["mean"].notna().all()
+
+
+def test_ensemble_option_reaches_the_model_config(csv: Path) -> None:
+    parser = cli.build_parser()
+    base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]
+    assert cli._train_config(parser.parse_args([*base, "--ensemble", "3"])).model.ensemble == 3
+    assert cli._train_config(parser.parse_args(base)).model.ensemble == 1

@@ -80,6 +80,8 @@ def default_decoder(kind: ForecasterKind) -> DecoderChoice:
 
 
 RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "urnn-stream")
+# The trained windowed kinds of the run: what `ensemble` applies to.
+ENSEMBLE_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "linear")
 
 # Data folders tried in order when none is given: the full shared copy (all four files), then
 # the one bundled with the repository (ETTh1 only). Relative to the repository root.
@@ -243,6 +245,9 @@ class EttBenchmarkConfig:
     # channels in M, 1 in S).
     decoder: DecoderChoice | None = None
     channel_embedding: bool = False
+    # Members per trained model (urnn, lstm, linear), seeds seed .. seed + K - 1, quantiles
+    # averaged (models.ensemble); every trained model of the run gets the same K.
+    ensemble: int = 1
     # urnn-stream only: its training crops (training.fit.FitConfig's stream_* fields).
     stream_crop_length: int = FitConfig.stream_crop_length
     stream_batch_crops: int = FitConfig.stream_batch_crops
@@ -257,6 +262,8 @@ class EttBenchmarkConfig:
         check_names("datasets", self.datasets, DATASETS, EttBenchmarkError)
         check_names("models", self.models, MODELS + OPTIONAL_MODELS, EttBenchmarkError)
         check_horizons(self.horizons, EttBenchmarkError)
+        if self.ensemble < 1:
+            raise EttBenchmarkError(f"ensemble must be >= 1; got {self.ensemble}")
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
         if self.decoder is not None and self.decoder not in DECODER_CHOICES:
@@ -331,6 +338,7 @@ class EttBenchmarkConfig:
             linear_skip=self.linear_skip and kind in ("urnn", "lstm"),
             decoder=self._model_decoder(kind, horizon),
             n_channels=self.n_channels if kind in ("urnn", "lstm") else 0,
+            ensemble=self.ensemble if kind in ENSEMBLE_KINDS else 1,
         )
 
     def _model_decoder(self, kind: ForecasterKind, horizon: int) -> Decoder:
@@ -514,7 +522,7 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
             + "). Published: test MSE."
         )
         lines.append("")
-        header = ["H", *(f"{m} (ours)" for m in models)]
+        header = ["H", *(f"{m} (ours{_ensemble_note(m, config)})" for m in models)]
         for table in anchors:
             suffix = f" (L={table.lookback})" if config.setting == "M" else ""
             header += [f"{name}{suffix}" for name in table.mse]
@@ -560,6 +568,12 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
             )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _ensemble_note(kind: str, config: EttBenchmarkConfig) -> str:
+    if config.ensemble > 1 and kind in ENSEMBLE_KINDS:
+        return f", ensemble of {config.ensemble}"
+    return ""
 
 
 def results_json(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> dict[str, Any]:

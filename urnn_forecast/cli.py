@@ -392,6 +392,13 @@ def _add_train_parser(commands: Any) -> None:
         ("--epochs", "N", "maximum training epochs (early stopping may end sooner); default 100"),
         ("--batch-size", "N", "training windows per batch; default 64"),
         ("--train-stride", "N", "rows between training windows; default 1"),
+        (
+            "--ensemble",
+            "K",
+            "train K members with seeds seed .. seed + K - 1 and serve their averaged "
+            "quantiles (a deep ensemble: K times the training and forecasting cost); "
+            "default 1",
+        ),
     ):
         model.add_argument(flag, type=_positive_int, default=None, metavar=meta, help=text)
     model.add_argument(
@@ -645,6 +652,14 @@ def _add_ett_parser(suites: Any) -> None:
     )
     ett.add_argument("--seed", type=int, default=0, help="random seed; default 0")
     ett.add_argument(
+        "--ensemble",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="members per trained model (urnn, lstm, linear): K seeds from --seed, quantiles "
+        "averaged (K times the training time); default 1",
+    )
+    ett.add_argument(
         "--decoder",
         choices=DECODER_CHOICES,
         default=None,
@@ -701,6 +716,7 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
                 device=args.device,
                 split=args.split,
                 decoder=args.decoder,
+                ensemble=args.ensemble,
             )
         except EttBenchmarkError as error:
             raise UsageError(str(error)) from None
@@ -1176,6 +1192,7 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("horizon", "horizon"),
         ("hidden_size", "hidden_size"),
         ("segment_length", "segment_length"),
+        ("ensemble", "ensemble"),
     ):
         if getattr(args, option) is not None:
             model[key] = getattr(args, option)
