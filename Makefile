@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck check bench bench-serve bench-loop bench-stream clean
+.PHONY: setup demo test test-gpu lint typecheck check bench bench-serve bench-loop bench-stream clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ typecheck: $(STAMP)
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest
+
+# On a machine with a CUDA GPU (torch with CUDA: TORCH_SPEC, see README): the tests marked gpu
+# (CUDA against CPU numbers, training and serving on cuda). `make test` skips them without one.
+test-gpu: $(STAMP)
+	$(BIN)/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: no CUDA device visible to torch')"
+	$(BIN)/python -m pytest -m gpu
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.recurrence
