@@ -283,6 +283,7 @@ def test_train_an_ensemble_that_registers_and_predicts_in_a_fresh_load(
     code, out, err = run_cli([*argv, "--registered-name", "ens"], settings, capsys)
     assert code == 0, err
     assert "registered ens version 1 (alias challenger)" in out
+    assert "an ensemble of 2 members" in out
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     client = mlflow.MlflowClient()
     version = client.get_model_version("ens", "1")

@@ -136,6 +136,7 @@ class TrainResult:
     # Under decoder_search: each decoder's best val score; the model's decoder is the lowest's
     decoder_scores: Mapping[str, float] = field(default_factory=dict)
     decoder: str = ""  # the trained model's decoder ("" for kinds without one)
+    ensemble: int = 1  # members of the trained model (models.ensemble); 1: a single model
     mase_season: str = ""  # "<rows> rows (<why>)": the seasonal naive scale of the MASE
 
 
@@ -328,6 +329,7 @@ def train_pipeline(
         epochs=len(fitted.history),
         decoder_scores=dict(fitted.decoder_scores),
         decoder=model_config.decoder if searches_decoder(model_config) else "",
+        ensemble=model_config.ensemble,
         mase_season=season.describe(),
         tables={
             "overall": result.tables.overall,

@@ -1339,7 +1339,13 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         print("\nBacktest (test span, original units):")
         print(result.tables["overall"].to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"MASE scaled by the seasonal naive forecast of {result.mase_season}")
-    print(f"\nrun {result.run_id}: {result.epochs} epoch(s), best epoch {result.best_epoch}")
+    if result.ensemble > 1:
+        print(
+            f"\nrun {result.run_id}: an ensemble of {result.ensemble} members, "
+            f"{result.epochs} epoch(s) in all (member 1's best epoch {result.best_epoch})"
+        )
+    else:
+        print(f"\nrun {result.run_id}: {result.epochs} epoch(s), best epoch {result.best_epoch}")
     if result.decoder_scores:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in result.decoder_scores.items())
         print(f"decoder {result.decoder}, chosen on validation (best val score of each: {scores})")
