@@ -33,7 +33,13 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from models.forecaster import Decoder, ForecasterConfig, ForecasterKind, Normalisation
+from models.forecaster import (
+    FORECASTERS,
+    Decoder,
+    ForecasterConfig,
+    ForecasterKind,
+    Normalisation,
+)
 from training.backtest import BacktestConfig, backtest
 from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_data
@@ -248,6 +254,10 @@ class EttBenchmarkConfig:
     # Members per trained model (urnn, lstm, linear), seeds seed .. seed + K - 1, quantiles
     # averaged (models.ensemble); every trained model of the run gets the same K.
     ensemble: int = 1
+    # Each trained model is fitted and scored this many times, repeat r with seed
+    # seed + r * ensemble (so no two repeats share a member's seed); the table shows the mean
+    # and the range of the test MSE. The parameter-free baselines run once.
+    repeats: int = 1
     # urnn-stream only: its training crops (training.fit.FitConfig's stream_* fields).
     stream_crop_length: int = FitConfig.stream_crop_length
     stream_batch_crops: int = FitConfig.stream_batch_crops
@@ -262,8 +272,9 @@ class EttBenchmarkConfig:
         check_names("datasets", self.datasets, DATASETS, EttBenchmarkError)
         check_names("models", self.models, MODELS + OPTIONAL_MODELS, EttBenchmarkError)
         check_horizons(self.horizons, EttBenchmarkError)
-        if self.ensemble < 1:
-            raise EttBenchmarkError(f"ensemble must be >= 1; got {self.ensemble}")
+        for name in ("ensemble", "repeats"):
+            if getattr(self, name) < 1:
+                raise EttBenchmarkError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
         if self.decoder is not None and self.decoder not in DECODER_CHOICES:
@@ -317,6 +328,12 @@ class EttBenchmarkConfig:
             stream_batches_per_epoch=self.stream_batches_per_epoch,
             stream_lr_scale=self.stream_lr_scale,
         )
+
+    def seeds_for(self, kind: ForecasterKind) -> tuple[int, ...]:
+        """The seeds `kind` is fitted with: one per repeat for the trained kinds."""
+        if not FORECASTERS[kind].TRAINABLE:
+            return (self.seed,)
+        return tuple(self.seed + r * self.ensemble for r in range(self.repeats))
 
     def fit_config_for(self, kind: ForecasterKind, horizon: int) -> FitConfig:
         """fit_config() with decoder_search where `kind`'s decoder resolves to "auto"."""
@@ -384,6 +401,7 @@ class EttRow:
     decoder: str = ""  # the recurrent models' decoder ("" for the others)
     # Under decoder "auto": each candidate decoder's best val score (the row's is the lowest)
     decoder_val_scores: dict[str, float] = field(default_factory=dict)
+    seed: int = 0  # the fit's seed (an ensemble's first member's)
 
 
 def rows_per_day(freq: str) -> int:
@@ -450,7 +468,7 @@ def run_ett_benchmark(
     for dataset, path in paths.items():
         data = load_ett(path, config.setting, lookback + max(config.horizons))
         for horizon in config.horizons:
-            for kind in config.models:
+            for kind, seed in ((k, s) for k in config.models for s in config.seeds_for(k)):
                 model = config.model_config(kind, horizon, data.freq)
                 bt = BacktestConfig(
                     n_windows=None,
@@ -460,7 +478,8 @@ def run_ett_benchmark(
                     season_length=rows_per_day(data.freq),
                 )
                 start = time.perf_counter()
-                result = backtest(data, split, model, config.fit_config_for(kind, horizon), bt)
+                fit_config = replace(config.fit_config_for(kind, horizon), seed=seed)
+                result = backtest(data, split, model, fit_config, bt)
                 wall = time.perf_counter() - start
                 fitted = result.fits[0]
                 overall = result.tables.overall.iloc[0]
@@ -481,6 +500,7 @@ def run_ett_benchmark(
                     coverage_80=float(overall.get(coverage_column(0.1, 0.9), float("nan"))),
                     decoder=fitted.model.config.decoder if searches_decoder(model) else "",
                     decoder_val_scores=dict(fitted.decoder_scores),
+                    seed=seed,
                 )
                 rows.append(row)
                 if on_row is not None:
@@ -510,7 +530,9 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
         models = list(dict.fromkeys(r.model for r in own))
         horizons = list(dict.fromkeys(r.horizon for r in own))
         anchors = ANCHORS.get((dataset, config.setting), ())
-        by_key = {(r.horizon, r.model): r for r in own}
+        by_key: dict[tuple[int, str], list[EttRow]] = {}
+        for r in own:
+            by_key.setdefault((r.horizon, r.model), []).append(r)
         lines.append(
             f"### {dataset}, setting {config.setting}, look-back {config.resolved_lookback}"
         )
@@ -531,8 +553,7 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
         for horizon in horizons:
             cells = [str(horizon)]
             for m in models:
-                r = by_key.get((horizon, m))
-                cells.append("-" if r is None else f"{_fmt(r.mse)} / {_fmt(r.mae)}")
+                cells.append(_cell(by_key.get((horizon, m), [])))
             for table in anchors:
                 for values in table.mse.values():
                     v = values.get(horizon)
@@ -543,13 +564,18 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
             lines += [f"- {source}" for source in dict.fromkeys(t.source for t in anchors)]
         else:
             lines.append(f"- no published rows for {dataset}, setting {config.setting}")
+        if config.repeats > 1:
+            lines.append(
+                f"- trained models: the mean over {config.repeats} fits (seeds "
+                f"{', '.join(map(str, config.seeds_for('urnn')))}), [lowest - highest] test MSE"
+            )
         epochs = ", ".join(
-            f"{r.model} H={r.horizon}: {r.epochs} ep (best {r.best_epoch}), {r.wall_seconds:.0f} s"
+            f"{_label(r, config)}: {r.epochs} ep (best {r.best_epoch}), {r.wall_seconds:.0f} s"
             for r in own
         )
         lines.append(f"- epochs and wall time: {epochs}")
         searched = ", ".join(
-            f"{r.model} H={r.horizon}: {r.decoder} ("
+            f"{_label(r, config)}: {r.decoder} ("
             + ", ".join(f"{k} {v:.4f}" for k, v in r.decoder_val_scores.items())
             + ")"
             for r in own
@@ -558,9 +584,7 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
         if searched:
             lines.append(f"- decoder chosen on val (each candidate's best val score): {searched}")
         covered = ", ".join(
-            f"{r.model} H={r.horizon}: {r.coverage_80:.2f}"
-            for r in own
-            if math.isfinite(r.coverage_80)
+            f"{_label(r, config)}: {r.coverage_80:.2f}" for r in own if math.isfinite(r.coverage_80)
         )
         if covered:
             lines.append(
@@ -568,6 +592,25 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
             )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _cell(rows: Sequence[EttRow]) -> str:
+    """MSE / MAE of one (horizon, model): the mean over its fits, and the MSE's range when
+    there are several."""
+    if not rows:
+        return "-"
+    mse = sum(r.mse for r in rows) / len(rows)
+    mae = sum(r.mae for r in rows) / len(rows)
+    text = f"{_fmt(mse)} / {_fmt(mae)}"
+    if len(rows) > 1:
+        low, high = min(r.mse for r in rows), max(r.mse for r in rows)
+        text += f" [{_fmt(low)} - {_fmt(high)}]"
+    return text
+
+
+def _label(row: EttRow, config: EttBenchmarkConfig) -> str:
+    seed = f" seed {row.seed}" if config.repeats > 1 else ""
+    return f"{row.model} H={row.horizon}{seed}"
 
 
 def _ensemble_note(kind: str, config: EttBenchmarkConfig) -> str:
@@ -586,7 +629,30 @@ def results_json(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> dict[str
             "test_stride": 1,
         },
         "rows": [asdict(r) for r in rows],
+        "summary": summary_rows(rows),
     }
+
+
+def summary_rows(rows: Sequence[EttRow]) -> list[dict[str, Any]]:
+    """One row per (dataset, setting, horizon, model): mean MSE and MAE over its fits (the
+    seeds of `repeats`), the MSE's range, the seeds."""
+    groups: dict[tuple[str, str, int, str], list[EttRow]] = {}
+    for r in rows:
+        groups.setdefault((r.dataset, r.setting, r.horizon, r.model), []).append(r)
+    return [
+        {
+            "dataset": dataset,
+            "setting": setting,
+            "horizon": horizon,
+            "model": model,
+            "mse": sum(r.mse for r in group) / len(group),
+            "mae": sum(r.mae for r in group) / len(group),
+            "mse_min": min(r.mse for r in group),
+            "mse_max": max(r.mse for r in group),
+            "seeds": [r.seed for r in group],
+        }
+        for (dataset, setting, horizon, model), group in groups.items()
+    ]
 
 
 def write_results(

@@ -660,6 +660,14 @@ def _add_ett_parser(suites: Any) -> None:
         "averaged (K times the training time); default 1",
     )
     ett.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=1,
+        metavar="R",
+        help="fit and score each trained model R times (repeat r: seed --seed + r x "
+        "--ensemble); the table shows the mean and the range of the test MSE; default 1",
+    )
+    ett.add_argument(
         "--decoder",
         choices=DECODER_CHOICES,
         default=None,
@@ -717,14 +725,17 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
                 split=args.split,
                 decoder=args.decoder,
                 ensemble=args.ensemble,
+                repeats=args.repeats,
             )
         except EttBenchmarkError as error:
             raise UsageError(str(error)) from None
 
         def report(row: EttRow) -> None:
+            seed = f" seed {row.seed}" if config.repeats > 1 else ""
             print(
-                f"{row.dataset} {row.setting} H={row.horizon} {row.model}: mse {row.mse:.4f} "
-                f"mae {row.mae:.4f} ({row.epochs} epoch(s), {row.wall_seconds:.1f} s)",
+                f"{row.dataset} {row.setting} H={row.horizon} {row.model}{seed}: mse "
+                f"{row.mse:.4f} mae {row.mae:.4f} ({row.epochs} epoch(s), "
+                f"{row.wall_seconds:.1f} s)",
                 flush=True,
             )
 

@@ -219,6 +219,34 @@ def test_cli_decoder_option_reaches_the_recurrent_model(
     assert [r["model"] for r in payload["rows"]] == ["urnn"]
 
 
+def test_cli_repeats_fit_trained_models_per_seed_and_report_mean_and_range(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "out"
+    argv = [*TINY, "--data-dir", str(data_dir), "--output", str(out_dir)]
+    argv += ["--models", "linear,repeat_last", "--repeats", "3", "--ensemble", "2", "--seed", "4"]
+    code, out, err = run_cli(argv, tmp_path, capsys)
+    assert code == 0, err
+    payload = json.loads((out_dir / "results.json").read_text())
+    # repeat r seeds 4 + 2r: the members of two repeats never share a seed
+    assert [(r["model"], r["seed"]) for r in payload["rows"]] == [
+        ("linear", 4), ("linear", 6), ("linear", 8), ("repeat_last", 4)
+    ]  # fmt: skip
+    linear = [r for r in payload["rows"] if r["model"] == "linear"]
+    assert len({r["mse"] for r in linear}) == 3  # three different fits
+    summary = {r["model"]: r for r in payload["summary"]}
+    mean = sum(r["mse"] for r in linear) / 3
+    assert summary["linear"]["mse"] == pytest.approx(mean)
+    assert summary["linear"]["mse_min"] == min(r["mse"] for r in linear)
+    assert summary["linear"]["seeds"] == [4, 6, 8] and summary["repeat_last"]["seeds"] == [4]
+    markdown = (out_dir / "results.md").read_text()
+    low, high = (min(r["mse"] for r in linear), max(r["mse"] for r in linear))
+    assert f"[{low:.3f} - {high:.3f}]" in markdown
+    assert "linear (ours, ensemble of 2)" in markdown and "repeat_last (ours)" in markdown
+    assert "the mean over 3 fits (seeds 4, 6, 8)" in markdown
+    assert "linear seed 6:" in out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
