@@ -6,9 +6,9 @@
 
 Why: members that differ only in their random seed (initialisation, shuffling, dropout) make
 errors that partly cancel. On the ETT validation splits five uRNN members lowered val MSE by
-1.2 % (ETTh1, H = 336) and 1.5 % (ETTh2, H = 336) against the seed-0 model alone
-(docs/benchmarks.md), at five times the training and forward cost, which is why `ensemble`
-defaults to 1.
+1.2 % (ETTh1, H = 336) and 1.5 % (ETTh2, H = 336) against the seed-0 model alone, though on
+ETT's test months they gained no benchmark target (docs/benchmarks.md, fifth run); at five
+times the training and forward cost, which is why `ensemble` defaults to 1.
 
 How: averaging quantiles across members (Vincentisation; Lichtendahl, Grushka-Cockayne &
 Winkler, "Is It Better to Average Probabilities or Quantiles?", Management Science 2013) keeps
