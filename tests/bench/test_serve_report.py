@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bench.serve import Cell, payloads, report
+import pytest
+import torch
+
+from bench.serve import Cell, device_name, parse_args, payloads, report
 
 
 def _cell(server: str, body: str, series: int, conc: int, requests: int) -> Cell:
@@ -69,3 +72,18 @@ def test_c_is_the_better_of_its_two_measurements() -> None:
         "eager": {16: 11.0, 256: 30.0},
         "traced": {16: 12.0, 256: 28.0},
     }
+
+
+def test_the_report_names_the_device_and_cuda_is_refused_without_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse_args([]).device == "cpu"
+    if torch.cuda.is_available():
+        assert parse_args(["--device", "cuda"]).device == "cuda"
+        assert device_name("cuda").startswith("cuda (")
+    else:
+        with pytest.raises(SystemExit) as stopped:
+            parse_args(["--device", "cuda"])
+        assert stopped.value.code == 2
+        assert "cuda is not available here" in capsys.readouterr().err
+    assert device_name("cpu") == "cpu"
