@@ -86,8 +86,6 @@ def default_decoder(kind: ForecasterKind) -> DecoderChoice:
 
 
 RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "urnn-stream")
-# The trained windowed kinds of the run: what `ensemble` applies to.
-ENSEMBLE_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "linear")
 
 # Data folders tried in order when none is given: the full shared copy (all four files), then
 # the one bundled with the repository (ETTh1 only). Relative to the repository root.
@@ -329,11 +327,19 @@ class EttBenchmarkConfig:
             stream_lr_scale=self.stream_lr_scale,
         )
 
+    def members_for(self, kind: str) -> int:
+        """`ensemble` for the kinds that can be ensembled (trained, windowed), else 1."""
+        cls = FORECASTERS[kind]
+        return self.ensemble if cls.TRAINABLE and not cls.STREAMING else 1
+
+    @property
+    def repeat_seeds(self) -> tuple[int, ...]:
+        """The first seed of each repeat, spaced so that no two repeats share a member's."""
+        return tuple(self.seed + r * self.ensemble for r in range(self.repeats))
+
     def seeds_for(self, kind: ForecasterKind) -> tuple[int, ...]:
         """The seeds `kind` is fitted with: one per repeat for the trained kinds."""
-        if not FORECASTERS[kind].TRAINABLE:
-            return (self.seed,)
-        return tuple(self.seed + r * self.ensemble for r in range(self.repeats))
+        return self.repeat_seeds if FORECASTERS[kind].TRAINABLE else (self.seed,)
 
     def fit_config_for(self, kind: ForecasterKind, horizon: int) -> FitConfig:
         """fit_config() with decoder_search where `kind`'s decoder resolves to "auto"."""
@@ -355,7 +361,7 @@ class EttBenchmarkConfig:
             linear_skip=self.linear_skip and kind in ("urnn", "lstm"),
             decoder=self._model_decoder(kind, horizon),
             n_channels=self.n_channels if kind in ("urnn", "lstm") else 0,
-            ensemble=self.ensemble if kind in ENSEMBLE_KINDS else 1,
+            ensemble=self.members_for(kind),
         )
 
     def _model_decoder(self, kind: ForecasterKind, horizon: int) -> Decoder:
@@ -567,7 +573,7 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
         if config.repeats > 1:
             lines.append(
                 f"- trained models: the mean over {config.repeats} fits (seeds "
-                f"{', '.join(map(str, config.seeds_for('urnn')))}), [lowest - highest] test MSE"
+                f"{', '.join(map(str, config.repeat_seeds))}), [lowest - highest] test MSE"
             )
         epochs = ", ".join(
             f"{_label(r, config)}: {r.epochs} ep (best {r.best_epoch}), {r.wall_seconds:.0f} s"
@@ -614,7 +620,7 @@ def _label(row: EttRow, config: EttBenchmarkConfig) -> str:
 
 
 def _ensemble_note(kind: str, config: EttBenchmarkConfig) -> str:
-    if config.ensemble > 1 and kind in ENSEMBLE_KINDS:
+    if config.members_for(kind) > 1:
         return f", ensemble of {config.ensemble}"
     return ""
 
