@@ -491,8 +491,7 @@ def fit_ensemble(
         model = ensemble
     model.eval()
     start = time.perf_counter()
-    if config.calibrate_intervals and len(val) > 0 and len(model.config.quantiles) > 1:
-        calibrate_intervals(model, val, batch_size=config.eval_batch_size, device=device)
+    _calibrate_if_asked(model, val, config, device)
     scores = evaluate(model, val, config, device) if len(val) > 0 else {config.monitor: math.nan}
     return FitResult(
         model=model,
@@ -505,6 +504,14 @@ def fit_ensemble(
         device=device,
         decoder_scores=first.decoder_scores,
     )
+
+
+def _calibrate_if_asked(
+    model: Forecaster, val: WindowDataset, config: FitConfig, device: str
+) -> None:
+    """The interval calibration of a finished fit, when asked for and possible."""
+    if config.calibrate_intervals and len(val) > 0 and len(model.config.quantiles) > 1:
+        calibrate_intervals(model, val, batch_size=config.eval_batch_size, device=device)
 
 
 def _nested_tag(outer: str, inner: str | None) -> str:
@@ -557,8 +564,7 @@ def _fit_one(
     else:
         _train(model, train, val, config, result, on_epoch_end, should_stop, progress)
     model.eval()
-    if config.calibrate_intervals and len(val) > 0 and len(model.config.quantiles) > 1:
-        calibrate_intervals(model, val, batch_size=config.eval_batch_size, device=device)
+    _calibrate_if_asked(model, val, config, device)
     result.wall_seconds = time.perf_counter() - start
     return result
 
