@@ -83,8 +83,14 @@ def train_executor(settings: Settings) -> Executor:
             f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
             f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
         )
+        def log_data_report(lines: list[str]) -> None:
+            for line in lines:
+                context.log(f"data: {line}")
+
         try:
-            result = train_pipeline(config, settings, should_stop=context.should_stop)
+            result = train_pipeline(
+                config, settings, should_stop=context.should_stop, on_data_report=log_data_report
+            )
         except TrainingCancelledError as error:
             raise JobInterruptedError(str(error)) from None
         context.log(f"run {result.run_id}: {result.epochs} epoch(s), best {result.best_epoch}")

@@ -197,11 +197,16 @@ def test_train_then_backtest_end_to_end(
     assert "mae" in out
     # hourly data: the daily season, said beside the table
     assert "MASE scaled by the seasonal naive forecast of 24 rows (one season of" in out
+    # the loader's decisions come before the fit's output, not only in the run's artifacts
+    assert out.index("Data:") < out.index("Backtest (test span")
+    assert "plant.csv: read 600 rows" in out
+    assert "MASE season: 24 rows" in out
 
     code, out, err = run_cli(
         ["backtest", "--data", str(csv), "--output", str(tmp_path / "bt")], settings, capsys
     )
     assert code == 0, err
+    assert "Data:\n  plant.csv: using column 'timestamp'" in out
     assert "Backtest of models:/urnn-forecaster@champion" in out
     assert "By horizon step:" in out
     assert (tmp_path / "bt" / "by_step.csv").exists()

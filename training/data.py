@@ -227,6 +227,33 @@ class LoadedData:
     def report_lines(self) -> list[str]:
         return [d.message for d in self.report]
 
+    def brief_report_lines(self, max_series: int = 10) -> list[str]:
+        """The report as a terminal should show it. A file of 100 engines makes 200 routine
+        "ready" lines that would bury the decisions that matter, so past `max_series` series
+        the per-series decisions that changed something are kept (up to `max_series` of them,
+        then a count) and the routine lines become one line of totals; `report_lines` keeps
+        every line for the run's data_report.txt."""
+        files = [Path(part).name for part in self.source.split(", ")]  # merged files: several
+        subjects = {d.subject for d in self.report} - set(files)
+        if len(subjects) <= max_series:
+            return self.report_lines()
+        lines = [d.message for d in self.report if d.subject in files]
+        notable = [d.message for d in self.report if d.subject not in files and d.step != "summary"]
+        lines += notable[:max_series]
+        if len(notable) > max_series:
+            lines.append(f"... and {len(notable) - max_series:,} more decisions on single series")
+        rows = [len(frame) for frame in self.series.values()]
+        filled = sum(int(mask.to_numpy().sum()) for mask in self.filled.values())
+        values = sum(frame.size for frame in self.series.values())
+        if rows:
+            lines.append(
+                f"{', '.join(files)}: {len(rows):,} series ready at {self.freq!r}: "
+                f"{sum(rows):,} rows in all, {min(rows):,} to {max(rows):,} each; {filled:,} of "
+                f"{values:,} values filled ({100 * filled / values:.3f}%); every series' lines "
+                "are in the full report (data_report.txt)"
+            )
+        return lines
+
 
 def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     """Read `path` and return its series cleaned by the policies in `config`.

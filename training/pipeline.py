@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -169,10 +170,13 @@ def train_pipeline(
     settings: Settings,
     *,
     should_stop: Callable[[], bool] | None = None,
+    on_data_report: Callable[[list[str]], None] | None = None,
 ) -> TrainResult:
     """Run the whole pipeline. `should_stop` (job cancellation) is polled before every training
     batch; when it answers True the pipeline raises TrainingCancelledError instead of backtesting
-    and registering (the MLflow run ends as failed)."""
+    and registering (the MLflow run ends as failed). `on_data_report` receives the loader's
+    decisions in brief (sorting, duplicates, filled gaps, the MASE season) once the data is ready,
+    so a command can show them before a long fit rather than only in the run's artifacts."""
     import mlflow
 
     def check_cancelled(where: str) -> None:
@@ -182,6 +186,10 @@ def train_pipeline(
     check_cancelled("before loading the data")
     load, data, model_config, split_config, splits, scaler, sets, season = _prepare(config)
     backtest_config = config.backtest_config(season.rows)
+    mase_line = f"MASE season: {season.describe()}"
+    data_report = [*data.report_lines(), mase_line]
+    if on_data_report is not None:
+        on_data_report([*data.brief_report_lines(), mase_line])
 
     ranks = distributed.active()
     if ranks is not None and FORECASTERS[model_config.kind].STREAMING:
@@ -275,8 +283,7 @@ def train_pipeline(
                 {f"backtest_{k}": v for k, v in scores.items() if math.isfinite(v)}, run_id=run_id
             )
             _write_tables(result, out / "metrics")
-            report = [*data.report_lines(), f"MASE season: {season.describe()}"]
-            (out / "data_report.txt").write_text("\n".join(report) + "\n")
+            (out / "data_report.txt").write_text("\n".join(data_report) + "\n")
             mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
             mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
             mlflow.log_artifact(str(out / "data_report.txt"), run_id=run_id)
@@ -482,9 +489,16 @@ def _dataset(path: str, data: LoadedData) -> Any:
     frames = [
         frame.reset_index().assign(series_id=series_id) for series_id, frame in data.series.items()
     ]
-    return from_pandas(
-        pd.concat(frames, ignore_index=True),
-        source=str(Path(path).resolve()),
-        name=Path(path).name,
-        targets=data.target,
-    )
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source class twice (schemes "" and "file") and warns
+        # that a local path matches both; either reading is the same class, so the warning only
+        # adds noise to every `urnn train`.
+        warnings.filterwarnings(
+            "ignore", message="The specified dataset source can be interpreted in multiple ways"
+        )
+        return from_pandas(
+            pd.concat(frames, ignore_index=True),
+            source=str(Path(path).resolve()),
+            name=Path(path).name,
+            targets=data.target,
+        )

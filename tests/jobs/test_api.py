@@ -189,6 +189,8 @@ def test_a_retraining_job_from_the_api_alone_is_trained_registered_and_served(
             True,
         )
         assert "registered urnn-forecaster version 1" in job["log_tail"]
+        assert f"data: {ett_csv.name}: read " in job["log_tail"]  # the loader's decisions
+        assert "data: MASE season: 24 rows" in job["log_tail"]
         reloaded = client.post("/model/reload", headers=KEY)
         assert reloaded.status_code == 200, reloaded.text
         served = client.get("/model").json()

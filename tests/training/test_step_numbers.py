@@ -20,10 +20,10 @@ from urnn_forecast.settings import Settings
 CMAPSS = SHARED_DATA / "CMAPSS" / "train_FD001.txt"
 
 
-def engines_csv(path: Path, cycles: int = 150, missing: int = 40) -> Path:
-    """Two engines as C-MAPSS lays them out (unit, cycle, sensor); engine 2 lacks one cycle."""
+def engines_csv(path: Path, cycles: int = 150, missing: int = 40, engines: int = 2) -> Path:
+    """Engines as C-MAPSS lays them out (unit, cycle, sensor); engine 2 lacks one cycle."""
     rows = []
-    for unit in (1, 2):
+    for unit in range(1, engines + 1):
         for cycle in range(1, cycles + 1):
             if unit == 2 and cycle == missing:
                 continue
@@ -59,6 +59,23 @@ def test_step_k_is_the_origin_plus_k_steps_and_the_gap_is_filled_and_reported(
     assert (
         "read column 'cycle' as step numbers 1..150: step k is 2000-01-01 00:00:00 + k x D" in lines
     )
+
+
+def test_the_brief_report_keeps_what_changed_and_sums_up_the_routine_lines(
+    tmp_path: Path,
+) -> None:
+    data = load_data(engines_csv(tmp_path / "engines.csv", engines=12), config())
+    full, brief = data.report_lines(), data.brief_report_lines(max_series=10)
+    assert sum("ready:" in line for line in full) == 12
+    assert not any(": ready:" in line for line in brief)
+    assert any(line.startswith("2: filled 1 missing value") for line in brief)  # the decision
+    assert brief[-1].startswith(
+        "engines.csv: 12 series ready at 'D': 1,800 rows in all, 150 to 150 each; 1 of 1,800 "
+        "values filled (0.056%)"
+    )
+    # a few series: every line, as in the full report
+    few = load_data(engines_csv(tmp_path / "two.csv"), config())
+    assert few.brief_report_lines() == few.report_lines()
 
 
 @pytest.mark.parametrize(
