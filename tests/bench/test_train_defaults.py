@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from bench import train_defaults
@@ -25,12 +26,13 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (
             ["--datasets", "weather"],
-            "unknown data set(s) ['weather']; known: taylor, bike, pjmw, ettm2",
+            "unknown data set(s) ['weather']; known: taylor, bike, pjmw, ettm2, skab, cmapss",
         ),
         (["--kinds", "prophet"], "unknown kind(s) ['prophet']; known: urnn,"),
         (
             ["--data-dir", "/nowhere"],
-            "--data-dir /nowhere: no file for ['taylor', 'bike', 'pjmw', 'ettm2']",
+            "--data-dir /nowhere: no file for ['taylor', 'bike', 'pjmw', 'ettm2', 'skab', "
+            "'cmapss']",
         ),
     ],
 )
@@ -66,3 +68,44 @@ def test_every_kind_is_trained_and_scored_on_the_same_backtest(
     naive_mae = float(rows[1].split(" | ")[2].replace(",", ""))
     assert naive_mae < 1.5
     assert "tiny: a half-hourly stand-in; MASE scaled by the seasonal naive of 48 rows" in out
+
+
+def test_a_prepared_file_with_its_own_model_options_and_baseline(
+    tmp_path: Path,
+    mlflow_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """C-MAPSS's way: a headerless text file named into a CSV first, engines too short for the
+    default look-back, and cycles without a season (the naive row repeats the last value)."""
+    lines = [
+        f"{unit} {cycle} {0.5 * cycle + unit:.2f}" for unit in (1, 2) for cycle in range(1, 121)
+    ]
+    (tmp_path / "engines.txt").write_text("\n".join(lines) + "\n")
+
+    def named(raw: Path, out_dir: Path) -> Path:
+        frame = pd.read_csv(raw, sep=" ", header=None, names=["unit", "cycle", "s2"])
+        frame.to_csv(out_dir / "engines.csv", index=False)
+        return out_dir / "engines.csv"
+
+    load = LoadConfig(
+        target="s2", series_col="unit", timestamp_col="cycle", step_origin="2000-01-01", freq="D"
+    )
+    spec = DataSet(
+        "engines.txt",
+        load,
+        "two engines",
+        model={"lookback": 24, "horizon": 6, "segment_length": 6},
+        prepare=named,
+        baseline="repeat_last",
+    )
+    monkeypatch.setattr(train_defaults, "DATASETS", {"engines": spec})
+    run_main(
+        ["--datasets", "engines", "--kinds", "seasonal_naive", "--data-dir", str(tmp_path)],
+        monkeypatch,
+    )
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| engines |")]
+    assert [row.split(" | ")[1] for row in rows] == ["repeat_last"]
+    # a straight line rising 0.5 a cycle: repeating the last value is 0.5 x (1..6) off
+    assert float(rows[0].split(" | ")[2]) == pytest.approx(1.75)
