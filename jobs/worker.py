@@ -83,6 +83,7 @@ def train_executor(settings: Settings) -> Executor:
             f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
             f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
         )
+
         def log_data_report(lines: list[str]) -> None:
             for line in lines:
                 context.log(f"data: {line}")
