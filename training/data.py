@@ -664,30 +664,34 @@ def _suffix(path: Path) -> str:
 def _apply_min_length(
     segments: list[Segment], config: LoadConfig, source: str, report: Report
 ) -> list[Segment]:
-    kept = []
-    for segment in segments:
-        n = len(segment.frame)
-        if n >= config.min_length:
-            kept.append(segment)
-        elif config.on_short == "drop":
-            report.add(
-                segment.series_id,
-                "drop",
-                n,
-                f"dropped: {n:,} rows, fewer than min_length={config.min_length:,} "
-                "(on_short='drop')",
-            )
-        else:
-            raise SeriesTooShortError(
-                f"{source}: series {segment.series_id!r} has {n:,} rows after cleaning, fewer "
-                f"than min_length={config.min_length:,}; set on_short='drop' to leave such "
-                f"series out (allowed: {', '.join(SHORT_SERIES_POLICIES)})"
-            )
-    if not kept:
+    short = [s for s in segments if len(s.frame) < config.min_length]
+    longest = max((len(s.frame) for s in segments), default=0)
+    # urnn train sets min_length to lookback + horizon: the way out when most series are short
+    less = "a shorter look-back and horizon (urnn train's --lookback and --horizon; their sum is "
+    less += "min_length there)"
+    if short and len(short) == len(segments):
         raise SeriesTooShortError(
-            f"{source}: every series is shorter than min_length={config.min_length:,}"
+            f"{source}: every series is shorter than min_length={config.min_length:,} (the "
+            f"longest has {longest:,} rows); ask for {less}"
         )
-    return kept
+    if short and config.on_short != "drop":
+        first = short[0]
+        raise SeriesTooShortError(
+            f"{source}: series {first.series_id!r} has {len(first.frame):,} rows after "
+            f"cleaning, fewer than min_length={config.min_length:,} ({len(short):,} of "
+            f"{len(segments):,} series are; the longest has {longest:,} rows); set "
+            f"on_short='drop' to leave such series out (allowed: "
+            f"{', '.join(SHORT_SERIES_POLICIES)}), or ask for {less}"
+        )
+    for segment in short:
+        n = len(segment.frame)
+        report.add(
+            segment.series_id,
+            "drop",
+            n,
+            f"dropped: {n:,} rows, fewer than min_length={config.min_length:,} (on_short='drop')",
+        )
+    return [s for s in segments if len(s.frame) >= config.min_length]
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

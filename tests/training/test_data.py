@@ -274,8 +274,12 @@ def test_calendar_frequencies_must_be_declared(tmp_path: Path) -> None:
 def test_short_series_are_refused_or_dropped_on_request(tmp_path: Path) -> None:
     text = "id,timestamp,y\na,2020-01-01 00:00,1\na,2020-01-01 01:00,2\nb,2020-01-01 00:00,3\n"
     path = write(tmp_path, text)
-    with pytest.raises(SeriesTooShortError, match=r"series 'b' has 1 rows .* min_length=2"):
+    with pytest.raises(SeriesTooShortError, match=r"series 'b' has 1 rows .* min_length=2") as e:
         load_data(path, LoadConfig(target="y", series_col="id"))
+    assert "(1 of 2 series are; the longest has 2 rows)" in str(e.value)
+    assert "or ask for a shorter look-back and horizon (urnn train's --lookback" in str(e.value)
+    with pytest.raises(SeriesTooShortError, match=r"every series is shorter than min_length=3"):
+        load_data(path, LoadConfig(target="y", series_col="id", min_length=3, on_short="drop"))
     data = load_data(path, LoadConfig(target="y", series_col="id", on_short="drop"))
     assert list(data.series) == ["a"]
     assert [d.subject for d in steps(data, "drop")] == ["b"]
