@@ -114,6 +114,20 @@ def test_decoder_option_reaches_the_model_config(csv: Path) -> None:
     assert auto.fit.decoder_search and auto.model.decoder == "direct"
 
 
+def test_the_series_split_option_reaches_the_train_config(
+    csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = cli.build_parser()
+    base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]
+    fleet = cli._train_config(parser.parse_args([*base, "--split", "series"]))
+    assert fleet.split(48).method == "series"
+    code = cli.main([*base, "--split", "series", "--model", "urnn-stream"])
+    assert code == 2
+    assert (
+        "split 'series' holds out whole series, and kind 'urnn-stream'" in capsys.readouterr().err
+    )
+
+
 def test_missing_file_and_bad_config_files(
     tmp_path: Path, csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

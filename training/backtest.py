@@ -132,6 +132,12 @@ def backtest(
             f"refit=True is not available for the streaming kind {model_config.kind!r}: its "
             "forecasts read the whole history, so one fit scores every origin"
         )
+    held_out = split.method == "series"
+    if held_out and (streaming or config.refit):
+        raise BacktestConfigError(
+            "the 'series' split scores units the model never saw with one fit; refit=True and "
+            "the streaming kinds need a split by time"
+        )
     splits = split_data(data, split)
     window_config = window_config_for(
         model_config,
@@ -145,7 +151,8 @@ def backtest(
     pieces: list[pd.DataFrame] = []
     if not config.refit:
         if model is None or scaler is None:
-            scaler = StandardScaler.fit(splits)
+            # held-out units have no training rows of their own to be scaled by
+            scaler = StandardScaler.fit(splits, scope="global" if held_out else "series")
             if streaming:
                 series = stream_series(
                     splits,
@@ -161,7 +168,7 @@ def backtest(
             model = fitted.model
         scaled = scaler.transform_splits(splits)
         test = WindowDataset.from_frames(
-            {sid: s.test for sid, s in scaled.items()},
+            {sid: s.test for sid, s in scaled.items() if not s.test.empty},
             lookback=model_config.lookback,
             horizon=model_config.horizon,
             stride=config.step,
@@ -268,11 +275,16 @@ def _refit_split(
 def _mase_scales(
     splits: Mapping[str, SeriesSplit], columns: Sequence[str], config: BacktestConfig
 ) -> dict[tuple[str, str], float]:
-    """(series id, column) -> seasonal naive MAE of its training span, in original units."""
+    """(series id, column) -> seasonal naive MAE of its training span, in original units; for
+    a unit held out whole (the "series" split), of its first `lookback` rows, the history it
+    has before its first forecast."""
     out = {}
     for sid, s in splits.items():
+        if s.plan.role in ("val", "train"):
+            continue  # never scored
+        history = s.train if s.plan.role == "all" else s.test.iloc[: s.plan.lookback]
         for column in columns:
-            values = s.train[column].to_numpy(dtype=np.float64)
+            values = history[column].to_numpy(dtype=np.float64)
             out[(sid, column)] = seasonal_naive_scale(values, config.season_length)
     return out
 

@@ -50,6 +50,7 @@ from training.split import (
     SplitConfig,
     SplitMethod,
     StandardScaler,
+    natural_key,
     shortest_train_rows,
     split_data,
 )
@@ -93,6 +94,11 @@ class TrainConfig:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
             raise ValueError(problem)
+        if self.split_method == "series" and FORECASTERS[self.model.kind].STREAMING:
+            raise ValueError(
+                f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "
+                "series' state from its own history over time: split it by time (fractions, ett)"
+            )
         if self.season_length is not None and (
             type(self.season_length) is not int or self.season_length < 1
         ):
@@ -187,9 +193,10 @@ def train_pipeline(
     load, data, model_config, split_config, splits, scaler, sets, season = _prepare(config)
     backtest_config = config.backtest_config(season.rows)
     mase_line = f"MASE season: {season.describe()}"
-    data_report = [*data.report_lines(), mase_line]
+    split_lines = held_out_lines(splits)
+    data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
-        on_data_report([*data.brief_report_lines(), mase_line])
+        on_data_report([*data.brief_report_lines(), *split_lines, mase_line])
 
     ranks = distributed.active()
     if ranks is not None and FORECASTERS[model_config.kind].STREAMING:
@@ -381,6 +388,28 @@ def data_mase_season(config: TrainConfig, data: LoadedData, split: SplitConfig) 
     steps = config.load.step_origin is not None
     shortest = shortest_train_rows(data, split)
     return mase_season(config.season_length, data.freq, shortest, steps=steps)
+
+
+def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:
+    """Under the "series" split, which units were held out (the rest trained): the first thing a
+    fleet user checks. Empty for splits by time."""
+    roles: dict[str, list[str]] = {"val": [], "test": []}
+    for series_id, split in splits.items():
+        if split.plan.role in roles:
+            roles[split.plan.role].append(series_id)
+    if not roles["test"]:
+        return []
+    n_train = len(splits) - len(roles["val"]) - len(roles["test"])
+
+    def named(ids: list[str]) -> str:
+        ids = sorted(ids, key=natural_key)
+        return ", ".join(ids[:20]) + (f" and {len(ids) - 20:,} more" if len(ids) > 20 else "")
+
+    return [
+        f"split 'series': {n_train:,} series train on their whole history; "
+        f"{len(roles['val']):,} validate ({named(roles['val'])}); {len(roles['test']):,} are "
+        f"the test units, never seen in training ({named(roles['test'])})"
+    ]
 
 
 def train_replica(config: TrainConfig) -> None:

@@ -27,6 +27,13 @@ Presets (`SplitConfig.method`):
 - "fractions": the first `train_fraction` of the rows train, the next `val_fraction` val, the
   rest test (defaults 0.7 / 0.1 / 0.2, Informer's split for custom data). With several series
   each is split at its own fractions, so their borders may fall on different dates.
+- "series": whole series held out, for fleets of units (engines, pumps, stores) where the
+  question is how the model does on a unit it never saw: the first `train_fraction` of the
+  series in id order (digits compared as numbers) train on their whole history, the next
+  `val_fraction` early-stop the fit, the rest are the test units, every origin after their
+  first `lookback` rows scored. A split by time would instead leave every unit's last rows (an
+  engine's wear before failure) to the test span only. A held-out unit's MASE is scaled by its
+  own first `lookback` rows, the only history it has before its first forecast.
 - "tail": counted back from the end of each series: test = the last `test_rows` rows, val = the
   `val_rows` rows before them, train = everything earlier, or only its last `max_train_rows`
   rows when that is set (older rows are left unused). For long histories of different lengths
@@ -35,6 +42,7 @@ Presets (`SplitConfig.method`):
 """
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,8 +53,11 @@ import pandas as pd
 from training.data import LoadedData
 from training.validation import DataValidationError, InvalidOptionError, fixed_step
 
-SplitMethod = Literal["ett", "fractions", "tail"]
-SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail")
+SplitMethod = Literal["ett", "fractions", "tail", "series"]
+SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail", "series")
+# What one series is for: "all" = cut by time into train, val and test (every method but
+# "series"); otherwise the one part its whole history belongs to (the "series" split).
+SeriesRole = Literal["all", "train", "val", "test"]
 TAIL_FIELDS: tuple[str, ...] = ("val_rows", "test_rows", "max_train_rows")
 ETT_MONTH = pd.Timedelta(days=30)  # the ETT code counts a month as 30 days
 ETT_MONTHS = (12, 4, 4)  # train, val, test
@@ -70,8 +81,8 @@ class SplitConfig:
 
     lookback: int  # input length of the model; val/test frames reach back this many rows
     method: SplitMethod = "fractions"
-    train_fraction: float = 0.7  # "fractions" only
-    val_fraction: float = 0.1  # "fractions" only; test gets the rest
+    train_fraction: float = 0.7  # "fractions": of each series' rows; "series": of the series
+    val_fraction: float = 0.1  # "fractions" and "series"; test gets the rest
     val_rows: int | None = None  # "tail" only (required): rows of val, just before test
     test_rows: int | None = None  # "tail" only (required): the last rows of each series
     max_train_rows: int | None = None  # "tail" only: train = at most the last this many rows
@@ -141,14 +152,18 @@ class SplitPlan:
     train: Span
     val: Span
     test: Span
+    role: SeriesRole = "all"  # a whole series held out ("series" split): its one non-empty span
 
     def __post_init__(self) -> None:
         train, val, test = self.train, self.val, self.test
         problems = []
         if train.start < 0 or train.context != 0:
             problems.append("train must start at row 0 or later, with no context")
-        if min(len(train), len(val), len(test)) < 1:
+        spans = {"train": train, "val": val, "test": test}
+        if self.role == "all" and min(len(train), len(val), len(test)) < 1:
             problems.append("every span must hold at least one row")
+        if self.role != "all" and [n for n, sp in spans.items() if len(sp)] != [self.role]:
+            problems.append(f"a series held out for {self.role} fills that span and no other")
         if not (train.stop <= val.start and val.stop <= test.start and test.stop <= self.n_rows):
             problems.append("spans must be disjoint, in time order, and inside the series")
         if val.context != self.lookback or test.context != self.lookback:
@@ -163,6 +178,7 @@ class SplitPlan:
         return {
             "n_rows": self.n_rows,
             "lookback": self.lookback,
+            "role": self.role,
             **{
                 k: {"start": s.start, "stop": s.stop, "context": s.context}
                 for k, s in spans.items()
@@ -175,11 +191,15 @@ class SplitPlan:
             n_rows=int(state["n_rows"]),
             lookback=int(state["lookback"]),
             **{k: Span(**state[k]) for k in ("train", "val", "test")},
+            role=state.get("role", "all"),
         )
 
 
 def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
-    """Row spans for one series of `n_rows` rows at `freq`."""
+    """Row spans for one series of `n_rows` rows at `freq` (a split by time; the "series"
+    split decides per series from the whole file: `series_roles`, `plan_held_out`)."""
+    if config.method == "series":
+        raise SplitError("the 'series' split assigns whole series: use split_data")
     if config.method == "tail":
         return _plan_tail(n_rows, config)
     if config.method == "ett":
@@ -206,6 +226,62 @@ def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
         val=Span(val_start, test_start, context=config.lookback),
         test=Span(test_start, test_start + n_test, context=config.lookback),
     )
+
+
+def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, SeriesRole]:
+    """The "series" split: the first train_fraction of the series in id order train, the next
+    val_fraction validate, the rest are the test units. Ids compare with their digits as
+    numbers (unit 9 before unit 10), so numbered units are held out from the highest numbers:
+    the newest units of a fleet numbered as it grew."""
+    series_ids = sorted(series_ids, key=natural_key)
+    n = len(series_ids)
+    n_train = int(n * config.train_fraction)
+    n_val = int(n * config.val_fraction)
+    n_test = n - n_train - n_val
+    if min(n_train, n_val, n_test) < 1:
+        raise SplitError(
+            f"the 'series' split holds out whole series: {n:,} series split {n_train:,} / "
+            f"{n_val:,} / {n_test:,} (train_fraction={config.train_fraction}, val_fraction="
+            f"{config.val_fraction}); every part needs a series, so give it at least "
+            f"{_fewest_series(config):,} series or split by time ('fractions')"
+        )
+    counts: tuple[tuple[SeriesRole, int], ...] = (("train", n_train), ("val", n_val))
+    roles: list[SeriesRole] = [role for role, k in counts for _ in range(k)]
+    roles += ["test"] * n_test
+    return dict(zip(series_ids, roles, strict=True))
+
+
+def natural_key(series_id: str) -> tuple[tuple[int, int | str], ...]:
+    parts = re.split(r"(\d+)", series_id)
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
+
+
+def _fewest_series(config: SplitConfig) -> int:
+    n = 3
+    while min(int(n * config.train_fraction), int(n * config.val_fraction)) < 1 or (
+        n - int(n * config.train_fraction) - int(n * config.val_fraction) < 1
+    ):
+        n += 1
+    return n
+
+
+def plan_held_out(n_rows: int, lookback: int, role: SeriesRole) -> SplitPlan:
+    """A whole series in one part. Val and test units keep their first `lookback` rows as the
+    input context of their first window, as a time split's val and test spans do."""
+    if role == "all":
+        raise SplitError("plan_held_out places a series in one part: train, val or test")
+    if n_rows <= lookback:
+        raise SplitError(
+            f"a held-out series needs more than lookback={lookback:,} rows, it has {n_rows:,}"
+        )
+    ctx = lookback
+    if role == "train":
+        train, val, test = Span(0, n_rows), Span(n_rows, n_rows, ctx), Span(n_rows, n_rows, ctx)
+    elif role == "val":
+        train, val, test = Span(0, 0), Span(ctx, n_rows, ctx), Span(n_rows, n_rows, ctx)
+    else:
+        train, val, test = Span(0, 0), Span(ctx, ctx, ctx), Span(ctx, n_rows, ctx)
+    return SplitPlan(n_rows, lookback, train, val, test, role=role)
 
 
 def _plan_tail(n_rows: int, config: SplitConfig) -> SplitPlan:
@@ -259,25 +335,45 @@ class SeriesSplit:
 def split_series(frame: pd.DataFrame, plan: SplitPlan) -> SeriesSplit:
     if len(frame) != plan.n_rows:
         raise SplitError(f"the plan is for {plan.n_rows:,} rows, the frame has {len(frame):,}")
+
+    def part(span: Span) -> pd.DataFrame:
+        # an empty span (a series held out for another part) is an empty frame, context and all
+        return frame.iloc[span.input_start : span.stop] if len(span) else frame.iloc[0:0]
+
     return SeriesSplit(
         train=frame.iloc[plan.train.start : plan.train.stop],
-        val=frame.iloc[plan.val.input_start : plan.val.stop],
-        test=frame.iloc[plan.test.input_start : plan.test.stop],
+        val=part(plan.val),
+        test=part(plan.test),
         plan=plan,
     )
 
 
 def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
-    """Every series of `data` split by `config` (a plan per series, from its own length)."""
-    return {
-        series_id: split_series(frame, plan_split(len(frame), data.freq, config))
-        for series_id, frame in data.series.items()
-    }
+    """Every series of `data` split by `config` (a plan per series, from its own length; under
+    the "series" split, from its place among the series)."""
+    return {series_id: split_series(frame, plan) for series_id, frame, plan in _plans(data, config)}
+
+
+def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFrame, SplitPlan]]:
+    if config.method == "series":
+        roles = series_roles(list(data.series), config)
+        return [
+            (sid, frame, plan_held_out(len(frame), config.lookback, roles[sid]))
+            for sid, frame in data.series.items()
+        ]
+    return [
+        (sid, frame, plan_split(len(frame), data.freq, config))
+        for sid, frame in data.series.items()
+    ]
 
 
 def shortest_train_rows(data: LoadedData, config: SplitConfig) -> int:
-    """Rows of the shortest training span `split_data` would cut (from the plans alone)."""
-    return min(len(plan_split(len(f), data.freq, config).train) for f in data.series.values())
+    """Rows of the shortest history an in-sample MASE scale is taken from (from the plans
+    alone): a training span, or a held-out unit's first `lookback` rows."""
+    rows = []
+    for _, _, plan in _plans(data, config):
+        rows.append(len(plan.train) if len(plan.train) else plan.lookback)
+    return min(rows)
 
 
 # --- scaling ---------------------------------------------------------------------------------
@@ -317,6 +413,12 @@ class StandardScaler:
         if not splits:
             raise ScalerError("no series to fit on")
         trains = {series_id: split.train for series_id, split in splits.items()}
+        held_out = [series_id for series_id, train in trains.items() if train.empty]
+        if held_out and scope == "series":
+            raise ScalerError(
+                f"series {held_out[0]!r} has no training rows (held out by the 'series' split), "
+                "so no statistics of its own; use scope 'global'"
+            )
         columns = tuple(str(c) for c in next(iter(trains.values())).columns)
         for series_id, train in trains.items():
             if tuple(str(c) for c in train.columns) != columns:
@@ -327,7 +429,7 @@ class StandardScaler:
         if scope == "series":
             stats = {series_id: _column_scales(train) for series_id, train in trains.items()}
         else:
-            stats = {GLOBAL: _column_scales(pd.concat(list(trains.values())))}
+            stats = {GLOBAL: _column_scales(pd.concat([t for t in trains.values() if not t.empty]))}
         return cls(columns=columns, scope=scope, stats=stats)
 
     def transform(self, series_id: str, frame: pd.DataFrame) -> pd.DataFrame:

@@ -321,7 +321,9 @@ def make_windows(
     scaled = scaler.transform_splits(splits)
     datasets = {}
     for part in PARTS:
+        # an empty frame: the series is held out for another part (the "series" split)
         frames = {sid: getattr(split, part) for sid, split in scaled.items()}
+        frames = {sid: frame for sid, frame in frames.items() if not frame.empty}
         shortest = min(len(f) for f in frames.values())
         if shortest < config.lookback + config.horizon:
             series = min(frames, key=lambda sid: len(frames[sid]))

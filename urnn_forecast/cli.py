@@ -318,16 +318,24 @@ def _add_split_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("split and backtest")
     group.add_argument(
         "--split",
-        choices=("fractions", "ett"),
+        choices=("fractions", "ett", "series"),
         default=None,
         help="fractions: first --train-fraction train, next --val-fraction val, rest test; "
-        "ett: 12/4/4 months (Informer); default fractions",
+        "ett: 12/4/4 months (Informer); series: hold out whole series (fleets of units: the "
+        "first --train-fraction of the series in id order train, the next --val-fraction "
+        "validate, the rest are scored as units the model never saw); default fractions",
     )
     group.add_argument(
-        "--train-fraction", type=_fraction, default=None, help="default 0.7 (split fractions)"
+        "--train-fraction",
+        type=_fraction,
+        default=None,
+        help="default 0.7 (splits fractions and series)",
     )
     group.add_argument(
-        "--val-fraction", type=_fraction, default=None, help="default 0.1 (split fractions)"
+        "--val-fraction",
+        type=_fraction,
+        default=None,
+        help="default 0.1 (splits fractions and series)",
     )
     group.add_argument(
         "--backtest-step",

@@ -189,3 +189,23 @@ def test_refits_keep_a_capped_train_span_as_a_sliding_window() -> None:
         assert sliding.val.index[-1] == frame.index[origin - 1]
         expanding = _refit_split(frame, uncapped, origin, model)
         assert len(expanding.train) == origin - 40
+
+
+def test_the_series_split_scores_only_the_units_the_model_never_saw() -> None:
+    frames = {f"u{k}": seasonal_frame(150 + 10 * k, seed=k) for k in range(10)}
+    data = loaded(frames)
+    split = SplitConfig(lookback=L, method="series")
+    result = backtest(data, split, linear("repeat_last"), QUICK, BacktestConfig(season_length=1))
+    assert set(result.tables.by_series.index) == {"u8", "u9"}  # the last fifth, file order
+    for sid in ("u8", "u9"):
+        rows = result.forecasts[result.forecasts["series"] == sid]
+        index = data.series[sid].index
+        # every origin after the unit's first look-back: the whole unit is test
+        assert rows["origin"].min() == index[L - 1]
+        assert rows["timestamp"].max() == index[-1]
+        assert len(rows) == (len(index) - L - H + 1) * H
+        # MASE's scale: the unit's own first L rows, the history before its first forecast
+        y = frames[sid]["y"].to_numpy()[:L]
+        assert rows["mase_scale"].iloc[0] == pytest.approx(np.abs(np.diff(y)).mean())
+    with pytest.raises(BacktestConfigError, match=r"'series' split .* need a split by time"):
+        backtest(data, split, linear(), QUICK, BacktestConfig(refit=True, n_windows=1))

@@ -217,3 +217,68 @@ def test_the_shortest_training_span_is_read_off_the_plans() -> None:
     config = SplitConfig(lookback=24)
     expected = min(len(s.train) for s in split_data(data, config).values())
     assert shortest_train_rows(data, config) == expected == int(250 * 0.7)
+
+
+# --- the "series" split: whole units held out -------------------------------------------------
+
+
+def fleet(n_units: int, rows: int = 120) -> LoadedData:
+    return loaded({f"u{k}": frame_of(rows + k, seed=k) for k in range(n_units)})
+
+
+def test_the_series_split_holds_out_whole_units_in_file_order() -> None:
+    data = fleet(10)
+    splits = split_data(data, SplitConfig(lookback=24, method="series"))
+    roles = {sid: s.plan.role for sid, s in splits.items()}
+    assert roles == {
+        **{f"u{k}": "train" for k in range(7)},
+        "u7": "val",
+        **{f"u{k}": "test" for k in (8, 9)},
+    }
+    train, val, test = splits["u0"], splits["u7"], splits["u9"]
+    # a training unit's whole history trains; nothing of it is scored
+    assert train.train.equals(data.series["u0"]) and train.val.empty and train.test.empty
+    # val and test units: the whole series, the first lookback rows as the first input
+    assert val.train.empty and val.val.equals(data.series["u7"]) and val.test.empty
+    assert test.train.empty and test.val.empty and test.test.equals(data.series["u9"])
+    assert (test.plan.test.start, test.plan.test.stop) == (24, 129)
+    # their MASE history is the look-back before the first origin; the train units' own spans
+    assert shortest_train_rows(data, SplitConfig(lookback=24, method="series")) == 24
+    assert shortest_train_rows(data, SplitConfig(lookback=24, method="fractions")) == 84
+
+
+def test_a_held_out_plan_round_trips_and_fills_one_span_only() -> None:
+    splits = split_data(
+        fleet(3), SplitConfig(lookback=24, method="series", train_fraction=0.34, val_fraction=0.34)
+    )
+    for s in splits.values():
+        assert SplitPlan.from_dict(json.loads(json.dumps(s.plan.to_dict()))) == s.plan
+    with pytest.raises(SplitError, match="held out for test fills that span and no other"):
+        SplitPlan(100, 5, Span(0, 50), Span(50, 50, 5), Span(50, 100, 5), role="test")
+    # plans stored before roles existed read as time splits
+    old = plan_split(1000, "h", SplitConfig(lookback=10)).to_dict()
+    del old["role"]
+    assert SplitPlan.from_dict(old).role == "all"
+
+
+def test_too_few_units_for_the_series_split_say_how_many_are_needed() -> None:
+    with pytest.raises(SplitError, match=r"4 series split 2 / 0 / 2 .* at least 10 series"):
+        split_data(fleet(4), SplitConfig(lookback=24, method="series"))
+    with pytest.raises(SplitError, match="assigns whole series: use split_data"):
+        plan_split(100, "h", SplitConfig(lookback=24, method="series"))
+
+
+def test_held_out_units_are_scaled_by_the_training_units_alone() -> None:
+    data = fleet(10)
+    splits = split_data(data, SplitConfig(lookback=24, method="series"))
+    with pytest.raises(ScalerError, match=r"series 'u7' has no training rows .* scope 'global'"):
+        StandardScaler.fit(splits)
+    scaler = StandardScaler.fit(splits, scope="global")
+    trains = pd.concat([data.series[f"u{k}"] for k in range(7)])
+    assert scaler.stats["*"]["y"].mean == pytest.approx(trains["y"].mean())
+    # the held-out units' values move nothing
+    changed = {**data.series, "u9": data.series["u9"] * 100.0}
+    other = StandardScaler.fit(
+        split_data(loaded(changed), SplitConfig(lookback=24, method="series")), scope="global"
+    )
+    assert other.stats == scaler.stats

@@ -13,6 +13,7 @@ import pytest
 from models.forecaster import ForecasterConfig
 from tests.shared_data import SHARED_DATA, needs_shared
 from training.data import LoadConfig, load_data
+from training.fit import FitConfig
 from training.pipeline import TrainConfig, train_pipeline
 from training.validation import InvalidOptionError, TimestampParseError
 from urnn_forecast.settings import Settings
@@ -137,3 +138,36 @@ def test_the_real_cmapss_engines_load_one_series_each(tmp_path: Path) -> None:
     lengths = raw.groupby("unit").size()
     assert {int(k): len(v) for k, v in data.series.items()} == lengths.to_dict()
     assert not any(f.to_numpy().any() for f in data.filled.values())  # no cycle is missing
+
+
+def test_a_fleet_split_by_unit_trains_on_whole_engines_and_scores_unseen_ones(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """`--split series`: engines 1-7 train on their whole lives, 8 validates, 9 and 10 are
+    scored from their first look-back on, as units the model never saw."""
+    reports: list[list[str]] = []
+    train = TrainConfig(
+        data=str(engines_csv(tmp_path / "engines.csv", cycles=120, engines=10)),
+        load=config(),
+        model=ForecasterConfig(kind="linear", lookback=24, horizon=6),
+        fit=FitConfig(max_epochs=2, device="cpu"),
+        split_method="series",
+        registered_name=None,
+    )
+    result = train_pipeline(train, mlflow_settings, on_data_report=reports.append)
+    assert set(result.tables["by_series"].index) == {"9", "10"}
+    n_values = int(result.tables["overall"]["n"].iloc[0])
+    assert n_values == 2 * (120 - 24 - 6 + 1) * 6  # every origin of both units
+    assert (
+        "split 'series': 7 series train on their whole history; 1 validate (8); 2 are the test "
+        "units, never seen in training (9, 10)" in reports[0]
+    )
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert run.data.params["split.method"] == "series"
+    with pytest.raises(ValueError, match="split 'series' holds out whole series, and kind"):
+        TrainConfig(
+            data="x.csv",
+            load=config(),
+            model=ForecasterConfig(kind="urnn-stream"),
+            split_method="series",
+        )
