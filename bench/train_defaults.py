@@ -4,7 +4,7 @@ hourly load (PJMW), the 15-minute transformer log ETTm2, and two equipment logs:
 pump rig (1 s) and NASA's C-MAPSS FD001 turbofans (100 engines, one global model)
 (`../shared/data`).
 
-    python -m bench.train_defaults                        # six data sets, four kinds, ~25 min
+    python -m bench.train_defaults                        # seven data sets, four kinds, ~25 min
     python -m bench.train_defaults --datasets taylor,bike --kinds urnn,linear
 
 Each cell is exactly what `urnn train --data FILE --target COL --model KIND` does (the same
@@ -54,6 +54,7 @@ class DataSet:
     prepare: Callable[[Path, Path], Path] | None = None  # (raw file, work dir) -> file to read
     # the naive row: seasonal naive where the data has a season the look-back can hold
     baseline: str = "seasonal_naive"
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig options (e.g. the split)
 
 
 DATASETS = {
@@ -109,6 +110,22 @@ DATASETS = {
         prepare=cmapss_csv,
         baseline="repeat_last",  # cycles carry no season: seasonal naive would be the same
     ),
+    "cmapss-units": DataSet(
+        "CMAPSS/train_FD001.txt",
+        LoadConfig(
+            target="s11",
+            series_col="unit",
+            timestamp_col="cycle",
+            step_origin="2000-01-01",
+            freq="D",
+        ),
+        "the same engines split by unit (--split series): engines 1-70 train on their whole "
+        "lives, 71-80 validate, 81-100 are scored as engines the model never saw",
+        model={"lookback": 48, "horizon": 12, "segment_length": 12},
+        prepare=cmapss_csv,
+        baseline="repeat_last",
+        train={"split_method": "series"},
+    ),
 }
 
 
@@ -135,6 +152,7 @@ def run_cell(name: str, kind: str, data_dir: Path, var_dir: Path) -> Cell:
         model=ForecasterConfig(kind=kind, **spec.model),  # type: ignore[arg-type]
         registered_name=None,
         experiment="train-defaults",
+        **spec.train,
     )
     start = time.perf_counter()
     result = train_pipeline(config, Settings(var_dir=var_dir))
