@@ -222,6 +222,12 @@ def test_train_then_backtest_end_to_end(
     assert code == 0, err
     assert "Data:\n  plant.csv: using column 'timestamp'" in out
     assert "Backtest of models:/urnn-forecaster@champion" in out
+    code, unseen, err = run_cli(
+        ["backtest", "--data", str(csv), "--split", "unseen"], settings, capsys
+    )
+    assert code == 0, err
+    # the whole series scored as a unit the model never saw: every origin after the look-back
+    assert f"{(600 - 48 - 12 + 1) * 12:,} forecast values" in unseen
     assert "By horizon step:" in out
     assert (tmp_path / "bt" / "by_step.csv").exists()
     assert (tmp_path / "bt" / "plots" / "forecasts.png").exists()

@@ -45,6 +45,7 @@ from training.data import LoadedData
 from training.fit import FitConfig, FitResult, fit, predict
 from training.metrics import MetricTables, metric_tables, quantile_column, seasonal_naive_scale
 from training.split import (
+    HELD_OUT_METHODS,
     SeriesSplit,
     Span,
     SplitConfig,
@@ -132,11 +133,16 @@ def backtest(
             f"refit=True is not available for the streaming kind {model_config.kind!r}: its "
             "forecasts read the whole history, so one fit scores every origin"
         )
-    held_out = split.method == "series"
+    held_out = split.method in HELD_OUT_METHODS
     if held_out and (streaming or config.refit):
         raise BacktestConfigError(
-            "the 'series' split scores units the model never saw with one fit; refit=True and "
-            "the streaming kinds need a split by time"
+            f"the {split.method!r} split scores units the model never saw with one fit; "
+            "refit=True and the streaming kinds need a split by time"
+        )
+    if split.method == "unseen" and model is None:
+        raise BacktestConfigError(
+            "the 'unseen' split makes every series a test unit, so nothing is left to train "
+            "on: give a trained model, or hold out some series with the 'series' split"
         )
     splits = split_data(data, split)
     window_config = window_config_for(

@@ -94,6 +94,11 @@ class TrainConfig:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
             raise ValueError(problem)
+        if self.split_method == "unseen":
+            raise ValueError(
+                "split 'unseen' scores every series and leaves none to train on: it is for "
+                "urnn backtest of a trained model; to train, hold out units with split 'series'"
+            )
         if self.split_method == "series" and FORECASTERS[self.model.kind].STREAMING:
             raise ValueError(
                 f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "

@@ -34,6 +34,8 @@ Presets (`SplitConfig.method`):
   first `lookback` rows scored. A split by time would instead leave every unit's last rows (an
   engine's wear before failure) to the test span only. A held-out unit's MASE is scaled by its
   own first `lookback` rows, the only history it has before its first forecast.
+- "unseen": every series is a test unit, scored as under "series": for backtesting a trained
+  model on a file of new units (C-MAPSS's test engines); nothing can be trained on it.
 - "tail": counted back from the end of each series: test = the last `test_rows` rows, val = the
   `val_rows` rows before them, train = everything earlier, or only its last `max_train_rows`
   rows when that is set (older rows are left unused). For long histories of different lengths
@@ -53,8 +55,9 @@ import pandas as pd
 from training.data import LoadedData
 from training.validation import DataValidationError, InvalidOptionError, fixed_step
 
-SplitMethod = Literal["ett", "fractions", "tail", "series"]
-SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail", "series")
+SplitMethod = Literal["ett", "fractions", "tail", "series", "unseen"]
+SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail", "series", "unseen")
+HELD_OUT_METHODS: tuple[SplitMethod, ...] = ("series", "unseen")  # whole series, not spans
 # What one series is for: "all" = cut by time into train, val and test (every method but
 # "series"); otherwise the one part its whole history belongs to (the "series" split).
 SeriesRole = Literal["all", "train", "val", "test"]
@@ -198,8 +201,8 @@ class SplitPlan:
 def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
     """Row spans for one series of `n_rows` rows at `freq` (a split by time; the "series"
     split decides per series from the whole file: `series_roles`, `plan_held_out`)."""
-    if config.method == "series":
-        raise SplitError("the 'series' split assigns whole series: use split_data")
+    if config.method in HELD_OUT_METHODS:
+        raise SplitError(f"the {config.method!r} split assigns whole series: use split_data")
     if config.method == "tail":
         return _plan_tail(n_rows, config)
     if config.method == "ett":
@@ -234,6 +237,8 @@ def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, Series
     numbers (unit 9 before unit 10), so numbered units are held out from the highest numbers:
     the newest units of a fleet numbered as it grew."""
     series_ids = sorted(series_ids, key=natural_key)
+    if config.method == "unseen":
+        return dict.fromkeys(series_ids, "test")
     n = len(series_ids)
     n_train = int(n * config.train_fraction)
     n_val = int(n * config.val_fraction)
@@ -355,7 +360,7 @@ def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
 
 
 def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFrame, SplitPlan]]:
-    if config.method == "series":
+    if config.method in HELD_OUT_METHODS:
         roles = series_roles(list(data.series), config)
         return [
             (sid, frame, plan_held_out(len(frame), config.lookback, roles[sid]))

@@ -314,16 +314,22 @@ def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _add_split_options(parser: argparse.ArgumentParser) -> None:
+def _add_split_options(parser: argparse.ArgumentParser, *, backtest: bool = False) -> None:
     group = parser.add_argument_group("split and backtest")
+    unseen = (
+        "; unseen: every series of the file is a test unit the model never saw, scored from "
+        "its first look-back on (new units of a fleet)"
+    )
     group.add_argument(
         "--split",
-        choices=("fractions", "ett", "series"),
+        choices=("fractions", "ett", "series", *(("unseen",) if backtest else ())),
         default=None,
         help="fractions: first --train-fraction train, next --val-fraction val, rest test; "
         "ett: 12/4/4 months (Informer); series: hold out whole series (fleets of units: the "
         "first --train-fraction of the series in id order train, the next --val-fraction "
-        "validate, the rest are scored as units the model never saw); default fractions",
+        "validate, the rest are scored as units the model never saw)"
+        + (unseen if backtest else "")
+        + ("; default: the model's own split" if backtest else "; default fractions"),
     )
     group.add_argument(
         "--train-fraction",
@@ -485,7 +491,7 @@ def _add_backtest_parser(commands: Any) -> None:
         help="MLflow model URI, e.g. models:/urnn-forecaster@champion (the default), "
         "models:/urnn-forecaster/3, runs:/<run id>/model",
     )
-    _add_split_options(bt)
+    _add_split_options(bt, backtest=True)
     bt.add_argument(
         "--output",
         default=None,

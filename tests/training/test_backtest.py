@@ -209,3 +209,33 @@ def test_the_series_split_scores_only_the_units_the_model_never_saw() -> None:
         assert rows["mase_scale"].iloc[0] == pytest.approx(np.abs(np.diff(y)).mean())
     with pytest.raises(BacktestConfigError, match=r"'series' split .* need a split by time"):
         backtest(data, split, linear(), QUICK, BacktestConfig(refit=True, n_windows=1))
+
+
+def test_the_unseen_split_scores_every_series_of_a_new_file_with_a_given_model() -> None:
+    frames = {f"u{k}": seasonal_frame(150 + 10 * k, seed=k) for k in range(10)}
+    trained = backtest(
+        loaded(frames),
+        SplitConfig(lookback=L, method="series"),
+        linear(),
+        QUICK,
+        BacktestConfig(season_length=1),
+    )
+    model = trained.fits[0].model
+    scaler = StandardScaler.fit(
+        split_data(loaded(frames), SplitConfig(lookback=L, method="series")), scope="global"
+    )
+    new_units = loaded({f"n{k}": seasonal_frame(100, seed=50 + k) for k in range(3)})
+    unseen = SplitConfig(lookback=L, method="unseen")
+    result = backtest(
+        new_units,
+        unseen,
+        linear(),
+        QUICK,
+        BacktestConfig(season_length=1),
+        model=model,
+        scaler=scaler,
+    )
+    assert set(result.tables.by_series.index) == {"n0", "n1", "n2"}
+    assert len(result.forecasts) == 3 * (100 - L - H + 1) * H
+    with pytest.raises(BacktestConfigError, match="nothing is left to train on"):
+        backtest(new_units, unseen, linear(), QUICK, BacktestConfig(season_length=1))

@@ -282,3 +282,9 @@ def test_held_out_units_are_scaled_by_the_training_units_alone() -> None:
         split_data(loaded(changed), SplitConfig(lookback=24, method="series")), scope="global"
     )
     assert other.stats == scaler.stats
+
+
+def test_the_unseen_split_makes_every_series_a_test_unit() -> None:
+    splits = split_data(fleet(3), SplitConfig(lookback=24, method="unseen"))
+    assert {s.plan.role for s in splits.values()} == {"test"}
+    assert all(s.train.empty and s.val.empty and len(s.test) > 24 for s in splits.values())

@@ -164,6 +164,8 @@ def test_a_fleet_split_by_unit_trains_on_whole_engines_and_scores_unseen_ones(
     )
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert run.data.params["split.method"] == "series"
+    with pytest.raises(ValueError, match="split 'unseen' scores every series and leaves none"):
+        TrainConfig(data="x.csv", load=config(), split_method="unseen")
     with pytest.raises(ValueError, match="split 'series' holds out whole series, and kind"):
         TrainConfig(
             data="x.csv",
