@@ -55,12 +55,16 @@ from training.split import (
     split_data,
 )
 from training.stream_fit import fit_stream, stream_series
+from training.validation import InvalidOptionError
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import start_run
 
 METRICS = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
+# What a training run can split by ("tail" needs row counts TrainConfig does not carry; it is
+# the PJM benchmark's; "unseen" leaves nothing to train on).
+TRAIN_SPLITS: tuple[SplitMethod, ...] = ("fractions", "ett", "series")
 
 
 class TrainingCancelledError(RuntimeError):
@@ -99,6 +103,15 @@ class TrainConfig:
                 "split 'unseen' scores every series and leaves none to train on: it is for "
                 "urnn backtest of a trained model; to train, hold out units with split 'series'"
             )
+        if self.split_method not in TRAIN_SPLITS:
+            raise ValueError(
+                f"split_method must be one of {', '.join(map(repr, TRAIN_SPLITS))}, got "
+                f"{self.split_method!r}"
+            )
+        try:  # the fractions, checked where a job is submitted rather than where it runs
+            self.split(1)
+        except InvalidOptionError as error:
+            raise ValueError(str(error)) from None
         if self.split_method == "series" and FORECASTERS[self.model.kind].STREAMING:
             raise ValueError(
                 f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "

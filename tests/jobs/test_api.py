@@ -104,6 +104,16 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'config.train'",
     ),
     (
+        "unknown split",
+        lambda csv: tiny_spec(csv, config={"train": {"split_method": "random"}}),
+        "field 'config.train': split_method must be one of 'fractions', 'ett', 'series', got",
+    ),
+    (
+        "fractions that leave no test share",
+        lambda csv: tiny_spec(csv, config={"train": {"train_fraction": 0.95}}),
+        "field 'config.train': train_fraction and val_fraction must each lie in (0, 1)",
+    ),
+    (
         "decoder search for a kind without decoders",
         lambda csv: tiny_spec(
             csv, config={"model": {"kind": "linear"}, "fit": {"decoder_search": True}}
