@@ -108,6 +108,21 @@ class TrainConfig:
                 f"split_method must be one of {', '.join(map(repr, TRAIN_SPLITS))}, got "
                 f"{self.split_method!r}"
             )
+        for name in ("train_stride", "backtest_step"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        windows = self.backtest_windows
+        if windows is not None and (type(windows) is not int or windows < 1):
+            raise ValueError(
+                f"backtest_windows must be None (every origin) or an integer >= 1; got {windows!r}"
+            )
+        registered = self.registered_name
+        if registered is not None and (not isinstance(registered, str) or not registered.strip()):
+            raise ValueError(
+                f"registered_name must be None (log without registering) or a non-empty name; "
+                f"got {registered!r}"
+            )
         try:  # the fractions, checked where a job is submitted rather than where it runs
             self.split(1)
         except InvalidOptionError as error:

@@ -114,6 +114,26 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'config.train': train_fraction and val_fraction must each lie in (0, 1)",
     ),
     (
+        "no rows between backtest origins",
+        lambda csv: tiny_spec(csv, config={"train": {"backtest_step": 0}}),
+        "field 'config.train': backtest_step must be an integer >= 1; got 0",
+    ),
+    (
+        "no backtest windows",
+        lambda csv: tiny_spec(csv, config={"train": {"backtest_windows": 0}}),
+        "field 'config.train': backtest_windows must be None (every origin) or an integer >= 1",
+    ),
+    (
+        "no rows between training windows",
+        lambda csv: tiny_spec(csv, config={"train": {"train_stride": 0}}),
+        "field 'config.train': train_stride must be an integer >= 1; got 0",
+    ),
+    (
+        "an empty registered name",
+        lambda csv: tiny_spec(csv, config={"train": {"registered_name": " "}}),
+        "field 'config.train': registered_name must be None (log without registering) or a",
+    ),
+    (
         "decoder search for a kind without decoders",
         lambda csv: tiny_spec(
             csv, config={"model": {"kind": "linear"}, "fit": {"decoder_search": True}}
