@@ -194,8 +194,10 @@ def fast_covariates(raw: Any, numbers: Callable[[Any], np.ndarray | None]) -> di
 
 def _numbers(raw: Any) -> np.ndarray | None:
     """A list of JSON numbers as float64, or None if anything else is in it (null, a string,
-    a bool-only list, a nested list...). Floats (NaN and inf included) and ints convert as
-    pydantic's `float` does; a bool mixed with numbers becomes 0/1, as it does there."""
+    a bool, a nested list...). Floats (NaN and inf included) and ints convert as the schema's
+    strict `Number` does. numpy reads a bool among numbers as 0 or 1, so the items that came
+    out exactly 0 or 1 are looked at one by one: a few per series in real data, a vectorised
+    test for the rest; past `_MAX_ZERO_ONE` of them (counts, on/off logs) the schema judges."""
     if type(raw) is not list:
         return None
     if not raw:
@@ -208,7 +210,16 @@ def _numbers(raw: Any) -> np.ndarray | None:
         return None
     if array.dtype.kind == "i" and array.dtype != np.int64:
         return None
-    return array.astype(np.float64, copy=False)
+    array = array.astype(np.float64, copy=False)
+    zero_one = np.flatnonzero((array == 0.0) | (array == 1.0))
+    if len(zero_one) > _MAX_ZERO_ONE:
+        return None
+    if any(type(raw[i]) is bool for i in zero_one.tolist()):
+        return None
+    return array
+
+
+_MAX_ZERO_ONE = 64  # exact 0s and 1s in one list the fast path checks for bools itself
 
 
 def parse_datetime(text: str) -> datetime | None:

@@ -4,17 +4,32 @@ Only shape and type are checked here. Everything that depends on the served mode
 long enough, horizon within the maximum, known quantiles and covariates, timestamps on the
 model's frequency, finite values) is checked by `service.validation`, which knows the model and
 names the series and the field in its messages. `values` accepts `null` so that a missing
-value is reported as such (422 naming its position) rather than as a type error.
+value is reported as such (422 naming its position) rather than as a type error. Numbers are
+strict: a JSON `true`, `false` or a numeric string among them is refused, not read as 1, 0 or
+the number (pydantic's lax mode would), since that would be bad data silently "fixed".
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict
 
 EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
+# A JSON number (an integer or a float, NaN and inf included for the checks that name them);
+# never a bool or a string.
+Number = Annotated[float, Strict()]
+
+
+def _not_bool_or_text(value: object) -> object:
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer (not true, false or text)")
+    return value
+
+
+# A whole number of steps: 4 (or 4.0); never true (1) or "4", which lax pydantic would read.
+Count = Annotated[int, BeforeValidator(_not_bool_or_text)]
 
 
 class SeriesIn(BaseModel):
@@ -41,7 +56,7 @@ class SeriesIn(BaseModel):
         description="Caller's id of the series, echoed in the response; unique per request.",
         examples=["transformer-1"],
     )
-    values: list[float | None] = Field(
+    values: list[Number | None] = Field(
         min_length=1,
         description=(
             "The target's history, oldest first, at least the model's lookback long (GET "
@@ -69,7 +84,7 @@ class SeriesIn(BaseModel):
             "the model's frequency; replaces `start`."
         ),
     )
-    covariates: dict[str, list[float | None]] = Field(
+    covariates: dict[str, list[Number | None]] = Field(
         default_factory=dict,
         description="One list per covariate the model was trained with, as long as `values`.",
     )
@@ -98,13 +113,13 @@ class ForecastRequest(BaseModel):
         },
     )
 
-    horizon: int | None = Field(
+    horizon: Count | None = Field(
         default=None,
         ge=1,
         description="Steps to forecast, at most the model's max_horizon; default: that maximum.",
         examples=[24],
     )
-    quantiles: list[float] | None = Field(
+    quantiles: list[Number] | None = Field(
         default=None,
         min_length=1,
         description="Quantile levels to return, each one the model was trained with; default all.",

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import EXAMPLE_VALUES, ModelRefOut
+from service.schemas import EXAMPLE_VALUES, Count, ModelRefOut, Number
 
 GapPolicy = Literal["reject", "interpolate"]
 
@@ -36,7 +36,7 @@ class ObservationsRequest(BaseModel):
         },
     )
 
-    values: list[float | None] = Field(
+    values: list[Number | None] = Field(
         min_length=1,
         description="The new target values, oldest first. null, NaN and inf are rejected.",
         examples=[EXAMPLE_VALUES],
@@ -53,16 +53,16 @@ class ObservationsRequest(BaseModel):
         description="Timestamp of values[0]; the rest follow at the model's frequency.",
         examples=["2018-06-01T00:00:00"],
     )
-    covariates: dict[str, list[float | None]] = Field(
+    covariates: dict[str, list[Number | None]] = Field(
         default_factory=dict,
         description="One list per covariate the model reads, as long as `values`.",
     )
-    horizon: int | None = Field(
+    horizon: Count | None = Field(
         default=None,
         ge=1,
         description="Steps to forecast, at most the model's max_horizon; default: that maximum.",
     )
-    quantiles: list[float] | None = Field(
+    quantiles: list[Number] | None = Field(
         default=None,
         min_length=1,
         description="Quantile levels to return, each one the model was trained with; default all.",

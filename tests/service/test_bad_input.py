@@ -140,6 +140,27 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("horizon",), 0),
         "field 'horizon': Input should be greater than or equal to 1",
     ),
+    # JSON that lax parsing would read as numbers: refused, never "fixed" to 1, 0 or 31.2
+    "bool among values": (
+        _set(("series", 1, "values", 7), True),
+        f"{BAD} 'values'[7]: Input should be a valid number",
+    ),
+    "numeric string among values": (
+        _set(("series", 1, "values", 7), "31.2"),
+        f"{BAD} 'values'[7]: Input should be a valid number",
+    ),
+    "bool among covariates": (
+        _set(("series", 1, "covariates", "x", 3), False),
+        f"{BAD} 'covariates'['x'][3]: Input should be a valid number",
+    ),
+    "bool horizon": (
+        _set(("horizon",), True),
+        "field 'horizon': Value error, must be a JSON integer (not true, false or text)",
+    ),
+    "bool quantile": (
+        _set(("quantiles",), [True]),
+        "field 'quantiles.0': Input should be a valid number",
+    ),
 }
 
 
@@ -213,3 +234,16 @@ def test_oversized_body_is_413_declared_or_streamed(
     small["series"][0].pop("start")
     assert len(json.dumps(small)) < 4096
     assert client.post("/forecast", json=small).status_code == 200
+
+
+def test_a_bool_among_many_exact_zeros_and_ones_is_still_refused(
+    client: TestClient, body: Body
+) -> None:
+    """Past 64 exact 0s and 1s in a list the fast path leaves the bool check to the schema."""
+    values = body["series"][1]["values"]
+    values[:] = [float(i % 2) for i in range(len(values))]  # an on/off log: all 0s and 1s
+    assert client.post("/forecast", json=body).status_code == 200
+    values[10] = True
+    response = client.post("/forecast", json=body)
+    assert response.status_code == 422, response.text
+    assert f"{BAD} 'values'[10]: Input should be a valid number" in response.json()["detail"]

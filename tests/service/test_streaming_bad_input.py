@@ -41,6 +41,8 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
     last = _stamp(frame, STORED - 1)
     return {
         "null value": (value_at(2, None), 422, "field 'values': holds null at position 2"),
+        "bool value": (value_at(1, True), 422, "field 'values.1': Input should be a valid number"),
+        "bool horizon": (setter("horizon", True), 422, "field 'horizon': Value error, must be"),
         "empty values": (
             lambda b: b.update(values=[], covariates={"x": []}),
             422,
