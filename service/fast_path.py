@@ -110,11 +110,20 @@ def fast_request(data: Any) -> FastRequest | None:
     if type(raw_series) is not list or not raw_series:
         return None
     series = []
+    raws: list[list[Any]] = []
+    arrays: list[np.ndarray] = []
     for item in raw_series:
         one = _series(item)
         if one is None:
             return None
         series.append(one)
+        raws.append(item["values"])
+        arrays.append(one.values)
+        for name, column in one.covariates.items():
+            raws.append(item["covariates"][name])
+            arrays.append(column)
+    if _bool_among(raws, arrays):
+        return None
     return FastRequest(horizon=horizon, quantiles=quantiles, series=tuple(series))
 
 
@@ -194,10 +203,9 @@ def fast_covariates(raw: Any, numbers: Callable[[Any], np.ndarray | None]) -> di
 
 def _numbers(raw: Any) -> np.ndarray | None:
     """A list of JSON numbers as float64, or None if anything else is in it (null, a string,
-    a bool, a nested list...). Floats (NaN and inf included) and ints convert as the schema's
-    strict `Number` does. numpy reads a bool among numbers as 0 or 1, so the items that came
-    out exactly 0 or 1 are looked at one by one: a few per series in real data, a vectorised
-    test for the rest; past `_MAX_ZERO_ONE` of them (counts, on/off logs) the schema judges."""
+    a bool-only list, a nested list...). Floats (NaN and inf included) and ints convert as the
+    schema's strict `Number` does; a bool among numbers comes out as 0 or 1 here, which
+    `_bool_among` catches for the whole request at once."""
     if type(raw) is not list:
         return None
     if not raw:
@@ -210,16 +218,30 @@ def _numbers(raw: Any) -> np.ndarray | None:
         return None
     if array.dtype.kind == "i" and array.dtype != np.int64:
         return None
-    array = array.astype(np.float64, copy=False)
-    zero_one = np.flatnonzero((array == 0.0) | (array == 1.0))
-    if len(zero_one) > _MAX_ZERO_ONE:
-        return None
-    if any(type(raw[i]) is bool for i in zero_one.tolist()):
-        return None
-    return array
+    return array.astype(np.float64, copy=False)
 
 
-_MAX_ZERO_ONE = 64  # exact 0s and 1s in one list the fast path checks for bools itself
+_MAX_ZERO_ONE = 256  # exact 0s and 1s in one request the fast path checks for bools itself
+
+
+def _bool_among(raws: list[list[Any]], arrays: list[np.ndarray]) -> bool:
+    """Whether a JSON true/false hides among the numbers (numpy read it as 1 or 0; the schema
+    refuses it). Only items that came out exactly 0 or 1 can be one: a vectorised test over the
+    request's numbers finds them, and each is looked at; past `_MAX_ZERO_ONE` of them (counts,
+    on/off logs) the answer is "maybe" (True), and the schema judges the request."""
+    flat = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    suspects = np.flatnonzero((flat == 0.0) | (flat == 1.0))
+    if not len(suspects):
+        return False
+    if len(suspects) > _MAX_ZERO_ONE:
+        return True
+    ends = np.cumsum([len(a) for a in arrays])
+    owners = np.searchsorted(ends, suspects, side="right")
+    starts = ends - np.array([len(a) for a in arrays])
+    for flat_index, owner in zip(suspects.tolist(), owners.tolist(), strict=True):
+        if type(raws[owner][flat_index - int(starts[owner])]) is bool:
+            return True
+    return False
 
 
 def parse_datetime(text: str) -> datetime | None:

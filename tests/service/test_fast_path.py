@@ -162,6 +162,20 @@ def test_fast_path_accepts_only_what_the_schema_accepts_and_reads_the_same(name:
             np.testing.assert_array_equal(column, np.asarray(theirs.covariates[key], float))
 
 
+def test_bools_are_found_among_exact_zeros_and_ones_in_any_series_or_covariate() -> None:
+    plain = fast_request(copy.deepcopy(BODIES["covariates"]))
+    assert plain is not None
+    for where in ("values", "covariates"):
+        body = copy.deepcopy(BODIES["covariates"])
+        body["series"][0]["values"][4] = 1  # an int 1 is a number: stays on the fast path
+        assert fast_request(copy.deepcopy(body)) is not None
+        if where == "values":
+            body["series"][1]["values"][5] = False
+        else:
+            body["series"][1]["covariates"]["x"][11] = True
+        assert fast_request(body) is None, where
+
+
 def test_fast_path_takes_the_common_bodies() -> None:
     for name in ("plain", "ints among floats", "all ints", "NaN", "inf", "covariates"):
         assert fast_request(copy.deepcopy(BODIES[name])) is not None, name
