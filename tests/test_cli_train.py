@@ -228,6 +228,12 @@ def test_train_then_backtest_end_to_end(
     assert code == 0, err
     # the whole series scored as a unit the model never saw: every origin after the look-back
     assert f"{(600 - 48 - 12 + 1) * 12:,} forecast values" in unseen
+    short = tmp_path / "short.csv"
+    seasonal_frame(50).to_csv(short)
+    code, _, err = run_cli(["backtest", "--data", str(short)], settings, capsys)
+    assert code == 2
+    assert "every series is shorter than min_length=60" in err
+    assert "the model reads 48 rows and forecasts 12 per window (--on-short drop" in err
     assert "By horizon step:" in out
     assert (tmp_path / "bt" / "by_step.csv").exists()
     assert (tmp_path / "bt" / "plots" / "forecasts.png").exists()

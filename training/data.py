@@ -666,13 +666,10 @@ def _apply_min_length(
 ) -> list[Segment]:
     short = [s for s in segments if len(s.frame) < config.min_length]
     longest = max((len(s.frame) for s in segments), default=0)
-    # urnn train sets min_length to lookback + horizon: the way out when most series are short
-    less = "a shorter look-back and horizon (urnn train's --lookback and --horizon; their sum is "
-    less += "min_length there)"
     if short and len(short) == len(segments):
         raise SeriesTooShortError(
             f"{source}: every series is shorter than min_length={config.min_length:,} (the "
-            f"longest has {longest:,} rows); ask for {less}"
+            f"longest has {longest:,} rows)"
         )
     if short and config.on_short != "drop":
         first = short[0]
@@ -681,7 +678,7 @@ def _apply_min_length(
             f"cleaning, fewer than min_length={config.min_length:,} ({len(short):,} of "
             f"{len(segments):,} series are; the longest has {longest:,} rows); set "
             f"on_short='drop' to leave such series out (allowed: "
-            f"{', '.join(SHORT_SERIES_POLICIES)}), or ask for {less}"
+            f"{', '.join(SHORT_SERIES_POLICIES)})"
         )
     for segment in short:
         n = len(segment.frame)

@@ -55,7 +55,7 @@ from training.split import (
     split_data,
 )
 from training.stream_fit import fit_stream, stream_series
-from training.validation import InvalidOptionError
+from training.validation import InvalidOptionError, SeriesTooShortError
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings
@@ -401,9 +401,19 @@ class Prepared(NamedTuple):
 def _prepare(config: TrainConfig) -> Prepared:
     """load -> split by time -> scaler on train -> windows: what every rank trains on."""
     load = config.load
-    if load.min_length == LoadConfig.min_length:  # untouched: ask for one full window at least
+    derived = load.min_length == LoadConfig.min_length  # untouched: one full window at least
+    if derived:
         load = replace(load, min_length=config.model.lookback + config.model.horizon)
-    data = load_data(config.data, load)
+    try:
+        data = load_data(config.data, load)
+    except SeriesTooShortError as error:
+        if not derived:
+            raise
+        raise SeriesTooShortError(
+            f"{error}; min_length is the look-back plus the horizon ({config.model.lookback:,} + "
+            f"{config.model.horizon:,}): a shorter look-back or horizon (--lookback, --horizon) "
+            "keeps more series"
+        ) from None
     steps = load.step_origin is not None
     model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
     split_config = config.split(model_config.lookback)

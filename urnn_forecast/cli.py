@@ -1426,6 +1426,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.registry import load_registered
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_rows
+    from training.validation import SeriesTooShortError
 
     if settings.mlflow_tracking_uri is None:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
@@ -1444,7 +1445,13 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     model = predictor.model
     c = model.config
     load["min_length"] = c.lookback + c.horizon
-    data = load_data(args.data, _build(LoadConfig, load, "load config"))
+    try:
+        data = load_data(args.data, _build(LoadConfig, load, "load config"))
+    except SeriesTooShortError as error:
+        raise SeriesTooShortError(
+            f"{error}; the model reads {c.lookback:,} rows and forecasts {c.horizon:,} per "
+            "window (--on-short drop leaves shorter series out)"
+        ) from None
     if data.target != predictor.target or tuple(data.covariates) != predictor.covariates:
         raise UsageError(
             f"the model was trained on target {predictor.target!r} with covariates "

@@ -15,7 +15,7 @@ from tests.shared_data import SHARED_DATA, needs_shared
 from training.data import LoadConfig, load_data
 from training.fit import FitConfig
 from training.pipeline import TrainConfig, train_pipeline
-from training.validation import InvalidOptionError, TimestampParseError
+from training.validation import InvalidOptionError, SeriesTooShortError, TimestampParseError
 from urnn_forecast.settings import Settings
 
 CMAPSS = SHARED_DATA / "CMAPSS" / "train_FD001.txt"
@@ -173,3 +173,20 @@ def test_a_fleet_split_by_unit_trains_on_whole_engines_and_scores_unseen_ones(
             model=ForecasterConfig(kind="urnn-stream"),
             split_method="series",
         )
+
+
+def test_engines_shorter_than_one_window_name_the_way_out(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    train = TrainConfig(
+        data=str(engines_csv(tmp_path / "engines.csv", cycles=120, engines=3)),
+        load=config(),
+        model=ForecasterConfig(kind="linear", lookback=200, horizon=12),
+        registered_name=None,
+    )
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(train, mlflow_settings)
+    assert "every series is shorter than min_length=212 (the longest has 120 rows)" in str(
+        error.value
+    )
+    assert "min_length is the look-back plus the horizon (200 + 12): a shorter" in str(error.value)
