@@ -19,7 +19,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,23 @@ class DataSet:
     baseline: str = "seasonal_naive"
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig options (e.g. the split)
 
+
+CMAPSS = DataSet(
+    "CMAPSS/train_FD001.txt",
+    # 100 engines run to failure, 128-362 cycles each: the cycle counter is the time axis
+    LoadConfig(
+        target="s11",
+        series_col="unit",
+        timestamp_col="cycle",
+        step_origin="2000-01-01",
+        freq="D",
+    ),
+    "C-MAPSS FD001, sensor 11 (HPC static pressure), 100 engines, 20,631 cycles; "
+    "look-back 48, horizon 12, segments of 12 (the shortest engine has 128 cycles)",
+    model={"lookback": 48, "horizon": 12, "segment_length": 12},
+    prepare=cmapss_csv,
+    baseline="repeat_last",  # cycles carry no season: seasonal naive would be the same
+)
 
 DATASETS = {
     "taylor": DataSet(
@@ -94,36 +111,11 @@ DATASETS = {
         # pump's temperature has no hourly cycle: the naive row repeats the last value
         baseline="repeat_last",
     ),
-    "cmapss": DataSet(
-        "CMAPSS/train_FD001.txt",
-        # 100 engines run to failure, 128-362 cycles each: the cycle counter is the time axis
-        LoadConfig(
-            target="s11",
-            series_col="unit",
-            timestamp_col="cycle",
-            step_origin="2000-01-01",
-            freq="D",
-        ),
-        "C-MAPSS FD001, sensor 11 (HPC static pressure), 100 engines, 20,631 cycles; "
-        "look-back 48, horizon 12, segments of 12 (the shortest engine has 128 cycles)",
-        model={"lookback": 48, "horizon": 12, "segment_length": 12},
-        prepare=cmapss_csv,
-        baseline="repeat_last",  # cycles carry no season: seasonal naive would be the same
-    ),
-    "cmapss-units": DataSet(
-        "CMAPSS/train_FD001.txt",
-        LoadConfig(
-            target="s11",
-            series_col="unit",
-            timestamp_col="cycle",
-            step_origin="2000-01-01",
-            freq="D",
-        ),
-        "the same engines split by unit (--split series): engines 1-70 train on their whole "
-        "lives, 71-80 validate, 81-100 are scored as engines the model never saw",
-        model={"lookback": 48, "horizon": 12, "segment_length": 12},
-        prepare=cmapss_csv,
-        baseline="repeat_last",
+    "cmapss": CMAPSS,
+    "cmapss-units": replace(
+        CMAPSS,
+        note="the same engines split by unit (--split series): engines 1-70 train on their "
+        "whole lives, 71-80 validate, 81-100 are scored as engines the model never saw",
         train={"split_method": "series"},
     ),
 }
