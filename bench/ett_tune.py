@@ -76,7 +76,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "dropout": 0.5,
         "mse_weight": 0.0,
     },
+    # RevIN-style per-window mean/std (SegRNN's default, revin=1) instead of NLinear's "last"
+    "inst": {"decoder": "direct", "normalisation": "instance"},
+    "pmf-inst": {"decoder": "pmf", "normalisation": "instance"},
     "pmf-seg24": {"decoder": "pmf", "segment_length": 24},  # SegRNN's segment length
+    # fewer, longer segments (look-back 720: 10 or 5 recurrent steps)
+    "seg72": {"decoder": "direct", "segment_length": 72},
+    "seg144": {"decoder": "direct", "segment_length": 144},
+    "pmf-seg72": {"decoder": "pmf", "segment_length": 72},
     "pmf-lr3e-4": {"decoder": "pmf", "lr": 3e-4, "patience": 5},  # SegRNN's lr and patience
     "pmf-h32": {"decoder": "pmf", "hidden_size": 32},
     "pmf-wd": {"decoder": "pmf", "weight_decay": 0.05},
