@@ -114,3 +114,23 @@ def test_importing_the_cli_loads_neither_torch_nor_mlflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bad_settings_are_one_line_naming_the_variable_and_what_it_accepts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from urnn_forecast.settings import get_settings
+
+    monkeypatch.setenv("URNN_DEVICE", "gpu")
+    monkeypatch.setenv("URNN_BATCH_MAX_SERIES", "0")
+    get_settings.cache_clear()
+    try:
+        code = cli.main(["serve"])
+    finally:
+        get_settings.cache_clear()
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("urnn serve: error: invalid settings: ")
+    assert "URNN_DEVICE='gpu': Input should be 'auto', 'cpu' or 'cuda'" in err
+    assert "URNN_BATCH_MAX_SERIES='0': Input should be greater than or equal to 1" in err
+    assert "Traceback" not in err

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from urnn_forecast.settings import Settings, get_settings
+from urnn_forecast.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
     from training.paper_benchmark import PaperRunConfig, PaperRunResult
@@ -1037,7 +1037,12 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
             f"argument --seq-len: the {args.task} task needs T >= {MIN_SEQ_LEN[args.task]}, "
             f"got {args.seq_len}"
         )
-    settings = settings or get_settings()
+    if settings is None:
+        try:
+            settings = get_settings()
+        except SettingsError as error:
+            print(f"urnn {args.command}: error: {error}", file=sys.stderr)
+            return 2
     if args.device is None:
         args.device = settings.device
     if args.device == "cuda":
