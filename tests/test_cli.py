@@ -33,6 +33,7 @@ def test_model_choices_match_the_models_package() -> None:
         (["benchmark", "paper", "copy", "--device", "tpu"], "argument --device: invalid choice"),
         (["benchmark", "paper", "mnist"], "invalid choice: 'mnist'"),
         (["demo", "--epochs", "0"], "argument --epochs"),
+        (["serve", "--port", "99999"], "argument --port: must be a TCP port, 1 to 65535"),
     ],
 )
 def test_bad_arguments_are_argparse_errors_naming_the_option(

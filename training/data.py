@@ -49,6 +49,7 @@ in regions], target="MW")`. The target columns are renamed to one name (every se
 LoadedData has the same columns); the report keeps every file's decisions, in file order.
 """
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -545,10 +546,13 @@ def _parse_timestamps(
         text = raw[columns[0]].astype(str)
         for column in columns[1:]:
             text = text + " " + raw[column].astype(str)
-        try:
-            parsed = pd.to_datetime(text, format=fmt, errors="coerce")
-        except ValueError:  # several UTC offsets in one column
-            parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+        with warnings.catch_warnings():
+            # "could not infer format": the rows that fail are reported below, by row number
+            warnings.filterwarnings("ignore", message="Could not infer format")
+            try:
+                parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+            except ValueError:  # several UTC offsets in one column
+                parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
         bad = parsed.isna().to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1

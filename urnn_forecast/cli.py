@@ -77,6 +77,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535, got {value}")
+    return value
+
+
 def _model_list(text: str) -> list[str]:
     """`urnn,lstm` -> ["urnn", "lstm"]; with action="extend" the option is also repeatable."""
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -516,7 +523,7 @@ def _add_serve_parser(commands: Any) -> None:
         "--host", default=None, help="bind address; default URNN_SERVE_HOST or 127.0.0.1"
     )
     serve.add_argument(
-        "--port", type=_positive_int, default=None, help="port; default URNN_SERVE_PORT or 8000"
+        "--port", type=_port, default=None, help="port; default URNN_SERVE_PORT or 8000"
     )
     serve.add_argument(
         "--workers",
