@@ -1576,9 +1576,14 @@ def _add_worker_parser(commands: Any) -> None:
 def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
-    from jobs.db import Database
+    from jobs.db import Database, SchemaError, check_schema
     from jobs.worker import Worker
 
+    try:
+        check_schema(settings.resolved_database_url())
+    except SchemaError as error:
+        print(f"urnn worker: error: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -3,6 +3,7 @@ ORM classes match what the migrations build."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from jobs.db import current_revision, downgrade, make_engine, upgrade
+from jobs.db import SchemaError, check_schema, current_revision, downgrade, make_engine, upgrade
 from jobs.models import Base
 from urnn_forecast.cli import main
 from urnn_forecast.settings import Settings
@@ -64,3 +65,48 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     assert main(["db", "downgrade", "base"], settings=settings) == 0
     assert main(["db", "current"], settings=settings) == 0
     assert "empty" in capsys.readouterr().out
+
+
+def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(var_dir=tmp_path / "var", database_url=database_url)
+    engine = make_engine(database_url)
+    with engine.connect():  # the database exists (SQLite: the file is made here)
+        pass
+    engine.dispose()
+    if current_revision(database_url) is not None:  # a server database another test migrated
+        downgrade(database_url, "base")
+    with pytest.raises(SchemaError, match=r"has no schema: run `urnn db upgrade`"):
+        check_schema(database_url)
+    assert main(["worker", "--until-idle"], settings=settings) == 2
+    assert "urnn worker: error: the job database at" in capsys.readouterr().err
+    upgrade(database_url, "0001")
+    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0002"):
+        check_schema(database_url)
+    upgrade(database_url)
+    check_schema(database_url)  # at head: the worker may start
+    assert main(["worker", "--until-idle"], settings=settings) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("foo://x", "is not a database URL SQLAlchemy can use"),
+        ("::::", "URNN_DATABASE_URL is not a database URL"),
+        (
+            "postgresql://postgres:secret@127.0.0.1:1/test",
+            "cannot reach the job database at postgresql://postgres:***@127.0.0.1:1/test",
+        ),
+    ],
+)
+def test_unusable_database_urls_are_named_without_the_password(url: str, message: str) -> None:
+    with pytest.raises(SchemaError, match=re.escape(message)):
+        check_schema(url)
+
+
+def test_checking_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "here" / "jobs.db"
+    with pytest.raises(SchemaError, match="no job database at sqlite:///"):
+        check_schema(f"sqlite:///{path}")
+    assert not (tmp_path / "not").exists()
