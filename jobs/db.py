@@ -123,8 +123,36 @@ def current_revision(url: str) -> str | None:
 
 
 class SchemaError(RuntimeError):
-    """The job database cannot be used as it is: unreachable, or its schema is not at the
-    migrations' head. The message says which and what to run."""
+    """The job database cannot be used as it is: an unusable URL, a server out of reach, or a
+    schema not at the migrations' head. The message says which and what to run."""
+
+
+def shown_url(url: str) -> str:
+    """`url` for messages: the password as ***; the raw text when it does not parse."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable)"
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """Around a first connection: an unusable URL or an unreachable server becomes one
+    SchemaError line instead of a driver traceback."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    try:
+        yield
+    except (ArgumentError, NoSuchModuleError) as error:
+        raise SchemaError(
+            f"URNN_DATABASE_URL {shown_url(url)!r} is not a database URL SQLAlchemy can use: "
+            f"{error}"
+        ) from None
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise SchemaError(f"cannot reach the job database at {shown_url(url)}: {reason}") from None
 
 
 def head_revision() -> str | None:
@@ -136,32 +164,21 @@ def head_revision() -> str | None:
 def check_schema(url: str) -> None:
     """Before a long-running process (a worker) starts polling: a database it cannot reach or a
     schema `urnn db upgrade` has not brought to head fails here with one clear line, not with
-    a driver traceback on its first query."""
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
-
-    try:
+    a driver traceback on its first query. Creates nothing (no SQLite folder or file)."""
+    with reaching(url):
         parsed = make_url(url)
-    except ArgumentError as error:
-        raise SchemaError(f"URNN_DATABASE_URL is not a database URL: {error}") from None
-    shown = parsed.render_as_string(hide_password=True)
     database = parsed.database
     local = parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
-    if local and not Path(str(database)).is_file():  # a check creates nothing: no folder, file
+    if local and not Path(str(database)).is_file():
         raise SchemaError(
-            f"no job database at {shown}: run `urnn db upgrade` (same URNN_DATABASE_URL)"
+            f"no job database at {shown_url(url)}: run `urnn db upgrade` (same URNN_DATABASE_URL)"
         )
-    try:
+    with reaching(url):
         current = current_revision(url)
-    except (ArgumentError, NoSuchModuleError) as error:
-        raise SchemaError(
-            f"URNN_DATABASE_URL {shown!r} is not a database URL SQLAlchemy can use: {error}"
-        ) from None
-    except OperationalError as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-        raise SchemaError(f"cannot reach the job database at {shown}: {reason}") from None
     head = head_revision()
     if current != head:
         state = "has no schema" if current is None else f"is at revision {current}, not {head}"
         raise SchemaError(
-            f"the job database at {shown} {state}: run `urnn db upgrade` (same URNN_DATABASE_URL)"
+            f"the job database at {shown_url(url)} {state}: run `urnn db upgrade` (same "
+            "URNN_DATABASE_URL)"
         )

@@ -1618,25 +1618,24 @@ def _add_db_parser(commands: Any) -> None:
 
 
 def _run_db(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.db import current_revision, downgrade, upgrade
+    from jobs.db import SchemaError, current_revision, downgrade, reaching, shown_url, upgrade
 
     url = settings.resolved_database_url()
-    shown = _hide_password(url)
-    if args.db_action == "upgrade":
-        upgrade(url, args.revision)
-        print(f"{shown}: upgraded to {current_revision(url)}")
-    elif args.db_action == "downgrade":
-        downgrade(url, args.revision)
-        print(f"{shown}: downgraded to {current_revision(url)}")
-    else:
-        print(f"{shown}: {current_revision(url) or 'empty (run `urnn db upgrade`)'}")
+    shown = shown_url(url)
+    try:
+        with reaching(url):
+            if args.db_action == "upgrade":
+                upgrade(url, args.revision)
+                print(f"{shown}: upgraded to {current_revision(url)}")
+            elif args.db_action == "downgrade":
+                downgrade(url, args.revision)
+                print(f"{shown}: downgraded to {current_revision(url)}")
+            else:
+                print(f"{shown}: {current_revision(url) or 'empty (run `urnn db upgrade`)'}")
+    except SchemaError as error:
+        print(f"urnn db: error: {error}", file=sys.stderr)
+        return 2
     return 0
-
-
-def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     ("url", "message"),
     [
         ("foo://x", "is not a database URL SQLAlchemy can use"),
-        ("::::", "URNN_DATABASE_URL is not a database URL"),
+        ("::::", "URNN_DATABASE_URL '(unparsable)' is not a database URL"),
         (
             "postgresql://postgres:secret@127.0.0.1:1/test",
             "cannot reach the job database at postgresql://postgres:***@127.0.0.1:1/test",
@@ -110,3 +110,15 @@ def test_checking_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="no job database at sqlite:///"):
         check_schema(f"sqlite:///{path}")
     assert not (tmp_path / "not").exists()
+
+
+def test_urnn_db_names_an_unreachable_server_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql://postgres:secret@127.0.0.1:1/test"
+    settings = Settings(var_dir=tmp_path / "var", database_url=url)
+    for action in ("upgrade", "current"):
+        assert main(["db", action], settings=settings) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("urnn db: error: cannot reach the job database at postgresql://")
+        assert "secret" not in err and "Traceback" not in err
