@@ -1,9 +1,19 @@
 """The MLflow helper writes runs into the store the Settings point at, and nowhere else."""
 
+import http.server
+import socket
+import threading
+from pathlib import Path
+
 import pytest
 
 from urnn_forecast.settings import Settings
-from urnn_forecast.tracking import MlflowTracker, start_run
+from urnn_forecast.tracking import (
+    MlflowTracker,
+    TrackingServerError,
+    check_tracking_server,
+    start_run,
+)
 
 
 def test_start_run_logs_into_a_fresh_sqlite_store(mlflow_settings: Settings) -> None:
@@ -45,3 +55,48 @@ def test_a_failing_body_marks_the_run_failed(mlflow_settings: Settings) -> None:
         raise RuntimeError("boom")
     client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
     assert client.get_run(run_id).info.status == "FAILED"
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("status", "answers"), [(200, True), (503, False)])
+def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
+    tmp_path: Path, status: int, answers: bool
+) -> None:
+    handler = type("Health", (_Health,), {"status": status})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_port}"
+        settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri)
+        if answers:
+            check_tracking_server(settings)
+        else:
+            with pytest.raises(TrackingServerError, match=r"HTTP 503 from .*/health"):
+                check_tracking_server(settings)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dead_tracking_server_stops_a_run_before_it_starts(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+    # our check's error, not MLflow's after its minutes of retries
+    pattern = r"does not answer: .*URNN_MLFLOW_TRACKING_URI"
+    with pytest.raises(TrackingServerError, match=pattern), start_run("never", settings):
+        pass
+    assert not (tmp_path / "var").exists()

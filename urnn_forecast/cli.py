@@ -1159,9 +1159,11 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from training.split import ScalerError
     from training.validation import DataValidationError
     from training.windows import IncompatibleWindowsError, WindowError
+    from urnn_forecast.tracking import TrackingServerError
 
     return (
         UsageError,
+        TrackingServerError,
         DataValidationError,
         ForecasterConfigError,
         CalendarFrequencyError,

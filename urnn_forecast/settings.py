@@ -23,7 +23,11 @@ class Settings(BaseSettings):
     )
     mlflow_tracking_uri: str | None = Field(
         default=None,
-        description="MLflow tracking URI; default: a SQLite-backed store at <var_dir>/mlflow.db.",
+        description=(
+            "MLflow tracking URI; default: a SQLite-backed store at <var_dir>/mlflow.db. An "
+            "http(s) server must answer /health within 5 s when a run starts, else the command "
+            "stops with that error (MLflow's client would retry for minutes)."
+        ),
     )
     mlflow_artifact_root: str | None = Field(
         default=None,

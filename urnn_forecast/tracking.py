@@ -32,6 +32,39 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
     return client.create_experiment(experiment_name, artifact_location=artifact_location)
 
 
+class TrackingServerError(RuntimeError):
+    """The configured MLflow tracking server does not answer. MLflow's own client retries a
+    dead server with backoff for minutes before failing; this answers in seconds."""
+
+
+HEALTH_TIMEOUT_S = 5.0
+
+
+def check_tracking_server(settings: Settings) -> None:
+    """For an http(s) tracking URI: the server's /health must answer within a few seconds.
+    Local stores (the default SQLite file, file: paths) need no check."""
+    import urllib.error
+    import urllib.request
+
+    uri = settings.resolved_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as answer:
+            if answer.status == 200:
+                return
+            reason = f"HTTP {answer.status}"
+    except urllib.error.HTTPError as error:
+        reason = f"HTTP {error.code} from {url}"
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        reason = str(getattr(error, "reason", error))
+    raise TrackingServerError(
+        f"the MLflow tracking server at {uri} (URNN_MLFLOW_TRACKING_URI) does not answer: "
+        f"{reason}; start it (mlflow server ...) or point URNN_MLFLOW_TRACKING_URI elsewhere"
+    )
+
+
 @contextmanager
 def start_run(
     experiment_name: str,
@@ -49,6 +82,7 @@ def start_run(
     if settings.mlflow_tracking_uri is None:
         # The default store is a SQLite file inside var_dir; SQLite will not create the folder.
         settings.var_dir.mkdir(parents=True, exist_ok=True)
+    check_tracking_server(settings)
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     experiment_id = ensure_experiment(experiment_name, settings)
     with mlflow.start_run(
