@@ -25,6 +25,7 @@ from service.loader import ModelLoader, NoModelError
 from service.metrics import ServiceMetrics
 from service.served import ModelRef, ServedModel, pick_device
 from urnn_forecast.settings import Settings
+from urnn_forecast.tracking import TrackingServerError, check_tracking_server
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,10 @@ class ModelManager:
         async with self._lock:  # one reload at a time; the forward path never takes this lock
             previous = self.current
             uri = self.settings.model_uri
+            try:  # a dead server answers here in seconds; MLflow's client retries for minutes
+                await asyncio.to_thread(check_tracking_server, self.settings)
+            except TrackingServerError as error:
+                raise self._failed(str(error)) from error
             try:
                 ref = await asyncio.to_thread(self.loader.resolve, uri)
             except NoModelError as error:  # not registered yet: expected before the first train

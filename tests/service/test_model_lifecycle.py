@@ -4,6 +4,7 @@ reported; the alias poll picks up a promotion; mutating endpoints need the key."
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,25 @@ from fastapi.testclient import TestClient
 from tests.service.conftest import API_KEY, Registry, history, metric_value
 
 KEY = {"X-API-Key": API_KEY}
+
+
+def test_a_dead_tracking_server_leaves_the_service_up_and_saying_why(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """MLflow's client would retry a dead server for minutes inside the lifespan, so the service
+    would not even answer /healthz; the /health check makes it start, not ready, in seconds."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = client_for(mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert f"the MLflow tracking server at http://127.0.0.1:{port}" in ready.json()["detail"]
+    assert "does not answer" in ready.json()["detail"]
+    forecast = client.post("/forecast", json={"series": [history(registry.frame)]})
+    assert forecast.status_code == 503
+    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") >= 1.0
 
 
 def test_no_model_registered_service_starts_and_says_why(
