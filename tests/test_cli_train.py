@@ -335,3 +335,19 @@ def test_ensemble_option_reaches_the_model_config(csv: Path) -> None:
     base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]
     assert cli._train_config(parser.parse_args([*base, "--ensemble", "3"])).model.ensemble == 3
     assert cli._train_config(parser.parse_args(base)).model.ensemble == 1
+
+
+def test_backtest_against_a_dead_tracking_server_is_one_line(
+    csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+    code, _, err = run_cli(["backtest", "--data", str(csv)], settings, capsys)
+    assert code == 2
+    assert err.startswith(
+        f"urnn backtest: error: the MLflow tracking server at http://127.0.0.1:{port}"
+    )

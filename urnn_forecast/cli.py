@@ -1441,9 +1441,11 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_rows
     from training.validation import SeriesTooShortError
+    from urnn_forecast.tracking import check_tracking_server
 
     if settings.mlflow_tracking_uri is None:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
+    check_tracking_server(settings)  # seconds, not MLflow's minutes of retries
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     try:
         predictor = load_registered(args.model_uri)
