@@ -270,6 +270,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     report = Report()
 
     available = _columns_in_file(path, kind, config.sep)
+    _check_separator(available, kind, config.sep, source)
     time_columns = _resolve_timestamp_columns(available, config, source, report)
     wanted = [*time_columns, *([config.series_col] if config.series_col else [])]
     wanted += list(config.value_columns)
@@ -462,6 +463,23 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
         raise
     except (ValueError, OSError) as error:  # pandas ParserError, pyarrow ArrowInvalid
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
+
+
+SEPARATORS = (";", "\t", "|")  # what a one-column header most likely means instead
+
+
+def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> None:
+    """A time series file has a time column and a value column at least: a header read as one
+    column that holds ';' (SKAB), a tab or '|' was split with the wrong separator."""
+    if kind != "csv" or len(columns) != 1:
+        return
+    found = [s for s in SEPARATORS if s != sep and s in columns[0]]
+    if found:
+        name, option = ("tab", "$'\\t'") if found[0] == "\t" else (repr(found[0]), repr(found[0]))
+        raise InvalidOptionError(
+            f"{source}: the header reads as one column {columns[0][:80]!r} with sep={sep!r}; the "
+            f"file looks {name}-separated: pass sep={found[0]!r} (--sep {option})"
+        )
 
 
 def _read_columns(

@@ -446,3 +446,28 @@ def test_report_lines_are_sentences_naming_their_subject(tmp_path: Path) -> None
     path = write(tmp_path, csv_of(hourly(3), list("123")))
     lines = load_data(path, LoadConfig(target="y")).report_lines()
     assert all(re.match(r"^(log|log\.csv): ", line) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "advice"),
+    [
+        (
+            "datetime;Temperature\n2020-02-08 13:30:47;90.6\n2020-02-08 13:30:48;90.7\n",
+            "';'-separated: pass sep=';'",
+        ),
+        (
+            "timestamp\ty\n2020-01-01 00:00\t1\n2020-01-01 01:00\t2\n",
+            "tab-separated: pass sep='\\t' (--sep $'\\t')",
+        ),
+    ],
+)
+def test_a_header_read_as_one_column_names_the_separator_to_pass(
+    tmp_path: Path, text: str, advice: str
+) -> None:
+    path = write(tmp_path, text, "pump.csv")
+    with pytest.raises(InvalidOptionError, match="the header reads as one column") as error:
+        load_data(path, LoadConfig(target="Temperature"))
+    assert advice in str(error.value)
+    sep = ";" if ";" in text else "\t"
+    target = "Temperature" if sep == ";" else "y"
+    assert load_data(path, LoadConfig(target=target, sep=sep)).target == target
