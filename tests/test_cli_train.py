@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.e2e.processes import free_port
 from tests.training.synthetic import seasonal_frame
 from urnn_forecast import cli
 from urnn_forecast.settings import Settings
@@ -340,11 +341,7 @@ def test_ensemble_option_reaches_the_model_config(csv: Path) -> None:
 def test_backtest_against_a_dead_tracking_server_is_one_line(
     csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=f"http://127.0.0.1:{port}")
     code, _, err = run_cli(["backtest", "--data", str(csv)], settings, capsys)
     assert code == 2

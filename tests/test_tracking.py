@@ -1,12 +1,12 @@
 """The MLflow helper writes runs into the store the Settings point at, and nowhere else."""
 
 import http.server
-import socket
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.processes import free_port
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import (
     MlflowTracker,
@@ -91,9 +91,7 @@ def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
 
 
 def test_a_dead_tracking_server_stops_a_run_before_it_starts(tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=f"http://127.0.0.1:{port}")
     # our check's error, not MLflow's after its minutes of retries
     pattern = r"does not answer: .*URNN_MLFLOW_TRACKING_URI"

@@ -4,7 +4,6 @@ reported; the alias poll picks up a promotion; mutating endpoints need the key."
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.e2e.processes import free_port
 from tests.service.conftest import API_KEY, Registry, history, metric_value
 
 KEY = {"X-API-Key": API_KEY}
@@ -22,9 +22,7 @@ def test_a_dead_tracking_server_leaves_the_service_up_and_saying_why(
 ) -> None:
     """MLflow's client would retry a dead server for minutes inside the lifespan, so the service
     would not even answer /healthz; the /health check makes it start, not ready, in seconds."""
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     client = client_for(mlflow_tracking_uri=f"http://127.0.0.1:{port}")
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
