@@ -85,18 +85,6 @@ class JobSpec(BaseModel):
             raise JobSpecError(field, rest or message) from None
 
 
-def read_columns(path: Path, *, sep: str = ",") -> list[str]:
-    """The column names of a history file, from its header (CSV) or schema (Parquet)."""
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        import pyarrow.parquet as pq
-
-        return [str(c) for c in pq.read_schema(path).names]
-    import pandas as pd
-
-    return [str(c) for c in pd.read_csv(path, nrows=0, sep=sep).columns]
-
-
 def validate_spec(spec: JobSpec) -> JobSpec:
     """Check what can be checked before a worker runs it: the file exists and is readable, the
     target and covariates are columns of it, and the config builds a TrainConfig. Returns the
@@ -108,9 +96,16 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         raise JobSpecError("data", f"{spec.data}: not readable")
     spec = spec.model_copy(update={"data": str(path.resolve())})
     config = spec.train_config()
+    from training.data import WrongSeparatorError, header_columns
+    from training.validation import DataValidationError
+
     try:
-        columns = read_columns(path, sep=config.load.sep)
-    except Exception as error:  # any parse failure means "not a history file we can read"
+        columns = header_columns(path, sep=config.load.sep)
+    except WrongSeparatorError as error:
+        raise JobSpecError("config.load.sep", str(error)) from None
+    except DataValidationError as error:  # suffix, unreadable or empty header
+        raise JobSpecError("data", str(error)) from None
+    except Exception as error:  # any other parse failure: not a history file we can read
         raise JobSpecError("data", f"{spec.data}: cannot read its header ({error})") from None
     if spec.target not in columns:
         raise JobSpecError("target", f"{spec.target!r} is not a column of {path.name}: {columns}")

@@ -468,6 +468,20 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
 SEPARATORS = (";", "\t", "|")  # what a one-column header most likely means instead
 
 
+class WrongSeparatorError(InvalidOptionError):
+    """A CSV header that reads as one column holding another separator: `sep` is wrong."""
+
+
+def header_columns(path: str | Path, sep: str = ",") -> list[str]:
+    """The column names of a history file (the CSV header or the Parquet schema), with the same
+    checks `load_data` starts with: a supported suffix, a readable header, the separator."""
+    path = Path(path)
+    kind = file_format(path)
+    columns = _columns_in_file(path, kind, sep)
+    _check_separator(columns, kind, sep, path.name)
+    return columns
+
+
 def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> None:
     """A time series file has a time column and a value column at least: a header read as one
     column that holds ';' (SKAB), a tab or '|' was split with the wrong separator."""
@@ -476,7 +490,7 @@ def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> No
     found = [s for s in SEPARATORS if s != sep and s in columns[0]]
     if found:
         name, option = ("tab", "$'\\t'") if found[0] == "\t" else (repr(found[0]), repr(found[0]))
-        raise InvalidOptionError(
+        raise WrongSeparatorError(
             f"{source}: the header reads as one column {columns[0][:80]!r} with sep={sep!r}; the "
             f"file looks {name}-separated: pass sep={found[0]!r} (--sep {option})"
         )

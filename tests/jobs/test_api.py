@@ -81,7 +81,24 @@ def test_submit_list_get_cancel(client: TestClient, ett_csv: Path) -> None:
     assert client.post("/jobs/no-such-job/cancel", headers=KEY).status_code == 404
 
 
+def _copy(csv: Path, name: str, sep: str = ",") -> str:
+    """The ETT stand-in under another name, or written with another separator."""
+    copy = csv.with_name(name)
+    copy.write_text(csv.read_text().replace(",", sep))
+    return str(copy)
+
+
 BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
+    (
+        "a ';'-separated file read with ','",
+        lambda csv: tiny_spec(csv, data=_copy(csv, "semicolons.csv", ";")),
+        "field 'config.load.sep': semicolons.csv: the header reads as one column",
+    ),
+    (
+        "an unsupported suffix",
+        lambda csv: tiny_spec(csv, data=_copy(csv, "history.txt")),
+        "field 'data': history.txt: unsupported file type '.txt'; allowed suffixes: .csv",
+    ),
     ("no file", lambda csv: tiny_spec(csv, data="/no/such/history.csv"), "field 'data'"),
     ("no target column", lambda csv: tiny_spec(csv, target="oil_temp"), "field 'target'"),
     ("no covariate column", lambda csv: tiny_spec(csv, covariates=["XX"]), "field 'covariates'"),
