@@ -1626,19 +1626,20 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
 
     url = settings.resolved_database_url()
     shown = shown_url(url)
-    try:
+    try:  # only the first connection is read as "unreachable"; a failing migration is its own
         with reaching(url):
-            if args.db_action == "upgrade":
-                upgrade(url, args.revision)
-                print(f"{shown}: upgraded to {current_revision(url)}")
-            elif args.db_action == "downgrade":
-                downgrade(url, args.revision)
-                print(f"{shown}: downgraded to {current_revision(url)}")
-            else:
-                print(f"{shown}: {current_revision(url) or 'empty (run `urnn db upgrade`)'}")
+            current = current_revision(url)
     except SchemaError as error:
         print(f"urnn db: error: {error}", file=sys.stderr)
         return 2
+    if args.db_action == "upgrade":
+        upgrade(url, args.revision)
+        print(f"{shown}: upgraded to {current_revision(url)}")
+    elif args.db_action == "downgrade":
+        downgrade(url, args.revision)
+        print(f"{shown}: downgraded to {current_revision(url)}")
+    else:
+        print(f"{shown}: {current or 'empty (run `urnn db upgrade`)'}")
     return 0
 
 
