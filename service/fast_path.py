@@ -235,9 +235,10 @@ def _bool_among(raws: list[list[Any]], arrays: list[np.ndarray]) -> bool:
         return False
     if len(suspects) > _MAX_ZERO_ONE:
         return True
-    ends = np.cumsum([len(a) for a in arrays])
+    lengths = np.array([len(a) for a in arrays])
+    ends = np.cumsum(lengths)
     owners = np.searchsorted(ends, suspects, side="right")
-    starts = ends - np.array([len(a) for a in arrays])
+    starts = ends - lengths
     for flat_index, owner in zip(suspects.tolist(), owners.tolist(), strict=True):
         if type(raws[owner][flat_index - int(starts[owner])]) is bool:
             return True
