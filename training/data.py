@@ -220,6 +220,13 @@ class LoadedData:
     source: str
     config: LoadConfig
     report: tuple[Decision, ...] = field(default=())
+    # segment id -> the series it was cut from at a long gap (on_long_gap="split": "<id>#1",
+    # "<id>#2"...); ids not here are units of their own. Splits that hold out whole units keep
+    # a unit's segments together, so no part of a held-out unit trains.
+    units: Mapping[str, str] = field(default_factory=dict)
+
+    def unit_of(self, series_id: str) -> str:
+        return self.units.get(series_id, series_id)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -350,6 +357,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         source=str(path),
         config=config,
         report=tuple(report.decisions),
+        units={s.series_id: s.unit for s in kept if s.unit},
     )
 
 
@@ -431,6 +439,7 @@ def merge_loaded(parts: Sequence[LoadedData], *, target: str | None = None) -> L
         source=", ".join(part.source for part in parts),
         config=replace(first.config, target=name, series_id=None),
         report=tuple(report),
+        units={sid: unit for part in parts for sid, unit in part.units.items()},
     )
 
 

@@ -80,6 +80,9 @@ class TrainConfig:
     split_method: SplitMethod = "fractions"
     train_fraction: float = 0.7
     val_fraction: float = 0.1
+    # split "series": the units held out for test / validation, by id (SplitConfig)
+    test_series: tuple[str, ...] = ()
+    val_series: tuple[str, ...] = ()
     train_stride: int = 1  # rows between training windows
     backtest_step: int = 1  # rows between backtest origins
     backtest_windows: int | None = None  # origins per series (None: all that fit)
@@ -124,9 +127,11 @@ class TrainConfig:
                 f"got {registered!r}"
             )
         try:  # the fractions, checked where a job is submitted rather than where it runs
-            self.split(1)
+            split = self.split(1)
         except InvalidOptionError as error:
             raise ValueError(str(error)) from None
+        object.__setattr__(self, "test_series", split.test_series)  # lists from JSON: tuples
+        object.__setattr__(self, "val_series", split.val_series)
         if self.split_method == "series" and FORECASTERS[self.model.kind].STREAMING:
             raise ValueError(
                 f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "
@@ -146,6 +151,8 @@ class TrainConfig:
             method=self.split_method,
             train_fraction=self.train_fraction,
             val_fraction=self.val_fraction,
+            test_series=self.test_series,
+            val_series=self.val_series,
         )
 
     def backtest_config(self, season_length: int) -> BacktestConfig:
@@ -550,9 +557,26 @@ def _params(
         ("backtest", asdict(backtest_config)),
     ):
         for key, value in values.items():
-            out[f"{prefix}.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
+            out[f"{prefix}.{key}"] = _param_value(value)
     out["metric"] = config.metric
     return out
+
+
+PARAM_LIMIT = 6000  # characters of one MLflow param value (mlflow.utils.validation)
+
+
+def _param_value(value: Any) -> str:
+    """Lists as JSON; one too long for MLflow (a fleet's held-out unit ids) is cut with a
+    pointer to the model's config.json, which holds it whole."""
+    text = json.dumps(list(value)) if isinstance(value, (list, tuple)) else str(value)
+    if len(text) <= PARAM_LIMIT:
+        return text
+    note = (
+        f" ... ({len(value):,} in all; the whole list is in the model's config.json)"
+        if isinstance(value, (list, tuple))
+        else f" ... (cut to MLflow's {PARAM_LIMIT:,} characters)"
+    )
+    return text[: PARAM_LIMIT - len(note)] + note
 
 
 def _dataset(path: str, data: LoadedData) -> Any:

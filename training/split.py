@@ -34,6 +34,8 @@ Presets (`SplitConfig.method`):
   first `lookback` rows scored. A split by time would instead leave every unit's last rows (an
   engine's wear before failure) to the test span only. A held-out unit's MASE is scaled by its
   own first `lookback` rows, the only history it has before its first forecast.
+  `test_series` (and optionally `val_series`) name the held-out units instead of id order.
+  The segments of a series cut at a long gap (`on_long_gap="split"`) are one unit here.
 - "unseen": every series is a test unit, scored as under "series": for backtesting a trained
   model on a file of new units (C-MAPSS's test engines); nothing can be trained on it.
 - "tail": counted back from the end of each series: test = the last `test_rows` rows, val = the
@@ -89,6 +91,10 @@ class SplitConfig:
     val_rows: int | None = None  # "tail" only (required): rows of val, just before test
     test_rows: int | None = None  # "tail" only (required): the last rows of each series
     max_train_rows: int | None = None  # "tail" only: train = at most the last this many rows
+    # "series" only: the units to hold out for test / for validation, by id, instead of the
+    # last ones in id order (a fleet's newest units are not always its highest numbers).
+    test_series: tuple[str, ...] = ()
+    val_series: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -99,11 +105,44 @@ class SplitConfig:
         if self.lookback < 1:
             raise InvalidOptionError(f"lookback must be an integer >= 1, got {self.lookback}")
         self._check_tail_fields()
+        self._check_named_series()
         ok = 0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
         if not ok or self.train_fraction + self.val_fraction >= 1:
             raise InvalidOptionError(
                 "train_fraction and val_fraction must each lie in (0, 1) and leave a test share "
                 f"(sum < 1), got {self.train_fraction} and {self.val_fraction}"
+            )
+
+    def _check_named_series(self) -> None:
+        """test_series / val_series: lists of distinct non-empty ids, for "series" only (JSON
+        gives lists; they are kept as tuples so the config stays hashable)."""
+        for name in ("test_series", "val_series"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise InvalidOptionError(f"{name} must be a list of series ids, got {value!r}")
+            bad = [v for v in value if not isinstance(v, str) or not v.strip()]
+            if bad:
+                raise InvalidOptionError(
+                    f"{name} must hold non-empty series ids (strings), got {bad[0]!r}"
+                )
+            repeated = sorted({v for v in value if list(value).count(v) > 1})
+            if repeated:
+                raise InvalidOptionError(f"{name} names {repeated[0]!r} more than once")
+            object.__setattr__(self, name, tuple(value))
+            if value and self.method != "series":
+                raise InvalidOptionError(
+                    f"{name} applies to split method 'series' only; got method {self.method!r}"
+                )
+        both = sorted(set(self.test_series) & set(self.val_series), key=natural_key)
+        if both:
+            raise InvalidOptionError(
+                f"series {both[0]!r} is in both test_series and val_series; a unit is held out "
+                "for one of them"
+            )
+        if self.val_series and not self.test_series:
+            raise InvalidOptionError(
+                "val_series needs test_series: name the test units too (or neither, to hold "
+                "out the last ones in id order)"
             )
 
     def _check_tail_fields(self) -> None:
@@ -235,10 +274,14 @@ def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, Series
     """The "series" split: the first train_fraction of the series in id order train, the next
     val_fraction validate, the rest are the test units. Ids compare with their digits as
     numbers (unit 9 before unit 10), so numbered units are held out from the highest numbers:
-    the newest units of a fleet numbered as it grew."""
+    the newest units of a fleet numbered as it grew. Named `test_series` (and `val_series`)
+    replace that order: the named units are held out, and without `val_series` the last
+    val_fraction of the others in id order validate."""
     series_ids = sorted(series_ids, key=natural_key)
     if config.method == "unseen":
         return dict.fromkeys(series_ids, "test")
+    if config.test_series:
+        return _named_roles(series_ids, config)
     n = len(series_ids)
     n_train = int(n * config.train_fraction)
     n_val = int(n * config.val_fraction)
@@ -254,6 +297,34 @@ def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, Series
     roles: list[SeriesRole] = [role for role, k in counts for _ in range(k)]
     roles += ["test"] * n_test
     return dict(zip(series_ids, roles, strict=True))
+
+
+def _named_roles(series_ids: list[str], config: SplitConfig) -> dict[str, SeriesRole]:
+    known = set(series_ids)
+    for name in ("test_series", "val_series"):
+        unknown = [sid for sid in getattr(config, name) if sid not in known]
+        if unknown:
+            shown = ", ".join(map(repr, series_ids[:10])) + (" ..." if len(series_ids) > 10 else "")
+            raise SplitError(
+                f"{name} names {len(unknown):,} series the data does not hold "
+                f"({', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}); "
+                f"its {len(series_ids):,} series are {shown}"
+            )
+    roles: dict[str, SeriesRole] = dict.fromkeys(series_ids, "train")
+    roles.update(dict.fromkeys(config.test_series, "test"))
+    if config.val_series:
+        roles.update(dict.fromkeys(config.val_series, "val"))
+    else:
+        rest = [sid for sid in series_ids if roles[sid] == "train"]
+        n_val = max(1, int(len(series_ids) * config.val_fraction))
+        roles.update(dict.fromkeys(rest[len(rest) - n_val :], "val"))
+    n_train = sum(role == "train" for role in roles.values())
+    if n_train < 1:
+        raise SplitError(
+            f"test_series and val_series hold out all {len(series_ids):,} series; at least one "
+            "must be left to train on"
+        )
+    return roles
 
 
 def natural_key(series_id: str) -> tuple[tuple[int, int | str], ...]:
@@ -361,9 +432,10 @@ def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
 
 def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFrame, SplitPlan]]:
     if config.method in HELD_OUT_METHODS:
-        roles = series_roles(list(data.series), config)
+        # roles go to units: the segments of a series cut at a long gap stay together
+        roles = series_roles(sorted({data.unit_of(sid) for sid in data.series}), config)
         return [
-            (sid, frame, plan_held_out(len(frame), config.lookback, roles[sid]))
+            (sid, frame, plan_held_out(len(frame), config.lookback, roles[data.unit_of(sid)]))
             for sid, frame in data.series.items()
         ]
     return [

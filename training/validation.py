@@ -355,6 +355,7 @@ class Segment:
     series_id: str
     frame: pd.DataFrame
     filled: pd.DataFrame  # bool, same shape: True where the value was filled, not observed
+    unit: str = ""  # the series it was cut from (on_long_gap="split"); "": series_id itself
 
 
 def fill_gaps(
@@ -439,7 +440,7 @@ def fill_gaps(
                 piece = piece.ffill()
             for name, n in mask.sum().items():
                 filled_per_column[str(name)] += int(n)
-        segments.append(Segment(segment_id, piece, mask))
+        segments.append(Segment(segment_id, piece, mask, unit=series if len(pieces) > 1 else ""))
 
     n_filled = sum(filled_per_column.values())
     if n_filled:

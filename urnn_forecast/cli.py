@@ -334,7 +334,12 @@ def _add_split_options(parser: argparse.ArgumentParser, *, backtest: bool = Fals
         help="fractions: first --train-fraction train, next --val-fraction val, rest test; "
         "ett: 12/4/4 months (Informer); series: hold out whole series (fleets of units: the "
         "first --train-fraction of the series in id order train, the next --val-fraction "
-        "validate, the rest are scored as units the model never saw)"
+        "validate, the rest are scored as units the model never saw; "
+        + (
+            "or the units named by the model's --test-series)"
+            if backtest
+            else "or name them: --test-series)"
+        )
         + (unseen if backtest else "")
         + ("; default: the model's own split" if backtest else "; default fractions"),
     )
@@ -350,6 +355,25 @@ def _add_split_options(parser: argparse.ArgumentParser, *, backtest: bool = Fals
         default=None,
         help="default 0.1 (splits fractions and series)",
     )
+    if not backtest:  # a backtest re-applies the model's own held-out units
+        group.add_argument(
+            "--test-series",
+            action="extend",
+            type=_names,
+            default=None,
+            metavar="ID[,ID...]",
+            help="split series: hold out these units for test instead of the last ones in id "
+            "order (repeatable or comma separated); the others train, except the last "
+            "--val-fraction of them in id order, or --val-series",
+        )
+        group.add_argument(
+            "--val-series",
+            action="extend",
+            type=_names,
+            default=None,
+            metavar="ID[,ID...]",
+            help="split series, with --test-series: the units that validate (early stopping)",
+        )
     group.add_argument(
         "--backtest-step",
         type=_positive_int,
@@ -1255,6 +1279,8 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("split", "split_method"),
         ("train_fraction", "train_fraction"),
         ("val_fraction", "val_fraction"),
+        ("test_series", "test_series"),
+        ("val_series", "val_series"),
         ("train_stride", "train_stride"),
         ("backtest_step", "backtest_step"),
         ("backtest_windows", "backtest_windows"),
@@ -1474,11 +1500,16 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             f"{list(predictor.covariates)}; the data has {data.target!r}, {list(data.covariates)}"
         )
     split_meta = dict(meta.get("split", {}))
+    method = args.split or split_meta.get("method", "fractions")
+    # the units the model held out by name, when it is scored the same way again
+    same = method == split_meta.get("method") == "series"
     split = SplitConfig(
         lookback=c.lookback,
-        method=args.split or split_meta.get("method", "fractions"),
+        method=method,
         train_fraction=args.train_fraction or split_meta.get("train_fraction", 0.7),
         val_fraction=args.val_fraction or split_meta.get("val_fraction", 0.1),
+        test_series=tuple(split_meta.get("test_series", ())) if same else (),
+        val_series=tuple(split_meta.get("val_series", ())) if same else (),
     )
     season = mase_season(
         args.season_length,

@@ -146,6 +146,18 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'config.train': train_stride must be an integer >= 1; got 0",
     ),
     (
+        "named test units under a split by time",
+        lambda csv: tiny_spec(csv, config={"train": {"test_series": ["ETTh1"]}}),
+        "field 'config.train': test_series applies to split method 'series' only",
+    ),
+    (
+        "named test units as one string",
+        lambda csv: tiny_spec(
+            csv, config={"train": {"split_method": "series", "test_series": "3,4"}}
+        ),
+        "field 'config.train': test_series must be a list of series ids, got '3,4'",
+    ),
+    (
         "an empty registered name",
         lambda csv: tiny_spec(csv, config={"train": {"registered_name": " "}}),
         "field 'config.train': registered_name must be None (log without registering) or a",

@@ -235,6 +235,7 @@ def test_a_long_gap_can_split_the_series(tmp_path: Path) -> None:
     data = load_data(long_gap_file(tmp_path), cfg)
 
     assert list(data.series) == ["log#1", "log#2"]
+    assert data.unit_of("log#1") == data.unit_of("log#2") == "log"  # one unit, two segments
     assert data.series["log#1"]["y"].tolist() == [0, 1, 2, 3]
     assert data.series["log#2"]["y"].tolist() == [9, 10, 11]
     (split,) = steps(data, "split")

@@ -2,6 +2,7 @@
 scaler's statistics, independence from val/test values, dict round trip and inverse."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -282,6 +283,68 @@ def test_held_out_units_are_scaled_by_the_training_units_alone() -> None:
         split_data(loaded(changed), SplitConfig(lookback=24, method="series")), scope="global"
     )
     assert other.stats == scaler.stats
+
+
+def roles_of(data: LoadedData, config: SplitConfig) -> dict[str, str]:
+    return {sid: s.plan.role for sid, s in split_data(data, config).items()}
+
+
+def test_named_units_are_held_out_instead_of_the_last_in_id_order() -> None:
+    data = fleet(10)
+    roles = roles_of(data, SplitConfig(lookback=24, method="series", test_series=("u2", "u5")))
+    # the named units test; the last val_fraction of the others (u9) validates; the rest train
+    assert roles == {
+        **{f"u{k}": "train" for k in (0, 1, 3, 4, 6, 7, 8)},
+        "u9": "val",
+        "u2": "test",
+        "u5": "test",
+    }
+    lists: dict[str, object] = {"test_series": ["u2"], "val_series": ["u0"]}  # as JSON gives
+    named = SplitConfig(lookback=24, method="series", **lists)  # type: ignore[arg-type]
+    assert named.test_series == ("u2",)  # JSON lists are kept as tuples
+    roles = roles_of(data, named)
+    assert (roles["u2"], roles["u0"]) == ("test", "val")
+    assert sorted(sid for sid, role in roles.items() if role == "train") == [
+        f"u{k}" for k in (1, 3, 4, 5, 6, 7, 8, 9)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"test_series": ("u11", "x")}, SplitError, r"test_series names 2 series the data does "),
+        ({"test_series": ("u1",), "val_series": ("u1",)}, InvalidOptionError, "in both"),
+        ({"val_series": ("u1",)}, InvalidOptionError, "val_series needs test_series"),
+        ({"test_series": "u1"}, InvalidOptionError, "test_series must be a list of series ids"),
+        ({"test_series": ("u1", "u1")}, InvalidOptionError, "names 'u1' more than once"),
+        ({"test_series": ("",)}, InvalidOptionError, "non-empty series ids"),
+        ({"test_series": ("u0", "u1"), "val_series": ("u2",)}, SplitError, "hold out all 3"),
+    ],
+)
+def test_bad_named_units_say_what_is_wrong(
+    options: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        split_data(fleet(3), SplitConfig(lookback=24, method="series", **options))  # type: ignore[arg-type]
+
+
+def test_named_units_need_the_series_split() -> None:
+    with pytest.raises(InvalidOptionError, match="applies to split method 'series' only"):
+        SplitConfig(lookback=24, test_series=("u1",))
+
+
+def test_the_segments_of_a_unit_cut_at_a_gap_are_held_out_together() -> None:
+    # "u7#1" / "u7#2" are one engine cut at a long gap: counted as two series, the border
+    # between val and test would fall between them and one half would score what the other
+    # early-stopped on
+    frames = {f"u{k}": frame_of(120 + k, seed=k) for k in (0, 1, 2, 3, 4, 5, 6, 8, 9)}
+    frames |= {"u7#1": frame_of(100, seed=20), "u7#2": frame_of(100, seed=21)}
+    data = replace(loaded(frames), units={"u7#1": "u7", "u7#2": "u7"})
+    roles = roles_of(data, SplitConfig(lookback=24, method="series"))
+    assert roles["u7#1"] == roles["u7#2"] == "val"
+    assert sorted(sid for sid, role in roles.items() if role == "test") == ["u8", "u9"]
+    named = roles_of(data, SplitConfig(lookback=24, method="series", test_series=("u7",)))
+    assert named["u7#1"] == named["u7#2"] == "test"
 
 
 def test_the_unseen_split_makes_every_series_a_test_unit() -> None:

@@ -190,3 +190,60 @@ def test_engines_shorter_than_one_window_name_the_way_out(
         error.value
     )
     assert "min_length is the look-back plus the horizon (200 + 12): a shorter" in str(error.value)
+
+
+def test_named_test_units_train_register_and_are_backtested_again_by_name(
+    tmp_path: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--test-series 2,5`: the fleet's engines 2 and 5 are the test units (not 9 and 10 of id
+    order), and `urnn backtest --split series` of the registered model scores the same two."""
+    from urnn_forecast import cli
+
+    data = engines_csv(tmp_path / "engines.csv", cycles=120, engines=10)
+    load = ["--target", "s2", "--series-col", "unit", "--timestamp-col", "cycle"]
+    load += ["--step-origin", "2000-01-01", "--freq", "D"]
+    tiny = ["--model", "linear", "--lookback", "24", "--horizon", "6", "--segment-length", "6"]
+    tiny += ["--epochs", "1", "--backtest-step", "6", "--device", "cpu"]
+    argv = ["train", "--data", str(data), *load, *tiny, "--split", "series"]
+    code = cli.main(
+        [*argv, "--test-series", "2", "--test-series", "5", "--registered-name", "fleet"],
+        settings=mlflow_settings,
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "7 series train on their whole history; 1 validate (10); 2 are the test units, never "
+        "seen in training (2, 5)" in out
+    )
+    run = mlflow.MlflowClient().get_run(
+        mlflow.MlflowClient().get_registered_model("fleet").latest_versions[0].run_id
+    )
+    assert run.data.params["split.test_series"] == '["2", "5"]'
+
+    code = cli.main(
+        [
+            "backtest",
+            "--data",
+            str(data),
+            "--model",
+            "models:/fleet@challenger",
+            "--split",
+            "series",
+            "--output",
+            str(tmp_path / "bt"),
+        ],
+        settings=mlflow_settings,
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{2 * (120 - 24 - 6 + 1) * 6:,} forecast values" in out
+    by_series = pd.read_csv(tmp_path / "bt" / "by_series.csv", index_col=0)
+    assert sorted(by_series.index) == [2, 5]  # the units the model held out, not 9 and 10
+
+    code = cli.main([*argv, "--test-series", "11"], settings=mlflow_settings)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        "test_series names 1 series the data does not hold ('11'); its 10 series are '1', '2'"
+        in err
+    )
