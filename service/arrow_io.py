@@ -107,12 +107,32 @@ def wants_arrow(accept: bytes | None) -> bool:
 # Request
 
 
+_METADATA_KEYS = (b"horizon", b"quantiles")
+# Written by the libraries that build tables, not by the caller: pandas' schema record
+# (pa.Table.from_pandas) and Arrow's own reserved "ARROW:" keys.
+_LIBRARY_METADATA = (b"pandas",)
+
+
+def _check_metadata_keys(metadata: dict[bytes, bytes]) -> None:
+    """An unknown schema metadata key is refused as an unknown JSON field is: a misspelt
+    `horizn` would otherwise be ignored and the full horizon answered."""
+    for key in metadata:
+        if key in _METADATA_KEYS or key in _LIBRARY_METADATA or key.startswith(b"ARROW:"):
+            continue
+        name = key.decode("utf-8", "replace")
+        raise ServiceInputError(
+            f"metadata {name!r}",
+            "is not a request setting; allowed: horizon, quantiles",
+        )
+
+
 def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastRequest | BlockRequest:
     """The request an Arrow stream (or file) body holds; ServiceInputError naming the column
     and series for anything that is not a request table. Plain histories of one length come
     as one block (`_plain_block`), their FastSeries built only if a check needs them."""
     table = _read_table(body, content_type)
     metadata = table.schema.metadata or {}
+    _check_metadata_keys(metadata)
     horizon = _horizon(metadata.get(b"horizon"))
     quantiles = _quantiles(metadata.get(b"quantiles"))
     names = table.column_names

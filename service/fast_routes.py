@@ -134,7 +134,7 @@ class FastRoutesMiddleware:
         kind = media_type(content_type or b"")
         arrow = route.arrow is not None and kind in ARROW_MEDIA_TYPES
         if not arrow and kind != "application/json":
-            if route.arrow is not None and content_type is not None and not _json_like(kind):
+            if not _json_like(kind):  # a missing header too: FastAPI reads no body without one
                 await self._unsupported_media_type(scope, receive, send, route, kind, start)
                 return
             await self.app(scope, receive, send)
@@ -192,10 +192,11 @@ class FastRoutesMiddleware:
         """415 naming the body types the route reads, instead of a schema error about a body
         that was never JSON."""
         scope[ROUTE_TEMPLATE] = route.template
-        detail = (
-            f"header 'Content-Type': {kind or '(empty)'!r} is not a body this endpoint reads; "
-            f"send application/json, {ARROW_STREAM} or {ARROW_FILE}"
-        )
+        reads = f"application/json, {ARROW_STREAM} or {ARROW_FILE}"
+        if route.arrow is None:
+            reads = "application/json"
+        said = repr(kind) if kind else "missing"
+        detail = f"header 'Content-Type': {said}; this endpoint reads a body sent as {reads}"
         response = JSONResponse(status_code=415, content={"detail": detail})
         await response(scope, receive, send)
         self._observe(route, 415, start)

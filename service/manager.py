@@ -76,9 +76,13 @@ class ModelManager:
         while True:
             await asyncio.sleep(interval_s)
             with contextlib.suppress(ReloadError):
-                await self.reload()
+                await self.reload(retry_failed=False)
 
-    async def reload(self, *, force: bool = False) -> ReloadOutcome:
+    async def reload(self, *, force: bool = False, retry_failed: bool = True) -> ReloadOutcome:
+        """Re-resolve the URI and swap in a new version. A version that failed to load is
+        tried again when asked (`POST /model/reload`), so its error is answered again rather
+        than "unchanged" while the alias points at it; the poll (`retry_failed=False`) skips
+        it, so a broken version is not rebuilt and logged every interval."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one reload at a time; the forward path never takes this lock
@@ -95,7 +99,8 @@ class ModelManager:
             except Exception as error:
                 raise self._failed(f"cannot resolve {uri}: {error}") from error
             if not force and (
-                (previous is not None and ref == previous.ref) or ref == self._failed_ref
+                (previous is not None and ref == previous.ref)
+                or (not retry_failed and ref == self._failed_ref)
             ):
                 self.metrics.reloads.labels(outcome="unchanged").inc()
                 if previous is None:

@@ -28,8 +28,10 @@ def _not_bool_or_text(value: object) -> object:
     return value
 
 
-# A whole number of steps: 4 (or 4.0); never true (1) or "4", which lax pydantic would read.
-Count = Annotated[int, BeforeValidator(_not_bool_or_text)]
+# A whole number of steps >= 1: 4 (or 4.0); never true (1) or "4", which lax pydantic would
+# read. The bound sits inside the type so OpenAPI shows it as JSON Schema's `minimum` (given
+# on the field of an optional type it came out as a bare `ge` that clients ignore).
+Count = Annotated[int, Field(ge=1), BeforeValidator(_not_bool_or_text)]
 
 
 class SeriesIn(BaseModel):
@@ -115,7 +117,6 @@ class ForecastRequest(BaseModel):
 
     horizon: Count | None = Field(
         default=None,
-        ge=1,
         description="Steps to forecast, at most the model's max_horizon; default: that maximum.",
         examples=[24],
     )

@@ -59,7 +59,6 @@ class ObservationsRequest(BaseModel):
     )
     horizon: Count | None = Field(
         default=None,
-        ge=1,
         description="Steps to forecast, at most the model's max_horizon; default: that maximum.",
     )
     quantiles: list[Number] | None = Field(

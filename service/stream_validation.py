@@ -36,6 +36,7 @@ from service.stream_schemas import GapPolicy, ObservationsRequest
 from service.validation import (
     _naive_ns,
     as_index,
+    check_on_grid,
     checked_horizon,
     increasing_axis,
     quantile_indices,
@@ -356,6 +357,8 @@ def _time_axis(
             return _from_timestamps(body.timestamps, model, n)
         assert body.start is not None
         return _from_start(body.start, model, n)
+    except ServiceInputError:
+        raise  # already says what is wrong and where (it is a ValueError too)
     except (ValueError, OverflowError) as error:  # e.g. beyond pandas' datetime range
         raise ServiceInputError(
             f"field {field!r}",
@@ -364,6 +367,8 @@ def _time_axis(
 
 
 def _from_start(start: datetime, model: ServedModel, n: int) -> tuple[np.ndarray, tzinfo | None]:
+    if not isinstance(model.offset, pd.offsets.Tick):  # calendar steps: on their anchors
+        check_on_grid(pd.Timestamp(start), model, "field 'start'")
     naive_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
     if naive_ns is not None and n == 1:  # a streaming update's single point
         return np.array([naive_ns], np.int64), None
@@ -487,13 +492,14 @@ def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzin
             tail.covariates[j], obs.covariates[k]
         ):
             what = (
-                f"value {tail.values[j]!r}; this request has {obs.values[k]!r}"
+                f"value {float(tail.values[j])!r}; this request has {float(obs.values[k])!r}"
                 if tail.values[j] != obs.values[k]
                 else "different covariates"
             )
             raise StreamConflictError(
-                f"out of order: timestamp {stamp} (position {k}) is not after the last stored "
-                f"timestamp {last}; it was already consumed with {what}"
+                f"conflicting duplicate: timestamp {stamp} (position {k}) was already consumed "
+                f"with {what}; a consumed point cannot be changed (the last stored timestamp is "
+                f"{last})"
             )
 
 

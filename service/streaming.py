@@ -299,6 +299,7 @@ class StreamEngine:
         raise self._too_many_conflicts(series_id)
 
     async def status(self, series_id: str) -> SeriesStatus:
+        self._model()  # 409 under a windowed model, as every /series endpoint answers
         async with self._locked(series_id) as entry:
             if entry.data is None:
                 raise _not_found(series_id)
@@ -306,6 +307,7 @@ class StreamEngine:
 
     async def delete(self, series_id: str) -> None:
         """Forget the series in memory and in the database; SeriesNotFoundError if unknown."""
+        self._model()  # 409 under a windowed model, as every /series endpoint answers
         async with self._locked(series_id, load=False) as entry, self._flush_lock:
             had = entry.data is not None
             entry.data, entry.dirty, entry.revision, entry.loaded = None, False, None, True

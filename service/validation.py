@@ -513,7 +513,9 @@ def _dates(i: int, series: SeriesInput, model: ServedModel, n: int) -> Dates | N
         if series.timestamps is not None:
             return _from_timestamps(i, series.id, series.timestamps, model, n)
         if series.start is not None:
-            return _from_start(series.start, model, n)
+            return _from_start(series.start, model, n, series_where(i, series.id, "start"))
+    except ServiceInputError:
+        raise  # already says what is wrong and where (it is a ValueError too)
     except (ValueError, OverflowError) as error:  # e.g. beyond pandas' datetime range
         field = "timestamps" if series.timestamps is not None else "start"
         raise ServiceInputError(
@@ -529,7 +531,7 @@ def _dates(i: int, series: SeriesInput, model: ServedModel, n: int) -> Dates | N
     return None
 
 
-def _from_start(start: datetime, model: ServedModel, n: int) -> Dates:
+def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Dates:
     """n + H_max steps of the model's frequency from `start`: what pd.date_range gives (and
     ForecastPredictor.predict_frame uses), by integer arithmetic for fixed-length steps."""
     horizon, offset = model.max_horizon, model.offset
@@ -538,6 +540,7 @@ def _from_start(start: datetime, model: ServedModel, n: int) -> Dates:
         tz = None
     else:
         first = pd.Timestamp(start).as_unit("ns")
+        check_on_grid(first, model, where)
         first_ns, tz = first.value, first.tz
     if isinstance(offset, pd.offsets.Tick):
         steps = np.arange(n + horizon, dtype=np.int64)
@@ -564,9 +567,26 @@ def _naive_ns(start: datetime) -> int | None:
     return ns if _MIN_NS <= ns <= _MAX_NS else None
 
 
+def check_on_grid(first: pd.Timestamp, model: ServedModel, where: str) -> None:
+    """A calendar frequency's steps fall on its anchors (month ends, Mondays, business days):
+    a start between them would be moved to the next one by pd.date_range, silently dating
+    the history later than the caller said; `timestamps` off the grid are refused alike."""
+    offset = model.offset
+    if isinstance(offset, pd.offsets.Tick) or offset.is_on_offset(first):
+        return
+    before, after = offset.rollback(first), offset.rollforward(first)
+    raise ServiceInputError(
+        where,
+        f"{first.isoformat()} is not a step of the model's frequency {model.freq!r}; the "
+        f"nearest steps are {before.isoformat()} and {after.isoformat()}",
+    )
+
+
 def increasing_axis(stamps: list[datetime], n: int, where: str) -> pd.DatetimeIndex:
     """`stamps` as one ns DatetimeIndex of `n` strictly increasing instants, else a 422 at
-    `where` naming the first offending position."""
+    `where` naming the first offending position. Zoned stamps with different UTC offsets (a
+    local clock across a daylight-saving change, written as ISO strings) are read in UTC,
+    the one axis they share; mixing zoned and naive stamps stays an error."""
     if len(stamps) != n:
         raise ServiceInputError(
             where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
@@ -574,7 +594,9 @@ def increasing_axis(stamps: list[datetime], n: int, where: str) -> pd.DatetimeIn
     try:
         index = pd.DatetimeIndex(stamps).as_unit("ns")
     except (ValueError, TypeError) as error:  # e.g. zoned and naive mixed
-        raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
+        if not all(stamp.tzinfo is not None for stamp in stamps):
+            raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
+        index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True)).as_unit("ns")
     steps = np.diff(index.asi8)
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
@@ -603,9 +625,17 @@ def _from_timestamps(
     if off.size:
         k = n - lookback + int(off[0])
         wanted = as_index(expected[int(off[0]) : int(off[0]) + 1], index.tz)[0]
+        offsets = {stamp.utcoffset() for stamp in stamps[-lookback:]}
+        utc = (
+            "; timestamps with different UTC offsets are read in UTC, where a local calendar "
+            "step (a day across a daylight-saving change) is not one length: send them as "
+            "naive local times, or as Arrow with the zone"
+            if len(offsets) > 1
+            else ""
+        )
         raise ServiceInputError(
             where,
             f"the last {lookback} must be spaced at the model's frequency {model.freq!r}; "
-            f"position {k} is {index[k].isoformat()}, expected {wanted.isoformat()}",
+            f"position {k} is {index[k].isoformat()}, expected {wanted.isoformat()}{utc}",
         )
     return Dates(ns, expected, index.tz, lookback)

@@ -124,6 +124,23 @@ def test_arrow_file_and_typed_columns_are_read(client: TestClient, body: Body) -
     assert answer.json() == client.post("/forecast", json=body).json()
 
 
+def test_a_table_made_by_pandas_keeps_its_schema_record(client: TestClient, body: Body) -> None:
+    """pa.Table.from_pandas writes a 'pandas' metadata key: the library's, not a setting."""
+    frame = pd.DataFrame(
+        {
+            "id": [s["id"] for s in body["series"]],
+            "values": [s["values"] for s in body["series"]],
+            "start": [s["start"] for s in body["series"]],
+            "covariates.x": [s["covariates"]["x"] for s in body["series"]],
+        }
+    )
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    assert b"pandas" in (table.schema.metadata or {})
+    answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == client.post("/forecast", json=body).json()
+
+
 def test_timestamps_column_and_zones(client: TestClient, body: Body) -> None:
     """`timestamps` as a list of zoned timestamps: the answer's steps are in that zone."""
     values = body["series"][0]["values"]
@@ -263,6 +280,10 @@ TABLE_CASES: dict[str, tuple[Callable[[Body], bytes], str]] = {
         lambda b: stream_of(_table(b).replace_schema_metadata({"horizon": "soon"})),
         "metadata 'horizon': must be a positive integer (steps); got 'soon'",
     ),
+    "misspelt metadata": (
+        lambda b: stream_of(_table(b).replace_schema_metadata({"horizn": "3"})),
+        "metadata 'horizn': is not a request setting; allowed: horizon, quantiles",
+    ),
     "zero horizon": (
         lambda b: stream_of(_table(b).replace_schema_metadata({"horizon": "0"})),
         "metadata 'horizon': must be a positive integer",
@@ -301,6 +322,11 @@ def test_other_body_types_are_415_naming_the_accepted_ones(client: TestClient) -
         )
         >= 1
     )
+    # no Content-Type at all (curl -H 'Content-Type:'): FastAPI would read no body and answer
+    # a schema error naming no field; the header is what is wrong
+    bare = client.post("/forecast", content=b'{"series": []}')
+    assert bare.status_code == 415
+    assert bare.json()["detail"].startswith("header 'Content-Type': missing; this endpoint reads")
 
 
 def test_oversized_arrow_body_is_413(client_for: Callable[..., TestClient], body: Body) -> None:

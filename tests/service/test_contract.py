@@ -5,7 +5,7 @@ OpenAPI, and numbers equal to `ForecastPredictor.predict_frame` (the MLflow pyfu
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -185,6 +185,27 @@ def test_model_info_health_and_docs(client: TestClient) -> None:
     series = spec["components"]["schemas"]["SeriesIn"]
     assert series["properties"]["values"]["description"]
     assert series["examples"]
+    # bounds in JSON Schema's words, which generated clients read (pydantic's own `ge` is not)
+    horizon = spec["components"]["schemas"]["ForecastRequest"]["properties"]["horizon"]
+    assert {"type": "integer", "minimum": 1} in horizon["anyOf"]
+    assert not set(_keys(spec)) & {"ge", "gt", "le", "lt"}
+
+
+def _keys(node: object) -> Iterator[str]:
+    """Every schema keyword in an OpenAPI document (not field names, not sample data)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("examples", "example"):
+                continue
+            if key in ("properties", "schemas", "paths", "responses"):  # names -> schemas
+                for named in value.values():
+                    yield from _keys(named)
+                continue
+            yield key
+            yield from _keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _keys(item)
 
 
 @pytest.mark.parametrize("freq", ["h", "60min"])

@@ -10,6 +10,7 @@ Through the real app: the streaming endpoint's latency label.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -82,7 +83,7 @@ def call(
     path: str,
     body: bytes,
     *,
-    content_type: bytes = b"application/json",
+    content_type: bytes | None = b"application/json",
     root_path: str = "",
     messages: list[Message] | None = None,
     outermost: Outermost | None = None,
@@ -102,7 +103,10 @@ def call(
         "method": "POST",
         "path": path,
         "root_path": root_path,
-        "headers": [(b"content-type", content_type), *extra_headers],
+        "headers": [
+            *([(b"content-type", content_type)] if content_type is not None else []),
+            *extra_headers,
+        ],
         "query_string": b"",
         "app": FakeApp() if app is None else app,
     }
@@ -141,7 +145,8 @@ def test_matches_under_a_root_path() -> None:
     [
         ("/things/a", b'{"do": "unsure"}', b"application/json"),  # the handler steps aside
         ("/things/a", b'{"do": NaN}', b"application/json"),  # JSON orjson refuses
-        ("/things/a", b'{"do": "answer"}', b"text/plain"),  # not JSON
+        ("/things/a", b'{"do": "answer"}', b"application/merge+json"),  # FastAPI reads it
+        ("/things/a/b", b'{"do": "answer"}', b"text/plain"),  # another path, any type
         ("/things/a/b", b'{"do": "answer"}', b"application/json"),  # another path
     ],
 )
@@ -151,6 +156,19 @@ def test_everything_else_reaches_the_app_with_its_body_intact(
     sent, downstream, _ = call(path, body, content_type=content_type)
     assert status_and_body(sent) == (299, b"downstream")
     assert downstream.bodies == [body]
+
+
+@pytest.mark.parametrize("content_type", [b"text/plain", None])
+def test_a_body_the_route_cannot_read_is_415_without_reaching_the_app(
+    content_type: bytes | None,
+) -> None:
+    sent, downstream, _ = call("/things/a", b'{"do": "answer"}', content_type=content_type)
+    status, body = status_and_body(sent)
+    assert status == 415 and downstream.bodies == []
+    said = "'text/plain'" if content_type else "missing"
+    assert json.loads(body)["detail"] == (
+        f"header 'Content-Type': {said}; this endpoint reads a body sent as application/json"
+    )
 
 
 def test_a_body_in_several_chunks_is_read_whole() -> None:

@@ -4,6 +4,7 @@ reported; the alias poll picks up a promotion; mutating endpoints need the key."
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -124,9 +125,16 @@ def test_broken_version_keeps_the_old_one_serving_and_is_reported(
     assert after.status_code == 200 and after.json() == before
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
     assert client.get("/readyz").status_code == 200
-    # Not retried by the poll while the alias stays on the broken version.
-    assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
-    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
+    # Asked again, it is tried again and the error answered again (not "unchanged" while the
+    # alias points at a version that is not served)...
+    again = client.post("/model/reload", headers=KEY)
+    assert again.status_code == 502 and f"version {bad} of breakable" in again.json()["detail"]
+    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 2.0
+    # ...but the poll skips it while the alias stays on the broken version.
+    manager = client.app.state.service.manager  # type: ignore[attr-defined]
+    polled = client.portal.call(functools.partial(manager.reload, retry_failed=False))  # type: ignore[union-attr]
+    assert polled.status == "unchanged" and polled.model.ref.version == v1
+    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 2.0
 
 
 def test_poll_follows_the_alias(client_for: Callable[..., TestClient], registry: Registry) -> None:

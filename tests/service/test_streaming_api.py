@@ -191,3 +191,12 @@ def test_a_windowed_model_answers_409(
     answer = post(client, "s", points(registry.frame, 0, 50))
     assert answer.status_code == 409
     assert "not a streaming model" in answer.json()["detail"]
+    # every /series endpoint, not only the POST (a GET used to answer 404, or a snapshot a
+    # streaming server had left in a shared database)
+    for response in (
+        client.get("/series/s"),
+        client.get("/series/s/forecast"),
+        client.delete("/series/s", headers=KEY),
+    ):
+        assert response.status_code == 409, response.text
+        assert "not a streaming model" in response.json()["detail"]

@@ -124,8 +124,8 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
         "changed duplicate": (
             lambda b: b.update(start=_stamp(frame, 58), values=[0.5, 1.0, 2.0, 3.0]),
             409,
-            f"timestamp {_stamp(frame, 58)} (position 0) is not after the last stored "
-            f"timestamp {last}; it was already consumed with value",
+            f"conflicting duplicate: timestamp {_stamp(frame, 58)} (position 0) was already "
+            "consumed with value ",
         ),
         "older than the tail": (
             setter("start", _stamp(frame, 2)),
