@@ -150,6 +150,12 @@ def reaching(url: str) -> Iterator[None]:
             f"URNN_DATABASE_URL {shown_url(url)!r} is not a database URL SQLAlchemy can use: "
             f"{error}"
         ) from None
+    except ImportError as error:  # a known dialect whose driver is not installed (mysql://)
+        raise SchemaError(
+            f"URNN_DATABASE_URL {shown_url(url)!r} needs a database driver that is not "
+            f"installed ({error}); the job database supports SQLite (built in) and PostgreSQL "
+            "(postgresql+psycopg://...)"
+        ) from None
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise SchemaError(f"cannot reach the job database at {shown_url(url)}: {reason}") from None
@@ -161,15 +167,21 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def check_schema(url: str) -> None:
-    """Before a long-running process (a worker) starts polling: a database it cannot reach or a
-    schema `urnn db upgrade` has not brought to head fails here with one clear line, not with
-    a driver traceback on its first query. Creates nothing (no SQLite folder or file)."""
+def missing_sqlite_file(url: str) -> bool:
+    """A SQLite URL whose file does not exist yet: connecting would create it (and its
+    folder), which reading commands must not do."""
     with reaching(url):
         parsed = make_url(url)
     database = parsed.database
     local = parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
-    if local and not Path(str(database)).is_file():
+    return bool(local) and not Path(str(database)).is_file()
+
+
+def check_schema(url: str) -> None:
+    """Before a long-running process (a worker) starts polling: a database it cannot reach or a
+    schema `urnn db upgrade` has not brought to head fails here with one clear line, not with
+    a driver traceback on its first query. Creates nothing (no SQLite folder or file)."""
+    if missing_sqlite_file(url):
         raise SchemaError(
             f"no job database at {shown_url(url)}: run `urnn db upgrade` (same URNN_DATABASE_URL)"
         )

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -53,21 +53,43 @@ def check_timezone(name: str) -> ZoneInfo:
 
 
 def check_cron(expression: str) -> str:
-    """Five fields (minute hour day-of-month month day-of-week); no seconds field."""
+    """Five fields (minute hour day-of-month month day-of-week); no seconds field; and a
+    date it matches (`0 0 30 2 *`, the 30th of February, is valid syntax that never fires)."""
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ScheduleError(
             "cron",
             f"{expression!r} is not a 5-field cron expression "
             "(minute hour day-of-month month day-of-week, e.g. '0 3 * * *')",
         )
+    try:
+        croniter(expression, datetime.now(UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ScheduleError(
+            "cron",
+            f"{expression!r} matches no date (such as the 30th of February), so it would never run",
+        ) from None
     return expression
 
 
 def next_due(cron: str, timezone: str, *, after: datetime) -> datetime:
-    """The first due time strictly after `after`, in UTC."""
-    local = after.astimezone(ZoneInfo(timezone))
-    due: datetime = croniter(cron, local).get_next(datetime)
-    return due.astimezone(UTC)
+    """The first due time strictly after `after`, in UTC. A fixed-hour schedule runs once on
+    the day clocks go back, as cron does: the second occurrence of a repeated local time
+    (02:30 at +02:00, then 02:30 again at +01:00) is skipped; schedules whose hour is `*` or
+    a step run on through the repeated hour, as elapsed time says."""
+    zone = ZoneInfo(timezone)
+    times = croniter(cron, after.astimezone(zone))
+    fixed_hour = not any(mark in cron.split()[1] for mark in "*/")
+    while True:
+        due: datetime = times.get_next(datetime)
+        if not (fixed_hour and _repeated(due, zone)):
+            return due.astimezone(UTC)
+
+
+def _repeated(moment: datetime, zone: ZoneInfo) -> bool:
+    """True for the second occurrence of a local time that a change back from summer time
+    repeats (fold=1 with another UTC offset than the first occurrence)."""
+    local = moment.astimezone(UTC).astimezone(zone)
+    return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
 
 
 def latest_due(cron: str, timezone: str, *, at: datetime) -> datetime:

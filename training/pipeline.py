@@ -37,9 +37,11 @@ from training.fit import (
     fit,
     searches_decoder,
 )
+from training.metrics import metric_tables
 from training.mlflow_model import ForecastPredictor, input_example, reference_statistics
 from training.registry import (
     DEFAULT_REGISTERED_NAME,
+    Comparison,
     load_registered,
     log_forecaster,
     promote_if_better,
@@ -352,9 +354,14 @@ def train_pipeline(
     if logged.registered_name is not None and logged.version is not None:
         client = mlflow.MlflowClient()
 
-        def champion_score(version: str) -> float | None:
-            return score_registered(
-                f"models:/{logged.registered_name}/{version}", data, config, backtest_config
+        def champion_score(version: str) -> Comparison | None:
+            return compare_registered(
+                f"models:/{logged.registered_name}/{version}",
+                data,
+                config,
+                backtest_config,
+                challenger=result,
+                challenger_config=model_config,
             )
 
         decision = promote_if_better(
@@ -497,26 +504,73 @@ def model_meta(
     }
 
 
-def score_registered(
-    model_uri: str, data: LoadedData, config: TrainConfig, backtest_config: BacktestConfig
-) -> float | None:
-    """`config.metric` of the model at `model_uri` on the same backtest (same data, same test
-    span); None when that model cannot read this data (other target or covariates)."""
+def compare_registered(
+    model_uri: str,
+    data: LoadedData,
+    config: TrainConfig,
+    backtest_config: BacktestConfig,
+    *,
+    challenger: BacktestResult,
+    challenger_config: ForecasterConfig,
+) -> Comparison | None:
+    """The registered model at `model_uri` (the champion) against the challenger's backtest,
+    on the same forecasts: the (series, origin, step) rows both made. Refused when the
+    challenger forecasts fewer steps than the champion (requests the champion serves would
+    answer 422); None when the champion cannot read this data."""
     predictor = load_registered(model_uri)
-    return score_predictor(predictor, data, config, backtest_config)
+    theirs = predictor.model.config
+    if theirs.horizon > challenger_config.horizon:
+        return Comparison(
+            None,
+            float("nan"),
+            refusal=(
+                f"the champion forecasts {theirs.horizon} steps and this model "
+                f"{challenger_config.horizon}: as champion it would refuse requests for more "
+                f"than {challenger_config.horizon} steps that are served today; kept (move "
+                "the alias by hand if that is intended)"
+            ),
+        )
+    result = backtest_predictor(predictor, data, config, backtest_config)
+    if result is None:
+        return None
+    keys = ["series", "origin", "step"]
+    mine, other = challenger.forecasts, result.forecasts
+    in_other = pd.MultiIndex.from_frame(mine[keys]).isin(pd.MultiIndex.from_frame(other[keys]))
+    in_mine = pd.MultiIndex.from_frame(other[keys]).isin(pd.MultiIndex.from_frame(mine[keys]))
+    if not in_other.any():
+        return None
+
+    def score(frame: pd.DataFrame, quantiles: tuple[float, ...]) -> float:
+        return float(metric_tables(frame, quantiles).overall[config.metric].iloc[0])
+
+    basis = ""
+    if not (in_other.all() and in_mine.all()):
+        shared = mine[in_other]
+        steps = int(shared["step"].max())
+        basis = (
+            f"on the {len(shared):,} forecasts both models made: {shared['origin'].nunique():,} "
+            f"origins, steps 1-{steps}"
+        )
+    return Comparison(
+        champion=score(other[in_mine], theirs.quantiles),
+        challenger=score(mine[in_other], challenger_config.quantiles),
+        basis=basis,
+    )
 
 
-def score_predictor(
+def backtest_predictor(
     predictor: ForecastPredictor,
     data: LoadedData,
     config: TrainConfig,
     backtest_config: BacktestConfig,
-) -> float | None:
+) -> BacktestResult | None:
+    """A trained model's backtest on this data and split; None when it cannot read the data
+    (another target or other covariates)."""
     model: Forecaster = predictor.model
     if predictor.target != data.target or predictor.covariates != data.covariates:
         return None
     split = config.split(model.config.lookback)
-    result = backtest(
+    return backtest(
         data,
         split,
         model.config,
@@ -525,7 +579,6 @@ def score_predictor(
         model=model,
         scaler=predictor.scaler,
     )
-    return overall_scores(result)[config.metric]
 
 
 def _write_tables(result: BacktestResult, directory: Path) -> None:

@@ -40,6 +40,25 @@ class LoggedModel:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """The champion and the challenger scored on the same forecasts. When the two models'
+    backtests differ (another look-back shifts a held-out unit's first origin; a champion with
+    a shorter horizon forecasts fewer steps), both scores are taken on the (series, origin,
+    step) rows both made, and `basis` says so. `refusal`: why the champion cannot be replaced
+    whatever the scores (a challenger that forecasts fewer steps than requests may ask for)."""
+
+    champion: float | None  # None: the champion cannot be scored on this data
+    challenger: float
+    basis: str = ""  # "" when the two backtests are the same forecasts
+    refusal: str | None = None
+
+
+# What the champion scores on the challenger's backtest: a plain score (the same forecasts
+# by construction), a Comparison, or None when it cannot read the data.
+ChampionScore = Callable[[str], "float | Comparison | None"]
+
+
+@dataclass(frozen=True)
 class PromotionDecision:
     name: str
     version: str
@@ -121,51 +140,45 @@ def promote_if_better(
     name: str,
     version: str,
     challenger_score: float,
-    champion_score: Callable[[str], float | None] | None,
+    champion_score: ChampionScore | None,
     *,
     metric: str = "mae",
     promote: bool = True,
 ) -> PromotionDecision:
     """Give `version` the `champion` alias if there is no champion, or if its score is strictly
-    lower than `champion_score(champion version)` (the champion evaluated on the same backtest;
-    None or NaN from it counts as "cannot be compared": the challenger is promoted only if
-    there is no champion). `promote=False` records the scores but never moves the alias.
+    lower than the champion's on the same backtest (`champion_score(champion version)`: None or
+    NaN from it counts as "cannot be compared", and the challenger is promoted only if there is
+    no champion). `promote=False` records the scores but never moves the alias.
     Tags on the version: backtest.metric, backtest.challenger_score, backtest.champion_score,
-    backtest.champion_version, promotion.decision (promoted|kept|skipped), promotion.reason."""
-    current = champion_version(client, name)
-    score: float | None = None
-    if current is not None and current != version and champion_score is not None:
-        score = champion_score(current)
-        if score is not None and not math.isfinite(score):
-            score = None
-    if not math.isfinite(challenger_score):
-        promoted, reason = False, f"challenger {metric} is not finite ({challenger_score})"
-    elif current is None:
-        promoted, reason = True, "no champion yet"
-    elif score is None:
-        promoted = False
-        reason = f"champion v{current} could not be scored on this backtest; kept"
-    elif challenger_score < score:
-        promoted = True
-        reason = f"{metric} {challenger_score:.6g} < champion v{current} {score:.6g}"
-    else:
-        promoted = False
-        reason = f"{metric} {challenger_score:.6g} >= champion v{current} {score:.6g}"
-    if promoted and not promote:
-        promoted, reason = False, f"promotion disabled (would promote: {reason})"
-        decision_tag = "skipped"
-    else:
-        decision_tag = "promoted" if promoted else "kept"
+    backtest.champion_version, backtest.basis (when the scores are on the rows both models
+    forecast), promotion.decision (promoted|kept|skipped), promotion.reason.
+
+    MLflow has no compare-and-set on aliases: if another run moved the champion while this one
+    was being compared, the comparison is made again against the new champion (a few times),
+    so a slower worker cannot demote a better model that landed in the meantime."""
+    for _ in range(MAX_COMPARISONS):
+        current = champion_version(client, name)
+        decision = _decide(
+            current, version, challenger_score, champion_score, metric=metric, promote=promote
+        )
+        if decision.promoted and champion_version(client, name) != current:
+            continue  # the champion changed under us: compare with the new one
+        break
+    promoted, reason, compared = decision.promoted, decision.reason, decision.compared
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
+    score = None if compared is None else compared.champion
     tags = {
         "backtest.metric": metric,
         "backtest.challenger_score": repr(float(challenger_score)),
         "backtest.champion_score": "none" if score is None else repr(float(score)),
         "backtest.champion_version": current or "none",
-        "promotion.decision": decision_tag,
+        "promotion.decision": decision.tag,
         "promotion.reason": reason,
     }
+    if compared is not None and compared.basis:
+        tags["backtest.basis"] = compared.basis
+        tags["backtest.challenger_score_on_basis"] = repr(float(compared.challenger))
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return PromotionDecision(
@@ -178,6 +191,62 @@ def promote_if_better(
         promoted=promoted,
         reason=reason,
     )
+
+
+MAX_COMPARISONS = 3
+
+
+@dataclass(frozen=True)
+class _Decided:
+    promoted: bool
+    reason: str
+    tag: str  # promoted | kept | skipped
+    compared: Comparison | None
+
+
+def _decide(
+    current: str | None,
+    version: str,
+    challenger_score: float,
+    champion_score: ChampionScore | None,
+    *,
+    metric: str,
+    promote: bool,
+) -> _Decided:
+    compared: Comparison | None = None
+    if current is not None and current != version and champion_score is not None:
+        answer = champion_score(current)
+        if isinstance(answer, Comparison):
+            compared = answer
+        elif answer is not None:
+            compared = Comparison(float(answer), float(challenger_score))
+        if compared is not None and (
+            compared.champion is not None and not math.isfinite(compared.champion)
+        ):
+            compared = Comparison(None, compared.challenger, compared.basis, compared.refusal)
+    mine = challenger_score if compared is None else compared.challenger
+    on = f" ({compared.basis})" if compared is not None and compared.basis else ""
+    if not math.isfinite(challenger_score):
+        promoted, reason = False, f"challenger {metric} is not finite ({challenger_score})"
+    elif current is None:
+        promoted, reason = True, "no champion yet"
+    elif compared is not None and compared.refusal is not None:
+        promoted, reason = False, compared.refusal
+    elif compared is None or compared.champion is None:
+        promoted = False
+        reason = f"champion v{current} could not be scored on this backtest; kept"
+    elif mine < compared.champion:
+        promoted = True
+        reason = f"{metric} {mine:.6g} < champion v{current} {compared.champion:.6g}{on}"
+    else:
+        promoted = False
+        reason = f"{metric} {mine:.6g} >= champion v{current} {compared.champion:.6g}{on}"
+    if promoted and not promote:
+        return _Decided(False, f"promotion disabled (would promote: {reason})", "skipped", compared)
+    if not promote and not promoted:
+        reason = f"promotion disabled; {reason}"
+        return _Decided(False, reason, "skipped", compared)
+    return _Decided(promoted, reason, "promoted" if promoted else "kept", compared)
 
 
 def model_artifact_dir(model_uri: str, destination: str | Path) -> Path:

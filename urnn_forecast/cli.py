@@ -1653,24 +1653,46 @@ def _add_db_parser(commands: Any) -> None:
 
 
 def _run_db(args: argparse.Namespace, settings: Settings) -> int:
-    from jobs.db import SchemaError, current_revision, downgrade, reaching, shown_url, upgrade
+    from alembic.util import CommandError
+
+    from jobs.db import (
+        SchemaError,
+        current_revision,
+        downgrade,
+        missing_sqlite_file,
+        reaching,
+        shown_url,
+        upgrade,
+    )
 
     url = settings.resolved_database_url()
     shown = shown_url(url)
-    try:  # only the first connection is read as "unreachable"; a failing migration is its own
+    try:
+        if args.db_action != "upgrade" and missing_sqlite_file(url):  # reading creates nothing
+            print(f"{shown}: no database file yet (run `urnn db upgrade` to create it)")
+            return 0 if args.db_action == "current" else 2
+        # only the first connection is read as "unreachable"; a failing migration is its own
         with reaching(url):
             current = current_revision(url)
     except SchemaError as error:
         print(f"urnn db: error: {error}", file=sys.stderr)
         return 2
-    if args.db_action == "upgrade":
-        upgrade(url, args.revision)
-        print(f"{shown}: upgraded to {current_revision(url)}")
-    elif args.db_action == "downgrade":
-        downgrade(url, args.revision)
-        print(f"{shown}: downgraded to {current_revision(url)}")
-    else:
-        print(f"{shown}: {current or 'empty (run `urnn db upgrade`)'}")
+    try:
+        if args.db_action == "upgrade":
+            upgrade(url, args.revision)
+            print(f"{shown}: upgraded to {current_revision(url)}")
+        elif args.db_action == "downgrade":
+            downgrade(url, args.revision)
+            print(f"{shown}: downgraded to {current_revision(url)}")
+        else:
+            print(f"{shown}: {current or 'empty (run `urnn db upgrade`)'}")
+    except CommandError as error:  # an unknown revision: Alembic's own sentence says which
+        print(
+            f"urnn db {args.db_action}: error: {error} ('head' is the latest revision; "
+            f"`urnn db current` shows the database's; migrations/versions/ holds them all)",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from jobs import queue
-from jobs.db import Database
+from jobs.db import Database, SchemaError, reaching
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
@@ -41,7 +41,8 @@ def get_jobs_db(request: Request, state: StateDep) -> Database:
         with _open_lock:
             db = getattr(request.app.state, "jobs_db", None)
             if db is None:
-                db = Database.from_settings(state.settings)
+                with reaching(state.settings.resolved_database_url()):  # 503 saying why
+                    db = Database.from_settings(state.settings)
                 request.app.state.jobs_db = db
     return db
 
@@ -181,5 +182,6 @@ def install_job_handlers(app: FastAPI) -> None:
     app.add_exception_handler(queue.JobNotFoundError, answer(404))
     app.add_exception_handler(ScheduleNotFoundError, answer(404))
     app.add_exception_handler(queue.JobFinishedError, answer(409))
+    app.add_exception_handler(SchemaError, answer(503))  # an unusable URL or driver
     app.add_exception_handler(OperationalError, on_database)
     app.add_exception_handler(ProgrammingError, on_database)

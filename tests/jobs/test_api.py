@@ -217,6 +217,12 @@ def test_an_unmigrated_database_answers_503(tmp_path: Path, ett_csv: Path) -> No
     with TestClient(create_app(settings, loader=NoModels())) as client:
         answer = client.get("/jobs")
         assert answer.status_code == 503 and "urnn db upgrade" in answer.json()["detail"]
+    # a dialect whose driver is not installed: 503 saying so, not a 500
+    mysql = settings.model_copy(update={"database_url": "mysql://x@y/z"})
+    with TestClient(create_app(mysql, loader=NoModels())) as client:
+        answer = client.get("/jobs")
+        assert answer.status_code == 503
+        assert "needs a database driver that is not installed" in answer.json()["detail"]
 
 
 @pytest.mark.slow

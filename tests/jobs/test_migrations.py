@@ -93,6 +93,7 @@ def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     ("url", "message"),
     [
         ("foo://x", "is not a database URL SQLAlchemy can use"),
+        ("mysql://x@y/z", "'mysql://x@y/z' needs a database driver that is not installed"),
         ("::::", "URNN_DATABASE_URL '(unparsable)' is not a database URL"),
         (
             "postgresql://postgres:secret@127.0.0.1:1/test",
@@ -122,3 +123,22 @@ def test_urnn_db_names_an_unreachable_server_in_one_line(
         err = capsys.readouterr().err
         assert err.startswith("urnn db: error: cannot reach the job database at postgresql://")
         assert "secret" not in err and "Traceback" not in err
+
+
+def test_urnn_db_reads_without_creating_and_names_an_unknown_revision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "not" / "here" / "jobs.db"
+    settings = Settings(var_dir=tmp_path / "var", database_url=f"sqlite:///{path}")
+    assert main(["db", "current"], settings=settings) == 0
+    assert "no database file yet (run `urnn db upgrade` to create it)" in capsys.readouterr().out
+    assert not (tmp_path / "not").exists()
+    assert main(["db", "upgrade"], settings=settings) == 0
+    capsys.readouterr()
+    for action in ("upgrade", "downgrade"):
+        assert main(["db", action, "bogus"], settings=settings) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"urnn db {action}: error: Can't locate revision identified by 'bogus' ('head'"
+        )
+        assert "Traceback" not in err

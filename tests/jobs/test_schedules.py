@@ -24,6 +24,13 @@ def test_bad_cron_is_named(cron: str) -> None:
         schedules.check_cron(cron)
 
 
+@pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4 *"])
+def test_a_cron_that_matches_no_date_is_named(cron: str) -> None:
+    with pytest.raises(schedules.ScheduleError, match="field 'cron': .* matches no date"):
+        schedules.check_cron(cron)
+    assert schedules.check_cron("0 0 29 2 *")  # leap days come
+
+
 @pytest.mark.parametrize("zone", ["CEST", "Mars/Olympus", "", "../etc/passwd"])
 def test_bad_time_zone_is_named(zone: str) -> None:
     with pytest.raises(schedules.ScheduleError, match="field 'timezone'"):
@@ -42,6 +49,27 @@ def test_due_times_follow_the_local_clock_across_daylight_saving() -> None:
     at = datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
     assert schedules.latest_due("0 3 * * *", "Europe/Paris", at=at) == at  # a due time itself
     assert schedules.latest_due("0 3 * * *", "Europe/Paris", at=at - timedelta(seconds=1)) == before
+
+
+def test_a_repeated_local_time_runs_once_when_clocks_go_back() -> None:
+    # Paris leaves CEST for CET on 2027-10-31: 02:00-02:59 local happens twice
+    def local_dues(cron: str) -> list[str]:
+        moment, out = datetime(2027, 10, 30, 22, tzinfo=UTC), []
+        while moment < datetime(2027, 10, 31, 4, tzinfo=UTC):
+            moment = schedules.next_due(cron, "Europe/Paris", after=moment)
+            out.append(moment.isoformat())
+        return out
+
+    fixed = local_dues("30 2 * * *")
+    assert fixed[0] == "2027-10-31T00:30:00+00:00"  # 02:30 CEST, once
+    assert fixed[1] == "2027-11-01T01:30:00+00:00"  # the next day's, not 02:30 CET
+    hourly = local_dues("0 * * * *")  # elapsed time: every hour, the repeated one too
+    assert hourly[:4] == [
+        "2027-10-30T23:00:00+00:00",  # 01:00 CEST
+        "2027-10-31T00:00:00+00:00",  # 02:00 CEST
+        "2027-10-31T01:00:00+00:00",  # 02:00 CET
+        "2027-10-31T02:00:00+00:00",  # 03:00 CET
+    ]
 
 
 def make_schedule(db: Database, *, cron: str = "*/5 * * * *", now: datetime) -> str:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -285,3 +286,54 @@ def test_unscorable_champion_is_kept(tmp_path: Path, mlflow_settings: Settings) 
     decision = promote_if_better(client, NAME, v2, 0.1, lambda version: None)
     assert not decision.promoted and "could not be scored" in decision.reason
     assert client.get_model_version(NAME, v2).tags["backtest.champion_score"] == "none"
+
+
+def test_a_champion_is_compared_on_the_forecasts_both_models_made(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """Horizon 12 champion; a horizon-6 challenger is refused whatever its score (requests
+    for 7-12 steps would start failing); a horizon-24 one is scored against it on the rows
+    both forecast (steps 1-12 of the shared origins), not on its own 24 steps."""
+    import mlflow
+
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    first = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert first.promoted
+    shorter = replace(linear, horizon=6)
+    narrow = train_pipeline(tiny_config(csv, model=shorter, backtest_step=6), mlflow_settings)
+    assert not narrow.promoted
+    assert narrow.reason.startswith("the champion forecasts 12 steps and this model 6")
+    longer = replace(linear, horizon=24)
+    wide = train_pipeline(tiny_config(csv, model=longer), mlflow_settings)
+    tags = mlflow.MlflowClient().get_model_version(NAME, str(wide.version)).tags
+    assert tags["backtest.basis"].endswith("steps 1-12")
+    on_basis = float(tags["backtest.challenger_score_on_basis"])
+    assert on_basis != wide.challenger_score  # its own 24 steps score differently
+    assert wide.champion_score is not None
+    assert wide.promoted == (on_basis < wide.champion_score)
+    assert f"({tags['backtest.basis']})" in wide.reason
+
+
+def test_a_champion_moved_during_the_comparison_is_compared_again(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
+    mlflow_settings.var_dir.mkdir(parents=True)
+    client = mlflow.MlflowClient()
+    v1, v2, v3 = _versions(client, 3, tmp_path)
+    promote_if_better(client, NAME, v1, 1.0, None)
+    asked: list[str] = []
+
+    def slow_score(version: str) -> float:
+        asked.append(version)
+        if version == v1:  # while v1 is scored, another worker promotes v2 (score 0.2)
+            client.set_registered_model_alias(NAME, CHAMPION, v2)
+            return 1.0
+        return 0.2
+
+    decision = promote_if_better(client, NAME, v3, 0.5, slow_score)
+    assert asked == [v1, v2]
+    assert not decision.promoted and decision.champion_version == v2
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
