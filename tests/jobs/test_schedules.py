@@ -26,7 +26,7 @@ def test_bad_cron_is_named(cron: str) -> None:
 
 @pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4 *"])
 def test_a_cron_that_matches_no_date_is_named(cron: str) -> None:
-    with pytest.raises(schedules.ScheduleError, match="field 'cron': .* matches no date"):
+    with pytest.raises(schedules.ScheduleError, match=r"field 'cron': .* matches no date"):
         schedules.check_cron(cron)
     assert schedules.check_cron("0 0 29 2 *")  # leap days come
 
