@@ -33,7 +33,8 @@ class JobSpecError(ValueError):
 class JobSpec(BaseModel):
     """What one retraining job trains on and how; stored as JSON in jobs.spec."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: "promote": "yes" or "nproc": "2" are refused, not read as true and 2
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     data: str = Field(description="History file (.csv, .csv.gz, .parquet) readable by workers.")
     target: str = Field(min_length=1, description="The column to forecast.")
@@ -96,8 +97,8 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         raise JobSpecError("data", f"{spec.data}: not readable")
     spec = spec.model_copy(update={"data": str(path.resolve())})
     config = spec.train_config()
-    from training.data import WrongSeparatorError, header_columns
-    from training.validation import DataValidationError
+    from training.data import WrongSeparatorError, header_columns, resolve_columns
+    from training.validation import DataValidationError, InvalidOptionError, MissingColumnError
 
     try:
         columns = header_columns(path, sep=config.load.sep)
@@ -116,4 +117,13 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         raise JobSpecError(
             "config.load.series_col", f"{config.load.series_col!r} is not a column of {path.name}"
         )
+    try:  # the timestamp column(s), and every column in one part only
+        resolve_columns(columns, config.load, path.name)
+    except MissingColumnError as error:
+        raise JobSpecError("config.load.timestamp_col", str(error)) from None
+    except InvalidOptionError as error:
+        field = "target" if f"{spec.target!r} is" in str(error) else "covariates"
+        if config.load.series_col and f"{config.load.series_col!r} is" in str(error):
+            field = "config.load.series_col"
+        raise JobSpecError(field, str(error)) from None
     return spec

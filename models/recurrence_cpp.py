@@ -25,6 +25,7 @@ CPU only: on other devices `models.urnn` uses the Python loop.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -32,7 +33,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -854,7 +855,9 @@ class StructuredFactors:
 
 
 def machine_fingerprint() -> str:
-    """Short hash of what a -march=native build depends on: CPU features, torch, compiler ABI."""
+    """Short hash of what a build depends on: CPU features (-march=native), torch's version
+    and its install folder (each environment compiles against its own torch headers: sharing
+    one build folder between environments made each rebuild the other's), the source."""
     features = platform.machine() + platform.processor()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -863,12 +866,51 @@ def machine_fingerprint() -> str:
                     features += line
     except OSError:
         pass  # no /proc: the machine name above is all there is
-    text = f"{features}|{torch.__version__}|{CPP_SOURCE}"
+    text = f"{features}|{torch.__version__}|{os.path.dirname(torch.__file__)}|{CPP_SOURCE}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class ExtensionBuildError(RuntimeError):
     """A C++ extension could not be built or loaded with any of BUILD_FLAGS."""
+
+
+STALE_LOCK = "lock"  # torch's FileBaton in the build folder (torch.utils.cpp_extension)
+
+
+@contextlib.contextmanager
+def exclusive_build(name: str) -> Iterator[None]:
+    """Hold an OS lock on the build folder while torch builds or loads `name`.
+
+    torch marks a build in progress with a `lock` file and makes every other process wait
+    until it disappears, with no timeout: a process killed while compiling (a worker's
+    `kill -9`, an OOM) leaves the file, and from then on every process that loads the
+    extension hangs. An flock dies with its process, so whoever holds this one knows no live
+    process of ours is building the same name, and a `lock` file found then is stale: it is
+    removed (and logged) instead of waited on."""
+    try:
+        import fcntl
+
+        from torch.utils import cpp_extension
+
+        directory = cpp_extension._get_build_directory(name, False)  # creates it
+    except (ImportError, AttributeError, OSError):  # not POSIX, or torch moved it: as before
+        yield
+        return
+    with open(os.path.join(directory, ".urnn-build.flock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            stale = os.path.join(directory, STALE_LOCK)
+            if os.path.exists(stale):
+                logger.warning(
+                    "removing %s: a build lock left by a process that died while compiling "
+                    "(every later load would wait for it forever)",
+                    stale,
+                )
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(stale)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def build_inline(
@@ -888,15 +930,16 @@ def build_inline(
             continue  # the variant number stays in the name: a portable build is another build
         flags = [f for f in all_flags if openmp or f != "-fopenmp"]
         try:
-            loaded = cpp_extension.load_inline(  # type: ignore[no-untyped-call]  # untyped
-                name=name(variant),
-                cpp_sources=[source],
-                extra_cflags=flags,
-                # libgomp.so.1: torch's own copy is already loaded and is the one reused
-                extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
-                is_python_module=python_module,
-                no_implicit_headers=True,
-            )
+            with exclusive_build(name(variant)):
+                loaded = cpp_extension.load_inline(  # type: ignore[no-untyped-call]  # untyped
+                    name=name(variant),
+                    cpp_sources=[source],
+                    extra_cflags=flags,
+                    # libgomp.so.1: torch's own copy is already loaded and is the one reused
+                    extra_ldflags=["-fopenmp"] if "-fopenmp" in flags else [],
+                    is_python_module=python_module,
+                    no_implicit_headers=True,
+                )
         except Exception as error:  # compiler missing, build error, load error: next flags
             errors.append(f"[{' '.join(flags)}] {type(error).__name__}: {error}")
             continue

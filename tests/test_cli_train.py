@@ -78,7 +78,11 @@ def run_cli(
         (["--target", "y", "--covariates", "x,ghost"], "no column 'ghost'"),
         (["--target", "y", "--lookback", "50"], "lookback must be a multiple of segment_length"),
         (["--target", "y", "--freq", "fortnightly"], "not a pandas offset alias"),
-        (["--target", "y", "--lookback", "480", "--segment-length", "24"], "train at least"),
+        (
+            ["--target", "y", "--lookback", "480", "--segment-length", "24"],
+            "shorter than min_length=960 (the longest has 600 rows); min_length is what leaves "
+            "one window of look-back + horizon (480 + 96) in each part of the split",
+        ),
         (
             ["--target", "y", "--model", "linear", "--decoder", "pmf"],
             "decoder='pmf' applies to the recurrent kinds",
@@ -87,6 +91,17 @@ def run_cli(
             ["--target", "y", "--model", "linear", "--decoder", "auto"],
             "decoder 'auto' (fit.decoder_search) applies to the kinds urnn, urnn-full, lstm, gru",
         ),
+        # found before the fit, not after it (they used to end a finished run in a traceback)
+        (
+            ["--target", "y", "--result-json", "/nonexistent/dir/r.json"],
+            "--result-json /nonexistent/dir/r.json: the folder /nonexistent/dir does not exist",
+        ),
+        (["--target", "y", "--experiment", ""], "experiment must be a non-empty name"),
+        (
+            ["--target", "y", "--registered-name", "plant/a:b"],
+            "registered_name 'plant/a:b' is not a name MLflow's registry accepts",
+        ),
+        (["--target", "timestamp"], "column 'timestamp' is the timestamp and cannot also be the"),
     ],
 )
 def test_bad_train_input_is_a_message_and_exit_code_2(
@@ -348,3 +363,12 @@ def test_backtest_against_a_dead_tracking_server_is_one_line(
     assert err.startswith(
         f"urnn backtest: error: the MLflow tracking server at http://127.0.0.1:{port}"
     )
+
+
+def test_covariates_a_kind_does_not_read_are_said_to_be_unread(
+    csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--data", str(csv), "--target", "y", "--covariates", "x", *TINY]
+    code, out, err = run_cli([*argv, "--model", "linear", "--no-promote"], mlflow_settings, capsys)
+    assert code == 0, err
+    assert "covariates x: not read by kind 'linear', which forecasts from the target alone" in out

@@ -98,3 +98,31 @@ def test_a_dead_tracking_server_stops_a_run_before_it_starts(tmp_path: Path) -> 
     with pytest.raises(TrackingServerError, match=pattern), start_run("never", settings):
         pass
     assert not (tmp_path / "var").exists()
+
+
+def test_processes_starting_together_on_a_fresh_store_all_get_the_experiment(
+    tmp_path: Path,
+) -> None:
+    """MLflow creates a SQLite store's tables on first use; three processes doing it at once
+    (workers, or `urnn train`s started together) used to fail one of them inside Alembic."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from urnn_forecast.settings import Settings; "
+        "from urnn_forecast.tracking import ensure_experiment; "
+        "var = Path(sys.argv[1]); var.mkdir(parents=True, exist_ok=True); "
+        "print(ensure_experiment('together', Settings(var_dir=var)))"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "var")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    answers = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], [err[-2000:] for _, err in answers]
+    assert len({out.strip() for out, _ in answers}) == 1  # one experiment, the same id

@@ -278,15 +278,9 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
 
     available = _columns_in_file(path, kind, config.sep)
     _check_separator(available, kind, config.sep, source)
-    time_columns = _resolve_timestamp_columns(available, config, source, report)
+    time_columns = resolve_columns(available, config, source, report)
     wanted = [*time_columns, *([config.series_col] if config.series_col else [])]
     wanted += list(config.value_columns)
-    missing = [c for c in wanted if c not in available]
-    if missing:
-        raise MissingColumnError(
-            f"{source}: no column {', '.join(map(repr, missing))}; "
-            f"the file has: {', '.join(available)}"
-        )
     raw = _read_columns(path, kind, wanted, time_columns, config)
     if raw.empty:
         raise EmptyDataError(f"{source}: the file has a header but no data rows")
@@ -461,20 +455,44 @@ def file_format(path: Path) -> str:
 def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
     """The header alone, so a missing column is reported before the whole file is parsed."""
     try:
+        if kind == "csv":  # the names as written: pandas would rename a repeated one "OT.1"
+            header = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str)
+            names = ["" if pd.isna(c) else str(c) for c in header.iloc[0]] if len(header) else []
+            if not names:
+                names = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+        else:
+            import pyarrow.parquet as pq
+
+            names = [str(c) for c in pq.read_schema(path).names]
+        _check_unique_names(names, path.name)
         if kind == "csv":
             return [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
-        import pyarrow.parquet as pq
-
-        return [str(c) for c in pq.read_schema(path).names]
+        return names
     except pd.errors.EmptyDataError:
         raise EmptyDataError(f"{path.name}: the file is empty (no header line)") from None
-    except FileNotFoundError:
+    except (FileNotFoundError, DataValidationError):
         raise
     except (ValueError, OSError) as error:  # pandas ParserError, pyarrow ArrowInvalid
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
 
 
-SEPARATORS = (";", "\t", "|")  # what a one-column header most likely means instead
+class DuplicateColumnError(DataValidationError):
+    """Two columns of a file share a name: which one is the target (or a covariate) is not
+    for the loader to guess (pandas would read the second as "<name>.1")."""
+
+
+def _check_unique_names(names: list[str], source: str) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen and name != "":
+            raise DuplicateColumnError(
+                f"{source}: the header names column {name!r} twice (columns {seen[name]} and "
+                f"{position}); rename one so each column is read for what it is"
+            )
+        seen[name] = position
+
+
+SEPARATORS = (",", ";", "\t", "|")  # what a one-column header most likely means instead
 
 
 class WrongSeparatorError(InvalidOptionError):
@@ -521,8 +539,40 @@ def _read_columns(
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
 
 
+def resolve_columns(
+    available: list[str], config: LoadConfig, source: str, report: Report | None = None
+) -> tuple[str, ...]:
+    """The time column(s) `config` reads from a file with columns `available`, once every
+    column it names is known to be there and each plays one part: a timestamp column read
+    as the target (or a covariate, or the series id) would be read twice. From the header
+    alone, so job submission checks what the worker will read (jobs.spec.validate_spec)."""
+    time_columns = _resolve_timestamp_columns(available, config, source, report)
+    wanted = [*time_columns, *([config.series_col] if config.series_col else [])]
+    wanted += list(config.value_columns)
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise MissingColumnError(
+            f"{source}: no column {', '.join(map(repr, missing))}; "
+            f"the file has: {', '.join(available)}"
+        )
+    roles = [(c, "the timestamp") for c in time_columns]
+    if config.series_col:
+        roles.append((config.series_col, "the series id (series_col)"))
+    roles.append((config.target, "the target"))
+    roles += [(c, "a covariate") for c in config.covariates]
+    seen: dict[str, str] = {}
+    for column, role in roles:
+        if column in seen:
+            raise InvalidOptionError(
+                f"{source}: column {column!r} is {seen[column]} and cannot also be {role}; "
+                "each column plays one part"
+            )
+        seen[column] = role
+    return time_columns
+
+
 def _resolve_timestamp_columns(
-    available: list[str], config: LoadConfig, source: str, report: Report
+    available: list[str], config: LoadConfig, source: str, report: Report | None
 ) -> tuple[str, ...]:
     if config.timestamp_columns:
         return config.timestamp_columns
@@ -534,7 +584,8 @@ def _resolve_timestamp_columns(
             f"{', '.join(TIMESTAMP_NAMES)}; pass timestamp_col (one column, or several to be "
             f"joined with a space, e.g. date and hour). The file has: {', '.join(available)}"
         )
-    report.add(source, "read", 0, f"using column {found[0]!r} as the timestamp (found by name)")
+    if report is not None:
+        report.add(source, "read", 0, f"using column {found[0]!r} as the timestamp (found by name)")
     return (found[0],)
 
 

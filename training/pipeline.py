@@ -53,6 +53,7 @@ from training.split import (
     SplitMethod,
     StandardScaler,
     natural_key,
+    rows_for_one_window_each,
     shortest_train_rows,
     split_data,
 )
@@ -122,11 +123,20 @@ class TrainConfig:
             raise ValueError(
                 f"backtest_windows must be None (every origin) or an integer >= 1; got {windows!r}"
             )
+        if not isinstance(self.experiment, str) or not self.experiment.strip():
+            raise ValueError(f"experiment must be a non-empty name; got {self.experiment!r}")
         registered = self.registered_name
         if registered is not None and (not isinstance(registered, str) or not registered.strip()):
             raise ValueError(
                 f"registered_name must be None (log without registering) or a non-empty name; "
                 f"got {registered!r}"
+            )
+        if registered is not None and (
+            any(c in registered for c in "/:") or registered.strip(". ") == ""
+        ):
+            raise ValueError(  # MLflow's registry rule, found here rather than after the fit
+                f"registered_name {registered!r} is not a name MLflow's registry accepts: it "
+                "cannot contain '/' or ':'"
             )
         try:  # the fractions, checked where a job is submitted rather than where it runs
             split = self.split(1)
@@ -235,7 +245,7 @@ def train_pipeline(
     load, data, model_config, split_config, splits, scaler, sets, season = _prepare(config)
     backtest_config = config.backtest_config(season.rows)
     mase_line = f"MASE season: {season.describe()}"
-    split_lines = held_out_lines(splits)
+    split_lines = held_out_lines(splits) + unread_covariate_lines(data, model_config)
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
         on_data_report([*data.brief_report_lines(), *split_lines, mase_line])
@@ -415,18 +425,28 @@ class Prepared(NamedTuple):
 def _prepare(config: TrainConfig) -> Prepared:
     """load -> split by time -> scaler on train -> windows: what every rank trains on."""
     load = config.load
-    derived = load.min_length == LoadConfig.min_length  # untouched: one full window at least
+    derived = load.min_length == LoadConfig.min_length  # untouched: a window in every part
+    lookback, horizon = config.model.lookback, config.model.horizon
     if derived:
-        load = replace(load, min_length=config.model.lookback + config.model.horizon)
+        rows = rows_for_one_window_each(config.split(lookback), horizon)
+        load = replace(load, min_length=rows)
     try:
         data = load_data(config.data, load)
     except SeriesTooShortError as error:
         if not derived:
             raise
+        why = f"the look-back plus the horizon ({lookback:,} + {horizon:,})"
+        if load.min_length > lookback + horizon:
+            why = (
+                f"what leaves one window of look-back + horizon ({lookback:,} + {horizon:,}) in "
+                f"each part of the split: train, val ({config.val_fraction:g} of the rows, with "
+                f"{lookback:,} rows of context) and test"
+            )
         raise SeriesTooShortError(
-            f"{error}; min_length is the look-back plus the horizon ({config.model.lookback:,} + "
-            f"{config.model.horizon:,}): a shorter look-back or horizon (--lookback, --horizon) "
-            "keeps more series"
+            f"{error}; min_length is {why}: a shorter look-back or horizon (--lookback, "
+            "--horizon)"
+            + (", or a larger --val-fraction" if load.min_length > lookback + horizon else "")
+            + " keeps more series"
         ) from None
     steps = load.step_origin is not None
     model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
@@ -445,6 +465,18 @@ def data_mase_season(config: TrainConfig, data: LoadedData, split: SplitConfig) 
     steps = config.load.step_origin is not None
     shortest = shortest_train_rows(data, split)
     return mase_season(config.season_length, data.freq, shortest, steps=steps)
+
+
+def unread_covariate_lines(data: LoadedData, model: ForecasterConfig) -> list[str]:
+    """Covariates given to a kind that reads only the target (linear, the naive baselines):
+    said, so that `--covariates` is not taken to have been used."""
+    if not data.covariates or FORECASTERS[model.kind].SUPPORTS_PAST_COVARIATES:
+        return []
+    readers = ", ".join(k for k, cls in FORECASTERS.items() if cls.SUPPORTS_PAST_COVARIATES)
+    return [
+        f"covariates {', '.join(data.covariates)}: not read by kind {model.kind!r}, which "
+        f"forecasts from the target alone (the kinds that read them: {readers})"
+    ]
 
 
 def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:

@@ -270,6 +270,29 @@ def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
     )
 
 
+def rows_for_one_window_each(config: SplitConfig, horizon: int) -> int:
+    """The fewest rows a series needs so that each of its parts holds one window of
+    lookback + horizon rows (val and test read `lookback` rows of context before their
+    span): for "fractions", the val share is usually what decides (with 0.1 of the rows as
+    val, a 96-step horizon needs 960 rows). Loaded with this as min_length, a series that
+    could not be split into windows is refused, or left out with on_short="drop", by the
+    loader, naming it, instead of failing later at the windows. Other methods: one window."""
+    need = config.lookback + horizon
+    if config.method != "fractions":
+        return need
+    rows = need
+    while True:  # a few thousand cheap plans at most: the val share needs horizon / val_fraction
+        try:
+            plan = plan_split(rows, "h", config)
+        except SplitError:
+            plan = None
+        if plan is not None and all(
+            span.stop - span.input_start >= need for span in (plan.train, plan.val, plan.test)
+        ):
+            return rows
+        rows += 1
+
+
 def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, SeriesRole]:
     """The "series" split: the first train_fraction of the series in id order train, the next
     val_fraction validate, the rest are the test units. Ids compare with their digits as

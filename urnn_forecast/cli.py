@@ -185,6 +185,11 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _separator(text: str) -> str:
+    """`--sep '\\t'` as typed in a shell is a backslash and a t: a tab is meant."""
+    return "\t" if text == "\\t" else text
+
+
 def _names(text: str) -> list[str]:
     """`HUFL,HULL` -> ["HUFL", "HULL"]; with action="extend" also repeatable."""
     return [name.strip() for name in text.split(",") if name.strip()]
@@ -288,7 +293,11 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         help="a series too short for one window: error, or drop it; default error",
     )
     group.add_argument(
-        "--sep", default=None, metavar="CHAR", help="CSV field separator; default ','"
+        "--sep",
+        type=_separator,
+        default=None,
+        metavar="CHAR",
+        help="CSV field separator; default ','; '\\t' (typed as two characters) is a tab",
     )
 
 
@@ -1231,10 +1240,14 @@ def _build(cls: Any, values: dict[str, Any], what: str) -> Any:
     """cls(**values), an unknown or mistyped field as a UsageError naming `what`."""
     import dataclasses
 
+    from urnn_forecast.field_types import check_fields
+
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"{what}: unknown field(s) {unknown}; known: {', '.join(sorted(known))}")
+    if (problem := check_fields(cls, values)) is not None:
+        raise UsageError(f"{what}: {problem}")
     try:
         return cls(**values)
     except TypeError as error:
@@ -1315,6 +1328,10 @@ def _build_train_fields(train: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(train) - known)
     if unknown:
         raise UsageError(f"train config: unknown field(s) {unknown}; known: {sorted(known)}")
+    from urnn_forecast.field_types import check_fields
+
+    if (problem := check_fields(TrainConfig, train)) is not None:
+        raise UsageError(f"train config: {problem}")
     return train
 
 
@@ -1378,6 +1395,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         config = _train_config(args)
         if not Path(config.data).exists():
             raise UsageError(f"--data {config.data}: no such file")
+        if args.result_json:  # checked before the fit, not found out after it
+            _check_writable_file(args.result_json, "--result-json")
         from training import distributed
         from training.pipeline import train_pipeline, train_replica
 
@@ -1554,6 +1573,19 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         result.tables.by_step.to_csv(out / "by_step.csv")
         print(f"\ntables and plots written to {out}")
     return 0
+
+
+def _check_writable_file(path: str, option: str) -> None:
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    import os
+
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        raise UsageError(f"{option} {path}: not writable")
 
 
 def _launch_distributed(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,6 +5,7 @@ and the CLI's `--help` or `--no-mlflow` paths should not pay for it. Nothing her
 file system or MLflow's global state until a run is actually started.
 """
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -24,12 +25,40 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
     """
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifact_location = f"{settings.resolved_artifact_root().rstrip('/')}/{experiment_name}"
-    return client.create_experiment(experiment_name, artifact_location=artifact_location)
+    uri = settings.resolved_tracking_uri()
+    with store_setup_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifact_location = f"{settings.resolved_artifact_root().rstrip('/')}/{experiment_name}"
+        return client.create_experiment(experiment_name, artifact_location=artifact_location)
+
+
+@contextmanager
+def store_setup_lock(uri: str) -> Iterator[None]:
+    """For a SQLite store: one process at a time creates its tables and experiments. MLflow
+    migrates a new database on first use, and two processes doing it at once (two `urnn
+    train`s, or workers, started together on a fresh store) made one fail inside Alembic;
+    two creating the same experiment made one fail on the name. An flock on a file beside
+    the database serialises both and dies with its process. Other stores: nothing to do."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = uri.removeprefix("sqlite:///")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    lock_path = f"{database}.setup-lock"
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class TrackingServerError(RuntimeError):

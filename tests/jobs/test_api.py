@@ -146,6 +146,36 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'config.train': train_stride must be an integer >= 1; got 0",
     ),
     (
+        "a number as text",
+        lambda csv: tiny_spec(csv, config={"fit": {"max_epochs": "ten"}}),
+        "field 'config.fit': field 'max_epochs' must be an integer; got 'ten'",
+    ),
+    (
+        "quantiles as one string",
+        lambda csv: tiny_spec(csv, config={"model": {"quantiles": "0.5"}}),
+        "field 'config.model': field 'quantiles' must be a list of numbers; got '0.5'",
+    ),
+    (
+        "promote as text",
+        lambda csv: {**tiny_spec(csv), "promote": "yes"},
+        "promote",
+    ),
+    (
+        "the timestamp column as the target",
+        lambda csv: {**tiny_spec(csv), "target": "date"},
+        "column 'date' is the timestamp and cannot also be the target",
+    ),
+    (
+        "a timestamp column the file lacks",
+        lambda csv: tiny_spec(csv, config={"load": {"timestamp_col": "nope"}}),
+        "field 'config.load.timestamp_col': ETTh1-400.csv: no column 'nope'",
+    ),
+    (
+        "an empty experiment name",
+        lambda csv: tiny_spec(csv, config={"train": {"experiment": ""}}),
+        "field 'config.train': experiment must be a non-empty name",
+    ),
+    (
         "named test units under a split by time",
         lambda csv: tiny_spec(csv, config={"train": {"test_series": ["ETTh1"]}}),
         "field 'config.train': test_series applies to split method 'series' only",
@@ -155,7 +185,7 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         lambda csv: tiny_spec(
             csv, config={"train": {"split_method": "series", "test_series": "3,4"}}
         ),
-        "field 'config.train': test_series must be a list of series ids, got '3,4'",
+        "field 'config.train': field 'test_series' must be a list of strings; got '3,4'",
     ),
     (
         "an empty registered name",

@@ -342,3 +342,44 @@ def test_config_accepts_every_recurrence_and_lists_them_on_error() -> None:
         URNNConfig(input_size=1, hidden_size=4, output_size=1, recurrence=recurrence)
     with pytest.raises(URNNConfigError, match="recurrence must be one of fast, reference, python"):
         URNNConfig(input_size=1, hidden_size=4, output_size=1, recurrence="compiled")  # type: ignore[arg-type]
+
+
+def test_a_build_lock_left_by_a_dead_process_is_removed_not_waited_on(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """torch waits forever on its `lock` file; one left by a process killed mid-build would
+    hang every later load. Under `exclusive_build` a `lock` file is stale by construction."""
+    import subprocess
+    import sys
+
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    directory = cpp_extension._get_build_directory("urnn_test_ext", False)
+    # a build killed while holding both locks: ours dies with the process, torch's stays
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; from models.recurrence_cpp import exclusive_build\n"
+            "with exclusive_build('urnn_test_ext'):\n"
+            f"    open(os.path.join({directory!r}, 'lock'), 'w').close(); os._exit(9)",
+        ],
+        env={**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path)},
+        check=False,
+        timeout=120,
+    )
+    assert killed.returncode == 9
+    assert os.path.exists(os.path.join(directory, "lock"))
+    with (
+        caplog.at_level(logging.WARNING, logger="models.recurrence_cpp"),
+        recurrence_cpp.exclusive_build("urnn_test_ext"),  # would block if not released
+    ):
+        assert not os.path.exists(os.path.join(directory, "lock"))
+    assert "a build lock left by a process that died while compiling" in caplog.text
+
+
+def test_each_torch_install_builds_in_its_own_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = recurrence_cpp.machine_fingerprint()
+    monkeypatch.setattr(torch, "__file__", "/elsewhere/site-packages/torch/__init__.py")
+    assert recurrence_cpp.machine_fingerprint() != mine

@@ -12,6 +12,7 @@ import pytest
 from tests.shared_data import SHARED_DATA, needs_shared
 from training.data import LoadConfig, LoadedData, load_data
 from training.validation import (
+    DataValidationError,
     Decision,
     DuplicateTimestampError,
     EmptyDataError,
@@ -472,3 +473,27 @@ def test_a_header_read_as_one_column_names_the_separator_to_pass(
     sep = ";" if ";" in text else "\t"
     target = "Temperature" if sep == ";" else "y"
     assert load_data(path, LoadConfig(target=target, sep=sep)).target == target
+
+
+def test_a_comma_file_read_with_another_separator_names_the_comma(tmp_path: Path) -> None:
+    path = write(tmp_path, "timestamp,y\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n", "plant.csv")
+    with pytest.raises(InvalidOptionError, match="','-separated: pass sep=','"):
+        load_data(path, LoadConfig(target="y", sep=";"))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_column_named_twice_is_refused_not_guessed(tmp_path: Path, suffix: str) -> None:
+    text = "timestamp,y,y\n2020-01-01 00:00,1,5\n2020-01-01 01:00,2,6\n"
+    path = write(tmp_path, text, "twice.csv")
+    if suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(
+            [pa.array(["2020-01-01 00:00"]), pa.array([1.0]), pa.array([5.0])],
+            names=["timestamp", "y", "y"],
+        )
+        path = tmp_path / "twice.parquet"
+        pq.write_table(table, path)
+    with pytest.raises(DataValidationError, match=r"names column 'y' twice \(columns 2 and 3\)"):
+        load_data(path, LoadConfig(target="y"))

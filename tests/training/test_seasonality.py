@@ -129,7 +129,12 @@ def test_a_bad_season_in_a_job_or_config_file_names_the_field(bad: object) -> No
     from urnn_forecast.cli import UsageError, train_config_from_sections
 
     sections = {"load": {"target": "y"}, "train": {"season_length": bad}}
-    with pytest.raises(UsageError, match=r"config\.train: season_length must be None .* >= 1"):
+    expected = (  # a wrong type is named by its field's type; a wrong value by its range
+        r"config\.train: field 'season_length' must be an integer or null; got"
+        if not isinstance(bad, int) or isinstance(bad, bool)
+        else r"config\.train: season_length must be None .* >= 1"
+    )
+    with pytest.raises(UsageError, match=expected):
         train_config_from_sections("demand.csv", sections, what="config")
     ok = train_config_from_sections("demand.csv", {"load": {"target": "y"}}, what="config")
     assert ok.season_length is None

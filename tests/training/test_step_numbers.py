@@ -3,6 +3,7 @@ read only when the user says what a step is (`step_origin` + `freq`), never gues
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -185,11 +186,39 @@ def test_engines_shorter_than_one_window_name_the_way_out(
         registered_name=None,
     )
     with pytest.raises(SeriesTooShortError) as error:
-        train_pipeline(train, mlflow_settings)
+        train_pipeline(replace(train, split_method="series"), mlflow_settings)
     assert "every series is shorter than min_length=212 (the longest has 120 rows)" in str(
         error.value
     )
     assert "min_length is the look-back plus the horizon (200 + 12): a shorter" in str(error.value)
+    # split by time, each part needs its own window: 0.7 of the rows must hold 212
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(train, mlflow_settings)
+    assert "every series is shorter than min_length=303 (the longest has 120 rows)" in str(
+        error.value
+    )
+    assert "or a larger --val-fraction keeps more series" in str(error.value)
+
+
+def test_a_series_too_short_for_its_val_window_is_dropped_by_name(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """min_length covers every part of the split: a series whose val share (10 %) cannot hold
+    one horizon is left out with on_short="drop", named, rather than failing at the windows."""
+    reports: list[list[str]] = []
+    data = engines_csv(tmp_path / "engines.csv", cycles=150, engines=3)
+    frame = pd.read_csv(data)
+    short = frame[(frame["unit"] != 3) | (frame["cycle"] <= 100)]  # engine 3: 100 cycles
+    short.to_csv(data, index=False)
+    train = TrainConfig(
+        data=str(data),
+        load=config(on_short="drop"),
+        model=ForecasterConfig(kind="repeat_last", lookback=24, horizon=12),
+        registered_name=None,
+    )
+    result = train_pipeline(train, mlflow_settings, on_data_report=reports.append)
+    assert set(result.tables["by_series"].index) == {"1", "2"}
+    assert any("dropped: 100 rows, fewer than min_length=120" in line for line in reports[0])
 
 
 def test_named_test_units_train_register_and_are_backtested_again_by_name(

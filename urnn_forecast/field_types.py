@@ -1,0 +1,102 @@
+"""Values from JSON (`urnn train --config`, a job's `config`) against a config dataclass's
+field types, before the dataclass is built.
+
+The configs check their values' ranges in `__post_init__` and assume the types: given
+`"max_epochs": "ten"` their first comparison failed with "'<' not supported between instances
+of 'str' and 'int'", naming neither the field nor what it takes. Here each value is checked
+against its field's annotation first, and a mismatch names both. JSON has no tuples, so a list
+is accepted where the field is a tuple; an integer where it is a float; never a bool as a
+number (JSON `true` is not 1 here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from typing import Any, Literal, Union
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def field_type_problem(cls: type, name: str, value: Any) -> str | None:
+    """None when `value` fits the annotation of `cls`'s field `name`, else what it must be."""
+    annotation = _hints(cls).get(name)
+    if annotation is None or _fits(annotation, value):
+        return None
+    return f"field {name!r} must be {describe(annotation)}; got {value!r}"
+
+
+def check_fields(cls: type, values: dict[str, Any]) -> str | None:
+    """The first field of `values` whose value does not fit its annotation (see module)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    for name, value in values.items():
+        if name in names and (problem := field_type_problem(cls, name, value)) is not None:
+            return problem
+    return None
+
+
+def _fits(annotation: Any, value: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(arg, value) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if origin is Literal:  # a string is the config's to check: it names what it allows
+        if isinstance(value, str) and all(isinstance(arg, str) for arg in args):
+            return True
+        return any(value == arg and type(value) is type(arg) for arg in args)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(args[0], item) for item in value)
+        return len(args) == len(value) and all(
+            _fits(a, item) for a, item in zip(args, value, strict=True)
+        )
+    if origin is list:
+        return isinstance(value, list | tuple) and all(_fits(args[0], item) for item in value)
+    return True  # mappings, dataclasses, anything richer: the config's own checks
+
+
+def describe(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe(arg) for arg in args)
+    if annotation is type(None):
+        return "null"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin in (tuple, list):
+        if (len(args) == 2 and args[1] is Ellipsis) or origin is list:
+            return f"a list of {_plural(describe(args[0]))}"
+        return f"a list of {len(args)} values ({', '.join(describe(a) for a in args)})"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _plural(text: str) -> str:
+    for single, many in (
+        ("an integer", "integers"),
+        ("a number", "numbers"),
+        ("a string", "strings"),
+    ):
+        if text == single:
+            return many
+    return text
