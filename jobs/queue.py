@@ -125,7 +125,9 @@ def claim(db: Database, *, worker_id: str, lease_seconds: float) -> Job | None:
                 started_at=now,
                 heartbeat_at=now,
                 lease_expires_at=now + timedelta(seconds=lease_seconds),
-                error=None,
+                # `error` is kept: while this attempt runs (and after it succeeds) it says why
+                # the one before was retried; a failure replaces it with its own reason
+                mlflow_run_id=None,  # this attempt's, once its run starts (record_run)
             )
             .execution_options(synchronize_session=False)
         )
@@ -177,6 +179,18 @@ def heartbeat(
             return Beat(alive=False, cancel_requested=False)
         flag = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
         return Beat(alive=True, cancel_requested=bool(flag))
+
+
+def record_run(db: Database, *, job_id: str, worker_id: str, attempt: int, run_id: str) -> bool:
+    """The attempt's MLflow run id, stored when the run starts (not only when it ends well)."""
+    with db.session() as session:
+        result = session.execute(
+            update(Job)
+            .where(*_fenced(job_id, worker_id, attempt))
+            .values(mlflow_run_id=run_id)
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
 
 
 def finish(

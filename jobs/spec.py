@@ -28,6 +28,11 @@ class JobSpecError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"field {field!r}: {message}")
         self.field = field
+        self.message = message
+
+    def within(self, parent: str) -> JobSpecError:
+        """The same error where the spec is a field of a larger body (a schedule's `job`)."""
+        return JobSpecError(f"{parent}.{self.field}", self.message)
 
 
 class JobSpec(BaseModel):

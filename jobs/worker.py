@@ -41,6 +41,7 @@ from urnn_forecast.settings import Settings
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 60
+QUIET_ARTIFACTS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 class JobInterruptedError(RuntimeError):
@@ -65,6 +66,8 @@ class JobContext:
     spec: JobSpec
     should_stop: Callable[[], bool]
     log: Callable[[str], None]
+    # the attempt's MLflow run, recorded on the job as soon as it exists
+    on_run_started: Callable[[str], None] = lambda run_id: None
 
 
 Executor = Callable[[JobContext], JobOutcome]
@@ -90,7 +93,11 @@ def train_executor(settings: Settings) -> Executor:
 
         try:
             result = train_pipeline(
-                config, settings, should_stop=context.should_stop, on_data_report=log_data_report
+                config,
+                settings,
+                should_stop=context.should_stop,
+                on_data_report=log_data_report,
+                on_run_started=context.on_run_started,
             )
         except TrainingCancelledError as error:
             raise JobInterruptedError(str(error)) from None
@@ -141,7 +148,8 @@ def train_in_processes(context: JobContext, settings: Settings) -> JobOutcome:
         context.log(f"launching {spec.nproc} processes: {' '.join(command)}")
         process = subprocess.Popen(
             command,
-            env={**os.environ, **settings.environment()},
+            # MLflow's artifact progress bars would fill the job's 60-line log tail
+            env={**os.environ, **settings.environment(), QUIET_ARTIFACTS: "false"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -270,6 +278,8 @@ class Worker:
                 logger.info("scheduled run enqueued as job %s", job_id)
         for recovered in queue.recover_expired(self.db):
             logger.warning("job %s: %s -> %s", recovered.id, recovered.error, recovered.status)
+            if recovered.mlflow_run_id is not None:
+                self._end_lost_run(recovered.mlflow_run_id)
         if self._stopping.is_set():
             return None
         job = queue.claim(
@@ -338,7 +348,13 @@ class Worker:
             log(f"attempt {attempt.number}/{job.max_attempts} on worker {self.worker_id}")
             try:
                 spec = JobSpec.model_validate(job.spec)
-                outcome = self.executor(JobContext(job.id, attempt.number, spec, should_stop, log))
+
+                def record_run(run_id: str) -> None:
+                    log(f"MLflow run {run_id}")
+                    queue.record_run(self.db, **fence, run_id=run_id)
+
+                context = JobContext(job.id, attempt.number, spec, should_stop, log, record_run)
+                outcome = self.executor(context)
             except Exception as error:
                 interrupted = isinstance(error, JobInterruptedError) or should_stop()
                 if interrupted and attempt.lost.is_set():
@@ -383,6 +399,23 @@ class Worker:
             attempt.done.set()
             beat.join()
             logging.getLogger().removeHandler(handler)
+
+    def _end_lost_run(self, run_id: str) -> None:
+        """A lost attempt's MLflow run would show RUNNING forever (its process is gone): mark
+        it KILLED, as MLflow does for a run whose process was killed. Best effort: a store
+        that cannot be reached now leaves it as it is, and says so."""
+        try:
+            import mlflow
+
+            from urnn_forecast.tracking import check_tracking_server
+
+            check_tracking_server(self.settings)
+            client = mlflow.MlflowClient(tracking_uri=self.settings.resolved_tracking_uri())
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, status="KILLED")
+                logger.info("MLflow run %s of a lost attempt marked KILLED", run_id)
+        except Exception as error:  # the queue must go on whatever the tracking store says
+            logger.warning("MLflow run %s of a lost attempt left as it is: %s", run_id, error)
 
     def _heartbeat(self, attempt: _Attempt) -> None:
         interval = self.settings.job_heartbeat_seconds

@@ -28,6 +28,7 @@ from models.streaming import StreamingURNNForecaster, StreamServing
 from service.traced import TracedForward, trace_forward
 from training.mlflow_model import ForecastPredictor
 from training.split import GLOBAL
+from training.validation import renamed_alias_hint
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,9 @@ def freq_problem(alias: str, model_freq: str) -> str | None:
     try:
         offset = parse_offset(alias)
     except ValueError:
-        return f"{alias!r} is not a pandas offset alias (e.g. 'h', '15min', 'D')"
+        hint = renamed_alias_hint(alias)
+        example = " (e.g. 'h', '15min', 'D')"
+        return f"{alias!r} is not a pandas offset alias{hint or example}"
     if offset != parse_offset(model_freq):  # 'h' == '60min'
         return f"{alias!r} is not the model's frequency {model_freq!r}"
     return None

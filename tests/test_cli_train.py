@@ -372,3 +372,14 @@ def test_covariates_a_kind_does_not_read_are_said_to_be_unread(
     code, out, err = run_cli([*argv, "--model", "linear", "--no-promote"], mlflow_settings, capsys)
     assert code == 0, err
     assert "covariates x: not read by kind 'linear', which forecasts from the target alone" in out
+
+
+def test_an_unknown_option_is_said_by_the_commands_own_parser(
+    csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--data", str(csv), "--target", "y", "--quantiles", "0.1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "urnn train: error: unrecognized arguments: --quantiles 0.1" in err
+    assert err.startswith("usage: urnn train")

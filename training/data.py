@@ -86,6 +86,7 @@ from training.validation import (
     infer_frequency,
     merge_duplicates,
     regularise,
+    renamed_alias_hint,
     row_label,
     sort_by_time,
     trim_edges,
@@ -144,7 +145,8 @@ class LoadConfig:
                 pd.tseries.frequencies.to_offset(self.freq)
             except ValueError:
                 raise InvalidOptionError(
-                    f"freq {self.freq!r} is not a pandas offset alias; "
+                    f"freq {self.freq!r} is not a pandas offset alias"
+                    f"{renamed_alias_hint(self.freq)}; "
                     "use e.g. 'h', '15min', '30min', 'D', 'W-SUN', 'MS', 'B'"
                 ) from None
         if self.step_origin is not None:

@@ -133,6 +133,12 @@ class ForecastPredictor:
         if missing:
             raise ForecastInputError(f"missing covariate column(s) {missing}")
         ids = [self._id(frame, i) for i in range(len(frame))]
+        repeated = sorted({sid for sid in ids if ids.count(sid) > 1}) if len(ids) > 1 else []
+        if repeated:  # two answers under one id could not be told apart
+            raise ForecastInputError(
+                f"series {repeated[0]!r}: the id is given to more than one row; give each "
+                "series its own id"
+            )
         targets, covariates, calendars, futures, stamps = [], [], [], [], []
         for i, series_id in enumerate(ids):
             values = self._series(frame["values"].iloc[i], series_id, "values")
@@ -246,12 +252,19 @@ class ForecastPredictor:
         if start is None or (isinstance(start, float) and math.isnan(start)) or start == "":
             return None
         c = self.model.config
+        freq = str(self.meta["freq"])
         try:
-            index = pd.date_range(
-                pd.Timestamp(start), periods=n_values + c.horizon, freq=str(self.meta["freq"])
-            )
+            first = pd.Timestamp(start)
+            offset = pd.tseries.frequencies.to_offset(freq)
+            index = pd.date_range(first, periods=n_values + c.horizon, freq=offset)
         except (TypeError, ValueError):
             raise ForecastInputError(f"series {series_id!r}: bad `start` {start!r}") from None
+        if not offset.is_on_offset(first):  # date_range would move it to the next step
+            raise ForecastInputError(
+                f"series {series_id!r}: `start` {first.isoformat()} is not a step of the "
+                f"model's frequency {freq!r}; the nearest steps are "
+                f"{offset.rollback(first).isoformat()} and {offset.rollforward(first).isoformat()}"
+            )
         return index[n_values - keep :]
 
 

@@ -229,12 +229,15 @@ def train_pipeline(
     *,
     should_stop: Callable[[], bool] | None = None,
     on_data_report: Callable[[list[str]], None] | None = None,
+    on_run_started: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Run the whole pipeline. `should_stop` (job cancellation) is polled before every training
     batch; when it answers True the pipeline raises TrainingCancelledError instead of backtesting
     and registering (the MLflow run ends as failed). `on_data_report` receives the loader's
     decisions in brief (sorting, duplicates, filled gaps, the MASE season) once the data is ready,
-    so a command can show them before a long fit rather than only in the run's artifacts."""
+    so a command can show them before a long fit rather than only in the run's artifacts.
+    `on_run_started` receives the MLflow run id as soon as the run exists (a job records it,
+    so a cancelled or lost attempt still points at its run)."""
     import mlflow
 
     def check_cancelled(where: str) -> None:
@@ -263,6 +266,8 @@ def train_pipeline(
     }
     with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
         run_id = run.info.run_id
+        if on_run_started is not None:
+            on_run_started(run_id)
         mlflow.log_params(
             _params(config, load, model_config, split_config, backtest_config), run_id=run_id
         )

@@ -400,8 +400,14 @@ def fill_gaps(
                 f"{source}: series {series!r}, column {column!r}: {stop - start:,} missing steps "
                 f"at {freq!r} from {frame.index[start]} to {frame.index[stop - 1]}, {why} "
                 f"({plural(len(regions), 'such gap')} in this series, the longest {longest:,}). "
-                f"Raise max_gap to at least {longest:,} to fill them, or set on_long_gap to "
-                f"'split' to cut the series there (allowed: {', '.join(LONG_GAP_POLICIES)})"
+                + (
+                    f"Choose fill 'interpolate' or 'ffill' with max_gap at least {longest:,} "
+                    "to fill them"
+                    if fill == "none"
+                    else f"Raise max_gap to at least {longest:,} to fill them"
+                )
+                + f", or set on_long_gap to 'split' to cut the series there (allowed: "
+                f"{', '.join(LONG_GAP_POLICIES)})"
             )
         kept = runs(~long_rows)
         pieces = [frame.iloc[a:b] for a, b in kept]
@@ -455,3 +461,38 @@ def fill_gaps(
             f"max_gap={max_gap}): {by_column}; longest filled gap {plural(longest_filled, 'step')}",
         )
     return segments
+
+
+# Aliases pandas 2.2 deprecated and pandas 3 removed, with what replaced them: the spellings
+# most tutorials and older code still use.
+RENAMED_ALIASES = {
+    "M": "ME",
+    "BM": "BME",
+    "SM": "SME",
+    "CBM": "CBME",
+    "Q": "QE",
+    "BQ": "BQE",
+    "A": "YE",
+    "Y": "YE",
+    "BA": "BYE",
+    "BY": "BYE",
+    "H": "h",
+    "BH": "bh",
+    "CBH": "cbh",
+    "T": "min",
+    "S": "s",
+    "L": "ms",
+    "U": "us",
+    "N": "ns",
+}
+
+
+def renamed_alias_hint(alias: str) -> str:
+    """ "; pandas now spells 'M' as 'ME'" (with the multiple kept: '2H' -> '2h'), or ""."""
+    digits = len(alias) - len(alias.lstrip("0123456789"))
+    count, base = alias[:digits], alias[digits:]
+    head, _, anchor = base.partition("-")
+    if head not in RENAMED_ALIASES:
+        return ""
+    new = count + RENAMED_ALIASES[head] + (f"-{anchor}" if anchor else "")
+    return f"; pandas now spells {alias!r} as {new!r}"

@@ -571,6 +571,27 @@ def _add_serve_parser(commands: Any) -> None:
     serve.set_defaults(handler=_run_serve, subparser=serve, device=None)
 
 
+def _address_problem(host: str, port: int) -> str | None:
+    """Whether uvicorn will be able to listen on host:port. uvicorn finds out only after the
+    app's lifespan has loaded the model, then exits 1 with its own message; a port in use is
+    a user's matter, said here in one line before anything is loaded."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        return f"--host {host}: cannot resolve it ({error})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            why = error.strerror or error
+            return f"cannot listen on {host}:{port} ({why}); pick another --port"
+    return None
+
+
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     import logging
     import os
@@ -587,6 +608,9 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     # WS /series/stream answers a message above URNN_MAX_BODY_BYTES with 413 and stays open;
     # uvicorn closes the connection (1009) only past ws_max_size, kept well above that limit.
     ws_max_size = max(WS_MAX_SIZE_FLOOR, 2 * settings.max_body_bytes)
+    if (problem := _address_problem(host, port)) is not None:  # before loading any model
+        print(f"urnn serve: error: {problem}", file=sys.stderr)
+        return 2
     if workers == 1:
         from service.main import create_app
 
@@ -1069,9 +1093,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
     """Entry point of the `urnn` script; `settings` lets tests point MLflow at a temp store."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch under torchrun
     subparser: argparse.ArgumentParser = args.subparser
+    if extras:  # said by the command's parser (its usage, `urnn train: error:`), not the top's
+        subparser.error(f"unrecognized arguments: {' '.join(extras)}")
     if hasattr(args, "seq_len") and args.seq_len < MIN_SEQ_LEN[args.task]:
         subparser.error(
             f"argument --seq-len: the {args.task} task needs T >= {MIN_SEQ_LEN[args.task]}, "

@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None,
         description=(
-            "Key that mutating endpoints (POST /model/reload) require in the X-API-Key header. "
+            "Key that mutating endpoints require in the X-API-Key header: POST /model/reload, "
+            "POST /jobs and /jobs/{id}/cancel, POST and DELETE /schedules, POST "
+            "/series/{id}/observations (and its WebSocket) and DELETE /series/{id}. "
             "Unset: those endpoints answer 403 unless env is 'development'."
         ),
     )

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import schedules
 from jobs.models import Schedule
-from jobs.spec import JobSpec, validate_spec
+from jobs.spec import JobSpec, JobSpecError, validate_spec
 from service.routes.jobs import ERRORS, JobsDbDep
 from service.schemas import ErrorResponse
 from service.security import ApiKeyDep
@@ -76,7 +76,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
     schedules.check_cron(body.cron)
     schedules.check_timezone(body.timezone)
-    spec = validate_spec(body.job)
+    try:
+        spec = validate_spec(body.job)
+    except JobSpecError as error:
+        raise error.within("job") from None
     with db.session() as session:
         schedule = schedules.create(
             session, cron=body.cron, timezone=body.timezone, spec=spec.model_dump()

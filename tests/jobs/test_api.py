@@ -218,7 +218,9 @@ def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> Non
     for bad, field in (
         ({"cron": "0 3 * *"}, "field 'cron'"),
         ({"timezone": "Paris"}, "field 'timezone'"),
-        ({"job": tiny_spec(ett_csv, target="nope")}, "field 'target'"),
+        ({"cron": "0 0 30 2 *"}, "field 'cron': '0 0 30 2 *' matches no date"),
+        ({"job": tiny_spec(ett_csv, target="nope")}, "field 'job.target'"),
+        ({"job": {**tiny_spec(ett_csv), "data": "/nope.csv"}}, "field 'job.data'"),
     ):
         answer = client.post("/schedules", json={**body, **bad}, headers=KEY)
         assert answer.status_code == 422 and field in answer.json()["detail"], answer.text

@@ -222,3 +222,38 @@ def test_a_job_whose_worker_is_killed_is_retried_and_finished_by_another(
     row = job(db, job_id)
     assert (row.status, row.attempts, row.worker_id) == ("succeeded", 2, "survivor")
     assert ran == [2]
+
+
+def test_a_lost_attempts_run_is_killed_and_its_reason_kept_through_the_retry(
+    db: Database, settings: Settings
+) -> None:
+    """The attempt's MLflow run id is on the job from the run's start; when the attempt is
+    lost, the run is marked KILLED (it would show RUNNING forever), and the next attempt
+    keeps the reason it was retried in `error`, through to its success."""
+    from mlflow import MlflowClient
+
+    from urnn_forecast.tracking import ensure_experiment
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    run = client.create_run(ensure_experiment("jobs", settings))  # left RUNNING: the ghost died
+    (job_id,) = submit(db)
+    ghost = queue.claim(db, worker_id="ghost", lease_seconds=0.05)
+    assert ghost is not None
+    fence = {"job_id": job_id, "worker_id": "ghost", "attempt": 1}
+    assert queue.record_run(db, **fence, run_id=run.info.run_id)
+    assert job(db, job_id).mlflow_run_id == run.info.run_id
+    time.sleep(0.1)
+
+    seen: list[str | None] = []
+
+    def quick(context: JobContext) -> JobOutcome:
+        seen.append(job(db, job_id).error)
+        return JobOutcome()
+
+    assert Worker(db, settings, executor=quick, worker_id="survivor").run_once() == job_id
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    assert seen[0] is not None and seen[0].startswith("attempt 1 lost: worker ghost stopped")
+    row = job(db, job_id)
+    assert row.status == "succeeded" and (row.error or "").startswith("attempt 1 lost")
+    assert row.mlflow_run_id is None  # the survivor's (fake) attempt started no run

@@ -19,6 +19,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[s
 
     seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.append((a, k)))
+    # the port is never bound here (uvicorn.run is stubbed): whatever holds it on this machine
+    monkeypatch.setattr(cli, "_address_problem", lambda host, port: None)
     # Empty counts as unset; monkeypatch puts the variable back as it was after the test.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     return seen
@@ -85,3 +87,22 @@ def test_websocket_messages_may_exceed_a_raised_body_limit_before_uvicorn_closes
     settings = Settings(var_dir=tmp_path / "var", max_body_bytes=64 * 1024 * 1024)
     assert cli.main(["serve"], settings=settings) == 0
     assert calls[0][1]["ws_max_size"] == 128 * 1024 * 1024
+
+
+def test_a_port_in_use_is_one_line_before_any_model_is_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn must not start"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(var_dir=tmp_path / "var")
+        assert cli.main(["serve", "--port", str(port)], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn serve: error: cannot listen on 127.0.0.1:{port} (")
+    assert "pick another --port" in err

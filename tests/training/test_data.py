@@ -245,8 +245,10 @@ def test_a_long_gap_can_split_the_series(tmp_path: Path) -> None:
 
 
 def test_fill_none_treats_every_gap_as_long(tmp_path: Path) -> None:
-    with pytest.raises(GapTooLongError, match="fill='none' fills nothing"):
+    with pytest.raises(GapTooLongError, match="fill='none' fills nothing") as caught:
         load_data(long_gap_file(tmp_path), LoadConfig(target="y", fill="none"))
+    assert "Choose fill 'interpolate' or 'ffill' with max_gap at least 5" in str(caught.value)
+    assert "Raise max_gap" not in str(caught.value)  # it fills nothing under fill='none'
     with pytest.raises(GapTooLongError):  # max_gap does not apply: nothing is filled
         load_data(long_gap_file(tmp_path), LoadConfig(target="y", fill="none", max_gap=99))
     cfg = LoadConfig(target="y", fill="none", on_long_gap="split", min_length=3)

@@ -209,6 +209,12 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
         predictor.predict_frame(nan)
     with pytest.raises(ForecastInputError, match=r"missing covariate column\(s\) \['x'\]"):
         predictor.predict_frame(row.drop(columns=["x"]))
+    with pytest.raises(ForecastInputError, match="'pump-1': the id is given to more than one row"):
+        predictor.predict_frame(pd.concat([row, row], ignore_index=True))
+    # a calendar frequency: a start between its steps is refused, not moved to the next one
+    predictor.meta["freq"] = "MS"
+    with pytest.raises(ForecastInputError, match=r"2002-01-15T00:00:00 is not a step of the"):
+        predictor.predict_frame(row.assign(start="2002-01-15"))
 
 
 def test_reference_statistics_bins_cover_the_training_values() -> None:
