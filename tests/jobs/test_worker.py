@@ -240,8 +240,7 @@ def test_a_lost_attempts_run_is_killed_and_its_reason_kept_through_the_retry(
     (job_id,) = submit(db)
     ghost = queue.claim(db, worker_id="ghost", lease_seconds=0.05)
     assert ghost is not None
-    fence = {"job_id": job_id, "worker_id": "ghost", "attempt": 1}
-    assert queue.record_run(db, **fence, run_id=run.info.run_id)
+    assert queue.record_run(db, job_id=job_id, worker_id="ghost", attempt=1, run_id=run.info.run_id)
     assert job(db, job_id).mlflow_run_id == run.info.run_id
     time.sleep(0.1)
 
