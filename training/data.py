@@ -85,6 +85,7 @@ from training.validation import (
     fixed_step,
     infer_frequency,
     merge_duplicates,
+    plural,
     regularise,
     renamed_alias_hint,
     row_label,
@@ -123,6 +124,10 @@ class LoadConfig:
     min_length: int = 2  # rows per series after cleaning; training passes lookback + horizon
     on_short: ShortSeriesPolicy = "error"  # "drop": leave such series out, with a report line
     sep: str = ","  # CSV field separator (SKAB uses ";")
+    # A series whose values are more than this share filled (not observed) is refused: mostly
+    # synthetic history (a frequency finer than the series' own step, a sensor mostly offline)
+    # is no history to train on. 1.0 accepts any.
+    max_filled_fraction: float = 0.25
     # The time column counts steps (engine cycles, sample numbers), not dates: step k is read
     # as the timestamp step_origin + k x freq (freq required). None: the column holds dates.
     step_origin: str | None = None
@@ -140,6 +145,10 @@ class LoadConfig:
             raise InvalidOptionError(f"max_gap must be an integer >= 0, got {self.max_gap}")
         if self.min_length < 1:
             raise InvalidOptionError(f"min_length must be an integer >= 1, got {self.min_length}")
+        if not 0.0 < self.max_filled_fraction <= 1.0:
+            raise InvalidOptionError(
+                f"max_filled_fraction must lie in (0, 1], got {self.max_filled_fraction}"
+            )
         if self.freq is not None:
             try:
                 pd.tseries.frequencies.to_offset(self.freq)
@@ -320,9 +329,10 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
 
     segments: list[Segment] = []
     for series_id, (frame, rows) in prepared.items():
+        observed = frame.index
         frame = regularise(frame, rows, series_id, freq, source, report)
         frame = trim_edges(frame, series_id, source, report)
-        segments += fill_gaps(
+        pieces = fill_gaps(
             frame,
             series_id,
             fill=config.fill,
@@ -332,6 +342,8 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
             source=source,
             report=report,
         )
+        _check_filled_share(pieces, observed, freq, config, source)
+        segments += pieces
 
     kept = _apply_min_length(segments, config, source, report)
     for segment in kept:
@@ -701,7 +713,7 @@ def _numeric_values(
             row = int(np.argmax(bad)) + 1
             raise NonNumericValueError(
                 f"{source}: column {column!r}, {row_label(row)}: {cells.iloc[row - 1]!r} is not "
-                f"a number ({int(bad.sum()):,} such cells in this column); values must be "
+                f"a number ({plural(int(bad.sum()), 'such cell')} in this column); values must be "
                 "numbers, with empty cells for missing values"
             )
         out[column] = numbers.astype("float64")
@@ -757,6 +769,35 @@ def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, 
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     return next(s for s in sorted(SUFFIXES, key=len, reverse=True) if name.endswith(s))
+
+
+class MostlyFilledError(DataValidationError):
+    """A series whose history would be mostly filled values rather than observed ones."""
+
+
+def _check_filled_share(
+    pieces: list[Segment],
+    observed: pd.DatetimeIndex,
+    freq: str,
+    config: LoadConfig,
+    source: str,
+) -> None:
+    for piece in pieces:
+        total = piece.filled.size
+        share = int(piece.filled.to_numpy().sum()) / total if total else 0.0
+        if share <= config.max_filled_fraction:
+            continue
+        steps = pd.Series(observed).diff().dropna()
+        own = ""
+        if len(steps):
+            modal = pd.tseries.frequencies.to_offset(steps.mode().iloc[0]).freqstr
+            own = f"; its own timestamps step by {modal!r} most often"
+        raise MostlyFilledError(
+            f"{source}: series {piece.series_id!r} would be {100 * share:.1f}% filled values at "
+            f"{freq!r} (max_filled_fraction={config.max_filled_fraction:g}){own}. Give the "
+            "frequency the data is recorded at (freq), load series recorded at different "
+            "frequencies from separate files, or raise max_filled_fraction to train on it anyway"
+        )
 
 
 def _apply_min_length(

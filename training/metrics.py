@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from training.validation import natural_key
+
 PAIR_TOLERANCE = 1e-9  # q and 1 - q from floats: 0.1 and 0.9 sum to 0.9999999999999999 + ...
 
 
@@ -161,6 +163,8 @@ def metric_tables(forecasts: pd.DataFrame, quantiles: Sequence[float]) -> Metric
     overall = _summarise(values.assign(group="all"), "group").rename_axis(None)
     by_step = _summarise(terms.drop(columns=["series"]), "step")
     by_series = _summarise(terms.drop(columns=["step"]), "series")
+    order = sorted(by_series.index, key=lambda sid: natural_key(str(sid)))
+    by_series = by_series.loc[order]
     return MetricTables(overall=overall, by_step=by_step, by_series=by_series)
 
 

@@ -52,13 +52,12 @@ from training.split import (
     SplitConfig,
     SplitMethod,
     StandardScaler,
-    natural_key,
     rows_for_one_window_each,
     shortest_train_rows,
     split_data,
 )
 from training.stream_fit import fit_stream, stream_series
-from training.validation import InvalidOptionError, SeriesTooShortError
+from training.validation import InvalidOptionError, SeriesTooShortError, natural_key
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings

@@ -46,7 +46,6 @@ Presets (`SplitConfig.method`):
 """
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -55,7 +54,12 @@ import numpy as np
 import pandas as pd
 
 from training.data import LoadedData
-from training.validation import DataValidationError, InvalidOptionError, fixed_step
+from training.validation import (
+    DataValidationError,
+    InvalidOptionError,
+    fixed_step,
+    natural_key,
+)
 
 SplitMethod = Literal["ett", "fractions", "tail", "series", "unseen"]
 SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail", "series", "unseen")
@@ -348,11 +352,6 @@ def _named_roles(series_ids: list[str], config: SplitConfig) -> dict[str, Series
             "must be left to train on"
         )
     return roles
-
-
-def natural_key(series_id: str) -> tuple[tuple[int, int | str], ...]:
-    parts = re.split(r"(\d+)", series_id)
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
 
 
 def _fewest_series(config: SplitConfig) -> int:

@@ -13,6 +13,7 @@ with a DatetimeIndex and float64 value columns, plus the 1-based data-row number
 the source file so that errors can point back at it.
 """
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -117,6 +118,13 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key comparing digit runs as numbers: unit 9 before unit 10, as people number them
+    (string order puts 10 and 100 before 9)."""
+    parts = re.split(r"(\d+)", text)
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
+
+
 def row_label(row: int) -> str:
     """How errors name a row: the 1-based data row, header not counted (not the line number:
     a CSV with blank or multi-line rows would make line numbers wrong, and Parquet has none)."""
@@ -183,7 +191,7 @@ def sort_by_time(
         "sort",
         len(frame),
         f"sorted {len(frame):,} rows by time (input was not in time order: "
-        f"time went backwards at {backwards:,} places)",
+        f"time went backwards at {plural(backwards, 'place')})",
     )
     return frame.iloc[order], rows[order]
 
@@ -313,7 +321,8 @@ def regularise(
             series,
             "regularise",
             n_missing,
-            f"inserted {n_missing:,} missing timestamps to make the series regular at {freq!r} "
+            f"inserted {plural(n_missing, 'missing timestamp')} to make the series regular at "
+            f"{freq!r} "
             f"({len(grid):,} steps from {start} to {end}); their values are missing and go to "
             "the fill policy",
         )

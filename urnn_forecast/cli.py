@@ -293,6 +293,14 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         help="a series too short for one window: error, or drop it; default error",
     )
     group.add_argument(
+        "--max-filled-fraction",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="refuse a series with more than this share of filled values; default 0.25, "
+        "1 accepts any",
+    )
+    group.add_argument(
         "--sep",
         type=_separator,
         default=None,
@@ -313,6 +321,7 @@ LOAD_OPTIONS: tuple[str, ...] = (
     "on_long_gap",
     "on_short",
     "sep",
+    "max_filled_fraction",
 )
 
 

@@ -3,6 +3,7 @@ and the real quirky files (PJM, bike sharing, ETT) with counts computed independ
 
 import hashlib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -499,3 +500,23 @@ def test_a_column_named_twice_is_refused_not_guessed(tmp_path: Path, suffix: str
         pq.write_table(table, path)
     with pytest.raises(DataValidationError, match=r"names column 'y' twice \(columns 2 and 3\)"):
         load_data(path, LoadConfig(target="y"))
+
+
+def test_a_series_that_would_be_mostly_filled_is_refused(tmp_path: Path) -> None:
+    """One region logged every 2 h in a file of hourly ones: at 'h' half its history would be
+    interpolated; refused with the step it is recorded at, unless the cap is raised."""
+    hourly = pd.date_range("2020-01-01", periods=200, freq="h")
+    rows = [("A", t, float(k)) for k, t in enumerate(hourly)]
+    rows += [("B", t, float(k)) for k, t in enumerate(hourly[::2])]
+    path = tmp_path / "regions.csv"
+    pd.DataFrame(rows, columns=["region", "timestamp", "y"]).to_csv(path, index=False)
+    config = LoadConfig(target="y", series_col="region", freq="h")
+    with pytest.raises(DataValidationError) as caught:
+        load_data(path, config)
+    message = str(caught.value)
+    assert "series 'B' would be 49.7% filled values at 'h' (max_filled_fraction=0.25)" in message
+    assert "its own timestamps step by '2h' most often" in message
+    accepted = load_data(path, replace(config, max_filled_fraction=1.0))
+    assert accepted.filled["B"].to_numpy().mean() == pytest.approx(99 / 199)
+    with pytest.raises(InvalidOptionError, match=r"max_filled_fraction must lie in \(0, 1\]"):
+        LoadConfig(target="y", max_filled_fraction=0.0)
