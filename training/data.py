@@ -777,7 +777,7 @@ class MostlyFilledError(DataValidationError):
 
 def _check_filled_share(
     pieces: list[Segment],
-    observed: pd.DatetimeIndex,
+    observed: pd.Index,
     freq: str,
     config: LoadConfig,
     source: str,

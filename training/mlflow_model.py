@@ -214,7 +214,15 @@ class ForecastPredictor:
 
     def _series(self, raw: object, series_id: str, field: str) -> np.ndarray:
         try:
-            values = np.asarray(raw, dtype=np.float64).reshape(-1)
+            given = np.asarray(raw)
+            if given.dtype == object:  # numbers held as Python objects (a JSON array, say)
+                items = given.reshape(-1).tolist()
+                if not all(_is_number(item) for item in items):
+                    raise TypeError("not numbers")
+                given = np.asarray(items, dtype=np.float64)
+            if given.dtype.kind not in "iuf":  # text, true/false: not numbers
+                raise TypeError(given.dtype)
+            values = given.astype(np.float64).reshape(-1)
         except (TypeError, ValueError):
             raise ForecastInputError(
                 f"series {series_id!r}: {field!r} must be a list of numbers"
@@ -268,15 +276,25 @@ class ForecastPredictor:
         return index[n_values - keep :]
 
 
+def _is_number(item: object) -> bool:
+    return isinstance(item, int | float | np.integer | np.floating) and not isinstance(
+        item, bool | np.bool_
+    )
+
+
 def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
     """The pyfunc's input/output schema (see the module docstring)."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, DataType, Schema
+    from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 
+    # Histories as arrays of any element type: MLflow's schema enforcement refuses integers
+    # for an array of doubles ("cannot safely convert int64 to float64"), and demand in MW or
+    # counts of rentals are integers; predict_frame checks that every element is a number.
+    numbers = Array(AnyType())  # type: ignore[no-untyped-call]  # untyped in MLflow
     inputs: list[Any] = [
         ColSpec(DataType.string, "id", required=False),
-        ColSpec(Array(DataType.double), "values"),
-        *(ColSpec(Array(DataType.double), name) for name in covariates),
+        ColSpec(numbers, "values"),
+        *(ColSpec(numbers, name) for name in covariates),
         ColSpec(DataType.string, "start", required=False),
     ]
     outputs: list[Any] = [

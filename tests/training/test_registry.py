@@ -122,8 +122,13 @@ def test_train_register_load_in_a_fresh_process_and_predict(
         pickle.load = pickle.loads = refuse
         import mlflow, pandas as pd
         model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
-        out = model.predict(pd.read_json({str(request)!r}, orient="records"))
-        sys.stdout.write(out.to_json(orient="records"))
+        rows = pd.read_json({str(request)!r}, orient="records")
+        out = model.predict(rows)
+        # integer histories (demand in MW, counts) pass MLflow's schema enforcement too
+        whole = rows.assign(values=[[int(round(v)) for v in rows["values"].iloc[0]]])
+        counted = model.predict(whole)
+        sys.stdout.write(out.to_json(orient="records") + "\\n")
+        sys.stdout.write(counted.to_json(orient="records"))
         """
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_settings.resolved_tracking_uri()}
@@ -131,7 +136,13 @@ def test_train_register_load_in_a_fresh_process_and_predict(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    served = pd.DataFrame(json.loads(done.stdout))
+    first_line, second_line = done.stdout.split("\n")
+    served = pd.DataFrame(json.loads(first_line))
+    counted = pd.DataFrame(json.loads(second_line))
+    whole = history_row(frame)
+    whole["values"] = [[float(round(v)) for v in whole["values"].iloc[0]]]
+    expected_counted = ForecastPredictor.from_directory(files).predict_frame(whole)
+    np.testing.assert_allclose(counted["mean"], expected_counted["mean"], rtol=1e-6)
 
     local = ForecastPredictor.from_directory(files).predict_frame(history_row(frame))
     assert list(served.columns) == ["id", "step", "timestamp", "mean", "q0.1", "q0.5", "q0.9"]
@@ -209,6 +220,11 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
         predictor.predict_frame(nan)
     with pytest.raises(ForecastInputError, match=r"missing covariate column\(s\) \['x'\]"):
         predictor.predict_frame(row.drop(columns=["x"]))
+    words = row.assign(values=[["warm"] * len(row["values"].iloc[0])])
+    flags = row.assign(values=[[True] * len(row["values"].iloc[0])])
+    for bad in (words, flags):
+        with pytest.raises(ForecastInputError, match="'values' must be a list of numbers"):
+            predictor.predict_frame(bad)
     with pytest.raises(ForecastInputError, match="'pump-1': the id is given to more than one row"):
         predictor.predict_frame(pd.concat([row, row], ignore_index=True))
     # a calendar frequency: a start between its steps is refused, not moved to the next one
