@@ -43,8 +43,15 @@ class ScheduleNotFoundError(LookupError):
     """No schedule has this id (404)."""
 
 
+# Files of the zone database that are not zones a schedule should name: "localtime" is each
+# machine's own setting (a schedule would run at different instants on different workers).
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 def check_timezone(name: str) -> ZoneInfo:
     try:
+        if name in NOT_ZONES:
+            raise ValueError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(

@@ -102,6 +102,7 @@ def run_cli(
             "registered_name 'plant/a:b' is not a name MLflow's registry accepts",
         ),
         (["--target", "timestamp"], "column 'timestamp' is the timestamp and cannot also be the"),
+        (["--target", "y", "--quantiles", "0.1,0.9"], "quantiles must include 0.5"),
     ],
 )
 def test_bad_train_input_is_a_message_and_exit_code_2(
@@ -128,6 +129,14 @@ def test_decoder_option_reaches_the_model_config(csv: Path) -> None:
     assert not cli._train_config(plain).fit.decoder_search
     auto = cli._train_config(parser.parse_args([*base, "--decoder", "auto"]))
     assert auto.fit.decoder_search and auto.model.decoder == "direct"
+
+
+def test_quantile_levels_reach_the_model_config(csv: Path) -> None:
+    parser = cli.build_parser()
+    base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]
+    chosen = cli._train_config(parser.parse_args([*base, "--quantiles", "0.05,0.5,0.95"]))
+    assert chosen.model.quantiles == (0.05, 0.5, 0.95)
+    assert cli._train_config(parser.parse_args(base)).model.quantiles == (0.1, 0.5, 0.9)
 
 
 def test_the_series_split_option_reaches_the_train_config(

@@ -260,7 +260,8 @@ def train_pipeline(
     tags = {
         "kind": model_config.kind,
         "target": data.target,
-        "source": data.source,
+        # absolute: a relative path says nothing once the run is read from elsewhere
+        "source": ", ".join(str(Path(part).resolve()) for part in data.source.split(", ")),
         "processes": str(1 if ranks is None else ranks.world_size),  # DDP under torchrun
     }
     with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
@@ -637,7 +638,7 @@ def _params(
     split: SplitConfig,
     backtest_config: BacktestConfig,
 ) -> dict[str, str]:
-    out: dict[str, str] = {"data": config.data}
+    out: dict[str, str] = {"data": str(Path(config.data).resolve())}
     for prefix, values in (
         ("load", load.to_dict()),
         ("model", model.to_dict()),

@@ -190,6 +190,18 @@ def _separator(text: str) -> str:
     return "\t" if text == "\\t" else text
 
 
+def _levels(text: str) -> list[float]:
+    try:
+        levels = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers in (0, 1) separated by commas, got {text!r}"
+        ) from None
+    if not levels:
+        raise argparse.ArgumentTypeError("give at least one level, 0.5 among them")
+    return levels
+
+
 def _names(text: str) -> list[str]:
     """`HUFL,HULL` -> ["HUFL", "HULL"]; with action="extend" also repeatable."""
     return [name.strip() for name in text.split(",") if name.strip()]
@@ -474,6 +486,14 @@ def _add_train_parser(commands: Any) -> None:
     )
     model.add_argument("--lr", type=float, default=None, help="learning rate; default 1e-3")
     model.add_argument("--seed", type=int, default=None, help="random seed; default 0")
+    model.add_argument(
+        "--quantiles",
+        type=_levels,
+        default=None,
+        metavar="Q[,Q...]",
+        help="quantile levels to train (pinball loss), 0.5 among them (the point forecast); "
+        "symmetric pairs give intervals: 0.05,0.5,0.95 for 90 %%; default 0.1,0.5,0.9",
+    )
     model.add_argument(
         "--decoder",
         choices=DECODER_CHOICES,
@@ -1304,6 +1324,7 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("hidden_size", "hidden_size"),
         ("segment_length", "segment_length"),
         ("ensemble", "ensemble"),
+        ("quantiles", "quantiles"),
     ):
         if getattr(args, option) is not None:
             model[key] = getattr(args, option)
@@ -1530,7 +1551,12 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         predictor = load_registered(args.model_uri)
     except (MlflowException, OSError) as error:
-        raise UsageError(f"--model {args.model_uri}: cannot load it ({error})") from None
+        reason = " ".join(str(error).split())  # MLflow's multi-line artifact listing, one line
+        raise UsageError(
+            f"--model {args.model_uri}: cannot load it ({reason}); give a registered model "
+            "(models:/NAME@ALIAS, models:/NAME/VERSION), a run's model (runs:/RUN_ID/model) "
+            "or a folder holding config.json + weights.pt"
+        ) from None
     meta = predictor.meta
     recorded = dict(meta.get("load", {}))
     recorded.pop("min_length", None)
