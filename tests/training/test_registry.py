@@ -220,8 +220,9 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
         predictor.predict_frame(nan)
     with pytest.raises(ForecastInputError, match=r"missing covariate column\(s\) \['x'\]"):
         predictor.predict_frame(row.drop(columns=["x"]))
-    words = row.assign(values=[["warm"] * len(row["values"].iloc[0])])
-    flags = row.assign(values=[[True] * len(row["values"].iloc[0])])
+    n = len(row["values"].iloc[0])
+    words = row.assign(values=pd.Series([["warm"] * n], dtype=object))
+    flags = row.assign(values=pd.Series([[True] * n], dtype=object))
     for bad in (words, flags):
         with pytest.raises(ForecastInputError, match="'values' must be a list of numbers"):
             predictor.predict_frame(bad)
