@@ -387,8 +387,8 @@ def test_an_unknown_option_is_said_by_the_commands_own_parser(
     csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as stop:
-        cli.main(["train", "--data", str(csv), "--target", "y", "--quantiles", "0.1"])
+        cli.main(["train", "--data", str(csv), "--target", "y", "--colour", "red"])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert "urnn train: error: unrecognized arguments: --quantiles 0.1" in err
+    assert "urnn train: error: unrecognized arguments: --colour red" in err
     assert err.startswith("usage: urnn train")
