@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from service.metrics import ServiceMetrics
+from service.metrics import ServiceMetrics, multiprocess_mode
 
 EPSILON = 1e-4
 
@@ -115,6 +115,9 @@ class DriftMonitor:
             for name in self.columns:
                 if name not in reference:
                     self._remove_gauges(name)
+                else:  # the window restarts: its size and PSI too, until the first batch
+                    self.metrics.drift_psi.labels(column=name).set(0.0)
+                    self.metrics.drift_values.labels(column=name).set(0)
             self.version = version
             self.columns = {}
             for name, stats in reference.items():
@@ -144,6 +147,12 @@ class DriftMonitor:
                 self.metrics.drift_values.labels(column=name).set(histogram.size)
 
     def _remove_gauges(self, name: str) -> None:
+        """A column the new version does not read. prometheus_client cannot remove a labelled
+        value in multiprocess mode (the file keeps it): there it is set to 0, which the drift
+        alert ignores (it waits for 1,000 values in the window)."""
         for gauge in (self.metrics.drift_psi, self.metrics.drift_values):
+            if multiprocess_mode():
+                gauge.labels(column=name).set(0)
+                continue
             with contextlib.suppress(KeyError):
                 gauge.remove(name)

@@ -102,7 +102,9 @@ class ModelManager:
                 (previous is not None and ref == previous.ref)
                 or (not retry_failed and ref == self._failed_ref)
             ):
-                self.metrics.reloads.labels(outcome="unchanged").inc()
+                skipped = previous is None or ref != previous.ref
+                outcome = "skipped_failed" if skipped else "unchanged"
+                self.metrics.reloads.labels(outcome=outcome).inc()
                 if previous is None:
                     raise ReloadError(self.unavailable_reason)
                 return ReloadOutcome("unchanged", previous.ref.version, previous)

@@ -14,6 +14,7 @@ workers. `urnn serve --workers N` sets the folder up.
 
 from __future__ import annotations
 
+import glob
 import os
 
 from prometheus_client import (
@@ -36,6 +37,8 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAE_BUCKETS = tuple(10.0**e for e in (-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 4))
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+RELOAD_OUTCOMES = ("success", "failure", "unchanged", "skipped_failed")
+REJECT_REASONS = ("queue_full", "no_model")
 
 
 def multiprocess_mode() -> bool:
@@ -63,7 +66,8 @@ class ServiceMetrics:
         )
         self.batch_series = Histogram(
             "urnn_batch_series",
-            "Series per batched forward pass.",
+            "Series per micro-batch (the requests grouped into one inference job; its forward "
+            "passes take at most URNN_BATCH_MAX_SERIES series each).",
             buckets=BATCH_BUCKETS,
             registry=r,
         )
@@ -106,7 +110,8 @@ class ServiceMetrics:
         )
         self.reloads = Counter(
             "urnn_model_reloads",
-            "Model (re)load attempts by outcome: success, failure, unchanged.",
+            "Model (re)load attempts by outcome: success, failure, unchanged, skipped_failed "
+            "(the poll passing over a version that failed to load).",
             ["outcome"],
             registry=r,
         )
@@ -115,14 +120,14 @@ class ServiceMetrics:
             "Population stability index of recent inputs against the training reference, per "
             "column (target and covariates); > 0.2 is usually read as a shift.",
             ["column"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.drift_values = Gauge(
             "urnn_input_drift_window_values",
             "Values in the sliding window the drift PSI is computed over, per column.",
             ["column"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.realised_mae = Histogram(
@@ -204,14 +209,63 @@ class ServiceMetrics:
         if not multiprocess_mode():
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 r.register(collector)
+        # Every label value a counter can take, at 0 from the start: Prometheus' increase()
+        # does not count a series' first appearance, so a first reload failure (or rejection)
+        # created at 1 would never raise an alert built on increase().
+        for outcome in RELOAD_OUTCOMES:
+            self.reloads.labels(outcome=outcome)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason=reason)
 
     def render(self) -> bytes:
-        """The text exposition of /metrics; merged over worker processes in multiprocess mode."""
+        """The text exposition of /metrics; merged over worker processes in multiprocess mode
+        (after dropping the live gauges of workers that died without saying so)."""
         if multiprocess_mode():
+            forget_dead_workers()
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+def forget_dead_workers() -> list[int]:
+    """Drop the live gauges of worker processes that are gone: a worker killed (OOM, SIGKILL)
+    never reaches its lifespan's `mark_process_dead`, and uvicorn starts a new one beside its
+    files, so its queue depth, served version and drift would be merged in forever. Returns
+    the pids forgotten."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if not folder:
+        return []
+    pids = set()
+    for path in glob.glob(os.path.join(folder, "gauge_live*_*.db")):
+        stem = os.path.basename(path).removesuffix(".db")
+        number = stem.rsplit("_", 1)[-1]
+        if number.isdigit():
+            pids.add(int(number))
+    dead = [pid for pid in sorted(pids) if not _alive(pid)]
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, folder)  # type: ignore[no-untyped-call]
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def clear_multiprocess_folder(folder: str) -> int:
+    """Remove the metric files of an earlier run (prometheus_client needs the folder empty
+    when the workers start, or it adds the old counts to the new). Returns the files removed."""
+    removed = 0
+    for path in glob.glob(os.path.join(folder, "*.db")):
+        os.remove(path)
+        removed += 1
+    return removed
 
 
 def mark_process_dead(pid: int) -> None:

@@ -652,18 +652,42 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     # Several processes: each worker builds its app from the environment, and writes its
-    # metrics into a shared folder that must exist before any of them imports prometheus_client.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="urnn-metrics-")
-    uvicorn.run(
-        "service.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=settings.serve_access_log,
-        ws_max_size=ws_max_size,
-    )
+    # metrics into a shared folder that must exist, empty, before any of them imports
+    # prometheus_client (files of an earlier run would be added to the new counts).
+    import shutil
+
+    from service.metrics import clear_multiprocess_folder
+
+    log = logging.getLogger("urnn.serve")
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    folder = given or tempfile.mkdtemp(prefix="urnn-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    if given and (stale := clear_multiprocess_folder(folder)):
+        log.info("removed %d metric files of an earlier run from %s", stale, folder)
+    if settings.stream_snapshot_seconds > 0:
+        # A series' requests reach any of the workers (no sticky routing inside one server):
+        # streaming state must be read from and written to the database on every request.
+        log.warning(
+            "--workers %d: streaming snapshots are written through on every request "
+            "(URNN_STREAM_SNAPSHOT_SECONDS=0 instead of %s); each worker would otherwise keep "
+            "its own state of a series and refuse the points another worker consumed",
+            workers,
+            settings.stream_snapshot_seconds,
+        )
+        os.environ["URNN_STREAM_SNAPSHOT_SECONDS"] = "0"
+    try:
+        uvicorn.run(
+            "service.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=settings.serve_access_log,
+            ws_max_size=ws_max_size,
+        )
+    finally:
+        if not given:  # the folder this command made: gone with it
+            shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

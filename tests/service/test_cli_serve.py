@@ -51,10 +51,27 @@ def test_serve_writes_the_access_log_when_asked(
 
 
 def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]], tmp_path: Path
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = Settings(var_dir=tmp_path / "var")
+    import uvicorn
+
+    seen: dict[str, str] = {}
+
+    def run(*args: Any, **kwargs: Any) -> None:  # what the workers would find
+        seen["folder"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        seen["snapshots"] = os.environ["URNN_STREAM_SNAPSHOT_SECONDS"]
+        assert Path(seen["folder"]).is_dir()
+        calls.append((args, kwargs))
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.delenv("URNN_STREAM_SNAPSHOT_SECONDS", raising=False)
+    settings = Settings(var_dir=tmp_path / "var", stream_snapshot_seconds=5.0)
     assert cli.main(["serve", "--port", "8123", "--workers", "3"], settings=settings) == 0
+    # no sticky routing between workers: streaming state written through on every request
+    assert seen["snapshots"] == "0"
+    assert not Path(seen["folder"]).exists()  # the folder it made is removed when it stops
     (target,), options = calls[0]
     assert target == "service.main:create_app"
     assert options == {
@@ -65,9 +82,13 @@ def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
         "access_log": False,
         "ws_max_size": 16 * 1024 * 1024,
     }
-    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    assert folder.is_dir()
-    folder.rmdir()
+    # a folder given by the operator is kept, emptied of an earlier run's files first
+    given = tmp_path / "metrics"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"old")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    assert cli.main(["serve", "--port", "8123", "--workers", "2"], settings=settings) == 0
+    assert seen["folder"] == str(given) and given.is_dir() and not list(given.iterdir())
 
 
 def test_serve_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:

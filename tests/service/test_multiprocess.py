@@ -69,3 +69,73 @@ def test_metrics_merge_over_worker_processes(registry: Registry, tmp_path: Path)
     assert info == [1.0]  # B is alive and serves v1; A's live gauge left with A
     assert any(name == "urnn_input_drift_psi" for name, _ in samples)
     assert list(folder.glob("counter_*.db"))
+
+
+DYING_WORKER = textwrap.dedent(
+    """
+    import json, os, sys, warnings
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+    from service.main import create_app
+
+    body = json.loads(sys.argv[1])
+    with TestClient(create_app()) as client:
+        assert client.post("/forecast", json=body).status_code == 200
+        sys.stdout.write(str(os.getpid()))
+        sys.stdout.flush()
+        os._exit(0)  # killed: the lifespan's mark_process_dead never runs
+    """
+)
+
+
+def test_a_worker_that_died_without_shutting_down_leaves_no_live_gauges(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """uvicorn restarts a killed worker beside its files; its served version, queue depth and
+    drift must not be merged in forever (they were: two versions at 1 after a swap)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "URNN_VAR_DIR": str(registry.settings.var_dir),
+        "URNN_MODEL_POLL_SECONDS": "0",
+        "OMP_NUM_THREADS": "1",
+        "URNN_TORCH_THREADS": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    body = json.dumps({"series": [history(registry.frame)]})
+    root = Path(__file__).resolve().parents[2]
+    dead = subprocess.run(
+        [sys.executable, "-c", DYING_WORKER, body],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
+    assert dead.returncode == 0, dead.stderr[-3000:]
+    pid = int(dead.stdout)
+    assert list(folder.glob(f"gauge_live*_{pid}.db"))  # what it left behind
+    alive = subprocess.run(
+        [sys.executable, "-c", WORKER, body, "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
+    assert alive.returncode == 0, alive.stderr[-3000:]
+    samples = [s for family in text_string_to_metric_families(alive.stdout) for s in family.samples]
+    assert [s.value for s in samples if s.name == "urnn_model_info"] == [1.0]
+    assert not list(folder.glob(f"gauge_live*_{pid}.db"))
+    forecasts = [s.value for s in samples if s.name == "urnn_forecast_series_total"]
+    assert forecasts == [2.0]  # counters of the dead worker still count: they happened
+    failures = [
+        s.value
+        for s in samples
+        if s.name == "urnn_model_reloads_total" and s.labels["outcome"] == "failure"
+    ]
+    assert failures == [0.0]  # present from the start, so increase() sees a first failure

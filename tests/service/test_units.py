@@ -384,3 +384,24 @@ def test_drift_joins_only_the_newest_values_a_window_keeps() -> None:
         count = int(rng.integers(1, 80))
         everything = np.concatenate([p.reshape(-1) for p in parts])
         np.testing.assert_array_equal(newest(parts, count), everything[-count:])
+
+
+def test_a_new_version_restarts_the_drift_window_and_its_gauges() -> None:
+    """The drift alert waits for 1,000 values in the window: after a swap the old version's
+    window size must not stand in for the new, empty one."""
+    from prometheus_client import CollectorRegistry
+
+    from service.drift import DriftMonitor
+
+    registry = CollectorRegistry()
+    monitor = DriftMonitor(ServiceMetrics(registry), window=5_000)
+    reference = {"y": {"edges": [0.0], "proportions": [0.5, 0.5]}}
+    monitor.reset_for("1", reference)
+    monitor.observe("1", {"y": [np.full(3_000, 5.0)]})
+    assert registry.get_sample_value("urnn_input_drift_window_values", {"column": "y"}) == 3_000
+    assert (registry.get_sample_value("urnn_input_drift_psi", {"column": "y"}) or 0.0) > 0.2
+    monitor.reset_for("2", {**reference, "x": reference["y"]})
+    assert registry.get_sample_value("urnn_input_drift_window_values", {"column": "y"}) == 0
+    assert registry.get_sample_value("urnn_input_drift_psi", {"column": "y"}) == 0.0
+    monitor.reset_for("3", {"x": reference["y"]})  # y no longer read: its gauges go
+    assert registry.get_sample_value("urnn_input_drift_psi", {"column": "y"}) is None
