@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 # How many pydantic errors one 422 lists; the rest are counted, not shown.
 MAX_LISTED_ERRORS = 5
 
+# Where ApiKeyDep guards (said in the startup warning and the docs).
+GUARDED = (
+    "POST /model/reload, POST /jobs, POST /jobs/{id}/cancel, POST and DELETE /schedules, "
+    "POST /series/{id}/observations and its WebSocket, DELETE /series/{id}"
+)
+
 
 class ServiceInputError(ValueError):
     """A request the model cannot forecast (422). `where` names the series and the field."""

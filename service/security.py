@@ -1,4 +1,4 @@
-"""API-key guard of mutating endpoints (POST /model/reload; later /jobs, /schedules).
+"""API-key guard of the mutating endpoints (`service.errors.GUARDED` lists them).
 
 The key comes in the X-API-Key header and is compared with URNN_API_KEY in constant time
 (`hmac.compare_digest`): 401 when missing or wrong. With no key configured the endpoints are

@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 
 from service.batcher import MicroBatcher
 from service.drift import DriftMonitor
+from service.errors import GUARDED
 from service.loader import ModelLoader
 from service.manager import ModelManager
 from service.metrics import ServiceMetrics
@@ -77,11 +78,11 @@ class ServiceState:
             if self.settings.env == "development":
                 logger.warning(
                     "URNN_API_KEY is not set and URNN_ENV=development: mutating endpoints "
-                    "(POST /model/reload) are open to anyone who can reach this service"
+                    f"({GUARDED}) are open to anyone who can reach this service"
                 )
             else:
                 logger.warning(
-                    "URNN_API_KEY is not set: mutating endpoints (POST /model/reload) are "
+                    f"URNN_API_KEY is not set: mutating endpoints ({GUARDED}) are "
                     "disabled and answer 403; set URNN_API_KEY to enable them"
                 )
         await self.manager.load_initial()

@@ -1075,7 +1075,9 @@ def _run_pjm(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="urnn", description="Unitary Evolution RNNs: benchmarks and demos."
+        prog="urnn",
+        description="urnn-forecast: train, backtest and register uRNN forecasters, serve "
+        "them, and run retraining jobs (Unitary Evolution RNNs, Arjovsky et al. 2016).",
     )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", help="what to run"
@@ -1223,7 +1225,10 @@ def _print_mlflow_location(settings: Settings, experiment: str) -> None:
     uri = settings.resolved_tracking_uri()
     print(f"\nMLflow: runs logged to experiment {experiment!r} in {uri}")
     print(f"  artifacts under {settings.resolved_artifact_root()}")
-    print(f"  open the UI:  mlflow ui --backend-store-uri {uri}")
+    if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
+        print(f"  open the UI:  {uri}")
+    else:
+        print(f"  open the UI:  mlflow ui --backend-store-uri {uri}")
 
 
 def _run_paper(args: argparse.Namespace, settings: Settings) -> int:
@@ -1800,7 +1805,7 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{shown}: upgraded to {current_revision(url)}")
         elif args.db_action == "downgrade":
             downgrade(url, args.revision)
-            print(f"{shown}: downgraded to {current_revision(url)}")
+            print(f"{shown}: downgraded to {current_revision(url) or 'base (no schema)'}")
         else:
             print(f"{shown}: {current or 'empty (run `urnn db upgrade`)'}")
     except CommandError as error:  # an unknown revision: Alembic's own sentence says which

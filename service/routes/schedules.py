@@ -30,7 +30,9 @@ class ScheduleCreate(BaseModel):
         description="5 fields: minute hour day-of-month month day-of-week", examples=["0 3 * * *"]
     )
     timezone: str = Field(
-        description="IANA time zone the cron fields are read in", examples=["Europe/Paris"]
+        default="UTC",
+        description="IANA time zone the cron fields are read in; default UTC",
+        examples=["Europe/Paris"],
     )
     job: JobSpec
 

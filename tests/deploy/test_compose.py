@@ -217,3 +217,14 @@ def test_gpu_override_targets_existing_services() -> None:
         devices = override["deploy"]["resources"]["reservations"]["devices"]
         assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
         assert environment(override)["URNN_DEVICE"] == "cuda"
+
+
+def test_the_service_sees_the_histories_jobs_name() -> None:
+    """POST /jobs reads the file's header where it is submitted (the service), and the worker
+    trains on it: both must mount the same /data, or every /data/... job answers 422."""
+    services = compose_services()
+
+    def data_mounts(name: str) -> set[str]:
+        return {v for v in services[name].get("volumes", []) if ":/data" in v}
+
+    assert data_mounts("worker") and data_mounts("service") == data_mounts("worker")

@@ -224,10 +224,11 @@ def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> Non
     ):
         answer = client.post("/schedules", json={**body, **bad}, headers=KEY)
         assert answer.status_code == 422 and field in answer.json()["detail"], answer.text
-    missing_zone = client.post(
-        "/schedules", json={"cron": "0 3 * * *", "job": body["job"]}, headers=KEY
-    )
-    assert missing_zone.status_code == 422 and "timezone" in missing_zone.json()["detail"]
+    # the contract's body has no timezone: read in UTC
+    utc = client.post("/schedules", json={"cron": "0 3 * * *", "job": body["job"]}, headers=KEY)
+    assert utc.status_code == 201, utc.text
+    assert utc.json()["timezone"] == "UTC" and utc.json()["next_due_at"].endswith("T03:00:00Z")
+    assert client.delete(f"/schedules/{utc.json()['id']}", headers=KEY).status_code == 204
 
     created = client.post("/schedules", json=body, headers=KEY)
     assert created.status_code == 201, created.text
