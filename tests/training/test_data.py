@@ -117,6 +117,7 @@ def test_date_and_hour_columns_are_joined(tmp_path: Path) -> None:
         timestamp_col=("dteday", "hr"),
         timestamp_format="%Y-%m-%d %H",
         max_gap=21,
+        max_filled_fraction=1.0,  # four rows spanning 25 hours: most of it filled, on purpose
     )
     data = load_data(write(tmp_path, text, "hour.csv"), cfg)
 
@@ -183,7 +184,14 @@ def test_missing_steps_are_inserted_and_filled(
 ) -> None:
     stamps = hourly(5)
     path = write(tmp_path, csv_of([stamps[i] for i in (0, 1, 4)], ["0", "1", "4"], ["9"] * 3))
-    data = load_data(path, LoadConfig(target="y", covariates=("x",), fill=fill, max_gap=2))  # type: ignore[arg-type]
+    config = LoadConfig(
+        target="y",
+        covariates=("x",),
+        fill=fill,  # type: ignore[arg-type]
+        max_gap=2,
+        max_filled_fraction=1.0,  # a few rows with gaps: a large share filled, on purpose
+    )
+    data = load_data(path, config)
 
     assert data.series["log"]["y"].tolist() == expected
     assert data.series["log"]["x"].tolist() == [9.0] * 5
@@ -197,7 +205,7 @@ def test_missing_steps_are_inserted_and_filled(
 
 def test_nan_in_the_file_is_a_missing_value_reported_and_filled(tmp_path: Path) -> None:
     path = write(tmp_path, csv_of(hourly(4), ["1", "", "NaN", "4"], ["0", "1", "", "3"]))
-    data = load_data(path, LoadConfig(target="y", covariates=("x",)))
+    data = load_data(path, LoadConfig(target="y", covariates=("x",), max_filled_fraction=1.0))
 
     assert data.series["log"]["y"].tolist() == [1, 2, 3, 4]
     assert data.series["log"]["x"].tolist() == [0, 1, 2, 3]
