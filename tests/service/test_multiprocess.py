@@ -31,11 +31,8 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_metrics_merge_over_worker_processes(registry: Registry, tmp_path: Path) -> None:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    folder = tmp_path / "prometheus"
-    folder.mkdir()
+def worker_env(registry: Registry, folder: Path) -> dict[str, str]:
+    """A worker's environment: the metrics folder, the registry's store, one thread."""
     env = {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(folder),
@@ -45,6 +42,15 @@ def test_metrics_merge_over_worker_processes(registry: Registry, tmp_path: Path)
         "URNN_TORCH_THREADS": "1",
     }
     env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def test_metrics_merge_over_worker_processes(registry: Registry, tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    env = worker_env(registry, folder)
     body = json.dumps({"series": [history(registry.frame)]})
     outputs = []
     for n in (1, 2):  # worker A, then worker B: B's /metrics must include A's counts
@@ -97,38 +103,25 @@ def test_a_worker_that_died_without_shutting_down_leaves_no_live_gauges(
 
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    env = {
-        **os.environ,
-        "PROMETHEUS_MULTIPROC_DIR": str(folder),
-        "URNN_VAR_DIR": str(registry.settings.var_dir),
-        "URNN_MODEL_POLL_SECONDS": "0",
-        "OMP_NUM_THREADS": "1",
-        "URNN_TORCH_THREADS": "1",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = worker_env(registry, folder)
     body = json.dumps({"series": [history(registry.frame)]})
     root = Path(__file__).resolve().parents[2]
-    dead = subprocess.run(
-        [sys.executable, "-c", DYING_WORKER, body],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        timeout=120,
-    )
-    assert dead.returncode == 0, dead.stderr[-3000:]
-    pid = int(dead.stdout)
-    assert list(folder.glob(f"gauge_live*_{pid}.db"))  # what it left behind
-    alive = subprocess.run(
-        [sys.executable, "-c", WORKER, body, "1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        timeout=120,
-    )
-    assert alive.returncode == 0, alive.stderr[-3000:]
-    samples = [s for family in text_string_to_metric_families(alive.stdout) for s in family.samples]
+    outputs = []
+    for script, *args in ((DYING_WORKER, body), (WORKER, body, "1")):
+        done = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=root,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs.append(done.stdout)
+        if script is DYING_WORKER:
+            pid = int(done.stdout)
+            assert list(folder.glob(f"gauge_live*_{pid}.db"))  # what it left behind
+    samples = [s for family in text_string_to_metric_families(outputs[1]) for s in family.samples]
     assert [s.value for s in samples if s.name == "urnn_model_info"] == [1.0]
     assert not list(folder.glob(f"gauge_live*_{pid}.db"))
     forecasts = [s.value for s in samples if s.name == "urnn_forecast_series_total"]
