@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 import uuid
 from collections import deque
@@ -245,6 +246,10 @@ class _Attempt:
     cancel: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None  # time.monotonic() past which it is stopped (timeout)
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
     def tail(self) -> str:
         return "\n".join(self.lines)
@@ -324,7 +329,12 @@ class Worker:
     # --- one job -----------------------------------------------------------------------------
 
     def _execute(self, job: Job) -> None:
-        attempt = _Attempt(job_id=job.id, number=job.attempts)
+        timeout = self.settings.job_timeout_seconds
+        attempt = _Attempt(
+            job_id=job.id,
+            number=job.attempts,
+            deadline=None if timeout is None else time.monotonic() + timeout,
+        )
         handler = _TailHandler(threading.get_ident(), attempt.lines)
         logging.getLogger().addHandler(handler)
         beat = threading.Thread(
@@ -333,7 +343,12 @@ class Worker:
         beat.start()
 
         def should_stop() -> bool:
-            return attempt.cancel.is_set() or attempt.lost.is_set() or self._stopping.is_set()
+            return (
+                attempt.cancel.is_set()
+                or attempt.lost.is_set()
+                or self._stopping.is_set()
+                or attempt.timed_out()
+            )
 
         def log(message: str) -> None:
             attempt.lines.append(message)
@@ -367,6 +382,15 @@ class Worker:
                         status="cancelled",
                         error="cancelled while running",
                         log_tail=attempt.tail(),
+                    )
+                elif interrupted and attempt.timed_out():
+                    reason = (
+                        f"timed out: stopped after URNN_JOB_TIMEOUT_SECONDS={timeout:g} s of "
+                        "this attempt"
+                    )
+                    log(reason)
+                    queue.finish(
+                        self.db, **fence, status="failed", error=reason, log_tail=attempt.tail()
                     )
                 elif interrupted and self._stopping.is_set():
                     reason = f"requeued: worker {self.worker_id} shut down during attempt"

@@ -212,6 +212,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Claims a job gets before a lost worker (expired lease) fails it for good.",
     )
+    job_timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Wall time an attempt may run before it is stopped and the job failed (the "
+            "training loop stops at its next batch). Unset: no limit."
+        ),
+    )
     worker_poll_seconds: float = Field(
         default=2.0,
         gt=0.0,

@@ -256,3 +256,17 @@ def test_a_lost_attempts_run_is_killed_and_its_reason_kept_through_the_retry(
     row = job(db, job_id)
     assert row.status == "succeeded" and (row.error or "").startswith("attempt 1 lost")
     assert row.mlflow_run_id is None  # the survivor's (fake) attempt started no run
+
+
+def test_an_attempt_past_its_timeout_is_stopped_and_failed(
+    db: Database, settings: Settings
+) -> None:
+    (job_id,) = submit(db)
+    timed = settings.model_copy(update={"job_timeout_seconds": 0.3})
+    started = time.monotonic()
+    assert Worker(db, timed, executor=until_stopped, worker_id="w").run_once() == job_id
+    assert time.monotonic() - started < 10
+    row = job(db, job_id)
+    assert row.status == "failed"
+    assert row.error == "timed out: stopped after URNN_JOB_TIMEOUT_SECONDS=0.3 s of this attempt"
+    assert "timed out" in (row.log_tail or "")
