@@ -117,6 +117,10 @@ CHECKPOINT_WEIGHTS = "weights.pt"
 CHECKPOINT_FORMAT = 1
 
 
+# Bounds of a calibrated interval-gap multiplier (Forecaster.calibrate_gaps)
+GAP_SCALE_MIN, GAP_SCALE_MAX = 0.05, 20.0
+
+
 class ForecasterConfigError(ValueError):
     """A ForecasterConfig field holds a value no forecaster can be built with."""
 
@@ -491,8 +495,8 @@ class Forecaster(nn.Module, ABC):
         multiplier of the gap below quantile q_k (above the median) is the q_k-quantile of
         (y - q_{k-1}) / gap, where q_{k-1} is already calibrated; symmetrically below. Per
         horizon step when there are at least `min_windows` windows, else pooled over steps.
-        Multipliers are clamped to [0.05, 20] so that one odd window cannot collapse or blow up
-        an interval.
+        Multipliers are clamped to [GAP_SCALE_MIN, GAP_SCALE_MAX] (0.05, 20) so that one odd
+        window cannot collapse or blow up an interval.
         """
         c = self.config
         if quantiles.shape[1:] != (c.horizon, len(c.quantiles)) or target.shape != (
@@ -511,15 +515,21 @@ class Forecaster(nn.Module, ABC):
         scale = torch.ones(c.horizon, len(c.quantiles) - 1, dtype=torch.float64)
         m = c.median_index
         calibrated = q.clone()
+        # Each multiplier is clamped before the next quantile out is placed from it: the
+        # outer gaps are then fitted against the inner quantiles as inference will put them.
         for k in range(m + 1, len(c.quantiles)):  # above the median: gap k - 1
             ratio = (y - calibrated[..., k - 1]) / gaps[..., k - 1]
-            scale[:, k - 1] = _level_quantile(ratio, float(levels[k]), per_step)
+            scale[:, k - 1] = _level_quantile(ratio, float(levels[k]), per_step).clamp(
+                GAP_SCALE_MIN, GAP_SCALE_MAX
+            )
             calibrated[..., k] = calibrated[..., k - 1] + scale[:, k - 1] * gaps[..., k - 1]
         for k in range(m - 1, -1, -1):  # below the median: gap k
             ratio = (calibrated[..., k + 1] - y) / gaps[..., k]
-            scale[:, k] = _level_quantile(ratio, 1.0 - float(levels[k]), per_step)
+            scale[:, k] = _level_quantile(ratio, 1.0 - float(levels[k]), per_step).clamp(
+                GAP_SCALE_MIN, GAP_SCALE_MAX
+            )
             calibrated[..., k] = calibrated[..., k + 1] - scale[:, k] * gaps[..., k]
-        self.gap_scale.copy_(scale.clamp(0.05, 20.0).to(self.gap_scale))
+        self.gap_scale.copy_(scale.to(self.gap_scale))
 
     def point_forecast(
         self,

@@ -491,8 +491,10 @@ def fit_ensemble(
         model = ensemble
     model.eval()
     start = time.perf_counter()
-    _calibrate_if_asked(model, val, config, device)
+    # The averaged model's val score before calibration, as a single model's best_score is:
+    # after calibration it would be scored on the windows the calibration was fitted on.
     scores = evaluate(model, val, config, device) if len(val) > 0 else {config.monitor: math.nan}
+    _calibrate_if_asked(model, val, config, device)
     return FitResult(
         model=model,
         history=history,

@@ -8,7 +8,10 @@ quantiles. Definitions (e = forecast - actual, means over every scored value):
   a term with actual = forecast = 0 counts 0. Meaningful in original units only: on z-scores
   values near 0 make it explode.
 - MASE = mean |e| / s, s = the in-sample MAE of the seasonal naive forecast y_t = y_{t-m} over
-  the series' training span (Hyndman & Koehler 2006), per series. NaN where s = 0.
+  the series' training span (Hyndman & Koehler 2006), per series. NaN for a series with
+  s = 0 (a constant training span); the overall and per-step MASE are then means over the
+  series that have a scale, and the backtest says which series were left out of it
+  (`unscaled_series`).
 - pinball loss at quantile q = mean max(q (y - f_q), (q - 1) (y - f_q)).
 - coverage of each symmetric pair (q, 1 - q), q < 0.5: the share of actuals inside
   [f_q, f_{1-q}], to compare with the nominal 1 - 2q.
@@ -123,6 +126,27 @@ class MetricTables:
     overall: pd.DataFrame  # one row, index ["all"]
     by_step: pd.DataFrame  # index: horizon step 1..H
     by_series: pd.DataFrame  # index: series
+
+
+def unscaled_note(forecasts: pd.DataFrame) -> str:
+    """ "" or the sentence saying which series the overall MASE leaves out."""
+    left_out = unscaled_series(forecasts)
+    if not left_out:
+        return ""
+    shown = ", ".join(left_out[:10]) + (
+        f" and {len(left_out) - 10:,} more" if len(left_out) > 10 else ""
+    )
+    return (
+        f"MASE leaves out {len(left_out):,} series with a constant training span (no "
+        f"seasonal-naive error to scale by): {shown}"
+    )
+
+
+def unscaled_series(forecasts: pd.DataFrame) -> list[str]:
+    """Series whose MASE scale is 0 (a constant training span): NaN in the by-series table,
+    and not in the overall MASE, which is a mean over the others."""
+    scale = forecasts.groupby("series")["mase_scale"].max()
+    return sorted((str(s) for s in scale.index[~(scale > 0)]), key=natural_key)
 
 
 def metric_tables(forecasts: pd.DataFrame, quantiles: Sequence[float]) -> MetricTables:

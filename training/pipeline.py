@@ -37,7 +37,7 @@ from training.fit import (
     fit,
     searches_decoder,
 )
-from training.metrics import metric_tables
+from training.metrics import metric_tables, unscaled_note
 from training.mlflow_model import ForecastPredictor, input_example, reference_statistics
 from training.registry import (
     DEFAULT_REGISTERED_NAME,
@@ -196,6 +196,7 @@ class TrainResult:
     decoder: str = ""  # the trained model's decoder ("" for kinds without one)
     ensemble: int = 1  # members of the trained model (models.ensemble); 1: a single model
     mase_season: str = ""  # "<rows> rows (<why>)": the seasonal naive scale of the MASE
+    mase_note: str = ""  # which series the MASE left out (a constant training span), if any
 
 
 def resolve_model_config(
@@ -407,6 +408,7 @@ def train_pipeline(
         decoder=model_config.decoder if searches_decoder(model_config) else "",
         ensemble=model_config.ensemble,
         mase_season=season.describe(),
+        mase_note=unscaled_note(result.forecasts),
         tables={
             "overall": result.tables.overall,
             "by_step": result.tables.by_step,

@@ -1508,6 +1508,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         print("\nBacktest (test span, original units):")
         print(result.tables["overall"].to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"MASE scaled by the seasonal naive forecast of {result.mase_season}")
+    if result.mase_note:
+        print(result.mase_note)
     if result.ensemble > 1:
         print(
             f"\nrun {result.run_id}: an ensemble of {result.ensemble} members, "
@@ -1567,6 +1569,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.backtest import BacktestConfig, backtest
     from training.data import LoadConfig, load_data
     from training.fit import FitConfig
+    from training.metrics import unscaled_note
     from training.registry import load_registered
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_rows
@@ -1651,6 +1654,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         )
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))
+        if note := unscaled_note(result.forecasts):
+            print(note)
         print("\nBy series:")
         print(result.tables.by_series.to_string(float_format=fmt))
         print("\nBy horizon step:")

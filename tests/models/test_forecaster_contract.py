@@ -373,3 +373,18 @@ def test_an_unset_hidden_size_is_the_kinds_default_and_stored_as_a_number() -> N
     for bad in (0, -1):
         with pytest.raises(ForecasterConfigError, match="hidden_size must be an integer >= 1"):
             ForecasterConfig(hidden_size=bad)
+
+
+def test_an_outer_gap_is_fitted_against_the_clamped_inner_one() -> None:
+    """Truth 25x wider than the forecast: the inner multipliers hit the clamp (20); the outer
+    ones must be fitted from where the clamped inner quantile will be, so they reach the
+    clamp too, and the outermost quantiles lie at least as far out as the inner ones' gaps
+    allow (they were fitted against the unclamped inner quantiles: 18.6 and 19.9)."""
+    quantiles = (0.05, 0.1, 0.5, 0.9, 0.95)
+    config = ForecasterConfig(kind="repeat_last", lookback=L, horizon=1, quantiles=quantiles)
+    model = build_forecaster(config)
+    g = torch.Generator().manual_seed(0)
+    y = 50.0 * torch.randn(5000, 1, generator=g)
+    base = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]).expand(5000, 1, 5).clone()
+    model.calibrate_gaps(base, y)
+    assert model.gap_scale.flatten().tolist() == pytest.approx([20.0, 20.0, 20.0, 20.0])

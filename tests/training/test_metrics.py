@@ -20,6 +20,7 @@ from training.metrics import (
     seasonal_naive_scale,
     smape,
     symmetric_pairs,
+    unscaled_note,
 )
 
 ACTUAL = np.array([1.0, 2.0, 3.0, 4.0])
@@ -82,3 +83,26 @@ def test_tables_by_step_and_by_series() -> None:
     # pinball at 0.5 is half the absolute error
     assert overall.loc["all", "pinball_q0.5"] == pytest.approx(0.75 / 2)
     assert list(by_step.columns[:4]) == ["n", "mae", "mse", "rmse"]
+
+
+def test_the_overall_mase_says_which_series_it_leaves_out() -> None:
+    """A constant training span has no seasonal-naive error: its MASE is NaN, and the overall
+    MASE is a mean over the other series, said rather than silent."""
+    frame = pd.DataFrame(
+        {
+            "series": ["a", "a", "b", "b"],
+            "step": [1, 2, 1, 2],
+            "actual": [1.0, 2.0, 5.0, 5.0],
+            "point": [1.5, 2.5, 6.0, 6.0],
+            "q0.5": [1.5, 2.5, 6.0, 6.0],
+            "mase_scale": [1.0, 1.0, 0.0, 0.0],
+        }
+    )
+    tables = metric_tables(frame, [0.5])
+    assert tables.overall["mase"].iloc[0] == pytest.approx(0.5)
+    assert tables.by_series["mase"].isna().tolist() == [False, True]
+    assert unscaled_note(frame) == (
+        "MASE leaves out 1 series with a constant training span (no seasonal-naive error to "
+        "scale by): b"
+    )
+    assert unscaled_note(frame.assign(mase_scale=1.0)) == ""
