@@ -73,6 +73,13 @@ ArrowHandler = Callable[
 ]
 
 SERIES_ID_MAX = 200
+# A stored series id must be one URL path segment the GET/DELETE /series/{id} routes can name:
+# no "/", no control characters (NUL would not store in PostgreSQL), not blank.
+SERIES_ID_PATTERN = r"^[^/\x00-\x1f\x7f]*[^/\x00-\x20\x7f][^/\x00-\x1f\x7f]*$"
+SERIES_ID_RULE = (
+    f"a string of 1 to {SERIES_ID_MAX} characters, not blank, without '/' or control characters"
+)
+_SERIES_ID = re.compile(SERIES_ID_PATTERN)
 API_KEY_HEADER = b"x-api-key"
 
 
@@ -349,6 +356,8 @@ def plain_series_id(series_id: object) -> bool:
     """A path id the routes' `SeriesId` parameter accepts as it is (else FastAPI's path
     answers)."""
     if type(series_id) is not str or not 1 <= len(series_id) <= SERIES_ID_MAX:
+        return False
+    if _SERIES_ID.match(series_id) is None:
         return False
     try:
         series_id.encode()  # no lone surrogates: JSON text, as pydantic would write it

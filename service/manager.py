@@ -126,6 +126,15 @@ class ModelManager:
 
     def _build(self, ref: ModelRef) -> ServedModel:
         predictor = self.loader.load(ref)
+        tail = self.settings.stream_tail_points
+        lookback = predictor.model.config.lookback
+        if predictor.model.STREAMING and tail < lookback:
+            # a later version swap rebuilds each state from this tail: from fewer points than
+            # the model's lookback every series would start warming up again
+            raise ValueError(
+                f"URNN_STREAM_TAIL_POINTS={tail} is below the model's lookback {lookback}; "
+                f"set it to at least {lookback} (default 4096)"
+            )
         device = pick_device(self.settings.device)
         return ServedModel.build(ref, predictor, device, trace=self.settings.trace_model)
 

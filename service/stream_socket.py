@@ -33,7 +33,7 @@ from starlette.requests import Request
 
 from service.errors import describe_validation_errors
 from service.fast_routes import (
-    SERIES_ID_MAX,
+    SERIES_ID_RULE,
     api_key_accepted,
     call_handler,
     handler_for,
@@ -112,7 +112,7 @@ async def answer(
         return refused(
             None,
             422,
-            f"field 'series_id': required, a string of 1 to {SERIES_ID_MAX} characters",
+            f"field 'series_id': required, {SERIES_ID_RULE}",
         )
     assert isinstance(series_id, str)
     try:

@@ -277,6 +277,7 @@ def parse_observations(body: ObservationsIn, model: ServedModel) -> Observations
     values = _finite("values", body.values)
     n = len(values)
     covariates = _covariates(body, model, n)
+    _check_scaled_range(values, covariates, model)
     ns, tz = _time_axis(body, model, n)
     return Observations(
         ns=ns,
@@ -295,6 +296,32 @@ def parse_observations(body: ObservationsIn, model: ServedModel) -> Observations
 def _quantile_keys(trained: tuple[float, ...], indices: tuple[int, ...]) -> tuple[str, ...]:
     """The response keys of the chosen quantiles (a request asks the same few sets)."""
     return tuple(quantile_key(trained[j]) for j in indices)
+
+
+# The largest |scaled value| a streaming update takes: float32's range, as the windowed
+# POST /forecast allows. A finite 1e160 MW would overflow the state's update and leave the
+# series forecasting null for good (its stored tail replays it after a restart or a swap).
+SCALED_LIMIT = float(np.finfo(np.float32).max)
+
+
+def _check_scaled_range(values: np.ndarray, covariates: np.ndarray, model: ServedModel) -> None:
+    scales = model.global_scales
+    if scales is None:  # per-series statistics: the engine scales (and checks) each series
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        target = np.abs((values - scales.target_mean) / scales.target_scale)
+        scaled = np.abs((covariates - scales.covariate_mean) / scales.covariate_scale)
+    checks = [("values", target)]
+    checks += [(f"covariates.{name}", scaled[:, c]) for c, name in enumerate(model.covariates)]
+    for where, column in checks:
+        bad = ~(column <= SCALED_LIMIT)
+        if bad.any():
+            position = int(np.argmax(bad))
+            raise ServiceInputError(
+                f"field {where!r}",
+                f"holds values too large for the model once scaled (beyond float32's range), "
+                f"the first at position {position}; the series is left unchanged",
+            )
 
 
 def _finite(field: str, raw: Sequence[float | None] | np.ndarray) -> np.ndarray:

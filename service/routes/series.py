@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
-from service.fast_routes import SERIES_ID_MAX
+from service.fast_routes import SERIES_ID_MAX, SERIES_ID_PATTERN, SERIES_ID_RULE
 from service.schemas import ErrorResponse
 from service.security import ApiKeyDep
 from service.state import StateDep
@@ -44,7 +44,8 @@ SeriesId = Annotated[
     Path(
         min_length=1,
         max_length=SERIES_ID_MAX,
-        description="Caller's id of the series.",
+        pattern=SERIES_ID_PATTERN,
+        description="Caller's id of the series: " + SERIES_ID_RULE + ".",
         examples=["meter-17"],
     ),
 ]

@@ -91,6 +91,10 @@ def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry
         (b'{"values": [1.0], "start": "2020-01-01"}', 422, "series_id"),
         (b'{"series_id": "", "values": [1.0]}', 422, "series_id"),
         (b'{"series_id": 7, "values": [1.0]}', 422, "series_id"),
+        # ids GET/DELETE /series/{id} could never name: refused, not stored
+        (b'{"series_id": "u/1", "values": [1.0]}', 422, "without '/' or control characters"),
+        (b'{"series_id": "u\\u0000", "values": [1.0]}', 422, "without '/' or control"),
+        (b'{"series_id": " ", "values": [1.0]}', 422, "not blank"),
         (b'{"series_id": "u", "values": [1.0], "colour": 1}', 422, "colour"),
         (b'{"series_id": "u", "values": [1.0], "covariates": {"x": [0.0]}}', 422, "start"),
     ],

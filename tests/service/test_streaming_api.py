@@ -200,3 +200,14 @@ def test_a_windowed_model_answers_409(
     ):
         assert response.status_code == 409, response.text
         assert "not a streaming model" in response.json()["detail"]
+
+
+def test_a_raw_tail_shorter_than_the_lookback_is_refused_at_load(
+    stream_client_for: Callable[..., TestClient],
+) -> None:
+    """A version swap rebuilds each state from the stored tail: kept shorter than one window,
+    every series would start warming up again. Said at load, in /readyz."""
+    client = stream_client_for(stream_tail_points=1)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "URNN_STREAM_TAIL_POINTS=1 is below the model's lookback" in ready.json()["detail"]

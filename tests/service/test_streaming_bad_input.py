@@ -42,6 +42,18 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
     return {
         "null value": (value_at(2, None), 422, "field 'values': holds null at position 2"),
         "bool value": (value_at(1, True), 422, "field 'values.1': Input should be a valid number"),
+        # finite, but it would overflow the state's update and leave the series null for good
+        "value too large": (
+            value_at(2, 1e160),
+            422,
+            "field 'values': holds values too large for the model once scaled (beyond "
+            "float32's range), the first at position 2; the series is left unchanged",
+        ),
+        "covariate too large": (
+            lambda b: b["covariates"]["x"].__setitem__(0, -1e300),
+            422,
+            "field 'covariates.x': holds values too large for the model once scaled",
+        ),
         "bool horizon": (setter("horizon", True), 422, "field 'horizon': Value error, must be"),
         "empty values": (
             lambda b: b.update(values=[], covariates={"x": []}),
