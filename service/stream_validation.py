@@ -308,6 +308,20 @@ def _check_scaled_range(values: np.ndarray, covariates: np.ndarray, model: Serve
     scales = model.global_scales
     if scales is None:  # per-series statistics: the engine scales (and checks) each series
         return
+    if len(values) == 1:  # the common update, one point: Python floats, no array arithmetic
+        fits = abs((float(values[0]) - scales.target_mean) / scales.target_scale) <= SCALED_LIMIT
+        if fits and covariates.size:
+            fits = all(
+                abs((x - mean) / scale) <= SCALED_LIMIT
+                for x, mean, scale in zip(
+                    covariates[0].tolist(),
+                    scales.covariate_mean.tolist(),
+                    scales.covariate_scale.tolist(),
+                    strict=True,
+                )
+            )
+        if fits:
+            return
     with np.errstate(over="ignore", invalid="ignore"):
         target = np.abs((values - scales.target_mean) / scales.target_scale)
         scaled = np.abs((covariates - scales.covariate_mean) / scales.covariate_scale)

@@ -49,6 +49,16 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             "field 'values': holds values too large for the model once scaled (beyond "
             "float32's range), the first at position 2; the series is left unchanged",
         ),
+        "one point too large": (  # the one-point update takes another path
+            lambda b: b.update(values=[1e160], covariates={"x": [0.0]}),
+            422,
+            "field 'values': holds values too large for the model once scaled",
+        ),
+        "one covariate too large": (
+            lambda b: b.update(values=[1.0], covariates={"x": [1e300]}),
+            422,
+            "field 'covariates.x': holds values too large for the model once scaled",
+        ),
         "covariate too large": (
             lambda b: b["covariates"]["x"].__setitem__(0, -1e300),
             422,
