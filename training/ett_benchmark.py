@@ -119,13 +119,11 @@ def _per_horizon(*values: float) -> dict[int, float]:
 
 _S_SOURCE = (
     "Zeng et al., 'Are Transformers Effective for Time Series Forecasting?' (AAAI 2023), "
-    "Table 1, univariate, look-back 336 (via /work/shared/ANCHORS.md)"
+    "Table 1, univariate, look-back 336 (as collected in the project's ANCHORS.md)"
 )
-_S_NAIVE_SOURCE = "simple references, same protocol, look-back 336 (/work/shared/ANCHORS.md)"
-_M96_SOURCE = "published multivariate ETTh1 rows at look-back 96 (/work/shared/ANCHORS.md)"
-_M720_SOURCE = (
-    "Lin et al., 'SegRNN' (2023), same look-back 720 for all models (via /work/shared/ANCHORS.md)"
-)
+_S_NAIVE_SOURCE = "simple references, same protocol, look-back 336 (the project's ANCHORS.md)"
+_M96_SOURCE = "published multivariate ETTh1 rows at look-back 96 (the project's ANCHORS.md)"
+_M720_SOURCE = "Lin et al., 'SegRNN' (2023), same look-back 720 for all models (as collected in the project's ANCHORS.md)"
 
 # (dataset, setting) -> tables, in display order.
 ANCHORS: dict[tuple[str, Setting], tuple[AnchorTable, ...]] = {
