@@ -123,7 +123,10 @@ _S_SOURCE = (
 )
 _S_NAIVE_SOURCE = "simple references, same protocol, look-back 336 (the project's ANCHORS.md)"
 _M96_SOURCE = "published multivariate ETTh1 rows at look-back 96 (the project's ANCHORS.md)"
-_M720_SOURCE = "Lin et al., 'SegRNN' (2023), same look-back 720 for all models (as collected in the project's ANCHORS.md)"
+_M720_SOURCE = (
+    "Lin et al., 'SegRNN' (2023), same look-back 720 for all models "
+    "(as collected in the project's ANCHORS.md)"
+)
 
 # (dataset, setting) -> tables, in display order.
 ANCHORS: dict[tuple[str, Setting], tuple[AnchorTable, ...]] = {
