@@ -77,6 +77,13 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
             rest = "".join(f"[{part!r}]" for part in loc[3:])
             where = series_where(index, _series_id(body, index), field)
             sentences.append(f"{where}{rest}: {message}")
+        elif len(loc) >= 2 and loc[0] == "query":  # GET ...?horizon=...&quantiles=...
+            # named as the same fields of a body and the service's own checks name them
+            name, rest = str(loc[1]), "".join(f"[{part!r}]" for part in loc[2:])
+            hint = " (one level per parameter: ?quantiles=0.1&quantiles=0.9)"
+            sentences.append(
+                f"field {name!r}{rest}: {message}" + (hint if name == "quantiles" else "")
+            )
         elif loc:
             sentences.append(f"field {'.'.join(map(str, loc))!r}: {message}")
         else:

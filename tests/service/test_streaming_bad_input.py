@@ -201,3 +201,12 @@ def test_bad_get_forecast_query(
     answer = client.get("/series/s/forecast", params={"quantiles": [0.3]})
     assert answer.status_code == 422
     assert "field 'quantiles'[0]: 0.3 is not a quantile" in answer.json()["detail"]
+    # the query's own type errors are named as the body's are (they said 'query.horizon')
+    answer = client.get("/series/s/forecast", params={"horizon": "soon"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("field 'horizon': Input should be a valid integer")
+    answer = client.get("/series/s/forecast", params={"quantiles": "0.1,0.9"})
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert detail.startswith("field 'quantiles'[0]: Input should be a valid number")
+    assert "(one level per parameter: ?quantiles=0.1&quantiles=0.9)" in detail
