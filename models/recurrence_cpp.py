@@ -41,6 +41,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from urnn_forecast.file_lock import exclusive_file_lock
+
 logger = logging.getLogger(__name__)
 
 OPS_NAMESPACE = "urnn_recurrence"
@@ -888,29 +890,23 @@ def exclusive_build(name: str) -> Iterator[None]:
     process of ours is building the same name, and a `lock` file found then is stale: it is
     removed (and logged) instead of waited on."""
     try:
-        import fcntl
-
         from torch.utils import cpp_extension
 
         directory = cpp_extension._get_build_directory(name, False)  # creates it
-    except (ImportError, AttributeError, OSError):  # not POSIX, or torch moved it: as before
+    except (AttributeError, OSError):  # torch moved it: build as before
         yield
         return
-    with open(os.path.join(directory, ".urnn-build.flock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            stale = os.path.join(directory, STALE_LOCK)
-            if os.path.exists(stale):
-                logger.warning(
-                    "removing %s: a build lock left by a process that died while compiling "
-                    "(every later load would wait for it forever)",
-                    stale,
-                )
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(stale)
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_file_lock(os.path.join(directory, ".urnn-build.flock")):
+        stale = os.path.join(directory, STALE_LOCK)
+        if os.path.exists(stale):
+            logger.warning(
+                "removing %s: a build lock left by a process that died while compiling "
+                "(every later load would wait for it forever)",
+                stale,
+            )
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(stale)
+        yield
 
 
 def build_inline(

@@ -471,9 +471,7 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
     try:
         if kind == "csv":  # the names as written: pandas would rename a repeated one "OT.1"
             header = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str)
-            names = ["" if pd.isna(c) else str(c) for c in header.iloc[0]] if len(header) else []
-            if not names:
-                names = [str(c) for c in pd.read_csv(path, sep=sep, nrows=0).columns]
+            names = ["" if pd.isna(c) else str(c) for c in header.iloc[0]]
         else:
             import pyarrow.parquet as pq
 

@@ -130,9 +130,7 @@ class TrainConfig:
                 f"registered_name must be None (log without registering) or a non-empty name; "
                 f"got {registered!r}"
             )
-        if registered is not None and (
-            any(c in registered for c in "/:") or registered.strip(". ") == ""
-        ):
+        if registered is not None and any(c in registered for c in "/:"):
             raise ValueError(  # MLflow's registry rule, found here rather than after the fit
                 f"registered_name {registered!r} is not a name MLflow's registry accepts: it "
                 "cannot contain '/' or ':'"
@@ -442,18 +440,17 @@ def _prepare(config: TrainConfig) -> Prepared:
     except SeriesTooShortError as error:
         if not derived:
             raise
-        why = f"the look-back plus the horizon ({lookback:,} + {horizon:,})"
-        if load.min_length > lookback + horizon:
+        why, way_out = f"the look-back plus the horizon ({lookback:,} + {horizon:,})", ""
+        if load.min_length > lookback + horizon:  # a part of the split, not one window, decides
             why = (
                 f"what leaves one window of look-back + horizon ({lookback:,} + {horizon:,}) in "
                 f"each part of the split: train, val ({config.val_fraction:g} of the rows, with "
                 f"{lookback:,} rows of context) and test"
             )
+            way_out = ", or a larger --val-fraction"
         raise SeriesTooShortError(
             f"{error}; min_length is {why}: a shorter look-back or horizon (--lookback, "
-            "--horizon)"
-            + (", or a larger --val-fraction" if load.min_length > lookback + horizon else "")
-            + " keeps more series"
+            f"--horizon){way_out} keeps more series"
         ) from None
     steps = load.step_origin is not None
     model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
@@ -561,7 +558,6 @@ def compare_registered(
     if theirs.horizon > challenger_config.horizon:
         return Comparison(
             None,
-            float("nan"),
             refusal=(
                 f"the champion forecasts {theirs.horizon} steps and this model "
                 f"{challenger_config.horizon}: as champion it would refuse requests for more "
@@ -574,8 +570,11 @@ def compare_registered(
         return None
     keys = ["series", "origin", "step"]
     mine, other = challenger.forecasts, result.forecasts
-    in_other = pd.MultiIndex.from_frame(mine[keys]).isin(pd.MultiIndex.from_frame(other[keys]))
-    in_mine = pd.MultiIndex.from_frame(other[keys]).isin(pd.MultiIndex.from_frame(mine[keys]))
+    mine_keys, other_keys = (
+        pd.MultiIndex.from_frame(mine[keys]),
+        pd.MultiIndex.from_frame(other[keys]),
+    )
+    in_other, in_mine = mine_keys.isin(other_keys), other_keys.isin(mine_keys)
     if not in_other.any():
         return None
 

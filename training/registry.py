@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,14 @@ class Comparison:
     whatever the scores (a challenger that forecasts fewer steps than requests may ask for)."""
 
     champion: float | None  # None: the champion cannot be scored on this data
-    challenger: float
+    challenger: float | None = None  # on `basis`; None: its own backtest's score (same rows)
     basis: str = ""  # "" when the two backtests are the same forecasts
     refusal: str | None = None
 
 
-# What the champion scores on the challenger's backtest: a plain score (the same forecasts
-# by construction), a Comparison, or None when it cannot read the data.
-ChampionScore = Callable[[str], "float | Comparison | None"]
+# The champion (by version) scored on the challenger's backtest; None when it cannot read the
+# data.
+ChampionScore = Callable[[str], Comparison | None]
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def promote_if_better(
         "promotion.decision": decision.tag,
         "promotion.reason": reason,
     }
-    if compared is not None and compared.basis:
+    if compared is not None and compared.basis and compared.challenger is not None:
         tags["backtest.basis"] = compared.basis
         tags["backtest.challenger_score_on_basis"] = repr(float(compared.challenger))
     for key, value in tags.items():
@@ -215,16 +215,13 @@ def _decide(
 ) -> _Decided:
     compared: Comparison | None = None
     if current is not None and current != version and champion_score is not None:
-        answer = champion_score(current)
-        if isinstance(answer, Comparison):
-            compared = answer
-        elif answer is not None:
-            compared = Comparison(float(answer), float(challenger_score))
-        if compared is not None and (
-            compared.champion is not None and not math.isfinite(compared.champion)
-        ):
-            compared = Comparison(None, compared.challenger, compared.basis, compared.refusal)
-    mine = challenger_score if compared is None else compared.challenger
+        compared = champion_score(current)
+        score = None if compared is None else compared.champion
+        if compared is not None and score is not None and not math.isfinite(score):
+            compared = replace(compared, champion=None)  # NaN: cannot be compared
+    mine = challenger_score
+    if compared is not None and compared.challenger is not None:
+        mine = compared.challenger
     on = f" ({compared.basis})" if compared is not None and compared.basis else ""
     if not math.isfinite(challenger_score):
         promoted, reason = False, f"challenger {metric} is not finite ({challenger_score})"

@@ -284,8 +284,12 @@ def rows_for_one_window_each(config: SplitConfig, horizon: int) -> int:
     need = config.lookback + horizon
     if config.method != "fractions":
         return need
-    rows = need
-    while True:  # a few thousand cheap plans at most: the val share needs horizon / val_fraction
+    # Each part's share of the rows must hold its own span (val and test read `lookback` rows
+    # of context): a bound a few rows below the answer; whole-row rounding decides the rest.
+    shares = (config.train_fraction, config.val_fraction)
+    rows = max(need, math.floor(need / shares[0]), math.floor(horizon / shares[1])) - 2
+    rows = max(rows, need)
+    while True:
         try:
             plan = plan_split(rows, "h", config)
         except SplitError:

@@ -5,11 +5,11 @@ and the CLI's `--help` or `--no-mlflow` paths should not pay for it. Nothing her
 file system or MLflow's global state until a run is actually started.
 """
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from urnn_forecast.file_lock import exclusive_file_lock
 from urnn_forecast.settings import Settings
 
 if TYPE_CHECKING:
@@ -45,20 +45,8 @@ def store_setup_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    database = uri.removeprefix("sqlite:///")
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
+    with exclusive_file_lock(f"{uri.removeprefix('sqlite:///')}.setup-lock"):
         yield
-        return
-    lock_path = f"{database}.setup-lock"
-    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class TrackingServerError(RuntimeError):

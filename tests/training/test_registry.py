@@ -25,7 +25,13 @@ from training.data import LoadConfig
 from training.fit import FitConfig
 from training.mlflow_model import ForecastInputError, ForecastPredictor, reference_statistics
 from training.pipeline import TrainConfig, TrainResult, train_pipeline
-from training.registry import CHALLENGER, CHAMPION, model_artifact_dir, promote_if_better
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Comparison,
+    model_artifact_dir,
+    promote_if_better,
+)
 from urnn_forecast.settings import Settings
 
 NAME = "urnn-forecaster"
@@ -261,10 +267,10 @@ def test_promotion_rule_better_promoted_worse_kept_tags_recorded(
     v1, v2, v3, v4 = _versions(client, 4, tmp_path)
     asked: list[str] = []
 
-    def scores(table: dict[str, float]) -> Callable[[str], float | None]:
-        def score(version: str) -> float | None:
+    def scores(table: dict[str, float]) -> Callable[[str], Comparison | None]:
+        def score(version: str) -> Comparison | None:
             asked.append(version)
-            return table.get(version)
+            return Comparison(table[version]) if version in table else None
 
         return score
 
@@ -349,12 +355,12 @@ def test_a_champion_moved_during_the_comparison_is_compared_again(
     promote_if_better(client, NAME, v1, 1.0, None)
     asked: list[str] = []
 
-    def slow_score(version: str) -> float:
+    def slow_score(version: str) -> Comparison:
         asked.append(version)
         if version == v1:  # while v1 is scored, another worker promotes v2 (score 0.2)
             client.set_registered_model_alias(NAME, CHAMPION, v2)
-            return 1.0
-        return 0.2
+            return Comparison(1.0)
+        return Comparison(0.2)
 
     decision = promote_if_better(client, NAME, v3, 0.5, slow_score)
     assert asked == [v1, v2]
