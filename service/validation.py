@@ -26,6 +26,7 @@ from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
+from training.mlflow_model import off_grid
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
@@ -568,18 +569,10 @@ def _naive_ns(start: datetime) -> int | None:
 
 
 def check_on_grid(first: pd.Timestamp, model: ServedModel, where: str) -> None:
-    """A calendar frequency's steps fall on its anchors (month ends, Mondays, business days):
-    a start between them would be moved to the next one by pd.date_range, silently dating
-    the history later than the caller said; `timestamps` off the grid are refused alike."""
-    offset = model.offset
-    if isinstance(offset, pd.offsets.Tick) or offset.is_on_offset(first):
-        return
-    before, after = offset.rollback(first), offset.rollforward(first)
-    raise ServiceInputError(
-        where,
-        f"{first.isoformat()} is not a step of the model's frequency {model.freq!r}; the "
-        f"nearest steps are {before.isoformat()} and {after.isoformat()}",
-    )
+    """A start between a calendar frequency's steps is a 422 at `where` (training's
+    `off_grid` says why); `timestamps` off the grid are refused alike."""
+    if (problem := off_grid(first, model.offset, model.freq)) is not None:
+        raise ServiceInputError(where, problem)
 
 
 def increasing_axis(stamps: list[datetime], n: int, where: str) -> pd.DatetimeIndex:

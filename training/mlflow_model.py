@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from pandas.tseries.offsets import BaseOffset
 
 from models.forecaster import (
     CHECKPOINT_CONFIG,
@@ -267,13 +268,23 @@ class ForecastPredictor:
             index = pd.date_range(first, periods=n_values + c.horizon, freq=offset)
         except (TypeError, ValueError):
             raise ForecastInputError(f"series {series_id!r}: bad `start` {start!r}") from None
-        if not offset.is_on_offset(first):  # date_range would move it to the next step
-            raise ForecastInputError(
-                f"series {series_id!r}: `start` {first.isoformat()} is not a step of the "
-                f"model's frequency {freq!r}; the nearest steps are "
-                f"{offset.rollback(first).isoformat()} and {offset.rollforward(first).isoformat()}"
-            )
+        if (problem := off_grid(first, offset, freq)) is not None:
+            raise ForecastInputError(f"series {series_id!r}: `start` {problem}")
         return index[n_values - keep :]
+
+
+def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
+    """Why `first` cannot start a series at a calendar frequency, or None. Its steps fall on
+    anchors (month ends, Mondays, business days): pd.date_range would move a start between
+    them to the next one, silently dating the history later than the caller said. The
+    service's checks say the same (service.validation.check_on_grid)."""
+    if isinstance(offset, pd.offsets.Tick) or offset.is_on_offset(first):
+        return None
+    return (
+        f"{first.isoformat()} is not a step of the model's frequency {freq!r}; the nearest "
+        f"steps are {offset.rollback(first).isoformat()} and "
+        f"{offset.rollforward(first).isoformat()}"
+    )
 
 
 def _is_number(item: object) -> bool:
