@@ -102,8 +102,13 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         raise JobSpecError("data", f"{spec.data}: not readable")
     spec = spec.model_copy(update={"data": str(path.resolve())})
     config = spec.train_config()
-    from training.data import WrongSeparatorError, header_columns, resolve_columns
-    from training.validation import DataValidationError, InvalidOptionError, MissingColumnError
+    from training.data import (
+        ColumnRoleError,
+        WrongSeparatorError,
+        header_columns,
+        resolve_columns,
+    )
+    from training.validation import DataValidationError, MissingColumnError
 
     try:
         columns = header_columns(path, sep=config.load.sep)
@@ -126,9 +131,7 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         resolve_columns(columns, config.load, path.name)
     except MissingColumnError as error:
         raise JobSpecError("config.load.timestamp_col", str(error)) from None
-    except InvalidOptionError as error:
-        field = "target" if f"{spec.target!r} is" in str(error) else "covariates"
-        if config.load.series_col and f"{config.load.series_col!r} is" in str(error):
-            field = "config.load.series_col"
-        raise JobSpecError(field, str(error)) from None
+    except ColumnRoleError as error:
+        fields = {spec.target: "target", config.load.series_col: "config.load.series_col"}
+        raise JobSpecError(fields.get(error.column, "covariates"), str(error)) from None
     return spec

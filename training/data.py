@@ -575,12 +575,21 @@ def resolve_columns(
     seen: dict[str, str] = {}
     for column, role in roles:
         if column in seen:
-            raise InvalidOptionError(
+            raise ColumnRoleError(
                 f"{source}: column {column!r} is {seen[column]} and cannot also be {role}; "
-                "each column plays one part"
+                "each column plays one part",
+                column=column,
             )
         seen[column] = role
     return time_columns
+
+
+class ColumnRoleError(InvalidOptionError):
+    """One column named for two parts (the timestamp and the target, say); `column` names it."""
+
+    def __init__(self, message: str, *, column: str) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 def _resolve_timestamp_columns(
