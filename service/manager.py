@@ -136,7 +136,13 @@ class ModelManager:
                 f"set it to at least {lookback} (default 4096)"
             )
         device = pick_device(self.settings.device)
-        return ServedModel.build(ref, predictor, device, trace=self.settings.trace_model)
+        return ServedModel.build(
+            ref,
+            predictor,
+            device,
+            trace=self.settings.trace_model,
+            graph_max_batch=self.settings.batch_max_series if self.settings.cuda_graphs else None,
+        )
 
     def _failed(self, message: str, *, level: int = logging.ERROR) -> ReloadError:
         served = self.current

@@ -173,6 +173,11 @@ class ModelInfo(BaseModel):
         description="Whether batches run the TorchScript-traced forward (URNN_TRACE_MODEL; "
         "false when off, for streaming kinds, or when tracing failed its check).",
     )
+    cuda_graphs: list[int] = Field(
+        default_factory=list,
+        description="Batch sizes whose forward replays a captured CUDA graph (URNN_CUDA_GRAPHS; "
+        "empty on the CPU, for streaming kinds, when off, or when capture failed its check).",
+    )
     lookback: int = Field(description="Minimum history length; the model reads the last this many.")
     max_horizon: int = Field(description="Largest horizon a request may ask for.")
     quantiles: list[float] = Field(description="Quantile levels the model was trained with.")

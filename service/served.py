@@ -25,6 +25,7 @@ from pandas.tseries.offsets import BaseOffset
 
 from models.forecaster import Forecaster
 from models.streaming import StreamingURNNForecaster, StreamServing
+from service.cuda_graphs import GraphedForward
 from service.traced import TracedForward, trace_forward
 from training.mlflow_model import ForecastPredictor
 from training.split import GLOBAL
@@ -66,6 +67,7 @@ class ServedModel:
     scales: dict[str, ColumnScales] = field(default_factory=dict)
     stream_snapshot: StreamServing | None = field(default=None, repr=False)  # streaming kinds
     traced: TracedForward | None = field(default=None, repr=False)  # service.traced
+    graphed: GraphedForward | None = field(default=None, repr=False)  # service.cuda_graphs
 
     @classmethod
     def build(
@@ -75,18 +77,27 @@ class ServedModel:
         device: torch.device,
         *,
         trace: bool = True,
+        graph_max_batch: int | None = None,
     ) -> ServedModel:
-        """Move the model to `device`, precompute the scaler arrays, trace the forward (when
-        `trace` and it checks out: service.traced), warm up with one forward."""
+        """Move the model to `device`, precompute the scaler arrays, capture CUDA graphs of
+        the forward (on a GPU, for batches up to `graph_max_batch`, when given and they check
+        out: service.cuda_graphs), else trace it (when `trace` and it checks out:
+        service.traced), and warm up with one forward."""
         predictor.model.to(device)
         served = cls(ref=ref, predictor=predictor, device=device, loaded_at=datetime.now(UTC))
         served.scales = served._scale_tables()
         if served.streaming:  # the float64 serving copy, built before the first update
             served.stream_snapshot = served.stream_model.serving()
-        elif trace:
+            return served._warmed()
+        if graph_max_batch is not None:
+            served.graphed = GraphedForward.capture(served.model, device, max_batch=graph_max_batch)
+        if served.graphed is None and trace:
             served.traced = trace_forward(served.model, device)
-        served.warm_up()
-        return served
+        return served._warmed()
+
+    def _warmed(self) -> ServedModel:
+        self.warm_up()
+        return self
 
     # --- what the model accepts (GET /model, service.validation) ---------------------------
 
@@ -199,6 +210,14 @@ class ServedModel:
         quantiles, still scaled (`service.runner.unscale` takes them to float64 units). Runs
         on `self.device`; never stores anything on the model. As few torch calls as it can:
         each one hands the interpreter lock back (see service.runner)."""
+        graphed = self.graphed
+        if graphed is not None and len(target) <= graphed.max_batch:  # copies in and out
+            return graphed(
+                torch.from_numpy(target),
+                None if covariates is None else torch.from_numpy(covariates),
+                None if past_calendar is None else torch.from_numpy(past_calendar),
+                None if future_calendar is None else torch.from_numpy(future_calendar),
+            ).numpy()
         with torch.inference_mode():
             out = (self.traced or self.model)(
                 self._tensor(target),

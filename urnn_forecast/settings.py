@@ -63,6 +63,15 @@ class Settings(BaseSettings):
             "eager module's numbers exactly; false, or a failed check, serves the eager module."
         ),
     )
+    cuda_graphs: bool = Field(
+        default=True,
+        description=(
+            "On a GPU, replay the forward from CUDA graphs captured at load, one per batch-size "
+            "bucket up to batch_max_series (one launch instead of the recurrence's hundreds), "
+            "checked against the eager module; false, or a failed check, serves without them. "
+            "No effect on the CPU."
+        ),
+    )
     api_key: SecretStr | None = Field(
         default=None,
         description=(

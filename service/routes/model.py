@@ -66,6 +66,7 @@ def model_info(model: ServedModel, manager: ModelManager) -> ModelInfo:
         kind=model.model.config.kind,
         device=str(model.device),
         traced=model.traced is not None,
+        cuda_graphs=[] if model.graphed is None else list(model.graphed.sizes),
         lookback=model.lookback,
         max_horizon=model.max_horizon,
         quantiles=list(model.quantiles),
