@@ -5,13 +5,16 @@
     worker.run()               # until SIGTERM/SIGINT (install_signal_handlers) or request_stop()
 
 While a job runs, a heartbeat thread renews its lease every `job_heartbeat_seconds` and reads
-the job's cancel flag; the training loop polls `should_stop` before every batch, so a cancel is
-honoured within about one heartbeat plus one batch. Outcomes:
+the job's cancel flag. The training runs as a child process group (`train_in_child`), which
+the executor terminates as soon as `should_stop` answers True, wherever the training is: a
+cancel is honoured within about one heartbeat. Outcomes:
 
 - the executor returns: succeeded, with the MLflow run id, registered version and promotion;
 - it raises: failed, with the error (no retry: a bad file or a diverging model fails again);
 - a cancel was requested: cancelled;
-- SIGTERM: the job stops at the next batch and goes back to the queue without spending an
+- a timeout (`job_timeout_seconds`): the child is terminated, failed, "timed out";
+- the child exits non-zero or is killed (out of memory): failed, with the line that says why;
+- SIGTERM: the child is terminated and the job goes back to the queue without spending an
   attempt; the worker exits;
 - the worker dies (SIGKILL, lost machine): its lease expires and any worker's next
   `recover_expired` requeues it (or fails it after `max_attempts` claims).
@@ -75,78 +78,61 @@ Executor = Callable[[JobContext], JobOutcome]
 
 
 def train_executor(settings: Settings) -> Executor:
-    """The real executor: the spec's TrainConfig through training.pipeline.train_pipeline."""
+    """The real executor: `urnn train` with the job's spec, in a child process group
+    (`train_in_child`)."""
 
     def execute(context: JobContext) -> JobOutcome:
-        from training.pipeline import TrainingCancelledError, train_pipeline
-
-        if context.spec.nproc > 1:
-            return train_in_processes(context, settings)
-        config = context.spec.train_config(run_name=f"job-{context.job_id[:8]}")
-        context.log(
-            f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
-            f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
-        )
-
-        def log_data_report(lines: list[str]) -> None:
-            for line in lines:
-                context.log(f"data: {line}")
-
-        try:
-            result = train_pipeline(
-                config,
-                settings,
-                should_stop=context.should_stop,
-                on_data_report=log_data_report,
-                on_run_started=context.on_run_started,
-            )
-        except TrainingCancelledError as error:
-            raise JobInterruptedError(str(error)) from None
-        context.log(f"run {result.run_id}: {result.epochs} epoch(s), best {result.best_epoch}")
-        scores = ", ".join(f"{k} {v:.4g}" for k, v in result.scores.items())
-        context.log(f"backtest: {scores}")
-        if result.version is not None:
-            context.log(f"registered {result.registered_name} version {result.version}")
-        context.log(f"{'promoted' if result.promoted else 'not promoted'}: {result.reason}")
-        return JobOutcome(
-            mlflow_run_id=result.run_id,
-            registered_name=result.registered_name,
-            registered_version=result.version,
-            promoted=result.promoted,
-            message=result.reason,
-        )
+        return train_in_child(context, settings)
 
     return execute
 
 
-def train_in_processes(context: JobContext, settings: Settings) -> JobOutcome:
-    """`urnn train` under torchrun with the spec's `nproc` processes (DDP), as a child process
-    group of this worker: its output goes to the job's log, a stop request terminates the group,
-    and rank 0 writes the outcome as JSON (--result-json)."""
+def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
+    """`urnn train` as a child process group of this worker (under torchrun with the spec's
+    `nproc` processes when above 1): its output goes to the job's log, the MLflow run is
+    recorded on the job as soon as the child writes its id (--started-json), rank 0 writes the
+    outcome as JSON (--result-json).
+
+    Why a child process, even for one: a stop (cancel, timeout, worker shutdown) must stop the
+    job wherever it is. In the worker's own thread a job stuck outside the training loop (a
+    data file on a hung mount, a tracking server that does not answer) never polled its stop
+    check, kept its lease alive through the heartbeat and stayed `running` for ever; a child's
+    group is terminated (SIGTERM, then SIGKILL after 10 s) and its MLflow run marked KILLED.
+    A crash of the training (out of memory, a fault in compiled code) fails the job instead of
+    taking the worker down with it."""
     import json
     import subprocess
+    import sys
     import tempfile
-    import time
     from pathlib import Path
 
     from training.distributed import launch_command
 
     spec = context.spec
     config = spec.train_config()  # checked again: the file may have changed since submission
+    context.log(
+        f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
+        f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
+    )
     with tempfile.TemporaryDirectory(prefix=f"urnn-job-{context.job_id[:8]}-") as tmp:
         sections = {name: dict(values) for name, values in spec.config.items()}
         sections.setdefault("train", {}).update(
             promote=spec.promote, run_name=f"job-{context.job_id[:8]}"
         )
         config_file, result_file = Path(tmp) / "config.json", Path(tmp) / "result.json"
+        started_file = Path(tmp) / "started.json"
         config_file.write_text(json.dumps(sections))
         argv = ["train", "--data", spec.data, "--target", spec.target]
         if spec.covariates:
             argv += ["--covariates", ",".join(spec.covariates)]
         argv += ["--config", str(config_file), "--device", config.fit.device]
-        argv += ["--result-json", str(result_file)]
-        command = launch_command(spec.nproc, argv)
-        context.log(f"launching {spec.nproc} processes: {' '.join(command)}")
+        argv += ["--result-json", str(result_file), "--started-json", str(started_file)]
+        if spec.nproc > 1:
+            command = launch_command(spec.nproc, argv)
+            context.log(f"launching {spec.nproc} processes: {' '.join(command)}")
+        else:
+            command = [sys.executable, "-m", "urnn_forecast.cli", *argv]
+            context.log(f"launching: {' '.join(command)}")
         process = subprocess.Popen(
             command,
             # MLflow's artifact progress bars would fill the job's 60-line log tail
@@ -157,19 +143,29 @@ def train_in_processes(context: JobContext, settings: Settings) -> JobOutcome:
             start_new_session=True,  # one process group: a stop terminates every rank
             preexec_fn=_die_with_parent(),
         )
-        reader = threading.Thread(target=_pipe_to_log, args=(process, context), daemon=True)
+        output: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        reader = threading.Thread(target=_pipe_to_log, args=(process, context, output), daemon=True)
         reader.start()
+        run_id: str | None = None
         while process.poll() is None:
+            if run_id is None and started_file.exists():
+                run_id = str(json.loads(started_file.read_text())["run_id"])
+                context.on_run_started(run_id)
             if context.should_stop():
                 _terminate_group(process)
                 reader.join(timeout=5)
-                raise JobInterruptedError(f"stopped the {spec.nproc} training processes")
+                if run_id is not None:
+                    end_run_killed(settings, run_id)
+                raise JobInterruptedError(f"stopped the training process group of {spec.nproc}")
             time.sleep(0.2)
         reader.join(timeout=5)
+        if run_id is None and started_file.exists():  # a run too quick for the loop above
+            run_id = str(json.loads(started_file.read_text())["run_id"])
+            context.on_run_started(run_id)
         if process.returncode != 0:
-            raise RuntimeError(
-                f"distributed training exited with code {process.returncode} (see the log tail)"
-            )
+            if run_id is not None:
+                end_run_killed(settings, run_id)
+            raise RuntimeError(_child_failure(process.returncode, output))
         outcome = json.loads(result_file.read_text())
     return JobOutcome(
         mlflow_run_id=outcome["run_id"],
@@ -180,9 +176,44 @@ def train_in_processes(context: JobContext, settings: Settings) -> JobOutcome:
     )
 
 
-def _pipe_to_log(process: Any, context: JobContext) -> None:
+def _child_failure(returncode: int, output: deque[str]) -> str:
+    """The job's error for a child that failed: its exit, and the line that says why (the
+    CLI's `urnn train: error: ...`, else a traceback's last line, else the last line)."""
+    if returncode < 0:
+        how = f"was killed by {signal.Signals(-returncode).name}"
+        if -returncode == signal.SIGKILL:
+            how += " (out of memory?)"
+    else:
+        how = f"exited with code {returncode}"
+    lines = [line for line in output if line.strip()]
+    said = next((line for line in reversed(lines) if ": error: " in line), None)
+    if said is None and lines:
+        said = lines[-1]
+    return f"urnn train {how}" + (f": {said.strip()}" if said else "")
+
+
+def end_run_killed(settings: Settings, run_id: str) -> None:
+    """Mark an MLflow run that is still RUNNING as KILLED, as MLflow does for a run whose
+    process was killed (it would show RUNNING for ever). Best effort: a store that cannot be
+    reached now leaves it as it is, and says so."""
+    try:
+        import mlflow
+
+        from urnn_forecast.tracking import check_tracking_server
+
+        check_tracking_server(settings)
+        client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="KILLED")
+            logger.info("MLflow run %s of a stopped attempt marked KILLED", run_id)
+    except Exception as error:  # the queue must go on whatever the tracking store says
+        logger.warning("MLflow run %s of a stopped attempt left as it is: %s", run_id, error)
+
+
+def _pipe_to_log(process: Any, context: JobContext, output: deque[str]) -> None:
     for line in process.stdout:
         if line.strip():
+            output.append(line.rstrip())
             context.log(line.rstrip())
 
 
@@ -425,21 +456,8 @@ class Worker:
             logging.getLogger().removeHandler(handler)
 
     def _end_lost_run(self, run_id: str) -> None:
-        """A lost attempt's MLflow run would show RUNNING forever (its process is gone): mark
-        it KILLED, as MLflow does for a run whose process was killed. Best effort: a store
-        that cannot be reached now leaves it as it is, and says so."""
-        try:
-            import mlflow
-
-            from urnn_forecast.tracking import check_tracking_server
-
-            check_tracking_server(self.settings)
-            client = mlflow.MlflowClient(tracking_uri=self.settings.resolved_tracking_uri())
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_terminated(run_id, status="KILLED")
-                logger.info("MLflow run %s of a lost attempt marked KILLED", run_id)
-        except Exception as error:  # the queue must go on whatever the tracking store says
-            logger.warning("MLflow run %s of a lost attempt left as it is: %s", run_id, error)
+        """A lost attempt's MLflow run would show RUNNING for ever (its process is gone)."""
+        end_run_killed(self.settings, run_id)
 
     def _heartbeat(self, attempt: _Attempt) -> None:
         interval = self.settings.job_heartbeat_seconds

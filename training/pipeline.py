@@ -229,13 +229,15 @@ def train_pipeline(
     on_data_report: Callable[[list[str]], None] | None = None,
     on_run_started: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Run the whole pipeline. `should_stop` (job cancellation) is polled before every training
-    batch; when it answers True the pipeline raises TrainingCancelledError instead of backtesting
-    and registering (the MLflow run ends as failed). `on_data_report` receives the loader's
+    """Run the whole pipeline. `should_stop` (cancellation by an in-process caller; the job
+    worker stops its training child instead) is polled before every training batch; when it
+    answers True the pipeline raises TrainingCancelledError instead of backtesting and
+    registering (the MLflow run ends as failed). `on_data_report` receives the loader's
     decisions in brief (sorting, duplicates, filled gaps, the MASE season) once the data is ready,
     so a command can show them before a long fit rather than only in the run's artifacts.
-    `on_run_started` receives the MLflow run id as soon as the run exists (a job records it,
-    so a cancelled or lost attempt still points at its run)."""
+    `on_run_started` receives the MLflow run id as soon as the run exists (`urnn train
+    --started-json` writes it for the job worker, so a cancelled or lost attempt still points
+    at its run)."""
     import mlflow
 
     def check_cancelled(where: str) -> None:

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -530,6 +530,13 @@ def _add_train_parser(commands: Any) -> None:
         metavar="FILE",
         help="also write the outcome (run id, registered version, promoted, scores) to FILE as "
         "JSON; retraining jobs read it; default: none",
+    )
+    registry.add_argument(
+        "--started-json",
+        default=None,
+        metavar="FILE",
+        help="write the MLflow run id to FILE as JSON as soon as the run exists (before the "
+        "fit); the job worker reads it to record the run of a running job; default: none",
     )
     registry.add_argument(
         "--no-promote",
@@ -1476,12 +1483,14 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         return _launch_distributed(args, settings)
     errors = _input_errors()
     start = time.perf_counter()
+    started: str | None = args.started_json
     try:
         config = _train_config(args)
         if not Path(config.data).exists():
             raise UsageError(f"--data {config.data}: no such file")
-        if args.result_json:  # checked before the fit, not found out after it
-            _check_writable_file(args.result_json, "--result-json")
+        for option, path in (("--result-json", args.result_json), ("--started-json", started)):
+            if path:  # checked before the fit, not found out after it
+                _check_writable_file(path, option)
         from training import distributed
         from training.pipeline import train_pipeline, train_replica
 
@@ -1496,7 +1505,12 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
             f"{config.model.horizon}) on {config.data}, target {config.load.target!r}",
             flush=True,
         )
-        result = train_pipeline(config, settings, on_data_report=_print_data_report)
+        result = train_pipeline(
+            config,
+            settings,
+            on_data_report=_print_data_report,
+            on_run_started=None if started is None else _started_writer(started),
+        )
         distributed.finish()
     except errors as error:
         return _fail("train", error)
@@ -1539,6 +1553,19 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         }
         Path(args.result_json).write_text(json.dumps(outcome, indent=2))
     return 0
+
+
+def _started_writer(path: str) -> Callable[[str], None]:
+    """`--started-json`: the run id, written whole (a reader polling the file never sees half
+    of it: written beside it, then renamed over it)."""
+
+    def write(run_id: str) -> None:
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(json.dumps({"run_id": run_id}))
+        partial.replace(target)
+
+    return write
 
 
 def _print_data_report(lines: Sequence[str]) -> None:

@@ -225,8 +225,8 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         description=(
-            "Wall time an attempt may run before it is stopped and the job failed (the "
-            "training loop stops at its next batch). Unset: no limit."
+            "Wall time an attempt may run before its training process group is terminated "
+            "(wherever it is) and the job failed. Unset: no limit."
         ),
     )
     worker_poll_seconds: float = Field(

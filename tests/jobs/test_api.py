@@ -287,8 +287,9 @@ def test_a_retraining_job_from_the_api_alone_is_trained_registered_and_served(
             True,
         )
         assert "registered urnn-forecaster version 1" in job["log_tail"]
-        assert f"data: {ett_csv.name}: read " in job["log_tail"]  # the loader's decisions
-        assert "data: MASE season: 24 rows" in job["log_tail"]
+        # what `urnn train` prints, the loader's decisions included
+        assert f"  {ett_csv.name}: read " in job["log_tail"]
+        assert "  MASE season: 24 rows" in job["log_tail"]
         reloaded = client.post("/model/reload", headers=KEY)
         assert reloaded.status_code == 200, reloaded.text
         served = client.get("/model").json()
@@ -323,6 +324,10 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
             while client.get(f"/jobs/{job_id}").json()["status"] != "running":
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
+            # the child records its MLflow run on the job when the run starts, before the fit
+            while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
             time.sleep(1.0)  # into the training loop
             asked = time.monotonic()
             assert client.post(f"/jobs/{job_id}/cancel", headers=KEY).status_code == 200
@@ -336,3 +341,9 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
         assert job["status"] == "cancelled", job
         assert stopped_after < 5.0
         assert job["registered_version"] is None
+        # The run was recorded when it started, and ends KILLED (its process was stopped).
+        from mlflow import MlflowClient
+
+        assert job["mlflow_run_id"], job
+        tracking = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+        assert tracking.get_run(job["mlflow_run_id"]).info.status == "KILLED"
