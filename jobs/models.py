@@ -101,6 +101,8 @@ class Job(Base):
             name="status",
         ),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        # A client's Idempotency-Key names at most one job (NULLs, jobs without one, repeat).
+        Index("uq_jobs_idempotency_key", "idempotency_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -125,6 +127,9 @@ class Job(Base):
         String(36), ForeignKey("schedules.id", ondelete="SET NULL")
     )
     due_at: Mapped[datetime | None]  # the schedule's due time this job runs for
+    # POST /jobs's Idempotency-Key, and the SHA-256 of the checked spec it was first sent with
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class SeriesSnapshot(Base):

@@ -40,8 +40,12 @@ def submit(
     max_attempts: int,
     schedule_id: str | None = None,
     due_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
 ) -> Job:
     job = Job(
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
         spec=spec,
         status="queued",
         created_at=utcnow(),
@@ -54,6 +58,11 @@ def submit(
     session.add(job)
     session.flush()
     return job
+
+
+def by_idempotency_key(session: Session, key: str) -> Job | None:
+    """The job a client submitted with this Idempotency-Key, if any."""
+    return session.scalars(select(Job).where(Job.idempotency_key == key)).one_or_none()
 
 
 def get(session: Session, *, job_id: str) -> Job:

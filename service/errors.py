@@ -84,6 +84,9 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
             sentences.append(
                 f"field {name!r}{rest}: {message}" + (hint if name == "quantiles" else "")
             )
+        elif len(loc) >= 2 and loc[0] == "header":  # named as the client spells it
+            name = "-".join(part.capitalize() for part in str(loc[1]).split("-"))
+            sentences.append(f"header {name!r}: {message}")
         elif loc:
             sentences.append(f"field {'.'.join(map(str, loc))!r}: {message}")
         else:

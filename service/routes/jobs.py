@@ -8,15 +8,17 @@ settings (URNN_DATABASE_URL); its schema comes from `urnn db upgrade`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from jobs import queue
 from jobs.db import Database, SchemaError, reaching
@@ -76,6 +78,9 @@ class JobPublic(BaseModel):
     log_tail: str | None
     schedule_id: str | None = Field(description="The schedule that enqueued it, if any.")
     due_at: datetime | None = Field(description="The schedule's due time this job runs for.")
+    idempotency_key: str | None = Field(
+        default=None, description="The Idempotency-Key it was submitted with, if any."
+    )
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -113,13 +118,71 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
         422: {"model": ErrorResponse, "description": "A bad spec; the detail names the field."},
     },
 )
-def submit_job(spec: JobSpec, db: JobsDbDep, state: StateDep) -> JobAccepted:
+def submit_job(
+    spec: JobSpec,
+    db: JobsDbDep,
+    state: StateDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="A key of the client's choosing (1-255 visible ASCII characters, e.g. a "
+            "UUID): a retry with the same key and spec answers the job the first call queued "
+            "(header Idempotent-Replayed: true) instead of queuing another; the same key with "
+            "another spec is a 422.",
+        ),
+    ] = None,
+) -> JobAccepted | JSONResponse:
     checked = validate_spec(spec)
+    body = checked.model_dump(mode="json")
+    digest = None
+    if idempotency_key is not None:
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        replayed = _replay(db, idempotency_key, digest)
+        if replayed is not None:
+            return replayed
+    try:
+        with db.session() as session:
+            job = queue.submit(
+                session,
+                spec=checked.model_dump(),
+                max_attempts=state.settings.job_max_attempts,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+            )
+            return JobAccepted(id=job.id, status="queued")
+    except IntegrityError:
+        # Two requests with one key at once: the other one's insert won; answer its job.
+        if idempotency_key is None or digest is None:
+            raise
+        replayed = _replay(db, idempotency_key, digest)
+        if replayed is None:
+            raise
+        return replayed
+
+
+def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
+    """The answer for a key already used: its job (replayed), or a 422 if the spec differs."""
     with db.session() as session:
-        job = queue.submit(
-            session, spec=checked.model_dump(), max_attempts=state.settings.job_max_attempts
-        )
-        return JobAccepted(id=job.id, status="queued")
+        job = queue.by_idempotency_key(session, key)
+        if job is None:
+            return None
+        if job.request_hash != digest:
+            raise IdempotencyKeyReusedError(
+                f"header 'Idempotency-Key': {key!r} was already used for job {job.id} with "
+                "another spec; use a new key for a new job"
+            )
+        accepted = JobAccepted(id=job.id, status=job.status)  # type: ignore[arg-type]
+    return JSONResponse(
+        accepted.model_dump(), status_code=202, headers={"Idempotent-Replayed": "true"}
+    )
+
+
+class IdempotencyKeyReusedError(ValueError):
+    """An Idempotency-Key sent again with a different spec (422)."""
 
 
 @router.get("/jobs", response_model=JobPage, summary="Jobs, newest first")
@@ -178,6 +241,7 @@ def install_job_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(JobSpecError, answer(422))
+    app.add_exception_handler(IdempotencyKeyReusedError, answer(422))
     app.add_exception_handler(ScheduleError, answer(422))
     app.add_exception_handler(queue.JobNotFoundError, answer(404))
     app.add_exception_handler(ScheduleNotFoundError, answer(404))

@@ -4,12 +4,13 @@ ORM classes match what the migrations build."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from jobs.db import SchemaError, check_schema, current_revision, downgrade, make_engine, upgrade
 from jobs.models import Base
@@ -29,7 +30,7 @@ def tables(url: str) -> set[str]:
 
 def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0002"
+    assert current_revision(database_url) == "0003"
     assert tables(database_url) == TABLES
     downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -43,6 +44,33 @@ def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     finally:
         engine.dispose()
     assert diff == [], f"jobs/models.py and migrations/ disagree: {diff}"
+
+
+def test_the_idempotency_key_migration_keeps_the_jobs_stored_before_it(database_url: str) -> None:
+    if current_revision(database_url) is not None:  # a server database another test migrated
+        downgrade(database_url, "base")
+    upgrade(database_url, "0002")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, status, spec, created_at, attempts, max_attempts, "
+                    "cancel_requested) VALUES ('job-1', 'succeeded', '{}', :at, 1, 3, :no)"
+                ),
+                {"at": datetime(2026, 1, 1), "no": False},
+            )
+        upgrade(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, status, idempotency_key FROM jobs")).all()
+        assert [tuple(r) for r in rows] == [("job-1", "succeeded", None)]
+        downgrade(database_url, "0002")
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, status FROM jobs")).all()
+        assert [tuple(r) for r in rows] == [("job-1", "succeeded")]
+    finally:
+        engine.dispose()
+    downgrade(database_url, "base")
 
 
 def test_unique_schedule_due_time_is_in_the_schema(database_url: str) -> None:
@@ -61,7 +89,7 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     settings = Settings(var_dir=tmp_path / "var")
     assert main(["db", "upgrade"], settings=settings) == 0
     assert (tmp_path / "var" / "jobs.db").is_file()
-    assert "upgraded to 0002" in capsys.readouterr().out
+    assert "upgraded to 0003" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"], settings=settings) == 0
     assert main(["db", "current"], settings=settings) == 0
     assert "empty" in capsys.readouterr().out
@@ -82,7 +110,7 @@ def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     assert main(["worker", "--until-idle"], settings=settings) == 2
     assert "urnn worker: error: the job database at" in capsys.readouterr().err
     upgrade(database_url, "0001")
-    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0002"):
+    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0003"):
         check_schema(database_url)
     upgrade(database_url)
     check_schema(database_url)  # at head: the worker may start

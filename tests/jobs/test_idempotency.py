@@ -1,0 +1,87 @@
+"""POST /jobs with an Idempotency-Key: a client that retries (a timeout, a crashed scheduler)
+gets the job its first call queued instead of a second training run; the same key with another
+spec is refused, naming the header and the job; concurrent retries still make one job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from jobs.db import Database
+from service.main import create_app
+from tests.jobs.conftest import tiny_spec
+from tests.jobs.test_api import KEY, NoModels
+from urnn_forecast.settings import Settings
+
+
+@pytest.fixture
+def client(db: Database, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, loader=NoModels())) as test_client:
+        yield test_client
+
+
+def test_a_retry_with_the_same_key_answers_the_first_job(client: TestClient, ett_csv: Path) -> None:
+    spec = tiny_spec(ett_csv)
+    first = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "nightly-42"})
+    again = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "nightly-42"})
+    assert first.status_code == again.status_code == 202, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+    page = client.get("/jobs").json()
+    assert page["total"] == 1
+    assert page["items"][0]["idempotency_key"] == "nightly-42"
+    # Without a key, or with another, each call queues its own job.
+    other = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "nightly-43"})
+    plain = client.post("/jobs", json=spec, headers=KEY)
+    assert len({first.json()["id"], other.json()["id"], plain.json()["id"]}) == 3
+    assert client.get("/jobs").json()["total"] == 3
+
+
+def test_a_replay_reports_the_jobs_current_status(client: TestClient, ett_csv: Path) -> None:
+    spec = tiny_spec(ett_csv)
+    job_id = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "k1"}).json()["id"]
+    assert client.post(f"/jobs/{job_id}/cancel", headers=KEY).status_code == 200
+    again = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "k1"})
+    assert again.json() == {"id": job_id, "status": "cancelled"}
+
+
+def test_the_same_key_with_another_spec_is_refused(client: TestClient, ett_csv: Path) -> None:
+    first = client.post(
+        "/jobs", json=tiny_spec(ett_csv), headers={**KEY, "Idempotency-Key": "k2"}
+    ).json()
+    changed = tiny_spec(ett_csv)
+    changed["promote"] = False
+    refused = client.post("/jobs", json=changed, headers={**KEY, "Idempotency-Key": "k2"})
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    assert detail.startswith("header 'Idempotency-Key': 'k2' was already used for job")
+    assert first["id"] in detail
+    assert client.get("/jobs").json()["total"] == 1  # nothing stored was touched
+    assert client.get(f"/jobs/{first['id']}").json()["status"] == "queued"
+
+
+def test_a_malformed_key_names_the_header(client: TestClient, ett_csv: Path) -> None:
+    for key in ("has space", "x" * 256):
+        answer = client.post(
+            "/jobs", json=tiny_spec(ett_csv), headers={**KEY, "Idempotency-Key": key}
+        )
+        assert answer.status_code == 422
+        assert answer.json()["detail"].startswith("header 'Idempotency-Key': ")
+    assert client.get("/jobs").json()["total"] == 0
+
+
+def test_concurrent_retries_with_one_key_make_one_job(client: TestClient, ett_csv: Path) -> None:
+    spec = tiny_spec(ett_csv)
+    headers = {**KEY, "Idempotency-Key": "burst"}
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda _: client.post("/jobs", json=spec, headers=headers), range(8))
+        )
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert client.get("/jobs").json()["total"] == 1
