@@ -25,6 +25,7 @@ GUARDED = (
     "POST /model/reload, POST /jobs, POST /jobs/{id}/cancel, POST and DELETE /schedules, "
     "POST /series/{id}/observations and its WebSocket, DELETE /series/{id}"
 )
+GUARDED_READS = "GET /jobs, /jobs/{id}, /schedules and /schedules/{id}"
 
 
 class ServiceInputError(ValueError):

@@ -1,4 +1,5 @@
-"""API-key guard of the mutating endpoints (`service.errors.GUARDED` lists them).
+"""API-key guard of the mutating endpoints (`service.errors.GUARDED` lists them), and of the
+job and schedule reads when URNN_API_KEY_FOR_READS is on (`service.errors.GUARDED_READS`).
 
 The key comes in the X-API-Key header and is compared with URNN_API_KEY in constant time
 (`hmac.compare_digest`): 401 when missing or wrong. With no key configured the endpoints are
@@ -40,5 +41,14 @@ def require_api_key(
         raise ApiKeyError("missing or wrong X-API-Key header", status_code=401)
 
 
+def require_api_key_for_reads(
+    state: StateDep, key: Annotated[str | None, Security(API_KEY_HEADER)] = None
+) -> None:
+    """The same check on a read endpoint, when URNN_API_KEY_FOR_READS asks for it."""
+    if state.settings.api_key_for_reads:
+        require_api_key(state, key)
+
+
 # For `dependencies=[ApiKeyDep]` on a route: the check runs, the value is not needed.
 ApiKeyDep = Depends(require_api_key)
+ReadKeyDep = Depends(require_api_key_for_reads)

@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 
 from service.batcher import MicroBatcher
 from service.drift import DriftMonitor
-from service.errors import GUARDED
+from service.errors import GUARDED, GUARDED_READS
 from service.loader import ModelLoader
 from service.manager import ModelManager
 from service.metrics import ServiceMetrics
@@ -85,6 +85,8 @@ class ServiceState:
                     f"URNN_API_KEY is not set: mutating endpoints ({GUARDED}) are "
                     "disabled and answer 403; set URNN_API_KEY to enable them"
                 )
+        if self.settings.api_key_for_reads:
+            logger.info(f"URNN_API_KEY_FOR_READS: {GUARDED_READS} need the API key too")
         await self.manager.load_initial()
         # Everything loaded so far (torch, mlflow, pandas, the model) lives as long as the
         # process: move it out of the collector's sight, so a full collection triggered by

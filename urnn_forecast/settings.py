@@ -81,6 +81,14 @@ class Settings(BaseSettings):
             "Unset: those endpoints answer 403 unless env is 'development'."
         ),
     )
+    api_key_for_reads: bool = Field(
+        default=False,
+        description=(
+            "Also require api_key on GET /jobs, /jobs/{id}, /schedules and /schedules/{id}: "
+            "job specs and log tails name data files, MLflow runs and hosts. Off: anyone who "
+            "reaches the service can read them."
+        ),
+    )
     env: Literal["production", "development"] = Field(
         default="production",
         description="'development' opens mutating endpoints when no api_key is set (local use).",

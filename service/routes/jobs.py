@@ -26,7 +26,7 @@ from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
 from service.schemas import ErrorResponse
-from service.security import ApiKeyDep
+from service.security import ApiKeyDep, ReadKeyDep
 from service.state import StateDep
 
 logger = logging.getLogger(__name__)
@@ -185,7 +185,19 @@ class IdempotencyKeyReusedError(ValueError):
     """An Idempotency-Key sent again with a different spec (422)."""
 
 
-@router.get("/jobs", response_model=JobPage, summary="Jobs, newest first")
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "URNN_API_KEY_FOR_READS on: no or wrong key."},
+    403: {"model": ErrorResponse, "description": "URNN_API_KEY_FOR_READS on, no key set."},
+}
+
+
+@router.get(
+    "/jobs",
+    response_model=JobPage,
+    dependencies=[ReadKeyDep],
+    responses=READ_ERRORS,
+    summary="Jobs, newest first",
+)
 def list_jobs(
     db: JobsDbDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
@@ -199,7 +211,13 @@ def list_jobs(
         )
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND, summary="One job")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobPublic,
+    dependencies=[ReadKeyDep],
+    responses={**READ_ERRORS, **NOT_FOUND},
+    summary="One job",
+)
 def get_job(job_id: str, db: JobsDbDep) -> JobPublic:
     with db.session() as session:
         return JobPublic.of(queue.get(session, job_id=job_id))

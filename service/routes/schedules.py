@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobs import schedules
 from jobs.models import Schedule
 from jobs.spec import JobSpec, JobSpecError, validate_spec
-from service.routes.jobs import ERRORS, JobsDbDep
+from service.routes.jobs import ERRORS, READ_ERRORS, JobsDbDep
 from service.schemas import ErrorResponse
-from service.security import ApiKeyDep
+from service.security import ApiKeyDep, ReadKeyDep
 
 router = APIRouter(tags=["schedules"])
 
@@ -89,7 +89,13 @@ def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
         return SchedulePublic.of(schedule)
 
 
-@router.get("/schedules", response_model=list[SchedulePublic], summary="All schedules")
+@router.get(
+    "/schedules",
+    response_model=list[SchedulePublic],
+    dependencies=[ReadKeyDep],
+    responses=READ_ERRORS,
+    summary="All schedules",
+)
 def list_schedules(db: JobsDbDep) -> list[SchedulePublic]:
     with db.session() as session:
         return [SchedulePublic.of(s) for s in schedules.list_schedules(session)]
@@ -98,7 +104,8 @@ def list_schedules(db: JobsDbDep) -> list[SchedulePublic]:
 @router.get(
     "/schedules/{schedule_id}",
     response_model=SchedulePublic,
-    responses=NOT_FOUND,
+    dependencies=[ReadKeyDep],
+    responses={**READ_ERRORS, **NOT_FOUND},
     summary="One schedule",
 )
 def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
