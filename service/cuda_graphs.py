@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from models.forecaster import Forecaster
+from service.traced import PositionalForward, input_shapes, random_inputs, reads_inputs
 
 if TYPE_CHECKING:
     from torch.cuda import _POOL_HANDLE  # a memory pool's handle (graph.pool())
@@ -114,41 +115,37 @@ class GraphedForward:
         logged) when the model or the device cannot be graphed."""
         if device.type != "cuda" or getattr(model, "STREAMING", False):
             return None
-        c = model.config
-        covariates = bool(model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0)
-        calendar = c.n_calendar > 0
+        return cls._capture(model, device, max_batch)
 
-        def random_inputs(size: int, seed: int) -> tuple[Tensor, ...]:
-            generator = torch.Generator().manual_seed(seed)
-            shapes: list[tuple[int, ...]] = [(size, c.lookback)]
-            if covariates:
-                shapes.append((size, c.lookback, c.n_past_covariates))
-            if calendar:
-                shapes += [(size, c.lookback, c.n_calendar), (size, c.horizon, c.n_calendar)]
-            return tuple(torch.randn(s, generator=generator).to(device) for s in shapes)
-
+    @classmethod
+    def _capture(
+        cls, model: Forecaster, device: torch.device, max_batch: int
+    ) -> GraphedForward | None:
+        """`capture` past its device check (tests run it on the CPU with torch.cuda faked)."""
+        covariates, calendar = reads_inputs(model)
         graphed = cls([], covariates, calendar)
+        forward = PositionalForward(model)
         try:
             with _GPU_LOCK, torch.inference_mode():
                 pool = None
                 buckets = []
                 for size in reversed(bucket_sizes(max_batch)):  # largest first: one pool
-                    bucket = graphed._capture_one(model, device, size, pool)
+                    bucket = graphed._capture_one(forward, device, size, pool)
                     pool = bucket.graph.pool()
                     buckets.append(bucket)
                 graphed._buckets = sorted(buckets, key=lambda b: b.size)
                 for bucket in graphed._buckets:
-                    check = random_inputs(bucket.size, seed=bucket.size)
+                    check = random_inputs(model, bucket.size, device)
                     for static, value in zip(bucket.inputs, check, strict=True):
                         static.copy_(value)
                     bucket.graph.replay()
-                    expected = graphed._eager(model, check)
+                    expected = forward(*check)
                     if not torch.allclose(bucket.output, expected, rtol=_RTOL, atol=_ATOL):
                         error = (bucket.output - expected).abs().max().item()
                         logger.warning(
                             "the CUDA graph of kind %r differs from the eager forward at "
                             "batch %d (max abs error %.3g); serving without graphs",
-                            c.kind,
+                            model.config.kind,
                             bucket.size,
                             error,
                         )
@@ -160,54 +157,40 @@ class GraphedForward:
             logger.warning(
                 "cannot capture the forward of kind %r as CUDA graphs (%s: %s); serving "
                 "without graphs",
-                c.kind,
+                model.config.kind,
                 type(error).__name__,
                 error,
             )
             return None
         logger.info(
             "kind %r on %s: forward captured as CUDA graphs for batch sizes %s",
-            c.kind,
+            model.config.kind,
             device,
             ",".join(str(s) for s in graphed.sizes),
         )
         return graphed
 
-    def _eager(self, model: Forecaster, inputs: tuple[Tensor, ...]) -> Tensor:
-        target, rest = inputs[0], list(inputs[1:])
-        covariates = rest.pop(0) if self._covariates else None
-        past_calendar = rest.pop(0) if self._calendar else None
-        future_calendar = rest.pop(0) if self._calendar else None
-        out: Tensor = model(target, covariates, past_calendar, future_calendar)
-        return out
-
     def _capture_one(
         self,
-        model: Forecaster,
+        forward: PositionalForward,
         device: torch.device,
         size: int,
         pool: _POOL_HANDLE | None,
     ) -> _Bucket:
-        c = model.config
-        shapes: list[tuple[int, ...]] = [(size, c.lookback)]
-        if self._covariates:
-            shapes.append((size, c.lookback, c.n_past_covariates))
-        if self._calendar:
-            shapes += [(size, c.lookback, c.n_calendar), (size, c.horizon, c.n_calendar)]
-        inputs = tuple(torch.zeros(s, device=device) for s in shapes)
+        inputs = tuple(torch.zeros(s, device=device) for s in input_shapes(forward.model, size))
         # Lazy initialisation (cuBLAS handles, workspaces, cuDNN plans) must happen outside
         # the capture: warm up on a side stream, as torch.cuda.graphs' documentation says.
         side = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._eager(model, inputs)
+                forward(*inputs)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         # thread_local: another thread's CUDA calls (the request path's copies) do not
         # invalidate this capture; the lock keeps them from running meanwhile anyway.
         with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-            output = self._eager(model, inputs)
+            output = forward(*inputs)
         return _Bucket(graph=graph, inputs=inputs, output=output)
 
     def replay(self, rows: int) -> Tensor:

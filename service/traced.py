@@ -49,14 +49,14 @@ if _TRACER_WARNING is not None:
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=DeprecationWarning)
 
 
-class _Inputs(nn.Module):
-    """The forecaster called with only the tensors it reads (tracing takes no None)."""
+class PositionalForward(nn.Module):
+    """The forecaster called with only the tensors it reads, in the order `input_shapes` gives
+    (tracing and CUDA graphs take no None)."""
 
-    def __init__(self, model: Forecaster, covariates: bool, calendar: bool) -> None:
+    def __init__(self, model: Forecaster) -> None:
         super().__init__()
         self.model = model
-        self.covariates = covariates
-        self.calendar = calendar
+        self.covariates, self.calendar = reads_inputs(model)
 
     def forward(self, *inputs: Tensor) -> Tensor:
         target, rest = inputs[0], list(inputs[1:])
@@ -65,6 +65,31 @@ class _Inputs(nn.Module):
         future_calendar = rest.pop(0) if self.calendar else None
         out: Tensor = self.model(target, covariates, past_calendar, future_calendar)
         return out
+
+
+def reads_inputs(model: Forecaster) -> tuple[bool, bool]:
+    """Whether the forward reads past covariates, and calendar features."""
+    c = model.config
+    return bool(model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0), c.n_calendar > 0
+
+
+def input_shapes(model: Forecaster, rows: int) -> list[tuple[int, ...]]:
+    """The shapes of the tensors `PositionalForward` takes for a batch of `rows` series."""
+    c = model.config
+    covariates, calendar = reads_inputs(model)
+    shapes: list[tuple[int, ...]] = [(rows, c.lookback)]
+    if covariates:
+        shapes.append((rows, c.lookback, c.n_past_covariates))
+    if calendar:
+        shapes += [(rows, c.lookback, c.n_calendar), (rows, c.horizon, c.n_calendar)]
+    return shapes
+
+
+def random_inputs(model: Forecaster, rows: int, device: torch.device) -> tuple[Tensor, ...]:
+    """Standard-normal inputs for `rows` series (seeded by `rows`), the checks' test batch."""
+    generator = torch.Generator().manual_seed(rows)
+    shapes = input_shapes(model, rows)
+    return tuple(torch.randn(s, generator=generator).to(device) for s in shapes)
 
 
 def _plain_execution() -> AbstractContextManager[None]:
@@ -79,18 +104,11 @@ def trace_forward(model: Forecaster, device: torch.device) -> TracedForward | No
     if getattr(model, "STREAMING", False):
         return None
     c = model.config
-    covariates = bool(model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0)
-    calendar = c.n_calendar > 0
-    wrapper = _Inputs(model, covariates, calendar).eval()
+    covariates, calendar = reads_inputs(model)
+    wrapper = PositionalForward(model).eval()
 
     def batch(b: int) -> tuple[Tensor, ...]:
-        generator = torch.Generator().manual_seed(b)
-        shapes: list[tuple[int, ...]] = [(b, c.lookback)]
-        if covariates:
-            shapes.append((b, c.lookback, c.n_past_covariates))
-        if calendar:
-            shapes += [(b, c.lookback, c.n_calendar), (b, c.horizon, c.n_calendar)]
-        return tuple(torch.randn(s, generator=generator).to(device) for s in shapes)
+        return random_inputs(model, b, device)
 
     try:
         with torch.inference_mode():

@@ -132,3 +132,16 @@ def tiny_spec(csv: Path, **overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return spec
+
+
+def worker_settings(tmp_path: Path, mlflow_settings: Settings, **overrides: Any) -> Settings:
+    """Settings for a worker that runs real training jobs: the test's MLflow store, a migrated
+    SQLite job database in tmp_path, a heartbeat every 0.2 s (cancels seen quickly)."""
+    settings = Settings(
+        var_dir=mlflow_settings.var_dir,
+        database_url=f"sqlite:///{tmp_path / 'worker-jobs.db'}",
+        job_heartbeat_seconds=0.2,
+        **overrides,
+    )
+    upgrade(settings.resolved_database_url())
+    return settings

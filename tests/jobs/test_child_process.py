@@ -12,30 +12,18 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from jobs import queue
-from jobs.db import Database, upgrade
+from jobs.db import Database
 from jobs.models import Job
 from jobs.spec import JobSpec
 from jobs.worker import Worker, _child_failure
-from tests.jobs.conftest import tiny_spec
+from tests.jobs.conftest import tiny_spec, worker_settings
 from urnn_forecast.settings import Settings
 
 pytestmark = pytest.mark.slow
-
-
-def settings_for(tmp_path: Path, mlflow_settings: Settings, **overrides: Any) -> Settings:
-    settings = Settings(
-        var_dir=mlflow_settings.var_dir,
-        database_url=f"sqlite:///{tmp_path / 'child-jobs.db'}",
-        job_heartbeat_seconds=0.2,
-        **overrides,
-    )
-    upgrade(settings.resolved_database_url())
-    return settings
 
 
 def stuck_job(db: Database, tmp_path: Path, ett_csv: Path) -> str:
@@ -62,7 +50,7 @@ def wait_for(db: Database, job_id: str, text: str, seconds: float = 60) -> Job:
 def test_a_job_stuck_before_training_is_cancelled(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
-    settings = settings_for(tmp_path, mlflow_settings)
+    settings = worker_settings(tmp_path, mlflow_settings)
     db = Database.from_settings(settings)
     try:
         job_id = stuck_job(db, tmp_path, ett_csv)
@@ -89,7 +77,7 @@ def test_a_job_stuck_before_training_is_cancelled(
 def test_a_job_stuck_before_training_times_out(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
-    settings = settings_for(tmp_path, mlflow_settings, job_timeout_seconds=4.0)
+    settings = worker_settings(tmp_path, mlflow_settings, job_timeout_seconds=4.0)
     db = Database.from_settings(settings)
     try:
         job_id = stuck_job(db, tmp_path, ett_csv)
@@ -105,7 +93,7 @@ def test_a_job_stuck_before_training_times_out(
 def test_a_failing_child_fails_the_job_with_the_line_that_says_why(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
-    settings = settings_for(tmp_path, mlflow_settings)
+    settings = worker_settings(tmp_path, mlflow_settings)
     db = Database.from_settings(settings)
     spec = tiny_spec(ett_csv)
     spec["target"] = "not-a-column"  # past the API's column check, as a file changed since

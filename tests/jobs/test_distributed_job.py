@@ -10,21 +10,11 @@ from pathlib import Path
 import pytest
 
 from jobs import queue
-from jobs.db import Database, upgrade
+from jobs.db import Database
 from jobs.spec import JobSpec, validate_spec
 from jobs.worker import Worker
-from tests.jobs.conftest import tiny_spec
+from tests.jobs.conftest import tiny_spec, worker_settings
 from urnn_forecast.settings import Settings
-
-
-def job_settings(tmp_path: Path, mlflow_settings: Settings) -> Settings:
-    settings = Settings(
-        var_dir=mlflow_settings.var_dir,
-        database_url=f"sqlite:///{tmp_path / 'ddp-jobs.db'}",
-        job_heartbeat_seconds=0.2,
-    )
-    upgrade(settings.resolved_database_url())
-    return settings
 
 
 def submit(db: Database, spec: dict[str, object]) -> str:
@@ -39,7 +29,7 @@ def test_a_two_process_job_trains_and_registers(
 ) -> None:
     from mlflow import MlflowClient
 
-    settings = job_settings(tmp_path, mlflow_settings)
+    settings = worker_settings(tmp_path, mlflow_settings)
     db = Database.from_settings(settings)
     try:
         job_id = submit(db, tiny_spec(ett_csv, nproc=2))
@@ -64,7 +54,7 @@ def test_a_two_process_job_trains_and_registers(
 def test_cancelling_a_two_process_job_stops_its_ranks(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
-    settings = job_settings(tmp_path, mlflow_settings)
+    settings = worker_settings(tmp_path, mlflow_settings)
     db = Database.from_settings(settings)
     spec = tiny_spec(ett_csv, nproc=2)
     spec["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}

@@ -5,8 +5,9 @@ padding rows that never leak into the rows read, and the service reporting its g
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from models.forecaster import ForecasterConfig, build_forecaster
 from service.cuda_graphs import GraphedForward, bucket_sizes
+from service.traced import PositionalForward
 from tests.service.conftest import API_KEY, Registry, history
 from tests.service.test_cuda_serving import forecast_blocks
 from tests.training.test_cuda import KIND_CONFIGS
@@ -54,6 +56,89 @@ def test_cpu_service_reports_no_graphs_and_still_traces(
 
 
 Inputs = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+
+
+class _FakeGraph:
+    """Stands in for torch.cuda.CUDAGraph on the CPU: `replay` runs the recorded forward again
+    on the same static inputs and writes into the same output tensor, as a replay does."""
+
+    recording: _FakeGraph | None = None
+
+    def __init__(self) -> None:
+        self.rerun: Callable[[], torch.Tensor] | None = None
+        self.output: torch.Tensor | None = None
+
+    def pool(self) -> object:
+        return object()
+
+    def replay(self) -> None:
+        assert self.rerun is not None and self.output is not None
+        self.output.copy_(self.rerun())
+
+
+def _fake_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cuda's graph API, faked on the CPU, so the capture's own logic (buckets, static
+    copies, the check, padding) runs in CI where no GPU is."""
+
+    @contextlib.contextmanager
+    def fake_graph(graph: _FakeGraph, **_: object) -> Iterator[None]:
+        _FakeGraph.recording = graph
+        try:
+            yield
+        finally:
+            _FakeGraph.recording = None
+
+    original = PositionalForward.forward
+
+    def recorded(self: PositionalForward, *inputs: torch.Tensor) -> torch.Tensor:
+        out = original(self, *inputs)
+        graph = _FakeGraph.recording
+        if graph is not None:
+            graph.rerun, graph.output = (lambda: original(self, *inputs)), out
+        return out
+
+    class FakeStream:
+        def wait_stream(self, other: object) -> None:
+            pass
+
+    monkeypatch.setattr(PositionalForward, "forward", recorded)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", fake_graph)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: FakeStream())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+
+
+@pytest.mark.parametrize("config", GRAPH_CONFIGS.values(), ids=GRAPH_CONFIGS.keys())
+def test_capture_logic_on_a_faked_cuda(
+    config: ForecasterConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_cuda(monkeypatch)
+    torch.manual_seed(0)
+    model = build_forecaster(config).eval()
+    graphed = GraphedForward._capture(model, torch.device("cpu"), max_batch=6)
+    assert graphed is not None and graphed.sizes == (1, 2, 4, 6)
+    target, covariates, past, future = _inputs(config, 6, seed=1)
+    graphed(1e3 * target, covariates, past, future)  # leaves large stale rows in bucket 6
+    for rows in (1, 3, 5, 6):  # exact buckets and padded ones
+        inputs = _inputs(config, rows, seed=rows)
+        with torch.inference_mode():
+            eager = model(*inputs)
+        torch.testing.assert_close(graphed(*inputs), eager, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="above the largest captured size 6"):
+        graphed(*_inputs(config, 7, seed=7))
+
+
+def test_a_capture_that_fails_its_check_serves_without_graphs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fake_cuda(monkeypatch)
+    monkeypatch.setattr(_FakeGraph, "replay", lambda self: self.output.add_(1.0))
+    model = build_forecaster(urnn_config()).eval()
+    with caplog.at_level(logging.WARNING, logger="service.cuda_graphs"):
+        assert GraphedForward._capture(model, torch.device("cpu"), max_batch=2) is None
+    assert "differs from the eager forward at batch 1" in caplog.text
 
 
 def _inputs(config: ForecasterConfig, rows: int, seed: int) -> Inputs:
