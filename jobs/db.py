@@ -167,6 +167,19 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
+def _known_revision(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    try:
+        return (
+            ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision)
+            is not None
+        )
+    except CommandError:
+        return False
+
+
 def missing_sqlite_file(url: str) -> bool:
     """A SQLite URL whose file does not exist yet: connecting would create it (and its
     folder), which reading commands must not do."""
@@ -188,6 +201,12 @@ def check_schema(url: str) -> None:
     with reaching(url):
         current = current_revision(url)
     head = head_revision()
+    if current is not None and current != head and not _known_revision(current):
+        raise SchemaError(
+            f"the job database at {shown_url(url)} is at revision {current}, newer than this "
+            f"installation's {head}: upgrade urnn-forecast here to the version that migrated it "
+            "(or, if that upgrade was rolled back, `urnn db downgrade` with the newer version)"
+        )
     if current != head:
         state = "has no schema" if current is None else f"is at revision {current}, not {head}"
         raise SchemaError(

@@ -96,6 +96,8 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     target and covariates are columns of it, and the config builds a TrainConfig. Returns the
     spec with `data` made absolute (workers need not share the API's working directory)."""
     path = Path(spec.data).expanduser()
+    if path.exists() and not path.is_file():
+        raise JobSpecError("data", f"{spec.data}: not a regular file (a folder, pipe or device)")
     if not path.is_file():
         raise JobSpecError("data", f"{spec.data}: no such file")
     if not os.access(path, os.R_OK):

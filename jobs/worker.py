@@ -22,8 +22,11 @@ cancel is honoured within about one heartbeat. Outcomes:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -33,8 +36,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
 
 from jobs import queue, schedules
 from jobs.db import Database
@@ -43,6 +49,7 @@ from jobs.spec import JobSpec
 from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LOG_TAIL_LINES = 60
 QUIET_ARTIFACTS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
@@ -100,11 +107,9 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     group is terminated (SIGTERM, then SIGKILL after 10 s) and its MLflow run marked KILLED.
     A crash of the training (out of memory, a fault in compiled code) fails the job instead of
     taking the worker down with it."""
-    import json
     import subprocess
     import sys
     import tempfile
-    from pathlib import Path
 
     from training.distributed import launch_command
 
@@ -140,32 +145,30 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,  # one process group: a stop terminates every rank
+            start_new_session=True,  # its own group: a terminal's Ctrl-C reaches the worker only
             preexec_fn=_die_with_parent(),
         )
         output: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         reader = threading.Thread(target=_pipe_to_log, args=(process, context, output), daemon=True)
         reader.start()
-        run_id: str | None = None
-        while process.poll() is None:
-            if run_id is None and started_file.exists():
-                run_id = str(json.loads(started_file.read_text())["run_id"])
-                context.on_run_started(run_id)
-            if context.should_stop():
-                _terminate_group(process)
-                reader.join(timeout=5)
-                if run_id is not None:
-                    end_run_killed(settings, run_id)
-                raise JobInterruptedError(f"stopped the training process group of {spec.nproc}")
-            time.sleep(0.2)
+        markers = _ChildMarkers(started_file)
+        try:
+            _supervise(process, context, markers, result_file)
+        except BaseException:
+            _terminate_tree(process)  # never leave a training running unsupervised
+            reader.join(timeout=5)
+            markers.update(context)  # a run that started in the last poll interval
+            if markers.run_id is not None:
+                end_run_killed(settings, markers.run_id)
+            raise
         reader.join(timeout=5)
-        if run_id is None and started_file.exists():  # a run too quick for the loop above
-            run_id = str(json.loads(started_file.read_text())["run_id"])
-            context.on_run_started(run_id)
+        markers.update(context)
         if process.returncode != 0:
-            if run_id is not None:
-                end_run_killed(settings, run_id)
-            raise RuntimeError(_child_failure(process.returncode, output))
+            if markers.run_id is not None:
+                end_run_killed(settings, markers.run_id)
+            raise ChildFailedError(_child_failure(process.returncode, output))
+        if context.should_stop():
+            context.log("the run finished before it could be stopped: recorded as it ended")
         outcome = json.loads(result_file.read_text())
     return JobOutcome(
         mlflow_run_id=outcome["run_id"],
@@ -176,20 +179,87 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     )
 
 
+class ChildFailedError(RuntimeError):
+    """`urnn train` exited non-zero or was killed; the message says how and why."""
+
+
+# A stop that comes while the model is being logged and registered waits this long for the
+# run to finish (registering takes seconds) before it stops the run anyway.
+REGISTERING_GRACE_SECONDS = 120.0
+
+
+@dataclass
+class _ChildMarkers:
+    """What `urnn train --started-json` has told the worker so far (cli._JobMarkers)."""
+
+    path: Path
+    run_id: str | None = None
+    registering: bool = False
+    recorded: bool = False
+
+    def update(self, context: JobContext) -> None:
+        """Read the file again; record a new run id on the job (a database hiccup is logged
+        and retried at the next poll, never allowed to orphan the training)."""
+        if self.path.exists():
+            markers = json.loads(self.path.read_text())
+            self.run_id = markers.get("run_id") or self.run_id
+            self.registering = bool(markers.get("registering"))
+        if self.run_id is not None and not self.recorded:
+            try:
+                context.on_run_started(self.run_id)
+                self.recorded = True
+            except Exception as error:
+                logger.warning(
+                    "job %s: could not record MLflow run %s yet (%s); trying again",
+                    context.job_id,
+                    self.run_id,
+                    error,
+                )
+
+
+def _supervise(
+    process: Any, context: JobContext, markers: _ChildMarkers, result_file: Path
+) -> None:
+    """Poll the child until it exits; raise JobInterruptedError (after stopping it) when a stop
+    is asked, unless the run is already registering its model or done, which it may finish."""
+    deferred_at: float | None = None
+    while process.poll() is None:
+        markers.update(context)
+        if context.should_stop():
+            finishing = markers.registering or result_file.exists()
+            if not finishing:
+                raise JobInterruptedError(f"stopped the training of job {context.job_id}")
+            if deferred_at is None:
+                deferred_at = time.monotonic()
+                context.log("stop asked while the model is being registered: letting it finish")
+            elif time.monotonic() - deferred_at > REGISTERING_GRACE_SECONDS:
+                raise JobInterruptedError(
+                    f"stopped the training of job {context.job_id} after waiting "
+                    f"{REGISTERING_GRACE_SECONDS:g} s for its registration"
+                )
+        time.sleep(0.2)
+
+
+_TORCHRUN_SIGNAL = re.compile(r"Signal \d+ \((SIG[A-Z]+)\) received by PID")
+
+
 def _child_failure(returncode: int, output: deque[str]) -> str:
-    """The job's error for a child that failed: its exit, and the line that says why (the
-    CLI's `urnn train: error: ...`, else a traceback's last line, else the last line)."""
+    """The job's error for a child that failed: how it ended and, for an exit, the line that
+    says why (the CLI's `urnn train: error: ...`, else the last line that is not a rule)."""
+    lines = [line.strip() for line in output if line.strip(" =-_*\t")]
     if returncode < 0:
-        how = f"was killed by {signal.Signals(-returncode).name}"
-        if -returncode == signal.SIGKILL:
-            how += " (out of memory?)"
-    else:
-        how = f"exited with code {returncode}"
-    lines = [line for line in output if line.strip()]
+        return f"urnn train was killed by {_signal_name(signal.Signals(-returncode).name)}"
+    rank_signal = next((m for line in lines if (m := _TORCHRUN_SIGNAL.search(line))), None)
+    if rank_signal is not None:  # torchrun's report on a rank that a signal ended
+        return f"a training process was killed by {_signal_name(rank_signal.group(1))}"
     said = next((line for line in reversed(lines) if ": error: " in line), None)
     if said is None and lines:
         said = lines[-1]
-    return f"urnn train {how}" + (f": {said.strip()}" if said else "")
+    return f"urnn train exited with code {returncode}" + (f": {said}" if said else "")
+
+
+def _signal_name(name: str) -> str:
+    return f"{name} (out of memory?)" if name == "SIGKILL" else name
 
 
 def end_run_killed(settings: Settings, run_id: str) -> None:
@@ -217,17 +287,54 @@ def _pipe_to_log(process: Any, context: JobContext, output: deque[str]) -> None:
             context.log(line.rstrip())
 
 
-def _terminate_group(process: Any, grace_seconds: float = 10.0) -> None:
+def _terminate_tree(process: Any, grace_seconds: float = 10.0) -> None:
+    """SIGTERM the child's process group and every process below it (torchrun starts each rank
+    in a session of its own, outside the group), then SIGKILL what is left after the grace.
+    The tree is read before signalling: a rank whose torchrun died is re-parented away."""
     import subprocess
 
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
+    tree = _descendants(process.pid)
+    deadline = time.monotonic() + grace_seconds
+    _signal_all(process.pid, tree, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
+    while any(_alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _signal_all(process.pid, tree, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_all(group: int, pids: list[int], sig: signal.Signals) -> None:
+    for kill, target in ((os.killpg, group), *((os.kill, pid) for pid in pids)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(target, sig)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` (Linux /proc; elsewhere none: the group signal remains)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -407,53 +514,78 @@ class Worker:
                     logger.warning("job %s: lease lost; another worker owns it now", job.id)
                 elif interrupted and attempt.cancel.is_set():
                     log("cancelled while running")
-                    queue.finish(
-                        self.db,
-                        **fence,
-                        status="cancelled",
-                        error="cancelled while running",
+                    self._record(job.id, "the cancel", lambda: queue.finish(
+                        self.db, **fence, status="cancelled", error="cancelled while running",
                         log_tail=attempt.tail(),
-                    )
+                    ))  # fmt: skip
                 elif interrupted and attempt.timed_out():
                     reason = (
                         f"timed out: stopped after URNN_JOB_TIMEOUT_SECONDS={timeout:g} s of "
                         "this attempt"
                     )
                     log(reason)
-                    queue.finish(
+                    self._record(job.id, "the timeout", lambda: queue.finish(
                         self.db, **fence, status="failed", error=reason, log_tail=attempt.tail()
-                    )
+                    ))  # fmt: skip
                 elif interrupted and self._stopping.is_set():
                     reason = f"requeued: worker {self.worker_id} shut down during attempt"
                     log(reason)
-                    queue.release(self.db, **fence, reason=reason, log_tail=attempt.tail())
+                    self._record(job.id, "the requeue", lambda: queue.release(
+                        self.db, **fence, reason=reason, log_tail=attempt.tail()
+                    ))  # fmt: skip
+                elif isinstance(error, ChildFailedError):  # its output is in the tail already
+                    failure = str(error)
+                    logger.error("job %s failed: %s", job.id, failure)
+                    self._record(job.id, "the failure", lambda: queue.finish(
+                        self.db, **fence, status="failed", error=failure, log_tail=attempt.tail()
+                    ))  # fmt: skip
                 else:
                     logger.exception("job %s failed", job.id)
                     for line in traceback.format_exc().splitlines()[-15:]:
                         attempt.lines.append(line)
-                    queue.finish(
-                        self.db,
-                        **fence,
-                        status="failed",
-                        error=f"{type(error).__name__}: {error}",
-                        log_tail=attempt.tail(),
-                    )
+                    failure = f"{type(error).__name__}: {error}"
+                    self._record(job.id, "the failure", lambda: queue.finish(
+                        self.db, **fence, status="failed", error=failure, log_tail=attempt.tail()
+                    ))  # fmt: skip
                 return
-            if not queue.finish(
-                self.db,
-                **fence,
-                status="succeeded",
-                mlflow_run_id=outcome.mlflow_run_id,
+            recorded = self._record(job.id, "the success", lambda: queue.finish(
+                self.db, **fence, status="succeeded", mlflow_run_id=outcome.mlflow_run_id,
                 registered_name=outcome.registered_name,
-                registered_version=outcome.registered_version,
-                promoted=outcome.promoted,
+                registered_version=outcome.registered_version, promoted=outcome.promoted,
                 log_tail=attempt.tail(),
-            ):
+            ))  # fmt: skip
+            if recorded is False:
                 logger.warning("job %s finished after its lease was lost; not recorded", job.id)
         finally:
             attempt.done.set()
             beat.join()
             logging.getLogger().removeHandler(handler)
+
+    def _record(self, job_id: str, what: str, write: Callable[[], T]) -> T | None:
+        """A write of the attempt's outcome, retried through database hiccups (a locked SQLite
+        file, a PostgreSQL failover) for about 15 s rather than crashing the worker. None if
+        it never went through: the lease then expires and the job is retried elsewhere."""
+        delay = 0.5
+        for _ in range(5):
+            try:
+                return write()
+            except DBAPIError as error:
+                logger.warning(
+                    "job %s: recording %s failed (%s); again in %.1f s", job_id, what, error, delay
+                )
+                time.sleep(delay)
+                delay *= 2
+        try:
+            return write()
+        except DBAPIError as error:
+            logger.error(
+                "job %s: could not record %s (%s); its lease will expire and another attempt "
+                "will run",
+                job_id,
+                what,
+                error,
+            )
+            return None
 
     def _end_lost_run(self, run_id: str) -> None:
         """A lost attempt's MLflow run would show RUNNING for ever (its process is gone)."""

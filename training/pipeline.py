@@ -228,6 +228,7 @@ def train_pipeline(
     should_stop: Callable[[], bool] | None = None,
     on_data_report: Callable[[list[str]], None] | None = None,
     on_run_started: Callable[[str], None] | None = None,
+    on_registering: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Run the whole pipeline. `should_stop` (cancellation by an in-process caller; the job
     worker stops its training child instead) is polled before every training batch; when it
@@ -237,7 +238,9 @@ def train_pipeline(
     so a command can show them before a long fit rather than only in the run's artifacts.
     `on_run_started` receives the MLflow run id as soon as the run exists (`urnn train
     --started-json` writes it for the job worker, so a cancelled or lost attempt still points
-    at its run)."""
+    at its run). `on_registering` is called once the fit and the backtest are done, just
+    before the model is logged and registered: from there on the job worker lets the run
+    finish rather than stop it half-registered."""
     import mlflow
 
     def check_cancelled(where: str) -> None:
@@ -358,6 +361,8 @@ def train_pipeline(
         example = input_example(
             data.series[first_id], data.target, data.covariates, model_config.lookback, first_id
         )
+        if on_registering is not None:
+            on_registering()
         logged = log_forecaster(fitted.model, meta, example, registered_name=config.registered_name)
 
     challenger_score = scores[config.metric]

@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1484,6 +1484,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     errors = _input_errors()
     start = time.perf_counter()
     started: str | None = args.started_json
+    markers = None if started is None else _JobMarkers(Path(started))
     try:
         config = _train_config(args)
         if not Path(config.data).exists():
@@ -1509,7 +1510,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
             config,
             settings,
             on_data_report=_print_data_report,
-            on_run_started=None if started is None else _started_writer(started),
+            on_run_started=None if markers is None else markers.started,
+            on_registering=None if markers is None else markers.registering,
         )
         distributed.finish()
     except errors as error:
@@ -1555,17 +1557,27 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _started_writer(path: str) -> Callable[[str], None]:
-    """`--started-json`: the run id, written whole (a reader polling the file never sees half
-    of it: written beside it, then renamed over it)."""
+class _JobMarkers:
+    """`--started-json`: what the job worker reads while `urnn train` runs, written whole (a
+    reader polling the file never sees half of it: written beside it, then renamed over it):
+    the run id once the run exists, then `registering: true` just before the model is logged
+    and registered (the worker no longer stops the run from there: docs/jobs.md)."""
 
-    def write(run_id: str) -> None:
-        target = Path(path)
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_text(json.dumps({"run_id": run_id}))
-        partial.replace(target)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run_id: str | None = None
 
-    return write
+    def started(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._write(registering=False)
+
+    def registering(self) -> None:
+        self._write(registering=True)
+
+    def _write(self, *, registering: bool) -> None:
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        partial.write_text(json.dumps({"run_id": self.run_id, "registering": registering}))
+        partial.replace(self.path)
 
 
 def _print_data_report(lines: Sequence[str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -120,30 +121,31 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 )
 def submit_job(
     spec: JobSpec,
+    request: Request,
     db: JobsDbDep,
     state: StateDep,
     idempotency_key: Annotated[
         str | None,
         Header(
             alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
             description="A key of the client's choosing (1-255 visible ASCII characters, e.g. a "
-            "UUID): a retry with the same key and spec answers the job the first call queued "
+            "UUID): a retry with the same key and body answers the job the first call queued "
             "(header Idempotent-Replayed: true) instead of queuing another; the same key with "
-            "another spec is a 422.",
+            "another body is a 422.",
         ),
     ] = None,
 ) -> JobAccepted | JSONResponse:
-    checked = validate_spec(spec)
-    body = checked.model_dump(mode="json")
     digest = None
     if idempotency_key is not None:
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        _check_key(idempotency_key, request.headers.getlist("idempotency-key"))
+        # The body as sent, before the checks: a retry replays whatever became of the data
+        # file (moved, re-pointed) since the first call.
+        sent = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+        digest = hashlib.sha256(sent.encode()).hexdigest()
         replayed = _replay(db, idempotency_key, digest)
         if replayed is not None:
             return replayed
+    checked = validate_spec(spec)
     try:
         with db.session() as session:
             job = queue.submit(
@@ -164,6 +166,22 @@ def submit_job(
         return replayed
 
 
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _check_key(key: str, sent: list[str]) -> None:
+    if len(sent) > 1:
+        raise IdempotencyKeyReusedError(
+            f"header 'Idempotency-Key': sent {len(sent)} times; send one key per request"
+        )
+    if not _KEY.fullmatch(key):
+        raise IdempotencyKeyReusedError(
+            "header 'Idempotency-Key': must be 1 to 255 visible ASCII characters (letters, "
+            f"digits, punctuation; no spaces), got {key[:40]!r}"
+            + (f"... ({len(key)} characters)" if len(key) > 40 else "")
+        )
+
+
 def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
     """The answer for a key already used: its job (replayed), or a 422 if the spec differs."""
     with db.session() as session:
@@ -173,7 +191,7 @@ def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
         if job.request_hash != digest:
             raise IdempotencyKeyReusedError(
                 f"header 'Idempotency-Key': {key!r} was already used for job {job.id} with "
-                "another spec; use a new key for a new job"
+                "another body; use a new key for a new job"
             )
         accepted = JobAccepted(id=job.id, status=job.status)  # type: ignore[arg-type]
     return JSONResponse(
@@ -182,7 +200,7 @@ def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
 
 
 class IdempotencyKeyReusedError(ValueError):
-    """An Idempotency-Key sent again with a different spec (422)."""
+    """A malformed Idempotency-Key, or one sent again with a different body (422)."""
 
 
 READ_ERRORS: dict[int | str, dict[str, Any]] = {

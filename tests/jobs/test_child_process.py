@@ -8,22 +8,33 @@ design before) such a job kept renewing its lease and stayed `running` for ever.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from jobs import queue
 from jobs.db import Database
 from jobs.models import Job
 from jobs.spec import JobSpec
-from jobs.worker import Worker, _child_failure
+from jobs.worker import (
+    JobContext,
+    JobInterruptedError,
+    Worker,
+    _alive,
+    _child_failure,
+    _ChildMarkers,
+    _descendants,
+    _supervise,
+    _terminate_tree,
+)
 from tests.jobs.conftest import tiny_spec, worker_settings
 from urnn_forecast.settings import Settings
-
-pytestmark = pytest.mark.slow
 
 
 def stuck_job(db: Database, tmp_path: Path, ett_csv: Path) -> str:
@@ -47,6 +58,7 @@ def wait_for(db: Database, job_id: str, text: str, seconds: float = 60) -> Job:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_job_stuck_before_training_is_cancelled(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
@@ -74,6 +86,7 @@ def test_a_job_stuck_before_training_is_cancelled(
     assert stopped_after < 15.0  # a heartbeat, then SIGTERM (SIGKILL after 10 s at worst)
 
 
+@pytest.mark.slow
 def test_a_job_stuck_before_training_times_out(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
@@ -90,6 +103,7 @@ def test_a_job_stuck_before_training_times_out(
     assert job.error is not None and job.error.startswith("timed out: stopped after")
 
 
+@pytest.mark.slow
 def test_a_failing_child_fails_the_job_with_the_line_that_says_why(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
@@ -117,6 +131,126 @@ def test_child_failure_names_the_signal_or_the_error_line() -> None:
         "urnn train exited with code 2: urnn train: error: --data x.csv: no such file"
     )
     assert _child_failure(-9, deque(["epoch 1"])) == (
-        "urnn train was killed by SIGKILL (out of memory?): epoch 1"
+        "urnn train was killed by SIGKILL (out of memory?)"  # not "epoch 1": no cause
     )
     assert _child_failure(1, deque()) == "urnn train exited with code 1"
+
+
+# --- the supervision's parts, without a training -------------------------------------------
+
+
+class _Process:
+    """A child that runs for `polls` polls, then exits 0."""
+
+    def __init__(self, polls: int) -> None:
+        self.polls = polls
+
+    def poll(self) -> int | None:
+        self.polls -= 1
+        return None if self.polls > 0 else 0
+
+
+def _context(job_id: str = "job-1", *, stop: bool = False, record: Any = None) -> JobContext:
+    spec = JobSpec.model_validate({"data": "x.csv", "target": "y"})
+    lines: list[str] = []
+    context = JobContext(
+        job_id, 1, spec, lambda: stop, lines.append, record or (lambda run_id: None)
+    )
+    context.lines = lines  # type: ignore[attr-defined]
+    return context
+
+
+def test_a_stop_while_the_model_registers_lets_the_run_finish(tmp_path: Path) -> None:
+    started = tmp_path / "started.json"
+    started.write_text(json.dumps({"run_id": "r1", "registering": True}))
+    context = _context(stop=True)
+    _supervise(_Process(polls=3), context, _ChildMarkers(started), tmp_path / "result.json")
+    assert context.lines == [  # type: ignore[attr-defined]
+        "stop asked while the model is being registered: letting it finish"
+    ]
+
+
+def test_a_stop_after_the_result_is_written_lets_the_run_exit(tmp_path: Path) -> None:
+    (tmp_path / "result.json").write_text("{}")
+    _supervise(
+        _Process(polls=3),
+        _context(stop=True),
+        _ChildMarkers(tmp_path / "started.json"),
+        tmp_path / "result.json",
+    )
+
+
+def test_a_stop_before_registering_stops_the_run(tmp_path: Path) -> None:
+    started = tmp_path / "started.json"
+    started.write_text(json.dumps({"run_id": "r1", "registering": False}))
+    with pytest.raises(JobInterruptedError, match="stopped the training of job job-1"):
+        _supervise(
+            _Process(polls=50), _context(stop=True), _ChildMarkers(started), tmp_path / "r.json"
+        )
+
+
+def test_a_database_hiccup_recording_the_run_is_retried(tmp_path: Path) -> None:
+    started = tmp_path / "started.json"
+    started.write_text(json.dumps({"run_id": "r1", "registering": False}))
+    calls: list[str] = []
+
+    def record(run_id: str) -> None:
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE jobs", {}, Exception("database is locked"))
+
+    markers = _ChildMarkers(started)
+    context = _context(record=record)
+    markers.update(context)  # logged, not raised
+    assert not markers.recorded
+    markers.update(context)
+    assert markers.recorded and calls == ["r1", "r1"]
+
+
+def test_child_failure_names_a_rank_killed_under_torchrun() -> None:
+    from collections import deque
+
+    report = deque(
+        [
+            "epoch 3",
+            "============================================================",
+            "urnn_forecast.cli FAILED",
+            "------------------------------------------------------------",
+            "  exitcode  : -9 (pid: 4242)",
+            "  traceback : Signal 9 (SIGKILL) received by PID 4242",
+            "============================================================",
+        ]
+    )
+    assert _child_failure(1, report) == (
+        "a training process was killed by SIGKILL (out of memory?)"
+    )
+    assert _child_failure(1, deque(["Traceback ...", "ValueError: bad", "====="])) == (
+        "urnn train exited with code 1: ValueError: bad"
+    )
+
+
+SLEEPER = """
+import subprocess, sys, time
+# like torchrun: a rank in a session of its own, outside the parent's process group
+subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                  "signal.SIG_IGN); time.sleep(600)"], start_new_session=True)
+time.sleep(600)
+"""
+
+
+def test_terminating_a_job_reaches_ranks_in_their_own_session() -> None:
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", SLEEPER], start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not _descendants(parent.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (rank,) = _descendants(parent.pid)
+    _terminate_tree(parent, grace_seconds=1.0)  # the rank ignores SIGTERM: SIGKILL after 1 s
+    assert parent.returncode is not None
+    deadline = time.monotonic() + 10
+    while _alive(rank):
+        assert time.monotonic() < deadline, "the rank outlived its job"
+        time.sleep(0.05)

@@ -60,18 +60,56 @@ def test_the_same_key_with_another_spec_is_refused(client: TestClient, ett_csv: 
     assert refused.status_code == 422
     detail = refused.json()["detail"]
     assert detail.startswith("header 'Idempotency-Key': 'k2' was already used for job")
+    assert detail.endswith("with another body; use a new key for a new job")
     assert first["id"] in detail
     assert client.get("/jobs").json()["total"] == 1  # nothing stored was touched
     assert client.get(f"/jobs/{first['id']}").json()["status"] == "queued"
 
 
+def test_a_retry_replays_whatever_became_of_the_data_file(
+    client: TestClient, ett_csv: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "today.csv"
+    data.write_bytes(ett_csv.read_bytes())
+    spec = {**tiny_spec(ett_csv), "data": str(data)}
+    first = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "moved"})
+    data.unlink()  # moved away after the first call was queued
+    again = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "moved"})
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] == first.json()["id"]
+    # A new key still gets the data checks.
+    fresh = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "new"})
+    assert fresh.status_code == 422 and "no such file" in fresh.json()["detail"]
+
+
+def test_a_key_sent_twice_is_refused(client: TestClient, ett_csv: Path) -> None:
+    answer = client.post(
+        "/jobs",
+        json=tiny_spec(ett_csv),
+        headers=[
+            ("X-API-Key", KEY["X-API-Key"]),
+            ("Idempotency-Key", "a"),
+            ("Idempotency-Key", "b"),
+        ],
+    )
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == (
+        "header 'Idempotency-Key': sent 2 times; send one key per request"
+    )
+    assert client.get("/jobs").json()["total"] == 0
+
+
 def test_a_malformed_key_names_the_header(client: TestClient, ett_csv: Path) -> None:
-    for key in ("has space", "x" * 256):
+    for key in ("has space", "x" * 256, "clé"):
         answer = client.post(
-            "/jobs", json=tiny_spec(ett_csv), headers={**KEY, "Idempotency-Key": key}
+            "/jobs",
+            json=tiny_spec(ett_csv),
+            headers={**KEY, "Idempotency-Key": key.encode()},
         )
         assert answer.status_code == 422
-        assert answer.json()["detail"].startswith("header 'Idempotency-Key': ")
+        assert answer.json()["detail"].startswith(
+            "header 'Idempotency-Key': must be 1 to 255 visible ASCII characters"
+        )
     assert client.get("/jobs").json()["total"] == 0
 
 

@@ -73,6 +73,19 @@ def test_the_idempotency_key_migration_keeps_the_jobs_stored_before_it(database_
     downgrade(database_url, "base")
 
 
+def test_a_database_newer_than_the_code_is_named_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'newer.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:  # as a later release's migration would leave it
+            connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaError, match=r"is at revision 0099, newer than this installation"):
+        check_schema(url)
+
+
 def test_unique_schedule_due_time_is_in_the_schema(database_url: str) -> None:
     upgrade(database_url)
     engine = make_engine(database_url)
