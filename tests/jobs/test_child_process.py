@@ -254,3 +254,30 @@ def test_terminating_a_job_reaches_ranks_in_their_own_session() -> None:
     while _alive(rank):
         assert time.monotonic() < deadline, "the rank outlived its job"
         time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_cancel_during_registration_records_what_the_run_did(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    settings = worker_settings(tmp_path, mlflow_settings)
+    db = Database.from_settings(settings)
+    try:
+        spec = JobSpec.model_validate(tiny_spec(ett_csv))
+        with db.session() as session:
+            job_id = queue.submit(session, spec=spec.model_dump(), max_attempts=1).id
+        worker = Worker(db, settings)
+        thread = threading.Thread(target=worker.run_once)
+        thread.start()
+        wait_for(db, job_id, "Successfully registered model")  # MLflow's own line
+        with db.session() as session:
+            queue.cancel(session, job_id=job_id)
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        with db.session() as session:
+            job = queue.get(session, job_id=job_id)
+    finally:
+        db.dispose()
+    # Too late to cancel: the version exists (and is champion), and the job says so.
+    assert job.status == "succeeded", (job.error, job.log_tail)
+    assert (job.registered_version, job.promoted) == ("1", True)
