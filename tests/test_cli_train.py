@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -240,6 +241,10 @@ def test_train_then_backtest_end_to_end(
     assert out.index("Data:") < out.index("Backtest (test span")
     assert "plant.csv: read 600 rows" in out
     assert "MASE season: 24 rows" in out
+    # one line per epoch, between the data report and the backtest (a long fit is not silent)
+    epochs = re.findall(r"^  epoch (\d+)/(\d+): train loss [\d.]+, val loss ", out, re.M)
+    assert epochs and epochs[0][0] == "1"
+    assert out.index("Data:") < out.index("  epoch 1/") < out.index("Backtest (test span")
 
     code, out, err = run_cli(
         ["backtest", "--data", str(csv), "--output", str(tmp_path / "bt")], settings, capsys

@@ -229,6 +229,7 @@ def train_pipeline(
     on_data_report: Callable[[list[str]], None] | None = None,
     on_run_started: Callable[[str], None] | None = None,
     on_registering: Callable[[], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Run the whole pipeline. `should_stop` (cancellation by an in-process caller; the job
     worker stops its training child instead) is polled before every training batch; when it
@@ -240,7 +241,8 @@ def train_pipeline(
     --started-json` writes it for the job worker, so a cancelled or lost attempt still points
     at its run). `on_registering` is called once the fit and the backtest are done, just
     before the model is logged and registered: from there on the job worker lets the run
-    finish rather than stop it half-registered."""
+    finish rather than stop it half-registered. `on_epoch` receives every epoch's record (the
+    CLI prints one line per epoch, so a long fit is not silent)."""
     import mlflow
 
     def check_cancelled(where: str) -> None:
@@ -288,6 +290,8 @@ def train_pipeline(
             }
             finite = {k: v for k, v in values.items() if math.isfinite(v)}
             mlflow.log_metrics(finite, step=record.epoch, run_id=run_id)
+            if on_epoch is not None:
+                on_epoch(record)
 
         if FORECASTERS[model_config.kind].STREAMING:
             # Trained on long crops scored at every origin (training.stream_fit), not windows.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
+    from training.fit import EpochRecord
     from training.paper_benchmark import PaperRunConfig, PaperRunResult
     from training.pipeline import TrainConfig
 
@@ -1512,6 +1513,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
             on_data_report=_print_data_report,
             on_run_started=None if markers is None else markers.started,
             on_registering=None if markers is None else markers.registering,
+            on_epoch=_EpochPrinter(config.fit.max_epochs),
         )
         distributed.finish()
     except errors as error:
@@ -1555,6 +1557,24 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         }
         Path(args.result_json).write_text(json.dumps(outcome, indent=2))
     return 0
+
+
+class _EpochPrinter:
+    """One line per epoch of `urnn train` (and so of a job's log): a fit of up to 100 epochs is
+    not silent for minutes, and the line says whether validation still improves."""
+
+    def __init__(self, max_epochs: int) -> None:
+        self.max_epochs = max_epochs
+
+    def __call__(self, record: "EpochRecord") -> None:
+        which = "" if record.candidate is None else f"{record.candidate} decoder, "
+        best = "  (best so far)" if record.improved else ""
+        print(
+            f"  {which}epoch {record.epoch}/{self.max_epochs}: train loss "
+            f"{record.train_loss:.4f}, val loss {record.val_loss:.4f}, val MAE "
+            f"{record.val_mae:.4f}, lr {record.lr:.1e}, {record.seconds:.1f} s{best}",
+            flush=True,
+        )
 
 
 class _JobMarkers:
