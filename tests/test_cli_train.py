@@ -397,3 +397,18 @@ def test_an_unknown_option_is_said_by_the_commands_own_parser(
     err = capsys.readouterr().err
     assert "urnn train: error: unrecognized arguments: --colour red" in err
     assert err.startswith("usage: urnn train")
+
+
+def test_epoch_lines_name_the_member_and_the_decoder(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.fit import EpochRecord
+    from urnn_forecast.cli import _EpochPrinter
+
+    record = EpochRecord(
+        epoch=3, train_loss=0.5, val_loss=0.25, val_mse=0.1, val_mae=0.2, lr=3e-4, seconds=1.25,
+        improved=True, candidate="member2/pmf",
+    )  # fmt: skip
+    _EpochPrinter(100)(record)
+    assert capsys.readouterr().out == (
+        "  member 2, pmf decoder, epoch 3/100: train loss 0.5000, val loss 0.2500, val MAE "
+        "0.2000, lr 3.0e-04, 1.2 s  (best so far)\n"
+    )

@@ -1567,7 +1567,9 @@ class _EpochPrinter:
         self.max_epochs = max_epochs
 
     def __call__(self, record: "EpochRecord") -> None:
-        which = "" if record.candidate is None else f"{record.candidate} decoder, "
+        which = "".join(
+            f"{_fit_part(part)}, " for part in (record.candidate or "").split("/") if part
+        )
         best = "  (best so far)" if record.improved else ""
         print(
             f"  {which}epoch {record.epoch}/{self.max_epochs}: train loss "
@@ -1575,6 +1577,14 @@ class _EpochPrinter:
             f"{record.val_mae:.4f}, lr {record.lr:.1e}, {record.seconds:.1f} s{best}",
             flush=True,
         )
+
+
+def _fit_part(tag: str) -> str:
+    """An epoch record's candidate tag in words: "member2" -> "member 2", "pmf" -> "pmf
+    decoder" (training.fit tags ensemble members and the decoders of --decoder auto)."""
+    if tag.startswith("member") and tag[len("member") :].isdigit():
+        return f"member {tag[len('member') :]}"
+    return f"{tag} decoder"
 
 
 class _JobMarkers:
