@@ -40,6 +40,10 @@ class ModelUnavailableError(RuntimeError):
     """No model is loaded (503); the message says why (e.g. nothing registered yet)."""
 
 
+class DrainingError(RuntimeError):
+    """SIGTERM came and the service is draining (service.drain): /readyz answers 503."""
+
+
 class QueueFullError(RuntimeError):
     """The inference queue is full (503 with Retry-After): shed load instead of queueing."""
 
@@ -122,6 +126,9 @@ def install_handlers(app: FastAPI) -> None:
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"no model is loaded: {exc}"})
 
+    async def on_draining(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
     async def on_queue_full(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "1"}
@@ -147,6 +154,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ServiceInputError, on_input)
     app.add_exception_handler(ModelUnavailableError, on_unavailable)
+    app.add_exception_handler(DrainingError, on_draining)
     app.add_exception_handler(QueueFullError, on_queue_full)
     app.add_exception_handler(ReloadError, on_reload)
     app.add_exception_handler(ApiKeyError, on_api_key)

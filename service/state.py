@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.batcher import MicroBatcher
+from service.drain import Drain
 from service.drift import DriftMonitor
 from service.errors import GUARDED, GUARDED_READS
 from service.loader import ModelLoader
@@ -39,6 +40,7 @@ class ServiceState:
     drift: DriftMonitor
     realised: RealisedErrorTracker
     streams: StreamEngine
+    drain: Drain
     _poll: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -66,6 +68,7 @@ class ServiceState:
             drift=drift,
             realised=realised,
             streams=StreamEngine(settings, metrics, manager),
+            drain=Drain(settings.shutdown_drain_seconds),
         )
 
     async def start(self) -> None:
@@ -93,6 +96,7 @@ class ServiceState:
         # request garbage does not rescan it (that pause showed as a p99 of ~300 ms).
         gc.collect()
         gc.freeze()
+        self.drain.install()  # uvicorn has taken SIGTERM by now; its lifespan runs inside
         await self.batcher.start()
         await self.streams.start()
         if self.settings.model_poll_seconds > 0:

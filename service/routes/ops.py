@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service.errors import ModelUnavailableError
+from service.errors import DrainingError, ModelUnavailableError
 from service.metrics import CONTENT_TYPE
 from service.schemas import ErrorResponse, HealthResponse, ModelRefOut, ReadyResponse
 from service.state import StateDep
@@ -24,6 +24,8 @@ async def healthz() -> HealthResponse:
     responses={503: {"model": ErrorResponse, "description": "Not ready, and why."}},
 )
 async def readyz(state: StateDep) -> ReadyResponse:
+    if state.drain.draining:  # out of rotation first (service.drain)
+        raise DrainingError(state.drain.reason())
     model = state.manager.current
     if model is None:
         raise ModelUnavailableError(state.manager.unavailable_reason)

@@ -1,0 +1,146 @@
+"""URNN_SHUTDOWN_DRAIN_SECONDS: after SIGTERM the service keeps answering while /readyz says it
+is shutting down, so a load balancer takes it out of rotation before uvicorn stops accepting;
+then it shuts down. Checked on the handler itself and on real `urnn serve` processes (one
+worker, and two behind uvicorn's supervisor)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bench.serve import free_port
+from service.drain import Drain
+from tests.service.conftest import Registry, history
+from tests.service.test_contract import state_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def sigterm_restored() -> Iterator[None]:
+    before = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_drains_then_hands_over_and_a_second_one_stops_at_once(
+    sigterm_restored: None,
+) -> None:
+    handed: list[float] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: handed.append(time.monotonic()))
+    drain = Drain(0.5)
+    assert drain.install()
+    os.kill(os.getpid(), signal.SIGTERM)
+    asked = time.monotonic()
+    while not drain.draining:  # the handler runs between bytecodes of this thread
+        time.sleep(0.01)
+    assert handed == [] and "draining after SIGTERM" in drain.reason()
+    deadline = time.monotonic() + 5
+    while not handed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert handed[0] - asked >= 0.45  # the server's shutdown only after the drain
+    os.kill(os.getpid(), signal.SIGTERM)  # again: straight through
+    deadline = time.monotonic() + 5
+    while len(handed) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_no_drain_leaves_sigterm_alone(sigterm_restored: None) -> None:
+    assert not Drain(0.0).install()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    assert not Drain(5.0).install()  # no server handler to hand over to
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    done: list[bool] = []
+    thread = threading.Thread(target=lambda: done.append(Drain(5.0).install()))
+    thread.start()
+    thread.join()
+    assert done == [False]  # signal handlers belong to the main thread
+
+
+def test_readyz_says_draining_while_forecasts_are_still_served(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = client_for(shutdown_drain_seconds=30.0)
+    assert client.get("/readyz").status_code == 200
+    state_of(client).drain.since = time.monotonic()  # as the SIGTERM handler does
+    answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["detail"].startswith("shutting down: draining after SIGTERM")
+    body = {"series": [history(registry.frame)]}
+    assert client.post("/forecast", json=body).status_code == 200
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_urnn_serve_drains_on_sigterm(registry: Registry, workers: int) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "URNN_VAR_DIR": str(registry.settings.var_dir),
+        "URNN_MODEL_POLL_SECONDS": "0",
+        "URNN_SHUTDOWN_DRAIN_SECONDS": "3",
+        "OMP_NUM_THREADS": "1",
+        "URNN_TORCH_THREADS": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [sys.executable, "-m", "urnn_forecast.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while _get_or_none(f"{base}/readyz") != 200:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        asked = time.monotonic()
+        time.sleep(0.5)
+        assert _get(f"{base}/readyz") == 503  # out of rotation...
+        body = json.dumps({"series": [history(registry.frame)]}).encode()
+        request = urllib.request.Request(
+            f"{base}/forecast", data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # ...still serving
+            assert response.status == 200
+        # uvicorn re-raises the SIGTERM it caught once it has shut down gracefully
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert time.monotonic() - asked >= 2.5  # it waited for the drain
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _get_or_none(url: str) -> int | None:
+    try:
+        return _get(url)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
