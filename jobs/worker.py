@@ -104,7 +104,8 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     job wherever it is. In the worker's own thread a job stuck outside the training loop (a
     data file on a hung mount, a tracking server that does not answer) never polled its stop
     check, kept its lease alive through the heartbeat and stayed `running` for ever; a child's
-    group is terminated (SIGTERM, then SIGKILL after 10 s) and its MLflow run marked KILLED.
+    process tree is terminated (SIGTERM, then SIGKILL after 10 s: `_terminate_tree`) and its
+    MLflow run marked KILLED, unless the run is already registering its model (`_supervise`).
     A crash of the training (out of memory, a fault in compiled code) fails the job instead of
     taking the worker down with it."""
     import subprocess
