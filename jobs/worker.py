@@ -150,7 +150,10 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
             preexec_fn=_die_with_parent(),
         )
         output: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-        reader = threading.Thread(target=_pipe_to_log, args=(process, context, output), daemon=True)
+        full_log = Path(tmp) / f"attempt-{context.attempt}.log"
+        reader = threading.Thread(
+            target=_pipe_to_log, args=(process, context, output, full_log), daemon=True
+        )
         reader.start()
         markers = _ChildMarkers(started_file)
         try:
@@ -161,9 +164,12 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
             markers.update(context)  # a run that started in the last poll interval
             if markers.run_id is not None:
                 end_run_killed(settings, markers.run_id)
+                attach_log(settings, markers.run_id, full_log)
             raise
         reader.join(timeout=5)
         markers.update(context)
+        if markers.run_id is not None:
+            attach_log(settings, markers.run_id, full_log)
         if process.returncode != 0:
             if markers.run_id is not None:
                 end_run_killed(settings, markers.run_id)
@@ -281,11 +287,31 @@ def end_run_killed(settings: Settings, run_id: str) -> None:
         logger.warning("MLflow run %s of a stopped attempt left as it is: %s", run_id, error)
 
 
-def _pipe_to_log(process: Any, context: JobContext, output: deque[str]) -> None:
-    for line in process.stdout:
-        if line.strip():
-            output.append(line.rstrip())
-            context.log(line.rstrip())
+def _pipe_to_log(process: Any, context: JobContext, output: deque[str], full_log: Path) -> None:
+    """The child's output, line by line: into the job's log tail, and whole into `full_log`
+    (attached to the attempt's MLflow run at the end: the tail keeps only 60 lines)."""
+    with full_log.open("a") as log_file:
+        for line in process.stdout:
+            log_file.write(line)
+            log_file.flush()
+            if line.strip():
+                output.append(line.rstrip())
+                context.log(line.rstrip())
+
+
+def attach_log(settings: Settings, run_id: str, full_log: Path) -> None:
+    """The attempt's whole output as the run's artifact `job/<file>`; best effort (a store
+    that cannot be reached leaves the run without it, and says so)."""
+    try:
+        import mlflow
+
+        from urnn_forecast.tracking import check_tracking_server
+
+        check_tracking_server(settings)  # fails fast where MLflow's client would retry for minutes
+        client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+        client.log_artifact(run_id, str(full_log), artifact_path="job")
+    except Exception as error:  # the job's outcome must not depend on its log's upload
+        logger.warning("job log not attached to MLflow run %s: %s", run_id, error)
 
 
 def _terminate_tree(process: Any, grace_seconds: float = 10.0) -> None:

@@ -287,6 +287,22 @@ def test_a_retraining_job_from_the_api_alone_is_trained_registered_and_served(
             True,
         )
         assert "registered urnn-forecaster version 1" in job["log_tail"]
+        # the whole output, not only the tail, is on the run in MLflow
+        from mlflow import MlflowClient
+        from mlflow.artifacts import download_artifacts
+
+        tracking = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+        assert [a.path for a in tracking.list_artifacts(job["mlflow_run_id"], "job")] == [
+            "job/attempt-1.log"
+        ]
+        whole = Path(
+            download_artifacts(
+                run_id=job["mlflow_run_id"],
+                artifact_path="job/attempt-1.log",
+                tracking_uri=settings.resolved_tracking_uri(),
+            )
+        ).read_text()
+        assert whole.startswith("Training urnn") and "registered urnn-forecaster version 1" in whole
         # what `urnn train` prints, the loader's decisions included
         assert f"  {ett_csv.name}: read " in job["log_tail"]
         assert "  MASE season: 24 rows" in job["log_tail"]
