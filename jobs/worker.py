@@ -108,7 +108,6 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     MLflow run marked KILLED, unless the run is already registering its model (`_supervise`).
     A crash of the training (out of memory, a fault in compiled code) fails the job instead of
     taking the worker down with it."""
-    import subprocess
     import sys
     import tempfile
 
@@ -139,16 +138,7 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         else:
             command = [sys.executable, "-m", "urnn_forecast.cli", *argv]
             context.log(f"launching: {' '.join(command)}")
-        process = subprocess.Popen(
-            command,
-            # MLflow's artifact progress bars would fill the job's 60-line log tail
-            env={**os.environ, **settings.environment(), QUIET_ARTIFACTS: "false"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own group: a terminal's Ctrl-C reaches the worker only
-            preexec_fn=_die_with_parent(),
-        )
+        process = _launch(command, settings)
         output: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         full_log = Path(tmp) / f"attempt-{context.attempt}.log"
         reader = threading.Thread(
@@ -272,7 +262,11 @@ def _signal_name(name: str) -> str:
 def end_run_killed(settings: Settings, run_id: str) -> None:
     """Mark an MLflow run that is still RUNNING as KILLED, as MLflow does for a run whose
     process was killed (it would show RUNNING for ever). Best effort: a store that cannot be
-    reached now leaves it as it is, and says so."""
+    reached now leaves it as it is, and says so; bounded in time like `attach_log`."""
+    _within(TRACKING_CALL_SECONDS, f"ending run {run_id}", _end_run_killed, settings, run_id)
+
+
+def _end_run_killed(settings: Settings, run_id: str) -> None:
     try:
         import mlflow
 
@@ -285,6 +279,23 @@ def end_run_killed(settings: Settings, run_id: str) -> None:
             logger.info("MLflow run %s of a stopped attempt marked KILLED", run_id)
     except Exception as error:  # the queue must go on whatever the tracking store says
         logger.warning("MLflow run %s of a stopped attempt left as it is: %s", run_id, error)
+
+
+def _launch(command: list[str], settings: Settings) -> Any:
+    """The training child: its own process group, output read as text line by line."""
+    import subprocess
+
+    return subprocess.Popen(
+        command,
+        # MLflow's artifact progress bars would fill the job's 60-line log tail
+        env={**os.environ, **settings.environment(), QUIET_ARTIFACTS: "false"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",  # a stray byte in the output must not stop the log's reader
+        start_new_session=True,  # its own group: a terminal's Ctrl-C reaches the worker only
+        preexec_fn=_die_with_parent(),
+    )
 
 
 def _pipe_to_log(process: Any, context: JobContext, output: deque[str], full_log: Path) -> None:
@@ -301,7 +312,26 @@ def _pipe_to_log(process: Any, context: JobContext, output: deque[str], full_log
 
 def attach_log(settings: Settings, run_id: str, full_log: Path) -> None:
     """The attempt's whole output as the run's artifact `job/<file>`; best effort (a store
-    that cannot be reached leaves the run without it, and says so)."""
+    that cannot be reached leaves the run without it, and says so), and bounded in time."""
+    _within(TRACKING_CALL_SECONDS, f"attaching the log to run {run_id}", _attach_log,
+            settings, run_id, full_log)  # fmt: skip
+
+
+# MLflow's client retries a degraded server for minutes; the job's outcome must not wait on it.
+TRACKING_CALL_SECONDS = 20.0
+
+
+def _within(seconds: float, what: str, call: Callable[..., None], *args: Any) -> None:
+    """Run `call` in a daemon thread and wait at most `seconds` for it (it may go on in the
+    background: only best-effort bookkeeping goes through here)."""
+    thread = threading.Thread(target=call, args=args, name="urnn-tracking", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        logger.warning("%s: no answer from the tracking server in %g s; moving on", what, seconds)
+
+
+def _attach_log(settings: Settings, run_id: str, full_log: Path) -> None:
     try:
         import mlflow
 

@@ -30,10 +30,12 @@ graphed (they run `StreamServing`).
 
 Threads: captures run in thread-local capture mode on a side stream, so work that another
 thread launches meanwhile (the version being served, during a hot reload) neither joins nor
-breaks the capture; and the captures and replays of every graphed model in the process take
-one lock, so a capture never records while a graphed version replays, and two batches never
-share one bucket's static tensors. A replay holds the lock for its copy in, replay and copy
-out: well under a millisecond. tests/service/test_model_lifecycle.py's reload under
+breaks the capture; and each bucket's capture and each replay of every graphed model in the
+process take one lock, so a capture never records while a graphed version replays, and two
+batches never share one bucket's static tensors. A replay holds the lock for its copy in,
+replay and copy out (well under a millisecond); a capture for one bucket's warm-up and
+capture (tens of milliseconds: torch also collects garbage and empties its cache there), and
+the served version replays between two of them. tests/service/test_model_lifecycle.py's reload under
 concurrent requests runs this on a GPU machine (URNN_DEVICE=auto) with no failed request.
 """
 
@@ -126,21 +128,27 @@ class GraphedForward:
         graphed = cls([], covariates, calendar)
         forward = PositionalForward(model)
         try:
-            with _GPU_LOCK, torch.inference_mode():
+            # The lock is taken per bucket, not for the whole capture: the version being
+            # served during a hot reload replays between two captures (a stall of one
+            # bucket's capture, not of all of them).
+            with torch.inference_mode():
                 pool = None
                 buckets = []
                 for size in reversed(bucket_sizes(max_batch)):  # largest first: one pool
-                    bucket = graphed._capture_one(forward, device, size, pool)
+                    with _GPU_LOCK:
+                        bucket = graphed._capture_one(forward, device, size, pool)
                     pool = bucket.graph.pool()
                     buckets.append(bucket)
                 graphed._buckets = sorted(buckets, key=lambda b: b.size)
                 for bucket in graphed._buckets:
                     check = random_inputs(model, bucket.size, device)
-                    for static, value in zip(bucket.inputs, check, strict=True):
-                        static.copy_(value)
-                    bucket.graph.replay()
-                    expected = forward(*check)
-                    if not torch.allclose(bucket.output, expected, rtol=_RTOL, atol=_ATOL):
+                    with _GPU_LOCK:
+                        for static, value in zip(bucket.inputs, check, strict=True):
+                            static.copy_(value)
+                        bucket.graph.replay()
+                        expected = forward(*check)
+                        matches = torch.allclose(bucket.output, expected, rtol=_RTOL, atol=_ATOL)
+                    if not matches:
                         error = (bucket.output - expected).abs().max().item()
                         logger.warning(
                             "the CUDA graph of kind %r differs from the eager forward at "

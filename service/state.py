@@ -88,8 +88,13 @@ class ServiceState:
                     f"URNN_API_KEY is not set: mutating endpoints ({GUARDED}) are "
                     "disabled and answer 403; set URNN_API_KEY to enable them"
                 )
-        if self.settings.api_key_for_reads:
+        if self.settings.api_key_for_reads and self.settings.api_key is not None:
             logger.info(f"URNN_API_KEY_FOR_READS: {GUARDED_READS} need the API key too")
+        elif self.settings.api_key_for_reads and self.settings.env == "development":
+            logger.warning(
+                f"URNN_API_KEY_FOR_READS is set but no URNN_API_KEY (development mode): "
+                f"{GUARDED_READS} are open"
+            )
         await self.manager.load_initial()
         # Everything loaded so far (torch, mlflow, pandas, the model) lives as long as the
         # process: move it out of the collector's sight, so a full collection triggered by

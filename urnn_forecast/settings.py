@@ -75,10 +75,12 @@ class Settings(BaseSettings):
     shutdown_drain_seconds: float = Field(
         default=0.0,
         ge=0.0,
+        le=3600.0,
         description=(
             "After SIGTERM keep serving this long with /readyz answering 503, so that a load "
             "balancer takes the replica out of rotation before it stops accepting connections; "
-            "then shut down gracefully. A second SIGTERM or Ctrl-C stops at once. 0: at once."
+            "then shut down gracefully. A second SIGTERM or Ctrl-C ends the drain early. 0: "
+            "no drain."
         ),
     )
     api_key: SecretStr | None = Field(

@@ -281,3 +281,31 @@ def test_a_cancel_during_registration_records_what_the_run_did(
     # Too late to cancel: the version exists (and is champion), and the job says so.
     assert job.status == "succeeded", (job.error, job.log_tail)
     assert (job.registered_version, job.promoted) == ("1", True)
+
+
+def test_a_stray_byte_in_the_output_does_not_stop_the_log(tmp_path: Path) -> None:
+    import sys
+    from collections import deque
+
+    from jobs.worker import _launch, _pipe_to_log
+
+    script = "import sys; sys.stdout.buffer.write(b'bad \\xff byte\\n'); print('after', flush=True)"
+    process = _launch([sys.executable, "-c", script], Settings(var_dir=tmp_path / "var"))
+    output: deque[str] = deque(maxlen=10)
+    _pipe_to_log(process, _context(), output, tmp_path / "attempt-1.log")
+    assert process.wait(timeout=30) == 0
+    assert list(output) == ["bad \ufffd byte", "after"]
+    assert (tmp_path / "attempt-1.log").read_text() == "bad \ufffd byte\nafter\n"
+
+
+def test_a_tracking_server_that_hangs_does_not_hold_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import jobs.worker as worker
+
+    monkeypatch.setattr(worker, "TRACKING_CALL_SECONDS", 0.3)
+    monkeypatch.setattr(worker, "_attach_log", lambda *args: time.sleep(5))
+    started = time.monotonic()
+    worker.attach_log(Settings(var_dir=tmp_path / "var"), "run-1", tmp_path / "x.log")
+    assert time.monotonic() - started < 2
+    assert "no answer from the tracking server in 0.3 s; moving on" in caplog.text

@@ -30,33 +30,64 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def sigterm_restored() -> Iterator[None]:
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     yield
-    signal.signal(signal.SIGTERM, before)
+    signal.signal(signal.SIGTERM, before[0])
+    signal.signal(signal.SIGINT, before[1])
 
 
-def test_sigterm_drains_then_hands_over_and_a_second_one_stops_at_once(
-    sigterm_restored: None,
-) -> None:
-    handed: list[float] = []
-    signal.signal(signal.SIGTERM, lambda signum, frame: handed.append(time.monotonic()))
+def _wait(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # signal handlers run between bytecodes of this thread
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def _server_handlers() -> list[tuple[int, float]]:
+    """Stand-ins for uvicorn's SIGTERM and SIGINT handlers, recording (signal, when)."""
+    seen: list[tuple[int, float]] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: seen.append((signum, time.monotonic())))
+    return seen
+
+
+def test_sigterm_drains_then_hands_over_once(sigterm_restored: None) -> None:
+    seen = _server_handlers()
     drain = Drain(0.5)
     assert drain.install()
     os.kill(os.getpid(), signal.SIGTERM)
     asked = time.monotonic()
-    while not drain.draining:  # the handler runs between bytecodes of this thread
-        time.sleep(0.01)
-    assert handed == [] and "draining after SIGTERM" in drain.reason()
-    deadline = time.monotonic() + 5
-    while not handed:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert handed[0] - asked >= 0.45  # the server's shutdown only after the drain
-    os.kill(os.getpid(), signal.SIGTERM)  # again: straight through
-    deadline = time.monotonic() + 5
-    while len(handed) < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait(lambda: drain.draining)
+    assert seen == [] and "draining after SIGTERM" in drain.reason()
+    _wait(lambda: bool(seen))
+    assert seen[0][0] == signal.SIGTERM and seen[0][1] - asked >= 0.45  # after the drain
+    os.kill(os.getpid(), signal.SIGTERM)  # later ones change nothing: shutting down already
+    time.sleep(0.2)
+    assert len(seen) == 1
+
+
+def test_a_second_sigterm_ends_the_drain_early(sigterm_restored: None) -> None:
+    seen = _server_handlers()
+    drain = Drain(2.0)
+    assert drain.install()
+    os.kill(os.getpid(), signal.SIGTERM)
+    _wait(lambda: drain.draining)
+    os.kill(os.getpid(), signal.SIGTERM)
+    _wait(lambda: bool(seen), seconds=1.0)  # well before the 2 s drain
+    time.sleep(2.3)  # the drain's timer was cancelled: no second hand-over
+    assert [sig for sig, _ in seen] == [signal.SIGTERM]
+
+
+def test_ctrl_c_ends_the_drain_with_the_servers_own_sigint(sigterm_restored: None) -> None:
+    seen = _server_handlers()
+    drain = Drain(1.0)
+    assert drain.install()
+    os.kill(os.getpid(), signal.SIGTERM)
+    _wait(lambda: drain.draining)
+    os.kill(os.getpid(), signal.SIGINT)
+    _wait(lambda: bool(seen), seconds=0.5)
+    time.sleep(1.3)  # no SIGTERM handed over after it (uvicorn would re-raise it at exit)
+    assert [sig for sig, _ in seen] == [signal.SIGINT]
 
 
 def test_no_drain_leaves_sigterm_alone(sigterm_restored: None) -> None:
