@@ -11,6 +11,8 @@ a second.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,10 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from jobs import queue
 from jobs.db import Database, upgrade
+from jobs.models import Job
+from jobs.worker import Worker
 from urnn_forecast.settings import Settings
 
 ETTH1 = Path(__file__).resolve().parents[2] / "data" / "ETT-small" / "ETTh1.csv"
@@ -145,3 +150,36 @@ def worker_settings(tmp_path: Path, mlflow_settings: Settings, **overrides: Any)
     )
     upgrade(settings.resolved_database_url())
     return settings
+
+
+def cancel_once_logged(
+    db: Database, settings: Settings, job_id: str, text: str, *, settle: float = 0.0
+) -> tuple[Job, float]:
+    """Run the queued job on a worker thread, cancel it once its log tail holds `text` (and
+    `settle` seconds more), and wait for the worker: the job as it ended, and the seconds from
+    the cancel to the worker's return."""
+    worker = Worker(db, settings)
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while text not in (_tail(db, job_id)):
+            assert time.monotonic() < deadline, _tail(db, job_id)
+            time.sleep(0.1)
+        time.sleep(settle)
+        with db.session() as session:
+            queue.cancel(session, job_id=job_id)
+        asked = time.monotonic()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        took = time.monotonic() - asked
+    finally:
+        worker.request_stop()
+        thread.join(timeout=60)
+    with db.session() as session:
+        return queue.get(session, job_id=job_id), took
+
+
+def _tail(db: Database, job_id: str) -> str:
+    with db.session() as session:
+        return queue.get(session, job_id=job_id).log_tail or ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from jobs.worker import (
     _supervise,
     _terminate_tree,
 )
-from tests.jobs.conftest import tiny_spec, worker_settings
+from tests.jobs.conftest import cancel_once_logged, tiny_spec, worker_settings
 from urnn_forecast.settings import Settings
 
 
@@ -66,21 +65,9 @@ def test_a_job_stuck_before_training_is_cancelled(
     db = Database.from_settings(settings)
     try:
         job_id = stuck_job(db, tmp_path, ett_csv)
-        worker = Worker(db, settings)
-        thread = threading.Thread(target=worker.run_once)
-        thread.start()
-        wait_for(db, job_id, "launching: ")
-        time.sleep(3.0)  # the child is up and blocked opening the pipe
-        with db.session() as session:
-            queue.cancel(session, job_id=job_id)
-        asked = time.monotonic()
-        thread.join(timeout=30)
-        assert not thread.is_alive()
-        stopped_after = time.monotonic() - asked
-        with db.session() as session:
-            job = queue.get(session, job_id=job_id)
+        # the child is up and blocked opening the pipe 3 s after the launch
+        job, stopped_after = cancel_once_logged(db, settings, job_id, "launching: ", settle=3.0)
     finally:
-        worker.request_stop()
         db.dispose()
     assert job.status == "cancelled", (job.error, job.log_tail)
     assert stopped_after < 15.0  # a heartbeat, then SIGTERM (SIGKILL after 10 s at worst)
@@ -266,16 +253,7 @@ def test_a_cancel_during_registration_records_what_the_run_did(
         spec = JobSpec.model_validate(tiny_spec(ett_csv))
         with db.session() as session:
             job_id = queue.submit(session, spec=spec.model_dump(), max_attempts=1).id
-        worker = Worker(db, settings)
-        thread = threading.Thread(target=worker.run_once)
-        thread.start()
-        wait_for(db, job_id, "Successfully registered model")  # MLflow's own line
-        with db.session() as session:
-            queue.cancel(session, job_id=job_id)
-        thread.join(timeout=60)
-        assert not thread.is_alive()
-        with db.session() as session:
-            job = queue.get(session, job_id=job_id)
+        job, _ = cancel_once_logged(db, settings, job_id, "Successfully registered model")
     finally:
         db.dispose()
     # Too late to cancel: the version exists (and is champion), and the job says so.

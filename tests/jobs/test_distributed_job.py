@@ -3,8 +3,6 @@ registers one version from rank 0, and can be cancelled while its ranks train.""
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from jobs import queue
 from jobs.db import Database
 from jobs.spec import JobSpec, validate_spec
 from jobs.worker import Worker
-from tests.jobs.conftest import tiny_spec, worker_settings
+from tests.jobs.conftest import cancel_once_logged, tiny_spec, worker_settings
 from urnn_forecast.settings import Settings
 
 
@@ -60,23 +58,8 @@ def test_cancelling_a_two_process_job_stops_its_ranks(
     spec["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}
     try:
         job_id = submit(db, spec)
-        worker = Worker(db, settings)
-        thread = threading.Thread(target=worker.run_once)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while True:  # wait until the ranks print that training started
-            with db.session() as session:
-                tail = queue.get(session, job_id=job_id).log_tail or ""
-            if "Training urnn" in tail:
-                break
-            assert time.monotonic() < deadline, tail
-            time.sleep(0.1)
-        with db.session() as session:
-            queue.cancel(session, job_id=job_id)
-        thread.join(timeout=30)
-        assert not thread.is_alive()
-        with db.session() as session:
-            job = queue.get(session, job_id=job_id)
+        # once the ranks print that training started
+        job, _ = cancel_once_logged(db, settings, job_id, "Training urnn")
     finally:
         db.dispose()
     assert job.status == "cancelled", (job.error, job.log_tail)
