@@ -108,6 +108,12 @@ class ServiceMetrics:
             multiprocess_mode="livemin",
             registry=r,
         )
+        self.draining = Gauge(
+            "urnn_draining",
+            "1 while the process drains after SIGTERM (URNN_SHUTDOWN_DRAIN_SECONDS), else 0.",
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.reloads = Counter(
             "urnn_model_reloads",
             "Model (re)load attempts by outcome: success, failure, unchanged, skipped_failed "

@@ -35,4 +35,7 @@ async def readyz(state: StateDep) -> ReadyResponse:
 
 @router.get("/metrics", summary="Prometheus text exposition", response_class=Response)
 async def metrics(state: StateDep) -> Response:
+    # Set here, not in the SIGTERM handler: a signal handler must not take the metric's lock,
+    # which the interrupted thread may hold.
+    state.metrics.draining.set(1 if state.drain.draining else 0)
     return Response(content=state.metrics.render(), media_type=CONTENT_TYPE)

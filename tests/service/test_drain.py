@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from bench.serve import free_port
 from service.drain import Drain
-from tests.service.conftest import Registry, history
+from tests.service.conftest import Registry, history, metric_value
 from tests.service.test_contract import state_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,12 +101,14 @@ def test_readyz_says_draining_while_forecasts_are_still_served(
 ) -> None:
     client = client_for(shutdown_drain_seconds=30.0)
     assert client.get("/readyz").status_code == 200
+    assert metric_value(client, "urnn_draining") == 0.0
     state_of(client).drain.since = time.monotonic()  # as the SIGTERM handler does
     answer = client.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["detail"].startswith("shutting down: draining after SIGTERM")
     body = {"series": [history(registry.frame)]}
     assert client.post("/forecast", json=body).status_code == 200
+    assert metric_value(client, "urnn_draining") == 1.0  # what a dashboard can alert on
 
 
 def _get(url: str) -> int:
