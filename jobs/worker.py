@@ -193,14 +193,22 @@ class _ChildMarkers:
     run_id: str | None = None
     registering: bool = False
     recorded: bool = False
+    _seen: tuple[int, int] | None = None  # (inode, mtime) of the version read last
 
     def update(self, context: JobContext) -> None:
-        """Read the file again; record a new run id on the job (a database hiccup is logged
-        and retried at the next poll, never allowed to orphan the training)."""
-        if self.path.exists():
+        """Read the file when it changed (the child replaces it whole, at most twice); record
+        a new run id on the job (a database hiccup is logged and retried at the next poll,
+        never allowed to orphan the training)."""
+        try:  # each write is a new file renamed over the old: a new inode, whatever the clock
+            stat = self.path.stat()
+            changed: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
+        except FileNotFoundError:
+            changed = None
+        if changed is not None and changed != self._seen:
             markers = json.loads(self.path.read_text())
             self.run_id = markers.get("run_id") or self.run_id
             self.registering = bool(markers.get("registering"))
+            self._seen = changed
         if self.run_id is not None and not self.recorded:
             try:
                 context.on_run_started(self.run_id)
