@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -140,8 +140,15 @@ def get(session: Session, *, schedule_id: str) -> Schedule:
     return schedule
 
 
-def list_schedules(session: Session) -> list[Schedule]:
-    return list(session.scalars(select(Schedule).order_by(Schedule.created_at, Schedule.id)))
+def list_schedules(
+    session: Session, *, limit: int = 50, offset: int = 0
+) -> tuple[list[Schedule], int]:
+    """Oldest first (a stable order to page through), and the total count."""
+    total = session.scalar(select(func.count()).select_from(Schedule)) or 0
+    rows = session.scalars(
+        select(Schedule).order_by(Schedule.created_at, Schedule.id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total)
 
 
 def remove(session: Session, *, schedule_id: str) -> None:

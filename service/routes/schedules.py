@@ -8,9 +8,9 @@ each due time at most once, and after downtime only the latest missed one (docs/
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import schedules
@@ -59,6 +59,13 @@ class SchedulePublic(BaseModel):
         )
 
 
+class SchedulePage(BaseModel):
+    items: list[SchedulePublic]
+    total: int = Field(description="Schedules over all pages.")
+    limit: int
+    offset: int
+
+
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No schedule with this id."}
 }
@@ -91,14 +98,21 @@ def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
 
 @router.get(
     "/schedules",
-    response_model=list[SchedulePublic],
+    response_model=SchedulePage,
     dependencies=[ReadKeyDep],
     responses=READ_ERRORS,
-    summary="All schedules",
+    summary="Schedules, oldest first",
 )
-def list_schedules(db: JobsDbDep) -> list[SchedulePublic]:
+def list_schedules(
+    db: JobsDbDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Schedules to skip (oldest first).")] = 0,
+) -> SchedulePage:
     with db.session() as session:
-        return [SchedulePublic.of(s) for s in schedules.list_schedules(session)]
+        rows, total = schedules.list_schedules(session, limit=limit, offset=offset)
+        return SchedulePage(
+            items=[SchedulePublic.of(s) for s in rows], total=total, limit=limit, offset=offset
+        )
 
 
 @router.get(

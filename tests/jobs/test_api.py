@@ -235,12 +235,24 @@ def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> Non
     schedule = created.json()
     assert schedule["timezone"] == "Europe/Paris"
     assert schedule["next_due_at"].endswith("T02:00:00Z")  # 03:00 in Paris, winter time (UTC+1)
-    assert [s["id"] for s in client.get("/schedules").json()] == [schedule["id"]]
+    assert [s["id"] for s in client.get("/schedules").json()["items"]] == [schedule["id"]]
     assert client.get(f"/schedules/{schedule['id']}").json()["cron"] == "0 3 * * *"
     assert client.delete(f"/schedules/{schedule['id']}").status_code == 401
     assert client.delete(f"/schedules/{schedule['id']}", headers=KEY).status_code == 204
     assert client.delete(f"/schedules/{schedule['id']}", headers=KEY).status_code == 404
-    assert client.get("/schedules").json() == []
+    assert client.get("/schedules").json() == {"items": [], "total": 0, "limit": 50, "offset": 0}
+
+
+def test_schedules_are_listed_in_pages_oldest_first(client: TestClient, ett_csv: Path) -> None:
+    body = {"cron": "0 3 * * *", "job": tiny_spec(ett_csv)}
+    made = [client.post("/schedules", json=body, headers=KEY).json()["id"] for _ in range(3)]
+    first = client.get("/schedules", params={"limit": 2}).json()
+    assert first["total"] == 3 and [s["id"] for s in first["items"]] == made[:2]
+    rest = client.get("/schedules", params={"limit": 2, "offset": 2}).json()
+    assert [s["id"] for s in rest["items"]] == made[2:]
+    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "ten"}):
+        answer = client.get("/schedules", params=bad)
+        assert answer.status_code == 422 and next(iter(bad)) in answer.text, answer.text
 
 
 def test_an_unmigrated_database_answers_503(tmp_path: Path, ett_csv: Path) -> None:
