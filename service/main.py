@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -25,6 +26,7 @@ from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
 from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from service.routes import forecast, jobs, model, ops, schedules, series
+from service.security import open_reads_in_schema
 from service.state import ServiceState
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings, get_settings
@@ -42,6 +44,13 @@ class ServiceApp(FastAPI):
     one it is not sure of goes down the stack as to any FastAPI app."""
 
     fast_routes: FastRoutesMiddleware | None = None
+    reads_need_key: bool = True
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            schema = super().openapi()  # built once and cached on self.openapi_schema
+            open_reads_in_schema(schema, reads_need_key=self.reads_need_key)
+        return super().openapi()  # the cached schema, as edited above
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast_routes
@@ -84,6 +93,7 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
         },
     )
     app.state.service = state
+    app.reads_need_key = settings.api_key_for_reads
     install_handlers(app)
     # The two hot paths first: Starlette tries routes in order.
     app.include_router(forecast.router)

@@ -9,7 +9,7 @@ closed (403, saying how to open them) unless URNN_ENV=development; the lifespan 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Security
 from fastapi.security import APIKeyHeader
@@ -52,3 +52,24 @@ def require_api_key_for_reads(
 # For `dependencies=[ApiKeyDep]` on a route: the check runs, the value is not needed.
 ApiKeyDep = Depends(require_api_key)
 ReadKeyDep = Depends(require_api_key_for_reads)
+
+
+# Marks a read's OpenAPI operation as guarded by ReadKeyDep (`openapi_extra=READ_GUARD`), so
+# that `open_reads_in_schema` finds it in the schema itself, whatever the routers' nesting.
+READ_GUARD_MARK = "x-urnn-read-guard"
+READ_GUARD: dict[str, Any] = {READ_GUARD_MARK: True}
+
+
+def open_reads_in_schema(schema: dict[str, Any], *, reads_need_key: bool) -> None:
+    """With URNN_API_KEY_FOR_READS off, the guarded reads take no key: their OpenAPI entries
+    must not ask for X-API-Key nor list the 401/403 they cannot answer (a generated client
+    would otherwise send the key, or refuse to call without one)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or not operation.pop(READ_GUARD_MARK, False):
+                continue
+            if reads_need_key:
+                continue
+            operation.pop("security", None)
+            for status in ("401", "403"):
+                operation.get("responses", {}).pop(status, None)

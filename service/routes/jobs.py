@@ -27,7 +27,7 @@ from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
 from service.schemas import ErrorResponse
-from service.security import ApiKeyDep, ReadKeyDep
+from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 from service.state import StateDep
 
 logger = logging.getLogger(__name__)
@@ -213,6 +213,7 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
     "/jobs",
     response_model=JobPage,
     dependencies=[ReadKeyDep],
+    openapi_extra=READ_GUARD,
     responses=READ_ERRORS,
     summary="Jobs, newest first",
 )
@@ -233,6 +234,7 @@ def list_jobs(
     "/jobs/{job_id}",
     response_model=JobPublic,
     dependencies=[ReadKeyDep],
+    openapi_extra=READ_GUARD,
     responses={**READ_ERRORS, **NOT_FOUND},
     summary="One job",
 )

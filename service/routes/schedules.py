@@ -18,7 +18,7 @@ from jobs.models import Schedule
 from jobs.spec import JobSpec, JobSpecError, validate_spec
 from service.routes.jobs import ERRORS, READ_ERRORS, JobsDbDep
 from service.schemas import ErrorResponse
-from service.security import ApiKeyDep, ReadKeyDep
+from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 
 router = APIRouter(tags=["schedules"])
 
@@ -100,6 +100,7 @@ def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
     "/schedules",
     response_model=SchedulePage,
     dependencies=[ReadKeyDep],
+    openapi_extra=READ_GUARD,
     responses=READ_ERRORS,
     summary="Schedules, oldest first",
 )
@@ -119,6 +120,7 @@ def list_schedules(
     "/schedules/{schedule_id}",
     response_model=SchedulePublic,
     dependencies=[ReadKeyDep],
+    openapi_extra=READ_GUARD,
     responses={**READ_ERRORS, **NOT_FOUND},
     summary="One schedule",
 )

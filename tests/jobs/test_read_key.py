@@ -5,6 +5,7 @@ runs) need the API key when the operator asks; by default they stay open, and /f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -56,3 +57,29 @@ def test_reads_closed_without_any_key_outside_development(db: Database, settings
         answer = client.get("/jobs")
         assert answer.status_code == 403
         assert "set URNN_API_KEY" in answer.json()["detail"]
+
+
+def _operation(schema: dict[str, Any], path: str, method: str) -> dict[str, Any]:
+    operation: dict[str, Any] = schema["paths"][path][method]
+    return operation
+
+
+def test_the_openapi_asks_for_the_key_on_reads_only_when_they_need_it(
+    db: Database, settings: Settings
+) -> None:
+    schema_paths = ("/jobs", "/jobs/{job_id}", "/schedules", "/schedules/{schedule_id}")
+    for reads_need_key in (False, True):
+        chosen = settings.model_copy(update={"api_key_for_reads": reads_need_key})
+        with TestClient(create_app(chosen, loader=NoModels())) as client:
+            schema = client.get("/openapi.json").json()
+        assert "x-urnn-read-guard" not in str(schema)  # the internal mark is not published
+        for path in schema_paths:
+            read = _operation(schema, path, "get")
+            assert ("security" in read) is reads_need_key, (path, read)
+            assert ("401" in read["responses"]) is reads_need_key, path
+            assert ("403" in read["responses"]) is reads_need_key, path
+        # The mutating routes ask for it in both modes.
+        for path, method in (("/jobs", "post"), ("/schedules", "post"), ("/model/reload", "post")):
+            write = _operation(schema, path, method)
+            assert write["security"] == [{"APIKeyHeader": []}], (path, write)
+            assert "401" in write["responses"], path
