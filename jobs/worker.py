@@ -17,7 +17,8 @@ cancel is honoured within about one heartbeat. Outcomes:
 - SIGTERM: the child is terminated and the job goes back to the queue without spending an
   attempt; the worker exits;
 - the worker dies (SIGKILL, lost machine): its lease expires and any worker's next
-  `recover_expired` requeues it (or fails it after `max_attempts` claims).
+  `recover_expired` requeues it (or fails it after `max_attempts` claims); the next worker on
+  the same var_dir attaches the lost attempt's log to its run (`collect_lost_attempts`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -34,7 +36,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -109,7 +111,6 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     A crash of the training (out of memory, a fault in compiled code) fails the job instead of
     taking the worker down with it."""
     import sys
-    import tempfile
 
     from training.distributed import launch_command
 
@@ -119,7 +120,7 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
         f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
     )
-    with tempfile.TemporaryDirectory(prefix=f"urnn-job-{context.job_id[:8]}-") as tmp:
+    with attempt_folder(settings, context.job_id, context.attempt) as tmp:
         sections = {name: dict(values) for name, values in spec.config.items()}
         sections.setdefault("train", {}).update(
             promote=spec.promote, run_name=f"job-{context.job_id[:8]}"
@@ -176,6 +177,76 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     )
 
 
+ATTEMPTS_FOLDER = "job-attempts"
+
+
+@contextlib.contextmanager
+def attempt_folder(settings: Settings, job_id: str, attempt: int) -> Iterator[Path]:
+    """The attempt's files (its config, the child's markers and result, its whole log) in
+    `<var_dir>/job-attempts/<job id>/attempt-<n>/`, removed when the attempt ends.
+
+    Why not a temporary folder: a worker killed outright (SIGKILL, out of memory) leaves it
+    behind, and with it the only whole copy of the lost attempt's log. Under the worker's own
+    var_dir, the next worker there (a restart, or a replica on the same volume) finds it,
+    attaches the log to the lost attempt's run and removes it (`collect_lost_attempts`)."""
+    folder = settings.var_dir / ATTEMPTS_FOLDER / job_id / f"attempt-{attempt}"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    finally:
+        _remove_attempt(folder)
+
+
+def collect_lost_attempts(db: Database, settings: Settings) -> list[Path]:
+    """Folders of attempts that ended with their worker: the log attached to the attempt's
+    MLflow run (named by the child's own marker file), then the folder removed. An attempt
+    whose job is still running it is left alone. Best effort: an error is logged, never
+    raised (the worker's loop must go on). Returns the folders it removed."""
+    root = settings.var_dir / ATTEMPTS_FOLDER
+    removed: list[Path] = []
+    try:
+        folders = sorted(root.glob("*/attempt-*"))
+    except OSError as error:
+        logger.warning("cannot list %s: %s", root, error)
+        return removed
+    for folder in folders:
+        try:
+            if _collect(db, settings, folder):
+                removed.append(folder)
+        except Exception as error:  # a database hiccup: the next poll tries again
+            logger.warning("lost attempt %s not collected yet: %s", folder, error)
+    return removed
+
+
+def _collect(db: Database, settings: Settings, folder: Path) -> bool:
+    job_id, number = folder.parent.name, folder.name.removeprefix("attempt-")
+    if not number.isdigit():
+        return False
+    attempt = int(number)
+    with db.session() as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.status == "running" and job.attempts == attempt:
+            return False  # a live attempt (this worker's, or another's on the same volume)
+    markers = _ChildMarkers(folder / "started.json")
+    with contextlib.suppress(OSError, ValueError):  # unreadable: the log has no run to go to
+        markers.read()
+    log = folder / f"attempt-{attempt}.log"
+    if markers.run_id is not None and log.is_file():
+        logger.warning(
+            "job %s: attempt %d ended with its worker; attaching its log to MLflow run %s",
+            job_id, attempt, markers.run_id,
+        )  # fmt: skip
+        attach_log(settings, markers.run_id, log)
+    _remove_attempt(folder)
+    return True
+
+
+def _remove_attempt(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # the job's folder, once its last attempt is gone
+        folder.parent.rmdir()
+
+
 class ChildFailedError(RuntimeError):
     """`urnn train` exited non-zero or was killed; the message says how and why."""
 
@@ -195,10 +266,8 @@ class _ChildMarkers:
     recorded: bool = False
     _seen: tuple[int, int] | None = None  # (inode, mtime) of the version read last
 
-    def update(self, context: JobContext) -> None:
-        """Read the file when it changed (the child replaces it whole, at most twice); record
-        a new run id on the job (a database hiccup is logged and retried at the next poll,
-        never allowed to orphan the training)."""
+    def read(self) -> None:
+        """Read the file when it changed (the child replaces it whole, at most twice)."""
         try:  # each write is a new file renamed over the old: a new inode, whatever the clock
             stat = self.path.stat()
             changed: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
@@ -209,6 +278,11 @@ class _ChildMarkers:
             self.run_id = markers.get("run_id") or self.run_id
             self.registering = bool(markers.get("registering"))
             self._seen = changed
+
+    def update(self, context: JobContext) -> None:
+        """`read`, and record a new run id on the job (a database hiccup is logged and retried
+        at the next poll, never allowed to orphan the training)."""
+        self.read()
         if self.run_id is not None and not self.recorded:
             try:
                 context.on_run_started(self.run_id)
@@ -488,6 +562,7 @@ class Worker:
             logger.warning("job %s: %s -> %s", recovered.id, recovered.error, recovered.status)
             if recovered.mlflow_run_id is not None:
                 self._end_lost_run(recovered.mlflow_run_id)
+        collect_lost_attempts(self.db, self.settings)
         if self._stopping.is_set():
             return None
         job = queue.claim(

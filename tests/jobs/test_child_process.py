@@ -24,6 +24,7 @@ from jobs.spec import JobSpec
 from jobs.worker import (
     JobContext,
     JobInterruptedError,
+    JobOutcome,
     Worker,
     _alive,
     _child_failure,
@@ -287,3 +288,90 @@ def test_a_tracking_server_that_hangs_does_not_hold_the_job(
     worker.attach_log(Settings(var_dir=tmp_path / "var"), "run-1", tmp_path / "x.log")
     assert time.monotonic() - started < 2
     assert "no answer from the tracking server in 0.3 s; moving on" in caplog.text
+
+
+# --- a worker killed outright: its attempt's folder and log ---------------------------------
+
+DOOMED_WORKER = """
+import sys
+from jobs.db import Database
+from jobs.worker import Worker
+from urnn_forecast.settings import Settings
+
+settings = Settings(var_dir=sys.argv[1], database_url=sys.argv[2], job_lease_seconds=1.0,
+                    job_heartbeat_seconds=0.2)
+Worker(Database.from_settings(settings), settings, worker_id="doomed").run_once()
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_workers_attempt_log_reaches_its_run_and_its_folder_is_removed(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    """SIGKILL a worker mid-training: the next worker on its var_dir attaches the lost
+    attempt's whole log to that attempt's MLflow run (KILLED) and removes the attempt's
+    folder; before, the folder stayed in /tmp and the run had no log."""
+    import signal
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    settings = worker_settings(tmp_path, mlflow_settings)
+    db = Database.from_settings(settings)
+    spec = tiny_spec(ett_csv)
+    spec["config"]["fit"].update(max_epochs=1000, patience=1000)  # trains until killed
+    root = Path(__file__).resolve().parents[2]
+    try:
+        with db.session() as session:
+            job_id = queue.submit(session, spec=spec, max_attempts=2).id
+        doomed = subprocess.Popen(
+            [sys.executable, "-c", DOOMED_WORKER, str(settings.var_dir),
+             settings.resolved_database_url()],
+            env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}, cwd=root,
+        )  # fmt: skip
+        try:
+            running = wait_for(db, job_id, "epoch 2/1000", seconds=120)
+        finally:
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+        lost_run = running.mlflow_run_id
+        assert lost_run is not None
+        folder = settings.var_dir / "job-attempts" / job_id / "attempt-1"
+        assert (folder / "attempt-1.log").is_file()  # left behind by the killed worker
+
+        survivor = Worker(db, settings, executor=lambda context: JobOutcome())
+        deadline = time.monotonic() + 30
+        while survivor.run_once() != job_id:  # once the lease has expired
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with db.session() as session:
+            job = queue.get(session, job_id=job_id)
+    finally:
+        db.dispose()
+    assert (job.status, job.attempts) == ("succeeded", 2), job.error
+    assert not (settings.var_dir / "job-attempts" / job_id).exists()
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    assert client.get_run(lost_run).info.status == "KILLED"
+    log = Path(client.download_artifacts(lost_run, "job/attempt-1.log", str(tmp_path)))
+    assert "epoch 2/1000" in log.read_text()
+
+
+def test_collecting_leaves_a_live_attempt_alone_and_clears_unreadable_leftovers(
+    tmp_path: Path, db: Database, settings: Settings
+) -> None:
+    from jobs.worker import collect_lost_attempts
+
+    with db.session() as session:
+        job_id = queue.submit(session, spec={"data": "x"}, max_attempts=3).id
+    assert queue.claim(db, worker_id="alive", lease_seconds=60) is not None  # attempt 1 runs
+    attempts = settings.var_dir / "job-attempts"
+    live, old = attempts / job_id / "attempt-1", attempts / job_id / "attempt-0"
+    orphan = attempts / "no-such-job" / "attempt-3"
+    for folder in (live, old, orphan):
+        folder.mkdir(parents=True)
+        (folder / "started.json").write_text("{not json")  # a marker cut short
+    (attempts / job_id / "attempt-x").mkdir()  # not ours to judge
+    assert sorted(collect_lost_attempts(db, settings)) == sorted([old, orphan])
+    assert live.is_dir() and not old.exists() and not orphan.parent.exists()
+    assert (attempts / job_id / "attempt-x").is_dir()
