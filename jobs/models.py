@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -87,6 +88,9 @@ class Schedule(Base):
     # <= now and moves this past now: older missed runs are skipped (docs/jobs.md).
     next_due_at: Mapped[datetime]
     last_due_at: Mapped[datetime | None]  # the due time of the last run enqueued
+    # A paused schedule enqueues nothing; resuming it moves next_due_at past the resume time,
+    # so the runs it missed while paused are skipped, not run at once.
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Job(Base):

@@ -115,6 +115,7 @@ def create(
     cron: str,
     timezone: str,
     spec: dict[str, Any],
+    paused: bool = False,
     now: datetime | None = None,
 ) -> Schedule:
     check_cron(cron)
@@ -127,6 +128,7 @@ def create(
         created_at=now,
         next_due_at=next_due(cron, timezone, after=now),
         last_due_at=None,
+        paused=paused,
     )
     session.add(schedule)
     session.flush()
@@ -151,6 +153,39 @@ def list_schedules(
     return list(rows), int(total)
 
 
+def change(
+    session: Session,
+    *,
+    schedule_id: str,
+    cron: str | None = None,
+    timezone: str | None = None,
+    spec: dict[str, Any] | None = None,
+    paused: bool | None = None,
+    now: datetime | None = None,
+) -> Schedule:
+    """Change what is given (None: unchanged). A new cron or time zone, and a resume, start
+    from `now`: the next due time is the first one after it, so runs that fell due while the
+    schedule was paused are skipped, not enqueued at once. Jobs already enqueued keep the spec
+    they were made with."""
+    schedule = session.get(Schedule, schedule_id, with_for_update=True)
+    if schedule is None:
+        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+    new_cron = check_cron(cron) if cron is not None else schedule.cron
+    new_timezone = timezone if timezone is not None else schedule.timezone
+    check_timezone(new_timezone)
+    now = now or utcnow()
+    resumed = paused is False and schedule.paused
+    if resumed or new_cron != schedule.cron or new_timezone != schedule.timezone:
+        schedule.next_due_at = next_due(new_cron, new_timezone, after=now)
+    schedule.cron, schedule.timezone = new_cron, new_timezone
+    if spec is not None:
+        schedule.spec = spec
+    if paused is not None:
+        schedule.paused = paused
+    session.flush()
+    return schedule
+
+
 def remove(session: Session, *, schedule_id: str) -> None:
     """Delete the schedule; jobs it already enqueued stay (their schedule_id becomes null)."""
     result = session.execute(delete(Schedule).where(Schedule.id == schedule_id))
@@ -162,7 +197,11 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
     """Enqueue one job per due schedule (its latest passed due time); the ids this call made."""
     now = now or utcnow()
     with db.session() as session:
-        due = list(session.scalars(select(Schedule).where(Schedule.next_due_at <= now)))
+        due = list(
+            session.scalars(
+                select(Schedule).where(Schedule.next_due_at <= now, Schedule.paused.is_(False))
+            )
+        )
     created: list[str] = []
     for schedule in due:
         due_at = latest_due(schedule.cron, schedule.timezone, at=now)
@@ -177,8 +216,11 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
             )
         try:
             with db.session() as session:
+                current = session.get(Schedule, schedule.id)
+                if current is None or current.paused:  # deleted or paused since the query
+                    continue
                 job = Job(
-                    spec=schedule.spec,
+                    spec=current.spec,
                     status="queued",
                     created_at=now,
                     attempts=0,

@@ -22,7 +22,7 @@ MAX_LISTED_ERRORS = 5
 
 # Where ApiKeyDep guards (said in the startup warning and the docs).
 GUARDED = (
-    "POST /model/reload, POST /jobs, POST /jobs/{id}/cancel, POST and DELETE /schedules, "
+    "POST /model/reload, POST /jobs, POST /jobs/{id}/cancel, POST, PATCH and DELETE /schedules, "
     "POST /series/{id}/observations and its WebSocket, DELETE /series/{id}"
 )
 GUARDED_READS = "GET /jobs, /jobs/{id}, /schedules and /schedules/{id}"

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "Key that mutating endpoints require in the X-API-Key header: POST /model/reload, "
-            "POST /jobs and /jobs/{id}/cancel, POST and DELETE /schedules, POST "
+            "POST /jobs and /jobs/{id}/cancel, POST, PATCH and DELETE /schedules, POST "
             "/series/{id}/observations (and its WebSocket) and DELETE /series/{id}. "
             "Unset: those endpoints answer 403 unless env is 'development'."
         ),

@@ -1,4 +1,5 @@
-"""POST /schedules, GET /schedules, GET /schedules/{id}, DELETE /schedules/{id}.
+"""POST /schedules, GET /schedules, GET /schedules/{id}, PATCH /schedules/{id} (pause, resume,
+change), DELETE /schedules/{id}.
 
 A schedule is a 5-field cron expression read in an explicit IANA time zone, plus the job spec
 each run gets (checked like POST /jobs). Workers enqueue due runs (jobs.schedules.enqueue_due):
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import schedules
 from jobs.models import Schedule
+from jobs.schedules import ScheduleError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
 from service.routes.jobs import ERRORS, READ_ERRORS, JobsDbDep
 from service.schemas import ErrorResponse
@@ -35,6 +37,24 @@ class ScheduleCreate(BaseModel):
         examples=["Europe/Paris"],
     )
     job: JobSpec
+    paused: bool = Field(default=False, description="Create it paused (PATCH resumes it).")
+
+
+class ScheduleChange(BaseModel):
+    """The fields to change; those left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paused: bool | None = Field(
+        default=None,
+        description="true: enqueue nothing until resumed; false: resume from now "
+        "(runs that fell due while paused are skipped).",
+    )
+    cron: str | None = Field(default=None, description="A new 5-field cron expression.")
+    timezone: str | None = Field(default=None, description="A new IANA time zone.")
+    job: JobSpec | None = Field(
+        default=None, description="A new job spec for later runs (checked as POST /jobs)."
+    )
 
 
 class SchedulePublic(BaseModel):
@@ -43,7 +63,10 @@ class SchedulePublic(BaseModel):
     timezone: str
     job: JobSpec
     created_at: datetime
-    next_due_at: datetime = Field(description="Next due time not yet enqueued (UTC).")
+    paused: bool = Field(description="A paused schedule enqueues nothing.")
+    next_due_at: datetime | None = Field(
+        description="Next due time not yet enqueued (UTC); null while paused."
+    )
     last_due_at: datetime | None = Field(description="Due time of the last enqueued run.")
 
     @classmethod
@@ -54,7 +77,8 @@ class SchedulePublic(BaseModel):
             timezone=schedule.timezone,
             job=JobSpec.model_validate(schedule.spec),
             created_at=schedule.created_at,
-            next_due_at=schedule.next_due_at,
+            paused=schedule.paused,
+            next_due_at=None if schedule.paused else schedule.next_due_at,
             last_due_at=schedule.last_due_at,
         )
 
@@ -91,7 +115,11 @@ def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
         raise error.within("job") from None
     with db.session() as session:
         schedule = schedules.create(
-            session, cron=body.cron, timezone=body.timezone, spec=spec.model_dump()
+            session,
+            cron=body.cron,
+            timezone=body.timezone,
+            spec=spec.model_dump(),
+            paused=body.paused,
         )
         return SchedulePublic.of(schedule)
 
@@ -127,6 +155,48 @@ def list_schedules(
 def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
     with db.session() as session:
         return SchedulePublic.of(schedules.get(session, schedule_id=schedule_id))
+
+
+@router.patch(
+    "/schedules/{schedule_id}",
+    response_model=SchedulePublic,
+    dependencies=[ApiKeyDep],
+    responses={
+        **ERRORS,
+        **NOT_FOUND,
+        422: {"model": ErrorResponse, "description": "Nothing to change, or a bad field."},
+    },
+    summary="Pause, resume or change a schedule (API key)",
+)
+def change_schedule(schedule_id: str, body: ScheduleChange, db: JobsDbDep) -> SchedulePublic:
+    given = body.model_fields_set
+    if not given:
+        raise ScheduleError(
+            "body", "nothing to change: give one or more of paused, cron, timezone, job"
+        )
+    for field in given & {"paused", "cron", "timezone", "job"}:
+        if getattr(body, field) is None:
+            raise ScheduleError(field, "cannot be null; leave the field out to keep it")
+    if body.cron is not None:
+        schedules.check_cron(body.cron)
+    if body.timezone is not None:
+        schedules.check_timezone(body.timezone)
+    spec = None
+    if body.job is not None:
+        try:
+            spec = validate_spec(body.job).model_dump()
+        except JobSpecError as error:
+            raise error.within("job") from None
+    with db.session() as session:
+        schedule = schedules.change(
+            session,
+            schedule_id=schedule_id,
+            cron=body.cron,
+            timezone=body.timezone,
+            spec=spec,
+            paused=body.paused,
+        )
+        return SchedulePublic.of(schedule)
 
 
 @router.delete(

@@ -255,6 +255,47 @@ def test_schedules_are_listed_in_pages_oldest_first(client: TestClient, ett_csv:
         assert answer.status_code == 422 and next(iter(bad)) in answer.text, answer.text
 
 
+def test_a_schedule_is_paused_resumed_and_changed_with_patch(
+    client: TestClient, ett_csv: Path
+) -> None:
+    body = {"cron": "0 3 * * *", "job": tiny_spec(ett_csv)}
+    made = client.post("/schedules", json={**body, "paused": True}, headers=KEY).json()
+    assert made["paused"] is True and made["next_due_at"] is None
+    url = f"/schedules/{made['id']}"
+    assert client.patch(url, json={"paused": False}).status_code == 401
+    resumed = client.patch(url, json={"paused": False}, headers=KEY)
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["paused"] is False and resumed.json()["next_due_at"].endswith(
+        "T03:00:00Z"
+    )
+    changed = client.patch(
+        url,
+        json={
+            "cron": "30 4 * * *",
+            "timezone": "Europe/Paris",
+            "job": tiny_spec(ett_csv, covariates=[]),
+        },
+        headers=KEY,
+    ).json()
+    assert (changed["cron"], changed["timezone"], changed["job"]["covariates"]) == (
+        "30 4 * * *", "Europe/Paris", [],
+    )  # fmt: skip
+    assert changed["next_due_at"].endswith("T03:30:00Z")  # 04:30 in Paris, winter time
+    for bad, named in (
+        ({}, "nothing to change"),
+        ({"cron": "0 3 * *"}, "field 'cron'"),
+        ({"timezone": "Paris"}, "field 'timezone'"),
+        ({"paused": None}, "field 'paused': cannot be null"),
+        ({"paused": "maybe"}, "paused"),
+        ({"job": tiny_spec(ett_csv, target="nope")}, "field 'job.target'"),
+        ({"every": "day"}, "every"),
+    ):
+        answer = client.patch(url, json=bad, headers=KEY)
+        assert answer.status_code == 422 and named in answer.json()["detail"], (bad, answer.text)
+    assert client.get(url).json() == changed  # a refused change changes nothing
+    assert client.patch("/schedules/nope", json={"paused": True}, headers=KEY).status_code == 404
+
+
 def test_an_unmigrated_database_answers_503(tmp_path: Path, ett_csv: Path) -> None:
     settings = Settings(
         var_dir=tmp_path / "var", api_key=SecretStr("test-key"), model_poll_seconds=0.0

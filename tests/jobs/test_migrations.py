@@ -30,7 +30,7 @@ def tables(url: str) -> set[str]:
 
 def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0003"
+    assert current_revision(database_url) == "0004"
     assert tables(database_url) == TABLES
     downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -73,6 +73,33 @@ def test_the_idempotency_key_migration_keeps_the_jobs_stored_before_it(database_
     downgrade(database_url, "base")
 
 
+def test_the_paused_migration_keeps_stored_schedules_running(database_url: str) -> None:
+    if current_revision(database_url) is not None:  # a server database another test migrated
+        downgrade(database_url, "base")
+    upgrade(database_url, "0003")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO schedules (id, cron, timezone, spec, created_at, next_due_at) "
+                    "VALUES ('nightly', '0 3 * * *', 'UTC', '{}', :at, :at)"
+                ),
+                {"at": datetime(2026, 1, 1)},
+            )
+        upgrade(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, cron, paused FROM schedules")).all()
+        assert [tuple(r) for r in rows] == [("nightly", "0 3 * * *", False)]
+        downgrade(database_url, "0003")
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, cron FROM schedules")).all()
+        assert [tuple(r) for r in rows] == [("nightly", "0 3 * * *")]
+    finally:
+        engine.dispose()
+    downgrade(database_url, "base")
+
+
 def test_a_database_newer_than_the_code_is_named_so(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'newer.db'}"
     upgrade(url)
@@ -102,7 +129,7 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     settings = Settings(var_dir=tmp_path / "var")
     assert main(["db", "upgrade"], settings=settings) == 0
     assert (tmp_path / "var" / "jobs.db").is_file()
-    assert "upgraded to 0003" in capsys.readouterr().out
+    assert "upgraded to 0004" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"], settings=settings) == 0
     assert main(["db", "current"], settings=settings) == 0
     assert "empty" in capsys.readouterr().out
@@ -123,7 +150,7 @@ def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     assert main(["worker", "--until-idle"], settings=settings) == 2
     assert "urnn worker: error: the job database at" in capsys.readouterr().err
     upgrade(database_url, "0001")
-    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0003"):
+    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0004"):
         check_schema(database_url)
     upgrade(database_url)
     check_schema(database_url)  # at head: the worker may start

@@ -190,3 +190,59 @@ def test_deleting_a_schedule_keeps_its_jobs(db: Database) -> None:
     with db.session() as session:
         job = session.get_one(Job, job_id)
         assert job.schedule_id is None and job.status == "queued"
+
+
+def test_a_paused_schedule_enqueues_nothing_and_resumes_from_now(db: Database) -> None:
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)  # every 5 minutes: due 12:05, 12:10, ...
+    schedule_id = make_schedule(db, now=t0)
+    with db.session() as session:
+        assert schedules.change(session, schedule_id=schedule_id, paused=True).paused
+    assert schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(hours=1)) == []
+    resumed_at = datetime(2026, 6, 1, 13, 7, tzinfo=UTC)
+    with db.session() as session:
+        schedule = schedules.change(session, schedule_id=schedule_id, paused=False, now=resumed_at)
+        # the runs due while paused are skipped: the next is the first after the resume
+        assert schedule.next_due_at == datetime(2026, 6, 1, 13, 10, tzinfo=UTC)
+    assert schedules.enqueue_due(db, max_attempts=3, now=resumed_at) == []
+    (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=resumed_at + timedelta(minutes=4))
+    (job,) = scheduled_jobs(db, schedule_id)
+    assert job.id == job_id and job.due_at == datetime(2026, 6, 1, 13, 10, tzinfo=UTC)
+
+
+def test_a_pause_between_the_due_query_and_the_insert_enqueues_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    original = schedules.latest_due
+
+    def pause_first(*args: object, **kwargs: object) -> datetime:
+        with db.session() as session:  # another client's PATCH, after the tick read the row
+            schedules.change(session, schedule_id=schedule_id, paused=True)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schedules, "latest_due", pause_first)
+    assert schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5)) == []
+    assert scheduled_jobs(db, schedule_id) == []
+
+
+def test_a_new_cron_or_spec_applies_to_later_runs_only(db: Database) -> None:
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    (first,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5))
+    later = {**SPEC, "target": "z"}
+    changed_at = t0 + timedelta(minutes=6)
+    with db.session() as session:
+        schedule = schedules.change(
+            session, schedule_id=schedule_id, cron="0 * * * *", spec=later, now=changed_at
+        )
+        assert schedule.next_due_at == datetime(2026, 6, 1, 13, 0, tzinfo=UTC)
+    with db.session() as session, pytest.raises(schedules.ScheduleError, match="field 'cron'"):
+        schedules.change(session, schedule_id=schedule_id, cron="0 3 * *")
+    with db.session() as session, pytest.raises(schedules.ScheduleNotFoundError):
+        schedules.change(session, schedule_id="nope", paused=True)
+    (second,) = schedules.enqueue_due(db, max_attempts=3, now=changed_at + timedelta(hours=1))
+    with db.session() as session:
+        assert session.get_one(Job, first).spec == SPEC  # enqueued before: its spec kept
+        assert session.get_one(Job, second).spec == later
+        assert session.get_one(Schedule, schedule_id).cron == "0 * * * *"

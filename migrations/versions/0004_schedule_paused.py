@@ -1,0 +1,31 @@
+"""schedule paused
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-04
+
+PATCH /schedules/{id} pauses and resumes a schedule (jobs.models.Schedule.paused). Stored
+schedules keep running: the column arrives false on every row.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "schedules",
+        sa.Column("paused", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("schedules") as batch:  # SQLite drops columns by copying the table
+        batch.drop_column("paused")
