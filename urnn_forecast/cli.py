@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from urnn_forecast.models_command import add_models_parser
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -1150,6 +1151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(commands)
     _add_worker_parser(commands)
     _add_db_parser(commands)
+    add_models_parser(commands)
     return parser
 
 

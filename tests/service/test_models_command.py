@@ -1,0 +1,61 @@
+"""`urnn models list` / `urnn models promote`: an operator rolls the champion back to an
+earlier version from the command line; a version that does not load is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service.conftest import Registry
+from urnn_forecast.cli import main
+from urnn_forecast.models_command import served_name
+
+NAME = "models-command"
+
+
+def test_list_and_roll_back_the_champion(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+
+    first = registry.register(NAME, seed=1)
+    second = registry.register(NAME, seed=2)  # champion now
+    broken = registry.register(NAME, seed=3, corrupt=True, alias=None)
+    settings = registry.settings
+    client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+
+    assert main(["models", "list", "--name", NAME], settings=settings) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0] == NAME and listed[1].split()[:2] == ["version", "aliases"]
+    assert [line.split()[0] for line in listed[2:]] == [broken, second, first]
+    assert listed[2].split()[1] == "challenger" and listed[3].split()[1] == "champion"
+
+    reason = "v2 over-forecasts weekends"
+    assert main(["models", "promote", first, "--name", NAME, "--reason", reason],
+                settings=settings) == 0  # fmt: skip
+    assert f"champion -> version {first} (was {second})" in capsys.readouterr().out
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == first
+    tags = client.get_model_version(NAME, first).tags
+    assert tags["promotion.decision"] == "manual" and tags["promotion.reason"] == reason
+    assert tags["promotion.previous_champion"] == second
+
+    assert main(["models", "promote", first, "--name", NAME], settings=settings) == 0
+    assert "already is the champion; nothing moved" in capsys.readouterr().out
+
+    for argv, said in (
+        (["promote", broken], f"version {broken} does not load"),
+        (["promote", "9"], f"has no version '9' (its versions: {first}, {second}, {broken})"),
+        (["promote", "v2"], "argument version: a version number such as 3, got 'v2'"),
+    ):
+        assert main(["models", *argv, "--name", NAME], settings=settings) == 2
+        assert said in capsys.readouterr().err
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == first  # unchanged
+
+    assert main(["models", "list", "--name", "nope"], settings=settings) == 2
+    error = capsys.readouterr().err
+    assert "no registered model 'nope' (registered: " in error and NAME in error
+
+
+def test_the_default_name_is_the_served_one() -> None:
+    assert served_name("models:/urnn-forecaster@champion") == "urnn-forecaster"
+    assert served_name("models:/plant-7/3") == "plant-7"
+    assert served_name("runs:/abc/model") == "urnn-forecaster"

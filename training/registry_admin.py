@@ -1,0 +1,118 @@
+"""What an operator does by hand in the model registry: see the versions of a registered
+forecaster with their backtest scores and promotion decisions, and move `champion` to a chosen
+version (a rollback, or overruling the automatic decision).
+
+    rows = list_versions(client, "urnn-forecaster")
+    moved = set_champion(client, "urnn-forecaster", "3", reason="v5 over-forecasts weekends")
+
+`set_champion` loads the version as the service would (config.json + weights, no pickle)
+before it moves the alias: the service keeps serving the old champion when a new one fails to
+load, so an alias on a broken version would leave every replica behind it without saying so
+anywhere but its reload metric. The move is recorded as tags on the version, beside those of
+the automatic decision (`promotion.*`, training.registry).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from training.registry import CHAMPION, champion_version, load_registered
+
+
+class RegistryError(ValueError):
+    """A name or version the registry does not hold; the message lists what it does hold."""
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: str
+    aliases: tuple[str, ...]
+    created: datetime
+    run_id: str
+    metric: str
+    score: str  # the version's own backtest score, as tagged at registration
+    decision: str  # promoted | kept | skipped | manual, "" when untagged
+    reason: str
+
+
+def list_versions(client: Any, name: str) -> list[VersionRow]:
+    """Every version of `name`, newest first."""
+    model = _registered(client, name)
+    # search_model_versions leaves each version's aliases empty; the model holds them all
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (getattr(model, "aliases", None) or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    versions = client.search_model_versions(f"name = '{_quoted(name)}'")
+    rows = [
+        VersionRow(
+            version=str(v.version),
+            aliases=tuple(sorted(aliases.get(str(v.version), ()))),
+            created=datetime.fromtimestamp(v.creation_timestamp / 1000, tz=UTC),
+            run_id=v.run_id or "",
+            metric=v.tags.get("backtest.metric", ""),
+            score=v.tags.get("backtest.challenger_score", ""),
+            decision=v.tags.get("promotion.decision", ""),
+            reason=v.tags.get("promotion.reason", ""),
+        )
+        for v in versions
+    ]
+    return sorted(rows, key=lambda row: int(row.version), reverse=True)
+
+
+@dataclass(frozen=True)
+class ChampionMove:
+    name: str
+    version: str
+    previous: str | None  # the champion before the move, None if there was none
+
+
+def set_champion(client: Any, name: str, version: str, *, reason: str) -> ChampionMove:
+    """Move `champion` to `version` once it loads, and tag the version with the move and
+    `reason`. A version that already is the champion is left as it is (`previous == version`)."""
+    from mlflow.exceptions import MlflowException
+
+    _registered(client, name)
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        held = ", ".join(row.version for row in reversed(list_versions(client, name)))
+        raise RegistryError(
+            f"{name!r} has no version {version!r} (its versions: {held or 'none'})"
+        ) from None
+    try:
+        load_registered(f"models:/{name}/{version}")
+    except Exception as error:
+        raise RegistryError(
+            f"{name} version {version} does not load ({error}); champion not moved"
+        ) from None
+    previous = champion_version(client, name)
+    if previous == version:
+        return ChampionMove(name=name, version=version, previous=previous)  # nothing to move
+    client.set_registered_model_alias(name, CHAMPION, version)
+    tags = {
+        "promotion.decision": "manual",
+        "promotion.reason": reason,
+        "promotion.previous_champion": previous or "none",
+        "promotion.manual_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return ChampionMove(name=name, version=version, previous=previous)
+
+
+def _registered(client: Any, name: str) -> Any:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_registered_model(name)
+    except MlflowException:
+        names = sorted(m.name for m in client.search_registered_models())
+        raise RegistryError(
+            f"no registered model {name!r} (registered: {', '.join(names) or 'none yet'})"
+        ) from None
+
+
+def _quoted(name: str) -> str:
+    return name.replace("'", "\\'")
