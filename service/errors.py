@@ -36,6 +36,10 @@ class ServiceInputError(ValueError):
         self.where = where
 
 
+class BodyTooLargeError(ValueError):
+    """A body whose content, once unpacked, exceeds URNN_MAX_BODY_BYTES (413)."""
+
+
 class ModelUnavailableError(RuntimeError):
     """No model is loaded (503); the message says why (e.g. nothing registered yet)."""
 
@@ -123,6 +127,11 @@ def install_handlers(app: FastAPI) -> None:
     async def on_input(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
+    async def on_too_large(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            status_code=413, content={"detail": str(exc)}, headers={"Connection": "close"}
+        )
+
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"no model is loaded: {exc}"})
 
@@ -153,6 +162,7 @@ def install_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ServiceInputError, on_input)
+    app.add_exception_handler(BodyTooLargeError, on_too_large)
     app.add_exception_handler(ModelUnavailableError, on_unavailable)
     app.add_exception_handler(DrainingError, on_draining)
     app.add_exception_handler(QueueFullError, on_queue_full)

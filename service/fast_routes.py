@@ -54,6 +54,8 @@ from service.arrow_io import (
     read_arrow_request,
     wants_arrow,
 )
+from service.arrow_limits import unpacked_bytes
+from service.errors import BodyTooLargeError
 from service.fast_path import fast_request
 from service.forecasting import forecast
 from service.metrics import ServiceMetrics
@@ -337,6 +339,14 @@ async def arrow_forecast(
     params: dict[str, str],
     headers: dict[bytes, bytes],
 ) -> Response:
+    limit = state.settings.max_body_bytes
+    unpacked = unpacked_bytes(body)
+    if unpacked > limit:  # before pyarrow allocates what a compressed body unpacks to
+        raise BodyTooLargeError(
+            f"request body too large: its Arrow record batches unpack to {unpacked:,} bytes "
+            f"(IPC compression), above the limit of {limit:,} bytes (URNN_MAX_BODY_BYTES); "
+            "send fewer or shorter series per request"
+        )
     request = read_arrow_request(body, kind)
     return await forecast(request, state=state, arrow=wants_arrow(headers.get(b"accept")))
 

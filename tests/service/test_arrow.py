@@ -335,6 +335,63 @@ def test_oversized_arrow_body_is_413(client_for: Callable[..., TestClient], body
     assert response.status_code == 413
 
 
+def _compressed(table: pa.Table, codec: str, *, file: bool = False) -> bytes:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression=codec)
+    opened = pa.ipc.new_file if file else pa.ipc.new_stream
+    with opened(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    out: bytes = sink.getvalue().to_pybytes()
+    return out
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lz4"])
+def test_a_compressed_arrow_body_counts_what_it_unpacks_to(
+    client_for: Callable[..., TestClient], body: Body, codec: str
+) -> None:
+    """A few KB of compressed zeros unpacked to gigabytes under the 1 MB limit (an audit found
+    1.2 GB from a 38 KB body, twice the memory per request); now the limit counts the unpacked
+    batches, read from the stream's metadata before pyarrow allocates them."""
+    plain = read_table(arrow_of(body))
+    client = client_for(max_body_bytes=1_000_000)
+    small = _compressed(plain, codec)
+    answer = client.post("/forecast", content=small, headers=ARROW_IN)
+    assert answer.status_code == 200, answer.text  # a compressed body within the limit is read
+    zeros = pa.table(
+        {"id": ["a", "b"], "values": pa.array([np.zeros(200_000)] * 2, pa.list_(pa.float64()))}
+    )
+    for file in (False, True):
+        bomb = _compressed(zeros, codec, file=file)
+        assert len(bomb) < 50_000
+        answer = client.post(
+            "/forecast",
+            content=bomb,
+            headers={"content-type": ARROW_FILE if file else ARROW_STREAM},
+        )
+        assert answer.status_code == 413, answer.text
+        detail = answer.json()["detail"]
+        assert detail.startswith("request body too large: its Arrow record batches unpack to 3,2")
+        assert detail.endswith(
+            "bytes (IPC compression), above the limit of 1,000,000 bytes (URNN_MAX_BODY_BYTES); "
+            "send fewer or shorter series per request"
+        )
+
+
+def test_unpacked_bytes_reads_every_batch_and_dictionary() -> None:
+    from service.arrow_limits import unpacked_bytes
+
+    column = pa.array([np.arange(1000.0)] * 3, pa.list_(pa.float64()))
+    table = pa.table({"id": pa.array(["a", "b", "a"]).dictionary_encode(), "values": column})
+    batches = pa.Table.from_batches(table.to_batches() * 4)
+    plain = stream_of(batches)
+    packed = _compressed(batches, "zstd")
+    assert len(packed) < len(plain) // 2
+    assert unpacked_bytes(packed) >= 4 * 3 * 1000 * 8  # the four batches' values at least
+    assert abs(unpacked_bytes(packed) - unpacked_bytes(plain)) < 1_000  # both near the data
+    for garbage in (b"", b"not arrow", plain[:40], b"\xff" * 64):
+        assert unpacked_bytes(garbage) <= len(garbage)  # pyarrow's reader says what is wrong
+
+
 def test_openapi_lists_the_arrow_body_and_answer(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/forecast"]["post"]
     assert {ARROW_STREAM, ARROW_FILE, "application/json"} <= set(
