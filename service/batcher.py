@@ -40,7 +40,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from service.errors import ModelUnavailableError, QueueFullError
+from service.errors import ModelUnavailableError, QueueFullError, ServiceInputError, series_where
 from service.metrics import ServiceMetrics
 from service.validation import PreparedRequest
 
@@ -259,17 +259,48 @@ class MicroBatcher:
         except Exception as error:  # delivered to each waiting request, which answers 500
             _fail(jobs, error)
             return
-        for job, result in zip(jobs, results, strict=True):
-            if not job.future.done():  # the client may have gone away
+        answered: list[PreparedRequest] = []
+        forecasts: list[np.ndarray] = []
+        for job, request, result in zip(jobs, requests, results, strict=True):
+            refused = not_finite(request, result)
+            if job.future.done():  # the client may have gone away
+                pass
+            elif refused is not None:
+                job.future.set_exception(refused)
+            else:
                 job.future.set_result(result)
+            if refused is None:  # a refused forecast is neither answered nor monitored
+                answered.append(request)
+                forecasts.append(result)
         # After the answers: their requests resume first, the monitors run once they have.
-        inferred.get_loop().call_soon(self._monitor, requests, results)
+        if answered:
+            inferred.get_loop().call_soon(self._monitor, answered, forecasts)
 
     def _monitor(self, requests: list[PreparedRequest], results: list[np.ndarray]) -> None:
         try:
             self.phases.monitor(requests, results)
         except Exception:  # the answers went out; a monitor's bug must not stop the batcher
             logger.exception("the batch monitors failed (drift / realised error not updated)")
+
+
+def not_finite(request: PreparedRequest, result: np.ndarray) -> ServiceInputError | None:
+    """The 422 for a request whose forecast overflowed (None when every value is finite).
+    Inputs are refused beyond float32's range once scaled (service.validation), but the
+    model's own arithmetic overflows sooner: a covariate of 1e30 in a history of ordinary
+    values gives inf inside the forward, and the answer would carry nulls."""
+    if np.isfinite(result).all():
+        return None
+    finite = np.isfinite(result).all(axis=(1, 2))
+    index = int(np.argmin(finite))
+    series_id = request.block.ids[index] if request.block is not None else None
+    if series_id is None:
+        series_id = request.series[index].id
+    return ServiceInputError(
+        series_where(index, series_id, "values"),
+        "the model's forecast from this history is not finite: its values or covariates are "
+        "too large for the model's float32 arithmetic once scaled; send them in units where "
+        "they stay within a few orders of magnitude of the training data",
+    )
 
 
 def _shutting_down() -> ModelUnavailableError:

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from service.errors import ServiceInputError
-from service.served import ServedModel
+from service.served import ColumnScales, ServedModel
 from service.stream_fast_path import FastObservations
 from service.stream_schemas import GapPolicy, ObservationsRequest
 from service.validation import (
@@ -270,14 +270,17 @@ class Observations:
     dated_by: str = "timestamps"  # the body's field that gave the time axis (or "start")
 
 
-def parse_observations(body: ObservationsIn, model: ServedModel) -> Observations:
-    """Check `body` against `model`; ServiceInputError (422) naming the field."""
+def parse_observations(
+    body: ObservationsIn, model: ServedModel, scales: ColumnScales, *, max_scaled: float
+) -> Observations:
+    """Check `body` against `model` and the series' `scales`; ServiceInputError (422) naming
+    the field."""
     horizon = checked_horizon(body.horizon, model)
     indices = quantile_indices(body.quantiles, model.quantiles)
     values = _finite("values", body.values)
     n = len(values)
     covariates = _covariates(body, model, n)
-    _check_scaled_range(values, covariates, model)
+    _check_scaled_range(values, covariates, model, scales, max_scaled)
     ns, tz = _time_axis(body, model, n)
     return Observations(
         ns=ns,
@@ -298,21 +301,26 @@ def _quantile_keys(trained: tuple[float, ...], indices: tuple[int, ...]) -> tupl
     return tuple(quantile_key(trained[j]) for j in indices)
 
 
-# The largest |scaled value| a streaming update takes: float32's range, as the windowed
-# POST /forecast allows. A finite 1e160 MW would overflow the state's update and leave the
-# series forecasting null for good (its stored tail replays it after a restart or a swap).
-SCALED_LIMIT = float(np.finfo(np.float32).max)
+def _check_scaled_range(
+    values: np.ndarray,
+    covariates: np.ndarray,
+    model: ServedModel,
+    scales: ColumnScales,
+    limit: float,
+) -> None:
+    """|scaled value| <= `limit` (URNN_STREAM_MAX_SCALED) for every value and covariate.
 
-
-def _check_scaled_range(values: np.ndarray, covariates: np.ndarray, model: ServedModel) -> None:
-    scales = model.global_scales
-    if scales is None:  # per-series statistics: the engine scales (and checks) each series
-        return
+    Why a limit far inside float32's range: a streaming series' state is never re-read from a
+    window; its unitary recurrence keeps the norm of what it took in. One point of 1e38 (an
+    audit's) was accepted and left the series forecasting 1e35 for good, through restarts
+    (its stored tail replays it). A value 10,000 training standard deviations out is a unit
+    or sensor error far more often than an event; the 422 says so, and the operator can raise
+    the limit."""
     if len(values) == 1:  # the common update, one point: Python floats, no array arithmetic
-        fits = abs((float(values[0]) - scales.target_mean) / scales.target_scale) <= SCALED_LIMIT
+        fits = abs((float(values[0]) - scales.target_mean) / scales.target_scale) <= limit
         if fits and covariates.size:
             fits = all(
-                abs((x - mean) / scale) <= SCALED_LIMIT
+                abs((x - mean) / scale) <= limit
                 for x, mean, scale in zip(
                     covariates[0].tolist(),
                     scales.covariate_mean.tolist(),
@@ -328,13 +336,15 @@ def _check_scaled_range(values: np.ndarray, covariates: np.ndarray, model: Serve
     checks = [("values", target)]
     checks += [(f"covariates.{name}", scaled[:, c]) for c, name in enumerate(model.covariates)]
     for where, column in checks:
-        bad = ~(column <= SCALED_LIMIT)
+        bad = ~(column <= limit)
         if bad.any():
             position = int(np.argmax(bad))
             raise ServiceInputError(
                 f"field {where!r}",
-                f"holds values too large for the model once scaled (beyond float32's range), "
-                f"the first at position {position}; the series is left unchanged",
+                f"position {position} is {float(column[position]):.3g} training standard "
+                f"deviations from the training mean once scaled, beyond the limit of "
+                f"{limit:g} (URNN_STREAM_MAX_SCALED): a streaming state would carry it for "
+                "good; the series is left unchanged",
             )
 
 

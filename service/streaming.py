@@ -238,8 +238,8 @@ class StreamEngine:
 
     async def _observe(self, series_id: str, body: ObservationsIn) -> Observed:
         model = self._model()
-        obs = parse_observations(body, model)
         scales = self._scales(series_id, model)
+        obs = parse_observations(body, model, scales, max_scaled=self.settings.stream_max_scaled)
         max_gap = self.settings.stream_max_gap
         async with self._locked(series_id) as entry:
             for _ in range(MAX_ATTEMPTS):

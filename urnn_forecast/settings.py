@@ -186,6 +186,15 @@ class Settings(BaseSettings):
             "series; larger gaps answer 409."
         ),
     )
+    stream_max_scaled: float = Field(
+        default=1e4,
+        gt=0,
+        description=(
+            "Largest |value| a streaming update takes once scaled, in training standard "
+            "deviations from the training mean (values and covariates); beyond it 422 and the "
+            "series is left unchanged: a unitary state would carry such a value for good."
+        ),
+    )
     stream_busy_poll_us: int = Field(
         default=200,
         ge=0,

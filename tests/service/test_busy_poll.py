@@ -131,7 +131,7 @@ def test_streaming_answers_touch_the_poller_errors_do_not(
     assert client.get("/series/p/forecast").status_code == 200
     assert touches.count == 3
     late = client.post(
-        "/series/p/observations", json=points(frame, 10, 1, values=[1e9]), headers=FAST
+        "/series/p/observations", json=points(frame, 10, 1, values=[1.5]), headers=FAST
     )
     assert late.status_code == 409, late.text  # out of order: no answer worth polling after
     assert client.get("/series/nobody/forecast").status_code == 404

@@ -42,27 +42,33 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
     return {
         "null value": (value_at(2, None), 422, "field 'values': holds null at position 2"),
         "bool value": (value_at(1, True), 422, "field 'values.1': Input should be a valid number"),
-        # finite, but it would overflow the state's update and leave the series null for good
+        # finite, but the state would carry it for good (1e38: an audit's, accepted before)
         "value too large": (
             value_at(2, 1e160),
             422,
-            "field 'values': holds values too large for the model once scaled (beyond "
-            "float32's range), the first at position 2; the series is left unchanged",
+            "field 'values': position 2 is ",
+        ),
+        "value within float32, far out": (
+            value_at(2, 1e38),
+            422,
+            "training standard deviations from the training mean once scaled, beyond the limit "
+            "of 10000 (URNN_STREAM_MAX_SCALED): a streaming state would carry it for good; the "
+            "series is left unchanged",
         ),
         "one point too large": (  # the one-point update takes another path
-            lambda b: b.update(values=[1e160], covariates={"x": [0.0]}),
+            lambda b: b.update(values=[1e38], covariates={"x": [0.0]}),
             422,
-            "field 'values': holds values too large for the model once scaled",
+            "field 'values': position 0 is ",
         ),
         "one covariate too large": (
             lambda b: b.update(values=[1.0], covariates={"x": [1e300]}),
             422,
-            "field 'covariates.x': holds values too large for the model once scaled",
+            "field 'covariates.x': position 0 is ",
         ),
         "covariate too large": (
             lambda b: b["covariates"]["x"].__setitem__(0, -1e300),
             422,
-            "field 'covariates.x': holds values too large for the model once scaled",
+            "field 'covariates.x': position 0 is ",
         ),
         "bool horizon": (setter("horizon", True), 422, "field 'horizon': Value error, must be"),
         "empty values": (
@@ -210,3 +216,22 @@ def test_bad_get_forecast_query(
     detail = answer.json()["detail"]
     assert detail.startswith("field 'quantiles'[0]: Input should be a valid number")
     assert "(one level per parameter: ?quantiles=0.1&quantiles=0.9)" in detail
+
+
+def test_the_far_out_limit_is_the_operators(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """URNN_STREAM_MAX_SCALED: 20 training standard deviations refuses a point the default
+    takes; the default refuses none of the training data's own values."""
+    frame = registry.frame
+    y = frame["y"]
+    far = float(y.mean() + 50 * y.std())  # ~50 sd out on the training statistics
+    for limit, status in ((20.0, 422), (1e4, 200)):
+        client = stream_client_for(stream_max_scaled=limit)
+        assert post(client, "s", points(frame, 0, STORED)).status_code == 200
+        body = points(frame, STORED, 1)
+        body["values"] = [far]
+        answer = post(client, "s", body)
+        assert answer.status_code == status, answer.text
+        if status == 422:
+            assert f"beyond the limit of {limit:g} (URNN_STREAM_MAX_SCALED)" in answer.text
