@@ -95,14 +95,20 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     """Check what can be checked before a worker runs it: the file exists and is readable, the
     target and covariates are columns of it, and the config builds a TrainConfig. Returns the
     spec with `data` made absolute (workers need not share the API's working directory)."""
-    path = Path(spec.data).expanduser()
-    if path.exists() and not path.is_file():
-        raise JobSpecError("data", f"{spec.data}: not a regular file (a folder, pipe or device)")
-    if not path.is_file():
-        raise JobSpecError("data", f"{spec.data}: no such file")
-    if not os.access(path, os.R_OK):
-        raise JobSpecError("data", f"{spec.data}: not readable")
-    spec = spec.model_copy(update={"data": str(path.resolve())})
+    shown = spec.data if len(spec.data) <= 200 else f"{spec.data[:200]}... ({len(spec.data)} chars)"
+    try:
+        path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
+        if path.exists() and not path.is_file():
+            raise JobSpecError("data", f"{shown}: not a regular file (a folder, pipe or device)")
+        if not path.is_file():
+            raise JobSpecError("data", f"{shown}: no such file")
+        if not os.access(path, os.R_OK):
+            raise JobSpecError("data", f"{shown}: not readable")
+        resolved = str(path.resolve())
+    except (OSError, RuntimeError) as error:  # a name too long, a home that does not exist
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise JobSpecError("data", f"{shown}: cannot be used as a path ({reason})") from None
+    spec = spec.model_copy(update={"data": resolved})
     config = spec.train_config()
     from training.data import (
         ColumnRoleError,

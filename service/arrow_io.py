@@ -301,9 +301,14 @@ def _quantiles(raw: bytes | None) -> list[float] | None:
         raise ServiceInputError(
             "metadata 'quantiles'",
             "must be a non-empty JSON list of numbers, e.g. [0.1, 0.5, 0.9]; got "
-            f"{raw.decode('utf-8', 'replace')!r}",
+            f"{raw.decode('utf-8', 'replace')[:80]!r}",
         )
-    return [float(q) for q in levels]
+    try:
+        return [float(q) for q in levels]
+    except OverflowError:  # an integer beyond any float: not a quantile level either way
+        raise ServiceInputError(
+            "metadata 'quantiles'", "holds a number beyond float range; levels lie in (0, 1)"
+        ) from None
 
 
 def _column(table: Table, name: str) -> pa.Array:
@@ -405,11 +410,11 @@ def _starts(table: Table, ids: Sequence[str]) -> list[datetime | None]:
     array = _column(table, "start")
     kind = array.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        return [_as_datetime(v) for v in array.to_pylist()]
+        return [_as_datetime(v) for v in _cells(array, "start")]
     if _is_text(kind):
         return [
             None if text is None else _parse(text, i, ids[i], "start")
-            for i, text in enumerate(array.to_pylist())
+            for i, text in enumerate(_cells(array, "start"))
         ]
     raise ServiceInputError(
         "column 'start'", f"must be timestamps, dates or ISO 8601 strings; got {kind}"
@@ -430,7 +435,7 @@ def _timestamp_lists(table: Table, ids: Sequence[str]) -> list[list[datetime] | 
             f"must be lists of timestamps, dates or ISO 8601 strings; got {kind}",
         )
     out: list[list[datetime] | None] = []
-    for i, row in enumerate(array.to_pylist()):
+    for i, row in enumerate(_cells(array, "timestamps")):
         if row is None:
             out.append(None)
             continue
@@ -458,6 +463,18 @@ def _strings(table: Table, name: str, ids: Sequence[str]) -> list[str | None]:
         raise ServiceInputError(f"column {name!r}", f"must be strings; got {array.type}")
     values: list[str | None] = array.to_pylist()
     return values
+
+
+def _cells(array: pa.Array, name: str) -> list[Any]:
+    """The column's cells as Python values; a type pyarrow cannot convert (a time zone the
+    zone database does not know: 'Mars/Olympus') is the column's 422, not a 500."""
+    try:
+        cells: list[Any] = array.to_pylist()
+    except (pa.ArrowException, ValueError, OverflowError) as error:
+        raise ServiceInputError(
+            f"column {name!r}", f"cannot be read as {array.type}: {error}"
+        ) from None
+    return cells
 
 
 def _as_datetime(value: Any) -> datetime | None:

@@ -156,8 +156,12 @@ def install_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not bad input: log the traceback, answer without leaking internals.
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Connection: close, said: the server drops the connection after an unhandled error,
+        # and a client that reused it would see its next request reset.
         return JSONResponse(
-            status_code=500, content={"detail": f"internal error ({type(exc).__name__})"}
+            status_code=500,
+            content={"detail": f"internal error ({type(exc).__name__})"},
+            headers={"Connection": "close"},
         )
 
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -29,7 +29,7 @@ from service.cuda_graphs import GraphedForward
 from service.traced import TracedForward, trace_forward
 from training.mlflow_model import ForecastPredictor
 from training.split import GLOBAL
-from training.validation import renamed_alias_hint
+from training.validation import OffsetRangeError, checked_offset, renamed_alias_hint
 
 
 @dataclass(frozen=True)
@@ -289,7 +289,9 @@ def parse_offset(alias: str) -> BaseOffset:
 def freq_problem(alias: str, model_freq: str) -> str | None:
     """Why a request's `freq` cannot be used with a model trained at `model_freq`, or None."""
     try:
-        offset = parse_offset(alias)
+        offset = checked_offset(alias)
+    except OffsetRangeError as error:
+        return str(error)
     except ValueError:
         hint = renamed_alias_hint(alias)
         example = " (e.g. 'h', '15min', 'D')"

@@ -74,6 +74,7 @@ from training.validation import (
     MissingSeriesIdError,
     NonFiniteValueError,
     NonNumericValueError,
+    OffsetRangeError,
     Report,
     Segment,
     SeriesTooShortError,
@@ -81,6 +82,7 @@ from training.validation import (
     TimestampParseError,
     UnreadableFileError,
     UnsupportedFormatError,
+    checked_offset,
     fill_gaps,
     fixed_step,
     infer_frequency,
@@ -151,7 +153,9 @@ class LoadConfig:
             )
         if self.freq is not None:
             try:
-                pd.tseries.frequencies.to_offset(self.freq)
+                checked_offset(self.freq)
+            except OffsetRangeError as error:
+                raise InvalidOptionError(f"freq {error}") from None
             except ValueError:
                 raise InvalidOptionError(
                     f"freq {self.freq!r} is not a pandas offset alias"

@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.offsets import BaseOffset
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -494,6 +495,26 @@ RENAMED_ALIASES = {
     "U": "us",
     "N": "ns",
 }
+
+
+class OffsetRangeError(ValueError):
+    """A pandas alias whose step no timestamp arithmetic can hold; the message says so."""
+
+
+def checked_offset(alias: str) -> BaseOffset:
+    """pandas' offset for a user's `alias`, or ValueError; never OverflowError. pandas parses
+    '99999999999999999h' and overflows only when the step is used (and fails to parse
+    '100000000000000000000h' with an OverflowError): an alias whose one step cannot be added
+    to a timestamp is refused here, where the caller names the field."""
+    try:
+        offset = pd.tseries.frequencies.to_offset(alias)
+    except OverflowError:
+        raise OffsetRangeError(f"{alias!r} has a multiple too large for any timestamp") from None
+    try:
+        pd.Timestamp("2000-01-01") + offset
+    except (OverflowError, ValueError):
+        raise OffsetRangeError(f"{alias!r} is a step too long for any timestamp") from None
+    return offset
 
 
 def renamed_alias_hint(alias: str) -> str:

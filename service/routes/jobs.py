@@ -203,6 +203,9 @@ class IdempotencyKeyReusedError(ValueError):
     """A malformed Idempotency-Key, or one sent again with a different body (422)."""
 
 
+# Beyond any table a page walks; a 64-bit overflow in the database driver was a 500.
+MAX_OFFSET = 1_000_000_000
+
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "URNN_API_KEY_FOR_READS on: no or wrong key."},
     403: {"model": ErrorResponse, "description": "URNN_API_KEY_FOR_READS on, no key set."},
@@ -221,7 +224,9 @@ def list_jobs(
     db: JobsDbDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Jobs to skip (newest first).")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip (newest first).")
+    ] = 0,
 ) -> JobPage:
     with db.session() as session:
         rows, total = queue.list_jobs(session, status=status, limit=limit, offset=offset)

@@ -18,7 +18,7 @@ from jobs import schedules
 from jobs.models import Schedule
 from jobs.schedules import ScheduleError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
-from service.routes.jobs import ERRORS, READ_ERRORS, JobsDbDep
+from service.routes.jobs import ERRORS, MAX_OFFSET, READ_ERRORS, JobsDbDep
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 
@@ -135,7 +135,9 @@ def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
 def list_schedules(
     db: JobsDbDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Schedules to skip (oldest first).")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Schedules to skip (oldest first).")
+    ] = 0,
 ) -> SchedulePage:
     with db.session() as session:
         rows, total = schedules.list_schedules(session, limit=limit, offset=offset)

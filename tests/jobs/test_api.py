@@ -77,6 +77,9 @@ def test_submit_list_get_cancel(client: TestClient, ett_csv: Path) -> None:
     assert client.get("/jobs", params={"status": "cancelled"}).json()["total"] == 1
     assert client.get("/jobs", params={"status": "queued"}).json()["total"] == 2
     assert client.get("/jobs", params={"status": "lost"}).status_code == 422
+    for offset in (2**63, 10**23):  # overflowed the driver's 64-bit integer: a 500
+        beyond = client.get("/jobs", params={"offset": offset})
+        assert beyond.status_code == 422 and "offset" in beyond.json()["detail"], beyond.text
     assert client.get("/jobs/no-such-job").status_code == 404
     assert client.post("/jobs/no-such-job/cancel", headers=KEY).status_code == 404
 
@@ -100,6 +103,22 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'data': history.txt: unsupported file type '.txt'; allowed suffixes: .csv",
     ),
     ("no file", lambda csv: tiny_spec(csv, data="/no/such/history.csv"), "field 'data'"),
+    # three an audit answered with 500s
+    (
+        "a path too long",
+        lambda csv: tiny_spec(csv, data="/tmp/" + "a" * 5000 + ".csv"),
+        "(5009 chars): cannot be used as a path (File name too long)",
+    ),
+    (
+        "a home that does not exist",
+        lambda csv: tiny_spec(csv, data="~nosuchuser/x.csv"),
+        "field 'data': ~nosuchuser/x.csv: cannot be used as a path",
+    ),
+    (
+        "a frequency beyond any timestamp",
+        lambda csv: tiny_spec(csv, config={"load": {"freq": "100000000000000000000h"}}),
+        "'100000000000000000000h' has a multiple too large for any timestamp",
+    ),
     ("no target column", lambda csv: tiny_spec(csv, target="oil_temp"), "field 'target'"),
     ("no covariate column", lambda csv: tiny_spec(csv, covariates=["XX"]), "field 'covariates'"),
     ("target missing", lambda csv: {"data": str(csv)}, "field 'target'"),
@@ -250,7 +269,7 @@ def test_schedules_are_listed_in_pages_oldest_first(client: TestClient, ett_csv:
     assert first["total"] == 3 and [s["id"] for s in first["items"]] == made[:2]
     rest = client.get("/schedules", params={"limit": 2, "offset": 2}).json()
     assert [s["id"] for s in rest["items"]] == made[2:]
-    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"limit": "ten"}):
+    for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"offset": 2**63}, {"limit": "x"}):
         answer = client.get("/schedules", params=bad)
         assert answer.status_code == 422 and next(iter(bad)) in answer.text, answer.text
 

@@ -292,6 +292,23 @@ TABLE_CASES: dict[str, tuple[Callable[[Body], bytes], str]] = {
         lambda b: stream_of(_table(b).replace_schema_metadata({"quantiles": "0.5"})),
         "metadata 'quantiles': must be a non-empty JSON list of numbers",
     ),
+    # three found by an audit as 500s
+    "quantile beyond float": (
+        lambda b: stream_of(
+            _table(b).replace_schema_metadata({"quantiles": "[1" + "0" * 400 + "]"})
+        ),
+        "metadata 'quantiles': holds a number beyond float range; levels lie in (0, 1)",
+    ),
+    "start in an unknown zone": (
+        lambda b: stream_of(
+            _table(b, start=pa.array([0, 0], pa.timestamp("ns", tz="Mars/Olympus")))
+        ),
+        "column 'start': cannot be read as timestamp[ns, tz=Mars/Olympus]",
+    ),
+    "freq too long": (
+        lambda b: stream_of(_table(b, freq=pa.array(["100000000000000000000h"] * 2))),
+        "'100000000000000000000h' has a multiple too large for any timestamp",
+    ),
 }
 
 

@@ -107,6 +107,14 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("series", 1, "freq"), "fortnightly"),
         f"{BAD} 'freq': 'fortnightly' is not a pandas offset alias",
     ),
+    "freq beyond any timestamp": (  # pandas' OverflowError was a 500
+        _set(("series", 1, "freq"), "100000000000000000000h"),
+        f"{BAD} 'freq': '100000000000000000000h' has a multiple too large for any timestamp",
+    ),
+    "freq step too long": (
+        _set(("series", 1, "freq"), "99999999999999999h"),
+        f"{BAD} 'freq': '99999999999999999h' is a step too long for any timestamp",
+    ),
     "other freq": (
         _set(("series", 1, "freq"), "D"),
         f"{BAD} 'freq': 'D' is not the model's frequency 'h'",
