@@ -116,6 +116,25 @@ def _series_id(body: object, index: int) -> object:
     return None
 
 
+def plain_errors_in_schema(schema: dict[str, Any]) -> None:
+    """Every 422 the service sends is `{"detail": "<sentence>"}` (service.errors), also for a
+    bad query or path parameter, where FastAPI's schema lists its own validation-error list
+    (`HTTPValidationError`, `detail` an array): a generated client would fail to read it."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "422" not in operation.get("responses", {}):
+                continue
+            answer = operation["responses"]["422"]
+            body = answer.get("content", {}).get("application/json", {})
+            if body.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                body["schema"] = {"$ref": "#/components/schemas/ErrorResponse"}
+                answer["description"] = "A bad parameter or body; the detail names it."
+    components = schema.get("components", {}).get("schemas", {})
+    if "ErrorResponse" in components and "HTTPValidationError" not in str(schema.get("paths")):
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Every error the service knows becomes `{"detail": <sentence>}` with its status code."""
 

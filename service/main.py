@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from service.errors import install_handlers
+from service.errors import install_handlers, plain_errors_in_schema
 from service.fast_routes import FastRoutesMiddleware, Outermost
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
@@ -50,6 +50,7 @@ class ServiceApp(FastAPI):
         if self.openapi_schema is None:
             schema = super().openapi()  # built once and cached on self.openapi_schema
             open_reads_in_schema(schema, reads_need_key=self.reads_need_key)
+            plain_errors_in_schema(schema)
         return super().openapi()  # the cached schema, as edited above
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -99,9 +99,15 @@ class JobPage(BaseModel):
     offset: int
 
 
+NO_DATABASE: dict[str, Any] = {
+    "model": ErrorResponse,
+    "description": "The job database is unreachable or not migrated (`urnn db upgrade`).",
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key."},
     403: {"model": ErrorResponse, "description": "No URNN_API_KEY configured."},
+    413: {"model": ErrorResponse, "description": "A body above URNN_MAX_BODY_BYTES."},
+    503: NO_DATABASE,
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No job with this id."}
@@ -209,6 +215,7 @@ MAX_OFFSET = 1_000_000_000
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "URNN_API_KEY_FOR_READS on: no or wrong key."},
     403: {"model": ErrorResponse, "description": "URNN_API_KEY_FOR_READS on, no key set."},
+    503: NO_DATABASE,
 }
 
 

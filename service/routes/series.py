@@ -63,6 +63,10 @@ _COMMON: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Bad input; names the field."},
     503: {"model": ErrorResponse, "description": "No model loaded, or no snapshot database."},
 }
+_NOT_STREAMING: dict[str, Any] = {
+    "model": ErrorResponse,
+    "description": "The served model is not a streaming model (kind 'urnn-stream').",
+}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No such series."}
 }
@@ -121,7 +125,7 @@ async def get_series_forecast(
     "/series/{series_id}",
     response_model=SeriesStatus,
     summary="What is stored for a streaming series",
-    responses={**_NOT_FOUND, 503: _COMMON[503]},
+    responses={**_NOT_FOUND, 409: _NOT_STREAMING, 503: _COMMON[503]},
 )
 async def get_series(series_id: SeriesId, state: StateDep) -> SeriesStatus:
     return await state.streams.status(series_id)
@@ -132,7 +136,7 @@ async def get_series(series_id: SeriesId, state: StateDep) -> SeriesStatus:
     status_code=204,
     dependencies=[ApiKeyDep],
     summary="Forget a streaming series, in memory and in the database (API key)",
-    responses={**_KEY_ERRORS, **_NOT_FOUND, 503: _COMMON[503]},
+    responses={**_KEY_ERRORS, **_NOT_FOUND, 409: _NOT_STREAMING, 503: _COMMON[503]},
 )
 async def delete_series(series_id: SeriesId, state: StateDep) -> Response:
     await state.streams.delete(series_id)

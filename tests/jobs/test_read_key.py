@@ -83,3 +83,29 @@ def test_the_openapi_asks_for_the_key_on_reads_only_when_they_need_it(
             write = _operation(schema, path, method)
             assert write["security"] == [{"APIKeyHeader": []}], (path, write)
             assert "401" in write["responses"], path
+
+
+def test_every_documented_422_is_the_sentence_the_service_sends(
+    db: Database, settings: Settings
+) -> None:
+    """FastAPI documents a parameter's 422 as its own error list (`HTTPValidationError`); the
+    service sends `{"detail": "<sentence>"}` for every 422, and the schema now says so."""
+    with TestClient(create_app(settings, loader=NoModels())) as client:
+        schema = client.get("/openapi.json").json()
+        sent = client.get("/jobs", params={"limit": 0})
+    assert sent.status_code == 422 and isinstance(sent.json()["detail"], str)
+    refs = [
+        operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+        for operations in schema["paths"].values()
+        for operation in operations.values()
+        if "422" in operation["responses"]
+    ]
+    assert len(refs) >= 15 and set(refs) == {"#/components/schemas/ErrorResponse"}
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    for path, method in (
+        ("/jobs", "get"),
+        ("/jobs", "post"),
+        ("/schedules/{schedule_id}", "patch"),
+    ):
+        assert "503" in _operation(schema, path, method)["responses"], (path, method)
+    assert "413" in _operation(schema, "/jobs", "post")["responses"]
