@@ -66,7 +66,11 @@ class ApiKeyError(PermissionError):
 
 def series_where(index: int, series_id: object, field: str) -> str:
     """`series 3 ('pump-1'), field 'values'`: the prefix of every per-series message."""
-    name = f" ({series_id!r})" if isinstance(series_id, str) and series_id else ""
+    name = ""
+    if isinstance(series_id, str) and series_id:
+        shown = series_id if len(series_id) <= 80 else series_id[:60]  # not 10 KB per error
+        more = "" if shown is series_id else f"... ({len(series_id):,} characters)"
+        name = f" ({shown!r}{more})"
     return f"series {index}{name}, field {field!r}"
 
 

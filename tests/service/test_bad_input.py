@@ -282,3 +282,18 @@ def test_a_history_the_model_overflows_on_is_422_not_nulls(
     )
     good = client.post("/forecast", json={"series": body["series"][:1]})
     assert good.status_code == 200  # the batcher goes on
+
+
+def test_a_long_id_is_shortened_in_the_error(client: TestClient, body: Body) -> None:
+    body["series"][1]["id"] = "p" * 10_000  # was echoed whole: 10 KB per answer
+    answer = client.post("/forecast", json=body)
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert detail == (
+        f"series 1 ('{'p' * 60}'... (10,000 characters)), field 'id': String should have at "
+        "most 256 characters"
+    )
+    body["series"][1]["id"] = "q" * 200  # allowed, and still shortened in a message
+    body["series"][1]["values"][3] = None
+    detail = client.post("/forecast", json=body).json()["detail"]
+    assert detail.startswith(f"series 1 ('{'q' * 60}'... (200 characters)), field 'values'")
