@@ -64,6 +64,9 @@ def test_policy_choices_match_the_loader() -> None:
     assert set(cli.SHORT_CHOICES) == set(SHORT_SERIES_POLICIES)
 
 
+SMALL = ["--lookback", "24", "--horizon", "6", "--segment-length", "6"]
+
+
 def run_cli(
     argv: list[str], settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str, str]:
@@ -104,6 +107,17 @@ def run_cli(
         ),
         (["--target", "timestamp"], "column 'timestamp' is the timestamp and cannot also be the"),
         (["--target", "y", "--quantiles", "0.1,0.9"], "quantiles must include 0.5"),
+        # an audit's two: both failed after a whole fit, without naming the option
+        (
+            ["--target", "y", *SMALL, "--backtest-windows", "1000"],
+            "backtest_windows (--backtest-windows): series 'plant' has room in its test span for",
+        ),
+        (
+            ["--target", "y", *SMALL, "--season-length", "10000"],
+            "season_length: MASE's scale compares training values one season apart, and the "
+            "season (10,000 rows, set by the user) is not shorter than the shortest training "
+            "span",
+        ),
     ],
 )
 def test_bad_train_input_is_a_message_and_exit_code_2(
@@ -113,11 +127,12 @@ def test_bad_train_input_is_a_message_and_exit_code_2(
     mlflow_settings: Settings,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, _, err = run_cli(["train", "--data", str(csv), *extra], mlflow_settings, capsys)
+    code, out, err = run_cli(["train", "--data", str(csv), *extra], mlflow_settings, capsys)
     assert code == 2
     assert err.startswith("urnn train: error: ")
     assert expected in err
     assert "Traceback" not in err
+    assert "epoch 1/" not in out  # refused before any training
 
 
 def test_decoder_option_reaches_the_model_config(csv: Path) -> None:

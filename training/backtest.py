@@ -75,6 +75,9 @@ class BacktestConfig:
     channel_independent: bool = False  # every column its own series (training.windows)
     train_stride: int = 1  # stride of the training windows of fits made here
     batch_size: int = 512  # for prediction
+    # A scored series whose test span has no room for n_windows: an error (before any fit),
+    # or, with drop_short (LoadConfig.on_short="drop"), left out with a line in `dropped`.
+    drop_short: bool = False
 
     def __post_init__(self) -> None:
         if self.scale not in OUTPUT_SCALES:
@@ -98,6 +101,52 @@ class BacktestResult:
     tables: MetricTables
     fits: list[FitResult] = field(default_factory=list)  # the fits made here, in origin order
     plots: dict[str, Path] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # series left out (drop_short), and why
+
+
+def short_of_room(
+    splits: Mapping[str, SeriesSplit], horizon: int, config: BacktestConfig
+) -> dict[str, int]:
+    """Scored series whose test span holds fewer than `n_windows` windows -> how many it holds."""
+    if config.n_windows is None:
+        return {}
+    out = {}
+    for sid, s in splits.items():
+        if not len(s.plan.test):
+            continue  # not scored
+        rows = s.plan.lookback + len(s.plan.test)  # the test frame: context + test span
+        last = rows - s.plan.lookback - horizon
+        available = last // config.step + 1 if last >= 0 else 0
+        if available < config.n_windows:
+            out[sid] = available
+    return out
+
+
+def check_backtest_room(
+    splits: Mapping[str, SeriesSplit], horizon: int, config: BacktestConfig
+) -> list[str]:
+    """Before any fit: every scored series has room for the backtest's windows, or (with
+    drop_short) the lines saying which are left out. BacktestConfigError names the option,
+    the series and what would fit."""
+    short = short_of_room(splits, horizon, config)
+    if not short:
+        return []
+    lookback = next(iter(splits.values())).plan.lookback
+    what = f"{config.n_windows} windows of {lookback} + {horizon} rows, {config.step} apart"
+    scored = [sid for sid, s in splits.items() if len(s.plan.test)]
+    if config.drop_short and len(short) < len(scored):
+        return [
+            f"left out of the backtest: series {sid!r}, room for {room} of {what} (on_short='drop')"
+            for sid, room in short.items()
+        ]
+    sid, room = min(short.items(), key=lambda item: item[1])
+    more = f" ({len(short) - 1:,} more series too)" if len(short) > 1 else ""
+    drop = ", or leave such series out with on_short='drop' (--on-short drop)"
+    raise BacktestConfigError(
+        f"backtest_windows (--backtest-windows): series {sid!r}{more} has room in its test "
+        f"span for {room} of {what}; ask for at most {room} windows, a smaller step "
+        f"(--backtest-step){drop if len(scored) > 1 else ''}"
+    )
 
 
 def backtest(
@@ -145,6 +194,10 @@ def backtest(
             "on: give a trained model, or hold out some series with the 'series' split"
         )
     splits = split_data(data, split)
+    dropped = check_backtest_room(splits, model_config.horizon, config)
+    if dropped:
+        left_out = short_of_room(splits, model_config.horizon, config)
+        splits = {sid: s for sid, s in splits.items() if sid not in left_out}
     window_config = window_config_for(
         model_config,
         freq=data.freq,
@@ -153,7 +206,7 @@ def backtest(
     )
     calendar_freq = data.freq if window_config.calendar else None
     scales = _mase_scales(splits, data.columns, config)
-    result = BacktestResult(forecasts=pd.DataFrame(), tables=_empty_tables())
+    result = BacktestResult(forecasts=pd.DataFrame(), tables=_empty_tables(), dropped=dropped)
     pieces: list[pd.DataFrame] = []
     if not config.refit:
         if model is None or scaler is None:

@@ -170,6 +170,12 @@ class LoadConfig:
                 f"target and covariates must be distinct columns, got target={self.target!r}, "
                 f"covariates={list(self.covariates)}"
             )
+        if self.series_col is not None and self.series_id is not None:
+            raise InvalidOptionError(
+                f"series_id (--series-id) names the one series of a file without a series "
+                f"column; with series_col={self.series_col!r} the ids are that column's values: "
+                "give one or the other"
+            )
         keys = [*self.timestamp_columns, *([self.series_col] if self.series_col else [])]
         clash = sorted(set(keys) & set(values))
         if clash:
@@ -657,6 +663,7 @@ def _parse_timestamps(
                 f"({int(empty.sum()):,} empty cells in this column)"
             )
     label = " + ".join(repr(c) for c in columns)
+    several_offsets = False
     if len(columns) == 1 and pd.api.types.is_datetime64_any_dtype(raw[columns[0]]):
         parsed = raw[columns[0]]  # Parquet timestamp column: already parsed
     else:
@@ -670,14 +677,21 @@ def _parse_timestamps(
                 parsed = pd.to_datetime(text, format=fmt, errors="coerce")
             except ValueError:  # several UTC offsets in one column
                 parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+                several_offsets = True
         bad = parsed.isna().to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1
+            inferred = (
+                "pandas could not infer a format from the first row"
+                if row == 1
+                else "the format was inferred from the first row"
+            )
             hint = (
                 f"with timestamp_format={fmt!r}"
                 if fmt
-                else "(no timestamp_format given, so the format was inferred from the first row; "
-                "pass timestamp_format, e.g. '%Y-%m-%d %H:%M:%S')"
+                else f"(no timestamp_format given, and {inferred}; pass a timestamp_format "
+                "that matches the text shown, e.g. '%Y-%m-%d %H:%M:%S' for "
+                "'2016-07-01 02:00:00' or '%Y-%m-%d %H' for '2016-07-01 2')"
             )
             if len(columns) == 1 and text.str.fullmatch(r"\s*[+-]?\d+\s*").all():
                 hint += (
@@ -694,8 +708,13 @@ def _parse_timestamps(
             source,
             "timezone",
             len(parsed),
-            f"converted {len(parsed):,} timestamps from time zone {parsed.dt.tz} to UTC "
-            "and dropped the zone",
+            (
+                f"converted {len(parsed):,} timestamps with several UTC offsets (a "
+                "daylight-saving change, or mixed zones) to UTC and dropped the zone"
+                if several_offsets
+                else f"converted {len(parsed):,} timestamps from time zone {parsed.dt.tz} to "
+                "UTC and dropped the zone"
+            ),
         )
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return pd.DatetimeIndex(parsed, name="timestamp")

@@ -28,7 +28,7 @@ import pandas as pd
 
 from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
 from training import distributed
-from training.backtest import BacktestConfig, BacktestResult, backtest
+from training.backtest import BacktestConfig, BacktestResult, backtest, check_backtest_room
 from training.data import LoadConfig, LoadedData, load_data
 from training.fit import (
     EpochRecord,
@@ -171,6 +171,7 @@ class TrainConfig:
             step=self.backtest_step,
             season_length=season_length,
             train_stride=self.train_stride,
+            drop_short=self.load.on_short == "drop",
         )
 
 
@@ -252,8 +253,10 @@ def train_pipeline(
     check_cancelled("before loading the data")
     load, data, model_config, split_config, splits, scaler, sets, season = _prepare(config)
     backtest_config = config.backtest_config(season.rows)
+    # before the fit: a backtest with no room for its windows used to fail after it
+    dropped = check_backtest_room(splits, model_config.horizon, backtest_config)
     mase_line = f"MASE season: {season.describe()}"
-    split_lines = held_out_lines(splits) + unread_covariate_lines(data, model_config)
+    split_lines = held_out_lines(splits) + unread_covariate_lines(data, model_config) + dropped
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
         on_data_report([*data.brief_report_lines(), *split_lines, mase_line])

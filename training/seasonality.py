@@ -111,12 +111,19 @@ STEPS_REASON = "the time column counts steps (step_origin), which carry no calen
 def mase_season(
     explicit: int | None, freq: str, shortest_train: int, *, steps: bool = False
 ) -> Season:
-    """MASE's seasonal naive scale: the user's season as given (the metric says if the training
-    span is too short for it), else the frequency's, or 1 where the shortest training span is
-    not longer than that (a scale needs at least one pair of values a season apart). `steps`:
-    the timestamps were made from step numbers (LoadConfig.step_origin), so their calendar
-    means nothing and the default is 1."""
+    """MASE's seasonal naive scale: the user's season, refused here (before any fit) when the
+    shortest training span is not longer than it, else the frequency's, or 1 where the
+    shortest training span is not longer than that (a scale needs at least one pair of values
+    a season apart). `steps`: the timestamps were made from step numbers
+    (LoadConfig.step_origin), so their calendar means nothing and the default is 1."""
     if explicit is not None:
+        if explicit >= shortest_train:
+            raise SeasonError(
+                f"season_length: MASE's scale compares training values one season apart, and "
+                f"the season ({explicit:,} rows, set by the user) is not shorter than the "
+                f"shortest training span ({shortest_train:,} rows); set season_length "
+                f"(--season-length) to at most {shortest_train - 1:,}"
+            )
         return Season(explicit, "set by the user")
     if steps:
         return Season(1, STEPS_REASON)

@@ -389,16 +389,20 @@ def fill_gaps(
     limit = 0 if fill == "none" else max_gap
     missing = frame.isna().to_numpy()
     long_rows = np.zeros(len(frame), dtype=bool)
-    long_gaps: list[tuple[int, int, str]] = []  # (start, stop, column)
-    for c, column in enumerate(frame.columns):
+    long_gaps: list[tuple[int, int, int]] = []  # (start, column position, stop)
+    for c in range(len(frame.columns)):
         for start, stop in runs(missing[:, c]):
             if stop - start > limit:
                 long_rows[start:stop] = True
-                long_gaps.append((start, stop, str(column)))
+                long_gaps.append((start, c, stop))
     pieces = [frame]
     if long_gaps:
-        start, stop, column = min(long_gaps)
-        longest = max(b - a for a, b, _ in long_gaps)
+        # the earliest gap, the target's first (its column leads the frame)
+        start, c, stop = min(long_gaps)
+        where = f"column {str(frame.columns[c])!r}"
+        if len(frame.columns) > 1 and missing[start:stop].all():  # whole rows missing
+            where = f"every column ({', '.join(repr(str(n)) for n in frame.columns)})"
+        longest = max(b - a for a, _, b in long_gaps)
         regions = runs(long_rows)  # a gap shared by several columns counts once
         if on_long_gap == "error":
             why = (
@@ -407,7 +411,7 @@ def fill_gaps(
                 else f"longer than max_gap={max_gap}"
             )
             raise GapTooLongError(
-                f"{source}: series {series!r}, column {column!r}: {stop - start:,} missing steps "
+                f"{source}: series {series!r}, {where}: {stop - start:,} missing steps "
                 f"at {freq!r} from {frame.index[start]} to {frame.index[stop - 1]}, {why} "
                 f"({plural(len(regions), 'such gap')} in this series, the longest {longest:,}). "
                 + (

@@ -221,7 +221,12 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         default=None,
         metavar="COL",
         help="the column to forecast"
-        + ("" if required else "; default: the one the model was trained on"),
+        + (
+            ""
+            if required
+            else "; default and only choice: the one the model was trained on (a file whose "
+            "column has another name needs that column renamed)"
+        ),
     )
     group.add_argument(
         "--covariates",
@@ -230,7 +235,7 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         default=None,
         metavar="COL[,COL...]",
         help="past covariate columns, repeatable or comma separated; default: none"
-        + ("" if required else " (backtest: the model's own)"),
+        + ("" if required else " (backtest: the model's own, the only choice)"),
     )
     group.add_argument(
         "--timestamp-col",
@@ -1705,6 +1710,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         n_windows=args.backtest_windows,
         step=args.backtest_step or 1,
         season_length=season.rows,
+        drop_short=load.get("on_short") == "drop",
     )
     result = backtest(
         data,
@@ -1716,6 +1722,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         scaler=predictor.scaler,
         plot_dir=Path(args.output) / "plots" if args.output else None,
     )
+    for line in result.dropped:
+        print(line)
     fmt = "{:.4f}".format
     with pd.option_context("display.width", 140, "display.max_columns", 20):
         print(

@@ -17,6 +17,7 @@ from training.backtest import (
     BacktestResult,
     _refit_split,
     backtest,
+    short_of_room,
 )
 from training.fit import FitConfig
 from training.split import SplitConfig, StandardScaler, plan_split, split_data
@@ -239,3 +240,26 @@ def test_the_unseen_split_scores_every_series_of_a_new_file_with_a_given_model()
     assert len(result.forecasts) == 3 * (100 - L - H + 1) * H
     with pytest.raises(BacktestConfigError, match="nothing is left to train on"):
         backtest(new_units, unseen, linear(), QUICK, BacktestConfig(season_length=1))
+
+
+def test_a_series_without_room_for_the_windows_is_named_or_left_out() -> None:
+    """Two series, one too short in its test span for 30 windows: the backtest names it and
+    the option before fitting anything, or leaves it out with drop_short (on_short='drop')."""
+    data = loaded({"long": seasonal_frame(600), "short": seasonal_frame(300, seed=1)})
+    room = short_of_room(split_data(data, SPLIT), 6, BacktestConfig(n_windows=30, step=3))
+    assert list(room) == ["short"]
+    with pytest.raises(BacktestConfigError) as refused:
+        backtest(data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=30, step=3))
+    assert str(refused.value).startswith(
+        f"backtest_windows (--backtest-windows): series 'short' has room in its test span for "
+        f"{room['short']} of 30 windows of"
+    )
+    assert "on_short='drop'" in str(refused.value)
+    dropping = BacktestConfig(n_windows=30, step=3, drop_short=True)
+    kept = backtest(data, SPLIT, linear(), QUICK, dropping)
+    assert set(kept.forecasts["series"]) == {"long"}
+    assert kept.forecasts["origin"].nunique() == 30
+    assert kept.dropped == [
+        f"left out of the backtest: series 'short', room for {room['short']} of 30 windows of "
+        f"{SPLIT.lookback} + 6 rows, 3 apart (on_short='drop')"
+    ]

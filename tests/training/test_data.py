@@ -90,6 +90,57 @@ def test_parquet_reads_like_csv_and_zones_become_utc(tmp_path: Path) -> None:
     assert [d.count for d in steps(data, "missing")] == [1]
 
 
+def test_a_long_gap_of_whole_rows_names_every_column_and_one_of_the_target_names_it(
+    tmp_path: Path,
+) -> None:
+    """Whole rows missing were reported under the alphabetically first covariate (an
+    audit's 'Current' for a 'Pressure' target)."""
+    stamps = hourly(12)
+    kept = [0, 1, 2, 3, 9, 10, 11]
+    rows = "\n".join(f"{stamps[i]},{i},{i * 2}" for i in kept)
+    path = write(tmp_path, f"timestamp,Pressure,Current\n{rows}")
+    config = LoadConfig(target="Pressure", covariates=("Current",), max_gap=4)
+    with pytest.raises(
+        GapTooLongError, match=r"series 'log', every column \('Pressure', 'Current'\): 5 missing"
+    ):
+        load_data(path, config)
+    holes = "\n".join(f"{stamps[i]},{'' if 4 <= i <= 8 else i},{i * 2}" for i in range(12))
+    with pytest.raises(GapTooLongError, match=r"series 'log', column 'Pressure': 5 missing"):
+        load_data(write(tmp_path, f"timestamp,Pressure,Current\n{holes}"), config)
+
+
+def test_text_with_several_utc_offsets_is_reported_as_such(tmp_path: Path) -> None:
+    """Local time across the spring change: +01:00, then +02:00. The report said "from time
+    zone UTC to UTC" (the audit's); the instants were right and stay right."""
+    text = """timestamp,y
+2016-03-27T00:00:00+01:00,1
+2016-03-27T01:00:00+01:00,2
+2016-03-27T03:00:00+02:00,3
+2016-03-27T04:00:00+02:00,4
+"""
+    data = load_data(write(tmp_path, text), LoadConfig(target="y"))
+    (decision,) = steps(data, "timezone")
+    assert "with several UTC offsets" in decision.message
+    assert "from time zone" not in decision.message
+    index = pd.DatetimeIndex(data.series[next(iter(data.series))].index)
+    assert list(index.hour) == [23, 0, 1, 2]  # UTC
+
+
+def test_a_first_row_that_does_not_parse_is_not_said_to_be_the_inferred_format(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "day,hr,y\n2011-01-01,0,1\n2011-01-01,1,2\n")
+    with pytest.raises(TimestampParseError) as error:
+        load_data(path, LoadConfig(target="y", timestamp_col=("day", "hr")))
+    message = str(error.value)
+    assert "pandas could not infer a format from the first row" in message
+    assert "'%Y-%m-%d %H' for '2016-07-01 2'" in message
+    data = load_data(
+        path, LoadConfig(target="y", timestamp_col=("day", "hr"), timestamp_format="%Y-%m-%d %H")
+    )
+    assert len(data.series[next(iter(data.series))]) == 2
+
+
 def test_long_format_gives_one_series_per_id(tmp_path: Path) -> None:
     text = """
 series_id,timestamp,target,temp
@@ -354,6 +405,11 @@ def test_empty_file_and_header_only(tmp_path: Path) -> None:
         ({"freq": "hourly"}, r"not a pandas offset alias"),
         ({"covariates": ("y",)}, r"distinct"),
         ({"timestamp_col": "y"}, r"both a timestamp/series column and a value column"),
+        (  # was ignored without a word
+            {"series_col": "unit", "series_id": "pump-7"},
+            r"with series_col='unit' the ids are that column's values: give one or the other",
+        ),
+        ({"freq": "99999999999999999h"}, r"is a step too long for any timestamp"),
     ],
 )
 def test_invalid_options_list_the_allowed_values(options: dict[str, object], pattern: str) -> None:

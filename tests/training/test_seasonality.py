@@ -58,6 +58,8 @@ def test_mase_season_falls_back_to_one_step_when_the_training_span_is_too_short(
     assert short.rows == 1 and "3600 rows" in short.reason and "3000 rows" in short.reason
     assert mase_season(5, "1s", 3000) == mase_season(5, "h", 10)  # the user's, as given
     assert mase_season(5, "h", 10).reason == "set by the user"
+    with pytest.raises(SeasonError, match=r"set season_length \(--season-length\) to at most 9$"):
+        mase_season(10, "h", 10)  # before the fit: the scale needs a pair a season apart
 
 
 def test_a_seasonal_naive_season_longer_than_the_lookback_is_refused_naming_both() -> None:
