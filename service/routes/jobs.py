@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from jobs import queue
-from jobs.db import Database, SchemaError, reaching
+from jobs.db import Database, SchemaError, missing_sqlite_file, reaching, shown_url
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
@@ -41,6 +41,12 @@ def get_jobs_db(request: Request, state: StateDep) -> Database:
     """The app's job database, opened on first use (creating the app does no I/O)."""
     db: Database | None = getattr(request.app.state, "jobs_db", None)
     if db is None:
+        url = state.settings.resolved_database_url()
+        if missing_sqlite_file(url):  # connecting would create an empty file a worker mistakes
+            raise SchemaError(
+                f"no job database at {shown_url(url)}: run `urnn db upgrade` (same "
+                "URNN_DATABASE_URL)"
+            )
         with _open_lock:
             db = getattr(request.app.state, "jobs_db", None)
             if db is None:

@@ -322,6 +322,11 @@ def test_an_unmigrated_database_answers_503(tmp_path: Path, ett_csv: Path) -> No
     with TestClient(create_app(settings, loader=NoModels())) as client:
         answer = client.get("/jobs")
         assert answer.status_code == 503 and "urnn db upgrade" in answer.json()["detail"]
+        assert answer.json()["detail"].startswith("no job database at sqlite:///")
+        # nothing made: an empty file would turn a worker's "missing file" into "no schema"
+        assert not (tmp_path / "var" / "jobs.db").exists()
+        upgrade(settings.resolved_database_url())
+        assert client.get("/jobs").status_code == 200  # once migrated, no restart needed
     # a dialect whose driver is not installed: 503 saying so, not a 500
     mysql = settings.model_copy(update={"database_url": "mysql://x@y/z"})
     with TestClient(create_app(mysql, loader=NoModels())) as client:
