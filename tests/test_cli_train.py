@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -401,6 +402,15 @@ def test_covariates_a_kind_does_not_read_are_said_to_be_unread(
     code, out, err = run_cli([*argv, "--model", "linear", "--no-promote"], mlflow_settings, capsys)
     assert code == 0, err
     assert "covariates x: not read by kind 'linear', which forecasts from the target alone" in out
+    import mlflow
+
+    uri = mlflow_settings.resolved_tracking_uri()
+    local = mlflow.artifacts.download_artifacts(
+        "models:/urnn-forecaster@challenger", tracking_uri=uri, registry_uri=uri
+    )
+    example = mlflow.models.Model.load(local).load_input_example(local)
+    assert isinstance(example, pd.DataFrame)
+    assert list(example.columns) == ["id", "values", "start"]  # no unread column: no warning
 
 
 def test_an_unknown_option_is_said_by_the_commands_own_parser(

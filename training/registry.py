@@ -98,6 +98,9 @@ def log_forecaster(
 
     covariates = [str(c) for c in meta.get("covariates", [])]
     if not (model.SUPPORTS_PAST_COVARIATES and model.config.n_past_covariates):
+        # a kind that reads only the target: its example carries no covariate either (MLflow
+        # warned twice per run that the example's extra columns would be ignored)
+        example = example.drop(columns=[c for c in covariates if c in example.columns])
         covariates = []
     with tempfile.TemporaryDirectory(prefix="urnn-model-") as tmp:
         directory = save_checkpoint(model.cpu(), tmp, dict(meta))
@@ -246,12 +249,20 @@ def _decide(
     return _Decided(promoted, reason, "promoted" if promoted else "kept", compared)
 
 
-def model_artifact_dir(model_uri: str, destination: str | Path) -> Path:
-    """Download `model_uri`'s files into `destination`; the folder holding config.json."""
+def model_artifact_dir(
+    model_uri: str, destination: str | Path, *, tracking_uri: str | None = None
+) -> Path:
+    """Download `model_uri`'s files into `destination`; the folder holding config.json.
+    `tracking_uri`: the store (and registry) to read, instead of MLflow's process-wide one."""
     import mlflow
 
     local = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(destination))
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri,
+            dst_path=str(destination),
+            tracking_uri=tracking_uri,
+            registry_uri=tracking_uri,
+        )
     )
     found = sorted(local.rglob(CHECKPOINT_CONFIG))
     if not found or not (found[0].parent / CHECKPOINT_WEIGHTS).exists():
@@ -259,7 +270,8 @@ def model_artifact_dir(model_uri: str, destination: str | Path) -> Path:
     return found[0].parent
 
 
-def load_registered(model_uri: str) -> ForecastPredictor:
+def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> ForecastPredictor:
     """The forecaster behind `model_uri` (e.g. models:/urnn-forecaster@champion), no pickle."""
     with tempfile.TemporaryDirectory(prefix="urnn-load-") as tmp:
-        return ForecastPredictor.from_directory(model_artifact_dir(model_uri, tmp))
+        directory = model_artifact_dir(model_uri, tmp, tracking_uri=tracking_uri)
+        return ForecastPredictor.from_directory(directory)

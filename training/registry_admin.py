@@ -68,7 +68,9 @@ class ChampionMove:
     previous: str | None  # the champion before the move, None if there was none
 
 
-def set_champion(client: Any, name: str, version: str, *, reason: str) -> ChampionMove:
+def set_champion(
+    client: Any, name: str, version: str, *, reason: str, tracking_uri: str
+) -> ChampionMove:
     """Move `champion` to `version` once it loads, and tag the version with the move and
     `reason`. A version that already is the champion is left as it is (`previous == version`)."""
     from mlflow.exceptions import MlflowException
@@ -82,7 +84,10 @@ def set_champion(client: Any, name: str, version: str, *, reason: str) -> Champi
             f"{name!r} has no version {version!r} (its versions: {held or 'none'})"
         ) from None
     try:
-        load_registered(f"models:/{name}/{version}")
+        # the version's storage location, read through this client: a models:/ URI would be
+        # resolved by MLflow against its process-wide tracking store, whatever is given here
+        source = client.get_model_version_download_uri(name, version)
+        load_registered(source, tracking_uri=tracking_uri)
     except Exception as error:
         raise RegistryError(
             f"{name} version {version} does not load ({error}); champion not moved"

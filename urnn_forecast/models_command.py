@@ -61,7 +61,8 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     command = f"urnn models {args.models_action}"
     try:
         check_tracking_server(settings)
-        client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+        uri = settings.resolved_tracking_uri()
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         if args.models_action == "list":
             print(format_versions(name, list_versions(client, name)))
             return 0
@@ -72,7 +73,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
             return 2
-        moved = set_champion(client, name, args.version, reason=args.reason)
+        moved = set_champion(client, name, args.version, reason=args.reason, tracking_uri=uri)
     except (RegistryError, TrackingServerError) as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@ earlier version from the command line; a version that does not load is refused."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.service.conftest import Registry
@@ -13,13 +15,23 @@ NAME = "models-command"
 
 
 def test_list_and_roll_back_the_champion(
-    registry: Registry, capsys: pytest.CaptureFixture[str]
+    registry: Registry,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     import mlflow
 
     first = registry.register(NAME, seed=1)
     second = registry.register(NAME, seed=2)  # champion now
     broken = registry.register(NAME, seed=3, corrupt=True, alias=None)
+    # MLflow's process-wide store elsewhere (as other tests leave it): the command reads the
+    # settings' store only (a models:/ URI resolved against the global one failed in CI)
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", elsewhere)
     settings = registry.settings
     client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
 
