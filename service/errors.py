@@ -40,6 +40,10 @@ class BodyTooLargeError(ValueError):
     """A body whose content, once unpacked, exceeds URNN_MAX_BODY_BYTES (413)."""
 
 
+class UnsupportedMediaTypeError(ValueError):
+    """A body sent as another type than the endpoint reads (415); the message names both."""
+
+
 class ModelUnavailableError(RuntimeError):
     """No model is loaded (503); the message says why (e.g. nothing registered yet)."""
 
@@ -155,6 +159,9 @@ def install_handlers(app: FastAPI) -> None:
             status_code=413, content={"detail": str(exc)}, headers={"Connection": "close"}
         )
 
+    async def on_media_type(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=415, content={"detail": str(exc)})
+
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"no model is loaded: {exc}"})
 
@@ -190,6 +197,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ServiceInputError, on_input)
     app.add_exception_handler(BodyTooLargeError, on_too_large)
+    app.add_exception_handler(UnsupportedMediaTypeError, on_media_type)
     app.add_exception_handler(ModelUnavailableError, on_unavailable)
     app.add_exception_handler(DrainingError, on_draining)
     app.add_exception_handler(QueueFullError, on_queue_full)

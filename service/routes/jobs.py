@@ -26,6 +26,8 @@ from jobs.db import Database, SchemaError, missing_sqlite_file, reaching, shown_
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
+from service.arrow_io import media_type
+from service.errors import UnsupportedMediaTypeError
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 from service.state import StateDep
@@ -57,6 +59,24 @@ def get_jobs_db(request: Request, state: StateDep) -> Database:
 
 
 JobsDbDep = Annotated[Database, Depends(get_jobs_db)]
+
+
+def require_json_body(request: Request) -> None:
+    """415 for a body sent as anything but JSON (text/plain, a form), as /forecast answers,
+    rather than a schema error about a body that was never read as JSON."""
+    kind = media_type(request.headers.get("content-type", "").encode("latin-1"))
+    if kind != "application/json":
+        said = repr(kind) if kind else "missing"
+        raise UnsupportedMediaTypeError(
+            f"header 'Content-Type': {said}; this endpoint reads a body sent as application/json"
+        )
+
+
+JsonBodyDep = Depends(require_json_body)
+UNSUPPORTED: dict[str, Any] = {
+    "model": ErrorResponse,
+    "description": "A body not sent as application/json.",
+}
 
 
 class JobAccepted(BaseModel):
@@ -124,9 +144,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "/jobs",
     status_code=202,
     response_model=JobAccepted,
-    dependencies=[ApiKeyDep],
+    dependencies=[ApiKeyDep, JsonBodyDep],
     summary="Queue a retraining job (API key)",
     responses={
+        415: UNSUPPORTED,
         **ERRORS,
         422: {"model": ErrorResponse, "description": "A bad spec; the detail names the field."},
     },

@@ -18,7 +18,14 @@ from jobs import schedules
 from jobs.models import Schedule
 from jobs.schedules import ScheduleError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
-from service.routes.jobs import ERRORS, MAX_OFFSET, READ_ERRORS, JobsDbDep
+from service.routes.jobs import (
+    ERRORS,
+    MAX_OFFSET,
+    READ_ERRORS,
+    UNSUPPORTED,
+    JobsDbDep,
+    JsonBodyDep,
+)
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 
@@ -99,10 +106,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "/schedules",
     status_code=201,
     response_model=SchedulePublic,
-    dependencies=[ApiKeyDep],
+    dependencies=[ApiKeyDep, JsonBodyDep],
     summary="Retrain on a cron schedule (API key)",
     responses={
         **ERRORS,
+        415: UNSUPPORTED,
         422: {"model": ErrorResponse, "description": "Bad cron, time zone or job spec."},
     },
 )
@@ -162,10 +170,11 @@ def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
 @router.patch(
     "/schedules/{schedule_id}",
     response_model=SchedulePublic,
-    dependencies=[ApiKeyDep],
+    dependencies=[ApiKeyDep, JsonBodyDep],
     responses={
         **ERRORS,
         **NOT_FOUND,
+        415: UNSUPPORTED,
         422: {"model": ErrorResponse, "description": "Nothing to change, or a bad field."},
     },
     summary="Pause, resume or change a schedule (API key)",

@@ -3,6 +3,7 @@ real retraining job from the API alone: submit, watch a worker train and registe
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 KEY = {"X-API-Key": "test-key"}
+JSON = {"content-type": "application/json"}
 
 
 class NoModels:
@@ -313,6 +315,36 @@ def test_a_schedule_is_paused_resumed_and_changed_with_patch(
         assert answer.status_code == 422 and named in answer.json()["detail"], (bad, answer.text)
     assert client.get(url).json() == changed  # a refused change changes nothing
     assert client.patch("/schedules/nope", json={"paused": True}, headers=KEY).status_code == 404
+
+
+def test_bodies_not_sent_as_json_answer_415_as_forecast_does(
+    client: TestClient, ett_csv: Path
+) -> None:
+    """They answered 422 'Input should be a valid dictionary' (an audit's), about a body that
+    was never read as JSON; nothing is stored."""
+    spec = json.dumps(tiny_spec(ett_csv))
+    schedule = json.dumps({"cron": "0 3 * * *", "job": tiny_spec(ett_csv)})
+    made = client.post("/schedules", content=schedule, headers={**KEY, **JSON}).json()["id"]
+    for method, url, body in (
+        ("POST", "/jobs", spec),
+        ("POST", "/schedules", schedule),
+        ("PATCH", f"/schedules/{made}", '{"paused": true}'),
+    ):
+        for kind in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {**KEY, **({"content-type": kind} if kind else {})}
+            answer = client.request(method, url, content=body.encode(), headers=headers)
+            assert answer.status_code == 415, (method, url, kind, answer.text)
+            said = repr(kind) if kind else "missing"
+            assert answer.json()["detail"] == (
+                f"header 'Content-Type': {said}; this endpoint reads a body sent as "
+                "application/json"
+            )
+        # the key is checked first: no key, 401 whatever the body
+        assert client.request(method, url, content=body.encode()).status_code == 401
+    assert client.get("/jobs").json()["total"] == 0
+    assert client.get(f"/schedules/{made}").json()["paused"] is False
+    with_charset = {**KEY, "content-type": "application/json; charset=utf-8"}
+    assert client.post("/jobs", content=spec, headers=with_charset).status_code == 202
 
 
 def test_an_unmigrated_database_answers_503(tmp_path: Path, ett_csv: Path) -> None:
