@@ -46,55 +46,42 @@ def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     assert diff == [], f"jobs/models.py and migrations/ disagree: {diff}"
 
 
-def test_the_idempotency_key_migration_keeps_the_jobs_stored_before_it(database_url: str) -> None:
+KEPT_ROWS = {
+    # revision: (the row stored before it, read after it, read back after its downgrade)
+    "0003": (  # the job idempotency key
+        "INSERT INTO jobs (id, status, spec, created_at, attempts, max_attempts, "
+        "cancel_requested) VALUES ('job-1', 'succeeded', '{}', :at, 1, 3, false)",
+        ("SELECT id, status, idempotency_key FROM jobs", ("job-1", "succeeded", None)),
+        ("SELECT id, status FROM jobs", ("job-1", "succeeded")),
+    ),
+    "0004": (  # schedules.paused: stored schedules keep running
+        "INSERT INTO schedules (id, cron, timezone, spec, created_at, next_due_at) "
+        "VALUES ('nightly', '0 3 * * *', 'UTC', '{}', :at, :at)",
+        ("SELECT id, cron, paused FROM schedules", ("nightly", "0 3 * * *", False)),
+        ("SELECT id, cron FROM schedules", ("nightly", "0 3 * * *")),
+    ),
+}
+
+
+@pytest.mark.parametrize("revision", list(KEPT_ROWS))
+def test_a_migration_keeps_the_rows_stored_before_it_both_ways(
+    database_url: str, revision: str
+) -> None:
+    insert, (after, expected_after), (before, expected_before) = KEPT_ROWS[revision]
+    previous = f"{int(revision) - 1:04d}"
     if current_revision(database_url) is not None:  # a server database another test migrated
         downgrade(database_url, "base")
-    upgrade(database_url, "0002")
+    upgrade(database_url, previous)
     engine = make_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO jobs (id, status, spec, created_at, attempts, max_attempts, "
-                    "cancel_requested) VALUES ('job-1', 'succeeded', '{}', :at, 1, 3, :no)"
-                ),
-                {"at": datetime(2026, 1, 1), "no": False},
-            )
-        upgrade(database_url)
+            connection.execute(text(insert), {"at": datetime(2026, 1, 1)})
+        upgrade(database_url, revision)
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, status, idempotency_key FROM jobs")).all()
-        assert [tuple(r) for r in rows] == [("job-1", "succeeded", None)]
-        downgrade(database_url, "0002")
+            assert [tuple(r) for r in connection.execute(text(after))] == [expected_after]
+        downgrade(database_url, previous)
         with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, status FROM jobs")).all()
-        assert [tuple(r) for r in rows] == [("job-1", "succeeded")]
-    finally:
-        engine.dispose()
-    downgrade(database_url, "base")
-
-
-def test_the_paused_migration_keeps_stored_schedules_running(database_url: str) -> None:
-    if current_revision(database_url) is not None:  # a server database another test migrated
-        downgrade(database_url, "base")
-    upgrade(database_url, "0003")
-    engine = make_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO schedules (id, cron, timezone, spec, created_at, next_due_at) "
-                    "VALUES ('nightly', '0 3 * * *', 'UTC', '{}', :at, :at)"
-                ),
-                {"at": datetime(2026, 1, 1)},
-            )
-        upgrade(database_url)
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, cron, paused FROM schedules")).all()
-        assert [tuple(r) for r in rows] == [("nightly", "0 3 * * *", False)]
-        downgrade(database_url, "0003")
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, cron FROM schedules")).all()
-        assert [tuple(r) for r in rows] == [("nightly", "0 3 * * *")]
+            assert [tuple(r) for r in connection.execute(text(before))] == [expected_before]
     finally:
         engine.dispose()
     downgrade(database_url, "base")
