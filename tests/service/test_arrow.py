@@ -394,6 +394,22 @@ def test_a_compressed_arrow_body_counts_what_it_unpacks_to(
         )
 
 
+def test_a_file_whose_stream_is_cut_short_is_measured_by_its_footer(
+    client_for: Callable[..., TestClient],
+) -> None:
+    """An audit's bypass: the file's leading message overwritten by an end-of-stream marker.
+    The limit's walk stopped there; pyarrow's file reader reads the batches from the footer
+    (96 MB from a 4 KB body, answered 200). Files are now measured by their footer."""
+    zeros = pa.table(
+        {"id": ["a", "b"], "values": pa.array([np.zeros(200_000)] * 2, pa.list_(pa.float64()))}
+    )
+    doctored = bytearray(_compressed(zeros, "zstd", file=True))
+    doctored[8:16] = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+    client = client_for(max_body_bytes=1_000_000)
+    answer = client.post("/forecast", content=bytes(doctored), headers={"content-type": ARROW_FILE})
+    assert answer.status_code == 413, answer.text
+
+
 def test_unpacked_bytes_reads_every_batch_and_dictionary() -> None:
     from service.arrow_limits import unpacked_bytes
 
