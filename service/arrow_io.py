@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from functools import partial
@@ -52,6 +51,7 @@ from service.fast_path import (
     FastSeries,
     SeriesBlock,
     parse_datetime,
+    plain_start_ns,
 )
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -66,7 +66,6 @@ _BLOCK_COLUMNS = frozenset(("id", "values", "start", "freq"))
 # What `datetime.isoformat()` writes for a naive whole second, in years where numpy's parser
 # and pydantic's agree on every string (both refuse hour 24, second 60, Feb 30...) and epoch
 # nanoseconds fit.
-_PLAIN_START = re.compile(r"(1[7-9]\d\d|2[01]\d\d)-\d\d-\d\dT\d\d:\d\d:\d\d")
 Table: TypeAlias = pa.Table | pa.RecordBatch  # a stream of one batch is read as that batch
 
 
@@ -186,8 +185,8 @@ def _fast_series(table: Table, ids: list[str]) -> tuple[FastSeries, ...]:
 def _plain_block(table: Table, ids: list[str]) -> SeriesBlock | None:
     """The table as one block when it is the plain kind: columns among id, values, start and
     freq; histories of one non-zero length, lists of numbers without nulls; `start` in every
-    row or none, naive timestamps or `_PLAIN_START` strings. None for anything else (the rows
-    then go one by one, with their own checks and messages)."""
+    row or none, naive timestamps or plain strings (`fast_path.plain_start_ns`). None for
+    anything else (the rows then go one by one, with their own checks and messages)."""
     names = table.column_names
     if not _BLOCK_COLUMNS.issuperset(names):
         return None
@@ -247,14 +246,7 @@ def _plain_starts(array: pa.Array) -> np.ndarray | None:
         return whole_us
     if not _is_text(kind):
         return None
-    texts = array.to_pylist()
-    if not all(map(_PLAIN_START.fullmatch, texts)):
-        return None
-    try:
-        seconds = np.array(texts, dtype="datetime64[s]").view(np.int64)
-    except ValueError:  # a day or hour that does not exist: the rows name it
-        return None
-    return seconds * 1_000_000_000
+    return plain_start_ns(array.to_pylist())
 
 
 def _read_table(body: bytes, content_type: str) -> Table:

@@ -20,9 +20,11 @@ lengths, dates on the model's grid, ...) are `service.validation`'s, for both pa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -98,8 +100,9 @@ class BlockRequest:
         return self._series
 
 
-def fast_request(data: Any) -> FastRequest | None:
-    """`data` (parsed JSON) as a FastRequest, or None when the schema must look at it."""
+def fast_request(data: Any) -> FastRequest | BlockRequest | None:
+    """`data` (parsed JSON) as a BlockRequest when its series are the plain kind (as an Arrow
+    body's can be: `fast_block`), else a FastRequest, or None when the schema must look at it."""
     if type(data) is not dict or not data.keys() <= _REQUEST_KEYS:
         return None
     try:
@@ -109,6 +112,84 @@ def fast_request(data: Any) -> FastRequest | None:
     raw_series = data.get("series")
     if type(raw_series) is not list or not raw_series:
         return None
+    block = fast_block(raw_series)
+    if block is not None:
+        return BlockRequest(horizon, quantiles, block, partial(_rows_of, raw_series))
+    return _rows_request(horizon, quantiles, raw_series)
+
+
+def _rows_of(raw_series: list[Any]) -> tuple[FastSeries, ...]:
+    """A block's series one by one (for the checks that go series by series)."""
+    request = _rows_request(None, None, raw_series)
+    assert request is not None, "a plain block's series are each a FastSeries"
+    return request.series
+
+
+_BLOCK_KEYS = frozenset({"id", "values", "start", "freq"})
+
+
+def fast_block(raw_series: list[Any]) -> SeriesBlock | None:
+    """The series as one block, as `service.arrow_io` reads a plain Arrow table: keys among
+    id, values, start and freq; histories of one length, of plain numbers; `start` in every
+    series (plain naive texts, `plain_start_ns`) or in none. None for anything else: the
+    series then go one by one, with their own checks and messages (the same answers: the
+    block's checks are the rows', tests/service/test_fast_path.py)."""
+    ids: list[str] = []
+    rows: list[Any] = []
+    starts: list[Any] = []
+    freqs: list[str | None] = []
+    for item in raw_series:
+        if type(item) is not dict or not item.keys() <= _BLOCK_KEYS:
+            return None
+        series_id = item.get("id")
+        if type(series_id) is not str or not 1 <= len(series_id) <= ID_MAX:
+            return None
+        freq = item.get("freq")
+        if freq is not None and type(freq) is not str:
+            return None
+        ids.append(series_id)
+        rows.append(item.get("values"))
+        starts.append(item.get("start"))
+        freqs.append(freq)
+    first = rows[0]
+    if type(first) is not list or not first:
+        return None
+    width = len(first)
+    if any(type(row) is not list or len(row) != width for row in rows):
+        return None
+    try:
+        array = np.array(rows)
+    except (ValueError, TypeError, OverflowError):  # ints beyond any dtype
+        return None
+    if array.ndim != 2 or array.dtype.kind not in "fi":
+        return None
+    if array.dtype.kind == "i" and array.dtype != np.int64:
+        return None
+    values = array.astype(np.float64, copy=False)
+    if _bool_in_block(rows, values):
+        return None
+    start_ns = None
+    if any(start is not None for start in starts):
+        start_ns = plain_start_ns(starts)
+        if start_ns is None:
+            return None
+    return SeriesBlock(ids, values, start_ns, freqs)
+
+
+def _bool_in_block(rows: list[list[Any]], values: np.ndarray) -> bool:
+    """`_bool_among` for a block: a JSON true/false that numpy read as 1 or 0."""
+    suspects = np.flatnonzero((values == 0.0) | (values == 1.0))
+    if not len(suspects):
+        return False
+    if len(suspects) > _MAX_ZERO_ONE:
+        return True
+    width = values.shape[1]
+    return any(type(rows[i // width][i % width]) is bool for i in suspects.tolist())
+
+
+def _rows_request(
+    horizon: int | None, quantiles: list[float] | None, raw_series: list[Any]
+) -> FastRequest | None:
     series = []
     raws: list[list[Any]] = []
     arrays: list[np.ndarray] = []
@@ -243,6 +324,24 @@ def _bool_among(raws: list[list[Any]], arrays: list[np.ndarray]) -> bool:
         if type(raws[owner][flat_index - int(starts[owner])]) is bool:
             return True
     return False
+
+
+# A naive ISO date and time to the second between 1700 and 2199: what every reader (pydantic,
+# numpy's datetime64[s]) reads alike, and inside int64 nanoseconds.
+_PLAIN_START = re.compile(r"(1[7-9]\d\d|2[01]\d\d)-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+def plain_start_ns(texts: list[Any]) -> np.ndarray | None:
+    """`start` strings as int64 naive epoch nanoseconds, exactly as the row path reads them,
+    when every one is a plain `_PLAIN_START` text; None otherwise (the rows then judge)."""
+    if not all(type(t) is str and _PLAIN_START.fullmatch(t) for t in texts):
+        return None
+    try:
+        seconds = np.array(texts, dtype="datetime64[s]").view(np.int64)
+    except ValueError:  # a day or hour that does not exist: the rows name it
+        return None
+    ns: np.ndarray = seconds * 1_000_000_000
+    return ns
 
 
 def parse_datetime(text: str) -> datetime | None:

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from service.errors import ServiceInputError
-from service.fast_path import FastRequest, fast_request
+from service.fast_path import BlockRequest, FastRequest, fast_request
 from service.forecasting import iso_timestamps
 from service.schemas import ForecastRequest
 from service.served import ColumnScales, ServedModel, parse_offset
@@ -145,8 +145,20 @@ def test_fast_path_accepts_only_what_the_schema_accepts_and_reads_the_same(name:
         return
     if fast is None:  # left to the schema: always allowed
         return
-    assert isinstance(fast, FastRequest)
+    assert isinstance(fast, FastRequest | BlockRequest)
     assert (fast.horizon, fast.quantiles) == (schema.horizon, schema.quantiles)
+    if isinstance(fast, BlockRequest):  # plain series as one block: the same numbers and dates
+        block = fast.block
+        assert block.ids == [s.id for s in schema.series]
+        assert block.freqs == [s.freq for s in schema.series]
+        expected = np.array([np.asarray(s.values, dtype=np.float64) for s in schema.series])
+        np.testing.assert_array_equal(block.values, expected)
+        assert block.values.dtype == np.float64
+        starts = [s.start for s in schema.series]
+        if block.start_ns is None:
+            assert starts == [None] * len(starts)
+        else:
+            assert block.start_ns.tolist() == [pd.Timestamp(s).value for s in starts if s]
     assert len(fast.series) == len(schema.series)
     for mine, theirs in zip(fast.series, schema.series, strict=True):
         assert (mine.id, mine.start, mine.freq, mine.timestamps) == (
@@ -180,6 +192,14 @@ def test_fast_path_takes_the_common_bodies() -> None:
     for name in ("plain", "ints among floats", "all ints", "NaN", "inf", "covariates"):
         assert fast_request(copy.deepcopy(BODIES[name])) is not None, name
     assert fast_request(_body(quantiles=[0.1, 0.9])) is not None
+    # plain histories of one length come as one block, as a plain Arrow table does
+    for name in ("plain", "ints among floats", "all ints", "NaN", "inf", "id of 256"):
+        assert isinstance(fast_request(copy.deepcopy(BODIES[name])), BlockRequest), name
+    for name in ("covariates", "timestamps", "zoned start", "date-only start", "null start"):
+        assert not isinstance(fast_request(copy.deepcopy(BODIES[name])), BlockRequest), name
+    ragged = _body()
+    ragged["series"][1]["values"] = ragged["series"][1]["values"][:-1]
+    assert isinstance(fast_request(ragged), FastRequest)  # lengths differ: one by one
 
 
 # -----------------------------------------------------------------------------
