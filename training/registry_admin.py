@@ -5,19 +5,22 @@ version (a rollback, or overruling the automatic decision).
     rows = list_versions(client, "urnn-forecaster")
     moved = set_champion(client, "urnn-forecaster", "3", reason="v5 over-forecasts weekends")
 
-`set_champion` loads the version as the service would (config.json + weights, no pickle)
-before it moves the alias: the service keeps serving the old champion when a new one fails to
-load, so an alias on a broken version would leave every replica behind it without saying so
-anywhere but its reload metric. The move is recorded as tags on the version, beside those of
-the automatic decision (`promotion.*`, training.registry).
+`set_champion` loads the version as the service would (config.json + weights, no pickle, and
+the caller's check: the CLI runs the service's warm-up forward) before it moves the alias:
+the service keeps serving the old champion when a new one fails to load, so an alias on a
+broken version would leave every replica behind it without saying so anywhere but its reload
+metric. The move is recorded as tags on the version (`promotion.manual_*`), beside those of
+the automatic decision (`promotion.decision`, `promotion.reason`: training.registry).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from training.mlflow_model import ForecastPredictor
 from training.registry import CHAMPION, champion_version, load_registered
 
 
@@ -33,7 +36,7 @@ class VersionRow:
     run_id: str
     metric: str
     score: str  # the version's own backtest score, as tagged at registration
-    decision: str  # promoted | kept | skipped | manual, "" when untagged
+    decision: str  # promoted | kept | skipped, "" when untagged; then "manual" if moved by hand
     reason: str
 
 
@@ -53,8 +56,8 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
             run_id=v.run_id or "",
             metric=v.tags.get("backtest.metric", ""),
             score=v.tags.get("backtest.challenger_score", ""),
-            decision=v.tags.get("promotion.decision", ""),
-            reason=v.tags.get("promotion.reason", ""),
+            decision=_decision(v.tags),
+            reason=_reason(v.tags),
         )
         for v in versions
     ]
@@ -69,13 +72,23 @@ class ChampionMove:
 
 
 def set_champion(
-    client: Any, name: str, version: str, *, reason: str, tracking_uri: str
+    client: Any,
+    name: str,
+    version: str,
+    *,
+    reason: str,
+    tracking_uri: str,
+    check: Callable[[ForecastPredictor], None] | None = None,
 ) -> ChampionMove:
-    """Move `champion` to `version` once it loads, and tag the version with the move and
-    `reason`. A version that already is the champion is left as it is (`previous == version`)."""
+    """Move `champion` to `version` once it loads and passes `check` (the service's own
+    warm-up, from the CLI: a version it would refuse must not take the alias), and tag the
+    version with the move beside the automatic decision's tags. A version that already is
+    the champion is left as it is (`previous == version`)."""
     from mlflow.exceptions import MlflowException
 
     _registered(client, name)
+    if version.isdigit():
+        version = str(int(version))  # "02" is version 2
     try:
         client.get_model_version(name, version)
     except MlflowException:
@@ -87,7 +100,9 @@ def set_champion(
         # the version's storage location, read through this client: a models:/ URI would be
         # resolved by MLflow against its process-wide tracking store, whatever is given here
         source = client.get_model_version_download_uri(name, version)
-        load_registered(source, tracking_uri=tracking_uri)
+        predictor = load_registered(source, tracking_uri=tracking_uri)
+        if check is not None:
+            check(predictor)
     except Exception as error:
         raise RegistryError(
             f"{name} version {version} does not load ({error}); champion not moved"
@@ -96,15 +111,27 @@ def set_champion(
     if previous == version:
         return ChampionMove(name=name, version=version, previous=previous)  # nothing to move
     client.set_registered_model_alias(name, CHAMPION, version)
-    tags = {
-        "promotion.decision": "manual",
-        "promotion.reason": reason,
-        "promotion.previous_champion": previous or "none",
+    tags = {  # beside promotion.decision / promotion.reason, the registration's decision
+        "promotion.manual_reason": reason,
+        "promotion.manual_previous_champion": previous or "none",
         "promotion.manual_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     return ChampionMove(name=name, version=version, previous=previous)
+
+
+def _decision(tags: dict[str, str]) -> str:
+    automatic = tags.get("promotion.decision", "")
+    if "promotion.manual_at" not in tags:
+        return automatic
+    return f"{automatic}, then manual" if automatic else "manual"
+
+
+def _reason(tags: dict[str, str]) -> str:
+    if "promotion.manual_at" in tags:
+        return tags.get("promotion.manual_reason", "")
+    return tags.get("promotion.reason", "")
 
 
 def _registered(client: Any, name: str) -> Any:

@@ -73,7 +73,9 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
             return 2
-        moved = set_champion(client, name, args.version, reason=args.reason, tracking_uri=uri)
+        moved = set_champion(
+            client, name, args.version, reason=args.reason, tracking_uri=uri, check=serves
+        )
     except (RegistryError, TrackingServerError) as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
@@ -86,6 +88,18 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             "once with POST /model/reload"
         )
     return 0
+
+
+def serves(predictor: Any) -> None:
+    """What the service does with a new version before it serves it (service.served): build
+    it on the CPU and run its warm-up forward, which refuses non-finite outputs or a shape
+    that does not match the version's config (RuntimeError saying which)."""
+    import torch
+
+    from service.served import ModelRef, ServedModel
+
+    ref = ModelRef(name="check", version="0", run_id="", uri="")
+    ServedModel.build(ref, predictor, torch.device("cpu"), trace=False)
 
 
 def served_name(model_uri: str) -> str:

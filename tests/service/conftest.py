@@ -66,9 +66,12 @@ class Registry:
         calendar: bool = False,
         covariates: bool = True,
         corrupt: bool = False,
+        nan_weights: bool = False,
         alias: str | None = CHAMPION,
     ) -> str:
-        """Register an untrained tiny forecaster (same schema) as a new version of `name`."""
+        """Register an untrained tiny forecaster (same schema) as a new version of `name`;
+        `corrupt`: its weights file replaced by junk; `nan_weights`: a readable state dict
+        whose tensors are NaN (loads, and forecasts nothing finite)."""
         import mlflow
         import torch
 
@@ -94,13 +97,23 @@ class Registry:
             client = mlflow.MlflowClient()
             if alias is not None:
                 client.set_registered_model_alias(name, alias, logged.version)
-            if corrupt:
+            if corrupt or nan_weights:
                 model_id = logged.model_uri.rsplit("/", 1)[-1]
                 location = mlflow.get_logged_model(model_id).artifact_location
                 weights = list(Path(unquote(urlparse(location).path)).rglob("weights.pt"))
                 assert weights, f"no weights.pt under {location}"
                 for path in weights:
-                    path.write_bytes(b"not a state dict")
+                    if corrupt:
+                        path.write_bytes(b"not a state dict")
+                        continue
+                    state = torch.load(path, weights_only=True)
+                    torch.save(
+                        {
+                            k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                            for k, v in state.items()
+                        },
+                        path,
+                    )
         return logged.version
 
     def set_alias(self, name: str, version: str, alias: str = CHAMPION) -> None:

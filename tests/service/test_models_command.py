@@ -25,6 +25,7 @@ def test_list_and_roll_back_the_champion(
     first = registry.register(NAME, seed=1)
     second = registry.register(NAME, seed=2)  # champion now
     broken = registry.register(NAME, seed=3, corrupt=True, alias=None)
+    nan = registry.register(NAME, seed=4, nan_weights=True, alias=None)
     # MLflow's process-wide store elsewhere (as other tests leave it): the command reads the
     # settings' store only (a models:/ URI resolved against the global one failed in CI)
     from mlflow.tracking._tracking_service import utils as tracking_utils
@@ -38,8 +39,8 @@ def test_list_and_roll_back_the_champion(
     assert main(["models", "list", "--name", NAME], settings=settings) == 0
     listed = capsys.readouterr().out.splitlines()
     assert listed[0] == NAME and listed[1].split()[:2] == ["version", "aliases"]
-    assert [line.split()[0] for line in listed[2:]] == [broken, second, first]
-    assert listed[2].split()[1] == "challenger" and listed[3].split()[1] == "champion"
+    assert [line.split()[0] for line in listed[2:]] == [nan, broken, second, first]
+    assert listed[2].split()[1] == "challenger" and listed[4].split()[1] == "champion"
 
     reason = "v2 over-forecasts weekends"
     assert main(["models", "promote", first, "--name", NAME, "--reason", reason],
@@ -47,15 +48,24 @@ def test_list_and_roll_back_the_champion(
     assert f"champion -> version {first} (was {second})" in capsys.readouterr().out
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == first
     tags = client.get_model_version(NAME, first).tags
-    assert tags["promotion.decision"] == "manual" and tags["promotion.reason"] == reason
-    assert tags["promotion.previous_champion"] == second
+    assert tags["promotion.manual_reason"] == reason
+    assert tags["promotion.manual_previous_champion"] == second
+    assert main(["models", "list", "--name", NAME], settings=settings) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(first))
+    assert row.endswith(reason)
 
-    assert main(["models", "promote", first, "--name", NAME], settings=settings) == 0
-    assert "already is the champion; nothing moved" in capsys.readouterr().out
+    for same in (first, f"0{first}"):  # "01" is version 1
+        assert main(["models", "promote", same, "--name", NAME], settings=settings) == 0
+        assert "already is the champion; nothing moved" in capsys.readouterr().out
 
     for argv, said in (
         (["promote", broken], f"version {broken} does not load"),
-        (["promote", "9"], f"has no version '9' (its versions: {first}, {second}, {broken})"),
+        # loads, but the service's warm-up refuses it: the alias must not move there
+        (["promote", nan], f"version {nan} does not load (warm-up forward gave shape"),
+        (
+            ["promote", "9"],
+            f"has no version '9' (its versions: {first}, {second}, {broken}, {nan})",
+        ),
         (["promote", "v2"], "argument version: a version number such as 3, got 'v2'"),
     ):
         assert main(["models", *argv, "--name", NAME], settings=settings) == 2
