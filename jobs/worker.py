@@ -200,8 +200,9 @@ def attempt_folder(settings: Settings, job_id: str, attempt: int) -> Iterator[Pa
 def collect_lost_attempts(db: Database, settings: Settings) -> list[Path]:
     """Folders of attempts that ended with their worker: the log attached to the attempt's
     MLflow run (named by the child's own marker file), then the folder removed. An attempt
-    whose job is still running it is left alone. Best effort: an error is logged, never
-    raised (the worker's loop must go on). Returns the folders it removed."""
+    whose job is still running it is left alone, and so is one whose job this database does
+    not hold (workers of another job database sharing the var_dir). Best effort: an error is
+    logged, never raised (the worker's loop must go on). Returns the folders it removed."""
     root = settings.var_dir / ATTEMPTS_FOLDER
     removed: list[Path] = []
     try:
@@ -225,7 +226,9 @@ def _collect(db: Database, settings: Settings, folder: Path) -> bool:
     attempt = int(number)
     with db.session() as session:
         job = session.get(Job, job_id)
-        if job is not None and job.status == "running" and job.attempts == attempt:
+        if job is None:
+            return False  # another job database's, on a shared var_dir: not ours to judge
+        if job.status == "running" and job.attempts == attempt:
             return False  # a live attempt (this worker's, or another's on the same volume)
     markers = _ChildMarkers(folder / "started.json")
     with contextlib.suppress(OSError, ValueError):  # unreadable: the log has no run to go to

@@ -27,5 +27,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("schedules") as batch:  # SQLite drops columns by copying the table
-        batch.drop_column("paused")
+    if op.get_bind().dialect.name == "sqlite":
+        # Not a batch copy: dropping and re-creating `schedules` fires jobs.schedule_id's ON
+        # DELETE SET NULL (foreign keys are on), and every scheduled job lost its schedule.
+        # SQLite drops a plain column in place since 3.35 (Python 3.11 ships 3.37 or later).
+        op.execute("ALTER TABLE schedules DROP COLUMN paused")
+    else:
+        op.drop_column("schedules", "paused")

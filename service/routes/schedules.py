@@ -33,7 +33,8 @@ router = APIRouter(tags=["schedules"])
 
 
 class ScheduleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict, as JobSpec: "paused": "yes" or 1 is refused, not read as true
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     cron: str = Field(
         description="5 fields: minute hour day-of-month month day-of-week", examples=["0 3 * * *"]
@@ -50,7 +51,7 @@ class ScheduleCreate(BaseModel):
 class ScheduleChange(BaseModel):
     """The fields to change; those left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     paused: bool | None = Field(
         default=None,

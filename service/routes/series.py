@@ -77,7 +77,11 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     response_model=ObservationsResponse,
     dependencies=[ApiKeyDep],
     summary="Advance a series' stored state by new points and forecast (API key)",
-    responses={**_KEY_ERRORS, **_COMMON},
+    responses={
+        **_KEY_ERRORS,
+        **_COMMON,
+        413: {"model": ErrorResponse, "description": "A body above URNN_MAX_BODY_BYTES."},
+    },
 )
 async def post_observations(
     series_id: SeriesId, body: ObservationsRequest, state: StateDep

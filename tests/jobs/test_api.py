@@ -240,6 +240,7 @@ def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> Non
         ({"cron": "0 3 * *"}, "field 'cron'"),
         ({"timezone": "Paris"}, "field 'timezone'"),
         ({"cron": "0 0 30 2 *"}, "field 'cron': '0 0 30 2 *' matches no date"),
+        ({"paused": "true"}, "field 'paused'"),  # strict: a string is not a bool
         ({"job": tiny_spec(ett_csv, target="nope")}, "field 'job.target'"),
         ({"job": {**tiny_spec(ett_csv), "data": "/nope.csv"}}, "field 'job.data'"),
     ):
@@ -308,6 +309,8 @@ def test_a_schedule_is_paused_resumed_and_changed_with_patch(
         ({"timezone": "Paris"}, "field 'timezone'"),
         ({"paused": None}, "field 'paused': cannot be null"),
         ({"paused": "maybe"}, "paused"),
+        ({"paused": "yes"}, "paused"),  # strict: was read as true
+        ({"paused": 1}, "paused"),
         ({"job": tiny_spec(ett_csv, target="nope")}, "field 'job.target'"),
         ({"every": "day"}, "every"),
     ):

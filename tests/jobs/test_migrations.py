@@ -87,6 +87,40 @@ def test_a_migration_keeps_the_rows_stored_before_it_both_ways(
     downgrade(database_url, "base")
 
 
+def test_downgrading_the_paused_column_keeps_each_jobs_schedule(database_url: str) -> None:
+    """On SQLite a batch copy of `schedules` set every job's schedule_id to null (an audit's):
+    the (schedule_id, due_at) uniqueness that makes each due time run once went with it."""
+    if current_revision(database_url) is not None:
+        downgrade(database_url, "base")
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO schedules (id, cron, timezone, spec, created_at, next_due_at, "
+                    "paused) VALUES ('nightly', '0 3 * * *', 'UTC', '{}', :at, :at, false)"
+                ),
+                {"at": datetime(2026, 1, 1)},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, status, spec, created_at, attempts, max_attempts, "
+                    "cancel_requested, schedule_id, due_at) VALUES ('job-1', 'queued', '{}', "
+                    ":at, 0, 3, false, 'nightly', :at)"
+                ),
+                {"at": datetime(2026, 1, 1)},
+            )
+        downgrade(database_url, "0003")
+        upgrade(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, schedule_id FROM jobs")).all()
+        assert [tuple(r) for r in rows] == [("job-1", "nightly")]
+    finally:
+        engine.dispose()
+    downgrade(database_url, "base")
+
+
 def test_a_database_newer_than_the_code_is_named_so(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'newer.db'}"
     upgrade(url)

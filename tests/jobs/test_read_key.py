@@ -109,3 +109,4 @@ def test_every_documented_422_is_the_sentence_the_service_sends(
     ):
         assert "503" in _operation(schema, path, method)["responses"], (path, method)
     assert "413" in _operation(schema, "/jobs", "post")["responses"]
+    assert "413" in _operation(schema, "/series/{series_id}/observations", "post")["responses"]
