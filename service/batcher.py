@@ -292,15 +292,24 @@ def not_finite(request: PreparedRequest, result: np.ndarray) -> ServiceInputErro
         return None
     finite = np.isfinite(result).all(axis=(1, 2))
     index = int(np.argmin(finite))
-    series_id = request.block.ids[index] if request.block is not None else None
-    if series_id is None:
-        series_id = request.series[index].id
+    series = request.series[index]
     return ServiceInputError(
-        series_where(index, series_id, "values"),
+        series_where(index, series.id, _largest_input(series, request.model.covariates)),
         "the model's forecast from this history is not finite: its values or covariates are "
         "too large for the model's float32 arithmetic once scaled; send them in units where "
         "they stay within a few orders of magnitude of the training data",
     )
+
+
+def _largest_input(series: Any, covariates: Sequence[str]) -> str:
+    """The field whose scaled look-back holds the largest |value|: the likely cause."""
+    field, largest = "values", float(np.abs(series.target).max())
+    if series.covariates is not None and len(covariates):
+        column = np.abs(series.covariates).max(axis=0)
+        c = int(np.argmax(column))
+        if float(column[c]) > largest:
+            field = f"covariates.{covariates[c]}"
+    return field
 
 
 def _shutting_down() -> ModelUnavailableError:

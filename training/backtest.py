@@ -141,11 +141,15 @@ def check_backtest_room(
         ]
     sid, room = min(short.items(), key=lambda item: item[1])
     more = f" ({len(short) - 1:,} more series too)" if len(short) > 1 else ""
-    drop = ", or leave such series out with on_short='drop' (--on-short drop)"
+    drop = ""
+    if config.drop_short:  # every scored series is short: nothing would be left to score
+        drop = "; on_short='drop' would leave out every series scored"
+    elif len(scored) > 1:
+        drop = ", or leave such series out with on_short='drop' (--on-short drop)"
     raise BacktestConfigError(
         f"backtest_windows (--backtest-windows): series {sid!r}{more} has room in its test "
         f"span for {room} of {what}; ask for at most {room} windows, a smaller step "
-        f"(--backtest-step){drop if len(scored) > 1 else ''}"
+        f"(--backtest-step){drop}"
     )
 
 

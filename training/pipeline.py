@@ -53,7 +53,7 @@ from training.split import (
     SplitMethod,
     StandardScaler,
     rows_for_one_window_each,
-    shortest_train_rows,
+    shortest_train_span,
     split_data,
 )
 from training.stream_fit import fit_stream, stream_series
@@ -481,8 +481,10 @@ def data_mase_season(config: TrainConfig, data: LoadedData, split: SplitConfig) 
     """MASE's season for this data and split: the user's, else the frequency's where every
     series' training span is longer than it (training.seasonality.mase_season)."""
     steps = config.load.step_origin is not None
-    shortest = shortest_train_rows(data, split)
-    return mase_season(config.season_length, data.freq, shortest, steps=steps)
+    shortest, series = shortest_train_span(data, split)
+    return mase_season(
+        config.season_length, data.freq, shortest, steps=steps, shortest_series=series
+    )
 
 
 def unread_covariate_lines(data: LoadedData, model: ForecasterConfig) -> list[str]:

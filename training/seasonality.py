@@ -109,7 +109,12 @@ STEPS_REASON = "the time column counts steps (step_origin), which carry no calen
 
 
 def mase_season(
-    explicit: int | None, freq: str, shortest_train: int, *, steps: bool = False
+    explicit: int | None,
+    freq: str,
+    shortest_train: int,
+    *,
+    steps: bool = False,
+    shortest_series: str | None = None,
 ) -> Season:
     """MASE's seasonal naive scale: the user's season, refused here (before any fit) when the
     shortest training span is not longer than it, else the frequency's, or 1 where the
@@ -118,10 +123,11 @@ def mase_season(
     (LoadConfig.step_origin), so their calendar means nothing and the default is 1."""
     if explicit is not None:
         if explicit >= shortest_train:
+            whose = f", series {shortest_series!r}" if shortest_series is not None else ""
             raise SeasonError(
                 f"season_length: MASE's scale compares training values one season apart, and "
                 f"the season ({explicit:,} rows, set by the user) is not shorter than the "
-                f"shortest training span ({shortest_train:,} rows); set season_length "
+                f"shortest training span ({shortest_train:,} rows{whose}); set season_length "
                 f"(--season-length) to at most {shortest_train - 1:,}"
             )
         return Season(explicit, "set by the user")

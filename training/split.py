@@ -473,10 +473,16 @@ def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFram
 def shortest_train_rows(data: LoadedData, config: SplitConfig) -> int:
     """Rows of the shortest history an in-sample MASE scale is taken from (from the plans
     alone): a training span, or a held-out unit's first `lookback` rows."""
-    rows = []
-    for _, _, plan in _plans(data, config):
-        rows.append(len(plan.train) if len(plan.train) else plan.lookback)
-    return min(rows)
+    return shortest_train_span(data, config)[0]
+
+
+def shortest_train_span(data: LoadedData, config: SplitConfig) -> tuple[int, str]:
+    """`shortest_train_rows`, and the series it belongs to."""
+    spans = [
+        (len(plan.train) if len(plan.train) else plan.lookback, sid)
+        for sid, _, plan in _plans(data, config)
+    ]
+    return min(spans)
 
 
 # --- scaling ---------------------------------------------------------------------------------

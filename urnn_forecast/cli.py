@@ -1648,7 +1648,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.metrics import unscaled_note
     from training.registry import load_registered
     from training.seasonality import mase_season
-    from training.split import SplitConfig, shortest_train_rows
+    from training.split import SplitConfig, shortest_train_span
     from training.validation import SeriesTooShortError
     from urnn_forecast.tracking import check_tracking_server
 
@@ -1699,11 +1699,13 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         test_series=tuple(split_meta.get("test_series", ())) if same else (),
         val_series=tuple(split_meta.get("val_series", ())) if same else (),
     )
+    shortest, shortest_series = shortest_train_span(data, split)
     season = mase_season(
         args.season_length,
         data.freq,
-        shortest_train_rows(data, split),
+        shortest,
         steps=load.get("step_origin") is not None,
+        shortest_series=shortest_series,
     )
     _print_data_report(data.brief_report_lines())
     config = BacktestConfig(

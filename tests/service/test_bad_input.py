@@ -277,8 +277,9 @@ def test_a_history_the_model_overflows_on_is_422_not_nulls(
         series["values"] = [value] * len(series["values"])
     response = client.post("/forecast", json=body)
     assert response.status_code == 422, response.text
+    named = "'covariates.x'" if field == "covariate" else "'values'"  # the largest, scaled
     assert response.json()["detail"].startswith(
-        f"{BAD} 'values': the model's forecast from this history is not finite"
+        f"{BAD} {named}: the model's forecast from this history is not finite"
     )
     good = client.post("/forecast", json={"series": body["series"][:1]})
     assert good.status_code == 200  # the batcher goes on
