@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import platform
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -909,6 +910,26 @@ def exclusive_build(name: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def environment_tools_first() -> Iterator[None]:
+    """PATH with this interpreter's scripts folder first, during a build: torch finds `ninja`
+    on PATH, and the one pip installed beside the project sits in `.venv/bin`, which is not on
+    PATH when `.venv/bin/urnn` is started by its full path (`make demo`, a systemd unit). The
+    build then failed ("Ninja is required") and the recurrence ran as the Python loop, ~3x
+    slower; and a system ninja of another version, found when the venv was not active,
+    rebuilt the extension each time the two alternated."""
+    scripts = sysconfig.get_path("scripts")
+    before = os.environ.get("PATH", "")
+    if not scripts or before.split(os.pathsep)[0] == scripts:
+        yield
+        return
+    os.environ["PATH"] = os.pathsep.join([scripts, before]) if before else scripts
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = before
+
+
 def build_inline(
     name: Callable[[int], str], source: str, *, what: str, python_module: bool, openmp: bool
 ) -> Any:
@@ -926,7 +947,7 @@ def build_inline(
             continue  # the variant number stays in the name: a portable build is another build
         flags = [f for f in all_flags if openmp or f != "-fopenmp"]
         try:
-            with exclusive_build(name(variant)):
+            with exclusive_build(name(variant)), environment_tools_first():
                 loaded = cpp_extension.load_inline(  # type: ignore[no-untyped-call]  # untyped
                     name=name(variant),
                     cpp_sources=[source],

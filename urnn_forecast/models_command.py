@@ -59,9 +59,9 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
 
     name = args.name or served_name(settings.model_uri)
     command = f"urnn models {args.models_action}"
+    uri = settings.resolved_tracking_uri()
     try:
         check_tracking_server(settings)
-        uri = settings.resolved_tracking_uri()
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         if args.models_action == "list":
             print(format_versions(name, list_versions(client, name)))
@@ -76,7 +76,10 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         moved = set_champion(
             client, name, args.version, reason=args.reason, tracking_uri=uri, check=serves
         )
-    except (RegistryError, TrackingServerError) as error:
+    except RegistryError as error:  # which store was read: a relative ./var/ is per folder
+        print(f"{command}: error: {error} (in the registry at {_shown(uri)})", file=sys.stderr)
+        return 2
+    except TrackingServerError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
     if moved.previous == moved.version:
@@ -136,6 +139,16 @@ def format_versions(name: str, rows: list[Any]) -> str:
         for line in table
     ]
     return f"{name}\n" + "\n".join(line.rstrip() for line in lines)
+
+
+def _shown(uri: str) -> str:
+    """A tracking URI for messages, without a password it may carry."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _short(text: str, limit: int = 70) -> str:

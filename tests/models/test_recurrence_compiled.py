@@ -383,3 +383,21 @@ def test_each_torch_install_builds_in_its_own_folder(monkeypatch: pytest.MonkeyP
     mine = recurrence_cpp.machine_fingerprint()
     monkeypatch.setattr(torch, "__file__", "/elsewhere/site-packages/torch/__init__.py")
     assert recurrence_cpp.machine_fingerprint() != mine
+
+
+def test_builds_find_the_environments_own_ninja_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`.venv/bin/urnn` started by its full path has no `.venv/bin` on PATH, where pip put
+    ninja: the build failed and the recurrence ran as the Python loop (an audit's)."""
+    import os
+    import sysconfig
+
+    from models.recurrence_cpp import environment_tools_first
+
+    scripts = sysconfig.get_path("scripts")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with environment_tools_first():
+        assert os.environ["PATH"].split(os.pathsep)[0] == scripts
+    assert os.environ["PATH"] == "/usr/bin:/bin"  # put back after the build
+    monkeypatch.setenv("PATH", os.pathsep.join([scripts, "/usr/bin"]))
+    with environment_tools_first():
+        assert os.environ["PATH"] == os.pathsep.join([scripts, "/usr/bin"])  # already first

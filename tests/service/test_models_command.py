@@ -75,6 +75,7 @@ def test_list_and_roll_back_the_champion(
     assert main(["models", "list", "--name", "nope"], settings=settings) == 2
     error = capsys.readouterr().err
     assert "no registered model 'nope' (registered: " in error and NAME in error
+    assert error.rstrip().endswith(f"(in the registry at {settings.resolved_tracking_uri()})")
 
 
 def test_the_default_name_is_the_served_one() -> None:
