@@ -113,6 +113,7 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     from training.data import (
         ColumnRoleError,
         WrongSeparatorError,
+        has_data_rows,
         header_columns,
         resolve_columns,
     )
@@ -120,12 +121,15 @@ def validate_spec(spec: JobSpec) -> JobSpec:
 
     try:
         columns = header_columns(path, sep=config.load.sep)
+        empty = not has_data_rows(path, sep=config.load.sep)
     except WrongSeparatorError as error:
         raise JobSpecError("config.load.sep", str(error)) from None
     except DataValidationError as error:  # suffix, unreadable or empty header
         raise JobSpecError("data", str(error)) from None
     except Exception as error:  # any other parse failure: not a history file we can read
         raise JobSpecError("data", f"{spec.data}: cannot read its header ({error})") from None
+    if empty:  # load_data refuses it too, but only once a worker runs the job
+        raise JobSpecError("data", f"{path.name}: the file has a header and no data rows")
     if spec.target not in columns:
         raise JobSpecError("target", f"{spec.target!r} is not a column of {path.name}: {columns}")
     missing = [c for c in spec.covariates if c not in columns]

@@ -548,6 +548,21 @@ def header_columns(path: str | Path, sep: str = ",") -> list[str]:
     return columns
 
 
+def has_data_rows(path: str | Path, sep: str = ",") -> bool:
+    """Whether a history file holds a row after its header (Parquet: its row count), read
+    without parsing the file: a header-only file is refused where it is submitted, not only
+    where a worker loads it."""
+    path = Path(path)
+    if file_format(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.read_metadata(path).num_rows) > 0
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+        rows = (row for row in csv.reader(text, delimiter=sep) if any(c.strip() for c in row))
+        return next(rows, None) is not None and next(rows, None) is not None
+
+
 def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> None:
     """A time series file has a time column and a value column at least: a header read as one
     column that holds ';' (SKAB), a tab or '|' was split with the wrong separator."""

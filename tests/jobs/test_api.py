@@ -93,7 +93,18 @@ def _copy(csv: Path, name: str, sep: str = ",") -> str:
     return str(copy)
 
 
+def _header_only(csv: Path) -> str:
+    copy = csv.with_name("header-only.csv")
+    copy.write_text(csv.read_text().splitlines()[0] + "\n\n")
+    return str(copy)
+
+
 BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
+    (  # accepted, then failed in the worker (an audit's)
+        "a header and no rows",
+        lambda csv: tiny_spec(csv, data=_header_only(csv)),
+        "field 'data': header-only.csv: the file has a header and no data rows",
+    ),
     (
         "a ';'-separated file read with ','",
         lambda csv: tiny_spec(csv, data=_copy(csv, "semicolons.csv", ";")),

@@ -604,3 +604,14 @@ def test_the_header_is_read_as_pandas_names_its_columns(tmp_path: Path, text: st
     path = tmp_path / "h.csv"
     path.write_text(text, encoding="utf-8")
     assert header_columns(path) == [str(c) for c in pd.read_csv(path, nrows=0).columns]
+
+
+def test_has_data_rows_reads_past_the_header_only(tmp_path: Path) -> None:
+    from training.data import has_data_rows
+
+    assert has_data_rows(write(tmp_path, "timestamp,y\n2020-01-01,1\n"))
+    assert not has_data_rows(write(tmp_path, "timestamp,y\n\n\n", name="empty.csv"))
+    frame = pd.DataFrame({"y": [1.0]}, index=pd.date_range("2020", periods=1, name="t"))
+    frame.to_parquet(tmp_path / "one.parquet")
+    frame.iloc[:0].to_parquet(tmp_path / "none.parquet")
+    assert has_data_rows(tmp_path / "one.parquet") and not has_data_rows(tmp_path / "none.parquet")
