@@ -157,16 +157,8 @@ def fast_block(raw_series: list[Any]) -> SeriesBlock | None:
     width = len(first)
     if any(type(row) is not list or len(row) != width for row in rows):
         return None
-    try:
-        array = np.array(rows)
-    except (ValueError, TypeError, OverflowError):  # ints beyond any dtype
-        return None
-    if array.ndim != 2 or array.dtype.kind not in "fi":
-        return None
-    if array.dtype.kind == "i" and array.dtype != np.int64:
-        return None
-    values = array.astype(np.float64, copy=False)
-    if _bool_in_block(rows, values):
+    values = plain_floats(rows, ndim=2)
+    if values is None or _bool_in_block(rows, values):
         return None
     start_ns = None
     if any(start is not None for start in starts):
@@ -291,11 +283,18 @@ def _numbers(raw: Any) -> np.ndarray | None:
         return None
     if not raw:
         return np.empty(0, dtype=np.float64)
+    return plain_floats(raw, ndim=1)
+
+
+def plain_floats(raw: list[Any], *, ndim: int) -> np.ndarray | None:
+    """Nested lists of JSON numbers as a float64 array of `ndim` dimensions, or None when
+    numpy finds anything else in them (text, null, ragged nesting, ints beyond int64). A bool
+    among numbers comes out as 0 or 1: the callers look for those themselves."""
     try:
         array = np.asarray(raw)
     except (ValueError, TypeError, OverflowError):  # ragged nesting, ints beyond any dtype
         return None
-    if array.ndim != 1 or array.dtype.kind not in "fi":
+    if array.ndim != ndim or array.dtype.kind not in "fi":
         return None
     if array.dtype.kind == "i" and array.dtype != np.int64:
         return None

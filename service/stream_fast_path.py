@@ -29,6 +29,7 @@ from service.fast_path import (
     fast_covariates,
     fast_horizon_quantiles,
     fast_timestamps,
+    plain_floats,
 )
 from service.stream_schemas import GapPolicy, ObservationsRequest
 
@@ -101,12 +102,4 @@ def _numbers(raw: Any) -> np.ndarray | None:
         return None
     if not set(map(type, raw)) <= _NUMBER_TYPES:  # bools, None, text, lists, dicts...
         return None
-    try:
-        array = np.asarray(raw)
-    except (ValueError, TypeError, OverflowError):  # ints beyond any dtype
-        return None
-    if array.ndim != 1 or array.dtype.kind not in "fi":
-        return None
-    if array.dtype.kind == "i" and array.dtype != np.int64:
-        return None
-    return array.astype(np.float64, copy=False)
+    return plain_floats(raw, ndim=1)
