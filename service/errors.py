@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,11 @@ GUARDED = (
     "POST /series/{id}/observations and its WebSocket, DELETE /series/{id}"
 )
 GUARDED_READS = "GET /jobs, /jobs/{id}, /schedules and /schedules/{id}"
+
+
+# FastAPI's 400 detail for a body its JSON parser raised on with anything but a decode error
+# (a RecursionError for 1,000 nested brackets): `install_handlers` answers it as a 422.
+UNPARSABLE_BODY = "There was an error parsing the body"
 
 
 class ServiceInputError(ValueError):
@@ -106,8 +113,8 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
             sentences.append(f"header {name!r}: {message}")
         elif loc:
             sentences.append(f"field {'.'.join(map(str, loc))!r}: {message}")
-        else:
-            sentences.append(message)
+        else:  # the body as a whole: missing, or not a JSON object
+            sentences.append(f"the body: {message} (send a JSON object)")
     more = len(errors) - MAX_LISTED_ERRORS
     if more > 0:
         sentences.append(f"and {more} more error(s)")
@@ -183,6 +190,19 @@ def install_handlers(app: FastAPI) -> None:
             status_code=exc.status_code, content={"detail": str(exc)}, headers=headers
         )
 
+    async def on_http(request: Request, exc: Exception) -> Any:
+        """FastAPI's own HTTP errors, as it answers them, except the 400 it gives a JSON body
+        its parser gave up on (nested too deeply for the standard parser): malformed JSON is
+        a 422 on every route, as /forecast answers it."""
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
+            return JSONResponse(
+                status_code=422,
+                content={"detail": "the body is not valid JSON: it cannot be parsed (nested "
+                         "too deeply?)"},
+            )  # fmt: skip
+        return await http_exception_handler(request, exc)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not bad input: log the traceback, answer without leaking internals.
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -204,3 +224,4 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ReloadError, on_reload)
     app.add_exception_handler(ApiKeyError, on_api_key)
     app.add_exception_handler(Exception, on_unexpected)
+    app.add_exception_handler(StarletteHTTPException, on_http)

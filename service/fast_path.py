@@ -288,15 +288,17 @@ def _numbers(raw: Any) -> np.ndarray | None:
 
 def plain_floats(raw: list[Any], *, ndim: int) -> np.ndarray | None:
     """Nested lists of JSON numbers as a float64 array of `ndim` dimensions, or None when
-    numpy finds anything else in them (text, null, ragged nesting, ints beyond int64). A bool
-    among numbers comes out as 0 or 1: the callers look for those themselves."""
+    numpy finds anything else in them (text, null, ragged nesting, ints beyond uint64). A bool
+    among numbers comes out as 0 or 1: the callers look for those themselves. Ints in
+    [2^63, 2^64) read as uint64 alone and as float64 beside floats: both are taken, as the
+    schema takes them (float of the int), so a list reads the same alone or in a block."""
     try:
         array = np.asarray(raw)
     except (ValueError, TypeError, OverflowError):  # ragged nesting, ints beyond any dtype
         return None
-    if array.ndim != ndim or array.dtype.kind not in "fi":
+    if array.ndim != ndim or array.dtype.kind not in "fiu":
         return None
-    if array.dtype.kind == "i" and array.dtype != np.int64:
+    if array.dtype.kind in "iu" and array.dtype.itemsize != 8:
         return None
     return array.astype(np.float64, copy=False)
 

@@ -141,7 +141,7 @@ def _loads(raw: bytes | str) -> Any:
         pass
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for the parser
         return _INVALID
 
 

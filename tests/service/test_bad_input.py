@@ -208,6 +208,15 @@ def test_nan_and_inf_in_json_are_422(
     assert f"{BAD} 'values': holds {shown} at position 5" in response.json()["detail"]
 
 
+def test_a_body_that_is_not_an_object_is_422_naming_the_body(client: TestClient) -> None:
+    for content in (b"", b"[1]"):
+        answer = client.post(
+            "/forecast", content=content, headers={"content-type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith("the body: "), answer.text
+
+
 def test_malformed_json_is_422(client: TestClient) -> None:
     response = client.post(
         "/forecast", content=b'{"series": [', headers={"content-type": "application/json"}

@@ -85,6 +85,8 @@ BODIES: dict[str, Any] = {
     "2-D values": _with(_s1("values", [[1.0, 2.0]] * 6)),
     "huge int": _with(_value(2, 10**400)),
     "big int": _with(_value(2, 2**70)),
+    # uint64 alone, float64 beside the other series' floats: read alike (was a 500)
+    "ints past int64": _with(_s1("values", [2**63] * 12)),
     "empty values": _with(_s1("values", [])),
     "values not a list": _with(_s1("values", 3.0)),
     "no values": _with(lambda b: b["series"][1].pop("values")),

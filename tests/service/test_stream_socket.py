@@ -87,6 +87,7 @@ def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry
     ("message", "status", "says"),
     [
         (b"{not json", 422, "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, 422, "not valid JSON"),  # dropped the connection (an audit's)
         (b"[1, 2]", 422, "must be a JSON object"),
         (b'{"values": [1.0], "start": "2020-01-01"}', 422, "series_id"),
         (b'{"series_id": "", "values": [1.0]}', 422, "series_id"),

@@ -235,3 +235,19 @@ def test_the_far_out_limit_is_the_operators(
         assert answer.status_code == status, answer.text
         if status == 422:
             assert f"beyond the limit of {limit:g} (URNN_STREAM_MAX_SCALED)" in answer.text
+
+
+def test_json_nested_too_deeply_is_422_as_on_forecast(
+    stream_client_for: Callable[..., TestClient],
+) -> None:
+    """FastAPI answered 400 'There was an error parsing the body' (its parser's
+    RecursionError); malformed JSON is a 422 on every route."""
+    client = stream_client_for()
+    answer = client.post(
+        "/series/x/observations",
+        content=b"[" * 1100 + b"]" * 1100,
+        headers={**KEY, "content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("the body is not valid JSON")
+    assert client.get("/series/x").status_code == 404
