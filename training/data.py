@@ -557,6 +557,8 @@ def has_data_rows(path: str | Path, sep: str = ",") -> bool:
         import pyarrow.parquet as pq
 
         return int(pq.read_metadata(path).num_rows) > 0
+    if len(sep) != 1:  # a separator pandas reads as a pattern: let it count the rows
+        return len(pd.read_csv(path, sep=sep, nrows=1, engine="python")) > 0
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
         rows = (row for row in csv.reader(text, delimiter=sep) if any(c.strip() for c in row))

@@ -615,3 +615,6 @@ def test_has_data_rows_reads_past_the_header_only(tmp_path: Path) -> None:
     frame.to_parquet(tmp_path / "one.parquet")
     frame.iloc[:0].to_parquet(tmp_path / "none.parquet")
     assert has_data_rows(tmp_path / "one.parquet") and not has_data_rows(tmp_path / "none.parquet")
+    # a separator of two characters (pandas reads it as a pattern)
+    assert has_data_rows(write(tmp_path, "t;;y\n2020-01-01;;1\n", name="w.csv"), sep=";;")
+    assert not has_data_rows(write(tmp_path, "t;;y\n", name="h.csv"), sep=";;")
