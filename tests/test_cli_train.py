@@ -437,3 +437,26 @@ def test_epoch_lines_name_the_member_and_the_decoder(capsys: pytest.CaptureFixtu
         "  member 2, pmf decoder, epoch 3/100: train loss 0.5000, val loss 0.2500, val MAE "
         "0.2000, lr 3.0e-04, 1.2 s  (best so far)\n"
     )
+
+
+def test_a_smaller_min_length_does_not_lift_the_one_window_floor(
+    tmp_path: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`"load": {"min_length": 5}` switched the floor off: a 20-row series went on to fail in
+    the split, unnamed, and on_short='drop' dropped nothing (an audit's)."""
+    import numpy as np
+
+    index = pd.date_range("2021-01-01", periods=600, freq="h")
+    frames = [
+        pd.DataFrame({"unit": "a", "timestamp": index, "y": np.sin(np.arange(600) / 5)}),
+        pd.DataFrame({"unit": "b", "timestamp": index[:20], "y": np.arange(20.0)}),
+    ]
+    data = tmp_path / "two.csv"
+    pd.concat(frames).to_csv(data, index=False)
+    config = tmp_path / "config.json"
+    config.write_text('{"load": {"min_length": 5}}')
+    argv = ["train", "--data", str(data), "--target", "y", "--series-col", "unit", *SMALL,
+            "--config", str(config)]  # fmt: skip
+    code, _, err = run_cli(argv, mlflow_settings, capsys)
+    assert code == 2 and "series 'b' has 20 rows after cleaning, fewer than min_length=" in err
+    assert "one window of look-back + horizon (24 + 6) in each part of the split" in err

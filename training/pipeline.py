@@ -444,10 +444,13 @@ class Prepared(NamedTuple):
 def _prepare(config: TrainConfig) -> Prepared:
     """load -> split by time -> scaler on train -> windows: what every rank trains on."""
     load = config.load
-    derived = load.min_length == LoadConfig.min_length  # untouched: a window in every part
     lookback, horizon = config.model.lookback, config.model.horizon
+    # A window in every part of the split is the floor: a smaller min_length of the user's
+    # (an audit's min_length=5) let short series through to fail in the split, unnamed, where
+    # on_short='drop' should have left them out. A larger one stands.
+    rows = rows_for_one_window_each(config.split(lookback), horizon)
+    derived = load.min_length < rows
     if derived:
-        rows = rows_for_one_window_each(config.split(lookback), horizon)
         load = replace(load, min_length=rows)
     try:
         data = load_data(config.data, load)
