@@ -301,7 +301,9 @@ def rows_for_one_window_each(config: SplitConfig, horizon: int) -> int:
         rows += 1
 
 
-def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, SeriesRole]:
+def series_roles(
+    series_ids: list[str], config: SplitConfig, *, dropped: frozenset[str] = frozenset()
+) -> dict[str, SeriesRole]:
     """The "series" split: the first train_fraction of the series in id order train, the next
     val_fraction validate, the rest are the test units. Ids compare with their digits as
     numbers (unit 9 before unit 10), so numbered units are held out from the highest numbers:
@@ -312,7 +314,7 @@ def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, Series
     if config.method == "unseen":
         return dict.fromkeys(series_ids, "test")
     if config.test_series:
-        return _named_roles(series_ids, config)
+        return _named_roles(series_ids, config, dropped)
     n = len(series_ids)
     n_train = int(n * config.train_fraction)
     n_val = int(n * config.val_fraction)
@@ -330,15 +332,24 @@ def series_roles(series_ids: list[str], config: SplitConfig) -> dict[str, Series
     return dict(zip(series_ids, roles, strict=True))
 
 
-def _named_roles(series_ids: list[str], config: SplitConfig) -> dict[str, SeriesRole]:
+def _named_roles(
+    series_ids: list[str], config: SplitConfig, dropped: frozenset[str]
+) -> dict[str, SeriesRole]:
     known = set(series_ids)
     for name in ("test_series", "val_series"):
         unknown = [sid for sid in getattr(config, name) if sid not in known]
         if unknown:
             shown = ", ".join(map(repr, series_ids[:10])) + (" ..." if len(series_ids) > 10 else "")
+            gone = [sid for sid in unknown if sid in dropped]
+            why = (  # in the file, but left out by the loader: not a typo
+                f"; {', '.join(map(repr, gone[:5]))} left out by the loader as too short "
+                "(on_short='drop')"
+                if gone
+                else ""
+            )
             raise SplitError(
                 f"{name} names {len(unknown):,} series the data does not hold "
-                f"({', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}); "
+                f"({', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}){why}; "
                 f"its {len(series_ids):,} series are {shown}"
             )
     roles: dict[str, SeriesRole] = dict.fromkeys(series_ids, "train")
@@ -459,7 +470,10 @@ def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
 def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFrame, SplitPlan]]:
     if config.method in HELD_OUT_METHODS:
         # roles go to units: the segments of a series cut at a long gap stay together
-        roles = series_roles(sorted({data.unit_of(sid) for sid in data.series}), config)
+        dropped = frozenset(d.subject for d in data.report if d.step == "drop")
+        roles = series_roles(
+            sorted({data.unit_of(sid) for sid in data.series}), config, dropped=dropped
+        )
         return [
             (sid, frame, plan_held_out(len(frame), config.lookback, roles[data.unit_of(sid)]))
             for sid, frame in data.series.items()

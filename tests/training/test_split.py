@@ -351,3 +351,17 @@ def test_the_unseen_split_makes_every_series_a_test_unit() -> None:
     splits = split_data(fleet(3), SplitConfig(lookback=24, method="unseen"))
     assert {s.plan.role for s in splits.values()} == {"test"}
     assert all(s.train.empty and s.val.empty and len(s.test) > 24 for s in splits.values())
+
+
+def test_a_named_unit_the_loader_dropped_is_said_to_be_dropped_not_unknown() -> None:
+    """'test_series names 1 series the data does not hold ('u3')' read as a typo, though u3
+    is in the file and on_short='drop' left it out (an audit's)."""
+    from training.split import SplitError
+    from training.validation import Decision
+
+    data = fleet(10)
+    kept = {sid: frame for sid, frame in data.series.items() if sid != "u3"}
+    dropped = Decision("u3", "drop", 20, "dropped: 20 rows, fewer than min_length=60")
+    data = replace(data, series=kept, report=(*data.report, dropped))
+    with pytest.raises(SplitError, match=r"\('u3'\); 'u3' left out by the loader as too short"):
+        split_data(data, SplitConfig(lookback=24, method="series", test_series=("u3",)))
