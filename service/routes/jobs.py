@@ -238,6 +238,12 @@ class IdempotencyKeyReusedError(ValueError):
 
 # Beyond any table a page walks; a 64-bit overflow in the database driver was a 500.
 MAX_OFFSET = 1_000_000_000
+# The paging parameters of GET /jobs and GET /schedules.
+PageLimit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
+PageOffset = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip, in the listing's order.")
+]
+
 
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "URNN_API_KEY_FOR_READS on: no or wrong key."},
@@ -257,10 +263,8 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
 def list_jobs(
     db: JobsDbDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[
-        int, Query(ge=0, le=MAX_OFFSET, description="Jobs to skip (newest first).")
-    ] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> JobPage:
     with db.session() as session:
         rows, total = queue.list_jobs(session, status=status, limit=limit, offset=offset)

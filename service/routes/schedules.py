@@ -9,9 +9,9 @@ each due time at most once, and after downtime only the latest missed one (docs/
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import schedules
@@ -20,11 +20,12 @@ from jobs.schedules import ScheduleError
 from jobs.spec import JobSpec, JobSpecError, validate_spec
 from service.routes.jobs import (
     ERRORS,
-    MAX_OFFSET,
     READ_ERRORS,
     UNSUPPORTED,
     JobsDbDep,
     JsonBodyDep,
+    PageLimit,
+    PageOffset,
 )
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
@@ -143,10 +144,8 @@ def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
 )
 def list_schedules(
     db: JobsDbDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[
-        int, Query(ge=0, le=MAX_OFFSET, description="Schedules to skip (oldest first).")
-    ] = 0,
+    limit: PageLimit = 50,
+    offset: PageOffset = 0,
 ) -> SchedulePage:
     with db.session() as session:
         rows, total = schedules.list_schedules(session, limit=limit, offset=offset)
