@@ -460,3 +460,31 @@ def test_a_smaller_min_length_does_not_lift_the_one_window_floor(
     code, _, err = run_cli(argv, mlflow_settings, capsys)
     assert code == 2 and "series 'b' has 20 rows after cleaning, fewer than min_length=" in err
     assert "one window of look-back + horizon (24 + 6) in each part of the split" in err
+
+
+def test_backtest_scores_mase_on_the_season_the_model_was_trained_with(
+    csv: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    restore_threads: None,
+) -> None:
+    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
+    argv = ["train", "--data", str(csv), "--target", "y", "--covariates", "x", *TINY]
+    code, trained, err = run_cli([*argv, "--season-length", "12"], settings, capsys)
+    assert code == 0, err
+    same = ["backtest", "--data", str(csv), "--backtest-step", "12"]
+    code, out, err = run_cli(same, settings, capsys)
+    assert code == 0, err
+    assert "seasonal naive of 12 rows (set by --season-length when the model was trained)" in out
+
+    def mase(text: str) -> float:
+        lines = text.splitlines()
+        row = next(i for i, line in enumerate(lines) if line.startswith("all "))
+        return float(lines[row].split()[lines[row - 1].split().index("mase") + 1])
+
+    # the same test span and scale: the training run's figure, not one on the daily 24
+    assert mase(out) == pytest.approx(mase(trained), rel=1e-6)
+    code, daily, err = run_cli([*same, "--season-length", "24"], settings, capsys)
+    assert code == 0, err
+    assert "seasonal naive of 24 rows (set by the user)" in daily
+    assert mase(daily) != pytest.approx(mase(out), rel=1e-3)

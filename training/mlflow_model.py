@@ -47,7 +47,7 @@ from training.split import StandardScaler
 
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
-         "reference", "package_version", "load", "split")  # fmt: skip
+         "reference", "package_version", "load", "split", "evaluation")  # fmt: skip
 HISTOGRAM_BINS = 10
 
 

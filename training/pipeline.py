@@ -363,7 +363,15 @@ def train_pipeline(
             mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
             mlflow.log_artifact(str(out / "data_report.txt"), run_id=run_id)
 
-        meta = model_meta(data, load, split_config, model_config, scaler, splits_train(splits))
+        meta = model_meta(
+            data,
+            load,
+            split_config,
+            model_config,
+            scaler,
+            splits_train(splits),
+            season_length=config.season_length,
+        )
         first_id = next(iter(data.series))
         example = input_example(
             data.series[first_id], data.target, data.covariates, model_config.lookback, first_id
@@ -542,8 +550,12 @@ def model_meta(
     model_config: ForecasterConfig,
     scaler: StandardScaler,
     train_frames: list[pd.DataFrame],
+    *,
+    season_length: int | None = None,
 ) -> dict[str, Any]:
-    """config.json's keys beside the model config (training.mlflow_model.EXTRA)."""
+    """config.json's keys beside the model config (training.mlflow_model.EXTRA).
+    `evaluation.season_length`: the user's MASE season (None: the frequency's), so that
+    `urnn backtest` scores the model on the scale it was trained and registered with."""
     return {
         "lookback": model_config.lookback,
         "horizon": model_config.horizon,
@@ -556,6 +568,7 @@ def model_meta(
         "package_version": __version__,
         "load": load.to_dict(),
         "split": asdict(split),
+        "evaluation": {"season_length": season_length},
     }
 
 

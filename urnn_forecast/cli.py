@@ -432,7 +432,8 @@ def _add_split_options(parser: argparse.ArgumentParser, *, backtest: bool = Fals
         metavar="N",
         help=(
             "the data's season in rows: MASE's seasonal naive scale (and, for urnn train "
-            "--model seasonal_naive, the model's season); default: the frequency's (24 hourly, "
+            "--model seasonal_naive, the model's season); default: for urnn backtest the one the "
+            "model was trained with, else the frequency's (24 hourly, "
             "48 half-hourly, 96 at 15 min, 1440 at 1 min, 3600 at 1 s, 7 daily, 52 weekly, "
             "12 monthly, 4 quarterly, else 1)"
         ),
@@ -1647,7 +1648,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.fit import FitConfig
     from training.metrics import unscaled_note
     from training.registry import load_registered
-    from training.seasonality import mase_season
+    from training.seasonality import Season, mase_season
     from training.split import SplitConfig, shortest_train_span
     from training.validation import SeriesTooShortError
     from urnn_forecast.tracking import check_tracking_server
@@ -1700,13 +1701,19 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         val_series=tuple(split_meta.get("val_series", ())) if same else (),
     )
     shortest, shortest_series = shortest_train_span(data, split)
+    # the season the model was scored with at training, unless the user names another: a
+    # model trained with --season-length 168 is not rescored on the frequency's 24
+    trained_season = dict(meta.get("evaluation") or {}).get("season_length")
+    explicit = args.season_length if args.season_length is not None else trained_season
     season = mase_season(
-        args.season_length,
+        explicit,
         data.freq,
         shortest,
         steps=load.get("step_origin") is not None,
         shortest_series=shortest_series,
     )
+    if args.season_length is None and trained_season is not None:
+        season = Season(season.rows, "set by --season-length when the model was trained")
     _print_data_report(data.brief_report_lines())
     config = BacktestConfig(
         n_windows=args.backtest_windows,
