@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from service.schemas import ForecastRequest, SeriesIn
+from service.schemas import ForecastRequest, SeriesIn, Timestamp
 
 _REQUEST_KEYS = frozenset(ForecastRequest.model_fields)
 _SERIES_KEYS = frozenset(SeriesIn.model_fields)
 ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256
-_DATETIME = TypeAdapter(datetime)
-_DATETIMES = TypeAdapter(list[datetime])
+_DATETIME = TypeAdapter(Timestamp)
+_DATETIMES = TypeAdapter(list[Timestamp])
 
 
 # slots, not frozen: built once per series per request on the hot path, where a frozen

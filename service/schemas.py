@@ -11,6 +11,7 @@ the number (pydantic's lax mode would), since that would be bad data silently "f
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -32,6 +33,26 @@ def _not_bool_or_text(value: object) -> object:
 # read. The bound sits inside the type so OpenAPI shows it as JSON Schema's `minimum` (given
 # on the field of an optional type it came out as a bare `ge` that clients ignore).
 Count = Annotated[int, Field(ge=1), BeforeValidator(_not_bool_or_text)]
+
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _not_a_number(value: object) -> object:
+    if (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)
+    ):
+        raise ValueError(
+            f"{value!r} is a number, not a date and time: give an ISO 8601 text such as "
+            "'2018-06-01T00:00:00' (a number would be read as seconds or milliseconds since "
+            "1970 by its size, and '20180601' as a day in 1970)"
+        )
+    return value
+
+
+# A date and time as ISO 8601 text (or a JSON-less datetime). Pydantic's lax datetime reads a
+# number, or a text of digits, as a Unix time in seconds or milliseconds, guessed from its
+# size: `"start": 20180601` became 1970-08-23, a silent misreading of the caller's data.
+Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 class SeriesIn(BaseModel):
@@ -66,7 +87,7 @@ class SeriesIn(BaseModel):
         ),
         examples=[EXAMPLE_VALUES],
     )
-    start: datetime | None = Field(
+    start: Timestamp | None = Field(
         default=None,
         description="Timestamp of values[0]; with `freq` (or the model's) it dates the forecast.",
         examples=["2018-06-01T00:00:00"],
@@ -79,7 +100,7 @@ class SeriesIn(BaseModel):
         ),
         examples=["h"],
     )
-    timestamps: list[datetime] | None = Field(
+    timestamps: list[Timestamp] | None = Field(
         default=None,
         description=(
             "One timestamp per value, strictly increasing, the last lookback of them spaced at "

@@ -31,11 +31,12 @@ from service.fast_path import (
     fast_timestamps,
     plain_floats,
 )
+from service.schemas import Timestamp
 from service.stream_schemas import GapPolicy, ObservationsRequest
 
 _KEYS = frozenset(ObservationsRequest.model_fields)
 _GAP_POLICIES: frozenset[str] = frozenset({"reject", "interpolate"})
-_DATETIME = TypeAdapter(datetime)
+_DATETIME = TypeAdapter(Timestamp)
 _NUMBER_TYPES = frozenset({float, int})
 
 

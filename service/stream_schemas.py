@@ -8,12 +8,11 @@ field (422) or the timestamps involved (409).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import EXAMPLE_VALUES, Count, ModelRefOut, Number
+from service.schemas import EXAMPLE_VALUES, Count, ModelRefOut, Number, Timestamp
 
 GapPolicy = Literal["reject", "interpolate"]
 
@@ -41,14 +40,14 @@ class ObservationsRequest(BaseModel):
         description="The new target values, oldest first. null, NaN and inf are rejected.",
         examples=[EXAMPLE_VALUES],
     )
-    timestamps: list[datetime] | None = Field(
+    timestamps: list[Timestamp] | None = Field(
         default=None,
         description=(
             "One timestamp per value, strictly increasing and spaced at the model's frequency; "
             "or give `start`."
         ),
     )
-    start: datetime | None = Field(
+    start: Timestamp | None = Field(
         default=None,
         description="Timestamp of values[0]; the rest follow at the model's frequency.",
         examples=["2018-06-01T00:00:00"],

@@ -268,6 +268,10 @@ TABLE_CASES: dict[str, tuple[Callable[[Body], bytes], str]] = {
         lambda b: stream_of(_table(b, start=pa.array([b["series"][0]["start"], "yesterday"]))),
         f"{BAD} 'start': 'yesterday' is not an ISO 8601 date and time",
     ),
+    "start as digits": (  # a Unix time to pydantic's lax datetime, a misreading
+        lambda b: stream_of(_table(b, start=pa.array([b["series"][0]["start"], "20180601"]))),
+        f"{BAD} 'start': '20180601' is not an ISO 8601 date and time",
+    ),
     "start as number": (
         lambda b: stream_of(_table(b, start=pa.array([1, 2]))),
         "column 'start': must be timestamps, dates or ISO 8601 strings; got int64",

@@ -165,6 +165,19 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("horizon",), True),
         "field 'horizon': Value error, must be a JSON integer (not true, false or text)",
     ),
+    # pydantic's lax datetime read these as Unix times, guessed seconds or milliseconds by size
+    "numeric start": (
+        _set(("series", 1, "start"), 1_527_811_200),
+        f"{BAD} 'start': Value error, 1527811200 is a number, not a date and time",
+    ),
+    "start of digits": (
+        _set(("series", 1, "start"), "20180601"),
+        f"{BAD} 'start': Value error, '20180601' is a number, not a date and time: give an ISO",
+    ),
+    "numeric timestamp": (
+        _timestamps(lambda stamps: [*stamps[:-1], 1_527_811_200_000]),  # type: ignore[list-item]
+        f"{BAD} 'timestamps'[59]: Value error, 1527811200000 is a number, not a date",
+    ),
     "bool quantile": (
         _set(("quantiles",), [True]),
         "field 'quantiles.0': Input should be a valid number",
