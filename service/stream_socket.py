@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import orjson
+import pydantic_core
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -119,6 +120,7 @@ async def answer(
         body = fast_observations(data)
         if body is not None:
             return 200, await state.streams.observe_json(series_id, body)
+        data = _exact(raw, data)
         try:
             request = ObservationsRequest.model_validate(data)
         except ValidationError as error:
@@ -143,6 +145,20 @@ def _loads(raw: bytes | str) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested too deeply for the parser
         return _INVALID
+
+
+def _exact(raw: bytes | str, data: dict[str, Any]) -> dict[str, Any]:
+    """The message as the POST route's schema reads its body (pydantic_core's parser, as
+    service.routes.fast_json): orjson reads an integer beyond 64 bits as a float (a horizon of
+    10**20 became 1e20, refused as unparsable where POST says it is above the maximum)."""
+    try:
+        exact = pydantic_core.from_json(raw, allow_inf_nan=True)
+    except ValueError:
+        return data
+    if not isinstance(exact, dict):
+        return data
+    exact.pop("series_id", None)
+    return exact
 
 
 def refused(series_id: str | None, status: int, detail: str) -> tuple[int, bytes]:

@@ -46,6 +46,8 @@ def test_each_message_is_answered_as_the_post_route_answers_it(
         points(frame, 70, 1),  # a gap without the policy: 409
         points(frame, 65, 1, values=[float("nan")]),  # NaN: 422 naming the field
         points(frame, 65, 1, horizon=10_000),  # above the maximum: 422
+        points(frame, 65, 1, horizon=10**20),  # beyond 64 bits: the same 422 on both
+        points(frame, 65, 1, horizon=2.0),  # a whole float, as the POST route reads it
         {"start": frame.index[65].isoformat(), "values": []},  # empty: 422
         points(frame, 65, 1, covariates={}),  # a missing covariate: 422
         points(frame, 65, 1),  # and the stream goes on
