@@ -14,6 +14,7 @@ them with `models.forecaster.load_checkpoint`: JSON plus `torch.load(weights_onl
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from collections.abc import Callable, Mapping
@@ -138,6 +139,29 @@ def champion_version(client: Any, name: str) -> str | None:
         return None
 
 
+SUPERSEDED_BY = "promotion.superseded_by"
+SUPERSEDED_AT = "promotion.superseded_at"
+
+
+def record_handover(client: Any, name: str, previous: str | None, new: str) -> None:
+    """After `champion` moved from `previous` to `new`: `previous` is tagged with who took the
+    alias and when, so that its own promotion tags (which say it was promoted) are not read as
+    it still serving; `new` loses such tags from an earlier time it was replaced (a rollback)."""
+    from datetime import UTC, datetime
+
+    from mlflow.exceptions import MlflowException
+
+    if previous is not None and previous != new:
+        client.set_model_version_tag(name, previous, SUPERSEDED_BY, new)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        client.set_model_version_tag(name, previous, SUPERSEDED_AT, at)
+    tags = client.get_model_version(name, new).tags or {}
+    for key in (SUPERSEDED_BY, SUPERSEDED_AT):
+        if key in tags:
+            with contextlib.suppress(MlflowException):  # gone already (another handover)
+                client.delete_model_version_tag(name, new, key)
+
+
 def promote_if_better(
     client: Any,
     name: str,
@@ -170,6 +194,7 @@ def promote_if_better(
     promoted, reason, compared = decision.promoted, decision.reason, decision.compared
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
+        record_handover(client, name, current, version)
     score = None if compared is None else compared.champion
     tags = {
         "backtest.metric": metric,

@@ -21,7 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from training.mlflow_model import ForecastPredictor
-from training.registry import CHAMPION, champion_version, load_registered
+from training.registry import (
+    CHAMPION,
+    SUPERSEDED_BY,
+    champion_version,
+    load_registered,
+    record_handover,
+)
 
 
 class RegistryError(ValueError):
@@ -56,7 +62,7 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
             run_id=v.run_id or "",
             metric=v.tags.get("backtest.metric", ""),
             score=v.tags.get("backtest.challenger_score", ""),
-            decision=_decision(v.tags),
+            decision=_decision(v.tags, CHAMPION in aliases.get(str(v.version), ())),
             reason=_reason(v.tags),
         )
         for v in versions
@@ -111,6 +117,7 @@ def set_champion(
     if previous == version:
         return ChampionMove(name=name, version=version, previous=previous)  # nothing to move
     client.set_registered_model_alias(name, CHAMPION, version)
+    record_handover(client, name, previous, version)
     tags = {  # beside promotion.decision / promotion.reason, the registration's decision
         "promotion.manual_reason": reason,
         "promotion.manual_previous_champion": previous or "none",
@@ -121,11 +128,15 @@ def set_champion(
     return ChampionMove(name=name, version=version, previous=previous)
 
 
-def _decision(tags: dict[str, str]) -> str:
-    automatic = tags.get("promotion.decision", "")
-    if "promotion.manual_at" not in tags:
-        return automatic
-    return f"{automatic}, then manual" if automatic else "manual"
+def _decision(tags: dict[str, str], champion: bool) -> str:
+    """What moved the alias to the version, then, for a version that no longer holds it,
+    which one took it: "promoted, then manual, replaced by 5"."""
+    parts = [tags.get("promotion.decision", "")]
+    if "promotion.manual_at" in tags:
+        parts.append("then manual" if parts[0] else "manual")
+    if not champion and SUPERSEDED_BY in tags:
+        parts.append(f"replaced by {tags[SUPERSEDED_BY]}")
+    return ", ".join(part for part in parts if part)
 
 
 def _reason(tags: dict[str, str]) -> str:

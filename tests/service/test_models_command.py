@@ -51,8 +51,11 @@ def test_list_and_roll_back_the_champion(
     assert tags["promotion.manual_reason"] == reason
     assert tags["promotion.manual_previous_champion"] == second
     assert main(["models", "list", "--name", NAME], settings=settings) == 0
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(first))
-    assert row.endswith(reason)
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert rows[first].endswith(reason)
+    # the version that lost the alias says so; its own tags still say how it got it
+    assert f"replaced by {first}" in rows[second]
+    assert client.get_model_version(NAME, second).tags["promotion.superseded_by"] == first
 
     for same in (first, f"0{first}"):  # "01" is version 1
         assert main(["models", "promote", same, "--name", NAME], settings=settings) == 0
@@ -71,6 +74,14 @@ def test_list_and_roll_back_the_champion(
         assert main(["models", *argv, "--name", NAME], settings=settings) == 2
         assert said in capsys.readouterr().err
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == first  # unchanged
+
+    # a rollback to the replaced version: it no longer reads as replaced, the other one does
+    assert main(["models", "promote", second, "--name", NAME], settings=settings) == 0
+    capsys.readouterr()
+    assert main(["models", "list", "--name", NAME], settings=settings) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "replaced by" not in rows[second] and f"replaced by {second}" in rows[first]
+    assert "promotion.superseded_by" not in client.get_model_version(NAME, second).tags
 
     assert main(["models", "list", "--name", "nope"], settings=settings) == 2
     error = capsys.readouterr().err

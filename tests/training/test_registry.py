@@ -286,6 +286,10 @@ def test_promotion_rule_better_promoted_worse_kept_tags_recorded(
     assert float(tags["backtest.champion_score"]) == 1.0
     assert tags["backtest.champion_version"] == v1
     assert tags["backtest.metric"] == "mae"
+    # the one it replaced says by whom (its own tags still say it was promoted)
+    replaced = client.get_model_version(NAME, v1).tags
+    assert replaced["promotion.superseded_by"] == v2
+    assert replaced["promotion.decision"] == "promoted"
 
     worse = promote_if_better(client, NAME, v3, 0.7, scores({v2: 0.5}))
     assert not worse.promoted
