@@ -52,6 +52,12 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def can_be_stored(text: str) -> bool:
+    """False for a text no row can hold (a NUL: PostgreSQL refuses it in a query, a 500 where
+    an id that names nothing is a 404)."""
+    return "\x00" not in text
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, naive UTC in the database, aware UTC out."""
 
@@ -67,6 +73,18 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+class ReportText(TypeDecorator[str]):
+    """A job's error and log tail: what a run printed, NUL characters written as `\\x00`.
+    PostgreSQL's text cannot hold NUL: a training log that printed one (a column name with it)
+    failed every write of the job's outcome, and the job stayed `running` with no error."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return value.replace("\x00", "\\x00") if value is not None else None
 
 
 class Base(DeclarativeBase):
@@ -125,8 +143,8 @@ class Job(Base):
     registered_name: Mapped[str | None] = mapped_column(String(200))
     registered_version: Mapped[str | None] = mapped_column(String(32))
     promoted: Mapped[bool | None]
-    error: Mapped[str | None] = mapped_column(Text)
-    log_tail: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(ReportText)
+    log_tail: Mapped[str | None] = mapped_column(ReportText)
     schedule_id: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("schedules.id", ondelete="SET NULL")
     )

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from jobs.db import Database
-from jobs.models import JOB_STATUSES, TERMINAL_STATUSES, Job, utcnow
+from jobs.models import JOB_STATUSES, TERMINAL_STATUSES, Job, can_be_stored, utcnow
 
 
 class JobNotFoundError(LookupError):
@@ -66,7 +66,7 @@ def by_idempotency_key(session: Session, key: str) -> Job | None:
 
 
 def get(session: Session, *, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id) if can_be_stored(job_id) else None
     if job is None:
         raise JobNotFoundError(f"no job with id {job_id!r}")
     return job
@@ -94,7 +94,7 @@ def list_jobs(
 
 def cancel(session: Session, *, job_id: str) -> Job:
     """Queued: cancelled at once. Running: flagged; its worker stops within a heartbeat."""
-    job = session.get(Job, job_id, with_for_update=True)
+    job = session.get(Job, job_id, with_for_update=True) if can_be_stored(job_id) else None
     if job is None:
         raise JobNotFoundError(f"no job with id {job_id!r}")
     if job.status in TERMINAL_STATUSES:

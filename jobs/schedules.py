@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.db import Database
-from jobs.models import Job, Schedule, utcnow
+from jobs.models import Job, Schedule, can_be_stored, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def create(
 
 
 def get(session: Session, *, schedule_id: str) -> Schedule:
-    schedule = session.get(Schedule, schedule_id)
+    schedule = session.get(Schedule, schedule_id) if can_be_stored(schedule_id) else None
     if schedule is None:
         raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
     return schedule
@@ -167,7 +167,11 @@ def change(
     from `now`: the next due time is the first one after it, so runs that fell due while the
     schedule was paused are skipped, not enqueued at once. Jobs already enqueued keep the spec
     they were made with."""
-    schedule = session.get(Schedule, schedule_id, with_for_update=True)
+    schedule = (
+        session.get(Schedule, schedule_id, with_for_update=True)
+        if can_be_stored(schedule_id)
+        else None
+    )
     if schedule is None:
         raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
     new_cron = check_cron(cron) if cron is not None else schedule.cron
@@ -188,6 +192,8 @@ def change(
 
 def remove(session: Session, *, schedule_id: str) -> None:
     """Delete the schedule; jobs it already enqueued stay (their schedule_id becomes null)."""
+    if not can_be_stored(schedule_id):
+        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
     result = session.execute(delete(Schedule).where(Schedule.id == schedule_id))
     if getattr(result, "rowcount", 0) != 1:
         raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")

@@ -95,6 +95,12 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     """Check what can be checked before a worker runs it: the file exists and is readable, the
     target and covariates are columns of it, and the config builds a TrainConfig. Returns the
     spec with `data` made absolute (workers need not share the API's working directory)."""
+    if (where := _nul_at(spec.model_dump(), "")) is not None:
+        # PostgreSQL's text cannot hold it, and no file name, column or experiment has one
+        raise JobSpecError(where, "holds a NUL character (\\u0000); remove it")
+    repeated = sorted({c for c in spec.covariates if spec.covariates.count(c) > 1})
+    if repeated:
+        raise JobSpecError("covariates", f"{repeated} listed more than once; name each once")
     shown = spec.data if len(spec.data) <= 200 else f"{spec.data[:200]}... ({len(spec.data)} chars)"
     try:
         path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
@@ -147,3 +153,21 @@ def validate_spec(spec: JobSpec) -> JobSpec:
         fields = {spec.target: "target", config.load.series_col: "config.load.series_col"}
         raise JobSpecError(fields.get(error.column, "covariates"), str(error)) from None
     return spec
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The dotted path of the first text (value or key) in `value` that holds a NUL."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return inner.replace("\x00", "\\u0000")
+            if (found := _nul_at(item, inner)) is not None:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _nul_at(item, f"{path}[{i}]")) is not None:
+                return found
+    return None

@@ -224,6 +224,27 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         lambda csv: tiny_spec(csv, config={"train": {"registered_name": " "}}),
         "field 'config.train': registered_name must be None (log without registering) or a",
     ),
+    # PostgreSQL's text holds no NUL: refused here, not found by a failing worker
+    (
+        "a NUL in a covariate",
+        lambda csv: tiny_spec(csv, covariates=["HUFL\x00"]),
+        "field 'covariates[0]': holds a NUL character",
+    ),
+    (
+        "a NUL in the experiment",
+        lambda csv: tiny_spec(csv, config={"train": {"experiment": "e\x00"}}),
+        "field 'config.train.experiment': holds a NUL character",
+    ),
+    (
+        "a NUL in the data path",
+        lambda csv: tiny_spec(csv, data=f"{csv}\x00"),
+        "field 'data': holds a NUL character",
+    ),
+    (
+        "a covariate twice",
+        lambda csv: tiny_spec(csv, covariates=["HUFL", "HULL", "HUFL"]),
+        "field 'covariates': ['HUFL'] listed more than once",
+    ),
     (
         "decoder search for a kind without decoders",
         lambda csv: tiny_spec(
@@ -242,6 +263,24 @@ def test_bad_specs_answer_422_naming_the_field(
     assert answer.status_code == 422, answer.text
     assert named in answer.json()["detail"]
     assert client.get("/jobs").json()["total"] == 0
+
+
+def test_an_id_with_a_nul_is_not_found(client: TestClient) -> None:
+    """On PostgreSQL these were 500s (a NUL cannot be sent in a query); SQLite said 404."""
+    for method, path in (
+        ("GET", "/jobs/%00"),
+        ("POST", "/jobs/%00/cancel"),
+        ("GET", "/schedules/a%00"),
+        ("PATCH", "/schedules/a%00"),
+        ("DELETE", "/schedules/a%00"),
+    ):
+        body = {"paused": True} if method == "PATCH" else None
+        answer = client.request(method, path, headers=KEY, json=body)
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert (
+            "no job with id '\\x00'" in answer.json()["detail"]
+            or "no schedule with id 'a\\x00'" in answer.json()["detail"]
+        )
 
 
 def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> None:

@@ -137,6 +137,22 @@ def test_a_failing_job_is_failed_with_its_error_and_log(db: Database, settings: 
     assert row.log_tail is not None and "loading the data" in row.log_tail
 
 
+def test_a_failure_that_printed_a_nul_is_recorded(db: Database, settings: Settings) -> None:
+    """PostgreSQL's text holds no NUL: a log or error with one failed every write of the
+    outcome, and the job stayed `running` with nothing said (an audit's, on PostgreSQL)."""
+    (job_id,) = submit(db)
+
+    def explode(context: JobContext) -> JobOutcome:
+        context.log("column 'x\x00z' read")
+        raise KeyError("x\x00z")
+
+    assert Worker(db, settings, executor=explode).run_once() == job_id
+    row = job(db, job_id)
+    assert row.status == "failed"
+    assert row.error == "KeyError: 'x\\x00z'"
+    assert row.log_tail is not None and "column 'x\\x00z' read" in row.log_tail
+
+
 def test_expired_lease_is_retried_then_failed_after_max_attempts(
     db: Database, settings: Settings
 ) -> None:
