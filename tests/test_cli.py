@@ -135,3 +135,23 @@ def test_bad_settings_are_one_line_naming_the_variable_and_what_it_accepts(
     assert "URNN_DEVICE='gpu': Input should be 'auto', 'cpu' or 'cuda'" in err
     assert "URNN_BATCH_MAX_SERIES='0': Input should be greater than or equal to 1" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("key", ["clé", "two words", "tab\there"])
+def test_an_api_key_http_cannot_carry_as_is_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    """A non-ASCII key was compared as UTF-8 bytes on some routes and as latin-1 text on
+    others: it opened POST /series/{id}/observations and not POST /model/reload."""
+    from urnn_forecast.settings import get_settings
+
+    monkeypatch.setenv("URNN_API_KEY", key)
+    get_settings.cache_clear()
+    try:
+        code = cli.main(["serve"])
+    finally:
+        get_settings.cache_clear()
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "URNN_API_KEY: Value error, must be printable ASCII without spaces" in err
+    assert key not in err  # a secret, even a refused one, is not echoed to the logs

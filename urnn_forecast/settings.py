@@ -89,7 +89,8 @@ class Settings(BaseSettings):
             "Key that mutating endpoints require in the X-API-Key header: POST /model/reload, "
             "POST /jobs and /jobs/{id}/cancel, POST, PATCH and DELETE /schedules, POST "
             "/series/{id}/observations (and its WebSocket) and DELETE /series/{id}. "
-            "Unset: those endpoints answer 403 unless env is 'development'."
+            "Printable ASCII without spaces. Unset: those endpoints answer 403 unless env is "
+            "'development'."
         ),
     )
     api_key_for_reads: bool = Field(
@@ -267,7 +268,17 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
         """`URNN_API_KEY=` (empty) means "no key", not "the empty string is the key"."""
-        return None if value == "" else value
+        if value == "":
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not all(" " < c <= "~" for c in text):
+            # HTTP carries header values as bytes: the service's routes compared a key such as
+            # "cl\u00e9" in different encodings, so it opened some routes and not others
+            raise ValueError(
+                "must be printable ASCII without spaces (letters, digits, punctuation): "
+                "clients send it as an X-API-Key header"
+            )
+        return value
 
     def resolved_tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:
@@ -294,6 +305,9 @@ class Settings(BaseSettings):
         return (self.var_dir / "mlartifacts").resolve().as_uri()
 
 
+SECRET_FIELDS = frozenset({"api_key"})
+
+
 class SettingsError(ValueError):
     """`URNN_*` variables that do not make valid settings; the message names each variable,
     the value it held and what it accepts."""
@@ -304,7 +318,8 @@ def describe_settings_error(error: ValidationError) -> str:
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else "?"
         value = item.get("input")
-        shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+        secret = field in SECRET_FIELDS  # the value of a key is not for logs
+        shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
         problems.append(f"URNN_{field.upper()}{shown}: {item['msg']}")
     return "invalid settings: " + "; ".join(problems)
 
