@@ -209,6 +209,13 @@ class ModelInfo(BaseModel):
         description="True if the model reads calendar features: each series needs start or "
         "timestamps."
     )
+    calendar_clock: Literal["local", "utc"] = Field(
+        description="The clock the calendar features read: 'local' (the model learnt naive, "
+        "wall-clock timestamps: zoned input is read on its own zone's clock; ISO texts whose "
+        "UTC offsets change are refused, as they name no zone) or 'utc' (its training "
+        "timestamps carried a zone and were read as UTC: zoned input is read on UTC, naive "
+        "input taken as UTC)."
+    )
     loaded_at: datetime = Field(description="When this version was loaded (UTC).")
     last_reload_error: str | None = Field(
         description="Why the latest reload failed (the version above kept serving); null if it "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from models.forecaster import Forecaster
 from models.streaming import StreamingURNNForecaster, StreamServing
 from service.cuda_graphs import GraphedForward
 from service.traced import TracedForward, trace_forward
-from training.mlflow_model import ForecastPredictor
+from training.mlflow_model import CLOCK_UTC, CalendarClock, ForecastPredictor, calendar_clock
 from training.split import GLOBAL
 from training.validation import OffsetRangeError, checked_offset, renamed_alias_hint
 
@@ -172,6 +172,16 @@ class ServedModel:
     @property
     def needs_dates(self) -> bool:
         return self.model.config.n_calendar > 0
+
+    @property
+    def calendar_clock(self) -> CalendarClock:
+        """training.mlflow_model.calendar_clock: "utc" or "local"."""
+        return calendar_clock(self.meta)
+
+    def calendar_zone(self, tz: tzinfo | None) -> tzinfo | None:
+        """The zone whose wall clock the calendar features read for input in zone `tz`: none
+        (UTC, as epoch nanoseconds already are) for a model that learnt UTC hours."""
+        return None if self.calendar_clock == CLOCK_UTC else tz
 
     @property
     def reference(self) -> dict[str, dict[str, Any]]:

@@ -36,6 +36,7 @@ from service.stream_schemas import GapPolicy, ObservationsRequest
 from service.validation import (
     _naive_ns,
     as_index,
+    check_clock,
     check_on_grid,
     checked_horizon,
     increasing_axis,
@@ -439,6 +440,7 @@ def _from_timestamps(
 ) -> tuple[np.ndarray, tzinfo | None]:
     where = "field 'timestamps'"
     index = increasing_axis(stamps, n, where)
+    check_clock(stamps, index, model, where)
     ns = index.asi8.astype(np.int64)
     expected = np.concatenate([ns[:1], grid_after(int(ns[0]), n - 1, index.tz, model)])
     off = np.flatnonzero(expected != ns)

@@ -714,7 +714,7 @@ def _inputs(
         scaled = (covariates - scales.covariate_mean) / scales.covariate_scale
     calendar = None
     if model.needs_dates:
-        calendar = calendar_features(as_index(ns, tz), model.freq)
+        calendar = calendar_features(as_index(ns, model.calendar_zone(tz)), model.freq)
     return target, scaled, calendar
 
 
@@ -731,7 +731,7 @@ def _forecast(
     future = None
     if model.needs_dates:
         steps = grid_after(last_ns, model.max_horizon, tz, model)
-        future = calendar_features(as_index(steps, tz), model.freq)
+        future = calendar_features(as_index(steps, model.calendar_zone(tz)), model.freq)
     return model.stream_serving.forecast(
         state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
     )

@@ -26,7 +26,7 @@ from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
-from training.mlflow_model import off_grid
+from training.mlflow_model import CLOCK_UTC, off_grid
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
@@ -53,9 +53,6 @@ class Dates:
     @property
     def future_ns(self) -> np.ndarray:
         return self.window_ns[self.lookback :]  # (H_max,)
-
-    def window_index(self) -> pd.DatetimeIndex:
-        return as_index(self.window_ns, self.tz)
 
 
 def as_index(ns: np.ndarray, tz: tzinfo | None) -> pd.DatetimeIndex:
@@ -390,7 +387,8 @@ def _prepare_series(i: int, series: SeriesInput, model: ServedModel) -> Prepared
         scaled_covariates = _float32(i, series.id, "covariates", scaled)
     past_calendar = future_calendar = None
     if model.needs_dates and dates is not None:
-        features = calendar_features(dates.window_index(), model.freq)  # (L + H, K)
+        clock = as_index(dates.window_ns, model.calendar_zone(dates.tz))
+        features = calendar_features(clock, model.freq)  # (L + H, K)
         features = features.astype(np.float32)
         past_calendar, future_calendar = features[:lookback], features[lookback:]
     history = None
@@ -434,7 +432,8 @@ def _stream_history(
         scaled = (raw - scales.covariate_mean) / scales.covariate_scale
     calendar = None
     if model.needs_dates and dates is not None:
-        calendar = calendar_features(as_index(dates.history_ns, dates.tz), model.freq)
+        clock = as_index(dates.history_ns, model.calendar_zone(dates.tz))
+        calendar = calendar_features(clock, model.freq)
     for field, array in (("values", target), ("covariates", scaled)):
         if array is not None and not np.isfinite(array).all():
             raise ServiceInputError(
@@ -601,12 +600,38 @@ def increasing_axis(stamps: list[datetime], n: int, where: str) -> pd.DatetimeIn
     return index
 
 
+def check_clock(
+    stamps: list[datetime], index: pd.DatetimeIndex, model: ServedModel, where: str
+) -> None:
+    """Timestamps with several UTC offsets and no zone (ISO texts across a daylight-saving
+    change, read in UTC by `increasing_axis`) for a model whose calendar features read a
+    local clock: the offsets date the history, but name no zone for the forecast steps, and
+    read in UTC the hours are off by the offset (an audit's 15-minute model answered as if
+    09:00 were 13:00). A 422 that says how to send them; a model that learnt UTC hours reads
+    them as they are."""
+    if not model.needs_dates or model.calendar_clock == CLOCK_UTC:
+        return
+    if index.tz is None or str(index.tz) != "UTC":
+        return  # naive, one zone (Arrow's timestamp[ns, tz=...]) or one offset: a clock
+    offsets = {stamp.utcoffset() for stamp in stamps}
+    if len(offsets) > 1:
+        raise ServiceInputError(
+            where,
+            f"holds {len(offsets)} different UTC offsets (a daylight-saving change) and no "
+            "zone: this model reads calendar features (hour of day, day of week) on the local "
+            "clock it was trained on, which offsets alone do not give for the forecast "
+            "steps; send the series as Arrow with its zone (timestamp[ns, tz=...]), or as "
+            "naive local times (`start` without an offset)",
+        )
+
+
 def _from_timestamps(
     i: int, series_id: str, stamps: list[datetime], model: ServedModel, n: int
 ) -> Dates:
     lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
     where = series_where(i, series_id, "timestamps")
     index = increasing_axis(stamps, n, where)
+    check_clock(stamps, index, model, where)
     ns = index.asi8
     window = ns[-lookback:]
     if isinstance(offset, pd.offsets.Tick):

@@ -24,10 +24,10 @@ is the 0.5 quantile), and one `q<level>` column per quantile, all in the data's 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -47,8 +47,31 @@ from training.split import StandardScaler
 
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
-         "reference", "package_version", "load", "split", "evaluation")  # fmt: skip
+         "reference", "package_version", "load", "split", "evaluation",
+         "calendar_clock")  # fmt: skip
 HISTOGRAM_BINS = 10
+
+
+# The clock a model's calendar features (hour of day, day of week, day of year) were learnt
+# on. The loader converts timestamps that carry a zone or UTC offsets to UTC (one regular axis
+# across daylight-saving changes), so such a model learnt UTC hours: serving must read zoned
+# input on UTC too. Naive training timestamps are a local wall clock as written: zoned input
+# is then read on its own zone's clock. Models from before the key: "local".
+CalendarClock = Literal["local", "utc"]
+CLOCK_LOCAL: CalendarClock = "local"
+CLOCK_UTC: CalendarClock = "utc"
+
+
+def calendar_clock(meta: Mapping[str, Any]) -> CalendarClock:
+    return CLOCK_UTC if meta.get("calendar_clock") == CLOCK_UTC else CLOCK_LOCAL
+
+
+def on_clock(index: pd.DatetimeIndex, clock: str) -> pd.DatetimeIndex:
+    """`index` as the model's calendar reads it: zoned stamps as UTC wall clock for a "utc"
+    model; as given otherwise."""
+    if clock == CLOCK_UTC and index.tz is not None:
+        return index.tz_convert("UTC").tz_localize(None)
+    return index
 
 
 class ForecastInputError(ValueError):
@@ -166,7 +189,8 @@ class ForecastPredictor:
                     raise ForecastInputError(
                         f"series {series_id!r}: this model reads calendar features; give `start`"
                     )
-                features = calendar_features(index, str(self.meta["freq"])).astype(np.float32)
+                clock = on_clock(index, calendar_clock(self.meta))
+                features = calendar_features(clock, str(self.meta["freq"])).astype(np.float32)
                 calendars.append(features[:keep])
                 futures.append(features[keep:])
         # Histories of a streaming model differ in length: one forward per series.

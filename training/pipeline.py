@@ -38,7 +38,13 @@ from training.fit import (
     searches_decoder,
 )
 from training.metrics import metric_tables, unscaled_note
-from training.mlflow_model import ForecastPredictor, input_example, reference_statistics
+from training.mlflow_model import (
+    CLOCK_LOCAL,
+    CLOCK_UTC,
+    ForecastPredictor,
+    input_example,
+    reference_statistics,
+)
 from training.registry import (
     DEFAULT_REGISTERED_NAME,
     Comparison,
@@ -569,6 +575,10 @@ def model_meta(
         "load": load.to_dict(),
         "split": asdict(split),
         "evaluation": {"season_length": season_length},
+        # the loader's "timezone" decision: zoned timestamps were read as UTC
+        "calendar_clock": (
+            CLOCK_UTC if any(d.step == "timezone" for d in data.report) else CLOCK_LOCAL
+        ),
     }
 
 

@@ -74,6 +74,7 @@ def model_info(model: ServedModel, manager: ModelManager) -> ModelInfo:
         covariates=list(model.covariates),
         freq=model.freq,
         needs_dates=model.needs_dates,
+        calendar_clock=model.calendar_clock,
         loaded_at=model.loaded_at,
         last_reload_error=manager.last_error,
         last_reload_error_at=manager.last_error_at,

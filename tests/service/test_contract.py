@@ -116,6 +116,7 @@ def test_calendar_model_equals_predict_frame_and_needs_dates(
     client = client_for(model_uri="models:/calendar-model@champion")
     info = client.get("/model").json()
     assert info["needs_dates"] is True
+    assert info["calendar_clock"] == "local"  # the test registry's naive hourly frame
     series = [history(registry.frame, "a"), history(registry.frame, "b", stop=333, length=70)]
     predictor = state_of(client).manager.require().predictor
     expected = predictor.predict_frame(predict_frame_rows(series))

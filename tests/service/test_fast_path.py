@@ -220,6 +220,7 @@ class StubModel:
     covariates: tuple[str, ...] = ()
     known_covariates: tuple[str, ...] = ()
     needs_dates: bool = False
+    calendar_clock: str = "local"
     per_series: bool = False
     stats: ColumnScales = field(
         default_factory=lambda: ColumnScales(10.0, 2.0, np.zeros(0), np.ones(0))
@@ -232,6 +233,9 @@ class StubModel:
     @property
     def global_scales(self) -> ColumnScales | None:
         return None if self.per_series else self.stats
+
+    def calendar_zone(self, tz: Any) -> Any:
+        return None if self.calendar_clock == "utc" else tz
 
     def scales_for(self, series_id: str) -> ColumnScales | None:
         if self.per_series:  # a scaler that knows only s-0

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.forecaster import calendar_features
 from service.errors import ServiceInputError
 from service.fast_path import fast_request
 from service.schemas import ForecastRequest
@@ -89,3 +90,48 @@ def test_timestamp_errors_are_said_once() -> None:
     assert message.startswith("series 0 ('r'), field 'timestamps': must be strictly increasing")
     assert message.count("field 'timestamps'") == 1
     assert "cannot lay" not in message
+
+
+# New York, 10 Mar 2019 02:00 -> 03:00: 15-minute ISO texts go from -05:00 to -04:00
+SPRING = pd.date_range("2019-03-10T05:00", periods=24, freq="15min", tz="UTC").tz_convert(
+    "America/New_York"
+)
+
+
+def test_offsets_that_change_are_refused_for_a_model_on_a_local_clock() -> None:
+    """Read in UTC, a calendar model's hours were 4-5 h off the local clock it learnt (an
+    audit's 15-minute model answered for 09:00 as if it were 13:00), with nothing said."""
+    series = {"id": "n", "values": list(range(24)), "timestamps": [t.isoformat() for t in SPRING]}
+    message = _error(series, freq="15min", lookback=16, needs_dates=True)
+    assert message.startswith(
+        "series 0 ('n'), field 'timestamps': holds 2 different UTC offsets (a daylight-saving "
+        "change) and no zone: this model reads calendar features"
+    )
+    assert "send the series as Arrow with its zone (timestamp[ns, tz=...])" in message
+    # without calendar features the instants are all the model needs
+    assert len(_prepared(series, freq="15min", lookback=16)[0].series) == 1
+
+
+def test_a_model_that_learnt_utc_hours_reads_zoned_input_on_utc() -> None:
+    series = {"id": "n", "values": list(range(24)), "timestamps": [t.isoformat() for t in SPRING]}
+    for prepared in _prepared(series, freq="15min", lookback=16, needs_dates=True,
+                              calendar_clock="utc"):  # fmt: skip
+        (one,) = prepared.series
+        utc = SPRING[-16:].tz_convert("UTC").tz_localize(None)
+        assert one.past_calendar is not None
+        np.testing.assert_allclose(
+            one.past_calendar, calendar_features(utc, "15min").astype(np.float32)
+        )
+
+
+@pytest.mark.parametrize(("clock", "hour"), [("local", 9), ("utc", 7)])
+def test_one_offset_is_read_on_the_clock_the_model_learnt(clock: str, hour: int) -> None:
+    local = pd.date_range("2019-06-03T09:00", periods=8, freq="h", tz="+02:00")
+    series = {"id": "o", "values": list(range(8)), "timestamps": [t.isoformat() for t in local]}
+    for prepared in _prepared(series, needs_dates=True, calendar_clock=clock):
+        (one,) = prepared.series
+        first = pd.DatetimeIndex([pd.Timestamp(2019, 6, 3, hour)])
+        assert one.past_calendar is not None
+        np.testing.assert_allclose(
+            one.past_calendar[0], calendar_features(first, "h")[0].astype(np.float32)
+        )

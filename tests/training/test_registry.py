@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.forecaster import ForecasterConfig
+from models.forecaster import ForecasterConfig, n_calendar_features
 from tests.training.synthetic import seasonal_frame
 from training.data import LoadConfig
 from training.fit import FitConfig
@@ -115,6 +115,7 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert sum(meta["reference"]["y"]["proportions"]) == pytest.approx(1.0)
     assert len(meta["reference"]["x"]["edges"]) + 1 == len(meta["reference"]["x"]["proportions"])
     assert meta["package_version"]
+    assert meta["calendar_clock"] == "local"  # naive timestamps: the clock as written
 
     # A fresh interpreter that cannot unpickle anything loads the champion and predicts.
     frame = seasonal_frame(600)
@@ -170,6 +171,42 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     tags2 = client.get_model_version(NAME, "2").tags
     assert tags2["promotion.decision"] == "kept"
     assert tags2["backtest.champion_version"] == "1"
+
+
+def test_a_model_trained_on_zoned_timestamps_reads_its_calendar_on_utc(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """The loader reads zoned timestamps as UTC, so the model learnt UTC hours: a zoned
+    history must be read on UTC too, not on its own zone's clock (2 hours off in Paris)."""
+    frame = seasonal_frame(600)
+    zoned = frame.copy()
+    zoned.index = (
+        pd.DatetimeIndex(frame.index)
+        .tz_localize("UTC")
+        .tz_convert("Europe/Paris")
+        .rename("timestamp")
+    )
+    csv = tmp_path / "zoned.csv"
+    zoned.to_csv(csv)
+    model = ForecasterConfig(
+        kind="urnn",
+        lookback=LOOKBACK,
+        horizon=HORIZON,
+        hidden_size=8,
+        segment_length=12,
+        n_calendar=n_calendar_features("h"),
+    )
+    result = train_pipeline(tiny_config(csv, model=model), mlflow_settings)
+    files = model_artifact_dir(f"models:/{NAME}/{result.version}", tmp_path / "download")
+    assert json.loads((files / "config.json").read_text())["calendar_clock"] == "utc"
+    predictor = ForecastPredictor.from_directory(files)
+    in_utc = history_row(frame)  # naive: the UTC clock the model learnt
+    start = pd.Timestamp(in_utc["start"].iloc[0]).tz_localize("UTC")
+    in_paris = in_utc.assign(start=[start.tz_convert("Europe/Paris").isoformat()])
+    a, b = predictor.predict_frame(in_utc), predictor.predict_frame(in_paris)
+    numbers = [c for c in a.columns if c.startswith("q") or c == "point"]
+    assert numbers
+    np.testing.assert_allclose(a[numbers].to_numpy(float), b[numbers].to_numpy(float))
 
 
 def test_decoder_search_records_both_candidates_and_serves_the_winner(
