@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 from fastapi import Response
 
-from service.arrow_answer import arrow_response
+from service.arrow_answer import arrow_response, check_one_kind_of_time
 from service.arrow_io import ARROW_STREAM
 from service.state import ServiceState
 from service.validation import Dates, PreparedRequest, RequestIn, as_index, prepare
@@ -30,6 +30,8 @@ async def forecast(request: RequestIn, *, state: ServiceState, arrow: bool = Fal
     """The answer to `request`: JSON, or an Arrow stream with `arrow` (`service.arrow_io`)."""
     model = state.manager.require()
     prepared = prepare(request, model)
+    if arrow:
+        check_one_kind_of_time(prepared)  # before the forward: the answer could not be written
     result = await state.batcher.submit(prepared)  # (n_series, H_max, Q), original units
     if arrow:
         return Response(content=arrow_response(prepared, result), media_type=ARROW_STREAM)

@@ -496,7 +496,9 @@ def test_hand_built_answers_match_pyarrows_for_every_shape(
         "one series": {"series": [dated]},
         "a series without dates (null timestamps)": {"series": [dated, undated], "horizon": 5},
         "zoned, and a long id": {"series": [zoned, {**zoned, "id": "é" * 40}], "quantiles": [0.5]},
-        "zoned and naive mixed (a UTC column)": {"series": [zoned, dated]},
+        "two zones (a UTC column)": {
+            "series": [zoned, {**dated, "start": dated["start"] + "+02:00"}]
+        },
     }
     arrow_answer._TEMPLATES.clear()
     for name, body in shapes.items():
@@ -512,12 +514,9 @@ def test_hand_built_answers_match_pyarrows_for_every_shape(
                     np.testing.assert_array_equal(row[f"quantiles.{key}"], values, err_msg=name)
                 if want["timestamps"] is None:
                     assert row["timestamps"] is None, name
-                elif "mixed" in name:  # instants for the zoned series, wall times for the naive
+                elif "two zones" in name:  # the same instants, written in UTC
                     got = [pd.Timestamp(t) for t in row["timestamps"]]
-                    wanted = [pd.Timestamp(t) for t in want["timestamps"]]
-                    if wanted[0].tz is None:
-                        got = [t.tz_localize(None) for t in got]
-                    assert got == wanted, name
+                    assert got == [pd.Timestamp(t) for t in want["timestamps"]], name
                 else:
                     stamps = [pd.Timestamp(t).isoformat() for t in row["timestamps"]]
                     assert stamps == want["timestamps"], name
@@ -571,3 +570,28 @@ def test_view_layouts_are_read_as_lists(client: TestClient, body: Body) -> None:
     response = client.post("/forecast", content=bad, headers=ARROW_IN)
     assert response.status_code == 422
     assert f"{BAD} 'values': holds null at position 3" in response.json()["detail"]
+
+
+def test_an_arrow_answer_to_naive_and_zoned_series_is_refused_not_labelled_utc(
+    client: TestClient, body: Body
+) -> None:
+    """The answer's timestamps column holds one kind of time: a naive series beside a zoned
+    one was written as UTC, a zone its caller never gave (an audit's)."""
+    naive, zoned = copy.deepcopy(body["series"][0]), copy.deepcopy(body["series"][1])
+    zoned["start"] = pd.Timestamp(zoned["start"]).tz_localize("+01:00").isoformat()
+    mixed = {"series": [naive, zoned]}
+    answer = client.post("/forecast", json=mixed, headers={"accept": ARROW_STREAM})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        "series 0 ('pump-1'), field 'timestamps': naive, while series 1 ('pump-2') carries a "
+        "zone: an Arrow answer's timestamps column holds one kind of time; give every series "
+        "a zone (or none), send them in separate requests, or ask for JSON (Accept: "
+        "application/json)"
+    )
+    assert client.post("/forecast", json=mixed).status_code == 200  # JSON keeps each as sent
+    # two zones: one kind of time, written in UTC
+    naive["start"] = pd.Timestamp(naive["start"]).tz_localize("+02:00").isoformat()
+    answer = client.post("/forecast", json=mixed, headers={"accept": ARROW_STREAM})
+    assert answer.status_code == 200, answer.text
+    column = read_table(answer.content).column("timestamps")
+    assert str(column.type.value_type.tz) == "UTC"
