@@ -252,7 +252,9 @@ def backtest(
             pred = predict(
                 model, test, batch_size=config.batch_size, device=str(model_device(model))
             )
-        pieces.append(tidy_forecasts(test, pred, model_config.quantiles, scaler, config, scales))
+        pieces.append(
+            tidy_forecasts(test, pred, model_config.quantiles, scaler, config, scales, data.filled)
+        )
     else:
         assert config.n_windows is not None
         origins = {
@@ -273,7 +275,13 @@ def backtest(
             )
             pieces.append(
                 tidy_forecasts(
-                    sets.test, pred, model_config.quantiles, refit_scaler, config, scales
+                    sets.test,
+                    pred,
+                    model_config.quantiles,
+                    refit_scaler,
+                    config,
+                    scales,
+                    data.filled,
                 )
             )
     result.forecasts = pd.concat(pieces, ignore_index=True)
@@ -359,9 +367,11 @@ def tidy_forecasts(
     scaler: StandardScaler,
     config: BacktestConfig,
     mase_scales: Mapping[tuple[str, str], float],
+    filled: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per (window, step): series, origin, timestamp, step, actual, point, the
-    quantile columns and mase_scale, in `config.scale` units."""
+    quantile columns, mase_scale (in `config.scale` units) and `filled`: the actual is a
+    value the loader filled in (`LoadedData.filled`), which the metrics leave out."""
     q = list(quantiles)
     median = q.index(0.5)
     table = dataset.window_table()
@@ -381,12 +391,18 @@ def tidy_forecasts(
         else:
             mase_scale[mask] /= column_scale
     timestamps = np.empty((n, horizon), dtype="datetime64[ns]")
+    was_filled = np.zeros((n, horizon), dtype=bool)
     starts = dataset.starts.numpy()
     for e, entry in enumerate(dataset.entries):
         mask = owners == e
         first = starts[mask] - entry.offset + dataset.lookback  # (n_e,) first target rows
+        rows = first[:, None] + np.arange(horizon)
         stamps = entry.index.to_numpy(dtype="datetime64[ns]")
-        timestamps[mask] = stamps[first[:, None] + np.arange(horizon)]
+        timestamps[mask] = stamps[rows]
+        flags = None if filled is None else filled.get(entry.source)
+        if flags is not None and entry.columns[0] in flags.columns:
+            flagged = flags[entry.columns[0]].reindex(entry.index, fill_value=False)
+            was_filled[mask] = flagged.to_numpy(dtype=bool)[rows]
     out = pd.DataFrame(
         {
             "series": np.repeat(table["series"].to_numpy(), horizon),
@@ -400,6 +416,7 @@ def tidy_forecasts(
     for j, level in enumerate(q):
         out[quantile_column(level)] = forecast[..., j].reshape(-1)
     out["mase_scale"] = np.repeat(mase_scale, horizon)
+    out["filled"] = was_filled.reshape(-1)
     return out
 
 

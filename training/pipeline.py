@@ -37,7 +37,7 @@ from training.fit import (
     fit,
     searches_decoder,
 )
-from training.metrics import metric_tables, unscaled_note
+from training.metrics import filled_note, metric_tables, unscaled_note
 from training.mlflow_model import (
     CLOCK_LOCAL,
     CLOCK_UTC,
@@ -201,7 +201,9 @@ class TrainResult:
     decoder: str = ""  # the trained model's decoder ("" for kinds without one)
     ensemble: int = 1  # members of the trained model (models.ensemble); 1: a single model
     mase_season: str = ""  # "<rows> rows (<why>)": the seasonal naive scale of the MASE
-    mase_note: str = ""  # which series the MASE left out (a constant training span), if any
+    # what the scores left out, if anything: series from the MASE (a constant training span),
+    # values whose actual the loader filled in
+    mase_note: str = ""
 
 
 def resolve_model_config(
@@ -434,7 +436,11 @@ def train_pipeline(
         decoder=model_config.decoder if searches_decoder(model_config) else "",
         ensemble=model_config.ensemble,
         mase_season=season.describe(),
-        mase_note=unscaled_note(result.forecasts),
+        mase_note="\n".join(
+            note
+            for note in (unscaled_note(result.forecasts), filled_note(result.forecasts))
+            if note
+        ),
         tables={
             "overall": result.tables.overall,
             "by_step": result.tables.by_step,

@@ -360,7 +360,7 @@ def score_val(
         for sid, s in splits.items()
         for column in data.columns
     }
-    forecasts = tidy_forecasts(windows, pred, c.quantiles, scaler, config, scales)
+    forecasts = tidy_forecasts(windows, pred, c.quantiles, scaler, config, scales, data.filled)
     tables = metric_tables(forecasts, c.quantiles)
     mase = tables.by_series["mase"].to_dict()
     out = {str(sid): float(mase[sid]) for sid in splits}

@@ -1646,7 +1646,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.backtest import BacktestConfig, backtest
     from training.data import LoadConfig, load_data
     from training.fit import FitConfig
-    from training.metrics import unscaled_note
+    from training.metrics import filled_note, unscaled_note
     from training.registry import load_registered
     from training.seasonality import Season, mase_season
     from training.split import SplitConfig, shortest_train_span
@@ -1742,8 +1742,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         )
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))
-        if note := unscaled_note(result.forecasts):
-            print(note)
+        for note in (unscaled_note(result.forecasts), filled_note(result.forecasts)):
+            if note:
+                print(note)
         print("\nBy series:")
         print(result.tables.by_series.to_string(float_format=fmt))
         print("\nBy horizon step:")

@@ -106,3 +106,22 @@ def test_the_overall_mase_says_which_series_it_leaves_out() -> None:
         "scale by): b"
     )
     assert unscaled_note(frame.assign(mase_scale=1.0)) == ""
+
+
+def test_filled_actuals_are_left_out_and_all_filled_is_refused() -> None:
+    frame = pd.DataFrame(
+        {
+            "series": ["a"] * 4,
+            "step": [1, 2, 1, 2],
+            "actual": ACTUAL,
+            "point": FORECAST,
+            "q0.5": FORECAST,
+            "mase_scale": 1.0,
+            "filled": [False, False, True, False],  # the -2 error falls on a filled value
+        }
+    )
+    tables = metric_tables(frame, [0.5])
+    assert tables.overall["n"].iloc[0] == 3
+    assert tables.overall["mae"].iloc[0] == pytest.approx(1 / 3)
+    with pytest.raises(MetricError, match="all 4 forecast values fall on target values"):
+        metric_tables(frame.assign(filled=True), [0.5])
