@@ -478,10 +478,36 @@ def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFram
             (sid, frame, plan_held_out(len(frame), config.lookback, roles[data.unit_of(sid)]))
             for sid, frame in data.series.items()
         ]
+    _check_no_segments(data, config)
     return [
         (sid, frame, plan_split(len(frame), data.freq, config))
         for sid, frame in data.series.items()
     ]
+
+
+def _check_no_segments(data: LoadedData, config: SplitConfig) -> None:
+    """A split by time cuts each series at its own rows; the segments of one series cut at a
+    long gap (on_long_gap="split") would each be cut so, and the later segment's training
+    rows come after the earlier one's test rows: the model would learn the series' future
+    and the train-only scaler would read it (an audit's Bike-Sharing hour#2 trained on
+    November 2012, hour#1 tested on June-October). Refused, with the ways out."""
+    segments: dict[str, list[str]] = {}
+    for sid in data.series:
+        segments.setdefault(data.unit_of(sid), []).append(sid)
+    cut = {unit: ids for unit, ids in segments.items() if len(ids) > 1}
+    if not cut:
+        return
+    unit, ids = next(iter(cut.items()))
+    shown = ", ".join(repr(s) for s in ids[:4]) + (" ..." if len(ids) > 4 else "")
+    raise SplitError(
+        f"series {unit!r} was cut at a long gap into {len(ids)} segments ({shown}; "
+        f"on_long_gap='split'){f' and {len(cut) - 1} more series too' if len(cut) > 1 else ''}"
+        f": a split by time ({config.method!r}) cuts each segment on its own, so a later "
+        "segment's training rows would come after an earlier one's test rows (the model "
+        "would learn the series' future). Hold out whole series instead (split_method "
+        "'series', --split series), or fill the gap (max_gap, --max-gap, at least its "
+        "length), or cut the file before the gap"
+    )
 
 
 def shortest_train_rows(data: LoadedData, config: SplitConfig) -> int:

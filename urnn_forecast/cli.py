@@ -303,7 +303,10 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         "--on-long-gap",
         choices=LONG_GAP_CHOICES,
         default=None,
-        help="a gap longer than --max-gap: error, or split the series there; default error",
+        help=(
+            "a gap longer than --max-gap: error, or split the series there (with --split "
+            "series: a split by time refuses the segments); default error"
+        ),
     )
     group.add_argument(
         "--on-short",

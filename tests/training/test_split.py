@@ -365,3 +365,34 @@ def test_a_named_unit_the_loader_dropped_is_said_to_be_dropped_not_unknown() -> 
     data = replace(data, series=kept, report=(*data.report, dropped))
     with pytest.raises(SplitError, match=r"\('u3'\); 'u3' left out by the loader as too short"):
         split_data(data, SplitConfig(lookback=24, method="series", test_series=("u3",)))
+
+
+def test_segments_of_one_series_are_refused_by_a_split_by_time() -> None:
+    """Each segment cut at its own fractions: u#2 trained on rows after u#1's test rows."""
+    early, late = seasonal_frame(400), seasonal_frame(400, seed=1)
+    late.index = late.index + pd.Timedelta(days=30)
+    data = replace(
+        loaded(
+            {
+                "u#1": early,
+                "u#2": late,
+                "v": seasonal_frame(400, seed=2),
+                "w": seasonal_frame(400, seed=3),
+            }
+        ),
+        units={"u#1": "u", "u#2": "u"},
+    )
+    for method in ("fractions", "tail"):
+        extra = {"val_rows": 48, "test_rows": 48} if method == "tail" else {}
+        config = SplitConfig(lookback=24, method=method, **extra)  # type: ignore[arg-type]
+        with pytest.raises(SplitError) as caught:
+            split_data(data, config)
+        message = str(caught.value)
+        assert message.startswith(
+            "series 'u' was cut at a long gap into 2 segments ('u#1', 'u#2'; on_long_gap="
+            f"'split'): a split by time ({method!r}) cuts each segment on its own"
+        )
+        assert "(split_method 'series', --split series)" in message
+    series = SplitConfig(lookback=24, method="series", test_series=("u",), val_series=("v",))
+    held_out = split_data(data, series)  # whole units: both segments of u are test units
+    assert (held_out["u#1"].plan.role, held_out["u#2"].plan.role) == ("test", "test")
