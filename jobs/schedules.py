@@ -62,12 +62,15 @@ def check_timezone(name: str) -> ZoneInfo:
 def check_cron(expression: str) -> str:
     """Five fields (minute hour day-of-month month day-of-week); no seconds field; and a
     date it matches (`0 0 30 2 *`, the 30th of February, is valid syntax that never fires)."""
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+    fields = expression.split()
+    if len(fields) != 5:
         raise ScheduleError(
             "cron",
             f"{expression!r} is not a 5-field cron expression "
             "(minute hour day-of-month month day-of-week, e.g. '0 3 * * *')",
         )
+    if not croniter.is_valid(expression):
+        raise ScheduleError("cron", f"{expression!r}: {_bad_field(fields)}")
     try:
         croniter(expression, datetime.now(UTC)).get_next(datetime)
     except CroniterBadDateError:
@@ -76,6 +79,29 @@ def check_cron(expression: str) -> str:
             f"{expression!r} matches no date (such as the 30th of February), so it would never run",
         ) from None
     return expression
+
+
+_CRON_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-6 or SUN-SAT"),
+)
+
+
+def _bad_field(fields: list[str]) -> str:
+    """Which of five fields croniter refuses, and what that field takes (`*/0` in the minute
+    field was answered "not a 5-field cron expression", though it has five)."""
+    for i, (name, values) in enumerate(_CRON_FIELDS):
+        alone = ["*"] * 5
+        alone[i] = fields[i]
+        if not croniter.is_valid(" ".join(alone)):
+            return (
+                f"field {i + 1} ({name}) {fields[i]!r} is not valid: it takes {values}, "
+                "ranges (1-5), lists (1,3) and steps (*/15, with a step of at least 1)"
+            )
+    return "the fields are each valid but not together (minute hour day-of-month month day-of-week)"
 
 
 def next_due(cron: str, timezone: str, *, after: datetime) -> datetime:

@@ -34,6 +34,16 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in BODYLESS_METHODS:
             await self.app(scope, receive, send)
             return
+        encoding = _content_encoding(scope)
+        if encoding not in (b"", b"identity"):
+            shown = encoding.decode("latin-1")[:40]
+            await send_json_error(
+                send,
+                415,
+                f"header 'Content-Encoding': {shown!r} is not read here; send the body "
+                "uncompressed (Content-Encoding absent or 'identity')",
+            )
+            return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await self._too_large(send, declared)
@@ -65,11 +75,17 @@ async def send_too_large(send: Send, max_bytes: int, declared: int | None) -> No
         f"request body too large: {size} exceeds the limit of {max_bytes:,} bytes "
         "(URNN_MAX_BODY_BYTES); send fewer or shorter series per request"
     )
+    await send_json_error(send, 413, detail)
+
+
+async def send_json_error(send: Send, status: int, detail: str) -> None:
+    """`{"detail": ...}` with `status`, the connection closed: the body was not read (a gzip
+    body read as JSON was a 422 'not valid JSON' that never said why)."""
     body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -92,6 +108,13 @@ def replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _content_encoding(scope: Scope) -> bytes:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == b"content-encoding":
+            return bytes(value).strip().lower()
+    return b""
 
 
 def _content_length(scope: Scope) -> int | None:

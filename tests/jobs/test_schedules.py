@@ -24,6 +24,24 @@ def test_bad_cron_is_named(cron: str) -> None:
         schedules.check_cron(cron)
 
 
+@pytest.mark.parametrize(
+    ("cron", "named"),
+    [
+        ("*/0 * * * *", "field 1 (minute) '*/0' is not valid: it takes 0-59"),
+        ("0 25 * * *", "field 2 (hour) '25' is not valid: it takes 0-23"),
+        ("0 3 * 13 *", "field 4 (month) '13' is not valid: it takes 1-12 or JAN-DEC"),
+    ],
+)
+def test_a_five_field_cron_with_a_bad_field_names_that_field(cron: str, named: str) -> None:
+    """`*/0 * * * *` was "not a 5-field cron expression", though it has five."""
+    with pytest.raises(schedules.ScheduleError) as caught:
+        schedules.check_cron(cron)
+    assert (
+        str(caught.value) == f"field 'cron': {cron!r}: {named}, ranges (1-5), lists (1,3) "
+        "and steps (*/15, with a step of at least 1)"
+    )
+
+
 @pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4 *"])
 def test_a_cron_that_matches_no_date_is_named(cron: str) -> None:
     with pytest.raises(schedules.ScheduleError, match=r"field 'cron': .* matches no date"):

@@ -350,6 +350,23 @@ def test_other_body_types_are_415_naming_the_accepted_ones(client: TestClient) -
     assert bare.json()["detail"].startswith("header 'Content-Type': missing; this endpoint reads")
 
 
+def test_a_compressed_body_is_415_naming_the_encoding(client: TestClient, body: Body) -> None:
+    """A gzip body was read as JSON and answered 'not valid JSON', which never said why."""
+    import gzip
+    import json as jsonlib
+
+    packed = gzip.compress(jsonlib.dumps(body).encode())
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    response = client.post("/forecast", content=packed, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["detail"] == (
+        "header 'Content-Encoding': 'gzip' is not read here; send the body uncompressed "
+        "(Content-Encoding absent or 'identity')"
+    )
+    plain = {**headers, "content-encoding": "identity"}
+    assert client.post("/forecast", content=jsonlib.dumps(body), headers=plain).status_code == 200
+
+
 def test_oversized_arrow_body_is_413(client_for: Callable[..., TestClient], body: Body) -> None:
     client = client_for(max_body_bytes=2048)
     response = client.post("/forecast", content=arrow_of(body), headers=ARROW_IN)
