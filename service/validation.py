@@ -352,8 +352,13 @@ def quantile_indices(
                 f"{level!r} is not a quantile the model was trained with; choose from "
                 f"{list(trained)}",
             )
-        if match[0] not in out:
-            out.append(match[0])
+        if match[0] in out:  # the answer keys levels by name: one of the two would vanish
+            first = out.index(match[0])
+            raise ServiceInputError(
+                f"field 'quantiles'[{position}]",
+                f"{level!r} repeats the level at position {first}; ask for each level once",
+            )
+        out.append(match[0])
     return tuple(out)
 
 

@@ -178,6 +178,10 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _timestamps(lambda stamps: [*stamps[:-1], 1_527_811_200_000]),  # type: ignore[list-item]
         f"{BAD} 'timestamps'[59]: Value error, 1527811200000 is a number, not a date",
     ),
+    "repeated quantile": (  # the answer keys levels by name: one would vanish
+        _set(("quantiles",), [0.9, 0.1, 0.9]),
+        "field 'quantiles'[2]: 0.9 repeats the level at position 0; ask for each level once",
+    ),
     "bool quantile": (
         _set(("quantiles",), [True]),
         "field 'quantiles.0': Input should be a valid number",
