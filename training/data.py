@@ -305,7 +305,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     time_columns = resolve_columns(available, config, source, report)
     wanted = [*time_columns, *([config.series_col] if config.series_col else [])]
     wanted += list(config.value_columns)
-    raw = _read_columns(path, kind, wanted, time_columns, config)
+    raw = _read_columns(path, kind, wanted, time_columns, config, report)
     if raw.empty:
         raise EmptyDataError(f"{source}: the file has a header but no data rows")
 
@@ -581,19 +581,41 @@ def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> No
 
 
 def _read_columns(
-    path: Path, kind: str, columns: list[str], time_columns: tuple[str, ...], config: LoadConfig
+    path: Path,
+    kind: str,
+    columns: list[str],
+    time_columns: tuple[str, ...],
+    config: LoadConfig,
+    report: Report,
 ) -> pd.DataFrame:
     """Only the needed columns; timestamp and series-id columns as text, so that joining
-    columns (date + hour) and series ids like "007" keep what the file says."""
+    columns (date + hour) and series ids like "007" keep what the file says.
+
+    A Parquet file written by pandas from a frame indexed by its timestamp (or by series id and
+    timestamp) lists the index among its columns (the schema), but pandas reads it back as the
+    index, not as a column: such levels are moved back into columns, so the file reads like any
+    other (the rest of the loader looks columns up by name), and the report says so."""
     try:
         if kind == "csv":
             as_text = [*time_columns, *([config.series_col] if config.series_col else [])]
             return pd.read_csv(
                 path, sep=config.sep, usecols=columns, dtype=dict.fromkeys(as_text, str)
             )[columns]
-        return pd.read_parquet(path, columns=columns)
+        frame = pd.read_parquet(path, columns=columns)
     except (ValueError, OSError) as error:
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
+    levels = [n for n in frame.index.names if n in columns and n not in frame.columns]
+    if levels:
+        frame = frame.reset_index(level=levels)
+        report.add(
+            path.name,
+            "read",
+            0,
+            f"read the file's pandas index {', '.join(map(repr, levels))} as ordinary "
+            f"column{'s' if len(levels) > 1 else ''}",
+        )
+    # Positions, not index labels, name rows from here on (errors say "data row N").
+    return frame[columns].reset_index(drop=True)
 
 
 def resolve_columns(

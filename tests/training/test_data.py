@@ -90,6 +90,25 @@ def test_parquet_reads_like_csv_and_zones_become_utc(tmp_path: Path) -> None:
     assert [d.count for d in steps(data, "missing")] == [1]
 
 
+@pytest.mark.parametrize("index", [["timestamp"], ["region", "timestamp"]])
+def test_parquet_indexed_by_timestamp_or_series_reads_like_columns(
+    tmp_path: Path, index: list[str]
+) -> None:
+    """`frame.set_index("timestamp").to_parquet(...)`: the schema lists the index as a
+    column, pandas reads it back as the index; it crashed with KeyError: 'timestamp'."""
+    stamps = pd.date_range("2020-01-01", periods=6, freq="h")
+    frame = pd.DataFrame({"region": ["a"] * 6, "timestamp": stamps, "y": np.arange(6.0)})
+    frame.set_index(index).to_parquet(tmp_path / "indexed.parquet")
+    config = LoadConfig(target="y", series_col="region" if len(index) == 2 else None)
+    data = load_data(tmp_path / "indexed.parquet", config)
+
+    series = data.series["a" if len(index) == 2 else "indexed"]
+    assert list(series.index) == list(stamps) and series["y"].tolist() == list(range(6))
+    assert data.freq == "h"
+    levels = ", ".join(map(repr, index))
+    assert any(f"pandas index {levels} as ordinary column" in line for line in data.report_lines())
+
+
 def test_a_long_gap_of_whole_rows_names_every_column_and_one_of_the_target_names_it(
     tmp_path: Path,
 ) -> None:
