@@ -79,7 +79,7 @@ def run_cli(
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--target", "nope"], "no column 'nope'; the file has: timestamp, y, x"),
+        (["--target", "nope"], "no column 'nope'; the file has: 'timestamp', 'y', 'x'"),
         (["--target", "y", "--covariates", "x,ghost"], "no column 'ghost'"),
         (["--target", "y", "--lookback", "50"], "lookback must be a multiple of segment_length"),
         (["--target", "y", "--freq", "fortnightly"], "not a pandas offset alias"),

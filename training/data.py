@@ -314,7 +314,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         source,
         "read",
         len(raw),
-        f"read {len(raw):,} rows, columns {', '.join(wanted)}: {len(groups):,} series",
+        f"read {len(raw):,} rows, columns {', '.join(map(repr, wanted))}: {len(groups):,} series",
     )
     if config.step_origin is not None:
         stamps = _steps_as_timestamps(raw, time_columns[0], config, source, report)
@@ -413,7 +413,8 @@ def merge_loaded(parts: Sequence[LoadedData], *, target: str | None = None) -> L
     name = first.target if target is None else target
     if name in first.covariates:
         raise InvalidOptionError(
-            f"target name {name!r} is also a covariate column ({', '.join(first.covariates)})"
+            f"target name {name!r} is also a covariate column "
+            f"({', '.join(map(repr, first.covariates))})"
         )
     series: dict[str, pd.DataFrame] = {}
     filled: dict[str, pd.DataFrame] = {}
@@ -632,7 +633,7 @@ def resolve_columns(
     if missing:
         raise MissingColumnError(
             f"{source}: no column {', '.join(map(repr, missing))}; "
-            f"the file has: {', '.join(available)}"
+            f"the file has: {', '.join(map(repr, available))}"
         )
     roles = [(c, "the timestamp") for c in time_columns]
     if config.series_col:
@@ -666,11 +667,12 @@ def _resolve_timestamp_columns(
         return config.timestamp_columns
     found = [c for c in available if c.lower() in TIMESTAMP_NAMES]
     if len(found) != 1:
-        what = f"several candidates ({', '.join(found)})" if found else "none of them"
+        what = f"several candidates ({', '.join(map(repr, found))})" if found else "none of them"
         raise MissingColumnError(
             f"{source}: timestamp_col not given and {what} among the columns named like "
             f"{', '.join(TIMESTAMP_NAMES)}; pass timestamp_col (one column, or several to be "
-            f"joined with a space, e.g. date and hour). The file has: {', '.join(available)}"
+            f"joined with a space, e.g. date and hour). The file has: "
+            f"{', '.join(map(repr, available))}"
         )
     if report is not None:
         report.add(source, "read", 0, f"using column {found[0]!r} as the timestamp (found by name)")

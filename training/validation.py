@@ -335,7 +335,11 @@ def trim_edges(frame: pd.DataFrame, series: str, source: str, report: Report) ->
     complete = frame.notna().all(axis=1).to_numpy()
     if not complete.any():
         empty = [str(c) for c in frame.columns if frame[c].isna().all()]
-        detail = f"column(s) {', '.join(empty)} have no values" if empty else "no row is complete"
+        detail = (
+            f"column(s) {', '.join(map(repr, empty))} have no values"
+            if empty
+            else "no row is complete"
+        )
         raise EmptyDataError(f"{source}: series {series!r}: {detail}")
     head = int(np.argmax(complete))
     tail = int(np.argmax(complete[::-1]))

@@ -204,7 +204,7 @@ def test_timestamp_column_is_found_by_name_and_the_choice_reported(tmp_path: Pat
     assert "using column 'Date' as the timestamp" in data.report_lines()[0]
 
     ambiguous = write(tmp_path, "date,time,v\n2020-01-01,00:00,1\n", "two.csv")
-    with pytest.raises(MissingColumnError, match=r"several candidates \(date, time\)"):
+    with pytest.raises(MissingColumnError, match=r"several candidates \('date', 'time'\)"):
         load_data(ambiguous, LoadConfig("v"))
 
 
@@ -378,9 +378,24 @@ def test_unknown_suffix_lists_the_allowed_ones(tmp_path: Path) -> None:
 def test_missing_column_lists_the_columns_the_file_has(tmp_path: Path) -> None:
     path = write(tmp_path, csv_of(hourly(3), list("123")))
     with pytest.raises(
-        MissingColumnError, match=r"no column 'temp'; the file has: timestamp, y, x"
+        MissingColumnError, match=r"no column 'temp'; the file has: 'timestamp', 'y', 'x'"
     ):
         load_data(path, LoadConfig(target="y", covariates=("temp",)))
+
+
+def test_column_lists_in_errors_are_quoted_so_spaces_and_commas_show(tmp_path: Path) -> None:
+    """A header `date, OT` was listed as `date,  OT`: the space that makes 'OT' missing, and a
+    comma inside a quoted name, could not be seen."""
+    path = write(tmp_path, 'date, OT,"a,b"\n2020-01-01,1,2\n2020-01-02,2,3\n')
+    with pytest.raises(MissingColumnError) as caught:
+        load_data(path, LoadConfig(target="OT"))
+    assert str(caught.value).endswith("no column 'OT'; the file has: 'date', ' OT', 'a,b'")
+    with pytest.raises(MissingColumnError) as caught:
+        load_data(write(tmp_path, "when, v\n1,2\n", "other.csv"), LoadConfig(target=" v"))
+    assert str(caught.value).endswith("The file has: 'when', ' v'")
+    empty = write(tmp_path, "timestamp,y, x\n2020-01-01,1,\n2020-01-02,2,\n", "empty.csv")
+    with pytest.raises(EmptyDataError, match=r"column\(s\) ' x' have no values"):
+        load_data(empty, LoadConfig(target="y", covariates=(" x",)))
 
 
 def test_bad_and_empty_timestamps_name_the_row(tmp_path: Path) -> None:
