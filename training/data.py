@@ -95,6 +95,7 @@ from training.validation import (
     renamed_alias_hint,
     row_label,
     sort_by_time,
+    step_alias,
     trim_edges,
 )
 
@@ -871,22 +872,50 @@ def _check_filled_share(
     config: LoadConfig,
     source: str,
 ) -> None:
+    """Refuse a series that would be mostly filled values, saying what the timestamps show: the
+    step they take most often (in the terms `freq` is written in: 'D', never '24h' beside 'D'),
+    and business-day data (weekdays only) whose weekends 'D' fills, for which 'B' is the
+    frequency. Nothing is decided for the user: which frequency the data is recorded at, or
+    whether to train on it anyway, is theirs."""
     for piece in pieces:
         total = piece.filled.size
         share = int(piece.filled.to_numpy().sum()) / total if total else 0.0
         if share <= config.max_filled_fraction:
             continue
-        steps = pd.Series(observed).diff().dropna()
-        own = ""
-        if len(steps):
-            modal = pd.tseries.frequencies.to_offset(steps.mode().iloc[0]).freqstr
-            own = f"; its own timestamps step by {modal!r} most often"
         raise MostlyFilledError(
             f"{source}: series {piece.series_id!r} would be {100 * share:.1f}% filled values at "
-            f"{freq!r} (max_filled_fraction={config.max_filled_fraction:g}){own}. Give the "
-            "frequency the data is recorded at (freq), load series recorded at different "
-            "frequencies from separate files, or raise max_filled_fraction to train on it anyway"
+            f"{freq!r} (max_filled_fraction={config.max_filled_fraction:g})"
+            f"{_own_step(observed, freq)}. Give the frequency the data is recorded at (freq, "
+            "--freq), load series recorded at different frequencies from separate files, or "
+            "raise max_filled_fraction (--max-filled-fraction) to train on it anyway"
         )
+
+
+def _own_step(observed: pd.Index, freq: str) -> str:
+    """What a series' own timestamps say about its frequency, for `_check_filled_share`."""
+    steps = pd.Series(observed).diff().dropna()
+    if not len(steps):
+        return ""
+    modal = pd.Timedelta(steps.mode().iloc[0])
+    stamps = pd.DatetimeIndex(observed)
+    business = isinstance(pd.tseries.frequencies.to_offset(freq), pd.offsets.BusinessDay)
+    if (
+        modal == pd.Timedelta(days=1)
+        and not business
+        and stamps[-1] - stamps[0] >= pd.Timedelta(days=7)  # a weekend lies between them
+        and bool((stamps.day_of_week < 5).all())
+    ):
+        return (
+            "; its timestamps step by one day most often and fall on weekdays only (no "
+            "Saturday or Sunday), so every weekend would be filled: for data recorded on "
+            "business days give freq 'B' (--freq B)"
+        )
+    if modal == fixed_step(freq):
+        return (
+            f"; its own timestamps also step by {freq!r} most often: the filled values are "
+            "gaps in its record"
+        )
+    return f"; its own timestamps step by {step_alias(modal)!r} most often"
 
 
 def _apply_min_length(

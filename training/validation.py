@@ -114,6 +114,14 @@ def fixed_step(freq: str) -> pd.Timedelta | None:
     return None
 
 
+def step_alias(step: pd.Timedelta) -> str:
+    """A fixed step as the alias users write: whole days as "D", not pandas 3's "24h" (the same
+    step on naive timestamps), so that a message never shows one step as two."""
+    day = pd.Timedelta(days=1)
+    offset = pd.offsets.Day(step // day) if step % day == pd.Timedelta(0) else step
+    return str(pd.tseries.frequencies.to_offset(offset).freqstr)
+
+
 def plural(n: int, word: str) -> str:
     """`3 steps`, `1 step`: report lines are read by people."""
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
@@ -263,12 +271,7 @@ def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) ->
             "timestamps; pass freq (a pandas offset alias such as 'h', '15min', 'D', 'MS')"
         )
     values, counts = np.unique(pooled, return_counts=True)  # sorted: ties go to the shorter step
-    modal = pd.Timedelta(values[int(np.argmax(counts))])
-    day = pd.Timedelta(days=1)
-    # Whole days as "D", not "24h" (pandas 3's Timedelta -> offset): the same step on naive
-    # timestamps, and the alias users write.
-    offset = pd.offsets.Day(modal // day) if modal % day == pd.Timedelta(0) else modal
-    freq = str(pd.tseries.frequencies.to_offset(offset).freqstr)
+    freq = step_alias(pd.Timedelta(values[int(np.argmax(counts))]))
     n_modal = int(counts.max())
     report.add(
         source,

@@ -620,6 +620,46 @@ def test_a_series_that_would_be_mostly_filled_is_refused(tmp_path: Path) -> None
         LoadConfig(target="y", max_filled_fraction=0.0)
 
 
+@pytest.mark.parametrize("freq", [None, "D", "24h"])
+def test_business_day_data_that_would_be_mostly_filled_is_pointed_to_freq_b(
+    tmp_path: Path, freq: str | None
+) -> None:
+    """Weekday-only data at 'D' fills every weekend (26.8%); the advice was to give the
+    frequency the data is recorded at, whose own step was shown as '24h' (the same as 'D'),
+    and never 'B'."""
+    days = pd.bdate_range("2021-01-04", periods=60)
+    path = tmp_path / "weekdays.csv"
+    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "y": np.arange(60.0)}).to_csv(
+        path, index=False
+    )
+    config = LoadConfig(target="y", timestamp_col="date", freq=freq)
+    with pytest.raises(DataValidationError) as caught:
+        load_data(path, config)
+    message = str(caught.value)
+    assert f"would be 26.8% filled values at {freq or 'D'!r}" in message
+    assert "fall on weekdays only (no Saturday or Sunday)" in message
+    assert "give freq 'B' (--freq B)" in message and "(freq, --freq)" in message
+    assert "'24h' most often" not in message
+    data = load_data(path, replace(config, freq="B"))
+    assert len(data.series["weekdays"]) == 60 and not data.filled["weekdays"].to_numpy().any()
+
+
+def test_a_mostly_filled_series_at_its_own_step_is_not_told_its_step_differs(
+    tmp_path: Path,
+) -> None:
+    """Daily data with many missing days: its own modal step is the frequency it is read at,
+    so the message says the filled values are gaps, not that it steps by something else."""
+    days = pd.date_range("2021-01-01", periods=40, freq="D")
+    kept = days[[k for k in range(40) if k % 10 < 3 or k == 39]]  # long holes, 1-day steps
+    path = tmp_path / "holes.csv"
+    pd.DataFrame({"timestamp": kept, "y": np.arange(float(len(kept)))}).to_csv(path, index=False)
+    with pytest.raises(DataValidationError) as caught:
+        load_data(path, LoadConfig(target="y"))
+    message = str(caught.value)
+    assert "its own timestamps also step by 'D' most often: the filled values are gaps" in message
+    assert "weekdays" not in message and "'24h'" not in message
+
+
 @pytest.mark.parametrize(
     "text",
     [
