@@ -926,7 +926,8 @@ def _apply_min_length(
     if short and len(short) == len(segments):
         raise SeriesTooShortError(
             f"{source}: every series is shorter than min_length={config.min_length:,} (the "
-            f"longest has {longest:,} rows)"
+            f"longest has {longest:,} rows)",
+            longest=longest,
         )
     if short and config.on_short != "drop":
         first = short[0]
@@ -935,7 +936,8 @@ def _apply_min_length(
             f"cleaning, fewer than min_length={config.min_length:,} ({len(short):,} of "
             f"{len(segments):,} series are; the longest has {longest:,} rows); set "
             f"on_short='drop' to leave such series out (allowed: "
-            f"{', '.join(SHORT_SERIES_POLICIES)})"
+            f"{', '.join(SHORT_SERIES_POLICIES)})",
+            longest=longest,
         )
     for segment in short:
         n = len(segment.frame)

@@ -477,17 +477,9 @@ def _prepare(config: TrainConfig) -> Prepared:
     except SeriesTooShortError as error:
         if not derived:
             raise
-        why, way_out = f"the look-back plus the horizon ({lookback:,} + {horizon:,})", ""
-        if load.min_length > lookback + horizon:  # a part of the split, not one window, decides
-            why = (
-                f"what leaves one window of look-back + horizon ({lookback:,} + {horizon:,}) in "
-                f"each part of the split: train, val ({config.val_fraction:g} of the rows, with "
-                f"{lookback:,} rows of context) and test"
-            )
-            way_out = ", or a larger --val-fraction"
         raise SeriesTooShortError(
-            f"{error}; min_length is {why}: a shorter look-back or horizon (--lookback, "
-            f"--horizon){way_out} keeps more series"
+            f"{error}; {_too_short_way_out(config, lookback, horizon, load.min_length, error)}",
+            longest=error.longest,
         ) from None
     steps = load.step_origin is not None
     model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
@@ -498,6 +490,57 @@ def _prepare(config: TrainConfig) -> Prepared:
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
     sets = make_windows(splits, scaler, window_config, freq=data.freq)
     return Prepared(load, data, model_config, split_config, splits, scaler, sets, season)
+
+
+def _too_short_way_out(
+    config: TrainConfig, lookback: int, horizon: int, min_length: int, error: SeriesTooShortError
+) -> str:
+    """Why min_length is what it is, and only the ways out that can help: no split option
+    keeps a series shorter than one window (look-back + horizon), and a larger val_fraction is
+    named only where one would bring min_length down to the longest series (the train share
+    may decide instead), with the fraction that does."""
+    need = lookback + horizon
+    options = "a shorter look-back or horizon (--lookback, --horizon)"
+    if min_length <= need:
+        return (
+            f"min_length is the look-back plus the horizon ({lookback:,} + {horizon:,}): "
+            f"{options} keeps more series"
+        )
+    why = (
+        f"min_length is what leaves one window of look-back + horizon ({lookback:,} + "
+        f"{horizon:,}) in each part of the split: train, val ({config.val_fraction:g} of the "
+        f"rows, with {lookback:,} rows of context) and test"
+    )
+    longest = error.longest
+    if longest is not None and longest < need:
+        return (
+            f"{why}; one window alone ({need:,} rows) is longer than the longest series, so "
+            f"no split option helps: {options} keeps more series"
+        )
+    larger = _val_fraction_that_fits(config.split(lookback), horizon, longest)
+    if larger is None:
+        return f"{why}: {options} keeps more series"
+    fraction, rows = larger
+    return (
+        f"{why}: {options}, or a larger --val-fraction ({fraction:g} needs {rows:,} rows) keeps "
+        "more series"
+    )
+
+
+def _val_fraction_that_fits(
+    split: SplitConfig, horizon: int, longest: int | None
+) -> tuple[float, int] | None:
+    """The smallest val_fraction above `split`'s, in steps of 0.05 that leave a test share,
+    whose one-window-per-part floor the longest series meets: (fraction, that floor)."""
+    if longest is None:
+        return None
+    fraction = round(split.val_fraction + 0.05, 2)
+    while split.train_fraction + fraction < 1 - 1e-9:
+        rows = rows_for_one_window_each(replace(split, val_fraction=fraction), horizon)
+        if rows <= longest:
+            return fraction, rows
+        fraction = round(fraction + 0.05, 2)
+    return None
 
 
 def data_mase_season(config: TrainConfig, data: LoadedData, split: SplitConfig) -> Season:

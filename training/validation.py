@@ -78,7 +78,13 @@ class GapTooLongError(DataValidationError):
 
 
 class SeriesTooShortError(DataValidationError):
-    """A series shorter than min_length, with on_short="error"."""
+    """A series shorter than min_length, with on_short="error". `longest`: the rows of the
+    file's longest series, when known, so a caller can say which way out can help (no
+    split option keeps a series shorter than one window)."""
+
+    def __init__(self, message: str, *, longest: int | None = None) -> None:
+        super().__init__(message)
+        self.longest = longest
 
 
 # --- policies --------------------------------------------------------------------------------

@@ -197,7 +197,43 @@ def test_engines_shorter_than_one_window_name_the_way_out(
     assert "every series is shorter than min_length=303 (the longest has 120 rows)" in str(
         error.value
     )
-    assert "or a larger --val-fraction keeps more series" in str(error.value)
+    # one window (212 rows) is longer than every engine: no val fraction can help
+    assert str(error.value).endswith(
+        "one window alone (212 rows) is longer than the longest series, so no split option "
+        "helps: a shorter look-back or horizon (--lookback, --horizon) keeps more series"
+    )
+    assert "--val-fraction" not in str(error.value)
+
+
+def test_a_larger_val_fraction_is_named_only_where_one_would_keep_a_series(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """100-cycle engines, horizon 12: val needs 12 rows, 0.1 of 120; 0.15 of 100 holds them,
+    and so does the test share left (train, 0.7 of 100, holds its window of 24). With look-back
+    72 the train share decides (84 rows > 0.7 of 100): no val fraction helps (one did: 'or a
+    larger --val-fraction' was offered whenever the split decided), and none is named."""
+    train = TrainConfig(
+        data=str(engines_csv(tmp_path / "engines.csv", cycles=100, engines=3)),
+        load=config(),
+        model=ForecasterConfig(kind="linear", lookback=12, horizon=12),
+        registered_name=None,
+    )
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(train, mlflow_settings)
+    message = str(error.value)
+    assert "every series is shorter than min_length=120 (the longest has 100 rows)" in message
+    assert message.endswith(
+        "a shorter look-back or horizon (--lookback, --horizon), or a larger --val-fraction "
+        "(0.15 needs 80 rows) keeps more series"
+    )
+    longer = replace(train, model=replace(train.model, lookback=72))
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(longer, mlflow_settings)
+    assert "(the longest has 100 rows)" in str(error.value)
+    assert "--val-fraction" not in str(error.value)
+    assert str(error.value).endswith(
+        "and test: a shorter look-back or horizon (--lookback, --horizon) keeps more series"
+    )
 
 
 def test_a_series_too_short_for_its_val_window_is_dropped_by_name(
