@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.series_ids import SERIES_ID_RULE
+
 logger = logging.getLogger(__name__)
 
 # How many pydantic errors one 422 lists; the rest are counted, not shown.
@@ -108,6 +110,9 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
             sentences.append(
                 f"field {name!r}{rest}: {message}" + (hint if name == "quantiles" else "")
             )
+        elif len(loc) == 2 and loc[0] == "path" and loc[1] == "series_id":
+            # the rule in words, as the WebSocket says it, not the pattern's regular expression
+            sentences.append(f"field 'series_id': {SERIES_ID_RULE}")
         elif len(loc) >= 2 and loc[0] == "header":  # named as the client spells it
             name = "-".join(part.capitalize() for part in str(loc[1]).split("-"))
             sentences.append(f"header {name!r}: {message}")

@@ -60,6 +60,7 @@ from service.fast_path import fast_request
 from service.forecasting import forecast
 from service.metrics import ServiceMetrics
 from service.middleware import ROUTE_TEMPLATE, parse_content_length, replaying, send_too_large
+from service.series_ids import SERIES_ID_MAX, SERIES_ID_PATTERN
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
 
@@ -74,13 +75,6 @@ ArrowHandler = Callable[
     [ServiceState, bytes, str, dict[str, str], dict[bytes, bytes]], Awaitable[Response]
 ]
 
-SERIES_ID_MAX = 200
-# A stored series id must be one URL path segment the GET/DELETE /series/{id} routes can name:
-# no "/", no control characters (NUL would not store in PostgreSQL), not blank.
-SERIES_ID_PATTERN = r"^[^/\x00-\x1f\x7f]*[^/\x00-\x20\x7f][^/\x00-\x1f\x7f]*$"
-SERIES_ID_RULE = (
-    f"a string of 1 to {SERIES_ID_MAX} characters, not blank, without '/' or control characters"
-)
 _SERIES_ID = re.compile(SERIES_ID_PATTERN)
 API_KEY_HEADER = b"x-api-key"
 

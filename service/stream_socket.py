@@ -34,12 +34,12 @@ from starlette.requests import Request
 
 from service.errors import describe_validation_errors
 from service.fast_routes import (
-    SERIES_ID_RULE,
     api_key_accepted,
     call_handler,
     handler_for,
     plain_series_id,
 )
+from service.series_ids import SERIES_ID_RULE
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
 from service.stream_schemas import ObservationsRequest

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from service.errors import ModelUnavailableError
+from service.errors import ModelUnavailableError, ServiceInputError
 from service.manager import ModelManager
 from service.schemas import ErrorResponse, ModelInfo, ReloadResponse
 from service.security import ApiKeyDep
@@ -36,6 +36,7 @@ async def get_model(state: StateDep) -> ModelInfo:
     responses={
         401: {"model": ErrorResponse, "description": "Missing or wrong X-API-Key."},
         403: {"model": ErrorResponse, "description": "No URNN_API_KEY configured."},
+        422: {"model": ErrorResponse, "description": "A body was sent (the route takes none)."},
         502: {
             "model": ErrorResponse,
             "description": "The new version failed to load; the old one still serves.",
@@ -43,11 +44,21 @@ async def get_model(state: StateDep) -> ModelInfo:
     },
 )
 async def reload_model(
+    request: Request,
     state: StateDep,
     force: bool = Query(
         default=False, description="Rebuild even if the alias still points at the served version."
     ),
 ) -> ReloadResponse:
+    if await request.body():
+        # a body such as {"version": "3"} was ignored, and the answer "unchanged" read as if
+        # the version asked for were served
+        raise ServiceInputError(
+            "the body",
+            "POST /model/reload takes no body: it loads the version URNN_MODEL_URI names "
+            "(models:/NAME@champion: move the alias with `urnn models promote N`); "
+            "?force=true rebuilds the served one",
+        )
     outcome = await state.manager.reload(force=force)
     return ReloadResponse(
         status=outcome.status,

@@ -23,9 +23,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
-from service.fast_routes import SERIES_ID_MAX, SERIES_ID_PATTERN, SERIES_ID_RULE
 from service.schemas import ErrorResponse
 from service.security import ApiKeyDep
+from service.series_ids import SERIES_ID_MAX, SERIES_ID_PATTERN, SERIES_ID_RULE
 from service.state import StateDep
 from service.stream_schemas import (
     ObservationsRequest,

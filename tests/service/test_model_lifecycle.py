@@ -174,6 +174,19 @@ def test_reload_needs_the_api_key(
     assert client.get("/model").status_code == 200
 
 
+def test_a_reload_with_a_body_is_refused_saying_what_picks_the_version(
+    client_for: Callable[..., TestClient],
+) -> None:
+    """{"version": "1"} was ignored: "unchanged" read as if the version asked for served."""
+    client = client_for()
+    response = client.post("/model/reload", headers=KEY, json={"version": "1"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(
+        "the body: POST /model/reload takes no body: it loads the version URNN_MODEL_URI names"
+    )
+    assert client.post("/model/reload", headers=KEY).status_code == 200
+
+
 def test_missing_key_is_logged_at_startup(
     client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:

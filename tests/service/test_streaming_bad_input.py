@@ -256,3 +256,17 @@ def test_json_nested_too_deeply_is_422_as_on_forecast(
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"].startswith("the body is not valid JSON")
     assert client.get("/series/x").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/series/%20/forecast", "/series/%20", "/series/a%0Ab"])
+def test_a_bad_series_id_in_the_path_is_said_in_words(
+    stream_client_for: Callable[..., TestClient], path: str
+) -> None:
+    """The path rule was answered with its regular expression; the WebSocket said it in words."""
+    client = stream_client_for()
+    answer = client.get(path, headers=KEY)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        "field 'series_id': a string of 1 to 200 characters, not blank, without '/' or control "
+        "characters"
+    )

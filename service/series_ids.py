@@ -1,0 +1,12 @@
+"""What a streaming series id may be: one URL path segment that GET/DELETE /series/{id} can
+name, and a text PostgreSQL can store. One definition for the routes' path parameter, the
+fast path, the WebSocket and the messages that state the rule."""
+
+from __future__ import annotations
+
+SERIES_ID_MAX = 200
+# no "/", no control characters (NUL would not store in PostgreSQL), not blank
+SERIES_ID_PATTERN = r"^[^/\x00-\x1f\x7f]*[^/\x00-\x20\x7f][^/\x00-\x1f\x7f]*$"
+SERIES_ID_RULE = (
+    f"a string of 1 to {SERIES_ID_MAX} characters, not blank, without '/' or control characters"
+)
