@@ -52,6 +52,7 @@ LoadedData has the same columns); the report keeps every file's decisions, in fi
 
 import csv
 import gzip
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -582,6 +583,10 @@ def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> No
         )
 
 
+# The name pandas gives an unnamed index level in a Parquet schema.
+PANDAS_INDEX = re.compile(r"__index_level_(\d+)__")
+
+
 def _read_columns(
     path: Path,
     kind: str,
@@ -606,6 +611,13 @@ def _read_columns(
         frame = pd.read_parquet(path, columns=columns)
     except (ValueError, OSError) as error:
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
+    positional = [c for c in columns if PANDAS_INDEX.fullmatch(c) and c not in frame.columns]
+    if positional:  # unnamed levels, stored by pandas as __index_level_<k>__
+        levels_frame = frame.index.to_frame(index=False)
+        for name in positional:
+            match = PANDAS_INDEX.fullmatch(name)
+            assert match is not None
+            frame[name] = levels_frame.iloc[:, int(match.group(1))].to_numpy()
     levels = [n for n in frame.index.names if n in columns and n not in frame.columns]
     if levels:
         frame = frame.reset_index(level=levels)
@@ -667,6 +679,18 @@ def _resolve_timestamp_columns(
     if config.timestamp_columns:
         return config.timestamp_columns
     found = [c for c in available if c.lower() in TIMESTAMP_NAMES]
+    unnamed = [c for c in available if PANDAS_INDEX.fullmatch(c)]
+    if not found and len(unnamed) == 1:
+        # pandas wrote an unnamed index (the usual DatetimeIndex of a time series) under this
+        # name: the time axis, said in the report, not guessed silently
+        if report is not None:
+            report.add(
+                source,
+                "read",
+                0,
+                f"using the file's unnamed pandas index ({unnamed[0]!r}) as the timestamp",
+            )
+        return (unnamed[0],)
     if len(found) != 1:
         what = f"several candidates ({', '.join(map(repr, found))})" if found else "none of them"
         raise MissingColumnError(

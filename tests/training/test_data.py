@@ -109,6 +109,24 @@ def test_parquet_indexed_by_timestamp_or_series_reads_like_columns(
     assert any(f"pandas index {levels} as ordinary column" in line for line in data.report_lines())
 
 
+def test_parquet_with_an_unnamed_time_index_reads_it_as_the_timestamp(tmp_path: Path) -> None:
+    """A frame whose DatetimeIndex has no name is stored as `__index_level_0__`: found by no
+    timestamp name, and not readable by that name either."""
+    stamps = pd.date_range("2020-01-01", periods=6, freq="h")
+    pd.DataFrame({"y": np.arange(6.0)}, index=stamps).to_parquet(tmp_path / "bare.parquet")
+    for config in (
+        LoadConfig(target="y"),
+        LoadConfig(target="y", timestamp_col="__index_level_0__"),
+    ):
+        data = load_data(tmp_path / "bare.parquet", config)
+        assert list(data.series["bare"].index) == list(stamps) and data.freq == "h"
+    said = load_data(tmp_path / "bare.parquet", LoadConfig(target="y")).report_lines()
+    assert (
+        "bare.parquet: using the file's unnamed pandas index ('__index_level_0__') as the "
+        "timestamp" in said
+    )
+
+
 def test_a_long_gap_of_whole_rows_names_every_column_and_one_of_the_target_names_it(
     tmp_path: Path,
 ) -> None:
