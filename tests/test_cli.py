@@ -34,6 +34,20 @@ def test_model_choices_match_the_models_package() -> None:
         (["benchmark", "paper", "mnist"], "invalid choice: 'mnist'"),
         (["demo", "--epochs", "0"], "argument --epochs"),
         (["serve", "--port", "99999"], "argument --port: must be a TCP port, 1 to 65535"),
+        # numpy takes seeds 0 .. 2**32 - 1: refused here, not after a run was created
+        *(
+            (
+                [*command, "--seed", seed],
+                f"argument --seed: must be an integer from 0 to 2**32 - 1 (4294967295), got {seed}",
+            )
+            for command in (
+                ["benchmark", "paper", "copy"],
+                ["benchmark", "ett"],
+                ["benchmark", "pjm"],
+                ["train", "--data", "x.csv", "--target", "y"],
+            )
+            for seed in ("-1", str(2**32))
+        ),
     ],
 )
 def test_bad_arguments_are_argparse_errors_naming_the_option(

@@ -108,6 +108,12 @@ def run_cli(
         ),
         (["--target", "timestamp"], "column 'timestamp' is the timestamp and cannot also be the"),
         (["--target", "y", "--quantiles", "0.1,0.9"], "quantiles must include 0.5"),
+        # member 2 of the ensemble would seed numpy with 2**32, after a run was created
+        (
+            ["--target", "y", "--seed", str(2**32 - 1), "--ensemble", "2"],
+            "--seed: seed 4294967295 with an ensemble of 2 members seeds member 2 with "
+            "4294967296, past 2**32 - 1 (4294967295); give a seed up to 4294967294",
+        ),
         # an audit's two: both failed after a whole fit, without naming the option
         (
             ["--target", "y", *SMALL, "--backtest-windows", "1000"],
@@ -183,6 +189,9 @@ def test_missing_file_and_bad_config_files(
         json.dumps({"modle": {}}): "unknown section(s) ['modle']",
         json.dumps({"model": {"hidden": 3}}): "model config: unknown field(s) ['hidden']",
         json.dumps({"fit": {"lr": -1}}): "lr must be > 0",
+        json.dumps({"fit": {"seed": -3}}): (
+            "fit config: seed must be an integer from 0 to 2**32 - 1 (4294967295), got -3"
+        ),
         json.dumps({"train": {"data": "x.csv"}}): "set 'data' with its option",
     }
     for text, expected in cases.items():

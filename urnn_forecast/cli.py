@@ -79,6 +79,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+SEED_MAX = 2**32 - 1  # numpy's RNG takes seeds 0 .. 2**32 - 1 (torch would take more)
+
+
+def _seed(text: str) -> int:
+    """A seed numpy accepts; a run created first and refused by numpy after was the old way."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to 2**32 - 1 ({SEED_MAX}), got {text!r}"
+        ) from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to 2**32 - 1 ({SEED_MAX}), got {value}"
+        )
+    return value
+
+
 def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
@@ -144,7 +162,7 @@ def _add_run_options(
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=0,
         help="seed for initialisation and the data stream; default 0",
     )
@@ -496,7 +514,7 @@ def _add_train_parser(commands: Any) -> None:
         "on CPU, nccl on GPU; rank 0 logs and registers); default 1",
     )
     model.add_argument("--lr", type=float, default=None, help="learning rate; default 1e-3")
-    model.add_argument("--seed", type=int, default=None, help="random seed; default 0")
+    model.add_argument("--seed", type=_seed, default=None, help="random seed; default 0")
     model.add_argument(
         "--quantiles",
         type=_levels,
@@ -799,7 +817,7 @@ def _add_ett_parser(suites: Any) -> None:
         metavar="N",
         help="maximum training epochs (early stopping, patience 3, may end sooner); default 20",
     )
-    ett.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    ett.add_argument("--seed", type=_seed, default=0, help="random seed; default 0")
     ett.add_argument(
         "--ensemble",
         type=_positive_int,
@@ -860,6 +878,13 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
             write_results,
         )
 
+        last_seed = args.seed + args.repeats * args.ensemble - 1
+        if last_seed > SEED_MAX:
+            raise UsageError(
+                f"--seed {args.seed} with --repeats {args.repeats} x --ensemble {args.ensemble} "
+                f"fits seeds up to {last_seed}, past 2**32 - 1 ({SEED_MAX}); give a --seed up "
+                f"to {SEED_MAX - args.repeats * args.ensemble + 1}"
+            )
         try:
             config = EttBenchmarkConfig(
                 datasets=tuple(args.datasets or ("ETTh1",)),
@@ -1010,7 +1035,7 @@ def _add_pjm_parser(suites: Any) -> None:
         metavar="N",
         help="hours between training windows; default 2",
     )
-    pjm.add_argument("--seed", type=int, default=0, help="random seed; default 0")
+    pjm.add_argument("--seed", type=_seed, default=0, help="random seed; default 0")
     pjm.add_argument(
         "--output",
         default="runs/pjm",
@@ -1414,13 +1439,30 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         if reserved in train:
             raise UsageError(f"--config: set {reserved!r} with its option or section, not 'train'")
     model_config = _build(ForecasterConfig, model, "model config")
+    fit_config = _build(FitConfig, fit, "fit config")
+    if (problem := seed_problem(fit_config.seed, model_config.ensemble)) is not None:
+        raise UsageError(f"{'--seed' if args.seed is not None else 'fit config'}: {problem}")
     return TrainConfig(
         data=args.data,
         load=_build(LoadConfig, load, "load config"),
         model=model_config,
-        fit=_build(FitConfig, fit, "fit config"),
+        fit=fit_config,
         **_build_train_fields(train),
     )
+
+
+def seed_problem(seed: object, members: int = 1) -> str | None:
+    """Why `seed` (an ensemble's first member's; member i trains with seed + i) is not one
+    numpy's RNG takes, or None: found before a run exists, not when the fit seeds numpy."""
+    if type(seed) is not int or not 0 <= seed <= SEED_MAX:
+        return f"seed must be an integer from 0 to 2**32 - 1 ({SEED_MAX}), got {seed!r}"
+    if seed + members - 1 > SEED_MAX:
+        return (
+            f"seed {seed} with an ensemble of {members} members seeds member {members} with "
+            f"{seed + members - 1}, past 2**32 - 1 ({SEED_MAX}); give a seed up to "
+            f"{SEED_MAX - members + 1}"
+        )
+    return None
 
 
 def _build_train_fields(train: dict[str, Any]) -> dict[str, Any]:
@@ -1472,6 +1514,8 @@ def train_config_from_sections(
         except ValueError as error:  # the config's own __post_init__ checks
             raise UsageError(f"{what}.{section}: {error}") from None
     if (problem := decoder_search_error(built["model"], built["fit"])) is not None:
+        raise UsageError(f"{what}.fit: {problem}")
+    if (problem := seed_problem(built["fit"].seed, built["model"].ensemble)) is not None:
         raise UsageError(f"{what}.fit: {problem}")
     try:
         return TrainConfig(data=data, **built, **_build_train_fields(train))
