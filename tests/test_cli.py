@@ -169,3 +169,28 @@ def test_an_api_key_http_cannot_carry_as_is_is_refused_without_showing_it(
     err = capsys.readouterr().err
     assert "URNN_API_KEY: Value error, must be printable ASCII without spaces" in err
     assert key not in err  # a secret, even a refused one, is not echoed to the logs
+
+
+def test_cuda_asked_for_by_the_setting_is_said_to_come_from_urnn_device(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`URNN_DEVICE=cuda urnn train` on a CPU machine blamed `--device`, never given."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["train", "--data", "x.csv", "--target", "y"]
+    assert cli.main(argv, settings=Settings(device="cuda")) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "urnn train: error: URNN_DEVICE=cuda: cuda is not available here; set URNN_DEVICE to "
+        "auto or cpu (or give --device auto or cpu)\n"
+    )
+    assert cli.main(["serve"], settings=Settings(device="cuda")) == 2
+    assert capsys.readouterr().err == (
+        "urnn serve: error: URNN_DEVICE=cuda: cuda is not available here; set URNN_DEVICE to "
+        "auto or cpu\n"
+    )
+    # the option, when given, is still the one named
+    assert "argument --device: cuda is not available here" in parse_error(
+        [*argv, "--device", "cuda"], capsys
+    )

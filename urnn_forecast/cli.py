@@ -1208,19 +1208,33 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         except SettingsError as error:
             print(f"urnn {args.command}: error: {error}", file=sys.stderr)
             return 2
-    if args.device is None:
+    from_setting = args.device is None  # the command has no --device, or it was not given
+    if from_setting:
         args.device = settings.device
     if args.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            subparser.error("argument --device: cuda is not available here; use auto or cpu")
+            if not from_setting:
+                subparser.error("argument --device: cuda is not available here; use auto or cpu")
+            # the user never typed --device: name the setting that asked for cuda
+            print(
+                f"{subparser.prog}: error: URNN_DEVICE=cuda: cuda is not available here; set "
+                "URNN_DEVICE to auto or cpu"
+                + (" (or give --device auto or cpu)" if _has_device_option(subparser) else ""),
+                file=sys.stderr,
+            )
+            return 2
     if settings.torch_threads is not None:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
     exit_code: int = args.handler(args, settings)
     return exit_code
+
+
+def _has_device_option(parser: argparse.ArgumentParser) -> bool:
+    return any("--device" in action.option_strings for action in parser._actions)
 
 
 def _configs(args: argparse.Namespace) -> list["PaperRunConfig"]:
