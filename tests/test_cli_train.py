@@ -497,3 +497,29 @@ def test_backtest_scores_mase_on_the_season_the_model_was_trained_with(
     assert code == 0, err
     assert "seasonal naive of 24 rows (set by the user)" in daily
     assert mase(daily) != pytest.approx(mase(out), rel=1e-3)
+
+
+@pytest.mark.parametrize("command", ["train", "backtest"])
+def test_an_unusable_store_is_one_line_before_the_data_is_read(
+    command: str,
+    csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file-store URI ended `urnn train` in MLflow's MlflowException traceback after the
+    data was loaded; a URNN_VAR_DIR that is a file, in a FileExistsError traceback."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    argv = [command, "--data", str(csv), *(["--target", "y"] if command == "train" else [])]
+    for settings, expected in (
+        (
+            Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=f"file://{tmp_path}/fs"),
+            f"URNN_MLFLOW_TRACKING_URI=file://{tmp_path}/fs: a file store",
+        ),
+        (Settings(var_dir=taken), f"URNN_VAR_DIR={taken}: is a file, not a folder"),
+    ):
+        code, out, err = run_cli(argv, settings, capsys)
+        assert code == 2 and err.startswith(f"urnn {command}: error: {expected}"), err
+        assert "Traceback" not in err and "Data:" not in out and "Training" not in out

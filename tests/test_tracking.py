@@ -11,7 +11,10 @@ from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import (
     MlflowTracker,
     TrackingServerError,
+    TrackingStoreError,
     check_tracking_server,
+    check_tracking_store,
+    is_file_store,
     start_run,
 )
 
@@ -126,3 +129,36 @@ def test_processes_starting_together_on_a_fresh_store_all_get_the_experiment(
     answers = [run.communicate(timeout=180) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], [err[-2000:] for _, err in answers]
     assert len({out.strip() for out, _ in answers}) == 1  # one experiment, the same id
+
+
+def test_a_file_store_is_refused_naming_the_setting_and_a_database_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow 3 refuses its file store with a multi-line MlflowException when the run is
+    created; here it is one sentence naming URNN_MLFLOW_TRACKING_URI, before anything runs."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    for uri in (f"file://{tmp_path}/fs", f"{tmp_path}/fs", "mlruns"):
+        settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri)
+        with pytest.raises(TrackingStoreError) as caught:
+            check_tracking_store(settings)
+        assert str(caught.value).startswith(f"URNN_MLFLOW_TRACKING_URI={uri}: a file store")
+        assert "sqlite:///" in str(caught.value)
+        # a TrackingServerError, as start_run's callers catch it
+        with pytest.raises(TrackingServerError), start_run("x", settings):
+            pass
+    for uri in ("sqlite:///x.db", "http://127.0.0.1:5000", "databricks", "postgresql://h/db"):
+        assert not is_file_store(uri), uri
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's own opt-out is honoured
+    check_tracking_store(Settings(var_dir=tmp_path / "var", mlflow_tracking_uri="mlruns"))
+
+
+def test_a_var_dir_that_is_a_file_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    for var_dir, expected in (
+        (taken, f"URNN_VAR_DIR={taken}: is a file, not a folder"),
+        (taken / "below", f"URNN_VAR_DIR={taken / 'below'}: cannot create the folder"),
+    ):
+        with pytest.raises(TrackingStoreError) as caught:
+            check_tracking_store(Settings(var_dir=var_dir))
+        assert str(caught.value).startswith(expected)

@@ -1564,6 +1564,9 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
                 _check_writable_file(path, option)
         from training import distributed
         from training.pipeline import train_pipeline, train_replica
+        from urnn_forecast.tracking import check_tracking_store
+
+        check_tracking_store(settings)  # before the data is read, not when the run starts
 
         ranks = distributed.init(config.fit.device)
         if ranks is not None and ranks.rank != 0:
@@ -1712,10 +1715,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.seasonality import Season, mase_season
     from training.split import SplitConfig, shortest_train_span
     from training.validation import SeriesTooShortError
-    from urnn_forecast.tracking import check_tracking_server
+    from urnn_forecast.tracking import check_tracking_server, check_tracking_store
 
-    if settings.mlflow_tracking_uri is None:
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    check_tracking_store(settings)
     check_tracking_server(settings)  # seconds, not MLflow's minutes of retries
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     try:

@@ -55,12 +55,17 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a clean stdout
 
     from training.registry_admin import RegistryError, list_versions, set_champion
-    from urnn_forecast.tracking import TrackingServerError, check_tracking_server
+    from urnn_forecast.tracking import (
+        TrackingServerError,
+        check_tracking_server,
+        check_tracking_store,
+    )
 
     name = args.name or served_name(settings.model_uri)
     command = f"urnn models {args.models_action}"
     uri = settings.resolved_tracking_uri()
     try:
+        check_tracking_store(settings, create=False)  # reading a registry makes no folder
         check_tracking_server(settings)
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         if args.models_action == "list":

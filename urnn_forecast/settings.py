@@ -26,7 +26,9 @@ class Settings(BaseSettings):
         description=(
             "MLflow tracking URI; default: a SQLite-backed store at <var_dir>/mlflow.db. An "
             "http(s) server must answer /health within 5 s when a run starts, else the command "
-            "stops with that error (MLflow's client would retry for minutes)."
+            "stops with that error (MLflow's client would retry for minutes). A file store "
+            "(file:, a plain path), which MLflow refuses, is an error before any data is read "
+            "(MLFLOW_ALLOW_FILE_STORE=true: MLflow's opt-out)."
         ),
     )
     mlflow_artifact_root: str | None = Field(

@@ -57,6 +57,65 @@ class TrackingServerError(RuntimeError):
 HEALTH_TIMEOUT_S = 5.0
 
 
+class TrackingStoreError(TrackingServerError):
+    """The configured store cannot be used at all: a file store MLflow refuses, or URNN_VAR_DIR
+    (home of the default store and artifacts) not a folder. A TrackingServerError, so that every
+    caller that answers an unusable tracking server with one line answers this one too."""
+
+
+# MLflow reads these tracking URIs as Databricks stores, not as local paths.
+DATABRICKS_URIS = ("databricks", "databricks-uc", "uc")
+
+
+def is_file_store(uri: str) -> bool:
+    """Whether MLflow reads `uri` as its file store (file:, a plain path), as
+    mlflow.tracking.registry picks a store by the URI's scheme."""
+    from urllib.parse import urlparse
+
+    if uri in DATABRICKS_URIS:
+        return False
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())  # C:\...
+
+
+def check_tracking_store(settings: Settings, *, create: bool = True) -> None:
+    """The local side of the store, checked before any data is read: MLflow 3 refuses its file
+    store (unless MLFLOW_ALLOW_FILE_STORE is true) only when the run is being created, after
+    the data was loaded, and in a traceback; a URNN_VAR_DIR that is a file failed in mkdir.
+    `create`: make URNN_VAR_DIR for the default SQLite store (SQLite will not make it)."""
+    import os
+
+    var_dir = settings.var_dir
+    if settings.mlflow_tracking_uri is None or settings.mlflow_artifact_root is None:
+        if var_dir.exists() and not var_dir.is_dir():
+            raise TrackingStoreError(
+                f"URNN_VAR_DIR={var_dir}: is a file, not a folder; point URNN_VAR_DIR at a "
+                "folder (it holds the default MLflow store and artifacts)"
+            )
+        if create and settings.mlflow_tracking_uri is None:
+            try:
+                var_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise TrackingStoreError(
+                    f"URNN_VAR_DIR={var_dir}: cannot create the folder "
+                    f"({error.strerror or error}); point URNN_VAR_DIR at a writable folder"
+                ) from None
+    uri = settings.resolved_tracking_uri()
+    allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
+    if is_file_store(uri) and not allowed:
+        from urllib.parse import urlparse
+
+        folder = urlparse(uri).path if uri.startswith("file:") else uri
+        raise TrackingStoreError(
+            f"URNN_MLFLOW_TRACKING_URI={uri}: a file store, which MLflow no longer opens (its "
+            "file backend is in maintenance mode); give a database store such as "
+            f"sqlite:///{os.path.abspath(os.path.join(folder, 'mlflow.db'))} (or leave "
+            "URNN_MLFLOW_TRACKING_URI unset: sqlite in URNN_VAR_DIR) or an http(s) tracking "
+            "server; `mlflow migrate-filestore` moves existing runs, and "
+            "MLFLOW_ALLOW_FILE_STORE=true keeps the file store"
+        )
+
+
 def check_tracking_server(settings: Settings) -> None:
     """For an http(s) tracking URI: the server's /health must answer within a few seconds.
     Local stores (the default SQLite file, file: paths) need no check."""
@@ -96,9 +155,7 @@ def start_run(
     """
     import mlflow
 
-    if settings.mlflow_tracking_uri is None:
-        # The default store is a SQLite file inside var_dir; SQLite will not create the folder.
-        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    check_tracking_store(settings)  # makes var_dir for the default SQLite store
     check_tracking_server(settings)
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     experiment_id = ensure_experiment(experiment_name, settings)
