@@ -523,3 +523,59 @@ def test_an_unusable_store_is_one_line_before_the_data_is_read(
         code, out, err = run_cli(argv, settings, capsys)
         assert code == 2 and err.startswith(f"urnn {command}: error: {expected}"), err
         assert "Traceback" not in err and "Data:" not in out and "Training" not in out
+
+
+def test_backtest_of_a_fleet_model_on_a_file_without_its_series_column(
+    tmp_path: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    restore_threads: None,
+) -> None:
+    """A model trained with --series-col run, backtested on one pump's file: the recorded
+    column was looked up (`no column 'run'`, no way out), and --series-id was refused as
+    conflicting with a series_col the user never gave."""
+    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
+    frames = [seasonal_frame(400, seed=i).reset_index().assign(run=f"r{i}") for i in range(3)]
+    fleet = tmp_path / "fleet.csv"
+    pd.concat(frames).to_csv(fleet, index=False, sep=";")
+    one = tmp_path / "one.csv"
+    seasonal_frame(400).to_csv(one, sep=";")
+    argv = ["train", "--data", str(fleet), "--sep", ";", "--series-col", "run", "--target", "y"]
+    code, _, err = run_cli([*argv, *TINY, "--backtest-windows", "2"], settings, capsys)
+    assert code == 0, err
+    backtest = ["backtest", "--data", str(one), "--sep", ";", "--backtest-windows", "2"]
+    code, _, err = run_cli(backtest, settings, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] + "\n" == (
+        "urnn backtest: error: the model was trained with --series-col 'run' (its column of "
+        "series ids) and one.csv has no column 'run' (it has: timestamp, y, x); give "
+        "--series-col NAME (this file's column of series ids) or --series-id NAME (the whole "
+        "file is one series, named NAME)\n"
+    )
+    code, out, err = run_cli([*backtest, "--series-id", "pump"], settings, capsys)
+    assert code == 0, err
+    by_series = out.split("By series:")[1].split("By horizon step:")[0]
+    assert re.search(r"^pump\s+\d", by_series, re.M), by_series
+    # the fleet's own file still reads its series column without being told
+    code, out, err = run_cli([*backtest[:2], str(fleet), *backtest[3:]], settings, capsys)
+    assert code == 0, err
+    assert re.search(r"^r2\s+\d", out, re.M)
+
+
+@pytest.mark.parametrize("command", ["train", "backtest"])
+def test_an_empty_series_column_is_refused_by_name(
+    command: str, csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--series-col ""` ended in `KeyError: ''` in the loader (LoadConfig read "" as a
+    column, the loader as none)."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main([command, "--data", str(csv), "--target", "y", "--series-col", ""])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"urnn {command}: error: argument --series-col: expected the name of the column" in err
+    if command == "train":  # the same through --config, where argparse is not in the way
+        config = tmp_path / "config.json"
+        config.write_text('{"load": {"series_col": ""}}')
+        argv = ["train", "--data", str(csv), "--target", "y", "--config", str(config)]
+        code, _, err = run_cli(argv, Settings(var_dir=tmp_path / "var"), capsys)
+        assert code == 2 and "series_col (--series-col) must name the column" in err, err

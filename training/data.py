@@ -175,6 +175,11 @@ class LoadConfig:
                 f"target and covariates must be distinct columns, got target={self.target!r}, "
                 f"covariates={list(self.covariates)}"
             )
+        if self.series_col == "":  # "" is no column; the loader would look one up by that name
+            raise InvalidOptionError(
+                "series_col (--series-col) must name the column of series ids, or be None when "
+                "the whole file is one series; got ''"
+            )
         if self.series_col is not None and self.series_id is not None:
             raise InvalidOptionError(
                 f"series_id (--series-id) names the one series of a file without a series "

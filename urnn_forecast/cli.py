@@ -227,6 +227,17 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _series_col(text: str) -> str:
+    """An empty name is no column: LoadConfig reads "" as "a series column" and the loader as
+    "none" (a KeyError: '' came of it)."""
+    if not text:
+        raise argparse.ArgumentTypeError(
+            "expected the name of the column of series ids, got an empty name; leave the option "
+            "out when the whole file is one series"
+        )
+    return text
+
+
 def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """Options that map onto training.data.LoadConfig."""
     group = parser.add_argument_group("data loading (training.data.LoadConfig)")
@@ -282,15 +293,23 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
     )
     group.add_argument(
         "--series-col",
+        type=_series_col,
         default=None,
         metavar="COL",
-        help="long format: the column of series ids; default: the whole file is one series",
+        help="long format: the column of series ids; default: "
+        + (
+            "the whole file is one series"
+            if required
+            else "the one the model was trained with (its file must have that column), or the "
+            "whole file is one series if it was trained without one"
+        ),
     )
     group.add_argument(
         "--series-id",
         default=None,
         metavar="ID",
-        help="id of the file's one series (wide format); default: the file name",
+        help="id of the file's one series (wide format); default: the file name"
+        + ("" if required else "; given, it replaces the model's own --series-col"),
     )
     group.add_argument(
         "--freq",
@@ -1708,7 +1727,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from mlflow.exceptions import MlflowException
 
     from training.backtest import BacktestConfig, backtest
-    from training.data import LoadConfig, load_data
+    from training.data import LoadConfig, header_columns, load_data
     from training.fit import FitConfig
     from training.metrics import filled_note, unscaled_note
     from training.registry import load_registered
@@ -1733,7 +1752,20 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     recorded = dict(meta.get("load", {}))
     recorded.pop("min_length", None)
     recorded.pop("series_id", None)  # the training file's name; a new file names itself
+    if args.series_id is not None and args.series_col is None:
+        recorded.pop("series_col", None)  # the user says this file is one series
     load = {**recorded, **_load_overrides(args)}
+    if args.series_col is None and (column := recorded.get("series_col")):
+        # the model's own series column, looked for before the file is read: a file without it
+        # used to fail "no column 'run'" although no --series-col was given
+        columns = header_columns(args.data, load.get("sep") or ",")
+        if column not in columns:
+            raise UsageError(
+                f"the model was trained with --series-col {column!r} (its column of series ids) "
+                f"and {Path(args.data).name} has no column {column!r} (it has: "
+                f"{', '.join(columns)}); give --series-col NAME (this file's column of series "
+                "ids) or --series-id NAME (the whole file is one series, named NAME)"
+            )
     load.setdefault("target", predictor.target)
     load.setdefault("covariates", list(predictor.covariates))
     model = predictor.model
