@@ -264,7 +264,11 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         default=None,
         metavar="COL[,COL...]",
         help="past covariate columns, repeatable or comma separated; default: none"
-        + ("" if required else " (backtest: the model's own, the only choice)"),
+        + (
+            ' (a name that holds a comma: --config with {"load": {"covariates": [...]}})'
+            if required
+            else " (backtest: the model's own, the only choice)"
+        ),
     )
     group.add_argument(
         "--timestamp-col",
@@ -1372,9 +1376,35 @@ def _input_errors() -> tuple[type[Exception], ...]:
     )
 
 
-def _fail(command: str, error: BaseException) -> int:
-    print(f"urnn {command}: error: {error}", file=sys.stderr)
+def _fail(command: str, error: BaseException, note: str = "") -> int:
+    print(f"urnn {command}: error: {error}{note}", file=sys.stderr)
     return 2
+
+
+def _comma_note(args: argparse.Namespace, error: BaseException, *, backtest: bool) -> str:
+    """What follows a missing column when --covariates cut a column's name at its commas
+    ("Temp, °C" read as 'Temp' and '°C'): how such a name is given instead; "" otherwise.
+    The option keeps splitting on commas (it is documented so, and repeatable), so the way
+    out is said rather than guessed."""
+    from training.data import header_columns
+    from training.validation import DataValidationError, MissingColumnError
+
+    if not isinstance(error, MissingColumnError) or not args.covariates:
+        return ""
+    try:
+        columns = header_columns(args.data, args.sep or ",")
+    except (DataValidationError, OSError):
+        return ""
+    given = set(args.covariates)
+    cut = [c for c in columns if "," in c and set(_names(c)) <= given]
+    if not cut:
+        return ""
+    pieces = ", ".join(repr(p) for c in cut for p in _names(c))
+    note = f"; --covariates splits on commas: it read {', '.join(map(repr, cut))} as {pieces}"
+    if backtest:
+        return f"{note}; leave --covariates out: the backtest reads the model's own covariates"
+    example = json.dumps({"load": {"covariates": cut}}, ensure_ascii=False)
+    return f"{note}; name such columns in a --config file instead: {example}"
 
 
 def _read_config_file(path: str) -> dict[str, dict[str, Any]]:
@@ -1608,7 +1638,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         )
         distributed.finish()
     except errors as error:
-        return _fail("train", error)
+        return _fail("train", error, _comma_note(args, error, backtest=False))
     except ValueError as error:  # e.g. TrainConfig's own checks
         return _fail("train", error)
     import pandas as pd
@@ -1716,7 +1746,7 @@ def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         return _backtest(args, settings)
     except errors as error:
-        return _fail("backtest", error)
+        return _fail("backtest", error, _comma_note(args, error, backtest=True))
 
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
