@@ -610,3 +610,34 @@ def test_a_covariate_whose_name_holds_a_comma_is_said_how_to_give(
         "--covariates splits on commas: it read 'Temp, °C' as 'Temp', '°C'; leave --covariates "
         "out: the backtest reads the model's own covariates\n"
     ), err
+
+
+def test_backtest_refuses_data_at_another_frequency_than_the_models(
+    csv: Path,
+    tmp_path: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    restore_threads: None,
+) -> None:
+    """An hourly model backtested on daily data printed a full table of meaningless scores."""
+    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--backtest-windows", "2"]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    daily = tmp_path / "daily.csv"
+    frame = seasonal_frame(600)
+    frame.index = pd.date_range("2000-01-01", periods=600, freq="D", name="timestamp")
+    frame.to_csv(daily)
+    code, out, err = run_cli(["backtest", "--data", str(daily)], settings, capsys)
+    assert code == 2 and "Overall:" not in out
+    assert err.splitlines()[-1] == (
+        "urnn backtest: error: --model models:/urnn-forecaster@champion was trained at "
+        "frequency 'h' and --data daily.csv is at 'D': a model forecasts steps of its own "
+        "frequency; backtest it on 'h' data (--freq names the file's own step when the "
+        "inferred one is wrong)"
+    )
+    # the same step spelt otherwise is the same frequency
+    same = ["backtest", "--data", str(csv), "--freq", "60min", "--backtest-windows", "2"]
+    code, out, err = run_cli(same, settings, capsys)
+    assert code == 0, err
+    assert "Overall:" in out

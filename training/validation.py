@@ -534,6 +534,16 @@ def checked_offset(alias: str) -> BaseOffset:
     return offset
 
 
+def same_frequency(a: str, b: str) -> bool:
+    """Whether two pandas aliases are one step, as the service compares a request's freq with
+    the model's: 'h' and '60min' are, 'W' and 'W-SUN' are; 'D' (a calendar day) and '24h'
+    are not. An alias pandas cannot read equals only itself."""
+    try:
+        return bool(pd.tseries.frequencies.to_offset(a) == pd.tseries.frequencies.to_offset(b))
+    except ValueError:
+        return a == b
+
+
 def renamed_alias_hint(alias: str) -> str:
     """ "; pandas now spells 'M' as 'ME'" (with the multiple kept: '2H' -> '2h'), or ""."""
     digits = len(alias) - len(alias.lstrip("0123456789"))

@@ -1763,7 +1763,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.registry import load_registered
     from training.seasonality import Season, mase_season
     from training.split import SplitConfig, shortest_train_span
-    from training.validation import SeriesTooShortError
+    from training.validation import SeriesTooShortError, same_frequency
     from urnn_forecast.tracking import check_tracking_server, check_tracking_store
 
     check_tracking_store(settings)
@@ -1812,6 +1812,16 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(
             f"the model was trained on target {predictor.target!r} with covariates "
             f"{list(predictor.covariates)}; the data has {data.target!r}, {list(data.covariates)}"
+        )
+    model_freq = str(meta.get("freq"))
+    if not same_frequency(model_freq, data.freq):
+        # its H steps are H of its own steps: scored against another grid, the table would be
+        # a full one of meaningless numbers (an hourly model on daily data printed one)
+        raise UsageError(
+            f"--model {args.model_uri} was trained at frequency {model_freq!r} and --data "
+            f"{Path(args.data).name} is at {data.freq!r}: a model forecasts steps of its own "
+            f"frequency; backtest it on {model_freq!r} data (--freq names the file's own step "
+            "when the inferred one is wrong)"
         )
     split_meta = dict(meta.get("split", {}))
     method = args.split or split_meta.get("method", "fractions")
