@@ -63,7 +63,12 @@ from training.split import (
     split_data,
 )
 from training.stream_fit import fit_stream, stream_series
-from training.validation import InvalidOptionError, SeriesTooShortError, natural_key
+from training.validation import (
+    InvalidOptionError,
+    SeriesTooShortError,
+    natural_key,
+    same_frequency,
+)
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings
@@ -643,9 +648,26 @@ def compare_registered(
     """The registered model at `model_uri` (the champion) against the challenger's backtest,
     on the same forecasts: the (series, origin, step) rows both made. Refused when the
     challenger forecasts fewer steps than the champion (requests the champion serves would
-    answer 422); None when the champion cannot read this data."""
+    answer 422); None when the champion cannot read this data.
+
+    Not compared (champion None, `why` saying so, and so kept) when the champion was trained
+    at another frequency than this data's ('h' and '60min' are one): its steps are not this
+    model's, the two scores measure different things, and as champion the new model would
+    answer the champion's clients in other steps than they asked for. A switch of frequency
+    is a person's decision (`urnn models promote`), not a score's."""
     predictor = load_registered(model_uri)
     theirs = predictor.model.config
+    their_freq = str(predictor.meta.get("freq"))
+    if not same_frequency(their_freq, data.freq):
+        return Comparison(
+            None,
+            why=(
+                f"it was trained at frequency {their_freq!r} and this model at {data.freq!r}: "
+                "their scores are not comparable, and the clients of the champion would be "
+                f"answered in {data.freq!r} steps instead of {their_freq!r}; move the alias by "
+                "hand (urnn models promote) if the switch is intended"
+            ),
+        )
     if theirs.horizon > challenger_config.horizon:
         return Comparison(
             None,

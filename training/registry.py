@@ -46,12 +46,15 @@ class Comparison:
     backtests differ (another look-back shifts a held-out unit's first origin; a champion with
     a shorter horizon forecasts fewer steps), both scores are taken on the (series, origin,
     step) rows both made, and `basis` says so. `refusal`: why the champion cannot be replaced
-    whatever the scores (a challenger that forecasts fewer steps than requests may ask for)."""
+    whatever the scores (a challenger that forecasts fewer steps than requests may ask for).
+    `why`: with `champion` None, why the two cannot be compared (trained at another frequency,
+    no quantile level in common for a pinball metric), said in the decision's reason."""
 
     champion: float | None  # None: the champion cannot be scored on this data
     challenger: float | None = None  # on `basis`; None: its own backtest's score (same rows)
     basis: str = ""  # "" when the two backtests are the same forecasts
     refusal: str | None = None
+    why: str = ""
 
 
 # The champion (by version) scored on the challenger's backtest; None when it cannot read the
@@ -175,7 +178,10 @@ def promote_if_better(
     """Give `version` the `champion` alias if there is no champion, or if its score is strictly
     lower than the champion's on the same backtest (`champion_score(champion version)`: None or
     NaN from it counts as "cannot be compared", and the challenger is promoted only if there is
-    no champion). `promote=False` records the scores but never moves the alias.
+    no champion; a champion that cannot be compared is kept, with `Comparison.why` in the
+    reason: the registry never swaps in a model on a score it could not compare, and a person
+    can still move the alias, `urnn models promote`). `promote=False` records the scores but
+    never moves the alias.
     Tags on the version: backtest.metric, backtest.challenger_score, backtest.champion_score,
     backtest.champion_version, backtest.basis (when the scores are on the rows both models
     forecast), promotion.decision (promoted|kept|skipped), promotion.reason.
@@ -259,7 +265,8 @@ def _decide(
         promoted, reason = False, compared.refusal
     elif compared is None or compared.champion is None:
         promoted = False
-        reason = f"champion v{current} could not be scored on this backtest; kept"
+        why = f" ({compared.why})" if compared is not None and compared.why else ""
+        reason = f"champion v{current} could not be scored on this backtest{why}; kept"
     elif mine < compared.champion:
         promoted = True
         reason = f"{metric} {mine:.6g} < champion v{current} {compared.champion:.6g}{on}"

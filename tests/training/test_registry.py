@@ -407,3 +407,39 @@ def test_a_champion_moved_during_the_comparison_is_compared_again(
     assert asked == [v1, v2]
     assert not decision.promoted and decision.champion_version == v2
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
+
+
+def test_a_champion_at_another_frequency_is_not_compared_and_is_kept(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """An hourly champion was scored on a 15-minute challenger's data as if the two were
+    comparable, and replaced by it on that score."""
+    import mlflow
+
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    first = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert first.promoted
+    quarter = tmp_path / "quarter.csv"
+    frame = seasonal_frame(600)
+    frame.index = pd.date_range("2021-03-01", periods=600, freq="15min", name="timestamp")
+    frame.to_csv(quarter)
+    other = train_pipeline(tiny_config(quarter, model=linear), mlflow_settings)
+    assert not other.promoted and other.champion_score is None
+    assert other.reason == (
+        "champion v1 could not be scored on this backtest (it was trained at frequency 'h' and "
+        "this model at '15min': their scores are not comparable, and the clients of the "
+        "champion would be answered in '15min' steps instead of 'h'; move the alias by hand "
+        "(urnn models promote) if the switch is intended); kept"
+    )
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+    tags = client.get_model_version(NAME, str(other.version)).tags
+    assert tags["promotion.decision"] == "kept"
+    assert tags["promotion.reason"] == other.reason
+    assert tags["backtest.champion_score"] == "none"
+    # the same step spelt otherwise is compared as before
+    sixty = tiny_config(
+        csv, model=linear, load=LoadConfig(target="y", covariates=("x",), freq="60min")
+    )
+    again = train_pipeline(sixty, mlflow_settings)
+    assert again.champion_score is not None
