@@ -37,7 +37,7 @@ from training.fit import (
     fit,
     searches_decoder,
 )
-from training.metrics import filled_note, metric_tables, unscaled_note
+from training.metrics import filled_note, metric_tables, quantile_column, unscaled_note
 from training.mlflow_model import (
     CLOCK_LOCAL,
     CLOCK_UTC,
@@ -654,7 +654,11 @@ def compare_registered(
     at another frequency than this data's ('h' and '60min' are one): its steps are not this
     model's, the two scores measure different things, and as champion the new model would
     answer the champion's clients in other steps than they asked for. A switch of frequency
-    is a person's decision (`urnn models promote`), not a score's."""
+    is a person's decision (`urnn models promote`), not a score's.
+
+    A pinball metric is taken on the quantile levels both models forecast (pinball_mean over
+    different levels averages different losses: wider levels score lower whatever the
+    model); none in common: not compared."""
     predictor = load_registered(model_uri)
     theirs = predictor.model.config
     their_freq = str(predictor.meta.get("freq"))
@@ -668,6 +672,11 @@ def compare_registered(
                 "hand (urnn models promote) if the switch is intended"
             ),
         )
+    levels, levels_note = shared_levels(
+        config.metric, theirs.quantiles, challenger_config.quantiles
+    )
+    if levels is not None and not levels:
+        return Comparison(None, why=levels_note)
     if theirs.horizon > challenger_config.horizon:
         return Comparison(
             None,
@@ -694,19 +703,44 @@ def compare_registered(
     def score(frame: pd.DataFrame, quantiles: tuple[float, ...]) -> float:
         return float(metric_tables(frame, quantiles).overall[config.metric].iloc[0])
 
-    basis = ""
+    bases = []
     if not (in_other.all() and in_mine.all()):
         shared = mine[in_other]
         steps = int(shared["step"].max())
-        basis = (
+        bases.append(
             f"on the {len(shared):,} forecasts both models made: {shared['origin'].nunique():,} "
             f"origins, steps 1-{steps}"
         )
+    if levels_note:
+        bases.append(levels_note)
     return Comparison(
-        champion=score(other[in_mine], theirs.quantiles),
-        challenger=score(mine[in_other], challenger_config.quantiles),
-        basis=basis,
+        champion=score(other[in_mine], levels or theirs.quantiles),
+        challenger=score(mine[in_other], levels or challenger_config.quantiles),
+        basis="; ".join(bases),
     )
+
+
+def shared_levels(
+    metric: str, theirs: tuple[float, ...], mine: tuple[float, ...]
+) -> tuple[tuple[float, ...] | None, str]:
+    """The quantile levels a pinball or coverage `metric` compares two models on, and what to
+    say of it: (None, "") when the metric reads no level or both models have the same ones;
+    else the levels both forecast (in this model's order) and a note naming them, or () and
+    why they cannot be compared."""
+    if not metric.startswith(("pinball", "coverage")):
+        return None, ""
+    their_columns = {quantile_column(q) for q in theirs}
+    if their_columns == {quantile_column(q) for q in mine}:
+        return None, ""
+    shared = tuple(q for q in mine if quantile_column(q) in their_columns)
+    levels = ", ".join(f"{q:g}" for q in shared)
+    if not shared:
+        return (), (
+            f"{metric} is taken over quantile levels, and the champion's "
+            f"({', '.join(f'{q:g}' for q in theirs)}) and this model's "
+            f"({', '.join(f'{q:g}' for q in mine)}) share none"
+        )
+    return shared, f"{metric} on the quantile levels both models forecast: {levels}"
 
 
 def backtest_predictor(

@@ -24,7 +24,7 @@ from tests.training.synthetic import seasonal_frame
 from training.data import LoadConfig
 from training.fit import FitConfig
 from training.mlflow_model import ForecastInputError, ForecastPredictor, reference_statistics
-from training.pipeline import TrainConfig, TrainResult, train_pipeline
+from training.pipeline import TrainConfig, TrainResult, shared_levels, train_pipeline
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -443,3 +443,46 @@ def test_a_champion_at_another_frequency_is_not_compared_and_is_kept(
     )
     again = train_pipeline(sixty, mlflow_settings)
     assert again.champion_score is not None
+
+
+def test_pinball_mean_is_compared_on_the_quantile_levels_both_models_have(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """pinball_mean averages over a model's own levels, and wide ones score low whatever the
+    model: a challenger at 0.01/0.5/0.99 with twice the champion's error (0.45/0.5/0.55) beat
+    it. Both are now scored on the levels they share (0.5)."""
+    import mlflow
+
+    def config(quantiles: tuple[float, ...], epochs: int) -> TrainConfig:
+        model = ForecasterConfig(
+            kind="linear", lookback=LOOKBACK, horizon=HORIZON, quantiles=quantiles
+        )
+        fit = FitConfig(max_epochs=epochs, device="cpu")
+        return tiny_config(csv, model=model, fit=fit, metric="pinball_mean")
+
+    champion = train_pipeline(config((0.45, 0.5, 0.55), 5), mlflow_settings)
+    worse = train_pipeline(config((0.01, 0.5, 0.99), 2), mlflow_settings)
+    # the trap: worse on every shared measure, better on its own pinball_mean
+    assert worse.scores["mae"] > champion.scores["mae"]
+    assert worse.scores["pinball_mean"] < champion.scores["pinball_mean"]
+    assert not worse.promoted
+    assert worse.champion_score == pytest.approx(champion.scores["pinball_q0.5"])
+    tags = mlflow.MlflowClient().get_model_version(NAME, str(worse.version)).tags
+    assert tags["backtest.basis"] == "pinball_mean on the quantile levels both models forecast: 0.5"
+    on_basis = float(tags["backtest.challenger_score_on_basis"])
+    assert on_basis == pytest.approx(worse.scores["pinball_q0.5"])
+    assert f"({tags['backtest.basis']})" in worse.reason
+
+
+def test_quantile_levels_shared_by_two_models() -> None:
+    assert shared_levels("mae", (0.1, 0.5), (0.2, 0.5)) == (None, "")
+    assert shared_levels("pinball_mean", (0.1, 0.5, 0.9), (0.1, 0.5, 0.9)) == (None, "")
+    assert shared_levels("pinball_mean", (0.1, 0.5, 0.9), (0.05, 0.1, 0.5, 0.9)) == (
+        (0.1, 0.5, 0.9),
+        "pinball_mean on the quantile levels both models forecast: 0.1, 0.5, 0.9",
+    )
+    assert shared_levels("pinball_mean", (0.1, 0.9), (0.2, 0.8)) == (
+        (),
+        "pinball_mean is taken over quantile levels, and the champion's (0.1, 0.9) and this "
+        "model's (0.2, 0.8) share none",
+    )
