@@ -13,6 +13,7 @@ argument errors are argparse errors that name the option and its allowed values.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -620,6 +621,23 @@ def _add_backtest_parser(commands: Any) -> None:
         "models:/urnn-forecaster/3, runs:/<run id>/model",
     )
     _add_split_options(bt, backtest=True)
+    bt.add_argument(
+        "--refit",
+        action="store_true",
+        help=(
+            "fit a fresh model of the registered model's config at each origin, on the data "
+            "up to it (the last val-length rows before the origin early-stop it; a new "
+            "train-only scaler each time): how retraining on schedule would have done. One fit "
+            "per origin, so --backtest-windows is required. Default: score the model as it is"
+        ),
+    )
+    bt.add_argument(
+        "--refit-epochs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="with --refit: the epoch cap of each fit (early stopping ends it sooner); default 100",
+    )
     bt.add_argument(
         "--output",
         default=None,
@@ -1752,6 +1770,13 @@ def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     if not Path(args.data).exists():
         raise UsageError(f"--data {args.data}: no such file")
+    if args.refit and args.backtest_windows is None:
+        raise UsageError(
+            "--refit fits one model per origin: give --backtest-windows N (a handful: each is "
+            "a whole training run)"
+        )
+    if args.refit_epochs is not None and not args.refit:
+        raise UsageError("--refit-epochs caps the fits of --refit, which was not given")
     import mlflow
     import pandas as pd
     from mlflow.exceptions import MlflowException
@@ -1855,16 +1880,21 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         step=args.backtest_step or 1,
         season_length=season.rows,
         drop_short=load.get("on_short") == "drop",
+        refit=args.refit,
     )
+    fit_config = FitConfig(device="cpu")
+    if args.refit_epochs is not None:
+        fit_config = dataclasses.replace(fit_config, max_epochs=args.refit_epochs)
     result = backtest(
         data,
         split,
         c,
-        FitConfig(device="cpu"),
+        fit_config,
         config,
-        model=model,
-        scaler=predictor.scaler,
+        model=None if args.refit else model,
+        scaler=None if args.refit else predictor.scaler,
         plot_dir=Path(args.output) / "plots" if args.output else None,
+        progress=args.refit,
     )
     for line in result.dropped:
         print(line)
@@ -1872,7 +1902,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     with pd.option_context("display.width", 140, "display.max_columns", 20):
         print(
             f"Backtest of {args.model_uri} ({c.kind}, lookback {c.lookback}, horizon "
-            f"{c.horizon}) on {args.data}: {len(result.forecasts):,} forecast values; MASE "
+            f"{c.horizon}{', refitted at each origin' if args.refit else ''}) on "
+            f"{args.data}: {len(result.forecasts):,} forecast values; MASE "
             f"scaled by the seasonal naive of {season.describe()}"
         )
         print("\nOverall:")
