@@ -62,7 +62,8 @@ class JobSpec(BaseModel):
         le=64,
         description=(
             "Processes to train in, data-parallel under torchrun (DistributedDataParallel: "
-            "gloo on CPU, nccl on GPU) on the worker's machine; 1 trains in the worker."
+            "gloo on CPU, nccl on GPU) on the worker's machine; 1: one training process (a child "
+            "of the worker, as every job)."
         ),
     )
 

@@ -125,13 +125,16 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         sections.setdefault("train", {}).update(
             promote=spec.promote, run_name=f"job-{context.job_id[:8]}"
         )
+        if spec.covariates:  # in the file, not --covariates, which splits names at commas
+            sections.setdefault("load", {})["covariates"] = list(spec.covariates)
         config_file, result_file = Path(tmp) / "config.json", Path(tmp) / "result.json"
         started_file = Path(tmp) / "started.json"
         config_file.write_text(json.dumps(sections))
         argv = ["train", "--data", spec.data, "--target", spec.target]
-        if spec.covariates:
-            argv += ["--covariates", ",".join(spec.covariates)]
-        argv += ["--config", str(config_file), "--device", config.fit.device]
+        # the job's own fit.device, else the worker's URNN_DEVICE (a worker pinned to the CPU
+        # trained its jobs on "auto", a GPU where there was one)
+        device = spec.config.get("fit", {}).get("device", settings.device)
+        argv += ["--config", str(config_file), "--device", str(device)]
         argv += ["--result-json", str(result_file), "--started-json", str(started_file)]
         if spec.nproc > 1:
             command = launch_command(spec.nproc, argv)

@@ -39,7 +39,7 @@ from service.fast_routes import (
     handler_for,
     plain_series_id,
 )
-from service.series_ids import SERIES_ID_RULE
+from service.series_ids import SERIES_ID_MAX, SERIES_ID_RULE
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
 from service.stream_schemas import ObservationsRequest
@@ -110,11 +110,10 @@ async def answer(
         return refused(None, 422, "the message must be a JSON object: series_id and the points")
     series_id = data.pop("series_id", None)
     if not plain_series_id(series_id):
-        return refused(
-            None,
-            422,
-            f"field 'series_id': required, {SERIES_ID_RULE}",
-        )
+        # the id echoed when it is text (shortened), so a client can tell which message it was
+        echoed = series_id[:SERIES_ID_MAX] if isinstance(series_id, str) else None
+        what = "required" if series_id is None else f"got {_shown(series_id)}"
+        return refused(echoed, 422, f"field 'series_id': {what}; {SERIES_ID_RULE}")
     assert isinstance(series_id, str)
     try:
         body = fast_observations(data)
@@ -159,6 +158,11 @@ def _exact(raw: bytes | str, data: dict[str, Any]) -> dict[str, Any]:
         return data
     exact.pop("series_id", None)
     return exact
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:80]}... ({len(text):,} characters)"
 
 
 def refused(series_id: str | None, status: int, detail: str) -> tuple[int, bytes]:

@@ -1959,8 +1959,8 @@ def _add_worker_parser(commands: Any) -> None:
             "Claim queued jobs from the job database (URNN_DATABASE_URL) one at a time and run "
             "them through the training pipeline; also enqueue due schedule runs and retry jobs "
             "whose worker died. Run any number of workers against one database. SIGTERM or "
-            "Ctrl-C stops the running job at the next batch, puts it back in the queue and "
-            "exits. See docs/jobs.md."
+            "Ctrl-C stops the running job's process group wherever it is, puts the job back in "
+            "the queue (no attempt spent) and exits. See docs/jobs.md."
         ),
     )
     worker.add_argument(
@@ -2017,7 +2017,7 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
 def _add_db_parser(commands: Any) -> None:
     db = commands.add_parser(
         "db",
-        help="Alembic upgrade head (the job database's schema)",
+        help="the job database's schema (Alembic): upgrade, downgrade, current",
         description=(
             "Create or migrate the job database at URNN_DATABASE_URL (default: a SQLite file "
             "under ./var/) with the Alembic scripts in migrations/."

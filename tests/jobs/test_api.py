@@ -472,6 +472,7 @@ def test_a_retraining_job_from_the_api_alone_is_trained_registered_and_served(
         assert reloaded.status_code == 200, reloaded.text
         served = client.get("/model").json()
         assert (served["version"], served["run_id"]) == ("1", job["mlflow_run_id"])
+        assert served["covariates"] == ["HUFL"]  # given through the attempt's config file
 
 
 @pytest.mark.slow

@@ -62,7 +62,7 @@ def wait_for(db: Database, job_id: str, text: str, seconds: float = 60) -> Job:
 def test_a_job_stuck_before_training_is_cancelled(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
-    settings = worker_settings(tmp_path, mlflow_settings)
+    settings = worker_settings(tmp_path, mlflow_settings, device="cpu")
     db = Database.from_settings(settings)
     try:
         job_id = stuck_job(db, tmp_path, ett_csv)
@@ -72,6 +72,10 @@ def test_a_job_stuck_before_training_is_cancelled(
         db.dispose()
     assert job.status == "cancelled", (job.error, job.log_tail)
     assert stopped_after < 15.0  # a heartbeat, then SIGTERM (SIGKILL after 10 s at worst)
+    launch = next(line for line in (job.log_tail or "").splitlines() if "launching: " in line)
+    # the worker's URNN_DEVICE when the job sets no fit.device (it was "auto": a GPU if any);
+    # covariates go in the config file (--covariates splits names at commas)
+    assert "--device cpu" in launch and "--covariates" not in launch
 
 
 @pytest.mark.slow

@@ -208,3 +208,15 @@ def test_a_client_gone_before_its_reply_leaves_the_points_applied(
     # a resend of the last points (those the stored tail can verify) is a duplicate, not an error
     again = post(client, "gone", points(registry.frame, 50, 10)).json()
     assert (again["accepted"], again["duplicates"]) == (0, 10)
+
+
+def test_a_refused_id_is_echoed_and_said_as_given(client: TestClient) -> None:
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_bytes(b'{"series_id": "bad/id", "values": [1.0]}')
+        reply = orjson.loads(socket.receive_bytes())
+        assert reply["series_id"] == "bad/id"  # which message it was, for the client
+        assert reply["detail"].startswith("field 'series_id': got 'bad/id'; a string of 1 to")
+        socket.send_bytes(b'{"values": [1.0]}')
+        reply = orjson.loads(socket.receive_bytes())
+        assert reply["series_id"] is None
+        assert reply["detail"].startswith("field 'series_id': required; a string of 1 to")
