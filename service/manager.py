@@ -107,6 +107,10 @@ class ModelManager:
                 self.metrics.reloads.labels(outcome=outcome).inc()
                 if previous is None:
                     raise ReloadError(self.unavailable_reason)
+                if not skipped:  # the URI names the served version again (a rollback): the
+                    # failure it reported is over, not a warning about what serves now
+                    self._failed_ref = None
+                    self.last_error = self.last_error_at = None
                 return ReloadOutcome("unchanged", previous.ref.version, previous)
             try:
                 served = await asyncio.to_thread(self._build, ref)

@@ -718,7 +718,17 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"urnn serve: error: {problem}", file=sys.stderr)
         return 2
     if workers == 1:
-        from service.main import create_app
+        from service.metrics import clear_multiprocess_folder
+
+        if given := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # multiprocess mode even so:
+            # an earlier run's files would be added to this run's counts (an audit's restart
+            # read 100 requests after 50)
+            stale = clear_multiprocess_folder(given)
+            if stale:
+                logging.getLogger("urnn.serve").info(
+                    "removed %d metric files of an earlier run from %s", stale, given
+                )
+        from service.main import create_app  # after the clearing: it creates the metrics
 
         uvicorn.run(
             create_app(settings),

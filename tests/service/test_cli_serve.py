@@ -42,6 +42,21 @@ def test_serve_one_worker_runs_the_app_built_from_these_settings(
     }
 
 
+def test_one_worker_with_a_metrics_folder_clears_an_earlier_runs_files(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PROMETHEUS_MULTIPROC_DIR set (compose, a Kubernetes emptyDir) turns multiprocess mode
+    on with one worker too: a restart read 100 requests after 50 (an audit's)."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_15883.db").write_bytes(b"an earlier run's counts")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    assert cli.main(["serve"], settings=Settings(var_dir=tmp_path / "var")) == 0
+    assert calls and not (folder / "counter_15883.db").exists()
+
+
 def test_serve_writes_the_access_log_when_asked(
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]], tmp_path: Path
 ) -> None:

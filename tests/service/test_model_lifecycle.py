@@ -135,6 +135,12 @@ def test_broken_version_keeps_the_old_one_serving_and_is_reported(
     polled = client.portal.call(functools.partial(manager.reload, retry_failed=False))  # type: ignore[union-attr]
     assert polled.status == "unchanged" and polled.model.ref.version == v1
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 2.0
+    # The alias back on the served version (a rollback): the failure is over, not reported
+    # beside the version that serves (it stayed until some later swap)
+    registry.set_alias("breakable", v1)
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
+    info = client.get("/model").json()
+    assert (info["last_reload_error"], info["last_reload_error_at"]) == (None, None)
 
 
 def test_poll_follows_the_alias(client_for: Callable[..., TestClient], registry: Registry) -> None:
