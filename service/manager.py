@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from service.errors import ModelUnavailableError, ReloadError
 from service.loader import ModelLoader, NoModelError
@@ -27,7 +28,35 @@ from service.served import ModelRef, ServedModel, pick_device
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import TrackingServerError, check_tracking_server
 
+T = TypeVar("T")
+
 logger = logging.getLogger(__name__)
+
+
+async def off_loop(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a daemon thread, awaited. Not asyncio.to_thread: a registry call
+    that hangs (a server that accepts and never answers) would hold the loop's executor, and
+    the process could not exit on SIGTERM until MLflow's retries gave up, minutes later."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as error:  # handed to the awaiting task, as to_thread does
+            failure = error
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody awaits
+                loop.call_soon_threadsafe(settle, lambda: future.set_exception(failure))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+
+    threading.Thread(target=run, name="urnn-model-load", daemon=True).start()
+    return await future
 
 
 @dataclass(frozen=True)
@@ -89,11 +118,11 @@ class ModelManager:
             previous = self.current
             uri = self.settings.model_uri
             try:  # a dead server answers here in seconds; MLflow's client retries for minutes
-                await asyncio.to_thread(check_tracking_server, self.settings)
+                await off_loop(check_tracking_server, self.settings)
             except TrackingServerError as error:
                 raise self._failed(str(error)) from error
             try:
-                ref = await asyncio.to_thread(self.loader.resolve, uri)
+                ref = await off_loop(self.loader.resolve, uri)
             except NoModelError as error:  # not registered yet: expected before the first train
                 raise self._failed(str(error), level=logging.WARNING) from error
             except Exception as error:
@@ -113,7 +142,7 @@ class ModelManager:
                     self.last_error = self.last_error_at = None
                 return ReloadOutcome("unchanged", previous.ref.version, previous)
             try:
-                served = await asyncio.to_thread(self._build, ref)
+                served = await off_loop(self._build, ref)
             except Exception as error:
                 self._failed_ref = ref
                 raise self._failed(

@@ -42,6 +42,7 @@ class ServiceState:
     streams: StreamEngine
     drain: Drain
     _poll: asyncio.Task[None] | None = field(default=None, repr=False)
+    _initial: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, loader: ModelLoader) -> ServiceState:
@@ -72,7 +73,8 @@ class ServiceState:
         )
 
     async def start(self) -> None:
-        """Load the model (a failure leaves the service up, not ready), start batching/polling."""
+        """Load the model (a failure leaves the service up, not ready; a load longer than
+        URNN_STARTUP_LOAD_WAIT_SECONDS goes on after start-up), start batching and polling."""
         if self.settings.torch_threads is not None:
             import torch
 
@@ -95,12 +97,18 @@ class ServiceState:
                 f"URNN_API_KEY_FOR_READS is set but no URNN_API_KEY (development mode): "
                 f"{GUARDED_READS} are open"
             )
-        await self.manager.load_initial()
-        # Everything loaded so far (torch, mlflow, pandas, the model) lives as long as the
-        # process: move it out of the collector's sight, so a full collection triggered by
-        # request garbage does not rescan it (that pause showed as a p99 of ~300 ms).
-        gc.collect()
-        gc.freeze()
+        self._initial = asyncio.create_task(self.manager.load_initial(), name="urnn-first-load")
+        wait = self.settings.startup_load_wait_seconds
+        done, _ = await asyncio.wait({self._initial}, timeout=wait)
+        if done:
+            _freeze_what_lives()
+        else:  # answer now (/healthz; /readyz 503 "starting"); the load goes on
+            logger.warning(
+                "the model is still loading after %g s (URNN_STARTUP_LOAD_WAIT_SECONDS): the "
+                "service answers now, /readyz and /forecast 503 until it is loaded",
+                wait,
+            )
+            self._initial.add_done_callback(lambda _: _freeze_what_lives())
         self.drain.install()  # uvicorn has taken SIGTERM by now; its lifespan runs inside
         await self.batcher.start()
         await self.streams.start()
@@ -110,6 +118,10 @@ class ServiceState:
             )
 
     async def stop(self) -> None:
+        if self._initial is not None and not self._initial.done():
+            self._initial.cancel()  # its thread is a daemon: it does not hold the exit
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._initial
         if self._poll is not None:
             self._poll.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -117,6 +129,14 @@ class ServiceState:
             self._poll = None
         await self.streams.stop()  # flushes changed streaming states to the database
         await self.batcher.stop()
+
+
+def _freeze_what_lives() -> None:
+    """Everything loaded so far (torch, mlflow, pandas, the model) lives as long as the
+    process: moved out of the collector's sight, so a full collection triggered by request
+    garbage does not rescan it (that pause showed as a p99 of ~300 ms)."""
+    gc.collect()
+    gc.freeze()
 
 
 def get_state(request: Request) -> ServiceState:

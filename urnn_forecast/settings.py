@@ -74,6 +74,17 @@ class Settings(BaseSettings):
             "No effect on the CPU."
         ),
     )
+    startup_load_wait_seconds: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=3600.0,
+        description=(
+            "How long start-up waits for the first model load before the service answers "
+            "anyway (/healthz 200, /readyz and /forecast 503 'the service is starting' until "
+            "the load ends). A registry that hangs held every endpoint, SIGTERM included, "
+            "for as long as it hung."
+        ),
+    )
     shutdown_drain_seconds: float = Field(
         default=0.0,
         ge=0.0,

@@ -8,6 +8,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -200,3 +201,50 @@ def test_missing_key_is_logged_at_startup(
         client_for(api_key=None)
     assert "URNN_API_KEY is not set" in caplog.text
     assert "disabled" in caplog.text
+
+
+class _HeldLoader:
+    """The registry, with `resolve` held until released: a registry that hangs."""
+
+    def __init__(self, settings: Any) -> None:
+        from service.loader import MlflowLoader
+
+        self.inner = MlflowLoader.from_settings(settings)
+        self.release = threading.Event()
+
+    def resolve(self, uri: str) -> Any:
+        self.release.wait(timeout=60)
+        return self.inner.resolve(uri)
+
+    def load(self, ref: Any) -> Any:
+        return self.inner.load(ref)
+
+
+def test_a_load_that_hangs_does_not_hold_start_up_or_shut_down(registry: Registry) -> None:
+    """A registry that accepted and never answered held /healthz and SIGTERM for minutes (an
+    audit's): start-up waits URNN_STARTUP_LOAD_WAIT_SECONDS, then answers while it loads."""
+    from service.main import create_app
+
+    settings = registry.service_settings(startup_load_wait_seconds=0.2)
+    loader = _HeldLoader(settings)
+    started = time.monotonic()
+    with TestClient(create_app(settings, loader=loader)) as client:
+        assert time.monotonic() - started < 10.0
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "the service is starting" in ready.text
+        answer = client.post("/forecast", json={"series": [history(registry.frame)]})
+        assert answer.status_code == 503
+        loader.release.set()  # the registry answers: the load ends, the service is ready
+        deadline = time.monotonic() + 30.0
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "the load did not finish"
+            time.sleep(0.05)
+        answer = client.post("/forecast", json={"series": [history(registry.frame)]})
+        assert answer.status_code == 200, answer.text
+    held = _HeldLoader(settings)  # never released: shutting down must not wait for it
+    started = time.monotonic()
+    with TestClient(create_app(settings, loader=held)) as client:
+        assert client.get("/readyz").status_code == 503
+    assert time.monotonic() - started < 10.0
+    held.release.set()
