@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from service.errors import ModelUnavailableError, ReloadError
@@ -95,10 +98,74 @@ class ModelManager:
         return model
 
     async def load_initial(self) -> None:
-        """The lifespan's load: a failure leaves the service up and not ready, with the reason."""
+        """The lifespan's load: a failure leaves the service up and not ready, with the reason;
+        a version that does not load falls back to the one this host served last."""
         self.metrics.model_loaded.set(0)
-        with contextlib.suppress(ReloadError):  # logged, counted, kept as unavailable_reason
+        try:
             await self.reload(force=True)
+        except ReloadError:  # logged, counted, kept as unavailable_reason
+            with contextlib.suppress(ReloadError):
+                await self._fall_back()
+
+    async def _fall_back(self) -> None:
+        """After the alias's version failed to build at start-up: the version this host last
+        served under the same URI (`$URNN_VAR_DIR/serving/last-served.json`). A worker
+        restarted while the alias pointed at a broken version served nothing, where its
+        siblings kept the old version (an audit's: 162 of 200 requests answered 503). The
+        failure stays reported, and the poll keeps skipping the broken version until the
+        alias moves."""
+        failed, record = self._failed_ref, self._last_served()
+        if failed is None or record is None or self.current is not None:
+            return  # nothing failed to build (nothing registered, no server), or no record
+        if record.get("uri") != self.settings.model_uri or record.get("name") != failed.name:
+            return
+        version = str(record.get("version", ""))
+        if not version or version == failed.version:
+            return
+        error = self.last_error or ""
+        async with self._guard():
+            try:
+                ref = await off_loop(self.loader.resolve, f"models:/{failed.name}/{version}")
+                served = await off_loop(self._build, replace(ref, uri=self.settings.model_uri))
+            except Exception as fallback_error:
+                raise self._failed(
+                    f"{error}; the version this host served last ({version}) does not load "
+                    f"either: {type(fallback_error).__name__}: {fallback_error}"
+                ) from fallback_error
+            self.current = served
+            self._record_swap(None, served)
+            self.last_error = (
+                f"{error}; serving version {version}, the one this host served last, until "
+                f"{self.settings.model_uri} names a version that loads"
+            )
+            logger.warning("model fallback: %s", self.last_error)
+
+    def _guard(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def _last_served_path(self) -> Path:
+        return self.settings.var_dir / "serving" / "last-served.json"
+
+    def _last_served(self) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self._last_served_path().read_text())
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
+
+    def _remember(self, ref: ModelRef) -> None:
+        """Best effort: a var dir that cannot be written only loses the fallback."""
+        path = self._last_served_path()
+        record = {"uri": ref.uri, "name": ref.name, "version": ref.version}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}")
+            partial.write_text(json.dumps(record))
+            partial.replace(path)
+        except OSError as error:
+            logger.debug("last served version not recorded in %s: %s", path, error)
 
     async def poll(self, interval_s: float) -> None:
         """Re-resolve the alias every `interval_s` seconds; runs until cancelled."""
@@ -153,6 +220,7 @@ class ModelManager:
             self._failed_ref = None
             self.last_error = self.last_error_at = None
             self._record_swap(previous, served)
+            await off_loop(self._remember, served.ref)
             return ReloadOutcome(
                 "reloaded", None if previous is None else previous.ref.version, served
             )

@@ -248,3 +248,32 @@ def test_a_load_that_hangs_does_not_hold_start_up_or_shut_down(registry: Registr
         assert client.get("/readyz").status_code == 503
     assert time.monotonic() - started < 10.0
     held.release.set()
+
+
+def test_a_fresh_worker_falls_back_to_the_version_this_host_served_last(
+    client_for: Callable[..., TestClient], registry: Registry, tmp_path: Any
+) -> None:
+    """A worker restarted while the alias named a broken version served nothing (503s) where
+    its siblings kept the old one; it now serves the version this host served last, and says
+    so, until the alias names a version that loads."""
+    store = registry.settings.resolved_tracking_uri()  # the registry, whatever the var dir
+    var = {"var_dir": tmp_path / "host-var", "mlflow_tracking_uri": store}
+    good = registry.register("fallback", seed=1)
+    first = client_for(model_uri="models:/fallback@champion", **var)
+    assert first.get("/model").json()["version"] == good
+    bad = registry.register("fallback", seed=2, nan_weights=True)  # the alias moves to it
+    restarted = client_for(model_uri="models:/fallback@champion", **var)
+    info = restarted.get("/model").json()
+    assert info["version"] == good
+    assert f"version {bad} of fallback failed to load" in info["last_reload_error"]
+    assert f"serving version {good}, the one this host served last" in info["last_reload_error"]
+    answer = restarted.post("/forecast", json={"series": [history(registry.frame)]})
+    assert answer.status_code == 200 and answer.json()["model"]["version"] == good
+    # another host (no record of what it served): nothing to fall back to
+    other = {"var_dir": tmp_path / "other", "mlflow_tracking_uri": store}
+    elsewhere = client_for(model_uri="models:/fallback@champion", **other)
+    assert elsewhere.get("/readyz").status_code == 503
+    # the alias back on the good version: served as it is, the failure no longer reported
+    registry.set_alias("fallback", good)
+    assert restarted.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
+    assert restarted.get("/model").json()["last_reload_error"] is None
