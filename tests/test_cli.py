@@ -131,20 +131,25 @@ def test_importing_the_cli_loads_neither_torch_nor_mlflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_bad_settings_are_one_line_naming_the_variable_and_what_it_accepts(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def serve_from_environment(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`urnn serve` with settings read from the URNN_* variables: (exit code, stderr)."""
     from urnn_forecast.settings import get_settings
 
-    monkeypatch.setenv("URNN_DEVICE", "gpu")
-    monkeypatch.setenv("URNN_BATCH_MAX_SERIES", "0")
     get_settings.cache_clear()
     try:
         code = cli.main(["serve"])
     finally:
         get_settings.cache_clear()
+    return code, capsys.readouterr().err
+
+
+def test_bad_settings_are_one_line_naming_the_variable_and_what_it_accepts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("URNN_DEVICE", "gpu")
+    monkeypatch.setenv("URNN_BATCH_MAX_SERIES", "0")
+    code, err = serve_from_environment(capsys)
     assert code == 2
-    err = capsys.readouterr().err
     assert err.startswith("urnn serve: error: invalid settings: ")
     assert "URNN_DEVICE='gpu': Input should be 'auto', 'cpu' or 'cuda'" in err
     assert "URNN_BATCH_MAX_SERIES='0': Input should be greater than or equal to 1" in err
@@ -157,16 +162,9 @@ def test_an_api_key_http_cannot_carry_as_is_is_refused_without_showing_it(
 ) -> None:
     """A non-ASCII key was compared as UTF-8 bytes on some routes and as latin-1 text on
     others: it opened POST /series/{id}/observations and not POST /model/reload."""
-    from urnn_forecast.settings import get_settings
-
     monkeypatch.setenv("URNN_API_KEY", key)
-    get_settings.cache_clear()
-    try:
-        code = cli.main(["serve"])
-    finally:
-        get_settings.cache_clear()
+    code, err = serve_from_environment(capsys)
     assert code == 2
-    err = capsys.readouterr().err
     assert "URNN_API_KEY: Value error, must be printable ASCII without spaces" in err
     assert key not in err  # a secret, even a refused one, is not echoed to the logs
 

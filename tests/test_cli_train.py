@@ -68,6 +68,13 @@ def test_policy_choices_match_the_loader() -> None:
 SMALL = ["--lookback", "24", "--horizon", "6", "--segment-length", "6"]
 
 
+def overall_score(printed: str, metric: str) -> float:
+    """`metric` of the printed overall table (its "all" row, under the header naming it)."""
+    lines = printed.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("all "))
+    return float(lines[row].split()[lines[row - 1].split().index(metric) + 1])
+
+
 def run_cli(
     argv: list[str], settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> tuple[int, str, str]:
@@ -486,17 +493,12 @@ def test_backtest_scores_mase_on_the_season_the_model_was_trained_with(
     assert code == 0, err
     assert "seasonal naive of 12 rows (set by --season-length when the model was trained)" in out
 
-    def mase(text: str) -> float:
-        lines = text.splitlines()
-        row = next(i for i, line in enumerate(lines) if line.startswith("all "))
-        return float(lines[row].split()[lines[row - 1].split().index("mase") + 1])
-
     # the same test span and scale: the training run's figure, not one on the daily 24
-    assert mase(out) == pytest.approx(mase(trained), rel=1e-6)
+    assert overall_score(out, "mase") == pytest.approx(overall_score(trained, "mase"), rel=1e-6)
     code, daily, err = run_cli([*same, "--season-length", "24"], settings, capsys)
     assert code == 0, err
     assert "seasonal naive of 24 rows (set by the user)" in daily
-    assert mase(daily) != pytest.approx(mase(out), rel=1e-3)
+    assert overall_score(daily, "mase") != pytest.approx(overall_score(out, "mase"), rel=1e-3)
 
 
 @pytest.mark.parametrize("command", ["train", "backtest"])
@@ -669,10 +671,5 @@ def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     code, same, err = run_cli(["backtest", "--data", str(csv), "--backtest-windows", "2",
                                "--backtest-step", "12"], settings, capsys)  # fmt: skip
     assert code == 0, err
-
-    def mae(text: str) -> float:
-        lines = text.splitlines()
-        row = next(i for i, line in enumerate(lines) if line.startswith("all "))
-        return float(lines[row].split()[lines[row - 1].split().index("mae") + 1])
-
-    assert mae(out) != mae(same)  # other models than the registered one scored these windows
+    # other models than the registered one forecast these windows
+    assert overall_score(out, "mae") != overall_score(same, "mae")
