@@ -86,7 +86,7 @@ _CRON_FIELDS = (
     ("hour", "0-23"),
     ("day-of-month", "1-31"),
     ("month", "1-12 or JAN-DEC"),
-    ("day-of-week", "0-6 or SUN-SAT"),
+    ("day-of-week", "0-7 (0 and 7 are Sunday) or SUN-SAT"),
 )
 
 

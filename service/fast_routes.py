@@ -133,6 +133,9 @@ class FastRoutesMiddleware:
         start = time.perf_counter()
         route, params = found
         headers = dict(reversed(scope["headers"]))  # lower-case names; the first of each wins
+        if headers.get(b"content-encoding", b"identity").strip().lower() != b"identity":
+            await self.app(scope, receive, send)  # the stack's body check answers its 415
+            return
         content_type = headers.get(b"content-type")
         kind = media_type(content_type or b"")
         arrow = route.arrow is not None and kind in ARROW_MEDIA_TYPES

@@ -124,6 +124,8 @@ class ModelManager:
             return
         error = self.last_error or ""
         async with self._guard():
+            if self.current is not None or self._failed_ref != failed:
+                return  # a reload that waited on the lock loaded what the alias names now
             try:
                 ref = await off_loop(self.loader.resolve, f"models:/{failed.name}/{version}")
                 served = await off_loop(self._build, replace(ref, uri=self.settings.model_uri))

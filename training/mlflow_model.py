@@ -24,6 +24,7 @@ is the 0.5 quantile), and one `q<level>` column per quantile, all in the data's 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,13 @@ class ForecastPredictor:
         start = frame["start"].iloc[i]
         if start is None or (isinstance(start, float) and math.isnan(start)) or start == "":
             return None
+        if _is_number(start) or (isinstance(start, str) and _NUMBER_TEXT.fullmatch(start)):
+            # pd.Timestamp read 1527811200 as nanoseconds (1970-01-01T00:00:01.5), dating
+            # the forecast and its calendar features in 1970; the service refuses it too
+            raise ForecastInputError(
+                f"series {series_id!r}: `start` {start!r} is a number, not a date and time; "
+                "give an ISO 8601 text such as '2018-06-01T00:00:00'"
+            )
         c = self.model.config
         freq = str(self.meta["freq"])
         try:
@@ -309,6 +317,9 @@ def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
         f"steps are {offset.rollback(first).isoformat()} and "
         f"{offset.rollforward(first).isoformat()}"
     )
+
+
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 
 def _is_number(item: object) -> bool:

@@ -499,14 +499,20 @@ def _check_no_segments(data: LoadedData, config: SplitConfig) -> None:
         return
     unit, ids = next(iter(cut.items()))
     shown = ", ".join(repr(s) for s in ids[:4]) + (" ..." if len(ids) > 4 else "")
+    fill = (
+        "fill the gap (max_gap, --max-gap, at least its length; on_long_gap 'error' names "
+        "it), or cut the file before the gap"
+    )
+    if len({data.unit_of(sid) for sid in data.series}) >= 3:  # a fleet: the series split
+        ways = f"Hold out whole series instead (split_method 'series', --split series), or {fill}"
+    else:  # too few units for the series split to be made
+        ways = fill[0].upper() + fill[1:]
     raise SplitError(
         f"series {unit!r} was cut at a long gap into {len(ids)} segments ({shown}; "
         f"on_long_gap='split'){f' and {len(cut) - 1} more series too' if len(cut) > 1 else ''}"
         f": a split by time ({config.method!r}) cuts each segment on its own, so a later "
         "segment's training rows would come after an earlier one's test rows (the model "
-        "would learn the series' future). Hold out whole series instead (split_method "
-        "'series', --split series), or fill the gap (max_gap, --max-gap, at least its "
-        "length), or cut the file before the gap"
+        f"would learn the series' future). {ways}"
     )
 
 

@@ -365,6 +365,12 @@ def test_a_compressed_body_is_415_naming_the_encoding(client: TestClient, body: 
     )
     plain = {**headers, "content-encoding": "identity"}
     assert client.post("/forecast", content=jsonlib.dumps(body), headers=plain).status_code == 200
+    # bodies the fast routes would have read (JSON that parses, Arrow) get the same 415
+    for content, kind in ((jsonlib.dumps(body).encode(), "application/json"),
+                          (arrow_of(body), ARROW_STREAM)):  # fmt: skip
+        labelled = {"content-type": kind, "content-encoding": "gzip"}
+        response = client.post("/forecast", content=content, headers=labelled)
+        assert response.status_code == 415, response.text
 
 
 def test_oversized_arrow_body_is_413(client_for: Callable[..., TestClient], body: Body) -> None:

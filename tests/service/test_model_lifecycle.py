@@ -277,3 +277,44 @@ def test_a_fresh_worker_falls_back_to_the_version_this_host_served_last(
     registry.set_alias("fallback", good)
     assert restarted.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
     assert restarted.get("/model").json()["last_reload_error"] is None
+
+
+class _SlowLoader:
+    """The registry, with loading `slow_version` delayed (a broken version failing slowly)."""
+
+    def __init__(self, settings: Any, slow_version: str) -> None:
+        from service.loader import MlflowLoader
+
+        self.inner = MlflowLoader.from_settings(settings)
+        self.slow_version = slow_version
+
+    def resolve(self, uri: str) -> Any:
+        return self.inner.resolve(uri)
+
+    def load(self, ref: Any) -> Any:
+        if ref.version == self.slow_version:
+            time.sleep(1.0)
+        return self.inner.load(ref)
+
+
+def test_the_fallback_does_not_replace_what_a_reload_loaded_meanwhile(
+    client_for: Callable[..., TestClient], registry: Registry, tmp_path: Any
+) -> None:
+    """A reload that waited on the first load's lock loaded the alias's new version; the
+    fallback that ran after it put the older last-served version back (a review's)."""
+    from service.main import create_app
+
+    store = registry.settings.resolved_tracking_uri()
+    host = {"var_dir": tmp_path / "host-var", "mlflow_tracking_uri": store}
+    good = registry.register("racing", seed=1)
+    client_for(model_uri="models:/racing@champion", **host)  # this host served `good`
+    bad = registry.register("racing", seed=2, corrupt=True)
+    settings = registry.service_settings(
+        model_uri="models:/racing@champion", startup_load_wait_seconds=0.1, **host
+    )
+    with TestClient(create_app(settings, loader=_SlowLoader(settings, bad))) as client:
+        newer = registry.register("racing", seed=3)  # the alias moves while `bad` fails
+        assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+        time.sleep(1.5)  # the first load has failed and its fallback has run by now
+        info = client.get("/model").json()
+        assert info["version"] == newer != good, info

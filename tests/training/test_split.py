@@ -393,6 +393,11 @@ def test_segments_of_one_series_are_refused_by_a_split_by_time() -> None:
             f"'split'): a split by time ({method!r}) cuts each segment on its own"
         )
         assert "(split_method 'series', --split series)" in message
+    # one series cut in two: the series split cannot be made, so it is not offered
+    alone = replace(loaded({"u#1": early, "u#2": late}), units={"u#1": "u", "u#2": "u"})
+    with pytest.raises(SplitError, match=r"future\)\. Fill the gap \(max_gap") as caught:
+        split_data(alone, SplitConfig(lookback=24))
+    assert "--split series" not in str(caught.value)
     series = SplitConfig(lookback=24, method="series", test_series=("u",), val_series=("v",))
     held_out = split_data(data, series)  # whole units: both segments of u are test units
     assert (held_out["u#1"].plan.role, held_out["u#2"].plan.role) == ("test", "test")
