@@ -627,7 +627,8 @@ def _add_backtest_parser(commands: Any) -> None:
         help=(
             "fit a fresh model of the registered model's config at each origin, on the data "
             "up to it (the last val-length rows before the origin early-stop it; a new "
-            "train-only scaler each time): how retraining on schedule would have done. One fit "
+            "train-only scaler each time; the default fit settings on the CPU, not the ones "
+            "the model was trained with): how retraining on schedule would have done. One fit "
             "per origin, so --backtest-windows is required. Default: score the model as it is"
         ),
     )
