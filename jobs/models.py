@@ -173,6 +173,8 @@ class SeriesSnapshot(Base):
 
     series_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     model_version: Mapped[str] = mapped_column(String(32))  # the model the state belongs to
+    # name/version@run_id of that model (service.streaming.model_key); NULL before 0005
+    model_key: Mapped[str | None] = mapped_column(String(400))
     freq: Mapped[str] = mapped_column(String(32))  # pandas offset alias, e.g. "h"
     tz: Mapped[str | None] = mapped_column(String(64))  # IANA name of the series' timestamps
     # Epoch nanoseconds (UTC) of the first and the last point consumed: BigInteger, ~1.7e18.

@@ -49,6 +49,7 @@ class Snapshot:
 
     series_id: str
     model_version: str
+    model_key: str | None  # name/version@run_id of the model; None for rows saved before it
     freq: str  # pandas offset alias, e.g. "h"
     tz: str | None  # IANA name of the series' timestamps, None when naive
     first_ns: int
@@ -85,6 +86,7 @@ def _values(snapshot: Snapshot) -> dict[str, Any]:
     """The columns a save writes (not series_id, revision or timestamps: the caller sets them)."""
     return {
         "model_version": snapshot.model_version,
+        "model_key": snapshot.model_key,
         "freq": snapshot.freq,
         "tz": snapshot.tz,
         "first_ns": snapshot.first_ns,
@@ -114,6 +116,7 @@ class SnapshotRepository:
         return Snapshot(
             series_id=row.series_id,
             model_version=row.model_version,
+            model_key=row.model_key,
             freq=row.freq,
             tz=row.tz,
             first_ns=int(row.first_ns),

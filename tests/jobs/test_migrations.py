@@ -30,7 +30,7 @@ def tables(url: str) -> set[str]:
 
 def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0004"
+    assert current_revision(database_url) == "0005"
     assert tables(database_url) == TABLES
     downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -59,6 +59,13 @@ KEPT_ROWS = {
         "VALUES ('nightly', '0 3 * * *', 'UTC', '{}', :at, :at)",
         ("SELECT id, cron, paused FROM schedules", ("nightly", "0 3 * * *", False)),
         ("SELECT id, cron FROM schedules", ("nightly", "0 3 * * *")),
+    ),
+    "0005": (  # series_snapshots.model_key: a stored state is rebuilt once, not lost
+        "INSERT INTO series_snapshots (series_id, model_version, freq, first_ns, last_ns, "
+        "points_seen, state, tail, revision, created_at, updated_at) VALUES ('m1', '1', 'h', "
+        "0, 0, 1, '', '', 1, :at, :at)",
+        ("SELECT series_id, model_version, model_key FROM series_snapshots", ("m1", "1", None)),
+        ("SELECT series_id, points_seen FROM series_snapshots", ("m1", 1)),
     ),
 }
 
@@ -150,7 +157,7 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     settings = Settings(var_dir=tmp_path / "var")
     assert main(["db", "upgrade"], settings=settings) == 0
     assert (tmp_path / "var" / "jobs.db").is_file()
-    assert "upgraded to 0004" in capsys.readouterr().out
+    assert "upgraded to 0005" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"], settings=settings) == 0
     assert main(["db", "current"], settings=settings) == 0
     assert "empty" in capsys.readouterr().out
@@ -171,7 +178,7 @@ def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     assert main(["worker", "--until-idle"], settings=settings) == 2
     assert "urnn worker: error: the job database at" in capsys.readouterr().err
     upgrade(database_url, "0001")
-    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0004"):
+    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0005"):
         check_schema(database_url)
     upgrade(database_url)
     check_schema(database_url)  # at head: the worker may start

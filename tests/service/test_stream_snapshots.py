@@ -45,6 +45,7 @@ def snap(series_id: str = "meter-1", **overrides: object) -> Snapshot:
     fields: dict[str, object] = {
         "series_id": series_id,
         "model_version": "7",
+        "model_key": "meters/7@run-7",
         "freq": "h",
         "tz": "Europe/Paris",
         "first_ns": NS_2023,
@@ -161,7 +162,7 @@ def test_delete_and_count(repo: SnapshotRepository) -> None:
 
 def test_downgrade_to_0001_drops_only_the_snapshot_table(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0004"
+    assert current_revision(database_url) == "0005"
     downgrade(database_url, "0001")
     assert current_revision(database_url) == "0001"
     engine = make_engine(database_url)

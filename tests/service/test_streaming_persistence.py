@@ -125,6 +125,27 @@ def test_model_version_change_rebuilds_from_the_tail(
     assert metric_value(client, "urnn_stream_rebuilds_total") == 1
 
 
+def test_another_models_state_of_the_same_version_number_is_rebuilt_not_used(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    """States were matched by the version string alone: meters-a version 1's state was read
+    as meters-b version 1's (an audit's: a forecast 6 % off under meters-b's name)."""
+    frame = registry.frame
+    assert register_streaming(registry, "meters-a", seed=1) == "1"
+    assert register_streaming(registry, "meters-b", seed=2) == "1"
+    a = apps.start(database_url=stream_db, model_uri="models:/meters-a@champion")
+    post(a, "m1", points(frame, 0, 60))
+    apps.stop(a)  # its shutdown flushes m1's state made by meters-a
+    b = apps.start(database_url=stream_db, model_uri="models:/meters-b@champion")
+    served = b.get("/series/m1/forecast").json()
+    assert served["model"]["name"] == "meters-b"
+    assert metric_value(b, "urnn_stream_rebuilds_total") == 1
+    fresh = post(b, "fresh", points(frame, 0, 60)).json()  # meters-b fed the same points
+    np.testing.assert_allclose(
+        quantile_block(served["forecast"]), quantile_block(fresh["forecast"]), atol=1e-5
+    )
+
+
 def test_write_behind_conflict_drops_the_stale_copy(
     apps: Apps, registry: Registry, stream_db: str
 ) -> None:
