@@ -266,6 +266,11 @@ class ForecasterConfig:
                 f"season_length={self.season_length}, lookback={self.lookback}"
             )
         k = self.decomposition_kernel
+        if k and self.kind != "linear":  # recorded in config.json, read by no other kind
+            raise ForecasterConfigError(
+                f"decomposition_kernel must be 0 for kind {self.kind!r}: only 'linear' "
+                f"decomposes its input (DLinear); got {k}"
+            )
         if k and (k < 3 or k % 2 == 0 or k > self.lookback):
             raise ForecasterConfigError(
                 f"decomposition_kernel must be 0 (NLinear) or an odd integer in [3, lookback="

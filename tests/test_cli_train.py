@@ -673,3 +673,15 @@ def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     assert code == 0, err
     # other models than the registered one forecast these windows
     assert overall_score(out, "mae") != overall_score(same, "mae")
+
+
+def test_a_channel_embedding_is_refused_before_the_fit(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was refused when the model was logged, after the whole fit (an audit's)."""
+    config = tmp_path / "nch.json"
+    config.write_text('{"model": {"n_channels": 3, "decoder": "pmf"}}')
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--config", str(config)]
+    code, out, err = run_cli(argv, mlflow_settings, capsys)
+    assert code == 2 and "model n_channels=3: a channel embedding needs the channel id" in err
+    assert "epoch" not in out

@@ -236,6 +236,12 @@ def test_capability_flags_decide_which_kinds_take_covariates() -> None:
         ForecasterConfig(kind="seasonal_naive", lookback=L, horizon=H, season_length=48)
     with pytest.raises(ForecasterConfigError, match="decomposition_kernel"):
         ForecasterConfig(kind="linear", lookback=L, horizon=H, decomposition_kernel=4)
+    # recorded in config.json and read by no other kind: refused, not silently ignored
+    for kind in ("gru", "urnn-stream"):
+        with pytest.raises(
+            ForecasterConfigError, match=rf"decomposition_kernel must be 0 for kind '{kind}'"
+        ):
+            ForecasterConfig(kind=kind, lookback=L, horizon=H, decomposition_kernel=5)
     # the linear and naive kinds do not read segments, so any lookback is allowed
     ForecasterConfig(kind="linear", lookback=25, horizon=H)
 
