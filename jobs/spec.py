@@ -13,6 +13,7 @@ the load section's and may not be repeated there.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,10 +93,11 @@ class JobSpec(BaseModel):
             raise JobSpecError(field, rest or message) from None
 
 
-def validate_spec(spec: JobSpec) -> JobSpec:
-    """Check what can be checked before a worker runs it: the file exists and is readable, the
-    target and covariates are columns of it, and the config builds a TrainConfig. Returns the
-    spec with `data` made absolute (workers need not share the API's working directory)."""
+def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) -> JobSpec:
+    """Check what can be checked before a worker runs it: the file lies in `data_folders`
+    (when given: URNN_JOB_DATA_DIRS), exists and is readable, the target and covariates are
+    columns of it, and the config builds a TrainConfig. Returns the spec with `data` made
+    absolute (workers need not share the API's working directory)."""
     if (where := _nul_at(spec.model_dump(), "")) is not None:
         # PostgreSQL's text cannot hold it, and no file name, column or experiment has one
         raise JobSpecError(where, "holds a NUL character (\\u0000); remove it")
@@ -105,6 +107,14 @@ def validate_spec(spec: JobSpec) -> JobSpec:
     shown = spec.data if len(spec.data) <= 200 else f"{spec.data[:200]}... ({len(spec.data)} chars)"
     try:
         path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
+        if data_folders is not None:  # before any look at the file: nothing said about it
+            real = path.resolve()
+            if not any(real.is_relative_to(folder) for folder in data_folders):
+                raise JobSpecError(
+                    "data",
+                    f"{shown}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "
+                    f"{', '.join(str(folder) for folder in data_folders)})",
+                )
         if path.exists() and not path.is_file():
             raise JobSpecError("data", f"{shown}: not a regular file (a folder, pipe or device)")
         if not path.is_file():

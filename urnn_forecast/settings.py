@@ -258,6 +258,15 @@ class Settings(BaseSettings):
             "cancel is honoured within about this long); keep it well under job_lease_seconds."
         ),
     )
+    job_data_dirs: str | None = Field(
+        default=None,
+        description=(
+            "Folders (separated by ',') that job and schedule data files must lie in, checked "
+            "after resolving links; a path outside them is 422 without saying whether it "
+            "exists. Unset: any readable .csv/.parquet file the service can open (the job API "
+            "would tell an API key holder any such file's header)."
+        ),
+    )
     job_max_attempts: int = Field(
         default=3,
         ge=1,
@@ -292,6 +301,13 @@ class Settings(BaseSettings):
                 "clients send it as an X-API-Key header"
             )
         return value
+
+    def job_data_folders(self) -> tuple[Path, ...] | None:
+        """`job_data_dirs` as resolved folders; None when jobs may read anywhere."""
+        if self.job_data_dirs is None or not self.job_data_dirs.strip():
+            return None
+        parts = [part.strip() for part in self.job_data_dirs.split(",") if part.strip()]
+        return tuple(Path(part).expanduser().resolve() for part in parts)
 
     def resolved_tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:

@@ -178,7 +178,7 @@ def submit_job(
         replayed = _replay(db, idempotency_key, digest)
         if replayed is not None:
             return replayed
-    checked = validate_spec(spec)
+    checked = validate_spec(spec, data_folders=state.settings.job_data_folders())
     try:
         with db.session() as session:
             job = queue.submit(

@@ -29,6 +29,7 @@ from service.routes.jobs import (
 )
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
+from service.state import StateDep
 
 router = APIRouter(tags=["schedules"])
 
@@ -116,11 +117,11 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
         422: {"model": ErrorResponse, "description": "Bad cron, time zone or job spec."},
     },
 )
-def create_schedule(body: ScheduleCreate, db: JobsDbDep) -> SchedulePublic:
+def create_schedule(body: ScheduleCreate, db: JobsDbDep, state: StateDep) -> SchedulePublic:
     schedules.check_cron(body.cron)
     schedules.check_timezone(body.timezone)
     try:
-        spec = validate_spec(body.job)
+        spec = validate_spec(body.job, data_folders=state.settings.job_data_folders())
     except JobSpecError as error:
         raise error.within("job") from None
     with db.session() as session:
@@ -179,7 +180,9 @@ def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
     },
     summary="Pause, resume or change a schedule (API key)",
 )
-def change_schedule(schedule_id: str, body: ScheduleChange, db: JobsDbDep) -> SchedulePublic:
+def change_schedule(
+    schedule_id: str, body: ScheduleChange, db: JobsDbDep, state: StateDep
+) -> SchedulePublic:
     given = body.model_fields_set
     if not given:
         raise ScheduleError(
@@ -195,7 +198,8 @@ def change_schedule(schedule_id: str, body: ScheduleChange, db: JobsDbDep) -> Sc
     spec = None
     if body.job is not None:
         try:
-            spec = validate_spec(body.job).model_dump()
+            folders = state.settings.job_data_folders()
+            spec = validate_spec(body.job, data_folders=folders).model_dump()
         except JobSpecError as error:
             raise error.within("job") from None
     with db.session() as session:

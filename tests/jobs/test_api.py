@@ -4,6 +4,7 @@ real retraining job from the API alone: submit, watch a worker train and registe
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -526,3 +527,32 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
         assert job["mlflow_run_id"], job
         tracking = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
         assert tracking.get_run(job["mlflow_run_id"]).info.status == "KILLED"
+
+
+def test_job_data_outside_the_allowed_folders_is_refused_saying_nothing_of_the_file(
+    db: Database, settings: Settings, ett_csv: Path, tmp_path: Path
+) -> None:
+    """URNN_JOB_DATA_DIRS: the job API read any .csv the service could open and answered with
+    its header; with the setting, a path outside is refused before the file is looked at."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    ett_csv = Path(shutil.copy(ett_csv, folder / ett_csv.name))
+    allowed = settings.model_copy(update={"job_data_dirs": f"{folder}, /nonexistent"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret.csv"
+    secret.write_text("password,token\nhunter2,abc\n")
+    link = ett_csv.parent / "link-to-secret.csv"
+    link.symlink_to(secret)  # inside by name, outside once resolved
+    with TestClient(create_app(allowed, loader=NoModels())) as client:
+        assert submit(client, tiny_spec(ett_csv)).status_code == 202
+        for path in (secret, outside / "absent.csv", link):
+            answer = submit(client, {**tiny_spec(ett_csv), "data": str(path)})
+            assert answer.status_code == 422, answer.text
+            detail = answer.json()["detail"]
+            assert "outside the folders jobs may read (URNN_JOB_DATA_DIRS:" in detail
+            assert "password" not in detail and "no such file" not in detail
+        job = {**tiny_spec(ett_csv), "data": str(secret)}
+        schedule = {"cron": "0 3 * * *", "timezone": "UTC", "job": job}
+        answer = client.post("/schedules", json=schedule, headers=KEY)
+        assert answer.status_code == 422 and "field 'job.data'" in answer.json()["detail"]
