@@ -380,3 +380,22 @@ def test_collecting_leaves_live_and_foreign_attempts_alone_and_clears_unreadable
     assert live.is_dir() and not old.exists()
     assert orphan.is_dir()  # another job database's job (an audit's: its live run lost its files)
     assert (attempts / job_id / "attempt-x").is_dir()
+
+
+def test_a_job_whose_data_left_the_allowed_folders_fails_before_training(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    """A schedule made before URNN_JOB_DATA_DIRS was set still names its old path."""
+    settings = worker_settings(tmp_path, mlflow_settings, job_data_dirs=str(tmp_path / "only"))
+    db = Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            job_id = queue.submit(session, spec=tiny_spec(ett_csv), max_attempts=1).id
+        assert Worker(db, settings).run_once() == job_id
+        with db.session() as session:
+            job = queue.get(session, job_id=job_id)
+    finally:
+        db.dispose()
+    assert job.status == "failed"
+    assert job.error is not None and "outside the folders jobs may read" in job.error
+    assert "launching" not in (job.log_tail or "")
