@@ -108,8 +108,11 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     try:
         path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
         if data_folders is not None:  # before any look at the file: nothing said about it
-            real = path.resolve()
-            if not any(real.is_relative_to(folder) for folder in data_folders):
+            try:
+                real: Path | None = path.resolve()
+            except (OSError, RuntimeError):  # a link loop: not inside, whatever it is
+                real = None
+            if real is None or not any(real.is_relative_to(f) for f in data_folders):
                 raise JobSpecError(
                     "data",
                     f"{shown}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "

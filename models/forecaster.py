@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -85,6 +86,8 @@ from models.urnn import (
     UnitaryKind,
     URNNConfig,
 )
+
+logger = logging.getLogger(__name__)
 
 ForecasterKind = Literal[
     "urnn", "urnn-full", "urnn-stream", "lstm", "gru", "linear", "repeat_last", "seasonal_naive"
@@ -298,6 +301,16 @@ class ForecasterConfig:
             raise ForecasterConfigError(
                 f"unknown ForecasterConfig field(s) {unknown}; known: {', '.join(sorted(known))}"
             )
+        if state.get("decomposition_kernel") and state.get("kind") != "linear":
+            # saved before such configs were refused (2026-12-04): the kernel was never read
+            # by this kind, so the model is what it was without it; it must still load
+            logger.warning(
+                "config of kind %r holds decomposition_kernel=%s, which only 'linear' reads: "
+                "ignored, as it always was",
+                state.get("kind"),
+                state.get("decomposition_kernel"),
+            )
+            state = {**state, "decomposition_kernel": 0}
         return cls(**state)
 
 

@@ -495,7 +495,7 @@ class StreamEngine:
         """The entry's data for `model`: rebuilt from its tail when another version made it.
         _Reloaded: a write-through conflict reloaded the entry (the caller starts over)."""
         data = entry.data
-        if data is None or data.model_key == model_key(model):
+        if data is None or _made_by(data, model):
             return data
         scales = self._scales(entry.series_id, model)
         rebuilt = await self._compute(self._rebuild, entry.series_id, data, model, scales)
@@ -558,10 +558,11 @@ class StreamEngine:
         tail = data.tail
         missing = [name for name in model.covariates if name not in tail.names]
         if missing:
+            made_by = data.model_key or f"model version {data.model_version}"
             raise StreamConflictError(
-                f"series {series_id!r} was stored by model version {data.model_version}, whose "
-                f"points lack covariate(s) {missing} that version {model.ref.version} reads: "
-                "its state cannot be rebuilt; DELETE the series and send its history again"
+                f"series {series_id!r} was stored by {made_by}, whose points lack "
+                f"covariate(s) {missing} that {model_key(model)} reads: its state cannot be "
+                "rebuilt; DELETE the series and send its history again"
             )
         columns = [tail.names.index(name) for name in model.covariates]
         covariates = tail.covariates[:, columns]
@@ -766,6 +767,16 @@ def _forecast_rows(
     stamps = stamps_after(data.last_ns, horizon, data.tz, model)
     rows = np.ascontiguousarray(data.forecast[:horizon].T, dtype=np.float64)  # (Q, h)
     return stamps, rows, model.model.config.median_index
+
+
+def _made_by(data: SeriesData, model: ServedModel) -> bool:
+    """Whether `model` made the state. Both the key and the version: a replica of the code
+    before the key (a rolling deploy) updates a row's version and state and leaves the key it
+    does not know. A row saved before the key (NULL) is taken as made by the model of its
+    version, as it always was: rebuilt, a series longer than the tail would lose the rest."""
+    if data.model_version != model.ref.version:
+        return False
+    return data.model_key is None or data.model_key == model_key(model)
 
 
 def model_key(model: ServedModel) -> str:

@@ -285,7 +285,11 @@ class ForecastPredictor:
         start = frame["start"].iloc[i]
         if start is None or (isinstance(start, float) and math.isnan(start)) or start == "":
             return None
-        if _is_number(start) or (isinstance(start, str) and _NUMBER_TEXT.fullmatch(start)):
+        if _is_number(start) or (
+            isinstance(start, str)
+            and _NUMBER_TEXT.fullmatch(start)
+            and not _BASIC_DATE.fullmatch(start.strip())  # 2018, 201806, 20180601: dates
+        ):
             # pd.Timestamp read 1527811200 as nanoseconds (1970-01-01T00:00:01.5), dating
             # the forecast and its calendar features in 1970; the service refuses it too
             raise ForecastInputError(
@@ -319,6 +323,7 @@ def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
     )
 
 
+_BASIC_DATE = re.compile(r"\d{4}(\d{2}(\d{2})?)?")  # ISO 8601 basic format, read by pandas
 _NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 

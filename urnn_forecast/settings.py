@@ -302,12 +302,32 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("job_data_dirs", mode="before")
+    @classmethod
+    def _absolute_folders(cls, value: object) -> object:
+        """Absolute folders only, checked once here: the service and each worker would resolve
+        a relative or `~` entry against their own working directory or home, and a bad entry
+        was found request by request (a 500)."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None  # empty means unset, as for URNN_API_KEY
+        entries = [entry.strip() for entry in value.split(",")]
+        if any(not entry for entry in entries):
+            raise ValueError(f"an empty entry in {value!r}; give folders separated by ','")
+        relative = [entry for entry in entries if not Path(entry).is_absolute()]
+        if relative:
+            raise ValueError(
+                f"{', '.join(map(repr, relative))}: give absolute folders (each process would "
+                "resolve a relative or '~' path against its own working directory or home)"
+            )
+        return ",".join(entries)
+
     def job_data_folders(self) -> tuple[Path, ...] | None:
         """`job_data_dirs` as resolved folders; None when jobs may read anywhere."""
         if self.job_data_dirs is None or not self.job_data_dirs.strip():
             return None
-        parts = [part.strip() for part in self.job_data_dirs.split(",") if part.strip()]
-        return tuple(Path(part).expanduser().resolve() for part in parts)
+        return tuple(Path(part).resolve() for part in self.job_data_dirs.split(","))
 
     def resolved_tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:

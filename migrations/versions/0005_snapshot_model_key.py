@@ -7,8 +7,8 @@ Create Date: 2026-12-04
 A streaming state belongs to one model's weights: `model_key` (name, version and run id) says
 which. States were matched by the version string alone, so a state made by `meters-a`
 version 1 was read as `meters-b` version 1's (a wrong forecast, a false 409, or a shape error
-when their sizes differed). Stored rows get NULL, which no served model matches: each is
-rebuilt from its stored points once, by whichever model reads it first.
+when their sizes differed). Stored rows get NULL: read as made by the model of their version,
+as they always were (rebuilt, a series longer than the stored tail would lose the rest).
 """
 
 from collections.abc import Sequence

@@ -4,6 +4,7 @@ real retraining job from the API alone: submit, watch a worker train and registe
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from jobs.db import Database, upgrade
 from jobs.worker import Worker
@@ -544,9 +545,11 @@ def test_job_data_outside_the_allowed_folders_is_refused_saying_nothing_of_the_f
     secret.write_text("password,token\nhunter2,abc\n")
     link = ett_csv.parent / "link-to-secret.csv"
     link.symlink_to(secret)  # inside by name, outside once resolved
+    loop = outside / "loop.csv"
+    loop.symlink_to(loop)  # resolving it fails: still only "outside", nothing else said
     with TestClient(create_app(allowed, loader=NoModels())) as client:
         assert submit(client, tiny_spec(ett_csv)).status_code == 202
-        for path in (secret, outside / "absent.csv", link):
+        for path in (secret, outside / "absent.csv", link, loop):
             answer = submit(client, {**tiny_spec(ett_csv), "data": str(path)})
             assert answer.status_code == 422, answer.text
             detail = answer.json()["detail"]
@@ -556,3 +559,19 @@ def test_job_data_outside_the_allowed_folders_is_refused_saying_nothing_of_the_f
         schedule = {"cron": "0 3 * * *", "timezone": "UTC", "job": job}
         answer = client.post("/schedules", json=schedule, headers=KEY)
         assert answer.status_code == 422 and "field 'job.data'" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("data", "'data': give absolute folders"),
+        ("~/histories", "'~/histories': give absolute folders"),
+        ("/data,,/more", "an empty entry in '/data,,/more'"),
+    ],
+)
+def test_job_data_dirs_are_absolute_folders_checked_at_start_up(value: str, said: str) -> None:
+    """A relative or '~' entry resolved against each process's own directory, and a bad one
+    answered every POST /jobs with a 500."""
+    with pytest.raises(ValidationError, match=re.escape(said)):
+        Settings(job_data_dirs=value)
+    assert Settings(job_data_dirs="").job_data_folders() is None  # empty: unset

@@ -242,6 +242,9 @@ def test_capability_flags_decide_which_kinds_take_covariates() -> None:
             ForecasterConfigError, match=rf"decomposition_kernel must be 0 for kind '{kind}'"
         ):
             ForecasterConfig(kind=kind, lookback=L, horizon=H, decomposition_kernel=5)
+    # ...but a checkpoint saved before that refusal still loads, the kernel ignored as it was
+    saved = {**config_for("gru").to_dict(), "decomposition_kernel": 5}
+    assert ForecasterConfig.from_dict(saved).decomposition_kernel == 0
     # the linear and naive kinds do not read segments, so any lookback is allowed
     ForecasterConfig(kind="linear", lookback=25, horizon=H)
 

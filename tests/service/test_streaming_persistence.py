@@ -182,3 +182,25 @@ def test_write_through_reapplies_after_a_conflict(
     assert (answer["duplicates"], answer["accepted"]) == (2, 5)
     assert answer["series"]["points_seen"] == 60
     assert two.get("/series/t").json()["points_seen"] == 60
+
+
+def test_a_state_is_the_served_models_only_when_key_and_version_both_say_so() -> None:
+    """A replica of the code before the key (a rolling deploy) writes a new version's state
+    under the old key; a row from before the key (NULL) stays its version's, as it was."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from service.served import ServedModel
+    from service.streaming import SeriesData, _made_by
+
+    served = cast(ServedModel, SimpleNamespace(ref=SimpleNamespace(name="m", version="1",
+                                                                   run_id="r1")))  # fmt: skip
+
+    def state(version: str, key: str | None) -> SeriesData:
+        return cast(SeriesData, SimpleNamespace(model_version=version, model_key=key))
+
+    assert _made_by(state("1", "m/1@r1"), served)
+    assert not _made_by(state("2", "m/1@r1"), served)  # an old replica's update of the row
+    assert not _made_by(state("1", "other/1@r9"), served)  # another model's version 1
+    assert _made_by(state("1", None), served)  # saved before migration 0005
+    assert not _made_by(state("2", None), served)

@@ -272,9 +272,12 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
     with pytest.raises(ForecastInputError, match="'pump-1': the id is given to more than one row"):
         predictor.predict_frame(pd.concat([row, row], ignore_index=True))
     # a number is not a time: pd.Timestamp read 1527811200 as nanoseconds after 1970
-    for number in (1_527_811_200, "20180601"):
+    for number in (1_527_811_200, "1527811200", 1.5e9):
         with pytest.raises(ForecastInputError, match=r"`start` .* is a number, not a date"):
             predictor.predict_frame(row.assign(start=[number]))
+    # ISO 8601's basic format is a date to pandas, and read as one (2002-01-01 here)
+    dated = predictor.predict_frame(row.assign(start=["20020101"]))
+    assert str(dated["timestamp"].iloc[0]).startswith("2002-01-03")  # 53 h of history later
     # a calendar frequency: a start between its steps is refused, not moved to the next one
     predictor.meta["freq"] = "MS"
     with pytest.raises(ForecastInputError, match=r"2002-01-15T00:00:00 is not a step of the"):
