@@ -47,6 +47,19 @@ def stuck_job(db: Database, tmp_path: Path, ett_csv: Path) -> str:
         return queue.submit(session, spec=spec.model_dump(), max_attempts=1).id
 
 
+def run_one_job(settings: Settings, spec: dict[str, Any]) -> Job:
+    """Submit `spec` (one attempt), let a real worker run it to its end, and read it back."""
+    db = Database.from_settings(settings)
+    try:
+        with db.session() as session:
+            job_id = queue.submit(session, spec=spec, max_attempts=1).id
+        assert Worker(db, settings).run_once() == job_id
+        with db.session() as session:
+            return queue.get(session, job_id=job_id)
+    finally:
+        db.dispose()
+
+
 def wait_for(db: Database, job_id: str, text: str, seconds: float = 60) -> Job:
     deadline = time.monotonic() + seconds
     while True:
@@ -100,17 +113,9 @@ def test_a_failing_child_fails_the_job_with_the_line_that_says_why(
     tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
 ) -> None:
     settings = worker_settings(tmp_path, mlflow_settings)
-    db = Database.from_settings(settings)
     spec = tiny_spec(ett_csv)
     spec["target"] = "not-a-column"  # past the API's column check, as a file changed since
-    try:
-        with db.session() as session:
-            job_id = queue.submit(session, spec=spec, max_attempts=1).id
-        assert Worker(db, settings).run_once() == job_id
-        with db.session() as session:
-            job = queue.get(session, job_id=job_id)
-    finally:
-        db.dispose()
+    job = run_one_job(settings, spec)
     assert job.status == "failed"
     assert job.error is not None and "not-a-column" in job.error, job.error
 
@@ -387,15 +392,7 @@ def test_a_job_whose_data_left_the_allowed_folders_fails_before_training(
 ) -> None:
     """A schedule made before URNN_JOB_DATA_DIRS was set still names its old path."""
     settings = worker_settings(tmp_path, mlflow_settings, job_data_dirs=str(tmp_path / "only"))
-    db = Database.from_settings(settings)
-    try:
-        with db.session() as session:
-            job_id = queue.submit(session, spec=tiny_spec(ett_csv), max_attempts=1).id
-        assert Worker(db, settings).run_once() == job_id
-        with db.session() as session:
-            job = queue.get(session, job_id=job_id)
-    finally:
-        db.dispose()
+    job = run_one_job(settings, tiny_spec(ett_csv))
     assert job.status == "failed"
     assert job.error is not None and "outside the folders jobs may read" in job.error
     assert "launching" not in (job.log_tail or "")
