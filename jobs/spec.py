@@ -118,6 +118,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
                     f"{shown}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "
                     f"{', '.join(str(folder) for folder in data_folders)})",
                 )
+            path = real  # read what was checked, not a link re-pointed since
         if path.exists() and not path.is_file():
             raise JobSpecError("data", f"{shown}: not a regular file (a folder, pipe or device)")
         if not path.is_file():
