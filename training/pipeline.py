@@ -84,6 +84,13 @@ class TrainingCancelledError(RuntimeError):
     """`should_stop` answered True: the run ended before registering anything."""
 
 
+CHANNEL_EMBEDDING_REFUSAL = (
+    "n_channels={n}: a channel embedding needs the channel id of every series, which the "
+    "pyfunc and the forecast service do not take, so `urnn train` cannot log or serve it (it "
+    "is for `urnn benchmark ett --setting M`); set n_channels to 0"
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str  # path of the history file
@@ -153,12 +160,7 @@ class TrainConfig:
         object.__setattr__(self, "test_series", split.test_series)  # lists from JSON: tuples
         object.__setattr__(self, "val_series", split.val_series)
         if self.model.n_channels:  # found when the model was logged, after the whole fit
-            raise ValueError(
-                f"model n_channels={self.model.n_channels}: a channel embedding needs the "
-                "channel id of every series, which the pyfunc and the forecast service do not "
-                "take, so `urnn train` cannot log or serve it (it is for `urnn benchmark ett "
-                "--setting M`); set n_channels to 0"
-            )
+            raise ValueError("model " + CHANNEL_EMBEDDING_REFUSAL.format(n=self.model.n_channels))
         if self.split_method == "series" and FORECASTERS[self.model.kind].STREAMING:
             raise ValueError(
                 f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "

@@ -1583,7 +1583,7 @@ def train_config_from_sections(
     from models.forecaster import ForecasterConfig
     from training.data import LoadConfig
     from training.fit import FitConfig, decoder_search_error
-    from training.pipeline import TrainConfig
+    from training.pipeline import CHANNEL_EMBEDDING_REFUSAL, TrainConfig
 
     unknown = sorted(set(sections) - set(CONFIG_SECTIONS))
     if unknown:
@@ -1609,6 +1609,8 @@ def train_config_from_sections(
         raise UsageError(f"{what}.fit: {problem}")
     if (problem := seed_problem(built["fit"].seed, built["model"].ensemble)) is not None:
         raise UsageError(f"{what}.fit: {problem}")
+    if (channels := built["model"].n_channels) > 0:  # named as the model's, not train's
+        raise UsageError(f"{what}.model: {CHANNEL_EMBEDDING_REFUSAL.format(n=channels)}")
     try:
         return TrainConfig(data=data, **built, **_build_train_fields(train))
     except UsageError as error:

@@ -243,6 +243,11 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'data': holds a NUL character",
     ),
     (
+        "a channel embedding, which cannot be served",
+        lambda csv: tiny_spec(csv, config={"model": {"n_channels": 3, "decoder": "pmf"}}),
+        "field 'config.model': n_channels=3: a channel embedding needs the channel id",
+    ),
+    (
         "a covariate twice",
         lambda csv: tiny_spec(csv, covariates=["HUFL", "HULL", "HUFL"]),
         "field 'covariates': ['HUFL'] listed more than once",
