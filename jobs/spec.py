@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobs.models import can_be_stored
+
 if TYPE_CHECKING:
     from training.pipeline import TrainConfig
 
@@ -93,6 +95,22 @@ class JobSpec(BaseModel):
             raise JobSpecError(field, rest or message) from None
 
 
+def inside_data_folders(path: Path, shown: str, folders: Sequence[Path]) -> Path:
+    """`path` resolved, or JobSpecError when it does not lie in `folders` (URNN_JOB_DATA_DIRS),
+    saying nothing else of it: not whether it exists, nor what it links to."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a link loop: not inside, whatever it is
+        real = None
+    if real is None or not any(real.is_relative_to(folder) for folder in folders):
+        raise JobSpecError(
+            "data",
+            f"{shown}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "
+            f"{', '.join(str(folder) for folder in folders)})",
+        )
+    return real
+
+
 def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) -> JobSpec:
     """Check what can be checked before a worker runs it: the file lies in `data_folders`
     (when given: URNN_JOB_DATA_DIRS), exists and is readable, the target and covariates are
@@ -108,17 +126,8 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     try:
         path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
         if data_folders is not None:  # before any look at the file: nothing said about it
-            try:
-                real: Path | None = path.resolve()
-            except (OSError, RuntimeError):  # a link loop: not inside, whatever it is
-                real = None
-            if real is None or not any(real.is_relative_to(f) for f in data_folders):
-                raise JobSpecError(
-                    "data",
-                    f"{shown}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "
-                    f"{', '.join(str(folder) for folder in data_folders)})",
-                )
-            path = real  # read what was checked, not a link re-pointed since
+            # the file checked is the file read, not a link that could be re-pointed
+            path = inside_data_folders(path, shown, data_folders)
         if path.exists() and not path.is_file():
             raise JobSpecError("data", f"{shown}: not a regular file (a folder, pipe or device)")
         if not path.is_file():
@@ -173,11 +182,11 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
 def _nul_at(value: Any, path: str) -> str | None:
     """The dotted path of the first text (value or key) in `value` that holds a NUL."""
     if isinstance(value, str):
-        return path if "\x00" in value else None
+        return None if can_be_stored(value) else path
     if isinstance(value, dict):
         for key, item in value.items():
             inner = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
+            if not can_be_stored(str(key)):
                 return inner.replace("\x00", "\\u0000")
             if (found := _nul_at(item, inner)) is not None:
                 return found

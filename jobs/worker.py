@@ -47,7 +47,7 @@ from sqlalchemy.exc import DBAPIError
 from jobs import queue, schedules
 from jobs.db import Database
 from jobs.models import Job
-from jobs.spec import JobSpec, JobSpecError
+from jobs.spec import JobSpec, inside_data_folders
 from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -116,14 +116,8 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
 
     spec = context.spec
     folders = settings.job_data_folders()
-    if folders is not None and not any(
-        Path(spec.data).resolve().is_relative_to(folder) for folder in folders
-    ):  # a schedule made before URNN_JOB_DATA_DIRS was set, or a link re-pointed since
-        raise JobSpecError(
-            "data",
-            f"{spec.data}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "
-            f"{', '.join(str(folder) for folder in folders)})",
-        )
+    if folders is not None:  # a schedule made before URNN_JOB_DATA_DIRS, a link re-pointed
+        inside_data_folders(Path(spec.data), spec.data, folders)
     config = spec.train_config()  # checked again: the file may have changed since submission
     context.log(
         f"training {config.model.kind} (lookback {config.model.lookback}, horizon "

@@ -77,13 +77,17 @@ class ApiKeyError(PermissionError):
         self.status_code = status_code
 
 
+def shown(value: object) -> str:
+    """`value`'s repr for a message, its start only when long (not 10 KB of id per error)."""
+    if isinstance(value, str) and len(value) > 80:
+        return f"{value[:60]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
 def series_where(index: int, series_id: object, field: str) -> str:
     """`series 3 ('pump-1'), field 'values'`: the prefix of every per-series message."""
-    name = ""
-    if isinstance(series_id, str) and series_id:
-        shown = series_id if len(series_id) <= 80 else series_id[:60]  # not 10 KB per error
-        more = "" if shown is series_id else f"... ({len(series_id):,} characters)"
-        name = f" ({shown!r}{more})"
+    name = f" ({shown(series_id)})" if isinstance(series_id, str) and series_id else ""
     return f"series {index}{name}, field {field!r}"
 
 

@@ -181,9 +181,7 @@ class ModelManager:
         tried again when asked (`POST /model/reload`), so its error is answered again rather
         than "unchanged" while the alias points at it; the poll (`retry_failed=False`) skips
         it, so a broken version is not rebuilt and logged every interval."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:  # one reload at a time; the forward path never takes this lock
+        async with self._guard():  # one reload at a time; the forward path never takes it
             previous = self.current
             uri = self.settings.model_uri
             try:  # a dead server answers here in seconds; MLflow's client retries for minutes

@@ -11,11 +11,12 @@ the number (pydantic's lax mode would), since that would be bad data silently "f
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict
+
+from training.validation import is_number_text
 
 EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
 # A JSON number (an integer or a float, NaN and inf included for the checks that name them);
@@ -34,13 +35,9 @@ def _not_bool_or_text(value: object) -> object:
 # on the field of an optional type it came out as a bare `ge` that clients ignore).
 Count = Annotated[int, Field(ge=1), BeforeValidator(_not_bool_or_text)]
 
-_NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
-
 
 def _not_a_number(value: object) -> object:
-    if (isinstance(value, int | float) and not isinstance(value, bool)) or (
-        isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)
-    ):
+    if is_number_text(value):
         raise ValueError(
             f"{value!r} is a number, not a date and time: give an ISO 8601 text such as "
             "'2018-06-01T00:00:00' (a number would be read as seconds or milliseconds since "

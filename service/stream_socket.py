@@ -32,7 +32,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from service.errors import describe_validation_errors
+from service.errors import describe_validation_errors, shown
 from service.fast_routes import (
     api_key_accepted,
     call_handler,
@@ -112,7 +112,7 @@ async def answer(
     if not plain_series_id(series_id):
         # the id echoed when it is text (shortened), so a client can tell which message it was
         echoed = series_id[:SERIES_ID_MAX] if isinstance(series_id, str) else None
-        what = "required" if series_id is None else f"got {_shown(series_id)}"
+        what = "required" if series_id is None else f"got {shown(series_id)}"
         return refused(echoed, 422, f"field 'series_id': {what}; {SERIES_ID_RULE}")
     assert isinstance(series_id, str)
     try:
@@ -158,11 +158,6 @@ def _exact(raw: bytes | str, data: dict[str, Any]) -> dict[str, Any]:
         return data
     exact.pop("series_id", None)
     return exact
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:80]}... ({len(text):,} characters)"
 
 
 def refused(series_id: str | None, status: int, detail: str) -> tuple[int, bytes]:

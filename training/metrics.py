@@ -133,13 +133,15 @@ def unscaled_note(forecasts: pd.DataFrame) -> str:
     left_out = unscaled_series(forecasts)
     if not left_out:
         return ""
-    shown = ", ".join(left_out[:10]) + (
-        f" and {len(left_out) - 10:,} more" if len(left_out) > 10 else ""
-    )
     return (
         f"MASE leaves out {len(left_out):,} series with a constant training span (no "
-        f"seasonal-naive error to scale by): {shown}"
+        f"seasonal-naive error to scale by): {_first_ten(left_out)}"
     )
+
+
+def _first_ten(series: list[str]) -> str:
+    more = f" and {len(series) - 10:,} more" if len(series) > 10 else ""
+    return ", ".join(series[:10]) + more
 
 
 def filled_note(forecasts: pd.DataFrame) -> str:
@@ -151,10 +153,10 @@ def filled_note(forecasts: pd.DataFrame) -> str:
     if not flags.any():
         return ""
     series = sorted({str(s) for s in forecasts.loc[flags, "series"]}, key=natural_key)
-    shown = ", ".join(series[:10]) + (f" and {len(series) - 10:,} more" if len(series) > 10 else "")
     return (
         f"the scores leave out {int(flags.sum()):,} of {len(flags):,} forecast values whose "
-        f"actual the loader filled in (a gap interpolated, not observed), in series {shown}"
+        f"actual the loader filled in (a gap interpolated, not observed), in series "
+        f"{_first_ten(series)}"
     )
 
 

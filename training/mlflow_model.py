@@ -45,6 +45,7 @@ from models.forecaster import (
 )
 from training.metrics import quantile_column
 from training.split import StandardScaler
+from training.validation import is_number_text
 
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
@@ -285,11 +286,9 @@ class ForecastPredictor:
         start = frame["start"].iloc[i]
         if start is None or (isinstance(start, float) and math.isnan(start)) or start == "":
             return None
-        if _is_number(start) or (
-            isinstance(start, str)
-            and _NUMBER_TEXT.fullmatch(start)
-            and not _BASIC_DATE.fullmatch(start.strip())  # 2018, 201806, 20180601: dates
-        ):
+        basic_date = isinstance(start, str) and _BASIC_DATE.fullmatch(start.strip())
+        numeric = _is_number(start) or is_number_text(start)  # numpy's integers too
+        if numeric and not basic_date:  # 2018, 201806, 20180601 are dates
             # pd.Timestamp read 1527811200 as nanoseconds (1970-01-01T00:00:01.5), dating
             # the forecast and its calendar features in 1970; the service refuses it too
             raise ForecastInputError(
@@ -324,7 +323,6 @@ def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
 
 
 _BASIC_DATE = re.compile(r"\d{4}(\d{2}(\d{2})?)?")  # ISO 8601 basic format, read by pandas
-_NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
 
 def _is_number(item: object) -> bool:

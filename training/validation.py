@@ -109,6 +109,20 @@ _FILL_WORDS: dict[FillMethod, str] = {
 MAX_GRID_GROWTH = 50
 
 
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def is_number_text(value: object) -> bool:
+    """A JSON number, or a text of one ("1527811200", "1.5e9"): never a time here. Parsers
+    read such values as a Unix time guessed in seconds or milliseconds by its size (pydantic)
+    or as nanoseconds (pandas), a silent misreading of the caller's start."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int | float) or (
+        isinstance(value, str) and _NUMBER_TEXT.fullmatch(value) is not None
+    )
+
+
 def fixed_step(freq: str) -> pd.Timedelta | None:
     """The length of one step of `freq` if it is fixed ("h", "15min", "D" on naive timestamps);
     None for calendar frequencies whose steps vary ("MS", "B", "W-SUN")."""

@@ -718,18 +718,17 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     if (problem := _address_problem(host, port)) is not None:  # before loading any model
         print(f"urnn serve: error: {problem}", file=sys.stderr)
         return 2
-    if workers == 1:
-        from service.metrics import clear_multiprocess_folder
+    # A metrics folder given turns multiprocess mode on, with one worker or several: it must
+    # be empty before the app creates its metrics, or an earlier run's files are added to the
+    # new counts (an audit's restart read 100 requests after 50).
+    from service.metrics import clear_multiprocess_folder
 
-        if given := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # multiprocess mode even so:
-            # an earlier run's files would be added to this run's counts (an audit's restart
-            # read 100 requests after 50)
-            stale = clear_multiprocess_folder(given)
-            if stale:
-                logging.getLogger("urnn.serve").info(
-                    "removed %d metric files of an earlier run from %s", stale, given
-                )
-        from service.main import create_app  # after the clearing: it creates the metrics
+    log = logging.getLogger("urnn.serve")
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given and (stale := clear_multiprocess_folder(given)):
+        log.info("removed %d metric files of an earlier run from %s", stale, given)
+    if workers == 1:
+        from service.main import create_app
 
         uvicorn.run(
             create_app(settings),
@@ -740,18 +739,11 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     # Several processes: each worker builds its app from the environment, and writes its
-    # metrics into a shared folder that must exist, empty, before any of them imports
-    # prometheus_client (files of an earlier run would be added to the new counts).
+    # metrics into a shared folder (emptied above when given, else a fresh one).
     import shutil
 
-    from service.metrics import clear_multiprocess_folder
-
-    log = logging.getLogger("urnn.serve")
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     folder = given or tempfile.mkdtemp(prefix="urnn-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
-    if given and (stale := clear_multiprocess_folder(folder)):
-        log.info("removed %d metric files of an earlier run from %s", stale, folder)
     if settings.stream_snapshot_seconds > 0:
         # A series' requests reach any of the workers (no sticky routing inside one server):
         # streaming state must be read from and written to the database on every request.
