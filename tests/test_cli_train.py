@@ -38,6 +38,12 @@ def restore_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def settings(mlflow_settings: Settings, restore_threads: None) -> Settings:
+    """The test's MLflow store, one torch thread (the CLI sets it; torch's count is restored)."""
+    return mlflow_settings.model_copy(update={"torch_threads": 1})
+
+
 def test_forecaster_choices_match_the_models_package() -> None:
     from models.forecaster import FORECASTER_KINDS
 
@@ -254,12 +260,10 @@ def test_every_train_and_backtest_option_has_help() -> None:
 
 def test_train_then_backtest_end_to_end(
     csv: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
     tmp_path: Path,
 ) -> None:
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     argv = ["train", "--data", str(csv), "--target", "y", "--covariates", "x", *TINY]
     code, out, err = run_cli(argv, settings, capsys)
     assert code == 0, err
@@ -312,9 +316,8 @@ def test_train_then_backtest_end_to_end(
 
 def test_train_a_streaming_model_whose_pyfunc_reads_the_whole_history(
     csv: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
     tmp_path: Path,
 ) -> None:
     """`--model urnn-stream` trains on crops (training.stream_fit), backtests and registers; the
@@ -322,7 +325,6 @@ def test_train_a_streaming_model_whose_pyfunc_reads_the_whole_history(
     import mlflow
     import pandas as pd
 
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     config = tmp_path / "stream.json"
     config.write_text(
         json.dumps(
@@ -362,16 +364,14 @@ def test_train_a_streaming_model_whose_pyfunc_reads_the_whole_history(
 
 def test_train_an_ensemble_that_registers_and_predicts_in_a_fresh_load(
     csv: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
 ) -> None:
     """`--ensemble 2`: two members trained, one registered model whose pyfunc averages them;
     the members' curves are logged apart (member1/..., member2/...)."""
     import mlflow
     import pandas as pd
 
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--ensemble", "2"]
     code, out, err = run_cli([*argv, "--registered-name", "ens"], settings, capsys)
     assert code == 0, err
@@ -480,11 +480,9 @@ def test_a_smaller_min_length_does_not_lift_the_one_window_floor(
 
 def test_backtest_scores_mase_on_the_season_the_model_was_trained_with(
     csv: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
 ) -> None:
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     argv = ["train", "--data", str(csv), "--target", "y", "--covariates", "x", *TINY]
     code, trained, err = run_cli([*argv, "--season-length", "12"], settings, capsys)
     assert code == 0, err
@@ -529,14 +527,12 @@ def test_an_unusable_store_is_one_line_before_the_data_is_read(
 
 def test_backtest_of_a_fleet_model_on_a_file_without_its_series_column(
     tmp_path: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
 ) -> None:
     """A model trained with --series-col run, backtested on one pump's file: the recorded
     column was looked up (`no column 'run'`, no way out), and --series-id was refused as
     conflicting with a series_col the user never gave."""
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     frames = [seasonal_frame(400, seed=i).reset_index().assign(run=f"r{i}") for i in range(3)]
     fleet = tmp_path / "fleet.csv"
     pd.concat(frames).to_csv(fleet, index=False, sep=";")
@@ -585,13 +581,11 @@ def test_an_empty_series_column_is_refused_by_name(
 
 def test_a_covariate_whose_name_holds_a_comma_is_said_how_to_give(
     tmp_path: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
 ) -> None:
     """`--covariates "Temp, °C"` splits into 'Temp' and '°C'; the missing-column error that
     followed did not say why nor how to name such a column."""
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     data = tmp_path / "comma.csv"
     seasonal_frame(600).rename(columns={"x": "Temp, °C"}).to_csv(data)
     argv = ["train", "--data", str(data), "--target", "y", *TINY]
@@ -617,12 +611,10 @@ def test_a_covariate_whose_name_holds_a_comma_is_said_how_to_give(
 def test_backtest_refuses_data_at_another_frequency_than_the_models(
     csv: Path,
     tmp_path: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
 ) -> None:
     """An hourly model backtested on daily data printed a full table of meaningless scores."""
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--backtest-windows", "2"]
     code, _, err = run_cli(argv, settings, capsys)
     assert code == 0, err
@@ -647,13 +639,11 @@ def test_backtest_refuses_data_at_another_frequency_than_the_models(
 
 def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     csv: Path,
-    mlflow_settings: Settings,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
-    restore_threads: None,
 ) -> None:
     """Rolling-origin evaluation with retraining (Darts' retrain=True): the registered model's
     config fitted again on the data up to each origin."""
-    settings = mlflow_settings.model_copy(update={"torch_threads": 1})
     argv = ["train", "--data", str(csv), "--target", "y", "--covariates", "x", *TINY]
     code, _, err = run_cli(argv, settings, capsys)
     assert code == 0, err
