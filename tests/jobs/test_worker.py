@@ -123,34 +123,40 @@ def test_cancel_a_running_job_within_seconds(db: Database, settings: Settings) -
     assert row.finished_at is not None and row.lease_expires_at is None
 
 
-def test_a_failing_job_is_failed_with_its_error_and_log(db: Database, settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("logged", "raised", "error", "shown"),
+    [
+        (
+            "loading the data",
+            FloatingPointError("urnn diverged in epoch 3: loss nan"),
+            "FloatingPointError: urnn diverged in epoch 3: loss nan",
+            "loading the data",
+        ),
+        # PostgreSQL's text holds no NUL: a log or error with one failed every write of the
+        # outcome, and the job stayed `running` with nothing said (an audit's)
+        (
+            "column 'x\x00z' read",
+            RuntimeError("x\x00z"),
+            "RuntimeError: x\\x00z",
+            "column 'x\\x00z' read",
+        ),
+    ],
+    ids=["plain", "with a NUL"],
+)
+def test_a_failing_job_is_failed_with_its_error_and_log(
+    db: Database, settings: Settings, logged: str, raised: Exception, error: str, shown: str
+) -> None:
     (job_id,) = submit(db)
 
     def explode(context: JobContext) -> JobOutcome:
-        context.log("loading the data")
-        raise FloatingPointError("urnn diverged in epoch 3: loss nan")
+        context.log(logged)
+        raise raised
 
     assert Worker(db, settings, executor=explode).run_once() == job_id
     row = job(db, job_id)
     assert row.status == "failed"
-    assert row.error == "FloatingPointError: urnn diverged in epoch 3: loss nan"
-    assert row.log_tail is not None and "loading the data" in row.log_tail
-
-
-def test_a_failure_that_printed_a_nul_is_recorded(db: Database, settings: Settings) -> None:
-    """PostgreSQL's text holds no NUL: a log or error with one failed every write of the
-    outcome, and the job stayed `running` with nothing said (an audit's, on PostgreSQL)."""
-    (job_id,) = submit(db)
-
-    def explode(context: JobContext) -> JobOutcome:
-        context.log("column 'x\x00z' read")
-        raise RuntimeError("x\x00z")
-
-    assert Worker(db, settings, executor=explode).run_once() == job_id
-    row = job(db, job_id)
-    assert row.status == "failed"
-    assert row.error == "RuntimeError: x\\x00z"
-    assert row.log_tail is not None and "column 'x\\x00z' read" in row.log_tail
+    assert row.error == error
+    assert row.log_tail is not None and shown in row.log_tail
 
 
 def test_expired_lease_is_retried_then_failed_after_max_attempts(
