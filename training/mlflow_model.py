@@ -50,7 +50,7 @@ from training.validation import is_number_text
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
          "reference", "package_version", "load", "split", "evaluation",
-         "calendar_clock")  # fmt: skip
+         "calendar_clock", "fit")  # fmt: skip
 HISTOGRAM_BINS = 10
 
 

@@ -393,6 +393,7 @@ def train_pipeline(
             scaler,
             splits_train(splits),
             season_length=config.season_length,
+            fit_config=config.fit,
         )
         first_id = next(iter(data.series))
         example = input_example(
@@ -621,10 +622,14 @@ def model_meta(
     train_frames: list[pd.DataFrame],
     *,
     season_length: int | None = None,
+    fit_config: FitConfig | None = None,
 ) -> dict[str, Any]:
     """config.json's keys beside the model config (training.mlflow_model.EXTRA).
     `evaluation.season_length`: the user's MASE season (None: the frequency's), so that
-    `urnn backtest` scores the model on the scale it was trained and registered with."""
+    `urnn backtest` scores the model on the scale it was trained and registered with.
+    `fit`: the fit settings it was trained with (FitConfig as a dict, as the run's `fit.*`
+    params hold them too), so that `urnn backtest --refit` retrains it by the same recipe from
+    the artifact alone (a copied model, or one whose run was deleted)."""
     return {
         "lookback": model_config.lookback,
         "horizon": model_config.horizon,
@@ -638,6 +643,7 @@ def model_meta(
         "load": load.to_dict(),
         "split": asdict(split),
         "evaluation": {"season_length": season_length},
+        **({"fit": asdict(fit_config)} if fit_config is not None else {}),
         # the loader's "timezone" decision: zoned timestamps were read as UTC
         "calendar_clock": (
             CLOCK_UTC if any(d.step == "timezone" for d in data.report) else CLOCK_LOCAL

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +116,8 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert len(meta["reference"]["x"]["edges"]) + 1 == len(meta["reference"]["x"]["proportions"])
     assert meta["package_version"]
     assert meta["calendar_clock"] == "local"  # naive timestamps: the clock as written
+    # the fit settings travel with the model (urnn backtest --refit retrains by them)
+    assert meta["fit"] == asdict(tiny_config(csv).fit)
 
     # A fresh interpreter that cannot unpickle anything loads the champion and predicts.
     frame = seasonal_frame(600)
