@@ -44,13 +44,16 @@ Decisions and why:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
+import types
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import numpy as np
 import torch
@@ -165,6 +168,38 @@ class FitConfig:
                 f"plateau_factor must lie in (0, 1) and plateau_patience be >= 0; got "
                 f"{self.plateau_factor}, {self.plateau_patience}"
             )
+
+
+def fit_fields_from_params(params: Mapping[str, str]) -> dict[str, Any]:
+    """The FitConfig fields among a training run's MLflow params, read back from the text the
+    pipeline logged under "fit.<field>" (`str(value)`, training.pipeline._params): "0.0003" ->
+    0.0003, "None" -> None, "False" -> False, "plateau" -> "plateau". A field the run lacks (a
+    run from before the field existed) is left out, and so is a param of a field FitConfig no
+    longer has. ValueError when a value does not read as its field's type."""
+    hints = typing.get_type_hints(FitConfig)
+    out: dict[str, Any] = {}
+    for f in fields(FitConfig):
+        text = params.get(f"fit.{f.name}")
+        if text is not None:
+            out[f.name] = _read_param(hints[f.name], f.name, text)
+    return out
+
+
+def _read_param(annotation: Any, name: str, text: str) -> Any:
+    union = typing.get_origin(annotation) in (Union, types.UnionType)
+    options = typing.get_args(annotation) if union else (annotation,)
+    if text == "None" and type(None) in options:
+        return None
+    for option in options:
+        if option is bool:
+            if text in ("True", "False"):
+                return text == "True"
+        elif option in (int, float):
+            with contextlib.suppress(ValueError):
+                return option(text)
+        elif typing.get_origin(option) is Literal and text in typing.get_args(option):
+            return text
+    raise ValueError(f"run param fit.{name}={text!r} does not read as that field's type")
 
 
 @dataclass(frozen=True)

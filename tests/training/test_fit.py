@@ -3,7 +3,7 @@ and that test values reach neither the scaler nor the model."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +24,7 @@ from training.fit import (
     FitConfigError,
     clip_gradients,
     fit,
+    fit_fields_from_params,
     make_optimizer,
     pinball_loss,
     predict,
@@ -236,6 +237,19 @@ def test_invalid_fit_options_name_the_allowed_values() -> None:
         FitConfig(schedule="step")  # type: ignore[arg-type]
     with pytest.raises(FitConfigError, match="clip_norm must be None or > 0"):
         FitConfig(clip_norm=0.0)
+
+
+def test_fit_settings_read_back_from_a_runs_params() -> None:
+    """The pipeline logs every FitConfig field as `fit.<field>` = str(value); read back, they
+    are the same config (None, booleans, literals, floats written as ints)."""
+    recipe = FitConfig(lr=3e-4, batch_size=128, clip_norm=None, mse_weight=1, schedule="cosine",
+                       max_train_batches=7, decoder_search=True, seed=11)  # fmt: skip
+    params = {f"fit.{k}": str(v) for k, v in asdict(recipe).items()}
+    params |= {"model.kind": "urnn", "fit.retired_field": "3"}  # other sections, a gone field
+    assert FitConfig(**fit_fields_from_params(params)) == recipe
+    assert fit_fields_from_params({"fit.lr": "0.01"}) == {"lr": 0.01}  # a run before a field
+    with pytest.raises(ValueError, match=r"fit.batch_size='1.5' does not read as"):
+        fit_fields_from_params({"fit.batch_size": "1.5"})
 
 
 def test_intervals_are_calibrated_on_the_val_windows() -> None:
