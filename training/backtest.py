@@ -16,7 +16,8 @@ protocol's set of test windows). Every target lies in the test span; inputs reac
 - refit=True: at each origin the model is refitted on the data up to it: the last `len(val)`
   rows before the origin become the validation part (for early stopping), everything before
   them the training part, and a new scaler is fitted on that training part only. n_windows
-  fits: slow, and meant for a handful of origins, so n_windows is required.
+  fits: slow, and meant for a handful of origins, so n_windows is required. For a registered
+  model the fits follow the settings it was trained with (`refit_fit_config`).
 
 `scale="original"` un-scales forecasts and actuals to the data's units (the product's view);
 `"scaled"` keeps the train-only z-scores (the ETT papers' view; with refit, each origin's own
@@ -30,9 +31,9 @@ nothing global such as pyplot's backend or current figure is touched.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,9 @@ from matplotlib.figure import Figure
 from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig, model_device
 from models.streaming import StreamingURNNForecaster
 from training.data import LoadedData
-from training.fit import FitConfig, FitResult, fit, predict
+from training.fit import FitConfig, FitConfigError, FitResult, fit, predict
 from training.metrics import MetricTables, metric_tables, quantile_column, seasonal_naive_scale
+from training.paper_benchmark import DeviceName, resolve_device
 from training.split import (
     HELD_OUT_METHODS,
     SeriesSplit,
@@ -150,6 +152,82 @@ def check_backtest_room(
         f"backtest_windows (--backtest-windows): series {sid!r}{more} has room in its test "
         f"span for {room} of {what}; ask for at most {room} windows, a smaller step "
         f"(--backtest-step){drop}"
+    )
+
+
+# What a refit (`backtest(refit=True)` of a registered model, `urnn backtest --refit`) takes
+# from the fit settings the model was trained with. Kept, as the training recipe:
+# - max_epochs (unless --refit-epochs caps it), patience, lr, batch_size, weight_decay,
+#   schedule and its plateau settings, clip_norm, mse_weight, monitor: the recipe itself.
+# - seed: the recorded one, so that each origin's fit starts as the registered model's did
+#   (an ensemble's member i with seed + i, as at training).
+# - max_train_batches: it bounds each epoch's gradient steps, so it is part of what an epoch
+#   (and so early stopping's patience) means; without it every refit's epochs would be longer
+#   than the registered model's were.
+# - calibrate_intervals: the refits' intervals are made like the registered model's.
+# - eval_batch_size: it only batches the val scoring (the same numbers, other memory).
+# - stream_*: kept and unused (the streaming kinds cannot be refitted; `backtest` says so).
+# - Distributed training (`urnn train --nproc N`) has no FitConfig field: each batch of
+#   batch_size windows was split across the ranks and DDP averaged their gradients, the same
+#   step as one process on the whole batch (training.distributed), so the recorded batch_size
+#   is the global one and a single-process refit follows the same recipe.
+# Replaced (REFIT_REPLACED):
+# - device: where the refits run is this machine's choice (`urnn backtest --device`); the
+#   training machine's device may not exist here, and it does not change the recipe.
+# - decoder_search: off. The search already chose the registered model's decoder, which is
+#   part of the model config refitted here; searching again would fit every origin twice and
+#   could score another decoder at some origins than the one registered.
+REFIT_REPLACED: tuple[str, ...] = ("device", "decoder_search")
+
+
+def refit_fit_config(
+    recorded: Mapping[str, object] | None,
+    *,
+    source: str,
+    device: DeviceName,
+    max_epochs: int | None = None,
+) -> tuple[FitConfig, str]:
+    """The FitConfig of the refits of a registered model's backtest, and one line saying what
+    it is and where it comes from. `recorded`: the fit settings the model was trained with
+    (config.json's "fit", or its run's `fit.*` params read back), `source` naming where they
+    were found; None when there are none, `source` then saying where they were looked for:
+    the defaults, and the line says so. Fields are kept or replaced as the comment above
+    REFIT_REPLACED says; `max_epochs` (`--refit-epochs`) overrides the recorded cap. A field
+    FitConfig does not know (recorded by another version) is left out; recorded values that
+    FitConfig refuses fall back to the defaults, the line saying why."""
+    override: dict[str, Any] = {"device": device, "decoder_search": False}
+    if max_epochs is not None:
+        override["max_epochs"] = max_epochs
+    config = FitConfig(**override)
+    where = f"device {resolve_device(device).type}"
+    capped = " (--refit-epochs)" if max_epochs is not None else ""
+    if recorded is None:
+        return config, (
+            f"Refits: the default fit settings ({source}); max_epochs={config.max_epochs}"
+            f"{capped}; {where}"
+        )
+    known = {f.name for f in fields(FitConfig)}
+    try:
+        config = FitConfig(**{**{k: v for k, v in recorded.items() if k in known}, **override})
+    except (FitConfigError, TypeError) as error:
+        return config, (
+            f"Refits: the default fit settings (those {source} records cannot be used: "
+            f"{error}); max_epochs={config.max_epochs}{capped}; {where}"
+        )
+    base = FitConfig()
+    differ = [
+        f"{f.name}={getattr(config, f.name)!r}"
+        for f in fields(FitConfig)
+        if f.name not in (*REFIT_REPLACED, "max_epochs")
+        and getattr(config, f.name) != getattr(base, f.name)
+    ]
+    shown = f"{', '.join(differ)} (others at their defaults)" if differ else "the defaults"
+    search = (
+        "; decoder search off (the registered decoder)" if recorded.get("decoder_search") else ""
+    )
+    return config, (
+        f"Refits: the fit settings the model was trained with (from {source}): {shown}; "
+        f"max_epochs={config.max_epochs}{capped}{search}; {where}"
     )
 
 

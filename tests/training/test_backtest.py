@@ -3,6 +3,7 @@ a tiny end-to-end fit in which the uRNN beats the last-value forecast."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from training.backtest import (
     BacktestResult,
     _refit_split,
     backtest,
+    refit_fit_config,
     short_of_room,
 )
 from training.fit import FitConfig
@@ -293,3 +295,39 @@ def test_target_values_the_loader_filled_in_are_not_scored(tmp_path: Path) -> No
     clean = backtest(loaded({"s": seasonal_frame(300)}), SPLIT, linear("repeat_last"), QUICK,
                      BacktestConfig())  # fmt: skip
     assert not clean.forecasts["filled"].any() and filled_note(clean.forecasts) == ""
+
+
+def test_refits_take_the_recorded_fit_settings_but_the_device_and_the_decoder_search() -> None:
+    recorded = asdict(
+        FitConfig(
+            lr=3e-4,
+            batch_size=128,
+            mse_weight=1.0,
+            seed=5,
+            max_train_batches=9,
+            decoder_search=True,
+            device="cuda",
+            max_epochs=30,
+        )
+    )
+    config, line = refit_fit_config(recorded, source="its config.json", device="cpu")
+    assert config == FitConfig(**{**recorded, "device": "cpu", "decoder_search": False})
+    assert line == (
+        "Refits: the fit settings the model was trained with (from its config.json): "
+        "batch_size=128, lr=0.0003, mse_weight=1.0, seed=5, max_train_batches=9 (others at "
+        "their defaults); max_epochs=30; decoder search off (the registered decoder); device cpu"
+    )
+    capped, line = refit_fit_config(recorded, source="x", device="cpu", max_epochs=2)
+    assert capped == replace(config, max_epochs=2) and "max_epochs=2 (--refit-epochs)" in line
+    # a field recorded by another version is left out; one FitConfig refuses: the defaults
+    config, _ = refit_fit_config({"lr": 0.01, "gone": 1}, source="x", device="cpu")
+    assert config == FitConfig(lr=0.01, device="cpu")
+    config, line = refit_fit_config({"lr": -1.0}, source="its config.json", device="cpu")
+    assert config == FitConfig(device="cpu")
+    assert line.startswith(
+        "Refits: the default fit settings (those its config.json records cannot be used: lr "
+        "must be > 0"
+    )
+    config, line = refit_fit_config(None, source="none recorded", device="cpu")
+    assert config == FitConfig(device="cpu")
+    assert line == "Refits: the default fit settings (none recorded); max_epochs=100; device cpu"
