@@ -183,6 +183,12 @@ def test_cuda_asked_for_by_the_setting_is_said_to_come_from_urnn_device(
         "urnn train: error: URNN_DEVICE=cuda: cuda is not available here; set URNN_DEVICE to "
         "auto or cpu (or give --device auto or cpu)\n"
     )
+    # backtest forecasts (and refits) on the device too: the same line
+    assert cli.main(["backtest", "--data", "x.csv"], settings=Settings(device="cuda")) == 2
+    assert capsys.readouterr().err == (
+        "urnn backtest: error: URNN_DEVICE=cuda: cuda is not available here; set URNN_DEVICE "
+        "to auto or cpu (or give --device auto or cpu)\n"
+    )
     assert cli.main(["serve"], settings=Settings(device="cuda")) == 2
     assert capsys.readouterr().err == (
         "urnn serve: error: URNN_DEVICE=cuda: cuda is not available here; set URNN_DEVICE to "

@@ -627,7 +627,7 @@ def _add_backtest_parser(commands: Any) -> None:
         help=(
             "fit a fresh model of the registered model's config at each origin, on the data "
             "up to it (the last val-length rows before the origin early-stop it; a new "
-            "train-only scaler each time; the default fit settings on the CPU, not the ones "
+            "train-only scaler each time; the default fit settings on --device, not the ones "
             "the model was trained with): how retraining on schedule would have done. One fit "
             "per origin, so --backtest-windows is required. Default: score the model as it is"
         ),
@@ -640,13 +640,19 @@ def _add_backtest_parser(commands: Any) -> None:
         help="with --refit: the epoch cap of each fit (early stopping ends it sooner); default 100",
     )
     bt.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where the refits train (--refit) and the model forecasts: auto picks cuda when "
+        "available; default: URNN_DEVICE or auto, as for urnn train",
+    )
+    bt.add_argument(
         "--output",
         default=None,
         metavar="DIR",
         help="also write the tables (CSV) and plots (PNG) into DIR",
     )
-    # Evaluation runs on the CPU (no --device option rather than one that would be ignored).
-    bt.set_defaults(handler=_run_backtest, subparser=bt, device="cpu")
+    bt.set_defaults(handler=_run_backtest, subparser=bt)
 
 
 def _add_serve_parser(commands: Any) -> None:
@@ -1790,6 +1796,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.data import LoadConfig, header_columns, load_data
     from training.fit import FitConfig
     from training.metrics import filled_note, unscaled_note
+    from training.paper_benchmark import resolve_device
     from training.registry import load_registered
     from training.seasonality import Season, mase_season
     from training.split import SplitConfig, shortest_train_span
@@ -1887,9 +1894,11 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         drop_short=load.get("on_short") == "drop",
         refit=args.refit,
     )
-    fit_config = FitConfig(device="cpu")
+    fit_config = FitConfig(device=args.device)
     if args.refit_epochs is not None:
         fit_config = dataclasses.replace(fit_config, max_epochs=args.refit_epochs)
+    if not args.refit:
+        model.to(resolve_device(args.device))  # loaded on the CPU
     result = backtest(
         data,
         split,
