@@ -4,12 +4,14 @@ tiny end-to-end run against a temporary MLflow store."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -17,6 +19,7 @@ import torch
 
 from tests.e2e.processes import free_port
 from tests.training.synthetic import seasonal_frame
+from training.fit import FitConfig
 from urnn_forecast import cli
 from urnn_forecast.settings import Settings
 
@@ -663,6 +666,114 @@ def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     assert code == 0, err
     # other models than the registered one forecast these windows
     assert overall_score(out, "mae") != overall_score(same, "mae")
+
+
+# Non-default fit settings of a trained model: the options of `urnn train` and a --config
+# file's "fit" section (mse_weight, weight_decay, max_train_batches have no option).
+RECIPE_OPTIONS = ["--lr", "0.0003", "--batch-size", "16", "--seed", "7"]
+RECIPE_FILE = {"fit": {"mse_weight": 1.0, "weight_decay": 0.01, "max_train_batches": 3}}
+# what a refit fits with: those, the epochs of TINY, the backtest's device
+RECIPE = FitConfig(lr=0.0003, batch_size=16, seed=7, mse_weight=1.0, weight_decay=0.01,
+                   max_train_batches=3, max_epochs=1, device="cpu")  # fmt: skip
+
+
+@pytest.fixture
+def refits(monkeypatch: pytest.MonkeyPatch) -> list[FitConfig]:
+    """The FitConfig of every fit `urnn backtest --refit` makes (each then fitted for real)."""
+    from training.fit import fit as real
+
+    seen: list[FitConfig] = []
+
+    def fit(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[3])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("training.backtest.fit", fit)
+    return seen
+
+
+def train_with_recipe(
+    csv: Path, tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "recipe.json"
+    config.write_text(json.dumps(RECIPE_FILE))
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, *RECIPE_OPTIONS]
+    code, _, err = run_cli([*argv, "--config", str(config)], settings, capsys)
+    assert code == 0, err
+
+
+REFIT = ["--refit", "--backtest-windows", "2", "--backtest-step", "12"]
+
+
+def test_backtest_refit_fits_with_the_settings_the_model_was_trained_with(
+    csv: Path,
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    refits: list[FitConfig],
+) -> None:
+    """They were the default settings on the CPU: a backtest of another recipe than the one
+    registered. The recorded ones (config.json's "fit") are used, the device and
+    --refit-epochs aside."""
+    train_with_recipe(csv, tmp_path, settings, capsys)
+    backtest = ["backtest", "--data", str(csv), *REFIT, "--device", "cpu"]
+    code, out, err = run_cli(backtest, settings, capsys)
+    assert code == 0, err
+    assert refits == [RECIPE, RECIPE]
+    assert (
+        "Refits: the fit settings the model was trained with (from its config.json): "
+        "batch_size=16, lr=0.0003, weight_decay=0.01, mse_weight=1.0, seed=7, "
+        "max_train_batches=3 (others at their defaults); max_epochs=1; device cpu"
+    ) in out.splitlines()
+    refits.clear()
+    code, out, err = run_cli([*backtest, "--refit-epochs", "2"], settings, capsys)
+    assert code == 0, err
+    assert refits == [dataclasses.replace(RECIPE, max_epochs=2)] * 2
+    assert "; max_epochs=2 (--refit-epochs); device cpu" in out
+
+
+def test_backtest_refit_reads_an_older_models_settings_from_its_run(
+    csv: Path,
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    refits: list[FitConfig],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model registered before config.json recorded its fit settings: they are read back
+    from its MLflow run's fit.* params. A model with neither (a bare folder without them) is
+    refitted with the defaults, and a printed line says so."""
+    import training.pipeline
+
+    real_meta = training.pipeline.model_meta
+
+    def older_meta(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        meta = real_meta(*args, **kwargs)
+        del meta["fit"]
+        return meta
+
+    monkeypatch.setattr(training.pipeline, "model_meta", older_meta)
+    train_with_recipe(csv, tmp_path, settings, capsys)
+    backtest = ["backtest", "--data", str(csv), *REFIT, "--device", "cpu"]
+    code, out, err = run_cli(backtest, settings, capsys)
+    assert code == 0, err
+    assert refits == [RECIPE, RECIPE]
+    from_run = "Refits: the fit settings the model was trained with (from its MLflow run's "
+    assert f"{from_run}fit.* params): batch_size=16, lr=0.0003" in out
+
+    from training.registry import model_artifact_dir
+
+    folder = model_artifact_dir("models:/urnn-forecaster@champion", tmp_path / "download")
+    assert "fit" not in json.loads((folder / "config.json").read_text())
+    refits.clear()
+    bare = [*backtest, "--model", str(folder), "--refit-epochs", "1"]
+    code, out, err = run_cli(bare, settings, capsys)
+    assert code == 0, err
+    assert refits == [FitConfig(device="cpu", max_epochs=1)] * 2
+    assert (
+        "Refits: the default fit settings (the model records none: not in its config.json, no "
+        "MLflow run of it found); max_epochs=1 (--refit-epochs); device cpu"
+    ) in out.splitlines()
 
 
 def test_a_channel_embedding_is_refused_before_the_fit(

@@ -302,6 +302,23 @@ def model_artifact_dir(
     return found[0].parent
 
 
+def training_run_params(model_uri: str) -> dict[str, str] | None:
+    """The MLflow params of the run that logged `model_uri` (the pipeline's `fit.*`, `model.*`,
+    ...) in MLflow's current tracking store; None when it names no run the store still holds:
+    a folder without an MLmodel file, a model logged outside a run, a run purged from it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run_id = mlflow.models.get_model_info(model_uri).run_id
+        if not run_id:
+            return None
+        run = mlflow.MlflowClient().get_run(run_id)
+    except (MlflowException, OSError):
+        return None
+    return dict(run.data.params)
+
+
 def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> ForecastPredictor:
     """The forecaster behind `model_uri` (e.g. models:/urnn-forecaster@champion), no pickle."""
     with tempfile.TemporaryDirectory(prefix="urnn-load-") as tmp:

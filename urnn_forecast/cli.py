@@ -13,7 +13,6 @@ argument errors are argparse errors that name the option and its allowed values.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ from urnn_forecast.models_command import add_models_parser
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
-    from training.fit import EpochRecord
+    from training.fit import EpochRecord, FitConfig
     from training.paper_benchmark import PaperRunConfig, PaperRunResult
     from training.pipeline import TrainConfig
 
@@ -627,9 +626,13 @@ def _add_backtest_parser(commands: Any) -> None:
         help=(
             "fit a fresh model of the registered model's config at each origin, on the data "
             "up to it (the last val-length rows before the origin early-stop it; a new "
-            "train-only scaler each time; the default fit settings on --device, not the ones "
-            "the model was trained with): how retraining on schedule would have done. One fit "
-            "per origin, so --backtest-windows is required. Default: score the model as it is"
+            "train-only scaler each time), with the fit settings the model was trained with "
+            "(lr, batch size, loss, schedule, seed, ... from its config.json, or its MLflow "
+            "run's fit.* params for a model from before they were recorded there; the defaults, "
+            "said in a printed line, when it records neither; a decoder search is not repeated: "
+            "the registered decoder is refitted): how retraining on schedule would have done. "
+            "One fit per origin, so --backtest-windows is required. Default: score the model as "
+            "it is"
         ),
     )
     bt.add_argument(
@@ -637,7 +640,8 @@ def _add_backtest_parser(commands: Any) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="with --refit: the epoch cap of each fit (early stopping ends it sooner); default 100",
+        help="with --refit: the epoch cap of each fit (early stopping ends it sooner); default: "
+        "the cap the model was trained with",
     )
     bt.add_argument(
         "--device",
@@ -1894,10 +1898,10 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         drop_short=load.get("on_short") == "drop",
         refit=args.refit,
     )
-    fit_config = FitConfig(device=args.device)
-    if args.refit_epochs is not None:
-        fit_config = dataclasses.replace(fit_config, max_epochs=args.refit_epochs)
-    if not args.refit:
+    fit_config = FitConfig(device=args.device)  # read only by refits
+    if args.refit:
+        fit_config = _refit_config(args, meta)
+    else:
         model.to(resolve_device(args.device))  # loaded on the CPU
     result = backtest(
         data,
@@ -1937,6 +1941,35 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         result.tables.by_step.to_csv(out / "by_step.csv")
         print(f"\ntables and plots written to {out}")
     return 0
+
+
+def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> "FitConfig":
+    """The fit settings of `urnn backtest --refit`: the ones the model was trained with, from
+    its config.json ("fit"), or, for a model trained before that key, its MLflow run's `fit.*`
+    params; neither: the defaults. What is kept and what replaced: training.backtest's
+    REFIT_REPLACED. One printed line says which, before the fits."""
+    from training.backtest import refit_fit_config
+    from training.fit import fit_fields_from_params
+    from training.registry import training_run_params
+
+    recorded = meta["fit"] if isinstance(meta.get("fit"), dict) else None
+    source = "its config.json"
+    if recorded is None:
+        params = training_run_params(args.model_uri)
+        source = "its MLflow run's fit.* params"
+        why = "no MLflow run of it found" if params is None else "nor its MLflow run's params"
+        if params is not None:
+            try:
+                recorded = fit_fields_from_params(params) or None
+            except ValueError as error:
+                why = f"its MLflow run's cannot be read ({error})"
+        if recorded is None:
+            source = f"the model records none: not in its config.json, {why}"
+    fit_config, line = refit_fit_config(
+        recorded, source=source, device=args.device, max_epochs=args.refit_epochs
+    )
+    print(line, flush=True)
+    return fit_config
 
 
 def _check_writable_file(path: str, option: str) -> None:
