@@ -273,10 +273,11 @@ def train_pipeline(
             raise TrainingCancelledError(f"cancelled {where}")
 
     check_cancelled("before loading the data")
-    load, data, model_config, split_config, splits, scaler, sets, season = _prepare(config)
-    backtest_config = config.backtest_config(season.rows)
-    # before the fit: a backtest with no room for its windows used to fail after it
-    dropped = check_backtest_room(splits, model_config.horizon, backtest_config)
+    prepared = prepare_training(config)
+    load, data, model_config = prepared.load, prepared.data, prepared.model_config
+    split_config, splits, scaler = prepared.split_config, prepared.splits, prepared.scaler
+    sets, season = prepared.sets, prepared.mase_season
+    backtest_config, dropped = prepared.backtest_config, prepared.backtest_dropped
     mase_line = f"MASE season: {season.describe()}"
     split_lines = held_out_lines(splits) + unread_covariate_lines(data, model_config) + dropped
     data_report = [*data.report_lines(), *split_lines, mase_line]
@@ -474,10 +475,16 @@ class Prepared(NamedTuple):
     scaler: StandardScaler
     sets: WindowSets
     mase_season: Season
+    backtest_config: BacktestConfig
+    # series left out of the backtest for want of room (on_short='drop'), one line each
+    backtest_dropped: list[str]
 
 
-def _prepare(config: TrainConfig) -> Prepared:
-    """load -> split by time -> scaler on train -> windows: what every rank trains on."""
+def prepare_training(config: TrainConfig) -> Prepared:
+    """load -> split by time -> scaler on train -> windows -> room for the backtest: what
+    every rank trains on, and every check of the data a run makes before its fit. Job
+    submission runs it too (jobs.spec.check_job_data), so that a job the data cannot train
+    is refused then, with the message the run would fail with."""
     load = config.load
     lookback, horizon = config.model.lookback, config.model.horizon
     # A window in every part of the split is the floor: a smaller min_length of the user's
@@ -504,7 +511,21 @@ def _prepare(config: TrainConfig) -> Prepared:
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
     sets = make_windows(splits, scaler, window_config, freq=data.freq)
-    return Prepared(load, data, model_config, split_config, splits, scaler, sets, season)
+    backtest_config = config.backtest_config(season.rows)
+    # before the fit: a backtest with no room for its windows used to fail after it
+    dropped = check_backtest_room(splits, model_config.horizon, backtest_config)
+    return Prepared(
+        load,
+        data,
+        model_config,
+        split_config,
+        splits,
+        scaler,
+        sets,
+        season,
+        backtest_config,
+        dropped,
+    )
 
 
 def _too_short_way_out(
@@ -605,7 +626,7 @@ def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:
 def train_replica(config: TrainConfig) -> None:
     """A torchrun rank other than 0: the same data and the same fit in step with rank 0 (DDP
     averages the gradients); no MLflow, no backtest, no registration (rank 0 does those)."""
-    prepared = _prepare(config)
+    prepared = prepare_training(config)
     fit(prepared.model_config, prepared.sets.train, prepared.sets.val, config.fit, progress=False)
 
 
