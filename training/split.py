@@ -76,6 +76,16 @@ class SplitError(DataValidationError):
     """A split that cannot be made (series too short) or that would break time order."""
 
 
+class NamedSeriesError(SplitError):
+    """test_series / val_series (`option`) name series the data does not hold, or hold out
+    every series: the option is wrong for this file, which callers can say (a job's 422 names
+    the field)."""
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 class ScalerError(ValueError):
     """A scaler asked for columns it does not know, or a malformed serialised scaler."""
 
@@ -347,10 +357,11 @@ def _named_roles(
                 if gone
                 else ""
             )
-            raise SplitError(
+            raise NamedSeriesError(
                 f"{name} names {len(unknown):,} series the data does not hold "
                 f"({', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}){why}; "
-                f"its {len(series_ids):,} series are {shown}"
+                f"its {len(series_ids):,} series are {shown}",
+                option=name,
             )
     roles: dict[str, SeriesRole] = dict.fromkeys(series_ids, "train")
     roles.update(dict.fromkeys(config.test_series, "test"))
@@ -362,9 +373,10 @@ def _named_roles(
         roles.update(dict.fromkeys(rest[len(rest) - n_val :], "val"))
     n_train = sum(role == "train" for role in roles.values())
     if n_train < 1:
-        raise SplitError(
+        raise NamedSeriesError(
             f"test_series and val_series hold out all {len(series_ids):,} series; at least one "
-            "must be left to train on"
+            "must be left to train on",
+            option="test_series",
         )
     return roles
 
