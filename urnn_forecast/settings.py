@@ -267,6 +267,19 @@ class Settings(BaseSettings):
             "would tell an API key holder any such file's header)."
         ),
     )
+    job_data_check_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Largest data file (bytes on disk; a .csv.gz or Parquet file counts compressed) "
+            "that POST /jobs, POST /schedules and PATCH /schedules load and split in full at "
+            "submission, as the worker will, so that a spec the data cannot train (a "
+            "test_series the file lacks, series too short for lookback + horizon, a timestamp "
+            "that does not parse) is a 422 naming the field. A larger file gets the header "
+            "check only and is accepted with a warning that the worker checks the rest. 0: "
+            "header only, always."
+        ),
+    )
     job_max_attempts: int = Field(
         default=3,
         ge=1,
