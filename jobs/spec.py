@@ -3,7 +3,14 @@
     spec = JobSpec(data="data/ETT-small/ETTh1.csv", target="OT",
                    config={"model": {"lookback": 96, "horizon": 24}, "fit": {"max_epochs": 5}})
     spec = validate_spec(spec)          # JobSpecError naming the field, or the checked spec
+    warnings = check_job_data(spec, max_bytes=settings.job_data_check_max_bytes)
     config = spec.train_config(run_name="job-<id>")   # what the worker hands train_pipeline
+
+`validate_spec` checks the spec and the file's header (fast, no data read); `check_job_data`
+loads, validates and splits the whole file as the worker will (training.pipeline.
+prepare_training), so a spec this data cannot train is refused at submission with the loader's
+or splitter's message; files above URNN_JOB_DATA_CHECK_MAX_BYTES are left to the worker, which
+checks every run again in any case (the file may change in between).
 
 `config` has the sections of `urnn train --config` (model, fit, load, train) and goes through
 the same checks (urnn_forecast.cli.train_config_from_sections); `target` and `covariates` are
@@ -12,7 +19,10 @@ the load section's and may not be repeated there.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +33,8 @@ from jobs.models import can_be_stored
 
 if TYPE_CHECKING:
     from training.pipeline import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 class JobSpecError(ValueError):
@@ -122,7 +134,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     repeated = sorted({c for c in spec.covariates if spec.covariates.count(c) > 1})
     if repeated:
         raise JobSpecError("covariates", f"{repeated} listed more than once; name each once")
-    shown = spec.data if len(spec.data) <= 200 else f"{spec.data[:200]}... ({len(spec.data)} chars)"
+    shown = _shown(spec.data)
     try:
         path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
         if data_folders is not None:  # before any look at the file: nothing said about it
@@ -177,6 +189,149 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
         fields = {spec.target: "target", config.load.series_col: "config.load.series_col"}
         raise JobSpecError(fields.get(error.column, "covariates"), str(error)) from None
     return spec
+
+
+def _shown(data: str) -> str:
+    return data if len(data) <= 200 else f"{data[:200]}... ({len(data)} chars)"
+
+
+# Full checks at once in one API process: each holds the file's series in memory, as a worker
+# does, so a burst of submissions must not multiply that without bound.
+FULL_CHECKS_AT_ONCE = 2
+# How long a submission waits for one of them before it is accepted on its header check alone.
+FULL_CHECK_WAIT_SECONDS = 10.0
+_full_checks = threading.BoundedSemaphore(FULL_CHECKS_AT_ONCE)
+WORKER_CHECKS = (
+    "the worker loads and splits the whole file when the job runs, and fails the job with the "
+    "reason if the data cannot train it (a series the file lacks, series too short, a "
+    "timestamp that does not parse)"
+)
+
+
+def check_job_data(
+    spec: JobSpec, *, data_folders: Sequence[Path] | None = None, max_bytes: int
+) -> list[str]:
+    """Load, validate and split the data of a spec that `validate_spec` passed, as the worker
+    will (training.pipeline.prepare_training: the loader, the split plan, the scaler, the
+    windows and the backtest's room), so that a spec this data cannot train is a JobSpecError
+    naming the field, with the loader's or splitter's own message (the one the job would
+    have failed with).
+
+    Returns warnings for the client: none when the whole file was checked; one saying the
+    worker checks the rest when only the header was, because the file is larger than
+    `max_bytes` (URNN_JOB_DATA_CHECK_MAX_BYTES; 0: always) or FULL_CHECKS_AT_ONCE checks stayed
+    busy for FULL_CHECK_WAIT_SECONDS. `data_folders` (URNN_JOB_DATA_DIRS) are checked again
+    before the file is read. Blocking (seconds for a 64 MiB CSV): call it from a worker
+    thread (a plain route runs in FastAPI's threadpool), never on the event loop."""
+    shown = _shown(spec.data)
+    path = Path(spec.data)
+    try:
+        if data_folders is not None:  # before any read: the file could have been re-pointed
+            path = inside_data_folders(path, shown, data_folders)
+        size = path.stat().st_size
+    except OSError as error:
+        raise JobSpecError(
+            "data", f"{shown}: cannot be read ({error.strerror or type(error).__name__})"
+        ) from None
+    if max_bytes == 0:
+        return [
+            "data: only the header was checked at submission (URNN_JOB_DATA_CHECK_MAX_BYTES=0); "
+            + WORKER_CHECKS
+        ]
+    if size > max_bytes:
+        return [
+            "data: only the header was checked at submission: the file is larger than "
+            f"URNN_JOB_DATA_CHECK_MAX_BYTES ({max_bytes:,} bytes); " + WORKER_CHECKS
+        ]
+    config = dataclasses.replace(spec.train_config(), data=str(path))
+    if not _full_checks.acquire(timeout=FULL_CHECK_WAIT_SECONDS):
+        return [
+            "data: only the header was checked at submission: the service was busy checking "
+            f"other submissions' data for {FULL_CHECK_WAIT_SECONDS:g} s; " + WORKER_CHECKS
+        ]
+    try:
+        from training.pipeline import prepare_training
+
+        prepare_training(config)
+    except Exception as error:
+        refused = _data_error(error, config, path)
+        if refused is None:  # not a verdict on the data: a bug here must not refuse the job
+            logger.exception("the data check of a submitted job failed; left to the worker")
+            return [
+                "data: only the header was checked at submission: the full check failed "
+                f"unexpectedly ({type(error).__name__}, logged by the service); " + WORKER_CHECKS
+            ]
+        raise refused from None
+    finally:
+        _full_checks.release()
+    return []
+
+
+def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecError | None:
+    """The JobSpecError for what `prepare_training` refused, naming the spec field the user
+    changes to fix it (the data itself where no option can), with the error's own message;
+    None for an exception that says nothing about the data or the spec."""
+    from models.forecaster import CalendarFrequencyError, ForecasterConfigError
+    from training.backtest import BacktestConfigError
+    from training.data import MostlyFilledError
+    from training.seasonality import SeasonError
+    from training.split import NamedSeriesError, ScalerError, SplitError, rows_for_one_window_each
+    from training.validation import (
+        DataValidationError,
+        DuplicateTimestampError,
+        FrequencyError,
+        GapTooLongError,
+        InvalidOptionError,
+        SeriesTooShortError,
+        TimestampParseError,
+    )
+    from training.windows import IncompatibleWindowsError, WindowError
+
+    load, model = config.load, config.model
+    field = "data"
+    if isinstance(error, NamedSeriesError):
+        field = f"config.train.{error.option}"
+    elif isinstance(error, SplitError):
+        field = "config.train.split_method"
+    elif isinstance(error, SeriesTooShortError):
+        # the run raises min_length to one window per part of the split (lookback + horizon
+        # and the split's shares): the user's own min_length decides only when larger
+        floor = rows_for_one_window_each(config.split(model.lookback), model.horizon)
+        field = "config.load.min_length" if load.min_length >= floor else "config.model.lookback"
+    elif isinstance(error, TimestampParseError):
+        field = "config.load.timestamp_format" if load.timestamp_format else "data"
+    elif isinstance(error, (FrequencyError, MostlyFilledError)):
+        field = "config.load.freq"
+    elif isinstance(error, GapTooLongError):
+        field = "config.load.max_gap"
+    elif isinstance(error, DuplicateTimestampError):
+        field = "config.load.duplicates"
+    elif isinstance(error, InvalidOptionError):
+        field = "config.load"
+    elif isinstance(error, (DataValidationError, ScalerError)):
+        field = "data"
+    elif isinstance(error, SeasonError):
+        field = (
+            "config.model.season_length"
+            if model.season_length is not None
+            else "config.train.season_length"
+            if config.season_length is not None
+            else "config.model.lookback"
+        )
+    elif isinstance(error, BacktestConfigError):
+        field = "config.train.backtest_windows"
+    elif isinstance(
+        error, (ForecasterConfigError, CalendarFrequencyError, IncompatibleWindowsError)
+    ):
+        field = "config.model"
+    elif isinstance(error, WindowError):
+        field = "config.model.lookback"
+    elif isinstance(error, OSError):  # gone or unreadable since the header was read
+        reason = error.strerror or type(error).__name__
+        return JobSpecError("data", f"{path.name}: cannot be read ({reason})")
+    else:
+        return None
+    return JobSpecError(field, str(error))
 
 
 def _nul_at(value: Any, path: str) -> str | None:

@@ -1,9 +1,14 @@
 """POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel: the retraining job queue.
 
 Routes are thin: the spec is checked by jobs.spec.validate_spec (a bad data path, target or
-config key is a 422 naming the field, at submission), the queue's verbs live in jobs.queue, and
-workers (`urnn worker`) do the training. The job database is opened on first use from the app's
+config key is a 422 naming the field, at submission) and its data by jobs.spec.check_job_data
+(loaded and split as the worker will, up to URNN_JOB_DATA_CHECK_MAX_BYTES: a test_series the
+file lacks or series too short are 422s too), the queue's verbs live in jobs.queue, and workers
+(`urnn worker`) do the training. The job database is opened on first use from the app's
 settings (URNN_DATABASE_URL); its schema comes from `urnn db upgrade`.
+
+The submitting routes are plain functions, which FastAPI runs in its threadpool: the data
+check reads the whole file (seconds for a large one) and must not hold the event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from jobs import queue
 from jobs.db import Database, SchemaError, missing_sqlite_file, reaching, shown_url
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
-from jobs.spec import JobSpec, JobSpecError, validate_spec
+from jobs.spec import JobSpec, JobSpecError, check_job_data, validate_spec
 from service.arrow_io import media_type
 from service.errors import UnsupportedMediaTypeError
 from service.schemas import ErrorResponse
@@ -79,9 +84,18 @@ UNSUPPORTED: dict[str, Any] = {
 }
 
 
+DATA_WARNINGS = (
+    "Present only when there is something to say: the data file was not checked in full at "
+    "submission (larger than URNN_JOB_DATA_CHECK_MAX_BYTES, the service busy with other "
+    "checks, or the check failing on something other than the data), so the worker finds "
+    "what its header does not show."
+)
+
+
 class JobAccepted(BaseModel):
     id: str
     status: JobStatus
+    warnings: list[str] | None = Field(default=None, description=DATA_WARNINGS)
 
 
 class JobPublic(BaseModel):
@@ -144,6 +158,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "/jobs",
     status_code=202,
     response_model=JobAccepted,
+    response_model_exclude_none=True,  # `warnings` only when there are some
     dependencies=[ApiKeyDep, JsonBodyDep],
     summary="Queue a retraining job (API key)",
     responses={
@@ -178,7 +193,12 @@ def submit_job(
         replayed = _replay(db, idempotency_key, digest)
         if replayed is not None:
             return replayed
-    checked = validate_spec(spec, data_folders=state.settings.job_data_folders())
+    folders = state.settings.job_data_folders()
+    checked = validate_spec(spec, data_folders=folders)
+    # the whole file, as the worker will read it; before the insert: a 422 stores nothing
+    warnings = check_job_data(
+        checked, data_folders=folders, max_bytes=state.settings.job_data_check_max_bytes
+    )
     try:
         with db.session() as session:
             job = queue.submit(
@@ -188,7 +208,7 @@ def submit_job(
                 idempotency_key=idempotency_key,
                 request_hash=digest,
             )
-            return JobAccepted(id=job.id, status="queued")
+            return JobAccepted(id=job.id, status="queued", warnings=warnings or None)
     except IntegrityError:
         # Two requests with one key at once: the other one's insert won; answer its job.
         if idempotency_key is None or digest is None:
@@ -228,7 +248,9 @@ def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
             )
         accepted = JobAccepted(id=job.id, status=job.status)  # type: ignore[arg-type]
     return JSONResponse(
-        accepted.model_dump(), status_code=202, headers={"Idempotent-Replayed": "true"}
+        accepted.model_dump(exclude_none=True),
+        status_code=202,
+        headers={"Idempotent-Replayed": "true"},
     )
 
 

@@ -1,0 +1,371 @@
+"""POST /jobs and the schedules load, validate and split the job's data at submission, as the
+worker will (jobs.spec.check_job_data -> training.pipeline.prepare_training): a spec the data
+cannot train is a 422 naming the field, with the loader's or splitter's message, instead of a
+job that fails in a worker later. Files above URNN_JOB_DATA_CHECK_MAX_BYTES keep the header
+check and are accepted with a warning; the worker still checks every run."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import spec as job_spec
+from jobs.db import Database
+from jobs.spec import JobSpec, JobSpecError, check_job_data, validate_spec
+from service.main import create_app
+from service.routes import jobs as job_routes
+from service.routes import schedules as schedule_routes
+from tests.jobs.conftest import HORIZON, tiny_spec
+from tests.jobs.test_api import KEY, NoModels
+from training.split import SplitConfig, rows_for_one_window_each
+from urnn_forecast.settings import Settings
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's httpx deprecation note, as in tests/service
+    from fastapi.testclient import TestClient
+
+UNITS = [f"u{i}" for i in range(1, 13)]  # 12: more than the 10 a message lists
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """SQLite only: what is checked here is the data, not the database."""
+    return f"sqlite:///{tmp_path / 'jobs.db'}"
+
+
+@pytest.fixture
+def client(db: Database, settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, loader=NoModels())) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def fleet_csv(tmp_path: Path) -> Path:
+    """A long-format file: 12 units of 200 hourly rows (`unit`, `timestamp`, `load`)."""
+    rng = np.random.default_rng(0)
+    stamps = pd.date_range("2024-01-01", periods=200, freq="h")
+    frames = [
+        pd.DataFrame({"unit": unit, "timestamp": stamps, "load": rng.normal(size=200).cumsum()})
+        for unit in UNITS
+    ]
+    path = tmp_path / "fleet.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+def fleet_spec(csv: Path, **train: Any) -> dict[str, Any]:
+    """tiny_spec on the fleet, split by series (the units named in `train`, if any)."""
+    spec = tiny_spec(csv, target="load", covariates=[])
+    spec["config"]["load"] = {"series_col": "unit"}
+    spec["config"]["train"].update(split_method="series", **train)
+    return spec
+
+
+def submit(client: TestClient, spec: dict[str, Any]) -> Any:
+    return client.post("/jobs", json=spec, headers=KEY)
+
+
+def refused(client: TestClient, spec: dict[str, Any]) -> str:
+    """The 422's detail; nothing was stored."""
+    answer = submit(client, spec)
+    assert answer.status_code == 422, answer.text
+    assert client.get("/jobs").json()["total"] == 0
+    detail: str = answer.json()["detail"]
+    return detail
+
+
+def test_a_test_series_the_file_lacks_is_refused_naming_the_field_and_the_series_it_holds(
+    client: TestClient, fleet_csv: Path
+) -> None:
+    detail = refused(client, fleet_spec(fleet_csv, test_series=["u99"]))
+    assert detail.startswith(
+        "field 'config.train.test_series': test_series names 1 series the data does not hold "
+        "('u99'); its 12 series are 'u1', 'u2', 'u3'"
+    ), detail
+    assert detail.endswith("'u9', 'u10' ...")  # the first 10, in id order, then shortened
+    detail = refused(client, fleet_spec(fleet_csv, test_series=["u3"], val_series=["u0"]))
+    assert detail.startswith("field 'config.train.val_series': val_series names 1 series")
+    # named right, the same file and spec are accepted
+    answer = submit(client, fleet_spec(fleet_csv, test_series=["u3"], val_series=["u4"]))
+    assert answer.status_code == 202, answer.text
+    assert set(answer.json()) == {"id", "status"}  # no warnings: the file was checked in full
+
+
+def test_a_series_too_short_for_lookback_and_horizon_is_refused_with_the_minimum(
+    client: TestClient, ett_csv: Path
+) -> None:
+    spec = tiny_spec(ett_csv)
+    spec["config"]["model"].update(lookback=96, horizon=48)
+    spec["config"]["train"] = {"backtest_step": 48, "backtest_windows": 1}
+    minimum = rows_for_one_window_each(SplitConfig(lookback=96), 48)
+    assert minimum > 400  # the file's rows
+    detail = refused(client, spec)
+    assert detail.startswith(
+        f"field 'config.model.lookback': ETTh1-400.csv: every series is shorter than "
+        f"min_length={minimum:,} (the longest has 400 rows)"
+    ), detail
+    assert "a shorter look-back or horizon" in detail
+    # where the user's own min_length decides, it is the field named
+    spec = tiny_spec(ett_csv)
+    spec["config"]["load"] = {"min_length": 500}
+    detail = refused(client, spec)
+    assert detail.startswith("field 'config.load.min_length': ETTh1-400.csv: every series is")
+
+
+def _with_row(csv: Path, tmp_path: Path, row: int, column: str, value: str) -> Path:
+    frame = pd.read_csv(csv, dtype=str)
+    frame.loc[row - 1, column] = value
+    path = tmp_path / f"changed-{column}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+DATA_MISTAKES: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "an unparseable timestamp deep in the file",
+        {"row": 300, "column": "date", "value": "2016-13-45 99:00:00"},
+        "data",
+        "column 'date', data row 300 (1-based, header not counted): cannot parse "
+        "'2016-13-45 99:00:00' as a timestamp",
+    ),
+    (
+        "a timestamp the declared format does not read",
+        {"config": {"load": {"timestamp_format": "%d/%m/%Y %H:%M"}}},
+        "config.load.timestamp_format",
+        "with timestamp_format='%d/%m/%Y %H:%M'",
+    ),
+    (
+        "a frequency the timestamps are not on",
+        {"config": {"load": {"freq": "D"}}},
+        "config.load.freq",
+        "is not on the 'D' grid",
+    ),
+    (
+        "a gap longer than max_gap",
+        {"drop": range(100, 140)},
+        "config.load.max_gap",
+        "40 missing steps at 'h'",
+    ),
+    (
+        "segments cut at a long gap under a split by time",
+        {"drop": range(100, 140), "config": {"load": {"on_long_gap": "split"}}},
+        "config.train.split_method",
+        "was cut at a long gap into 2 segments",
+    ),
+    (
+        "a value that is not a number",
+        {"row": 250, "column": "OT", "value": "n/a?"},
+        "data",
+        "column 'OT', data row 250 (1-based, header not counted): 'n/a?' is not a number",
+    ),
+    (
+        "more backtest windows than the test span holds",
+        {"config": {"train": {"backtest_step": HORIZON, "backtest_windows": 500}}},
+        "config.train.backtest_windows",
+        "has room in its test span for",
+    ),
+    (
+        "a season longer than the shortest training span",
+        {"config": {"train": {"season_length": 1000}}},
+        "config.train.season_length",
+        "set season_length (--season-length) to at most",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "field", "said"), DATA_MISTAKES, ids=[c[0] for c in DATA_MISTAKES]
+)
+def test_data_mistakes_found_only_by_the_loader_are_422s_naming_the_field(
+    client: TestClient,
+    ett_csv: Path,
+    tmp_path: Path,
+    case: str,
+    change: dict[str, Any],
+    field: str,
+    said: str,
+) -> None:
+    spec = tiny_spec(ett_csv)
+    if "row" in change:
+        spec["data"] = str(
+            _with_row(ett_csv, tmp_path, change["row"], change["column"], change["value"])
+        )
+    if "drop" in change:
+        frame = pd.read_csv(ett_csv).drop(index=list(change["drop"]))
+        spec["data"] = str(tmp_path / "gap.csv")
+        frame.to_csv(spec["data"], index=False)
+    for section, values in change.get("config", {}).items():
+        spec["config"].setdefault(section, {}).update(values)
+    detail = refused(client, spec)
+    assert detail.startswith(f"field {field!r}: "), detail
+    assert said in detail, detail
+
+
+def test_a_file_above_the_size_setting_is_accepted_saying_the_worker_checks_it(
+    db: Database, settings: Settings, fleet_csv: Path
+) -> None:
+    small = settings.model_copy(update={"job_data_check_max_bytes": 1024})
+    assert fleet_csv.stat().st_size > 1024
+    bad = fleet_spec(fleet_csv, test_series=["u99"])  # a 422 when checked in full
+    with TestClient(create_app(small, loader=NoModels())) as client:
+        answer = submit(client, bad)
+        assert answer.status_code == 202, answer.text
+        body = answer.json()
+        assert body["status"] == "queued"
+        assert body["warnings"] == [
+            "data: only the header was checked at submission: the file is larger than "
+            "URNN_JOB_DATA_CHECK_MAX_BYTES (1,024 bytes); the worker loads and splits the whole "
+            "file when the job runs, and fails the job with the reason if the data cannot train "
+            "it (a series the file lacks, series too short, a timestamp that does not parse)"
+        ]
+        assert client.get(f"/jobs/{body['id']}").json()["status"] == "queued"
+        # the header is still checked
+        answer = submit(client, {**bad, "target": "nope"})
+        assert answer.status_code == 422 and "field 'target'" in answer.json()["detail"]
+        # a replay answers the job as stored: its id and status (warnings are not stored)
+        keyed = {**KEY, "Idempotency-Key": "big-file"}
+        first = client.post("/jobs", json=bad, headers=keyed)
+        assert "warnings" in first.json()
+        again = client.post("/jobs", json=bad, headers=keyed)
+        assert again.json() == {"id": first.json()["id"], "status": "queued"}
+    never = settings.model_copy(update={"job_data_check_max_bytes": 0})
+    with TestClient(create_app(never, loader=NoModels())) as client:
+        answer = submit(client, bad)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["warnings"][0].startswith(
+            "data: only the header was checked at submission (URNN_JOB_DATA_CHECK_MAX_BYTES=0); "
+            "the worker loads and splits the whole file"
+        )
+
+
+def test_schedules_check_the_file_as_it_is_at_creation_and_at_a_job_change(
+    db: Database, settings: Settings, client: TestClient, fleet_csv: Path
+) -> None:
+    good = {"cron": "0 3 * * *", "job": fleet_spec(fleet_csv, test_series=["u3"])}
+    bad = {**good, "job": fleet_spec(fleet_csv, test_series=["u99"])}
+    answer = client.post("/schedules", json=bad, headers=KEY)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(
+        "field 'job.config.train.test_series': test_series names 1 series the data does not hold"
+    )
+    assert client.get("/schedules").json()["total"] == 0  # nothing stored
+    made = client.post("/schedules", json=good, headers=KEY)
+    assert made.status_code == 201, made.text
+    assert "warnings" not in made.json()
+    url = f"/schedules/{made.json()['id']}"
+    answer = client.patch(url, json={"job": bad["job"]}, headers=KEY)
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("field 'job.config.train.test_series': ")
+    assert client.get(url).json() == made.json()  # a refused change changes nothing
+    # above the size setting: created, saying so; GET answers as ever
+    small = settings.model_copy(update={"job_data_check_max_bytes": 1024})
+    with TestClient(create_app(small, loader=NoModels())) as big:
+        answer = big.post("/schedules", json=bad, headers=KEY)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["warnings"][0].startswith("data: only the header was checked")
+        shown = big.get(f"/schedules/{answer.json()['id']}").json()
+        assert shown == {k: v for k, v in answer.json().items() if k != "warnings"}
+        changed = big.patch(url, json={"job": bad["job"]}, headers=KEY)
+        assert changed.status_code == 200 and len(changed.json()["warnings"]) == 1
+        paused = big.patch(url, json={"paused": True}, headers=KEY)  # no job change: no check
+        assert paused.status_code == 200 and "warnings" not in paused.json()
+
+
+def test_the_data_folders_are_checked_again_before_the_file_is_read(
+    ett_csv: Path, tmp_path: Path
+) -> None:
+    """URNN_JOB_DATA_DIRS: a link re-pointed outside between the header check and the full
+    check is refused before it is read, saying nothing of what it points to."""
+    folder, outside = tmp_path / "data", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    shutil.copy(ett_csv, outside / "secret.csv")
+    inner = folder / "inner"
+    inner.mkdir()
+    shutil.copy(ett_csv, inner / "history.csv")
+    checked = validate_spec(
+        JobSpec.model_validate(tiny_spec(inner / "history.csv")), data_folders=[folder]
+    )
+    shutil.rmtree(inner)
+    inner.symlink_to(outside)  # the folder the checked path runs through, re-pointed
+    (outside / "history.csv").write_text((outside / "secret.csv").read_text())
+    with pytest.raises(JobSpecError, match="outside the folders jobs may read") as raised:
+        check_job_data(checked, data_folders=[folder], max_bytes=1 << 30)
+    assert raised.value.field == "data"
+
+
+def test_a_file_gone_since_the_header_check_is_refused(ett_csv: Path, tmp_path: Path) -> None:
+    path = Path(shutil.copy(ett_csv, tmp_path / "going.csv"))
+    checked = validate_spec(JobSpec.model_validate(tiny_spec(path)))
+    path.unlink()
+    with pytest.raises(JobSpecError) as raised:
+        check_job_data(checked, max_bytes=1 << 30)
+    assert (raised.value.field, raised.value.message) == (
+        "data",
+        f"{path}: cannot be read (No such file or directory)",
+    )
+
+
+def test_busy_checks_and_unexpected_failures_leave_the_data_to_the_worker(
+    client: TestClient, ett_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job_spec, "FULL_CHECK_WAIT_SECONDS", 0.0)
+    held = [job_spec._full_checks.acquire() for _ in range(job_spec.FULL_CHECKS_AT_ONCE)]
+    try:
+        answer = submit(client, tiny_spec(ett_csv))
+    finally:
+        for _ in held:
+            job_spec._full_checks.release()
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["warnings"][0].startswith(
+        "data: only the header was checked at submission: the service was busy checking other "
+        "submissions' data for 0 s; the worker loads"
+    )
+
+    def broken(config: Any) -> None:
+        raise RuntimeError("a bug that quotes a cell: hunter2")
+
+    monkeypatch.setattr("training.pipeline.prepare_training", broken)
+    answer = submit(client, tiny_spec(ett_csv))
+    assert answer.status_code == 202, answer.text
+    said = answer.json()["warnings"][0]
+    assert "the full check failed unexpectedly (RuntimeError, logged by the service)" in said
+    assert "hunter2" not in said
+    assert client.get("/jobs").json()["total"] == 2
+
+
+def test_the_submitting_routes_run_in_the_threadpool_not_on_the_event_loop() -> None:
+    """The data check blocks for as long as the file takes to load: FastAPI runs plain
+    functions in its threadpool; an `async def` here would run it on the event loop."""
+    for route in (
+        job_routes.submit_job,
+        schedule_routes.create_schedule,
+        schedule_routes.change_schedule,
+    ):
+        assert not inspect.iscoroutinefunction(route), route.__name__
+
+
+@pytest.mark.slow
+def test_the_worker_still_checks_the_data_a_submission_left_to_it(
+    tmp_path: Path, fleet_csv: Path, mlflow_settings: Settings
+) -> None:
+    """A file above the size setting (or changed since submission) is checked when the job
+    runs: the job fails with the message a full check at submission would have given."""
+    from tests.jobs.conftest import worker_settings
+    from tests.jobs.test_child_process import run_one_job
+
+    settings = worker_settings(tmp_path, mlflow_settings)
+    spec = validate_spec(JobSpec.model_validate(fleet_spec(fleet_csv, test_series=["u99"])))
+    assert check_job_data(spec, max_bytes=1024)[0].startswith("data: only the header")
+    job = run_one_job(settings, spec.model_dump())
+    assert job.status == "failed"
+    assert job.error is not None
+    assert "test_series names 1 series the data does not hold ('u99')" in job.error, job.error
