@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,61 @@ def is_number_text(value: object) -> bool:
     return isinstance(value, int | float) or (
         isinstance(value, str) and _NUMBER_TEXT.fullmatch(value) is not None
     )
+
+
+# Files of the zone database that name no place's clock: "localtime" is each machine's own
+# setting (one request would be read differently on two machines), the others are the
+# database's own. jobs.schedules refuses them as schedule zones too. The posix/ and right/
+# copies are a system database's (right/ counts leap seconds), not names of the tzdata package.
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+_NOT_ZONE_FOLDERS = ("posix/", "right/")
+ZONE_RULE = "must be an IANA time zone name such as 'Europe/London'"
+
+
+def zone_named(name: str) -> ZoneInfo:
+    """The IANA time zone `name` (the forecast API's and the pyfunc's `time_zone`), from the
+    system's zone database or else the tzdata package; ValueError saying what a name must be
+    when it names none."""
+    try:
+        if name in NOT_ZONES or name.startswith(_NOT_ZONE_FOLDERS):
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
+        shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name):,} characters)"
+        raise ValueError(f"{shown} is not a time zone; it {ZONE_RULE}") from None
+
+
+def local_time_problem(naive: pd.DatetimeIndex, zone: ZoneInfo) -> tuple[int, str] | None:
+    """The first of the wall-clock times `naive` that does not name one instant in `zone`, as
+    (position, why), or None when each names one: a time that a daylight-saving change skips
+    (02:30 when the clocks go from 02:00 to 03:00) or repeats (01:30 when they go back from
+    02:00 to 01:00). No guess is made for either: the caller gives the UTC offset."""
+    n = len(naive)
+    earlier = naive.tz_localize(zone, ambiguous=np.ones(n, dtype=bool), nonexistent="NaT")
+    later = naive.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool), nonexistent="NaT")
+    skipped = np.asarray(earlier.isna())
+    bad = skipped | (earlier.asi8 != later.asi8)
+    if not bad.any():
+        return None
+    k = int(np.argmax(bad))
+    if skipped[k]:
+        return k, (
+            f"{naive[k].isoformat()} does not exist in {zone.key}: a daylight-saving change "
+            "skips it on the clocks there; give a time that does, or the time with its UTC offset"
+        )
+    return k, (
+        f"{naive[k].isoformat()} is ambiguous in {zone.key}: a daylight-saving change shows it "
+        f"twice on the clocks there ({earlier[k].isoformat()} and {later[k].isoformat()}); "
+        "give it with its UTC offset"
+    )
+
+
+def in_zone(stamps: pd.DatetimeIndex, zone: ZoneInfo) -> pd.DatetimeIndex:
+    """`stamps` on `zone`'s clock: zoned ones converted, naive ones read as its local times
+    (each naming one instant there: `local_time_problem` first)."""
+    if stamps.tz is not None:
+        return stamps.tz_convert(zone)
+    return stamps.tz_localize(zone, ambiguous="raise", nonexistent="raise")
 
 
 def fixed_step(freq: str) -> pd.Timedelta | None:
