@@ -15,6 +15,13 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
 - `id` (str, optional): echoed in the output; default `series-<row>`.
 - `start` (str, optional): timestamp of the first value; with it the output carries the
   forecast timestamps (at the training frequency), and a model with calendar features needs it.
+- `time_zone` (str, optional): an IANA time zone name such as "Europe/London", as the forecast
+  API's `time_zone` (docs/serving.md): a naive `start` is a local time there (one that a
+  daylight-saving change skips or repeats is refused), a zoned one is converted to it, and the
+  steps, their timestamps and a local-clock model's calendar features follow that zone's clock
+  across daylight-saving changes. Models registered before the column was added have a
+  signature without it, and MLflow's schema enforcement drops it (with a warning): register
+  them again to use it through `mlflow.pyfunc`.
 
 Predict output (`pd.DataFrame`, long, one row per series and horizon step): `id`, `step`
 (1..horizon), `timestamp` (ISO text, or "" without `start`), `mean` (the point forecast, which
@@ -29,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -45,7 +53,13 @@ from models.forecaster import (
 )
 from training.metrics import quantile_column
 from training.split import StandardScaler
-from training.validation import is_number_text
+from training.validation import (
+    ZONE_RULE,
+    in_zone,
+    is_number_text,
+    local_time_problem,
+    zone_named,
+)
 
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
@@ -280,7 +294,8 @@ class ForecastPredictor:
     def _future_index(
         self, frame: pd.DataFrame, i: int, series_id: str, n_values: int, keep: int
     ) -> pd.DatetimeIndex | None:
-        """Timestamps of the last `keep` inputs and the `horizon` forecasts, from `start`."""
+        """Timestamps of the last `keep` inputs and the `horizon` forecasts, from `start` (on
+        the row's `time_zone` clock when it names one)."""
         if "start" not in frame.columns:
             return None
         start = frame["start"].iloc[i]
@@ -297,15 +312,43 @@ class ForecastPredictor:
             )
         c = self.model.config
         freq = str(self.meta["freq"])
+        zone = self._zone(frame, i, series_id)
         try:
             first = pd.Timestamp(start)
             offset = pd.tseries.frequencies.to_offset(freq)
+            if zone is not None:
+                first = self._on_zone_clock(first, zone, series_id)
             index = pd.date_range(first, periods=n_values + c.horizon, freq=offset)
+        except ForecastInputError:
+            raise
         except (TypeError, ValueError):
             raise ForecastInputError(f"series {series_id!r}: bad `start` {start!r}") from None
         if (problem := off_grid(first, offset, freq)) is not None:
             raise ForecastInputError(f"series {series_id!r}: `start` {problem}")
         return index[n_values - keep :]
+
+    def _zone(self, frame: pd.DataFrame, i: int, series_id: str) -> ZoneInfo | None:
+        """The row's `time_zone` (optional column) as a zone; None when absent or empty."""
+        if "time_zone" not in frame.columns:
+            return None
+        name = frame["time_zone"].iloc[i]
+        if name is None or (isinstance(name, float) and math.isnan(name)) or name == "":
+            return None
+        try:
+            if not isinstance(name, str):
+                raise ValueError(f"{name} is not a text; it {ZONE_RULE}")
+            return zone_named(name)
+        except ValueError as error:
+            raise ForecastInputError(f"series {series_id!r}: `time_zone` {error}") from None
+
+    @staticmethod
+    def _on_zone_clock(first: pd.Timestamp, zone: ZoneInfo, series_id: str) -> pd.Timestamp:
+        """`start` on `zone`'s clock, as the service reads it (service.validation.zoned_start)."""
+        stamps = pd.DatetimeIndex([first])
+        if stamps.tz is None and (problem := local_time_problem(stamps, zone)) is not None:
+            raise ForecastInputError(f"series {series_id!r}: `start` {problem[1]}")
+        zoned: pd.Timestamp = in_zone(stamps, zone)[0]
+        return zoned
 
 
 def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
@@ -345,6 +388,7 @@ def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
         ColSpec(numbers, "values"),
         *(ColSpec(numbers, name) for name in covariates),
         ColSpec(DataType.string, "start", required=False),
+        ColSpec(DataType.string, "time_zone", required=False),
     ]
     outputs: list[Any] = [
         ColSpec(DataType.string, "id"),
