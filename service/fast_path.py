@@ -4,9 +4,9 @@
 
 FastAPI validates a body by building a `ForecastRequest` (a list of Python floats per series),
 and `service.validation` then turns each list into a numpy array anyway. For the common body
-(known keys, a string id, lists of plain numbers, an ISO `start`) this module goes straight
-from the parsed JSON to those arrays: one `np.asarray` per list instead of pydantic's per-item
-check plus the conversion.
+(known keys, a string id, lists of plain numbers, an ISO `start`, no `time_zone`) this
+module goes straight from the parsed JSON to those arrays: one `np.asarray` per list instead
+of pydantic's per-item check plus the conversion.
 
 It never reports an error itself. Anything it is not sure the schema accepts with the same
 result (an unknown or missing key, a wrong type, `null` or a string or a bool among the
@@ -32,8 +32,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.schemas import ForecastRequest, SeriesIn, Timestamp
 
-_REQUEST_KEYS = frozenset(ForecastRequest.model_fields)
-_SERIES_KEYS = frozenset(SeriesIn.model_fields)
+# A `time_zone` (the request's or a series') is the schema's to read: it checks the name, and
+# the row path in service.validation reads the zone. Such a body steps aside here.
+ZONE_KEY = "time_zone"
+_REQUEST_KEYS = frozenset(ForecastRequest.model_fields) - {ZONE_KEY}
+_SERIES_KEYS = frozenset(SeriesIn.model_fields) - {ZONE_KEY}
 ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256
 _DATETIME = TypeAdapter(Timestamp)
 _DATETIMES = TypeAdapter(list[Timestamp])

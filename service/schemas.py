@@ -14,9 +14,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, Strict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    Strict,
+)
 
-from training.validation import is_number_text
+from training.validation import is_number_text, zone_named
 
 EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
 # A JSON number (an integer or a float, NaN and inf included for the checks that name them);
@@ -50,6 +58,25 @@ def _not_a_number(value: object) -> object:
 # number, or a text of digits, as a Unix time in seconds or milliseconds, guessed from its
 # size: `"start": 20180601` became 1970-08-23, a silent misreading of the caller's data.
 Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
+
+
+def _zone_name(name: str) -> str:
+    zone_named(name)  # ValueError: not an IANA name
+    return name
+
+
+# An IANA time zone name ("Europe/London"), checked against the zone database; kept as the
+# name (service.validation turns it into the zone).
+TimeZoneName = Annotated[str, AfterValidator(_zone_name)]
+ZONE_EFFECT = (
+    "Naive `start`/`timestamps` are local times in it (a time that a daylight-saving change "
+    "skips or repeats there is refused with a 422, not guessed); zoned ones are converted to "
+    "it. The forecast timestamps are steps of its clock, written with their offsets, and a "
+    "model whose `calendar_clock` (GET /model) is 'local' reads its calendar features (hour "
+    "of day, day of week) on its wall clock, right across daylight-saving changes, which an "
+    "offset such as +00:00 cannot do (it names no zone: the hours after a change would be "
+    "one off). A 'utc' model still reads UTC hours."
+)
 
 
 class SeriesIn(BaseModel):
@@ -108,6 +135,13 @@ class SeriesIn(BaseModel):
         default_factory=dict,
         description="One list per covariate the model was trained with, as long as `values`.",
     )
+    time_zone: TimeZoneName | None = Field(
+        default=None,
+        description="IANA time zone name of the series' clock, e.g. 'Europe/London'; default: "
+        "the request's `time_zone`; without either, naive times are read as written and zoned "
+        "ones on their own offset. " + ZONE_EFFECT,
+        examples=["Europe/London"],
+    )
 
 
 class ForecastRequest(BaseModel):
@@ -146,6 +180,12 @@ class ForecastRequest(BaseModel):
     )
     series: list[SeriesIn] = Field(
         min_length=1, description="The histories; each is forecast independently."
+    )
+    time_zone: TimeZoneName | None = Field(
+        default=None,
+        description="IANA time zone name, e.g. 'Europe/London': the `time_zone` of every series "
+        "that gives none of its own. " + ZONE_EFFECT,
+        examples=["Europe/London"],
     )
 
 
@@ -209,9 +249,11 @@ class ModelInfo(BaseModel):
     calendar_clock: Literal["local", "utc"] = Field(
         description="The clock the calendar features read: 'local' (the model learnt naive, "
         "wall-clock timestamps: zoned input is read on its own zone's clock; ISO texts whose "
-        "UTC offsets change are refused, as they name no zone) or 'utc' (its training "
-        "timestamps carried a zone and were read as UTC: zoned input is read on UTC, naive "
-        "input taken as UTC)."
+        "UTC offsets change are refused, as they name no zone; give POST /forecast a "
+        "`time_zone` such as 'Europe/London', per request or per series, for histories and "
+        "horizons across a daylight-saving change: offsets alone read the hours after it one "
+        "off) or 'utc' (its training timestamps carried a zone and were read as UTC: zoned "
+        "input is read on UTC, naive input taken as UTC, or as local times in `time_zone`)."
     )
     loaded_at: datetime = Field(description="When this version was loaded (UTC).")
     last_reload_error: str | None = Field(

@@ -5,7 +5,13 @@ whose message names the series (index and id) and the field: NaN/inf/null values
 shorter than the lookback (with the minimum), a horizon above the maximum, quantiles the model
 was not trained with, unknown or missing covariates, mismatched lengths, timestamps that go
 backwards or off the model's frequency, a bad or different `freq`, missing dates for a model
-that reads calendar features. Nothing is "fixed" silently.
+that reads calendar features, a naive time that a `time_zone`'s daylight-saving change skips or
+repeats. Nothing is "fixed" silently.
+
+A `time_zone` (JSON bodies only: `service.schemas`) puts a series on that zone's clock: naive
+times are its local times, zoned ones are converted to it, and the time axis (`Dates.tz`) is
+the zone, so the calendar features of a local-clock model and the forecast timestamps follow
+its daylight-saving changes.
 
 The output is plain numpy (no DataFrame per series): the hot path is array arithmetic, and the
 scaling matches `ForecastPredictor.predict_frame` exactly (see `service.served`).
@@ -17,6 +23,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -27,6 +34,7 @@ from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
 from training.mlflow_model import CLOCK_UTC, off_grid
+from training.validation import in_zone, local_time_problem, zone_named
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
@@ -227,9 +235,13 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
     if block is None:
         all_series: Sequence[SeriesInput] = request.series
         _check_unique_ids(all_series)
-        block = None if streaming else _prepare_bulk(all_series, model)
+        zones = series_zones(request)
+        block = None if streaming or zones is not None else _prepare_bulk(all_series, model)
         if block is None:  # anything unusual, or anything wrong: the first error raised
-            prepared = tuple(_prepare_series(i, s, model) for i, s in enumerate(all_series))
+            prepared = tuple(
+                _prepare_series(i, s, model, None if zones is None else zones[i])
+                for i, s in enumerate(all_series)
+            )
             return PreparedRequest(
                 model=model,
                 horizon=horizon,
@@ -240,6 +252,18 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
     return PreparedRequest(
         model=model, horizon=horizon, quantile_index=indices, quantile_keys=keys, block=block
     )
+
+
+def series_zones(request: RequestIn) -> list[ZoneInfo | None] | None:
+    """Each series' `time_zone` (its own, else the request's) as a zone, or None when the
+    request names none: the fast path's and Arrow's requests never do (an Arrow timestamp
+    type names its zone itself)."""
+    if not isinstance(request, ForecastRequest):
+        return None
+    names = [s.time_zone or request.time_zone for s in request.series]
+    if not any(names):
+        return None
+    return [None if name is None else zone_named(name) for name in names]  # checked names
 
 
 def _check_unique_ids(all_series: Sequence[SeriesInput]) -> None:
@@ -362,7 +386,9 @@ def quantile_indices(
     return tuple(out)
 
 
-def _prepare_series(i: int, series: SeriesInput, model: ServedModel) -> PreparedSeries:
+def _prepare_series(
+    i: int, series: SeriesInput, model: ServedModel, zone: ZoneInfo | None = None
+) -> PreparedSeries:
     lookback = model.lookback
     values = _numbers(i, series.id, "values", series.values)
     n = len(values)
@@ -373,7 +399,7 @@ def _prepare_series(i: int, series: SeriesInput, model: ServedModel) -> Prepared
             f"{lookback})",
         )
     covariates = _covariates(i, series, model, n)
-    dates = _dates(i, series, model, n)
+    dates = _dates(i, series, model, n, zone)
     scales = model.scales_for(series.id)
     if scales is None:
         raise ServiceInputError(
@@ -502,9 +528,12 @@ def _covariates(i: int, series: SeriesInput, model: ServedModel, n: int) -> dict
     return out
 
 
-def _dates(i: int, series: SeriesInput, model: ServedModel, n: int) -> Dates | None:
-    """The series' time axis from `start` (+ the model's freq) or `timestamps`; None when the
-    series carries neither (allowed unless the model reads calendar features)."""
+def _dates(
+    i: int, series: SeriesInput, model: ServedModel, n: int, zone: ZoneInfo | None = None
+) -> Dates | None:
+    """The series' time axis from `start` (+ the model's freq) or `timestamps`, on `zone`'s
+    clock when given; None when the series carries neither (allowed unless the model reads
+    calendar features)."""
     if series.freq is not None:
         problem = freq_problem(series.freq, model.freq)
         if problem is not None:
@@ -516,9 +545,11 @@ def _dates(i: int, series: SeriesInput, model: ServedModel, n: int) -> Dates | N
         )
     try:
         if series.timestamps is not None:
-            return _from_timestamps(i, series.id, series.timestamps, model, n)
+            return _from_timestamps(i, series.id, series.timestamps, model, n, zone)
         if series.start is not None:
-            return _from_start(series.start, model, n, series_where(i, series.id, "start"))
+            where = series_where(i, series.id, "start")
+            start = series.start if zone is None else zoned_start(series.start, zone, where)
+            return _from_start(start, model, n, where)
     except ServiceInputError:
         raise  # already says what is wrong and where (it is a ValueError too)
     except (ValueError, OverflowError) as error:  # e.g. beyond pandas' datetime range
@@ -558,6 +589,21 @@ def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Date
     return Dates(every[:n], every[n - model.lookback :], tz, model.lookback)
 
 
+def zoned_start(start: datetime, zone: ZoneInfo, where: str) -> pd.Timestamp:
+    """`start` on `zone`'s clock (`on_zone_clock`)."""
+    return on_zone_clock(pd.DatetimeIndex([start]), zone, where)[0]
+
+
+def on_zone_clock(stamps: pd.DatetimeIndex, zone: ZoneInfo, where: str) -> pd.DatetimeIndex:
+    """`stamps` on `zone`'s clock: zoned ones converted, naive ones read as its local times;
+    a 422 at `where` for a naive time that a daylight-saving change skips or repeats there
+    (no guess: the caller gives its offset)."""
+    if stamps.tz is None and (problem := local_time_problem(stamps, zone)) is not None:
+        k, why = problem
+        raise ServiceInputError(where, why if len(stamps) == 1 else f"position {k}: {why}")
+    return in_zone(stamps, zone).as_unit("ns")
+
+
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 _MIN_NS, _MAX_NS = pd.Timestamp.min.value, pd.Timestamp.max.value
@@ -579,11 +625,14 @@ def check_on_grid(first: pd.Timestamp, model: ServedModel, where: str) -> None:
         raise ServiceInputError(where, problem)
 
 
-def increasing_axis(stamps: list[datetime], n: int, where: str) -> pd.DatetimeIndex:
+def increasing_axis(
+    stamps: list[datetime], n: int, where: str, zone: ZoneInfo | None = None
+) -> pd.DatetimeIndex:
     """`stamps` as one ns DatetimeIndex of `n` strictly increasing instants, else a 422 at
     `where` naming the first offending position. Zoned stamps with different UTC offsets (a
     local clock across a daylight-saving change, written as ISO strings) are read in UTC,
-    the one axis they share; mixing zoned and naive stamps stays an error."""
+    the one axis they share; mixing zoned and naive stamps stays an error. With `zone` the
+    axis is on that zone's clock (`on_zone_clock`)."""
     if len(stamps) != n:
         raise ServiceInputError(
             where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
@@ -594,6 +643,8 @@ def increasing_axis(stamps: list[datetime], n: int, where: str) -> pd.DatetimeIn
         if not all(stamp.tzinfo is not None for stamp in stamps):
             raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
         index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True)).as_unit("ns")
+    if zone is not None:
+        index = on_zone_clock(index, zone, where)
     steps = np.diff(index.asi8)
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
@@ -631,12 +682,18 @@ def check_clock(
 
 
 def _from_timestamps(
-    i: int, series_id: str, stamps: list[datetime], model: ServedModel, n: int
+    i: int,
+    series_id: str,
+    stamps: list[datetime],
+    model: ServedModel,
+    n: int,
+    zone: ZoneInfo | None = None,
 ) -> Dates:
     lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
     where = series_where(i, series_id, "timestamps")
-    index = increasing_axis(stamps, n, where)
-    check_clock(stamps, index, model, where)
+    index = increasing_axis(stamps, n, where, zone)
+    if zone is None:  # with one, the offsets' zone is named: nothing to refuse
+        check_clock(stamps, index, model, where)
     ns = index.asi8
     window = ns[-lookback:]
     if isinstance(offset, pd.offsets.Tick):
@@ -653,7 +710,7 @@ def _from_timestamps(
             "; timestamps with different UTC offsets are read in UTC, where a local calendar "
             "step (a day across a daylight-saving change) is not one length: send them as "
             "naive local times, or as Arrow with the zone"
-            if len(offsets) > 1
+            if len(offsets) > 1 and zone is None
             else ""
         )
         raise ServiceInputError(
