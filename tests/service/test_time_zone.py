@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from models.forecaster import calendar_features
-from service.arrow_io import request_stream
+from service.arrow_io import ARROW_STREAM, request_stream
 from service.errors import ServiceInputError
 from service.fast_path import fast_request
 from service.forecasting import iso_timestamps
@@ -286,6 +287,18 @@ def test_the_service_and_the_pyfunc_read_london_hours_across_spring_forward(
     assert list(index.hour) == list(wall[-HORIZON - LOOKBACK :].hour)
     assert expected["timestamp"].tolist() == answer["timestamps"]
     np.testing.assert_allclose(answer["mean"], expected["mean"], rtol=1e-6, atol=1e-9)
+
+
+def test_an_arrow_answer_carries_the_zone(calendar_client: TestClient, registry: Registry) -> None:
+    series = _london(registry, "2024-03-29T16:00:00+00:00")
+    body = {"time_zone": LONDON, "horizon": 3, "series": [series]}
+    json_answer = calendar_client.post("/forecast", json=body).json()["forecasts"][0]
+    response = calendar_client.post("/forecast", json=body, headers={"accept": ARROW_STREAM})
+    assert response.status_code == 200, response.text
+    table = pa.ipc.open_stream(pa.py_buffer(response.content)).read_all()
+    assert table.schema.field("timestamps").type == pa.list_(pa.timestamp("ns", tz=LONDON))
+    stamps = table.column("timestamps").to_pylist()[0]
+    assert [pd.Timestamp(t).isoformat() for t in stamps] == json_answer["timestamps"]
 
 
 def test_the_service_refuses_bad_zones_and_ambiguous_times_with_the_field(
