@@ -591,16 +591,18 @@ def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Date
 
 def zoned_start(start: datetime, zone: ZoneInfo, where: str) -> pd.Timestamp:
     """`start` on `zone`'s clock (`on_zone_clock`)."""
-    return on_zone_clock(pd.DatetimeIndex([start]), zone, where)[0]
+    return on_zone_clock(pd.DatetimeIndex([start]), zone, where, positions=False)[0]
 
 
-def on_zone_clock(stamps: pd.DatetimeIndex, zone: ZoneInfo, where: str) -> pd.DatetimeIndex:
+def on_zone_clock(
+    stamps: pd.DatetimeIndex, zone: ZoneInfo, where: str, *, positions: bool = True
+) -> pd.DatetimeIndex:
     """`stamps` on `zone`'s clock: zoned ones converted, naive ones read as its local times;
-    a 422 at `where` for a naive time that a daylight-saving change skips or repeats there
-    (no guess: the caller gives its offset)."""
+    a 422 at `where` (naming the position, with `positions`) for a naive time that a
+    daylight-saving change skips or repeats there (no guess: the caller gives its offset)."""
     if stamps.tz is None and (problem := local_time_problem(stamps, zone)) is not None:
         k, why = problem
-        raise ServiceInputError(where, why if len(stamps) == 1 else f"position {k}: {why}")
+        raise ServiceInputError(where, f"position {k}: {why}" if positions else why)
     return in_zone(stamps, zone).as_unit("ns")
 
 
