@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
 from sqlalchemy import delete, func, select, update
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from jobs.db import Database
 from jobs.models import Job, Schedule, can_be_stored, utcnow
+from training.validation import zone_named
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +44,13 @@ class ScheduleNotFoundError(LookupError):
     """No schedule has this id (404)."""
 
 
-# Files of the zone database that are not zones a schedule should name: "localtime" is each
-# machine's own setting (a schedule would run at different instants on different workers).
-NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
-
-
 def check_timezone(name: str) -> ZoneInfo:
+    """The schedule's zone, by the forecast API's rule for zone names (training.validation.
+    zone_named: "localtime" would fire at different instants on different workers, and the
+    posix/ and right/ copies are not names of the zone database)."""
     try:
-        if name in NOT_ZONES:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        return zone_named(name)
+    except ValueError:
         raise ScheduleError(
             "timezone", f"{name!r} is not an IANA time zone name (e.g. 'UTC', 'Europe/Paris')"
         ) from None

@@ -498,11 +498,11 @@ def request_stream(
     """What a Python client sends: the JSON body's `series` (dicts with the same keys) as an
     Arrow stream, covariates flattened to `covariates.<name>` columns (null where a series
     does not give one), `horizon` and `quantiles` as metadata. Histories go as float64. A
-    `time_zone` is refused (ValueError), not dropped: an Arrow body names a zone in the type
+    `timezone` is refused (ValueError), not dropped: an Arrow body names a zone in the type
     of its timestamps (timestamp[ns, tz=...]), which these strings are not."""
-    if any(s.get("time_zone") is not None for s in series):
+    if any(s.get("timezone") is not None for s in series):
         raise ValueError(
-            "an Arrow body has no `time_zone`; send a table whose `start` or `timestamps` "
+            "an Arrow body has no `timezone`; send a table whose `start` or `timestamps` "
             "type names the zone (timestamp[ns, tz=...]), or the JSON body"
         )
     names = sorted({name for s in series for name in s.get("covariates", {})})

@@ -4,7 +4,7 @@
 
 FastAPI validates a body by building a `ForecastRequest` (a list of Python floats per series),
 and `service.validation` then turns each list into a numpy array anyway. For the common body
-(known keys, a string id, lists of plain numbers, an ISO `start`, no `time_zone`) this
+(known keys, a string id, lists of plain numbers, an ISO `start`, no `timezone`) this
 module goes straight from the parsed JSON to those arrays: one `np.asarray` per list instead
 of pydantic's per-item check plus the conversion.
 
@@ -32,9 +32,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.schemas import ForecastRequest, SeriesIn, Timestamp
 
-# A `time_zone` (the request's or a series') is the schema's to read: it checks the name, and
+# A `timezone` (the request's or a series') is the schema's to read: it checks the name, and
 # the row path in service.validation reads the zone. Such a body steps aside here.
-ZONE_KEY = "time_zone"
+ZONE_KEY = "timezone"
 _REQUEST_KEYS = frozenset(ForecastRequest.model_fields) - {ZONE_KEY}
 _SERIES_KEYS = frozenset(SeriesIn.model_fields) - {ZONE_KEY}
 ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256

@@ -135,10 +135,10 @@ class SeriesIn(BaseModel):
         default_factory=dict,
         description="One list per covariate the model was trained with, as long as `values`.",
     )
-    time_zone: TimeZoneName | None = Field(
+    timezone: TimeZoneName | None = Field(
         default=None,
         description="IANA time zone name of the series' clock, e.g. 'Europe/London'; default: "
-        "the request's `time_zone`; without either, naive times are read as written and zoned "
+        "the request's `timezone`; without either, naive times are read as written and zoned "
         "ones on their own offset. " + ZONE_EFFECT,
         examples=["Europe/London"],
     )
@@ -181,9 +181,9 @@ class ForecastRequest(BaseModel):
     series: list[SeriesIn] = Field(
         min_length=1, description="The histories; each is forecast independently."
     )
-    time_zone: TimeZoneName | None = Field(
+    timezone: TimeZoneName | None = Field(
         default=None,
-        description="IANA time zone name, e.g. 'Europe/London': the `time_zone` of every series "
+        description="IANA time zone name, e.g. 'Europe/London': the `timezone` of every series "
         "that gives none of its own. " + ZONE_EFFECT,
         examples=["Europe/London"],
     )
@@ -250,10 +250,10 @@ class ModelInfo(BaseModel):
         description="The clock the calendar features read: 'local' (the model learnt naive, "
         "wall-clock timestamps: zoned input is read on its own zone's clock; ISO texts whose "
         "UTC offsets change are refused, as they name no zone; give POST /forecast a "
-        "`time_zone` such as 'Europe/London', per request or per series, for histories and "
+        "`timezone` such as 'Europe/London', per request or per series, for histories and "
         "horizons across a daylight-saving change: offsets alone read the hours after it one "
         "off) or 'utc' (its training timestamps carried a zone and were read as UTC: zoned "
-        "input is read on UTC, naive input taken as UTC, or as local times in `time_zone`)."
+        "input is read on UTC, naive input taken as UTC, or as local times in `timezone`)."
     )
     loaded_at: datetime = Field(description="When this version was loaded (UTC).")
     last_reload_error: str | None = Field(

@@ -5,10 +5,10 @@ whose message names the series (index and id) and the field: NaN/inf/null values
 shorter than the lookback (with the minimum), a horizon above the maximum, quantiles the model
 was not trained with, unknown or missing covariates, mismatched lengths, timestamps that go
 backwards or off the model's frequency, a bad or different `freq`, missing dates for a model
-that reads calendar features, a naive time that a `time_zone`'s daylight-saving change skips or
+that reads calendar features, a naive time that a `timezone`'s daylight-saving change skips or
 repeats. Nothing is "fixed" silently.
 
-A `time_zone` (JSON bodies only: `service.schemas`) puts a series on that zone's clock: naive
+A `timezone` (JSON bodies only: `service.schemas`) puts a series on that zone's clock: naive
 times are its local times, zoned ones are converted to it, and the time axis (`Dates.tz`) is
 the zone, so the calendar features of a local-clock model and the forecast timestamps follow
 its daylight-saving changes.
@@ -255,12 +255,12 @@ def prepare(request: RequestIn, model: ServedModel) -> PreparedRequest:
 
 
 def series_zones(request: RequestIn) -> list[ZoneInfo | None] | None:
-    """Each series' `time_zone` (its own, else the request's) as a zone, or None when the
+    """Each series' `timezone` (its own, else the request's) as a zone, or None when the
     request names none: the fast path's and Arrow's requests never do (an Arrow timestamp
     type names its zone itself)."""
     if not isinstance(request, ForecastRequest):
         return None
-    names = [s.time_zone or request.time_zone for s in request.series]
+    names = [s.timezone or request.timezone for s in request.series]
     if not any(names):
         return None
     return [None if name is None else zone_named(name) for name in names]  # checked names

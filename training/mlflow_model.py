@@ -15,8 +15,8 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
 - `id` (str, optional): echoed in the output; default `series-<row>`.
 - `start` (str, optional): timestamp of the first value; with it the output carries the
   forecast timestamps (at the training frequency), and a model with calendar features needs it.
-- `time_zone` (str, optional): an IANA time zone name such as "Europe/London", as the forecast
-  API's `time_zone` (docs/serving.md): a naive `start` is a local time there (one that a
+- `timezone` (str, optional): an IANA time zone name such as "Europe/London", as the forecast
+  API's `timezone` (docs/serving.md): a naive `start` is a local time there (one that a
   daylight-saving change skips or repeats is refused), a zoned one is converted to it, and the
   steps, their timestamps and a local-clock model's calendar features follow that zone's clock
   across daylight-saving changes. Models registered before the column was added have a
@@ -295,7 +295,7 @@ class ForecastPredictor:
         self, frame: pd.DataFrame, i: int, series_id: str, n_values: int, keep: int
     ) -> pd.DatetimeIndex | None:
         """Timestamps of the last `keep` inputs and the `horizon` forecasts, from `start` (on
-        the row's `time_zone` clock when it names one)."""
+        the row's `timezone` clock when it names one)."""
         if "start" not in frame.columns:
             return None
         start = frame["start"].iloc[i]
@@ -328,10 +328,10 @@ class ForecastPredictor:
         return index[n_values - keep :]
 
     def _zone(self, frame: pd.DataFrame, i: int, series_id: str) -> ZoneInfo | None:
-        """The row's `time_zone` (optional column) as a zone; None when absent or empty."""
-        if "time_zone" not in frame.columns:
+        """The row's `timezone` (optional column) as a zone; None when absent or empty."""
+        if "timezone" not in frame.columns:
             return None
-        name = frame["time_zone"].iloc[i]
+        name = frame["timezone"].iloc[i]
         if name is None or (isinstance(name, float) and math.isnan(name)) or name == "":
             return None
         try:
@@ -339,7 +339,7 @@ class ForecastPredictor:
                 raise ValueError(f"{name} is not a text; it {ZONE_RULE}")
             return zone_named(name)
         except ValueError as error:
-            raise ForecastInputError(f"series {series_id!r}: `time_zone` {error}") from None
+            raise ForecastInputError(f"series {series_id!r}: `timezone` {error}") from None
 
     @staticmethod
     def _on_zone_clock(first: pd.Timestamp, zone: ZoneInfo, series_id: str) -> pd.Timestamp:
@@ -388,7 +388,7 @@ def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
         ColSpec(numbers, "values"),
         *(ColSpec(numbers, name) for name in covariates),
         ColSpec(DataType.string, "start", required=False),
-        ColSpec(DataType.string, "time_zone", required=False),
+        ColSpec(DataType.string, "timezone", required=False),
     ]
     outputs: list[Any] = [
         ColSpec(DataType.string, "id"),

@@ -134,7 +134,7 @@ ZONE_RULE = "must be an IANA time zone name such as 'Europe/London'"
 
 
 def zone_named(name: str) -> ZoneInfo:
-    """The IANA time zone `name` (the forecast API's and the pyfunc's `time_zone`), from the
+    """The IANA time zone `name` (the forecast API's and the pyfunc's `timezone`), from the
     system's zone database or else the tzdata package; ValueError saying what a name must be
     when it names none."""
     try:

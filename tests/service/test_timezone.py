@@ -1,7 +1,7 @@
-"""`time_zone` on POST /forecast (and the pyfunc's `time_zone` column): a local-clock calendar
+"""`timezone` on POST /forecast (and the pyfunc's `timezone` column): a local-clock calendar
 model across Europe/London's spring-forward reads the wall-clock hours, its forecast steps are
 dated on that clock with their offsets, bad names and naive times that a daylight-saving change
-skips or repeats are 422s, and a request without `time_zone` is read as before."""
+skips or repeats are 422s, and a request without `timezone` is read as before."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def _features(stamps: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _prepared(body: dict[str, Any], **model: Any) -> PreparedRequest:
-    """The body through the schema: with a `time_zone` the fast path steps aside."""
-    if "time_zone" in body or any("time_zone" in s for s in body["series"]):
+    """The body through the schema: with a `timezone` the fast path steps aside."""
+    if "timezone" in body or any("timezone" in s for s in body["series"]):
         assert fast_request(body) is None
     stub = StubModel(**{"needs_dates": True, **model})
     return prepare(ForecastRequest.model_validate(body), _as_model(stub))
@@ -77,26 +77,26 @@ def _answered(one: PreparedSeries) -> list[str]:
 
 SAME_HOURS = {
     "a fixed offset, the request's zone": {
-        "time_zone": LONDON,
+        "timezone": LONDON,
         "series": [_series(start="2024-03-30T20:00:00+00:00")],
     },
     "a naive start, the series' zone": {
-        "series": [_series(start="2024-03-30T20:00:00", time_zone=LONDON)],
+        "series": [_series(start="2024-03-30T20:00:00", timezone=LONDON)],
     },
     "the series' zone over the request's": {
-        "time_zone": "America/New_York",
-        "series": [_series(start="2024-03-30T20:00:00", time_zone=LONDON)],
+        "timezone": "America/New_York",
+        "series": [_series(start="2024-03-30T20:00:00", timezone=LONDON)],
     },
     "naive wall-clock timestamps (01:00 skipped)": {
-        "time_zone": LONDON,
+        "timezone": LONDON,
         "series": [_series(timestamps=_isos(WALL[:8].tz_localize(None)))],
     },
     "timestamps whose offsets change": {
-        "time_zone": LONDON,
+        "timezone": LONDON,
         "series": [_series(timestamps=_isos(WALL[:8]))],
     },
     "UTC timestamps": {
-        "time_zone": LONDON,
+        "timezone": LONDON,
         "series": [_series(timestamps=_isos(INSTANTS[:8]))],
     },
 }
@@ -138,8 +138,8 @@ def test_a_body_without_a_zone_keeps_the_fast_path_and_a_null_zone_changes_nothi
     assert fast_request(body) is not None
     plain = _one(body)
     for nulls in (
-        {"time_zone": None, "series": body["series"]},
-        {"series": [{**body["series"][0], "time_zone": None}]},
+        {"timezone": None, "series": body["series"]},
+        {"series": [{**body["series"][0], "timezone": None}]},
     ):
         assert fast_request(nulls) is None  # the schema reads it: null is no zone
         same = _one(nulls)
@@ -151,7 +151,7 @@ def test_a_body_without_a_zone_keeps_the_fast_path_and_a_null_zone_changes_nothi
 
 def test_a_utc_model_reads_utc_hours_of_local_times() -> None:
     one = _one(
-        {"series": [_series(start="2024-03-30T20:00:00", time_zone=LONDON)]},
+        {"series": [_series(start="2024-03-30T20:00:00", timezone=LONDON)]},
         calendar_clock="utc",
     )
     assert one.past_calendar is not None and one.dates is not None
@@ -165,7 +165,7 @@ def test_a_daily_model_steps_local_midnights_across_the_change() -> None:
     midnights = pd.date_range("2024-03-26", periods=12, freq="D", tz=LONDON)
     series = _series(values=list(range(8)), timestamps=_isos(midnights[:8]))
     assert "different UTC offsets" in _error({"series": [series]}, freq="D")
-    one = _one({"time_zone": LONDON, "series": [series]}, freq="D")
+    one = _one({"timezone": LONDON, "series": [series]}, freq="D")
     assert one.dates is not None
     np.testing.assert_array_equal(one.dates.window_ns, midnights.as_unit("ns").asi8)
     assert _answered(one)[:2] == ["2024-04-03T00:00:00+01:00", "2024-04-04T00:00:00+01:00"]
@@ -183,16 +183,16 @@ SKIPPED = (
 
 
 def test_a_naive_time_a_change_repeats_or_skips_is_refused_not_guessed() -> None:
-    ambiguous = {"time_zone": LONDON, "series": [_series(start="2024-10-27T01:30:00")]}
+    ambiguous = {"timezone": LONDON, "series": [_series(start="2024-10-27T01:30:00")]}
     assert _error(ambiguous) == f"series 0 ('a'), field 'start': {AMBIGUOUS}"
-    skipped = {"series": [_series(id="b", start="2024-03-31T01:00:00", time_zone=LONDON)]}
+    skipped = {"series": [_series(id="b", start="2024-03-31T01:00:00", timezone=LONDON)]}
     assert _error(skipped) == f"series 0 ('b'), field 'start': {SKIPPED}"
     # with its offset the same time is one instant
     assert _one({**ambiguous, "series": [_series(start="2024-10-27T01:30:00+00:00")]}).dates
     # a wall clock that goes back repeats an hour: naive timestamps cannot say which is which
     autumn = pd.date_range("2024-10-26T18:00", periods=8, freq="h")
     stamps = _isos(autumn)  # 18:00 ... 01:00 on the 27th
-    message = _error({"time_zone": LONDON, "series": [_series(timestamps=stamps)]})
+    message = _error({"timezone": LONDON, "series": [_series(timestamps=stamps)]})
     assert message == (
         "series 0 ('a'), field 'timestamps': position 7: 2024-10-27T01:00:00 is ambiguous in "
         "Europe/London: a daylight-saving change shows it twice on the clocks there "
@@ -205,21 +205,21 @@ def test_a_naive_time_a_change_repeats_or_skips_is_refused_not_guessed() -> None
 )
 def test_a_bad_zone_name_is_refused_by_the_schema(name: str) -> None:
     for body in (
-        {"time_zone": name, "series": [_series()]},
-        {"series": [_series(time_zone=name)]},
+        {"timezone": name, "series": [_series()]},
+        {"series": [_series(timezone=name)]},
     ):
         assert fast_request(body) is None
         with pytest.raises(ValidationError) as caught:
             ForecastRequest.model_validate(body)
         (error,) = caught.value.errors()
-        assert error["loc"][-1] == "time_zone"
+        assert error["loc"][-1] == "timezone"
         assert "must be an IANA time zone name such as 'Europe/London'" in error["msg"]
 
 
 def test_the_arrow_helper_refuses_a_zone_it_cannot_write() -> None:
     with pytest.raises(ValueError, match="names the zone"):
-        request_stream([_series(start="2024-03-30T20:00:00", time_zone=LONDON)])
-    assert request_stream([_series(start="2024-03-30T20:00:00", time_zone=None)])
+        request_stream([_series(start="2024-03-30T20:00:00", timezone=LONDON)])
+    assert request_stream([_series(start="2024-03-30T20:00:00", timezone=None)])
 
 
 # -----------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_the_service_and_the_pyfunc_read_london_hours_across_spring_forward(
         return forward(*inputs)
 
     monkeypatch.setattr(served, "forward", recording)
-    response = calendar_client.post("/forecast", json={"time_zone": LONDON, "series": [series]})
+    response = calendar_client.post("/forecast", json={"timezone": LONDON, "series": [series]})
     assert response.status_code == 200, response.text
     ((past, future),) = seen
     np.testing.assert_allclose(past[0], _features(wall[-HORIZON - LOOKBACK : -HORIZON]))
@@ -281,7 +281,7 @@ def test_the_service_and_the_pyfunc_read_london_hours_across_spring_forward(
 
     monkeypatch.setattr("training.mlflow_model.calendar_features", recorded)
     row = {k: series[k] for k in ("id", "values", "start")}
-    frame = pd.DataFrame([{**row, "x": series["covariates"]["x"], "time_zone": LONDON}])
+    frame = pd.DataFrame([{**row, "x": series["covariates"]["x"], "timezone": LONDON}])
     expected = served.predictor.predict_frame(frame)
     (index,) = indexes
     assert list(index.hour) == list(wall[-HORIZON - LOOKBACK :].hour)
@@ -291,7 +291,7 @@ def test_the_service_and_the_pyfunc_read_london_hours_across_spring_forward(
 
 def test_an_arrow_answer_carries_the_zone(calendar_client: TestClient, registry: Registry) -> None:
     series = _london(registry, "2024-03-29T16:00:00+00:00")
-    body = {"time_zone": LONDON, "horizon": 3, "series": [series]}
+    body = {"timezone": LONDON, "horizon": 3, "series": [series]}
     json_answer = calendar_client.post("/forecast", json=body).json()["forecasts"][0]
     response = calendar_client.post("/forecast", json=body, headers={"accept": ARROW_STREAM})
     assert response.status_code == 200, response.text
@@ -307,17 +307,17 @@ def test_the_service_refuses_bad_zones_and_ambiguous_times_with_the_field(
     series = _london(registry, "2024-03-29T16:00:00")
     for body, detail in (
         (
-            {"time_zone": "Europe/Londn", "series": [series]},
-            "field 'time_zone': Value error, 'Europe/Londn' is not a time zone; it must be an "
+            {"timezone": "Europe/Londn", "series": [series]},
+            "field 'timezone': Value error, 'Europe/Londn' is not a time zone; it must be an "
             "IANA time zone name such as 'Europe/London'",
         ),
         (
-            {"series": [{**series, "time_zone": "London"}]},
-            "series 0 ('ldn'), field 'time_zone': Value error, 'London' is not a time zone; it "
+            {"series": [{**series, "timezone": "London"}]},
+            "series 0 ('ldn'), field 'timezone': Value error, 'London' is not a time zone; it "
             "must be an IANA time zone name such as 'Europe/London'",
         ),
         (
-            {"time_zone": LONDON, "series": [{**series, "start": "2024-10-27T01:30:00"}]},
+            {"timezone": LONDON, "series": [{**series, "start": "2024-10-27T01:30:00"}]},
             f"series 0 ('ldn'), field 'start': {AMBIGUOUS}",
         ),
     ):
@@ -348,21 +348,21 @@ def test_the_pyfunc_refuses_bad_zones_and_ambiguous_starts(
     series = _london(registry, "2024-10-26T00:00:00")
     row = {"id": "p", "values": series["values"], "x": series["covariates"]["x"]}
     for start, zone, message in (
-        (series["start"], "Europe/Londn", "series 'p': `time_zone` 'Europe/Londn' is not a time"),
-        (series["start"], 3, "series 'p': `time_zone` 3 is not a text; it must be an IANA"),
+        (series["start"], "Europe/Londn", "series 'p': `timezone` 'Europe/Londn' is not a time"),
+        (series["start"], 3, "series 'p': `timezone` 3 is not a text; it must be an IANA"),
         ("2024-10-27T01:30:00", LONDON, f"series 'p': `start` {AMBIGUOUS}"),
     ):
         with pytest.raises(ForecastInputError) as caught:
-            predictor.predict_frame(pd.DataFrame([{**row, "start": start, "time_zone": zone}]))
+            predictor.predict_frame(pd.DataFrame([{**row, "start": start, "timezone": zone}]))
         assert str(caught.value).startswith(message)
-    assert "time_zone" in signature_for(["x"], [0.5]).inputs.input_names()
+    assert "timezone" in signature_for(["x"], [0.5]).inputs.input_names()
 
 
 def test_openapi_describes_the_field(calendar_client: TestClient) -> None:
     schemas = calendar_client.get("/openapi.json").json()["components"]["schemas"]
     for name in ("SeriesIn", "ForecastRequest"):
-        field = schemas[name]["properties"]["time_zone"]
+        field = schemas[name]["properties"]["timezone"]
         assert "IANA time zone name" in field["description"]
         assert "Europe/London" in field["description"]
         assert {"type": "string"} in field["anyOf"]
-    assert "time_zone" in schemas["ModelInfo"]["properties"]["calendar_clock"]["description"]
+    assert "timezone" in schemas["ModelInfo"]["properties"]["calendar_clock"]["description"]
