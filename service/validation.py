@@ -659,26 +659,33 @@ def increasing_axis(
 
 
 def check_clock(
-    stamps: list[datetime], index: pd.DatetimeIndex, model: ServedModel, where: str
+    stamps: list[datetime],
+    index: pd.DatetimeIndex,
+    model: ServedModel,
+    where: str,
+    *,
+    zone_field: bool = False,
 ) -> None:
     """Timestamps with several UTC offsets and no zone (ISO texts across a daylight-saving
     change, read in UTC by `increasing_axis`) for a model whose calendar features read a
     local clock: the offsets date the history, but name no zone for the forecast steps, and
     read in UTC the hours are off by the offset (an audit's 15-minute model answered as if
     09:00 were 13:00). A 422 that says how to send them; a model that learnt UTC hours reads
-    them as they are."""
+    them as they are. `zone_field`: the request can name the zone (POST /forecast's
+    `timezone`), and the message says so."""
     if not model.needs_dates or model.calendar_clock == CLOCK_UTC:
         return
     if index.tz is None or str(index.tz) != "UTC":
         return  # naive, one zone (Arrow's timestamp[ns, tz=...]) or one offset: a clock
     offsets = {stamp.utcoffset() for stamp in stamps}
     if len(offsets) > 1:
+        named = "name the zone in `timezone` (e.g. 'Europe/London'), " if zone_field else ""
         raise ServiceInputError(
             where,
             f"holds {len(offsets)} different UTC offsets (a daylight-saving change) and no "
             "zone: this model reads calendar features (hour of day, day of week) on the local "
             "clock it was trained on, which offsets alone do not give for the forecast "
-            "steps; send the series as Arrow with its zone (timestamp[ns, tz=...]), or as "
+            f"steps; {named}send the series as Arrow with its zone (timestamp[ns, tz=...]), or as "
             "naive local times (`start` without an offset)",
         )
 
@@ -695,7 +702,7 @@ def _from_timestamps(
     where = series_where(i, series_id, "timestamps")
     index = increasing_axis(stamps, n, where, zone)
     if zone is None:  # with one, the offsets' zone is named: nothing to refuse
-        check_clock(stamps, index, model, where)
+        check_clock(stamps, index, model, where, zone_field=True)
     ns = index.asi8
     window = ns[-lookback:]
     if isinstance(offset, pd.offsets.Tick):
@@ -710,8 +717,8 @@ def _from_timestamps(
         offsets = {stamp.utcoffset() for stamp in stamps[-lookback:]}
         utc = (
             "; timestamps with different UTC offsets are read in UTC, where a local calendar "
-            "step (a day across a daylight-saving change) is not one length: send them as "
-            "naive local times, or as Arrow with the zone"
+            "step (a day across a daylight-saving change) is not one length: name the zone "
+            "in `timezone`, or send them as naive local times, or as Arrow with the zone"
             if len(offsets) > 1 and zone is None
             else ""
         )

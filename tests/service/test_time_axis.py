@@ -59,7 +59,8 @@ def test_local_midnights_across_a_dst_change_say_how_to_send_them() -> None:
     series = {"id": "d", "values": list(range(12)), "timestamps": [t.isoformat() for t in local]}
     message = _error(series, freq="D")
     assert "different UTC offsets are read in UTC" in message
-    assert "send them as naive local times, or as Arrow with the zone" in message
+    assert "name the zone in `timezone`, or send them as naive local times" in message
+    assert len(_prepared({**series, "timezone": "Europe/Paris"}, freq="D")[0].series) == 1
     naive = {**series, "timestamps": [t.tz_localize(None).isoformat() for t in local]}
     assert len(_prepared(naive, freq="D")[0].series) == 1
 
@@ -107,7 +108,7 @@ def test_offsets_that_change_are_refused_for_a_model_on_a_local_clock() -> None:
         "series 0 ('n'), field 'timestamps': holds 2 different UTC offsets (a daylight-saving "
         "change) and no zone: this model reads calendar features"
     )
-    assert "send the series as Arrow with its zone (timestamp[ns, tz=...])" in message
+    assert "name the zone in `timezone` (e.g. 'Europe/London'), send the series as Arrow" in message
     # without calendar features the instants are all the model needs
     assert len(_prepared(series, freq="15min", lookback=16)[0].series) == 1
 
