@@ -19,6 +19,16 @@ One look-ahead is left to the loader's fill policy, and reported there: a value 
 interpolation (`LoadedData.filled`) in the last steps of the train span was computed from the
 next observed value, which may lie in the val span. `fill="ffill"` never looks ahead.
 
+A series cut at a long gap (`on_long_gap="split"`: segments `<id>#1`, `<id>#2`...) is split by
+time as the one series it is (`plan_cut_series`): the borders are drawn once, over its
+segments' rows together, and each segment gets the rows of each part that fall inside it.
+Drawn per segment, a later segment's training rows would come after an earlier one's test rows
+(the model would learn the series' future). A segment may so hold train rows only, or straddle
+val and test; its windows stay inside it (none spans the gap), and its val and test rows read
+their `lookback` rows of context from the same segment (the first `lookback` rows of a segment
+that opens on val or test rows are context only). A segment's share of a part too short for
+one window of that part (`SplitConfig.horizon`) is left unused.
+
 Presets (`SplitConfig.method`):
 
 - "ett": the protocol of Informer (Zhou et al., AAAI 2021) and the ETT papers after it: the first
@@ -35,7 +45,8 @@ Presets (`SplitConfig.method`):
   engine's wear before failure) to the test span only. A held-out unit's MASE is scaled by its
   own first `lookback` rows, the only history it has before its first forecast.
   `test_series` (and optionally `val_series`) name the held-out units instead of id order.
-  The segments of a series cut at a long gap (`on_long_gap="split"`) are one unit here.
+  The segments of a series cut at a long gap (`on_long_gap="split"`) are one unit here: they
+  are held out together.
 - "unseen": every series is a test unit, scored as under "series": for backtesting a trained
   model on a file of new units (C-MAPSS's test engines); nothing can be trained on it.
 - "tail": counted back from the end of each series: test = the last `test_rows` rows, val = the
@@ -59,14 +70,18 @@ from training.validation import (
     InvalidOptionError,
     fixed_step,
     natural_key,
+    plural,
 )
 
 SplitMethod = Literal["ett", "fractions", "tail", "series", "unseen"]
 SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail", "series", "unseen")
 HELD_OUT_METHODS: tuple[SplitMethod, ...] = ("series", "unseen")  # whole series, not spans
 # What one series is for: "all" = cut by time into train, val and test (every method but
-# "series"); otherwise the one part its whole history belongs to (the "series" split).
-SeriesRole = Literal["all", "train", "val", "test"]
+# "series"); "segment" = one segment of a series cut at a long gap, holding the rows of each
+# part that fall inside it (any of its spans may be empty: plan_cut_series); otherwise the one
+# part its whole history belongs to (the "series" split).
+SeriesRole = Literal["all", "train", "val", "test", "segment"]
+PART_NAMES: tuple[str, ...] = ("train", "val", "test")
 TAIL_FIELDS: tuple[str, ...] = ("val_rows", "test_rows", "max_train_rows")
 ETT_MONTH = pd.Timedelta(days=30)  # the ETT code counts a month as 30 days
 ETT_MONTHS = (12, 4, 4)  # train, val, test
@@ -109,6 +124,10 @@ class SplitConfig:
     # last ones in id order (a fleet's newest units are not always its highest numbers).
     test_series: tuple[str, ...] = ()
     val_series: tuple[str, ...] = ()
+    # Rows a window forecasts. Read only for a series cut at a long gap under a split by time:
+    # a segment's share of a part is kept when it holds one window of lookback + horizon rows
+    # (1: any share with a row to forecast).
+    horizon: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
@@ -118,6 +137,8 @@ class SplitConfig:
             )
         if self.lookback < 1:
             raise InvalidOptionError(f"lookback must be an integer >= 1, got {self.lookback}")
+        if not isinstance(self.horizon, int) or isinstance(self.horizon, bool) or self.horizon < 1:
+            raise InvalidOptionError(f"horizon must be an integer >= 1, got {self.horizon!r}")
         self._check_tail_fields()
         self._check_named_series()
         ok = 0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
@@ -218,13 +239,19 @@ class SplitPlan:
         spans = {"train": train, "val": val, "test": test}
         if self.role == "all" and min(len(train), len(val), len(test)) < 1:
             problems.append("every span must hold at least one row")
-        if self.role != "all" and [n for n, sp in spans.items() if len(sp)] != [self.role]:
+        held_out = self.role not in ("all", "segment")
+        if held_out and [n for n, sp in spans.items() if len(sp)] != [self.role]:
             problems.append(f"a series held out for {self.role} fills that span and no other")
         if not (train.stop <= val.start and val.stop <= test.start and test.stop <= self.n_rows):
             problems.append("spans must be disjoint, in time order, and inside the series")
         if val.context != self.lookback or test.context != self.lookback:
             problems.append("val and test must carry exactly `lookback` rows of context")
-        if val.input_start < train.start:
+        if self.role == "segment":
+            # a segment's context rows come from the segment itself (the gap is not crossed),
+            # whatever part they belong to: all of them lie before the span they precede
+            if any(len(sp) and sp.input_start < 0 for sp in (val, test)):
+                problems.append("val and test context must lie inside the segment")
+        elif val.input_start < train.start:
             problems.append(f"the train span ({len(train)} rows) is shorter than the lookback")
         if problems:
             raise SplitError(f"invalid split {self.to_dict()}: {'; '.join(problems)}")
@@ -475,8 +502,74 @@ def split_series(frame: pd.DataFrame, plan: SplitPlan) -> SeriesSplit:
 
 def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
     """Every series of `data` split by `config` (a plan per series, from its own length; under
-    the "series" split, from its place among the series)."""
+    the "series" split, from its place among the series; a series cut at a long gap, from its
+    segments' rows together: `plan_cut_series`)."""
     return {series_id: split_series(frame, plan) for series_id, frame, plan in _plans(data, config)}
+
+
+def cut_series(data: LoadedData) -> dict[str, list[str]]:
+    """The series cut at a long gap (on_long_gap="split") -> their segments' ids, in time order."""
+    out: dict[str, list[str]] = {}
+    for sid in data.series:
+        if data.unit_of(sid) != sid:
+            out.setdefault(data.unit_of(sid), []).append(sid)
+    return {
+        unit: sorted(ids, key=lambda sid: data.series[sid].index[0]) for unit, ids in out.items()
+    }
+
+
+def plan_cut_series(
+    sizes: list[int], freq: str, config: SplitConfig
+) -> tuple[SplitPlan, list[SplitPlan]]:
+    """A split by time of a series cut at a long gap into segments of `sizes` rows (in time
+    order): the plan of their rows together, and each segment's plan (role "segment").
+
+    The borders are drawn once for the whole series, as `plan_split` draws them for a series
+    of sum(sizes) rows: the same fractions (or ETT months, tail rows) of its observed rows,
+    the gap's missing rows not counted. Shared borders are what keep time order across the
+    gap: split segment by segment, a later segment's training rows would come after an
+    earlier one's test rows, and the model (and the train-only scaler) would read the
+    series' future. Each segment then holds the rows of each part that fall inside it:
+
+    - train: its share of the train rows, kept if it holds one window (lookback + horizon
+      rows), since train windows read train rows only;
+    - val, test: its share, read with the `lookback` rows before it in the same segment as
+      context (the gap is never crossed); where the share begins less than `lookback` rows
+      into the segment, its first rows up to row `lookback` become context only. Kept if
+      `horizon` rows are left to forecast.
+
+    A share too short for a window is left unused (an empty span): so every part's targets
+    come after the previous part's in time, and no window spans the gap."""
+    whole = plan_split(sum(sizes), freq, config)
+    plans = []
+    offset = 0
+    for n_rows in sizes:
+        plans.append(_segment_plan(whole, offset, n_rows, config))
+        offset += n_rows
+    return whole, plans
+
+
+def _segment_plan(whole: SplitPlan, offset: int, n_rows: int, config: SplitConfig) -> SplitPlan:
+    lookback, horizon = config.lookback, config.horizon
+
+    def inside(span: Span) -> tuple[int, int]:  # the span's rows in this segment, its positions
+        return (min(max(span.start - offset, 0), n_rows), min(max(span.stop - offset, 0), n_rows))
+
+    start, stop = inside(whole.train)
+    train = Span(start, stop) if stop - start >= lookback + horizon else Span(0, 0)
+    evaluated: list[Span] = []
+    placed = train.stop  # where an empty span goes: after what came before it, in order
+    for span in (whole.val, whole.test):
+        start, stop = inside(span)
+        start = max(start, lookback)  # the context comes from this segment
+        if stop - start >= horizon:
+            evaluated.append(Span(start, stop, context=lookback))
+        else:
+            at = min(max(placed, lookback), n_rows)
+            evaluated.append(Span(at, at, context=lookback))
+        placed = evaluated[-1].stop
+    val, test = evaluated
+    return SplitPlan(n_rows, lookback, train, val, test, role="segment")
 
 
 def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFrame, SplitPlan]]:
@@ -490,42 +583,102 @@ def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFram
             (sid, frame, plan_held_out(len(frame), config.lookback, roles[data.unit_of(sid)]))
             for sid, frame in data.series.items()
         ]
-    _check_no_segments(data, config)
-    return [
-        (sid, frame, plan_split(len(frame), data.freq, config))
-        for sid, frame in data.series.items()
+    plans: dict[str, SplitPlan] = {}
+    wholes: dict[str, SplitPlan] = {}
+    cut = cut_series(data)
+    for unit, ids in cut.items():
+        sizes = [len(data.series[sid]) for sid in ids]
+        try:
+            wholes[unit], pieces = plan_cut_series(sizes, data.freq, config)
+        except SplitError as error:
+            raise SplitError(
+                f"series {unit!r}, cut at a long gap into {len(ids)} segments "
+                f"({_segments_shown(data, ids)}), is split by time as one series of their "
+                f"{sum(sizes):,} rows together: {error}"
+            ) from None
+        plans.update(zip(ids, pieces, strict=True))
+    for sid, frame in data.series.items():
+        if sid not in plans:
+            plans[sid] = plan_split(len(frame), data.freq, config)
+    for part in PART_NAMES:
+        # plan_split gives every part of a whole series rows: only cut series can leave a
+        # part empty everywhere
+        if not any(len(getattr(plan, part)) for plan in plans.values()):
+            unit, ids = next(iter(cut.items()))
+            raise SplitError(_no_window_message(data, config, part, unit, ids, wholes[unit]))
+    return [(sid, frame, plans[sid]) for sid, frame in data.series.items()]
+
+
+def _segments_shown(data: LoadedData, ids: list[str]) -> str:
+    shown = [
+        f"{sid!r} {len(data.series[sid]):,} rows from {data.series[sid].index[0]} to "
+        f"{data.series[sid].index[-1]}"
+        for sid in ids[:4]
     ]
+    return ", ".join(shown) + (f" and {len(ids) - 4:,} more" if len(ids) > 4 else "")
 
 
-def _check_no_segments(data: LoadedData, config: SplitConfig) -> None:
-    """A split by time cuts each series at its own rows; the segments of one series cut at a
-    long gap (on_long_gap="split") would each be cut so, and the later segment's training
-    rows come after the earlier one's test rows: the model would learn the series' future
-    and the train-only scaler would read it (an audit's Bike-Sharing hour#2 trained on
-    November 2012, hour#1 tested on June-October). Refused, with the ways out."""
-    segments: dict[str, list[str]] = {}
-    for sid in data.series:
-        segments.setdefault(data.unit_of(sid), []).append(sid)
-    cut = {unit: ids for unit, ids in segments.items() if len(ids) > 1}
-    if not cut:
-        return
-    unit, ids = next(iter(cut.items()))
-    shown = ", ".join(repr(s) for s in ids[:4]) + (" ..." if len(ids) > 4 else "")
-    fill = (
-        "fill the gap (max_gap, --max-gap, at least its length; on_long_gap 'error' names "
-        "it), or cut the file before the gap"
+def _no_window_message(
+    data: LoadedData, config: SplitConfig, part: str, unit: str, ids: list[str], whole: SplitPlan
+) -> str:
+    """Why a split by time of series cut at long gaps has no window of `part`, and the ways
+    out (of the first such series; every series of the data is cut, or it would have one)."""
+    lookback, horizon = config.lookback, config.horizon
+    span: Span = getattr(whole, part)
+    stamps = pd.DatetimeIndex(np.concatenate([data.series[sid].index.to_numpy() for sid in ids]))
+    holders, offset = [], 0
+    for sid in ids:
+        n_rows = len(data.series[sid])
+        shared = min(span.stop, offset + n_rows) - max(span.start, offset)
+        if shared > 0:
+            holders.append(f"{sid!r} ({shared:,} of them)")
+        offset += n_rows
+    if part == "train":
+        need = f"{lookback + horizon:,} rows (lookback + horizon = {lookback:,} + {horizon:,})"
+    else:
+        need = f"{plural(horizon, 'row')} (horizon) after {plural(lookback, 'row')} of context"
+    ways = [
+        "fill the gap (max_gap, --max-gap, at least its length; the data report names it), "
+        "so that the series stays whole",
+        "a shorter lookback or horizon (--lookback, --horizon)",
+    ]
+    if config.method == "fractions":
+        if part == "test":
+            ways.append("smaller train and val fractions (--train-fraction, --val-fraction)")
+        else:
+            ways.append(f"a larger {part}_fraction (--{part}-fraction)")
+    elif config.method == "tail" and part != "train":
+        ways.append(f"more {part}_rows")
+    units = len({data.unit_of(sid) for sid in data.series})
+    more = f" (and {units - 1:,} more series, all cut at long gaps)" if units > 1 else ""
+    return (
+        f"the split by time ({config.method!r}) leaves no {part} window in the data: series "
+        f"{unit!r}{more} was cut at a long gap into {len(ids)} segments (on_long_gap='split': "
+        f"{_segments_shown(data, ids)}) and is split as one series over their "
+        f"{len(stamps):,} rows together; its {len(span):,} {part} rows, {stamps[span.start]} "
+        f"to {stamps[span.stop - 1]}, lie in {', '.join(holders)}, and a {part} window needs "
+        f"{need} inside one segment (no window spans a gap). Ways out: {'; '.join(ways)}"
     )
-    if len({data.unit_of(sid) for sid in data.series}) >= 3:  # a fleet: the series split
-        ways = f"Hold out whole series instead (split_method 'series', --split series), or {fill}"
-    else:  # too few units for the series split to be made
-        ways = fill[0].upper() + fill[1:]
-    raise SplitError(
-        f"series {unit!r} was cut at a long gap into {len(ids)} segments ({shown}; "
-        f"on_long_gap='split'){f' and {len(cut) - 1} more series too' if len(cut) > 1 else ''}"
-        f": a split by time ({config.method!r}) cuts each segment on its own, so a later "
-        "segment's training rows would come after an earlier one's test rows (the model "
-        f"would learn the series' future). {ways}"
-    )
+
+
+def cut_series_lines(data: LoadedData, splits: Mapping[str, SeriesSplit]) -> list[str]:
+    """For the data report: under a split by time, what each segment of a series cut at a long
+    gap holds (plan_cut_series). Empty when no series was cut or the split holds out units."""
+    lines = []
+    for unit, ids in cut_series(data).items():
+        if any(splits[sid].plan.role != "segment" for sid in ids if sid in splits):
+            return []  # the "series" split: a cut series is held out whole (held_out_lines)
+        held = []
+        for sid in ids:
+            plan = splits[sid].plan
+            parts = [f"{len(getattr(plan, p)):,} {p}" for p in PART_NAMES if len(getattr(plan, p))]
+            held.append(f"{sid} {', '.join(parts) if parts else 'none (too short for a window)'}")
+        lines.append(
+            f"series {unit!r}, cut at a long gap into {len(ids)} segments, is split by time as "
+            f"one series (borders drawn over their rows together; no window spans a gap); "
+            f"rows per segment: {'; '.join(held)}"
+        )
+    return lines
 
 
 def shortest_train_rows(data: LoadedData, config: SplitConfig) -> int:
@@ -535,11 +688,20 @@ def shortest_train_rows(data: LoadedData, config: SplitConfig) -> int:
 
 
 def shortest_train_span(data: LoadedData, config: SplitConfig) -> tuple[int, str]:
-    """`shortest_train_rows`, and the series it belongs to."""
-    spans = [
-        (len(plan.train) if len(plan.train) else plan.lookback, sid)
-        for sid, _, plan in _plans(data, config)
-    ]
+    """`shortest_train_rows`, and the series it belongs to. A series cut at a long gap counts
+    its longest training segment (a seasonal difference never spans the gap); one whose
+    training rows hold no window, the first `lookback` rows it forecasts from, as a held-out
+    unit."""
+    spans: list[tuple[int, str]] = []
+    segments: dict[str, list[tuple[int, str]]] = {}
+    for sid, _, plan in _plans(data, config):
+        if plan.role == "segment":
+            segments.setdefault(data.unit_of(sid), []).append((len(plan.train), sid))
+        else:
+            spans.append((len(plan.train) if len(plan.train) else plan.lookback, sid))
+    for pieces in segments.values():
+        rows, sid = max(pieces)
+        spans.append((rows, sid) if rows else (config.lookback, pieces[0][1]))
     return min(spans)
 
 
@@ -570,9 +732,16 @@ class StandardScaler:
 
     @classmethod
     def fit(
-        cls, splits: Mapping[str, SeriesSplit], *, scope: ScalerScope = "series"
+        cls,
+        splits: Mapping[str, SeriesSplit],
+        *,
+        scope: ScalerScope = "series",
+        units: Mapping[str, str] | None = None,
     ) -> "StandardScaler":
-        """Statistics from the train frames only: the one place they are computed."""
+        """Statistics from the train frames only: the one place they are computed. `units`
+        (LoadedData.units): the segments of a series cut at a long gap share the statistics
+        of their train frames together, under each segment's id (a segment may hold no train
+        rows of its own: training.split.plan_cut_series)."""
         if scope not in SCALER_SCOPES:
             raise InvalidOptionError(
                 f"scope must be one of {', '.join(map(repr, SCALER_SCOPES))}, got {scope!r}"
@@ -580,11 +749,20 @@ class StandardScaler:
         if not splits:
             raise ScalerError("no series to fit on")
         trains = {series_id: split.train for series_id, split in splits.items()}
-        held_out = [series_id for series_id, train in trains.items() if train.empty]
+        unit_of = {sid: (units or {}).get(sid, sid) for sid in trains}
+        by_unit: dict[str, list[pd.DataFrame]] = {}
+        for series_id, train in trains.items():
+            by_unit.setdefault(unit_of[series_id], [])
+            if not train.empty:
+                by_unit[unit_of[series_id]].append(train)
+        held_out = [unit for unit, frames in by_unit.items() if not frames]
         if held_out and scope == "series":
+            segments = [sid for sid in splits if unit_of[sid] == held_out[0]]
+            cut = any(splits[sid].plan.role == "segment" for sid in segments)
+            why = "in any of its segments" if cut else "(held out by the 'series' split)"
             raise ScalerError(
-                f"series {held_out[0]!r} has no training rows (held out by the 'series' split), "
-                "so no statistics of its own; use scope 'global'"
+                f"series {held_out[0]!r} has no training rows {why}, so no statistics of its "
+                "own; use scope 'global'"
             )
         columns = tuple(str(c) for c in next(iter(trains.values())).columns)
         for series_id, train in trains.items():
@@ -594,7 +772,8 @@ class StandardScaler:
                     f"the first series {list(columns)}"
                 )
         if scope == "series":
-            stats = {series_id: _column_scales(train) for series_id, train in trains.items()}
+            scales = {unit: _column_scales(pd.concat(frames)) for unit, frames in by_unit.items()}
+            stats = {series_id: scales[unit_of[series_id]] for series_id in trains}
         else:
             stats = {GLOBAL: _column_scales(pd.concat([t for t in trains.values() if not t.empty]))}
         return cls(columns=columns, scope=scope, stats=stats)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.training.synthetic import loaded, seasonal_frame
+from tests.training.synthetic import loaded, row_number_frame, seasonal_frame
 from training.data import LoadConfig, LoadedData, load_data
 from training.split import (
     ScalerError,
@@ -26,6 +26,7 @@ from training.split import (
     split_series,
 )
 from training.validation import InvalidOptionError
+from training.windows import WindowConfig, make_windows
 
 BUNDLED_ETT = Path(__file__).resolve().parents[2] / "data" / "ETT-small" / "ETTh1.csv"
 LOOKBACK = 96
@@ -367,37 +368,160 @@ def test_a_named_unit_the_loader_dropped_is_said_to_be_dropped_not_unknown() -> 
         split_data(data, SplitConfig(lookback=24, method="series", test_series=("u3",)))
 
 
-def test_segments_of_one_series_are_refused_by_a_split_by_time() -> None:
-    """Each segment cut at its own fractions: u#2 trained on rows after u#1's test rows."""
-    early, late = seasonal_frame(400), seasonal_frame(400, seed=1)
-    late.index = late.index + pd.Timedelta(days=30)
-    data = replace(
-        loaded(
-            {
-                "u#1": early,
-                "u#2": late,
-                "v": seasonal_frame(400, seed=2),
-                "w": seasonal_frame(400, seed=3),
-            }
-        ),
-        units={"u#1": "u", "u#2": "u"},
+# --- a series cut at a long gap (on_long_gap="split"), split by time ------------------------
+
+CUT_L, CUT_H = 24, 6
+
+
+def cut_data(n: int, gaps: list[tuple[int, int]], **others: pd.DataFrame) -> LoadedData:
+    """Series "u" of `n` hourly rows (y = the row number) with the rows of each gap [a, b)
+    removed, cut there into "u#1", "u#2"... as the loader does; `others`: whole series beside
+    it."""
+    frame = row_number_frame(n)
+    edges = [0, *[row for gap in gaps for row in gap], n]
+    bounds = zip(edges[::2], edges[1::2], strict=True)
+    pieces = {f"u#{k}": frame.iloc[a:b] for k, (a, b) in enumerate(bounds, 1)}
+    return replace(loaded({**pieces, **others}), units=dict.fromkeys(pieces, "u"))
+
+
+def window_targets(data: LoadedData, config: SplitConfig) -> dict[str, dict[str, list[int]]]:
+    """unit -> part -> the target timestamps (ns) of every window of that part, checking on the
+    way that every window's rows are consecutive steps (none spans a gap)."""
+    splits = split_data(data, config)
+    scaler = StandardScaler.fit(splits, scope="global")
+    sets = make_windows(splits, scaler, WindowConfig(lookback=CUT_L, horizon=CUT_H), freq="h")
+    step = pd.Timedelta("1h").value
+    out: dict[str, dict[str, list[int]]] = {}
+    for part in ("train", "val", "test"):
+        windows = getattr(sets, part)
+        starts, owners = windows.starts.numpy(), windows.window_entry.numpy()
+        for e, entry in enumerate(windows.entries):
+            stamps = entry.index.to_numpy(dtype="datetime64[ns]").view(np.int64)
+            for first in starts[owners == e] - entry.offset:
+                rows = stamps[first : first + CUT_L + CUT_H]
+                assert len(rows) == CUT_L + CUT_H and (np.diff(rows) == step).all(), entry.name
+                unit = out.setdefault(data.unit_of(entry.source), {})
+                unit.setdefault(part, []).extend(rows[CUT_L:].tolist())
+    return out
+
+
+CUT_SPLITS = [
+    SplitConfig(lookback=CUT_L, horizon=CUT_H),
+    SplitConfig(lookback=CUT_L, horizon=CUT_H, method="tail", val_rows=48, test_rows=72),
+    SplitConfig(
+        lookback=CUT_L, horizon=CUT_H, method="tail", val_rows=48, test_rows=72, max_train_rows=300
+    ),
+]
+
+
+@pytest.mark.parametrize("config", CUT_SPLITS, ids=["fractions", "tail", "tail-capped"])
+@pytest.mark.parametrize(
+    "gaps",
+    [[(200, 230)], [(430, 460)], [(520, 540)], [(100, 140), (470, 480), (560, 575)]],
+    ids=["in-train", "train-val", "in-test", "three"],
+)
+def test_a_cut_series_keeps_time_order_across_its_segments(
+    config: SplitConfig, gaps: list[tuple[int, int]]
+) -> None:
+    """Each segment split at its own fractions used to train u#2 on rows after u#1's test
+    rows. Drawn once over the segments together, the borders keep every train target before
+    every val target before every test target, and no window spans a gap."""
+    data = cut_data(600, gaps, v=row_number_frame(500))
+    targets = window_targets(data, config)
+    for unit in ("u", "v"):
+        parts = targets[unit]
+        assert max(parts["train"]) < min(parts["val"]), unit
+        assert max(parts["val"]) < min(parts["test"]), unit
+    # the borders of a whole series of the same observed rows: same shares of the data
+    observed = 600 - sum(b - a for a, b in gaps)
+    whole = plan_split(observed, "h", config)
+    splits = split_data(data, config)
+    cut = {sid: s.plan for sid, s in splits.items() if sid != "v"}
+    assert all(plan.role == "segment" for plan in cut.values())
+    stamps = pd.DatetimeIndex([t for sid in cut for t in data.series[sid].index])
+    for part in ("train", "val", "test"):
+        span = getattr(whole, part)
+        held = [t for sid, plan in cut.items() for t in data.series[sid].index[_own(plan, part)]]
+        assert set(held) <= set(stamps[span.start : span.stop]), part
+
+
+def _own(plan: SplitPlan, part: str) -> slice:
+    span = getattr(plan, part)
+    return slice(span.start, span.stop)
+
+
+def test_a_segment_before_the_borders_is_all_train_and_gives_each_part_to_one_series() -> None:
+    data = cut_data(600, [(200, 230)])
+    config = SplitConfig(lookback=CUT_L, horizon=CUT_H)
+    splits = split_data(data, config)
+    first, second = splits["u#1"], splits["u#2"]
+    assert (len(first.plan.train), len(first.plan.val), len(first.plan.test)) == (200, 0, 0)
+    assert first.train.equals(data.series["u#1"]) and first.val.empty and first.test.empty
+    # 570 observed rows: train 399 (200 + 199), val 57, test 114: the fractions of a whole
+    # series of those rows
+    assert (len(second.plan.train), len(second.plan.val), len(second.plan.test)) == (199, 57, 114)
+    assert shortest_train_rows(data, config) == 200  # the longest training segment
+    roles = {s.plan.role for s in splits.values()}
+    assert roles == {"segment"}
+
+
+def test_val_and_test_read_their_context_from_their_own_segment() -> None:
+    """The gap falls in the val rows: u#1 ends on val rows; u#2 opens on its last 24 val rows
+    (its first `lookback` rows, context only: what lies before them is across the gap), then
+    its test rows."""
+    data = cut_data(600, [(440, 460)])  # 580 observed: train 406, val 58, test 116
+    splits = split_data(data, SplitConfig(lookback=CUT_L, horizon=CUT_H))
+    first, second = splits["u#1"].plan, splits["u#2"].plan
+    assert (first.train, first.val) == (Span(0, 406), Span(406, 440, context=CUT_L))
+    assert len(first.test) == 0
+    assert len(second.train) == len(second.val) == 0
+    assert second.test == Span(CUT_L, 140, context=CUT_L)
+    test = splits["u#2"].test
+    assert test.index[0] == data.series["u#2"].index[0]  # context from u#2, not across the gap
+    assert list(test["y"].iloc[:CUT_L]) == list(range(460, 460 + CUT_L))
+
+
+def test_a_share_too_short_for_a_window_is_left_out_and_a_part_with_no_window_is_an_error() -> None:
+    # 400 observed rows, horizon 24: train 280, val 40, test 80; the gap cuts the val rows
+    # 20 / 20, too few for a val window on either side
+    data = cut_data(420, [(300, 320)])
+    config = SplitConfig(lookback=CUT_L, horizon=24)
+    with pytest.raises(SplitError) as caught:
+        split_data(data, config)
+    message = str(caught.value)
+    assert message.startswith(
+        "the split by time ('fractions') leaves no val window in the data: series 'u' was cut "
+        "at a long gap into 2 segments (on_long_gap='split': 'u#1' 300 rows from "
     )
-    for method in ("fractions", "tail"):
-        extra = {"val_rows": 48, "test_rows": 48} if method == "tail" else {}
-        config = SplitConfig(lookback=24, method=method, **extra)  # type: ignore[arg-type]
-        with pytest.raises(SplitError) as caught:
-            split_data(data, config)
-        message = str(caught.value)
-        assert message.startswith(
-            "series 'u' was cut at a long gap into 2 segments ('u#1', 'u#2'; on_long_gap="
-            f"'split'): a split by time ({method!r}) cuts each segment on its own"
-        )
-        assert "(split_method 'series', --split series)" in message
-    # one series cut in two: the series split cannot be made, so it is not offered
-    alone = replace(loaded({"u#1": early, "u#2": late}), units={"u#1": "u", "u#2": "u"})
-    with pytest.raises(SplitError, match=r"future\)\. Fill the gap \(max_gap") as caught:
-        split_data(alone, SplitConfig(lookback=24))
-    assert "--split series" not in str(caught.value)
-    series = SplitConfig(lookback=24, method="series", test_series=("u",), val_series=("v",))
-    held_out = split_data(data, series)  # whole units: both segments of u are test units
+    assert (
+        "its 40 val rows, 2021-03-12 16:00:00 to 2021-03-15 03:00:00, lie in 'u#1' (20 of "
+        "them), 'u#2' (20 of them), and a val window needs 24 rows (horizon) after 24 rows of "
+        "context inside one segment (no window spans a gap). Ways out: fill the gap (max_gap, "
+        "--max-gap"
+    ) in message
+    assert "a larger val_fraction (--val-fraction)" in message
+    # beside a whole series the data has val windows: the cut series gives none, no error
+    splits = split_data(cut_data(420, [(300, 320)], v=row_number_frame(400)), config)
+    assert len(splits["u#1"].plan.val) == len(splits["u#2"].plan.val) == 0
+    assert splits["u#1"].val.empty and len(splits["v"].plan.val) == 40
+    # too few rows together for the split at all: said of the series, with its segments
+    with pytest.raises(SplitError, match=r"^series 'u', cut at a long gap into 2 segments \('u#1'"):
+        split_data(cut_data(40, [(20, 30)]), SplitConfig(lookback=CUT_L))
+
+
+def test_the_segments_of_a_cut_series_share_its_scaler_statistics() -> None:
+    data = cut_data(600, [(520, 540)])
+    splits = split_data(data, SplitConfig(lookback=CUT_L, horizon=CUT_H))
+    assert splits["u#2"].train.empty  # all val and test
+    with pytest.raises(ScalerError, match="series 'u#2' has no training rows"):
+        StandardScaler.fit(splits)
+    scaler = StandardScaler.fit(splits, units=data.units)
+    train = splits["u#1"].train["y"]
+    assert scaler.stats["u#1"] == scaler.stats["u#2"]
+    assert scaler.stats["u#2"]["y"].mean == pytest.approx(train.mean())
+    # the series split still holds the segments of a series out together
+    held_out = split_data(
+        replace(data, series={**data.series, **fleet(4).series}),
+        SplitConfig(lookback=CUT_L, method="series", test_series=("u",), val_series=("u0",)),
+    )
     assert (held_out["u#1"].plan.role, held_out["u#2"].plan.role) == ("test", "test")
