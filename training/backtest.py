@@ -9,7 +9,10 @@ Origins (the last input row of each forecast) roll over the test span of every s
 rows apart, aligned to its end: the last window's final target is the span's last row, and
 `n_windows` counts back from there (None: as many as fit, which with step=1 is the ETT
 protocol's set of test windows). Every target lies in the test span; inputs reach back
-`lookback` rows before it, as the split's context rows allow.
+`lookback` rows before it, as the split's context rows allow. A series cut at a long gap
+(`on_long_gap="split"`, training.split.plan_cut_series) is scored in the test rows of each of
+its segments, no window spanning the gap; `n_windows` counts back from the end of its last
+segment on into the ones before, and its forecasts are reported under the series' own id.
 
 - refit=False: one model (given, with its scaler, or fitted here on the split's train and val
   parts) forecasts every origin.
@@ -31,7 +34,7 @@ nothing global such as pyplot's backend or current figure is touched.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +56,7 @@ from training.split import (
     SplitConfig,
     SplitPlan,
     StandardScaler,
+    cut_series,
     split_data,
     split_series,
 )
@@ -106,36 +110,83 @@ class BacktestResult:
     dropped: list[str] = field(default_factory=list)  # series left out (drop_short), and why
 
 
+def _room(split: SeriesSplit, horizon: int, step: int) -> int:
+    """Backtest windows, `step` apart, that the test span of `split` holds."""
+    rows = split.plan.lookback + len(split.plan.test)  # the test frame: context + test span
+    last = rows - split.plan.lookback - horizon
+    return last // step + 1 if last >= 0 else 0
+
+
+def _scored_units(
+    splits: Mapping[str, SeriesSplit], units: Mapping[str, str] | None
+) -> dict[str, list[str]]:
+    """Scored series -> their split entries holding test rows, in time order: a series cut at
+    a long gap (LoadedData.units) is one series here, scored in each of its segments."""
+    out: dict[str, list[str]] = {}
+    for sid, s in splits.items():
+        if len(s.plan.test):
+            out.setdefault((units or {}).get(sid, sid), []).append(sid)
+    for ids in out.values():
+        ids.sort(key=lambda sid: splits[sid].test.index[0])
+    return out
+
+
+def _window_counts(
+    splits: Mapping[str, SeriesSplit],
+    horizon: int,
+    config: BacktestConfig,
+    units: Mapping[str, str] | None = None,
+) -> dict[str, int | None]:
+    """Split entry -> how many of its last test windows the backtest scores (None: all), for
+    the entries holding test rows. `n_windows` counts back from the end of each series' test
+    span; for a series cut at a long gap, from the end of its last segment's, then on into
+    the segments before it (no window spans the gap)."""
+    if config.n_windows is None:
+        return {sid: None for sid, s in splits.items() if len(s.plan.test)}
+    out: dict[str, int | None] = {}
+    for ids in _scored_units(splits, units).values():
+        wanted = config.n_windows
+        for sid in reversed(ids):
+            taken = min(wanted, _room(splits[sid], horizon, config.step))
+            if taken:
+                out[sid] = taken
+            wanted -= taken
+    return out
+
+
 def short_of_room(
-    splits: Mapping[str, SeriesSplit], horizon: int, config: BacktestConfig
+    splits: Mapping[str, SeriesSplit],
+    horizon: int,
+    config: BacktestConfig,
+    units: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
-    """Scored series whose test span holds fewer than `n_windows` windows -> how many it holds."""
+    """Scored series whose test span holds fewer than `n_windows` windows -> how many it holds
+    (a series cut at a long gap: in its segments together, under the series' id)."""
     if config.n_windows is None:
         return {}
     out = {}
-    for sid, s in splits.items():
-        if not len(s.plan.test):
-            continue  # not scored
-        rows = s.plan.lookback + len(s.plan.test)  # the test frame: context + test span
-        last = rows - s.plan.lookback - horizon
-        available = last // config.step + 1 if last >= 0 else 0
+    for unit, ids in _scored_units(splits, units).items():
+        available = sum(_room(splits[sid], horizon, config.step) for sid in ids)
         if available < config.n_windows:
-            out[sid] = available
+            out[unit] = available
     return out
 
 
 def check_backtest_room(
-    splits: Mapping[str, SeriesSplit], horizon: int, config: BacktestConfig
+    splits: Mapping[str, SeriesSplit],
+    horizon: int,
+    config: BacktestConfig,
+    units: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Before any fit: every scored series has room for the backtest's windows, or (with
     drop_short) the lines saying which are left out. BacktestConfigError names the option,
     the series and what would fit."""
-    short = short_of_room(splits, horizon, config)
+    short = short_of_room(splits, horizon, config, units)
     if not short:
         return []
     lookback = next(iter(splits.values())).plan.lookback
     what = f"{config.n_windows} windows of {lookback} + {horizon} rows, {config.step} apart"
-    scored = [sid for sid, s in splits.items() if len(s.plan.test)]
+    scored = list(_scored_units(splits, units))
     if config.drop_short and len(short) < len(scored):
         return [
             f"left out of the backtest: series {sid!r}, room for {room} of {what} (on_short='drop')"
@@ -270,16 +321,32 @@ def backtest(
             f"the {split.method!r} split scores units the model never saw with one fit; "
             "refit=True and the streaming kinds need a split by time"
         )
+    cut = cut_series(data) if not held_out else {}
+    if cut and (streaming or config.refit):
+        unit = next(iter(cut))
+        what = (
+            "refit=True refits on the history before each origin"
+            if config.refit
+            else f"the streaming kind {model_config.kind!r} reads each series' whole history"
+        )
+        instead = "backtest without refit" if config.refit else "use a windowed kind (urnn, lstm)"
+        raise BacktestConfigError(
+            f"series {unit!r} was cut at a long gap into {len(cut[unit])} segments "
+            f"(on_long_gap='split'), and {what}, which a cut series does not have in one "
+            f"stretch: fill the gap (max_gap, --max-gap, at least its length), or {instead}"
+        )
     if split.method == "unseen" and model is None:
         raise BacktestConfigError(
             "the 'unseen' split makes every series a test unit, so nothing is left to train "
             "on: give a trained model, or hold out some series with the 'series' split"
         )
+    # a segment of a series cut at a long gap holds a part only where a window of it fits
+    split = replace(split, horizon=model_config.horizon)
     splits = split_data(data, split)
-    dropped = check_backtest_room(splits, model_config.horizon, config)
+    dropped = check_backtest_room(splits, model_config.horizon, config, data.units)
     if dropped:
-        left_out = short_of_room(splits, model_config.horizon, config)
-        splits = {sid: s for sid, s in splits.items() if sid not in left_out}
+        left_out = short_of_room(splits, model_config.horizon, config, data.units)
+        splits = {sid: s for sid, s in splits.items() if data.unit_of(sid) not in left_out}
     window_config = window_config_for(
         model_config,
         freq=data.freq,
@@ -287,13 +354,15 @@ def backtest(
         channel_independent=config.channel_independent,
     )
     calendar_freq = data.freq if window_config.calendar else None
-    scales = _mase_scales(splits, data.columns, config)
+    scales = _mase_scales(splits, data.columns, config, data.units)
     result = BacktestResult(forecasts=pd.DataFrame(), tables=_empty_tables(), dropped=dropped)
     pieces: list[pd.DataFrame] = []
     if not config.refit:
         if model is None or scaler is None:
             # held-out units have no training rows of their own to be scaled by
-            scaler = StandardScaler.fit(splits, scope="global" if held_out else "series")
+            scaler = StandardScaler.fit(
+                splits, scope="global" if held_out else "series", units=data.units
+            )
             if streaming:
                 series = stream_series(
                     splits,
@@ -307,13 +376,14 @@ def backtest(
                 fitted = fit(model_config, sets.train, sets.val, fit_config, progress=progress)
             result.fits.append(fitted)
             model = fitted.model
-        scaled = scaler.transform_splits(splits)
+        counts = _window_counts(splits, model_config.horizon, config, data.units)
+        scaled = scaler.transform_splits({sid: splits[sid] for sid in counts})
         test = WindowDataset.from_frames(
-            {sid: s.test for sid, s in scaled.items() if not s.test.empty},
+            {sid: s.test for sid, s in scaled.items()},
             lookback=model_config.lookback,
             horizon=model_config.horizon,
             stride=config.step,
-            n_windows=config.n_windows,
+            n_windows=counts,
             channel_independent=config.channel_independent,
             calendar_freq=calendar_freq,
         )
@@ -331,7 +401,16 @@ def backtest(
                 model, test, batch_size=config.batch_size, device=str(model_device(model))
             )
         pieces.append(
-            tidy_forecasts(test, pred, model_config.quantiles, scaler, config, scales, data.filled)
+            tidy_forecasts(
+                test,
+                pred,
+                model_config.quantiles,
+                scaler,
+                config,
+                scales,
+                data.filled,
+                units=data.units,
+            )
         )
     else:
         assert config.n_windows is not None
@@ -422,20 +501,46 @@ def _refit_split(
 
 
 def _mase_scales(
-    splits: Mapping[str, SeriesSplit], columns: Sequence[str], config: BacktestConfig
+    splits: Mapping[str, SeriesSplit],
+    columns: Sequence[str],
+    config: BacktestConfig,
+    units: Mapping[str, str] | None = None,
 ) -> dict[tuple[str, str], float]:
     """(series id, column) -> seasonal naive MAE of its training span, in original units; for
     a unit held out whole (the "series" split), of its first `lookback` rows, the history it
-    has before its first forecast."""
+    has before its first forecast. A segment of a series cut at a long gap (`units`) is scaled
+    by the training rows of all the series' segments, each difference taken inside one
+    segment; where none holds a training window, by its own first `lookback` rows."""
+    unit_of = {sid: (units or {}).get(sid, sid) for sid in splits}
+    trains: dict[str, list[pd.DataFrame]] = {}
+    for sid, s in splits.items():
+        if s.plan.role == "segment" and not s.train.empty:
+            trains.setdefault(unit_of[sid], []).append(s.train)
     out = {}
     for sid, s in splits.items():
-        if s.plan.role in ("val", "train"):
+        if s.plan.role in ("val", "train") or not len(s.plan.test):
             continue  # never scored
-        history = s.train if s.plan.role == "all" else s.test.iloc[: s.plan.lookback]
+        if s.plan.role == "all":
+            history = [s.train]
+        elif s.plan.role == "segment":
+            history = trains.get(unit_of[sid]) or [s.test.iloc[: s.plan.lookback]]
+        else:
+            history = [s.test.iloc[: s.plan.lookback]]
         for column in columns:
-            values = history[column].to_numpy(dtype=np.float64)
-            out[(sid, column)] = seasonal_naive_scale(values, config.season_length)
+            values = [piece[column].to_numpy(dtype=np.float64) for piece in history]
+            out[(sid, column)] = _pooled_scale(values, config.season_length)
     return out
+
+
+def _pooled_scale(pieces: Sequence[np.ndarray], season: int) -> float:
+    """The seasonal naive MAE over stretches of one series with gaps between them: the mean of
+    every difference one season apart inside a stretch (none spans a gap)."""
+    if len(pieces) == 1:
+        return seasonal_naive_scale(pieces[0], season)
+    usable = [p for p in pieces if len(p) > season]
+    if not usable:  # its error names the season and the longest stretch
+        return seasonal_naive_scale(max(pieces, key=len), season)
+    return float(np.mean(np.concatenate([np.abs(p[season:] - p[:-season]) for p in usable])))
 
 
 def tidy_forecasts(
@@ -446,13 +551,20 @@ def tidy_forecasts(
     config: BacktestConfig,
     mase_scales: Mapping[tuple[str, str], float],
     filled: Mapping[str, pd.DataFrame] | None = None,
+    *,
+    units: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per (window, step): series, origin, timestamp, step, actual, point, the
     quantile columns, mase_scale (in `config.scale` units) and `filled`: the actual is a
-    value the loader filled in (`LoadedData.filled`), which the metrics leave out."""
+    value the loader filled in (`LoadedData.filled`), which the metrics leave out. `units`
+    (LoadedData.units): the forecasts of a segment of a series cut at a long gap are under
+    the series' id, so the per-series table has one row for it."""
     q = list(quantiles)
     median = q.index(0.5)
     table = dataset.window_table()
+    if units:  # "<segment>" or "<segment>/<column>" -> "<series>", "<series>/<column>"
+        pairs = zip(table["series"], table["source"], strict=True)
+        table["series"] = [units.get(src, src) + name[len(src) :] for name, src in pairs]
     n, horizon = len(dataset), dataset.horizon
     actual = dataset.batch(torch.arange(n)).target.double().numpy()  # (N, H)
     forecast = pred.double().numpy()  # (N, H, Q)

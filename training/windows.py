@@ -162,12 +162,13 @@ class WindowDataset(Dataset[WindowBatch]):
         lookback: int,
         horizon: int,
         stride: int = 1,
-        n_windows: int | None = None,
+        n_windows: int | Mapping[str, int | None] | None = None,
         channel_independent: bool = False,
         calendar_freq: str | None = None,
     ) -> WindowDataset:
         """Windows over `frames` (already scaled; target first, then covariates), each frame
-        giving its last `n_windows` windows (all if None), `stride` rows apart."""
+        giving its last `n_windows` windows (all if None; a mapping: per frame, by id),
+        `stride` rows apart."""
         entries: list[SeriesEntry] = []
         blocks: list[np.ndarray] = []
         calendars: list[np.ndarray] = []
@@ -190,7 +191,8 @@ class WindowDataset(Dataset[WindowBatch]):
                 ]
             else:
                 pieces = [(series_id, columns, values, 0)]
-            first = window_starts(len(frame), lookback, horizon, stride, n_windows)
+            count = n_windows.get(series_id) if isinstance(n_windows, Mapping) else n_windows
+            first = window_starts(len(frame), lookback, horizon, stride, count)
             for name, piece_columns, block, channel in pieces:
                 entries.append(SeriesEntry(name, series_id, piece_columns, index, offset, channel))
                 blocks.append(block)

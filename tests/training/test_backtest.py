@@ -331,3 +331,47 @@ def test_refits_take_the_recorded_fit_settings_but_the_device_and_the_decoder_se
     config, line = refit_fit_config(None, source="none recorded", device="cpu")
     assert config == FitConfig(device="cpu")
     assert line == "Refits: the default fit settings (none recorded); max_epochs=100; device cpu"
+
+
+def test_a_series_cut_at_a_long_gap_is_scored_in_the_test_rows_of_each_segment() -> None:
+    """One series cut at a gap inside its test span (on_long_gap="split"): its origins roll
+    back from the end of its last segment on into the one before, no window spans the gap, and
+    it is scored, and scaled for MASE by its training rows, as the one series it is."""
+    from dataclasses import replace
+
+    from training.metrics import seasonal_naive_scale
+
+    frame = seasonal_frame(600)
+    first, second = frame.iloc[:500], frame.iloc[530:]  # 570 observed rows: test the last 114
+    data = replace(loaded({"u#1": first, "u#2": second}), units={"u#1": "u", "u#2": "u"})
+    config = BacktestConfig(n_windows=12, step=5)
+    result = backtest(data, SPLIT, linear("repeat_last"), QUICK, config)
+    forecasts = result.forecasts
+    assert set(forecasts["series"]) == {"u"} and list(result.tables.by_series.index) == ["u"]
+    origins = pd.DatetimeIndex(sorted(forecasts["origin"].unique()))
+    # room: 8 windows in u#1's 44 test rows, 9 in u#2's 46 (after 24 rows of context)
+    assert len(origins) == 12
+    assert origins.isin(second.index).sum() == 9 and origins.isin(first.index).sum() == 3
+    assert origins[-1] == second.index[-H - 1] and origins[2] == first.index[-H - 1]
+    for origin, rows in forecasts.groupby("origin"):
+        own = first.index if origin in first.index else second.index
+        at = int(own.searchsorted(origin))
+        assert list(rows["timestamp"]) == list(own[at + 1 : at + 1 + H])  # inside one segment
+    assert forecasts["timestamp"].min() >= first.index[456]
+    # MASE: the seasonal naive error of the series' training rows (all in u#1), for both
+    y = first["y"].to_numpy()[:399]
+    assert forecasts["mase_scale"].unique() == pytest.approx([seasonal_naive_scale(y, 24)])
+
+    splits = split_data(data, replace(SPLIT, horizon=H))
+    assert short_of_room(splits, H, BacktestConfig(n_windows=20, step=5), data.units) == {"u": 17}
+    with pytest.raises(BacktestConfigError, match="series 'u' has room in its test span for 17"):
+        backtest(data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=20, step=5))
+    with pytest.raises(BacktestConfigError) as refused:
+        backtest(data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=2, refit=True))
+    assert str(refused.value).startswith(
+        "series 'u' was cut at a long gap into 2 segments (on_long_gap='split'), and "
+        "refit=True refits on the history before each origin"
+    )
+    stream = ForecasterConfig(kind="urnn-stream", lookback=L, horizon=H)
+    with pytest.raises(BacktestConfigError, match="the streaming kind 'urnn-stream' reads"):
+        backtest(data, SPLIT, stream, QUICK, BacktestConfig())
