@@ -317,6 +317,35 @@ def test_train_then_backtest_end_to_end(
     assert code == 2 and "the model was trained on target 'y'" in err
 
 
+def test_train_and_backtest_a_log_cut_at_a_long_outage(
+    settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One equipment log with one outage longer than --max-gap: `--on-long-gap split` cuts it
+    in two, and the split by time draws its borders over both segments together (it used to
+    refuse them): the first segment trains, the second validates and tests, and the series
+    is trained, backtested and scored as the one series it is."""
+    frame = seasonal_frame(700)
+    path = tmp_path / "log.csv"
+    frame.drop(frame.index[450:500]).to_csv(path)  # 50 hours missing: 650 observed rows
+    argv = ["train", "--data", str(path), "--target", "y", "--on-long-gap", "split", *TINY]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    assert "split into 2 segments at 1 gap longer than 24 steps" in out
+    # 454 / 65 / 131 of the 650 rows (as for a whole series of 650): log#1 is all train;
+    # log#2's 4 train rows hold no window, and its first 48 rows (the look-back) are the
+    # context of its val rows
+    assert (
+        "series 'log', cut at a long gap into 2 segments, is split by time as one series "
+        "(borders drawn over their rows together; no window spans a gap); rows per segment: "
+        "log#1 450 train; log#2 21 val, 131 test"
+    ) in out
+    assert "Backtest (test span" in out and "all  120 " in out  # 10 origins, 12 apart
+    assert "registered urnn-forecaster version 1 (alias challenger)" in out
+    code, again, err = run_cli(["backtest", "--data", str(path)], settings, capsys)
+    assert code == 0, err
+    assert "Backtest of models:/urnn-forecaster@champion" in again
+
+
 def test_train_a_streaming_model_whose_pyfunc_reads_the_whole_history(
     csv: Path,
     settings: Settings,

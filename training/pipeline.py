@@ -54,10 +54,14 @@ from training.registry import (
 )
 from training.seasonality import Season, mase_season, model_season
 from training.split import (
+    HELD_OUT_METHODS,
     SeriesSplit,
     SplitConfig,
+    SplitError,
     SplitMethod,
     StandardScaler,
+    cut_series,
+    cut_series_lines,
     rows_for_one_window_each,
     shortest_train_span,
     split_data,
@@ -174,9 +178,10 @@ class TrainConfig:
                 f"got {self.season_length!r}"
             )
 
-    def split(self, lookback: int) -> SplitConfig:
+    def split(self, lookback: int, horizon: int = 1) -> SplitConfig:
         return SplitConfig(
             lookback=lookback,
+            horizon=horizon,
             method=self.split_method,
             train_fraction=self.train_fraction,
             val_fraction=self.val_fraction,
@@ -279,7 +284,8 @@ def train_pipeline(
     sets, season = prepared.sets, prepared.mase_season
     backtest_config, dropped = prepared.backtest_config, prepared.backtest_dropped
     mase_line = f"MASE season: {season.describe()}"
-    split_lines = held_out_lines(splits) + unread_covariate_lines(data, model_config) + dropped
+    split_lines = held_out_lines(splits) + cut_series_lines(data, splits)
+    split_lines += unread_covariate_lines(data, model_config) + dropped
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
         on_data_report([*data.brief_report_lines(), *split_lines, mase_line])
@@ -491,6 +497,11 @@ def prepare_training(config: TrainConfig) -> Prepared:
     # (an audit's min_length=5) let short series through to fail in the split, unnamed, where
     # on_short='drop' should have left them out. A larger one stands.
     rows = rows_for_one_window_each(config.split(lookback), horizon)
+    if load.on_long_gap == "split":
+        # a segment of a series cut at a long gap holds the parts whose borders fall in it
+        # (the split draws them over the series' segments together: training.split
+        # plan_cut_series), so it needs one window, not one of each part
+        rows = lookback + horizon
     derived = load.min_length < rows
     if derived:
         load = replace(load, min_length=rows)
@@ -505,7 +516,17 @@ def prepare_training(config: TrainConfig) -> Prepared:
         ) from None
     steps = load.step_origin is not None
     model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
-    split_config = config.split(model_config.lookback)
+    split_config = config.split(model_config.lookback, model_config.horizon)
+    cut = cut_series(data) if split_config.method not in HELD_OUT_METHODS else {}
+    if cut and FORECASTERS[model_config.kind].STREAMING:
+        unit = next(iter(cut))
+        raise SplitError(
+            f"series {unit!r} was cut at a long gap into {len(cut[unit])} segments "
+            f"(on_long_gap='split'), and kind {model_config.kind!r} learns each series' state "
+            "from its whole history, which a cut series does not have in one stretch: fill "
+            "the gap (max_gap, --max-gap, at least its length), or train a windowed kind "
+            "(urnn, lstm)"
+        )
     splits = split_data(data, split_config)
     season = data_mase_season(config, data, split_config)
     scaler = StandardScaler.fit(splits, scope="global")
@@ -513,7 +534,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
     sets = make_windows(splits, scaler, window_config, freq=data.freq)
     backtest_config = config.backtest_config(season.rows)
     # before the fit: a backtest with no room for its windows used to fail after it
-    dropped = check_backtest_room(splits, model_config.horizon, backtest_config)
+    dropped = check_backtest_room(splits, model_config.horizon, backtest_config, data.units)
     return Prepared(
         load,
         data,
@@ -631,7 +652,8 @@ def train_replica(config: TrainConfig) -> None:
 
 
 def splits_train(splits: Mapping[str, Any]) -> list[pd.DataFrame]:
-    return [s.train for s in splits.values()]
+    # a held-out unit, or a segment of a cut series with no train window, has no train rows
+    return [s.train for s in splits.values() if not s.train.empty]
 
 
 def model_meta(
@@ -790,7 +812,7 @@ def backtest_predictor(
     model: Forecaster = predictor.model
     if predictor.target != data.target or predictor.covariates != data.covariates:
         return None
-    split = config.split(model.config.lookback)
+    split = config.split(model.config.lookback, model.config.horizon)
     return backtest(
         data,
         split,

@@ -345,8 +345,9 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         choices=LONG_GAP_CHOICES,
         default=None,
         help=(
-            "a gap longer than --max-gap: error, or split the series there (with --split "
-            "series: a split by time refuses the segments); default error"
+            "a gap longer than --max-gap: error, or split the series there into segments "
+            "that no window spans (a split by time draws its borders over the segments "
+            "together; --split series holds them out together); default error"
         ),
     )
     group.add_argument(
@@ -1870,6 +1871,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     same = method == split_meta.get("method") == "series"
     split = SplitConfig(
         lookback=c.lookback,
+        horizon=c.horizon,
         method=method,
         train_fraction=args.train_fraction or split_meta.get("train_fraction", 0.7),
         val_fraction=args.val_fraction or split_meta.get("val_fraction", 0.1),
