@@ -31,9 +31,9 @@ Recipes for the bundled and shared real data:
   timestamp_format="%Y-%m-%d %H", ...)` (columns are joined with a space before parsing;
   on the command line `--timestamp-col dteday --timestamp-col hr`). Its 165 missing hours
   include a 36-hour outage (Hurricane Sandy, 2012-10-29/30), longer than the default
-  `max_gap`: choose `max_gap=36` to interpolate across it (`on_long_gap="split"` cuts it into
-  pieces that only the "series" split of a fleet takes: a split by time refuses them,
-  training.split). Most of
+  `max_gap`: choose `max_gap=36` to interpolate across it, or `on_long_gap="split"` to cut the
+  series there into segments `hour#1`, `hour#2` that no window spans (a split by time then
+  draws its borders over the segments together, training.split.plan_cut_series). Most of
   the other missing hours fall at 2-5 am and `cnt` is never 0 in the file, so they are likely
   hours with no rentals left out rather than lost; interpolation overstates those.
 - C-MAPSS engines (`train_FD001.txt`, space separated, no header: write it as a CSV with

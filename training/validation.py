@@ -504,8 +504,8 @@ def fill_gaps(
                     else f"Raise max_gap to at least {longest:,} to fill them"
                 )
                 + f", or set on_long_gap to 'split' to cut the series there (allowed: "
-                f"{', '.join(LONG_GAP_POLICIES)}; the pieces then train under split_method "
-                "'series', a fleet's split: a split by time refuses them)"
+                f"{', '.join(LONG_GAP_POLICIES)}; no window then spans the gap, and a split "
+                "by time draws its borders over the pieces together)"
             )
         kept = runs(~long_rows)
         pieces = [frame.iloc[a:b] for a, b in kept]
