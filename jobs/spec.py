@@ -275,7 +275,13 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
     from training.backtest import BacktestConfigError
     from training.data import MostlyFilledError
     from training.seasonality import SeasonError
-    from training.split import NamedSeriesError, ScalerError, SplitError, rows_for_one_window_each
+    from training.split import (
+        CutSeriesError,
+        NamedSeriesError,
+        ScalerError,
+        SplitError,
+        rows_for_one_window_each,
+    )
     from training.validation import (
         DataValidationError,
         DuplicateTimestampError,
@@ -291,6 +297,8 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
     field = "data"
     if isinstance(error, NamedSeriesError):
         field = f"config.train.{error.option}"
+    elif isinstance(error, CutSeriesError):
+        field = "config.load.on_long_gap"
     elif isinstance(error, SplitError):
         field = "config.train.split_method"
     elif isinstance(error, SeriesTooShortError):

@@ -55,9 +55,9 @@ from training.registry import (
 from training.seasonality import Season, mase_season, model_season
 from training.split import (
     HELD_OUT_METHODS,
+    CutSeriesError,
     SeriesSplit,
     SplitConfig,
-    SplitError,
     SplitMethod,
     StandardScaler,
     cut_series,
@@ -520,7 +520,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
     cut = cut_series(data) if split_config.method not in HELD_OUT_METHODS else {}
     if cut and FORECASTERS[model_config.kind].STREAMING:
         unit = next(iter(cut))
-        raise SplitError(
+        raise CutSeriesError(
             f"series {unit!r} was cut at a long gap into {len(cut[unit])} segments "
             f"(on_long_gap='split'), and kind {model_config.kind!r} learns each series' state "
             "from its whole history, which a cut series does not have in one stretch: fill "

@@ -101,6 +101,12 @@ class NamedSeriesError(SplitError):
         self.option = option
 
 
+class CutSeriesError(SplitError):
+    """Series cut at long gaps (on_long_gap="split") that this split or model kind cannot
+    use as cut: the way out is the gap's (fill it, or cut the file), which callers can say (a
+    job's 422 names `config.load.on_long_gap`)."""
+
+
 class ScalerError(ValueError):
     """A scaler asked for columns it does not know, or a malformed serialised scaler."""
 
@@ -605,7 +611,7 @@ def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFram
         # part empty everywhere
         if not any(len(getattr(plan, part)) for plan in plans.values()):
             unit, ids = next(iter(cut.items()))
-            raise SplitError(_no_window_message(data, config, part, unit, ids, wholes[unit]))
+            raise CutSeriesError(_no_window_message(data, config, part, unit, ids, wholes[unit]))
     return [(sid, frame, plans[sid]) for sid, frame in data.series.items()]
 
 

@@ -155,9 +155,12 @@ DATA_MISTAKES: list[tuple[str, dict[str, Any], str, str]] = [
         "40 missing steps at 'h'",
     ),
     (
-        "segments cut at a long gap under a split by time",
-        {"drop": range(100, 140), "config": {"load": {"on_long_gap": "split"}}},
-        "config.train.split_method",
+        "a streaming model on a series cut at a long gap",
+        {
+            "drop": range(100, 140),
+            "config": {"load": {"on_long_gap": "split"}, "model": {"kind": "urnn-stream"}},
+        },
+        "config.load.on_long_gap",
         "was cut at a long gap into 2 segments",
     ),
     (
