@@ -130,6 +130,12 @@ class LoadConfig:
     max_gap: int = 24  # longest run of missing steps filled, per column; longer ones: on_long_gap
     on_long_gap: LongGapPolicy = "error"  # "split": cut the series there into <id>#1, <id>#2...
     min_length: int = 2  # rows per series after cleaning; training passes lookback + horizon
+    # Rows per segment of a series cut at a long gap into several (on_long_gap="split"); None:
+    # min_length. Training passes one window (lookback + horizon): a split by time draws a cut
+    # series' borders over its segments together (training.split.plan_cut_series), so one
+    # segment need not hold a window of every part, as a whole series must. A series left with
+    # one segment is one stretch again, and min_length applies to it.
+    min_segment_length: int | None = None
     on_short: ShortSeriesPolicy = "error"  # "drop": leave such series out, with a report line
     sep: str = ","  # CSV field separator (SKAB uses ";")
     # A series whose values are more than this share filled (not observed) is refused: mostly
@@ -153,6 +159,10 @@ class LoadConfig:
             raise InvalidOptionError(f"max_gap must be an integer >= 0, got {self.max_gap}")
         if self.min_length < 1:
             raise InvalidOptionError(f"min_length must be an integer >= 1, got {self.min_length}")
+        if self.min_segment_length is not None and self.min_segment_length < 1:
+            raise InvalidOptionError(
+                f"min_segment_length must be an integer >= 1 or None, got {self.min_segment_length}"
+            )
         if not 0.0 < self.max_filled_fraction <= 1.0:
             raise InvalidOptionError(
                 f"max_filled_fraction must lie in (0, 1], got {self.max_filled_fraction}"
@@ -951,7 +961,8 @@ def _own_step(observed: pd.Index, freq: str) -> str:
 def _apply_min_length(
     segments: list[Segment], config: LoadConfig, source: str, report: Report
 ) -> list[Segment]:
-    short = [s for s in segments if len(s.frame) < config.min_length]
+    floors = _row_floors(segments, config)
+    short = [s for s in segments if len(s.frame) < floors[s.series_id]]
     longest = max((len(s.frame) for s in segments), default=0)
     if short and len(short) == len(segments):
         raise SeriesTooShortError(
@@ -963,7 +974,7 @@ def _apply_min_length(
         first = short[0]
         raise SeriesTooShortError(
             f"{source}: series {first.series_id!r} has {len(first.frame):,} rows after "
-            f"cleaning, fewer than min_length={config.min_length:,} ({len(short):,} of "
+            f"cleaning, fewer than {_floor_name(first, floors, config)} ({len(short):,} of "
             f"{len(segments):,} series are; the longest has {longest:,} rows); set "
             f"on_short='drop' to leave such series out (allowed: "
             f"{', '.join(SHORT_SERIES_POLICIES)})",
@@ -975,9 +986,38 @@ def _apply_min_length(
             segment.series_id,
             "drop",
             n,
-            f"dropped: {n:,} rows, fewer than min_length={config.min_length:,} (on_short='drop')",
+            f"dropped: {n:,} rows, fewer than {_floor_name(segment, floors, config)} "
+            "(on_short='drop')",
         )
-    return [s for s in segments if len(s.frame) >= config.min_length]
+    return [s for s in segments if len(s.frame) >= floors[s.series_id]]
+
+
+def _row_floors(segments: list[Segment], config: LoadConfig) -> dict[str, int]:
+    """Each segment's least number of rows: min_segment_length for a segment of a series cut
+    into several, when set; min_length otherwise, and for the one segment of a cut series that
+    is long enough alone (its others too short): a stretch of one series, like any other."""
+    floors = {s.series_id: config.min_length for s in segments}
+    if config.min_segment_length is None:
+        return floors
+    by_unit: dict[str, list[Segment]] = {}
+    for segment in segments:
+        if segment.unit:
+            by_unit.setdefault(segment.unit, []).append(segment)
+    for pieces in by_unit.values():
+        if len(pieces) < 2:
+            continue
+        long_enough = [s for s in pieces if len(s.frame) >= config.min_segment_length]
+        if len(long_enough) >= 2:
+            for segment in pieces:
+                floors[segment.series_id] = config.min_segment_length
+    return floors
+
+
+def _floor_name(segment: Segment, floors: dict[str, int], config: LoadConfig) -> str:
+    floor = floors[segment.series_id]
+    if floor == config.min_length:
+        return f"min_length={floor:,}"
+    return f"min_segment_length={floor:,} (a segment of series {segment.unit!r}, cut at a long gap)"
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

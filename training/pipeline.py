@@ -497,14 +497,15 @@ def prepare_training(config: TrainConfig) -> Prepared:
     # (an audit's min_length=5) let short series through to fail in the split, unnamed, where
     # on_short='drop' should have left them out. A larger one stands.
     rows = rows_for_one_window_each(config.split(lookback), horizon)
-    if load.on_long_gap == "split":
-        # a segment of a series cut at a long gap holds the parts whose borders fall in it
-        # (the split draws them over the series' segments together: training.split
-        # plan_cut_series), so it needs one window, not one of each part
-        rows = lookback + horizon
     derived = load.min_length < rows
     if derived:
         load = replace(load, min_length=rows)
+    if load.on_long_gap == "split" and load.min_segment_length is None:
+        # a segment of a series cut at a long gap holds the parts whose borders fall in it
+        # (the split draws them over the series' segments together: training.split
+        # plan_cut_series), so it needs one window, not one of each part; whole series keep
+        # the floor above
+        load = replace(load, min_segment_length=min(lookback + horizon, load.min_length))
     try:
         data = load_data(config.data, load)
     except SeriesTooShortError as error:

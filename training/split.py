@@ -514,13 +514,17 @@ def split_data(data: LoadedData, config: SplitConfig) -> dict[str, SeriesSplit]:
 
 
 def cut_series(data: LoadedData) -> dict[str, list[str]]:
-    """The series cut at a long gap (on_long_gap="split") -> their segments' ids, in time order."""
+    """The series cut at a long gap (on_long_gap="split") into several segments that were
+    kept -> their ids, in time order. One kept segment is one stretch of its series, as an
+    uncut series is (the loader holds it to min_length), and is not listed."""
     out: dict[str, list[str]] = {}
     for sid in data.series:
         if data.unit_of(sid) != sid:
             out.setdefault(data.unit_of(sid), []).append(sid)
     return {
-        unit: sorted(ids, key=lambda sid: data.series[sid].index[0]) for unit, ids in out.items()
+        unit: sorted(ids, key=lambda sid: data.series[sid].index[0])
+        for unit, ids in out.items()
+        if len(ids) > 1
     }
 
 

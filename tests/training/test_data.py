@@ -341,6 +341,34 @@ def test_a_long_gap_can_split_the_series(tmp_path: Path) -> None:
     assert steps(data, "fill") == []
 
 
+def test_segments_of_a_cut_series_are_held_to_their_own_floor(tmp_path: Path) -> None:
+    """min_segment_length is the floor of each of a series' segments while two or more of them
+    reach it; a series left with one is one stretch again, held to min_length."""
+    path = long_gap_file(tmp_path)  # log#1: 4 rows, log#2: 3 rows
+    base = LoadConfig(target="y", max_gap=4, on_long_gap="split", on_short="drop", min_length=4)
+    both = load_data(path, replace(base, min_segment_length=3))
+    assert list(both.series) == ["log#1", "log#2"] and steps(both, "drop") == []
+    alone = load_data(path, replace(base, min_segment_length=4))
+    assert list(alone.series) == ["log#1"]
+    (dropped,) = steps(alone, "drop")
+    assert dropped.message == "log#2: dropped: 3 rows, fewer than min_length=4 (on_short='drop')"
+    stamps = hourly(20)
+    kept = [0, 1, 2, 3, 9, 10, 11, 12, 18, 19]  # segments of 4, 4 and 2 rows
+    three = write(tmp_path, csv_of([stamps[k] for k in kept], list("0123456789")), "three.csv")
+    with pytest.raises(SeriesTooShortError) as caught:
+        load_data(three, replace(base, min_segment_length=3, on_short="error"))
+    assert "series 'three#3' has 2 rows after cleaning, fewer than min_segment_length=3 (a " in (
+        str(caught.value)
+    )
+    # the floor of whole series is min_length, whatever min_segment_length says
+    stamps = hourly(6)
+    whole = write(tmp_path, csv_of(stamps, list("123456")), name="whole.csv")
+    with pytest.raises(SeriesTooShortError, match="every series is shorter than min_length=9"):
+        load_data(whole, replace(base, min_length=9, min_segment_length=2))
+    with pytest.raises(InvalidOptionError, match="min_segment_length must be an integer >= 1"):
+        LoadConfig(target="y", min_segment_length=0)
+
+
 def test_fill_none_treats_every_gap_as_long(tmp_path: Path) -> None:
     with pytest.raises(GapTooLongError, match="fill='none' fills nothing") as caught:
         load_data(long_gap_file(tmp_path), LoadConfig(target="y", fill="none"))

@@ -525,3 +525,38 @@ def test_the_segments_of_a_cut_series_share_its_scaler_statistics() -> None:
         SplitConfig(lookback=CUT_L, method="series", test_series=("u",), val_series=("u0",)),
     )
     assert (held_out["u#1"].plan.role, held_out["u#2"].plan.role) == ("test", "test")
+
+
+def test_a_gap_policy_of_split_keeps_the_whole_series_floor_for_uncut_series(
+    tmp_path: Path,
+) -> None:
+    """on_long_gap="split" lowers the floor of a cut series' segments to one window only: a
+    short series with no gap is still dropped (on_short="drop") as under "error", and one
+    segment left of a cut series is an uncut series again (cut_series leaves it out)."""
+    from models.forecaster import ForecasterConfig
+    from training.fit import FitConfig
+    from training.pipeline import TrainConfig, prepare_training
+    from training.split import cut_series
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for unit, n in (("long", 2000), ("short", 150)):
+        stamps = pd.date_range("2024-01-01", periods=n, freq="h")
+        frames.append(pd.DataFrame({"unit": unit, "timestamp": stamps, "y": rng.normal(size=n)}))
+    frame = pd.concat(frames)
+    # long: an 80-hour outage after its first 30 rows, which alone hold no window
+    frame = frame[~((frame["unit"] == "long") & frame.index.isin(range(30, 110)))]
+    frame.to_csv(tmp_path / "fleet.csv", index=False)
+    model = ForecasterConfig(kind="urnn", lookback=24, horizon=24, hidden_size=8)
+    for policy in ("error", "split"):
+        load = LoadConfig(target="y", series_col="unit", on_short="drop", on_long_gap=policy)
+        if policy == "error":
+            load = replace(load, max_gap=100)
+        config = TrainConfig(
+            data=str(tmp_path / "fleet.csv"), load=load, model=model, fit=FitConfig(device="cpu")
+        )
+        prepared = prepare_training(config)
+        dropped = [line for line in prepared.data.report_lines() if "dropped:" in line]
+        assert any(line.startswith("short: dropped: 150 rows") for line in dropped), policy
+        assert cut_series(prepared.data) == {}
+    assert list(prepared.data.series) == ["long#2"]  # its 30-row first segment dropped
