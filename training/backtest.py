@@ -36,7 +36,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import pandas as pd
@@ -232,7 +233,7 @@ REFIT_REPLACED: tuple[str, ...] = ("device", "decoder_search")
 
 
 def refit_fit_config(
-    recorded: Mapping[str, object] | None,
+    recorded: object,
     *,
     source: str,
     device: DeviceName,
@@ -244,8 +245,9 @@ def refit_fit_config(
     were found; None when there are none, `source` then saying where they were looked for:
     the defaults, and the line says so. Fields are kept or replaced as the comment above
     REFIT_REPLACED says; `max_epochs` (`--refit-epochs`) overrides the recorded cap. A field
-    FitConfig does not know (recorded by another version) is left out; recorded values that
-    FitConfig refuses fall back to the defaults, the line saying why."""
+    FitConfig does not know (recorded by another version) is left out; a record that is not
+    an object, a value not of its field's type (`_mistyped`: the file can be edited) or one
+    FitConfig refuses: the defaults, the line saying why."""
     override: dict[str, Any] = {"device": device, "decoder_search": False}
     if max_epochs is not None:
         override["max_epochs"] = max_epochs
@@ -258,8 +260,18 @@ def refit_fit_config(
             f"{capped}; {where}"
         )
     known = {f.name for f in fields(FitConfig)}
+    kept = (
+        {k: v for k, v in recorded.items() if k in known} if isinstance(recorded, Mapping) else {}
+    )
     try:
-        config = FitConfig(**{**{k: v for k, v in recorded.items() if k in known}, **override})
+        if not isinstance(recorded, Mapping):
+            raise FitConfigError(f"not a JSON object but {type(recorded).__name__}")
+        wrong = next(
+            (f"{k}={v!r}: {why}" for k, v in kept.items() if (why := _mistyped(k, v))), None
+        )
+        if wrong is not None:
+            raise FitConfigError(wrong)
+        config = FitConfig(**{**kept, **override})
     except (FitConfigError, TypeError) as error:
         return config, (
             f"Refits: the default fit settings (those {source} records cannot be used: "
@@ -273,13 +285,43 @@ def refit_fit_config(
         and getattr(config, f.name) != getattr(base, f.name)
     ]
     shown = f"{', '.join(differ)} (others at their defaults)" if differ else "the defaults"
-    search = (
-        "; decoder search off (the registered decoder)" if recorded.get("decoder_search") else ""
-    )
+    search = "; decoder search off (the registered decoder)" if kept.get("decoder_search") else ""
     return config, (
         f"Refits: the fit settings the model was trained with (from {source}): {shown}; "
         f"max_epochs={config.max_epochs}{capped}{search}; {where}"
     )
+
+
+def _mistyped(name: str, value: object) -> str | None:
+    """Why a recorded fit setting's value is not of its FitConfig field's type (a config.json
+    is a file anyone can edit, and FitConfig checks ranges, not types: a seed of "7" or 2.5
+    epochs would fail deep in the fit); None when it is."""
+    hint = get_type_hints(FitConfig)[name]
+    allowed = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    for kind in allowed:
+        if kind is type(None):
+            if value is None:
+                return None
+        elif get_origin(kind) is Literal:
+            if value in get_args(kind) and isinstance(value, str):
+                return None
+        elif kind is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return None
+        elif kind is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return None
+        elif isinstance(value, kind):
+            return None
+    return f"not {' or '.join(_type_name(kind) for kind in allowed)}"
+
+
+def _type_name(kind: object) -> str:
+    if kind is type(None):
+        return "null"
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(repr(v) for v in get_args(kind))
+    return getattr(kind, "__name__", str(kind))
 
 
 def backtest(

@@ -79,7 +79,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-SEED_MAX = 2**32 - 1  # numpy's RNG takes seeds 0 .. 2**32 - 1 (torch would take more)
+# training.fit.SEED_MAX (numpy's RNG takes seeds 0 .. 2**32 - 1), not imported: `--help` and
+# argument errors do not load torch
+SEED_MAX = 2**32 - 1
 
 
 def _seed(text: str) -> int:
@@ -1954,7 +1956,7 @@ def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> "FitConfig"
     from training.fit import fit_fields_from_params
     from training.registry import training_run_params
 
-    recorded = meta["fit"] if isinstance(meta.get("fit"), dict) else None
+    recorded: object = meta.get("fit")  # present but not an object: refit_fit_config says so
     source = "its config.json"
     if recorded is None:
         params = training_run_params(args.model_uri)

@@ -333,6 +333,33 @@ def test_refits_take_the_recorded_fit_settings_but_the_device_and_the_decoder_se
     assert line == "Refits: the default fit settings (none recorded); max_epochs=100; device cpu"
 
 
+@pytest.mark.parametrize(
+    ("recorded", "why"),
+    [
+        ({"seed": "7"}, "seed='7': not int"),
+        ({"max_epochs": 2.5}, "max_epochs=2.5: not int"),
+        ({"calibrate_intervals": "false"}, "calibrate_intervals='false': not bool"),
+        ({"lr": True}, "lr=True: not float"),
+        ({"schedule": "bogus"}, "schedule='bogus': not one of 'plateau', 'cosine', 'none'"),
+        ({"seed": -1}, "seed must lie in 0 .. 2**32 - 1, got -1"),
+        ([1, 2], "not a JSON object but list"),
+    ],
+)
+def test_recorded_fit_settings_of_the_wrong_type_give_the_defaults_saying_why(
+    recorded: object, why: str
+) -> None:
+    """A config.json can be edited: a value FitConfig would take but the fit cannot use (a
+    seed of "7", 2.5 epochs) used to fail deep in the first refit."""
+    config, line = refit_fit_config(recorded, source="its config.json", device="cpu")
+    assert config == FitConfig(device="cpu")
+    assert line.startswith(
+        f"Refits: the default fit settings (those its config.json records cannot be used: {why}"
+    )
+    # integers where floats are expected, and None where allowed, are fine
+    config, _ = refit_fit_config({"lr": 1, "clip_norm": None}, source="x", device="cpu")
+    assert config == FitConfig(lr=1, clip_norm=None, device="cpu")
+
+
 def test_a_series_cut_at_a_long_gap_is_scored_in_the_test_rows_of_each_segment() -> None:
     """One series cut at a gap inside its test span (on_long_gap="split"): its origins roll
     back from the end of its last segment on into the one before, no window spans the gap, and
