@@ -198,8 +198,9 @@ def change(
     if schedule is None:
         raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
     new_cron = check_cron(cron) if cron is not None else schedule.cron
-    new_timezone = timezone if timezone is not None else schedule.timezone
-    check_timezone(new_timezone)
+    # a new zone is checked; the stored one passed the rule of its day (posix/ and right/
+    # copies once did) and still names a zone, so a pause or a new spec is not refused for it
+    new_timezone = check_timezone(timezone).key if timezone is not None else schedule.timezone
     now = now or utcnow()
     resumed = paused is False and schedule.paused
     if resumed or new_cron != schedule.cron or new_timezone != schedule.timezone:

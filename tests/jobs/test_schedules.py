@@ -264,3 +264,19 @@ def test_a_new_cron_or_spec_applies_to_later_runs_only(db: Database) -> None:
         assert session.get_one(Job, first).spec == SPEC  # enqueued before: its spec kept
         assert session.get_one(Job, second).spec == later
         assert session.get_one(Schedule, schedule_id).cron == "0 * * * *"
+
+
+def test_a_schedule_stored_under_an_older_zone_rule_can_still_be_paused(db: Database) -> None:
+    """posix/ copies of zones were accepted before the forecast API's zone rule; such a stored
+    schedule must still take a pause or a new spec (only a new zone is checked)."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    with db.session() as session:
+        session.execute(
+            update(Schedule).where(Schedule.id == schedule_id).values(timezone="posix/Europe/Paris")
+        )
+    with db.session() as session:
+        schedule = schedules.change(session, schedule_id=schedule_id, paused=True)
+        assert schedule.paused and schedule.timezone == "posix/Europe/Paris"
+    with db.session() as session, pytest.raises(schedules.ScheduleError, match="'timezone'"):
+        schedules.change(session, schedule_id=schedule_id, timezone="posix/Europe/Paris")
