@@ -332,11 +332,14 @@ class ForecastPredictor:
         if "timezone" not in frame.columns:
             return None
         name = frame["timezone"].iloc[i]
-        if name is None or (isinstance(name, float) and math.isnan(name)) or name == "":
+        if isinstance(name, str):
+            if name == "":
+                return None
+        elif name is None or (pd.api.types.is_scalar(name) and pd.isna(name)):  # None, NaN, NA
             return None
         try:
             if not isinstance(name, str):
-                raise ValueError(f"{name} is not a text; it {ZONE_RULE}")
+                raise ValueError(f"{str(name)[:60]} is not a text; it {ZONE_RULE}")
             return zone_named(name)
         except ValueError as error:
             raise ForecastInputError(f"series {series_id!r}: `timezone` {error}") from None
