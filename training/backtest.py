@@ -47,7 +47,7 @@ from matplotlib.figure import Figure
 from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig, model_device
 from models.streaming import StreamingURNNForecaster
 from training.data import LoadedData
-from training.fit import FitConfig, FitConfigError, FitResult, fit, predict
+from training.fit import SEED_MAX, FitConfig, FitConfigError, FitResult, fit, predict
 from training.metrics import MetricTables, metric_tables, quantile_column, seasonal_naive_scale
 from training.paper_benchmark import DeviceName, resolve_device
 from training.split import (
@@ -271,6 +271,8 @@ def refit_fit_config(
         )
         if wrong is not None:
             raise FitConfigError(wrong)
+        if not 0 <= kept.get("seed", 0) <= SEED_MAX:  # numpy's RNG takes no other
+            raise FitConfigError(f"seed must lie in 0 .. 2**32 - 1, got {kept['seed']}")
         config = FitConfig(**{**kept, **override})
     except (FitConfigError, TypeError) as error:
         return config, (

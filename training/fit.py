@@ -166,8 +166,6 @@ class FitConfig:
             )
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise FitConfigError(f"clip_norm must be None or > 0, got {self.clip_norm}")
-        if not 0 <= self.seed <= SEED_MAX:  # numpy's RNG takes no other (seed_everything)
-            raise FitConfigError(f"seed must lie in 0 .. 2**32 - 1, got {self.seed}")
         if not 0 < self.plateau_factor < 1 or self.plateau_patience < 0:
             raise FitConfigError(
                 f"plateau_factor must lie in (0, 1) and plateau_patience be >= 0; got "

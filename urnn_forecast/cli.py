@@ -79,7 +79,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-# training.fit.SEED_MAX (numpy's RNG takes seeds 0 .. 2**32 - 1), not imported: `--help` and
+# = training.fit.SEED_MAX (numpy's RNG takes seeds 0 .. 2**32 - 1), not imported: `--help` and
 # argument errors do not load torch
 SEED_MAX = 2**32 - 1
 
