@@ -90,6 +90,14 @@ class ServiceState:
                     f"URNN_API_KEY is not set: mutating endpoints ({GUARDED}) are "
                     "disabled and answer 403; set URNN_API_KEY to enable them"
                 )
+        jobs_open = self.settings.api_key is not None or self.settings.env == "development"
+        if jobs_open and self.settings.job_data_dirs is None:
+            logger.warning(
+                "URNN_JOB_DATA_DIRS is not set: POST /jobs and /schedules accept any .csv or "
+                ".parquet file this service can read, and their answers quote from it (its "
+                "header, up to 10 series ids, a cell that does not parse); set it to the data "
+                "folders"
+            )
         if self.settings.api_key_for_reads and self.settings.api_key is not None:
             logger.info(f"URNN_API_KEY_FOR_READS: {GUARDED_READS} need the API key too")
         elif self.settings.api_key_for_reads and self.settings.env == "development":

@@ -372,3 +372,25 @@ def test_the_worker_still_checks_the_data_a_submission_left_to_it(
     assert job.status == "failed"
     assert job.error is not None
     assert "test_series names 1 series the data does not hold ('u99')" in job.error, job.error
+
+
+def test_the_service_warns_at_start_when_job_data_may_come_from_any_file(
+    db: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unconfined, the job API's answers quote from any file the service can read (its header,
+    series ids, a bad cell): a key holder could read files that are not data. Say so at start."""
+    assert settings.api_key is not None and settings.job_data_dirs is None
+    with (
+        caplog.at_level("WARNING", logger="service.state"),
+        TestClient(create_app(settings, loader=NoModels())),
+    ):
+        pass
+    assert any("URNN_JOB_DATA_DIRS is not set" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    confined = settings.model_copy(update={"job_data_dirs": str(tmp_path)})
+    with (
+        caplog.at_level("WARNING", logger="service.state"),
+        TestClient(create_app(confined, loader=NoModels())),
+    ):
+        pass
+    assert not any("URNN_JOB_DATA_DIRS" in r.getMessage() for r in caplog.records)
