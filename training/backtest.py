@@ -202,8 +202,8 @@ def check_backtest_room(
         drop = ", or leave such series out with on_short='drop' (--on-short drop)"
     raise BacktestConfigError(
         f"backtest_windows (--backtest-windows): series {sid!r}{more} has room in its test "
-        f"span for {room} of {what}; ask for at most {room} windows, a smaller step "
-        f"(--backtest-step){drop}"
+        f"span for {room} of {what}; ask for at most {room} windows, or a smaller "
+        f"step (--backtest-step){drop}"
     )
 
 
