@@ -274,6 +274,7 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
     from models.forecaster import CalendarFrequencyError, ForecasterConfigError
     from training.backtest import BacktestConfigError
     from training.data import MostlyFilledError
+    from training.pipeline import too_short_fraction
     from training.seasonality import SeasonError
     from training.split import (
         CutSeriesError,
@@ -304,8 +305,17 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
     elif isinstance(error, SeriesTooShortError):
         # the run raises min_length to one window per part of the split (lookback + horizon
         # and the split's shares): the user's own min_length decides only when larger
+        # a train_fraction or val_fraction of the user's below its default (0.001) decides
+        # when it sizes the part that needs the most rows (training.pipeline)
         floor = rows_for_one_window_each(config.split(model.lookback), model.horizon)
-        field = "config.load.min_length" if load.min_length >= floor else "config.model.lookback"
+        fraction = too_short_fraction(config)
+        field = (
+            "config.load.min_length"
+            if load.min_length >= floor
+            else f"config.train.{fraction}"
+            if fraction is not None
+            else "config.model.lookback"
+        )
     elif isinstance(error, TimestampParseError):
         field = "config.load.timestamp_format" if load.timestamp_format else "data"
     elif isinstance(error, (FrequencyError, MostlyFilledError)):

@@ -20,7 +20,7 @@ import math
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -62,6 +62,7 @@ from training.split import (
     StandardScaler,
     cut_series,
     cut_series_lines,
+    deciding_parts,
     rows_for_one_window_each,
     shortest_train_span,
     split_data,
@@ -550,13 +551,33 @@ def prepare_training(config: TrainConfig) -> Prepared:
     )
 
 
+# The split's shares that a too-short error can blame on the user: the fraction sizing the
+# part that decides the floor (training.split.deciding_parts), when it is below the default.
+FRACTION_OPTIONS = {"train": "train_fraction", "val": "val_fraction"}
+
+
+def too_short_fraction(config: TrainConfig) -> str | None:
+    """The field, train_fraction or val_fraction, when the user's own fraction, below its default
+    (TrainConfig's), is what makes its part of the split need more rows than one window
+    (a train_fraction of 0.001 needs 1,000 windows' rows); None when the look-back and the
+    horizon decide (or the user's min_length, or a split other than "fractions")."""
+    lookback, horizon = config.model.lookback, config.model.horizon
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for part in deciding_parts(config.split(lookback), horizon):
+        name = FRACTION_OPTIONS.get(part)
+        if name is not None and getattr(config, name) < defaults[name]:
+            return name
+    return None
+
+
 def _too_short_way_out(
     config: TrainConfig, lookback: int, horizon: int, min_length: int, error: SeriesTooShortError
 ) -> str:
     """Why min_length is what it is, and only the ways out that can help: no split option
-    keeps a series shorter than one window (look-back + horizon), and a larger val_fraction is
-    named only where one would bring min_length down to the longest series (the train share
-    may decide instead), with the fraction that does."""
+    keeps a series shorter than one window (look-back + horizon); a larger train_fraction or
+    val_fraction is named only where one would bring min_length down to the longest series,
+    with the fraction that does, and first where the user's own smaller fraction is what
+    raised it (`too_short_fraction`)."""
     need = lookback + horizon
     options = "a shorter look-back or horizon (--lookback, --horizon)"
     if min_length <= need:
@@ -564,10 +585,21 @@ def _too_short_way_out(
             f"min_length is the look-back plus the horizon ({lookback:,} + {horizon:,}): "
             f"{options} keeps more series"
         )
+    split = config.split(lookback)
+    parts = deciding_parts(split, horizon)
+    shares = {
+        "train": f"train ({config.train_fraction:g} of the rows)",
+        "val": f"val ({config.val_fraction:g} of the rows, with {lookback:,} rows of context)",
+    }
+    decides = (
+        f"; the {' and '.join(parts)} share{'s decide' if len(parts) > 1 else ' decides'}"
+        if parts
+        else ""
+    )
     why = (
         f"min_length is what leaves one window of look-back + horizon ({lookback:,} + "
-        f"{horizon:,}) in each part of the split: train, val ({config.val_fraction:g} of the "
-        f"rows, with {lookback:,} rows of context) and test"
+        f"{horizon:,}) in each part of the split: {shares['train']}, {shares['val']} and "
+        f"test{decides}"
     )
     longest = error.longest
     if longest is not None and longest < need:
@@ -575,26 +607,41 @@ def _too_short_way_out(
             f"{why}; one window alone ({need:,} rows) is longer than the longest series, so "
             f"no split option helps: {options} keeps more series"
         )
-    larger = _val_fraction_that_fits(config.split(lookback), horizon, longest)
+    # a larger train share helps where train decides; a larger val share where val does
+    # (or, as before, where the test share does: it never helps there and is not named)
+    name = "train_fraction" if "train" in parts else "val_fraction"
+    larger = _fraction_that_fits(split, horizon, longest, name)
+    # a look-back and horizon of one row each: what no shorter window can go below
+    shortest = rows_for_one_window_each(replace(split, lookback=1), 1)
+    window_helps = longest is None or shortest <= longest
     if larger is None:
-        return f"{why}: {options} keeps more series"
+        if window_helps:
+            return f"{why}: {options} keeps more series"
+        return (
+            f"{why}: with these fractions no look-back or horizon fits the longest series "
+            f"(one row each needs {shortest:,} rows): change them (--train-fraction, "
+            "--val-fraction) to keep more series"
+        )
     fraction, rows = larger
-    return (
-        f"{why}: {options}, or a larger --val-fraction ({fraction:g} needs {rows:,} rows) keeps "
-        "more series"
-    )
+    option = f"a larger --{name.replace('_', '-')} ({fraction:g} needs {rows:,} rows)"
+    if not window_helps:
+        return f"{why}: {option} keeps more series (no look-back or horizon would)"
+    if too_short_fraction(config) == name:
+        return f"{why}: {option}, or {options} keeps more series"
+    return f"{why}: {options}, or {option} keeps more series"
 
 
-def _val_fraction_that_fits(
-    split: SplitConfig, horizon: int, longest: int | None
+def _fraction_that_fits(
+    split: SplitConfig, horizon: int, longest: int | None, name: str
 ) -> tuple[float, int] | None:
-    """The smallest val_fraction above `split`'s, in steps of 0.05 that leave a test share,
-    whose one-window-per-part floor the longest series meets: (fraction, that floor)."""
+    """The smallest `name` (train_fraction or val_fraction) above `split`'s, in steps of 0.05
+    that leave a test share, whose one-window-per-part floor the longest series meets:
+    (fraction, that floor)."""
     if longest is None:
         return None
-    fraction = round(split.val_fraction + 0.05, 2)
-    while split.train_fraction + fraction < 1 - 1e-9:
-        rows = rows_for_one_window_each(replace(split, val_fraction=fraction), horizon)
+    fraction = round(getattr(split, name) + 0.05, 2)
+    while split.train_fraction + split.val_fraction - getattr(split, name) + fraction < 1 - 1e-9:
+        rows = rows_for_one_window_each(replace(split, **{name: fraction}), horizon)
         if rows <= longest:
             return fraction, rows
         fraction = round(fraction + 0.05, 2)

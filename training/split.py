@@ -344,6 +344,21 @@ def rows_for_one_window_each(config: SplitConfig, horizon: int) -> int:
         rows += 1
 
 
+def deciding_parts(config: SplitConfig, horizon: int) -> tuple[str, ...]:
+    """The parts of a "fractions" split ("train", "val", "test") whose share of the rows sets
+    `rows_for_one_window_each`: those that hold no window at one row fewer. () when one window
+    (lookback + horizon) is the floor, or for the other methods."""
+    need = config.lookback + horizon
+    rows = rows_for_one_window_each(config, horizon) - 1
+    if config.method != "fractions" or rows < need:
+        return ()
+    n_train = int(rows * config.train_fraction)
+    n_val = int(rows * config.val_fraction)
+    held = {"train": n_train, "val": n_val + config.lookback}
+    held["test"] = rows - n_train - n_val + config.lookback
+    return tuple(part for part, n in held.items() if n < need)
+
+
 def series_roles(
     series_ids: list[str], config: SplitConfig, *, dropped: frozenset[str] = frozenset()
 ) -> dict[str, SeriesRole]:

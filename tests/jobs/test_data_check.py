@@ -120,6 +120,36 @@ def test_a_series_too_short_for_lookback_and_horizon_is_refused_with_the_minimum
     assert detail.startswith("field 'config.load.min_length': ETTh1-400.csv: every series is")
 
 
+@pytest.mark.parametrize(
+    ("train", "field", "advice"),
+    [
+        # 0.001 of 400 rows holds no window of 24 + 6: no look-back can help, the fraction can
+        (
+            {"train_fraction": 0.001},
+            "config.train.train_fraction",
+            "the train share decides: a larger --train-fraction (0.1 needs 300 rows) keeps more "
+            "series (no look-back or horizon would)",
+        ),
+        (
+            {"val_fraction": 0.001},
+            "config.train.val_fraction",
+            "the val share decides: a larger --val-fraction (0.05 needs 120 rows) keeps more "
+            "series (no look-back or horizon would)",
+        ),
+    ],
+)
+def test_a_series_too_short_for_the_users_own_fraction_names_that_fraction(
+    client: TestClient, ett_csv: Path, train: dict[str, Any], field: str, advice: str
+) -> None:
+    """An audit's train_fraction of 0.001 was refused naming config.model.lookback, with
+    only a shorter look-back or horizon as advice; the fraction is what made the part short."""
+    spec = tiny_spec(ett_csv)
+    spec["config"]["train"].update(train)
+    detail = refused(client, spec)
+    assert detail.startswith(f"field '{field}': ETTh1-400.csv: every series is shorter"), detail
+    assert detail.endswith(advice), detail
+
+
 def _with_row(csv: Path, tmp_path: Path, row: int, column: str, value: str) -> Path:
     frame = pd.read_csv(csv, dtype=str)
     frame.loc[row - 1, column] = value

@@ -20,6 +20,7 @@ from training.split import (
     SplitPlan,
     StandardScaler,
     UnknownSeriesError,
+    deciding_parts,
     plan_split,
     shortest_train_rows,
     split_data,
@@ -560,3 +561,11 @@ def test_a_gap_policy_of_split_keeps_the_whole_series_floor_for_uncut_series(
         assert any(line.startswith("short: dropped: 150 rows") for line in dropped), policy
         assert cut_series(prepared.data) == {}
     assert list(prepared.data.series) == ["long#2"]  # its 30-row first segment dropped
+
+
+def test_the_parts_that_decide_the_one_window_floor() -> None:
+    """What training.pipeline's too-short advice reads: the share that sets the floor."""
+    assert deciding_parts(SplitConfig(lookback=24), 6) == ("val",)  # 6 rows of 0.1: 60
+    assert deciding_parts(SplitConfig(lookback=24, train_fraction=0.001), 6) == ("train",)
+    assert deciding_parts(SplitConfig(lookback=72), 12) == ("train", "val")
+    assert deciding_parts(SplitConfig(lookback=24, method="ett"), 6) == ()

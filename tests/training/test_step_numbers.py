@@ -232,8 +232,47 @@ def test_a_larger_val_fraction_is_named_only_where_one_would_keep_a_series(
     assert "(the longest has 100 rows)" in str(error.value)
     assert "--val-fraction" not in str(error.value)
     assert str(error.value).endswith(
-        "and test: a shorter look-back or horizon (--lookback, --horizon) keeps more series"
+        "and test; the train and val shares decide: a shorter look-back or horizon "
+        "(--lookback, --horizon) keeps more series"
     )
+
+
+def test_a_small_train_fraction_of_the_users_is_named_as_the_way_out(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """An audit's train_fraction of 0.001: the train share needs 1,000 windows' rows, and the
+    message advised only a shorter look-back or horizon, which cannot help. It says that the
+    train share decides and which train_fraction fits; a larger one of the user's that still
+    decides is offered after the look-back."""
+    from training.pipeline import too_short_fraction
+
+    train = TrainConfig(
+        data=str(engines_csv(tmp_path / "engines.csv", cycles=100, engines=3)),
+        load=config(),
+        model=ForecasterConfig(kind="linear", lookback=12, horizon=6),
+        registered_name=None,
+        train_fraction=0.001,
+    )
+    assert too_short_fraction(train) == "train_fraction"
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(train, mlflow_settings)
+    message = str(error.value)
+    assert "every series is shorter than min_length=18,000 (the longest has 100 rows)" in message
+    assert message.endswith(
+        "train (0.001 of the rows), val (0.1 of the rows, with 12 rows of context) and test; "
+        "the train share decides: a larger --train-fraction (0.2 needs 90 rows) keeps more "
+        "series (no look-back or horizon would)"
+    )
+    somewhat = replace(train, train_fraction=0.25, model=replace(train.model, lookback=24))
+    assert too_short_fraction(somewhat) == "train_fraction"
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(somewhat, mlflow_settings)
+    assert str(error.value).endswith(
+        "the train share decides: a larger --train-fraction (0.3 needs 100 rows), or a shorter "
+        "look-back or horizon (--lookback, --horizon) keeps more series"
+    )
+    # the default fractions: the look-back and horizon decide, none is the user's to blame
+    assert too_short_fraction(replace(train, train_fraction=0.7)) is None
 
 
 def test_a_series_too_short_for_its_val_window_is_dropped_by_name(
