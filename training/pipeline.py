@@ -285,7 +285,7 @@ def train_pipeline(
     sets, season = prepared.sets, prepared.mase_season
     backtest_config, dropped = prepared.backtest_config, prepared.backtest_dropped
     mase_line = f"MASE season: {season.describe()}"
-    split_lines = held_out_lines(splits) + cut_series_lines(data, splits)
+    split_lines = held_out_lines(splits) + cut_series_lines(data, splits, split_config)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:

@@ -686,24 +686,67 @@ def _no_window_message(
     )
 
 
-def cut_series_lines(data: LoadedData, splits: Mapping[str, SeriesSplit]) -> list[str]:
+def cut_series_lines(
+    data: LoadedData, splits: Mapping[str, SeriesSplit], config: SplitConfig
+) -> list[str]:
     """For the data report: under a split by time, what each segment of a series cut at a long
-    gap holds (plan_cut_series). Empty when no series was cut or the split holds out units."""
+    gap holds (plan_cut_series, with `config`, the split `splits` were made with), and why
+    rows of it are unused: they lie outside the split's span (the ETT split's 20 months end
+    before a longer series does), or its share of a part is too short for a window. Empty
+    when no series was cut or the split holds out units."""
     lines = []
     for unit, ids in cut_series(data).items():
         if any(splits[sid].plan.role != "segment" for sid in ids if sid in splits):
             return []  # the "series" split: a cut series is held out whole (held_out_lines)
-        held = []
-        for sid in ids:
+        sizes = [len(data.series[sid]) for sid in ids]
+        whole, _ = plan_cut_series(sizes, data.freq, config)
+        held, outside, offset = [], False, 0
+        for sid, n_rows in zip(ids, sizes, strict=True):
             plan = splits[sid].plan
-            parts = [f"{len(getattr(plan, p)):,} {p}" for p in PART_NAMES if len(getattr(plan, p))]
-            held.append(f"{sid} {', '.join(parts) if parts else 'none (too short for a window)'}")
+            kept = [p for p in PART_NAMES if len(getattr(plan, p))]
+            stop = offset + n_rows
+            # the rows of each part of the whole plan that fall in this segment
+            shares = {
+                p: max(0, min(getattr(whole, p).stop, stop) - max(getattr(whole, p).start, offset))
+                for p in PART_NAMES
+            }
+            short = [f"{shares[p]:,} {p}" for p in PART_NAMES if shares[p] and p not in kept]
+            before = max(0, min(whole.train.start, stop) - offset)
+            after = max(0, stop - max(whole.test.stop, offset))
+            outside = outside or bool(before or after)
+            why = []
+            if short:
+                why.append(f"its {' and '.join(short)} rows too short for a window")
+            for n, where in ((before, "before"), (after, "after")):
+                if n:
+                    every = "all its" if n == n_rows else f"{n:,}"
+                    why.append(f"{every} rows {where} the split's span")
+            if kept:
+                text = ", ".join(f"{len(getattr(plan, p)):,} {p}" for p in kept)
+                text += f" (unused: {'; '.join(why)})" if why else ""
+            else:
+                text = f"none ({'; '.join(why) or 'too short for a window'})"
+            held.append(f"{sid} {text}")
+            offset = stop
+        span = f"; the split's span: {_span_shown(config, whole)}" if outside else ""
         lines.append(
             f"series {unit!r}, cut at a long gap into {len(ids)} segments, is split by time as "
             f"one series (borders drawn over their rows together; no window spans a gap); "
-            f"rows per segment: {'; '.join(held)}"
+            f"rows per segment: {'; '.join(held)}{span}"
         )
     return lines
+
+
+def _span_shown(config: SplitConfig, whole: SplitPlan) -> str:
+    """The rows of a series (cut or not) that a split by time draws its parts from."""
+    first, last, n_rows = whole.train.start, whole.test.stop, whole.n_rows
+    if config.method == "ett":
+        months = " + ".join(str(m) for m in ETT_MONTHS)
+        return (
+            f"the 'ett' split's {sum(ETT_MONTHS)} months ({months}), the first {last:,} of "
+            f"the {n_rows:,} rows"
+        )
+    return f"rows {first + 1:,} to {last:,} of the {n_rows:,}"
 
 
 def shortest_train_rows(data: LoadedData, config: SplitConfig) -> int:

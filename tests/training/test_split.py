@@ -569,3 +569,31 @@ def test_the_parts_that_decide_the_one_window_floor() -> None:
     assert deciding_parts(SplitConfig(lookback=24, train_fraction=0.001), 6) == ("train",)
     assert deciding_parts(SplitConfig(lookback=72), 12) == ("train", "val")
     assert deciding_parts(SplitConfig(lookback=24, method="ett"), 6) == ()
+
+
+def test_the_data_report_says_why_a_segment_is_unused() -> None:
+    """An audit's Bike data under the ETT split: its second segment (1,499 rows) was reported
+    'none (too short for a window)', but it lies after the split's 20 months. The line says
+    which rows lie outside the split's span, and which shares are too short for a window."""
+    from training.split import cut_series_lines
+
+    ett = SplitConfig(lookback=CUT_L, horizon=CUT_H, method="ett")  # 14,400 hourly rows
+    data = cut_data(15_000, [(14_500, 14_520)])
+    (line,) = cut_series_lines(data, split_data(data, ett), ett)
+    assert line.endswith(
+        "rows per segment: u#1 8,640 train, 2,880 val, 2,880 test (unused: 100 rows after the "
+        "split's span); u#2 none (all its rows after the split's span); the split's span: the "
+        "'ett' split's 20 months (12 + 4 + 4), the first 14,400 of the 14,980 rows"
+    ), line
+    # 400 observed rows, horizon 24: the gap cuts the 40 val rows 20 / 20
+    config = SplitConfig(lookback=CUT_L, horizon=24)
+    data = cut_data(420, [(300, 320)], v=row_number_frame(400))
+    (line,) = cut_series_lines(data, split_data(data, config), config)
+    assert line.endswith(
+        "rows per segment: u#1 280 train (unused: its 20 val rows too short for a window); "
+        "u#2 76 test (unused: its 20 val rows too short for a window)"
+    ), line
+    short = SplitConfig(lookback=CUT_L, horizon=CUT_H)
+    data = cut_data(600, [(560, 585)], v=row_number_frame(600))  # u#2: 15 test rows
+    (line,) = cut_series_lines(data, split_data(data, short), short)
+    assert "; u#2 none (its 15 test rows too short for a window)" in line, line
