@@ -805,6 +805,75 @@ def test_backtest_refit_reads_an_older_models_settings_from_its_run(
     ) in out.splitlines()
 
 
+@pytest.fixture
+def refit_strides(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The stride of the training windows of every fit `urnn backtest --refit` makes."""
+    from training.windows import make_windows as real
+
+    seen: list[int] = []
+
+    def make_windows(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[2].stride)  # (splits, scaler, window_config)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("training.backtest.make_windows", make_windows)
+    return seen
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["config.json", "run-params"])
+def test_backtest_refit_trains_on_windows_of_the_models_train_stride(
+    csv: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    refit_strides: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    older: bool,
+) -> None:
+    """An audit's: a model trained with --train-stride 24 was refitted on windows every row,
+    24 times the windows per epoch. The stride is recorded in config.json ("train"), or, for
+    a model from before that key, read from its run's backtest.train_stride param."""
+    import training.pipeline
+
+    if older:
+        real_meta = training.pipeline.model_meta
+
+        def older_meta(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            meta = real_meta(*args, **kwargs)
+            del meta["train"]
+            return meta
+
+        monkeypatch.setattr(training.pipeline, "model_meta", older_meta)
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--train-stride", "3"]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    backtest = ["backtest", "--data", str(csv), *REFIT, "--device", "cpu"]
+    code, out, err = run_cli(backtest, settings, capsys)
+    assert code == 0, err
+    assert refit_strides == [3, 3]
+    source = "its MLflow run's backtest.train_stride param" if older else "its config.json"
+    line = next(line for line in out.splitlines() if line.startswith("Refits: "))
+    assert line.endswith(
+        f"; device cpu; training windows every 3 rows (the train stride the model was trained "
+        f"with, from {source})"
+    ), line
+
+
+def test_the_refits_train_stride_line() -> None:
+    """What the Refits line says of the stride: nothing for a recorded 1; why for none or an
+    unusable one (config.json can be edited)."""
+    from training.backtest import refit_train_stride
+
+    assert refit_train_stride(1, source="its config.json") == (1, "")
+    assert refit_train_stride(None, source="not in its config.json, no MLflow run of it found") == (
+        1,
+        "training windows every row (no train stride recorded: not in its config.json, no "
+        "MLflow run of it found)",
+    )
+    for bad in ("3", 0, True, 2.0):
+        stride, said = refit_train_stride(bad, source="its config.json")
+        assert stride == 1 and f"{bad!r} is not an integer >= 1" in said
+
+
 def test_a_channel_embedding_is_refused_before_the_fit(
     csv: Path, tmp_path: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

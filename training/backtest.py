@@ -20,7 +20,8 @@ segment on into the ones before, and its forecasts are reported under the series
   rows before the origin become the validation part (for early stopping), everything before
   them the training part, and a new scaler is fitted on that training part only. n_windows
   fits: slow, and meant for a handful of origins, so n_windows is required. For a registered
-  model the fits follow the settings it was trained with (`refit_fit_config`).
+  model the fits follow the settings it was trained with (`refit_fit_config`), and its
+  training windows the stride it was trained with (`refit_train_stride`).
 
 `scale="original"` un-scales forecasts and actuals to the data's units (the product's view);
 `"scaled"` keeps the train-only z-scores (the ETT papers' view; with refit, each origin's own
@@ -291,6 +292,29 @@ def refit_fit_config(
     return config, (
         f"Refits: the fit settings the model was trained with (from {source}): {shown}; "
         f"max_epochs={config.max_epochs}{capped}{search}; {where}"
+    )
+
+
+def refit_train_stride(recorded: object, *, source: str) -> tuple[int, str]:
+    """The stride of the refits' training windows (`BacktestConfig.train_stride`): the one the
+    model was trained with (`urnn train --train-stride`: config.json's "train.train_stride",
+    or its run's `backtest.train_stride` param), `source` naming where it was found; None when
+    there is none, `source` saying where it was looked for. With it, what the "Refits:" line
+    says of it: "" for a recorded 1 (every row, the default); 1 and why for none or a value
+    that is not an integer >= 1 (the file can be edited). A model trained on windows every
+    24 rows used to be refitted on every row's: 24 times the windows per epoch."""
+    if recorded is None:
+        return 1, f"training windows every row (no train stride recorded: {source})"
+    if type(recorded) is not int or recorded < 1:
+        return 1, (
+            f"training windows every row (the train stride {source} records cannot be used: "
+            f"{recorded!r} is not an integer >= 1)"
+        )
+    if recorded == 1:
+        return 1, ""
+    return recorded, (
+        f"training windows every {recorded} rows (the train stride the model was trained "
+        f"with, from {source})"
     )
 
 

@@ -64,7 +64,7 @@ from training.validation import (
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
          "reference", "package_version", "load", "split", "evaluation",
-         "calendar_clock", "fit")  # fmt: skip
+         "calendar_clock", "fit", "train")  # fmt: skip
 HISTOGRAM_BINS = 10
 
 

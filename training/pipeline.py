@@ -402,6 +402,7 @@ def train_pipeline(
             splits_train(splits),
             season_length=config.season_length,
             fit_config=config.fit,
+            train_stride=config.train_stride,
         )
         first_id = next(iter(data.series))
         example = input_example(
@@ -714,13 +715,17 @@ def model_meta(
     *,
     season_length: int | None = None,
     fit_config: FitConfig | None = None,
+    train_stride: int | None = None,
 ) -> dict[str, Any]:
     """config.json's keys beside the model config (training.mlflow_model.EXTRA).
     `evaluation.season_length`: the user's MASE season (None: the frequency's), so that
     `urnn backtest` scores the model on the scale it was trained and registered with.
     `fit`: the fit settings it was trained with (FitConfig as a dict, as the run's `fit.*`
     params hold them too), so that `urnn backtest --refit` retrains it by the same recipe from
-    the artifact alone (a copied model, or one whose run was deleted)."""
+    the artifact alone (a copied model, or one whose run was deleted). `train.train_stride`:
+    the rows between its training windows (TrainConfig.train_stride, `--train-stride`), which
+    the refits' training windows follow too (the run's `backtest.train_stride` param holds it
+    for models from before the key)."""
     return {
         "lookback": model_config.lookback,
         "horizon": model_config.horizon,
@@ -735,6 +740,7 @@ def model_meta(
         "split": asdict(split),
         "evaluation": {"season_length": season_length},
         **({"fit": asdict(fit_config)} if fit_config is not None else {}),
+        **({"train": {"train_stride": train_stride}} if train_stride is not None else {}),
         # the loader's "timezone" decision: zoned timestamps were read as UTC
         "calendar_clock": (
             CLOCK_UTC if any(d.step == "timezone" for d in data.report) else CLOCK_LOCAL

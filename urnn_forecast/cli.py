@@ -633,7 +633,8 @@ def _add_backtest_parser(commands: Any) -> None:
             "(lr, batch size, loss, schedule, seed, ... from its config.json, or its MLflow "
             "run's fit.* params for a model from before they were recorded there; the defaults, "
             "said in a printed line, when it records neither; a decoder search is not repeated: "
-            "the registered decoder is refitted): how retraining on schedule would have done. "
+            "the registered decoder is refitted) and on training windows as many rows apart as "
+            "its own (--train-stride): how retraining on schedule would have done. "
             "One fit per origin, so --backtest-windows is required. Default: score the model as "
             "it is"
         ),
@@ -1795,6 +1796,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.refit_epochs is not None and not args.refit:
         raise UsageError("--refit-epochs caps the fits of --refit, which was not given")
+    import dataclasses
+
     import mlflow
     import pandas as pd
     from mlflow.exceptions import MlflowException
@@ -1904,7 +1907,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     )
     fit_config = FitConfig(device=args.device)  # read only by refits
     if args.refit:
-        fit_config = _refit_config(args, meta)
+        fit_config, train_stride = _refit_config(args, meta)
+        config = dataclasses.replace(config, train_stride=train_stride)
     else:
         model.to(resolve_device(args.device))  # loaded on the CPU
     result = backtest(
@@ -1947,19 +1951,27 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> "FitConfig":
-    """The fit settings of `urnn backtest --refit`: the ones the model was trained with, from
-    its config.json ("fit"), or, for a model trained before that key, its MLflow run's `fit.*`
-    params; neither: the defaults. What is kept and what replaced: training.backtest's
-    REFIT_REPLACED. One printed line says which, before the fits."""
-    from training.backtest import refit_fit_config
+def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> tuple["FitConfig", int]:
+    """The fit settings of `urnn backtest --refit`, and the stride of its training windows:
+    the ones the model was trained with, from its config.json ("fit", "train.train_stride"),
+    or, for a model trained before those keys, its MLflow run's `fit.*` and
+    `backtest.train_stride` params; neither: the defaults. What is kept and what replaced:
+    training.backtest's REFIT_REPLACED. One printed line says which, before the fits."""
+    from training.backtest import refit_fit_config, refit_train_stride
     from training.fit import fit_fields_from_params
     from training.registry import training_run_params
+
+    run: list[dict[str, str] | None] = []  # the run's params, looked up once if needed
+
+    def run_params() -> dict[str, str] | None:
+        if not run:
+            run.append(training_run_params(args.model_uri))
+        return run[0]
 
     recorded: object = meta.get("fit")  # present but not an object: refit_fit_config says so
     source = "its config.json"
     if recorded is None:
-        params = training_run_params(args.model_uri)
+        params = run_params()
         source = "its MLflow run's fit.* params"
         why = "no MLflow run of it found" if params is None else "nor its MLflow run's params"
         if params is not None:
@@ -1972,8 +1984,26 @@ def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> "FitConfig"
     fit_config, line = refit_fit_config(
         recorded, source=source, device=args.device, max_epochs=args.refit_epochs
     )
-    print(line, flush=True)
-    return fit_config
+    train = meta.get("train")
+    stride: object = None
+    stride_source = "its config.json"
+    if isinstance(train, dict) and "train_stride" in train:
+        stride = train["train_stride"]
+    elif train is not None:  # present but not an object: refit_train_stride says so
+        stride = train
+    else:
+        params = run_params()
+        text = None if params is None else params.get("backtest.train_stride")
+        stride_source = "its MLflow run's backtest.train_stride param"
+        if text is not None:
+            stride = int(text) if text.isdigit() else text
+        else:
+            stride_source = "not in its config.json, " + (
+                "no MLflow run of it found" if params is None else "nor in its run's params"
+            )
+    train_stride, said = refit_train_stride(stride, source=stride_source)
+    print(f"{line}; {said}" if said else line, flush=True)
+    return fit_config, train_stride
 
 
 def _check_writable_file(path: str, option: str) -> None:
