@@ -178,6 +178,90 @@ def test_quantile_levels_reach_the_model_config(csv: Path) -> None:
     assert cli._train_config(parser.parse_args(base)).model.quantiles == (0.1, 0.5, 0.9)
 
 
+def test_calendar_features_are_asked_for_by_option_or_config(
+    csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--calendar`, a config's train.calendar or model.n_calendar "auto": the frequency sets
+    n_calendar once the data is loaded. An explicit n_calendar still works; one beside
+    calendar, a kind that reads no calendar or step numbers are refused before any fit."""
+    parser = cli.build_parser()
+    base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]
+    assert cli._train_config(parser.parse_args([*base, "--calendar"])).calendar
+    assert not cli._train_config(parser.parse_args(base)).calendar
+    auto = tmp_path / "auto.json"
+    auto.write_text(json.dumps({"model": {"n_calendar": "auto"}}))
+    chosen = cli._train_config(parser.parse_args([*base, "--config", str(auto)]))
+    assert chosen.calendar and chosen.model.n_calendar == 0  # set from the data, later
+    explicit = tmp_path / "six.json"
+    explicit.write_text(json.dumps({"model": {"n_calendar": 6}}))
+    old = cli._train_config(parser.parse_args([*base, "--config", str(explicit)]))
+    assert not old.calendar and old.model.n_calendar == 6
+    for extra, expected in (
+        (["--config", str(explicit)], "the model config also gives n_calendar=6: give one"),
+        (["--model", "linear"], "calendar features are read by the kinds urnn, urnn-full"),
+        (["--step-origin", "2000-01-01", "--freq", "D"], "the timestamps of step numbers"),
+    ):
+        code = cli.main([*base, "--calendar", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and expected in err, err
+    # a wrong explicit count names the right one and the way to let the data decide
+    wrong = tmp_path / "four.json"
+    wrong.write_text(json.dumps({"model": {"n_calendar": 4}}))
+    code = cli.main([*base, "--config", str(wrong), "--lookback", "48", "--horizon", "12"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "n_calendar=4, but calendar_features at freq 'h' gives 6 features" in err
+    assert "set n_calendar to 6, or let the data's frequency set it (urnn train --calendar" in err
+
+
+@pytest.mark.parametrize(("freq", "n_calendar"), [("h", 6), ("D", 4), ("W-SUN", 2)])
+def test_the_datas_frequency_sets_the_calendar_features(
+    tmp_path: Path, freq: str, n_calendar: int
+) -> None:
+    from models.forecaster import ForecasterConfig
+    from training.data import LoadConfig
+    from training.pipeline import TrainConfig, calendar_lines, prepare_training
+
+    frame = seasonal_frame(400)
+    frame.index = pd.date_range("2020-01-05", periods=400, freq=freq, name="timestamp")
+    path = tmp_path / f"{freq}.csv"
+    frame.to_csv(path)
+    config = TrainConfig(
+        data=str(path),
+        load=LoadConfig(target="y"),
+        model=ForecasterConfig(lookback=24, horizon=6, segment_length=6, hidden_size=8),
+        calendar=True,
+    )
+    prepared = prepare_training(config)
+    assert prepared.model_config.n_calendar == n_calendar
+    assert prepared.sets.train.batch(torch.arange(1)).past_calendar.shape[-1] == n_calendar
+    (line,) = calendar_lines(prepared.data, prepared.model_config)
+    assert line.startswith("calendar features: ") and f"(n_calendar={n_calendar} at " in line
+    assert line.endswith("on the local wall clock the timestamps were written in "
+                         "(calendar_clock 'local')")  # fmt: skip
+
+
+def test_a_job_spec_asks_for_calendar_features_in_its_train_or_model_section(
+    csv: Path,
+) -> None:
+    from jobs.spec import JobSpec, JobSpecError
+
+    for config in ({"train": {"calendar": True}}, {"model": {"n_calendar": "auto"}}):
+        spec = JobSpec(data=str(csv), target="y", config=config)
+        assert spec.train_config().calendar
+    spec = JobSpec(
+        data=str(csv), target="y", config={"train": {"calendar": True}, "model": {"kind": "gru"}}
+    )
+    assert spec.train_config().calendar
+    linear = JobSpec(
+        data=str(csv), target="y", config={"train": {"calendar": True}, "model": {"kind": "linear"}}
+    )
+    with pytest.raises(JobSpecError) as refused:
+        linear.train_config()
+    assert refused.value.field == "config.train"
+    assert "calendar features are read by the kinds" in refused.value.message
+
+
 def test_the_series_split_option_reaches_the_train_config(
     csv: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -422,6 +506,37 @@ def test_train_an_ensemble_that_registers_and_predicts_in_a_fresh_load(
     )
     answer = model.predict(request)
     assert len(answer) == 12 and answer["mean"].notna().all()
+
+
+def test_train_with_calendar_features_then_backtest_and_predict(
+    csv: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn train --calendar` on hourly data: a model of 6 calendar inputs, said in the data
+    report, registered with them and its clock; backtested and served with dates."""
+    import mlflow
+
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--calendar"]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    assert (
+        "calendar features: hour of day, day of week, day of year as sin/cos pairs "
+        "(n_calendar=6 at frequency 'h'), on the local wall clock"
+    ) in out
+    assert out.index("calendar features: ") < out.index("  epoch 1/")  # before the fit
+    mlflow.set_tracking_uri(settings.resolved_tracking_uri())
+    model = mlflow.pyfunc.load_model("models:/urnn-forecaster@champion")
+    predictor = model.unwrap_python_model().predictor
+    assert predictor.model.config.n_calendar == 6
+    assert predictor.meta["calendar_clock"] == "local"
+    frame = seasonal_frame(600)
+    request = pd.DataFrame(
+        {"id": ["a"], "start": [str(frame.index[-48])], "values": [frame["y"].iloc[-48:].tolist()]}
+    )
+    assert model.predict(request)["mean"].notna().all()
+    code, out, err = run_cli(["backtest", "--data", str(csv), *REFIT, "--device", "cpu"],
+                             settings, capsys)  # fmt: skip
+    assert code == 0, err
+    assert f"{2 * 12:,} forecast values" in out
 
 
 def test_ensemble_option_reaches_the_model_config(csv: Path) -> None:

@@ -26,7 +26,13 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig
+from models.forecaster import (
+    FORECASTERS,
+    Forecaster,
+    ForecasterConfig,
+    calendar_periods,
+    n_calendar_features,
+)
 from training import distributed
 from training.backtest import BacktestConfig, BacktestResult, backtest, check_backtest_room
 from training.data import LoadConfig, LoadedData, load_data
@@ -114,6 +120,12 @@ class TrainConfig:
     # The data's season in rows: MASE's seasonal naive scale, and the seasonal_naive kind's
     # season unless its model config sets one. None: the frequency's (training.seasonality).
     season_length: int | None = None
+    # Calendar features (hour of day, day of week, day of year as sin/cos pairs: known-future
+    # covariates, models.forecaster.calendar_features) for the kinds that read them: the
+    # model's n_calendar is set from the data's frequency once it is loaded (6 sub-daily, 4
+    # daily, 2 weekly or coarser; `urnn train --calendar`). False: the model config's
+    # n_calendar (0 by default: none), which must then match the frequency.
+    calendar: bool = False
     metric: str = "mae"  # backtest metric deciding promotion (lower is better)
     registered_name: str | None = DEFAULT_REGISTERED_NAME  # None: log but do not register
     promote: bool = True
@@ -171,6 +183,8 @@ class TrainConfig:
                 f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "
                 "series' state from its own history over time: split it by time (fractions, ett)"
             )
+        if (problem := calendar_problem(self.calendar, self.model, self.load)) is not None:
+            raise ValueError(problem)
         if self.season_length is not None and (
             type(self.season_length) is not int or self.season_length < 1
         ):
@@ -226,18 +240,49 @@ class TrainResult:
     mase_note: str = ""
 
 
+def calendar_problem(calendar: object, model: ForecasterConfig, load: LoadConfig) -> str | None:
+    """Why TrainConfig.calendar cannot apply to this model and data, or None: found where the
+    config is built (a job's at submission), not after the data is read."""
+    if type(calendar) is not bool:
+        return f"calendar must be true or false; got {calendar!r}"
+    if not calendar:
+        return None
+    if not FORECASTERS[model.kind].SUPPORTS_CALENDAR:
+        readers = ", ".join(k for k, cls in FORECASTERS.items() if cls.SUPPORTS_CALENDAR)
+        return (
+            f"calendar features are read by the kinds {readers}; kind {model.kind!r} forecasts "
+            "from the target alone"
+        )
+    if model.n_calendar:
+        return (
+            f"calendar sets the model's n_calendar from the data's frequency; the model config "
+            f"also gives n_calendar={model.n_calendar}: give one of them"
+        )
+    if load.step_origin is not None:
+        return (
+            "calendar features read the hour, weekday and day of year of real dates; the "
+            "timestamps of step numbers (step_origin) have none"
+        )
+    return None
+
+
 def resolve_model_config(
     model: ForecasterConfig,
     data: LoadedData,
     season_length: int | None = None,
     *,
     steps: bool = False,
+    calendar: bool = False,
 ) -> ForecasterConfig:
     """Feed the covariates to kinds that read them (others see the target only); give the
     seasonal naive kind its season: the model config's, else `season_length` (the data's, as
-    the user set it), else the frequency's (training.seasonality)."""
+    the user set it), else the frequency's (training.seasonality); with `calendar`
+    (TrainConfig.calendar), give the model the frequency's calendar features (n_calendar:
+    models.forecaster.n_calendar_features)."""
     reads = FORECASTERS[model.kind].SUPPORTS_PAST_COVARIATES
     model = replace(model, n_past_covariates=len(data.covariates) if reads else 0)
+    if calendar:
+        model = replace(model, n_calendar=n_calendar_features(data.freq))
     if model.kind == "seasonal_naive":
         explicit = model.season_length if model.season_length is not None else season_length
         season = model_season(explicit, data.freq, model.lookback, steps=steps)
@@ -287,6 +332,7 @@ def train_pipeline(
     mase_line = f"MASE season: {season.describe()}"
     split_lines = held_out_lines(splits) + cut_series_lines(data, splits, split_config)
     split_lines += unread_covariate_lines(data, model_config) + dropped
+    split_lines += calendar_lines(data, model_config)
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
         on_data_report([*data.brief_report_lines(), *split_lines, mase_line])
@@ -518,7 +564,9 @@ def prepare_training(config: TrainConfig) -> Prepared:
             longest=error.longest,
         ) from None
     steps = load.step_origin is not None
-    model_config = resolve_model_config(config.model, data, config.season_length, steps=steps)
+    model_config = resolve_model_config(
+        config.model, data, config.season_length, steps=steps, calendar=config.calendar
+    )
     split_config = config.split(model_config.lookback, model_config.horizon)
     cut = cut_series(data) if split_config.method not in HELD_OUT_METHODS else {}
     if cut and FORECASTERS[model_config.kind].STREAMING:
@@ -741,11 +789,31 @@ def model_meta(
         "evaluation": {"season_length": season_length},
         **({"fit": asdict(fit_config)} if fit_config is not None else {}),
         **({"train": {"train_stride": train_stride}} if train_stride is not None else {}),
-        # the loader's "timezone" decision: zoned timestamps were read as UTC
-        "calendar_clock": (
-            CLOCK_UTC if any(d.step == "timezone" for d in data.report) else CLOCK_LOCAL
-        ),
+        "calendar_clock": data_calendar_clock(data),
     }
+
+
+def data_calendar_clock(data: LoadedData) -> str:
+    """The clock a model's calendar features are learnt on (training.mlflow_model.
+    CalendarClock): UTC where the loader read zoned timestamps as UTC (its "timezone"
+    decision), else the local wall clock the naive timestamps were written in."""
+    return CLOCK_UTC if any(d.step == "timezone" for d in data.report) else CLOCK_LOCAL
+
+
+def calendar_lines(data: LoadedData, model: ForecasterConfig) -> list[str]:
+    """For the data report: the calendar features a model reads, and on which clock."""
+    if not model.n_calendar:
+        return []
+    periods = ", ".join(p.replace("_", " ") for p in calendar_periods(data.freq))
+    clock = (
+        "on UTC (calendar_clock 'utc': the timestamps carried a zone or UTC offsets, read as UTC)"
+        if data_calendar_clock(data) == CLOCK_UTC
+        else "on the local wall clock the timestamps were written in (calendar_clock 'local')"
+    )
+    return [
+        f"calendar features: {periods} as sin/cos pairs (n_calendar={model.n_calendar} at "
+        f"frequency {data.freq!r}), {clock}"
+    ]
 
 
 def compare_registered(

@@ -357,7 +357,9 @@ def window_config_for(
     if model.n_calendar and model.n_calendar != n_calendar_features(freq):
         raise IncompatibleWindowsError(
             f"n_calendar={model.n_calendar}, but calendar_features at freq {freq!r} gives "
-            f"{n_calendar_features(freq)} features"
+            f"{n_calendar_features(freq)} features (6 sub-daily, 4 daily, 2 weekly or "
+            f"coarser): set n_calendar to {n_calendar_features(freq)}, or let the data's "
+            "frequency set it (urnn train --calendar, train.calendar in a config)"
         )
     return WindowConfig(
         lookback=model.lookback,

@@ -532,6 +532,15 @@ def _add_train_parser(commands: Any) -> None:
     ):
         model.add_argument(flag, type=_positive_int, default=None, metavar=meta, help=text)
     model.add_argument(
+        "--calendar",
+        action="store_true",
+        help="give the model calendar features, known for the horizon too: hour of day, day of "
+        "week and day of year as sin/cos pairs, those the data's frequency has (6 inputs "
+        "sub-daily, 4 daily, 2 weekly or coarser), set once the data is loaded; the recurrent "
+        "kinds read them (docs/model.md). The same as train.calendar in --config; default: "
+        "none (a --config file's model.n_calendar, which must match the frequency)",
+    )
+    model.add_argument(
         "--nproc",
         type=_positive_int,
         default=1,
@@ -1533,9 +1542,12 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
             train[key] = getattr(args, option)
     if args.no_promote:
         train["promote"] = False
+    if args.calendar:
+        train["calendar"] = True
     for reserved in ("data", "load", "model", "fit"):
         if reserved in train:
             raise UsageError(f"--config: set {reserved!r} with its option or section, not 'train'")
+    _calendar_auto(model, train)
     model_config = _build(ForecasterConfig, model, "model config")
     fit_config = _build(FitConfig, fit, "fit config")
     if (problem := seed_problem(fit_config.seed, model_config.ensemble)) is not None:
@@ -1547,6 +1559,14 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         fit=fit_config,
         **_build_train_fields(train),
     )
+
+
+def _calendar_auto(model: dict[str, Any], train: dict[str, Any]) -> None:
+    """A model section's "n_calendar": "auto" is train.calendar (`--calendar`): the number is
+    the data's frequency's, set once it is loaded. In place."""
+    if model.get("n_calendar") == "auto":
+        del model["n_calendar"]
+        train["calendar"] = True
 
 
 def seed_problem(seed: object, members: int = 1) -> str | None:
@@ -1603,10 +1623,12 @@ def train_config_from_sections(
     for reserved in ("data", "load", "model", "fit"):
         if reserved in train:
             raise UsageError(f"{what}.train: set {reserved!r} in its own section, not 'train'")
+    given = {section: dict(sections.get(section, {})) for section in ("load", "model", "fit")}
+    _calendar_auto(given["model"], train)
     built: dict[str, Any] = {}
     for section, cls in (("load", LoadConfig), ("model", ForecasterConfig), ("fit", FitConfig)):
         try:
-            built[section] = _build(cls, dict(sections.get(section, {})), f"{what}.{section}")
+            built[section] = _build(cls, given[section], f"{what}.{section}")
         except UsageError:
             raise
         except ValueError as error:  # the config's own __post_init__ checks
