@@ -942,6 +942,7 @@ def test_backtest_refit_trains_on_windows_of_the_models_train_stride(
     capsys: pytest.CaptureFixture[str],
     refit_strides: list[int],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     older: bool,
 ) -> None:
     """An audit's: a model trained with --train-stride 24 was refitted on windows every row,
@@ -971,6 +972,24 @@ def test_backtest_refit_trains_on_windows_of_the_models_train_stride(
         f"; device cpu; training windows every 3 rows (the train stride the model was trained "
         f"with, from {source})"
     ), line
+    if older:
+        return
+    # a copied folder whose config.json was edited: said, and every row's windows
+    from training.registry import model_artifact_dir
+
+    folder = model_artifact_dir("models:/urnn-forecaster@champion", tmp_path / "download")
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["train"] == {"train_stride": 3}
+    for train, said in (
+        ({"train_stride": "3"}, "the train stride its config.json records cannot be used: '3'"),
+        ([3], 'no train stride recorded: not in its config.json, whose "train" is not a JSON'),
+    ):
+        (folder / "config.json").write_text(json.dumps({**meta, "train": train}))
+        refit_strides.clear()
+        code, out, err = run_cli([*backtest, "--model", str(folder)], settings, capsys)
+        assert code == 0, err
+        assert refit_strides == [1, 1]
+        assert f"; device cpu; training windows every row ({said}" in out, out
 
 
 def test_the_refits_train_stride_line() -> None:

@@ -2010,9 +2010,9 @@ def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> tuple["FitC
     stride: object = None
     stride_source = "its config.json"
     if isinstance(train, dict) and "train_stride" in train:
-        stride = train["train_stride"]
-    elif train is not None:  # present but not an object: refit_train_stride says so
-        stride = train
+        stride = train["train_stride"]  # not an integer >= 1: refit_train_stride says so
+    elif train is not None and not isinstance(train, dict):
+        stride_source = 'not in its config.json, whose "train" is not a JSON object'
     else:
         params = run_params()
         text = None if params is None else params.get("backtest.train_stride")
