@@ -45,15 +45,13 @@ class ScheduleNotFoundError(LookupError):
 
 
 def check_timezone(name: str) -> ZoneInfo:
-    """The schedule's zone, by the forecast API's rule for zone names (training.validation.
-    zone_named: "localtime" would fire at different instants on different workers, and the
-    posix/ and right/ copies are not names of the zone database)."""
+    """The schedule's zone, by the forecast API's rule for zone names and in its words
+    (training.validation.zone_named: "localtime" would fire at different instants on different
+    workers, and the posix/ and right/ copies are not names of the zone database)."""
     try:
         return zone_named(name)
-    except ValueError:
-        raise ScheduleError(
-            "timezone", f"{name!r} is not an IANA time zone name (e.g. 'UTC', 'Europe/Paris')"
-        ) from None
+    except ValueError as error:  # zone_named's own words, as POST /forecast says them
+        raise ScheduleError("timezone", str(error)) from None
 
 
 def check_cron(expression: str) -> str:

@@ -295,7 +295,11 @@ def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> Non
     assert client.post("/schedules", json=body).status_code == 401
     for bad, field in (
         ({"cron": "0 3 * *"}, "field 'cron'"),
-        ({"timezone": "Paris"}, "field 'timezone'"),
+        (
+            {"timezone": "Paris"},
+            "field 'timezone': 'Paris' is not a time zone; it must be an "
+            "IANA time zone name such as 'Europe/London'",
+        ),
         ({"cron": "0 0 30 2 *"}, "field 'cron': '0 0 30 2 *' matches no date"),
         ({"paused": "true"}, "field 'paused'"),  # strict: a string is not a bool
         ({"job": tiny_spec(ett_csv, target="nope")}, "field 'job.target'"),
@@ -363,7 +367,11 @@ def test_a_schedule_is_paused_resumed_and_changed_with_patch(
     for bad, named in (
         ({}, "nothing to change"),
         ({"cron": "0 3 * *"}, "field 'cron'"),
-        ({"timezone": "Paris"}, "field 'timezone'"),
+        (
+            {"timezone": "Paris"},
+            "field 'timezone': 'Paris' is not a time zone; it must be an "
+            "IANA time zone name such as 'Europe/London'",
+        ),
         ({"paused": None}, "field 'paused': cannot be null"),
         ({"paused": "maybe"}, "paused"),
         ({"paused": "yes"}, "paused"),  # strict: was read as true

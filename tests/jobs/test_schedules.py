@@ -13,6 +13,7 @@ from jobs import schedules
 from jobs.db import Database
 from jobs.models import Job, Schedule
 from jobs.worker import JobContext, JobOutcome, Worker
+from training.validation import zone_named
 from urnn_forecast.settings import Settings
 
 SPEC = {"data": "/nowhere.csv", "target": "y"}
@@ -53,8 +54,26 @@ def test_a_cron_that_matches_no_date_is_named(cron: str) -> None:
     "zone", ["CEST", "Mars/Olympus", "", "../etc/passwd", "localtime", "posixrules"]
 )
 def test_bad_time_zone_is_named(zone: str) -> None:
-    with pytest.raises(schedules.ScheduleError, match="field 'timezone'"):
+    with pytest.raises(schedules.ScheduleError) as caught:
         schedules.check_timezone(zone)
+    # the words of POST /forecast's `timezone` (training.validation.zone_named)
+    assert str(caught.value) == (
+        f"field 'timezone': {zone!r} is not a time zone; it must be an IANA time zone name "
+        "such as 'Europe/London'"
+    )
+
+
+def test_a_bad_time_zone_reads_as_on_the_forecast_api() -> None:
+    with pytest.raises(schedules.ScheduleError) as caught:
+        schedules.check_timezone("London")
+    assert caught.value.field == "timezone"
+    assert str(caught.value) == (
+        "field 'timezone': 'London' is not a time zone; it must be an IANA time zone name such "
+        "as 'Europe/London'"
+    )
+    with pytest.raises(ValueError) as forecast:
+        zone_named("London")
+    assert str(caught.value) == f"field 'timezone': {forecast.value}"
 
 
 def test_due_times_follow_the_local_clock_across_daylight_saving() -> None:
