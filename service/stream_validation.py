@@ -43,6 +43,7 @@ from service.validation import (
     quantile_indices,
     quantile_key,
 )
+from training.validation import local_steps
 
 # A body as the schema built it, or as the fast path read it (service.stream_fast_path).
 ObservationsIn = ObservationsRequest | FastObservations
@@ -249,7 +250,7 @@ def grid_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> n
     if isinstance(offset, pd.offsets.Tick):
         return last_ns + offset.nanos * np.arange(1, n + 1, dtype=np.int64)
     start = as_index(np.array([last_ns], np.int64), tz)[0]
-    steps = pd.date_range(start, periods=n + 1, freq=offset).as_unit("ns").asi8
+    steps = local_steps(start, n + 1, offset).as_unit("ns").asi8
     return steps[1:]
 
 

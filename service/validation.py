@@ -34,7 +34,7 @@ from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
 from training.mlflow_model import CLOCK_UTC, off_grid
-from training.validation import in_zone, local_time_problem, zone_named
+from training.validation import in_zone, local_steps, local_time_problem, zone_named
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
@@ -568,7 +568,7 @@ def _dates(
 
 
 def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Dates:
-    """n + H_max steps of the model's frequency from `start`: what pd.date_range gives (and
+    """n + H_max steps of the model's frequency from `start`: what `local_steps` gives (and
     ForecastPredictor.predict_frame uses), by integer arithmetic for fixed-length steps."""
     horizon, offset = model.max_horizon, model.offset
     first_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
@@ -584,8 +584,8 @@ def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Date
         if last > _MAX_NS:
             raise ValueError(f"the last step would lie after {pd.Timestamp.max}")
         every = first_ns + offset.nanos * steps
-    else:  # calendar offsets (days across DST, months, business days): pandas' rules
-        every = pd.date_range(first, periods=n + horizon, freq=offset).as_unit("ns").asi8
+    else:  # calendar offsets (days across DST, months, business days): local calendar steps
+        every = local_steps(first, n + horizon, offset).as_unit("ns").asi8
     return Dates(every[:n], every[n - model.lookback :], tz, model.lookback)
 
 
@@ -708,8 +708,7 @@ def _from_timestamps(
     if isinstance(offset, pd.offsets.Tick):
         expected = window[0] + offset.nanos * np.arange(lookback + horizon, dtype=np.int64)
     else:
-        expected = pd.date_range(index[-lookback], periods=lookback + horizon, freq=offset)
-        expected = expected.as_unit("ns").asi8
+        expected = local_steps(index[-lookback], lookback + horizon, offset).as_unit("ns").asi8
     off = np.flatnonzero(expected[:lookback] != window)
     if off.size:
         k = n - lookback + int(off[0])

@@ -19,9 +19,11 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
   API's `timezone` (docs/serving.md): a naive `start` is a local time there (one that a
   daylight-saving change skips or repeats is refused), a zoned one is converted to it, and the
   steps, their timestamps and a local-clock model's calendar features follow that zone's clock
-  across daylight-saving changes. Models registered before the column was added have a
-  signature without it, and MLflow's schema enforcement drops it (with a warning): register
-  them again to use it through `mlflow.pyfunc`.
+  across daylight-saving changes: steps of a calendar frequency are its local dates, a step
+  that a change skips the first instant after the gap, a repeated one the earlier instant
+  (`training.validation.local_steps`, the service's policy). Models registered before the
+  column was added have a signature without it, and MLflow's schema enforcement drops it
+  (with a warning): register them again to use it through `mlflow.pyfunc`.
 
 Predict output (`pd.DataFrame`, long, one row per series and horizon step): `id`, `step`
 (1..horizon), `timestamp` (ISO text, or "" without `start`), `mean` (the point forecast, which
@@ -57,6 +59,7 @@ from training.validation import (
     ZONE_RULE,
     in_zone,
     is_number_text,
+    local_steps,
     local_time_problem,
     zone_named,
 )
@@ -318,7 +321,7 @@ class ForecastPredictor:
             offset = pd.tseries.frequencies.to_offset(freq)
             if zone is not None:
                 first = self._on_zone_clock(first, zone, series_id)
-            index = pd.date_range(first, periods=n_values + c.horizon, freq=offset)
+            index = local_steps(first, n_values + c.horizon, offset)
         except ForecastInputError:
             raise
         except (TypeError, ValueError):

@@ -16,6 +16,7 @@ the source file so that errors can point back at it.
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -177,6 +178,48 @@ def in_zone(stamps: pd.DatetimeIndex, zone: ZoneInfo) -> pd.DatetimeIndex:
     if stamps.tz is not None:
         return stamps.tz_convert(zone)
     return stamps.tz_localize(zone, ambiguous="raise", nonexistent="raise")
+
+
+def place_local(wall: pd.DatetimeIndex, zone: tzinfo) -> pd.DatetimeIndex:
+    """Naive wall-clock times `wall` placed in `zone` by the stated policy for times this
+    project lays out itself (generated steps, never a caller's own naive times: those go
+    through `local_time_problem`): a time that a daylight-saving change skips is the first
+    instant after the gap (Santiago's 2024-09-08 00:00 is 01:00 -03:00; pandas'
+    nonexistent="shift_forward"), a time that a change repeats is the first of its two
+    instants (Havana's 2024-11-03 00:00 is 00:00 -04:00, before the clocks go back)."""
+    n = len(wall)
+    one = wall.tz_localize(zone, ambiguous=np.ones(n, dtype=bool), nonexistent="shift_forward")
+    other = wall.tz_localize(zone, ambiguous=np.zeros(n, dtype=bool), nonexistent="shift_forward")
+    first = np.minimum(one.asi8, other.asi8)  # the earlier of the two, whichever flag is DST
+    utc = pd.DatetimeIndex(first.view(f"datetime64[{wall.unit}]"))
+    return utc.tz_localize("UTC").tz_convert(zone)
+
+
+def local_steps(first: pd.Timestamp, periods: int, offset: BaseOffset) -> pd.DatetimeIndex:
+    """`periods` steps of `offset` from `first`, `first` itself the first of them: what
+    pd.date_range gives, except that a calendar offset (D, W, MS, B, ...) from a zoned `first`
+    never raises where a daylight-saving change skips or repeats a step's local time (pandas'
+    "... is a nonexistent time", "Cannot infer dst time"; zones whose change falls at midnight,
+    Santiago, Havana, Asuncion, Beirut, Cairo, hit it every year with daily steps).
+
+    Fixed-length steps ("h", "15min") are real durations, as pd.date_range lays them. Calendar
+    steps are the zone's local calendar dates and times, placed by `place_local`: a daily
+    model's local midnights are 23 or 25 hours apart across a change, and the midnight a
+    change skips is the first instant of that day. The steps are laid from `first`'s wall
+    time, except that a `first` at the end of a gap that skipped its day's midnight (01:00
+    -03:00 in Santiago on 2024-09-08, a step this function gives) is that day's midnight
+    step: the next steps are midnights, as they were for the steps before it."""
+    if first.tz is None or isinstance(offset, pd.offsets.Tick):
+        return pd.date_range(first, periods=periods, freq=offset)
+    wall = first.tz_localize(None)
+    now, before = first.utcoffset(), (first - pd.Timedelta(1, unit="ns")).utcoffset()
+    gap = now - before if now is not None and before is not None else timedelta(0)
+    if gap > timedelta(0) and wall - gap <= wall.normalize():  # the clocks jumped at `first`
+        wall = wall.normalize()
+    steps = place_local(pd.date_range(wall, periods=periods, freq=offset), first.tz)
+    if steps[0] != first and steps[0].tz_localize(None) == wall:
+        steps = steps[1:].insert(0, first)  # the later instant of a repeated time: the caller's
+    return steps
 
 
 def fixed_step(freq: str) -> pd.Timedelta | None:

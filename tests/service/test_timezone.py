@@ -6,16 +6,24 @@ skips or repeats are 422s, and a request without `timezone` is read as before.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from models.forecaster import calendar_features
+from models.forecaster import (
+    ForecasterConfig,
+    build_forecaster,
+    calendar_features,
+    n_calendar_features,
+)
 from service.arrow_io import ARROW_STREAM, request_stream
 from service.errors import ServiceInputError
 from service.fast_path import fast_request
@@ -26,7 +34,9 @@ from tests.service.conftest import Registry, history
 from tests.service.test_contract import state_of
 from tests.service.test_fast_path import StubModel, _as_model
 from tests.training.test_registry import HORIZON, LOOKBACK
-from training.mlflow_model import ForecastInputError, signature_for
+from training.mlflow_model import ForecastInputError, ForecastPredictor, signature_for
+from training.split import GLOBAL, ColumnScale, StandardScaler
+from training.validation import local_steps
 
 LONDON = "Europe/London"
 # 31 March 2024, 01:00 UTC: London's clocks go from 01:00 (GMT, +00:00) to 02:00 (BST, +01:00).
@@ -366,3 +376,193 @@ def test_openapi_describes_the_field(calendar_client: TestClient) -> None:
         assert "Europe/London" in field["description"]
         assert {"type": "string"} in field["anyOf"]
     assert "timezone" in schemas["ModelInfo"]["properties"]["calendar_clock"]["description"]
+
+
+# -----------------------------------------------------------------------------
+# Zones whose daylight-saving change falls at midnight: a daily model's steps are local days,
+# the midnight a change skips is the first instant after the gap, a repeated one the earlier
+
+
+DAILY = {"freq": "D", "lookback": 8, "max_horizon": 7}
+# (zone, start, the day of the change, its step): 14 values from `start`, then 7 forecast steps
+MIDNIGHTS = {
+    "Santiago, in the history": (
+        "America/Santiago", "2024-08-26", "2024-09-08", "2024-09-08T01:00:00-03:00"),
+    "Santiago, in the horizon": (
+        "America/Santiago", "2024-08-20", "2024-09-08", "2024-09-08T01:00:00-03:00"),
+    "Havana, spring": ("America/Havana", "2024-02-26", "2024-03-10", "2024-03-10T01:00:00-04:00"),
+    "Havana, autumn": ("America/Havana", "2024-10-24", "2024-11-03", "2024-11-03T00:00:00-04:00"),
+    "Asuncion": ("America/Asuncion", "2024-09-24", "2024-10-06", "2024-10-06T01:00:00-03:00"),
+    "Beirut": ("Asia/Beirut", "2024-03-20", "2024-03-31", "2024-03-31T01:00:00+03:00"),
+    "Cairo": ("Africa/Cairo", "2024-04-16", "2024-04-26", "2024-04-26T01:00:00+03:00"),
+}  # fmt: skip
+
+
+def _local_midnights(zone: str, start: str, periods: int) -> pd.DatetimeIndex:
+    """The zone's midnights by Python's own rule (PEP 495, fold=0): a midnight in a one-hour
+    gap is read with the offset before it, which is the instant the gap ends; a repeated one
+    is the earlier of its two instants."""
+    tz = ZoneInfo(zone)
+    days = pd.date_range(start, periods=periods, freq="D")
+    instants = [day.to_pydatetime().replace(tzinfo=tz).astimezone(UTC) for day in days]
+    return pd.DatetimeIndex(instants).as_unit("ns").tz_convert(zone)
+
+
+def _daily(zone: str, **fields: Any) -> dict[str, Any]:
+    return {"timezone": zone, "series": [_series(values=list(range(14)), **fields)]}
+
+
+@pytest.mark.parametrize(("zone", "start", "day", "step"), MIDNIGHTS.values(), ids=MIDNIGHTS.keys())
+def test_a_daily_model_steps_local_days_where_the_change_falls_at_midnight(
+    zone: str, start: str, day: str, step: str
+) -> None:
+    """Pandas refused these (`... is a nonexistent time`, `Cannot infer dst time`): the
+    midnight a change skips is the first instant of that day, a repeated one the earlier."""
+    expected = _local_midnights(zone, start, 14 + 7)
+    assert step in _isos(expected)  # the oracle agrees with the stated policy
+    offset_start = expected[0].isoformat()  # the same start with its offset
+    for body in (_daily(zone, start=start), _daily(zone, start=offset_start)):
+        one = _one(body, **DAILY)
+        assert one.dates is not None and str(one.dates.tz) == zone
+        np.testing.assert_array_equal(one.dates.history_ns, expected[:14].asi8)
+        np.testing.assert_array_equal(one.dates.window_ns, expected[14 - 8 :].asi8)
+        assert _answered(one)[:4] == _isos(expected[14:18])
+        # the calendar features are those of the local days, the day of the change included
+        local_days = pd.date_range(start, periods=14 + 7, freq="D")
+        features = calendar_features(local_days[14 - 8 :], "D").astype(np.float32)
+        assert one.past_calendar is not None and one.future_calendar is not None
+        np.testing.assert_allclose(one.past_calendar, features[:8])
+        np.testing.assert_allclose(one.future_calendar, features[8:])
+    hours = np.diff(expected.asi8) / 3.6e12
+    assert set(hours) <= {23.0, 24.0, 25.0} and (hours != 24).sum() == 1
+
+
+def test_the_steps_laid_by_the_service_come_back_as_one_series() -> None:
+    """The answer's steps sent back as zoned timestamps (the window starting on the day whose
+    midnight was skipped, at 01:00 -03:00) are on the grid, and give the same steps as
+    `start`: that instant is the day's midnight step, the next steps midnights again."""
+    zone = "America/Santiago"
+    expected = _local_midnights(zone, "2024-09-02", 14 + 7)
+    assert expected[6].isoformat() == "2024-09-08T01:00:00-03:00"  # the window's first input
+    from_start = _one(_daily(zone, start="2024-09-02"), **DAILY)
+    from_stamps = _one(_daily(zone, timestamps=_isos(expected[:14])), **DAILY)
+    on_its_own = _one(_daily(zone, start="2024-09-08T01:00:00-03:00"), **DAILY)
+    for one in (from_start, from_stamps):
+        assert one.dates is not None
+        np.testing.assert_array_equal(one.dates.window_ns, expected[6:].asi8)
+    assert _answered(on_its_own)[0] == "2024-09-22T00:00:00-03:00"  # midnights, not 01:00
+
+
+def test_a_naive_midnight_the_caller_writes_is_still_refused_where_it_does_not_exist() -> None:
+    """Generated steps follow the policy; a caller's own naive time is never guessed."""
+    skipped = (
+        "2024-09-08T00:00:00 does not exist in America/Santiago: a daylight-saving change skips "
+        "it on the clocks there; give a time that does, or the time with its UTC offset"
+    )
+    body = _daily("America/Santiago", start="2024-09-08")
+    assert _error(body, **DAILY) == f"series 0 ('a'), field 'start': {skipped}"
+    stamps = _isos(pd.date_range("2024-09-01", periods=14, freq="D"))
+    body = _daily("America/Santiago", timestamps=stamps)
+    assert _error(body, **DAILY) == f"series 0 ('a'), field 'timestamps': position 7: {skipped}"
+    repeated = _error(_daily("America/Havana", start="2024-11-03"), **DAILY)
+    assert "2024-11-03T00:00:00 is ambiguous in America/Havana" in repeated
+
+
+@pytest.mark.parametrize("freq", ["D", "W-SUN", "MS", "B"])
+def test_new_york_calendar_steps_are_pandas_steps_as_before(freq: str) -> None:
+    """No midnight change there: every step is what pd.date_range laid before the policy."""
+    for start in ("2024-03-01", "2024-10-27", "2024-11-04"):
+        first = pd.Timestamp(start, tz="America/New_York")
+        if not pd.tseries.frequencies.to_offset(freq).is_on_offset(first):
+            continue
+        before = pd.date_range(first, periods=14 + 7, freq=freq).as_unit("ns")
+        one = _one(_daily("America/New_York", start=start), **{**DAILY, "freq": freq})
+        assert one.dates is not None
+        np.testing.assert_array_equal(one.dates.history_ns, before[:14].asi8)
+        np.testing.assert_array_equal(one.dates.future_ns, before[14:].asi8)
+
+
+def test_hourly_steps_across_a_midnight_change_are_real_hours_as_before() -> None:
+    body = {"timezone": "America/Santiago", "series": [_series(start="2024-09-07T16:00:00")]}
+    one = _one(body)
+    assert _answered(one) == [
+        "2024-09-08T01:00:00-03:00",  # 04:00 UTC: the hour after 23:00 -04:00
+        "2024-09-08T02:00:00-03:00",
+        "2024-09-08T03:00:00-03:00",
+        "2024-09-08T04:00:00-03:00",
+    ]
+    assert one.dates is not None
+    assert set(np.diff(one.dates.window_ns)) == {3_600_000_000_000}
+
+
+def _daily_predictor() -> ForecastPredictor:
+    """An untrained daily calendar forecaster (8 days in, 7 out), as the pyfunc loads one."""
+    config = ForecasterConfig(
+        kind="urnn", lookback=8, horizon=7, hidden_size=4, segment_length=4,
+        n_calendar=n_calendar_features("D"),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_forecaster(config).eval()
+    scaler = StandardScaler(("y",), "global", {GLOBAL: {"y": ColumnScale(10.0, 2.0)}})
+    meta = {"freq": "D", "target": "y", "covariates": [], "calendar_clock": "local"}
+    return ForecastPredictor(model=model, meta=meta, scaler=scaler)
+
+
+@pytest.mark.parametrize(("zone", "start", "day", "step"), MIDNIGHTS.values(), ids=MIDNIGHTS.keys())
+def test_the_pyfunc_lays_the_same_local_days(
+    zone: str, start: str, day: str, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It failed with "bad `start`"; it now answers the service's steps, and reads the same
+    calendar (the local days)."""
+    predictor = _daily_predictor()
+    indexes: list[pd.DatetimeIndex] = []
+
+    def recorded(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
+        indexes.append(index)
+        return calendar_features(index, freq)
+
+    monkeypatch.setattr("training.mlflow_model.calendar_features", recorded)
+    expected = _local_midnights(zone, start, 14 + 7)
+    service = _one(_daily(zone, start=start), **DAILY)
+    for given in (start, expected[0].isoformat()):
+        row = {"id": "d", "values": [float(v) for v in range(14)], "start": given}
+        answer = predictor.predict_frame(pd.DataFrame([{**row, "timezone": zone}]))
+        assert answer["timestamp"].tolist() == _isos(expected[14:])
+        assert answer["timestamp"].tolist()[:4] == _answered(service)
+        index = indexes.pop()
+        np.testing.assert_array_equal(index.as_unit("ns").asi8, expected[14 - 8 :].asi8)
+        assert list(index.hour) == [int(t.hour) for t in expected[14 - 8 :]]
+
+
+def test_local_steps_states_its_policy() -> None:
+    """training.validation.local_steps, which both the service and the pyfunc lay steps with."""
+    day, week = pd.offsets.Day(), pd.offsets.Week(weekday=6)
+
+    def laid(first: str, zone: str, offset: Any, periods: int = 3) -> list[str]:
+        return _isos(local_steps(pd.Timestamp(first).tz_convert(zone), periods, offset))
+
+    # a weekly model on Sundays meets Santiago's Sunday-midnight change every year
+    assert laid("2024-09-01T00:00:00-04:00", "America/Santiago", week) == [
+        "2024-09-01T00:00:00-04:00",
+        "2024-09-08T01:00:00-03:00",
+        "2024-09-15T00:00:00-03:00",
+    ]
+    # a start the caller gives at the later instant of a repeated midnight is kept as given
+    assert laid("2024-11-03T00:00:00-05:00", "America/Havana", day) == [
+        "2024-11-03T00:00:00-05:00",
+        "2024-11-04T00:00:00-05:00",
+        "2024-11-05T00:00:00-05:00",
+    ]
+    # London's change is at 01:00 UTC: a daily step at 02:00 BST stays at 02:00
+    assert laid("2024-03-31T02:00:00+01:00", LONDON, day) == [
+        "2024-03-31T02:00:00+01:00",
+        "2024-04-01T02:00:00+01:00",
+        "2024-04-02T02:00:00+01:00",
+    ]
+    # fixed-length steps are real durations, naive starts pandas' own steps
+    assert laid("2024-09-07T23:00:00-04:00", "America/Santiago", pd.offsets.Hour(), 2) == [
+        "2024-09-07T23:00:00-04:00",
+        "2024-09-08T01:00:00-03:00",
+    ]
+    naive = local_steps(pd.Timestamp("2024-09-07"), 3, day)
+    assert naive.equals(pd.date_range("2024-09-07", periods=3, freq="D"))
