@@ -36,8 +36,11 @@ from service.stream_schemas import GapPolicy, ObservationsRequest
 from service.validation import (
     _naive_ns,
     as_index,
+    axis_error,
     check_clock,
+    check_last_stamp,
     check_on_grid,
+    check_start_span,
     checked_horizon,
     increasing_axis,
     quantile_indices,
@@ -412,14 +415,21 @@ def _time_axis(
         return _from_start(body.start, model, n)
     except ServiceInputError:
         raise  # already says what is wrong and where (it is a ValueError too)
-    except (ValueError, OverflowError) as error:  # e.g. beyond pandas' datetime range
-        raise ServiceInputError(
-            f"field {field!r}",
-            f"cannot lay {n} values of {model.freq!r} on this time axis: {error}",
+    except (ValueError, OverflowError) as error:  # pandas' datetime range, hours from its edge
+        steps = (
+            f"the forecast steps of {model.freq!r} after it"
+            if body.timestamps is not None
+            else f"its {n:,} values and {model.max_horizon:,} forecast steps of {model.freq!r}"
+        )
+        raise axis_error(
+            body.timestamps, body.start, steps, model, f"field {field!r}", error
         ) from None
 
 
 def _from_start(start: datetime, model: ServedModel, n: int) -> tuple[np.ndarray, tzinfo | None]:
+    # the points and the forecast steps after them must be times pandas' ns axis holds (the
+    # steps of a fixed frequency are integer arithmetic, which would wrap around past them)
+    check_start_span(start, n, model.max_horizon, model, "field 'start'")
     if not isinstance(model.offset, pd.offsets.Tick):  # calendar steps: on their anchors
         check_on_grid(pd.Timestamp(start), model, "field 'start'")
     naive_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
@@ -441,6 +451,7 @@ def _from_timestamps(
 ) -> tuple[np.ndarray, tzinfo | None]:
     where = "field 'timestamps'"
     index = increasing_axis(stamps, n, where)
+    check_last_stamp(stamps, model.max_horizon, model, where)
     check_clock(stamps, index, model, where)
     ns = index.asi8.astype(np.int64)
     expected = np.concatenate([ns[:1], grid_after(int(ns[0]), n - 1, index.tz, model)])

@@ -20,13 +20,15 @@ scaling matches `ForecastPredictor.predict_frame` exactly (see `service.served`)
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.offsets import BaseOffset
 
 from models.forecaster import calendar_features
 from service.errors import ServiceInputError, series_where
@@ -35,6 +37,8 @@ from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
 from training.mlflow_model import CLOCK_UTC, off_grid
 from training.validation import in_zone, local_steps, local_time_problem, zone_named
+
+logger = logging.getLogger(__name__)
 
 QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
@@ -543,22 +547,24 @@ def _dates(
             series_where(i, series.id, "timestamps"),
             "give either `start` or `timestamps`, not both",
         )
+    field = "timestamps" if series.timestamps is not None else "start"
+    where = series_where(i, series.id, field)
     try:
         if series.timestamps is not None:
             return _from_timestamps(i, series.id, series.timestamps, model, n, zone)
         if series.start is not None:
-            where = series_where(i, series.id, "start")
+            check_start_span(series.start, n, model.max_horizon, model, where)
             start = series.start if zone is None else zoned_start(series.start, zone, where)
             return _from_start(start, model, n, where)
     except ServiceInputError:
         raise  # already says what is wrong and where (it is a ValueError too)
-    except (ValueError, OverflowError) as error:  # e.g. beyond pandas' datetime range
-        field = "timestamps" if series.timestamps is not None else "start"
-        raise ServiceInputError(
-            series_where(i, series.id, field),
-            f"cannot lay {n} values and {model.max_horizon} forecast steps of "
-            f"{model.freq!r} on this time axis: {error}",
-        ) from None
+    except (ValueError, OverflowError) as error:  # pandas' datetime range, hours from its edge
+        steps = (
+            f"the forecast steps of {model.freq!r} after it"
+            if series.timestamps is not None
+            else f"its {n:,} values and {model.max_horizon:,} forecast steps of {model.freq!r}"
+        )
+        raise axis_error(series.timestamps, series.start, steps, model, where, error) from None
     if model.needs_dates:
         raise ServiceInputError(
             series_where(i, series.id, "start"),
@@ -580,9 +586,9 @@ def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Date
         first_ns, tz = first.value, first.tz
     if isinstance(offset, pd.offsets.Tick):
         steps = np.arange(n + horizon, dtype=np.int64)
-        last = first_ns + offset.nanos * (n + horizon - 1)
+        last = first_ns + offset.nanos * (n + horizon - 1)  # Python integers: no wrapping
         if last > _MAX_NS:
-            raise ValueError(f"the last step would lie after {pd.Timestamp.max}")
+            raise ServiceInputError(where, span_problem(start, n, horizon, model))
         every = first_ns + offset.nanos * steps
     else:  # calendar offsets (days across DST, months, business days): local calendar steps
         every = local_steps(first, n + horizon, offset).as_unit("ns").asi8
@@ -620,6 +626,147 @@ def _naive_ns(start: datetime) -> int | None:
     return ns if _MIN_NS <= ns <= _MAX_NS else None
 
 
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_EARLIEST, _LATEST = pd.Timestamp.min.as_unit("ns"), pd.Timestamp.max.as_unit("ns")
+
+
+def epoch_ns(t: datetime) -> int:
+    """Epoch nanoseconds of `t` (its instant when zoned, its wall time when naive) by integer
+    arithmetic, so that a time outside pandas' nanosecond range can be told so."""
+    if isinstance(t, pd.Timestamp):
+        if t.unit == "ns":
+            return int(t.value)
+        t = t.to_pydatetime()
+    base = _EPOCH if t.tzinfo is None else _EPOCH_UTC
+    return (t - base) // _MICROSECOND * 1000
+
+
+@functools.lru_cache(maxsize=256)
+def latest_first(count: int, offset: BaseOffset) -> pd.Timestamp | None:
+    """The latest time from which `count` steps of `offset` (the first at that time) end by
+    pd.Timestamp.max, the last time a nanosecond axis holds; None when none does."""
+    try:
+        if isinstance(offset, pd.offsets.Tick):
+            first = _LATEST - pd.Timedelta(offset.nanos * (count - 1), unit="ns")
+            return first if first >= _EARLIEST else None
+        # in microseconds: pandas' anchored offsets (weeks, month ends) overflow nanoseconds
+        # when rolled from the last one
+        latest = _LATEST.as_unit("us")
+        first = offset.rollback(latest) - (count - 1) * offset
+    except (OverflowError, ValueError):  # more steps than the whole range holds
+        return None
+    if first < _EARLIEST:
+        return None
+    lost = _LATEST - latest.as_unit("ns")  # the nanoseconds after the last microsecond
+    on_time = first.time() == latest.time()
+    return first.as_unit("ns") + lost if on_time else first.as_unit("ns")
+
+
+def _shown(bound: pd.Timestamp, zoned: bool) -> str:
+    """A bound as the caller's times are written: with +00:00 for zoned ones (the bounds are
+    instants), naive for naive ones."""
+    return (bound.tz_localize("UTC") if zoned else bound).isoformat()
+
+
+def span_problem(start: datetime, n: int, horizon: int, model: ServedModel) -> str:
+    """Why `start` cannot date `n` values (and `horizon` forecast steps after them): where
+    `start` must lie for all of them to be times a nanosecond axis holds (pd.Timestamp.min
+    to .max)."""
+    zoned = start.tzinfo is not None
+    steps = f"{n:,} values" + (f" and {horizon:,} forecast steps" if horizon else "")
+    latest = latest_first(n + horizon, model.offset)
+    earliest, end = _shown(_EARLIEST, zoned), _shown(_LATEST, zoned)
+    if latest is None:
+        return (
+            f"{start.isoformat()} cannot start {steps} of {model.freq!r}: they span more than "
+            f"the times the service can date, {earliest} to {end}"
+        )
+    return (
+        f"{start.isoformat()} is out of range: `start` must lie between {earliest} and "
+        f"{_shown(latest, zoned)}, so that its {steps} of {model.freq!r} end by {end}, the "
+        "latest time the service can date"
+    )
+
+
+def check_start_span(start: datetime, n: int, horizon: int, model: ServedModel, where: str) -> None:
+    """A 422 at `where` (`span_problem`) unless `n` values from `start` and `horizon` forecast
+    steps after them all lie in pandas' nanosecond range."""
+    ns = epoch_ns(start)
+    latest = latest_first(n + horizon, model.offset)
+    if latest is None or not _MIN_NS <= ns <= latest.value:
+        raise ServiceInputError(where, span_problem(start, n, horizon, model))
+
+
+def check_stamps_range(stamps: Sequence[datetime], where: str) -> None:
+    """A 422 at `where` naming the first timestamp outside pandas' nanosecond range."""
+    for k, stamp in enumerate(stamps):
+        if not _MIN_NS <= epoch_ns(stamp) <= _MAX_NS:
+            zoned = stamp.tzinfo is not None
+            raise ServiceInputError(
+                where,
+                f"position {k} ({stamp.isoformat()}) is out of range: timestamps must lie "
+                f"between {_shown(_EARLIEST, zoned)} and {_shown(_LATEST, zoned)}, the times "
+                "the service can date",
+            )
+
+
+def last_stamp_problem(stamps: Sequence[datetime], horizon: int, model: ServedModel) -> str | None:
+    """Why the last of `stamps` cannot be followed by `horizon` forecast steps of the model's
+    frequency that all lie in pandas' nanosecond range, or None."""
+    last = stamps[-1]
+    latest = latest_first(horizon + 1, model.offset)
+    if latest is not None and epoch_ns(last) <= latest.value:
+        return None
+    zoned = last.tzinfo is not None
+    bound = "" if latest is None else f" on or before {_shown(latest, zoned)}"
+    return (
+        f"position {len(stamps) - 1} ({last.isoformat()}) is out of range: the last timestamp "
+        f"must lie{bound} so that the {horizon:,} forecast steps of {model.freq!r} after it end "
+        f"by {_shown(_LATEST, zoned)}, the latest time the service can date"
+    )
+
+
+def check_last_stamp(
+    stamps: Sequence[datetime], horizon: int, model: ServedModel, where: str
+) -> None:
+    """A 422 at `where` (`last_stamp_problem`) when the forecast steps would run out of range."""
+    if (problem := last_stamp_problem(stamps, horizon, model)) is not None:
+        raise ServiceInputError(where, problem)
+
+
+def axis_error(
+    stamps: Sequence[datetime] | None,
+    start: datetime | None,
+    steps: str,
+    model: ServedModel,
+    where: str,
+    error: Exception,
+) -> ServiceInputError:
+    """Pandas' range error in the service's words (its own text goes to the log only): the
+    checks above compare a zone's local times as instants, so steps laid on its clock a few
+    hours from the edge of pandas' nanosecond range can still fail there. `steps` says which
+    steps (e.g. "its 12 values and 4 forecast steps of 'D'")."""
+    logger.info("laying a time axis at %s failed: %s", where, error)
+    given = start if stamps is None else stamps[-1]
+    assert given is not None
+    late = given.year >= 1970
+    if stamps is not None and not late:
+        given = stamps[0]
+    named = given.isoformat()
+    if stamps is not None:
+        named = f"position {len(stamps) - 1 if late else 0} ({named})"
+    edge = (
+        f"end after {_shown(_LATEST, True)}, the latest"
+        if late
+        else f"begin before {_shown(_EARLIEST, True)}, the earliest"
+    )
+    return ServiceInputError(
+        where,
+        f"{named} is out of range: on its zone's clock {steps} would {edge} time the service "
+        "can date",
+    )
+
+
 def check_on_grid(first: pd.Timestamp, model: ServedModel, where: str) -> None:
     """A start between a calendar frequency's steps is a 422 at `where` (training's
     `off_grid` says why); `timestamps` off the grid are refused alike."""
@@ -640,11 +787,22 @@ def increasing_axis(
             where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
         )
     try:
-        index = pd.DatetimeIndex(stamps).as_unit("ns")
-    except (ValueError, TypeError) as error:  # e.g. zoned and naive mixed
-        if not all(stamp.tzinfo is not None for stamp in stamps):
-            raise ServiceInputError(where, f"cannot be read as one time axis ({error})") from None
-        index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True)).as_unit("ns")
+        index = pd.DatetimeIndex(stamps)
+    except (ValueError, TypeError):  # zoned and naive mixed, or zoned with several offsets
+        zoned = [stamp.tzinfo is not None for stamp in stamps]
+        if not all(zoned):
+            k = zoned.index(not zoned[0])
+            has = ("carries a UTC offset", "none") if zoned[k] else ("has none", "one")
+            raise ServiceInputError(
+                where,
+                f"position {k} ({stamps[k].isoformat()}) {has[0]} and position 0 "
+                f"({stamps[0].isoformat()}) {has[1]}; timestamps must all carry a UTC offset "
+                "or none",
+            ) from None
+        index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
+    if index.unit != "ns":  # datetimes (microseconds): years 1-9999, beyond nanoseconds'
+        check_stamps_range(stamps, where)
+        index = index.as_unit("ns")
     if zone is not None:
         index = on_zone_clock(index, zone, where)
     steps = np.diff(index.asi8)
@@ -701,6 +859,7 @@ def _from_timestamps(
     lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
     where = series_where(i, series_id, "timestamps")
     index = increasing_axis(stamps, n, where, zone)
+    check_last_stamp(stamps, horizon, model, where)
     if zone is None:  # with one, the offsets' zone is named: nothing to refuse
         check_clock(stamps, index, model, where, zone_field=True)
     ns = index.asi8

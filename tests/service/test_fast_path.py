@@ -301,7 +301,8 @@ BULK_FAILURES: dict[str, tuple[Any, str]] = {
     "other freq": (_s1("freq", "D"), "series 1 ('s-1'), field 'freq': 'D' is not the model's"),
     "past the calendar": (
         _s1("start", "2262-04-11T20:00:00"),
-        "series 1 ('s-1'), field 'start': cannot lay 12 values",
+        "series 1 ('s-1'), field 'start': 2262-04-11T20:00:00 is out of range: `start` must "
+        "lie between",
     ),
     "start and timestamps": (
         _s1("timestamps", ["2024-03-01T00:00:00"] * 12),

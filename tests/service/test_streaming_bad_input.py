@@ -39,6 +39,7 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
         return lambda body: body["values"].__setitem__(position, value)
 
     last = _stamp(frame, STORED - 1)
+    stamps = [_stamp(frame, row) for row in range(STORED, STORED + 4)]
     return {
         "null value": (value_at(2, None), 422, "field 'values': holds null at position 2"),
         "bool value": (value_at(1, True), 422, "field 'values.1': Input should be a valid number"),
@@ -170,6 +171,33 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             setter("start", "2030-01-01T00:00:00+00:00"),
             422,
             "field 'start': the series' timestamps are naive",
+        ),
+        # pandas' own words ("Out of bounds nanosecond timestamp", "Tz-aware datetime...
+        # unless utc=True") used to be the message
+        "start past pandas' range": (
+            setter("start", "9999-01-01T00:00:00"),
+            422,
+            "field 'start': 9999-01-01T00:00:00 is out of range: `start` must lie between "
+            "1677-09-21T00:12:43.145224193 and 2262-04-11T08:47:16.854775807, so that its 4 "
+            "values and 12 forecast steps of 'h' end by 2262-04-11T23:47:16.854775807, the "
+            "latest time the service can date",
+        ),
+        "timestamps past pandas' range": (
+            lambda b: b.update(timestamps=[*stamps[:3], "9999-01-01T00:00:00"]) or b.pop("start"),
+            422,
+            "field 'timestamps': position 3 (9999-01-01T00:00:00) is out of range: timestamps "
+            "must lie between 1677-09-21T00:12:43.145224193 and 2262-04-11T23:47:16.854775807, "
+            "the times the service can date",
+        ),
+        "naive and zoned timestamps": (
+            lambda b: (
+                b.update(timestamps=[stamps[0], stamps[1] + "+00:00", *stamps[2:]])
+                or b.pop("start")
+            ),
+            422,
+            f"field 'timestamps': position 1 ({_stamp(frame, 61)}+00:00) carries a UTC offset "
+            f"and position 0 ({_stamp(frame, 60)}) none; timestamps must all carry a UTC "
+            "offset or none",
         ),
     }
 

@@ -48,10 +48,106 @@ def test_local_hours_across_a_dst_change_are_one_utc_axis() -> None:
 
 
 def test_naive_and_zoned_stamps_together_stay_an_error() -> None:
+    """Said by the rule, naming one of each (it was pandas' "Tz-aware datetime.datetime
+    cannot be converted to datetime64 unless utc=True")."""
     stamps = [t.isoformat() for t in pd.date_range("2020-01-01", periods=12, freq="h")]
     stamps[3] += "+00:00"
     message = _error({"id": "m", "values": list(range(12)), "timestamps": stamps})
-    assert "series 0 ('m'), field 'timestamps': cannot be read as one time axis" in message
+    assert message == (
+        "series 0 ('m'), field 'timestamps': position 3 (2020-01-01T03:00:00+00:00) carries a "
+        "UTC offset and position 0 (2020-01-01T00:00:00) none; timestamps must all carry a UTC "
+        "offset or none"
+    )
+    stamps = [stamps[0] + "+00:00", *stamps[1:3], stamps[3][: -len("+00:00")], *stamps[4:]]
+    for body in (
+        {"id": "m", "values": list(range(12)), "timestamps": stamps},
+        {"id": "m", "values": list(range(12)), "timestamps": stamps, "timezone": "Europe/Paris"},
+    ):
+        assert _error(body) == (
+            "series 0 ('m'), field 'timestamps': position 1 (2020-01-01T01:00:00) has none and "
+            "position 0 (2020-01-01T00:00:00+00:00) one; timestamps must all carry a UTC offset "
+            "or none"
+        )
+
+
+LATEST = "2262-04-11T23:47:16.854775807"  # pd.Timestamp.max: the last time a ns axis holds
+EARLIEST = "1677-09-21T00:12:43.145224193"
+PANDAS_WORDS = ("Out of bounds", "nanosecond timestamp", "Cannot", "overflow", "utc=True")
+
+
+@pytest.mark.parametrize(
+    ("start", "freq", "latest"),
+    [
+        ("9999-01-01T00:00:00", "h", "2262-04-11T08:47:16.854775807"),  # 15 hours earlier
+        ("0001-01-01T00:00:00", "h", "2262-04-11T08:47:16.854775807"),
+        ("1677-09-21T00:00:00", "h", "2262-04-11T08:47:16.854775807"),  # minutes too early
+        ("2262-04-11T20:00:00", "h", "2262-04-11T08:47:16.854775807"),  # its steps run past
+        ("9999-01-01T00:00:00", "D", "2262-03-27T23:47:16.854775807"),  # 15 days earlier
+        ("9999-01-01T00:00:00", "MS", "2261-01-01T23:47:16.854775807"),  # 15 month starts
+    ],
+)
+def test_a_start_out_of_range_says_where_it_must_lie(start: str, freq: str, latest: str) -> None:
+    """12 values and 4 forecast steps: pandas said "Out of bounds nanosecond timestamp"."""
+    message = _error({"id": "y", "values": list(range(12)), "start": start}, freq=freq)
+    assert message == (
+        f"series 0 ('y'), field 'start': {start} is out of range: `start` must lie between "
+        f"{EARLIEST} and {latest}, so that its 12 values and 4 forecast steps of {freq!r} end "
+        f"by {LATEST}, the latest time the service can date"
+    )
+    fits = {"id": "y", "values": list(range(12)), "start": latest[:19]}
+    assert _prepared(fits, freq=freq)  # the bound itself is a start
+
+
+def test_zoned_times_out_of_range_are_told_as_instants() -> None:
+    zoned = _error({"id": "y", "values": list(range(12)), "start": "9999-01-01T00:00:00+02:00"})
+    assert zoned == (
+        "series 0 ('y'), field 'start': 9999-01-01T00:00:00+02:00 is out of range: `start` must "
+        f"lie between {EARLIEST}+00:00 and 2262-04-11T08:47:16.854775807+00:00, so that its 12 "
+        f"values and 4 forecast steps of 'h' end by {LATEST}+00:00, the latest time the "
+        "service can date"
+    )
+    # a naive time in a zone is compared as written; hours from the edge, where the zone's
+    # offset decides, the steps laid on its clock are refused in the same words
+    for start, edge in (
+        ("2262-03-27T23:00:00", f"end after {LATEST}+00:00, the latest"),
+        ("1677-09-21T05:00:00", f"begin before {EARLIEST}+00:00, the earliest"),
+    ):
+        zone = "America/New_York" if start > "2000" else "Asia/Tokyo"
+        body = {"id": "y", "values": list(range(12)), "start": start, "timezone": zone}
+        assert _error(body, freq="D") == (
+            f"series 0 ('y'), field 'start': {start} is out of range: on its zone's clock its 12 "
+            f"values and 4 forecast steps of 'D' would {edge} time the service can date"
+        )
+
+
+def test_timestamps_out_of_range_name_the_position() -> None:
+    stamps = [t.isoformat() for t in pd.date_range("2020-01-01", periods=12, freq="h")]
+    stamps[0] = "0001-01-01T00:00:00"
+    assert _error({"id": "t", "values": list(range(12)), "timestamps": stamps}) == (
+        "series 0 ('t'), field 'timestamps': position 0 (0001-01-01T00:00:00) is out of range: "
+        f"timestamps must lie between {EARLIEST} and {LATEST}, the times the service can date"
+    )
+    # in range, but the forecast steps after them are not: they wrapped around to 1677
+    late = [t.isoformat() for t in pd.date_range("2262-04-11T12:00", periods=12, freq="h")]
+    assert _error({"id": "t", "values": list(range(12)), "timestamps": late}) == (
+        "series 0 ('t'), field 'timestamps': position 11 (2262-04-11T23:00:00) is out of range: "
+        "the last timestamp must lie on or before 2262-04-11T19:47:16.854775807 so that the 4 "
+        f"forecast steps of 'h' after it end by {LATEST}, the latest time the service can date"
+    )
+
+
+def test_no_pandas_words_reach_a_time_axis_message() -> None:
+    late = [t.isoformat() for t in pd.date_range("2262-03-28", periods=12, freq="D")]
+    zoned = [t.isoformat() for t in pd.date_range("2262-03-28", periods=12, freq="D", tz="UTC")]
+    for series, model in (
+        ({"start": "9999-12-31T23:59:59.999999"}, {}),
+        ({"start": "9999-01-01T00:00:00", "timezone": "Europe/London"}, {"freq": "D"}),
+        ({"timestamps": late, "timezone": "America/New_York"}, {"freq": "D"}),
+        ({"timestamps": zoned}, {"freq": "D"}),
+    ):
+        message = _error({"id": "p", "values": list(range(12)), **series}, **model)
+        assert "is out of range" in message, message
+        assert not any(words in message for words in PANDAS_WORDS), message
 
 
 def test_local_midnights_across_a_dst_change_say_how_to_send_them() -> None:
