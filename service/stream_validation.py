@@ -452,7 +452,7 @@ def _from_timestamps(
     where = "field 'timestamps'"
     index = increasing_axis(stamps, n, where)
     check_last_stamp(stamps, model.max_horizon, model, where)
-    check_clock(stamps, index, model, where)
+    check_clock(stamps, index, model, where, endpoint="series")
     ns = index.asi8.astype(np.int64)
     expected = np.concatenate([ns[:1], grid_after(int(ns[0]), n - 1, index.tz, model)])
     off = np.flatnonzero(expected != ns)

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -816,35 +817,49 @@ def increasing_axis(
     return index
 
 
+# What a request whose offsets change and name no zone can send instead, by what the endpoint
+# takes: POST /forecast a `timezone`, Arrow with the zone in its timestamp type, or naive
+# local times; the /series endpoints (and their WebSocket) JSON only, without a zone field.
+CLOCK_ADVICE = {
+    "forecast": (
+        "name the zone in `timezone` (e.g. 'Europe/London'), send the series as Arrow with its "
+        "zone (timestamp[ns, tz=...]), or as naive local times (`start` or `timestamps` "
+        "without an offset)"
+    ),
+    "series": (
+        "send naive local times (`start` or `timestamps` without an offset): these endpoints "
+        "take JSON only and no zone (neither a `timezone` field nor Arrow)"
+    ),
+}
+ClockEndpoint = Literal["forecast", "series"]
+
+
 def check_clock(
     stamps: list[datetime],
     index: pd.DatetimeIndex,
     model: ServedModel,
     where: str,
     *,
-    zone_field: bool = False,
+    endpoint: ClockEndpoint,
 ) -> None:
     """Timestamps with several UTC offsets and no zone (ISO texts across a daylight-saving
     change, read in UTC by `increasing_axis`) for a model whose calendar features read a
     local clock: the offsets date the history, but name no zone for the forecast steps, and
     read in UTC the hours are off by the offset (an audit's 15-minute model answered as if
-    09:00 were 13:00). A 422 that says how to send them; a model that learnt UTC hours reads
-    them as they are. `zone_field`: the request can name the zone (POST /forecast's
-    `timezone`), and the message says so."""
+    09:00 were 13:00). A 422 that says how to send them, by what `endpoint` takes
+    (`CLOCK_ADVICE`); a model that learnt UTC hours reads them as they are."""
     if not model.needs_dates or model.calendar_clock == CLOCK_UTC:
         return
     if index.tz is None or str(index.tz) != "UTC":
         return  # naive, one zone (Arrow's timestamp[ns, tz=...]) or one offset: a clock
     offsets = {stamp.utcoffset() for stamp in stamps}
     if len(offsets) > 1:
-        named = "name the zone in `timezone` (e.g. 'Europe/London'), " if zone_field else ""
         raise ServiceInputError(
             where,
             f"holds {len(offsets)} different UTC offsets (a daylight-saving change) and no "
             "zone: this model reads calendar features (hour of day, day of week) on the local "
             "clock it was trained on, which offsets alone do not give for the forecast "
-            f"steps; {named}send the series as Arrow with its zone (timestamp[ns, tz=...]), or as "
-            "naive local times (`start` without an offset)",
+            f"steps; {CLOCK_ADVICE[endpoint]}",
         )
 
 
@@ -861,7 +876,7 @@ def _from_timestamps(
     index = increasing_axis(stamps, n, where, zone)
     check_last_stamp(stamps, horizon, model, where)
     if zone is None:  # with one, the offsets' zone is named: nothing to refuse
-        check_clock(stamps, index, model, where, zone_field=True)
+        check_clock(stamps, index, model, where, endpoint="forecast")
     ns = index.asi8
     window = ns[-lookback:]
     if isinstance(offset, pd.offsets.Tick):

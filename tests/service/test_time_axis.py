@@ -13,6 +13,8 @@ from models.forecaster import calendar_features
 from service.errors import ServiceInputError
 from service.fast_path import fast_request
 from service.schemas import ForecastRequest
+from service.stream_schemas import ObservationsRequest
+from service.stream_validation import parse_observations
 from service.validation import PreparedRequest, RequestIn, prepare
 from tests.service.test_fast_path import StubModel, _as_model
 
@@ -189,6 +191,10 @@ def test_timestamp_errors_are_said_once() -> None:
     assert "cannot lay" not in message
 
 
+LOCAL_CLOCK = (
+    "this model reads calendar features (hour of day, day of week) on the local clock it was "
+    "trained on, which offsets alone do not give for the forecast steps"
+)
 # New York, 10 Mar 2019 02:00 -> 03:00: 15-minute ISO texts go from -05:00 to -04:00
 SPRING = pd.date_range("2019-03-10T05:00", periods=24, freq="15min", tz="UTC").tz_convert(
     "America/New_York"
@@ -200,13 +206,37 @@ def test_offsets_that_change_are_refused_for_a_model_on_a_local_clock() -> None:
     audit's 15-minute model answered for 09:00 as if it were 13:00), with nothing said."""
     series = {"id": "n", "values": list(range(24)), "timestamps": [t.isoformat() for t in SPRING]}
     message = _error(series, freq="15min", lookback=16, needs_dates=True)
-    assert message.startswith(
+    assert message == (
         "series 0 ('n'), field 'timestamps': holds 2 different UTC offsets (a daylight-saving "
-        "change) and no zone: this model reads calendar features"
+        f"change) and no zone: {LOCAL_CLOCK}; name the zone in `timezone` (e.g. "
+        "'Europe/London'), send the series as Arrow with its zone (timestamp[ns, tz=...]), or "
+        "as naive local times (`start` or `timestamps` without an offset)"
     )
-    assert "name the zone in `timezone` (e.g. 'Europe/London'), send the series as Arrow" in message
     # without calendar features the instants are all the model needs
     assert len(_prepared(series, freq="15min", lookback=16)[0].series) == 1
+
+
+def test_the_series_endpoints_advise_only_what_they_take() -> None:
+    """/series/{id}/observations (and the WebSocket) take JSON without a zone field, and
+    answer 415 to Arrow: the advice is naive local times only (it was POST /forecast's)."""
+    local = pd.date_range("2016-03-20", periods=12, freq="D", tz="Europe/Paris")
+    body = ObservationsRequest.model_validate(
+        {"values": list(range(12)), "timestamps": [t.isoformat() for t in local]}
+    )
+    model = _as_model(StubModel(freq="D", needs_dates=True))
+    scales = StubModel().stats
+    with pytest.raises(ServiceInputError) as caught:
+        parse_observations(body, model, scales, max_scaled=1e4)
+    assert str(caught.value) == (
+        "field 'timestamps': holds 2 different UTC offsets (a daylight-saving change) and no "
+        f"zone: {LOCAL_CLOCK}; send naive local times (`start` or `timestamps` without an "
+        "offset): these endpoints take JSON only and no zone (neither a `timezone` field nor "
+        "Arrow)"
+    )
+    # what it advises is taken: the local midnights as naive times
+    naive = body.model_copy(update={"timestamps": list(local.tz_localize(None))})
+    observations = parse_observations(naive, model, scales, max_scaled=1e4)
+    assert observations.tz is None and len(observations.ns) == 12
 
 
 def test_a_model_that_learnt_utc_hours_reads_zoned_input_on_utc() -> None:
