@@ -16,14 +16,16 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
 - `start` (str, optional): timestamp of the first value; with it the output carries the
   forecast timestamps (at the training frequency), and a model with calendar features needs it.
 - `timezone` (str, optional): an IANA time zone name such as "Europe/London", as the forecast
-  API's `timezone` (docs/serving.md): a naive `start` is a local time there (one that a
-  daylight-saving change skips or repeats is refused), a zoned one is converted to it, and the
-  steps, their timestamps and a local-clock model's calendar features follow that zone's clock
-  across daylight-saving changes: steps of a calendar frequency are its local dates, a step
-  that a change skips the first instant after the gap, a repeated one the earlier instant
-  (`training.validation.local_steps`, the service's policy). Models registered before the
-  column was added have a signature without it, and MLflow's schema enforcement drops it
-  (with a warning): register them again to use it through `mlflow.pyfunc`.
+  API's `timezone` (docs/serving.md); an empty cell ("", None, NA, NaN) is a row without a
+  zone (the API's JSON leaves the field out instead, and refuses ""). A naive `start` is a
+  local time there (one that a daylight-saving change skips or repeats is refused), a zoned
+  one is converted to it, and the steps, their timestamps and a local-clock model's calendar
+  features follow that zone's clock across daylight-saving changes: steps of a calendar
+  frequency are its local dates, a step that a change skips the first instant after the gap,
+  a repeated one the earlier instant (`training.validation.local_steps`, the service's
+  policy). Models registered before the column was added have a signature without it, and
+  MLflow's schema enforcement drops it (with a warning): register them again to use it
+  through `mlflow.pyfunc`.
 
 Predict output (`pd.DataFrame`, long, one row per series and horizon step): `id`, `step`
 (1..horizon), `timestamp` (ISO text, or "" without `start`), `mean` (the point forecast, which
@@ -331,7 +333,9 @@ class ForecastPredictor:
         return index[n_values - keep :]
 
     def _zone(self, frame: pd.DataFrame, i: int, series_id: str) -> ZoneInfo | None:
-        """The row's `timezone` (optional column) as a zone; None when absent or empty."""
+        """The row's `timezone` (optional column) as a zone; None when absent or empty (a
+        column has a cell in every row: "", None, NA or NaN is a row without a zone, where
+        the service's JSON leaves the field out and refuses "")."""
         if "timezone" not in frame.columns:
             return None
         name = frame["timezone"].iloc[i]

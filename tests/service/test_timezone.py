@@ -566,3 +566,18 @@ def test_local_steps_states_its_policy() -> None:
     ]
     naive = local_steps(pd.Timestamp("2024-09-07"), 3, day)
     assert naive.equals(pd.date_range("2024-09-07", periods=3, freq="D"))
+
+
+def test_an_empty_pyfunc_cell_is_no_zone_where_the_service_refuses_an_empty_name() -> None:
+    """A DataFrame column holds a cell per row: rows without a zone leave it empty (None, NA,
+    NaN or ""), and the row is read without one. The service's JSON field is left out or null
+    for that; an empty name there is a 422 (test_a_bad_zone_name_is_refused_by_the_schema)."""
+    predictor = _daily_predictor()
+    row = {"id": "d", "values": [float(v) for v in range(14)], "start": "2024-08-26"}
+    plain = predictor.predict_frame(pd.DataFrame([row]))
+    assert plain["timestamp"].iloc[0] == "2024-09-09T00:00:00"  # naive: no zone
+    for empty in ("", None, pd.NA, float("nan")):
+        frame = pd.DataFrame([{**row, "timezone": empty}])
+        pd.testing.assert_frame_equal(predictor.predict_frame(frame), plain)
+    with pytest.raises(ValidationError, match="is not a time zone"):
+        ForecastRequest.model_validate({"timezone": "", "series": [_series()]})
