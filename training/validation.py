@@ -195,7 +195,9 @@ def place_local(wall: pd.DatetimeIndex, zone: tzinfo) -> pd.DatetimeIndex:
     return utc.tz_localize("UTC").tz_convert(zone)
 
 
-def local_steps(first: pd.Timestamp, periods: int, offset: BaseOffset) -> pd.DatetimeIndex:
+def local_steps(
+    first: pd.Timestamp, periods: int, offset: BaseOffset, *, skipped_midnight: bool = False
+) -> pd.DatetimeIndex:
     """`periods` steps of `offset` from `first`, `first` itself the first of them: what
     pd.date_range gives, except that a calendar offset (D, W, MS, B, ...) from a zoned `first`
     never raises where a daylight-saving change skips or repeats a step's local time (pandas'
@@ -206,20 +208,31 @@ def local_steps(first: pd.Timestamp, periods: int, offset: BaseOffset) -> pd.Dat
     steps are the zone's local calendar dates and times, placed by `place_local`: a daily
     model's local midnights are 23 or 25 hours apart across a change, and the midnight a
     change skips is the first instant of that day. The steps are laid from `first`'s wall
-    time, except that a `first` at the end of a gap that skipped its day's midnight (01:00
-    -03:00 in Santiago on 2024-09-08, a step this function gives) is that day's midnight
-    step: the next steps are midnights, as they were for the steps before it."""
+    time as given. A `first` at the end of a gap that skipped its day's midnight (01:00 -03:00
+    in Santiago on 2024-09-08, a step this function gives) is ambiguous: a series read at
+    01:00, or that day's midnight step of a series read at midnight. `skipped_midnight=True`
+    reads it as the latter (callers that hold the following timestamps try both:
+    `at_skipped_midnight`)."""
     if first.tz is None or isinstance(offset, pd.offsets.Tick):
         return pd.date_range(first, periods=periods, freq=offset)
     wall = first.tz_localize(None)
-    now, before = first.utcoffset(), (first - pd.Timedelta(1, unit="ns")).utcoffset()
-    gap = now - before if now is not None and before is not None else timedelta(0)
-    if gap > timedelta(0) and wall - gap <= wall.normalize():  # the clocks jumped at `first`
+    if skipped_midnight and at_skipped_midnight(first):
         wall = wall.normalize()
     steps = place_local(pd.date_range(wall, periods=periods, freq=offset), first.tz)
     if steps[0] != first and steps[0].tz_localize(None) == wall:
         steps = steps[1:].insert(0, first)  # the later instant of a repeated time: the caller's
     return steps
+
+
+def at_skipped_midnight(stamp: pd.Timestamp) -> bool:
+    """`stamp` (zoned) is the first instant of a day whose midnight a daylight-saving change
+    skipped (the clocks jumped at it, from a time before that day's midnight)."""
+    if stamp.tz is None:
+        return False
+    now, before = stamp.utcoffset(), (stamp - pd.Timedelta(1, unit="ns")).utcoffset()
+    gap = now - before if now is not None and before is not None else timedelta(0)
+    wall = stamp.tz_localize(None)
+    return bool(gap > timedelta(0) and wall - gap <= wall.normalize())
 
 
 def fixed_step(freq: str) -> pd.Timedelta | None:

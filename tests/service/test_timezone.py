@@ -440,7 +440,9 @@ def test_a_daily_model_steps_local_days_where_the_change_falls_at_midnight(
 def test_the_steps_laid_by_the_service_come_back_as_one_series() -> None:
     """The answer's steps sent back as zoned timestamps (the window starting on the day whose
     midnight was skipped, at 01:00 -03:00) are on the grid, and give the same steps as
-    `start`: that instant is the day's midnight step, the next steps midnights again."""
+    `start`: the timestamps after it show that instant is the day's midnight step. A `start`
+    given at that instant has nothing after it and is read as written: a series at 01:00
+    (whose timestamps are on the grid too)."""
     zone = "America/Santiago"
     expected = _local_midnights(zone, "2024-09-02", 14 + 7)
     assert expected[6].isoformat() == "2024-09-08T01:00:00-03:00"  # the window's first input
@@ -450,7 +452,11 @@ def test_the_steps_laid_by_the_service_come_back_as_one_series() -> None:
     for one in (from_start, from_stamps):
         assert one.dates is not None
         np.testing.assert_array_equal(one.dates.window_ns, expected[6:].asi8)
-    assert _answered(on_its_own)[0] == "2024-09-22T00:00:00-03:00"  # midnights, not 01:00
+    assert _answered(on_its_own)[0] == "2024-09-22T01:00:00-03:00"  # as written
+    at_one = pd.date_range("2024-09-08T01:00", periods=14, freq="D", tz=zone)
+    assert at_one[1].isoformat() == "2024-09-09T01:00:00-03:00"
+    read_at_one = _one(_daily(zone, timestamps=_isos(at_one)), **DAILY)
+    assert _answered(read_at_one)[0] == "2024-09-22T01:00:00-03:00"
 
 
 def test_a_naive_midnight_the_caller_writes_is_still_refused_where_it_does_not_exist() -> None:
