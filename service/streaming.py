@@ -64,7 +64,6 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.db import Database
-from models.forecaster import calendar_features
 from models.streaming import StreamState
 from service.busy_poll import BusyPoll
 from service.errors import ServiceInputError
@@ -97,7 +96,12 @@ from service.stream_validation import (
     tz_from,
     tz_name,
 )
-from service.validation import as_index, checked_horizon, quantile_indices, quantile_key
+from service.validation import (
+    calendar_on_clock,
+    checked_horizon,
+    quantile_indices,
+    quantile_key,
+)
 from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -718,7 +722,7 @@ def _inputs(
         scaled = (covariates - scales.covariate_mean) / scales.covariate_scale
     calendar = None
     if model.needs_dates:
-        calendar = calendar_features(as_index(ns, model.calendar_zone(tz)), model.freq)
+        calendar = calendar_on_clock(ns, tz, model, "field 'timestamps'")
     return target, scaled, calendar
 
 
@@ -735,7 +739,7 @@ def _forecast(
     future = None
     if model.needs_dates:
         steps = grid_after(last_ns, model.max_horizon, tz, model)
-        future = calendar_features(as_index(steps, model.calendar_zone(tz)), model.freq)
+        future = calendar_on_clock(steps, tz, model, "field 'timestamps'")
     return model.stream_serving.forecast(
         state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
     )

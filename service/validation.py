@@ -429,8 +429,8 @@ def _prepare_series(
         scaled_covariates = _float32(i, series.id, "covariates", scaled)
     past_calendar = future_calendar = None
     if model.needs_dates and dates is not None:
-        clock = as_index(dates.window_ns, model.calendar_zone(dates.tz))
-        features = calendar_features(clock, model.freq)  # (L + H, K)
+        where = series_where(i, series.id, "start" if series.timestamps is None else "timestamps")
+        features = calendar_on_clock(dates.window_ns, dates.tz, model, where)  # (L + H, K)
         features = features.astype(np.float32)
         past_calendar, future_calendar = features[:lookback], features[lookback:]
     history = None
@@ -450,6 +450,22 @@ def _prepare_series(
         drift_inputs=drift,
         history=history,
     )
+
+
+def calendar_on_clock(
+    ns: np.ndarray, tz: tzinfo | None, model: ServedModel, where: str
+) -> np.ndarray:
+    """The calendar features of instants `ns` read on the model's clock (calendar_zone). The
+    range checks bound the instants; a clock ahead of UTC (+14:00) can still read a time past
+    pandas' last one (2262-04-11T23:47:16.854775807), which is a 422, not a 500."""
+    try:
+        return calendar_features(as_index(ns, model.calendar_zone(tz)), model.freq)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        raise ServiceInputError(
+            where,
+            f"its steps read on the model's clock pass {pd.Timestamp.max.isoformat()}, the "
+            "last time this service can represent; give an earlier start",
+        ) from None
 
 
 def _streaming(model: ServedModel) -> bool:
@@ -474,8 +490,9 @@ def _stream_history(
         scaled = (raw - scales.covariate_mean) / scales.covariate_scale
     calendar = None
     if model.needs_dates and dates is not None:
-        clock = as_index(dates.history_ns, model.calendar_zone(dates.tz))
-        calendar = calendar_features(clock, model.freq)
+        calendar = calendar_on_clock(
+            dates.history_ns, dates.tz, model, series_where(i, series_id, "timestamps")
+        )
     for field, array in (("values", target), ("covariates", scaled)):
         if array is not None and not np.isfinite(array).all():
             raise ServiceInputError(

@@ -295,6 +295,11 @@ def refit_fit_config(
     )
 
 
+# Beyond any series' length (a window every 2**31 rows is one window), and far inside int64
+# for the window starts (stride x window index): an edited config.json's 2**63 overflowed.
+STRIDE_MAX = 2**31 - 1
+
+
 def refit_train_stride(recorded: object, *, source: str) -> tuple[int, str]:
     """The stride of the refits' training windows (`BacktestConfig.train_stride`): the one the
     model was trained with (`urnn train --train-stride`: config.json's "train.train_stride",
@@ -305,10 +310,10 @@ def refit_train_stride(recorded: object, *, source: str) -> tuple[int, str]:
     24 rows used to be refitted on every row's: 24 times the windows per epoch."""
     if recorded is None:
         return 1, f"training windows every row (no train stride recorded: {source})"
-    if type(recorded) is not int or recorded < 1:
+    if type(recorded) is not int or not 1 <= recorded <= STRIDE_MAX:
         return 1, (
             f"training windows every row (the train stride {source} records cannot be used: "
-            f"{recorded!r} is not an integer >= 1)"
+            f"{recorded!r} is not an integer from 1 to 2**31 - 1)"
         )
     if recorded == 1:
         return 1, ""

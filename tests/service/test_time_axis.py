@@ -262,3 +262,15 @@ def test_one_offset_is_read_on_the_clock_the_model_learnt(clock: str, hour: int)
         np.testing.assert_allclose(
             one.past_calendar[0], calendar_features(first, "h")[0].astype(np.float32)
         )
+
+
+def test_a_clock_ahead_of_utc_past_the_last_representable_time_is_a_422() -> None:
+    """The range checks bound instants; a calendar model reads them on a +14:00 clock, which
+    passed pandas' last time and was a 500 (OutOfBoundsDatetime in the features)."""
+    series = {"id": "a", "values": list(range(12)), "start": "2262-04-11T07:00:00+14:00"}
+    message = _error(series, freq="h", lookback=8, max_horizon=6, needs_dates=True)
+    assert message == (
+        "series 0 ('a'), field 'start': its steps read on the model's clock pass "
+        "2262-04-11T23:47:16.854775807, the last time this service can represent; give an "
+        "earlier start"
+    )
