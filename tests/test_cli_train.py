@@ -260,6 +260,13 @@ def test_a_job_spec_asks_for_calendar_features_in_its_train_or_model_section(
         linear.train_config()
     assert refused.value.field == "config.train"
     assert "calendar features are read by the kinds" in refused.value.message
+    both = JobSpec(
+        data=str(csv),
+        target="y",
+        config={"train": {"calendar": False}, "model": {"n_calendar": "auto"}},
+    )
+    with pytest.raises(JobSpecError, match='n_calendar "auto" asks for calendar features'):
+        both.train_config()
 
 
 def test_the_series_split_option_reaches_the_train_config(

@@ -1565,6 +1565,11 @@ def _calendar_auto(model: dict[str, Any], train: dict[str, Any]) -> None:
     """A model section's "n_calendar": "auto" is train.calendar (`--calendar`): the number is
     the data's frequency's, set once it is loaded. In place."""
     if model.get("n_calendar") == "auto":
+        if train.get("calendar") is False:
+            raise UsageError(
+                'model.n_calendar "auto" asks for calendar features and train.calendar false '
+                "for none: give one of them"
+            )
         del model["n_calendar"]
         train["calendar"] = True
 
