@@ -46,7 +46,7 @@ from service.validation import (
     quantile_indices,
     quantile_key,
 )
-from training.validation import at_skipped_midnight, local_steps
+from training.validation import local_steps, steps_along
 
 # A body as the schema built it, or as the fast path read it (service.stream_fast_path).
 ObservationsIn = ObservationsRequest | FastObservations
@@ -247,17 +247,13 @@ def stamps_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) ->
     return stamps
 
 
-def grid_after(
-    last_ns: int, n: int, tz: tzinfo | None, model: ServedModel, *, skipped_midnight: bool = False
-) -> np.ndarray:
-    """The next `n` steps of the model's frequency after `last_ns` (int64 epoch ns);
-    `skipped_midnight`: training.validation.local_steps'."""
+def grid_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> np.ndarray:
+    """The next `n` steps of the model's frequency after `last_ns` (int64 epoch ns)."""
     offset = model.offset
     if isinstance(offset, pd.offsets.Tick):
         return last_ns + offset.nanos * np.arange(1, n + 1, dtype=np.int64)
     start = as_index(np.array([last_ns], np.int64), tz)[0]
-    laid = local_steps(start, n + 1, offset, skipped_midnight=skipped_midnight)
-    return laid.as_unit("ns").asi8[1:]
+    return local_steps(start, n + 1, offset).as_unit("ns").asi8[1:]
 
 
 # --- step 1: the body against the model ----------------------------------------------------
@@ -457,12 +453,10 @@ def _from_timestamps(
     check_last_stamp(stamps, model.max_horizon, model, where)
     check_clock(stamps, index, model, where, endpoint="series")
     ns = index.asi8.astype(np.int64)
-    expected = np.concatenate([ns[:1], grid_after(int(ns[0]), n - 1, index.tz, model)])
-    if (expected != ns).any() and at_skipped_midnight(index[0]):
-        # the first instant of a day whose midnight was skipped: a midnight series' step?
-        snapped = grid_after(int(ns[0]), n - 1, index.tz, model, skipped_midnight=True)
-        if (snapped == ns[1:]).all():
-            expected = np.concatenate([ns[:1], snapped])
+    if isinstance(model.offset, pd.offsets.Tick):
+        expected = ns[0] + model.offset.nanos * np.arange(n, dtype=np.int64)
+    else:
+        expected = steps_along(index, n, model.offset).as_unit("ns").asi8
     off = np.flatnonzero(expected != ns)
     if off.size:
         k = int(off[0])

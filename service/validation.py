@@ -38,10 +38,10 @@ from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
 from training.mlflow_model import CLOCK_UTC, off_grid
 from training.validation import (
-    at_skipped_midnight,
     in_zone,
     local_steps,
     local_time_problem,
+    steps_along,
     zone_named,
 )
 
@@ -905,16 +905,7 @@ def _from_timestamps(
     if isinstance(offset, pd.offsets.Tick):
         expected = window[0] + offset.nanos * np.arange(lookback + horizon, dtype=np.int64)
     else:
-        expected = local_steps(index[-lookback], lookback + horizon, offset).as_unit("ns").asi8
-        if at_skipped_midnight(index[-lookback]) and (expected[:lookback] != window).any():
-            # the first instant of a day whose midnight was skipped: a midnight series' step?
-            snapped = (
-                local_steps(index[-lookback], lookback + horizon, offset, skipped_midnight=True)
-                .as_unit("ns")
-                .asi8
-            )
-            if (snapped[:lookback] == window).all():
-                expected = snapped
+        expected = steps_along(index[-lookback:], lookback + horizon, offset).as_unit("ns").asi8
     off = np.flatnonzero(expected[:lookback] != window)
     if off.size:
         k = n - lookback + int(off[0])

@@ -211,8 +211,7 @@ def local_steps(
     time as given. A `first` at the end of a gap that skipped its day's midnight (01:00 -03:00
     in Santiago on 2024-09-08, a step this function gives) is ambiguous: a series read at
     01:00, or that day's midnight step of a series read at midnight. `skipped_midnight=True`
-    reads it as the latter (callers that hold the following timestamps try both:
-    `at_skipped_midnight`)."""
+    reads it as the latter (callers that hold the following timestamps: `steps_along`)."""
     if first.tz is None or isinstance(offset, pd.offsets.Tick):
         return pd.date_range(first, periods=periods, freq=offset)
     wall = first.tz_localize(None)
@@ -222,6 +221,22 @@ def local_steps(
     if steps[0] != first and steps[0].tz_localize(None) == wall:
         steps = steps[1:].insert(0, first)  # the later instant of a repeated time: the caller's
     return steps
+
+
+def steps_along(given: pd.DatetimeIndex, periods: int, offset: BaseOffset) -> pd.DatetimeIndex:
+    """`periods` steps of `offset` from `given[0]` (local_steps), laid along the timestamps
+    `given` where they decide what local_steps cannot from one instant alone: a `given[0]` at
+    the first instant of a day whose midnight was skipped starts a midnight series when the
+    timestamps after it are midnights, else a series at its own wall time."""
+    steps = local_steps(given[0], periods, offset)
+    if not at_skipped_midnight(given[0]):
+        return steps
+    m = min(len(given), periods)
+    wanted = given[:m].as_unit("ns").asi8
+    if (steps[:m].as_unit("ns").asi8 == wanted).all():
+        return steps
+    snapped = local_steps(given[0], periods, offset, skipped_midnight=True)
+    return snapped if (snapped[:m].as_unit("ns").asi8 == wanted).all() else steps
 
 
 def at_skipped_midnight(stamp: pd.Timestamp) -> bool:
