@@ -2,15 +2,15 @@
 
     spec = JobSpec(data="data/ETT-small/ETTh1.csv", target="OT",
                    config={"model": {"lookback": 96, "horizon": 24}, "fit": {"max_epochs": 5}})
-    spec = validate_spec(spec)          # JobSpecError naming the field, or the checked spec
-    warnings = check_job_data(spec, max_bytes=settings.job_data_check_max_bytes)
+    spec, warnings = check_job(spec, data_folders=None, max_bytes=64 << 20)  # or JobSpecError
     config = spec.train_config(run_name="job-<id>")   # what the worker hands train_pipeline
 
-`validate_spec` checks the spec and the file's header (fast, no data read); `check_job_data`
-loads, validates and splits the whole file as the worker will (training.pipeline.
-prepare_training), so a spec this data cannot train is refused at submission with the loader's
-or splitter's message; files above URNN_JOB_DATA_CHECK_MAX_BYTES are left to the worker, which
-checks every run again in any case (the file may change in between).
+`check_job` runs both checks: `validate_spec` (the spec and the file's header: fast, no data
+read), then `check_job_data`, which loads, validates and splits the whole file as the worker
+will (training.pipeline.prepare_training), so a spec this data cannot train is refused at
+submission with the loader's or splitter's message; files above URNN_JOB_DATA_CHECK_MAX_BYTES
+are left to the worker, which checks every run again in any case (the file may change in
+between).
 
 `config` has the sections of `urnn train --config` (model, fit, load, train) and goes through
 the same checks (urnn_forecast.cli.train_config_from_sections); `target` and `covariates` are
@@ -189,6 +189,15 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
         fields = {spec.target: "target", config.load.series_col: "config.load.series_col"}
         raise JobSpecError(fields.get(error.column, "covariates"), str(error)) from None
     return spec
+
+
+def check_job(
+    spec: JobSpec, *, data_folders: Sequence[Path] | None, max_bytes: int
+) -> tuple[JobSpec, list[str]]:
+    """What a submission (POST /jobs, a schedule's job) checks: the spec and its file's header
+    (`validate_spec`), then its data (`check_job_data`); the checked spec and the warnings."""
+    checked = validate_spec(spec, data_folders=data_folders)
+    return checked, check_job_data(checked, data_folders=data_folders, max_bytes=max_bytes)
 
 
 def _shown(data: str) -> str:

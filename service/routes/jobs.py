@@ -1,10 +1,10 @@
 """POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel: the retraining job queue.
 
-Routes are thin: the spec is checked by jobs.spec.validate_spec (a bad data path, target or
-config key is a 422 naming the field, at submission) and its data by jobs.spec.check_job_data
-(loaded and split as the worker will, up to URNN_JOB_DATA_CHECK_MAX_BYTES: a test_series the
-file lacks or series too short are 422s too), the queue's verbs live in jobs.queue, and workers
-(`urnn worker`) do the training. The job database is opened on first use from the app's
+Routes are thin: jobs.spec.check_job checks the spec (a bad data path, target or config key
+is a 422 naming the field, at submission) and its data (loaded and split as the worker will,
+up to URNN_JOB_DATA_CHECK_MAX_BYTES: a test_series the file lacks or series too short are
+422s too), the queue's verbs live in jobs.queue, and workers (`urnn worker`) do the training.
+The job database is opened on first use from the app's
 settings (URNN_DATABASE_URL); its schema comes from `urnn db upgrade`.
 
 The submitting routes are plain functions, which FastAPI runs in its threadpool: the data
@@ -30,7 +30,7 @@ from jobs import queue
 from jobs.db import Database, SchemaError, missing_sqlite_file, reaching, shown_url
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
-from jobs.spec import JobSpec, JobSpecError, check_job_data, validate_spec
+from jobs.spec import JobSpec, JobSpecError, check_job
 from service.arrow_io import media_type
 from service.errors import UnsupportedMediaTypeError
 from service.schemas import ErrorResponse
@@ -193,11 +193,11 @@ def submit_job(
         replayed = _replay(db, idempotency_key, digest)
         if replayed is not None:
             return replayed
-    folders = state.settings.job_data_folders()
-    checked = validate_spec(spec, data_folders=folders)
     # the whole file, as the worker will read it; before the insert: a 422 stores nothing
-    warnings = check_job_data(
-        checked, data_folders=folders, max_bytes=state.settings.job_data_check_max_bytes
+    checked, warnings = check_job(
+        spec,
+        data_folders=state.settings.job_data_folders(),
+        max_bytes=state.settings.job_data_check_max_bytes,
     )
     try:
         with db.session() as session:

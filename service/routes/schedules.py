@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobs import schedules
 from jobs.models import Schedule
 from jobs.schedules import ScheduleError
-from jobs.spec import JobSpec, JobSpecError, check_job_data, validate_spec
+from jobs.spec import JobSpec, JobSpecError, check_job
 from service.routes.jobs import (
     DATA_WARNINGS,
     ERRORS,
@@ -156,15 +156,14 @@ def _checked_job(job: JobSpec, state: ServiceState) -> tuple[JobSpec, list[str]]
     is now. It may grow before a run (an appended log), but a spec this file cannot train
     (a test_series it lacks, a timestamp that does not parse) is wrong today; every run is
     checked again by its worker. Errors name the field under `job`."""
-    folders = state.settings.job_data_folders()
     try:
-        spec = validate_spec(job, data_folders=folders)
-        warnings = check_job_data(
-            spec, data_folders=folders, max_bytes=state.settings.job_data_check_max_bytes
+        return check_job(
+            job,
+            data_folders=state.settings.job_data_folders(),
+            max_bytes=state.settings.job_data_check_max_bytes,
         )
     except JobSpecError as error:
         raise error.within("job") from None
-    return spec, warnings
 
 
 @router.get(
