@@ -13,6 +13,7 @@ argument errors are argparse errors that name the option and its allowed values.
 """
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -1988,12 +1989,9 @@ def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> tuple["FitC
     from training.fit import fit_fields_from_params
     from training.registry import training_run_params
 
-    run: list[dict[str, str] | None] = []  # the run's params, looked up once if needed
-
+    @functools.cache  # the run's params, looked up once, and only if needed
     def run_params() -> dict[str, str] | None:
-        if not run:
-            run.append(training_run_params(args.model_uri))
-        return run[0]
+        return training_run_params(args.model_uri)
 
     recorded: object = meta.get("fit")  # present but not an object: refit_fit_config says so
     source = "its config.json"
@@ -2023,7 +2021,7 @@ def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> tuple["FitC
         text = None if params is None else params.get("backtest.train_stride")
         stride_source = "its MLflow run's backtest.train_stride param"
         if text is not None:
-            stride = int(text) if text.isdigit() else text
+            stride = int(text) if text.isascii() and text.isdigit() else text  # not "²"
         else:
             stride_source = "not in its config.json, " + (
                 "no MLflow run of it found" if params is None else "nor in its run's params"
