@@ -37,8 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -48,7 +47,14 @@ from matplotlib.figure import Figure
 from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig, model_device
 from models.streaming import StreamingURNNForecaster
 from training.data import LoadedData
-from training.fit import SEED_MAX, FitConfig, FitConfigError, FitResult, fit, predict
+from training.fit import (
+    FitConfig,
+    FitConfigError,
+    FitResult,
+    fit,
+    fit_fields_from_record,
+    predict,
+)
 from training.metrics import MetricTables, metric_tables, quantile_column, seasonal_naive_scale
 from training.paper_benchmark import DeviceName, resolve_device
 from training.split import (
@@ -247,7 +253,8 @@ def refit_fit_config(
     the defaults, and the line says so. Fields are kept or replaced as the comment above
     REFIT_REPLACED says; `max_epochs` (`--refit-epochs`) overrides the recorded cap. A field
     FitConfig does not know (recorded by another version) is left out; a record that is not
-    an object, a value not of its field's type (`_mistyped`: the file can be edited) or one
+    an object, a value not of its field's type (`fit_fields_from_record`: the file can be
+    edited) or one
     FitConfig refuses: the defaults, the line saying why."""
     override: dict[str, Any] = {"device": device, "decoder_search": False}
     if max_epochs is not None:
@@ -260,22 +267,13 @@ def refit_fit_config(
             f"Refits: the default fit settings ({source}); max_epochs={config.max_epochs}"
             f"{capped}; {where}"
         )
-    known = {f.name for f in fields(FitConfig)}
-    kept = (
-        {k: v for k, v in recorded.items() if k in known} if isinstance(recorded, Mapping) else {}
-    )
+    kept: dict[str, Any] = {}
     try:
         if not isinstance(recorded, Mapping):
             raise FitConfigError(f"not a JSON object but {type(recorded).__name__}")
-        wrong = next(
-            (f"{k}={v!r}: {why}" for k, v in kept.items() if (why := _mistyped(k, v))), None
-        )
-        if wrong is not None:
-            raise FitConfigError(wrong)
-        if not 0 <= kept.get("seed", 0) <= SEED_MAX:  # numpy's RNG takes no other
-            raise FitConfigError(f"seed must lie in 0 .. 2**32 - 1, got {kept['seed']}")
+        kept = fit_fields_from_record(recorded)
         config = FitConfig(**{**kept, **override})
-    except (FitConfigError, TypeError) as error:
+    except (ValueError, TypeError) as error:  # FitConfigError is a ValueError
         return config, (
             f"Refits: the default fit settings (those {source} records cannot be used: "
             f"{error}); max_epochs={config.max_epochs}{capped}; {where}"
@@ -321,38 +319,6 @@ def refit_train_stride(recorded: object, *, source: str) -> tuple[int, str]:
         f"training windows every {recorded} rows (the train stride the model was trained "
         f"with, from {source})"
     )
-
-
-def _mistyped(name: str, value: object) -> str | None:
-    """Why a recorded fit setting's value is not of its FitConfig field's type (a config.json
-    is a file anyone can edit, and FitConfig checks ranges, not types: a seed of "7" or 2.5
-    epochs would fail deep in the fit); None when it is."""
-    hint = get_type_hints(FitConfig)[name]
-    allowed = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
-    for kind in allowed:
-        if kind is type(None):
-            if value is None:
-                return None
-        elif get_origin(kind) is Literal:
-            if value in get_args(kind) and isinstance(value, str):
-                return None
-        elif kind is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return None
-        elif kind is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return None
-        elif isinstance(value, kind):
-            return None
-    return f"not {' or '.join(_type_name(kind) for kind in allowed)}"
-
-
-def _type_name(kind: object) -> str:
-    if kind is type(None):
-        return "null"
-    if get_origin(kind) is Literal:
-        return "one of " + ", ".join(repr(v) for v in get_args(kind))
-    return getattr(kind, "__name__", str(kind))
 
 
 def backtest(

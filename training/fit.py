@@ -188,9 +188,54 @@ def fit_fields_from_params(params: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _read_param(annotation: Any, name: str, text: str) -> Any:
+def fit_fields_from_record(record: Mapping[str, object]) -> dict[str, Any]:
+    """The FitConfig fields of a recorded dict (config.json's "fit", a file anyone can edit),
+    each checked against its field's type, which FitConfig itself does not check (it checks
+    ranges: a seed of "7" or 2.5 epochs would fail deep in the fit). A key FitConfig does not
+    know (recorded by another version) is left out. ValueError naming the field otherwise;
+    the seed's range too (SEED_MAX), which FitConfig leaves to its callers."""
+    hints = typing.get_type_hints(FitConfig)
+    out: dict[str, Any] = {}
+    for f in fields(FitConfig):
+        if f.name not in record:
+            continue
+        value, options = record[f.name], _options(hints[f.name])
+        if not any(_is_of(value, option) for option in options):
+            names = " or ".join(_option_name(option) for option in options)
+            raise ValueError(f"{f.name}={value!r}: not {names}")
+        out[f.name] = value
+    if not 0 <= out.get("seed", 0) <= SEED_MAX:  # numpy's RNG takes no other
+        raise ValueError(f"seed must lie in 0 .. 2**32 - 1, got {out['seed']}")
+    return out
+
+
+def _options(annotation: Any) -> tuple[Any, ...]:
     union = typing.get_origin(annotation) in (Union, types.UnionType)
-    options = typing.get_args(annotation) if union else (annotation,)
+    return typing.get_args(annotation) if union else (annotation,)
+
+
+def _is_of(value: object, option: Any) -> bool:
+    if option is type(None):
+        return value is None
+    if typing.get_origin(option) is Literal:
+        return isinstance(value, str) and value in typing.get_args(option)
+    if option in (int, float) and isinstance(value, bool):
+        return False  # a bool is an int to Python, not a number to a config
+    if option is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, option)
+
+
+def _option_name(option: Any) -> str:
+    if option is type(None):
+        return "null"
+    if typing.get_origin(option) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(option))
+    return getattr(option, "__name__", str(option))
+
+
+def _read_param(annotation: Any, name: str, text: str) -> Any:
+    options = _options(annotation)
     if text == "None" and type(None) in options:
         return None
     for option in options:
