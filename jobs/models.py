@@ -87,6 +87,11 @@ class ReportText(TypeDecorator[str]):
         return value.replace("\x00", "\\x00") if value is not None else None
 
 
+# A JSON list of strings. none_as_null: a Python None is SQL NULL, as in the rows migration
+# 0006 found, not the JSON text 'null' (which `IS NULL` would not match).
+WARNINGS = JSON(none_as_null=True)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UtcDateTime}
@@ -109,6 +114,10 @@ class Schedule(Base):
     # A paused schedule enqueues nothing; resuming it moves next_due_at past the resume time,
     # so the runs it missed while paused are skipped, not run at once.
     paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # What checking `spec` at POST, or at the PATCH that set it, could not do (jobs.spec.
+    # check_job); jobs it enqueues carry them (jobs.schedules.carried_warnings). NULL: set
+    # before migration 0006, not recorded.
+    warnings: Mapped[list[str] | None] = mapped_column(WARNINGS)
 
 
 class Job(Base):
@@ -152,6 +161,9 @@ class Job(Base):
     # POST /jobs's Idempotency-Key, and the SHA-256 of the checked spec it was first sent with
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # What the submission's checks could not do (jobs.spec.check_job), kept so that a replay
+    # and GET say what the POST said; [] when nothing; NULL: before migration 0006.
+    warnings: Mapped[list[str] | None] = mapped_column(WARNINGS)
 
 
 class SeriesSnapshot(Base):

@@ -12,8 +12,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from jobs.db import SchemaError, check_schema, current_revision, downgrade, make_engine, upgrade
-from jobs.models import Base
+from jobs.db import (
+    Database,
+    SchemaError,
+    check_schema,
+    current_revision,
+    downgrade,
+    make_engine,
+    upgrade,
+)
+from jobs.models import Base, Job, Schedule
 from urnn_forecast.cli import main
 from urnn_forecast.settings import Settings
 
@@ -30,7 +38,7 @@ def tables(url: str) -> set[str]:
 
 def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0005"
+    assert current_revision(database_url) == "0006"
     assert tables(database_url) == TABLES
     downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -128,6 +136,73 @@ def test_downgrading_the_paused_column_keeps_each_jobs_schedule(database_url: st
     downgrade(database_url, "base")
 
 
+def test_the_warnings_columns_arrive_null_hold_a_list_and_go_keeping_every_link(
+    database_url: str,
+) -> None:
+    """0006: a job and a schedule stored before it read NULL (not recorded); a list stored
+    after it comes back as the list on both backends; its downgrade drops the two columns and
+    nothing else: the rows stay, and so does the job's schedule (no batch copy on SQLite)."""
+    if current_revision(database_url) is not None:
+        downgrade(database_url, "base")
+    upgrade(database_url, "0005")
+    at = {"at": datetime(2026, 1, 1)}
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO schedules (id, cron, timezone, spec, created_at, next_due_at) "
+                    "VALUES ('nightly', '0 3 * * *', 'UTC', '{}', :at, :at)"
+                ),
+                at,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, status, spec, created_at, attempts, max_attempts, "
+                    "cancel_requested, schedule_id, due_at) VALUES ('job-1', 'queued', '{}', "
+                    ":at, 0, 3, false, 'nightly', :at)"
+                ),
+                at,
+            )
+        upgrade(database_url, "0006")
+        with engine.connect() as connection:
+            for table in ("jobs", "schedules"):
+                found = connection.execute(
+                    text(f"SELECT warnings FROM {table} WHERE warnings IS NULL")
+                )
+                assert len(found.all()) == 1, table
+        database = Database.from_url(database_url)
+        try:
+            with database.session() as session:
+                job = session.get(Job, "job-1")
+                schedule = session.get(Schedule, "nightly")
+                assert job is not None and schedule is not None
+                assert (job.warnings, schedule.warnings) == (None, None)
+                job.warnings = ["data: only the header was checked"]
+                schedule.warnings = []
+            with database.session() as session:
+                job, schedule = session.get(Job, "job-1"), session.get(Schedule, "nightly")
+                assert job is not None and schedule is not None
+                assert job.warnings == ["data: only the header was checked"]
+                assert schedule.warnings == []
+        finally:
+            database.dispose()
+        downgrade(database_url, "0005")
+        columns = inspect(engine)
+        assert "warnings" not in {c["name"] for c in columns.get_columns("jobs")}
+        assert "warnings" not in {c["name"] for c in columns.get_columns("schedules")}
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, schedule_id FROM jobs")).all()
+            assert [tuple(r) for r in rows] == [("job-1", "nightly")]
+            rows = connection.execute(text("SELECT id, cron FROM schedules")).all()
+            assert [tuple(r) for r in rows] == [("nightly", "0 3 * * *")]
+    finally:
+        engine.dispose()
+    upgrade(database_url)  # and back up again
+    assert current_revision(database_url) == "0006"
+    downgrade(database_url, "base")
+
+
 def test_a_database_newer_than_the_code_is_named_so(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'newer.db'}"
     upgrade(url)
@@ -157,7 +232,7 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     settings = Settings(var_dir=tmp_path / "var")
     assert main(["db", "upgrade"], settings=settings) == 0
     assert (tmp_path / "var" / "jobs.db").is_file()
-    assert "upgraded to 0005" in capsys.readouterr().out
+    assert "upgraded to 0006" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"], settings=settings) == 0
     assert main(["db", "current"], settings=settings) == 0
     assert "empty" in capsys.readouterr().out
@@ -178,7 +253,7 @@ def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     assert main(["worker", "--until-idle"], settings=settings) == 2
     assert "urnn worker: error: the job database at" in capsys.readouterr().err
     upgrade(database_url, "0001")
-    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0005"):
+    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0006"):
         check_schema(database_url)
     upgrade(database_url)
     check_schema(database_url)  # at head: the worker may start

@@ -162,7 +162,7 @@ def test_delete_and_count(repo: SnapshotRepository) -> None:
 
 def test_downgrade_to_0001_drops_only_the_snapshot_table(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0005"
+    assert current_revision(database_url) == "0006"
     downgrade(database_url, "0001")
     assert current_revision(database_url) == "0001"
     engine = make_engine(database_url)
