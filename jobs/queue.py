@@ -42,10 +42,15 @@ def submit(
     due_at: datetime | None = None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    warnings: list[str] | None = None,
 ) -> Job:
+    """Queue a job. `warnings` are what the submission's checks could not do (jobs.spec.
+    check_job), stored so that GET and an Idempotency-Key replay say what the POST said;
+    None records nothing (read as none)."""
     job = Job(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
+        warnings=warnings,
         spec=spec,
         status="queued",
         created_at=utcnow(),

@@ -137,8 +137,11 @@ def create(
     timezone: str,
     spec: dict[str, Any],
     paused: bool = False,
+    warnings: list[str] | None = None,
     now: datetime | None = None,
 ) -> Schedule:
+    """`warnings`: what checking `spec` could not do (jobs.spec.check_job), kept with it and
+    carried by every job the schedule enqueues (carried_warnings)."""
     check_cron(cron)
     check_timezone(timezone)
     now = now or utcnow()
@@ -150,6 +153,7 @@ def create(
         next_due_at=next_due(cron, timezone, after=now),
         last_due_at=None,
         paused=paused,
+        warnings=warnings,
     )
     session.add(schedule)
     session.flush()
@@ -181,13 +185,20 @@ def change(
     cron: str | None = None,
     timezone: str | None = None,
     spec: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
     paused: bool | None = None,
     now: datetime | None = None,
 ) -> Schedule:
     """Change what is given (None: unchanged). A new cron or time zone, and a resume, start
     from `now`: the next due time is the first one after it, so runs that fell due while the
     schedule was paused are skipped, not enqueued at once. Jobs already enqueued keep the spec
-    they were made with."""
+    (and warnings) they were made with.
+
+    `warnings` go with `spec`: they are what checking that spec could not do, and replace the
+    old spec's (None with a new spec: not recorded). Alone they would describe a spec that was
+    not checked, so they are refused without one."""
+    if warnings is not None and spec is None:
+        raise ValueError("warnings describe a checked spec: pass them with the new spec")
     schedule = (
         session.get(Schedule, schedule_id, with_for_update=True)
         if can_be_stored(schedule_id)
@@ -205,7 +216,7 @@ def change(
         schedule.next_due_at = next_due(new_cron, new_timezone, after=now)
     schedule.cron, schedule.timezone = new_cron, new_timezone
     if spec is not None:
-        schedule.spec = spec
+        schedule.spec, schedule.warnings = spec, warnings
     if paused is not None:
         schedule.paused = paused
     session.flush()
@@ -219,6 +230,22 @@ def remove(session: Session, *, schedule_id: str) -> None:
     result = session.execute(delete(Schedule).where(Schedule.id == schedule_id))
     if getattr(result, "rowcount", 0) != 1:
         raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+
+
+def carried_warnings(schedule: Schedule) -> list[str] | None:
+    """The warnings a job this schedule enqueues is stored with: the schedule's, each saying
+    where it comes from. Nothing is checked when a run is enqueued (the worker checks every
+    run), so a job's own `warnings` could say nothing; the schedule's check is the one its
+    spec had, made when that spec was set (POST /schedules, or a PATCH that changed `job`),
+    and "at submission" in its words means then. The schedule's id is in the text too because
+    deleting the schedule clears the job's schedule_id. None (a schedule stored before
+    migration 0006): nothing recorded, nothing carried."""
+    if schedule.warnings is None:
+        return None
+    return [
+        f"schedule {schedule.id} (checked when its job was set): {warning}"
+        for warning in schedule.warnings
+    ]
 
 
 def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None) -> list[str]:
@@ -256,6 +283,7 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
                     cancel_requested=False,
                     schedule_id=schedule.id,
                     due_at=due_at,
+                    warnings=carried_warnings(current),  # read with the spec: they match
                 )
                 session.add(job)
                 session.flush()

@@ -299,3 +299,53 @@ def test_a_schedule_stored_under_an_older_zone_rule_can_still_be_paused(db: Data
         assert schedule.paused and schedule.timezone == "posix/Europe/Paris"
     with db.session() as session, pytest.raises(schedules.ScheduleError, match="'timezone'"):
         schedules.change(session, schedule_id=schedule_id, timezone="posix/Europe/Paris")
+
+
+HEADER_ONLY = "data: only the header was checked at submission: the file is larger than ..."
+
+
+def test_enqueued_jobs_carry_the_warnings_of_the_spec_they_were_made_with(db: Database) -> None:
+    """A run is not checked when it is enqueued: its job carries the schedule's check, saying
+    which schedule's (the id stays in the text when a deleted schedule clears schedule_id); a
+    pause keeps the warnings, a new spec replaces them, enqueued jobs keep theirs."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    with db.session() as session:
+        schedule_id = schedules.create(
+            session, cron="*/5 * * * *", timezone="UTC", spec=SPEC, warnings=[HEADER_ONLY], now=t0
+        ).id
+    (first,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5))
+    carried = [f"schedule {schedule_id} (checked when its job was set): {HEADER_ONLY}"]
+    with db.session() as session:
+        assert session.get_one(Job, first).warnings == carried
+        paused = schedules.change(session, schedule_id=schedule_id, paused=True)
+        assert paused.warnings == [HEADER_ONLY]  # no new spec: the check still stands
+        with pytest.raises(ValueError, match="pass them with the new spec"):
+            schedules.change(session, schedule_id=schedule_id, warnings=[])
+    changed_at = t0 + timedelta(minutes=6)
+    with db.session() as session:
+        later = {**SPEC, "target": "z"}
+        schedule = schedules.change(
+            session, schedule_id=schedule_id, spec=later, warnings=[], paused=False, now=changed_at
+        )
+        assert schedule.warnings == []  # the new spec's file was checked in full
+    (second,) = schedules.enqueue_due(db, max_attempts=3, now=changed_at + timedelta(minutes=5))
+    with db.session() as session:
+        schedules.remove(session, schedule_id=schedule_id)
+    with db.session() as session:
+        kept = session.get_one(Job, first)
+        assert kept.schedule_id is None and kept.warnings == carried  # still names it
+        assert session.get_one(Job, second).warnings == []
+
+
+def test_a_schedule_from_before_the_warnings_column_enqueues_jobs_with_none_recorded(
+    db: Database,
+) -> None:
+    """NULL on the schedule (stored before migration 0006): unknown, so NULL on its jobs, not
+    a claim that the data was checked in full."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    with db.session() as session:
+        assert session.get_one(Schedule, schedule_id).warnings is None
+    (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5))
+    with db.session() as session:
+        assert session.get_one(Job, job_id).warnings is None
