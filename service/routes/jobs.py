@@ -85,17 +85,27 @@ UNSUPPORTED: dict[str, Any] = {
 
 
 DATA_WARNINGS = (
-    "Present only when there is something to say: the data file was not checked in full at "
-    "submission (larger than URNN_JOB_DATA_CHECK_MAX_BYTES, the service busy with other "
-    "checks, or the check failing on something other than the data), so the worker finds "
-    "what its header does not show."
+    "What the submission's checks could not do; [] when there is nothing to say. Today: the "
+    "data file was not checked in full at submission (larger than "
+    "URNN_JOB_DATA_CHECK_MAX_BYTES, the service busy with other checks, or the check failing "
+    "on something other than the data), so the worker finds what its header does not show. "
+    "Stored with the job: GET /jobs, GET /jobs/{id} and an Idempotency-Key replay answer the "
+    "list the POST did. A job a schedule enqueued carries the schedule's, each starting "
+    "'schedule <id> (checked when its job was set): '. Jobs stored before this field existed "
+    "(migration 0006) answer []."
 )
+
+
+def stored_warnings(stored: list[str] | None) -> list[str]:
+    """A row's warnings as the API answers them: NULL (a row from before migration 0006, when
+    they were not stored) reads as none, [] and not null, so clients have one type to read."""
+    return list(stored) if stored is not None else []
 
 
 class JobAccepted(BaseModel):
     id: str
     status: JobStatus
-    warnings: list[str] | None = Field(default=None, description=DATA_WARNINGS)
+    warnings: list[str] = Field(description=DATA_WARNINGS)
 
 
 class JobPublic(BaseModel):
@@ -122,13 +132,17 @@ class JobPublic(BaseModel):
     idempotency_key: str | None = Field(
         default=None, description="The Idempotency-Key it was submitted with, if any."
     )
+    warnings: list[str] = Field(description=DATA_WARNINGS)
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
         fields: dict[str, Any] = {
-            name: getattr(job, name) for name in cls.model_fields if name != "parameters"
+            name: getattr(job, name)
+            for name in cls.model_fields
+            if name not in ("parameters", "warnings")
         }
         fields["parameters"] = job.spec
+        fields["warnings"] = stored_warnings(job.warnings)
         return cls.model_validate(fields)
 
 
@@ -158,7 +172,6 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "/jobs",
     status_code=202,
     response_model=JobAccepted,
-    response_model_exclude_none=True,  # `warnings` only when there are some
     dependencies=[ApiKeyDep, JsonBodyDep],
     summary="Queue a retraining job (API key)",
     responses={
@@ -207,8 +220,9 @@ def submit_job(
                 max_attempts=state.settings.job_max_attempts,
                 idempotency_key=idempotency_key,
                 request_hash=digest,
+                warnings=warnings,  # [] too: checked in full, recorded as such
             )
-            return JobAccepted(id=job.id, status="queued", warnings=warnings or None)
+            return JobAccepted(id=job.id, status="queued", warnings=warnings)
     except IntegrityError:
         # Two requests with one key at once: the other one's insert won; answer its job.
         if idempotency_key is None or digest is None:
@@ -236,7 +250,8 @@ def _check_key(key: str, sent: list[str]) -> None:
 
 
 def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
-    """The answer for a key already used: its job (replayed), or a 422 if the spec differs."""
+    """The answer for a key already used: its job (replayed) with the warnings its first call
+    answered (stored: the data is not checked again), or a 422 if the spec differs."""
     with db.session() as session:
         job = queue.by_idempotency_key(session, key)
         if job is None:
@@ -246,9 +261,13 @@ def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
                 f"header 'Idempotency-Key': {key!r} was already used for job {job.id} with "
                 "another body; use a new key for a new job"
             )
-        accepted = JobAccepted(id=job.id, status=job.status)  # type: ignore[arg-type]
+        accepted = JobAccepted(
+            id=job.id,
+            status=job.status,  # type: ignore[arg-type]
+            warnings=stored_warnings(job.warnings),
+        )
     return JSONResponse(
-        accepted.model_dump(exclude_none=True),
+        accepted.model_dump(),
         status_code=202,
         headers={"Idempotent-Replayed": "true"},
     )

@@ -21,7 +21,6 @@ from jobs.models import Schedule
 from jobs.schedules import ScheduleError
 from jobs.spec import JobSpec, JobSpecError, check_job
 from service.routes.jobs import (
-    DATA_WARNINGS,
     ERRORS,
     READ_ERRORS,
     UNSUPPORTED,
@@ -29,6 +28,7 @@ from service.routes.jobs import (
     JsonBodyDep,
     PageLimit,
     PageOffset,
+    stored_warnings,
 )
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
@@ -70,6 +70,18 @@ class ScheduleChange(BaseModel):
     )
 
 
+SCHEDULE_WARNINGS = (
+    "What checking the schedule's job could not do, when that job was set (POST /schedules, "
+    "or a PATCH that changed `job`; a PATCH of cron, timezone or paused keeps them); [] when "
+    "there is nothing to say. Today: its data file was not checked in full (larger than "
+    "URNN_JOB_DATA_CHECK_MAX_BYTES, the service busy with other checks, or the check failing "
+    "on something other than the data). Stored: GET answers what the POST or PATCH did, and "
+    "each job the schedule enqueues carries them, each starting 'schedule <id> (checked when "
+    "its job was set): '. Schedules stored before this field existed (migration 0006) answer "
+    "[]."
+)
+
+
 class SchedulePublic(BaseModel):
     id: str
     cron: str
@@ -81,6 +93,7 @@ class SchedulePublic(BaseModel):
         description="Next due time not yet enqueued (UTC); null while paused."
     )
     last_due_at: datetime | None = Field(description="Due time of the last enqueued run.")
+    warnings: list[str] = Field(description=SCHEDULE_WARNINGS)
 
     @classmethod
     def of(cls, schedule: Schedule) -> SchedulePublic:
@@ -93,22 +106,8 @@ class SchedulePublic(BaseModel):
             paused=schedule.paused,
             next_due_at=None if schedule.paused else schedule.next_due_at,
             last_due_at=schedule.last_due_at,
+            warnings=stored_warnings(schedule.warnings),
         )
-
-
-class ScheduleAnswer(SchedulePublic):
-    """A schedule as POST and PATCH answer it: SchedulePublic, and `warnings` when its job's
-    data could not be checked in full (left out otherwise, so the answer stays GET's)."""
-
-    warnings: list[str] | None = Field(default=None, description=DATA_WARNINGS)
-
-    @classmethod
-    def checked(cls, schedule: Schedule, warnings: list[str]) -> ScheduleAnswer:
-        # from a whole dump: every field set (the route leaves out unset ones, i.e. warnings)
-        fields = SchedulePublic.of(schedule).model_dump()
-        if warnings:
-            fields["warnings"] = warnings
-        return cls.model_validate(fields)
 
 
 class SchedulePage(BaseModel):
@@ -126,8 +125,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/schedules",
     status_code=201,
-    response_model=ScheduleAnswer,
-    response_model_exclude_unset=True,  # `warnings` only when there are some
+    response_model=SchedulePublic,
     dependencies=[ApiKeyDep, JsonBodyDep],
     summary="Retrain on a cron schedule (API key)",
     responses={
@@ -136,7 +134,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
         422: {"model": ErrorResponse, "description": "Bad cron, time zone or job spec."},
     },
 )
-def create_schedule(body: ScheduleCreate, db: JobsDbDep, state: StateDep) -> ScheduleAnswer:
+def create_schedule(body: ScheduleCreate, db: JobsDbDep, state: StateDep) -> SchedulePublic:
     schedules.check_cron(body.cron)
     schedules.check_timezone(body.timezone)
     spec, warnings = _checked_job(body.job, state)
@@ -147,8 +145,9 @@ def create_schedule(body: ScheduleCreate, db: JobsDbDep, state: StateDep) -> Sch
             timezone=body.timezone,
             spec=spec.model_dump(),
             paused=body.paused,
+            warnings=warnings,  # [] too: checked in full, recorded as such
         )
-        return ScheduleAnswer.checked(schedule, warnings)
+        return SchedulePublic.of(schedule)
 
 
 def _checked_job(job: JobSpec, state: ServiceState) -> tuple[JobSpec, list[str]]:
@@ -201,8 +200,7 @@ def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
 
 @router.patch(
     "/schedules/{schedule_id}",
-    response_model=ScheduleAnswer,
-    response_model_exclude_unset=True,  # `warnings` only when there are some
+    response_model=SchedulePublic,
     dependencies=[ApiKeyDep, JsonBodyDep],
     responses={
         **ERRORS,
@@ -214,7 +212,7 @@ def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
 )
 def change_schedule(
     schedule_id: str, body: ScheduleChange, db: JobsDbDep, state: StateDep
-) -> ScheduleAnswer:
+) -> SchedulePublic:
     given = body.model_fields_set
     if not given:
         raise ScheduleError(
@@ -228,7 +226,7 @@ def change_schedule(
     if body.timezone is not None:
         schedules.check_timezone(body.timezone)
     spec: dict[str, Any] | None = None
-    warnings: list[str] = []
+    warnings: list[str] | None = None  # kept unless the job changes: they describe its check
     if body.job is not None:
         checked, warnings = _checked_job(body.job, state)
         spec = checked.model_dump()
@@ -239,9 +237,10 @@ def change_schedule(
             cron=body.cron,
             timezone=body.timezone,
             spec=spec,
+            warnings=warnings,
             paused=body.paused,
         )
-        return ScheduleAnswer.checked(schedule, warnings)
+        return SchedulePublic.of(schedule)
 
 
 @router.delete(

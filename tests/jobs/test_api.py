@@ -56,12 +56,12 @@ def test_submit_list_get_cancel(client: TestClient, ett_csv: Path) -> None:
     answer = submit(client, tiny_spec(ett_csv))
     assert answer.status_code == 202, answer.text
     body = answer.json()
-    assert body["status"] == "queued" and set(body) == {"id", "status"}
+    assert body == {"id": body["id"], "status": "queued", "warnings": []}
     job_id = body["id"]
     more = [submit(client, tiny_spec(ett_csv)).json()["id"] for _ in range(2)]
 
     job = client.get(f"/jobs/{job_id}").json()
-    assert job["status"] == "queued" and job["attempts"] == 0
+    assert job["status"] == "queued" and job["attempts"] == 0 and job["warnings"] == []
     assert job["parameters"]["target"] == "OT"
     assert job["parameters"]["data"] == str(ett_csv.resolve())
     for key in ("created_at", "started_at", "finished_at", "worker_id", "mlflow_run_id",

@@ -96,7 +96,7 @@ def test_a_test_series_the_file_lacks_is_refused_naming_the_field_and_the_series
     # named right, the same file and spec are accepted
     answer = submit(client, fleet_spec(fleet_csv, test_series=["u3"], val_series=["u4"]))
     assert answer.status_code == 202, answer.text
-    assert set(answer.json()) == {"id", "status"}  # no warnings: the file was checked in full
+    assert answer.json()["warnings"] == []  # the file was checked in full
 
 
 def test_a_series_too_short_for_lookback_and_horizon_is_refused_with_the_minimum(
@@ -259,16 +259,21 @@ def test_a_file_above_the_size_setting_is_accepted_saying_the_worker_checks_it(
             "file when the job runs, and fails the job with the reason if the data cannot train "
             "it (a series the file lacks, series too short, a timestamp that does not parse)"
         ]
-        assert client.get(f"/jobs/{body['id']}").json()["status"] == "queued"
+        # stored with the job: GET and the list say what the POST said
+        stored = client.get(f"/jobs/{body['id']}").json()
+        assert (stored["status"], stored["warnings"]) == ("queued", body["warnings"])
+        assert client.get("/jobs").json()["items"][0]["warnings"] == body["warnings"]
         # the header is still checked
         answer = submit(client, {**bad, "target": "nope"})
         assert answer.status_code == 422 and "field 'target'" in answer.json()["detail"]
-        # a replay answers the job as stored: its id and status (warnings are not stored)
+        # a replay answers the job as stored, its warnings included (the data is not checked
+        # again: a replay says what the first call said)
         keyed = {**KEY, "Idempotency-Key": "big-file"}
         first = client.post("/jobs", json=bad, headers=keyed)
-        assert "warnings" in first.json()
+        assert first.json()["warnings"] == body["warnings"]
         again = client.post("/jobs", json=bad, headers=keyed)
-        assert again.json() == {"id": first.json()["id"], "status": "queued"}
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == first.json()
     never = settings.model_copy(update={"job_data_check_max_bytes": 0})
     with TestClient(create_app(never, loader=NoModels())) as client:
         answer = submit(client, bad)
@@ -292,24 +297,35 @@ def test_schedules_check_the_file_as_it_is_at_creation_and_at_a_job_change(
     assert client.get("/schedules").json()["total"] == 0  # nothing stored
     made = client.post("/schedules", json=good, headers=KEY)
     assert made.status_code == 201, made.text
-    assert "warnings" not in made.json()
+    assert made.json()["warnings"] == []  # checked in full
     url = f"/schedules/{made.json()['id']}"
     answer = client.patch(url, json={"job": bad["job"]}, headers=KEY)
     assert answer.status_code == 422
     assert answer.json()["detail"].startswith("field 'job.config.train.test_series': ")
     assert client.get(url).json() == made.json()  # a refused change changes nothing
-    # above the size setting: created, saying so; GET answers as ever
+    # above the size setting: created, saying so; stored, so GET says it too
     small = settings.model_copy(update={"job_data_check_max_bytes": 1024})
     with TestClient(create_app(small, loader=NoModels())) as big:
         answer = big.post("/schedules", json=bad, headers=KEY)
         assert answer.status_code == 201, answer.text
         assert answer.json()["warnings"][0].startswith("data: only the header was checked")
-        shown = big.get(f"/schedules/{answer.json()['id']}").json()
-        assert shown == {k: v for k, v in answer.json().items() if k != "warnings"}
+        assert big.get(f"/schedules/{answer.json()['id']}").json() == answer.json()
         changed = big.patch(url, json={"job": bad["job"]}, headers=KEY)
         assert changed.status_code == 200 and len(changed.json()["warnings"]) == 1
-        paused = big.patch(url, json={"paused": True}, headers=KEY)  # no job change: no check
-        assert paused.status_code == 200 and "warnings" not in paused.json()
+        assert big.get(url).json()["warnings"] == changed.json()["warnings"]
+        # no job change, no check: the stored warnings still describe the job, and stay
+        paused = big.patch(url, json={"paused": True}, headers=KEY)
+        assert paused.status_code == 200
+        assert paused.json()["warnings"] == changed.json()["warnings"]
+        listed = {s["id"]: s["warnings"] for s in big.get("/schedules").json()["items"]}
+        assert listed == {
+            made.json()["id"]: changed.json()["warnings"],
+            answer.json()["id"]: answer.json()["warnings"],
+        }
+    # a job change checked in full clears them
+    cleared = client.patch(url, json={"job": good["job"]}, headers=KEY)
+    assert cleared.status_code == 200 and cleared.json()["warnings"] == []
+    assert client.get(url).json()["warnings"] == []
 
 
 def test_the_data_folders_are_checked_again_before_the_file_is_read(

@@ -47,7 +47,7 @@ def test_a_replay_reports_the_jobs_current_status(client: TestClient, ett_csv: P
     job_id = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "k1"}).json()["id"]
     assert client.post(f"/jobs/{job_id}/cancel", headers=KEY).status_code == 200
     again = client.post("/jobs", json=spec, headers={**KEY, "Idempotency-Key": "k1"})
-    assert again.json() == {"id": job_id, "status": "cancelled"}
+    assert again.json() == {"id": job_id, "status": "cancelled", "warnings": []}
 
 
 def test_the_same_key_with_another_spec_is_refused(client: TestClient, ett_csv: Path) -> None:
