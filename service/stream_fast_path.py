@@ -7,12 +7,13 @@ Like `service.fast_path` for /forecast, it never reports an error itself. Anythi
 sure `ObservationsRequest` accepts with the same result (an unknown key, a wrong type, `null`
 or a string or a bool among the numbers, a bool-only list, an empty `values`, a horizon that
 is not a positive int, a quantile that is not a number, an unknown gap policy, a date that is
-not text pydantic reads...) makes it return None, and the request goes through the schema as
-before, so every rejection keeps the schema's 422 message. What it accepts it reads exactly as
-the schema does: numbers to float64 (ints and floats, as pydantic's `float`), dates by
-pydantic's own datetime validator. The checks that need the served model or the stored series
-(finite values, covariates, the grid, order, gaps) are `service.stream_validation`'s, for both
-paths. tests/service/test_streaming_fast_path.py checks the two paths agree.
+not text pydantic reads, a `timezone`, even null...) makes it return None, and the request
+goes through the schema as before, so every rejection keeps the schema's 422 message. What it
+accepts it reads exactly as the schema does: numbers to float64 (ints and floats, as
+pydantic's `float`), dates by pydantic's own datetime validator. The checks that need the
+served model or the stored series (finite values, covariates, the grid, order, gaps, the
+series' zone) are `service.stream_validation`'s, for both paths.
+tests/service/test_streaming_fast_path.py checks the two paths agree.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from service.fast_path import (
+    ZONE_KEY,
     NotFastError,
     fast_covariates,
     fast_horizon_quantiles,
@@ -34,7 +36,9 @@ from service.fast_path import (
 from service.schemas import Timestamp
 from service.stream_schemas import GapPolicy, ObservationsRequest
 
-_KEYS = frozenset(ObservationsRequest.model_fields)
+# A `timezone` is the schema's to check (the name) and the engine's to apply (the series' zone,
+# `service.stream_validation.on_series_zone`): such a body steps aside, as on POST /forecast.
+_KEYS = frozenset(ObservationsRequest.model_fields) - {ZONE_KEY}
 _GAP_POLICIES: frozenset[str] = frozenset({"reject", "interpolate"})
 _DATETIME = TypeAdapter(Timestamp)
 _NUMBER_TYPES = frozenset({float, int})

@@ -12,9 +12,26 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import EXAMPLE_VALUES, Count, ModelRefOut, Number, Timestamp
+from service.schemas import (
+    EXAMPLE_VALUES,
+    ZONE_EFFECT,
+    Count,
+    ModelRefOut,
+    Number,
+    Timestamp,
+    TimeZoneName,
+)
 
 GapPolicy = Literal["reject", "interpolate"]
+
+# What `timezone` means on the /series endpoints: POST /forecast's field (service.schemas: the
+# same name, the same check of the name, the same reading of naive times), kept by the series.
+SERIES_ZONE = (
+    "IANA time zone name of the series' clock, e.g. 'Europe/London'. The first request of a "
+    "series fixes it: later ones may omit it or must give the same one (another is a 422), "
+    "and a series created without it takes none later. The answers' timestamps are on its "
+    "clock. " + ZONE_EFFECT
+)
 
 
 class ObservationsRequest(BaseModel):
@@ -71,6 +88,9 @@ class ObservationsRequest(BaseModel):
             "Missing steps between the last stored point and the first new one: `reject` (409) "
             "or `interpolate` (filled linearly, up to URNN_STREAM_MAX_GAP steps)."
         ),
+    )
+    timezone: TimeZoneName | None = Field(
+        default=None, description=SERIES_ZONE, examples=["Europe/London"]
     )
 
 

@@ -8,13 +8,13 @@ of the POST route, message for message (tests/service/test_stream_socket.py hold
 side by side).
 
 Protocol. The handshake carries `X-API-Key` as the POST route requires it (a wrong or missing
-key: the handshake is refused with 403). Each client message (text or binary frame) is one
-JSON object: `series_id` and the fields of the POST body (`values`, `start` or `timestamps`,
-`covariates`, `horizon`, `quantiles`, `gap_policy`). Each message gets exactly one reply, in
-order, in the same frame type: the ObservationsResponse JSON (its `series.id` names the
-series), or, when the message is refused, `{"series_id": ..., "status": <the HTTP status the
-POST route would answer>, "detail": <its message>}`. A refused message changes nothing and the
-connection stays open; a message above URNN_MAX_BODY_BYTES answers 413 the same way (one
+key: the handshake is refused with 403). Each client message (text or binary frame) is one JSON
+object: `series_id` and the fields of the POST body (`values`, `start` or `timestamps`,
+`covariates`, `horizon`, `quantiles`, `gap_policy`, `timezone`). Each message gets exactly one
+reply, in order, in the same frame type: the ObservationsResponse JSON (its `series.id` names
+the series), or, when the message is refused, `{"series_id": ..., "status": <the HTTP status
+the POST route would answer>, "detail": <its message>}`. A refused message changes nothing and
+the connection stays open; a message above URNN_MAX_BODY_BYTES answers 413 the same way (one
 above uvicorn's ws_max_size, which `urnn serve` sets to twice that limit and at least 16 MiB,
 is not read: uvicorn closes with 1009).
 """

@@ -5,12 +5,18 @@ Two steps, both before anything is mutated:
 1. `parse_observations(body, model)`: everything the served model decides (422, naming the
    field): finite values, known and complete covariates of the right length, a horizon within
    the maximum, trained quantiles, and a time axis (`timestamps` or `start`) that is strictly
-   increasing and on the model's frequency grid (naming the index that is not).
+   increasing and on the model's frequency grid (naming the index that is not), read on the
+   request's `timezone` when it names one.
 2. `plan_update(observations, stored, ...)`: what the series' stored points decide (409,
    naming the timestamps): the request's points that were already consumed must be exact
    duplicates found in the stored tail (ignored, counted); the first new point must follow the
    last stored one on the grid, or, with `gap_policy="interpolate"`, at most
    URNN_STREAM_MAX_GAP steps later (the missing steps are filled linearly, covariates too).
+
+Between the two, `on_series_zone` puts the request on the series' clock: a series created with
+a `timezone` keeps that zone (the snapshot's `tz`), a later request may omit it (its times are
+then read on the series' zone) or must name the same one, and a series created without one
+takes none later (422, naming `timezone` and what the series is on).
 
 The raw tail of recent points (`Tail`) lives here too, with its byte encoding for the snapshot:
 a versioned header (magic, version, counts, covariate names as UTF-8 JSON) then the int64
@@ -23,8 +29,9 @@ import functools
 import json
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -45,8 +52,9 @@ from service.validation import (
     increasing_axis,
     quantile_indices,
     quantile_key,
+    zoned_start,
 )
-from training.validation import local_steps, steps_along
+from training.validation import local_steps, steps_along, zone_named
 
 # A body as the schema built it, or as the fast path read it (service.stream_fast_path).
 ObservationsIn = ObservationsRequest | FastObservations
@@ -167,14 +175,56 @@ class Tail:
 
 
 def tz_name(tz: tzinfo | None) -> str | None:
-    """The zone as stored in a snapshot (None: naive timestamps)."""
+    """The zone as stored in a snapshot (None: naive timestamps): an IANA name for a series
+    created with a `timezone` (`series_zone`), else the offset of its first timestamps
+    ("UTC", "+02:00")."""
     return None if tz is None else str(tz)
 
 
 def tz_from(name: str | None) -> tzinfo | None:
+    """The zone of a snapshot's `tz` (`tz_name`): a ZoneInfo for an IANA name, so that the
+    restored series is one created with a `timezone` (`named_zone`), as it was; "UTC" and
+    offsets as pandas reads them, as they were stored."""
     if name is None:
         return None
+    if name != _OFFSETS_UTC:
+        try:
+            return zone_named(name)
+        except ValueError:  # an offset such as +02:00
+            pass
     return as_index(np.zeros(1, np.int64), None).tz_localize("UTC").tz_convert(name).tz
+
+
+# The `tz` a series created from UTC timestamps (no `timezone`) has always stored. The zone of
+# that name, given as `timezone`, is stored under its canonical name instead (`series_zone`).
+_OFFSETS_UTC = "UTC"
+_CANONICAL_UTC = "Etc/UTC"
+
+
+def series_zone(name: str) -> ZoneInfo:
+    """The zone a request's `timezone` names (checked by the schema: zone_named), as a series
+    keeps it. "UTC" becomes Etc/UTC, the zone database's own name of that zone ("UTC" links to
+    it): the snapshot's `tz` column already holds "UTC" for series created from UTC offsets
+    without a `timezone`, which later requests must not read naive times on, so the two stay
+    apart without a migration. "UTC" and "Etc/UTC" therefore name the same series zone."""
+    zone = zone_named(name)
+    return zone_named(_CANONICAL_UTC) if zone.key == _OFFSETS_UTC else zone
+
+
+def named_zone(tz: tzinfo | None) -> ZoneInfo | None:
+    """The series' zone when it was created with a `timezone` (`series_zone` made it, or
+    `tz_from` restored it); None for naive timestamps and for a series on the offset of its
+    first timestamps (those are never a ZoneInfo: pydantic's and the standard library's
+    fixed offsets)."""
+    return tz if isinstance(tz, ZoneInfo) else None
+
+
+def request_zone(body: ObservationsIn) -> ZoneInfo | None:
+    """The zone the body's `timezone` names; None without one (the fast path never has one:
+    `service.stream_fast_path` leaves such bodies to the schema)."""
+    if isinstance(body, ObservationsRequest) and body.timezone is not None:
+        return series_zone(body.timezone)
+    return None
 
 
 _SECOND = 1_000_000_000
@@ -272,20 +322,42 @@ class Observations:
     quantile_keys: tuple[str, ...]
     gap_policy: GapPolicy
     dated_by: str = "timestamps"  # the body's field that gave the time axis (or "start")
+    zone: ZoneInfo | None = None  # the zone the body's `timezone` names (`request_zone`)
+    # Without a `timezone`: why the time axis could not be read without a zone, kept for
+    # `on_series_zone`, which reads it on the series' zone or raises this (`ns` is empty).
+    axis_error: ServiceInputError | None = None
+
+
+_NO_NS = np.empty(0, np.int64)
 
 
 def parse_observations(
-    body: ObservationsIn, model: ServedModel, scales: ColumnScales, *, max_scaled: float
+    body: ObservationsIn,
+    model: ServedModel,
+    scales: ColumnScales,
+    *,
+    max_scaled: float,
+    zone: ZoneInfo | None = None,
+    defer_axis: bool = False,
 ) -> Observations:
     """Check `body` against `model` and the series' `scales`; ServiceInputError (422) naming
-    the field."""
+    the field. The time axis is read on `zone` (the body's `timezone`: `request_zone`) when
+    given. `defer_axis` (for a body without one): a time-axis error is kept in `axis_error`
+    instead of raised, since the series' own zone may read the times (naive hours across a
+    daylight-saving change are not evenly spaced without it): `on_series_zone` decides."""
     horizon = checked_horizon(body.horizon, model)
     indices = quantile_indices(body.quantiles, model.quantiles)
     values = _finite("values", body.values)
     n = len(values)
     covariates = _covariates(body, model, n)
     _check_scaled_range(values, covariates, model, scales, max_scaled)
-    ns, tz = _time_axis(body, model, n)
+    axis_error = None
+    try:
+        ns, tz = time_axis(body, model, n, zone)
+    except ServiceInputError as error:
+        if zone is not None or not defer_axis:
+            raise
+        ns, tz, axis_error = _NO_NS, None, error
     return Observations(
         ns=ns,
         tz=tz,
@@ -296,6 +368,8 @@ def parse_observations(
         quantile_keys=_quantile_keys(model.quantiles, indices),
         gap_policy=body.gap_policy,
         dated_by="timestamps" if body.timestamps is not None else "start",
+        zone=zone,
+        axis_error=axis_error,
     )
 
 
@@ -395,9 +469,11 @@ def _covariates(body: ObservationsIn, model: ServedModel, n: int) -> np.ndarray:
     return np.stack([columns[name] for name in model.covariates], axis=1)
 
 
-def _time_axis(
-    body: ObservationsIn, model: ServedModel, n: int
+def time_axis(
+    body: ObservationsIn, model: ServedModel, n: int, zone: ZoneInfo | None = None
 ) -> tuple[np.ndarray, tzinfo | None]:
+    """The body's points as int64 epoch ns and their zone; on `zone`'s clock when given, as
+    POST /forecast reads a series with a `timezone` (service.validation._dates)."""
     if body.start is not None and body.timestamps is not None:
         raise ServiceInputError(
             "field 'timestamps'", "give either `start` or `timestamps`, not both"
@@ -409,9 +485,9 @@ def _time_axis(
     field = "timestamps" if body.timestamps is not None else "start"
     try:
         if body.timestamps is not None:
-            return _from_timestamps(body.timestamps, model, n)
+            return _from_timestamps(body.timestamps, model, n, zone)
         assert body.start is not None
-        return _from_start(body.start, model, n)
+        return _from_start(body.start, model, n, zone)
     except ServiceInputError:
         raise  # already says what is wrong and where (it is a ValueError too)
     except (ValueError, OverflowError) as error:  # pandas' datetime range, hours from its edge
@@ -425,12 +501,22 @@ def _time_axis(
         ) from None
 
 
-def _from_start(start: datetime, model: ServedModel, n: int) -> tuple[np.ndarray, tzinfo | None]:
+def _from_start(
+    start: datetime, model: ServedModel, n: int, zone: ZoneInfo | None = None
+) -> tuple[np.ndarray, tzinfo | None]:
     # the points and the forecast steps after them must be times pandas' ns axis holds (the
     # steps of a fixed frequency are integer arithmetic, which would wrap around past them)
-    check_start_span(start, n, model.max_horizon, model, "field 'start'")
+    where = "field 'start'"
+    check_start_span(start, n, model.max_horizon, model, where)
+    if zone is not None:  # a naive start is a local time there (a skipped or repeated one: 422)
+        first = zoned_start(start, zone, where)
+        if not isinstance(model.offset, pd.offsets.Tick):
+            check_on_grid(first, model, where)
+        first_ns = int(first.value)
+        steps = grid_after(first_ns, n - 1, zone, model)
+        return np.concatenate([[first_ns], steps]).astype(np.int64), zone
     if not isinstance(model.offset, pd.offsets.Tick):  # calendar steps: on their anchors
-        check_on_grid(pd.Timestamp(start), model, "field 'start'")
+        check_on_grid(pd.Timestamp(start), model, where)
     naive_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
     if naive_ns is not None and n == 1:  # a streaming update's single point
         return np.array([naive_ns], np.int64), None
@@ -446,12 +532,13 @@ def _from_start(start: datetime, model: ServedModel, n: int) -> tuple[np.ndarray
 
 
 def _from_timestamps(
-    stamps: list[datetime], model: ServedModel, n: int
+    stamps: list[datetime], model: ServedModel, n: int, zone: ZoneInfo | None = None
 ) -> tuple[np.ndarray, tzinfo | None]:
     where = "field 'timestamps'"
-    index = increasing_axis(stamps, n, where)
+    index = increasing_axis(stamps, n, where, zone)
     check_last_stamp(stamps, model.max_horizon, model, where)
-    check_clock(stamps, index, model, where, endpoint="series")
+    if zone is None:  # with one, the offsets' zone is named: nothing to refuse
+        check_clock(stamps, index, model, where, endpoint="series")
     ns = index.asi8.astype(np.int64)
     if isinstance(model.offset, pd.offsets.Tick):
         expected = ns[0] + model.offset.nanos * np.arange(n, dtype=np.int64)
@@ -465,7 +552,7 @@ def _from_timestamps(
             f"must be spaced at the model's frequency {model.freq!r}; position {k} is "
             f"{index[k].isoformat()}, expected {iso(int(expected[k]), index.tz)}",
         )
-    return ns, index.tz
+    return ns, index.tz if zone is None else zone
 
 
 # --- step 2: the body against the stored series ---------------------------------------------
@@ -478,6 +565,46 @@ class Stored:
     last_ns: int
     tz: tzinfo | None
     tail: Tail
+
+
+def on_series_zone(
+    obs: Observations, body: ObservationsIn, model: ServedModel, stored: Stored | None
+) -> Observations:
+    """`obs` on the clock of the series it updates (`stored`; None: the request creates it).
+
+    A request that names a zone must name the series' own (`check_series_zone`); one that
+    creates the series gives it that zone. One that names none is read on the series' zone
+    when the series was created with one (its naive times are local times there, as if the
+    request had named it), else as it was parsed. A time-axis error kept by
+    `parse_observations(defer_axis=True)` is raised here when no zone reads the times."""
+    if obs.zone is not None:
+        if stored is not None:
+            check_series_zone(obs.zone, stored.tz)
+        return obs
+    zone = None if stored is None else named_zone(stored.tz)
+    if zone is None:
+        if obs.axis_error is not None:
+            raise obs.axis_error
+        return obs
+    ns, tz = time_axis(body, model, len(obs.values), zone)
+    return replace(obs, ns=ns, tz=tz, axis_error=None)
+
+
+def check_series_zone(zone: ZoneInfo, stored: tzinfo | None) -> None:
+    """A 422 naming `timezone` unless `zone` (a request's, `series_zone`) is the zone the
+    series was created with. A series created without one takes none later: its stored points
+    were read without that zone's rules, so reading the next ones with them would mix clocks."""
+    named = named_zone(stored)
+    if named is not None and named.key == zone.key:
+        return
+    if named is not None:
+        why = f"the series is on {named.key!r}, the `timezone` it was created with"
+        fix = "omit `timezone`, or give the series' own"
+    else:
+        on = "are naive" if stored is None else f"carry their own UTC offset ({tz_name(stored)})"
+        why = f"the series was created without a `timezone` (its timestamps {on})"
+        fix = "omit `timezone`, or DELETE the series and send its history again with the zone"
+    raise ServiceInputError("field 'timezone'", f"{why}; this request names {zone.key!r}: {fix}")
 
 
 @dataclass(frozen=True)

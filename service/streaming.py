@@ -88,10 +88,14 @@ from service.stream_validation import (
     Stored,
     StreamConflictError,
     Tail,
+    check_series_zone,
     grid_after,
     iso,
+    on_series_zone,
     parse_observations,
     plan_update,
+    request_zone,
+    series_zone,
     stamps_after,
     tz_from,
     tz_name,
@@ -244,7 +248,15 @@ class StreamEngine:
     async def _observe(self, series_id: str, body: ObservationsIn) -> Observed:
         model = self._model()
         scales = self._scales(series_id, model)
-        obs = parse_observations(body, model, scales, max_scaled=self.settings.stream_max_scaled)
+        zone = request_zone(body)
+        parsed = parse_observations(
+            body,
+            model,
+            scales,
+            max_scaled=self.settings.stream_max_scaled,
+            zone=zone,
+            defer_axis=zone is None,  # the series' own zone may read the times (on_series_zone)
+        )
         max_gap = self.settings.stream_max_gap
         async with self._locked(series_id) as entry:
             for _ in range(MAX_ATTEMPTS):
@@ -253,6 +265,7 @@ class StreamEngine:
                 except _Reloaded:
                     continue
                 stored = None if data is None else Stored(data.last_ns, data.tz, data.tail)
+                obs = on_series_zone(parsed, body, model, stored)
                 plan = plan_update(obs, stored, model, max_gap=max_gap)
                 new = data
                 if len(plan.ns):
@@ -273,12 +286,19 @@ class StreamEngine:
         raise self._too_many_conflicts(series_id)
 
     async def forecast(
-        self, series_id: str, horizon: int | None, quantiles: Sequence[float] | None
+        self,
+        series_id: str,
+        horizon: int | None,
+        quantiles: Sequence[float] | None,
+        timezone: str | None = None,
     ) -> SeriesForecastResponse:
+        """The stored state's forecast. `timezone` (checked by the route), when given, must
+        be the series' zone (`check_series_zone`): the answer is on the series' clock."""
         model = self._model()
         h = checked_horizon(horizon, model)
         indices = quantile_indices(quantiles, model.quantiles)
         keys = tuple(quantile_key(model.quantiles[j]) for j in indices)
+        zone = None if timezone is None else series_zone(timezone)
         scales = self._scales(series_id, model)
         async with self._locked(series_id) as entry:
             for _ in range(MAX_ATTEMPTS):
@@ -288,6 +308,8 @@ class StreamEngine:
                     continue
                 if data is None:
                     raise _not_found(series_id)
+                if zone is not None:
+                    check_series_zone(zone, data.tz)
                 if not data.state.ready:
                     raise StreamConflictError(
                         f"series {series_id!r} is warming up: it has consumed "

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
-from service.schemas import ErrorResponse
+from service.schemas import ErrorResponse, TimeZoneName
 from service.security import ApiKeyDep
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_PATTERN, SERIES_ID_RULE
 from service.state import StateDep
@@ -119,8 +119,17 @@ async def get_series_forecast(
         list[float] | None,
         Query(description="Quantile levels (repeat the parameter); default all trained ones."),
     ] = None,
+    timezone: Annotated[
+        TimeZoneName | None,
+        Query(
+            description="The series' zone, as a check: the `timezone` the series was created "
+            "with (422 for another, or for a series created without one). The answer is on "
+            "the series' clock either way.",
+            examples=["Europe/London"],
+        ),
+    ] = None,
 ) -> SeriesForecastResponse:
-    answer = await state.streams.forecast(series_id, horizon, quantiles)
+    answer = await state.streams.forecast(series_id, horizon, quantiles, timezone)
     state.streams.keep_awake()
     return answer
 
