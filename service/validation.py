@@ -842,7 +842,8 @@ def increasing_axis(
 
 # What a request whose offsets change and name no zone can send instead, by what the endpoint
 # takes: POST /forecast a `timezone`, Arrow with the zone in its timestamp type, or naive
-# local times; the /series endpoints (and their WebSocket) JSON only, without a zone field.
+# local times; the /series endpoints (and their WebSocket) a `timezone` or naive local times,
+# JSON only (no Arrow).
 CLOCK_ADVICE = {
     "forecast": (
         "name the zone in `timezone` (e.g. 'Europe/London'), send the series as Arrow with its "
@@ -850,8 +851,9 @@ CLOCK_ADVICE = {
         "without an offset)"
     ),
     "series": (
-        "send naive local times (`start` or `timestamps` without an offset): these endpoints "
-        "take JSON only and no zone (neither a `timezone` field nor Arrow)"
+        "name the zone in `timezone` (e.g. 'Europe/London') when the series is created, or "
+        "send naive local times (`start` or `timestamps` without an offset); these endpoints "
+        "take JSON only (no Arrow)"
     ),
 }
 ClockEndpoint = Literal["forecast", "series"]

@@ -4,6 +4,7 @@ across a daylight-saving change, calendar starts off their grid, and errors said
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -217,8 +218,9 @@ def test_offsets_that_change_are_refused_for_a_model_on_a_local_clock() -> None:
 
 
 def test_the_series_endpoints_advise_only_what_they_take() -> None:
-    """/series/{id}/observations (and the WebSocket) take JSON without a zone field, and
-    answer 415 to Arrow: the advice is naive local times only (it was POST /forecast's)."""
+    """/series/{id}/observations (and the WebSocket) take a `timezone` (kept by the series
+    from its first request) or naive local times, and answer 415 to Arrow: the advice names
+    those two, not POST /forecast's Arrow."""
     local = pd.date_range("2016-03-20", periods=12, freq="D", tz="Europe/Paris")
     body = ObservationsRequest.model_validate(
         {"values": list(range(12)), "timestamps": [t.isoformat() for t in local]}
@@ -229,10 +231,17 @@ def test_the_series_endpoints_advise_only_what_they_take() -> None:
         parse_observations(body, model, scales, max_scaled=1e4)
     assert str(caught.value) == (
         "field 'timestamps': holds 2 different UTC offsets (a daylight-saving change) and no "
-        f"zone: {LOCAL_CLOCK}; send naive local times (`start` or `timestamps` without an "
-        "offset): these endpoints take JSON only and no zone (neither a `timezone` field nor "
-        "Arrow)"
+        f"zone: {LOCAL_CLOCK}; name the zone in `timezone` (e.g. 'Europe/London') when the "
+        "series is created, or send naive local times (`start` or `timestamps` without an "
+        "offset); these endpoints take JSON only (no Arrow)"
     )
+    # what it advises is taken: the zone, which reads the offsets as that zone's clock
+    zoned = body.model_copy(update={"timezone": "Europe/Paris"})
+    observations = parse_observations(
+        zoned, model, scales, max_scaled=1e4, zone=ZoneInfo("Europe/Paris")
+    )
+    assert observations.tz == ZoneInfo("Europe/Paris")
+    np.testing.assert_array_equal(observations.ns, local.as_unit("ns").asi8)
     # what it advises is taken: the local midnights as naive times
     naive = body.model_copy(update={"timestamps": list(local.tz_localize(None))})
     observations = parse_observations(naive, model, scales, max_scaled=1e4)
