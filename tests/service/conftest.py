@@ -205,9 +205,12 @@ def metric_value(client: TestClient, metric: str, **labels: str) -> float:
 STREAM_NAME = "urnn-stream-forecaster"
 
 
-def register_streaming(registry: Registry, name: str, *, seed: int = 0) -> str:
-    """Register an untrained streaming forecaster (lookback 48, horizon 12, the covariate x)
-    as a new version of `name` (champion), with the trained model's data meta (scaler...)."""
+def register_streaming(
+    registry: Registry, name: str, *, seed: int = 0, calendar: bool = False
+) -> str:
+    """Register an untrained streaming forecaster (lookback 48, horizon 12, the covariate x;
+    hourly calendar features, read on the local clock, with `calendar`) as a new version of
+    `name` (champion), with the trained model's data meta (scaler...)."""
     import mlflow
     import torch
 
@@ -220,6 +223,7 @@ def register_streaming(registry: Registry, name: str, *, seed: int = 0) -> str:
         hidden_size=8,
         segment_length=8,
         n_past_covariates=1,
+        n_calendar=n_calendar_features("h") if calendar else 0,
     )
     torch.manual_seed(seed)
     model = build_forecaster(config).eval()

@@ -1,0 +1,410 @@
+"""`timezone` on the streaming endpoints (POST /series/{id}/observations, its WebSocket, GET
+/series/{id}/forecast), on a streaming model whose calendar features read the local clock.
+
+Without a zone an hourly series cannot cross a daylight-saving change there: spring skips an
+hour (read as missing steps), autumn repeats one (refused as out of order). With one, naive
+times are that zone's local times as on POST /forecast (skipped and repeated ones refused with
+its words), the series keeps the zone through restarts, later requests may omit it or must
+name it, and the state's forecast is the one POST /forecast reads from the whole history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from jobs.db import Database
+from service.main import create_app
+from service.stream_fast_path import fast_observations
+from service.stream_snapshots import SnapshotRepository
+from service.stream_validation import named_zone, series_zone, tz_from, tz_name
+from tests.service.conftest import Registry, register_streaming
+from tests.service.test_stream_socket import renamed
+from tests.service.test_streaming_api import KEY, post, quantile_block
+
+PARIS, LONDON = "Europe/Paris", "Europe/London"
+LOOKBACK, HORIZON = 48, 12
+# 31 March 2024 02:00 -> 03:00 and 27 October 2024 03:00 -> 02:00 on Paris clocks; 72 real
+# hours from two days before each change, as Paris clocks show them.
+SPRING = pd.date_range(pd.Timestamp("2024-03-29T00:00", tz=PARIS), periods=72, freq="h")
+AUTUMN = pd.date_range(pd.Timestamp("2024-10-25T00:00", tz=PARIS), periods=72, freq="h")
+SKIPPED = (
+    "2024-03-31T02:00:00 does not exist in Europe/Paris: a daylight-saving change skips it on "
+    "the clocks there; give a time that does, or the time with its UTC offset"
+)
+REPEATED = (
+    "2024-10-27T02:00:00 is ambiguous in Europe/Paris: a daylight-saving change shows it twice "
+    "on the clocks there (2024-10-27T02:00:00+02:00 and 2024-10-27T02:00:00+01:00); give it "
+    "with its UTC offset"
+)
+BAD_NAME = (
+    "field 'timezone': Value error, 'Europe/Pariss' is not a time zone; it must be an IANA "
+    "time zone name such as 'Europe/London'"
+)
+
+
+@pytest.fixture(scope="module")
+def zone_model(registry: Registry) -> str:
+    """A streaming model with hourly calendar features on the local clock."""
+    register_streaming(registry, "urnn-stream-calendar", seed=5, calendar=True)
+    return "models:/urnn-stream-calendar@champion"
+
+
+@pytest.fixture
+def client(client_for: Callable[..., TestClient], zone_model: str, stream_db: str) -> TestClient:
+    client = client_for(model_uri=zone_model, database_url=stream_db)
+    assert client.get("/model").json()["calendar_clock"] == "local"
+    return client
+
+
+def wall(stamp: pd.Timestamp) -> str:
+    """The naive local time of a zoned instant, as a client on that clock writes it."""
+    return str(stamp.tz_localize(None).isoformat())
+
+
+def rows(frame: pd.DataFrame, first: int, n: int, **extra: Any) -> dict[str, Any]:
+    """Values and covariates of frame rows [first, first + n), undated unless `extra` dates
+    them."""
+    part = frame.iloc[first : first + n]
+    return {"values": part["y"].tolist(), "covariates": {"x": part["x"].tolist()}, **extra}
+
+
+def one_point(
+    frame: pd.DataFrame, stamps: pd.DatetimeIndex, k: int, **extra: Any
+) -> dict[str, Any]:
+    """Row k dated by its naive local time, or by its offset where the clocks show it twice."""
+    stamp = stamps[k]
+    shown = pd.DatetimeIndex([stamp.tz_localize(None)]).tz_localize(PARIS, ambiguous="NaT")
+    when = stamp.isoformat() if shown.isna()[0] else wall(stamp)
+    return rows(frame, k, 1, start=when, **extra)
+
+
+def whole_history(
+    client: TestClient, frame: pd.DataFrame, stamps: pd.DatetimeIndex
+) -> dict[str, Any]:
+    """POST /forecast's answer for the whole history on Paris' clock: the reference."""
+    series = {"id": "ref", **rows(frame, 0, len(stamps), start=wall(stamps[0]))}
+    answer = client.post("/forecast", json={"timezone": PARIS, "series": [series]})
+    assert answer.status_code == 200, answer.text
+    forecast: dict[str, Any] = answer.json()["forecasts"][0]
+    return forecast
+
+
+def assert_same_forecast(streamed: dict[str, Any], reference: dict[str, Any]) -> None:
+    assert streamed["timestamps"] == reference["timestamps"]
+    np.testing.assert_allclose(quantile_block(streamed), quantile_block(reference), atol=1e-5)
+
+
+def future(stamps: pd.DatetimeIndex) -> list[str]:
+    after = pd.date_range(stamps[-1], periods=HORIZON + 1, freq="h")[1:]
+    return [t.isoformat() for t in after]
+
+
+def test_an_hourly_series_crosses_spring_forward_with_no_gap(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    first = post(client, "p", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=PARIS))
+    assert first.status_code == 200, first.text
+    assert first.json()["series"]["first_timestamp"] == "2024-03-29T00:00:00+01:00"
+    for k in range(LOOKBACK, len(SPRING)):
+        # later requests may omit the zone or give it again
+        extra = {"timezone": PARIS} if k % 3 == 0 else {}
+        answer = post(client, "p", one_point(frame, SPRING, k, **extra))
+        assert answer.status_code == 200, (k, answer.text)
+        body = answer.json()
+        assert (body["accepted"], body["filled"], body["duplicates"]) == (1, 0, 0)
+        assert body["series"]["last_timestamp"] == SPRING[k].isoformat()
+    assert "2024-03-31T03:00:00+02:00" in {t.isoformat() for t in SPRING}
+    assert body["series"]["points_seen"] == len(SPRING)
+    assert body["forecast"]["timestamps"] == future(SPRING)
+    # the state read the wall-clock hours POST /forecast reads from the whole history
+    reference = whole_history(client, frame, SPRING)
+    assert_same_forecast(body["forecast"], reference)
+    got = client.get("/series/p/forecast")
+    assert got.status_code == 200, got.text
+    assert_same_forecast(got.json()["forecast"], reference)
+    assert client.get("/series/p/forecast", params={"timezone": PARIS}).json() == got.json()
+
+    # without the zone, the naive hours of the same feed meet a gap at the change
+    post(client, "naive", rows(frame, 0, LOOKBACK, start=wall(SPRING[0])))
+    for k in range(LOOKBACK, len(SPRING)):
+        answer = post(client, "naive", one_point(frame, SPRING, k))
+        if answer.status_code != 200:
+            break
+    assert wall(SPRING[k]) == "2024-03-31T03:00:00"
+    assert answer.status_code == 409
+    assert "1 missing step(s)" in answer.json()["detail"]
+
+
+def test_an_hourly_series_crosses_fall_back_with_no_order_error(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    assert (
+        post(
+            client, "a", rows(frame, 0, LOOKBACK, start=wall(AUTUMN[0]), timezone=PARIS)
+        ).status_code
+        == 200
+    )
+    offsets_sent = []
+    for k in range(LOOKBACK, len(AUTUMN)):
+        point = one_point(frame, AUTUMN, k)
+        offsets_sent.append(point["start"])
+        answer = post(client, "a", point)
+        assert answer.status_code == 200, (k, answer.text)
+        assert answer.json()["series"]["last_timestamp"] == AUTUMN[k].isoformat()
+    # the repeated hour came twice, with its offsets; every other time naive
+    assert "2024-10-27T02:00:00+02:00" in offsets_sent
+    assert "2024-10-27T02:00:00+01:00" in offsets_sent
+    assert "2024-10-27T03:00:00" in offsets_sent
+    assert_same_forecast(answer.json()["forecast"], whole_history(client, frame, AUTUMN))
+
+    # a batch dated by `start` steps real hours through the repeated one, as /forecast does
+    post(client, "batch", rows(frame, 0, LOOKBACK, start=wall(AUTUMN[0]), timezone=PARIS))
+    batch = post(client, "batch", rows(frame, LOOKBACK, 24, start=wall(AUTUMN[LOOKBACK])))
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["accepted"] == 24
+    assert batch.json()["forecast"] == answer.json()["forecast"]
+
+
+def test_skipped_and_repeated_times_are_refused_as_post_forecast_refuses_them(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    for stamps, sid in ((SPRING, "s"), (AUTUMN, "f")):
+        body = rows(frame, 0, LOOKBACK, start=wall(stamps[0]), timezone=PARIS)
+        assert post(client, sid, body).status_code == 200
+    before = {sid: client.get(f"/series/{sid}").json() for sid in "sf"}
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("s", {"start": "2024-03-31T02:00:00"}, f"field 'start': {SKIPPED}"),
+        ("f", {"start": "2024-10-27T02:00:00"}, f"field 'start': {REPEATED}"),
+        (
+            "s",
+            {"timestamps": [wall(t) for t in SPRING[LOOKBACK:50]] + ["2024-03-31T02:00:00"]},
+            f"field 'timestamps': position 2: {SKIPPED}",
+        ),
+    ]
+    for sid, dates, detail in cases:
+        n = len(dates.get("timestamps", [0]))
+        for zone in ({}, {"timezone": PARIS}):  # the series' zone reads them either way
+            answer = post(client, sid, {**rows(frame, LOOKBACK, n), **dates, **zone})
+            assert answer.status_code == 422, answer.text
+            assert answer.json() == {"detail": detail}
+        if "start" in dates:  # POST /forecast says the same of the same start
+            series = {"id": "h", **rows(frame, 0, LOOKBACK), "start": dates["start"]}
+            body = {"timezone": PARIS, "series": [series]}
+            forecast = client.post("/forecast", json=body)
+            assert forecast.json() == {"detail": "series 0 ('h'), " + detail}
+    assert {sid: client.get(f"/series/{sid}").json() for sid in "sf"} == before
+    # naive timestamps across spring forward, without the zone: read on the series' clock
+    naive = [wall(t) for t in SPRING[LOOKBACK:60]]
+    assert "2024-03-31T03:00:00" in naive and "2024-03-31T02:00:00" not in naive
+    answer = post(client, "s", {**rows(frame, LOOKBACK, 12), "timestamps": naive})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["series"]["last_timestamp"] == SPRING[59].isoformat()
+
+
+def test_another_zone_is_refused_naming_the_series_zone(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    post(client, "p", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=PARIS))
+    post(client, "n", rows(frame, 0, LOOKBACK, start=wall(SPRING[0])))
+    post(client, "o", rows(frame, 0, LOOKBACK, start=SPRING[0].isoformat()))  # +01:00
+    before = {sid: client.get(f"/series/{sid}").json() for sid in "pno"}
+    created_without = (
+        "field 'timezone': the series was created without a `timezone` (its timestamps {}); "
+        "this request names {!r}: omit `timezone`, or DELETE the series and send its history "
+        "again with the zone"
+    )
+    cases = {
+        ("p", LONDON): (
+            "field 'timezone': the series is on 'Europe/Paris', the `timezone` it was created "
+            "with; this request names 'Europe/London': omit `timezone`, or give the series' own"
+        ),
+        ("n", PARIS): created_without.format("are naive", PARIS),
+        ("o", PARIS): created_without.format("carry their own UTC offset (+01:00)", PARIS),
+    }
+    for (sid, zone), detail in cases.items():
+        point = one_point(frame, SPRING, LOOKBACK, timezone=zone)
+        if sid == "o":
+            point["start"] = SPRING[LOOKBACK].isoformat()
+        answer = post(client, sid, point)
+        assert answer.status_code == 422, answer.text
+        assert answer.json() == {"detail": detail}
+        got = client.get(f"/series/{sid}/forecast", params={"timezone": zone})
+        assert got.status_code == 422, got.text
+        assert got.json() == {"detail": detail}
+    assert {sid: client.get(f"/series/{sid}").json() for sid in "pno"} == before
+
+
+def test_an_unknown_zone_name_is_refused_naming_the_field_and_the_rule(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    body = rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone="Europe/Pariss")
+    assert fast_observations(body) is None  # the schema checks the name
+    answer = post(client, "u", body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {"detail": BAD_NAME}
+    # POST /forecast's words for the same name
+    forecast = client.post(
+        "/forecast",
+        json={"timezone": "Europe/Pariss", "series": [{"id": "u", **rows(frame, 0, LOOKBACK)}]},
+    )
+    assert forecast.json() == {"detail": BAD_NAME}
+    assert client.get("/series/u").status_code == 404  # nothing was created
+    post(client, "u", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=PARIS))
+    got = client.get("/series/u/forecast", params={"timezone": "Europe/Pariss"})
+    assert got.status_code == 422, got.text
+    assert got.json() == {"detail": BAD_NAME}
+    for name in ("localtime", "right/UTC", ""):
+        answer = post(client, "u", one_point(frame, SPRING, LOOKBACK, timezone=name))
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith("field 'timezone': Value error, ")
+        assert answer.json()["detail"].endswith(
+            "it must be an IANA time zone name such as 'Europe/London'"
+        )
+
+
+def test_the_websocket_takes_the_same_field_and_answers_as_post(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    steps: list[tuple[str, dict[str, Any]]] = []
+    for season, stamps in (("spring", SPRING), ("autumn", AUTUMN)):
+        steps.append((season, rows(frame, 0, LOOKBACK, start=wall(stamps[0]), timezone=PARIS)))
+        for k in range(LOOKBACK, len(stamps)):
+            extra = {"timezone": PARIS} if k % 2 else {}
+            steps.append((season, one_point(frame, stamps, k, **extra)))
+    steps += [
+        ("spring", rows(frame, 0, 1, start="2024-04-02T00:00:00", timezone=LONDON)),  # 422
+        ("spring", rows(frame, 0, 1, start="2024-04-02T00:00:00", timezone="Europe/Pariss")),
+        ("autumn", rows(frame, 0, 1, start="2024-10-27T02:00:00")),  # repeated: 422
+        ("autumn", rows(frame, 72, 1, start=wall(AUTUMN[-1] + pd.Timedelta(hours=1)))),
+    ]
+    statuses = []
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        for season, step in steps:
+            answer = post(client, f"{season}-post", step)
+            socket.send_text(json.dumps({"series_id": f"{season}-socket", **step}))
+            reply = socket.receive_text().encode()
+            statuses.append(answer.status_code)
+            if answer.status_code == 200:
+                mine, theirs = f"{season}-socket", f"{season}-post"
+                assert renamed(reply, mine, theirs) == answer.content
+            else:
+                assert json.loads(reply) == {
+                    "series_id": f"{season}-socket",
+                    "status": answer.status_code,
+                    "detail": answer.json()["detail"],
+                }
+    assert statuses[-4:] == [422, 422, 422, 200]
+    assert statuses.count(200) == len(steps) - 3
+    spring = client.get("/series/spring-socket/forecast").json()["forecast"]
+    assert_same_forecast(spring, whole_history(client, frame, SPRING))
+
+
+class Restarts:
+    """Apps on the calendar model and one database, each stopped (flushing) before the next."""
+
+    def __init__(self, registry: Registry, model_uri: str, db_url: str) -> None:
+        self.registry, self.model_uri, self.db_url = registry, model_uri, db_url
+        self.open: TestClient | None = None
+
+    def start(self, **overrides: Any) -> TestClient:
+        self.stop()
+        settings = self.registry.service_settings(
+            model_uri=self.model_uri, database_url=self.db_url, **overrides
+        )
+        self.open = TestClient(create_app(settings))
+        self.open.__enter__()
+        return self.open
+
+    def stop(self) -> None:
+        if self.open is not None:
+            self.open.__exit__(None, None, None)  # the lifespan's shutdown flushes
+            self.open = None
+
+
+@pytest.fixture
+def restarts(registry: Registry, zone_model: str, stream_db: str) -> Iterator[Restarts]:
+    made = Restarts(registry, zone_model, stream_db)
+    yield made
+    made.stop()
+
+
+@pytest.mark.parametrize("snapshot_seconds", [30.0, 0.0], ids=["write-behind", "write-through"])
+def test_a_restart_keeps_the_zone(
+    restarts: Restarts, registry: Registry, stream_db: str, snapshot_seconds: float
+) -> None:
+    frame = registry.frame
+    first = restarts.start(stream_snapshot_seconds=snapshot_seconds)
+    post(first, "p", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=PARIS))
+    post(first, "u", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone="UTC"))
+    post(first, "z", rows(frame, 0, LOOKBACK, start="2024-03-29T00:00:00Z"))  # no zone
+    restarts.stop()
+    repository = SnapshotRepository(Database.from_url(stream_db))
+    stored = {sid: snapshot.tz for sid in "puz" if (snapshot := repository.load(sid))}
+    assert stored == {"p": PARIS, "u": "Etc/UTC", "z": "UTC"}
+
+    second = restarts.start(stream_snapshot_seconds=snapshot_seconds)
+    for k in range(LOOKBACK, len(SPRING)):  # naive, no zone given: the stored one reads them
+        answer = post(second, "p", one_point(frame, SPRING, k))
+        assert answer.status_code == 200, (k, answer.text)
+    assert answer.json()["series"]["last_timestamp"] == SPRING[-1].isoformat()
+    assert_same_forecast(answer.json()["forecast"], whole_history(second, frame, SPRING))
+    refused = post(second, "p", rows(frame, 72, 1, start="2024-04-01T01:00:00", timezone=LONDON))
+    assert refused.status_code == 422
+    assert "the series is on 'Europe/Paris'" in refused.json()["detail"]
+
+    # a `timezone` of UTC is kept apart from the offsets of UTC timestamps: naive times
+    # without a zone read on the first, refused on the second as before
+    for hour, zone in enumerate(({}, {"timezone": "UTC"}, {"timezone": "Etc/UTC"})):
+        start = f"2024-03-31T0{hour}:00:00"
+        answer = post(second, "u", {**rows(frame, LOOKBACK + hour, 1), "start": start, **zone})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["series"]["last_timestamp"] == f"{start}+00:00"
+    naive = post(second, "z", {**rows(frame, LOOKBACK, 1), "start": "2024-03-31T00:00:00"})
+    assert naive.status_code == 422
+    assert naive.json()["detail"] == (
+        "field 'start': the series' timestamps are zoned (UTC); this request's are naive"
+    )
+    named = post(
+        second, "z", {**rows(frame, LOOKBACK, 1), "start": "2024-03-31T00:00:00", "timezone": "UTC"}
+    )
+    assert named.status_code == 422
+    assert "created without a `timezone`" in named.json()["detail"]
+
+
+def test_zones_round_trip_through_the_snapshot_text() -> None:
+    paris = series_zone(PARIS)
+    assert tz_name(paris) == PARIS and tz_from(PARIS) is paris
+    assert named_zone(tz_from(PARIS)) is paris
+    # a `timezone` of UTC is its canonical name; "UTC" stays the offset-made zone it was
+    utc = series_zone("UTC")
+    assert tz_name(utc) == "Etc/UTC" and series_zone("Etc/UTC") is utc
+    assert named_zone(tz_from("Etc/UTC")) is utc
+    assert named_zone(tz_from("UTC")) is None
+    assert named_zone(tz_from("+02:00")) is None
+
+
+def test_a_null_zone_is_no_zone_and_only_bodies_without_the_key_keep_the_fast_path(
+    client: TestClient, registry: Registry
+) -> None:
+    frame = registry.frame
+    body = rows(frame, 0, LOOKBACK, start=wall(SPRING[0]))
+    assert fast_observations(body) is not None
+    assert fast_observations({**body, "timezone": None}) is None
+    assert fast_observations({**body, "timezone": PARIS}) is None
+    fast = post(client, "fast", body)
+    schema = post(client, "schema", {**body, "timezone": None})
+    assert schema.status_code == 200, schema.text
+    assert renamed(schema.content, "schema", "fast") == fast.content
+    assert "+" not in fast.json()["series"]["last_timestamp"]  # naive, as before
