@@ -27,10 +27,10 @@ GapPolicy = Literal["reject", "interpolate"]
 # What `timezone` means on the /series endpoints: POST /forecast's field (service.schemas: the
 # same name, the same check of the name, the same reading of naive times), kept by the series.
 SERIES_ZONE = (
-    "IANA time zone name of the series' clock, e.g. 'Europe/London'. The first request of a "
-    "series fixes it: later ones may omit it or must give the same one (another is a 422), "
-    "and a series created without it takes none later. The answers' timestamps are on its "
-    "clock. " + ZONE_EFFECT
+    "IANA time zone name of the series' clock, e.g. 'Europe/London'. The request that "
+    "creates a series fixes it: later ones may omit it (their times are then read on the "
+    "series' zone) or must give the same one (another is a 422), and a series created "
+    "without it takes none later. " + ZONE_EFFECT
 )
 
 

@@ -408,3 +408,13 @@ def test_a_null_zone_is_no_zone_and_only_bodies_without_the_key_keep_the_fast_pa
     assert schema.status_code == 200, schema.text
     assert renamed(schema.content, "schema", "fast") == fast.content
     assert "+" not in fast.json()["series"]["last_timestamp"]  # naive, as before
+
+
+def test_openapi_describes_the_field(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    field = schema["components"]["schemas"]["ObservationsRequest"]["properties"]["timezone"]
+    assert "The request that creates a series fixes it" in field["description"]
+    assert field["examples"] == ["Europe/London"]
+    get = schema["paths"]["/series/{series_id}/forecast"]["get"]
+    (query,) = [p for p in get["parameters"] if p["name"] == "timezone"]
+    assert query["in"] == "query" and not query["required"]
