@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from functools import partial
@@ -43,6 +45,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
+from service.arrow_limits import ARROW_FILE_MAGIC, stream_cut_short
 from service.errors import ServiceInputError, series_where
 from service.fast_path import (
     ID_MAX,
@@ -53,6 +56,9 @@ from service.fast_path import (
     parse_datetime,
     plain_start_ns,
 )
+from training.validation import zone_named
+
+logger = logging.getLogger(__name__)
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_FILE = "application/vnd.apache.arrow.file"
@@ -246,7 +252,7 @@ def _plain_starts(array: pa.Array) -> np.ndarray | None:
         return whole_us
     if not _is_text(kind):
         return None
-    return plain_start_ns(array.to_pylist())
+    return plain_start_ns(_cells(array, "start"))
 
 
 def _read_table(body: bytes, content_type: str) -> Table:
@@ -261,10 +267,47 @@ def _read_table(body: bytes, content_type: str) -> Table:
             return batches[0]
         return pa.Table.from_batches(batches, schema=reader.schema)
     except (pa.ArrowException, OSError, ValueError) as error:
+        logger.info("an Arrow body (%s) did not read: %s", content_type, error)
         kind = "file" if content_type == ARROW_FILE else "stream"
         raise ServiceInputError(
-            "the body", f"is not an Arrow IPC {kind} ({content_type}): {error}"
+            "the body",
+            f"is not an Arrow IPC {kind} ({content_type}): {_why_unreadable(body, content_type)}",
         ) from None
+
+
+_CONTINUATION = b"\xff\xff\xff\xff"  # what every message of a stream begins with (format 1.0+)
+
+
+def _why_unreadable(body: bytes, content_type: str) -> str:
+    """What is wrong with a body pyarrow's reader refused, in the service's words: its own
+    text names reader internals ('Expected to read 1330795073 metadata bytes, but only read
+    902', 'Invalid flatbuffers message.') and goes to the log. Told apart by the body's first
+    and last bytes and its framing (`arrow_limits.stream_cut_short`), never by that text."""
+    file = content_type == ARROW_FILE
+    writer = "pyarrow.ipc.new_file" if file else "pyarrow.ipc.new_stream"
+    damaged = f"damaged, or not written by {writer} or another Arrow IPC writer?"
+    if not body:
+        return f"it is empty; send the request table as {writer} writes it"
+    if body.lstrip()[:1] in (b"{", b"["):
+        return "it looks like JSON; send JSON with Content-Type: application/json"
+    if body.startswith(b"PAR1"):
+        return f"it is a Parquet file; send the table as {writer} writes it"
+    if file:
+        if not body.startswith(ARROW_FILE_MAGIC):
+            return (
+                "it does not begin with 'ARROW1', as an Arrow IPC file does; an Arrow IPC "
+                f"stream goes with Content-Type: {ARROW_STREAM}"
+            )
+        if not body.endswith(ARROW_FILE_MAGIC) or len(body) < 2 * len(ARROW_FILE_MAGIC) + 4:
+            return "it stops before the file's footer (cut short in sending?)"
+        return f"its footer or a message in it cannot be decoded ({damaged})"
+    if body.startswith(ARROW_FILE_MAGIC):
+        return f"it is an Arrow IPC file; send it with Content-Type: {ARROW_FILE}"
+    if not (body.startswith(_CONTINUATION) or _CONTINUATION.startswith(body)):
+        return f"it does not begin with a stream's schema message ({damaged})"
+    if stream_cut_short(body):
+        return "it stops in the middle of a message (cut short in sending?)"
+    return f"a message in it cannot be decoded ({damaged})"
 
 
 def _horizon(raw: bytes | None) -> int | None:
@@ -315,7 +358,7 @@ def _column(table: Table, name: str) -> pa.Array:
 def _ids(array: pa.Array) -> list[str]:
     if not _is_text(array.type):
         raise ServiceInputError("column 'id'", f"must be strings; got {array.type}")
-    ids: list[str] = array.to_pylist()
+    ids: list[str] = _cells(array, "id")
     for i, series_id in enumerate(ids):
         if series_id is None:
             raise ServiceInputError(series_where(i, None, "id"), "is null; every series needs one")
@@ -453,20 +496,64 @@ def _strings(table: Table, name: str, ids: Sequence[str]) -> list[str | None]:
     array = _column(table, name)
     if not _is_text(array.type):
         raise ServiceInputError(f"column {name!r}", f"must be strings; got {array.type}")
-    values: list[str | None] = array.to_pylist()
+    values: list[str | None] = _cells(array, name)
     return values
 
 
 def _cells(array: pa.Array, name: str) -> list[Any]:
-    """The column's cells as Python values; a type pyarrow cannot convert (a time zone the
-    zone database does not know: 'Mars/Olympus') is the column's 422, not a 500."""
+    """The column's cells as Python values, or a 422 for the column saying why they cannot
+    be (not a 500, and not pyarrow's text: for a zone it does not know it says 'The zoneinfo
+    module or pytz package must be installed.'). Told apart by the exception's class and the
+    column's type: text that is not UTF-8 (Arrow checks no string's bytes as it reads a
+    body), an instant outside Python's years 1 to 9999, a zone no clock is named by."""
     try:
         cells: list[Any] = array.to_pylist()
-    except (pa.ArrowException, ValueError, OverflowError) as error:
+    except UnicodeDecodeError:
         raise ServiceInputError(
-            f"column {name!r}", f"cannot be read as {array.type}: {error}"
+            f"column {name!r}", "holds text that is not UTF-8; Arrow strings must be UTF-8"
         ) from None
+    except OverflowError:
+        clock = " on its zone's clock" if _zone_of(array.type) else ""
+        raise ServiceInputError(
+            f"column {name!r}",
+            f"holds a date or time outside the years 1 to 9999{clock}; request times lie "
+            "within them",
+        ) from None
+    except (pa.ArrowException, ValueError) as error:
+        logger.info("column %r (%s) did not read: %s", name, array.type, error)
+        zone = _zone_of(array.type)
+        if zone is not None and not _known_zone(zone):
+            raise ServiceInputError(
+                f"column {name!r}",
+                f"has the time zone {zone!r} in its type ({array.type}), which names no zone; "
+                "a zone is an IANA name such as 'Europe/London' or an offset such as '+02:00'",
+            ) from None
+        raise ServiceInputError(f"column {name!r}", f"cannot be read as {array.type}") from None
     return cells
+
+
+# The fixed offsets an Arrow timestamp type may name as its zone, as pyarrow reads them.
+_OFFSET_ZONE = re.compile(r"[+-](?:[01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def _zone_of(kind: pa.DataType) -> str | None:
+    """The zone a timestamp type, or a list of timestamps, names (None for none)."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        kind = kind.value_type
+    if pa.types.is_timestamp(kind) and kind.tz:
+        return str(kind.tz)
+    return None
+
+
+def _known_zone(zone: str) -> bool:
+    """Whether pyarrow can read `zone`: an offset such as '+02:00' or a zone database name."""
+    if _OFFSET_ZONE.fullmatch(zone):
+        return True
+    try:
+        zone_named(zone)
+    except ValueError:
+        return False
+    return True
 
 
 def _as_datetime(value: Any) -> datetime | None:
