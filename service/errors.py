@@ -7,6 +7,7 @@ rewritten here too, so that every 422 names the series (index and id) and the fi
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -96,10 +97,9 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
     sentences = []
     for error in errors[:MAX_LISTED_ERRORS]:
         loc = [part for part in error.get("loc", ()) if part != "body"]
-        message = str(error.get("msg", "invalid"))
+        message = _message(error)
         if error.get("type") == "json_invalid":
-            detail = error.get("ctx", {}).get("error", "")
-            sentences.append(f"the body is not valid JSON: {detail}")
+            sentences.append(f"the body is not valid JSON: {json_problem(body)}")
             continue
         if len(loc) >= 3 and loc[0] == "series" and isinstance(loc[1], int):
             index = loc[1]
@@ -128,6 +128,76 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
     if more > 0:
         sentences.append(f"and {more} more error(s)")
     return "; ".join(sentences)
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message for one error, less the 'Value error, ' it writes before the text
+    of a ValueError that a validator of the service raised (service.schemas): that text is
+    the service's own sentence, and the prefix a pydantic term."""
+    if error.get("type") == "value_error":
+        raised = error.get("ctx", {}).get("error")
+        if isinstance(raised, ValueError) and str(raised):
+            return str(raised)
+    return str(error.get("msg", "invalid"))
+
+
+# pydantic-core's parser (service.routes.fast_json) refuses arrays and objects nested deeper.
+JSON_MAX_DEPTH = 200
+_NOT_UTF8 = "\ufffd"  # what fast_json decodes a body's bytes that are not UTF-8 to
+
+
+def json_problem(doc: object) -> str:
+    """Where and how `doc`, a body that did not parse, stops being JSON, in the service's
+    words: the parsers' own name their states ('EOF while parsing a value', 'expected ident',
+    'Expecting property name enclosed in double quotes'). The position is the standard
+    library's parser's, found again on this error path only (bodies that parse never pay
+    for it); what that parser accepts and pydantic-core's does not is told apart after."""
+    if not isinstance(doc, str) or not doc.strip():
+        return "it is empty; send one JSON object"
+    try:
+        json.loads(doc)
+    except json.JSONDecodeError as error:
+        if error.pos >= len(doc.rstrip()):
+            return "it ends before its JSON value is complete (cut short?)"
+        if doc[error.pos] == _NOT_UTF8:
+            return (
+                f"line {error.lineno}, column {error.colno} holds bytes that are not UTF-8 "
+                "text; JSON is UTF-8"
+            )
+        return (
+            f"unexpected {shown(doc[error.pos])} at line {error.lineno}, column {error.colno}; "
+            "send one JSON object"
+        )
+    except RecursionError:
+        return "it is nested too deeply"
+    else:
+        if _NOT_UTF8 in doc:
+            return "it holds bytes that are not UTF-8 text; JSON is UTF-8"
+        if _nesting(doc) > JSON_MAX_DEPTH:
+            return f"it nests arrays or objects more than {JSON_MAX_DEPTH} deep"
+        return "it holds an escape that names no character, or another form JSON does not allow"
+
+
+def _nesting(doc: str) -> int:
+    """How deep `doc`'s brackets nest, outside strings (a JSON text the standard parser read)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in doc:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _series_id(body: object, index: int) -> object:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import Registry, history
+from tests.service.conftest import API_KEY, Registry, history
 
 Body = dict[str, Any]
 BAD = "series 1 ('pump-2'), field"
@@ -163,20 +163,20 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "bool horizon": (
         _set(("horizon",), True),
-        "field 'horizon': Value error, must be a JSON integer (not true, false or text)",
+        "field 'horizon': must be a JSON integer (not true, false or text)",
     ),
     # pydantic's lax datetime read these as Unix times, guessed seconds or milliseconds by size
     "numeric start": (
         _set(("series", 1, "start"), 1_527_811_200),
-        f"{BAD} 'start': Value error, 1527811200 is a number, not a date and time",
+        f"{BAD} 'start': 1527811200 is a number, not a date and time",
     ),
     "start of digits": (
         _set(("series", 1, "start"), "20180601"),
-        f"{BAD} 'start': Value error, '20180601' is a number, not a date and time: give an ISO",
+        f"{BAD} 'start': '20180601' is a number, not a date and time: give an ISO",
     ),
     "numeric timestamp": (
         _timestamps(lambda stamps: [*stamps[:-1], 1_527_811_200_000]),  # type: ignore[list-item]
-        f"{BAD} 'timestamps'[59]: Value error, 1527811200000 is a number, not a date",
+        f"{BAD} 'timestamps'[59]: 1527811200000 is a number, not a date",
     ),
     "repeated quantile": (  # the answer keys levels by name: one would vanish
         _set(("quantiles",), [0.9, 0.1, 0.9]),
@@ -240,6 +240,48 @@ def test_malformed_json_is_422(client: TestClient) -> None:
     )
     assert response.status_code == 422
     assert "not valid JSON" in response.json()["detail"]
+
+
+_JSON = "the body is not valid JSON: "
+MALFORMED_JSON = {
+    b'{"series": [': _JSON + "it ends before its JSON value is complete (cut short?)",
+    b"{series: []}": _JSON + "unexpected 's' at line 1, column 2; send one JSON object",
+    b'{"series": [],\n "horizon": tru}': _JSON + "unexpected 't' at line 2, column 13",
+    b'{"series": []}}': _JSON + "unexpected '}' at line 1, column 15",
+    b"   ": _JSON + "it is empty; send one JSON object",
+    b'\xff{"series": []}': _JSON + "line 1, column 1 holds bytes that are not UTF-8 text",
+    b'{"series": ["\xff"]}': _JSON + "it holds bytes that are not UTF-8 text; JSON is UTF-8",
+    b"[" * 300 + b"]" * 300: _JSON + "it nests arrays or objects more than 200 deep",
+    b'{"series": ["\\ud800"]}': _JSON + "it holds an escape that names no character",
+}
+# What the parsers say of these bodies, which no answer repeats.
+_PARSER_WORDS = ("EOF", "expected ident", "expected value", "Expecting", "trailing", "recursion")
+
+
+@pytest.mark.parametrize("content", list(MALFORMED_JSON), ids=repr)
+def test_malformed_json_says_where_in_the_services_words(
+    client: TestClient, content: bytes
+) -> None:
+    """The 422 said pydantic-core's parser's text ('EOF while parsing a list at line 1
+    column 12', 'expected ident'); it now says where the body stops being JSON."""
+    answer = client.post("/forecast", content=content, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(MALFORMED_JSON[content]), detail
+    assert not any(words in detail for words in _PARSER_WORDS), detail
+
+
+def test_malformed_json_on_a_route_read_by_the_standard_parser(client: TestClient) -> None:
+    """POST /jobs reads its body with FastAPI's own (json.loads): the same sentences."""
+    answer = client.post(
+        "/jobs",
+        content=b'{"kind": "train",\n "params": {]}',
+        headers={"content-type": "application/json", "X-API-Key": API_KEY},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        _JSON + "unexpected ']' at line 2, column 13; send one JSON object"
+    )
 
 
 def test_oversized_body_is_413_declared_or_streamed(

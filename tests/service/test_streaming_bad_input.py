@@ -71,11 +71,11 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             422,
             "field 'covariates.x': position 0 is ",
         ),
-        "bool horizon": (setter("horizon", True), 422, "field 'horizon': Value error, must be"),
+        "bool horizon": (setter("horizon", True), 422, "field 'horizon': must be"),
         "numeric start": (
             setter("start", 1_527_811_200),
             422,
-            "field 'start': Value error, 1527811200 is a number, not a date and time",
+            "field 'start': 1527811200 is a number, not a date and time",
         ),
         "empty values": (
             lambda b: b.update(values=[], covariates={"x": []}),

@@ -318,12 +318,12 @@ def test_the_service_refuses_bad_zones_and_ambiguous_times_with_the_field(
     for body, detail in (
         (
             {"timezone": "Europe/Londn", "series": [series]},
-            "field 'timezone': Value error, 'Europe/Londn' is not a time zone; it must be an "
+            "field 'timezone': 'Europe/Londn' is not a time zone; it must be an "
             "IANA time zone name such as 'Europe/London'",
         ),
         (
             {"series": [{**series, "timezone": "London"}]},
-            "series 0 ('ldn'), field 'timezone': Value error, 'London' is not a time zone; it "
+            "series 0 ('ldn'), field 'timezone': 'London' is not a time zone; it "
             "must be an IANA time zone name such as 'Europe/London'",
         ),
         (
