@@ -101,7 +101,9 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
         if error.get("type") == "json_invalid":
             sentences.append(f"the body is not valid JSON: {json_problem(body)}")
             continue
-        if len(loc) >= 3 and loc[0] == "series" and isinstance(loc[1], int):
+        if len(loc) == 2 and loc[0] == "series" and isinstance(loc[1], int):
+            sentences.append(f"series {loc[1]}: {message}")  # the item itself, not a field
+        elif len(loc) >= 3 and loc[0] == "series" and isinstance(loc[1], int):
             index = loc[1]
             field = str(loc[2])
             rest = "".join(f"[{part!r}]" for part in loc[3:])
@@ -122,7 +124,9 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
             sentences.append(f"header {name!r}: {message}")
         elif loc:
             sentences.append(f"field {'.'.join(map(str, loc))!r}: {message}")
-        else:  # the body as a whole: missing, or not a JSON object
+        elif error.get("type") in _OBJECT_DUE:  # the body as a whole, not a JSON object
+            sentences.append(f"the body: {message}")
+        else:  # the body as a whole: missing
             sentences.append(f"the body: {message} (send a JSON object)")
     more = len(errors) - MAX_LISTED_ERRORS
     if more > 0:
@@ -130,15 +134,38 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
     return "; ".join(sentences)
 
 
+# Pydantic's errors for a value where a model's JSON object was due; theirs say 'a valid
+# dictionary or instance of SeriesIn' (a class's name) or 'or object to extract fields from'.
+_OBJECT_DUE = frozenset(("model_type", "model_attributes_type"))
+
+
 def _message(error: Any) -> str:
     """Pydantic's message for one error, less the 'Value error, ' it writes before the text
     of a ValueError that a validator of the service raised (service.schemas): that text is
     the service's own sentence, and the prefix a pydantic term."""
-    if error.get("type") == "value_error":
+    kind = error.get("type")
+    if kind == "value_error":
         raised = error.get("ctx", {}).get("error")
         if isinstance(raised, ValueError) and str(raised):
             return str(raised)
+    if kind in _OBJECT_DUE:
+        return f"must be a JSON object, not {_json_kind(error.get('input'))}"
     return str(error.get("msg", "invalid"))
+
+
+def _json_kind(value: object) -> str:
+    """What JSON calls a value that pydantic read where an object was due."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
 
 
 # pydantic-core's parser (service.routes.fast_json) refuses arrays and objects nested deeper.

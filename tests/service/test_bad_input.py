@@ -161,6 +161,11 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("series", 1, "covariates", "x", 3), False),
         f"{BAD} 'covariates'['x'][3]: Input should be a valid number",
     ),
+    # said 'Input should be a valid dictionary or instance of SeriesIn', a class's name
+    "series not an object": (
+        _set(("series", 1), 5),
+        "series 1: must be a JSON object, not a number",
+    ),
     "bool horizon": (
         _set(("horizon",), True),
         "field 'horizon': must be a JSON integer (not true, false or text)",
@@ -232,6 +237,8 @@ def test_a_body_that_is_not_an_object_is_422_naming_the_body(client: TestClient)
         )
         assert answer.status_code == 422, answer.text
         assert answer.json()["detail"].startswith("the body: "), answer.text
+    array = client.post("/forecast", content=b"[1]", headers={"content-type": "application/json"})
+    assert array.json()["detail"] == "the body: must be a JSON object, not an array"
 
 
 def test_malformed_json_is_422(client: TestClient) -> None:
