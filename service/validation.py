@@ -42,6 +42,7 @@ from training.validation import (
     local_steps,
     local_time_problem,
     steps_along,
+    written_at_skipped_midnight,
     zone_named,
 )
 
@@ -578,8 +579,11 @@ def _dates(
             return _from_timestamps(i, series.id, series.timestamps, model, n, zone)
         if series.start is not None:
             check_start_span(series.start, n, model.max_horizon, model, where)
-            start = series.start if zone is None else zoned_start(series.start, zone, where)
-            return _from_start(start, model, n, where)
+            if zone is None:
+                return _from_start(series.start, model, n, where)
+            start = zoned_start(series.start, zone, where)
+            midnight = written_at_skipped_midnight(series.start, start)
+            return _from_start(start, model, n, where, skipped_midnight=midnight)
     except ServiceInputError:
         raise  # already says what is wrong and where (it is a ValueError too)
     except (ValueError, OverflowError) as error:  # pandas' datetime range, hours from its edge
@@ -597,9 +601,13 @@ def _dates(
     return None
 
 
-def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Dates:
+def _from_start(
+    start: datetime, model: ServedModel, n: int, where: str, *, skipped_midnight: bool = False
+) -> Dates:
     """n + H_max steps of the model's frequency from `start`: what `local_steps` gives (and
-    ForecastPredictor.predict_frame uses), by integer arithmetic for fixed-length steps."""
+    ForecastPredictor.predict_frame uses), by integer arithmetic for fixed-length steps.
+    `skipped_midnight`: local_steps' (the caller wrote `start` as the midnight a change
+    skipped: training.validation.written_at_skipped_midnight)."""
     horizon, offset = model.max_horizon, model.offset
     first_ns = _naive_ns(start)  # the common case, without building a pd.Timestamp
     if first_ns is not None and isinstance(offset, pd.offsets.Tick):
@@ -615,7 +623,8 @@ def _from_start(start: datetime, model: ServedModel, n: int, where: str) -> Date
             raise ServiceInputError(where, span_problem(start, n, horizon, model))
         every = first_ns + offset.nanos * steps
     else:  # calendar offsets (days across DST, months, business days): local calendar steps
-        every = local_steps(first, n + horizon, offset).as_unit("ns").asi8
+        laid = local_steps(first, n + horizon, offset, skipped_midnight=skipped_midnight)
+        every = laid.as_unit("ns").asi8
     return Dates(every[:n], every[n - model.lookback :], tz, model.lookback)
 
 

@@ -23,7 +23,9 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
   features follow that zone's clock across daylight-saving changes: steps of a calendar
   frequency are its local dates, a step that a change skips the first instant after the gap,
   a repeated one the earlier instant (`training.validation.local_steps`, the service's
-  policy). Models registered before the column was added have a signature without it, and
+  policy; a `start` written as a skipped midnight with the offset before the change,
+  "2024-09-08T00:00:00-04:00" in America/Santiago, starts a midnight series). Models
+  registered before the column was added have a signature without it, and
   MLflow's schema enforcement drops it (with a warning): register them again to use it
   through `mlflow.pyfunc`.
 
@@ -63,6 +65,7 @@ from training.validation import (
     is_number_text,
     local_steps,
     local_time_problem,
+    written_at_skipped_midnight,
     zone_named,
 )
 
@@ -319,11 +322,13 @@ class ForecastPredictor:
         freq = str(self.meta["freq"])
         zone = self._zone(frame, i, series_id)
         try:
-            first = pd.Timestamp(start)
+            written = first = pd.Timestamp(start)
             offset = pd.tseries.frequencies.to_offset(freq)
+            midnight = False
             if zone is not None:
                 first = self._on_zone_clock(first, zone, series_id)
-            index = local_steps(first, n_values + c.horizon, offset)
+                midnight = written_at_skipped_midnight(written, first)  # as the service
+            index = local_steps(first, n_values + c.horizon, offset, skipped_midnight=midnight)
         except ForecastInputError:
             raise
         except (TypeError, ValueError):

@@ -16,7 +16,7 @@ the source file so that errors can point back at it.
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -161,9 +161,13 @@ def local_time_problem(naive: pd.DatetimeIndex, zone: ZoneInfo) -> tuple[int, st
         return None
     k = int(np.argmax(bad))
     if skipped[k]:
+        # with the offset before the change, as Python writes it (PEP 495): for a skipped
+        # midnight, that day's midnight step (written_at_skipped_midnight)
+        written = naive[k].to_pydatetime(warn=False).replace(tzinfo=zone).isoformat()
         return k, (
             f"{naive[k].isoformat()} does not exist in {zone.key}: a daylight-saving change "
-            "skips it on the clocks there; give a time that does, or the time with its UTC offset"
+            "skips it on the clocks there; give a time that does, or the time with its UTC "
+            f"offset, the one before the change: {written}"
         )
     return k, (
         f"{naive[k].isoformat()} is ambiguous in {zone.key}: a daylight-saving change shows it "
@@ -211,7 +215,8 @@ def local_steps(
     time as given. A `first` at the end of a gap that skipped its day's midnight (01:00 -03:00
     in Santiago on 2024-09-08, a step this function gives) is ambiguous: a series read at
     01:00, or that day's midnight step of a series read at midnight. `skipped_midnight=True`
-    reads it as the latter (callers that hold the following timestamps: `steps_along`)."""
+    reads it as the latter (callers that hold the following timestamps: `steps_along`; a
+    start the caller wrote as that midnight: `written_at_skipped_midnight`)."""
     if first.tz is None or isinstance(offset, pd.offsets.Tick):
         return pd.date_range(first, periods=periods, freq=offset)
     wall = first.tz_localize(None)
@@ -237,6 +242,24 @@ def steps_along(given: pd.DatetimeIndex, periods: int, offset: BaseOffset) -> pd
         return steps
     snapped = local_steps(given[0], periods, offset, skipped_midnight=True)
     return snapped if (snapped[:m].as_unit("ns").asi8 == wanted).all() else steps
+
+
+def written_at_skipped_midnight(written: datetime, zoned: pd.Timestamp) -> bool:
+    """Whether a `start` the caller wrote with a UTC offset (`written`, as written; `zoned`:
+    it on its zone's clock) is the midnight a daylight-saving change skipped, written as that
+    midnight with the offset the zone had before the change: Santiago's
+    2024-09-08T00:00:00-04:00, which is what Python writes for that day's midnight
+    (`datetime(2024, 9, 8, tzinfo=ZoneInfo("America/Santiago")).isoformat()`, PEP 495).
+
+    On the zone's clock that instant is 01:00 -03:00, which names that day's midnight step
+    or a series read at 01:00 alike (`local_steps`); written at 00:00 it names the midnight
+    only: no clock shows a 01:00 reading as 00:00 -04:00. Such a start is the midnight step
+    (`local_steps(skipped_midnight=True)`); the same instant written as 01:00 (naive, or
+    -03:00) is read as written."""
+    if written.tzinfo is None or not at_skipped_midnight(zoned):
+        return False
+    wall = written.replace(tzinfo=None)
+    return bool(wall == zoned.tz_localize(None).normalize())
 
 
 def at_skipped_midnight(stamp: pd.Timestamp) -> bool:

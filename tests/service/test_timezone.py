@@ -6,7 +6,7 @@ skips or repeats are 422s, and a request without `timezone` is read as before.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,7 +36,7 @@ from tests.service.test_fast_path import StubModel, _as_model
 from tests.training.test_registry import HORIZON, LOOKBACK
 from training.mlflow_model import ForecastInputError, ForecastPredictor, signature_for
 from training.split import GLOBAL, ColumnScale, StandardScaler
-from training.validation import local_steps
+from training.validation import local_steps, written_at_skipped_midnight
 
 LONDON = "Europe/London"
 # 31 March 2024, 01:00 UTC: London's clocks go from 01:00 (GMT, +00:00) to 02:00 (BST, +01:00).
@@ -188,7 +188,8 @@ AMBIGUOUS = (
 )
 SKIPPED = (
     "2024-03-31T01:00:00 does not exist in Europe/London: a daylight-saving change skips it on "
-    "the clocks there; give a time that does, or the time with its UTC offset"
+    "the clocks there; give a time that does, or the time with its UTC offset, the one before "
+    "the change: 2024-03-31T01:00:00+00:00"
 )
 
 
@@ -441,8 +442,10 @@ def test_the_steps_laid_by_the_service_come_back_as_one_series() -> None:
     """The answer's steps sent back as zoned timestamps (the window starting on the day whose
     midnight was skipped, at 01:00 -03:00) are on the grid, and give the same steps as
     `start`: the timestamps after it show that instant is the day's midnight step. A `start`
-    given at that instant has nothing after it and is read as written: a series at 01:00
-    (whose timestamps are on the grid too)."""
+    given at that instant, written at 01:00, has nothing after it and is read as written: a
+    series at 01:00 (whose timestamps are on the grid too). Written as Python writes that
+    midnight, 00:00 -04:00, it is the midnight step
+    (test_a_start_written_as_the_skipped_midnight_starts_a_midnight_series)."""
     zone = "America/Santiago"
     expected = _local_midnights(zone, "2024-09-02", 14 + 7)
     assert expected[6].isoformat() == "2024-09-08T01:00:00-03:00"  # the window's first input
@@ -459,11 +462,79 @@ def test_the_steps_laid_by_the_service_come_back_as_one_series() -> None:
     assert _answered(read_at_one)[0] == "2024-09-22T01:00:00-03:00"
 
 
+# The zones above whose change skips a midnight: (zone, that day)
+SKIPPED_MIDNIGHTS = {
+    f"{zone}, {day}": (zone, day)
+    for zone, _, day, step in MIDNIGHTS.values()
+    if not step.startswith(f"{day}T00:00")
+}
+
+
+def _python_midnight(zone: str, day: str) -> str:
+    """The day's midnight as Python writes it (PEP 495): a skipped one with the offset before
+    the change, Santiago's 2024-09-08T00:00:00-04:00."""
+    return datetime.fromisoformat(day).replace(tzinfo=ZoneInfo(zone)).isoformat()
+
+
+@pytest.mark.parametrize(("zone", "day"), SKIPPED_MIDNIGHTS.values(), ids=SKIPPED_MIDNIGHTS.keys())
+def test_a_start_written_as_the_skipped_midnight_starts_a_midnight_series(
+    zone: str, day: str
+) -> None:
+    """A daily series' history that begins on the day whose midnight was skipped, its `start`
+    written as Python writes that midnight (the offset before the change: what the 422 for the
+    naive midnight asks for), was read as a series at 01:00: every step an hour off. Written
+    so, it names the midnight; the same instant written at 01:00 is still read as written."""
+    midnights = _local_midnights(zone, day, 14 + 7)
+    written = _python_midnight(zone, day)
+    assert written.startswith(f"{day}T00:00:00")
+    assert pd.Timestamp(written) == midnights[0]  # the same instant as 01:00 after the change
+    one = _one(_daily(zone, start=written), **DAILY)
+    assert one.dates is not None
+    np.testing.assert_array_equal(one.dates.history_ns, midnights[:14].asi8)
+    assert _answered(one) == _isos(midnights[14:18])
+    # the instant on the zone's clock (01:00), naive or with its offset: a series at 01:00
+    at_one = midnights[0].isoformat()
+    assert at_one == f"{day}T01:00:00{at_one[-6:]}"
+    for given in (at_one, at_one[:-6]):
+        read = _one(_daily(zone, start=given), **DAILY)
+        assert read.dates is not None
+        assert _answered(read)[0] == f"{midnights[14].date()}T01:00:00{at_one[-6:]}"
+
+
+@pytest.mark.parametrize(("zone", "day"), SKIPPED_MIDNIGHTS.values(), ids=SKIPPED_MIDNIGHTS.keys())
+def test_the_pyfunc_reads_the_written_skipped_midnight_as_the_service(zone: str, day: str) -> None:
+    midnights = _local_midnights(zone, day, 14 + 7)
+    row = {"id": "d", "values": [float(v) for v in range(14)], "timezone": zone}
+    predictor = _daily_predictor()
+    for given in (_python_midnight(zone, day), midnights[0].isoformat()):
+        answer = predictor.predict_frame(pd.DataFrame([{**row, "start": given}]))
+        service = _one(_daily(zone, start=given), **DAILY)
+        assert answer["timestamp"].tolist()[:4] == _answered(service)
+        if given.startswith(f"{day}T00:00"):
+            assert answer["timestamp"].tolist() == _isos(midnights[14:])
+
+
+def test_written_at_skipped_midnight_needs_the_midnight_as_written() -> None:
+    zone = ZoneInfo("America/Santiago")
+
+    def reads(written: str) -> bool:
+        stamp = pd.Timestamp(written)
+        zoned = stamp.tz_localize(zone) if stamp.tz is None else stamp.tz_convert(zone)
+        return written_at_skipped_midnight(stamp.to_pydatetime(), zoned)
+
+    assert reads("2024-09-08T00:00:00-04:00")
+    assert not reads("2024-09-08T01:00:00-03:00")  # the same instant, written at 01:00
+    assert not reads("2024-09-08T01:00:00")  # naive: on the zone's clock, as written
+    assert not reads("2024-09-08T04:00:00+00:00")  # the same instant in UTC
+    assert not reads("2024-09-07T00:00:00-04:00")  # a midnight no change skipped
+
+
 def test_a_naive_midnight_the_caller_writes_is_still_refused_where_it_does_not_exist() -> None:
     """Generated steps follow the policy; a caller's own naive time is never guessed."""
     skipped = (
         "2024-09-08T00:00:00 does not exist in America/Santiago: a daylight-saving change skips "
-        "it on the clocks there; give a time that does, or the time with its UTC offset"
+        "it on the clocks there; give a time that does, or the time with its UTC offset, the "
+        "one before the change: 2024-09-08T00:00:00-04:00"
     )
     body = _daily("America/Santiago", start="2024-09-08")
     assert _error(body, **DAILY) == f"series 0 ('a'), field 'start': {skipped}"
