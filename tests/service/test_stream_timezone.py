@@ -35,7 +35,8 @@ SPRING = pd.date_range(pd.Timestamp("2024-03-29T00:00", tz=PARIS), periods=72, f
 AUTUMN = pd.date_range(pd.Timestamp("2024-10-25T00:00", tz=PARIS), periods=72, freq="h")
 SKIPPED = (
     "2024-03-31T02:00:00 does not exist in Europe/Paris: a daylight-saving change skips it on "
-    "the clocks there; give a time that does, or the time with its UTC offset"
+    "the clocks there; give a time that does, or the time with its UTC offset, the one before "
+    "the change: 2024-03-31T02:00:00+01:00"
 )
 REPEATED = (
     "2024-10-27T02:00:00 is ambiguous in Europe/Paris: a daylight-saving change shows it twice "
@@ -43,7 +44,7 @@ REPEATED = (
     "with its UTC offset"
 )
 BAD_NAME = (
-    "field 'timezone': Value error, 'Europe/Pariss' is not a time zone; it must be an IANA "
+    "field 'timezone': 'Europe/Pariss' is not a time zone; it must be an IANA "
     "time zone name such as 'Europe/London'"
 )
 
@@ -267,7 +268,7 @@ def test_an_unknown_zone_name_is_refused_naming_the_field_and_the_rule(
     for name in ("localtime", "right/UTC", ""):
         answer = post(client, "u", one_point(frame, SPRING, LOOKBACK, timezone=name))
         assert answer.status_code == 422, answer.text
-        assert answer.json()["detail"].startswith("field 'timezone': Value error, ")
+        assert answer.json()["detail"].startswith("field 'timezone': ")
         assert answer.json()["detail"].endswith(
             "it must be an IANA time zone name such as 'Europe/London'"
         )
