@@ -45,11 +45,13 @@ from service.validation import (
     as_index,
     axis_error,
     check_clock,
+    check_first_stamp,
     check_last_stamp,
     check_on_grid,
     check_start_span,
     checked_horizon,
     increasing_axis,
+    on_clock,
     quantile_indices,
     quantile_key,
     zoned_start,
@@ -506,8 +508,10 @@ def _from_start(
 ) -> tuple[np.ndarray, tzinfo | None]:
     # the points and the forecast steps after them must be times pandas' ns axis holds (the
     # steps of a fixed frequency are integer arithmetic, which would wrap around past them)
+    # (read on the zone's clock when one reads it: its instant and its time there)
     where = "field 'start'"
-    check_start_span(start, n, model.max_horizon, model, where)
+    read = start if zone is None else on_clock(start, zone)
+    check_start_span(read, n, model.max_horizon, model, where)
     if zone is not None:  # a naive start is a local time there (a skipped or repeated one: 422)
         first = zoned_start(start, zone, where)
         if not isinstance(model.offset, pd.offsets.Tick):
@@ -536,9 +540,11 @@ def _from_timestamps(
 ) -> tuple[np.ndarray, tzinfo | None]:
     where = "field 'timestamps'"
     index = increasing_axis(stamps, n, where, zone)
-    check_last_stamp(stamps, model.max_horizon, model, where)
+    check_last_stamp(stamps, model.max_horizon, model, where, index.tz)
     if zone is None:  # with one, the offsets' zone is named: nothing to refuse
         check_clock(stamps, index, model, where, endpoint="series")
+    else:  # the answer writes the first timestamp on the zone's clock
+        check_first_stamp(stamps, index, where)
     ns = index.asi8.astype(np.int64)
     if isinstance(model.offset, pd.offsets.Tick):
         expected = ns[0] + model.offset.nanos * np.arange(n, dtype=np.int64)

@@ -457,15 +457,23 @@ def calendar_on_clock(
     ns: np.ndarray, tz: tzinfo | None, model: ServedModel, where: str
 ) -> np.ndarray:
     """The calendar features of instants `ns` read on the model's clock (calendar_zone). The
-    range checks bound the instants; a clock ahead of UTC (+14:00) can still read a time past
-    pandas' last one (2262-04-11T23:47:16.854775807), which is a 422, not a 500."""
+    range checks bound the instants and the times on the axis' clock (`clock_range`); what
+    they leave (a history whose first times a `timezone` behind UTC puts before pandas' first
+    one, 1677-09-21T00:12:43.145224193, on POST /forecast) is a 422, not a 500, said at the
+    edge it passes."""
     try:
         return calendar_features(as_index(ns, model.calendar_zone(tz)), model.freq)
     except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        if len(ns) and int(ns[0]) < 0:  # the instants start before 1970: the early edge
+            edge = f"begin before {pd.Timestamp.min.isoformat()}, the first"
+            fix = "a later"
+        else:
+            edge = f"pass {pd.Timestamp.max.isoformat()}, the last"
+            fix = "an earlier"
         raise ServiceInputError(
             where,
-            f"its steps read on the model's clock pass {pd.Timestamp.max.isoformat()}, the "
-            "last time this service can represent; give an earlier start",
+            f"its steps read on the model's clock {edge} time this service can represent; "
+            f"give {fix} start",
         ) from None
 
 
@@ -578,7 +586,8 @@ def _dates(
         if series.timestamps is not None:
             return _from_timestamps(i, series.id, series.timestamps, model, n, zone)
         if series.start is not None:
-            check_start_span(series.start, n, model.max_horizon, model, where)
+            read = series.start if zone is None else on_clock(series.start, zone)
+            check_start_span(read, n, model.max_horizon, model, where)  # as the zone reads it
             if zone is None:
                 return _from_start(series.start, model, n, where)
             start = zoned_start(series.start, zone, where)
@@ -695,6 +704,52 @@ def latest_first(count: int, offset: BaseOffset) -> pd.Timestamp | None:
     return first.as_unit("ns") + lost if on_time else first.as_unit("ns")
 
 
+@functools.lru_cache(maxsize=256)
+def clock_range(tz: tzinfo | None) -> tuple[int, int]:
+    """The first and last instants (epoch ns) that pandas holds on `tz`'s clock: those whose
+    instant and time on that clock both lie in its nanosecond range (pd.Timestamp.min to
+    .max). A zoned time is formatted, and its calendar read, through its time on the clock,
+    so a clock ahead of UTC (Asia/Tokyo, +02:00) runs out before the instants do, and one
+    behind it (America/New_York) starts after them: an instant past either edge was a 500 when
+    the answer was written (pandas' OutOfBoundsDatetime). Naive times and UTC: the whole
+    range. The clock's offsets at the two edges, by Python's datetime (which holds times
+    there on any clock, where pandas cannot): no zone changes its offset within a day of
+    either edge."""
+    if tz is None:
+        return _MIN_NS, _MAX_NS
+    first, last = (
+        edge.to_pydatetime(warn=False).replace(tzinfo=UTC).astimezone(tz).utcoffset()
+        for edge in (_EARLIEST, _LATEST)
+    )
+    behind = max(-(first or timedelta(0)), timedelta(0)) // _MICROSECOND * 1000
+    ahead = max(last or timedelta(0), timedelta(0)) // _MICROSECOND * 1000
+    return _MIN_NS + behind, _MAX_NS - ahead
+
+
+def latest_on_clock(count: int, offset: BaseOffset, tz: tzinfo | None) -> pd.Timestamp | None:
+    """`latest_first` for times on `tz`'s clock: the latest instant (naive, as latest_first
+    gives it) from which `count` steps of `offset` end by the last one that clock holds
+    (`clock_range`); None when none does."""
+    latest = latest_first(count, offset)
+    if latest is None or tz is None:
+        return latest
+    earliest, last = clock_range(tz)
+    moved = latest - pd.Timedelta(_MAX_NS - last, unit="ns")
+    return moved if moved.value >= earliest else None
+
+
+def _clock_note(tz: tzinfo | None, *, start: bool) -> str:
+    """What a bound moved in by `tz`'s `clock_range` says of that clock: nothing where the
+    clock holds the whole range at the edges the message names (`start`: both, else the end)."""
+    earliest, latest = clock_range(tz)
+    if tz is None or (latest == _MAX_NS and (not start or earliest == _MIN_NS)):
+        return ""
+    if isinstance(tz, ZoneInfo):
+        return f", both as instants and as times on {tz.key}'s clock"
+    offset = _LATEST.to_pydatetime(warn=False).replace(tzinfo=UTC).astimezone(tz).isoformat()
+    return f", both as instants and as times at their UTC offset ({offset[-6:]})"
+
+
 def _shown(bound: pd.Timestamp, zoned: bool) -> str:
     """A bound as the caller's times are written: with +00:00 for zoned ones (the bounds are
     instants), naive for naive ones."""
@@ -705,28 +760,37 @@ def span_problem(start: datetime, n: int, horizon: int, model: ServedModel) -> s
     """Why `start` cannot date `n` values (and `horizon` forecast steps after them): where
     `start` must lie for all of them to be times a nanosecond axis holds (pd.Timestamp.min
     to .max)."""
-    zoned = start.tzinfo is not None
+    tz = start.tzinfo
+    zoned = tz is not None
     steps = f"{n:,} values" + (f" and {horizon:,} forecast steps" if horizon else "")
-    latest = latest_first(n + horizon, model.offset)
-    earliest, end = _shown(_EARLIEST, zoned), _shown(_LATEST, zoned)
+    latest = latest_on_clock(n + horizon, model.offset, tz)
+    first = pd.Timestamp(clock_range(tz)[0], unit="ns")
+    earliest, end, note = _shown(first, zoned), _shown(_LATEST, zoned), _clock_note(tz, start=True)
     if latest is None:
         return (
             f"{start.isoformat()} cannot start {steps} of {model.freq!r}: they span more than "
-            f"the times the service can date, {earliest} to {end}"
+            f"the times the service can date, {earliest} to {end}{note}"
         )
     return (
         f"{start.isoformat()} is out of range: `start` must lie between {earliest} and "
         f"{_shown(latest, zoned)}, so that its {steps} of {model.freq!r} end by {end}, the "
-        "latest time the service can date"
+        f"latest time the service can date{note}"
     )
 
 
 def check_start_span(start: datetime, n: int, horizon: int, model: ServedModel, where: str) -> None:
     """A 422 at `where` (`span_problem`) unless `n` values from `start` and `horizon` forecast
-    steps after them all lie in pandas' nanosecond range."""
+    steps after them all lie in pandas' nanosecond range, on `start`'s clock (`clock_range`).
+    A start that a `timezone` reads is checked as read there (`on_clock`): its instant, which a
+    clock behind UTC puts hours later than the same time written naive, and its time on the
+    clock, which one ahead of UTC puts later than the instant."""
     ns = epoch_ns(start)
-    latest = latest_first(n + horizon, model.offset)
-    if latest is None or not _MIN_NS <= ns <= latest.value:
+    tz = start.tzinfo
+    if tz is None:  # naive (the fast path's): the whole range, as before clocks were bounded
+        latest, earliest = latest_first(n + horizon, model.offset), _MIN_NS
+    else:
+        latest, earliest = latest_on_clock(n + horizon, model.offset, tz), clock_range(tz)[0]
+    if latest is None or not earliest <= ns <= latest.value:
         raise ServiceInputError(where, span_problem(start, n, horizon, model))
 
 
@@ -743,27 +807,78 @@ def check_stamps_range(stamps: Sequence[datetime], where: str) -> None:
             )
 
 
-def last_stamp_problem(stamps: Sequence[datetime], horizon: int, model: ServedModel) -> str | None:
+def check_first_stamp(stamps: Sequence[datetime], index: pd.DatetimeIndex, where: str) -> None:
+    """A 422 at `where` when the first of `stamps`, zoned times that a `timezone` reads
+    (`index`, on its clock), has an instant in pandas' range but no time on that clock, behind
+    UTC (`clock_range`). For answers that write the first timestamp (the /series endpoints'
+    `first_timestamp`): it was a 500 there, after the series was stored. POST /forecast writes
+    only the forecast steps, whose range `check_last_stamp` checks."""
+    if index.tz is not None and len(index) and index.asi8[0] < clock_range(index.tz)[0]:
+        first, zone = stamps[0], index.tz
+        earliest = pd.Timestamp(clock_range(zone)[0], unit="ns")
+        shown = on_clock(first, zone).isoformat()
+        raise ServiceInputError(
+            where,
+            f"position 0 ({first.isoformat()}, on its clock {shown}) is out of range: "
+            f"timestamps must lie between {_shown(earliest, True)} and "
+            f"{_shown(_LATEST, True)}, the times the service can date"
+            + _clock_note(zone, start=True),
+        )
+
+
+def on_clock(t: datetime, tz: tzinfo) -> datetime:
+    """`t` read on `tz`'s clock (naive: a time on that clock), by Python's datetime, which
+    holds the times on any clock that pandas' nanosecond range does not (pandas raises
+    OutOfBoundsDatetime for a time there, which the range checks are to say in words)."""
+    try:
+        return (t if t.tzinfo is not None else t.replace(tzinfo=tz)).astimezone(tz)
+    except OverflowError:  # within hours of year 1 or 9999: out of range on any clock, as is
+        return t
+
+
+def last_stamp_problem(
+    stamps: Sequence[datetime],
+    horizon: int,
+    model: ServedModel,
+    clock: tzinfo | None = None,
+) -> str | None:
     """Why the last of `stamps` cannot be followed by `horizon` forecast steps of the model's
-    frequency that all lie in pandas' nanosecond range, or None."""
+    frequency that all lie in pandas' nanosecond range on the axis' clock, or None. `clock`:
+    the axis' zone when zoned (a `timezone`'s, UTC, an offset), on which the last timestamp's
+    instant and its time there are what must fit (`clock_range`): a naive time that a
+    `timezone` reads is an instant hours later or earlier than the same time written naive."""
     last = stamps[-1]
-    latest = latest_first(horizon + 1, model.offset)
-    if latest is not None and epoch_ns(last) <= latest.value:
+    at = last if clock is None else on_clock(last, clock)
+    tz = at.tzinfo
+    if tz is None:  # naive (the fast path's): the whole range, as before clocks were bounded
+        latest = latest_first(horizon + 1, model.offset)
+    else:
+        latest = latest_on_clock(horizon + 1, model.offset, tz)
+    if latest is not None and epoch_ns(at) <= latest.value:
         return None
-    zoned = last.tzinfo is not None
+    zoned = tz is not None
+    shown = last.isoformat()
+    if isinstance(tz, ZoneInfo) and at.isoformat() != shown:  # a `timezone` read it
+        shown = f"{shown}, on {tz.key}'s clock {at.isoformat()}"
     bound = "" if latest is None else f" on or before {_shown(latest, zoned)}"
     return (
-        f"position {len(stamps) - 1} ({last.isoformat()}) is out of range: the last timestamp "
+        f"position {len(stamps) - 1} ({shown}) is out of range: the last timestamp "
         f"must lie{bound} so that the {horizon:,} forecast steps of {model.freq!r} after it end "
         f"by {_shown(_LATEST, zoned)}, the latest time the service can date"
+        + _clock_note(tz, start=False)
     )
 
 
 def check_last_stamp(
-    stamps: Sequence[datetime], horizon: int, model: ServedModel, where: str
+    stamps: Sequence[datetime],
+    horizon: int,
+    model: ServedModel,
+    where: str,
+    clock: tzinfo | None = None,
 ) -> None:
-    """A 422 at `where` (`last_stamp_problem`) when the forecast steps would run out of range."""
-    if (problem := last_stamp_problem(stamps, horizon, model)) is not None:
+    """A 422 at `where` (`last_stamp_problem`) when the forecast steps would run out of range.
+    `clock`: the zone of the axis that reads `stamps` (`increasing_axis`), when zoned."""
+    if (problem := last_stamp_problem(stamps, horizon, model, clock)) is not None:
         raise ServiceInputError(where, problem)
 
 
@@ -908,7 +1023,7 @@ def _from_timestamps(
     lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
     where = series_where(i, series_id, "timestamps")
     index = increasing_axis(stamps, n, where, zone)
-    check_last_stamp(stamps, horizon, model, where)
+    check_last_stamp(stamps, horizon, model, where, index.tz)
     if zone is None:  # with one, the offsets' zone is named: nothing to refuse
         check_clock(stamps, index, model, where, endpoint="forecast")
     ns = index.asi8

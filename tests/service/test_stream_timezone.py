@@ -312,6 +312,85 @@ def test_the_websocket_takes_the_same_field_and_answers_as_post(
     assert_same_forecast(spring, whole_history(client, frame, SPRING))
 
 
+NEW_YORK = "America/New_York"
+LATEST = "2262-04-11T23:47:16.854775807"  # pd.Timestamp.max
+
+
+@pytest.mark.parametrize("calendar", [False, True], ids=["plain", "calendar"])
+def test_times_a_zone_reads_past_the_range_are_refused_and_nothing_is_stored(
+    client_for: Callable[..., TestClient],
+    streaming_model: str,
+    zone_model: str,
+    stream_db: str,
+    registry: Registry,
+    calendar: bool,
+) -> None:
+    """Naive times that New York reads are instants four hours later than written: the range
+    checks compared them as written, and the forecast steps after them wrapped around (a 500,
+    OutOfBoundsDatetime) after the series was stored, so every later GET was a 500 too; a
+    local-clock model said so of `timestamps` for a `start` body. Now a 422 naming the body's
+    field, as POST /forecast says it, and nothing stored."""
+    client = client_for(
+        model_uri=zone_model if calendar else streaming_model, database_url=stream_db
+    )
+    frame = registry.frame
+    late = [
+        t.isoformat() for t in pd.date_range(end="2262-04-11T10:00", periods=LOOKBACK, freq="h")
+    ]
+    cases = {
+        "timestamps": (
+            "field 'timestamps': position 47 (2262-04-11T10:00:00, on America/New_York's clock "
+            "2262-04-11T10:00:00-04:00) is out of range: the last timestamp must lie on or "
+            "before 2262-04-11T11:47:16.854775807+00:00 so that the 12 forecast steps of 'h' "
+            f"after it end by {LATEST}+00:00, the latest time the service can date"
+        ),
+        "start": (
+            "field 'start': 2262-04-09T11:00:00-04:00 is out of range: `start` must lie between "
+            "1677-09-21T05:08:45.145224193+00:00 and 2262-04-09T12:47:16.854775807+00:00, so "
+            f"that its 48 values and 12 forecast steps of 'h' end by {LATEST}+00:00, the latest "
+            "time the service can date, both as instants and as times on America/New_York's "
+            "clock"
+        ),
+    }
+    for field, detail in cases.items():
+        dates = {field: late if field == "timestamps" else late[0]}
+        answer = post(client, "e", rows(frame, 0, LOOKBACK, timezone=NEW_YORK, **dates))
+        assert answer.status_code == 422, answer.text
+        assert answer.json() == {"detail": detail}
+        assert client.get("/series/e").status_code == 404  # nothing stored
+        assert client.get("/series/e/forecast").status_code == 404
+        series = {"id": "e", **rows(frame, 0, LOOKBACK, **dates)}
+        forecast = client.post("/forecast", json={"timezone": NEW_YORK, "series": [series]})
+        assert forecast.json() == {"detail": f"series 0 ('e'), {detail}"}
+    # UTC times Tokyo reads: their times on its clock, nine hours later, end the range there
+    utc = [f"{t}+00:00" for t in late]
+    answer = post(client, "e", rows(frame, 0, LOOKBACK, timezone="Asia/Tokyo", timestamps=utc))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].endswith("both as instants and as times on Asia/Tokyo's clock")
+    assert client.get("/series/e").status_code == 404
+    # and at the range's start, UTC times New York reads have no time on its clock: the
+    # answer's first timestamp was a 500, after the series was stored
+    early = pd.date_range("1677-09-21T01:00", periods=LOOKBACK, freq="h", tz="UTC")
+    body = rows(frame, 0, LOOKBACK, timezone=NEW_YORK, timestamps=[t.isoformat() for t in early])
+    answer = post(client, "e", body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {
+        "detail": "field 'timestamps': position 0 (1677-09-21T01:00:00+00:00, on its clock "
+        "1677-09-20T20:03:58-04:56:02) is out of range: timestamps must lie between "
+        f"1677-09-21T05:08:45.145224193+00:00 and {LATEST}+00:00, the times the service can "
+        "date, both as instants and as times on America/New_York's clock"
+    }
+    assert client.get("/series/e").status_code == 404
+    # the latest hour that fits on New York's clock is a series, and answers in range
+    fits = [
+        t.isoformat() for t in pd.date_range(end="2262-04-11T07:00", periods=LOOKBACK, freq="h")
+    ]
+    answer = post(client, "e", rows(frame, 0, LOOKBACK, timezone=NEW_YORK, timestamps=fits))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["forecast"]["timestamps"][-1] == "2262-04-11T19:00:00-04:00"
+    assert client.get("/series/e/forecast").status_code == 200
+
+
 class Restarts:
     """Apps on the calendar model and one database, each stopped (flushing) before the next."""
 

@@ -102,25 +102,45 @@ def test_a_start_out_of_range_says_where_it_must_lie(start: str, freq: str, late
 
 
 def test_zoned_times_out_of_range_are_told_as_instants() -> None:
-    zoned = _error({"id": "y", "values": list(range(12)), "start": "9999-01-01T00:00:00+02:00"})
-    assert zoned == (
-        "series 0 ('y'), field 'start': 9999-01-01T00:00:00+02:00 is out of range: `start` must "
-        f"lie between {EARLIEST}+00:00 and 2262-04-11T08:47:16.854775807+00:00, so that its 12 "
-        f"values and 4 forecast steps of 'h' end by {LATEST}+00:00, the latest time the "
-        "service can date"
-    )
-    # a naive time in a zone is compared as written; hours from the edge, where the zone's
-    # offset decides, the steps laid on its clock are refused in the same words
-    for start, edge in (
-        ("2262-03-27T23:00:00", f"end after {LATEST}+00:00, the latest"),
-        ("1677-09-21T05:00:00", f"begin before {EARLIEST}+00:00, the earliest"),
+    """Bounds on instants, and on the times of the clock they are read on: a clock ahead of
+    UTC (+02:00) holds times two hours fewer (formatting a time past pandas' last one was a
+    500, OutOfBoundsDatetime)."""
+    for start, latest, clock in (
+        ("9999-01-01T00:00:00+00:00", "2262-04-11T08:47:16.854775807", ""),
+        (
+            "9999-01-01T00:00:00+02:00",
+            "2262-04-11T06:47:16.854775807",
+            ", both as instants and as times at their UTC offset (+02:00)",
+        ),
     ):
-        zone = "America/New_York" if start > "2000" else "Asia/Tokyo"
-        body = {"id": "y", "values": list(range(12)), "start": start, "timezone": zone}
-        assert _error(body, freq="D") == (
-            f"series 0 ('y'), field 'start': {start} is out of range: on its zone's clock its 12 "
-            f"values and 4 forecast steps of 'D' would {edge} time the service can date"
+        zoned = _error({"id": "y", "values": list(range(12)), "start": start})
+        assert zoned == (
+            f"series 0 ('y'), field 'start': {start} is out of range: `start` must lie "
+            f"between {EARLIEST}+00:00 and {latest}+00:00, so that its 12 values and 4 "
+            f"forecast steps of 'h' end by {LATEST}+00:00, the latest time the service can "
+            f"date{clock}"
         )
+        fits = {"id": "y", "values": list(range(12)), "start": f"{latest[:19]}+00:00"}
+        assert _prepared(fits)  # the bound itself is a start
+    # a naive time in a zone is compared as written, then as read there (the instant a zone
+    # behind UTC puts hours later); hours from the edge, where the zone's offset decides, the
+    # steps laid on its clock are refused in the same words
+    body = {"id": "y", "values": list(range(12)), "start": "2262-03-27T23:00:00"}
+    assert _error({**body, "timezone": "America/New_York"}, freq="D") == (
+        "series 0 ('y'), field 'start': 2262-03-27T23:00:00-04:00 is out of range: `start` "
+        "must lie between 1677-09-21T05:08:45.145224193+00:00 and "
+        "2262-03-27T23:47:16.854775807+00:00, so that its 12 values and 4 forecast steps of "
+        f"'D' end by {LATEST}+00:00, the latest time the service can date, both as instants "
+        "and as times on America/New_York's clock"
+    )
+    start = "1677-09-21T05:00:00"  # 1677-09-20T19:41:01+00:00, Tokyo's clock then +09:18:59
+    body = {"id": "y", "values": list(range(12)), "start": start, "timezone": "Asia/Tokyo"}
+    assert _error(body, freq="D") == (
+        f"series 0 ('y'), field 'start': {start}+09:18:59 is out of range: `start` must lie "
+        f"between {EARLIEST}+00:00 and 2262-03-27T14:47:16.854775807+00:00, so that its 12 "
+        f"values and 4 forecast steps of 'D' end by {LATEST}+00:00, the latest time the "
+        "service can date, both as instants and as times on Asia/Tokyo's clock"
+    )
 
 
 def test_timestamps_out_of_range_name_the_position() -> None:
@@ -136,6 +156,104 @@ def test_timestamps_out_of_range_name_the_position() -> None:
         "series 0 ('t'), field 'timestamps': position 11 (2262-04-11T23:00:00) is out of range: "
         "the last timestamp must lie on or before 2262-04-11T19:47:16.854775807 so that the 4 "
         f"forecast steps of 'h' after it end by {LATEST}, the latest time the service can date"
+    )
+
+
+# (zone, last timestamp as written, as read on the zone's clock, the latest instant it may
+# be, what the message adds): naive times New York reads are instants four hours later than
+# written; UTC times Tokyo reads are times nine hours later on its clock.
+READ_LATE = [
+    (
+        "America/New_York",
+        "2262-04-11T19:00:00",
+        "2262-04-11T19:00:00-04:00",
+        "2262-04-11T19:47:16.854775807",
+        "",
+    ),
+    (
+        "Asia/Tokyo",
+        "2262-04-11T12:00:00+00:00",
+        "2262-04-11T21:00:00+09:00",
+        "2262-04-11T10:47:16.854775807",
+        ", both as instants and as times on Asia/Tokyo's clock",
+    ),
+    (  # its own time on Tokyo's clock is past pandas' last one: said by Python's datetime
+        "Asia/Tokyo",
+        "2262-04-11T20:00:00+00:00",
+        "2262-04-12T05:00:00+09:00",
+        "2262-04-11T10:47:16.854775807",
+        ", both as instants and as times on Asia/Tokyo's clock",
+    ),
+]
+
+
+@pytest.mark.parametrize(("zone", "last", "read", "bound", "clock"), READ_LATE)
+def test_times_a_zone_reads_are_bounded_as_read_there(
+    zone: str, last: str, read: str, bound: str, clock: str
+) -> None:
+    """The range checks compared the times as written: the forecast steps after them, on the
+    zone's clock, passed pandas' last time, a 500 (OutOfBoundsDatetime) when the answer was
+    written. Refused with the bound of the time as read, as instants and clock times both
+    must fit."""
+    stamps = [t.isoformat() for t in pd.date_range(end=last, periods=12, freq="h")]
+    series = {"id": "t", "values": list(range(12)), "timezone": zone}
+    assert _error({**series, "timestamps": stamps}) == (
+        f"series 0 ('t'), field 'timestamps': position 11 ({last}, on {zone}'s clock {read}) "
+        f"is out of range: the last timestamp must lie on or before {bound}+00:00 so that the "
+        f"4 forecast steps of 'h' after it end by {LATEST}+00:00, the latest time the service "
+        f"can date{clock}"
+    )
+    # the last time that fits, on the zone's clock, is a timestamp
+    fits = pd.Timestamp(bound).tz_localize("UTC").tz_convert(zone).floor("h").tz_localize(None)
+    stamps = [t.isoformat() for t in pd.date_range(end=fits, periods=12, freq="h")]
+    if "+" in last:
+        stamps = [f"{t}{read[-6:]}" for t in stamps]
+    (prepared,) = _prepared({**series, "timestamps": stamps})
+    (one,) = prepared.series
+    assert one.dates is not None
+    assert one.dates.future_ns[-1] <= pd.Timestamp.max.value
+
+
+def test_a_start_a_zone_reads_is_bounded_as_read_there() -> None:
+    """As POST /forecast bounded a naive start New York reads (its instant); a UTC start Tokyo
+    reads was a 500 (its forecast steps' times on Tokyo's clock)."""
+    cases = [
+        (
+            "America/New_York",
+            "2262-04-11T08:00:00",
+            "2262-04-11T08:00:00-04:00 is out of range: `start` must lie between "
+            "1677-09-21T05:08:45.145224193+00:00 and 2262-04-11T08:47:16.854775807+00:00",
+            "America/New_York",
+        ),
+        (
+            "Asia/Tokyo",
+            "2262-04-11T01:00:00+00:00",
+            "2262-04-11T10:00:00+09:00 is out of range: `start` must lie between "
+            f"{EARLIEST}+00:00 and 2262-04-10T23:47:16.854775807+00:00",
+            "Asia/Tokyo",
+        ),
+    ]
+    for zone, start, problem, clock in cases:
+        body = {"id": "s", "values": list(range(12)), "start": start, "timezone": zone}
+        assert _error(body) == (
+            f"series 0 ('s'), field 'start': {problem}, so that its 12 values and 4 forecast "
+            f"steps of 'h' end by {LATEST}+00:00, the latest time the service can date, both "
+            f"as instants and as times on {clock}'s clock"
+        )
+
+
+def test_a_calendar_model_says_at_which_edge_a_zone_reads_the_history() -> None:
+    """UTC times a zone behind UTC reads, just after pandas' first instant: before its first
+    time on that clock. POST /forecast answers only the forecast steps, but a calendar model
+    reads the history's hours, which was said as passing the last time."""
+    stamps = [t.isoformat() for t in pd.date_range("1677-09-21T01:00", periods=12, freq="h")]
+    body = {"id": "t", "values": list(range(12)), "timestamps": [f"{t}+00:00" for t in stamps]}
+    assert _prepared({**body, "timezone": "America/New_York"})  # undated by calendar: answered
+    message = _error({**body, "timezone": "America/New_York"}, needs_dates=True)
+    assert message == (
+        "series 0 ('t'), field 'timestamps': its steps read on the model's clock begin before "
+        "1677-09-21T00:12:43.145224193, the first time this service can represent; give a "
+        "later start"
     )
 
 
@@ -274,12 +392,14 @@ def test_one_offset_is_read_on_the_clock_the_model_learnt(clock: str, hour: int)
 
 
 def test_a_clock_ahead_of_utc_past_the_last_representable_time_is_a_422() -> None:
-    """The range checks bound instants; a calendar model reads them on a +14:00 clock, which
-    passed pandas' last time and was a 500 (OutOfBoundsDatetime in the features)."""
+    """A calendar model reads the steps on a +14:00 clock, which passed pandas' last time and
+    was a 500 (OutOfBoundsDatetime in the features); the range checks now bound the clock's
+    times as well as the instants, and say where the start must lie."""
     series = {"id": "a", "values": list(range(12)), "start": "2262-04-11T07:00:00+14:00"}
     message = _error(series, freq="h", lookback=8, max_horizon=6, needs_dates=True)
     assert message == (
-        "series 0 ('a'), field 'start': its steps read on the model's clock pass "
-        "2262-04-11T23:47:16.854775807, the last time this service can represent; give an "
-        "earlier start"
+        "series 0 ('a'), field 'start': 2262-04-11T07:00:00+14:00 is out of range: `start` "
+        f"must lie between {EARLIEST}+00:00 and 2262-04-10T16:47:16.854775807+00:00, so that "
+        f"its 12 values and 6 forecast steps of 'h' end by {LATEST}+00:00, the latest time "
+        "the service can date, both as instants and as times at their UTC offset (+14:00)"
     )
