@@ -56,7 +56,13 @@ from service.validation import (
     quantile_key,
     zoned_start,
 )
-from training.validation import local_steps, steps_along, zone_named
+from training.validation import (
+    at_skipped_midnight,
+    local_steps,
+    steps_along,
+    written_at_skipped_midnight,
+    zone_named,
+)
 
 # A body as the schema built it, or as the fast path read it (service.stream_fast_path).
 ObservationsIn = ObservationsRequest | FastObservations
@@ -274,38 +280,79 @@ def iso_steps(ns: np.ndarray, tz: tzinfo | None) -> list[str]:
 
 # The text of the steps after a series' last point, by (last_ns, n, tz, freq): every series
 # updated at the same hour shares one list, and a series' next update slides the previous one
-# by a step (one new timestamp to format, not n). Cleared when full.
-_STAMPS: dict[tuple[int, int, tzinfo | None, str], tuple[str, ...]] = {}
+# by a step (one new timestamp to format, not n). The key holds `grid_after`'s `before_ns`
+# (None but for zoned calendar steps: `before_last`). Cleared when full.
+_STAMPS: dict[tuple[int, int, tzinfo | None, str, int | None], tuple[str, ...]] = {}
 _STAMPS_MAX = 4096
 
 
-def stamps_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> tuple[str, ...]:
-    """`iso` of each of the next `n` steps of the model's frequency after `last_ns`."""
-    key = (last_ns, n, tz, model.freq)
+def stamps_after(
+    last_ns: int,
+    n: int,
+    tz: tzinfo | None,
+    model: ServedModel,
+    before_ns: int | None = None,
+) -> tuple[str, ...]:
+    """`iso` of each of the next `n` steps of the model's frequency after `last_ns`
+    (`grid_after`, `before_ns` its)."""
+    key = (last_ns, n, tz, model.freq, before_ns)
     stamps = _STAMPS.get(key)
     if stamps is not None:
         return stamps
     offset = model.offset
     before = None
     if isinstance(offset, pd.offsets.Tick):  # fixed steps: the grid one step earlier
-        before = _STAMPS.get((last_ns - offset.nanos, n, tz, model.freq))
+        before = _STAMPS.get((last_ns - offset.nanos, n, tz, model.freq, None))
     if before is not None:
         stamps = (*before[1:], iso(last_ns + n * offset.nanos, tz))
     else:
-        stamps = tuple(iso_steps(grid_after(last_ns, n, tz, model), tz))
+        stamps = tuple(iso_steps(grid_after(last_ns, n, tz, model, before_ns), tz))
     if len(_STAMPS) >= _STAMPS_MAX:
         _STAMPS.clear()
     _STAMPS[key] = stamps
     return stamps
 
 
-def grid_after(last_ns: int, n: int, tz: tzinfo | None, model: ServedModel) -> np.ndarray:
-    """The next `n` steps of the model's frequency after `last_ns` (int64 epoch ns)."""
+def grid_after(
+    last_ns: int,
+    n: int,
+    tz: tzinfo | None,
+    model: ServedModel,
+    before_ns: int | None = None,
+    *,
+    skipped_midnight: bool = False,
+) -> np.ndarray:
+    """The next `n` steps of the model's frequency after `last_ns` (int64 epoch ns).
+
+    A zoned `last_ns` at the first instant of a day whose midnight a daylight-saving change
+    skipped (Santiago's 2024-09-08T01:00:00-03:00) is that day's midnight step of a series of
+    midnights, or a series read at 01:00: the instant alone cannot say (`local_steps`), and
+    laid from it alone a daily series of midnights went on at 01:00 for good. `before_ns`, the
+    series' point before it (`before_last`), says which: the steps are laid along the two by
+    `steps_along`, as POST /forecast lays a history's, so they keep the wall time of the
+    series. `skipped_midnight`: local_steps' where the caller knows (a start written as that
+    midnight: training.validation.written_at_skipped_midnight)."""
     offset = model.offset
     if isinstance(offset, pd.offsets.Tick):
         return last_ns + offset.nanos * np.arange(1, n + 1, dtype=np.int64)
     start = as_index(np.array([last_ns], np.int64), tz)[0]
-    return local_steps(start, n + 1, offset).as_unit("ns").asi8[1:]
+    if before_ns is not None and at_skipped_midnight(start):
+        given = as_index(np.array([before_ns, last_ns], np.int64), tz)
+        along: np.ndarray = steps_along(given, n + 2, offset).as_unit("ns").asi8
+        if along[1] == last_ns:  # the point before is the step before: the grid is theirs
+            return along[2:]
+    laid = local_steps(start, n + 1, offset, skipped_midnight=skipped_midnight)
+    steps: np.ndarray = laid.as_unit("ns").asi8[1:]
+    return steps
+
+
+def before_last(tail: Tail, tz: tzinfo | None, model: ServedModel) -> int | None:
+    """The series' point before its last (the tail's last but one), for `grid_after` where
+    the last alone may not say how the grid goes on: zoned calendar steps. None elsewhere
+    (naive times and fixed-length steps never need it, and `stamps_after` keys on it)."""
+    if tz is None or len(tail) < 2 or isinstance(model.offset, pd.offsets.Tick):
+        return None
+    return int(tail.ns[-2])
 
 
 # --- step 1: the body against the model ----------------------------------------------------
@@ -517,7 +564,8 @@ def _from_start(
         if not isinstance(model.offset, pd.offsets.Tick):
             check_on_grid(first, model, where)
         first_ns = int(first.value)
-        steps = grid_after(first_ns, n - 1, zone, model)
+        midnight = written_at_skipped_midnight(start, first)  # as POST /forecast reads it
+        steps = grid_after(first_ns, n - 1, zone, model, skipped_midnight=midnight)
         return np.concatenate([[first_ns], steps]).astype(np.int64), zone
     if not isinstance(model.offset, pd.offsets.Tick):  # calendar steps: on their anchors
         check_on_grid(pd.Timestamp(start), model, where)
@@ -655,7 +703,7 @@ def plan_update(
         return Plan(ns, values, covariates, 0, consumed, 0)
     filled = _gap(int(ns[0]), stored, obs.gap_policy, model, max_gap)
     if filled:
-        fill_ns = grid_after(last, filled, tz, model)
+        fill_ns = grid_after(last, filled, tz, model, before_last(stored.tail, tz, model))
         weight = (np.arange(1, filled + 1) / (filled + 1))[:, None]  # linear in steps
         start = np.concatenate([stored.tail.values[-1:], stored.tail.covariates[-1]])[None, :]
         end = np.concatenate([values[:1], covariates[0]])[None, :]
@@ -709,7 +757,7 @@ def _gap(first_ns: int, stored: Stored, policy: GapPolicy, model: ServedModel, m
     offset = model.offset
     if isinstance(offset, pd.offsets.Tick) and first_ns == last + offset.nanos:
         return 0  # the common case, without laying out the whole window
-    ahead = grid_after(last, max_gap + 1, tz, model)
+    ahead = grid_after(last, max_gap + 1, tz, model, before_last(stored.tail, tz, model))
     if first_ns == ahead[0]:
         return 0
     expected, received = iso(int(ahead[0]), tz), iso(first_ns, tz)

@@ -88,6 +88,7 @@ from service.stream_validation import (
     Stored,
     StreamConflictError,
     Tail,
+    before_last,
     check_series_zone,
     grid_after,
     iso,
@@ -540,7 +541,8 @@ class StreamEngine:
         self, entry: Entry, data: SeriesData, model: ServedModel, scales: ColumnScales
     ) -> SeriesData:
         # One forecast is a few small matrix-vector products: not worth the worker thread's hop.
-        forecast = _forecast(data.state, data.last_ns, data.tz, model, scales)
+        before = before_last(data.tail, data.tz, model)
+        forecast = _forecast(data.state, data.last_ns, data.tz, model, scales, before)
         cached = replace(data, forecast=forecast)
         if entry.data is data:  # a cache: no write, no dirty flag
             entry.data = cached
@@ -561,6 +563,7 @@ class StreamEngine:
             state, *_inputs(plan.ns, plan.values, plan.covariates, tz, model, scales)
         )
         tail = Tail.empty(model.covariates) if data is None else data.tail
+        tail = tail.extend(plan.ns, plan.values, plan.covariates, self.settings.stream_tail_points)
         last_ns = int(plan.ns[-1])
         return SeriesData(
             model_version=model.ref.version,
@@ -571,10 +574,8 @@ class StreamEngine:
             first_ns=int(plan.ns[0]) if data is None else data.first_ns,
             last_ns=last_ns,
             points_seen=len(plan.ns) + (0 if data is None else data.points_seen),
-            tail=tail.extend(
-                plan.ns, plan.values, plan.covariates, self.settings.stream_tail_points
-            ),
-            forecast=_forecast(state, last_ns, tz, model, scales),
+            tail=tail,
+            forecast=_forecast(state, last_ns, tz, model, scales, before_last(tail, tz, model)),
         )
 
     def _rebuild(
@@ -606,7 +607,9 @@ class StreamEngine:
             state=state,
             freq=model.freq,
             tail=tail,
-            forecast=_forecast(state, data.last_ns, data.tz, model, scales),
+            forecast=_forecast(
+                state, data.last_ns, data.tz, model, scales, before_last(tail, data.tz, model)
+            ),
         )
 
     # --- answers ------------------------------------------------------------------------------
@@ -754,13 +757,15 @@ def _forecast(
     tz: tzinfo | None,
     model: ServedModel,
     scales: ColumnScales,
+    before_ns: int | None = None,
 ) -> np.ndarray | None:
-    """(H_max, Q) in original units after `last_ns`; None while the state warms up."""
+    """(H_max, Q) in original units after `last_ns`; None while the state warms up.
+    `before_ns`: the series' point before it (`before_last`), for `grid_after`."""
     if not state.ready:
         return None
     future = None
     if model.needs_dates:
-        steps = grid_after(last_ns, model.max_horizon, tz, model)
+        steps = grid_after(last_ns, model.max_horizon, tz, model, before_ns)
         future = calendar_on_clock(steps, tz, model, "field 'timestamps'")
     return model.stream_serving.forecast(
         state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
@@ -790,7 +795,8 @@ def _forecast_rows(
     """The cached forecast's first `horizon` steps: their ISO timestamps, the (Q, h) float64
     rows (C-contiguous: orjson writes them) and the median's row."""
     assert data.forecast is not None
-    stamps = stamps_after(data.last_ns, horizon, data.tz, model)
+    before = before_last(data.tail, data.tz, model)
+    stamps = stamps_after(data.last_ns, horizon, data.tz, model, before)
     rows = np.ascontiguousarray(data.forecast[:horizon].T, dtype=np.float64)  # (Q, h)
     return stamps, rows, model.model.config.median_index
 

@@ -206,11 +206,12 @@ STREAM_NAME = "urnn-stream-forecaster"
 
 
 def register_streaming(
-    registry: Registry, name: str, *, seed: int = 0, calendar: bool = False
+    registry: Registry, name: str, *, seed: int = 0, calendar: bool = False, freq: str = "h"
 ) -> str:
     """Register an untrained streaming forecaster (lookback 48, horizon 12, the covariate x;
-    hourly calendar features, read on the local clock, with `calendar`) as a new version of
-    `name` (champion), with the trained model's data meta (scaler...)."""
+    calendar features of `freq`, read on the local clock, with `calendar`) as a new version of
+    `name` (champion), with the trained model's data meta (scaler...), served at `freq` (the
+    trained model's hours by default; another, e.g. "D", for calendar steps)."""
     import mlflow
     import torch
 
@@ -223,15 +224,16 @@ def register_streaming(
         hidden_size=8,
         segment_length=8,
         n_past_covariates=1,
-        n_calendar=n_calendar_features("h") if calendar else 0,
+        n_calendar=n_calendar_features(freq) if calendar else 0,
     )
     torch.manual_seed(seed)
     model = build_forecaster(config).eval()
     example = input_example(registry.frame, "y", ["x"], LOOKBACK, "pump-1")
+    meta = {**registry.meta, "freq": freq}
     with pytest.MonkeyPatch.context() as patch:
         _isolate_mlflow(patch)
         with start_run("service-tests", registry.settings):
-            logged = log_forecaster(model, registry.meta, example, registered_name=name)
+            logged = log_forecaster(model, meta, example, registered_name=name)
         assert logged.version is not None
         mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, logged.version)
     return logged.version

@@ -26,6 +26,7 @@ from service.stream_validation import named_zone, series_zone, tz_from, tz_name
 from tests.service.conftest import Registry, register_streaming
 from tests.service.test_stream_socket import renamed
 from tests.service.test_streaming_api import KEY, post, quantile_block
+from training.validation import local_steps
 
 PARIS, LONDON = "Europe/Paris", "Europe/London"
 LOOKBACK, HORIZON = 48, 12
@@ -389,6 +390,81 @@ def test_times_a_zone_reads_past_the_range_are_refused_and_nothing_is_stored(
     assert answer.status_code == 200, answer.text
     assert answer.json()["forecast"]["timestamps"][-1] == "2262-04-11T19:00:00-04:00"
     assert client.get("/series/e/forecast").status_code == 200
+
+
+SANTIAGO = "America/Santiago"
+
+
+@pytest.fixture(scope="module")
+def daily_model(registry: Registry) -> str:
+    """A streaming model of daily steps, with calendar features on the local clock."""
+    register_streaming(registry, "urnn-stream-daily", seed=7, calendar=True, freq="D")
+    return "models:/urnn-stream-daily@champion"
+
+
+def days(first: str, n: int) -> list[str]:
+    """`n` local midnights in Santiago from `first`: 2024-09-08's, which its clocks skip
+    (23:59:59 -04:00 is followed by 01:00 -03:00), is the first instant after the gap."""
+    steps = local_steps(pd.Timestamp("2024-07-01", tz=SANTIAGO), 365, pd.offsets.Day())
+    after = steps[steps.tz_localize(None).normalize() >= pd.Timestamp(first)][:n]
+    return [t.isoformat() for t in after]
+
+
+def test_a_daily_series_keeps_its_midnights_after_a_change_that_skips_one(
+    client_for: Callable[..., TestClient], daily_model: str, stream_db: str, registry: Registry
+) -> None:
+    """A series of midnights whose last point is the midnight Santiago skips (stored as its
+    instant, 01:00 -03:00) went on at 01:00 for good: the steps after it were laid from that
+    instant alone. The point before it says which series it is, as `steps_along` reads the
+    timestamps after an ambiguous first one; POST /forecast lays midnights from the history."""
+    client = client_for(model_uri=daily_model, database_url=stream_db)
+    frame = registry.frame
+    start = "2024-07-23T00:00:00"  # 48 days, the last 2024-09-08
+    created = post(client, "m", rows(frame, 0, LOOKBACK, start=start, timezone=SANTIAGO))
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["series"]["last_timestamp"] == "2024-09-08T01:00:00-03:00"
+    assert body["forecast"]["timestamps"] == days("2024-09-09", HORIZON)
+    series = {"id": "m", **rows(frame, 0, LOOKBACK, start=start)}
+    reference = client.post("/forecast", json={"timezone": SANTIAGO, "series": [series]})
+    assert reference.json()["forecasts"][0]["timestamps"] == days("2024-09-09", HORIZON)
+    # the next midnight is the next point; the series goes on at midnight
+    answer = post(client, "m", rows(frame, LOOKBACK, 1, start="2024-09-09T00:00:00"))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["series"]["last_timestamp"] == "2024-09-09T00:00:00-03:00"
+    got = client.get("/series/m/forecast").json()["forecast"]["timestamps"]
+    assert got == days("2024-09-10", HORIZON)
+
+    # missing midnights after it are filled on midnights
+    post(client, "g", rows(frame, 0, LOOKBACK, start=start, timezone=SANTIAGO))
+    late = rows(frame, LOOKBACK, 1, start="2024-09-11T00:00:00", gap_policy="interpolate")
+    filled = post(client, "g", late)
+    assert filled.status_code == 200, filled.text
+    assert (filled.json()["filled"], filled.json()["accepted"]) == (2, 1)
+    assert filled.json()["forecast"]["timestamps"] == days("2024-09-12", HORIZON)
+
+    # a series read at 01:00 stays at 01:00 (the same last instant, another series)
+    one = post(
+        client, "o", rows(frame, 0, LOOKBACK, start="2024-07-23T01:00:00", timezone=SANTIAGO)
+    )
+    assert one.json()["series"]["last_timestamp"] == "2024-09-08T01:00:00-03:00"
+    assert one.json()["forecast"]["timestamps"][:2] == [
+        "2024-09-09T01:00:00-03:00",
+        "2024-09-10T01:00:00-03:00",
+    ]
+    refused = post(client, "o", rows(frame, LOOKBACK, 1, start="2024-09-09T00:00:00"))
+    assert refused.status_code == 409, refused.text
+
+    # a start written as the skipped midnight starts a midnight series, as on POST /forecast
+    written = "2024-09-08T00:00:00-04:00"
+    made = post(client, "w", rows(frame, 0, LOOKBACK, start=written, timezone=SANTIAGO))
+    assert made.status_code == 200, made.text
+    stamps = days("2024-09-08", LOOKBACK + HORIZON)
+    assert made.json()["series"]["last_timestamp"] == stamps[LOOKBACK - 1]
+    assert made.json()["forecast"]["timestamps"] == stamps[LOOKBACK:]
+    series = {"id": "w", **rows(frame, 0, LOOKBACK, start=written)}
+    reference = client.post("/forecast", json={"timezone": SANTIAGO, "series": [series]})
+    assert reference.json()["forecasts"][0]["timestamps"] == stamps[LOOKBACK:]
 
 
 class Restarts:
