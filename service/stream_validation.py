@@ -372,8 +372,8 @@ class Observations:
     gap_policy: GapPolicy
     dated_by: str = "timestamps"  # the body's field that gave the time axis (or "start")
     zone: ZoneInfo | None = None  # the zone the body's `timezone` names (`request_zone`)
-    # Without a `timezone`: why the time axis could not be read without a zone, kept for
-    # `on_series_zone`, which reads it on the series' zone or raises this (`ns` is empty).
+    # Why the time axis could not be read (on `zone`, or without one), kept for
+    # `on_series_zone`, which raises it once the series' zone has had its say (`ns` is empty).
     axis_error: ServiceInputError | None = None
 
 
@@ -391,9 +391,11 @@ def parse_observations(
 ) -> Observations:
     """Check `body` against `model` and the series' `scales`; ServiceInputError (422) naming
     the field. The time axis is read on `zone` (the body's `timezone`: `request_zone`) when
-    given. `defer_axis` (for a body without one): a time-axis error is kept in `axis_error`
-    instead of raised, since the series' own zone may read the times (naive hours across a
-    daylight-saving change are not evenly spaced without it): `on_series_zone` decides."""
+    given. `defer_axis`: a time-axis error is kept in `axis_error` instead of raised, for
+    `on_series_zone` to decide once the series is loaded: without a zone, the series' own zone
+    may read the times (naive hours across a daylight-saving change are not evenly spaced
+    without it); with one, a zone that is not the series' is what the request gets wrong (not
+    a time its clock skips)."""
     horizon = checked_horizon(body.horizon, model)
     indices = quantile_indices(body.quantiles, model.quantiles)
     values = _finite("values", body.values)
@@ -404,7 +406,7 @@ def parse_observations(
     try:
         ns, tz = time_axis(body, model, n, zone)
     except ServiceInputError as error:
-        if zone is not None or not defer_axis:
+        if not defer_axis:
             raise
         ns, tz, axis_error = _NO_NS, None, error
     return Observations(
@@ -626,14 +628,18 @@ def on_series_zone(
 ) -> Observations:
     """`obs` on the clock of the series it updates (`stored`; None: the request creates it).
 
-    A request that names a zone must name the series' own (`check_series_zone`); one that
-    creates the series gives it that zone. One that names none is read on the series' zone
-    when the series was created with one (its naive times are local times there, as if the
-    request had named it), else as it was parsed. A time-axis error kept by
-    `parse_observations(defer_axis=True)` is raised here when no zone reads the times."""
+    A request that names a zone must name the series' own (`check_series_zone`), said before
+    anything its clock made of the times (a time another zone's change skips is not the
+    request's error: its zone is); one that creates the series gives it that zone. One that
+    names none is read on the series' zone when the series was created with one (its naive
+    times are local times there, as if the request had named it), else as it was parsed. A
+    time-axis error kept by `parse_observations(defer_axis=True)` is raised here when no other
+    zone reads the times."""
     if obs.zone is not None:
         if stored is not None:
             check_series_zone(obs.zone, stored.tz)
+        if obs.axis_error is not None:
+            raise obs.axis_error
         return obs
     zone = None if stored is None else named_zone(stored.tz)
     if zone is None:

@@ -256,7 +256,7 @@ class StreamEngine:
             scales,
             max_scaled=self.settings.stream_max_scaled,
             zone=zone,
-            defer_axis=zone is None,  # the series' own zone may read the times (on_series_zone)
+            defer_axis=True,  # the series' zone has its say first (on_series_zone)
         )
         max_gap = self.settings.stream_max_gap
         async with self._locked(series_id) as entry:

@@ -246,6 +246,40 @@ def test_another_zone_is_refused_naming_the_series_zone(
     assert {sid: client.get(f"/series/{sid}").json() for sid in "pno"} == before
 
 
+def test_another_zone_is_refused_before_its_clock_reads_the_times(
+    client: TestClient, registry: Registry
+) -> None:
+    """2024-03-31T01:30 does not exist in London (its clocks skip 01:00-02:00 that day) but
+    does in Paris: a request for the Paris series naming London was told the former, though
+    what it got wrong is the zone. The zone's match is checked first, by POST and WebSocket."""
+    frame = registry.frame
+    post(client, "p", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=PARIS))
+    before = client.get("/series/p").json()
+    mismatch = {
+        "detail": "field 'timezone': the series is on 'Europe/Paris', the `timezone` it was "
+        "created with; this request names 'Europe/London': omit `timezone`, or give the "
+        "series' own"
+    }
+    for dates in ({"start": "2024-03-31T01:30:00"}, {"timestamps": ["2024-03-31T01:30:00"]}):
+        body = {**rows(frame, LOOKBACK, 1), **dates, "timezone": LONDON}
+        answer = post(client, "p", body)
+        assert answer.status_code == 422, answer.text
+        assert answer.json() == mismatch
+        with client.websocket_connect("/series/stream", headers=KEY) as socket:
+            socket.send_text(json.dumps({"series_id": "p", **body}))
+            assert json.loads(socket.receive_text()) == {
+                "series_id": "p",
+                "status": 422,
+                **mismatch,
+            }
+    # a series London creates is told of its own clock, as before
+    answer = post(client, "l", rows(frame, 0, 1, start="2024-03-31T01:30:00", timezone=LONDON))
+    assert answer.status_code == 422
+    assert "does not exist in Europe/London" in answer.json()["detail"]
+    assert client.get("/series/l").status_code == 404
+    assert client.get("/series/p").json() == before
+
+
 def test_an_unknown_zone_name_is_refused_naming_the_field_and_the_rule(
     client: TestClient, registry: Registry
 ) -> None:
