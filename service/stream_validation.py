@@ -395,13 +395,15 @@ def parse_observations(
     `on_series_zone` to decide once the series is loaded: without a zone, the series' own zone
     may read the times (naive hours across a daylight-saving change are not evenly spaced
     without it); with one, a zone that is not the series' is what the request gets wrong (not
-    a time its clock skips)."""
+    a time its clock skips). Errors no zone changes (`check_axis_fields`) are raised at once,
+    so a malformed body is a 422 even when the series cannot be loaded."""
     horizon = checked_horizon(body.horizon, model)
     indices = quantile_indices(body.quantiles, model.quantiles)
     values = _finite("values", body.values)
     n = len(values)
     covariates = _covariates(body, model, n)
     _check_scaled_range(values, covariates, model, scales, max_scaled)
+    check_axis_fields(body, n)
     axis_error = None
     try:
         ns, tz = time_axis(body, model, n, zone)
@@ -520,11 +522,12 @@ def _covariates(body: ObservationsIn, model: ServedModel, n: int) -> np.ndarray:
     return np.stack([columns[name] for name in model.covariates], axis=1)
 
 
-def time_axis(
-    body: ObservationsIn, model: ServedModel, n: int, zone: ZoneInfo | None = None
-) -> tuple[np.ndarray, tzinfo | None]:
-    """The body's points as int64 epoch ns and their zone; on `zone`'s clock when given, as
-    POST /forecast reads a series with a `timezone` (service.validation._dates)."""
+def check_axis_fields(body: ObservationsIn, n: int) -> None:
+    """The time-axis errors that no zone changes (422): `start` and `timestamps` both or
+    neither, a timestamp count other than the values'. Checked before the series is loaded
+    (the rest of the axis waits for its zone: `parse_observations`' `defer_axis`): a
+    malformed body is a 422 even when the snapshot store is down, not its 503. Constant
+    time, so a body without `timezone` (the fast path's) costs no more than before."""
     if body.start is not None and body.timestamps is not None:
         raise ServiceInputError(
             "field 'timestamps'", "give either `start` or `timestamps`, not both"
@@ -533,6 +536,19 @@ def time_axis(
         raise ServiceInputError(
             "field 'timestamps'", "give `timestamps` (one per value) or `start` to date the points"
         )
+    if body.timestamps is not None and len(body.timestamps) != n:
+        raise ServiceInputError(
+            "field 'timestamps'",
+            f"has {len(body.timestamps)} entries, `values` has {n}; they must be the same length",
+        )
+
+
+def time_axis(
+    body: ObservationsIn, model: ServedModel, n: int, zone: ZoneInfo | None = None
+) -> tuple[np.ndarray, tzinfo | None]:
+    """The body's points as int64 epoch ns and their zone; on `zone`'s clock when given, as
+    POST /forecast reads a series with a `timezone` (service.validation._dates). The body has
+    passed `check_axis_fields`."""
     field = "timestamps" if body.timestamps is not None else "start"
     try:
         if body.timestamps is not None:

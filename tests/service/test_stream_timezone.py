@@ -280,6 +280,40 @@ def test_another_zone_is_refused_before_its_clock_reads_the_times(
     assert client.get("/series/p").json() == before
 
 
+def test_a_malformed_time_axis_is_a_422_while_the_snapshot_store_is_down(
+    client: TestClient, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rest of a time axis waits for the series' zone (its snapshot), so a store outage
+    turned every malformed body into a 503; what no zone changes is said before the load."""
+    from sqlalchemy.exc import OperationalError
+
+    def down(self: SnapshotRepository, series_id: str) -> None:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(SnapshotRepository, "load", down)
+    frame = registry.frame
+    stamps = [wall(t) for t in SPRING[:3]]
+    cases: list[tuple[dict[str, Any], str]] = [
+        (
+            {"start": wall(SPRING[0]), "timestamps": stamps},
+            "field 'timestamps': give either `start` or `timestamps`, not both",
+        ),
+        ({}, "field 'timestamps': give `timestamps` (one per value) or `start` to date the points"),
+        (
+            {"timestamps": stamps[:2]},
+            "field 'timestamps': has 2 entries, `values` has 3; they must be the same length",
+        ),
+    ]
+    for dates, detail in cases:
+        for zone in ({}, {"timezone": PARIS}):
+            answer = post(client, "down", {**rows(frame, 0, 3), **dates, **zone})
+            assert answer.status_code == 422, answer.text
+            assert answer.json() == {"detail": detail}
+    # a well-formed body still meets the outage
+    answer = post(client, "down", rows(frame, 0, 3, timestamps=stamps))
+    assert answer.status_code == 503, answer.text
+
+
 def test_an_unknown_zone_name_is_refused_naming_the_field_and_the_rule(
     client: TestClient, registry: Registry
 ) -> None:
