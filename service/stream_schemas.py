@@ -29,7 +29,9 @@ GapPolicy = Literal["reject", "interpolate"]
 SERIES_ZONE = (
     "IANA time zone name of the series' clock, e.g. 'Europe/London'. The request that "
     "creates a series fixes it: later ones may omit it (their times are then read on the "
-    "series' zone) or must give the same one (another is a 422), and a series created "
+    "series' zone) or must give the same one, by any of its names (a link of the zone "
+    "database such as 'Asia/Calcutta' for 'Asia/Kolkata'; another zone is a 422), and a "
+    "series created "
     "without it takes none later. " + ZONE_EFFECT
 )
 

@@ -28,9 +28,12 @@ from __future__ import annotations
 import functools
 import json
 import struct
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, tzinfo
+from importlib import resources
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -211,12 +214,48 @@ _CANONICAL_UTC = "Etc/UTC"
 
 def series_zone(name: str) -> ZoneInfo:
     """The zone a request's `timezone` names (checked by the schema: zone_named), as a series
-    keeps it. "UTC" becomes Etc/UTC, the zone database's own name of that zone ("UTC" links to
-    it): the snapshot's `tz` column already holds "UTC" for series created from UTC offsets
-    without a `timezone`, which later requests must not read naive times on, so the two stay
-    apart without a migration. "UTC" and "Etc/UTC" therefore name the same series zone."""
+    keeps it: under the name first given, but "UTC", which becomes Etc/UTC. The snapshot's `tz`
+    column already holds "UTC" for series created from UTC offsets without a `timezone`,
+    which later requests must not read naive times on, so the two stay apart without a
+    migration; and Etc/UTC is the same zone by `same_zone`'s rule ("UTC" is a link to it in
+    the zone database, as are "Etc/UCT", "Zulu", "Universal"...), so every name of it still
+    names the series' zone."""
     zone = zone_named(name)
     return zone_named(_CANONICAL_UTC) if zone.key == _OFFSETS_UTC else zone
+
+
+def same_zone(a: ZoneInfo, b: ZoneInfo) -> bool:
+    """Whether two zones are one: the same name, or names for the same zone data, the zone
+    database's links ("Asia/Calcutta" for "Asia/Kolkata", "Zulu" for "Etc/UTC"). Told by the
+    bytes of the TZif files ZoneInfo loads them from (`_zone_data`): names whose files are the
+    same read every time alike, which is what a series' zone is for; names whose data differ
+    are other zones even where their clocks agree today (Etc/GMT and Etc/UTC differ in
+    abbreviation, and the data is the whole history). A release of the database that merges
+    two zones (tzdata's backward links, e.g. Europe/Amsterdam to Europe/Brussels in the
+    package, not in Debian's full data) makes them one where that release is the one read."""
+    if a.key == b.key:
+        return True
+    data = _zone_data(a.key)
+    return data is not None and data == _zone_data(b.key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _zone_data(key: str) -> bytes | None:
+    """The TZif bytes ZoneInfo(key) reads, found as the standard library finds them: the
+    first file of that name under zoneinfo.TZPATH, else the tzdata package's resource. None
+    where neither can be read (two such names are told apart by name only). Cached: the files
+    are only read again when the process restarts, as ZoneInfo's own cache does."""
+    for root in zoneinfo.TZPATH:
+        path = Path(root, key)
+        if path.is_file():
+            try:
+                return path.read_bytes()
+            except OSError:
+                return None
+    try:
+        return resources.files("tzdata.zoneinfo").joinpath(*key.split("/")).read_bytes()
+    except (ModuleNotFoundError, OSError):
+        return None
 
 
 def named_zone(tz: tzinfo | None) -> ZoneInfo | None:
@@ -668,10 +707,11 @@ def on_series_zone(
 
 def check_series_zone(zone: ZoneInfo, stored: tzinfo | None) -> None:
     """A 422 naming `timezone` unless `zone` (a request's, `series_zone`) is the zone the
-    series was created with. A series created without one takes none later: its stored points
-    were read without that zone's rules, so reading the next ones with them would mix clocks."""
+    series was created with, by any of its names (`same_zone`). A series created without one
+    takes none later: its stored points were read without that zone's rules, so reading the
+    next ones with them would mix clocks."""
     named = named_zone(stored)
-    if named is not None and named.key == zone.key:
+    if named is not None and same_zone(named, zone):
         return
     if named is not None:
         why = f"the series is on {named.key!r}, the `timezone` it was created with"

@@ -123,8 +123,8 @@ async def get_series_forecast(
         TimeZoneName | None,
         Query(
             description="The series' zone, as a check: the `timezone` the series was created "
-            "with (422 for another, or for a series created without one). The answer is on "
-            "the series' clock either way.",
+            "with, by any of its names (422 for another zone, or for a series created without "
+            "one). The answer is on the series' clock either way.",
             examples=["Europe/London"],
         ),
     ] = None,

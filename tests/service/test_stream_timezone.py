@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -605,6 +606,53 @@ def test_a_restart_keeps_the_zone(
     )
     assert named.status_code == 422
     assert "created without a `timezone`" in named.json()["detail"]
+
+
+def test_other_names_of_the_series_zone_are_its_zone(
+    restarts: Restarts, registry: Registry
+) -> None:
+    """Links of the zone database name one zone: a series created on "UTC" was refused
+    Etc/UCT, Zulu, UCT, Universal, and one on Asia/Calcutta was refused Asia/Kolkata, as other
+    zones. Taken now, by POST and GET; the series keeps the name it was first given (UTC as
+    Etc/UTC, apart from the offsets' "UTC"), through a restart."""
+    frame = registry.frame
+    first = restarts.start(stream_snapshot_seconds=30.0)
+    for sid, zone in (("u", "UTC"), ("k", "Asia/Calcutta")):
+        created = post(first, sid, rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=zone))
+        assert created.status_code == 200, created.text
+    restarts.stop()
+    stored = SnapshotRepository(Database.from_url(restarts.db_url))
+    assert {sid: snapshot.tz for sid in "uk" if (snapshot := stored.load(sid))} == {
+        "u": "Etc/UTC",
+        "k": "Asia/Calcutta",
+    }
+    second = restarts.start(stream_snapshot_seconds=30.0)
+    for sid, names in (
+        ("u", ["UTC", "Etc/UCT", "Zulu", "UCT", "Universal", "Etc/Universal", "Etc/UTC"]),
+        ("k", ["Asia/Kolkata", "Asia/Calcutta"]),
+    ):
+        point = LOOKBACK
+        for name in names:
+            got = second.get(f"/series/{sid}/forecast", params={"timezone": name})
+            assert got.status_code == 200, (name, got.text)
+            start = (pd.Timestamp(wall(SPRING[0])) + pd.Timedelta(hours=point)).isoformat()
+            answer = post(second, sid, {**rows(frame, point, 1), "start": start, "timezone": name})
+            assert answer.status_code == 200, (name, answer.text)
+            assert answer.json()["accepted"] == 1
+            point += 1
+    # the same offset today is not the same zone: Etc/GMT is not UTC's data ("GMT", not "UTC")
+    refused = second.get("/series/u/forecast", params={"timezone": "Etc/GMT"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("field 'timezone': the series is on 'Etc/UTC'")
+
+
+def test_same_zone_compares_the_zone_data_not_the_offsets_of_today() -> None:
+    from service.stream_validation import same_zone
+
+    assert same_zone(ZoneInfo("Asia/Kolkata"), ZoneInfo("Asia/Calcutta"))
+    assert same_zone(ZoneInfo("Zulu"), series_zone("UTC"))
+    assert not same_zone(ZoneInfo("Europe/Paris"), ZoneInfo("Europe/London"))
+    assert not same_zone(ZoneInfo("Etc/GMT"), ZoneInfo("Etc/UTC"))
 
 
 def test_zones_round_trip_through_the_snapshot_text() -> None:
