@@ -753,6 +753,8 @@ def plan_update(
         )
     tz = stored.tz
     last = stored.last_ns
+    if tz is not None:
+        obs = _along_series(obs, stored, model)
     if obs.ns[0] > last:  # all new (the common case): no duplicates to look up
         consumed = 0
         ns, values, covariates = obs.ns, obs.values, obs.covariates
@@ -774,6 +776,29 @@ def plan_update(
         values = np.concatenate([between[:, 0], values])
         covariates = np.concatenate([between[:, 1:], covariates])
     return Plan(ns, values, covariates, len(obs.ns) - consumed, consumed, filled)
+
+
+def _along_series(obs: Observations, stored: Stored, model: ServedModel) -> Observations:
+    """`obs` with the steps after its `start` laid along the series it goes on. A start at the
+    first instant of a day whose midnight a daylight-saving change skipped (the series' own
+    answers write that day's midnight step so: Santiago's 2024-09-08T01:00:00-03:00) names
+    that step of a series of midnights as well as a 01:00 reading (`local_steps`), and laid
+    from its wall time alone a request of several days moved a series of midnights to 01:00
+    for good. The series' point before the start, when it is the step before, says which, as
+    `grid_after` reads the stored points (`steps_along` along the two). Timestamps date each
+    point themselves, and other starts are not ambiguous: left as they are."""
+    tz = stored.tz
+    if obs.dated_by != "start" or len(obs.ns) < 2 or isinstance(model.offset, pd.offsets.Tick):
+        return obs
+    first = int(obs.ns[0])
+    prior = stored.tail.ns[stored.tail.ns < first]
+    if not len(prior) or not at_skipped_midnight(as_index(obs.ns[:1], tz)[0]):
+        return obs
+    given = as_index(np.array([prior[-1], first], np.int64), tz)
+    laid = steps_along(given, len(obs.ns) + 1, model.offset).as_unit("ns").asi8
+    if laid[1] != first:  # not the step after the series' point: nothing says otherwise
+        return obs
+    return replace(obs, ns=laid[1:].astype(np.int64))
 
 
 def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzinfo | None) -> None:

@@ -524,6 +524,18 @@ def test_a_daily_series_keeps_its_midnights_after_a_change_that_skips_one(
     refused = post(client, "o", rows(frame, LOOKBACK, 1, start="2024-09-09T00:00:00"))
     assert refused.status_code == 409, refused.text
 
+    # a request of several days from that day's step, written as the answers write it,
+    # goes on as the series does: at midnight for a series of midnights, at 01:00 for one
+    # read at 01:00, however its start is written
+    for sid, first, written, last in (
+        ("m2", "2024-07-22T00:00:00", "2024-09-08T01:00:00", "2024-09-10T00:00:00-03:00"),
+        ("o2", "2024-07-22T01:00:00", "2024-09-08T00:00:00-04:00", "2024-09-10T01:00:00-03:00"),
+    ):
+        post(client, sid, rows(frame, 0, LOOKBACK, start=first, timezone=SANTIAGO))
+        answer = post(client, sid, rows(frame, LOOKBACK, 3, start=written))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["series"]["last_timestamp"] == last
+
     # a start written as the skipped midnight starts a midnight series, as on POST /forecast
     written = "2024-09-08T00:00:00-04:00"
     made = post(client, "w", rows(frame, 0, LOOKBACK, start=written, timezone=SANTIAGO))
