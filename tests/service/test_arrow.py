@@ -753,3 +753,81 @@ def test_an_arrow_answer_to_naive_and_zoned_series_is_refused_not_labelled_utc(
     assert answer.status_code == 200, answer.text
     column = read_table(answer.content).column("timestamps")
     assert str(column.type.value_type.tz) == "UTC"
+
+
+def _patched(content: bytes, old: bytes, new: bytes, before: bytes = b"") -> bytes:
+    """`content` with the one `old` that `before` follows replaced by `new` (a buffer is
+    told by the one after it: the string data after a string's offsets)."""
+    assert content.count(old + before) == 1, (old, content.count(old + before))
+    return content.replace(old + before, new + before)
+
+
+def _one_row_stream(series_id: str = "pump-00000001") -> bytes:
+    """A one-row request whose id is 13 characters: the id column's offsets are [0, 13]."""
+    table = pa.table(
+        {
+            "id": pa.array([series_id], pa.string()),
+            "values": pa.array([[float(v) for v in range(64)]], pa.list_(pa.float64())),
+            "freq": pa.array(["h"], pa.string()),
+        }
+    )
+    return stream_of(table)
+
+
+def _offsets(*positions: int) -> bytes:
+    return np.array(positions, "<i4").tobytes()
+
+
+_OFFSETS_13 = _offsets(0, 13)
+_INCONSISTENT = (
+    ": is damaged or inconsistent in the body: its offsets or lengths point outside its "
+    "buffers; send the table as pyarrow.ipc.new_stream writes it"
+)
+DAMAGED_CASES = {
+    # The process died in array.to_pylist() (a read a gigabyte past the buffer).
+    "string offsets past the data": (
+        lambda: _patched(_one_row_stream(), _OFFSETS_13, _offsets(0, 1 << 30), b"pump-"),
+        "column 'id'" + _INCONSISTENT,
+    ),
+    # 500 SystemError
+    "string offsets going backwards": (
+        lambda: _patched(_one_row_stream(), _OFFSETS_13, _offsets(0, -16), b"pump-"),
+        "column 'id'" + _INCONSISTENT,
+    ),
+    "list offsets past the values": (
+        lambda: _patched(
+            _one_row_stream(), _offsets(0, 64), _offsets(0, 1 << 20), np.arange(2.0).tobytes()
+        ),
+        "column 'values'" + _INCONSISTENT,
+    ),
+    "an id that is not UTF-8": (
+        lambda: _patched(_one_row_stream("pump-0000000Z"), b"pump-0000000Z", b"pump-0000000\xff"),
+        "column 'id': holds text that is not UTF-8; Arrow strings must be UTF-8",
+    ),
+    # 500 UnicodeDecodeError from table.column_names
+    "a column name that is not UTF-8": (
+        lambda: _patched(_one_row_stream(), b"freq", b"fre\xff"),
+        "the body: has a column name that is not UTF-8; Arrow field names must be UTF-8",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_CASES))
+def test_a_stream_whose_contents_contradict_themselves_is_422(
+    client: TestClient, case: str
+) -> None:
+    """pyarrow's reader checks a message's framing, not its buffers: these bodies read, then
+    crashed the process or answered 500 when a cell or column name was read."""
+    make, pattern = DAMAGED_CASES[case]
+    response = client.post("/forecast", content=make(), headers=ARROW_IN)
+    assert response.status_code == 422, response.text
+    assert pattern in response.json()["detail"]
+
+
+def test_a_damaged_arrow_file_is_422_in_its_own_words(client: TestClient) -> None:
+    table = pa.ipc.open_stream(pa.py_buffer(_one_row_stream())).read_all()
+    content = _patched(_file_of(table), _OFFSETS_13, _offsets(0, -16), b"pump-")
+    response = client.post("/forecast", content=content, headers={"content-type": ARROW_FILE})
+    assert response.status_code == 422, response.text
+    assert "column 'id': is damaged or inconsistent in the body" in response.text
+    assert "pyarrow.ipc.new_file" in response.text
