@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -126,7 +128,9 @@ def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
             sentences.append(f"field {'.'.join(map(str, loc))!r}: {message}")
         elif error.get("type") in _OBJECT_DUE:  # the body as a whole, not a JSON object
             sentences.append(f"the body: {message}")
-        else:  # the body as a whole: missing
+        elif error.get("type") == "missing":  # no body at all: as one of only whitespace
+            sentences.append(f"the body is not valid JSON: {json_problem('')}")
+        else:  # the body as a whole
             sentences.append(f"the body: {message} (send a JSON object)")
     more = len(errors) - MAX_LISTED_ERRORS
     if more > 0:
@@ -184,7 +188,7 @@ def json_problem(doc: object) -> str:
     try:
         json.loads(doc)
     except json.JSONDecodeError as error:
-        if error.pos >= len(doc.rstrip()):
+        if error.pos >= len(doc.rstrip()) or _ends_inside_a_token(doc, error.pos):
             return "it ends before its JSON value is complete (cut short?)"
         if doc[error.pos] == _NOT_UTF8:
             return (
@@ -197,12 +201,60 @@ def json_problem(doc: object) -> str:
         )
     except RecursionError:
         return "it is nested too deeply"
+    except ValueError:  # not a JSONDecodeError: an integer longer than Python converts
+        return _LONG_INTEGER
     else:
         if _NOT_UTF8 in doc:
             return "it holds bytes that are not UTF-8 text; JSON is UTF-8"
         if _nesting(doc) > JSON_MAX_DEPTH:
             return f"it nests arrays or objects more than {JSON_MAX_DEPTH} deep"
         return "it holds an escape that names no character, or another form JSON does not allow"
+
+
+def unparsable_body(cause: BaseException | None) -> str:
+    """What FastAPI's 400 'There was an error parsing the body' was about, told by the
+    exception its parser (json.loads) raised: the body's own problem, as `json_problem`
+    says it for /forecast."""
+    if isinstance(cause, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return "it holds bytes that are not UTF-8 text; JSON is UTF-8"
+    if isinstance(cause, ValueError):  # int(): more digits than Python converts
+        return _LONG_INTEGER
+    return "it cannot be parsed"
+
+
+_LONG_INTEGER = (
+    f"number out of range: it holds an integer of more than {sys.get_int_max_str_digits()} "
+    "digits, more than any value the service reads"
+)
+# A number, string or literal the document ends in the middle of (what a JSON parser reports
+# at the token's first character, or where it stopped reading a number: '1e').
+_NUMBER_PREFIX = re.compile(r"-?(?:0|[1-9][0-9]*)?(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?")
+_NUMBER_CHARS = frozenset("0123456789+-.eE")
+
+
+def _ends_inside_a_token(doc: str, pos: int) -> bool:
+    """Whether the token at `pos`, where the standard parser stopped, runs to the document's
+    end unfinished: a string never closed, a number or a true/false/null cut off."""
+    rest = doc[pos:].rstrip()
+    if rest.startswith('"'):
+        escaped = False
+        for char in rest[1:]:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                return False
+        return True
+    if rest and any(word.startswith(rest) for word in ("true", "false", "null")):
+        return True
+    start = pos
+    while start > 0 and doc[start - 1] in _NUMBER_CHARS:
+        start -= 1
+    token = doc[start:].rstrip()
+    return bool(token) and _NUMBER_PREFIX.fullmatch(token) is not None
 
 
 def _nesting(doc: str) -> int:
@@ -304,8 +356,8 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and exc.detail == UNPARSABLE_BODY:
             return JSONResponse(
                 status_code=422,
-                content={"detail": "the body is not valid JSON: it cannot be parsed (nested "
-                         "too deeply?)"},
+                content={"detail": "the body is not valid JSON: "
+                         + unparsable_body(exc.__cause__)},
             )  # fmt: skip
         return await http_exception_handler(request, exc)
 

@@ -286,6 +286,28 @@ def test_json_nested_too_deeply_is_422_as_on_forecast(
     assert client.get("/series/x").status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"[" * 1100 + b"]" * 1100, "it is nested too deeply"),
+        (b'{"values": [' + b"1" * 5000 + b"]}", "number out of range: it holds an integer of"),
+        (b"", "it is empty; send one JSON object"),
+    ],
+)
+def test_a_body_the_standard_parser_gives_up_on_is_said_why(
+    stream_client_for: Callable[..., TestClient], content: bytes, said: str
+) -> None:
+    """A 5000-digit integer was answered 'it cannot be parsed (nested too deeply?)'."""
+    client = stream_client_for()
+    answer = client.post(
+        "/series/x/observations",
+        content=content,
+        headers={**KEY, "content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("the body is not valid JSON: " + said), answer.text
+
+
 @pytest.mark.parametrize("path", ["/series/%20/forecast", "/series/%20", "/series/a%0Ab"])
 def test_a_bad_series_id_in_the_path_is_said_in_words(
     stream_client_for: Callable[..., TestClient], path: str
