@@ -387,11 +387,16 @@ def _horizon(raw: bytes | None) -> int | None:
     if raw is None:
         return None
     text = raw.decode("utf-8", "replace").strip()
-    if not text.isdigit() or int(text) < 1:
+    try:  # ASCII digits only: '²' and '٣' are digits to str.isdigit, and int() refuses '²'
+        steps = int(text) if text.isascii() and text.isdigit() else 0
+    except ValueError:  # more digits than Python converts
+        steps = 0
+    if steps < 1:
+        shown_text = text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
         raise ServiceInputError(
-            "metadata 'horizon'", f"must be a positive integer (steps); got {text!r}"
+            "metadata 'horizon'", f"must be a positive integer (steps); got {shown_text!r}"
         )
-    return int(text)
+    return steps
 
 
 def _quantiles(raw: bytes | None) -> list[float] | None:
@@ -399,7 +404,7 @@ def _quantiles(raw: bytes | None) -> list[float] | None:
         return None
     try:
         levels = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, nested too deeply, a 5000-digit integer
         levels = None
     if (
         not isinstance(levels, list)

@@ -304,6 +304,20 @@ TABLE_CASES: dict[str, tuple[Callable[[Body], bytes], str]] = {
         lambda b: stream_of(_table(b).replace_schema_metadata({"quantiles": "0.5"})),
         "metadata 'quantiles': must be a non-empty JSON list of numbers",
     ),
+    # 500s: '²' is a digit to str.isdigit and not to int(); int() refuses 5000 digits;
+    # json.loads recurses once per '['
+    "superscript horizon": (
+        lambda b: stream_of(_table(b).replace_schema_metadata({"horizon": "\u00b2"})),
+        "metadata 'horizon': must be a positive integer (steps); got '\u00b2'",
+    ),
+    "5000-digit horizon": (
+        lambda b: stream_of(_table(b).replace_schema_metadata({"horizon": "9" * 5000})),
+        "metadata 'horizon': must be a positive integer (steps); got '999999999",
+    ),
+    "quantiles nested too deeply": (
+        lambda b: stream_of(_table(b).replace_schema_metadata({b"quantiles": b"[" * 100000})),
+        "metadata 'quantiles': must be a non-empty JSON list of numbers",
+    ),
     # three found by an audit as 500s
     "quantile beyond float": (
         lambda b: stream_of(
@@ -783,7 +797,7 @@ _INCONSISTENT = (
     ": is damaged or inconsistent in the body: its offsets or lengths point outside its "
     "buffers; send the table as pyarrow.ipc.new_stream writes it"
 )
-DAMAGED_CASES = {
+DAMAGED_CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     # The process died in array.to_pylist() (a read a gigabyte past the buffer).
     "string offsets past the data": (
         lambda: _patched(_one_row_stream(), _OFFSETS_13, _offsets(0, 1 << 30), b"pump-"),
