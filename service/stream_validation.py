@@ -385,6 +385,25 @@ def grid_after(
     return steps
 
 
+def series_grid(stored: Stored, n: int, model: ServedModel, next_ns: int) -> np.ndarray:
+    """The next `n` steps of the stored series (`grid_after` along its last two points), for
+    a request whose first new point is `next_ns`. A series of one point, at the first instant
+    of a day whose midnight a change skipped, has no point before it to say whether it is a
+    series of midnights or one read at 01:00 (the start that created it may have been written
+    either way: training.validation.written_at_skipped_midnight); the request's first point
+    says, as `steps_along` reads the timestamps after such a first one: where it lies on the
+    midnights' steps and not on the literal ones, the series is one of midnights."""
+    tz, last = stored.tz, stored.last_ns
+    before = before_last(stored.tail, tz, model)
+    ahead = grid_after(last, n, tz, model, before)
+    if before is not None or tz is None or next_ns in ahead:
+        return ahead
+    if not at_skipped_midnight(as_index(np.array([last], np.int64), tz)[0]):
+        return ahead
+    midnights = grid_after(last, n, tz, model, skipped_midnight=True)
+    return midnights if next_ns in midnights else ahead
+
+
 def before_last(tail: Tail, tz: tzinfo | None, model: ServedModel) -> int | None:
     """The series' point before its last (the tail's last but one), for `grid_after` where
     the last alone may not say how the grid goes on: zoned calendar steps. None elsewhere
@@ -767,7 +786,7 @@ def plan_update(
         return Plan(ns, values, covariates, 0, consumed, 0)
     filled = _gap(int(ns[0]), stored, obs.gap_policy, model, max_gap)
     if filled:
-        fill_ns = grid_after(last, filled, tz, model, before_last(stored.tail, tz, model))
+        fill_ns = series_grid(stored, filled, model, int(ns[0]))
         weight = (np.arange(1, filled + 1) / (filled + 1))[:, None]  # linear in steps
         start = np.concatenate([stored.tail.values[-1:], stored.tail.covariates[-1]])[None, :]
         end = np.concatenate([values[:1], covariates[0]])[None, :]
@@ -844,7 +863,7 @@ def _gap(first_ns: int, stored: Stored, policy: GapPolicy, model: ServedModel, m
     offset = model.offset
     if isinstance(offset, pd.offsets.Tick) and first_ns == last + offset.nanos:
         return 0  # the common case, without laying out the whole window
-    ahead = grid_after(last, max_gap + 1, tz, model, before_last(stored.tail, tz, model))
+    ahead = series_grid(stored, max_gap + 1, model, first_ns)
     if first_ns == ahead[0]:
         return 0
     expected, received = iso(int(ahead[0]), tz), iso(first_ns, tz)

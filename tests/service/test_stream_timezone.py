@@ -548,6 +548,38 @@ def test_a_daily_series_keeps_its_midnights_after_a_change_that_skips_one(
     assert reference.json()["forecasts"][0]["timestamps"] == stamps[LOOKBACK:]
 
 
+def test_a_one_point_series_at_a_skipped_midnight_goes_on_as_its_next_point_says(
+    client_for: Callable[..., TestClient], daily_model: str, stream_db: str, registry: Registry
+) -> None:
+    """A series whose only point is the first instant of the day Santiago skips has no point
+    before it to tell a series of midnights from one read at 01:00; the next request's first
+    point tells, as the timestamps after such a first one do on POST /forecast."""
+    client = client_for(model_uri=daily_model, database_url=stream_db)
+    frame = registry.frame
+    for sid, written, then, last in (
+        ("a", "2024-09-08T00:00:00-04:00", "2024-09-09T00:00:00", "2024-09-09T00:00:00-03:00"),
+        ("b", "2024-09-08T01:00:00", "2024-09-09T00:00:00", "2024-09-09T00:00:00-03:00"),
+        ("c", "2024-09-08T01:00:00", "2024-09-09T01:00:00", "2024-09-09T01:00:00-03:00"),
+    ):
+        made = post(client, sid, rows(frame, 0, 1, start=written, timezone=SANTIAGO))
+        assert made.status_code == 200, made.text
+        assert made.json()["series"]["last_timestamp"] == "2024-09-08T01:00:00-03:00"
+        answer = post(client, sid, rows(frame, 1, 3, start=then))
+        assert answer.status_code == 200, (sid, answer.text)
+        assert answer.json()["series"]["last_timestamp"] == last.replace("09T", "11T")
+    # a gap after the one point is filled on the midnights the request's point names
+    post(client, "g", rows(frame, 0, 1, start="2024-09-08T01:00:00", timezone=SANTIAGO))
+    late = rows(frame, 1, 1, start="2024-09-11T00:00:00", gap_policy="interpolate")
+    filled = post(client, "g", late)
+    assert filled.status_code == 200, filled.text
+    assert (filled.json()["filled"], filled.json()["accepted"]) == (2, 1)
+    # off both readings' steps: still refused, naming the literal reading's next step
+    post(client, "x", rows(frame, 0, 1, start="2024-09-08T01:00:00", timezone=SANTIAGO))
+    refused = post(client, "x", rows(frame, 1, 1, start="2024-09-09T12:00:00"))
+    assert refused.status_code == 409, refused.text
+    assert "2024-09-09T01:00:00-03:00" in refused.json()["detail"]
+
+
 class Restarts:
     """Apps on the calendar model and one database, each stopped (flushing) before the next."""
 
