@@ -112,6 +112,15 @@ class SeriesStatus(BaseModel):
     id: str = Field(description="The series id.")
     first_timestamp: str | None = Field(description="ISO timestamp of the first point consumed.")
     last_timestamp: str | None = Field(description="ISO timestamp of the last point consumed.")
+    timezone: str | None = Field(
+        description=(
+            "The IANA time zone the series was created with (its first request's `timezone`), "
+            "under the name that request gave ('UTC' is kept as 'Etc/UTC'); later requests "
+            "that name it by another of its names do not change it. null for a series created "
+            "without one, whose timestamps are naive or carry their own UTC offsets."
+        ),
+        examples=["Europe/London"],
+    )
     points_seen: int = Field(description="Points consumed since the series was created.")
     model_version: str = Field(description="The model version that produced the stored state.")
     ready: bool = Field(description="True once the state has consumed the model's warm-up.")

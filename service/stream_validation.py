@@ -266,6 +266,15 @@ def named_zone(tz: tzinfo | None) -> ZoneInfo | None:
     return tz if isinstance(tz, ZoneInfo) else None
 
 
+def zone_shown(tz: tzinfo | None) -> str | None:
+    """The series' `timezone` as its status shows it: the name of the zone it was created
+    with (`named_zone`), as the series keeps it (`series_zone`: the name first given, "UTC" as
+    "Etc/UTC"), the name `check_series_zone`'s 422 names; None for a series created without
+    one (naive timestamps, or the offsets of its first ones: "UTC", "+02:00")."""
+    named = named_zone(tz)
+    return None if named is None else named.key
+
+
 def request_zone(body: ObservationsIn) -> ZoneInfo | None:
     """The zone the body's `timezone` names; None without one (the fast path never has one:
     `service.stream_fast_path` leaves such bodies to the schema)."""

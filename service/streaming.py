@@ -100,6 +100,7 @@ from service.stream_validation import (
     stamps_after,
     tz_from,
     tz_name,
+    zone_shown,
 )
 from service.validation import (
     calendar_on_clock,
@@ -701,6 +702,7 @@ def observations_json(result: Observed) -> bytes:
             "id": result.series_id,
             "first_timestamp": iso(data.first_ns, data.tz),
             "last_timestamp": iso(data.last_ns, data.tz),
+            "timezone": zone_shown(data.tz),
             "points_seen": data.points_seen,
             "model_version": data.model_version,
             "ready": data.state.ready,
@@ -719,6 +721,7 @@ def _status(series_id: str, data: SeriesData) -> SeriesStatus:
         id=series_id,
         first_timestamp=iso(data.first_ns, data.tz),
         last_timestamp=iso(data.last_ns, data.tz),
+        timezone=zone_shown(data.tz),
         points_seen=data.points_seen,
         model_version=data.model_version,
         ready=data.state.ready,

@@ -690,6 +690,75 @@ def test_other_names_of_the_series_zone_are_its_zone(
     assert refused.json()["detail"].startswith("field 'timezone': the series is on 'Etc/UTC'")
 
 
+@pytest.mark.parametrize("snapshot_seconds", [30.0, 0.0], ids=["write-behind", "write-through"])
+def test_every_status_names_the_series_zone(
+    restarts: Restarts, registry: Registry, snapshot_seconds: float
+) -> None:
+    """`series.timezone`: the zone a series was created with, as it keeps it (the name first
+    given; "UTC" as "Etc/UTC"), or null. The same in every answer that carries the status (POST
+    by the schema and by the fast path, the WebSocket, GET /series/{id}, GET .../forecast),
+    and after a restart (the snapshot's `tz`)."""
+    frame = registry.frame
+    created = {
+        "p": (PARIS, PARIS),
+        "k": ("Asia/Calcutta", "Asia/Calcutta"),  # a link: kept as given, not Asia/Kolkata
+        "u": ("UTC", "Etc/UTC"),
+        "n": (None, None),  # naive, no zone
+        "z": (None, None),  # UTC offsets, no zone (the snapshot's "UTC")
+        "o": (None, None),  # +01:00 offsets, no zone
+    }
+    first = restarts.start(stream_snapshot_seconds=snapshot_seconds)
+    for sid, (given, _) in created.items():
+        utc = SPRING[0].tz_convert("UTC").isoformat()
+        start = {"z": utc, "o": SPRING[0].isoformat()}.get(sid, wall(SPRING[0]))
+        body = rows(frame, 0, LOOKBACK, start=start)
+        if given is not None:
+            body["timezone"] = given
+        answer = post(first, sid, body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["series"]["timezone"] == created[sid][1], sid
+
+    def statuses(client: TestClient, point: int) -> None:
+        for sid, (given, shown) in created.items():
+            status = client.get(f"/series/{sid}")
+            assert status.status_code == 200, status.text
+            assert status.json()["timezone"] == shown, sid
+            got = client.get(f"/series/{sid}/forecast")
+            assert got.status_code == 200, got.text
+            assert got.json()["series"] == status.json()
+            step = SPRING[point]
+            start = {"z": step.tz_convert("UTC").isoformat(), "o": step.isoformat()}
+            body = rows(frame, point, 1, start=start.get(sid, wall(step)))
+            fast = post(client, sid, body)  # no `timezone` key: the fast path's answer
+            assert fast.status_code == 200, fast.text
+            assert fast_observations(body) is not None
+            assert fast.json()["series"]["timezone"] == shown, sid
+            with client.websocket_connect("/series/stream", headers=KEY) as socket:
+                again = {"series_id": sid, **body}  # a duplicate: the same status
+                socket.send_text(json.dumps(again))
+                assert json.loads(socket.receive_text())["series"] == fast.json()["series"]
+                if given is not None:  # the schema's path, naming the zone
+                    socket.send_text(json.dumps({**again, "timezone": given}))
+                    named = json.loads(socket.receive_text())
+                    assert named["series"] == fast.json()["series"], named
+            if given is not None:
+                schema = post(client, sid, {**body, "timezone": given})
+                assert schema.status_code == 200, schema.text
+                assert schema.json()["series"] == fast.json()["series"]
+
+    statuses(first, LOOKBACK)
+    # another name of the zone is the zone, and leaves the name the series keeps
+    for sid, other in (("k", "Asia/Kolkata"), ("u", "Zulu")):
+        body = rows(frame, LOOKBACK + 1, 1, start=wall(SPRING[LOOKBACK + 1]), timezone=other)
+        answer = post(first, sid, body)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["series"]["timezone"] == created[sid][1]
+        got = first.get(f"/series/{sid}/forecast", params={"timezone": other})
+        assert got.json()["series"]["timezone"] == created[sid][1]
+    second = restarts.start(stream_snapshot_seconds=snapshot_seconds)  # restored from the db
+    statuses(second, LOOKBACK)
+
+
 def test_same_zone_compares_the_zone_data_not_the_offsets_of_today() -> None:
     from service.stream_validation import same_zone
 
@@ -731,6 +800,11 @@ def test_openapi_describes_the_field(client: TestClient) -> None:
     field = schema["components"]["schemas"]["ObservationsRequest"]["properties"]["timezone"]
     assert "The request that creates a series fixes it" in field["description"]
     assert field["examples"] == ["Europe/London"]
+    status = schema["components"]["schemas"]["SeriesStatus"]
+    assert "timezone" in status["required"]
+    shown = status["properties"]["timezone"]
+    assert {"type": "null"} in shown["anyOf"] and {"type": "string"} in shown["anyOf"]
+    assert "name that request gave ('UTC' is kept as 'Etc/UTC')" in shown["description"]
     get = schema["paths"]["/series/{series_id}/forecast"]["get"]
     (query,) = [p for p in get["parameters"] if p["name"] == "timezone"]
     assert query["in"] == "query" and not query["required"]

@@ -113,6 +113,7 @@ def test_horizon_quantiles_and_status(client: TestClient, registry: Registry) ->
         "id": "h",
         "first_timestamp": frame.index[0].isoformat(),
         "last_timestamp": frame.index[59].isoformat(),
+        "timezone": None,
         "points_seen": 60,
         "model_version": "1",
         "ready": True,
