@@ -922,6 +922,35 @@ def check_on_grid(first: pd.Timestamp, model: ServedModel, where: str) -> None:
         raise ServiceInputError(where, problem)
 
 
+def check_offsets_alike(stamps: Sequence[datetime], where: str) -> None:
+    """A 422 at `where` when some of `stamps` carry a UTC offset and others none, naming the
+    first that differs from position 0. `increasing_axis` says it before any zone reads the
+    times, in words taken from the request alone: no zone makes such a list readable."""
+    zoned = [stamp.tzinfo is not None for stamp in stamps]
+    if all(zoned) or not any(zoned):
+        return
+    k = zoned.index(not zoned[0])
+    has = ("carries a UTC offset", "none") if zoned[k] else ("has none", "one")
+    raise ServiceInputError(
+        where,
+        f"position {k} ({stamps[k].isoformat()}) {has[0]} and position 0 "
+        f"({stamps[0].isoformat()}) {has[1]}; timestamps must all carry a UTC offset or none",
+    )
+
+
+def stamps_alone_error(stamps: Sequence[datetime], where: str) -> ServiceInputError | None:
+    """What `increasing_axis` finds wrong with `stamps` before any zone reads them, from the
+    request alone (the same check, the same words, whatever zone then reads the rest): some
+    with a UTC offset and some without (`check_offsets_alike`), or times outside those the
+    service can date (`check_stamps_range`). None when neither is."""
+    try:
+        check_offsets_alike(stamps, where)
+        check_stamps_range(stamps, where)
+    except ServiceInputError as error:
+        return error
+    return None
+
+
 def increasing_axis(
     stamps: list[datetime], n: int, where: str, zone: ZoneInfo | None = None
 ) -> pd.DatetimeIndex:
@@ -936,17 +965,10 @@ def increasing_axis(
         )
     try:
         index = pd.DatetimeIndex(stamps)
-    except (ValueError, TypeError):  # zoned and naive mixed, or zoned with several offsets
-        zoned = [stamp.tzinfo is not None for stamp in stamps]
-        if not all(zoned):
-            k = zoned.index(not zoned[0])
-            has = ("carries a UTC offset", "none") if zoned[k] else ("has none", "one")
-            raise ServiceInputError(
-                where,
-                f"position {k} ({stamps[k].isoformat()}) {has[0]} and position 0 "
-                f"({stamps[0].isoformat()}) {has[1]}; timestamps must all carry a UTC offset "
-                "or none",
-            ) from None
+    except (ValueError, TypeError) as error:  # zoned and naive mixed, or several offsets
+        check_offsets_alike(stamps, where)
+        if not stamps or stamps[0].tzinfo is None:  # all naive, yet unreadable: the caller's
+            raise ValueError(f"naive timestamps pandas cannot read: {error}") from error
         index = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
     if index.unit != "ns":  # datetimes (microseconds): years 1-9999, beyond nanoseconds'
         check_stamps_range(stamps, where)
