@@ -13,6 +13,10 @@ Two steps, both before anything is mutated:
    last stored one on the grid, or, with `gap_policy="interpolate"`, at most
    URNN_STREAM_MAX_GAP steps later (the missing steps are filled linearly, covariates too).
 
+Step 1 runs before the series is loaded, so whatever the request alone shows wrong is a 422
+even while the snapshot store is down (its 503 would invite a retry that cannot succeed); the
+rest of its time axis waits for the series' zone.
+
 Between the two, `on_series_zone` puts the request on the series' clock: a series created with
 a `timezone` keeps that zone (the snapshot's `tz`), a later request may omit it (its times are
 then read on the series' zone) or must name the same one, and a series created without one
@@ -57,6 +61,7 @@ from service.validation import (
     on_clock,
     quantile_indices,
     quantile_key,
+    stamps_alone_error,
     zoned_start,
 )
 from training.validation import (
@@ -462,8 +467,10 @@ def parse_observations(
     `on_series_zone` to decide once the series is loaded: without a zone, the series' own zone
     may read the times (naive hours across a daylight-saving change are not evenly spaced
     without it); with one, a zone that is not the series' is what the request gets wrong (not
-    a time its clock skips). Errors no zone changes (`check_axis_fields`) are raised at once,
-    so a malformed body is a 422 even when the series cannot be loaded."""
+    a time its clock skips). Errors no zone changes are raised at once, so a malformed body is
+    a 422 even when the series cannot be loaded: the axis fields' (`check_axis_fields`) and
+    what the timestamps alone show wrong (some with a UTC offset and some without, times
+    outside those the service can date: `stamps_alone_error`)."""
     horizon = checked_horizon(body.horizon, model)
     indices = quantile_indices(body.quantiles, model.quantiles)
     values = _finite("values", body.values)
@@ -477,6 +484,14 @@ def parse_observations(
     except ServiceInputError as error:
         if not defer_axis:
             raise
+        # What the request alone shows wrong is no zone's to decide: said now, so it is a 422
+        # while the snapshot store is down too. Looked for only once the axis has failed (its
+        # checks come first in `increasing_axis`, so an axis that read its timestamps passed
+        # them), which keeps the common, well-formed update at no extra cost.
+        if body.timestamps is not None:
+            alone = stamps_alone_error(body.timestamps, "field 'timestamps'")
+            if alone is not None:
+                raise alone from None
         ns, tz, axis_error = _NO_NS, None, error
     return Observations(
         ns=ns,

@@ -315,6 +315,95 @@ def test_a_malformed_time_axis_is_a_422_while_the_snapshot_store_is_down(
     assert answer.status_code == 503, answer.text
 
 
+# Timestamps that the request alone shows wrong: some with a UTC offset and some without, and
+# times outside those the service can date. No zone changes what is wrong with them.
+MIXED = (
+    "field 'timestamps': position 1 (2024-03-31T01:00:00+02:00) carries a UTC offset and "
+    "position 0 (2024-03-31T00:00:00) none; timestamps must all carry a UTC offset or none"
+)
+MIXED_FIRST = (
+    "field 'timestamps': position 1 (2024-03-31T01:00:00) has none and position 0 "
+    "(2024-03-31T00:00:00+01:00) one; timestamps must all carry a UTC offset or none"
+)
+OUT_OF_RANGE = (
+    "field 'timestamps': position 0 (1500-01-01T00:00:00) is out of range: timestamps must lie "
+    "between 1677-09-21T00:12:43.145224193 and 2262-04-11T23:47:16.854775807, the times the "
+    "service can date"
+)
+REQUEST_ONLY: list[tuple[list[str], str]] = [
+    (["2024-03-31T00:00:00", "2024-03-31T01:00:00+02:00"], MIXED),
+    (["2024-03-31T00:00:00+01:00", "2024-03-31T01:00:00"], MIXED_FIRST),
+    (["1500-01-01T00:00:00", "1500-01-01T01:00:00"], OUT_OF_RANGE),
+]
+
+
+def refusals(client: TestClient, sid: str, body: dict[str, Any]) -> list[tuple[int, Any]]:
+    """(status, detail) of `body` for series `sid` by POST and by the WebSocket."""
+    answers = []
+    answer = post(client, sid, body)
+    answers.append((answer.status_code, answer.json()))
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_text(json.dumps({"series_id": sid, **body}))
+        reply = json.loads(socket.receive_text())
+    answers.append((reply.pop("status"), {"detail": reply["detail"]}))
+    assert reply["series_id"] == sid
+    return answers
+
+
+def test_timestamps_the_request_alone_shows_wrong_are_a_422_as_before(
+    client: TestClient, registry: Registry
+) -> None:
+    """Mixed naive and offset-carrying timestamps, and times out of range, in the words they
+    always had: for a new series, one on a zone (named again or not) and a naive one; by the
+    fast path, the schema's and the WebSocket; nothing changes."""
+    frame = registry.frame
+    post(client, "p", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=PARIS))
+    post(client, "n", rows(frame, 0, LOOKBACK, start=wall(SPRING[0])))
+    before = {sid: client.get(f"/series/{sid}").json() for sid in "pn"}
+    for stamps, detail in REQUEST_ONLY:
+        body = rows(frame, LOOKBACK, 2, timestamps=stamps)
+        assert fast_observations(body) is not None  # the fast path reads it
+        for sid, zone in (("new", {}), ("new", {"timezone": PARIS}), ("p", {}), ("n", {})):
+            got = refusals(client, sid, {**body, **zone})
+            assert got == [(422, {"detail": detail})] * 2, (sid, zone, got)
+        got = refusals(client, "p", {**body, "timezone": PARIS})
+        assert got == [(422, {"detail": detail})] * 2, got
+    assert client.get("/series/new").status_code == 404
+    assert {sid: client.get(f"/series/{sid}").json() for sid in "pn"} == before
+
+
+def test_timestamps_the_request_alone_shows_wrong_are_a_422_while_the_store_is_down(
+    client: TestClient, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They were found only once the series' snapshot was loaded (the rest of the time axis
+    waits for its zone), so a store outage answered their 503, which invites a retry of a
+    request that can never succeed. Said before the load now, in the same words."""
+    from sqlalchemy.exc import OperationalError
+
+    frame = registry.frame
+    post(client, "p", rows(frame, 0, LOOKBACK, start=wall(SPRING[0]), timezone=PARIS))
+    before = client.get("/series/p").json()
+    loads: list[str] = []
+
+    def down(self: SnapshotRepository, series_id: str) -> None:
+        loads.append(series_id)
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(SnapshotRepository, "load", down)
+    for stamps, detail in REQUEST_ONLY:
+        body = rows(frame, LOOKBACK, 2, timestamps=stamps)
+        for zone in ({}, {"timezone": PARIS}, {"timezone": LONDON}):
+            got = refusals(client, "down", {**body, **zone})
+            assert got == [(422, {"detail": detail})] * 2, (zone, got)
+    assert loads == []  # refused before the load was tried
+    # a well-formed body still meets the outage, by POST and WebSocket
+    body = rows(frame, LOOKBACK, 2, timestamps=[wall(t) for t in SPRING[LOOKBACK : LOOKBACK + 2]])
+    assert [status for status, _ in refusals(client, "down", body)] == [503, 503]
+    monkeypatch.undo()
+    assert client.get("/series/down").status_code == 404  # nothing was stored
+    assert client.get("/series/p").json() == before
+
+
 def test_an_unknown_zone_name_is_refused_naming_the_field_and_the_rule(
     client: TestClient, registry: Registry
 ) -> None:
