@@ -423,10 +423,14 @@ class StreamEngine:
         try:
             return await asyncio.to_thread(fn, *args)
         except SQLAlchemyError as error:
+            # The driver's text can name hosts, ports, users and SQL: the log keeps it for the
+            # operator, the client is told the kind of failure and what to check (as the job
+            # API's 503 does).
+            logger.error("streaming snapshot store failed in %s: %s", fn.__name__, error)
             raise SnapshotStoreError(
-                "the streaming snapshot store (URNN_DATABASE_URL) failed: "
-                f"{type(error).__name__}: {str(error).splitlines()[0]}; is its schema "
-                "up to date (`urnn db upgrade`)?"
+                "the streaming snapshot store (URNN_DATABASE_URL) is unavailable or not "
+                f"migrated (run `urnn db upgrade`): {type(error).__name__}; the server log "
+                "has the details"
             ) from error
 
     async def _refresh(self, entry: Entry) -> None:

@@ -404,6 +404,33 @@ def test_timestamps_the_request_alone_shows_wrong_are_a_422_while_the_store_is_d
     assert client.get("/series/p").json() == before
 
 
+def test_a_store_outage_tells_the_client_its_kind_and_the_log_its_text(
+    client: TestClient,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The driver's text can name the database host, port and user: it goes to the server
+    log, and the 503 says what kind of failure it was and what an operator should check."""
+    from sqlalchemy.exc import OperationalError
+
+    secret = 'connection to server at "db.internal" (10.1.2.3), port 5433 failed for "svc"'
+
+    def down(self: SnapshotRepository, series_id: str) -> None:
+        raise OperationalError("SELECT", {}, Exception(secret))
+
+    monkeypatch.setattr(SnapshotRepository, "load", down)
+    stamps = [wall(t) for t in SPRING[:3]]
+    with caplog.at_level("ERROR", logger="service.streaming"):
+        got = refusals(client, "down", rows(registry.frame, 0, 3, timestamps=stamps))
+    detail = (
+        "the streaming snapshot store (URNN_DATABASE_URL) is unavailable or not migrated "
+        "(run `urnn db upgrade`): OperationalError; the server log has the details"
+    )
+    assert got == [(503, {"detail": detail})] * 2
+    assert sum(secret in record.getMessage() for record in caplog.records) == 2
+
+
 def test_an_unknown_zone_name_is_refused_naming_the_field_and_the_rule(
     client: TestClient, registry: Registry
 ) -> None:
