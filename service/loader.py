@@ -20,6 +20,7 @@ from models.forecaster import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
 from urnn_forecast.settings import Settings
+from urnn_forecast.tracking import shown_uri
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 
@@ -82,7 +83,8 @@ class MlflowLoader:
                 found = client.get_model_version(name, version)
         except MlflowException as error:
             raise NoModelError(
-                f"nothing is registered at {uri} in {self.tracking_uri} ({error.message}); "
+                f"nothing is registered at {uri} in {shown_uri(self.tracking_uri)} "
+                f"({error.message}); "
                 "register one with `urnn train` (it becomes champion when it wins)"
             ) from None
         return ModelRef(

@@ -15,6 +15,7 @@ from urnn_forecast.tracking import (
     check_tracking_server,
     check_tracking_store,
     is_file_store,
+    shown_uri,
     start_run,
 )
 
@@ -91,6 +92,42 @@ def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_not_shown(
+    tmp_path: Path,
+) -> None:
+    """urllib reads user:password@ as part of the host, so such a URI failed the health check
+    whatever the server did; and the failure's message went to /readyz with the password."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://ops:s3cret@127.0.0.1:{server.server_port}"
+        check_tracking_server(Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri))
+    finally:
+        server.shutdown()
+        server.server_close()
+    dead = f"http://ops:s3cret@127.0.0.1:{free_port()}"
+    with pytest.raises(TrackingServerError) as raised:
+        check_tracking_server(Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=dead))
+    assert "s3cret" not in str(raised.value)
+    assert dead.replace("s3cret", "***") in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("postgresql://mlflow:pw@db:5432/mlflow", "postgresql://mlflow:***@db:5432/mlflow"),
+        ("https://u:t%40k@host/x", "https://u:***@host/x"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("http://user@host", "http://user@host"),
+        ("sqlite:////srv/var/mlflow.db", "sqlite:////srv/var/mlflow.db"),
+        ("http://[::1", "(unparsable)"),
+    ],
+)
+def test_a_uri_is_shown_without_its_password(uri: str, shown: str) -> None:
+    assert shown_uri(uri) == shown
 
 
 def test_a_dead_tracking_server_stops_a_run_before_it_starts(tmp_path: Path) -> None:

@@ -49,6 +49,31 @@ def store_setup_lock(uri: str) -> Iterator[None]:
         yield
 
 
+def shown_uri(uri: str) -> str:
+    """`uri` for messages that may leave the host (the service's /readyz and 503s): a password
+    in it (postgresql://user:secret@db/mlflow, https://user:token@host) as ***. The raw text
+    when it carries none, so that the local paths and hosts an operator must check stay."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:  # a netloc urllib cannot read (a bad port): hide all of it
+        return "(unparsable)"
+    if not password:
+        return uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _without_userinfo(uri: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 class TrackingServerError(RuntimeError):
     """The configured MLflow tracking server does not answer. MLflow's own client retries a
     dead server with backoff for minutes before failing; this answers in seconds."""
@@ -125,7 +150,8 @@ def check_tracking_server(settings: Settings) -> None:
     uri = settings.resolved_tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return
-    url = f"{uri.rstrip('/')}/health"
+    # urllib reads user:password@ as part of the host (and fails on it); /health needs none
+    url = f"{_without_userinfo(uri).rstrip('/')}/health"
     try:
         with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as answer:
             if answer.status == 200:
@@ -136,8 +162,9 @@ def check_tracking_server(settings: Settings) -> None:
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = str(getattr(error, "reason", error))
     raise TrackingServerError(
-        f"the MLflow tracking server at {uri} (URNN_MLFLOW_TRACKING_URI) does not answer: "
-        f"{reason}; start it (mlflow server ...) or point URNN_MLFLOW_TRACKING_URI elsewhere"
+        f"the MLflow tracking server at {shown_uri(uri)} (URNN_MLFLOW_TRACKING_URI) does not "
+        f"answer: {reason}; start it (mlflow server ...) or point URNN_MLFLOW_TRACKING_URI "
+        "elsewhere"
     )
 
 

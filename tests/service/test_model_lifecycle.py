@@ -36,6 +36,21 @@ def test_a_dead_tracking_server_leaves_the_service_up_and_saying_why(
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") >= 1.0
 
 
+def test_the_reason_the_service_is_not_ready_shows_no_password(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """/readyz and the 503s answer anyone: a tracking URI's password stays in the settings."""
+    uri = f"http://ops:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    client = client_for(mlflow_tracking_uri=uri)
+    for answer in (
+        client.get("/readyz"),
+        client.post("/forecast", json={"series": [history(registry.frame)]}),
+    ):
+        assert answer.status_code == 503
+        assert "s3cret" not in answer.text
+        assert uri.replace("s3cret", "***") in answer.json()["detail"]
+
+
 def test_no_model_registered_service_starts_and_says_why(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:
