@@ -11,13 +11,16 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.series_ids import SERIES_ID_RULE
@@ -94,12 +97,20 @@ def series_where(index: int, series_id: object, field: str) -> str:
     return f"series {index}{name}, field {field!r}"
 
 
-def describe_validation_errors(errors: Sequence[Any], body: object) -> str:
-    """Pydantic's error list as sentences that name the series index, id and field."""
+def describe_validation_errors(
+    errors: Sequence[Any], body: object, model: type[BaseModel] | None = None
+) -> str:
+    """Pydantic's error list as sentences that name the series index, id and field.
+
+    `model`: the body's model, when known, so that an unknown field is answered with the
+    fields the object it sits in does take (pydantic says only "Extra inputs are not
+    permitted")."""
     sentences = []
     for error in errors[:MAX_LISTED_ERRORS]:
         loc = [part for part in error.get("loc", ()) if part != "body"]
         message = _message(error)
+        if error.get("type") == "extra_forbidden" and loc:
+            message = _unknown_field(model, loc)
         if error.get("type") == "json_invalid":
             sentences.append(f"the body is not valid JSON: {json_problem(body)}")
             continue
@@ -155,6 +166,66 @@ def _message(error: Any) -> str:
     if kind in _OBJECT_DUE:
         return f"must be a JSON object, not {_json_kind(error.get('input'))}"
     return str(error.get("msg", "invalid"))
+
+
+def _unknown_field(model: type[BaseModel] | None, loc: Sequence[Any]) -> str:
+    """Pydantic's extra_forbidden, with the fields the enclosing object takes where the
+    model says which."""
+    fields = _fields_at(model, loc[:-1]) if model is not None else None
+    if not fields:
+        return "unknown field"
+    return f"unknown field; the allowed fields are {', '.join(fields)}"
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[Any]) -> list[str] | None:
+    """The field names (as sent: aliases) of the object at `loc` inside a `model` body, or
+    None where the path does not lead to one model (a union of several, a plain value)."""
+    current: Any = model
+    for part in loc:
+        current = _one_type(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if not isinstance(part, str):
+                return None
+            found = [f for name, f in current.model_fields.items() if (f.alias or name) == part]
+            if not found:
+                return None
+            current = found[0].annotation
+            continue
+        args = typing.get_args(current)
+        origin = typing.get_origin(current)
+        if origin in (list, tuple, set, frozenset) or (
+            isinstance(origin, type) and issubclass(origin, Sequence) and origin is not str
+        ):
+            current = args[0] if args else None
+        elif origin is dict or (isinstance(origin, type) and issubclass(origin, Mapping)):
+            current = args[1] if len(args) == 2 else None
+        else:
+            return None
+    current = _one_type(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return None
+
+
+def _one_type(annotation: Any) -> Any:
+    """`X | None` and `Annotated[X, ...]` as X; other unions as they are."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _one_type(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _one_type(members[0]) if len(members) == 1 else annotation
+    return annotation
+
+
+def body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model a FastAPI route reads its JSON body into, if it has one."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+    annotation = _one_type(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _json_kind(value: object) -> str:
@@ -313,7 +384,7 @@ def install_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        detail = describe_validation_errors(exc.errors(), exc.body)
+        detail = describe_validation_errors(exc.errors(), exc.body, body_model(request))
         return JSONResponse(status_code=422, content={"detail": detail})
 
     async def on_input(request: Request, exc: Exception) -> JSONResponse:

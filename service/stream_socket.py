@@ -123,7 +123,11 @@ async def answer(
         try:
             request = ObservationsRequest.model_validate(data)
         except ValidationError as error:
-            return refused(series_id, 422, describe_validation_errors(error.errors(), data))
+            return refused(
+                series_id,
+                422,
+                describe_validation_errors(error.errors(), data, ObservationsRequest),
+            )
         response = await state.streams.observe(series_id, request)
         return 200, response.model_dump_json().encode()
     except Exception as error:

@@ -137,7 +137,12 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ("no target column", lambda csv: tiny_spec(csv, target="oil_temp"), "field 'target'"),
     ("no covariate column", lambda csv: tiny_spec(csv, covariates=["XX"]), "field 'covariates'"),
     ("target missing", lambda csv: {"data": str(csv)}, "field 'target'"),
-    ("unknown top-level key", lambda csv: {**tiny_spec(csv), "epochs": 3}, "field 'epochs'"),
+    (
+        "unknown top-level key",
+        lambda csv: {**tiny_spec(csv), "epochs": 3},
+        "field 'epochs': unknown field; the allowed fields are data, target, covariates, config, "
+        "promote, nproc",
+    ),
     ("unknown section", lambda csv: tiny_spec(csv, config={"optim": {}}), "field 'config'"),
     (
         "unknown model key",
@@ -304,6 +309,17 @@ def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> Non
         ({"paused": "true"}, "field 'paused'"),  # strict: a string is not a bool
         ({"job": tiny_spec(ett_csv, target="nope")}, "field 'job.target'"),
         ({"job": {**tiny_spec(ett_csv), "data": "/nope.csv"}}, "field 'job.data'"),
+        (
+            {"colour": 1},
+            "field 'colour': unknown field; the allowed fields are cron, timezone, job, paused",
+        ),
+        (
+            {"job": {**tiny_spec(ett_csv), "colour": 1}},
+            (
+                "field 'job.colour': unknown field; the allowed fields are data, target, "
+                "covariates, config, promote, nproc"
+            ),
+        ),
     ):
         answer = client.post("/schedules", json={**body, **bad}, headers=KEY)
         assert answer.status_code == 422 and field in answer.json()["detail"], answer.text

@@ -138,7 +138,13 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "unknown field": (
         _set(("series", 1, "colour"), "red"),
-        f"{BAD} 'colour': Extra inputs are not permitted",
+        f"{BAD} 'colour': unknown field; the allowed fields are id, values, start, freq, "
+        "timestamps, covariates, timezone",
+    ),
+    "unknown top-level field": (
+        _set(("horizen",), 24),
+        "field 'horizen': unknown field; the allowed fields are horizon, quantiles, series, "
+        "timezone",
     ),
     "empty series list": (
         _set(("series",), []),

@@ -98,7 +98,12 @@ def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry
         (b'{"series_id": "u/1", "values": [1.0]}', 422, "without '/' or control characters"),
         (b'{"series_id": "u\\u0000", "values": [1.0]}', 422, "without '/' or control"),
         (b'{"series_id": " ", "values": [1.0]}', 422, "not blank"),
-        (b'{"series_id": "u", "values": [1.0], "colour": 1}', 422, "colour"),
+        (
+            b'{"series_id": "u", "values": [1.0], "colour": 1}',
+            422,
+            "field 'colour': unknown field; the allowed fields are values, timestamps, start, "
+            "covariates, horizon, quantiles, gap_policy, timezone",
+        ),
         (b'{"series_id": "u", "values": [1.0], "covariates": {"x": [0.0]}}', 422, "start"),
     ],
 )
