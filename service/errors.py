@@ -165,7 +165,46 @@ def _message(error: Any) -> str:
             return str(raised)
     if kind in _OBJECT_DUE:
         return f"must be a JSON object, not {_json_kind(error.get('input'))}"
+    if kind == "missing":
+        return "is required"
+    due = _DUE.get(str(kind))
+    if due is not None:
+        return f"must be {due}; got {_sent(error.get('input'))}"
     return str(error.get("msg", "invalid"))
+
+
+# Pydantic's type errors ("Input should be a valid number") as what the field takes, followed
+# by what was sent: the client sees which value of its body was refused.
+_DATETIME = (
+    "an ISO 8601 date-time such as '2024-03-01T00:00:00' (local wall time) or "
+    "'2024-03-01T00:00:00+01:00'"
+)
+_DUE = {
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "a JSON object",
+    "datetime_type": _DATETIME,
+    "datetime_parsing": _DATETIME,
+    "datetime_from_date_parsing": _DATETIME,
+}
+
+
+def _sent(value: object) -> str:
+    """A refused value as the client wrote it: JSON's words for null, booleans, arrays and
+    objects; strings and numbers themselves (shortened when long)."""
+    if value is None or isinstance(value, bool | list | tuple | dict):
+        return _json_kind(value)
+    if isinstance(value, str):
+        return f"the string {shown(value)}"
+    return shown(value)
 
 
 def _unknown_field(model: type[BaseModel] | None, loc: Sequence[Any]) -> str:
@@ -240,6 +279,8 @@ def _json_kind(value: object) -> str:
         return "a string"
     if isinstance(value, list | tuple):
         return "an array"
+    if isinstance(value, dict):
+        return "an object"
     return type(value).__name__
 
 

@@ -121,17 +121,18 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "bad start": (
         _set(("series", 1, "start"), "yesterday"),
-        f"{BAD} 'start': Input should be a valid datetime",
+        f"{BAD} 'start': must be an ISO 8601 date-time such as '2024-03-01T00:00:00' (local "
+        "wall time) or '2024-03-01T00:00:00+01:00'; got the string 'yesterday'",
     ),
     "values not a list": (
         _set(("series", 1, "values"), "31.2"),
-        f"{BAD} 'values': Input should be a valid list",
+        f"{BAD} 'values': must be an array; got the string '31.2'",
     ),
     "value not a number": (
         _set(("series", 1, "values", 4), "warm"),
-        f"{BAD} 'values'[4]: Input should be a valid number",
+        f"{BAD} 'values'[4]: must be a number; got the string 'warm'",
     ),
-    "missing id": (lambda b: b["series"][1].pop("id"), "series 1, field 'id': Field required"),
+    "missing id": (lambda b: b["series"][1].pop("id"), "series 1, field 'id': is required"),
     "duplicate id": (
         _set(("series", 1, "id"), "pump-1"),
         "series 1 ('pump-1'), field 'id': repeats the id of series 0",
@@ -157,15 +158,15 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     # JSON that lax parsing would read as numbers: refused, never "fixed" to 1, 0 or 31.2
     "bool among values": (
         _set(("series", 1, "values", 7), True),
-        f"{BAD} 'values'[7]: Input should be a valid number",
+        f"{BAD} 'values'[7]: must be a number; got true",
     ),
     "numeric string among values": (
         _set(("series", 1, "values", 7), "31.2"),
-        f"{BAD} 'values'[7]: Input should be a valid number",
+        f"{BAD} 'values'[7]: must be a number; got the string '31.2'",
     ),
     "bool among covariates": (
         _set(("series", 1, "covariates", "x", 3), False),
-        f"{BAD} 'covariates'['x'][3]: Input should be a valid number",
+        f"{BAD} 'covariates'['x'][3]: must be a number; got false",
     ),
     # said 'Input should be a valid dictionary or instance of SeriesIn', a class's name
     "series not an object": (
@@ -195,7 +196,7 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "bool quantile": (
         _set(("quantiles",), [True]),
-        "field 'quantiles.0': Input should be a valid number",
+        "field 'quantiles.0': must be a number; got true",
     ),
 }
 
@@ -347,7 +348,7 @@ def test_a_bool_among_exact_zeros_and_ones_is_still_refused(
     series["values"][10] = True
     response = client.post("/forecast", json=body)
     assert response.status_code == 422, response.text
-    assert f"{BAD} 'values'[10]: Input should be a valid number" in response.json()["detail"]
+    assert f"{BAD} 'values'[10]: must be a number; got true" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(

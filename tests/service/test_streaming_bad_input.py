@@ -42,7 +42,7 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
     stamps = [_stamp(frame, row) for row in range(STORED, STORED + 4)]
     return {
         "null value": (value_at(2, None), 422, "field 'values': holds null at position 2"),
-        "bool value": (value_at(1, True), 422, "field 'values.1': Input should be a valid number"),
+        "bool value": (value_at(1, True), 422, "field 'values.1': must be a number; got true"),
         # finite, but the state would carry it for good (1e38: an audit's, accepted before)
         "value too large": (
             value_at(2, 1e160),
@@ -243,11 +243,11 @@ def test_bad_get_forecast_query(
     # the query's own type errors are named as the body's are (they said 'query.horizon')
     answer = client.get("/series/s/forecast", params={"horizon": "soon"})
     assert answer.status_code == 422
-    assert answer.json()["detail"].startswith("field 'horizon': Input should be a valid integer")
+    assert answer.json()["detail"] == "field 'horizon': must be an integer; got the string 'soon'"
     answer = client.get("/series/s/forecast", params={"quantiles": "0.1,0.9"})
     assert answer.status_code == 422
     detail = answer.json()["detail"]
-    assert detail.startswith("field 'quantiles'[0]: Input should be a valid number")
+    assert detail.startswith("field 'quantiles'[0]: must be a number; got the string '0.1,0.9'")
     assert "(one level per parameter: ?quantiles=0.1&quantiles=0.9)" in detail
 
 
