@@ -420,6 +420,23 @@ def plain_errors_in_schema(schema: dict[str, Any]) -> None:
         components.pop("ValidationError", None)
 
 
+def no_endpoint(request: Request) -> str:
+    """Starlette's bare 'Not Found' for a path no route matches, said with the path, and
+    for a series path with more segments than one id, the rule ids follow: an id sent with
+    its '/' percent-encoded (%2F) arrives decoded and splits the path."""
+    detail = f"no endpoint at {request.method} {_path(request)}"
+    parts = request.url.path.split("/")
+    if len(parts) > 3 and parts[1] == "series" and parts[2] != "stream":
+        detail += f"; field 'series_id': {SERIES_ID_RULE} (a %2F in the URL is read as '/')"
+    return f"{detail}; the endpoints are listed at /docs"
+
+
+def _path(request: Request) -> str:
+    """The request's path for a message, its start only when long."""
+    path = request.url.path
+    return path if len(path) <= 120 else f"{path[:100]}... ({len(path):,} characters)"
+
+
 def install_handlers(app: FastAPI) -> None:
     """Every error the service knows becomes `{"detail": <sentence>}` with its status code."""
 
@@ -471,6 +488,15 @@ def install_handlers(app: FastAPI) -> None:
                 content={"detail": "the body is not valid JSON: "
                          + unparsable_body(exc.__cause__)},
             )  # fmt: skip
+        if exc.status_code == 404 and exc.detail == "Not Found" and "route" not in request.scope:
+            return JSONResponse(status_code=404, content={"detail": no_endpoint(request)})
+        allow = (exc.headers or {}).get("Allow")
+        if exc.status_code == 405 and exc.detail == "Method Not Allowed" and allow:
+            detail = (
+                f"method {request.method} is not allowed at {_path(request)}; "
+                f"allowed: {allow}"
+            )
+            return JSONResponse(status_code=405, content={"detail": detail}, headers=exc.headers)
         return await http_exception_handler(request, exc)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

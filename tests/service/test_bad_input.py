@@ -389,3 +389,30 @@ def test_a_long_id_is_shortened_in_the_error(client: TestClient, body: Body) -> 
     body["series"][1]["values"][3] = None
     detail = client.post("/forecast", json=body).json()["detail"]
     assert detail.startswith(f"series 1 ('{'q' * 60}'... (200 characters)), field 'values'")
+
+
+def test_a_path_no_endpoint_serves_is_named_in_the_404(client: TestClient) -> None:
+    """Starlette said only 'Not Found', also for a series id whose '/' was sent as %2F (it
+    arrives decoded and splits the path), which the id rule forbids."""
+    answer = client.get("/forcast")
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "detail": "no endpoint at GET /forcast; the endpoints are listed at /docs"
+    }
+    answer = client.post("/series/pump%2F1/observations", json={"values": [1.0]})
+    assert answer.status_code == 404
+    assert answer.json()["detail"] == (
+        "no endpoint at POST /series/pump/1/observations; field 'series_id': a string of 1 to "
+        "200 characters, not blank, without '/' or control characters (a %2F in the URL is read "
+        "as '/'); the endpoints are listed at /docs"
+    )
+    long = client.get("/" + "x" * 5000)
+    assert long.status_code == 404 and "(5,001 characters)" in long.json()["detail"]
+    assert len(long.text) < 300
+
+
+def test_a_method_the_path_does_not_take_is_named_with_those_it_does(client: TestClient) -> None:
+    answer = client.delete("/forecast")
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST"
+    assert answer.json() == {"detail": "method DELETE is not allowed at /forecast; allowed: POST"}
