@@ -492,10 +492,7 @@ def install_handlers(app: FastAPI) -> None:
             return JSONResponse(status_code=404, content={"detail": no_endpoint(request)})
         allow = (exc.headers or {}).get("Allow")
         if exc.status_code == 405 and exc.detail == "Method Not Allowed" and allow:
-            detail = (
-                f"method {request.method} is not allowed at {_path(request)}; "
-                f"allowed: {allow}"
-            )
+            detail = f"method {request.method} is not allowed at {_path(request)}; allowed: {allow}"
             return JSONResponse(status_code=405, content={"detail": detail}, headers=exc.headers)
         return await http_exception_handler(request, exc)
 

@@ -440,3 +440,19 @@ def test_the_service_warns_at_start_when_job_data_may_come_from_any_file(
     ):
         pass
     assert not any("URNN_JOB_DATA_DIRS" in r.getMessage() for r in caplog.records)
+
+
+def test_the_service_warns_at_start_when_a_job_data_folder_is_not_there(
+    db: Database, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder that is missing (a volume not mounted) made every job 'outside the folders
+    jobs may read' with nothing in the log to say why."""
+    gone = tmp_path / "not-mounted"
+    confined = settings.model_copy(update={"job_data_dirs": f"{tmp_path},{gone}"})
+    with (
+        caplog.at_level("WARNING", logger="service.state"),
+        TestClient(create_app(confined, loader=NoModels())),
+    ):
+        pass
+    said = [r.getMessage() for r in caplog.records if "URNN_JOB_DATA_DIRS" in r.getMessage()]
+    assert len(said) == 1 and f"are not folders here: {gone};" in said[0], said
