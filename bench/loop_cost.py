@@ -16,10 +16,11 @@ least), and the requests per second the whole process reached.
 `--callgrind` counts instructions instead of seconds: the same requests run under valgrind's
 callgrind (one thread per output file) twice, with `--warm` requests and with `--warm` +
 `--requests`; the event-loop thread's difference divided by `--requests` is its instruction
-count per request, startup and imports excluded. Counts repeat within ~1-2 % for the same code
-(batch composition varies a little with timing), whatever the machine is doing, so a change
-to the loop's work shows as a number. Valgrind does not know AVX-512: under it, torch is held
-to AVX2 (ATEN_CPU_CAPABILITY), numpy's AVX-512 kernels are switched off
+count per request, startup and imports excluded (the lifespan waits for the model's load, ~50 s
+under valgrind: URNN_STARTUP_LOAD_WAIT_SECONDS in SERVICE_ENV). Counts repeat within ~1-2 % for
+the same code (batch composition varies a little with timing), whatever the machine is doing, so
+a change to the loop's work shows as a number. Valgrind does not know AVX-512: under it, torch
+is held to AVX2 (ATEN_CPU_CAPABILITY), numpy's AVX-512 kernels are switched off
 (NPY_DISABLE_CPU_FEATURES) and the uRNN extension is built without -march=native
 (URNN_NATIVE_BUILD=0, a separate cached build). Needs valgrind (Debian package `valgrind`).
 """
@@ -47,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def drive(app: Any, body: bytes, headers: dict[str, str], clients: int, count: int) -> int:
     """`count` POST /forecast requests through `app`, `clients` at a time; their statuses
-    must all be 200 (anything else stops the benchmark: it would not measure forecasts)."""
+    must all be 200 (anything else stops the benchmark: it would not measure forecasts; the
+    error says which statuses came and the first body of each, the service's reason)."""
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     raw.append((b"content-length", str(len(body)).encode()))
     base = {
@@ -66,9 +68,12 @@ async def drive(app: Any, body: bytes, headers: dict[str, str], clients: int, co
     }
     started = 0
     bad: list[int] = []
+    why: dict[int, bytes] = {}  # each non-200 status's first body: what the service said
 
     async def one() -> None:
         given = False
+        status = 200
+        chunks: list[bytes] = []
 
         async def receive() -> dict[str, Any]:
             nonlocal given
@@ -79,10 +84,17 @@ async def drive(app: Any, body: bytes, headers: dict[str, str], clients: int, co
             raise AssertionError("unreachable")
 
         async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and message["status"] != 200:
-                bad.append(message["status"])
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if status != 200:
+                    bad.append(status)
+            elif message["type"] == "http.response.body" and status != 200:
+                chunks.append(message.get("body", b""))
 
         await app(dict(base), receive, send)
+        if status != 200:
+            why.setdefault(status, b"".join(chunks))
 
     async def client() -> None:
         nonlocal started
@@ -92,8 +104,15 @@ async def drive(app: Any, body: bytes, headers: dict[str, str], clients: int, co
 
     await asyncio.gather(*(client() for _ in range(clients)))
     if bad:
-        raise RuntimeError(f"{len(bad)} requests answered {sorted(set(bad))}, not 200")
+        said = "; ".join(f"{code}: {_text(why.get(code, b''))}" for code in sorted(set(bad)))
+        raise RuntimeError(f"{len(bad)} requests answered {sorted(set(bad))}, not 200 ({said})")
     return started
+
+
+def _text(body: bytes, limit: int = 500) -> str:
+    """A response body as it reads in an error message: at most `limit` characters."""
+    text = body.decode(errors="replace").strip() or "(no body)"
+    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 async def measure(app: Any, args: argparse.Namespace) -> list[tuple[float, float]]:
@@ -125,19 +144,25 @@ async def measure(app: Any, args: argparse.Namespace) -> list[tuple[float, float
     return rounds
 
 
+SERVICE_ENV = {
+    "URNN_MODEL_POLL_SECONDS": "0",
+    "URNN_TORCH_THREADS": "1",
+    "URNN_DEVICE": "cpu",
+    # The lifespan waits for the model however long its load takes (the setting's most). By
+    # default it goes on after 10 s with /forecast at 503 "the service is starting" until the
+    # load ends; under valgrind the load (MLflow, torch, the trace and its check) took ~50 s
+    # against 1.4 s without, so every request of the --callgrind warm-up answered 503.
+    "URNN_STARTUP_LOAD_WAIT_SECONDS": "3600",
+}
+"""The service's settings (urnn_forecast.settings) for the in-process app, besides its var dir."""
+
+
 def run_in_process(args: argparse.Namespace, var_dir: Path) -> list[tuple[float, float]]:
     import torch
     import uvloop
 
     torch.set_num_threads(1)
-    os.environ.update(
-        {
-            "URNN_VAR_DIR": str(var_dir),
-            "URNN_MODEL_POLL_SECONDS": "0",
-            "URNN_TORCH_THREADS": "1",
-            "URNN_DEVICE": "cpu",
-        }
-    )
+    os.environ.update({"URNN_VAR_DIR": str(var_dir), **SERVICE_ENV})
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from service.main import create_app
 
