@@ -10,7 +10,6 @@ version's files into a temporary folder and reads `config.json` + `weights.pt` w
 
 from __future__ import annotations
 
-import re
 import tempfile
 import threading
 from pathlib import Path
@@ -19,34 +18,21 @@ from typing import Any, Protocol
 from models.forecaster import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
+from urnn_forecast.model_uri import ModelUriError, parse_models_uri
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import shown_uri
 
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
+__all__ = ["MlflowLoader", "ModelLoader", "ModelUriError", "NoModelError", "parse_models_uri"]
 
 
 class NoModelError(LookupError):
     """Nothing is registered at the configured URI (yet): the service waits, not a crash."""
 
 
-class ModelUriError(ValueError):
-    """URNN_MODEL_URI is not of a form the service can follow."""
-
-
 class ModelLoader(Protocol):
     def resolve(self, uri: str) -> ModelRef: ...
 
     def load(self, ref: ModelRef) -> ForecastPredictor: ...
-
-
-def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """models:/name@alias -> (name, alias, None); models:/name/3 -> (name, None, "3")."""
-    match = _MODELS_URI.match(uri)
-    if match is None:
-        raise ModelUriError(
-            f"model URI {uri!r} is not models:/<name>@<alias> or models:/<name>/<version>"
-        )
-    return match["name"], match["alias"], match["version"]
 
 
 class MlflowLoader:

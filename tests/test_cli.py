@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -154,6 +155,52 @@ def test_bad_settings_are_one_line_naming_the_variable_and_what_it_accepts(
     assert "URNN_DEVICE='gpu': Input should be 'auto', 'cpu' or 'cuda'" in err
     assert "URNN_BATCH_MAX_SERIES='0': Input should be greater than or equal to 1" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve"], ["models", "list"], ["models", "promote", "3"]],
+    ids=["serve", "models-list", "models-promote"],
+)
+@pytest.mark.parametrize("uri", ["bogus", "runs:/abc/model", "models:/x/latest", "models:/"])
+def test_a_model_uri_the_service_cannot_follow_stops_every_command(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    command: list[str],
+    uri: str,
+) -> None:
+    """URNN_MODEL_URI=bogus let `urnn serve` start (/readyz 503 "cannot resolve bogus" for
+    good) and `urnn models list` list urnn-forecaster with exit code 0."""
+    import uvicorn
+
+    from urnn_forecast.settings import get_settings
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("urnn serve started with URNN_MODEL_URI=" + uri)
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    monkeypatch.setenv("URNN_MODEL_URI", uri)
+    monkeypatch.chdir(tmp_path)  # a command that did run would leave ./var/ there
+    get_settings.cache_clear()
+    try:
+        code = cli.main(command)
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"urnn {command[0]}: error: invalid settings: URNN_MODEL_URI={uri!r}: Value error, "
+        "must be models:/<name>@<alias> or models:/<name>/<version>, e.g. "
+        "models:/urnn-forecaster@champion (followed) or models:/urnn-forecaster/3 (pinned)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri", ["models:/urnn-forecaster@champion", "models:/plant-7/3", "models:/a.b@challenger/"]
+)
+def test_the_model_uri_forms_the_service_follows_are_accepted(uri: str) -> None:
+    assert Settings(model_uri=uri).model_uri == uri
 
 
 @pytest.mark.parametrize("key", ["clé", "two words", "tab\there"])

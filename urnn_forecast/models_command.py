@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from urnn_forecast.model_uri import ModelUriError, parse_models_uri
 from urnn_forecast.settings import Settings
 
 DEFAULT_REASON = "set by hand (urnn models promote)"
@@ -61,8 +62,12 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         check_tracking_store,
     )
 
-    name = args.name or served_name(settings.model_uri)
     command = f"urnn models {args.models_action}"
+    try:
+        name = args.name or served_name(settings.model_uri)
+    except ModelUriError as error:  # settings built without validation (model_copy)
+        print(f"{command}: error: URNN_MODEL_URI: {error}; or give --name", file=sys.stderr)
+        return 2
     uri = settings.resolved_tracking_uri()
     try:
         check_tracking_store(settings, create=False)  # reading a registry makes no folder
@@ -111,13 +116,11 @@ def serves(predictor: Any) -> None:
 
 
 def served_name(model_uri: str) -> str:
-    """The registered name in a models:/ URI (models:/name@alias, models:/name/3)."""
-    from training.registry import DEFAULT_REGISTERED_NAME
-
-    if not model_uri.startswith("models:/"):
-        return DEFAULT_REGISTERED_NAME
-    rest = model_uri.removeprefix("models:/")
-    return rest.split("@", 1)[0].split("/", 1)[0] or DEFAULT_REGISTERED_NAME
+    """The registered name in a models:/ URI (models:/name@alias, models:/name/3), parsed as
+    the service parses it; another form is a ModelUriError, never the default name (that
+    listed `urnn-forecaster` for URNN_MODEL_URI=bogus, a model the service would not serve)."""
+    name, _, _ = parse_models_uri(model_uri)
+    return name
 
 
 def format_versions(name: str, rows: list[Any]) -> str:

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from urnn_forecast.model_uri import MODELS_URI_FORMS, ModelUriError, parse_models_uri
+
 
 class Settings(BaseSettings):
     """Operator-facing configuration; every field is `URNN_<FIELD>` in the environment."""
@@ -316,6 +318,21 @@ class Settings(BaseSettings):
                 "must be printable ASCII without spaces (letters, digits, punctuation): "
                 "clients send it as an X-API-Key header"
             )
+        return value
+
+    @field_validator("model_uri")
+    @classmethod
+    def _followable_model_uri(cls, value: str) -> str:
+        """The URI's form, checked once here (no registry is read): a malformed one let
+        `urnn serve` start and answer /readyz 503 for good, and `urnn models list` list the
+        default name instead."""
+        try:
+            parse_models_uri(value)
+        except ModelUriError:
+            raise ValueError(
+                f"must be {MODELS_URI_FORMS}, e.g. models:/urnn-forecaster@champion "
+                "(followed) or models:/urnn-forecaster/3 (pinned)"
+            ) from None
         return value
 
     @field_validator("job_data_dirs", mode="before")

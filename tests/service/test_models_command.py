@@ -9,6 +9,7 @@ import pytest
 
 from tests.service.conftest import Registry
 from urnn_forecast.cli import main
+from urnn_forecast.model_uri import ModelUriError
 from urnn_forecast.models_command import served_name
 
 NAME = "models-command"
@@ -92,4 +93,21 @@ def test_list_and_roll_back_the_champion(
 def test_the_default_name_is_the_served_one() -> None:
     assert served_name("models:/urnn-forecaster@champion") == "urnn-forecaster"
     assert served_name("models:/plant-7/3") == "plant-7"
-    assert served_name("runs:/abc/model") == "urnn-forecaster"
+    # a URI the service would not follow names no model: not the default name
+    with pytest.raises(ModelUriError, match="models:/<name>@<alias>"):
+        served_name("runs:/abc/model")
+
+
+def test_a_model_uri_settings_did_not_check_is_refused_not_defaulted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`URNN_MODEL_URI=bogus urnn models list` listed urnn-forecaster with exit code 0; a
+    Settings copied without validation reaches the command the same way."""
+    from urnn_forecast.settings import Settings
+
+    settings = Settings().model_copy(update={"model_uri": "bogus"})
+    assert main(["models", "list"], settings=settings) == 2
+    assert capsys.readouterr().err == (
+        "urnn models list: error: URNN_MODEL_URI: model URI 'bogus' is not "
+        "models:/<name>@<alias> or models:/<name>/<version>; or give --name\n"
+    )
