@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from models.forecaster import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS
+from models.forecaster import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, CheckpointError
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
 from urnn_forecast.model_uri import ModelUriError, parse_models_uri
@@ -92,4 +92,7 @@ class MlflowLoader:
                 raise FileNotFoundError(
                     f"{ref.version_uri} holds no {CHECKPOINT_CONFIG} + {CHECKPOINT_WEIGHTS}"
                 )
-            return ForecastPredictor.from_directory(found[0].parent)
+            try:
+                return ForecastPredictor.from_directory(found[0].parent)
+            except CheckpointError as error:  # named as stored, not as the deleted copy
+                raise error.at(f"{CHECKPOINT_WEIGHTS} in {shown_uri(location)}") from None

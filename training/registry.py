@@ -24,8 +24,15 @@ from typing import Any
 
 import pandas as pd
 
-from models.forecaster import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, Forecaster, save_checkpoint
+from models.forecaster import (
+    CHECKPOINT_CONFIG,
+    CHECKPOINT_WEIGHTS,
+    CheckpointError,
+    Forecaster,
+    save_checkpoint,
+)
 from training.mlflow_model import ForecastPredictor, signature_for
+from urnn_forecast.tracking import shown_uri
 
 DEFAULT_REGISTERED_NAME = "urnn-forecaster"
 CHAMPION = "champion"
@@ -323,4 +330,7 @@ def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> Forec
     """The forecaster behind `model_uri` (e.g. models:/urnn-forecaster@champion), no pickle."""
     with tempfile.TemporaryDirectory(prefix="urnn-load-") as tmp:
         directory = model_artifact_dir(model_uri, tmp, tracking_uri=tracking_uri)
-        return ForecastPredictor.from_directory(directory)
+        try:
+            return ForecastPredictor.from_directory(directory)
+        except CheckpointError as error:  # named as stored, not as the deleted copy
+            raise error.at(f"{CHECKPOINT_WEIGHTS} in {shown_uri(model_uri)}") from None

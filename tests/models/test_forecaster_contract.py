@@ -4,6 +4,7 @@ per-window normalisation promises. Then the pieces: config errors, baselines, ca
 
 from __future__ import annotations
 
+import fractions
 import io
 import json
 import math
@@ -19,6 +20,7 @@ import torch
 from models.forecaster import (
     FORECASTER_KINDS,
     FORECASTERS,
+    CheckpointError,
     Forecaster,
     ForecasterConfig,
     ForecasterConfigError,
@@ -128,6 +130,100 @@ def test_checkpoint_directory_round_trip(kind: ForecasterKind, tmp_path: Path) -
     assert meta["freq"] == "h" and meta["model"] == config.to_dict()
     x = inputs_for(config)
     assert torch.equal(original(*x), restored(*x))
+
+
+def corrupt_weights(path: Path, how: str) -> None:
+    """Damage a weights.pt as disks, copies and other writers do."""
+    data = path.read_bytes()
+    if how == "junk":
+        path.write_bytes(b"not a state dict")
+    elif how == "random":
+        path.write_bytes(np.random.default_rng(7).bytes(len(data)))
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "pickled":  # a class torch's weights-only reader refuses to build
+        state = torch.load(path, weights_only=True)
+        torch.save({**state, "note": fractions.Fraction(1, 3)}, path)
+    else:
+        raise ValueError(f"unknown corruption {how!r}")
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("random", "(not a torch checkpoint: Unsupported operand "),
+        ("truncated", "(truncated or damaged archive"),
+        ("junk", "(not a torch checkpoint: Unsupported operand "),
+        ("empty", "(the file is empty)"),
+        ("pickled", "(it pickles a fractions.Fraction, which is not a tensor)"),
+        ("list", "(it holds a list, not a dict of tensors)"),
+        ("number", "(entry 'note' is an int, not a tensor)"),
+    ],
+)
+def test_a_damaged_weights_file_is_one_line_in_our_words(
+    how: str, reason: str, tmp_path: Path
+) -> None:
+    """torch's message for a corrupt weights.pt ran to several lines and advised re-running
+    torch.load with weights_only=False ("...arbitrary code execution... Please file an
+    issue"): the file is named, with why, and what to do instead."""
+    save_checkpoint(built(config_for("urnn"), seed=5), tmp_path)
+    weights = tmp_path / "weights.pt"
+    state = torch.load(weights, weights_only=True)
+    if how == "empty":
+        weights.write_bytes(b"")
+    elif how == "list":
+        torch.save(list(state.values()), weights)
+    elif how == "number":
+        torch.save({**state, "note": 3}, weights)
+    else:
+        corrupt_weights(weights, how)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(tmp_path)
+    message = str(raised.value)
+    assert message.startswith(f"{weights} is not a readable state dict of tensors {reason}")
+    assert message.endswith(
+        "; register a new version (urnn train) or move the alias to one that loads "
+        "(urnn models promote)"
+    )
+    assert "\n" not in message and "weights_only" not in message and "issue" not in message
+    error = raised.value  # nor torch's text chained below it in a traceback
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+@pytest.mark.parametrize("cut", [0.05, 0.3, 0.6, 0.9, 0.99])
+def test_a_weights_file_cut_anywhere_is_said_to_be_truncated(cut: float, tmp_path: Path) -> None:
+    """Cut late, torch's reader raised a bare OSError "[Errno 22] Invalid argument" (read
+    as a disk error, and passed on as it was)."""
+    save_checkpoint(built(config_for("urnn"), seed=5), tmp_path)
+    weights = tmp_path / "weights.pt"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(CheckpointError, match=r"tensors \(truncated or damaged archive"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_missing_weights_file_is_still_file_not_found(tmp_path: Path) -> None:
+    save_checkpoint(built(config_for("urnn"), seed=5), tmp_path)
+    (tmp_path / "weights.pt").unlink()
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path)
+
+
+def test_loading_weights_runs_no_pickled_code(tmp_path: Path) -> None:
+    """The no-pickle guarantee stays: an object whose unpickling would run code is refused,
+    and the code never runs."""
+    ran = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (Path.touch, (str(ran),))
+
+    save_checkpoint(built(config_for("urnn"), seed=5), tmp_path)
+    weights = tmp_path / "weights.pt"
+    torch.save({"payload": Payload()}, weights)
+    with pytest.raises(CheckpointError, match=r"\(it pickles a [\w.]+, which is not a tensor\)"):
+        load_checkpoint(tmp_path)
+    assert not ran.exists()
 
 
 @pytest.mark.parametrize("kind", FORECASTER_KINDS)

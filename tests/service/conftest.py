@@ -22,6 +22,7 @@ import pytest
 
 from models.forecaster import ForecasterConfig, build_forecaster, n_calendar_features
 from service.main import create_app
+from tests.models.test_forecaster_contract import corrupt_weights
 from tests.training.synthetic import seasonal_frame
 from tests.training.test_registry import HORIZON, LOOKBACK, tiny_config
 from training.mlflow_model import EXTRA, input_example
@@ -65,13 +66,15 @@ class Registry:
         seed: int = 0,
         calendar: bool = False,
         covariates: bool = True,
-        corrupt: bool = False,
+        corrupt: bool | str = False,
         nan_weights: bool = False,
         alias: str | None = CHAMPION,
     ) -> str:
         """Register an untrained tiny forecaster (same schema) as a new version of `name`;
-        `corrupt`: its weights file replaced by junk; `nan_weights`: a readable state dict
-        whose tensors are NaN (loads, and forecasts nothing finite)."""
+        `corrupt`: its weights file replaced by junk (True), by random bytes ("random"), cut
+        to half its length ("truncated") or saved with a non-tensor object beside the tensors
+        ("pickled"); `nan_weights`: a readable state dict whose tensors are NaN (loads, and
+        forecasts nothing finite)."""
         import mlflow
         import torch
 
@@ -104,7 +107,7 @@ class Registry:
                 assert weights, f"no weights.pt under {location}"
                 for path in weights:
                     if corrupt:
-                        path.write_bytes(b"not a state dict")
+                        corrupt_weights(path, "junk" if corrupt is True else corrupt)
                         continue
                     state = torch.load(path, weights_only=True)
                     torch.save(

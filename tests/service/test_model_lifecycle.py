@@ -159,6 +159,34 @@ def test_broken_version_keeps_the_old_one_serving_and_is_reported(
     assert (info["last_reload_error"], info["last_reload_error_at"]) == (None, None)
 
 
+@pytest.mark.parametrize("how", ["random", "truncated"])
+def test_a_damaged_weights_file_is_reported_in_one_line_of_our_words(
+    client_for: Callable[..., TestClient], registry: Registry, how: str
+) -> None:
+    """torch's text for a corrupt weights.pt (several lines advising to re-run torch.load with
+    weights_only=False, "arbitrary code execution... Please file an issue") was the 502's
+    detail and /model's last_reload_error."""
+    name = f"damaged-{how}"
+    v1 = registry.register(name, seed=1)
+    client = client_for(model_uri=f"models:/{name}@champion")
+    bad = registry.register(name, seed=2, corrupt=how)
+    reload = client.post("/model/reload", headers=KEY)
+    assert reload.status_code == 502
+    detail = reload.json()["detail"]
+    assert detail.startswith(
+        f"version {bad} of {name} failed to load: CheckpointError: weights.pt in "
+    )
+    assert " is not a readable state dict of tensors (" in detail
+    assert "(truncated or damaged archive" in detail if how == "truncated" else True
+    assert detail.endswith(
+        "; register a new version (urnn train) or move the alias to one that loads "
+        f"(urnn models promote); still serving version {v1}"
+    )
+    assert "\n" not in detail and "weights_only" not in detail and "issue" not in detail
+    assert "urnn-serve-" not in detail  # the stored file, not the deleted temporary copy
+    assert client.get("/model").json()["last_reload_error"] == detail
+
+
 def test_poll_follows_the_alias(client_for: Callable[..., TestClient], registry: Registry) -> None:
     registry.register("polled", seed=1)
     client = client_for(model_uri="models:/polled@champion", model_poll_seconds=0.2)

@@ -90,6 +90,26 @@ def test_list_and_roll_back_the_champion(
     assert error.rstrip().endswith(f"(in the registry at {settings.resolved_tracking_uri()})")
 
 
+@pytest.mark.parametrize("how", ["random", "truncated"])
+def test_promoting_a_version_with_damaged_weights_says_so_in_one_line(
+    registry: Registry, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """The refusal quoted torch's multi-line text, which advises re-running torch.load with
+    weights_only=False ("...arbitrary code execution... Please file an issue")."""
+    name = f"promote-damaged-{how}"
+    registry.register(name, seed=1)
+    bad = registry.register(name, seed=2, corrupt=how, alias=None)
+    capsys.readouterr()
+    assert main(["models", "promote", bad, "--name", name], settings=registry.settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"urnn models promote: error: {name} version {bad} does not load (weights.pt in "
+    )
+    assert " is not a readable state dict of tensors (" in err
+    assert "; register a new version (urnn train) or move the alias to one that loads " in err
+    assert err.count("\n") == 1 and "weights_only" not in err and "issue" not in err
+
+
 def test_the_default_name_is_the_served_one() -> None:
     assert served_name("models:/urnn-forecaster@champion") == "urnn-forecaster"
     assert served_name("models:/plant-7/3") == "plant-7"
