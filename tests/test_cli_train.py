@@ -316,6 +316,39 @@ def test_missing_file_and_bad_config_files(
     assert code == 2 and "no.json: no such file" in err
 
 
+@pytest.mark.parametrize(
+    ("decoder", "hint"),
+    [
+        (
+            "auto",
+            " ('auto' is not a decoder but a search that trains each one and keeps the better "
+            "on validation: give --decoder auto (or fit.decoder_search true in the --config "
+            "file) and leave model.decoder out)",
+        ),
+        ("seq2seq", ""),  # another unknown decoder: no hint
+    ],
+)
+def test_a_config_file_decoder_auto_says_where_auto_lives(
+    csv: Path,
+    tmp_path: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    decoder: str,
+    hint: str,
+) -> None:
+    """README and --help offer `--decoder auto`; in a --config file's model section the same
+    word was refused without saying that it belongs to the fit (decoder_search)."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": {"decoder": decoder}}))
+    argv = ["train", "--data", str(csv), "--target", "y", "--config", str(config)]
+    code, out, err = run_cli(argv, mlflow_settings, capsys)
+    assert code == 2
+    assert err == (
+        f"urnn train: error: decoder must be one of 'direct', 'pmf'; got {decoder!r}{hint}\n"
+    )
+    assert "epoch 1/" not in out
+
+
 def test_argument_errors_are_argparse_errors(csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for argv, expected in (
         (["train", "--data", str(csv), "--target", "y", "--model", "transformer"], "--model"),

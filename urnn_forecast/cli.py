@@ -1549,7 +1549,18 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         if reserved in train:
             raise UsageError(f"--config: set {reserved!r} with its option or section, not 'train'")
     _calendar_auto(model, train)
-    model_config = _build(ForecasterConfig, model, "model config")
+    try:
+        model_config = _build(ForecasterConfig, model, "model config")
+    except ValueError as error:
+        hint = auto_decoder_hint(
+            error,
+            model,
+            "give --decoder auto (or fit.decoder_search true in the --config file) and leave "
+            "model.decoder out",
+        )
+        if hint:
+            raise UsageError(f"{error}{hint}") from None
+        raise
     fit_config = _build(FitConfig, fit, "fit config")
     if (problem := seed_problem(fit_config.seed, model_config.ensemble)) is not None:
         raise UsageError(f"{'--seed' if args.seed is not None else 'fit config'}: {problem}")
@@ -1559,6 +1570,18 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         model=model_config,
         fit=fit_config,
         **_build_train_fields(train),
+    )
+
+
+def auto_decoder_hint(error: Exception, model: Mapping[str, Any], instead: str) -> str:
+    """For a model section's "decoder": "auto" (refused: no model has that decoder), where
+    "auto" lives instead (`urnn train --decoder auto`, FitConfig.decoder_search), in the
+    caller's terms; "" for any other error."""
+    if model.get("decoder") != "auto" or not str(error).startswith("decoder must be one of"):
+        return ""
+    return (
+        " ('auto' is not a decoder but a search that trains each one and keeps the better on "
+        f"validation: {instead})"
     )
 
 
@@ -1638,7 +1661,12 @@ def train_config_from_sections(
         except UsageError:
             raise
         except ValueError as error:  # the config's own __post_init__ checks
-            raise UsageError(f"{what}.{section}: {error}") from None
+            hint = auto_decoder_hint(
+                error,
+                given["model"] if section == "model" else {},
+                f"set {what}.fit.decoder_search to true and leave {what}.model.decoder out",
+            )
+            raise UsageError(f"{what}.{section}: {error}{hint}") from None
     if (problem := decoder_search_error(built["model"], built["fit"])) is not None:
         raise UsageError(f"{what}.fit: {problem}")
     if (problem := seed_problem(built["fit"].seed, built["model"].ensemble)) is not None:

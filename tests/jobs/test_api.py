@@ -277,6 +277,37 @@ def test_bad_specs_answer_422_naming_the_field(
     assert client.get("/jobs").json()["total"] == 0
 
 
+@pytest.mark.parametrize(
+    ("decoder", "hint"),
+    [
+        (
+            "auto",
+            " ('auto' is not a decoder but a search that trains each one and keeps the better "
+            "on validation: set config.fit.decoder_search to true and leave "
+            "config.model.decoder out)",
+        ),
+        ("seq2seq", ""),  # another unknown decoder: no hint
+    ],
+)
+def test_a_model_decoder_auto_says_where_auto_lives(
+    client: TestClient, ett_csv: Path, decoder: str, hint: str
+) -> None:
+    """README and the CLI offer `--decoder auto`; in a job's config.model it was refused
+    without saying that it is the fit's decoder_search."""
+    spec = tiny_spec(ett_csv)
+    spec["config"]["model"]["decoder"] = decoder
+    answer = submit(client, spec)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        f"field 'config.model': decoder must be one of 'direct', 'pmf'; got {decoder!r}{hint}"
+    )
+    # where it says, "auto" is taken
+    del spec["config"]["model"]["decoder"]
+    spec["config"]["fit"]["decoder_search"] = True
+    if decoder == "auto":
+        assert submit(client, spec).status_code == 202
+
+
 def test_an_id_with_a_nul_is_not_found(client: TestClient) -> None:
     """On PostgreSQL these were 500s (a NUL cannot be sent in a query); SQLite said 404."""
     for method, path in (
