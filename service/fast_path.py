@@ -13,9 +13,10 @@ result (an unknown or missing key, a wrong type, `null` or a string or a bool am
 numbers, nested lists, an id out of bounds, an unparsable date...) makes it return None, and
 the request goes through `ForecastRequest` as before, so every rejection keeps the schema's
 422 message. What it accepts, it converts exactly as the schema would: numbers to float64,
-datetimes by pydantic's own datetime validator (tests/service/test_fast_path.py checks the two
-agree on accepted and rejected bodies). The checks that need the model (finite values,
-lengths, dates on the model's grid, ...) are `service.validation`'s, for both paths.
+datetimes by pydantic's own datetime validator, `"covariates": null` as none given
+(tests/service/test_fast_path.py checks the two agree on accepted and rejected bodies). The
+checks that need the model (finite values, lengths, dates on the model's grid, ...) are
+`service.validation`'s, for both paths.
 """
 
 from __future__ import annotations
@@ -128,21 +129,24 @@ def _rows_of(raw_series: list[Any]) -> tuple[FastSeries, ...]:
     return request.series
 
 
-_BLOCK_KEYS = frozenset({"id", "values", "start", "freq"})
+# and "covariates" when null: none given, as when left out (the schema reads it so)
+_BLOCK_KEYS = frozenset({"id", "values", "start", "freq", "covariates"})
 
 
 def fast_block(raw_series: list[Any]) -> SeriesBlock | None:
     """The series as one block, as `service.arrow_io` reads a plain Arrow table: keys among
-    id, values, start and freq; histories of one length, of plain numbers; `start` in every
-    series (plain naive texts, `plain_start_ns`) or in none. None for anything else: the
-    series then go one by one, with their own checks and messages (the same answers: the
-    block's checks are the rows', tests/service/test_fast_path.py)."""
+    id, values, start and freq (and a null covariates); histories of one length, of plain
+    numbers; `start` in every series (plain naive texts, `plain_start_ns`) or in none. None
+    for anything else: the series then go one by one, with their own checks and messages
+    (the same answers: the block's checks are the rows', tests/service/test_fast_path.py)."""
     ids: list[str] = []
     rows: list[Any] = []
     starts: list[Any] = []
     freqs: list[str | None] = []
     for item in raw_series:
         if type(item) is not dict or not item.keys() <= _BLOCK_KEYS:
+            return None
+        if item.get("covariates") is not None:
             return None
         series_id = item.get("id")
         if type(series_id) is not str or not 1 <= len(series_id) <= ID_MAX:
@@ -224,7 +228,7 @@ def _series(item: Any) -> FastSeries | None:
         return None
     try:
         timestamps = fast_timestamps(item.get("timestamps"))
-        covariates = fast_covariates(item.get("covariates", {}), _numbers)
+        covariates = fast_covariates(item.get("covariates"), _numbers)
     except NotFastError:
         return None
     return FastSeries(series_id, values, start, freq, timestamps, covariates)
@@ -264,8 +268,10 @@ def fast_timestamps(raw: Any) -> list[datetime] | None:
 
 
 def fast_covariates(raw: Any, numbers: Callable[[Any], np.ndarray | None]) -> dict[str, np.ndarray]:
-    """A `covariates` field: {name: float64 array} when every column is what `numbers`
-    accepts, else NotFastError."""
+    """A `covariates` field: {} when absent or null (the schema reads null as absent), {name:
+    float64 array} when every column is what `numbers` accepts, else NotFastError."""
+    if raw is None:
+        return {}
     if type(raw) is not dict:
         raise NotFastError("covariates")
     covariates = {}

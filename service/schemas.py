@@ -60,6 +60,19 @@ def _not_a_number(value: object) -> object:
 Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
+def _null_is_absent(value: object) -> object:
+    return {} if value is None else value
+
+
+# Covariate columns by name, each a list as long as `values`. null means none given, as
+# leaving the field out does (and as a null `covariates.<name>` cell of an Arrow body), like
+# the other optional fields' null; OpenAPI shows it as an object or null.
+Covariates = Annotated[
+    dict[str, list[Number | None]],
+    BeforeValidator(_null_is_absent, json_schema_input_type=dict[str, list[Number | None]] | None),
+]
+
+
 def _zone_name(name: str) -> str:
     zone_named(name)  # ValueError: not an IANA name
     return name
@@ -131,9 +144,12 @@ class SeriesIn(BaseModel):
             "the model's frequency; replaces `start`."
         ),
     )
-    covariates: dict[str, list[Number | None]] = Field(
+    covariates: Covariates = Field(
         default_factory=dict,
-        description="One list per covariate the model was trained with, as long as `values`.",
+        description=(
+            "One list per covariate the model was trained with, as long as `values`; null: "
+            "none, as when left out."
+        ),
     )
     timezone: TimeZoneName | None = Field(
         default=None,

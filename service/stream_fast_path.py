@@ -78,7 +78,7 @@ def fast_observations(data: Any) -> FastObservations | None:
     try:
         horizon, quantiles = fast_horizon_quantiles(data)
         timestamps = fast_timestamps(data.get("timestamps"))
-        covariates = fast_covariates(data.get("covariates", {}), _numbers)
+        covariates = fast_covariates(data.get("covariates"), _numbers)  # null: none
     except NotFastError:
         return None
     return FastObservations(

@@ -16,6 +16,7 @@ from service.schemas import (
     EXAMPLE_VALUES,
     ZONE_EFFECT,
     Count,
+    Covariates,
     ModelRefOut,
     Number,
     Timestamp,
@@ -71,9 +72,12 @@ class ObservationsRequest(BaseModel):
         description="Timestamp of values[0]; the rest follow at the model's frequency.",
         examples=["2018-06-01T00:00:00"],
     )
-    covariates: dict[str, list[Number | None]] = Field(
+    covariates: Covariates = Field(
         default_factory=dict,
-        description="One list per covariate the model reads, as long as `values`.",
+        description=(
+            "One list per covariate the model reads, as long as `values`; null: none, as "
+            "when left out."
+        ),
     )
     horizon: Count | None = Field(
         default=None,

@@ -209,12 +209,19 @@ STREAM_NAME = "urnn-stream-forecaster"
 
 
 def register_streaming(
-    registry: Registry, name: str, *, seed: int = 0, calendar: bool = False, freq: str = "h"
+    registry: Registry,
+    name: str,
+    *,
+    seed: int = 0,
+    calendar: bool = False,
+    freq: str = "h",
+    covariates: bool = True,
 ) -> str:
-    """Register an untrained streaming forecaster (lookback 48, horizon 12, the covariate x;
-    calendar features of `freq`, read on the local clock, with `calendar`) as a new version of
-    `name` (champion), with the trained model's data meta (scaler...), served at `freq` (the
-    trained model's hours by default; another, e.g. "D", for calendar steps)."""
+    """Register an untrained streaming forecaster (lookback 48, horizon 12, the covariate x
+    unless not `covariates`; calendar features of `freq`, read on the local clock, with
+    `calendar`) as a new version of `name` (champion), with the trained model's data meta
+    (scaler...), served at `freq` (the trained model's hours by default; another, e.g. "D",
+    for calendar steps)."""
     import mlflow
     import torch
 
@@ -226,7 +233,7 @@ def register_streaming(
         horizon=HORIZON,
         hidden_size=8,
         segment_length=8,
-        n_past_covariates=1,
+        n_past_covariates=1 if covariates else 0,
         n_calendar=n_calendar_features(freq) if calendar else 0,
     )
     torch.manual_seed(seed)

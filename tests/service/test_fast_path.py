@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -385,6 +385,55 @@ def test_fast_route_answers_what_the_schema_route_answers(
     assert "holds NaN at position 0" in merge.json()["detail"]
     other = client.post("/forecast", content=text, headers={"content-type": "text/plain"})
     assert other.status_code == 415
+
+
+def test_covariates_null_is_read_as_absent_by_both_readers() -> None:
+    """`"covariates": null` was a 422 ("field 'covariates': ...") while a null `start`,
+    `freq`, `timestamps` or `timezone` is absent, as a null covariates cell of an Arrow body."""
+    body = _with(_s1("covariates", None))
+    schema = ForecastRequest.model_validate(copy.deepcopy(body))
+    assert schema.series[1].covariates == {}
+    fast = fast_request(copy.deepcopy(body))
+    assert isinstance(fast, BlockRequest)  # plain histories: the block, as when left out
+    assert fast.series[1].covariates == {}
+    mixed = _with(_s1("covariates", None))
+    mixed["series"][0]["covariates"] = {"x": [1.0] * 12}
+    rows = fast_request(mixed)
+    assert isinstance(rows, FastRequest)
+    assert rows.series[1].covariates == {} and list(rows.series[0].covariates) == ["x"]
+
+
+@pytest.mark.parametrize("reads_x", [False, True], ids=["no-covariates", "covariate-x"])
+def test_covariates_null_answers_what_leaving_it_out_answers(
+    registry: Registry, client_for: Callable[..., TestClient], reads_x: bool
+) -> None:
+    """On the fast path (application/json) and FastAPI's (application/merge+json, which the
+    fast path leaves alone): the same bytes as a body without the field; a 200 from a model
+    that reads no covariates, the missing-covariate 422 from one that reads x."""
+    if reads_x:
+        client = client_for()
+    else:
+        name = "covariates-null"
+        assert registry.register(name, seed=4, covariates=False) == "1"
+        client = client_for(model_uri=f"models:/{name}@champion")
+    left_out = []
+    for i, stop in enumerate((500, 480)):
+        series = history(registry.frame, f"pump-{i}", stop=stop)
+        series.pop("covariates")
+        left_out.append(series)
+    given_null = [{**series, "covariates": None} for series in left_out]
+    answers = [
+        client.post(
+            "/forecast", content=json.dumps({"series": series}), headers={"content-type": kind}
+        )
+        for series in (left_out, given_null)
+        for kind in ("application/json", "application/merge+json")
+    ]
+    expected = 422 if reads_x else 200
+    assert [answer.status_code for answer in answers] == [expected] * 4, answers[-1].text
+    assert len({answer.content for answer in answers}) == 1
+    if reads_x:
+        assert "covariate" in answers[0].json()["detail"]
 
 
 def test_start_datetime_is_pydantics(client: TestClient) -> None:

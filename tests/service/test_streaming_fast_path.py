@@ -27,7 +27,7 @@ from service.stream_fast_path import FastObservations, fast_observations
 from service.stream_schemas import ObservationsRequest
 from service.stream_validation import iso, iso_steps
 from service.streaming import StreamEngine
-from tests.service.conftest import API_KEY, Registry
+from tests.service.conftest import API_KEY, Registry, register_streaming
 from tests.service.test_streaming_api import points
 
 Body = dict[str, Any]
@@ -299,6 +299,47 @@ def test_bad_bodies_answer_the_same_on_both_paths(client: TestClient, registry: 
     assert fast.content == slow.content
     # and nothing stored changed
     assert client.get("/series/fast-b").json()["points_seen"] == stored
+
+
+@pytest.mark.parametrize("reads_x", [False, True], ids=["no-covariates", "covariate-x"])
+def test_covariates_null_answers_what_leaving_it_out_answers(
+    registry: Registry,
+    stream_client_for: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+    reads_x: bool,
+) -> None:
+    """`"covariates": null` was a 422 ("field 'covariates': ...") while a null `start` or
+    `timestamps` is absent: now the same bytes as a body without the field, on the fast path
+    and on FastAPI's, step after step of a series (a model that reads x: the same 422)."""
+    uri = None
+    if not reads_x:
+        name = "stream-covariates-null"
+        register_streaming(registry, name, covariates=False)
+        uri = f"models:/{name}@champion"
+    client = stream_client_for(**({"model_uri": uri} if uri else {}))
+    assert fast_observations({**_body(), "covariates": None}) is not None  # the fast path's
+    assert ObservationsRequest.model_validate({**_body(), "covariates": None}).covariates == {}
+    frame = registry.frame
+    for start, n in ((0, 50), (50, 1), (51, 3)):
+        left_out = points(frame, start, n)
+        left_out.pop("covariates")
+        answers = [
+            client.post(
+                f"/series/{how}-{kind.split('/')[1]}/observations",
+                content=json.dumps(body),
+                headers={**FAST, "content-type": kind},
+            )
+            for how, body in (("out", left_out), ("null", {**left_out, "covariates": None}))
+            for kind in ("application/json", "application/merge-patch+json")
+        ]
+        expected = 422 if reads_x else 200
+        assert [answer.status_code for answer in answers] == [expected] * 4, answers[-1].text
+        ids = ("out-json", "out-merge-patch+json", "null-json", "null-merge-patch+json")
+        texts = {
+            answer.text.replace(json.dumps(series_id), '"S"')
+            for answer, series_id in zip(answers, ids, strict=True)
+        }
+        assert len(texts) == 1, texts
 
 
 def test_the_fast_path_is_taken(
