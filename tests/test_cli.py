@@ -190,7 +190,7 @@ def test_a_model_uri_the_service_cannot_follow_stops_every_command(
     err = capsys.readouterr().err
     assert code == 2
     assert err == (
-        f"urnn {command[0]}: error: invalid settings: URNN_MODEL_URI={uri!r}: Value error, "
+        f"urnn {command[0]}: error: invalid settings: URNN_MODEL_URI={uri!r}: "
         "must be models:/<name>@<alias> or models:/<name>/<version>, e.g. "
         "models:/urnn-forecaster@champion (followed) or models:/urnn-forecaster/3 (pinned)\n"
     )
@@ -212,7 +212,7 @@ def test_an_api_key_http_cannot_carry_as_is_is_refused_without_showing_it(
     monkeypatch.setenv("URNN_API_KEY", key)
     code, err = serve_from_environment(capsys)
     assert code == 2
-    assert "URNN_API_KEY: Value error, must be printable ASCII without spaces" in err
+    assert "URNN_API_KEY: must be printable ASCII without spaces" in err
     assert key not in err  # a secret, even a refused one, is not echoed to the logs
 
 

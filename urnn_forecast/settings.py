@@ -402,7 +402,11 @@ def describe_settings_error(error: ValidationError) -> str:
         value = item.get("input")
         secret = field in SECRET_FIELDS  # the value of a key is not for logs
         shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
-        problems.append(f"URNN_{field.upper()}{shown}: {item['msg']}")
+        message = str(item["msg"])
+        raised = item.get("ctx", {}).get("error") if item.get("type") == "value_error" else None
+        if isinstance(raised, ValueError) and str(raised):
+            message = str(raised)  # our validator's sentence, without pydantic's "Value error, "
+        problems.append(f"URNN_{field.upper()}{shown}: {message}")
     return "invalid settings: " + "; ".join(problems)
 
 
