@@ -229,6 +229,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --requests; 5")
     parser.add_argument("--warm", type=int, default=40, help="unmeasured requests first; 40")
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="--callgrind: copy callgrind's files here, for callgrind_annotate (thread -01 is "
+        "the event loop's)",
+    )
     parser.add_argument("--var-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.requests is None:
@@ -250,6 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"callgrind: {args.warm} and {args.warm + args.requests} requests ...")
             per_request = run_callgrind(args, work / "var", work)
             print(f"event loop, {what}: {per_request:,} instructions per request")
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for path in work.glob("callgrind-*"):
+                    shutil.copy2(path, args.keep / path.name)
+                print(f"callgrind's files: {args.keep}")
             return 0
         rounds = run_in_process(args, work / "var")
         for cpu, rate in rounds:
