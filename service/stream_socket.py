@@ -165,7 +165,25 @@ def _exact(raw: bytes | str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def refused(series_id: str | None, status: int, detail: str) -> tuple[int, bytes]:
-    return status, orjson.dumps({"series_id": series_id, "status": status, "detail": detail})
+    """The reply to a refused message. Text that is not UTF-8 (a lone surrogate, "\\ud800",
+    which JSON can escape but no reply can carry) is written with backslash escapes in the
+    detail, and the id, not echoable, is null."""
+    try:
+        return status, orjson.dumps({"series_id": series_id, "status": status, "detail": detail})
+    except TypeError:  # orjson: "str is not valid UTF-8: surrogates not allowed"
+        if series_id is not None and not _utf8(series_id):
+            series_id = None
+        if not _utf8(detail):
+            detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
+        return status, orjson.dumps({"series_id": series_id, "status": status, "detail": detail})
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def _refused_by_handler(

@@ -98,6 +98,9 @@ def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry
         (b'{"series_id": "u/1", "values": [1.0]}', 422, "without '/' or control characters"),
         (b'{"series_id": "u\\u0000", "values": [1.0]}', 422, "without '/' or control"),
         (b'{"series_id": " ", "values": [1.0]}', 422, "not blank"),
+        # a lone surrogate: its reply could not be written and the connection closed (a fuzzer's)
+        (b'{"series_id": "\\ud800", "values": [1.0]}', 422, "field 'series_id': got '\\ud800'"),
+        (b'{"series_id": "u", "start": "\\ud800", "values": [1.0]}', 422, "field 'start'"),
         (
             b'{"series_id": "u", "values": [1.0], "colour": 1}',
             422,
