@@ -123,7 +123,9 @@ def describe_validation_errors(
             where = series_where(index, _series_id(body, index), field)
             sentences.append(f"{where}{rest}: {message}")
         elif len(loc) >= 2 and loc[0] == "query":  # GET ...?horizon=...&quantiles=...
-            # named as the same fields of a body and the service's own checks name them
+            # named as the same fields of a body and the service's own checks name them; a
+            # query's every value is text, so what was sent is shown as written
+            message = message.replace("; got the string ", "; got ")
             name, rest = str(loc[1]), "".join(f"[{part!r}]" for part in loc[2:])
             hint = " (one level per parameter: ?quantiles=0.1&quantiles=0.9)"
             sentences.append(
@@ -167,10 +169,39 @@ def _message(error: Any) -> str:
         return f"must be a JSON object, not {_json_kind(error.get('input'))}"
     if kind == "missing":
         return "is required"
+    sent = _sent(error.get("input"))
     due = _DUE.get(str(kind))
     if due is not None:
-        return f"must be {due}; got {_sent(error.get('input'))}"
+        return f"must be {due}; got {sent}"
+    ctx = error.get("ctx") or {}
+    bound = _BOUNDS.get(str(kind))
+    if bound is not None:
+        word, key = bound
+        return f"must be {word} {ctx.get(key)}; got {sent}"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected')}; got {sent}"
+    if kind in ("too_short", "too_long"):
+        word, key = ("at least", "min_length") if kind == "too_short" else ("at most", "max_length")
+        return f"must hold {word} {ctx.get(key)} item(s); got {ctx.get('actual_length')}"
+    if kind in ("string_too_short", "string_too_long"):
+        word = "at least" if kind == "string_too_short" else "at most"
+        limit = ctx.get("min_length" if kind == "string_too_short" else "max_length")
+        value = error.get("input")
+        got = f"{len(value):,}" if isinstance(value, str) else sent
+        return f"must be {word} {limit} character(s) long; got {got}"
+    if kind == "string_unicode":
+        return "must be valid Unicode text (a lone surrogate such as \\ud800 is not)"
     return str(error.get("msg", "invalid"))
+
+
+# Pydantic's bound errors ("Input should be greater than or equal to 1"): the word and the
+# key of the bound in the error's context.
+_BOUNDS = {
+    "greater_than_equal": ("at least", "ge"),
+    "greater_than": ("above", "gt"),
+    "less_than_equal": ("at most", "le"),
+    "less_than": ("below", "lt"),
+}
 
 
 # Pydantic's type errors ("Input should be a valid number") as what the field takes, followed
@@ -194,6 +225,7 @@ _DUE = {
     "datetime_type": _DATETIME,
     "datetime_parsing": _DATETIME,
     "datetime_from_date_parsing": _DATETIME,
+    "finite_number": "a finite number",
 }
 
 

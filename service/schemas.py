@@ -24,6 +24,7 @@ from pydantic import (
     Strict,
 )
 
+from service.errors import shown
 from training.validation import is_number_text, zone_named
 
 EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
@@ -47,7 +48,7 @@ Count = Annotated[int, Field(ge=1), BeforeValidator(_not_bool_or_text)]
 def _not_a_number(value: object) -> object:
     if is_number_text(value):
         raise ValueError(
-            f"{value!r} is a number, not a date and time: give an ISO 8601 text such as "
+            f"{shown(value)} is a number, not a date and time: give an ISO 8601 text such as "
             "'2018-06-01T00:00:00' (a number would be read as seconds or milliseconds since "
             "1970 by its size, and '20180601' as a day in 1970)"
         )

@@ -149,11 +149,11 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "empty series list": (
         _set(("series",), []),
-        "field 'series': List should have at least 1 item",
+        "field 'series': must hold at least 1 item(s); got 0",
     ),
     "horizon zero": (
         _set(("horizon",), 0),
-        "field 'horizon': Input should be greater than or equal to 1",
+        "field 'horizon': must be at least 1; got 0",
     ),
     # JSON that lax parsing would read as numbers: refused, never "fixed" to 1, 0 or 31.2
     "bool among values": (
@@ -382,8 +382,8 @@ def test_a_long_id_is_shortened_in_the_error(client: TestClient, body: Body) -> 
     assert answer.status_code == 422
     detail = answer.json()["detail"]
     assert detail == (
-        f"series 1 ('{'p' * 60}'... (10,000 characters)), field 'id': String should have at "
-        "most 256 characters"
+        f"series 1 ('{'p' * 60}'... (10,000 characters)), field 'id': must be at most 256 "
+        "character(s) long; got 10,000"
     )
     body["series"][1]["id"] = "q" * 200  # allowed, and still shortened in a message
     body["series"][1]["values"][3] = None
@@ -416,3 +416,27 @@ def test_a_method_the_path_does_not_take_is_named_with_those_it_does(client: Tes
     assert answer.status_code == 405
     assert answer.headers["allow"] == "POST"
     assert answer.json() == {"detail": "method DELETE is not allowed at /forecast; allowed: POST"}
+
+
+def test_schema_errors_say_what_the_field_takes_and_what_was_sent(
+    client: TestClient, body: Body
+) -> None:
+    """Pydantic's bound and type messages ('Input should be greater than or equal to 1') in
+    the service's words, with the value that was refused, shortened when long."""
+    cases = {
+        '{"horizon": NaN, "series": [{"id": "a", "values": [1.0]}]}': (
+            "field 'horizon': must be a finite number; got nan"
+        ),
+        '{"horizon": 2, "series": [{"id": "a", "start": "' + "1" * 3000 + '", "values": [1]}]}': (
+            "series 0 ('a'), field 'start': '" + "1" * 60 + "'... (3,000 characters) is a number, "
+            "not a date and time: give an ISO 8601 text such as '2018-06-01T00:00:00' (a number "
+            "would be read as seconds or milliseconds since 1970 by its size, and '20180601' as "
+            "a day in 1970)"
+        ),
+    }
+    for text, detail in cases.items():
+        answer = client.post(
+            "/forecast", content=text, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json() == {"detail": detail}

@@ -72,6 +72,16 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             "field 'covariates.x': position 0 is ",
         ),
         "bool horizon": (setter("horizon", True), 422, "field 'horizon': must be"),
+        "unknown gap policy": (
+            setter("gap_policy", "skip"),
+            422,
+            "field 'gap_policy': must be one of 'reject' or 'interpolate'; got the string 'skip'",
+        ),
+        "no values": (
+            lambda b: b.update(values=[], covariates={"x": []}),
+            422,
+            "field 'values': must hold at least 1 item(s); got 0",
+        ),
         "numeric start": (
             setter("start", 1_527_811_200),
             422,
@@ -234,6 +244,9 @@ def test_bad_get_forecast_query(
 ) -> None:
     client = stream_client_for()
     post(client, "s", points(registry.frame, 0, STORED))
+    answer = client.get("/series/s/forecast", params={"horizon": 0})
+    assert answer.status_code == 422
+    assert answer.json() == {"detail": "field 'horizon': must be at least 1; got '0'"}
     answer = client.get("/series/s/forecast", params={"horizon": 13})
     assert answer.status_code == 422
     assert "field 'horizon': 13 is above the model's maximum 12" in answer.json()["detail"]
@@ -243,11 +256,11 @@ def test_bad_get_forecast_query(
     # the query's own type errors are named as the body's are (they said 'query.horizon')
     answer = client.get("/series/s/forecast", params={"horizon": "soon"})
     assert answer.status_code == 422
-    assert answer.json()["detail"] == "field 'horizon': must be an integer; got the string 'soon'"
+    assert answer.json()["detail"] == "field 'horizon': must be an integer; got 'soon'"
     answer = client.get("/series/s/forecast", params={"quantiles": "0.1,0.9"})
     assert answer.status_code == 422
     detail = answer.json()["detail"]
-    assert detail.startswith("field 'quantiles'[0]: must be a number; got the string '0.1,0.9'")
+    assert detail.startswith("field 'quantiles'[0]: must be a number; got '0.1,0.9'")
     assert "(one level per parameter: ?quantiles=0.1&quantiles=0.9)" in detail
 
 
