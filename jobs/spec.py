@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -128,9 +129,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     (when given: URNN_JOB_DATA_DIRS), exists and is readable, the target and covariates are
     columns of it, and the config builds a TrainConfig. Returns the spec with `data` made
     absolute (workers need not share the API's working directory)."""
-    if (where := _nul_at(spec.model_dump(), "")) is not None:
-        # PostgreSQL's text cannot hold it, and no file name, column or experiment has one
-        raise JobSpecError(where, "holds a NUL character (\\u0000); remove it")
+    check_storable(spec)
     repeated = sorted({c for c in spec.covariates if spec.covariates.count(c) > 1})
     if repeated:
         raise JobSpecError("covariates", f"{repeated} listed more than once; name each once")
@@ -361,19 +360,80 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
     return JobSpecError(field, str(error))
 
 
-def _nul_at(value: Any, path: str) -> str | None:
-    """The dotted path of the first text (value or key) in `value` that holds a NUL."""
+# The integers JSON carries exactly to every client (I-JSON, RFC 7493): no count, size or seed
+# of a job is larger, and a larger one overflowed the data check (an index of 2**63).
+MAX_JSON_INTEGER = 2**53 - 1
+
+
+def check_storable(spec: JobSpec) -> None:
+    """JobSpecError naming the first text or number in `spec` (keys and values, at any depth)
+    that no stored job could hold or answer as it was sent: a NUL (PostgreSQL's text refuses
+    it), a lone UTF-16 surrogate (not UTF-8: a stored one made every listing that showed it
+    fail), NaN or an infinity (JSON has no such number: SQLite stored null, PostgreSQL refused
+    the row), or an integer beyond +-MAX_JSON_INTEGER. The first check of every submission
+    (POST /jobs, a schedule's job), before anything else reads the spec."""
+    if (found := _unstorable_at(spec.model_dump(), "")) is not None:
+        raise JobSpecError(*found)
+
+
+def _unstorable_at(value: Any, path: str) -> tuple[str, str] | None:
+    """(dotted path, what is wrong) of the first value or key in `value` that cannot be stored."""
     if isinstance(value, str):
-        return None if can_be_stored(value) else path
+        problem = _text_problem(value)
+        return None if problem is None else (path, problem)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if -MAX_JSON_INTEGER <= value <= MAX_JSON_INTEGER:
+            return None
+        digits = (
+            str(value)
+            if len(str(value)) <= 40
+            else f"{str(value)[:20]}... ({len(str(value)):,} digits)"
+        )
+        return (
+            path,
+            f"must be an integer from {-MAX_JSON_INTEGER:,} to {MAX_JSON_INTEGER:,} (2**53 - 1, "
+            f"the integers JSON carries exactly); got {digits}",
+        )
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        said = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        return (
+            path,
+            f"must be a finite number; got {said} (NaN and Infinity are not JSON numbers, and "
+            "a number beyond +-1.8e308 reads as Infinity)",
+        )
     if isinstance(value, dict):
         for key, item in value.items():
-            inner = f"{path}.{key}" if path else str(key)
-            if not can_be_stored(str(key)):
-                return inner.replace("\x00", "\\u0000")
-            if (found := _nul_at(item, inner)) is not None:
+            inner = f"{path}.{_key_shown(str(key))}" if path else _key_shown(str(key))
+            if (problem := _text_problem(str(key))) is not None:
+                return inner, f"the key {problem}"
+            if (found := _unstorable_at(item, inner)) is not None:
                 return found
     if isinstance(value, list):
         for i, item in enumerate(value):
-            if (found := _nul_at(item, f"{path}[{i}]")) is not None:
+            if (found := _unstorable_at(item, f"{path}[{i}]")) is not None:
                 return found
     return None
+
+
+def _text_problem(text: str) -> str | None:
+    if not can_be_stored(text):
+        # PostgreSQL's text cannot hold it, and no file name, column or experiment has one
+        return "holds a NUL character (\\u0000); remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return (
+            f"holds a lone UTF-16 surrogate ({text[error.start]!r} at character {error.start:,}), "
+            "which is not Unicode text and cannot be stored; send valid UTF-8 text"
+        )
+    return None
+
+
+def _key_shown(key: str) -> str:
+    """A key as it can be shown in a path: a NUL or a lone surrogate as its escape."""
+    shown = key.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+    return shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"

@@ -169,6 +169,11 @@ def _message(error: Any) -> str:
         return f"must be a JSON object, not {_json_kind(error.get('input'))}"
     if kind == "missing":
         return "is required"
+    if kind == "string_unicode":  # a lone UTF-16 surrogate ("\ud800"), as jobs.spec says it
+        return (
+            "holds a lone UTF-16 surrogate, which is not Unicode text and cannot be stored; "
+            "send valid UTF-8 text"
+        )
     sent = _sent(error.get("input"))
     due = _DUE.get(str(kind))
     if due is not None:
@@ -189,8 +194,6 @@ def _message(error: Any) -> str:
         value = error.get("input")
         got = f"{len(value):,}" if isinstance(value, str) else sent
         return f"must be {word} {limit} character(s) long; got {got}"
-    if kind == "string_unicode":
-        return "must be valid Unicode text (a lone surrogate such as \\ud800 is not)"
     return str(error.get("msg", "invalid"))
 
 

@@ -30,7 +30,7 @@ from jobs import queue
 from jobs.db import Database, SchemaError, missing_sqlite_file, reaching, shown_url
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
-from jobs.spec import JobSpec, JobSpecError, check_job
+from jobs.spec import JobSpec, JobSpecError, check_job, check_storable
 from service.arrow_io import media_type
 from service.errors import UnsupportedMediaTypeError
 from service.schemas import ErrorResponse
@@ -196,6 +196,7 @@ def submit_job(
         ),
     ] = None,
 ) -> JobAccepted | JSONResponse:
+    check_storable(spec)  # first: a lone surrogate or NaN is not even a body to compare
     digest = None
     if idempotency_key is not None:
         _check_key(idempotency_key, request.headers.getlist("idempotency-key"))

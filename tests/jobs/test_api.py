@@ -635,3 +635,98 @@ def test_job_data_dirs_are_absolute_folders_checked_at_start_up(value: str, said
     with pytest.raises(ValidationError, match=re.escape(said)):
         Settings(job_data_dirs=value)
     assert Settings(job_data_dirs="").job_data_folders() is None  # empty: unset
+
+
+SURROGATE = "holds a lone UTF-16 surrogate"
+# (case, where in the spec, the raw JSON put there, the detail said for the field)
+UNSTORABLE: list[tuple[str, tuple[str, ...], str, str]] = [
+    ("a surrogate in load.series_id", ("config", "load", "series_id"), '"\\ud800"', SURROGATE),
+    ("a surrogate in train.run_name", ("config", "train", "run_name"), '"\\ud800"', SURROGATE),
+    ("a surrogate in the target", ("target",), '"\\ud800"', SURROGATE),
+    ("a surrogate in the data path", ("data",), '"\\ud800"', SURROGATE),
+    ("a surrogate in a covariate", ("covariates",), '["\\ud800"]', SURROGATE),
+    ("a surrogate in a key", ("config", "load"), '{"\\ud800": 1}', "the key " + SURROGATE),
+    ("NaN", ("config", "fit", "weight_decay"), "NaN", "must be a finite number; got NaN"),
+    ("Infinity", ("config", "fit", "mse_weight"), "Infinity", "must be a finite number; got Inf"),
+    (
+        "-Infinity",
+        ("config", "fit", "weight_decay"),
+        "-Infinity",
+        "must be a finite number; got -Inf",
+    ),
+    ("1e400", ("config", "fit", "mse_weight"), "1e400", "must be a finite number; got Infinity"),
+    (
+        "an integer of 2**63",
+        ("config", "model", "horizon"),
+        str(2**63),
+        "must be an integer from -9,007,199,254,740,991 to 9,007,199,254,740,991 (2**53 - 1",
+    ),
+]
+NAMED = {
+    ("config", "load"): "config.load.\\\\ud800",  # the path as repr() writes it
+    ("covariates",): "covariates[0]",
+}
+
+
+def _with_raw(spec: dict[str, Any], where: tuple[str, ...], raw: str) -> str:
+    """`spec` as JSON text with the value at `where` replaced by `raw` (NaN, 1e400, an escaped
+    lone surrogate: JSON text no json.dumps of a Python value writes as such)."""
+    marker = "@@RAW@@"
+    node = spec
+    for key in where[:-1]:
+        node = node.setdefault(key, {})
+    node[where[-1]] = marker
+    return json.dumps(spec).replace(f'"{marker}"', raw)
+
+
+@pytest.mark.parametrize(
+    ("case", "where", "raw", "said"), UNSTORABLE, ids=[c[0] for c in UNSTORABLE]
+)
+def test_text_and_numbers_no_row_can_hold_are_refused_naming_the_field(
+    db: Database,
+    settings: Settings,
+    ett_csv: Path,
+    tmp_path: Path,
+    case: str,
+    where: tuple[str, ...],
+    raw: str,
+    said: str,
+) -> None:
+    """A lone surrogate was stored with a 202 and then made GET /jobs, GET /schedules and the
+    cancel answer 500 for everyone; NaN and Infinity were stored as null on SQLite (not the
+    spec sent) and a 500 on PostgreSQL; 2**63 crashed the data check. Each is a 422 naming
+    the field, on POST /jobs, POST /schedules and PATCH /schedules, and nothing is stored."""
+    folder = tmp_path / "data"  # with URNN_JOB_DATA_DIRS: a surrogate path was a 500 there
+    folder.mkdir()
+    csv = Path(shutil.copy(ett_csv, folder / ett_csv.name))
+    allowed = settings.model_copy(update={"job_data_dirs": str(folder)})
+    field = NAMED.get(where, ".".join(where))
+    with TestClient(create_app(allowed, loader=NoModels())) as client:
+        answer = client.post(
+            "/jobs", content=_with_raw(tiny_spec(csv), where, raw), headers={**KEY, **JSON}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith(f"field '{field}': {said}"), answer.text
+        if said.endswith("surrogate"):
+            assert "which is not Unicode text and cannot be stored" in answer.json()["detail"]
+        schedule = '{"cron": "0 3 * * *", "job": ' + _with_raw(tiny_spec(csv), where, raw) + "}"
+        answer = client.post("/schedules", content=schedule, headers={**KEY, **JSON})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith(f"field 'job.{field}': {said}"), answer.text
+        good = client.post(
+            "/schedules", json={"cron": "0 3 * * *", "job": tiny_spec(csv)}, headers=KEY
+        )
+        assert good.status_code == 201, good.text
+        change = '{"job": ' + _with_raw(tiny_spec(csv), where, raw) + "}"
+        answer = client.patch(
+            f"/schedules/{good.json()['id']}", content=change, headers={**KEY, **JSON}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith(f"field 'job.{field}': {said}"), answer.text
+        # nothing stored, nothing changed, and the listings answer
+        jobs = client.get("/jobs")
+        assert jobs.status_code == 200 and jobs.json()["total"] == 0, jobs.text
+        listed = client.get("/schedules")
+        assert listed.status_code == 200, listed.text
+        assert [s["job"] for s in listed.json()["items"]] == [good.json()["job"]]
+        assert client.get(f"/schedules/{good.json()['id']}").json() == good.json()
