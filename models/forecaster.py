@@ -88,6 +88,7 @@ from models.urnn import (
     UnitaryKind,
     URNNConfig,
 )
+from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ class ForecasterConfig:
 def _choice(name: str, value: object, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ForecasterConfigError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+            f"{name} must be one of {', '.join(map(repr, allowed))}; got {shown(value)}"
         )
 
 

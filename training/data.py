@@ -100,6 +100,7 @@ from training.validation import (
     step_alias,
     trim_edges,
 )
+from urnn_forecast.field_types import shown
 
 SUFFIXES: dict[str, str] = {
     ".csv": "csv",
@@ -594,8 +595,9 @@ def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> No
     if found:
         name, option = ("tab", "$'\\t'") if found[0] == "\t" else (repr(found[0]), repr(found[0]))
         raise WrongSeparatorError(
-            f"{source}: the header reads as one column {columns[0][:80]!r} with sep={sep!r}; the "
-            f"file looks {name}-separated: pass sep={found[0]!r} (--sep {option})"
+            f"{source}: the header reads as one column {columns[0][:80]!r} with "
+            f"sep={shown(sep)}; the file looks {name}-separated: pass sep={found[0]!r} "
+            f"(--sep {option})"
         )
 
 
@@ -1023,5 +1025,5 @@ def _floor_name(segment: Segment, floors: dict[str, int], config: LoadConfig) ->
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InvalidOptionError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            f"{name} must be one of {', '.join(map(repr, allowed))}, got {shown(value)}"
         )

@@ -76,6 +76,7 @@ from models.forecaster import (
 from training import distributed
 from training.paper_benchmark import DeviceName, resolve_device
 from training.windows import WindowDataset
+from urnn_forecast.field_types import shown
 
 Schedule = Literal["plateau", "cosine", "none"]
 SCHEDULES: tuple[Schedule, ...] = ("plateau", "cosine", "none")
@@ -140,7 +141,7 @@ class FitConfig:
             if getattr(self, name) not in allowed:
                 raise FitConfigError(
                     f"{name} must be one of {', '.join(map(repr, allowed))}; "
-                    f"got {getattr(self, name)!r}"
+                    f"got {shown(getattr(self, name))}"
                 )
         for name in (
             "max_epochs",

@@ -82,6 +82,7 @@ from training.validation import (
 )
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
+from urnn_forecast.field_types import shown
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import start_run
 
@@ -135,7 +136,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {self.metric!r}")
+            raise ValueError(
+                f"metric must be one of {', '.join(METRICS)}; got {shown(self.metric)}"
+            )
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
             raise ValueError(problem)
         if self.split_method == "unseen":

@@ -18,6 +18,15 @@ import typing
 from typing import Any, Literal, Union
 
 
+def shown(value: object) -> str:
+    """`value`'s repr for a message, its start only when long: a 100,000-character value sent
+    for a choice of a few words is not echoed whole (as service.errors.shown)."""
+    if isinstance(value, str) and len(value) > 80:
+        return f"{value[:60]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -28,7 +37,7 @@ def field_type_problem(cls: type, name: str, value: Any) -> str | None:
     annotation = _hints(cls).get(name)
     if annotation is None or _fits(annotation, value):
         return None
-    return f"field {name!r} must be {describe(annotation)}; got {value!r}"
+    return f"field {name!r} must be {describe(annotation)}; got {shown(value)}"
 
 
 def check_fields(cls: type, values: dict[str, Any]) -> str | None:

@@ -730,3 +730,21 @@ def test_text_and_numbers_no_row_can_hold_are_refused_naming_the_field(
         assert listed.status_code == 200, listed.text
         assert [s["job"] for s in listed.json()["items"]] == [good.json()["job"]]
         assert client.get(f"/schedules/{good.json()['id']}").json() == good.json()
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("fit", "device"), ("load", "sep"), ("model", "kind"), ("train", "metric")],
+)
+def test_a_long_value_is_not_echoed_whole_in_the_422(
+    client: TestClient, ett_csv: Path, section: str, key: str
+) -> None:
+    """config.fit.device of 100,000 characters answered a 100 kB detail."""
+    spec = tiny_spec(ett_csv)
+    spec["config"].setdefault(section, {})[key] = "a" * 100_000
+    answer = submit(client, spec)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"field 'config.{section}"), detail
+    assert len(detail) < 600 and "(100,000 characters)" in detail, detail
+    assert client.get("/jobs").json()["total"] == 0
