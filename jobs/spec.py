@@ -376,6 +376,19 @@ def check_storable(spec: JobSpec) -> None:
         raise JobSpecError(*found)
 
 
+def answerable(value: Any) -> Any:
+    """A stored spec as it can be answered: any text no UTF-8 can hold (a lone surrogate, in a
+    row stored before check_storable refused them) written as its backslash escape, so that one
+    such row cannot make GET /jobs or GET /schedules fail for everyone."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {answerable(str(key)): answerable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [answerable(item) for item in value]
+    return value
+
+
 def _unstorable_at(value: Any, path: str) -> tuple[str, str] | None:
     """(dotted path, what is wrong) of the first value or key in `value` that cannot be stored."""
     if isinstance(value, str):

@@ -30,7 +30,7 @@ from jobs import queue
 from jobs.db import Database, SchemaError, missing_sqlite_file, reaching, shown_url
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
-from jobs.spec import JobSpec, JobSpecError, check_job, check_storable
+from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
 from service.arrow_io import media_type
 from service.errors import UnsupportedMediaTypeError
 from service.schemas import ErrorResponse
@@ -141,7 +141,7 @@ class JobPublic(BaseModel):
             for name in cls.model_fields
             if name not in ("parameters", "warnings")
         }
-        fields["parameters"] = job.spec
+        fields["parameters"] = answerable(job.spec)  # a row stored before the check
         fields["warnings"] = stored_warnings(job.warnings)
         return cls.model_validate(fields)
 

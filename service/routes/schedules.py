@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from jobs import schedules
 from jobs.models import Schedule
 from jobs.schedules import ScheduleError
-from jobs.spec import JobSpec, JobSpecError, check_job
+from jobs.spec import JobSpec, JobSpecError, answerable, check_job
 from service.routes.jobs import (
     ERRORS,
     READ_ERRORS,
@@ -101,7 +101,7 @@ class SchedulePublic(BaseModel):
             id=schedule.id,
             cron=schedule.cron,
             timezone=schedule.timezone,
-            job=JobSpec.model_validate(schedule.spec),
+            job=JobSpec.model_validate(answerable(schedule.spec)),  # a row from before the check
             created_at=schedule.created_at,
             paused=schedule.paused,
             next_due_at=None if schedule.paused else schedule.next_due_at,

@@ -748,3 +748,22 @@ def test_a_long_value_is_not_echoed_whole_in_the_422(
     assert detail.startswith(f"field 'config.{section}"), detail
     assert len(detail) < 600 and "(100,000 characters)" in detail, detail
     assert client.get("/jobs").json()["total"] == 0
+
+
+def test_a_stored_lone_surrogate_does_not_break_the_listings(
+    client: TestClient, db: Database, ett_csv: Path
+) -> None:
+    """A row stored before the submission refused lone surrogates made GET /jobs, GET
+    /schedules and the cancel answer 500 for everyone; it is answered with the escape."""
+    from jobs import queue, schedules
+
+    spec = tiny_spec(ett_csv, config={"train": {"run_name": "r\ud800"}})
+    with db.session() as session:
+        job = queue.submit(session, spec=spec, max_attempts=1)
+        schedule = schedules.create(session, cron="0 3 * * *", timezone="UTC", spec=spec)
+    for path in ("/jobs", f"/jobs/{job.id}", "/schedules", f"/schedules/{schedule.id}"):
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.text)
+        assert "r\\\\ud800" in answer.text, answer.text
+    answer = client.post(f"/jobs/{job.id}/cancel", headers=KEY)
+    assert answer.status_code == 200, answer.text
