@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.series_ids import SERIES_ID_RULE
+from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
 
@@ -81,14 +82,6 @@ class ApiKeyError(PermissionError):
     def __init__(self, message: str, *, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
-
-
-def shown(value: object) -> str:
-    """`value`'s repr for a message, its start only when long (not 10 KB of id per error)."""
-    if isinstance(value, str) and len(value) > 80:
-        return f"{value[:60]!r}... ({len(value):,} characters)"
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def series_where(index: int, series_id: object, field: str) -> str:

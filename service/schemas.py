@@ -24,8 +24,8 @@ from pydantic import (
     Strict,
 )
 
-from service.errors import shown
 from training.validation import is_number_text, zone_named
+from urnn_forecast.field_types import shown
 
 EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
 # A JSON number (an integer or a float, NaN and inf included for the checks that name them);

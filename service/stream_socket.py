@@ -32,7 +32,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from service.errors import describe_validation_errors, shown
+from service.errors import describe_validation_errors
 from service.fast_routes import (
     api_key_accepted,
     call_handler,
@@ -43,6 +43,7 @@ from service.series_ids import SERIES_ID_MAX, SERIES_ID_RULE
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
 from service.stream_schemas import ObservationsRequest
+from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 
 def shown(value: object) -> str:
     """`value`'s repr for a message, its start only when long: a 100,000-character value sent
-    for a choice of a few words is not echoed whole (as service.errors.shown)."""
+    for a choice of a few words is not echoed whole; the service's 422s use it too."""
     if isinstance(value, str) and len(value) > 80:
         return f"{value[:60]!r}... ({len(value):,} characters)"
     text = repr(value)
