@@ -101,9 +101,10 @@ def describe_validation_errors(
     sentences = []
     for error in errors[:MAX_LISTED_ERRORS]:
         loc = [part for part in error.get("loc", ()) if part != "body"]
-        message = _message(error)
         if error.get("type") == "extra_forbidden" and loc:
             message = _unknown_field(model, loc)
+        else:  # a query's every value is text: what was sent is shown as written
+            message = _message(error, text_as_written=bool(loc) and loc[0] == "query")
         if error.get("type") == "json_invalid":
             sentences.append(f"the body is not valid JSON: {json_problem(body)}")
             continue
@@ -116,9 +117,7 @@ def describe_validation_errors(
             where = series_where(index, _series_id(body, index), field)
             sentences.append(f"{where}{rest}: {message}")
         elif len(loc) >= 2 and loc[0] == "query":  # GET ...?horizon=...&quantiles=...
-            # named as the same fields of a body and the service's own checks name them; a
-            # query's every value is text, so what was sent is shown as written
-            message = message.replace("; got the string ", "; got ")
+            # named as the same fields of a body and the service's own checks name them
             name, rest = str(loc[1]), "".join(f"[{part!r}]" for part in loc[2:])
             hint = " (one level per parameter: ?quantiles=0.1&quantiles=0.9)"
             sentences.append(
@@ -149,7 +148,7 @@ def describe_validation_errors(
 _OBJECT_DUE = frozenset(("model_type", "model_attributes_type"))
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, *, text_as_written: bool = False) -> str:
     """Pydantic's message for one error, less the 'Value error, ' it writes before the text
     of a ValueError that a validator of the service raised (service.schemas): that text is
     the service's own sentence, and the prefix a pydantic term."""
@@ -167,7 +166,7 @@ def _message(error: Any) -> str:
             "holds a lone UTF-16 surrogate, which is not Unicode text and cannot be stored; "
             "send valid UTF-8 text"
         )
-    sent = _sent(error.get("input"))
+    sent = _sent(error.get("input"), text_as_written=text_as_written)
     due = _DUE.get(str(kind))
     if due is not None:
         return f"must be {due}; got {sent}"
@@ -225,12 +224,13 @@ _DUE = {
 }
 
 
-def _sent(value: object) -> str:
+def _sent(value: object, *, text_as_written: bool = False) -> str:
     """A refused value as the client wrote it: JSON's words for null, booleans, arrays and
-    objects; strings and numbers themselves (shortened when long)."""
+    objects; strings and numbers themselves (shortened when long). `text_as_written`: where
+    every value is text (a query string), a string is not called one."""
     if value is None or isinstance(value, bool | list | tuple | dict):
         return _json_kind(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and not text_as_written:
         return f"the string {shown(value)}"
     return shown(value)
 
