@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.series_ids import SERIES_ID_RULE
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import shown, validator_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +153,9 @@ def _message(error: Any, *, text_as_written: bool = False) -> str:
     of a ValueError that a validator of the service raised (service.schemas): that text is
     the service's own sentence, and the prefix a pydantic term."""
     kind = error.get("type")
-    if kind == "value_error":
-        raised = error.get("ctx", {}).get("error")
-        if isinstance(raised, ValueError) and str(raised):
-            return str(raised)
+    sentence = validator_sentence(error)
+    if sentence is not None:
+        return sentence
     if kind in _OBJECT_DUE:
         return f"must be a JSON object, not {_json_kind(error.get('input'))}"
     if kind == "missing":

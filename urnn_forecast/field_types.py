@@ -27,6 +27,15 @@ def shown(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
+def validator_sentence(error: Any) -> str | None:
+    """The sentence of a ValueError our own validator raised, from one pydantic error; None
+    for pydantic's own errors. Pydantic writes it after "Value error, ", its own term."""
+    raised = error.get("ctx", {}).get("error") if error.get("type") == "value_error" else None
+    if isinstance(raised, ValueError) and str(raised):
+        return str(raised)
+    return None
+
+
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)

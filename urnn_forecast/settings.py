@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from urnn_forecast.field_types import validator_sentence
 from urnn_forecast.model_uri import MODELS_URI_FORMS, ModelUriError, parse_models_uri
 
 
@@ -402,10 +403,7 @@ def describe_settings_error(error: ValidationError) -> str:
         value = item.get("input")
         secret = field in SECRET_FIELDS  # the value of a key is not for logs
         shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
-        message = str(item["msg"])
-        raised = item.get("ctx", {}).get("error") if item.get("type") == "value_error" else None
-        if isinstance(raised, ValueError) and str(raised):
-            message = str(raised)  # our validator's sentence, without pydantic's "Value error, "
+        message = validator_sentence(item) or str(item["msg"])
         problems.append(f"URNN_{field.upper()}{shown}: {message}")
     return "invalid settings: " + "; ".join(problems)
 
