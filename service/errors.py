@@ -327,7 +327,9 @@ def json_problem(doc: object) -> str:
     try:
         json.loads(doc)
     except json.JSONDecodeError as error:
-        if error.pos >= len(doc.rstrip()) or _ends_inside_a_token(doc, error.pos):
+        # "Extra data": a whole value, then more; what follows is unexpected, not cut short
+        cut_short = error.pos >= len(doc.rstrip()) or _ends_inside_a_token(doc, error.pos)
+        if error.msg != "Extra data" and cut_short:
             return "it ends before its JSON value is complete (cut short?)"
         if doc[error.pos] == _NOT_UTF8:
             return (

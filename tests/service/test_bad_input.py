@@ -262,6 +262,9 @@ MALFORMED_JSON = {
     b"{series: []}": _JSON + "unexpected 's' at line 1, column 2; send one JSON object",
     b'{"series": [],\n "horizon": tru}': _JSON + "unexpected 't' at line 2, column 13",
     b'{"series": []}}': _JSON + "unexpected '}' at line 1, column 15",
+    # a whole value and then more: not a value cut short (said so for a time)
+    b'{"series": []} 2': _JSON + "unexpected '2' at line 1, column 16; send one JSON object",
+    b'{"series": []}true': _JSON + "unexpected 't' at line 1, column 15; send one JSON object",
     b"   ": _JSON + "it is empty; send one JSON object",
     b'\xff{"series": []}': _JSON + "line 1, column 1 holds bytes that are not UTF-8 text",
     b'{"series": ["\xff"]}': _JSON + "it holds bytes that are not UTF-8 text; JSON is UTF-8",
