@@ -60,6 +60,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         TrackingServerError,
         check_tracking_server,
         check_tracking_store,
+        shown_uri,
     )
 
     command = f"urnn models {args.models_action}"
@@ -87,7 +88,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             client, name, args.version, reason=args.reason, tracking_uri=uri, check=serves
         )
     except RegistryError as error:  # which store was read: a relative ./var/ is per folder
-        print(f"{command}: error: {error} (in the registry at {_shown(uri)})", file=sys.stderr)
+        print(f"{command}: error: {error} (in the registry at {shown_uri(uri)})", file=sys.stderr)
         return 2
     except TrackingServerError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
@@ -147,16 +148,6 @@ def format_versions(name: str, rows: list[Any]) -> str:
         for line in table
     ]
     return f"{name}\n" + "\n".join(line.rstrip() for line in lines)
-
-
-def _shown(uri: str) -> str:
-    """A tracking URI for messages, without a password it may carry."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _short(text: str, limit: int = 70) -> str:
