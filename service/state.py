@@ -98,12 +98,13 @@ class ServiceState:
                 "header, up to 10 series ids, a cell that does not parse); set it to the data "
                 "folders"
             )
-        missing = [str(d) for d in self.settings.job_data_folders() or () if not d.is_dir()]
-        if jobs_open and missing:
+        folders = self.settings.job_data_folders() or () if jobs_open else ()
+        missing = [str(d) for d in folders if not d.is_dir()]
+        if missing:
             logger.warning(
                 f"URNN_JOB_DATA_DIRS names folders that are not folders here: "
-                f"{', '.join(missing)}; jobs and schedules reading from them are refused as "
-                "outside the folders jobs may read until they exist (a volume not mounted?)"
+                f"{', '.join(missing)}; jobs and schedules naming files there are refused (no "
+                "such file) until they exist (a volume not mounted?)"
             )
         if self.settings.api_key_for_reads and self.settings.api_key is not None:
             logger.info(f"URNN_API_KEY_FOR_READS: {GUARDED_READS} need the API key too")
