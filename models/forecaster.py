@@ -128,7 +128,12 @@ GAP_SCALE_MIN, GAP_SCALE_MAX = 0.05, 20.0
 
 
 class ForecasterConfigError(ValueError):
-    """A ForecasterConfig field holds a value no forecaster can be built with."""
+    """A ForecasterConfig field holds a value no forecaster can be built with; `field` names
+    it where one field alone is wrong (callers add hints in their own terms)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CalendarFrequencyError(ValueError):
@@ -320,7 +325,8 @@ class ForecasterConfig:
 def _choice(name: str, value: object, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ForecasterConfigError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}; got {shown(value)}"
+            f"{name} must be one of {', '.join(map(repr, allowed))}; got {shown(value)}",
+            field=name,
         )
 
 

@@ -1577,7 +1577,7 @@ def auto_decoder_hint(error: Exception, model: Mapping[str, Any], instead: str) 
     """For a model section's "decoder": "auto" (refused: no model has that decoder), where
     "auto" lives instead (`urnn train --decoder auto`, FitConfig.decoder_search), in the
     caller's terms; "" for any other error."""
-    if model.get("decoder") != "auto" or not str(error).startswith("decoder must be one of"):
+    if model.get("decoder") != "auto" or getattr(error, "field", None) != "decoder":
         return ""
     return (
         " ('auto' is not a decoder but a search that trains each one and keeps the better on "
