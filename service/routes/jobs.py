@@ -196,10 +196,12 @@ def submit_job(
         ),
     ] = None,
 ) -> JobAccepted | JSONResponse:
-    check_storable(spec)  # first: a lone surrogate or NaN is not even a body to compare
     digest = None
     if idempotency_key is not None:
         _check_key(idempotency_key, request.headers.getlist("idempotency-key"))
+        # before the digest (check_job checks it again for every spec): a lone surrogate or
+        # NaN is not a body to compare, and the JSON dump would write NaN as null
+        check_storable(spec)
         # The body as sent, before the checks: a retry replays whatever became of the data
         # file (moved, re-pointed) since the first call.
         sent = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
