@@ -448,5 +448,5 @@ def _text_problem(text: str) -> str | None:
 
 def _key_shown(key: str) -> str:
     """A key as it can be shown in a path: a NUL or a lone surrogate as its escape."""
-    shown = key.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = answerable(key.replace("\x00", "\\u0000"))
     return shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"
