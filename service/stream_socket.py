@@ -174,8 +174,7 @@ def refused(series_id: str | None, status: int, detail: str) -> tuple[int, bytes
     except TypeError:  # orjson: "str is not valid UTF-8: surrogates not allowed"
         if series_id is not None and not _utf8(series_id):
             series_id = None
-        if not _utf8(detail):
-            detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
+        detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")  # no-op on UTF-8
         return status, orjson.dumps({"series_id": series_id, "status": status, "detail": detail})
 
 
