@@ -363,6 +363,46 @@ TABLE_CASES: dict[str, tuple[Callable[[Body], bytes], str]] = {
         lambda b: stream_of(_table(b, start=_not_utf8(b"2018-06-01", b"2018\xff"))),
         "column 'start': holds text that is not UTF-8",
     ),
+    # answered "is damaged or inconsistent": only plain string columns were told apart
+    "timestamps not utf-8": (
+        lambda b: stream_of(
+            _table(
+                b,
+                timestamps=pa.ListArray.from_arrays(
+                    pa.array([0, 1, 2], pa.int32()), _not_utf8(b"2018-06-01", b"2018\xff")
+                ),
+            )
+        ),
+        "column 'timestamps': holds text that is not UTF-8; Arrow strings must be UTF-8",
+    ),
+    "dictionary id not utf-8": (
+        lambda b: stream_of(
+            _table(
+                b,
+                id=pa.DictionaryArray.from_arrays(
+                    pa.array([0, 1], pa.int32()), _not_utf8(b"\xffa", b"b")
+                ),
+            )
+        ),
+        "column 'id': holds text that is not UTF-8; Arrow strings must be UTF-8",
+    ),
+    "timestamps with offsets going backwards": (
+        lambda b: stream_of(
+            _table(
+                b,
+                timestamps=pa.ListArray.from_arrays(
+                    pa.array([0, 1, 2], pa.int32()),
+                    pa.Array.from_buffers(
+                        pa.string(),
+                        2,
+                        [None, pa.py_buffer(_offsets(0, 10, 4)), pa.py_buffer(b"2018-06-01")],
+                    ),
+                ),
+            )
+        ),
+        "column 'timestamps': is damaged or inconsistent in the body: its offsets or lengths "
+        "point outside its buffers",
+    ),
     "freq too long": (
         lambda b: stream_of(_table(b, freq=pa.array(["100000000000000000000h"] * 2))),
         "'100000000000000000000h' has a multiple too large for any timestamp",
