@@ -57,6 +57,7 @@ from service.fast_path import (
     plain_start_ns,
 )
 from training.validation import zone_named
+from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +260,7 @@ def _read_table(body: bytes, content_type: str) -> Table:
     """The body's table; a stream of one record batch (what clients write for a request) as
     that batch: its columns are arrays, with no chunks to combine. Checked whole
     (`_check_table`) before anything reads a cell of it."""
+    kind = "file" if content_type == ARROW_FILE else "stream"
     table: Table
     try:
         if content_type == ARROW_FILE:
@@ -272,12 +274,11 @@ def _read_table(body: bytes, content_type: str) -> Table:
                 table = pa.Table.from_batches(batches, schema=reader.schema)
     except (pa.ArrowException, OSError, ValueError) as error:
         logger.info("an Arrow body (%s) did not read: %s", content_type, error)
-        kind = "file" if content_type == ARROW_FILE else "stream"
         raise ServiceInputError(
             "the body",
             f"is not an Arrow IPC {kind} ({content_type}): {_why_unreadable(body, content_type)}",
         ) from None
-    _check_table(table, "file" if content_type == ARROW_FILE else "stream")
+    _check_table(table, kind)
     return table
 
 
@@ -404,9 +405,8 @@ def _horizon(raw: bytes | None) -> int | None:
     except ValueError:  # more digits than Python converts
         steps = 0
     if steps < 1:
-        shown_text = text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
         raise ServiceInputError(
-            "metadata 'horizon'", f"must be a positive integer (steps); got {shown_text!r}"
+            "metadata 'horizon'", f"must be a positive integer (steps); got {shown(text)}"
         )
     return steps
 
