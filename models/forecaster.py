@@ -1043,53 +1043,49 @@ class CheckpointError(ValueError):
     message suggests re-running torch.load with weights_only=False, which runs pickled code."""
 
     def __init__(self, where: str, reason: str) -> None:
-        self.where, self.reason = where, reason
         super().__init__(
             f"{where} is not a readable state dict of tensors ({reason}); register a new "
             "version (urnn train) or move the alias to one that loads (urnn models promote)"
         )
 
-    def at(self, where: str) -> CheckpointError:
-        """The same error naming the file as stored (e.g. `weights.pt in <artifact URI>`)
-        instead of the temporary copy that was read."""
-        return CheckpointError(where, self.reason)
-
 
 def load_checkpoint(
-    directory: str | Path, *, map_location: str | torch.device = "cpu"
+    directory: str | Path,
+    *,
+    map_location: str | torch.device = "cpu",
+    source: str | None = None,
 ) -> tuple[Forecaster, dict[str, Any]]:
     """(model in eval mode, the whole config.json) from a directory written by save_checkpoint.
     No pickle runs: weights_only=True. A weights file that does not read as a dict of tensors
-    is a CheckpointError (a missing one stays FileNotFoundError)."""
+    is a CheckpointError (a missing one stays FileNotFoundError), naming it as `source` says
+    (`weights.pt in <artifact URI>` for a downloaded copy), by its path when None."""
     directory = Path(directory)
     meta: dict[str, Any] = json.loads((directory / CHECKPOINT_CONFIG).read_text())
-    state = load_weights(directory / CHECKPOINT_WEIGHTS, map_location)
+    state = load_weights(directory / CHECKPOINT_WEIGHTS, map_location, source=source)
     return load_forecaster(meta["model"], state), meta
 
 
-def load_weights(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Tensor]:
+def load_weights(
+    path: Path, map_location: str | torch.device = "cpu", *, source: str | None = None
+) -> dict[str, Tensor]:
     """The state dict in `path` (torch.load with weights_only=True: no pickled code runs);
-    anything else is a CheckpointError naming the file and why."""
+    anything else is a CheckpointError naming the file (as `source`, else its path) and why."""
+    where = str(path) if source is None else source
     data = path.read_bytes()  # missing or unreadable on disk: OSError, said as it is
     try:  # from memory: whatever torch raises now is about the bytes (OSError included)
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as error:
-        reason = _load_failure(error, data)
-        if "weights_only" in reason:  # torch's advice to run pickled code is not ours to give
-            reason = type(error).__name__
-        raise _unreadable(path, reason) from None
+        raise CheckpointError(where, _load_failure(error, data)) from None
     if not isinstance(state, dict):
-        raise _unreadable(path, f"it holds {_a(type(state).__name__)}, not a dict of tensors")
+        raise CheckpointError(where, f"it holds {_a(type(state).__name__)}, not a dict of tensors")
     for key, value in state.items():
         if not isinstance(key, str):
-            raise _unreadable(path, f"key {key!r} is not a parameter name")
+            raise CheckpointError(where, f"key {key!r} is not a parameter name")
         if not isinstance(value, Tensor):
-            raise _unreadable(path, f"entry {key!r} is {_a(type(value).__name__)}, not a tensor")
+            raise CheckpointError(
+                where, f"entry {key!r} is {_a(type(value).__name__)}, not a tensor"
+            )
     return state
-
-
-def _unreadable(path: Path, reason: str) -> CheckpointError:
-    return CheckpointError(str(path), reason)
 
 
 def _a(name: str) -> str:
@@ -1105,25 +1101,29 @@ def _load_failure(error: Exception, data: bytes) -> str:
     to load with weights_only=False (arbitrary code execution), nor its multi-line text."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch's terminal bold
     unpickler = _WEIGHTS_UNPICKLER.search(text)
+    first = text.strip().splitlines()[0].split(". ", 1)[0].strip() if text.strip() else ""
     if unpickler is not None:
         detail = unpickler["detail"].strip()
         pickled = _UNSUPPORTED_GLOBAL.match(detail)
         if pickled is not None:
-            return f"it pickles {_a(pickled['name'])}, which is not a tensor"
-        return f"not a torch checkpoint: {detail.rstrip('.')}"
-    if not data:
-        return "the file is empty"
-    if "PytorchStreamReader" in text:  # torch's zip container, cut short or damaged
+            reason = f"it pickles {_a(pickled['name'])}, which is not a tensor"
+        else:
+            reason = f"not a torch checkpoint: {detail.rstrip('.')}"
+    elif not data:
+        reason = "the file is empty"
+    elif "PytorchStreamReader" in text:  # torch's zip container, cut short or damaged
         detail = text.split(". ", 1)[0].rsplit(": ", 1)[-1].strip().rstrip(".")
-        return f"truncated or damaged archive: {detail}"
-    if data.startswith(b"PK\x03\x04"):  # a zip archive (torch.save's) that does not read
-        return "truncated or damaged archive"
-    if isinstance(error, EOFError):
-        return "the file ends early"
-    first = text.strip().splitlines()[0].split(". ", 1)[0].strip() if text.strip() else ""
-    if not first or len(first) > 120:
-        return type(error).__name__
-    return f"{type(error).__name__}: {first}"
+        reason = f"truncated or damaged archive: {detail}"
+    elif data.startswith(b"PK\x03\x04"):  # a zip archive (torch.save's) that does not read
+        reason = "truncated or damaged archive"
+    elif isinstance(error, EOFError):
+        reason = "the file ends early"
+    elif not first or len(first) > 120:
+        reason = type(error).__name__
+    else:
+        reason = f"{type(error).__name__}: {first}"
+    # whatever of torch's text is kept: its advice to run pickled code is not ours to give
+    return type(error).__name__ if "weights_only" in reason else reason
 
 
 def count_parameters(model: nn.Module) -> int:

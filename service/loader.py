@@ -3,21 +3,20 @@
 `ModelLoader` is the seam `create_app(loader=...)` exposes: `resolve` turns the configured URI
 into a `ModelRef` (name, version, run id), `load` builds that version's `ForecastPredictor`.
 `MlflowLoader` does both against the registry of `Settings.resolved_tracking_uri()`, with
-explicit URIs (it neither reads nor sets MLflow's process-global URIs), downloads the
-version's files into a temporary folder and reads `config.json` + `weights.pt` with
-`ForecastPredictor.from_directory` (`torch.load(weights_only=True)`: no pickle runs).
+explicit URIs (it neither reads nor sets MLflow's process-global URIs), and loads a version
+from its storage location with `training.registry.load_registered`: downloaded into a
+temporary folder, `config.json` + `weights.pt` read by `ForecastPredictor.from_directory`
+(`torch.load(weights_only=True)`: no pickle runs).
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any, Protocol
 
-from models.forecaster import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, CheckpointError
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
+from training.registry import load_registered
 from urnn_forecast.model_uri import ModelUriError, parse_models_uri
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import shown_uri
@@ -78,21 +77,7 @@ class MlflowLoader:
         )
 
     def load(self, ref: ModelRef) -> ForecastPredictor:
-        import mlflow
-
-        # The version's storage location, resolved by this client: a models:/ URI handed to
-        # download_artifacts would be resolved against MLflow's process-global registry.
+        # The version resolved by this client, to its storage location: the files `resolve`
+        # found, and what a damaged weights.pt or a missing file is named by.
         location = self.client().get_model_version_download_uri(ref.name, ref.version)
-        with tempfile.TemporaryDirectory(prefix="urnn-serve-") as tmp:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=location, dst_path=tmp, tracking_uri=self.tracking_uri
-            )
-            found = sorted(Path(local).rglob(CHECKPOINT_CONFIG))
-            if not found or not (found[0].parent / CHECKPOINT_WEIGHTS).exists():
-                raise FileNotFoundError(
-                    f"{ref.version_uri} holds no {CHECKPOINT_CONFIG} + {CHECKPOINT_WEIGHTS}"
-                )
-            try:
-                return ForecastPredictor.from_directory(found[0].parent)
-            except CheckpointError as error:  # named as stored, not as the deleted copy
-                raise error.at(f"{CHECKPOINT_WEIGHTS} in {shown_uri(location)}") from None
+        return load_registered(location, tracking_uri=self.tracking_uri)

@@ -151,8 +151,12 @@ class ForecastPredictor:
             )
 
     @classmethod
-    def from_directory(cls, directory: str | Path) -> ForecastPredictor:
-        model, meta = load_checkpoint(directory)
+    def from_directory(
+        cls, directory: str | Path, *, source: str | None = None
+    ) -> ForecastPredictor:
+        """The predictor saved in `directory`; `source` names its weights file in a
+        CheckpointError (`load_checkpoint`), e.g. as stored when `directory` is a copy."""
+        model, meta = load_checkpoint(directory, source=source)
         return cls(model=model, meta=meta, scaler=StandardScaler.from_dict(meta["scaler"]))
 
     @classmethod

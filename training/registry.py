@@ -27,7 +27,6 @@ import pandas as pd
 from models.forecaster import (
     CHECKPOINT_CONFIG,
     CHECKPOINT_WEIGHTS,
-    CheckpointError,
     Forecaster,
     save_checkpoint,
 )
@@ -292,7 +291,9 @@ def model_artifact_dir(
     model_uri: str, destination: str | Path, *, tracking_uri: str | None = None
 ) -> Path:
     """Download `model_uri`'s files into `destination`; the folder holding config.json.
-    `tracking_uri`: the store (and registry) to read, instead of MLflow's process-wide one."""
+    `model_uri` is a models:/ URI or a storage location (what the registry's
+    get_model_version_download_uri answers). `tracking_uri`: the store and registry to read
+    (a models:/ URI is resolved against it), instead of MLflow's process-wide ones."""
     import mlflow
 
     local = Path(
@@ -305,7 +306,9 @@ def model_artifact_dir(
     )
     found = sorted(local.rglob(CHECKPOINT_CONFIG))
     if not found or not (found[0].parent / CHECKPOINT_WEIGHTS).exists():
-        raise FileNotFoundError(f"{model_uri} holds no {CHECKPOINT_CONFIG} + {CHECKPOINT_WEIGHTS}")
+        raise FileNotFoundError(
+            f"{shown_uri(model_uri)} holds no {CHECKPOINT_CONFIG} + {CHECKPOINT_WEIGHTS}"
+        )
     return found[0].parent
 
 
@@ -327,10 +330,11 @@ def training_run_params(model_uri: str) -> dict[str, str] | None:
 
 
 def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> ForecastPredictor:
-    """The forecaster behind `model_uri` (e.g. models:/urnn-forecaster@champion), no pickle."""
+    """The forecaster behind `model_uri` (e.g. models:/urnn-forecaster@champion, or a
+    version's storage location), no pickle; `tracking_uri` as for `model_artifact_dir`.
+    A damaged weights file is named as stored, not as the deleted temporary copy."""
     with tempfile.TemporaryDirectory(prefix="urnn-load-") as tmp:
         directory = model_artifact_dir(model_uri, tmp, tracking_uri=tracking_uri)
-        try:
-            return ForecastPredictor.from_directory(directory)
-        except CheckpointError as error:  # named as stored, not as the deleted copy
-            raise error.at(f"{CHECKPOINT_WEIGHTS} in {shown_uri(model_uri)}") from None
+        return ForecastPredictor.from_directory(
+            directory, source=f"{CHECKPOINT_WEIGHTS} in {shown_uri(model_uri)}"
+        )

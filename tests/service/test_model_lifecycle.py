@@ -183,7 +183,7 @@ def test_a_damaged_weights_file_is_reported_in_one_line_of_our_words(
         f"(urnn models promote); still serving version {v1}"
     )
     assert "\n" not in detail and "weights_only" not in detail and "issue" not in detail
-    assert "urnn-serve-" not in detail  # the stored file, not the deleted temporary copy
+    assert "urnn-load-" not in detail  # the stored file, not the deleted temporary copy
     assert client.get("/model").json()["last_reload_error"] == detail
 
 
