@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
 from training.registry import load_registered
-from urnn_forecast.model_uri import ModelUriError, parse_models_uri
+from urnn_forecast.model_uri import parse_models_uri
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import shown_uri
 
-__all__ = ["MlflowLoader", "ModelLoader", "ModelUriError", "NoModelError", "parse_models_uri"]
+__all__ = ["MlflowLoader", "ModelLoader", "NoModelError"]
 
 
 class NoModelError(LookupError):

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from service.batcher import MicroBatcher
 from service.drift import RollingHistogram, newest, psi
 from service.errors import ModelUnavailableError, QueueFullError
-from service.loader import ModelUriError, parse_models_uri
 from service.metrics import ServiceMetrics
 from service.realised import ListedHistories, RegularHistories
 from service.validation import PreparedRequest
 from tests.service.conftest import Registry, history, metric_value
+from urnn_forecast.model_uri import ModelUriError, parse_models_uri
 
 
 class FakeRequest:
