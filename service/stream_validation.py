@@ -808,9 +808,9 @@ def plan_update(
         covariates = obs.covariates[consumed:]
     if not len(ns):
         return Plan(ns, values, covariates, 0, consumed, 0)
-    filled = _gap(int(ns[0]), stored, obs.gap_policy, model, max_gap)
+    filled, ahead = _gap(int(ns[0]), stored, obs.gap_policy, model, max_gap)
     if filled:
-        fill_ns = series_grid(stored, filled, model, int(ns[0]))
+        fill_ns = ahead[:filled]  # the grid `_gap` found the point on, not one laid again
         weight = (np.arange(1, filled + 1) / (filled + 1))[:, None]  # linear in steps
         start = np.concatenate([stored.tail.values[-1:], stored.tail.covariates[-1]])[None, :]
         end = np.concatenate([values[:1], covariates[0]])[None, :]
@@ -881,15 +881,26 @@ def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzin
             )
 
 
-def _gap(first_ns: int, stored: Stored, policy: GapPolicy, model: ServedModel, max_gap: int) -> int:
-    """Missing steps between the last stored point and `first_ns`; 409 where not allowed."""
+_NO_STEPS = np.empty(0, np.int64)  # `_gap`'s grid where it lays none (nothing is missing)
+_NO_STEPS.flags.writeable = False
+
+
+def _gap(
+    first_ns: int, stored: Stored, policy: GapPolicy, model: ServedModel, max_gap: int
+) -> tuple[int, np.ndarray]:
+    """Missing steps between the last stored point and `first_ns` (409 where not allowed),
+    and the series' grid after its last point on which `first_ns` was found: the missing
+    steps are its first ones. `series_grid` chooses between the two grids of a one-point
+    series at a skipped midnight by whether `first_ns` lies on them, so the fill must take
+    its steps from this grid: laid again, `filled` steps long, it never holds `first_ns` and
+    could be the other one (a gap filled at 01:00 before a point at midnight)."""
     tz, last = stored.tz, stored.last_ns
     offset = model.offset
     if isinstance(offset, pd.offsets.Tick) and first_ns == last + offset.nanos:
-        return 0  # the common case, without laying out the whole window
+        return 0, _NO_STEPS  # the common case, without laying out the whole window
     ahead = series_grid(stored, max_gap + 1, model, first_ns)
     if first_ns == ahead[0]:
-        return 0
+        return 0, ahead
     expected, received = iso(int(ahead[0]), tz), iso(first_ns, tz)
     hit = np.flatnonzero(ahead == first_ns)
     if not hit.size and first_ns < ahead[-1]:
@@ -909,4 +920,4 @@ def _gap(first_ns: int, stored: Stored, policy: GapPolicy, model: ServedModel, m
             f"gap: expected the next timestamp {expected}, received {received}: more than "
             f"URNN_STREAM_MAX_GAP={max_gap} missing steps, too many to interpolate"
         )
-    return missing
+    return missing, ahead

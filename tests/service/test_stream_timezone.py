@@ -696,6 +696,43 @@ def test_a_one_point_series_at_a_skipped_midnight_goes_on_as_its_next_point_says
     assert "2024-09-09T01:00:00-03:00" in refused.json()["detail"]
 
 
+def test_a_gap_after_a_one_point_series_is_filled_on_the_grid_its_next_point_is_on(
+    client_for: Callable[..., TestClient], daily_model: str, stream_db: str, registry: Registry
+) -> None:
+    """The gap's steps were found on one grid (`series_grid` with the request's point among
+    them: midnights) and laid again for the fill on a grid `filled` steps long, which never
+    holds that point: the literal 01:00 one. A one-point series at the skipped midnight then
+    stored 2024-09-09T01:00 before 2024-09-10T00:00, two grids in one series. Now the fill is
+    at midnight: the filled point is a duplicate at midnight, not at 01:00."""
+    client = client_for(model_uri=daily_model, database_url=stream_db)
+    frame = registry.frame
+    made = post(client, "f", rows(frame, 0, 1, start="2024-09-08T01:00:00", timezone=SANTIAGO))
+    assert made.status_code == 200, made.text
+    late = rows(frame, 1, 1, start="2024-09-10T00:00:00", gap_policy="interpolate")
+    filled = post(client, "f", late)
+    assert filled.status_code == 200, filled.text
+    assert (filled.json()["filled"], filled.json()["accepted"]) == (1, 1)
+    assert filled.json()["series"]["last_timestamp"] == "2024-09-10T00:00:00-03:00"
+    # the filled point (halfway, linear in steps) is stored at 2024-09-09's midnight
+    (y0, y2), (x0, x2) = frame["y"].iloc[:2].tolist(), frame["x"].iloc[:2].tolist()
+    again = {
+        "values": [y0 + (y2 - y0) * 0.5, y2],
+        "covariates": {"x": [x0 + (x2 - x0) * 0.5, x2]},
+        "timestamps": ["2024-09-09T00:00:00-03:00", "2024-09-10T00:00:00-03:00"],
+    }
+    answer = post(client, "f", again)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["duplicates"], answer.json()["accepted"]) == (2, 0)
+    stored = client.get("/series/f").json()
+    assert stored["first_timestamp"] == "2024-09-08T01:00:00-03:00"
+    assert stored["last_timestamp"] == "2024-09-10T00:00:00-03:00"
+    # at 01:00 it is not a point of the series
+    at_one = {"values": [y0 + (y2 - y0) * 0.5], "covariates": {"x": [x0 + (x2 - x0) * 0.5]}}
+    refused = post(client, "f", {**at_one, "timestamps": ["2024-09-09T01:00:00-03:00"]})
+    assert refused.status_code == 409, refused.text
+    assert "2024-09-09T01:00:00-03:00" in refused.json()["detail"]
+
+
 class Restarts:
     """Apps on the calendar model and one database, each stopped (flushing) before the next."""
 
