@@ -691,8 +691,9 @@ def _from_timestamps(
     check_last_stamp(stamps, model.max_horizon, model, where, index.tz)
     if zone is None:  # with one, the offsets' zone is named: nothing to refuse
         check_clock(stamps, index, model, where, endpoint="series")
-    else:  # the answer writes the first timestamp on the zone's clock
-        check_first_stamp(stamps, index, where)
+    # the answer writes the first timestamp on the axis' clock: a zone's, or the offset the
+    # timestamps carry without one (1677-09-20T20:00-05:00 has no time there pandas holds)
+    check_first_stamp(stamps, index, where)
     ns = index.asi8.astype(np.int64)
     if isinstance(model.offset, pd.offsets.Tick):
         expected = ns[0] + model.offset.nanos * np.arange(n, dtype=np.int64)

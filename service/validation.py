@@ -808,11 +808,12 @@ def check_stamps_range(stamps: Sequence[datetime], where: str) -> None:
 
 
 def check_first_stamp(stamps: Sequence[datetime], index: pd.DatetimeIndex, where: str) -> None:
-    """A 422 at `where` when the first of `stamps`, zoned times that a `timezone` reads
-    (`index`, on its clock), has an instant in pandas' range but no time on that clock, behind
-    UTC (`clock_range`). For answers that write the first timestamp (the /series endpoints'
-    `first_timestamp`): it was a 500 there, after the series was stored. POST /forecast writes
-    only the forecast steps, whose range `check_last_stamp` checks."""
+    """A 422 at `where` when the first of `stamps`, zoned times on the axis' clock (`index`'s:
+    a `timezone`'s, or without one the UTC offset they carry), has an instant in pandas' range
+    but no time on that clock, behind UTC (`clock_range`). For answers that write the first
+    timestamp (the /series endpoints' `first_timestamp`): it was a 500 there, after the series
+    was stored. POST /forecast writes only the forecast steps, whose range `check_last_stamp`
+    checks."""
     if index.tz is not None and len(index) and index.asi8[0] < clock_range(index.tz)[0]:
         first, zone = stamps[0], index.tz
         earliest = pd.Timestamp(clock_range(zone)[0], unit="ns")

@@ -577,6 +577,47 @@ def test_times_a_zone_reads_past_the_range_are_refused_and_nothing_is_stored(
     assert client.get("/series/e/forecast").status_code == 200
 
 
+def test_offset_times_past_the_range_on_their_clock_are_refused_without_a_zone(
+    client_for: Callable[..., TestClient], streaming_model: str, stream_db: str, registry: Registry
+) -> None:
+    """Timestamps carrying a UTC offset and no `timezone`, whose first instant pandas holds
+    but whose time at that offset it does not: the check ran only when a `timezone` was
+    given, so the series was stored and the answer's first timestamp, written at the offset,
+    was a 500 (OutOfBoundsDatetime), as was every later GET /series/{id}. Now a 422 naming the
+    field and the bound, on POST and on the WebSocket, and nothing stored."""
+    client = client_for(model_uri=streaming_model, database_url=stream_db)
+    frame = registry.frame
+    early = pd.date_range("1677-09-20T20:00", periods=LOOKBACK, freq="h", tz="-05:00")
+    body = rows(frame, 0, LOOKBACK, timestamps=[t.isoformat() for t in early])
+    detail = (
+        "field 'timestamps': position 0 (1677-09-20T20:00:00-05:00, on its clock "
+        "1677-09-20T20:00:00-05:00) is out of range: timestamps must lie between "
+        f"1677-09-21T05:12:43.145224193+00:00 and {LATEST}+00:00, the times the service can "
+        "date, both as instants and as times at their UTC offset (-05:00)"
+    )
+    answer = post(client, "o", body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {"detail": detail}
+    assert client.get("/series/o").status_code == 404  # nothing stored
+    assert client.get("/series/o/forecast").status_code == 404
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_text(json.dumps({"series_id": "o", **body}))
+        assert json.loads(socket.receive_text()) == {
+            "series_id": "o",
+            "status": 422,
+            "detail": detail,
+        }
+    assert client.get("/series/o").status_code == 404
+    # five hours later, 01:00 on that clock (06:00 UTC): a series, which GET answers
+    fits = rows(
+        frame, 0, LOOKBACK, timestamps=[(t + pd.Timedelta(hours=5)).isoformat() for t in early]
+    )
+    answer = post(client, "o", fits)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["series"]["first_timestamp"] == "1677-09-21T01:00:00-05:00"
+    assert client.get("/series/o").json()["first_timestamp"] == "1677-09-21T01:00:00-05:00"
+
+
 SANTIAGO = "America/Santiago"
 
 
