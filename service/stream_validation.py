@@ -58,7 +58,6 @@ from service.validation import (
     check_start_span,
     checked_horizon,
     increasing_axis,
-    on_clock,
     quantile_indices,
     quantile_key,
     stamps_alone_error,
@@ -657,8 +656,7 @@ def _from_start(
     # steps of a fixed frequency are integer arithmetic, which would wrap around past them)
     # (read on the zone's clock when one reads it: its instant and its time there)
     where = "field 'start'"
-    read = start if zone is None else on_clock(start, zone)
-    check_start_span(read, n, model.max_horizon, model, where)
+    check_start_span(start, n, model.max_horizon, model, where, zone)
     if zone is not None:  # a naive start is a local time there (a skipped or repeated one: 422)
         first = zoned_start(start, zone, where)
         if not isinstance(model.offset, pd.offsets.Tick):

@@ -586,8 +586,7 @@ def _dates(
         if series.timestamps is not None:
             return _from_timestamps(i, series.id, series.timestamps, model, n, zone)
         if series.start is not None:
-            read = series.start if zone is None else on_clock(series.start, zone)
-            check_start_span(read, n, model.max_horizon, model, where)  # as the zone reads it
+            check_start_span(series.start, n, model.max_horizon, model, where, zone)
             if zone is None:
                 return _from_start(series.start, model, n, where)
             start = zoned_start(series.start, zone, where)
@@ -778,12 +777,21 @@ def span_problem(start: datetime, n: int, horizon: int, model: ServedModel) -> s
     )
 
 
-def check_start_span(start: datetime, n: int, horizon: int, model: ServedModel, where: str) -> None:
+def check_start_span(
+    start: datetime,
+    n: int,
+    horizon: int,
+    model: ServedModel,
+    where: str,
+    zone: tzinfo | None = None,
+) -> None:
     """A 422 at `where` (`span_problem`) unless `n` values from `start` and `horizon` forecast
     steps after them all lie in pandas' nanosecond range, on `start`'s clock (`clock_range`).
-    A start that a `timezone` reads is checked as read there (`on_clock`): its instant, which a
-    clock behind UTC puts hours later than the same time written naive, and its time on the
-    clock, which one ahead of UTC puts later than the instant."""
+    A start that a `timezone` reads (`zone`) is checked as read there (`on_clock`): its
+    instant, which a clock behind UTC puts hours later than the same time written naive, and
+    its time on the clock, which one ahead of UTC puts later than the instant."""
+    if zone is not None:
+        start = on_clock(start, zone)
     ns = epoch_ns(start)
     tz = start.tzinfo
     if tz is None:  # naive (the fast path's): the whole range, as before clocks were bounded
