@@ -725,10 +725,13 @@ def clock_range(tz: tzinfo | None) -> tuple[int, int]:
     return _MIN_NS + behind, _MAX_NS - ahead
 
 
+@functools.lru_cache(maxsize=256)
 def latest_on_clock(count: int, offset: BaseOffset, tz: tzinfo | None) -> pd.Timestamp | None:
     """`latest_first` for times on `tz`'s clock: the latest instant (naive, as latest_first
     gives it) from which `count` steps of `offset` end by the last one that clock holds
-    (`clock_range`); None when none does."""
+    (`clock_range`); None when none does. Cached, as `latest_first` and `clock_range` are: it
+    runs for every zoned series of a POST /forecast, on keys they already hash (an int, a
+    pandas offset, a tzinfo; equal ones give equal bounds), and a Timestamp is immutable."""
     latest = latest_first(count, offset)
     if latest is None or tz is None:
         return latest
