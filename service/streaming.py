@@ -218,6 +218,8 @@ class StreamEngine:
             self._flush_task = None
         try:
             await self.flush()
+        except SnapshotStoreError as error:  # `_io` logged the driver's text: not once more
+            logger.error("streaming states could not be flushed at shutdown: %s", error)
         except Exception:
             logger.exception("streaming states could not be flushed at shutdown")
         if self._executor is not None:
@@ -234,7 +236,12 @@ class StreamEngine:
             await asyncio.sleep(interval_s)
             try:
                 await self.flush()
-            except Exception:  # the states stay dirty: the next round retries
+            except SnapshotStoreError as error:  # the states stay dirty: the next round retries
+                # `_io` logged the driver's text; its traceback (chained here) would repeat it
+                logger.warning(
+                    "streaming snapshot flush failed; retrying in %ss: %s", interval_s, error
+                )
+            except Exception:
                 logger.exception("streaming snapshot flush failed; retrying in %ss", interval_s)
 
     # --- the endpoints ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ name it, and the state's forecast is the one POST /forecast reads from the whole
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -429,6 +430,40 @@ def test_a_store_outage_tells_the_client_its_kind_and_the_log_its_text(
     )
     assert got == [(503, {"detail": detail})] * 2
     assert sum(secret in record.getMessage() for record in caplog.records) == 2
+
+
+def test_a_failed_flush_logs_the_driver_text_once(
+    restarts: Restarts,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`_io` logs the driver's text (hosts, users, SQL); the flush loop and the shutdown flush
+    logged the SnapshotStoreError with its traceback too, whose chained cause repeated it:
+    twice per failure. Now once, by `_io`; the flush's own line says it failed and retries."""
+    from sqlalchemy.exc import OperationalError
+
+    secret = 'connection to server at "db.internal" (10.1.2.3), port 5433 failed for "svc"'
+
+    def down(self: SnapshotRepository, snapshots: Any) -> None:
+        raise OperationalError("INSERT", {}, Exception(secret))
+
+    client = restarts.start(stream_snapshot_seconds=0.05)
+    monkeypatch.setattr(SnapshotRepository, "save_many", down)
+    with caplog.at_level("WARNING", logger="service.streaming"):
+        answer = post(client, "w", rows(registry.frame, 0, 3, start="2024-04-02T00:00:00"))
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 10
+        while not any("retrying" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.02)
+        restarts.stop()  # the shutdown flush fails too
+    failures = [r for r in caplog.records if "store failed in" in r.getMessage()]
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(failures) >= 2 and len(retries) == len(failures) - 1, caplog.text
+    assert any("could not be flushed at shutdown" in r.getMessage() for r in caplog.records)
+    assert caplog.text.count(secret) == len(failures), caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 def test_an_unknown_zone_name_is_refused_naming_the_field_and_the_rule(
