@@ -60,11 +60,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    from service.fast_path import BlockRequest, FastRequest
 
 LOOKBACK, HORIZON = 512, 96
 NAME = "urnn-forecaster"
@@ -277,12 +280,9 @@ def stage_breakdown(
 ) -> dict[str, dict[int, dict[str, float]]]:
     """Milliseconds per stage of one /forecast request, in this process (best of 5 rounds),
     per body format."""
-    import orjson
-
     from service.arrow_answer import arrow_response
     from service.arrow_io import read_arrow_request
     from service.drift import DriftMonitor
-    from service.fast_path import fast_request
     from service.forecasting import response_json
     from service.loader import MlflowLoader
     from service.metrics import ServiceMetrics
@@ -303,11 +303,11 @@ def stage_breakdown(
     out: dict[str, dict[int, dict[str, float]]] = {f: {} for f in formats}
     for n in series:
         payload = payloads(n)
-        request = fast_request(orjson.loads(payload.ours))  # what the route does for JSON
+        request = _read_json(payload.ours)  # what the route does for JSON
         assert request is not None, "the bench body should take the service's fast path"
         from_arrow = read_arrow_request(payload.arrow)  # a block (service.arrow_io)
         reads: dict[str, tuple[str, Callable[[], object]]] = {
-            "json": ("read body (JSON parse + fast path)", partial(_read_json, payload.ours)),
+            "json": ("read body (JSON)", partial(_read_json, payload.ours)),
             "arrow": ("read body (Arrow)", partial(read_arrow_request, payload.arrow)),
         }
         by_format: dict[str, dict[str, Callable[[], object]]] = {}
@@ -327,12 +327,16 @@ def stage_breakdown(
     return out
 
 
-def _read_json(body: bytes) -> object:
+def _read_json(body: bytes) -> FastRequest | BlockRequest | None:
+    """What the route does with a JSON body: simdjson's block reader, else orjson and the fast
+    path (service.fast_routes)."""
     import orjson
 
     from service.fast_path import fast_request
+    from service.json_block import read_json_block
 
-    return fast_request(orjson.loads(body))
+    block = read_json_block(body)
+    return block if block is not None else fast_request(orjson.loads(body))
 
 
 def _best_ms(stage: Callable[[], object], rounds: int = 5, repeat: int = 20) -> float:

@@ -36,7 +36,7 @@ from service.schemas import ForecastRequest, SeriesIn, Timestamp
 # A `timezone` (the request's or a series') is the schema's to read: it checks the name, and
 # the row path in service.validation reads the zone. Such a body steps aside here.
 ZONE_KEY = "timezone"
-_REQUEST_KEYS = frozenset(ForecastRequest.model_fields) - {ZONE_KEY}
+REQUEST_KEYS = frozenset(ForecastRequest.model_fields) - {ZONE_KEY}
 _SERIES_KEYS = frozenset(SeriesIn.model_fields) - {ZONE_KEY}
 ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256
 _DATETIME = TypeAdapter(Timestamp)
@@ -107,7 +107,7 @@ class BlockRequest:
 def fast_request(data: Any) -> FastRequest | BlockRequest | None:
     """`data` (parsed JSON) as a BlockRequest when its series are the plain kind (as an Arrow
     body's can be: `fast_block`), else a FastRequest, or None when the schema must look at it."""
-    if type(data) is not dict or not data.keys() <= _REQUEST_KEYS:
+    if type(data) is not dict or not data.keys() <= REQUEST_KEYS:
         return None
     try:
         horizon, quantiles = fast_horizon_quantiles(data)
@@ -118,11 +118,11 @@ def fast_request(data: Any) -> FastRequest | BlockRequest | None:
         return None
     block = fast_block(raw_series)
     if block is not None:
-        return BlockRequest(horizon, quantiles, block, partial(_rows_of, raw_series))
+        return BlockRequest(horizon, quantiles, block, partial(rows_of, raw_series))
     return _rows_request(horizon, quantiles, raw_series)
 
 
-def _rows_of(raw_series: list[Any]) -> tuple[FastSeries, ...]:
+def rows_of(raw_series: list[Any]) -> tuple[FastSeries, ...]:
     """A block's series one by one (for the checks that go series by series)."""
     request = _rows_request(None, None, raw_series)
     assert request is not None, "a plain block's series are each a FastSeries"
@@ -130,7 +130,7 @@ def _rows_of(raw_series: list[Any]) -> tuple[FastSeries, ...]:
 
 
 # and "covariates" when null: none given, as when left out (the schema reads it so)
-_BLOCK_KEYS = frozenset({"id", "values", "start", "freq", "covariates"})
+BLOCK_KEYS = frozenset({"id", "values", "start", "freq", "covariates"})
 
 
 def fast_block(raw_series: list[Any]) -> SeriesBlock | None:
@@ -144,7 +144,7 @@ def fast_block(raw_series: list[Any]) -> SeriesBlock | None:
     starts: list[Any] = []
     freqs: list[str | None] = []
     for item in raw_series:
-        if type(item) is not dict or not item.keys() <= _BLOCK_KEYS:
+        if type(item) is not dict or not item.keys() <= BLOCK_KEYS:
             return None
         if item.get("covariates") is not None:
             return None

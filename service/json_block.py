@@ -1,0 +1,145 @@
+"""/forecast JSON bodies of plain histories read straight into one float64 block (simdjson).
+
+    request = read_json_block(body)   # a BlockRequest, or None: parse with orjson as before
+
+Why: orjson makes a Python float of every number in the body and `fast_path.fast_block`
+then has numpy read those floats back into an array. For the serving benchmark's body (16
+histories of 512 values) that is ~0.5 ms of the event loop per request, half of all the loop
+does for a JSON /forecast; simdjson parses the text and hands each `values` array over as a
+buffer of doubles with no Python object per number, ~0.25 ms for the same body
+(docs/serving.md, "JSON bodies read by simdjson").
+
+It takes exactly what `fast_block` takes: the request keys of `fast_path.REQUEST_KEYS`
+(horizon and quantiles judged by `fast_horizon_quantiles`), series with keys among
+`BLOCK_KEYS`, a string id within bounds, `covariates` absent or null, `freq` a string or
+absent, `start` plain naive texts in every series or in none, histories of one length of plain
+numbers (not nested lists: simdjson's buffer would flatten them). It adds no rule of its own
+and reports no error: anything else answers None and the body takes the orjson path as
+before, which makes every answer, error or not, the same whichever reader took the body
+(tests/service/test_json_block.py compares the two on accepted, refused and mutated bodies).
+Where simdjson and orjson read one text differently, the body goes to orjson: a key given
+twice (simdjson keeps the first, orjson the last) and a UTF-8 byte-order mark (simdjson skips
+it, orjson refuses the body). Numbers agree: both round correctly, read ints as ints, and
+refuse NaN and Infinity tokens; a bool, null or string among the numbers makes simdjson
+refuse the buffer; an integer beyond 64 bits makes it refuse the body (orjson then reads it).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import orjson
+import simdjson
+
+from service.fast_path import (
+    BLOCK_KEYS,
+    ID_MAX,
+    REQUEST_KEYS,
+    BlockRequest,
+    FastSeries,
+    SeriesBlock,
+    fast_horizon_quantiles,
+    plain_start_ns,
+    rows_of,
+)
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def read_json_block(body: bytes) -> BlockRequest | None:
+    """The body as a BlockRequest when it is the plain kind `fast_block` takes; None for
+    anything else, including text simdjson refuses (the orjson path then reads it)."""
+    if body.startswith(_BOM):
+        return None
+    try:
+        # A parser per body: a parser's document lives until its next parse, and one shared
+        # parser refuses to parse while objects of the last document are still referenced.
+        # Creating one costs ~0.1 us; its buffers are sized to the body on first parse.
+        return _read(simdjson.Parser().parse(body), body)
+    except (ValueError, TypeError, RuntimeError):
+        # simdjson's refusals: malformed text (ValueError), a value not of the type asked
+        # for (TypeError; a bool, null or string among the numbers), an integer beyond 64
+        # bits (RuntimeError); invalid UTF-8 in a string (UnicodeDecodeError, a ValueError);
+        # NotFastError (a ValueError): a horizon or quantiles the schema must judge.
+        return None
+
+
+def _read(doc: Any, body: bytes) -> BlockRequest | None:
+    top = _fields(doc, REQUEST_KEYS)
+    if top is None:
+        return None
+    series = top.pop("series", None)
+    if not isinstance(series, simdjson.Array) or not len(series):
+        return None
+    quantiles = top.get("quantiles")
+    lists = 1 + len(series)  # the series list and each history
+    if isinstance(quantiles, simdjson.Array):
+        top["quantiles"] = quantiles.as_list()
+        lists += 1
+    horizon, quantile_list = fast_horizon_quantiles(top)
+    # simdjson's buffer flattens nested lists ([1, [2], 3] reads as 1, 2, 3, where the schema
+    # refuses the body). One '[' per list the plain body holds rules them out (~20 us for
+    # 16 x 512 values); a '[' inside a string counts too, and such a body goes to orjson.
+    if body.count(b"[") != lists:
+        return None
+    block = _block(series)
+    if block is None:
+        return None
+    return BlockRequest(horizon, quantile_list, block, partial(_rows, body))
+
+
+def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any] | None:
+    """An object's fields, when it is an object whose keys are among `allowed`, each once."""
+    if not isinstance(item, simdjson.Object):
+        return None
+    keys = list(item)
+    if len(set(keys)) != len(keys) or not allowed.issuperset(keys):
+        return None
+    return {key: item[key] for key in keys}
+
+
+def _block(series: Any) -> SeriesBlock | None:
+    """`fast_path.fast_block`'s checks, read from simdjson's values."""
+    ids: list[str] = []
+    starts: list[Any] = []
+    freqs: list[str | None] = []
+    rows: list[Any] = []
+    for item in series:
+        fields = _fields(item, BLOCK_KEYS)
+        if fields is None or fields.get("covariates") is not None:
+            return None
+        series_id = fields.get("id")
+        if type(series_id) is not str or not 1 <= len(series_id) <= ID_MAX:
+            return None
+        freq = fields.get("freq")
+        if freq is not None and type(freq) is not str:
+            return None
+        values = fields.get("values")
+        if not isinstance(values, simdjson.Array):
+            return None
+        ids.append(series_id)
+        starts.append(fields.get("start"))
+        freqs.append(freq)
+        rows.append(values)
+    width = len(rows[0])
+    if not width or any(len(row) != width for row in rows):
+        return None
+    block = np.empty((len(rows), width), dtype=np.float64)
+    for i, row in enumerate(rows):
+        block[i] = np.frombuffer(row.as_buffer(of_type="d"), dtype=np.float64)
+    start_ns = None
+    if any(start is not None for start in starts):
+        start_ns = plain_start_ns(starts)
+        if start_ns is None:
+            return None
+    return SeriesBlock(ids, block, start_ns, freqs)
+
+
+def _rows(body: bytes) -> tuple[FastSeries, ...]:
+    """The block's series one by one, for the checks that go series by series (rare: a
+    request that fails a block check). orjson reads the body as simdjson did: a body the
+    block took has each key once, no byte-order mark, and valid text."""
+    data = orjson.loads(body)
+    return rows_of(data["series"])

@@ -1,0 +1,269 @@
+"""service.json_block: simdjson's reading of a plain /forecast body is the schema's reading.
+
+What it takes must read exactly as FastAPI's path (json.loads + ForecastRequest) and as the
+orjson fast path would: the same ids, numbers, starts, freqs, horizon and quantiles; what it
+leaves (None) goes the orjson way unchanged. Checked on the fast path's table of bodies, on
+texts where the two parsers could differ, on thousands of random mutations of a valid body,
+and end to end: the service's answers are byte for byte those it gives with the reader off.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from service.fast_path import BlockRequest, fast_request
+from service.json_block import read_json_block
+from service.schemas import ForecastRequest
+from tests.service.conftest import Registry, history
+from tests.service.test_fast_path import BODIES
+
+
+def _schema(text: bytes) -> ForecastRequest | None:
+    """FastAPI's reading of the body (Starlette's json.loads, then the model)."""
+    try:
+        return ForecastRequest.model_validate(json.loads(text))
+    except (ValidationError, ValueError):
+        return None
+
+
+def _orjson_path(text: bytes) -> Any:
+    try:
+        return fast_request(orjson.loads(text))
+    except orjson.JSONDecodeError:
+        return "refused"
+
+
+def check_agrees(text: bytes) -> BlockRequest | None:
+    """The invariant: None, or a block that the schema reads the same (and the orjson fast
+    path too where it takes the body as a block)."""
+    block = read_json_block(text)
+    if block is None:
+        return None
+    orjson_reading = _orjson_path(text)
+    assert orjson_reading != "refused", "taken by simdjson, refused by orjson"
+    schema = _schema(text)
+    assert schema is not None, "taken by simdjson, refused by the schema"
+    assert (block.horizon, block.quantiles) == (schema.horizon, schema.quantiles)
+    b = block.block
+    assert b.ids == [s.id for s in schema.series]
+    assert b.freqs == [s.freq for s in schema.series]
+    expected = np.array([np.asarray(s.values, dtype=np.float64) for s in schema.series])
+    assert b.values.dtype == np.float64 and b.values.shape == expected.shape
+    np.testing.assert_array_equal(b.values, expected)
+    # -0.0 and 0.0 compare equal: the signs must agree too
+    assert np.array_equal(np.signbit(b.values), np.signbit(expected))
+    starts = [s.start for s in schema.series]
+    if b.start_ns is None:
+        assert starts == [None] * len(starts)
+    else:
+        assert b.start_ns.tolist() == [pd.Timestamp(s).value for s in starts if s]
+    if isinstance(orjson_reading, BlockRequest):
+        np.testing.assert_array_equal(b.values, orjson_reading.block.values)
+        assert b.ids == orjson_reading.block.ids and b.freqs == orjson_reading.block.freqs
+    for mine, theirs in zip(block.series, schema.series, strict=True):  # the lazy rows
+        assert (mine.id, mine.start, mine.freq) == (theirs.id, theirs.start, theirs.freq)
+        np.testing.assert_array_equal(mine.values, np.asarray(theirs.values, dtype=np.float64))
+    return block
+
+
+@pytest.mark.parametrize("name", list(BODIES))
+def test_the_fast_paths_bodies_read_as_the_schema_reads_them(name: str) -> None:
+    text = json.dumps(copy.deepcopy(BODIES[name])).encode()
+    block = check_agrees(text)
+    orjson_reading = _orjson_path(text)
+    # It takes every body the orjson path takes as a block but those with integers beyond 64
+    # bits (simdjson refuses them; orjson reads them as floats, and so reads the body).
+    # NaN and inf are written as tokens neither takes.
+    beyond_64_bits = name in ("big int", "huge int")
+    assert (block is not None) == (isinstance(orjson_reading, BlockRequest) and not beyond_64_bits)
+
+
+# Texts where simdjson and orjson could read differently, or where a plain body is spelled
+# unusually. Each must be left to orjson or read as the schema reads it.
+PLAIN = b'{"horizon":4,"series":[{"id":"a","start":"2024-03-01T00:00:00","freq":"h","values":'
+TEXTS: dict[str, bytes] = {
+    "plain": PLAIN + b"[1.5,2,3]}]}",
+    "key twice at the top": b'{"horizon":4,"horizon":2,"series":[{"id":"a","values":[1,2]}]}',
+    "key twice in a series": b'{"series":[{"id":"a","id":"b","values":[1,2]}]}',
+    "values twice": b'{"series":[{"id":"a","values":[1,2],"values":[3,4]}]}',
+    "byte-order mark": b"\xef\xbb\xbf" + PLAIN + b"[1,2]}]}",
+    "trailing value": PLAIN + b"[1,2]}]} 2",
+    "NaN token": PLAIN + b"[NaN,2]}]}",
+    "Infinity token": PLAIN + b"[Infinity,2]}]}",
+    "escaped key": b'{"series":[{"id":"a","v\\u0061lues":[1,2]}]}',
+    "escaped id": b'{"series":[{"id":"\\u00e9t\\u00e9","values":[1,2]}]}',
+    "id with NUL": b'{"series":[{"id":"a\\u0000b","values":[1,2]}]}',
+    "lone surrogate id": b'{"series":[{"id":"\\ud800","values":[1,2]}]}',
+    "invalid UTF-8 id": b'{"series":[{"id":"\xff","values":[1,2]}]}',
+    "control character in id": b'{"series":[{"id":"a\nb","values":[1,2]}]}',
+    "exponents": PLAIN + b"[1e2,1E-2,-2.5e+3,0e0]}]}",
+    "signed zeros": PLAIN + b"[-0,-0.0,0.0,-0e5]}]}",
+    "subnormal and underflow": PLAIN + b"[5e-324,1e-400,2.2250738585072011e-308]}]}",
+    "overflow": PLAIN + b"[1e400,1]}]}",
+    "largest double": PLAIN + b"[1.7976931348623157e308,1]}]}",
+    "17 digits": PLAIN + b"[0.30000000000000004,9007199254740993,1.0000000000000002]}]}",
+    "int64 bounds": PLAIN + b"[9223372036854775807,-9223372036854775808]}]}",
+    "uint64 max": PLAIN + b"[18446744073709551615,1]}]}",
+    "uint64 beside a negative": PLAIN + b"[18446744073709551615,-1]}]}",
+    "beyond uint64": PLAIN + b"[18446744073709551616,1]}]}",
+    "leading zero": PLAIN + b"[01,2]}]}",
+    "bare dot": PLAIN + b"[.5,2]}]}",
+    "true among numbers": PLAIN + b"[1,true]}]}",
+    "null among numbers": PLAIN + b"[1,null]}]}",
+    "whitespace everywhere": b' \n{ "series" :\t[ { "id" : "a" , "values" : [ 1 , 2 ] } ] }\r\n',
+    "covariates null": b'{"series":[{"id":"a","covariates":null,"values":[1,2]}]}',
+    "covariates empty": b'{"series":[{"id":"a","covariates":{},"values":[1,2]}]}',
+    "quantiles nested": b'{"quantiles":[[0.1]],"series":[{"id":"a","values":[1,2]}]}',
+    "quantiles object": b'{"quantiles":{"q":0.1},"series":[{"id":"a","values":[1,2]}]}',
+    "horizon object": b'{"horizon":{},"series":[{"id":"a","values":[1,2]}]}',
+    "series object": b'{"series":{"id":"a","values":[1,2]}}',
+    "values object": b'{"series":[{"id":"a","values":{"0":1}}]}',
+    "start array": b'{"series":[{"id":"a","start":["2024"],"values":[1,2]}]}',
+    "nested list": PLAIN + b"[1,[2],3]}]}",
+    "nested empty list": PLAIN + b"[[],[1,2]]}]}",
+    "bracket in an id": b'{"series":[{"id":"a[0]","values":[1,2]}]}',
+    "ragged": b'{"series":[{"id":"a","values":[1,2]},{"id":"b","values":[1]}]}',
+    "deep nesting": b'{"series":[{"id":"a","values":[' + b"[" * 2000 + b"]" * 2000 + b"]}]}",
+    "empty": b"",
+    "null document": b"null",
+    "top-level array": b'[{"series":[]}]',
+}
+
+
+@pytest.mark.parametrize("name", list(TEXTS))
+def test_texts_where_the_parsers_could_differ(name: str) -> None:
+    check_agrees(TEXTS[name])
+
+
+def test_what_it_takes_and_what_it_leaves_to_orjson() -> None:
+    taken = [
+        "plain",
+        "escaped key",
+        "escaped id",
+        "id with NUL",
+        "exponents",
+        "signed zeros",
+        "subnormal and underflow",
+        "largest double",
+        "17 digits",
+        "int64 bounds",
+        "uint64 max",
+        "whitespace everywhere",
+        "covariates null",
+    ]
+    for name in taken:
+        assert read_json_block(TEXTS[name]) is not None, name
+    for name in (
+        "key twice at the top",  # simdjson keeps the first, orjson the last
+        "key twice in a series",
+        "values twice",
+        "byte-order mark",  # simdjson skips it, orjson refuses the body
+        "lone surrogate id",
+        "invalid UTF-8 id",
+        "NaN token",
+        "true among numbers",
+        "covariates empty",  # a covariates object: the rows' business, as in fast_block
+        "deep nesting",
+        "nested list",  # simdjson's buffer would flatten it
+        "nested empty list",
+        "bracket in an id",  # counted with the lists' brackets: left to orjson
+    ):
+        assert read_json_block(TEXTS[name]) is None, name
+    signed = read_json_block(TEXTS["signed zeros"])
+    assert signed is not None
+    assert np.signbit(signed.block.values[0]).tolist() == [False, True, False, True]
+
+
+_ALPHABET = b'{}[],:"0123456789.eE+-tnfalsu\\ \x00\xff'
+
+
+def _mutate(text: bytearray, rng: random.Random) -> bytes:
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(text) + 1)
+        kind = rng.randrange(4)
+        if kind == 0 and len(text) > 1:
+            del text[min(at, len(text) - 1)]
+        elif kind == 1:
+            text.insert(at, rng.choice(_ALPHABET))
+        elif kind == 2 and text:
+            text[min(at, len(text) - 1)] = rng.choice(_ALPHABET)
+        else:  # a span repeated: duplicated keys, values, series
+            end = min(len(text), at + rng.randint(1, 40))
+            text[end:end] = text[at:end]
+    return bytes(text)
+
+
+def test_random_mutations_of_a_plain_body_are_read_as_the_schema_reads_them() -> None:
+    body = {
+        "horizon": 4,
+        "quantiles": [0.1, 0.9],
+        "series": [
+            {"id": "s-0", "start": "2024-03-01T00:00:00", "freq": "h", "values": [1.5, -2, 3e1]},
+            {"id": "s-1", "start": "2024-03-01T01:00:00", "freq": "h", "values": [0, 1, 2.25]},
+        ],
+    }
+    seed_text = json.dumps(body, separators=(",", ":")).encode()
+    rng = random.Random(20261205)
+    taken = 0
+    for _ in range(4000):
+        text = _mutate(bytearray(seed_text), rng)
+        taken += check_agrees(text) is not None
+    assert taken > 50  # many mutants are still plain bodies: the invariant was exercised
+
+
+def test_the_service_answers_the_same_bytes_with_the_reader_off(
+    registry: Registry,
+    client_for: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = "json-block"  # a model that reads no covariates: plain histories are its bodies
+    assert registry.register(name, seed=5, covariates=False) == "1"
+    client = client_for(model_uri=f"models:/{name}@champion")
+    series = [history(registry.frame, "pump-1"), history(registry.frame, "pump-2", stop=400)]
+    for s in series:
+        s.pop("covariates")
+        # a plain block has naive starts (a zoned one goes series by series on either path)
+        s["start"] = pd.Timestamp(s["start"]).tz_localize(None).isoformat()
+    plain = json.dumps({"horizon": 5, "series": series}).encode()
+    texts = {
+        "plain": plain,
+        "uint64 beside a negative": plain.replace(
+            b'"values": [', b'"values": [18446744073709551615, -1, ', 2
+        ),
+        "values twice": plain.replace(b'"values": [', b'"values": [1, 2], "values": [', 1),
+        "nested list": plain.replace(b'"values": [', b'"values": [[1], ', 1),
+        "short history": json.dumps(
+            {"horizon": 5, "series": [{**series[0], "values": [1.0]}]}
+        ).encode(),
+    }
+    headers = {"content-type": "application/json"}
+    reader = read_json_block
+    for case, text in texts.items():
+        calls: list[bool] = []
+
+        def spy(raw: bytes, calls: list[bool] = calls) -> BlockRequest | None:
+            got = reader(raw)
+            calls.append(got is not None)
+            return got
+
+        monkeypatch.setattr("service.fast_routes.read_json_block", spy)
+        on = client.post("/forecast", content=text, headers=headers)
+        monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw: None)
+        off = client.post("/forecast", content=text, headers=headers)
+        assert calls == [case not in ("values twice", "nested list")], case
+        assert on.status_code == off.status_code, case
+        assert on.content == off.content, case
+        expected = {"plain": 200, "nested list": 422, "short history": 422}
+        if case in expected:
+            assert on.status_code == expected[case], (case, on.text)
