@@ -118,11 +118,11 @@ def fast_request(data: Any) -> FastRequest | BlockRequest | None:
         return None
     block = fast_block(raw_series)
     if block is not None:
-        return BlockRequest(horizon, quantiles, block, partial(rows_of, raw_series))
+        return BlockRequest(horizon, quantiles, block, partial(_rows_of, raw_series))
     return _rows_request(horizon, quantiles, raw_series)
 
 
-def rows_of(raw_series: list[Any]) -> tuple[FastSeries, ...]:
+def _rows_of(raw_series: list[Any]) -> tuple[FastSeries, ...]:
     """A block's series one by one (for the checks that go series by series)."""
     request = _rows_request(None, None, raw_series)
     assert request is not None, "a plain block's series are each a FastSeries"

@@ -30,7 +30,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import orjson
 import simdjson
 
 from service.fast_path import (
@@ -41,8 +40,8 @@ from service.fast_path import (
     FastSeries,
     SeriesBlock,
     fast_horizon_quantiles,
+    parse_datetime,
     plain_start_ns,
-    rows_of,
 )
 
 _BOM = b"\xef\xbb\xbf"
@@ -67,6 +66,7 @@ def read_json_block(body: bytes) -> BlockRequest | None:
 
 
 def _read(doc: Any, body: bytes) -> BlockRequest | None:
+    """The request's fields from simdjson's document; `body` for counting its lists."""
     top = _fields(doc, REQUEST_KEYS)
     if top is None:
         return None
@@ -84,10 +84,11 @@ def _read(doc: Any, body: bytes) -> BlockRequest | None:
     # 16 x 512 values); a '[' inside a string counts too, and such a body goes to orjson.
     if body.count(b"[") != lists:
         return None
-    block = _block(series)
-    if block is None:
+    read = _block(series)
+    if read is None:
         return None
-    return BlockRequest(horizon, quantile_list, block, partial(_rows, body))
+    block, starts = read
+    return BlockRequest(horizon, quantile_list, block, partial(_rows, block, starts))
 
 
 def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any] | None:
@@ -100,8 +101,9 @@ def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any] | None:
     return {key: item[key] for key in keys}
 
 
-def _block(series: Any) -> SeriesBlock | None:
-    """`fast_path.fast_block`'s checks, read from simdjson's values."""
+def _block(series: Any) -> tuple[SeriesBlock, list[Any]] | None:
+    """`fast_path.fast_block`'s checks, read from simdjson's values; the block and each
+    series' `start` as written."""
     ids: list[str] = []
     starts: list[Any] = []
     freqs: list[str | None] = []
@@ -134,12 +136,21 @@ def _block(series: Any) -> SeriesBlock | None:
         start_ns = plain_start_ns(starts)
         if start_ns is None:
             return None
-    return SeriesBlock(ids, block, start_ns, freqs)
+    return SeriesBlock(ids, block, start_ns, freqs), starts
 
 
-def _rows(body: bytes) -> tuple[FastSeries, ...]:
-    """The block's series one by one, for the checks that go series by series (rare: a
-    request that fails a block check). orjson reads the body as simdjson did: a body the
-    block took has each key once, no byte-order mark, and valid text."""
-    data = orjson.loads(body)
-    return rows_of(data["series"])
+def _rows(block: SeriesBlock, starts: list[Any]) -> tuple[FastSeries, ...]:
+    """The block's series one by one, for the checks that go series by series (a request that
+    fails a block check), as `fast_path`'s row reader reads them: each history a row of the
+    block, each start by pydantic's datetime validator, no timestamps or covariates. Built from
+    the block rather than by parsing the body again: the row reader would leave a body with
+    more than 256 exact 0s and 1s to the schema (a bool could hide among them in orjson's
+    reading; simdjson's buffer refuses bools), and a block must always expand."""
+    rows = []
+    for i, (series_id, freq) in enumerate(zip(block.ids, block.freqs, strict=True)):
+        start = starts[i]
+        if start is not None:
+            start = parse_datetime(start)
+            assert start is not None, "plain_start_ns took only texts pydantic reads"
+        rows.append(FastSeries(series_id, block.values[i].copy(), start, freq, None, {}))
+    return tuple(rows)

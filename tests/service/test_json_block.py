@@ -133,6 +133,8 @@ TEXTS: dict[str, bytes] = {
     "nested list": PLAIN + b"[1,[2],3]}]}",
     "nested empty list": PLAIN + b"[[],[1,2]]}]}",
     "bracket in an id": b'{"series":[{"id":"a[0]","values":[1,2]}]}',
+    # more exact 0s and 1s than the orjson reader looks through for bools: still a block
+    "many zeros": PLAIN + b"[" + b",".join([b"0", b"1"] * 200) + b"]}]}",
     "ragged": b'{"series":[{"id":"a","values":[1,2]},{"id":"b","values":[1]}]}',
     "deep nesting": b'{"series":[{"id":"a","values":[' + b"[" * 2000 + b"]" * 2000 + b"]}]}",
     "empty": b"",
@@ -161,6 +163,7 @@ def test_what_it_takes_and_what_it_leaves_to_orjson() -> None:
         "uint64 max",
         "whitespace everywhere",
         "covariates null",
+        "many zeros",
     ]
     for name in taken:
         assert read_json_block(TEXTS[name]) is not None, name
@@ -246,6 +249,16 @@ def test_the_service_answers_the_same_bytes_with_the_reader_off(
         "short history": json.dumps(
             {"horizon": 5, "series": [{**series[0], "values": [1.0]}]}
         ).encode(),
+        # a block check fails and the series are read one by one for the message, with more
+        # exact 0s and 1s than the orjson reader looks through for bools (was a 500)
+        "short histories of 0s and 1s": json.dumps(
+            {
+                "horizon": 5,
+                "series": [
+                    {**series[0], "id": f"pump-{i}", "values": [0.0, 1.0] * 10} for i in range(16)
+                ],
+            }
+        ).encode(),
     }
     headers = {"content-type": "application/json"}
     reader = read_json_block
@@ -264,6 +277,11 @@ def test_the_service_answers_the_same_bytes_with_the_reader_off(
         assert calls == [case not in ("values twice", "nested list")], case
         assert on.status_code == off.status_code, case
         assert on.content == off.content, case
-        expected = {"plain": 200, "nested list": 422, "short history": 422}
+        expected = {
+            "plain": 200,
+            "nested list": 422,
+            "short history": 422,
+            "short histories of 0s and 1s": 422,
+        }
         if case in expected:
             assert on.status_code == expected[case], (case, on.text)
