@@ -130,7 +130,11 @@ def _block(series: Any) -> tuple[SeriesBlock, list[Any]] | None:
         return None
     block = np.empty((len(rows), width), dtype=np.float64)
     for i, row in enumerate(rows):
-        block[i] = np.frombuffer(row.as_buffer(of_type="d"), dtype=np.float64)
+        numbers = np.frombuffer(row.as_buffer(of_type="d"), dtype=np.float64)
+        # simdjson's len() of an array stops at 2**24 - 1: the buffer tells the true length
+        if len(numbers) != width:
+            return None
+        block[i] = numbers
     start_ns = None
     if any(start is not None for start in starts):
         start_ns = plain_start_ns(starts)
