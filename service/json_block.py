@@ -34,13 +34,13 @@ import simdjson
 
 from service.fast_path import (
     BLOCK_KEYS,
-    ID_MAX,
     REQUEST_KEYS,
     BlockRequest,
     FastSeries,
     SeriesBlock,
     fast_horizon_quantiles,
     parse_datetime,
+    plain_series_fields,
     plain_start_ns,
 )
 
@@ -110,20 +110,15 @@ def _block(series: Any) -> tuple[SeriesBlock, list[Any]] | None:
     rows: list[Any] = []
     for item in series:
         fields = _fields(item, BLOCK_KEYS)
-        if fields is None or fields.get("covariates") is not None:
-            return None
-        series_id = fields.get("id")
-        if type(series_id) is not str or not 1 <= len(series_id) <= ID_MAX:
-            return None
-        freq = fields.get("freq")
-        if freq is not None and type(freq) is not str:
+        plain = None if fields is None else plain_series_fields(fields)
+        if fields is None or plain is None:
             return None
         values = fields.get("values")
         if not isinstance(values, simdjson.Array):
             return None
-        ids.append(series_id)
+        ids.append(plain[0])
         starts.append(fields.get("start"))
-        freqs.append(freq)
+        freqs.append(plain[1])
         rows.append(values)
     width = len(rows[0])
     if not width or any(len(row) != width for row in rows):
