@@ -176,18 +176,17 @@ class FastRoutesMiddleware:
             assert route.arrow is not None
             answer = route.arrow(self.state, body, kind, params, headers)
         else:
-            raw = None
+            raw: Awaitable[Response | None] | None = None
             if route.raw_json is not None:
                 raw = route.raw_json(self.state, body, params, headers)
-            if raw is not None:
-                answer = raw
-            else:
+            if raw is None:
                 try:
                     data = orjson.loads(body)
                 except orjson.JSONDecodeError:
                     await self.app(scope, replay, send)
                     return
-                answer = route.handle(self.state, data, params, headers)
+                raw = route.handle(self.state, data, params, headers)
+            answer = raw
         scope[ROUTE_TEMPLATE] = route.template
         scope["path_params"] = params
         try:
