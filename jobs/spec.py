@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import can_be_stored
+from urnn_forecast.field_types import NOT_UNICODE, shown
 
 if TYPE_CHECKING:
     from training.pipeline import TrainConfig
@@ -399,15 +400,10 @@ def _unstorable_at(value: Any, path: str) -> tuple[str, str] | None:
     if isinstance(value, int):
         if -MAX_JSON_INTEGER <= value <= MAX_JSON_INTEGER:
             return None
-        digits = (
-            str(value)
-            if len(str(value)) <= 40
-            else f"{str(value)[:20]}... ({len(str(value)):,} digits)"
-        )
         return (
             path,
             f"must be an integer from {-MAX_JSON_INTEGER:,} to {MAX_JSON_INTEGER:,} (2**53 - 1, "
-            f"the integers JSON carries exactly); got {digits}",
+            f"the integers JSON carries exactly); got {shown(value)}",
         )
     if isinstance(value, float):
         if math.isfinite(value):
@@ -441,7 +437,7 @@ def _text_problem(text: str) -> str | None:
     except UnicodeEncodeError as error:
         return (
             f"holds a lone UTF-16 surrogate ({text[error.start]!r} at character {error.start:,}), "
-            "which is not Unicode text and cannot be stored; send valid UTF-8 text"
+            + NOT_UNICODE
         )
     return None
 

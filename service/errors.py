@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.series_ids import SERIES_ID_RULE
-from urnn_forecast.field_types import shown, validator_sentence
+from urnn_forecast.field_types import NOT_UNICODE, shown, validator_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -161,10 +161,7 @@ def _message(error: Any, *, text_as_written: bool = False) -> str:
     if kind == "missing":
         return "is required"
     if kind == "string_unicode":  # a lone UTF-16 surrogate ("\ud800"), as jobs.spec says it
-        return (
-            "holds a lone UTF-16 surrogate, which is not Unicode text and cannot be stored; "
-            "send valid UTF-8 text"
-        )
+        return "holds a lone UTF-16 surrogate, " + NOT_UNICODE
     sent = _sent(error.get("input"), text_as_written=text_as_written)
     due = _DUE.get(str(kind))
     if due is not None:

@@ -149,7 +149,7 @@ class TrainConfig:
         if self.split_method not in TRAIN_SPLITS:
             raise ValueError(
                 f"split_method must be one of {', '.join(map(repr, TRAIN_SPLITS))}, got "
-                f"{self.split_method!r}"
+                f"{shown(self.split_method)}"
             )
         for name in ("train_stride", "backtest_step"):
             value = getattr(self, name)

@@ -17,6 +17,9 @@ import types
 import typing
 from typing import Any, Literal, Union
 
+# After "holds a lone UTF-16 surrogate ...": the job API's and the 422s' one wording
+NOT_UNICODE = "which is not Unicode text and cannot be stored; send valid UTF-8 text"
+
 
 def shown(value: object) -> str:
     """`value`'s repr for a message, its start only when long: a 100,000-character value sent

@@ -734,7 +734,13 @@ def test_text_and_numbers_no_row_can_hold_are_refused_naming_the_field(
 
 @pytest.mark.parametrize(
     ("section", "key"),
-    [("fit", "device"), ("load", "sep"), ("model", "kind"), ("train", "metric")],
+    [
+        ("fit", "device"),
+        ("load", "sep"),
+        ("model", "kind"),
+        ("train", "metric"),
+        ("train", "split_method"),
+    ],
 )
 def test_a_long_value_is_not_echoed_whole_in_the_422(
     client: TestClient, ett_csv: Path, section: str, key: str
