@@ -74,7 +74,11 @@ class ServiceState:
 
     async def start(self) -> None:
         """Load the model (a failure leaves the service up, not ready; a load longer than
-        URNN_STARTUP_LOAD_WAIT_SECONDS goes on after start-up), start batching and polling."""
+        URNN_STARTUP_LOAD_WAIT_SECONDS goes on after start-up), start batching and polling.
+
+        The drain takes SIGTERM first: a worker signalled while it loads drains like the others
+        (/readyz 503) instead of opening its socket to the balancer on its way out."""
+        self.drain.install()  # uvicorn has taken SIGTERM by now; its lifespan runs inside
         if self.settings.torch_threads is not None:
             import torch
 
@@ -125,7 +129,6 @@ class ServiceState:
                 wait,
             )
             self._initial.add_done_callback(lambda _: _freeze_what_lives())
-        self.drain.install()  # uvicorn has taken SIGTERM by now; its lifespan runs inside
         await self.batcher.start()
         await self.streams.start()
         if self.settings.model_poll_seconds > 0:

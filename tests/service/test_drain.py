@@ -5,6 +5,7 @@ worker, and two behind uvicorn's supervisor)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -111,6 +113,58 @@ def test_readyz_says_draining_while_forecasts_are_still_served(
     assert metric_value(client, "urnn_draining") == 1.0  # what a dashboard can alert on
 
 
+class _HeldLoader:
+    """The registry, with `resolve` held until released: a model that takes long to load."""
+
+    def __init__(self, settings: Any) -> None:
+        from service.loader import MlflowLoader
+
+        self.inner = MlflowLoader.from_settings(settings)
+        self.release = threading.Event()
+
+    def resolve(self, uri: str) -> Any:
+        self.release.wait(timeout=60)
+        return self.inner.resolve(uri)
+
+    def load(self, ref: Any) -> Any:
+        return self.inner.load(ref)
+
+
+def test_a_sigterm_while_the_model_loads_drains_too(
+    sigterm_restored: None, registry: Registry
+) -> None:
+    """A worker signalled during its start-up went to uvicorn's shutdown at once, then opened
+    its socket on the way out and answered /readyz 200 to the balancer (CI saw it with two
+    workers). The drain now takes SIGTERM before the load starts."""
+    from service.state import ServiceState
+
+    seen = _server_handlers()
+    settings = registry.service_settings(shutdown_drain_seconds=0.5, startup_load_wait_seconds=30.0)
+    loader = _HeldLoader(settings)
+    state = ServiceState.build(settings, loader=loader)
+
+    async def start_signalled_while_loading() -> None:
+        starting = asyncio.create_task(state.start())
+        await asyncio.sleep(0.2)
+        assert not starting.done()  # still loading
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.05)
+        assert state.drain.draining and seen == []  # draining, not shut down
+        loader.release.set()
+        await starting
+        try:
+            assert state.manager.current is not None  # it loaded, and serves while draining
+            deadline = time.monotonic() + 5.0
+            while not seen:  # then the server's own shutdown, after the drain
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert [sig for sig, _ in seen] == [signal.SIGTERM]
+        finally:
+            await state.stop()
+
+    asyncio.run(start_signalled_while_loading())
+
+
 def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -121,8 +175,9 @@ def _get(url: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
-def test_urnn_serve_drains_on_sigterm(registry: Registry, workers: int) -> None:
+def test_urnn_serve_drains_on_sigterm(registry: Registry, workers: int, tmp_path: Path) -> None:
     port = free_port()
+    log = tmp_path / "serve.log"
     env = {
         **os.environ,
         "URNN_VAR_DIR": str(registry.settings.var_dir),
@@ -134,18 +189,24 @@ def test_urnn_serve_drains_on_sigterm(registry: Registry, workers: int) -> None:
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-m", "urnn_forecast.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, "--workers", str(workers)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("w") as sink:  # the child holds its own copy
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
-        while _get_or_none(f"{base}/readyz") != 200:
-            assert process.poll() is None and time.monotonic() < deadline
+        # Every worker started (the first ready one answers /readyz while another may still
+        # load), so that each is signalled while it serves.
+        while (
+            _get_or_none(f"{base}/readyz") != 200
+            or log.read_text().count("Application startup complete") < workers
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         asked = time.monotonic()
