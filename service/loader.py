@@ -19,7 +19,7 @@ from training.mlflow_model import ForecastPredictor
 from training.registry import load_registered
 from urnn_forecast.model_uri import parse_models_uri
 from urnn_forecast.settings import Settings
-from urnn_forecast.tracking import shown_uri
+from urnn_forecast.tracking import registry_client, shown_uri
 
 __all__ = ["MlflowLoader", "ModelLoader", "NoModelError"]
 
@@ -49,11 +49,7 @@ class MlflowLoader:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                from mlflow import MlflowClient
-
-                self._client = MlflowClient(
-                    tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
-                )
+                self._client = registry_client(self.tracking_uri)
             return self._client
 
     def resolve(self, uri: str) -> ModelRef:

@@ -168,6 +168,39 @@ def test_processes_starting_together_on_a_fresh_store_all_get_the_experiment(
     assert len({out.strip() for out, _ in answers}) == 1  # one experiment, the same id
 
 
+def test_service_workers_starting_together_on_a_fresh_store_all_find_it_empty(
+    tmp_path: Path,
+) -> None:
+    """`urnn serve --workers 2` on a fresh var dir: each worker's first model lookup created
+    the store's tables at the same time, and one failed ("duplicate column name: step") and
+    stayed not ready; now each one is told the same thing: nothing is registered yet."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = (
+        "import sys; from service.loader import MlflowLoader, NoModelError\n"
+        "try:\n"
+        "    MlflowLoader(sys.argv[1]).resolve('models:/urnn-forecaster@champion')\n"
+        "except NoModelError as error:\n"
+        "    print(str(error).split(' in ')[0])\n"
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, uri],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    answers = [run.communicate(timeout=180) for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, [err[-2000:] for _, err in answers]
+    assert [out.strip() for out, _ in answers] == [
+        "nothing is registered at models:/urnn-forecaster@champion"
+    ] * 4
+
+
 def test_a_file_store_is_refused_naming_the_setting_and_a_database_uri(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

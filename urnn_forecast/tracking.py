@@ -13,7 +13,7 @@ from urnn_forecast.file_lock import exclusive_file_lock
 from urnn_forecast.settings import Settings
 
 if TYPE_CHECKING:
-    from mlflow import ActiveRun
+    from mlflow import ActiveRun, MlflowClient
 
 
 def ensure_experiment(experiment_name: str, settings: Settings) -> str:
@@ -33,6 +33,21 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
             return experiment.experiment_id
         artifact_location = f"{settings.resolved_artifact_root().rstrip('/')}/{experiment_name}"
         return client.create_experiment(experiment_name, artifact_location=artifact_location)
+
+
+def registry_client(uri: str) -> "MlflowClient":
+    """A client of the tracking and registry store at `uri`, its tables made. MLflow creates a
+    SQLite store's tables on first use, inside whatever call comes first; the service's
+    workers started together on a fresh store all made that first call at once, and one
+    failed its first load ("duplicate column name") and stayed not ready until the next poll.
+    Here the first use happens under `store_setup_lock`."""
+    from mlflow import MlflowClient
+
+    with store_setup_lock(uri):  # a no-op but for SQLite
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # may build the tables
+        if uri.startswith("sqlite:///"):
+            client.search_registered_models(max_results=1)  # else the registry's first use
+    return client
 
 
 @contextmanager
