@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from jobs.db import Database
 from jobs.models import JOB_STATUSES, TERMINAL_STATUSES, Job, can_be_stored, utcnow
+from urnn_forecast.field_types import shown
 
 
 class JobNotFoundError(LookupError):
@@ -73,7 +74,7 @@ def by_idempotency_key(session: Session, key: str) -> Job | None:
 def get(session: Session, *, job_id: str) -> Job:
     job = session.get(Job, job_id) if can_be_stored(job_id) else None
     if job is None:
-        raise JobNotFoundError(f"no job with id {job_id!r}")
+        raise JobNotFoundError(f"no job with id {shown(job_id)}")
     return job
 
 
@@ -101,7 +102,7 @@ def cancel(session: Session, *, job_id: str) -> Job:
     """Queued: cancelled at once. Running: flagged; its worker stops within a heartbeat."""
     job = session.get(Job, job_id, with_for_update=True) if can_be_stored(job_id) else None
     if job is None:
-        raise JobNotFoundError(f"no job with id {job_id!r}")
+        raise JobNotFoundError(f"no job with id {shown(job_id)}")
     if job.status in TERMINAL_STATUSES:
         raise JobFinishedError(f"job {job_id} already ended ({job.status}); nothing to cancel")
     job.cancel_requested = True

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from jobs.db import Database
 from jobs.models import Job, Schedule, can_be_stored, utcnow
 from training.validation import zone_named
+from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,11 @@ def check_cron(expression: str) -> str:
     if len(fields) != 5:
         raise ScheduleError(
             "cron",
-            f"{expression!r} is not a 5-field cron expression "
+            f"{shown(expression)} is not a 5-field cron expression "
             "(minute hour day-of-month month day-of-week, e.g. '0 3 * * *')",
         )
     if not croniter.is_valid(expression):
-        raise ScheduleError("cron", f"{expression!r}: {_bad_field(fields)}")
+        raise ScheduleError("cron", f"{shown(expression)}: {_bad_field(fields)}")
     try:
         croniter(expression, datetime.now(UTC)).get_next(datetime)
     except CroniterBadDateError:
@@ -93,7 +94,7 @@ def _bad_field(fields: list[str]) -> str:
         alone[i] = fields[i]
         if not croniter.is_valid(" ".join(alone)):
             return (
-                f"field {i + 1} ({name}) {fields[i]!r} is not valid: it takes {values}, "
+                f"field {i + 1} ({name}) {shown(fields[i])} is not valid: it takes {values}, "
                 "ranges (1-5), lists (1,3) and steps (*/15, with a step of at least 1)"
             )
     return "the fields are each valid but not together (minute hour day-of-month month day-of-week)"
@@ -163,7 +164,7 @@ def create(
 def get(session: Session, *, schedule_id: str) -> Schedule:
     schedule = session.get(Schedule, schedule_id) if can_be_stored(schedule_id) else None
     if schedule is None:
-        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+        raise ScheduleNotFoundError(f"no schedule with id {shown(schedule_id)}")
     return schedule
 
 
@@ -205,7 +206,7 @@ def change(
         else None
     )
     if schedule is None:
-        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+        raise ScheduleNotFoundError(f"no schedule with id {shown(schedule_id)}")
     new_cron = check_cron(cron) if cron is not None else schedule.cron
     # a new zone is checked; the stored one passed the rule of its day (posix/ and right/
     # copies once did) and still names a zone, so a pause or a new spec is not refused for it
@@ -226,10 +227,10 @@ def change(
 def remove(session: Session, *, schedule_id: str) -> None:
     """Delete the schedule; jobs it already enqueued stay (their schedule_id becomes null)."""
     if not can_be_stored(schedule_id):
-        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+        raise ScheduleNotFoundError(f"no schedule with id {shown(schedule_id)}")
     result = session.execute(delete(Schedule).where(Schedule.id == schedule_id))
     if getattr(result, "rowcount", 0) != 1:
-        raise ScheduleNotFoundError(f"no schedule with id {schedule_id!r}")
+        raise ScheduleNotFoundError(f"no schedule with id {shown(schedule_id)}")
 
 
 def carried_warnings(schedule: Schedule) -> list[str] | None:

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import can_be_stored
-from urnn_forecast.field_types import NOT_UNICODE, shown
+from urnn_forecast.field_types import NOT_UNICODE, shown, shown_names
 
 if TYPE_CHECKING:
     from training.pipeline import TrainConfig
@@ -109,7 +110,7 @@ class JobSpec(BaseModel):
             raise JobSpecError(field, rest or message) from None
 
 
-def inside_data_folders(path: Path, shown: str, folders: Sequence[Path]) -> Path:
+def inside_data_folders(path: Path, named: str, folders: Sequence[Path]) -> Path:
     """`path` resolved, or JobSpecError when it does not lie in `folders` (URNN_JOB_DATA_DIRS),
     saying nothing else of it: not whether it exists, nor what it links to."""
     try:
@@ -119,7 +120,7 @@ def inside_data_folders(path: Path, shown: str, folders: Sequence[Path]) -> Path
     if real is None or not any(real.is_relative_to(folder) for folder in folders):
         raise JobSpecError(
             "data",
-            f"{shown}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "
+            f"{named}: outside the folders jobs may read (URNN_JOB_DATA_DIRS: "
             f"{', '.join(str(folder) for folder in folders)})",
         )
     return real
@@ -131,25 +132,27 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     columns of it, and the config builds a TrainConfig. Returns the spec with `data` made
     absolute (workers need not share the API's working directory)."""
     check_storable(spec)
-    repeated = sorted({c for c in spec.covariates if spec.covariates.count(c) > 1})
+    repeated = sorted(c for c, n in Counter(spec.covariates).items() if n > 1)
     if repeated:
-        raise JobSpecError("covariates", f"{repeated} listed more than once; name each once")
-    shown = _shown(spec.data)
+        said = f"{shown_names(repeated)} listed more than once; name each once"
+        raise JobSpecError("covariates", said)
+    data_shown = _shown(spec.data)
     try:
         path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
         if data_folders is not None:  # before any look at the file: nothing said about it
             # the file checked is the file read, not a link that could be re-pointed
-            path = inside_data_folders(path, shown, data_folders)
+            path = inside_data_folders(path, data_shown, data_folders)
         if path.exists() and not path.is_file():
-            raise JobSpecError("data", f"{shown}: not a regular file (a folder, pipe or device)")
+            said = f"{data_shown}: not a regular file (a folder, pipe or device)"
+            raise JobSpecError("data", said)
         if not path.is_file():
-            raise JobSpecError("data", f"{shown}: no such file")
+            raise JobSpecError("data", f"{data_shown}: no such file")
         if not os.access(path, os.R_OK):
-            raise JobSpecError("data", f"{shown}: not readable")
+            raise JobSpecError("data", f"{data_shown}: not readable")
         resolved = str(path.resolve())
     except (OSError, RuntimeError) as error:  # a name too long, a home that does not exist
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise JobSpecError("data", f"{shown}: cannot be used as a path ({reason})") from None
+        raise JobSpecError("data", f"{data_shown}: cannot be used as a path ({reason})") from None
     spec = spec.model_copy(update={"data": resolved})
     config = spec.train_config()
     from training.data import (
@@ -173,13 +176,18 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     if empty:  # load_data refuses it too, but only once a worker runs the job
         raise JobSpecError("data", f"{path.name}: the file has a header and no data rows")
     if spec.target not in columns:
-        raise JobSpecError("target", f"{spec.target!r} is not a column of {path.name}: {columns}")
+        raise JobSpecError(
+            "target", f"{shown(spec.target)} is not a column of {path.name}: {columns}"
+        )
     missing = [c for c in spec.covariates if c not in columns]
     if missing:
-        raise JobSpecError("covariates", f"{missing} are not columns of {path.name}: {columns}")
+        raise JobSpecError(
+            "covariates", f"{shown_names(missing)} are not columns of {path.name}: {columns}"
+        )
     if config.load.series_col is not None and config.load.series_col not in columns:
         raise JobSpecError(
-            "config.load.series_col", f"{config.load.series_col!r} is not a column of {path.name}"
+            "config.load.series_col",
+            f"{shown(config.load.series_col)} is not a column of {path.name}",
         )
     try:  # the timestamp column(s), and every column in one part only
         resolve_columns(columns, config.load, path.name)
@@ -232,15 +240,15 @@ def check_job_data(
     busy for FULL_CHECK_WAIT_SECONDS. `data_folders` (URNN_JOB_DATA_DIRS) are checked again
     before the file is read. Blocking (seconds for a 64 MiB CSV): call it from a worker
     thread (a plain route runs in FastAPI's threadpool), never on the event loop."""
-    shown = _shown(spec.data)
+    data_shown = _shown(spec.data)
     path = Path(spec.data)
     try:
         if data_folders is not None:  # before any read: the file could have been re-pointed
-            path = inside_data_folders(path, shown, data_folders)
+            path = inside_data_folders(path, data_shown, data_folders)
         size = path.stat().st_size
     except OSError as error:
         raise JobSpecError(
-            "data", f"{shown}: cannot be read ({error.strerror or type(error).__name__})"
+            "data", f"{data_shown}: cannot be read ({error.strerror or type(error).__name__})"
         ) from None
     if max_bytes == 0:
         return [
@@ -444,5 +452,5 @@ def _text_problem(text: str) -> str | None:
 
 def _key_shown(key: str) -> str:
     """A key as it can be shown in a path: a NUL or a lone surrogate as its escape."""
-    shown = answerable(key.replace("\x00", "\\u0000"))
-    return shown if len(shown) <= 80 else f"{shown[:60]}... ({len(shown):,} characters)"
+    text = answerable(key.replace("\x00", "\\u0000"))
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"

@@ -127,7 +127,7 @@ def _check_metadata_keys(metadata: dict[bytes, bytes]) -> None:
             continue
         name = key.decode("utf-8", "replace")
         raise ServiceInputError(
-            f"metadata {name!r}",
+            f"metadata {shown(name)}",
             "is not a request setting; allowed: horizon, quantiles",
         )
 
@@ -147,11 +147,11 @@ def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastReq
             name.startswith(COVARIATE_PREFIX) and len(name) > len(COVARIATE_PREFIX)
         ):
             raise ServiceInputError(
-                f"column {name!r}", f"is not a request column; allowed: {_ALLOWED}"
+                f"column {shown(name)}", f"is not a request column; allowed: {_ALLOWED}"
             )
     if len(set(names)) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})
-        raise ServiceInputError(f"column {repeated[0]!r}", "appears more than once")
+        raise ServiceInputError(f"column {shown(repeated[0])}", "appears more than once")
     for required in ("id", "values"):
         if required not in names:
             raise ServiceInputError(f"column {required!r}", f"is missing; columns: {_ALLOWED}")
@@ -312,11 +312,11 @@ def _check_table(table: Table, kind: str) -> None:
             except (pa.ArrowException, ValueError):
                 if _sound_as_bytes(chunk):
                     raise ServiceInputError(
-                        f"column {name!r}",
+                        f"column {shown(name)}",
                         "holds text that is not UTF-8; Arrow strings must be UTF-8",
                     ) from None
                 raise ServiceInputError(
-                    f"column {name!r}",
+                    f"column {shown(name)}",
                     f"is damaged or inconsistent in the body: its offsets or lengths point "
                     f"outside its buffers; send the table as pyarrow.ipc.new_{kind} writes it",
                 ) from None
@@ -476,7 +476,7 @@ def _number_lists(
     listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or views
     if not ((listed or pa.types.is_fixed_size_list(kind)) and _is_numbers(kind.value_type)):
         raise ServiceInputError(
-            f"column {name!r}", f"must be lists of floats or integers; got {kind}"
+            f"column {shown(name)}", f"must be lists of floats or integers; got {kind}"
         )
     if pa.types.is_fixed_size_list(kind):
         array = array.cast(pa.list_(kind.value_type))  # offsets, like the other list kinds
@@ -585,7 +585,7 @@ def _strings(table: Table, name: str, ids: Sequence[str]) -> list[str | None]:
         return [None] * len(ids)
     array = _column(table, name)
     if not _is_text(array.type):
-        raise ServiceInputError(f"column {name!r}", f"must be strings; got {array.type}")
+        raise ServiceInputError(f"column {shown(name)}", f"must be strings; got {array.type}")
     values: list[str | None] = _cells(array, name)
     return values
 
@@ -601,7 +601,7 @@ def _cells(array: pa.Array, name: str) -> list[Any]:
     except OverflowError:
         clock = " on its zone's clock" if _zone_of(array.type) else ""
         raise ServiceInputError(
-            f"column {name!r}",
+            f"column {shown(name)}",
             f"holds a date or time outside the years 1 to 9999{clock}; request times lie "
             "within them",
         ) from None
@@ -610,11 +610,12 @@ def _cells(array: pa.Array, name: str) -> list[Any]:
         zone = _zone_of(array.type)
         if zone is not None and not _known_zone(zone):
             raise ServiceInputError(
-                f"column {name!r}",
-                f"has the time zone {zone!r} in its type ({array.type}), which names no zone; "
+                f"column {shown(name)}",
+                f"has the time zone {shown(zone)} in its type ({array.type}), which names no zone; "
                 "a zone is an IANA name such as 'Europe/London' or an offset such as '+02:00'",
             ) from None
-        raise ServiceInputError(f"column {name!r}", f"cannot be read as {array.type}") from None
+        said = f"cannot be read as {array.type}"
+        raise ServiceInputError(f"column {shown(name)}", said) from None
     return cells
 
 
@@ -657,7 +658,7 @@ def _parse(text: str, i: int, series_id: str, field: str) -> datetime:
     parsed = parse_datetime(text)
     if parsed is None:
         raise ServiceInputError(
-            series_where(i, series_id, field), f"{text!r} is not an ISO 8601 date and time"
+            series_where(i, series_id, field), f"{shown(text)} is not an ISO 8601 date and time"
         )
     return parsed
 

@@ -87,7 +87,7 @@ class ApiKeyError(PermissionError):
 def series_where(index: int, series_id: object, field: str) -> str:
     """`series 3 ('pump-1'), field 'values'`: the prefix of every per-series message."""
     name = f" ({shown(series_id)})" if isinstance(series_id, str) and series_id else ""
-    return f"series {index}{name}, field {field!r}"
+    return f"series {index}{name}, field {shown(field)}"
 
 
 def describe_validation_errors(
@@ -113,15 +113,15 @@ def describe_validation_errors(
         elif len(loc) >= 3 and loc[0] == "series" and isinstance(loc[1], int):
             index = loc[1]
             field = str(loc[2])
-            rest = "".join(f"[{part!r}]" for part in loc[3:])
+            rest = "".join(f"[{shown(part)}]" for part in loc[3:])
             where = series_where(index, _series_id(body, index), field)
             sentences.append(f"{where}{rest}: {message}")
         elif len(loc) >= 2 and loc[0] == "query":  # GET ...?horizon=...&quantiles=...
             # named as the same fields of a body and the service's own checks name them
-            name, rest = str(loc[1]), "".join(f"[{part!r}]" for part in loc[2:])
+            name, rest = str(loc[1]), "".join(f"[{shown(part)}]" for part in loc[2:])
             hint = " (one level per parameter: ?quantiles=0.1&quantiles=0.9)"
             sentences.append(
-                f"field {name!r}{rest}: {message}" + (hint if name == "quantiles" else "")
+                f"field {shown(name)}{rest}: {message}" + (hint if name == "quantiles" else "")
             )
         elif len(loc) == 2 and loc[0] == "path" and loc[1] == "series_id":
             # the rule in words, as the WebSocket says it, not the pattern's regular expression
@@ -130,7 +130,7 @@ def describe_validation_errors(
             name = "-".join(part.capitalize() for part in str(loc[1]).split("-"))
             sentences.append(f"header {name!r}: {message}")
         elif loc:
-            sentences.append(f"field {'.'.join(map(str, loc))!r}: {message}")
+            sentences.append(f"field {shown('.'.join(map(str, loc)))}: {message}")
         elif error.get("type") in _OBJECT_DUE:  # the body as a whole, not a JSON object
             sentences.append(f"the body: {message}")
         elif error.get("type") == "missing":  # no body at all: as one of only whitespace

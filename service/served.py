@@ -30,6 +30,7 @@ from service.traced import TracedForward, trace_forward
 from training.mlflow_model import CLOCK_UTC, CalendarClock, ForecastPredictor, calendar_clock
 from training.split import GLOBAL
 from training.validation import OffsetRangeError, checked_offset, renamed_alias_hint
+from urnn_forecast.field_types import shown
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ def freq_problem(alias: str, model_freq: str) -> str | None:
     except ValueError:
         hint = renamed_alias_hint(alias)
         example = " (e.g. 'h', '15min', 'D')"
-        return f"{alias!r} is not a pandas offset alias{hint or example}"
+        return f"{shown(alias)} is not a pandas offset alias{hint or example}"
     if offset != parse_offset(model_freq):  # 'h' == '60min'
-        return f"{alias!r} is not the model's frequency {model_freq!r}"
+        return f"{shown(alias)} is not the model's frequency {model_freq!r}"
     return None

@@ -70,6 +70,7 @@ from training.validation import (
     written_at_skipped_midnight,
     zone_named,
 )
+from urnn_forecast.field_types import shown_names
 
 # A body as the schema built it, or as the fast path read it (service.stream_fast_path).
 ObservationsIn = ObservationsRequest | FastObservations
@@ -581,7 +582,8 @@ def _covariates(body: ObservationsIn, model: ServedModel, n: int) -> np.ndarray:
     unknown = sorted(set(body.covariates) - set(known))
     if unknown:
         raise ServiceInputError(
-            "field 'covariates'", f"unknown covariate(s) {unknown}; the model knows {list(known)}"
+            "field 'covariates'",
+            f"unknown covariate(s) {shown_names(unknown)}; the model knows {list(known)}",
         )
     missing = [name for name in model.covariates if name not in body.covariates]
     if missing:

@@ -175,7 +175,7 @@ class LoadConfig:
                 raise InvalidOptionError(f"freq {error}") from None
             except ValueError:
                 raise InvalidOptionError(
-                    f"freq {self.freq!r} is not a pandas offset alias"
+                    f"freq {shown(self.freq)} is not a pandas offset alias"
                     f"{renamed_alias_hint(self.freq)}; "
                     "use e.g. 'h', '15min', '30min', 'D', 'W-SUN', 'MS', 'B'"
                 ) from None
@@ -663,7 +663,7 @@ def resolve_columns(
     missing = [c for c in wanted if c not in available]
     if missing:
         raise MissingColumnError(
-            f"{source}: no column {', '.join(map(repr, missing))}; "
+            f"{source}: no column {', '.join(map(shown, missing))}; "
             f"the file has: {', '.join(map(repr, available))}"
         )
     roles = [(c, "the timestamp") for c in time_columns]

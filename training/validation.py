@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.offsets import BaseOffset
 
+from urnn_forecast.field_types import shown
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -691,11 +693,12 @@ def checked_offset(alias: str) -> BaseOffset:
     try:
         offset = pd.tseries.frequencies.to_offset(alias)
     except OverflowError:
-        raise OffsetRangeError(f"{alias!r} has a multiple too large for any timestamp") from None
+        said = f"{shown(alias)} has a multiple too large for any timestamp"
+        raise OffsetRangeError(said) from None
     try:
         pd.Timestamp("2000-01-01") + offset
     except (OverflowError, ValueError):
-        raise OffsetRangeError(f"{alias!r} is a step too long for any timestamp") from None
+        raise OffsetRangeError(f"{shown(alias)} is a step too long for any timestamp") from None
     return offset
 
 
@@ -717,4 +720,4 @@ def renamed_alias_hint(alias: str) -> str:
     if head not in RENAMED_ALIASES:
         return ""
     new = count + RENAMED_ALIASES[head] + (f"-{anchor}" if anchor else "")
-    return f"; pandas now spells {alias!r} as {new!r}"
+    return f"; pandas now spells {shown(alias)} as {shown(new)}"

@@ -1476,12 +1476,13 @@ def _build(cls: Any, values: dict[str, Any], what: str) -> Any:
     """cls(**values), an unknown or mistyped field as a UsageError naming `what`."""
     import dataclasses
 
-    from urnn_forecast.field_types import check_fields
+    from urnn_forecast.field_types import check_fields, shown_names
 
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise UsageError(f"{what}: unknown field(s) {unknown}; known: {', '.join(sorted(known))}")
+        said = f"unknown field(s) {shown_names(unknown)}; known: {', '.join(sorted(known))}"
+        raise UsageError(f"{what}: {said}")
     if (problem := check_fields(cls, values)) is not None:
         raise UsageError(f"{what}: {problem}")
     try:
@@ -1618,10 +1619,13 @@ def _build_train_fields(train: dict[str, Any]) -> dict[str, Any]:
     from training.pipeline import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "load", "model", "fit"}
+    from urnn_forecast.field_types import check_fields, shown_names
+
     unknown = sorted(set(train) - known)
     if unknown:
-        raise UsageError(f"train config: unknown field(s) {unknown}; known: {sorted(known)}")
-    from urnn_forecast.field_types import check_fields
+        raise UsageError(
+            f"train config: unknown field(s) {shown_names(unknown)}; known: {sorted(known)}"
+        )
 
     if (problem := check_fields(TrainConfig, train)) is not None:
         raise UsageError(f"train config: {problem}")
@@ -1639,11 +1643,13 @@ def train_config_from_sections(
     from training.data import LoadConfig
     from training.fit import FitConfig, decoder_search_error
     from training.pipeline import CHANNEL_EMBEDDING_REFUSAL, TrainConfig
+    from urnn_forecast.field_types import shown_names
 
     unknown = sorted(set(sections) - set(CONFIG_SECTIONS))
     if unknown:
         raise UsageError(
-            f"{what}: unknown section(s) {unknown}; allowed: {', '.join(CONFIG_SECTIONS)}"
+            f"{what}: unknown section(s) {shown_names(unknown)}; allowed: "
+            f"{', '.join(CONFIG_SECTIONS)}"
         )
     for key, value in sections.items():
         if not isinstance(value, Mapping):

@@ -30,6 +30,13 @@ def shown(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
+def shown_names(names: typing.Sequence[object], limit: int = 10) -> str:
+    """A list of names a client sent, for a message: each `shown`, `limit` of them at most (a
+    body naming 10,000 unknown columns is answered with ten and a count)."""
+    more = f" and {len(names) - limit:,} more" if len(names) > limit else ""
+    return f"[{', '.join(shown(name) for name in names[:limit])}{more}]"
+
+
 def validator_sentence(error: Any) -> str | None:
     """The sentence of a ValueError our own validator raised, from one pydantic error; None
     for pydantic's own errors. Pydantic writes it after "Value error, ", its own term."""

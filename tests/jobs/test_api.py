@@ -740,6 +740,9 @@ def test_text_and_numbers_no_row_can_hold_are_refused_naming_the_field(
         ("model", "kind"),
         ("train", "metric"),
         ("train", "split_method"),
+        ("load", "timestamp_col"),
+        ("load", "series_col"),
+        ("load", "freq"),
     ],
 )
 def test_a_long_value_is_not_echoed_whole_in_the_422(
@@ -754,6 +757,51 @@ def test_a_long_value_is_not_echoed_whole_in_the_422(
     assert detail.startswith(f"field 'config.{section}"), detail
     assert len(detail) < 600 and "(100,000 characters)" in detail, detail
     assert client.get("/jobs").json()["total"] == 0
+
+
+LONG = "a" * 100_000
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"target": LONG},
+        {"covariates": [LONG]},
+        {"config": {LONG: {}}},
+        {"config": {"model": {LONG: 1}}},
+    ],
+    ids=["target", "covariate", "config section", "model field"],
+)
+def test_a_long_name_is_not_echoed_whole_in_the_422(
+    client: TestClient, ett_csv: Path, change: dict[str, Any]
+) -> None:
+    answer = submit(client, {**tiny_spec(ett_csv), **change})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert len(detail) < 600 and "(100,000 characters)" in detail, detail[:300]
+    assert client.get("/jobs").json()["total"] == 0
+
+
+def test_many_unknown_covariates_are_counted_not_listed(client: TestClient, ett_csv: Path) -> None:
+    spec = tiny_spec(ett_csv, covariates=[f"c{i}" for i in range(20_000)])
+    detail = submit(client, spec).json()["detail"]
+    assert detail.startswith(
+        "field 'covariates': ['c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9' and "
+        "19,990 more] are not columns of"
+    ), detail[:300]
+
+
+def test_a_long_cron_or_id_is_not_echoed_whole(client: TestClient, ett_csv: Path) -> None:
+    for cron in (LONG, f"0 3 * * {LONG}"):
+        answer = client.post(
+            "/schedules", json={"cron": cron, "job": tiny_spec(ett_csv)}, headers=KEY
+        )
+        assert answer.status_code == 422, answer.text
+        assert len(answer.text) < 600 and "(100,000 characters)" in answer.text, answer.text[:300]
+    for path in ("/jobs/", "/schedules/"):
+        answer = client.get(path + "b" * 5_000)
+        assert answer.status_code == 404, answer.text
+        assert len(answer.text) < 300 and "(5,000 characters)" in answer.text, answer.text[:300]
 
 
 def test_a_stored_lone_surrogate_does_not_break_the_listings(

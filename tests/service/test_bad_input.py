@@ -394,6 +394,67 @@ def test_a_long_id_is_shortened_in_the_error(client: TestClient, body: Body) -> 
     assert detail.startswith(f"series 1 ('{'q' * 60}'... (200 characters)), field 'values'")
 
 
+LONG = "a" * 100_000
+
+
+def _long_json(case: str, body: Body) -> None:
+    series = body["series"][1]
+    if case == "freq":
+        series["freq"] = "9" * 100_000 + "h"
+    elif case == "covariate name":
+        series["covariates"][LONG] = series["covariates"]["x"]
+    elif case == "key of a series":
+        series[LONG] = 1
+    elif case == "key of the body":
+        body[LONG] = 1
+
+
+@pytest.mark.parametrize("case", ["freq", "covariate name", "key of a series", "key of the body"])
+def test_a_long_name_or_value_is_shortened_in_the_422(
+    client: TestClient, body: Body, case: str
+) -> None:
+    """A 100,000-character freq, covariate name or unknown key was echoed whole: 100 kB per
+    answer. Each is shown by its start and its length, as ids and values already were."""
+    _long_json(case, body)
+    answer = client.post("/forecast", json=body)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert len(detail) < 400 and "characters)" in detail, detail[:300]
+
+
+def _arrow_table(case: str, series: Body) -> Any:
+    import pyarrow as pa
+
+    columns: dict[str, Any] = {"id": [series["id"]], "values": [series["values"]]}
+    if case == "column":
+        columns[LONG] = [1.0]
+    elif case == "covariate column given twice":
+        cells = [pa.array(v) for v in columns.values()] + [pa.array([[1.0]])] * 2
+        return pa.Table.from_arrays(cells, names=["id", "values", f"cov:{LONG}", f"cov:{LONG}"])
+    elif case == "start":
+        columns |= {"start": [LONG], "freq": ["h"]}
+    table = pa.table(columns)
+    if case == "metadata key":
+        table = table.replace_schema_metadata({LONG: "1"})
+    return table
+
+
+@pytest.mark.parametrize(
+    "case", ["column", "covariate column given twice", "start", "metadata key"]
+)
+def test_a_long_name_or_value_in_an_arrow_body_is_shortened_in_the_422(
+    client: TestClient, body: Body, case: str
+) -> None:
+    from service.arrow_io import ARROW_STREAM
+    from tests.service.test_arrow import stream_of
+
+    content = stream_of(_arrow_table(case, body["series"][0]))
+    answer = client.post("/forecast", content=content, headers={"content-type": ARROW_STREAM})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert len(detail) < 400 and "characters)" in detail, detail[:300]
+
+
 def test_a_path_no_endpoint_serves_is_named_in_the_404(client: TestClient) -> None:
     """Starlette said only 'Not Found', also for a series id whose '/' was sent as %2F (it
     arrives decoded and splits the path), which the id rule forbids."""
