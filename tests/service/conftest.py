@@ -10,6 +10,7 @@ put back afterwards; the service itself reads the store through explicit URIs.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -278,3 +279,21 @@ def stream_client_for(
         return client_for(**fields)
 
     return make
+
+
+class HeldLoader:
+    """The registry, with `resolve` held until `release` is set: a registry that hangs, or a
+    model that takes long to load."""
+
+    def __init__(self, settings: Settings) -> None:
+        from service.loader import MlflowLoader
+
+        self.inner = MlflowLoader.from_settings(settings)
+        self.release = threading.Event()
+
+    def resolve(self, uri: str) -> Any:
+        self.release.wait(timeout=60)
+        return self.inner.resolve(uri)
+
+    def load(self, ref: Any) -> Any:
+        return self.inner.load(ref)

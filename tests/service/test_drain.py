@@ -17,14 +17,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from bench.serve import free_port
 from service.drain import Drain
-from tests.service.conftest import Registry, history, metric_value
+from tests.service.conftest import HeldLoader, Registry, history, metric_value
 from tests.service.test_contract import state_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,23 +112,6 @@ def test_readyz_says_draining_while_forecasts_are_still_served(
     assert metric_value(client, "urnn_draining") == 1.0  # what a dashboard can alert on
 
 
-class _HeldLoader:
-    """The registry, with `resolve` held until released: a model that takes long to load."""
-
-    def __init__(self, settings: Any) -> None:
-        from service.loader import MlflowLoader
-
-        self.inner = MlflowLoader.from_settings(settings)
-        self.release = threading.Event()
-
-    def resolve(self, uri: str) -> Any:
-        self.release.wait(timeout=60)
-        return self.inner.resolve(uri)
-
-    def load(self, ref: Any) -> Any:
-        return self.inner.load(ref)
-
-
 def test_a_sigterm_while_the_model_loads_drains_too(
     sigterm_restored: None, registry: Registry
 ) -> None:
@@ -140,7 +122,7 @@ def test_a_sigterm_while_the_model_loads_drains_too(
 
     seen = _server_handlers()
     settings = registry.service_settings(shutdown_drain_seconds=0.5, startup_load_wait_seconds=30.0)
-    loader = _HeldLoader(settings)
+    loader = HeldLoader(settings)
     state = ServiceState.build(settings, loader=loader)
 
     async def start_signalled_while_loading() -> None:

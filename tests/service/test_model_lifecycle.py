@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.e2e.processes import free_port
-from tests.service.conftest import API_KEY, Registry, history, metric_value
+from tests.service.conftest import API_KEY, HeldLoader, Registry, history, metric_value
 
 KEY = {"X-API-Key": API_KEY}
 
@@ -246,30 +246,13 @@ def test_missing_key_is_logged_at_startup(
     assert "disabled" in caplog.text
 
 
-class _HeldLoader:
-    """The registry, with `resolve` held until released: a registry that hangs."""
-
-    def __init__(self, settings: Any) -> None:
-        from service.loader import MlflowLoader
-
-        self.inner = MlflowLoader.from_settings(settings)
-        self.release = threading.Event()
-
-    def resolve(self, uri: str) -> Any:
-        self.release.wait(timeout=60)
-        return self.inner.resolve(uri)
-
-    def load(self, ref: Any) -> Any:
-        return self.inner.load(ref)
-
-
 def test_a_load_that_hangs_does_not_hold_start_up_or_shut_down(registry: Registry) -> None:
     """A registry that accepted and never answered held /healthz and SIGTERM for minutes (an
     audit's): start-up waits URNN_STARTUP_LOAD_WAIT_SECONDS, then answers while it loads."""
     from service.main import create_app
 
     settings = registry.service_settings(startup_load_wait_seconds=0.2)
-    loader = _HeldLoader(settings)
+    loader = HeldLoader(settings)
     started = time.monotonic()
     with TestClient(create_app(settings, loader=loader)) as client:
         assert time.monotonic() - started < 10.0
@@ -285,7 +268,7 @@ def test_a_load_that_hangs_does_not_hold_start_up_or_shut_down(registry: Registr
             time.sleep(0.05)
         answer = client.post("/forecast", json={"series": [history(registry.frame)]})
         assert answer.status_code == 200, answer.text
-    held = _HeldLoader(settings)  # never released: shutting down must not wait for it
+    held = HeldLoader(settings)  # never released: shutting down must not wait for it
     started = time.monotonic()
     with TestClient(create_app(settings, loader=held)) as client:
         assert client.get("/readyz").status_code == 503
