@@ -192,8 +192,13 @@ def test_urnn_serve_drains_on_sigterm(registry: Registry, workers: int, tmp_path
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         asked = time.monotonic()
-        time.sleep(0.5)
-        assert _get(f"{base}/readyz") == 503  # out of rotation...
+        # Out of rotation... as soon as the workers have the signal: uvicorn's supervisor
+        # looks at its signals every half second, then passes SIGTERM on.
+        while _get(f"{base}/readyz") != 503:
+            assert time.monotonic() - asked < 2.0, "/readyz did not turn 503 after SIGTERM"
+            time.sleep(0.05)
+        time.sleep(0.1)  # it signals every worker at once: none of them answers ready now
+        assert [_get(f"{base}/readyz") for _ in range(10)] == [503] * 10
         body = json.dumps({"series": [history(registry.frame)]}).encode()
         request = urllib.request.Request(
             f"{base}/forecast", data=body, headers={"content-type": "application/json"}
