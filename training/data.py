@@ -55,6 +55,7 @@ import csv
 import gzip
 import re
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -152,6 +153,7 @@ class LoadConfig:
         object.__setattr__(self, "covariates", tuple(self.covariates))
         if isinstance(self.timestamp_col, list):
             object.__setattr__(self, "timestamp_col", tuple(self.timestamp_col))
+        _check_separator_option(self.sep)
         _check_choice("duplicates", self.duplicates, DUPLICATE_POLICIES)
         _check_choice("fill", self.fill, FILL_METHODS)
         _check_choice("on_long_gap", self.on_long_gap, LONG_GAP_POLICIES)
@@ -216,14 +218,15 @@ class LoadConfig:
                 "step_origin reads one column of step numbers; got timestamp_col="
                 f"{list(self.timestamp_columns)}"
             )
-        try:
+        try:  # 'now' and a time alone ('13:00') are the day pandas runs on: not an origin
             valid = not pd.isna(pd.Timestamp(str(self.step_origin)))
-        except (ValueError, TypeError):
+            valid = valid and not NO_DATE.fullmatch(str(self.step_origin))
+        except (ValueError, TypeError, OverflowError):
             valid = False
         if not valid:
             raise InvalidOptionError(
                 f"step_origin must be a timestamp such as '2000-01-01' or '2000-01-01 00:00'; "
-                f"got {self.step_origin!r}"
+                f"got {shown(self.step_origin)}"
             )
 
     @property
@@ -377,8 +380,10 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         _check_filled_share(pieces, observed, freq, config, source)
         segments += pieces
 
+    _check_segment_ids(segments, source)
     kept = _apply_min_length(segments, config, source, report)
     for segment in kept:
+        _check_finite_result(segment, source)
         n_filled = int(segment.filled.to_numpy().sum())
         report.add(
             segment.series_id,
@@ -519,7 +524,7 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
         raise EmptyDataError(f"{path.name}: the file is empty (no header line)") from None
     except (FileNotFoundError, DataValidationError):
         raise
-    except (ValueError, OSError) as error:  # pandas ParserError, pyarrow ArrowInvalid
+    except READ_ERRORS as error:
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
 
 
@@ -546,7 +551,7 @@ def _check_unique_names(names: list[str], source: str) -> None:
     for position, name in enumerate(names, start=1):
         if name in seen and name != "":
             raise DuplicateColumnError(
-                f"{source}: the header names column {name!r} twice (columns {seen[name]} and "
+                f"{source}: the header names column {shown(name)} twice (columns {seen[name]} and "
                 f"{position}); rename one so each column is read for what it is"
             )
         seen[name] = position
@@ -601,6 +606,18 @@ def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> No
         )
 
 
+# What reading a damaged file raises: pandas' ParserError and pyarrow's ArrowInvalid
+# (ValueErrors), OSError, a cut or corrupted .csv.gz (EOFError, zlib.error), a field past the
+# csv module's size limit (csv.Error).
+READ_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, EOFError, zlib.error, csv.Error)
+
+# Text pandas reads as a time on the day it runs: a time of day alone, 'now', 'today'.
+NO_DATE = re.compile(
+    r"\s*(?:now|today|\d{1,2}(?::\d{2}){1,2}(?:[.,]\d*)?\s*(?:[ap]\.?m\.?)?)\s*", re.IGNORECASE
+)
+
+HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
+
 # The name pandas gives an unnamed index level in a Parquet schema.
 PANDAS_INDEX = re.compile(r"__index_level_(\d+)__")
 
@@ -622,12 +639,9 @@ def _read_columns(
     other (the rest of the loader looks columns up by name), and the report says so."""
     try:
         if kind == "csv":
-            as_text = [*time_columns, *([config.series_col] if config.series_col else [])]
-            return pd.read_csv(
-                path, sep=config.sep, usecols=columns, dtype=dict.fromkeys(as_text, str)
-            )[columns]
+            return _read_csv_columns(path, columns, time_columns, config)
         frame = pd.read_parquet(path, columns=columns)
-    except (ValueError, OSError) as error:
+    except READ_ERRORS as error:
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
     positional = [c for c in columns if PANDAS_INDEX.fullmatch(c) and c not in frame.columns]
     if positional:  # unnamed levels, stored by pandas as __index_level_<k>__
@@ -650,6 +664,44 @@ def _read_columns(
     return frame[columns].reset_index(drop=True)
 
 
+def _read_csv_columns(
+    path: Path, columns: list[str], time_columns: tuple[str, ...], config: LoadConfig
+) -> pd.DataFrame:
+    """`columns` of a CSV file, every row's fields counted against the header. pandas drops
+    the fields past the header's silently when told which columns to read (`usecols`), and
+    reads a first row one field longer as an index, shifting every column by one: so the
+    whole rows are read (the tokenizer's work is the same; ~10 % more time on a 60-column
+    file) and such a row is an error naming it."""
+    as_text = [*time_columns, *([config.series_col] if config.series_col else [])]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        frame = pd.read_csv(
+            path, sep=config.sep, index_col=False, dtype=dict.fromkeys(as_text, str)
+        )
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in seen):
+        # index_col=False: a row longer than the header is cut with a warning, not an error
+        raise UnreadableFileError(
+            f"{path.name}: {_long_row(path, config.sep)} has more fields than the header's "
+            f"{frame.shape[1]:,} columns; fix that row (a separator inside an unquoted value?) "
+            "or the header"
+        )
+    return frame[columns]
+
+
+def _long_row(path: Path, sep: str) -> str:
+    """Where the first row longer than the header is, for the message: 'data row N'."""
+    if len(sep) != 1:
+        return "a data row"
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+        rows = (row for row in csv.reader(text, delimiter=sep) if any(c.strip() for c in row))
+        width = len(next(rows))
+        for number, row in enumerate(rows, start=1):
+            if len(row) > width:
+                return row_label(number)
+    return "a data row"
+
+
 def resolve_columns(
     available: list[str], config: LoadConfig, source: str, report: Report | None = None
 ) -> tuple[str, ...]:
@@ -664,7 +716,12 @@ def resolve_columns(
     if missing:
         raise MissingColumnError(
             f"{source}: no column {', '.join(map(shown, missing))}; "
-            f"the file has: {', '.join(map(repr, available))}"
+            f"the file has: {', '.join(map(shown, available[:HEADER_SHOWN]))}"
+            + (
+                f" and {len(available) - HEADER_SHOWN:,} more"
+                if len(available) > HEADER_SHOWN
+                else ""
+            )
         )
     roles = [(c, "the timestamp") for c in time_columns]
     if config.series_col:
@@ -732,21 +789,34 @@ def _steps_as_timestamps(
     if bad.any():
         row = int(np.argmax(bad)) + 1
         raise TimestampParseError(
-            f"{source}: column {column!r}, {row_label(row)}: {raw[column].iloc[row - 1]!r} is not "
-            f"a whole step number (step_origin is set, so this column counts steps); "
+            f"{source}: column {column!r}, {row_label(row)}: {shown(raw[column].iloc[row - 1])} is "
+            f"not a whole step number (step_origin is set, so this column counts steps); "
             f"{int(bad.sum()):,} rows fail"
         )
     assert config.freq is not None and config.step_origin is not None  # LoadConfig checks
     step = fixed_step(config.freq)
     assert step is not None
     origin = pd.Timestamp(config.step_origin)
+    zoned = origin.tz is not None
+    if zoned:  # as zoned timestamps are read: the instant in UTC, without the zone
+        origin = origin.tz_convert("UTC").tz_localize(None)
+    for row in (int(np.argmin(numbers)), int(np.argmax(numbers))):
+        # exact integers: the int64 product would wrap (a step of 1e20 hours read as step 0)
+        at = origin.value + int(numbers[row]) * step.value
+        if not pd.Timestamp.min.value <= at <= pd.Timestamp.max.value:
+            raise TimestampParseError(
+                f"{source}: column {column!r}, {row_label(row + 1)}: step {int(numbers[row]):,} "
+                f"of {config.freq!r} from step_origin {origin} falls outside the times a "
+                f"timestamp holds ({pd.Timestamp.min} to {pd.Timestamp.max})"
+            )
     stamps = origin + pd.to_timedelta(numbers.astype(np.int64) * step.value, unit="ns")
     report.add(
         source,
         "steps",
         len(stamps),
         f"read column {column!r} as step numbers {int(numbers.min()):,}..{int(numbers.max()):,}: "
-        f"step k is {origin} + k x {config.freq}",
+        f"step k is {origin} + k x {config.freq}"
+        + (f" (step_origin {config.step_origin} as UTC, without its zone)" if zoned else ""),
     )
     return pd.DatetimeIndex(stamps, name="timestamp")
 
@@ -778,7 +848,13 @@ def _parse_timestamps(
             try:
                 parsed = pd.to_datetime(text, format=fmt, errors="coerce")
             except ValueError:  # several UTC offsets in one column
-                parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+                try:
+                    parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+                except ValueError as error:  # a format strptime cannot use ('%Q', '%')
+                    raise InvalidOptionError(
+                        f"timestamp_format {shown(fmt)} is not a format pandas can read "
+                        f"timestamps with ({error}); e.g. '%Y-%m-%d %H:%M:%S'"
+                    ) from None
                 several_offsets = True
         bad = parsed.isna().to_numpy()
         if bad.any():
@@ -789,7 +865,7 @@ def _parse_timestamps(
                 else "the format was inferred from the first row"
             )
             hint = (
-                f"with timestamp_format={fmt!r}"
+                f"with timestamp_format={shown(fmt)}"
                 if fmt
                 else f"(no timestamp_format given, and {inferred}; pass a timestamp_format "
                 "that matches the text shown, e.g. '%Y-%m-%d %H:%M:%S' for "
@@ -802,9 +878,10 @@ def _parse_timestamps(
                 )
             raise TimestampParseError(
                 f"{source}: column {label}, {row_label(row)}: cannot parse "
-                f"{text.iloc[row - 1]!r} as a timestamp {hint}; "
+                f"{shown(text.iloc[row - 1])} as a timestamp {hint}; "
                 f"{int(bad.sum()):,} rows fail"
             )
+        _refuse_dateless(text, parsed, label, source)
     if parsed.dt.tz is not None:
         report.add(
             source,
@@ -820,6 +897,23 @@ def _parse_timestamps(
         )
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return pd.DatetimeIndex(parsed, name="timestamp")
+
+
+def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:
+    """A time of day alone ('13:00', a Parquet time column) and 'now' / 'today' parse as
+    times on the day pandas runs: refused, not dated silently. Only rows that parsed to a day
+    next to today are looked at, so a file of dated rows pays one comparison."""
+    today = pd.Timestamp.now().normalize()
+    days = parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
+    near = (days >= today - pd.Timedelta(days=1)) & (days < today + pd.Timedelta(days=2))
+    candidates = np.flatnonzero(near.to_numpy())
+    for position in candidates:
+        if NO_DATE.fullmatch(str(text.iloc[position])):
+            raise TimestampParseError(
+                f"{source}: column {label}, {row_label(int(position) + 1)}: "
+                f"{shown(text.iloc[position])} has no date (pandas would date it to the day it "
+                "runs); timestamps must carry their date"
+            )
 
 
 def _numeric_values(
@@ -839,14 +933,20 @@ def _numeric_values(
                 cast.append(f"{column} ({cells.dtype})")
             out[column] = cells.astype("float64")
             continue
-        numbers = pd.to_numeric(cells, errors="coerce")
+        try:
+            numbers = pd.to_numeric(cells, errors="coerce")
+        except Exception as error:  # pyarrow's, for a Parquet string that is not UTF-8
+            raise NonNumericValueError(
+                f"{source}: column {shown(column)} holds text that cannot be read as numbers "
+                f"({type(error).__name__}: {shown(str(error))}); values must be numbers"
+            ) from None
         bad = (numbers.isna() & cells.notna()).to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1
             raise NonNumericValueError(
-                f"{source}: column {column!r}, {row_label(row)}: {cells.iloc[row - 1]!r} is not "
-                f"a number ({plural(int(bad.sum()), 'such cell')} in this column); values must be "
-                "numbers, with empty cells for missing values"
+                f"{source}: column {column!r}, {row_label(row)}: {shown(cells.iloc[row - 1])} is "
+                f"not a number ({plural(int(bad.sum()), 'such cell')} in this column); values "
+                "must be numbers, with empty cells for missing values"
             )
         out[column] = numbers.astype("float64")
     if cast:
@@ -865,6 +965,32 @@ def _check_finite(values: pd.DataFrame, source: str) -> None:
             f"{source}: column {column!r}, {row_label(row + 1)}: value is "
             f"{array[row, col]} ({int(infinite.sum()):,} infinite cells in the file); "
             "infinite values are errors, not missing values: fix the cell or leave it empty"
+        )
+
+
+def _check_segment_ids(segments: list[Segment], source: str) -> None:
+    """A series cut at a long gap names its parts '<id>#1', '<id>#2': a series of the file
+    already called so would be overwritten by one of them."""
+    seen: set[str] = set()
+    for segment in segments:
+        if segment.series_id in seen:
+            raise DataValidationError(
+                f"{source}: series {shown(segment.unit or segment.series_id)} is cut at a long "
+                f"gap into parts named like {shown(segment.series_id)}, which is also the id "
+                "of another series of the file; rename that series, or fill the gap (max_gap)"
+            )
+        seen.add(segment.series_id)
+
+
+def _check_finite_result(segment: Segment, source: str) -> None:
+    """Averaging duplicates or filling gaps between values near float64's limit (1.8e308)
+    can overflow to inf; the input check saw only finite cells."""
+    values = segment.frame.to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise NonFiniteValueError(
+            f"{source}: series {shown(segment.series_id)}: averaging duplicated timestamps or "
+            "filling gaps gave values beyond float64's range; values this large (near 1.8e308) "
+            "cannot be trained on: rescale the column"
         )
 
 
@@ -975,7 +1101,7 @@ def _apply_min_length(
     if short and config.on_short != "drop":
         first = short[0]
         raise SeriesTooShortError(
-            f"{source}: series {first.series_id!r} has {len(first.frame):,} rows after "
+            f"{source}: series {shown(first.series_id)} has {len(first.frame):,} rows after "
             f"cleaning, fewer than {_floor_name(first, floors, config)} ({len(short):,} of "
             f"{len(segments):,} series are; the longest has {longest:,} rows); set "
             f"on_short='drop' to leave such series out (allowed: "
@@ -1019,7 +1145,27 @@ def _floor_name(segment: Segment, floors: dict[str, int], config: LoadConfig) ->
     floor = floors[segment.series_id]
     if floor == config.min_length:
         return f"min_length={floor:,}"
-    return f"min_segment_length={floor:,} (a segment of series {segment.unit!r}, cut at a long gap)"
+    return (
+        f"min_segment_length={floor:,} (a segment of series {shown(segment.unit)}, cut at a "
+        "long gap)"
+    )
+
+
+def _check_separator_option(sep: str) -> None:
+    """One character, or a regular expression pandas splits by (its python reader)."""
+    if not sep:
+        raise InvalidOptionError("sep (--sep) must be the CSV field separator, e.g. ',' or ';'")
+    if len(sep) > 1:
+        try:
+            with warnings.catch_warnings():  # "possible nested set": a warning, not a verdict
+                warnings.simplefilter("ignore", FutureWarning)
+                re.compile(sep)
+        except re.error as error:
+            raise InvalidOptionError(
+                f"sep {shown(sep)} is longer than one character, so it is read as a regular "
+                f"expression, and it is not one ({error}); a one-character separator is read "
+                "as it is"
+            ) from None
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

@@ -402,14 +402,15 @@ def merge_duplicates(
     if policy == "error":
         merging = ", ".join(p for p in DUPLICATE_POLICIES if p != "error")
         raise DuplicateTimestampError(
-            f"{source}: series {series!r} has {n_stamps:,} duplicated timestamps "
+            f"{source}: series {shown(series)} has {n_stamps:,} duplicated timestamps "
             f"({n_rows:,} rows); the first is {first} at data rows {first_rows} (1-based, header "
             f"not counted). Set duplicates to one of {merging} "
             "to merge them"
         )
     keep_first = ~frame.index.duplicated(keep="first")
     if policy == "mean":
-        merged = frame.groupby(level=0, sort=False).mean()
+        with np.errstate(over="ignore"):  # near float64's limit: inf, refused by the loader
+            merged = frame.groupby(level=0, sort=False).mean()
         kept_rows = rows[keep_first]
         how = "averaging their values column by column, leaving missing cells out"
     else:
@@ -471,20 +472,26 @@ def regularise(
     start, end = frame.index[0], frame.index[-1]
     offset = pd.tseries.frequencies.to_offset(freq)
     step = fixed_step(freq)
-    if step is not None:
-        n_steps = (end - start) // step + 1
-        if n_steps > MAX_GRID_GROWTH * len(frame) + 100:
-            raise FrequencyError(
-                f"{source}: series {series!r}: a regular {freq!r} grid from {start} to {end} "
-                f"would have {n_steps:,} steps for {len(frame):,} rows; is freq right?"
-            )
+    n_steps = (end - start) // (step if step is not None else _mean_step(start, offset)) + 1
+    if n_steps > MAX_GRID_GROWTH * len(frame) + 100:
+        about = "" if step is not None else "about "
+        raise FrequencyError(
+            f"{source}: series {shown(series)}: a regular {freq!r} grid from {start} to {end} "
+            f"would have {about}{n_steps:,} steps for {len(frame):,} rows; is freq right?"
+        )
     unit = pd.DatetimeIndex(frame.index).unit
-    grid = pd.date_range(start, end, freq=offset, unit=unit, name="timestamp")
+    try:
+        grid = pd.date_range(start, end, freq=offset, unit=unit, name="timestamp")
+    except ValueError:  # '500ns' on timestamps read in microseconds
+        raise FrequencyError(
+            f"{source}: series {shown(series)}: freq {freq!r} is finer than the timestamps' "
+            f"resolution ({unit}); pass the step the data is recorded at"
+        ) from None
     on_grid = frame.index.isin(grid)
     if not on_grid.all():
         first = int(np.flatnonzero(~on_grid)[0])
         raise FrequencyError(
-            f"{source}: series {series!r}: timestamp {frame.index[first]} at "
+            f"{source}: series {shown(series)}: timestamp {frame.index[first]} at "
             f"{row_label(int(rows[first]))} is not on the {freq!r} grid that starts at {start} "
             f"({np.count_nonzero(~on_grid):,} timestamps are off it). The loader does not "
             "resample: pass the freq the data is recorded at (calendar frequencies such as 'MS' "
@@ -515,7 +522,7 @@ def trim_edges(frame: pd.DataFrame, series: str, source: str, report: Report) ->
             if empty
             else "no row is complete"
         )
-        raise EmptyDataError(f"{source}: series {series!r}: {detail}")
+        raise EmptyDataError(f"{source}: series {shown(series)}: {detail}")
     head = int(np.argmax(complete))
     tail = int(np.argmax(complete[::-1]))
     if head == 0 and tail == 0:
@@ -590,7 +597,7 @@ def fill_gaps(
                 else f"longer than max_gap={max_gap}"
             )
             raise GapTooLongError(
-                f"{source}: series {series!r}, {where}: {stop - start:,} missing steps "
+                f"{source}: series {shown(series)}, {where}: {stop - start:,} missing steps "
                 f"at {freq!r} from {frame.index[start]} to {frame.index[stop - 1]}, {why} "
                 f"({plural(len(regions), 'such gap')} in this series, the longest {longest:,}). "
                 + (
@@ -695,11 +702,26 @@ def checked_offset(alias: str) -> BaseOffset:
     except OverflowError:
         said = f"{shown(alias)} has a multiple too large for any timestamp"
         raise OffsetRangeError(said) from None
+    start = pd.Timestamp("2000-01-01")
     try:
-        pd.Timestamp("2000-01-01") + offset
+        later = start + offset
     except (OverflowError, ValueError):
         raise OffsetRangeError(f"{shown(alias)} is a step too long for any timestamp") from None
+    if later <= start:  # '0h' (a grid of one instant: a division by zero) or '-1h'
+        raise OffsetRangeError(f"{shown(alias)} is not a step forward in time")
     return offset
+
+
+def _mean_step(start: pd.Timestamp, offset: BaseOffset, steps: int = 16) -> pd.Timedelta:
+    """A calendar step's mean length over its first `steps` from `start` (a business hour
+    skips nights, a month is 28 to 31 days): enough to size a grid before building it, which
+    for 'bh' over a thousand years took minutes."""
+    for k in (steps, 1):
+        try:
+            return (start + k * offset - start) / k
+        except (OverflowError, ValueError):  # near 2262: fewer steps fit than k
+            continue
+    return pd.Timedelta.max  # not one step fits: the grid is the start alone
 
 
 def same_frequency(a: str, b: str) -> bool:

@@ -1,0 +1,231 @@
+"""Damaged files and odd options stop with a DataValidationError naming the file (and the
+column and row where there is one), never another exception, a silent repair or a message
+that echoes a huge cell. Each case is a reproducer from a fuzzing run of the loader
+(2026-12-05: ~18,700 mutated CSV, .csv.gz and Parquet files and configs)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from training.data import LoadConfig, load_data
+from training.validation import (
+    DataValidationError,
+    FrequencyError,
+    InvalidOptionError,
+    NonFiniteValueError,
+    NonNumericValueError,
+    TimestampParseError,
+    UnreadableFileError,
+)
+
+HOURLY = "date,HUFL,OT\n" + "".join(f"2020-01-01 {h:02d}:00:00,{h}.5,{h * 2}\n" for h in range(24))
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "log.csv") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, newline="")
+    return path
+
+
+def refused(path: Path, config: LoadConfig, kind: type[DataValidationError]) -> str:
+    with pytest.raises(DataValidationError) as caught:
+        load_data(path, config)
+    assert type(caught.value) is kind, (type(caught.value), str(caught.value))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("freq", ["0h", "0D", "-1h"])
+def test_a_step_of_zero_or_backwards_is_refused_as_an_option(freq: str) -> None:
+    with pytest.raises(InvalidOptionError, match=f"freq '{freq}' is not a step forward in time"):
+        LoadConfig(target="OT", freq=freq)
+
+
+@pytest.mark.parametrize("fmt", ["%Q", "%", "%Y-%m-%d %"])
+def test_a_timestamp_format_strptime_cannot_use_names_the_option(tmp_path: Path, fmt: str) -> None:
+    said = refused(
+        write(tmp_path, HOURLY), LoadConfig(target="OT", timestamp_format=fmt), InvalidOptionError
+    )
+    assert said.startswith(f"timestamp_format {fmt!r} is not a format pandas can read"), said
+
+
+def test_a_separator_that_is_no_regular_expression_is_refused() -> None:
+    with pytest.raises(InvalidOptionError, match=r"sep '\[\[' is longer than one character"):
+        LoadConfig(target="OT", sep="[[")
+    with pytest.raises(InvalidOptionError, match=r"sep .* must be the CSV field separator"):
+        LoadConfig(target="OT", sep="")
+
+
+def test_damaged_gzip_and_oversized_fields_are_unreadable_files(tmp_path: Path) -> None:
+    packed = gzip.compress(HOURLY.encode())
+    cut = write(tmp_path, packed[: len(packed) // 2], "cut.csv.gz")
+    said = refused(cut, LoadConfig(target="OT"), UnreadableFileError)
+    assert said.startswith("cut.csv.gz: cannot read it as csv"), said
+    corrupt = bytearray(packed)
+    corrupt[20:40] = bytes(range(20))  # inside the deflate stream: zlib.error or a CRC error
+    bad = write(tmp_path, bytes(corrupt), "bad.csv.gz")
+    refused(bad, LoadConfig(target="OT"), UnreadableFileError)
+    huge = write(tmp_path, "date,OT," + "h" * 200_000 + "\n2020-01-01,1,2\n", "huge.csv")
+    said = refused(huge, LoadConfig(target="OT"), UnreadableFileError)
+    assert "field larger than field limit" in said and len(said) < 300, said
+
+
+@pytest.mark.parametrize("row", [1, 5])
+def test_a_row_longer_than_the_header_is_refused_naming_it(tmp_path: Path, row: int) -> None:
+    """pandas dropped the extra field silently (usecols), or, on the first row, read the
+    first column as an index and shifted the others by one."""
+    lines = HOURLY.splitlines()
+    lines[row] += ",999"
+    said = refused(
+        write(tmp_path, "\n".join(lines) + "\n"), LoadConfig(target="OT"), UnreadableFileError
+    )
+    where = "data row 1 (1-based" if row == 1 else f"line {row + 1}, saw 4"
+    assert where in said, said
+
+
+def test_unparseable_text_in_a_parquet_string_column_is_a_value_error(tmp_path: Path) -> None:
+    data = b"1.0" + b"2\xff0" + b"3.0"  # the middle cell is not UTF-8
+    offsets = np.array([0, 3, 6, 9], dtype=np.int32)
+    values = pa.Array.from_buffers(
+        pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data)]
+    )
+    path = tmp_path / "u.parquet"
+    dates = pa.array(["2020-01-01", "2020-01-02", "2020-01-03"])
+    pq.write_table(pa.table({"date": dates, "OT": values}), path)
+    said = refused(path, LoadConfig(target="OT"), NonNumericValueError)
+    assert said.startswith("u.parquet: column 'OT' holds text that cannot be read as numbers")
+
+
+def test_a_step_finer_than_the_timestamps_resolution_is_a_frequency_error(
+    tmp_path: Path,
+) -> None:
+    text = "date,OT\n" + "".join(f"2020-01-01 00:00:00.{k:06d},{k}\n" for k in range(3))
+    said = refused(write(tmp_path, text), LoadConfig(target="OT", freq="500ns"), FrequencyError)
+    assert "is finer than the timestamps' resolution" in said, said
+
+
+@pytest.mark.parametrize(
+    ("origin", "last"),
+    [("2262-01-01", 20_000), ("2000-01-01", 10**20), ("2000-01-01", 10**12)],
+    ids=["past 2262", "wraps int64", "far past 2262"],
+)
+def test_step_numbers_past_the_timestamp_range_are_refused_naming_the_row(
+    tmp_path: Path, origin: str, last: int
+) -> None:
+    """A step of 1e20 hours wrapped to step 0 and was merged with it as a duplicate."""
+    path = write(tmp_path, f"cycle,OT\n0,1\n1,2\n{last},3\n")
+    config = LoadConfig(target="OT", timestamp_col="cycle", step_origin=origin, freq="h")
+    said = refused(path, config, TimestampParseError)
+    assert f"data row 3 (1-based, header not counted): step {last:,} of 'h'" in said, said
+
+
+def test_a_zoned_step_origin_reads_as_utc_without_the_zone(tmp_path: Path) -> None:
+    path = write(tmp_path, "cycle,OT\n0,1\n1,2\n2,3\n")
+    config = LoadConfig(
+        target="OT", timestamp_col="cycle", step_origin="2000-01-01T00:00+05:00", freq="h"
+    )
+    data = load_data(path, config)
+    index = next(iter(data.series.values())).index
+    assert index.tz is None and index[0] == pd.Timestamp("1999-12-31 19:00")
+    assert any("as UTC, without its zone" in line for line in data.report_lines())
+
+
+@pytest.mark.parametrize(
+    ("cells", "shown"), [(["13:00", "14:00", "15:00"], "'13:00'"), (["now"] * 3, "'now'")]
+)
+def test_times_without_a_date_are_refused_not_dated_today(
+    tmp_path: Path, cells: list[str], shown: str
+) -> None:
+    path = write(tmp_path, "date,OT\n" + "".join(f"{c},{k}\n" for k, c in enumerate(cells)))
+    said = refused(path, LoadConfig(target="OT"), TimestampParseError)
+    assert f"data row 1 (1-based, header not counted): {shown} has no date" in said, said
+
+
+def test_a_parquet_time_column_is_refused_not_dated_today(tmp_path: Path) -> None:
+    import datetime as dt
+
+    times = pa.array([dt.time(h) for h in range(3)], pa.time64("us"))
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"date": times, "OT": [1.0, 2.0, 3.0]}), path)
+    refused(path, LoadConfig(target="OT"), TimestampParseError)
+
+
+@pytest.mark.parametrize("origin", ["now", "today", "13:00"])
+def test_a_step_origin_without_a_date_is_refused(origin: str) -> None:
+    with pytest.raises(InvalidOptionError, match="step_origin must be a timestamp"):
+        LoadConfig(target="OT", timestamp_col="cycle", step_origin=origin, freq="h")
+
+
+@pytest.mark.parametrize(
+    ("rows", "config"),
+    [
+        (
+            ["2020-01-01 00:00,1.7e308", "2020-01-01 02:00,-1.7e308"],
+            {"max_gap": 2, "max_filled_fraction": 1.0},
+        ),
+        (["2020-01-01 00:00,1.7e308", "2020-01-01 00:00,1.7e308", "2020-01-01 01:00,1"], {}),
+    ],
+    ids=["interpolated", "averaged"],
+)
+def test_values_that_overflow_when_repaired_are_refused(
+    tmp_path: Path, rows: list[str], config: dict[str, Any]
+) -> None:
+    path = write(tmp_path, "date,OT\n" + "\n".join(rows) + "\n")
+    said = refused(path, LoadConfig(target="OT", freq="h", **config), NonFiniteValueError)
+    assert "beyond float64's range" in said, said
+
+
+def test_a_split_series_whose_part_name_is_taken_is_refused(tmp_path: Path) -> None:
+    """Series 'a' cut at a gap names its parts 'a#1' and 'a#2'; the file's own series 'a#1'
+    was overwritten by one of them, with the report still counting three series."""
+    stamps = [*pd.date_range("2020-01-01", periods=5, freq="h")]
+    later = [*pd.date_range("2020-01-01 09:00", periods=5, freq="h")]
+    rows = [f"a,{t},{k}" for k, t in enumerate(stamps + later)]
+    rows += [f"a#1,{t},{k}" for k, t in enumerate(stamps)]
+    path = write(tmp_path, "series_id,timestamp,target\n" + "\n".join(rows) + "\n")
+    config = LoadConfig(target="target", series_col="series_id", max_gap=2, on_long_gap="split")
+    said = refused(path, config, DataValidationError)
+    assert "is also the id of another series of the file" in said, said
+
+
+def test_a_calendar_frequency_over_centuries_is_refused_before_the_grid_is_built(
+    tmp_path: Path,
+) -> None:
+    """freq 'bh' over 2,000 years built a grid of millions of steps for 27 s first."""
+    text = "date,OT\n1000-01-01 09:00,1\n1000-01-01 10:00,2\n2999-01-01 10:00,3\n"
+    said = refused(write(tmp_path, text), LoadConfig(target="OT", freq="bh"), FrequencyError)
+    assert "would have about" in said, said
+
+
+@pytest.mark.parametrize(
+    ("text", "config"),
+    [
+        (f"date,OT\n2020-01-01,1\n{'x' * 100_000},2\n", {}),
+        (f"date,OT\n2020-01-01,1\n2020-01-02,{'x' * 100_000}\n", {}),
+        ("date,OT," + ",".join(f"c{i}" for i in range(3000)) + "\n2020-01-01,1\n", {"target": "Z"}),
+        ("date," + "y" * 5000 + "," + "y" * 5000 + "\n2020-01-01,1,1\n", {"target": "Z"}),
+        (
+            f"sid,date,OT\n{'x' * 100_000},2020-01-01,1\nb,2020-01-01,1\nb,2020-01-02,1\n",
+            {"series_col": "sid"},
+        ),
+        ("date,OT\n2020-01-01,1\n2020-01-02,2\n", {"timestamp_format": "%Y" + "x" * 5000}),
+    ],
+    ids=["timestamp", "value", "3,000 columns", "column name", "series id", "format"],
+)
+def test_messages_do_not_echo_huge_cells_names_or_options(
+    tmp_path: Path, text: str, config: dict[str, Any]
+) -> None:
+    with pytest.raises(DataValidationError) as caught:
+        load_data(write(tmp_path, text), LoadConfig(**{"target": "OT", **config}))
+    assert len(str(caught.value)) < 600, str(caught.value)[:300]
+    assert "characters)" in str(caught.value) or "more" in str(caught.value)
