@@ -135,7 +135,7 @@ def test_a_zoned_step_origin_reads_as_utc_without_the_zone(tmp_path: Path) -> No
         target="OT", timestamp_col="cycle", step_origin="2000-01-01T00:00+05:00", freq="h"
     )
     data = load_data(path, config)
-    index = next(iter(data.series.values())).index
+    index = pd.DatetimeIndex(next(iter(data.series.values())).index)
     assert index.tz is None and index[0] == pd.Timestamp("1999-12-31 19:00")
     assert any("as UTC, without its zone" in line for line in data.report_lines())
 
