@@ -641,6 +641,8 @@ def _read_columns(
         if kind == "csv":
             return _read_csv_columns(path, columns, time_columns, config)
         frame = pd.read_parquet(path, columns=columns)
+    except DataValidationError:  # said already, naming the row
+        raise
     except READ_ERRORS as error:
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
     positional = [c for c in columns if PANDAS_INDEX.fullmatch(c) and c not in frame.columns]
@@ -670,36 +672,48 @@ def _read_csv_columns(
     """`columns` of a CSV file, every row's fields counted against the header. pandas drops
     the fields past the header's silently when told which columns to read (`usecols`), and
     reads a first row one field longer as an index, shifting every column by one: so the
-    whole rows are read (the tokenizer's work is the same; ~10 % more time on a 60-column
-    file) and such a row is an error naming it."""
-    as_text = [*time_columns, *([config.series_col] if config.series_col else [])]
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        frame = pd.read_csv(
-            path, sep=config.sep, index_col=False, dtype=dict.fromkeys(as_text, str)
-        )
+    whole rows are read (the tokenizer's work is the same; ETTm1 loads in 40 ms either way),
+    and a row with a value past the header's columns is an error naming it. Empty fields past
+    them (a separator at the end of every line, as some exports write) are no values: such a
+    file reads as before."""
+    as_text = dict.fromkeys(
+        [*time_columns, *([config.series_col] if config.series_col else [])], str
+    )
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            frame = pd.read_csv(path, sep=config.sep, index_col=False, dtype=as_text)
+    except pd.errors.ParserError as error:  # "Expected 3 fields in line 7, saw 4"
+        if "Expected" not in str(error):
+            raise
+        _refuse_long_row(path, config.sep, error)
+        return pd.read_csv(path, sep=config.sep, usecols=columns, dtype=as_text)[columns]
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in seen):
-        # index_col=False: a row longer than the header is cut with a warning, not an error
-        raise UnreadableFileError(
-            f"{path.name}: {_long_row(path, config.sep)} has more fields than the header's "
-            f"{frame.shape[1]:,} columns; fix that row (a separator inside an unquoted value?) "
-            "or the header"
-        )
+        # a first data row longer than the header: index_col=False cut it, with a warning
+        _refuse_long_row(path, config.sep, None)
     return frame[columns]
 
 
-def _long_row(path: Path, sep: str) -> str:
-    """Where the first row longer than the header is, for the message: 'data row N'."""
-    if len(sep) != 1:
-        return "a data row"
+def _refuse_long_row(path: Path, sep: str, error: Exception | None) -> None:
+    """UnreadableFileError naming the first row with a value past the header's columns;
+    nothing when every field past them is empty."""
+    if len(sep) != 1:  # a pattern the csv module cannot split by: pandas' own words
+        detail = f": {error}" if error is not None else ""
+        raise UnreadableFileError(
+            f"{path.name}: a data row has more fields than the header{detail}"
+        )
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
         rows = (row for row in csv.reader(text, delimiter=sep) if any(c.strip() for c in row))
         width = len(next(rows))
         for number, row in enumerate(rows, start=1):
-            if len(row) > width:
-                return row_label(number)
-    return "a data row"
+            extra = [cell for cell in row[width:] if cell.strip()]
+            if extra:
+                raise UnreadableFileError(
+                    f"{path.name}: {row_label(number)} has {len(row):,} fields, the header "
+                    f"{width:,} columns; {shown(extra[0])} lies past them. Fix that row (a "
+                    "separator inside an unquoted value?) or the header"
+                )
 
 
 def resolve_columns(

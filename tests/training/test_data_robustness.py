@@ -86,11 +86,24 @@ def test_a_row_longer_than_the_header_is_refused_naming_it(tmp_path: Path, row: 
     first column as an index and shifted the others by one."""
     lines = HOURLY.splitlines()
     lines[row] += ",999"
-    said = refused(
-        write(tmp_path, "\n".join(lines) + "\n"), LoadConfig(target="OT"), UnreadableFileError
-    )
-    where = "data row 1 (1-based" if row == 1 else f"line {row + 1}, saw 4"
-    assert where in said, said
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
+    assert said.startswith(
+        f"log.csv: data row {row} (1-based, header not counted) has 4 fields, the header 3 "
+        "columns; '999' lies past them"
+    ), said
+
+
+@pytest.mark.parametrize("rows", ["all", "one"])
+def test_empty_fields_past_the_header_are_no_values(tmp_path: Path, rows: str) -> None:
+    """A separator at the end of every data line (some exports write one), or of one."""
+    lines = HOURLY.splitlines()
+    chosen = range(1, len(lines)) if rows == "all" else [7]
+    for k in chosen:
+        lines[k] += ","
+    trailing = load_data(write(tmp_path, "\n".join(lines) + "\n"), LoadConfig(target="OT"))
+    plain = load_data(write(tmp_path, HOURLY, "plain.csv"), LoadConfig(target="OT"))
+    pd.testing.assert_frame_equal(trailing.series["log"], plain.series["plain"])
 
 
 def test_unparseable_text_in_a_parquet_string_column_is_a_value_error(tmp_path: Path) -> None:
