@@ -59,7 +59,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -154,6 +154,7 @@ class LoadConfig:
         if isinstance(self.timestamp_col, list):
             object.__setattr__(self, "timestamp_col", tuple(self.timestamp_col))
         _check_separator_option(self.sep)
+        _check_timestamp_format(self.timestamp_format)
         _check_choice("duplicates", self.duplicates, DUPLICATE_POLICIES)
         _check_choice("fill", self.fill, FILL_METHODS)
         _check_choice("on_long_gap", self.on_long_gap, LONG_GAP_POLICIES)
@@ -219,14 +220,17 @@ class LoadConfig:
                 f"{list(self.timestamp_columns)}"
             )
         try:  # 'now' and a time alone ('13:00') are the day pandas runs on: not an origin
-            valid = not pd.isna(pd.Timestamp(str(self.step_origin)))
-            valid = valid and not NO_DATE.fullmatch(str(self.step_origin))
+            origin = pd.Timestamp(str(self.step_origin))
+            valid = not pd.isna(origin) and not NO_DATE.fullmatch(str(self.step_origin))
+            naive = origin.tz_convert("UTC").tz_localize(None) if origin.tz else origin
+            valid = valid and pd.Timestamp.min <= naive <= pd.Timestamp.max
         except (ValueError, TypeError, OverflowError):
             valid = False
         if not valid:
             raise InvalidOptionError(
-                f"step_origin must be a timestamp such as '2000-01-01' or '2000-01-01 00:00'; "
-                f"got {shown(self.step_origin)}"
+                f"step_origin must be a timestamp such as '2000-01-01' or '2000-01-01 00:00', "
+                f"between {pd.Timestamp.min} and {pd.Timestamp.max}; got "
+                f"{shown(self.step_origin)}"
             )
 
     @property
@@ -510,7 +514,7 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
         if kind == "csv" and len(sep) == 1:
             names = _csv_header(path, sep)
         elif kind == "csv":  # the names as written: pandas would rename a repeated one "OT.1"
-            header = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str)
+            header = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str, engine="python")
             names = ["" if pd.isna(c) else str(c) for c in header.iloc[0]]
         else:
             import pyarrow.parquet as pq
@@ -613,7 +617,9 @@ READ_ERRORS: tuple[type[Exception], ...] = (ValueError, OSError, EOFError, zlib.
 
 # Text pandas reads as a time on the day it runs: a time of day alone, 'now', 'today'.
 NO_DATE = re.compile(
-    r"\s*(?:now|today|\d{1,2}(?::\d{2}){1,2}(?:[.,]\d*)?\s*(?:[ap]\.?m\.?)?)\s*", re.IGNORECASE
+    r"\s*(?:now|today|T?\d{1,2}(?:(?::\d{2}){1,2}(?:[.,]\d*)?)?\s*(?:[ap]\.?m\.?|h)?"
+    r"\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?)\s*",
+    re.IGNORECASE,
 )
 
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
@@ -640,6 +646,7 @@ def _read_columns(
     try:
         if kind == "csv":
             return _read_csv_columns(path, columns, time_columns, config)
+        _check_parquet_text(path, columns)
         frame = pd.read_parquet(path, columns=columns)
     except DataValidationError:  # said already, naming the row
         raise
@@ -666,6 +673,22 @@ def _read_columns(
     return frame[columns].reset_index(drop=True)
 
 
+def _check_parquet_text(path: Path, columns: list[str]) -> None:
+    """Parquet text that is not UTF-8 passes pyarrow's reader and pandas' conversion, and
+    fails later inside pandas with pyarrow's "Wrapping ... failed": checked here, where the
+    file is named. A second read of the needed columns (a few ms)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    present = [c for c in columns if c in pq.read_schema(path).names]
+    try:
+        pq.read_table(path, columns=present).validate(full=True)
+    except pa.ArrowInvalid as error:
+        raise UnreadableFileError(
+            f"{path.name}: a text column holds bytes that are not UTF-8 ({shown(str(error))})"
+        ) from None
+
+
 def _read_csv_columns(
     path: Path, columns: list[str], time_columns: tuple[str, ...], config: LoadConfig
 ) -> pd.DataFrame:
@@ -679,33 +702,47 @@ def _read_csv_columns(
     as_text = dict.fromkeys(
         [*time_columns, *([config.series_col] if config.series_col else [])], str
     )
+    # a separator longer than one character is a pattern only pandas' python reader splits by
+    engine: Literal["c", "python"] = "c" if len(config.sep) == 1 else "python"
+
+    def read(usecols: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_csv(
+            path, sep=config.sep, index_col=False, dtype=as_text, engine=engine, usecols=usecols
+        )
+
     try:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            frame = pd.read_csv(path, sep=config.sep, index_col=False, dtype=as_text)
+            frame = read()
     except pd.errors.ParserError as error:  # "Expected 3 fields in line 7, saw 4"
         if "Expected" not in str(error):
             raise
-        _refuse_long_row(path, config.sep, error)
-        return pd.read_csv(path, sep=config.sep, usecols=columns, dtype=as_text)[columns]
-    if any(issubclass(w.category, pd.errors.ParserWarning) for w in seen):
+        _refuse_long_row(path, config.sep)
+        return read(usecols=columns)[columns]  # index_col=False: no column read as the index
+    if any(_LONGER_ROW in str(w.message) for w in seen):
         # a first data row longer than the header: index_col=False cut it, with a warning
-        _refuse_long_row(path, config.sep, None)
+        _refuse_long_row(path, config.sep)
     return frame[columns]
 
 
-def _refuse_long_row(path: Path, sep: str, error: Exception | None) -> None:
+# pandas' warning when index_col=False cuts a first data row longer than the header
+_LONGER_ROW = "Length of header or names does not match length of data"
+
+
+def _refuse_long_row(path: Path, sep: str) -> None:
     """UnreadableFileError naming the first row with a value past the header's columns;
-    nothing when every field past them is empty."""
-    if len(sep) != 1:  # a pattern the csv module cannot split by: pandas' own words
-        detail = f": {error}" if error is not None else ""
-        raise UnreadableFileError(
-            f"{path.name}: a data row has more fields than the header{detail}"
-        )
+    nothing when every field past them is empty. Rows are split as pandas splits them: by the
+    csv module for one character, by the pattern otherwise (which quotes do not shield)."""
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
-        rows = (row for row in csv.reader(text, delimiter=sep) if any(c.strip() for c in row))
-        width = len(next(rows))
+        if len(sep) == 1:
+            split: Any = csv.reader(text, delimiter=sep)
+        else:
+            pattern = re.compile(sep)
+            split = (pattern.split(line.rstrip("\r\n")) for line in text)
+        # blank lines are no rows to pandas; a line of separators alone is one
+        rows = (row for row in split if row and (len(row) > 1 or row[0].strip()))
+        width = len(next(rows, []))
         for number, row in enumerate(rows, start=1):
             extra = [cell for cell in row[width:] if cell.strip()]
             if extra:
@@ -815,13 +852,19 @@ def _steps_as_timestamps(
     if zoned:  # as zoned timestamps are read: the instant in UTC, without the zone
         origin = origin.tz_convert("UTC").tz_localize(None)
     for row in (int(np.argmin(numbers)), int(np.argmax(numbers))):
-        # exact integers: the int64 product would wrap (a step of 1e20 hours read as step 0)
-        at = origin.value + int(numbers[row]) * step.value
-        if not pd.Timestamp.min.value <= at <= pd.Timestamp.max.value:
+        # exact integers: the int64 product would wrap (a step of 1e20 hours read as step 0);
+        # the whole offset must fit int64 nanoseconds too (292 years), and the number itself
+        # float64's exact integers (steps above 2**53 would merge with their neighbours)
+        k = int(numbers[row])
+        at = origin.value + k * step.value
+        inside = pd.Timestamp.min.value <= at <= pd.Timestamp.max.value
+        if not inside or abs(k) >= 2**53 or abs(k * step.value) > np.iinfo(np.int64).max:
+            number = f"{k:,}" if abs(k) < 10**24 else f"{k:.3e}"
             raise TimestampParseError(
-                f"{source}: column {column!r}, {row_label(row + 1)}: step {int(numbers[row]):,} "
-                f"of {config.freq!r} from step_origin {origin} falls outside the times a "
-                f"timestamp holds ({pd.Timestamp.min} to {pd.Timestamp.max})"
+                f"{source}: column {column!r}, {row_label(row + 1)}: step {number} of "
+                f"{config.freq!r} from step_origin {origin} lies too far from it: steps must "
+                f"stay within 292 years of step_origin and between {pd.Timestamp.min} and "
+                f"{pd.Timestamp.max}"
             )
     stamps = origin + pd.to_timedelta(numbers.astype(np.int64) * step.value, unit="ns")
     report.add(
@@ -914,20 +957,31 @@ def _parse_timestamps(
 
 
 def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:
-    """A time of day alone ('13:00', a Parquet time column) and 'now' / 'today' parse as
-    times on the day pandas runs: refused, not dated silently. Only rows that parsed to a day
-    next to today are looked at, so a file of dated rows pays one comparison."""
+    """A time of day alone ('13:00', '10:00Z', '1pm', a Parquet time column) and 'now' /
+    'today' parse as times on the day pandas runs (or in year 1): refused, not dated silently.
+    Only rows dated next to today or before the years a timestamp holds are matched against
+    the pattern (vectorised), so a file of dated rows pays two comparisons."""
     today = pd.Timestamp.now().normalize()
     days = parsed.dt.tz_localize(None) if parsed.dt.tz is not None else parsed
     near = (days >= today - pd.Timedelta(days=1)) & (days < today + pd.Timedelta(days=2))
-    candidates = np.flatnonzero(near.to_numpy())
-    for position in candidates:
-        if NO_DATE.fullmatch(str(text.iloc[position])):
+    suspects = (near | (days < pd.Timestamp.min)).to_numpy()
+    if suspects.any():
+        dateless = text[suspects].str.fullmatch(NO_DATE)
+        if dateless.any():
+            position = int(np.flatnonzero(suspects)[int(np.argmax(dateless.to_numpy()))])
             raise TimestampParseError(
-                f"{source}: column {label}, {row_label(int(position) + 1)}: "
+                f"{source}: column {label}, {row_label(position + 1)}: "
                 f"{shown(text.iloc[position])} has no date (pandas would date it to the day it "
                 "runs); timestamps must carry their date"
             )
+    outside = ((days < pd.Timestamp.min) | (days > pd.Timestamp.max)).to_numpy()
+    if outside.any():  # 'Dec 5 10:00' (no year) reads as year 1
+        position = int(np.argmax(outside))
+        raise TimestampParseError(
+            f"{source}: column {label}, {row_label(position + 1)}: {shown(text.iloc[position])} "
+            f"reads as {days.iloc[position]}, outside the times the service can date "
+            f"({pd.Timestamp.min} to {pd.Timestamp.max}); {int(outside.sum()):,} rows are"
+        )
 
 
 def _numeric_values(
@@ -947,13 +1001,7 @@ def _numeric_values(
                 cast.append(f"{column} ({cells.dtype})")
             out[column] = cells.astype("float64")
             continue
-        try:
-            numbers = pd.to_numeric(cells, errors="coerce")
-        except Exception as error:  # pyarrow's, for a Parquet string that is not UTF-8
-            raise NonNumericValueError(
-                f"{source}: column {shown(column)} holds text that cannot be read as numbers "
-                f"({type(error).__name__}: {shown(str(error))}); values must be numbers"
-            ) from None
+        numbers = pd.to_numeric(cells, errors="coerce")
         bad = (numbers.isna() & cells.notna()).to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1
@@ -1163,6 +1211,18 @@ def _floor_name(segment: Segment, floors: dict[str, int], config: LoadConfig) ->
         f"min_segment_length={floor:,} (a segment of series {shown(segment.unit)}, cut at a "
         "long gap)"
     )
+
+
+def _check_timestamp_format(fmt: str | None) -> None:
+    """A strptime format without a year reads every row in 1900 ('%H:%M', '%m-%d %H'), which
+    pandas does without a word; pandas' own 'ISO8601' and 'mixed' carry their dates."""
+    if fmt is None or fmt in ("ISO8601", "mixed"):
+        return
+    if not any(year in fmt for year in ("%Y", "%y", "%G", "%c", "%x")):
+        raise InvalidOptionError(
+            f"timestamp_format {shown(fmt)} has no year (%Y or %y): pandas would date every "
+            "row in 1900; timestamps must carry their date, e.g. '%Y-%m-%d %H:%M'"
+        )
 
 
 def _check_separator_option(sep: str) -> None:
