@@ -207,6 +207,7 @@ _DUE = {
     "int_type": "an integer",
     "int_parsing": "an integer",
     "int_from_float": "an integer",
+    "int_parsing_size": "an integer below 2**63",  # 1e300: pydantic's words were its own
     "bool_type": "true or false",
     "bool_parsing": "true or false",
     "string_type": "a string",

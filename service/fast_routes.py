@@ -65,6 +65,7 @@ from service.middleware import ROUTE_TEMPLATE, parse_content_length, replaying, 
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_PATTERN
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
+from urnn_forecast.field_types import shown
 
 # (state, parsed JSON, path parameters, request headers) -> the answer, or None: not sure,
 # let FastAPI's path decide.
@@ -216,7 +217,7 @@ class FastRoutesMiddleware:
         reads = f"application/json, {ARROW_STREAM} or {ARROW_FILE}"
         if route.arrow is None:
             reads = "application/json"
-        said = repr(kind) if kind else "missing"
+        said = shown(kind) if kind else "missing"
         detail = f"header 'Content-Type': {said}; this endpoint reads a body sent as {reads}"
         response = JSONResponse(status_code=415, content={"detail": detail})
         await response(scope, receive, send)

@@ -36,6 +36,7 @@ from service.errors import UnsupportedMediaTypeError
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 from service.state import StateDep
+from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -71,7 +72,7 @@ def require_json_body(request: Request) -> None:
     rather than a schema error about a body that was never read as JSON."""
     kind = media_type(request.headers.get("content-type", "").encode("latin-1"))
     if kind != "application/json":
-        said = repr(kind) if kind else "missing"
+        said = shown(kind) if kind else "missing"
         raise UnsupportedMediaTypeError(
             f"header 'Content-Type': {said}; this endpoint reads a body sent as application/json"
         )

@@ -804,6 +804,16 @@ def test_a_long_cron_or_id_is_not_echoed_whole(client: TestClient, ett_csv: Path
         assert len(answer.text) < 300 and "(5,000 characters)" in answer.text, answer.text[:300]
 
 
+def test_a_long_content_type_is_shortened_in_the_415(client: TestClient, ett_csv: Path) -> None:
+    answer = client.post(
+        "/jobs",
+        content=json.dumps(tiny_spec(ett_csv)),
+        headers={**KEY, "content-type": "a" * 5_000},
+    )
+    assert answer.status_code == 415, answer.text
+    assert len(answer.json()["detail"]) < 300 and "(5,000 characters)" in answer.text
+
+
 def test_a_stored_lone_surrogate_does_not_break_the_listings(
     client: TestClient, db: Database, ett_csv: Path
 ) -> None:

@@ -36,7 +36,9 @@ def test_a_two_process_job_trains_and_registers(
             job = queue.get(session, job_id=job_id)
     finally:
         db.dispose()
-    assert job.status == "succeeded", (job.error, job.log_tail)
+    if job.status != "succeeded":  # the whole log, which an assertion message would cut
+        print(f"job error: {job.error}\n--- log tail ---\n{job.log_tail}")
+    assert job.status == "succeeded", job.error
     assert (job.registered_name, job.registered_version, job.promoted) == (
         "urnn-forecaster",
         "1",

@@ -455,6 +455,28 @@ def test_a_long_name_or_value_in_an_arrow_body_is_shortened_in_the_422(
     assert len(detail) < 400 and "characters)" in detail, detail[:300]
 
 
+def test_a_long_content_type_is_shortened_in_the_415(client: TestClient, body: Body) -> None:
+    answer = client.post(
+        "/forecast", content=json.dumps(body), headers={"content-type": "a" * 5_000}
+    )
+    assert answer.status_code == 415, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"header 'Content-Type': '{'a' * 60}'... (5,000 characters)")
+
+
+@pytest.mark.parametrize("horizon", [1e300, 1e20])
+def test_a_horizon_beyond_64_bits_is_said_in_the_services_words(
+    client: TestClient, body: Body, horizon: float
+) -> None:
+    """pydantic's own 'Unable to parse input string as an integer, exceeded maximum size'."""
+    answer = client.post("/forecast", json={**body, "horizon": horizon})
+    assert answer.status_code == 422, answer.text
+    assert (
+        answer.json()["detail"]
+        == f"field 'horizon': must be an integer below 2**63; got {horizon!r}"
+    )
+
+
 def test_a_path_no_endpoint_serves_is_named_in_the_404(client: TestClient) -> None:
     """Starlette said only 'Not Found', also for a series id whose '/' was sent as %2F (it
     arrives decoded and splits the path), which the id rule forbids."""
