@@ -337,7 +337,10 @@ def _child_failure(returncode: int, output: deque[str]) -> str:
     lines = [line.strip() for line in output if line.strip(" =-_*\t")]
     if returncode < 0:
         return f"urnn train was killed by {_signal_name(signal.Signals(-returncode).name)}"
-    rank_signal = next((m for line in lines if (m := _TORCHRUN_SIGNAL.search(line))), None)
+    # torchrun's report lists the other failures first and its "Root Cause (first observed
+    # failure)" last: a rank that aborted is the cause, the rank it then SIGTERMed is not
+    found = (m for line in reversed(lines) if (m := _TORCHRUN_SIGNAL.search(line)))
+    rank_signal = next(found, None)
     if rank_signal is not None:  # torchrun's report on a rank that a signal ended
         return f"a training process was killed by {_signal_name(rank_signal.group(1))}"
     said = next((line for line in reversed(lines) if ": error: " in line), None)

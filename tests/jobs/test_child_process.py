@@ -221,6 +221,20 @@ def test_child_failure_names_a_rank_killed_under_torchrun() -> None:
     assert _child_failure(1, report) == (
         "a training process was killed by SIGKILL (out of memory?)"
     )
+    # two ranks failed: the one torchrun SIGTERMed after the other aborted is listed first,
+    # the root cause last (CI's run of 2026-12-05 was reported as "killed by SIGTERM")
+    two = deque(
+        [
+            "urnn_forecast.cli FAILED",
+            "Failures:",
+            "[1]:",
+            "  traceback : Signal 15 (SIGTERM) received by PID 4243",
+            "Root Cause (first observed failure):",
+            "[0]:",
+            "  traceback : Signal 6 (SIGABRT) received by PID 4242",
+        ]
+    )
+    assert _child_failure(1, two) == "a training process was killed by SIGABRT"
     assert _child_failure(1, deque(["Traceback ...", "ValueError: bad", "====="])) == (
         "urnn train exited with code 1: ValueError: bad"
     )
