@@ -36,7 +36,6 @@ is the 0.5 quantile), and one `q<level>` column per quantile, all in the data's 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from models.forecaster import (
     load_checkpoint,
     model_device,
 )
+from training.data import NO_DATE
 from training.metrics import quantile_column
 from training.split import StandardScaler
 from training.validation import (
@@ -68,6 +68,7 @@ from training.validation import (
     written_at_skipped_midnight,
     zone_named,
 )
+from urnn_forecast.field_types import shown
 
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
@@ -181,6 +182,8 @@ class ForecastPredictor:
         uses_covariates = self.model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0
         if "values" not in frame.columns:
             raise ForecastInputError("the input needs a `values` column (the target's history)")
+        if len(frame) == 0:
+            raise ForecastInputError("the input holds no rows; give one row per series")
         missing = [name for name in self.covariates if uses_covariates and name not in frame]
         if missing:
             raise ForecastInputError(f"missing covariate column(s) {missing}")
@@ -188,7 +191,7 @@ class ForecastPredictor:
         repeated = sorted({sid for sid in ids if ids.count(sid) > 1}) if len(ids) > 1 else []
         if repeated:  # two answers under one id could not be told apart
             raise ForecastInputError(
-                f"series {repeated[0]!r}: the id is given to more than one row; give each "
+                f"series {shown(repeated[0])}: the id is given to more than one row; give each "
                 "series its own id"
             )
         targets, covariates, calendars, futures, stamps = [], [], [], [], []
@@ -202,20 +205,22 @@ class ForecastPredictor:
                 cov = self._series(frame[name].iloc[i], series_id, name)
                 if len(cov) != len(values):
                     raise ForecastInputError(
-                        f"series {series_id!r}: covariate {name!r} has {len(cov)} values, "
+                        f"series {shown(series_id)}: covariate {name!r} has {len(cov)} values, "
                         f"`values` has {len(values)}"
                     )
                 rows[name] = cov[-keep:]
             scaled = self.scaler.transform(self._scaler_id(series_id), pd.DataFrame(rows))
-            targets.append(scaled[self.target].to_numpy(dtype=np.float32))
+            targets.append(_float32(scaled[self.target].to_numpy(), series_id, "values"))
             if uses_covariates:
-                covariates.append(scaled[list(self.covariates)].to_numpy(dtype=np.float32))
+                inputs = scaled[list(self.covariates)].to_numpy()
+                covariates.append(_float32(inputs, series_id, "covariates"))
             index = self._future_index(frame, i, series_id, len(values), keep)
             stamps.append(index[keep:] if index is not None else None)
             if c.n_calendar:
                 if index is None:
                     raise ForecastInputError(
-                        f"series {series_id!r}: this model reads calendar features; give `start`"
+                        f"series {shown(series_id)}: this model reads calendar features; "
+                        "give `start`"
                     )
                 clock = on_clock(index, calendar_clock(self.meta))
                 features = calendar_features(clock, str(self.meta["freq"])).astype(np.float32)
@@ -241,6 +246,13 @@ class ForecastPredictor:
                 )
                 outs.append(out.cpu().double().numpy())
         forecast = np.concatenate(outs)  # (B, H, Q), scaled
+        not_finite = ~np.isfinite(forecast).reshape(len(ids), -1).all(axis=1)
+        if not_finite.any():  # finite histories far outside the training data's range
+            raise ForecastInputError(
+                f"series {shown(ids[int(np.argmax(not_finite))])}: the model's forecast from "
+                "this history is not finite; its values lie too far outside the training "
+                "data's range"
+            )
         pieces = []
         for i, series_id in enumerate(ids):
             raw = self.scaler.inverse_values(self._scaler_id(series_id), self.target, forecast[i])
@@ -259,15 +271,26 @@ class ForecastPredictor:
         return pd.concat(pieces, ignore_index=True)
 
     def _id(self, frame: pd.DataFrame, i: int) -> str:
+        """The row's `id`; 'series-<row>' where none is given (no column, or an empty cell).
+        An id that is not text is refused: replaced, its answer could not be matched."""
         if "id" in frame.columns:
             value = frame["id"].iloc[i]
             if isinstance(value, str) and value:
                 return value
+            if not _missing(value):
+                given = value.item() if isinstance(value, np.generic) else value
+                raise ForecastInputError(
+                    f"row {i}: `id` must be a text such as 'pump-7'; got {shown(given)}"
+                )
         return f"series-{i}"
 
     def _series(self, raw: object, series_id: str, field: str) -> np.ndarray:
         try:
+            if isinstance(raw, list | tuple) and any(isinstance(v, bool | np.bool_) for v in raw):
+                raise TypeError("true/false among the numbers")  # numpy would read them as 1, 0
             given = np.asarray(raw)
+            if given.ndim != 1:  # nested lists: flattened, they would read as a longer history
+                raise TypeError("not a flat list")
             if given.dtype == object:  # numbers held as Python objects (a JSON array, say)
                 items = given.reshape(-1).tolist()
                 if not all(_is_number(item) for item in items):
@@ -276,20 +299,21 @@ class ForecastPredictor:
             if given.dtype.kind not in "iuf":  # text, true/false: not numbers
                 raise TypeError(given.dtype)
             values = given.astype(np.float64).reshape(-1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an int of 400 digits
             raise ForecastInputError(
-                f"series {series_id!r}: {field!r} must be a list of numbers"
+                f"series {shown(series_id)}: {field!r} must be a flat list of numbers "
+                "(float64's range)"
             ) from None
         lookback = self.model.config.lookback
         if len(values) < lookback:
             raise ForecastInputError(
-                f"series {series_id!r}: {field!r} has {len(values)} values; the model reads "
+                f"series {shown(series_id)}: {field!r} has {len(values)} values; the model reads "
                 f"the last lookback={lookback}"
             )
         read = len(values) if self.model.STREAMING else lookback
         if not np.isfinite(values[-read:]).all():
             raise ForecastInputError(
-                f"series {series_id!r}: {field!r} holds NaN or inf in the {read} values the "
+                f"series {shown(series_id)}: {field!r} holds NaN or inf in the {read} values the "
                 "model reads"
             )
         return values
@@ -300,7 +324,7 @@ class ForecastPredictor:
         if len(self.scaler.stats) == 1:  # a per-series scaler of one series: use its stats
             return next(iter(self.scaler.stats))
         raise ForecastInputError(
-            f"series {series_id!r}: the model's scaler is per series and does not know this id"
+            f"series {shown(series_id)}: the model's scaler is per series and does not know this id"
         )
 
     def _future_index(
@@ -311,16 +335,23 @@ class ForecastPredictor:
         if "start" not in frame.columns:
             return None
         start = frame["start"].iloc[i]
-        if start is None or (isinstance(start, float) and math.isnan(start)) or start == "":
+        if _missing(start):
             return None
+        if not pd.api.types.is_scalar(start) or (
+            isinstance(start, str) and NO_DATE.fullmatch(start)
+        ):  # a list, an array; 'now', '13:00', which pandas dates to the day it runs
+            raise ForecastInputError(
+                f"series {shown(series_id)}: `start` must be an ISO 8601 date and time such as "
+                f"'2018-06-01T00:00:00'; got {shown(start)}"
+            )
         basic_date = isinstance(start, str) and _BASIC_DATE.fullmatch(start.strip())
         numeric = _is_number(start) or is_number_text(start)  # numpy's integers too
         if numeric and not basic_date:  # 2018, 201806, 20180601 are dates
             # pd.Timestamp read 1527811200 as nanoseconds (1970-01-01T00:00:01.5), dating
             # the forecast and its calendar features in 1970; the service refuses it too
             raise ForecastInputError(
-                f"series {series_id!r}: `start` {start!r} is a number, not a date and time; "
-                "give an ISO 8601 text such as '2018-06-01T00:00:00'"
+                f"series {shown(series_id)}: `start` {shown(start)} is a number, not a date and "
+                "time; give an ISO 8601 text such as '2018-06-01T00:00:00'"
             )
         c = self.model.config
         freq = str(self.meta["freq"])
@@ -336,9 +367,18 @@ class ForecastPredictor:
         except ForecastInputError:
             raise
         except (TypeError, ValueError):
-            raise ForecastInputError(f"series {series_id!r}: bad `start` {start!r}") from None
+            raise ForecastInputError(
+                f"series {shown(series_id)}: bad `start` {shown(start)}"
+            ) from None
         if (problem := off_grid(first, offset, freq)) is not None:
-            raise ForecastInputError(f"series {series_id!r}: `start` {problem}")
+            raise ForecastInputError(f"series {shown(series_id)}: `start` {problem}")
+        last = index[-1].tz_localize(None) if index.tz is not None else index[-1]
+        if index[0].tz_localize(None) < pd.Timestamp.min or last > pd.Timestamp.max:
+            raise ForecastInputError(  # '9999-12-31' forecast into the year 10000
+                f"series {shown(series_id)}: `start` {shown(start)}: its {n_values} values and "
+                f"{c.horizon} forecast steps must lie between {pd.Timestamp.min} and "
+                f"{pd.Timestamp.max}"
+            )
         return index[n_values - keep :]
 
     def _zone(self, frame: pd.DataFrame, i: int, series_id: str) -> ZoneInfo | None:
@@ -358,14 +398,14 @@ class ForecastPredictor:
                 raise ValueError(f"{str(name)[:60]} is not a text; it {ZONE_RULE}")
             return zone_named(name)
         except ValueError as error:
-            raise ForecastInputError(f"series {series_id!r}: `timezone` {error}") from None
+            raise ForecastInputError(f"series {shown(series_id)}: `timezone` {error}") from None
 
     @staticmethod
     def _on_zone_clock(first: pd.Timestamp, zone: ZoneInfo, series_id: str) -> pd.Timestamp:
         """`start` on `zone`'s clock, as the service reads it (service.validation.zoned_start)."""
         stamps = pd.DatetimeIndex([first])
         if stamps.tz is None and (problem := local_time_problem(stamps, zone)) is not None:
-            raise ForecastInputError(f"series {series_id!r}: `start` {problem[1]}")
+            raise ForecastInputError(f"series {shown(series_id)}: `start` {problem[1]}")
         zoned: pd.Timestamp = in_zone(stamps, zone)[0]
         return zoned
 
@@ -385,6 +425,28 @@ def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
 
 
 _BASIC_DATE = re.compile(r"\d{4}(\d{2}(\d{2})?)?")  # ISO 8601 basic format, read by pandas
+
+
+def _missing(value: object) -> bool:
+    """An empty cell: None, NaN, pandas' NA or NaT, or ''."""
+    if isinstance(value, str):
+        return value == ""
+    if value is None or not pd.api.types.is_scalar(value):
+        return value is None
+    return bool(pd.isna(value))  # type: ignore[call-overload]  # a scalar: NaN, NA, NaT
+
+
+def _float32(values: np.ndarray, series_id: str, field: str) -> np.ndarray:
+    """The model's float32 input; finite float64 values can still overflow it (|z| > 3e38),
+    and the forward then answers NaN (as service.validation refuses it)."""
+    with np.errstate(over="ignore"):
+        out = values.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise ForecastInputError(
+            f"series {shown(series_id)}: {field!r} holds values too large for the model once "
+            "scaled (beyond float32's range)"
+        )
+    return out
 
 
 def _is_number(item: object) -> bool:

@@ -12,9 +12,22 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc.model import PythonModel
 
-from training.mlflow_model import ForecastPredictor
+from training.mlflow_model import ForecastInputError, ForecastPredictor
+
+
+class ForecastRequestError(MlflowException, ForecastInputError):
+    """A ForecastInputError as MLflow's scoring server (`mlflow models serve`) answers it: a
+    400 carrying the message. Raised as the plain ValueError, it became a generic 400
+    ("Encountered an unexpected error while evaluating the model") with the reason only in
+    the stack trace. Callers in Python still catch it as ForecastInputError."""
+
+    def __init__(self, message: str) -> None:
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
+
 
 with warnings.catch_warnings():
     # MLflow inspects predict's type hints when the class is created and warns that it cannot
@@ -35,7 +48,10 @@ with warnings.catch_warnings():
         ) -> pd.DataFrame:
             if not isinstance(model_input, pd.DataFrame):
                 model_input = pd.DataFrame(model_input)
-            return self.predictor.predict_frame(model_input)
+            try:
+                return self.predictor.predict_frame(model_input)
+            except ForecastInputError as error:
+                raise ForecastRequestError(str(error)) from None
 
 
 mlflow.models.set_model(ForecastPyfunc())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -137,7 +138,14 @@ def test_train_register_load_in_a_fresh_process_and_predict(
         whole = rows.assign(values=[[int(round(v)) for v in rows["values"].iloc[0]]])
         counted = model.predict(whole)
         sys.stdout.write(out.to_json(orient="records") + "\\n")
-        sys.stdout.write(counted.to_json(orient="records"))
+        sys.stdout.write(counted.to_json(orient="records") + "\\n")
+        # what `mlflow models serve` answers a bad row: a 400 that says why
+        from fastapi.testclient import TestClient
+        from mlflow.pyfunc import scoring_server
+        short = rows.assign(values=[rows["values"].iloc[0][:10]])
+        body = {{"dataframe_records": short.to_dict(orient="records")}}
+        answer = TestClient(scoring_server.init(model)).post("/invocations", json=body)
+        sys.stdout.write(str(answer.status_code) + " " + answer.text.replace("\\n", " "))
         """
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_settings.resolved_tracking_uri()}
@@ -145,7 +153,10 @@ def test_train_register_load_in_a_fresh_process_and_predict(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    first_line, second_line = done.stdout.split("\n")
+    first_line, second_line, served_400 = done.stdout.split("\n")
+    status, _, answer = served_400.partition(" ")
+    assert status == "400" and '"error_code": "INVALID_PARAMETER_VALUE"' in answer, answer[:500]
+    assert "series 'pump-1': 'values' has 10 values; the model reads the last" in answer
     served = pd.DataFrame(json.loads(first_line))
     counted = pd.DataFrame(json.loads(second_line))
     whole = history_row(frame)
@@ -269,7 +280,7 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
     words = row.assign(values=pd.Series([["warm"] * n], dtype=object))
     flags = row.assign(values=pd.Series([[True] * n], dtype=object))
     for bad in (words, flags):
-        with pytest.raises(ForecastInputError, match="'values' must be a list of numbers"):
+        with pytest.raises(ForecastInputError, match="'values' must be a flat list of numbers"):
             predictor.predict_frame(bad)
     with pytest.raises(ForecastInputError, match="'pump-1': the id is given to more than one row"):
         predictor.predict_frame(pd.concat([row, row], ignore_index=True))
@@ -280,6 +291,43 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
     # ISO 8601's basic format is a date to pandas, and read as one (2002-01-01 here)
     dated = predictor.predict_frame(row.assign(start=["20020101"]))
     assert str(dated["timestamp"].iloc[0]).startswith("2002-01-03")  # 53 h of history later
+    # From a fuzzing run of predict (2026-12-05): each was a crash inside numpy, pandas or
+    # torch, a NaN forecast, or a silent change of the input.
+    values = row["values"].iloc[0]
+    refused = {
+        "the input holds no rows": row.iloc[:0],
+        "'values' must be a flat list of numbers": row.assign(
+            values=pd.Series([[*values[:-1], 10**400]], dtype=object)
+        ),
+        "'values' must be a flat list": row.assign(
+            values=pd.Series([[[v, v] for v in values]], dtype=object)
+        ),
+        "must be a flat list of numbers": row.assign(
+            values=pd.Series([[*values[:-1], True]], dtype=object)
+        ),
+        "row 0: `id` must be a text such as 'pump-7'; got 7": row.assign(id=[7]),
+        "`start` must be an ISO 8601 date and time": row.assign(start=["now"]),
+        "its 53 values and 12 forecast steps must lie between": row.assign(
+            start=["2262-04-10T00:00:00"]
+        ),
+        "'covariates' holds values too large for the model once scaled": row.assign(
+            x=pd.Series([[1e39] * len(values)], dtype=object)
+        ),
+        "the model's forecast from this history is not finite": row.assign(
+            values=pd.Series([[1e38] * len(values)], dtype=object)
+        ),
+    }
+    for said, bad in refused.items():
+        with pytest.raises(ForecastInputError, match=re.escape(said)):
+            predictor.predict_frame(bad)
+    long_id = row.assign(id=["p" * 5_000], values=[values[:10]])
+    with pytest.raises(ForecastInputError) as caught:
+        predictor.predict_frame(long_id)
+    assert len(str(caught.value)) < 200 and "(5,000 characters)" in str(caught.value)
+    # an empty cell (pandas' NA too) is no start: forecasts without timestamps, as with none
+    undated = predictor.predict_frame(row.assign(start=pd.array([pd.NA], dtype="string")))
+    assert (undated["timestamp"] == "").all()
+
     # a calendar frequency: a start between its steps is refused, not moved to the next one
     predictor.meta["freq"] = "MS"
     with pytest.raises(ForecastInputError, match=r"2002-01-15T00:00:00 is not a step of the"):
