@@ -141,7 +141,7 @@ def shown_url(url: str) -> str:
 def reaching(url: str) -> Iterator[None]:
     """Around a first connection: an unusable URL or an unreachable server becomes one
     SchemaError line instead of a driver traceback."""
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+    from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
     try:
         yield
@@ -159,6 +159,12 @@ def reaching(url: str) -> Iterator[None]:
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
         raise SchemaError(f"cannot reach the job database at {shown_url(url)}: {reason}") from None
+    except DatabaseError as error:  # SQLite's "file is not a database": a CSV, say
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        raise SchemaError(
+            f"URNN_DATABASE_URL {shown_url(url)!r} names something that is not a database the "
+            f"service can use: {reason}"
+        ) from None
 
 
 def head_revision() -> str | None:

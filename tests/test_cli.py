@@ -245,3 +245,66 @@ def test_cuda_asked_for_by_the_setting_is_said_to_come_from_urnn_device(
     assert "argument --device: cuda is not available here" in parse_error(
         [*argv, "--device", "cuda"], capsys
     )
+
+
+LONG = "x" * 5_000
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["train", "--data", "d.csv", "--target", "y", "--horizon", str(2**63 - 1)], "from 1 to"),
+        (["train", "--data", "d.csv", "--target", "y", "--train-stride", "9" * 20], "from 1 to"),
+        (["train", "--data", "d.csv", "--target", "y", "--lr", "inf"], "a finite number > 0"),
+        (["train", "--data", "d.csv", "--target", "y", "--epochs", LONG], "(5,000 characters)"),
+        (["train", "--data", "d.csv", "--target", "y", "--model", LONG], "(5,000 characters)"),
+        (["train", "--data", "d.csv", "--target", "y", LONG], "(5,000 characters)"),
+    ],
+    ids=["horizon 2**63", "stride 1e20", "lr inf", "epochs", "model", "extra"],
+)
+def test_fuzzed_arguments_are_one_short_line_naming_the_option(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """From a fuzzing run of the CLI (464 commands): each was a traceback after the run
+    started (OverflowError in numpy, MlflowException, a diverged fit) or a 5,000-character
+    echo of the value."""
+    err = parse_error(argv, capsys)
+    assert said in err and len(err.splitlines()[-1]) < 300, err[-400:]
+
+
+def test_a_data_path_the_system_refuses_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(var_dir=tmp_path / "var")
+    argv = ["train", "--data", f"/tmp/{LONG}.csv", "--target", "OT"]
+    assert cli.main(argv, settings=settings) == 2
+    err = capsys.readouterr().err
+    assert "cannot be used as a path (File name too long)" in err and len(err) < 300
+
+
+def test_a_config_nested_too_deeply_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "deep.json"
+    config.write_text("[" * 100_000)
+    data = tmp_path / "d.csv"
+    data.write_text("date,OT\n2020-01-01,1\n")
+    argv = ["train", "--data", str(data), "--target", "OT", "--config", str(config)]
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
+    assert "its JSON is nested too deeply to read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["a" * 64, "ex..com"])
+def test_a_host_idna_cannot_encode_is_a_usage_error(
+    host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli._address_problem(host, 8000) is not None
+    assert "cannot resolve it" in str(cli._address_problem(host, 8000))
+
+
+def test_a_config_integer_beyond_any_size_is_refused_naming_the_field() -> None:
+    from models.forecaster import ForecasterConfig
+    from urnn_forecast.field_types import check_fields
+
+    problem = check_fields(ForecasterConfig, {"hidden_size": 10**23})
+    assert problem is not None and problem.startswith("field 'hidden_size' must be an integer of")

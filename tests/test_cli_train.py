@@ -118,6 +118,10 @@ def run_cli(
             "--result-json /nonexistent/dir/r.json: the folder /nonexistent/dir does not exist",
         ),
         (["--target", "y", "--experiment", ""], "experiment must be a non-empty name"),
+        (  # MLflow refused it only as the run was created: a traceback
+            ["--target", "y", "--experiment", "e" * 600],
+            "experiment must be a name of at most 500 characters (MLflow's limit)",
+        ),
         (
             ["--target", "y", "--registered-name", "plant/a:b"],
             "registered_name 'plant/a:b' is not a name MLflow's registry accepts",

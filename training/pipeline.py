@@ -103,6 +103,9 @@ CHANNEL_EMBEDDING_REFUSAL = (
 )
 
 
+EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment's name
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     data: str  # path of the history file
@@ -162,6 +165,11 @@ class TrainConfig:
             )
         if not isinstance(self.experiment, str) or not self.experiment.strip():
             raise ValueError(f"experiment must be a non-empty name; got {self.experiment!r}")
+        if len(self.experiment) > EXPERIMENT_NAME_MAX:  # MLflow refuses it at the run's start
+            raise ValueError(
+                f"experiment must be a name of at most {EXPERIMENT_NAME_MAX} characters "
+                f"(MLflow's limit); got {shown(self.experiment)}"
+            )
         registered = self.registered_name
         if registered is not None and (not isinstance(registered, str) or not registered.strip()):
             raise ValueError(

@@ -15,12 +15,15 @@ argument errors are argparse errors that name the option and its allowed values.
 import argparse
 import functools
 import json
+import math
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from urnn_forecast.field_types import shown
 from urnn_forecast.models_command import add_models_parser
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 
@@ -70,13 +73,20 @@ ETT_HORIZONS: tuple[int, ...] = (96, 192, 336, 720)
 MIN_SEQ_LEN = {"copy": 1, "adding": 2}  # mirrors PaperTask.min_seq_len, checked before torch loads
 
 
+# The largest count an option takes: sizes and steps beyond it overflowed inside numpy and
+# torch ("cannot fit 'int' into an index-sized integer") instead of being refused here.
+INT_OPTION_MAX = 2**31 - 1
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {shown(text)}") from None
+    if not 1 <= value <= INT_OPTION_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 1 to {INT_OPTION_MAX:,}, got {shown(str(value))}"
+        )
     return value
 
 
@@ -549,7 +559,9 @@ def _add_train_parser(commands: Any) -> None:
         help="train data-parallel in N processes under torchrun (DistributedDataParallel: gloo "
         "on CPU, nccl on GPU; rank 0 logs and registers); default 1",
     )
-    model.add_argument("--lr", type=float, default=None, help="learning rate; default 1e-3")
+    model.add_argument(
+        "--lr", type=_positive_float, default=None, help="learning rate; default 1e-3"
+    )
     model.add_argument("--seed", type=_seed, default=None, help="random seed; default 0")
     model.add_argument(
         "--quantiles",
@@ -609,7 +621,10 @@ def _add_train_parser(commands: Any) -> None:
         help="register as challenger and record the scores, but never move the champion alias",
     )
     registry.add_argument(
-        "--experiment", default=None, metavar="NAME", help="MLflow experiment; default forecast"
+        "--experiment",
+        default=None,
+        metavar="NAME",
+        help="MLflow experiment; default forecast",
     )
     train.set_defaults(handler=_run_train, subparser=train)
 
@@ -710,8 +725,8 @@ def _address_problem(host: str, port: int) -> str | None:
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as error:
-        return f"--host {host}: cannot resolve it ({error})"
+    except (OSError, UnicodeError) as error:  # UnicodeError: a label IDNA cannot encode
+        return f"--host {shown(host)}: cannot resolve it ({error})"
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
@@ -1015,13 +1030,24 @@ PJM_MODELS: tuple[str, ...] = (
 PJM_HORIZONS: tuple[int, ...] = (24, 168)
 
 
+def _check_data_path(data: str) -> None:
+    """--data names an existing file; a name the system refuses (too long) is said so."""
+    named = data if len(data) <= 500 else shown(data)  # as written, but a 5,000-char name
+    try:
+        exists = Path(data).exists()
+    except OSError as error:  # [Errno 36] File name too long
+        raise UsageError(f"--data {named}: cannot be used as a path ({error.strerror})") from None
+    if not exists:
+        raise UsageError(f"--data {named}: no such file")
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {shown(text)}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
     return value
 
 
@@ -1184,8 +1210,20 @@ def _run_pjm(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+class UrnnParser(argparse.ArgumentParser):
+    """argparse's parser, its errors with long values shortened: argparse quotes what it
+    refuses whole ("invalid choice: 'xxx...'"), 5,000 characters for a 5,000-character typo.
+    Subcommands' parsers are of the same class (add_subparsers takes the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_LONG_QUOTED.sub(lambda m: shown(m.group(1)), message))
+
+
+_LONG_QUOTED = re.compile(r"'([^']{81,})'")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UrnnParser(
         prog="urnn",
         description="urnn-forecast: train, backtest and register uRNN forecasters, serve "
         "them, and run retraining jobs (Unitary Evolution RNNs, Arjovsky et al. 2016).",
@@ -1264,7 +1302,8 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch under torchrun
     subparser: argparse.ArgumentParser = args.subparser
     if extras:  # said by the command's parser (its usage, `urnn train: error:`), not the top's
-        subparser.error(f"unrecognized arguments: {' '.join(extras)}")
+        said = " ".join(x if len(x) <= 80 else shown(x) for x in extras)
+        subparser.error(f"unrecognized arguments: {said}")
     if hasattr(args, "seq_len") and args.seq_len < MIN_SEQ_LEN[args.task]:
         subparser.error(
             f"argument --seq-len: the {args.task} task needs T >= {MIN_SEQ_LEN[args.task]}, "
@@ -1297,8 +1336,28 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    exit_code: int = args.handler(args, settings)
+    try:
+        exit_code: int = args.handler(args, settings)
+    except MemoryError:
+        return _out_of_memory(args.command, "MemoryError")
+    except RuntimeError as error:  # torch's allocator: "DefaultCPUAllocator: can't allocate"
+        if "allocate" not in str(error):
+            raise
+        return _out_of_memory(args.command, str(error).splitlines()[0])
+    except FloatingPointError as error:  # training.fit: "urnn diverged in epoch 1: loss nan"
+        print(f"urnn {args.command}: error: {error}; try a lower --lr", file=sys.stderr)
+        return 1
     return exit_code
+
+
+def _out_of_memory(command: str, said: str) -> int:
+    """The settings ask for more memory than the machine has: one line, not torch's trace."""
+    print(
+        f"urnn {command}: error: not enough memory for these settings ({shown(said)}); lower "
+        "--hidden-size, --lookback, --horizon or --batch-size",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _has_device_option(parser: argparse.ArgumentParser) -> bool:
@@ -1459,6 +1518,8 @@ def _read_config_file(path: str) -> dict[str, dict[str, Any]]:
         raise UsageError(f"--config {path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UsageError(f"--config {path}: not a readable JSON file ({error})") from None
+    except RecursionError:
+        raise UsageError(f"--config {path}: its JSON is nested too deeply to read") from None
     if not isinstance(raw, dict):
         raise UsageError(f"--config {path}: expected a JSON object with keys {CONFIG_SECTIONS}")
     unknown = sorted(set(raw) - set(CONFIG_SECTIONS))
@@ -1705,8 +1766,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     markers = None if started is None else _JobMarkers(Path(started))
     try:
         config = _train_config(args)
-        if not Path(config.data).exists():
-            raise UsageError(f"--data {config.data}: no such file")
+        _check_data_path(config.data)
         for option, path in (("--result-json", args.result_json), ("--started-json", started)):
             if path:  # checked before the fit, not found out after it
                 _check_writable_file(path, option)
@@ -1849,8 +1909,7 @@ def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
-    if not Path(args.data).exists():
-        raise UsageError(f"--data {args.data}: no such file")
+    _check_data_path(args.data)
     if args.refit and args.backtest_windows is None:
         raise UsageError(
             "--refit fits one model per origin: give --backtest-windows N (a handful: each is "
@@ -2191,8 +2250,12 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
     shown = shown_url(url)
     try:
         if args.db_action != "upgrade" and missing_sqlite_file(url):  # reading creates nothing
-            print(f"{shown}: no database file yet (run `urnn db upgrade` to create it)")
-            return 0 if args.db_action == "current" else 2
+            said = f"{shown}: no database file yet (run `urnn db upgrade` to create it)"
+            if args.db_action == "current":
+                print(said)
+                return 0
+            print(f"urnn db {args.db_action}: error: {said}", file=sys.stderr)
+            return 2
         # only the first connection is read as "unreachable"; a failing migration is its own
         with reaching(url):
             current = current_revision(url)

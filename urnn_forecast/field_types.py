@@ -54,9 +54,25 @@ def _hints(cls: type) -> dict[str, Any]:
 def field_type_problem(cls: type, name: str, value: Any) -> str | None:
     """None when `value` fits the annotation of `cls`'s field `name`, else what it must be."""
     annotation = _hints(cls).get(name)
-    if annotation is None or _fits(annotation, value):
+    if annotation is None:
+        return None
+    if _takes_int(annotation) and isinstance(value, int) and abs(value) > INT_MAX:
+        # 10**23 hidden units overflowed inside torch ("Overflow when unpacking long long")
+        return f"field {name!r} must be an integer of at most {INT_MAX:,}; got {shown(value)}"
+    if _fits(annotation, value):
         return None
     return f"field {name!r} must be {describe(annotation)}; got {shown(value)}"
+
+
+INT_MAX = 2**32 - 1  # the largest integer a config field takes (a seed's limit)
+
+
+def _takes_int(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return int in typing.get_args(annotation)
+    return False
 
 
 def check_fields(cls: type, values: dict[str, Any]) -> str | None:

@@ -296,6 +296,19 @@ def test_urnn_db_names_an_unreachable_server_in_one_line(
         assert "secret" not in err and "Traceback" not in err
 
 
+def test_a_file_that_is_not_a_database_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """URNN_DATABASE_URL naming a CSV: sqlalchemy's DatabaseError traceback, exit 1."""
+    path = tmp_path / "notadb.csv"
+    path.write_text("date,OT\n2020-01-01,1\n" * 50)
+    settings = Settings(var_dir=tmp_path / "var", database_url=f"sqlite:///{path}")
+    assert main(["db", "current"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert "names something that is not a database" in err and "file is not a database" in err
+    assert path.read_text().startswith("date,OT")  # left as it was
+
+
 def test_urnn_db_reads_without_creating_and_names_an_unknown_revision(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -303,6 +316,8 @@ def test_urnn_db_reads_without_creating_and_names_an_unknown_revision(
     settings = Settings(var_dir=tmp_path / "var", database_url=f"sqlite:///{path}")
     assert main(["db", "current"], settings=settings) == 0
     assert "no database file yet (run `urnn db upgrade` to create it)" in capsys.readouterr().out
+    assert main(["db", "downgrade", "base"], settings=settings) == 2  # an error: on stderr
+    assert capsys.readouterr().err.startswith("urnn db downgrade: error: sqlite:///")
     assert not (tmp_path / "not").exists()
     assert main(["db", "upgrade"], settings=settings) == 0
     capsys.readouterr()
