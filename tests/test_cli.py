@@ -308,3 +308,36 @@ def test_a_config_integer_beyond_any_size_is_refused_naming_the_field() -> None:
 
     problem = check_fields(ForecasterConfig, {"hidden_size": 10**23})
     assert problem is not None and problem.startswith("field 'hidden_size' must be an integer of")
+
+
+def test_a_config_files_fit_device_is_read_not_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """URNN_DEVICE's default overwrote a --config file's fit.device: 'tpu' went unnoticed
+    (exit 0); --device given on the command line still wins over the file."""
+    config = tmp_path / "c.json"
+    config.write_text('{"fit": {"device": "tpu"}}')
+    data = tmp_path / "d.csv"
+    data.write_text("date,OT\n2020-01-01,1\n")
+    argv = ["train", "--data", str(data), "--target", "OT", "--config", str(config)]
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
+    assert "device must be one of 'auto', 'cpu', 'cuda'; got 'tpu'" in capsys.readouterr().err
+    args = cli.build_parser().parse_args([*argv, "--device", "cpu"])
+    args.device_given = True
+    assert cli._train_config(args).fit.device == "cpu"
+
+
+@pytest.mark.parametrize(
+    "command", [["benchmark", "ett"], ["benchmark", "pjm"], ["backtest", "--model", "m"]]
+)
+def test_an_output_that_is_a_file_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """It failed with FileExistsError or NotADirectoryError after the whole run."""
+    taken = tmp_path / "taken.csv"
+    taken.write_text("date,OT\n2020-01-01,1\n")
+    argv = [*command, "--output", str(taken)]
+    if command[0] == "backtest":
+        argv += ["--data", str(taken)]
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
+    assert f"--output {taken}: is a file; give a folder" in capsys.readouterr().err

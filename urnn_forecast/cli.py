@@ -950,6 +950,9 @@ def _add_ett_parser(suites: Any) -> None:
 def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
     errors = _input_errors()
     start = time.perf_counter()
+    if (problem := _output_folder_problem(args.output)) is not None:
+        print(f"urnn benchmark ett: error: {problem}", file=sys.stderr)
+        return 2
     try:
         from training.ett_benchmark import (
             MODELS,
@@ -1039,6 +1042,14 @@ def _check_data_path(data: str) -> None:
         raise UsageError(f"--data {named}: cannot be used as a path ({error.strerror})") from None
     if not exists:
         raise UsageError(f"--data {named}: no such file")
+
+
+def _output_folder_problem(output: str | None) -> str | None:
+    """--output names a folder (made if missing): a file there failed only after the whole
+    run, as it came to write its results."""
+    if output and Path(output).exists() and not Path(output).is_dir():
+        return f"--output {output}: is a file; give a folder (it is made if missing)"
+    return None
 
 
 def _positive_float(text: str) -> float:
@@ -1148,6 +1159,9 @@ def _add_pjm_parser(suites: Any) -> None:
 def _run_pjm(args: argparse.Namespace, settings: Settings) -> int:
     errors = _input_errors()
     start = time.perf_counter()
+    if (problem := _output_folder_problem(args.output)) is not None:
+        print(f"urnn benchmark pjm: error: {problem}", file=sys.stderr)
+        return 2
     try:
         from training.pjm_benchmark import (
             MODELS,
@@ -1316,6 +1330,7 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
             print(f"urnn {args.command}: error: {error}", file=sys.stderr)
             return 2
     from_setting = args.device is None  # the command has no --device, or it was not given
+    args.device_given = not from_setting
     if from_setting:
         args.device = settings.device
     if args.device == "cuda":
@@ -1584,7 +1599,10 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
     ):
         if getattr(args, option) is not None:
             fit[key] = getattr(args, option)
-    fit["device"] = args.device
+    if getattr(args, "device_given", True) or "device" not in fit:
+        # --device, else the config file's fit.device, else URNN_DEVICE: a file's own choice
+        # was overwritten by the setting's default ('tpu' in it went unnoticed)
+        fit["device"] = args.device
     load = {**file.get("load", {}), **_load_overrides(args)}
     train = dict(file.get("train", {}))
     for option, key in (
@@ -1767,6 +1785,11 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     try:
         config = _train_config(args)
         _check_data_path(config.data)
+        if config.fit.device == "cuda" and not getattr(args, "device_given", True):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError("--config fit.device: cuda is not available here; use auto or cpu")
         for option, path in (("--result-json", args.result_json), ("--started-json", started)):
             if path:  # checked before the fit, not found out after it
                 _check_writable_file(path, option)
@@ -1910,6 +1933,8 @@ def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     _check_data_path(args.data)
+    if (problem := _output_folder_problem(args.output)) is not None:
+        raise UsageError(problem)
     if args.refit and args.backtest_windows is None:
         raise UsageError(
             "--refit fits one model per origin: give --backtest-windows N (a handful: each is "
