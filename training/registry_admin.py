@@ -28,6 +28,7 @@ from training.registry import (
     load_registered,
     record_handover,
 )
+from urnn_forecast.field_types import shown, shown_names
 
 
 class RegistryError(ValueError):
@@ -152,9 +153,8 @@ def _registered(client: Any, name: str) -> Any:
         return client.get_registered_model(name)
     except MlflowException:
         names = sorted(m.name for m in client.search_registered_models())
-        raise RegistryError(
-            f"no registered model {name!r} (registered: {', '.join(names) or 'none yet'})"
-        ) from None
+        listed = shown_names(names)[1:-1] if names else "none yet"  # ten, each shortened
+        raise RegistryError(f"no registered model {shown(name)} (registered: {listed})") from None
 
 
 def _quoted(name: str) -> str:
