@@ -341,3 +341,21 @@ def test_an_output_that_is_a_file_is_refused_before_the_run(
         argv += ["--data", str(taken)]
     assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
     assert f"--output {taken}: is a file; give a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--host", ""],
+        ["worker", "--worker-id", " "],
+        ["models", "list", "--name", ""],
+        ["train", "--data", "d.csv", "--target", "y", "--result-json", ""],
+        ["train", "--data", "d.csv", "--target", "y", "--started-json", ""],
+    ],
+    ids=["host", "worker id", "model name", "result json", "started json"],
+)
+def test_an_empty_text_option_is_refused_not_read_as_the_default(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --host ""` served on 127.0.0.1; the others fell back or failed on Path('')."""
+    assert "must not be empty" in parse_error(argv, capsys)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from urnn_forecast.field_types import shown
-from urnn_forecast.models_command import add_models_parser
+from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 
 if TYPE_CHECKING:
@@ -603,6 +603,7 @@ def _add_train_parser(commands: Any) -> None:
     )
     registry.add_argument(
         "--result-json",
+        type=given_text,
         default=None,
         metavar="FILE",
         help="also write the outcome (run id, registered version, promoted, scores) to FILE as "
@@ -610,6 +611,7 @@ def _add_train_parser(commands: Any) -> None:
     )
     registry.add_argument(
         "--started-json",
+        type=given_text,
         default=None,
         metavar="FILE",
         help="write the MLflow run id to FILE as JSON as soon as the run exists (before the "
@@ -699,7 +701,10 @@ def _add_serve_parser(commands: Any) -> None:
         ),
     )
     serve.add_argument(
-        "--host", default=None, help="bind address; default URNN_SERVE_HOST or 127.0.0.1"
+        "--host",
+        type=given_text,
+        default=None,
+        help="bind address; default URNN_SERVE_HOST or 127.0.0.1",
     )
     serve.add_argument(
         "--port", type=_port, default=None, help="port; default URNN_SERVE_PORT or 8000"
@@ -2206,6 +2211,7 @@ def _add_worker_parser(commands: Any) -> None:
     )
     worker.add_argument(
         "--worker-id",
+        type=given_text,
         default=None,
         metavar="ID",
         help="name shown in GET /jobs/{id}; default host:pid:random",

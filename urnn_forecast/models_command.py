@@ -14,6 +14,14 @@ from urnn_forecast.settings import Settings
 DEFAULT_REASON = "set by hand (urnn models promote)"
 
 
+def given_text(text: str) -> str:
+    """An option's text that must say something: '' fell back to the default without a word
+    (`serve --host ""` served on 127.0.0.1)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def add_models_parser(commands: Any) -> None:
     models = commands.add_parser(
         "models",
@@ -42,6 +50,7 @@ def add_models_parser(commands: Any) -> None:
     for action in (listing, promote):
         action.add_argument(
             "--name",
+            type=given_text,
             default=None,
             help="registered model name; default: the one in URNN_MODEL_URI (urnn-forecaster)",
         )
