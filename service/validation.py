@@ -36,7 +36,7 @@ from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
-from training.mlflow_model import CLOCK_UTC, off_grid
+from training.mlflow_model import CLOCK_UTC, as_float32, off_grid
 from training.validation import (
     in_zone,
     local_steps,
@@ -530,9 +530,8 @@ def _numbers(
 
 def _float32(i: int, series_id: str, field: str, scaled: np.ndarray) -> np.ndarray:
     """The model's float32 input; finite float64 values can still overflow it (|z| > 3e38)."""
-    with np.errstate(over="ignore"):
-        out = scaled.astype(np.float32)
-    if not np.isfinite(out).all():
+    out = as_float32(scaled)
+    if out is None:
         raise ServiceInputError(
             series_where(i, series_id, field),
             "holds values too large for the model once scaled (beyond float32's range)",

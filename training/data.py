@@ -532,13 +532,19 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
         raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
 
 
+def _open_text(path: Path) -> Any:
+    """A CSV file (or .csv.gz) as text the way pandas reads it: UTF-8, a byte-order mark
+    skipped, newlines left to the csv module."""
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
 def _csv_header(path: Path, sep: str) -> list[str]:
     """The first non-blank line's fields, read as pandas' C reader reads them (quotes, a
     UTF-8 byte-order mark, blank lines skipped), without pandas: its header reading is
     quadratic in the number of columns (26 s for a 200,000-column header, which an API
     request waited on)."""
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+    with _open_text(path) as text:
         for row in csv.reader(text, delimiter=sep):
             if any(cell.strip() for cell in row):
                 return row
@@ -589,8 +595,7 @@ def has_data_rows(path: str | Path, sep: str = ",") -> bool:
         return int(pq.read_metadata(path).num_rows) > 0
     if len(sep) != 1:  # a separator pandas reads as a pattern: let it count the rows
         return len(pd.read_csv(path, sep=sep, nrows=1, engine="python")) > 0
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+    with _open_text(path) as text:
         rows = (row for row in csv.reader(text, delimiter=sep) if any(c.strip() for c in row))
         return next(rows, None) is not None and next(rows, None) is not None
 
@@ -676,13 +681,24 @@ def _read_columns(
 def _check_parquet_text(path: Path, columns: list[str]) -> None:
     """Parquet text that is not UTF-8 passes pyarrow's reader and pandas' conversion, and
     fails later inside pandas with pyarrow's "Wrapping ... failed": checked here, where the
-    file is named. A second read of the needed columns (a few ms)."""
+    file is named. A second read of the needed text columns only (a few ms)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    present = [c for c in columns if c in pq.read_schema(path).names]
+    schema = pq.read_schema(path)
+    text = [
+        c
+        for c in columns
+        if c in schema.names
+        and (
+            pa.types.is_string(schema.field(c).type)
+            or pa.types.is_large_string(schema.field(c).type)
+        )
+    ]
+    if not text:  # numbers and timestamps only: nothing to validate, no second read
+        return
     try:
-        pq.read_table(path, columns=present).validate(full=True)
+        pq.read_table(path, columns=text).validate(full=True)
     except pa.ArrowInvalid as error:
         raise UnreadableFileError(
             f"{path.name}: a text column holds bytes that are not UTF-8 ({shown(str(error))})"
@@ -733,8 +749,7 @@ def _refuse_long_row(path: Path, sep: str) -> None:
     """UnreadableFileError naming the first row with a value past the header's columns;
     nothing when every field past them is empty. Rows are split as pandas splits them: by the
     csv module for one character, by the pattern otherwise (which quotes do not shield)."""
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+    with _open_text(path) as text:
         if len(sep) == 1:
             split: Any = csv.reader(text, delimiter=sep)
         else:

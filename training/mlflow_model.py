@@ -388,10 +388,7 @@ class ForecastPredictor:
         if "timezone" not in frame.columns:
             return None
         name = frame["timezone"].iloc[i]
-        if isinstance(name, str):
-            if name == "":
-                return None
-        elif name is None or (pd.api.types.is_scalar(name) and pd.isna(name)):  # None, NaN, NA
+        if _missing(name):  # "", None, NaN, NA
             return None
         try:
             if not isinstance(name, str):
@@ -436,12 +433,17 @@ def _missing(value: object) -> bool:
     return bool(pd.isna(value))  # type: ignore[call-overload]  # a scalar: NaN, NA, NaT
 
 
-def _float32(values: np.ndarray, series_id: str, field: str) -> np.ndarray:
-    """The model's float32 input; finite float64 values can still overflow it (|z| > 3e38),
-    and the forward then answers NaN (as service.validation refuses it)."""
+def as_float32(values: np.ndarray) -> np.ndarray | None:
+    """The model's float32 input, or None where finite float64 values overflow it (|z| >
+    3e38: the forward would answer NaN). Shared with the service's checks."""
     with np.errstate(over="ignore"):
         out = values.astype(np.float32)
-    if not np.isfinite(out).all():
+    return out if np.isfinite(out).all() else None
+
+
+def _float32(values: np.ndarray, series_id: str, field: str) -> np.ndarray:
+    out = as_float32(values)
+    if out is None:
         raise ForecastInputError(
             f"series {shown(series_id)}: {field!r} holds values too large for the model once "
             "scaled (beyond float32's range)"

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import INT_MAX, check_fields, shown, shown_names
 from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 
@@ -73,9 +73,10 @@ ETT_HORIZONS: tuple[int, ...] = (96, 192, 336, 720)
 MIN_SEQ_LEN = {"copy": 1, "adding": 2}  # mirrors PaperTask.min_seq_len, checked before torch loads
 
 
-# The largest count an option takes: sizes and steps beyond it overflowed inside numpy and
-# torch ("cannot fit 'int' into an index-sized integer") instead of being refused here.
-INT_OPTION_MAX = 2**31 - 1
+# The largest count an option takes, as a config file's (field_types.INT_MAX): sizes and
+# steps beyond it overflowed inside numpy and torch ("cannot fit 'int' into an index-sized
+# integer") instead of being refused here.
+INT_OPTION_MAX = INT_MAX
 
 
 def _positive_int(text: str) -> int:
@@ -1557,8 +1558,6 @@ def _build(cls: Any, values: dict[str, Any], what: str) -> Any:
     """cls(**values), an unknown or mistyped field as a UsageError naming `what`."""
     import dataclasses
 
-    from urnn_forecast.field_types import check_fields, shown_names
-
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -1703,8 +1702,6 @@ def _build_train_fields(train: dict[str, Any]) -> dict[str, Any]:
     from training.pipeline import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "load", "model", "fit"}
-    from urnn_forecast.field_types import check_fields, shown_names
-
     unknown = sorted(set(train) - known)
     if unknown:
         raise UsageError(
@@ -1727,7 +1724,6 @@ def train_config_from_sections(
     from training.data import LoadConfig
     from training.fit import FitConfig, decoder_search_error
     from training.pipeline import CHANNEL_EMBEDDING_REFUSAL, TrainConfig
-    from urnn_forecast.field_types import shown_names
 
     unknown = sorted(set(sections) - set(CONFIG_SECTIONS))
     if unknown:
