@@ -220,10 +220,9 @@ class LoadConfig:
                 f"{list(self.timestamp_columns)}"
             )
         try:  # 'now' and a time alone ('13:00') are the day pandas runs on: not an origin
-            origin = pd.Timestamp(str(self.step_origin))
+            origin = _naive_utc(pd.Timestamp(str(self.step_origin)))
             valid = not pd.isna(origin) and not NO_DATE.fullmatch(str(self.step_origin))
-            naive = origin.tz_convert("UTC").tz_localize(None) if origin.tz else origin
-            valid = valid and pd.Timestamp.min <= naive <= pd.Timestamp.max
+            valid = valid and pd.Timestamp.min <= origin <= pd.Timestamp.max
         except (ValueError, TypeError, OverflowError):
             valid = False
         if not valid:
@@ -862,10 +861,8 @@ def _steps_as_timestamps(
     assert config.freq is not None and config.step_origin is not None  # LoadConfig checks
     step = fixed_step(config.freq)
     assert step is not None
-    origin = pd.Timestamp(config.step_origin)
-    zoned = origin.tz is not None
-    if zoned:  # as zoned timestamps are read: the instant in UTC, without the zone
-        origin = origin.tz_convert("UTC").tz_localize(None)
+    zoned = pd.Timestamp(config.step_origin).tz is not None
+    origin = _naive_utc(pd.Timestamp(config.step_origin))
     for row in (int(np.argmin(numbers)), int(np.argmax(numbers))):
         # exact integers: the int64 product would wrap (a step of 1e20 hours read as step 0);
         # the whole offset must fit int64 nanoseconds too (292 years), and the number itself
@@ -1226,6 +1223,11 @@ def _floor_name(segment: Segment, floors: dict[str, int], config: LoadConfig) ->
         f"min_segment_length={floor:,} (a segment of series {shown(segment.unit)}, cut at a "
         "long gap)"
     )
+
+
+def _naive_utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """A zoned timestamp as zoned file timestamps are read: the instant in UTC, no zone."""
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
 
 
 def _check_timestamp_format(fmt: str | None) -> None:
