@@ -740,8 +740,24 @@ def _address_problem(host: str, port: int) -> str | None:
             probe.bind(address)
         except OSError as error:
             why = error.strerror or error
-            return f"cannot listen on {host}:{port} ({why}); pick another --port"
+            return f"cannot listen on {host}:{port} ({why}); {_bind_advice(error.errno)}"
     return None
+
+
+def _bind_advice(code: int | None) -> str:
+    """What to change, by why the bind failed: only a port in use calls for another port."""
+    import errno
+
+    if code == errno.EADDRINUSE:
+        return "pick another --port"
+    if code == errno.EADDRNOTAVAIL:
+        return (
+            "--host must be an address of this machine: 127.0.0.1 (this machine only), "
+            "0.0.0.0 (every interface) or one of its interfaces' addresses"
+        )
+    if code == errno.EACCES:
+        return "ports below 1024 need privileges: pick a --port from 1024 to 65535"
+    return "check --host and --port"
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -142,3 +142,25 @@ def test_a_port_in_use_is_one_line_before_any_model_is_loaded(
     err = capsys.readouterr().err
     assert err.startswith(f"urnn serve: error: cannot listen on 127.0.0.1:{port} (")
     assert "pick another --port" in err
+
+
+def test_a_host_that_is_not_this_machines_address_is_not_told_to_change_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn must not start"))
+    settings = Settings(var_dir=tmp_path / "var")
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never assigned to a real interface
+    assert cli.main(["serve", "--host", "192.0.2.1", "--port", "8000"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("urnn serve: error: cannot listen on 192.0.2.1:8000 (")
+    assert "--host must be an address of this machine" in err
+    assert "another --port" not in err
+
+
+def test_a_privileged_port_is_told_the_allowed_range() -> None:
+    import errno
+
+    assert "pick a --port from 1024 to 65535" in cli._bind_advice(errno.EACCES)
+    assert cli._bind_advice(errno.EADDRINUSE) == "pick another --port"
