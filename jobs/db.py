@@ -186,6 +186,32 @@ def _known_revision(revision: str) -> bool:
         return False
 
 
+def revision_step(current: str | None, target: str) -> str | None:
+    """Which way `target` lies from the database's `current` revision: "up", "down" or
+    "same"; None where the migrations cannot place it without Alembic's own resolution (a
+    relative step such as "-1", or an unknown name: Alembic's error says which). Alembic
+    treats `upgrade base` at head, or `downgrade head`, as nothing to do and says nothing;
+    the CLI must say which way to go instead."""
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    if target.startswith(("+", "-")):
+        return None
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    # newest first; the history is linear, so a revision's depth orders it
+    order = [r.revision for r in reversed(list(script.walk_revisions()))]
+    try:
+        wanted = script.get_revision(target)
+    except CommandError:
+        return None
+    depth = {None: 0, **{rev: i + 1 for i, rev in enumerate(order)}}
+    here = depth.get(current)
+    there = depth.get(wanted.revision if wanted is not None else None)
+    if here is None or there is None:
+        return None
+    return "same" if here == there else ("up" if there > here else "down")
+
+
 def missing_sqlite_file(url: str) -> bool:
     """A SQLite URL whose file does not exist yet: connecting would create it (and its
     folder), which reading commands must not do."""

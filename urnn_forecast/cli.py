@@ -2285,6 +2285,7 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
         downgrade,
         missing_sqlite_file,
         reaching,
+        revision_step,
         shown_url,
         upgrade,
     )
@@ -2305,6 +2306,23 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
     except SchemaError as error:
         print(f"urnn db: error: {error}", file=sys.stderr)
         return 2
+    if args.db_action in ("upgrade", "downgrade"):
+        step = revision_step(current, args.revision)
+        at = current or "base (no schema)"
+        if step == "same":
+            print(f"{shown}: already at {at}; nothing to do")
+            return 0
+        wrong = "down" if args.db_action == "upgrade" else "up"
+        if step == wrong:  # a revision Alembic knows: its name is short
+            other = "downgrade" if args.db_action == "upgrade" else "upgrade"
+            where, moves = ("past", "forwards") if wrong == "down" else ("below", "back")
+            print(
+                f"urnn db {args.db_action}: error: the database is at {at}, {where} "
+                f"{args.revision!r}; {args.db_action} only moves {moves}, "
+                f"`urnn db {other} {args.revision}` goes there",
+                file=sys.stderr,
+            )
+            return 2
     try:
         if args.db_action == "upgrade":
             upgrade(url, args.revision)

@@ -238,6 +238,33 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     assert "empty" in capsys.readouterr().out
 
 
+def test_cli_db_says_which_way_a_revision_lies_instead_of_claiming_a_migration(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alembic does nothing for `upgrade base` at head or `downgrade head` below it; the CLI
+    said "upgraded to 0006" / "downgraded to 0003" as if it had migrated."""
+    settings = Settings(var_dir=tmp_path / "var")
+    assert main(["db", "upgrade"], settings=settings) == 0
+    capsys.readouterr()
+    assert main(["db", "upgrade"], settings=settings) == 0
+    assert "already at 0006; nothing to do" in capsys.readouterr().out
+    assert main(["db", "upgrade", "base"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert "the database is at 0006, past 'base'" in err
+    assert "`urnn db downgrade base` goes there" in err
+    assert main(["db", "downgrade", "0003"], settings=settings) == 0
+    capsys.readouterr()
+    assert main(["db", "downgrade", "head"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert "the database is at 0003, below 'head'" in err
+    assert "`urnn db upgrade head` goes there" in err
+    assert main(["db", "current"], settings=settings) == 0
+    assert "0003" in capsys.readouterr().out  # nothing was migrated by the refusals
+    assert main(["db", "downgrade", "base"], settings=settings) == 0
+    assert main(["db", "downgrade", "base"], settings=settings) == 0
+    assert "already at base (no schema); nothing to do" in capsys.readouterr().out
+
+
 def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
