@@ -204,7 +204,8 @@ def revision_step(current: str | None, target: str) -> str | None:
         wanted = script.get_revision(target)
     except CommandError:
         return None
-    depth = {None: 0, **{rev: i + 1 for i, rev in enumerate(order)}}
+    depth: dict[str | None, int] = {None: 0}
+    depth.update({rev: i + 1 for i, rev in enumerate(order)})
     here = depth.get(current)
     there = depth.get(wanted.revision if wanted is not None else None)
     if here is None or there is None:

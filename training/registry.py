@@ -290,26 +290,66 @@ def _decide(
 def model_artifact_dir(
     model_uri: str, destination: str | Path, *, tracking_uri: str | None = None
 ) -> Path:
-    """Download `model_uri`'s files into `destination`; the folder holding config.json.
-    `model_uri` is a models:/ URI or a storage location (what the registry's
-    get_model_version_download_uri answers). `tracking_uri`: the store and registry to read
-    (a models:/ URI is resolved against it), instead of MLflow's process-wide ones."""
+    """The folder holding `model_uri`'s config.json + weights.pt. `model_uri` is a models:/ or
+    runs:/ URI or a storage location (what the registry's get_model_version_download_uri
+    answers), whose files are downloaded into `destination`; or a local folder, read where it
+    lies: copying it first would copy whatever else it holds (a whole MLflow store), and a
+    search below it would pick an arbitrary model of the many it may hold. `tracking_uri`:
+    the store and registry to read (a models:/ URI is resolved against it), instead of
+    MLflow's process-wide ones."""
     import mlflow
 
-    local = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri,
-            dst_path=str(destination),
-            tracking_uri=tracking_uri,
-            registry_uri=tracking_uri,
+    local = _local_folder(model_uri)
+    if local is None:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=model_uri,
+                dst_path=str(destination),
+                tracking_uri=tracking_uri,
+                registry_uri=tracking_uri,
+            )
         )
-    )
-    found = sorted(local.rglob(CHECKPOINT_CONFIG))
-    if not found or not (found[0].parent / CHECKPOINT_WEIGHTS).exists():
+    found = _checkpoint_folder(local)
+    if found is None:
         raise FileNotFoundError(
-            f"{shown_uri(model_uri)} holds no {CHECKPOINT_CONFIG} + {CHECKPOINT_WEIGHTS}"
+            f"{shown_uri(model_uri)} holds no {CHECKPOINT_CONFIG} + {CHECKPOINT_WEIGHTS}, "
+            f"neither at its top (a folder saved by training) nor in its {MODEL_FILES}/ (an "
+            "MLflow model folder, with its MLmodel file)"
         )
-    return found[0].parent
+    return found
+
+
+# Where an MLflow model folder logged by the pipeline keeps config.json + weights.pt.
+MODEL_FILES = "artifacts"
+
+
+def _checkpoint_folder(folder: Path) -> Path | None:
+    for candidate in (folder, folder / MODEL_FILES):
+        if (candidate / CHECKPOINT_CONFIG).is_file() and (candidate / CHECKPOINT_WEIGHTS).is_file():
+            return candidate
+    return None
+
+
+def _local_folder(model_uri: str) -> Path | None:
+    """`model_uri` as a local path when it is one (a plain path or a file: URI); None for
+    every other scheme (models:/, runs:/, s3://, ...), which MLflow resolves and downloads."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(model_uri)
+    if parts.scheme == "file":
+        path = Path(unquote(parts.path))
+    elif len(parts.scheme) <= 1:  # no scheme, or a Windows drive letter
+        path = Path(model_uri)
+    else:
+        return None
+    if path.is_file():
+        raise FileNotFoundError(
+            f"{shown_uri(model_uri)} is a file; give the folder holding {CHECKPOINT_CONFIG} + "
+            f"{CHECKPOINT_WEIGHTS} (or an MLflow model folder)"
+        )
+    if not path.is_dir():
+        raise FileNotFoundError(f"{shown_uri(model_uri)}: no such folder")
+    return path
 
 
 def training_run_params(model_uri: str) -> dict[str, str] | None:

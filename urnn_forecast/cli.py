@@ -648,7 +648,9 @@ def _add_backtest_parser(commands: Any) -> None:
         default="models:/urnn-forecaster@champion",
         metavar="MODEL_URI",
         help="MLflow model URI, e.g. models:/urnn-forecaster@champion (the default), "
-        "models:/urnn-forecaster/3, runs:/<run id>/model",
+        "models:/urnn-forecaster/3, runs:/<run id>/model; or a local folder, read in place: "
+        "one saved by training (config.json + weights.pt) or an MLflow model folder "
+        "(MLmodel, artifacts/config.json)",
     )
     _add_split_options(bt, backtest=True)
     bt.add_argument(

@@ -543,3 +543,36 @@ def test_quantile_levels_shared_by_two_models() -> None:
         "pinball_mean is taken over quantile levels, and the champion's (0.1, 0.9) and this "
         "model's (0.2, 0.8) share none",
     )
+
+
+def _checkpoint_files(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "weights.pt").write_bytes(b"")
+    return folder
+
+
+def test_a_local_model_folder_is_read_where_it_lies(tmp_path: Path) -> None:
+    saved = _checkpoint_files(tmp_path / "checkpoint")
+    assert model_artifact_dir(str(saved), tmp_path / "copy") == saved
+    logged = tmp_path / "store" / "models" / "m-1"
+    _checkpoint_files(logged / "artifacts")
+    (logged / "MLmodel").write_text("flavors: {}\n")
+    assert model_artifact_dir(str(logged), tmp_path / "copy") == logged / "artifacts"
+    assert model_artifact_dir(logged.as_uri(), tmp_path / "copy") == logged / "artifacts"
+    assert not (tmp_path / "copy").exists()  # nothing was copied
+
+
+def test_a_folder_holding_several_models_is_refused_not_searched(tmp_path: Path) -> None:
+    """A whole store given as --model: each model lies below it; loading the first found
+    scored an arbitrary version (and copying the store first cost its whole size)."""
+    for model in ("m-1", "m-2"):
+        _checkpoint_files(tmp_path / "store" / "models" / model / "artifacts")
+    with pytest.raises(FileNotFoundError, match=r"store holds no config.json \+ weights.pt, "
+                       r"neither at its top .* nor in its artifacts/"):  # fmt: skip
+        model_artifact_dir(str(tmp_path / "store"), tmp_path / "copy")
+    assert not (tmp_path / "copy").exists()
+    with pytest.raises(FileNotFoundError, match=r"config\.json is a file; give the folder"):
+        model_artifact_dir(str(tmp_path / "store/models/m-1/artifacts/config.json"), tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere: no such folder"):
+        model_artifact_dir(str(tmp_path / "nowhere"), tmp_path / "copy")
