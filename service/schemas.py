@@ -24,7 +24,7 @@ from pydantic import (
     Strict,
 )
 
-from training.validation import is_number_text, zone_named
+from training.validation import is_number_text, with_seconds_offset, zone_named
 from urnn_forecast.field_types import shown
 
 EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
@@ -45,20 +45,21 @@ def _not_bool_or_text(value: object) -> object:
 Count = Annotated[int, Field(ge=1), BeforeValidator(_not_bool_or_text)]
 
 
-def _not_a_number(value: object) -> object:
+def _date_time_text(value: object) -> object:
     if is_number_text(value):
         raise ValueError(
             f"{shown(value)} is a number, not a date and time: give an ISO 8601 text such as "
             "'2018-06-01T00:00:00' (a number would be read as seconds or milliseconds since "
             "1970 by its size, and '20180601' as a day in 1970)"
         )
-    return value
+    # what the service writes for local mean time (+00:19:32) must read back
+    return with_seconds_offset(value) or value
 
 
 # A date and time as ISO 8601 text (or a JSON-less datetime). Pydantic's lax datetime reads a
 # number, or a text of digits, as a Unix time in seconds or milliseconds, guessed from its
 # size: `"start": 20180601` became 1970-08-23, a silent misreading of the caller's data.
-Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
+Timestamp = Annotated[datetime, BeforeValidator(_date_time_text)]
 
 
 def _null_is_absent(value: object) -> object:

@@ -65,6 +65,7 @@ from training.validation import (
     is_number_text,
     local_steps,
     local_time_problem,
+    with_seconds_offset,
     written_at_skipped_midnight,
     zone_named,
 )
@@ -357,7 +358,8 @@ class ForecastPredictor:
         freq = str(self.meta["freq"])
         zone = self._zone(frame, i, series_id)
         try:
-            written = first = pd.Timestamp(start)
+            # pandas cannot read the local mean time offsets it writes (+00:19:32)
+            written = first = pd.Timestamp(with_seconds_offset(start) or start)
             offset = pd.tseries.frequencies.to_offset(freq)
             midnight = False
             if zone is not None:

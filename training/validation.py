@@ -127,6 +127,26 @@ def is_number_text(value: object) -> bool:
     )
 
 
+# A UTC offset with seconds (+00:19:32): local mean time, which zones kept until about 1900
+# (Amsterdam until 1937). Python writes such offsets (the service's and the pyfunc's answers
+# carry them for those years), ISO 8601 has no place for them, and pydantic's and pandas'
+# parsers refuse them. Python's reader is laxer than its writer (+00:19:99 reads as
+# +00:20:39), so the form is checked here first.
+_OFFSET_WITH_SECONDS = re.compile(r"[+-](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?\Z")
+
+
+def with_seconds_offset(value: object) -> datetime | None:
+    """`value` read as a date and time when it is a text ending in a UTC offset with seconds
+    that Python's reader takes; None for anything else (left to the caller's parser, whose
+    error names the field)."""
+    if not isinstance(value, str) or _OFFSET_WITH_SECONDS.search(value) is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 # Files of the zone database that name no place's clock: "localtime" is each machine's own
 # setting (one request would be read differently on two machines), the others are the
 # database's own. jobs.schedules refuses them as schedule zones too. The posix/ and right/

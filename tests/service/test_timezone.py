@@ -658,3 +658,41 @@ def test_an_empty_pyfunc_cell_is_no_zone_where_the_service_refuses_an_empty_name
         pd.testing.assert_frame_equal(predictor.predict_frame(frame), plain)
     with pytest.raises(ValidationError, match="is not a time zone"):
         ForecastRequest.model_validate({"timezone": "", "series": [_series()]})
+
+
+def test_steps_the_service_writes_with_a_seconds_offset_read_back() -> None:
+    """Before 1937 Amsterdam kept local mean time, +00:19:32: the answer writes that offset
+    (as Python does) and pydantic's parser refused it, so the service's own steps could not
+    be sent back."""
+    zone = "Europe/Amsterdam"
+    from_start = _one({"timezone": zone, "series": [_series(start="1850-01-01T00:00:00")]})
+    answered = _answered(from_start)
+    assert answered[0] == "1850-01-01T08:00:00+00:19:32"
+    laid = pd.date_range("1850-01-01T00:00", periods=12, freq="h", tz=zone)
+    assert _isos(laid)[8:] == answered
+    for body in (
+        {"timezone": zone, "series": [_series(timestamps=_isos(laid[:8]))]},
+        {"series": [_series(timestamps=_isos(laid[:8]))]},  # the fast path's parser
+    ):
+        one = _one(body)
+        assert one.dates is not None and from_start.dates is not None
+        np.testing.assert_array_equal(one.dates.window_ns, from_start.dates.window_ns)
+        assert _answered(one) == answered
+    assert fast_request({"series": [_series(timestamps=_isos(laid[:8]))]}) is not None
+    bad = _isos(laid[:8])
+    bad[3] = "1850-01-01T03:00:00+00:19:99"
+    with pytest.raises(ValidationError, match="timestamps"):
+        ForecastRequest.model_validate({"series": [_series(timestamps=bad)]})
+
+
+def test_the_pyfunc_reads_a_start_with_a_seconds_offset() -> None:
+    """It wrote 1850-01-15T00:00:00+00:19:32 among its own answers and refused it as a
+    `start` ("bad `start`": pandas cannot read the offset)."""
+    zone = "Europe/Amsterdam"
+    predictor = _daily_predictor()
+    days = pd.date_range("1850-01-01", periods=14 + 7, freq="D", tz=zone)
+    for extra in ({"timezone": zone}, {}):
+        row = {"id": "d", "values": [float(v) for v in range(14)], "start": days[0].isoformat()}
+        answer = predictor.predict_frame(pd.DataFrame([{**row, **extra}]))
+        assert answer["timestamp"].tolist() == _isos(days[14:])
+    assert days[14].isoformat() == "1850-01-15T00:00:00+00:19:32"
