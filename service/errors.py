@@ -14,6 +14,7 @@ import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -98,49 +99,79 @@ def describe_validation_errors(
     `model`: the body's model, when known, so that an unknown field is answered with the
     fields the object it sits in does take (pydantic says only "Extra inputs are not
     permitted")."""
-    sentences = []
-    for error in errors[:MAX_LISTED_ERRORS]:
+    # One problem repeated along a list (100 timestamps in one wrong form) is one sentence
+    # naming its first position and counting the others, not 100 copies of one sentence.
+    groups: dict[object, _Group] = {}
+    for number, error in enumerate(errors):
         loc = [part for part in error.get("loc", ()) if part != "body"]
-        if error.get("type") == "extra_forbidden" and loc:
-            message = _unknown_field(model, loc)
-        else:  # a query's every value is text: what was sent is shown as written
-            message = _message(error, text_as_written=bool(loc) and loc[0] == "query")
-        if error.get("type") == "json_invalid":
-            sentences.append(f"the body is not valid JSON: {json_problem(body)}")
-            continue
-        if len(loc) == 2 and loc[0] == "series" and isinstance(loc[1], int):
-            sentences.append(f"series {loc[1]}: {message}")  # the item itself, not a field
-        elif len(loc) >= 3 and loc[0] == "series" and isinstance(loc[1], int):
-            index = loc[1]
-            field = str(loc[2])
-            rest = "".join(f"[{shown(part)}]" for part in loc[3:])
-            where = series_where(index, _series_id(body, index), field)
-            sentences.append(f"{where}{rest}: {message}")
-        elif len(loc) >= 2 and loc[0] == "query":  # GET ...?horizon=...&quantiles=...
-            # named as the same fields of a body and the service's own checks name them
-            name, rest = str(loc[1]), "".join(f"[{shown(part)}]" for part in loc[2:])
-            hint = " (one level per parameter: ?quantiles=0.1&quantiles=0.9)"
-            sentences.append(
-                f"field {shown(name)}{rest}: {message}" + (hint if name == "quantiles" else "")
-            )
-        elif len(loc) == 2 and loc[0] == "path" and loc[1] == "series_id":
-            # the rule in words, as the WebSocket says it, not the pattern's regular expression
-            sentences.append(f"field 'series_id': {SERIES_ID_RULE}")
-        elif len(loc) >= 2 and loc[0] == "header":  # named as the client spells it
-            name = "-".join(part.capitalize() for part in str(loc[1]).split("-"))
-            sentences.append(f"header {name!r}: {message}")
-        elif loc:
-            sentences.append(f"field {shown('.'.join(map(str, loc)))}: {message}")
-        elif error.get("type") in _OBJECT_DUE:  # the body as a whole, not a JSON object
-            sentences.append(f"the body: {message}")
-        elif error.get("type") == "missing":  # no body at all: as one of only whitespace
-            sentences.append(f"the body is not valid JSON: {json_problem('')}")
-        else:  # the body as a whole
-            sentences.append(f"the body: {message} (send a JSON object)")
-    more = len(errors) - MAX_LISTED_ERRORS
-    if more > 0:
-        sentences.append(f"and {more} more error(s)")
+        along = len(loc) >= 4 and loc[0] == "series" and isinstance(loc[1], int)
+        key = (tuple(loc[:3]), error.get("type"), str(loc[3:-1])) if along else number
+        if key in groups:
+            groups[key].also.append("".join(f"[{shown(part)}]" for part in loc[3:]))
+        elif len(groups) < MAX_LISTED_ERRORS:
+            groups[key] = _Group(_sentence(error, loc, body, model))
+        else:
+            groups.setdefault(_MORE, _Group("")).also.append("")
+    sentences = [group.said() for key, group in groups.items() if key is not _MORE]
+    if _MORE in groups:
+        sentences.append(f"and {len(groups[_MORE].also)} more error(s)")
     return "; ".join(sentences)
+
+
+_MORE = object()  # the key under which the errors past MAX_LISTED_ERRORS are counted
+_LISTED_POSITIONS = 4  # of a repeated problem, the positions named after the first
+
+
+@dataclass
+class _Group:
+    """A sentence, and the further positions of a list where the same problem recurs."""
+
+    sentence: str
+    also: list[str] = field(default_factory=list)
+
+    def said(self) -> str:
+        if not self.also:
+            return self.sentence
+        named = ", ".join(self.also[:_LISTED_POSITIONS])
+        more = len(self.also) - _LISTED_POSITIONS
+        tail = f" and {more:,} more" if more > 0 else ""
+        return f"{self.sentence} (the same problem at {named}{tail})"
+
+
+def _sentence(error: Any, loc: list[Any], body: object, model: type[BaseModel] | None) -> str:
+    """One pydantic error as a sentence that names the series index, id and field."""
+    if error.get("type") == "extra_forbidden" and loc:
+        message = _unknown_field(model, loc)
+    else:  # a query's every value is text: what was sent is shown as written
+        message = _message(error, text_as_written=bool(loc) and loc[0] == "query")
+    if error.get("type") == "json_invalid":
+        return f"the body is not valid JSON: {json_problem(body)}"
+    if len(loc) == 2 and loc[0] == "series" and isinstance(loc[1], int):
+        return f"series {loc[1]}: {message}"  # the item itself, not a field
+    if len(loc) >= 3 and loc[0] == "series" and isinstance(loc[1], int):
+        index = loc[1]
+        field_name = str(loc[2])
+        rest = "".join(f"[{shown(part)}]" for part in loc[3:])
+        where = series_where(index, _series_id(body, index), field_name)
+        return f"{where}{rest}: {message}"
+    if len(loc) >= 2 and loc[0] == "query":  # GET ...?horizon=...&quantiles=...
+        # named as the same fields of a body and the service's own checks name them
+        name, rest = str(loc[1]), "".join(f"[{shown(part)}]" for part in loc[2:])
+        hint = " (one level per parameter: ?quantiles=0.1&quantiles=0.9)"
+        return f"field {shown(name)}{rest}: {message}" + (hint if name == "quantiles" else "")
+    if len(loc) == 2 and loc[0] == "path" and loc[1] == "series_id":
+        # the rule in words, as the WebSocket says it, not the pattern's regular expression
+        return f"field 'series_id': {SERIES_ID_RULE}"
+    if len(loc) >= 2 and loc[0] == "header":  # named as the client spells it
+        name = "-".join(part.capitalize() for part in str(loc[1]).split("-"))
+        return f"header {name!r}: {message}"
+    if loc:
+        return f"field {shown('.'.join(map(str, loc)))}: {message}"
+    if error.get("type") in _OBJECT_DUE:  # the body as a whole, not a JSON object
+        return f"the body: {message}"
+    if error.get("type") == "missing":  # no body at all: as one of only whitespace
+        return f"the body is not valid JSON: {json_problem('')}"
+    return f"the body: {message} (send a JSON object)"  # the body as a whole
 
 
 # Pydantic's errors for a value where a model's JSON object was due; theirs say 'a valid

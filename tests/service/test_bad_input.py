@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -526,3 +527,49 @@ def test_schema_errors_say_what_the_field_takes_and_what_was_sent(
         )
         assert answer.status_code == 422, answer.text
         assert answer.json() == {"detail": detail}
+
+
+def _described(body: Body) -> str:
+    from pydantic import ValidationError
+
+    from service.errors import describe_validation_errors
+    from service.schemas import ForecastRequest
+
+    with pytest.raises(ValidationError) as caught:
+        ForecastRequest.model_validate(body)
+    return describe_validation_errors(caught.value.errors(), body, ForecastRequest)
+
+
+def test_one_problem_along_a_list_is_one_sentence_counting_the_rest() -> None:
+    """100 timestamps in one wrong form read as 100 copies of one sentence, cut after five
+    (1,300 characters that named five positions)."""
+    series = {"id": "b", "values": [1.0] * 100, "timestamps": [f"x{i}" for i in range(100)]}
+    said = _described({"series": [series]})
+    assert said == (
+        "series 0 ('b'), field 'timestamps'[0]: must be an ISO 8601 date-time such as "
+        "'2024-03-01T00:00:00' (local wall time) or '2024-03-01T00:00:00+01:00'; got the "
+        "string 'x0' (the same problem at [1], [2], [3], [4] and 95 more)"
+    )
+    mixed = {"id": "c", "start": "2020-01-01", "values": ["a", 1.0, "b", 2.0]}
+    assert _described({"series": [mixed]}) == (
+        "series 0 ('c'), field 'values'[0]: must be a number; got the string 'a' (the same "
+        "problem at [2])"
+    )
+
+
+def test_problems_of_other_series_and_fields_stay_apart_and_the_rest_are_counted() -> None:
+    good = {"start": "2020-01-01", "values": [1.0] * 8}
+    body = {
+        "series": [
+            {**good, "id": "a", "values": ["x"] * 8},
+            {**good, "id": "b", "values": ["x"] * 8},
+            *({**good, "id": f"s{i}", "start": "zz"} for i in range(2, 7)),
+        ]
+    }
+    said = re.split(r"; (?=series |and )", _described(body))
+    assert said[0].startswith("series 0 ('a'), field 'values'[0]: must be a number")
+    assert said[0].endswith("(the same problem at [1], [2], [3], [4] and 3 more)")
+    assert said[1].startswith("series 1 ('b'), field 'values'[0]: must be a number")
+    assert [s.split(",")[0] for s in said[2:5]] == ["series 2 ('s2')", "series 3 ('s3')",
+                                                    "series 4 ('s4')"]  # fmt: skip
+    assert said[5:] == ["and 2 more error(s)"]
