@@ -84,6 +84,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "seg72": {"decoder": "direct", "segment_length": 72},
     "seg144": {"decoder": "direct", "segment_length": 144},
     "pmf-seg72": {"decoder": "pmf", "segment_length": 72},
+    # shorter segments: more recurrent steps for the unitary memory to carry (look-back 336:
+    # 28, 56 or 112 steps)
+    "seg12": {"decoder": "direct", "segment_length": 12},
+    "seg6": {"decoder": "direct", "segment_length": 6},
+    "seg3": {"decoder": "direct", "segment_length": 3},
+    "l720-seg6": {"decoder": "direct", "lookback": 720, "segment_length": 6},
     "pmf-lr3e-4": {"decoder": "pmf", "lr": 3e-4, "patience": 5},  # SegRNN's lr and patience
     "pmf-h32": {"decoder": "pmf", "hidden_size": 32},
     "pmf-wd": {"decoder": "pmf", "weight_decay": 0.05},
