@@ -58,6 +58,7 @@ import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +101,7 @@ from training.validation import (
     sort_by_time,
     step_alias,
     trim_edges,
+    with_seconds_offset,
 )
 from urnn_forecast.field_types import shown
 
@@ -925,6 +927,8 @@ def _parse_timestamps(
                         f"timestamps with ({error}); e.g. '%Y-%m-%d %H:%M:%S'"
                     ) from None
                 several_offsets = True
+        if _local_mean_time(text, parsed, fmt):
+            parsed, several_offsets = _with_seconds_offsets(text)
         bad = parsed.isna().to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1
@@ -966,6 +970,48 @@ def _parse_timestamps(
         )
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return pd.DatetimeIndex(parsed, name="timestamp")
+
+
+# A UTC offset with seconds, written loosely: what _with_seconds_offsets must read itself.
+_SECONDS_OFFSET = re.compile(r"[+-]\d\d:\d\d:\d\d(?:\.\d+)?\s*\Z")
+
+
+def _local_mean_time(text: pd.Series, parsed: pd.Series, fmt: str | None) -> bool:
+    """Whether the column writes UTC offsets with seconds (+00:19:32, local mean time before
+    ~1900), as pandas itself writes them. pandas cannot read them without a format, and with
+    '%z' keeps the minutes only: every instant 32 s off, silently. Only a column that failed
+    to parse, or parsed with a '%z' format, is searched, so most files pay nothing."""
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        return _SECONDS_OFFSET.search(str(text.iloc[int(np.argmax(bad))])) is not None
+    if fmt is None or "%z" not in fmt:
+        return False
+    return bool(text.str.contains(_SECONDS_OFFSET, regex=True).any())
+
+
+def _with_seconds_offsets(text: pd.Series) -> tuple[pd.Series, bool]:
+    """A column of ISO 8601 texts, some with offsets carrying seconds, as instants at their
+    offset (in UTC where they carry several), and whether they do. A row Python cannot read,
+    or whose offset is malformed (+00:19:99), is NaT, reported by row."""
+
+    def read(value: str) -> datetime | None:
+        value = value.strip()
+        if _SECONDS_OFFSET.search(value):
+            return with_seconds_offset(value)  # None for a malformed offset
+        try:
+            stamp = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return stamp if stamp.tzinfo is not None else None  # naive beside zoned: refused
+
+    stamps = [read(v) for v in text]
+    offsets = {stamp.utcoffset() for stamp in stamps if stamp is not None}
+    parsed = pd.to_datetime(pd.Series(stamps, index=text.index, dtype=object), utc=True)
+    if len(offsets) == 1:
+        (offset,) = offsets
+        if offset is not None:
+            parsed = parsed.dt.tz_convert(timezone(offset))
+    return parsed, len(offsets) > 1
 
 
 def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:

@@ -358,3 +358,47 @@ def test_business_hours_in_two_clusters_years_apart_are_split_not_refused(
     config = LoadConfig(target="y", freq="bh", on_long_gap="split")
     data = load_data(write(tmp_path, text), config)
     assert {k: len(v) for k, v in data.series.items()} == {"log#1": 50, "log#2": 50}
+
+
+def _local_mean_time_csv(tmp_path: Path, zone: str, start: str, rows: int = 48) -> Path:
+    """A log as pandas writes one: offsets with seconds before ~1900 (+00:19:32)."""
+    stamps = pd.date_range(start, periods=rows, freq="h", tz=zone)
+    frame = pd.DataFrame({"date": stamps, "y": np.arange(rows, dtype=float)})
+    path = tmp_path / "lmt.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("fmt", [None, "%Y-%m-%d %H:%M:%S%z"])
+def test_utc_offsets_with_seconds_are_read_whole(tmp_path: Path, fmt: str | None) -> None:
+    """pandas wrote them and refused to read them back; with '%z' it dropped the 32 seconds
+    and moved every instant, silently."""
+    path = _local_mean_time_csv(tmp_path, "Europe/Amsterdam", "1850-01-01")
+    assert "1850-01-01 00:00:00+00:19:32" in path.read_text()
+    data = load_data(path, LoadConfig(target="y", timestamp_format=fmt))
+    (frame,) = data.series.values()
+    assert frame.index[0] == pd.Timestamp("1849-12-31 23:40:28")  # 00:00 at +00:19:32, in UTC
+    assert len(frame) == 48
+    said = " ".join(d.message for d in data.report)
+    assert "from time zone UTC+00:19:32 to UTC" in said
+
+
+def test_offsets_that_change_in_a_local_mean_time_log_are_read_as_several(tmp_path: Path) -> None:
+    """New York's clocks moved from -04:56:02 to -05:00 at noon on 18 November 1883."""
+    path = _local_mean_time_csv(tmp_path, "America/New_York", "1883-11-18")
+    data = load_data(path, LoadConfig(target="y"))
+    (frame,) = data.series.values()
+    assert frame.index[0] == pd.Timestamp("1883-11-18 04:56:02")
+    assert (frame.index[1:] - frame.index[:-1] == pd.Timedelta(hours=1)).all()
+    assert "several UTC offsets" in " ".join(d.message for d in data.report)
+
+
+@pytest.mark.parametrize("fmt", [None, "%Y-%m-%d %H:%M:%S%z"])
+def test_a_malformed_seconds_offset_is_refused_by_row(tmp_path: Path, fmt: str | None) -> None:
+    """Python's reader took +00:19:99 as +00:20:39."""
+    path = _local_mean_time_csv(tmp_path, "Europe/Amsterdam", "1850-01-01")
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].replace("+00:19:32", "+00:19:99")
+    path.write_text("\n".join(lines) + "\n")
+    said = refused(path, LoadConfig(target="y", timestamp_format=fmt), TimestampParseError)
+    assert "data row 5" in said and "'1850-01-01 04:00:00+00:19:99'" in said
