@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from jobs.db import Database
 from jobs.models import JOB_STATUSES, TERMINAL_STATUSES, Job, can_be_stored, utcnow
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import not_one_of, shown
 
 
 class JobNotFoundError(LookupError):
@@ -85,7 +85,7 @@ def list_jobs(
     where: list[ColumnElement[bool]] = []
     if status is not None:
         if status not in JOB_STATUSES:
-            raise ValueError(f"status must be one of {', '.join(JOB_STATUSES)}; got {status!r}")
+            raise ValueError(not_one_of("status", status, JOB_STATUSES))
         where.append(Job.status == status)
     total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
     rows = session.scalars(

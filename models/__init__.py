@@ -6,7 +6,7 @@ from torch import nn
 
 from models.baselines import CellKind, RNNBaseline, RNNBaselineConfig
 from models.urnn import URNN, URNNConfig
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import not_one_of
 
 MODEL_KINDS: tuple[str, ...] = ("urnn", "urnn-full", "lstm", "gru", "rnn")
 
@@ -29,7 +29,7 @@ def build_sequence_model(
         return RNNBaseline(
             RNNBaselineConfig(input_size=m, hidden_size=n, output_size=p, cell=cells[kind])
         )
-    raise UnknownModelError(f"model must be one of {', '.join(MODEL_KINDS)}; got {shown(kind)}")
+    raise UnknownModelError(not_one_of("model", kind, MODEL_KINDS))
 
 
 __all__ = [

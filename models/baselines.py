@@ -13,6 +13,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from models.urnn import InputShapeError
+from urnn_forecast.field_types import not_one_of
 
 CellKind = Literal["lstm", "gru", "tanh"]
 CELL_KINDS: tuple[CellKind, ...] = ("lstm", "gru", "tanh")
@@ -35,9 +36,7 @@ class RNNBaselineConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise RNNBaselineConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.cell not in CELL_KINDS:
-            raise RNNBaselineConfigError(
-                f"cell must be one of {', '.join(CELL_KINDS)}; got {self.cell!r}"
-            )
+            raise RNNBaselineConfigError(not_one_of("cell", self.cell, CELL_KINDS))
 
 
 class RNNBaseline(nn.Module):

@@ -88,7 +88,7 @@ from models.urnn import (
     UnitaryKind,
     URNNConfig,
 )
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import not_one_of
 
 logger = logging.getLogger(__name__)
 
@@ -324,10 +324,7 @@ class ForecasterConfig:
 
 def _choice(name: str, value: object, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise ForecasterConfigError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}; got {shown(value)}",
-            field=name,
-        )
+        raise ForecasterConfigError(not_one_of(name, value, allowed), field=name)
 
 
 def _integer(name: str, value: object, *, minimum: int) -> None:

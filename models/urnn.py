@@ -49,6 +49,7 @@ from models.recurrence_cpp import (
     keeps_history,
     structured_recurrence,
 )
+from urnn_forecast.field_types import not_one_of
 
 UnitaryKind = Literal["structured", "full"]
 RecurrenceKind = Literal["fast", "reference", "python"]
@@ -83,13 +84,9 @@ class URNNConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise URNNConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.unitary not in UNITARY_KINDS:
-            raise URNNConfigError(
-                f"unitary must be one of {', '.join(UNITARY_KINDS)}; got {self.unitary!r}"
-            )
+            raise URNNConfigError(not_one_of("unitary", self.unitary, UNITARY_KINDS))
         if self.recurrence not in RECURRENCE_KINDS:
-            raise URNNConfigError(
-                f"recurrence must be one of {', '.join(RECURRENCE_KINDS)}; got {self.recurrence!r}"
-            )
+            raise URNNConfigError(not_one_of("recurrence", self.recurrence, RECURRENCE_KINDS))
         if not self.modrelu_eps > 0:
             raise URNNConfigError(f"modrelu_eps must be > 0, got {self.modrelu_eps!r}")
 

@@ -70,6 +70,7 @@ from training.split import (
 )
 from training.stream_fit import StreamSeries, fit_stream, predict_origins, stream_series
 from training.windows import WindowDataset, make_windows, window_config_for, window_starts
+from urnn_forecast.field_types import not_one_of
 
 OutputScale = Literal["original", "scaled"]
 OUTPUT_SCALES: tuple[OutputScale, ...] = ("original", "scaled")
@@ -95,9 +96,7 @@ class BacktestConfig:
 
     def __post_init__(self) -> None:
         if self.scale not in OUTPUT_SCALES:
-            raise BacktestConfigError(
-                f"scale must be one of {', '.join(map(repr, OUTPUT_SCALES))}; got {self.scale!r}"
-            )
+            raise BacktestConfigError(not_one_of("scale", self.scale, OUTPUT_SCALES))
         for name in ("step", "season_length", "train_stride", "batch_size"):
             if getattr(self, name) < 1:
                 raise BacktestConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -103,7 +103,7 @@ from training.validation import (
     trim_edges,
     with_seconds_offset,
 )
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import not_one_of, shown
 
 SUFFIXES: dict[str, str] = {
     ".csv": "csv",
@@ -1307,6 +1307,4 @@ def _check_separator_option(sep: str) -> None:
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise InvalidOptionError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}, got {shown(value)}"
-        )
+        raise InvalidOptionError(not_one_of(name, value, allowed))

@@ -48,6 +48,7 @@ from training.metrics import coverage_column
 from training.paper_benchmark import DeviceName
 from training.split import SplitConfig, SplitMethod
 from training.validation import fixed_step
+from urnn_forecast.field_types import not_one_of
 
 Setting = Literal["S", "M"]
 SETTINGS: tuple[Setting, ...] = ("S", "M")
@@ -267,7 +268,7 @@ class EttBenchmarkConfig:
         for name in ("datasets", "horizons", "models"):
             object.__setattr__(self, name, tuple(dict.fromkeys(getattr(self, name))))
         if self.setting not in SETTINGS:
-            raise EttBenchmarkError(f"setting must be one of {', '.join(SETTINGS)}")
+            raise EttBenchmarkError(not_one_of("setting", self.setting, SETTINGS))
         check_names("datasets", self.datasets, DATASETS, EttBenchmarkError)
         check_names("models", self.models, MODELS + OPTIONAL_MODELS, EttBenchmarkError)
         check_horizons(self.horizons, EttBenchmarkError)
@@ -277,9 +278,7 @@ class EttBenchmarkConfig:
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
         if self.decoder is not None and self.decoder not in DECODER_CHOICES:
-            raise EttBenchmarkError(
-                f"decoder must be one of {', '.join(DECODER_CHOICES)}; got {self.decoder!r}"
-            )
+            raise EttBenchmarkError(not_one_of("decoder", self.decoder, DECODER_CHOICES))
         if self.channel_embedding and self.decoder not in ("pmf", "auto"):
             raise EttBenchmarkError(
                 f"channel_embedding needs decoder='pmf' or 'auto'; got decoder={self.decoder!r}"

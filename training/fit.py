@@ -76,7 +76,7 @@ from models.forecaster import (
 from training import distributed
 from training.paper_benchmark import DeviceName, resolve_device
 from training.windows import WindowDataset
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import not_one_of
 
 Schedule = Literal["plateau", "cosine", "none"]
 SCHEDULES: tuple[Schedule, ...] = ("plateau", "cosine", "none")
@@ -139,10 +139,7 @@ class FitConfig:
             ("device", DEVICES),
         ):
             if getattr(self, name) not in allowed:
-                raise FitConfigError(
-                    f"{name} must be one of {', '.join(map(repr, allowed))}; "
-                    f"got {shown(getattr(self, name))}"
-                )
+                raise FitConfigError(not_one_of(name, getattr(self, name), allowed))
         for name in (
             "max_epochs",
             "batch_size",

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from models import MODEL_KINDS, UnknownModelError, build_sequence_model
 from training.paper_tasks import InvalidSequenceLengthError, PaperTask, get_task
+from urnn_forecast.field_types import not_one_of
 
 TaskName = Literal["copy", "adding"]
 DeviceName = Literal["auto", "cpu", "cuda"]
@@ -88,9 +89,7 @@ class PaperRunConfig:
                 f"{self.task} needs seq_len >= {task.min_seq_len}, got {self.seq_len}"
             )
         if self.model not in MODEL_KINDS:
-            raise UnknownModelError(
-                f"model must be one of {', '.join(MODEL_KINDS)}; got {self.model!r}"
-            )
+            raise UnknownModelError(not_one_of("model", self.model, MODEL_KINDS))
         for name in ("iterations", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

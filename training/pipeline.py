@@ -82,7 +82,7 @@ from training.validation import (
 )
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import not_one_of, shown
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import start_run
 
@@ -139,9 +139,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
-            raise ValueError(
-                f"metric must be one of {', '.join(METRICS)}; got {shown(self.metric)}"
-            )
+            raise ValueError(not_one_of("metric", self.metric, METRICS))
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
             raise ValueError(problem)
         if self.split_method == "unseen":
@@ -150,10 +148,7 @@ class TrainConfig:
                 "urnn backtest of a trained model; to train, hold out units with split 'series'"
             )
         if self.split_method not in TRAIN_SPLITS:
-            raise ValueError(
-                f"split_method must be one of {', '.join(map(repr, TRAIN_SPLITS))}, got "
-                f"{shown(self.split_method)}"
-            )
+            raise ValueError(not_one_of("split_method", self.split_method, TRAIN_SPLITS))
         for name in ("train_stride", "backtest_step"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:

@@ -72,6 +72,7 @@ from training.validation import (
     natural_key,
     plural,
 )
+from urnn_forecast.field_types import not_one_of
 
 SplitMethod = Literal["ett", "fractions", "tail", "series", "unseen"]
 SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail", "series", "unseen")
@@ -137,10 +138,7 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if self.method not in SPLIT_METHODS:
-            raise InvalidOptionError(
-                f"split method must be one of {', '.join(map(repr, SPLIT_METHODS))}, "
-                f"got {self.method!r}"
-            )
+            raise InvalidOptionError(not_one_of("split method", self.method, SPLIT_METHODS))
         if self.lookback < 1:
             raise InvalidOptionError(f"lookback must be an integer >= 1, got {self.lookback}")
         if not isinstance(self.horizon, int) or isinstance(self.horizon, bool) or self.horizon < 1:
@@ -811,9 +809,7 @@ class StandardScaler:
         of their train frames together, under each segment's id (a segment may hold no train
         rows of its own: training.split.plan_cut_series)."""
         if scope not in SCALER_SCOPES:
-            raise InvalidOptionError(
-                f"scope must be one of {', '.join(map(repr, SCALER_SCOPES))}, got {scope!r}"
-            )
+            raise InvalidOptionError(not_one_of("scope", scope, SCALER_SCOPES))
         if not splits:
             raise ScalerError("no series to fit on")
         trains = {series_id: split.train for series_id, split in splits.items()}

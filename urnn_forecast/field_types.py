@@ -30,6 +30,13 @@ def shown(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
 
 
+def not_one_of(name: str, value: object, allowed: typing.Iterable[object]) -> str:
+    """The sentence for a value outside a fixed choice, in one wording everywhere: the field,
+    every allowed value, and what was given (shortened: a 5,000-character kind is not echoed
+    whole)."""
+    return f"{name} must be one of {', '.join(map(repr, allowed))}; got {shown(value)}"
+
+
 def shown_names(names: typing.Sequence[object], limit: int = 10) -> str:
     """A list of names a client sent, for a message: each `shown`, `limit` of them at most (a
     body naming 10,000 unknown columns is answered with ten and a count)."""

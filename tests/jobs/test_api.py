@@ -162,7 +162,7 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (
         "unknown split",
         lambda csv: tiny_spec(csv, config={"train": {"split_method": "random"}}),
-        "field 'config.train': split_method must be one of 'fractions', 'ett', 'series', got",
+        "field 'config.train': split_method must be one of 'fractions', 'ett', 'series'; got",
     ),
     (
         "fractions that leave no test share",

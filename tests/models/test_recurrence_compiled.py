@@ -340,7 +340,9 @@ def test_config_accepts_every_recurrence_and_lists_them_on_error() -> None:
     kinds: list[RecurrenceKind] = ["fast", "python", "reference"]
     for recurrence in kinds:
         URNNConfig(input_size=1, hidden_size=4, output_size=1, recurrence=recurrence)
-    with pytest.raises(URNNConfigError, match="recurrence must be one of fast, reference, python"):
+    with pytest.raises(
+        URNNConfigError, match="recurrence must be one of 'fast', 'reference', 'python'"
+    ):
         URNNConfig(input_size=1, hidden_size=4, output_size=1, recurrence="compiled")  # type: ignore[arg-type]
 
 

@@ -43,5 +43,8 @@ def test_state_dict_round_trip_without_pickle(kind: str) -> None:
 
 
 def test_unknown_kind_lists_the_valid_ones() -> None:
-    with pytest.raises(UnknownModelError, match="urnn, urnn-full, lstm, gru, rnn"):
+    with pytest.raises(
+        UnknownModelError,
+        match="model must be one of 'urnn', 'urnn-full', 'lstm', 'gru', 'rnn'; got 'transformer'",
+    ):
         build_sequence_model("transformer", input_size=1, hidden_size=2, output_size=1)

@@ -132,11 +132,11 @@ def test_inference_mode_forward_matches_training_forward() -> None:
 
 
 def test_bad_configs_name_the_field_and_allowed_values() -> None:
-    with pytest.raises(URNNConfigError, match="unitary must be one of structured, full"):
+    with pytest.raises(URNNConfigError, match="unitary must be one of 'structured', 'full'"):
         URNNConfig(input_size=1, hidden_size=4, output_size=1, unitary="dense")  # type: ignore[arg-type]
     with pytest.raises(URNNConfigError, match="hidden_size must be a positive integer"):
         URNNConfig(input_size=1, hidden_size=0, output_size=1)
-    with pytest.raises(URNNConfigError, match="recurrence must be one of fast, reference"):
+    with pytest.raises(URNNConfigError, match="recurrence must be one of 'fast', 'reference'"):
         URNNConfig(input_size=1, hidden_size=4, output_size=1, recurrence="slow")  # type: ignore[arg-type]
 
 

@@ -338,5 +338,5 @@ def test_the_decoder_default_lets_validation_choose_for_the_urnn() -> None:
     assert lstm_auto.fit_config_for("lstm", 96).decoder_search
     embedded = EttBenchmarkConfig(setting="M", decoder="auto", channel_embedding=True)
     assert (embedded.model_config("urnn", 96, "h").decoder, embedded.n_channels) == ("pmf", 7)
-    with pytest.raises(EttBenchmarkError, match="decoder must be one of direct, pmf, auto"):
+    with pytest.raises(EttBenchmarkError, match="decoder must be one of 'direct', 'pmf', 'auto'"):
         EttBenchmarkConfig(decoder="best")  # type: ignore[arg-type]
