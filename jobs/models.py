@@ -92,6 +92,14 @@ class ReportText(TypeDecorator[str]):
 WARNINGS = JSON(none_as_null=True)
 
 
+# Widths of the text columns a client or an operator fills, checked where the value is given
+# (a 422, a usage error): PostgreSQL refuses a longer value where SQLite stores it, so the
+# same request was a 500 on one database and accepted on the other.
+CRON_WIDTH = 120
+WORKER_ID_WIDTH = 200
+REGISTERED_NAME_WIDTH = 200
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UtcDateTime}
@@ -103,7 +111,7 @@ class Schedule(Base):
     __tablename__ = "schedules"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    cron: Mapped[str] = mapped_column(String(120))
+    cron: Mapped[str] = mapped_column(String(CRON_WIDTH))
     timezone: Mapped[str] = mapped_column(String(64))  # IANA name, e.g. "Europe/Paris"
     spec: Mapped[dict[str, Any]]  # the JobSpec each run gets
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -144,12 +152,12 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims so far
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
-    worker_id: Mapped[str | None] = mapped_column(String(200))  # holder of the latest claim
+    worker_id: Mapped[str | None] = mapped_column(String(WORKER_ID_WIDTH))  # latest claim's holder
     lease_expires_at: Mapped[datetime | None]  # running jobs only; renewed by the heartbeat
     heartbeat_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
-    registered_name: Mapped[str | None] = mapped_column(String(200))
+    registered_name: Mapped[str | None] = mapped_column(String(REGISTERED_NAME_WIDTH))
     registered_version: Mapped[str | None] = mapped_column(String(32))
     promoted: Mapped[bool | None]
     error: Mapped[str | None] = mapped_column(ReportText)

@@ -14,6 +14,7 @@ lost its lease (and whose job another worker re-claimed) can never overwrite the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -79,14 +80,20 @@ def get(session: Session, *, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, *, status: str | None = None, limit: int = 50, offset: int = 0
+    session: Session,
+    *,
+    status: str | Sequence[str] | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> tuple[list[Job], int]:
-    """Newest first, and the total count under the same filter."""
+    """Newest first, and the total count under the same filter (jobs in any of `status`)."""
     where: list[ColumnElement[bool]] = []
     if status is not None:
-        if status not in JOB_STATUSES:
-            raise ValueError(not_one_of("status", status, JOB_STATUSES))
-        where.append(Job.status == status)
+        wanted = [status] if isinstance(status, str) else list(status)
+        for one in wanted:
+            if one not in JOB_STATUSES:
+                raise ValueError(not_one_of("status", one, JOB_STATUSES))
+        where.append(Job.status.in_(wanted))
     total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
     rows = session.scalars(
         select(Job)

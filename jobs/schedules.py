@@ -67,12 +67,15 @@ def check_cron(expression: str) -> str:
         )
     if not croniter.is_valid(expression):
         raise ScheduleError("cron", f"{shown(expression)}: {_bad_field(fields)}")
+    if (problem := _step_too_long(fields)) is not None:
+        raise ScheduleError("cron", f"{shown(expression)}: {problem}")
     try:
         croniter(expression, datetime.now(UTC)).get_next(datetime)
     except CroniterBadDateError:
         raise ScheduleError(
             "cron",
-            f"{expression!r} matches no date (such as the 30th of February), so it would never run",
+            f"{shown(expression)} matches no date (such as the 30th of February), so it would "
+            "never run",
         ) from None
     return expression
 
@@ -84,6 +87,25 @@ _CRON_FIELDS = (
     ("month", "1-12 or JAN-DEC"),
     ("day-of-week", "0-7 (0 and 7 are Sunday) or SUN-SAT"),
 )
+
+
+# How many values each field has: a step that long or longer matches the first value only.
+_FIELD_SIZES = (60, 24, 31, 12, 7)
+
+
+def _step_too_long(fields: list[str]) -> str | None:
+    """`*/90` in the minute field reads as "every 90 minutes" and runs at minute 0 of each hour
+    only (croniter takes it; so does cron): refused, with what cron can say instead."""
+    for i, ((name, values), size) in enumerate(zip(_CRON_FIELDS, _FIELD_SIZES, strict=True)):
+        for part in fields[i].split(","):
+            _, slash, step = part.partition("/")
+            if slash and step.isdigit() and int(step) >= size:
+                return (
+                    f"field {i + 1} ({name}) steps by {int(step)}, and the field has only "
+                    f"{size} values ({values}): it would match its first value alone. Cron "
+                    f"steps within one field; give a step below {size}, or list the values"
+                )
+    return None
 
 
 def _bad_field(fields: list[str]) -> str:

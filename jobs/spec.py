@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import can_be_stored
+from jobs.models import REGISTERED_NAME_WIDTH, can_be_stored
 from urnn_forecast.field_types import NOT_UNICODE, shown, shown_names
 
 if TYPE_CHECKING:
@@ -98,6 +98,12 @@ class JobSpec(BaseModel):
         train = dict(self.config.get("train", {}))
         if "promote" in train:
             raise JobSpecError("config.train.promote", "give 'promote' at the top level")
+        if "run_name" in train:  # the worker's, so that the MLflow UI names the job
+            raise JobSpecError(
+                "config.train.run_name",
+                "the worker names each job's MLflow run job-<first 8 characters of its id> "
+                "(GET /jobs/{id} gives the run's id); leave run_name out",
+            )
         train["promote"] = self.promote
         if run_name is not None:
             train.setdefault("run_name", run_name)
@@ -155,6 +161,12 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
         raise JobSpecError("data", f"{data_shown}: cannot be used as a path ({reason})") from None
     spec = spec.model_copy(update={"data": resolved})
     config = spec.train_config()
+    if config.registered_name is not None and len(config.registered_name) > REGISTERED_NAME_WIDTH:
+        raise JobSpecError(  # MLflow takes 256; the job's row records the name
+            "config.train.registered_name",
+            f"must be a name of at most {REGISTERED_NAME_WIDTH} characters for a job; got "
+            f"{shown(config.registered_name)}",
+        )
     from training.data import (
         ColumnRoleError,
         WrongSeparatorError,

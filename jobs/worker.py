@@ -24,6 +24,7 @@ cancel is honoured within about one heartbeat. Outcomes:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -42,15 +43,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from jobs import queue, schedules
 from jobs.db import Database
-from jobs.models import Job
+from jobs.models import WORKER_ID_WIDTH, Job
 from jobs.spec import JobSpec, inside_data_folders
+from urnn_forecast.field_types import shown
 from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# What the database refuses for the values themselves, not for its state: the same write fails
+# again however long the worker waits.
+UNSTORABLE = (DataError, IntegrityError)
 T = TypeVar("T")
 
 LOG_TAIL_LINES = 60
@@ -506,8 +512,24 @@ def _die_with_parent() -> Callable[[], None] | None:
     return set_death_signal
 
 
+def _unstored_success(outcome: JobOutcome, error: DBAPIError) -> str:
+    """The failure a job records when its success could not be: what exists in MLflow, so the
+    operator finds it, and why the job does not run again."""
+    made = f"MLflow run {outcome.mlflow_run_id}"
+    if outcome.registered_name is not None:
+        made += f", registered as {shown(outcome.registered_name)} v{outcome.registered_version}"
+    reason = str(error.orig or error).strip().splitlines()[0]
+    return (
+        f"trained ({made}), but the job database refused the outcome ({reason}); the job is "
+        "not run again, so that the model is not registered twice"
+    )
+
+
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """host:pid:random, the host name cut so that the whole fits the job table's column (a
+    host name may have 253 characters)."""
+    tail = f":{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return socket.gethostname()[: WORKER_ID_WIDTH - len(tail)] + tail
 
 
 class _TailHandler(logging.Handler):
@@ -705,6 +727,9 @@ class Worker:
                 registered_name=outcome.registered_name,
                 registered_version=outcome.registered_version, promoted=outcome.promoted,
                 log_tail=attempt.tail(),
+            ), unstored=lambda error: queue.finish(
+                self.db, **fence, status="failed", mlflow_run_id=outcome.mlflow_run_id,
+                error=_unstored_success(outcome, error), log_tail=attempt.tail(),
             ))  # fmt: skip
             if recorded is False:
                 logger.warning("job %s finished after its lease was lost; not recorded", job.id)
@@ -713,14 +738,31 @@ class Worker:
             beat.join()
             logging.getLogger().removeHandler(handler)
 
-    def _record(self, job_id: str, what: str, write: Callable[[], T]) -> T | None:
+    def _record(
+        self,
+        job_id: str,
+        what: str,
+        write: Callable[[], T],
+        *,
+        unstored: Callable[[DBAPIError], T] | None = None,
+    ) -> T | None:
         """A write of the attempt's outcome, retried through database hiccups (a locked SQLite
         file, a PostgreSQL failover) for about 15 s rather than crashing the worker. None if
-        it never went through: the lease then expires and the job is retried elsewhere."""
+        it never went through: the lease then expires and the job is retried elsewhere.
+
+        A write the database refuses for what it holds (a value too long for its column) fails
+        the same way every time: it is not retried, and `unstored` (given for a success: its
+        model is registered, and a retry would register another) records what can be instead."""
         delay = 0.5
         for _ in range(5):
             try:
                 return write()
+            except UNSTORABLE as error:
+                logger.error("job %s: the database refuses %s (%s)", job_id, what, error)
+                if unstored is None:
+                    return None
+                as_failure = functools.partial(unstored, error)
+                return self._record(job_id, f"{what}, as a failure", as_failure)
             except DBAPIError as error:
                 logger.warning(
                     "job %s: recording %s failed (%s); again in %.1f s", job_id, what, error, delay

@@ -1,5 +1,6 @@
 """The `urnn` command line: argument errors, the benchmark path, the demo's MLflow output."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -359,3 +360,24 @@ def test_an_empty_text_option_is_refused_not_read_as_the_default(
 ) -> None:
     """`serve --host ""` served on 127.0.0.1; the others fell back or failed on Path('')."""
     assert "must not be empty" in parse_error(argv, capsys)
+
+
+def test_a_worker_id_longer_than_the_job_table_holds_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """PostgreSQL refused it at the first claim, with a traceback (SQLite stored it)."""
+    err = parse_error(["worker", "--worker-id", "w" * 250], capsys)
+    assert "argument --worker-id: must be at most 200 characters; got 250" in err
+
+
+def test_the_default_worker_id_fits_the_job_table_whatever_the_host_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from jobs.worker import default_worker_id
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "h" * 253)  # a DNS name's longest
+    worker_id = default_worker_id()
+    assert len(worker_id) == 200 and worker_id.startswith("hhh")
+    assert worker_id.split(":")[1] == str(os.getpid())

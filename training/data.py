@@ -155,6 +155,11 @@ class LoadConfig:
         object.__setattr__(self, "covariates", tuple(self.covariates))
         if isinstance(self.timestamp_col, list):
             object.__setattr__(self, "timestamp_col", tuple(self.timestamp_col))
+        if self.timestamp_col is not None and not self.timestamp_columns:  # [] read as "find it"
+            raise InvalidOptionError(
+                "timestamp_col must name one column or several (joined in order), or be left "
+                "out to find the column by name; got an empty list"
+            )
         _check_separator_option(self.sep)
         _check_timestamp_format(self.timestamp_format)
         _check_choice("duplicates", self.duplicates, DUPLICATE_POLICIES)

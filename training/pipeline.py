@@ -104,6 +104,10 @@ CHANNEL_EMBEDDING_REFUSAL = (
 
 
 EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment's name
+# MLflow's SQL stores: registered_models.name VARCHAR(256), runs.name VARCHAR(250). SQLite does
+# not enforce them, PostgreSQL refuses the longer name, after the whole fit.
+REGISTERED_NAME_MAX = 256
+RUN_NAME_MAX = 250
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,7 @@ class TrainConfig:
                 f"backtest_windows must be None (every origin) or an integer >= 1; got {windows!r}"
             )
         if not isinstance(self.experiment, str) or not self.experiment.strip():
-            raise ValueError(f"experiment must be a non-empty name; got {self.experiment!r}")
+            raise ValueError(f"experiment must be a non-empty name; got {shown(self.experiment)}")
         if len(self.experiment) > EXPERIMENT_NAME_MAX:  # MLflow refuses it at the run's start
             raise ValueError(
                 f"experiment must be a name of at most {EXPERIMENT_NAME_MAX} characters "
@@ -169,12 +173,25 @@ class TrainConfig:
         if registered is not None and (not isinstance(registered, str) or not registered.strip()):
             raise ValueError(
                 f"registered_name must be None (log without registering) or a non-empty name; "
-                f"got {registered!r}"
+                f"got {shown(registered)}"
             )
         if registered is not None and any(c in registered for c in "/:"):
             raise ValueError(  # MLflow's registry rule, found here rather than after the fit
-                f"registered_name {registered!r} is not a name MLflow's registry accepts: it "
-                "cannot contain '/' or ':'"
+                f"registered_name {shown(registered)} is not a name MLflow's registry accepts: "
+                "it cannot contain '/' or ':'"
+            )
+        if registered is not None and len(registered) > REGISTERED_NAME_MAX:
+            raise ValueError(
+                f"registered_name must be a name of at most {REGISTERED_NAME_MAX} characters "
+                f"(MLflow's limit); got {shown(registered)}"
+            )
+        run = self.run_name
+        if run is not None and (
+            not isinstance(run, str) or not run.strip() or len(run) > RUN_NAME_MAX
+        ):
+            raise ValueError(
+                f"run_name must be None (MLflow names the run) or a non-empty name of at most "
+                f"{RUN_NAME_MAX} characters (MLflow's limit); got {shown(run)}"
             )
         try:  # the fractions, checked where a job is submitted rather than where it runs
             split = self.split(1)
@@ -188,6 +205,12 @@ class TrainConfig:
             raise ValueError(
                 f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "
                 "series' state from its own history over time: split it by time (fractions, ett)"
+            )
+        given = self.model.n_past_covariates
+        if given and given != len(self.load.covariates):  # replaced once the data is read
+            raise ValueError(
+                f"model n_past_covariates is set from the covariates (load.covariates: "
+                f"{len(self.load.covariates)} here); the model config gives {given}: leave it out"
             )
         if (problem := calendar_problem(self.calendar, self.model, self.load)) is not None:
             raise ValueError(problem)

@@ -725,6 +725,19 @@ def _add_serve_parser(commands: Any) -> None:
     serve.set_defaults(handler=_run_serve, subparser=serve, device=None)
 
 
+def _worker_id(text: str) -> str:
+    """A name the job table can hold: PostgreSQL refused a longer one at the first claim, a
+    traceback, where SQLite stored it."""
+    from jobs.models import WORKER_ID_WIDTH
+
+    text = given_text(text)
+    if len(text) > WORKER_ID_WIDTH:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {WORKER_ID_WIDTH} characters; got {len(text):,}"
+        )
+    return text
+
+
 def _address_problem(host: str, port: int) -> str | None:
     """Whether uvicorn will be able to listen on host:port. uvicorn finds out only after the
     app's lifespan has loaded the model, then exits 1 with its own message; a port in use is
@@ -2225,7 +2238,7 @@ def _add_worker_parser(commands: Any) -> None:
     )
     worker.add_argument(
         "--worker-id",
-        type=given_text,
+        type=_worker_id,
         default=None,
         metavar="ID",
         help="name shown in GET /jobs/{id}; default host:pid:random",

@@ -307,7 +307,13 @@ READ_ERRORS: dict[int | str, dict[str, Any]] = {
 )
 def list_jobs(
     db: JobsDbDep,
-    status: Annotated[JobStatus | None, Query(description="Only jobs in this status.")] = None,
+    status: Annotated[
+        list[JobStatus] | None,
+        Query(
+            description="Only jobs in this status; repeat it for several "
+            "(?status=queued&status=running): jobs in any of them."
+        ),
+    ] = None,
     limit: PageLimit = 50,
     offset: PageOffset = 0,
 ) -> JobPage:

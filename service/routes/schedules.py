@@ -17,7 +17,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs import schedules
-from jobs.models import Schedule
+from jobs.models import CRON_WIDTH, Schedule
 from jobs.schedules import ScheduleError
 from jobs.spec import JobSpec, JobSpecError, answerable, check_job
 from service.routes.jobs import (
@@ -42,7 +42,9 @@ class ScheduleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     cron: str = Field(
-        description="5 fields: minute hour day-of-month month day-of-week", examples=["0 3 * * *"]
+        max_length=CRON_WIDTH,
+        description="5 fields: minute hour day-of-month month day-of-week",
+        examples=["0 3 * * *"],
     )
     timezone: str = Field(
         default="UTC",
@@ -63,7 +65,9 @@ class ScheduleChange(BaseModel):
         description="true: enqueue nothing until resumed; false: resume from now "
         "(runs that fell due while paused are skipped).",
     )
-    cron: str | None = Field(default=None, description="A new 5-field cron expression.")
+    cron: str | None = Field(
+        default=None, max_length=CRON_WIDTH, description="A new 5-field cron expression."
+    )
     timezone: str | None = Field(default=None, description="A new IANA time zone.")
     job: JobSpec | None = Field(
         default=None, description="A new job spec for later runs (checked as POST /jobs)."

@@ -292,3 +292,41 @@ def test_an_attempt_past_its_timeout_is_stopped_and_failed(
     assert row.status == "failed"
     assert row.error == "timed out: stopped after URNN_JOB_TIMEOUT_SECONDS=0.3 s of this attempt"
     assert "timed out" in (row.log_tail or "")
+
+
+def test_a_success_the_database_refuses_fails_the_job_once_instead_of_rerunning_it(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL refused a 230-character registered name for jobs.registered_name
+    (VARCHAR(200)): the worker retried the write for 15 s, left the job running, and its
+    expired lease ran the training again, registering a second version. A refusal for the
+    values is not retried: the job fails once, naming what was made."""
+    from sqlalchemy.exc import DataError
+
+    if db.engine.dialect.name == "sqlite":  # SQLite stores any length: refuse as PostgreSQL
+        real_finish = queue.finish
+
+        def finish(db: Database, **values: object) -> bool:
+            if len(str(values.get("registered_name") or "")) > 200:
+                raise DataError("UPDATE jobs ...", {}, ValueError("value too long for type"))
+            return real_finish(db, **values)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(queue, "finish", finish)
+    (job_id,) = submit(db)
+    runs = []
+
+    def registers(context: JobContext) -> JobOutcome:
+        runs.append(context.attempt)
+        return JobOutcome(mlflow_run_id="r1", registered_name="m" * 230, registered_version="1")
+
+    started = time.monotonic()
+    assert Worker(db, settings, executor=registers).run_once() == job_id
+    assert time.monotonic() - started < 5  # not 15 s of retries
+    row = job(db, job_id)
+    assert (row.status, row.attempts, row.mlflow_run_id) == ("failed", 1, "r1")
+    assert row.error is not None and row.error.startswith(
+        "trained (MLflow run r1, registered as 'mmmm"
+    )
+    assert "the job is not run again, so that the model is not registered twice" in row.error
+    assert Worker(db, settings, executor=registers).run_once() is None  # nothing left to run
+    assert runs == [1]
