@@ -109,6 +109,8 @@ class Schedule(Base):
     """A cron expression in an explicit IANA time zone that enqueues a job at each due time."""
 
     __tablename__ = "schedules"
+    # A client's Idempotency-Key names at most one schedule (migration 0007).
+    __table_args__ = (Index("uq_schedules_idempotency_key", "idempotency_key", unique=True),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     cron: Mapped[str] = mapped_column(String(CRON_WIDTH))
@@ -126,6 +128,9 @@ class Schedule(Base):
     # check_job); jobs it enqueues carry them (jobs.schedules.carried_warnings). NULL: set
     # before migration 0006, not recorded.
     warnings: Mapped[list[str] | None] = mapped_column(WARNINGS)
+    # POST /schedules's Idempotency-Key and the SHA-256 of the body it was first sent with
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Job(Base):

@@ -161,10 +161,13 @@ def create(
     spec: dict[str, Any],
     paused: bool = False,
     warnings: list[str] | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
     now: datetime | None = None,
 ) -> Schedule:
     """`warnings`: what checking `spec` could not do (jobs.spec.check_job), kept with it and
-    carried by every job the schedule enqueues (carried_warnings)."""
+    carried by every job the schedule enqueues (carried_warnings). `idempotency_key`: the
+    client's, unique among schedules (an IntegrityError when another create holds it)."""
     check_cron(cron)
     check_timezone(timezone)
     now = now or utcnow()
@@ -177,10 +180,17 @@ def create(
         last_due_at=None,
         paused=paused,
         warnings=warnings,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
     session.add(schedule)
     session.flush()
     return schedule
+
+
+def by_idempotency_key(session: Session, key: str) -> Schedule | None:
+    """The schedule a POST /schedules with this Idempotency-Key created, if any."""
+    return session.scalars(select(Schedule).where(Schedule.idempotency_key == key)).one_or_none()
 
 
 def get(session: Session, *, schedule_id: str) -> Schedule:

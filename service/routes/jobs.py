@@ -169,6 +169,19 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
+# POST /jobs's and POST /schedules's header: one rule, one wording.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="A key of the client's choosing (1-255 visible ASCII characters, e.g. a "
+        "UUID): a retry with the same key and body answers what the first call made (header "
+        "Idempotent-Replayed: true) instead of making another; the same key with another body "
+        "is a 422.",
+    ),
+]
+
+
 @router.post(
     "/jobs",
     status_code=202,
@@ -186,27 +199,15 @@ def submit_job(
     request: Request,
     db: JobsDbDep,
     state: StateDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="A key of the client's choosing (1-255 visible ASCII characters, e.g. a "
-            "UUID): a retry with the same key and body answers the job the first call queued "
-            "(header Idempotent-Replayed: true) instead of queuing another; the same key with "
-            "another body is a 422.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted | JSONResponse:
     digest = None
     if idempotency_key is not None:
-        _check_key(idempotency_key, request.headers.getlist("idempotency-key"))
+        check_idempotency_key(idempotency_key, request.headers.getlist("idempotency-key"))
         # before the digest (check_job checks it again for every spec): a lone surrogate or
         # NaN is not a body to compare, and the JSON dump would write NaN as null
         check_storable(spec)
-        # The body as sent, before the checks: a retry replays whatever became of the data
-        # file (moved, re-pointed) since the first call.
-        sent = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
-        digest = hashlib.sha256(sent.encode()).hexdigest()
+        digest = body_digest(spec)
         replayed = _replay(db, idempotency_key, digest)
         if replayed is not None:
             return replayed
@@ -240,7 +241,14 @@ def submit_job(
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
-def _check_key(key: str, sent: list[str]) -> None:
+def body_digest(body: BaseModel) -> str:
+    """SHA-256 of the body as sent, before the checks: a retry replays whatever became of the
+    data file (moved, re-pointed) since the first call."""
+    sent = json.dumps(body.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(sent.encode()).hexdigest()
+
+
+def check_idempotency_key(key: str, sent: list[str]) -> None:
     if len(sent) > 1:
         raise IdempotencyKeyReusedError(
             f"header 'Idempotency-Key': sent {len(sent)} times; send one key per request"

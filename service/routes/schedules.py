@@ -13,21 +13,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 
 from jobs import schedules
+from jobs.db import Database
 from jobs.models import CRON_WIDTH, Schedule
 from jobs.schedules import ScheduleError
-from jobs.spec import JobSpec, JobSpecError, answerable, check_job
+from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
 from service.routes.jobs import (
     ERRORS,
     READ_ERRORS,
     UNSUPPORTED,
+    IdempotencyKey,
+    IdempotencyKeyReusedError,
     JobsDbDep,
     JsonBodyDep,
     PageLimit,
     PageOffset,
+    body_digest,
+    check_idempotency_key,
     stored_warnings,
 )
 from service.schemas import ErrorResponse
@@ -138,20 +145,61 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
         422: {"model": ErrorResponse, "description": "Bad cron, time zone or job spec."},
     },
 )
-def create_schedule(body: ScheduleCreate, db: JobsDbDep, state: StateDep) -> SchedulePublic:
+def create_schedule(
+    body: ScheduleCreate,
+    request: Request,
+    db: JobsDbDep,
+    state: StateDep,
+    idempotency_key: IdempotencyKey = None,
+) -> SchedulePublic | JSONResponse:
+    digest = None
+    if idempotency_key is not None:  # as POST /jobs (service.routes.jobs.submit_job)
+        check_idempotency_key(idempotency_key, request.headers.getlist("idempotency-key"))
+        check_storable(body.job)
+        digest = body_digest(body)
+        if (replayed := _replay(db, idempotency_key, digest)) is not None:
+            return replayed
     schedules.check_cron(body.cron)
     schedules.check_timezone(body.timezone)
     spec, warnings = _checked_job(body.job, state)
+    try:
+        with db.session() as session:
+            schedule = schedules.create(
+                session,
+                cron=body.cron,
+                timezone=body.timezone,
+                spec=spec.model_dump(),
+                paused=body.paused,
+                warnings=warnings,  # [] too: checked in full, recorded as such
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+            )
+            return SchedulePublic.of(schedule)
+    except IntegrityError:
+        # Two requests with one key at once: the other one's insert won; answer its schedule.
+        if idempotency_key is None or digest is None:
+            raise
+        if (replayed := _replay(db, idempotency_key, digest)) is None:
+            raise
+        return replayed
+
+
+def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
+    """The answer for a key already used: its schedule as it is now (replayed), or a 422 if
+    the body differs."""
     with db.session() as session:
-        schedule = schedules.create(
-            session,
-            cron=body.cron,
-            timezone=body.timezone,
-            spec=spec.model_dump(),
-            paused=body.paused,
-            warnings=warnings,  # [] too: checked in full, recorded as such
-        )
-        return SchedulePublic.of(schedule)
+        schedule = schedules.by_idempotency_key(session, key)
+        if schedule is None:
+            return None
+        if schedule.request_hash != digest:
+            raise IdempotencyKeyReusedError(
+                f"header 'Idempotency-Key': {key!r} was already used for schedule "
+                f"{schedule.id} with another body; use a new key for a new schedule"
+            )
+        public = SchedulePublic.of(schedule)
+    return JSONResponse(
+        public.model_dump(mode="json"), status_code=201, headers={"Idempotent-Replayed": "true"}
+    )
 
 
 def _checked_job(job: JobSpec, state: ServiceState) -> tuple[JobSpec, list[str]]:

@@ -123,3 +123,63 @@ def test_concurrent_retries_with_one_key_make_one_job(client: TestClient, ett_cs
     assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
     assert len({a.json()["id"] for a in answers}) == 1
     assert client.get("/jobs").json()["total"] == 1
+
+
+def _schedule(csv: Path, cron: str = "0 3 * * *") -> dict[str, object]:
+    return {"cron": cron, "timezone": "Europe/Paris", "job": tiny_spec(csv)}
+
+
+def test_a_schedule_retried_with_the_same_key_is_made_once(
+    client: TestClient, ett_csv: Path
+) -> None:
+    """POST /schedules ignored the header: a retry made a second schedule, and each due time
+    then trained twice."""
+    headers = {**KEY, "Idempotency-Key": "nightly-schedule"}
+    first = client.post("/schedules", json=_schedule(ett_csv), headers=headers)
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    schedule_id = first.json()["id"]
+    paused = client.patch(f"/schedules/{schedule_id}", json={"paused": True}, headers=KEY)
+    assert paused.status_code == 200, paused.text
+    again = client.post("/schedules", json=_schedule(ett_csv), headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == client.get(f"/schedules/{schedule_id}").json()  # as it is now
+    assert again.json()["paused"] is True
+    assert client.get("/schedules").json()["total"] == 1
+    changed = client.post("/schedules", json=_schedule(ett_csv, "0 4 * * *"), headers=headers)
+    assert changed.status_code == 422, changed.text
+    assert changed.json()["detail"] == (
+        f"header 'Idempotency-Key': 'nightly-schedule' was already used for schedule "
+        f"{schedule_id} with another body; use a new key for a new schedule"
+    )
+    other = client.post(
+        "/schedules", json=_schedule(ett_csv), headers={**KEY, "Idempotency-Key": "another"}
+    )
+    plain = client.post("/schedules", json=_schedule(ett_csv), headers=KEY)
+    assert len({schedule_id, other.json()["id"], plain.json()["id"]}) == 3
+    assert client.get("/schedules").json()["total"] == 3
+
+
+def test_a_schedule_key_is_checked_as_a_jobs(client: TestClient, ett_csv: Path) -> None:
+    answer = client.post(
+        "/schedules", json=_schedule(ett_csv), headers={**KEY, "Idempotency-Key": "has space"}
+    )
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith(
+        "header 'Idempotency-Key': must be 1 to 255 visible ASCII characters"
+    )
+    assert client.get("/schedules").json()["total"] == 0
+
+
+def test_concurrent_schedule_retries_with_one_key_make_one_schedule(
+    client: TestClient, ett_csv: Path
+) -> None:
+    body, headers = _schedule(ett_csv), {**KEY, "Idempotency-Key": "burst-schedule"}
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(lambda _: client.post("/schedules", json=body, headers=headers), range(6))
+        )
+    assert {a.status_code for a in answers} == {201}, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert client.get("/schedules").json()["total"] == 1

@@ -26,6 +26,7 @@ from urnn_forecast.cli import main
 from urnn_forecast.settings import Settings
 
 TABLES = {"jobs", "schedules", "series_snapshots"}
+HEAD = "0007"  # the newest migration: each new one changes it here, and only here
 
 
 def tables(url: str) -> set[str]:
@@ -38,7 +39,7 @@ def tables(url: str) -> set[str]:
 
 def test_upgrade_downgrade_upgrade(database_url: str) -> None:
     upgrade(database_url)
-    assert current_revision(database_url) == "0006"
+    assert current_revision(database_url) == HEAD
     assert tables(database_url) == TABLES
     downgrade(database_url, "base")
     assert current_revision(database_url) is None
@@ -74,6 +75,12 @@ KEPT_ROWS = {
         "0, 0, 1, '', '', 1, :at, :at)",
         ("SELECT series_id, model_version, model_key FROM series_snapshots", ("m1", "1", None)),
         ("SELECT series_id, points_seen FROM series_snapshots", ("m1", 1)),
+    ),
+    "0007": (  # schedules.idempotency_key: a stored schedule has none, and keeps running
+        "INSERT INTO schedules (id, cron, timezone, spec, created_at, next_due_at, paused) "
+        "VALUES ('nightly', '0 3 * * *', 'UTC', '{}', :at, :at, false)",
+        ("SELECT id, idempotency_key, request_hash FROM schedules", ("nightly", None, None)),
+        ("SELECT id, cron, paused FROM schedules", ("nightly", "0 3 * * *", False)),
     ),
 }
 
@@ -171,6 +178,7 @@ def test_the_warnings_columns_arrive_null_hold_a_list_and_go_keeping_every_link(
                     text(f"SELECT warnings FROM {table} WHERE warnings IS NULL")
                 )
                 assert len(found.all()) == 1, table
+        upgrade(database_url)  # the models are the head's
         database = Database.from_url(database_url)
         try:
             with database.session() as session:
@@ -199,7 +207,7 @@ def test_the_warnings_columns_arrive_null_hold_a_list_and_go_keeping_every_link(
     finally:
         engine.dispose()
     upgrade(database_url)  # and back up again
-    assert current_revision(database_url) == "0006"
+    assert current_revision(database_url) == HEAD
     downgrade(database_url, "base")
 
 
@@ -232,7 +240,7 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     settings = Settings(var_dir=tmp_path / "var")
     assert main(["db", "upgrade"], settings=settings) == 0
     assert (tmp_path / "var" / "jobs.db").is_file()
-    assert "upgraded to 0006" in capsys.readouterr().out
+    assert f"upgraded to {HEAD}" in capsys.readouterr().out
     assert main(["db", "downgrade", "base"], settings=settings) == 0
     assert main(["db", "current"], settings=settings) == 0
     assert "empty" in capsys.readouterr().out
@@ -247,10 +255,10 @@ def test_cli_db_says_which_way_a_revision_lies_instead_of_claiming_a_migration(
     assert main(["db", "upgrade"], settings=settings) == 0
     capsys.readouterr()
     assert main(["db", "upgrade"], settings=settings) == 0
-    assert "already at 0006; nothing to do" in capsys.readouterr().out
+    assert f"already at {HEAD}; nothing to do" in capsys.readouterr().out
     assert main(["db", "upgrade", "base"], settings=settings) == 2
     err = capsys.readouterr().err
-    assert "the database is at 0006, past 'base'" in err
+    assert f"the database is at {HEAD}, past 'base'" in err
     assert "`urnn db downgrade base` goes there" in err
     assert main(["db", "downgrade", "0003"], settings=settings) == 0
     capsys.readouterr()
@@ -280,7 +288,7 @@ def test_a_worker_refuses_a_database_without_the_schema_in_one_line(
     assert main(["worker", "--until-idle"], settings=settings) == 2
     assert "urnn worker: error: the job database at" in capsys.readouterr().err
     upgrade(database_url, "0001")
-    with pytest.raises(SchemaError, match=r"is at revision 0001, not 0006"):
+    with pytest.raises(SchemaError, match=f"is at revision 0001, not {HEAD}"):
         check_schema(database_url)
     upgrade(database_url)
     check_schema(database_url)  # at head: the worker may start
