@@ -32,7 +32,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from service.errors import describe_validation_errors
+from service.errors import describe_validation_errors, json_problem
 from service.fast_routes import (
     api_key_accepted,
     call_handler,
@@ -105,8 +105,9 @@ async def answer(
             f"the message is {size} bytes, above the limit of {limit} (URNN_MAX_BODY_BYTES)",
         )
     data = _loads(raw)
-    if data is _INVALID:
-        return refused(None, 422, "the message is not valid JSON")
+    if data is _INVALID:  # where and how, in the words POST /series/{id}/observations uses
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return refused(None, 422, f"the message is not valid JSON: {json_problem(text)}")
     if not isinstance(data, dict):
         return refused(None, 422, "the message must be a JSON object: series_id and the points")
     series_id = data.pop("series_id", None)

@@ -88,8 +88,11 @@ def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry
 @pytest.mark.parametrize(
     ("message", "status", "says"),
     [
-        (b"{not json", 422, "not valid JSON"),
-        (b"[" * 5000 + b"]" * 5000, 422, "not valid JSON"),  # dropped the connection (an audit's)
+        # where and how, as POST /series/{id}/observations says it (it said only "not valid")
+        (b"{not json", 422, "the message is not valid JSON: unexpected 'n' at line 1, column 2"),
+        (b"{", 422, "the message is not valid JSON: it ends before its JSON value is complete"),
+        (b"", 422, "the message is not valid JSON: it is empty; send one JSON object"),
+        (b"[" * 5000 + b"]" * 5000, 422, "not valid JSON: it is nested too deeply"),
         (b"[1, 2]", 422, "must be a JSON object"),
         (b'{"values": [1.0], "start": "2020-01-01"}', 422, "series_id"),
         (b'{"series_id": "", "values": [1.0]}', 422, "series_id"),
@@ -98,6 +101,10 @@ def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry
         (b'{"series_id": "u/1", "values": [1.0]}', 422, "without '/' or control characters"),
         (b'{"series_id": "u\\u0000", "values": [1.0]}', 422, "without '/' or control"),
         (b'{"series_id": " ", "values": [1.0]}', 422, "not blank"),
+        # Unicode spaces are blank, and C1 characters control ones (both were stored)
+        (b'{"series_id": "\\u3000", "values": [1.0]}', 422, "not blank"),
+        (b'{"series_id": "\\u00a0", "values": [1.0]}', 422, "not blank"),
+        (b'{"series_id": "u\\u0085", "values": [1.0]}', 422, "without '/' or control"),
         # a lone surrogate: its reply could not be written and the connection closed (a fuzzer's)
         (b'{"series_id": "\\ud800", "values": [1.0]}', 422, "field 'series_id': got '\\ud800'"),
         (b'{"series_id": "u", "start": "\\ud800", "values": [1.0]}', 422, "field 'start'"),

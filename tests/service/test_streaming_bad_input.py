@@ -321,7 +321,17 @@ def test_a_body_the_standard_parser_gives_up_on_is_said_why(
     assert answer.json()["detail"].startswith("the body is not valid JSON: " + said), answer.text
 
 
-@pytest.mark.parametrize("path", ["/series/%20/forecast", "/series/%20", "/series/a%0Ab"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/series/%20/forecast",
+        "/series/%20",
+        "/series/a%0Ab",
+        "/series/%E3%80%80",  # U+3000, a Unicode space: blank (it was stored)
+        "/series/%C2%A0/forecast",  # U+00A0
+        "/series/a%C2%85b",  # U+0085, a C1 control character
+    ],
+)
 def test_a_bad_series_id_in_the_path_is_said_in_words(
     stream_client_for: Callable[..., TestClient], path: str
 ) -> None:
