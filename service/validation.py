@@ -752,10 +752,13 @@ def _clock_note(tz: tzinfo | None, *, start: bool) -> str:
     return f", both as instants and as times at their UTC offset ({offset[-6:]})"
 
 
-def _shown(bound: pd.Timestamp, zoned: bool) -> str:
+def _shown(bound: pd.Timestamp, zoned: bool, *, lower: bool = False) -> str:
     """A bound as the caller's times are written: with +00:00 for zoned ones (the bounds are
-    instants), naive for naive ones."""
-    return (bound.tz_localize("UTC") if zoned else bound).isoformat()
+    instants), naive for naive ones; to the microsecond, the finest time a request can give
+    (service.schemas), rounded into the range (`lower`: up), so that the bound itself is a
+    time the caller can send (1677-09-21T00:12:43.145225, not .145224193)."""
+    sendable = bound.ceil("us") if lower else bound.floor("us")
+    return (sendable.tz_localize("UTC") if zoned else sendable).isoformat()
 
 
 def span_problem(start: datetime, n: int, horizon: int, model: ServedModel) -> str:
@@ -767,7 +770,8 @@ def span_problem(start: datetime, n: int, horizon: int, model: ServedModel) -> s
     steps = f"{n:,} values" + (f" and {horizon:,} forecast steps" if horizon else "")
     latest = latest_on_clock(n + horizon, model.offset, tz)
     first = pd.Timestamp(clock_range(tz)[0], unit="ns")
-    earliest, end, note = _shown(first, zoned), _shown(_LATEST, zoned), _clock_note(tz, start=True)
+    earliest, end = _shown(first, zoned, lower=True), _shown(_LATEST, zoned)
+    note = _clock_note(tz, start=True)
     if latest is None:
         return (
             f"{start.isoformat()} cannot start {steps} of {model.freq!r}: they span more than "
@@ -813,8 +817,8 @@ def check_stamps_range(stamps: Sequence[datetime], where: str) -> None:
             raise ServiceInputError(
                 where,
                 f"position {k} ({stamp.isoformat()}) is out of range: timestamps must lie "
-                f"between {_shown(_EARLIEST, zoned)} and {_shown(_LATEST, zoned)}, the times "
-                "the service can date",
+                f"between {_shown(_EARLIEST, zoned, lower=True)} and {_shown(_LATEST, zoned)}, "
+                "the times the service can date",
             )
 
 
@@ -832,7 +836,7 @@ def check_first_stamp(stamps: Sequence[datetime], index: pd.DatetimeIndex, where
         raise ServiceInputError(
             where,
             f"position 0 ({first.isoformat()}, on its clock {shown}) is out of range: "
-            f"timestamps must lie between {_shown(earliest, True)} and "
+            f"timestamps must lie between {_shown(earliest, True, lower=True)} and "
             f"{_shown(_LATEST, True)}, the times the service can date"
             + _clock_note(zone, start=True),
         )
@@ -918,7 +922,7 @@ def axis_error(
     edge = (
         f"end after {_shown(_LATEST, True)}, the latest"
         if late
-        else f"begin before {_shown(_EARLIEST, True)}, the earliest"
+        else f"begin before {_shown(_EARLIEST, True, lower=True)}, the earliest"
     )
     return ServiceInputError(
         where,

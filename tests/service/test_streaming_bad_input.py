@@ -188,15 +188,15 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             setter("start", "9999-01-01T00:00:00"),
             422,
             "field 'start': 9999-01-01T00:00:00 is out of range: `start` must lie between "
-            "1677-09-21T00:12:43.145224193 and 2262-04-11T08:47:16.854775807, so that its 4 "
-            "values and 12 forecast steps of 'h' end by 2262-04-11T23:47:16.854775807, the "
+            "1677-09-21T00:12:43.145225 and 2262-04-11T08:47:16.854775, so that its 4 "
+            "values and 12 forecast steps of 'h' end by 2262-04-11T23:47:16.854775, the "
             "latest time the service can date",
         ),
         "timestamps past pandas' range": (
             lambda b: b.update(timestamps=[*stamps[:3], "9999-01-01T00:00:00"]) or b.pop("start"),
             422,
             "field 'timestamps': position 3 (9999-01-01T00:00:00) is out of range: timestamps "
-            "must lie between 1677-09-21T00:12:43.145224193 and 2262-04-11T23:47:16.854775807, "
+            "must lie between 1677-09-21T00:12:43.145225 and 2262-04-11T23:47:16.854775, "
             "the times the service can date",
         ),
         "naive and zoned timestamps": (
