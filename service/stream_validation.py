@@ -35,7 +35,7 @@ import struct
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -63,6 +63,7 @@ from service.validation import (
     stamps_alone_error,
     zoned_start,
 )
+from training.mlflow_model import CLOCK_UTC
 from training.validation import (
     at_skipped_midnight,
     local_steps,
@@ -798,6 +799,7 @@ def plan_update(
     tz = stored.tz
     last = stored.last_ns
     if tz is not None:
+        _check_same_offset(obs, tz, model)
         obs = _along_series(obs, stored, model)
     if obs.ns[0] > last:  # all new (the common case): no duplicates to look up
         consumed = 0
@@ -820,6 +822,35 @@ def plan_update(
         values = np.concatenate([between[:, 0], values])
         covariates = np.concatenate([between[:, 1:], covariates])
     return Plan(ns, values, covariates, len(obs.ns) - consumed, consumed, filled)
+
+
+def _check_same_offset(obs: Observations, stored: tzinfo, model: ServedModel) -> None:
+    """A 422 when a series on the UTC offset of its first timestamps (no `timezone`) gets a
+    request at another offset, for a model that reads calendar features on a local clock.
+    One request holding both offsets is refused (`check_clock`); split over two, the second
+    was read on the first's offset, its hours off by the change from then on (a daylight-saving
+    change: 03:00+02:00 stored and answered as 02:00+01:00)."""
+    if not model.needs_dates or model.calendar_clock == CLOCK_UTC:
+        return  # the instants are exact: a model on UTC hours reads them as they are
+    if obs.tz is None or named_zone(stored) is not None or named_zone(obs.tz) is not None:
+        return  # naive (refused above), or a zone, whose own rules read the clock
+    moment = datetime(2000, 1, 1)
+    series, request = stored.utcoffset(moment), obs.tz.utcoffset(moment)
+    if series == request:
+        return
+    raise ServiceInputError(
+        f"field {obs.dated_by!r}",
+        f"carries the UTC offset {_offset_text(request)} and the series' timestamps "
+        f"{_offset_text(series)} (a daylight-saving change?), and the series has no zone: this "
+        "model reads calendar features (hour of day, day of week) on the local clock it was "
+        "trained on, which offsets alone do not give; DELETE the series and send its history "
+        "again with `timezone` (e.g. 'Europe/London') or as naive local times",
+    )
+
+
+def _offset_text(offset: timedelta | None) -> str:
+    """+01:00, as ISO 8601 times write it."""
+    return datetime(2000, 1, 1, tzinfo=timezone(offset or timedelta(0))).isoformat()[-6:]
 
 
 def _along_series(obs: Observations, stored: Stored, model: ServedModel) -> Observations:

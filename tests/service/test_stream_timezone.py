@@ -1037,3 +1037,46 @@ def test_openapi_describes_the_field(client: TestClient) -> None:
     get = schema["paths"]["/series/{series_id}/forecast"]["get"]
     (query,) = [p for p in get["parameters"] if p["name"] == "timezone"]
     assert query["in"] == "query" and not query["required"]
+
+
+def test_offsets_that_change_between_requests_are_refused_as_within_one(
+    client: TestClient, registry: Registry
+) -> None:
+    """Offsets without a zone across spring-forward: in one request a 422; split over two,
+    the +02:00 point was stored and answered as 02:00+01:00, and the model read its hours one
+    off from then on (a fuzzing round's)."""
+    frame = registry.frame
+    change = [t.isoformat() for t in SPRING].index("2024-03-31T03:00:00+02:00")
+    start = change - LOOKBACK
+    before = rows(frame, start, LOOKBACK, timestamps=[t.isoformat() for t in SPRING[start:change]])
+    assert post(client, "offsets", before).status_code == 200
+    status = client.get("/series/offsets").json()
+    after = rows(frame, change, 1, timestamps=[SPRING[change].isoformat()])
+    for send in (
+        lambda: post_reply(client, "offsets", after),
+        lambda: socket_reply(client, "offsets", after),
+    ):
+        status_code, detail = send()
+        assert status_code == 422, detail
+        assert detail == (
+            "field 'timestamps': carries the UTC offset +02:00 and the series' timestamps "
+            "+01:00 (a daylight-saving change?), and the series has no zone: this model reads "
+            "calendar features (hour of day, day of week) on the local clock it was trained "
+            "on, which offsets alone do not give; DELETE the series and send its history again "
+            "with `timezone` (e.g. 'Europe/London') or as naive local times"
+        )
+        assert client.get("/series/offsets").json() == status  # nothing stored
+    same = rows(frame, change, 1, timestamps=[SPRING[change].tz_convert("+01:00").isoformat()])
+    assert post(client, "offsets", same).status_code == 200  # the series' own offset: read
+
+
+def post_reply(client: TestClient, sid: str, body: dict[str, Any]) -> tuple[int, str]:
+    answer = post(client, sid, body)
+    return answer.status_code, str(answer.json()["detail"])
+
+
+def socket_reply(client: TestClient, sid: str, body: dict[str, Any]) -> tuple[int, str]:
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_text(json.dumps({"series_id": sid, **body}))
+        reply = json.loads(socket.receive_text())
+    return int(reply["status"]), str(reply["detail"])
