@@ -1052,11 +1052,8 @@ def test_offsets_that_change_between_requests_are_refused_as_within_one(
     assert post(client, "offsets", before).status_code == 200
     status = client.get("/series/offsets").json()
     after = rows(frame, change, 1, timestamps=[SPRING[change].isoformat()])
-    for send in (
-        lambda: post_reply(client, "offsets", after),
-        lambda: socket_reply(client, "offsets", after),
-    ):
-        status_code, detail = send()
+    for send in (post_reply, socket_reply):
+        status_code, detail = send(client, "offsets", after)
         assert status_code == 422, detail
         assert detail == (
             "field 'timestamps': carries the UTC offset +02:00 and the series' timestamps "
