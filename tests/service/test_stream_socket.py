@@ -105,6 +105,9 @@ def test_binary_frames_get_binary_replies(client: TestClient, registry: Registry
         (b'{"series_id": "\\u3000", "values": [1.0]}', 422, "not blank"),
         (b'{"series_id": "\\u00a0", "values": [1.0]}', 422, "not blank"),
         (b'{"series_id": "u\\u0085", "values": [1.0]}', 422, "without '/' or control"),
+        # URL dot-segments: clients drop /series/../ before sending (stored over the socket)
+        (b'{"series_id": "..", "values": [1.0]}', 422, "not '.' or '..'"),
+        (b'{"series_id": ".", "values": [1.0]}', 422, "not '.' or '..'"),
         # a lone surrogate: its reply could not be written and the connection closed (a fuzzer's)
         (b'{"series_id": "\\ud800", "values": [1.0]}', 422, "field 'series_id': got '\\ud800'"),
         (b'{"series_id": "u", "start": "\\ud800", "values": [1.0]}', 422, "field 'start'"),

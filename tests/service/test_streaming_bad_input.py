@@ -340,6 +340,6 @@ def test_a_bad_series_id_in_the_path_is_said_in_words(
     answer = client.get(path, headers=KEY)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"] == (
-        "field 'series_id': a string of 1 to 200 characters, not blank, without '/' or control "
-        "characters"
+        "field 'series_id': a string of 1 to 200 characters, not blank, not '.' or '..' (nor "
+        "those with spaces around them), without '/' or control characters"
     )
