@@ -934,6 +934,8 @@ def _parse_timestamps(
                 several_offsets = True
         if _local_mean_time(text, parsed, fmt):
             parsed, several_offsets = _with_seconds_offsets(text)
+        if fmt is None:
+            parsed = _day_month_order(text, parsed, label, source, report, utc=several_offsets)
         bad = parsed.isna().to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1
@@ -1017,6 +1019,77 @@ def _with_seconds_offsets(text: pd.Series) -> tuple[pd.Series, bool]:
         if offset is not None:
             parsed = parsed.dt.tz_convert(timezone(offset))
     return parsed, len(offsets) > 1
+
+
+# A date written with its day and month as the first two numbers and the year last
+# (01/07/2016, 1.7.16 23:00, 07-01-2016 12:00 AM): the orders that are ambiguous.
+_NUMERIC_DATE = r"^\s*(\d{1,2})[./-](\d{1,2})[./-]\d{2,4}(?!\d)"
+
+
+def _day_month_order(
+    text: pd.Series, parsed: pd.Series, label: str, source: str, report: Report, *, utc: bool
+) -> pd.Series:
+    """Without a timestamp_format, read dates such as 01/07/2016 in the one order of day and
+    month that every row allows, and refuse them where both orders read every row.
+
+    pandas guesses a format from the first row, month first where it can ('01.07.2016' as
+    %m.%d.%Y: a monthly file became twelve January days; a day-first file failed at its 13th
+    day), and where it finds none reads each row alone, month first where that row allows it
+    and day first where not: a year of '%d-%m-%y %H:%M' hours loaded with a third of its rows
+    on other dates, and no gap to show it. The order is found from the numbers themselves: a
+    first number above 12 rules month first out, a second one day first."""
+    if re.match(_NUMERIC_DATE, str(text.iloc[0])) is None:
+        return parsed  # the common case (ISO 8601) pays one match
+    fields = text.str.extract(_NUMERIC_DATE)
+    if fields.isna().to_numpy().any():
+        return parsed  # a month by name, year first (ISO 8601), or not dates: one reading
+    first, second = fields[0].astype(int), fields[1].astype(int)
+    month_first, day_first = bool((first <= 12).all()), bool((second <= 12).all())
+    if month_first and day_first:
+        differs = (first != second).to_numpy()
+        if differs.any():
+            row = int(np.argmax(differs)) + 1
+            raise TimestampParseError(
+                f"{source}: column {label}, {row_label(row)}: {shown(str(text.iloc[row - 1]))} "
+                "reads day first and month first, and so does every row of the column (none "
+                "has a day above 12): pass a timestamp_format that says which, e.g. "
+                f"{_order_example(text.iloc[0], day_first=True)!r} for day first or "
+                f"{_order_example(text.iloc[0], day_first=False)!r} for month first"
+            )
+        return parsed  # day and month equal everywhere: one reading
+    if not day_first:
+        return parsed  # month first, the reading of pandas' guess and of its row-by-row parse
+    # day first: the only order every row allows
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not infer format")
+        warnings.filterwarnings("ignore", message="Parsing dates in")
+        reread = pd.to_datetime(text, dayfirst=True, errors="coerce", utc=utc)
+    if reread.isna().to_numpy().any() or (reread == parsed).all():
+        return parsed  # nothing to change, or the rows the other reading misses say why
+    row = int(np.argmax((first > 12).to_numpy())) + 1
+    report.add(
+        source,
+        "read",
+        len(text),
+        f"read the dates of column {label} day first, the one order every row allows: "
+        f"{shown(str(text.iloc[row - 1]))}, {row_label(row)}, has no month "
+        f"{int(first.iloc[row - 1])}",
+    )
+    return reread
+
+
+def _order_example(sample: object, *, day_first: bool) -> str:
+    """A timestamp_format for `sample`'s layout in one order: '%d/%m/%Y %H:%M' for
+    '01/07/2016 00:00'; a generic one where the layout is not a plain one."""
+    from pandas.tseries.api import guess_datetime_format
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        guessed = guess_datetime_format(str(sample).strip(), dayfirst=day_first)
+    generic = "%d/%m/%Y %H:%M" if day_first else "%m/%d/%Y %H:%M"
+    if guessed is None or "%d" not in guessed or "%m" not in guessed:
+        return generic
+    return guessed if (guessed.index("%d") < guessed.index("%m")) == day_first else generic
 
 
 def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:

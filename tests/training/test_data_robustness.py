@@ -402,3 +402,66 @@ def test_a_malformed_seconds_offset_is_refused_by_row(tmp_path: Path, fmt: str |
     path.write_text("\n".join(lines) + "\n")
     said = refused(path, LoadConfig(target="y", timestamp_format=fmt), TimestampParseError)
     assert "data row 5" in said and "'1850-01-01 04:00:00+00:19:99'" in said
+
+
+def _dated(tmp_path: Path, stamps: pd.DatetimeIndex, layout: str, name: str = "d.csv") -> Path:
+    """A log whose dates are written in `layout` (strftime), values 0, 1, 2, ..."""
+    lines = [f"{t.strftime(layout)},{k}" for k, t in enumerate(stamps)]
+    return write(tmp_path, "date,OT\n" + "\n".join(lines) + "\n", name)
+
+
+@pytest.mark.parametrize(
+    "layout", ["%d-%m-%y %H:%M", "%d/%m/%Y %I:%M:%S %p", "%d.%m.%Y %H:%M", "%d/%m/%Y"]
+)
+def test_day_first_dates_are_read_day_first_in_every_row(tmp_path: Path, layout: str) -> None:
+    """pandas read each row alone, month first where a row allowed it: a year of day-first
+    hours loaded with a third of its rows on other dates (7 January for 1 July), no gap to
+    show it; or it guessed month first from the first row and failed at the 13th day."""
+    freq = "D" if layout == "%d/%m/%Y" else "h"
+    stamps = pd.date_range("2017-01-01", "2017-12-31 23:00", freq=freq)
+    data = load_data(_dated(tmp_path, stamps, layout), LoadConfig(target="OT"))
+    (frame,) = data.series.values()
+    assert (frame.index == stamps).all()
+    np.testing.assert_array_equal(frame["OT"].to_numpy(), np.arange(len(stamps)))
+    said = " ".join(d.message for d in data.report)
+    assert "read the dates of column 'date' day first, the one order every row allows" in said
+
+
+@pytest.mark.parametrize("layout", ["%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M %p", "%m-%d-%y"])
+def test_month_first_dates_are_read_as_before(tmp_path: Path, layout: str) -> None:
+    stamps = pd.date_range(
+        "2016-07-01", periods=1000, freq="h" if "%H" in layout or "%I" in layout else "D"
+    )
+    data = load_data(_dated(tmp_path, stamps, layout), LoadConfig(target="OT"))
+    (frame,) = data.series.values()
+    assert (frame.index == stamps).all()
+    assert "day first" not in " ".join(d.message for d in data.report)
+
+
+@pytest.mark.parametrize(
+    ("stamps", "layout", "named", "formats"),
+    [
+        (  # a monthly file: pandas guessed %m.%d.%Y and read twelve January days
+            pd.date_range("2016-01-01", periods=12, freq="MS"),
+            "%d.%m.%Y",
+            "data row 2 (1-based, header not counted): '01.02.2016'",
+            "'%d.%m.%Y' for day first or '%m.%d.%Y' for month first",
+        ),
+        (  # twelve days of hours, each day 12 or below
+            pd.date_range("2016-07-01", "2016-07-12 23:00", freq="h"),
+            "%d/%m/%Y %H:%M",
+            "data row 1 (1-based, header not counted): '01/07/2016 00:00'",
+            "'%d/%m/%Y %H:%M' for day first or '%m/%d/%Y %H:%M' for month first",
+        ),
+    ],
+)
+def test_dates_that_read_both_ways_in_every_row_are_refused(
+    tmp_path: Path, stamps: pd.DatetimeIndex, layout: str, named: str, formats: str
+) -> None:
+    said = refused(_dated(tmp_path, stamps, layout), LoadConfig(target="OT"), TimestampParseError)
+    assert named in said
+    assert "reads day first and month first, and so does every row of the column" in said
+    assert said.endswith(f"pass a timestamp_format that says which, e.g. {formats}")
+    given = LoadConfig(target="OT", timestamp_format=layout, freq=stamps.freqstr)  # settled
+    (frame,) = load_data(_dated(tmp_path, stamps, layout), given).series.values()
+    assert (frame.index == stamps).all()
