@@ -142,6 +142,9 @@ class LoadConfig:
     min_segment_length: int | None = None
     on_short: ShortSeriesPolicy = "error"  # "drop": leave such series out, with a report line
     sep: str = ","  # CSV field separator (SKAB uses ";")
+    # The decimal mark of a CSV file's numbers: "," for European exports (1,5 with sep ";"),
+    # where a "." can then only group thousands (1.034,5).
+    decimal: str = "."
     # A series whose values are more than this share filled (not observed) is refused: mostly
     # synthetic history (a frequency finer than the series' own step, a sensor mostly offline)
     # is no history to train on. 1.0 accepts any.
@@ -161,6 +164,13 @@ class LoadConfig:
                 "out to find the column by name; got an empty list"
             )
         _check_separator_option(self.sep)
+        _check_choice("decimal", self.decimal, DECIMAL_MARKS)
+        if self.decimal == self.sep:
+            raise InvalidOptionError(
+                f"decimal {self.decimal!r} is also the field separator (sep): a file with a "
+                "decimal comma separates its fields with another character, ';' most often: "
+                "pass sep too"
+            )
         _check_timestamp_format(self.timestamp_format)
         _check_choice("duplicates", self.duplicates, DUPLICATE_POLICIES)
         _check_choice("fill", self.fill, FILL_METHODS)
@@ -352,7 +362,9 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         stamps = _steps_as_timestamps(raw, time_columns[0], config, source, report)
     else:
         stamps = _parse_timestamps(raw, time_columns, config.timestamp_format, source, report)
-    values = _numeric_values(raw, config.value_columns, source, report)
+    values = _numeric_values(raw, config.value_columns, source, report, config.decimal)
+    if config.sep != "," and config.decimal == ".":
+        _note_thousands(values, source, report)
     _check_finite(values, source)
     _report_missing_cells(values, source, report)
 
@@ -729,7 +741,15 @@ def _read_csv_columns(
 
     def read(usecols: list[str] | None = None) -> pd.DataFrame:
         return pd.read_csv(
-            path, sep=config.sep, index_col=False, dtype=as_text, engine=engine, usecols=usecols
+            path,
+            sep=config.sep,
+            decimal=config.decimal,
+            # with a decimal comma, a '.' in a number can only group thousands (1.034,5)
+            thousands="." if config.decimal == "," else None,
+            index_col=False,
+            dtype=as_text,
+            engine=engine,
+            usecols=usecols,
         )
 
     try:
@@ -1121,7 +1141,7 @@ def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str
 
 
 def _numeric_values(
-    raw: pd.DataFrame, columns: tuple[str, ...], source: str, report: Report
+    raw: pd.DataFrame, columns: tuple[str, ...], source: str, report: Report, decimal: str = "."
 ) -> pd.DataFrame:
     """float64 columns; empty cells (and the CSV reader's NA spellings) become NaN = missing."""
     out: dict[str, pd.Series] = {}
@@ -1141,15 +1161,45 @@ def _numeric_values(
         bad = (numbers.isna() & cells.notna()).to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1
+            cell = cells.iloc[row - 1]
+            comma = isinstance(cell, str) and re.fullmatch(r"\s*[-+]?[\d.]*,\d+\s*", cell)
+            hint = "; a decimal comma? pass decimal=','" if comma and decimal == "." else ""
             raise NonNumericValueError(
-                f"{source}: column {column!r}, {row_label(row)}: {shown(cells.iloc[row - 1])} is "
-                f"not a number ({plural(int(bad.sum()), 'such cell')} in this column); values "
-                "must be numbers, with empty cells for missing values"
+                f"{source}: column {column!r}, {row_label(row)}: {shown(cell)} is not a number "
+                f"({plural(int(bad.sum()), 'such cell')} in this column); values must be "
+                f"numbers, with empty cells for missing values{hint}"
             )
         out[column] = numbers.astype("float64")
     if cast:
         report.add(source, "cast", len(cast), f"converted to float64: {', '.join(cast)}")
     return pd.DataFrame(out)
+
+
+def _note_thousands(values: pd.DataFrame, source: str, report: Report) -> None:
+    """A report line where a column of a file whose fields are not comma-separated (European
+    exports) looks written with '.' separating thousands: no value has more than three
+    decimals, and most of those with decimals have exactly three (1.606 for 1,606 MW, beside
+    982). They are read as decimals; not refused, as three decimals can be the data's own."""
+    for column in values.columns:
+        x = values[column].to_numpy(dtype=np.float64)
+        x = x[np.isfinite(x)]
+        milli = np.round(x * 1000)
+        if not len(x) or (np.abs(x * 1000 - milli) > 1e-6 * np.maximum(1, np.abs(x))).any():
+            continue  # a fourth decimal somewhere: '.' is the decimal mark
+        fractional = milli % 1000 != 0
+        three = fractional & (milli % 10 != 0)
+        if three.sum() == 0 or three.sum() * 2 < fractional.sum():
+            continue
+        sample = float(x[np.argmax(three)])
+        report.add(
+            source,
+            "read",
+            int(three.sum()),
+            f"column {column!r}: {int(three.sum()):,} of its numbers have exactly three "
+            f"decimals (such as {sample:.3f}) and none has more, read with '.' as the decimal "
+            "mark: if '.' separates thousands in this file (1.606 for 1,606), remove those "
+            "marks first",
+        )
 
 
 def _check_finite(values: pd.DataFrame, source: str) -> None:
@@ -1364,6 +1414,9 @@ def _check_timestamp_format(fmt: str | None) -> None:
             f"timestamp_format {shown(fmt)} has no year (%Y or %y): pandas would date every "
             "row in 1900; timestamps must carry their date, e.g. '%Y-%m-%d %H:%M'"
         )
+
+
+DECIMAL_MARKS = (".", ",")
 
 
 def _check_separator_option(sep: str) -> None:

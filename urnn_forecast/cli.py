@@ -385,6 +385,13 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         metavar="CHAR",
         help="CSV field separator; default ','; '\\t' (typed as two characters) is a tab",
     )
+    parser.add_argument(
+        "--decimal",
+        choices=(".", ","),
+        default=None,
+        help="the decimal mark of the CSV file's numbers; default '.'; ',' for European "
+        "exports (with --sep ';')",
+    )
 
 
 LOAD_OPTIONS: tuple[str, ...] = (
@@ -399,6 +406,7 @@ LOAD_OPTIONS: tuple[str, ...] = (
     "on_long_gap",
     "on_short",
     "sep",
+    "decimal",
     "max_filled_fraction",
 )
 

@@ -21,6 +21,7 @@ from training.validation import (
     FrequencyError,
     InvalidOptionError,
     NonFiniteValueError,
+    NonNumericValueError,
     TimestampParseError,
     UnreadableFileError,
 )
@@ -465,3 +466,36 @@ def test_dates_that_read_both_ways_in_every_row_are_refused(
     given = LoadConfig(target="OT", timestamp_format=layout, freq=stamps.freqstr)  # settled
     (frame,) = load_data(_dated(tmp_path, stamps, layout), given).series.values()
     assert (frame.index == stamps).all()
+
+
+EUROPEAN = "Datetime;MW\n" + "".join(
+    f"2016-07-01 {h:02d}:00;{v}\n" for h, v in enumerate(["982,5", "1.034,25", "1.210", "999"])
+)
+
+
+def test_a_decimal_comma_is_read_with_decimal_comma(tmp_path: Path) -> None:
+    """European exports: ';' between fields, ',' before the decimals, '.' between thousands.
+    There was no way to read them."""
+    path = write(tmp_path, EUROPEAN)
+    data = load_data(path, LoadConfig(target="MW", sep=";", decimal=","))
+    (frame,) = data.series.values()
+    np.testing.assert_array_equal(frame["MW"].to_numpy(), [982.5, 1034.25, 1210.0, 999.0])
+    said = refused(path, LoadConfig(target="MW", sep=";"), NonNumericValueError)
+    assert said.endswith("a decimal comma? pass decimal=','")
+    with pytest.raises(InvalidOptionError, match="decimal ',' is also the field separator"):
+        LoadConfig(target="MW", decimal=",")
+    with pytest.raises(InvalidOptionError, match=r"decimal must be one of '\.', ','; got ';'"):
+        LoadConfig(target="MW", sep="\t", decimal=";")
+
+
+def test_numbers_that_look_grouped_in_thousands_are_reported(tmp_path: Path) -> None:
+    """1.606 for 1,606 MW, in a ';' file: read as 1.606 without a word."""
+    rows = "".join(f"2017-04-01 {h:02d}:00;{v}\n" for h, v in enumerate(["1.606", "1.536", "982"]))
+    data = load_data(write(tmp_path, "Datetime;MW\n" + rows), LoadConfig(target="MW", sep=";"))
+    said = " ".join(d.message for d in data.report)
+    assert "column 'MW': 2 of its numbers have exactly three decimals (such as 1.606)" in said
+    assert "if '.' separates thousands in this file (1.606 for 1,606), remove those marks" in said
+    # the data's own decimals: a fourth one somewhere, or a comma-separated file: no line
+    rows = rows.replace("982", "982.1234")
+    data = load_data(write(tmp_path, "Datetime;MW\n" + rows), LoadConfig(target="MW", sep=";"))
+    assert "three decimals" not in " ".join(d.message for d in data.report)
