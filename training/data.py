@@ -51,6 +51,7 @@ in regions], target="MW")`. The target columns are renamed to one name (every se
 LoadedData has the same columns); the report keeps every file's decisions, in file order.
 """
 
+import codecs
 import csv
 import gzip
 import re
@@ -547,7 +548,7 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
     except (FileNotFoundError, DataValidationError):
         raise
     except READ_ERRORS as error:
-        raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
+        raise _unreadable(path, kind, error) from error
 
 
 def _open_text(path: Path) -> Any:
@@ -555,6 +556,37 @@ def _open_text(path: Path) -> Any:
     skipped, newlines left to the csv module."""
     opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
     return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
+    """The error for a file the readers failed on; for text that is not UTF-8, where and what
+    to do, which the decoder's own words ("can't decode byte 0xd6 in position 36") do not
+    say: the position is in a chunk of the file, and no line is named."""
+    if not isinstance(error, UnicodeDecodeError):
+        return UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}")
+    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with opener(path, "rb") as raw:
+        while chunk := raw.read(1 << 20):  # a chunk at a time: the file may be large
+            if line == 1 and chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
+                return UnreadableFileError(
+                    f"{path.name}: the file is UTF-16 text (it starts with a UTF-16 "
+                    "byte-order mark); the loader reads UTF-8: save it as UTF-8 ('CSV UTF-8' "
+                    "in Excel)"
+                )
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as bad:
+                line += bad.object.count(b"\n", 0, bad.start)
+                return UnreadableFileError(
+                    f"{path.name}: line {line:,} (1-based, header included) holds byte "
+                    f"0x{bad.object[bad.start]:02x}, which is not UTF-8 text: the file is in "
+                    "another encoding (Windows-1252 or Latin-1, as some tools save 'CSV'); "
+                    "save it as UTF-8 ('CSV UTF-8' in Excel)"
+                )
+            line += chunk.count(b"\n")
+    return UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}")
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:
@@ -674,7 +706,7 @@ def _read_columns(
     except DataValidationError:  # said already, naming the row
         raise
     except READ_ERRORS as error:
-        raise UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}") from error
+        raise _unreadable(path, kind, error) from error
     positional = [c for c in columns if PANDAS_INDEX.fullmatch(c) and c not in frame.columns]
     if positional:  # unnamed levels, stored by pandas as __index_level_<k>__
         levels_frame = frame.index.to_frame(index=False)
@@ -736,6 +768,12 @@ def _read_csv_columns(
     as_text = dict.fromkeys(
         [*time_columns, *([config.series_col] if config.series_col else [])], str
     )
+    # pandas' missing-value words ("NA", "null", "None", ...) for every column read but the
+    # series ids: "NA" names a region (Namibia, North America), and was refused as an empty id
+    missing_words: dict[str, list[str]] | None = None
+    if config.series_col is not None:
+        missing_words = {c: list(_PANDAS_NA) for c in columns if c != config.series_col}
+        missing_words[config.series_col] = [""]
     # a separator longer than one character is a pattern only pandas' python reader splits by
     engine: Literal["c", "python"] = "c" if len(config.sep) == 1 else "python"
 
@@ -746,6 +784,8 @@ def _read_csv_columns(
             decimal=config.decimal,
             # with a decimal comma, a '.' in a number can only group thousands (1.034,5)
             thousands="." if config.decimal == "," else None,
+            keep_default_na=missing_words is None,
+            na_values=missing_words,
             index_col=False,
             dtype=as_text,
             engine=engine,
@@ -765,6 +805,13 @@ def _read_csv_columns(
         # a first data row longer than the header: index_col=False cut it, with a warning
         _refuse_long_row(path, config.sep)
     return frame[columns]
+
+
+# The texts pandas' CSV reader reads as missing by default (read_csv's na_values documentation).
+_PANDAS_NA = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)  # fmt: skip
 
 
 # pandas' warning when index_col=False cuts a first data row longer than the header
@@ -971,7 +1018,15 @@ def _parse_timestamps(
                 "that matches the text shown, e.g. '%Y-%m-%d %H:%M:%S' for "
                 "'2016-07-01 02:00:00' or '%Y-%m-%d %H' for '2016-07-01 2')"
             )
-            if len(columns) == 1 and text.str.fullmatch(r"\s*[+-]?\d+\s*").all():
+            if len(columns) == 1 and text.str.fullmatch(r"\s*\d{10}(\d{3})?\s*").all():
+                unit = "milliseconds" if len(str(text.iloc[0]).strip()) == 13 else "seconds"
+                hint += (
+                    f"; the column holds numbers like Unix times in {unit} since 1970: write "
+                    "them as dates first (pandas.to_datetime(column, unit="
+                    f"{'ms' if unit == 'milliseconds' else 's'!r})); step_origin counts steps "
+                    "of the data's frequency, not seconds"
+                )
+            elif len(columns) == 1 and text.str.fullmatch(r"\s*[+-]?\d+\s*").all():
                 hint += (
                     "; the column holds whole numbers: if they count steps (cycles, samples), "
                     "pass step_origin (--step-origin) and freq (--freq)"

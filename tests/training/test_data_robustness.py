@@ -20,6 +20,7 @@ from training.validation import (
     DataValidationError,
     FrequencyError,
     InvalidOptionError,
+    MissingSeriesIdError,
     NonFiniteValueError,
     NonNumericValueError,
     TimestampParseError,
@@ -499,3 +500,45 @@ def test_numbers_that_look_grouped_in_thousands_are_reported(tmp_path: Path) -> 
     rows = rows.replace("982", "982.1234")
     data = load_data(write(tmp_path, "Datetime;MW\n" + rows), LoadConfig(target="MW", sep=";"))
     assert "three decimals" not in " ".join(d.message for d in data.report)
+
+
+def test_a_series_named_na_is_a_series_and_na_values_stay_missing(tmp_path: Path) -> None:
+    """'NA' (North America, Namibia) was read as a missing id and refused as "empty series
+    id"; in the value columns it still reads as missing."""
+    rows = "".join(
+        f"{region},2020-01-01 {h:02d}:00,{'NA' if (region, h) == ('US', 3) else h}\n"
+        for region in ("NA", "US")
+        for h in range(24)
+    )
+    path = write(tmp_path, "region,date,load\n" + rows)
+    data = load_data(path, LoadConfig(target="load", series_col="region"))
+    assert sorted(data.series) == ["NA", "US"]
+    assert bool(data.filled["US"]["load"].iloc[3])  # missing, filled
+    assert not data.filled["NA"]["load"].any()
+    blank = write(tmp_path, "region,date,load\n,2020-01-01 00:00,1\n", "blank.csv")
+    assert "empty series id" in refused(blank, LoadConfig(target="load", series_col="region"),
+                                        MissingSeriesIdError)  # fmt: skip
+
+
+def test_text_that_is_not_utf8_names_its_line_and_what_to_do(tmp_path: Path) -> None:
+    """The decoder's words ("can't decode byte 0xd6 in position 36") named neither the line
+    nor the fix."""
+    latin = write(tmp_path, HOURLY.replace("2020-01-01 05:00:00,5.5", "2020-01-01 05:00:00,5.5")
+                  .encode("utf-8").replace(b"5.5,10", b"5.5,1\xfc"), "latin.csv")  # fmt: skip
+    said = refused(latin, LoadConfig(target="OT"), UnreadableFileError)
+    assert said.startswith("latin.csv: line 7 (1-based, header included) holds byte 0xfc")
+    assert said.endswith("save it as UTF-8 ('CSV UTF-8' in Excel)")
+    utf16 = write(tmp_path, HOURLY.encode("utf-16"), "utf16.csv")
+    said = refused(utf16, LoadConfig(target="OT"), UnreadableFileError)
+    assert said.startswith("utf16.csv: the file is UTF-16 text")
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1, "seconds"), (1000, "milliseconds")])
+def test_unix_times_are_named_and_step_origin_is_not_offered(
+    tmp_path: Path, scale: int, unit: str
+) -> None:
+    rows = "".join(f"{(1467331200 + 3600 * h) * scale},{h}\n" for h in range(24))
+    said = refused(write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"),
+                   TimestampParseError)  # fmt: skip
+    assert f"the column holds numbers like Unix times in {unit} since 1970" in said
+    assert "pass step_origin" not in said
