@@ -53,11 +53,29 @@ class JobSpecError(ValueError):
         return JobSpecError(f"{parent}.{self.field}", self.message)
 
 
+# The body OpenAPI shows for POST /jobs (and a schedule's `job`): ETTh1, a week of hours ahead.
+JOB_EXAMPLE: dict[str, Any] = {
+    "data": "data/ETT-small/ETTh1.csv",
+    "target": "OT",
+    "covariates": ["HUFL", "HULL"],
+    "config": {
+        "model": {"lookback": 336, "horizon": 168},
+        "fit": {"max_epochs": 20},
+        "load": {"max_gap": 24},
+    },
+    "promote": True,
+}
+
+
 class JobSpec(BaseModel):
     """What one retraining job trains on and how; stored as JSON in jobs.spec."""
 
     # strict: "promote": "yes" or "nproc": "2" are refused, not read as true and 2
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [JOB_EXAMPLE]},
+    )
 
     data: str = Field(description="History file (.csv, .csv.gz, .parquet) readable by workers.")
     target: str = Field(min_length=1, description="The column to forecast.")

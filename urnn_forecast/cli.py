@@ -1321,7 +1321,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Train a uRNN forecaster on the bundled ETTh1 file, backtest it beside seasonal "
             "naive, log and register it in MLflow (champion if better), start the forecast "
             "service on a free loopback port, POST a forecast request and print the answer. "
-            "About a minute on two CPU cores. The paper's copying task is `urnn benchmark "
+            "10-25 s on two CPU cores. The paper's copying task is `urnn benchmark "
             "paper copy`."
         ),
     )

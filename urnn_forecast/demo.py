@@ -1,4 +1,4 @@
-"""`urnn demo`: the product end to end on the bundled data, on one machine, in about a minute.
+"""`urnn demo`: the product end to end on the bundled data, on one machine, in 10-25 s.
 
     result = run_demo(settings, DemoConfig())   # train -> backtest -> register -> serve -> forecast
 

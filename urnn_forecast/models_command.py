@@ -45,7 +45,7 @@ def add_models_parser(commands: Any) -> None:
     promote.add_argument(
         "--reason",
         default=DEFAULT_REASON,
-        help="why, recorded on the version as the tag promotion.reason",
+        help="why, recorded on the version as the tag promotion.manual_reason",
     )
     for action in (listing, promote):
         action.add_argument(

@@ -22,7 +22,7 @@ from jobs import schedules
 from jobs.db import Database
 from jobs.models import CRON_WIDTH, Schedule
 from jobs.schedules import ScheduleError
-from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
+from jobs.spec import JOB_EXAMPLE, JobSpec, JobSpecError, answerable, check_job, check_storable
 from service.routes.jobs import (
     ERRORS,
     READ_ERRORS,
@@ -46,7 +46,13 @@ router = APIRouter(tags=["schedules"])
 
 class ScheduleCreate(BaseModel):
     # strict, as JobSpec: "paused": "yes" or 1 is refused, not read as true
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"cron": "0 3 * * *", "timezone": "Europe/Paris", "job": JOB_EXAMPLE}]
+        },
+    )
 
     cron: str = Field(
         max_length=CRON_WIDTH,
@@ -58,14 +64,21 @@ class ScheduleCreate(BaseModel):
         description="IANA time zone the cron fields are read in; default UTC",
         examples=["Europe/Paris"],
     )
-    job: JobSpec
+    job: JobSpec = Field(
+        description="The job each due time enqueues, as POST /jobs takes it (checked the same "
+        "way, its data file included)."
+    )
     paused: bool = Field(default=False, description="Create it paused (PATCH resumes it).")
 
 
 class ScheduleChange(BaseModel):
     """The fields to change; those left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"paused": True}, {"cron": "30 2 * * 1-5"}]},
+    )
 
     paused: bool | None = Field(
         default=None,
