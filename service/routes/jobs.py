@@ -18,8 +18,9 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
@@ -201,39 +202,60 @@ def submit_job(
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted | JSONResponse:
-    digest = None
-    if idempotency_key is not None:
-        check_idempotency_key(idempotency_key, request.headers.getlist("idempotency-key"))
-        # before the digest (check_job checks it again for every spec): a lone surrogate or
-        # NaN is not a body to compare, and the JSON dump would write NaN as null
-        check_storable(spec)
-        digest = body_digest(spec)
-        replayed = _replay(db, idempotency_key, digest)
-        if replayed is not None:
-            return replayed
-    # the whole file, as the worker will read it; before the insert: a 422 stores nothing
-    checked, warnings = check_job(
-        spec,
-        data_folders=state.settings.job_data_folders(),
-        max_bytes=state.settings.job_data_check_max_bytes,
-    )
-    try:
+
+    def create(key: str | None, digest: str | None) -> JobAccepted:
+        # the whole file, as the worker will read it; before the insert: a 422 stores nothing
+        checked, warnings = check_job(
+            spec,
+            data_folders=state.settings.job_data_folders(),
+            max_bytes=state.settings.job_data_check_max_bytes,
+        )
         with db.session() as session:
             job = queue.submit(
                 session,
                 spec=checked.model_dump(),
                 max_attempts=state.settings.job_max_attempts,
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
                 request_hash=digest,
                 warnings=warnings,  # [] too: checked in full, recorded as such
             )
             return JobAccepted(id=job.id, status="queued", warnings=warnings)
+
+    return idempotent_create(
+        request, idempotency_key, spec, spec, lambda k, d: _replay(db, k, d), create
+    )
+
+
+T = TypeVar("T")
+
+
+def idempotent_create(
+    request: Request,
+    key: str | None,
+    body: BaseModel,
+    spec: JobSpec,
+    replay: Callable[[str, str], JSONResponse | None],
+    create: Callable[[str | None, str | None], T],
+) -> T | JSONResponse:
+    """POST /jobs's and POST /schedules's Idempotency-Key: a key already used answers what it
+    made (`replay`, or a 422 for another body), else `create` makes it under the key and the
+    body's digest; of two calls with one key at once, the one whose insert lost answers the
+    winner's."""
+    digest = None
+    if key is not None:
+        check_idempotency_key(key, request.headers.getlist("idempotency-key"))
+        # before the digest (check_job checks it again for every spec): a lone surrogate or
+        # NaN is not a body to compare, and the JSON dump would write NaN as null
+        check_storable(spec)
+        digest = body_digest(body)
+        if (replayed := replay(key, digest)) is not None:
+            return replayed
+    try:
+        return create(key, digest)
     except IntegrityError:
-        # Two requests with one key at once: the other one's insert won; answer its job.
-        if idempotency_key is None or digest is None:
+        if key is None or digest is None:
             raise
-        replayed = _replay(db, idempotency_key, digest)
-        if replayed is None:
+        if (replayed := replay(key, digest)) is None:
             raise
         return replayed
 

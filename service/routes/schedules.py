@@ -16,13 +16,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 
 from jobs import schedules
 from jobs.db import Database
 from jobs.models import CRON_WIDTH, Schedule
 from jobs.schedules import ScheduleError
-from jobs.spec import JOB_EXAMPLE, JobSpec, JobSpecError, answerable, check_job, check_storable
+from jobs.spec import JOB_EXAMPLE, JobSpec, JobSpecError, answerable, check_job
 from service.routes.jobs import (
     ERRORS,
     READ_ERRORS,
@@ -33,8 +32,7 @@ from service.routes.jobs import (
     JsonBodyDep,
     PageLimit,
     PageOffset,
-    body_digest,
-    check_idempotency_key,
+    idempotent_create,
     stored_warnings,
 )
 from service.schemas import ErrorResponse
@@ -165,17 +163,11 @@ def create_schedule(
     state: StateDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SchedulePublic | JSONResponse:
-    digest = None
-    if idempotency_key is not None:  # as POST /jobs (service.routes.jobs.submit_job)
-        check_idempotency_key(idempotency_key, request.headers.getlist("idempotency-key"))
-        check_storable(body.job)
-        digest = body_digest(body)
-        if (replayed := _replay(db, idempotency_key, digest)) is not None:
-            return replayed
-    schedules.check_cron(body.cron)
-    schedules.check_timezone(body.timezone)
-    spec, warnings = _checked_job(body.job, state)
-    try:
+
+    def create(key: str | None, digest: str | None) -> SchedulePublic:
+        schedules.check_cron(body.cron)
+        schedules.check_timezone(body.timezone)
+        spec, warnings = _checked_job(body.job, state)
         with db.session() as session:
             schedule = schedules.create(
                 session,
@@ -184,17 +176,14 @@ def create_schedule(
                 spec=spec.model_dump(),
                 paused=body.paused,
                 warnings=warnings,  # [] too: checked in full, recorded as such
-                idempotency_key=idempotency_key,
+                idempotency_key=key,
                 request_hash=digest,
             )
             return SchedulePublic.of(schedule)
-    except IntegrityError:
-        # Two requests with one key at once: the other one's insert won; answer its schedule.
-        if idempotency_key is None or digest is None:
-            raise
-        if (replayed := _replay(db, idempotency_key, digest)) is None:
-            raise
-        return replayed
+
+    return idempotent_create(
+        request, idempotency_key, body, body.job, lambda k, d: _replay(db, k, d), create
+    )
 
 
 def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:

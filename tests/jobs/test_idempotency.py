@@ -113,18 +113,6 @@ def test_a_malformed_key_names_the_header(client: TestClient, ett_csv: Path) -> 
     assert client.get("/jobs").json()["total"] == 0
 
 
-def test_concurrent_retries_with_one_key_make_one_job(client: TestClient, ett_csv: Path) -> None:
-    spec = tiny_spec(ett_csv)
-    headers = {**KEY, "Idempotency-Key": "burst"}
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(
-            pool.map(lambda _: client.post("/jobs", json=spec, headers=headers), range(8))
-        )
-    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
-    assert len({a.json()["id"] for a in answers}) == 1
-    assert client.get("/jobs").json()["total"] == 1
-
-
 def _schedule(csv: Path, cron: str = "0 3 * * *") -> dict[str, object]:
     return {"cron": cron, "timezone": "Europe/Paris", "job": tiny_spec(csv)}
 
@@ -172,14 +160,14 @@ def test_a_schedule_key_is_checked_as_a_jobs(client: TestClient, ett_csv: Path) 
     assert client.get("/schedules").json()["total"] == 0
 
 
-def test_concurrent_schedule_retries_with_one_key_make_one_schedule(
-    client: TestClient, ett_csv: Path
+@pytest.mark.parametrize(("path", "status"), [("/jobs", 202), ("/schedules", 201)])
+def test_concurrent_retries_with_one_key_make_one(
+    client: TestClient, ett_csv: Path, path: str, status: int
 ) -> None:
-    body, headers = _schedule(ett_csv), {**KEY, "Idempotency-Key": "burst-schedule"}
+    body = tiny_spec(ett_csv) if path == "/jobs" else _schedule(ett_csv)
+    headers = {**KEY, "Idempotency-Key": "burst"}
     with ThreadPoolExecutor(6) as pool:
-        answers = list(
-            pool.map(lambda _: client.post("/schedules", json=body, headers=headers), range(6))
-        )
-    assert {a.status_code for a in answers} == {201}, [a.text for a in answers]
+        answers = list(pool.map(lambda _: client.post(path, json=body, headers=headers), range(6)))
+    assert {a.status_code for a in answers} == {status}, [a.text for a in answers]
     assert len({a.json()["id"] for a in answers}) == 1
-    assert client.get("/schedules").json()["total"] == 1
+    assert client.get(path).json()["total"] == 1
