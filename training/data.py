@@ -1154,17 +1154,25 @@ def _day_month_order(
 
 
 def _order_example(sample: object, *, day_first: bool) -> str:
-    """A timestamp_format for `sample`'s layout in one order: '%d/%m/%Y %H:%M' for
-    '01/07/2016 00:00'; a generic one where the layout is not a plain one."""
-    from pandas.tseries.api import guess_datetime_format
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        guessed = guess_datetime_format(str(sample).strip(), dayfirst=day_first)
+    """A timestamp_format for `sample`'s layout in one order ('%d-%m-%y %H:%M' for
+    '01-01-17 00:00'); a generic one where the layout is more than a date and a clock time."""
     generic = "%d/%m/%Y %H:%M" if day_first else "%m/%d/%Y %H:%M"
-    if guessed is None or "%d" not in guessed or "%m" not in guessed:
+    layout = re.fullmatch(
+        r"\s*\d{1,2}([./-])\d{1,2}\1(\d{2,4})"
+        r"(?:(\s+|T)\d{1,2}:\d{2}(:\d{2})?(\.\d+)?(\s*[AaPp][Mm])?)?\s*",
+        str(sample),
+    )
+    if layout is None:
         return generic
-    return guessed if (guessed.index("%d") < guessed.index("%m")) == day_first else generic
+    sep, year, gap, seconds, fraction, meridian = layout.groups()
+    date = sep.join(("%d", "%m") if day_first else ("%m", "%d")) + sep
+    date += "%Y" if len(year) == 4 else "%y"
+    if gap is None:
+        return date
+    hour = "%I" if meridian else "%H"
+    clock = f"{hour}:%M" + (":%S" if seconds else "") + (".%f" if fraction else "")
+    am_pm = "" if not meridian else (" %p" if meridian[0].isspace() else "%p")
+    return date + gap + clock + am_pm
 
 
 def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:

@@ -449,6 +449,12 @@ def test_month_first_dates_are_read_as_before(tmp_path: Path, layout: str) -> No
             "data row 2 (1-based, header not counted): '01.02.2016'",
             "'%d.%m.%Y' for day first or '%m.%d.%Y' for month first",
         ),
+        (  # a layout pandas cannot guess (two-digit year): the example follows it still
+            pd.date_range("2016-01-01", periods=12, freq="D"),
+            "%d/%m/%y",
+            "data row 2 (1-based, header not counted): '02/01/16'",
+            "'%d/%m/%y' for day first or '%m/%d/%y' for month first",
+        ),
         (  # twelve days of hours, each day 12 or below
             pd.date_range("2016-07-01", "2016-07-12 23:00", freq="h"),
             "%d/%m/%Y %H:%M",
