@@ -105,7 +105,11 @@ def describe_validation_errors(
     for number, error in enumerate(errors):
         loc = [part for part in error.get("loc", ()) if part != "body"]
         along = len(loc) >= 4 and loc[0] == "series" and isinstance(loc[1], int)
-        key = (tuple(loc[:3]), error.get("type"), str(loc[3:-1])) if along else number
+        # the message too where the type says little: every check of the service's own
+        # validators is a "value_error", whatever it found
+        kind = error.get("type")
+        said = error.get("msg") if kind in ("value_error", "assertion_error") else None
+        key = (tuple(loc[:3]), kind, said, str(loc[3:-1])) if along else number
         if key in groups:
             groups[key].also.append("".join(f"[{shown(part)}]" for part in loc[3:]))
         elif len(groups) < MAX_LISTED_ERRORS:

@@ -35,7 +35,7 @@ import struct
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, tzinfo
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -58,6 +58,7 @@ from service.validation import (
     check_start_span,
     checked_horizon,
     increasing_axis,
+    offset_text,
     quantile_indices,
     quantile_key,
     stamps_alone_error,
@@ -840,17 +841,12 @@ def _check_same_offset(obs: Observations, stored: tzinfo, model: ServedModel) ->
         return
     raise ServiceInputError(
         f"field {obs.dated_by!r}",
-        f"carries the UTC offset {_offset_text(request)} and the series' timestamps "
-        f"{_offset_text(series)} (a daylight-saving change?), and the series has no zone: this "
+        f"carries the UTC offset {offset_text(request)} and the series' timestamps "
+        f"{offset_text(series)} (a daylight-saving change?), and the series has no zone: this "
         "model reads calendar features (hour of day, day of week) on the local clock it was "
         "trained on, which offsets alone do not give; DELETE the series and send its history "
         "again with `timezone` (e.g. 'Europe/London') or as naive local times",
     )
-
-
-def _offset_text(offset: timedelta | None) -> str:
-    """+01:00, as ISO 8601 times write it."""
-    return datetime(2000, 1, 1, tzinfo=timezone(offset or timedelta(0))).isoformat()[-6:]
 
 
 def _along_series(obs: Observations, stored: Stored, model: ServedModel) -> Observations:

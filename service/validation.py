@@ -23,7 +23,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -748,8 +748,15 @@ def _clock_note(tz: tzinfo | None, *, start: bool) -> str:
         return ""
     if isinstance(tz, ZoneInfo):
         return f", both as instants and as times on {tz.key}'s clock"
-    offset = _LATEST.to_pydatetime(warn=False).replace(tzinfo=UTC).astimezone(tz).isoformat()
-    return f", both as instants and as times at their UTC offset ({offset[-6:]})"
+    offset = _LATEST.to_pydatetime(warn=False).replace(tzinfo=UTC).astimezone(tz).utcoffset()
+    return f", both as instants and as times at their UTC offset ({offset_text(offset)})"
+
+
+def offset_text(offset: timedelta | None) -> str:
+    """+01:00 (+00:19:32 with seconds), as Python writes a time's offset; a cut of the last six
+    characters of a time's text gave ':19:32'."""
+    stamp = datetime(2000, 1, 1, tzinfo=timezone(offset or timedelta(0))).isoformat()
+    return stamp[len("2000-01-01T00:00:00") :]
 
 
 def _shown(bound: pd.Timestamp, zoned: bool, *, lower: bool = False) -> str:

@@ -765,8 +765,15 @@ def _read_csv_columns(
     and a row with a value past the header's columns is an error naming it. Empty fields past
     them (a separator at the end of every line, as some exports write) are no values: such a
     file reads as before."""
+    # with a decimal comma the values too: _numeric_values reads them (pandas' thousands
+    # option strips every '.', so 1.5 read as 15, and one bad cell left a whole column text)
     as_text = dict.fromkeys(
-        [*time_columns, *([config.series_col] if config.series_col else [])], str
+        [
+            *time_columns,
+            *([config.series_col] if config.series_col else []),
+            *(config.value_columns if config.decimal == "," else ()),
+        ],
+        str,
     )
     # pandas' missing-value words ("NA", "null", "None", ...) for every column read but the
     # series ids: "NA" names a region (Namibia, North America), and was refused as an empty id
@@ -781,9 +788,6 @@ def _read_csv_columns(
         return pd.read_csv(
             path,
             sep=config.sep,
-            decimal=config.decimal,
-            # with a decimal comma, a '.' in a number can only group thousands (1.034,5)
-            thousands="." if config.decimal == "," else None,
             keep_default_na=missing_words is None,
             na_values=missing_words,
             index_col=False,
@@ -1018,7 +1022,17 @@ def _parse_timestamps(
                 "that matches the text shown, e.g. '%Y-%m-%d %H:%M:%S' for "
                 "'2016-07-01 02:00:00' or '%Y-%m-%d %H' for '2016-07-01 2')"
             )
-            if len(columns) == 1 and text.str.fullmatch(r"\s*\d{10}(\d{3})?\s*").all():
+            compact = pd.to_datetime(text.iloc[:1], format="%Y%m%d%H", errors="coerce")
+            if (
+                len(columns) == 1
+                and text.str.fullmatch(r"\s*\d{10}\s*").all()
+                and compact.notna().all()
+            ):
+                hint += (  # 2016070100: a date and an hour, which also reads as Unix seconds
+                    "; the column holds 10 digits that read as a date and an hour: pass "
+                    "timestamp_format '%Y%m%d%H'"
+                )
+            elif len(columns) == 1 and text.str.fullmatch(r"\s*\d{10}(\d{3})?\s*").all():
                 unit = "milliseconds" if len(str(text.iloc[0]).strip()) == 13 else "seconds"
                 hint += (
                     f"; the column holds numbers like Unix times in {unit} since 1970: write "
@@ -1066,8 +1080,10 @@ def _local_mean_time(text: pd.Series, parsed: pd.Series, fmt: str | None) -> boo
     bad = parsed.isna().to_numpy()
     if bad.any():
         return _SECONDS_OFFSET.search(str(text.iloc[int(np.argmax(bad))])) is not None
-    if fmt is None or "%z" not in fmt:
-        return False
+    zoned = isinstance(parsed.dtype, pd.DatetimeTZDtype) if fmt is None else "%z" in fmt
+    if not zoned:
+        return False  # naive times: no offsets to cut
+    # a first row at a plain offset (+00:00), later rows at +00:34:39: read, and cut
     return bool(text.str.contains(_SECONDS_OFFSET, regex=True).any())
 
 
@@ -1220,13 +1236,17 @@ def _numeric_values(
                 cast.append(f"{column} ({cells.dtype})")
             out[column] = cells.astype("float64")
             continue
+        if decimal == ",":
+            cells = _comma_numbers(cells)
         numbers = pd.to_numeric(cells, errors="coerce")
         bad = (numbers.isna() & cells.notna()).to_numpy()
         if bad.any():
             row = int(np.argmax(bad)) + 1
-            cell = cells.iloc[row - 1]
+            cell = raw[column].iloc[row - 1]
             comma = isinstance(cell, str) and re.fullmatch(r"\s*[-+]?[\d.]*,\d+\s*", cell)
             hint = "; a decimal comma? pass decimal=','" if comma and decimal == "." else ""
+            if decimal == ",":
+                hint = "; with decimal=',' a '.' may only group thousands (1.034,5)"
             raise NonNumericValueError(
                 f"{source}: column {column!r}, {row_label(row)}: {shown(cell)} is not a number "
                 f"({plural(int(bad.sum()), 'such cell')} in this column); values must be "
@@ -1236,6 +1256,23 @@ def _numeric_values(
     if cast:
         report.add(source, "cast", len(cast), f"converted to float64: {', '.join(cast)}")
     return pd.DataFrame(out)
+
+
+# A number written with a decimal comma: '.' only between groups of three digits (1.034,5).
+_COMMA_NUMBER = r"\s*[-+]?(?:\d{1,3}(?:\.\d{3})+|\d*)(?:,\d+)?(?:[eE][-+]?\d+)?\s*"
+_NON_FINITE_WORDS = r"\s*[-+]?(?:inf|infinity|nan)\s*"
+
+
+def _comma_numbers(cells: pd.Series) -> pd.Series:
+    """Text cells of numbers with a decimal comma as text pandas reads ('1.034,5' ->
+    '1034.5'); a cell that is no such number (1.5: a '.' that groups no thousands) becomes
+    unreadable text, which the caller names by its row."""
+    text = cells.astype("string")
+    plain = text.str.fullmatch(_COMMA_NUMBER) & text.str.contains(r"\d", regex=True)
+    words = text.str.fullmatch(_NON_FINITE_WORDS, case=False)
+    converted = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    out = converted.where(plain.fillna(False), text.where(words.fillna(False), "\x00"))
+    return out.where(cells.notna(), None).astype(object)
 
 
 def _note_thousands(values: pd.DataFrame, source: str, report: Report) -> None:

@@ -574,3 +574,14 @@ def test_problems_of_other_series_and_fields_stay_apart_and_the_rest_are_counted
     assert [s.split(",")[0] for s in said[2:5]] == ["series 2 ('s2')", "series 3 ('s3')",
                                                     "series 4 ('s4')"]  # fmt: skip
     assert said[5:] == ["and 2 more error(s)"]
+
+
+def test_different_checks_along_one_list_are_not_one_problem() -> None:
+    """Every check of the service's own validators is a pydantic "value_error": a time finer
+    than the microsecond and a number given as a time were called "the same problem"."""
+    times = ["2024-03-01T00:00:00.1234567", "20240301"]
+    said = _described({"series": [{"id": "t", "values": [1.0, 2.0], "timestamps": times}]})
+    first, second = re.split(r"; (?=series )", said)
+    assert "'timestamps'[0]" in first and "finer than the microsecond" in first
+    assert "the same problem" not in first
+    assert "'timestamps'[1]" in second and "is a number, not a date and time" in second

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from service import fast_routes
 from tests.service.conftest import Registry
 from tests.service.test_streaming_api import KEY, points, post
 
@@ -343,3 +344,17 @@ def test_a_bad_series_id_in_the_path_is_said_in_words(
         "field 'series_id': a string of 1 to 200 characters, not blank, not '.' or '..' (nor "
         "those with spaces around them), without '/' or control characters"
     )
+
+
+def test_an_id_ending_in_a_newline_is_refused_not_stored(
+    stream_client_for: Callable[..., TestClient],
+) -> None:
+    """Python's `$` matches before a last newline; the path's regex does not: "a\\n" was
+    stored by POST and the WebSocket, then refused by GET and DELETE."""
+    client = stream_client_for()
+    answer = client.post(
+        "/series/a%0A/observations", json={"values": [1.0], "start": "2024-01-01"}, headers=KEY
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("field 'series_id': a string of 1 to 200")
+    assert not fast_routes.plain_series_id("b\n")

@@ -431,3 +431,15 @@ def test_the_earliest_time_a_message_states_can_be_sent() -> None:
     stamps = [t.isoformat() for t in pd.date_range(EARLIEST, periods=12, freq="h")]
     (prepared, *_) = _prepared({"id": "t", "values": list(range(12)), "timestamps": stamps})
     assert len(prepared.series) == 1
+
+
+def test_offsets_are_written_whole_in_messages() -> None:
+    """A cut of a time's last six characters wrote +00:19:32 as ':19:32'."""
+    from datetime import timedelta
+
+    from service.validation import offset_text
+
+    assert offset_text(timedelta(hours=1)) == "+01:00"
+    assert offset_text(timedelta(minutes=19, seconds=32)) == "+00:19:32"
+    assert offset_text(-timedelta(hours=4, minutes=56, seconds=2)) == "-04:56:02"
+    assert offset_text(None) == "+00:00"

@@ -548,3 +548,42 @@ def test_unix_times_are_named_and_step_origin_is_not_offered(
                    TimestampParseError)  # fmt: skip
     assert f"the column holds numbers like Unix times in {unit} since 1970" in said
     assert "pass step_origin" not in said
+
+
+def test_with_a_decimal_comma_the_bad_cell_is_named_and_a_stray_dot_refused(
+    tmp_path: Path,
+) -> None:
+    """pandas' thousands option stripped every '.', so 1.5 read as 15; and one bad cell left
+    the whole column text, each number then named "not a number" from the first row."""
+    rows = ["1,5", "2,25", "n.a.", "1.034,5"]
+    text = "date;v\n" + "".join(f"2016-07-01 {h:02d}:00;{v}\n" for h, v in enumerate(rows))
+    config = LoadConfig(target="v", sep=";", decimal=",")
+    said = refused(write(tmp_path, text), config, NonNumericValueError)
+    assert "data row 3 (1-based, header not counted): 'n.a.' is not a number (1 such" in said
+    stray = text.replace("n.a.", "1.5")
+    said = refused(write(tmp_path, stray, "stray.csv"), config, NonNumericValueError)
+    assert "'1.5' is not a number" in said
+    assert said.endswith("with decimal=',' a '.' may only group thousands (1.034,5)")
+
+
+def test_ten_digits_that_read_as_a_date_and_hour_are_not_called_unix_times(
+    tmp_path: Path,
+) -> None:
+    rows = "".join(f"20160701{h:02d},{h}\n" for h in range(24))
+    said = refused(write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"),
+                   TimestampParseError)  # fmt: skip
+    assert "10 digits that read as a date and an hour: pass timestamp_format '%Y%m%d%H'" in said
+    assert "Unix" not in said
+
+
+def test_a_seconds_offset_after_a_plain_one_is_read_whole(tmp_path: Path) -> None:
+    """Dublin left its mean time (+00:34:39 in summer 1916) for +00:00: newest first, the
+    plain offset came first and pandas cut the seconds of the rows after it."""
+    stamps = pd.date_range("1916-09-29", periods=96, freq="h", tz="Europe/Dublin")
+    assert stamps[0].isoformat().endswith("+00:34:39")
+    frame = pd.DataFrame({"date": [t.isoformat() for t in stamps[::-1]], "y": np.arange(96.0)})
+    path = tmp_path / "dublin.csv"
+    frame.to_csv(path, index=False)
+    (series,) = load_data(path, LoadConfig(target="y")).series.values()
+    expected = stamps.tz_convert("UTC").tz_localize(None)
+    assert (series.index == expected).all()
