@@ -1138,23 +1138,40 @@ def _day_month_order(
     month_first, day_first = bool((first <= 12).all()), bool((second <= 12).all())
     if month_first and day_first:
         differs = (first != second).to_numpy()
-        if differs.any():
-            row = int(np.argmax(differs)) + 1
-            raise TimestampParseError(
-                f"{source}: column {label}, {row_label(row)}: {shown(str(text.iloc[row - 1]))} "
-                "reads day first and month first, and so does every row of the column (none "
-                "has a day above 12): pass a timestamp_format that says which, e.g. "
-                f"{_order_example(text.iloc[0], day_first=True)!r} for day first or "
-                f"{_order_example(text.iloc[0], day_first=False)!r} for month first"
+        if not differs.any():
+            return parsed  # day and month equal everywhere: one reading
+        readings = {
+            order: _read_in_order(text, day_first=order == "day", utc=utc)
+            for order in ("month", "day")
+        }
+        grids = {order: _grid(read) for order, read in readings.items()}
+        regular = [order for order, grid in grids.items() if grid is not None]
+        if len(regular) == 1:  # monthly data on the 1st reads day first as Jan 1-12 of a year
+            (order,) = regular
+            other = "day" if order == "month" else "month"
+            report.add(
+                source,
+                "read",
+                len(text),
+                f"read the dates of column {label} {order} first: every row reads both ways "
+                f"(no day above 12), and only {order} first puts them on a regular grid "
+                f"({grids[order]!r}); {other} first they lie on none",
             )
-        return parsed  # day and month equal everywhere: one reading
+            return readings[order]
+        row = int(np.argmax(differs)) + 1
+        raise TimestampParseError(
+            f"{source}: column {label}, {row_label(row)}: {shown(str(text.iloc[row - 1]))} "
+            "reads day first and month first, and so does every row of the column (none has "
+            "a day above 12), "
+            + ("both on a regular grid" if regular else "neither on a regular grid")
+            + ": pass a timestamp_format that says which, e.g. "
+            f"{_order_example(text.iloc[0], day_first=True)!r} for day first or "
+            f"{_order_example(text.iloc[0], day_first=False)!r} for month first"
+        )
     if not day_first:
         return parsed  # month first, the reading of pandas' guess and of its row-by-row parse
     # day first: the only order every row allows
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Could not infer format")
-        warnings.filterwarnings("ignore", message="Parsing dates in")
-        reread = pd.to_datetime(text, dayfirst=True, errors="coerce", utc=utc)
+    reread = _read_in_order(text, day_first=True, utc=utc)
     if reread.isna().to_numpy().any() or (reread == parsed).all():
         return parsed  # nothing to change, or the rows the other reading misses say why
     row = int(np.argmax((first > 12).to_numpy())) + 1
@@ -1167,6 +1184,28 @@ def _day_month_order(
         f"{int(first.iloc[row - 1])}",
     )
     return reread
+
+
+def _read_in_order(text: pd.Series, *, day_first: bool, utc: bool) -> pd.Series:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Could not infer format")
+        warnings.filterwarnings("ignore", message="Parsing dates in")
+        return pd.to_datetime(text, dayfirst=day_first, errors="coerce", utc=utc)
+
+
+def _grid(stamps: pd.Series) -> str | None:
+    """The frequency pandas finds for the distinct times, in order; None when they lie on no
+    regular grid (or are too few to tell)."""
+    distinct = pd.DatetimeIndex(stamps.dropna().unique()).sort_values()
+    if len(distinct) < 3:
+        return None
+    try:
+        with warnings.catch_warnings():  # pandas 4 will answer an offset, not its text
+            warnings.simplefilter("ignore")
+            found = pd.infer_freq(distinct)
+    except (TypeError, ValueError):
+        return None
+    return None if found is None else str(getattr(found, "freqstr", found))
 
 
 def _order_example(sample: object, *, day_first: bool) -> str:

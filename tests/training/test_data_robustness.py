@@ -455,12 +455,6 @@ def test_month_first_dates_are_read_as_before(tmp_path: Path, layout: str) -> No
             "data row 2 (1-based, header not counted): '02/01/16'",
             "'%d/%m/%y' for day first or '%m/%d/%y' for month first",
         ),
-        (  # twelve days of hours, each day 12 or below
-            pd.date_range("2016-07-01", "2016-07-12 23:00", freq="h"),
-            "%d/%m/%Y %H:%M",
-            "data row 1 (1-based, header not counted): '01/07/2016 00:00'",
-            "'%d/%m/%Y %H:%M' for day first or '%m/%d/%Y %H:%M' for month first",
-        ),
     ],
 )
 def test_dates_that_read_both_ways_in_every_row_are_refused(
@@ -469,6 +463,7 @@ def test_dates_that_read_both_ways_in_every_row_are_refused(
     said = refused(_dated(tmp_path, stamps, layout), LoadConfig(target="OT"), TimestampParseError)
     assert named in said
     assert "reads day first and month first, and so does every row of the column" in said
+    assert "both on a regular grid" in said
     assert said.endswith(f"pass a timestamp_format that says which, e.g. {formats}")
     given = LoadConfig(target="OT", timestamp_format=layout, freq=stamps.freqstr)  # settled
     (frame,) = load_data(_dated(tmp_path, stamps, layout), given).series.values()
@@ -587,3 +582,26 @@ def test_a_seconds_offset_after_a_plain_one_is_read_whole(tmp_path: Path) -> Non
     (series,) = load_data(path, LoadConfig(target="y")).series.values()
     expected = stamps.tz_convert("UTC").tz_localize(None)
     assert (series.index == expected).all()
+
+
+@pytest.mark.parametrize(
+    ("stamps", "layout", "order", "grid"),
+    [
+        # twelve days of hours, each day 12 or below: month first they jump a month a day
+        (pd.date_range("2016-07-01", "2016-07-12 23:00", freq="h"), "%d/%m/%Y %H:%M", "day", "h"),
+        (pd.date_range("2016-07-01", "2016-07-12 23:00", freq="h"), "%m/%d/%Y %H:%M", "month", "h"),
+        # three years of months on the 1st: day first, January 1-12 of each year
+        (pd.date_range("2016-01-01", periods=36, freq="MS"), "%m/%d/%Y", "month", "MS"),
+    ],
+)
+def test_dates_that_read_both_ways_take_the_order_of_the_one_regular_grid(
+    tmp_path: Path, stamps: pd.DatetimeIndex, layout: str, order: str, grid: str
+) -> None:
+    """Refused before this rule, though one reading was plainly right."""
+    config = LoadConfig(target="OT", freq=None if grid == "h" else grid)
+    data = load_data(_dated(tmp_path, stamps, layout), config)
+    (frame,) = data.series.values()
+    assert (frame.index == stamps).all()
+    said = " ".join(d.message for d in data.report)
+    assert f"read the dates of column 'date' {order} first: every row reads both ways" in said
+    assert f"only {order} first puts them on a regular grid ({grid!r})" in said
