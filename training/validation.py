@@ -429,6 +429,7 @@ def merge_duplicates(
         )
     keep_first = ~frame.index.duplicated(keep="first")
     if policy == "mean":
+        _refuse_many_readings(frame, rows, series, source)
         with np.errstate(over="ignore"):  # near float64's limit: inf, refused by the loader
             merged = frame.groupby(level=0, sort=False).mean()
         kept_rows = rows[keep_first]
@@ -446,6 +447,33 @@ def merge_duplicates(
         f"first: {first} at data rows {first_rows}",
     )
     return merged, kept_rows
+
+
+def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, source: str) -> None:
+    """ "mean" is for the two hours a daylight-saving change writes under one label (PJM), and
+    for rows a file repeats (overlapping exports: equal rows). More than two different rows
+    under one time are something else: a time column left out (bike-sharing's `hr`: 24 hours
+    of a day averaged into one row) or readings finer than the timestamps; averaging them
+    changed the data's frequency with one report line."""
+    shared = frame[frame.index.duplicated(keep=False)]  # the rows under a repeated time only
+    distinct = shared.reset_index().drop_duplicates()
+    stamp = distinct.columns[0]
+    counts = distinct.groupby(stamp, sort=False).size()
+    many = counts[counts > 2]
+    if many.empty:
+        return
+    first = many.index[0]
+    at = ", ".join(str(r) for r in rows[frame.index == first][:5])
+    more = " ..." if int(counts[first]) > 5 else ""
+    raise DuplicateTimestampError(
+        f"{source}: series {shown(series)}: {int(counts[first]):,} different rows share the "
+        f"timestamp {first} (data rows {at}{more}, 1-based, header not counted), and "
+        f"{plural(len(many), 'timestamp')} in all have more than two; duplicates='mean' "
+        "averages the two hours a daylight-saving change repeats, not this. Is a time column "
+        "left out (timestamp_col takes several, e.g. a date and an hour)? If these are "
+        "readings to combine, aggregate them before loading, or keep one with duplicates="
+        "'first' or 'last'"
+    )
 
 
 def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) -> str:

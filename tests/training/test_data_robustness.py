@@ -18,6 +18,7 @@ import pytest
 from training.data import LoadConfig, load_data
 from training.validation import (
     DataValidationError,
+    DuplicateTimestampError,
     FrequencyError,
     InvalidOptionError,
     MissingSeriesIdError,
@@ -605,3 +606,25 @@ def test_dates_that_read_both_ways_take_the_order_of_the_one_regular_grid(
     said = " ".join(d.message for d in data.report)
     assert f"read the dates of column 'date' {order} first: every row reads both ways" in said
     assert f"only {order} first puts them on a regular grid ({grid!r})" in said
+
+
+def test_a_left_out_time_column_is_refused_not_averaged_into_days(tmp_path: Path) -> None:
+    """Bike-sharing's hour.csv read by its date alone: 24 different hours under each date were
+    averaged into one daily row, with one report line."""
+    rows = "".join(f"2011-01-0{d},{h},{d * 100 + h}\n" for d in (1, 2, 3) for h in range(24))
+    path = write(tmp_path, "dteday,hr,cnt\n" + rows)
+    said = refused(path, LoadConfig(target="cnt", timestamp_col="dteday"),
+                   DuplicateTimestampError)  # fmt: skip
+    assert "24 different rows share the timestamp 2011-01-01 00:00:00" in said
+    assert "Is a time column left out" in said
+    both = LoadConfig(target="cnt", timestamp_col=("dteday", "hr"), timestamp_format="%Y-%m-%d %H")
+    assert len(next(iter(load_data(path, both).series.values()))) == 72
+    # two different rows under one time (a daylight-saving repeat), or equal rows: merged
+    pair = (
+        "date,OT\n2020-01-01 00:00,1\n2020-01-01 01:00,2\n2020-01-01 01:00,4\n2020-01-01 02:00,5\n"
+    )
+    (frame,) = load_data(write(tmp_path, pair, "pair.csv"), LoadConfig(target="OT")).series.values()
+    assert frame["OT"].tolist() == [1.0, 3.0, 5.0]
+    same = "date,OT\n2020-01-01 00:00,1\n" + "2020-01-01 01:00,2\n" * 4 + "2020-01-01 02:00,5\n"
+    (frame,) = load_data(write(tmp_path, same, "same.csv"), LoadConfig(target="OT")).series.values()
+    assert frame["OT"].tolist() == [1.0, 2.0, 5.0]
