@@ -569,6 +569,11 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
     line = 1
     with opener(path, "rb") as raw:
         while chunk := raw.read(1 << 20):  # a chunk at a time: the file may be large
+            if line == 1 and chunk.startswith(b"\x1f\x8b") and opener is open:
+                return UnreadableFileError(
+                    f"{path.name}: the file is gzip-compressed; name it with the suffix .csv.gz "
+                    "(or decompress it)"
+                )
             if line == 1 and chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
                 return UnreadableFileError(
                     f"{path.name}: the file is UTF-16 text (it starts with a UTF-16 "

@@ -628,3 +628,10 @@ def test_a_left_out_time_column_is_refused_not_averaged_into_days(tmp_path: Path
     same = "date,OT\n2020-01-01 00:00,1\n" + "2020-01-01 01:00,2\n" * 4 + "2020-01-01 02:00,5\n"
     (frame,) = load_data(write(tmp_path, same, "same.csv"), LoadConfig(target="OT")).series.values()
     assert frame["OT"].tolist() == [1.0, 2.0, 5.0]
+
+
+def test_a_gzip_file_named_csv_is_told_to_be_named_csv_gz(tmp_path: Path) -> None:
+    path = write(tmp_path, gzip.compress(HOURLY.encode()), "log.csv")
+    said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
+    assert said.startswith("log.csv: the file is gzip-compressed; name it with the suffix")
+    assert said.endswith(".csv.gz (or decompress it)")
