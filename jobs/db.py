@@ -167,21 +167,23 @@ def reaching(url: str) -> Iterator[None]:
         ) from None
 
 
-def head_revision() -> str | None:
+def _scripts() -> Any:
+    """The migrations of migrations/ (Alembic's ScriptDirectory); no database is read."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def head_revision() -> str | None:
+    head: str | None = _scripts().get_current_head()
+    return head
 
 
 def _known_revision(revision: str) -> bool:
-    from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
 
     try:
-        return (
-            ScriptDirectory.from_config(alembic_config("sqlite://")).get_revision(revision)
-            is not None
-        )
+        return _scripts().get_revision(revision) is not None
     except CommandError:
         return False
 
@@ -192,13 +194,13 @@ def revision_step(current: str | None, target: str) -> str | None:
     relative step such as "-1", or an unknown name: Alembic's error says which). Alembic
     treats `upgrade base` at head, or `downgrade head`, as nothing to do and says nothing;
     the CLI must say which way to go instead."""
-    from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
 
     if target.startswith(("+", "-")):
         return None
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    # newest first; the history is linear, so a revision's depth orders it
+    script = _scripts()
+    # oldest first (Alembic walks from the head); the history is linear, so a revision's
+    # depth orders it
     order = [r.revision for r in reversed(list(script.walk_revisions()))]
     try:
         wanted = script.get_revision(target)

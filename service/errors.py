@@ -102,6 +102,7 @@ def describe_validation_errors(
     # One problem repeated along a list (100 timestamps in one wrong form) is one sentence
     # naming its first position and counting the others, not 100 copies of one sentence.
     groups: dict[object, _Group] = {}
+    unlisted = 0  # errors past MAX_LISTED_ERRORS problems: counted, not said
     for number, error in enumerate(errors):
         loc = [part for part in error.get("loc", ()) if part != "body"]
         along = len(loc) >= 4 and loc[0] == "series" and isinstance(loc[1], int)
@@ -115,14 +116,13 @@ def describe_validation_errors(
         elif len(groups) < MAX_LISTED_ERRORS:
             groups[key] = _Group(_sentence(error, loc, body, model))
         else:
-            groups.setdefault(_MORE, _Group("")).also.append("")
-    sentences = [group.said() for key, group in groups.items() if key is not _MORE]
-    if _MORE in groups:
-        sentences.append(f"and {len(groups[_MORE].also)} more error(s)")
+            unlisted += 1
+    sentences = [group.said() for group in groups.values()]
+    if unlisted:
+        sentences.append(f"and {unlisted} more error(s)")
     return "; ".join(sentences)
 
 
-_MORE = object()  # the key under which the errors past MAX_LISTED_ERRORS are counted
 _LISTED_POSITIONS = 4  # of a repeated problem, the positions named after the first
 
 

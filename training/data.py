@@ -551,11 +551,15 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
         raise _unreadable(path, kind, error) from error
 
 
+def _opener(path: Path) -> Any:
+    """gzip.open for a .csv.gz, else open."""
+    return gzip.open if path.name.lower().endswith(".gz") else open
+
+
 def _open_text(path: Path) -> Any:
     """A CSV file (or .csv.gz) as text the way pandas reads it: UTF-8, a byte-order mark
     skipped, newlines left to the csv module."""
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    return opener(path, "rt", encoding="utf-8-sig", newline="")
+    return _opener(path)(path, "rt", encoding="utf-8-sig", newline="")
 
 
 def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
@@ -564,7 +568,7 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
     say: the position is in a chunk of the file, and no line is named."""
     if not isinstance(error, UnicodeDecodeError):
         return UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}")
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
+    opener = _opener(path)
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     with opener(path, "rb") as raw:

@@ -995,10 +995,8 @@ def _add_ett_parser(suites: Any) -> None:
 def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
     errors = _input_errors()
     start = time.perf_counter()
-    if (problem := _output_folder_problem(args.output)) is not None:
-        print(f"urnn benchmark ett: error: {problem}", file=sys.stderr)
-        return 2
     try:
+        _check_output_folder(args.output)
         from training.ett_benchmark import (
             MODELS,
             EttBenchmarkConfig,
@@ -1089,12 +1087,11 @@ def _check_data_path(data: str) -> None:
         raise UsageError(f"--data {named}: no such file")
 
 
-def _output_folder_problem(output: str | None) -> str | None:
+def _check_output_folder(output: str | None) -> None:
     """--output names a folder (made if missing): a file there failed only after the whole
     run, as it came to write its results."""
     if output and Path(output).exists() and not Path(output).is_dir():
-        return f"--output {output}: is a file; give a folder (it is made if missing)"
-    return None
+        raise UsageError(f"--output {output}: is a file; give a folder (it is made if missing)")
 
 
 def _positive_float(text: str) -> float:
@@ -1204,10 +1201,8 @@ def _add_pjm_parser(suites: Any) -> None:
 def _run_pjm(args: argparse.Namespace, settings: Settings) -> int:
     errors = _input_errors()
     start = time.perf_counter()
-    if (problem := _output_folder_problem(args.output)) is not None:
-        print(f"urnn benchmark pjm: error: {problem}", file=sys.stderr)
-        return 2
     try:
+        _check_output_folder(args.output)
         from training.pjm_benchmark import (
             MODELS,
             PjmBenchmarkConfig,
@@ -1973,8 +1968,7 @@ def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     _check_data_path(args.data)
-    if (problem := _output_folder_problem(args.output)) is not None:
-        raise UsageError(problem)
+    _check_output_folder(args.output)
     if args.refit and args.backtest_windows is None:
         raise UsageError(
             "--refit fits one model per origin: give --backtest-windows N (a handful: each is "
