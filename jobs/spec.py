@@ -77,7 +77,10 @@ class JobSpec(BaseModel):
         json_schema_extra={"examples": [JOB_EXAMPLE]},
     )
 
-    data: str = Field(description="History file (.csv, .csv.gz, .parquet) readable by workers.")
+    data: str = Field(
+        description="History file readable by workers: .csv, .tsv, .txt (each also .gz; "
+        "fields split by config.load.sep), .parquet or .pq.",
+    )
     target: str = Field(min_length=1, description="The column to forecast.")
     covariates: list[str] = Field(default_factory=list, description="Past covariate columns.")
     config: dict[str, dict[str, Any]] = Field(

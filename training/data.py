@@ -106,11 +106,25 @@ from training.validation import (
 )
 from urnn_forecast.field_types import not_one_of, shown
 
+# Delimited text of any of these names is read alike: `sep` says what splits its fields
+# (',' unless given; a .tsv read with ',' is refused with the tab named, _check_separator).
 SUFFIXES: dict[str, str] = {
     ".csv": "csv",
     ".csv.gz": "csv",
+    ".tsv": "csv",
+    ".tsv.gz": "csv",
+    ".txt": "csv",
+    ".txt.gz": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
+}
+# Files people export that the loader does not read, and what to do instead.
+_EXPORT_ADVICE: dict[str, str] = {
+    ".xlsx": "an Excel workbook: save the sheet as 'CSV UTF-8' in Excel",
+    ".xls": "an Excel workbook: save the sheet as 'CSV UTF-8' in Excel",
+    ".ods": "a spreadsheet: save the sheet as CSV (UTF-8)",
+    ".json": "JSON: write the table as CSV or Parquet (pandas: DataFrame.to_csv, to_parquet)",
+    ".feather": "Arrow IPC: write it as Parquet (pyarrow.parquet.write_table)",
 }
 # Looked for, case-insensitively, when timestamp_col is not given; exactly one must be present.
 TIMESTAMP_NAMES: tuple[str, ...] = ("timestamp", "datetime", "date", "time", "ds")
@@ -518,9 +532,11 @@ def file_format(path: Path) -> str:
     for suffix in sorted(SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
             return SUFFIXES[suffix]
+    advice = _EXPORT_ADVICE.get(path.suffix.lower())
     raise UnsupportedFormatError(
-        f"{path.name}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}; "
-        f"allowed suffixes: {', '.join(SUFFIXES)}"
+        f"{path.name}: unsupported file type {''.join(path.suffixes) or '(no suffix)'!r}"
+        + (f" ({advice})" if advice else "")
+        + f"; allowed suffixes: {', '.join(SUFFIXES)}"
     )
 
 
@@ -575,8 +591,8 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
         while chunk := raw.read(1 << 20):  # a chunk at a time: the file may be large
             if line == 1 and chunk.startswith(b"\x1f\x8b") and opener is open:
                 return UnreadableFileError(
-                    f"{path.name}: the file is gzip-compressed; name it with the suffix .csv.gz "
-                    "(or decompress it)"
+                    f"{path.name}: the file is gzip-compressed; name it with the suffix "
+                    f"{_suffix(path)}.gz (or decompress it)"
                 )
             if line == 1 and chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
                 return UnreadableFileError(

@@ -256,7 +256,10 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
     """Options that map onto training.data.LoadConfig."""
     group = parser.add_argument_group("data loading (training.data.LoadConfig)")
     group.add_argument(
-        "--data", required=True, metavar="PATH", help="history file: .csv, .csv.gz, .parquet, .pq"
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="history file: .csv, .tsv, .txt (each also .gz; fields split by --sep), .parquet, .pq",
     )
     group.add_argument(
         "--target",

@@ -121,8 +121,9 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ),
     (
         "an unsupported suffix",
-        lambda csv: tiny_spec(csv, data=_copy(csv, "history.txt")),
-        "field 'data': history.txt: unsupported file type '.txt'; allowed suffixes: .csv",
+        lambda csv: tiny_spec(csv, data=_copy(csv, "history.xlsx")),
+        "field 'data': history.xlsx: unsupported file type '.xlsx' (an Excel workbook: save the "
+        "sheet as 'CSV UTF-8' in Excel); allowed suffixes: .csv",
     ),
     ("no file", lambda csv: tiny_spec(csv, data="/no/such/history.csv"), "field 'data'"),
     # three an audit answered with 500s

@@ -1,6 +1,7 @@
 """Loading and validating history files: layouts, formats, every repair policy, every error,
 and the real quirky files (PJM, bike sharing, ETT) with counts computed independently here."""
 
+import gzip
 import hashlib
 import re
 from dataclasses import replace
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.shared_data import SHARED_DATA, needs_shared
-from training.data import LoadConfig, LoadedData, header_columns, load_data
+from training.data import LoadConfig, LoadedData, WrongSeparatorError, header_columns, load_data
 from training.validation import (
     DataValidationError,
     Decision,
@@ -417,8 +418,34 @@ def test_short_series_are_refused_or_dropped_on_request(tmp_path: Path) -> None:
 
 
 def test_unknown_suffix_lists_the_allowed_ones(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedFormatError, match=r"'\.xlsx'.*\.csv, \.csv\.gz, \.parquet"):
+    with pytest.raises(UnsupportedFormatError) as said:
         load_data(write(tmp_path, "a,b", "log.xlsx"), LoadConfig(target="b"))
+    assert str(said.value) == (
+        "log.xlsx: unsupported file type '.xlsx' (an Excel workbook: save the sheet as "
+        "'CSV UTF-8' in Excel); allowed suffixes: .csv, .csv.gz, .tsv, .tsv.gz, .txt, .txt.gz, "
+        ".parquet, .pq"
+    )
+    with pytest.raises(UnsupportedFormatError, match=r"^log\.dat: unsupported file type '\.dat';"):
+        load_data(write(tmp_path, "a,b", "log.dat"), LoadConfig(target="b"))
+
+
+def test_tab_separated_and_text_files_read_as_csv_with_their_separator(tmp_path: Path) -> None:
+    """A .tsv, .txt or their .gz read as delimited text: the same series as the CSV, with
+    `sep` saying what splits them; a .tsv read with the default ',' names the tab."""
+    rows = csv_of(hourly(30), [str(float(k % 7)) for k in range(30)])
+    expected = load_data(write(tmp_path, rows, "log.csv"), LoadConfig(target="y"))
+    tabbed = rows.replace(",", "\t")
+    for name in ("log.tsv", "log.txt"):
+        path = write(tmp_path, tabbed, name)
+        data = load_data(path, LoadConfig(target="y", sep="\t"))
+        pd.testing.assert_series_equal(data.series["log"]["y"], expected.series["log"]["y"])
+    gz = tmp_path / "log.txt.gz"
+    gz.write_bytes(gzip.compress(rows.encode()))
+    data = load_data(gz, LoadConfig(target="y"))
+    assert list(data.series) == ["log"]  # the suffix, .txt.gz, is cut off whole
+    pd.testing.assert_series_equal(data.series["log"]["y"], expected.series["log"]["y"])
+    with pytest.raises(WrongSeparatorError, match=r"the file looks tab-separated: pass sep='\\t'"):
+        load_data(tmp_path / "log.tsv", LoadConfig(target="y"))
 
 
 def test_missing_column_lists_the_columns_the_file_has(tmp_path: Path) -> None:
