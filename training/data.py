@@ -702,6 +702,10 @@ NO_DATE = re.compile(
     re.IGNORECASE,
 )
 
+# A time followed by a zone abbreviation (CEST, EDT, AEST), which pandas does not read; UTC,
+# GMT and Z it reads (AM and PM are no zones).
+_ZONE_ABBREVIATION = re.compile(r".*\d\s*(?!(?:UTC|GMT|Z|AM|PM)\s*$)([A-Z]{2,5})\s*")
+
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
 
 # The name pandas gives an unnamed index level in a Parquet schema.
@@ -1040,13 +1044,24 @@ def _parse_timestamps(
                 if row == 1
                 else "the format was inferred from the first row"
             )
-            hint = (
-                f"with timestamp_format={shown(fmt)}"
-                if fmt
-                else f"(no timestamp_format given, and {inferred}; pass a timestamp_format "
-                "that matches the text shown, e.g. '%Y-%m-%d %H:%M:%S' for "
-                "'2016-07-01 02:00:00' or '%Y-%m-%d %H' for '2016-07-01 2')"
-            )
+            zone = _ZONE_ABBREVIATION.fullmatch(str(text.iloc[row - 1]))
+            if zone:  # no timestamp_format reads it: the hint says what to write instead
+                advice = (
+                    f"the text ends in the time-zone abbreviation {zone[1]!r}, which is not "
+                    "read: an abbreviation does not name one offset (CST is US Central or China "
+                    "Standard time, IST India, Ireland or Israel); write the times with their "
+                    "UTC offsets ('2024-03-31T03:00:00+02:00', as pandas' Timestamp.isoformat "
+                    "writes them) or in UTC"
+                )
+                hint = f"with timestamp_format={shown(fmt)}: {advice}" if fmt else f"({advice})"
+            elif fmt:
+                hint = f"with timestamp_format={shown(fmt)}"
+            else:
+                hint = (
+                    f"(no timestamp_format given, and {inferred}; pass a timestamp_format "
+                    "that matches the text shown, e.g. '%Y-%m-%d %H:%M:%S' for "
+                    "'2016-07-01 02:00:00' or '%Y-%m-%d %H' for '2016-07-01 2')"
+                )
             compact = pd.to_datetime(text.iloc[:1], format="%Y%m%d%H", errors="coerce")
             if (
                 len(columns) == 1

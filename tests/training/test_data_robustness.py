@@ -546,6 +546,33 @@ def test_unix_times_are_named_and_step_origin_is_not_offered(
     assert "pass step_origin" not in said
 
 
+def test_zone_abbreviations_are_named_with_what_to_write_instead(tmp_path: Path) -> None:
+    """Times ending in CET/CEST (as strftime's %Z writes a zoned time) were refused with the
+    advice to pass a timestamp_format, which cannot read them either; UTC and 12-hour times are
+    not taken for zones."""
+    zoned = pd.date_range("2024-03-31 00:00", periods=6, freq="h", tz="Europe/Berlin")
+    rows = "".join(f"{t.strftime('%Y-%m-%d %H:%M:%S %Z')},{k}\n" for k, t in enumerate(zoned))
+    path = write(tmp_path, "date,OT\n" + rows)
+    said = refused(path, LoadConfig(target="OT"), TimestampParseError)
+    assert "cannot parse '2024-03-31 00:00:00 CET' as a timestamp (the text ends in the " in said
+    assert "time-zone abbreviation 'CET', which is not read" in said
+    assert "pass a timestamp_format" not in said
+    # with %Z, pandas reads 'CET' (an IANA zone name) and stops at 'CEST' (none)
+    config = LoadConfig(target="OT", timestamp_format="%Y-%m-%d %H:%M:%S %Z")
+    said = refused(path, config, TimestampParseError)
+    assert "data row 3 (1-based, header not counted): cannot parse '2024-03-31 03:00:00 " in said
+    assert "timestamp_format='%Y-%m-%d %H:%M:%S %Z': the text ends in the time-zone " in said
+    in_utc = "".join(
+        f"{t.tz_convert('UTC'):%Y-%m-%d %H:%M:%S} UTC,{k}\n" for k, t in enumerate(zoned)
+    )
+    utc = load_data(write(tmp_path, "date,OT\n" + in_utc, "u.csv"), LoadConfig(target="OT"))
+    assert list(utc.series["u"]["OT"]) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    twelve = "".join(f"2024-03-31 {h}:00 PM,{h}\n" for h in range(13, 19))  # 13 PM: no time
+    said = refused(write(tmp_path, "date,OT\n" + twelve, "pm.csv"), LoadConfig(target="OT"),
+                   TimestampParseError)  # fmt: skip
+    assert "abbreviation" not in said
+
+
 def test_with_a_decimal_comma_the_bad_cell_is_named_and_a_stray_dot_refused(
     tmp_path: Path,
 ) -> None:
