@@ -301,6 +301,7 @@ def model_artifact_dir(
 
     local = _local_folder(model_uri)
     if local is None:
+        _refuse_whole_run(model_uri)
         local = Path(
             mlflow.artifacts.download_artifacts(
                 artifact_uri=model_uri,
@@ -328,6 +329,20 @@ def _checkpoint_folder(folder: Path) -> Path | None:
         if (candidate / CHECKPOINT_CONFIG).is_file() and (candidate / CHECKPOINT_WEIGHTS).is_file():
             return candidate
     return None
+
+
+def _refuse_whole_run(model_uri: str) -> None:
+    """`runs:/<id>` names a run, not a model in it: MLflow's own refusal ("Not a proper runs:/
+    URI: runs:/.") names neither the run nor where its model is."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(model_uri)
+    run_id, _, path = parts.path.strip("/").partition("/")
+    if parts.scheme == "runs" and not parts.netloc and run_id and not path.strip("/"):
+        raise FileNotFoundError(
+            f"{shown_uri(model_uri)} names a whole run, not a model in it; the pipeline logs "
+            f"a run's model as runs:/{run_id}/model"
+        )
 
 
 def _local_folder(model_uri: str) -> Path | None:
