@@ -97,8 +97,9 @@ class ServiceState:
         jobs_open = self.settings.api_key is not None or self.settings.env == "development"
         if jobs_open and self.settings.job_data_dirs is None:
             logger.warning(
-                "URNN_JOB_DATA_DIRS is not set: POST /jobs and /schedules accept any .csv or "
-                ".parquet file this service can read, and their answers quote from it (its "
+                "URNN_JOB_DATA_DIRS is not set: POST /jobs and /schedules accept any history "
+                "file (.csv, .tsv, .txt, .parquet, ...) this service can read, and their answers "
+                "quote from it (its "
                 "header, up to 10 series ids, a cell that does not parse); set it to the data "
                 "folders"
             )

@@ -53,6 +53,7 @@ LoadedData has the same columns); the report keeps every file's decisions, in fi
 
 import codecs
 import csv
+import functools
 import gzip
 import re
 import warnings
@@ -582,6 +583,13 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
     """The error for a file the readers failed on; for text that is not UTF-8, where and what
     to do, which the decoder's own words ("can't decode byte 0xd6 in position 36") do not
     say: the position is in a chunk of the file, and no line is named."""
+    if isinstance(error, gzip.BadGzipFile) and path.name.lower().endswith(".gz"):
+        with open(path, "rb") as raw:
+            if raw.read(2) != b"\x1f\x8b":  # not a damaged archive: no archive at all
+                return UnreadableFileError(
+                    f"{path.name}: the file is named .gz but is not gzip-compressed; name it "
+                    f"{path.name[: -len('.gz')]} (without .gz)"
+                )
     if not isinstance(error, UnicodeDecodeError):
         return UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}")
     opener = _opener(path)
@@ -677,15 +685,30 @@ def has_data_rows(path: str | Path, sep: str = ",") -> bool:
 
 def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> None:
     """A time series file has a time column and a value column at least: a header read as one
-    column that holds ';' (SKAB), a tab or '|' was split with the wrong separator."""
-    if kind != "csv" or len(columns) != 1:
+    column that holds ';' (SKAB), a tab, '|' or spaces was split with the wrong separator; so
+    was a .tsv file's header when a tab remains inside a column."""
+    if kind != "csv":
         return
-    found = [s for s in SEPARATORS if s != sep and s in columns[0]]
+    tab_named = source.lower().endswith((".tsv", ".tsv.gz"))
+    if tab_named and sep != "\t" and any("\t" in column for column in columns):
+        found = ["\t"]  # whatever else the header holds: the file says it is tab-separated
+    elif len(columns) == 1:
+        found = [s for s in SEPARATORS if s != sep and s in columns[0]]
+        if not found and len(columns[0].split()) > 1 and sep.strip():
+            found = [r"\s+"]  # fields lined up with spaces (fixed-width text, C-MAPSS)
+    else:
+        return
     if found:
-        name, option = ("tab", "$'\\t'") if found[0] == "\t" else (repr(found[0]), repr(found[0]))
+        # (name, the option as Python writes it, as a shell takes it)
+        name, value, option = {
+            "\t": ("tab", "'\\t'", "$'\\t'"),
+            r"\s+": ("whitespace", "r'\\s+'", "'\\s+'"),
+        }.get(found[0], (repr(found[0]), repr(found[0]), repr(found[0])))
         raise WrongSeparatorError(
-            f"{source}: the header reads as one column {columns[0][:80]!r} with "
-            f"sep={shown(sep)}; the file looks {name}-separated: pass sep={found[0]!r} "
+            f"{source}: the header reads as "
+            f"{'one column' if len(columns) == 1 else f'{len(columns)} columns'} "
+            f"{sep.join(columns)[:80]!r} with "
+            f"sep={shown(sep)}; the file looks {name}-separated: pass sep={value} "
             f"(--sep {option})"
         )
 
@@ -702,9 +725,9 @@ NO_DATE = re.compile(
     re.IGNORECASE,
 )
 
-# A time followed by a zone abbreviation (CEST, EDT, AEST), which pandas does not read; UTC,
-# GMT and Z it reads (AM and PM are no zones).
-_ZONE_ABBREVIATION = re.compile(r".*\d\s*(?!(?:UTC|GMT|Z|AM|PM)\s*$)([A-Z]{2,5})\s*")
+# A zone name followed by a signed hour count (GMT+1, UTC-5, CEST+2): pandas reads the sign
+# the POSIX way (GMT+1 as one hour behind UTC), most writers mean the other (one ahead).
+_SIGNED_HOURS = re.compile(r"[A-Za-z]\s*[+-]\d{1,2}\s*$")
 
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
 
@@ -1044,10 +1067,10 @@ def _parse_timestamps(
                 if row == 1
                 else "the format was inferred from the first row"
             )
-            zone = _ZONE_ABBREVIATION.fullmatch(str(text.iloc[row - 1]))
+            zone = _zone_abbreviation(str(text.iloc[row - 1]))
             if zone:  # no timestamp_format reads it: the hint says what to write instead
                 advice = (
-                    f"the text ends in the time-zone abbreviation {zone[1]!r}, which is not "
+                    f"the text holds the time-zone abbreviation {zone!r}, which is not "
                     "read: an abbreviation does not name one offset (CST is US Central or China "
                     "Standard time, IST India, Ireland or Israel); write the times with their "
                     "UTC offsets ('2024-03-31T03:00:00+02:00', as pandas' Timestamp.isoformat "
@@ -1091,6 +1114,8 @@ def _parse_timestamps(
                 f"{int(bad.sum()):,} rows fail"
             )
         _refuse_dateless(text, parsed, label, source)
+        if parsed.dt.tz is not None:
+            _refuse_signed_hours(text, label, source)
     if parsed.dt.tz is not None:
         report.add(
             source,
@@ -1270,6 +1295,47 @@ def _order_example(sample: object, *, day_first: bool) -> str:
     return date + gap + clock + am_pm
 
 
+def _zone_abbreviation(text: str) -> str | None:
+    """The first word of `text` that is a time-zone abbreviation of the tz database (CET,
+    CEST, EDT, IST, AEST: any case, anywhere in the text), as written; None if none is. UTC and
+    GMT, which pandas reads, are not counted."""
+    words: list[str] = re.findall(r"[A-Za-z]+", text)
+    return next((word for word in words if word.upper() in _zone_abbreviations()), None)
+
+
+@functools.cache
+def _zone_abbreviations() -> frozenset[str]:
+    """What the tz database's zones call themselves in winter and summer of 2000 and 2024,
+    alphabetic names only ("+03" is an offset), UTC and GMT left out: 0.1 s, once, on the
+    path of a timestamp that failed to parse."""
+    from zoneinfo import ZoneInfo, available_timezones
+
+    names = set()
+    for key in available_timezones():
+        zone = ZoneInfo(key)
+        for year, month in ((2000, 1), (2000, 7), (2024, 1), (2024, 7)):
+            name = datetime(year, month, 1, 12, tzinfo=zone).tzname()
+            if name and name.isalpha():
+                names.add(name.upper())
+    return frozenset(names - {"UTC", "GMT"})
+
+
+def _refuse_signed_hours(text: pd.Series, label: str, source: str) -> None:
+    """Offsets written as a zone name and signed hours (GMT+1) are read by pandas with the
+    POSIX sign, one hour behind UTC, where most exports mean one ahead: every instant would be
+    two hours off without a word. Refused, with the unambiguous way to write them."""
+    signed = text.str.contains(_SIGNED_HOURS).to_numpy(dtype=bool)
+    if signed.any():
+        row = int(np.argmax(signed)) + 1
+        raise TimestampParseError(
+            f"{source}: column {label}, {row_label(row)}: {shown(text.iloc[row - 1])} ends in "
+            "a zone name and a signed hour count, which is read two ways (pandas, as POSIX, "
+            "reads GMT+1 as one hour behind UTC; most writers mean one hour ahead): write the "
+            "offset as +01:00 or -01:00 (as pandas' Timestamp.isoformat writes it); "
+            f"{int(signed.sum()):,} rows hold one"
+        )
+
+
 def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:
     """A time of day alone ('13:00', '10:00Z', '1pm', a Parquet time column) and 'now' /
     'today' parse as times on the day pandas runs (or in year 1): refused, not dated silently.
@@ -1438,7 +1504,9 @@ def _report_missing_cells(values: pd.DataFrame, source: str, report: Report) -> 
 def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, np.ndarray]:
     """Series id -> positions of its rows in the file, ids in sorted order (deterministic)."""
     if config.series_col is None:
-        name = config.series_id or path.name[: -len(_suffix(path))]
+        # the name without its suffix; the whole name where that leaves "", "." or ".."
+        stem = path.name[: -len(_suffix(path))]
+        name = config.series_id or (stem if stem.strip(".") else path.name)
         return {name: np.arange(len(raw))}
     ids = raw[config.series_col]
     empty = ids.isna().to_numpy()

@@ -337,8 +337,8 @@ def _refuse_whole_run(model_uri: str) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(model_uri)
-    run_id, _, path = parts.path.strip("/").partition("/")
-    if parts.scheme == "runs" and not parts.netloc and run_id and not path.strip("/"):
+    run_id, _, path = (parts.netloc + parts.path).strip("/").partition("/")
+    if parts.scheme == "runs" and run_id and not path.strip("/"):
         raise FileNotFoundError(
             f"{shown_uri(model_uri)} names a whole run, not a model in it; the pipeline logs "
             f"a run's model as runs:/{run_id}/model"

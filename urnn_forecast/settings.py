@@ -266,11 +266,11 @@ class Settings(BaseSettings):
         description=(
             "Folders (separated by ',') that job and schedule data files must lie in, checked "
             "after resolving links; a path outside them is 422 without saying whether it "
-            "exists. Unset: any readable .csv/.parquet file the service can open, and the job "
-            "API's answers to an API key holder quote from it (its header, up to 10 series ids, "
-            "a cell that does not parse; at submission and in a failed job's error); the "
-            "service logs a warning at start. Set it wherever the key holder should not read "
-            "the service's files."
+            "exists. Unset: any readable history file (.csv, .tsv, .txt, .parquet, ...) the "
+            "service can open, and the job API's answers to an API key holder quote from it "
+            "(its header, up to 10 series ids, a cell that does not parse; at submission and "
+            "in a failed job's error); the service logs a warning at start. Set it wherever "
+            "the key holder should not read the service's files."
         ),
     )
     job_data_check_max_bytes: int = Field(

@@ -26,6 +26,7 @@ from training.validation import (
     NonNumericValueError,
     SeriesTooShortError,
     TimestampParseError,
+    UnreadableFileError,
     UnsupportedFormatError,
 )
 
@@ -765,3 +766,34 @@ def test_has_data_rows_reads_past_the_header_only(tmp_path: Path) -> None:
     # a separator of two characters (pandas reads it as a pattern)
     assert has_data_rows(write(tmp_path, "t;;y\n2020-01-01;;1\n", name="w.csv"), sep=";;")
     assert not has_data_rows(write(tmp_path, "t;;y\n", name="h.csv"), sep=";;")
+
+
+def test_separator_messages_for_tab_and_whitespace_files_and_a_false_gz(tmp_path: Path) -> None:
+    """A .tsv whose header also holds ';' or ', ' was told to use ';' or met a missing column;
+    a whitespace-aligned .txt got "timestamp_col not given"; plain text named .gz got gzip's
+    "Not a gzipped file (b'ti')"; a file named '.tsv' loaded as the series ''."""
+    rows = "timestamp,load,temp\n" + "".join(
+        f"2024-01-01 {h:02d}:00:00,{h},{2 * h}\n" for h in range(24)
+    )
+    tabbed = rows.replace(",", "\t")
+    for name, header in [("semi.tsv", "load;raw"), ("comma.tsv", "Load, MW")]:
+        path = write(tmp_path, tabbed.replace("load", header), name)
+        with pytest.raises(WrongSeparatorError, match=r"looks tab-separated: pass sep='\\t'"):
+            load_data(path, LoadConfig(target=header))
+        assert len(load_data(path, LoadConfig(target=header, sep="\t")).series) == 1
+    aligned = write(tmp_path, "cycle  load  temp\n" + "1  2.0  3.0\n2  2.5  3.5\n", "fd.txt")
+    with pytest.raises(WrongSeparatorError) as said:
+        load_data(aligned, LoadConfig(target="load"))
+    assert str(said.value) == (
+        "fd.txt: the header reads as one column 'cycle  load  temp' with sep=','; the file "
+        r"looks whitespace-separated: pass sep=r'\s+' (--sep '\s+')"
+    )
+    false_gz = write(tmp_path, rows, "log.txt.gz")
+    with pytest.raises(UnreadableFileError) as unread:
+        load_data(false_gz, LoadConfig(target="load"))
+    assert str(unread.value) == (
+        "log.txt.gz: the file is named .gz but is not gzip-compressed; name it log.txt "
+        "(without .gz)"
+    )
+    no_stem = write(tmp_path, tabbed, ".tsv")
+    assert list(load_data(no_stem, LoadConfig(target="load", sep="\t")).series) == [".tsv"]

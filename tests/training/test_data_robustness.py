@@ -554,23 +554,48 @@ def test_zone_abbreviations_are_named_with_what_to_write_instead(tmp_path: Path)
     rows = "".join(f"{t.strftime('%Y-%m-%d %H:%M:%S %Z')},{k}\n" for k, t in enumerate(zoned))
     path = write(tmp_path, "date,OT\n" + rows)
     said = refused(path, LoadConfig(target="OT"), TimestampParseError)
-    assert "cannot parse '2024-03-31 00:00:00 CET' as a timestamp (the text ends in the " in said
+    assert "cannot parse '2024-03-31 00:00:00 CET' as a timestamp (the text holds the " in said
     assert "time-zone abbreviation 'CET', which is not read" in said
     assert "pass a timestamp_format" not in said
     # with %Z, pandas reads 'CET' (an IANA zone name) and stops at 'CEST' (none)
     config = LoadConfig(target="OT", timestamp_format="%Y-%m-%d %H:%M:%S %Z")
     said = refused(path, config, TimestampParseError)
     assert "data row 3 (1-based, header not counted): cannot parse '2024-03-31 03:00:00 " in said
-    assert "timestamp_format='%Y-%m-%d %H:%M:%S %Z': the text ends in the time-zone " in said
+    assert "timestamp_format='%Y-%m-%d %H:%M:%S %Z': the text holds the time-zone " in said
     in_utc = "".join(
         f"{t.tz_convert('UTC'):%Y-%m-%d %H:%M:%S} UTC,{k}\n" for k, t in enumerate(zoned)
     )
     utc = load_data(write(tmp_path, "date,OT\n" + in_utc, "u.csv"), LoadConfig(target="OT"))
     assert list(utc.series["u"]["OT"]) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    twelve = "".join(f"2024-03-31 {h}:00 PM,{h}\n" for h in range(13, 19))  # 13 PM: no time
-    said = refused(write(tmp_path, "date,OT\n" + twelve, "pm.csv"), LoadConfig(target="OT"),
+    for not_a_zone in ("2024-03-31 13:00 PM", "2024-03-31 ERR", "2024-W01 MON", "2024-03-31 NA"):
+        said = refused(write(tmp_path, f"date,OT\n{not_a_zone},1\n", "no.csv"),
+                       LoadConfig(target="OT"), TimestampParseError)  # fmt: skip
+        assert "abbreviation" not in said, not_a_zone
+    for written, named in [("2024-03-31 01:00:00 cest", "cest"), ("CEST 2024-03-31 01:00", "CEST"),
+                           ("2024-03-31 01:00:00 AM (CET)", "CET")]:  # fmt: skip
+        said = refused(write(tmp_path, f"date,OT\n{written},1\n", "any.csv"),
+                       LoadConfig(target="OT"), TimestampParseError)  # fmt: skip
+        assert f"the text holds the time-zone abbreviation {named!r}" in said, written
+
+
+@pytest.mark.parametrize("offset", ["GMT+1", "UTC+1", "UTC-05", "CEST+2", "Z+1"])
+def test_a_zone_name_with_signed_hours_is_refused_not_read_with_the_posix_sign(
+    tmp_path: Path, offset: str
+) -> None:
+    """pandas read '10:00 GMT+1' as 11:00 UTC (GMT+1 as one hour behind UTC, the POSIX way),
+    where the writer most likely meant 09:00: every instant two hours off, without a word."""
+    rows = "".join(f"2024-03-30 {h:02d}:00:00 {offset},{h}\n" for h in range(6))
+    said = refused(write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"),
                    TimestampParseError)  # fmt: skip
-    assert "abbreviation" not in said
+    assert said.startswith(
+        f"log.csv: column 'date', data row 1 (1-based, header not counted): '2024-03-30 "
+        f"00:00:00 {offset}' ends in a zone name and a signed hour count, which is read two ways"
+    )
+    assert said.endswith("write the offset as +01:00 or -01:00 (as pandas' Timestamp.isoformat "
+                         "writes it); 6 rows hold one")  # fmt: skip
+    written = rows.replace(f" {offset}", "+01:00")  # what the message says to write
+    data = load_data(write(tmp_path, "date,OT\n" + written, "ok.csv"), LoadConfig(target="OT"))
+    assert data.series["ok"].index[0] == pd.Timestamp("2024-03-29 23:00")
 
 
 def test_with_a_decimal_comma_the_bad_cell_is_named_and_a_stray_dot_refused(

@@ -578,7 +578,9 @@ def test_a_folder_holding_several_models_is_refused_not_searched(tmp_path: Path)
         model_artifact_dir(str(tmp_path / "nowhere"), tmp_path / "copy")
 
 
-@pytest.mark.parametrize("uri", ["runs:/0a1b2c", "runs:/0a1b2c/", "runs:///0a1b2c"])
+@pytest.mark.parametrize(
+    "uri", ["runs:/0a1b2c", "runs:/0a1b2c/", "runs:///0a1b2c", "runs://0a1b2c"]
+)
 def test_a_whole_run_is_refused_naming_its_model_uri(uri: str, tmp_path: Path) -> None:
     """MLflow's own refusal of runs:/<id> ("Not a proper runs:/ URI: runs:/.") named neither
     the run nor its model; nothing is downloaded."""
