@@ -556,6 +556,8 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
             import pyarrow.parquet as pq
 
             names = [str(c) for c in pq.read_schema(path).names]
+        if kind == "csv":
+            _refuse_number_header(names, path.name)
         _check_unique_names(names, path.name)
         if kind == "csv":  # as pandas names them when it reads the file: "Unnamed: 3"
             return [name or f"Unnamed: {i}" for i, name in enumerate(names)]
@@ -632,6 +634,29 @@ def _csv_header(path: Path, sep: str) -> list[str]:
             if any(cell.strip() for cell in row):
                 return row
     raise pd.errors.EmptyDataError("no header line")
+
+
+class MissingHeaderError(DataValidationError):
+    """A delimited file whose first line is data: the loader names columns by the header."""
+
+
+def _refuse_number_header(names: list[str], source: str) -> None:
+    """A first line of numbers only is data, not a header (C-MAPSS's .txt files have none):
+    read as names, it reported a column named '1' twice, or the target missing among
+    '0.0007', '518.67', ..."""
+    filled = [name.strip() for name in names]
+    if len(filled) < 2 or not all(filled):  # ",0,1": an unnamed index and columns 0, 1
+        return
+    for name in filled:
+        try:
+            float(name)
+        except ValueError:
+            return
+    raise MissingHeaderError(
+        f"{source}: the first line holds only numbers ({', '.join(filled[:4])}, ...), not "
+        "column names: the file has no header line; add one naming the columns, as the "
+        "first line"
+    )
 
 
 class DuplicateColumnError(DataValidationError):

@@ -797,3 +797,22 @@ def test_separator_messages_for_tab_and_whitespace_files_and_a_false_gz(tmp_path
     )
     no_stem = write(tmp_path, tabbed, ".tsv")
     assert list(load_data(no_stem, LoadConfig(target="load", sep="\t")).series) == [".tsv"]
+
+
+def test_a_first_line_of_numbers_is_refused_as_no_header(tmp_path: Path) -> None:
+    """C-MAPSS's train_FD001.txt (space-separated, no header) read with sep='\\s+' reported a
+    column named '1' twice; an unnamed index over integer column names (",0,1", as
+    DataFrame.to_csv writes one) is a header and still reads."""
+    data = "1 1 -0.0007 518.67\n1 2 0.0019 518.67\n1 3 -0.0043 518.67\n"
+    with pytest.raises(DataValidationError) as said:
+        load_data(write(tmp_path, data, "train_FD001.txt"), LoadConfig(target="s1", sep=r"\s+"))
+    assert str(said.value) == (
+        "train_FD001.txt: the first line holds only numbers (1, 1, -0.0007, 518.67, ...), not "
+        "column names: the file has no header line; add one naming the columns, as the first "
+        "line"
+    )
+    frame = pd.DataFrame({0: [1.0, 2.0, 3.0], 1: [4.0, 5.0, 6.0]}, index=hourly(3))
+    path = tmp_path / "indexed.csv"
+    frame.to_csv(path)
+    loaded = load_data(path, LoadConfig(target="1", timestamp_col="Unnamed: 0"))
+    assert list(loaded.series["indexed"]["1"]) == [4.0, 5.0, 6.0]
