@@ -31,7 +31,7 @@ from models.forecaster import (
     save_checkpoint,
 )
 from training.mlflow_model import ForecastPredictor, signature_for
-from urnn_forecast.tracking import shown_uri
+from urnn_forecast.tracking import registry_client, shown_uri
 
 DEFAULT_REGISTERED_NAME = "urnn-forecaster"
 CHAMPION = "champion"
@@ -302,9 +302,10 @@ def model_artifact_dir(
     local = _local_folder(model_uri)
     if local is None:
         _refuse_whole_run(model_uri)
+        located = None if tracking_uri is None else _run_model_location(model_uri, tracking_uri)
         local = Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=model_uri,
+                artifact_uri=located or model_uri,
                 dst_path=str(destination),
                 tracking_uri=tracking_uri,
                 registry_uri=tracking_uri,
@@ -343,6 +344,34 @@ def _refuse_whole_run(model_uri: str) -> None:
             f"{shown_uri(model_uri)} names a whole run, not a model in it; the pipeline logs "
             f"a run's model as runs:/{run_id}/model"
         )
+
+
+def _run_model_location(model_uri: str, tracking_uri: str) -> str | None:
+    """Where `runs:/<id>/<name>[/...]` lies when <name> is a model the run logged (MLflow 3
+    keeps it as a LoggedModel, outside the run's artifacts), found in `tracking_uri`'s store;
+    None for any other URI, or when the run is not there (MLflow then says why). MLflow's
+    own resolution of such a URI reads the process-wide store, not the one passed: with
+    another one set it failed ("Failed to download artifacts from path 'model'"), and with
+    none it created ./mlflow.db in the working folder."""
+    from urllib.parse import urlsplit
+
+    from mlflow.exceptions import MlflowException
+
+    parts = urlsplit(model_uri)
+    run_id, _, path = (parts.netloc + parts.path).strip("/").partition("/")
+    name, _, rest = path.partition("/")
+    if parts.scheme != "runs" or not run_id or not name:
+        return None
+    client = registry_client(tracking_uri)
+    try:
+        outputs = client.get_run(run_id).outputs
+        for output in outputs.model_outputs if outputs is not None else ():
+            logged = client.get_logged_model(output.model_id)
+            if logged.name == name:
+                return str(logged.artifact_location).rstrip("/") + (f"/{rest}" if rest else "")
+    except MlflowException:
+        return None
+    return None
 
 
 def _local_folder(model_uri: str) -> Path | None:

@@ -591,3 +591,29 @@ def test_a_whole_run_is_refused_naming_its_model_uri(uri: str, tmp_path: Path) -
         "runs:/0a1b2c/model"
     )
     assert not (tmp_path / "copy").exists()
+
+
+def test_a_runs_uri_is_read_from_the_store_passed_not_the_process_wide_one(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow resolves runs:/<id>/model (a LoggedModel in MLflow 3) in its process-wide store:
+    with another store set, the model was not found; with none, ./mlflow.db appeared."""
+    import mlflow
+
+    result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
+    store = mlflow_settings.resolved_tracking_uri()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for process_wide in (f"sqlite:///{tmp_path / 'other.db'}", None):
+        if process_wide is None:
+            monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+            from mlflow.tracking._tracking_service import utils as tracking_utils
+
+            monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+        else:
+            mlflow.set_tracking_uri(process_wide)
+        uri = f"runs:/{result.run_id}/model"
+        files = model_artifact_dir(uri, tmp_path / f"m-{process_wide is None}", tracking_uri=store)
+        assert (files / "config.json").is_file() and (files / "weights.pt").is_file()
+    assert list(elsewhere.iterdir()) == []  # no mlflow.db made in the working folder
