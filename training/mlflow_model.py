@@ -13,8 +13,13 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
   long; only the last `lookback` values are read.
 - one list column per covariate the model was trained with (same length as `values`).
 - `id` (str, optional): echoed in the output; default `series-<row>`.
-- `start` (str, optional): timestamp of the first value; with it the output carries the
-  forecast timestamps (at the training frequency), and a model with calendar features needs it.
+- `start` (str, optional): timestamp of the first value, ISO 8601 ('2018-06-01T00:00:00',
+  an offset or Z may follow; '01.07.2016' is refused, not guessed); with it the output carries
+  the forecast timestamps (at the training frequency), and a model with calendar features
+  needs it.
+- the forecast API's request fields, optional: `horizon` (answer steps 1..horizon), `freq`
+  (must be the model's), `timestamps` and `quantiles` (refused: give `start`; every trained
+  level is answered). An empty cell ("", None, NA, NaN) in any optional column is no value.
 - `timezone` (str, optional): an IANA time zone name such as "Europe/London", as the forecast
   API's `timezone` (docs/serving.md); an empty cell ("", None, NA, NaN) is a row without a
   zone (the API's JSON leaves the field out instead, and refuses ""). A naive `start` is a
@@ -27,7 +32,8 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
   "2024-09-08T00:00:00-04:00" in America/Santiago, starts a midnight series). Models
   registered before the column was added have a signature without it, and
   MLflow's schema enforcement drops it (with a warning): register them again to use it
-  through `mlflow.pyfunc`.
+  through `mlflow.pyfunc`. The same holds for the request fields above (signatures since
+  2026-12-05), and for empty optional cells, which older signatures' string columns refuse.
 
 Predict output (`pd.DataFrame`, long, one row per series and horizon step): `id`, `step`
 (1..horizon), `timestamp` (ISO text, or "" without `start`), `mean` (the point forecast, which
@@ -46,6 +52,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import torch
+from pandas.tseries.frequencies import to_offset
 from pandas.tseries.offsets import BaseOffset
 
 from models.forecaster import (
@@ -196,6 +203,7 @@ class ForecastPredictor:
                 "series its own id"
             )
         targets, covariates, calendars, futures, stamps = [], [], [], [], []
+        horizons = [self._request_fields(frame, i, series_id) for i, series_id in enumerate(ids)]
         for i, series_id in enumerate(ids):
             values = self._series(frame["values"].iloc[i], series_id, "values")
             # A streaming model reads the whole history from a fresh state; the others their
@@ -268,8 +276,54 @@ class ForecastPredictor:
             )
             for j, level in enumerate(c.quantiles):
                 piece[quantile_column(level)] = raw[:, j]
-            pieces.append(piece)
+            pieces.append(piece.iloc[: horizons[i]])
         return pd.concat(pieces, ignore_index=True)
+
+    def _request_fields(self, frame: pd.DataFrame, i: int, series_id: str) -> int:
+        """The row's steps to answer (`horizon`, default all the model makes), after checking
+        the forecast API's other request fields where a row carries them: `freq` must be the
+        model's, and `timestamps` and `quantiles` are refused. Before they were in the
+        signature, MLflow dropped such columns with a log line, so `timestamps` without
+        `start` answered undated rows and a `freq` of 'D' on an hourly model hours."""
+        c = self.model.config
+        where = f"series {shown(series_id)}"
+        row = {name: frame[name].iloc[i] for name in REQUEST_COLUMNS if name in frame.columns}
+        if not _missing(row.get("timestamps")):
+            raise ForecastInputError(
+                f"{where}: `timestamps` is not read by the model's predict; give `start`, the "
+                f"time of the first value (the steps follow the model's frequency "
+                f"{self.meta['freq']!r})"
+            )
+        if not _missing(quantiles := row.get("quantiles")):
+            levels = ", ".join(quantile_column(q) for q in c.quantiles)
+            raise ForecastInputError(
+                f"{where}: `quantiles` is not read by the model's predict, which answers every "
+                f"level it was trained with ({levels}); keep the columns you need "
+                f"(got {shown(quantiles)})"
+            )
+        if not _missing(freq := row.get("freq")):
+            model_freq = str(self.meta["freq"])
+            try:
+                same = isinstance(freq, str) and to_offset(freq) == to_offset(model_freq)
+            except ValueError:
+                same = False
+            if not same:
+                raise ForecastInputError(
+                    f"{where}: `freq` {shown(freq)} is not the model's frequency "
+                    f"{model_freq!r}; leave it out or give {model_freq!r}"
+                )
+        horizon = row.get("horizon")
+        if _missing(horizon):
+            return c.horizon
+        value = horizon.item() if isinstance(horizon, np.generic) else horizon
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a column with an empty cell is float: 24.0 is 24
+        if type(value) is not int or not 1 <= value <= c.horizon:
+            raise ForecastInputError(
+                f"{where}: `horizon` must be a whole number of steps from 1 to the model's "
+                f"{c.horizon}; got {shown(value)}"
+            )
+        return value
 
     def _id(self, frame: pd.DataFrame, i: int) -> str:
         """The row's `id`; 'series-<row>' where none is given (no column, or an empty cell).
@@ -280,8 +334,10 @@ class ForecastPredictor:
                 return value
             if not _missing(value):
                 given = value.item() if isinstance(value, np.generic) else value
+                listed = isinstance(given, list | tuple | np.ndarray)
                 raise ForecastInputError(
                     f"row {i}: `id` must be a text such as 'pump-7'; got {shown(given)}"
+                    + (f"; {DICT_OF_COLUMNS}" if listed else "")
                 )
         return f"series-{i}"
 
@@ -301,9 +357,12 @@ class ForecastPredictor:
                 raise TypeError(given.dtype)
             values = given.astype(np.float64).reshape(-1)
         except (TypeError, ValueError, OverflowError):  # OverflowError: an int of 400 digits
+            nested = isinstance(raw, list | tuple | np.ndarray) and any(
+                isinstance(item, list | tuple | np.ndarray) for item in raw
+            )
             raise ForecastInputError(
                 f"series {shown(series_id)}: {field!r} must be a flat list of numbers "
-                "(float64's range)"
+                "(float64's range)" + (f"; it holds lists: {DICT_OF_COLUMNS}" if nested else "")
             ) from None
         lookback = self.model.config.lookback
         if len(values) < lookback:
@@ -353,6 +412,14 @@ class ForecastPredictor:
             raise ForecastInputError(
                 f"series {shown(series_id)}: `start` {shown(start)} is a number, not a date and "
                 "time; give an ISO 8601 text such as '2018-06-01T00:00:00'"
+            )
+        if isinstance(start, str) and not basic_date and not _ISO_DATE_TIME.fullmatch(start):
+            # pandas guessed day and month in '01.07.2016' (7 January) and '05/06/07': the
+            # forecast dated, and a calendar model fed, wrongly without a word
+            raise ForecastInputError(
+                f"series {shown(series_id)}: `start` {shown(start)} is not an ISO 8601 date and "
+                "time; write it as year-month-day, e.g. '2018-06-01T00:00:00' (an offset such "
+                "as +02:00 or Z may follow), as the forecast API takes it"
             )
         c = self.model.config
         freq = str(self.meta["freq"])
@@ -423,7 +490,23 @@ def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
     )
 
 
+# What a list where one row's value belongs most likely means.
+DICT_OF_COLUMNS = (
+    "a dict of columns ({'id': [...], 'values': [[...], ...]}) is read by MLflow as one row; "
+    "give a DataFrame (or a list of records), one row per series"
+)
+
+# Fields of the forecast API's series that a predict row may carry: `horizon` is honoured,
+# `freq` checked, `timestamps` and `quantiles` refused (ForecastPredictor._request_fields).
+REQUEST_COLUMNS = ("horizon", "freq", "timestamps", "quantiles")
+
 _BASIC_DATE = re.compile(r"\d{4}(\d{2}(\d{2})?)?")  # ISO 8601 basic format, read by pandas
+# ISO 8601 extended: a date, optionally a time to the minute or finer, optionally an offset
+# (with seconds, as pandas writes local mean time) or Z; nothing pandas would have to guess.
+_ISO_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
+    r"(?:[Zz]|[+-]\d{2}(?::?\d{2}(?::\d{2}(?:\.\d+)?)?)?)?"
+)
 
 
 def _missing(value: object) -> bool:
@@ -468,12 +551,18 @@ def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
     # for an array of doubles ("cannot safely convert int64 to float64"), and demand in MW or
     # counts of rentals are integers; predict_frame checks that every element is a number.
     numbers = Array(AnyType())  # type: ignore[no-untyped-call]  # untyped in MLflow
+    # The optional columns take any type: MLflow's conversion refused an empty column read as
+    # float NaN for a string ("Can not safely convert float64 to <U0"), an integer id and a
+    # datetime `start` with words that named no row; predict_frame judges them, by row.
+    optional = AnyType()  # type: ignore[no-untyped-call]
     inputs: list[Any] = [
-        ColSpec(DataType.string, "id", required=False),
+        ColSpec(optional, "id", required=False),
         ColSpec(numbers, "values"),
         *(ColSpec(numbers, name) for name in covariates),
-        ColSpec(DataType.string, "start", required=False),
-        ColSpec(DataType.string, "timezone", required=False),
+        ColSpec(optional, "start", required=False),
+        ColSpec(optional, "timezone", required=False),
+        # the forecast API's request fields: in the schema so that predict sees them
+        *(ColSpec(optional, name, required=False) for name in REQUEST_COLUMNS),
     ]
     outputs: list[Any] = [
         ColSpec(DataType.string, "id"),

@@ -617,3 +617,45 @@ def test_a_runs_uri_is_read_from_the_store_passed_not_the_process_wide_one(
         files = model_artifact_dir(uri, tmp_path / f"m-{process_wide is None}", tracking_uri=store)
         assert (files / "config.json").is_file() and (files / "weights.pt").is_file()
     assert list(elsewhere.iterdir()) == []  # no mlflow.db made in the working folder
+
+
+def test_the_pyfunc_judges_request_fields_and_empty_cells_by_row(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """Through mlflow.pyfunc (the signature's enforcement included): a `start` pandas would
+    read by guessing day and month is refused; empty cells read as NaN are empty; the API's
+    request fields are honoured (`horizon`), checked (`freq`) or refused (`timestamps`,
+    `quantiles`), where MLflow dropped them with a log line."""
+    import mlflow
+
+    result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    row = history_row(seasonal_frame(600))
+    steps = len(model.predict(row))
+
+    def refused(**cells: object) -> str:
+        with pytest.raises(mlflow.exceptions.MlflowException) as said:
+            model.predict(row.assign(**{k: pd.Series([v], dtype=object) for k, v in cells.items()}))
+        return str(said.value.message)
+
+    assert "`start` '01.07.2016' is not an ISO 8601 date and time; write it as" in refused(
+        start="01.07.2016"
+    )
+    assert "is not an ISO 8601" in refused(start="05/06/07")
+    assert "timestamp" in model.predict(row.assign(start=["2016-07-01 00:00"])).columns
+    empty = model.predict(row.assign(start=[float("nan")], timezone=[float("nan")]))
+    assert list(empty["timestamp"]) == [""] * steps  # NaN cells: no start, no zone
+    assert "row 0: `id` must be a text such as 'pump-7'; got 7" in refused(id=7)
+    assert "`timestamps` is not read by the model's predict; give `start`" in refused(
+        timestamps=["2016-07-01T00:00:00"] * 3
+    )
+    assert "`quantiles` is not read by the model's predict" in refused(quantiles=[0.5])
+    assert "`freq` 'D' is not the model's frequency 'h'" in refused(freq="D")
+    assert len(model.predict(row.assign(freq=["h"]))) == steps
+    cut = model.predict(row.assign(horizon=[2]))
+    assert list(cut["step"]) == [1, 2]
+    for bad in (0, steps + 1, 1.5, "3", True):
+        assert "`horizon` must be a whole number of steps from 1" in refused(horizon=bad), bad
+    columns = {"id": ["a"], "values": [row["values"].iloc[0]], "x": [row["x"].iloc[0]]}
+    with pytest.raises(mlflow.exceptions.MlflowException, match="a dict of columns"):
+        model.predict(columns)
