@@ -10,7 +10,8 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
 `mlflow models serve`):
 
 - `values` (list of float, required): the target's history, oldest first, at least `lookback`
-  long; only the last `lookback` values are read.
+  long, every value finite (a NaN or null is refused wherever it lies, as the service does);
+  only the last `lookback` values are read.
 - one list column per covariate the model was trained with (same length as `values`).
 - `id` (str, optional): echoed in the output; default `series-<row>`.
 - `start` (str, optional): timestamp of the first value, ISO 8601 ('2018-06-01T00:00:00',
@@ -350,12 +351,20 @@ class ForecastPredictor:
                 raise TypeError("not a flat list")
             if given.dtype == object:  # numbers held as Python objects (a JSON array, say)
                 items = given.reshape(-1).tolist()
-                if not all(_is_number(item) for item in items):
+                position = next((k for k, item in enumerate(items) if not _is_number(item)), None)
+                if position is not None and items[position] is None:  # a JSON null: a gap
+                    raise ForecastInputError(
+                        f"series {shown(series_id)}: {field!r} holds null at position "
+                        f"{position}; every value must be a finite number"
+                    )
+                if position is not None:
                     raise TypeError("not numbers")
                 given = np.asarray(items, dtype=np.float64)
             if given.dtype.kind not in "iuf":  # text, true/false: not numbers
                 raise TypeError(given.dtype)
             values = given.astype(np.float64).reshape(-1)
+        except ForecastInputError:
+            raise
         except (TypeError, ValueError, OverflowError):  # OverflowError: an int of 400 digits
             nested = isinstance(raw, list | tuple | np.ndarray) and any(
                 isinstance(item, list | tuple | np.ndarray) for item in raw
@@ -370,11 +379,12 @@ class ForecastPredictor:
                 f"series {shown(series_id)}: {field!r} has {len(values)} values; the model reads "
                 f"the last lookback={lookback}"
             )
-        read = len(values) if self.model.STREAMING else lookback
-        if not np.isfinite(values[-read:]).all():
+        bad = ~np.isfinite(values)
+        if bad.any():  # anywhere, as the service refuses it: a gap is not for predict to skip
+            position = int(np.argmax(bad))
             raise ForecastInputError(
-                f"series {shown(series_id)}: {field!r} holds NaN or inf in the {read} values the "
-                "model reads"
+                f"series {shown(series_id)}: {field!r} holds {values[position]} at position "
+                f"{position}; every value must be a finite number"
             )
         return values
 

@@ -272,7 +272,7 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
         predictor.predict_frame(short)
     with_nan: list[float] = [*row["values"].iloc[0][:-1], float("nan")]
     nan = row.assign(values=pd.Series([with_nan], dtype=object))
-    with pytest.raises(ForecastInputError, match="NaN or inf"):
+    with pytest.raises(ForecastInputError, match=r"'values' holds nan at position \d+; every"):
         predictor.predict_frame(nan)
     with pytest.raises(ForecastInputError, match=r"missing covariate column\(s\) \['x'\]"):
         predictor.predict_frame(row.drop(columns=["x"]))
@@ -659,3 +659,22 @@ def test_the_pyfunc_judges_request_fields_and_empty_cells_by_row(
     columns = {"id": ["a"], "values": [row["values"].iloc[0]], "x": [row["x"].iloc[0]]}
     with pytest.raises(mlflow.exceptions.MlflowException, match="a dict of columns"):
         model.predict(columns)
+
+
+def test_the_pyfunc_refuses_gaps_anywhere_in_a_history_naming_the_position(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """As the service does: a NaN before the look-back was accepted (only the values the model
+    reads were checked) where a null there was 'not a flat list of numbers'."""
+    result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
+    predictor = ForecastPredictor.from_directory(model_artifact_dir(result.model_uri, tmp_path))
+    row = history_row(seasonal_frame(600))
+    for gap, said in [(float("nan"), "nan"), (None, "null"), (float("inf"), "inf")]:
+        values = list(row["values"].iloc[0])
+        values[3] = gap
+        with pytest.raises(ForecastInputError) as caught:
+            predictor.predict_frame(row.assign(values=pd.Series([values], dtype=object)))
+        assert str(caught.value) == (
+            f"series 'pump-1': 'values' holds {said} at position 3; every value must be a "
+            "finite number"
+        )
