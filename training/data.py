@@ -641,11 +641,13 @@ class MissingHeaderError(DataValidationError):
 
 
 def _refuse_number_header(names: list[str], source: str) -> None:
-    """A first line of numbers only is data, not a header (C-MAPSS's .txt files have none):
-    read as names, it reported a column named '1' twice, or the target missing among
-    '0.0007', '518.67', ..."""
-    filled = [name.strip() for name in names]
-    if len(filled) < 2 or not all(filled):  # ",0,1": an unnamed index and columns 0, 1
+    """A first line of numbers only, one of them not a whole number, is data, not a header
+    (C-MAPSS's .txt files have none: read as names, it reported a column named '1' twice, or
+    the target missing among '-0.0007', '518.67', ...). Whole numbers alone may be names:
+    DataFrame.to_csv writes integer column names as '0,1'. Empty names (an unnamed index, a
+    separator ending the line) are left out."""
+    filled = [name.strip() for name in names if name.strip()]
+    if len(filled) < 2 or all(name.isdigit() for name in filled):
         return
     for name in filled:
         try:
@@ -735,6 +737,12 @@ def _check_separator(columns: list[str], kind: str, sep: str, source: str) -> No
             f"{sep.join(columns)[:80]!r} with "
             f"sep={shown(sep)}; the file looks {name}-separated: pass sep={value} "
             f"(--sep {option})"
+            + (
+                "; a time written with a space ('2024-07-01 00:00') then splits in two: "
+                "write it with a T ('2024-07-01T00:00')"
+                if found[0] == r"\s+"
+                else ""
+            )
         )
 
 
@@ -752,7 +760,8 @@ NO_DATE = re.compile(
 
 # A zone name followed by a signed hour count (GMT+1, UTC-5, CEST+2): pandas reads the sign
 # the POSIX way (GMT+1 as one hour behind UTC), most writers mean the other (one ahead).
-_SIGNED_HOURS = re.compile(r"[A-Za-z]\s*[+-]\d{1,2}\s*$")
+# ("10:00 PM -05" is a 12-hour time and an offset, which pandas reads right.)
+_SIGNED_HOURS = re.compile(r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*[+-]\d{1,2}\s*$")
 
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
 

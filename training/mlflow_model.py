@@ -280,6 +280,10 @@ class ForecastPredictor:
             pieces.append(piece.iloc[: horizons[i]])
         return pd.concat(pieces, ignore_index=True)
 
+    def _request_columns(self) -> tuple[str, ...]:
+        """REQUEST_COLUMNS but a covariate's name: a covariate called `freq` is a covariate."""
+        return tuple(name for name in REQUEST_COLUMNS if name not in self.covariates)
+
     def _request_fields(self, frame: pd.DataFrame, i: int, series_id: str) -> int:
         """The row's steps to answer (`horizon`, default all the model makes), after checking
         the forecast API's other request fields where a row carries them: `freq` must be the
@@ -288,7 +292,7 @@ class ForecastPredictor:
         `start` answered undated rows and a `freq` of 'D' on an hourly model hours."""
         c = self.model.config
         where = f"series {shown(series_id)}"
-        row = {name: frame[name].iloc[i] for name in REQUEST_COLUMNS if name in frame.columns}
+        row = {name: frame[name].iloc[i] for name in self._request_columns() if name in frame}
         if not _missing(row.get("timestamps")):
             raise ForecastInputError(
                 f"{where}: `timestamps` is not read by the model's predict; give `start`, the "
@@ -306,7 +310,7 @@ class ForecastPredictor:
             model_freq = str(self.meta["freq"])
             try:
                 same = isinstance(freq, str) and to_offset(freq) == to_offset(model_freq)
-            except ValueError:
+            except (ValueError, OverflowError):  # not an alias; '99999999999999999999h'
                 same = False
             if not same:
                 raise ForecastInputError(
@@ -366,9 +370,9 @@ class ForecastPredictor:
         except ForecastInputError:
             raise
         except (TypeError, ValueError, OverflowError):  # OverflowError: an int of 400 digits
-            nested = isinstance(raw, list | tuple | np.ndarray) and any(
-                isinstance(item, list | tuple | np.ndarray) for item in raw
-            )
+            listed = isinstance(raw, list | tuple) or (isinstance(raw, np.ndarray) and raw.ndim)
+            cells: Any = raw if listed else ()  # a 0-d array cannot be iterated
+            nested = any(isinstance(item, list | tuple | np.ndarray) for item in cells)
             raise ForecastInputError(
                 f"series {shown(series_id)}: {field!r} must be a flat list of numbers "
                 "(float64's range)" + (f"; it holds lists: {DICT_OF_COLUMNS}" if nested else "")
@@ -423,7 +427,11 @@ class ForecastPredictor:
                 f"series {shown(series_id)}: `start` {shown(start)} is a number, not a date and "
                 "time; give an ISO 8601 text such as '2018-06-01T00:00:00'"
             )
-        if isinstance(start, str) and not basic_date and not _ISO_DATE_TIME.fullmatch(start):
+        if (
+            isinstance(start, str)
+            and not basic_date
+            and not _ISO_DATE_TIME.fullmatch(start.strip())
+        ):
             # pandas guessed day and month in '01.07.2016' (7 January) and '05/06/07': the
             # forecast dated, and a calendar model fed, wrongly without a word
             raise ForecastInputError(
@@ -514,7 +522,7 @@ _BASIC_DATE = re.compile(r"\d{4}(\d{2}(\d{2})?)?")  # ISO 8601 basic format, rea
 # ISO 8601 extended: a date, optionally a time to the minute or finer, optionally an offset
 # (with seconds, as pandas writes local mean time) or Z; nothing pandas would have to guess.
 _ISO_DATE_TIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
     r"(?:[Zz]|[+-]\d{2}(?::?\d{2}(?::\d{2}(?:\.\d+)?)?)?)?"
 )
 
@@ -571,8 +579,13 @@ def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
         *(ColSpec(numbers, name) for name in covariates),
         ColSpec(optional, "start", required=False),
         ColSpec(optional, "timezone", required=False),
-        # the forecast API's request fields: in the schema so that predict sees them
-        *(ColSpec(optional, name, required=False) for name in REQUEST_COLUMNS),
+        # the forecast API's request fields: in the schema so that predict sees them (a
+        # covariate of the same name stays a covariate)
+        *(
+            ColSpec(optional, name, required=False)
+            for name in REQUEST_COLUMNS
+            if name not in covariates
+        ),
     ]
     outputs: list[Any] = [
         ColSpec(DataType.string, "id"),

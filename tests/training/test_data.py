@@ -786,7 +786,8 @@ def test_separator_messages_for_tab_and_whitespace_files_and_a_false_gz(tmp_path
         load_data(aligned, LoadConfig(target="load"))
     assert str(said.value) == (
         "fd.txt: the header reads as one column 'cycle  load  temp' with sep=','; the file "
-        r"looks whitespace-separated: pass sep=r'\s+' (--sep '\s+')"
+        r"looks whitespace-separated: pass sep=r'\s+' (--sep '\s+'); a time written with a "
+        "space ('2024-07-01 00:00') then splits in two: write it with a T ('2024-07-01T00:00')"
     )
     false_gz = write(tmp_path, rows, "log.txt.gz")
     with pytest.raises(UnreadableFileError) as unread:
@@ -816,3 +817,12 @@ def test_a_first_line_of_numbers_is_refused_as_no_header(tmp_path: Path) -> None
     frame.to_csv(path)
     loaded = load_data(path, LoadConfig(target="1", timestamp_col="Unnamed: 0"))
     assert list(loaded.series["indexed"]["1"]) == [4.0, 5.0, 6.0]
+    # integer names without the index ('0,1'): names, not data
+    dated = pd.DataFrame({0: hourly(3), 1: [4.0, 5.0, 6.0]})
+    dated.to_csv(tmp_path / "named.csv", index=False)
+    loaded = load_data(tmp_path / "named.csv", LoadConfig(target="1", timestamp_col="0"))
+    assert list(loaded.series["named"]["1"]) == [4.0, 5.0, 6.0]
+    # a separator ending the line leaves an empty last name: still a line of numbers
+    trailing = write(tmp_path, data.replace("\n", " \n"), "trailing.txt")
+    with pytest.raises(DataValidationError, match="the first line holds only numbers"):
+        load_data(trailing, LoadConfig(target="s1", sep=" "))

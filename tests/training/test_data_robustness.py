@@ -593,6 +593,9 @@ def test_a_zone_name_with_signed_hours_is_refused_not_read_with_the_posix_sign(
     )
     assert said.endswith("write the offset as +01:00 or -01:00 (as pandas' Timestamp.isoformat "
                          "writes it); 6 rows hold one")  # fmt: skip
+    twelve = "".join(f"2024-07-01 {h}:00 PM -05,{h}\n" for h in range(1, 7))
+    read = load_data(write(tmp_path, "date,OT\n" + twelve, "pm.csv"), LoadConfig(target="OT"))
+    assert read.series["pm"].index[0] == pd.Timestamp("2024-07-01 18:00")  # 13:00 at -05
     written = rows.replace(f" {offset}", "+01:00")  # what the message says to write
     data = load_data(write(tmp_path, "date,OT\n" + written, "ok.csv"), LoadConfig(target="OT"))
     assert data.series["ok"].index[0] == pd.Timestamp("2024-03-29 23:00")

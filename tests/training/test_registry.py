@@ -656,6 +656,14 @@ def test_the_pyfunc_judges_request_fields_and_empty_cells_by_row(
     assert list(cut["step"]) == [1, 2]
     for bad in (0, steps + 1, 1.5, "3", True):
         assert "`horizon` must be a whole number of steps from 1" in refused(horizon=bad), bad
+    assert "`freq` '99999999999999999999h' is not the model's" in refused(
+        freq="99999999999999999999h"
+    )
+    with pytest.raises(ForecastInputError, match="'values' must be a flat list of numbers"):
+        ForecastPredictor.from_directory(
+            model_artifact_dir(result.model_uri, tmp_path / "m")
+        ).predict_frame(row.assign(values=pd.Series([np.array(1.0)], dtype=object)))
+    assert len(model.predict(row.assign(start=["2016-07-01t00:00:00 "]))) == steps
     columns = {"id": ["a"], "values": [row["values"].iloc[0]], "x": [row["x"].iloc[0]]}
     with pytest.raises(mlflow.exceptions.MlflowException, match="a dict of columns"):
         model.predict(columns)
@@ -678,3 +686,16 @@ def test_the_pyfunc_refuses_gaps_anywhere_in_a_history_naming_the_position(
             f"series 'pump-1': 'values' holds {said} at position 3; every value must be a "
             "finite number"
         )
+
+
+def test_a_covariate_named_like_a_request_field_stays_a_covariate() -> None:
+    """A covariate called `freq` (or `horizon`, `quantiles`, `timestamps`) was read as the
+    request field, and every row refused; the signature held two `freq` columns."""
+    from training.mlflow_model import REQUEST_COLUMNS, signature_for
+
+    for name in REQUEST_COLUMNS:
+        inputs = signature_for([name], (0.1, 0.5, 0.9)).inputs.input_names()
+        assert inputs.count(name) == 1, name
+        predictor = ForecastPredictor.__new__(ForecastPredictor)
+        predictor.meta = {"covariates": [name], "freq": "h"}
+        assert name not in predictor._request_columns()
