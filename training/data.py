@@ -123,6 +123,9 @@ SUFFIXES: dict[str, str] = {
 _EXPORT_ADVICE: dict[str, str] = {
     ".xlsx": "an Excel workbook: save the sheet as 'CSV UTF-8' in Excel",
     ".xls": "an Excel workbook: save the sheet as 'CSV UTF-8' in Excel",
+    ".xlsm": "an Excel workbook: save the sheet as 'CSV UTF-8' in Excel",
+    ".xlsb": "an Excel workbook: save the sheet as 'CSV UTF-8' in Excel",
+    ".numbers": "a Numbers spreadsheet: export the table as CSV",
     ".ods": "a spreadsheet: save the sheet as CSV (UTF-8)",
     ".json": "JSON: write the table as CSV or Parquet (pandas: DataFrame.to_csv, to_parquet)",
     ".feather": "Arrow IPC: write it as Parquet (pyarrow.parquet.write_table)",
