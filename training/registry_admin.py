@@ -54,7 +54,7 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
     aliases: dict[str, list[str]] = {}
     for alias, version in (getattr(model, "aliases", None) or {}).items():
         aliases.setdefault(str(version), []).append(alias)
-    versions = client.search_model_versions(f"name = '{_quoted(name)}'")
+    versions = client.search_model_versions(f"name = {_quoted(name)}")
     rows = [
         VersionRow(
             version=str(v.version),
@@ -76,6 +76,7 @@ class ChampionMove:
     name: str
     version: str
     previous: str | None  # the champion before the move, None if there was none
+    lost_to: str | None = None  # the champion read back, when another move overwrote this one
 
 
 def set_champion(
@@ -94,7 +95,7 @@ def set_champion(
     from mlflow.exceptions import MlflowException
 
     _registered(client, name)
-    if version.isdigit():
+    if version.isascii() and version.isdigit():  # int() refuses superscript digits
         version = str(int(version))  # "02" is version 2
     try:
         client.get_model_version(name, version)
@@ -126,7 +127,11 @@ def set_champion(
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    return ChampionMove(name=name, version=version, previous=previous)
+    # MLflow moves an alias without a compare: two moves at once both "succeed", and the
+    # later write wins. Read it back, so that the one that lost says so.
+    now = champion_version(client, name)
+    lost_to = now if now != version else None
+    return ChampionMove(name=name, version=version, previous=previous, lost_to=lost_to)
 
 
 def _decision(tags: dict[str, str], champion: bool) -> str:
@@ -158,4 +163,9 @@ def _registered(client: Any, name: str) -> Any:
 
 
 def _quoted(name: str) -> str:
-    return name.replace("'", "\\'")
+    """`name` as a string literal of MLflow's filter syntax, quotes included: its tokenizer
+    takes no escaped quote inside a literal (a name with an escaped ' matched nothing), so a
+    name holding ' is written between double quotes."""
+    if "'" in name and '"' not in name:
+        return f'"{name}"'
+    return "'" + name.replace("'", "\\'") + "'"

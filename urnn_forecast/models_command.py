@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from urnn_forecast.model_uri import ModelUriError, parse_models_uri
@@ -44,6 +45,7 @@ def add_models_parser(commands: Any) -> None:
     promote.add_argument("version", help="the version number, as `urnn models list` shows it")
     promote.add_argument(
         "--reason",
+        type=given_text,
         default=DEFAULT_REASON,
         help="why, recorded on the version as the tag promotion.manual_reason",
     )
@@ -79,6 +81,14 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{command}: error: URNN_MODEL_URI: {error}; or give --name", file=sys.stderr)
         return 2
     uri = settings.resolved_tracking_uri()
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():  # MLflow would make an empty store
+        print(
+            f"{command}: error: no MLflow store at {database} (nothing was registered there); "
+            "set URNN_VAR_DIR or URNN_MLFLOW_TRACKING_URI to the store `urnn train` used",
+            file=sys.stderr,
+        )
+        return 2
     try:
         check_tracking_store(settings, create=False)  # reading a registry makes no folder
         check_tracking_server(settings)
@@ -86,7 +96,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         if args.models_action == "list":
             print(format_versions(name, list_versions(client, name)))
             return 0
-        if not args.version.isdigit():
+        if not (args.version.isascii() and args.version.isdigit()):  # no superscript digits
             print(
                 f"{command}: error: argument version: a version number such as 3, got "
                 f"{args.version!r}",
@@ -102,6 +112,23 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     except TrackingServerError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:  # a store that is no database, read-only, or not reachable
+        if not _store_failure(error):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(
+            f"{command}: error: cannot use the registry at {shown_uri(uri)}: {first[:300]}",
+            file=sys.stderr,
+        )
+        return 1
+    if moved.lost_to is not None:
+        print(
+            f"{command}: error: champion of {name} is version {moved.lost_to}, not "
+            f"{moved.version}: another change moved it at the same time; see `urnn models "
+            "list` and promote again if needed",
+            file=sys.stderr,
+        )
+        return 1
     if moved.previous == moved.version:
         print(f"{name} version {moved.version} already is the champion; nothing moved")
     else:
@@ -111,6 +138,24 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             "once with POST /model/reload"
         )
     return 0
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// store URI; None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def _store_failure(error: Exception) -> bool:
+    """Whether `error` says the store itself cannot be used (not a database, read-only, a
+    server that does not answer), which the operator fixes in the settings, not the command."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(error, SQLAlchemyError | OSError | MlflowException):
+        return True
+    return type(error).__module__.split(".")[0] in ("psycopg", "psycopg2", "sqlite3")
 
 
 def serves(predictor: Any) -> None:
@@ -143,7 +188,7 @@ def format_versions(name: str, rows: list[Any]) -> str:
             ",".join(row.aliases) or "-",
             row.created.strftime("%Y-%m-%d %H:%M"),
             row.run_id[:12] or "-",
-            f"{row.metric} {float(row.score):.4g}" if row.score else "-",
+            _score(row.metric, row.score),
             row.decision or "-",
             _short(row.reason),
         )
@@ -159,5 +204,18 @@ def format_versions(name: str, rows: list[Any]) -> str:
     return f"{name}\n" + "\n".join(line.rstrip() for line in lines)
 
 
+def _score(metric: str, score: str) -> str:
+    """The tagged backtest score, rounded when it is a number (a tag set by hand may not be)."""
+    if not score:
+        return "-"
+    try:
+        return f"{metric} {float(score):.4g}"
+    except ValueError:
+        return f"{metric} {_short(score, 20)}"
+
+
 def _short(text: str, limit: int = 70) -> str:
+    """One line of at most `limit` characters: a reason typed over several lines, or with
+    tabs, would break the table."""
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -131,3 +131,73 @@ def test_a_model_uri_settings_did_not_check_is_refused_not_defaulted(
         "urnn models list: error: URNN_MODEL_URI: model URI 'bogus' is not "
         "models:/<name>@<alias> or models:/<name>/<version>; or give --name\n"
     )
+
+
+def test_operator_mistakes_and_unusable_stores_get_one_line_each(
+    registry: Registry, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """From a fuzz round of `urnn models` (2026-12-05): each was a traceback, a silent
+    success, a new empty store, or a broken table."""
+    import mlflow
+
+    name = "o'quote"
+    first = registry.register(name, seed=1)
+    registry.register(name, seed=2)  # champion now
+    settings = registry.settings
+    client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    client.set_model_version_tag(name, first, "backtest.challenger_score", "n/a")
+    assert main(["models", "list", "--name", name], settings=settings) == 0
+    listed = capsys.readouterr().out
+    assert "no versions" not in listed and " n/a " in listed  # the filter found the name
+    for digit in ("\u00b2", "\u0661"):  # superscript two; Arabic-Indic one (int() took it)
+        assert main(["models", "promote", digit, "--name", name], settings=settings) == 2
+        assert "a version number such as 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["models", "promote", first, "--name", name, "--reason", " "], settings=settings)
+    assert "must not be empty" in capsys.readouterr().err
+    reason = "line one\nline two\tand a tab"
+    assert main(["models", "promote", first, "--name", name, "--reason", reason],
+                settings=settings) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["models", "list", "--name", name], settings=settings) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 4 and rows[3].endswith("line one line two and a tab")
+
+    missing = settings.model_copy(update={"var_dir": tmp_path / "typo" / "var"})
+    assert main(["models", "list", "--name", name], settings=missing) == 2
+    assert "no MLflow store at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()  # no empty store made
+    not_a_db = tmp_path / "broken"
+    not_a_db.mkdir()
+    (not_a_db / "mlflow.db").write_text("not a database")
+    broken = settings.model_copy(update={"var_dir": not_a_db})
+    assert main(["models", "list", "--name", name], settings=broken) == 1
+    said = capsys.readouterr().err
+    assert said.startswith("urnn models list: error: cannot use the registry at ")
+    assert "file is not a database" in said and "Traceback" not in said
+
+
+def test_a_promote_overwritten_by_another_at_the_same_time_says_so(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow moves an alias without a compare: of two promotes at once, both printed
+    "champion -> version N" and the later write won. The one that lost now reads it back."""
+    import mlflow
+
+    from training.registry_admin import set_champion
+
+    name = "raced"
+    first = registry.register(name, seed=1)
+    second = registry.register(name, seed=2)
+    third = registry.register(name, seed=3)  # champion
+    uri = registry.settings.resolved_tracking_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    real = client.set_registered_model_alias
+
+    def and_another_promote(model: str, alias: str, version: str) -> None:
+        real(model, alias, version)
+        real(model, alias, second)  # the other operator's move lands just after
+
+    monkeypatch.setattr(client, "set_registered_model_alias", and_another_promote)
+    moved = set_champion(client, name, first, reason="roll back", tracking_uri=uri)
+    assert (moved.previous, moved.lost_to) == (third, second)
