@@ -332,14 +332,23 @@ def _checkpoint_folder(folder: Path) -> Path | None:
     return None
 
 
-def _refuse_whole_run(model_uri: str) -> None:
-    """`runs:/<id>` names a run, not a model in it: MLflow's own refusal ("Not a proper runs:/
-    URI: runs:/.") names neither the run nor where its model is."""
+def _runs_uri(model_uri: str) -> tuple[str, str] | None:
+    """(run id, path in the run) of a runs:/ URI (runs:/, runs:// and runs:/// alike); None for
+    any other scheme."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(model_uri)
+    if parts.scheme != "runs":
+        return None
     run_id, _, path = (parts.netloc + parts.path).strip("/").partition("/")
-    if parts.scheme == "runs" and run_id and not path.strip("/"):
+    return run_id, path
+
+
+def _refuse_whole_run(model_uri: str) -> None:
+    """`runs:/<id>` names a run, not a model in it: MLflow's own refusal ("Not a proper runs:/
+    URI: runs:/.") names neither the run nor where its model is."""
+    run_id, path = _runs_uri(model_uri) or ("", "")
+    if run_id and not path.strip("/"):
         raise FileNotFoundError(
             f"{shown_uri(model_uri)} names a whole run, not a model in it; the pipeline logs "
             f"a run's model as runs:/{run_id}/model"
@@ -353,14 +362,11 @@ def _run_model_location(model_uri: str, tracking_uri: str) -> str | None:
     own resolution of such a URI reads the process-wide store, not the one passed: with
     another one set it failed ("Failed to download artifacts from path 'model'"), and with
     none it created ./mlflow.db in the working folder."""
-    from urllib.parse import urlsplit
-
     from mlflow.exceptions import MlflowException
 
-    parts = urlsplit(model_uri)
-    run_id, _, path = (parts.netloc + parts.path).strip("/").partition("/")
+    run_id, path = _runs_uri(model_uri) or ("", "")
     name, _, rest = path.partition("/")
-    if parts.scheme != "runs" or not run_id or not name:
+    if not run_id or not name:
         return None
     client = registry_client(tracking_uri)
     try:
