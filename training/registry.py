@@ -193,20 +193,38 @@ def promote_if_better(
     forecast), promotion.decision (promoted|kept|skipped), promotion.reason.
 
     MLflow has no compare-and-set on aliases: if another run moved the champion while this one
-    was being compared, the comparison is made again against the new champion (a few times),
-    so a slower worker cannot demote a better model that landed in the meantime."""
+    was being compared, or wrote the alias just after this one did (read back after the
+    write), the comparison is made again against the version that holds it (a few times), so
+    a slower worker cannot demote a better model that landed in the meantime, and two at once
+    do not both report "promoted"."""
+    current: str | None = None
+    decision: _Decided | None = None
     for _ in range(MAX_COMPARISONS):
         current = champion_version(client, name)
         decision = _decide(
             current, version, challenger_score, champion_score, metric=metric, promote=promote
         )
-        if decision.promoted and champion_version(client, name) != current:
+        if not decision.promoted:
+            break
+        if champion_version(client, name) != current:
             continue  # the champion changed under us: compare with the new one
-        break
-    promoted, reason, compared = decision.promoted, decision.reason, decision.compared
-    if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
-        record_handover(client, name, current, version)
+        if champion_version(client, name) == version:
+            record_handover(client, name, current, version)
+            break
+        # another promotion wrote the alias after ours: compare with the one that holds it
+    else:
+        assert decision is not None
+        held = champion_version(client, name)
+        reason = (
+            f"the champion alias was moved by other promotions {MAX_COMPARISONS} times during "
+            f"this one (v{held} holds it); not promoted (`urnn models list` shows both, "
+            "`urnn models promote` moves it by hand)"
+        )
+        current = held
+        decision = _Decided(False, reason, "kept", None)
+    assert decision is not None
+    promoted, reason, compared = decision.promoted, decision.reason, decision.compared
     score = None if compared is None else compared.champion
     tags = {
         "backtest.metric": metric,

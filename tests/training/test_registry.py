@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ from training.pipeline import TrainConfig, TrainResult, shared_levels, train_pip
 from training.registry import (
     CHALLENGER,
     CHAMPION,
+    MAX_COMPARISONS,
     Comparison,
     model_artifact_dir,
     promote_if_better,
@@ -464,6 +466,76 @@ def test_a_champion_moved_during_the_comparison_is_compared_again(
     assert asked == [v1, v2]
     assert not decision.promoted and decision.champion_version == v2
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
+
+
+class _OverwrittenAfterUs:
+    """An MLflow client on which, right after each alias write for `mine`, another promotion
+    writes the next of `others` (MLflow moves an alias without a compare: the later wins)."""
+
+    def __init__(self, client: Any, mine: str, others: list[str]) -> None:
+        self._client, self._mine, self._others = client, mine, list(others)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        self._client.set_registered_model_alias(name, alias, version)
+        if version == self._mine and self._others:
+            self._client.set_registered_model_alias(name, alias, self._others.pop(0))
+
+
+def test_an_alias_overwritten_just_after_ours_is_compared_again_not_reported_promoted(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """Two automatic promotions at once both said "promoted" and the later write won: the
+    one that lost reported a champion it was not (no read-back, as `urnn models promote`
+    had). Now it compares with the version that holds the alias, and tries again if better."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
+    mlflow_settings.var_dir.mkdir(parents=True)
+    client = mlflow.MlflowClient()
+    v1, v2, v3, v4, v5 = _versions(client, 5, tmp_path)
+    promote_if_better(client, NAME, v1, 1.0, None)
+    table = {v1: 1.0, v2: 0.2, v4: 0.9}
+
+    # v3 (0.5) beats v1, but v2 (0.2) lands just after its write: v3 is kept, and says so
+    lost = promote_if_better(
+        _OverwrittenAfterUs(client, v3, [v2]), NAME, v3, 0.5, lambda v: Comparison(table[v])
+    )
+    assert not lost.promoted and lost.champion_version == v2 and lost.champion_score == 0.2
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
+    tags = client.get_model_version(NAME, v3).tags
+    assert tags["promotion.decision"] == "kept" and tags["backtest.champion_version"] == v2
+    assert client.get_model_version(NAME, v1).tags.get("promotion.superseded_by") != v3
+
+    # v5 (0.1) beats v2; v4 (0.9) lands just after: v5 beats it too and takes the alias back
+    won = promote_if_better(
+        _OverwrittenAfterUs(client, v5, [v4]), NAME, v5, 0.1, lambda v: Comparison(table[v])
+    )
+    assert won.promoted and won.champion_version == v4
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v5
+    assert client.get_model_version(NAME, v4).tags["promotion.superseded_by"] == v5
+
+
+def test_an_alias_overwritten_on_every_try_is_not_reported_promoted(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
+    mlflow_settings.var_dir.mkdir(parents=True)
+    client = mlflow.MlflowClient()
+    v1, v2 = _versions(client, 2, tmp_path)
+    promote_if_better(client, NAME, v1, 1.0, None)
+    busy = _OverwrittenAfterUs(client, v2, [v1] * MAX_COMPARISONS)
+    decision = promote_if_better(busy, NAME, v2, 0.1, lambda v: Comparison(1.0))
+    assert not decision.promoted and decision.champion_version == v1
+    assert decision.reason.startswith(
+        f"the champion alias was moved by other promotions {MAX_COMPARISONS} times"
+    )
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v1
+    assert client.get_model_version(NAME, v2).tags["promotion.decision"] == "kept"
 
 
 def test_a_champion_at_another_frequency_is_not_compared_and_is_kept(
