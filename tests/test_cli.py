@@ -381,3 +381,114 @@ def test_the_default_worker_id_fits_the_job_table_whatever_the_host_name(
     worker_id = default_worker_id()
     assert len(worker_id) == 200 and worker_id.startswith("hhh")
     assert worker_id.split(":")[1] == str(os.getpid())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        # inf passed every `ge` bound: after the first batch every /forecast hung
+        ("URNN_BATCH_MAX_WAIT_MS", "inf", "URNN_BATCH_MAX_WAIT_MS='inf': Input should be a finite"),
+        ("URNN_BATCH_MAX_WAIT_MS", "nan", "URNN_BATCH_MAX_WAIT_MS='nan': Input should be a finite"),
+        ("URNN_BATCH_MAX_WAIT_MS", "1e30", "less than or equal to 1000"),
+        ("URNN_JOB_LEASE_SECONDS", "inf", "URNN_JOB_LEASE_SECONDS='inf': Input should be a finite"),
+        # no maximum: uvicorn spawned workers without end and ignored SIGTERM
+        ("URNN_SERVE_WORKERS", "99999999999999999999", "less than or equal to 256"),
+        # torch.set_num_threads overflowed in a traceback
+        ("URNN_TORCH_THREADS", "3000000000", "less than or equal to 1024"),
+        ("URNN_VAR_DIR", "", "URNN_VAR_DIR='': must name a folder"),
+        ("URNN_VAR_DIR", " ", "URNN_VAR_DIR=' ': must name a folder"),
+        ("URNN_DATABASE_URL", "sqlite:///", "in-memory SQLite database"),
+        ("URNN_DATABASE_URL", "sqlite://", "in-memory SQLite database"),
+        ("URNN_DATABASE_URL", "sqlite:///:memory:", "in-memory SQLite database"),
+        ("URNN_DATABASE_URL", "not a url", "is not a SQLAlchemy database URL"),
+        ("URNN_MODEL_POLL_SECONDS", "0.000001", "must be 0 (no poll) or at least 0.1"),
+        ("URNN_WORKER_POLL_SECONDS", "1e-9", "greater than or equal to 0.01"),
+        ("URNN_JOB_HEARTBEAT_SECONDS", "60", "must be at most half of URNN_JOB_LEASE_SECONDS=60"),
+        ("URNN_API_KY", "k", "URNN_API_KY: no such setting (did you mean URNN_API_KEY?)"),
+        ("URNN_JOB_DATA_DIR", "/d", "URNN_JOB_DATA_DIR: no such setting (did you mean URNN_JOB_"),
+        ("urnn_devise", "cpu", "urnn_devise: no such setting (did you mean URNN_DEVICE?)"),
+    ],
+)
+def test_settings_a_service_cannot_run_on_stop_every_command_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    """A settings fuzz round: each of these started a command that then hung, spawned
+    processes without end, crashed in a traceback, silently lost its jobs (an in-memory job
+    database: "upgraded to None") or ignored a mistyped name (URNN_JOB_DATA_DIR left every
+    file readable to job submitters)."""
+    import uvicorn
+
+    def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"urnn serve started with {variable}={value}")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    monkeypatch.chdir(tmp_path)  # a command that did run would leave ./var/ there
+    monkeypatch.setenv(variable, value)
+    for command in (["serve"], ["db", "upgrade"]):
+        code, err = run_with_environment(command, capsys)
+        assert code == 2, err
+        assert err.startswith(f"urnn {command[0]}: error: invalid settings: "), err
+        assert said in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def run_with_environment(command: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from urnn_forecast.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        code = cli.main(command)
+    finally:
+        get_settings.cache_clear()
+    return code, capsys.readouterr().err
+
+
+def test_a_var_dir_that_is_a_file_is_refused_before_the_job_database_is_made(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`urnn db upgrade` with URNN_VAR_DIR naming a file ended in a FileExistsError traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("kept")
+    monkeypatch.setenv("URNN_VAR_DIR", str(taken))
+    code, err = run_with_environment(["db", "upgrade"], capsys)
+    assert code == 2
+    assert err.startswith(f"urnn db: error: invalid settings: URNN_VAR_DIR='{taken}': is a file")
+    assert taken.read_text() == "kept"
+
+
+def test_a_password_in_a_refused_database_url_is_not_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("URNN_DATABASE_URL", "postgresql://jobs:s3cret@db:5432/urnn")
+    monkeypatch.setenv("URNN_SERVE_WORKERS", "0")
+    code, err = run_with_environment(["db", "current"], capsys)
+    assert code == 2 and "URNN_SERVE_WORKERS" in err and "s3cret" not in err
+    monkeypatch.setenv("URNN_SERVE_WORKERS", "1")
+    monkeypatch.setenv("URNN_DATABASE_URL", "sqlite://jobs:s3cret@/")
+    code, err = run_with_environment(["db", "current"], capsys)
+    assert code == 2 and "in-memory" in err and "s3cret" not in err and "jobs:***@" in err
+
+
+def test_names_that_are_not_settings_but_are_read_elsewhere_are_let_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker-compose.yml's own URNN_* variables (a user exports them for compose and runs
+    `urnn` in the same shell), the recurrence's build switch and the tests' switches."""
+    import re
+
+    from urnn_forecast.settings import OTHER_URNN_VARIABLES, Settings, unknown_variables
+
+    compose = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
+    used = set(re.findall(r"\$\{(URNN_[A-Z_]+)", compose))
+    fields = {f"URNN_{name.upper()}" for name in Settings.model_fields}
+    assert used - fields <= OTHER_URNN_VARIABLES, used - fields - OTHER_URNN_VARIABLES
+    environ = {name: "1" for name in [*OTHER_URNN_VARIABLES, *fields, "URNN_TEST_ANYTHING"]}
+    assert unknown_variables(environ) == []
+    assert unknown_variables({**environ, "URNN_WORKERS": "2"}) == [
+        "URNN_WORKERS: no such setting (did you mean URNN_SERVE_WORKERS?)"
+    ]

@@ -702,6 +702,7 @@ def test_an_unusable_store_is_one_line_before_the_data_is_read(
     data was loaded; a URNN_VAR_DIR that is a file, in a FileExistsError traceback."""
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     taken = tmp_path / "taken"
+    became_a_file = Settings(var_dir=taken)  # settings refuse a file; it became one after
     taken.write_text("")
     argv = [command, "--data", str(csv), *(["--target", "y"] if command == "train" else [])]
     for settings, expected in (
@@ -709,7 +710,7 @@ def test_an_unusable_store_is_one_line_before_the_data_is_read(
             Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=f"file://{tmp_path}/fs"),
             f"URNN_MLFLOW_TRACKING_URI=file://{tmp_path}/fs: a file store",
         ),
-        (Settings(var_dir=taken), f"URNN_VAR_DIR={taken}: is a file, not a folder"),
+        (became_a_file, f"URNN_VAR_DIR={taken}: is a file, not a folder"),
     ):
         code, out, err = run_cli(argv, settings, capsys)
         assert code == 2 and err.startswith(f"urnn {command}: error: {expected}"), err

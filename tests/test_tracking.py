@@ -223,12 +223,48 @@ def test_a_file_store_is_refused_naming_the_setting_and_a_database_uri(
 
 
 def test_a_var_dir_that_is_a_file_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    """Settings refuse a var_dir that is a file when they are read; one that became a file
+    since (or lies below a file) is refused here, before MLflow's mkdir traceback."""
     taken = tmp_path / "taken"
+    settings = [Settings(var_dir=taken), Settings(var_dir=taken / "below")]
     taken.write_text("")
-    for var_dir, expected in (
-        (taken, f"URNN_VAR_DIR={taken}: is a file, not a folder"),
-        (taken / "below", f"URNN_VAR_DIR={taken / 'below'}: cannot create the folder"),
+    for each, expected in zip(
+        settings,
+        (
+            f"URNN_VAR_DIR={taken}: is a file, not a folder",
+            f"URNN_VAR_DIR={taken / 'below'}: cannot create the folder",
+        ),
+        strict=True,
     ):
         with pytest.raises(TrackingStoreError) as caught:
-            check_tracking_store(Settings(var_dir=var_dir))
+            check_tracking_store(each)
         assert str(caught.value).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgresql+psycopg://postgres@127.0.0.1:{port}/mlflow",
+        "postgresql://mlflow:s3cret@127.0.0.1:{port}/mlflow",
+    ],
+)
+def test_a_tracking_database_out_of_reach_is_one_line_in_seconds(tmp_path: Path, uri: str) -> None:
+    """MLflow's SQLAlchemy store retried a PostgreSQL store that was down for minutes
+    ("Operation will be retried in 51.1 seconds") before `urnn models list` said anything."""
+    import time
+
+    uri = uri.format(port=free_port())  # nothing listens there
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri)
+    started = time.monotonic()
+    with pytest.raises(TrackingServerError) as caught:
+        check_tracking_server(settings)
+    said = str(caught.value)
+    assert said.startswith(f"the MLflow tracking database at {shown_uri(uri)} ")
+    assert "does not open a connection" in said and "s3cret" not in said
+    assert time.monotonic() - started < 30  # one try with a timeout, not MLflow's retries
+
+
+def test_a_tracking_database_whose_driver_is_missing_is_named(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri="mysql://u@127.0.0.1/m")
+    with pytest.raises(TrackingServerError, match=r"not a database URL this install can open"):
+        check_tracking_server(settings)

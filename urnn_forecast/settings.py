@@ -4,11 +4,14 @@ Built once per process (`get_settings()`), never at import time, so tests can ha
 `Settings` to the code under test instead of mutating `os.environ`.
 """
 
+import difflib
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urnn_forecast.field_types import validator_sentence
@@ -18,7 +21,9 @@ from urnn_forecast.model_uri import MODELS_URI_FORMS, ModelUriError, parse_model
 class Settings(BaseSettings):
     """Operator-facing configuration; every field is `URNN_<FIELD>` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="URNN_", extra="ignore")
+    # allow_inf_nan: `inf` passed every `ge` bound (URNN_BATCH_MAX_WAIT_MS=inf hung every
+    # /forecast after the first batch); unknown URNN_* names are refused by get_settings()
+    model_config = SettingsConfigDict(env_prefix="URNN_", extra="ignore", allow_inf_nan=False)
 
     var_dir: Path = Field(
         default=Path("var"),
@@ -44,6 +49,7 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         default=None,
         ge=1,
+        le=1024,
         description=(
             "Threads torch uses for intra-op CPU work (torch.set_num_threads), applied by the "
             "`urnn` command before training or evaluating; default None keeps torch's default "
@@ -124,7 +130,11 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=60.0,
         ge=0.0,
-        description="How often the service re-resolves model_uri's alias; 0 disables the poll.",
+        le=86_400.0,
+        description=(
+            "How often the service re-resolves model_uri's alias; 0 disables the poll, else at "
+            "least 0.1 (each poll reads the registry)."
+        ),
     )
     batch_max_series: int = Field(
         default=256,
@@ -134,9 +144,10 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         default=2.0,
         ge=0.0,
+        le=1000.0,
         description=(
             "How long the batcher waits for more requests after the first one arrives; requests "
-            "that arrive while a batch runs join the next one without any wait."
+            "that arrive while a batch runs join the next one without any wait. At most 1000."
         ),
     )
     queue_max_requests: int = Field(
@@ -189,6 +200,7 @@ class Settings(BaseSettings):
     stream_snapshot_seconds: float = Field(
         default=1.0,
         ge=0.0,
+        le=3600.0,
         description=(
             "How often changed streaming states are written to the database (write-behind: "
             "assumes sticky routing by series id); 0 = write-through, each POST commits its "
@@ -226,7 +238,13 @@ class Settings(BaseSettings):
     serve_host: str = Field(default="127.0.0.1", description="`urnn serve` bind address.")
     serve_port: int = Field(default=8000, ge=1, le=65535, description="`urnn serve` port.")
     serve_workers: int = Field(
-        default=1, ge=1, description="`urnn serve` worker processes (uvicorn --workers)."
+        default=1,
+        ge=1,
+        le=256,
+        description=(
+            "`urnn serve` worker processes (uvicorn --workers); each loads the model: keep "
+            "workers x URNN_TORCH_THREADS at or below the cores."
+        ),
     )
     serve_access_log: bool = Field(
         default=False,
@@ -247,7 +265,8 @@ class Settings(BaseSettings):
     )
     job_lease_seconds: float = Field(
         default=60.0,
-        gt=0.0,
+        ge=1.0,
+        le=86_400.0,
         description=(
             "How long a running job stays claimed without a heartbeat; after that another "
             "worker retries it (the worker is presumed dead)."
@@ -255,10 +274,11 @@ class Settings(BaseSettings):
     )
     job_heartbeat_seconds: float = Field(
         default=5.0,
-        gt=0.0,
+        ge=0.05,
         description=(
             "How often a worker renews its job's lease and checks for a cancel request (a "
-            "cancel is honoured within about this long); keep it well under job_lease_seconds."
+            "cancel is honoured within about this long); at most half of job_lease_seconds, "
+            "so that one late heartbeat does not hand a live job to another worker."
         ),
     )
     job_data_dirs: str | None = Field(
@@ -301,9 +321,81 @@ class Settings(BaseSettings):
     )
     worker_poll_seconds: float = Field(
         default=2.0,
-        gt=0.0,
+        ge=0.01,
+        le=3600.0,
         description="How long an idle worker sleeps between looks at the queue and schedules.",
     )
+
+    @field_validator("var_dir", mode="before")
+    @classmethod
+    def _a_folder_name(cls, value: object) -> object:
+        """An empty URNN_VAR_DIR meant the working folder (not the documented `var`) and " "
+        made a folder named by a space; one that is a file failed later, in a traceback of
+        whichever command first made a folder under it."""
+        if isinstance(value, str) and (not value.strip() or value != value.strip()):
+            raise ValueError(
+                "must name a folder, without leading or trailing spaces (unset: ./var)"
+            )
+        path = Path(value) if isinstance(value, str) else value
+        if isinstance(path, Path) and path.exists() and not path.is_dir():
+            raise ValueError(
+                "is a file, not a folder; point it at a folder (it holds the SQLite job "
+                "database, the default MLflow store and the service's state)"
+            )
+        return value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _a_lasting_database(cls, value: object) -> object:
+        """An in-memory SQLite URL (`sqlite://`, `sqlite:///`, `:memory:`) is a new, empty
+        database on every connection: `urnn db upgrade` said "upgraded to None" and every
+        job, schedule and streaming state would vanish. Empty means unset."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "is not a SQLAlchemy database URL; give e.g. "
+                "postgresql+psycopg://user@host:5432/urnn or sqlite:////abs/path/jobs.db "
+                "(unset: a SQLite file at <var_dir>/jobs.db)"
+            ) from None
+        in_memory = url.database in (None, "", ":memory:") or "memory" in str(
+            url.query.get("mode", "")
+        )
+        if url.get_backend_name() == "sqlite" and in_memory:
+            raise ValueError(
+                "is an in-memory SQLite database, new and empty on every connection: jobs, "
+                "schedules and streaming states would not last; give a file, e.g. "
+                "sqlite:////abs/path/jobs.db (unset: <var_dir>/jobs.db)"
+            )
+        return value
+
+    @field_validator("model_poll_seconds")
+    @classmethod
+    def _off_or_a_real_interval(cls, value: float) -> float:
+        if 0.0 < value < 0.1:
+            raise ValueError(
+                "must be 0 (no poll) or at least 0.1: each poll reads the model registry"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeats_inside_the_lease(self) -> Self:
+        """A heartbeat as long as the lease let the lease lapse between two renewals: a
+        second worker claimed the running job and trained it twice."""
+        if self.job_heartbeat_seconds * 2 > self.job_lease_seconds:
+            raise ValueError(
+                f"URNN_JOB_HEARTBEAT_SECONDS={self.job_heartbeat_seconds:g} must be at most half "
+                f"of URNN_JOB_LEASE_SECONDS={self.job_lease_seconds:g}: a lease must outlast a "
+                "late heartbeat, or another worker claims the running job"
+            )
+        return self
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -389,6 +481,23 @@ class Settings(BaseSettings):
 
 
 SECRET_FIELDS = frozenset({"api_key"})
+URL_FIELDS = frozenset({"database_url", "mlflow_tracking_uri", "mlflow_artifact_root"})
+
+# URNN_* variables that are not Settings fields but are read elsewhere: the recurrence's build
+# (models/recurrence_cpp.py), docker-compose.yml's own variables (a user who exports them for
+# compose runs `urnn` in the same shell) and the test suite's switches (URNN_TEST_*).
+OTHER_URNN_VARIABLES = frozenset(
+    {
+        "URNN_NATIVE_BUILD",
+        "URNN_VARIANT",
+        "URNN_DATA_DIR",
+        "URNN_SERVICE_PORT",
+        "URNN_SERVICE_STOP_GRACE",
+        "URNN_SERVICE_TORCH_THREADS",
+        "URNN_WORKER_TORCH_THREADS",
+    }
+)
+OTHER_URNN_PREFIXES = ("URNN_TEST_",)
 
 
 class SettingsError(ValueError):
@@ -396,21 +505,57 @@ class SettingsError(ValueError):
     the value it held and what it accepts."""
 
 
+def _password_hidden(url: str) -> str:
+    """`url` with the password of its `user:password@` part as ***, for messages."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
 def describe_settings_error(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
+        message = validator_sentence(item) or str(item["msg"])
+        if not item["loc"]:  # a check across fields: its sentence names the variables
+            problems.append(message)
+            continue
+        field = str(item["loc"][0])
         value = item.get("input")
         secret = field in SECRET_FIELDS  # the value of a key is not for logs
+        if isinstance(value, str) and field in URL_FIELDS:
+            value = _password_hidden(value)
         shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
-        message = validator_sentence(item) or str(item["msg"])
         problems.append(f"URNN_{field.upper()}{shown}: {message}")
     return "invalid settings: " + "; ".join(problems)
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """URNN_* variables that no setting reads, each with the setting it likely meant: a typo
+    such as URNN_JOB_DATA_DIR (for ..._DIRS) was ignored without a word and left every file
+    readable to job submitters. Names are matched without case, as pydantic-settings reads
+    them."""
+    environ = dict(os.environ) if environ is None else environ
+    known = {f"URNN_{name.upper()}" for name in Settings.model_fields}
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("URNN_") or upper in known or upper in OTHER_URNN_VARIABLES:
+            continue
+        if upper.startswith(OTHER_URNN_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]}?" if close else "docs/configuration.md lists them"
+        problems.append(f"{name}: no such setting ({hint})")
+    return problems
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as error:
-        raise SettingsError(describe_settings_error(error)) from None
+        said = describe_settings_error(error)
+        unknown = unknown_variables()
+        raise SettingsError("; ".join([said, *unknown])) from None
+    unknown = unknown_variables()
+    if unknown:
+        raise SettingsError("invalid settings: " + "; ".join(unknown))
+    return settings

@@ -156,13 +156,22 @@ def check_tracking_store(settings: Settings, *, create: bool = True) -> None:
         )
 
 
+# MLflow's database stores (mlflow.utils.uri.DATABASE_ENGINES) other than SQLite, which lives
+# on this host: a server there may be down or out of reach.
+SERVER_DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
 def check_tracking_server(settings: Settings) -> None:
-    """For an http(s) tracking URI: the server's /health must answer within a few seconds.
-    Local stores (the default SQLite file, file: paths) need no check."""
+    """For an http(s) tracking URI: the server's /health must answer within a few seconds; for
+    a database store on a server (PostgreSQL, MySQL, SQL Server), one connection must open in
+    as long. Local stores (the default SQLite file, file: paths) need no check."""
     import urllib.error
     import urllib.request
 
     uri = settings.resolved_tracking_uri()
+    if uri.split(":", 1)[0].split("+", 1)[0].lower() in SERVER_DATABASE_SCHEMES:
+        _check_tracking_database(uri)
+        return
     if not uri.startswith(("http://", "https://")):
         return
     # urllib reads user:password@ as part of the host (and fails on it); /health needs none
@@ -181,6 +190,35 @@ def check_tracking_server(settings: Settings) -> None:
         f"answer: {reason}; start it (mlflow server ...) or point URNN_MLFLOW_TRACKING_URI "
         "elsewhere"
     )
+
+
+def _check_tracking_database(uri: str) -> None:
+    """One connection with a timeout: MLflow's SQLAlchemy store retried a server that was down
+    or out of reach for minutes, printing "Operation will be retried", before any error."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    timeout = int(HEALTH_TIMEOUT_S)
+    try:
+        engine = create_engine(uri, connect_args={"connect_timeout": timeout})
+    except (ArgumentError, NoSuchModuleError, ImportError) as error:
+        raise TrackingServerError(
+            f"URNN_MLFLOW_TRACKING_URI={shown_uri(uri)}: not a database URL this install can "
+            f"open ({error}); PostgreSQL: postgresql+psycopg://user@host:5432/mlflow"
+        ) from None
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as error:
+        orig = getattr(error, "orig", None)
+        reason = str(orig or error).strip().splitlines()[0]
+        raise TrackingServerError(
+            f"the MLflow tracking database at {shown_uri(uri)} (URNN_MLFLOW_TRACKING_URI) "
+            f"does not open a connection (waited up to {timeout} s): {reason}; start it, "
+            "create the database, or point URNN_MLFLOW_TRACKING_URI elsewhere"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 @contextmanager

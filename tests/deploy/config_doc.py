@@ -41,6 +41,21 @@ def type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def bounds_text(field: FieldInfo) -> str:
+    """The field's bounds as an operator reads them: `>= 1`, `0 to 1000`, `> 0`."""
+    low = high = ""
+    for rule in field.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">")):
+            if getattr(rule, attr, None) is not None:
+                low = f"{sign} {getattr(rule, attr):g}"
+        for attr, sign in (("le", "<="), ("lt", "<")):
+            if getattr(rule, attr, None) is not None:
+                high = f"{sign} {getattr(rule, attr):g}"
+    if low.startswith(">=") and high.startswith("<="):
+        return f"{low[3:]} to {high[3:]}"
+    return ", ".join(part for part in (low, high) if part)
+
+
 def default_text(field: FieldInfo) -> str:
     value = field.default
     if value is PydanticUndefined:
@@ -64,6 +79,8 @@ def render_table() -> str:
         # `|` would end the cell; `<var_dir>` would render as an (invisible) HTML tag.
         description = description.replace("|", "\\|").replace("<", "&lt;")
         kind = type_name(field.annotation).replace("|", "\\|")
+        bounds = bounds_text(field)
+        kind = f"{kind}, {bounds}" if bounds else kind
         rows.append(f"| `{env_name(name)}` | {kind} | {default_text(field)} | {description} |")
     return "\n".join(rows)
 
