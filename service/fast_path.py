@@ -32,13 +32,14 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from service.schemas import ForecastRequest, SeriesIn, Timestamp
+from training.validation import FORECAST_ID_MAX
 
 # A `timezone` (the request's or a series') is the schema's to read: it checks the name, and
 # the row path in service.validation reads the zone. Such a body steps aside here.
 ZONE_KEY = "timezone"
 REQUEST_KEYS = frozenset(ForecastRequest.model_fields) - {ZONE_KEY}
 _SERIES_KEYS = frozenset(SeriesIn.model_fields) - {ZONE_KEY}
-ID_MAX = 256  # SeriesIn.id: min_length=1, max_length=256
+ID_MAX = FORECAST_ID_MAX  # SeriesIn.id: min_length=1, max_length=FORECAST_ID_MAX
 _DATETIME = TypeAdapter(Timestamp)
 _DATETIMES = TypeAdapter(list[Timestamp])
 

@@ -25,7 +25,12 @@ from pydantic import (
     Strict,
 )
 
-from training.validation import is_number_text, with_seconds_offset, zone_named
+from training.validation import (
+    FORECAST_ID_MAX,
+    is_number_text,
+    with_seconds_offset,
+    zone_named,
+)
 from urnn_forecast.field_types import shown
 
 EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
@@ -133,7 +138,7 @@ class SeriesIn(BaseModel):
 
     id: str = Field(
         min_length=1,
-        max_length=256,
+        max_length=FORECAST_ID_MAX,
         description="Caller's id of the series, echoed in the response; unique per request.",
         examples=["transformer-1"],
     )

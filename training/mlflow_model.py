@@ -68,6 +68,7 @@ from training.data import NO_DATE
 from training.metrics import quantile_column
 from training.split import StandardScaler
 from training.validation import (
+    FORECAST_ID_MAX,
     ZONE_RULE,
     in_zone,
     is_number_text,
@@ -335,6 +336,11 @@ class ForecastPredictor:
         An id that is not text is refused: replaced, its answer could not be matched."""
         if "id" in frame.columns:
             value = frame["id"].iloc[i]
+            if isinstance(value, str) and len(value) > FORECAST_ID_MAX:
+                raise ForecastInputError(  # the service's limit: the same request, one answer
+                    f"row {i}: `id` must be 1 to {FORECAST_ID_MAX} characters; got "
+                    f"{len(value)} ({shown(value)})"
+                )
             if isinstance(value, str) and value:
                 return value
             if not _missing(value):
@@ -418,20 +424,16 @@ class ForecastPredictor:
                 f"series {shown(series_id)}: `start` must be an ISO 8601 date and time such as "
                 f"'2018-06-01T00:00:00'; got {shown(start)}"
             )
-        basic_date = isinstance(start, str) and _BASIC_DATE.fullmatch(start.strip())
-        numeric = _is_number(start) or is_number_text(start)  # numpy's integers too
-        if numeric and not basic_date:  # 2018, 201806, 20180601 are dates
-            # pd.Timestamp read 1527811200 as nanoseconds (1970-01-01T00:00:01.5), dating
-            # the forecast and its calendar features in 1970; the service refuses it too
+        if _is_number(start) or is_number_text(start):  # numpy's integers too
+            # pd.Timestamp read 1527811200 as nanoseconds (1970-01-01T00:00:01.5), dating the
+            # forecast and its calendar features in 1970. A text of digits ('20180601', ISO's
+            # basic form) is refused too, as the service refuses it: one request, one answer
             raise ForecastInputError(
                 f"series {shown(series_id)}: `start` {shown(start)} is a number, not a date and "
-                "time; give an ISO 8601 text such as '2018-06-01T00:00:00'"
+                "time; give an ISO 8601 text such as '2018-06-01T00:00:00' (year-month-day "
+                "with dashes, as the forecast API takes it)"
             )
-        if (
-            isinstance(start, str)
-            and not basic_date
-            and not _ISO_DATE_TIME.fullmatch(start.strip())
-        ):
+        if isinstance(start, str) and not _ISO_DATE_TIME.fullmatch(start.strip()):
             # pandas guessed day and month in '01.07.2016' (7 January) and '05/06/07': the
             # forecast dated, and a calendar model fed, wrongly without a word
             raise ForecastInputError(
@@ -518,7 +520,6 @@ DICT_OF_COLUMNS = (
 # `freq` checked, `timestamps` and `quantiles` refused (ForecastPredictor._request_fields).
 REQUEST_COLUMNS = ("horizon", "freq", "timestamps", "quantiles")
 
-_BASIC_DATE = re.compile(r"\d{4}(\d{2}(\d{2})?)?")  # ISO 8601 basic format, read by pandas
 # ISO 8601 extended: a date, optionally a time to the minute or finer, optionally an offset
 # (with seconds, as pandas writes local mean time) or Z; nothing pandas would have to guess.
 _ISO_DATE_TIME = re.compile(

@@ -389,13 +389,15 @@ def _run_model_location(model_uri: str, tracking_uri: str) -> str | None:
     client = registry_client(tracking_uri)
     try:
         outputs = client.get_run(run_id).outputs
-        for output in outputs.model_outputs if outputs is not None else ():
-            logged = client.get_logged_model(output.model_id)
-            if logged.name == name:
-                return str(logged.artifact_location).rstrip("/") + (f"/{rest}" if rest else "")
+        ids = [output.model_id for output in (outputs.model_outputs if outputs else ())]
+        named = [m for m in map(client.get_logged_model, ids) if m.name == name]
     except MlflowException:
         return None
-    return None
+    if not named:
+        return None
+    # two models of one name in a run: the latest, as MLflow's search (newest first) finds it
+    logged = max(named, key=lambda model: model.creation_timestamp or 0)
+    return str(logged.artifact_location).rstrip("/") + (f"/{rest}" if rest else "")
 
 
 def _local_folder(model_uri: str) -> Path | None:

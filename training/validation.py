@@ -111,6 +111,9 @@ _FILL_WORDS: dict[FillMethod, str] = {
 # A regular grid this many times longer than the data means the frequency is wrong (e.g. freq="s"
 # for hourly data), not that the data has gaps; refuse before allocating it.
 MAX_GRID_GROWTH = 50
+# The longest series id a forecast request may carry (POST /forecast's SeriesIn.id and the
+# registered model's predict): ids are echoed and kept as metric and cache keys.
+FORECAST_ID_MAX = 256
 
 
 _NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")

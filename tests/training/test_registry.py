@@ -290,8 +290,12 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
     for number in (1_527_811_200, "1527811200", 1.5e9):
         with pytest.raises(ForecastInputError, match=r"`start` .* is a number, not a date"):
             predictor.predict_frame(row.assign(start=[number]))
-    # ISO 8601's basic format is a date to pandas, and read as one (2002-01-01 here)
-    dated = predictor.predict_frame(row.assign(start=["20020101"]))
+    # ISO 8601's basic form is a text of digits: refused as the service refuses it (it took
+    # '20020101' as 2002-01-01 where POST /forecast answered 422)
+    for basic in ("20020101", "200201", "2002"):
+        with pytest.raises(ForecastInputError, match=r"`start` '\d+' is a number, not a date"):
+            predictor.predict_frame(row.assign(start=[basic]))
+    dated = predictor.predict_frame(row.assign(start=["2002-01-01"]))
     assert str(dated["timestamp"].iloc[0]).startswith("2002-01-03")  # 53 h of history later
     # From a fuzzing run of predict (2026-12-05): each was a crash inside numpy, pandas or
     # torch, a NaN forecast, or a silent change of the input.
@@ -308,6 +312,7 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
             values=pd.Series([[*values[:-1], True]], dtype=object)
         ),
         "row 0: `id` must be a text such as 'pump-7'; got 7": row.assign(id=[7]),
+        "row 0: `id` must be 1 to 256 characters; got 257": row.assign(id=["p" * 257]),
         "`start` must be an ISO 8601 date and time": row.assign(start=["now"]),
         "its 53 values and 12 forecast steps must lie between": row.assign(
             start=["2262-04-10T00:00:00"]
@@ -689,6 +694,42 @@ def test_a_runs_uri_is_read_from_the_store_passed_not_the_process_wide_one(
         files = model_artifact_dir(uri, tmp_path / f"m-{process_wide is None}", tracking_uri=store)
         assert (files / "config.json").is_file() and (files / "weights.pt").is_file()
     assert list(elsewhere.iterdir()) == []  # no mlflow.db made in the working folder
+
+
+def test_a_run_with_two_models_of_one_name_resolves_to_the_one_mlflow_finds(
+    tmp_path: Path,
+) -> None:
+    """runs:/<id>/model with two logged models named "model" in the run: the first logged was
+    read, where MLflow's own resolution finds the latest (its search lists newest first)."""
+    import time
+
+    import mlflow
+    from mlflow.pyfunc.model import PythonModel
+
+    from training.registry import _run_model_location
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+
+    class Echo(PythonModel):
+        def predict(
+            self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+        ) -> Any:
+            return model_input
+
+    marker = tmp_path / "marker.txt"
+    with mlflow.start_run() as run:
+        for text in ("first", "second"):
+            marker.write_text(text)
+            mlflow.pyfunc.log_model(name="model", python_model=Echo(), artifacts={"m": str(marker)})
+            time.sleep(0.01)  # distinct creation times
+    uri = f"runs:/{run.info.run_id}/model"
+    ours = _run_model_location(uri, store)
+    assert ours is not None
+    theirs = mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "theirs"))
+    read = Path(ours.removeprefix("file://")) / "artifacts" / "marker.txt"
+    assert read.read_text() == "second"
+    assert (Path(theirs) / "artifacts" / "marker.txt").read_text() == "second"
 
 
 def test_the_pyfunc_judges_request_fields_and_empty_cells_by_row(
