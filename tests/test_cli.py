@@ -395,6 +395,8 @@ def test_the_default_worker_id_fits_the_job_table_whatever_the_host_name(
         ("URNN_SERVE_WORKERS", "99999999999999999999", "less than or equal to 256"),
         # torch.set_num_threads overflowed in a traceback
         ("URNN_TORCH_THREADS", "3000000000", "less than or equal to 1024"),
+        # a ring of that many slots per input column was allocated when a model loaded
+        ("URNN_DRIFT_WINDOW", "1000000000000", "less than or equal to 10000000"),
         ("URNN_VAR_DIR", "", "URNN_VAR_DIR='': must name a folder"),
         ("URNN_VAR_DIR", " ", "URNN_VAR_DIR=' ': must name a folder"),
         ("URNN_DATABASE_URL", "sqlite:///", "in-memory SQLite database"),
@@ -483,10 +485,15 @@ def test_names_that_are_not_settings_but_are_read_elsewhere_are_let_through(
 
     from urnn_forecast.settings import OTHER_URNN_VARIABLES, Settings, unknown_variables
 
-    compose = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
+    root = Path(__file__).resolve().parents[1]
+    compose = (root / "docker-compose.yml").read_text()
     used = set(re.findall(r"\$\{(URNN_[A-Z_]+)", compose))
     fields = {f"URNN_{name.upper()}" for name in Settings.model_fields}
     assert used - fields <= OTHER_URNN_VARIABLES, used - fields - OTHER_URNN_VARIABLES
+    # what the containers themselves get must be settings: anything else stops `urnn` there
+    given = set(re.findall(r"^\s*(URNN_[A-Z_]+):", compose, flags=re.MULTILINE))
+    given |= set(re.findall(r"\b(URNN_[A-Z_]+)=", (root / "Dockerfile").read_text()))
+    assert given and given <= fields, given - fields
     environ = {name: "1" for name in [*OTHER_URNN_VARIABLES, *fields, "URNN_TEST_ANYTHING"]}
     assert unknown_variables(environ) == []
     assert unknown_variables({**environ, "URNN_WORKERS": "2"}) == [

@@ -139,6 +139,7 @@ class Settings(BaseSettings):
     batch_max_series: int = Field(
         default=256,
         ge=1,
+        le=65_536,
         description="Most series in one batched forward pass (bounds memory and latency).",
     )
     batch_max_wait_ms: float = Field(
@@ -153,11 +154,13 @@ class Settings(BaseSettings):
     queue_max_requests: int = Field(
         default=1024,
         ge=1,
+        le=1_000_000,
         description="Requests waiting for inference beyond which /forecast answers 503.",
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=1024,
+        le=1024 * 1024 * 1024,
         description="Largest request body accepted; larger ones answer 413.",
     )
     otel_telemetry: bool = Field(
@@ -171,11 +174,13 @@ class Settings(BaseSettings):
     drift_window: int = Field(
         default=20_000,
         ge=100,
+        le=10_000_000,
         description="Recent input values per column that the drift PSI is computed over.",
     )
     forecast_cache_size: int = Field(
         default=10_000,
         ge=0,
+        le=10_000_000,
         description=(
             "Series ids whose latest forecast is kept to score it once later histories reveal "
             "the actual values (realised error); 0 disables."
@@ -184,6 +189,7 @@ class Settings(BaseSettings):
     stream_max_states: int = Field(
         default=10_000,
         ge=1,
+        le=10_000_000,
         description=(
             "Streaming series (/series/{id}/observations) whose model state is kept in memory "
             "(least recently used beyond this are flushed to the database and dropped)."
@@ -192,6 +198,7 @@ class Settings(BaseSettings):
     stream_tail_points: int = Field(
         default=4096,
         ge=1,
+        le=1_000_000,
         description=(
             "Raw recent points kept per streaming series in its snapshot: they verify "
             "duplicates and rebuild the state when the served model version changes."
@@ -210,6 +217,7 @@ class Settings(BaseSettings):
     stream_max_gap: int = Field(
         default=24,
         ge=0,
+        le=1_000_000,
         description=(
             "Most missing steps that gap_policy='interpolate' fills linearly in a streaming "
             "series; larger gaps answer 409."
@@ -309,6 +317,7 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=3,
         ge=1,
+        le=1000,
         description="Claims a job gets before a lost worker (expired lease) fails it for good.",
     )
     job_timeout_seconds: float | None = Field(
