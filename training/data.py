@@ -647,10 +647,10 @@ def _refuse_number_header(names: list[str], source: str) -> None:
     """A first line of numbers only, one of them not a whole number, is data, not a header
     (C-MAPSS's .txt files have none: read as names, it reported a column named '1' twice, or
     the target missing among '-0.0007', '518.67', ...). Whole numbers alone may be names:
-    DataFrame.to_csv writes integer column names as '0,1'. Empty names (an unnamed index, a
-    separator ending the line) are left out."""
+    DataFrame.to_csv writes integer column names as '0,1' (or '-1,0,1'). Empty names (an
+    unnamed index, a separator ending the line) are left out."""
     filled = [name.strip() for name in names if name.strip()]
-    if len(filled) < 2 or all(name.isdigit() for name in filled):
+    if len(filled) < 2 or all(re.fullmatch(r"-?[0-9]+", name) for name in filled):
         return
     for name in filled:
         try:
@@ -761,10 +761,13 @@ NO_DATE = re.compile(
     re.IGNORECASE,
 )
 
-# A zone name followed by a signed hour count (GMT+1, UTC-5, CEST+2): pandas reads the sign
-# the POSIX way (GMT+1 as one hour behind UTC), most writers mean the other (one ahead).
+# A zone name followed by a signed offset (GMT+1, UTC-5, CEST+2, UTC+5:30, GMT+01:00,
+# UTC+0100): pandas reads the sign the POSIX way (GMT+1 as one hour behind UTC), most writers
+# mean the other (one ahead); "GMT +01:00" it reads as GMT, the offset dropped.
 # ("10:00 PM -05" is a 12-hour time and an offset, which pandas reads right.)
-_SIGNED_HOURS = re.compile(r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*[+-]\d{1,2}\s*$")
+_SIGNED_HOURS = re.compile(
+    r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*[+-]\d{1,2}(?::?\d{2})?\s*$"
+)
 
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
 
@@ -1122,12 +1125,15 @@ def _parse_timestamps(
                     "that matches the text shown, e.g. '%Y-%m-%d %H:%M:%S' for "
                     "'2016-07-01 02:00:00' or '%Y-%m-%d %H' for '2016-07-01 2')"
                 )
-            compact = pd.to_datetime(text.iloc[:1], format="%Y%m%d%H", errors="coerce")
-            if (
-                len(columns) == 1
-                and text.str.fullmatch(r"\s*\d{10}\s*").all()
-                and compact.notna().all()
-            ):
+            ten_digits = len(columns) == 1 and bool(text.str.fullmatch(r"\s*\d{10}\s*").all())
+            # every row, not the first alone: Unix seconds such as 1700010100 read as
+            # 1700-01-01 00h in the first row and as no date a few rows on
+            compact = (
+                pd.to_datetime(text.str.strip(), format="%Y%m%d%H", errors="coerce")
+                if ten_digits
+                else None
+            )
+            if compact is not None and compact.notna().all():
                 hint += (  # 2016070100: a date and an hour, which also reads as Unix seconds
                     "; the column holds 10 digits that read as a date and an hour: pass "
                     "timestamp_format '%Y%m%d%H'"
@@ -1307,7 +1313,17 @@ def _grid(stamps: pd.Series) -> str | None:
             found = pd.infer_freq(distinct)
     except (TypeError, ValueError):
         return None
-    return None if found is None else str(getattr(found, "freqstr", found))
+    if found is None:
+        # pandas names no grid for months on one day other than the 1st or the last (the 5th
+        # of each month): read day first, twelve such dates are twelve days of one month,
+        # which pandas does name, and that reading won
+        days = distinct.day
+        months = distinct.year * 12 + distinct.month
+        steps = np.diff(np.asarray(months))
+        if (days == days[0]).all() and (steps == steps[0]).all() and steps[0] > 0:
+            return f"every {steps[0]} month(s) on day {days[0]}"
+        return None
+    return str(getattr(found, "freqstr", found))
 
 
 def _order_example(sample: object, *, day_first: bool) -> str:
@@ -1366,7 +1382,7 @@ def _refuse_signed_hours(text: pd.Series, label: str, source: str) -> None:
         row = int(np.argmax(signed)) + 1
         raise TimestampParseError(
             f"{source}: column {label}, {row_label(row)}: {shown(text.iloc[row - 1])} ends in "
-            "a zone name and a signed hour count, which is read two ways (pandas, as POSIX, "
+            "a zone name and a signed offset, which is read two ways (pandas, as POSIX, "
             "reads GMT+1 as one hour behind UTC; most writers mean one hour ahead): write the "
             "offset as +01:00 or -01:00 (as pandas' Timestamp.isoformat writes it); "
             f"{int(signed.sum()):,} rows hold one"
@@ -1419,6 +1435,11 @@ def _numeric_values(
             out[column] = cells.astype("float64")
             continue
         if decimal == ",":
+            flags = _true_false(cells)
+            if flags is not None:  # read as text here, where pandas would have read bools
+                cast.append(f"{column} (bool)")
+                out[column] = flags
+                continue
             cells = _comma_numbers(cells)
         numbers = pd.to_numeric(cells, errors="coerce")
         bad = (numbers.isna() & cells.notna()).to_numpy()
@@ -1427,7 +1448,7 @@ def _numeric_values(
             cell = raw[column].iloc[row - 1]
             comma = isinstance(cell, str) and re.fullmatch(r"\s*[-+]?[\d.]*,\d+\s*", cell)
             hint = "; a decimal comma? pass decimal=','" if comma and decimal == "." else ""
-            if decimal == ",":
+            if decimal == "," and isinstance(cell, str) and "." in cell:
                 hint = "; with decimal=',' a '.' may only group thousands (1.034,5)"
             raise NonNumericValueError(
                 f"{source}: column {column!r}, {row_label(row)}: {shown(cell)} is not a number "
@@ -1441,8 +1462,21 @@ def _numeric_values(
 
 
 # A number written with a decimal comma: '.' only between groups of three digits (1.034,5).
-_COMMA_NUMBER = r"\s*[-+]?(?:\d{1,3}(?:\.\d{3})+|\d*)(?:,\d+)?(?:[eE][-+]?\d+)?\s*"
+_COMMA_NUMBER = r"\s*[-+]?(?:\d{1,3}(?:\.\d{3})+|\d*)(?:,\d*)?(?:[eE][-+]?\d+)?\s*"
 _NON_FINITE_WORDS = r"\s*[-+]?(?:inf|infinity|nan)\s*"
+
+
+# The words pandas' CSV reader takes as booleans (its default true_values/false_values).
+_TRUE_FALSE = {"True": 1.0, "TRUE": 1.0, "true": 1.0, "False": 0.0, "FALSE": 0.0, "false": 0.0}
+
+
+def _true_false(cells: pd.Series) -> pd.Series | None:
+    """A column of true/false words as 1.0/0.0, as pandas reads one when it parses the values
+    itself (decimal '.'); None when any cell is something else."""
+    given = cells.dropna()
+    if given.empty or not given.isin(list(_TRUE_FALSE)).all():
+        return None
+    return cells.map(_TRUE_FALSE).astype("float64")
 
 
 def _comma_numbers(cells: pd.Series) -> pd.Series:

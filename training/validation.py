@@ -459,15 +459,18 @@ def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, so
     of a day averaged into one row) or readings finer than the timestamps; averaging them
     changed the data's frequency with one report line."""
     shared = frame[frame.index.duplicated(keep=False)]  # the rows under a repeated time only
-    distinct = shared.reset_index().drop_duplicates()
-    stamp = distinct.columns[0]
+    stamp = "time"
+    while stamp in shared.columns:  # a value column may be named "timestamp", or "time"
+        stamp = f"_{stamp}"
+    distinct = shared.reset_index(names=stamp).drop_duplicates()
     counts = distinct.groupby(stamp, sort=False).size()
     many = counts[counts > 2]
     if many.empty:
         return
     first = many.index[0]
-    at = ", ".join(str(r) for r in rows[frame.index == first][:5])
-    more = " ..." if int(counts[first]) > 5 else ""
+    at_rows = rows[frame.index == first]
+    at = ", ".join(str(r) for r in at_rows[:5])
+    more = " ..." if len(at_rows) > 5 else ""
     raise DuplicateTimestampError(
         f"{source}: series {shown(series)}: {int(counts[first]):,} different rows share the "
         f"timestamp {first} (data rows {at}{more}, 1-based, header not counted), and "

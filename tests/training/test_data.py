@@ -822,6 +822,10 @@ def test_a_first_line_of_numbers_is_refused_as_no_header(tmp_path: Path) -> None
     dated.to_csv(tmp_path / "named.csv", index=False)
     loaded = load_data(tmp_path / "named.csv", LoadConfig(target="1", timestamp_col="0"))
     assert list(loaded.series["named"]["1"]) == [4.0, 5.0, 6.0]
+    negative = pd.DataFrame({-1: hourly(3), 0: [4.0, 5.0, 6.0]})  # '-1,0': names too
+    negative.to_csv(tmp_path / "negative.csv", index=False)
+    loaded = load_data(tmp_path / "negative.csv", LoadConfig(target="0", timestamp_col="-1"))
+    assert list(loaded.series["negative"]["0"]) == [4.0, 5.0, 6.0]
     # a separator ending the line leaves an empty last name: still a line of numbers
     trailing = write(tmp_path, data.replace("\n", " \n"), "trailing.txt")
     with pytest.raises(DataValidationError, match="the first line holds only numbers"):

@@ -471,6 +471,18 @@ def test_dates_that_read_both_ways_in_every_row_are_refused(
     assert (frame.index == stamps).all()
 
 
+@pytest.mark.parametrize("layout", ["%d/%m/%Y", "%m/%d/%Y"])
+def test_monthly_dates_on_a_day_below_13_are_refused_not_read_as_days(
+    tmp_path: Path, layout: str
+) -> None:
+    """Twelve months on the 5th: pandas names no grid for them, so the other reading (twelve
+    days of one month, a daily grid) was taken as the only regular one, without a word."""
+    stamps = pd.DatetimeIndex([pd.Timestamp(2024, month, 5) for month in range(1, 13)])
+    said = refused(_dated(tmp_path, stamps, layout), LoadConfig(target="OT"), TimestampParseError)
+    assert "reads day first and month first, and so does every row" in said
+    assert "both on a regular grid" in said
+
+
 EUROPEAN = "Datetime;MW\n" + "".join(
     f"2016-07-01 {h:02d}:00;{v}\n" for h, v in enumerate(["982,5", "1.034,25", "1.210", "999"])
 )
@@ -578,7 +590,21 @@ def test_zone_abbreviations_are_named_with_what_to_write_instead(tmp_path: Path)
         assert f"the text holds the time-zone abbreviation {named!r}" in said, written
 
 
-@pytest.mark.parametrize("offset", ["GMT+1", "UTC+1", "UTC-05", "CEST+2", "Z+1"])
+@pytest.mark.parametrize(
+    "offset",
+    # with minutes too: 'UTC+5:30' was read as 05:30 behind UTC, 'GMT +01:00' as GMT
+    [
+        "GMT+1",
+        "UTC+1",
+        "UTC-05",
+        "CEST+2",
+        "Z+1",
+        "UTC+5:30",
+        "GMT+01:00",
+        "UTC+0100",
+        "GMT +01:00",
+    ],
+)
 def test_a_zone_name_with_signed_hours_is_refused_not_read_with_the_posix_sign(
     tmp_path: Path, offset: str
 ) -> None:
@@ -589,7 +615,7 @@ def test_a_zone_name_with_signed_hours_is_refused_not_read_with_the_posix_sign(
                    TimestampParseError)  # fmt: skip
     assert said.startswith(
         f"log.csv: column 'date', data row 1 (1-based, header not counted): '2024-03-30 "
-        f"00:00:00 {offset}' ends in a zone name and a signed hour count, which is read two ways"
+        f"00:00:00 {offset}' ends in a zone name and a signed offset, which is read two ways"
     )
     assert said.endswith("write the offset as +01:00 or -01:00 (as pandas' Timestamp.isoformat "
                          "writes it); 6 rows hold one")  # fmt: skip
@@ -615,6 +641,31 @@ def test_with_a_decimal_comma_the_bad_cell_is_named_and_a_stray_dot_refused(
     said = refused(write(tmp_path, stray, "stray.csv"), config, NonNumericValueError)
     assert "'1.5' is not a number" in said
     assert said.endswith("with decimal=',' a '.' may only group thousands (1.034,5)")
+    word = text.replace("n.a.", "abc")  # no '.' in it: no word about thousands
+    said = refused(write(tmp_path, word, "word.csv"), config, NonNumericValueError)
+    assert "'abc' is not a number" in said and "thousands" not in said
+
+
+def test_with_a_decimal_comma_true_false_columns_and_a_trailing_comma_read_as_with_a_dot(
+    tmp_path: Path,
+) -> None:
+    """The values read as text for the decimal comma refused a holiday flag ('False' is not
+    a number) and '12,' that pandas reads with decimal '.' as 0/1 and 12.0."""
+    rows = [("1,5", "False"), ("12,", "True"), ("2,25", "false")]
+    text = "date;v;holiday\n" + "".join(
+        f"2016-07-01 {h:02d}:00;{v};{flag}\n" for h, (v, flag) in enumerate(rows)
+    )
+    config = LoadConfig(target="v", covariates=("holiday",), sep=";", decimal=",")
+    data = load_data(write(tmp_path, text), config)
+    (frame,) = data.series.values()
+    assert list(frame["v"]) == [1.5, 12.0, 2.25]
+    assert frame["holiday"].tolist() == [0.0, 1.0, 0.0]
+    dotted = text.replace(",", ".").replace(";", ",")  # the same file with a decimal dot
+    plain = load_data(
+        write(tmp_path, dotted, "dot.csv"), LoadConfig(target="v", covariates=("holiday",))
+    )
+    (again,) = plain.series.values()
+    assert again["holiday"].tolist() == [0.0, 1.0, 0.0]
 
 
 def test_ten_digits_that_read_as_a_date_and_hour_are_not_called_unix_times(
@@ -625,6 +676,11 @@ def test_ten_digits_that_read_as_a_date_and_hour_are_not_called_unix_times(
                    TimestampParseError)  # fmt: skip
     assert "10 digits that read as a date and an hour: pass timestamp_format '%Y%m%d%H'" in said
     assert "Unix" not in said
+    # Unix seconds whose first row happens to read as one (1700-01-01 00h): the rest do not
+    unix = "".join(f"{1_700_010_100 + 3600 * h},{h}\n" for h in range(24))
+    said = refused(write(tmp_path, "date,OT\n" + unix, "unix.csv"), LoadConfig(target="OT"),
+                   TimestampParseError)  # fmt: skip
+    assert "numbers like Unix times in seconds since 1970" in said and "%Y%m%d%H" not in said
 
 
 def test_a_seconds_offset_after_a_plain_one_is_read_whole(tmp_path: Path) -> None:
@@ -683,6 +739,21 @@ def test_a_left_out_time_column_is_refused_not_averaged_into_days(tmp_path: Path
     same = "date,OT\n2020-01-01 00:00,1\n" + "2020-01-01 01:00,2\n" * 4 + "2020-01-01 02:00,5\n"
     (frame,) = load_data(write(tmp_path, same, "same.csv"), LoadConfig(target="OT")).series.values()
     assert frame["OT"].tolist() == [1.0, 2.0, 5.0]
+    # a value column named "timestamp" (the time in "date"): a ValueError traceback
+    named = pair.replace("date,OT", "date,timestamp")
+    config = LoadConfig(target="timestamp", timestamp_col="date")
+    (frame,) = load_data(write(tmp_path, named, "named.csv"), config).series.values()
+    assert frame["timestamp"].tolist() == [1.0, 3.0, 5.0]
+    # seven rows under one time, three of them different: the list of rows says there are more
+    seven = "date,OT\n2020-01-01 00:00,1\n" + "".join(
+        f"2020-01-01 01:00,{v}\n" for v in (2, 2, 3, 3, 4, 4, 4)
+    )
+    said = refused(write(tmp_path, seven, "seven.csv"), LoadConfig(target="OT"),
+                   DuplicateTimestampError)  # fmt: skip
+    assert (
+        "3 different rows share the timestamp 2020-01-01 01:00:00 (data rows 2, 3, 4, 5, 6 ..."
+        in said
+    )
 
 
 def test_a_gzip_file_named_csv_is_told_to_be_named_csv_gz(tmp_path: Path) -> None:
