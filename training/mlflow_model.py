@@ -520,11 +520,13 @@ DICT_OF_COLUMNS = (
 # `freq` checked, `timestamps` and `quantiles` refused (ForecastPredictor._request_fields).
 REQUEST_COLUMNS = ("horizon", "freq", "timestamps", "quantiles")
 
-# ISO 8601 extended: a date, optionally a time to the minute or finer, optionally an offset
-# (with seconds, as pandas writes local mean time) or Z; nothing pandas would have to guess.
+# ISO 8601 extended: a date, optionally a time to the minute or finer (to the microsecond),
+# optionally an offset with its minutes (with seconds, as pandas writes local mean time) or Z;
+# nothing pandas would have to guess, and what the service's `start` takes (it refuses '+02'
+# and nanoseconds: one request, one answer).
 _ISO_DATE_TIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
-    r"(?:[Zz]|[+-]\d{2}(?::?\d{2}(?::\d{2}(?:\.\d+)?)?)?)?"
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,6})?)?)?"
+    r"(?:[Zz]|[+-]\d{2}:?\d{2}(?::\d{2}(?:\.\d+)?)?)?"
 )
 
 

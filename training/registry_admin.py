@@ -54,7 +54,13 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
     aliases: dict[str, list[str]] = {}
     for alias, version in (getattr(model, "aliases", None) or {}).items():
         aliases.setdefault(str(version), []).append(alias)
-    versions = client.search_model_versions(f"name = {_quoted(name)}")
+    if "'" in name and '"' in name:  # no literal of the filter syntax holds both quotes:
+        # LIKE with each quote as the one-character wildcard, then the exact name here
+        like = name.replace("'", "_").replace('"', "_")
+        found = client.search_model_versions(f"name LIKE '{like}'")
+        versions = [v for v in found if v.name == name]
+    else:
+        versions = client.search_model_versions(f"name = {_quoted(name)}")
     rows = [
         VersionRow(
             version=str(v.version),
@@ -76,7 +82,8 @@ class ChampionMove:
     name: str
     version: str
     previous: str | None  # the champion before the move, None if there was none
-    lost_to: str | None = None  # the champion read back, when another move overwrote this one
+    lost: bool = False  # another move overwrote this one (or removed the alias) at once
+    lost_to: str | None = None  # the champion read back then; None: no version holds it
 
 
 def set_champion(
@@ -119,6 +126,12 @@ def set_champion(
     if previous == version:
         return ChampionMove(name=name, version=version, previous=previous)  # nothing to move
     client.set_registered_model_alias(name, CHAMPION, version)
+    # MLflow moves an alias without a compare: two moves at once both "succeed", and the
+    # later write wins. Read it back before tagging, so that the one that lost says so and
+    # leaves no tags saying it took the alias (nor the previous champion "replaced by" it).
+    now = champion_version(client, name)
+    if now != version:
+        return ChampionMove(name, version, previous, lost=True, lost_to=now)
     record_handover(client, name, previous, version)
     tags = {  # beside promotion.decision / promotion.reason, the registration's decision
         "promotion.manual_reason": reason,
@@ -127,11 +140,7 @@ def set_champion(
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    # MLflow moves an alias without a compare: two moves at once both "succeed", and the
-    # later write wins. Read it back, so that the one that lost says so.
-    now = champion_version(client, name)
-    lost_to = now if now != version else None
-    return ChampionMove(name=name, version=version, previous=previous, lost_to=lost_to)
+    return ChampionMove(name=name, version=version, previous=previous)
 
 
 def _decision(tags: dict[str, str], champion: bool) -> str:
@@ -165,7 +174,5 @@ def _registered(client: Any, name: str) -> Any:
 def _quoted(name: str) -> str:
     """`name` as a string literal of MLflow's filter syntax, quotes included: its tokenizer
     takes no escaped quote inside a literal (a name with an escaped ' matched nothing), so a
-    name holding ' is written between double quotes."""
-    if "'" in name and '"' not in name:
-        return f'"{name}"'
-    return "'" + name.replace("'", "\\'") + "'"
+    name holding ' is written between double quotes (one holding both: list_versions)."""
+    return f'"{name}"' if "'" in name else f"'{name}'"

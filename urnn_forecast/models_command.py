@@ -121,11 +121,12 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    if moved.lost_to is not None:
+    if moved.lost:
+        holder = f"is version {moved.lost_to}" if moved.lost_to else "is no version (removed)"
         print(
-            f"{command}: error: champion of {name} is version {moved.lost_to}, not "
-            f"{moved.version}: another change moved it at the same time; see `urnn models "
-            "list` and promote again if needed",
+            f"{command}: error: champion of {name} {holder}, not {moved.version}: another "
+            "change moved it at the same time; see `urnn models list` and promote again if "
+            "needed",
             file=sys.stderr,
         )
         return 1

@@ -200,4 +200,15 @@ def test_a_promote_overwritten_by_another_at_the_same_time_says_so(
 
     monkeypatch.setattr(client, "set_registered_model_alias", and_another_promote)
     moved = set_champion(client, name, first, reason="roll back", tracking_uri=uri)
-    assert (moved.previous, moved.lost_to) == (third, second)
+    assert moved.lost and (moved.previous, moved.lost_to) == (third, second)
+    # the move that lost leaves no tags saying it took the alias or replaced the champion
+    assert "promotion.manual_reason" not in client.get_model_version(name, first).tags
+    assert "promotion.superseded_by" not in client.get_model_version(name, third).tags
+
+    def and_a_removal(model: str, alias: str, version: str) -> None:
+        real(model, alias, version)
+        client.delete_registered_model_alias(model, alias)  # removed just after
+
+    monkeypatch.setattr(client, "set_registered_model_alias", and_a_removal)
+    moved = set_champion(client, name, first, reason="roll back", tracking_uri=uri)
+    assert moved.lost and moved.lost_to is None  # reported as lost, not as a success
