@@ -765,8 +765,9 @@ NO_DATE = re.compile(
 # UTC+0100): pandas reads the sign the POSIX way (GMT+1 as one hour behind UTC), most writers
 # mean the other (one ahead); "GMT +01:00" it reads as GMT, the offset dropped.
 # ("10:00 PM -05" is a 12-hour time and an offset, which pandas reads right.)
+# A zero offset (UTC+00:00) reads the same either way and is left alone.
 _SIGNED_HOURS = re.compile(
-    r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*[+-]\d{1,2}(?::?\d{2})?\s*$"
+    r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*[+-](?=[0:]*[1-9])\d{1,2}(?::?\d{2})?\s*$"
 )
 
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns

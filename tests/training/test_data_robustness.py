@@ -622,6 +622,9 @@ def test_a_zone_name_with_signed_hours_is_refused_not_read_with_the_posix_sign(
     twelve = "".join(f"2024-07-01 {h}:00 PM -05,{h}\n" for h in range(1, 7))
     read = load_data(write(tmp_path, "date,OT\n" + twelve, "pm.csv"), LoadConfig(target="OT"))
     assert read.series["pm"].index[0] == pd.Timestamp("2024-07-01 18:00")  # 13:00 at -05
+    zero = rows.replace(offset, "UTC+00:00")  # a zero offset reads the same either way
+    read = load_data(write(tmp_path, "date,OT\n" + zero, "zero.csv"), LoadConfig(target="OT"))
+    assert read.series["zero"].index[0] == pd.Timestamp("2024-03-30 00:00")
     written = rows.replace(f" {offset}", "+01:00")  # what the message says to write
     data = load_data(write(tmp_path, "date,OT\n" + written, "ok.csv"), LoadConfig(target="OT"))
     assert data.series["ok"].index[0] == pd.Timestamp("2024-03-29 23:00")
