@@ -770,6 +770,16 @@ _SIGNED_HOURS = re.compile(
     r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*[+-](?=[0:]*[1-9])\d{1,2}(?::?\d{2})?\s*$"
 )
 
+# A zone name before an ISO offset with two-digit hours and minutes (CEST+0200, GMT +01:00):
+# the span removed, name and spaces, up to the sign.
+_NAMED_ISO_OFFSET = r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*(?=[+-]\d{2}:?\d{2}\s*$)"
+
+# Such a text in parts: the local time, the zone name, and the offset's sign, hours, minutes.
+_SIGNED_PARTS = (
+    r"^(?P<local>.*?)\s*(?<![A-Za-z])[A-Za-z]+\s*(?P<sign>[+-])(?P<hours>\d{1,2})"
+    r"(?::?(?P<minutes>\d{2}))?\s*$"
+)
+
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
 
 # The name pandas gives an unnamed index level in a Parquet schema.
@@ -1082,6 +1092,7 @@ def _parse_timestamps(
         text = raw[columns[0]].astype(str)
         for column in columns[1:]:
             text = text + " " + raw[column].astype(str)
+        text = _offsets_without_zone_names(text, label, source, report)
         with warnings.catch_warnings():
             # "could not infer format": the rows that fail are reported below, by row number
             warnings.filterwarnings("ignore", message="Could not infer format")
@@ -1159,7 +1170,7 @@ def _parse_timestamps(
             )
         _refuse_dateless(text, parsed, label, source)
         if parsed.dt.tz is not None:
-            _refuse_signed_hours(text, label, source)
+            _refuse_signed_hours(text, parsed, label, source)
     if parsed.dt.tz is not None:
         report.add(
             source,
@@ -1374,19 +1385,59 @@ def _zone_abbreviations() -> frozenset[str]:
     return frozenset(names - {"UTC", "GMT"})
 
 
-def _refuse_signed_hours(text: pd.Series, label: str, source: str) -> None:
-    """Offsets written as a zone name and signed hours (GMT+1) are read by pandas with the
-    POSIX sign, one hour behind UTC, where most exports mean one ahead: every instant would be
-    two hours off without a word. Refused, with the unambiguous way to write them."""
+def _offsets_without_zone_names(
+    text: pd.Series, label: str, source: str, report: Report
+) -> pd.Series:
+    """'2024-03-31 03:00:00 CEST+0200', as strftime('%Z%z') writes: the offset (two-digit
+    hours and minutes, ISO 8601's form) says the instant, the name only repeats it. pandas
+    inferred the name as a fixed text from the first row, so a file crossing a daylight-saving
+    change failed at its first CEST row, and read some forms with the POSIX sign row by row;
+    the name is left out before parsing. Hour-only forms (GMT+1) stay for
+    `_refuse_signed_hours`: those are read two ways by their writers too."""
+    ends = (str(text.iloc[0]), str(text.iloc[-1])) if len(text) else ()
+    if not any(re.search(_NAMED_ISO_OFFSET, end) for end in ends):
+        return text  # a file writes its times one way: its first or last row shows it
+    named = text.str.contains(_NAMED_ISO_OFFSET).to_numpy(dtype=bool)
+    report.add(
+        source,
+        "read",
+        int(named.sum()),
+        f"read the UTC offsets of column {label} written after a zone name (e.g. "
+        f"{shown(text[named].iloc[0])}) and left the name out",
+    )
+    return text.str.replace(_NAMED_ISO_OFFSET, "", regex=True)
+
+
+def _refuse_signed_hours(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:
+    """Offsets written as a zone name and a signed offset (GMT+1, UTC+5:30) are read by pandas
+    with the POSIX sign (GMT+1 as one hour behind UTC) on some paths (row by row) and with the
+    ISO sign on others (a format inferred from the first row: CEST+0200 as two hours ahead);
+    most writers mean ahead. Each such row is compared with its reading as an ISO offset
+    (`local +01:00`): where pandas' differs, or the row cannot be read that way, every instant
+    would be off without a word. Refused, with the unambiguous way to write them."""
     signed = text.str.contains(_SIGNED_HOURS).to_numpy(dtype=bool)
-    if signed.any():
-        row = int(np.argmax(signed)) + 1
+    if not signed.any():
+        return
+    parts = text[signed].str.extract(_SIGNED_PARTS)
+    iso = (
+        parts["local"] + " " + parts["sign"] + parts["hours"].str.zfill(2) + ":"
+        + parts["minutes"].fillna("00")
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meant = pd.to_datetime(iso, format="mixed", utc=True, errors="coerce")
+    read = parsed[signed]
+    read = read.dt.tz_convert("UTC") if read.dt.tz is not None else read.dt.tz_localize("UTC")
+    wrong = np.zeros(len(text), dtype=bool)
+    wrong[signed] = (meant.isna() | (meant != read)).to_numpy(dtype=bool)
+    if wrong.any():
+        row = int(np.argmax(wrong)) + 1
         raise TimestampParseError(
             f"{source}: column {label}, {row_label(row)}: {shown(text.iloc[row - 1])} ends in "
             "a zone name and a signed offset, which is read two ways (pandas, as POSIX, "
             "reads GMT+1 as one hour behind UTC; most writers mean one hour ahead): write the "
             "offset as +01:00 or -01:00 (as pandas' Timestamp.isoformat writes it); "
-            f"{int(signed.sum()):,} rows hold one"
+            f"{int(wrong.sum()):,} rows hold one"
         )
 
 
