@@ -525,9 +525,9 @@ REQUEST_COLUMNS = ("horizon", "freq", "timestamps", "quantiles")
 # nothing pandas would have to guess, and what the service's `start` takes (it refuses '+02'
 # and nanoseconds: one request, one answer).
 _ISO_DATE_TIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,6})?)?)?"
+    r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,6}0*)?)?)?"
     r"(?:[Zz]|[+-]\d{2}:?\d{2}(?::\d{2}(?:\.\d+)?)?)?"
-)
+)  # digits past the microsecond only as zeros ('.000000000', numpy's ns text), as the service
 
 
 def _missing(value: object) -> bool:

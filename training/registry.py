@@ -148,6 +148,26 @@ def champion_version(client: Any, name: str) -> str | None:
         return None
 
 
+def champion_read_back(client: Any, name: str, *, tries: int = 3) -> str | None:
+    """The version holding `champion` just after a write of it, read from the registered
+    model's aliases (where a missing alias is no error): `champion_version` reads any error as
+    "no champion", and a failed read-back was taken for a lost race (a promoted model tagged
+    "kept"). A store error is retried briefly, then raised."""
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(tries):
+        try:
+            held = (client.get_registered_model(name).aliases or {}).get(CHAMPION)
+            return None if held is None else str(held)
+        except MlflowException:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None  # not reached: the last attempt returns or raises
+
+
 SUPERSEDED_BY = "promotion.superseded_by"
 SUPERSEDED_AT = "promotion.superseded_at"
 
@@ -209,7 +229,7 @@ def promote_if_better(
         if champion_version(client, name) != current:
             continue  # the champion changed under us: compare with the new one
         client.set_registered_model_alias(name, CHAMPION, version)
-        if champion_version(client, name) == version:
+        if champion_read_back(client, name) == version:
             record_handover(client, name, current, version)
             break
         # another promotion wrote the alias after ours: compare with the one that holds it

@@ -523,6 +523,38 @@ def test_an_alias_overwritten_just_after_ours_is_compared_again_not_reported_pro
     assert client.get_model_version(NAME, v4).tags["promotion.superseded_by"] == v5
 
 
+def test_a_read_back_that_fails_once_is_read_again_not_taken_for_a_lost_race(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """Any error reading the alias read as "no champion": one failed read-back after the
+    write made a promoted model report "kept" (its tags too) while it held the alias."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
+    mlflow_settings.var_dir.mkdir(parents=True)
+    client = mlflow.MlflowClient()
+    v1, v2 = _versions(client, 2, tmp_path)
+    promote_if_better(client, NAME, v1, 1.0, None)
+
+    class FlakyOnce(_OverwrittenAfterUs):
+        failed = False
+
+        def get_registered_model(self, name: str) -> Any:
+            if not self.failed:
+                self.failed = True
+                raise MlflowException("503: temporarily unavailable")
+            return self._client.get_registered_model(name)
+
+    decision = promote_if_better(
+        FlakyOnce(client, v2, []), NAME, v2, 0.5, lambda v: Comparison(1.0)
+    )
+    assert decision.promoted and decision.champion_version == v1
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
+    assert client.get_model_version(NAME, v2).tags["promotion.decision"] == "promoted"
+    assert client.get_model_version(NAME, v1).tags["promotion.superseded_by"] == v2
+
+
 def test_an_alias_overwritten_on_every_try_is_not_reported_promoted(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
@@ -849,6 +881,8 @@ def test_versions_are_listed_for_names_holding_quotes_of_both_kinds(
         "2024-01-01T00:00:00Z",
         "2024-01-01T00:00:00.123456Z",
         "2024-01-01T00:00:00.123456789Z",  # nanoseconds
+        "2024-01-01T00:00:00.000000000",  # numpy's text of a datetime64[ns]: zeros past 6
+        "2024-01-01T00:00:00.1234560+02:00",
         "2024-01-01T00:00:00+00:19:32",  # local mean time, as pandas writes it
         "20240101",
         "01.07.2016",
