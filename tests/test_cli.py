@@ -471,6 +471,10 @@ def test_a_password_in_a_refused_database_url_is_not_shown(
     code, err = run_with_environment(["db", "current"], capsys)
     assert code == 2 and "URNN_SERVE_WORKERS" in err and "s3cret" not in err
     monkeypatch.setenv("URNN_SERVE_WORKERS", "1")
+    for url in ("postgresql://jobs:s3c/ret@db:54x2/urnn", "postgresql://jobs:s3c@ret@db:1/urnn"):
+        monkeypatch.setenv("URNN_DATABASE_URL", url)  # a '/' or '@' in the password
+        code, err = run_with_environment(["db", "current"], capsys)
+        assert "s3c" not in err and "ret@" not in err and "jobs:***@" in err, err
     monkeypatch.setenv("URNN_DATABASE_URL", "sqlite://jobs:s3cret@/")
     code, err = run_with_environment(["db", "current"], capsys)
     assert code == 2 and "in-memory" in err and "s3cret" not in err and "jobs:***@" in err
@@ -494,7 +498,15 @@ def test_names_that_are_not_settings_but_are_read_elsewhere_are_let_through(
     given = set(re.findall(r"^\s*(URNN_[A-Z_]+):", compose, flags=re.MULTILINE))
     given |= set(re.findall(r"\b(URNN_[A-Z_]+)=", (root / "Dockerfile").read_text()))
     assert given and given <= fields, given - fields
-    environ = {name: "1" for name in [*OTHER_URNN_VARIABLES, *fields, "URNN_TEST_ANYTHING"]}
+    kubernetes = [  # service links of Services named "urnn" and "urnn-mlflow" in the namespace
+        "URNN_PORT",
+        "URNN_SERVICE_HOST",
+        "URNN_PORT_8000_TCP_ADDR",
+        "URNN_MLFLOW_SERVICE_PORT_HTTP",
+        "URNN_MLFLOW_PORT_5000_TCP",
+    ]
+    known = [*OTHER_URNN_VARIABLES, *fields, "URNN_TEST_ANYTHING", *kubernetes]
+    environ = {name: "1" for name in known}
     assert unknown_variables(environ) == []
     assert unknown_variables({**environ, "URNN_WORKERS": "2"}) == [
         "URNN_WORKERS: no such setting (did you mean URNN_SERVE_WORKERS?)"

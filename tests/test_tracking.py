@@ -124,6 +124,9 @@ def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_no
         ("http://user@host", "http://user@host"),
         ("sqlite:////srv/var/mlflow.db", "sqlite:////srv/var/mlflow.db"),
         ("http://[::1", "(unparsable)"),
+        # SQLAlchemy reads a '/' in a password as part of it; urllib found no password
+        ("postgresql+psycopg://u:pa/ss@db:5432/m", "postgresql+psycopg://u:***@db:5432/m"),
+        ("postgresql://u:p@ss@db/m", "postgresql://u:***@db/m"),
     ],
 )
 def test_a_uri_is_shown_without_its_password(uri: str, shown: str) -> None:

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urnn_forecast.field_types import validator_sentence
 from urnn_forecast.model_uri import MODELS_URI_FORMS, ModelUriError, parse_models_uri
+from urnn_forecast.url_text import password_hidden
 
 
 class Settings(BaseSettings):
@@ -363,14 +364,16 @@ class Settings(BaseSettings):
             return value
         if not value.strip():
             return None
+        _one_at_sign(value)
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
         try:
             url = make_url(value)
-        except ArgumentError:
+        except (ArgumentError, ValueError) as error:  # ValueError: a port not a number
+            said = "" if isinstance(error, ArgumentError) else f" ({error})"
             raise ValueError(
-                "is not a SQLAlchemy database URL; give e.g. "
+                f"is not a SQLAlchemy database URL{said}; give e.g. "
                 "postgresql+psycopg://user@host:5432/urnn or sqlite:////abs/path/jobs.db "
                 "(unset: a SQLite file at <var_dir>/jobs.db)"
             ) from None
@@ -383,6 +386,13 @@ class Settings(BaseSettings):
                 "schedules and streaming states would not last; give a file, e.g. "
                 "sqlite:////abs/path/jobs.db (unset: <var_dir>/jobs.db)"
             )
+        return value
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _tracking_uri_one_at_sign(cls, value: str | None) -> str | None:
+        if value is not None:
+            _one_at_sign(value)
         return value
 
     @field_validator("model_poll_seconds")
@@ -489,6 +499,19 @@ class Settings(BaseSettings):
         return (self.var_dir / "mlartifacts").resolve().as_uri()
 
 
+def _one_at_sign(url: str) -> None:
+    """A password holding an unencoded '@' (user:p@ss@db): SQLAlchemy and urllib split at the
+    first one and took the rest of the password for the host, which then showed in messages
+    ("failed to resolve host 'ss@db'")."""
+    if url.lower().startswith(("sqlite:", "file:")) or "://" not in url:
+        return  # a path, which may hold '@' as any folder name may
+    if url.split("?", 1)[0].count("@") > 1:
+        raise ValueError(
+            "holds more than one '@' before its host: write an '@' inside the user name or "
+            "password as %40 (user:p%40ss@db)"
+        )
+
+
 SECRET_FIELDS = frozenset({"api_key"})
 URL_FIELDS = frozenset({"database_url", "mlflow_tracking_uri", "mlflow_artifact_root"})
 
@@ -507,16 +530,18 @@ OTHER_URNN_VARIABLES = frozenset(
     }
 )
 OTHER_URNN_PREFIXES = ("URNN_TEST_",)
+# Kubernetes' service links: a Service named "urnn" (or "urnn-mlflow") puts URNN_PORT,
+# URNN_SERVICE_HOST, URNN_PORT_8000_TCP_ADDR, URNN_MLFLOW_SERVICE_PORT_HTTP ... into every pod
+# of its namespace (unless enableServiceLinks is false): not settings, and not typos.
+KUBERNETES_SERVICE_LINK = re.compile(
+    r"URNN(?:_[A-Z0-9_]+?)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)?)"
+)
 
 
 class SettingsError(ValueError):
     """`URNN_*` variables that do not make valid settings; the message names each variable,
     the value it held and what it accepts."""
-
-
-def _password_hidden(url: str) -> str:
-    """`url` with the password of its `user:password@` part as ***, for messages."""
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def describe_settings_error(error: ValidationError) -> str:
@@ -530,7 +555,7 @@ def describe_settings_error(error: ValidationError) -> str:
         value = item.get("input")
         secret = field in SECRET_FIELDS  # the value of a key is not for logs
         if isinstance(value, str) and field in URL_FIELDS:
-            value = _password_hidden(value)
+            value = password_hidden(value)
         shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
         problems.append(f"URNN_{field.upper()}{shown}: {message}")
     return "invalid settings: " + "; ".join(problems)
@@ -548,7 +573,7 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
         upper = name.upper()
         if not upper.startswith("URNN_") or upper in known or upper in OTHER_URNN_VARIABLES:
             continue
-        if upper.startswith(OTHER_URNN_PREFIXES):
+        if upper.startswith(OTHER_URNN_PREFIXES) or KUBERNETES_SERVICE_LINK.fullmatch(upper):
             continue
         close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
         hint = f"did you mean {close[0]}?" if close else "docs/configuration.md lists them"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from urnn_forecast.file_lock import exclusive_file_lock
 from urnn_forecast.settings import Settings
+from urnn_forecast.url_text import password_hidden
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
@@ -70,6 +71,9 @@ def shown_uri(uri: str) -> str:
     when it carries none, so that the local paths and hosts an operator must check stay."""
     from urllib.parse import urlsplit, urlunsplit
 
+    hidden = password_hidden(uri)
+    if hidden != uri:
+        return hidden
     try:
         parts = urlsplit(uri)
         password = parts.password
@@ -192,30 +196,49 @@ def check_tracking_server(settings: Settings) -> None:
     )
 
 
+# The keyword each database driver takes for a connection timeout in seconds (SQLAlchemy
+# passes connect_args to the driver's connect() as they are; pg8000 and pymssql refused
+# connect_timeout with a TypeError). A driver not listed is connected without one.
+_TIMEOUT_KEYWORD = {
+    "psycopg": "connect_timeout",
+    "psycopg2": "connect_timeout",
+    "pymysql": "connect_timeout",
+    "mysqldb": "connect_timeout",
+    "mysqlconnector": "connection_timeout",
+    "pg8000": "timeout",
+    "pymssql": "login_timeout",
+}
+
+
 def _check_tracking_database(uri: str) -> None:
     """One connection with a timeout: MLflow's SQLAlchemy store retried a server that was down
     or out of reach for minutes, printing "Operation will be retried", before any error."""
     from sqlalchemy import create_engine
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+    from sqlalchemy.engine import make_url
 
     timeout = int(HEALTH_TIMEOUT_S)
     try:
-        engine = create_engine(uri, connect_args={"connect_timeout": timeout})
-    except (ArgumentError, NoSuchModuleError, ImportError) as error:
+        url = make_url(uri)
+        keyword = _TIMEOUT_KEYWORD.get(url.get_driver_name())
+        given = keyword is None or keyword in url.query  # the URI's own timeout stands
+        engine = create_engine(uri, connect_args={} if given else {keyword: timeout})
+    except Exception as error:  # an unknown dialect, a missing driver, a port not a number
         raise TrackingServerError(
             f"URNN_MLFLOW_TRACKING_URI={shown_uri(uri)}: not a database URL this install can "
-            f"open ({error}); PostgreSQL: postgresql+psycopg://user@host:5432/mlflow"
+            f"open ({password_hidden(str(error))}); PostgreSQL: "
+            "postgresql+psycopg://user@host:5432/mlflow"
         ) from None
     try:
         with engine.connect():
             pass
-    except SQLAlchemyError as error:
+    except Exception as error:  # the driver's own errors too, wrapped or not
         orig = getattr(error, "orig", None)
-        reason = str(orig or error).strip().splitlines()[0]
+        reason = str(orig or error).strip().splitlines()[0] if str(orig or error).strip() else ""
         raise TrackingServerError(
             f"the MLflow tracking database at {shown_uri(uri)} (URNN_MLFLOW_TRACKING_URI) "
-            f"does not open a connection (waited up to {timeout} s): {reason}; start it, "
-            "create the database, or point URNN_MLFLOW_TRACKING_URI elsewhere"
+            f"does not open a connection (waited up to {timeout} s): "
+            f"{reason or type(error).__name__}; start it, create the database, or point "
+            "URNN_MLFLOW_TRACKING_URI elsewhere"
         ) from None
     finally:
         engine.dispose()
