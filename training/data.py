@@ -1332,7 +1332,9 @@ def _grid(stamps: pd.Series) -> str | None:
         days = distinct.day
         months = distinct.year * 12 + distinct.month
         steps = np.diff(np.asarray(months))
-        if (days == days[0]).all() and (steps == steps[0]).all() and steps[0] > 0:
+        clock = np.asarray(distinct - distinct.normalize())  # time of day: the same in each
+        one_time = bool((clock == clock[0]).all())
+        if (days == days[0]).all() and one_time and (steps == steps[0]).all() and steps[0] > 0:
             return f"every {steps[0]} month(s) on day {days[0]}"
         return None
     return str(getattr(found, "freqstr", found))

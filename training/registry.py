@@ -215,8 +215,8 @@ def promote_if_better(
     MLflow has no compare-and-set on aliases: if another run moved the champion while this one
     was being compared, or wrote the alias just after this one did (read back after the
     write), the comparison is made again against the version that holds it (a few times), so
-    a slower worker cannot demote a better model that landed in the meantime, and two at once
-    do not both report "promoted"."""
+    a slower worker cannot demote a better model that landed in the meantime. This narrows
+    the race, it cannot close it: a write landing after this one's read-back goes unseen."""
     current: str | None = None
     decision: _Decided | None = None
     for _ in range(MAX_COMPARISONS):
