@@ -349,6 +349,15 @@ def test_reference_statistics_bins_cover_the_training_values() -> None:
     assert stats["proportions"] == pytest.approx([0.25, 0.25, 0.25, 0.25], abs=0.011)
 
 
+def fresh_registry(mlflow_settings: Settings) -> Any:
+    """An MLflow client on the temporary store, also made MLflow's process-wide one."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
+    mlflow_settings.var_dir.mkdir(parents=True)
+    return mlflow.MlflowClient()
+
+
 def _versions(client: object, n: int, source: Path) -> list[str]:
     client.create_registered_model(NAME)  # type: ignore[attr-defined]
     return [
@@ -360,11 +369,7 @@ def _versions(client: object, n: int, source: Path) -> list[str]:
 def test_promotion_rule_better_promoted_worse_kept_tags_recorded(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
-    mlflow_settings.var_dir.mkdir(parents=True)
-    client = mlflow.MlflowClient()
+    client = fresh_registry(mlflow_settings)
     v1, v2, v3, v4 = _versions(client, 4, tmp_path)
     asked: list[str] = []
 
@@ -410,11 +415,7 @@ def test_promotion_rule_better_promoted_worse_kept_tags_recorded(
 
 
 def test_unscorable_champion_is_kept(tmp_path: Path, mlflow_settings: Settings) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
-    mlflow_settings.var_dir.mkdir(parents=True)
-    client = mlflow.MlflowClient()
+    client = fresh_registry(mlflow_settings)
     v1, v2 = _versions(client, 2, tmp_path)
     promote_if_better(client, NAME, v1, 1.0, None)
     decision = promote_if_better(client, NAME, v2, 0.1, lambda version: None)
@@ -451,11 +452,7 @@ def test_a_champion_is_compared_on_the_forecasts_both_models_made(
 def test_a_champion_moved_during_the_comparison_is_compared_again(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
-    mlflow_settings.var_dir.mkdir(parents=True)
-    client = mlflow.MlflowClient()
+    client = fresh_registry(mlflow_settings)
     v1, v2, v3 = _versions(client, 3, tmp_path)
     promote_if_better(client, NAME, v1, 1.0, None)
     asked: list[str] = []
@@ -495,11 +492,7 @@ def test_an_alias_overwritten_just_after_ours_is_compared_again_not_reported_pro
     """Two automatic promotions at once both said "promoted" and the later write won: the
     one that lost reported a champion it was not (no read-back, as `urnn models promote`
     had). Now it compares with the version that holds the alias, and tries again if better."""
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
-    mlflow_settings.var_dir.mkdir(parents=True)
-    client = mlflow.MlflowClient()
+    client = fresh_registry(mlflow_settings)
     v1, v2, v3, v4, v5 = _versions(client, 5, tmp_path)
     promote_if_better(client, NAME, v1, 1.0, None)
     table = {v1: 1.0, v2: 0.2, v4: 0.9}
@@ -558,11 +551,7 @@ def test_a_read_back_that_fails_once_is_read_again_not_taken_for_a_lost_race(
 def test_an_alias_overwritten_on_every_try_is_not_reported_promoted(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
-    import mlflow
-
-    mlflow.set_tracking_uri(mlflow_settings.resolved_tracking_uri())
-    mlflow_settings.var_dir.mkdir(parents=True)
-    client = mlflow.MlflowClient()
+    client = fresh_registry(mlflow_settings)
     v1, v2 = _versions(client, 2, tmp_path)
     promote_if_better(client, NAME, v1, 1.0, None)
     busy = _OverwrittenAfterUs(client, v2, [v1] * MAX_COMPARISONS)
