@@ -34,7 +34,8 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "MLflow tracking URI; default: a SQLite-backed store at <var_dir>/mlflow.db. An "
-            "http(s) server must answer /health within 5 s when a run starts, else the command "
+            "http(s) server must answer /health, and a database server store (postgresql, "
+            "mysql, mssql) open one connection, within 5 s when a command starts, else it "
             "stops with that error (MLflow's client would retry for minutes). A file store "
             "(file:, a plain path), which MLflow refuses, is an error before any data is read "
             "(MLFLOW_ALLOW_FILE_STORE=true: MLflow's opt-out)."
