@@ -471,13 +471,31 @@ def test_a_password_in_a_refused_database_url_is_not_shown(
     code, err = run_with_environment(["db", "current"], capsys)
     assert code == 2 and "URNN_SERVE_WORKERS" in err and "s3cret" not in err
     monkeypatch.setenv("URNN_SERVE_WORKERS", "1")
-    for url in ("postgresql://jobs:s3c/ret@db:54x2/urnn", "postgresql://jobs:s3c@ret@db:1/urnn"):
-        monkeypatch.setenv("URNN_DATABASE_URL", url)  # a '/' or '@' in the password
+    for url in (
+        "postgresql://jobs:s3c/ret@db:54x2/urnn",  # a '/', '?', '#' or '@' in the password
+        "postgresql://jobs:s3c?r#et@db:54x2/urnn",
+        "postgresql://jobs:s3c@ret@db:1/urnn",
+        "postgresql://jobs:s3c?@ret@db:1/urnn",
+    ):
+        monkeypatch.setenv("URNN_DATABASE_URL", url)
         code, err = run_with_environment(["db", "current"], capsys)
-        assert "s3c" not in err and "ret@" not in err and "jobs:***@" in err, err
+        assert code == 2 and "s3c" not in err and "ret@" not in err and "jobs:***@" in err, err
     monkeypatch.setenv("URNN_DATABASE_URL", "sqlite://jobs:s3cret@/")
     code, err = run_with_environment(["db", "current"], capsys)
     assert code == 2 and "in-memory" in err and "s3cret" not in err and "jobs:***@" in err
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("mlflow_tracking_uri", "https://mlflow.example.com/users/a@b.com/runs@2"),
+        ("mlflow_tracking_uri", "https://user:tok@host/api/@team/x"),
+        ("database_url", "sqlite+pysqlite:////srv/a@b/c@d.db"),
+        ("database_url", "postgresql+psycopg://u:pw@db/urnn?sslrootcert=/etc/ssl/a@b.pem"),
+    ],
+)
+def test_an_at_sign_outside_the_user_part_is_no_error(field: str, url: str) -> None:
+    assert getattr(Settings.model_validate({field: url}), field) == url
 
 
 def test_names_that_are_not_settings_but_are_read_elsewhere_are_let_through(
@@ -498,16 +516,21 @@ def test_names_that_are_not_settings_but_are_read_elsewhere_are_let_through(
     given = set(re.findall(r"^\s*(URNN_[A-Z_]+):", compose, flags=re.MULTILINE))
     given |= set(re.findall(r"\b(URNN_[A-Z_]+)=", (root / "Dockerfile").read_text()))
     assert given and given <= fields, given - fields
-    kubernetes = [  # service links of Services named "urnn" and "urnn-mlflow" in the namespace
-        "URNN_PORT",
-        "URNN_SERVICE_HOST",
-        "URNN_PORT_8000_TCP_ADDR",
-        "URNN_MLFLOW_SERVICE_PORT_HTTP",
-        "URNN_MLFLOW_PORT_5000_TCP",
-    ]
-    known = [*OTHER_URNN_VARIABLES, *fields, "URNN_TEST_ANYTHING", *kubernetes]
-    environ = {name: "1" for name in known}
+    kubernetes = {  # service links of Services named "urnn" and "urnn-mlflow" in the namespace
+        "URNN_PORT": "tcp://10.0.0.7:8000",
+        "URNN_MLFLOW_PORT": "tcp://10.0.0.8:5000",
+        "URNN_SERVICE_HOST": "10.0.0.7",
+        "URNN_PORT_8000_TCP_ADDR": "10.0.0.7",
+        "URNN_MLFLOW_SERVICE_PORT_HTTP": "5000",
+        "URNN_MLFLOW_PORT_5000_TCP": "tcp://10.0.0.8:5000",
+    }
+    known = [*OTHER_URNN_VARIABLES, *fields, "URNN_TEST_ANYTHING"]
+    environ = {name: "1" for name in known} | kubernetes
     assert unknown_variables(environ) == []
-    assert unknown_variables({**environ, "URNN_WORKERS": "2"}) == [
-        "URNN_WORKERS: no such setting (did you mean URNN_SERVE_WORKERS?)"
+    # a port given to a name no setting has is a typo, not a service link
+    typos = {"URNN_WORKERS": "2", "URNN_PORT": "8080", "URNN_SERVER_PORT": "8080"}
+    assert unknown_variables({**environ, **typos}) == [
+        "URNN_PORT: no such setting (did you mean URNN_SERVE_PORT?)",
+        "URNN_SERVER_PORT: no such setting (did you mean URNN_SERVE_PORT?)",
+        "URNN_WORKERS: no such setting (did you mean URNN_SERVE_WORKERS?)",
     ]

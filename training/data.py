@@ -1092,7 +1092,8 @@ def _parse_timestamps(
         text = raw[columns[0]].astype(str)
         for column in columns[1:]:
             text = text + " " + raw[column].astype(str)
-        text = _offsets_without_zone_names(text, label, source, report)
+        if fmt is None:  # a timestamp_format may name the zone text itself ('... UTC%z')
+            text = _offsets_without_zone_names(text, label, source, report)
         with warnings.catch_warnings():
             # "could not infer format": the rows that fail are reported below, by row number
             warnings.filterwarnings("ignore", message="Could not infer format")
@@ -1413,25 +1414,32 @@ def _offsets_without_zone_names(
 def _refuse_signed_hours(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:
     """Offsets written as a zone name and a signed offset (GMT+1, UTC+5:30) are read by pandas
     with the POSIX sign (GMT+1 as one hour behind UTC) on some paths (row by row) and with the
-    ISO sign on others (a format inferred from the first row: CEST+0200 as two hours ahead);
-    most writers mean ahead. Each such row is compared with its reading as an ISO offset
-    (`local +01:00`): where pandas' differs, or the row cannot be read that way, every instant
-    would be off without a word. Refused, with the unambiguous way to write them."""
+    ISO sign on others (a format: CEST+0200 as two hours ahead); most writers mean ahead. A
+    whole-hours form (GMT+1) is refused; one with minutes is compared with its reading as an
+    ISO offset (`local +05:30`), once per distinct zone-and-offset text (a file holds one or
+    two): where pandas' reading differs, every instant would be off without a word. Refused,
+    with the unambiguous way to write them."""
     signed = text.str.contains(_SIGNED_HOURS).to_numpy(dtype=bool)
     if not signed.any():
         return
     parts = text[signed].str.extract(_SIGNED_PARTS)
-    iso = (
-        parts["local"] + " " + parts["sign"] + parts["hours"].str.zfill(2) + ":"
-        + parts["minutes"].fillna("00")
-    )  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        meant = pd.to_datetime(iso, format="mixed", utc=True, errors="coerce")
-    read = parsed[signed]
-    read = read.dt.tz_convert("UTC") if read.dt.tz is not None else read.dt.tz_localize("UTC")
     wrong = np.zeros(len(text), dtype=bool)
-    wrong[signed] = (meant.isna() | (meant != read)).to_numpy(dtype=bool)
+    wrong[signed] = parts["minutes"].isna().to_numpy(dtype=bool)  # GMT+1, UTC-05: two ways
+    suffix = text[signed].str.extract(r"([A-Za-z]+\s*[+-][\d:]+)\s*$")[0]
+    firsts = suffix[~wrong[signed]].drop_duplicates().index  # one row per zone-and-offset text
+    if len(firsts):
+        sample = parts.loc[firsts]
+        iso = (
+            sample["local"] + " " + sample["sign"] + sample["hours"].str.zfill(2) + ":"
+            + sample["minutes"]
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meant = pd.to_datetime(iso, format="mixed", utc=True, errors="coerce")
+        read = parsed.loc[firsts]
+        read = read.dt.tz_convert("UTC") if read.dt.tz is not None else read.dt.tz_localize("UTC")
+        misread = set(suffix.loc[firsts][(meant.isna() | (meant != read)).to_numpy()])
+        wrong[signed] |= suffix.isin(misread).to_numpy(dtype=bool)
     if wrong.any():
         row = int(np.argmax(wrong)) + 1
         raise TimestampParseError(

@@ -501,12 +501,29 @@ class Settings(BaseSettings):
 
 
 def _one_at_sign(url: str) -> None:
-    """A password holding an unencoded '@' (user:p@ss@db): SQLAlchemy and urllib split at the
-    first one and took the rest of the password for the host, which then showed in messages
-    ("failed to resolve host 'ss@db'")."""
-    if url.lower().startswith(("sqlite:", "file:")) or "://" not in url:
-        return  # a path, which may hold '@' as any folder name may
-    if url.split("?", 1)[0].count("@") > 1:
+    """A password holding an unencoded '@' (user:p@ss@db): the driver splits at the first one
+    and takes the rest of the password for the host, which then showed in messages ("failed
+    to resolve host 'ss@db'"). Read as the URL's own reader reads it: urllib's netloc for
+    http(s) (an '@' in the path is fine), SQLAlchemy's host for a database; a path (SQLite,
+    file:) may hold '@' as any folder name may."""
+    from urllib.parse import urlsplit
+
+    scheme = url.split(":", 1)[0].lower()
+    if "://" not in url or "sqlite" in scheme or scheme == "file":
+        return
+    if scheme in ("http", "https"):
+        try:
+            doubled = urlsplit(url).netloc.count("@") > 1
+        except ValueError:
+            return  # not for this check to say
+    else:
+        from sqlalchemy.engine import make_url
+
+        try:
+            doubled = "@" in (make_url(url).host or "")
+        except Exception:
+            return  # the URL's own validator says what is wrong
+    if doubled:
         raise ValueError(
             "holds more than one '@' before its host: write an '@' inside the user name or "
             "password as %40 (user:p%40ss@db)"
@@ -536,8 +553,11 @@ OTHER_URNN_PREFIXES = ("URNN_TEST_",)
 # of its namespace (unless enableServiceLinks is false): not settings, and not typos.
 KUBERNETES_SERVICE_LINK = re.compile(
     r"URNN(?:_[A-Z0-9_]+?)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
-    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)?)"
+    r"|PORT_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)"
 )
+# <SERVICE>_PORT itself, told from a typo of URNN_SERVE_PORT by its value: tcp://10.0.0.7:8000
+KUBERNETES_PORT_LINK = re.compile(r"URNN(?:_[A-Z0-9_]+?)?_PORT")
+KUBERNETES_PORT_VALUE = re.compile(r"(?:tcp|udp|sctp)://\S+:\d+")
 
 
 class SettingsError(ValueError):
@@ -575,6 +595,9 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
         if not upper.startswith("URNN_") or upper in known or upper in OTHER_URNN_VARIABLES:
             continue
         if upper.startswith(OTHER_URNN_PREFIXES) or KUBERNETES_SERVICE_LINK.fullmatch(upper):
+            continue
+        link = KUBERNETES_PORT_VALUE.fullmatch(environ[name].strip())
+        if KUBERNETES_PORT_LINK.fullmatch(upper) and link:
             continue
         close = difflib.get_close_matches(upper, sorted(known), n=1, cutoff=0.75)
         hint = f"did you mean {close[0]}?" if close else "docs/configuration.md lists them"

@@ -207,7 +207,11 @@ _TIMEOUT_KEYWORD = {
     "mysqlconnector": "connection_timeout",
     "pg8000": "timeout",
     "pymssql": "login_timeout",
+    "pyodbc": "timeout",  # SQL Server's default driver: its login timeout
+    "mariadbconnector": "connect_timeout",
+    "psycopg2cffi": "connect_timeout",
 }
+_TIMEOUT_NAMES = frozenset({*_TIMEOUT_KEYWORD.values(), "connect_timeout"})
 
 
 def _check_tracking_database(uri: str) -> None:
@@ -220,12 +224,12 @@ def _check_tracking_database(uri: str) -> None:
     try:
         url = make_url(uri)
         keyword = _TIMEOUT_KEYWORD.get(url.get_driver_name())
-        given = keyword is None or keyword in url.query  # the URI's own timeout stands
+        given = keyword is None or bool(_TIMEOUT_NAMES & set(url.query))  # the URI's stands
         engine = create_engine(uri, connect_args={} if given else {keyword: timeout})
     except Exception as error:  # an unknown dialect, a missing driver, a port not a number
         raise TrackingServerError(
             f"URNN_MLFLOW_TRACKING_URI={shown_uri(uri)}: not a database URL this install can "
-            f"open ({password_hidden(str(error))}); PostgreSQL: "
+            f"open ({error}); PostgreSQL: "
             "postgresql+psycopg://user@host:5432/mlflow"
         ) from None
     try:
