@@ -476,6 +476,8 @@ def test_a_password_in_a_refused_database_url_is_not_shown(
         "postgresql://jobs:s3c?r#et@db:54x2/urnn",
         "postgresql://jobs:s3c@ret@db:1/urnn",
         "postgresql://jobs:s3c?@ret@db:1/urnn",
+        "postgresql://jobs:s3c@r/et@db:1/urnn",
+        "postgresql://jobs:s3c@r:et@db/urnn",
     ):
         monkeypatch.setenv("URNN_DATABASE_URL", url)
         code, err = run_with_environment(["db", "current"], capsys)

@@ -127,6 +127,16 @@ def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_no
         # SQLAlchemy reads a '/' in a password as part of it; urllib found no password
         ("postgresql+psycopg://u:pa/ss@db:5432/m", "postgresql+psycopg://u:***@db:5432/m"),
         ("postgresql://u:p@ss@db/m", "postgresql://u:***@db/m"),
+        ("postgresql://u:p@ss/wd@db/m", "postgresql://u:***@db/m"),
+        ("postgresql://u:Zq?9#kL@db/m", "postgresql://u:***@db/m"),
+        # the rest as written: an '@' in a query or an http path is not the password's
+        (
+            "postgresql://u:pw@db/m?sslrootcert=/a@b.pem",
+            "postgresql://u:***@db/m?sslrootcert=/a@b.pem",
+        ),
+        ("https://u:tok@host/users/a@b.com?x=1&y=", "https://u:***@host/users/a@b.com?x=1&y="),
+        ("https://host:8080/a@b", "https://host:8080/a@b"),
+        ("sqlite:////srv/a@b/c.db", "sqlite:////srv/a@b/c.db"),
     ],
 )
 def test_a_uri_is_shown_without_its_password(uri: str, shown: str) -> None:

@@ -1092,8 +1092,7 @@ def _parse_timestamps(
         text = raw[columns[0]].astype(str)
         for column in columns[1:]:
             text = text + " " + raw[column].astype(str)
-        if fmt is None:  # a timestamp_format may name the zone text itself ('... UTC%z')
-            text = _offsets_without_zone_names(text, label, source, report)
+        text = _offsets_without_zone_names(text, fmt, label, source, report)
         with warnings.catch_warnings():
             # "could not infer format": the rows that fail are reported below, by row number
             warnings.filterwarnings("ignore", message="Could not infer format")
@@ -1389,17 +1388,28 @@ def _zone_abbreviations() -> frozenset[str]:
 
 
 def _offsets_without_zone_names(
-    text: pd.Series, label: str, source: str, report: Report
+    text: pd.Series, fmt: str | None, label: str, source: str, report: Report
 ) -> pd.Series:
     """'2024-03-31 03:00:00 CEST+0200', as strftime('%Z%z') writes: the offset (two-digit
     hours and minutes, ISO 8601's form) says the instant, the name only repeats it. pandas
     inferred the name as a fixed text from the first row, so a file crossing a daylight-saving
     change failed at its first CEST row, and read some forms with the POSIX sign row by row;
     the name is left out before parsing. Hour-only forms (GMT+1) stay for
-    `_refuse_signed_hours`: those are read two ways by their writers too."""
+    `_refuse_signed_hours`: those are read two ways by their writers too. With a
+    timestamp_format, only where the format reads the rows without the names and not with
+    them ('%Y-%m-%d %H:%M:%S %z'; '... UTC%z' names the text itself)."""
     ends = (str(text.iloc[0]), str(text.iloc[-1])) if len(text) else ()
     if not any(re.search(_NAMED_ISO_OFFSET, end) for end in ends):
         return text  # a file writes its times one way: its first or last row shows it
+    if fmt is not None:
+        sample = pd.Series(ends)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            as_written = pd.to_datetime(sample, format=fmt, errors="coerce", utc=True)
+            unnamed = sample.str.replace(_NAMED_ISO_OFFSET, "", regex=True)
+            without = pd.to_datetime(unnamed, format=fmt, errors="coerce", utc=True)
+        if as_written.notna().all() or without.isna().any():
+            return text
     named = text.str.contains(_NAMED_ISO_OFFSET).to_numpy(dtype=bool)
     report.add(
         source,

@@ -504,9 +504,12 @@ def _one_at_sign(url: str) -> None:
     """A password holding an unencoded '@' (user:p@ss@db): the driver splits at the first one
     and takes the rest of the password for the host, which then showed in messages ("failed
     to resolve host 'ss@db'"). Read as the URL's own reader reads it: urllib's netloc for
-    http(s) (an '@' in the path is fine), SQLAlchemy's host for a database; a path (SQLite,
-    file:) may hold '@' as any folder name may."""
+    http(s) (an '@' in the path is fine); for a database URL, the text before its query (a
+    '?' before `name=`: a query may name a file holding '@'); a path (SQLite, file:) may hold
+    '@' as any folder name may."""
     from urllib.parse import urlsplit
+
+    from urnn_forecast.url_text import before_query
 
     scheme = url.split(":", 1)[0].lower()
     if "://" not in url or "sqlite" in scheme or scheme == "file":
@@ -517,12 +520,7 @@ def _one_at_sign(url: str) -> None:
         except ValueError:
             return  # not for this check to say
     else:
-        from sqlalchemy.engine import make_url
-
-        try:
-            doubled = "@" in (make_url(url).host or "")
-        except Exception:
-            return  # the URL's own validator says what is wrong
+        doubled = before_query(url).count("@") > 1
     if doubled:
         raise ValueError(
             "holds more than one '@' before its host: write an '@' inside the user name or "

@@ -227,9 +227,15 @@ def _check_tracking_database(uri: str) -> None:
         given = keyword is None or bool(_TIMEOUT_NAMES & set(url.query))  # the URI's stands
         engine = create_engine(uri, connect_args={} if given else {keyword: timeout})
     except Exception as error:  # an unknown dialect, a missing driver, a port not a number
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        # a driver or dialect error names them; another (int() of the port) may quote the
+        # URL's text, password included: its kind only
+        known = isinstance(error, ArgumentError | NoSuchModuleError | ImportError)
+        said = str(error) if known else f"{type(error).__name__}: a part does not read"
         raise TrackingServerError(
             f"URNN_MLFLOW_TRACKING_URI={shown_uri(uri)}: not a database URL this install can "
-            f"open ({error}); PostgreSQL: "
+            f"open ({said}); PostgreSQL: "
             "postgresql+psycopg://user@host:5432/mlflow"
         ) from None
     try:

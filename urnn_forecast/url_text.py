@@ -1,26 +1,42 @@
-"""A URL's password hidden for messages, whatever characters it holds."""
+"""A URL's password hidden for messages, whatever characters it holds; the rest as written."""
 
 import re
 
-# scheme://user:<password>@...: the fallback where SQLAlchemy's reading fails or puts an '@'
-# in the host (an unencoded '@' in the password); it hides to the last '@', more than the
-# password where a query holds one, never less.
-_TO_LAST_AT = re.compile(r"^([A-Za-z][\w+.-]*://[^:/@?#\s]*:)(.*)@([^@]*)$", re.DOTALL)
+# The start of a query: a '?' before `name=` (a '?' inside a password is followed by no '=').
+_QUERY = re.compile(r"\?[\w.\-]+=")
+_USER = re.compile(r"^[A-Za-z][\w+.-]*://[^:/@?#\s]*:")
+
+
+def before_query(url: str) -> str:
+    """A database URL without its query (which starts at a '?' before `name=`)."""
+    query = _QUERY.search(url, url.find("://") + 3 if "://" in url else 0)
+    return url[: query.start()] if query else url
 
 
 def password_hidden(url: str) -> str:
     """`url` with the password of its `user:password@` part as ***; as given when it has none.
-    Read as SQLAlchemy reads it (a password may hold '/', '?' or '#': urllib stops at them and
-    found no password, so the text was shown whole)."""
-    from sqlalchemy.engine import make_url
 
-    try:
-        parsed = make_url(url)
-    except Exception:  # not a URL SQLAlchemy reads (a bad port, no scheme)
-        parsed = None
-    if parsed is not None and parsed.password is None and "@" not in (parsed.host or ""):
+    http(s) is read as urllib reads it (the password ends the netloc, before any '/'; an '@'
+    in the path is a path). A database URL is read as SQLAlchemy reads it, where a password may
+    hold '/', '?', '#' and, unencoded, '@': everything up to the last '@' before the query is
+    masked, so a password is never shown in part (a database name holding '@' is masked too)."""
+    from urllib.parse import urlsplit
+
+    user = _USER.match(url)
+    if user is None:
         return url
-    if parsed is not None and "@" not in (parsed.host or ""):
-        return parsed.render_as_string(hide_password=True)
-    found = _TO_LAST_AT.match(url)
-    return url if found is None else f"{found.group(1)}***@{found.group(3)}"
+    if url.split(":", 1)[0].lower() in ("http", "https"):
+        try:
+            netloc = urlsplit(url).netloc
+        except ValueError:
+            netloc = url[len(url.split("://", 1)[0]) + 3 :].split("/", 1)[0]
+        if "@" not in netloc or ":" not in netloc.rpartition("@")[0]:
+            return url
+        start = url.index(netloc)
+        end = start + netloc.rindex("@")
+    else:
+        head = before_query(url)
+        if "@" not in head[user.end() :]:
+            return url
+        end = head.rindex("@")
+    return f"{url[: user.end()]}***{url[end:]}"

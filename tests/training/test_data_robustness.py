@@ -653,6 +653,10 @@ def test_times_written_with_zone_name_and_offset_across_a_daylight_saving_change
     assert (frame.index == zoned.tz_convert("UTC").tz_localize(None)).all()
     said = " ".join(d.message for d in data.report)
     assert "read the UTC offsets of column 'date' written after a zone name" in said
+    # a timestamp_format with %z alone reads the rows once the names are left out
+    config = LoadConfig(target="OT", timestamp_format="%Y-%m-%d %H:%M:%S %z")
+    (frame,) = load_data(write(tmp_path, "date,OT\n" + rows, "z.csv"), config).series.values()
+    assert (frame.index == zoned.tz_convert("UTC").tz_localize(None)).all()
     # a timestamp_format that names the zone text itself keeps it (no name is left out)
     kolkata = pd.date_range("2024-03-30", periods=6, freq="h", tz="Asia/Kolkata")
     named = "".join(f"{t:%Y-%m-%d %H:%M:%S IST%z},{k}\n" for k, t in enumerate(kolkata))
