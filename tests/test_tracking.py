@@ -137,6 +137,11 @@ def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_no
         ("https://u:tok@host/users/a@b.com?x=1&y=", "https://u:***@host/users/a@b.com?x=1&y="),
         ("https://host:8080/a@b", "https://host:8080/a@b"),
         ("sqlite:////srv/a@b/c.db", "sqlite:////srv/a@b/c.db"),
+        (
+            "postgresql://u@db/m?sslmode=require&password=s3",
+            "postgresql://u@db/m?sslmode=require&password=***",
+        ),
+        ("https://host/x?Token=abc&y=1", "https://host/x?Token=***&y=1"),
     ],
 )
 def test_a_uri_is_shown_without_its_password(uri: str, shown: str) -> None:

@@ -7,6 +7,13 @@ _QUERY = re.compile(r"\?[\w.\-]+=")
 _USER = re.compile(r"^[A-Za-z][\w+.-]*://[^:/@?#\s]*:")
 
 
+# Query parameters that carry secrets (libpq's password=, an http token=): their values too.
+_SECRET_PARAMETER = re.compile(
+    r"([?&;](?:password|passwd|pwd|token|access_token|secret|api_key|apikey)=)[^&;#]*",
+    re.IGNORECASE,
+)
+
+
 def before_query(url: str) -> str:
     """A database URL without its query (which starts at a '?' before `name=`)."""
     query = _QUERY.search(url, url.find("://") + 3 if "://" in url else 0)
@@ -14,7 +21,8 @@ def before_query(url: str) -> str:
 
 
 def password_hidden(url: str) -> str:
-    """`url` with the password of its `user:password@` part as ***; as given when it has none.
+    """`url` with the password of its `user:password@` part, and the values of query parameters
+    that carry secrets (password=, token=, ...), as ***; as given when it has none.
 
     http(s) is read as urllib reads it (the password ends the netloc, before any '/'; an '@'
     in the path is a path). A database URL is read as SQLAlchemy reads it, where a password may
@@ -22,6 +30,7 @@ def password_hidden(url: str) -> str:
     masked, so a password is never shown in part (a database name holding '@' is masked too)."""
     from urllib.parse import urlsplit
 
+    url = _SECRET_PARAMETER.sub(r"\1***", url)
     user = _USER.match(url)
     if user is None:
         return url
