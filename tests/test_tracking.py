@@ -286,3 +286,35 @@ def test_a_tracking_database_whose_driver_is_missing_is_named(tmp_path: Path) ->
     settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri="mysql://u@127.0.0.1/m")
     with pytest.raises(TrackingServerError, match=r"not a database URL this install can open"):
         check_tracking_server(settings)
+
+
+@pytest.mark.parametrize(
+    ("uri", "connect_args"),
+    [
+        ("postgresql+psycopg://u@db/m", {"connect_timeout": 5}),
+        ("postgresql+pg8000://u@db/m", {"timeout": 5}),  # connect_timeout was a TypeError
+        ("mssql+pymssql://u:p@db/m", {"login_timeout": 5}),
+        ("mssql+pymssql://u:p@db/m?timeout=600", {"login_timeout": 5}),  # its query timeout
+        ("mssql+pymssql://u:p@db/m?login_timeout=9", {}),  # the URI's own stands
+        ("postgresql+psycopg://u@db/m?connect_timeout=2", {}),
+        ("mysql+mysqlconnector://u@db/m?connect_timeout=3", {}),
+        ("mssql+pyodbc://u:p@dsn", {"timeout": 5}),
+    ],
+)
+def test_the_connection_timeout_is_given_under_each_drivers_own_keyword(
+    uri: str, connect_args: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy
+
+    from urnn_forecast.tracking import _check_tracking_database
+
+    given: list[object] = []
+
+    def engine(url: str, connect_args: dict[str, int]) -> None:
+        given.append(connect_args)
+        raise sqlalchemy.exc.ArgumentError("stop here")
+
+    monkeypatch.setattr(sqlalchemy, "create_engine", engine)
+    with pytest.raises(TrackingServerError):
+        _check_tracking_database(uri)
+    assert given == [connect_args]

@@ -211,7 +211,6 @@ _TIMEOUT_KEYWORD = {
     "mariadbconnector": "connect_timeout",
     "psycopg2cffi": "connect_timeout",
 }
-_TIMEOUT_NAMES = frozenset({*_TIMEOUT_KEYWORD.values(), "connect_timeout"})
 
 
 def _check_tracking_database(uri: str) -> None:
@@ -224,7 +223,10 @@ def _check_tracking_database(uri: str) -> None:
     try:
         url = make_url(uri)
         keyword = _TIMEOUT_KEYWORD.get(url.get_driver_name())
-        given = keyword is None or bool(_TIMEOUT_NAMES & set(url.query))  # the URI's stands
+        # the URI's own login timeout stands, under the driver's keyword (pymssql's timeout=
+        # is its query timeout; mysqlconnector also takes connect_timeout)
+        own = {keyword, "connect_timeout"} if keyword == "connection_timeout" else {keyword}
+        given = keyword is None or bool(own & set(url.query))
         engine = create_engine(uri, connect_args={} if given else {keyword: timeout})
     except Exception as error:  # an unknown dialect, a missing driver, a port not a number
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
