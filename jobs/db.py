@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from urnn_forecast.settings import Settings
+from urnn_forecast.url_text import password_hidden
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -128,13 +129,15 @@ class SchemaError(RuntimeError):
 
 
 def shown_url(url: str) -> str:
-    """`url` for messages: the password as ***; the raw text when it does not parse."""
+    """`url` for messages: the password as *** (`password_hidden`, the text otherwise as
+    written); "(unparsable)" when SQLAlchemy cannot read it."""
     from sqlalchemy.exc import ArgumentError
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        make_url(url)
+    except (ArgumentError, ValueError):
         return "(unparsable)"
+    return password_hidden(url)
 
 
 @contextmanager

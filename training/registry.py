@@ -138,33 +138,28 @@ def log_forecaster(
     )
 
 
-def champion_version(client: Any, name: str) -> str | None:
-    """The version holding the `champion` alias, None if there is none."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        return None
-
-
-def champion_read_back(client: Any, name: str, *, tries: int = 3) -> str | None:
-    """The version holding `champion` just after a write of it, read from the registered
-    model's aliases (where a missing alias is no error): `champion_version` reads any error as
-    "no champion", and a failed read-back was taken for a lost race (a promoted model tagged
-    "kept"). A store error is retried briefly, then raised."""
+def champion_version(client: Any, name: str, *, tries: int = 3) -> str | None:
+    """The version holding the `champion` alias; None if there is none, or no such registered
+    model. Read from the registered model's aliases, where a missing alias is no error; any
+    other store error is retried briefly, then raised: read as "no champion", one failed read
+    let a challenger be promoted with no comparison, and a failed read-back after a promotion
+    was taken for a lost race (a promoted model tagged "kept")."""
     import time
 
     from mlflow.exceptions import MlflowException
 
     for attempt in range(tries):
         try:
-            held = (client.get_registered_model(name).aliases or {}).get(CHAMPION)
-            return None if held is None else str(held)
-        except MlflowException:
+            aliases = client.get_registered_model(name).aliases or {}
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
             if attempt == tries - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
+            continue
+        held = aliases.get(CHAMPION)
+        return None if held is None else str(held)
     return None  # not reached: the last attempt returns or raises
 
 
@@ -229,7 +224,7 @@ def promote_if_better(
         if champion_version(client, name) != current:
             continue  # the champion changed under us: compare with the new one
         client.set_registered_model_alias(name, CHAMPION, version)
-        if champion_read_back(client, name) == version:
+        if champion_version(client, name) == version:  # read back: another may have written
             record_handover(client, name, current, version)
             break
         # another promotion wrote the alias after ours: compare with the one that holds it

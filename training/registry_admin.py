@@ -24,7 +24,6 @@ from training.mlflow_model import ForecastPredictor
 from training.registry import (
     CHAMPION,
     SUPERSEDED_BY,
-    champion_read_back,
     champion_version,
     load_registered,
     record_handover,
@@ -130,7 +129,7 @@ def set_champion(
     # MLflow moves an alias without a compare: two moves at once both "succeed", and the
     # later write wins. Read it back before tagging, so that the one that lost says so and
     # leaves no tags saying it took the alias (nor the previous champion "replaced by" it).
-    now = champion_read_back(client, name)
+    now = champion_version(client, name)
     if now != version:
         return ChampionMove(name, version, previous, lost=True, lost_to=now)
     record_handover(client, name, previous, version)

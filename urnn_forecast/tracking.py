@@ -67,23 +67,19 @@ def store_setup_lock(uri: str) -> Iterator[None]:
 
 def shown_uri(uri: str) -> str:
     """`uri` for messages that may leave the host (the service's /readyz and 503s): a password
-    in it (postgresql://user:secret@db/mlflow, https://user:token@host) as ***. The raw text
-    when it carries none, so that the local paths and hosts an operator must check stay."""
-    from urllib.parse import urlsplit, urlunsplit
+    in it (postgresql://user:secret@db/mlflow, https://user:token@host) as *** (`password_hidden`).
+    The raw text when it carries none, so that the local paths and hosts an operator must check
+    stay; "(unparsable)" for a netloc urllib cannot read (an unclosed '[')."""
+    from urllib.parse import urlsplit
 
     hidden = password_hidden(uri)
     if hidden != uri:
         return hidden
     try:
-        parts = urlsplit(uri)
-        password = parts.password
-    except ValueError:  # a netloc urllib cannot read (a bad port): hide all of it
+        urlsplit(uri)
+    except ValueError:
         return "(unparsable)"
-    if not password:
-        return uri
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return uri
 
 
 def _without_userinfo(uri: str) -> str:

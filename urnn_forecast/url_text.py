@@ -4,7 +4,7 @@ import re
 
 # The start of a query: a '?' before `name=` (a '?' inside a password is followed by no '=').
 _QUERY = re.compile(r"\?[\w.\-]+=")
-_USER = re.compile(r"^[A-Za-z][\w+.-]*://[^:/@?#\s]*:")
+_USER = re.compile(r"^[A-Za-z][\w+.-]*://[^:/@?#]*:")
 
 
 # Query parameters that carry secrets (libpq's password=, an http token=): their values too.
