@@ -766,18 +766,19 @@ NO_DATE = re.compile(
 # mean the other (one ahead); "GMT +01:00" it reads as GMT, the offset dropped.
 # ("10:00 PM -05" is a 12-hour time and an offset, which pandas reads right.)
 # A zero offset (UTC+00:00) reads the same either way and is left alone.
-_SIGNED_HOURS = re.compile(
-    r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*[+-](?=[0:]*[1-9])\d{1,2}(?::?\d{2})?\s*$"
-)
+# Where the zone name before such an offset starts: a whole word, not the AM/PM of a 12-hour
+# clock (the name itself is `[A-Za-z]+`, then spaces).
+_ZONE_START = r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])"
+_SIGNED_HOURS = re.compile(_ZONE_START + r"[A-Za-z]+\s*[+-](?=[0:]*[1-9])\d{1,2}(?::?\d{2})?\s*$")
 
 # A zone name before an ISO offset with two-digit hours and minutes (CEST+0200, GMT +01:00):
 # the span removed, name and spaces, up to the sign.
-_NAMED_ISO_OFFSET = r"(?<![A-Za-z])(?![AaPp][Mm]\s*[+-])[A-Za-z]+\s*(?=[+-]\d{2}:?\d{2}\s*$)"
+_NAMED_ISO_OFFSET = _ZONE_START + r"[A-Za-z]+\s*(?=[+-]\d{2}:?\d{2}\s*$)"
 
 # Such a text in parts: the local time, the zone name, and the offset's sign, hours, minutes.
 _SIGNED_PARTS = (
-    r"^(?P<local>.*?)\s*(?<![A-Za-z])[A-Za-z]+\s*(?P<sign>[+-])(?P<hours>\d{1,2})"
-    r"(?::?(?P<minutes>\d{2}))?\s*$"
+    r"^(?P<local>.*?)\s*" + _ZONE_START + r"(?P<name>[A-Za-z]+)\s*(?P<sign>[+-])"
+    r"(?P<hours>\d{1,2})(?::?(?P<minutes>\d{2}))?\s*$"
 )
 
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
@@ -1406,11 +1407,12 @@ def _offsets_without_zone_names(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             as_written = pd.to_datetime(sample, format=fmt, errors="coerce", utc=True)
-            unnamed = sample.str.replace(_NAMED_ISO_OFFSET, "", regex=True)
-            without = pd.to_datetime(unnamed, format=fmt, errors="coerce", utc=True)
+            stripped = sample.str.replace(_NAMED_ISO_OFFSET, "", regex=True)
+            without = pd.to_datetime(stripped, format=fmt, errors="coerce", utc=True)
         if as_written.notna().all() or without.isna().any():
             return text
-    named = text.str.contains(_NAMED_ISO_OFFSET).to_numpy(dtype=bool)
+    unnamed = text.str.replace(_NAMED_ISO_OFFSET, "", regex=True)
+    named = (unnamed != text).to_numpy(dtype=bool)
     report.add(
         source,
         "read",
@@ -1418,7 +1420,7 @@ def _offsets_without_zone_names(
         f"read the UTC offsets of column {label} written after a zone name (e.g. "
         f"{shown(text[named].iloc[0])}) and left the name out",
     )
-    return text.str.replace(_NAMED_ISO_OFFSET, "", regex=True)
+    return unnamed
 
 
 def _refuse_signed_hours(text: pd.Series, parsed: pd.Series, label: str, source: str) -> None:
@@ -1435,7 +1437,8 @@ def _refuse_signed_hours(text: pd.Series, parsed: pd.Series, label: str, source:
     parts = text[signed].str.extract(_SIGNED_PARTS)
     wrong = np.zeros(len(text), dtype=bool)
     wrong[signed] = parts["minutes"].isna().to_numpy(dtype=bool)  # GMT+1, UTC-05: two ways
-    suffix = text[signed].str.extract(r"([A-Za-z]+\s*[+-][\d:]+)\s*$")[0]
+    # the zone-and-offset text, as one key per distinct way the file writes it
+    suffix = parts["name"] + parts["sign"] + parts["hours"] + parts["minutes"].fillna("")
     firsts = suffix[~wrong[signed]].drop_duplicates().index  # one row per zone-and-offset text
     if len(firsts):
         sample = parts.loc[firsts]
