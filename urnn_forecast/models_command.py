@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from urnn_forecast.model_uri import ModelUriError, parse_models_uri
@@ -72,6 +71,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         check_tracking_server,
         check_tracking_store,
         shown_uri,
+        sqlite_path,
     )
 
     command = f"urnn models {args.models_action}"
@@ -139,13 +139,6 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             "once with POST /model/reload"
         )
     return 0
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite:/// store URI; None for any other store."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def _store_failure(error: Exception) -> bool:

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from urnn_forecast.field_types import validator_sentence
 from urnn_forecast.model_uri import MODELS_URI_FORMS, ModelUriError, parse_models_uri
-from urnn_forecast.url_text import password_hidden
+from urnn_forecast.url_text import before_query, password_hidden
 
 
 class Settings(BaseSettings):
@@ -509,8 +509,6 @@ def _one_at_sign(url: str) -> None:
     '@' as any folder name may."""
     from urllib.parse import urlsplit
 
-    from urnn_forecast.url_text import before_query
-
     scheme = url.split(":", 1)[0].lower()
     if "://" not in url or "sqlite" in scheme or scheme == "file":
         return
@@ -605,13 +603,11 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    unknown = unknown_variables()
     try:
         settings = Settings()
     except ValidationError as error:
-        said = describe_settings_error(error)
-        unknown = unknown_variables()
-        raise SettingsError("; ".join([said, *unknown])) from None
-    unknown = unknown_variables()
+        raise SettingsError("; ".join([describe_settings_error(error), *unknown])) from None
     if unknown:
         raise SettingsError("invalid settings: " + "; ".join(unknown))
     return settings

@@ -7,6 +7,7 @@ file system or MLflow's global state until a run is actually started.
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from urnn_forecast.file_lock import exclusive_file_lock
@@ -58,11 +59,19 @@ def store_setup_lock(uri: str) -> Iterator[None]:
     train`s, or workers, started together on a fresh store) made one fail inside Alembic;
     two creating the same experiment made one fail on the name. An flock on a file beside
     the database serialises both and dies with its process. Other stores: nothing to do."""
-    if not uri.startswith("sqlite:///"):
+    database = sqlite_path(uri)
+    if database is None:
         yield
         return
-    with exclusive_file_lock(f"{uri.removeprefix('sqlite:///')}.setup-lock"):
+    with exclusive_file_lock(f"{database}.setup-lock"):
         yield
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// store URI; None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
 
 
 def shown_uri(uri: str) -> str:
