@@ -147,7 +147,7 @@ class LoadConfig:
     timestamp_format: str | None = None  # strptime format; None: pandas infers it from row 1
     series_col: str | None = None  # long format; None: the whole file is one series
     series_id: str | None = None  # that one series' id; None: the file name without suffix
-    freq: str | None = None  # pandas offset alias ("h", "15min", "MS"); None: the modal step
+    freq: str | None = None  # pandas alias ("h", "15min", "MS"); None: inferred (infer_frequency)
     duplicates: DuplicatePolicy = "mean"
     fill: FillMethod = "interpolate"
     max_gap: int = 24  # longest run of missing steps filled, per column; longer ones: on_long_gap

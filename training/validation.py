@@ -483,12 +483,15 @@ def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, so
 
 
 def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) -> str:
-    """The modal step between consecutive timestamps, pooled over all series, as a pandas alias.
+    """The modal step between consecutive timestamps, pooled over all series, as a pandas alias;
+    month starts or month ends as their calendar alias ("MS", "QS-JAN", "YE-DEC", "2MS").
 
     The mode, not the minimum or `pd.infer_freq`: it survives gaps (which make steps longer) and
-    a stray early reading (one short step), and needs no complete stretch of data. It yields fixed
-    steps only ("h", "15min", "D"); calendar frequencies ("MS", "W-SUN", "B") must be declared,
-    and the grid check in `regularise` says so when a fixed step does not fit.
+    a stray early reading (one short step), and needs no complete stretch of data. Steps of a
+    month or more have no fixed length (28 to 31 days), so there the timestamps' calendar is read
+    instead (`month_grid`). Other calendar frequencies ("B", "W-SUN") must be declared: whether
+    weekday-only data is recorded on business days or misses its weekends is the user's to say,
+    and the checks in `regularise` and the filled-share check say so.
     """
     steps = [np.diff(index.to_numpy()) for index in indexes if len(index) > 1]
     pooled = np.concatenate(steps) if steps else np.array([], dtype="timedelta64[us]")
@@ -498,7 +501,22 @@ def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) ->
             "timestamps; pass freq (a pandas offset alias such as 'h', '15min', 'D', 'MS')"
         )
     values, counts = np.unique(pooled, return_counts=True)  # sorted: ties go to the shorter step
-    freq = step_alias(pd.Timedelta(values[int(np.argmax(counts))]))
+    modal = pd.Timedelta(values[int(np.argmax(counts))])
+    if modal >= _SHORTEST_MONTH:
+        months = month_grid(indexes)
+        if months is not None:
+            report.add(
+                source,
+                "frequency",
+                0,
+                f"frequency {months.alias!r} inferred from the timestamps: every one falls on "
+                f"the {months.day} of a month, at one time of day, in steps of "
+                f"{plural(months.step, 'month')} (a longer step is a gap)",
+            )
+            return months.alias
+        if (pooled != values[int(np.argmax(counts))]).any():  # no fixed step fits either
+            _refuse_month_day(indexes, source)
+    freq = step_alias(modal)
     n_modal = int(counts.max())
     report.add(
         source,
@@ -508,6 +526,92 @@ def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) ->
         f"{n_modal:,} of {pooled.size:,} steps ({100 * n_modal / pooled.size:.2f}%)",
     )
     return freq
+
+
+_SHORTEST_MONTH = pd.Timedelta(days=28)
+_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+@dataclass(frozen=True)
+class MonthGrid:
+    """Timestamps read as whole months: the alias and, for the report, what was seen."""
+
+    alias: str
+    day: str  # "first day" or "last day"
+    step: int  # months between timestamps (the greatest common divisor of the steps)
+
+
+def month_grid(indexes: Sequence[pd.Index]) -> MonthGrid | None:
+    """The month-start or month-end grid all `indexes` lie on, or None.
+
+    Every timestamp on the 1st of its month (or every one on its month's last day), all at one
+    time of day: then the step is the months' greatest common divisor (a missing month is a gap
+    to fill, not a two-month frequency). Quarterly and yearly steps take pandas' anchored names
+    when every series is in the same phase ("QS-JAN": January, April, ...); otherwise "3MS",
+    which each series' grid anchors at its own first timestamp. The alias is checked against
+    every series before it is answered, so a wrong reading is None, never a silent misfit."""
+    ends: set[bool] = set()
+    clocks: set[pd.Timedelta] = set()
+    diffs: list[np.ndarray] = []
+    phases: list[int] = []
+    for index in indexes:
+        stamps = pd.DatetimeIndex(index)
+        if not len(stamps):
+            continue
+        if bool((stamps.day == 1).all()):
+            ends.add(False)
+        elif bool(stamps.is_month_end.all()):
+            ends.add(True)
+        else:
+            return None
+        clocks.update(set(stamps - stamps.normalize()))
+        months = np.asarray(stamps.year * 12 + stamps.month - 1, dtype=np.int64)
+        diffs.append(np.diff(months))
+        phases.append(int(months[0]))
+    pooled = np.concatenate(diffs) if diffs else np.array([], dtype=np.int64)
+    if len(ends) != 1 or len(clocks) != 1 or not pooled.size or (pooled <= 0).any():
+        return None
+    step = int(np.gcd.reduce(pooled))
+    end = ends.pop()
+    alias = _month_alias(step, end, {phase % step for phase in phases})
+    for index in indexes:
+        stamps = pd.DatetimeIndex(index)
+        if len(stamps) and not stamps.isin(pd.date_range(stamps[0], stamps[-1], freq=alias)).all():
+            return None
+    return MonthGrid(alias, "last day" if end else "first day", step)
+
+
+def _month_alias(step: int, end: bool, phases: set[int]) -> str:
+    """pandas' name for a grid of `step` months on month starts or ends (see `month_grid`)."""
+    kind = "E" if end else "S"
+    if step == 1:
+        return f"M{kind}"
+    if step in (3, 12) and len(phases) == 1:
+        phase = phases.pop()  # the first month of the cycle, 0 = January
+        # a quarter's anchor names its starting month (the first in the year) or its ending
+        # month (the last in the year: 'QE-DEC' ends in March, June, September and December)
+        anchor = phase if step == 12 or not end else phase + 9
+        return f"{'Q' if step == 3 else 'Y'}{kind}-{_MONTH_NAMES[anchor]}"
+    return f"{step}M{kind}"
+
+
+def _refuse_month_day(indexes: Sequence[pd.Index], source: str) -> None:
+    """Month-long steps on one day of the month other than the first or the last: pandas names
+    no such frequency, so no grid can hold them; say so instead of the modal step's misfit."""
+    stamps = [pd.DatetimeIndex(index) for index in indexes if len(index)]
+    days = {int(day) for index in stamps for day in np.unique(index.day)}
+    clocks = {clock for index in stamps for clock in set(index - index.normalize())}
+    if len(days) != 1 or len(clocks) != 1:
+        return
+    day = days.pop()
+    raise FrequencyError(
+        f"{source}: every timestamp falls on day {day} of its month: months differ in length, "
+        "so no fixed step fits them, and pandas has monthly frequencies only for the first "
+        "('MS') and the last day ('ME'). Stamp each reading with the first day of its month "
+        "(its month, as pandas' to_period('M').to_timestamp() writes it) and load the file "
+        "again: the month-start frequency ('MS', or 'QS-...', 'YS-...' for longer steps) is then "
+        "inferred"
+    )
 
 
 def regularise(
@@ -550,8 +654,9 @@ def regularise(
             f"{source}: series {shown(series)}: timestamp {frame.index[first]} at "
             f"{row_label(int(rows[first]))} is not on the {freq!r} grid that starts at {start} "
             f"({np.count_nonzero(~on_grid):,} timestamps are off it). The loader does not "
-            "resample: pass the freq the data is recorded at (calendar frequencies such as 'MS' "
-            "or 'B' must be passed explicitly), or resample the file first"
+            "resample: pass the freq the data is recorded at (a calendar frequency other than "
+            "month starts or ends, such as 'B' or 'W-MON', must be passed explicitly), or "
+            "resample the file first"
         )
     n_missing = len(grid) - len(frame)
     frame = frame.reindex(grid)

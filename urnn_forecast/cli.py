@@ -336,7 +336,11 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         "--freq",
         default=None,
         metavar="ALIAS",
-        help="pandas offset alias such as h, 15min, D, MS; default: the modal step",
+        help=(
+            "pandas offset alias such as h, 15min, D, MS, B; default: inferred, the modal "
+            "step, or MS / ME (QS-..., YS-..., 2MS, ...) where every timestamp is on the "
+            "first / last day of a month"
+        ),
     )
     group.add_argument(
         "--duplicates",

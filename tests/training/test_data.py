@@ -390,16 +390,105 @@ def test_declared_freq_must_fit_the_timestamps(tmp_path: Path) -> None:
         load_data(path, LoadConfig(target="y", freq="h"))
 
 
-def test_calendar_frequencies_must_be_declared(tmp_path: Path) -> None:
-    """The modal step of month starts is 31 days, which does not fit them; "MS" does."""
-    stamps = pd.date_range("2020-01-01", periods=12, freq="MS")
+@pytest.mark.parametrize(
+    ("freq", "start", "inferred"),
+    [
+        ("MS", "2020-01-01", "MS"),
+        ("ME", "2020-01-31", "ME"),
+        ("QS-JAN", "2020-04-01", "QS-JAN"),
+        ("QS-FEB", "2020-02-01", "QS-FEB"),
+        ("QE-DEC", "2020-03-31", "QE-DEC"),
+        ("QE-NOV", "2020-02-29", "QE-NOV"),
+        ("YS-JAN", "2001-01-01", "YS-JAN"),
+        ("YE-JUN", "2001-06-30", "YE-JUN"),
+        ("2MS", "2020-03-01", "2MS"),
+        ("MS", "2020-01-01 06:00", "MS"),  # one time of day, not midnight
+    ],
+)
+def test_month_grids_are_inferred(tmp_path: Path, freq: str, start: str, inferred: str) -> None:
+    """Month starts, month ends, quarters and years have no fixed step (the modal step of month
+    starts, 31 days, fits none of them): they were refused unless freq was declared, so a
+    monthly demand file needed --freq MS. Their calendar is read instead, and reported."""
+    stamps = pd.date_range(start, periods=30, freq=freq)
     path = tmp_path / "monthly.csv.gz"  # also: gzipped CSV is read by suffix
-    pd.DataFrame({"date": stamps, "v": range(12)}).to_csv(path, index=False)
-    with pytest.raises(FrequencyError, match=r"2020-03-01 .* not on the '31D' grid.*'MS'"):
-        load_data(path, LoadConfig(target="v"))
-    data = load_data(path, LoadConfig(target="v", freq="MS"))
-    assert data.freq == "MS"
+    pd.DataFrame({"date": stamps, "v": range(30)}).to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="v"))
+    assert data.freq == inferred
     assert data.series["monthly"].index.equals(pd.DatetimeIndex(stamps, name="timestamp"))
+    (line,) = [d.message for d in steps(data, "frequency")]
+    day = "last" if freq[-1] == "E" or "E-" in freq else "first"
+    assert f"frequency {inferred!r} inferred from the timestamps: every one falls on" in line
+    assert f"the {day} day of a month" in line
+    declared = load_data(path, LoadConfig(target="v", freq=freq))
+    assert declared.series["monthly"].equals(data.series["monthly"])
+
+
+def test_a_missing_month_is_a_gap_not_a_two_month_step(tmp_path: Path) -> None:
+    stamps = pd.date_range("2020-01-01", periods=24, freq="MS").delete([5, 6])
+    path = tmp_path / "gappy.csv"
+    pd.DataFrame({"date": stamps.strftime("%Y-%m-%d"), "v": range(22)}).to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="v"))
+    assert data.freq == "MS" and len(data.series["gappy"]) == 24
+    assert data.filled["gappy"].to_numpy().sum() == 2
+
+
+def test_quarters_in_different_phases_get_one_grid_that_anchors_per_series(
+    tmp_path: Path,
+) -> None:
+    """One series in January, April, ... and one in February, May, ...: no 'QS-...' name fits
+    both, '3MS' does (each grid starts at its series' first timestamp)."""
+    a = pd.date_range("2020-01-01", periods=12, freq="QS-JAN")
+    b = pd.date_range("2020-02-01", periods=12, freq="QS-FEB")
+    frame = pd.DataFrame(
+        {"id": ["a"] * 12 + ["b"] * 12, "date": a.append(b).strftime("%Y-%m-%d"), "v": 1.0}
+    )
+    path = tmp_path / "quarters.csv"
+    frame.to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="v", series_col="id"))
+    assert data.freq == "3MS"
+    assert data.series["a"].index.equals(pd.DatetimeIndex(a, name="timestamp"))
+    assert data.series["b"].index.equals(pd.DatetimeIndex(b, name="timestamp"))
+
+
+@pytest.mark.parametrize(
+    ("dates", "fmt"),
+    [
+        (pd.date_range("2020-01-01", periods=24, freq="MS") + pd.Timedelta(days=4), "%Y-%m-%d"),
+        (pd.date_range("2020-01-01", periods=24, freq="MS") + pd.Timedelta(days=4), "%d/%m/%Y"),
+        (pd.date_range("2000-01-01", periods=24, freq="YS") + pd.Timedelta(days=14), "%Y-%m-%d"),
+    ],
+)
+def test_months_on_another_day_are_refused_with_how_to_stamp_them(
+    tmp_path: Path, dates: pd.DatetimeIndex, fmt: str
+) -> None:
+    """pandas has no frequency for 'the 5th of every month'; the modal step's '31D' misfit
+    was the message, with advice to pass a calendar frequency that does not exist."""
+    path = tmp_path / "fifth.csv"
+    pd.DataFrame({"date": dates.strftime(fmt), "v": range(24)}).to_csv(path, index=False)
+    day = dates[0].day
+    with pytest.raises(FrequencyError, match=rf"every timestamp falls on day {day} of its month"):
+        load_data(path, LoadConfig(target="v"))
+    restamped = tmp_path / "first.csv"
+    first = dates.to_period("M").to_timestamp()  # what the message advises
+    pd.DataFrame({"date": first.strftime(fmt), "v": range(24)}).to_csv(restamped, index=False)
+    assert load_data(restamped, LoadConfig(target="v")).freq in {"MS", "YS-JAN"}
+
+
+def test_month_long_fixed_steps_and_mixed_month_days_keep_the_modal_step(tmp_path: Path) -> None:
+    """Every 30 days is a fixed step (its days of the month drift); month starts at two times
+    of day are no month grid: the modal step's misfit is reported as before."""
+    path = tmp_path / "thirty.csv"
+    stamps = pd.date_range("2020-01-05", periods=20, freq="30D")
+    pd.DataFrame({"date": stamps.strftime("%Y-%m-%d"), "v": range(20)}).to_csv(path, index=False)
+    assert load_data(path, LoadConfig(target="v")).freq == "30D"
+    starts = pd.date_range("2020-01-01", periods=12, freq="MS")
+    mixed = starts + pd.to_timedelta([0, 6] * 6, unit="h")
+    path = tmp_path / "mixed.csv"
+    pd.DataFrame({"date": mixed.strftime("%Y-%m-%d %H:%M"), "v": range(12)}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(FrequencyError, match=r"not on the '750h' grid"):
+        load_data(path, LoadConfig(target="v"))
 
 
 def test_short_series_are_refused_or_dropped_on_request(tmp_path: Path) -> None:
