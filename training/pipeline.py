@@ -658,6 +658,12 @@ def _too_short_way_out(
     raised it (`too_short_fraction`)."""
     need = lookback + horizon
     options = "a shorter look-back or horizon (--lookback, --horizon)"
+    fits = _window_that_fits(config, error.longest)
+    if fits is not None:
+        options = (
+            f"a shorter look-back or horizon (--lookback {fits[0]:,} --horizon {fits[1]:,} "
+            "fits the longest series)"
+        )
     if min_length <= need:
         return (
             f"min_length is the look-back plus the horizon ({lookback:,} + {horizon:,}): "
@@ -707,6 +713,34 @@ def _too_short_way_out(
     if too_short_fraction(config) == name:
         return f"{why}: {option}, or {options} keeps more series"
     return f"{why}: {options}, or {option} keeps more series"
+
+
+def _window_that_fits(config: TrainConfig, longest: int | None) -> tuple[int, int] | None:
+    """A look-back and horizon that leave the longest series one window in each part of the
+    split, for the too-short message to name (a monthly history of 198 rows cannot hold the
+    hourly defaults, 336 + 96, and "shorter" alone left the user to search): the asked horizon
+    halved until one fits, with the longest look-back, a multiple of the segment length for
+    the recurrent kinds, no shorter than that horizon. None where none fits."""
+    if longest is None:
+        return None
+    model = config.model
+    step = model.segment_length if FORECASTERS[model.kind].RECURRENT else 1
+    horizon = model.horizon
+    while horizon >= 1:
+        # the rows needed grow with the look-back: the longest that fits by bisection, in
+        # multiples of `step` from the shortest allowed (`low`) to the asked one (`high`)
+        low, high = -(-max(horizon, step) // step), model.lookback // step
+        found = None
+        while low <= high:
+            middle = (low + high) // 2
+            if rows_for_one_window_each(config.split(middle * step), horizon) <= longest:
+                found, low = middle * step, middle + 1
+            else:
+                high = middle - 1
+        if found is not None:
+            return found, horizon
+        horizon //= 2
+    return None
 
 
 def _fraction_that_fits(
