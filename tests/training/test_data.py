@@ -440,7 +440,11 @@ def test_quarters_in_different_phases_get_one_grid_that_anchors_per_series(
     a = pd.date_range("2020-01-01", periods=12, freq="QS-JAN")
     b = pd.date_range("2020-02-01", periods=12, freq="QS-FEB")
     frame = pd.DataFrame(
-        {"id": ["a"] * 12 + ["b"] * 12, "date": a.append(b).strftime("%Y-%m-%d"), "v": 1.0}
+        {
+            "id": ["a"] * 12 + ["b"] * 12,
+            "date": [*a.strftime("%Y-%m-%d"), *b.strftime("%Y-%m-%d")],
+            "v": 1.0,
+        }
     )
     path = tmp_path / "quarters.csv"
     frame.to_csv(path, index=False)
