@@ -9,9 +9,13 @@ them and no rescan of the window. The runner feeds it once per batch.
 
     PSI = sum_i (p_i - q_i) ln(p_i / q_i),  p = recent proportions, q = training proportions,
 
-both floored at EPSILON so an empty bin does not make it infinite. The reference was computed
-on unscaled training values; a global scaler is affine and increasing, so binning raw values
-against raw edges is the same as binning normalised values against normalised edges.
+both floored at EPSILON so an empty bin does not make it infinite. Each column is binned in
+its reference's space (`reference[column]["space"]`, training.mlflow_model.DRIFT_SPACES): the
+target's look-back windows as z-scores of each window's own mean and std ("window", what the
+network reads under instance normalisation; a level that moves with the seasons is no drift),
+covariates as their values ("values": a global scaler is affine and increasing, so binning raw
+values against raw edges is the same as binning scaled values against scaled edges). A model
+registered before the key has "values" everywhere, and is monitored as it was.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from service.metrics import ServiceMetrics, multiprocess_mode
+from training.mlflow_model import window_scores
 
 EPSILON = 1e-4
 
@@ -90,6 +95,26 @@ def newest(parts: Sequence[np.ndarray], count: int) -> np.ndarray:
     return np.concatenate(kept[::-1]) if kept else np.empty(0)
 
 
+def newest_windows(parts: Sequence[np.ndarray], count: int) -> np.ndarray:
+    """`newest` in the "window" space: each look-back window (a 2-D part's row, or a 1-D part
+    whole) is scored against its own mean and std before its values are kept, so a window cut
+    short by `count` keeps the scores its whole window gives."""
+    kept: list[np.ndarray] = []
+    for part in reversed(parts):
+        if count <= 0:
+            break
+        rows = part if part.ndim == 2 else part.reshape(1, -1)
+        if not rows.shape[1]:
+            continue
+        windows = -(-count // rows.shape[1])  # ceil(count / width): the windows that hold them
+        rows = rows[-windows:]
+        kept.append(window_scores(rows).reshape(-1)[-count:])
+        count -= len(kept[-1])
+    if len(kept) == 1:
+        return kept[0]
+    return np.concatenate(kept[::-1]) if kept else np.empty(0)
+
+
 def psi(recent: np.ndarray, reference: np.ndarray) -> float:
     p = np.clip(recent, EPSILON, None)
     q = np.clip(reference, EPSILON, None)
@@ -107,7 +132,8 @@ class DriftMonitor:
         self.metrics = metrics
         self.window = window
         self.version: str | None = None
-        self.columns: dict[str, tuple[RollingHistogram, np.ndarray]] = {}
+        # column -> (its window, the training proportions, whether it is binned per window)
+        self.columns: dict[str, tuple[RollingHistogram, np.ndarray, bool]] = {}
         self._lock = threading.Lock()
 
     def reset_for(self, version: str, reference: Mapping[str, Mapping[str, Any]]) -> None:
@@ -125,10 +151,12 @@ class DriftMonitor:
                 proportions = np.asarray(stats.get("proportions", []), dtype=np.float64)
                 if len(proportions) != len(edges) + 1:
                     continue  # no usable histogram for this column
-                self.columns[name] = (RollingHistogram(edges, self.window), proportions)
+                per_window = stats.get("space", "values") == "window"
+                self.columns[name] = (RollingHistogram(edges, self.window), proportions, per_window)
 
     def observe(self, version: str, inputs: Mapping[str, Sequence[np.ndarray]]) -> None:
-        """Add a batch's inputs (column -> its series' raw values, oldest first) and update
+        """Add a batch's inputs (column -> its series' raw look-back windows, oldest first: a
+        (S, L) block or one series' L values per part) and update
         those columns' gauges. Only the newest `window` values of a column can stay in its
         window, so only those are joined and binned (a batch of 256 series of 512 values
         holds 131,072 of them; the default window is 20,000)."""
@@ -139,8 +167,9 @@ class DriftMonitor:
                 entry = self.columns.get(name)
                 if entry is None:
                     continue
-                histogram, reference = entry
-                histogram.add(newest(parts, histogram.capacity))
+                histogram, reference, per_window = entry
+                join = newest_windows if per_window else newest
+                histogram.add(join(parts, histogram.capacity))
                 self.metrics.drift_psi.labels(column=name).set(
                     psi(histogram.proportions(), reference)
                 )

@@ -113,29 +113,85 @@ class ForecastInputError(ValueError):
     """A predict input that the model cannot forecast; names the series (row) and the field."""
 
 
+# Values of one column a drift reference samples at most: windows are taken at a stride that
+# keeps their values under it (a year of hourly windows of 336 is 2.8 M values).
+REFERENCE_SAMPLE = 2_000_000
+# The drift reference's spaces (`reference[column]["space"]`): "window" = each look-back window
+# as z-scores of its own mean and std (the target: what the network reads under instance
+# normalisation); "values" = the values as they are (covariates, read at their level; and
+# every column of a model registered before the key).
+DRIFT_SPACES = ("window", "values")
+
+
+def window_scores(rows: np.ndarray) -> np.ndarray:
+    """Each row (one look-back window) as z-scores of its own mean and population std; a
+    constant row, or one whose spread is rounding noise, is all zeros.
+
+    The target's drift is measured in this space. In raw values a short stretch of a seasonal
+    series is always far from a whole year's histogram (the training span of ETTh1 scored
+    against its own reference: PSI 3.6 at the median over 20,000-value windows; the alert's
+    threshold is 0.2), so the drift gauge read "shifted" on the data the model was trained
+    on. Normalised per window, as the network reads them, the same windows score 0.05."""
+    rows = np.asarray(rows, dtype=np.float64)
+    mean = rows.mean(axis=-1, keepdims=True)
+    std = rows.std(axis=-1, keepdims=True)
+    spread = std > 1e-12 * (1.0 + np.abs(mean))
+    return np.where(spread, (rows - mean) / np.where(spread, std, 1.0), 0.0)
+
+
 def reference_statistics(
-    frames: Sequence[pd.DataFrame], *, bins: int = HISTOGRAM_BINS
+    frames: Sequence[pd.DataFrame],
+    *,
+    bins: int = HISTOGRAM_BINS,
+    window: tuple[str, int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per column of the (unscaled) training frames: mean, std, min, max, and a histogram for
     PSI: `edges` are the interior bin edges (train quantiles, deduplicated), so the bins are
-    (-inf, e0], (e0, e1], ..., (e_last, inf); `proportions` has len(edges) + 1 entries."""
+    (-inf, e0], (e0, e1], ..., (e_last, inf); `proportions` has len(edges) + 1 entries.
+    `window` = (column, lookback): that column's histogram is of its look-back windows in the
+    "window" space (`window_scores`), sampled at a stride up to REFERENCE_SAMPLE values;
+    mean, std, min and max stay the column's own."""
     data = pd.concat(list(frames))
     out: dict[str, dict[str, Any]] = {}
     for column in data.columns:
         values = data[column].to_numpy(dtype=np.float64)
+        scored = None
+        if window is not None and str(column) == window[0]:
+            scored = _window_sample(
+                [f[column].to_numpy(dtype=np.float64) for f in frames], window[1]
+            )
+        space = "values" if scored is None else "window"
+        binned = values if scored is None else scored
         levels = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-        edges = np.unique(np.quantile(values, levels))
-        counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
+        edges = np.unique(np.quantile(binned, levels))
+        counts = np.bincount(np.searchsorted(edges, binned, side="left"), minlength=len(edges) + 1)
         out[str(column)] = {
             "mean": float(values.mean()),
             "std": float(values.std()),
             "min": float(values.min()),
             "max": float(values.max()),
             "count": len(values),
+            "space": space,
+            **({"window": window[1]} if space == "window" and window is not None else {}),
             "edges": [float(e) for e in edges],
-            "proportions": [float(c) / len(values) for c in counts],
+            "proportions": [float(c) / len(binned) for c in counts],
         }
     return out
+
+
+def _window_sample(series: Sequence[np.ndarray], lookback: int) -> np.ndarray | None:
+    """The look-back windows of every series, at one stride that keeps their values under
+    REFERENCE_SAMPLE, in the "window" space; None when no series holds one window."""
+    views = [
+        np.lib.stride_tricks.sliding_window_view(values, lookback)
+        for values in series
+        if len(values) >= lookback
+    ]
+    total = sum(view.size for view in views)
+    if not total:
+        return None
+    stride = max(1, -(-total // REFERENCE_SAMPLE))
+    return np.concatenate([window_scores(view[::stride]).reshape(-1) for view in views])
 
 
 class UnservableModelError(ValueError):

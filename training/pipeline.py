@@ -845,7 +845,9 @@ def model_meta(
         "target": data.target,
         "covariates": list(data.covariates),
         "scaler": scaler.to_dict(),
-        "reference": reference_statistics(train_frames),
+        "reference": reference_statistics(
+            train_frames, window=(data.target, model_config.lookback)
+        ),
         "package_version": __version__,
         "load": load.to_dict(),
         "split": asdict(split),

@@ -5,6 +5,7 @@ steps of an earlier forecast."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,24 +60,48 @@ def test_metric_names_and_values_move_under_traffic(client: TestClient, registry
     assert "/no/such/path" not in client.get("/metrics").text
 
 
-def test_drift_gauge_rises_when_inputs_shift(client: TestClient, registry: Registry) -> None:
+def test_drift_gauge_rises_when_inputs_change_shape_not_level(
+    client: TestClient, registry: Registry
+) -> None:
+    """The target is binned per look-back window (z-scores of each window's own mean and
+    std, as the network reads it): its level moving with the seasons read as drift on the
+    training data itself. A level shift of the target is no drift; a change of its shape is,
+    and a covariate (read at its level) drifts when its level moves."""
     frame = registry.frame
-    for stop in range(100, 400, 50):  # six in-distribution histories: 6 x 48 > window 200
-        assert (
-            client.post("/forecast", json={"series": [history(frame, stop=stop)]}).status_code
-            == 200
-        )
+    assert registry.meta["reference"]["y"]["space"] == "window"
+    assert registry.meta["reference"]["x"]["space"] == "values"
+
+    def send(change: Callable[[dict[str, Any]], None]) -> None:
+        for stop in range(100, 400, 50):  # six histories: 6 x 48 > window 200
+            body = history(frame, stop=stop)
+            change(body)
+            assert client.post("/forecast", json={"series": [body]}).status_code == 200
+
+    send(lambda body: None)
     calm_y = metric_value(client, "urnn_input_drift_psi", column="y")
     calm_x = metric_value(client, "urnn_input_drift_psi", column="x")
     assert metric_value(client, "urnn_input_drift_window_values", column="y") == 200.0
     assert calm_y < 0.25 and calm_x < 0.25
-    for stop in range(100, 400, 50):  # the target jumps by 8 (its training std is ~2)
-        shifted = history(frame, stop=stop)
-        shifted["values"] = [v + 8.0 for v in shifted["values"]]
-        assert client.post("/forecast", json={"series": [shifted]}).status_code == 200
+
+    def level(body: dict[str, Any]) -> None:  # the target jumps by 8 (its training std ~2)
+        body["values"] = [v + 8.0 for v in body["values"]]
+
+    send(level)
+    assert metric_value(client, "urnn_input_drift_psi", column="y") < 0.25
+
+    def square(body: dict[str, Any]) -> None:  # the daily sine becomes a square wave
+        body["values"] = [10.0 + 3.0 * (1.0 if v >= 10.0 else -1.0) for v in body["values"]]
+
+    send(square)
     drifted_y = metric_value(client, "urnn_input_drift_psi", column="y")
     assert drifted_y > 1.0 and drifted_y > 4 * calm_y
     assert metric_value(client, "urnn_input_drift_psi", column="x") < 0.25  # x did not move
+
+    def covariate(body: dict[str, Any]) -> None:
+        body["covariates"]["x"] = [v + 3.0 for v in body["covariates"]["x"]]
+
+    send(covariate)
+    assert metric_value(client, "urnn_input_drift_psi", column="x") > 1.0
 
 
 def test_realised_error_when_a_later_history_covers_an_earlier_forecast(

@@ -11,16 +11,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from service.batcher import MicroBatcher
-from service.drift import RollingHistogram, newest, psi
+from service.drift import RollingHistogram, newest, newest_windows, psi
 from service.errors import ModelUnavailableError, QueueFullError
 from service.metrics import ServiceMetrics
 from service.realised import ListedHistories, RegularHistories
 from service.validation import PreparedRequest
 from tests.service.conftest import Registry, history, metric_value
+from training.mlflow_model import window_scores
 from urnn_forecast.model_uri import ModelUriError, parse_models_uri
 
 
@@ -384,6 +386,53 @@ def test_drift_joins_only_the_newest_values_a_window_keeps() -> None:
         count = int(rng.integers(1, 80))
         everything = np.concatenate([p.reshape(-1) for p in parts])
         np.testing.assert_array_equal(newest(parts, count), everything[-count:])
+
+
+def test_drift_scores_each_window_whole_before_keeping_the_newest_values() -> None:
+    """A (S, L) block's rows and a 1-D part are each one look-back window: scored against its
+    own mean and std, then cut to the newest `count` values (a window cut short keeps the
+    scores its whole window gives)."""
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+        parts: list[np.ndarray] = []
+        for _ in range(int(rng.integers(1, 5))):
+            if rng.random() < 0.5:
+                parts.append(rng.normal(3.0, 2.0, size=int(rng.integers(1, 30))))
+            else:
+                parts.append(rng.normal(size=(int(rng.integers(1, 6)), int(rng.integers(2, 12)))))
+        count = int(rng.integers(1, 80))
+        scored = [window_scores(p.reshape(1, -1) if p.ndim == 1 else p).reshape(-1) for p in parts]
+        expected = np.concatenate(scored)[-count:]
+        np.testing.assert_allclose(newest_windows(parts, count), expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(window_scores(np.full((2, 5), 7.3)), np.zeros((2, 5)))
+
+
+def test_the_target_is_binned_per_window_and_an_older_models_reference_by_value() -> None:
+    """A reference in the "window" space (the target of a model registered since the key)
+    sees a daily cycle at any level as the training one; an older model's reference (no
+    "space": its values) still reads the level, as it did."""
+    from prometheus_client import CollectorRegistry
+
+    from service.drift import DriftMonitor
+    from training.mlflow_model import reference_statistics
+
+    t = np.arange(2_000)
+    rng = np.random.default_rng(0)
+    y = 10.0 + 3.0 * np.sin(2 * np.pi * t / 24) + 0.2 * rng.normal(size=len(t))
+    frame = pd.DataFrame({"y": y})
+    windowed = reference_statistics([frame], window=("y", 48))["y"]
+    by_value = {k: v for k, v in reference_statistics([frame])["y"].items() if k != "space"}
+    assert windowed["space"] == "window" and windowed["window"] == 48
+    blocks = np.lib.stride_tricks.sliding_window_view(y[-600:], 48)[::24]  # (S, 48) requests
+    for shift, windowed_calm, value_calm in ((0.0, True, True), (8.0, True, False)):
+        registry = CollectorRegistry()
+        monitor = DriftMonitor(ServiceMetrics(registry), window=1_000)
+        monitor.reset_for("1", {"y": windowed, "old": by_value})
+        monitor.observe("1", {"y": [blocks + shift], "old": [blocks + shift]})
+        windowed_psi = registry.get_sample_value("urnn_input_drift_psi", {"column": "y"})
+        value_psi = registry.get_sample_value("urnn_input_drift_psi", {"column": "old"})
+        assert windowed_psi is not None and value_psi is not None
+        assert (windowed_psi < 0.1) is windowed_calm and (value_psi < 0.1) is value_calm
 
 
 def test_a_new_version_restarts_the_drift_window_and_its_gauges() -> None:

@@ -1,0 +1,108 @@
+"""How often the input-drift gauge reads "shifted" on data that did not drift: each data set's
+own history, replayed as a service sees it, scored by the two drift spaces side by side.
+
+    python -m bench.drift_calm                    # ETTh1, PJM DAYTON, Bike sharing (~1 min)
+    python -m bench.drift_calm --lookback 512 --window 20000
+
+For each data set the reference is built as `urnn train` builds it (training.mlflow_model.
+reference_statistics on the first 70 % of the rows, the training span of its default split),
+once with the target binned by value (every model registered before the "space" key) and once
+per look-back window ("window": z-scores of each window's own mean and std, the default since).
+Then hourly requests are replayed, each carrying the last `lookback` values, through the
+service's own monitor (service.drift.DriftMonitor, a window of `--window` values per column),
+at origins drawn in the training span itself (no drift by construction) and in the rest of the
+file (later months). The table gives PSI's median and 90th percentile over the origins and the
+share of origins above the alert's threshold, 0.2 (deploy/prometheus/alerts.yml).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prometheus_client import CollectorRegistry
+
+from service.drift import DriftMonitor
+from service.metrics import ServiceMetrics
+from training.data import LoadConfig, load_data
+from training.mlflow_model import reference_statistics
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATASETS = {
+    "etth1": ("ETT-small/ETTh1.csv", LoadConfig(target="OT")),
+    "dayton": ("PJM_hourly/DAYTON_hourly.csv", LoadConfig(target="DAYTON_MW")),
+    "bike": (
+        "Bike-Sharing-Dataset/hour.csv",
+        LoadConfig(
+            target="cnt",
+            timestamp_col=("dteday", "hr"),
+            timestamp_format="%Y-%m-%d %H",
+            max_gap=36,
+        ),
+    ),
+}
+THRESHOLD = 0.2
+
+
+def replay(
+    series: np.ndarray,
+    reference: dict[str, object],
+    origins: np.ndarray,
+    lookback: int,
+    window: int,
+) -> np.ndarray:
+    """PSI after the requests of the `window // lookback` hours up to each origin."""
+    out = []
+    requests = max(1, window // lookback)
+    for origin in origins:
+        registry = CollectorRegistry()
+        monitor = DriftMonitor(ServiceMetrics(registry), window=window)
+        monitor.reset_for("1", {"y": reference})
+        hours = np.arange(origin - requests + 1, origin + 1)
+        block = np.stack([series[h - lookback : h] for h in hours])  # (requests, lookback)
+        monitor.observe("1", {"y": [block]})
+        out.append(registry.get_sample_value("urnn_input_drift_psi", {"column": "y"}))
+    return np.asarray(out, dtype=np.float64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--lookback", type=int, default=336)
+    parser.add_argument("--window", type=int, default=20_000)
+    parser.add_argument("--origins", type=int, default=60)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(
+        f"look-back {args.lookback}, drift window {args.window:,} values, {args.origins} "
+        f"origins per span; PSI median / 90th percentile / share above {THRESHOLD}"
+    )
+    print("| data | span | by value (before) | per window (now) |")
+    print("|---|---|---|---|")
+    for name in args.datasets.split(","):
+        path, config = DATASETS[name]
+        data = load_data(DATA_DIR / path, config)
+        (frame,) = data.series.values()
+        y = frame[config.target].to_numpy(dtype=np.float64)
+        n_train = int(len(y) * 0.7)
+        train = pd.DataFrame({"y": y[:n_train]})
+        windowed = reference_statistics([train], window=("y", args.lookback))["y"]
+        by_value = reference_statistics([train])["y"]
+        first = args.lookback + args.window // args.lookback
+        spans = {"training span": (first, n_train), "later rows": (n_train + first, len(y))}
+        for span, (lo, hi) in spans.items():
+            origins = rng.integers(lo, hi, args.origins)
+            cells = []
+            for reference in (by_value, windowed):
+                psi = replay(y, reference, origins, args.lookback, args.window)
+                cells.append(
+                    f"{np.median(psi):.3f} / {np.quantile(psi, 0.9):.3f} / "
+                    f"{np.mean(psi > THRESHOLD):.0%}"
+                )
+            print(f"| {name} | {span} | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()
