@@ -19,7 +19,7 @@ import json
 import math
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -891,9 +891,9 @@ def compare_registered(
     challenger_config: ForecasterConfig,
 ) -> Comparison | None:
     """The registered model at `model_uri` (the champion) against the challenger's backtest,
-    on the same forecasts: the (series, origin, step) rows both made. Refused when the
-    challenger forecasts fewer steps than the champion (requests the champion serves would
-    answer 422); None when the champion cannot read this data.
+    on the same forecasts: the (series, origin, step) rows both made. Refused when requests
+    the champion serves would answer 422 from the challenger (`served_requests_refused`);
+    None when the champion cannot read this data.
 
     Not compared (champion None, `why` saying so, and so kept) when the champion was trained
     at another frequency than this data's ('h' and '60min' are one): its steps are not this
@@ -922,15 +922,15 @@ def compare_registered(
     )
     if levels is not None and not levels:
         return Comparison(None, why=levels_note)
-    if theirs.horizon > challenger_config.horizon:
+    if predictor.target != data.target:
+        return Comparison(
+            None, why=f"it forecasts {predictor.target!r} and this model {data.target!r}"
+        )
+    refusal = served_requests_refused(predictor, challenger_config, data.covariates)
+    if refusal is not None:
         return Comparison(
             None,
-            refusal=(
-                f"the champion forecasts {theirs.horizon} steps and this model "
-                f"{challenger_config.horizon}: as champion it would refuse requests for more "
-                f"than {challenger_config.horizon} steps that are served today; kept (move "
-                "the alias by hand if that is intended)"
-            ),
+            refusal=f"{refusal}; kept (move the alias by hand if that is intended)",
         )
     result = backtest_predictor(predictor, data, config, backtest_config)
     if result is None:
@@ -986,6 +986,57 @@ def shared_levels(
             f"({', '.join(f'{q:g}' for q in mine)}) share none"
         )
     return shared, f"{metric} on the quantile levels both models forecast: {levels}"
+
+
+def served_requests_refused(
+    champion: ForecastPredictor, challenger: ForecasterConfig, covariates: Sequence[str]
+) -> str | None:
+    """Why requests the champion answers today would be refused (422) by the challenger as
+    champion, or None: whatever its score, such a model is not promoted automatically (a
+    score cannot say which requests the champion's clients send; a person can).
+
+    The challenger forecasts fewer steps; needs a longer history; reads calendar features
+    (each series' dates required) where the champion does not; or reads other covariates
+    (the service refuses a missing covariate and an unknown one alike)."""
+    theirs = champion.model.config
+    if theirs.horizon > challenger.horizon:
+        return (
+            f"the champion forecasts {theirs.horizon} steps and this model "
+            f"{challenger.horizon}: as champion it would refuse requests for more than "
+            f"{challenger.horizon} steps that are served today"
+        )
+    if challenger.lookback > theirs.lookback:
+        return (
+            f"the champion reads histories of {theirs.lookback} values and this model "
+            f"{challenger.lookback}: as champion it would refuse the histories of "
+            f"{theirs.lookback} to {challenger.lookback - 1} values that are served today"
+        )
+    if challenger.n_calendar and not theirs.n_calendar:
+        return (
+            "this model reads calendar features, so every series needs its dates (start or "
+            "timestamps), and the champion does not: as champion it would refuse the "
+            "undated requests that are served today"
+        )
+    added = [name for name in covariates if name not in champion.covariates]
+    dropped = [name for name in champion.covariates if name not in covariates]
+    if added or dropped:
+        names = " and ".join(
+            part
+            for part in (
+                f"reads covariate(s) {', '.join(map(repr, added))} that the champion does not"
+                if added
+                else "",
+                f"does not read the champion's covariate(s) {', '.join(map(repr, dropped))}"
+                if dropped
+                else "",
+            )
+            if part
+        )
+        return (
+            f"this model {names}: as champion it would refuse requests served today (the "
+            "service answers a missing covariate and an unknown one with 422)"
+        )
+    return None
 
 
 def backtest_predictor(

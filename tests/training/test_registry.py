@@ -449,6 +449,57 @@ def test_a_champion_is_compared_on_the_forecasts_both_models_made(
     assert f"({tags['backtest.basis']})" in wide.reason
 
 
+def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """Better scores, yet as champion it would answer 422 to requests served today: a longer
+    look-back (shorter histories refused), calendar features (undated requests refused), other
+    covariates (a missing one and an unknown one refused). Such a version was promoted when
+    its score was lower; it is kept, saying which requests, and can be promoted by hand."""
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    champion = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert champion.promoted
+    cases = [
+        (
+            tiny_config(csv, model=replace(linear, lookback=2 * LOOKBACK)),
+            f"the champion reads histories of {LOOKBACK} values and this model "
+            f"{2 * LOOKBACK}: as champion it would refuse the histories of {LOOKBACK} to "
+            f"{2 * LOOKBACK - 1} values that are served today; kept",
+        ),
+        (
+            tiny_config(
+                csv,
+                model=replace(linear, kind="urnn", hidden_size=8, segment_length=12),
+                calendar=True,
+            ),
+            "this model reads calendar features, so every series needs its dates",
+        ),
+        (
+            tiny_config(csv, model=linear, load=LoadConfig(target="y")),
+            "this model does not read the champion's covariate(s) 'x': as champion it would "
+            "refuse requests served today",
+        ),
+    ]
+    for config, reason in cases:
+        result = train_pipeline(config, mlflow_settings)
+        assert not result.promoted and reason in result.reason, result.reason
+        assert result.champion_version == champion.version
+    # the other way round: a champion without covariates (the last one), a challenger with one
+    import mlflow
+
+    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, str(result.version))
+    with_x = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert not with_x.promoted
+    other = train_pipeline(
+        tiny_config(csv, model=linear, load=LoadConfig(target="x")), mlflow_settings
+    )
+    assert other.reason == (
+        f"champion v{result.version} could not be scored on this backtest (it forecasts 'y' "
+        "and this model 'x'); kept"
+    )
+    assert "this model reads covariate(s) 'x' that the champion does not" in with_x.reason
+
+
 def test_a_champion_moved_during_the_comparison_is_compared_again(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
