@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,20 @@ def test_promtool_check_config() -> None:
 def test_promtool_check_rules() -> None:
     result = subprocess.run(
         [_promtool(), "check", "rules", str(ALERTS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_reload_alert_holds_while_the_alias_names_a_version_that_fails() -> None:
+    """A failed version is counted as "failure" once per worker; the poll then counts
+    "skipped_failed". The alert watched "failure" only, so it cleared after 15 minutes while
+    no replica served the version the alias names."""
+    rules_test = Path(__file__).with_name("reload_alert_rules_test.yml")
+    result = subprocess.run(
+        [_promtool(), "test", "rules", str(rules_test)],
         capture_output=True,
         text=True,
         timeout=60,
