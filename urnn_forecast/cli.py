@@ -13,13 +13,15 @@ argument errors are argparse errors that name the option and its allowed values.
 """
 
 import argparse
+import contextlib
 import functools
 import json
 import math
 import re
+import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -753,6 +755,31 @@ def _worker_id(text: str) -> str:
     return text
 
 
+class _Terminated(BaseException):
+    """SIGTERM after (or before) the server's graceful shutdown: a stop asked for, not an
+    error. A BaseException, so that no `except Exception` on the way swallows it."""
+
+
+@contextlib.contextmanager
+def _sigterm_ends_cleanly() -> Iterator[None]:
+    """Exit 0 on SIGTERM with one worker, as with several: uvicorn re-raises the SIGTERM it
+    handled once it has shut down gracefully (so a process manager sees the signal), and the
+    default action killed the process with 143 after every clean stop. The handler set here is
+    the one uvicorn restores and re-raises to; a SIGTERM before uvicorn takes the signal (the
+    model loading) ends the command the same way, with nothing in flight."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    except _Terminated:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _address_problem(host: str, port: int) -> str | None:
     """Whether uvicorn will be able to listen on host:port. uvicorn finds out only after the
     app's lifespan has loaded the model, then exits 1 with its own message; a port in use is
@@ -821,13 +848,14 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     if workers == 1:
         from service.main import create_app
 
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            access_log=settings.serve_access_log,
-            ws_max_size=ws_max_size,
-        )
+        with _sigterm_ends_cleanly():
+            uvicorn.run(
+                create_app(settings),
+                host=host,
+                port=port,
+                access_log=settings.serve_access_log,
+                ws_max_size=ws_max_size,
+            )
         return 0
     # Several processes: each worker builds its app from the environment, and writes its
     # metrics into a shared folder (emptied above when given, else a fresh one).

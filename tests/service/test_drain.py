@@ -205,8 +205,9 @@ def test_urnn_serve_drains_on_sigterm(registry: Registry, workers: int, tmp_path
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # ...still serving
             assert response.status == 200
-        # uvicorn re-raises the SIGTERM it caught once it has shut down gracefully
-        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
+        # a clean stop, with one worker too (uvicorn re-raises the SIGTERM it caught once it
+        # has shut down gracefully, which ended the command with 143)
+        assert process.wait(timeout=60) == 0
         assert time.monotonic() - asked >= 2.5  # it waited for the drain
     finally:
         if process.poll() is None:
