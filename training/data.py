@@ -1610,15 +1610,16 @@ def _check_finite(values: pd.DataFrame, source: str) -> None:
 def _check_segment_ids(segments: list[Segment], source: str) -> None:
     """A series cut at a long gap names its parts '<id>#1', '<id>#2': a series of the file
     already called so would be overwritten by one of them."""
-    seen: set[str] = set()
+    seen: dict[str, Segment] = {}
     for segment in segments:
-        if segment.series_id in seen:
+        other = seen.setdefault(segment.series_id, segment)
+        if other is not segment:
+            cut = segment.unit or other.unit  # the part of a cut series, met first or second
             raise DataValidationError(
-                f"{source}: series {shown(segment.unit or segment.series_id)} is cut at a long "
-                f"gap into parts named like {shown(segment.series_id)}, which is also the id "
-                "of another series of the file; rename that series, or fill the gap (max_gap)"
+                f"{source}: series {shown(cut)} is cut at a long gap into parts named like "
+                f"{shown(segment.series_id)}, which is also the id of another series of the "
+                "file; rename that series, or fill the gap (max_gap)"
             )
-        seen.add(segment.series_id)
 
 
 def _check_finite_result(segment: Segment, source: str) -> None:

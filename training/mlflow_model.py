@@ -256,6 +256,15 @@ class ForecastPredictor:
         ids = [self._id(frame, i) for i in range(len(frame))]
         repeated = sorted({sid for sid in ids if ids.count(sid) > 1}) if len(ids) > 1 else []
         if repeated:  # two answers under one id could not be told apart
+            holders = [i for i, sid in enumerate(ids) if sid == repeated[0]]
+            named = [i for i in holders if not self._has_id(frame, i)]
+            if named:  # 'series-<row>' of a row without an id is an id another row gives
+                raise ForecastInputError(
+                    f"series {shown(repeated[0])}: row {named[0]} has no id and is named "
+                    f"{shown(repeated[0])} by default, the id row "
+                    f"{next(i for i in holders if i not in named)} gives; give row {named[0]} "
+                    "its own id"
+                )
             raise ForecastInputError(
                 f"series {shown(repeated[0])}: the id is given to more than one row; give each "
                 "series its own id"
@@ -386,6 +395,14 @@ class ForecastPredictor:
                 f"{c.horizon}; got {shown(value)}"
             )
         return value
+
+    @staticmethod
+    def _has_id(frame: pd.DataFrame, i: int) -> bool:
+        """Whether row `i` gives its own id (else `_id` names it 'series-<row>')."""
+        if "id" not in frame.columns:
+            return False
+        value = frame["id"].iloc[i]
+        return isinstance(value, str) and bool(value)
 
     def _id(self, frame: pd.DataFrame, i: int) -> str:
         """The row's `id`; 'series-<row>' where none is given (no column, or an empty cell).

@@ -795,7 +795,9 @@ def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:
 
     def named(ids: list[str]) -> str:
         ids = sorted(ids, key=natural_key)
-        return ", ".join(ids[:20]) + (f" and {len(ids) - 20:,} more" if len(ids) > 20 else "")
+        # quoted where the plain list would hide where an id begins or ends (' PJM', 'a, b')
+        listed = [shown(i) if i != i.strip() or "," in i else i for i in ids[:20]]
+        return ", ".join(listed) + (f" and {len(ids) - 20:,} more" if len(ids) > 20 else "")
 
     return [
         f"split 'series': {n_train:,} series train on their whole history; "

@@ -403,6 +403,13 @@ def _named_roles(
                 if gone
                 else ""
             )
+            spaced = [sid for sid in series_ids if sid != sid.strip() and sid.strip() in unknown]
+            if spaced:  # the command line strips the names of its lists: --config does not
+                why += (
+                    f"; {', '.join(map(repr, spaced[:5]))} begins or ends with a space: name it "
+                    f"with the space (--{name.replace('_', '-')} strips each name; a --config "
+                    f'file, {{"train": {{"{name}": [...]}}}}, keeps it)'
+                )
             raise NamedSeriesError(
                 f"{name} names {len(unknown):,} series the data does not hold "
                 f"({', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}){why}; "

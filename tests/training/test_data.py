@@ -923,3 +923,21 @@ def test_a_first_line_of_numbers_is_refused_as_no_header(tmp_path: Path) -> None
     trailing = write(tmp_path, data.replace("\n", " \n"), "trailing.txt")
     with pytest.raises(DataValidationError, match="the first line holds only numbers"):
         load_data(trailing, LoadConfig(target="s1", sep=" "))
+
+
+@pytest.mark.parametrize("order", ["cut first", "cut second"])
+def test_a_cut_series_whose_part_name_is_taken_is_the_one_named(tmp_path: Path, order: str) -> None:
+    """'DEOK' cut at a long gap into 'DEOK#1', 'DEOK#2' beside a series of the file called
+    'DEOK#1': the message named the uncut 'DEOK#1' as the series cut, when it came second."""
+    stamps = hourly(40)
+    cut = [("DEOK", t, "" if 10 <= k < 20 else "1") for k, t in enumerate(stamps)]
+    other = [("DEOK#1", t, "2") for t in stamps]
+    rows = cut + other if order == "cut first" else other + cut
+    text = "id,timestamp,y\n" + "".join(f"{i},{t},{y}\n" for i, t, y in rows)
+    config = LoadConfig(target="y", series_col="id", on_long_gap="split", max_gap=3, min_length=3)
+    with pytest.raises(DataValidationError) as caught:
+        load_data(write(tmp_path, text), config)
+    assert str(caught.value).startswith(
+        "log.csv: series 'DEOK' is cut at a long gap into parts named like 'DEOK#1', which is "
+        "also the id of another series of the file"
+    )

@@ -286,6 +286,15 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
             predictor.predict_frame(bad)
     with pytest.raises(ForecastInputError, match="'pump-1': the id is given to more than one row"):
         predictor.predict_frame(pd.concat([row, row], ignore_index=True))
+    # a row without an id is 'series-<row>': where another row gives that id, the message says
+    # which row had none (it blamed the user's id as given twice)
+    clash = pd.concat([row.assign(id="series-1"), row.assign(id=None)], ignore_index=True)
+    with pytest.raises(ForecastInputError) as clashed:
+        predictor.predict_frame(clash)
+    assert str(clashed.value) == (
+        "series 'series-1': row 1 has no id and is named 'series-1' by default, the id row 0 "
+        "gives; give row 1 its own id"
+    )
     # a number is not a time: pd.Timestamp read 1527811200 as nanoseconds after 1970
     for number in (1_527_811_200, "1527811200", 1.5e9):
         with pytest.raises(ForecastInputError, match=r"`start` .* is a number, not a date"):

@@ -597,3 +597,36 @@ def test_the_data_report_says_why_a_segment_is_unused() -> None:
     data = cut_data(600, [(560, 585)], v=row_number_frame(600))  # u#2: 15 test rows
     (line,) = cut_series_lines(data, split_data(data, short), short)
     assert "; u#2 none (its 15 test rows too short for a window)" in line, line
+
+
+def test_a_named_unit_whose_id_has_outer_spaces_is_pointed_to() -> None:
+    """`--test-series " PJM"` strips the name: 'PJM' was refused as unknown beside the
+    file's ' PJM', with no word on the space."""
+    from training.split import NamedSeriesError, series_roles
+
+    config = SplitConfig(lookback=24, method="series", test_series=("PJM",))
+    with pytest.raises(NamedSeriesError) as caught:
+        series_roles([" PJM", "FE", "PJM2"], config)
+    assert str(caught.value).startswith(
+        "test_series names 1 series the data does not hold ('PJM'); ' PJM' begins or ends with "
+        "a space: name it with the space (--test-series strips each name; a --config file, "
+        '{"train": {"test_series": [...]}}, keeps it)'
+    )
+    assert series_roles([" PJM", "FE", "PJM2"], replace(config, test_series=(" PJM",)))[" PJM"] == (
+        "test"
+    )
+
+
+def test_held_out_ids_with_outer_spaces_are_quoted_in_the_report() -> None:
+    from types import SimpleNamespace
+
+    from training.pipeline import held_out_lines
+
+    splits = {
+        sid: SimpleNamespace(plan=SimpleNamespace(role=role))
+        for sid, role in ((" PJM", "test"), ("PJM ", "val"), ("007", "test"), ("FE", "train"))
+    }
+    assert held_out_lines(splits) == [  # type: ignore[arg-type]
+        "split 'series': 1 series train on their whole history; 1 validate ('PJM '); 2 are "
+        "the test units, never seen in training (007, ' PJM')"
+    ]
