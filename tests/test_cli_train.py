@@ -402,6 +402,7 @@ def test_train_then_backtest_end_to_end(
     assert "registered urnn-forecaster version 1 (alias challenger)" in out
     assert "promoted to champion: no champion yet" in out
     assert "mae" in out
+    assert f"on {csv}, target 'y', covariates 'x'\n" in out  # the headline says what it reads
     # hourly data: the daily season, said beside the table
     assert "MASE scaled by the seasonal naive forecast of 24 rows (one season of" in out
     # the loader's decisions come before the fit's output, not only in the run's artifacts

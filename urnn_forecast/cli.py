@@ -1877,7 +1877,12 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
 
         print(
             f"Training {config.model.kind} (lookback {config.model.lookback}, horizon "
-            f"{config.model.horizon}) on {config.data}, target {config.load.target!r}",
+            f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
+            + (
+                f", covariates {', '.join(map(repr, config.load.covariates))}"
+                if config.load.covariates
+                else ""
+            ),
             flush=True,
         )
         result = train_pipeline(
