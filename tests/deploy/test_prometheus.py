@@ -41,10 +41,11 @@ def test_promtool_check_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_reload_alert_holds_while_the_alias_names_a_version_that_fails() -> None:
+def test_the_reload_alerts_on_replayed_counters() -> None:
     """A failed version is counted as "failure" once per worker; the poll then counts
-    "skipped_failed". The alert watched "failure" only, so it cleared after 15 minutes while
-    no replica served the version the alias names."""
+    "skipped_failed". UrnnModelReloadFailed watched "failure" only, so it cleared after 15
+    minutes while no replica served the version the alias names. And the 502 of a failed
+    POST /model/reload paged as a 5xx rate on a quiet replica."""
     rules_test = Path(__file__).with_name("reload_alert_rules_test.yml")
     result = subprocess.run(
         [_promtool(), "test", "rules", str(rules_test)],
