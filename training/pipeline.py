@@ -719,17 +719,25 @@ def _window_that_fits(config: TrainConfig, longest: int | None) -> tuple[int, in
     """A look-back and horizon that leave the longest series one window in each part of the
     split, for the too-short message to name (a monthly history of 198 rows cannot hold the
     hourly defaults, 336 + 96, and "shorter" alone left the user to search): the asked horizon
-    halved until one fits, with the longest look-back, a multiple of the segment length for
-    the recurrent kinds, no shorter than that horizon. None where none fits."""
+    halved until one fits, with a look-back of twice that horizon (at most the asked one; a
+    multiple of the segment length for the recurrent kinds), shorter where that does not fit.
+    None where none fits.
+
+    Twice the horizon, not the longest look-back that fits: a short history has few training
+    windows, and every row of look-back is one window fewer (198 months at look-back 120 and
+    horizon 12 leave 7). On validation only (best val MAE, z scale, urnn / lstm / linear):
+    PJM East's monthly means, horizon 12, look-back 120: 0.532 / 0.347 / 0.481, 48: 0.398 /
+    0.305 / 0.396, 24: 0.327 / 0.268 / 0.383; Bike sharing's 731 days, horizon 48, look-back
+    336: 1.719 / 0.609 / 1.440, 216: 0.741 / 0.512 / 0.647, 96: 0.596 / 0.448 / 0.568."""
     if longest is None:
         return None
     model = config.model
     step = model.segment_length if FORECASTERS[model.kind].RECURRENT else 1
     horizon = model.horizon
     while horizon >= 1:
-        # the rows needed grow with the look-back: the longest that fits by bisection, in
-        # multiples of `step` from the shortest allowed (`low`) to the asked one (`high`)
-        low, high = -(-max(horizon, step) // step), model.lookback // step
+        # the rows needed grow with the look-back: the longest up to twice the horizon that
+        # fits, by bisection over multiples of `step` (at least one step)
+        low, high = 1, max(1, min(model.lookback, 2 * horizon) // step)
         found = None
         while low <= high:
             middle = (low + high) // 2

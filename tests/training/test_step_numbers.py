@@ -200,12 +200,12 @@ def test_engines_shorter_than_one_window_name_the_way_out(
     # one window (212 rows) is longer than every engine: no val fraction can help
     assert str(error.value).endswith(
         "one window alone (212 rows) is longer than the longest series, so no split option "
-        "helps: a shorter look-back or horizon (--lookback 72 --horizon 12 fits the longest "
+        "helps: a shorter look-back or horizon (--lookback 24 --horizon 12 fits the longest "
         "series) keeps more series"
     )
     assert "--val-fraction" not in str(error.value)
     # the pair it names does fit: the run gets past the length checks to its fit and backtest
-    suggested = replace(train, model=replace(train.model, lookback=72, horizon=12))
+    suggested = replace(train, model=replace(train.model, lookback=24, horizon=12))
     assert train_pipeline(suggested, mlflow_settings).scores["mae"] >= 0
 
 
@@ -238,7 +238,7 @@ def test_a_larger_val_fraction_is_named_only_where_one_would_keep_a_series(
     assert "--val-fraction" not in str(error.value)
     assert str(error.value).endswith(
         "and test; the train and val shares decide: a shorter look-back or horizon "
-        "(--lookback 64 --horizon 6 fits the longest series) keeps more series"
+        "(--lookback 12 --horizon 6 fits the longest series) keeps more series"
     )
 
 
@@ -274,7 +274,7 @@ def test_a_small_train_fraction_of_the_users_is_named_as_the_way_out(
         train_pipeline(somewhat, mlflow_settings)
     assert str(error.value).endswith(
         "the train share decides: a larger --train-fraction (0.3 needs 100 rows), or a shorter "
-        "look-back or horizon (--lookback 19 --horizon 6 fits the longest series) keeps more "
+        "look-back or horizon (--lookback 12 --horizon 6 fits the longest series) keeps more "
         "series"
     )
     # the default fractions: the look-back and horizon decide, none is the user's to blame
