@@ -1,15 +1,16 @@
 """`urnn train`'s defaults on data no benchmark tunes on, every kind side by side: Taylor's
 half-hourly England & Wales demand, Bike sharing's hourly rentals, one PJM region's 16 years of
-hourly load (PJMW), the 15-minute transformer log ETTm2, and two equipment logs: SKAB's water
-pump rig (1 s) and NASA's C-MAPSS FD001 turbofans (100 engines, one global model)
-(`../shared/data`).
+hourly load (PJMW), the 15-minute transformer log ETTm2, two short demand histories (PJM East's
+monthly means, Bike sharing's daily rentals), and two equipment logs: SKAB's water pump rig
+(1 s) and NASA's C-MAPSS FD001 turbofans (100 engines, one global model) (`../shared/data`).
 
-    python -m bench.train_defaults                        # seven data sets, four kinds, ~25 min
+    python -m bench.train_defaults                        # nine data sets, four kinds, ~25 min
     python -m bench.train_defaults --datasets taylor,bike --kinds urnn,linear
 
 Each cell is exactly what `urnn train --data FILE --target COL --model KIND` does (the same
 TrainConfig the command builds with no options but the loader's), run into a temporary MLflow
-store and not registered. The table it prints is the one in docs/benchmarks.md, section
+store and not registered (a data set's `model` options aside, where its series cannot hold the
+default look-back and horizon). The table it prints is the one in docs/benchmarks.md, section
 "Beyond ETT and PJM"; that section also says how the defaults were chosen (validation only).
 """
 
