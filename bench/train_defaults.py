@@ -51,7 +51,8 @@ def monthly_means_csv(raw: Path, out_dir: Path) -> Path:
     hourly = pd.read_csv(raw, parse_dates=["Datetime"]).set_index("Datetime")["PJME_MW"]
     monthly = hourly.sort_index().resample("MS").mean().iloc[1:-1]
     path = out_dir / "pjme_monthly.csv"
-    frame = pd.DataFrame({"month": monthly.index.strftime("%Y-%m-%d"), "PJME_MW": monthly})
+    months = pd.DatetimeIndex(monthly.index).strftime("%Y-%m-%d")
+    frame = pd.DataFrame({"month": months, "PJME_MW": monthly.to_numpy()})
     frame.to_csv(path, index=False)
     return path
 

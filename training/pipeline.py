@@ -15,6 +15,7 @@ the current champion re-evaluated on the same backtest (training.registry.promot
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tempfile
@@ -733,22 +734,47 @@ def _window_that_fits(config: TrainConfig, longest: int | None) -> tuple[int, in
         return None
     model = config.model
     step = model.segment_length if FORECASTERS[model.kind].RECURRENT else 1
+    most = model.lookback // step
+
+    def valid(k: int, horizon: int) -> bool:  # lower bounds: a kernel, a season within it
+        try:
+            replace(model, lookback=k * step, horizon=horizon)
+        except ValueError:
+            return False
+        return True
+
+    def fits(k: int, horizon: int) -> bool:
+        return rows_for_one_window_each(config.split(k * step), horizon) <= longest
+
     horizon = model.horizon
     while horizon >= 1:
-        # the rows needed grow with the look-back: the longest up to twice the horizon that
-        # fits, by bisection over multiples of `step` (at least one step)
-        low, high = 1, max(1, min(model.lookback, 2 * horizon) // step)
-        found = None
-        while low <= high:
-            middle = (low + high) // 2
-            if rows_for_one_window_each(config.split(middle * step), horizon) <= longest:
-                found, low = middle * step, middle + 1
-            else:
-                high = middle - 1
-        if found is not None:
-            return found, horizon
+        # valid from some look-back up, fitting up to some: the shortest valid one, then the
+        # longest that fits up to twice the horizon (or that shortest), both by bisection
+        # over multiples of `step`
+        shortest = _first_true(1, most, functools.partial(valid, horizon=horizon))
+        if shortest is not None and fits(shortest, horizon):
+            high = min(most, max(shortest, 2 * horizon // step))
+            too_long = _first_true(shortest + 1, high, functools.partial(_exceeds, fits, horizon))
+            return (high if too_long is None else too_long - 1) * step, horizon
         horizon //= 2
     return None
+
+
+def _exceeds(fits: Callable[[int, int], bool], horizon: int, k: int) -> bool:
+    return not fits(k, horizon)
+
+
+def _first_true(low: int, high: int, test: Callable[[int], bool]) -> int | None:
+    """The least k in [low, high] with test(k), for a test false then true as k grows; None
+    where none is."""
+    found = None
+    while low <= high:
+        middle = (low + high) // 2
+        if test(middle):
+            found, high = middle, middle - 1
+        else:
+            low = middle + 1
+    return found
 
 
 def _fraction_that_fits(
@@ -855,8 +881,13 @@ def model_meta(
         "target": data.target,
         "covariates": list(data.covariates),
         "scaler": scaler.to_dict(),
+        # the target per look-back window where the network reads it so (instance
+        # normalisation); by value where it reads the level ("none") or the spread ("last")
         "reference": reference_statistics(
-            train_frames, window=(data.target, model_config.lookback)
+            train_frames,
+            window=(data.target, model_config.lookback)
+            if model_config.normalisation == "instance"
+            else None,
         ),
         "package_version": __version__,
         "load": load.to_dict(),
@@ -942,7 +973,11 @@ def compare_registered(
             None,
             refusal=f"{refusal}; kept (move the alias by hand if that is intended)",
         )
-    result = backtest_predictor(predictor, data, config, backtest_config)
+    # past the refusals, the champion knows no covariate this data lacks: scored on the
+    # columns it was trained with (a challenger that only knows one more is compared)
+    result = backtest_predictor(
+        predictor, with_covariates(data, predictor.covariates), config, backtest_config
+    )
     if result is None:
         return None
     keys = ["series", "origin", "step"]
@@ -1006,8 +1041,12 @@ def served_requests_refused(
     score cannot say which requests the champion's clients send; a person can).
 
     The challenger forecasts fewer steps; needs a longer history; reads calendar features
-    (each series' dates required) where the champion does not; or reads other covariates
-    (the service refuses a missing covariate and an unknown one alike)."""
+    (each series' dates required) where the champion does not; reads a covariate the champion
+    does not read (a request may lack it: the service refuses a missing covariate the model
+    reads); or does not know a covariate the champion knows (a request may carry it: the
+    service refuses an unknown one). A model knows its data's covariates, and reads them only
+    where its kind reads past covariates (`covariates`: the linear and naive kinds read none),
+    as service.served.ServedModel has it."""
     theirs = champion.model.config
     if theirs.horizon > challenger.horizon:
         return (
@@ -1027,26 +1066,45 @@ def served_requests_refused(
             "timestamps), and the champion does not: as champion it would refuse the "
             "undated requests that are served today"
         )
-    added = [name for name in covariates if name not in champion.covariates]
-    dropped = [name for name in champion.covariates if name not in covariates]
-    if added or dropped:
-        names = " and ".join(
-            part
-            for part in (
-                f"reads covariate(s) {', '.join(map(repr, added))} that the champion does not"
-                if added
-                else "",
-                f"does not read the champion's covariate(s) {', '.join(map(repr, dropped))}"
-                if dropped
-                else "",
-            )
-            if part
-        )
+    their_reads = read_covariates(champion.model.config, champion.covariates)
+    mine_reads = read_covariates(challenger, covariates)
+    needed = [name for name in mine_reads if name not in their_reads]
+    if needed:
         return (
-            f"this model {names}: as champion it would refuse requests served today (the "
-            "service answers a missing covariate and an unknown one with 422)"
+            f"this model reads covariate(s) {', '.join(map(repr, needed))} that the champion "
+            "does not: as champion it would refuse the requests without them that are served "
+            "today (a covariate the model reads must be given)"
+        )
+    unknown = [name for name in champion.covariates if name not in covariates]
+    if unknown:
+        return (
+            f"this model does not know the champion's covariate(s) "
+            f"{', '.join(map(repr, unknown))}: as champion it would refuse the requests "
+            "carrying them that are served today (an unknown covariate is refused)"
         )
     return None
+
+
+def with_covariates(data: LoadedData, covariates: Sequence[str]) -> LoadedData:
+    """`data` with only `covariates` (each one of its own) beside the target, in that order."""
+    if tuple(covariates) == data.covariates:
+        return data
+    columns = [data.target, *covariates]
+    return replace(
+        data,
+        series={sid: frame[columns] for sid, frame in data.series.items()},
+        filled={sid: frame[columns] for sid, frame in data.filled.items()},
+        covariates=tuple(covariates),
+        config=replace(data.config, covariates=tuple(covariates)),
+    )
+
+
+def read_covariates(config: ForecasterConfig, covariates: Sequence[str]) -> tuple[str, ...]:
+    """The covariates a model of `config` trained on `covariates` reads (every request must
+    carry them): all of them where its kind reads past covariates, else none."""
+    if FORECASTERS[config.kind].SUPPORTS_PAST_COVARIATES and config.n_past_covariates > 0:
+        return tuple(covariates)
+    return ()
 
 
 def backtest_predictor(

@@ -462,11 +462,16 @@ def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(
     csv: Path, mlflow_settings: Settings
 ) -> None:
     """Better scores, yet as champion it would answer 422 to requests served today: a longer
-    look-back (shorter histories refused), calendar features (undated requests refused), other
-    covariates (a missing one and an unknown one refused). Such a version was promoted when
-    its score was lower; it is kept, saying which requests, and can be promoted by hand."""
+    look-back (shorter histories refused), calendar features (undated requests refused), a
+    covariate it reads and the champion does not (requests without it refused), one the
+    champion knows and it does not (requests carrying it refused). Such a version was promoted
+    when its score was lower; it is kept, saying which requests, and can be promoted by hand.
+    A linear model knows its data's covariates and reads none, as the service has it."""
+    import mlflow
+
     linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
-    champion = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    urnn = replace(linear, kind="urnn", hidden_size=8, segment_length=12)
+    champion = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)  # knows x
     assert champion.promoted
     cases = [
         (
@@ -476,37 +481,38 @@ def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(
             f"{2 * LOOKBACK - 1} values that are served today; kept",
         ),
         (
-            tiny_config(
-                csv,
-                model=replace(linear, kind="urnn", hidden_size=8, segment_length=12),
-                calendar=True,
-            ),
+            tiny_config(csv, model=urnn, calendar=True),
             "this model reads calendar features, so every series needs its dates",
         ),
         (
+            tiny_config(csv, model=urnn),  # the linear champion knows x but reads none
+            "this model reads covariate(s) 'x' that the champion does not: as champion it "
+            "would refuse the requests without them that are served today",
+        ),
+        (
             tiny_config(csv, model=linear, load=LoadConfig(target="y")),
-            "this model does not read the champion's covariate(s) 'x': as champion it would "
-            "refuse requests served today",
+            "this model does not know the champion's covariate(s) 'x': as champion it would "
+            "refuse the requests carrying them that are served today",
         ),
     ]
     for config, reason in cases:
         result = train_pipeline(config, mlflow_settings)
         assert not result.promoted and reason in result.reason, result.reason
         assert result.champion_version == champion.version
-    # the other way round: a champion without covariates (the last one), a challenger with one
-    import mlflow
-
+    # the other way round: a champion that knows no covariate (the last one); a linear
+    # challenger that knows x serves every request it serves: compared, on the champion's
+    # own columns
     mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, str(result.version))
     with_x = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
-    assert not with_x.promoted
+    assert with_x.champion_score is not None, with_x.reason
+    assert with_x.promoted == (with_x.challenger_score < with_x.champion_score)
     other = train_pipeline(
         tiny_config(csv, model=linear, load=LoadConfig(target="x")), mlflow_settings
     )
     assert other.reason == (
-        f"champion v{result.version} could not be scored on this backtest (it forecasts 'y' "
-        "and this model 'x'); kept"
+        f"champion v{other.champion_version} could not be scored on this backtest (it "
+        "forecasts 'y' and this model 'x'); kept"
     )
-    assert "this model reads covariate(s) 'x' that the champion does not" in with_x.reason
 
 
 def test_a_champion_moved_during_the_comparison_is_compared_again(
@@ -951,3 +957,26 @@ def test_the_pyfunc_takes_the_start_texts_the_service_takes(start: str) -> None:
     except ValidationError:
         service_takes = False
     assert bool(_ISO_DATE_TIME.fullmatch(start)) == service_takes
+
+
+@pytest.mark.parametrize(("normalisation", "space"), [("instance", "window"), ("none", "values")])
+def test_the_drift_reference_bins_the_target_as_the_network_reads_it(
+    csv: Path, mlflow_settings: Settings, tmp_path: Path, normalisation: str, space: str
+) -> None:
+    """Per look-back window where the network normalises each window (its level is no input),
+    by value where it reads the level: such a model's inputs tripled in level and spread
+    read as calm per window (PSI 0.002 against 8.3 by value), though it never saw them."""
+    model = ForecasterConfig(
+        kind="urnn",
+        lookback=LOOKBACK,
+        horizon=HORIZON,
+        hidden_size=8,
+        segment_length=12,
+        normalisation=normalisation,  # type: ignore[arg-type]
+    )
+    result = train_pipeline(tiny_config(csv, model=model), mlflow_settings)
+    files = model_artifact_dir(result.model_uri, tmp_path / "files")
+    reference = json.loads((files / "config.json").read_text())["reference"]
+    assert reference["y"]["space"] == space
+    assert reference["x"]["space"] == "values"
+    assert ("window" in reference["y"]) is (space == "window")

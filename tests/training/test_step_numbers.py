@@ -357,3 +357,41 @@ def test_named_test_units_train_register_and_are_backtested_again_by_name(
         "test_series names 1 series the data does not hold ('11'); its 10 series are '1', '2'"
         in err
     )
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "linear", "decomposition_kernel": 25},
+        {"kind": "seasonal_naive", "season_length": 24},
+        {"kind": "urnn", "segment_length": 24},
+        {"kind": "linear"},
+    ],
+    ids=["dlinear-kernel", "seasonal-naive", "segments", "plain"],
+)
+@pytest.mark.parametrize("longest", [20, 60, 120, 198, 400])
+def test_the_pair_a_too_short_error_names_is_one_the_model_takes(
+    model: dict[str, object], longest: int
+) -> None:
+    """The named pair must build (a DLinear kernel and a seasonal naive season within the
+    look-back, segments that divide it) and fit the longest series; with a DLinear kernel of
+    25 it named a look-back of 18, which the model config then refused."""
+    from training.pipeline import _window_that_fits
+    from training.split import rows_for_one_window_each
+
+    train = TrainConfig(
+        data="x.csv",
+        load=config(),
+        model=ForecasterConfig(lookback=336, horizon=96, **model),  # type: ignore[arg-type]
+        registered_name=None,
+    )
+    pair = _window_that_fits(train, longest)
+    if pair is None:  # nothing fits: one row of look-back the model takes is already too long
+        shortest = {"linear": 25, "seasonal_naive": 24, "urnn": 24}[str(model["kind"])]
+        shortest = shortest if len(model) > 1 else 1
+        assert rows_for_one_window_each(train.split(shortest), 1) > longest
+        return
+    lookback, horizon = pair
+    ForecasterConfig(lookback=lookback, horizon=horizon, **model)  # type: ignore[arg-type]
+    assert rows_for_one_window_each(train.split(lookback), horizon) <= longest
+    assert horizon <= 96 and lookback <= max(2 * horizon, 25)
