@@ -422,7 +422,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         segments += pieces
 
     _check_segment_ids(segments, source)
-    kept = _apply_min_length(segments, config, source, report)
+    kept = _apply_min_length(segments, config, source, report, freq)
     for segment in kept:
         _check_finite_result(segment, source)
         n_filled = int(segment.filled.to_numpy().sum())
@@ -1729,7 +1729,7 @@ def _own_step(observed: pd.Index, freq: str) -> str:
 
 
 def _apply_min_length(
-    segments: list[Segment], config: LoadConfig, source: str, report: Report
+    segments: list[Segment], config: LoadConfig, source: str, report: Report, freq: str
 ) -> list[Segment]:
     floors = _row_floors(segments, config)
     short = [s for s in segments if len(s.frame) < floors[s.series_id]]
@@ -1739,6 +1739,7 @@ def _apply_min_length(
             f"{source}: every series is shorter than min_length={config.min_length:,} (the "
             f"longest has {longest:,} rows)",
             longest=longest,
+            freq=freq,
         )
     if short and config.on_short != "drop":
         first = short[0]
@@ -1749,6 +1750,7 @@ def _apply_min_length(
             f"on_short='drop' to leave such series out (allowed: "
             f"{', '.join(SHORT_SERIES_POLICIES)})",
             longest=longest,
+            freq=freq,
         )
     for segment in short:
         n = len(segment.frame)

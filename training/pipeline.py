@@ -49,6 +49,7 @@ from training.mlflow_model import (
     CLOCK_LOCAL,
     CLOCK_UTC,
     ForecastPredictor,
+    calendar_clock,
     input_example,
     reference_statistics,
 )
@@ -592,6 +593,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
         raise SeriesTooShortError(
             f"{error}; {_too_short_way_out(config, lookback, horizon, load.min_length, error)}",
             longest=error.longest,
+            freq=error.freq,
         ) from None
     steps = load.step_origin is not None
     model_config = resolve_model_config(
@@ -659,7 +661,7 @@ def _too_short_way_out(
     raised it (`too_short_fraction`)."""
     need = lookback + horizon
     options = "a shorter look-back or horizon (--lookback, --horizon)"
-    fits = _window_that_fits(config, error.longest)
+    fits = _window_that_fits(config, error.longest, error.freq)
     if fits is not None:
         options = (
             f"a shorter look-back or horizon (--lookback {fits[0]:,} --horizon {fits[1]:,} "
@@ -716,7 +718,9 @@ def _too_short_way_out(
     return f"{why}: {options}, or {option} keeps more series"
 
 
-def _window_that_fits(config: TrainConfig, longest: int | None) -> tuple[int, int] | None:
+def _window_that_fits(
+    config: TrainConfig, longest: int | None, freq: str | None = None
+) -> tuple[int, int] | None:
     """A look-back and horizon that leave the longest series one window in each part of the
     split, for the too-short message to name (a monthly history of 198 rows cannot hold the
     hourly defaults, 336 + 96, and "shorter" alone left the user to search): the asked horizon
@@ -736,9 +740,15 @@ def _window_that_fits(config: TrainConfig, longest: int | None) -> tuple[int, in
     step = model.segment_length if FORECASTERS[model.kind].RECURRENT else 1
     most = model.lookback // step
 
+    steps = config.load.step_origin is not None
+    explicit = model.season_length if model.season_length is not None else config.season_length
+
     def valid(k: int, horizon: int) -> bool:  # lower bounds: a kernel, a season within it
         try:
             replace(model, lookback=k * step, horizon=horizon)
+            if model.kind == "seasonal_naive" and (explicit is not None or freq is not None):
+                # the season resolve_model_config gives it: the user's, else the frequency's
+                model_season(explicit, freq or "D", k * step, steps=steps)
         except ValueError:
             return False
         return True
@@ -881,12 +891,14 @@ def model_meta(
         "target": data.target,
         "covariates": list(data.covariates),
         "scaler": scaler.to_dict(),
-        # the target per look-back window where the network reads it so (instance
-        # normalisation); by value where it reads the level ("none") or the spread ("last")
+        # the target per look-back window where the network reads it so (a windowed kind
+        # with instance normalisation); by value where it reads the level ("none"), the
+        # spread ("last") or statistics fixed at a stream's start (urnn-stream)
         "reference": reference_statistics(
             train_frames,
             window=(data.target, model_config.lookback)
             if model_config.normalisation == "instance"
+            and not FORECASTERS[model_config.kind].STREAMING
             else None,
         ),
         "package_version": __version__,
@@ -967,7 +979,9 @@ def compare_registered(
         return Comparison(
             None, why=f"it forecasts {predictor.target!r} and this model {data.target!r}"
         )
-    refusal = served_requests_refused(predictor, challenger_config, data.covariates)
+    refusal = served_requests_refused(
+        predictor, challenger_config, data.covariates, data_calendar_clock(data)
+    )
     if refusal is not None:
         return Comparison(
             None,
@@ -1034,14 +1048,20 @@ def shared_levels(
 
 
 def served_requests_refused(
-    champion: ForecastPredictor, challenger: ForecasterConfig, covariates: Sequence[str]
+    champion: ForecastPredictor,
+    challenger: ForecasterConfig,
+    covariates: Sequence[str],
+    clock: str = CLOCK_LOCAL,
 ) -> str | None:
     """Why requests the champion answers today would be refused (422) by the challenger as
     champion, or None: whatever its score, such a model is not promoted automatically (a
     score cannot say which requests the champion's clients send; a person can).
 
-    The challenger forecasts fewer steps; needs a longer history; reads calendar features
-    (each series' dates required) where the champion does not; reads a covariate the champion
+    The challenger forecasts fewer steps; lacks a quantile level the champion answers; is
+    not a streaming model where the champion is (its /series requests answer 409); needs a
+    longer history; reads calendar features (each series' dates required) where the champion
+    does not, or on the local clock (`clock`) where the champion's read UTC hours (undated
+    offsets across a daylight-saving change refused); reads a covariate the champion
     does not read (a request may lack it: the service refuses a missing covariate the model
     reads); or does not know a covariate the champion knows (a request may carry it: the
     service refuses an unknown one). A model knows its data's covariates, and reads them only
@@ -1054,6 +1074,19 @@ def served_requests_refused(
             f"{challenger.horizon}: as champion it would refuse requests for more than "
             f"{challenger.horizon} steps that are served today"
         )
+    lost = [q for q in theirs.quantiles if q not in challenger.quantiles]
+    if lost:
+        return (
+            f"the champion answers quantile level(s) {', '.join(f'{q:g}' for q in lost)} and "
+            "this model does not: as champion it would refuse the requests asking for them "
+            "that are served today"
+        )
+    if FORECASTERS[theirs.kind].STREAMING and not FORECASTERS[challenger.kind].STREAMING:
+        return (
+            f"the champion is a streaming model ({theirs.kind!r}) and this one is not "
+            f"({challenger.kind!r}): as champion it would answer 409 to the /series requests "
+            "that are served today"
+        )
     if challenger.lookback > theirs.lookback:
         return (
             f"the champion reads histories of {theirs.lookback} values and this model "
@@ -1065,6 +1098,12 @@ def served_requests_refused(
             "this model reads calendar features, so every series needs its dates (start or "
             "timestamps), and the champion does not: as champion it would refuse the "
             "undated requests that are served today"
+        )
+    if challenger.n_calendar and calendar_clock(champion.meta) == CLOCK_UTC and clock != CLOCK_UTC:
+        return (
+            "the champion's calendar features read UTC hours and this model's the local clock "
+            "of its data: as champion it would refuse the undated requests whose offsets span "
+            "a daylight-saving change that are served today"
         )
     their_reads = read_covariates(champion.model.config, champion.covariates)
     mine_reads = read_covariates(challenger, covariates)

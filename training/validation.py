@@ -84,11 +84,15 @@ class GapTooLongError(DataValidationError):
 class SeriesTooShortError(DataValidationError):
     """A series shorter than min_length, with on_short="error". `longest`: the rows of the
     file's longest series, when known, so a caller can say which way out can help (no
-    split option keeps a series shorter than one window)."""
+    split option keeps a series shorter than one window); `freq`: the data's frequency, when
+    known (a seasonal naive season that a shorter look-back must still hold follows it)."""
 
-    def __init__(self, message: str, *, longest: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, longest: int | None = None, freq: str | None = None
+    ) -> None:
         super().__init__(message)
         self.longest = longest
+        self.freq = freq
 
 
 # --- policies --------------------------------------------------------------------------------

@@ -980,3 +980,66 @@ def test_the_drift_reference_bins_the_target_as_the_network_reads_it(
     assert reference["y"]["space"] == space
     assert reference["x"]["space"] == "values"
     assert ("window" in reference["y"]) is (space == "window")
+
+
+def _predictor(config: ForecasterConfig, **meta: object) -> Any:
+    from models.forecaster import build_forecaster
+    from training.mlflow_model import ForecastPredictor
+    from training.split import StandardScaler
+
+    scaler = StandardScaler.from_dict(  # unused by the check
+        {
+            "kind": "standard",
+            "scope": "global",
+            "columns": ["y"],
+            "stats": {"*": {"y": {"mean": 0.0, "scale": 1.0}}},
+        }
+    )
+    return ForecastPredictor(model=build_forecaster(config), meta=dict(meta), scaler=scaler)
+
+
+@pytest.mark.parametrize(
+    ("champion", "challenger", "clock", "reason"),
+    [
+        (
+            {"quantiles": (0.05, 0.5, 0.95)},
+            {"quantiles": (0.1, 0.5, 0.9)},
+            "local",
+            "the champion answers quantile level(s) 0.05, 0.95 and this model does not",
+        ),
+        (
+            {"kind": "urnn-stream", "hidden_size": 8},
+            {},
+            "local",
+            "the champion is a streaming model ('urnn-stream') and this one is not ('urnn')",
+        ),
+        (
+            {"n_calendar": 6, "calendar_clock": "utc"},
+            {"n_calendar": 6},
+            "local",
+            "the champion's calendar features read UTC hours and this model's the local clock",
+        ),
+        ({"n_calendar": 6, "calendar_clock": "utc"}, {"n_calendar": 6}, "utc", None),
+        ({"n_calendar": 6}, {"n_calendar": 6}, "utc", None),  # local -> UTC serves them all
+        ({"quantiles": (0.1, 0.5, 0.9)}, {"quantiles": (0.05, 0.1, 0.5, 0.9, 0.95)}, "local", None),
+    ],
+)
+def test_requests_a_challenger_would_refuse_are_found_before_its_score(
+    champion: dict[str, Any], challenger: dict[str, Any], clock: str, reason: str | None
+) -> None:
+    """Quantile levels the champion answers, its /series stream, its calendar clock: each a
+    request the champion serves and the challenger would refuse (422, 409), found by a review
+    after the first version of the check."""
+    from training.pipeline import served_requests_refused
+
+    base = {"kind": "urnn", "lookback": LOOKBACK, "horizon": HORIZON, "hidden_size": 8}
+    meta: dict[str, Any] = {"target": "y", "covariates": []}
+    if "calendar_clock" in champion:
+        meta["calendar_clock"] = champion.pop("calendar_clock")
+    theirs = _predictor(ForecasterConfig(**{**base, "segment_length": 12, **champion}), **meta)
+    mine = ForecasterConfig(**{**base, "segment_length": 12, **challenger})
+    refusal = served_requests_refused(theirs, mine, (), clock)
+    if reason is None:
+        assert refusal is None
+    else:
+        assert refusal is not None and refusal.startswith(reason), refusal

@@ -395,3 +395,28 @@ def test_the_pair_a_too_short_error_names_is_one_the_model_takes(
     ForecasterConfig(lookback=lookback, horizon=horizon, **model)  # type: ignore[arg-type]
     assert rows_for_one_window_each(train.split(lookback), horizon) <= longest
     assert horizon <= 96 and lookback <= max(2 * horizon, 25)
+
+
+@pytest.mark.parametrize(
+    ("season_length", "freq", "shortest"), [(48, "h", 48), (None, "7D", 52), (None, "h", 24)]
+)
+def test_the_pair_named_for_seasonal_naive_holds_the_season_it_will_get(
+    season_length: int | None, freq: str, shortest: int
+) -> None:
+    """The season comes from --season-length (TrainConfig) or the frequency, not the model
+    config: the pair named ignored both (a look-back of 24 for a season of 48, then refused)."""
+    from training.pipeline import _window_that_fits
+    from training.seasonality import model_season
+
+    train = TrainConfig(
+        data="x.csv",
+        load=LoadConfig(target="y"),  # dates: the frequency's season
+        model=ForecasterConfig(kind="seasonal_naive", lookback=336, horizon=96),
+        registered_name=None,
+        season_length=season_length,
+    )
+    pair = _window_that_fits(train, 300, freq)
+    assert pair is not None
+    lookback, _ = pair
+    assert lookback >= shortest
+    assert model_season(season_length, freq, lookback).rows == shortest
