@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
+from bench.train_defaults import DATASETS as TRAIN_DEFAULTS
 from service.drift import DriftMonitor
 from service.metrics import ServiceMetrics
 from training.data import LoadConfig, load_data
@@ -33,15 +34,7 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
     "etth1": ("ETT-small/ETTh1.csv", LoadConfig(target="OT")),
     "dayton": ("PJM_hourly/DAYTON_hourly.csv", LoadConfig(target="DAYTON_MW")),
-    "bike": (
-        "Bike-Sharing-Dataset/hour.csv",
-        LoadConfig(
-            target="cnt",
-            timestamp_col=("dteday", "hr"),
-            timestamp_format="%Y-%m-%d %H",
-            max_gap=36,
-        ),
-    ),
+    "bike": (TRAIN_DEFAULTS["bike"].path, TRAIN_DEFAULTS["bike"].load),
 }
 THRESHOLD = 0.2
 

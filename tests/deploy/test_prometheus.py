@@ -21,24 +21,17 @@ def _promtool() -> str:
     return path
 
 
-def test_promtool_check_config() -> None:
-    result = subprocess.run(
-        [_promtool(), "check", "config", str(PROMETHEUS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _promtool_passes(*args: str) -> None:
+    result = subprocess.run([_promtool(), *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_config() -> None:
+    _promtool_passes("check", "config", str(PROMETHEUS))
 
 
 def test_promtool_check_rules() -> None:
-    result = subprocess.run(
-        [_promtool(), "check", "rules", str(ALERTS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _promtool_passes("check", "rules", str(ALERTS))
 
 
 def test_the_reload_alerts_on_replayed_counters() -> None:
@@ -46,11 +39,4 @@ def test_the_reload_alerts_on_replayed_counters() -> None:
     "skipped_failed". UrnnModelReloadFailed watched "failure" only, so it cleared after 15
     minutes while no replica served the version the alias names. And the 502 of a failed
     POST /model/reload paged as a 5xx rate on a quiet replica."""
-    rules_test = Path(__file__).with_name("reload_alert_rules_test.yml")
-    result = subprocess.run(
-        [_promtool(), "test", "rules", str(rules_test)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _promtool_passes("test", "rules", str(Path(__file__).with_name("reload_alert_rules_test.yml")))
