@@ -26,14 +26,14 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (
             ["--datasets", "weather"],
-            "unknown data set(s) ['weather']; known: taylor, bike, pjmw, ettm2, skab, cmapss, "
-            "cmapss-units",
+            "unknown data set(s) ['weather']; known: taylor, bike, pjmw, ettm2, skab, "
+            "pjme-monthly, bike-daily, cmapss, cmapss-units",
         ),
         (["--kinds", "prophet"], "unknown kind(s) ['prophet']; known: urnn,"),
         (
             ["--data-dir", "/nowhere"],
             "--data-dir /nowhere: no file for ['taylor', 'bike', 'pjmw', 'ettm2', 'skab', "
-            "'cmapss', 'cmapss-units']",
+            "'pjme-monthly', 'bike-daily', 'cmapss', 'cmapss-units']",
         ),
     ],
 )

@@ -670,8 +670,9 @@ def test_pinball_mean_is_compared_on_the_quantile_levels_both_models_have(
     csv: Path, mlflow_settings: Settings
 ) -> None:
     """pinball_mean averages over a model's own levels, and wide ones score low whatever the
-    model: a challenger at 0.01/0.5/0.99 with twice the champion's error (0.45/0.5/0.55) beat
-    it. Both are now scored on the levels they share (0.5)."""
+    model: a challenger with eight wide levels beside the champion's 0.45/0.5/0.55 and twice
+    its error beat it. Both are now scored on the levels they share (the champion's three; a
+    challenger without them is not compared at all: it could not answer requests for them)."""
     import mlflow
 
     def config(quantiles: tuple[float, ...], epochs: int) -> TrainConfig:
@@ -682,16 +683,21 @@ def test_pinball_mean_is_compared_on_the_quantile_levels_both_models_have(
         return tiny_config(csv, model=model, fit=fit, metric="pinball_mean")
 
     champion = train_pipeline(config((0.45, 0.5, 0.55), 5), mlflow_settings)
-    worse = train_pipeline(config((0.01, 0.5, 0.99), 2), mlflow_settings)
+    wide = (0.01, 0.02, 0.03, 0.04, 0.45, 0.5, 0.55, 0.96, 0.97, 0.98, 0.99)
+    worse = train_pipeline(config(wide, 2), mlflow_settings)
     # the trap: worse on every shared measure, better on its own pinball_mean
     assert worse.scores["mae"] > champion.scores["mae"]
     assert worse.scores["pinball_mean"] < champion.scores["pinball_mean"]
     assert not worse.promoted
-    assert worse.champion_score == pytest.approx(champion.scores["pinball_q0.5"])
+    assert worse.champion_score == pytest.approx(champion.scores["pinball_mean"])
     tags = mlflow.MlflowClient().get_model_version(NAME, str(worse.version)).tags
-    assert tags["backtest.basis"] == "pinball_mean on the quantile levels both models forecast: 0.5"
+    assert tags["backtest.basis"] == (
+        "pinball_mean on the quantile levels both models forecast: 0.45, 0.5, 0.55"
+    )
     on_basis = float(tags["backtest.challenger_score_on_basis"])
-    assert on_basis == pytest.approx(worse.scores["pinball_q0.5"])
+    shared = ("pinball_q0.45", "pinball_q0.5", "pinball_q0.55")
+    assert on_basis == pytest.approx(sum(worse.scores[k] for k in shared) / 3)
+    assert worse.champion_score is not None and on_basis > worse.champion_score
     assert f"({tags['backtest.basis']})" in worse.reason
 
 
