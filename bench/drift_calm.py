@@ -6,8 +6,11 @@ own history, replayed as a service sees it, scored by the two drift spaces side 
 
 For each data set the reference is built as `urnn train` builds it (training.mlflow_model.
 reference_statistics on the first 70 % of the rows, the training span of its default split),
-once with the target binned by value (every model registered before the "space" key) and once
-per look-back window ("window": z-scores of each window's own mean and std, the default since).
+once with the target binned by value (every model registered before the "space" key, and those
+that read the level), once as each window less its last value (what a "last"-normalised network
+reads, e.g. the demo's and the ETT benchmark's) and once per look-back window ("window":
+z-scores of each window's own mean and std, the space of every windowed model that normalises
+per window since).
 Then hourly requests are replayed, each carrying the last `lookback` values, through the
 service's own monitor (service.drift.DriftMonitor, a window of `--window` values per column),
 at origins drawn in the training span itself (no drift by construction) and in the rest of the
@@ -45,6 +48,7 @@ def replay(
     origins: np.ndarray,
     lookback: int,
     window: int,
+    minus_last: bool = False,
 ) -> np.ndarray:
     """PSI after the requests of the `window // lookback` hours up to each origin."""
     out = []
@@ -55,6 +59,8 @@ def replay(
         monitor.reset_for("1", {"y": reference})
         hours = np.arange(origin - requests + 1, origin + 1)
         block = np.stack([series[h - lookback : h] for h in hours])  # (requests, lookback)
+        if minus_last:  # what a "last"-normalised network reads: the window less its last value
+            block = block - block[:, -1:]
         monitor.observe("1", {"y": [block]})
         out.append(registry.get_sample_value("urnn_input_drift_psi", {"column": "y"}))
     return np.asarray(out, dtype=np.float64)
@@ -72,8 +78,8 @@ def main() -> None:
         f"look-back {args.lookback}, drift window {args.window:,} values, {args.origins} "
         f"origins per span; PSI median / 90th percentile / share above {THRESHOLD}"
     )
-    print("| data | span | by value (before) | per window (now) |")
-    print("|---|---|---|---|")
+    print("| data | span | by value (before) | less the last value | per window (now) |")
+    print("|---|---|---|---|---|")
     for name in args.datasets.split(","):
         path, config = DATASETS[name]
         data = load_data(DATA_DIR / path, config)
@@ -83,18 +89,21 @@ def main() -> None:
         train = pd.DataFrame({"y": y[:n_train]})
         windowed = reference_statistics([train], window=("y", args.lookback))["y"]
         by_value = reference_statistics([train])["y"]
+        windows = np.lib.stride_tricks.sliding_window_view(y[:n_train], args.lookback)[::8]
+        less_last = pd.DataFrame({"y": (windows - windows[:, -1:]).reshape(-1)})
+        minus_last = reference_statistics([less_last])["y"]
         first = args.lookback + args.window // args.lookback
         spans = {"training span": (first, n_train), "later rows": (n_train + first, len(y))}
         for span, (lo, hi) in spans.items():
             origins = rng.integers(lo, hi, args.origins)
             cells = []
-            for reference in (by_value, windowed):
-                psi = replay(y, reference, origins, args.lookback, args.window)
+            for reference, less in ((by_value, False), (minus_last, True), (windowed, False)):
+                psi = replay(y, reference, origins, args.lookback, args.window, less)
                 cells.append(
                     f"{np.median(psi):.3f} / {np.quantile(psi, 0.9):.3f} / "
                     f"{np.mean(psi > THRESHOLD):.0%}"
                 )
-            print(f"| {name} | {span} | {cells[0]} | {cells[1]} |")
+            print(f"| {name} | {span} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

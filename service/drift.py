@@ -11,9 +11,9 @@ them and no rescan of the window. The runner feeds it once per batch.
 
 both floored at EPSILON so an empty bin does not make it infinite. Each column is binned in
 its reference's space (`reference[column]["space"]`, training.mlflow_model.DRIFT_SPACES): the
-target's look-back windows as z-scores of each window's own mean and std ("window", for a model
-with instance normalisation: what its network reads; a level that moves with the seasons is no
-drift), covariates (and the target of a model that reads its level) as their values
+target's look-back windows as z-scores of each window's own mean and std ("window", for a
+windowed model that normalises each window: a level that moves with the seasons is no drift),
+covariates (and the target of a model that reads its level) as their values
 ("values": a global scaler is affine and increasing, so binning raw values against raw edges
 is the same as binning scaled values against scaled edges). A model registered before the key
 has "values" everywhere, and is monitored as it was.

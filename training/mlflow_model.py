@@ -117,9 +117,10 @@ class ForecastInputError(ValueError):
 # keeps their values under it (a year of hourly windows of 336 is 2.8 M values).
 REFERENCE_SAMPLE = 2_000_000
 # The drift reference's spaces (`reference[column]["space"]`): "window" = each look-back window
-# as z-scores of its own mean and std (the target: what the network reads under instance
-# normalisation); "values" = the values as they are (covariates, read at their level; and
-# every column of a model registered before the key).
+# as z-scores of its own mean and std (the target of a windowed model that normalises each
+# window, "instance" or "last"); "values" = the values as they are (covariates, read at their
+# level; the target of a model that reads it, "none" or a stream's; every column of a model
+# registered before the key).
 DRIFT_SPACES = ("window", "values")
 
 

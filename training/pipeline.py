@@ -891,14 +891,13 @@ def model_meta(
         "target": data.target,
         "covariates": list(data.covariates),
         "scaler": scaler.to_dict(),
-        # the target per look-back window where the network reads it so (a windowed kind
-        # with instance normalisation); by value where it reads the level ("none"), the
-        # spread ("last") or statistics fixed at a stream's start (urnn-stream)
+        # the target per look-back window where the network reads each window apart from its
+        # level (a windowed kind normalised per window, "instance" or "last"); by value where
+        # it reads the level ("none") or statistics fixed at a stream's start (urnn-stream)
         "reference": reference_statistics(
             train_frames,
             window=(data.target, model_config.lookback)
-            if model_config.normalisation == "instance"
-            and not FORECASTERS[model_config.kind].STREAMING
+            if model_config.normalisation != "none" and not FORECASTERS[model_config.kind].STREAMING
             else None,
         ),
         "package_version": __version__,
