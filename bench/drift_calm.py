@@ -21,6 +21,7 @@ share of origins above the alert's threshold, 0.2 (deploy/prometheus/alerts.yml)
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,32 @@ DATASETS = {
 THRESHOLD = 0.2
 
 
+# What the gauge should and should not see, applied to each request's window (the row of a
+# block): not drift for a model that normalises each window, then changes of shape.
+Change = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+CHANGES: dict[str, Change] = {
+    "as recorded": lambda w, rng: w,
+    "level and spread changed (x2 + 10)": lambda w, rng: 2 * w + 10,
+    "Gaussian noise of the window's own spread added": lambda w, rng: (
+        w + rng.normal(0.0, 1.0, w.shape) * w.std(axis=1, keepdims=True)
+    ),
+    "stuck: the last half of each window at one value": lambda w, rng: np.concatenate(
+        [
+            w[:, : w.shape[1] // 2],
+            np.repeat(
+                w[:, w.shape[1] // 2 - 1 : w.shape[1] // 2], w.shape[1] - w.shape[1] // 2, axis=1
+            ),
+        ],
+        axis=1,
+    ),
+    "spikes: 5 % of values tripled": lambda w, rng: np.where(rng.random(w.shape) < 0.05, 3 * w, w),
+    "a square daily wave": lambda w, rng: (
+        w.mean(axis=1, keepdims=True)
+        + w.std(axis=1, keepdims=True) * np.sign(np.sin(np.arange(w.shape[1]) * 2 * np.pi / 24))
+    ),
+}
+
+
 def replay(
     series: np.ndarray,
     reference: dict[str, object],
@@ -49,6 +76,7 @@ def replay(
     lookback: int,
     window: int,
     minus_last: bool = False,
+    change: Change | None = None,
 ) -> np.ndarray:
     """PSI after the requests of the `window // lookback` hours up to each origin."""
     out = []
@@ -59,6 +87,8 @@ def replay(
         monitor.reset_for("1", {"y": reference})
         hours = np.arange(origin - requests + 1, origin + 1)
         block = np.stack([series[h - lookback : h] for h in hours])  # (requests, lookback)
+        if change is not None:
+            block = change(block, np.random.default_rng(int(origin)))
         if minus_last:  # what a "last"-normalised network reads: the window less its last value
             block = block - block[:, -1:]
         monitor.observe("1", {"y": [block]})
@@ -78,6 +108,7 @@ def main() -> None:
         f"look-back {args.lookback}, drift window {args.window:,} values, {args.origins} "
         f"origins per span; PSI median / 90th percentile / share above {THRESHOLD}"
     )
+    changes: list[tuple[str, np.ndarray, np.ndarray, dict[str, object]]] = []
     print("| data | span | by value (before) | less the last value | per window (now) |")
     print("|---|---|---|---|---|")
     for name in args.datasets.split(","):
@@ -104,6 +135,21 @@ def main() -> None:
                     f"{np.mean(psi > THRESHOLD):.0%}"
                 )
             print(f"| {name} | {span} | {' | '.join(cells)} |")
+        later = rng.integers(n_train + first, len(y), args.origins)
+        changes.append((name, later, y, windowed))
+    print(
+        "\nChanges to each request's window on the later rows, per window (the space now): "
+        "PSI median / share above the threshold"
+    )
+    names = [name for name, *_ in changes]
+    print("| change | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, change in CHANGES.items():
+        cells = []
+        for _, origins, y, windowed in changes:
+            psi = replay(y, windowed, origins, args.lookback, args.window, change=change)
+            cells.append(f"{np.median(psi):.3f} / {np.mean(psi > THRESHOLD):.0%}")
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
