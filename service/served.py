@@ -27,7 +27,13 @@ from models.forecaster import Forecaster
 from models.streaming import StreamingURNNForecaster, StreamServing
 from service.cuda_graphs import GraphedForward
 from service.traced import TracedForward, trace_forward
-from training.mlflow_model import CLOCK_UTC, CalendarClock, ForecastPredictor, calendar_clock
+from training.mlflow_model import (
+    CLOCK_UTC,
+    CalendarClock,
+    ForecastPredictor,
+    calendar_clock,
+    covariates_read,
+)
 from training.split import GLOBAL
 from training.validation import OffsetRangeError, checked_offset, renamed_alias_hint
 from urnn_forecast.field_types import shown
@@ -157,10 +163,7 @@ class ServedModel:
     @property
     def covariates(self) -> tuple[str, ...]:
         """Covariates the network reads, in its input order: every series must carry these."""
-        c = self.model.config
-        if self.model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0:
-            return self.known_covariates
-        return ()
+        return covariates_read(self.model.config, self.known_covariates)
 
     @property
     def freq(self) -> str:

@@ -60,6 +60,7 @@ from models.forecaster import (
     CHECKPOINT_CONFIG,
     CHECKPOINT_WEIGHTS,
     Forecaster,
+    ForecasterConfig,
     calendar_features,
     load_checkpoint,
     model_device,
@@ -195,6 +196,13 @@ def _window_sample(series: Sequence[np.ndarray], lookback: int) -> np.ndarray | 
     return np.concatenate([window_scores(view[::stride]).reshape(-1) for view in views])
 
 
+def covariates_read(config: ForecasterConfig, covariates: Sequence[str]) -> tuple[str, ...]:
+    """The covariates a model of `config` trained on `covariates` (the data's: the ones it
+    knows) reads, which every request must carry: all of them where it has covariate inputs
+    (ForecasterConfig refuses n_past_covariates on a kind that reads none), else none."""
+    return tuple(covariates) if config.n_past_covariates > 0 else ()
+
+
 class UnservableModelError(ValueError):
     """A checkpoint that loads but that the serving paths cannot feed."""
 
@@ -246,12 +254,12 @@ class ForecastPredictor:
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
         c = self.model.config
-        uses_covariates = self.model.SUPPORTS_PAST_COVARIATES and c.n_past_covariates > 0
+        read = covariates_read(c, self.covariates)
         if "values" not in frame.columns:
             raise ForecastInputError("the input needs a `values` column (the target's history)")
         if len(frame) == 0:
             raise ForecastInputError("the input holds no rows; give one row per series")
-        missing = [name for name in self.covariates if uses_covariates and name not in frame]
+        missing = [name for name in read if name not in frame]
         if missing:
             raise ForecastInputError(f"missing covariate column(s) {missing}")
         ids = [self._id(frame, i) for i in range(len(frame))]
@@ -278,7 +286,7 @@ class ForecastPredictor:
             # last `lookback` rows.
             keep = len(values) if self.model.STREAMING else c.lookback
             rows = {self.target: values[-keep:]}
-            for name in self.covariates if uses_covariates else ():
+            for name in read:
                 cov = self._series(frame[name].iloc[i], series_id, name)
                 if len(cov) != len(values):
                     raise ForecastInputError(
@@ -288,8 +296,8 @@ class ForecastPredictor:
                 rows[name] = cov[-keep:]
             scaled = self.scaler.transform(self._scaler_id(series_id), pd.DataFrame(rows))
             targets.append(_float32(scaled[self.target].to_numpy(), series_id, "values"))
-            if uses_covariates:
-                inputs = scaled[list(self.covariates)].to_numpy()
+            if read:
+                inputs = scaled[list(read)].to_numpy()
                 covariates.append(_float32(inputs, series_id, "covariates"))
             index = self._future_index(frame, i, series_id, len(values), keep)
             stamps.append(index[keep:] if index is not None else None)

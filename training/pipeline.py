@@ -50,6 +50,7 @@ from training.mlflow_model import (
     CLOCK_UTC,
     ForecastPredictor,
     calendar_clock,
+    covariates_read,
     input_example,
     reference_statistics,
 )
@@ -1064,7 +1065,7 @@ def served_requests_refused(
     does not read (a request may lack it: the service refuses a missing covariate the model
     reads); or does not know a covariate the champion knows (a request may carry it: the
     service refuses an unknown one). A model knows its data's covariates, and reads them only
-    where its kind reads past covariates (`covariates`: the linear and naive kinds read none),
+    where it has covariate inputs (`covariates_read`: the linear and naive kinds read none),
     as service.served.ServedModel has it."""
     theirs = champion.model.config
     if theirs.horizon > challenger.horizon:
@@ -1104,8 +1105,8 @@ def served_requests_refused(
             "of its data: as champion it would refuse the undated requests whose offsets span "
             "a daylight-saving change that are served today"
         )
-    their_reads = read_covariates(champion.model.config, champion.covariates)
-    mine_reads = read_covariates(challenger, covariates)
+    their_reads = covariates_read(champion.model.config, champion.covariates)
+    mine_reads = covariates_read(challenger, covariates)
     needed = [name for name in mine_reads if name not in their_reads]
     if needed:
         return (
@@ -1135,14 +1136,6 @@ def with_covariates(data: LoadedData, covariates: Sequence[str]) -> LoadedData:
         covariates=tuple(covariates),
         config=replace(data.config, covariates=tuple(covariates)),
     )
-
-
-def read_covariates(config: ForecasterConfig, covariates: Sequence[str]) -> tuple[str, ...]:
-    """The covariates a model of `config` trained on `covariates` reads (every request must
-    carry them): all of them where its kind reads past covariates, else none."""
-    if FORECASTERS[config.kind].SUPPORTS_PAST_COVARIATES and config.n_past_covariates > 0:
-        return tuple(covariates)
-    return ()
 
 
 def backtest_predictor(
