@@ -80,36 +80,24 @@ class RollingHistogram:
         return self.counts / max(1, self.size)
 
 
-def newest(parts: Sequence[np.ndarray], count: int) -> np.ndarray:
+def newest(parts: Sequence[np.ndarray], count: int, *, per_window: bool = False) -> np.ndarray:
     """The last `count` values of `parts` joined in order (all of them if fewer). A 2-D part
-    is its rows in order; only the rows that hold the values kept are copied."""
+    is its rows in order; only the rows that hold the values kept are copied. `per_window`:
+    each look-back window (a 2-D part's row, or a 1-D part whole) is first scored against its
+    own mean and std (`window_scores`, the "window" space), so a window cut short by `count`
+    keeps the scores its whole window gives."""
     kept: list[np.ndarray] = []
     for part in reversed(parts):
         if count <= 0:
             break
-        if part.ndim == 2 and part.shape[1]:
-            part = part[-count // part.shape[1] :].reshape(-1)  # the last ceil(count / width) rows
+        if per_window and part.ndim == 1:
+            part = part.reshape(1, -1)
+        if part.ndim == 2:
+            if not part.shape[1]:
+                continue
+            part = part[-count // part.shape[1] :]  # the last ceil(count / width) rows
+            part = (window_scores(part) if per_window else part).reshape(-1)
         kept.append(part[-count:])
-        count -= len(kept[-1])
-    if len(kept) == 1:
-        return kept[0]
-    return np.concatenate(kept[::-1]) if kept else np.empty(0)
-
-
-def newest_windows(parts: Sequence[np.ndarray], count: int) -> np.ndarray:
-    """`newest` in the "window" space: each look-back window (a 2-D part's row, or a 1-D part
-    whole) is scored against its own mean and std before its values are kept, so a window cut
-    short by `count` keeps the scores its whole window gives."""
-    kept: list[np.ndarray] = []
-    for part in reversed(parts):
-        if count <= 0:
-            break
-        rows = part if part.ndim == 2 else part.reshape(1, -1)
-        if not rows.shape[1]:
-            continue
-        windows = -(-count // rows.shape[1])  # ceil(count / width): the windows that hold them
-        rows = rows[-windows:]
-        kept.append(window_scores(rows).reshape(-1)[-count:])
         count -= len(kept[-1])
     if len(kept) == 1:
         return kept[0]
@@ -169,8 +157,7 @@ class DriftMonitor:
                 if entry is None:
                     continue
                 histogram, reference, per_window = entry
-                join = newest_windows if per_window else newest
-                histogram.add(join(parts, histogram.capacity))
+                histogram.add(newest(parts, histogram.capacity, per_window=per_window))
                 self.metrics.drift_psi.labels(column=name).set(
                     psi(histogram.proportions(), reference)
                 )

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.batcher import MicroBatcher
-from service.drift import RollingHistogram, newest, newest_windows, psi
+from service.drift import RollingHistogram, newest, psi
 from service.errors import ModelUnavailableError, QueueFullError
 from service.metrics import ServiceMetrics
 from service.realised import ListedHistories, RegularHistories
@@ -403,7 +403,9 @@ def test_drift_scores_each_window_whole_before_keeping_the_newest_values() -> No
         count = int(rng.integers(1, 80))
         scored = [window_scores(p.reshape(1, -1) if p.ndim == 1 else p).reshape(-1) for p in parts]
         expected = np.concatenate(scored)[-count:]
-        np.testing.assert_allclose(newest_windows(parts, count), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            newest(parts, count, per_window=True), expected, rtol=0, atol=1e-12
+        )
     np.testing.assert_array_equal(window_scores(np.full((2, 5), 7.3)), np.zeros((2, 5)))
 
 
