@@ -15,7 +15,6 @@ the current champion re-evaluated on the same backtest (training.registry.promot
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import tempfile
@@ -744,35 +743,38 @@ def _window_that_fits(
     steps = config.load.step_origin is not None
     explicit = model.season_length if model.season_length is not None else config.season_length
 
-    def valid(k: int, horizon: int) -> bool:  # lower bounds: a kernel, a season within it
-        try:
-            replace(model, lookback=k * step, horizon=horizon)
-            if model.kind == "seasonal_naive" and (explicit is not None or freq is not None):
-                # the season resolve_model_config gives it: the user's, else the frequency's
-                model_season(explicit, freq or "D", k * step, steps=steps)
-        except ValueError:
-            return False
-        return True
+    def lookback_for(horizon: int) -> int | None:
+        """In multiples of `step`: valid from some look-back up (a kernel, a season within
+        it), fitting up to some; the longest that fits up to twice the horizon (or the
+        shortest valid one), both found by bisection."""
 
-    def fits(k: int, horizon: int) -> bool:
-        return rows_for_one_window_each(config.split(k * step), horizon) <= longest
+        def valid(k: int) -> bool:
+            try:
+                replace(model, lookback=k * step, horizon=horizon)
+                if model.kind == "seasonal_naive" and (explicit is not None or freq is not None):
+                    # the season resolve_model_config gives it: the user's, else the frequency's
+                    model_season(explicit, freq or "D", k * step, steps=steps)
+            except ValueError:
+                return False
+            return True
+
+        def too_long(k: int) -> bool:
+            return rows_for_one_window_each(config.split(k * step), horizon) > longest
+
+        shortest = _first_true(1, most, valid)
+        if shortest is None or too_long(shortest):
+            return None
+        high = min(most, max(shortest, 2 * horizon // step))
+        over = _first_true(shortest + 1, high, too_long)
+        return (high if over is None else over - 1) * step
 
     horizon = model.horizon
     while horizon >= 1:
-        # valid from some look-back up, fitting up to some: the shortest valid one, then the
-        # longest that fits up to twice the horizon (or that shortest), both by bisection
-        # over multiples of `step`
-        shortest = _first_true(1, most, functools.partial(valid, horizon=horizon))
-        if shortest is not None and fits(shortest, horizon):
-            high = min(most, max(shortest, 2 * horizon // step))
-            too_long = _first_true(shortest + 1, high, functools.partial(_exceeds, fits, horizon))
-            return (high if too_long is None else too_long - 1) * step, horizon
+        lookback = lookback_for(horizon)
+        if lookback is not None:
+            return lookback, horizon
         horizon //= 2
     return None
-
-
-def _exceeds(fits: Callable[[int, int], bool], horizon: int, k: int) -> bool:
-    return not fits(k, horizon)
 
 
 def _first_true(low: int, high: int, test: Callable[[int], bool]) -> int | None:
