@@ -34,6 +34,7 @@ nothing global such as pyplot's backend or current figure is touched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -55,7 +56,13 @@ from training.fit import (
     fit_fields_from_record,
     predict,
 )
-from training.metrics import MetricTables, metric_tables, quantile_column, seasonal_naive_scale
+from training.metrics import (
+    MetricTables,
+    metric_tables,
+    quantile_column,
+    seasonal_naive_errors,
+    seasonal_naive_scale,
+)
 from training.paper_benchmark import DeviceName, resolve_device
 from training.split import (
     HELD_OUT_METHODS,
@@ -392,7 +399,7 @@ def backtest(
         channel_independent=config.channel_independent,
     )
     calendar_freq = data.freq if window_config.calendar else None
-    scales = _mase_scales(splits, data.columns, config, data.units)
+    scales = _mase_scales(splits, data.columns, config, data.units, data.filled)
     result = BacktestResult(forecasts=pd.DataFrame(), tables=_empty_tables(), dropped=dropped)
     pieces: list[pd.DataFrame] = []
     if not config.refit:
@@ -543,42 +550,64 @@ def _mase_scales(
     columns: Sequence[str],
     config: BacktestConfig,
     units: Mapping[str, str] | None = None,
+    filled: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[tuple[str, str], float]:
     """(series id, column) -> seasonal naive MAE of its training span, in original units; for
     a unit held out whole (the "series" split), of its first `lookback` rows, the history it
     has before its first forecast. A segment of a series cut at a long gap (`units`) is scaled
     by the training rows of all the series' segments, each difference taken inside one
-    segment; where none holds a training window, by its own first `lookback` rows."""
+    segment; where none holds a training window, by its own first `lookback` rows. Values the
+    loader filled in (`filled`, as `LoadedData.filled`) take no part: see
+    `seasonal_naive_scale`."""
     unit_of = {sid: (units or {}).get(sid, sid) for sid in splits}
-    trains: dict[str, list[pd.DataFrame]] = {}
+    trains: dict[str, list[tuple[str, pd.DataFrame]]] = {}
     for sid, s in splits.items():
         if s.plan.role == "segment" and not s.train.empty:
-            trains.setdefault(unit_of[sid], []).append(s.train)
+            trains.setdefault(unit_of[sid], []).append((sid, s.train))
     out = {}
     for sid, s in splits.items():
         if s.plan.role in ("val", "train") or not len(s.plan.test):
             continue  # never scored
         if s.plan.role == "all":
-            history = [s.train]
+            history = [(sid, s.train)]
         elif s.plan.role == "segment":
-            history = trains.get(unit_of[sid]) or [s.test.iloc[: s.plan.lookback]]
+            history = trains.get(unit_of[sid]) or [(sid, s.test.iloc[: s.plan.lookback])]
         else:
-            history = [s.test.iloc[: s.plan.lookback]]
+            history = [(sid, s.test.iloc[: s.plan.lookback])]
         for column in columns:
-            values = [piece[column].to_numpy(dtype=np.float64) for piece in history]
-            out[(sid, column)] = _pooled_scale(values, config.season_length)
+            pieces = [
+                (
+                    piece[column].to_numpy(dtype=np.float64),
+                    filled_flags(filled, owner, column, piece.index),
+                )
+                for owner, piece in history
+            ]
+            out[(sid, column)] = _pooled_scale(pieces, config.season_length)
     return out
 
 
-def _pooled_scale(pieces: Sequence[np.ndarray], season: int) -> float:
+def filled_flags(
+    filled: Mapping[str, pd.DataFrame] | None, sid: str, column: str, index: pd.Index
+) -> np.ndarray | None:
+    """Which values of `column` at `index` the loader filled in, or None where it kept none."""
+    flags = None if filled is None else filled.get(sid)
+    if flags is None or column not in flags.columns:
+        return None
+    return flags[column].reindex(index, fill_value=False).to_numpy(dtype=bool)
+
+
+def _pooled_scale(pieces: Sequence[tuple[np.ndarray, np.ndarray | None]], season: int) -> float:
     """The seasonal naive MAE over stretches of one series with gaps between them: the mean of
-    every difference one season apart inside a stretch (none spans a gap)."""
+    every difference one season apart inside a stretch (none spans a gap), of observed values
+    (a piece's flags mark the filled ones)."""
     if len(pieces) == 1:
-        return seasonal_naive_scale(pieces[0], season)
-    usable = [p for p in pieces if len(p) > season]
+        values, flags = pieces[0]
+        return seasonal_naive_scale(values, season, flags)
+    usable = [(v, f) for v, f in pieces if len(v) > season]
     if not usable:  # its error names the season and the longest stretch
-        return seasonal_naive_scale(max(pieces, key=len), season)
-    return float(np.mean(np.concatenate([np.abs(p[season:] - p[:-season]) for p in usable])))
+        return seasonal_naive_scale(max((v for v, _ in pieces), key=len), season)
+    errors = np.concatenate([seasonal_naive_errors(v, season, f) for v, f in usable])
+    return float(np.mean(errors)) if len(errors) else math.nan
 
 
 def tidy_forecasts(

@@ -8,8 +8,9 @@ quantiles. Definitions (e = forecast - actual, means over every scored value):
   a term with actual = forecast = 0 counts 0. Meaningful in original units only: on z-scores
   values near 0 make it explode.
 - MASE = mean |e| / s, s = the in-sample MAE of the seasonal naive forecast y_t = y_{t-m} over
-  the series' training span (Hyndman & Koehler 2006), per series. NaN for a series with
-  s = 0 (a constant training span); the overall and per-step MASE are then means over the
+  the series' training span (Hyndman & Koehler 2006), per series, from observed values only
+  (a difference with a value the loader filled in is left out). NaN for a series with
+  s = 0 (a constant training span) or none; the overall and per-step MASE are then means over the
   series that have a scale, and the backtest says which series were left out of it
   (`unscaled_series`).
 - pinball loss at quantile q = mean max(q (y - f_q), (q - 1) (y - f_q)).
@@ -73,15 +74,35 @@ def smape(actual: np.ndarray, forecast: np.ndarray) -> float:
     return float(np.mean(smape_terms(actual, forecast)))
 
 
-def seasonal_naive_scale(history: np.ndarray, season: int) -> float:
-    """In-sample MAE of y_t = y_{t-season} over `history` (the training span)."""
+def seasonal_naive_scale(
+    history: np.ndarray, season: int, filled: np.ndarray | None = None
+) -> float:
+    """In-sample MAE of y_t = y_{t-season} over `history` (the training span).
+
+    `filled` marks values the loader filled in: a difference with a filled end is left out, as
+    the scores leave out filled actuals. A straight line drawn through a gap is smoother than
+    the data, so counting it made the scale smaller and every MASE larger. NaN when no pair of
+    observed values lies a season apart (the MASE of such a series is left out and named)."""
+    errors = seasonal_naive_errors(history, season, filled)
+    return float(np.mean(errors)) if len(errors) else math.nan
+
+
+def seasonal_naive_errors(
+    history: np.ndarray, season: int, filled: np.ndarray | None = None
+) -> np.ndarray:
+    """|y_t - y_{t-season}| over `history`, for the pairs whose two values were observed."""
     h = np.asarray(history, dtype=np.float64)
     if season < 1 or len(h) <= season:
         raise MetricError(
             f"the MASE scale needs season >= 1 and a history longer than it; got season="
             f"{season}, {len(h)} values"
         )
-    return float(np.mean(np.abs(h[season:] - h[:-season])))
+    errors: np.ndarray = np.abs(h[season:] - h[:-season])
+    if filled is None:
+        return errors
+    gone = np.asarray(filled, dtype=bool)
+    kept: np.ndarray = errors[~(gone[season:] | gone[:-season])]
+    return kept
 
 
 def mase(actual: np.ndarray, forecast: np.ndarray, scale: float) -> float:
@@ -134,8 +155,9 @@ def unscaled_note(forecasts: pd.DataFrame) -> str:
     if not left_out:
         return ""
     return (
-        f"MASE leaves out {len(left_out):,} series with a constant training span (no "
-        f"seasonal-naive error to scale by): {_first_ten(left_out)}"
+        f"MASE leaves out {len(left_out):,} series with no seasonal-naive error to scale by "
+        f"(a constant training span, or no two observed values a season apart): "
+        f"{_first_ten(left_out)}"
     )
 
 
@@ -161,8 +183,9 @@ def filled_note(forecasts: pd.DataFrame) -> str:
 
 
 def unscaled_series(forecasts: pd.DataFrame) -> list[str]:
-    """Series whose MASE scale is 0 (a constant training span): NaN in the by-series table,
-    and not in the overall MASE, which is a mean over the others."""
+    """Series whose MASE scale is 0 or NaN (a constant training span, or no observed pair a
+    season apart): NaN in the by-series table, and not in the overall MASE, which is a mean
+    over the others."""
     scale = forecasts.groupby("series")["mase_scale"].max()
     return sorted((str(s) for s in scale.index[~(scale > 0)]), key=natural_key)
 

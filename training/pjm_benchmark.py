@@ -64,7 +64,7 @@ from models.forecaster import (
     Normalisation,
     n_calendar_features,
 )
-from training.backtest import BacktestConfig, backtest, tidy_forecasts
+from training.backtest import BacktestConfig, backtest, filled_flags, tidy_forecasts
 from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_many
 from training.fit import FitConfig, predict
@@ -355,7 +355,9 @@ def score_val(
     pred = predict(model, windows, batch_size=config.batch_size, device=device)
     scales = {
         (sid, column): seasonal_naive_scale(
-            s.train[column].to_numpy(dtype=np.float64), config.season_length
+            s.train[column].to_numpy(dtype=np.float64),
+            config.season_length,
+            filled_flags(data.filled, sid, column, s.train.index),
         )
         for sid, s in splits.items()
         for column in data.columns

@@ -301,6 +301,32 @@ def test_target_values_the_loader_filled_in_are_not_scored(tmp_path: Path) -> No
     assert not clean.forecasts["filled"].any() and filled_note(clean.forecasts) == ""
 
 
+def test_the_mase_scale_leaves_out_the_values_the_loader_filled_in(tmp_path: Path) -> None:
+    """A gap interpolated in the training span is a straight line, smoother than the data: its
+    seasonal differences would shrink the MASE scale and raise every MASE."""
+    from training.data import LoadConfig, load_data
+    from training.metrics import seasonal_naive_scale
+
+    frame = seasonal_frame(300)
+    frame.loc[frame.index[50:54], "y"] = np.nan  # in the training span
+    path = tmp_path / "gappy.csv"
+    frame.to_csv(path)
+    data = load_data(path, LoadConfig(target="y", covariates=("x",), max_gap=4))
+    (flags,) = data.filled.values()
+    (split,) = split_data(data, replace(SPLIT, horizon=H)).values()
+    train = split.train["y"].to_numpy()
+    filled = flags["y"].reindex(split.train.index).to_numpy(dtype=bool)
+    assert int(filled.sum()) == 4
+    result = backtest(data, SPLIT, linear("repeat_last"), QUICK, BacktestConfig())
+    (scale,) = result.forecasts["mase_scale"].unique()
+    season = 24
+    pairs = ~(filled[season:] | filled[:-season])
+    assert int((~pairs).sum()) == 8  # each filled value ends two differences
+    observed = np.mean(np.abs(train[season:] - train[:-season])[pairs])
+    assert scale == pytest.approx(observed)
+    assert scale != pytest.approx(seasonal_naive_scale(train, season), rel=1e-6)
+
+
 def test_refits_take_the_recorded_fit_settings_but_the_device_and_the_decoder_search() -> None:
     recorded = asdict(
         FitConfig(

@@ -46,6 +46,17 @@ def test_mase_uses_the_seasonal_naive_mae_of_the_history() -> None:
         seasonal_naive_scale(history, 5)
 
 
+def test_the_mase_scale_leaves_out_differences_with_a_filled_end() -> None:
+    """A filled value is a straight line through a gap, smoother than the data: a difference
+    touching one would shrink the scale. At season 2 the pairs are (2, 1), (5, 3), (4, 2); 5
+    was filled, so |2-1| and |4-2| remain. With every pair touched, no scale (NaN)."""
+    history = np.array([1.0, 3.0, 2.0, 5.0, 4.0])
+    filled = np.array([False, False, False, True, False])
+    assert seasonal_naive_scale(history, 2, filled) == pytest.approx((1 + 2) / 2)
+    assert seasonal_naive_scale(history, 2, np.zeros(5, dtype=bool)) == pytest.approx(5 / 3)
+    assert math.isnan(seasonal_naive_scale(history, 1, np.array([0, 1, 0, 1, 0], dtype=bool)))
+
+
 def test_pinball_and_coverage_by_hand() -> None:
     # q = 0.9, e = y - f = -1 and 1: max(-0.9, 0.1) = 0.1, max(0.9, -0.1) = 0.9
     assert pinball(np.array([1.0, 3.0]), np.array([2.0, 2.0]), 0.9) == pytest.approx(0.5)
@@ -102,8 +113,8 @@ def test_the_overall_mase_says_which_series_it_leaves_out() -> None:
     assert tables.overall["mase"].iloc[0] == pytest.approx(0.5)
     assert tables.by_series["mase"].isna().tolist() == [False, True]
     assert unscaled_note(frame) == (
-        "MASE leaves out 1 series with a constant training span (no seasonal-naive error to "
-        "scale by): b"
+        "MASE leaves out 1 series with no seasonal-naive error to scale by (a constant "
+        "training span, or no two observed values a season apart): b"
     )
     assert unscaled_note(frame.assign(mase_scale=1.0)) == ""
 

@@ -237,7 +237,8 @@ def test_tiny_run_scores_every_model_and_region_with_weekly_mase(synthetic_dir: 
             assert np.isfinite(value) and value > 0
 
     # seasonal naive 168 by hand: |y_t - y_{t-168}| over the test targets, divided by the
-    # in-sample MAE of the same forecast over the (capped) train span
+    # in-sample MAE of the same forecast over the (capped) train span's observed values (the
+    # hour each spring's clock change skips is filled in, and left out of the scale)
     data = load_pjm(synthetic_dir, config.regions)
     by_key = {(r.model, r.region): r for r in rows}
     for region, frame in data.series.items():
@@ -245,12 +246,17 @@ def test_tiny_run_scores_every_model_and_region_with_weekly_mase(synthetic_dir: 
         plan = plan_split(len(y), "h", config.split_config())
         assert len(plan.train) == 876
         train = y[plan.train.start : plan.train.stop]
+        filled = data.filled[region]["MW"].to_numpy()[plan.train.start : plan.train.stop]
+        assert filled.any()
+        pairs = ~(filled[168:] | filled[:-168])
+        observed = np.mean(np.abs(train[168:] - train[:-168])[pairs])
+        assert seasonal_naive_scale(train, 168, filled) == pytest.approx(observed)
         targets = np.arange(plan.test.start, plan.test.stop)
         mae = np.mean(np.abs(y[targets] - y[targets - 168]))
-        expected = mae / seasonal_naive_scale(train, 168)
+        expected = mae / observed
         assert by_key[("seasonal_naive_168", region)].mase == pytest.approx(expected, rel=1e-5)
         assert by_key[("seasonal_naive_168", region)].mae == pytest.approx(mae, rel=1e-5)
-        assert expected != pytest.approx(mae / seasonal_naive_scale(train, 24), rel=1e-3)
+        assert expected != pytest.approx(mae / seasonal_naive_scale(train, 24, filled), rel=1e-3)
     assert by_key[("repeat_last", "PJME")].n_params == 0 and by_key[("urnn", "PJME")].n_params > 0
 
 
