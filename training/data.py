@@ -1087,6 +1087,7 @@ def _parse_timestamps(
             )
     label = " + ".join(repr(c) for c in columns)
     several_offsets = False
+    text: pd.Series | None = None  # the column as written, where it was text
     if len(columns) == 1 and pd.api.types.is_datetime64_any_dtype(raw[columns[0]]):
         parsed = raw[columns[0]]  # Parquet timestamp column: already parsed
     else:
@@ -1173,6 +1174,10 @@ def _parse_timestamps(
         if parsed.dt.tz is not None:
             _refuse_signed_hours(text, parsed, label, source)
     if parsed.dt.tz is not None:
+        written = _months_as_written(parsed, text, fmt, several_offsets)
+        if written is not None:
+            report.add(source, "read", len(parsed), _months_note(parsed, written))
+            return pd.DatetimeIndex(written, name="timestamp")
         report.add(
             source,
             "timezone",
@@ -1187,6 +1192,57 @@ def _parse_timestamps(
         )
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return pd.DatetimeIndex(parsed, name="timestamp")
+
+
+def _months_as_written(
+    parsed: pd.Series, text: pd.Series | None, fmt: str | None, several_offsets: bool
+) -> pd.Series | None:
+    """Zoned timestamps that name months on the clock they were written in, as that clock
+    (naive), or None. '2020-01-01T00:00:00+01:00' names January; in UTC it is 23:00 on 31
+    December, and with daylight saving the UTC times alternate 23:00 and 22:00, which no month
+    grid holds. So where every written timestamp is the first (or every one the last) day of
+    its month at one time of day, the written dates are kept (at +00:00 they are UTC's).
+    Steps under 27 days (hourly, daily data) keep the UTC reading without a row-by-row parse."""
+    instants = pd.DatetimeIndex(parsed).unique().sort_values()
+    if len(instants) < 2 or (np.diff(instants.to_numpy()) < np.timedelta64(27, "D")).any():
+        return None
+    if not several_offsets:
+        wall = parsed.dt.tz_localize(None)
+    elif text is not None:
+        try:
+            stamps = [
+                datetime.strptime(v.strip(), fmt) if fmt else pd.Timestamp(v.strip()) for v in text
+            ]
+        except ValueError:
+            return None
+        if any(stamp.tzinfo is None for stamp in stamps):
+            return None
+        wall = pd.Series(
+            pd.DatetimeIndex([stamp.replace(tzinfo=None) for stamp in stamps]), index=parsed.index
+        )
+    else:
+        return None
+    if not _one_month_day(pd.DatetimeIndex(wall)):
+        return None
+    utc = pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
+    return None if (pd.DatetimeIndex(wall) == utc).all() else wall  # +00:00: UTC as usual
+
+
+def _one_month_day(stamps: pd.DatetimeIndex) -> bool:
+    """Every stamp on the first day of its month, or every one on the last, at one time."""
+    on_day = bool((stamps.day == 1).all()) or bool(stamps.is_month_end.all())
+    return on_day and len(set(stamps - stamps.normalize())) == 1
+
+
+def _months_note(parsed: pd.Series, written: pd.Series) -> str:
+    first = pd.DatetimeIndex(written).min()
+    utc = pd.Timestamp(pd.DatetimeIndex(parsed).min()).tz_convert("UTC").tz_localize(None)
+    day = "first" if first.day == 1 else "last"
+    return (
+        f"kept {len(written):,} timestamps on the clock they were written in and dropped their "
+        f"UTC offsets: each names a month (the {day} day, at {first.time()}), read as written "
+        f"rather than in UTC ({first} is {utc} UTC); the calendar reads the months as written"
+    )
 
 
 # A UTC offset with seconds, written loosely: what _with_seconds_offsets must read itself.

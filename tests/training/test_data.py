@@ -478,6 +478,59 @@ def test_months_on_another_day_are_refused_with_how_to_stamp_them(
     assert load_data(restamped, LoadConfig(target="v")).freq in {"MS", "YS-JAN"}
 
 
+@pytest.mark.parametrize(
+    ("zone", "freq", "parquet"),
+    [
+        ("Europe/Berlin", "MS", False),  # +01:00 and +02:00: UTC clocks 23:00 and 22:00
+        ("Europe/Berlin", "MS", True),  # a zoned Parquet column
+        ("+01:00", "MS", False),  # one offset: UTC would read the last day, 23:00
+        ("America/New_York", "QS-JAN", False),  # UTC: day 1 at 05:00 or 04:00
+        ("Asia/Tokyo", "ME", False),  # UTC: 15:00 the day before a month's end
+    ],
+)
+def test_months_written_with_utc_offsets_keep_their_written_dates(
+    tmp_path: Path, zone: str, freq: str, parquet: bool
+) -> None:
+    """'2020-01-01T00:00:00+01:00' names January; in UTC it was 23:00 on 31 December, and a
+    file that follows daylight saving was refused (its UTC clocks alternate, no grid held
+    them). The months are read on the clock they were written in; the calendar reads them so."""
+    written = pd.date_range("2005-01-01" if freq != "ME" else "2005-01-31", periods=40, freq=freq,
+                            tz=zone)  # fmt: skip
+    frame = pd.DataFrame({"date": written, "v": np.arange(40.0)})
+    if parquet:
+        path = tmp_path / "zoned.parquet"
+        frame.to_parquet(path)
+    else:
+        path = tmp_path / "zoned.csv"
+        frame.assign(date=[t.isoformat() for t in written]).to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="v"))
+    assert data.freq == freq
+    assert data.series["zoned"].index.equals(
+        pd.DatetimeIndex(written.tz_localize(None), name="timestamp")
+    )
+    assert steps(data, "timezone") == []  # so the model's calendar is on the written clock
+    (kept,) = [d for d in steps(data, "read") if "on the clock they were written in" in d.message]
+    assert kept.count == 40
+    utc = written[0].tz_convert("UTC").tz_localize(None)
+    assert f"({written[0].tz_localize(None)} is {utc} UTC)" in kept.message
+
+
+def test_months_in_utc_and_hours_with_offsets_are_read_in_utc(tmp_path: Path) -> None:
+    """Only months written off UTC keep their written clock: at +00:00 (or 'Z') they are
+    UTC's, and sub-monthly data with offsets is converted to UTC as before."""
+    months = pd.date_range("2005-01-01", periods=30, freq="MS", tz="UTC")
+    path = tmp_path / "utc.csv"
+    pd.DataFrame({"date": [t.isoformat() for t in months], "v": 1.0}).to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="v"))
+    assert data.freq == "MS" and [d.count for d in steps(data, "timezone")] == [30]
+    hours = pd.date_range("2020-03-28", periods=72, freq="h", tz="Europe/Berlin")
+    path = tmp_path / "hours.csv"
+    pd.DataFrame({"time": [t.isoformat() for t in hours], "v": 1.0}).to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="v"))
+    assert data.freq == "h" and [d.count for d in steps(data, "timezone")] == [72]
+    assert data.series["hours"].index[0] == pd.Timestamp("2020-03-27 23:00")
+
+
 def test_month_long_fixed_steps_and_mixed_month_days_keep_the_modal_step(tmp_path: Path) -> None:
     """Every 30 days is a fixed step (its days of the month drift); month starts at two times
     of day are no month grid: the modal step's misfit is reported as before."""
