@@ -1174,9 +1174,9 @@ def _parse_timestamps(
         if parsed.dt.tz is not None:
             _refuse_signed_hours(text, parsed, label, source)
     if parsed.dt.tz is not None:
-        written = _months_as_written(parsed, text, fmt, several_offsets)
+        written = _dates_as_written(parsed, text, fmt, several_offsets)
         if written is not None:
-            report.add(source, "read", len(parsed), _months_note(parsed, written))
+            report.add(source, "read", len(parsed), _dates_note(parsed, written))
             return pd.DatetimeIndex(written, name="timestamp")
         report.add(
             source,
@@ -1194,17 +1194,18 @@ def _parse_timestamps(
     return pd.DatetimeIndex(parsed, name="timestamp")
 
 
-def _months_as_written(
+def _dates_as_written(
     parsed: pd.Series, text: pd.Series | None, fmt: str | None, several_offsets: bool
 ) -> pd.Series | None:
-    """Zoned timestamps that name months on the clock they were written in, as that clock
-    (naive), or None. '2020-01-01T00:00:00+01:00' names January; in UTC it is 23:00 on 31
-    December, and with daylight saving the UTC times alternate 23:00 and 22:00, which no month
-    grid holds. So where every written timestamp is the first (or every one the last) day of
-    its month at one time of day, the written dates are kept (at +00:00 they are UTC's).
-    Steps under 27 days (hourly, daily data) keep the UTC reading without a row-by-row parse."""
+    """Zoned timestamps that name calendar dates (days, weeks, months) on the clock they were
+    written in, as that clock (naive), or None. '2020-01-01T00:00:00+01:00' names 1 January;
+    in UTC it is 23:00 on 31 December, and with daylight saving the UTC times alternate 23:00
+    and 22:00, which no daily or monthly grid holds (such files were refused). So where the
+    steps are a day or longer (23 hours on a daylight-saving day) and every written timestamp
+    is at one time of day, the written dates are kept; at +00:00 they are UTC's anyway.
+    Shorter steps (hourly data) keep the UTC reading without a row-by-row parse."""
     instants = pd.DatetimeIndex(parsed).unique().sort_values()
-    if len(instants) < 2 or (np.diff(instants.to_numpy()) < np.timedelta64(27, "D")).any():
+    if len(instants) < 2 or (np.diff(instants.to_numpy()) < np.timedelta64(23, "h")).any():
         return None
     if not several_offsets:
         wall = parsed.dt.tz_localize(None)
@@ -1222,26 +1223,21 @@ def _months_as_written(
         )
     else:
         return None
-    if not _one_month_day(pd.DatetimeIndex(wall)):
+    clock = pd.DatetimeIndex(wall)
+    if len(set(clock - clock.normalize())) != 1:
         return None
     utc = pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
-    return None if (pd.DatetimeIndex(wall) == utc).all() else wall  # +00:00: UTC as usual
+    return None if (clock == utc).all() else wall
 
 
-def _one_month_day(stamps: pd.DatetimeIndex) -> bool:
-    """Every stamp on the first day of its month, or every one on the last, at one time."""
-    on_day = bool((stamps.day == 1).all()) or bool(stamps.is_month_end.all())
-    return on_day and len(set(stamps - stamps.normalize())) == 1
-
-
-def _months_note(parsed: pd.Series, written: pd.Series) -> str:
+def _dates_note(parsed: pd.Series, written: pd.Series) -> str:
     first = pd.DatetimeIndex(written).min()
     utc = pd.Timestamp(pd.DatetimeIndex(parsed).min()).tz_convert("UTC").tz_localize(None)
-    day = "first" if first.day == 1 else "last"
     return (
         f"kept {len(written):,} timestamps on the clock they were written in and dropped their "
-        f"UTC offsets: each names a month (the {day} day, at {first.time()}), read as written "
-        f"rather than in UTC ({first} is {utc} UTC); the calendar reads the months as written"
+        f"UTC offsets: a day or more apart and all at {first.time()} there, they name calendar "
+        f"dates, read as written rather than in UTC ({first} is {utc} UTC); the calendar "
+        "reads the dates as written"
     )
 
 

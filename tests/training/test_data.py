@@ -486,17 +486,22 @@ def test_months_on_another_day_are_refused_with_how_to_stamp_them(
         ("+01:00", "MS", False),  # one offset: UTC would read the last day, 23:00
         ("America/New_York", "QS-JAN", False),  # UTC: day 1 at 05:00 or 04:00
         ("Asia/Tokyo", "ME", False),  # UTC: 15:00 the day before a month's end
+        ("Europe/Berlin", "D", False),  # daily sales at local midnight
+        ("Europe/Berlin", "D", True),
+        ("Australia/Sydney", "7D", False),  # weekly, southern daylight saving
     ],
 )
-def test_months_written_with_utc_offsets_keep_their_written_dates(
+def test_dates_written_with_utc_offsets_keep_their_written_dates(
     tmp_path: Path, zone: str, freq: str, parquet: bool
 ) -> None:
-    """'2020-01-01T00:00:00+01:00' names January; in UTC it was 23:00 on 31 December, and a
-    file that follows daylight saving was refused (its UTC clocks alternate, no grid held
-    them). The months are read on the clock they were written in; the calendar reads them so."""
-    written = pd.date_range("2005-01-01" if freq != "ME" else "2005-01-31", periods=40, freq=freq,
-                            tz=zone)  # fmt: skip
-    frame = pd.DataFrame({"date": written, "v": np.arange(40.0)})
+    """'2020-01-01T00:00:00+01:00' names 1 January; in UTC it was 23:00 on 31 December, and a
+    file that follows daylight saving was refused (its UTC clocks alternate, no daily or
+    monthly grid held them). Dates are read on the clock they were written in; the calendar
+    reads them so."""
+    periods = 400 if freq in ("D", "7D") else 40
+    written = pd.date_range("2005-01-01" if freq != "ME" else "2005-01-31", periods=periods,
+                            freq=freq, tz=zone)  # fmt: skip
+    frame = pd.DataFrame({"date": written, "v": np.arange(float(periods))})
     if parquet:
         path = tmp_path / "zoned.parquet"
         frame.to_parquet(path)
@@ -510,14 +515,14 @@ def test_months_written_with_utc_offsets_keep_their_written_dates(
     )
     assert steps(data, "timezone") == []  # so the model's calendar is on the written clock
     (kept,) = [d for d in steps(data, "read") if "on the clock they were written in" in d.message]
-    assert kept.count == 40
+    assert kept.count == periods
     utc = written[0].tz_convert("UTC").tz_localize(None)
     assert f"({written[0].tz_localize(None)} is {utc} UTC)" in kept.message
 
 
-def test_months_in_utc_and_hours_with_offsets_are_read_in_utc(tmp_path: Path) -> None:
-    """Only months written off UTC keep their written clock: at +00:00 (or 'Z') they are
-    UTC's, and sub-monthly data with offsets is converted to UTC as before."""
+def test_dates_in_utc_and_hours_with_offsets_are_read_in_utc(tmp_path: Path) -> None:
+    """Only dates written off UTC keep their written clock: at +00:00 they are UTC's, and
+    hourly data with offsets is converted to UTC as before."""
     months = pd.date_range("2005-01-01", periods=30, freq="MS", tz="UTC")
     path = tmp_path / "utc.csv"
     pd.DataFrame({"date": [t.isoformat() for t in months], "v": 1.0}).to_csv(path, index=False)
