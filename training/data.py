@@ -58,7 +58,7 @@ import gzip
 import re
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -385,7 +385,9 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     if config.sep != "," and config.decimal == ".":
         _note_thousands(values, source, report)
     _check_finite(values, source)
-    _report_missing_cells(values, source, report)
+    _report_missing_cells(
+        values, source, report, lambda cols: _cells_as_written(path, cols, config)
+    )
 
     # Sort and merge duplicates first: the frequency is inferred from the cleaned timestamps.
     prepared: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
@@ -912,6 +914,23 @@ def _read_csv_columns(
     if any(_LONGER_ROW in str(w.message) for w in seen):
         # a first data row longer than the header: index_col=False cut it, with a warning
         _refuse_long_row(path, config.sep)
+    return frame[columns]
+
+
+def _cells_as_written(path: Path, columns: list[str], config: LoadConfig) -> pd.DataFrame:
+    """`columns` of a CSV file as the text each cell holds (no missing-value words), to say how
+    the file writes the cells read as missing; an empty frame for Parquet (nulls, no words)."""
+    if file_format(path) != "csv":
+        return pd.DataFrame()
+    frame = pd.read_csv(
+        path,
+        sep=config.sep,
+        na_filter=False,
+        dtype=str,
+        index_col=False,
+        engine="c" if len(config.sep) == 1 else "python",
+        usecols=columns,
+    )
     return frame[columns]
 
 
@@ -1686,18 +1705,41 @@ def _check_finite_result(segment: Segment, source: str) -> None:
         )
 
 
-def _report_missing_cells(values: pd.DataFrame, source: str, report: Report) -> None:
+def _report_missing_cells(
+    values: pd.DataFrame, source: str, report: Report, written: Callable[[list[str]], pd.DataFrame]
+) -> None:
+    """One line for the cells read as missing, with how the file writes them: pandas' words
+    ('#N/A', 'NULL', 'None', 'NA', ...) are missing values as much as an empty cell, but a
+    user should see which words were read so, and where the first one is."""
     counts = values.isna().sum()
     total = int(counts.sum())
-    if total:
-        by_column = ", ".join(f"{c} {int(n):,}" for c, n in counts.items() if n)
-        report.add(
-            source,
-            "missing",
-            total,
-            f"{total:,} empty/NaN cells in the file ({by_column}); treated as missing values "
-            "and handed to the fill policy",
-        )
+    if not total:
+        return
+    columns = [str(c) for c, n in counts.items() if n]
+    text = written(columns)
+    parts = []
+    for column in columns:
+        missing = values[column].isna().to_numpy()
+        part = f"{column} {int(missing.sum()):,}"
+        if column in text.columns:
+            cells = text[column].to_numpy()[missing]
+            rows = np.flatnonzero(missing) + 1
+            spelled = pd.Series(cells).astype(str).str.strip()
+            words = [
+                f"{'empty' if word == '' else shown(word)} x{int(n):,} (first at data row "
+                f"{int(rows[int(np.argmax((spelled == word).to_numpy()))]):,})"
+                for word, n in spelled.value_counts(sort=True).head(3).items()
+            ]
+            more = spelled.nunique() - len(words)
+            part += ": " + ", ".join(words) + (f" and {more:,} more spellings" if more > 0 else "")
+        parts.append(part)
+    report.add(
+        source,
+        "missing",
+        total,
+        f"{total:,} empty/NaN cells in the file ({'; '.join(parts)}); treated as missing values "
+        "and handed to the fill policy",
+    )
 
 
 def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, np.ndarray]:

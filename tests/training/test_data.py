@@ -301,8 +301,28 @@ def test_nan_in_the_file_is_a_missing_value_reported_and_filled(tmp_path: Path) 
     assert data.series["log"]["x"].tolist() == [0, 1, 2, 3]
     (missing,) = steps(data, "missing")
     assert missing.count == 3
-    assert "(y 2, x 1)" in missing.message
+    assert (
+        "(y 2: empty x1 (first at data row 2), 'NaN' x1 (first at data row 3); x 1: empty x1 "
+        "(first at data row 3))" in missing.message
+    )
     assert [d.count for d in steps(data, "fill")] == [3]
+
+
+def test_the_report_says_which_words_were_read_as_missing_and_where(tmp_path: Path) -> None:
+    """'#N/A' (a spreadsheet's formula error), 'NULL', 'None' are pandas' missing-value words:
+    read as gaps like an empty cell, but the report quotes them and their first row, so a
+    user sees what was read so; other text ('-', 'ERR') is refused as before."""
+    ys = ["1", "#N/A", "3", "NULL", "#N/A", "6", "7", "None", "9", "10"]
+    path = write(tmp_path, csv_of(hourly(10), ys))
+    data = load_data(path, LoadConfig(target="y", covariates=("x",), max_filled_fraction=1.0))
+    (missing,) = steps(data, "missing")
+    assert (
+        "(y 4: '#N/A' x2 (first at data row 2), 'NULL' x1 (first at data row 4), 'None' x1 "
+        "(first at data row 8))" in missing.message
+    )
+    ys[5] = "ERR"
+    with pytest.raises(NonNumericValueError, match="data row 6 .*'ERR' is not a number"):
+        load_data(write(tmp_path, csv_of(hourly(10), ys)), LoadConfig(target="y"))
 
 
 def test_rows_missing_a_value_at_either_end_are_trimmed(tmp_path: Path) -> None:
