@@ -1134,6 +1134,7 @@ def _parse_timestamps(
             parsed = _day_month_order(text, parsed, label, source, report, utc=several_offsets)
         bad = parsed.isna().to_numpy()
         if bad.any():
+            _refuse_offsets_in_some_rows(text, label, source)
             row = int(np.argmax(bad)) + 1
             inferred = (
                 "pandas could not infer a format from the first row"
@@ -1257,6 +1258,32 @@ def _dates_note(parsed: pd.Series, written: pd.Series) -> str:
         f"UTC offsets: a day or more apart and all at {first.time()} there, they name calendar "
         f"dates, read as written rather than in UTC ({first} is {utc} UTC); the calendar "
         "reads the dates as written"
+    )
+
+
+# A time of day followed by a UTC offset ('10:14:33 +01:00', '10:00Z', '10:00:00.5-0500'): the
+# time comes first, so a date's own '-09' is never read as an offset.
+_TIME_WITH_OFFSET = re.compile(
+    r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$"
+)
+
+
+def _refuse_offsets_in_some_rows(text: pd.Series, label: str, source: str) -> None:
+    """A column where some rows carry a UTC offset and others none (one unit's logger set to
+    write its zone) fails to parse at the first row of the other kind, and the message advised
+    a timestamp_format, which no format fixes: the naive rows' instants are unknown. Named."""
+    zoned = text.str.contains(_TIME_WITH_OFFSET).to_numpy(dtype=bool)
+    if zoned.all() or not zoned.any():
+        return
+    first_zoned, first_naive = int(np.argmax(zoned)) + 1, int(np.argmax(~zoned)) + 1
+    raise TimestampParseError(
+        f"{source}: column {label}: {int(zoned.sum()):,} rows carry a UTC offset (first "
+        f"{row_label(first_zoned)}: {shown(text.iloc[first_zoned - 1])}) and "
+        f"{int((~zoned).sum()):,} carry none (first {row_label(first_naive)}: "
+        f"{shown(text.iloc[first_naive - 1])}): the instant of a time without an offset is "
+        "not known beside ones with it. Write every timestamp with its offset "
+        "('2024-03-31T03:00:00+02:00', as pandas' Timestamp.isoformat writes it), or every "
+        "one in UTC without one"
     )
 
 

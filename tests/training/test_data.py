@@ -148,6 +148,23 @@ def test_a_long_gap_of_whole_rows_names_every_column_and_one_of_the_target_names
         load_data(write(tmp_path, f"timestamp,Pressure,Current\n{holes}"), config)
 
 
+@pytest.mark.parametrize(("zoned", "naive"), [(" +01:00", ""), ("", "Z"), ("+0100", "")])
+def test_offsets_in_some_rows_only_are_refused_naming_both_kinds(
+    tmp_path: Path, zoned: str, naive: str
+) -> None:
+    """One unit's logger writes its offset, the others none: the parse failed at the first
+    row of the other kind with advice to pass a timestamp_format, which no format fixes."""
+    stamps = [t + (zoned if i < 3 else naive) for i, t in enumerate(hourly(6))]
+    path = write(tmp_path, csv_of(stamps, ["1"] * 6))
+    first_zoned, first_naive = (1, 4) if zoned else (4, 1)
+    pattern = (
+        rf"3 rows carry a UTC offset \(first data row {first_zoned} .*\) and 3 carry none "
+        rf"\(first data row {first_naive} .*Write every timestamp with its offset"
+    )
+    with pytest.raises(TimestampParseError, match=pattern):
+        load_data(path, LoadConfig(target="y", covariates=("x",)))
+
+
 def test_text_with_several_utc_offsets_is_reported_as_such(tmp_path: Path) -> None:
     """Local time across the spring change: +01:00, then +02:00. The report said "from time
     zone UTC to UTC" (the audit's); the instants were right and stay right."""
