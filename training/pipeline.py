@@ -68,6 +68,7 @@ from training.split import (
     SplitConfig,
     SplitMethod,
     StandardScaler,
+    constant_in_training,
     cut_series,
     cut_series_lines,
     deciding_parts,
@@ -362,6 +363,7 @@ def train_pipeline(
     backtest_config, dropped = prepared.backtest_config, prepared.backtest_dropped
     mase_line = f"MASE season: {season.describe()}"
     split_lines = held_out_lines(splits) + cut_series_lines(data, splits, split_config)
+    split_lines += constant_lines(splits, data.target)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
     data_report = [*data.report_lines(), *split_lines, mase_line]
@@ -829,6 +831,30 @@ def unread_covariate_lines(data: LoadedData, model: ForecasterConfig) -> list[st
     ]
 
 
+def constant_lines(splits: Mapping[str, SeriesSplit], target: str) -> list[str]:
+    """Columns that hold one value over a series' training span, named: a stuck sensor is
+    centred and left unscaled (it tells the model nothing, and a value it takes later reaches
+    the model unscaled); a target that never moves has no spread to learn and no MASE scale."""
+    lines = []
+    trained = sum(not s.train.empty for s in splits.values())
+    constant = constant_in_training(splits)
+    for column in sorted(constant, key=lambda c: c != target):  # the target first
+        series = constant[column]
+        where = f"the training span of {len(series):,} of {trained:,} series ({named_ids(series)})"
+        if column == target:
+            lines.append(
+                f"target {column!r} holds one value over {where}: there it has no spread to "
+                "learn, and no MASE scale (its MASE is left out of the overall)"
+            )
+        else:
+            lines.append(
+                f"covariate {column!r} holds one value over {where}: centred and not scaled "
+                "there, it tells the model nothing (a stuck sensor?); leave it out of "
+                "--covariates, or train on a span where it varies"
+            )
+    return lines
+
+
 def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:
     """Under the "series" split, which units were held out (the rest trained): the first thing a
     fleet user checks. Empty for splits by time."""
@@ -840,17 +866,20 @@ def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:
         return []
     n_train = len(splits) - len(roles["val"]) - len(roles["test"])
 
-    def named(ids: list[str]) -> str:
-        ids = sorted(ids, key=natural_key)
-        # quoted where the plain list would hide where an id begins or ends (' PJM', 'a, b')
-        listed = [shown(i) if i != i.strip() or "," in i else i for i in ids[:20]]
-        return ", ".join(listed) + (f" and {len(ids) - 20:,} more" if len(ids) > 20 else "")
-
     return [
         f"split 'series': {n_train:,} series train on their whole history; "
-        f"{len(roles['val']):,} validate ({named(roles['val'])}); {len(roles['test']):,} are "
-        f"the test units, never seen in training ({named(roles['test'])})"
+        f"{len(roles['val']):,} validate ({named_ids(roles['val'])}); {len(roles['test']):,} "
+        f"are the test units, never seen in training ({named_ids(roles['test'])})"
     ]
+
+
+def named_ids(ids: Sequence[str], limit: int = 20) -> str:
+    """Series ids in natural order, the first `limit` of them, quoted where the plain list
+    would hide where an id begins or ends (' PJM', 'a, b')."""
+    ordered = sorted(ids, key=natural_key)
+    listed = [shown(i) if i != i.strip() or "," in i else i for i in ordered[:limit]]
+    more = len(ordered) - limit
+    return ", ".join(listed) + (f" and {more:,} more" if more > 0 else "")
 
 
 def train_replica(config: TrainConfig) -> None:

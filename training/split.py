@@ -936,6 +936,26 @@ def _column_scales(train: pd.DataFrame) -> dict[str, ColumnScale]:
     std = values.std(axis=0)  # ddof=0, as sklearn's StandardScaler
     out = {}
     for c, column in enumerate(train.columns):
-        constant = std[c] <= CONSTANT_TOLERANCE * max(1.0, abs(float(mean[c])))
+        constant = _is_constant(float(std[c]), float(mean[c]))
         out[str(column)] = ColumnScale(float(mean[c]), 1.0 if constant else float(std[c]))
+    return out
+
+
+def _is_constant(std: float, mean: float) -> bool:
+    return std <= CONSTANT_TOLERANCE * max(1.0, abs(mean))
+
+
+def constant_in_training(splits: Mapping[str, SeriesSplit]) -> dict[str, list[str]]:
+    """Column -> the series whose training span holds one value in it (by the scaler's own
+    test): a stuck sensor, or a target that never moves. The scaler centres such a column and
+    leaves it unscaled, so it tells the model nothing there; the pipeline says so."""
+    out: dict[str, list[str]] = {}
+    for series_id, split in splits.items():
+        if split.train.empty:
+            continue
+        values = split.train.to_numpy(dtype=np.float64)
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        for c, column in enumerate(split.train.columns):
+            if _is_constant(float(std[c]), float(mean[c])):
+                out.setdefault(str(column), []).append(series_id)
     return out

@@ -20,6 +20,7 @@ from training.split import (
     SplitPlan,
     StandardScaler,
     UnknownSeriesError,
+    constant_in_training,
     deciding_parts,
     plan_split,
     shortest_train_rows,
@@ -188,6 +189,27 @@ def test_constant_train_column_is_only_centred() -> None:
     scaler = StandardScaler.fit(splits_of({"s": frame}, SplitConfig(lookback=5)))
     assert scaler.stats["s"]["x"].scale == 1.0
     assert np.isfinite(scaler.transform("s", frame).to_numpy()).all()
+
+
+def test_columns_constant_over_a_training_span_are_named_in_the_report() -> None:
+    """A stuck sensor was centred and left unscaled without a word; a target that never moves
+    only showed as a NaN MASE. Both are named, per series, by the scaler's own test."""
+    from training.pipeline import constant_lines
+
+    moving, stuck = frame_of(100), frame_of(100)
+    moving["x"] = 0.1  # a stuck sensor in both series
+    stuck["x"] = 0.1
+    stuck["y"] = 7.0  # and one whose target never moves
+    splits = splits_of({"pump 2": stuck, "pump-1": moving}, SplitConfig(lookback=5))
+    assert constant_in_training(splits) == {"x": ["pump 2", "pump-1"], "y": ["pump 2"]}
+    assert constant_lines(splits, "y") == [
+        "target 'y' holds one value over the training span of 1 of 2 series (pump 2): there "
+        "it has no spread to learn, and no MASE scale (its MASE is left out of the overall)",
+        "covariate 'x' holds one value over the training span of 2 of 2 series (pump 2, "
+        "pump-1): centred and not scaled there, it tells the model nothing (a stuck sensor?); "
+        "leave it out of --covariates, or train on a span where it varies",
+    ]
+    assert constant_lines(splits_of({"s": frame_of(100)}, SplitConfig(lookback=5)), "y") == []
 
 
 def test_malformed_scaler_state_is_refused() -> None:
