@@ -1089,6 +1089,14 @@ def _from_timestamps(
             if len(offsets) > 1 and zone is None
             else ""
         )
+        if not utc:  # what the user must do to the history: the service neither fills nor resamples
+            utc = (
+                "; a step is missing there: send the history on the model's grid, the missing "
+                "steps filled as the training loader fills gaps (its fill policy)"
+                if window[int(off[0])] in expected  # on the grid, a step or more late
+                else "; it is not on the model's grid: resample the history to the model's "
+                "frequency"
+            )
         raise ServiceInputError(
             where,
             f"the last {lookback} must be spaced at the model's frequency {model.freq!r}; "

@@ -103,6 +103,18 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _timestamps(_gap),
         f"{BAD} 'timestamps': the last 48 must be spaced at the model's frequency 'h'; position 55",
     ),
+    "timestamps with a missing step": (
+        _timestamps(
+            lambda t: [
+                *t[:40],
+                *[(pd.Timestamp(s) + pd.Timedelta(hours=1)).isoformat() for s in t[40:]],
+            ]
+        ),  # fmt: skip
+        f"{BAD} 'timestamps': the last 48 must be spaced at the model's frequency 'h'; position "
+        "40 is 2021-03-25T05:00:00, expected 2021-03-25T04:00:00; a step is missing there: send "
+        "the history on the model's grid, the missing steps filled as the training loader "
+        "fills gaps (its fill policy)",
+    ),
     "start and timestamps": (_timestamps(lambda t: t), "__start_too__"),
     "unparsable freq": (
         _set(("series", 1, "freq"), "fortnightly"),
