@@ -451,9 +451,29 @@ def merge_duplicates(
         n_rows - n_stamps,
         f"merged {plural(n_stamps, 'duplicated timestamp')} ({n_rows:,} rows -> {n_stamps:,}, "
         f"{plural(n_rows - n_stamps, 'row')} removed) by {how} (duplicates={policy!r}); "
-        f"first: {first} at data rows {first_rows}",
+        f"first: {first} at data rows {first_rows}{_repeated_hours(stamps.unique())}",
     )
     return merged, kept_rows
+
+
+def _repeated_hours(stamps: pd.Index) -> str:
+    """Where sub-hourly duplicates fill an hour a day at most, the clause saying what they
+    likely are: the hour a daylight-saving change writes twice on local times. Merging pairs
+    readings taken an hour apart there (one pair an hour for hourly data, thousands for a
+    1-second log); timestamps with UTC offsets keep both hours."""
+    index = pd.DatetimeIndex(stamps)
+    if len(index) < 2:
+        return ""
+    days = pd.Series(index, index=index.normalize()).groupby(level=0)
+    spans = days.max() - days.min()
+    if (spans >= pd.Timedelta(hours=1)).any():
+        return ""
+    return (
+        f"; they lie within one hour on {plural(len(spans), 'day')} (first {index[0]} to "
+        f"{days.max().iloc[0]}): the hour a daylight-saving change repeats on local times? "
+        "Merging pairs readings taken an hour apart; timestamps with UTC offsets (or in UTC) "
+        "keep both hours"
+    )
 
 
 def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, source: str) -> None:

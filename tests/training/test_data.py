@@ -276,6 +276,28 @@ def test_duplicate_timestamps_follow_the_policy(
     assert "data rows 2, 3" in dup.message
 
 
+def test_duplicates_filling_an_hour_a_day_are_pointed_to_as_a_clock_change(
+    tmp_path: Path,
+) -> None:
+    """A 1-minute log on local time writes 02:00-02:59 twice on the autumn change day: merging
+    pairs readings an hour apart, 60 of them; the report says what the duplicates likely are
+    and how to keep both hours. Duplicates spread over the day get no such guess."""
+    first = pd.date_range("2020-10-25 01:00", "2020-10-25 02:59", freq="min")
+    again = pd.date_range("2020-10-25 02:00", "2020-10-25 03:30", freq="min")
+    stamps = [str(t) for t in first.append(again)]
+    path = write(tmp_path, csv_of(stamps, ["1"] * len(stamps)))
+    (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
+    assert dup.message.endswith(
+        "; they lie within one hour on 1 day (first 2020-10-25 02:00:00 to 2020-10-25 "
+        "02:59:00): the hour a daylight-saving change repeats on local times? Merging pairs "
+        "readings taken an hour apart; timestamps with UTC offsets (or in UTC) keep both hours"
+    )
+    spread = [*hourly(6), *hourly(6)[::5]]  # 00:00 and 05:00 twice
+    path = write(tmp_path, csv_of(sorted(spread), ["1"] * len(spread)), "spread.csv")
+    (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
+    assert "daylight-saving" not in dup.message
+
+
 def test_duplicates_can_be_refused(tmp_path: Path) -> None:
     stamps = hourly(2)
     path = write(tmp_path, csv_of([stamps[0], stamps[1], stamps[1]], list("123")))
