@@ -680,7 +680,7 @@ def regularise(
             f"({np.count_nonzero(~on_grid):,} timestamps are off it). The loader does not "
             "resample: pass the freq the data is recorded at (a calendar frequency other than "
             "month starts or ends, such as 'B' or 'W-MON', must be passed explicitly), or "
-            "resample the file first"
+            "resample the file first" + _jitter_hint(pd.DatetimeIndex(frame.index))
         )
     n_missing = len(grid) - len(frame)
     frame = frame.reindex(grid)
@@ -695,6 +695,33 @@ def regularise(
             "the fill policy",
         )
     return frame
+
+
+def _jitter_hint(index: pd.DatetimeIndex) -> str:
+    """Where the steps scatter around one rate (a logger stamping each reading a few hundred
+    ms early or late), what they are and how to put them on the grid: the modal step of such a
+    file ('837ms') names a grid nobody logs at. "" where the steps are regular or have no rate."""
+    steps = np.diff(index.asi8)
+    if len(steps) < 10:
+        return ""
+    median = float(np.median(steps))
+    _, counts = np.unique(steps, return_counts=True)
+    near = np.abs(steps - median) <= 0.5 * median
+    if median <= 0 or counts.max() >= 0.5 * len(steps) or near.mean() < 0.9:
+        return ""
+    as_step = pd.Timedelta(int(median), unit=index.unit)
+    rate = next(
+        (as_step.round(u) for u in ("D", "h", "min", "s", "ms") if as_step >= pd.Timedelta(1, u)),
+        as_step,
+    )
+    alias = step_alias(rate)
+    return (
+        f". The steps scatter around {alias!r} (median {as_step.total_seconds():g} s), none of "
+        f"them common (the most common is {100 * counts.max() / len(steps):.1f}% of "
+        f"{len(steps):,}): readings stamped early or late around that rate? Round the "
+        "timestamps to it (pandas: "
+        f"timestamps.dt.round({alias!r})) and load the file again"
+    )
 
 
 def trim_edges(frame: pd.DataFrame, series: str, source: str, report: Report) -> pd.DataFrame:

@@ -109,7 +109,7 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
                 *t[:40],
                 *[(pd.Timestamp(s) + pd.Timedelta(hours=1)).isoformat() for s in t[40:]],
             ]
-        ),  # fmt: skip
+        ),
         f"{BAD} 'timestamps': the last 48 must be spaced at the model's frequency 'h'; position "
         "40 is 2021-03-25T05:00:00, expected 2021-03-25T04:00:00; a step is missing there: send "
         "the history on the model's grid, the missing steps filled as the training loader "

@@ -298,6 +298,27 @@ def test_duplicates_filling_an_hour_a_day_are_pointed_to_as_a_clock_change(
     assert "daylight-saving" not in dup.message
 
 
+def test_jittered_timestamps_are_refused_naming_the_rate_to_round_to(tmp_path: Path) -> None:
+    """A logger stamping each 1-second reading up to 150 ms early or late: the modal step
+    ('878ms') named a grid nobody logs at. The error says the steps scatter around 's' and how
+    to round them; the rounded file loads."""
+    rng = np.random.default_rng(0)
+    jitter = pd.to_timedelta(rng.integers(-150, 150, 400), unit="ms")
+    stamps = pd.date_range("2020-01-01", periods=400, freq="s") + jitter
+    path = tmp_path / "jitter.csv"
+    pd.DataFrame({"timestamp": stamps.astype(str), "y": 1.0}).to_csv(path, index=False)
+    for freq in (None, "s"):
+        with pytest.raises(
+            FrequencyError, match=r"The steps scatter around 's' \(median 1\.0\d* s\)"
+        ):
+            load_data(path, LoadConfig(target="y", freq=freq))
+    rounded = tmp_path / "rounded.csv"
+    pd.DataFrame({"timestamp": stamps.round("s").astype(str), "y": 1.0}).to_csv(
+        rounded, index=False
+    )
+    assert load_data(rounded, LoadConfig(target="y")).freq == "s"
+
+
 def test_duplicates_can_be_refused(tmp_path: Path) -> None:
     stamps = hourly(2)
     path = write(tmp_path, csv_of([stamps[0], stamps[1], stamps[1]], list("123")))
@@ -360,7 +381,7 @@ def test_the_report_says_which_words_were_read_as_missing_and_where(tmp_path: Pa
         "(first at data row 8))" in missing.message
     )
     ys[5] = "ERR"
-    with pytest.raises(NonNumericValueError, match="data row 6 .*'ERR' is not a number"):
+    with pytest.raises(NonNumericValueError, match=r"data row 6 .*'ERR' is not a number"):
         load_data(write(tmp_path, csv_of(hourly(10), ys)), LoadConfig(target="y"))
 
 
