@@ -144,13 +144,27 @@ def _repeated(moment: datetime, zone: ZoneInfo) -> bool:
 
 
 def latest_due(cron: str, timezone: str, *, at: datetime) -> datetime:
-    """The last due time at or before `at`, in UTC."""
-    local = at.astimezone(ZoneInfo(timezone))
-    previous: datetime = croniter(cron, local).get_prev(datetime)
-    following: datetime = croniter(cron, previous).get_next(datetime)
-    if following <= local:  # `at` is itself a due time
-        previous = following
-    return previous.astimezone(UTC)
+    """The last due time at or before `at`, in UTC: the last that `next_due` gives there.
+
+    croniter's step back is wrong on the night clocks go back (from 05:45Z it answered 06:30Z
+    for '30 1 * * *' in New York, a time after `at`), so it only finds a due time safely
+    before `at`, and `next_due`'s own steps go forward from it: one rule for both."""
+    zone = ZoneInfo(timezone)
+    fixed_hour = not any(mark in cron.split()[1] for mark in "*/")
+    times = croniter(cron, at.astimezone(zone))
+    for _ in range(_MAX_STEPS_BACK):
+        due: datetime = times.get_prev(datetime)
+        if due <= at and not (fixed_hour and _repeated(due, zone)):
+            break
+    else:  # croniter steps back past a repeated hour within a few steps
+        raise RuntimeError(f"cron {cron!r}: no due time found before {at.isoformat()}")
+    while (following := next_due(cron, timezone, after=due)) <= at:
+        due = following
+    return due.astimezone(UTC)
+
+
+# Steps back a due time may need past croniter's answers after `at` on a repeated hour.
+_MAX_STEPS_BACK = 100
 
 
 def create(

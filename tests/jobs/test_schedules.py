@@ -111,6 +111,38 @@ def test_a_repeated_local_time_runs_once_when_clocks_go_back() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("zone", "night"),
+    [
+        ("America/New_York", datetime(2027, 11, 7, 3, tzinfo=UTC)),  # clocks go back
+        ("Europe/London", datetime(2027, 10, 30, 22, tzinfo=UTC)),
+        ("America/New_York", datetime(2027, 3, 14, 3, tzinfo=UTC)),  # clocks go forward
+        ("Australia/Lord_Howe", datetime(2027, 4, 3, 12, tzinfo=UTC)),  # a half-hour change
+    ],
+)
+def test_the_latest_due_time_is_the_last_next_due_gives_at_or_before_it(
+    zone: str, night: datetime
+) -> None:
+    """A worker busy training checks schedules late. croniter's step back answered a time
+    after `at` on the night clocks go back (05:45Z -> 06:30Z for '30 1 * * *' in New York):
+    the job got a future due time and the real run was never enqueued. Every 7 minutes over
+    the night, against the due times `next_due` walks through."""
+    for cron in ("30 1 * * *", "0 1 * * *", "30 * * * *", "*/15 * * * *", "30 2 * * *",
+                 "0 */2 * * *", "0 0 * * 0"):  # fmt: skip
+        dues, moment = [], night - timedelta(days=8)
+        while moment < night + timedelta(hours=12):
+            moment = schedules.next_due(cron, zone, after=moment)
+            dues.append(moment)
+        for minutes in range(0, 12 * 60, 7):
+            at = night + timedelta(minutes=minutes)
+            expected = max(due for due in dues if due <= at)
+            assert schedules.latest_due(cron, zone, at=at) == expected, (cron, at)
+    at = datetime(2027, 11, 7, 5, 45, tzinfo=UTC)  # the walk-through's case
+    assert schedules.latest_due("30 1 * * *", "America/New_York", at=at) == datetime(
+        2027, 11, 7, 5, 30, tzinfo=UTC
+    )
+
+
 def make_schedule(db: Database, *, cron: str = "*/5 * * * *", now: datetime) -> str:
     with db.session() as session:
         return schedules.create(session, cron=cron, timezone="UTC", spec=SPEC, now=now).id
