@@ -199,8 +199,10 @@ class ForecasterConfig:
         _choice("decoder", self.decoder, DECODERS)
         if self.hidden_size is None:
             object.__setattr__(self, "hidden_size", FORECASTERS[self.kind].DEFAULT_HIDDEN)
-        for name in ("lookback", "horizon", "hidden_size", "segment_length", "ensemble"):
+        for name in ("lookback", "horizon", "segment_length"):
             _integer(name, getattr(self, name), minimum=1)
+        _integer("hidden_size", self.hidden_size, minimum=1, maximum=MAX_HIDDEN_SIZE)
+        _integer("ensemble", self.ensemble, minimum=1, maximum=MAX_ENSEMBLE)
         if self.season_length is not None:
             _integer("season_length", self.season_length, minimum=1)
         for name in ("n_past_covariates", "n_calendar", "decomposition_kernel", "n_channels"):
@@ -327,9 +329,21 @@ def _choice(name: str, value: object, allowed: Sequence[str]) -> None:
         raise ForecasterConfigError(not_one_of(name, value, allowed), field=name)
 
 
-def _integer(name: str, value: object, *, minimum: int) -> None:
+def _integer(name: str, value: object, *, minimum: int, maximum: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ForecasterConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        allowed = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum:,}"
+        raise ForecasterConfigError(f"{name} must be an integer {allowed}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ForecasterConfigError(
+            f"{name} must be an integer from {minimum} to {maximum:,}, got {value!r}"
+        )
+
+
+# Sizes past any model this product trains (the benchmarks use 64-512 units, ensembles of 5):
+# a job submitted with hidden_size 10**8 or ensemble 10**8 was queued, to exhaust a worker's
+# memory or train for ever; refused where it is submitted instead.
+MAX_HIDDEN_SIZE = 8192
+MAX_ENSEMBLE = 100
 
 
 # -----------------------------------------------------------------------------

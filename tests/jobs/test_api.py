@@ -158,6 +158,16 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'config.model': unknown field(s) ['hidden']",
     ),
     (
+        "a model no worker can hold",
+        lambda csv: tiny_spec(csv, config={"model": {"hidden_size": 10**8}}),
+        "field 'config.model': hidden_size must be an integer from 1 to 8,192, got 100000000",
+    ),
+    (
+        "an ensemble that trains for ever",
+        lambda csv: tiny_spec(csv, config={"model": {"ensemble": 10**8}}),
+        "field 'config.model': ensemble must be an integer from 1 to 100, got 100000000",
+    ),
+    (
         "bad fit value",
         lambda csv: tiny_spec(csv, config={"fit": {"device": "tpu"}}),
         "field 'config.fit': device must be one of",

@@ -313,7 +313,9 @@ def test_calibrated_offsets_are_monotone_with_a_zero_median() -> None:
         ({"lookback": 25}, r"lookback must be a multiple of segment_length"),
         ({"normalisation": "revin"}, r"normalisation must be one of 'instance', 'last', 'none'"),
         ({"dropout": 1.0}, r"dropout must lie in \[0, 1\)"),
-        ({"hidden_size": 0}, r"hidden_size must be an integer >= 1"),
+        ({"hidden_size": 0}, r"hidden_size must be an integer from 1 to 8,192, got 0"),
+        ({"hidden_size": 10**8}, r"hidden_size must be an integer from 1 to 8,192, got 100000000"),
+        ({"ensemble": 10**8}, r"ensemble must be an integer from 1 to 100, got 100000000"),
     ],
 )
 def test_invalid_configs_name_the_field_and_the_options(
@@ -476,7 +478,7 @@ def test_an_unset_hidden_size_is_the_kinds_default_and_stored_as_a_number() -> N
         ForecasterConfig.from_dict({"kind": "urnn-stream", "hidden_size": None}).hidden_size == 64
     )
     for bad in (0, -1):
-        with pytest.raises(ForecasterConfigError, match="hidden_size must be an integer >= 1"):
+        with pytest.raises(ForecasterConfigError, match="hidden_size must be an integer from 1"):
             ForecasterConfig(hidden_size=bad)
 
 

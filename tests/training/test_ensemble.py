@@ -104,7 +104,7 @@ def test_a_cancelled_ensemble_keeps_the_members_that_finished() -> None:
     [
         ({"kind": "seasonal_naive", "season_length": 24}, "ensemble must be 1 for kind"),
         ({"kind": "urnn-stream", "segment_length": 8}, "ensemble must be 1 for kind"),
-        ({"ensemble": 0}, "ensemble must be an integer >= 1"),
+        ({"ensemble": 0}, "ensemble must be an integer from 1 to 100"),
     ],
 )
 def test_ensembles_of_untrainable_or_streaming_kinds_are_refused(
