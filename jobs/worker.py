@@ -377,8 +377,42 @@ def _end_run_killed(settings: Settings, run_id: str) -> None:
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, status="KILLED")
             logger.info("MLflow run %s of a stopped attempt marked KILLED", run_id)
+            remove_half_registered(client, run_id)
     except Exception as error:  # the queue must go on whatever the tracking store says
         logger.warning("MLflow run %s of a stopped attempt left as it is: %s", run_id, error)
+
+
+def remove_half_registered(client: Any, run_id: str) -> list[tuple[str, str]]:
+    """Delete the model versions a dead attempt's run registered without finishing: every
+    finished registration carries its promotion decision (`promotion.decision`, also when
+    promotion was off), and a worker killed between creating the version and deciding left
+    one behind, READY and 'challenger', with no backtest scores (its retry registered
+    another). A version holding any other alias (champion) is kept and named in the log:
+    serving may read it. The (name, version) pairs deleted."""
+    from training.registry import CHALLENGER, DECISION_TAG
+
+    removed = []
+    for found in client.search_model_versions(f"run_id = '{run_id}'"):
+        # a search answers no aliases: the version itself does
+        version = client.get_model_version(found.name, found.version)
+        if DECISION_TAG in (version.tags or {}):
+            continue
+        held = [a for a in (version.aliases or []) if a != CHALLENGER]
+        if held:
+            logger.warning(
+                "model %s version %s of the stopped run %s has no promotion decision but holds "
+                "alias(es) %s: kept; `urnn models list` shows it",
+                version.name, version.version, run_id, ", ".join(held),
+            )  # fmt: skip
+            continue
+        client.delete_model_version(version.name, version.version)
+        removed.append((str(version.name), str(version.version)))
+        logger.warning(
+            "deleted model %s version %s: the stopped run %s registered it but never decided "
+            "on its promotion (the attempt died while registering)",
+            version.name, version.version, run_id,
+        )  # fmt: skip
+    return removed
 
 
 def _launch(command: list[str], settings: Settings) -> Any:

@@ -36,6 +36,9 @@ from urnn_forecast.tracking import registry_client, shown_uri
 DEFAULT_REGISTERED_NAME = "urnn-forecaster"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# The tag every finished registration carries (promoted, kept or skipped): a version without
+# it was left by a run that died while registering (jobs.worker.remove_half_registered).
+DECISION_TAG = "promotion.decision"
 ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 
 
@@ -246,7 +249,7 @@ def promote_if_better(
         "backtest.challenger_score": repr(float(challenger_score)),
         "backtest.champion_score": "none" if score is None else repr(float(score)),
         "backtest.champion_version": current or "none",
-        "promotion.decision": decision.tag,
+        DECISION_TAG: decision.tag,
         "promotion.reason": reason,
     }
     if compared is not None and compared.basis and compared.challenger is not None:

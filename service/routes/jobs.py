@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from jobs import queue
-from jobs.db import Database, SchemaError, missing_sqlite_file, reaching, shown_url
+from jobs.db import Database, SchemaError, check_schema, reaching
 from jobs.models import Job
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
@@ -47,15 +47,14 @@ _open_lock = threading.Lock()
 
 
 def get_jobs_db(request: Request, state: StateDep) -> Database:
-    """The app's job database, opened on first use (creating the app does no I/O)."""
+    """The app's job database, opened on first use (creating the app does no I/O) once its
+    schema is this installation's head: a missing SQLite file (connecting would create an
+    empty one a worker mistakes), a schema behind, or one a newer release migrated (whose
+    jobs no worker of this release runs: they were accepted and stayed queued) is a 503
+    saying what to do, checked again on the next request until it is right."""
     db: Database | None = getattr(request.app.state, "jobs_db", None)
     if db is None:
-        url = state.settings.resolved_database_url()
-        if missing_sqlite_file(url):  # connecting would create an empty file a worker mistakes
-            raise SchemaError(
-                f"no job database at {shown_url(url)}: run `urnn db upgrade` (same "
-                "URNN_DATABASE_URL)"
-            )
+        check_schema(state.settings.resolved_database_url())
         with _open_lock:
             db = getattr(request.app.state, "jobs_db", None)
             if db is None:

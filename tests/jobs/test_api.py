@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from sqlalchemy import text
 
-from jobs.db import Database, upgrade
+from jobs.db import Database, head_revision, make_engine, upgrade
 from jobs.worker import Worker
 from service.loader import NoModelError
 from service.main import create_app
@@ -521,6 +522,29 @@ def test_an_unmigrated_database_answers_503(tmp_path: Path, ett_csv: Path) -> No
         assert not (tmp_path / "var" / "jobs.db").exists()
         upgrade(settings.resolved_database_url())
         assert client.get("/jobs").status_code == 200  # once migrated, no restart needed
+    # a schema a newer release migrated: its jobs would stay queued (no worker of this
+    # release runs there), so nothing is accepted until this installation is upgraded
+    newer = tmp_path / "newer.db"
+    upgraded = settings.model_copy(update={"database_url": f"sqlite:///{newer}"})
+    upgrade(upgraded.resolved_database_url())
+    engine = make_engine(upgraded.resolved_database_url())
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    finally:
+        engine.dispose()
+    with TestClient(create_app(upgraded, loader=NoModels())) as client:
+        for answer in (client.get("/jobs"), submit(client, tiny_spec(ett_csv))):
+            assert answer.status_code == 503
+            assert "is at revision 0099, newer than this installation's" in answer.json()["detail"]
+        engine = make_engine(upgraded.resolved_database_url())
+        try:  # as rolling the newer release's migration back leaves it
+            with engine.begin() as connection:
+                head = head_revision()
+                connection.execute(text(f"UPDATE alembic_version SET version_num = '{head}'"))
+        finally:
+            engine.dispose()
+        assert client.get("/jobs").status_code == 200  # checked again: no restart needed
     # a dialect whose driver is not installed: 503 saying so, not a 500
     mysql = settings.model_copy(update={"database_url": "mysql://x@y/z"})
     with TestClient(create_app(mysql, loader=NoModels())) as client:

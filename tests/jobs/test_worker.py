@@ -280,6 +280,47 @@ def test_a_lost_attempts_run_is_killed_and_its_reason_kept_through_the_retry(
     assert row.mlflow_run_id is None  # the survivor's (fake) attempt started no run
 
 
+def test_a_version_a_lost_attempt_left_half_registered_is_deleted(
+    db: Database, settings: Settings
+) -> None:
+    """A worker killed between registering the version and deciding its promotion left it
+    READY and 'challenger', with no scores, beside the retry's version. When the lost
+    attempt's run is ended, such a version goes; a finished one (its decision tagged), or one
+    that already holds the champion alias, stays."""
+    from mlflow import MlflowClient
+
+    from urnn_forecast.tracking import ensure_experiment
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    run = client.create_run(ensure_experiment("jobs", settings))
+    other = client.create_run(ensure_experiment("jobs", settings))
+    client.set_terminated(other.info.run_id)
+    client.create_registered_model("pumps")
+
+    def register(run_id: str) -> str:
+        made = client.create_model_version("pumps", f"runs:/{run_id}/model", run_id=run_id)
+        return str(made.version)
+
+    finished = register(other.info.run_id)  # another run's, no decision: not this one's to judge
+    half = register(run.info.run_id)
+    client.set_registered_model_alias("pumps", "challenger", half)
+    champion = register(run.info.run_id)
+    client.set_registered_model_alias("pumps", "champion", champion)
+    decided = register(run.info.run_id)
+    client.set_model_version_tag("pumps", decided, "promotion.decision", "kept")
+
+    (job_id,) = submit(db)
+    ghost = queue.claim(db, worker_id="ghost", lease_seconds=0.05)
+    assert ghost is not None
+    assert queue.record_run(db, job_id=job_id, worker_id="ghost", attempt=1, run_id=run.info.run_id)
+    time.sleep(0.1)
+    assert Worker(db, settings, executor=lambda _: JobOutcome(), worker_id="w").run_once() == job_id
+    left = {str(v.version) for v in client.search_model_versions("name = 'pumps'")}
+    assert left == {finished, champion, decided}
+    assert client.get_registered_model("pumps").aliases == {"champion": int(champion)}
+
+
 def test_an_attempt_past_its_timeout_is_stopped_and_failed(
     db: Database, settings: Settings
 ) -> None:
