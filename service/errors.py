@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.series_ids import SERIES_ID_RULE
 from urnn_forecast.field_types import NOT_UNICODE, shown, validator_sentence
@@ -499,6 +500,22 @@ def _path(request: Request) -> str:
     return path if len(path) <= 120 else f"{path[:100]}... ({len(path):,} characters)"
 
 
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path, as an Allow header writes them. Starlette
+    answers a 405 with the methods of the first route whose path matched: `PUT /jobs` said
+    'allow: POST', though GET /jobs exists too. Each method is matched as a request would be
+    (FastAPI's included routers hold their routes out of reach)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHOD_ORDER
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     """Every error the service knows becomes `{"detail": <sentence>}` with its status code."""
 
@@ -554,8 +571,10 @@ def install_handlers(app: FastAPI) -> None:
             return JSONResponse(status_code=404, content={"detail": no_endpoint(request)})
         allow = (exc.headers or {}).get("Allow")
         if exc.status_code == 405 and exc.detail == "Method Not Allowed" and allow:
+            allow = allowed_methods(request) or allow
             detail = f"method {request.method} is not allowed at {_path(request)}; allowed: {allow}"
-            return JSONResponse(status_code=405, content={"detail": detail}, headers=exc.headers)
+            headers = {**(exc.headers or {}), "Allow": allow}
+            return JSONResponse(status_code=405, content={"detail": detail}, headers=headers)
         return await http_exception_handler(request, exc)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:

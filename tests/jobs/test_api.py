@@ -985,3 +985,13 @@ def test_openapi_shows_an_example_of_every_job_and_schedule_body(client: TestCli
     example = {**JOB_EXAMPLE, "data": str(root / JOB_EXAMPLE["data"])}  # the bundled file
     answer = submit(client, example)
     assert answer.status_code == 202, answer.text
+
+
+def test_a_405_lists_every_method_the_path_takes(client: TestClient) -> None:
+    """Starlette answered with the first matching route's methods: `PUT /jobs` said only
+    POST, though GET /jobs exists; `PUT /schedules/<id>` said only GET."""
+    for path, allowed in (("/jobs", "GET, POST"), ("/schedules/x", "GET, PATCH, DELETE")):
+        answer = client.put(path, json={})
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == allowed
+        assert answer.json()["detail"].endswith(f"allowed: {allowed}")
