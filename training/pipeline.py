@@ -987,8 +987,20 @@ def compare_registered(
 
     A pinball metric is taken on the quantile levels both models forecast (pinball_mean over
     different levels averages different losses: wider levels score lower whatever the
-    model); none in common: not compared."""
-    predictor = load_registered(model_uri)
+    model); none in common: not compared. A champion that does not load (a damaged weights
+    file, an artifact gone from the store) is not compared either: the version just registered
+    keeps its scores and a "kept" decision saying why, rather than being left without either
+    by the error; a person fixes the alias (`urnn models promote`)."""
+    try:
+        predictor = load_registered(model_uri)
+    except Exception as error:  # whatever stops it loading: nothing to compare with
+        return Comparison(
+            None,
+            why=(
+                f"it cannot be loaded ({type(error).__name__}: {error}); the service cannot "
+                "load it either: move the alias to a version that loads (urnn models promote)"
+            ),
+        )
     theirs = predictor.model.config
     their_freq = str(predictor.meta.get("freq"))
     if not same_frequency(their_freq, data.freq):

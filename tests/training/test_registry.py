@@ -666,6 +666,29 @@ def test_a_champion_at_another_frequency_is_not_compared_and_is_kept(
     assert again.champion_score is not None
 
 
+def test_a_champion_that_does_not_load_is_kept_and_the_new_version_decided(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """A champion whose weights file was damaged stopped `urnn train` with the load error
+    after the new version was registered: it stayed without scores or a decision. Now it is
+    decided ("kept"), with the reason naming the load error and the way out."""
+    import mlflow
+
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    assert train_pipeline(tiny_config(csv, model=linear), mlflow_settings).promoted
+    client = mlflow.MlflowClient()
+    for weights in Path(mlflow_settings.var_dir).rglob("weights.pt"):  # v1's copies alone
+        weights.write_bytes(b"not a state dict")
+    other = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert not other.promoted and other.champion_score is None
+    assert other.reason.startswith("champion v1 could not be scored on this backtest (it cannot "
+                                   "be loaded (CheckpointError: ")  # fmt: skip
+    assert "move the alias to a version that loads (urnn models promote)); kept" in other.reason
+    tags = client.get_model_version(NAME, str(other.version)).tags
+    assert (tags["promotion.decision"], tags["promotion.reason"]) == ("kept", other.reason)
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+
+
 def test_pinball_mean_is_compared_on_the_quantile_levels_both_models_have(
     csv: Path, mlflow_settings: Settings
 ) -> None:
