@@ -10,10 +10,16 @@ SERIES_ID_MAX = 200
 # not "." or ".." (URL dot-segments: clients remove /series/../ from a path before sending
 # it). No lookaround: pydantic's regular expressions (Rust's) have none, so a character other
 # than whitespace and "." is required, or three dots or more.
-SERIES_ID_PATTERN = (
-    r"^(?:\.{3,}|[^/\x00-\x1f\x7f-\x9f]*[^/.\x00-\x20\x7f-\x9f\s][^/\x00-\x1f\x7f-\x9f]*)$"
-)
+# Nor U+FFFD anywhere: it is what a path's bytes that are not UTF-8 decode to (%FF, %FE ...),
+# so every such id named one series. And a visible character is required: zero-width spaces,
+# joiners, the byte-order mark and the soft hyphen (format characters, not Unicode spaces) made
+# ids that look blank.
+_BANNED = r"/\x00-\x1f\x7f-\x9f\uFFFD"
+_INVISIBLE = r"\u00AD\u200B-\u200F\u2028-\u202E\u2060-\u206F\uFEFF"
+SERIES_ID_PATTERN = rf"^(?:\.{{3,}}|[^{_BANNED}]*[^.\x20\s{_BANNED}{_INVISIBLE}][^{_BANNED}]*)$"
 SERIES_ID_RULE = (
-    f"a string of 1 to {SERIES_ID_MAX} characters, not blank, not '.' or '..' (nor those with "
-    "spaces around them), without '/' or control characters"
+    f"a string of 1 to {SERIES_ID_MAX} characters, not blank or invisible (zero-width "
+    "characters alone), not '.' or '..' (nor those with spaces around them), without '/', "
+    "control characters or U+FFFD (what bytes that are not UTF-8 decode to: write the id in "
+    "UTF-8, percent-encoded)"
 )

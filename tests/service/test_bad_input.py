@@ -502,9 +502,10 @@ def test_a_path_no_endpoint_serves_is_named_in_the_404(client: TestClient) -> No
     assert answer.status_code == 404
     assert answer.json()["detail"] == (
         "no endpoint at POST /series/pump/1/observations; field 'series_id': a string of 1 to "
-        "200 characters, not blank, not '.' or '..' (nor those with spaces around them), without "
-        "'/' or control characters (a %2F in the URL is read as '/'); the endpoints are listed "
-        "at /docs"
+        "200 characters, not blank or invisible (zero-width characters alone), not '.' or '..' "
+        "(nor those with spaces around them), without '/', control characters or U+FFFD (what "
+        "bytes that are not UTF-8 decode to: write the id in UTF-8, percent-encoded) (a %2F in "
+        "the URL is read as '/'); the endpoints are listed at /docs"
     )
     long = client.get("/" + "x" * 5000)
     assert long.status_code == 404 and "(5,001 characters)" in long.json()["detail"]

@@ -331,6 +331,10 @@ def test_a_body_the_standard_parser_gives_up_on_is_said_why(
         "/series/%E3%80%80",  # U+3000, a Unicode space: blank (it was stored)
         "/series/%C2%A0/forecast",  # U+00A0
         "/series/a%C2%85b",  # U+0085, a C1 control character
+        "/series/%FF",  # not UTF-8: decoded to U+FFFD, so %FF and %FE named one series
+        "/series/%FE/forecast",
+        "/series/%E2%80%8B",  # a zero-width space alone: an id that looks blank
+        "/series/%EF%BB%BF",  # a byte-order mark alone
     ],
 )
 def test_a_bad_series_id_in_the_path_is_said_in_words(
@@ -341,8 +345,10 @@ def test_a_bad_series_id_in_the_path_is_said_in_words(
     answer = client.get(path, headers=KEY)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"] == (
-        "field 'series_id': a string of 1 to 200 characters, not blank, not '.' or '..' (nor "
-        "those with spaces around them), without '/' or control characters"
+        "field 'series_id': a string of 1 to 200 characters, not blank or invisible (zero-width "
+        "characters alone), not '.' or '..' (nor those with spaces around them), without '/', "
+        "control characters or U+FFFD (what bytes that are not UTF-8 decode to: write the id in "
+        "UTF-8, percent-encoded)"
     )
 
 
