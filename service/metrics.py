@@ -195,6 +195,12 @@ class ServiceMetrics:
             "Snapshot writes refused because another replica wrote the series first.",
             registry=r,
         )
+        self.stream_snapshot_failures = Counter(
+            "urnn_stream_snapshot_failures",
+            "Snapshot writes the database refused or did not answer (locked, down): the states "
+            "stay in memory, unsaved, and are retried; a crash meanwhile loses their points.",
+            registry=r,
+        )
         self.stream_points = Counter(
             "urnn_stream_points",
             "Points consumed by streaming states (gap-filled ones included, duplicates not).",

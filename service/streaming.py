@@ -490,6 +490,7 @@ class StreamEngine:
             except Exception:
                 for e, _, _ in batch:
                     e.dirty = True
+                self.metrics.stream_snapshot_failures.inc()
                 raise
             finally:
                 self.metrics.stream_flush_seconds.observe(time.perf_counter() - start)

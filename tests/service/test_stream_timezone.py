@@ -457,6 +457,14 @@ def test_a_failed_flush_logs_the_driver_text_once(
         while not any("retrying" in r.getMessage() for r in caplog.records):
             assert time.monotonic() < deadline, caplog.text
             time.sleep(0.02)
+        # the acknowledged points are in memory only: the metric an alert reads says so
+        metrics = client.get("/metrics").text
+        counted = [
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith("urnn_stream_snapshot_failures_total")
+        ]
+        assert counted and counted[0] >= 1, metrics
         restarts.stop()  # the shutdown flush fails too
     failures = [r for r in caplog.records if "store failed in" in r.getMessage()]
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
