@@ -1194,7 +1194,7 @@ def _parse_timestamps(
         if parsed.dt.tz is not None:
             _refuse_signed_hours(text, parsed, label, source)
     if parsed.dt.tz is not None:
-        written = _dates_as_written(parsed, text, fmt, several_offsets)
+        written = _dates_as_written(parsed, text, several_offsets)
         if written is not None:
             report.add(source, "read", len(parsed), _dates_note(parsed, written))
             return pd.DatetimeIndex(written, name="timestamp")
@@ -1215,7 +1215,7 @@ def _parse_timestamps(
 
 
 def _dates_as_written(
-    parsed: pd.Series, text: pd.Series | None, fmt: str | None, several_offsets: bool
+    parsed: pd.Series, text: pd.Series | None, several_offsets: bool
 ) -> pd.Series | None:
     """Zoned timestamps that name calendar dates (days, weeks, months) on the clock they were
     written in, as that clock (naive), or None. '2020-01-01T00:00:00+01:00' names 1 January;
@@ -1223,31 +1223,48 @@ def _dates_as_written(
     and 22:00, which no daily or monthly grid holds (such files were refused). So where the
     steps are a day or longer (23 hours on a daylight-saving day) and every written timestamp
     is at one time of day, the written dates are kept; at +00:00 they are UTC's anyway.
-    Shorter steps (hourly data) keep the UTC reading without a row-by-row parse."""
+
+    The written clock is the parsed instant plus the offset each row writes (read from its
+    end), not a second parse: that would lose the day-first order the parse settled on, and
+    cost a Python call per row. Shorter steps (hourly data) are left at once."""
     instants = pd.DatetimeIndex(parsed).unique().sort_values()
     if len(instants) < 2 or (np.diff(instants.to_numpy()) < np.timedelta64(23, "h")).any():
         return None
     if not several_offsets:
         wall = parsed.dt.tz_localize(None)
     elif text is not None:
-        try:
-            stamps = [
-                datetime.strptime(v.strip(), fmt) if fmt else pd.Timestamp(v.strip()) for v in text
-            ]
-        except ValueError:
+        offsets = _written_offsets(text)
+        if offsets is None:
             return None
-        if any(stamp.tzinfo is None for stamp in stamps):
-            return None
-        wall = pd.Series(
-            pd.DatetimeIndex([stamp.replace(tzinfo=None) for stamp in stamps]), index=parsed.index
-        )
+        utc = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        wall = utc + offsets
     else:
         return None
     clock = pd.DatetimeIndex(wall)
-    if len(set(clock - clock.normalize())) != 1:
+    times_of_day = clock.asi8 - clock.normalize().asi8
+    if (times_of_day != times_of_day[0]).any():
         return None
-    utc = pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
-    return None if (clock == utc).all() else wall
+    utc_clock = pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
+    return None if (clock == utc_clock).all() else wall
+
+
+# A UTC offset at the end of a timestamp's text: 'Z', '+01:00', '+0100', '-05'.
+_END_OFFSET = re.compile(r"(?:(?P<z>Z)|(?P<sign>[+-])(?P<h>\d{2}):?(?P<m>\d{2})?)\s*$")
+
+
+def _written_offsets(text: pd.Series) -> pd.Series | None:
+    """Each row's UTC offset as written at the end of its text, as a Timedelta; None where a
+    row writes none there (a format that puts it elsewhere: those keep the UTC reading). Read
+    once per distinct text: a long file of daily rows repeats each date once per series."""
+    codes, distinct = pd.factorize(text)
+    parts = pd.Series(distinct).str.extract(_END_OFFSET)
+    if (parts["z"].isna() & parts["sign"].isna()).any():
+        return None
+    hours = pd.to_numeric(parts["h"], errors="coerce").fillna(0).to_numpy()
+    minutes = pd.to_numeric(parts["m"], errors="coerce").fillna(0).to_numpy()
+    sign = np.where((parts["sign"] == "-").to_numpy(), -1, 1)
+    per_text = (sign * (hours * 60 + minutes)).astype(np.int64)
+    return pd.Series(pd.to_timedelta(per_text[codes], unit="min"), index=text.index)
 
 
 def _dates_note(parsed: pd.Series, written: pd.Series) -> str:
@@ -1263,6 +1280,7 @@ def _dates_note(parsed: pd.Series, written: pd.Series) -> str:
 
 # A time of day followed by a UTC offset ('10:14:33 +01:00', '10:00Z', '10:00:00.5-0500'): the
 # time comes first, so a date's own '-09' is never read as an offset.
+_TIME_ALONE = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*$")
 _TIME_WITH_OFFSET = re.compile(
     r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$"
 )
@@ -1273,7 +1291,10 @@ def _refuse_offsets_in_some_rows(text: pd.Series, label: str, source: str) -> No
     write its zone) fails to parse at the first row of the other kind, and the message advised
     a timestamp_format, which no format fixes: the naive rows' instants are unknown. Named."""
     zoned = text.str.contains(_TIME_WITH_OFFSET).to_numpy(dtype=bool)
-    if zoned.all() or not zoned.any():
+    naive = text.str.contains(_TIME_ALONE).to_numpy(dtype=bool)
+    # only where every row is one kind or the other: a typo ('+01:00x') or a zone name
+    # ('... UTC', '... CET') is the parse error's to name, with its own advice
+    if zoned.all() or not zoned.any() or not (zoned | naive).all():
         return
     first_zoned, first_naive = int(np.argmax(zoned)) + 1, int(np.argmax(~zoned)) + 1
     raise TimestampParseError(

@@ -451,22 +451,27 @@ def merge_duplicates(
         n_rows - n_stamps,
         f"merged {plural(n_stamps, 'duplicated timestamp')} ({n_rows:,} rows -> {n_stamps:,}, "
         f"{plural(n_rows - n_stamps, 'row')} removed) by {how} (duplicates={policy!r}); "
-        f"first: {first} at data rows {first_rows}{_repeated_hours(stamps.unique())}",
+        f"first: {first} at data rows {first_rows}"
+        f"{_repeated_hours(stamps.unique(), pd.DatetimeIndex(merged.index))}",
     )
     return merged, kept_rows
 
 
-def _repeated_hours(stamps: pd.Index) -> str:
-    """Where sub-hourly duplicates fill an hour a day at most, the clause saying what they
-    likely are: the hour a daylight-saving change writes twice on local times. Merging pairs
-    readings taken an hour apart there (one pair an hour for hourly data, thousands for a
-    1-second log); timestamps with UTC offsets keep both hours."""
+def _repeated_hours(stamps: pd.Index, series: pd.DatetimeIndex) -> str:
+    """Where the duplicates of data logged hourly or faster fill at most an hour on at most one
+    day a year, the clause saying what they likely are: the hour a daylight-saving change
+    writes twice on local times. Merging pairs readings taken an hour apart there (one pair
+    for hourly data, thousands for a 1-second log); timestamps with UTC offsets keep both
+    hours. Daily data, or duplicates on many days (an overlapping export), get no such guess."""
     index = pd.DatetimeIndex(stamps)
-    if len(index) < 2:
+    if len(index) < 2 or len(series) < 2:
+        return ""
+    if np.median(np.diff(series.asi8)) > pd.Timedelta(hours=1) / pd.Timedelta(1, series.unit):
         return ""
     days = pd.Series(index, index=index.normalize()).groupby(level=0)
     spans = days.max() - days.min()
-    if (spans >= pd.Timedelta(hours=1)).any():
+    years = pd.Series(pd.DatetimeIndex(spans.index).year).value_counts()
+    if (spans >= pd.Timedelta(hours=1)).any() or (years > 1).any():
         return ""
     return (
         f"; they lie within one hour on {plural(len(spans), 'day')} (first {index[0]} to "

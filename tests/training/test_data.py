@@ -165,6 +165,22 @@ def test_offsets_in_some_rows_only_are_refused_naming_both_kinds(
         load_data(path, LoadConfig(target="y", covariates=("x",)))
 
 
+@pytest.mark.parametrize(
+    "last", ["2020-01-01 05:00:00+01:00x", "2020-01-01 05:00:00 CET"], ids=["typo", "zone name"]
+)
+def test_a_row_of_another_form_is_not_called_one_without_an_offset(
+    tmp_path: Path, last: str
+) -> None:
+    """A typo or a zone name is the parse error's to name (with its advice on abbreviations),
+    not a row 'carrying no offset'."""
+    stamps = [t + "+01:00" for t in hourly(5)] + [last]
+    path = write(tmp_path, csv_of(stamps, ["1"] * 6))
+    with pytest.raises(TimestampParseError) as refused:
+        load_data(path, LoadConfig(target="y", covariates=("x",)))
+    assert "carry none" not in str(refused.value)
+    assert "data row 6" in str(refused.value)
+
+
 def test_text_with_several_utc_offsets_is_reported_as_such(tmp_path: Path) -> None:
     """Local time across the spring change: +01:00, then +02:00. The report said "from time
     zone UTC to UTC" (the audit's); the instants were right and stay right."""
@@ -292,6 +308,11 @@ def test_duplicates_filling_an_hour_a_day_are_pointed_to_as_a_clock_change(
         "02:59:00): the hour a daylight-saving change repeats on local times? Merging pairs "
         "readings taken an hour apart; timestamps with UTC offsets (or in UTC) keep both hours"
     )
+    days = [str(t) for t in pd.date_range("2020-01-01", periods=60, freq="D")]
+    overlap = sorted([*days, *days[50:]])  # an overlapping export repeats 10 days
+    path = write(tmp_path, csv_of(overlap, ["1"] * len(overlap)), "daily.csv")
+    (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
+    assert "daylight-saving" not in dup.message
     spread = [*hourly(6), *hourly(6)[::5]]  # 00:00 and 05:00 twice
     path = write(tmp_path, csv_of(sorted(spread), ["1"] * len(spread)), "spread.csv")
     (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
@@ -598,6 +619,28 @@ def test_dates_written_with_utc_offsets_keep_their_written_dates(
     assert kept.count == periods
     utc = written[0].tz_convert("UTC").tz_localize(None)
     assert f"({written[0].tz_localize(None)} is {utc} UTC)" in kept.message
+
+
+def test_day_first_dates_with_offsets_keep_the_order_the_file_was_read_in(
+    tmp_path: Path,
+) -> None:
+    """The written clock was first taken from a second parse of each row, which read
+    '01/04/2021' month first (4 January) where the file's own parse had settled on day first:
+    the file was refused with gaps it does not have. It is now the parsed instant plus each
+    row's written offset."""
+    written = pd.date_range("2021-03-20", "2021-04-20", freq="D", tz="Europe/Paris")
+    offsets = [t.strftime("%z") for t in written]
+    path = tmp_path / "paris.csv"
+    dates = [
+        t.strftime("%d/%m/%Y %H:%M") + z[:3] + ":" + z[3:]
+        for t, z in zip(written, offsets, strict=True)
+    ]
+    pd.DataFrame({"date": dates, "v": np.arange(float(len(written)))}).to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="v"))
+    assert data.freq == "D"
+    assert data.series["paris"].index.equals(
+        pd.DatetimeIndex(written.tz_localize(None), name="timestamp")
+    )
 
 
 def test_dates_in_utc_and_hours_with_offsets_are_read_in_utc(tmp_path: Path) -> None:
