@@ -64,6 +64,7 @@ from training.seasonality import Season, mase_season, model_season
 from training.split import (
     HELD_OUT_METHODS,
     CutSeriesError,
+    ScalerScope,
     SeriesSplit,
     SplitConfig,
     SplitMethod,
@@ -363,7 +364,7 @@ def train_pipeline(
     backtest_config, dropped = prepared.backtest_config, prepared.backtest_dropped
     mase_line = f"MASE season: {season.describe()}"
     split_lines = held_out_lines(splits) + cut_series_lines(data, splits, split_config)
-    split_lines += constant_lines(splits, data.target)
+    split_lines += constant_lines(splits, data.target, scaler.scope)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
     data_report = [*data.report_lines(), *split_lines, mase_line]
@@ -831,27 +832,40 @@ def unread_covariate_lines(data: LoadedData, model: ForecasterConfig) -> list[st
     ]
 
 
-def constant_lines(splits: Mapping[str, SeriesSplit], target: str) -> list[str]:
-    """Columns that hold one value over a series' training span, named: a stuck sensor is
-    centred and left unscaled (it tells the model nothing, and a value it takes later reaches
-    the model unscaled); a target that never moves has no spread to learn and no MASE scale."""
+def constant_lines(
+    splits: Mapping[str, SeriesSplit], target: str, scope: ScalerScope = "global"
+) -> list[str]:
+    """Columns that hold one value where the model's scaler reads them, named. A covariate the
+    scaler (`scope`: the pipeline's is global) finds constant is centred and left unscaled: it
+    tells the model nothing, and a value it takes later reaches the model unscaled. One that
+    is constant inside each series but differs between them is scaled, and does tell the
+    series apart: not named. A target that never moves in a series' training span has no MASE
+    scale there (the scale is per series)."""
     lines = []
-    trained = sum(not s.train.empty for s in splits.values())
-    constant = constant_in_training(splits)
-    for column in sorted(constant, key=lambda c: c != target):  # the target first
-        series = constant[column]
-        where = f"the training span of {len(series):,} of {trained:,} series ({named_ids(series)})"
+    trained = [sid for sid, s in splits.items() if not s.train.empty]
+    per_series = constant_in_training(splits)
+    if target in per_series:
+        series = per_series[target]
+        lines.append(
+            f"target {target!r} holds one value over the training span of {len(series):,} of "
+            f"{len(trained):,} series ({named_ids(series)}): there it has nothing to learn, and "
+            "no MASE scale (its MASE is left out of the overall)"
+        )
+    pooled = constant_in_training(splits, pooled=True) if scope == "global" else per_series
+    for column, series in pooled.items():
         if column == target:
-            lines.append(
-                f"target {column!r} holds one value over {where}: there it has no spread to "
-                "learn, and no MASE scale (its MASE is left out of the overall)"
-            )
-        else:
-            lines.append(
-                f"covariate {column!r} holds one value over {where}: centred and not scaled "
-                "there, it tells the model nothing (a stuck sensor?); leave it out of "
-                "--covariates, or train on a span where it varies"
-            )
+            continue
+        where = (
+            f"every series' training span ({len(trained):,})"
+            if scope == "global"
+            else f"the training span of {len(series):,} of {len(trained):,} series "
+            f"({named_ids(series)})"
+        )
+        lines.append(
+            f"covariate {column!r} holds one value over {where}: centred and not scaled, it "
+            "tells the model nothing (a stuck sensor?); leave it out of --covariates, or train "
+            "on a span where it varies"
+        )
     return lines
 
 
@@ -993,7 +1007,9 @@ def compare_registered(
     by the error; a person fixes the alias (`urnn models promote`)."""
     try:
         predictor = load_registered(model_uri)
-    except Exception as error:  # whatever stops it loading: nothing to compare with
+    except Exception as error:
+        if not _unloadable(error):  # the store unreachable for a moment: fail, to be retried
+            raise
         return Comparison(
             None,
             why=(
@@ -1065,6 +1081,20 @@ def compare_registered(
         challenger=score(mine[in_other], levels or challenger_config.quantiles),
         basis="; ".join(bases),
     )
+
+
+def _unloadable(error: Exception) -> bool:
+    """Whether a champion's load failed on the version itself (a damaged or missing artifact,
+    a config this release cannot build), not on reaching the store: a brief outage must not
+    become a lasting "kept" decision."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, (ConnectionError, TimeoutError, requests.RequestException)):
+        return False  # requests' errors are OSErrors too
+    if isinstance(error, MlflowException):
+        return error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+    return isinstance(error, (ValueError, KeyError, OSError))
 
 
 def shared_levels(

@@ -945,17 +945,19 @@ def _is_constant(std: float, mean: float) -> bool:
     return std <= CONSTANT_TOLERANCE * max(1.0, abs(mean))
 
 
-def constant_in_training(splits: Mapping[str, SeriesSplit]) -> dict[str, list[str]]:
+def constant_in_training(
+    splits: Mapping[str, SeriesSplit], *, pooled: bool = False
+) -> dict[str, list[str]]:
     """Column -> the series whose training span holds one value in it (by the scaler's own
-    test): a stuck sensor, or a target that never moves. The scaler centres such a column and
-    leaves it unscaled, so it tells the model nothing there; the pipeline says so."""
+    test): a stuck sensor, or a target that never moves. `pooled`: the columns that hold one
+    value over all training spans together, as a global scaler sees them (-> every series)."""
+    trains = {sid: s.train for sid, s in splits.items() if not s.train.empty}
+    groups = {"*": pd.concat(list(trains.values()))} if pooled and trains else trains
     out: dict[str, list[str]] = {}
-    for series_id, split in splits.items():
-        if split.train.empty:
-            continue
-        values = split.train.to_numpy(dtype=np.float64)
+    for key, train in groups.items():
+        values = train.to_numpy(dtype=np.float64)
         mean, std = values.mean(axis=0), values.std(axis=0)
-        for c, column in enumerate(split.train.columns):
+        for c, column in enumerate(train.columns):
             if _is_constant(float(std[c]), float(mean[c])):
-                out.setdefault(str(column), []).append(series_id)
+                out[str(column)] = list(trains) if pooled else [*out.get(str(column), []), key]
     return out

@@ -1076,3 +1076,21 @@ def test_requests_a_challenger_would_refuse_are_found_before_its_score(
         assert refusal is None
     else:
         assert refusal is not None and refusal.startswith(reason), refusal
+
+
+def test_only_a_champion_that_cannot_load_is_kept_not_a_store_that_cannot_be_reached() -> None:
+    """A tracking store unreachable for a moment must fail the training (a job retries it),
+    not become a lasting "kept" decision with advice to move the alias."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+    from models.forecaster import CheckpointError
+    from training.pipeline import _unloadable
+
+    assert _unloadable(CheckpointError("weights.pt in models:/m/1", "KeyError: 1"))
+    assert _unloadable(MlflowException("gone", error_code=RESOURCE_DOES_NOT_EXIST))
+    assert _unloadable(FileNotFoundError("config.json"))
+    assert not _unloadable(MlflowException("API request failed"))  # INTERNAL_ERROR
+    assert not _unloadable(requests.ConnectionError("connection refused"))
+    assert not _unloadable(TimeoutError())

@@ -193,7 +193,9 @@ def test_constant_train_column_is_only_centred() -> None:
 
 def test_columns_constant_over_a_training_span_are_named_in_the_report() -> None:
     """A stuck sensor was centred and left unscaled without a word; a target that never moves
-    only showed as a NaN MASE. Both are named, per series, by the scaler's own test."""
+    only showed as a NaN MASE. Both are named, by the scaler's own test, where the pipeline's
+    (global) scaler reads them; a covariate constant inside each series but different between
+    them is scaled, and tells the series apart: not named."""
     from training.pipeline import constant_lines
 
     moving, stuck = frame_of(100), frame_of(100)
@@ -202,12 +204,22 @@ def test_columns_constant_over_a_training_span_are_named_in_the_report() -> None
     stuck["y"] = 7.0  # and one whose target never moves
     splits = splits_of({"pump 2": stuck, "pump-1": moving}, SplitConfig(lookback=5))
     assert constant_in_training(splits) == {"x": ["pump 2", "pump-1"], "y": ["pump 2"]}
+    assert constant_in_training(splits, pooled=True) == {"x": ["pump 2", "pump-1"]}
     assert constant_lines(splits, "y") == [
         "target 'y' holds one value over the training span of 1 of 2 series (pump 2): there "
-        "it has no spread to learn, and no MASE scale (its MASE is left out of the overall)",
-        "covariate 'x' holds one value over the training span of 2 of 2 series (pump 2, "
-        "pump-1): centred and not scaled there, it tells the model nothing (a stuck sensor?); "
-        "leave it out of --covariates, or train on a span where it varies",
+        "it has nothing to learn, and no MASE scale (its MASE is left out of the overall)",
+        "covariate 'x' holds one value over every series' training span (2): centred and not "
+        "scaled, it tells the model nothing (a stuck sensor?); leave it out of --covariates, "
+        "or train on a span where it varies",
+    ]
+    capacity = {"a": frame_of(100), "b": frame_of(100, seed=1)}
+    capacity["a"]["x"], capacity["b"]["x"] = 10.0, 20.0  # one per store: it tells them apart
+    by_store = splits_of(capacity, SplitConfig(lookback=5))
+    assert constant_lines(by_store, "y") == []
+    assert constant_lines(by_store, "y", scope="series") == [
+        "covariate 'x' holds one value over the training span of 2 of 2 series (a, b): centred "
+        "and not scaled, it tells the model nothing (a stuck sensor?); leave it out of "
+        "--covariates, or train on a span where it varies"
     ]
     assert constant_lines(splits_of({"s": frame_of(100)}, SplitConfig(lookback=5)), "y") == []
 
