@@ -361,7 +361,8 @@ def _signal_name(name: str) -> str:
 
 def end_run_killed(settings: Settings, run_id: str) -> None:
     """Mark an MLflow run that is still RUNNING as KILLED, as MLflow does for a run whose
-    process was killed (it would show RUNNING for ever). Best effort: a store that cannot be
+    process was killed (it would show RUNNING for ever), and delete the versions it left
+    half-registered (`remove_half_registered`). Best effort: a store that cannot be
     reached now leaves it as it is, and says so; bounded in time like `attach_log`."""
     _within(TRACKING_CALL_SECONDS, f"ending run {run_id}", _end_run_killed, settings, run_id)
 
@@ -377,7 +378,9 @@ def _end_run_killed(settings: Settings, run_id: str) -> None:
         if client.get_run(run_id).info.status == "RUNNING":
             client.set_terminated(run_id, status="KILLED")
             logger.info("MLflow run %s of a stopped attempt marked KILLED", run_id)
-            remove_half_registered(client, run_id)
+        # whatever the run's status: the promotion is decided after the run has ended, so an
+        # attempt that died while comparing with the champion left a FINISHED run
+        remove_half_registered(client, run_id)
     except Exception as error:  # the queue must go on whatever the tracking store says
         logger.warning("MLflow run %s of a stopped attempt left as it is: %s", run_id, error)
 

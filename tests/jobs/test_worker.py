@@ -280,13 +280,15 @@ def test_a_lost_attempts_run_is_killed_and_its_reason_kept_through_the_retry(
     assert row.mlflow_run_id is None  # the survivor's (fake) attempt started no run
 
 
+@pytest.mark.parametrize("run_status", ["RUNNING", "FINISHED"])
 def test_a_version_a_lost_attempt_left_half_registered_is_deleted(
-    db: Database, settings: Settings
+    db: Database, settings: Settings, run_status: str
 ) -> None:
     """A worker killed between registering the version and deciding its promotion left it
     READY and 'challenger', with no scores, beside the retry's version. When the lost
     attempt's run is ended, such a version goes; a finished one (its decision tagged), or one
-    that already holds the champion alias, stays."""
+    that already holds the champion alias, stays. The promotion is decided after the run
+    ends, so a run that died comparing with the champion is FINISHED already."""
     from mlflow import MlflowClient
 
     from urnn_forecast.tracking import ensure_experiment
@@ -309,6 +311,8 @@ def test_a_version_a_lost_attempt_left_half_registered_is_deleted(
     client.set_registered_model_alias("pumps", "champion", champion)
     decided = register(run.info.run_id)
     client.set_model_version_tag("pumps", decided, "promotion.decision", "kept")
+    if run_status != "RUNNING":
+        client.set_terminated(run.info.run_id, status=run_status)
 
     (job_id,) = submit(db)
     ghost = queue.claim(db, worker_id="ghost", lease_seconds=0.05)
