@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
 from service.errors import install_handlers, plain_errors_in_schema
@@ -28,6 +28,7 @@ from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from service.routes import forecast, jobs, model, ops, schedules, series
 from service.security import open_reads_in_schema
 from service.state import ServiceState
+from service.strict_query import strict_query
 from urnn_forecast import __version__
 from urnn_forecast.settings import Settings, get_settings
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
             mark_process_dead(os.getpid())
 
     app = ServiceApp(
+        dependencies=[Depends(strict_query)],
         title="urnn-forecast",
         version=__version__,
         description=DESCRIPTION,

@@ -995,3 +995,21 @@ def test_a_405_lists_every_method_the_path_takes(client: TestClient) -> None:
         assert answer.status_code == 405
         assert answer.headers["allow"] == allowed
         assert answer.json()["detail"].endswith(f"allowed: {allowed}")
+
+
+def test_a_query_parameter_the_route_does_not_read_or_gives_twice_is_a_422(
+    client: TestClient,
+) -> None:
+    """FastAPI ignored both: `?limt=5` answered a page of 50, `?limit=5&limit=6` one of 6."""
+    answer = client.get("/jobs", params={"limt": 5})
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "detail": "query parameter 'limt': is not read by GET /jobs; its parameters: limit, "
+        "offset, status"
+    }
+    answer = client.get("/jobs?limit=5&limit=6")
+    assert answer.status_code == 422
+    assert answer.json() == {"detail": "query parameter 'limit': is given 2 times; give it once"}
+    # a list parameter repeats, and a route that reads no query leaves a probe's alone
+    assert client.get("/jobs?status=queued&status=running&limit=5").status_code == 200
+    assert client.get("/healthz?_=1733000000").status_code == 200
