@@ -1101,8 +1101,9 @@ def _parse_timestamps(
         if empty.any():
             row = int(np.argmax(empty)) + 1
             raise TimestampParseError(
-                f"{source}: column {column!r}, {row_label(row)}: empty timestamp "
-                f"({int(empty.sum()):,} empty cells in this column)"
+                f"{source}: column {column!r}, {row_label(row)}: empty timestamp, or a "
+                f"missing-value word (NA, NULL, None, #N/A, ...) ({int(empty.sum()):,} such "
+                "cells in this column): every row needs its time"
             )
     label = " + ".join(repr(c) for c in columns)
     several_offsets = False
@@ -1117,6 +1118,9 @@ def _parse_timestamps(
         with warnings.catch_warnings():
             # "could not infer format": the rows that fail are reported below, by row number
             warnings.filterwarnings("ignore", message="Could not infer format")
+            # "parsing dates in %d/%m/%Y format when dayfirst=False": _day_month_order settles
+            # the order below (or refuses the column), so pandas' guess is not the user's news
+            warnings.filterwarnings("ignore", message="Parsing dates in")
             try:
                 parsed = pd.to_datetime(text, format=fmt, errors="coerce")
             except ValueError:  # several UTC offsets in one column
@@ -1220,32 +1224,47 @@ def _dates_as_written(
     """Zoned timestamps that name calendar dates (days, weeks, months) on the clock they were
     written in, as that clock (naive), or None. '2020-01-01T00:00:00+01:00' names 1 January;
     in UTC it is 23:00 on 31 December, and with daylight saving the UTC times alternate 23:00
-    and 22:00, which no daily or monthly grid holds (such files were refused). So where the
-    steps are a day or longer (23 hours on a daylight-saving day) and every written timestamp
-    is at one time of day, the written dates are kept; at +00:00 they are UTC's anyway.
+    and 22:00, which no daily or monthly grid holds (such files were refused). So where every
+    written timestamp is at one time of day (so whole days apart), the written dates are kept;
+    at +00:00 they are UTC's anyway. Decided on the written clock, not on the instants: stores
+    in Delhi and Tokyo write the same midnights, which in UTC lie 3.5 hours apart.
 
     The written clock is the parsed instant plus the offset each row writes (read from its
-    end), not a second parse: that would lose the day-first order the parse settled on, and
-    cost a Python call per row. Shorter steps (hourly data) are left at once."""
-    instants = pd.DatetimeIndex(parsed).unique().sort_values()
-    if len(instants) < 2 or (np.diff(instants.to_numpy()) < np.timedelta64(23, "h")).any():
+    end), not a second parse: that would lose the day-first order the parse settled on. A
+    sample of rows is looked at first, so hourly data is left at once."""
+    step = max(1, len(parsed) // 2000)
+    sample = _written_clock(parsed.iloc[::step], None if text is None else text.iloc[::step],
+                            several_offsets)  # fmt: skip
+    if sample is None or not _one_time_of_day(sample):
         return None
-    if not several_offsets:
-        wall = parsed.dt.tz_localize(None)
-    elif text is not None:
-        offsets = _written_offsets(text)
-        if offsets is None:
-            return None
-        utc = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-        wall = utc + offsets
-    else:
-        return None
-    clock = pd.DatetimeIndex(wall)
-    times_of_day = clock.asi8 - clock.normalize().asi8
-    if (times_of_day != times_of_day[0]).any():
+    wall = sample if step == 1 else _written_clock(parsed, text, several_offsets)
+    if wall is None or not _one_time_of_day(wall):
         return None
     utc_clock = pd.DatetimeIndex(parsed).tz_convert("UTC").tz_localize(None)
-    return None if (clock == utc_clock).all() else wall
+    return None if (pd.DatetimeIndex(wall) == utc_clock).all() else wall
+
+
+def _written_clock(
+    parsed: pd.Series, text: pd.Series | None, several_offsets: bool
+) -> pd.Series | None:
+    """The naive wall clock each zoned timestamp was written on, or None where a row's offset
+    cannot be read from its text."""
+    if not several_offsets:
+        naive: pd.Series = parsed.dt.tz_localize(None)
+        return naive
+    if text is None:
+        return None
+    offsets = _written_offsets(text)
+    if offsets is None:
+        return None
+    wall: pd.Series = parsed.dt.tz_convert("UTC").dt.tz_localize(None) + offsets
+    return wall
+
+
+def _one_time_of_day(wall: pd.Series) -> bool:
+    clock = pd.DatetimeIndex(wall)
+    times_of_day = clock.asi8 - clock.normalize().asi8
+    return bool(len(times_of_day)) and bool((times_of_day == times_of_day[0]).all())
 
 
 # A UTC offset at the end of a timestamp's text: 'Z', '+01:00', '+0100', '-05'.
@@ -1466,12 +1485,13 @@ def _order_example(sample: object, *, day_first: bool) -> str:
     generic = "%d/%m/%Y %H:%M" if day_first else "%m/%d/%Y %H:%M"
     layout = re.fullmatch(
         r"\s*\d{1,2}([./-])\d{1,2}\1(\d{2,4})"
-        r"(?:(\s+|T)\d{1,2}:\d{2}(:\d{2})?(\.\d+)?(\s*[AaPp][Mm])?)?\s*",
+        r"(?:(\s+|T)\d{1,2}:\d{2}(:\d{2})?(\.\d+)?(\s*[AaPp][Mm])?(\s*)((?:Z|[+-]\d{2}:?\d{2}))?)?"
+        r"\s*",
         str(sample),
     )
     if layout is None:
         return generic
-    sep, year, gap, seconds, fraction, meridian = layout.groups()
+    sep, year, gap, seconds, fraction, meridian, space, offset = layout.groups()
     date = sep.join(("%d", "%m") if day_first else ("%m", "%d")) + sep
     date += "%Y" if len(year) == 4 else "%y"
     if gap is None:
@@ -1479,7 +1499,8 @@ def _order_example(sample: object, *, day_first: bool) -> str:
     hour = "%I" if meridian else "%H"
     clock = f"{hour}:%M" + (":%S" if seconds else "") + (".%f" if fraction else "")
     am_pm = "" if not meridian else (" %p" if meridian[0].isspace() else "%p")
-    return date + gap + clock + am_pm
+    zone = "" if not offset else (space or "") + "%z"  # strptime's %z reads +02:00 and Z
+    return date + gap + clock + am_pm + zone
 
 
 def _zone_abbreviation(text: str) -> str | None:
@@ -1776,7 +1797,7 @@ def _report_missing_cells(
             words = [
                 f"{'empty' if word == '' else shown(word)} x{int(n):,} (first at data row "
                 f"{int(rows[int(np.argmax((spelled == word).to_numpy()))]):,})"
-                for word, n in spelled.value_counts(sort=True).head(3).items()
+                for word, n in spelled.value_counts(sort=True).head(5).items()
             ]
             more = spelled.nunique() - len(words)
             part += ": " + ", ".join(words) + (f" and {more:,} more spellings" if more > 0 else "")

@@ -715,8 +715,13 @@ def _jitter_hint(index: pd.DatetimeIndex) -> str:
     if median <= 0 or counts.max() >= 0.5 * len(steps) or near.mean() < 0.9:
         return ""
     as_step = pd.Timedelta(int(median), unit=index.unit)
+    # the nearest whole unit: a median of 0.998 s is a 1-second logger, not a '998ms' one
     rate = next(
-        (as_step.round(u) for u in ("D", "h", "min", "s", "ms") if as_step >= pd.Timedelta(1, u)),
+        (
+            as_step.round(u)
+            for u in ("D", "h", "min", "s", "ms")
+            if as_step >= pd.Timedelta(1, u) / 2
+        ),
         as_step,
     )
     alias = step_alias(rate)

@@ -333,6 +333,15 @@ def test_jittered_timestamps_are_refused_naming_the_rate_to_round_to(tmp_path: P
             FrequencyError, match=r"The steps scatter around 's' \(median 1\.0\d* s\)"
         ):
             load_data(path, LoadConfig(target="y", freq=freq))
+    # a median just under the rate (0.998 s) is still a 1-second logger, not a '998ms' one
+    late = pd.date_range("2020-01-01", periods=400, freq="s") + pd.to_timedelta(
+        np.random.default_rng(3).integers(100, 300, 400), unit="ms"
+    )
+    assert np.median(np.diff(late.asi8)) < 1e9
+    path = tmp_path / "late.csv"
+    pd.DataFrame({"timestamp": late.astype(str), "y": 1.0}).to_csv(path, index=False)
+    with pytest.raises(FrequencyError, match=r"round\('s'\)"):
+        load_data(path, LoadConfig(target="y"))
     rounded = tmp_path / "rounded.csv"
     pd.DataFrame({"timestamp": stamps.round("s").astype(str), "y": 1.0}).to_csv(
         rounded, index=False
@@ -641,6 +650,35 @@ def test_day_first_dates_with_offsets_keep_the_order_the_file_was_read_in(
     assert data.series["paris"].index.equals(
         pd.DatetimeIndex(written.tz_localize(None), name="timestamp")
     )
+
+
+@pytest.mark.parametrize(
+    "zones", [("Asia/Kolkata", "Asia/Tokyo"), ("Europe/Berlin", "America/New_York")]
+)
+def test_stores_in_different_zones_keep_their_written_dates(
+    tmp_path: Path, zones: tuple[str, str]
+) -> None:
+    """The rule was decided on the file's instants: stores in Delhi and Tokyo write the same
+    midnights 3.5 hours apart in UTC, so every date came out a day early (Berlin beside New
+    York was refused). It is decided on the written clock now."""
+    frames = [
+        pd.DataFrame(
+            {
+                "store": zone,
+                "date": [t.isoformat() for t in pd.date_range("2024-01-01", periods=100,
+                                                                 freq="D", tz=zone)],
+                "y": np.arange(100.0),
+            }
+        )
+        for zone in zones
+    ]  # fmt: skip
+    path = tmp_path / "stores.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="y", series_col="store"))
+    assert data.freq == "D"
+    expected = pd.date_range("2024-01-01", periods=100, freq="D", name="timestamp")
+    for zone in zones:
+        assert data.series[zone].index.equals(expected), zone
 
 
 def test_dates_in_utc_and_hours_with_offsets_are_read_in_utc(tmp_path: Path) -> None:

@@ -471,6 +471,21 @@ def test_dates_that_read_both_ways_in_every_row_are_refused(
     assert (frame.index == stamps).all()
 
 
+def test_the_format_suggested_for_ambiguous_dates_keeps_their_offset(tmp_path: Path) -> None:
+    """'01/10/2024 00:00+02:00' read both ways; the advice was '%d/%m/%Y %H:%M', which then
+    failed on the offset. It ends in %z now, and following it loads the written dates."""
+    written = pd.date_range("2024-10-01", periods=12, freq="D", tz="Europe/Berlin")
+    path = _dated(tmp_path, written, "%d/%m/%Y %H:%M%z")
+    said = refused(path, LoadConfig(target="OT"), TimestampParseError)
+    assert said.endswith(
+        "e.g. '%d/%m/%Y %H:%M%z' for day first or '%m/%d/%Y %H:%M%z' for month first"
+    )
+    (frame,) = load_data(
+        path, LoadConfig(target="OT", timestamp_format="%d/%m/%Y %H:%M%z")
+    ).series.values()
+    assert frame.index.equals(pd.DatetimeIndex(written.tz_localize(None), name="timestamp"))
+
+
 @pytest.mark.parametrize("layout", ["%d/%m/%Y", "%m/%d/%Y"])
 def test_monthly_dates_on_a_day_below_13_are_refused_not_read_as_days(
     tmp_path: Path, layout: str
