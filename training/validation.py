@@ -451,10 +451,23 @@ def merge_duplicates(
         n_rows - n_stamps,
         f"merged {plural(n_stamps, 'duplicated timestamp')} ({n_rows:,} rows -> {n_stamps:,}, "
         f"{plural(n_rows - n_stamps, 'row')} removed) by {how} (duplicates={policy!r}); "
-        f"first: {first} at data rows {first_rows}"
+        f"first: {first} at data rows {first_rows}; {_duplicates_agree(frame[duplicated])}"
         f"{_repeated_hours(stamps.unique(), pd.DatetimeIndex(merged.index))}",
     )
     return merged, kept_rows
+
+
+def _duplicates_agree(rows: pd.DataFrame) -> str:
+    """Whether the rows under each duplicated timestamp hold the same values: an export that
+    overlaps another repeats them, a revised one does not, and merging then decides which
+    value (or their mean) stands. The largest difference is named."""
+    groups = rows.groupby(level=0, sort=False)
+    spread = (groups.max() - groups.min()).max()
+    differing = spread[spread > 0]
+    if differing.empty:
+        return "their values agree"
+    column = str(differing.idxmax())
+    return f"their values differ, by up to {float(differing.max()):g} in {column!r}"
 
 
 def _repeated_hours(stamps: pd.Index, series: pd.DatetimeIndex) -> str:

@@ -289,7 +289,7 @@ def test_duplicate_timestamps_follow_the_policy(
     (dup,) = steps(data, "duplicates")
     assert dup.count == 1
     assert "merged 1 duplicated timestamp (2 rows -> 1, 1 row removed)" in dup.message
-    assert "data rows 2, 3" in dup.message
+    assert "data rows 2, 3; their values differ, by up to 2 in 'y'" in dup.message
 
 
 def test_duplicates_filling_an_hour_a_day_are_pointed_to_as_a_clock_change(
@@ -310,9 +310,10 @@ def test_duplicates_filling_an_hour_a_day_are_pointed_to_as_a_clock_change(
     )
     days = [str(t) for t in pd.date_range("2020-01-01", periods=60, freq="D")]
     overlap = sorted([*days, *days[50:]])  # an overlapping export repeats 10 days
-    path = write(tmp_path, csv_of(overlap, ["1"] * len(overlap)), "daily.csv")
+    path = write(tmp_path, csv_of(overlap, ["1"] * len(overlap), ["0"] * len(overlap)), "daily.csv")
     (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
     assert "daylight-saving" not in dup.message
+    assert "their values agree" in dup.message  # an overlapping export, not a revised one
     spread = [*hourly(6), *hourly(6)[::5]]  # 00:00 and 05:00 twice
     path = write(tmp_path, csv_of(sorted(spread), ["1"] * len(spread)), "spread.csv")
     (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
