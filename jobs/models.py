@@ -52,6 +52,15 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def canonical_id(text: str) -> str:
+    """A job or schedule id as stored: ids are UUIDs, written lower case, and RFC 9562 reads
+    them in any case (a client that upper-cases them got a 404); other text is left as it is."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
 def can_be_stored(text: str) -> bool:
     """False for a text no row can hold (a NUL: PostgreSQL refuses it in a query, a 500 where
     an id that names nothing is a 404)."""

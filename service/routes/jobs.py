@@ -24,12 +24,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from jobs import queue
 from jobs.db import Database, SchemaError, check_schema, reaching
-from jobs.models import Job
+from jobs.models import Job, canonical_id
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
 from service.arrow_io import media_type
@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+# A job's or schedule's id in a path, in the case it is stored in (jobs.models.canonical_id).
+StoredId = Annotated[str, AfterValidator(canonical_id)]
 _open_lock = threading.Lock()
 
 
@@ -361,7 +363,7 @@ def list_jobs(
     responses={**READ_ERRORS, **NOT_FOUND},
     summary="One job",
 )
-def get_job(job_id: str, db: JobsDbDep) -> JobPublic:
+def get_job(job_id: StoredId, db: JobsDbDep) -> JobPublic:
     with db.session() as session:
         return JobPublic.of(queue.get(session, job_id=job_id))
 
@@ -377,7 +379,7 @@ def get_job(job_id: str, db: JobsDbDep) -> JobPublic:
         409: {"model": ErrorResponse, "description": "The job already ended."},
     },
 )
-def cancel_job(job_id: str, db: JobsDbDep) -> JobPublic:
+def cancel_job(job_id: StoredId, db: JobsDbDep) -> JobPublic:
     with db.session() as session:
         return JobPublic.of(queue.cancel(session, job_id=job_id))
 

@@ -32,6 +32,7 @@ from service.routes.jobs import (
     JsonBodyDep,
     PageLimit,
     PageOffset,
+    StoredId,
     idempotent_create,
     stored_warnings,
 )
@@ -247,7 +248,7 @@ def list_schedules(
     responses={**READ_ERRORS, **NOT_FOUND},
     summary="One schedule",
 )
-def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
+def get_schedule(schedule_id: StoredId, db: JobsDbDep) -> SchedulePublic:
     with db.session() as session:
         return SchedulePublic.of(schedules.get(session, schedule_id=schedule_id))
 
@@ -265,7 +266,7 @@ def get_schedule(schedule_id: str, db: JobsDbDep) -> SchedulePublic:
     summary="Pause, resume or change a schedule (API key)",
 )
 def change_schedule(
-    schedule_id: str, body: ScheduleChange, db: JobsDbDep, state: StateDep
+    schedule_id: StoredId, body: ScheduleChange, db: JobsDbDep, state: StateDep
 ) -> SchedulePublic:
     given = body.model_fields_set
     if not given:
@@ -304,7 +305,7 @@ def change_schedule(
     responses={**ERRORS, **NOT_FOUND},
     summary="Stop a schedule; jobs it already enqueued stay (API key)",
 )
-def delete_schedule(schedule_id: str, db: JobsDbDep) -> Response:
+def delete_schedule(schedule_id: StoredId, db: JobsDbDep) -> Response:
     with db.session() as session:
         schedules.remove(session, schedule_id=schedule_id)
     return Response(status_code=204)

@@ -1013,3 +1013,17 @@ def test_a_query_parameter_the_route_does_not_read_or_gives_twice_is_a_422(
     # a list parameter repeats, and a route that reads no query leaves a probe's alone
     assert client.get("/jobs?status=queued&status=running&limit=5").status_code == 200
     assert client.get("/healthz?_=1733000000").status_code == 200
+
+
+def test_an_id_in_upper_case_names_the_same_job_and_schedule(
+    client: TestClient, ett_csv: Path
+) -> None:
+    """Ids are UUIDs, which RFC 9562 reads in any case: an upper-cased one answered 404."""
+    job_id = submit(client, tiny_spec(ett_csv)).json()["id"]
+    answer = client.get(f"/jobs/{job_id.upper()}")
+    assert answer.status_code == 200 and answer.json()["id"] == job_id
+    made = client.post(
+        "/schedules", json={"cron": "0 3 * * *", "job": tiny_spec(ett_csv)}, headers=KEY
+    ).json()["id"]
+    assert client.get(f"/schedules/{made.upper()}").json()["id"] == made
+    assert client.get("/jobs/not-a-uuid").status_code == 404  # other text: looked up as it is
