@@ -34,7 +34,14 @@ from models.forecaster import (
     n_calendar_features,
 )
 from training import distributed
-from training.backtest import BacktestConfig, BacktestResult, backtest, check_backtest_room
+from training.backtest import (
+    BacktestConfig,
+    BacktestResult,
+    backtest,
+    check_backtest_room,
+    write_backtest_tables,
+    write_forecasts,
+)
 from training.data import LoadConfig, LoadedData, load_data
 from training.fit import (
     EpochRecord,
@@ -467,7 +474,7 @@ def train_pipeline(
             mlflow.log_metrics(
                 {f"backtest_{k}": v for k, v in scores.items() if math.isfinite(v)}, run_id=run_id
             )
-            _write_tables(result, out / "metrics")
+            write_backtest_tables(result, out / "metrics")
             (out / "data_report.txt").write_text("\n".join(data_report) + "\n")
             mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
             mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
@@ -502,8 +509,10 @@ def train_pipeline(
     if logged.registered_name is not None and logged.version is not None:
         client = mlflow.MlflowClient()
 
+        compared: dict[str, Comparison | None] = {}
+
         def champion_score(version: str) -> Comparison | None:
-            return compare_registered(
+            compared[version] = compare_registered(
                 f"models:/{logged.registered_name}/{version}",
                 data,
                 config,
@@ -511,6 +520,7 @@ def train_pipeline(
                 challenger=result,
                 challenger_config=model_config,
             )
+            return compared[version]
 
         decision = promote_if_better(
             client,
@@ -521,6 +531,7 @@ def train_pipeline(
             metric=config.metric,
             promote=config.promote,
         )
+        _log_champion_forecasts(client, run_id, compared)
         result_fields = {
             "champion_version": decision.champion_version,
             "champion_score": decision.champion_score,
@@ -1080,6 +1091,7 @@ def compare_registered(
         champion=score(other[in_mine], levels or theirs.quantiles),
         challenger=score(mine[in_other], levels or challenger_config.quantiles),
         basis="; ".join(bases),
+        forecasts=other[in_mine],
     )
 
 
@@ -1234,17 +1246,19 @@ def backtest_predictor(
     )
 
 
-def _write_tables(result: BacktestResult, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    tables = result.tables
-    for name, table in (
-        ("overall", tables.overall),
-        ("by_step", tables.by_step),
-        ("by_series", tables.by_series),
-    ):
-        table.to_csv(directory / f"{name}.csv")
-    overall = {str(k): float(v) for k, v in tables.overall.iloc[0].items()}
-    (directory / "overall.json").write_text(json.dumps(overall, indent=2))
+def _log_champion_forecasts(
+    client: Any, run_id: str, compared: Mapping[str, Comparison | None]
+) -> None:
+    """The champion's forecasts on this run's backtest, beside the run's own
+    (`metrics/forecasts.parquet`): the evidence behind `backtest.champion_score`, which was a
+    tag with nothing to recompute it from."""
+    with tempfile.TemporaryDirectory(prefix="urnn-champion-") as tmp:
+        for version, comparison in compared.items():
+            if comparison is None or comparison.forecasts is None:
+                continue
+            path = Path(tmp) / f"champion_v{version}_forecasts.parquet"
+            write_forecasts(comparison.forecasts, path)
+            client.log_artifact(run_id, str(path), artifact_path="metrics")
 
 
 def _params(

@@ -18,7 +18,7 @@ import contextlib
 import math
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,8 @@ class Comparison:
     basis: str = ""  # "" when the two backtests are the same forecasts
     refusal: str | None = None
     why: str = ""
+    # the champion's forecasts on this backtest (the rows scored), logged as evidence
+    forecasts: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
 # The champion (by version) scored on the challenger's backtest; None when it cannot read the

@@ -705,7 +705,8 @@ def _add_backtest_parser(commands: Any) -> None:
         "--output",
         default=None,
         metavar="DIR",
-        help="also write the tables (CSV) and plots (PNG) into DIR",
+        help="also write the tables (CSV), every forecast scored (forecasts.parquet) and plots "
+        "(PNG) into DIR",
     )
     bt.set_defaults(handler=_run_backtest, subparser=bt)
 
@@ -1127,6 +1128,14 @@ def _check_output_folder(output: str | None) -> None:
     run, as it came to write its results."""
     if output and Path(output).exists() and not Path(output).is_dir():
         raise UsageError(f"--output {output}: is a file; give a folder (it is made if missing)")
+    if output:
+        try:  # made now: a folder the system refuses failed after the whole run, unnamed
+            Path(output).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(
+                f"--output {output}: cannot be made as a folder ({error.strerror or error}); "
+                "give a folder you can write to"
+            ) from None
 
 
 def _positive_float(text: str) -> float:
@@ -2022,7 +2031,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from training.backtest import BacktestConfig, backtest
+    from training.backtest import BacktestConfig, backtest, write_backtest_tables
     from training.data import LoadConfig, header_columns, load_data
     from training.fit import FitConfig
     from training.metrics import filled_note, unscaled_note
@@ -2163,11 +2172,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(result.tables.by_step.to_string(float_format=fmt))
     if args.output:
         out = Path(args.output)
-        out.mkdir(parents=True, exist_ok=True)
-        result.tables.overall.to_csv(out / "overall.csv")
-        result.tables.by_series.to_csv(out / "by_series.csv")
-        result.tables.by_step.to_csv(out / "by_step.csv")
-        print(f"\ntables and plots written to {out}")
+        write_backtest_tables(result, out)
+        print(f"\ntables, forecasts and plots written to {out}")
     return 0
 
 

@@ -104,6 +104,16 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert {"metrics", "plots", "data_report.txt"} <= artifacts
     plots = {Path(a.path).name for a in client.list_artifacts(result.run_id, "plots")}
     assert plots == {"forecasts.png", "error_by_horizon.png"}
+    # every forecast scored is logged: the backtest's figures can be recomputed from it
+    logged = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=result.run_id, artifact_path="metrics/forecasts.parquet", dst_path=str(tmp_path)
+        )
+    )
+    forecasts = pd.read_parquet(logged)
+    observed = forecasts[~forecasts["filled"]]
+    mae = float((observed["point"] - observed["actual"]).abs().mean())
+    assert mae == pytest.approx(result.scores["mae"])
 
     # The model's files: JSON + a state dict, the model class as source code, no pickle.
     files = model_artifact_dir(f"models:/{NAME}/1", tmp_path / "download")
@@ -456,6 +466,19 @@ def test_a_champion_is_compared_on_the_forecasts_both_models_made(
     assert wide.champion_score is not None
     assert wide.promoted == (on_basis < wide.champion_score)
     assert f"({tags['backtest.basis']})" in wide.reason
+    # the champion's own forecasts on this backtest are logged with the run: its score (a
+    # tag) can be recomputed, on the rows both made (steps 1-12)
+    path = mlflow.artifacts.download_artifacts(
+        run_id=wide.run_id,
+        artifact_path=f"metrics/champion_v{wide.champion_version}_forecasts.parquet",
+        dst_path=str(csv.parent / "dl"),
+    )
+    theirs = pd.read_parquet(path)
+    assert int(theirs["step"].max()) == 12
+    observed = theirs[~theirs["filled"]]
+    assert float((observed["point"] - observed["actual"]).abs().mean()) == pytest.approx(
+        wide.champion_score
+    )
 
 
 def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(

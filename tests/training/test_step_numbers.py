@@ -349,6 +349,9 @@ def test_named_test_units_train_register_and_are_backtested_again_by_name(
     assert f"{2 * (120 - 24 - 6 + 1) * 6:,} forecast values" in out
     by_series = pd.read_csv(tmp_path / "bt" / "by_series.csv", index_col=0)
     assert sorted(by_series.index) == [2, 5]  # the units the model held out, not 9 and 10
+    forecasts = pd.read_parquet(tmp_path / "bt" / "forecasts.parquet")  # the evidence itself
+    assert len(forecasts) == 2 * (120 - 24 - 6 + 1) * 6
+    assert sorted(forecasts["series"].unique()) == ["2", "5"]
 
     code = cli.main([*argv, "--test-series", "11"], settings=mlflow_settings)
     err = capsys.readouterr().err
