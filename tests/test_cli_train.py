@@ -689,6 +689,14 @@ def test_backtest_scores_mase_on_the_season_the_model_was_trained_with(
     assert code == 0, err
     assert "seasonal naive of 24 rows (set by the user)" in daily
     assert overall_score(daily, "mase") != pytest.approx(overall_score(out, "mase"), rel=1e-3)
+    # a trained season too long for new data is refused as the model's, not the user's
+    code, _, err = run_cli([*argv, "--season-length", "60"], settings, capsys)
+    assert code == 0, err
+    unseen = ["backtest", "--data", str(csv), "--model", "models:/urnn-forecaster@challenger",
+              "--split", "unseen", "--backtest-windows", "1"]  # fmt: skip
+    code, _, err = run_cli(unseen, settings, capsys)
+    assert code == 2
+    assert "(60 rows, set by --season-length when the model was trained)" in err, err
 
 
 @pytest.mark.parametrize("command", ["train", "backtest"])

@@ -115,8 +115,10 @@ def mase_season(
     *,
     steps: bool = False,
     shortest_series: str | None = None,
+    explicit_from: str = "set by the user",
 ) -> Season:
-    """MASE's seasonal naive scale: the user's season, refused here (before any fit) when the
+    """MASE's seasonal naive scale: the user's season (`explicit_from` says whose: `urnn
+    backtest` passes on the one a model was trained with), refused here (before any fit) when the
     shortest training span is not longer than it, else the frequency's, or 1 where the
     shortest training span is not longer than that (a scale needs at least one pair of values
     a season apart). `steps`: the timestamps were made from step numbers
@@ -126,11 +128,11 @@ def mase_season(
             whose = f", series {shortest_series!r}" if shortest_series is not None else ""
             raise SeasonError(
                 f"season_length: MASE's scale compares training values one season apart, and "
-                f"the season ({explicit:,} rows, set by the user) is not shorter than the "
+                f"the season ({explicit:,} rows, {explicit_from}) is not shorter than the "
                 f"shortest training span ({shortest_train:,} rows{whose}); set season_length "
                 f"(--season-length) to at most {shortest_train - 1:,}"
             )
-        return Season(explicit, "set by the user")
+        return Season(explicit, explicit_from)
     if steps:
         return Season(1, STEPS_REASON)
     rows = frequency_season(freq)

@@ -2037,7 +2037,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.metrics import filled_note, unscaled_note
     from training.paper_benchmark import resolve_device
     from training.registry import load_registered
-    from training.seasonality import Season, mase_season
+    from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_span
     from training.validation import SeriesTooShortError, same_frequency
     from urnn_forecast.tracking import check_tracking_server, check_tracking_store
@@ -2117,15 +2117,19 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     # model trained with --season-length 168 is not rescored on the frequency's 24
     trained_season = dict(meta.get("evaluation") or {}).get("season_length")
     explicit = args.season_length if args.season_length is not None else trained_season
+    from_training = args.season_length is None and trained_season is not None
     season = mase_season(
         explicit,
         data.freq,
         shortest,
         steps=load.get("step_origin") is not None,
         shortest_series=shortest_series,
+        explicit_from=(
+            "set by --season-length when the model was trained"
+            if from_training
+            else "set by the user"
+        ),
     )
-    if args.season_length is None and trained_season is not None:
-        season = Season(season.rows, "set by --season-length when the model was trained")
     _print_data_report(data.brief_report_lines())
     config = BacktestConfig(
         n_windows=args.backtest_windows,
