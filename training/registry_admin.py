@@ -84,6 +84,9 @@ class ChampionMove:
     previous: str | None  # the champion before the move, None if there was none
     lost: bool = False  # another move overwrote this one (or removed the alias) at once
     lost_to: str | None = None  # the champion read back then; None: no version holds it
+    # requests the previous champion serves that this version refuses (the check that keeps
+    # an automatic promotion from taking place), said but not stopping a deliberate move
+    refuses: str | None = None
 
 
 def set_champion(
@@ -125,6 +128,7 @@ def set_champion(
     previous = champion_version(client, name)
     if previous == version:
         return ChampionMove(name=name, version=version, previous=previous)  # nothing to move
+    refuses = _refused_by(client, name, previous, predictor, tracking_uri)
     client.set_registered_model_alias(name, CHAMPION, version)
     # MLflow moves an alias without a compare: two moves at once both "succeed", and the
     # later write wins. Read it back before tagging, so that the one that lost says so and
@@ -140,7 +144,28 @@ def set_champion(
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    return ChampionMove(name=name, version=version, previous=previous)
+    return ChampionMove(name=name, version=version, previous=previous, refuses=refuses)
+
+
+def _refused_by(
+    client: Any, name: str, previous: str | None, new: ForecastPredictor, tracking_uri: str
+) -> str | None:
+    """Why `new` would refuse requests the champion `previous` serves (`urnn train` keeps the
+    champion for these; a person may move it anyway, and is told); None where it serves them
+    all, or the champion does not load (nothing is served from it)."""
+    from training.mlflow_model import calendar_clock
+    from training.pipeline import served_requests_refused
+
+    if previous is None:
+        return None
+    try:
+        source = client.get_model_version_download_uri(name, previous)
+        champion = load_registered(source, tracking_uri=tracking_uri)
+    except Exception:  # a champion that does not load serves nothing to break
+        return None
+    return served_requests_refused(
+        champion, new.model.config, new.covariates, calendar_clock(new.meta)
+    )
 
 
 def _decision(tags: dict[str, str], champion: bool) -> str:

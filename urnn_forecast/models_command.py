@@ -138,6 +138,13 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             f"services following models:/{name}@champion switch at their next poll, or at "
             "once with POST /model/reload"
         )
+        if moved.refuses:
+            print(
+                f"{command}: warning: {moved.refuses} (the champion: version "
+                f"{moved.previous}; this model: version {moved.version}); moved as asked, so "
+                "clients sending those requests get 422 from now on",
+                file=sys.stderr,
+            )
     return 0
 
 

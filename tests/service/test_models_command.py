@@ -212,3 +212,24 @@ def test_a_promote_overwritten_by_another_at_the_same_time_says_so(
     monkeypatch.setattr(client, "set_registered_model_alias", and_a_removal)
     moved = set_champion(client, name, first, reason="roll back", tracking_uri=uri)
     assert moved.lost and moved.lost_to is None  # reported as lost, not as a success
+
+
+def test_promoting_a_version_that_refuses_served_requests_warns_and_moves(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn train` keeps a champion whose requests the new version would refuse; a person may
+    move it anyway, but moved it without a word. Now told, on stderr; the move is made."""
+    plain = registry.register(NAME, seed=1)  # champion: reads no calendar
+    dated = registry.register(NAME, seed=2, calendar=True, alias=None)
+    settings = registry.settings
+    assert main(["models", "promote", dated, "--name", NAME, "--reason", "try the calendar"],
+                settings=settings) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert f"champion -> version {dated} (was {plain})" in captured.out
+    assert "warning: this model reads calendar features" in captured.err
+    assert f"(the champion: version {plain}; this model: version {dated}); moved as asked" in (
+        captured.err
+    )
+    # back to the plain one: it serves every request the calendar one serves, no warning
+    assert main(["models", "promote", plain, "--name", NAME], settings=settings) == 0
+    assert "warning" not in capsys.readouterr().err
