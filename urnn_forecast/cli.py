@@ -1128,14 +1128,18 @@ def _check_output_folder(output: str | None) -> None:
     run, as it came to write its results."""
     if output and Path(output).exists() and not Path(output).is_dir():
         raise UsageError(f"--output {output}: is a file; give a folder (it is made if missing)")
-    if output:
-        try:  # made now: a folder the system refuses failed after the whole run, unnamed
-            Path(output).mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(
-                f"--output {output}: cannot be made as a folder ({error.strerror or error}); "
-                "give a folder you can write to"
-            ) from None
+
+
+def _make_output_folder(output: str) -> None:
+    """--output made once the inputs are checked, before the work: a folder the system
+    refuses (/proc/x) failed after the whole run, with an error naming no option."""
+    try:
+        Path(output).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"--output {output}: cannot be made as a folder ({error.strerror or error}); "
+            "give a folder you can write to"
+        ) from None
 
 
 def _positive_float(text: str) -> float:
@@ -2144,6 +2148,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         config = dataclasses.replace(config, train_stride=train_stride)
     else:
         model.to(resolve_device(args.device))  # loaded on the CPU
+    if args.output:
+        _make_output_folder(args.output)
     result = backtest(
         data,
         split,
