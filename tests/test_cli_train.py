@@ -689,6 +689,10 @@ def test_backtest_scores_mase_on_the_season_the_model_was_trained_with(
     assert code == 0, err
     assert "seasonal naive of 24 rows (set by the user)" in daily
     assert overall_score(daily, "mase") != pytest.approx(overall_score(out, "mase"), rel=1e-3)
+    # an --output the system refuses is named before the work, not as a bare OS error after
+    code, _, err = run_cli([*same, "--output", "/proc/no-such/out"], settings, capsys)
+    assert code == 2
+    assert "--output /proc/no-such/out: cannot be made as a folder" in err
     # a trained season too long for new data is refused as the model's, not the user's
     code, _, err = run_cli([*argv, "--season-length", "60"], settings, capsys)
     assert code == 0, err
