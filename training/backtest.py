@@ -62,7 +62,6 @@ from training.metrics import (
     metric_tables,
     quantile_column,
     seasonal_naive_errors,
-    seasonal_naive_scale,
 )
 from training.paper_benchmark import DeviceName, resolve_device
 from training.split import (
@@ -632,13 +631,11 @@ def filled_flags(
 def _pooled_scale(pieces: Sequence[tuple[np.ndarray, np.ndarray | None]], season: int) -> float:
     """The seasonal naive MAE over stretches of one series with gaps between them: the mean of
     every difference one season apart inside a stretch (none spans a gap), of observed values
-    (a piece's flags mark the filled ones)."""
-    if len(pieces) == 1:
-        values, flags = pieces[0]
-        return seasonal_naive_scale(values, season, flags)
-    usable = [(v, f) for v, f in pieces if len(v) > season]
-    if not usable:  # its error names the season and the longest stretch
-        return seasonal_naive_scale(max((v for v, _ in pieces), key=len), season)
+    (a piece's flags mark the filled ones); NaN where none is left. Stretches no longer than
+    a season add nothing; where every one is, the longest's error names the season."""
+    usable = [(v, f) for v, f in pieces if len(v) > season] or [
+        max(pieces, key=lambda p: len(p[0]))
+    ]
     errors = np.concatenate([seasonal_naive_errors(v, season, f) for v, f in usable])
     return float(np.mean(errors)) if len(errors) else math.nan
 

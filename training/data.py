@@ -1299,10 +1299,9 @@ def _dates_note(parsed: pd.Series, written: pd.Series) -> str:
 
 # A time of day followed by a UTC offset ('10:14:33 +01:00', '10:00Z', '10:00:00.5-0500'): the
 # time comes first, so a date's own '-09' is never read as an offset.
-_TIME_ALONE = re.compile(r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*$")
-_TIME_WITH_OFFSET = re.compile(
-    r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$"
-)
+_CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+_TIME_ALONE = re.compile(_CLOCK + r"\s*$")
+_TIME_WITH_OFFSET = re.compile(_CLOCK + r"\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$")
 
 
 def _refuse_offsets_in_some_rows(text: pd.Series, label: str, source: str) -> None:

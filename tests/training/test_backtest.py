@@ -21,6 +21,7 @@ from training.backtest import (
     refit_fit_config,
     short_of_room,
 )
+from training.data import LoadedData
 from training.fit import FitConfig
 from training.metrics import filled_note
 from training.split import SplitConfig, StandardScaler, plan_split, split_data
@@ -272,17 +273,23 @@ def test_a_series_without_room_for_the_windows_is_named_or_left_out() -> None:
     ]
 
 
+def gappy(tmp_path: Path, missing: slice) -> tuple[pd.DataFrame, LoadedData]:
+    """The 300-row seasonal frame with `missing` rows of its target blanked, as written to a
+    CSV and loaded: the loader fills them in (max_gap=4) and flags them."""
+    from training.data import LoadConfig, load_data
+
+    frame = seasonal_frame(300)
+    frame.loc[frame.index[missing], "y"] = np.nan
+    path = tmp_path / "gappy.csv"
+    frame.to_csv(path)
+    return frame, load_data(path, LoadConfig(target="y", covariates=("x",), max_gap=4))
+
+
 def test_target_values_the_loader_filled_in_are_not_scored(tmp_path: Path) -> None:
     """A gap the loader interpolated is a straight line, not an observation: scoring it
     flattered every model (an audit's 200 filled values in Taylor's demand: MAE 26 % lower).
     The forecasts keep the rows, flagged; the scores and their `n` leave them out."""
-    from training.data import LoadConfig, load_data
-
-    frame = seasonal_frame(300)
-    frame.loc[frame.index[280:284], "y"] = np.nan  # in the test span
-    path = tmp_path / "gappy.csv"
-    frame.to_csv(path)
-    data = load_data(path, LoadConfig(target="y", covariates=("x",), max_gap=4))
+    frame, data = gappy(tmp_path, slice(280, 284))  # in the test span
     (flags,) = data.filled.values()
     assert int(flags["y"].sum()) == 4
     result = backtest(data, SPLIT, linear("repeat_last"), QUICK, BacktestConfig())
@@ -304,14 +311,9 @@ def test_target_values_the_loader_filled_in_are_not_scored(tmp_path: Path) -> No
 def test_the_mase_scale_leaves_out_the_values_the_loader_filled_in(tmp_path: Path) -> None:
     """A gap interpolated in the training span is a straight line, smoother than the data: its
     seasonal differences would shrink the MASE scale and raise every MASE."""
-    from training.data import LoadConfig, load_data
     from training.metrics import seasonal_naive_scale
 
-    frame = seasonal_frame(300)
-    frame.loc[frame.index[50:54], "y"] = np.nan  # in the training span
-    path = tmp_path / "gappy.csv"
-    frame.to_csv(path)
-    data = load_data(path, LoadConfig(target="y", covariates=("x",), max_gap=4))
+    _, data = gappy(tmp_path, slice(50, 54))  # in the training span
     (flags,) = data.filled.values()
     (split,) = split_data(data, replace(SPLIT, horizon=H)).values()
     train = split.train["y"].to_numpy()
