@@ -85,16 +85,45 @@ class PromotionDecision:
     reason: str
 
 
-def _pip_requirements() -> list[str]:
+# The third-party packages the pyfunc's code imports (`models`, `training`, `urnn_forecast`,
+# logged with the model as code: this project is not on PyPI, so naming it as a requirement
+# made `mlflow models serve`'s default virtualenv fail to install). tzdata: zoneinfo's zones
+# where the system has none.
+PYFUNC_REQUIREMENTS = ("torch", "numpy", "pandas", "pyarrow", "tzdata", "mlflow")
+# The project's packages the pyfunc imports, copied into the model (MLflow's `code/`, put on
+# sys.path when the model loads): the model runs with the code it was trained with.
+PYFUNC_CODE_PACKAGES = ("models", "training", "urnn_forecast")
+
+
+def pyfunc_requirements() -> list[str]:
+    """`PYFUNC_REQUIREMENTS` pinned to the versions installed here, without a local version
+    label: `torch==2.13.0+cpu` names a build only PyTorch's own index holds, while
+    `torch==2.13.0` is found on PyPI (and still matches the +cpu build where that is
+    installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
-    for package in ("urnn-forecast", "torch", "numpy", "pandas", "mlflow"):
+    for package in PYFUNC_REQUIREMENTS:
         try:
-            out.append(f"{package}=={version(package)}")
+            out.append(f"{package}=={version(package).split('+', 1)[0]}")
         except PackageNotFoundError:
             out.append(package)
     return out
+
+
+def stage_pyfunc_code(into: Path) -> list[str]:
+    """Copies of `PYFUNC_CODE_PACKAGES` (sources only, no bytecode caches) under `into`, as
+    paths for `log_model(code_paths=...)`."""
+    import importlib
+    import shutil
+
+    paths = []
+    for name in PYFUNC_CODE_PACKAGES:
+        source = Path(importlib.import_module(name).__file__ or "").parent
+        target = into / name
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        paths.append(str(target))
+    return paths
 
 
 def log_forecaster(
@@ -129,7 +158,8 @@ def log_forecaster(
             },
             signature=signature_for(covariates, model.config.quantiles),
             input_example=example,
-            pip_requirements=_pip_requirements(),
+            pip_requirements=pyfunc_requirements(),
+            code_paths=stage_pyfunc_code(Path(tmp) / "code"),
             registered_model_name=registered_name,
         )
     version = info.registered_model_version

@@ -31,6 +31,8 @@ from training.registry import (
     CHALLENGER,
     CHAMPION,
     MAX_COMPARISONS,
+    PYFUNC_CODE_PACKAGES,
+    PYFUNC_REQUIREMENTS,
     Comparison,
     model_artifact_dir,
     promote_if_better,
@@ -132,18 +134,35 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     # the fit settings travel with the model (urnn backtest --refit retrains by them)
     assert meta["fit"] == asdict(tiny_config(csv).fit)
 
-    # A fresh interpreter that cannot unpickle anything loads the champion and predicts.
+    # The model carries the project's code and names only packages an index holds: the
+    # environment `mlflow models serve` builds (virtualenv by default) can install them.
+    requirements = (model_root / "requirements.txt").read_text().split()
+    assert sorted(r.split("==")[0] for r in requirements) == sorted(PYFUNC_REQUIREMENTS)
+    assert not [r for r in requirements if "+" in r or "urnn" in r], requirements
+    code = model_root / "code"
+    assert sorted(p.name for p in code.iterdir()) == sorted(PYFUNC_CODE_PACKAGES)
+    assert (code / "training" / "mlflow_model.py").exists()
+    assert not list(code.rglob("__pycache__"))
+
+    # A fresh interpreter that cannot unpickle anything, and where this project is not
+    # installed, loads the champion (with the code it carries) and predicts.
     frame = seasonal_frame(600)
     request = tmp_path / "request.json"
     history_row(frame).to_json(request, orient="records")
+    repo = str(Path(__file__).resolve().parents[2])
     script = textwrap.dedent(
         f"""
-        import pickle, sys
+        import importlib.util, pickle, sys
+        sys.meta_path = [f for f in sys.meta_path if "__editable__" not in repr(f)]
+        sys.path = [p for p in sys.path if p not in ("", {repo!r})]
+        assert importlib.util.find_spec("training") is None, "the project is importable"
         def refuse(*args, **kwargs):
             raise AssertionError("pickle was used")
         pickle.load = pickle.loads = refuse
         import mlflow, pandas as pd
         model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
+        import training
+        assert training.__file__.endswith("/code/training/__init__.py"), training.__file__
         rows = pd.read_json({str(request)!r}, orient="records")
         out = model.predict(rows)
         # integer histories (demand in MW, counts) pass MLflow's schema enforcement too
@@ -162,7 +181,12 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_settings.resolved_tracking_uri()}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     first_line, second_line, served_400 = done.stdout.split("\n")
