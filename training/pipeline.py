@@ -95,7 +95,12 @@ from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.field_types import not_one_of, shown
 from urnn_forecast.settings import Settings
-from urnn_forecast.tracking import start_run
+from urnn_forecast.tracking import (
+    RUN_NAME_MAX,
+    experiment_problem,
+    registered_name_problem,
+    start_run,
+)
 
 METRICS = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
 # What a training run can split by ("tail" needs row counts TrainConfig does not carry; it is
@@ -112,13 +117,6 @@ CHANNEL_EMBEDDING_REFUSAL = (
     "pyfunc and the forecast service do not take, so `urnn train` cannot log or serve it (it "
     "is for `urnn benchmark ett --setting M`); set n_channels to 0"
 )
-
-
-EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment's name
-# MLflow's SQL stores: registered_models.name VARCHAR(256), runs.name VARCHAR(250). SQLite does
-# not enforce them, PostgreSQL refuses the longer name, after the whole fit.
-REGISTERED_NAME_MAX = 256
-RUN_NAME_MAX = 250
 
 
 @dataclass(frozen=True)
@@ -173,29 +171,16 @@ class TrainConfig:
             raise ValueError(
                 f"backtest_windows must be None (every origin) or an integer >= 1; got {windows!r}"
             )
-        if not isinstance(self.experiment, str) or not self.experiment.strip():
-            raise ValueError(f"experiment must be a non-empty name; got {shown(self.experiment)}")
-        if len(self.experiment) > EXPERIMENT_NAME_MAX:  # MLflow refuses it at the run's start
-            raise ValueError(
-                f"experiment must be a name of at most {EXPERIMENT_NAME_MAX} characters "
-                f"(MLflow's limit); got {shown(self.experiment)}"
-            )
+        if (problem := experiment_problem(self.experiment)) is not None:
+            raise ValueError(f"experiment {problem}")
         registered = self.registered_name
         if registered is not None and (not isinstance(registered, str) or not registered.strip()):
             raise ValueError(
                 f"registered_name must be None (log without registering) or a non-empty name; "
                 f"got {shown(registered)}"
             )
-        if registered is not None and any(c in registered for c in "/:"):
-            raise ValueError(  # MLflow's registry rule, found here rather than after the fit
-                f"registered_name {shown(registered)} is not a name MLflow's registry accepts: "
-                "it cannot contain '/' or ':'"
-            )
-        if registered is not None and len(registered) > REGISTERED_NAME_MAX:
-            raise ValueError(
-                f"registered_name must be a name of at most {REGISTERED_NAME_MAX} characters "
-                f"(MLflow's limit); got {shown(registered)}"
-            )
+        if registered is not None and (problem := registered_name_problem(registered)):
+            raise ValueError(f"registered_name {problem}")
         run = self.run_name
         if run is not None and (
             not isinstance(run, str) or not run.strip() or len(run) > RUN_NAME_MAX

@@ -21,13 +21,14 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from urnn_forecast.field_types import INT_MAX, check_fields, shown, shown_names
 from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import Settings, SettingsError, get_settings
+from urnn_forecast.tracking import experiment_problem, registered_name_problem
 
 if TYPE_CHECKING:
     from training.fit import EpochRecord, FitConfig
@@ -79,6 +80,18 @@ MIN_SEQ_LEN = {"copy": 1, "adding": 2}  # mirrors PaperTask.min_seq_len, checked
 # steps beyond it overflowed inside numpy and torch ("cannot fit 'int' into an index-sized
 # integer") instead of being refused here.
 INT_OPTION_MAX = INT_MAX
+
+
+def _checked_name(problem: Callable[[object], str | None]) -> Callable[[str], str]:
+    """An argparse type for a name MLflow must accept (`problem` says why not): refused as the
+    option's error before anything loads, not as a config field's after the data is read."""
+
+    def checked(text: str) -> str:
+        if (why := problem(text)) is not None:
+            raise argparse.ArgumentTypeError(why)
+        return text
+
+    return checked
 
 
 def _positive_int(text: str) -> int:
@@ -615,6 +628,7 @@ def _add_train_parser(commands: Any) -> None:
     )
     registry.add_argument(
         "--registered-name",
+        type=_checked_name(registered_name_problem),
         default=None,
         metavar="NAME",
         help="registered model name; default urnn-forecaster",
@@ -642,6 +656,7 @@ def _add_train_parser(commands: Any) -> None:
     )
     registry.add_argument(
         "--experiment",
+        type=_checked_name(experiment_problem),
         default=None,
         metavar="NAME",
         help="MLflow experiment; default forecast",

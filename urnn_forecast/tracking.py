@@ -10,12 +10,50 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from urnn_forecast.field_types import shown
 from urnn_forecast.file_lock import exclusive_file_lock
 from urnn_forecast.settings import Settings
 from urnn_forecast.url_text import password_hidden
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
+
+
+EXPERIMENT_NAME_MAX = 500  # MLflow's limit on an experiment's name
+# MLflow's SQL stores: registered_models.name VARCHAR(256), runs.name VARCHAR(250). SQLite does
+# not enforce them, PostgreSQL refuses the longer name, after the whole fit.
+REGISTERED_NAME_MAX = 256
+RUN_NAME_MAX = 250
+
+
+def experiment_problem(name: object) -> str | None:
+    """What MLflow would refuse in `name` as an experiment's name, found before the fit; None
+    when it takes it. Said by `TrainConfig` and by `urnn train --experiment`."""
+    if not isinstance(name, str) or not name.strip():
+        return f"must be a non-empty name; got {shown(name)}"
+    if len(name) > EXPERIMENT_NAME_MAX:
+        return (
+            f"must be a name of at most {EXPERIMENT_NAME_MAX} characters (MLflow's limit); "
+            f"got {shown(name)}"
+        )
+    return None
+
+
+def registered_name_problem(name: object) -> str | None:
+    """What MLflow's registry would refuse in `name` (found here rather than after the fit);
+    None when it takes it. Said by `TrainConfig` and by `urnn train --registered-name`."""
+    if not isinstance(name, str) or not name.strip():
+        return f"must be a non-empty name; got {shown(name)}"
+    if any(c in name for c in "/:"):
+        return (
+            f"{shown(name)} is not a name MLflow's registry accepts: it cannot contain '/' or ':'"
+        )
+    if len(name) > REGISTERED_NAME_MAX:
+        return (
+            f"must be a name of at most {REGISTERED_NAME_MAX} characters (MLflow's limit); "
+            f"got {shown(name)}"
+        )
+    return None
 
 
 def ensure_experiment(experiment_name: str, settings: Settings) -> str:
