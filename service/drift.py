@@ -33,6 +33,13 @@ from service.metrics import ServiceMetrics, multiprocess_mode
 from training.mlflow_model import window_scores
 
 EPSILON = 1e-4
+# A worker's PSI is exported once its window holds this many values (or is full, when
+# URNN_DRIFT_WINDOW is smaller); until then the gauge reads 0 and the window's size says why.
+# A PSI over one request's few hundred values is noise, and with several workers the gauges
+# merge by their max: a worker just (re)started would otherwise set the merged PSI from its
+# first request beside another worker's full window (the alert's 1,000-value guard read that
+# other worker's size).
+MIN_PSI_VALUES = 1_000
 
 
 @dataclass
@@ -158,8 +165,9 @@ class DriftMonitor:
                     continue
                 histogram, reference, per_window = entry
                 histogram.add(newest(parts, histogram.capacity, per_window=per_window))
+                enough = histogram.size >= min(MIN_PSI_VALUES, histogram.capacity)
                 self.metrics.drift_psi.labels(column=name).set(
-                    psi(histogram.proportions(), reference)
+                    psi(histogram.proportions(), reference) if enough else 0.0
                 )
                 self.metrics.drift_values.labels(column=name).set(histogram.size)
 

@@ -456,3 +456,38 @@ def test_a_new_version_restarts_the_drift_window_and_its_gauges() -> None:
     assert registry.get_sample_value("urnn_input_drift_psi", {"column": "y"}) == 0.0
     monitor.reset_for("3", {"x": reference["y"]})  # y no longer read: its gauges go
     assert registry.get_sample_value("urnn_input_drift_psi", {"column": "y"}) is None
+
+
+def test_a_window_too_small_for_a_psi_exports_zero_until_it_holds_enough() -> None:
+    """With several workers the drift gauges merge by their max: a worker that has seen one
+    odd request must not set the merged PSI (6.8 from 384 values, beside another worker's full
+    window, in a walk-through). A worker's PSI counts from MIN_PSI_VALUES values, or from a
+    full window smaller than that."""
+    from prometheus_client import CollectorRegistry
+
+    from service.drift import MIN_PSI_VALUES, DriftMonitor
+
+    reference = {"y": {"edges": [0.0], "proportions": [0.5, 0.5]}}
+    odd = np.full(400, 5.0)  # every value in one bin: PSI ~3.7 once counted
+
+    def psi_after(window: int, batches: int) -> tuple[float | None, float | None]:
+        registry = CollectorRegistry()
+        monitor = DriftMonitor(ServiceMetrics(registry), window=window)
+        monitor.reset_for("1", reference)
+        for _ in range(batches):
+            monitor.observe("1", {"y": [odd]})
+        sample = registry.get_sample_value
+        return (
+            sample("urnn_input_drift_psi", {"column": "y"}),
+            sample("urnn_input_drift_window_values", {"column": "y"}),
+        )
+
+    assert MIN_PSI_VALUES == 1_000
+    assert psi_after(20_000, 1) == (0.0, 400)
+    assert psi_after(20_000, 2) == (0.0, 800)
+    counted, size = psi_after(20_000, 3)
+    assert size == 1_200 and counted is not None and counted > 3.0
+    small, size = psi_after(500, 1)  # URNN_DRIFT_WINDOW below the floor: counted once full
+    assert size == 400 and small == 0.0
+    small, size = psi_after(500, 2)
+    assert size == 500 and small is not None and small > 3.0
