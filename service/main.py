@@ -99,12 +99,16 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
     app.reads_need_key = settings.api_key_for_reads
     install_handlers(app)
     # The two hot paths first: Starlette tries routes in order.
-    app.include_router(forecast.router)
-    app.include_router(series.router)
-    app.include_router(model.router)
-    app.include_router(ops.router)
-    app.include_router(jobs.router)
-    app.include_router(schedules.router)
+    routers = (
+        forecast.router,
+        series.router,
+        model.router,
+        ops.router,
+        jobs.router,
+        schedules.router,
+    )
+    for router in routers:
+        app.include_router(router)
     jobs.install_job_handlers(app)
     series.install_series_handlers(app)
     # The hot endpoints' fast path: ahead of the whole stack, doing the metrics' and the size
@@ -117,5 +121,8 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
         app.fast_routes = FastRoutesMiddleware(app._stack, state=state, outermost=outermost)
     # Added last = outermost: metrics see every answer, 413s included.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    # The routes as declared (included without a prefix), for the templates of answers given
+    # before routing: FastAPI's app.router.routes holds the included routers, not their routes.
+    declared = [route for router in routers for route in router.routes]
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics, routes=declared)
     return app

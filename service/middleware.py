@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import ServiceMetrics
@@ -132,9 +134,16 @@ def parse_content_length(value: bytes) -> int | None:
 
 
 class RequestMetricsMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics) -> None:
+    """`routes`: the app's routes, for answers given before routing (a 413 or 415 of the size
+    limit): the path's template is found among them, so a too-large POST /forecast counts
+    under `/forecast`, where the 4xx panels and alerts look, not under `unmatched`."""
+
+    def __init__(
+        self, app: ASGIApp, *, metrics: ServiceMetrics, routes: Sequence[BaseRoute] = ()
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -153,8 +162,19 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             route = scope.get("route")
-            template = scope.get(ROUTE_TEMPLATE) or getattr(route, "path", None) or "unmatched"
+            template = (
+                scope.get(ROUTE_TEMPLATE) or getattr(route, "path", None) or self._template(scope)
+            )
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
             self.metrics.request_latency.labels(
                 route=template, method=method, status_class=f"{status // 100}xx"
             ).observe(time.perf_counter() - start)
+
+    def _template(self, scope: Scope) -> str:
+        """The template of the route `scope`'s path names (whatever its method), for an
+        answer given before the router saw the request; `unmatched` when none does."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                return str(getattr(route, "path", "unmatched"))
+        return "unmatched"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import API_KEY, Registry, history
+from tests.service.conftest import API_KEY, Registry, history, metric_value
 
 Body = dict[str, Any]
 BAD = "series 1 ('pump-2'), field"
@@ -349,6 +349,19 @@ def test_oversized_body_is_413_declared_or_streamed(
     small["series"][0].pop("start")
     assert len(json.dumps(small)) < 4096
     assert client.post("/forecast", json=small).status_code == 200
+    # Answered before routing, and still counted under the route (the 4xx panels look there;
+    # they were `unmatched`), as is a body in an encoding the service does not read (415).
+    encoded = client.post(
+        "/forecast",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert encoded.status_code == 415
+    client.post("/no/such/route", content=payload)  # 413 too, on no route: unmatched
+    requests = "urnn_http_request_duration_seconds_count"
+    too_large = dict(route="/forecast", method="POST", status_class="4xx")
+    assert metric_value(client, requests, **too_large) == 3.0
+    assert metric_value(client, requests, route="unmatched", status_class="4xx") == 1.0
 
 
 @pytest.mark.parametrize("rows", [60, 300])
