@@ -508,6 +508,7 @@ def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, so
     counts = distinct.groupby(stamp, sort=False).size()
     many = counts[counts > 2]
     if many.empty:
+        _refuse_interleaved_series(counts, frame, rows, series, source)
         return
     first = many.index[0]
     at_rows = rows[frame.index == first]
@@ -520,6 +521,30 @@ def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, so
         "averages the two hours a daylight-saving change repeats, not this. Is a time column "
         "left out (timestamp_col takes several, e.g. a date and an hour)? If these are "
         "readings to combine, aggregate them before loading, or keep one with duplicates="
+        "'first' or 'last'"
+    )
+
+
+def _refuse_interleaved_series(
+    counts: pd.Series, frame: pd.DataFrame, rows: np.ndarray, series: str, source: str
+) -> None:
+    """Two different rows under most timestamps are two series in one file, not the hour a
+    daylight-saving change repeats (one a year) nor an overlapping export (equal rows): a long
+    file of two series read without its id column was averaged into one series, with one
+    report line (three were refused, by `_refuse_many_readings`). `counts`: distinct rows per
+    repeated timestamp."""
+    differing = counts[counts >= 2]
+    n_stamps = frame.index.nunique()
+    if len(differing) * 2 <= n_stamps:
+        return
+    first = differing.index[0]
+    at = ", ".join(str(r) for r in rows[frame.index == first][:5])
+    raise DuplicateTimestampError(
+        f"{source}: series {shown(series)}: {len(differing):,} of its {n_stamps:,} timestamps "
+        f"({len(differing) / n_stamps:.0%}) hold different rows (the first, {first}, at data "
+        f"rows {at}, 1-based, header not counted); duplicates='mean' would average them into "
+        "one series. Does the file hold several series? Name their id column with series_col "
+        "(--series-col). Revised readings of one series: keep one of each with duplicates="
         "'first' or 'last'"
     )
 

@@ -809,6 +809,30 @@ def test_a_left_out_time_column_is_refused_not_averaged_into_days(tmp_path: Path
     )
 
 
+def test_two_series_in_a_long_file_read_without_their_ids_are_refused_not_averaged(
+    tmp_path: Path,
+) -> None:
+    """Two pumps' readings in one long file, read without --series-col: every timestamp held
+    two different rows, and duplicates='mean' averaged the two pumps into one series with
+    one report line (three series were refused)."""
+    hours = pd.date_range("2020-01-01", periods=48, freq="h")
+    text = "series_id,timestamp,y\n" + "".join(
+        f"{pump},{t:%Y-%m-%d %H:%M},{level + i % 5}\n"
+        for pump, level in (("p1", 10), ("p2", 50))
+        for i, t in enumerate(hours)
+    )
+    path = write(tmp_path, text, "pumps.csv")
+    said = refused(path, LoadConfig(target="y"), DuplicateTimestampError)
+    assert "series 'pumps': 48 of its 48 timestamps (100%) hold different rows" in said
+    assert "at data rows 1, 49" in said
+    assert "Name their id column with series_col (--series-col)" in said
+    by_pump = load_data(path, LoadConfig(target="y", series_col="series_id")).series
+    assert sorted(by_pump) == ["p1", "p2"]
+    # revised readings of one series, kept as asked: no refusal
+    (kept,) = load_data(path, LoadConfig(target="y", duplicates="last")).series.values()
+    assert kept["y"].iloc[0] == 50.0
+
+
 def test_a_gzip_file_named_csv_is_told_to_be_named_csv_gz(tmp_path: Path) -> None:
     path = write(tmp_path, gzip.compress(HOURLY.encode()), "log.csv")
     said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
