@@ -663,7 +663,7 @@ def _too_short_way_out(
     fits = _window_that_fits(config, error.longest, error.freq)
     if fits is not None:
         options = (
-            f"a shorter look-back or horizon (--lookback {fits[0]:,} --horizon {fits[1]:,} "
+            f"a shorter look-back or horizon (--lookback {fits[0]} --horizon {fits[1]} "
             "fits the longest series)"
         )
     if min_length <= need:

@@ -3,6 +3,7 @@ read only when the user says what a step is (`step_origin` + `freq`), never gues
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -423,3 +424,20 @@ def test_the_pair_named_for_seasonal_naive_holds_the_season_it_will_get(
     lookback, _ = pair
     assert lookback >= shortest
     assert model_season(season_length, freq, lookback).rows == shortest
+
+
+def test_the_window_that_fits_is_offered_as_options_that_parse(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """`--horizon 1,125` was offered (a thousands separator), which the option refuses."""
+    train = TrainConfig(
+        data=str(engines_csv(tmp_path / "engines.csv", cycles=30_000, engines=1)),
+        load=config(),
+        model=ForecasterConfig(kind="linear", lookback=12, horizon=50_000),
+        registered_name=None,
+    )
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(train, mlflow_settings)
+    offered = re.search(r"\(--lookback (\S+) --horizon (\S+) fits", str(error.value))
+    assert offered is not None, str(error.value)
+    assert int(offered[1]) == 12 and int(offered[2]) >= 1_000
