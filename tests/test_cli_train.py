@@ -431,7 +431,32 @@ def test_train_then_backtest_end_to_end(
     )
     assert code == 0, err
     assert "Data:\n  plant.csv: using column 'timestamp'" in out
-    assert "Backtest of models:/urnn-forecaster@champion" in out
+    # the version the alias named, and the windows scored, are said and recorded
+    import mlflow
+
+    run_id = mlflow.MlflowClient().get_model_version_by_alias("urnn-forecaster", "champion").run_id
+    assert (
+        "Backtest of models:/urnn-forecaster@champion (version 1 of urnn-forecaster, "
+        f"run {run_id}; urnn, lookback 48" in out
+    )
+    assert "origins (every origin, 1 row apart)" in out
+    manifest = json.loads((tmp_path / "bt" / "backtest.json").read_text())
+    assert manifest["model"] == {
+        "uri": "models:/urnn-forecaster@champion",
+        "name": "urnn-forecaster",
+        "version": "1",
+        "run_id": run_id,
+        "kind": "urnn",
+        "lookback": 48,
+        "horizon": 12,
+        "quantiles": [0.1, 0.5, 0.9],
+    }
+    assert manifest["backtest"]["n_windows"] is None and manifest["backtest"]["step"] == 1
+    assert manifest["backtest"]["refit"] is False and manifest["backtest"]["season_length"] == 24
+    assert manifest["backtest"]["forecast_values"] == len(
+        pd.read_parquet(tmp_path / "bt" / "forecasts.parquet")
+    )
+    assert manifest["data"]["path"] == str(csv.resolve())
     code, unseen, err = run_cli(
         ["backtest", "--data", str(csv), "--split", "unseen"], settings, capsys
     )
@@ -873,7 +898,7 @@ def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     code, out, err = run_cli([*refit, "--backtest-step", "12", "--refit-epochs", "1"], settings,
                              capsys)  # fmt: skip
     assert code == 0, err
-    assert "(urnn, lookback 48, horizon 12, refitted at each origin)" in out
+    assert "; urnn, lookback 48, horizon 12, refitted at each origin)" in out
     assert f"{2 * 12:,} forecast values" in out
     code, same, err = run_cli(["backtest", "--data", str(csv), "--backtest-windows", "2",
                                "--backtest-step", "12"], settings, capsys)  # fmt: skip

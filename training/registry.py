@@ -472,6 +472,55 @@ def _local_folder(model_uri: str) -> Path | None:
     return path
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model URI named when it was read: for models:/NAME@ALIAS the version the alias
+    pointed at then (an alias moves; a saved backtest must say which version it scored)."""
+
+    uri: str  # as given
+    load_uri: str  # what to load: models:/NAME/VERSION for a registered model, else `uri`
+    name: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+
+    def describe(self) -> str:
+        """`version 3 of urnn-forecaster, run 5f3c...`, `run 5f3c...`, or ''."""
+        said = [f"version {self.version} of {self.name}"] if self.version else []
+        said += [f"run {self.run_id}"] if self.run_id else []
+        return ", ".join(said)
+
+    def as_json(self) -> dict[str, str | None]:
+        return {"uri": self.uri, "name": self.name, "version": self.version, "run_id": self.run_id}
+
+
+def resolve_model_source(model_uri: str) -> ModelSource:
+    """`model_uri` pinned: an alias or version of the registry (the process-wide store) to its
+    version and run, a runs:/ URI to its run; a folder or another scheme as given. Registry
+    errors (no such alias) are raised as MLflow's."""
+    import mlflow
+
+    from urnn_forecast.model_uri import ModelUriError, parse_models_uri
+
+    try:
+        name, alias, version = parse_models_uri(model_uri)
+    except ModelUriError:
+        run = _runs_uri(model_uri)
+        return ModelSource(uri=model_uri, load_uri=model_uri, run_id=run[0] if run else None)
+    client = mlflow.MlflowClient()
+    found = (
+        client.get_model_version_by_alias(name, alias)
+        if alias is not None
+        else client.get_model_version(name, str(version))
+    )
+    return ModelSource(
+        uri=model_uri,
+        load_uri=f"models:/{name}/{found.version}",
+        name=name,
+        version=str(found.version),
+        run_id=str(found.run_id) if found.run_id else None,
+    )
+
+
 def training_run_params(model_uri: str) -> dict[str, str] | None:
     """The MLflow params of the run that logged `model_uri` (the pipeline's `fit.*`, `model.*`,
     ...) in MLflow's current tracking store; None when it names no run the store still holds:

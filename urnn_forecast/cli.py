@@ -31,6 +31,7 @@ from urnn_forecast.settings import Settings, SettingsError, get_settings
 from urnn_forecast.tracking import experiment_problem, registered_name_problem
 
 if TYPE_CHECKING:
+    from training.backtest import BacktestConfig
     from training.fit import EpochRecord, FitConfig
     from training.paper_benchmark import PaperRunConfig, PaperRunResult
     from training.pipeline import TrainConfig
@@ -720,8 +721,9 @@ def _add_backtest_parser(commands: Any) -> None:
         "--output",
         default=None,
         metavar="DIR",
-        help="also write the tables (CSV), every forecast scored (forecasts.parquet) and plots "
-        "(PNG) into DIR",
+        help="also write the tables (CSV), every forecast scored (forecasts.parquet), plots "
+        "(PNG) and backtest.json (the model version the URI named, the data, the windows and "
+        "step, refit) into DIR",
     )
     bt.set_defaults(handler=_run_backtest, subparser=bt)
 
@@ -2055,17 +2057,20 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.fit import FitConfig
     from training.metrics import filled_note, unscaled_note
     from training.paper_benchmark import resolve_device
-    from training.registry import load_registered
+    from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_span
     from training.validation import SeriesTooShortError, same_frequency
+    from urnn_forecast import __version__
     from urnn_forecast.tracking import check_tracking_server, check_tracking_store
 
     check_tracking_store(settings)
     check_tracking_server(settings)  # seconds, not MLflow's minutes of retries
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     try:
-        predictor = load_registered(args.model_uri)
+        # an alias is read once: the version it names is the one loaded, printed and recorded
+        source = resolve_model_source(args.model_uri)
+        predictor = load_registered(source.load_uri)
     except (MlflowException, OSError) as error:
         reason = " ".join(str(error).split())  # MLflow's multi-line artifact listing, one line
         raise UsageError(
@@ -2180,11 +2185,14 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(line)
     fmt = "{:.4f}".format
     with pd.option_context("display.width", 140, "display.max_columns", 20):
+        pinned = f"{source.describe()}; " if source.describe() else ""
         print(
-            f"Backtest of {args.model_uri} ({c.kind}, lookback {c.lookback}, horizon "
+            f"Backtest of {args.model_uri} ({pinned}{c.kind}, lookback {c.lookback}, horizon "
             f"{c.horizon}{', refitted at each origin' if args.refit else ''}) on "
-            f"{args.data}: {len(result.forecasts):,} forecast values; MASE "
-            f"scaled by the seasonal naive of {season.describe()}"
+            f"{args.data}: {len(result.forecasts):,} forecast values from "
+            f"{result.forecasts['origin'].nunique():,} origins ({_windows_said(config)}); MASE "
+            "scaled by the seasonal naive of "
+            f"{season.describe()}"
         )
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))
@@ -2198,8 +2206,38 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     if args.output:
         out = Path(args.output)
         write_backtest_tables(result, out)
-        print(f"\ntables, forecasts and plots written to {out}")
+        manifest = {
+            "model": {
+                **source.as_json(),
+                "kind": c.kind,
+                "lookback": c.lookback,
+                "horizon": c.horizon,
+                "quantiles": list(c.quantiles),
+            },
+            "data": {"path": str(Path(args.data).resolve()), "freq": data.freq},
+            "split": {
+                "method": split.method,
+                "train_fraction": split.train_fraction,
+                "val_fraction": split.val_fraction,
+            },
+            "backtest": {
+                "n_windows": config.n_windows,
+                "step": config.step,
+                "refit": config.refit,
+                "season_length": season.rows,
+                "forecast_values": len(result.forecasts),
+            },
+            "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "package_version": __version__,
+        }
+        (out / "backtest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        print(f"\ntables, forecasts, plots and backtest.json (what was scored) written to {out}")
     return 0
+
+
+def _windows_said(config: "BacktestConfig") -> str:
+    every = "every origin" if config.n_windows is None else f"the last {config.n_windows:,}"
+    return f"{every}, {config.step:,} row{'' if config.step == 1 else 's'} apart"
 
 
 def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> tuple["FitConfig", int]:
