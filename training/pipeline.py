@@ -355,7 +355,8 @@ def train_pipeline(
     sets, season = prepared.sets, prepared.mase_season
     backtest_config, dropped = prepared.backtest_config, prepared.backtest_dropped
     mase_line = f"MASE season: {season.describe()}"
-    split_lines = held_out_lines(splits) + cut_series_lines(data, splits, split_config)
+    split_lines = time_split_lines(splits, split_config.method) + held_out_lines(splits)
+    split_lines += cut_series_lines(data, splits, split_config)
     split_lines += constant_lines(splits, data.target, scaler.scope)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
@@ -862,6 +863,37 @@ def constant_lines(
             "tells the model nothing (a stuck sensor?); leave it out of --covariates, or train "
             "on a span where it varies"
         )
+    return lines
+
+
+def time_split_lines(splits: Mapping[str, SeriesSplit], method: str, limit: int = 3) -> list[str]:
+    """Under a split by time, where each series' train, val and test rows begin and end, and
+    the rows no part holds (the ETT split's 20 months end before a longer file does): the
+    borders every score depends on, which the report did not state. The first `limit` series
+    (a fleet's borders differ only by length); cut series and held-out units have their own
+    lines (cut_series_lines, held_out_lines)."""
+    lines = []
+    plain = [(sid, split) for sid, split in splits.items() if split.plan.role == "all"]
+    for series_id, split in plain[:limit]:
+        plan = split.plan
+        parts = []
+        for name, frame, span in (
+            ("train", split.train, plan.train),
+            ("val", split.val, plan.val),
+            ("test", split.test, plan.test),
+        ):
+            own = frame.index[span.context :]
+            if len(own):
+                parts.append(f"{name} {own[0]} to {own[-1]} ({len(own):,} rows)")
+        unused = []
+        if plan.train.start:
+            unused.append(f"{plan.train.start:,} rows before train")
+        if after := plan.n_rows - plan.test.stop:
+            unused.append(f"{after:,} rows after test, the split's span ended")
+        left = f"; unused: {', '.join(unused)}" if unused else ""
+        lines.append(f"split {method!r} of {series_id}: {', '.join(parts)}{left}")
+    if len(plain) > limit:
+        lines.append(f"(and {len(plain) - limit:,} more series, split the same way)")
     return lines
 
 

@@ -664,3 +664,24 @@ def test_held_out_ids_with_outer_spaces_are_quoted_in_the_report() -> None:
         "split 'series': 1 series train on their whole history; 1 validate ('PJM '); 2 are "
         "the test units, never seen in training (007, ' PJM')"
     ]
+
+
+def test_the_report_states_each_parts_borders_and_the_rows_no_part_holds() -> None:
+    """The borders every score depends on were not in the data report, nor the rows the ETT
+    split's 20 months leave unused at the end of a longer file (3,020 of ETTh1's)."""
+    from training.pipeline import time_split_lines
+
+    ett = SplitConfig(method="ett", lookback=LOOKBACK)
+    (line,) = time_split_lines(splits_of({"log": frame_of(15_000, columns=("y",))}, ett), "ett")
+    assert line == (
+        "split 'ett' of log: train 2020-01-01 00:00:00 to 2020-12-25 23:00:00 (8,640 rows), "
+        "val 2020-12-26 00:00:00 to 2021-04-24 23:00:00 (2,880 rows), test 2021-04-25 "
+        "00:00:00 to 2021-08-22 23:00:00 (2,880 rows); unused: 600 rows after test, the "
+        "split's span ended"
+    )
+    fleet = {f"pump-{i}": frame_of(600 + i, seed=i, columns=("y",)) for i in range(5)}
+    lines = time_split_lines(splits_of(fleet, SplitConfig(lookback=48, horizon=12)), "fractions")
+    assert lines[0].startswith("split 'fractions' of pump-0: train 2020-01-01 00:00:00 to ")
+    assert "(420 rows), val" in lines[0] and "(120 rows)" in lines[0]
+    assert "unused" not in lines[0]
+    assert lines[3:] == ["(and 2 more series, split the same way)"]
