@@ -159,7 +159,8 @@ class ServiceMetrics:
         )
         self.realised_cache = Gauge(
             "urnn_realised_cache_series",
-            "Series ids whose latest forecast is kept for scoring.",
+            "Series ids whose latest forecast is kept for scoring, summed over workers (an "
+            "id whose requests reached two workers is kept, and counted, by each).",
             multiprocess_mode="livesum",
             registry=r,
         )

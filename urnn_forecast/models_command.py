@@ -136,7 +136,8 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"{name}: champion -> version {moved.version} (was {moved.previous or 'none'}); "
             f"services following models:/{name}@champion switch at their next poll, or at "
-            "once with POST /model/reload"
+            "once with POST /model/reload (the worker that takes it: with several workers, "
+            "the others at their poll)"
         )
         if moved.refuses:
             print(
