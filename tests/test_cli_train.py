@@ -1113,3 +1113,54 @@ def test_a_channel_embedding_is_refused_before_the_fit(
     code, out, err = run_cli(argv, mlflow_settings, capsys)
     assert code == 2 and "model n_channels=3: a channel embedding needs the channel id" in err
     assert "epoch" not in out
+
+
+def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so_far(
+    csv: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C used to print a 40-line KeyboardInterrupt trace, mark the run FAILED and keep
+    nothing. Now: one line naming the run (KILLED) and its best weights so far, which
+    `urnn backtest --model` scores; a run that finishes leaves no checkpoint behind."""
+    import mlflow
+
+    argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--epochs", "20"]
+    code, _, err = run_cli([*argv, "--epochs", "2"], settings, capsys)
+    assert code == 0, err
+    assert not list((settings.var_dir / "checkpoints").iterdir())  # removed once logged
+
+    printed = cli._EpochPrinter.__call__
+
+    def interrupt_at_epoch_3(self: Any, record: Any) -> None:
+        printed(self, record)
+        if record.epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli._EpochPrinter, "__call__", interrupt_at_epoch_3)
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 130
+    assert "Traceback" not in err and "  epoch 3/20" in out and "epoch 4/20" not in out
+    (run_id,) = re.findall(r"interrupted: MLflow run (\w+) ended KILLED; the best weights", err)
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
+    folder = settings.var_dir / "checkpoints" / run_id
+    assert f"are in {folder}: `urnn backtest --model {folder} --data ...`" in err
+    monkeypatch.undo()
+    code, out, err = run_cli(
+        ["backtest", "--data", str(csv), "--model", str(folder)], settings, capsys
+    )
+    assert code == 0, err
+    assert f"Backtest of {folder} (urnn, lookback 24, horizon 6)" in out
+
+
+def test_a_parameter_free_baseline_says_it_trains_nothing(
+    csv: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its epoch line read "train loss nan, lr 0.0e+00", which looks like a diverged fit."""
+    argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--model", "repeat_last"]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    assert "  no training (a parameter-free baseline; its intervals calibrated on the train" in out
+    assert "nan" not in out.split("Backtest")[0]

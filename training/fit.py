@@ -398,6 +398,26 @@ def calibrate_intervals(
 # The loop
 
 
+@dataclass(frozen=True)
+class BestSoFar:
+    """Where a fit writes its best weights so far, at every epoch that improves on val: a fit
+    killed or interrupted leaves the best model it had reached, loadable as a checkpoint
+    (config.json with `extra` + weights.pt; "complete": false). The fit of one model writes
+    `directory` itself; candidates of a decoder search and ensemble members each their own
+    sub-folder (`member1`, `member1/pmf`)."""
+
+    directory: Path
+    extra: Mapping[str, Any]
+    tag: str | None = None
+
+    def tagged(self, name: str) -> BestSoFar:
+        return replace(self, tag=_nested_tag(self.tag, name) if self.tag else name)
+
+    def save(self, model: Forecaster, record: EpochRecord) -> None:
+        extra = {**self.extra, "best_epoch": record.epoch, "complete": False}
+        save_checkpoint(model, self.directory / (self.tag or ""), extra)
+
+
 def fit(
     model_config: ForecasterConfig,
     train: WindowDataset,
@@ -412,12 +432,19 @@ def fit(
 ) -> FitResult:
     """Build `model_config`'s forecaster under `config.seed`, train it, restore the best epoch.
 
-    With `checkpoint_dir`, also writes config.json (model config, fit config, best epoch and
+    With `checkpoint_dir`, writes config.json (model config, fit config, best epoch and
     `checkpoint_extra`, e.g. scaler statistics) and weights.pt there (models.forecaster.
-    save_checkpoint). `progress`: a tqdm bar over epochs. Parameter-free baselines are not
+    save_checkpoint): the best weights so far at every epoch that improves (`BestSoFar`), the
+    fitted model ("complete": true) once the fit ends. `progress`: tqdm bars over epochs and
+    over each epoch's batches. Parameter-free baselines are not
     trained: their quantile offsets are calibrated on the train windows, then scored on val.
     With `config.decoder_search` a recurrent kind is fitted once per decoder (`select_decoder`).
     """
+    best = (
+        None
+        if checkpoint_dir is None
+        else BestSoFar(Path(checkpoint_dir), {"fit": asdict(config), **(checkpoint_extra or {})})
+    )
     if model_config.ensemble > 1:
         result = fit_ensemble(
             model_config,
@@ -427,6 +454,7 @@ def fit(
             on_epoch_end=on_epoch_end,
             should_stop=should_stop,
             progress=progress,
+            best=best,
         )
     elif config.decoder_search and searches_decoder(model_config):
         result = select_decoder(
@@ -437,9 +465,12 @@ def fit(
             on_epoch_end=on_epoch_end,
             should_stop=should_stop,
             progress=progress,
+            best=best,
         )
     else:
-        result = _fit_one(model_config, train, val, config, on_epoch_end, should_stop, progress)
+        result = _fit_one(
+            model_config, train, val, config, on_epoch_end, should_stop, progress, best
+        )
     if checkpoint_dir is not None:
         extra = {
             "fit": asdict(config),
@@ -448,7 +479,7 @@ def fit(
             **({"decoder_scores": result.decoder_scores} if result.decoder_scores else {}),
             **(checkpoint_extra or {}),
         }
-        save_checkpoint(result.model, checkpoint_dir, extra)
+        save_checkpoint(result.model, checkpoint_dir, {**extra, "complete": True})
     return result
 
 
@@ -483,6 +514,7 @@ def select_decoder(
     on_epoch_end: Callable[[EpochRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: bool = True,
+    best: BestSoFar | None = None,
 ) -> FitResult:
     """One fit per decoder of DECODERS (same seed, data and settings), each early-stopped on
     val; the result is the fit with the lowest best monitored val score (the first on a tie),
@@ -496,7 +528,8 @@ def select_decoder(
         channels = model_config.n_channels if decoder == "pmf" else 0
         candidate = replace(model_config, decoder=decoder, n_channels=channels)
         hook = _tagged(on_epoch_end, decoder)
-        result = _fit_one(candidate, train, val, config, hook, should_stop, progress)
+        saving = None if best is None else best.tagged(decoder)
+        result = _fit_one(candidate, train, val, config, hook, should_stop, progress, saving)
         wall += result.wall_seconds
         scores[decoder] = result.best_score
         if result.stop_reason == "cancelled":
@@ -519,6 +552,7 @@ def fit_ensemble(
     on_epoch_end: Callable[[EpochRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: bool = True,
+    best: BestSoFar | None = None,
 ) -> FitResult:
     """`model_config.ensemble` members, each trained alone and early-stopped on val, member i
     with seed `config.seed + i`; then the ensemble (models.ensemble) of their best epochs, its
@@ -534,15 +568,18 @@ def fit_ensemble(
     for i in range(model_config.ensemble):
         seeded = replace(quiet, seed=config.seed + i)
         hook = _tagged(on_epoch_end, f"member{i + 1}", nested=True)
+        saving = None if best is None else best.tagged(f"member{i + 1}")
         if i == 0 and config.decoder_search and searches_decoder(member_config):
             result = select_decoder(
                 member_config, train, val, seeded, on_epoch_end=hook, should_stop=should_stop,
-                progress=progress,
+                progress=progress, best=saving,
             )  # fmt: skip
             member_config = result.model.config
         else:
             seeded = replace(seeded, decoder_search=False)
-            result = _fit_one(member_config, train, val, seeded, hook, should_stop, progress)
+            result = _fit_one(
+                member_config, train, val, seeded, hook, should_stop, progress, saving
+            )
         wall += result.wall_seconds
         history += [
             replace(r, candidate=_nested_tag(f"member{i + 1}", r.candidate)) for r in result.history
@@ -625,6 +662,7 @@ def _fit_one(
     on_epoch_end: Callable[[EpochRecord], None] | None,
     should_stop: Callable[[], bool] | None,
     progress: bool,
+    best: BestSoFar | None = None,
 ) -> FitResult:
     train.check_compatible(model_config)
     val.check_compatible(model_config)
@@ -645,7 +683,7 @@ def _fit_one(
         if on_epoch_end is not None:
             on_epoch_end(record)
     else:
-        _train(model, train, val, config, result, on_epoch_end, should_stop, progress)
+        _train(model, train, val, config, result, on_epoch_end, should_stop, progress, best)
     model.eval()
     _calibrate_if_asked(model, val, config, device)
     result.wall_seconds = time.perf_counter() - start
@@ -661,6 +699,7 @@ def _train(
     on_epoch_end: Callable[[EpochRecord], None] | None,
     should_stop: Callable[[], bool] | None,
     progress: bool,
+    best: BestSoFar | None = None,
 ) -> None:
     device = result.device
     c = model.config
@@ -683,7 +722,13 @@ def _train(
         engine = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
     best_state: dict[str, Tensor] | None = None
     stale = 0
-    bar = tqdm(range(1, config.max_epochs + 1), desc=c.kind, disable=not progress, leave=False)
+    bar = tqdm(
+        range(1, config.max_epochs + 1),
+        desc=f"{c.kind} epochs",
+        unit="epoch",
+        disable=not progress,
+        leave=False,
+    )
     for epoch in bar:
         epoch_start = time.perf_counter()
         lr = float(optimizer.param_groups[0]["lr"])
@@ -692,7 +737,14 @@ def _train(
         if config.max_train_batches is not None:
             batches = batches[: config.max_train_batches]
         total, seen, cancelled = 0.0, 0, False
-        for indices in batches:
+        steps = tqdm(
+            batches,
+            desc=f"epoch {epoch}/{config.max_epochs}",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        )
+        for indices in steps:
             if should_stop is not None and should_stop():
                 cancelled = True
                 break
@@ -737,6 +789,8 @@ def _train(
             improved=improved,
         )
         result.history.append(record)
+        if improved and best is not None:
+            best.save(model, record)
         bar.set_postfix(
             train=f"{record.train_loss:.4f}", val=f"{score:.4f}", best=result.best_epoch
         )

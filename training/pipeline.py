@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from models.forecaster import (
+    CHECKPOINT_CONFIG,
     FORECASTERS,
     Forecaster,
     ForecasterConfig,
@@ -46,6 +48,7 @@ from training.data import LoadConfig, LoadedData, load_data
 from training.fit import (
     EpochRecord,
     FitConfig,
+    FitResult,
     decoder_search_error,
     fit,
     searches_decoder,
@@ -110,6 +113,11 @@ TRAIN_SPLITS: tuple[SplitMethod, ...] = ("fractions", "ett", "series")
 
 class TrainingCancelledError(RuntimeError):
     """`should_stop` answered True: the run ended before registering anything."""
+
+
+class TrainingInterruptedError(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during the fit: says which run stopped and where its best weights so
+    far lie (a checkpoint `urnn backtest --model` reads)."""
 
 
 CHANNEL_EMBEDDING_REFUSAL = (
@@ -399,32 +407,27 @@ def train_pipeline(
             if on_epoch is not None:
                 on_epoch(record)
 
-        if FORECASTERS[model_config.kind].STREAMING:
-            # Trained on long crops scored at every origin (training.stream_fit), not windows.
-            series = stream_series(
-                splits,
-                scaler,
-                channel_independent=False,
-                calendar_freq=data.freq if model_config.n_calendar else None,
-            )
-            fitted = fit_stream(
-                model_config,
-                series,
-                config.fit,
-                on_epoch_end=on_epoch_end,
-                should_stop=should_stop,
-                progress=config.progress,
-            )
-        else:
-            fitted = fit(
-                model_config,
-                sets.train,
-                sets.val,
-                config.fit,
-                on_epoch_end=on_epoch_end,
-                should_stop=should_stop,
-                progress=config.progress,
-            )
+        meta = model_meta(
+            data,
+            load,
+            split_config,
+            model_config,
+            scaler,
+            splits_train(splits),
+            season_length=config.season_length,
+            fit_config=config.fit,
+            train_stride=config.train_stride,
+        )
+        # The best weights so far, while the fit runs (training.fit.BestSoFar): what an
+        # interrupted or failed run leaves; removed once the model is logged.
+        checkpoints = settings.var_dir / "checkpoints" / run_id
+        try:
+            fitted = _fit_model(
+                config, model_config, splits, scaler, sets, data, checkpoints, meta,
+                on_epoch_end, should_stop,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            raise TrainingInterruptedError(_interrupted(run_id, checkpoints)) from None
         if fitted.stop_reason == "cancelled":
             raise TrainingCancelledError(f"cancelled during training (run {run_id})")
         mlflow.log_metrics(
@@ -466,17 +469,6 @@ def train_pipeline(
             mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
             mlflow.log_artifact(str(out / "data_report.txt"), run_id=run_id)
 
-        meta = model_meta(
-            data,
-            load,
-            split_config,
-            model_config,
-            scaler,
-            splits_train(splits),
-            season_length=config.season_length,
-            fit_config=config.fit,
-            train_stride=config.train_stride,
-        )
         first_id = next(iter(data.series))
         example = input_example(
             data.series[first_id], data.target, data.covariates, model_config.lookback, first_id
@@ -484,6 +476,7 @@ def train_pipeline(
         if on_registering is not None:
             on_registering()
         logged = log_forecaster(fitted.model, meta, example, registered_name=config.registered_name)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the logged model is the one kept
 
     challenger_score = scores[config.metric]
     result_fields: dict[str, Any] = {
@@ -864,6 +857,67 @@ def constant_lines(
             "on a span where it varies"
         )
     return lines
+
+
+def _fit_model(
+    config: TrainConfig,
+    model_config: ForecasterConfig,
+    splits: Mapping[str, SeriesSplit],
+    scaler: StandardScaler,
+    sets: WindowSets,
+    data: LoadedData,
+    checkpoints: Path,
+    meta: Mapping[str, Any],
+    on_epoch_end: Callable[[EpochRecord], None],
+    should_stop: Callable[[], bool] | None,
+) -> FitResult:
+    """The fit of `train_pipeline`: a streaming kind on long crops scored at every origin
+    (training.stream_fit, no checkpoints), any other on windows, its best weights so far in
+    `checkpoints` as it goes (with `meta`: a loadable model)."""
+    if FORECASTERS[model_config.kind].STREAMING:
+        series = stream_series(
+            splits,
+            scaler,
+            channel_independent=False,
+            calendar_freq=data.freq if model_config.n_calendar else None,
+        )
+        return fit_stream(
+            model_config,
+            series,
+            config.fit,
+            on_epoch_end=on_epoch_end,
+            should_stop=should_stop,
+            progress=config.progress,
+        )
+    return fit(
+        model_config,
+        sets.train,
+        sets.val,
+        config.fit,
+        on_epoch_end=on_epoch_end,
+        should_stop=should_stop,
+        checkpoint_dir=checkpoints,
+        checkpoint_extra=meta,
+        progress=config.progress,
+    )
+
+
+def _interrupted(run_id: str, checkpoints: Path) -> str:
+    """What an interrupted fit leaves, in words: the run, and the best weights so far."""
+    if not (checkpoints / CHECKPOINT_CONFIG).exists():
+        found = sorted(p.parent for p in checkpoints.glob(f"**/{CHECKPOINT_CONFIG}"))
+        if not found:
+            return f"MLflow run {run_id} ended KILLED before any epoch finished; nothing kept"
+        where = ", ".join(str(p) for p in found)
+        return (
+            f"MLflow run {run_id} ended KILLED; the best weights so far of each candidate are "
+            f"in {where} (each a model `urnn backtest --model DIR` scores)"
+        )
+    epoch = json.loads((checkpoints / CHECKPOINT_CONFIG).read_text()).get("best_epoch")
+    return (
+        f"MLflow run {run_id} ended KILLED; the best weights so far (epoch {epoch}) are in "
+        f"{checkpoints}: `urnn backtest --model {checkpoints} --data ...` scores them"
+    )
 
 
 def time_split_lines(splits: Mapping[str, SeriesSplit], method: str, limit: int = 3) -> list[str]:

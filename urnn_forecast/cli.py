@@ -618,6 +618,13 @@ def _add_train_parser(commands: Any) -> None:
         default=None,
         help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
     )
+    model.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr over the epochs and each epoch's batches (the epoch lines "
+        "on stdout either way); default: on when stderr is a terminal, off in logs and jobs",
+    )
     _add_split_options(train)
     registry = train.add_argument_group("tracking and registry")
     registry.add_argument(
@@ -1467,6 +1474,10 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     except FloatingPointError as error:  # training.fit: "urnn diverged in epoch 1: loss nan"
         print(f"urnn {args.command}: error: {error}; try a lower --lr", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:  # Ctrl-C: what stopped and what is kept, not a trace
+        said = f": {stop}" if str(stop) else ""
+        print(f"\nurnn {args.command}: interrupted{said}", file=sys.stderr)
+        return 130
     return exit_code
 
 
@@ -1726,6 +1737,10 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
             train[key] = getattr(args, option)
     if args.no_promote:
         train["promote"] = False
+    if args.progress is not None:
+        train["progress"] = args.progress
+    elif "progress" not in train:
+        train["progress"] = sys.stderr.isatty()
     if args.calendar:
         train["calendar"] = True
     for reserved in ("data", "load", "model", "fit"):
@@ -1978,13 +1993,24 @@ class _EpochPrinter:
         which = "".join(
             f"{_fit_part(part)}, " for part in (record.candidate or "").split("/") if part
         )
+        from tqdm import tqdm
+
         best = "  (best so far)" if record.improved else ""
-        print(
-            f"  {which}epoch {record.epoch}/{self.max_epochs}: train loss "
-            f"{record.train_loss:.4f}, val loss {record.val_loss:.4f}, val MAE "
-            f"{record.val_mae:.4f}, lr {record.lr:.1e}, {record.seconds:.1f} s{best}",
-            flush=True,
-        )
+        if math.isnan(record.train_loss):  # a parameter-free baseline: nothing was trained
+            line = (
+                f"  {which}no training (a parameter-free baseline; its intervals calibrated on "
+                f"the train windows): val loss {record.val_loss:.4f}, val MAE "
+                f"{record.val_mae:.4f}, {record.seconds:.1f} s"
+            )
+        else:
+            line = (
+                f"  {which}epoch {record.epoch}/{self.max_epochs}: train loss "
+                f"{record.train_loss:.4f}, val loss {record.val_loss:.4f}, val MAE "
+                f"{record.val_mae:.4f}, lr {record.lr:.1e}, {record.seconds:.1f} s{best}"
+            )
+        # through tqdm: printed above the progress bars (--progress), not through them
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
 
 
 def _fit_part(tag: str) -> str:

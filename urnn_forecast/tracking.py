@@ -309,7 +309,8 @@ def start_run(
 ) -> Iterator["ActiveRun"]:
     """Point MLflow at the configured store and yield an active run in `experiment_name`.
 
-    The run ends with status FINISHED, or FAILED if the body raises.
+    The run ends with status FINISHED, KILLED when the body is interrupted (Ctrl-C), or
+    FAILED if it raises anything else.
     """
     import mlflow
 
@@ -320,7 +321,11 @@ def start_run(
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})
     ) as run:
-        yield run
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")  # MLflow's own exit would mark it FAILED
+            raise
 
 
 class MlflowTracker:

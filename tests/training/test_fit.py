@@ -23,6 +23,7 @@ from training.fit import (
     FitConfig,
     FitConfigError,
     clip_gradients,
+    evaluate,
     fit,
     fit_fields_from_params,
     make_optimizer,
@@ -270,3 +271,39 @@ def test_intervals_are_calibrated_on_the_val_windows() -> None:
     assert len(sets.val) >= 30
     for level, nominal in zip(levels.tolist(), config.quantiles, strict=True):
         assert abs(level - nominal) < 0.1, (level, nominal)
+
+
+def test_an_interrupted_fit_leaves_its_best_weights_so_far(tmp_path: Path) -> None:
+    """Checkpoints were written only once a fit ended: Ctrl-C after an hour of epochs left
+    nothing. Now every epoch that improves writes them ("complete": false); a decoder search
+    writes each candidate's, in its own folder."""
+    sets, scaler = windows_of(seasonal_frame(300))
+    records: list[EpochRecord] = []
+
+    def stop_after_two(record: EpochRecord) -> None:
+        records.append(record)
+        if len(records) == 2:
+            raise KeyboardInterrupt
+
+    config = replace(FAST, max_epochs=50, patience=50)
+    with pytest.raises(KeyboardInterrupt):
+        fit(urnn_config(), sets.train, sets.val, config, on_epoch_end=stop_after_two,
+            checkpoint_dir=tmp_path / "one", checkpoint_extra={"scaler": scaler.to_dict()},
+            progress=False)  # fmt: skip
+    model, meta = load_checkpoint(tmp_path / "one")
+    best = min(records, key=lambda r: r.val_loss)
+    assert meta["complete"] is False and meta["best_epoch"] == best.epoch
+    assert StandardScaler.from_dict(meta["scaler"]) == scaler and meta["fit"]["max_epochs"] == 50
+    # the weights are that epoch's: scored again on val they give its val loss
+    assert evaluate(model, sets.val, config, "cpu")["loss"] == pytest.approx(best.val_loss)
+
+    records.clear()
+    searched = replace(config, decoder_search=True)
+    with pytest.raises(KeyboardInterrupt):
+        fit(urnn_config(), sets.train, sets.val, searched, on_epoch_end=stop_after_two,
+            checkpoint_dir=tmp_path / "search", progress=False)  # fmt: skip
+    assert [p.name for p in (tmp_path / "search").iterdir()] == ["direct"]
+    assert load_checkpoint(tmp_path / "search" / "direct")[0].config.decoder == "direct"
+    # a fit that ends writes the fitted model over the folder, "complete"
+    fit(urnn_config(), sets.train, sets.val, FAST, checkpoint_dir=tmp_path / "one", progress=False)
+    assert load_checkpoint(tmp_path / "one")[1]["complete"] is True
