@@ -47,6 +47,19 @@ def config(**overrides: object) -> LoadConfig:
     return LoadConfig(**fields)  # type: ignore[arg-type]
 
 
+def linear_on_engines(
+    tmp_path: Path, *, cycles: int, engines: int, lookback: int, horizon: int, **train: object
+) -> TrainConfig:
+    """A linear model on `engines` engine logs of `cycles` cycles each, not registered."""
+    return TrainConfig(
+        data=str(engines_csv(tmp_path / "engines.csv", cycles=cycles, engines=engines)),
+        load=config(),
+        model=ForecasterConfig(kind="linear", lookback=lookback, horizon=horizon),
+        registered_name=None,
+        **train,  # type: ignore[arg-type]
+    )
+
+
 def test_step_k_is_the_origin_plus_k_steps_and_the_gap_is_filled_and_reported(
     tmp_path: Path,
 ) -> None:
@@ -180,12 +193,7 @@ def test_a_fleet_split_by_unit_trains_on_whole_engines_and_scores_unseen_ones(
 def test_engines_shorter_than_one_window_name_the_way_out(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
-    train = TrainConfig(
-        data=str(engines_csv(tmp_path / "engines.csv", cycles=120, engines=3)),
-        load=config(),
-        model=ForecasterConfig(kind="linear", lookback=200, horizon=12),
-        registered_name=None,
-    )
+    train = linear_on_engines(tmp_path, cycles=120, engines=3, lookback=200, horizon=12)
     with pytest.raises(SeriesTooShortError) as error:
         train_pipeline(replace(train, split_method="series"), mlflow_settings)
     assert "every series is shorter than min_length=212 (the longest has 120 rows)" in str(
@@ -217,12 +225,7 @@ def test_a_larger_val_fraction_is_named_only_where_one_would_keep_a_series(
     and so does the test share left (train, 0.7 of 100, holds its window of 24). With look-back
     72 the train share decides (84 rows > 0.7 of 100): no val fraction helps (one did: 'or a
     larger --val-fraction' was offered whenever the split decided), and none is named."""
-    train = TrainConfig(
-        data=str(engines_csv(tmp_path / "engines.csv", cycles=100, engines=3)),
-        load=config(),
-        model=ForecasterConfig(kind="linear", lookback=12, horizon=12),
-        registered_name=None,
-    )
+    train = linear_on_engines(tmp_path, cycles=100, engines=3, lookback=12, horizon=12)
     with pytest.raises(SeriesTooShortError) as error:
         train_pipeline(train, mlflow_settings)
     message = str(error.value)
@@ -252,12 +255,8 @@ def test_a_small_train_fraction_of_the_users_is_named_as_the_way_out(
     decides is offered after the look-back."""
     from training.pipeline import too_short_fraction
 
-    train = TrainConfig(
-        data=str(engines_csv(tmp_path / "engines.csv", cycles=100, engines=3)),
-        load=config(),
-        model=ForecasterConfig(kind="linear", lookback=12, horizon=6),
-        registered_name=None,
-        train_fraction=0.001,
+    train = linear_on_engines(
+        tmp_path, cycles=100, engines=3, lookback=12, horizon=6, train_fraction=0.001
     )
     assert too_short_fraction(train) == "train_fraction"
     with pytest.raises(SeriesTooShortError) as error:
@@ -430,12 +429,7 @@ def test_the_window_that_fits_is_offered_as_options_that_parse(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
     """`--horizon 1,125` was offered (a thousands separator), which the option refuses."""
-    train = TrainConfig(
-        data=str(engines_csv(tmp_path / "engines.csv", cycles=30_000, engines=1)),
-        load=config(),
-        model=ForecasterConfig(kind="linear", lookback=12, horizon=50_000),
-        registered_name=None,
-    )
+    train = linear_on_engines(tmp_path, cycles=30_000, engines=1, lookback=12, horizon=50_000)
     with pytest.raises(SeriesTooShortError) as error:
         train_pipeline(train, mlflow_settings)
     offered = re.search(r"\(--lookback (\S+) --horizon (\S+) fits", str(error.value))
