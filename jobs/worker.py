@@ -363,8 +363,21 @@ def end_run_killed(settings: Settings, run_id: str) -> None:
     """Mark an MLflow run that is still RUNNING as KILLED, as MLflow does for a run whose
     process was killed (it would show RUNNING for ever), and delete the versions it left
     half-registered (`remove_half_registered`). Best effort: a store that cannot be
-    reached now leaves it as it is, and says so; bounded in time like `attach_log`."""
+    reached now leaves it as it is, and says so; bounded in time like `attach_log`. The
+    attempt's best-so-far checkpoint goes too (a retry starts afresh; kept, a worker that
+    stops jobs would fill the disk with them)."""
     _within(TRACKING_CALL_SECONDS, f"ending run {run_id}", _end_run_killed, settings, run_id)
+    remove_checkpoints(settings, run_id)
+
+
+def remove_checkpoints(settings: Settings, run_id: str) -> None:
+    """The folder `urnn train` keeps a run's best weights so far in (training.pipeline),
+    with its staging sibling."""
+    folder = settings.var_dir / "checkpoints" / run_id
+    for path in (folder, folder.with_name(f".{run_id}.saving")):
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            logger.info("removed %s, the checkpoint of a stopped attempt", path)
 
 
 def _end_run_killed(settings: Settings, run_id: str) -> None:

@@ -173,8 +173,11 @@ class RequestMetricsMiddleware:
     def _template(self, scope: Scope) -> str:
         """The template of the route `scope`'s path names (whatever its method), for an
         answer given before the router saw the request; `unmatched` when none does."""
+        partial = None  # the path matches, not the method: the router's choice is a full match
         for route in self.routes:
             match, _ = route.matches(scope)
-            if match is not Match.NONE:
+            if match is Match.FULL:
                 return str(getattr(route, "path", "unmatched"))
-        return "unmatched"
+            if match is Match.PARTIAL and partial is None:
+                partial = str(getattr(route, "path", "unmatched"))
+        return partial or "unmatched"

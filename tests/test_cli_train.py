@@ -1148,11 +1148,17 @@ def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so
     folder = settings.var_dir / "checkpoints" / run_id
     assert f"are in {folder}: `urnn backtest --model {folder} --data ...`" in err
     monkeypatch.undo()
+    saved = tmp_path / "scored"
     code, out, err = run_cli(
-        ["backtest", "--data", str(csv), "--model", str(folder)], settings, capsys
+        ["backtest", "--data", str(csv), "--model", str(folder), "--output", str(saved)],
+        settings,
+        capsys,
     )
     assert code == 0, err
     assert f"Backtest of {folder} (urnn, lookback 24, horizon 6)" in out
+    model = json.loads((saved / "backtest.json").read_text())["model"]
+    assert model["folder"] == str(folder.resolve()) and model["complete"] is False
+    assert model["best_epoch"] in (1, 2, 3)
 
 
 def test_a_parameter_free_baseline_says_it_trains_nothing(
@@ -1164,3 +1170,32 @@ def test_a_parameter_free_baseline_says_it_trains_nothing(
     assert code == 0, err
     assert "  no training (a parameter-free baseline; its intervals calibrated on the train" in out
     assert "nan" not in out.split("Backtest")[0]
+
+
+def test_ctrl_c_after_the_fit_names_the_fitted_model_and_a_streaming_kind_says_it_keeps_none(
+    csv: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Interrupted in the backtest (the fit ended), the run said only "interrupted" although
+    the fitted model lay in its checkpoint folder; a streaming kind, which keeps none, was
+    said to have stopped "before any epoch finished" (a review found both)."""
+    import training.pipeline
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.pipeline, "backtest", interrupted)
+    argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--epochs", "2"]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 130
+    assert "ended KILLED; the fitted model (the fit had ended) is in " in err
+
+    code, _, err = run_cli(
+        ["train", "--data", str(csv), "--target", "y", "--model", "urnn-stream", *TINY],
+        settings,
+        capsys,
+    )
+    assert code == 130
+    assert "ended KILLED; kind 'urnn-stream' keeps no checkpoints while it trains" in err

@@ -46,7 +46,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
+import shutil
 import time
 import types
 import typing
@@ -63,6 +65,8 @@ from tqdm import tqdm
 
 from models.ensemble import EnsembleForecaster
 from models.forecaster import (
+    CHECKPOINT_CONFIG,
+    CHECKPOINT_WEIGHTS,
     DECODERS,
     FORECASTERS,
     Forecaster,
@@ -414,8 +418,19 @@ class BestSoFar:
         return replace(self, tag=_nested_tag(self.tag, name) if self.tag else name)
 
     def save(self, model: Forecaster, record: EpochRecord) -> None:
-        extra = {**self.extra, "best_epoch": record.epoch, "complete": False}
-        save_checkpoint(model, self.directory / (self.tag or ""), extra)
+        """Written beside the folder, then moved in file by file (weights first): a Ctrl-C
+        during the save leaves the previous best or the new one, never a truncated weights
+        file under a config naming an epoch it does not hold."""
+        target = self.directory / (self.tag or "")
+        staging = target.parent / f".{target.name}.saving"
+        shutil.rmtree(staging, ignore_errors=True)
+        save_checkpoint(
+            model, staging, {**self.extra, "best_epoch": record.epoch, "complete": False}
+        )
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (CHECKPOINT_WEIGHTS, CHECKPOINT_CONFIG):
+            os.replace(staging / name, target / name)
+        staging.rmdir()
 
 
 def fit(

@@ -384,99 +384,106 @@ def train_pipeline(
         "source": ", ".join(str(Path(part).resolve()) for part in data.source.split(", ")),
         "processes": str(1 if ranks is None else ranks.world_size),  # DDP under torchrun
     }
-    with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
-        run_id = run.info.run_id
-        if on_run_started is not None:
-            on_run_started(run_id)
-        mlflow.log_params(
-            _params(config, load, model_config, split_config, backtest_config), run_id=run_id
-        )
-        mlflow.set_tag("mase_season", season.describe())
-        mlflow.log_input(_dataset(config.data, data), context="training")
+    checkpoints: Path | None = None  # set once the run exists
+    try:
+        with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
+            run_id = run.info.run_id
+            if on_run_started is not None:
+                on_run_started(run_id)
+            mlflow.log_params(
+                _params(config, load, model_config, split_config, backtest_config), run_id=run_id
+            )
+            mlflow.set_tag("mase_season", season.describe())
+            mlflow.log_input(_dataset(config.data, data), context="training")
 
-        def on_epoch_end(record: EpochRecord) -> None:
-            # Under decoder_search each candidate's curves are their own series ("pmf/val_mse").
-            prefix = "" if record.candidate is None else f"{record.candidate}/"
-            values = {
-                f"{prefix}{k}": float(v)
-                for k, v in asdict(record).items()
-                if k not in ("epoch", "candidate")
-            }
-            finite = {k: v for k, v in values.items() if math.isfinite(v)}
-            mlflow.log_metrics(finite, step=record.epoch, run_id=run_id)
-            if on_epoch is not None:
-                on_epoch(record)
+            def on_epoch_end(record: EpochRecord) -> None:
+                # Under decoder_search each candidate's curves are their own series ("pmf/val_mse").
+                prefix = "" if record.candidate is None else f"{record.candidate}/"
+                values = {
+                    f"{prefix}{k}": float(v)
+                    for k, v in asdict(record).items()
+                    if k not in ("epoch", "candidate")
+                }
+                finite = {k: v for k, v in values.items() if math.isfinite(v)}
+                mlflow.log_metrics(finite, step=record.epoch, run_id=run_id)
+                if on_epoch is not None:
+                    on_epoch(record)
 
-        meta = model_meta(
-            data,
-            load,
-            split_config,
-            model_config,
-            scaler,
-            splits_train(splits),
-            season_length=config.season_length,
-            fit_config=config.fit,
-            train_stride=config.train_stride,
-        )
-        # The best weights so far, while the fit runs (training.fit.BestSoFar): what an
-        # interrupted or failed run leaves; removed once the model is logged.
-        checkpoints = settings.var_dir / "checkpoints" / run_id
-        try:
+            meta = model_meta(
+                data,
+                load,
+                split_config,
+                model_config,
+                scaler,
+                splits_train(splits),
+                season_length=config.season_length,
+                fit_config=config.fit,
+                train_stride=config.train_stride,
+            )
+            # The best weights so far, while the fit runs (training.fit.BestSoFar): what an
+            # interrupted or failed run leaves; removed once the model is logged.
+            checkpoints = settings.var_dir / "checkpoints" / run_id
             fitted = _fit_model(
                 config, model_config, splits, scaler, sets, data, checkpoints, meta,
                 on_epoch_end, should_stop,
             )  # fmt: skip
-        except KeyboardInterrupt:
-            raise TrainingInterruptedError(_interrupted(run_id, checkpoints)) from None
-        if fitted.stop_reason == "cancelled":
-            raise TrainingCancelledError(f"cancelled during training (run {run_id})")
-        mlflow.log_metrics(
-            {
-                "best_epoch": fitted.best_epoch,
-                "n_params": fitted.n_params,
-                "fit_seconds": fitted.wall_seconds,
-            },
-            run_id=run_id,
-        )
-        mlflow.set_tag("stop_reason", fitted.stop_reason)
-        model_config = fitted.model.config  # under decoder_search: the chosen decoder's
-        if fitted.decoder_scores:
-            # The decoder the validation split chose, beside each candidate's best val score.
-            mlflow.set_tag("decoder", model_config.decoder)
+            if fitted.stop_reason == "cancelled":
+                raise TrainingCancelledError(f"cancelled during training (run {run_id})")
             mlflow.log_metrics(
-                {f"decoder_score_{k}": v for k, v in fitted.decoder_scores.items()},
+                {
+                    "best_epoch": fitted.best_epoch,
+                    "n_params": fitted.n_params,
+                    "fit_seconds": fitted.wall_seconds,
+                },
                 run_id=run_id,
             )
-        with tempfile.TemporaryDirectory(prefix="urnn-train-") as tmp:
-            out = Path(tmp)
-            result = backtest(
-                data,
-                split_config,
-                model_config,
-                config.fit,
-                backtest_config,
-                model=fitted.model,
-                scaler=scaler,
-                plot_dir=out / "plots",
-            )
-            scores = overall_scores(result)
-            mlflow.log_metrics(
-                {f"backtest_{k}": v for k, v in scores.items() if math.isfinite(v)}, run_id=run_id
-            )
-            write_backtest_tables(result, out / "metrics")
-            (out / "data_report.txt").write_text("\n".join(data_report) + "\n")
-            mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
-            mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
-            mlflow.log_artifact(str(out / "data_report.txt"), run_id=run_id)
+            mlflow.set_tag("stop_reason", fitted.stop_reason)
+            model_config = fitted.model.config  # under decoder_search: the chosen decoder's
+            if fitted.decoder_scores:
+                # The decoder the validation split chose, beside each candidate's best val score.
+                mlflow.set_tag("decoder", model_config.decoder)
+                mlflow.log_metrics(
+                    {f"decoder_score_{k}": v for k, v in fitted.decoder_scores.items()},
+                    run_id=run_id,
+                )
+            with tempfile.TemporaryDirectory(prefix="urnn-train-") as tmp:
+                out = Path(tmp)
+                result = backtest(
+                    data,
+                    split_config,
+                    model_config,
+                    config.fit,
+                    backtest_config,
+                    model=fitted.model,
+                    scaler=scaler,
+                    plot_dir=out / "plots",
+                )
+                scores = overall_scores(result)
+                mlflow.log_metrics(
+                    {f"backtest_{k}": v for k, v in scores.items() if math.isfinite(v)},
+                    run_id=run_id,
+                )
+                write_backtest_tables(result, out / "metrics")
+                (out / "data_report.txt").write_text("\n".join(data_report) + "\n")
+                mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
+                mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
+                mlflow.log_artifact(str(out / "data_report.txt"), run_id=run_id)
 
-        first_id = next(iter(data.series))
-        example = input_example(
-            data.series[first_id], data.target, data.covariates, model_config.lookback, first_id
-        )
-        if on_registering is not None:
-            on_registering()
-        logged = log_forecaster(fitted.model, meta, example, registered_name=config.registered_name)
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the logged model is the one kept
+            first_id = next(iter(data.series))
+            example = input_example(
+                data.series[first_id], data.target, data.covariates, model_config.lookback, first_id
+            )
+            if on_registering is not None:
+                on_registering()
+            logged = log_forecaster(
+                fitted.model, meta, example, registered_name=config.registered_name
+            )
+            for folder in (checkpoints, checkpoints.with_name(f".{run_id}.saving")):
+                shutil.rmtree(folder, ignore_errors=True)  # the logged model is the one kept
+    except KeyboardInterrupt:
+        if checkpoints is None:
+            raise
+        raise TrainingInterruptedError(_interrupted(checkpoints, model_config)) from None
 
     challenger_score = scores[config.metric]
     result_fields: dict[str, Any] = {
@@ -902,21 +909,35 @@ def _fit_model(
     )
 
 
-def _interrupted(run_id: str, checkpoints: Path) -> str:
-    """What an interrupted fit leaves, in words: the run, and the best weights so far."""
-    if not (checkpoints / CHECKPOINT_CONFIG).exists():
-        found = sorted(p.parent for p in checkpoints.glob(f"**/{CHECKPOINT_CONFIG}"))
-        if not found:
-            return f"MLflow run {run_id} ended KILLED before any epoch finished; nothing kept"
-        where = ", ".join(str(p) for p in found)
-        return (
-            f"MLflow run {run_id} ended KILLED; the best weights so far of each candidate are "
-            f"in {where} (each a model `urnn backtest --model DIR` scores)"
+def _interrupted(checkpoints: Path, model_config: ForecasterConfig) -> str:
+    """What an interrupted run leaves, in words: the run (its id names `checkpoints`) and the
+    best weights so far, or the fitted model when the fit had ended (interrupted in the
+    backtest or while logging)."""
+    run = f"MLflow run {checkpoints.name} ended KILLED"
+    if FORECASTERS[model_config.kind].STREAMING:
+        return f"{run}; kind {model_config.kind!r} keeps no checkpoints while it trains"
+    config_file = checkpoints / CHECKPOINT_CONFIG
+    if not config_file.exists():
+        found = sorted(
+            p.parent
+            for p in checkpoints.glob(f"**/{CHECKPOINT_CONFIG}")
+            if not any(part.startswith(".") for part in p.relative_to(checkpoints).parts)
         )
-    epoch = json.loads((checkpoints / CHECKPOINT_CONFIG).read_text()).get("best_epoch")
+        if not found:
+            return f"{run} before any epoch finished; nothing kept"
+        return (
+            f"{run}; the best weights so far of each candidate are in "
+            f"{', '.join(str(p) for p in found)} (each a model `urnn backtest --model DIR` scores)"
+        )
+    meta = json.loads(config_file.read_text())
+    what = (
+        "the fitted model (the fit had ended) is"
+        if meta.get("complete")
+        else f"the best weights so far (epoch {meta.get('best_epoch')}) are"
+    )
     return (
-        f"MLflow run {run_id} ended KILLED; the best weights so far (epoch {epoch}) are in "
-        f"{checkpoints}: `urnn backtest --model {checkpoints} --data ...` scores them"
+        f"{run}; {what} in {checkpoints}: `urnn backtest --model {checkpoints} --data ...` "
+        "scores them"
     )
 
 

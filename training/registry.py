@@ -482,6 +482,7 @@ class ModelSource:
     name: str | None = None
     version: str | None = None
     run_id: str | None = None
+    folder: str | None = None  # a local folder, absolute
 
     def describe(self) -> str:
         """`version 3 of urnn-forecaster, run 5f3c...`, `run 5f3c...`, or ''."""
@@ -490,7 +491,8 @@ class ModelSource:
         return ", ".join(said)
 
     def as_json(self) -> dict[str, str | None]:
-        return {"uri": self.uri, "name": self.name, "version": self.version, "run_id": self.run_id}
+        said = {"uri": self.uri, "name": self.name, "version": self.version, "run_id": self.run_id}
+        return {**said, "folder": self.folder} if self.folder else said
 
 
 def resolve_model_source(model_uri: str) -> ModelSource:
@@ -505,7 +507,13 @@ def resolve_model_source(model_uri: str) -> ModelSource:
         name, alias, version = parse_models_uri(model_uri)
     except ModelUriError:
         run = _runs_uri(model_uri)
-        return ModelSource(uri=model_uri, load_uri=model_uri, run_id=run[0] if run else None)
+        local = _local_folder(model_uri)
+        return ModelSource(
+            uri=model_uri,
+            load_uri=model_uri,
+            run_id=run[0] if run else None,
+            folder=None if local is None else str(local.resolve()),
+        )
     client = mlflow.MlflowClient()
     found = (
         client.get_model_version_by_alias(name, alias)

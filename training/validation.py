@@ -544,8 +544,9 @@ def _refuse_interleaved_series(
         f"({len(differing) / n_stamps:.0%}) hold different rows (the first, {first}, at data "
         f"rows {at}, 1-based, header not counted); duplicates='mean' would average them into "
         "one series. Does the file hold several series? Name their id column with series_col "
-        "(--series-col). Revised readings of one series: keep one of each with duplicates="
-        "'first' or 'last'"
+        "(--series-col). Readings finer than the timestamps (a time column left out: "
+        "timestamp_col takes several)? Revised readings of one series: keep one of each with "
+        "duplicates='first' or 'last'"
     )
 
 

@@ -2190,7 +2190,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     )
     fit_config = FitConfig(device=args.device)  # read only by refits
     if args.refit:
-        fit_config, train_stride = _refit_config(args, meta)
+        fit_config, train_stride = _refit_config(args, meta, source.load_uri)
         config = dataclasses.replace(config, train_stride=train_stride)
     else:
         model.to(resolve_device(args.device))  # loaded on the CPU
@@ -2232,19 +2232,26 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     if args.output:
         out = Path(args.output)
         write_backtest_tables(result, out)
-        manifest = {
+        manifest: dict[str, Any] = {
             "model": {
                 **source.as_json(),
                 "kind": c.kind,
                 "lookback": c.lookback,
                 "horizon": c.horizon,
                 "quantiles": list(c.quantiles),
+                # a checkpoint of an interrupted fit says so ("complete": false)
+                **{k: meta[k] for k in ("complete", "best_epoch") if k in meta},
             },
             "data": {"path": str(Path(args.data).resolve()), "freq": data.freq},
             "split": {
                 "method": split.method,
                 "train_fraction": split.train_fraction,
                 "val_fraction": split.val_fraction,
+                **(
+                    {"test_series": list(split.test_series), "val_series": list(split.val_series)}
+                    if split.test_series or split.val_series
+                    else {}
+                ),
             },
             "backtest": {
                 "n_windows": config.n_windows,
@@ -2266,7 +2273,9 @@ def _windows_said(config: "BacktestConfig") -> str:
     return f"{every}, {config.step:,} row{'' if config.step == 1 else 's'} apart"
 
 
-def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> tuple["FitConfig", int]:
+def _refit_config(
+    args: argparse.Namespace, meta: dict[str, Any], model_uri: str
+) -> tuple["FitConfig", int]:
     """The fit settings of `urnn backtest --refit`, and the stride of its training windows:
     the ones the model was trained with, from its config.json ("fit", "train.train_stride"),
     or, for a model trained before those keys, its MLflow run's `fit.*` and
@@ -2278,7 +2287,7 @@ def _refit_config(args: argparse.Namespace, meta: dict[str, Any]) -> tuple["FitC
 
     @functools.cache  # the run's params, looked up once, and only if needed
     def run_params() -> dict[str, str] | None:
-        return training_run_params(args.model_uri)
+        return training_run_params(model_uri)  # the version loaded, not the alias again
 
     recorded: object = meta.get("fit")  # present but not an object: refit_fit_config says so
     source = "its config.json"

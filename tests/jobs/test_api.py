@@ -640,7 +640,11 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
             while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-            time.sleep(1.0)  # into the training loop
+            run_id = client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]
+            checkpoint = settings.var_dir / "checkpoints" / run_id
+            while not (checkpoint / "config.json").exists():  # an epoch improved: written
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
             asked = time.monotonic()
             assert client.post(f"/jobs/{job_id}/cancel", headers=KEY).status_code == 200
             thread.join(timeout=30)
@@ -659,6 +663,8 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
         assert job["mlflow_run_id"], job
         tracking = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
         assert tracking.get_run(job["mlflow_run_id"]).info.status == "KILLED"
+        # a stopped attempt's best-so-far checkpoint goes with it (a retry starts afresh)
+        assert not checkpoint.exists() and not list(checkpoint.parent.iterdir())
 
 
 def test_job_data_outside_the_allowed_folders_is_refused_saying_nothing_of_the_file(

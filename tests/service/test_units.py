@@ -491,3 +491,34 @@ def test_a_window_too_small_for_a_psi_exports_zero_until_it_holds_enough() -> No
     assert size == 400 and small == 0.0
     small, size = psi_after(500, 2)
     assert size == 500 and small is not None and small > 3.0
+
+
+def test_an_answer_before_routing_takes_the_template_the_router_would_take() -> None:
+    """A route matching the path and the method wins over an earlier one matching the path
+    only (the router's rule), as for a 413 on POST /a/{id} beside GET /a/{name}."""
+    from prometheus_client import CollectorRegistry
+    from starlette.routing import Route
+
+    from service.middleware import RequestMetricsMiddleware
+
+    async def endpoint(request: object) -> None:  # never called: only matched
+        raise AssertionError
+
+    routes = [
+        Route("/a/{name}", endpoint, methods=["GET"]),
+        Route("/a/{id}", endpoint, methods=["POST"]),
+    ]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # never called either
+        raise AssertionError
+
+    metrics = RequestMetricsMiddleware(
+        app, metrics=ServiceMetrics(CollectorRegistry()), routes=routes
+    )
+
+    def scope(method: str, path: str) -> dict[str, object]:
+        return {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+
+    assert metrics._template(scope("POST", "/a/1")) == "/a/{id}"
+    assert metrics._template(scope("PUT", "/a/1")) == "/a/{name}"  # a 405: the first path
+    assert metrics._template(scope("POST", "/b")) == "unmatched"

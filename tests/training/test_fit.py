@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -276,7 +277,7 @@ def test_intervals_are_calibrated_on_the_val_windows() -> None:
 def test_an_interrupted_fit_leaves_its_best_weights_so_far(tmp_path: Path) -> None:
     """Checkpoints were written only once a fit ended: Ctrl-C after an hour of epochs left
     nothing. Now every epoch that improves writes them ("complete": false); a decoder search
-    writes each candidate's, in its own folder."""
+    writes the candidate it is fitting into that candidate's own folder."""
     sets, scaler = windows_of(seasonal_frame(300))
     records: list[EpochRecord] = []
 
@@ -307,3 +308,32 @@ def test_an_interrupted_fit_leaves_its_best_weights_so_far(tmp_path: Path) -> No
     # a fit that ends writes the fitted model over the folder, "complete"
     fit(urnn_config(), sets.train, sets.val, FAST, checkpoint_dir=tmp_path / "one", progress=False)
     assert load_checkpoint(tmp_path / "one")[1]["complete"] is True
+
+
+def test_a_checkpoint_save_cut_short_keeps_the_previous_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save wrote config.json, then weights.pt, over the previous best: a Ctrl-C in
+    between left a config naming the new epoch over a truncated weights file, and the only
+    good weights were gone (a review found it)."""
+    sets, _ = windows_of(seasonal_frame(300))
+    writes: list[Path] = []
+    real_save = torch.save
+
+    def cut_short(state: Any, path: Any) -> None:
+        writes.append(Path(path))
+        if len(writes) == 2:  # the second improving epoch's save: half a file, then Ctrl-C
+            Path(path).write_bytes(b"PK\x03\x04 truncated")
+            raise KeyboardInterrupt
+        real_save(state, path)
+
+    monkeypatch.setattr(torch, "save", cut_short)
+    config = replace(FAST, max_epochs=50, patience=50)
+    with pytest.raises(KeyboardInterrupt):
+        fit(urnn_config(), sets.train, sets.val, config, checkpoint_dir=tmp_path / "ck",
+            progress=False)  # fmt: skip
+    monkeypatch.undo()
+    model, meta = load_checkpoint(tmp_path / "ck")  # the first save, whole
+    assert meta["best_epoch"] == 1 and meta["complete"] is False
+    assert torch.isfinite(predict(model, sets.test)).all()
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "weights.pt"]
