@@ -50,9 +50,10 @@ Decisions and why:
   `lookback` must be a multiple of `segment_length`: padding would feed invented values into
   the first step, and the look-back is chosen once per model, so a clear error is kinder.
 - Multivariate data is handled channel-independently by the data stage
-  (`training.windows.WindowConfig.channel_independent`): each channel becomes its own
-  univariate series and one shared model forecasts them all; the model itself sees only
-  univariate targets (with optional covariates when channels are not independent).
+  (`training.windows.WindowConfig.channel_independent` in the ETT benchmark,
+  `training.data.channels_as_series` for `urnn train --channel-independent`): each channel
+  becomes its own univariate series and one shared model forecasts them all; the model itself
+  sees only univariate targets (with optional covariates when channels are not independent).
 - The naive baselines are parameter-free modules with the same call. Their quantiles are the
   point forecast plus per-step offsets, stored as a buffer (so they round-trip through the
   state dict): zero until `calibrate_offsets` sets them to empirical quantiles of the

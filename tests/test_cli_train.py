@@ -1199,3 +1199,50 @@ def test_ctrl_c_after_the_fit_names_the_fitted_model_and_a_streaming_kind_says_i
     )
     assert code == 130
     assert "ended KILLED; kind 'urnn-stream' keeps no checkpoints while it trains" in err
+
+
+def test_channel_independent_training_forecasts_every_column_as_a_series(
+    csv: Path, settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Multivariate data, channel-independent (the issue's option; before, only `urnn
+    benchmark ett --setting M` had it): y and x of plant.csv are two series of one model
+    without covariates, scored each; the registered model takes either channel, and `urnn
+    backtest` reads the file the same way from what the model records."""
+    import mlflow
+
+    from training.registry import load_registered
+
+    argv = ["train", "--data", str(csv), "--target", "y", "--covariates", "x", *TINY]
+    code, out, err = run_cli([*argv, "--channel-independent"], settings, capsys)
+    assert code == 0, err
+    assert "target 'y', covariates 'x', each column a series of its own" in out
+    assert (
+        "plant.csv: channel-independent: the columns 'y', 'x' of each of the 1 series are 2 "
+        "series '<id>/<column>' of one column 'value'"
+    ) in out
+    run_id = mlflow.MlflowClient().get_model_version("urnn-forecaster", "1").run_id
+    scored = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="metrics/forecasts.parquet", dst_path=str(tmp_path)
+        )
+    )
+    assert sorted(scored["series"].unique()) == ["plant/x", "plant/y"]
+    predictor = load_registered("models:/urnn-forecaster/1")
+    assert (predictor.target, predictor.covariates) == ("value", ())
+    assert predictor.model.config.n_past_covariates == 0
+    assert predictor.meta["train"]["channel_independent"] is True
+
+    code, out, err = run_cli(["backtest", "--data", str(csv)], settings, capsys)
+    assert code == 0, err
+    assert "plant/x" in out.split("By series:")[1] and "plant/y" in out.split("By series:")[1]
+
+    # a series cut at a long gap: its segments and its channels are not told apart
+    gappy = tmp_path / "gappy.csv"
+    frame = seasonal_frame(700)
+    frame.drop(frame.index[450:500]).to_csv(gappy)
+    cut = ["train", "--data", str(gappy), "--target", "y", "--covariates", "x", *TINY]
+    code, _, err = run_cli(
+        [*cut, "--on-long-gap", "split", "--channel-independent"], settings, capsys
+    )
+    assert code == 2
+    assert "channel_independent (--channel-independent) takes whole series" in err

@@ -449,6 +449,51 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     )
 
 
+# The one column of each channel series (`channels_as_series`): the model forecasts whichever
+# channel it is sent, so its target is named for none of them.
+CHANNEL_TARGET = "value"
+
+
+def channels_as_series(data: LoadedData) -> LoadedData:
+    """Channel independence for a multivariate file (SegRNN, PatchTST): every column of every
+    series, target and covariates alike, becomes a univariate series `<id>/<column>` whose
+    one column is `CHANNEL_TARGET`; one model then forecasts each channel from its own
+    history. The data report says so. A series cut at a long gap is refused: its segments
+    and its channels would both be parts of one unit, which the splits do not tell apart."""
+    if data.units:
+        segment, unit = next(iter(data.units.items()))
+        raise InvalidOptionError(
+            f"{data.source}: series {unit!r} was cut at a long gap (segment {segment!r}); "
+            "channel_independent (--channel-independent) takes whole series: fill the gap "
+            "(max_gap, --max-gap) or leave channel_independent off"
+        )
+    series: dict[str, pd.DataFrame] = {}
+    filled: dict[str, pd.DataFrame] = {}
+    for series_id, frame in data.series.items():
+        for column in data.columns:
+            channel = f"{series_id}/{column}"
+            series[channel] = frame[[column]].set_axis([CHANNEL_TARGET], axis=1)
+            filled[channel] = data.filled[series_id][[column]].set_axis([CHANNEL_TARGET], axis=1)
+    file = Path(data.source.split(", ")[0]).name
+    said = ", ".join(repr(c) for c in data.columns)
+    decision = Decision(
+        file,
+        "summary",
+        len(series),
+        f"{file}: channel-independent: the columns {said} of each of the {len(data.series):,} "
+        f"series are {len(series):,} series '<id>/<column>' of one column {CHANNEL_TARGET!r}; "
+        "one model forecasts each from its own history (no covariates)",
+    )
+    return replace(
+        data,
+        series=series,
+        filled=filled,
+        target=CHANNEL_TARGET,
+        covariates=(),
+        report=(*data.report, decision),
+    )
+
+
 class IncompatibleFilesError(DataValidationError):
     """Files that cannot be combined into one dataset: different frequencies or covariates, or
     a series id that two files both hold."""

@@ -44,7 +44,7 @@ from training.backtest import (
     write_backtest_tables,
     write_forecasts,
 )
-from training.data import LoadConfig, LoadedData, load_data
+from training.data import LoadConfig, LoadedData, channels_as_series, load_data
 from training.fit import (
     EpochRecord,
     FitConfig,
@@ -151,6 +151,9 @@ class TrainConfig:
     # daily, 2 weekly or coarser; `urnn train --calendar`). False: the model config's
     # n_calendar (0 by default: none), which must then match the frequency.
     calendar: bool = False
+    # Every column of every series (target and covariates) its own univariate series
+    # "<id>/<column>", one model over all of them (training.data.channels_as_series).
+    channel_independent: bool = False
     metric: str = "mae"  # backtest metric deciding promotion (lower is better)
     registered_name: str | None = DEFAULT_REGISTERED_NAME  # None: log but do not register
     promote: bool = True
@@ -419,6 +422,7 @@ def train_pipeline(
                 season_length=config.season_length,
                 fit_config=config.fit,
                 train_stride=config.train_stride,
+                channel_independent=config.channel_independent,
             )
             # The best weights so far, while the fit runs (training.fit.BestSoFar): what an
             # interrupted or failed run leaves; removed once the model is logged.
@@ -595,6 +599,8 @@ def prepare_training(config: TrainConfig) -> Prepared:
             longest=error.longest,
             freq=error.freq,
         ) from None
+    if config.channel_independent:
+        data = channels_as_series(data)
     steps = load.step_origin is not None
     model_config = resolve_model_config(
         config.model, data, config.season_length, steps=steps, calendar=config.calendar
@@ -1022,6 +1028,7 @@ def model_meta(
     season_length: int | None = None,
     fit_config: FitConfig | None = None,
     train_stride: int | None = None,
+    channel_independent: bool = False,
 ) -> dict[str, Any]:
     """config.json's keys beside the model config (training.mlflow_model.EXTRA).
     `evaluation.season_length`: the user's MASE season (None: the frequency's), so that
@@ -1031,7 +1038,11 @@ def model_meta(
     the artifact alone (a copied model, or one whose run was deleted). `train.train_stride`:
     the rows between its training windows (TrainConfig.train_stride, `--train-stride`), which
     the refits' training windows follow too (the run's `backtest.train_stride` param holds it
-    for models from before the key)."""
+    for models from before the key). `train.channel_independent`: the model forecasts each
+    column of the file as a series of its own (`urnn backtest` reads the file so again)."""
+    train: dict[str, Any] = {} if train_stride is None else {"train_stride": train_stride}
+    if channel_independent:
+        train["channel_independent"] = True
     return {
         "lookback": model_config.lookback,
         "horizon": model_config.horizon,
@@ -1054,7 +1065,7 @@ def model_meta(
         "split": asdict(split),
         "evaluation": {"season_length": season_length},
         **({"fit": asdict(fit_config)} if fit_config is not None else {}),
-        **({"train": {"train_stride": train_stride}} if train_stride is not None else {}),
+        **({"train": train} if train else {}),
         "calendar_clock": data_calendar_clock(data),
     }
 

@@ -584,6 +584,15 @@ def _add_train_parser(commands: Any) -> None:
         "none (a --config file's model.n_calendar, which must match the frequency)",
     )
     model.add_argument(
+        "--channel-independent",
+        action="store_true",
+        help="multivariate data: every column given (--target and --covariates) of every "
+        "series becomes a series of its own, '<id>/<column>', and one model forecasts each "
+        "from its own history (SegRNN, PatchTST); it takes no covariates, and is served any "
+        "channel as a series. The same as train.channel_independent in --config; default: "
+        "off (covariates are inputs for forecasting the target)",
+    )
+    model.add_argument(
         "--nproc",
         type=_positive_int,
         default=1,
@@ -1743,6 +1752,8 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         train["progress"] = sys.stderr.isatty()
     if args.calendar:
         train["calendar"] = True
+    if args.channel_independent:
+        train["channel_independent"] = True
     for reserved in ("data", "load", "model", "fit"):
         if reserved in train:
             raise UsageError(f"--config: set {reserved!r} with its option or section, not 'train'")
@@ -1927,7 +1938,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
                 f", covariates {', '.join(map(repr, config.load.covariates))}"
                 if config.load.covariates
                 else ""
-            ),
+            )
+            + (", each column a series of its own" if config.channel_independent else ""),
             flush=True,
         )
         result = train_pipeline(
@@ -2079,7 +2091,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from mlflow.exceptions import MlflowException
 
     from training.backtest import BacktestConfig, backtest, write_backtest_tables
-    from training.data import LoadConfig, header_columns, load_data
+    from training.data import LoadConfig, channels_as_series, header_columns, load_data
     from training.fit import FitConfig
     from training.metrics import filled_note, unscaled_note
     from training.paper_benchmark import resolve_device
@@ -2134,6 +2146,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             f"{error}; the model reads {c.lookback:,} rows and forecasts {c.horizon:,} per "
             "window (--on-short drop leaves shorter series out)"
         ) from None
+    trained = meta.get("train")
+    if isinstance(trained, dict) and trained.get("channel_independent") is True:
+        data = channels_as_series(data)  # each column a series, as the model was trained
     if data.target != predictor.target or tuple(data.covariates) != predictor.covariates:
         raise UsageError(
             f"the model was trained on target {predictor.target!r} with covariates "
