@@ -2220,7 +2220,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         model=None if args.refit else model,
         scaler=None if args.refit else predictor.scaler,
         plot_dir=Path(args.output) / "plots" if args.output else None,
-        progress=args.refit,
+        progress=args.refit and sys.stderr.isatty(),  # bars on a terminal, not in a log
     )
     for line in result.dropped:
         print(line)
