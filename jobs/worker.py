@@ -49,6 +49,7 @@ from jobs import queue, schedules
 from jobs.db import Database
 from jobs.models import WORKER_ID_WIDTH, Job
 from jobs.spec import JobSpec, inside_data_folders
+from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import shown
 from urnn_forecast.settings import Settings
 
@@ -367,17 +368,12 @@ def end_run_killed(settings: Settings, run_id: str) -> None:
     attempt's best-so-far checkpoint goes too (a retry starts afresh; kept, a worker that
     stops jobs would fill the disk with them)."""
     _within(TRACKING_CALL_SECONDS, f"ending run {run_id}", _end_run_killed, settings, run_id)
-    remove_checkpoints(settings, run_id)
+    _remove_attempt_checkpoints(settings, run_id)
 
 
-def remove_checkpoints(settings: Settings, run_id: str) -> None:
-    """The folder `urnn train` keeps a run's best weights so far in (training.pipeline),
-    with its staging sibling."""
-    folder = settings.var_dir / "checkpoints" / run_id
-    for path in (folder, folder.with_name(f".{run_id}.saving")):
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-            logger.info("removed %s, the checkpoint of a stopped attempt", path)
+def _remove_attempt_checkpoints(settings: Settings, run_id: str) -> None:
+    for path in remove_checkpoints(run_checkpoints(settings.var_dir, run_id)):
+        logger.info("removed %s, the checkpoint of a stopped attempt", path)
 
 
 def _end_run_killed(settings: Settings, run_id: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
-from training.registry import load_registered
+from training.registry import load_registered, registered_version
 from urnn_forecast.model_uri import parse_models_uri
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import registry_client, shown_uri
@@ -58,10 +58,7 @@ class MlflowLoader:
         name, alias, version = parse_models_uri(uri)
         client = self.client()
         try:
-            if alias is not None:
-                found = client.get_model_version_by_alias(name, alias)
-            else:
-                found = client.get_model_version(name, version)
+            found = registered_version(client, name, alias, version)
         except MlflowException as error:
             raise NoModelError(
                 f"nothing is registered at {uri} in {shown_uri(self.tracking_uri)} "

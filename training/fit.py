@@ -80,6 +80,7 @@ from models.forecaster import (
 from training import distributed
 from training.paper_benchmark import DeviceName, resolve_device
 from training.windows import WindowDataset
+from urnn_forecast.checkpoints import staging_for
 from urnn_forecast.field_types import not_one_of
 
 Schedule = Literal["plateau", "cosine", "none"]
@@ -418,19 +419,22 @@ class BestSoFar:
         return replace(self, tag=_nested_tag(self.tag, name) if self.tag else name)
 
     def save(self, model: Forecaster, record: EpochRecord) -> None:
-        """Written beside the folder, then moved in file by file (weights first): a Ctrl-C
-        during the save leaves the previous best or the new one, never a truncated weights
-        file under a config naming an epoch it does not hold."""
-        target = self.directory / (self.tag or "")
-        staging = target.parent / f".{target.name}.saving"
-        shutil.rmtree(staging, ignore_errors=True)
-        save_checkpoint(
-            model, staging, {**self.extra, "best_epoch": record.epoch, "complete": False}
-        )
-        target.mkdir(parents=True, exist_ok=True)
-        for name in (CHECKPOINT_WEIGHTS, CHECKPOINT_CONFIG):
-            os.replace(staging / name, target / name)
-        staging.rmdir()
+        extra = {**self.extra, "best_epoch": record.epoch, "complete": False}
+        save_checkpoint_whole(model, self.directory / (self.tag or ""), extra)
+
+
+def save_checkpoint_whole(model: Forecaster, folder: Path, extra: Mapping[str, Any]) -> None:
+    """`save_checkpoint` written beside `folder` (urnn_forecast.checkpoints.staging_for), then
+    moved in file by file, weights first: a Ctrl-C during the save leaves the previous
+    checkpoint or the new one, never a truncated weights file under a config naming an epoch
+    it does not hold."""
+    staging = staging_for(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    save_checkpoint(model, staging, extra)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (CHECKPOINT_WEIGHTS, CHECKPOINT_CONFIG):
+        os.replace(staging / name, folder / name)
+    staging.rmdir()
 
 
 def fit(
@@ -486,15 +490,15 @@ def fit(
         result = _fit_one(
             model_config, train, val, config, on_epoch_end, should_stop, progress, best
         )
-    if checkpoint_dir is not None:
+    if best is not None:  # the fitted model over the best weights so far, "complete"
         extra = {
-            "fit": asdict(config),
+            **best.extra,
             "best_epoch": result.best_epoch,
             "best_score": result.best_score if math.isfinite(result.best_score) else None,
             **({"decoder_scores": result.decoder_scores} if result.decoder_scores else {}),
-            **(checkpoint_extra or {}),
+            "complete": True,
         }
-        save_checkpoint(result.model, checkpoint_dir, {**extra, "complete": True})
+        save_checkpoint_whole(result.model, best.directory, extra)
     return result
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -96,6 +95,7 @@ from training.validation import (
 )
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
+from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import not_one_of, shown
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import (
@@ -426,7 +426,7 @@ def train_pipeline(
             )
             # The best weights so far, while the fit runs (training.fit.BestSoFar): what an
             # interrupted or failed run leaves; removed once the model is logged.
-            checkpoints = settings.var_dir / "checkpoints" / run_id
+            checkpoints = run_checkpoints(settings.var_dir, run_id)
             fitted = _fit_model(
                 config, model_config, splits, scaler, sets, data, checkpoints, meta,
                 on_epoch_end, should_stop,
@@ -482,8 +482,7 @@ def train_pipeline(
             logged = log_forecaster(
                 fitted.model, meta, example, registered_name=config.registered_name
             )
-            for folder in (checkpoints, checkpoints.with_name(f".{run_id}.saving")):
-                shutil.rmtree(folder, ignore_errors=True)  # the logged model is the one kept
+            remove_checkpoints(checkpoints)  # the logged model is the one kept
     except KeyboardInterrupt:
         if checkpoints is None:
             raise

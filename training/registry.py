@@ -472,6 +472,14 @@ def _local_folder(model_uri: str) -> Path | None:
     return path
 
 
+def registered_version(client: Any, name: str, alias: str | None, version: str | None) -> Any:
+    """The registry's ModelVersion a parsed models:/ URI names (`parse_models_uri`): the one
+    `alias` points at now, else `version`. MLflow's error when there is none."""
+    if alias is not None:
+        return client.get_model_version_by_alias(name, alias)
+    return client.get_model_version(name, str(version))
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """What a model URI named when it was read: for models:/NAME@ALIAS the version the alias
@@ -514,12 +522,7 @@ def resolve_model_source(model_uri: str) -> ModelSource:
             run_id=run[0] if run else None,
             folder=None if local is None else str(local.resolve()),
         )
-    client = mlflow.MlflowClient()
-    found = (
-        client.get_model_version_by_alias(name, alias)
-        if alias is not None
-        else client.get_model_version(name, str(version))
-    )
+    found = registered_version(mlflow.MlflowClient(), name, alias, version)
     return ModelSource(
         uri=model_uri,
         load_uri=f"models:/{name}/{found.version}",

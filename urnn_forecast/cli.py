@@ -2226,7 +2226,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(line)
     fmt = "{:.4f}".format
     with pd.option_context("display.width", 140, "display.max_columns", 20):
-        pinned = f"{source.describe()}; " if source.describe() else ""
+        pinned = f"{said}; " if (said := source.describe()) else ""
         print(
             f"Backtest of {args.model_uri} ({pinned}{c.kind}, lookback {c.lookback}, horizon "
             f"{c.horizon}{', refitted at each origin' if args.refit else ''}) on "
