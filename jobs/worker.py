@@ -167,7 +167,7 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
             reader.join(timeout=5)
             markers.update(context)  # a run that started in the last poll interval
             if markers.run_id is not None:
-                end_run_killed(settings, markers.run_id)
+                _say_removed(context, end_run_killed(settings, markers.run_id))
                 attach_log(settings, markers.run_id, full_log)
             raise
         reader.join(timeout=5)
@@ -176,7 +176,7 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
             attach_log(settings, markers.run_id, full_log)
         if process.returncode != 0:
             if markers.run_id is not None:
-                end_run_killed(settings, markers.run_id)
+                _say_removed(context, end_run_killed(settings, markers.run_id))
             raise ChildFailedError(_child_failure(process.returncode, output))
         if context.should_stop():
             context.log("the run finished before it could be stopped: recorded as it ended")
@@ -188,6 +188,13 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         promoted=outcome["promoted"],
         message=outcome["reason"],
     )
+
+
+def _say_removed(context: JobContext, removed: list[Path]) -> None:
+    """A stopped `urnn train` names its best-so-far checkpoint as kept (as it is for a user at
+    a terminal); the job's log must then say the worker removed it."""
+    for path in removed:
+        context.log(f"removed {path}, this attempt's checkpoint (a retry starts afresh)")
 
 
 ATTEMPTS_FOLDER = "job-attempts"
@@ -360,20 +367,22 @@ def _signal_name(name: str) -> str:
     return f"{name} (out of memory?)" if name == "SIGKILL" else name
 
 
-def end_run_killed(settings: Settings, run_id: str) -> None:
+def end_run_killed(settings: Settings, run_id: str) -> list[Path]:
     """Mark an MLflow run that is still RUNNING as KILLED, as MLflow does for a run whose
     process was killed (it would show RUNNING for ever), and delete the versions it left
     half-registered (`remove_half_registered`). Best effort: a store that cannot be
     reached now leaves it as it is, and says so; bounded in time like `attach_log`. The
     attempt's best-so-far checkpoint goes too (a retry starts afresh; kept, a worker that
-    stops jobs would fill the disk with them)."""
+    stops jobs would fill the disk with them); the paths removed are returned."""
     _within(TRACKING_CALL_SECONDS, f"ending run {run_id}", _end_run_killed, settings, run_id)
-    _remove_attempt_checkpoints(settings, run_id)
+    return _remove_attempt_checkpoints(settings, run_id)
 
 
-def _remove_attempt_checkpoints(settings: Settings, run_id: str) -> None:
-    for path in remove_checkpoints(run_checkpoints(settings.var_dir, run_id)):
+def _remove_attempt_checkpoints(settings: Settings, run_id: str) -> list[Path]:
+    removed = remove_checkpoints(run_checkpoints(settings.var_dir, run_id))
+    for path in removed:
         logger.info("removed %s, the checkpoint of a stopped attempt", path)
+    return removed
 
 
 def _end_run_killed(settings: Settings, run_id: str) -> None:

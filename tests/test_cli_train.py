@@ -1161,6 +1161,39 @@ def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so
     assert model["best_epoch"] in (1, 2, 3)
 
 
+def test_sigterm_during_the_fit_ends_the_run_killed_as_ctrl_c_does(
+    csv: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`kill`, `timeout` or a scheduler's preemption killed the process where it stood: the
+    run read RUNNING in the MLflow UI for ever and nothing was said. Now SIGTERM takes Ctrl-C's
+    path (exit 143), and the command's own handler is put back afterwards."""
+    import os
+    import signal
+
+    import mlflow
+
+    printed = cli._EpochPrinter.__call__
+
+    def terminate_at_epoch_2(self: Any, record: Any) -> None:
+        printed(self, record)
+        if record.epoch == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(cli._EpochPrinter, "__call__", terminate_at_epoch_2)
+    before = signal.getsignal(signal.SIGTERM)
+    argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--epochs", "20"]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 143
+    assert "Traceback" not in err and "  epoch 2/20" in out and "epoch 4/20" not in out
+    (run_id,) = re.findall(r"stopped by SIGTERM: MLflow run (\w+) ended KILLED; the best", err)
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
+    assert (settings.var_dir / "checkpoints" / run_id / "config.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_parameter_free_baseline_says_it_trains_nothing(
     csv: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

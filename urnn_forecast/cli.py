@@ -20,6 +20,7 @@ import math
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -1472,8 +1473,10 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    sigterm = _SigtermAsInterrupt(args.command in SIGTERM_INTERRUPTS)
     try:
-        exit_code: int = args.handler(args, settings)
+        with sigterm:
+            exit_code: int = args.handler(args, settings)
     except MemoryError:
         return _out_of_memory(args.command, "MemoryError")
     except RuntimeError as error:  # torch's allocator: "DefaultCPUAllocator: can't allocate"
@@ -1485,9 +1488,43 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         return 1
     except KeyboardInterrupt as stop:  # Ctrl-C: what stopped and what is kept, not a trace
         said = f": {stop}" if str(stop) else ""
-        print(f"\nurnn {args.command}: interrupted{said}", file=sys.stderr)
-        return 130
+        how = "stopped by SIGTERM" if sigterm.received else "interrupted"
+        print(f"\nurnn {args.command}: {how}{said}", file=sys.stderr)
+        return 128 + signal.SIGTERM if sigterm.received else 130
     return exit_code
+
+
+# The commands that work for minutes on files and an MLflow run: the service, the worker and
+# the demo handle SIGTERM themselves, and the short ones have nothing to end.
+SIGTERM_INTERRUPTS = frozenset({"train", "backtest", "benchmark"})
+
+
+class _SigtermAsInterrupt:
+    """SIGTERM (`kill`, `timeout`, systemd, a batch scheduler's preemption) ends a training or
+    backtest as Ctrl-C does: the MLflow run ends KILLED and the line says what is kept. By
+    default SIGTERM killed the process where it stood, and the run read RUNNING in the MLflow
+    UI for ever. A second SIGTERM kills outright, as the default would. Only the main thread
+    can take signals; elsewhere (a test calling `main` from a thread) nothing changes."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active
+        self.received = False
+        self._previous: Any = None
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.received = True
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> None:
+        if self.active and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        else:
+            self.active = False
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _out_of_memory(command: str, said: str) -> int:

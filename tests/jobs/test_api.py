@@ -663,8 +663,11 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
         assert job["mlflow_run_id"], job
         tracking = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
         assert tracking.get_run(job["mlflow_run_id"]).info.status == "KILLED"
-        # a stopped attempt's best-so-far checkpoint goes with it (a retry starts afresh)
+        # a stopped attempt's best-so-far checkpoint goes with it (a retry starts afresh),
+        # and the job's log says so after the child's own line naming it
         assert not checkpoint.exists() and not list(checkpoint.parent.iterdir())
+        assert "urnn train: stopped by SIGTERM: MLflow run " in job["log_tail"]
+        assert f"removed {checkpoint}, this attempt's checkpoint" in job["log_tail"]
 
 
 def test_job_data_outside_the_allowed_folders_is_refused_saying_nothing_of_the_file(
