@@ -191,7 +191,9 @@ class ModelManager:
             try:
                 ref = await off_loop(self.loader.resolve, uri)
             except NoModelError as error:  # not registered yet: expected before the first train
-                raise self._failed(str(error), level=logging.WARNING) from error
+                raise self._failed(
+                    str(error), level=logging.WARNING, outcome="not_registered"
+                ) from error
             except Exception as error:
                 raise self._failed(f"cannot resolve {uri}: {error}") from error
             if not force and (
@@ -207,6 +209,7 @@ class ModelManager:
                     # failure it reported is over, not a warning about what serves now
                     self._failed_ref = None
                     self.last_error = self.last_error_at = None
+                    self.metrics.reload_failing.set(0)
                 return ReloadOutcome("unchanged", previous.ref.version, previous)
             try:
                 served = await off_loop(self._build, ref)
@@ -245,14 +248,24 @@ class ModelManager:
             graph_max_batch=self.settings.batch_max_series if self.settings.cuda_graphs else None,
         )
 
-    def _failed(self, message: str, *, level: int = logging.ERROR) -> ReloadError:
+    def _failed(
+        self,
+        message: str,
+        *,
+        level: int = logging.ERROR,
+        outcome: Literal["failure", "not_registered"] = "failure",
+    ) -> ReloadError:
+        """Nothing registered yet is the expected state of a new stack (`/readyz` says so and
+        UrnnNoModelLoaded watches it), not a failed load: it neither counts as "failure" nor
+        raises `urnn_model_reload_failing`, which UrnnModelReloadFailed reads."""
         served = self.current
         if served is not None:
             message += f"; still serving version {served.ref.version}"
         else:
             self.unavailable_reason = message
         logger.log(level, "model reload failed: %s", message)
-        self.metrics.reloads.labels(outcome="failure").inc()
+        self.metrics.reloads.labels(outcome=outcome).inc()
+        self.metrics.reload_failing.set(1 if outcome == "failure" else 0)
         self.last_error, self.last_error_at = message, datetime.now(UTC)
         return ReloadError(message)
 
@@ -265,6 +278,8 @@ class ModelManager:
             ).set(0)
         self.metrics.model_info.labels(name=ref.name, version=ref.version, run_id=ref.run_id).set(1)
         self.metrics.model_loaded.set(1)
+        self.metrics.reload_failing.set(0)
+        self.metrics.start_version(ref.version)
         self.metrics.reloads.labels(outcome="success").inc()
         self.on_swap(served)
         logger.info(

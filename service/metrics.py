@@ -37,7 +37,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 MAE_BUCKETS = tuple(10.0**e for e in (-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 4))
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-RELOAD_OUTCOMES = ("success", "failure", "unchanged", "skipped_failed")
+RELOAD_OUTCOMES = ("success", "failure", "unchanged", "skipped_failed", "not_registered")
 REJECT_REASONS = ("queue_full", "no_model")
 
 
@@ -117,8 +117,17 @@ class ServiceMetrics:
         self.reloads = Counter(
             "urnn_model_reloads",
             "Model (re)load attempts by outcome: success, failure, unchanged, skipped_failed "
-            "(the poll passing over a version that failed to load).",
+            "(the poll passing over a version that failed to load), not_registered (nothing "
+            "at the URI yet: no model trained, an alias not set).",
             ["outcome"],
+            registry=r,
+        )
+        self.reload_failing = Gauge(
+            "urnn_model_reload_failing",
+            "1 while the model URI names a version that does not load, or the registry cannot "
+            "be read (the last load failed); 0 once a version loads or the URI names the "
+            "served one again.",
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.drift_psi = Gauge(
@@ -229,6 +238,14 @@ class ServiceMetrics:
             self.reloads.labels(outcome=outcome)
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
+
+    def start_version(self, version: str) -> None:
+        """The counters by model version, at 0 when the version starts serving: created at
+        their first increment, the first scrape's counts never reach rate() or increase(),
+        which skewed coverage (hits / points) over a window by all that came before it."""
+        for family in (self.forecast_series, self.realised_points, self.realised_hits):
+            family.labels(model_version=version)
+        self.realised_mae.labels(model_version=version)
 
     def render(self) -> bytes:
         """The text exposition of /metrics; merged over worker processes in multiprocess mode

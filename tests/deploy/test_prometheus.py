@@ -35,8 +35,9 @@ def test_promtool_check_rules() -> None:
 
 
 def test_the_reload_alerts_on_replayed_counters() -> None:
-    """A failed version is counted as "failure" once per worker; the poll then counts
-    "skipped_failed". UrnnModelReloadFailed watched "failure" only, so it cleared after 15
-    minutes while no replica served the version the alias names. And the 502 of a failed
-    POST /model/reload paged as a 5xx rate on a quiet replica."""
+    """UrnnModelReloadFailed holds while the alias names a version that does not load and
+    clears at the rollback: it watched "failure" only, so it cleared after 15 minutes while no
+    replica served that version; then a 15-minute increase() of the failure counters, which held
+    for 15 minutes past a rollback. And the 502 of a failed POST /model/reload paged as a 5xx
+    rate on a quiet replica."""
     _promtool_passes("test", "rules", str(Path(__file__).with_name("reload_alert_rules_test.yml")))

@@ -140,6 +140,7 @@ def test_broken_version_keeps_the_old_one_serving_and_is_reported(
     after = client.post("/forecast", json={"series": [history(registry.frame)]})
     assert after.status_code == 200 and after.json() == before
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
+    assert metric_value(client, "urnn_model_reload_failing") == 1.0  # UrnnModelReloadFailed
     assert client.get("/readyz").status_code == 200
     # Asked again, it is tried again and the error answered again (not "unchanged" while the
     # alias points at a version that is not served)...
@@ -151,12 +152,36 @@ def test_broken_version_keeps_the_old_one_serving_and_is_reported(
     polled = client.portal.call(functools.partial(manager.reload, retry_failed=False))  # type: ignore[union-attr]
     assert polled.status == "unchanged" and polled.model.ref.version == v1
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 2.0
+    assert metric_value(client, "urnn_model_reload_failing") == 1.0  # held while skipped
     # The alias back on the served version (a rollback): the failure is over, not reported
     # beside the version that serves (it stayed until some later swap)
     registry.set_alias("breakable", v1)
     assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
     info = client.get("/model").json()
     assert (info["last_reload_error"], info["last_reload_error_at"]) == (None, None)
+    # the alert clears with the rollback, not 15 minutes later
+    assert metric_value(client, "urnn_model_reload_failing") == 0.0
+
+
+def test_nothing_registered_yet_is_not_a_failed_load(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """A new stack, before the first `urnn train`: /readyz says why and UrnnNoModelLoaded
+    tells. Each poll counted a "failure", so UrnnModelReloadFailed fired too, saying the old
+    version still serves when none did (an operator's walk-through)."""
+    client = client_for(model_uri="models:/never-trained@champion")
+    assert client.get("/readyz").status_code == 503
+    assert client.post("/model/reload", headers=KEY).status_code == 502
+    assert metric_value(client, "urnn_model_reloads_total", outcome="not_registered") == 2.0
+    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 0.0
+    assert metric_value(client, "urnn_model_reload_failing") == 0.0
+    version = registry.register("never-trained", seed=1)
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    # the new version's counters exist at 0 before its first forecast (rate() counts it)
+    text = client.get("/metrics").text
+    for family in ("urnn_realised_points_total", "urnn_realised_interval_hits_total"):
+        assert f'{family}{{model_version="{version}"}} 0.0' in text
+    assert f'urnn_forecast_series_total{{model_version="{version}"}} 0.0' in text
 
 
 @pytest.mark.parametrize("how", ["random", "truncated"])
