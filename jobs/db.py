@@ -36,7 +36,15 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a NotADirectoryError traceback from `urnn db upgrade`
+            raise SchemaError(
+                f"the job database {shown_url(url)}: its folder {folder} cannot be made "
+                f"({error.strerror or error}); set URNN_DATABASE_URL, or URNN_VAR_DIR for the "
+                "default SQLite file, to a place this user can write to"
+            ) from None
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")

@@ -1072,9 +1072,34 @@ def load_checkpoint(
     is a CheckpointError (a missing one stays FileNotFoundError), naming it as `source` says
     (`weights.pt in <artifact URI>` for a downloaded copy), by its path when None."""
     directory = Path(directory)
-    meta: dict[str, Any] = json.loads((directory / CHECKPOINT_CONFIG).read_text())
+    meta = read_model_config(directory / CHECKPOINT_CONFIG)
     state = load_weights(directory / CHECKPOINT_WEIGHTS, map_location, source=source)
     return load_forecaster(meta["model"], state), meta
+
+
+class ModelConfigError(ValueError):
+    """A config.json that is not a model's (not JSON, or no "model" section): one line naming
+    the file, where a bare KeyError or JSONDecodeError said neither."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"{path} is not a model's {CHECKPOINT_CONFIG} ({reason}); register a new version "
+            "(urnn train) or give a model folder `urnn train` wrote"
+        )
+
+
+def read_model_config(path: Path) -> dict[str, Any]:
+    """The whole config.json of a model folder; a ModelConfigError when it cannot be one."""
+    text = path.read_text()  # missing or unreadable: OSError, said as it is
+    try:
+        meta = json.loads(text)
+    except ValueError as error:
+        raise ModelConfigError(path, f"not JSON: {error}") from None
+    if not isinstance(meta, dict):
+        raise ModelConfigError(path, f"it holds a JSON {type(meta).__name__}, not an object")
+    if not isinstance(meta.get("model"), dict):
+        raise ModelConfigError(path, "no 'model' object")
+    return meta
 
 
 def load_weights(
@@ -1106,6 +1131,9 @@ def _a(name: str) -> str:
 
 _WEIGHTS_UNPICKLER = re.compile(r"WeightsUnpickler error:\s*(?P<detail>[^\n]+)")
 _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (?P<name>\S+)")
+# torch's text for a global of a module it blocks outright (os, posix, subprocess, ...): the
+# payload of a weights file built to run code, which no WeightsUnpickler line announces
+_BLOCKED_GLOBAL = re.compile(r"unsupported GLOBAL (?P<name>\S+) whose module \S+ is blocked")
 
 
 def _load_failure(error: Exception, data: bytes) -> str:
@@ -1114,7 +1142,10 @@ def _load_failure(error: Exception, data: bytes) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch's terminal bold
     unpickler = _WEIGHTS_UNPICKLER.search(text)
     first = text.strip().splitlines()[0].split(". ", 1)[0].strip() if text.strip() else ""
-    if unpickler is not None:
+    blocked = _BLOCKED_GLOBAL.search(text)
+    if blocked is not None:
+        reason = f"it pickles {_a(blocked['name'])}, which is not a tensor (nothing was run)"
+    elif unpickler is not None:
         detail = unpickler["detail"].strip()
         pickled = _UNSUPPORTED_GLOBAL.match(detail)
         if pickled is not None:

@@ -13,6 +13,7 @@ poll, and stops them on shutdown. `loader` replaces the MLflow registry (tests i
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,7 +31,7 @@ from service.security import open_reads_in_schema
 from service.state import ServiceState
 from service.strict_query import strict_query
 from urnn_forecast import __version__
-from urnn_forecast.settings import Settings, get_settings
+from urnn_forecast.settings import Settings, SettingsError, get_settings
 
 DESCRIPTION = """\
 Forecasts from the registered uRNN forecaster (`URNN_MODEL_URI`, default
@@ -66,8 +67,25 @@ class ServiceApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def _settings_or_exit(*, check_store: bool) -> Settings:
+    from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
+
+    try:
+        settings = get_settings()
+        if check_store:
+            check_tracking_store(settings)
+    except (SettingsError, TrackingStoreError) as error:
+        print(f"urnn-forecast service: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
+
+
 def create_app(settings: Settings | None = None, *, loader: ModelLoader | None = None) -> FastAPI:
-    settings = settings if settings is not None else get_settings()
+    """The service. Without `settings` (`uvicorn service.main:create_app --factory`) they are
+    read from the environment, and a setting that cannot work stops the process with one line
+    and exit code 2, as `urnn serve` does, instead of uvicorn's traceback."""
+    if settings is None:
+        settings = _settings_or_exit(check_store=loader is None)
     if settings.mlflow_tracking_uri is None and loader is None:
         settings.var_dir.mkdir(parents=True, exist_ok=True)  # the embedded SQLite store's folder
     state = ServiceState.build(settings, loader or MlflowLoader.from_settings(settings))

@@ -342,6 +342,14 @@ def test_an_output_that_is_a_file_is_refused_before_the_run(
         argv += ["--data", str(taken)]
     assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
     assert f"--output {taken}: is a file; give a folder" in capsys.readouterr().err
+    # a folder below a file cannot be made either: it failed after the whole run
+    below = taken / "results"
+    argv = [*command, "--output", str(below)]
+    if command[0] == "backtest":
+        argv += ["--data", str(taken)]
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
+    said = f"--output {below}: cannot be made as a folder ({taken} is a file)"
+    assert said in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -536,3 +544,20 @@ def test_names_that_are_not_settings_but_are_read_elsewhere_are_let_through(
         "URNN_SERVER_PORT: no such setting (did you mean URNN_SERVE_PORT?)",
         "URNN_WORKERS: no such setting (did you mean URNN_SERVE_WORKERS?)",
     ]
+
+
+def test_a_list_written_with_spaces_is_told_how_lists_are_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ARCHITECTURE.md's usage `[--covariates ...]` reads as space-separated words, and
+    `--covariates HUFL HULL` was answered "unrecognized arguments: HULL"."""
+    argv = ["train", "--data", "x.csv", "--target", "OT", "--covariates", "HUFL", "HULL", "MUFL"]
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([*argv, "--epochs", "2"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "urnn train: error: argument --covariates: takes one value, COL[,COL...]: write " in err
+    assert "--covariates HUFL,HULL,MUFL (or give --covariates once per value)" in err
+    with pytest.raises(SystemExit):  # a stray word after an option of one value: as before
+        cli.main(["train", "--data", "x.csv", "--target", "OT", "stray"])
+    assert "urnn train: error: unrecognized arguments: stray" in capsys.readouterr().err

@@ -1190,8 +1190,23 @@ def test_sigterm_during_the_fit_ends_the_run_killed_as_ctrl_c_does(
     assert "Traceback" not in err and "  epoch 2/20" in out and "epoch 4/20" not in out
     (run_id,) = re.findall(r"stopped by SIGTERM: MLflow run (\w+) ended KILLED; the best", err)
     assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
-    assert (settings.var_dir / "checkpoints" / run_id / "config.json").exists()
+    folder = settings.var_dir / "checkpoints" / run_id
+    assert (folder / "config.json").exists()
     assert signal.getsignal(signal.SIGTERM) is before
+
+    # urnn backtest of that folder, damaged: one line naming the file and why, not a traceback
+    # (a contract walk-through)
+    monkeypatch.undo()
+    weights = (folder / "weights.pt").read_bytes()
+    (folder / "weights.pt").write_bytes(weights[:3000])
+    backtest = ["backtest", "--data", str(csv), "--model", str(folder)]
+    code, _, err = run_cli(backtest, settings, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert f"weights.pt in {folder} is not a readable state dict of tensors (truncated" in err
+    (folder / "config.json").write_text('{"x": 1}')
+    code, _, err = run_cli(backtest, settings, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert f"{folder / 'config.json'} is not a model's config.json (no 'model' object)" in err
 
 
 def test_a_parameter_free_baseline_says_it_trains_nothing(

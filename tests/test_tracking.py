@@ -260,6 +260,46 @@ def test_a_var_dir_that_is_a_file_is_refused_naming_the_setting(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
+    ("root", "said"),
+    [
+        ("s4://nope", "URNN_MLFLOW_ARTIFACT_ROOT=s4://nope: MLflow has no artifact store for "
+         "'s4:'; give a local folder or one of "),
+        ("{taken}/below", "URNN_MLFLOW_ARTIFACT_ROOT={taken}/below: cannot be made as a "
+         "folder ({taken} is a file)"),
+        ("file://{taken}/below", "cannot be made as a folder ({taken} is a file)"),
+    ],
+)  # fmt: skip
+def test_an_artifact_root_mlflow_cannot_write_to_is_refused_before_the_work(
+    tmp_path: Path, root: str, said: str
+) -> None:
+    """It failed when the fitted model was logged, after the whole training, and the new
+    experiment kept it: every later run failed too, with the setting unset (a walk-through)."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    settings = Settings(var_dir=tmp_path / "var", mlflow_artifact_root=root.format(taken=taken))
+    with pytest.raises(TrackingStoreError) as caught:
+        check_tracking_store(settings)
+    assert said.format(taken=taken) in str(caught.value)
+    for fine in (str(tmp_path / "artifacts"), "s3://bucket/mlflow", "mlflow-artifacts:/"):
+        check_tracking_store(settings.model_copy(update={"mlflow_artifact_root": fine}))
+
+
+def test_a_sqlite_store_whose_folder_cannot_be_made_is_refused_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    """It failed in a traceback from the store's setup lock."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    uri = f"sqlite:///{taken}/x/mlflow.db"
+    with pytest.raises(TrackingStoreError) as caught:
+        check_tracking_store(Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri))
+    assert str(caught.value).startswith(
+        f"URNN_MLFLOW_TRACKING_URI={uri}: the store's folder {taken}/x cannot be made "
+        f"({taken} is a file)"
+    )
+
+
+@pytest.mark.parametrize(
     "uri",
     [
         "postgresql+psycopg://postgres@127.0.0.1:{port}/mlflow",

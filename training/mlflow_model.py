@@ -61,6 +61,7 @@ from models.forecaster import (
     CHECKPOINT_WEIGHTS,
     Forecaster,
     ForecasterConfig,
+    ModelConfigError,
     calendar_features,
     load_checkpoint,
     model_device,
@@ -233,6 +234,8 @@ class ForecastPredictor:
         """The predictor saved in `directory`; `source` names its weights file in a
         CheckpointError (`load_checkpoint`), e.g. as stored when `directory` is a copy."""
         model, meta = load_checkpoint(directory, source=source)
+        if not isinstance(meta.get("scaler"), dict):  # a bare model checkpoint, not a forecaster
+            raise ModelConfigError(Path(directory) / CHECKPOINT_CONFIG, "no 'scaler' object")
         return cls(model=model, meta=meta, scaler=StandardScaler.from_dict(meta["scaler"]))
 
     @classmethod

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from urnn_forecast.field_types import INT_MAX, check_fields, shown, shown_names
+from urnn_forecast.folders import folder_problem
 from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 from urnn_forecast.tracking import experiment_problem, registered_name_problem
@@ -132,6 +133,22 @@ def _port(text: str) -> int:
     value = _positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535, got {value}")
+    return value
+
+
+# = Settings.serve_workers' bound (URNN_SERVE_WORKERS), not imported for the same reason
+SERVE_WORKERS_MAX = 256
+
+
+def _serve_workers(text: str) -> int:
+    """As URNN_SERVE_WORKERS allows: the option took up to 2**32 - 1 processes, each loading
+    the model."""
+    value = _positive_int(text)
+    if value > SERVE_WORKERS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 1 to {SERVE_WORKERS_MAX} (as URNN_SERVE_WORKERS), got "
+            f"{value:,}"
+        )
     return value
 
 
@@ -766,7 +783,7 @@ def _add_serve_parser(commands: Any) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=_positive_int,
+        type=_serve_workers,
         default=None,
         help="worker processes, each with its own model copy and batcher; with more than one, "
         "settings come from the environment and metrics are merged through "
@@ -815,16 +832,20 @@ def _sigterm_ends_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _address_problem(host: str, port: int) -> str | None:
+def _address_problem(
+    host: str, port: int, *, host_from: str = "--host", port_from: str = "--port"
+) -> str | None:
     """Whether uvicorn will be able to listen on host:port. uvicorn finds out only after the
     app's lifespan has loaded the model, then exits 1 with its own message; a port in use is
-    a user's matter, said here in one line before anything is loaded."""
+    a user's matter, said here in one line before anything is loaded. `host_from` and
+    `port_from` name where each came from (the option, or URNN_SERVE_HOST / _PORT)."""
     import socket
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:  # UnicodeError: a label IDNA cannot encode
-        return f"--host {shown(host)}: cannot resolve it ({error})"
+        given = f"{host_from} {shown(host)}" if host_from.startswith("--") else host_from
+        return f"{given}: cannot resolve it ({error})"
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
@@ -832,24 +853,26 @@ def _address_problem(host: str, port: int) -> str | None:
             probe.bind(address)
         except OSError as error:
             why = error.strerror or error
-            return f"cannot listen on {host}:{port} ({why}); {_bind_advice(error.errno)}"
+            advice = _bind_advice(error.errno, host_from, port_from)
+            return f"cannot listen on {host}:{port} ({why}); {advice}"
     return None
 
 
-def _bind_advice(code: int | None) -> str:
+def _bind_advice(code: int | None, host_from: str = "--host", port_from: str = "--port") -> str:
     """What to change, by why the bind failed: only a port in use calls for another port."""
     import errno
 
+    host_from, port_from = host_from.split("=")[0], port_from.split("=")[0]
     if code == errno.EADDRINUSE:
-        return "pick another --port"
+        return f"pick another {port_from}"
     if code == errno.EADDRNOTAVAIL:
         return (
-            "--host must be an address of this machine: 127.0.0.1 (this machine only), "
+            f"{host_from} must be an address of this machine: 127.0.0.1 (this machine only), "
             "0.0.0.0 (every interface) or one of its interfaces' addresses"
         )
     if code == errno.EACCES:
-        return "ports below 1024 need privileges: pick a --port from 1024 to 65535"
-    return "check --host and --port"
+        return f"ports below 1024 need privileges: pick a {port_from} from 1024 to 65535"
+    return f"check {host_from} and {port_from}"
 
 
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -868,7 +891,17 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     # WS /series/stream answers a message above URNN_MAX_BODY_BYTES with 413 and stays open;
     # uvicorn closes the connection (1009) only past ws_max_size, kept well above that limit.
     ws_max_size = max(WS_MAX_SIZE_FLOOR, 2 * settings.max_body_bytes)
-    if (problem := _address_problem(host, port)) is not None:  # before loading any model
+    host_from = "--host" if args.host else f"URNN_SERVE_HOST={shown(host)}"
+    port_from = "--port" if args.port else f"URNN_SERVE_PORT={port}"
+    problem = _address_problem(host, port, host_from=host_from, port_from=port_from)
+    if problem is None:  # the embedded store's folder (URNN_VAR_DIR), a store's path
+        from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
+
+        try:
+            check_tracking_store(settings)
+        except TrackingStoreError as error:
+            problem = str(error)
+    if problem is not None:  # before loading any model
         print(f"urnn serve: error: {problem}", file=sys.stderr)
         return 2
     # A metrics folder given turns multiprocess mode on, with one worker or several: it must
@@ -1158,10 +1191,19 @@ def _check_data_path(data: str) -> None:
 
 
 def _check_output_folder(output: str | None) -> None:
-    """--output names a folder (made if missing): a file there failed only after the whole
-    run, as it came to write its results."""
-    if output and Path(output).exists() and not Path(output).is_dir():
+    """--output names a folder (made if missing): a file there, or a path below a file or a
+    folder this user cannot write to, failed only after the whole run (a benchmark's hours),
+    as it came to write its results. Checked without making anything."""
+    if not output:
+        return
+    path = Path(output)
+    if path.exists() and not path.is_dir():
         raise UsageError(f"--output {output}: is a file; give a folder (it is made if missing)")
+    if (problem := folder_problem(path)) is not None:
+        raise UsageError(
+            f"--output {output}: cannot be made as a folder ({problem}); give a folder you "
+            "can write to"
+        )
 
 
 def _make_output_folder(output: str) -> None:
@@ -1438,6 +1480,8 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # to relaunch under torchrun
     subparser: argparse.ArgumentParser = args.subparser
     if extras:  # said by the command's parser (its usage, `urnn train: error:`), not the top's
+        if (listed := _space_separated_list(subparser, args.argv, extras[0])) is not None:
+            subparser.error(listed)
         said = " ".join(x if len(x) <= 80 else shown(x) for x in extras)
         subparser.error(f"unrecognized arguments: {said}")
     if hasattr(args, "seq_len") and args.seq_len < MIN_SEQ_LEN[args.task]:
@@ -1525,6 +1569,33 @@ class _SigtermAsInterrupt:
     def __exit__(self, *exc: object) -> None:
         if self.active:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+def _space_separated_list(
+    parser: argparse.ArgumentParser, argv: list[str], extra: str
+) -> str | None:
+    """`--covariates HUFL HULL` (a list written as the usage line `[--covariates ...]` of
+    ARCHITECTURE.md suggests) read as one column and a stray word, said as "unrecognized
+    arguments: HULL". When the stray words follow a list option's one value, say how lists
+    are written; None otherwise."""
+    if extra.startswith("-") or extra not in argv:
+        return None
+    at = argv.index(extra)
+    option = argv[at - 2] if at >= 2 else ""
+    actions = {flag: a for a in parser._actions for flag in a.option_strings}
+    action = actions.get(option)
+    if action is None or not str(action.metavar or "").endswith("...]"):
+        return None
+    words = [argv[at - 1]]
+    for word in argv[at:]:
+        if word.startswith("-"):
+            break
+        words.append(word)
+    return (
+        f"argument {option}: takes one value, {action.metavar}: write "
+        f"{option} {','.join(words)} (or give {option} once per value); "
+        f"got {' '.join(shown(w) if len(w) > 80 else w for w in words)}"
+    )
 
 
 def _out_of_memory(command: str, said: str) -> int:
@@ -2146,8 +2217,12 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         # an alias is read once: the version it names is the one loaded, printed and recorded
         source = resolve_model_source(args.model_uri)
         predictor = load_registered(source.load_uri)
-    except (MlflowException, OSError) as error:
-        reason = " ".join(str(error).split())  # MLflow's multi-line artifact listing, one line
+    except (MlflowException, OSError, ValueError, KeyError, TypeError) as error:
+        # ValueError: a damaged weights.pt or config.json (CheckpointError, ModelConfigError),
+        # a config this release cannot build; KeyError/TypeError: a config missing a field
+        said = str(error) if isinstance(error, (MlflowException, OSError, ValueError)) else ""
+        said = said or f"{type(error).__name__}: {error}"
+        reason = " ".join(said.split())  # MLflow's multi-line artifact listing, one line
         raise UsageError(
             f"--model {args.model_uri}: cannot load it ({reason}); give a registered model "
             "(models:/NAME@ALIAS, models:/NAME/VERSION), a run's model (runs:/RUN_ID/model) "

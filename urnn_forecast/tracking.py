@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from urnn_forecast.field_types import shown
 from urnn_forecast.file_lock import exclusive_file_lock
+from urnn_forecast.folders import folder_problem
 from urnn_forecast.settings import Settings
 from urnn_forecast.url_text import password_hidden
 
@@ -187,6 +188,8 @@ def check_tracking_store(settings: Settings, *, create: bool = True) -> None:
                     f"URNN_VAR_DIR={var_dir}: cannot create the folder "
                     f"({error.strerror or error}); point URNN_VAR_DIR at a writable folder"
                 ) from None
+    _check_artifact_root(settings.mlflow_artifact_root)
+    _check_sqlite_folder(settings)
     uri = settings.resolved_tracking_uri()
     allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
     if is_file_store(uri) and not allowed:
@@ -200,6 +203,55 @@ def check_tracking_store(settings: Settings, *, create: bool = True) -> None:
             "URNN_MLFLOW_TRACKING_URI unset: sqlite in URNN_VAR_DIR) or an http(s) tracking "
             "server; `mlflow migrate-filestore` moves existing runs, and "
             "MLFLOW_ALLOW_FILE_STORE=true keeps the file store"
+        )
+
+
+def _check_artifact_root(root: str | None) -> None:
+    """URNN_MLFLOW_ARTIFACT_ROOT is written into each experiment MLflow creates: one MLflow
+    cannot write to failed only when the fitted model was logged, after the whole training,
+    and left the experiment pointing there for every later run. Its scheme must be one of
+    MLflow's artifact stores (plugins included), and a local folder one that can be made."""
+    if not root:
+        return
+    from urllib.parse import urlparse
+
+    from mlflow.store.artifact.artifact_repository_registry import (
+        _artifact_repository_registry as registry,
+    )
+
+    scheme = urlparse(root).scheme
+    local = scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())  # C:\...
+    if not local and scheme not in registry._registry:
+        known = ", ".join(f"{s}:" for s in sorted(registry._registry) if s)
+        raise TrackingStoreError(
+            f"URNN_MLFLOW_ARTIFACT_ROOT={root}: MLflow has no artifact store for "
+            f"'{scheme}:'; give a local folder or one of {known}"
+        )
+    if local:
+        folder = Path(urlparse(root).path if scheme == "file" else root)
+        if (problem := folder_problem(folder)) is not None:
+            raise TrackingStoreError(
+                f"URNN_MLFLOW_ARTIFACT_ROOT={root}: cannot be made as a folder "
+                f"({problem}); give a folder this user can write to"
+            )
+
+
+def _check_sqlite_folder(settings: Settings) -> None:
+    """A SQLite tracking store whose folder cannot be made failed in a traceback from the
+    store's setup lock."""
+    from urllib.parse import unquote
+
+    uri = settings.mlflow_tracking_uri
+    if not uri or not uri.startswith("sqlite:///"):
+        return
+    path = Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
+    if str(path) in ("", ":memory:"):
+        return
+    if (problem := folder_problem(path.parent)) is not None:
+        raise TrackingStoreError(
+            f"URNN_MLFLOW_TRACKING_URI={password_hidden(uri)}: the store's folder "
+            f"{path.parent} cannot be made ({problem}); give a path in a folder this user can "
+            "write to"
         )
 
 

@@ -246,6 +246,20 @@ def test_cli_db_upgrade_on_the_default_sqlite_file(
     assert "empty" in capsys.readouterr().out
 
 
+def test_cli_db_upgrade_where_the_file_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A URNN_VAR_DIR below a file ended `urnn db upgrade` in a NotADirectoryError traceback
+    (a contract walk-through)."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    settings = Settings(var_dir=taken / "var")
+    assert main(["db", "upgrade"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn db: error: the job database sqlite:///{taken}/var/jobs.db: its ")
+    assert f"folder {taken}/var cannot be made (Not a directory); set URNN_DATABASE_URL" in err
+
+
 def test_cli_db_says_which_way_a_revision_lies_instead_of_claiming_a_migration(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,6 +25,7 @@ from models.forecaster import (
     ForecasterConfig,
     ForecasterConfigError,
     ForecasterKind,
+    ModelConfigError,
     NaiveForecaster,
     RecurrentForecaster,
     build_forecaster,
@@ -224,6 +225,44 @@ def test_loading_weights_runs_no_pickled_code(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"\(it pickles a [\w.]+, which is not a tensor\)"):
         load_checkpoint(tmp_path)
     assert not ran.exists()
+
+
+def test_a_weights_file_built_to_run_a_command_is_said_to_pickle_it(tmp_path: Path) -> None:
+    """torch blocks os.system's module outright, with a text of its own ("unsupported GLOBAL
+    posix.system whose module posix is blocked"): it was said to be a "truncated or damaged
+    archive" (a contract walk-through)."""
+    import os
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    save_checkpoint(built(config_for("urnn"), seed=5), tmp_path)
+    torch.save({"payload": Payload()}, tmp_path / "weights.pt")
+    with pytest.raises(CheckpointError, match=r"\(it pickles a \w+\.system, which is not a tensor"):
+        load_checkpoint(tmp_path)
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{bad", "(not JSON: "),
+        ("[1, 2]", "(it holds a JSON list, not an object)"),
+        ('{"x": 1}', "(no 'model' object)"),
+    ],
+)
+def test_a_config_that_is_no_models_is_one_line_naming_it(
+    text: str, reason: str, tmp_path: Path
+) -> None:
+    """A bare KeyError: 'model' or JSONDecodeError reached `urnn backtest --model DIR` as a
+    traceback naming neither the file nor what is wrong with it."""
+    save_checkpoint(built(config_for("urnn"), seed=5), tmp_path)
+    config = tmp_path / "config.json"
+    config.write_text(text)
+    with pytest.raises(ModelConfigError) as raised:
+        load_checkpoint(tmp_path)
+    assert str(raised.value).startswith(f"{config} is not a model's config.json {reason}")
 
 
 @pytest.mark.parametrize("kind", FORECASTER_KINDS)

@@ -20,7 +20,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple[Any, ...], dict[s
     seen: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.append((a, k)))
     # the port is never bound here (uvicorn.run is stubbed): whatever holds it on this machine
-    monkeypatch.setattr(cli, "_address_problem", lambda host, port: None)
+    monkeypatch.setattr(cli, "_address_problem", lambda host, port, **where: None)
     # Empty counts as unset; monkeypatch puts the variable back as it was after the test.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     return seen
@@ -157,6 +157,16 @@ def test_a_host_that_is_not_this_machines_address_is_not_told_to_change_port(
     assert err.startswith("urnn serve: error: cannot listen on 192.0.2.1:8000 (")
     assert "--host must be an address of this machine" in err
     assert "another --port" not in err
+    # given by the settings, the address names them, not an option the user never typed
+    # (URNN_SERVE_HOST='' named --host '')
+    by_env = Settings(var_dir=tmp_path / "var", serve_host="192.0.2.1", serve_port=8000)
+    assert cli.main(["serve"], settings=by_env) == 2
+    err = capsys.readouterr().err
+    assert "; URNN_SERVE_HOST must be an address of this machine" in err and "--" not in err
+    by_env = Settings(var_dir=tmp_path / "var", serve_host="no-such-host.invalid")
+    assert cli.main(["serve"], settings=by_env) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("urnn serve: error: URNN_SERVE_HOST='no-such-host.invalid': cannot ")
 
 
 def test_a_privileged_port_is_told_the_allowed_range() -> None:
@@ -164,3 +174,53 @@ def test_a_privileged_port_is_told_the_allowed_range() -> None:
 
     assert "pick a --port from 1024 to 65535" in cli._bind_advice(errno.EACCES)
     assert cli._bind_advice(errno.EADDRINUSE) == "pick another --port"
+
+
+def test_the_workers_option_has_the_settings_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    """--workers took up to 2**32 - 1 processes (each loading the model) where
+    URNN_SERVE_WORKERS allows 256."""
+    bound = next(
+        rule.le for rule in Settings.model_fields["serve_workers"].metadata if hasattr(rule, "le")
+    )
+    assert bound == cli.SERVE_WORKERS_MAX
+    assert cli.build_parser().parse_args(["serve", "--workers", str(bound)]).workers == bound
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["serve", "--workers", str(bound + 1)])
+    said = f"argument --workers: must be an integer from 1 to {bound} (as URNN_SERVE_WORKERS)"
+    assert said in capsys.readouterr().err
+
+
+def test_a_var_dir_below_a_file_stops_serve_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`urnn serve` and `uvicorn service.main:create_app --factory` ended in a
+    NotADirectoryError traceback (a contract walk-through); the factory also printed one for a
+    bad setting, where `urnn serve` says one line."""
+    import uvicorn
+
+    from service.main import create_app
+    from urnn_forecast.settings import get_settings
+
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn must not start"))
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    settings = Settings(var_dir=taken / "var")
+    assert cli.main(["serve", "--port", "18998"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn serve: error: URNN_VAR_DIR={taken}/var: cannot create the folder")
+
+    monkeypatch.setenv("URNN_VAR_DIR", str(taken / "var"))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            create_app()
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("urnn-forecast service: error: URNN_VAR_DIR=")
+        monkeypatch.setenv("URNN_DEVICE", "gpu")
+        get_settings.cache_clear()
+        with pytest.raises(SystemExit):
+            create_app()
+        assert "error: invalid settings: URNN_DEVICE='gpu'" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
