@@ -621,6 +621,41 @@ class _Attempt:
         return "\n".join(self.lines)
 
 
+# The longest wait between tries while the job database does not answer.
+OUTAGE_MAX_WAIT_S = 30.0
+
+
+@dataclass
+class _Outage:
+    """The job database failing between jobs (a PostgreSQL restart or failover, a renamed
+    database, a locked SQLite file): an idle worker logs it and tries again, waiting longer
+    each time up to OUTAGE_MAX_WAIT_S, where it used to exit with a traceback (every idle
+    worker of a fleet at once; a busy worker already rode it out). Said once when it starts,
+    then every tenth try, so a long outage does not fill the log."""
+
+    started: float = field(default_factory=time.monotonic)
+    tries: int = 0
+
+    def failed(self, error: DBAPIError) -> _Outage:
+        self.tries += 1
+        if self.tries == 1 or self.tries % 10 == 0:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            logger.error(
+                "the job database does not answer (try %d, %.0f s): %s; trying again",
+                self.tries,
+                self.seconds(),
+                reason,
+            )
+        return self
+
+    def wait(self, poll_seconds: float) -> float:
+        doubled = max(poll_seconds, 0.05) * float(2 ** min(self.tries - 1, 5))
+        return min(OUTAGE_MAX_WAIT_S, doubled)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
 class Worker:
     def __init__(
         self,
@@ -668,10 +703,25 @@ class Worker:
         logger.info(
             "worker %s started on %s", self.worker_id, self.db.engine.url.render_as_string()
         )
+        outage: _Outage | None = None
         while not self._stopping.is_set():
             if max_jobs is not None and done >= max_jobs:
                 break
-            job_id = self.run_once()
+            try:
+                job_id = self.run_once()
+            except DBAPIError as error:
+                if until_idle:  # a one-off drain (CI, cron) reports it and stops
+                    raise
+                outage = (outage or _Outage()).failed(error)
+                self._stopping.wait(outage.wait(self.settings.worker_poll_seconds))
+                continue
+            if outage is not None:
+                logger.warning(
+                    "worker %s: the job database answers again after %.0f s",
+                    self.worker_id,
+                    outage.seconds(),
+                )
+                outage = None
             if job_id is not None:
                 done += 1
                 continue

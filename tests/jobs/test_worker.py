@@ -92,6 +92,41 @@ def test_two_workers_race_over_20_jobs_each_runs_once(db: Database, settings: Se
         assert row.worker_id in ("w0", "w1")
 
 
+def test_an_idle_worker_rides_out_a_database_outage(
+    db: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The job database gone for a few seconds (a restart, a failover) ended every idle
+    worker with an OperationalError traceback; a busy one rode it out. Now it logs, waits
+    longer each try and carries on, and runs the job queued meanwhile."""
+    from sqlalchemy.exc import OperationalError
+
+    claim = queue.claim
+    failures = iter(range(3))
+
+    def flaky_claim(*args: object, **kwargs: object) -> Job | None:
+        if next(failures, None) is not None:
+            raise OperationalError("SELECT", {}, Exception('database "jobs" does not exist'))
+        return claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(queue, "claim", flaky_claim)
+    (job_id,) = submit(db)
+    quick = settings.model_copy(update={"worker_poll_seconds": 0.05})
+    worker = Worker(db, quick, executor=lambda context: JobOutcome(mlflow_run_id="r"))
+    with caplog.at_level("INFO", logger="jobs.worker"):
+        assert worker.run(max_jobs=1) == 1
+    assert job(db, job_id).status == "succeeded"
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("the job database does not answer (try 1" in m for m in said) == 1
+    assert 'database "jobs" does not exist; trying again' in "\n".join(said)
+    assert any("the job database answers again after" in m for m in said)
+    with pytest.raises(OperationalError):  # a one-off drain reports it and stops
+        failures = iter(range(1))
+        Worker(db, quick).run(until_idle=True)
+
+
 def test_cancel_a_queued_job(db: Database, settings: Settings) -> None:
     (job_id,) = submit(db)
     with db.session() as session:
