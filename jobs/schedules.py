@@ -16,6 +16,7 @@ trains on the data as it is now, so several back-to-back runs would only repeat 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -67,6 +68,8 @@ def check_cron(expression: str) -> str:
         )
     if not croniter.is_valid(expression):
         raise ScheduleError("cron", f"{shown(expression)}: {_bad_field(fields)}")
+    if (problem := _random_field(fields)) is not None:
+        raise ScheduleError("cron", f"{shown(expression)}: {problem}")
     if (problem := _step_too_long(fields)) is not None:
         raise ScheduleError("cron", f"{shown(expression)}: {problem}")
     try:
@@ -87,6 +90,24 @@ _CRON_FIELDS = (
     ("month", "1-12 or JAN-DEC"),
     ("day-of-week", "0-7 (0 and 7 are Sunday) or SUN-SAT"),
 )
+
+
+# croniter's random value: `R` or `R(lo-hi)`, in any case ("FRI" and "MAR" are names, not it)
+_RANDOM = re.compile(r"^r(\(\d+-\d+\))?$", re.IGNORECASE)
+
+
+def _random_field(fields: list[str]) -> str | None:
+    """croniter reads `R` as a random value drawn anew each time a due time is computed: the
+    schedule's next run moved at every reading (48 runs a day for `R * * * *`), and two
+    workers catching up on one missed run could each enqueue a different due time."""
+    for i, (name, values) in enumerate(_CRON_FIELDS):
+        for part in fields[i].split(","):
+            if _RANDOM.match(part.partition("/")[0]):
+                return (
+                    f"the {name} field {part!r} asks for a random value, which this scheduler "
+                    f"does not draw; give it yourself ({values})"
+                )
+    return None
 
 
 # How many values each field has: a step that long or longer matches the first value only.
