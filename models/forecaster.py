@@ -209,6 +209,11 @@ class ForecasterConfig:
         for name in ("n_past_covariates", "n_calendar", "decomposition_kernel", "n_channels"):
             _integer(name, getattr(self, name), minimum=0)
         q = self.quantiles
+        if len(q) > MAX_QUANTILES:
+            raise ForecasterConfigError(
+                f"quantiles must hold at most {MAX_QUANTILES} levels (every percentile), got "
+                f"{len(q):,}"
+            )
         if (
             not q
             or any(not 0.0 < v < 1.0 for v in q)
@@ -345,6 +350,9 @@ def _integer(name: str, value: object, *, minimum: int, maximum: int | None = No
 # memory or train for ever; refused where it is submitted instead.
 MAX_HIDDEN_SIZE = 8192
 MAX_ENSEMBLE = 100
+# Every percentile, 0.01 .. 0.99: the head emits horizon x quantiles outputs, and a job with
+# 20,000 levels was queued (a walk-through).
+MAX_QUANTILES = 99
 
 
 # -----------------------------------------------------------------------------

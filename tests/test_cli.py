@@ -561,3 +561,28 @@ def test_a_list_written_with_spaces_is_told_how_lists_are_written(
     with pytest.raises(SystemExit):  # a stray word after an option of one value: as before
         cli.main(["train", "--data", "x.csv", "--target", "OT", "stray"])
     assert "urnn train: error: unrecognized arguments: stray" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`urnn models list | head -1` exited 1 saying the registry could not be used ("[Errno
+    32] Broken pipe"); other commands printed a BrokenPipeError trace. Now: nothing said, exit
+    141, as a tool killed by SIGPIPE."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "urnn_forecast.cli", "db", "current"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "URNN_VAR_DIR": str(tmp_path / "var")},
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""

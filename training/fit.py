@@ -98,6 +98,10 @@ class FitConfigError(ValueError):
 SEED_MAX = 2**32 - 1  # numpy's RNG takes seeds 0 .. 2**32 - 1 (torch would take more)
 
 
+# The largest float32: the parameters and the optimiser's state are float32 tensors.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """How to train; JSON-serialisable (`dataclasses.asdict`) for the run's parameters."""
@@ -160,6 +164,15 @@ class FitConfig:
             raise FitConfigError(
                 f"max_train_batches must be None or >= 1, got {self.max_train_batches}"
             )
+        for name in ("lr", "weight_decay", "mse_weight", "clip_norm", "stream_lr_scale"):
+            value = getattr(self, name)
+            if value is not None and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                # the model trains in float32: lr=1e300 was queued and failed in Adam's step
+                # ("value cannot be converted to type float without overflow")
+                raise FitConfigError(
+                    f"{name} must be a finite number of at most {FLOAT32_MAX:.4g} (float32, "
+                    f"what the model trains in), got {value}"
+                )
         if not self.stream_lr_scale > 0:
             raise FitConfigError(f"stream_lr_scale must be > 0, got {self.stream_lr_scale}")
         if not self.lr > 0 or self.weight_decay < 0 or self.mse_weight < 0:

@@ -1530,6 +1530,8 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     except FloatingPointError as error:  # training.fit: "urnn diverged in epoch 1: loss nan"
         print(f"urnn {args.command}: error: {error}; try a lower --lr", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `urnn models list | head -1`: the reader has what it wanted
+        return _reader_left()
     except KeyboardInterrupt as stop:  # Ctrl-C: what stopped and what is kept, not a trace
         said = f": {stop}" if str(stop) else ""
         how = "stopped by SIGTERM" if sigterm.received else "interrupted"
@@ -1569,6 +1571,18 @@ class _SigtermAsInterrupt:
     def __exit__(self, *exc: object) -> None:
         if self.active:
             signal.signal(signal.SIGTERM, self._previous)
+
+
+def _reader_left() -> int:
+    """Stdout's reader closed it (`| head`): stop quietly, as a tool killed by SIGPIPE does
+    (exit 141), instead of a BrokenPipeError trace or a message blaming the registry. Stdout
+    goes to /dev/null so that the interpreter's last flush at exit raises nothing more."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def _space_separated_list(

@@ -155,6 +155,8 @@ def _store_failure(error: Exception) -> bool:
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
+    if isinstance(error, BrokenPipeError):  # `urnn models list | head -1`: the reader left
+        return False
     if isinstance(error, SQLAlchemyError | OSError | MlflowException):
         return True
     return type(error).__module__.split(".")[0] in ("psycopg", "psycopg2", "sqlite3")

@@ -174,6 +174,20 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'config.fit': device must be one of",
     ),
     (
+        "a learning rate past float32 (queued, then failed in Adam's step)",
+        lambda csv: tiny_spec(csv, config={"fit": {"lr": 1e300}}),
+        "field 'config.fit': lr must be a finite number of at most 3.403e+38 (float32, what the "
+        "model trains in), got 1e+300",
+    ),
+    (
+        "more quantile levels than percentiles",
+        lambda csv: tiny_spec(
+            csv, config={"model": {"quantiles": [i / 20001 for i in range(1, 20001)] + [0.5]}}
+        ),
+        "field 'config.model': quantiles must hold at most 99 levels (every percentile), got "
+        "20,001",
+    ),
+    (
         "bad train key",
         lambda csv: tiny_spec(csv, config={"train": {"metric": "r2"}}),
         "field 'config.train'",
