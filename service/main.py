@@ -12,6 +12,7 @@ poll, and stops them on shutdown. `loader` replaces the MLflow registry (tests i
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from service.fast_routes import FastRoutesMiddleware, Outermost
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
 from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
+from service.openapi_example import forecast_example
 from service.routes import forecast, jobs, model, ops, schedules, series
 from service.security import open_reads_in_schema
 from service.state import ServiceState
@@ -48,12 +50,30 @@ class ServiceApp(FastAPI):
     fast_routes: FastRoutesMiddleware | None = None
     reads_need_key: bool = True
 
+    _served_schema: tuple[tuple[str, str], dict[str, Any]] | None = None
+
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
             schema = super().openapi()  # built once and cached on self.openapi_schema
             open_reads_in_schema(schema, reads_need_key=self.reads_need_key)
             plain_errors_in_schema(schema)
-        return super().openapi()  # the cached schema, as edited above
+        return self._with_served_example(super().openapi())  # the cached schema, as edited
+
+    def _with_served_example(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """The schema with a POST /forecast example the served version accepts first
+        (service.openapi_example), built once per version; the static one where none serves."""
+        state = getattr(self.state, "service", None)
+        served = None if state is None else state.manager.current
+        if served is None:
+            return schema
+        key = (served.ref.name, served.ref.version)
+        if self._served_schema is None or self._served_schema[0] != key:
+            edited = copy.deepcopy(schema)
+            request = edited.get("components", {}).get("schemas", {}).get("ForecastRequest")
+            if request is not None:
+                request["examples"] = [forecast_example(served), *request.get("examples", [])]
+            self._served_schema = (key, edited)
+        return self._served_schema[1]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast_routes

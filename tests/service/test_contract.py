@@ -191,6 +191,30 @@ def test_model_info_health_and_docs(client: TestClient) -> None:
     assert {"type": "integer", "minimum": 1} in horizon["anyOf"]
     assert not set(_keys(spec)) & {"ge", "gt", "le", "lt"}
 
+    # /docs' "Try it out" sends the first example: one the served model answers (the schema's
+    # own six values were refused by every model, which reads a longer look-back)
+    first, static = spec["components"]["schemas"]["ForecastRequest"]["examples"]
+    assert len(static["series"][0]["values"]) == 6
+    assert (first["horizon"], first["quantiles"]) == (HORIZON, [0.1, 0.5, 0.9])
+    (example,) = first["series"]
+    assert len(example["values"]) == LOOKBACK and set(example["covariates"]) == {"x"}
+    answer = client.post("/forecast", json=first)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["forecasts"][0]["timestamps"]) == HORIZON
+
+
+def test_the_docs_example_fits_weekly_and_monthly_models() -> None:
+    """Its start lies on the model's grid, so that a weekly (Sunday) or month-start model is
+    not refused for a start off its frequency."""
+    from types import SimpleNamespace
+
+    from service.openapi_example import _on_grid
+    from service.served import parse_offset
+
+    for freq, start in (("h", "2024-01-01T00:00:00"), ("W-SUN", "2024-01-07T00:00:00"),
+                        ("MS", "2024-01-01T00:00:00"), ("ME", "2024-01-31T00:00:00")):  # fmt: skip
+        assert _on_grid(SimpleNamespace(offset=parse_offset(freq))) == start  # type: ignore[arg-type]
+
 
 def _keys(node: object) -> Iterator[str]:
     """Every schema keyword in an OpenAPI document (not field names, not sample data)."""
