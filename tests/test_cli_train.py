@@ -9,7 +9,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1115,6 +1115,38 @@ def test_a_channel_embedding_is_refused_before_the_fit(
     assert "epoch" not in out
 
 
+def _stopped_at_epoch(
+    epoch: int,
+    stop: Callable[[], None],
+    code: int,
+    said: str,
+    argv: list[str],
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[str, Path]:
+    """`urnn train argv` (20 epochs) with `stop()` called once epoch `epoch` is printed: the
+    exit code, one line saying `said` (no trace), the MLflow run KILLED; (stderr, the run's
+    checkpoint folder)."""
+    import mlflow
+
+    printed = cli._EpochPrinter.__call__
+
+    def stop_at_epoch(self: Any, record: Any) -> None:
+        printed(self, record)
+        if record.epoch == epoch:
+            stop()
+
+    monkeypatch.setattr(cli._EpochPrinter, "__call__", stop_at_epoch)
+    exit_code, out, err = run_cli(argv, settings, capsys)
+    assert exit_code == code, err
+    assert "Traceback" not in err and f"  epoch {epoch}/20" in out
+    assert f"epoch {epoch + 1}/20" not in out
+    (run_id,) = re.findall(rf"{said}: MLflow run (\w+) ended KILLED; the best weights", err)
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
+    return err, settings.var_dir / "checkpoints" / run_id
+
+
 def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so_far(
     csv: Path,
     settings: Settings,
@@ -1125,27 +1157,18 @@ def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so
     """Ctrl-C used to print a 40-line KeyboardInterrupt trace, mark the run FAILED and keep
     nothing. Now: one line naming the run (KILLED) and its best weights so far, which
     `urnn backtest --model` scores; a run that finishes leaves no checkpoint behind."""
-    import mlflow
 
     argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--epochs", "20"]
     code, _, err = run_cli([*argv, "--epochs", "2"], settings, capsys)
     assert code == 0, err
     assert not list((settings.var_dir / "checkpoints").iterdir())  # removed once logged
 
-    printed = cli._EpochPrinter.__call__
+    def interrupt() -> None:
+        raise KeyboardInterrupt
 
-    def interrupt_at_epoch_3(self: Any, record: Any) -> None:
-        printed(self, record)
-        if record.epoch == 3:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli._EpochPrinter, "__call__", interrupt_at_epoch_3)
-    code, out, err = run_cli(argv, settings, capsys)
-    assert code == 130
-    assert "Traceback" not in err and "  epoch 3/20" in out and "epoch 4/20" not in out
-    (run_id,) = re.findall(r"interrupted: MLflow run (\w+) ended KILLED; the best weights", err)
-    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
-    folder = settings.var_dir / "checkpoints" / run_id
+    err, folder = _stopped_at_epoch(
+        3, interrupt, 130, "interrupted", argv, settings, capsys, monkeypatch
+    )
     assert f"are in {folder}: `urnn backtest --model {folder} --data ...`" in err
     monkeypatch.undo()
     saved = tmp_path / "scored"
@@ -1173,24 +1196,14 @@ def test_sigterm_during_the_fit_ends_the_run_killed_as_ctrl_c_does(
     import os
     import signal
 
-    import mlflow
+    def terminate() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
 
-    printed = cli._EpochPrinter.__call__
-
-    def terminate_at_epoch_2(self: Any, record: Any) -> None:
-        printed(self, record)
-        if record.epoch == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(cli._EpochPrinter, "__call__", terminate_at_epoch_2)
     before = signal.getsignal(signal.SIGTERM)
     argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--epochs", "20"]
-    code, out, err = run_cli(argv, settings, capsys)
-    assert code == 143
-    assert "Traceback" not in err and "  epoch 2/20" in out and "epoch 4/20" not in out
-    (run_id,) = re.findall(r"stopped by SIGTERM: MLflow run (\w+) ended KILLED; the best", err)
-    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
-    folder = settings.var_dir / "checkpoints" / run_id
+    err, folder = _stopped_at_epoch(
+        2, terminate, 143, "stopped by SIGTERM", argv, settings, capsys, monkeypatch
+    )
     assert (folder / "config.json").exists()
     assert signal.getsignal(signal.SIGTERM) is before
 
