@@ -43,7 +43,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 
 from jobs import queue, schedules
 from jobs.db import Database
@@ -639,7 +645,8 @@ class _Outage:
     def failed(self, error: DBAPIError) -> _Outage:
         self.tries += 1
         if self.tries == 1 or self.tries % 10 == 0:
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            lines = str(error.orig or error).strip().splitlines()
+            reason = lines[0] if lines else type(error.orig or error).__name__
             logger.error(
                 "the job database does not answer (try %d, %.0f s): %s; trying again",
                 self.tries,
@@ -709,7 +716,9 @@ class Worker:
                 break
             try:
                 job_id = self.run_once()
-            except DBAPIError as error:
+            except (OperationalError, InterfaceError) as error:
+                # the database out of reach; a deterministic error (a schema not upgraded, a
+                # constraint) would fail the same way at every try: raised, as before
                 if until_idle:  # a one-off drain (CI, cron) reports it and stops
                     raise
                 outage = (outage or _Outage()).failed(error)

@@ -89,7 +89,7 @@ from models.urnn import (
     UnitaryKind,
     URNNConfig,
 )
-from urnn_forecast.field_types import not_one_of
+from urnn_forecast.field_types import not_one_of, shown
 
 logger = logging.getLogger(__name__)
 
@@ -209,11 +209,6 @@ class ForecasterConfig:
         for name in ("n_past_covariates", "n_calendar", "decomposition_kernel", "n_channels"):
             _integer(name, getattr(self, name), minimum=0)
         q = self.quantiles
-        if len(q) > MAX_QUANTILES:
-            raise ForecasterConfigError(
-                f"quantiles must hold at most {MAX_QUANTILES} levels (every percentile), got "
-                f"{len(q):,}"
-            )
         if (
             not q
             or any(not 0.0 < v < 1.0 for v in q)
@@ -221,11 +216,12 @@ class ForecasterConfig:
         ):
             raise ForecasterConfigError(
                 f"quantiles must be a non-empty, strictly increasing sequence of values in "
-                f"(0, 1), e.g. (0.1, 0.5, 0.9); got {list(q)}"
+                f"(0, 1), e.g. (0.1, 0.5, 0.9); got {shown(list(q))}"
             )
         if 0.5 not in q:
             raise ForecasterConfigError(
-                f"quantiles must include 0.5 (the point forecast is the median); got {list(q)}"
+                f"quantiles must include 0.5 (the point forecast is the median); got "
+                f"{shown(list(q))}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ForecasterConfigError(f"dropout must lie in [0, 1), got {self.dropout!r}")
@@ -353,6 +349,18 @@ MAX_ENSEMBLE = 100
 # Every percentile, 0.01 .. 0.99: the head emits horizon x quantiles outputs, and a job with
 # 20,000 levels was queued (a walk-through).
 MAX_QUANTILES = 99
+
+
+def new_model_problem(config: ForecasterConfig) -> str | None:
+    """What a model to be trained may not be, beyond what any stored config may be: checked
+    where training is asked for (urnn train, a job), not in ForecasterConfig, which also
+    loads the configs of models registered before a limit existed."""
+    if len(config.quantiles) > MAX_QUANTILES:
+        return (
+            f"quantiles must hold at most {MAX_QUANTILES} levels (every percentile), got "
+            f"{len(config.quantiles):,}"
+        )
+    return None
 
 
 # -----------------------------------------------------------------------------

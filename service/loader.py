@@ -60,6 +60,8 @@ class MlflowLoader:
         try:
             found = registered_version(client, name, alias, version)
         except MlflowException as error:
+            if not _names_nothing(error):  # the registry failing (its database down, a 500,
+                raise  # no permission) is a failed load, not "nothing registered yet"
             raise NoModelError(
                 f"nothing is registered at {uri} in {shown_uri(self.tracking_uri)} "
                 f"({error.message}); "
@@ -74,3 +76,14 @@ class MlflowLoader:
         # found, and what a damaged weights.pt or a missing file is named by.
         location = self.client().get_model_version_download_uri(ref.name, ref.version)
         return load_registered(location, tracking_uri=self.tracking_uri)
+
+
+def _names_nothing(error: Any) -> bool:
+    """Whether MLflow's error says the name, version or alias does not exist: MLflow answers
+    a missing alias with INVALID_PARAMETER_VALUE ("Registered model alias champion not
+    found."), a missing name or version with RESOURCE_DOES_NOT_EXIST."""
+    code = getattr(error, "error_code", None)
+    message = str(getattr(error, "message", error))
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in message
+    )

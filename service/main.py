@@ -64,14 +64,15 @@ class ServiceApp(FastAPI):
         (service.openapi_example), built once per version; the static one where none serves."""
         state = getattr(self.state, "service", None)
         served = None if state is None else state.manager.current
-        if served is None:
+        if served is None or self.reads_need_key:  # GET /model needs a key: so does its shape
             return schema
         key = (served.ref.name, served.ref.version)
         if self._served_schema is None or self._served_schema[0] != key:
             edited = copy.deepcopy(schema)
             request = edited.get("components", {}).get("schemas", {}).get("ForecastRequest")
-            if request is not None:
-                request["examples"] = [forecast_example(served), *request.get("examples", [])]
+            example = forecast_example(served)
+            if request is not None and example is not None:
+                request["examples"] = [example, *request.get("examples", [])]
             self._served_schema = (key, edited)
         return self._served_schema[1]
 

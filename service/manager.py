@@ -136,6 +136,7 @@ class ModelManager:
                 ) from fallback_error
             self.current = served
             self._record_swap(None, served)
+            self.metrics.reload_failing.set(1)  # the URI still names the broken version
             self.last_error = (
                 f"{error}; serving version {version}, the one this host served last, until "
                 f"{self.settings.model_uri} names a version that loads"
@@ -190,10 +191,14 @@ class ModelManager:
                 raise self._failed(str(error)) from error
             try:
                 ref = await off_loop(self.loader.resolve, uri)
-            except NoModelError as error:  # not registered yet: expected before the first train
-                raise self._failed(
-                    str(error), level=logging.WARNING, outcome="not_registered"
-                ) from error
+            except NoModelError as error:
+                if previous is None:  # not registered yet: expected before the first train
+                    raise self._failed(
+                        str(error), level=logging.WARNING, outcome="not_registered"
+                    ) from error
+                # the alias or name gone while a version serves: it keeps serving, said as a
+                # failure (UrnnModelReloadFailed), since no version is there to follow
+                raise self._failed(str(error)) from error
             except Exception as error:
                 raise self._failed(f"cannot resolve {uri}: {error}") from error
             if not force and (
@@ -203,6 +208,8 @@ class ModelManager:
                 skipped = previous is None or ref != previous.ref
                 outcome = "skipped_failed" if skipped else "unchanged"
                 self.metrics.reloads.labels(outcome=outcome).inc()
+                if skipped:  # the URI still names the version that does not load
+                    self.metrics.reload_failing.set(1)
                 if previous is None:
                     raise ReloadError(self.unavailable_reason)
                 if not skipped:  # the URI names the served version again (a rollback): the

@@ -3,9 +3,13 @@
 The request schema's own example (service.schemas) is short, so that the schema stays
 readable, and no trained model accepts it: every model reads a longer look-back than its six
 values (the default `urnn train` model reads 336). So while a model is served, /openapi.json
-puts an example built for that version first: a history as long as its look-back, around its
-training mean, dated on its frequency's grid, with every covariate it reads, at its maximum
-horizon and its quantiles.
+puts an example built for that version first: a history as long as its look-back, dated on its
+frequency's grid, with every covariate it reads, at its maximum horizon and its quantiles.
+
+The values are a plain wave around 0, not the data's level: /openapi.json answers without a
+key, and the training statistics are not the public's. What it shows of the model (look-back,
+horizon, quantiles, covariate names, frequency) is what GET /model shows, so it is added only
+where reads are open (`URNN_API_KEY_FOR_READS` false).
 """
 
 from __future__ import annotations
@@ -23,15 +27,15 @@ EXAMPLE_PERIOD = 24
 EXAMPLE_START = "2024-01-01T00:00:00"
 
 
-def forecast_example(model: ServedModel) -> dict[str, Any]:
-    """A request body the served `model` answers with 200."""
+def forecast_example(model: ServedModel) -> dict[str, Any] | None:
+    """A request body the served `model` answers with 200; None for a model whose scaler
+    knows only the series it was trained on (per-series statistics: an example would have to
+    name one of them)."""
+    if model.global_scales is None:
+        return None
     lookback = model.lookback
-    scales = model.global_scales or next(iter(model.scales.values()), None)
-    mean, scale = (0.0, 1.0) if scales is None else (scales.target_mean, scales.target_scale)
     period = model.model.config.season_length or EXAMPLE_PERIOD
-    values = [
-        _rounded(mean + 0.5 * scale * math.sin(2 * math.pi * i / period)) for i in range(lookback)
-    ]
+    values = [_rounded(math.sin(2 * math.pi * i / period)) for i in range(lookback)]
     series: dict[str, Any] = {
         "id": "example-1",
         "start": _on_grid(model),
@@ -39,11 +43,7 @@ def forecast_example(model: ServedModel) -> dict[str, Any]:
         "values": values,
     }
     if model.covariates:
-        covariate_means = [] if scales is None else list(scales.covariate_mean)
-        series["covariates"] = {
-            name: [_rounded(float(covariate_means[i]) if covariate_means else 0.0)] * lookback
-            for i, name in enumerate(model.covariates)
-        }
+        series["covariates"] = {name: [0.0] * lookback for name in model.covariates}
     return {
         "horizon": model.max_horizon,
         "quantiles": list(model.quantiles),

@@ -561,6 +561,9 @@ def test_a_list_written_with_spaces_is_told_how_lists_are_written(
     with pytest.raises(SystemExit):  # a stray word after an option of one value: as before
         cli.main(["train", "--data", "x.csv", "--target", "OT", "stray"])
     assert "urnn train: error: unrecognized arguments: stray" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the stray word also given earlier, as the target
+        cli.main(["train", "--data", "x.csv", "--target", "HULL", "--covariates", "HUFL", "HULL"])
+    assert "write --covariates HUFL,HULL (or give" in capsys.readouterr().err
 
 
 def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> None:
@@ -586,3 +589,46 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> 
         os.close(write_end)
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""
+
+
+def test_sigterm_to_a_distributed_train_reaches_torchrun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`urnn train --nproc N` waits on torchrun; SIGTERM made subprocess.run SIGKILL it, and
+    its ranks trained on, orphaned (a review). torchrun now gets the SIGTERM to pass on."""
+    import os
+    import signal
+    import sys
+    import textwrap
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import training.distributed
+
+    started, heard = tmp_path / "started", tmp_path / "heard"
+    child = textwrap.dedent(f"""
+        import pathlib, signal, sys, time
+        def heard(*_):
+            pathlib.Path({str(heard)!r}).write_text("SIGTERM")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, heard)
+        pathlib.Path({str(started)!r}).write_text("")
+        time.sleep(60)
+    """)
+    monkeypatch.setattr(
+        training.distributed, "launch_command", lambda nproc, argv: [sys.executable, "-c", child]
+    )
+
+    def terminate_once_started() -> None:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_started, daemon=True).start()
+    sigterm = cli._SigtermAsInterrupt(True)
+    args = SimpleNamespace(nproc=2, argv=["train"])
+    with pytest.raises(KeyboardInterrupt), sigterm:
+        cli._launch_distributed(args, Settings(var_dir=tmp_path / "var"))  # type: ignore[arg-type]
+    assert sigterm.received and heard.read_text() == "SIGTERM"

@@ -278,10 +278,17 @@ def test_an_artifact_root_mlflow_cannot_write_to_is_refused_before_the_work(
     taken.write_text("")
     settings = Settings(var_dir=tmp_path / "var", mlflow_artifact_root=root.format(taken=taken))
     with pytest.raises(TrackingStoreError) as caught:
-        check_tracking_store(settings)
+        check_tracking_store(settings, logs_runs=True)
     assert said.format(taken=taken) in str(caught.value)
-    for fine in (str(tmp_path / "artifacts"), "s3://bucket/mlflow", "mlflow-artifacts:/"):
-        check_tracking_store(settings.model_copy(update={"mlflow_artifact_root": fine}))
+    check_tracking_store(settings)  # the service and `urnn models` create no experiment
+    for fine in (str(tmp_path / "artifacts"), "s3://bucket/mlflow"):
+        check_tracking_store(
+            settings.model_copy(update={"mlflow_artifact_root": fine}), logs_runs=True
+        )
+    # the compose file's root: served by a tracking server, which a local store is not
+    served = settings.model_copy(update={"mlflow_artifact_root": "mlflow-artifacts:/"})
+    with pytest.raises(TrackingStoreError, match="'mlflow-artifacts:' is served by an MLflow"):
+        check_tracking_store(served, logs_runs=True)
 
 
 def test_a_sqlite_store_whose_folder_cannot_be_made_is_refused_naming_the_setting(

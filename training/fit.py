@@ -100,6 +100,7 @@ SEED_MAX = 2**32 - 1  # numpy's RNG takes seeds 0 .. 2**32 - 1 (torch would take
 
 # The largest float32: the parameters and the optimiser's state are float32 tensors.
 FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32
 
 
 @dataclass(frozen=True)
@@ -166,13 +167,18 @@ class FitConfig:
             )
         for name in ("lr", "weight_decay", "mse_weight", "clip_norm", "stream_lr_scale"):
             value = getattr(self, name)
-            if value is not None and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+            if isinstance(value, (int, float)) and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
                 # the model trains in float32: lr=1e300 was queued and failed in Adam's step
                 # ("value cannot be converted to type float without overflow")
                 raise FitConfigError(
-                    f"{name} must be a finite number of at most {FLOAT32_MAX:.4g} (float32, "
-                    f"what the model trains in), got {value}"
+                    f"{name} must be a finite number of magnitude at most {FLOAT32_MAX:.4g} "
+                    f"(float32, what the model trains in), got {_number_text(value)}"
                 )
+        if isinstance(self.lr, (int, float)) and 0 < self.lr < FLOAT32_TINY:
+            raise FitConfigError(
+                f"lr must be at least {FLOAT32_TINY:.4g} (below it float32 rounds it to 0 and "
+                f"nothing trains), got {_number_text(self.lr)}"
+            )
         if not self.stream_lr_scale > 0:
             raise FitConfigError(f"stream_lr_scale must be > 0, got {self.stream_lr_scale}")
         if not self.lr > 0 or self.weight_decay < 0 or self.mse_weight < 0:
@@ -187,6 +193,15 @@ class FitConfig:
                 f"plateau_factor must lie in (0, 1) and plateau_patience be >= 0; got "
                 f"{self.plateau_factor}, {self.plateau_patience}"
             )
+
+
+def _number_text(value: float) -> str:
+    """Four significant digits; an integer too large for a float by its size (10**400 printed
+    all its digits)."""
+    try:
+        return f"{float(value):.4g}"
+    except OverflowError:
+        return f"an integer of {len(str(abs(int(value)))):,} digits"
 
 
 def fit_fields_from_params(params: Mapping[str, str]) -> dict[str, Any]:

@@ -891,8 +891,10 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     # WS /series/stream answers a message above URNN_MAX_BODY_BYTES with 413 and stays open;
     # uvicorn closes the connection (1009) only past ws_max_size, kept well above that limit.
     ws_max_size = max(WS_MAX_SIZE_FLOOR, 2 * settings.max_body_bytes)
-    host_from = "--host" if args.host else f"URNN_SERVE_HOST={shown(host)}"
-    port_from = "--port" if args.port else f"URNN_SERVE_PORT={port}"
+    # the setting is named only when it gave the value; a default is changed with the option
+    host_set, port_set = (f in settings.model_fields_set for f in ("serve_host", "serve_port"))
+    host_from = f"URNN_SERVE_HOST={shown(host)}" if not args.host and host_set else "--host"
+    port_from = f"URNN_SERVE_PORT={port}" if not args.port and port_set else "--port"
     problem = _address_problem(host, port, host_from=host_from, port_from=port_from)
     if problem is None:  # the embedded store's folder (URNN_VAR_DIR), a store's path
         from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
@@ -1531,6 +1533,8 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         print(f"urnn {args.command}: error: {error}; try a lower --lr", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `urnn models list | head -1`: the reader has what it wanted
+        if not _stdout_broken():
+            raise  # a pipe of the command's own (a child, a socket): an error, said as one
         return _reader_left()
     except KeyboardInterrupt as stop:  # Ctrl-C: what stopped and what is kept, not a trace
         said = f": {stop}" if str(stop) else ""
@@ -1573,6 +1577,20 @@ class _SigtermAsInterrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def _stdout_broken() -> bool:
+    """Whether stdout is the pipe that broke (its reader gone: poll says POLLERR), not a
+    pipe or socket of the command's own. Where that cannot be asked, assume stdout."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll, or stdout no real stream
+        return True
+    return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in events)
+
+
 def _reader_left() -> int:
     """Stdout's reader closed it (`| head`): stop quietly, as a tool killed by SIGPIPE does
     (exit 141), instead of a BrokenPipeError trace or a message blaming the registry. Stdout
@@ -1594,7 +1612,7 @@ def _space_separated_list(
     are written; None otherwise."""
     if extra.startswith("-") or extra not in argv:
         return None
-    at = argv.index(extra)
+    at = len(argv) - 1 - argv[::-1].index(extra)  # the stray word, not an earlier value
     option = argv[at - 2] if at >= 2 else ""
     actions = {flag: a for a in parser._actions for flag in a.option_strings}
     action = actions.get(option)
@@ -1813,7 +1831,7 @@ def _build(cls: Any, values: dict[str, Any], what: str) -> Any:
 
 
 def _train_config(args: argparse.Namespace) -> "TrainConfig":
-    from models.forecaster import ForecasterConfig
+    from models.forecaster import ForecasterConfig, new_model_problem
     from training.data import LoadConfig
     from training.fit import FitConfig
     from training.pipeline import TrainConfig
@@ -1892,6 +1910,8 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         if hint:
             raise UsageError(f"{error}{hint}") from None
         raise
+    if (problem := new_model_problem(model_config)) is not None:
+        raise UsageError(f"model config: {problem}")
     fit_config = _build(FitConfig, fit, "fit config")
     if (problem := seed_problem(fit_config.seed, model_config.ensemble)) is not None:
         raise UsageError(f"{'--seed' if args.seed is not None else 'fit config'}: {problem}")
@@ -1967,7 +1987,7 @@ def train_config_from_sections(
     {...}, "train": {...}}`) with the same checks as `urnn train --config`; retraining jobs
     (jobs/spec.py) validate their parameters with it. Errors are UsageErrors naming
     `<what>.<section>` and the field."""
-    from models.forecaster import ForecasterConfig
+    from models.forecaster import ForecasterConfig, new_model_problem
     from training.data import LoadConfig
     from training.fit import FitConfig, decoder_search_error
     from training.pipeline import CHANNEL_EMBEDDING_REFUSAL, TrainConfig
@@ -2000,6 +2020,8 @@ def train_config_from_sections(
                 f"set {what}.fit.decoder_search to true and leave {what}.model.decoder out",
             )
             raise UsageError(f"{what}.{section}: {error}{hint}") from None
+    if (problem := new_model_problem(built["model"])) is not None:
+        raise UsageError(f"{what}.model: {problem}")
     if (problem := decoder_search_error(built["model"], built["fit"])) is not None:
         raise UsageError(f"{what}.fit: {problem}")
     if (problem := seed_problem(built["fit"].seed, built["model"].ensemble)) is not None:
@@ -2045,7 +2067,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         from training.pipeline import train_pipeline, train_replica
         from urnn_forecast.tracking import check_tracking_store
 
-        check_tracking_store(settings)  # before the data is read, not when the run starts
+        check_tracking_store(settings, logs_runs=True)  # before the data is read
 
         ranks = distributed.init(config.fit.device)
         if ranks is not None and ranks.rank != 0:
@@ -2491,7 +2513,24 @@ def _launch_distributed(args: argparse.Namespace, settings: Settings) -> int:
     # The ranks build their settings from the environment: hand over the ones given here.
     env = {**os.environ, **settings.environment()}
     print(f"urnn train: launching {args.nproc} processes under torchrun", flush=True)
-    return subprocess.run(launch_command(args.nproc, args.argv), env=env, check=False).returncode
+    process = subprocess.Popen(launch_command(args.nproc, args.argv), env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # SIGTERM or Ctrl-C here: torchrun passes a SIGTERM on to its ranks, which end their
+        # run KILLED as this process would; subprocess.run SIGKILLed torchrun at once, and the
+        # ranks trained on, orphaned, their run RUNNING
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=DISTRIBUTED_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
+
+
+# How long torchrun's ranks get to end their run after a SIGTERM before torchrun is killed.
+DISTRIBUTED_STOP_SECONDS = 60.0
 
 
 def _add_worker_parser(commands: Any) -> None:

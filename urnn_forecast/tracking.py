@@ -107,10 +107,13 @@ def store_setup_lock(uri: str) -> Iterator[None]:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a sqlite:/// store URI; None for any other store."""
+    """The database file of a sqlite:/// store URI, %-escapes decoded as SQLAlchemy decodes
+    them (sqlite:////tmp/a%20b/m.db is /tmp/a b/m.db); None for any other store."""
+    from urllib.parse import unquote
+
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    return Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
 
 
 def shown_uri(uri: str) -> str:
@@ -166,11 +169,16 @@ def is_file_store(uri: str) -> bool:
     return scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())  # C:\...
 
 
-def check_tracking_store(settings: Settings, *, create: bool = True) -> None:
+def check_tracking_store(
+    settings: Settings, *, create: bool = True, logs_runs: bool = False
+) -> None:
     """The local side of the store, checked before any data is read: MLflow 3 refuses its file
     store (unless MLFLOW_ALLOW_FILE_STORE is true) only when the run is being created, after
     the data was loaded, and in a traceback; a URNN_VAR_DIR that is a file failed in mkdir.
-    `create`: make URNN_VAR_DIR for the default SQLite store (SQLite will not make it)."""
+    `create`: make URNN_VAR_DIR for the default SQLite store (SQLite will not make it).
+    `logs_runs`: the command creates runs (and maybe experiments), so URNN_MLFLOW_ARTIFACT_ROOT
+    is checked too; the service and `urnn models` only read, and a root this host cannot write
+    to is no matter of theirs."""
     import os
 
     var_dir = settings.var_dir
@@ -188,7 +196,8 @@ def check_tracking_store(settings: Settings, *, create: bool = True) -> None:
                     f"URNN_VAR_DIR={var_dir}: cannot create the folder "
                     f"({error.strerror or error}); point URNN_VAR_DIR at a writable folder"
                 ) from None
-    _check_artifact_root(settings.mlflow_artifact_root)
+    if logs_runs:
+        _check_artifact_root(settings.mlflow_artifact_root, settings.resolved_tracking_uri())
     _check_sqlite_folder(settings)
     uri = settings.resolved_tracking_uri()
     allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
@@ -206,7 +215,7 @@ def check_tracking_store(settings: Settings, *, create: bool = True) -> None:
         )
 
 
-def _check_artifact_root(root: str | None) -> None:
+def _check_artifact_root(root: str | None, tracking_uri: str) -> None:
     """URNN_MLFLOW_ARTIFACT_ROOT is written into each experiment MLflow creates: one MLflow
     cannot write to failed only when the fitted model was logged, after the whole training,
     and left the experiment pointing there for every later run. Its scheme must be one of
@@ -227,6 +236,12 @@ def _check_artifact_root(root: str | None) -> None:
             f"URNN_MLFLOW_ARTIFACT_ROOT={root}: MLflow has no artifact store for "
             f"'{scheme}:'; give a local folder or one of {known}"
         )
+    if scheme == "mlflow-artifacts" and urlparse(tracking_uri).scheme not in ("http", "https"):
+        raise TrackingStoreError(
+            f"URNN_MLFLOW_ARTIFACT_ROOT={root}: 'mlflow-artifacts:' is served by an MLflow "
+            f"tracking server, and URNN_MLFLOW_TRACKING_URI={password_hidden(tracking_uri)} is "
+            "none; give a local folder, or point URNN_MLFLOW_TRACKING_URI at the server"
+        )
     if local:
         folder = Path(urlparse(root).path if scheme == "file" else root)
         if (problem := folder_problem(folder)) is not None:
@@ -239,13 +254,9 @@ def _check_artifact_root(root: str | None) -> None:
 def _check_sqlite_folder(settings: Settings) -> None:
     """A SQLite tracking store whose folder cannot be made failed in a traceback from the
     store's setup lock."""
-    from urllib.parse import unquote
-
     uri = settings.mlflow_tracking_uri
-    if not uri or not uri.startswith("sqlite:///"):
-        return
-    path = Path(unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
-    if str(path) in ("", ":memory:"):
+    path = None if not uri else sqlite_path(uri)
+    if uri is None or path is None or str(path) in ("", ".", ":memory:"):
         return
     if (problem := folder_problem(path.parent)) is not None:
         raise TrackingStoreError(
@@ -366,7 +377,7 @@ def start_run(
     """
     import mlflow
 
-    check_tracking_store(settings)  # makes var_dir for the default SQLite store
+    check_tracking_store(settings, logs_runs=True)  # makes var_dir for the default SQLite store
     check_tracking_server(settings)
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     experiment_id = ensure_experiment(experiment_name, settings)

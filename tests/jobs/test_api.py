@@ -176,13 +176,13 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (
         "a learning rate past float32 (queued, then failed in Adam's step)",
         lambda csv: tiny_spec(csv, config={"fit": {"lr": 1e300}}),
-        "field 'config.fit': lr must be a finite number of at most 3.403e+38 (float32, what the "
-        "model trains in), got 1e+300",
+        "field 'config.fit': lr must be a finite number of magnitude at most 3.403e+38 (float32, "
+        "what the model trains in), got 1e+300",
     ),
     (
         "more quantile levels than percentiles",
         lambda csv: tiny_spec(
-            csv, config={"model": {"quantiles": [i / 20001 for i in range(1, 20001)] + [0.5]}}
+            csv, config={"model": {"quantiles": [i / 20002 for i in range(1, 20002)]}}
         ),
         "field 'config.model': quantiles must hold at most 99 levels (every percentile), got "
         "20,001",

@@ -127,6 +127,26 @@ def test_an_idle_worker_rides_out_a_database_outage(
         Worker(db, quick).run(until_idle=True)
 
 
+def test_an_outage_without_words_is_logged_and_a_deterministic_error_still_raises(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error with an empty message raised IndexError from the outage's log line, which the
+    retry was meant to stop; a ProgrammingError (a schema not upgraded) fails at every try and
+    is raised, not retried for ever under "does not answer" (a review)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from jobs.worker import _Outage
+
+    _Outage().failed(OperationalError("SELECT 1", {}, Exception("")))
+
+    def schema_behind(*args: object, **kwargs: object) -> None:
+        raise ProgrammingError("SELECT", {}, Exception('column "warnings" does not exist'))
+
+    monkeypatch.setattr(queue, "claim", schema_behind)
+    with pytest.raises(ProgrammingError):
+        Worker(db, settings).run()
+
+
 def test_cancel_a_queued_job(db: Database, settings: Settings) -> None:
     (job_id,) = submit(db)
     with db.session() as session:

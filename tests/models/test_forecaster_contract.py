@@ -534,3 +534,17 @@ def test_an_outer_gap_is_fitted_against_the_clamped_inner_one() -> None:
     base = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]).expand(5000, 1, 5).clone()
     model.calibrate_gaps(base, y)
     assert model.gap_scale.flatten().tolist() == pytest.approx([20.0, 20.0, 20.0, 20.0])
+
+
+def test_a_stored_config_with_many_quantile_levels_still_loads() -> None:
+    """The 99-level limit is for models to be trained (urnn train, jobs): in ForecasterConfig
+    it refused to load versions registered before it (a review)."""
+    from models.forecaster import MAX_QUANTILES, new_model_problem
+
+    levels = tuple(i / 200 for i in range(1, 200))  # 0.005 .. 0.995, 0.5 included
+    config = ForecasterConfig(kind="linear", lookback=L, horizon=H, quantiles=levels)
+    assert len(config.quantiles) == 199 > MAX_QUANTILES
+    assert new_model_problem(config) == (
+        "quantiles must hold at most 99 levels (every percentile), got 199"
+    )
+    assert new_model_problem(replace(config, quantiles=(0.1, 0.5, 0.9))) is None

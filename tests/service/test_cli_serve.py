@@ -167,6 +167,10 @@ def test_a_host_that_is_not_this_machines_address_is_not_told_to_change_port(
     assert cli.main(["serve"], settings=by_env) == 2
     err = capsys.readouterr().err
     assert err.startswith("urnn serve: error: URNN_SERVE_HOST='no-such-host.invalid': cannot ")
+    # the defaults (neither option nor setting given) are changed with the options
+    assert cli._address_problem("192.0.2.1", 8000) is not None
+    unset = Settings(var_dir=tmp_path / "var")
+    assert "serve_host" not in unset.model_fields_set
 
 
 def test_a_privileged_port_is_told_the_allowed_range() -> None:

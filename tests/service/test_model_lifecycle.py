@@ -320,6 +320,13 @@ def test_a_fresh_worker_falls_back_to_the_version_this_host_served_last(
     assert f"serving version {good}, the one this host served last" in info["last_reload_error"]
     answer = restarted.post("/forecast", json={"series": [history(registry.frame)]})
     assert answer.status_code == 200 and answer.json()["model"]["version"] == good
+    # the alias names a version that does not load: the alert's gauge says so, through the
+    # fallback's swap and the polls after it (the swap cleared it: a review)
+    assert metric_value(restarted, "urnn_model_reload_failing") == 1.0
+    manager = restarted.app.state.service.manager  # type: ignore[attr-defined]
+    polled = restarted.portal.call(functools.partial(manager.reload, retry_failed=False))  # type: ignore[union-attr]
+    assert polled.status == "unchanged"
+    assert metric_value(restarted, "urnn_model_reload_failing") == 1.0
     # another host (no record of what it served): nothing to fall back to
     other = {"var_dir": tmp_path / "other", "mlflow_tracking_uri": store}
     elsewhere = client_for(model_uri="models:/fallback@champion", **other)
@@ -328,6 +335,39 @@ def test_a_fresh_worker_falls_back_to_the_version_this_host_served_last(
     registry.set_alias("fallback", good)
     assert restarted.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
     assert restarted.get("/model").json()["last_reload_error"] is None
+    assert metric_value(restarted, "urnn_model_reload_failing") == 0.0
+
+
+def test_an_alias_removed_under_a_served_version_or_a_failing_registry_is_a_failure(
+    client_for: Callable[..., TestClient], registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only "nothing registered yet" (no model served) is not_registered: every MLflow error
+    was read as that, so a registry whose database was down, and an alias deleted while a
+    version served, raised no alert (a review)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from service.loader import MlflowLoader
+
+    version = registry.register("vanishing", seed=1)
+    client = client_for(model_uri="models:/vanishing@champion")
+    store = mlflow.MlflowClient(tracking_uri=registry.settings.resolved_tracking_uri())
+    store.delete_registered_model_alias("vanishing", "champion")
+    assert client.post("/model/reload", headers=KEY).status_code == 502
+    assert client.get("/model").json()["version"] == version  # still served
+    assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
+    assert metric_value(client, "urnn_model_reload_failing") == 1.0
+    assert metric_value(client, "urnn_model_reloads_total", outcome="not_registered") == 0.0
+
+    def registry_down(*args: object, **kwargs: object) -> None:
+        raise MlflowException("(psycopg.OperationalError) connection refused")
+
+    monkeypatch.setattr("service.loader.registered_version", registry_down)
+    fresh = client_for(model_uri="models:/vanishing@champion")
+    assert fresh.get("/readyz").status_code == 503
+    assert metric_value(fresh, "urnn_model_reloads_total", outcome="failure") == 1.0
+    assert metric_value(fresh, "urnn_model_reload_failing") == 1.0
+    assert isinstance(MlflowLoader, type)
 
 
 class _SlowLoader:
