@@ -489,7 +489,9 @@ def backtest(
     result.forecasts = pd.concat(pieces, ignore_index=True)
     result.tables = metric_tables(result.forecasts, model_config.quantiles)
     if plot_dir is not None:
-        result.plots = save_plots(result, model_config.quantiles, plot_dir)
+        result.plots = save_plots(
+            result, model_config.quantiles, plot_dir, target=data.target, freq=data.freq
+        )
     return result
 
 
@@ -721,22 +723,33 @@ def _empty_tables() -> MetricTables:
 
 
 def save_plots(
-    result: BacktestResult, quantiles: Sequence[float], directory: str | Path
+    result: BacktestResult,
+    quantiles: Sequence[float],
+    directory: str | Path,
+    *,
+    target: str = "value",
+    freq: str | None = None,
 ) -> dict[str, Path]:
-    """`forecasts.png` (a few origins of the first series) and `error_by_horizon.png`."""
+    """`forecasts.png` (a few origins of the first series) and `error_by_horizon.png`, their
+    axes named by the target (its values, in its own units) and the frequency (a step)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         "forecasts": directory / "forecasts.png",
         "error_by_horizon": directory / "error_by_horizon.png",
     }
-    plot_forecasts(result.forecasts, quantiles, paths["forecasts"])
-    plot_error_by_horizon(result.tables.by_step, paths["error_by_horizon"])
+    plot_forecasts(result.forecasts, quantiles, paths["forecasts"], target=target)
+    plot_error_by_horizon(result.tables.by_step, paths["error_by_horizon"], target, freq)
     return paths
 
 
 def plot_forecasts(
-    forecasts: pd.DataFrame, quantiles: Sequence[float], path: Path, *, panels: int = 4
+    forecasts: pd.DataFrame,
+    quantiles: Sequence[float],
+    path: Path,
+    *,
+    panels: int = 4,
+    target: str = "value",
 ) -> None:
     """Actual vs median and the outermost quantile band, for up to `panels` origins spread
     evenly over the first series' backtest."""
@@ -760,20 +773,29 @@ def plot_forecasts(
                 window[hi],
                 color="tab:blue",
                 alpha=0.2,
-                label=f"{quantiles[0]:g}-{quantiles[-1]:g}",
+                label=f"{round(100 * (quantiles[-1] - quantiles[0])):g} % interval "
+                f"(q{quantiles[0]:g}-q{quantiles[-1]:g})",
             )
-        ax.set_title(f"{series}: origin {pd.Timestamp(origin)}", fontsize=9)
+        ax.set_title(
+            f"{series}: {target}, forecast from {pd.Timestamp(origin)} (the last value read)",
+            fontsize=9,
+        )
+        ax.set_ylabel(target, fontsize=8)
         ax.legend(fontsize=8, loc="upper left")
+    axes[-1].set_xlabel("time", fontsize=8)
     figure.savefig(path, dpi=90)
 
 
-def plot_error_by_horizon(by_step: pd.DataFrame, path: Path) -> None:
+def plot_error_by_horizon(
+    by_step: pd.DataFrame, path: Path, target: str = "value", freq: str | None = None
+) -> None:
     figure = Figure(figsize=(7, 3.5), layout="constrained")
     ax = figure.subplots()
     for column in ("mae", "rmse"):
         ax.plot(by_step.index, by_step[column], label=column.upper())
-    ax.set_xlabel("horizon step")
-    ax.set_ylabel("error")
-    ax.set_title("error by horizon step")
+    step = f" (1 step = '{freq}')" if freq else ""
+    ax.set_xlabel(f"steps ahead{step}")
+    ax.set_ylabel(f"error, in {target}'s units")
+    ax.set_title(f"{target}: error by steps ahead, over the test span")
     ax.legend()
     figure.savefig(path, dpi=90)

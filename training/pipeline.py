@@ -34,7 +34,7 @@ from models.forecaster import (
     calendar_periods,
     n_calendar_features,
 )
-from training import distributed
+from training import distributed, run_notes
 from training.backtest import (
     BacktestConfig,
     BacktestResult,
@@ -197,8 +197,8 @@ class TrainConfig:
             not isinstance(run, str) or not run.strip() or len(run) > RUN_NAME_MAX
         ):
             raise ValueError(
-                f"run_name must be None (MLflow names the run) or a non-empty name of at most "
-                f"{RUN_NAME_MAX} characters (MLflow's limit); got {shown(run)}"
+                "run_name must be None (named KIND-TARGET-L<lookback>-H<horizon>) or a name "
+                f"of at most {RUN_NAME_MAX} characters (MLflow's limit); got {shown(run)}"
             )
         try:  # the fractions, checked where a job is submitted rather than where it runs
             split = self.split(1)
@@ -387,9 +387,19 @@ def train_pipeline(
         "source": ", ".join(str(Path(part).resolve()) for part in data.source.split(", ")),
         "processes": str(1 if ranks is None else ranks.world_size),  # DDP under torchrun
     }
+    what = run_notes.summary(
+        model_config,
+        source=data.source,
+        target=data.target,
+        covariates=data.covariates,
+        n_series=len(data.series),
+        freq=data.freq,
+    )
+    tags[run_notes.NOTE_TAG] = run_notes.run_description(what)
+    name = config.run_name or run_notes.run_name(model_config, data.target)
     checkpoints: Path | None = None  # set once the run exists
     try:
-        with start_run(config.experiment, settings, run_name=config.run_name, tags=tags) as run:
+        with start_run(config.experiment, settings, run_name=name, tags=tags) as run:
             run_id = run.info.run_id
             if on_run_started is not None:
                 on_run_started(run_id)
@@ -403,7 +413,7 @@ def train_pipeline(
                 # Under decoder_search each candidate's curves are their own series ("pmf/val_mse").
                 prefix = "" if record.candidate is None else f"{record.candidate}/"
                 values = {
-                    f"{prefix}{k}": float(v)
+                    f"{prefix}{run_notes.EPOCH_METRIC_KEYS.get(k, k)}": float(v)
                     for k, v in asdict(record).items()
                     if k not in ("epoch", "candidate")
                 }
@@ -442,6 +452,7 @@ def train_pipeline(
                 run_id=run_id,
             )
             mlflow.set_tag("stop_reason", fitted.stop_reason)
+            mlflow.set_tag("device", fitted.device)  # fit.device may say "auto"
             model_config = fitted.model.config  # under decoder_search: the chosen decoder's
             if fitted.decoder_scores:
                 # The decoder the validation split chose, beside each candidate's best val score.
@@ -527,6 +538,19 @@ def train_pipeline(
             "promoted": decision.promoted,
             "reason": decision.reason,
         }
+        outcome = run_notes.decision_line(
+            name=logged.registered_name,
+            version=logged.version,
+            decision="kept" if config.promote else "registered",
+            reason=decision.reason,
+            promoted=decision.promoted,
+        )
+        client.update_model_version(
+            logged.registered_name,
+            logged.version,
+            description=run_notes.version_description(what, outcome),
+        )
+        client.set_tag(run_id, run_notes.NOTE_TAG, run_notes.run_description(what, outcome=outcome))
     return TrainResult(
         run_id=run_id,
         model_uri=logged.model_uri,

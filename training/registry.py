@@ -31,6 +31,7 @@ from models.forecaster import (
     save_checkpoint,
 )
 from training.mlflow_model import ForecastPredictor, signature_for
+from training.run_notes import replaced_line, with_first_line
 from urnn_forecast.tracking import registry_client, shown_uri
 
 DEFAULT_REGISTERED_NAME = "urnn-forecaster"
@@ -198,6 +199,16 @@ def champion_version(client: Any, name: str, *, tries: int = 3) -> str | None:
     return None  # not reached: the last attempt returns or raises
 
 
+def add_to_description(client: Any, name: str, version: str, line: str) -> None:
+    """`line` first in the version's description (the UI shows it above the tags, which it
+    folds away); best effort: the tags say the same."""
+    from mlflow.exceptions import MlflowException
+
+    with contextlib.suppress(MlflowException):
+        said = client.get_model_version(name, version).description
+        client.update_model_version(name, version, description=with_first_line(said, line))
+
+
 SUPERSEDED_BY = "promotion.superseded_by"
 SUPERSEDED_AT = "promotion.superseded_at"
 
@@ -212,8 +223,10 @@ def record_handover(client: Any, name: str, previous: str | None, new: str) -> N
 
     if previous is not None and previous != new:
         client.set_model_version_tag(name, previous, SUPERSEDED_BY, new)
-        at = datetime.now(UTC).isoformat(timespec="seconds")
+        now = datetime.now(UTC)
+        at = now.isoformat(timespec="seconds")
         client.set_model_version_tag(name, previous, SUPERSEDED_AT, at)
+        add_to_description(client, name, previous, replaced_line(new, now))
     tags = client.get_model_version(name, new).tags or {}
     for key in (SUPERSEDED_BY, SUPERSEDED_AT):
         if key in tags:

@@ -24,10 +24,12 @@ from training.mlflow_model import ForecastPredictor
 from training.registry import (
     CHAMPION,
     SUPERSEDED_BY,
+    add_to_description,
     champion_version,
     load_registered,
     record_handover,
 )
+from training.run_notes import manual_line
 from urnn_forecast.field_types import shown, shown_names
 
 
@@ -137,13 +139,16 @@ def set_champion(
     if now != version:
         return ChampionMove(name, version, previous, lost=True, lost_to=now)
     record_handover(client, name, previous, version)
+    moved_at = datetime.now(UTC)
     tags = {  # beside promotion.decision / promotion.reason, the registration's decision
         "promotion.manual_reason": reason,
         "promotion.manual_previous_champion": previous or "none",
-        "promotion.manual_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "promotion.manual_at": moved_at.isoformat(timespec="seconds"),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+    said = manual_line(previous=previous, reason=reason, at=moved_at)
+    add_to_description(client, name, version, said)
     return ChampionMove(name=name, version=version, previous=previous, refuses=refuses)
 
 

@@ -30,7 +30,7 @@ from urnn_forecast.field_types import INT_MAX, check_fields, shown, shown_names
 from urnn_forecast.folders import folder_problem
 from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import Settings, SettingsError, get_settings
-from urnn_forecast.tracking import experiment_problem, registered_name_problem
+from urnn_forecast.tracking import experiment_problem, registered_name_problem, run_name_problem
 
 if TYPE_CHECKING:
     from training.backtest import BacktestConfig
@@ -695,6 +695,13 @@ def _add_train_parser(commands: Any) -> None:
         default=None,
         metavar="NAME",
         help="MLflow experiment; default forecast",
+    )
+    registry.add_argument(
+        "--run-name",
+        type=_checked_name(run_name_problem),
+        default=None,
+        metavar="NAME",
+        help="the MLflow run's name; default KIND-TARGET-L<lookback>-H<horizon> (urnn-OT-L336-H96)",
     )
     train.set_defaults(handler=_run_train, subparser=train)
 
@@ -1881,6 +1888,7 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("metric", "metric"),
         ("registered_name", "registered_name"),
         ("experiment", "experiment"),
+        ("run_name", "run_name"),
     ):
         if getattr(args, option) is not None:
             train[key] = getattr(args, option)

@@ -40,6 +40,19 @@ def experiment_problem(name: object) -> str | None:
     return None
 
 
+def run_name_problem(name: object) -> str | None:
+    """What MLflow would refuse in `name` as a run's name; None when it takes it. Said by
+    `TrainConfig` and by `urnn train --run-name`."""
+    if not isinstance(name, str) or not name.strip():
+        return f"must be a non-empty name; got {shown(name)}"
+    if len(name) > RUN_NAME_MAX:
+        return (
+            f"must be a name of at most {RUN_NAME_MAX} characters (MLflow's limit); got "
+            f"{shown(name)}"
+        )
+    return None
+
+
 def registered_name_problem(name: object) -> str | None:
     """What MLflow's registry would refuse in `name` (found here rather than after the fit);
     None when it takes it. Said by `TrainConfig` and by `urnn train --registered-name`."""

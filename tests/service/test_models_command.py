@@ -57,6 +57,13 @@ def test_list_and_roll_back_the_champion(
     # the version that lost the alias says so; its own tags still say how it got it
     assert f"replaced by {first}" in rows[second]
     assert client.get_model_version(NAME, second).tags["promotion.superseded_by"] == first
+    # the descriptions say it first, above the tags the version page folds away (where the
+    # automatic "kept" read as the state of a version made champion by hand)
+    moved = client.get_model_version(NAME, first).description
+    assert moved.startswith("Made champion by hand on ")
+    assert f"(was version {second}): {reason}" in moved.splitlines()[0]
+    replaced = client.get_model_version(NAME, second).description
+    assert replaced.startswith(f"Replaced as champion by version {first} on ")
 
     for same in (first, f"0{first}"):  # "01" is version 1
         assert main(["models", "promote", same, "--name", NAME], settings=settings) == 0

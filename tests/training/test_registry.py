@@ -100,6 +100,19 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert run.data.params["model.kind"] == "urnn"
     assert "backtest_mae" in run.data.metrics
     assert [m.step for m in client.get_metric_history(result.run_id, "train_loss")] == [1]
+    # what the MLflow UI shows (a walk-through found random run names, no description, the
+    # scaled val_mae named like backtest_mae, and the decision below the version page's fold)
+    assert run.info.run_name == f"urnn-y-L{LOOKBACK}-H{HORIZON}"
+    assert {"val_mae_scaled", "val_mse_scaled"} <= set(run.data.metrics)
+    assert "val_mae" not in run.data.metrics
+    assert run.data.tags["device"] == "cpu"
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith(f"urnn forecaster of `y` with covariates x, trained on plant.csv")
+    assert f"look-back {LOOKBACK}, horizon {HORIZON}" in note and "unitless" in note
+    assert note.endswith(f"Registered as {NAME} version 1: promoted to champion (no champion yet).")
+    described = client.get_model_version(NAME, "1").description
+    assert described.startswith("urnn forecaster of `y`")
+    assert described.endswith("promoted to champion (no champion yet).")
     assert run.inputs is not None
     assert run.inputs.dataset_inputs[0].dataset.name == "plant.csv"
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
