@@ -1307,3 +1307,17 @@ def test_channel_independent_training_forecasts_every_column_as_a_series(
     )
     assert code == 2
     assert "channel_independent (--channel-independent) takes whole series" in err
+
+
+def test_run_names_are_checked_as_mlflow_checks_them(
+    capsys: pytest.CaptureFixture[str], csv: Path
+) -> None:
+    """--run-name (the run list's name; default KIND-TARGET-L<lookback>-H<horizon>): a name
+    MLflow refuses is the option's error, before anything loads."""
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--data", str(csv), "--target", "y", "--run-name", " "])
+    assert "argument --run-name: must be a non-empty name; got ' '" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--data", str(csv), "--target", "y", "--run-name", "r" * 251])
+    said = "argument --run-name: must be a name of at most 250 characters (MLflow's limit)"
+    assert said in capsys.readouterr().err

@@ -99,9 +99,9 @@ from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import not_one_of, shown
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import (
-    RUN_NAME_MAX,
     experiment_problem,
     registered_name_problem,
+    run_name_problem,
     start_run,
 )
 
@@ -192,14 +192,8 @@ class TrainConfig:
             )
         if registered is not None and (problem := registered_name_problem(registered)):
             raise ValueError(f"registered_name {problem}")
-        run = self.run_name
-        if run is not None and (
-            not isinstance(run, str) or not run.strip() or len(run) > RUN_NAME_MAX
-        ):
-            raise ValueError(
-                "run_name must be None (named KIND-TARGET-L<lookback>-H<horizon>) or a name "
-                f"of at most {RUN_NAME_MAX} characters (MLflow's limit); got {shown(run)}"
-            )
+        if self.run_name is not None and (problem := run_name_problem(self.run_name)):
+            raise ValueError(f"run_name (None: named KIND-TARGET-L<lookback>-H<horizon>) {problem}")
         try:  # the fractions, checked where a job is submitted rather than where it runs
             split = self.split(1)
         except InvalidOptionError as error:

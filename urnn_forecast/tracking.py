@@ -30,26 +30,19 @@ RUN_NAME_MAX = 250
 def experiment_problem(name: object) -> str | None:
     """What MLflow would refuse in `name` as an experiment's name, found before the fit; None
     when it takes it. Said by `TrainConfig` and by `urnn train --experiment`."""
-    if not isinstance(name, str) or not name.strip():
-        return f"must be a non-empty name; got {shown(name)}"
-    if len(name) > EXPERIMENT_NAME_MAX:
-        return (
-            f"must be a name of at most {EXPERIMENT_NAME_MAX} characters (MLflow's limit); "
-            f"got {shown(name)}"
-        )
-    return None
+    return _name_problem(name, EXPERIMENT_NAME_MAX)
 
 
 def run_name_problem(name: object) -> str | None:
-    """What MLflow would refuse in `name` as a run's name; None when it takes it. Said by
-    `TrainConfig` and by `urnn train --run-name`."""
+    """The same for a run's name. Said by `TrainConfig` and by `urnn train --run-name`."""
+    return _name_problem(name, RUN_NAME_MAX)
+
+
+def _name_problem(name: object, limit: int) -> str | None:
     if not isinstance(name, str) or not name.strip():
         return f"must be a non-empty name; got {shown(name)}"
-    if len(name) > RUN_NAME_MAX:
-        return (
-            f"must be a name of at most {RUN_NAME_MAX} characters (MLflow's limit); got "
-            f"{shown(name)}"
-        )
+    if len(name) > limit:
+        return f"must be a name of at most {limit} characters (MLflow's limit); got {shown(name)}"
     return None
 
 

@@ -59,10 +59,10 @@ def test_list_and_roll_back_the_champion(
     assert client.get_model_version(NAME, second).tags["promotion.superseded_by"] == first
     # the descriptions say it first, above the tags the version page folds away (where the
     # automatic "kept" read as the state of a version made champion by hand)
-    moved = client.get_model_version(NAME, first).description
+    moved = client.get_model_version(NAME, first).description or ""
     assert moved.startswith("Made champion by hand on ")
     assert f"(was version {second}): {reason}" in moved.splitlines()[0]
-    replaced = client.get_model_version(NAME, second).description
+    replaced = client.get_model_version(NAME, second).description or ""
     assert replaced.startswith(f"Replaced as champion by version {first} on ")
 
     for same in (first, f"0{first}"):  # "01" is version 1

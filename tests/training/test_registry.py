@@ -110,7 +110,7 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert note.startswith("urnn forecaster of `y` with covariates x, trained on plant.csv")
     assert f"look-back {LOOKBACK}, horizon {HORIZON}" in note and "unitless" in note
     assert note.endswith(f"Registered as {NAME} version 1: promoted to champion (no champion yet).")
-    described = client.get_model_version(NAME, "1").description
+    described = client.get_model_version(NAME, "1").description or ""
     assert described.startswith("urnn forecaster of `y`")
     assert described.endswith("promoted to champion (no champion yet).")
     assert run.inputs is not None
