@@ -627,6 +627,16 @@ class _Attempt:
         return "\n".join(self.lines)
 
 
+# SQLite says these as OperationalError (PostgreSQL as ProgrammingError): a schema moved
+# under the worker, or a file it may not write; no wait mends them.
+_LASTING = ("no such table", "no such column", "readonly database")
+
+
+def _lasting(error: DBAPIError) -> bool:
+    text = str(error.orig or error).lower()
+    return any(words in text for words in _LASTING)
+
+
 # The longest wait between tries while the job database does not answer.
 OUTAGE_MAX_WAIT_S = 30.0
 
@@ -719,7 +729,7 @@ class Worker:
             except (OperationalError, InterfaceError) as error:
                 # the database out of reach; a deterministic error (a schema not upgraded, a
                 # constraint) would fail the same way at every try: raised, as before
-                if until_idle:  # a one-off drain (CI, cron) reports it and stops
+                if until_idle or _lasting(error):  # a one-off drain (CI, cron) stops
                     raise
                 outage = (outage or _Outage()).failed(error)
                 self._stopping.wait(outage.wait(self.settings.worker_poll_seconds))

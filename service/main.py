@@ -13,6 +13,7 @@ poll, and stops them on shutdown. `loader` replaces the MLflow registry (tests i
 from __future__ import annotations
 
 import copy
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -49,6 +50,7 @@ class ServiceApp(FastAPI):
 
     fast_routes: FastRoutesMiddleware | None = None
     reads_need_key: bool = True
+    max_body_bytes: int = 10 * 2**20
 
     _served_schema: tuple[tuple[str, str], dict[str, Any]] | None = None
 
@@ -71,6 +73,8 @@ class ServiceApp(FastAPI):
             edited = copy.deepcopy(schema)
             request = edited.get("components", {}).get("schemas", {}).get("ForecastRequest")
             example = forecast_example(served)
+            if example is not None and len(json.dumps(example)) > self.max_body_bytes:
+                example = None  # "Try it out" would be answered 413
             if request is not None and example is not None:
                 request["examples"] = [example, *request.get("examples", [])]
             self._served_schema = (key, edited)
@@ -136,6 +140,7 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
     )
     app.state.service = state
     app.reads_need_key = settings.api_key_for_reads
+    app.max_body_bytes = settings.max_body_bytes
     install_handlers(app)
     # The two hot paths first: Starlette tries routes in order.
     routers = (

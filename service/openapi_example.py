@@ -34,7 +34,8 @@ def forecast_example(model: ServedModel) -> dict[str, Any] | None:
     if model.global_scales is None:
         return None
     lookback = model.lookback
-    period = model.model.config.season_length or EXAMPLE_PERIOD
+    season = model.model.config.season_length
+    period = season if season is not None and season >= 3 else EXAMPLE_PERIOD  # 1, 2: flat
     values = [_rounded(math.sin(2 * math.pi * i / period)) for i in range(lookback)]
     series: dict[str, Any] = {
         "id": "example-1",

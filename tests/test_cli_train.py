@@ -679,8 +679,8 @@ def test_epoch_lines_name_the_member_and_the_decoder(capsys: pytest.CaptureFixtu
     )  # fmt: skip
     _EpochPrinter(100)(record)
     assert capsys.readouterr().out == (
-        "  member 2, pmf decoder, epoch 3/100: train loss 0.5000, val loss 0.2500, val MAE "
-        "0.2000, lr 3.0e-04, 1.2 s  (best so far)\n"
+        "  member 2, pmf decoder, epoch 3/100: train loss 0.5000, val loss 0.2500, "
+        "val MAE (scaled) 0.2000, lr 3.0e-04, 1.2 s  (best so far)\n"
     )
 
 

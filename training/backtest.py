@@ -489,8 +489,14 @@ def backtest(
     result.forecasts = pd.concat(pieces, ignore_index=True)
     result.tables = metric_tables(result.forecasts, model_config.quantiles)
     if plot_dir is not None:
+        units = None if config.scale == "original" else "scaled: unitless z-scores"
         result.plots = save_plots(
-            result, model_config.quantiles, plot_dir, target=data.target, freq=data.freq
+            result,
+            model_config.quantiles,
+            plot_dir,
+            target=data.target,
+            freq=data.freq,
+            units=units,
         )
     return result
 
@@ -729,6 +735,7 @@ def save_plots(
     *,
     target: str = "value",
     freq: str | None = None,
+    units: str | None = None,
 ) -> dict[str, Path]:
     """`forecasts.png` (a few origins of the first series) and `error_by_horizon.png`, their
     axes named by the target (its values, in its own units) and the frequency (a step)."""
@@ -738,8 +745,15 @@ def save_plots(
         "forecasts": directory / "forecasts.png",
         "error_by_horizon": directory / "error_by_horizon.png",
     }
-    plot_forecasts(result.forecasts, quantiles, paths["forecasts"], target=target)
-    plot_error_by_horizon(result.tables.by_step, paths["error_by_horizon"], target, freq)
+    label = target if units is None else f"{target} ({units})"
+    plot_forecasts(result.forecasts, quantiles, paths["forecasts"], target=label)
+    plot_error_by_horizon(
+        result.tables.by_step,
+        paths["error_by_horizon"],
+        label,
+        freq,
+        units=units or f"in {target}'s units",
+    )
     return paths
 
 
@@ -773,7 +787,7 @@ def plot_forecasts(
                 window[hi],
                 color="tab:blue",
                 alpha=0.2,
-                label=f"{round(100 * (quantiles[-1] - quantiles[0])):g} % interval "
+                label=f"{100 * (quantiles[-1] - quantiles[0]):.3g} % interval "
                 f"(q{quantiles[0]:g}-q{quantiles[-1]:g})",
             )
         ax.set_title(
@@ -787,7 +801,12 @@ def plot_forecasts(
 
 
 def plot_error_by_horizon(
-    by_step: pd.DataFrame, path: Path, target: str = "value", freq: str | None = None
+    by_step: pd.DataFrame,
+    path: Path,
+    target: str = "value",
+    freq: str | None = None,
+    *,
+    units: str = "in the target's units",
 ) -> None:
     figure = Figure(figsize=(7, 3.5), layout="constrained")
     ax = figure.subplots()
@@ -795,7 +814,7 @@ def plot_error_by_horizon(
         ax.plot(by_step.index, by_step[column], label=column.upper())
     step = f" (1 step = '{freq}')" if freq else ""
     ax.set_xlabel(f"steps ahead{step}")
-    ax.set_ylabel(f"error, in {target}'s units")
+    ax.set_ylabel(f"error, {units}")
     ax.set_title(f"{target}: error by steps ahead, over the test span")
     ax.legend()
     figure.savefig(path, dpi=90)

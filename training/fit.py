@@ -174,11 +174,20 @@ class FitConfig:
                     f"{name} must be a finite number of magnitude at most {FLOAT32_MAX:.4g} "
                     f"(float32, what the model trains in), got {_number_text(value)}"
                 )
-        if isinstance(self.lr, (int, float)) and 0 < self.lr < FLOAT32_TINY:
-            raise FitConfigError(
-                f"lr must be at least {FLOAT32_TINY:.4g} (below it float32 rounds it to 0 and "
-                f"nothing trains), got {_number_text(self.lr)}"
-            )
+        for name, value in (
+            ("lr", self.lr),
+            ("lr * stream_lr_scale (the streaming kind's step)", _product(self)),
+        ):
+            if value is not None and 0 < value < FLOAT32_TINY:
+                raise FitConfigError(
+                    f"{name} must be at least {FLOAT32_TINY:.4g} (below it float32 rounds it "
+                    f"to 0 and nothing trains), got {_number_text(value)}"
+                )
+            if value is not None and value > FLOAT32_MAX:
+                raise FitConfigError(
+                    f"{name} must be at most {FLOAT32_MAX:.4g} (float32, what the model trains "
+                    f"in), got {_number_text(value)}"
+                )
         if not self.stream_lr_scale > 0:
             raise FitConfigError(f"stream_lr_scale must be > 0, got {self.stream_lr_scale}")
         if not self.lr > 0 or self.weight_decay < 0 or self.mse_weight < 0:
@@ -193,6 +202,17 @@ class FitConfig:
                 f"plateau_factor must lie in (0, 1) and plateau_patience be >= 0; got "
                 f"{self.plateau_factor}, {self.plateau_patience}"
             )
+
+
+def _product(config: FitConfig) -> float | None:
+    """lr * stream_lr_scale when both are numbers (a string is refused elsewhere)."""
+    lr, scale = config.lr, config.stream_lr_scale
+    if not isinstance(lr, (int, float)) or not isinstance(scale, (int, float)):
+        return None
+    try:
+        return float(lr) * float(scale)
+    except OverflowError:
+        return math.inf
 
 
 def _number_text(value: float) -> str:

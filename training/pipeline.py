@@ -15,11 +15,13 @@ the current champion re-evaluated on the same backtest (training.registry.promot
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -104,6 +106,8 @@ from urnn_forecast.tracking import (
     run_name_problem,
     start_run,
 )
+
+logger = logging.getLogger(__name__)
 
 METRICS = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
 # What a training run can split by ("tail" needs row counts TrainConfig does not carry; it is
@@ -389,7 +393,10 @@ def train_pipeline(
         n_series=len(data.series),
         freq=data.freq,
     )
-    tags[run_notes.NOTE_TAG] = run_notes.run_description(what)
+    metrics_note = run_notes.metrics_note(
+        trains=FORECASTERS[model_config.kind].TRAINABLE, scope=scaler.scope
+    )
+    tags[run_notes.NOTE_TAG] = run_notes.run_description(what, metrics_note)
     name = config.run_name or run_notes.run_name(model_config, data.target)
     checkpoints: Path | None = None  # set once the run exists
     try:
@@ -516,6 +523,7 @@ def train_pipeline(
             )
             return compared[version]
 
+        _describe(client, logged.registered_name, logged.version, what)  # before the alias
         decision = promote_if_better(
             client,
             logged.registered_name,
@@ -535,16 +543,13 @@ def train_pipeline(
         outcome = run_notes.decision_line(
             name=logged.registered_name,
             version=logged.version,
-            decision="kept" if config.promote else "registered",
             reason=decision.reason,
             promoted=decision.promoted,
         )
-        client.update_model_version(
-            logged.registered_name,
-            logged.version,
-            description=run_notes.version_description(what, outcome),
-        )
-        client.set_tag(run_id, run_notes.NOTE_TAG, run_notes.run_description(what, outcome=outcome))
+        _describe(client, logged.registered_name, logged.version, what, outcome)
+        with _best_effort("the run's description"):
+            note = run_notes.run_description(what, metrics_note, outcome=outcome)
+            client.set_tag(run_id, run_notes.NOTE_TAG, note)
     return TrainResult(
         run_id=run_id,
         model_uri=logged.model_uri,
@@ -570,6 +575,31 @@ def train_pipeline(
         },
         **result_fields,
     )
+
+
+@contextlib.contextmanager
+def _best_effort(what: str) -> Iterator[None]:
+    """Words for the MLflow UI are not worth a training: the model is registered (maybe
+    promoted) by the time they are written, and a store that refuses them (a remote server's
+    hiccup, a column limit) failed the run, and a job, after its version had landed."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as error:
+        logger.warning("%s not written: %s", what, error)
+
+
+def _describe(client: Any, name: str, version: str, what: str, outcome: str | None = None) -> None:
+    """The version's description: its summary at registration; then its decision, just above
+    the summary (below a line that a replacement may have written first meanwhile)."""
+    with _best_effort(f"the description of {name} version {version}"):
+        if outcome is None:
+            text = run_notes.capped(what)
+        else:
+            said = client.get_model_version(name, version).description
+            text = run_notes.above_summary(said, what, outcome)
+        client.update_model_version(name, version, description=text)
 
 
 class Prepared(NamedTuple):

@@ -4,10 +4,10 @@ The run list showed random names (masked-moose-334) and no description, so a uRN
 a seasonal naive run on one file looked alike; the per-epoch `val_mae` (on the scaled windows)
 sat above `backtest_mae` (in the target's units) ten times larger; and why a version was or
 was not promoted was in tags below the fold of the version page. So a run gets a name that
-says what it trained, a description (MLflow's `mlflow.note.content`) that says on what, how
-its metrics read and, at the end, what became of the model; a registered version gets a
-description with the same summary and its promotion decision, kept current when a person
-moves the champion by hand.
+says what it fitted, a description (MLflow's `mlflow.note.content`) that says on what, how its
+metrics read and, at the end, what became of the model; a registered version gets a
+description with the same summary and its promotion decision, kept current when a person moves
+the champion by hand or another version replaces it (newest line first).
 """
 
 from __future__ import annotations
@@ -27,17 +27,39 @@ EPOCH_METRIC_KEYS: Mapping[str, str] = {
     "val_mse": "val_mse_scaled",
 }
 
-METRICS_NOTE = (
-    "Per-epoch `train_loss` and `val_loss` are the pinball loss over the quantiles, and "
-    "`val_mae_scaled` / `val_mse_scaled` the median's errors, on the scaled windows (each "
-    "value minus its series' training mean, over its training std: unitless); `backtest_*` "
-    "are in the target's own units, over the test span (`metrics/` has them by series and by "
-    "horizon step)."
-)
+# MLflow's SQL registry stores a version's description in 5,000 characters (PostgreSQL
+# enforces it) and a run's name in 250.
+DESCRIPTION_MAX = 4900
+RUN_NAME_TARGET_MAX = 200
+SHOWN_NAMES_MAX = 10
+
+
+def metrics_note(*, trains: bool, scope: str) -> str:
+    """How the run's metrics read: per-epoch ones on the scaled windows, `backtest_*` in the
+    target's own units."""
+    scaled = (
+        "each series' values minus its training mean, over its training std"
+        if scope == "series"
+        else "values minus the training mean, over the training std, one set for all series"
+    )
+    epochs = (
+        "Per-epoch `train_loss` and `val_loss` are the pinball loss over the quantiles, and "
+        f"`val_mae_scaled` / `val_mse_scaled` the median's errors, on the scaled windows "
+        f"({scaled}: unitless; before 2026-12-06 logged as `val_mae` / `val_mse`); "
+        if trains
+        else "A parameter-free baseline: no per-epoch metrics; "
+    )
+    return (
+        f"{epochs}`backtest_*` are in the target's own units, over the test span (`metrics/` "
+        "has them by series and by horizon step)."
+    )
 
 
 def run_name(model: ForecasterConfig, target: str) -> str:
-    """`urnn-OT-L336-H96`: what was trained, for the run list (MLflow names runs at random)."""
+    """`urnn-OT-L336-H96`: what was fitted, for the run list (MLflow names runs at random);
+    a very long target name is cut to stay within MLflow's 250 characters."""
+    if len(target) > RUN_NAME_TARGET_MAX:
+        target = target[: RUN_NAME_TARGET_MAX - 3] + "..."
     return f"{model.kind}-{target}-L{model.lookback}-H{model.horizon}"
 
 
@@ -51,33 +73,33 @@ def summary(
     freq: str,
 ) -> str:
     """One sentence: the kind, the data, the target and covariates, the window."""
-    files = ", ".join(Path(part).name for part in source.split(", "))
-    read = f" with covariates {', '.join(covariates)}" if covariates else ""
+    files = _names([Path(part).name for part in source.split(", ")])
+    read = f" with covariates {_names(list(covariates))}" if covariates else ""
     series = f"{n_series:,} series" if n_series != 1 else "1 series"
     return (
-        f"{model.kind} forecaster of `{target}`{read}, trained on {files} ({series} at "
-        f"'{freq}'); look-back {model.lookback}, horizon {model.horizon}, quantiles "
-        f"{', '.join(f'{q:g}' for q in model.quantiles)}."
+        f"{model.kind} forecaster of `{target}`{read}, from {files} ({series} at '{freq}'); "
+        f"look-back {model.lookback}, horizon {model.horizon}, quantiles "
+        f"{_names([f'{q:g}' for q in model.quantiles])}."
     )
 
 
-def run_description(what: str, *, outcome: str | None = None) -> str:
-    """The run's description: what it trained, how its metrics read, and (once decided) what
+def _names(names: list[str]) -> str:
+    shown = names[:SHOWN_NAMES_MAX]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")
+
+
+def run_description(what: str, metrics: str, *, outcome: str | None = None) -> str:
+    """The run's description: what it fitted, how its metrics read, and (once decided) what
     became of the model."""
-    parts = [what, METRICS_NOTE]
-    if outcome:
-        parts.append(outcome)
-    return "\n\n".join(parts)
+    return capped("\n\n".join(part for part in (what, metrics, outcome) if part))
 
 
-def decision_line(*, name: str, version: str, decision: str, reason: str, promoted: bool) -> str:
-    """What became of the registered version, as one line."""
-    status = "promoted to champion" if promoted else f"{decision}, not promoted"
+def decision_line(*, name: str, version: str, reason: str, promoted: bool) -> str:
+    """What became of the registered version, as one line; `reason` says why (the champion
+    kept, no champion yet, --no-promote)."""
+    status = "promoted to champion" if promoted else "not promoted"
     return f"Registered as {name} version {version}: {status} ({reason})."
-
-
-def version_description(what: str, decided: str) -> str:
-    return f"{what}\n\n{decided}"
 
 
 def manual_line(*, previous: str | None, reason: str, at: datetime | None = None) -> str:
@@ -94,6 +116,22 @@ def replaced_line(new: str, at: datetime | None = None) -> str:
     return f"Replaced as champion by version {new} on {when}."
 
 
+def capped(description: str) -> str:
+    """At most DESCRIPTION_MAX characters: the newest lines come first, so the tail goes."""
+    if len(description) <= DESCRIPTION_MAX:
+        return description
+    cut = "\n\n(cut at MLflow's 5,000-character limit)"
+    return description[: DESCRIPTION_MAX - len(cut)] + cut
+
+
 def with_first_line(description: str | None, line: str) -> str:
     """`line` above what the description said (the history stays below it)."""
-    return line if not description else f"{line}\n\n{description}"
+    return capped(line if not description else f"{line}\n\n{description}")
+
+
+def above_summary(description: str | None, summary: str, line: str) -> str:
+    """`line` just above the version's summary: below whatever a later event wrote first in
+    the meantime (a replacement landing between the registration and its decision)."""
+    if not description or summary not in description:
+        return with_first_line(description, line)
+    return capped(description.replace(summary, f"{line}\n\n{summary}", 1))

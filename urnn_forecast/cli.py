@@ -2163,13 +2163,13 @@ class _EpochPrinter:
         if math.isnan(record.train_loss):  # a parameter-free baseline: nothing was trained
             line = (
                 f"  {which}no training (a parameter-free baseline; its intervals calibrated on "
-                f"the train windows): val loss {record.val_loss:.4f}, val MAE "
+                f"the train windows): val loss {record.val_loss:.4f}, val MAE (scaled) "
                 f"{record.val_mae:.4f}, {record.seconds:.1f} s"
             )
         else:
             line = (
                 f"  {which}epoch {record.epoch}/{self.max_epochs}: train loss "
-                f"{record.train_loss:.4f}, val loss {record.val_loss:.4f}, val MAE "
+                f"{record.train_loss:.4f}, val loss {record.val_loss:.4f}, val MAE (scaled) "
                 f"{record.val_mae:.4f}, lr {record.lr:.1e}, {record.seconds:.1f} s{best}"
             )
         # through tqdm: printed above the progress bars (--progress), not through them

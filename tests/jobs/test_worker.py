@@ -146,6 +146,13 @@ def test_an_outage_without_words_is_logged_and_a_deterministic_error_still_raise
     with pytest.raises(ProgrammingError):
         Worker(db, settings).run()
 
+    def table_gone(*args: object, **kwargs: object) -> None:  # SQLite says it this way
+        raise OperationalError("SELECT", {}, Exception("no such table: jobs"))
+
+    monkeypatch.setattr(queue, "claim", table_gone)
+    with pytest.raises(OperationalError, match="no such table"):
+        Worker(db, settings).run()
+
 
 def test_cancel_a_queued_job(db: Database, settings: Settings) -> None:
     (job_id,) = submit(db)

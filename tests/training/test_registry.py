@@ -107,12 +107,13 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert "val_mae" not in run.data.metrics
     assert run.data.tags["device"] == "cpu"
     note = run.data.tags["mlflow.note.content"]
-    assert note.startswith("urnn forecaster of `y` with covariates x, trained on plant.csv")
+    assert note.startswith("urnn forecaster of `y` with covariates x, from plant.csv (1 series")
     assert f"look-back {LOOKBACK}, horizon {HORIZON}" in note and "unitless" in note
     assert note.endswith(f"Registered as {NAME} version 1: promoted to champion (no champion yet).")
     described = client.get_model_version(NAME, "1").description or ""
-    assert described.startswith("urnn forecaster of `y`")
-    assert described.endswith("promoted to champion (no champion yet).")
+    # the decision first, the summary below it (later moves go above both)
+    assert described.startswith(f"Registered as {NAME} version 1: promoted to champion (no ")
+    assert described.endswith(f"look-back {LOOKBACK}, horizon {HORIZON}, quantiles 0.1, 0.5, 0.9.")
     assert run.inputs is not None
     assert run.inputs.dataset_inputs[0].dataset.name == "plant.csv"
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
@@ -1154,3 +1155,30 @@ def test_only_a_champion_that_cannot_load_is_kept_not_a_store_that_cannot_be_rea
     assert not _unloadable(MlflowException("API request failed"))  # INTERNAL_ERROR
     assert not _unloadable(requests.ConnectionError("connection refused"))
     assert not _unloadable(TimeoutError())
+
+
+def test_a_named_run_kept_from_promotion_is_described_and_a_refused_description_fails_nothing(
+    csv: Path, mlflow_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """--run-name reaches the run; a version registered with promote=False says so; and a
+    store that refuses the words (a remote hiccup, a column limit) leaves the registered
+    model and the run's result as they are (the description was written after the alias
+    moved, and its failure failed the run: a review)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    named = tiny_config(csv, run_name="pump model, nightly", promote=False)
+    result = train_pipeline(named, mlflow_settings)
+    client = mlflow.MlflowClient()
+    assert client.get_run(result.run_id).info.run_name == "pump model, nightly"
+    described = client.get_model_version(NAME, result.version).description or ""
+    assert described.startswith(f"Registered as {NAME} version {result.version}: not promoted (")
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise MlflowException("value too long for type character varying(5000)")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "update_model_version", refused)
+    with caplog.at_level("WARNING", logger="training.pipeline"):
+        again = train_pipeline(tiny_config(csv), mlflow_settings)
+    assert again.version is not None and again.promoted
+    assert "not written: value too long" in caplog.text
