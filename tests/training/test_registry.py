@@ -1171,6 +1171,7 @@ def test_a_named_run_kept_from_promotion_is_described_and_a_refused_description_
     result = train_pipeline(named, mlflow_settings)
     client = mlflow.MlflowClient()
     assert client.get_run(result.run_id).info.run_name == "pump model, nightly"
+    assert result.version is not None
     described = client.get_model_version(NAME, result.version).description or ""
     assert described.startswith(f"Registered as {NAME} version {result.version}: not promoted (")
 
