@@ -1143,8 +1143,14 @@ def _stopped_at_epoch(
     assert "Traceback" not in err and f"  epoch {epoch}/20" in out
     assert f"epoch {epoch + 1}/20" not in out
     (run_id,) = re.findall(rf"{said}: MLflow run (\w+) ended KILLED; the best weights", err)
-    assert mlflow.MlflowClient().get_run(run_id).info.status == "KILLED"
-    return err, settings.var_dir / "checkpoints" / run_id
+    run = mlflow.MlflowClient().get_run(run_id)
+    assert run.info.status == "KILLED"
+    # the run's description in the MLflow UI says it too, with the checkpoint's folder
+    folder = settings.var_dir / "checkpoints" / run_id
+    note = run.data.tags["mlflow.note.content"]
+    assert f"\n\nInterrupted: MLflow run {run_id} ended KILLED; the best weights" in note
+    assert str(folder) in note
+    return err, folder
 
 
 def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so_far(

@@ -498,7 +498,12 @@ def train_pipeline(
     except KeyboardInterrupt:
         if checkpoints is None:
             raise
-        raise TrainingInterruptedError(_interrupted(checkpoints, model_config)) from None
+        said = _interrupted(checkpoints, model_config)
+        with _best_effort("the interrupted run's description"):  # the UI says it too
+            client = mlflow.MlflowClient()
+            note = run_notes.run_description(what, metrics_note, outcome=f"Interrupted: {said}.")
+            client.set_tag(checkpoints.name, run_notes.NOTE_TAG, note)
+        raise TrainingInterruptedError(said) from None
 
     challenger_score = scores[config.metric]
     result_fields: dict[str, Any] = {
