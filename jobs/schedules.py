@@ -96,6 +96,25 @@ _CRON_FIELDS = (
 _RANDOM = re.compile(r"^r(\(\d+-\d+\))?$", re.IGNORECASE)
 
 
+_REFUSED_STORED: set[str] = set()  # schedule ids already said, once per process
+
+
+def _refuse_stored_random(schedule_id: str, cron: str, problem: str) -> None:
+    """A schedule stored with croniter's `R` before it was refused: not run (each reading drew
+    another due time, and two workers could enqueue one run twice), said once per worker."""
+    if schedule_id in _REFUSED_STORED:
+        return
+    _REFUSED_STORED.add(schedule_id)
+    logger.error(
+        "schedule %s is not run: its cron %r: %s (PATCH /schedules/%s with a cron of fixed "
+        "values runs it again)",
+        schedule_id,
+        cron,
+        problem,
+        schedule_id,
+    )
+
+
 def _random_field(fields: list[str]) -> str | None:
     """croniter reads `R` as a random value drawn anew each time a due time is computed: the
     schedule's next run moved at every reading (48 runs a day for `R * * * *`), and two
@@ -327,6 +346,9 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
         )
     created: list[str] = []
     for schedule in due:
+        if (problem := _random_field(schedule.cron.split())) is not None:
+            _refuse_stored_random(schedule.id, schedule.cron, problem)
+            continue
         due_at = latest_due(schedule.cron, schedule.timezone, at=now)
         if due_at < schedule.next_due_at:  # cannot happen with one clock; be safe with skew
             due_at = schedule.next_due_at

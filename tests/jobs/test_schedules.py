@@ -210,6 +210,28 @@ def test_missed_runs_collapse_into_the_latest(db: Database) -> None:
     assert job.id == job_id and job.due_at == datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
 
 
+def test_a_schedule_stored_with_a_random_field_is_not_run_and_said_once(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """croniter's `R` was accepted before it was refused: each reading drew another due time
+    (48 runs a day for `R * * * *`). Such a stored schedule is passed over, with one error
+    line per worker naming it and the way out; a fixed cron runs again."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    with db.session() as session:  # as a release before the check stored it
+        session.execute(update(Schedule).values(cron="R * * * *"))
+    later = t0 + timedelta(hours=1)
+    with caplog.at_level("ERROR", logger="jobs.schedules"):
+        assert schedules.enqueue_due(db, max_attempts=3, now=later) == []
+        assert schedules.enqueue_due(db, max_attempts=3, now=later) == []
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and f"schedule {schedule_id} is not run: its cron 'R * * * *'" in said[0]
+    assert f"PATCH /schedules/{schedule_id} with a cron of fixed values" in said[0]
+    with db.session() as session:
+        session.execute(update(Schedule).values(cron="*/5 * * * *"))
+    assert len(schedules.enqueue_due(db, max_attempts=3, now=later)) == 1
+
+
 def test_two_live_workers_run_a_due_schedule_once(db: Database, settings: Settings) -> None:
     """The schedule tick inside `Worker.run_once`: both workers tick, one job results."""
     schedule_id = make_schedule(db, cron="* * * * *", now=datetime.now(UTC) - timedelta(hours=1))
