@@ -440,6 +440,9 @@ def test_train_then_backtest_end_to_end(
         f"run {run_id}; urnn, lookback 48" in out
     )
     assert "origins (every origin, 1 row apart)" in out
+    # the data report the printout points to (it named data_report.txt, which only urnn train
+    # wrote, as a run artifact: a README walk-through)
+    assert ": read 600 rows" in (tmp_path / "bt" / "data_report.txt").read_text()
     manifest = json.loads((tmp_path / "bt" / "backtest.json").read_text())
     assert manifest["model"] == {
         "uri": "models:/urnn-forecaster@champion",

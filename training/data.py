@@ -320,7 +320,9 @@ class LoadedData:
     def report_lines(self) -> list[str]:
         return [d.message for d in self.report]
 
-    def brief_report_lines(self, max_series: int = 10) -> list[str]:
+    def brief_report_lines(
+        self, max_series: int = 10, *, full_report: str = "the full report (data_report.txt)"
+    ) -> list[str]:
         """The report as a terminal should show it. A file of 100 engines makes 200 routine
         "ready" lines that would bury the decisions that matter, so past `max_series` series
         the per-series decisions that changed something are kept (up to `max_series` of them,
@@ -343,7 +345,7 @@ class LoadedData:
                 f"{', '.join(files)}: {len(rows):,} series ready at {self.freq!r}: "
                 f"{sum(rows):,} rows in all, {min(rows):,} to {max(rows):,} each; {filled:,} of "
                 f"{values:,} values filled ({100 * filled / values:.3f}%); every series' lines "
-                "are in the full report (data_report.txt)"
+                f"are in {full_report}"
             )
         return lines
 

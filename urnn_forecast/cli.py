@@ -763,8 +763,8 @@ def _add_backtest_parser(commands: Any) -> None:
         default=None,
         metavar="DIR",
         help="also write the tables (CSV), every forecast scored (forecasts.parquet), plots "
-        "(PNG) and backtest.json (the model version the URI named, the data, the windows and "
-        "step, refit) into DIR",
+        "(PNG), the loader's full data report (data_report.txt) and backtest.json (the model "
+        "version the URI named, the data, the windows and step, refit) into DIR",
     )
     bt.set_defaults(handler=_run_backtest, subparser=bt)
 
@@ -2351,7 +2351,13 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             else "set by the user"
         ),
     )
-    _print_data_report(data.brief_report_lines())
+    # urnn train logs the full report with its run; a backtest writes it only with --output
+    where = (
+        f"the full report ({Path(args.output) / 'data_report.txt'})"
+        if args.output
+        else "the full report (`--output DIR` writes it as data_report.txt)"
+    )
+    _print_data_report(data.brief_report_lines(full_report=where))
     config = BacktestConfig(
         n_windows=args.backtest_windows,
         step=args.backtest_step or 1,
@@ -2435,7 +2441,11 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             "package_version": __version__,
         }
         (out / "backtest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        print(f"\ntables, forecasts, plots and backtest.json (what was scored) written to {out}")
+        (out / "data_report.txt").write_text("\n".join(data.report_lines()) + "\n")
+        print(
+            f"\ntables, forecasts, plots, data_report.txt and backtest.json (what was scored) "
+            f"written to {out}"
+        )
     return 0
 
 

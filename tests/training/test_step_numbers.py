@@ -89,6 +89,9 @@ def test_the_brief_report_keeps_what_changed_and_sums_up_the_routine_lines(
         "engines.csv: 12 series ready at 'D': 1,800 rows in all, 150 to 150 each; 1 of 1,800 "
         "values filled (0.056%)"
     )
+    assert brief[-1].endswith("every series' lines are in the full report (data_report.txt)")
+    elsewhere = data.brief_report_lines(max_series=10, full_report="bt/data_report.txt")
+    assert elsewhere[-1].endswith("every series' lines are in bt/data_report.txt")
     # a few series: every line, as in the full report
     few = load_data(engines_csv(tmp_path / "two.csv"), config())
     assert few.brief_report_lines() == few.report_lines()
