@@ -632,3 +632,20 @@ def test_sigterm_to_a_distributed_train_reaches_torchrun(
     with pytest.raises(KeyboardInterrupt), sigterm:
         cli._launch_distributed(args, Settings(var_dir=tmp_path / "var"))  # type: ignore[arg-type]
     assert sigterm.received and heard.read_text() == "SIGTERM"
+
+
+def test_mlflows_download_bars_stay_out_of_a_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow drew its "Downloading artifacts" bars (up to 51 updates) into redirected output
+    and job logs, where urnn's own bars are off (a README walk-through); a user's own setting
+    of the variable stands."""
+    import os
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    argv = ["train", "--data", str(tmp_path / "none.csv"), "--target", "y"]
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2  # stderr: no tty
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
+    assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"

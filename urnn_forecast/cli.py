@@ -1526,6 +1526,12 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         import torch
 
         torch.set_num_threads(settings.torch_threads)
+    if args.command in SIGTERM_INTERRUPTS and not sys.stderr.isatty():
+        # MLflow's "Downloading artifacts" bars (50 updates a model) in a job's log or a
+        # redirected file, where this command's own bars are off
+        import os
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     sigterm = _SigtermAsInterrupt(args.command in SIGTERM_INTERRUPTS)
     try:
         with sigterm:
