@@ -42,6 +42,21 @@ def test_start_run_logs_into_a_fresh_sqlite_store(mlflow_settings: Settings) -> 
     assert stored.info.run_name == "r1"
     assert stored.data.params == {"task": "copy", "seq_len": "10"}
     assert stored.data.tags["suite"] == "test"
+    # which code made it: MLflow records no commit for an entry point in the ignored .venv
+    import subprocess
+
+    from urnn_forecast import __version__
+
+    assert stored.data.tags["urnn.package_version"] == __version__
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():  # a checkout (CI clones one): its commit and state
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        assert stored.data.tags["mlflow.source.git.commit"] == head
+        assert stored.data.tags["urnn.code_modified"] in ("true", "false")
+    else:  # an unpacked release: the version alone
+        assert "urnn.code_modified" not in stored.data.tags
     history = client.get_metric_history(run_id, "train_cost")
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
 

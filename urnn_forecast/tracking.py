@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from urnn_forecast.code_version import code_version_tags
 from urnn_forecast.field_types import shown
 from urnn_forecast.file_lock import exclusive_file_lock
 from urnn_forecast.folders import folder_problem
@@ -388,7 +389,9 @@ def start_run(
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     experiment_id = ensure_experiment(experiment_name, settings)
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags={**code_version_tags(), **dict(tags or {})},
     ) as run:
         try:
             yield run
