@@ -136,10 +136,10 @@ class ModelManager:
                 ) from fallback_error
             self.current = served
             self._record_swap(None, served)
-            self.metrics.reload_failing.set(1)  # the URI still names the broken version
-            self.last_error = (
+            self._report(  # the URI still names the broken version: still failing
                 f"{error}; serving version {version}, the one this host served last, until "
-                f"{self.settings.model_uri} names a version that loads"
+                f"{self.settings.model_uri} names a version that loads",
+                failing=True,
             )
             logger.warning("model fallback: %s", self.last_error)
 
@@ -208,15 +208,12 @@ class ModelManager:
                 skipped = previous is None or ref != previous.ref
                 outcome = "skipped_failed" if skipped else "unchanged"
                 self.metrics.reloads.labels(outcome=outcome).inc()
-                if skipped:  # the URI still names the version that does not load
-                    self.metrics.reload_failing.set(1)
                 if previous is None:
                     raise ReloadError(self.unavailable_reason)
                 if not skipped:  # the URI names the served version again (a rollback): the
                     # failure it reported is over, not a warning about what serves now
                     self._failed_ref = None
-                    self.last_error = self.last_error_at = None
-                    self.metrics.reload_failing.set(0)
+                    self._report(None, failing=False)
                 return ReloadOutcome("unchanged", previous.ref.version, previous)
             try:
                 served = await off_loop(self._build, ref)
@@ -228,7 +225,7 @@ class ModelManager:
                 ) from error
             self.current = served  # the swap: one reference
             self._failed_ref = None
-            self.last_error = self.last_error_at = None
+            self._report(None, failing=False)
             self._record_swap(previous, served)
             await off_loop(self._remember, served.ref)
             return ReloadOutcome(
@@ -272,9 +269,17 @@ class ModelManager:
             self.unavailable_reason = message
         logger.log(level, "model reload failed: %s", message)
         self.metrics.reloads.labels(outcome=outcome).inc()
-        self.metrics.reload_failing.set(1 if outcome == "failure" else 0)
-        self.last_error, self.last_error_at = message, datetime.now(UTC)
+        self._report(message, failing=outcome == "failure")
         return ReloadError(message)
+
+    def _report(self, error: str | None, *, failing: bool) -> None:
+        """What GET /model says of the last reload (`last_reload_error`) and what the alert
+        reads (`urnn_model_reload_failing`), set together: the gauge holds while the error
+        stands, through the fallback's swap and the polls that pass over the broken version,
+        and clears with it."""
+        self.last_error = error
+        self.last_error_at = None if error is None else datetime.now(UTC)
+        self.metrics.reload_failing.set(1 if failing else 0)
 
     def _record_swap(self, previous: ServedModel | None, served: ServedModel) -> None:
         ref = served.ref
@@ -285,7 +290,6 @@ class ModelManager:
             ).set(0)
         self.metrics.model_info.labels(name=ref.name, version=ref.version, run_id=ref.run_id).set(1)
         self.metrics.model_loaded.set(1)
-        self.metrics.reload_failing.set(0)
         self.metrics.start_version(ref.version)
         self.metrics.reloads.labels(outcome="success").inc()
         self.on_swap(served)
