@@ -15,13 +15,11 @@ the current champion re-evaluated on the same backtest (training.registry.promot
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import math
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,6 +65,8 @@ from training.mlflow_model import (
 from training.registry import (
     DEFAULT_REGISTERED_NAME,
     Comparison,
+    best_effort,
+    edit_description,
     load_registered,
     log_forecaster,
     promote_if_better,
@@ -106,8 +106,6 @@ from urnn_forecast.tracking import (
     run_name_problem,
     start_run,
 )
-
-logger = logging.getLogger(__name__)
 
 METRICS = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
 # What a training run can split by ("tail" needs row counts TrainConfig does not carry; it is
@@ -499,7 +497,7 @@ def train_pipeline(
         if checkpoints is None:
             raise
         said = _interrupted(checkpoints, model_config)
-        with _best_effort("the interrupted run's description"):  # the UI says it too
+        with best_effort("the interrupted run's description"):  # the UI says it too
             client = mlflow.MlflowClient()
             note = run_notes.run_description(what, metrics_note, outcome=f"Interrupted: {said}.")
             client.set_tag(checkpoints.name, run_notes.NOTE_TAG, note)
@@ -528,7 +526,10 @@ def train_pipeline(
             )
             return compared[version]
 
-        _describe(client, logged.registered_name, logged.version, what)  # before the alias
+        # the summary at registration, before the alias can move; the decision above it after
+        # (below a line a replacement may have written first meanwhile)
+        registered, version = logged.registered_name, logged.version
+        edit_description(client, registered, version, lambda _: run_notes.capped(what))
         decision = promote_if_better(
             client,
             logged.registered_name,
@@ -551,8 +552,10 @@ def train_pipeline(
             reason=decision.reason,
             promoted=decision.promoted,
         )
-        _describe(client, logged.registered_name, logged.version, what, outcome)
-        with _best_effort("the run's description"):
+        edit_description(
+            client, registered, version, lambda said: run_notes.above_summary(said, what, outcome)
+        )
+        with best_effort("the run's description"):
             note = run_notes.run_description(what, metrics_note, outcome=outcome)
             client.set_tag(run_id, run_notes.NOTE_TAG, note)
     return TrainResult(
@@ -580,31 +583,6 @@ def train_pipeline(
         },
         **result_fields,
     )
-
-
-@contextlib.contextmanager
-def _best_effort(what: str) -> Iterator[None]:
-    """Words for the MLflow UI are not worth a training: the model is registered (maybe
-    promoted) by the time they are written, and a store that refuses them (a remote server's
-    hiccup, a column limit) failed the run, and a job, after its version had landed."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except (MlflowException, OSError) as error:
-        logger.warning("%s not written: %s", what, error)
-
-
-def _describe(client: Any, name: str, version: str, what: str, outcome: str | None = None) -> None:
-    """The version's description: its summary at registration; then its decision, just above
-    the summary (below a line that a replacement may have written first meanwhile)."""
-    with _best_effort(f"the description of {name} version {version}"):
-        if outcome is None:
-            text = run_notes.capped(what)
-        else:
-            said = client.get_model_version(name, version).description
-            text = run_notes.above_summary(said, what, outcome)
-        client.update_model_version(name, version, description=text)
 
 
 class Prepared(NamedTuple):

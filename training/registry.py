@@ -15,9 +15,10 @@ them with `models.forecaster.load_checkpoint`: JSON plus `torch.load(weights_onl
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from models.forecaster import (
 from training.mlflow_model import ForecastPredictor, signature_for
 from training.run_notes import replaced_line, with_first_line
 from urnn_forecast.tracking import registry_client, shown_uri
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_REGISTERED_NAME = "urnn-forecaster"
 CHAMPION = "champion"
@@ -199,14 +202,33 @@ def champion_version(client: Any, name: str, *, tries: int = 3) -> str | None:
     return None  # not reached: the last attempt returns or raises
 
 
-def add_to_description(client: Any, name: str, version: str, line: str) -> None:
-    """`line` first in the version's description (the UI shows it above the tags, which it
-    folds away); best effort: the tags say the same."""
+@contextlib.contextmanager
+def best_effort(what: str) -> Iterator[None]:
+    """Words for the MLflow UI (descriptions) are not worth a training or a promotion: the
+    model is registered, maybe promoted, by the time they are written, and a store that
+    refused them (a remote server's hiccup, a column limit) failed the run after its version
+    had landed. Logged instead; the tags say the same."""
     from mlflow.exceptions import MlflowException
 
-    with contextlib.suppress(MlflowException):
+    try:
+        yield
+    except (MlflowException, OSError) as error:
+        logger.warning("%s not written: %s", what, error)
+
+
+def edit_description(
+    client: Any, name: str, version: str, edit: Callable[[str | None], str]
+) -> None:
+    """The version's description as `edit` makes it from what it says now (best effort)."""
+    with best_effort(f"the description of {name} version {version}"):
         said = client.get_model_version(name, version).description
-        client.update_model_version(name, version, description=with_first_line(said, line))
+        client.update_model_version(name, version, description=edit(said))
+
+
+def add_to_description(client: Any, name: str, version: str, line: str) -> None:
+    """`line` first in the version's description (the UI shows it above the tags, which it
+    folds away)."""
+    edit_description(client, name, version, lambda said: with_first_line(said, line))
 
 
 SUPERSEDED_BY = "promotion.superseded_by"

@@ -1179,7 +1179,7 @@ def test_a_named_run_kept_from_promotion_is_described_and_a_refused_description_
         raise MlflowException("value too long for type character varying(5000)")
 
     monkeypatch.setattr(mlflow.MlflowClient, "update_model_version", refused)
-    with caplog.at_level("WARNING", logger="training.pipeline"):
+    with caplog.at_level("WARNING", logger="training.registry"):
         again = train_pipeline(tiny_config(csv), mlflow_settings)
     assert again.version is not None and again.promoted
     assert "not written: value too long" in caplog.text
