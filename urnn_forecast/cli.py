@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from urnn_forecast.field_types import INT_MAX, check_fields, shown, shown_names
 from urnn_forecast.folders import folder_problem
 from urnn_forecast.models_command import add_models_parser, given_text
-from urnn_forecast.settings import Settings, SettingsError, get_settings
+from urnn_forecast.settings import SERVE_WORKERS_MAX, Settings, SettingsError, get_settings
 from urnn_forecast.tracking import experiment_problem, registered_name_problem, run_name_problem
 
 if TYPE_CHECKING:
@@ -134,10 +134,6 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535, got {value}")
     return value
-
-
-# = Settings.serve_workers' bound (URNN_SERVE_WORKERS), not imported for the same reason
-SERVE_WORKERS_MAX = 256
 
 
 def _serve_workers(text: str) -> int:

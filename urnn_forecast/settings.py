@@ -18,6 +18,10 @@ from urnn_forecast.field_types import validator_sentence
 from urnn_forecast.model_uri import MODELS_URI_FORMS, ModelUriError, parse_models_uri
 from urnn_forecast.url_text import before_query, password_hidden
 
+# `urnn serve` worker processes at most (URNN_SERVE_WORKERS and --workers): each loads the
+# model.
+SERVE_WORKERS_MAX = 256
+
 
 class Settings(BaseSettings):
     """Operator-facing configuration; every field is `URNN_<FIELD>` in the environment."""
@@ -250,7 +254,7 @@ class Settings(BaseSettings):
     serve_workers: int = Field(
         default=1,
         ge=1,
-        le=256,
+        le=SERVE_WORKERS_MAX,
         description=(
             "`urnn serve` worker processes (uvicorn --workers); each loads the model: keep "
             "workers x URNN_TORCH_THREADS at or below the cores."

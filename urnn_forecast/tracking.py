@@ -172,8 +172,12 @@ def is_file_store(uri: str) -> bool:
 
     if uri in DATABRICKS_URIS:
         return False
-    scheme = urlparse(uri).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())  # C:\...
+    return _local_scheme(urlparse(uri).scheme)
+
+
+def _local_scheme(scheme: str) -> bool:
+    """A URI scheme that names a local path: none, file:, or a Windows drive letter (C:\\)."""
+    return scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())
 
 
 def check_tracking_store(
@@ -236,7 +240,7 @@ def _check_artifact_root(root: str | None, tracking_uri: str) -> None:
     )
 
     scheme = urlparse(root).scheme
-    local = scheme in ("", "file") or (len(scheme) == 1 and scheme.isalpha())  # C:\...
+    local = _local_scheme(scheme)
     if not local and scheme not in registry._registry:
         known = ", ".join(f"{s}:" for s in sorted(registry._registry) if s)
         raise TrackingStoreError(

@@ -186,7 +186,9 @@ def test_the_workers_option_has_the_settings_bound(capsys: pytest.CaptureFixture
     bound = next(
         rule.le for rule in Settings.model_fields["serve_workers"].metadata if hasattr(rule, "le")
     )
-    assert bound == cli.SERVE_WORKERS_MAX
+    from urnn_forecast.settings import SERVE_WORKERS_MAX
+
+    assert bound == SERVE_WORKERS_MAX  # one constant for the setting and the option
     assert cli.build_parser().parse_args(["serve", "--workers", str(bound)]).workers == bound
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["serve", "--workers", str(bound + 1)])
