@@ -841,13 +841,15 @@ def _address_problem(
     """Whether uvicorn will be able to listen on host:port. uvicorn finds out only after the
     app's lifespan has loaded the model, then exits 1 with its own message; a port in use is
     a user's matter, said here in one line before anything is loaded. `host_from` and
-    `port_from` name where each came from (the option, or URNN_SERVE_HOST / _PORT)."""
+    `port_from` name where each came from: the option, or the setting (URNN_SERVE_HOST,
+    URNN_SERVE_PORT)."""
     import socket
 
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as error:  # UnicodeError: a label IDNA cannot encode
-        given = f"{host_from} {shown(host)}" if host_from.startswith("--") else host_from
+        joiner = " " if host_from.startswith("--") else "="  # --host x, URNN_SERVE_HOST='x'
+        given = f"{host_from}{joiner}{shown(host)}"
         return f"{given}: cannot resolve it ({error})"
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
@@ -865,7 +867,6 @@ def _bind_advice(code: int | None, host_from: str = "--host", port_from: str = "
     """What to change, by why the bind failed: only a port in use calls for another port."""
     import errno
 
-    host_from, port_from = host_from.split("=")[0], port_from.split("=")[0]
     if code == errno.EADDRINUSE:
         return f"pick another {port_from}"
     if code == errno.EADDRNOTAVAIL:
@@ -896,8 +897,8 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     ws_max_size = max(WS_MAX_SIZE_FLOOR, 2 * settings.max_body_bytes)
     # the setting is named only when it gave the value; a default is changed with the option
     host_set, port_set = (f in settings.model_fields_set for f in ("serve_host", "serve_port"))
-    host_from = f"URNN_SERVE_HOST={shown(host)}" if not args.host and host_set else "--host"
-    port_from = f"URNN_SERVE_PORT={port}" if not args.port and port_set else "--port"
+    host_from = "URNN_SERVE_HOST" if not args.host and host_set else "--host"
+    port_from = "URNN_SERVE_PORT" if not args.port and port_set else "--port"
     problem = _address_problem(host, port, host_from=host_from, port_from=port_from)
     if problem is None:  # the embedded store's folder (URNN_VAR_DIR), a store's path
         from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
