@@ -174,19 +174,16 @@ class FitConfig:
                     f"{name} must be a finite number of magnitude at most {FLOAT32_MAX:.4g} "
                     f"(float32, what the model trains in), got {_number_text(value)}"
                 )
+        # the learning rates the optimiser takes: below float32's smallest normal nothing
+        # trains; the streaming kind's product may also pass its largest
         for name, value in (
-            ("lr", self.lr),
+            ("lr", self.lr if isinstance(self.lr, (int, float)) else None),
             ("lr * stream_lr_scale (the streaming kind's step)", _product(self)),
         ):
-            if value is not None and 0 < value < FLOAT32_TINY:
+            if value is not None and (0 < value < FLOAT32_TINY or value > FLOAT32_MAX):
                 raise FitConfigError(
-                    f"{name} must be at least {FLOAT32_TINY:.4g} (below it float32 rounds it "
-                    f"to 0 and nothing trains), got {_number_text(value)}"
-                )
-            if value is not None and value > FLOAT32_MAX:
-                raise FitConfigError(
-                    f"{name} must be at most {FLOAT32_MAX:.4g} (float32, what the model trains "
-                    f"in), got {_number_text(value)}"
+                    f"{name} must lie from {FLOAT32_TINY:.4g} to {FLOAT32_MAX:.4g} (float32, "
+                    f"what the model trains in), got {_number_text(value)}"
                 )
         if not self.stream_lr_scale > 0:
             raise FitConfigError(f"stream_lr_scale must be > 0, got {self.stream_lr_scale}")

@@ -337,3 +337,25 @@ def test_a_checkpoint_save_cut_short_keeps_the_previous_best(
     assert meta["best_epoch"] == 1 and meta["complete"] is False
     assert torch.isfinite(predict(model, sets.test)).all()
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "weights.pt"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"lr": 1e300}, "lr must be a finite number of magnitude at most 3.403e+38"),
+        ({"weight_decay": -1e39}, "weight_decay must be a finite number of magnitude at most"),
+        ({"lr": 10**400}, "got an integer of 401 digits"),
+        ({"lr": 1e-60}, "lr must lie from 1.175e-38 to 3.403e+38 (float32, what the model"),
+        (
+            {"lr": 1e20, "stream_lr_scale": 1e20},
+            "lr * stream_lr_scale (the streaming kind's step) must lie from 1.175e-38",
+        ),
+    ],
+)
+def test_learning_rates_float32_cannot_hold_are_refused(
+    fields: dict[str, float], said: str
+) -> None:
+    """lr=1e300 was queued and failed in Adam's step; 1e-60 rounds to 0 and trains nothing."""
+    with pytest.raises(FitConfigError) as refused:
+        FitConfig(**fields)  # type: ignore[arg-type]
+    assert said in str(refused.value)
