@@ -173,8 +173,8 @@ class DriftMonitor:
 
     def _remove_gauges(self, name: str) -> None:
         """A column the new version does not read. prometheus_client cannot remove a labelled
-        value in multiprocess mode (the file keeps it): there it is set to 0, which the drift
-        alert ignores (it waits for 1,000 values in the window)."""
+        value in multiprocess mode (the file keeps it): there it is set to 0: a PSI of 0 is
+        below the drift alert's threshold, and the window's size of 0 says the column is idle."""
         for gauge in (self.metrics.drift_psi, self.metrics.drift_values):
             if multiprocess_mode():
                 gauge.labels(column=name).set(0)

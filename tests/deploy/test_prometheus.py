@@ -41,3 +41,10 @@ def test_the_reload_alerts_on_replayed_counters() -> None:
     for 15 minutes past a rollback. And the 502 of a failed POST /model/reload paged as a 5xx
     rate on a quiet replica."""
     _promtool_passes("test", "rules", str(Path(__file__).with_name("reload_alert_rules_test.yml")))
+
+
+def test_the_drift_alert_fires_with_a_window_below_1000_values() -> None:
+    """UrnnInputDrift reads the PSI alone: a worker exports 0 until its window holds 1,000
+    values or is full (service/drift.py). The alert also required 1,000 values in the window,
+    so with URNN_DRIFT_WINDOW below 1,000 it never fired."""
+    _promtool_passes("test", "rules", str(Path(__file__).with_name("drift_alert_rules_test.yml")))
