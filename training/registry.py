@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -549,14 +550,18 @@ def resolve_model_source(model_uri: str) -> ModelSource:
     try:
         name, alias, version = parse_models_uri(model_uri)
     except ModelUriError:
-        run = _runs_uri(model_uri)
-        local = _local_folder(model_uri)
-        return ModelSource(
-            uri=model_uri,
-            load_uri=model_uri,
-            run_id=run[0] if run else None,
-            folder=None if local is None else str(local.resolve()),
-        )
+        if (newest := _newest_of_stage(model_uri)) is not None:
+            name, version = newest  # models:/NAME/latest or a stage: pinned like an alias
+            alias = None
+        else:
+            run = _runs_uri(model_uri)
+            local = _local_folder(model_uri)
+            return ModelSource(
+                uri=model_uri,
+                load_uri=model_uri,
+                run_id=run[0] if run else None,
+                folder=None if local is None else str(local.resolve()),
+            )
     found = registered_version(mlflow.MlflowClient(), name, alias, version)
     return ModelSource(
         uri=model_uri,
@@ -565,6 +570,34 @@ def resolve_model_source(model_uri: str) -> ModelSource:
         version=str(found.version),
         run_id=str(found.run_id) if found.run_id else None,
     )
+
+
+_STAGE_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<stage>[^/@]*[^/@\d][^/@]*)/?$")
+
+
+def _newest_of_stage(model_uri: str) -> tuple[str, str] | None:
+    """(name, version) of models:/NAME/latest (the highest version) or models:/NAME/STAGE (the
+    highest in that legacy stage), resolved as MLflow resolves them when it loads, so that the
+    version scored is the version recorded; None for any other URI. MLflow's error when the
+    name has no such version."""
+    import warnings
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    match = _STAGE_URI.match(model_uri)
+    if match is None:
+        return None
+    name, stage = match["name"], match["stage"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stages are deprecated since MLflow 2.9; still served
+        found = mlflow.MlflowClient().get_latest_versions(
+            name, None if stage.lower() == "latest" else [stage]
+        )
+    if not found:
+        where = "" if stage.lower() == "latest" else f" in stage {stage!r}"
+        raise MlflowException(f"registered model {name!r} has no version{where}")
+    return name, str(max(int(v.version) for v in found))
 
 
 def training_run_params(model_uri: str) -> dict[str, str] | None:

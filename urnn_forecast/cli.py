@@ -2272,8 +2272,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         reason = " ".join(said.split())  # MLflow's multi-line artifact listing, one line
         raise UsageError(
             f"--model {args.model_uri}: cannot load it ({reason}); give a registered model "
-            "(models:/NAME@ALIAS, models:/NAME/VERSION), a run's model (runs:/RUN_ID/model) "
-            "or a folder holding config.json + weights.pt"
+            "(models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest), a run's model "
+            "(runs:/RUN_ID/model) or a folder holding config.json + weights.pt"
         ) from None
     meta = predictor.meta
     recorded = dict(meta.get("load", {}))

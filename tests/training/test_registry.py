@@ -1183,3 +1183,44 @@ def test_a_named_run_kept_from_promotion_is_described_and_a_refused_description_
         again = train_pipeline(tiny_config(csv), mlflow_settings)
     assert again.version is not None and again.promoted
     assert "not written: value too long" in caplog.text
+
+
+def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(tmp_path: Path) -> None:
+    """models:/NAME/latest and models:/NAME/STAGE were recorded as given (no version, no run),
+    so a saved backtest.json did not say which version it scored once a newer one landed."""
+    import warnings
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc.model import PythonModel
+
+    from training.registry import resolve_model_source
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    class Echo(PythonModel):
+        def predict(
+            self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+        ) -> Any:
+            return model_input
+
+    runs = []
+    for _ in range(3):
+        with mlflow.start_run() as run:
+            mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name="m")
+        runs.append(run.info.run_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlflow.MlflowClient().transition_model_version_stage("m", "2", "Production")
+    latest = resolve_model_source("models:/m/latest")
+    assert (latest.version, latest.run_id, latest.load_uri) == ("3", runs[2], "models:/m/3")
+    assert latest.uri == "models:/m/latest" and latest.name == "m"
+    for uri in ("models:/m/Production", "models:/m/production/"):
+        production = resolve_model_source(uri)
+        assert (production.version, production.run_id) == ("2", runs[1])
+    with pytest.raises(MlflowException, match="has no version in stage 'Staging'"):
+        resolve_model_source("models:/m/Staging")
+    with pytest.raises(MlflowException):
+        resolve_model_source("models:/nope/latest")
+    # a version number is still a version, not a stage
+    assert resolve_model_source("models:/m/1").version == "1"
