@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from models.forecaster import (
@@ -432,6 +433,7 @@ def train_pipeline(
                 fit_config=config.fit,
                 train_stride=config.train_stride,
                 channel_independent=config.channel_independent,
+                seen_until=seen_until(data, splits),
             )
             # The best weights so far, while the fit runs (training.fit.BestSoFar): what an
             # interrupted or failed run leaves; removed once the model is logged.
@@ -1042,6 +1044,28 @@ def train_replica(config: TrainConfig) -> None:
     fit(prepared.model_config, prepared.sets.train, prepared.sets.val, config.fit, progress=False)
 
 
+def seen_until(data: LoadedData, splits: Mapping[str, SeriesSplit]) -> dict[str, str]:
+    """Per unit (a series, or the series a cut segment belongs to): the timestamp of the last
+    row the model trained or early-stopped on (UTC where zoned, ISO 8601). A later challenger
+    scores this model only on values after it (`compare_registered`): a champion scored on its
+    own training rows looks better than it is. Units it never fitted on (held out) are absent."""
+    until: dict[str, pd.Timestamp] = {}
+    for sid, split in splits.items():
+        if split.train.empty:
+            continue
+        last = max(part.index[-1] for part in (split.train, split.val) if not part.empty)
+        unit = data.unit_of(sid)
+        until[unit] = max(until.get(unit, last), last)
+    return {unit: _naive_utc(stamp).isoformat() for unit, stamp in until.items()}
+
+
+def _naive_utc(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp
+
+
 def splits_train(splits: Mapping[str, Any]) -> list[pd.DataFrame]:
     # a held-out unit, or a segment of a cut series with no train window, has no train rows
     return [s.train for s in splits.values() if not s.train.empty]
@@ -1059,6 +1083,7 @@ def model_meta(
     fit_config: FitConfig | None = None,
     train_stride: int | None = None,
     channel_independent: bool = False,
+    seen_until: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """config.json's keys beside the model config (training.mlflow_model.EXTRA).
     `evaluation.season_length`: the user's MASE season (None: the frequency's), so that
@@ -1069,10 +1094,13 @@ def model_meta(
     the rows between its training windows (TrainConfig.train_stride, `--train-stride`), which
     the refits' training windows follow too (the run's `backtest.train_stride` param holds it
     for models from before the key). `train.channel_independent`: the model forecasts each
-    column of the file as a series of its own (`urnn backtest` reads the file so again)."""
+    column of the file as a series of its own (`urnn backtest` reads the file so again).
+    `train.seen_until`: per unit, the last row it trained or early-stopped on (`seen_until`)."""
     train: dict[str, Any] = {} if train_stride is None else {"train_stride": train_stride}
     if channel_independent:
         train["channel_independent"] = True
+    if seen_until:
+        train["seen_until"] = dict(seen_until)
     return {
         "lookback": model_config.lookback,
         "horizon": model_config.horizon,
@@ -1199,6 +1227,22 @@ def compare_registered(
         return None
     keys = ["series", "origin", "step"]
     mine, other = challenger.forecasts, result.forecasts
+    unseen = _after_champion_saw(predictor.meta, data, other)
+    if unseen is not None and not unseen.any():
+        return Comparison(
+            None,
+            why=(
+                "it trained or early-stopped on every value this model was tested on; scored "
+                "there it would look better than it is"
+            ),
+        )
+    seen_note = ""
+    if unseen is not None and not unseen.all():
+        seen_note = (
+            f"{int((~unseen).sum()):,} forecast values the champion trained or early-stopped "
+            "on left out"
+        )
+        other = other[unseen]
     mine_keys, other_keys = (
         pd.MultiIndex.from_frame(mine[keys]),
         pd.MultiIndex.from_frame(other[keys]),
@@ -1218,6 +1262,8 @@ def compare_registered(
             f"on the {len(shared):,} forecasts both models made: {shared['origin'].nunique():,} "
             f"origins, steps 1-{steps}"
         )
+    if seen_note:
+        bases.append(seen_note)
     if levels_note:
         bases.append(levels_note)
     return Comparison(
@@ -1226,6 +1272,27 @@ def compare_registered(
         basis="; ".join(bases),
         forecasts=other[in_mine],
     )
+
+
+def _after_champion_saw(
+    meta: Mapping[str, Any], data: LoadedData, forecasts: pd.DataFrame
+) -> np.ndarray | None:
+    """Which of the champion's backtest rows forecast a value after the last row it trained or
+    early-stopped on in that unit (`train.seen_until`); None for a model from before the key
+    (nothing known, nothing left out). Units are matched by id: a one-series file's id is its
+    file's name, so the same data under another name is not matched. A challenger trained
+    with a larger test share, or
+    holding out units the champion trained on, used to compare it partly on its own training
+    rows without a word."""
+    train = meta.get("train")
+    recorded = train.get("seen_until") if isinstance(train, Mapping) else None
+    if not isinstance(recorded, Mapping) or not recorded:
+        return None
+    until = {str(unit): _naive_utc(stamp) for unit, stamp in recorded.items()}
+    units = forecasts["series"].astype(str).map(data.unit_of)
+    limit = pd.to_datetime(units.map(until))  # NaT for a unit it never fitted on
+    stamps = pd.to_datetime(forecasts["timestamp"])
+    return np.asarray(limit.isna() | (stamps > limit), dtype=bool)
 
 
 def _unloadable(error: Exception) -> bool:

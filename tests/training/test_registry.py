@@ -1224,3 +1224,54 @@ def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(tmp_path: 
         resolve_model_source("models:/nope/latest")
     # a version number is still a version, not a stage
     assert resolve_model_source("models:/m/1").version == "1"
+
+
+def test_the_champion_is_not_scored_on_values_it_trained_or_early_stopped_on(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """A challenger with a larger test share (or a shorter file) scored the champion partly or
+    wholly on the champion's own training and validation rows, which flatters it: those values
+    are left out, and saying so; none left: not compared, kept."""
+    import mlflow
+
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    first = train_pipeline(
+        tiny_config(csv, model=linear, train_fraction=0.7, val_fraction=0.2), mlflow_settings
+    )
+    assert first.promoted
+    client = mlflow.MlflowClient()
+    folder = model_artifact_dir(f"models:/{NAME}/{first.version}", tmp_path / "champion")
+    meta = json.loads((folder / "config.json").read_text())
+    frame = pd.read_csv(csv, index_col=0, parse_dates=True)
+    # rows 0-539 of 600 trained or validated on: the last is row 539
+    assert meta["train"]["seen_until"] == {"plant": frame.index[539].isoformat()}
+
+    wider = train_pipeline(
+        tiny_config(csv, model=linear, train_fraction=0.5, val_fraction=0.1), mlflow_settings
+    )
+    tags = client.get_model_version(NAME, str(wider.version)).tags
+    assert (
+        "forecast values the champion trained or early-stopped on left out"
+        in tags["backtest.basis"]
+    )
+    assert f"({tags['backtest.basis']})" in wider.reason
+    path = mlflow.artifacts.download_artifacts(
+        run_id=wider.run_id,
+        artifact_path=f"metrics/champion_v{first.version}_forecasts.parquet",
+        dst_path=str(tmp_path / "dl"),
+    )
+    theirs = pd.read_parquet(path)
+    assert len(theirs) and (pd.to_datetime(theirs["timestamp"]) > frame.index[539]).all()
+    on_basis = float(tags["backtest.challenger_score_on_basis"])
+    assert wider.champion_score is not None
+    assert wider.promoted == (on_basis < wider.champion_score)
+
+    # a file that ends inside the champion's seen span (v1's to row 539, v2's to row 359,
+    # whichever is champion now): nothing left to score it on
+    short = tmp_path / "short" / "plant.csv"  # a one-series file's id is its name: "plant"
+    short.parent.mkdir()
+    frame.iloc[:320].to_csv(short)
+    inside = train_pipeline(tiny_config(short, model=linear), mlflow_settings)
+    assert not inside.promoted and inside.champion_score is None
+    assert "it trained or early-stopped on every value this model was tested on" in inside.reason
+    assert inside.reason.endswith("; kept")
