@@ -169,12 +169,12 @@ def test_a_stop_while_the_model_registers_lets_the_run_finish(tmp_path: Path) ->
 
 def test_a_stop_after_the_result_is_written_lets_the_run_exit(tmp_path: Path) -> None:
     (tmp_path / "result.json").write_text("{}")
-    _supervise(
-        _Process(polls=3),
-        _context(stop=True),
-        _ChildMarkers(tmp_path / "started.json"),
-        tmp_path / "result.json",
-    )
+    process, context = _Process(polls=3), _context(stop=True)
+    _supervise(process, context, _ChildMarkers(tmp_path / "started.json"), tmp_path / "result.json")
+    assert process.polls == 0  # polled until the child exited, not left running
+    assert context.lines == [  # type: ignore[attr-defined]
+        "stop asked while the model is being registered: letting it finish"
+    ]
 
 
 def test_a_stop_before_registering_stops_the_run(tmp_path: Path) -> None:
