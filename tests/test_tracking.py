@@ -3,6 +3,7 @@
 import http.server
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -78,8 +79,10 @@ def test_a_failing_body_marks_the_run_failed(mlflow_settings: Settings) -> None:
 
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
+    paths: ClassVar[list[str]] = []  # a subclass per test gets its own list
 
     def do_GET(self) -> None:
+        self.paths.append(self.path)
         self.send_response(self.status if self.path == "/health" else 404)
         self.end_headers()
         self.wfile.write(b"OK")
@@ -88,11 +91,16 @@ class _Health(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def _health(status: int = 200) -> type[_Health]:
+    """A /health stand-in answering `status`, with its own list of the paths asked for."""
+    return type("Health", (_Health,), {"status": status, "paths": []})
+
+
 @pytest.mark.parametrize(("status", "answers"), [(200, True), (503, False)])
 def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
     tmp_path: Path, status: int, answers: bool
 ) -> None:
-    handler = type("Health", (_Health,), {"status": status})
+    handler = _health(status)
     server = http.server.HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -107,6 +115,7 @@ def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
     finally:
         server.shutdown()
         server.server_close()
+    assert handler.paths == ["/health"]  # asked once: no retries, whatever the answer
 
 
 def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_not_shown(
@@ -114,7 +123,8 @@ def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_no
 ) -> None:
     """urllib reads user:password@ as part of the host, so such a URI failed the health check
     whatever the server did; and the failure's message went to /readyz with the password."""
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    handler = _health()
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -123,6 +133,7 @@ def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_no
     finally:
         server.shutdown()
         server.server_close()
+    assert handler.paths == ["/health"]  # checked: it reached the server
     dead = f"http://ops:s3cret@127.0.0.1:{free_port()}"
     with pytest.raises(TrackingServerError) as raised:
         check_tracking_server(Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=dead))
