@@ -174,12 +174,19 @@ def test_urnn_solves_the_copy_task() -> None:
     assert result.final_accuracy is not None and result.final_accuracy > 0.99
 
 
-def test_device_auto_resolves_to_an_available_device() -> None:
-    device = paper_benchmark.resolve_device("auto")
-    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+@pytest.mark.parametrize("cuda", [True, False], ids=["cuda", "no-cuda"])
+def test_device_auto_resolves_to_an_available_device(
+    monkeypatch: pytest.MonkeyPatch, cuda: bool
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)  # both machines, on any
+    assert paper_benchmark.resolve_device("auto").type == ("cuda" if cuda else "cpu")
+    assert paper_benchmark.resolve_device("cpu").type == "cpu"
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_explicit_cuda_without_a_device_is_an_error_not_a_fallback() -> None:
+def test_explicit_cuda_without_a_device_is_an_error_not_a_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run on every machine (it was skipped where CUDA is present): torch sees no CUDA."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(paper_benchmark.DeviceUnavailableError, match="cuda"):
         paper_benchmark.resolve_device("cuda")
