@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from tests.e2e.processes import free_port
 from tests.service.conftest import API_KEY, HeldLoader, Registry, history, metric_value
+from tests.service.test_contract import state_of
 
 KEY = {"X-API-Key": API_KEY}
 
@@ -403,6 +404,13 @@ def test_the_fallback_does_not_replace_what_a_reload_loaded_meanwhile(
     with TestClient(create_app(settings, loader=_SlowLoader(settings, bad))) as client:
         newer = registry.register("racing", seed=3)  # the alias moves while `bad` fails
         assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
-        time.sleep(1.5)  # the first load has failed and its fallback has run by now
+        # the first load (failed) and its fallback are one task: wait for it, not for a guess
+        first_load = state_of(client)._initial
+        assert first_load is not None
+        deadline = time.monotonic() + 30.0
+        while not first_load.done():
+            assert time.monotonic() < deadline, "the first load and its fallback did not end"
+            time.sleep(0.05)
+        assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
         info = client.get("/model").json()
         assert info["version"] == newer != good, info
