@@ -609,6 +609,8 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
 
             names = [str(c) for c in pq.read_schema(path).names]
         if kind == "csv":
+            _refuse_not_utf8_header(names, path.name)
+            _refuse_preamble(path, sep)
             _refuse_number_header(names, path.name)
         _check_unique_names(names, path.name)
         if kind == "csv":  # as pandas names them when it reads the file: "Unnamed: 3"
@@ -686,6 +688,73 @@ def _csv_header(path: Path, sep: str) -> list[str]:
             if any(cell.strip() for cell in row):
                 return row
     raise pd.errors.EmptyDataError("no header line")
+
+
+def _refuse_not_utf8_header(names: list[str], source: str) -> None:
+    """NUL characters in the header: UTF-16 text without a byte-order mark ('d\\x00a\\x00t...'
+    decodes as UTF-8 without an error), which was reported as a file without the timestamp
+    column, listing names full of '\\x00'."""
+    if any("\x00" in name for name in names):
+        raise UnreadableFileError(
+            f"{source}: the header holds NUL characters ({shown(''.join(names)[:24])}): the "
+            "file is UTF-16 text without a byte-order mark (or not text at all); the loader "
+            "reads UTF-8: save it as UTF-8 ('CSV UTF-8' in Excel)"
+        )
+
+
+# Lines before the header that some exports write: Excel's separator hint ("sep=;"), and
+# comments ("# exported by ...", "// site A").
+_SEP_HINT = re.compile(r"\s*sep=(.)\s*", re.IGNORECASE)
+_COMMENT = ("#", "//")
+PREAMBLE_LINES = 50  # comment lines looked through for the header after them
+
+
+def _refuse_preamble(path: Path, sep: str) -> None:
+    """A first line that is not the header: Excel's "sep=;" (read as the header, it answered
+    "no timestamp column, the file has 'sep='" even with the right sep), or comment lines
+    (a '# exported by SCADA v2' header was taken for a whitespace-separated file). Refused
+    with the lines named: the loader skips no lines, so the header must come first. A first
+    line starting with '#' that splits into as many fields as the line after the comments
+    is a header whose first name starts with '#', and is left alone."""
+    lines: list[str] = []
+    with _open_text(path) as text:
+        for line in text:
+            if line.strip():
+                lines.append(line.rstrip("\r\n"))
+            if len(lines) > PREAMBLE_LINES:
+                break
+    if not lines:
+        return
+    hint = _SEP_HINT.fullmatch(lines[0])
+    if hint:
+        given = hint.group(1)
+        shown_sep = "'\\t'" if given == "\t" else repr(given)
+        raise MissingHeaderError(
+            f"{path.name}: line 1 {shown(lines[0])} is Excel's separator hint, not the header: "
+            f"the loader reads the column names from the first line; delete that line and pass "
+            f"sep={shown_sep} (--sep {shown_sep})"
+        )
+    if not lines[0].lstrip().startswith(_COMMENT):
+        return
+    comments = 0
+    while comments < len(lines) and lines[comments].lstrip().startswith(_COMMENT):
+        comments += 1
+
+    def width(line: str) -> int:
+        if len(sep) == 1:
+            return len(next(csv.reader([line], delimiter=sep), []))
+        return len(re.split(sep, line))
+
+    if comments < len(lines) and width(lines[0]) == width(lines[comments]):
+        return  # a header whose first column name starts with '#'
+    many = comments > 1
+    raise MissingHeaderError(
+        f"{path.name}: the file starts with {'comment lines' if many else 'a comment line'} "
+        f"({shown(lines[0][:60])}{', ...' if many else ''}), not with the header: the loader "
+        f"skips no lines and reads the column names from the first one; delete the "
+        f"{plural(comments, 'comment line')} before the header"
+        + (f" (and any past line {PREAMBLE_LINES})" if comments >= len(lines) else "")
+    )
 
 
 class MissingHeaderError(DataValidationError):

@@ -1,0 +1,74 @@
+"""Files the way real systems export them (European CSV, Excel, SCADA, pyarrow/pandas
+Parquet): each either loads with its decisions in the report or stops with a
+DataValidationError naming the file, the column or line, and what to do. Each case is a
+reproducer from a walk through variants of the shared data sets (ETT, PJM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.data import LoadConfig, MissingHeaderError, load_data
+from training.validation import DataValidationError, UnreadableFileError
+
+HOURLY = "date,HUFL,OT\n" + "".join(f"2020-01-01 {h:02d}:00:00,{h}.5,{h * 2}\n" for h in range(24))
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "log.csv") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, newline="")
+    return path
+
+
+def refused(path: Path, config: LoadConfig, kind: type[DataValidationError]) -> str:
+    with pytest.raises(DataValidationError) as caught:
+        load_data(path, config)
+    assert type(caught.value) is kind, (type(caught.value), str(caught.value))
+    return str(caught.value)
+
+
+def test_comment_lines_before_the_header_are_named_not_taken_for_whitespace_fields(
+    tmp_path: Path,
+) -> None:
+    """'# exported by SCADA v2' first was read as a one-column header, and the advice was
+    sep='\\s+' (a whitespace-separated file), which reads nothing right."""
+    path = write(tmp_path, "# exported by SCADA v2\n# site: A, B\n" + HOURLY)
+    said = refused(path, LoadConfig(target="OT"), MissingHeaderError)
+    assert said.startswith("log.csv: the file starts with comment lines ('# exported by SCADA")
+    assert said.endswith("delete the 2 comment lines before the header")
+    assert "\\s+" not in said
+    slashes = write(tmp_path, "// site A\n" + HOURLY, "slashes.csv")
+    said = refused(slashes, LoadConfig(target="OT"), MissingHeaderError)
+    assert "delete the 1 comment line before the header" in said
+
+
+def test_a_header_whose_first_name_starts_with_a_hash_is_still_a_header(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "#,date,OT\n" + "".join(f"{h},2020-01-01 {h:02d}:00,{h}\n" for h in range(6))
+    )
+    assert len(load_data(path, LoadConfig(target="OT")).series["log"]) == 6
+
+
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_excels_separator_hint_line_is_named_with_the_sep_to_pass(tmp_path: Path, sep: str) -> None:
+    """'sep=;' first (Excel writes and reads it): with sep=',' the advice was sep=';', and
+    with sep=';' the error listed columns 'sep=', 'Unnamed: 1': a loop with no way out."""
+    path = write(tmp_path, "sep=;\n" + HOURLY.replace(",", ";"))
+    said = refused(path, LoadConfig(target="OT", sep=sep), MissingHeaderError)
+    assert said == (
+        "log.csv: line 1 'sep=;' is Excel's separator hint, not the header: the loader reads "
+        "the column names from the first line; delete that line and pass sep=';' (--sep ';')"
+    )
+
+
+def test_utf16_without_a_byte_order_mark_is_named(tmp_path: Path) -> None:
+    """Decoded as UTF-8 without an error, its header listed names like 'd\\x00a\\x00t\\x00e'
+    under "no timestamp column"."""
+    path = write(tmp_path, HOURLY.encode("utf-16-le"))
+    said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
+    assert "the file is UTF-16 text without a byte-order mark" in said
+    assert said.endswith("save it as UTF-8 ('CSV UTF-8' in Excel)")
