@@ -383,7 +383,14 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         stamps = _steps_as_timestamps(raw, time_columns[0], config, source, report)
     else:
         stamps = _parse_timestamps(raw, time_columns, config.timestamp_format, source, report)
-    values = _numeric_values(raw, config.value_columns, source, report, config.decimal)
+    values = _numeric_values(
+        raw,
+        config.value_columns,
+        source,
+        report,
+        config.decimal,
+        config.sep if kind == "csv" else None,
+    )
     if config.sep != "," and config.decimal == ".":
         _note_thousands(values, source, report)
     _check_finite(values, source)
@@ -1748,9 +1755,15 @@ def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str
 
 
 def _numeric_values(
-    raw: pd.DataFrame, columns: tuple[str, ...], source: str, report: Report, decimal: str = "."
+    raw: pd.DataFrame,
+    columns: tuple[str, ...],
+    source: str,
+    report: Report,
+    decimal: str = ".",
+    sep: str | None = ",",
 ) -> pd.DataFrame:
-    """float64 columns; empty cells (and the CSV reader's NA spellings) become NaN = missing."""
+    """float64 columns; empty cells (and the CSV reader's NA spellings) become NaN = missing.
+    `sep`: the CSV file's field separator, None for Parquet (what a refusal advises)."""
     out: dict[str, pd.Series] = {}
     cast: list[str] = []
     for column in columns:
@@ -1776,10 +1789,7 @@ def _numeric_values(
         if bad.any():
             row = int(np.argmax(bad)) + 1
             cell = raw[column].iloc[row - 1]
-            comma = isinstance(cell, str) and re.fullmatch(r"\s*[-+]?[\d.]*,\d+\s*", cell)
-            hint = "; a decimal comma? pass decimal=','" if comma and decimal == "." else ""
-            if decimal == "," and isinstance(cell, str) and "." in cell:
-                hint = "; with decimal=',' a '.' may only group thousands (1.034,5)"
+            hint = _number_hint(cell, decimal, sep)
             raise NonNumericValueError(
                 f"{source}: column {column!r}, {row_label(row)}: {shown(cell)} is not a number "
                 f"({plural(int(bad.sum()), 'such cell')} in this column); values must be "
@@ -1789,6 +1799,42 @@ def _numeric_values(
     if cast:
         report.add(source, "cast", len(cast), f"converted to float64: {', '.join(cast)}")
     return pd.DataFrame(out)
+
+
+def _number_hint(cell: object, decimal: str, sep: str | None) -> str:
+    """What a text cell that is no number most likely holds, and the way to read it: "" when
+    nothing is recognised. A decimal comma is read with decimal=',' only where the fields are
+    split by another character (a quoted '"30,5"' in a comma-separated file, and Parquet text,
+    were told to pass decimal=',', which sep=',' then refused); a thousands separator is read
+    only as the '.' of decimal=',' (1.034,5)."""
+    if not isinstance(cell, str):
+        return ""
+    if decimal == "," and "." in cell:
+        return "; with decimal=',' a '.' may only group thousands (1.034,5)"
+    if decimal == "." and re.fullmatch(r"\s*[-+]?[\d.]*,\d+\s*", cell):
+        if sep is None:
+            return (
+                "; a decimal comma? the column is text in the Parquet file: write it as a "
+                "number column (float64), e.g. pandas: df[col].str.replace(',', '.')"
+                ".astype(float) before to_parquet"
+            )
+        if sep == ",":
+            return (
+                "; a decimal comma? in a comma-separated file the loader reads no decimal "
+                "comma (decimal=',' needs another field separator): save the file with ';' "
+                "between fields and pass sep=';' and decimal=',', or write the numbers with '.'"
+            )
+        return "; a decimal comma? pass decimal=','"
+    grouped = re.fullmatch(
+        r"\s*[-+]?\d{1,3}(?:([,'\u00a0\u202f ])\d{3})(?:\1\d{3})*(?:[.,]\d*)?\s*", cell
+    )
+    if grouped:
+        mark = {",": "','", "'": '"\'"', " ": "a space"}.get(grouped.group(1), "a no-break space")
+        return (
+            f"; {mark} between groups of digits (a thousands separator?) is not read: write "
+            "the numbers without it"
+        )
+    return ""
 
 
 # A number written with a decimal comma: '.' only between groups of three digits (1.034,5).

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from training.data import LoadConfig, MissingHeaderError, load_data
-from training.validation import DataValidationError, UnreadableFileError
+from training.validation import DataValidationError, NonNumericValueError, UnreadableFileError
 
 HOURLY = "date,HUFL,OT\n" + "".join(f"2020-01-01 {h:02d}:00:00,{h}.5,{h * 2}\n" for h in range(24))
 
@@ -72,3 +73,45 @@ def test_utf16_without_a_byte_order_mark_is_named(tmp_path: Path) -> None:
     said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
     assert "the file is UTF-16 text without a byte-order mark" in said
     assert said.endswith("save it as UTF-8 ('CSV UTF-8' in Excel)")
+
+
+def test_a_quoted_decimal_comma_in_a_comma_separated_file_is_not_told_to_pass_decimal(
+    tmp_path: Path,
+) -> None:
+    """'"30,5"' quoted in a comma-separated file was told "pass decimal=','", which sep=','
+    then refused ("pass sep too"): advice that led nowhere. Parquet text likewise."""
+    rows = "".join(f'2020-01-01 {h:02d}:00,"{h},5"\n' for h in range(6))
+    said = refused(
+        write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"), NonNumericValueError
+    )
+    assert "'0,5' is not a number" in said
+    assert said.endswith(
+        "a decimal comma? in a comma-separated file the loader reads no decimal comma "
+        "(decimal=',' needs another field separator): save the file with ';' between fields "
+        "and pass sep=';' and decimal=',', or write the numbers with '.'"
+    )
+    frame = pd.DataFrame(
+        {"date": pd.date_range("2020-01-01", periods=6, freq="h"), "OT": ["1,5"] * 6}
+    )
+    frame.to_parquet(tmp_path / "text.parquet")
+    said = refused(tmp_path / "text.parquet", LoadConfig(target="OT"), NonNumericValueError)
+    assert "the column is text in the Parquet file: write it as a number column" in said
+    assert "pass decimal" not in said
+
+
+@pytest.mark.parametrize(
+    ("cell", "mark"),
+    [('"5,827.0"', "','"), ("5'827.5", "\"'\""), ("5\u00a0827,5", "a no-break space"),
+     ("5 827", "a space"), ("-1,234,567", "','")],
+)  # fmt: skip
+def test_thousands_separators_are_named_in_the_refusal(
+    tmp_path: Path, cell: str, mark: str
+) -> None:
+    rows = "".join(f"2020-01-01 {h:02d}:00;{cell}\n" for h in range(6))
+    said = refused(
+        write(tmp_path, "date;MW\n" + rows), LoadConfig(target="MW", sep=";"), NonNumericValueError
+    )
+    assert said.endswith(
+        f"{mark} between groups of digits (a thousands separator?) is not read: write the "
+        "numbers without it"
+    )
