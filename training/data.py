@@ -1986,8 +1986,40 @@ def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, 
             f"{path.name}: column {config.series_col!r}, "
             f"{row_label(int(np.argmax(empty)) + 1)}: empty series id"
         )
-    indices = ids.astype(str).groupby(ids.astype(str).to_numpy(), sort=True).indices
-    return {str(k): np.asarray(v) for k, v in indices.items()}
+    text = ids.astype(str)
+    indices = {
+        str(k): np.asarray(v) for k, v in text.groupby(text.to_numpy(), sort=True).indices.items()
+    }
+    blank = [int(rows[0]) for series_id, rows in indices.items() if not series_id.strip()]
+    if blank:
+        row = min(blank) + 1
+        raise MissingSeriesIdError(
+            f"{path.name}: column {config.series_col!r}, {row_label(row)}: series id "
+            f"{shown(text.iloc[row - 1])} is only spaces: every row needs the id of its series"
+        )
+    _refuse_ids_apart_by_spaces(indices, config.series_col, path.name)
+    return indices
+
+
+def _refuse_ids_apart_by_spaces(
+    indices: Mapping[str, np.ndarray], column: str, source: str
+) -> None:
+    """Two ids that differ only by spaces at either end ('pump 1' and 'pump 1 ', as an export
+    pads some cells) were two series, each with part of one pump's history. Which is meant is
+    not for the loader to guess: refused, both named with the first row of each."""
+    seen: dict[str, str] = {}
+    for series_id in indices:
+        key = series_id.strip()
+        if key in seen:
+            first, second = seen[key], series_id
+            raise MissingSeriesIdError(
+                f"{source}: column {column!r}: series ids {shown(first)} (first at data row "
+                f"{int(indices[first][0]) + 1}) and {shown(second)} (first at "
+                f"{row_label(int(indices[second][0]) + 1)}) differ only by spaces at either "
+                "end, so they would be read as two series; write each id one way (remove the "
+                "spaces)"
+            )
+        seen[key] = series_id
 
 
 def _suffix(path: Path) -> str:

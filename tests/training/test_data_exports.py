@@ -11,7 +11,12 @@ import pandas as pd
 import pytest
 
 from training.data import LoadConfig, MissingHeaderError, load_data
-from training.validation import DataValidationError, NonNumericValueError, UnreadableFileError
+from training.validation import (
+    DataValidationError,
+    MissingSeriesIdError,
+    NonNumericValueError,
+    UnreadableFileError,
+)
 
 HOURLY = "date,HUFL,OT\n" + "".join(f"2020-01-01 {h:02d}:00:00,{h}.5,{h * 2}\n" for h in range(24))
 
@@ -115,3 +120,34 @@ def test_thousands_separators_are_named_in_the_refusal(
         f"{mark} between groups of digits (a thousands separator?) is not read: write the "
         "numbers without it"
     )
+
+
+def test_series_ids_apart_only_by_spaces_are_refused_not_read_as_two_series(
+    tmp_path: Path,
+) -> None:
+    """'a' and 'a ' (an export that pads some cells) were two series, each with part of one
+    pump's history, and the report said only "2 series"."""
+    rows = "".join(f"{'a' if h < 12 else 'a '},2020-01-01 {h:02d}:00,{h}\n" for h in range(24))
+    path = write(tmp_path, "id,date,OT\n" + rows)
+    said = refused(path, LoadConfig(target="OT", series_col="id"), MissingSeriesIdError)
+    assert said == (
+        "log.csv: column 'id': series ids 'a' (first at data row 1) and 'a ' (first at data row "
+        "13 (1-based, header not counted)) differ only by spaces at either end, so they would "
+        "be read as two series; write each id one way (remove the spaces)"
+    )
+    blank = write(tmp_path, "id,date,OT\n  ,2020-01-01,1\n", "blank.csv")
+    said = refused(blank, LoadConfig(target="OT", series_col="id"), MissingSeriesIdError)
+    assert said == (
+        "blank.csv: column 'id', data row 1 (1-based, header not counted): series id '  ' is "
+        "only spaces: every row needs the id of its series"
+    )
+    # ids that differ otherwise (case, inner spaces, slashes, unicode) stay as written
+    rows = "".join(
+        f"{sid},2020-01-01 {h:02d}:00,{h}\n"
+        for sid in ("Pump 1", "pump 1", "P/Ü 1")
+        for h in range(3)
+    )
+    data = load_data(
+        write(tmp_path, "id,date,OT\n" + rows, "ok.csv"), LoadConfig(target="OT", series_col="id")
+    )
+    assert sorted(data.series) == ["P/Ü 1", "Pump 1", "pump 1"]
