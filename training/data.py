@@ -1783,6 +1783,7 @@ def _numeric_values(
                 cast.append(f"{column} (bool)")
                 out[column] = flags
                 continue
+            grouped = _thousands_dots(cells)
             cells = _comma_numbers(cells)
         numbers = pd.to_numeric(cells, errors="coerce")
         bad = (numbers.isna() & cells.notna()).to_numpy()
@@ -1796,6 +1797,17 @@ def _numeric_values(
                 f"numbers, with empty cells for missing values{hint}"
             )
         out[column] = numbers.astype("float64")
+        if decimal == "," and grouped.any():
+            row = int(np.argmax(grouped.to_numpy())) + 1
+            report.add(
+                source,
+                "read",
+                int(grouped.sum()),
+                f"column {column!r}: {plural(int(grouped.sum()), 'number')} with '.' "
+                "between groups of digits, read with '.' as the thousands separator "
+                f"(decimal=','): {shown(raw[column].iloc[row - 1])} at {row_label(row)} "
+                f"as {numbers.iloc[row - 1]:.10g}",
+            )
     if cast:
         report.add(source, "cast", len(cast), f"converted to float64: {', '.join(cast)}")
     return pd.DataFrame(out)
@@ -1853,6 +1865,14 @@ def _true_false(cells: pd.Series) -> pd.Series | None:
     if given.empty or not given.isin(list(_TRUE_FALSE)).all():
         return None
     return cells.map(_TRUE_FALSE).astype("float64")
+
+
+def _thousands_dots(cells: pd.Series) -> pd.Series:
+    """Which text cells hold a '.' that decimal=',' reads as a thousands separator: reported,
+    as '30.531' from a tool that writes decimal points reads as 30531 and every such cell
+    passes (a refused one says so, but a column of three-decimal numbers has none)."""
+    text = cells.astype("string")
+    return (text.str.contains(".", regex=False) & text.str.fullmatch(_COMMA_NUMBER)).fillna(False)
 
 
 def _comma_numbers(cells: pd.Series) -> pd.Series:

@@ -151,3 +151,21 @@ def test_series_ids_apart_only_by_spaces_are_refused_not_read_as_two_series(
         write(tmp_path, "id,date,OT\n" + rows, "ok.csv"), LoadConfig(target="OT", series_col="id")
     )
     assert sorted(data.series) == ["P/Ü 1", "Pump 1", "pump 1"]
+
+
+def test_with_a_decimal_comma_dots_read_as_thousands_separators_are_reported(
+    tmp_path: Path,
+) -> None:
+    """A column written by a tool with decimal points, three decimals each ('30.531'), in a
+    file read with decimal=',': every cell passed as 30531, and the report said nothing."""
+    rows = "".join(f"2020-01-01 {h:02d}:00;3{h}.531;5,5\n" for h in range(6))
+    path = write(tmp_path, "date;OT;HUFL\n" + rows)
+    data = load_data(path, LoadConfig(target="OT", covariates=("HUFL",), sep=";", decimal=","))
+    assert data.series["log"]["OT"].iloc[0] == 30531.0
+    said = [d.message for d in data.report]
+    assert (
+        "log.csv: column 'OT': 6 numbers with '.' between groups of digits, read with '.' as the "
+        "thousands separator (decimal=','): '30.531' at data row 1 (1-based, header not "
+        "counted) as 30531"
+    ) in said
+    assert not any("column 'HUFL'" in line for line in said)  # no '.' in it: nothing to say
