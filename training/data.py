@@ -1172,6 +1172,7 @@ def _steps_as_timestamps(
     raw: pd.DataFrame, column: str, config: LoadConfig, source: str, report: Report
 ) -> pd.DatetimeIndex:
     """Step numbers (whole numbers, any sign) as step_origin + k x freq; every row must be one."""
+    _refuse_durations(raw, (column,), source)
     cells = pd.to_numeric(raw[column], errors="coerce")
     numbers = cells.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(numbers) | (numbers != np.round(numbers))
@@ -1214,6 +1215,18 @@ def _steps_as_timestamps(
     return pd.DatetimeIndex(stamps, name="timestamp")
 
 
+def _refuse_durations(raw: pd.DataFrame, columns: Sequence[str], source: str) -> None:
+    """A Parquet duration column (timedelta64) as the time: its text ('0 days 01:00:00') was
+    refused with advice about timestamp formats, and as step numbers it reads nanoseconds."""
+    for column in columns:
+        if pd.api.types.is_timedelta64_dtype(raw[column]):
+            raise TimestampParseError(
+                f"{source}: column {column!r} holds durations (time elapsed, such as "
+                f"{shown(str(raw[column].iloc[0]))} in data row 1), not timestamps: write it as "
+                "dates (a start plus each duration) before loading"
+            )
+
+
 def _parse_timestamps(
     raw: pd.DataFrame, columns: tuple[str, ...], fmt: str | None, source: str, report: Report
 ) -> pd.DatetimeIndex:
@@ -1231,6 +1244,7 @@ def _parse_timestamps(
     label = " + ".join(repr(c) for c in columns)
     several_offsets = False
     text: pd.Series | None = None  # the column as written, where it was text
+    _refuse_durations(raw, columns, source)
     if len(columns) == 1 and pd.api.types.is_datetime64_any_dtype(raw[columns[0]]):
         parsed = raw[columns[0]]  # Parquet timestamp column: already parsed
     else:
@@ -1299,13 +1313,24 @@ def _parse_timestamps(
                     "; the column holds 10 digits that read as a date and an hour: pass "
                     "timestamp_format '%Y%m%d%H'"
                 )
-            elif len(columns) == 1 and text.str.fullmatch(r"\s*\d{10}(\d{3})?\s*").all():
-                unit = "milliseconds" if len(str(text.iloc[0]).strip()) == 13 else "seconds"
+            elif len(columns) == 1 and text.str.fullmatch(r"\s*\d{10}(\d{3})?(\.\d*)?\s*").all():
+                unit = (
+                    "milliseconds"
+                    if len(str(text.iloc[0]).strip().partition(".")[0]) == 13
+                    else "seconds"
+                )
                 hint += (
                     f"; the column holds numbers like Unix times in {unit} since 1970: write "
                     "them as dates first (pandas.to_datetime(column, unit="
                     f"{'ms' if unit == 'milliseconds' else 's'!r})); step_origin counts steps "
                     "of the data's frequency, not seconds"
+                )
+            elif len(columns) == 1 and text.str.fullmatch(r"\s*[1-7]\d{4}(\.\d*)?\s*").all():
+                hint += (  # Excel's date cells saved without their date format
+                    "; the column holds numbers like Excel serial dates (days since 1899-12-30, "
+                    "with the time of day as the fraction): format the column as dates in Excel "
+                    "before saving, or convert it (pandas.to_datetime(column, unit='D', "
+                    "origin='1899-12-30'))"
                 )
             elif len(columns) == 1 and text.str.fullmatch(r"\s*[+-]?\d+\s*").all():
                 hint += (

@@ -15,6 +15,7 @@ from training.validation import (
     DataValidationError,
     MissingSeriesIdError,
     NonNumericValueError,
+    TimestampParseError,
     UnreadableFileError,
 )
 
@@ -169,3 +170,35 @@ def test_with_a_decimal_comma_dots_read_as_thousands_separators_are_reported(
         "counted) as 30531"
     ) in said
     assert not any("column 'HUFL'" in line for line in said)  # no '.' in it: nothing to say
+
+
+def test_excel_serial_dates_and_fractional_unix_seconds_are_named(tmp_path: Path) -> None:
+    """'42552.0' (Excel's date cell saved as a number) and '1467331200.0' got only the
+    generic advice to pass a timestamp_format, which reads neither."""
+    excel = "".join(f"{42552 + h / 24:.6f},{h}\n" for h in range(6))
+    said = refused(
+        write(tmp_path, "date,OT\n" + excel), LoadConfig(target="OT"), TimestampParseError
+    )
+    assert "the column holds numbers like Excel serial dates (days since 1899-12-30" in said
+    unix = "".join(f"{1467331200 + 3600 * h}.0,{h}\n" for h in range(6))
+    said = refused(
+        write(tmp_path, "date,OT\n" + unix), LoadConfig(target="OT"), TimestampParseError
+    )
+    assert "numbers like Unix times in seconds since 1970" in said
+
+
+def test_a_parquet_duration_column_as_the_time_is_refused_as_durations(tmp_path: Path) -> None:
+    """Its text ('0 days 00:00:00') was refused with advice about timestamp formats, and
+    read as step numbers (step_origin) it counted nanoseconds."""
+    frame = pd.DataFrame({"elapsed": pd.to_timedelta(range(6), unit="h"), "OT": range(6)})
+    path = tmp_path / "run.parquet"
+    frame.to_parquet(path)
+    expected = (
+        "run.parquet: column 'elapsed' holds durations (time elapsed, such as '0 days 00:00:00' "
+        "in data row 1), not timestamps: write it as dates (a start plus each duration) before "
+        "loading"
+    )
+    said = refused(path, LoadConfig(target="OT", timestamp_col="elapsed"), TimestampParseError)
+    assert said == expected
+    steps = LoadConfig(target="OT", timestamp_col="elapsed", step_origin="2000-01-01", freq="h")
+    assert refused(path, steps, TimestampParseError) == expected
