@@ -61,6 +61,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1822,6 +1823,8 @@ def _numeric_values(
                 f"numbers, with empty cells for missing values{hint}"
             )
         out[column] = numbers.astype("float64")
+        if sep is None:  # Parquet: a column typed other than as numbers, which is news
+            cast.append(f"{column} ({_parquet_kind(raw[column])})")
         if decimal == "," and grouped.any():
             row = int(np.argmax(grouped.to_numpy())) + 1
             report.add(
@@ -1890,6 +1893,19 @@ def _true_false(cells: pd.Series) -> pd.Series | None:
     if given.empty or not given.isin(list(_TRUE_FALSE)).all():
         return None
     return cells.map(_TRUE_FALSE).astype("float64")
+
+
+def _parquet_kind(cells: pd.Series) -> str:
+    """How a Parquet value column that pandas reads as no number type is typed: decimal
+    (objects of decimal.Decimal), text, or its pandas type (category)."""
+    given = cells.dropna()
+    if isinstance(cells.dtype, pd.CategoricalDtype):
+        return "category"
+    if len(given) and isinstance(given.iloc[0], Decimal):
+        return "decimal"
+    if len(given) and isinstance(given.iloc[0], str):
+        return "text"
+    return str(cells.dtype)
 
 
 def _thousands_dots(cells: pd.Series) -> pd.Series:

@@ -202,3 +202,29 @@ def test_a_parquet_duration_column_as_the_time_is_refused_as_durations(tmp_path:
     assert said == expected
     steps = LoadConfig(target="OT", timestamp_col="elapsed", step_origin="2000-01-01", freq="h")
     assert refused(path, steps, TimestampParseError) == expected
+
+
+def test_parquet_value_columns_typed_as_decimal_text_or_category_are_reported_as_cast(
+    tmp_path: Path,
+) -> None:
+    """decimal128, string and dictionary-of-string columns were read as numbers without a
+    word, where int32 or bool columns are reported as converted."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    hours = pd.date_range("2020-01-01", periods=6, freq="h").to_numpy()
+    table = pa.table(
+        {
+            "date": pa.array(hours.astype("datetime64[us]")),
+            "OT": pa.array([decimal.Decimal(f"{h}.125") for h in range(6)], pa.decimal128(10, 3)),
+            "a": pa.array([f"{h}.5" for h in range(6)]),
+            "b": pa.array([f"{h % 2}.5" for h in range(6)]).dictionary_encode(),
+        }
+    )
+    pq.write_table(table, tmp_path / "typed.parquet")
+    data = load_data(tmp_path / "typed.parquet", LoadConfig(target="OT", covariates=("a", "b")))
+    assert data.series["typed"]["OT"].iloc[1] == 1.125
+    said = [d.message for d in data.report]
+    assert "typed.parquet: converted to float64: OT (decimal), a (text), b (category)" in said
