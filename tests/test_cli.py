@@ -123,6 +123,35 @@ def test_demo_trains_registers_serves_and_forecasts(
     assert run.data.metrics["backtest_mase"] > 0
 
 
+def test_demo_reads_the_data_file_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--data: an installed wheel or sdist carries no data/ (the bundled ETTh1 is the
+    repository's), so `urnn demo` stopped at "the bundled data file ... is missing" with no
+    way to point it at a copy."""
+    from urnn_forecast import demo
+
+    seen: list[demo.DemoConfig] = []
+    monkeypatch.setattr(demo, "run_demo", lambda settings, config: seen.append(config))
+    copy = tmp_path / "ETTh1.csv"
+    argv = ["demo", "--data", str(copy), "--epochs", "2", "--no-stay"]
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 0
+    assert [(c.data, c.max_epochs) for c in seen] == [(copy, 2)]
+
+
+def test_demo_without_its_data_says_how_to_give_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from urnn_forecast.demo import BUNDLED_ETTH1, missing_data
+
+    absent = tmp_path / "absent.csv"
+    assert cli.main(["demo", "--data", str(absent), "--no-stay"], settings=Settings()) == 1
+    assert f"urnn demo: error: the data file {absent} is missing" in capsys.readouterr().err
+    said = missing_data(BUNDLED_ETTH1)  # what an installed package says with no --data
+    assert "not with an installed package; pass --data PATH" in said
+    assert "ETT-small/ETTh1.csv" in said
+
+
 def test_importing_the_cli_loads_neither_torch_nor_mlflow() -> None:
     """`urnn --help` should be instant; the heavy imports happen inside the handlers."""
     code = (

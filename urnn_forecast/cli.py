@@ -1457,6 +1457,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="maximum training epochs (early stopping may end sooner); default 6",
     )
     demo.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the ETTh1.csv to run on; default: the repository's data/ETT-small/ETTh1.csv, "
+        "which an installed wheel or sdist does not carry",
+    )
+    demo.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default=None,
@@ -1717,13 +1725,17 @@ def _run_paper(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
     from urnn_forecast.demo import DemoConfig, DemoError, run_demo
 
     settings = settings.model_copy(update={"device": args.device})
     stay = sys.stdin.isatty() if args.stay is None else args.stay
     config = DemoConfig(stay=stay)
     if args.epochs is not None:
-        config = DemoConfig(max_epochs=args.epochs, stay=stay)
+        config = replace(config, max_epochs=args.epochs)
+    if args.data is not None:
+        config = replace(config, data=args.data)
     start = time.perf_counter()
     try:
         run_demo(settings, config)

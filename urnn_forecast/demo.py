@@ -45,6 +45,20 @@ class DemoError(RuntimeError):
     """A demo step that did not work; the message says which and why."""
 
 
+def missing_data(path: Path) -> str:
+    """Why the demo cannot start without `path`, and what to do. The bundled file lies in the
+    repository's data/, beside the packages: an install from a wheel or an sdist (pip install
+    of the project, not -e) carries the packages only, so it has none."""
+    if path != BUNDLED_ETTH1:
+        return f"the data file {path} is missing (--data: a copy of ETTh1.csv)"
+    return (
+        f"the bundled data file {path} is missing: it ships with the repository "
+        "(data/ETT-small/ETTh1.csv), not with an installed package; pass --data PATH to a copy "
+        "of ETTh1.csv (the repository's, or upstream: github.com/zhouhaoyi/ETDataset, "
+        "ETT-small/ETTh1.csv)"
+    )
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     data: Path = BUNDLED_ETTH1
@@ -81,7 +95,7 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
 
     config = config or DemoConfig()
     if not config.data.is_file():
-        raise DemoError(f"the bundled data file {config.data} is missing")
+        raise DemoError(missing_data(config.data))
     train = TrainConfig(
         data=str(config.data),
         load=LoadConfig(target=config.target),
