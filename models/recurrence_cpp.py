@@ -937,7 +937,14 @@ def build_inline(
     `openmp`); what the first build that loads returns (the module when `python_module`).
     `name(variant)` names each attempt's build. ExtensionBuildError with every attempt's error.
     """
-    from torch.utils import cpp_extension  # imports setuptools: only when first needed
+    try:
+        from torch.utils import cpp_extension  # imports setuptools: only when first needed
+    except Exception as error:  # setuptools missing, or one this torch cannot import
+        # raised as the build error it is: the Python loop takes over (a model loaded where
+        # setuptools was absent failed its first forward with ModuleNotFoundError instead)
+        raise ExtensionBuildError(
+            f"torch.utils.cpp_extension cannot be imported: {type(error).__name__}: {error}"
+        ) from None
 
     started = time.perf_counter()
     errors = []

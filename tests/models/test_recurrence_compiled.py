@@ -336,6 +336,30 @@ def test_without_a_compiler_fast_falls_back_to_the_python_loop_and_says_so_once(
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
+def test_a_cpp_extension_that_cannot_be_imported_is_a_build_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torch.utils.cpp_extension imports setuptools: in an environment without it (a model
+    loaded with `mlflow.pyfunc.load_model` elsewhere) the first forward raised
+    ModuleNotFoundError instead of falling back to the Python loop."""
+    import sys
+
+    import torch.utils
+
+    monkeypatch.delattr(torch.utils, "cpp_extension", raising=False)
+    monkeypatch.setitem(sys.modules, "torch.utils.cpp_extension", None)  # import fails
+    with pytest.raises(
+        ExtensionBuildError, match="cpp_extension cannot be imported: ModuleNotFoundError"
+    ):
+        recurrence_cpp.build_inline(
+            lambda variant: f"urnn_never_built_{variant}",
+            "",
+            what="nothing",
+            python_module=True,
+            openmp=False,
+        )
+
+
 def test_config_accepts_every_recurrence_and_lists_them_on_error() -> None:
     kinds: list[RecurrenceKind] = ["fast", "python", "reference"]
     for recurrence in kinds:
