@@ -28,7 +28,14 @@ class Settings(BaseSettings):
 
     # allow_inf_nan: `inf` passed every `ge` bound (URNN_BATCH_MAX_WAIT_MS=inf hung every
     # /forecast after the first batch); unknown URNN_* names are refused by get_settings()
-    model_config = SettingsConfigDict(env_prefix="URNN_", extra="ignore", allow_inf_nan=False)
+    # protected_namespaces: pydantic-settings before 2.7 protected all of `model_`, and every
+    # command warned twice that `model_uri` and `model_poll_seconds` collide with it
+    model_config = SettingsConfigDict(
+        env_prefix="URNN_",
+        extra="ignore",
+        allow_inf_nan=False,
+        protected_namespaces=("settings_",),
+    )
 
     var_dir: Path = Field(
         default=Path("var"),
