@@ -73,6 +73,15 @@ def test_models_are_repeatable_and_comma_separated() -> None:
     assert parser.parse_args(["benchmark", "paper", "copy"]).models is None  # -> urnn, lstm
 
 
+def test_version_prints_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.build_parser().parse_args(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"urnn-forecast {version('urnn-forecast')}\n"
+
+
 def test_every_option_has_help() -> None:
     parser = cli.build_parser()
     stack = [parser]

@@ -1412,6 +1412,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="urnn-forecast: train, backtest and register uRNN forecasters, serve "
         "them, and run retraining jobs (Unitary Evolution RNNs, Arjovsky et al. 2016).",
     )
+    from urnn_forecast import __version__
+
+    # the installed release, as runs (urnn.package_version) and config.json record it
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"urnn-forecast {__version__}",
+        help="print the installed release and exit",
+    )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", help="what to run"
     )
