@@ -643,6 +643,23 @@ def test_backtest_against_a_dead_tracking_server_is_one_line(
     )
 
 
+@pytest.mark.parametrize("scheme", ["http", "postgresql+psycopg"])
+def test_train_against_a_dead_tracking_server_stops_before_the_data_is_read(
+    scheme: str, csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/configuration.md: a tracking server (or database server store) that does not
+    answer stops the command when it starts; `urnn train` loaded, validated and split the
+    whole file first, and only then found it down."""
+    port = free_port()  # nothing listens there
+    uri = f"{scheme}://nobody@127.0.0.1:{port}" + ("/mlflow" if scheme != "http" else "")
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri)
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("urnn train: error: the MLflow tracking "), err
+    assert "Data:" not in out and "Training" not in out
+
+
 def test_covariates_a_kind_does_not_read_are_said_to_be_unread(
     csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -2097,9 +2097,10 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
                 _check_writable_file(path, option)
         from training import distributed
         from training.pipeline import train_pipeline, train_replica
-        from urnn_forecast.tracking import check_tracking_store
+        from urnn_forecast.tracking import check_tracking_server, check_tracking_store
 
         check_tracking_store(settings, logs_runs=True)  # before the data is read
+        check_tracking_server(settings)  # a dead server: seconds, not after the data's load
 
         ranks = distributed.init(config.fit.device)
         if ranks is not None and ranks.rank != 0:
