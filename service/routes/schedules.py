@@ -39,6 +39,7 @@ from service.routes.jobs import (
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 from service.state import ServiceState, StateDep
+from urnn_forecast.field_types import shown
 
 router = APIRouter(tags=["schedules"])
 
@@ -196,7 +197,7 @@ def _replay(db: Database, key: str, digest: str) -> JSONResponse | None:
             return None
         if schedule.request_hash != digest:
             raise IdempotencyKeyReusedError(
-                f"header 'Idempotency-Key': {key!r} was already used for schedule "
+                f"header 'Idempotency-Key': {shown(key)} was already used for schedule "
                 f"{schedule.id} with another body; use a new key for a new schedule"
             )
         public = SchedulePublic.of(schedule)

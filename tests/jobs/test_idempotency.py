@@ -113,6 +113,31 @@ def test_a_malformed_key_names_the_header(client: TestClient, ett_csv: Path) -> 
     assert client.get("/jobs").json()["total"] == 0
 
 
+def test_a_long_key_is_quoted_as_every_value_is(client: TestClient, ett_csv: Path) -> None:
+    """docs/serving.md: a value the client sent is quoted whole up to 80 characters, else by
+    its first 60 and its length; the key's 422s cut it at 40 (and quoted a 255-character key
+    whole when it was reused)."""
+    too_long = "x" * 256
+    answer = client.post(
+        "/jobs", json=tiny_spec(ett_csv), headers={**KEY, "Idempotency-Key": too_long}
+    )
+    assert answer.status_code == 422
+    assert answer.json()["detail"].endswith(f"got {'x' * 60!r}... (256 characters)")
+    key = "k" * 70 + " b"  # 72 characters: quoted whole
+    answer = client.post("/jobs", json=tiny_spec(ett_csv), headers={**KEY, "Idempotency-Key": key})
+    assert answer.json()["detail"].endswith(f"got {key!r}")
+    reused = "r" * 254  # and one letter per route: 255 characters, the most a key holds
+    for path, body in (("/jobs", tiny_spec(ett_csv)), ("/schedules", _schedule(ett_csv))):
+        headers = {**KEY, "Idempotency-Key": reused + path[1]}
+        assert client.post(path, json=body, headers=headers).status_code in (201, 202)
+        other = {**body, "target": "HUFL"} if path == "/jobs" else {**body, "cron": "0 4 * * *"}
+        answer = client.post(path, json=other, headers=headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith(
+            f"header 'Idempotency-Key': {'r' * 60!r}... (255 characters) was already used for "
+        )
+
+
 def _schedule(csv: Path, cron: str = "0 3 * * *") -> dict[str, object]:
     return {"cron": cron, "timezone": "Europe/Paris", "job": tiny_spec(csv)}
 
