@@ -72,7 +72,7 @@ from training.validation import (
     natural_key,
     plural,
 )
-from urnn_forecast.field_types import not_one_of
+from urnn_forecast.field_types import not_one_of, shown
 
 SplitMethod = Literal["ett", "fractions", "tail", "series", "unseen"]
 SPLIT_METHODS: tuple[SplitMethod, ...] = ("ett", "fractions", "tail", "series", "unseen")
@@ -395,10 +395,10 @@ def _named_roles(
     for name in ("test_series", "val_series"):
         unknown = [sid for sid in getattr(config, name) if sid not in known]
         if unknown:
-            shown = ", ".join(map(repr, series_ids[:10])) + (" ..." if len(series_ids) > 10 else "")
+            held = ", ".join(map(repr, series_ids[:10])) + (" ..." if len(series_ids) > 10 else "")
             gone = [sid for sid in unknown if sid in dropped]
             why = (  # in the file, but left out by the loader: not a typo
-                f"; {', '.join(map(repr, gone[:5]))} left out by the loader as too short "
+                f"; {', '.join(map(shown, gone[:5]))} left out by the loader as too short "
                 "(on_short='drop')"
                 if gone
                 else ""
@@ -412,8 +412,8 @@ def _named_roles(
                 )
             raise NamedSeriesError(
                 f"{name} names {len(unknown):,} series the data does not hold "
-                f"({', '.join(map(repr, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}){why}; "
-                f"its {len(series_ids):,} series are {shown}",
+                f"({', '.join(map(shown, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}){why}; "
+                f"its {len(series_ids):,} series are {held}",
                 option=name,
             )
     roles: dict[str, SeriesRole] = dict.fromkeys(series_ids, "train")

@@ -91,6 +91,9 @@ def test_a_test_series_the_file_lacks_is_refused_naming_the_field_and_the_series
         "('u99'); its 12 series are 'u1', 'u2', 'u3'"
     ), detail
     assert detail.endswith("'u9', 'u10' ...")  # the first 10, in id order, then shortened
+    long_id = "u" * 100_000  # quoted as every sent value is (docs/serving.md), not whole
+    detail = refused(client, fleet_spec(fleet_csv, test_series=[long_id]))
+    assert f"does not hold ({'u' * 60!r}... (100,000 characters)); its 12 series" in detail
     detail = refused(client, fleet_spec(fleet_csv, test_series=["u3"], val_series=["u0"]))
     assert detail.startswith("field 'config.train.val_series': val_series names 1 series")
     # named right, the same file and spec are accepted
