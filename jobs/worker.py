@@ -826,7 +826,10 @@ class Worker:
                         self.db, **fence, status="failed", error=reason, log_tail=attempt.tail()
                     ))  # fmt: skip
                 elif interrupted and self._stopping.is_set():
-                    reason = f"requeued: worker {self.worker_id} shut down during attempt"
+                    reason = (
+                        f"requeued: worker {self.worker_id} shut down during attempt "
+                        f"{attempt.number}"
+                    )
                     log(reason)
                     self._record(job.id, "the requeue", lambda: queue.release(
                         self.db, **fence, reason=reason, log_tail=attempt.tail()
