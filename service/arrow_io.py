@@ -45,8 +45,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from service.arrow_limits import ARROW_FILE_MAGIC, stream_cut_short
-from service.errors import ServiceInputError, series_where
+from service.arrow_limits import ARROW_FILE_MAGIC, read_bytes, stream_cut_short
+from service.errors import BodyTooLargeError, ServiceInputError, series_where
 from service.fast_path import (
     ID_MAX,
     BlockRequest,
@@ -132,11 +132,17 @@ def _check_metadata_keys(metadata: dict[bytes, bytes]) -> None:
         )
 
 
-def read_arrow_request(body: bytes, content_type: str = ARROW_STREAM) -> FastRequest | BlockRequest:
+def read_arrow_request(
+    body: bytes, content_type: str = ARROW_STREAM, *, max_bytes: int | None = None
+) -> FastRequest | BlockRequest:
     """The request an Arrow stream (or file) body holds; ServiceInputError naming the column
     and series for anything that is not a request table. Plain histories of one length come
-    as one block (`_plain_block`), their FastSeries built only if a check needs them."""
+    as one block (`_plain_block`), their FastSeries built only if a check needs them.
+    `max_bytes` (URNN_MAX_BODY_BYTES): BodyTooLargeError when the columns would take more
+    once decoded (`_check_read_size`), before any column is decoded."""
     table = _read_table(body, content_type)
+    if max_bytes is not None:
+        _check_read_size(table, max_bytes)
     metadata = table.schema.metadata or {}
     _check_metadata_keys(metadata)
     horizon = _horizon(metadata.get(b"horizon"))
@@ -280,6 +286,30 @@ def _read_table(body: bytes, content_type: str) -> Table:
         ) from None
     _check_table(table, kind)
     return table
+
+
+def _check_read_size(table: Table, max_bytes: int) -> None:
+    """413 for a table whose columns take more than `max_bytes` once decoded (a dictionary's
+    entries repeated row by row, views followed: `service.arrow_limits.read_bytes`), 422 for
+    a dictionary-encoded column of a type no request column has (decoded before its type is
+    checked); nothing decoded either way."""
+    total = 0
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        size = read_bytes(column)
+        if size is None:
+            raise ServiceInputError(
+                f"column {shown(name)}",
+                f"is dictionary-encoded {column.type}, a type no request column has; send "
+                "text, numbers or timestamps, or lists of them",
+            )
+        total += size
+        if total > max_bytes:
+            raise BodyTooLargeError(
+                f"request body too large: its Arrow columns take more than {max_bytes:,} bytes "
+                "once read (dictionary-encoded columns decoded, string and list views followed "
+                "to each row's data), above the limit of URNN_MAX_BODY_BYTES; send fewer or "
+                "shorter series per request"
+            )
 
 
 def _check_table(table: Table, kind: str) -> None:

@@ -6,7 +6,12 @@ Arrow reads a compressed buffer into an allocation of the size written in its fi
 (the format's uncompressed length; -1 for a buffer stored as is). Those prefixes are summed
 here from the messages' metadata, before pyarrow reads anything (a file's footer is not read:
 its blocks point at the same messages), so an oversized body is
-refused (413) without the allocation. Uncompressed batches are bounded by the body itself.
+refused (413) without the allocation.
+
+Uncompressed, a body can still stand for far more than it holds: a dictionary-encoded column
+repeats its entries row by row when decoded, and a string or list view's rows may all point
+at the same data. `read_bytes` counts what a read table's columns take once decoded and
+followed, for the same limit (`service.arrow_io.read_arrow_request`).
 
 The metadata is a FlatBuffer (format/Message.fbs): read here field by field with `struct`,
 as pyarrow exposes no accessor for a batch's compression or buffer layout.
@@ -15,6 +20,10 @@ as pyarrow exposes no accessor for a batch's compression or buffer layout.
 from __future__ import annotations
 
 import struct
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ARROW_FILE_MAGIC = b"ARROW1"
 
@@ -210,3 +219,108 @@ def _table_field(buffer: bytes, table: int, field: int) -> int | None:
 def _u32(buffer: bytes, at: int) -> int:
     (value,) = _U32.unpack_from(buffer, at)
     return int(value)
+
+
+# -----------------------------------------------------------------------------
+# What a table's columns take once read as the service reads them
+
+
+def read_bytes(column: pa.Array | pa.ChunkedArray) -> int | None:
+    """The bytes a table's column takes once read as `service.arrow_io` reads it: a
+    dictionary-encoded column decoded (`dictionary_decode`: each row a copy of its entry), a
+    string view or list view followed to every row's data (`to_pylist`, the lists' rows).
+
+    Both encodings let a row point at data that other rows point at too, so a small body can
+    stand for a very large table: 400 KB (one 1,000-character id, 200,000 one-byte indices)
+    decoded to 200 MB and then to as many Python strings again, before any cell was checked;
+    8 MB could take every byte of the machine's memory. This counts without decoding: O(rows)
+    numpy over buffers that `validate(full=True)` has checked. 0 for a column of a type no
+    request column has (the type checks refuse it; nothing decodes it), None for a
+    dictionary-encoded one (decoded before its type is checked: the caller refuses it)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    total = 0
+    for chunk in chunks:
+        rows = _row_bytes(chunk)
+        if rows is None:
+            if pa.types.is_dictionary(chunk.type):
+                return None
+            continue
+        total += int(rows.sum())
+    return total
+
+
+def _row_bytes(array: pa.Array) -> np.ndarray | None:
+    """Each row's bytes once decoded, for the types request columns have (text, numbers,
+    timestamps, dates, lists of those, dictionaries of those); None for any other type. The
+    arrays' lengths are bounded by their buffers for all of these (an index, an offset or a
+    value per row), so the result is as large as the body at most."""
+    kind = array.type
+    n = len(array)
+    if pa.types.is_dictionary(kind):
+        entries = _row_bytes(array.dictionary)
+        if entries is None:
+            return None
+        if len(entries) == 0:
+            return np.zeros(n, dtype=np.int64)
+        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows: np.ndarray = entries[np.clip(indices, 0, len(entries) - 1)]
+        if array.null_count:
+            rows = np.where(array.is_valid().to_numpy(zero_copy_only=False), rows, 0)
+        return rows
+    if _is_view(kind, "is_string_view") or _is_view(kind, "is_binary_view"):
+        views = array.buffers()[1]
+        if views is None or n == 0:
+            return np.zeros(n, dtype=np.int64)
+        # each view: int32 length, then a prefix or the data's buffer and offset (16 bytes)
+        lengths = np.frombuffer(views, dtype="<i4").reshape(-1, 4)[array.offset :, 0][:n]
+        counted: np.ndarray = np.maximum(lengths.astype(np.int64), 0)
+        return counted
+    if (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    ):
+        lengths = pc.binary_length(array).fill_null(0)
+        measured: np.ndarray = lengths.to_numpy(zero_copy_only=False).astype(np.int64)
+        return measured
+    if pa.types.is_fixed_size_list(kind):
+        child = _row_bytes(array.values)
+        if child is None:
+            return None
+        size = kind.list_size
+        starts = (np.arange(n, dtype=np.int64) + array.offset) * size
+        return _ranges(child, starts, starts + size)
+    views = _is_view(kind, "is_list_view") or _is_view(kind, "is_large_list_view")
+    if views or pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        child = _row_bytes(array.values)
+        if child is None:
+            return None
+        offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        if views:
+            sizes = array.sizes.to_numpy(zero_copy_only=False).astype(np.int64)
+            return _ranges(child, offsets, offsets + sizes)
+        return _ranges(child, offsets[:-1], offsets[1:])
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_timestamp(kind)
+        or pa.types.is_date(kind)
+        or pa.types.is_boolean(kind)
+    ):
+        return np.full(n, max(kind.bit_width // 8, 1), dtype=np.int64)
+    return None
+
+
+def _ranges(child: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The sums of `child[start:end]` for each row's (start, end)."""
+    cumulative = np.concatenate(([0], np.cumsum(child, dtype=np.int64)))
+    last = len(child)
+    sums: np.ndarray = cumulative[np.clip(ends, 0, last)] - cumulative[np.clip(starts, 0, last)]
+    return sums
+
+
+def _is_view(kind: pa.DataType, check: str) -> bool:
+    """pyarrow's `pa.types.<check>`; False where this pyarrow has none."""
+    found = getattr(pa.types, check, None)
+    return bool(found is not None and found(kind))

@@ -369,7 +369,7 @@ async def arrow_forecast(
             f"(IPC compression), above the limit of {limit:,} bytes (URNN_MAX_BODY_BYTES); "
             "send fewer or shorter series per request"
         )
-    request = read_arrow_request(body, kind)
+    request = read_arrow_request(body, kind, max_bytes=limit)
     return await forecast(request, state=state, arrow=wants_arrow(headers.get(b"accept")))
 
 

@@ -612,6 +612,71 @@ def test_a_compressed_arrow_body_counts_what_it_unpacks_to(
         )
 
 
+def _string_views(rows: int, text: bytes) -> pa.Array:
+    """`rows` string views that all point at the same `text` (16 bytes a row)."""
+    views = np.zeros((rows, 4), dtype="<i4")
+    views[:, 0] = len(text)  # length, then its first 4 bytes; buffer 0, offset 0
+    views[:, 1] = int.from_bytes(text[:4].ljust(4, b"\0"), "little", signed=True)
+    buffers = [None, pa.py_buffer(views.tobytes()), pa.py_buffer(text)]
+    return pa.Array.from_buffers(pa.string_view(), rows, buffers)
+
+
+def _repeated(rows: int, entry: pa.Array) -> pa.Array:
+    """`rows` one-byte indices into a one-entry dictionary."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int8)), entry)
+
+
+def test_arrow_columns_are_measured_as_they_decode(
+    client_for: Callable[..., TestClient], body: Body
+) -> None:
+    """An audit's finding: a dictionary-encoded column repeats its entry for each row when
+    decoded, and string or list views may all point at the same data, so an uncompressed
+    400 KB body (one 1,000-character id, 200,000 one-byte indices) took 400 MB of the
+    service's memory before the id's length was checked (8 MB: the machine's memory). The
+    limit now counts what the columns take once read; nothing is decoded past it."""
+    client = client_for(max_body_bytes=1_000_000)
+    history = pa.array([np.zeros(48)], pa.list_(pa.float64()))
+    rows = 50_000  # 16 bytes a string view: 800 KB
+    overlapping = pa.ListViewArray.from_arrays(
+        pa.array(np.zeros(rows, np.int32)),
+        pa.array(np.full(rows, 1_000, np.int32)),
+        pa.array(np.zeros(1_000)),
+    )
+    bombs = {
+        "dictionary id": {"id": _repeated(rows, pa.array(["x" * 1_000])),
+                          "values": _repeated(rows, history)},
+        "string view id": {"id": _string_views(rows, b"x" * 1_000),
+                           "values": _repeated(rows, history)},
+        "overlapping list views": {"id": _repeated(rows, pa.array(["x"])),
+                                   "values": overlapping},
+    }  # fmt: skip
+    for case, columns in bombs.items():
+        content = stream_of(pa.table(columns))
+        assert len(content) < 1_000_000, case  # the plain body limit is not what stops it
+        answer = client.post("/forecast", content=content, headers=ARROW_IN)
+        assert answer.status_code == 413, (case, answer.text)
+        assert answer.json()["detail"].startswith(
+            "request body too large: its Arrow columns take more than 1,000,000 bytes once read"
+        ), case
+    # what pandas and Polars send (a categorical id, string views) is read as before
+    plain = read_table(arrow_of(body))
+    for id_column in (plain["id"].dictionary_encode(), plain["id"].cast(pa.string_view())):
+        sent = plain.set_column(plain.schema.get_field_index("id"), "id", id_column)
+        answer = client.post("/forecast", content=stream_of(sent), headers=ARROW_IN)
+        assert answer.status_code == 200, answer.text
+        assert answer.content == client.post("/forecast", json=body).content
+
+
+def test_a_dictionary_column_of_no_request_type_is_422_before_decoding(
+    client: TestClient,
+) -> None:
+    structs = pa.array([{"a": 1}])
+    table = pa.table({"id": _repeated(3, structs), "values": [[1.0], [2.0], [3.0]]})
+    answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("column 'id': is dictionary-encoded dictionary<")
+
+
 def test_a_file_whose_stream_is_cut_short_is_measured_by_its_footer(
     client_for: Callable[..., TestClient],
 ) -> None:
