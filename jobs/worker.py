@@ -162,7 +162,9 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         output: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         full_log = Path(tmp) / f"attempt-{context.attempt}.log"
         reader = threading.Thread(
-            target=_pipe_to_log, args=(process, context, output, full_log), daemon=True
+            target=_pipe_to_log,
+            args=(process, context, output, full_log, secret_masker(settings)),
+            daemon=True,
         )
         reader.start()
         markers = _ChildMarkers(started_file)
@@ -459,16 +461,48 @@ def _launch(command: list[str], settings: Settings) -> Any:
     )
 
 
-def _pipe_to_log(process: Any, context: JobContext, output: deque[str], full_log: Path) -> None:
-    """The child's output, line by line: into the job's log tail, and whole into `full_log`
-    (attached to the attempt's MLflow run at the end: the tail keeps only 60 lines)."""
+def _pipe_to_log(
+    process: Any,
+    context: JobContext,
+    output: deque[str],
+    full_log: Path,
+    mask: Callable[[str], str] = lambda line: line,
+) -> None:
+    """The child's output, line by line, each through `mask` (`secret_masker`): into the
+    job's log tail, and whole into `full_log` (attached to the attempt's MLflow run at the end:
+    the tail keeps only 60 lines)."""
     with full_log.open("a") as log_file:
         for line in process.stdout:
+            line = mask(line)
             log_file.write(line)
             log_file.flush()
             if line.strip():
                 output.append(line.rstrip())
                 context.log(line.rstrip())
+
+
+def secret_masker(settings: Settings) -> Callable[[str], str]:
+    """A function writing each secret of `settings` as *** in a line of a job's output: the
+    passwords (and secret query values) of the tracking URI, the artifact root and the
+    database URL, and the API key. The output becomes the job's log tail, which GET /jobs
+    answers to anyone who reaches the service unless URNN_API_KEY_FOR_READS is on, the
+    worker's log and the run's `job/` artifact: `urnn train` printed the tracking URI whole
+    (a database server store's password with it), and MLflow prints a tracking server's
+    URL, user:password@ included, in its 'View run' line."""
+    from urnn_forecast.url_text import MIN_MASKED_SECRET, url_secrets
+
+    secrets: set[str] = set()
+    for url in (settings.mlflow_tracking_uri, settings.mlflow_artifact_root, settings.database_url):
+        if url:
+            secrets.update(url_secrets(url))
+    if settings.api_key is not None:
+        key = settings.api_key.get_secret_value()
+        if len(key) >= MIN_MASKED_SECRET:
+            secrets.add(key)
+    if not secrets:
+        return lambda line: line
+    found = re.compile("|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True)))
+    return lambda line: found.sub("***", line)
 
 
 def attach_log(settings: Settings, run_id: str, full_log: Path) -> None:

@@ -391,3 +391,40 @@ def test_the_connection_timeout_is_given_under_each_drivers_own_keyword(
     with pytest.raises(TrackingServerError):
         _check_tracking_database(uri)
     assert given == [connect_args]
+
+
+def test_urnn_train_prints_where_runs_went_without_passwords(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `urnn train` prints at its end becomes a job's log tail (GET /jobs, open to anyone
+    unless URNN_API_KEY_FOR_READS is on): the store's password printed there whole."""
+    from urnn_forecast.cli import _print_mlflow_location
+
+    settings = Settings(
+        var_dir=tmp_path,
+        mlflow_tracking_uri="postgresql+psycopg://mlflow:hunter2@db:5432/mlflow",
+        mlflow_artifact_root="https://user:s3cr3t@store/artifacts",
+    )
+    _print_mlflow_location(settings, "forecast")
+    printed = capsys.readouterr().out
+    assert "hunter2" not in printed and "s3cr3t" not in printed
+    assert "in postgresql+psycopg://mlflow:***@db:5432/mlflow" in printed
+    assert "artifacts under https://user:***@store/artifacts" in printed
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets"),
+    [
+        ("postgresql+psycopg://u:hunter2@db/m", ["hunter2"]),
+        ("postgresql://u:p@ss:w0rd@db/m?sslmode=require", ["p@ss:w0rd"]),
+        ("https://u:t%40ken@host:5000", ["t%40ken", "t@ken"]),
+        ("postgresql://u@db/m?password=qu3ry-pw", ["qu3ry-pw"]),
+        ("postgresql://u:pw@db/m", []),  # too short to mask outside the URL
+        ("http://host:5000", []),
+        ("sqlite:////var/urnn/mlflow.db", []),
+    ],
+)
+def test_url_secrets_are_what_password_hidden_masks(url: str, secrets: list[str]) -> None:
+    from urnn_forecast.url_text import url_secrets
+
+    assert url_secrets(url) == sorted(secrets, key=lambda s: (-len(s), s))

@@ -1714,9 +1714,13 @@ def _train_all(
 
 
 def _print_mlflow_location(settings: Settings, experiment: str) -> None:
-    uri = settings.resolved_tracking_uri()
+    """Where the runs went, passwords as *** (`shown_uri`): a job's output is its log tail,
+    which GET /jobs answers (to anyone, unless URNN_API_KEY_FOR_READS is on)."""
+    from urnn_forecast.tracking import shown_uri
+
+    uri = shown_uri(settings.resolved_tracking_uri())
     print(f"\nMLflow: runs logged to experiment {experiment!r} in {uri}")
-    print(f"  artifacts under {settings.resolved_artifact_root()}")
+    print(f"  artifacts under {shown_uri(settings.resolved_artifact_root())}")
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
         print(f"  open the UI:  {uri}")
     else:

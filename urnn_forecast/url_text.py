@@ -49,3 +49,28 @@ def password_hidden(url: str) -> str:
             return url
         end = head.rindex("@")
     return f"{url[: user.end()]}***{url[end:]}"
+
+
+# Shorter texts are not masked where they appear outside their URL: "pw" would mask every
+# "pw" in a log. Such a password is still masked in the URL itself (`password_hidden`).
+MIN_MASKED_SECRET = 4
+
+
+def url_secrets(url: str) -> list[str]:
+    """The texts `password_hidden` masks in `url` (the password of its `user:password@` part,
+    the values of secret query parameters), each as written and percent-decoded, so that a
+    text that quotes them elsewhere (a child process's output) can be masked too."""
+    from urllib.parse import unquote
+
+    found = [match.group(2) for match in _SECRET_VALUE.finditer(url)]
+    queried = _SECRET_PARAMETER.sub(r"\1***", url)
+    hidden = password_hidden(queried)
+    user = _USER.match(queried)
+    if hidden != queried and user is not None:
+        suffix = hidden[user.end() + 3 :]  # password_hidden wrote prefix + "***" + suffix
+        found.append(queried[user.end() : len(queried) - len(suffix)])
+    secrets = {text for raw in found for text in (raw, unquote(raw))}
+    return sorted((s for s in secrets if len(s) >= MIN_MASKED_SECRET), key=lambda s: (-len(s), s))
+
+
+_SECRET_VALUE = re.compile(_SECRET_PARAMETER.pattern.replace(")[^&;#]*", ")([^&;#]*)"), re.I)

@@ -410,3 +410,49 @@ def test_a_job_whose_data_left_the_allowed_folders_fails_before_training(
     assert job.status == "failed"
     assert job.error is not None and "outside the folders jobs may read" in job.error
     assert "launching" not in (job.log_tail or "")
+
+
+def test_the_childs_output_is_logged_with_the_settings_secrets_masked(tmp_path: Path) -> None:
+    """An audit's finding: `urnn train` printed the tracking URI whole ('MLflow: runs logged
+    ... in postgresql+psycopg://postgres:hunter2@...'), so a job's log tail, which GET /jobs
+    answers without a key by default, held the store's password; MLflow's 'View run' line
+    prints a tracking server's user:password@ too. The worker now masks every secret of its
+    settings in the child's output (log tail, worker log, the run's job/ log)."""
+    import sys
+    from collections import deque
+
+    from pydantic import SecretStr
+
+    from jobs.worker import _launch, _pipe_to_log, secret_masker
+
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        mlflow_tracking_uri="postgresql+psycopg://mlflow:hunter2@db:5432/mlflow",
+        mlflow_artifact_root="https://user:t%40ken-9@store/artifacts",
+        database_url="postgresql+psycopg://urnn@db/urnn?password=pg-pass-1",
+        api_key=SecretStr("the-api-key-1"),
+    )
+    printed = [
+        "in postgresql+psycopg://mlflow:hunter2@db:5432/mlflow",
+        "View run job-1 at: https://user:t%40ken-9@store/#/experiments/1",
+        "decoded t@ken-9, query pg-pass-1, key the-api-key-1",
+        "nothing secret here",
+    ]
+    script = "import sys; print(sys.argv[1])"
+    process = _launch([sys.executable, "-c", script, "\n".join(printed)], settings)
+    output: deque[str] = deque(maxlen=10)
+    context = _context()
+    _pipe_to_log(process, context, output, tmp_path / "attempt-1.log", secret_masker(settings))
+    assert process.wait(timeout=30) == 0
+    assert list(output) == [
+        "in postgresql+psycopg://mlflow:***@db:5432/mlflow",
+        "View run job-1 at: https://user:***@store/#/experiments/1",
+        "decoded ***, query ***, key ***",
+        "nothing secret here",
+    ]
+    assert context.lines == list(output)  # type: ignore[attr-defined]
+    logged = (tmp_path / "attempt-1.log").read_text()
+    for secret in ("hunter2", "t%40ken-9", "t@ken-9", "pg-pass-1", "the-api-key-1"):
+        assert secret not in logged
+    plain = Settings(var_dir=tmp_path / "var")  # nothing to mask: lines as they are
+    assert secret_masker(plain)(printed[0]) == printed[0]
