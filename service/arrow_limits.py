@@ -133,18 +133,27 @@ def _file_bytes(body: bytes) -> int:
         if blocks is None:
             continue
         for i in range(_u32(body, blocks)):
-            offset, metadata_length, body_length = _BLOCK.unpack_from(
-                body, blocks + 4 + i * _BLOCK.size
-            )
-            if offset < 0 or metadata_length < 8 or body_length < 0:
-                raise MalformedArrowError(f"block {i} of the footer is not a message")
-            (marker,) = _I32.unpack_from(body, offset)
-            metadata = offset + (8 if marker == -1 else 4)  # the continuation marker, or not
-            body_at = offset + metadata_length
-            if body_at + body_length > len(body):
-                raise MalformedArrowError(f"block {i} lies past the end of the file")
-            total += _batch_bytes(body, metadata, body_at, body_length)
+            try:
+                total += _block_bytes(body, blocks, i)
+            except (struct.error, IndexError, MalformedArrowError):
+                # what was counted stands: pyarrow reads (and unpacks) the blocks before this
+                # one before it finds this one damaged; 0 here let a bomb in block 0 through
+                # behind a damaged block 1
+                return total
     return total
+
+
+def _block_bytes(body: bytes, blocks: int, i: int) -> int:
+    """The bytes footer block `i` (a dictionary or record batch) takes once read."""
+    offset, metadata_length, body_length = _BLOCK.unpack_from(body, blocks + 4 + i * _BLOCK.size)
+    if offset < 0 or metadata_length < 8 or body_length < 0:
+        raise MalformedArrowError(f"block {i} of the footer is not a message")
+    (marker,) = _I32.unpack_from(body, offset)
+    metadata = offset + (8 if marker == -1 else 4)  # the continuation marker, or not
+    body_at = offset + metadata_length
+    if body_at + body_length > len(body):
+        raise MalformedArrowError(f"block {i} lies past the end of the file")
+    return _batch_bytes(body, metadata, body_at, body_length)
 
 
 def _message_body_length(buffer: bytes, message_at: int) -> int:
@@ -181,9 +190,12 @@ def _batch_bytes(buffer: bytes, message_at: int, body_at: int, size: int) -> int
         if length < _PREFIX.size:
             continue  # an empty buffer: no prefix
         if offset < 0 or offset + _PREFIX.size > size:
-            raise MalformedArrowError(f"buffer {i} lies outside the message body")
+            continue  # pyarrow refuses the batch; the other buffers are still counted
         (declared,) = _PREFIX.unpack_from(buffer, body_at + offset)
-        unpacked += length - _PREFIX.size if declared == -1 else declared
+        # Each buffer on its own: pyarrow refuses a length below -1, but only once it has
+        # unpacked the batch's other buffers (a -200,000,000 beside 200 MB of zeros summed
+        # to nothing and the zeros were unpacked)
+        unpacked += length - _PREFIX.size if declared == -1 else max(declared, 0)
     return max(unpacked, size)
 
 

@@ -612,6 +612,69 @@ def test_a_compressed_arrow_body_counts_what_it_unpacks_to(
         )
 
 
+def _prefixes(body: bytes, message_at: int, body_at: int) -> list[tuple[int, int]]:
+    """(position, declared length) of each compressed buffer of the message at `message_at`."""
+    import struct
+
+    from service import arrow_limits as limits
+
+    message = message_at + limits._u32(body, message_at)
+    header = limits._table_field(body, message, 2)
+    assert header is not None
+    buffers = limits._table_field(body, header, 2)
+    assert buffers is not None
+    found = []
+    for i in range(limits._u32(body, buffers)):
+        offset, length = struct.unpack_from("<qq", body, buffers + 4 + 16 * i)
+        if length >= 8:
+            found.append((body_at + offset, struct.unpack_from("<q", body, body_at + offset)[0]))
+    return found
+
+
+def test_a_damaged_length_or_block_does_not_hide_a_compressed_batch(
+    client_for: Callable[..., TestClient],
+) -> None:
+    """An audit's bypasses of the unpacked-size count: a second buffer declaring a length of
+    minus the first's (pyarrow unpacks the first, then refuses the second), and a file whose
+    second footer block lies past its end (the count gave up on the whole file and answered
+    0; pyarrow unpacks the first batch before it finds the second damaged). 7 KB bodies that
+    took 200 MB each; now counted, 413."""
+    import struct
+
+    from service import arrow_limits as limits
+
+    client = client_for(max_body_bytes=1_000_000)
+    zeros = pa.table({"id": ["a"], "values": pa.array([np.zeros(200_000)], pa.list_(pa.float64()))})
+    stream = bytearray(_compressed(zeros, "zstd"))
+    at, batches = 0, []
+    while at + 8 <= len(stream):  # continuation marker, metadata length, metadata, body
+        (length,) = struct.unpack_from("<i", stream, at + 4)
+        if length <= 0:
+            break
+        message_length = limits._message_body_length(bytes(stream), at + 8)
+        batches.append((at + 8, at + 8 + length))
+        at += 8 + length + message_length
+    prefixes = _prefixes(bytes(stream), *batches[-1])  # the record batch, after the schema
+    declared, small = max(p[1] for p in prefixes), prefixes[0][0]
+    struct.pack_into("<q", stream, small, -declared)
+    answer = client.post("/forecast", content=bytes(stream), headers=ARROW_IN)
+    assert answer.status_code == 413, answer.text
+
+    two = pa.Table.from_batches([*zeros.to_batches(), *pa.table({"id": ["b"], "values": pa.array(
+        [np.zeros(48)], pa.list_(pa.float64()))}).to_batches()])  # fmt: skip
+    file = bytearray(_compressed(two, "zstd", file=True))
+    end = len(file) - len(limits.ARROW_FILE_MAGIC)
+    (footer_length,) = struct.unpack_from("<i", file, end - 4)
+    footer_at = end - 4 - footer_length
+    read = bytes(file)
+    footer = footer_at + limits._u32(read, footer_at)
+    blocks = limits._table_field(read, footer, 3)  # the record batches' blocks
+    assert blocks is not None and limits._u32(read, blocks) == 2
+    struct.pack_into("<q", file, blocks + 4 + 24 + 16, 1 << 40)  # block 1: past the end
+    answer = client.post("/forecast", content=bytes(file), headers={"content-type": ARROW_FILE})
+    assert answer.status_code == 413, answer.text
+
+
 def _string_views(rows: int, text: bytes) -> pa.Array:
     """`rows` string views that all point at the same `text` (16 bytes a row)."""
     views = np.zeros((rows, 4), dtype="<i4")
