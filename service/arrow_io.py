@@ -45,7 +45,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from service.arrow_limits import ARROW_FILE_MAGIC, read_bytes, stream_cut_short
+from service.arrow_limits import ARROW_FILE_MAGIC, may_repeat_data, read_bytes, stream_cut_short
 from service.errors import BodyTooLargeError, ServiceInputError, series_where
 from service.fast_path import (
     ID_MAX,
@@ -295,6 +295,8 @@ def _check_read_size(table: Table, max_bytes: int) -> None:
     checked); nothing decoded either way."""
     total = 0
     for name, column in zip(table.column_names, table.columns, strict=True):
+        if not may_repeat_data(column.type):
+            continue  # its buffers bound it, and the body bounds them
         size = read_bytes(column)
         if size is None:
             raise ServiceInputError(

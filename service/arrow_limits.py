@@ -332,6 +332,19 @@ def _ranges(child: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarr
     return sums
 
 
+_VIEW_CHECKS = ("is_string_view", "is_binary_view", "is_list_view", "is_large_list_view")
+
+
+def may_repeat_data(kind: pa.DataType) -> bool:
+    """Whether rows of this type can point at data other rows point at too (a dictionary, a
+    view, anywhere in a nested type): only such columns can take more once read than the body
+    holds. Plain text, numbers and lists of them take at most their buffers, which the body
+    bounds, so `read_bytes` need not count them (a request's cost stays that of its reading)."""
+    if pa.types.is_dictionary(kind) or any(_is_view(kind, check) for check in _VIEW_CHECKS):
+        return True
+    return any(may_repeat_data(kind.field(i).type) for i in range(kind.num_fields))
+
+
 def _is_view(kind: pa.DataType, check: str) -> bool:
     """pyarrow's `pa.types.<check>`; False where this pyarrow has none."""
     found = getattr(pa.types, check, None)
