@@ -294,9 +294,10 @@ def _check_read_size(table: Table, max_bytes: int) -> None:
     a dictionary-encoded column of a type no request column has (decoded before its type is
     checked); nothing decoded either way."""
     total = 0
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        if not may_repeat_data(column.type):
+    for i, field in enumerate(table.schema):
+        if not may_repeat_data(field.type):
             continue  # its buffers bound it, and the body bounds them
+        name, column = field.name, table.column(i)
         size = read_bytes(column)
         if size is None:
             raise ServiceInputError(

@@ -19,6 +19,7 @@ as pyarrow exposes no accessor for a batch's compression or buffer layout.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import numpy as np
@@ -335,6 +336,7 @@ def _ranges(child: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarr
 _VIEW_CHECKS = ("is_string_view", "is_binary_view", "is_list_view", "is_large_list_view")
 
 
+@functools.lru_cache(maxsize=256)  # per request, for a handful of types: a dict lookup
 def may_repeat_data(kind: pa.DataType) -> bool:
     """Whether rows of this type can point at data other rows point at too (a dictionary, a
     view, anywhere in a nested type): only such columns can take more once read than the body
