@@ -1094,7 +1094,7 @@ def test_backtest_refit_trains_on_windows_of_the_models_train_stride(
 
     folder = model_artifact_dir("models:/urnn-forecaster@champion", tmp_path / "download")
     meta = json.loads((folder / "config.json").read_text())
-    assert meta["train"] == {"train_stride": 3}
+    assert meta["train"]["train_stride"] == 3  # beside seen_until (training.pipeline)
     for train, said in (
         ({"train_stride": "3"}, "the train stride its config.json records cannot be used: '3'"),
         ([3], 'no train stride recorded: not in its config.json, whose "train" is not a JSON'),

@@ -1048,12 +1048,15 @@ def seen_until(data: LoadedData, splits: Mapping[str, SeriesSplit]) -> dict[str,
     """Per unit (a series, or the series a cut segment belongs to): the timestamp of the last
     row the model trained or early-stopped on (UTC where zoned, ISO 8601). A later challenger
     scores this model only on values after it (`compare_registered`): a champion scored on its
-    own training rows looks better than it is. Units it never fitted on (held out) are absent."""
+    own training rows looks better than it is. A unit it only early-stopped on (a validation
+    unit of `--split series`; a cut series' later segment with val rows only) counts; units
+    held out for test alone are absent."""
     until: dict[str, pd.Timestamp] = {}
     for sid, split in splits.items():
-        if split.train.empty:
+        parts = [part for part in (split.train, split.val) if not part.empty]
+        if not parts:
             continue
-        last = max(part.index[-1] for part in (split.train, split.val) if not part.empty)
+        last = max(part.index[-1] for part in parts)
         unit = data.unit_of(sid)
         until[unit] = max(until.get(unit, last), last)
     return {unit: _naive_utc(stamp).isoformat() for unit, stamp in until.items()}
@@ -1227,22 +1230,6 @@ def compare_registered(
         return None
     keys = ["series", "origin", "step"]
     mine, other = challenger.forecasts, result.forecasts
-    unseen = _after_champion_saw(predictor.meta, data, other)
-    if unseen is not None and not unseen.any():
-        return Comparison(
-            None,
-            why=(
-                "it trained or early-stopped on every value this model was tested on; scored "
-                "there it would look better than it is"
-            ),
-        )
-    seen_note = ""
-    if unseen is not None and not unseen.all():
-        seen_note = (
-            f"{int((~unseen).sum()):,} forecast values the champion trained or early-stopped "
-            "on left out"
-        )
-        other = other[unseen]
     mine_keys, other_keys = (
         pd.MultiIndex.from_frame(mine[keys]),
         pd.MultiIndex.from_frame(other[keys]),
@@ -1250,12 +1237,31 @@ def compare_registered(
     in_other, in_mine = mine_keys.isin(other_keys), other_keys.isin(mine_keys)
     if not in_other.any():
         return None
+    partial = not (in_other.all() and in_mine.all())
+    theirs_shared = other[in_mine]
+    unseen = _after_champion_saw(predictor.meta, data, theirs_shared)
+    seen_note = ""
+    if unseen is not None and not unseen.all():  # counted on the forecasts both models made
+        if not unseen.any():
+            return Comparison(
+                None,
+                why=(
+                    "it trained or early-stopped on every value both models forecast in this "
+                    "backtest; scored there it would look better than it is"
+                ),
+            )
+        seen_note = (
+            f"{int((~unseen).sum()):,} forecast values the champion trained or early-stopped "
+            "on left out"
+        )
+        theirs_shared = theirs_shared[unseen]
+        in_other = mine_keys.isin(pd.MultiIndex.from_frame(theirs_shared[keys]))
 
     def score(frame: pd.DataFrame, quantiles: tuple[float, ...]) -> float:
         return float(metric_tables(frame, quantiles).overall[config.metric].iloc[0])
 
     bases = []
-    if not (in_other.all() and in_mine.all()):
+    if partial or seen_note:
         shared = mine[in_other]
         steps = int(shared["step"].max())
         bases.append(
@@ -1267,10 +1273,10 @@ def compare_registered(
     if levels_note:
         bases.append(levels_note)
     return Comparison(
-        champion=score(other[in_mine], levels or theirs.quantiles),
+        champion=score(theirs_shared, levels or theirs.quantiles),
         challenger=score(mine[in_other], levels or challenger_config.quantiles),
         basis="; ".join(bases),
-        forecasts=other[in_mine],
+        forecasts=theirs_shared,
     )
 
 
@@ -1288,9 +1294,13 @@ def _after_champion_saw(
     recorded = train.get("seen_until") if isinstance(train, Mapping) else None
     if not isinstance(recorded, Mapping) or not recorded:
         return None
-    until = {str(unit): _naive_utc(stamp) for unit, stamp in recorded.items()}
-    units = forecasts["series"].astype(str).map(data.unit_of)
-    limit = pd.to_datetime(units.map(until))  # NaT for a unit it never fitted on
+    try:
+        until = {str(unit): _naive_utc(stamp) for unit, stamp in recorded.items()}
+    except (TypeError, ValueError):
+        return None  # an edited config.json: nothing known, as for a model before the key
+    ids = forecasts["series"].astype(str)
+    by_id = {sid: until.get(data.unit_of(sid), pd.NaT) for sid in ids.unique()}
+    limit = pd.to_datetime(ids.map(by_id))  # NaT for a unit it never fitted on
     stamps = pd.to_datetime(forecasts["timestamp"])
     return np.asarray(limit.isna() | (stamps > limit), dtype=bool)
 

@@ -685,3 +685,32 @@ def test_the_report_states_each_parts_borders_and_the_rows_no_part_holds() -> No
     assert "(420 rows), val" in lines[0] and "(120 rows)" in lines[0]
     assert "unused" not in lines[0]
     assert lines[3:] == ["(and 2 more series, split the same way)"]
+
+
+def test_seen_until_counts_every_row_trained_or_early_stopped_on(tmp_path: Path) -> None:
+    """train.seen_until (what a later challenger leaves out of the champion's score) holds the
+    last train or val row of each unit: a validation unit of the series split, and a cut
+    series' later segment with val rows only, were left out as if never fitted on."""
+    from training.pipeline import seen_until
+
+    data = fleet(5)
+    splits = split_data(
+        data, SplitConfig(lookback=24, method="series", train_fraction=0.6, val_fraction=0.2)
+    )
+    roles = {sid: s.plan.role for sid, s in splits.items()}
+    assert roles == {"u0": "train", "u1": "train", "u2": "train", "u3": "val", "u4": "test"}
+    seen = seen_until(data, splits)
+    assert seen == {sid: data.series[sid].index[-1].isoformat() for sid in ("u0", "u1", "u2", "u3")}
+
+    first = pd.date_range("2020-01-01", periods=100, freq="h")
+    second = pd.date_range("2020-03-01", periods=40, freq="h")
+    stamps = first.append(second)
+    path = tmp_path / "plant.csv"
+    values = np.random.default_rng(0).random(len(stamps))
+    pd.DataFrame({"timestamp": stamps, "y": values}).to_csv(path, index=False)
+    cut = load_data(path, LoadConfig(target="y", on_long_gap="split", min_segment_length=10))
+    parts = split_data(cut, SplitConfig(lookback=10, horizon=2))
+    val_only = [s for s in parts.values() if s.train.empty and not s.val.empty]
+    assert val_only, "a segment with val rows and no train rows"
+    last_val = max(s.val.index[-1] for s in parts.values() if not s.val.empty)
+    assert seen_until(cut, parts) == {"plant": last_val.isoformat()}
