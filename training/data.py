@@ -717,6 +717,10 @@ _COMMENT = ("#", "//")
 PREAMBLE_LINES = 50  # comment lines looked through for the header after them
 
 
+def _preamble_line(line: str) -> bool:
+    return bool(_SEP_HINT.fullmatch(line)) or line.lstrip().startswith(_COMMENT)
+
+
 def _refuse_preamble(path: Path, sep: str) -> None:
     """A first line that is not the header: Excel's "sep=;" (read as the header, it answered
     "no timestamp column, the file has 'sep='" even with the right sep), or comment lines
@@ -729,6 +733,8 @@ def _refuse_preamble(path: Path, sep: str) -> None:
         for line in text:
             if line.strip():
                 lines.append(line.rstrip("\r\n"))
+            if len(lines) == 1 and not _preamble_line(lines[0]):
+                return  # an ordinary header: nothing more to read (a wide file's is long)
             if len(lines) > PREAMBLE_LINES:
                 break
     if not lines:
@@ -751,10 +757,12 @@ def _refuse_preamble(path: Path, sep: str) -> None:
     def width(line: str) -> int:
         if len(sep) == 1:
             return len(next(csv.reader([line], delimiter=sep), []))
-        return len(re.split(sep, line))
+        return len(re.split(sep, line.strip()))  # pandas' regex separators skip the margins
 
     if comments < len(lines) and width(lines[0]) == width(lines[comments]):
         return  # a header whose first column name starts with '#'
+    if comments == len(lines) and len({width(line) for line in lines}) == 1 and width(lines[0]) > 1:
+        return  # every line starts with '#' and splits alike: a '#' header over '#' ids
     many = comments > 1
     raise MissingHeaderError(
         f"{path.name}: the file starts with {'comment lines' if many else 'a comment line'} "
@@ -1216,6 +1224,15 @@ def _steps_as_timestamps(
     return pd.DatetimeIndex(stamps, name="timestamp")
 
 
+def _excel_serials(text: pd.Series) -> bool:
+    """Numbers that read as Excel serial dates of 1970-2050 (25569-55153 days after
+    1899-12-30), as exports write date cells saved without their format."""
+    if not text.str.fullmatch(r"\s*\d{5}(\.\d*)?\s*").all():
+        return False
+    days = pd.to_numeric(text, errors="coerce")
+    return bool(days.between(25_569, 55_153).all())
+
+
 def _refuse_durations(raw: pd.DataFrame, columns: Sequence[str], source: str) -> None:
     """A Parquet duration column (timedelta64) as the time: its text ('0 days 01:00:00') was
     refused with advice about timestamp formats, and as step numbers it reads nanoseconds."""
@@ -1326,13 +1343,18 @@ def _parse_timestamps(
                     f"{'ms' if unit == 'milliseconds' else 's'!r})); step_origin counts steps "
                     "of the data's frequency, not seconds"
                 )
-            elif len(columns) == 1 and text.str.fullmatch(r"\s*[1-7]\d{4}(\.\d*)?\s*").all():
+            elif len(columns) == 1 and _excel_serials(text):
                 hint += (  # Excel's date cells saved without their date format
                     "; the column holds numbers like Excel serial dates (days since 1899-12-30, "
                     "with the time of day as the fraction): format the column as dates in Excel "
                     "before saving, or convert it (pandas.to_datetime(column, unit='D', "
                     "origin='1899-12-30'))"
                 )
+                if text.str.fullmatch(r"\s*\d+\s*").all():  # or a count of steps
+                    hint += (
+                        "; if they count steps (cycles, samples), pass step_origin "
+                        "(--step-origin) and freq (--freq)"
+                    )
             elif len(columns) == 1 and text.str.fullmatch(r"\s*[+-]?\d+\s*").all():
                 hint += (
                     "; the column holds whole numbers: if they count steps (cycles, samples), "
@@ -1809,8 +1831,7 @@ def _numeric_values(
                 cast.append(f"{column} (bool)")
                 out[column] = flags
                 continue
-            grouped = _thousands_dots(cells)
-            cells = _comma_numbers(cells)
+            cells, grouped = _comma_numbers(cells)
         numbers = pd.to_numeric(cells, errors="coerce")
         bad = (numbers.isna() & cells.notna()).to_numpy()
         if bad.any():
@@ -1864,6 +1885,12 @@ def _number_hint(cell: object, decimal: str, sep: str | None) -> str:
                 "comma (decimal=',' needs another field separator): save the file with ';' "
                 "between fields and pass sep=';' and decimal=',', or write the numbers with '.'"
             )
+        if re.fullmatch(r"\s*[-+]?\d{1,3},\d{3}\s*", cell):  # '1,034': 1.034 or 1034?
+            return (
+                "; a decimal comma (pass decimal=',': 1,034 reads 1.034) or a thousands "
+                "separator (1,034 meaning 1034: write the numbers without it)? the loader "
+                "cannot tell from this cell"
+            )
         return "; a decimal comma? pass decimal=','"
     grouped = re.fullmatch(
         r"\s*[-+]?\d{1,3}(?:([,'\u00a0\u202f ])\d{3})(?:\1\d{3})*(?:[.,]\d*)?\s*", cell
@@ -1908,24 +1935,20 @@ def _parquet_kind(cells: pd.Series) -> str:
     return str(cells.dtype)
 
 
-def _thousands_dots(cells: pd.Series) -> pd.Series:
-    """Which text cells hold a '.' that decimal=',' reads as a thousands separator: reported,
-    as '30.531' from a tool that writes decimal points reads as 30531 and every such cell
-    passes (a refused one says so, but a column of three-decimal numbers has none)."""
-    text = cells.astype("string")
-    return (text.str.contains(".", regex=False) & text.str.fullmatch(_COMMA_NUMBER)).fillna(False)
-
-
-def _comma_numbers(cells: pd.Series) -> pd.Series:
+def _comma_numbers(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Text cells of numbers with a decimal comma as text pandas reads ('1.034,5' ->
     '1034.5'); a cell that is no such number (1.5: a '.' that groups no thousands) becomes
-    unreadable text, which the caller names by its row."""
+    unreadable text, which the caller names by its row. Second: which cells hold a '.' read
+    as a thousands separator, for the report ('30.531' from a tool that writes decimal points
+    reads as 30531, and every such cell passes: a column of three-decimal numbers has no
+    refused cell to say so)."""
     text = cells.astype("string")
-    plain = text.str.fullmatch(_COMMA_NUMBER) & text.str.contains(r"\d", regex=True)
+    plain = (text.str.fullmatch(_COMMA_NUMBER) & text.str.contains(r"\d", regex=True)).fillna(False)
     words = text.str.fullmatch(_NON_FINITE_WORDS, case=False)
     converted = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    out = converted.where(plain.fillna(False), text.where(words.fillna(False), "\x00"))
-    return out.where(cells.notna(), None).astype(object)
+    out = converted.where(plain, text.where(words.fillna(False), "\x00"))
+    grouped = (plain & text.str.contains(".", regex=False)).fillna(False)
+    return out.where(cells.notna(), None).astype(object), grouped
 
 
 def _note_thousands(values: pd.DataFrame, source: str, report: Report) -> None:

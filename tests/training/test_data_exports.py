@@ -228,3 +228,46 @@ def test_parquet_value_columns_typed_as_decimal_text_or_category_are_reported_as
     assert data.series["typed"]["OT"].iloc[1] == 1.125
     said = [d.message for d in data.report]
     assert "typed.parquet: converted to float64: OT (decimal), a (text), b (category)" in said
+
+
+def test_a_hash_header_over_hash_ids_and_a_whitespace_file_with_margins_still_load(
+    tmp_path: Path,
+) -> None:
+    """Files the preamble check refused although they loaded before it (review): a header
+    whose first name starts with '#' over ids that do too, and a '#' header of a
+    whitespace-separated file whose data lines start with spaces (pandas' '\\s+' skips them)."""
+    rows = "".join(
+        f"#{unit},2020-01-01 {h:02d}:00:00,{h}.5\n" for unit in (1, 2) for h in range(24)
+    )
+    data = load_data(
+        write(tmp_path, "#unit,time,value\n" + rows),
+        LoadConfig(target="value", series_col="#unit", timestamp_col="time"),
+    )
+    assert sorted(data.series) == ["#1", "#2"]
+    spaced = "#time value\n" + "".join(f"  2020-01-01T{h:02d}:00  {h}.5\n" for h in range(24))
+    data = load_data(
+        write(tmp_path, spaced, "spaced.txt"),
+        LoadConfig(target="value", timestamp_col="#time", sep=r"\s+"),
+    )
+    assert len(next(iter(data.series.values()))) == 24
+
+
+def test_step_counts_in_excel_serial_range_get_both_hints(tmp_path: Path) -> None:
+    """Whole numbers 10000-79999 were taken for Excel serial dates only: a cycle counter
+    starting at 10000 lost the step_origin hint; now outside 1970-2050 serials it keeps it, and
+    inside both are given."""
+    cycles = "cycle,OT\n" + "".join(f"{10_000 + k},{k}.5\n" for k in range(24))
+    config = LoadConfig(target="OT", timestamp_col="cycle")
+    said = refused(write(tmp_path, cycles), config, TimestampParseError)
+    assert "pass step_origin (--step-origin) and freq" in said and "Excel" not in said
+    serials = "cycle,OT\n" + "".join(f"{44_000 + k},{k}.5\n" for k in range(24))
+    said = refused(write(tmp_path, serials, "s.csv"), config, TimestampParseError)
+    assert "Excel serial dates" in said and "pass step_origin (--step-origin)" in said
+
+
+def test_one_comma_and_three_digits_names_both_readings(tmp_path: Path) -> None:
+    """'1,034' in a ';'-separated file was told to pass decimal=',', which reads 1.034 where
+    the export may mean 1034."""
+    text = "date;OT\n" + "".join(f"2020-01-01 {h:02d}:00:00;1,0{h:02d}\n" for h in range(24))
+    said = refused(write(tmp_path, text), LoadConfig(target="OT", sep=";"), NonNumericValueError)
+    assert "1,034 reads 1.034" in said and "1,034 meaning 1034" in said
