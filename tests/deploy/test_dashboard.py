@@ -136,3 +136,52 @@ def test_metric_name_extraction() -> None:
         "[$__rate_interval]))) / ignoring(status_class) group_left sum(b_total offset 5m) > 1e-3"
     )
     assert promql_metric_names(expr) == {"a_bucket", "b_total"}
+
+
+def test_every_alert_signal_has_a_panel() -> None:
+    """An operator paged by an alert finds its signal on the dashboard: UrnnModelReloadFailed
+    (urnn_model_reload_failing) and UrnnStreamSnapshotsFailing
+    (urnn_stream_snapshot_failures_total) fired on metrics no panel showed."""
+    shown = set().union(
+        *(promql_metric_names(e) for board in dashboards().values() for e in dashboard_exprs(board))
+    )
+    alerted = set().union(*(promql_metric_names(e) for e in alert_exprs())) - SCRAPE_SERIES
+    assert alerted <= shown, f"alerted on, shown on no panel: {sorted(alerted - shown)}"
+
+
+def _draws_threshold_lines(panel: dict[str, Any]) -> bool:
+    defaults = panel.get("fieldConfig", {}).get("defaults", {})
+    style = defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off")
+    return bool(style != "off")
+
+
+def test_threshold_lines_only_on_the_drift_panel() -> None:
+    """The PSI rule of thumb (0.1 watch, 0.2 shifted; docs/serving.md) is the dashboard's only
+    documented threshold. The streaming row had it copied on, drawing yellow and red lines at
+    0.1 and 0.2 s of update latency, 0.2 live states and 0.2 evictions per second."""
+    for path, board in dashboards().items():
+        for panel in panels(board):
+            if not _draws_threshold_lines(panel):
+                continue
+            names = set().union(*(promql_metric_names(t["expr"]) for t in panel["targets"]))
+            assert names == {"urnn_input_drift_psi"}, (path.name, panel["title"])
+
+
+def test_every_panel_says_what_it_shows() -> None:
+    """Each panel has a description (the streaming row's had none), and a panel that mixes a
+    rate with counts gives the rate its own unit."""
+    for path, board in dashboards().items():
+        for panel in panels(board):
+            if panel.get("type") == "row":
+                continue
+            assert panel.get("description"), (path.name, panel["title"])
+            exprs = [t["expr"] for t in panel["targets"]]
+            rates = [t for t in panel["targets"] if "rate(" in t["expr"]]
+            if rates and len(rates) < len(exprs):
+                overridden = {
+                    o["matcher"]["options"]
+                    for o in panel["fieldConfig"].get("overrides", [])
+                    if any(p["id"] == "unit" for p in o["properties"])
+                }
+                for target in rates:
+                    assert target["legendFormat"] in overridden, (panel["title"], target["expr"])
