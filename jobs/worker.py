@@ -488,21 +488,48 @@ def secret_masker(settings: Settings) -> Callable[[str], str]:
     answers to anyone who reaches the service unless URNN_API_KEY_FOR_READS is on, the
     worker's log and the run's `job/` artifact: `urnn train` printed the tracking URI whole
     (a database server store's password with it), and MLflow prints a tracking server's
-    URL, user:password@ included, in its 'View run' line."""
-    from urnn_forecast.url_text import MIN_MASKED_SECRET, url_secrets
+    URL, user:password@ included, in its 'View run' line.
 
-    secrets: set[str] = set()
+    A password is masked wherever it is written as one (`:password@`, `password=...`),
+    whatever its length; on its own only from MIN_MASKED_SECRET characters and where its URL
+    does not also hold it as a name (docker-compose's `urnn:urnn@postgres/urnn`: masking
+    every "urnn" garbled the log and hid nothing)."""
+    from urnn_forecast.url_text import MIN_MASKED_SECRET, password_hidden, url_secrets
+
+    contextual: set[str] = set()
+    bare: set[str] = set()
     for url in (settings.mlflow_tracking_uri, settings.mlflow_artifact_root, settings.database_url):
-        if url:
-            secrets.update(url_secrets(url))
+        if not url:
+            continue
+        shown_as = password_hidden(url)
+        for secret in url_secrets(url, min_length=1):
+            contextual.add(secret)
+            if len(secret) >= MIN_MASKED_SECRET and secret not in shown_as:
+                bare.add(secret)
     if settings.api_key is not None:
         key = settings.api_key.get_secret_value()
-        if len(key) >= MIN_MASKED_SECRET:
-            secrets.add(key)
-    if not secrets:
+        if len(key) >= 4:  # a key is a secret wherever it appears
+            bare.add(key)
+    if not contextual and not bare:
         return lambda line: line
-    found = re.compile("|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True)))
-    return lambda line: found.sub("***", line)
+
+    def alternatives(texts: set[str]) -> str:
+        return "|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))
+
+    in_context = None
+    if contextual:  # user:PASSWORD@host, password=PASSWORD (up to the next separator)
+        either = alternatives(contextual)
+        in_context = re.compile(rf"(?<=:)(?:{either})(?=@)|(?<==)(?:{either})(?=[&;#\s'\"]|$)")
+    alone = re.compile(alternatives(bare)) if bare else None
+
+    def mask(line: str) -> str:
+        if in_context is not None:
+            line = in_context.sub("***", line)
+        if alone is not None:
+            line = alone.sub("***", line)
+        return line
+
+    return mask
 
 
 def attach_log(settings: Settings, run_id: str, full_log: Path) -> None:

@@ -141,8 +141,6 @@ def read_arrow_request(
     `max_bytes` (URNN_MAX_BODY_BYTES): BodyTooLargeError when the columns would take more
     once decoded (`_check_read_size`), before any column is decoded."""
     table = _read_table(body, content_type)
-    if max_bytes is not None:
-        _check_read_size(table, max_bytes)
     metadata = table.schema.metadata or {}
     _check_metadata_keys(metadata)
     horizon = _horizon(metadata.get(b"horizon"))
@@ -163,6 +161,8 @@ def read_arrow_request(
             raise ServiceInputError(f"column {required!r}", f"is missing; columns: {_ALLOWED}")
     if table.num_rows == 0:
         raise ServiceInputError("the table", "holds no series; give one row per series")
+    if max_bytes is not None:  # before any column is decoded
+        _check_read_size(table, max_bytes)
     ids = _ids(_column(table, "id"))
     block = _plain_block(table, ids)
     if block is not None:
@@ -291,28 +291,32 @@ def _read_table(body: bytes, content_type: str) -> Table:
 def _check_read_size(table: Table, max_bytes: int) -> None:
     """413 for a table whose columns take more than `max_bytes` once decoded (a dictionary's
     entries repeated row by row, views followed: `service.arrow_limits.read_bytes`), 422 for
-    a dictionary-encoded column of a type no request column has (decoded before its type is
-    checked); nothing decoded either way."""
+    a column whose rows may share data in a layout no request column has; nothing decoded
+    either way. Rows first: a request row takes at least 8 bytes once read (an offset and one
+    value of its history), and a type whose rows need no bytes (a null column, a fixed-size
+    list of size 0) could otherwise declare rows that no buffer bounds."""
+    too_large = (
+        f"request body too large: its Arrow columns take more than {max_bytes:,} bytes "
+        "once read (dictionary-encoded columns decoded, string and list views followed "
+        "to each row's data), above the limit of URNN_MAX_BODY_BYTES; send fewer or "
+        "shorter series per request"
+    )
+    if table.num_rows * 8 > max_bytes:
+        raise BodyTooLargeError(too_large)
     total = 0
     for i, field in enumerate(table.schema):
         if not may_repeat_data(field.type):
             continue  # its buffers bound it, and the body bounds them
-        name, column = field.name, table.column(i)
-        size = read_bytes(column)
+        size = read_bytes(table.column(i))
         if size is None:
             raise ServiceInputError(
-                f"column {shown(name)}",
-                f"is dictionary-encoded {column.type}, a type no request column has; send "
+                f"column {shown(field.name)}",
+                f"is {field.type}, a dictionary or view layout no request column has; send "
                 "text, numbers or timestamps, or lists of them",
             )
         total += size
         if total > max_bytes:
-            raise BodyTooLargeError(
-                f"request body too large: its Arrow columns take more than {max_bytes:,} bytes "
-                "once read (dictionary-encoded columns decoded, string and list views followed "
-                "to each row's data), above the limit of URNN_MAX_BODY_BYTES; send fewer or "
-                "shorter series per request"
-            )
+            raise BodyTooLargeError(too_large)
 
 
 def _check_table(table: Table, kind: str) -> None:

@@ -19,7 +19,6 @@ as pyarrow exposes no accessor for a batch's compression or buffer layout.
 
 from __future__ import annotations
 
-import functools
 import struct
 
 import numpy as np
@@ -63,6 +62,7 @@ def unpacked_bytes(body: bytes) -> int:
             return 0  # pyarrow's reader reports the malformed footer as a 422
     at = 8 if body.startswith(ARROW_FILE_MAGIC) else 0
     total = 0
+    dictionaries: dict[int, int] = {}
     try:
         while at + 4 <= len(body):
             (length,) = _I32.unpack_from(body, at)
@@ -76,7 +76,8 @@ def unpacked_bytes(body: bytes) -> int:
             if at > len(body):
                 break
             body_length = _message_body_length(body, metadata)
-            total += _batch_bytes(body, metadata, at, body_length)
+            size = _batch_bytes(body, metadata, at, body_length)
+            total += _with_deltas(body, metadata, size, dictionaries)
             at += body_length
     except (struct.error, IndexError, MalformedArrowError):
         pass  # pyarrow's reader reports the malformed part as a 422
@@ -155,6 +156,28 @@ def _block_bytes(body: bytes, blocks: int, i: int) -> int:
     if body_at + body_length > len(body):
         raise MalformedArrowError(f"block {i} lies past the end of the file")
     return _batch_bytes(body, metadata, body_at, body_length)
+
+
+_DICTIONARY_ID, _DICTIONARY_IS_DELTA = 0, 2
+
+
+def _with_deltas(buffer: bytes, message_at: int, size: int, held: dict[int, int]) -> int:
+    """What a message adds to the count: `size`, or for a dictionary delta the whole
+    dictionary it makes (pyarrow's reader concatenates a delta onto the dictionary so far,
+    and the batches read before keep theirs: 600 deltas of 4 KB in a 2.7 MB stream took
+    795 MB). `held`: each dictionary's size so far, by id."""
+    message = message_at + _u32(buffer, message_at)
+    if _header_type(buffer, message) != _HEADER_DICTIONARY_BATCH:
+        return size
+    header = _table_field(buffer, message, _MESSAGE_HEADER)
+    if header is None:
+        return size
+    at = _field_offset(buffer, header, _DICTIONARY_ID)
+    key = 0 if at is None else int(_I64.unpack_from(buffer, header + at)[0])
+    at = _field_offset(buffer, header, _DICTIONARY_IS_DELTA)
+    delta = at is not None and buffer[header + at] != 0
+    held[key] = (held.get(key, 0) + size) if delta else size
+    return held[key]
 
 
 def _message_body_length(buffer: bytes, message_at: int) -> int:
@@ -237,112 +260,134 @@ def _u32(buffer: bytes, at: int) -> int:
 # -----------------------------------------------------------------------------
 # What a table's columns take once read as the service reads them
 
+# A Python object per decoded text cell (to_pylist: a str of ~50 bytes plus its pointer), and
+# a float64 per number (to_numpy(...).astype(np.float64)).
+PY_TEXT_BYTES = 64
+NUMBER_BYTES = 8
+
 
 def read_bytes(column: pa.Array | pa.ChunkedArray) -> int | None:
-    """The bytes a table's column takes once read as `service.arrow_io` reads it: a
-    dictionary-encoded column decoded (`dictionary_decode`: each row a copy of its entry), a
-    string view or list view followed to every row's data (`to_pylist`, the lists' rows).
+    """The bytes a column whose rows may share data (`may_repeat_data`) takes once read as
+    `service.arrow_io` reads it: a dictionary decoded (`dictionary_decode`: each row a copy of
+    its entry), string views and list views followed to every row's data, each text cell a
+    Python str. None for such a column of a type no request column has: refused (422) before
+    anything decodes it.
 
     Both encodings let a row point at data that other rows point at too, so a small body can
     stand for a very large table: 400 KB (one 1,000-character id, 200,000 one-byte indices)
-    decoded to 200 MB and then to as many Python strings again, before any cell was checked;
-    8 MB could take every byte of the machine's memory. This counts without decoding: O(rows)
-    numpy over buffers that `validate(full=True)` has checked. 0 for a column of a type no
-    request column has (the type checks refuse it; nothing decodes it), None for a
-    dictionary-encoded one (decoded before its type is checked: the caller refuses it)."""
+    decoded to 200 MB and then to as many Python strings again, before any cell was checked.
+    Only the layouts the service reads are counted (`_counted`), each with a fixed number of
+    numpy arrays of at most one entry per row or per dictionary entry: the caller bounds the
+    rows by the limit first (`arrow_io._check_read_size`), and a type that could carry rows
+    no buffer bounds (a size-0 fixed list, a null column) is never counted."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     total = 0
     for chunk in chunks:
-        rows = _row_bytes(chunk)
-        if rows is None:
-            if pa.types.is_dictionary(chunk.type):
-                return None
-            continue
-        total += int(rows.sum())
+        counted = _counted(chunk)
+        if counted is None:
+            return None
+        total += counted
     return total
 
 
-def _row_bytes(array: pa.Array) -> np.ndarray | None:
-    """Each row's bytes once decoded, for the types request columns have (text, numbers,
-    timestamps, dates, lists of those, dictionaries of those); None for any other type. The
-    arrays' lengths are bounded by their buffers for all of these (an index, an offset or a
-    value per row), so the result is as large as the body at most."""
+def _counted(array: pa.Array) -> int | None:
     kind = array.type
-    n = len(array)
     if pa.types.is_dictionary(kind):
-        entries = _row_bytes(array.dictionary)
+        if not pa.types.is_integer(kind.index_type):
+            return None
+        entries = _entry_bytes(array.dictionary)
         if entries is None:
             return None
-        if len(entries) == 0:
-            return np.zeros(n, dtype=np.int64)
-        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        rows: np.ndarray = entries[np.clip(indices, 0, len(entries) - 1)]
+        if len(entries) == 0 or len(array) == 0:
+            return 0
+        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        rows = entries[np.clip(indices.astype(np.int64), 0, len(entries) - 1)]
         if array.null_count:
-            rows = np.where(array.is_valid().to_numpy(zero_copy_only=False), rows, 0)
-        return rows
-    if _is_view(kind, "is_string_view") or _is_view(kind, "is_binary_view"):
-        views = array.buffers()[1]
-        if views is None or n == 0:
-            return np.zeros(n, dtype=np.int64)
-        # each view: int32 length, then a prefix or the data's buffer and offset (16 bytes)
-        lengths = np.frombuffer(views, dtype="<i4").reshape(-1, 4)[array.offset :, 0][:n]
-        counted: np.ndarray = np.maximum(lengths.astype(np.int64), 0)
-        return counted
-    if (
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or pa.types.is_binary(kind)
-        or pa.types.is_large_binary(kind)
-    ):
-        lengths = pc.binary_length(array).fill_null(0)
-        measured: np.ndarray = lengths.to_numpy(zero_copy_only=False).astype(np.int64)
-        return measured
-    if pa.types.is_fixed_size_list(kind):
-        child = _row_bytes(array.values)
-        if child is None:
+            rows = rows[array.is_valid().to_numpy(zero_copy_only=False)]
+        return int(rows.sum())
+    if _is_view(kind, "is_string_view"):
+        return int(_view_lengths(array).sum()) + len(array) * PY_TEXT_BYTES
+    if _is_view(kind, "is_list_view") or _is_view(kind, "is_large_list_view"):
+        if not _is_numbers(kind.value_type):
             return None
-        size = kind.list_size
-        starts = (np.arange(n, dtype=np.int64) + array.offset) * size
-        return _ranges(child, starts, starts + size)
-    views = _is_view(kind, "is_list_view") or _is_view(kind, "is_large_list_view")
-    if views or pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        child = _row_bytes(array.values)
-        if child is None:
-            return None
-        offsets = array.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-        if views:
-            sizes = array.sizes.to_numpy(zero_copy_only=False).astype(np.int64)
-            return _ranges(child, offsets, offsets + sizes)
-        return _ranges(child, offsets[:-1], offsets[1:])
-    if (
-        pa.types.is_integer(kind)
-        or pa.types.is_floating(kind)
-        or pa.types.is_timestamp(kind)
-        or pa.types.is_date(kind)
-        or pa.types.is_boolean(kind)
-    ):
-        return np.full(n, max(kind.bit_width // 8, 1), dtype=np.int64)
+        sizes = array.sizes.to_numpy(zero_copy_only=False).astype(np.int64)
+        if array.null_count:
+            sizes = sizes[array.is_valid().to_numpy(zero_copy_only=False)]
+        return int(np.maximum(sizes, 0).sum()) * NUMBER_BYTES + len(array) * NUMBER_BYTES
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_view(
+        kind.value_type, "is_string_view"
+    ):  # timestamps as text: the rows' views, in one range (offsets only grow)
+        offsets = array.offsets
+        first, last = int(offsets[0].as_py()), int(offsets[-1].as_py())
+        lengths = _view_lengths(array.values)[first:last]
+        return int(lengths.sum()) + (last - first) * PY_TEXT_BYTES
     return None
 
 
-def _ranges(child: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """The sums of `child[start:end]` for each row's (start, end)."""
-    cumulative = np.concatenate(([0], np.cumsum(child, dtype=np.int64)))
-    last = len(child)
-    sums: np.ndarray = cumulative[np.clip(ends, 0, last)] - cumulative[np.clip(starts, 0, last)]
-    return sums
+def _entry_bytes(entries: pa.Array) -> np.ndarray | None:
+    """A dictionary's entries' bytes once read, per entry: text (the service's ids, starts
+    and frequencies) or lists of numbers (histories); None for any other entry type."""
+    kind = entries.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        lengths = pc.binary_length(entries).fill_null(0).to_numpy(zero_copy_only=False)
+        text: np.ndarray = lengths.astype(np.int64) + PY_TEXT_BYTES
+        return text
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_numbers(kind.value_type):
+        offsets = entries.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        sizes: np.ndarray = (offsets[1:] - offsets[:-1]) * NUMBER_BYTES + NUMBER_BYTES
+        return sizes
+    return None  # a dictionary of string views: pyarrow cannot decode one (a 500 before)
 
 
-_VIEW_CHECKS = ("is_string_view", "is_binary_view", "is_list_view", "is_large_list_view")
+def _view_lengths(array: pa.Array) -> np.ndarray:
+    """Each string view's length (the first int32 of its 16 bytes), read from the views
+    buffer for this array's rows only (the buffer may be longer than they need)."""
+    views = array.buffers()[1]
+    rows = len(array)
+    if views is None or rows == 0:
+        return np.zeros(0, dtype=np.int64)
+    whole = min(array.offset + rows, views.size // 16)  # validated: never fewer, but a guard
+    words = np.frombuffer(views, dtype="<i4", count=4 * whole)
+    lengths: np.ndarray = np.maximum(words.reshape(-1, 4)[array.offset :, 0].astype(np.int64), 0)
+    if array.null_count:  # a null view's bytes are not read (zeroed, so positions still match)
+        lengths = np.where(array.is_valid().to_numpy(zero_copy_only=False), lengths, 0)
+    return lengths
 
 
-@functools.lru_cache(maxsize=256)  # per request, for a handful of types: a dict lookup
+def _is_numbers(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind))
+
+
+def _type_ids(*checks: str) -> frozenset[int]:
+    """The Arrow type ids of the named pyarrow types that this pyarrow has."""
+    makers = {
+        "string_view": lambda: pa.string_view(),
+        "binary_view": lambda: pa.binary_view(),
+        "list_view": lambda: pa.list_view(pa.int8()),
+        "large_list_view": lambda: pa.large_list_view(pa.int8()),
+    }
+    ids = set()
+    for name in checks:
+        try:
+            ids.add(makers[name]().id)
+        except AttributeError:  # an older pyarrow without the type
+            continue
+    return frozenset(ids)
+
+
+_REPEATING = _type_ids("string_view", "binary_view", "list_view", "large_list_view") | {
+    pa.dictionary(pa.int8(), pa.string()).id
+}
+
+
 def may_repeat_data(kind: pa.DataType) -> bool:
     """Whether rows of this type can point at data other rows point at too (a dictionary, a
     view, anywhere in a nested type): only such columns can take more once read than the body
     holds. Plain text, numbers and lists of them take at most their buffers, which the body
-    bounds, so `read_bytes` need not count them (a request's cost stays that of its reading)."""
-    if pa.types.is_dictionary(kind) or any(_is_view(kind, check) for check in _VIEW_CHECKS):
+    bounds, so `read_bytes` need not count them (a request's cost stays that of its reading).
+    By type id, without a cache: a type can be as large as a body, and one kept per request
+    would keep refused bodies' memory."""
+    if kind.id in _REPEATING:
         return True
     return any(may_repeat_data(kind.field(i).type) for i in range(kind.num_fields))
 

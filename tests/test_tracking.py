@@ -417,7 +417,8 @@ def test_urnn_train_prints_where_runs_went_without_passwords(
     [
         ("postgresql+psycopg://u:hunter2@db/m", ["hunter2"]),
         ("postgresql://u:p@ss:w0rd@db/m?sslmode=require", ["p@ss:w0rd"]),
-        ("https://u:t%40ken@host:5000", ["t%40ken", "t@ken"]),
+        ("https://u:t%40ken@host:5000", ["t%40ken"]),  # 't@ken': too short on its own
+        ("https://u:t%40ken-1@host:5000", ["t%40ken-1", "t@ken-1"]),
         ("postgresql://u@db/m?password=qu3ry-pw", ["qu3ry-pw"]),
         ("postgresql://u:pw@db/m", []),  # too short to mask outside the URL
         ("http://host:5000", []),

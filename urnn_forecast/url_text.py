@@ -51,12 +51,13 @@ def password_hidden(url: str) -> str:
     return f"{url[: user.end()]}***{url[end:]}"
 
 
-# Shorter texts are not masked where they appear outside their URL: "pw" would mask every
-# "pw" in a log. Such a password is still masked in the URL itself (`password_hidden`).
-MIN_MASKED_SECRET = 4
+# Shorter texts are not masked where they appear on their own, outside a URL or a
+# `:password@` / `password=` context: "urnn" (docker-compose's default) would mask every
+# "urnn" in a log. Such a password is still masked in those contexts (jobs.worker).
+MIN_MASKED_SECRET = 6
 
 
-def url_secrets(url: str) -> list[str]:
+def url_secrets(url: str, *, min_length: int = MIN_MASKED_SECRET) -> list[str]:
     """The texts `password_hidden` masks in `url` (the password of its `user:password@` part,
     the values of secret query parameters), each as written and percent-decoded, so that a
     text that quotes them elsewhere (a child process's output) can be masked too."""
@@ -70,7 +71,7 @@ def url_secrets(url: str) -> list[str]:
         suffix = hidden[user.end() + 3 :]  # password_hidden wrote prefix + "***" + suffix
         found.append(queried[user.end() : len(queried) - len(suffix)])
     secrets = {text for raw in found for text in (raw, unquote(raw))}
-    return sorted((s for s in secrets if len(s) >= MIN_MASKED_SECRET), key=lambda s: (-len(s), s))
+    return sorted((s for s in secrets if len(s) >= min_length), key=lambda s: (-len(s), s))
 
 
 _SECRET_VALUE = re.compile(_SECRET_PARAMETER.pattern.replace(")[^&;#]*", ")([^&;#]*)"), re.I)

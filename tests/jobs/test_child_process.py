@@ -456,3 +456,35 @@ def test_the_childs_output_is_logged_with_the_settings_secrets_masked(tmp_path: 
         assert secret not in logged
     plain = Settings(var_dir=tmp_path / "var")  # nothing to mask: lines as they are
     assert secret_masker(plain)(printed[0]) == printed[0]
+
+
+def test_short_and_name_like_passwords_are_masked_where_written_as_passwords(
+    tmp_path: Path,
+) -> None:
+    """A review's findings on the masking: docker-compose's default password 'urnn' (also the
+    user and database name) masked every 'urnn' in a log ('***_forecast/cli.py'), and a
+    password under 4 characters was not masked at all, not even in MLflow's 'View run' URL."""
+    from jobs.worker import secret_masker
+
+    compose = secret_masker(
+        Settings(
+            var_dir=tmp_path / "var",
+            database_url="postgresql+psycopg://urnn:urnn@postgres:5432/urnn",
+            mlflow_tracking_uri="http://admin:abc@mlflow:5000",
+        )
+    )
+    assert compose('File "/app/urnn_forecast/cli.py", line 3') == (
+        'File "/app/urnn_forecast/cli.py", line 3'
+    )
+    assert compose("urnn train: epoch 3/20") == "urnn train: epoch 3/20"
+    assert compose("db postgresql+psycopg://urnn:urnn@postgres:5432/urnn") == (
+        "db postgresql+psycopg://urnn:***@postgres:5432/urnn"
+    )
+    assert compose("View run x at: http://admin:abc@mlflow:5000/#/experiments/1") == (
+        "View run x at: http://admin:***@mlflow:5000/#/experiments/1"
+    )
+    assert compose("abc and cab stay") == "abc and cab stay"
+    queried = secret_masker(
+        Settings(var_dir=tmp_path / "var", database_url="postgresql://u@db/m?password=pw1")
+    )
+    assert queried("dsn host=db password=pw1 user=u") == "dsn host=db password=*** user=u"

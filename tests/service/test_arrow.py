@@ -737,7 +737,7 @@ def test_a_dictionary_column_of_no_request_type_is_422_before_decoding(
     table = pa.table({"id": _repeated(3, structs), "values": [[1.0], [2.0], [3.0]]})
     answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
     assert answer.status_code == 422, answer.text
-    assert answer.json()["detail"].startswith("column 'id': is dictionary-encoded dictionary<")
+    assert answer.json()["detail"].startswith("column 'id': is dictionary<values=struct")
 
 
 def test_a_file_whose_stream_is_cut_short_is_measured_by_its_footer(
@@ -1015,3 +1015,52 @@ def test_a_damaged_arrow_file_is_422_in_its_own_words(client: TestClient) -> Non
     assert response.status_code == 422, response.text
     assert "column 'id': is damaged or inconsistent in the body" in response.text
     assert "pyarrow.ipc.new_file" in response.text
+
+
+def test_the_decoded_size_count_allocates_nothing_a_body_does_not_bound(
+    client_for: Callable[..., TestClient],
+) -> None:
+    """A review of the count's first version: a size-0 fixed list of dictionaries declares
+    rows no buffer holds (624 bytes took 3.8 GB in the count itself), a list view of booleans
+    was counted a value at a time (9 MB took 1.6 GB), a dictionary of string views is not
+    decodable (a 500), and dictionary deltas (each a longer copy of the dictionary, kept by
+    every batch before it) were not counted. Each is now refused before any allocation."""
+    client = client_for(max_body_bytes=1_000_000)
+    rows = 10_000_000
+    entries = pa.DictionaryArray.from_arrays(pa.array([], pa.int8()), pa.array([1.0]))
+    no_bytes = pa.Array.from_buffers(pa.list_(entries.type, 0), rows, [None], children=[entries])
+    content = stream_of(pa.table({"id": pa.nulls(rows), "values": no_bytes}))
+    assert len(content) < 1_000  # rows that no buffer holds
+    answer = client.post("/forecast", content=content, headers=ARROW_IN)
+    assert answer.status_code == 413, answer.text
+
+    flags = pa.ListViewArray.from_arrays(
+        pa.array([0], pa.int32()), pa.array([8], pa.int32()), pa.array([True] * 8)
+    )
+    answer = client.post(
+        "/forecast", content=stream_of(pa.table({"id": ["a"], "values": flags})), headers=ARROW_IN
+    )
+    assert answer.status_code == 422, answer.text
+    assert "a dictionary or view layout no request column has" in answer.json()["detail"]
+
+    views = pa.DictionaryArray.from_arrays(
+        pa.array([0], pa.int8()), pa.array(["a"], pa.string_view())
+    )
+    table = pa.table({"id": views, "values": pa.array([np.zeros(48)], pa.list_(pa.float64()))})
+    answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert answer.status_code == 422, answer.text
+
+    kind = pa.dictionary(pa.int32(), pa.string())
+    schema = pa.schema([("id", kind), ("values", pa.list_(pa.float64()))])
+    words = [f"{k:05d}" + "x" * 4_000 for k in range(150)]
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)
+    with pa.ipc.new_stream(sink, schema, options=options) as writer:
+        for k in range(1, len(words) + 1):
+            ids = pa.DictionaryArray.from_arrays(pa.array([k - 1], pa.int32()), words[:k])
+            writer.write_batch(pa.record_batch([ids, pa.array([[1.0]])], schema=schema))
+    content = sink.getvalue().to_pybytes()
+    assert len(content) < 1_000_000  # 150 deltas of 4 KB; read, they hold 45 MB
+    answer = client.post("/forecast", content=content, headers=ARROW_IN)
+    assert answer.status_code == 413, answer.text
+    assert "unpack to" in answer.json()["detail"]
