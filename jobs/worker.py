@@ -496,15 +496,17 @@ def secret_masker(settings: Settings) -> Callable[[str], str]:
     every "urnn" garbled the log and hid nothing)."""
     from urnn_forecast.url_text import MIN_MASKED_SECRET, password_hidden, url_secrets
 
+    given = (settings.mlflow_tracking_uri, settings.mlflow_artifact_root, settings.database_url)
+    urls = [url for url in given if url]
+    # the URLs' other parts (schemes, users, hosts, databases): a password equal to one of
+    # them is masked in context only
+    names = {part for url in urls for part in re.split(r"[:/@?#&;=.+,\s]+", password_hidden(url))}
     contextual: set[str] = set()
     bare: set[str] = set()
-    for url in (settings.mlflow_tracking_uri, settings.mlflow_artifact_root, settings.database_url):
-        if not url:
-            continue
-        shown_as = password_hidden(url)
+    for url in urls:
         for secret in url_secrets(url, min_length=1):
             contextual.add(secret)
-            if len(secret) >= MIN_MASKED_SECRET and secret not in shown_as:
+            if len(secret) >= MIN_MASKED_SECRET and secret not in names:
                 bare.add(secret)
     if settings.api_key is not None:
         key = settings.api_key.get_secret_value()
@@ -517,14 +519,24 @@ def secret_masker(settings: Settings) -> Callable[[str], str]:
         return "|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))
 
     in_context = None
-    if contextual:  # user:PASSWORD@host, password=PASSWORD (up to the next separator)
+    if contextual:  # user:PASSWORD@host; password=PASSWORD, PGPASSWORD="PASSWORD", token: ...
         either = alternatives(contextual)
-        in_context = re.compile(rf"(?<=:)(?:{either})(?=@)|(?<==)(?:{either})(?=[&;#\s'\"]|$)")
-    alone = re.compile(alternatives(bare)) if bare else None
+        in_context = re.compile(
+            rf"(?<=:)(?:{either})(?=@)"
+            rf"|(?P<key>(?i:password|passwd|pwd|token|secret|api_?key))"
+            rf"(?P<sep>\s*[=:]\s*['\"]?)(?:{either})(?=['\"&;#\s]|$)"
+        )
+    # on its own: not inside a longer word ('postgres' in 'postgresql')
+    alone = (
+        re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives(bare)})(?![A-Za-z0-9])") if bare else None
+    )
+
+    def masked(match: re.Match[str]) -> str:
+        return (match.group("key") or "") + (match.group("sep") or "") + "***"
 
     def mask(line: str) -> str:
         if in_context is not None:
-            line = in_context.sub("***", line)
+            line = in_context.sub(masked, line)
         if alone is not None:
             line = alone.sub("***", line)
         return line

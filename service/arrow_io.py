@@ -45,7 +45,14 @@ from typing import Any, TypeAlias
 import numpy as np
 import pyarrow as pa
 
-from service.arrow_limits import ARROW_FILE_MAGIC, may_repeat_data, read_bytes, stream_cut_short
+from service.arrow_limits import (
+    ARROW_FILE_MAGIC,
+    ROW_BYTES,
+    may_repeat_data,
+    python_bytes,
+    read_bytes,
+    stream_cut_short,
+)
 from service.errors import BodyTooLargeError, ServiceInputError, series_where
 from service.fast_path import (
     ID_MAX,
@@ -303,10 +310,13 @@ def _check_read_size(table: Table, max_bytes: int) -> None:
     )
     if table.num_rows * 8 > max_bytes:
         raise BodyTooLargeError(too_large)
-    total = 0
+    total = table.num_rows * ROW_BYTES
     for i, field in enumerate(table.schema):
+        total += python_bytes(table.column(i))
+        if total > max_bytes:
+            raise BodyTooLargeError(too_large)
         if not may_repeat_data(field.type):
-            continue  # its buffers bound it, and the body bounds them
+            continue  # read_bytes: what rows sharing data take once followed
         size = read_bytes(table.column(i))
         if size is None:
             raise ServiceInputError(
@@ -474,12 +484,26 @@ def _quantiles(raw: bytes | None) -> list[float] | None:
 
 
 def _column(table: Table, name: str) -> pa.Array:
+    """The column as one array, dictionaries decoded chunk by chunk: batches of a stream may
+    each carry their own dictionary, which pyarrow cannot merge for lists (a 500), and a
+    dictionary of string views (Polars' categorical) it cannot decode until its entries are
+    plain strings."""
     column = table.column(name)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if pa.types.is_dictionary(column.type):
-        column = column.dictionary_decode()
-    return column
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    chunks = [_decoded(chunk) for chunk in chunks]
+    if len(chunks) == 1:
+        return chunks[0]
+    return pa.chunked_array(chunks, type=chunks[0].type).combine_chunks()
+
+
+def _decoded(chunk: pa.Array) -> pa.Array:
+    if not pa.types.is_dictionary(chunk.type):
+        return chunk
+    entries = chunk.dictionary
+    if _is_text(entries.type) and not pa.types.is_string(entries.type):
+        entries = entries.cast(pa.large_string())  # views and large strings alike
+        chunk = pa.DictionaryArray.from_arrays(chunk.indices, entries)
+    return chunk.dictionary_decode()
 
 
 def _ids(array: pa.Array) -> list[str]:

@@ -332,11 +332,14 @@ def _entry_bytes(entries: pa.Array) -> np.ndarray | None:
         lengths = pc.binary_length(entries).fill_null(0).to_numpy(zero_copy_only=False)
         text: np.ndarray = lengths.astype(np.int64) + PY_TEXT_BYTES
         return text
+    if _is_view(kind, "is_string_view"):  # Polars' categorical
+        views: np.ndarray = _view_lengths(entries) + PY_TEXT_BYTES
+        return views
     if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_numbers(kind.value_type):
         offsets = entries.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
         sizes: np.ndarray = (offsets[1:] - offsets[:-1]) * NUMBER_BYTES + NUMBER_BYTES
         return sizes
-    return None  # a dictionary of string views: pyarrow cannot decode one (a 500 before)
+    return None
 
 
 def _view_lengths(array: pa.Array) -> np.ndarray:
@@ -352,6 +355,49 @@ def _view_lengths(array: pa.Array) -> np.ndarray:
     if array.null_count:  # a null view's bytes are not read (zeroed, so positions still match)
         lengths = np.where(array.is_valid().to_numpy(zero_copy_only=False), lengths, 0)
     return lengths
+
+
+# Once read, each row becomes a series (a FastSeries and its arrays: a few hundred bytes), a
+# text cell a Python str, a timestamp or date a Python object of about this size.
+ROW_BYTES = 256
+PY_STAMP_BYTES = 56
+
+
+def python_bytes(column: pa.Array | pa.ChunkedArray) -> int:
+    """What a column's cells take as the Python objects and float64 arrays the service reads
+    them into, from lengths and offsets alone: plain buffers bound the bytes sent, not the
+    objects (a million 2-character ids in 10 MB became 320 MB of series; 9 MB of int8 values
+    72 MB of float64). Views and dictionaries are counted by `read_bytes` as well."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    total = 0
+    for chunk in chunks:
+        kind = chunk.type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if _is_text(kind):
+            total += len(chunk) * PY_TEXT_BYTES
+        elif pa.types.is_fixed_size_list(kind):
+            total += len(chunk) * kind.list_size * _cell_bytes(kind.value_type)
+        elif (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and not (
+            pa.types.is_dictionary(chunk.type)
+        ):
+            # the child's length: the rows' cells, and more only for a sliced array
+            total += len(chunk.values) * _cell_bytes(kind.value_type)
+    return total
+
+
+def _cell_bytes(kind: pa.DataType) -> int:
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or _is_text(kind):
+        return PY_STAMP_BYTES
+    return NUMBER_BYTES
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or _is_view(kind, "is_string_view")
+    )
 
 
 def _is_numbers(kind: pa.DataType) -> bool:
@@ -382,9 +428,9 @@ _REPEATING = _type_ids("string_view", "binary_view", "list_view", "large_list_vi
 
 def may_repeat_data(kind: pa.DataType) -> bool:
     """Whether rows of this type can point at data other rows point at too (a dictionary, a
-    view, anywhere in a nested type): only such columns can take more once read than the body
-    holds. Plain text, numbers and lists of them take at most their buffers, which the body
-    bounds, so `read_bytes` need not count them (a request's cost stays that of its reading).
+    view, anywhere in a nested type): only such columns' buffers can stand for more than the
+    body holds, so only they go through `read_bytes` (the Python objects of every column are
+    counted by `python_bytes`, from lengths alone).
     By type id, without a cache: a type can be as large as a body, and one kept per request
     would keep refused bodies' memory."""
     if kind.id in _REPEATING:

@@ -725,9 +725,10 @@ def tidy_forecasts(
 # holds as exactly 0 (no demand that day) returns as +-1e-8 or so, and sMAPE's rule "actual =
 # forecast = 0 counts 0" never fired: each such term counted ~200, and the seasonal naive
 # forecast of an intermittent daily series scored sMAPE 129 instead of 74. Values within this
-# share of the column's |mean| + scale of zero (128 float32 ulps; float32 z-scores cannot tell
-# them from zero) are set to exactly 0.
-ROUND_OFF = 2.0**-17
+# share of the column's |mean| + scale of zero (8 float32 steps at that size: the round-off
+# of un-scaling, and no more, so that a series' real small values such as 0.02 beside a
+# global mean of 5,000 are kept) are set to exactly 0.
+ROUND_OFF = 2.0**-21
 
 
 def _snap_zeros(values: np.ndarray, tolerance: float) -> np.ndarray:

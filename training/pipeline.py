@@ -926,7 +926,7 @@ def spike_lines(splits: Mapping[str, SeriesSplit], target: str, limit: int = 3) 
             continue
         values = split.train[target].to_numpy(dtype=np.float64)
         finite = values[np.isfinite(values)]
-        if len(finite) < 10:
+        if len(finite) < 30:  # a MAD of fewer is noise (10 Gaussian rows: false spikes)
             continue
         median = float(np.median(finite))
         spread = 1.4826 * float(np.median(np.abs(finite - median)))
@@ -938,6 +938,7 @@ def spike_lines(splits: Mapping[str, SeriesSplit], target: str, limit: int = 3) 
             found.append((sid, int(far.sum()), split.train.index[first], float(values[first])))
     if not found:
         return []
+    found.sort(key=lambda item: -item[1])  # the series with the most first
     named = "; ".join(
         f"series {sid!r}: {count:,} (first at {stamp}: {value:.6g})"
         for sid, count, stamp, value in found[:limit]

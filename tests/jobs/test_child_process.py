@@ -488,3 +488,17 @@ def test_short_and_name_like_passwords_are_masked_where_written_as_passwords(
         Settings(var_dir=tmp_path / "var", database_url="postgresql://u@db/m?password=pw1")
     )
     assert queried("dsn host=db password=pw1 user=u") == "dsn host=db password=*** user=u"
+    # a second review: a '=' after any key masked names ('dbname=***'); quoted forms leaked;
+    # 'postgres' as a password was never masked on its own (a substring of 'postgresql'),
+    # and is now masked as a word only
+    assert compose("host=postgres dbname=urnn user=urnn") == "host=postgres dbname=urnn user=urnn"
+    assert compose("password='urnn' PGPASSWORD=\"urnn\"") == "password='***' PGPASSWORD=\"***\""
+    assert compose("password: abc") == "password: ***"
+    named = secret_masker(
+        Settings(
+            var_dir=tmp_path / "var",
+            mlflow_tracking_uri="postgresql+psycopg://admin:postgres@db/urnn",
+        )
+    )
+    assert named("the password is postgres.") == "the password is ***."
+    assert named("postgresql+psycopg://admin:postgres@db") == "postgresql+psycopg://admin:***@db"

@@ -1064,3 +1064,34 @@ def test_the_decoded_size_count_allocates_nothing_a_body_does_not_bound(
     answer = client.post("/forecast", content=content, headers=ARROW_IN)
     assert answer.status_code == 413, answer.text
     assert "unpack to" in answer.json()["detail"]
+
+
+def test_per_batch_dictionaries_of_histories_and_polars_categoricals_are_read(
+    client: TestClient, body: Body
+) -> None:
+    """A review's findings: a stream whose batches each carry their own dictionary of
+    histories was a 500 (pyarrow cannot merge list dictionaries), and Polars' categorical id
+    (a dictionary of string views) was refused. Both now read as the plain table does."""
+    plain = read_table(arrow_of(body)).combine_chunks()
+    at = plain.schema.get_field_index("values")
+    encoded = pa.dictionary(pa.int8(), plain["values"].type)
+    schema = plain.schema.set(at, pa.field("values", encoded))
+    assert plain.num_rows > 1
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for row in range(plain.num_rows):  # one batch per series, each with its dictionary
+            batch = plain.slice(row, 1).to_batches()[0]
+            history = batch.column(at)
+            values = pa.DictionaryArray.from_arrays(pa.array([0], pa.int8()), history)
+            columns = [*batch.columns[:at], values, *batch.columns[at + 1 :]]
+            writer.write_batch(pa.record_batch(columns, schema=schema))
+    answer = client.post("/forecast", content=sink.getvalue().to_pybytes(), headers=ARROW_IN)
+    assert answer.status_code == 200, answer.text
+    assert answer.content == client.post("/forecast", json=body).content
+    polars_id = pa.DictionaryArray.from_arrays(
+        pa.array(range(plain.num_rows), pa.uint32()), plain["id"].cast(pa.string_view()).chunk(0)
+    )
+    sent = plain.set_column(plain.schema.get_field_index("id"), "id", polars_id)
+    answer = client.post("/forecast", content=stream_of(sent), headers=ARROW_IN)
+    assert answer.status_code == 200, answer.text
+    assert answer.content == client.post("/forecast", json=body).content
