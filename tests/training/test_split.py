@@ -725,7 +725,9 @@ def test_spikes_in_the_training_span_are_named_and_kept() -> None:
     frames = {"plain": frame_of(600, seed=1), "flat": frame_of(600, seed=2)}
     spiked = frame_of(600, seed=3)
     rows = np.random.default_rng(0).choice(400, 6, replace=False)
-    spiked.iloc[rows, spiked.columns.get_loc("y")] *= 50  # far outside N(5, 2)
+    y = spiked["y"].to_numpy(copy=True)
+    y[rows] *= 50  # far outside N(5, 2)
+    spiked["y"] = y
     frames["spiked"] = spiked
     frames["flat"]["y"] = 3.0
     frames["flat"].iloc[10, 0] = 4.0
