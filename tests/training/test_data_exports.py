@@ -10,32 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.training.test_data_robustness import HOURLY, refused, write
 from training.data import LoadConfig, MissingHeaderError, load_data
 from training.validation import (
-    DataValidationError,
     MissingSeriesIdError,
     NonNumericValueError,
     TimestampParseError,
     UnreadableFileError,
 )
-
-HOURLY = "date,HUFL,OT\n" + "".join(f"2020-01-01 {h:02d}:00:00,{h}.5,{h * 2}\n" for h in range(24))
-
-
-def write(tmp_path: Path, text: str | bytes, name: str = "log.csv") -> Path:
-    path = tmp_path / name
-    if isinstance(text, bytes):
-        path.write_bytes(text)
-    else:
-        path.write_text(text, newline="")
-    return path
-
-
-def refused(path: Path, config: LoadConfig, kind: type[DataValidationError]) -> str:
-    with pytest.raises(DataValidationError) as caught:
-        load_data(path, config)
-    assert type(caught.value) is kind, (type(caught.value), str(caught.value))
-    return str(caught.value)
 
 
 def test_comment_lines_before_the_header_are_named_not_taken_for_whitespace_fields(
