@@ -1312,9 +1312,10 @@ def compare_registered(
     if partial or seen_note:
         shared = mine[in_other]
         steps = int(shared["step"].max())
+        past = " past the champion's training and validation rows" if seen_note else ""
         bases.append(
-            f"on the {len(shared):,} forecasts both models made: {shared['origin'].nunique():,} "
-            f"origins, steps 1-{steps}"
+            f"on the {len(shared):,} forecasts both models made{past}: "
+            f"{shared['origin'].nunique():,} origins, steps 1-{steps}"
         )
     if seen_note:
         bases.append(seen_note)
