@@ -370,6 +370,24 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     wanted = [*time_columns, *([config.series_col] if config.series_col else [])]
     wanted += list(config.value_columns)
     raw = _read_columns(path, kind, wanted, time_columns, config, report)
+    cut = _unterminated_last_line(path) if kind == "csv" and not raw.empty else None
+    if cut is not None:  # a line is a row once its newline is written
+        raw = raw.iloc[:-1]
+        report.add(
+            source,
+            "read",
+            1,
+            f"left out the file's last line {shown(cut)}: it does not end with a newline, as "
+            "a line still being written does (an export or log read mid-write, which a value "
+            "cut short would read as another number); it is read once its newline is there: "
+            "end the file with a newline, or write the file under another name and rename it",
+        )
+        if raw.empty:
+            raise EmptyDataError(
+                f"{source}: the file has a header but no complete data rows: its one data line "
+                f"{shown(cut)} does not end with a newline (a line still being written); end "
+                "the file with a newline"
+            )
     if raw.empty:
         raise EmptyDataError(f"{source}: the file has a header but no data rows")
 
@@ -396,7 +414,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         _note_thousands(values, source, report)
     _check_finite(values, source)
     _report_missing_cells(
-        values, source, report, lambda cols: _cells_as_written(path, cols, config)
+        values, source, report, lambda cols: _cells_as_written(path, cols, config)[: len(raw)]
     )
 
     # Sort and merge duplicates first: the frequency is inferred from the cleaned timestamps.
@@ -1047,6 +1065,27 @@ def _read_csv_columns(
         # a first data row longer than the header: index_col=False cut it, with a warning
         _refuse_long_row(path, config.sep)
     return frame[columns]
+
+
+def _unterminated_last_line(path: Path) -> str | None:
+    """The text of a plain CSV file's last line when it holds more than blanks and does not
+    end with a newline, else None. An appended export or log read while it is being written
+    ends in a line cut short: `2014-06-13 01:00:00,1733.0` read as `...,17` is another number,
+    which nothing after the read could tell. A .gz file cut short fails to decompress, and a
+    file of one line is its header."""
+    if path.name.lower().endswith(".gz"):
+        return None
+    with open(path, "rb") as raw:
+        size = raw.seek(0, 2)
+        back = min(size, 1 << 16)
+        raw.seek(size - back)
+        tail = raw.read(back)
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return None
+    if b"\n" not in tail and b"\r" not in tail and back == size:
+        return None  # the header alone
+    line = re.split(rb"[\r\n]", tail)[-1].decode("utf-8", errors="replace")
+    return line if line.strip() else None
 
 
 def _cells_as_written(path: Path, columns: list[str], config: LoadConfig) -> pd.DataFrame:

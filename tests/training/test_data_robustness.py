@@ -19,6 +19,7 @@ from training.data import LoadConfig, load_data
 from training.validation import (
     DataValidationError,
     DuplicateTimestampError,
+    EmptyDataError,
     FrequencyError,
     InvalidOptionError,
     MissingSeriesIdError,
@@ -838,3 +839,48 @@ def test_a_gzip_file_named_csv_is_told_to_be_named_csv_gz(tmp_path: Path) -> Non
     said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
     assert said.startswith("log.csv: the file is gzip-compressed; name it with the suffix")
     assert said.endswith(".csv.gz (or decompress it)")
+
+
+@pytest.mark.parametrize(
+    ("tail", "cut"),
+    [
+        ("2020-01-02 00:00:00,0.5,1", "2020-01-02 00:00:00,0.5,1"),  # a value cut short: 1 of 10
+        ("2020-01-02 00:0", "2020-01-02 00:0"),  # a timestamp cut short: did not parse
+        ("2020-01-02 00:00:00,0.5,", "2020-01-02 00:00:00,0.5,"),  # the last field not written
+    ],
+)
+def test_a_last_line_without_its_newline_is_left_out_as_one_still_being_written(
+    tmp_path: Path, tail: str, cut: str
+) -> None:
+    # An export appended to while a job reads it ends in a line cut mid-write: the cut value
+    # ("10" written as "1") was read as another number, silently, and a cut timestamp was
+    # refused with advice to pass a timestamp_format (life simulation, 2026-12-06).
+    data = load_data(write(tmp_path, HOURLY + tail), LoadConfig(target="OT"))
+    frame = data.series["log"]
+    assert len(frame) == 24 and frame.index[-1] == pd.Timestamp("2020-01-01 23:00")
+    assert frame["OT"].iloc[-1] == 46
+    said = [line for line in data.report_lines() if "last line" in line]
+    assert len(said) == 1 and repr(cut) in said[0] and "does not end with a newline" in said[0]
+
+
+def test_a_file_ending_with_its_newline_keeps_its_last_row(tmp_path: Path) -> None:
+    for text in (HOURLY, HOURLY.replace("\n", "\r\n")):
+        data = load_data(write(tmp_path, text), LoadConfig(target="OT"))
+        assert len(data.series["log"]) == 24
+        assert not [line for line in data.report_lines() if "last line" in line]
+
+
+def test_a_missing_cell_report_still_reads_with_a_cut_last_line(tmp_path: Path) -> None:
+    text = HOURLY.replace("2020-01-01 05:00:00,5.5,10", "2020-01-01 05:00:00,5.5,n/a")
+    data = load_data(write(tmp_path, text + "2020-01-02 00:00:00,0.5,4"), LoadConfig(target="OT"))
+    assert any("'n/a' x1 (first at data row 6)" in line for line in data.report_lines())
+    assert data.series["log"].index[-1] == pd.Timestamp("2020-01-01 23:00")
+
+
+def test_a_single_data_line_without_its_newline_is_refused_naming_it(tmp_path: Path) -> None:
+    said = refused(
+        write(tmp_path, "date,HUFL,OT\n2020-01-01 00:00:00,0.5,1"),
+        LoadConfig(target="OT"),
+        EmptyDataError,
+    )
+    assert "no complete data rows" in said and "'2020-01-01 00:00:00,0.5,1'" in said
