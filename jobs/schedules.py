@@ -335,8 +335,22 @@ def carried_warnings(schedule: Schedule) -> list[str] | None:
     ]
 
 
+def _queued_run(session: Session, schedule: Schedule) -> Job | None:
+    """A run of `schedule` still waiting in the queue (not claimed yet) with its current spec,
+    or None. A run requeued by a worker's shutdown or by a lost lease counts: it starts afresh
+    on the file as it is then. One with an older spec (a PATCH since) does not."""
+    queued = session.scalars(
+        select(Job)
+        .where(Job.schedule_id == schedule.id, Job.status == "queued")
+        .order_by(Job.created_at)
+    )
+    return next((job for job in queued if job.spec == schedule.spec), None)
+
+
 def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None) -> list[str]:
-    """Enqueue one job per due schedule (its latest passed due time); the ids this call made."""
+    """Enqueue one job per due schedule (its latest passed due time), unless a run of it with
+    its current spec still waits in the queue (`_queued_run`: that run reads the file when it
+    starts, so the two would repeat each other); the ids this call made."""
     now = now or utcnow()
     with db.session() as session:
         due = list(
@@ -364,20 +378,34 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
                 current = session.get(Schedule, schedule.id)
                 if current is None or current.paused:  # deleted or paused since the query
                     continue
-                job = Job(
-                    spec=current.spec,
-                    status="queued",
-                    created_at=now,
-                    attempts=0,
-                    max_attempts=max_attempts,
-                    cancel_requested=False,
-                    schedule_id=schedule.id,
-                    due_at=due_at,
-                    warnings=carried_warnings(current),  # read with the spec: they match
-                )
-                session.add(job)
-                session.flush()
-                created.append(job.id)
+                waiting = _queued_run(session, current)
+                if waiting is not None:
+                    # It trains on the data as it is when it runs, as this run would: two
+                    # back-to-back fits of one file (a run requeued by a worker's shutdown,
+                    # then its catch-up; a queue behind a long job) registered twin versions.
+                    logger.info(
+                        "schedule %s due %s: its run %s (due %s) has not started yet and "
+                        "will train on the data as it is then; not enqueuing another",
+                        schedule.id,
+                        due_at.isoformat(),
+                        waiting.id,
+                        waiting.due_at.isoformat() if waiting.due_at else "?",
+                    )
+                else:
+                    job = Job(
+                        spec=current.spec,
+                        status="queued",
+                        created_at=now,
+                        attempts=0,
+                        max_attempts=max_attempts,
+                        cancel_requested=False,
+                        schedule_id=schedule.id,
+                        due_at=due_at,
+                        warnings=carried_warnings(current),  # read with the spec: they match
+                    )
+                    session.add(job)
+                    session.flush()
+                    created.append(job.id)
         except IntegrityError:
             # Another scheduler enqueued this due time first (or the schedule was deleted).
             logger.debug("schedule %s due %s: already enqueued", schedule.id, due_at)

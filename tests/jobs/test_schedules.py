@@ -187,6 +187,8 @@ def test_each_due_time_is_enqueued_once_with_two_schedulers(
             assert sorted(len(ids) for ids in created) == [0, 1]  # one winner per due time
             # Ticking again at the same moment changes nothing.
             assert schedules.enqueue_due(others[0], max_attempts=3, now=tick) == []
+            with db.session() as session:  # a worker takes it before the next due time
+                session.execute(update(Job).values(status="succeeded"))
     finally:
         for database in others:
             database.dispose()
@@ -208,6 +210,37 @@ def test_missed_runs_collapse_into_the_latest(db: Database) -> None:
     (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=back)
     (job,) = scheduled_jobs(db, schedule_id)
     assert job.id == job_id and job.due_at == datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
+
+
+def test_a_due_run_is_not_enqueued_beside_a_run_of_the_schedule_still_queued(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker's SIGTERM requeued the 08:30 run; its restart at 08:34 found it queued and
+    enqueued the 08:34 catch-up too: two back-to-back fits of the same file, twin versions
+    registered (life simulation, 2026-12-06). A queued run reads the file when it starts, so
+    a due time that finds one waiting is passed over; a run with an older spec (a PATCH
+    since), or one already running or finished, does not hold the next back."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)  # due 12:05, 12:10, ...
+    (first,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5))
+    with caplog.at_level("INFO", logger="jobs.schedules"):
+        assert schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=13)) == []
+    said = [r.getMessage() for r in caplog.records if "not enqueuing another" in r.getMessage()]
+    assert len(said) == 1 and f"its run {first} (due 2026-06-01T12:05:00+00:00)" in said[0]
+    with db.session() as session:
+        schedule = session.get_one(Schedule, schedule_id)  # the due time passed all the same
+        assert schedule.next_due_at == datetime(2026, 6, 1, 12, 15, tzinfo=UTC)
+        session.execute(update(Job).where(Job.id == first).values(status="running"))
+    (second,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=15))
+    with db.session() as session:  # queued again, as a worker's shutdown leaves it
+        session.execute(update(Job).where(Job.id == first).values(status="queued"))
+        schedules.change(session, schedule_id=schedule_id, spec={**SPEC, "target": "z"})
+        session.execute(update(Job).where(Job.id == second).values(status="succeeded"))
+    (third,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=20))
+    with db.session() as session:
+        assert session.get_one(Job, third).spec["target"] == "z"
+    assert schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=25)) == []
+    assert [job.id for job in scheduled_jobs(db, schedule_id)] == [first, second, third]
 
 
 def test_a_schedule_stored_with_a_random_field_is_not_run_and_said_once(
