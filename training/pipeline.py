@@ -1288,6 +1288,7 @@ def compare_registered(
     partial = not (in_other.all() and in_mine.all())
     theirs_shared = other[in_mine]
     unseen = _after_champion_saw(predictor.meta, data, theirs_shared)
+    unmatched_note = _none_recorded(predictor.meta, data, theirs_shared)
     seen_note = ""
     if unseen is not None and not unseen.all():  # counted on the forecasts both models made
         if not unseen.any():
@@ -1319,6 +1320,8 @@ def compare_registered(
         )
     if seen_note:
         bases.append(seen_note)
+    if unmatched_note:
+        bases.append(unmatched_note)
     if levels_note:
         bases.append(levels_note)
     return Comparison(
@@ -1352,6 +1355,35 @@ def _after_champion_saw(
     limit = pd.to_datetime(ids.map(by_id))  # NaT for a unit it never fitted on
     stamps = pd.to_datetime(forecasts["timestamp"])
     return np.asarray(limit.isna() | (stamps > limit), dtype=bool)
+
+
+def _none_recorded(meta: Mapping[str, Any], data: LoadedData, forecasts: pd.DataFrame) -> str:
+    """A note for the decision when the champion recorded where its training ended
+    (`train.seen_until`) and none of the series it is scored on here is among its units: then
+    nothing is left out, and a series it trained on under another name (a one-series file is
+    named by its file: `demand.csv` exported again as `demand-2014.csv`) is scored on the
+    rows it trained on. Without the note the decision read as a fair comparison (a renamed
+    copy of the champion's own data: mae 275.4 >= champion 255.3, scored on its training
+    rows). "" when any unit matches (a new series beside known ones is simply unseen)."""
+    train = meta.get("train")
+    recorded = train.get("seen_until") if isinstance(train, Mapping) else None
+    if not isinstance(recorded, Mapping) or not recorded:
+        return ""
+    units = sorted({str(data.unit_of(sid)) for sid in forecasts["series"].astype(str).unique()})
+    known = {str(unit) for unit in recorded}
+    if not units or any(unit in known for unit in units):
+        return ""
+
+    def listed(names: Sequence[str]) -> str:
+        more = f" and {len(names) - 3:,} more" if len(names) > 3 else ""
+        return ", ".join(shown(name) for name in names[:3]) + more
+
+    return (
+        f"none of this data's series ({listed(units)}) is one the champion recorded training "
+        f"on ({listed(sorted(known))}), so none of its rows was left out: if one is the same "
+        "series under another name (a one-series file is named by its file), the champion "
+        "was scored on rows it trained on"
+    )
 
 
 def _unloadable(error: Exception) -> bool:

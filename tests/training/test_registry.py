@@ -1275,3 +1275,27 @@ def test_the_champion_is_not_scored_on_values_it_trained_or_early_stopped_on(
     assert not inside.promoted and inside.champion_score is None
     assert "it trained or early-stopped on every value both models forecast" in inside.reason
     assert inside.reason.endswith("; kept")
+
+
+def test_a_champion_scored_on_series_it_recorded_none_of_says_so(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """A one-series file is named by its file: the champion's own data exported again under
+    another name matched none of its `seen_until` units, so it was scored on its training
+    rows and the decision read as a fair comparison (mae 275.4 >= champion 255.3 on a
+    renamed copy; life simulation, 2026-12-06). The decision now says so; a file under the
+    champion's name gets no such note."""
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    first = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert first.promoted
+    again = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert "recorded training on" not in again.reason
+    renamed = tmp_path / "export" / "plant-2026-12-06.csv"
+    renamed.parent.mkdir()
+    renamed.write_bytes(csv.read_bytes())
+    copy = train_pipeline(tiny_config(renamed, model=linear), mlflow_settings)
+    said = (
+        "none of this data's series ('plant-2026-12-06') is one the champion recorded training "
+        "on ('plant'), so none of its rows was left out"
+    )
+    assert said in copy.reason and copy.champion_score is not None
