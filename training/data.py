@@ -369,8 +369,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     time_columns = resolve_columns(available, config, source, report)
     wanted = [*time_columns, *([config.series_col] if config.series_col else [])]
     wanted += list(config.value_columns)
-    raw = _read_columns(path, kind, wanted, time_columns, config, report)
-    cut = _unterminated_last_line(path) if kind == "csv" and not raw.empty else None
+    raw, cut = _read_settled(path, kind, wanted, time_columns, config, report)
     if cut is not None:  # a line is a row once its newline is written
         raw = raw.iloc[:-1]
         report.add(
@@ -1065,6 +1064,31 @@ def _read_csv_columns(
         # a first data row longer than the header: index_col=False cut it, with a warning
         _refuse_long_row(path, config.sep)
     return frame[columns]
+
+
+def _read_settled(
+    path: Path,
+    kind: str,
+    columns: list[str],
+    time_columns: tuple[str, ...],
+    config: LoadConfig,
+    report: Report,
+) -> tuple[pd.DataFrame, str | None]:
+    """`_read_columns` of a file that did not change size while it was read, and for a plain
+    CSV its unterminated last line (`_unterminated_last_line`), read from the same bytes. A
+    file appended to during the read may have been read up to a line cut short that was
+    completed before the tail was looked at (a cut value read as another number), or the
+    other way round; such a read is done again, up to three times."""
+    for _ in range(3):
+        before = path.stat().st_size
+        raw = _read_columns(path, kind, columns, time_columns, config, report)
+        cut = _unterminated_last_line(path) if kind == "csv" and not raw.empty else None
+        if path.stat().st_size == before:
+            return raw, cut
+    raise UnreadableFileError(
+        f"{path.name}: the file changed size during each of 3 reads: it is being written; "
+        "read it once the writer is done (or write it under another name and rename it)"
+    )
 
 
 def _unterminated_last_line(path: Path) -> str | None:

@@ -884,3 +884,41 @@ def test_a_single_data_line_without_its_newline_is_refused_naming_it(tmp_path: P
         EmptyDataError,
     )
     assert "no complete data rows" in said and "'2020-01-01 00:00:00,0.5,1'" in said
+
+
+def test_a_file_appended_to_while_it_is_read_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read and the look at the last line are two reads of the file: a cut line read by
+    pandas and completed by the writer before the tail was looked at passed as a value. A
+    read during which the file changed size is done again; a file that never settles is
+    refused naming why."""
+    import training.data as loader
+
+    path = write(tmp_path, HOURLY + "2020-01-02 00:00:00,0.5,1")
+    original = loader._read_columns
+    calls = []
+
+    def read_then_write(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        frame = original(*args, **kwargs)
+        calls.append(len(frame))
+        if len(calls) == 1:  # the writer finishes the line while the loader reads
+            with open(path, "a", newline="") as out:
+                out.write("0\n")
+        return frame
+
+    monkeypatch.setattr(loader, "_read_columns", read_then_write)
+    data = load_data(path, LoadConfig(target="OT"))
+    assert calls == [25, 25]
+    assert data.series["log"]["OT"].iloc[-1] == 10  # the completed line, read whole
+    assert not [line for line in data.report_lines() if "last line" in line]
+
+    def always_growing(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        frame = original(*args, **kwargs)
+        with open(path, "a", newline="") as out:
+            out.write("2020-01-02 01:00:00,0.5,3\n")
+        return frame
+
+    monkeypatch.setattr(loader, "_read_columns", always_growing)
+    said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
+    assert "changed size during each of 3 reads: it is being written" in said
