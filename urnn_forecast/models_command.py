@@ -146,7 +146,64 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
                 "clients sending those requests get 422 from now on",
                 file=sys.stderr,
             )
+        for schedule_id, cron, zone, due in promoting_schedules(settings, name):
+            print(
+                f"{command}: warning: schedule {schedule_id} ({cron!r}, {zone}) retrains "
+                f"{name} with promote: true: its next run (due {due}) moves champion again if "
+                f"it beats version {moved.version}; to keep this choice, pause it: PATCH "
+                f'/schedules/{schedule_id} with {{"paused": true}}',
+                file=sys.stderr,
+            )
     return 0
+
+
+def promoting_schedules(settings: Settings, name: str) -> list[tuple[str, str, str, str]]:
+    """(id, cron, zone, next due) of the schedules that would move `name`'s champion on
+    their own: not paused, promote true, registering under `name`. A production week showed a
+    nightly schedule overriding a rollback made by hand hours before, with nothing said. Best
+    effort: no job database (none made here), or one that cannot be read, lists none."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from training.registry import DEFAULT_REGISTERED_NAME
+    from urnn_forecast.tracking import sqlite_path
+
+    url = settings.resolved_database_url()
+    database = sqlite_path(url)
+    if database is not None and not database.is_file():
+        return []
+    try:
+        from sqlalchemy import select
+
+        from jobs.db import Database
+        from jobs.models import Schedule
+
+        if database is None:  # a server: a few seconds, not the TCP timeout, if it is down
+            from sqlalchemy import create_engine
+            from sqlalchemy.orm import sessionmaker
+
+            engine = create_engine(url, connect_args={"connect_timeout": 5})
+            db = Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+        else:
+            db = Database.from_url(url)
+        try:
+            with db.session() as session:
+                rows = list(session.scalars(select(Schedule).where(Schedule.paused.is_(False))))
+        finally:
+            db.dispose()
+    except (SQLAlchemyError, OSError, ImportError):  # no schema, no server, no driver
+        return []
+    found = []
+    for row in rows:
+        spec = row.spec if isinstance(row.spec, dict) else {}
+        sections = spec.get("config")
+        train = sections.get("train") if isinstance(sections, dict) else None
+        registered = DEFAULT_REGISTERED_NAME
+        if isinstance(train, dict):
+            registered = train.get("registered_name", DEFAULT_REGISTERED_NAME)
+        if spec.get("promote", True) is True and registered == name:
+            due = row.next_due_at.isoformat(timespec="minutes") if row.next_due_at else "?"
+            found.append((row.id, row.cron, row.timezone, due))
+    return found
 
 
 def _store_failure(error: Exception) -> bool:

@@ -244,3 +244,48 @@ def test_promoting_a_version_that_refuses_served_requests_warns_and_moves(
     # back to the plain one: it serves every request the calendar one serves, no warning
     assert main(["models", "promote", plain, "--name", NAME], settings=settings) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_manual_promote_names_the_schedules_that_would_move_the_champion_again(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A production week: a nightly schedule with promote true moved the champion again hours
+    after a rollback made by hand, and the promote command had said nothing. It now names each
+    unpaused schedule that retrains this name with promote true, and how to pause it."""
+    from jobs.db import Database, upgrade
+    from jobs.schedules import create
+
+    first = registry.register(NAME, seed=1)
+    registry.register(NAME, seed=2)  # champion now
+    settings = registry.settings
+    url = settings.resolved_database_url()
+    upgrade(url)
+    db = Database.from_url(url)
+    spec = {"data": "/data/demand.csv", "target": "y"}
+    with db.session() as session:
+        nightly = create(
+            session,
+            cron="0 3 * * *",
+            timezone="Europe/Paris",
+            spec={**spec, "config": {"train": {"registered_name": NAME}}},
+        ).id
+        create(
+            session,
+            cron="0 4 * * *",
+            timezone="UTC",
+            paused=True,
+            spec={**spec, "config": {"train": {"registered_name": NAME}}},
+        )
+        create(
+            session,
+            cron="0 5 * * *",
+            timezone="UTC",
+            spec={**spec, "promote": False, "config": {"train": {"registered_name": NAME}}},
+        )
+        create(session, cron="0 6 * * *", timezone="UTC", spec=spec)  # another name
+    db.dispose()  # fmt: skip
+    assert main(["models", "promote", first, "--name", NAME], settings=settings) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "schedule" in line]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith(f"urnn models promote: warning: schedule {nightly} ('0 3 * * *'")
+    assert f'PATCH /schedules/{nightly} with {{"paused": true}}' in warned[0]
