@@ -74,7 +74,13 @@ def shard(indices: Tensor, env: DistEnv) -> Tensor:
 
 
 def finish() -> None:
+    """Leave the process group, all ranks together: a rank that destroyed its group while
+    rank 0 was still backtesting and registering (a replica's fit ends first) aborted in CI
+    once ("terminate called without an active exception", SIGABRT), and torchrun then
+    stopped rank 0 too. The barrier keeps the replicas until rank 0 is done."""
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
