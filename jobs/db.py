@@ -30,11 +30,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE."""
+def make_engine(url: str, *, connect_timeout: int | None = None) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE.
+    `connect_timeout`: seconds a server connection may take (libpq's), for a best-effort read
+    that must not wait out the TCP timeout of a server that is down."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        timeout = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+        return create_engine(url, pool_pre_ping=True, connect_args=timeout)
     if parsed.database and parsed.database != ":memory:":
         folder = Path(parsed.database).parent
         try:
@@ -72,8 +75,8 @@ class Database:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        engine = make_engine(url)
+    def from_url(cls, url: str, *, connect_timeout: int | None = None) -> Database:
+        engine = make_engine(url, connect_timeout=connect_timeout)
         return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
     @classmethod

@@ -48,6 +48,8 @@ import pyarrow as pa
 from service.arrow_limits import (
     ARROW_FILE_MAGIC,
     ROW_BYTES,
+    is_numbers,
+    is_text,
     may_repeat_data,
     python_bytes,
     read_bytes,
@@ -214,7 +216,7 @@ def _plain_block(table: Table, ids: list[str]) -> SeriesBlock | None:
     kind = array.type
     if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
         return None
-    if not _is_numbers(kind.value_type) or array.null_count or array.values.null_count:
+    if not is_numbers(kind.value_type) or array.null_count or array.values.null_count:
         return None
     offsets = array.offsets.to_numpy()
     width = _equal_width(offsets)
@@ -264,7 +266,7 @@ def _plain_starts(array: pa.Array) -> np.ndarray | None:
             return None
         whole_us: np.ndarray = (ns // 1000) * 1000
         return whole_us
-    if not _is_text(kind):
+    if not is_text(kind):
         return None
     return plain_start_ns(_cells(array, "start"))
 
@@ -311,13 +313,13 @@ def _check_read_size(table: Table, max_bytes: int) -> None:
     if table.num_rows * 8 > max_bytes:
         raise BodyTooLargeError(too_large)
     total = table.num_rows * ROW_BYTES
-    for i, field in enumerate(table.schema):
-        total += python_bytes(table.column(i))
+    for field, column in zip(table.schema, table.columns, strict=True):
+        total += python_bytes(column)
         if total > max_bytes:
             raise BodyTooLargeError(too_large)
         if not may_repeat_data(field.type):
             continue  # read_bytes: what rows sharing data take once followed
-        size = read_bytes(table.column(i))
+        size = read_bytes(column)
         if size is None:
             raise ServiceInputError(
                 f"column {shown(field.name)}",
@@ -500,14 +502,14 @@ def _decoded(chunk: pa.Array) -> pa.Array:
     if not pa.types.is_dictionary(chunk.type):
         return chunk
     entries = chunk.dictionary
-    if _is_text(entries.type) and not pa.types.is_string(entries.type):
+    if is_text(entries.type) and not pa.types.is_string(entries.type):
         entries = entries.cast(pa.large_string())  # views and large strings alike
         chunk = pa.DictionaryArray.from_arrays(chunk.indices, entries)
     return chunk.dictionary_decode()
 
 
 def _ids(array: pa.Array) -> list[str]:
-    if not _is_text(array.type):
+    if not is_text(array.type):
         raise ServiceInputError("column 'id'", f"must be strings; got {array.type}")
     ids: list[str] = _cells(array, "id")
     for i, series_id in enumerate(ids):
@@ -521,10 +523,6 @@ def _ids(array: pa.Array) -> list[str]:
     return ids
 
 
-def _is_numbers(kind: pa.DataType) -> bool:
-    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind))
-
-
 def _number_lists(
     array: pa.Array, name: str, ids: Sequence[str], *, required: bool = False
 ) -> list[np.ndarray | None]:
@@ -535,7 +533,7 @@ def _number_lists(
     kind = array.type
     views = _is_list_view(kind)
     listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or views
-    if not ((listed or pa.types.is_fixed_size_list(kind)) and _is_numbers(kind.value_type)):
+    if not ((listed or pa.types.is_fixed_size_list(kind)) and is_numbers(kind.value_type)):
         raise ServiceInputError(
             f"column {shown(name)}", f"must be lists of floats or integers; got {kind}"
         )
@@ -581,15 +579,6 @@ def _is_list_view(kind: pa.DataType) -> bool:
     return any(check is not None and check(kind) for check in checks)
 
 
-def _is_text(kind: pa.DataType) -> bool:
-    view = getattr(pa.types, "is_string_view", None)
-    return bool(
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
-        or (view is not None and view(kind))
-    )
-
-
 def _starts(table: Table, ids: Sequence[str]) -> list[datetime | None]:
     if "start" not in table.column_names:
         return [None] * len(ids)
@@ -597,7 +586,7 @@ def _starts(table: Table, ids: Sequence[str]) -> list[datetime | None]:
     kind = array.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return [_as_datetime(v) for v in _cells(array, "start")]
-    if _is_text(kind):
+    if is_text(kind):
         return [
             None if text is None else _parse(text, i, ids[i], "start")
             for i, text in enumerate(_cells(array, "start"))
@@ -614,7 +603,7 @@ def _timestamp_lists(table: Table, ids: Sequence[str]) -> list[list[datetime] | 
     kind = array.type
     value_type = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else None
     if value_type is None or not (
-        pa.types.is_timestamp(value_type) or pa.types.is_date(value_type) or _is_text(value_type)
+        pa.types.is_timestamp(value_type) or pa.types.is_date(value_type) or is_text(value_type)
     ):
         raise ServiceInputError(
             "column 'timestamps'",
@@ -645,7 +634,7 @@ def _strings(table: Table, name: str, ids: Sequence[str]) -> list[str | None]:
     if name not in table.column_names:
         return [None] * len(ids)
     array = _column(table, name)
-    if not _is_text(array.type):
+    if not is_text(array.type):
         raise ServiceInputError(f"column {shown(name)}", f"must be strings; got {array.type}")
     values: list[str | None] = _cells(array, name)
     return values

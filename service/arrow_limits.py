@@ -308,7 +308,7 @@ def _counted(array: pa.Array) -> int | None:
     if _is_view(kind, "is_string_view"):
         return int(_view_lengths(array).sum()) + len(array) * PY_TEXT_BYTES
     if _is_view(kind, "is_list_view") or _is_view(kind, "is_large_list_view"):
-        if not _is_numbers(kind.value_type):
+        if not is_numbers(kind.value_type):
             return None
         sizes = array.sizes.to_numpy(zero_copy_only=False).astype(np.int64)
         if array.null_count:
@@ -335,7 +335,7 @@ def _entry_bytes(entries: pa.Array) -> np.ndarray | None:
     if _is_view(kind, "is_string_view"):  # Polars' categorical
         views: np.ndarray = _view_lengths(entries) + PY_TEXT_BYTES
         return views
-    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and _is_numbers(kind.value_type):
+    if (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and is_numbers(kind.value_type):
         offsets = entries.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
         sizes: np.ndarray = (offsets[1:] - offsets[:-1]) * NUMBER_BYTES + NUMBER_BYTES
         return sizes
@@ -374,7 +374,7 @@ def python_bytes(column: pa.Array | pa.ChunkedArray) -> int:
         kind = chunk.type
         if pa.types.is_dictionary(kind):
             kind = kind.value_type
-        if _is_text(kind):
+        if is_text(kind):
             total += len(chunk) * PY_TEXT_BYTES
         elif pa.types.is_fixed_size_list(kind):
             total += len(chunk) * kind.list_size * _cell_bytes(kind.value_type)
@@ -387,12 +387,12 @@ def python_bytes(column: pa.Array | pa.ChunkedArray) -> int:
 
 
 def _cell_bytes(kind: pa.DataType) -> int:
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or _is_text(kind):
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or is_text(kind):
         return PY_STAMP_BYTES
     return NUMBER_BYTES
 
 
-def _is_text(kind: pa.DataType) -> bool:
+def is_text(kind: pa.DataType) -> bool:
     return bool(
         pa.types.is_string(kind)
         or pa.types.is_large_string(kind)
@@ -400,7 +400,7 @@ def _is_text(kind: pa.DataType) -> bool:
     )
 
 
-def _is_numbers(kind: pa.DataType) -> bool:
+def is_numbers(kind: pa.DataType) -> bool:
     return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind))
 
 

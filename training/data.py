@@ -257,7 +257,7 @@ class LoadConfig:
                 f"{list(self.timestamp_columns)}"
             )
         try:  # 'now' and a time alone ('13:00') are the day pandas runs on: not an origin
-            origin = _naive_utc(pd.Timestamp(str(self.step_origin)))
+            origin = naive_utc(pd.Timestamp(str(self.step_origin)))
             valid = not pd.isna(origin) and not NO_DATE.fullmatch(str(self.step_origin))
             valid = valid and pd.Timestamp.min <= origin <= pd.Timestamp.max
         except (ValueError, TypeError, OverflowError):
@@ -1259,7 +1259,7 @@ def _steps_as_timestamps(
     step = fixed_step(config.freq)
     assert step is not None
     zoned = pd.Timestamp(config.step_origin).tz is not None
-    origin = _naive_utc(pd.Timestamp(config.step_origin))
+    origin = naive_utc(pd.Timestamp(config.step_origin))
     for row in (int(np.argmin(numbers)), int(np.argmax(numbers))):
         # exact integers: the int64 product would wrap (a step of 1e20 hours read as step 0);
         # the whole offset must fit int64 nanoseconds too (292 years), and the number itself
@@ -2298,7 +2298,7 @@ def _floor_name(segment: Segment, floors: dict[str, int], config: LoadConfig) ->
     )
 
 
-def _naive_utc(stamp: pd.Timestamp) -> pd.Timestamp:
+def naive_utc(stamp: pd.Timestamp) -> pd.Timestamp:
     """A zoned timestamp as zoned file timestamps are read: the instant in UTC, no zone."""
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
 

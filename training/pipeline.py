@@ -44,7 +44,7 @@ from training.backtest import (
     write_backtest_tables,
     write_forecasts,
 )
-from training.data import LoadConfig, LoadedData, channels_as_series, load_data
+from training.data import LoadConfig, LoadedData, channels_as_series, load_data, naive_utc
 from training.fit import (
     EpochRecord,
     FitConfig,
@@ -1107,14 +1107,7 @@ def seen_until(data: LoadedData, splits: Mapping[str, SeriesSplit]) -> dict[str,
         last = max(part.index[-1] for part in parts)
         unit = data.unit_of(sid)
         until[unit] = max(until.get(unit, last), last)
-    return {unit: _naive_utc(stamp).isoformat() for unit, stamp in until.items()}
-
-
-def _naive_utc(value: Any) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp
+    return {unit: naive_utc(pd.Timestamp(stamp)).isoformat() for unit, stamp in until.items()}
 
 
 def splits_train(splits: Mapping[str, Any]) -> list[pd.DataFrame]:
@@ -1342,19 +1335,27 @@ def _after_champion_saw(
     with a larger test share, or
     holding out units the champion trained on, used to compare it partly on its own training
     rows without a word."""
-    train = meta.get("train")
-    recorded = train.get("seen_until") if isinstance(train, Mapping) else None
-    if not isinstance(recorded, Mapping) or not recorded:
+    until = recorded_seen_until(meta)
+    if until is None:
         return None
-    try:
-        until = {str(unit): _naive_utc(stamp) for unit, stamp in recorded.items()}
-    except (TypeError, ValueError):
-        return None  # an edited config.json: nothing known, as for a model before the key
     ids = forecasts["series"].astype(str)
     by_id = {sid: until.get(data.unit_of(sid), pd.NaT) for sid in ids.unique()}
     limit = pd.to_datetime(ids.map(by_id))  # NaT for a unit it never fitted on
     stamps = pd.to_datetime(forecasts["timestamp"])
     return np.asarray(limit.isna() | (stamps > limit), dtype=bool)
+
+
+def recorded_seen_until(meta: Mapping[str, Any]) -> dict[str, pd.Timestamp] | None:
+    """A model's `train.seen_until` (`seen_until`) read back, per unit; None for a model from
+    before the key, or a config.json edited into something else (nothing known)."""
+    train = meta.get("train")
+    recorded = train.get("seen_until") if isinstance(train, Mapping) else None
+    if not isinstance(recorded, Mapping) or not recorded:
+        return None
+    try:
+        return {str(unit): naive_utc(pd.Timestamp(stamp)) for unit, stamp in recorded.items()}
+    except (TypeError, ValueError):
+        return None
 
 
 def _none_recorded(meta: Mapping[str, Any], data: LoadedData, forecasts: pd.DataFrame) -> str:
@@ -1365,12 +1366,11 @@ def _none_recorded(meta: Mapping[str, Any], data: LoadedData, forecasts: pd.Data
     rows it trained on. Without the note the decision read as a fair comparison (a renamed
     copy of the champion's own data: mae 275.4 >= champion 255.3, scored on its training
     rows). "" when any unit matches (a new series beside known ones is simply unseen)."""
-    train = meta.get("train")
-    recorded = train.get("seen_until") if isinstance(train, Mapping) else None
-    if not isinstance(recorded, Mapping) or not recorded:
+    recorded = recorded_seen_until(meta)
+    if recorded is None:
         return ""
     units = sorted({str(data.unit_of(sid)) for sid in forecasts["series"].astype(str).unique()})
-    known = {str(unit) for unit in recorded}
+    known = set(recorded)
     if not units or any(unit in known for unit in units):
         return ""
 

@@ -177,14 +177,7 @@ def promoting_schedules(settings: Settings, name: str) -> list[tuple[str, str, s
         from jobs.db import Database
         from jobs.models import Schedule
 
-        if database is None:  # a server: a few seconds, not the TCP timeout, if it is down
-            from sqlalchemy import create_engine
-            from sqlalchemy.orm import sessionmaker
-
-            engine = create_engine(url, connect_args={"connect_timeout": 5})
-            db = Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
-        else:
-            db = Database.from_url(url)
+        db = Database.from_url(url, connect_timeout=5)  # a server that is down: seconds
         try:
             with db.session() as session:
                 rows = list(session.scalars(select(Schedule).where(Schedule.paused.is_(False))))
