@@ -70,6 +70,7 @@ from training.registry import (
     edit_description,
     load_registered,
     log_forecaster,
+    min_improvement_problem,
     promote_if_better,
 )
 from training.seasonality import Season, mase_season, model_season
@@ -158,6 +159,10 @@ class TrainConfig:
     # "<id>/<column>", one model over all of them (training.data.channels_as_series).
     channel_independent: bool = False
     metric: str = "mae"  # backtest metric deciding promotion (lower is better)
+    # How far below the champion's score the challenger's must be to replace it, as a share of
+    # the champion's (0.02: 2 % lower). 0: any lower score. A margin keeps nightly retrains on
+    # barely changed data from swapping the served model on noise.
+    min_improvement: float = 0.0
     registered_name: str | None = DEFAULT_REGISTERED_NAME  # None: log but do not register
     promote: bool = True
     experiment: str = "forecast"
@@ -167,6 +172,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(not_one_of("metric", self.metric, METRICS))
+        if (problem := min_improvement_problem(self.min_improvement)) is not None:
+            raise ValueError(f"min_improvement {problem}")
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
             raise ValueError(problem)
         if self.split_method == "unseen":
@@ -541,6 +548,7 @@ def train_pipeline(
             champion_score,
             metric=config.metric,
             promote=config.promote,
+            min_improvement=config.min_improvement,
         )
         _log_champion_forecasts(client, run_id, compared)
         result_fields = {

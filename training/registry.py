@@ -266,6 +266,7 @@ def promote_if_better(
     *,
     metric: str = "mae",
     promote: bool = True,
+    min_improvement: float = 0.0,
 ) -> PromotionDecision:
     """Give `version` the `champion` alias if there is no champion, or if its score is strictly
     lower than the champion's on the same backtest (`champion_score(champion version)`: None or
@@ -273,7 +274,9 @@ def promote_if_better(
     no champion; a champion that cannot be compared is kept, with `Comparison.why` in the
     reason: the registry never swaps in a model on a score it could not compare, and a person
     can still move the alias, `urnn models promote`). `promote=False` records the scores but
-    never moves the alias.
+    never moves the alias. `min_improvement` (a share of the champion's score, in [0, 1)):
+    the challenger must score at most (1 - min_improvement) x the champion's, and strictly
+    less, to replace it.
     Tags on the version: backtest.metric, backtest.challenger_score, backtest.champion_score,
     backtest.champion_version, backtest.basis (when the scores are on the rows both models
     forecast), promotion.decision (promoted|kept|skipped), promotion.reason.
@@ -288,7 +291,13 @@ def promote_if_better(
     for _ in range(MAX_COMPARISONS):
         current = champion_version(client, name)
         decision = _decide(
-            current, version, challenger_score, champion_score, metric=metric, promote=promote
+            current,
+            version,
+            challenger_score,
+            champion_score,
+            metric=metric,
+            promote=promote,
+            min_improvement=min_improvement,
         )
         if not decision.promoted:
             break
@@ -320,6 +329,8 @@ def promote_if_better(
         DECISION_TAG: decision.tag,
         "promotion.reason": reason,
     }
+    if min_improvement:
+        tags["promotion.min_improvement"] = repr(float(min_improvement))
     if compared is not None and compared.basis and compared.challenger is not None:
         tags["backtest.basis"] = compared.basis
         tags["backtest.challenger_score_on_basis"] = repr(float(compared.challenger))
@@ -340,6 +351,15 @@ def promote_if_better(
 MAX_COMPARISONS = 3
 
 
+def min_improvement_problem(value: object) -> str | None:
+    """What is wrong with a promotion margin (a share in [0, 1)), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"must be a number in [0, 1) (0.02: 2 % below the champion's score); got {value!r}"
+    if not 0.0 <= value < 1.0:
+        return f"must lie in [0, 1) (0.02: 2 % below the champion's score); got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class _Decided:
     promoted: bool
@@ -356,6 +376,7 @@ def _decide(
     *,
     metric: str,
     promote: bool,
+    min_improvement: float = 0.0,
 ) -> _Decided:
     compared: Comparison | None = None
     if current is not None and current != version and champion_score is not None:
@@ -377,12 +398,21 @@ def _decide(
         promoted = False
         why = f" ({compared.why})" if compared is not None and compared.why else ""
         reason = f"champion v{current} could not be scored on this backtest{why}; kept"
-    elif mine < compared.champion:
-        promoted = True
-        reason = f"{metric} {mine:.6g} < champion v{current} {compared.champion:.6g}{on}"
+    elif not min_improvement:
+        promoted = mine < compared.champion
+        sign = "<" if promoted else ">="
+        reason = f"{metric} {mine:.6g} {sign} champion v{current} {compared.champion:.6g}{on}"
     else:
-        promoted = False
-        reason = f"{metric} {mine:.6g} >= champion v{current} {compared.champion:.6g}{on}"
+        bar = compared.champion * (1.0 - min_improvement)
+        promoted = mine <= bar and mine < compared.champion
+        share = f"{min_improvement * 100:.4g} %"
+        below = f"{(1.0 - mine / compared.champion) * 100:.3g} %" if compared.champion else "-"
+        reason = (
+            f"{metric} {mine:.6g} is {below} below champion v{current} {compared.champion:.6g}"
+            if mine < compared.champion
+            else f"{metric} {mine:.6g} >= champion v{current} {compared.champion:.6g}"
+        )
+        reason += f"{on}; min_improvement {share} asks for <= {bar:.6g}"
     if promoted and not promote:
         return _Decided(False, f"promotion disabled (would promote: {reason})", "skipped", compared)
     if not promote and not promoted:

@@ -239,6 +239,16 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share_below_one(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1) (0.02: 2 %), got {text!r}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -656,6 +666,14 @@ def _add_train_parser(commands: Any) -> None:
         default=None,
         help="backtest metric (original units, lower is better) that decides promotion; "
         "default mae",
+    )
+    registry.add_argument(
+        "--min-improvement",
+        type=_share_below_one,
+        default=None,
+        metavar="SHARE",
+        help="promote only if the backtest metric is at least this share below the champion's "
+        "(0.02: 2 %% lower); default 0: any lower score",
     )
     registry.add_argument(
         "--registered-name",
@@ -1914,6 +1932,7 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("backtest_windows", "backtest_windows"),
         ("season_length", "season_length"),
         ("metric", "metric"),
+        ("min_improvement", "min_improvement"),
         ("registered_name", "registered_name"),
         ("experiment", "experiment"),
         ("run_name", "run_name"),

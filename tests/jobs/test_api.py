@@ -213,6 +213,12 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'config.train': backtest_windows must be None (every origin) or an integer >= 1",
     ),
     (
+        "a promotion margin of the whole score",
+        lambda csv: tiny_spec(csv, config={"train": {"min_improvement": 1.0}}),
+        "field 'config.train': min_improvement must lie in [0, 1) (0.02: 2 % below the "
+        "champion's score); got 1.0",
+    ),
+    (
         "no rows between training windows",
         lambda csv: tiny_spec(csv, config={"train": {"train_stride": 0}}),
         "field 'config.train': train_stride must be an integer >= 1; got 0",

@@ -34,6 +34,8 @@ from training.registry import (
     PYFUNC_CODE_PACKAGES,
     PYFUNC_REQUIREMENTS,
     Comparison,
+    _decide,
+    min_improvement_problem,
     model_artifact_dir,
     promote_if_better,
 )
@@ -469,6 +471,42 @@ def test_promotion_rule_better_promoted_worse_kept_tags_recorded(
     assert not skipped.promoted
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v2
     assert client.get_model_version(NAME, v4).tags["promotion.decision"] == "skipped"
+
+
+def test_a_promotion_margin_keeps_the_champion_against_a_barely_lower_score(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """min_improvement 0.05: 0.97 against 1.0 (3 % lower) is kept, saying what was asked;
+    0.95 (5 % lower) is promoted; the margin is recorded on both versions."""
+    client = fresh_registry(mlflow_settings)
+    v1, v2, v3 = _versions(client, 3, tmp_path)
+    promote_if_better(client, NAME, v1, 1.0, None)
+
+    def champion(score: float) -> Callable[[str], Comparison | None]:
+        return lambda version: Comparison(score)
+
+    close = promote_if_better(client, NAME, v2, 0.97, champion(1.0), min_improvement=0.05)
+    assert not close.promoted
+    assert close.reason == (
+        f"mae 0.97 is 3 % below champion v{v1} 1; min_improvement 5 % asks for <= 0.95"
+    )
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v1
+    tags = client.get_model_version(NAME, v2).tags
+    assert tags["promotion.decision"] == "kept"
+    assert float(tags["promotion.min_improvement"]) == 0.05
+
+    enough = promote_if_better(client, NAME, v3, 0.95, champion(1.0), min_improvement=0.05)
+    assert enough.promoted and "is 5 % below champion" in enough.reason
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == v3
+    worse = _decide(v3, "9", 1.2, champion(1.0), metric="mae", promote=True, min_improvement=0.05)
+    assert not worse.promoted and worse.reason.startswith(f"mae 1.2 >= champion v{v3} 1;")
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), True, "0.1"])
+def test_a_promotion_margin_outside_zero_to_one_is_refused(bad: object) -> None:
+    problem = min_improvement_problem(bad)
+    assert problem is not None and "[0, 1)" in problem and repr(bad) in problem
+    assert min_improvement_problem(0) is None and min_improvement_problem(0.02) is None
 
 
 def test_unscorable_champion_is_kept(tmp_path: Path, mlflow_settings: Settings) -> None:
