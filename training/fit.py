@@ -115,6 +115,11 @@ class FitConfig:
     plateau_factor: float = 0.5  # lr multiplier when the val score stalls
     plateau_patience: int = 1  # epochs without improvement before the lr drops
     patience: int = 3  # early stopping: epochs without improvement before the loop ends
+    # An epoch improves on the best when its val score is lower by more than this (scaled
+    # units, where a score is ~0.1-1): a constant or perfectly learnt series otherwise
+    # "improved" by rounding noise and trained all max_epochs (100 epochs, 7 minutes, for a
+    # flat line).
+    min_delta: float = 1e-6
     clip_norm: float | None = 1.0  # gradient norm of the non-unitary parameters; None: off
     mse_weight: float = 0.0  # loss = pinball + mse_weight * MSE(median, target)
     monitor: Monitor = "loss"  # val score for early stopping and the plateau schedule
@@ -165,7 +170,14 @@ class FitConfig:
             raise FitConfigError(
                 f"max_train_batches must be None or >= 1, got {self.max_train_batches}"
             )
-        for name in ("lr", "weight_decay", "mse_weight", "clip_norm", "stream_lr_scale"):
+        for name in (
+            "lr",
+            "weight_decay",
+            "mse_weight",
+            "clip_norm",
+            "stream_lr_scale",
+            "min_delta",
+        ):
             value = getattr(self, name)
             if isinstance(value, (int, float)) and not -FLOAT32_MAX <= value <= FLOAT32_MAX:
                 # the model trains in float32: lr=1e300 was queued and failed in Adam's step
@@ -187,6 +199,8 @@ class FitConfig:
                 )
         if not self.stream_lr_scale > 0:
             raise FitConfigError(f"stream_lr_scale must be > 0, got {self.stream_lr_scale}")
+        if not self.min_delta >= 0:
+            raise FitConfigError(f"min_delta must be >= 0, got {self.min_delta}")
         if not self.lr > 0 or self.weight_decay < 0 or self.mse_weight < 0:
             raise FitConfigError(
                 f"lr must be > 0, weight_decay and mse_weight >= 0; got lr={self.lr}, "
@@ -832,7 +846,7 @@ def _train(
             break
         scores = evaluate(model, val, config, device)
         score = scores[config.monitor]
-        improved = score < result.best_score
+        improved = score < result.best_score - config.min_delta
         if improved:
             result.best_epoch, result.best_score, stale = epoch, score, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

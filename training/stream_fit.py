@@ -292,7 +292,7 @@ def fit_stream(
             break
         scores, _, _ = evaluate_stream(model, series, config, device)
         score = scores[config.monitor]
-        improved = score < best
+        improved = score < best - config.min_delta
         record = EpochRecord(
             epoch, float(np.mean(losses)), scores["loss"], scores["mse"], scores["mae"], lr,
             time.perf_counter() - epoch_start, improved,

@@ -122,6 +122,41 @@ def test_early_stopping_restores_the_best_epoch(monkeypatch: pytest.MonkeyPatch)
     assert result.history[0].lr == 1e-3 and result.history[-1].lr == 5e-4
 
 
+def test_early_stopping_ignores_gains_below_min_delta(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flat series' val loss creeps down by rounding noise (here 1e-8 an epoch): with the
+    default min_delta the loop stops after patience, not at max_epochs; with min_delta 0 every
+    creep counts, as before."""
+    sets, _ = windows_of(seasonal_frame(300))
+
+    def creeping(start: float) -> Any:
+        scores = iter([start - 1e-8 * i for i in range(100)])
+
+        def scripted(model: Forecaster, dataset: object, config: FitConfig, device: str) -> Any:
+            score = next(scores)
+            return {"loss": score, "mse": score, "mae": score}
+
+        return scripted
+
+    config = FitConfig(
+        max_epochs=8,
+        patience=3,
+        max_train_batches=1,
+        batch_size=8,
+        device="cpu",
+        calibrate_intervals=False,
+    )
+    assert config.min_delta == 1e-6
+    monkeypatch.setattr("training.fit.evaluate", creeping(1e-4))
+    stopped = fit(urnn_config(), sets.train, sets.val, config, progress=False)
+    assert [r.improved for r in stopped.history] == [True, False, False, False]
+    assert stopped.stop_reason == "patience" and stopped.best_epoch == 1
+    monkeypatch.setattr("training.fit.evaluate", creeping(1e-4))
+    every = fit(urnn_config(), sets.train, sets.val, replace(config, min_delta=0.0), progress=False)
+    assert len(every.history) == 8 and every.stop_reason == "max_epochs"
+    with pytest.raises(FitConfigError, match="min_delta must be >= 0, got -1"):
+        FitConfig(min_delta=-1.0)
+
+
 def test_hooks_see_every_epoch_and_can_cancel() -> None:
     sets, _ = windows_of(seasonal_frame(300))
     records: list[EpochRecord] = []
