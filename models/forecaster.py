@@ -190,10 +190,20 @@ class ForecasterConfig:
     # gap calibration on the average. K times the training and the forward. Trainable,
     # windowed kinds only.
     ensemble: int = 1
+    # Every forecast (each quantile) is at least 0 in the data's original units: set by `urnn
+    # train` where the target has no negative value in the spans the model learns from (demand,
+    # counts, energy: a forecast below 0 is always wrong there and costs error on every metric;
+    # TrainConfig.non_negative). Applied where forecasts are un-scaled (`floor_at_zero`).
+    non_negative: bool = False
 
     def __post_init__(self) -> None:
         # JSON hands over lists; keep a tuple so the config stays hashable.
         object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        if type(self.non_negative) is not bool:
+            raise ForecasterConfigError(
+                f"non_negative must be true or false; got {self.non_negative!r}",
+                field="non_negative",
+            )
         _choice("kind", self.kind, FORECASTER_KINDS)
         _choice("normalisation", self.normalisation, NORMALISATIONS)
         _choice("recurrence", self.recurrence, RECURRENCE_KINDS)
@@ -324,6 +334,15 @@ class ForecasterConfig:
             )
             state = {**state, "decomposition_kernel": 0}
         return cls(**state)
+
+
+def floor_at_zero(forecasts: np.ndarray, config: ForecasterConfig) -> np.ndarray:
+    """`forecasts` in original units, raised to 0 in place where the model forecasts a
+    target that is never negative (ForecasterConfig.non_negative); the array either way.
+    Quantiles stay ordered: a floor keeps the order of the values it raises."""
+    if config.non_negative:
+        np.maximum(forecasts, 0.0, out=forecasts)
+    return forecasts
 
 
 def _choice(name: str, value: object, allowed: Sequence[str]) -> None:

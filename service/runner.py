@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.forecaster import floor_at_zero
 from service.drift import DriftMonitor
 from service.metrics import ServiceMetrics
 from service.realised import (
@@ -143,6 +144,7 @@ class BatchRunner:
             forecasts = unscale(
                 forecasts, _present(staged.target_mean), _present(staged.target_scale)
             )
+            floor_at_zero(forecasts, model.model.config)
         self.metrics.inference_latency.observe(inferred.seconds)
         self.metrics.batch_series.observe(staged.n_series)
         self.metrics.batch_requests.observe(len(requests))
@@ -214,9 +216,10 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
     future = None
     if model.needs_dates:
         future = _present(series.future_calendar).astype(np.float64)
-    return stream.forecast(
+    out = stream.forecast(
         state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
     )
+    return floor_at_zero(out, model.model.config)
 
 
 def _series(requests: Sequence[PreparedRequest]) -> list[PreparedSeries]:

@@ -284,6 +284,11 @@ class ModelInfo(BaseModel):
     target: str = Field(description="Name of the target column at training time.")
     covariates: list[str] = Field(description="Covariates every series must carry.")
     freq: str = Field(description="Frequency (pandas offset alias) of the training data.")
+    non_negative: bool = Field(
+        default=False,
+        description="True if every forecast (each quantile) is floored at 0: the target had no "
+        "negative value where the model learnt it (urnn train --non-negative).",
+    )
     needs_dates: bool = Field(
         description="True if the model reads calendar features: each series needs start or "
         "timestamps."

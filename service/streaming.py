@@ -64,6 +64,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.db import Database
+from models.forecaster import floor_at_zero
 from models.streaming import StreamState
 from service.busy_poll import BusyPoll
 from service.errors import ServiceInputError
@@ -777,9 +778,10 @@ def _forecast(
     if model.needs_dates:
         steps = grid_after(last_ns, model.max_horizon, tz, model, before_ns)
         future = calendar_on_clock(steps, tz, model, "field 'timestamps'")
-    return model.stream_serving.forecast(
+    out = model.stream_serving.forecast(
         state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
     )
+    return floor_at_zero(out, model.model.config)
 
 
 def _forecast_out(

@@ -455,6 +455,7 @@ def backtest(
                 scales,
                 data.filled,
                 units=data.units,
+                non_negative=model_config.non_negative,
             )
         )
     else:
@@ -484,6 +485,7 @@ def backtest(
                     config,
                     scales,
                     data.filled,
+                    non_negative=model_config.non_negative,
                 )
             )
     result.forecasts = pd.concat(pieces, ignore_index=True)
@@ -658,12 +660,15 @@ def tidy_forecasts(
     filled: Mapping[str, pd.DataFrame] | None = None,
     *,
     units: Mapping[str, str] | None = None,
+    non_negative: bool = False,
 ) -> pd.DataFrame:
     """One row per (window, step): series, origin, timestamp, step, actual, point, the
     quantile columns, mase_scale (in `config.scale` units) and `filled`: the actual is a
     value the loader filled in (`LoadedData.filled`), which the metrics leave out. `units`
     (LoadedData.units): the forecasts of a segment of a series cut at a long gap are under
-    the series' id, so the per-series table has one row for it."""
+    the series' id, so the per-series table has one row for it. `non_negative`
+    (ForecasterConfig.non_negative): forecasts below 0 in original units are raised to it,
+    as the service and the pyfunc answer them (in scaled units: to where 0 lies)."""
     q = list(quantiles)
     median = q.index(0.5)
     table = dataset.window_table()
@@ -686,11 +691,14 @@ def tidy_forecasts(
             actual[mask] = _snap_zeros(
                 scaler.inverse_values(entry.source, column, actual[mask]), zero
             )
-            forecast[mask] = _snap_zeros(
-                scaler.inverse_values(entry.source, column, forecast[mask]), zero
-            )
+            raised = scaler.inverse_values(entry.source, column, forecast[mask])
+            if non_negative:
+                np.maximum(raised, 0.0, out=raised)
+            forecast[mask] = _snap_zeros(raised, zero)
         else:
             mase_scale[mask] /= column_scale
+            if non_negative:  # 0 in original units, on the scaled axis
+                forecast[mask] = np.maximum(forecast[mask], -stats.mean / stats.scale)
     timestamps = np.empty((n, horizon), dtype="datetime64[ns]")
     was_filled = np.zeros((n, horizon), dtype=bool)
     starts = dataset.starts.numpy()

@@ -63,6 +63,7 @@ from models.forecaster import (
     ForecasterConfig,
     ModelConfigError,
     calendar_features,
+    floor_at_zero,
     load_checkpoint,
     model_device,
 )
@@ -344,6 +345,7 @@ class ForecastPredictor:
         pieces = []
         for i, series_id in enumerate(ids):
             raw = self.scaler.inverse_values(self._scaler_id(series_id), self.target, forecast[i])
+            floor_at_zero(raw, c)
             index = stamps[i]
             piece = pd.DataFrame(
                 {

@@ -158,6 +158,10 @@ class TrainConfig:
     # Every column of every series (target and covariates) its own univariate series
     # "<id>/<column>", one model over all of them (training.data.channels_as_series).
     channel_independent: bool = False
+    # Forecasts floored at 0 (ForecasterConfig.non_negative): "auto" where the target holds no
+    # negative value in any series' training and validation spans (the test span is not read),
+    # "on" always, "off" never. The data report says which and why.
+    non_negative: str = "auto"
     metric: str = "mae"  # backtest metric deciding promotion (lower is better)
     # How far below the champion's score the challenger's must be to replace it, as a share of
     # the champion's (0.02: 2 % lower). 0: any lower score. A margin keeps nightly retrains on
@@ -172,6 +176,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(not_one_of("metric", self.metric, METRICS))
+        if self.non_negative not in NON_NEGATIVE:
+            raise ValueError(not_one_of("non_negative", self.non_negative, NON_NEGATIVE))
         if (problem := min_improvement_problem(self.min_improvement)) is not None:
             raise ValueError(f"min_improvement {problem}")
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
@@ -330,6 +336,46 @@ def resolve_model_config(
     return model
 
 
+NON_NEGATIVE = ("auto", "on", "off")
+
+
+def floors_at_zero(
+    choice: str, model: ForecasterConfig, splits: Mapping[str, SeriesSplit], data: LoadedData
+) -> bool:
+    """TrainConfig.non_negative resolved: "on" / "off" as said; "auto": the model config's own
+    true, else whether no series' training or validation span holds a negative target (and
+    one holds a value at all). A seasonal naive forecast repeats observed values: floored or
+    not, the same."""
+    if choice != "auto":
+        return choice == "on"
+    if model.non_negative:
+        return True
+    seen = [part[data.target].to_numpy() for s in splits.values() for part in (s.train, s.val)]
+    values = np.concatenate(seen) if seen else np.empty(0)
+    values = values[~np.isnan(values)]
+    return bool(values.size) and bool((values >= 0).all())
+
+
+def non_negative_lines(choice: str, model: ForecasterConfig, target: str) -> list[str]:
+    """The data report's line on the floor at 0, where forecasts have one."""
+    if not model.non_negative:
+        if choice == "auto":
+            return [
+                f"forecasts of {target!r} are not floored at 0: its training or validation "
+                "span holds negative values"
+            ]
+        return []
+    why = (
+        f"{target!r} holds no negative value in any series' training and validation spans"
+        if choice == "auto"
+        else "non_negative 'on'"
+    )
+    return [
+        f"forecasts (every quantile) are floored at 0: {why} (--non-negative off keeps "
+        "negative forecasts)"
+    ]
+
+
 def overall_scores(result: BacktestResult) -> dict[str, float]:
     row = result.tables.overall.iloc[0]
     return {str(k): float(v) for k, v in row.items() if k != "n"}
@@ -376,6 +422,7 @@ def train_pipeline(
     split_lines += spike_lines(splits, data.target)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
+    split_lines += non_negative_lines(config.non_negative, model_config, data.target)
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
         on_data_report([*data.brief_report_lines(), *split_lines, mase_line])
@@ -658,6 +705,9 @@ def prepare_training(config: TrainConfig) -> Prepared:
             "(urnn, lstm)"
         )
     splits = split_data(data, split_config)
+    model_config = replace(
+        model_config, non_negative=floors_at_zero(config.non_negative, model_config, splits, data)
+    )
     season = data_mase_season(config, data, split_config)
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)

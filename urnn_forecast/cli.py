@@ -617,6 +617,14 @@ def _add_train_parser(commands: Any) -> None:
         "off (covariates are inputs for forecasting the target)",
     )
     model.add_argument(
+        "--non-negative",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="floor every forecast (each quantile) at 0: auto where the target has no negative "
+        "value in the training and validation spans (demand, counts, energy); the data report "
+        "says which; default auto",
+    )
+    model.add_argument(
         "--nproc",
         type=_positive_int,
         default=1,
@@ -1932,6 +1940,7 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         ("backtest_windows", "backtest_windows"),
         ("season_length", "season_length"),
         ("metric", "metric"),
+        ("non_negative", "non_negative"),
         ("min_improvement", "min_improvement"),
         ("registered_name", "registered_name"),
         ("experiment", "experiment"),

@@ -84,6 +84,7 @@ def model_info(model: ServedModel, manager: ModelManager) -> ModelInfo:
         target=model.target,
         covariates=list(model.covariates),
         freq=model.freq,
+        non_negative=model.model.config.non_negative,
         needs_dates=model.needs_dates,
         calendar_clock=model.calendar_clock,
         loaded_at=model.loaded_at,

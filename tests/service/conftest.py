@@ -70,12 +70,13 @@ class Registry:
         corrupt: bool | str = False,
         nan_weights: bool = False,
         alias: str | None = CHAMPION,
+        non_negative: bool = False,
     ) -> str:
         """Register an untrained tiny forecaster (same schema) as a new version of `name`;
         `corrupt`: its weights file replaced by junk (True), by random bytes ("random"), cut
         to half its length ("truncated") or saved with a non-tensor object beside the tensors
         ("pickled"); `nan_weights`: a readable state dict whose tensors are NaN (loads, and
-        forecasts nothing finite)."""
+        forecasts nothing finite); `non_negative`: forecasts floored at 0."""
         import mlflow
         import torch
 
@@ -89,6 +90,7 @@ class Registry:
             segment_length=12,
             n_past_covariates=1 if covariates else 0,
             n_calendar=n_calendar_features("h") if calendar else 0,
+            non_negative=non_negative,
         )
         torch.manual_seed(seed)
         model = build_forecaster(config).eval()

@@ -137,6 +137,38 @@ def test_calendar_model_equals_predict_frame_and_needs_dates(
     assert "calendar features" in response.json()["detail"]
 
 
+def test_a_non_negative_model_answers_no_value_below_zero_as_predict_frame_does(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """A history far below 0 forecasts far below 0; a version trained on a never-negative
+    target (ForecasterConfig.non_negative) answers 0 there instead, and its pyfunc's
+    predict_frame the same; the same weights without the floor answer the negatives."""
+    sunk = [
+        {
+            **history(registry.frame, "a"),
+            "values": [v - 1e4 for v in history(registry.frame)["values"]],
+        },
+        history(registry.frame, "b", stop=333, length=70),
+    ]
+    registry.register("floored", seed=5, non_negative=True)
+    registry.register("unfloored", seed=5)
+    plain = client_for(model_uri="models:/unfloored@champion")
+    below = plain.post("/forecast", json={"series": sunk}).json()["forecasts"]
+    assert max(below[0]["quantiles"]["0.9"]) < -1_000
+    floored = client_for(model_uri="models:/floored@champion")
+    assert floored.get("/model").json()["non_negative"] is True
+    assert plain.get("/model").json()["non_negative"] is False
+    predictor = state_of(floored).manager.require().predictor
+    expected = predictor.predict_frame(predict_frame_rows(sunk))
+    assert (expected[["q0.1", "q0.5", "q0.9", "mean"]].to_numpy() >= 0).all()
+    assert_matches_predict_frame(floored, sunk, expected)
+    answer = floored.post("/forecast", json={"series": sunk}).json()["forecasts"]
+    assert set(answer[0]["mean"]) == {0.0}
+    assert all(q == 0.0 for row in answer[0]["quantiles"].values() for q in row)
+    # the other series, above 0, is forecast as without the floor
+    assert answer[1]["quantiles"] == below[1]["quantiles"]
+
+
 def test_concurrent_requests_share_batches_and_keep_their_answers(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:

@@ -456,3 +456,22 @@ def test_exact_zeros_of_an_intermittent_series_are_scored_as_zeros() -> None:
     exact = np.where((a == 0) & (f == 0), 0.0, 200 * np.abs(f - a) / (np.abs(a) + np.abs(f)))
     assert overall(result, "smape") == pytest.approx(exact.mean())
     assert overall(result, "smape") < 150  # the round-off gave ~ 200 on every zero pair
+
+
+@pytest.mark.parametrize("scale", ["original", "scaled"])
+def test_a_non_negative_model_is_scored_on_forecasts_floored_at_zero(scale: str) -> None:
+    """The backtest scores what the service answers: forecasts below 0 (original units) are
+    0, in scaled units where 0 lies; the others unchanged."""
+    data = loaded({"s": seasonal_frame(300, level=0.5)})  # 0.5 +- 3: half below 0
+    config = BacktestConfig(n_windows=4, step=3, scale=scale)  # type: ignore[arg-type]
+    model = linear("seasonal_naive")
+    plain = backtest(data, SPLIT, model, QUICK, config).forecasts
+    floored = backtest(data, SPLIT, replace(model, non_negative=True), QUICK, config).forecasts
+    stats = StandardScaler.fit(split_data(data, SPLIT)).stats["s"]["y"]
+    zero = 0.0 if scale == "original" else -stats.mean / stats.scale
+    for column in ("point", "q0.1", "q0.9"):
+        below = plain[column] < zero
+        assert below.any() and (~below).any()
+        np.testing.assert_allclose(floored.loc[below, column], zero, atol=1e-12)
+        np.testing.assert_array_equal(floored.loc[~below, column], plain.loc[~below, column])
+    pd.testing.assert_series_equal(floored["actual"], plain["actual"])

@@ -15,18 +15,26 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from models.forecaster import ForecasterConfig, n_calendar_features
+from models.forecaster import ForecasterConfig, ForecasterConfigError, n_calendar_features
 from tests.training.synthetic import seasonal_frame
 from training.data import LoadConfig
 from training.fit import FitConfig
 from training.mlflow_model import ForecastInputError, ForecastPredictor, reference_statistics
-from training.pipeline import TrainConfig, TrainResult, shared_levels, train_pipeline
+from training.pipeline import (
+    TrainConfig,
+    TrainResult,
+    floors_at_zero,
+    non_negative_lines,
+    shared_levels,
+    train_pipeline,
+)
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -39,6 +47,7 @@ from training.registry import (
     model_artifact_dir,
     promote_if_better,
 )
+from training.split import SeriesSplit, SplitConfig, plan_split, split_series
 from urnn_forecast.settings import Settings
 
 NAME = "urnn-forecaster"
@@ -141,6 +150,7 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     assert (model_root / "pyfunc_entry.py").exists()
     meta = json.loads((files / "config.json").read_text())
     assert meta["model"]["n_past_covariates"] == 1
+    assert meta["model"]["non_negative"] is True  # y (10 +- 3) is never negative: floored
     assert (meta["target"], meta["covariates"], meta["freq"]) == ("y", ["x"], "h")
     assert meta["scaler"]["scope"] == "global"
     assert sum(meta["reference"]["y"]["proportions"]) == pytest.approx(1.0)
@@ -398,6 +408,39 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
     predictor.meta["freq"] = "MS"
     with pytest.raises(ForecastInputError, match=r"2002-01-15T00:00:00 is not a step of the"):
         predictor.predict_frame(row.assign(start="2002-01-15"))
+
+
+def test_forecasts_are_floored_at_zero_where_the_seen_target_is_never_negative() -> None:
+    """auto reads the training and validation spans only: a negative value in the test span
+    (not read) leaves the floor on, one in the validation span turns it off; on / off are
+    taken as said, and the data report says which and why."""
+    frame = seasonal_frame(200, level=4.0)  # 4 +- 3: never negative
+    plan = plan_split(len(frame), "h", SplitConfig(lookback=LOOKBACK))
+    test_start = plan.test.start
+
+    def splits_of(values: pd.DataFrame) -> dict[str, SeriesSplit]:
+        return {"s": split_series(values, plan)}
+
+    data = SimpleNamespace(target="y")
+    urnn = ForecasterConfig(lookback=LOOKBACK, horizon=HORIZON)
+    later = frame.copy()
+    later.iloc[test_start + 5, 0] = -1.0
+    assert floors_at_zero("auto", urnn, splits_of(later), data)  # type: ignore[arg-type]
+    in_val = frame.copy()
+    in_val.iloc[plan.val.start + 2, 0] = -1.0
+    assert not floors_at_zero("auto", urnn, splits_of(in_val), data)  # type: ignore[arg-type]
+    assert floors_at_zero("on", urnn, splits_of(in_val), data)  # type: ignore[arg-type]
+    assert not floors_at_zero("off", urnn, splits_of(frame), data)  # type: ignore[arg-type]
+    floored = replace(urnn, non_negative=True)
+    assert (
+        "floored at 0: 'y' holds no negative value" in non_negative_lines("auto", floored, "y")[0]
+    )
+    assert "not floored at 0" in non_negative_lines("auto", urnn, "y")[0]
+    assert non_negative_lines("off", urnn, "y") == []
+    with pytest.raises(ValueError, match="non_negative must be one of 'auto', 'on', 'off'"):
+        replace(tiny_config(Path("plant.csv")), non_negative="yes")
+    with pytest.raises(ForecasterConfigError, match="non_negative must be true or false"):
+        ForecasterConfig(non_negative="yes")  # type: ignore[arg-type]
 
 
 def test_reference_statistics_bins_cover_the_training_values() -> None:
