@@ -269,7 +269,8 @@ class ForecasterConfig:
             raise ForecasterConfigError(
                 f"lookback must be a multiple of segment_length for kind {self.kind!r} "
                 f"(segments are not padded); got lookback={self.lookback}, "
-                f"segment_length={self.segment_length}"
+                f"segment_length={self.segment_length}: "
+                f"{segment_way_out(self.lookback, self.segment_length)}"
             )
         for name, flag in (
             ("n_past_covariates", "SUPPORTS_PAST_COVARIATES"),
@@ -343,6 +344,25 @@ def floor_at_zero(forecasts: np.ndarray, config: ForecasterConfig) -> np.ndarray
     if config.non_negative:
         np.maximum(forecasts, 0.0, out=forecasts)
     return forecasts
+
+
+def segment_way_out(lookback: int, segment_length: int) -> str:
+    """The nearest values that fit, for a look-back its segment length does not divide: the
+    divisors of `lookback` on either side of `segment_length`, and the multiples of
+    `segment_length` on either side of `lookback`. A look-back of 1024 or 4096 (powers of two,
+    what long look-backs often are) against the default segment_length of 24 was refused with
+    no hint of which segment lengths would do."""
+    small = [d for d in range(1, math.isqrt(lookback) + 1) if lookback % d == 0]
+    divisors = sorted({*small, *(lookback // d for d in small)})
+    below = [d for d in divisors if d < segment_length]
+    above = [d for d in divisors if d > segment_length]
+    near = ([below[-1]] if below else []) + ([above[0]] if above and above[0] < lookback else [])
+    lower = lookback - lookback % segment_length
+    looks = [n for n in (lower, lower + segment_length) if n >= segment_length]
+    segments = " or ".join(f"{d} ({lookback // d:,} recurrent steps)" for d in near)
+    lookbacks = " or ".join(f"{n:,}" for n in looks)
+    choice = f"a segment_length that divides {lookback:,}, such as {segments}, or " if near else ""
+    return f"give {choice}a lookback that {segment_length} divides, such as {lookbacks}"
 
 
 def _choice(name: str, value: object, allowed: Sequence[str]) -> None:

@@ -364,6 +364,24 @@ def test_invalid_configs_name_the_field_and_the_options(
         config_for("urnn", **overrides)
 
 
+@pytest.mark.parametrize("kind", ["urnn", "urnn-full", "lstm", "urnn-stream"])
+def test_a_long_lookback_the_segment_length_does_not_divide_names_values_that_fit(
+    kind: ForecasterKind,
+) -> None:
+    """A power-of-two look-back against the default segment length of 24 is refused with the
+    nearest segment lengths that divide it and the nearest look-backs that 24 divides, each
+    of which the config then accepts."""
+    with pytest.raises(ForecasterConfigError) as caught:
+        ForecasterConfig(kind=kind, lookback=4096, horizon=24)
+    message = str(caught.value)
+    assert "such as 16 (256 recurrent steps) or 32 (128 recurrent steps)" in message
+    assert "a lookback that 24 divides, such as 4,080 or 4,104" in message
+    for segment in (16, 32):
+        assert ForecasterConfig(kind=kind, lookback=4096, horizon=24, segment_length=segment)
+    for lookback in (4080, 4104):
+        assert ForecasterConfig(kind=kind, lookback=lookback, horizon=24).lookback == lookback
+
+
 def test_capability_flags_decide_which_kinds_take_covariates() -> None:
     with pytest.raises(ForecasterConfigError, match=r"kind must be one of 'urnn', 'urnn-full'"):
         ForecasterConfig(kind="transformer")  # type: ignore[arg-type]
