@@ -278,6 +278,26 @@ def test_the_series_split_option_reaches_the_train_config(
     )
 
 
+def test_a_streaming_look_back_as_long_as_the_training_crops_is_refused_before_loading(
+    csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """urnn-stream at --lookback 8192 (the default crop is 8,192 rows) is refused naming
+    fit.stream_crop_length and the rows it needs, before the file is read (a short file here:
+    its own too-short error would come first otherwise); the --config field is checked alike."""
+    base = ["train", "--data", str(csv), "--target", "y", "--model", "urnn-stream"]
+    code = cli.main([*base, "--lookback", "8192", "--segment-length", "64", "--horizon", "96"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "stream_crop_length=8,192 is shorter than lookback + horizon (8,192 + 96)" in err
+    assert "set fit.stream_crop_length to at least 8,288" in err
+    config = tmp_path / "crop.json"
+    config.write_text(json.dumps({"fit": {"stream_crop_length": 50}}))
+    argv = [*base, "--lookback", "48", "--segment-length", "8", "--horizon", "12"]
+    code = cli.main([*argv, "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2 and "stream_crop_length=50 is shorter than lookback + horizon (48 + 12)" in err
+
+
 def test_missing_file_and_bad_config_files(
     tmp_path: Path, csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -583,6 +583,33 @@ def decoder_search_error(model_config: ForecasterConfig, config: FitConfig) -> s
     return None
 
 
+def stream_crop_error(model_config: ForecasterConfig, config: FitConfig) -> str | None:
+    """Why `config`'s training crops cannot train the streaming `model_config`, or None.
+
+    Each crop of `stream_crop_length` rows is scored at the origins that have `lookback` rows
+    before them and `horizon` after, so a crop shorter than lookback + horizon has none: a
+    look-back of 8,192 against the default crop of 8,192 rows failed in the first batch with
+    torch's own 'upper bound and lower bound inconsistent with step sign', after the data was
+    loaded and split (and a crop a few rows longer than the look-back scored no origin)."""
+    if not FORECASTERS[model_config.kind].STREAMING:
+        return None
+    crop, lookback, horizon = (
+        config.stream_crop_length,
+        model_config.lookback,
+        model_config.horizon,
+    )
+    if crop >= lookback + horizon:
+        return None
+    return (
+        f"stream_crop_length={crop:,} is shorter than lookback + horizon ({lookback:,} + "
+        f"{horizon:,}) for kind {model_config.kind!r}: each training crop is scored at the "
+        f"origins with lookback rows before them and horizon rows after, and this one has "
+        f"none; set fit.stream_crop_length to at least {lookback + horizon:,} (twice the "
+        f"look-back, {2 * lookback:,}, or more leaves each crop origins whose state has read "
+        "past the first-contact rows), or give a shorter lookback"
+    )
+
+
 def select_decoder(
     model_config: ForecasterConfig,
     train: WindowDataset,

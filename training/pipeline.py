@@ -52,6 +52,7 @@ from training.fit import (
     decoder_search_error,
     fit,
     searches_decoder,
+    stream_crop_error,
 )
 from training.metrics import filled_note, metric_tables, quantile_column, unscaled_note
 from training.mlflow_model import (
@@ -181,6 +182,8 @@ class TrainConfig:
         if (problem := min_improvement_problem(self.min_improvement)) is not None:
             raise ValueError(f"min_improvement {problem}")
         if (problem := decoder_search_error(self.model, self.fit)) is not None:
+            raise ValueError(problem)
+        if (problem := stream_crop_error(self.model, self.fit)) is not None:
             raise ValueError(problem)
         if self.split_method == "unseen":
             raise ValueError(

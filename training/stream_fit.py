@@ -42,6 +42,7 @@ from training.fit import (
     clip_gradients,
     make_optimizer,
     seed_everything,
+    stream_crop_error,
     training_loss,
 )
 from training.paper_benchmark import resolve_device
@@ -226,6 +227,8 @@ def fit_stream(
     model = build_forecaster(model_config).to(device)
     if not isinstance(model, StreamingURNNForecaster):
         raise StreamFitError(f"fit_stream trains kind 'urnn-stream'; got {model_config.kind!r}")
+    if (problem := stream_crop_error(model_config, config)) is not None:
+        raise StreamFitError(problem)
     c = model_config
     crop = config.stream_crop_length
     min_rows = c.lookback + c.horizon

@@ -2053,7 +2053,7 @@ def train_config_from_sections(
     `<what>.<section>` and the field."""
     from models.forecaster import ForecasterConfig, new_model_problem
     from training.data import LoadConfig
-    from training.fit import FitConfig, decoder_search_error
+    from training.fit import FitConfig, decoder_search_error, stream_crop_error
     from training.pipeline import CHANNEL_EMBEDDING_REFUSAL, TrainConfig
 
     unknown = sorted(set(sections) - set(CONFIG_SECTIONS))
@@ -2087,6 +2087,8 @@ def train_config_from_sections(
     if (problem := new_model_problem(built["model"])) is not None:
         raise UsageError(f"{what}.model: {problem}")
     if (problem := decoder_search_error(built["model"], built["fit"])) is not None:
+        raise UsageError(f"{what}.fit: {problem}")
+    if (problem := stream_crop_error(built["model"], built["fit"])) is not None:
         raise UsageError(f"{what}.fit: {problem}")
     if (problem := seed_problem(built["fit"].seed, built["model"].ensemble)) is not None:
         raise UsageError(f"{what}.fit: {problem}")

@@ -15,6 +15,7 @@ from training.backtest import BacktestConfig, BacktestConfigError, backtest
 from training.fit import FitConfig
 from training.split import SplitConfig, StandardScaler, split_data
 from training.stream_fit import (
+    StreamFitError,
     evaluate_stream,
     fit_stream,
     predict_origins,
@@ -73,6 +74,23 @@ def test_fit_stream_learns_the_daily_cycle() -> None:
     assert result.best_epoch >= 1 and len(result.history) >= 1
     assert result.history[-1].train_loss < result.history[0].train_loss * 1.5
     assert result.best_score < 0.5 * before["loss"]
+
+
+def test_a_crop_shorter_than_one_window_is_refused_naming_the_field() -> None:
+    """A look-back as long as the crops (8,192 against the default 8,192) left no origin to
+    score and failed in the first batch with torch's arange error; a crop of exactly one
+    window trains."""
+    _, series = prepared()
+    one_window = FitConfig(**{**QUICK.__dict__, "max_epochs": 1, "stream_crop_length": L + H})
+    short = FitConfig(**{**one_window.__dict__, "stream_crop_length": L + H - 1})
+    with pytest.raises(StreamFitError) as refused:
+        fit_stream(config(), series, short)
+    assert f"stream_crop_length={L + H - 1} is shorter than lookback + horizon ({L} + {H})" in (
+        str(refused.value)
+    )
+    assert f"set fit.stream_crop_length to at least {L + H}" in str(refused.value)
+    result = fit_stream(config(), series, one_window)
+    assert len(result.history) == 1 and np.isfinite(result.history[0].train_loss)
 
 
 def test_backtest_forecasts_read_the_whole_history_and_never_the_future() -> None:
