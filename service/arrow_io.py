@@ -55,7 +55,12 @@ from service.arrow_limits import (
     read_bytes,
     stream_cut_short,
 )
-from service.errors import BodyTooLargeError, ServiceInputError, series_where
+from service.errors import (
+    TOO_LARGE_ADVICE,
+    BodyTooLargeError,
+    ServiceInputError,
+    series_where,
+)
 from service.fast_path import (
     ID_MAX,
     BlockRequest,
@@ -307,8 +312,7 @@ def _check_read_size(table: Table, max_bytes: int) -> None:
     too_large = (
         f"request body too large: its Arrow columns take more than {max_bytes:,} bytes "
         "once read (dictionary-encoded columns decoded, string and list views followed "
-        "to each row's data), above the limit of URNN_MAX_BODY_BYTES; send fewer or "
-        "shorter series per request"
+        f"to each row's data), above the limit of URNN_MAX_BODY_BYTES; {TOO_LARGE_ADVICE}"
     )
     if table.num_rows * 8 > max_bytes:
         raise BodyTooLargeError(too_large)

@@ -58,6 +58,18 @@ class BodyTooLargeError(ValueError):
     """A body whose content, once unpacked, exceeds URNN_MAX_BODY_BYTES (413)."""
 
 
+# What every 413 tells the client to do. A long look-back (4,096 values per series and more)
+# meets the limit first, and "shorter series" alone did not say how short: a windowed model
+# reads only the last `lookback` values of a history, and a streaming one is sent new points,
+# not its whole history again.
+TOO_LARGE_ADVICE = (
+    "send fewer or shorter series per request: a windowed model reads only the last "
+    "`lookback` values of each series (GET /model), older ones feed only the realised-error "
+    "check, and a streaming model (kind urnn-stream) takes new points at "
+    "POST /series/{id}/observations; or raise URNN_MAX_BODY_BYTES"
+)
+
+
 class UnsupportedMediaTypeError(ValueError):
     """A body sent as another type than the endpoint reads (415); the message names both."""
 

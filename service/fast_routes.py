@@ -56,7 +56,7 @@ from service.arrow_io import (
     wants_arrow,
 )
 from service.arrow_limits import unpacked_bytes
-from service.errors import BodyTooLargeError
+from service.errors import TOO_LARGE_ADVICE, BodyTooLargeError
 from service.fast_path import fast_request
 from service.forecasting import forecast
 from service.json_block import read_json_block
@@ -367,7 +367,7 @@ async def arrow_forecast(
         raise BodyTooLargeError(
             f"request body too large: its Arrow record batches unpack to {unpacked:,} bytes "
             f"(IPC compression), above the limit of {limit:,} bytes (URNN_MAX_BODY_BYTES); "
-            "send fewer or shorter series per request"
+            f"{TOO_LARGE_ADVICE}"
         )
     request = read_arrow_request(body, kind, max_bytes=limit)
     return await forecast(request, state=state, arrow=wants_arrow(headers.get(b"accept")))

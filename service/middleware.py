@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import TOO_LARGE_ADVICE
 from service.metrics import ServiceMetrics
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
@@ -75,7 +76,7 @@ async def send_too_large(send: Send, max_bytes: int, declared: int | None) -> No
     size = f"{declared:,} bytes" if declared is not None else "the streamed body"
     detail = (
         f"request body too large: {size} exceeds the limit of {max_bytes:,} bytes "
-        "(URNN_MAX_BODY_BYTES); send fewer or shorter series per request"
+        f"(URNN_MAX_BODY_BYTES); {TOO_LARGE_ADVICE}"
     )
     await send_json_error(send, 413, detail)
 

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.arrow_io import ARROW_FILE, ARROW_STREAM, request_stream, wants_arrow
+from service.errors import TOO_LARGE_ADVICE
 from tests.service.conftest import API_KEY, Registry, history, metric_value
 from tests.service.test_bad_input import BAD, CASES
 
@@ -608,7 +609,7 @@ def test_a_compressed_arrow_body_counts_what_it_unpacks_to(
         assert detail.startswith("request body too large: its Arrow record batches unpack to 3,2")
         assert detail.endswith(
             "bytes (IPC compression), above the limit of 1,000,000 bytes (URNN_MAX_BODY_BYTES); "
-            "send fewer or shorter series per request"
+            f"{TOO_LARGE_ADVICE}"
         )
 
 

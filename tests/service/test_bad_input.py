@@ -344,8 +344,17 @@ def test_oversized_body_is_413_declared_or_streamed(
     )
     assert streamed.status_code == 413
     assert "streamed body" in streamed.json()["detail"]
-    small = {"series": [{**body["series"][0], "values": body["series"][0]["values"][-48:]}]}
-    small["series"][0]["covariates"] = {"x": body["series"][0]["covariates"]["x"][-48:]}
+    # The answer says how short: the last `lookback` values (GET /model), which the model reads
+    # whole; "send fewer or shorter series" alone left a long look-back's client guessing.
+    for answer in (declared, streamed):
+        assert (
+            "send fewer or shorter series per request: a windowed model reads only the last "
+            "`lookback` values of each series (GET /model)"
+        ) in answer.json()["detail"]
+        assert answer.json()["detail"].endswith("or raise URNN_MAX_BODY_BYTES")
+    lookback = client.get("/model").json()["lookback"]
+    small = {"series": [{**body["series"][0], "values": body["series"][0]["values"][-lookback:]}]}
+    small["series"][0]["covariates"] = {"x": body["series"][0]["covariates"]["x"][-lookback:]}
     small["series"][0].pop("start")
     assert len(json.dumps(small)) < 4096
     assert client.post("/forecast", json=small).status_code == 200
