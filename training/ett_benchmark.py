@@ -39,6 +39,7 @@ from models.forecaster import (
     ForecasterConfig,
     ForecasterKind,
     Normalisation,
+    segment_way_out,
 )
 from training.backtest import BacktestConfig, backtest
 from training.benchmark_options import check_horizons, check_names
@@ -289,7 +290,9 @@ class EttBenchmarkConfig:
         if recurrent and self.resolved_lookback % self.resolved_segment_length:
             raise EttBenchmarkError(
                 f"lookback {self.resolved_lookback} must be a multiple of the segment length "
-                f"{self.resolved_segment_length} for {', '.join(sorted(recurrent))}"
+                f"{self.resolved_segment_length} for {', '.join(sorted(recurrent))}: "
+                f"{segment_way_out(self.resolved_lookback, self.resolved_segment_length)} "
+                "(--lookback, --segment-length)"
             )
 
     @property

@@ -1062,8 +1062,16 @@ def _add_ett_parser(suites: Any) -> None:
         type=_positive_int,
         default=None,
         metavar="L",
-        help="input rows per window (a multiple of the segment length of urnn/lstm: 24 in S, "
-        "48 in M); default 336 for S, 720 for M",
+        help="input rows per window (a multiple of --segment-length for urnn/lstm); default 336 "
+        "for S, 720 for M",
+    )
+    ett.add_argument(
+        "--segment-length",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="rows per recurrent step of urnn/lstm/urnn-stream (must divide --lookback: 16 or "
+        "32 for a look-back of 4096); default 24 in S, 48 in M",
     )
     ett.add_argument(
         "--models",
@@ -1156,6 +1164,7 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
                 horizons=tuple(args.horizons or ETT_HORIZONS),
                 models=tuple(args.models or MODELS),
                 lookback=args.lookback,
+                segment_length=args.segment_length,
                 data_dir=args.data_dir,
                 max_epochs=args.epochs,
                 seed=args.seed,

@@ -219,6 +219,26 @@ def test_cli_decoder_option_reaches_the_recurrent_model(
     assert [r["model"] for r in payload["rows"]] == ["urnn"]
 
 
+def test_cli_segment_length_option_lets_a_power_of_two_look_back_run(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A look-back of 64 (as 1024 or 4096 would be) is no multiple of S's default segments of
+    24; the benchmark had no option to change them. The refusal names segment lengths that
+    divide it, and --segment-length 16 reaches the recurrent model."""
+    out_dir = tmp_path / "out"
+    argv = [*TINY, "--data-dir", str(data_dir), "--output", str(out_dir), "--models", "urnn"]
+    argv += ["--lookback", "64"]
+    code, _, err = run_cli(argv, tmp_path, capsys)
+    assert code == 2
+    assert "lookback 64 must be a multiple of the segment length 24 for urnn" in err
+    assert "such as 16 (4 recurrent steps) or 32 (2 recurrent steps)" in err
+    code, _, err = run_cli([*argv, "--segment-length", "16"], tmp_path, capsys)
+    assert code == 0, err
+    payload = json.loads((out_dir / "results.json").read_text())
+    assert payload["config"]["segment_length"] == 16
+    assert [(r["model"], r["lookback"]) for r in payload["rows"]] == [("urnn", 64)]
+
+
 def test_cli_repeats_fit_trained_models_per_seed_and_report_mean_and_range(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
