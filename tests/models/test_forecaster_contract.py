@@ -21,6 +21,7 @@ from models.forecaster import (
     FORECASTER_KINDS,
     FORECASTERS,
     CheckpointError,
+    Decoder,
     Forecaster,
     ForecasterConfig,
     ForecasterConfigError,
@@ -380,6 +381,38 @@ def test_a_long_lookback_the_segment_length_does_not_divide_names_values_that_fi
         assert ForecasterConfig(kind=kind, lookback=4096, horizon=24, segment_length=segment)
     for lookback in (4080, 4104):
         assert ForecasterConfig(kind=kind, lookback=lookback, horizon=24).lookback == lookback
+
+
+@pytest.mark.parametrize(("kind", "decoder"), [("urnn", "direct"), ("urnn-full", "pmf")])
+def test_evaluation_reads_a_long_look_back_in_chunks_with_the_same_forecast(
+    kind: ForecasterKind, decoder: Decoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without autograd the uRNN encoder reads ENCODER_CHUNK_STEPS steps at a time (a
+    (512, 4096)-step batch at n = 128 held 2 GiB of states to keep the last one); the forecast
+    is the one a single pass gives, and no call reads more steps than a chunk."""
+    import models.forecaster as forecaster_module
+    from models.urnn import URNN
+
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        kind=kind, lookback=64, horizon=6, hidden_size=8, segment_length=2, decoder=decoder
+    )
+    model = build_forecaster(config).eval()
+    x = torch.randn(5, 64, dtype=torch.float32) * 3 + 1
+    whole = model(x).detach()  # autograd on: one pass over the 32 segments
+    monkeypatch.setattr(forecaster_module, "ENCODER_CHUNK_STEPS", 7)  # uneven: 7 x 4 + 4
+    read: list[int] = []
+    original = URNN.states
+
+    def spy(self: URNN, steps: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        read.append(steps.shape[1])
+        return original(self, steps, h0)
+
+    monkeypatch.setattr(URNN, "states", spy)
+    with torch.inference_mode():
+        chunked = model(x)
+    assert read == [7, 7, 7, 7, 4]
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
 def test_capability_flags_decide_which_kinds_take_covariates() -> None:
