@@ -756,9 +756,21 @@ class GatedEncoder(nn.Module):
         self.state_size = config.hidden_size
 
     def forward(self, x: Tensor) -> Tensor:
-        states, _ = self.rnn(x)  # (B, S, n)
-        last: Tensor = states[:, -1]
-        return last
+        return self._encode(x)[0]
+
+    def _encode(self, x: Tensor) -> tuple[Tensor, Any]:
+        """The last output (B, n) and the final hidden state (LSTM: (h, c)). Without autograd
+        the segments go through ENCODER_CHUNK_STEPS at a time, each chunk from the hidden
+        state the one before left, as the uRNN encoder does: the fused kernels return every
+        step's output, (B, S, n), 2 GiB for 512 windows of 4,096 steps at n = 128."""
+        steps = x.shape[1]
+        if torch.is_grad_enabled() or steps <= ENCODER_CHUNK_STEPS:
+            states, hidden = self.rnn(x)  # (B, S, n)
+            return states[:, -1], hidden
+        hidden = None
+        for chunk in torch.split(x, ENCODER_CHUNK_STEPS, dim=1):
+            states, hidden = self.rnn(chunk, hidden)
+        return states[:, -1], hidden
 
     @property
     def decoder_input_width(self) -> int:
@@ -769,7 +781,7 @@ class GatedEncoder(nn.Module):
         """Encode x (B, S, step), then one more step of the same cell from the final (h, c) for
         each decoder input (B, M, step), all in parallel; the step outputs, (B, M, n)."""
         b, m, width = inputs.shape
-        _, hidden = self.rnn(x)  # LSTM: (h, c), each (1, B, n); GRU: h (1, B, n)
+        _, hidden = self._encode(x)  # LSTM: (h, c), each (1, B, n); GRU: h (1, B, n)
         if isinstance(hidden, tuple):
             hidden = tuple(t.repeat_interleave(m, dim=1) for t in hidden)
         else:

@@ -26,6 +26,7 @@ from models.forecaster import (
     ForecasterConfig,
     ForecasterConfigError,
     ForecasterKind,
+    GatedEncoder,
     ModelConfigError,
     NaiveForecaster,
     RecurrentForecaster,
@@ -381,6 +382,34 @@ def test_a_long_lookback_the_segment_length_does_not_divide_names_values_that_fi
         assert ForecasterConfig(kind=kind, lookback=4096, horizon=24, segment_length=segment)
     for lookback in (4080, 4104):
         assert ForecasterConfig(kind=kind, lookback=lookback, horizon=24).lookback == lookback
+
+
+@pytest.mark.parametrize(("kind", "decoder"), [("lstm", "direct"), ("gru", "pmf"), ("lstm", "pmf")])
+def test_the_gated_baselines_read_a_long_look_back_in_chunks_too(
+    kind: ForecasterKind, decoder: Decoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LSTM and GRU encoders carry their hidden state ((h, c) for the LSTM) from chunk to
+    chunk without autograd: the same forecast, the pmf decoder's steps from the same state."""
+    import models.forecaster as forecaster_module
+
+    torch.manual_seed(0)
+    config = ForecasterConfig(
+        kind=kind, lookback=64, horizon=6, hidden_size=8, segment_length=2, decoder=decoder
+    )
+    model = build_forecaster(config).eval()
+    x = torch.randn(5, 64, dtype=torch.float32) * 3 + 1
+    whole = model(x).detach()
+    monkeypatch.setattr(forecaster_module, "ENCODER_CHUNK_STEPS", 7)
+    assert isinstance(model, RecurrentForecaster)
+    encoder = model.encoder
+    assert isinstance(encoder, GatedEncoder)
+    read: list[int] = []
+    hook = encoder.rnn.register_forward_pre_hook(lambda _, args: read.append(args[0].shape[1]))
+    with torch.inference_mode():
+        chunked = model(x)
+    hook.remove()
+    assert read[:5] == [7, 7, 7, 7, 4]  # then the pmf decoder's one step, if any
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("kind", "decoder"), [("urnn", "direct"), ("urnn-full", "pmf")])
