@@ -44,7 +44,7 @@ from models.forecaster import (
 from training.backtest import BacktestConfig, backtest
 from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_data
-from training.fit import FitConfig, searches_decoder
+from training.fit import FitConfig, searches_decoder, stream_crop_error
 from training.metrics import coverage_column
 from training.paper_benchmark import DeviceName
 from training.split import SplitConfig, SplitMethod
@@ -294,6 +294,12 @@ class EttBenchmarkConfig:
                 f"{segment_way_out(self.resolved_lookback, self.resolved_segment_length)} "
                 "(--lookback, --segment-length)"
             )
+        if "urnn-stream" in self.models:
+            # before any model of the run trains: fit_stream would refuse it only in its turn
+            for horizon in self.horizons:
+                stream = self.model_config("urnn-stream", horizon, "h")
+                if (problem := stream_crop_error(stream, self.fit_config())) is not None:
+                    raise EttBenchmarkError(problem)
 
     @property
     def resolved_lookback(self) -> int:

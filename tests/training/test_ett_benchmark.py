@@ -96,6 +96,11 @@ def test_config_rejects_what_cannot_run() -> None:
     with pytest.raises(EttBenchmarkError, match="multiple of the segment length"):
         EttBenchmarkConfig(lookback=100, models=("urnn",))
     EttBenchmarkConfig(lookback=100, models=("linear",))  # no segments: any look-back
+    # the streaming kind's training crops (8,192 rows) must hold a window of the longest
+    # horizon: refused before the run's first model trains, not in the streaming kind's turn
+    with pytest.raises(EttBenchmarkError, match=r"set fit.stream_crop_length to at least 8,544"):
+        EttBenchmarkConfig(lookback=7_824, models=("linear", "urnn-stream"))
+    EttBenchmarkConfig(lookback=7_464, models=("linear", "urnn-stream"))
 
 
 def test_anchor_tables_cover_every_horizon() -> None:
