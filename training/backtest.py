@@ -676,7 +676,7 @@ def tidy_forecasts(
         pairs = zip(table["series"], table["source"], strict=True)
         table["series"] = [units.get(src, src) + name[len(src) :] for name, src in pairs]
     n, horizon = len(dataset), dataset.horizon
-    actual = dataset.batch(torch.arange(n)).target.double().numpy()  # (N, H)
+    actual = dataset.targets(torch.arange(n)).double().numpy()  # (N, H)
     forecast = pred.double().numpy()  # (N, H, Q)
     mase_scale = np.empty(n)
     owners = dataset.window_entry.numpy()

@@ -451,11 +451,7 @@ def calibrate_intervals(
     uncalibrated forecasts."""
     model.gap_scale.fill_(1.0)
     pred = predict(model, dataset, batch_size=batch_size, device=device)
-    targets = [
-        dataset.batch(indices).target
-        for indices in index_batches(torch.arange(len(dataset)), batch_size)
-    ]
-    model.calibrate_gaps(pred, torch.cat(targets).cpu())
+    model.calibrate_gaps(pred, dataset.targets(torch.arange(len(dataset))).cpu())
 
 
 # -----------------------------------------------------------------------------

@@ -251,6 +251,14 @@ class WindowDataset(Dataset[WindowBatch]):
             channel=self.window_channel[indices],
         )
 
+    def targets(self, indices: Tensor) -> Tensor:
+        """The target rows (B, H) of the windows at `indices`, as `batch(indices).target`
+        without gathering their look-backs, covariates and calendar features: the backtest
+        reads every test window's target at once, and `batch` of 13,841 windows of 4,096 +
+        96 rows took 0.7 GB (its row index and values), more with covariates, to keep 5 MB."""
+        rows = self.starts[indices].unsqueeze(1) + self.lookback + self._span[: self.horizon]
+        return self.values[rows, 0]
+
     def window_table(self) -> pd.DataFrame:
         """One row per window: entry name, source series and origin (the timestamp of the last
         input row: the forecast's cutoff)."""

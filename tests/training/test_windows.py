@@ -98,6 +98,27 @@ def test_many_series_share_one_storage_and_keep_their_names() -> None:
     assert first_b.past_target.min() >= 1000.0
 
 
+def test_targets_are_the_batch_targets_without_gathering_the_look_backs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The backtest reads every test window's target at once: through `batch` that gathered
+    each window's look-back, covariates and calendar too (0.7 GB at 13,841 windows of 4,096 +
+    96 rows, for 5 MB of targets). `targets` reads the horizon rows of the target alone."""
+    frames = {"a": row_number_frame(30), "b": row_number_frame(40) + 1000.0}
+    dataset = WindowDataset.from_frames(frames, lookback=L, horizon=H, stride=3, calendar_freq="h")
+    every = torch.arange(len(dataset))
+    expected = dataset.batch(every).target
+    picked = torch.tensor([len(dataset) - 1, 0, 5])
+
+    def refused(self: WindowDataset, indices: torch.Tensor) -> WindowBatch:
+        raise AssertionError("targets gathered whole windows")
+
+    monkeypatch.setattr(WindowDataset, "batch", refused)
+    torch.testing.assert_close(dataset.targets(every), expected, rtol=0, atol=0)
+    torch.testing.assert_close(dataset.targets(picked), expected[picked], rtol=0, atol=0)
+    assert dataset.targets(picked)[0, -1] == 1039.0  # b's last row
+
+
 def test_channel_independent_windows_make_each_column_a_series() -> None:
     dataset = WindowDataset.from_frames(
         {"s": row_number_frame(30)}, lookback=L, horizon=H, channel_independent=True
