@@ -1652,11 +1652,27 @@ def _param_value(value: Any) -> str:
 
 
 def _dataset(path: str, data: LoadedData) -> Any:
-    from mlflow.data.pandas_dataset import from_pandas
+    """The loaded series as one long frame for `mlflow.log_input`, with its digest and schema
+    computed here. MLflow's own do a Python call per cell of the whole frame (its digest checks
+    every cell's type though it hashes only the first rows; its schema infers every id string):
+    ~15 s of a 1,000-series `urnn train` of 300 rows each, linear in the rows. The digest is
+    MLflow's (the same value for the same frame) and the schema is read from the first rows,
+    which hold every column's one dtype (ids are strings, the rest typed columns)."""
+    from mlflow.data.digest_utils import MAX_ROWS, get_normalized_md5_digest
+    from mlflow.data.pandas_dataset import PandasDataset, from_pandas
+    from mlflow.types.utils import _infer_schema
 
-    frames = [
-        frame.reset_index().assign(series_id=series_id) for series_id, frame in data.series.items()
-    ]
+    ids = list(data.series)
+    frames = list(data.series.values())
+    frame = pd.concat(frames, ignore_index=False).reset_index()
+    frame["series_id"] = np.repeat(np.array(ids, dtype=object), [len(f) for f in frames])
+    head = frame.head(MAX_ROWS)
+    strings = head.columns[head.map(lambda cell: type(cell) is str).all(axis=0)]
+    kept = head[strings.union(head.select_dtypes(include=[np.number]).columns)]
+    digest = get_normalized_md5_digest(
+        [pd.util.hash_pandas_object(kept).values, np.int64(len(frame))]
+        + [str(x).encode() for x in frame.columns]
+    )
     with warnings.catch_warnings():
         # MLflow registers its local-file source class twice (schemes "" and "file") and warns
         # that a local path matches both; either reading is the same class, so the warning only
@@ -1664,9 +1680,16 @@ def _dataset(path: str, data: LoadedData) -> Any:
         warnings.filterwarnings(
             "ignore", message="The specified dataset source can be interpreted in multiple ways"
         )
-        return from_pandas(
-            pd.concat(frames, ignore_index=True),
+        dataset: PandasDataset = from_pandas(
+            frame,
             source=str(Path(path).resolve()),
             name=Path(path).name,
             targets=data.target,
+            digest=digest,
         )
+    try:
+        schema = _infer_schema(head)
+    except Exception:  # what MLflow's own schema does with a frame it cannot type
+        schema = None
+    dataset.__dict__["schema"] = schema  # PandasDataset.schema is a cached_property
+    return dataset
