@@ -192,9 +192,15 @@ class BatchRunner:
 
 
 def _shown(version: str, stamps: np.ndarray, forecasts: np.ndarray, median: int) -> ForecastRows:
-    """What the realised-error cache keeps of (S, h, Q) forecasts: mean and outermost levels."""
+    """What the realised-error cache keeps of (S, h, Q) forecasts: mean and outermost levels,
+    copied (slices of them would keep the whole micro-batch's (B, H_max, Q) output alive for as
+    long as any one of its series stays cached)."""
     return ForecastRows(
-        version, stamps, forecasts[..., median], forecasts[..., 0], forecasts[..., -1]
+        version,
+        stamps,
+        np.ascontiguousarray(forecasts[..., median]),
+        np.ascontiguousarray(forecasts[..., 0]),
+        np.ascontiguousarray(forecasts[..., -1]),
     )
 
 
