@@ -687,3 +687,26 @@ def test_mlflows_download_bars_stay_out_of_a_log(
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
     assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
     assert os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "true"
+
+
+def test_backtest_prints_the_worst_series_of_a_fleet_not_every_one() -> None:
+    import numpy as np
+    import pandas as pd
+
+    ids = [f"store-{i:04d}" for i in range(4000)]
+    mase = np.linspace(0.5, 2.0, len(ids))
+    mase[-3:] = np.nan  # constant training spans: no MASE, ranked last
+    table = pd.DataFrame(
+        {"n": 888, "mae": np.arange(len(ids), 0, -1.0), "smape": 10.0, "mase": mase},
+        index=pd.Index(ids, name="series"),
+    )
+    heading, shown_rows = cli.series_table_shown(table, written=False)
+    assert len(shown_rows) == cli.SERIES_LINES
+    assert list(shown_rows.index) == [ids[i] for i in range(3996, 3976, -1)]
+    assert "of 4,000" in heading and "--output DIR" in heading
+    _, written = cli.series_table_shown(table, written=True)
+    assert written.equals(shown_rows)
+
+    few = table.head(cli.SERIES_LINES)
+    heading, shown_rows = cli.series_table_shown(few, written=True)
+    assert heading == "By series:" and shown_rows.equals(few)

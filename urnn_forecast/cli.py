@@ -33,6 +33,8 @@ from urnn_forecast.settings import SERVE_WORKERS_MAX, Settings, SettingsError, g
 from urnn_forecast.tracking import experiment_problem, registered_name_problem, run_name_problem
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from training.backtest import BacktestConfig
     from training.fit import EpochRecord, FitConfig
     from training.paper_benchmark import PaperRunConfig, PaperRunResult
@@ -2470,8 +2472,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         for note in (unscaled_note(result.forecasts), filled_note(result.forecasts)):
             if note:
                 print(note)
-        print("\nBy series:")
-        print(result.tables.by_series.to_string(float_format=fmt))
+        heading, shown_series = series_table_shown(result.tables.by_series, bool(args.output))
+        print(f"\n{heading}")
+        print(shown_series.to_string(float_format=fmt))
         print("\nBy horizon step:")
         print(result.tables.by_step.to_string(float_format=fmt))
     if args.output:
@@ -2515,6 +2518,35 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             f"written to {out}"
         )
     return 0
+
+
+SERIES_LINES = 20  # by-series rows printed by `urnn backtest`; all are in by_series.csv
+
+
+def series_table_shown(by_series: "pd.DataFrame", written: bool) -> "tuple[str, pd.DataFrame]":
+    """The heading and rows of the by-series table to print: all of them up to SERIES_LINES
+    series, else the SERIES_LINES worst by MASE (scale-free; MAE mixes the series' units),
+    sMAPE breaking ties and ranking series without a MASE last. A fleet's 4,000 series printed
+    4,000 lines that buried the overall table."""
+    n = len(by_series)
+    if n <= SERIES_LINES:
+        return "By series:", by_series
+    keys = [c for c in ("mase", "smape") if c in by_series.columns]
+    worst = (
+        by_series.sort_values(keys, ascending=False, na_position="last", kind="stable")
+        if keys
+        else by_series
+    ).head(SERIES_LINES)
+    ranked = f"the highest {keys[0].upper()}" if keys else "the first in id order"
+    where = (
+        "by_series.csv in the --output folder"
+        if written
+        else "by_series.csv when --output DIR is given"
+    )
+    return (
+        f"By series: the {SERIES_LINES} of {n:,} with {ranked} (every series: {where}):",
+        worst,
+    )
 
 
 def _windows_said(config: "BacktestConfig") -> str:
