@@ -166,6 +166,13 @@ class ServiceMetrics:
             ["model_version"],
             registry=r,
         )
+        self.realised_evicted = Counter(
+            "urnn_realised_evicted",
+            "Forecasts dropped unscored from the realised-error cache, the oldest when it holds "
+            "URNN_FORECAST_CACHE_SIZE ids: near the rate of forecast series, more ids cycle "
+            "through than it keeps and their realised error is never measured.",
+            registry=r,
+        )
         self.realised_cache = Gauge(
             "urnn_realised_cache_series",
             "Series ids whose latest forecast is kept for scoring, summed over workers (an "

@@ -146,10 +146,13 @@ class RealisedErrorTracker:
                             self._score(shown, j, histories, row)
                     cache[series_id] = (forecasts, row)
                     forecasts.live += 1
+            evictions = len(cache) - self.capacity
             while len(cache) > self.capacity:
                 evicted, _ = cache.popitem(last=False)[1]
                 evicted.live -= 1
                 sparse[id(evicted)] = evicted
+            if evictions > 0:
+                self.metrics.realised_evicted.inc(evictions)
             for block in sparse.values():
                 if block.live > 0 and 4 * block.live < len(block):
                     self._compact(block)

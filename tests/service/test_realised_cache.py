@@ -59,3 +59,15 @@ def test_compacted_rows_score_as_the_original_ones() -> None:
     assert _points(metrics) - before == H
     hits = metrics.realised_hits.labels(model_version="1")._value.get()  # type: ignore[attr-defined]
     assert hits == H
+
+
+def test_ids_cycling_through_a_full_cache_are_counted_as_evicted_unscored() -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10)
+    fleet = [f"meter-{i}" for i in range(30)]
+    for hour in range(3):  # the whole fleet, 6 ids a request, every hour
+        for k in range(0, len(fleet), 6):
+            tracker.observe_batch([_request(fleet[k : k + 6], start_step=hour, level=1.0)])
+    evicted = metrics.realised_evicted._value.get()  # type: ignore[attr-defined]
+    assert evicted == 3 * len(fleet) - 10  # every forecast but the last 10 dropped unscored
+    assert _points(metrics) == 0.0  # so nothing was ever scored
