@@ -18,6 +18,7 @@ from training.backtest import (
     BacktestResult,
     _refit_split,
     backtest,
+    plotted_series,
     refit_fit_config,
     short_of_room,
 )
@@ -120,6 +121,30 @@ def test_plots_are_written(tmp_path: Path) -> None:
     assert set(result.plots) == {"forecasts", "error_by_horizon"}
     for path in result.plots.values():
         assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_fleet_plot_shows_series_from_the_worst_to_the_best(tmp_path: Path) -> None:
+    ids = [f"unit-{i:03d}" for i in range(100)]
+    mase = np.linspace(0.5, 3.0, len(ids))
+    mase[-1] = np.nan  # a constant training span: no MASE, not ranked
+    table = pd.DataFrame({"mae": 1.0, "mase": mase}, index=pd.Index(ids, name="series"))
+    picked = plotted_series(table, panels=4)
+    assert [sid for sid, _ in picked] == ["unit-098", "unit-066", "unit-033", "unit-000"]
+    assert picked[0][1] == "MASE 2.97, 1 of 99 worst"
+    assert [sid for sid, _ in plotted_series(table.head(2), panels=4)] == ["unit-001", "unit-000"]
+    no_mase = table.assign(mase=np.nan)
+    assert [sid for sid, _ in plotted_series(no_mase, panels=2)] == ["unit-000", "unit-001"]
+
+    frames = {sid: seasonal_frame(300, seed=k) for k, sid in enumerate(["a", "b", "c"])}
+    result = backtest(
+        loaded(frames),
+        SPLIT,
+        linear(),
+        QUICK,
+        BacktestConfig(n_windows=3, step=2),
+        plot_dir=tmp_path,
+    )
+    assert result.plots["forecasts"].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_invalid_backtests_are_refused() -> None:
