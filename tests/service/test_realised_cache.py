@@ -29,7 +29,7 @@ def _request(
 
 
 def _points(metrics: ServiceMetrics) -> float:
-    return metrics.realised_points.labels(model_version="1")._value.get()  # type: ignore[attr-defined,no-any-return]
+    return metrics.realised_points.labels(model_version="1")._value.get()  # type: ignore[no-any-return]
 
 
 def test_resent_ids_with_one_new_id_a_request_hold_rows_in_proportion_to_the_ids() -> None:
@@ -57,7 +57,7 @@ def test_compacted_rows_score_as_the_original_ones() -> None:
     # s0's history now covers its cached forecast's H steps, at the forecast's level
     tracker.observe_batch([_request(["s0"], start_step=N + H - N, level=5.0)])
     assert _points(metrics) - before == H
-    hits = metrics.realised_hits.labels(model_version="1")._value.get()  # type: ignore[attr-defined]
+    hits = metrics.realised_hits.labels(model_version="1")._value.get()
     assert hits == H
 
 
@@ -68,6 +68,6 @@ def test_ids_cycling_through_a_full_cache_are_counted_as_evicted_unscored() -> N
     for hour in range(3):  # the whole fleet, 6 ids a request, every hour
         for k in range(0, len(fleet), 6):
             tracker.observe_batch([_request(fleet[k : k + 6], start_step=hour, level=1.0)])
-    evicted = metrics.realised_evicted._value.get()  # type: ignore[attr-defined]
+    evicted = metrics.realised_evicted._value.get()
     assert evicted == 3 * len(fleet) - 10  # every forecast but the last 10 dropped unscored
     assert _points(metrics) == 0.0  # so nothing was ever scored
