@@ -762,7 +762,9 @@ def _too_short_way_out(
     need = lookback + horizon
     options = "a shorter look-back or horizon (--lookback, --horizon)"
     fits = _window_that_fits(config, error.longest, error.freq)
-    if fits is not None:
+    # the asked window itself when the longest series holds it: naming it ("--lookback 48
+    # --horizon 24", the options given) read as advice that changes nothing
+    if fits is not None and fits != (lookback, horizon):
         options = (
             f"a shorter look-back or horizon (--lookback {fits[0]} --horizon {fits[1]} "
             "fits the longest series)"

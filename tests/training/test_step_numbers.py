@@ -439,3 +439,18 @@ def test_the_window_that_fits_is_offered_as_options_that_parse(
     offered = re.search(r"\(--lookback (\S+) --horizon (\S+) fits", str(error.value))
     assert offered is not None, str(error.value)
     assert int(offered[1]) == 12 and int(offered[2]) >= 1_000
+
+
+def test_the_asked_window_is_not_named_as_the_one_that_fits(tmp_path: Path) -> None:
+    """A fleet file with some short series (50 rows) beside long ones (1,344): the longest holds
+    the asked window, and the message named it back ('--lookback 48 --horizon 24 fits the
+    longest series' for a run with --lookback 48 --horizon 24), advice that changes nothing."""
+    from training.pipeline import _too_short_way_out
+
+    train = linear_on_engines(tmp_path, cycles=100, engines=2, lookback=12, horizon=6)
+    fits_already = SeriesTooShortError("short", longest=1_344, freq="D")
+    message = _too_short_way_out(train, 12, 6, 40, fits_already)
+    assert "--lookback 12 --horizon 6" not in message
+    assert "a shorter look-back or horizon (--lookback, --horizon)" in message
+    too_long = SeriesTooShortError("short", longest=16, freq="D")  # 12 + 6 does not fit
+    assert "fits the longest series" in _too_short_way_out(train, 12, 6, 40, too_long)
