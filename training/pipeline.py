@@ -421,6 +421,7 @@ def train_pipeline(
     mase_line = f"MASE season: {season.describe()}"
     split_lines = time_split_lines(splits, split_config.method) + held_out_lines(splits)
     split_lines += cut_series_lines(data, splits, split_config)
+    split_lines += lookahead_fill_lines(data, splits)
     split_lines += constant_lines(splits, data.target, scaler.scope)
     split_lines += spike_lines(splits, data.target)
     split_lines += unread_covariate_lines(data, model_config) + dropped
@@ -965,6 +966,42 @@ def constant_lines(
             "tells the model nothing (a stuck sensor?); leave it out of --covariates, or train "
             "on a span where it varies"
         )
+    return lines
+
+
+def lookahead_fill_lines(data: LoadedData, splits: Mapping[str, SeriesSplit]) -> list[str]:
+    """Values filled by interpolation at the end of a series' train (or val) span whose run of
+    missing values reached the border: each was computed from the next observed value, which
+    lies after that span. Training values (the scaler's statistics and the training windows,
+    target and covariates alike) then read a validation value, or the early stopping and the
+    interval calibration a test value. training.split leaves this look-ahead to the loader's
+    fill policy; it is said here, where the borders are known, per series and column."""
+    if data.config.fill != "interpolate":  # ffill carries the past forward; none fills nothing
+        return []
+    lines = []
+    for series_id, split in splits.items():
+        filled = data.filled.get(series_id)
+        if filled is None or filled.empty:
+            continue
+        mask = filled.to_numpy(dtype=bool)  # (T, C)
+        index = data.series[series_id].index
+        plan = split.plan
+        for name, span, later in (("train", plan.train, "val"), ("val", plan.val, "test")):
+            if not len(span) or not mask[span.stop - 1].any():
+                continue
+            counts = []
+            for c, column in enumerate(filled.columns):
+                run = 0
+                while run < len(span) and mask[span.stop - 1 - run, c]:
+                    run += 1
+                if run:
+                    counts.append(f"{column} {run:,}")
+            lines.append(
+                f"{series_id}: the last {name} values ({', '.join(counts)}, up to "
+                f"{index[span.stop - 1]}) were filled by interpolation toward the next observed "
+                f"value, which lies in the {later} span or later: a look-ahead across the "
+                f"{name}/{later} border; --fill ffill never looks ahead"
+            )
     return lines
 
 

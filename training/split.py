@@ -15,9 +15,11 @@ Leakage is ruled out by construction rather than by care:
 - `StandardScaler.fit` takes `SeriesSplit`s and reads only their `.train` frames. There is no
   way to fit it on a frame, so no way to fit it on one that holds validation or test rows.
 
-One look-ahead is left to the loader's fill policy, and reported there: a value filled by
-interpolation (`LoadedData.filled`) in the last steps of the train span was computed from the
-next observed value, which may lie in the val span. `fill="ffill"` never looks ahead.
+One look-ahead is left to the loader's fill policy: a value filled by interpolation
+(`LoadedData.filled`) in the last steps of the train span was computed from the next observed
+value, which may lie in the val span (and likewise val from test). The training report names
+each such run, per series and column (training.pipeline.lookahead_fill_lines: the loader cannot,
+as it knows no borders). `fill="ffill"` never looks ahead.
 
 A series cut at a long gap (`on_long_gap="split"`: segments `<id>#1`, `<id>#2`...) is split by
 time as the one series it is (`plan_cut_series`): the borders are drawn once, over its

@@ -249,6 +249,34 @@ def test_split_data_splits_every_series(tmp_path: Path) -> None:
     assert {k: len(v.plan.train) for k, v in splits.items()} == {"a": 35, "b": 56}
 
 
+def test_interpolated_values_at_a_border_are_named_as_a_look_ahead(tmp_path: Path) -> None:
+    """A gap across the train/val border was interpolated toward the first val value, so the
+    train-only scaler and the training windows read a value computed from val, target and
+    covariate alike, and nothing said so (split.py's docstring promised the report would)."""
+    from training.pipeline import lookahead_fill_lines
+
+    frame = seasonal_frame(200).reset_index()
+    frame.loc[137:142, "y"] = np.nan  # train owns rows 0-139 (0.7 of 200): 3 of them filled
+    frame.loc[138:139, "x"] = np.nan  # a gap that ends on the border: the next value is val's
+    frame.loc[50:52, "x"] = np.nan  # inside train: interpolated from train values only
+    path = tmp_path / "gappy.csv"
+    frame.to_csv(path, index=False)
+    data = load_data(path, LoadConfig(target="y", covariates=("x",)))
+    splits = split_data(data, SplitConfig(lookback=5))
+    assert splits["gappy"].train.index[-1] == pd.Timestamp("2021-03-06 19:00")
+    assert lookahead_fill_lines(data, splits) == [
+        "gappy: the last train values (y 3, x 2, up to 2021-03-06 19:00:00) were filled by "
+        "interpolation toward the next observed value, which lies in the val span or later: "
+        "a look-ahead across the train/val border; --fill ffill never looks ahead"
+    ]
+    carried = load_data(path, LoadConfig(target="y", covariates=("x",), fill="ffill"))
+    assert lookahead_fill_lines(carried, split_data(carried, SplitConfig(lookback=5))) == []
+    frame.loc[137:142, "y"] = frame.loc[137:142, "x"] = 1.0  # only the gap inside train left
+    frame.to_csv(path, index=False)
+    inside = load_data(path, LoadConfig(target="y", covariates=("x",)))
+    assert lookahead_fill_lines(inside, split_data(inside, SplitConfig(lookback=5))) == []
+
+
 def test_the_shortest_training_span_is_read_off_the_plans() -> None:
     data = loaded({"a": seasonal_frame(400), "b": seasonal_frame(250, seed=1)})
     config = SplitConfig(lookback=24)
