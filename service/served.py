@@ -36,7 +36,7 @@ from training.mlflow_model import (
 )
 from training.split import GLOBAL
 from training.validation import OffsetRangeError, checked_offset, renamed_alias_hint
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import shown, shown_names
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,17 @@ class ServedModel:
     def covariates(self) -> tuple[str, ...]:
         """Covariates the network reads, in its input order: every series must carry these."""
         return covariates_read(self.model.config, self.known_covariates)
+
+    def unknown_covariates_problem(self, unknown: list[str]) -> str:
+        """What a 422 says of covariates this model does not know: the ones it does, or, for
+        a model trained without any, that the field is to be left out (not "knows []")."""
+        known = list(self.known_covariates)
+        if not known:
+            return (
+                f"unknown covariate(s) {shown_names(unknown)}; this model was trained without "
+                "covariates: leave `covariates` out"
+            )
+        return f"unknown covariate(s) {shown_names(unknown)}; the model knows {known}"
 
     @property
     def freq(self) -> str:

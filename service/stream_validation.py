@@ -72,7 +72,6 @@ from training.validation import (
     written_at_skipped_midnight,
     zone_named,
 )
-from urnn_forecast.field_types import shown_names
 
 # A body as the schema built it, or as the fast path read it (service.stream_fast_path).
 ObservationsIn = ObservationsRequest | FastObservations
@@ -585,7 +584,7 @@ def _covariates(body: ObservationsIn, model: ServedModel, n: int) -> np.ndarray:
     if unknown:
         raise ServiceInputError(
             "field 'covariates'",
-            f"unknown covariate(s) {shown_names(unknown)}; the model knows {list(known)}",
+            model.unknown_covariates_problem(unknown),
         )
     missing = [name for name in model.covariates if name not in body.covariates]
     if missing:

@@ -45,7 +45,6 @@ from training.validation import (
     written_at_skipped_midnight,
     zone_named,
 )
-from urnn_forecast.field_types import shown_names
 
 logger = logging.getLogger(__name__)
 
@@ -545,7 +544,7 @@ def _covariates(i: int, series: SeriesInput, model: ServedModel, n: int) -> dict
     if unknown:
         raise ServiceInputError(
             series_where(i, series.id, "covariates"),
-            f"unknown covariate(s) {shown_names(unknown)}; the model knows {list(known)}",
+            model.unknown_covariates_problem(unknown),
         )
     missing = [name for name in model.covariates if name not in series.covariates]
     if missing:

@@ -71,12 +71,15 @@ class Registry:
         nan_weights: bool = False,
         alias: str | None = CHAMPION,
         non_negative: bool = False,
+        meta: dict[str, Any] | None = None,
     ) -> str:
         """Register an untrained tiny forecaster (same schema) as a new version of `name`;
         `corrupt`: its weights file replaced by junk (True), by random bytes ("random"), cut
         to half its length ("truncated") or saved with a non-tensor object beside the tensors
         ("pickled"); `nan_weights`: a readable state dict whose tensors are NaN (loads, and
-        forecasts nothing finite); `non_negative`: forecasts floored at 0."""
+        forecasts nothing finite); `non_negative`: forecasts floored at 0; `meta`: config.json
+        keys replacing the trained version's (`{"covariates": []}`: a model trained without
+        any)."""
         import mlflow
         import torch
 
@@ -98,7 +101,9 @@ class Registry:
         with pytest.MonkeyPatch.context() as patch:
             _isolate_mlflow(patch)
             with start_run("service-tests", self.settings):
-                logged = log_forecaster(model, self.meta, example, registered_name=name)
+                logged = log_forecaster(
+                    model, {**self.meta, **(meta or {})}, example, registered_name=name
+                )
             assert logged.version is not None
             client = mlflow.MlflowClient()
             if alias is not None:

@@ -237,6 +237,33 @@ def test_bad_input_is_422_naming_series_and_field(
     assert pattern in detail, detail
 
 
+def test_covariates_sent_to_a_model_trained_without_any_say_to_leave_them_out(
+    registry: Registry, client_for: Callable[..., TestClient], body: Body
+) -> None:
+    """Sent to a model trained without covariates, they were refused with "the model knows
+    []": allowed values that allow nothing. The 422 says to leave the field out, in JSON and
+    Arrow alike; a model that knows some still lists them."""
+    from service.arrow_io import ARROW_STREAM, request_stream
+
+    assert registry.register("no-covariates", covariates=False, meta={"covariates": []}) == "1"
+    client = client_for(model_uri="models:/no-covariates@champion")
+    body["series"][0].pop("covariates")  # the first series is fine: the second is named
+    expected = (
+        f"{BAD} 'covariates': unknown covariate(s) ['x']; this model was trained without "
+        "covariates: leave `covariates` out"
+    )
+    answer = client.post("/forecast", json=body)
+    assert (answer.status_code, answer.json()["detail"]) == (422, expected)
+    arrow = client.post(
+        "/forecast",
+        content=request_stream(body["series"]),
+        headers={"content-type": ARROW_STREAM},
+    )
+    assert (arrow.status_code, arrow.json()["detail"]) == (422, expected)
+    body["series"][1].pop("covariates")
+    assert client.post("/forecast", json=body).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("token", "shown"), [("NaN", "NaN"), ("Infinity", "inf"), ("-Infinity", "-inf")]
 )
