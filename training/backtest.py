@@ -66,6 +66,7 @@ from training.metrics import (
 from training.paper_benchmark import DeviceName, resolve_device
 from training.split import (
     HELD_OUT_METHODS,
+    ScalerScope,
     SeriesSplit,
     Span,
     SplitConfig,
@@ -338,11 +339,15 @@ def backtest(
     scaler: StandardScaler | None = None,
     plot_dir: str | Path | None = None,
     progress: bool = False,
+    refit_scope: ScalerScope = "series",
 ) -> BacktestResult:
     """Rolling-origin evaluation of `model_config` on `data` (see the module docstring).
 
     Pass `model` and the `scaler` it was trained with to evaluate an existing model
-    (refit=False only); otherwise the model is fitted here with `fit_config`.
+    (refit=False only); otherwise the model is fitted here with `fit_config`. `refit_scope`:
+    the scope of each refit's train-only scaler; a registered model's refits take the scope
+    it was trained with (`urnn train` fits one global scaler over every series: per series,
+    a fleet's covariates reached the refits scaled otherwise than the model's own).
     """
     if split.lookback != model_config.lookback:
         raise BacktestConfigError(
@@ -469,7 +474,7 @@ def backtest(
                 sid: _refit_split(data.series[sid], splits[sid].plan, origins[sid][k], model_config)
                 for sid in splits
             }
-            refit_scaler = StandardScaler.fit(refit_splits)
+            refit_scaler = StandardScaler.fit(refit_splits, scope=refit_scope)
             sets = make_windows(refit_splits, refit_scaler, window_config, freq=data.freq)
             fitted = fit(model_config, sets.train, sets.val, fit_config, progress=progress)
             result.fits.append(fitted)

@@ -757,7 +757,8 @@ def _add_backtest_parser(commands: Any) -> None:
         help=(
             "fit a fresh model of the registered model's config at each origin, on the data "
             "up to it (the last val-length rows before the origin early-stop it; a new "
-            "train-only scaler each time), with the fit settings the model was trained with "
+            "train-only scaler each time, global or per series as the model's was), with the "
+            "fit settings the model was trained with "
             "(lr, batch size, loss, schedule, seed, ... from its config.json, or its MLflow "
             "run's fit.* params for a model from before they were recorded there; the defaults, "
             "said in a printed line, when it records neither; a decoder search is not repeated: "
@@ -2453,6 +2454,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         scaler=None if args.refit else predictor.scaler,
         plot_dir=Path(args.output) / "plots" if args.output else None,
         progress=args.refit and sys.stderr.isatty(),  # bars on a terminal, not in a log
+        refit_scope=predictor.scaler.scope,  # the refits scale as the model was scaled
     )
     for line in result.dropped:
         print(line)

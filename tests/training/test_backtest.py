@@ -113,6 +113,25 @@ def test_refit_never_sees_past_its_origin() -> None:
     assert not np.allclose(a.loc[~origin_0, "point"], b.loc[~origin_0, "point"])
 
 
+def test_refits_scale_with_the_scope_they_are_given() -> None:
+    """`urnn backtest --refit` of a registered model refitted with per-series scalers whatever
+    the model was trained with: `urnn train` fits one global scaler, so a fleet's covariates
+    (and targets) reached each refit scaled otherwise than the model's own. Scored in scaled
+    units, a global scaler puts the low series below the high one; per series, each is
+    centred on its own training mean."""
+    data = loaded({"low": seasonal_frame(300), "high": seasonal_frame(300, seed=1, level=100.0)})
+    config = BacktestConfig(n_windows=2, step=6, refit=True, scale="scaled")
+    pooled = backtest(data, SPLIT, linear("repeat_last"), QUICK, config, refit_scope="global")
+    own = backtest(data, SPLIT, linear("repeat_last"), QUICK, config)
+
+    def actuals(result: BacktestResult, sid: str) -> np.ndarray:
+        return result.forecasts.loc[result.forecasts["series"] == sid, "actual"].to_numpy()
+
+    assert actuals(pooled, "low").max() < 0.0 < actuals(pooled, "high").min()
+    for sid in ("low", "high"):
+        assert abs(actuals(own, sid).mean()) < 2.0
+
+
 def test_plots_are_written(tmp_path: Path) -> None:
     data = loaded({"s": seasonal_frame(300)})
     result = backtest(
