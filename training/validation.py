@@ -888,6 +888,9 @@ def fill_gaps(
 
     segments: list[Segment] = []
     filled_per_column = dict.fromkeys((str(c) for c in frame.columns), 0)
+    # interpolated values that are not whole numbers, in columns whose observed values all are
+    fractional_per_column = dict.fromkeys((str(c) for c in frame.columns), 0)
+    observed_whole = {str(c): _whole_numbers(frame[c]) for c in frame.columns}
     for k, piece in enumerate(pieces, start=1):
         segment_id = series if len(pieces) == 1 else f"{series}#{k}"
         if len(pieces) > 1:
@@ -908,6 +911,9 @@ def fill_gaps(
                 piece = piece.ffill()
             for name, n in mask.sum().items():
                 filled_per_column[str(name)] += int(n)
+                if observed_whole[str(name)]:
+                    values = piece[name].to_numpy(dtype=np.float64)[mask[name].to_numpy()]
+                    fractional_per_column[str(name)] += int(np.count_nonzero(np.mod(values, 1)))
         segments.append(Segment(segment_id, piece, mask, unit=series if len(pieces) > 1 else ""))
 
     n_filled = sum(filled_per_column.values())
@@ -915,14 +921,29 @@ def fill_gaps(
         by_column = ", ".join(f"{c} {n:,}" for c, n in filled_per_column.items() if n)
         short = [b - a for c in range(missing.shape[1]) for a, b in runs(missing[:, c])]
         longest_filled = max((n for n in short if n <= limit), default=0)
+        fractional = ", ".join(f"{c} {n:,}" for c, n in fractional_per_column.items() if n)
+        whole = (
+            f"; of these, values between whole numbers in columns that hold only whole numbers "
+            f"({fractional}): a flag or category code filled so reads as an in-between value "
+            "(fill 'ffill' keeps observed values)"
+            if fractional
+            else ""
+        )
         report.add(
             series,
             "fill",
             n_filled,
             f"filled {n_filled:,} missing values by {_FILL_WORDS[fill]} (fill={fill!r}, "
-            f"max_gap={max_gap}): {by_column}; longest filled gap {plural(longest_filled, 'step')}",
+            f"max_gap={max_gap}): {by_column}; longest filled gap "
+            f"{plural(longest_filled, 'step')}{whole}",
         )
     return segments
+
+
+def _whole_numbers(column: pd.Series) -> bool:
+    """Every observed value of `column` is a whole number (counts, flags, category codes)."""
+    values = column.dropna().to_numpy(dtype=np.float64)
+    return len(values) > 0 and bool(np.all(np.mod(values, 1) == 0))
 
 
 # Aliases pandas 2.2 deprecated and pandas 3 removed, with what replaced them: the spellings

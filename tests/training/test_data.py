@@ -384,6 +384,31 @@ def test_missing_steps_are_inserted_and_filled(
     assert "longest filled gap 2 steps" in filled.message
 
 
+def test_interpolated_flags_and_codes_between_whole_numbers_are_said(tmp_path: Path) -> None:
+    """Bike sharing's `holiday` (0/1) and `weathersit` (1-4) came out of interpolation as 0.29
+    or 1.43 with only "filled by linear interpolation" in the report: a flag or a category
+    code read as an in-between value. The fill line now counts them per column; a column
+    with fractions of its own (a temperature) is not counted, and ffill makes none."""
+    stamps = hourly(6)
+    rows = [stamps[i] for i in (0, 1, 5)]
+    text = "timestamp,y,flag,temp\n" + "\n".join(
+        f"{t},{y},{f},{x}"
+        for t, y, f, x in zip(rows, ["1", "2", "5"], ["0", "0", "1"], ["0.5"] * 3, strict=True)
+    )
+    path = write(tmp_path, text + "\n")
+    config = LoadConfig(target="y", covariates=("flag", "temp"), max_filled_fraction=1.0)
+    (filled,) = steps(load_data(path, config), "fill")
+    assert filled.message.endswith(
+        "longest filled gap 3 steps; of these, values between whole numbers in columns that "
+        "hold only whole numbers (y 3, flag 3): a flag or category code filled so reads as an "
+        "in-between value (fill 'ffill' keeps observed values)"
+    )
+    carried = load_data(path, replace(config, fill="ffill"))
+    (filled,) = steps(carried, "fill")
+    assert filled.message.endswith("longest filled gap 3 steps")
+    assert set(carried.series["log"]["flag"]) == {0.0, 1.0}
+
+
 def test_nan_in_the_file_is_a_missing_value_reported_and_filled(tmp_path: Path) -> None:
     path = write(tmp_path, csv_of(hourly(4), ["1", "", "NaN", "4"], ["0", "1", "", "3"]))
     data = load_data(path, LoadConfig(target="y", covariates=("x",), max_filled_fraction=1.0))
