@@ -379,6 +379,29 @@ def non_negative_lines(choice: str, model: ForecasterConfig, target: str) -> lis
     ]
 
 
+# Fewer training windows than this and the data report says so, with the ways to get more.
+FEW_TRAIN_WINDOWS = 200
+
+
+def window_lines(sets: WindowSets, stride: int, model: ForecasterConfig) -> list[str]:
+    """How many windows the model trains and early-stops on: at a long look-back (or a large
+    --train-stride) they get few, and nothing said how few. Streaming kinds train on crops."""
+    if FORECASTERS[model.kind].STREAMING or not FORECASTERS[model.kind].TRAINABLE:
+        return []
+    n_train, n_val = len(sets.train), len(sets.val)
+    every = "every row" if stride == 1 else f"one every {stride:,} rows, --train-stride"
+    line = (
+        f"windows of {model.lookback:,} + {model.horizon:,} rows: {n_train:,} to train on "
+        f"({every}), {n_val:,} to early-stop on"
+    )
+    if n_train < FEW_TRAIN_WINDOWS:
+        line += (
+            "; few to train on: a shorter look-back or horizon, a smaller --train-stride or a "
+            "longer history gives more"
+        )
+    return [line]
+
+
 def overall_scores(result: BacktestResult) -> dict[str, float]:
     row = result.tables.overall.iloc[0]
     return {str(k): float(v) for k, v in row.items() if k != "n"}
@@ -427,6 +450,7 @@ def train_pipeline(
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
     split_lines += non_negative_lines(config.non_negative, model_config, data.target)
+    split_lines += window_lines(sets, config.train_stride, model_config)
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
         on_data_report([*data.brief_report_lines(), *split_lines, mase_line])

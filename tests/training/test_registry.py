@@ -34,6 +34,7 @@ from training.pipeline import (
     non_negative_lines,
     shared_levels,
     train_pipeline,
+    window_lines,
 )
 from training.registry import (
     CHALLENGER,
@@ -441,6 +442,21 @@ def test_forecasts_are_floored_at_zero_where_the_seen_target_is_never_negative()
         replace(tiny_config(Path("plant.csv")), non_negative="yes")
     with pytest.raises(ForecasterConfigError, match="non_negative must be true or false"):
         ForecasterConfig(non_negative="yes")  # type: ignore[arg-type]
+
+
+def test_the_data_report_counts_the_windows_and_says_when_they_are_few() -> None:
+    sets = SimpleNamespace(train=range(150), val=range(40))
+    urnn = ForecasterConfig(lookback=LOOKBACK, horizon=HORIZON)
+    (line,) = window_lines(sets, 4, urnn)  # type: ignore[arg-type]
+    assert line.startswith(
+        f"windows of {LOOKBACK} + {HORIZON} rows: 150 to train on (one every 4 rows, "
+        "--train-stride), 40 to early-stop on; few to train on: a shorter look-back"
+    )
+    plenty = SimpleNamespace(train=range(5_000), val=range(900))
+    (line,) = window_lines(plenty, 1, urnn)  # type: ignore[arg-type]
+    assert line.endswith("5,000 to train on (every row), 900 to early-stop on")
+    naive = replace(urnn, kind="seasonal_naive", season_length=24)
+    assert window_lines(plenty, 1, naive) == []  # type: ignore[arg-type]
 
 
 def test_reference_statistics_bins_cover_the_training_values() -> None:
