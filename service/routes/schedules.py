@@ -71,6 +71,18 @@ class ScheduleCreate(BaseModel):
     paused: bool = Field(default=False, description="Create it paused (PATCH resumes it).")
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """The schema of an optional field whose null is refused (ScheduleChange): its type
+    without the `{"type": "null"}` branch, and no `"default": null` (validation is pydantic's
+    `X | None`, whose errors name the field alone)."""
+    branches = [b for b in schema.pop("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+    schema.pop("default", None)
+
+
 class ScheduleChange(BaseModel):
     """The fields to change; those left out stay as they are."""
 
@@ -80,17 +92,29 @@ class ScheduleChange(BaseModel):
         json_schema_extra={"examples": [{"paused": True}, {"cron": "30 2 * * 1-5"}]},
     )
 
+    # None stands for a field left out; a null sent is refused (change_schedule), so the
+    # schema shows each field without null and without a default: a client generated from it
+    # sends null for none of them (it showed `"anyOf": [..., {"type": "null"}]`, and a PATCH
+    # of `{"paused": null}` that the schema allowed answered 422)
     paused: bool | None = Field(
         default=None,
         description="true: enqueue nothing until resumed; false: resume from now "
         "(runs that fell due while paused are skipped).",
+        json_schema_extra=_not_null,
     )
     cron: str | None = Field(
-        default=None, max_length=CRON_WIDTH, description="A new 5-field cron expression."
+        default=None,
+        max_length=CRON_WIDTH,
+        description="A new 5-field cron expression.",
+        json_schema_extra=_not_null,
     )
-    timezone: str | None = Field(default=None, description="A new IANA time zone.")
+    timezone: str | None = Field(
+        default=None, description="A new IANA time zone.", json_schema_extra=_not_null
+    )
     job: JobSpec | None = Field(
-        default=None, description="A new job spec for later runs (checked as POST /jobs)."
+        default=None,
+        description="A new job spec for later runs (checked as POST /jobs).",
+        json_schema_extra=_not_null,
     )
 
 
