@@ -171,7 +171,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-# POST /jobs's and POST /schedules's header: one rule, one wording.
+# POST /jobs's and POST /schedules's header: one rule, one wording. Visible ASCII: '!' to '~'.
+_KEY_CHARACTERS = "[!-~]"
+_KEY_MAX = 255
+_KEY = re.compile(f"{_KEY_CHARACTERS}{{1,{_KEY_MAX}}}")
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -180,6 +183,13 @@ IdempotencyKey = Annotated[
         "UUID): a retry with the same key and body answers what the first call made (header "
         "Idempotent-Replayed: true) instead of making another; the same key with another body "
         "is a 422.",
+        # the rule `_KEY` checks, in the schema only (its 422 is the service's own sentence):
+        # it showed any text, and an empty key, which the rule refuses, was a valid request
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": _KEY_MAX,
+            "pattern": f"^{_KEY_CHARACTERS}+$",
+        },
     ),
 ]
 
@@ -259,9 +269,6 @@ def idempotent_create(
         if (replayed := replay(key, digest)) is None:
             raise
         return replayed
-
-
-_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 def body_digest(body: BaseModel) -> str:

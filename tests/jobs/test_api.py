@@ -1103,3 +1103,29 @@ def test_the_schema_offers_no_null_that_a_schedule_patch_refuses(
     assert client.get(url).json() == made.json()
     answer = client.patch(url, json={"paused": True}, headers=KEY)
     assert answer.status_code == 200 and answer.json()["paused"] is True
+
+
+def test_the_schema_gives_the_idempotency_key_rule(client: TestClient, ett_csv: Path) -> None:
+    """A schemathesis run sent `Idempotency-Key: ''`, which the schema allowed (any text) and
+    the service refuses (1 to 255 visible ASCII characters); the schema now says the rule."""
+    spec = client.get("/openapi.json").json()
+    for path in ("/jobs", "/schedules"):
+        (header,) = (
+            p for p in spec["paths"][path]["post"]["parameters"] if p["name"] == "Idempotency-Key"
+        )
+        rule = header["schema"]
+        assert (rule["minLength"], rule["maxLength"]) == (1, 255)
+        pattern = re.compile(rule["pattern"])
+        for key in ("", " ", "a b", "é", "x" * 256):
+            said = bool(pattern.search(key)) and 1 <= len(key) <= 255
+            assert not said, key
+            sent = submit_with_key(client, tiny_spec(ett_csv), key)
+            assert sent.status_code == 422 and "Idempotency-Key" in sent.json()["detail"]
+        for key in ("a", "nightly-2026-12-04", "~!" * 100, "x" * 255):
+            assert pattern.search(key) and len(key) <= 255, key
+    assert submit_with_key(client, tiny_spec(ett_csv), "x" * 255).status_code == 202
+
+
+def submit_with_key(client: TestClient, spec: dict[str, Any], key: str) -> Any:
+    headers: dict[str, str | bytes] = {**KEY, **JSON, "Idempotency-Key": key.encode("latin-1")}
+    return client.post("/jobs", content=json.dumps(spec), headers=headers)
