@@ -495,6 +495,39 @@ def plain_errors_in_schema(schema: dict[str, Any]) -> None:
         components.pop("ValidationError", None)
 
 
+BODY_TOO_LARGE = "A body above URNN_MAX_BODY_BYTES."
+BODY_NOT_READ = (
+    "A body the endpoint does not read: a Content-Type other than the one it takes, or "
+    "compressed (a Content-Encoding other than identity)."
+)
+
+
+def body_answers_in_schema(schema: dict[str, Any]) -> None:
+    """Every operation whose method carries a body can answer 413 (a body above
+    URNN_MAX_BODY_BYTES) and 415 (a Content-Encoding other than identity; for a route that
+    reads a body, another Content-Type): `service.middleware.BodySizeLimitMiddleware` and the
+    fast path answer them before any route runs, so the schema lists them on each such
+    operation (POST /model/reload listed neither, POST /series/{id}/observations no 415; a
+    client generated from the schema met them as undocumented statuses)."""
+    from service.middleware import BODYLESS_METHODS
+
+    for operations in schema.get("paths", {}).values():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or method.upper() in BODYLESS_METHODS:
+                continue
+            answers = operation.setdefault("responses", {})
+            for status, description in (("413", BODY_TOO_LARGE), ("415", BODY_NOT_READ)):
+                if status not in answers:
+                    answers[status] = {
+                        "description": description,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorResponse"}
+                            }
+                        },
+                    }
+
+
 def no_endpoint(request: Request) -> str:
     """Starlette's bare 'Not Found' for a path no route matches, said with the path, and
     for a series path with more segments than one id, the rule ids follow: an id sent with

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.types import Receive, Scope, Send
 
-from service.errors import install_handlers, plain_errors_in_schema
+from service.errors import body_answers_in_schema, install_handlers, plain_errors_in_schema
 from service.fast_routes import FastRoutesMiddleware, Outermost
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
@@ -59,6 +59,7 @@ class ServiceApp(FastAPI):
             schema = super().openapi()  # built once and cached on self.openapi_schema
             open_reads_in_schema(schema, reads_need_key=self.reads_need_key)
             plain_errors_in_schema(schema)
+            body_answers_in_schema(schema)
         return self._with_served_example(super().openapi())  # the cached schema, as edited
 
     def _with_served_example(self, schema: dict[str, Any]) -> dict[str, Any]:

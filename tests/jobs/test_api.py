@@ -1129,3 +1129,44 @@ def test_the_schema_gives_the_idempotency_key_rule(client: TestClient, ett_csv: 
 def submit_with_key(client: TestClient, spec: dict[str, Any], key: str) -> Any:
     headers: dict[str, str | bytes] = {**KEY, **JSON, "Idempotency-Key": key.encode("latin-1")}
     return client.post("/jobs", content=json.dumps(spec), headers=headers)
+
+
+def test_the_schema_lists_413_and_415_wherever_a_body_is_read(
+    client: TestClient, settings: Settings
+) -> None:
+    """A schemathesis run: the body-size limit and the Content-Encoding check answer 413 and
+    415 on every POST and PATCH before any route runs, but POST /model/reload listed neither
+    and POST /series/{id}/observations no 415 (its fast path answers a body that is not JSON
+    with 415 too). Every such operation now lists both, and they are answered."""
+    small = settings.model_copy(update={"max_body_bytes": 1024})
+    spec = client.get("/openapi.json").json()
+    operations = [
+        (method, path, operation)
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+        if method in ("post", "put", "patch")
+    ]
+    assert {(m, p) for m, p, _ in operations} >= {
+        ("post", "/model/reload"),
+        ("post", "/series/{series_id}/observations"),
+        ("post", "/jobs/{job_id}/cancel"),
+    }
+    for method, path, operation in operations:
+        for status in ("413", "415"):
+            answer = operation["responses"].get(status)
+            assert answer is not None, (method, path, status)
+            assert answer["content"]["application/json"]["schema"]["$ref"].endswith(
+                "/ErrorResponse"
+            )
+    with TestClient(create_app(small, loader=NoModels())) as limited:
+        for path in ("/model/reload", "/series/s1/observations", "/jobs/x/cancel"):
+            big = limited.post(path, content=b"[" + b"0," * 1024 + b"0]", headers={**KEY, **JSON})
+            assert big.status_code == 413, (path, big.text)
+            zipped = limited.post(
+                path, content=b"{}", headers={**KEY, **JSON, "Content-Encoding": "gzip"}
+            )
+            assert zipped.status_code == 415, (path, zipped.text)
+        plain = limited.post(
+            "/series/s1/observations", content=b"x", headers={**KEY, "content-type": "text/plain"}
+        )
+        assert plain.status_code == 415 and "Content-Type" in plain.json()["detail"]
