@@ -101,6 +101,9 @@ class FastRoute:
     arrow: ArrowHandler | None = None
     # Reads the plain JSON body from its bytes, ahead of orjson and `handle`
     raw_json: RawJsonHandler | None = None
+    # Requires the API key (`service.security.ApiKeyDep` on the route): a request without it
+    # is answered by the route's dependency (401 or 403) before anything about its body
+    needs_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ class FastRoutesMiddleware:
         arrow = route.arrow is not None and kind in ARROW_MEDIA_TYPES
         if not arrow and kind != "application/json":
             if not _json_like(kind):  # a missing header too: FastAPI reads no body without one
+                if route.needs_key and not api_key_accepted(self.state, headers):
+                    await self.app(scope, receive, send)  # the key first: its 401 or 403
+                    return
                 await self._unsupported_media_type(scope, receive, send, route, kind, start)
                 return
             await self.app(scope, receive, send)
@@ -415,5 +421,6 @@ FAST_ROUTES = (
         re.compile(r"/series/(?P<series_id>[^/]+)/observations"),
         fast_observe,
         keep_awake=True,
+        needs_key=True,
     ),
 )

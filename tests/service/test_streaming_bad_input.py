@@ -364,3 +364,34 @@ def test_an_id_ending_in_a_newline_is_refused_not_stored(
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"].startswith("field 'series_id': a string of 1 to 200")
     assert not fast_routes.plain_series_id("b\n")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None])
+def test_the_api_key_is_checked_before_the_body_type(
+    stream_client_for: Callable[..., TestClient], content_type: str | None
+) -> None:
+    """A fuzz run (schemathesis, without the key): POST /series/{id}/observations answered a
+    body sent as text/plain, or with no Content-Type, 415 whatever the key, where POST /jobs
+    and the schedules answer 401 first: the fast path judged the body type before the key.
+    Now the key comes first (401 missing or wrong, 403 none configured); with it, the 415."""
+    client = stream_client_for()
+    headers = {} if content_type is None else {"content-type": content_type}
+    said = "'text/plain'" if content_type else "missing"
+    for key, status in ((None, 401), ("wrong", 401), (KEY["X-API-Key"], 415)):
+        sent = headers if key is None else {**headers, "X-API-Key": key}
+        answer = client.post("/series/x/observations", content=b"values=1", headers=sent)
+        assert answer.status_code == status, (key, answer.text)
+        if status == 415:
+            assert answer.json()["detail"] == (
+                f"header 'Content-Type': {said}; this endpoint reads a body sent as "
+                "application/json"
+            )
+        else:
+            assert answer.json()["detail"] == "missing or wrong X-API-Key header"
+    closed = stream_client_for(api_key=None)
+    answer = closed.post("/series/x/observations", content=b"values=1", headers=headers)
+    assert answer.status_code == 403 and "no API key is configured" in answer.json()["detail"]
+    open_locally = stream_client_for(api_key=None, env="development")
+    answer = open_locally.post("/series/x/observations", content=b"values=1", headers=headers)
+    assert answer.status_code == 415, answer.text
+    assert client.get("/series/x").status_code == 404  # nothing stored by any of them
