@@ -1,4 +1,5 @@
-"""GET /healthz (the process answers), /readyz (a model is loaded), /metrics (Prometheus)."""
+"""GET (or HEAD) /healthz (the process answers), /readyz (a model is loaded); GET /metrics
+(Prometheus)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,23 @@ from service.state import StateDep
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=HealthResponse, summary="The process is alive")
+# GET and HEAD: load balancers and uptime checks probe with either (HEAD answered 405).
+PROBE_METHODS = ["GET", "HEAD"]
+
+
+@router.api_route(
+    "/healthz",
+    methods=PROBE_METHODS,
+    response_model=HealthResponse,
+    summary="The process is alive",
+)
 async def healthz() -> HealthResponse:
     return HealthResponse()
 
 
-@router.get(
+@router.api_route(
     "/readyz",
+    methods=PROBE_METHODS,
     response_model=ReadyResponse,
     summary="A model is loaded and /forecast can answer",
     responses={503: {"model": ErrorResponse, "description": "Not ready, and why."}},

@@ -210,6 +210,10 @@ def test_model_info_health_and_docs(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["model"]["version"] == "1"
+    # probes that send HEAD (load balancers, uptime checks) get the status alone; was 405
+    for probe in ("/healthz", "/readyz"):
+        head = client.head(probe)
+        assert (head.status_code, head.content) == (200, b"")
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/forecast", "/model", "/model/reload", "/healthz", "/readyz", "/metrics"} <= set(

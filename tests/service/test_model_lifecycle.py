@@ -30,6 +30,7 @@ def test_a_dead_tracking_server_leaves_the_service_up_and_saying_why(
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503
+    assert client.head("/readyz").status_code == 503  # a HEAD probe takes it out of rotation too
     assert f"the MLflow tracking server at http://127.0.0.1:{port}" in ready.json()["detail"]
     assert "does not answer" in ready.json()["detail"]
     forecast = client.post("/forecast", json={"series": [history(registry.frame)]})
