@@ -346,14 +346,23 @@ def floors_at_zero(
     choice: str, model: ForecasterConfig, splits: Mapping[str, SeriesSplit], data: LoadedData
 ) -> bool:
     """TrainConfig.non_negative resolved: "on" / "off" as said; "auto": the model config's own
-    true, else whether no series' training or validation span holds a negative target (and
-    one holds a value at all). A seasonal naive forecast repeats observed values: floored or
-    not, the same."""
+    true, else whether no series' training or validation span holds a negative observed target
+    (and one holds a value at all). Values the loader filled in are not read: one interpolated
+    at the val/test border leans on the test span's first observed value (a negative one
+    there turned the floor off). A seasonal naive forecast repeats observed values: floored
+    or not, the same."""
     if choice != "auto":
         return choice == "on"
     if model.non_negative:
         return True
-    seen = [part[data.target].to_numpy() for s in splits.values() for part in (s.train, s.val)]
+    seen = []
+    for series_id, split in splits.items():
+        filled = data.filled.get(series_id)
+        for part in (split.train, split.val):
+            values = part[data.target].to_numpy(dtype=np.float64)
+            if filled is not None and len(part):
+                values = values[~filled[data.target].loc[part.index].to_numpy(dtype=bool)]
+            seen.append(values)
     values = np.concatenate(seen) if seen else np.empty(0)
     values = values[~np.isnan(values)]
     return bool(values.size) and bool((values >= 0).all())

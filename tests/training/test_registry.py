@@ -422,7 +422,7 @@ def test_forecasts_are_floored_at_zero_where_the_seen_target_is_never_negative()
     def splits_of(values: pd.DataFrame) -> dict[str, SeriesSplit]:
         return {"s": split_series(values, plan)}
 
-    data = SimpleNamespace(target="y")
+    data = SimpleNamespace(target="y", filled={})
     urnn = ForecasterConfig(lookback=LOOKBACK, horizon=HORIZON)
     later = frame.copy()
     later.iloc[test_start + 5, 0] = -1.0
@@ -457,6 +457,31 @@ def test_the_data_report_counts_the_windows_and_says_when_they_are_few() -> None
     assert line.endswith("5,000 to train on (every row), 900 to early-stop on")
     naive = replace(urnn, kind="seasonal_naive", season_length=24)
     assert window_lines(plenty, 1, naive) == []  # type: ignore[arg-type]
+
+
+def test_auto_floor_reads_observed_values_only_not_the_test_span_through_a_fill() -> None:
+    """A gap across the val/test border is interpolated towards the test span's first observed
+    value: a negative one there made the filled val values negative, and "auto" (which must
+    not read the test span) turned the floor off. Filled values are not read."""
+    frame = seasonal_frame(200, level=4.0)  # 4 +- 3: never negative
+    plan = plan_split(len(frame), "h", SplitConfig(lookback=LOOKBACK))
+    border = plan.test.start
+    frame.iloc[border + 2, 0] = -12.0  # observed, in the test span
+    gap = slice(border - 3, border + 2)
+    before = float(frame["y"].to_numpy()[border - 4])
+    frame.iloc[gap, 0] = np.linspace(before, -12.0, 7)[1:-1]  # as the loader interpolates
+    filled = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    filled.iloc[gap, 0] = True
+    assert (frame.iloc[border - 3 : border, 0] < 0).any()  # the fill reaches into val
+    splits = {"s": split_series(frame, plan)}
+    urnn = ForecasterConfig(lookback=LOOKBACK, horizon=HORIZON)
+    data = SimpleNamespace(target="y", filled={"s": filled})
+    assert floors_at_zero("auto", urnn, splits, data)  # type: ignore[arg-type]
+    observed = frame.copy()
+    observed.iloc[plan.val.start + 2, 0] = -1.0  # an observed negative in val still counts
+    data_val = SimpleNamespace(target="y", filled={"s": filled})
+    splits_val = {"s": split_series(observed, plan)}
+    assert not floors_at_zero("auto", urnn, splits_val, data_val)  # type: ignore[arg-type]
 
 
 def test_reference_statistics_bins_cover_the_training_values() -> None:
