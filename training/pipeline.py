@@ -368,8 +368,13 @@ def floors_at_zero(
     return bool(values.size) and bool((values >= 0).all())
 
 
-def non_negative_lines(choice: str, model: ForecasterConfig, target: str) -> list[str]:
-    """The data report's line on the floor at 0, where forecasts have one."""
+def non_negative_lines(
+    choice: str, model: ForecasterConfig, target: str, *, asked: bool = False
+) -> list[str]:
+    """The data report's line on the floor at 0, where forecasts have one. `asked`: the
+    model config given (TrainConfig.model) already said non_negative true, which "auto" keeps
+    without reading the data: the line names that, not the data (it claimed "no negative
+    value" of a target full of them)."""
     if not model.non_negative:
         if choice == "auto":
             return [
@@ -377,11 +382,12 @@ def non_negative_lines(choice: str, model: ForecasterConfig, target: str) -> lis
                 "span holds negative values"
             ]
         return []
-    why = (
-        f"{target!r} holds no negative value in any series' training and validation spans"
-        if choice == "auto"
-        else "non_negative 'on'"
-    )
+    if choice != "auto":
+        why = "non_negative 'on'"
+    elif asked:
+        why = "the model config says non_negative true (the data was not read for it)"
+    else:
+        why = f"{target!r} holds no negative value in any series' training and validation spans"
     return [
         f"forecasts (every quantile) are floored at 0: {why} (--non-negative off keeps "
         "negative forecasts)"
@@ -458,7 +464,9 @@ def train_pipeline(
     split_lines += spike_lines(splits, data.target)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
-    split_lines += non_negative_lines(config.non_negative, model_config, data.target)
+    split_lines += non_negative_lines(
+        config.non_negative, model_config, data.target, asked=config.model.non_negative
+    )
     split_lines += window_lines(sets, config.train_stride, model_config)
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:

@@ -484,6 +484,17 @@ def test_auto_floor_reads_observed_values_only_not_the_test_span_through_a_fill(
     assert not floors_at_zero("auto", urnn, splits_val, data_val)  # type: ignore[arg-type]
 
 
+def test_the_report_names_a_floor_the_model_config_asked_for_not_the_data() -> None:
+    """Under "auto" a model config's own non_negative true is kept without reading the data;
+    the line said "'OT' holds no negative value" of a target with negative values."""
+    floored = ForecasterConfig(lookback=LOOKBACK, horizon=HORIZON, non_negative=True)
+    (line,) = non_negative_lines("auto", floored, "OT", asked=True)
+    assert "the model config says non_negative true" in line
+    assert "holds no negative value" not in line
+    (line,) = non_negative_lines("auto", floored, "OT")
+    assert "'OT' holds no negative value" in line
+
+
 def test_reference_statistics_bins_cover_the_training_values() -> None:
     frame = pd.DataFrame({"a": np.arange(100.0)})
     stats = reference_statistics([frame], bins=4)["a"]
