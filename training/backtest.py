@@ -224,7 +224,8 @@ def check_backtest_room(
 # What a refit (`backtest(refit=True)` of a registered model, `urnn backtest --refit`) takes
 # from the fit settings the model was trained with. Kept, as the training recipe:
 # - max_epochs (unless --refit-epochs caps it), patience, lr, batch_size, weight_decay,
-#   schedule and its plateau settings, clip_norm, mse_weight, monitor: the recipe itself.
+#   schedule and its plateau settings, clip_norm, mse_weight, monitor, min_delta: the recipe
+#   itself (a record without min_delta predates it: 0, the strict "lower" it trained with).
 # - seed: the recorded one, so that each origin's fit starts as the registered model's did
 #   (an ensemble's member i with seed + i, as at training).
 # - max_train_batches: it bounds each epoch's gradient steps, so it is part of what an epoch
@@ -279,6 +280,11 @@ def refit_fit_config(
         if not isinstance(recorded, Mapping):
             raise FitConfigError(f"not a JSON object but {type(recorded).__name__}")
         kept = fit_fields_from_record(recorded)
+        if "min_delta" not in recorded:
+            # recorded before FitConfig.min_delta (2026-12-06): early stopping took any lower
+            # val score as an improvement, as min_delta 0 does; the default 1e-6 stopped such
+            # a model's refits of a flat series after 4 epochs where it had trained 100
+            kept["min_delta"] = 0.0
         config = FitConfig(**{**kept, **override})
     except (ValueError, TypeError) as error:  # FitConfigError is a ValueError
         return config, (

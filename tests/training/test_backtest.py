@@ -397,7 +397,7 @@ def test_refits_take_the_recorded_fit_settings_but_the_device_and_the_decoder_se
     assert capped == replace(config, max_epochs=2) and "max_epochs=2 (--refit-epochs)" in line
     # a field recorded by another version is left out; one FitConfig refuses: the defaults
     config, _ = refit_fit_config({"lr": 0.01, "gone": 1}, source="x", device="cpu")
-    assert config == FitConfig(lr=0.01, device="cpu")
+    assert config == FitConfig(lr=0.01, device="cpu", min_delta=0.0)
     config, line = refit_fit_config({"lr": -1.0}, source="its config.json", device="cpu")
     assert config == FitConfig(device="cpu")
     assert line.startswith(
@@ -433,7 +433,7 @@ def test_recorded_fit_settings_of_the_wrong_type_give_the_defaults_saying_why(
     )
     # integers where floats are expected, and None where allowed, are fine
     config, _ = refit_fit_config({"lr": 1, "clip_norm": None}, source="x", device="cpu")
-    assert config == FitConfig(lr=1, clip_norm=None, device="cpu")
+    assert config == FitConfig(lr=1, clip_norm=None, device="cpu", min_delta=0.0)
 
 
 def test_a_series_cut_at_a_long_gap_is_scored_in_the_test_rows_of_each_segment() -> None:
@@ -500,6 +500,19 @@ def test_exact_zeros_of_an_intermittent_series_are_scored_as_zeros() -> None:
     exact = np.where((a == 0) & (f == 0), 0.0, 200 * np.abs(f - a) / (np.abs(a) + np.abs(f)))
     assert overall(result, "smape") == pytest.approx(exact.mean())
     assert overall(result, "smape") < 150  # the round-off gave ~ 200 on every zero pair
+
+
+def test_refits_of_a_model_recorded_before_min_delta_stop_as_it_was_trained() -> None:
+    """A fit record without min_delta was trained when any lower val score improved (min_delta
+    0): its refits took the new default 1e-6, stopping a flat series' fits early where the
+    registered model had trained on; a recorded min_delta is kept."""
+    old, line = refit_fit_config({"lr": 0.01, "patience": 3}, source="x", device="cpu")
+    assert old.min_delta == 0.0 and "min_delta=0.0" in line
+    recorded = asdict(FitConfig(lr=0.01))
+    new, _ = refit_fit_config(recorded, source="x", device="cpu")
+    assert new.min_delta == FitConfig().min_delta > 0
+    new, _ = refit_fit_config({**recorded, "min_delta": 0.01}, source="x", device="cpu")
+    assert new.min_delta == 0.01
 
 
 @pytest.mark.parametrize("scale", ["original", "scaled"])
