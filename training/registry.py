@@ -404,7 +404,11 @@ def _decide(
         reason = f"{metric} {mine:.6g} {sign} champion v{current} {compared.champion:.6g}{on}"
     else:
         bar = compared.champion * (1.0 - min_improvement)
-        promoted = mine <= bar and mine < compared.champion
+        # at the bar itself in decimals, the product's rounding lands either side of it
+        # (0.7 x 0.98 = 0.6859999999999999): a challenger exactly 2 % lower was kept, its
+        # reason saying "is 2 % below ...; asks for <= 0.686"
+        at_bar = math.isclose(mine, bar, rel_tol=1e-9, abs_tol=0.0)
+        promoted = (mine <= bar or at_bar) and mine < compared.champion
         share = f"{min_improvement * 100:.4g} %"
         below = f"{(1.0 - mine / compared.champion) * 100:.3g} %" if compared.champion else "-"
         reason = (

@@ -597,6 +597,21 @@ def test_a_promotion_margin_keeps_the_champion_against_a_barely_lower_score(
     assert not worse.promoted and worse.reason.startswith(f"mae 1.2 >= champion v{v3} 1;")
 
 
+@pytest.mark.parametrize(("champion", "challenger"), [(0.7, 0.686), (1.1, 1.078), (50.0, 49.0)])
+def test_a_challenger_exactly_the_margin_below_the_champion_is_promoted(
+    champion: float, challenger: float
+) -> None:
+    """At least 2 % lower: 0.686 against 0.7 is exactly 2 % lower, but 0.7 x 0.98 rounds to
+    0.6859999999999999 and the challenger was kept, the reason saying it was 2 % below and
+    asked for <= 0.686. A hair above the bar is still kept."""
+    scored = lambda version: Comparison(champion)  # noqa: E731
+    at = _decide("1", "2", challenger, scored, metric="mae", promote=True, min_improvement=0.02)
+    assert at.promoted, at.reason
+    above = challenger * (1 + 1e-6)
+    kept = _decide("1", "2", above, scored, metric="mae", promote=True, min_improvement=0.02)
+    assert not kept.promoted and kept.tag == "kept"
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), True, "0.1"])
 def test_a_promotion_margin_outside_zero_to_one_is_refused(bad: object) -> None:
     problem = min_improvement_problem(bad)
