@@ -388,8 +388,8 @@ def _decide(
     if compared is not None and compared.challenger is not None:
         mine = compared.challenger
     on = f" ({compared.basis})" if compared is not None and compared.basis else ""
-    if not math.isfinite(challenger_score):
-        promoted, reason = False, f"challenger {metric} is not finite ({challenger_score})"
+    if not math.isfinite(mine):  # its score on the rows both models forecast too
+        promoted, reason = False, f"challenger {metric} is not finite ({mine}){on}"
     elif current is None:
         promoted, reason = True, "no champion yet"
     elif compared is not None and compared.refusal is not None:

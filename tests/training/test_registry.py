@@ -612,6 +612,18 @@ def test_a_challenger_exactly_the_margin_below_the_champion_is_promoted(
     assert not kept.promoted and kept.tag == "kept"
 
 
+@pytest.mark.parametrize("margin", [0.0, 0.02])
+def test_a_challenger_not_finite_on_the_shared_rows_is_said_to_be(margin: float) -> None:
+    """Its score on the rows both models forecast (the basis) is the one compared: a NaN there
+    was reported as "mae nan >= champion v1 1" (and, with a margin, "asks for <= 0.98")."""
+    basis = Comparison(1.0, challenger=float("nan"), basis="on 12 forecasts both models made")
+    decided = _decide(
+        "1", "2", 0.5, lambda v: basis, metric="mae", promote=True, min_improvement=margin
+    )
+    assert not decided.promoted and decided.tag == "kept"
+    assert decided.reason == "challenger mae is not finite (nan) (on 12 forecasts both models made)"
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.0, float("nan"), True, "0.1"])
 def test_a_promotion_margin_outside_zero_to_one_is_refused(bad: object) -> None:
     problem = min_improvement_problem(bad)
