@@ -710,3 +710,13 @@ def test_backtest_prints_the_worst_series_of_a_fleet_not_every_one() -> None:
     few = table.head(cli.SERIES_LINES)
     heading, shown_rows = cli.series_table_shown(few, written=True)
     assert heading == "By series:" and shown_rows.equals(few)
+
+    # no series has a MASE: ranked by sMAPE, and the heading says so (it said MASE)
+    no_mase = table.assign(mase=np.nan, smape=np.arange(len(ids), dtype=float))
+    heading, shown_rows = cli.series_table_shown(no_mase, written=True)
+    assert "highest SMAPE" in heading and "MASE" not in heading.replace("SMAPE", "")
+    assert list(shown_rows.index) == [ids[i] for i in range(3999, 3979, -1)]
+    neither = table.assign(mase=np.nan, smape=np.nan)
+    heading, shown_rows = cli.series_table_shown(neither, written=True)
+    assert "first 20 of 4,000 in id order" in heading
+    assert list(shown_rows.index) == ids[: cli.SERIES_LINES]

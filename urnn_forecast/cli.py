@@ -2533,20 +2533,26 @@ def series_table_shown(by_series: "pd.DataFrame", written: bool) -> "tuple[str, 
     n = len(by_series)
     if n <= SERIES_LINES:
         return "By series:", by_series
-    keys = [c for c in ("mase", "smape") if c in by_series.columns]
+    # Rank by the metrics some series have: with every MASE NaN (no series with a MASE scale)
+    # the rows were ordered by sMAPE under a heading that said MASE (the plot's
+    # `plotted_series` falls back the same way).
+    keys = [c for c in ("mase", "smape") if c in by_series.columns and by_series[c].notna().any()]
     worst = (
         by_series.sort_values(keys, ascending=False, na_position="last", kind="stable")
         if keys
         else by_series
     ).head(SERIES_LINES)
-    ranked = f"the highest {keys[0].upper()}" if keys else "the first in id order"
+    if keys:
+        chosen = f"the {SERIES_LINES} of {n:,} with the highest {keys[0].upper()}"
+    else:
+        chosen = f"the first {SERIES_LINES} of {n:,} in id order (none has a MASE or sMAPE)"
     where = (
         "by_series.csv in the --output folder"
         if written
         else "by_series.csv when --output DIR is given"
     )
     return (
-        f"By series: the {SERIES_LINES} of {n:,} with {ranked} (every series: {where}):",
+        f"By series: {chosen} (every series: {where}):",
         worst,
     )
 
