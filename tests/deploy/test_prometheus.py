@@ -48,3 +48,11 @@ def test_the_drift_alert_fires_with_a_window_below_1000_values() -> None:
     values or is full (service/drift.py). The alert also required 1,000 values in the window,
     so with URNN_DRIFT_WINDOW below 1,000 it never fired."""
     _promtool_passes("test", "rules", str(Path(__file__).with_name("drift_alert_rules_test.yml")))
+
+
+def test_the_realised_error_alert_fires_when_the_cache_evicts_every_forecast_unscored() -> None:
+    """urnn_realised_evicted_total had no alert: a cache smaller than the ids of one cycle
+    scores nothing, and UrnnIntervalCoverageLow (which needs 100 points) stays silent."""
+    _promtool_passes(
+        "test", "rules", str(Path(__file__).with_name("realised_alert_rules_test.yml"))
+    )
