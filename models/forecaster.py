@@ -579,7 +579,14 @@ class Forecaster(nn.Module, ABC):
         z = (past_target - loc) / scale  # (B, L)
         out = network(z)
         out = scale_gaps(out, self.gap_scale, self.config.median_index)
-        return out * scale.unsqueeze(-1) + loc.unsqueeze(-1)  # (B, H, Q)
+        spread = out * scale.unsqueeze(-1)
+        if self.config.normalisation == "instance":
+            # A flat look-back (std at the MIN_WINDOW_STD clamp: 48 hours without a sale) is
+            # forecast as its level: what the network adds there is its output times 1e-5,
+            # noise that came back as 2e-6 sales, each such forecast of a zero counting 200 in
+            # sMAPE (a perfect all-zero forecast scored 25 %) and deciding promotions on it.
+            spread = torch.where(scale.unsqueeze(-1) > MIN_WINDOW_STD, spread, 0.0)
+        return spread + loc.unsqueeze(-1)  # (B, H, Q)
 
     @torch.no_grad()
     def calibrate_gaps(self, quantiles: Tensor, target: Tensor, *, min_windows: int = 100) -> None:

@@ -628,3 +628,20 @@ def test_a_stored_config_with_many_quantile_levels_still_loads() -> None:
         "quantiles must hold at most 99 levels (every percentile), got 199"
     )
     assert new_model_problem(replace(config, quantiles=(0.1, 0.5, 0.9))) is None
+
+
+@pytest.mark.parametrize("kind", [k for k in FORECASTER_KINDS if k != "urnn-stream"])
+def test_a_flat_look_back_is_forecast_as_its_level_exactly(kind: ForecasterKind) -> None:
+    """48 hours without a sale: every quantile is the look-back's level, not the level plus the
+    network's output times the 1e-5 std clamp (2e-6 sales, each a 200 % sMAPE term). The
+    streaming kind normalises by its stream's first window instead (models/streaming.py)."""
+    config = config_for(kind, normalisation="instance")
+    model = built(config)
+    _, *rest = inputs_for(config)
+    with torch.no_grad():
+        model.gap_scale.fill_(3.0)
+    for level in (0.0, 4.0):
+        flat = torch.full((B, L), level)
+        assert torch.equal(model(flat, *rest), torch.full((B, H, len(config.quantiles)), level))
+    varied, *_ = inputs_for(config)
+    assert not torch.equal(model(varied, *rest)[..., 0], model(varied, *rest)[..., -1])
