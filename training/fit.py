@@ -69,6 +69,7 @@ from models.forecaster import (
     CHECKPOINT_WEIGHTS,
     DECODERS,
     FORECASTERS,
+    MIN_WINDOW_STD,
     Forecaster,
     ForecasterConfig,
     NaiveForecaster,
@@ -435,13 +436,21 @@ def calibrate_baseline(
     model: NaiveForecaster, dataset: WindowDataset, *, batch_size: int, device: str
 ) -> None:
     """Quantile offsets of a parameter-free model from its residuals on `dataset`."""
-    residuals = []
+    residuals, flat = [], []
     for indices in index_batches(torch.arange(len(dataset)), batch_size):
         batch = dataset.batch(indices).to(device)
         _, scale = window_statistics(batch.past_target, model.config.normalisation)
         point = model.point_forecast(*batch.model_inputs(model))
         residuals.append(((batch.target - point) / scale).cpu())  # (B, H)
-    model.calibrate_offsets(torch.cat(residuals))
+        flat.append((scale <= MIN_WINDOW_STD).reshape(-1).cpu())
+    # Under instance normalisation a flat look-back (an intermittent series' quiet hours) is
+    # forecast as its level, offsets unused, and its residuals are divided by the 1e-5 clamp:
+    # a sale after one came out as 1e5 standard deviations and, where such windows passed
+    # 1 - q of the training windows, set the outer offsets of every other window from them.
+    all_residuals, all_flat = torch.cat(residuals), torch.cat(flat)
+    if model.config.normalisation == "instance" and not all_flat.all():
+        all_residuals = all_residuals[~all_flat]
+    model.calibrate_offsets(all_residuals)
 
 
 def calibrate_intervals(

@@ -23,6 +23,7 @@ from training.fit import (
     EpochRecord,
     FitConfig,
     FitConfigError,
+    calibrate_baseline,
     clip_gradients,
     evaluate,
     fit,
@@ -32,7 +33,7 @@ from training.fit import (
     predict,
 )
 from training.split import SplitConfig, StandardScaler, plan_split, split_series
-from training.windows import WindowConfig, WindowSets, make_windows
+from training.windows import WindowConfig, WindowDataset, WindowSets, make_windows
 
 L, H = 24, 6
 FAST = FitConfig(max_epochs=2, max_train_batches=3, batch_size=16, device="cpu")
@@ -394,3 +395,18 @@ def test_learning_rates_float32_cannot_hold_are_refused(
     with pytest.raises(FitConfigError) as refused:
         FitConfig(**fields)  # type: ignore[arg-type]
     assert said in str(refused.value)
+
+
+def test_a_baselines_offsets_leave_out_the_flat_look_backs_they_never_widen() -> None:
+    """Intermittent demand: 30 quiet hours, then 10 of sales. A window after 24 zero hours is
+    forecast as its level; its residuals divided by the 1e-5 std clamp (1e5 and more) set the
+    0.9 offset of every other window, so that each q0.9 was its level plus 1e5 stds."""
+    cycle = [0.0] * 30 + [float(k) for k in range(1, 11)]
+    index = pd.date_range("2024-01-01", periods=40 * 12, freq="h")
+    frame = pd.DataFrame({"sales": cycle * 12}, index=index)
+    dataset = WindowDataset.from_frames({"s": frame}, lookback=L, horizon=H)
+    config = ForecasterConfig(kind="repeat_last", lookback=L, horizon=H)
+    model = build_forecaster(config)
+    assert isinstance(model, NaiveForecaster)
+    calibrate_baseline(model, dataset, batch_size=64, device="cpu")
+    assert 0.0 < float(model.offsets[:, -1].max()) < 10.0
