@@ -112,7 +112,7 @@ def mase(actual: np.ndarray, forecast: np.ndarray, scale: float) -> float:
 def pinball(actual: np.ndarray, forecast: np.ndarray, quantile: float) -> float:
     a, f = _pair(actual, forecast)
     e = a - f
-    return float(np.mean(np.maximum(quantile * e, (quantile - 1.0) * e)))
+    return float(np.mean(np.maximum(quantile * e, (quantile - 1.0) * e))) + 0.0  # not -0.0
 
 
 def coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:
@@ -227,7 +227,10 @@ def metric_tables(forecasts: pd.DataFrame, quantiles: Sequence[float]) -> Metric
     for q in quantiles:
         e = a - forecasts[quantile_column(q)].to_numpy(dtype=np.float64)
         name = f"pinball_{quantile_column(q)}"
-        terms[name] = np.maximum(q * e, (q - 1.0) * e)
+        # + 0.0: a forecast equal to its actual (0 sales forecast 0) gives max(0.0, -0.0),
+        # which numpy answers -0.0: the backtest printed 'pinball_q0.1 -0.0000' for a perfect
+        # forecast, and the tags and JSON a negative zero, of a loss that is never negative.
+        terms[name] = np.maximum(q * e, (q - 1.0) * e) + 0.0
         pinball_columns.append(name)
     terms["pinball_mean"] = terms[pinball_columns].mean(axis=1)
     for lo, hi in symmetric_pairs(quantiles):
