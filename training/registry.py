@@ -390,6 +390,11 @@ def _decide(
     on = f" ({compared.basis})" if compared is not None and compared.basis else ""
     if not math.isfinite(mine):  # its score on the rows both models forecast too
         promoted, reason = False, f"challenger {metric} is not finite ({mine}){on}"
+        if metric == "mase":  # an all-zero or constant training span in every series scored
+            reason += (
+                ": no series scored has a seasonal-naive error to scale by (a constant "
+                "training span, such as a product with no sale yet); promote on --metric mae"
+            )
     elif current is None:
         promoted, reason = True, "no champion yet"
     elif compared is not None and compared.refusal is not None:

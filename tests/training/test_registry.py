@@ -1459,3 +1459,14 @@ def test_a_champion_scored_on_series_it_recorded_none_of_says_so(
         "on ('plant'), so none of its rows was left out"
     )
     assert said in copy.reason and copy.champion_score is not None
+
+
+def test_a_mase_with_no_scale_says_why_and_what_to_promote_on() -> None:
+    """An all-zero product (no sale in training): MASE is NaN for every series, and the first
+    model of the name was refused as 'challenger mase is not finite (nan)', nothing to act on."""
+    decided = _decide(None, "1", float("nan"), None, metric="mase", promote=True)
+    assert not decided.promoted
+    assert decided.reason.startswith("challenger mase is not finite (nan): no series scored")
+    assert decided.reason.endswith("promote on --metric mae")
+    other = _decide(None, "1", float("nan"), None, metric="mae", promote=True)
+    assert other.reason == "challenger mae is not finite (nan)"
