@@ -256,13 +256,17 @@ class ServedModel:
             return result
 
     def warm_up(self) -> None:
-        """One dummy forward: builds lazy kernels (and the compiled recurrence) before traffic."""
+        """One dummy forward: builds lazy kernels (and the compiled recurrence) before traffic,
+        and refuses a version whose forecast is not finite. The history is a wave, not flat: a
+        flat look-back is forecast as its level without the network's output (instance
+        normalisation), so zeros let a version with NaN weights through."""
         c = self.model.config
         covariates = np.zeros((1, c.lookback, len(self.covariates)), np.float32)
+        wave = np.sin(np.arange(c.lookback, dtype=np.float32) / 3.0)[None, :]
         calendar = np.zeros((1, c.lookback, c.n_calendar), np.float32)
         future = np.zeros((1, c.horizon, c.n_calendar), np.float32)
         out = self.forward(
-            np.zeros((1, c.lookback), np.float32),
+            wave,
             covariates if self.covariates else None,
             calendar if c.n_calendar else None,
             future if c.n_calendar else None,

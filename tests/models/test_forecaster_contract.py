@@ -645,3 +645,14 @@ def test_a_flat_look_back_is_forecast_as_its_level_exactly(kind: ForecasterKind)
         assert torch.equal(model(flat, *rest), torch.full((B, H, len(config.quantiles)), level))
     varied, *_ = inputs_for(config)
     assert not torch.equal(model(varied, *rest)[..., 0], model(varied, *rest)[..., -1])
+
+
+def test_the_floor_at_zero_leaves_an_overflow_for_the_caller_to_refuse() -> None:
+    """-inf floored to 0 would have turned an overflowed forecast (a 422) into a plausible 0."""
+    from models.forecaster import floor_at_zero
+
+    values = np.array([-2.0, 3.0, -np.inf, np.nan, np.inf])
+    floored = floor_at_zero(values.copy(), ForecasterConfig(non_negative=True))
+    np.testing.assert_array_equal(floored, [0.0, 3.0, -np.inf, np.nan, np.inf])
+    untouched = floor_at_zero(values.copy(), ForecasterConfig())
+    np.testing.assert_array_equal(untouched, values)
