@@ -340,12 +340,12 @@ class ForecasterConfig:
         return cls(**state)
 
 
-def floor_at_zero(forecasts: np.ndarray, config: ForecasterConfig) -> np.ndarray:
+def floor_at_zero(forecasts: np.ndarray, non_negative: bool) -> np.ndarray:
     """`forecasts` in original units, raised to 0 in place where the model forecasts a
     target that is never negative (ForecasterConfig.non_negative); the array either way. An
     overflowed -inf is left as it is, not raised to a plausible 0.
     Quantiles stay ordered: a floor keeps the order of the values it raises."""
-    if config.non_negative:  # non-finite values stay as they are: callers refuse them
+    if non_negative:  # non-finite values stay as they are: callers refuse them
         np.maximum(forecasts, 0.0, out=forecasts, where=np.isfinite(forecasts))
     return forecasts
 

@@ -144,7 +144,7 @@ class BatchRunner:
             forecasts = unscale(
                 forecasts, _present(staged.target_mean), _present(staged.target_scale)
             )
-            floor_at_zero(forecasts, model.model.config)
+            floor_at_zero(forecasts, model.model.config.non_negative)
         self.metrics.inference_latency.observe(inferred.seconds)
         self.metrics.batch_series.observe(staged.n_series)
         self.metrics.batch_requests.observe(len(requests))
@@ -225,7 +225,7 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
     out = stream.forecast(
         state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
     )
-    return floor_at_zero(out, model.model.config)
+    return floor_at_zero(out, model.model.config.non_negative)
 
 
 def _series(requests: Sequence[PreparedRequest]) -> list[PreparedSeries]:

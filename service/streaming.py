@@ -781,7 +781,7 @@ def _forecast(
     out = model.stream_serving.forecast(
         state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
     )
-    return floor_at_zero(out, model.model.config)
+    return floor_at_zero(out, model.model.config.non_negative)
 
 
 def _forecast_out(

@@ -46,7 +46,13 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from models.forecaster import FORECASTERS, Forecaster, ForecasterConfig, model_device
+from models.forecaster import (
+    FORECASTERS,
+    Forecaster,
+    ForecasterConfig,
+    floor_at_zero,
+    model_device,
+)
 from models.streaming import StreamingURNNForecaster
 from training.data import LoadedData
 from training.fit import (
@@ -703,9 +709,7 @@ def tidy_forecasts(
                 scaler.inverse_values(entry.source, column, actual[mask]), zero
             )
             raised = scaler.inverse_values(entry.source, column, forecast[mask])
-            if non_negative:
-                np.maximum(raised, 0.0, out=raised)
-            forecast[mask] = _snap_zeros(raised, zero)
+            forecast[mask] = _snap_zeros(floor_at_zero(raised, non_negative), zero)
         else:
             mase_scale[mask] /= column_scale
             if non_negative:  # 0 in original units, on the scaled axis

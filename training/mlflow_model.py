@@ -345,7 +345,7 @@ class ForecastPredictor:
         pieces = []
         for i, series_id in enumerate(ids):
             raw = self.scaler.inverse_values(self._scaler_id(series_id), self.target, forecast[i])
-            floor_at_zero(raw, c)
+            floor_at_zero(raw, c.non_negative)
             index = stamps[i]
             piece = pd.DataFrame(
                 {

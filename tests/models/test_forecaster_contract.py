@@ -652,7 +652,7 @@ def test_the_floor_at_zero_leaves_an_overflow_for_the_caller_to_refuse() -> None
     from models.forecaster import floor_at_zero
 
     values = np.array([-2.0, 3.0, -np.inf, np.nan, np.inf])
-    floored = floor_at_zero(values.copy(), ForecasterConfig(non_negative=True))
+    floored = floor_at_zero(values.copy(), True)
     np.testing.assert_array_equal(floored, [0.0, 3.0, -np.inf, np.nan, np.inf])
-    untouched = floor_at_zero(values.copy(), ForecasterConfig())
+    untouched = floor_at_zero(values.copy(), False)
     np.testing.assert_array_equal(untouched, values)

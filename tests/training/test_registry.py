@@ -604,7 +604,10 @@ def test_a_challenger_exactly_the_margin_below_the_champion_is_promoted(
     """At least 2 % lower: 0.686 against 0.7 is exactly 2 % lower, but 0.7 x 0.98 rounds to
     0.6859999999999999 and the challenger was kept, the reason saying it was 2 % below and
     asked for <= 0.686. A hair above the bar is still kept."""
-    scored = lambda version: Comparison(champion)  # noqa: E731
+
+    def scored(version: str) -> Comparison:
+        return Comparison(champion)
+
     at = _decide("1", "2", challenger, scored, metric="mae", promote=True, min_improvement=0.02)
     assert at.promoted, at.reason
     above = challenger * (1 + 1e-6)
