@@ -747,6 +747,8 @@ class URNNEncoder(nn.Module):
         projected input V x is replaced by the learned u_j."""
         n = self.state_size // 2
         last = self.forward(x)  # (B, 2n)
+        if not last.shape[0]:  # MKL's FFT refuses a batch of no windows
+            return inputs.new_zeros(0, inputs.shape[1], self.state_size)
         w_h = self.urnn.unitary(torch.complex(last[:, :n], last[:, n:]))  # (B, n) complex
         w_h_pairs = torch.cat([w_h.real, w_h.imag], dim=-1).unsqueeze(1)  # (B, 1, 2n)
         z = w_h_pairs + inputs  # (B, M, 2n)
@@ -795,7 +797,7 @@ class GatedEncoder(nn.Module):
         else:
             hidden = hidden.repeat_interleave(m, dim=1)  # (1, B * M, n), window-major
         out, _ = self.rnn(inputs.reshape(b * m, 1, width), hidden)  # (B * M, 1, n)
-        decoded: Tensor = out.reshape(b, m, -1)
+        decoded: Tensor = out.reshape(b, m, out.shape[-1])  # -1 is ambiguous when B = 0
         return decoded
 
 
@@ -910,10 +912,12 @@ class RecurrentForecaster(Forecaster):
         rows += [t for t in (past_covariates, past_calendar) if t is not None]
         x = torch.cat(rows, dim=-1)  # (B, L, 1 + C + K)
         steps = c.lookback // c.segment_length
-        x = x.reshape(b, steps, -1)  # (B, L/seg, seg * (1 + C + K)): one segment per step
+        # (B, L/seg, seg * (1 + C + K)): one segment per step; the width is spelt out, as -1
+        # is ambiguous for a batch of no windows
+        x = x.reshape(b, steps, c.segment_length * x.shape[-1])
         calendar = None
         if self.future_calendar is not None and future_calendar is not None:
-            calendar = self.future_calendar(future_calendar.reshape(b, -1))  # (B, 16)
+            calendar = self.future_calendar(future_calendar.reshape(b, c.horizon * c.n_calendar))
         if self.position is None:
             state = self.dropout(self.encoder(x))  # (B, state_size)
             if calendar is not None:

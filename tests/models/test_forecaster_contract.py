@@ -656,3 +656,24 @@ def test_the_floor_at_zero_leaves_an_overflow_for_the_caller_to_refuse() -> None
     np.testing.assert_array_equal(floored, [0.0, 3.0, -np.inf, np.nan, np.inf])
     untouched = floor_at_zero(values.copy(), False)
     np.testing.assert_array_equal(untouched, values)
+
+
+PMF_KINDS = [k for k, cls in FORECASTERS.items() if cls.RECURRENT and not cls.STREAMING]
+
+
+@pytest.mark.parametrize(
+    ("kind", "decoder"),
+    [(k, "direct") for k in FORECASTER_KINDS] + [(k, "pmf") for k in PMF_KINDS],
+)
+def test_a_batch_of_no_windows_answers_no_forecasts(kind: ForecasterKind, decoder: Decoder) -> None:
+    """A filter that leaves no windows (every series too short, a cut test span) reaches the
+    model as a batch of 0: the recurrent kinds' reshape with -1 and MKL's FFT refused it."""
+    config = config_for(kind, decoder=decoder)
+    model = built(config)
+    target, covariates, past_cal, future_cal = (
+        None if t is None else t[:0] for t in inputs_for(config)
+    )
+    assert target is not None
+    with torch.no_grad():
+        out = model(target, covariates, past_cal, future_cal)
+    assert out.shape == (0, H, len(config.quantiles))
