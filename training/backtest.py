@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -227,6 +227,59 @@ def check_backtest_room(
     )
 
 
+# Forecast rows (windows x horizon) above which the backtest says how many it will score
+# and what bounds them. Each row is ~80 bytes in the forecasts table, more while it is built
+# and scored: `urnn train` of a linear model on PJME_hourly.csv at H = 168 (4,857,216 rows
+# at the default step of 1) peaked at 2.4 GB, ~1.4 GB of it after the fit. PJM's six
+# regions in one file are 29 million rows.
+BACKTEST_ROWS_NOTE = 10_000_000
+BYTES_PER_ROW_PEAK = 300
+
+
+def _windows_scored(
+    splits: Mapping[str, SeriesSplit],
+    horizon: int,
+    config: BacktestConfig,
+    units: Mapping[str, str] | None,
+) -> int:
+    counts = _window_counts(splits, horizon, config, units)
+    return sum(
+        _room(splits[sid], horizon, config.step) if taken is None else taken
+        for sid, taken in counts.items()
+    )
+
+
+def backtest_size_lines(
+    splits: Mapping[str, SeriesSplit],
+    horizon: int,
+    config: BacktestConfig,
+    units: Mapping[str, str] | None = None,
+) -> list[str]:
+    """One line when the backtest will score more than BACKTEST_ROWS_NOTE forecast rows:
+    how many, the memory they take, and the step that would bring them under it. Said
+    before the fit (`urnn train`) or the scoring (`urnn backtest`), not after: the default
+    step of 1 scores every row of the test span, and a fleet's long test spans at a long
+    horizon grew a table of tens of millions of rows with nothing said."""
+    windows = _windows_scored(splits, horizon, config, units)
+    rows = windows * horizon
+    if rows <= BACKTEST_ROWS_NOTE:
+        return []
+    # the smallest step under the note: each series rounds its own count up, so a fleet
+    # needs a little more than rows / note
+    step = config.step * math.ceil(rows / BACKTEST_ROWS_NOTE)
+    while _windows_scored(splits, horizon, replace(config, step=step), units) * horizon > (
+        BACKTEST_ROWS_NOTE
+    ):
+        step += config.step
+    return [
+        f"backtest: {windows:,} windows x {horizon} steps = {rows:,} forecast rows "
+        f"(~{rows * BYTES_PER_ROW_PEAK / 1e9:.1f} GB of memory while they are scored, each "
+        f"row kept in forecasts.parquet); --backtest-step {step} (origins "
+        f"{step} rows apart) or --backtest-windows N (the last N origins per series) "
+        "bound them"
+    ]
+
+
 # What a refit (`backtest(refit=True)` of a registered model, `urnn backtest --refit`) takes
 # from the fit settings the model was trained with. Kept, as the training recipe:
 # - max_epochs (unless --refit-epochs caps it), patience, lr, batch_size, weight_decay,
@@ -352,6 +405,7 @@ def backtest(
     plot_dir: str | Path | None = None,
     progress: bool = False,
     refit_scope: ScalerScope = "series",
+    on_note: Callable[[str], None] | None = None,
 ) -> BacktestResult:
     """Rolling-origin evaluation of `model_config` on `data` (see the module docstring).
 
@@ -360,6 +414,7 @@ def backtest(
     the scope of each refit's train-only scaler; a registered model's refits take the scope
     it was trained with (`urnn train` fits one global scaler over every series: per series,
     a fleet's covariates reached the refits scaled otherwise than the model's own).
+    `on_note` receives lines to show before the scoring starts (`backtest_size_lines`).
     """
     if split.lookback != model_config.lookback:
         raise BacktestConfigError(
@@ -409,6 +464,9 @@ def backtest(
     if dropped:
         left_out = short_of_room(splits, model_config.horizon, config, data.units)
         splits = {sid: s for sid, s in splits.items() if data.unit_of(sid) not in left_out}
+    if on_note is not None:
+        for line in backtest_size_lines(splits, model_config.horizon, config, data.units):
+            on_note(line)
     window_config = window_config_for(
         model_config,
         freq=data.freq,

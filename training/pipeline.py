@@ -40,6 +40,7 @@ from training.backtest import (
     BacktestConfig,
     BacktestResult,
     backtest,
+    backtest_size_lines,
     check_backtest_room,
     write_backtest_tables,
     write_forecasts,
@@ -468,6 +469,7 @@ def train_pipeline(
         config.non_negative, model_config, data.target, asked=config.model.non_negative
     )
     split_lines += window_lines(sets, config.train_stride, model_config)
+    split_lines += backtest_size_lines(splits, model_config.horizon, backtest_config, data.units)
     data_report = [*data.report_lines(), *split_lines, mase_line]
     if on_data_report is not None:
         on_data_report([*data.brief_report_lines(), *split_lines, mase_line])

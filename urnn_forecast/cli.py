@@ -2455,6 +2455,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         plot_dir=Path(args.output) / "plots" if args.output else None,
         progress=args.refit and sys.stderr.isatty(),  # bars on a terminal, not in a log
         refit_scope=predictor.scaler.scope,  # the refits scale as the model was scaled
+        on_note=functools.partial(print, flush=True),  # before the scoring, not after it
     )
     for line in result.dropped:
         print(line)

@@ -532,3 +532,27 @@ def test_a_non_negative_model_is_scored_on_forecasts_floored_at_zero(scale: str)
         np.testing.assert_allclose(floored.loc[below, column], zero, atol=1e-12)
         np.testing.assert_array_equal(floored.loc[~below, column], plain.loc[~below, column])
     pd.testing.assert_series_equal(floored["actual"], plain["actual"])
+
+
+def test_a_backtest_of_many_forecast_rows_says_so_and_the_step_that_bounds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above BACKTEST_ROWS_NOTE forecast rows the backtest says how many before it scores
+    them, and the step it names brings them under the note; bounded windows say nothing."""
+    import training.backtest as bt
+
+    monkeypatch.setattr(bt, "BACKTEST_ROWS_NOTE", 500)
+    data = loaded({"a": seasonal_frame(400), "b": seasonal_frame(300, seed=1)})
+    splits = split_data(data, SPLIT)
+    notes: list[str] = []
+    result = backtest(
+        data, SPLIT, linear("repeat_last"), QUICK, BacktestConfig(), on_note=notes.append
+    )
+    rows = len(result.forecasts)
+    assert rows > 500
+    [line] = notes
+    assert f"{rows // H:,} windows x {H} steps = {rows:,} forecast rows" in line
+    step = int(line.split("--backtest-step ")[1].split()[0])
+    assert bt.backtest_size_lines(splits, H, BacktestConfig(step=step)) == []
+    assert bt.backtest_size_lines(splits, H, BacktestConfig(step=step - 1)) != []  # smallest
+    assert bt.backtest_size_lines(splits, H, BacktestConfig(n_windows=5)) == []
