@@ -432,6 +432,15 @@ def test_forecasts_are_floored_at_zero_where_the_seen_target_is_never_negative()
     assert not floors_at_zero("auto", urnn, splits_of(in_val), data)  # type: ignore[arg-type]
     assert floors_at_zero("on", urnn, splits_of(in_val), data)  # type: ignore[arg-type]
     assert not floors_at_zero("off", urnn, splits_of(frame), data)  # type: ignore[arg-type]
+    # a value the loader filled in is not read; flags with nothing filled change nothing
+    flags = pd.DataFrame({"y": False}, index=frame.index)
+    nothing_filled = SimpleNamespace(target="y", filled={"s": flags})
+    assert not floors_at_zero("auto", urnn, splits_of(in_val), nothing_filled)  # type: ignore[arg-type]
+    assert floors_at_zero("auto", urnn, splits_of(frame), nothing_filled)  # type: ignore[arg-type]
+    flags_negative = flags.copy()
+    flags_negative.iloc[plan.val.start + 2, 0] = True
+    negative_filled = SimpleNamespace(target="y", filled={"s": flags_negative})
+    assert floors_at_zero("auto", urnn, splits_of(in_val), negative_filled)  # type: ignore[arg-type]
     floored = replace(urnn, non_negative=True)
     assert (
         "floored at 0: 'y' holds no negative value" in non_negative_lines("auto", floored, "y")[0]
