@@ -429,3 +429,25 @@ def test_url_secrets_are_what_password_hidden_masks(url: str, secrets: list[str]
     from urnn_forecast.url_text import url_secrets
 
     assert url_secrets(url) == sorted(secrets, key=lambda s: (-len(s), s))
+
+
+def test_a_tracking_server_keeps_its_own_artifact_root_unless_one_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With an http(s) tracking server and no URNN_MLFLOW_ARTIFACT_ROOT, new experiments take
+    the server's default (tests/e2e/test_tracking_server.py runs it against a real server),
+    and `urnn train` does not claim the artifacts are under a local folder."""
+    from urnn_forecast.cli import _print_mlflow_location
+
+    server = Settings(var_dir=tmp_path, mlflow_tracking_uri="http://mlflow:5000")
+    assert server.resolved_artifact_root() is None
+    _print_mlflow_location(server, "forecast")
+    printed = capsys.readouterr().out
+    assert str(tmp_path) not in printed
+    assert "artifacts where the tracking server keeps them" in printed
+    given = Settings(
+        var_dir=tmp_path, mlflow_tracking_uri="https://mlflow", mlflow_artifact_root="s3://b/p"
+    )
+    assert given.resolved_artifact_root() == "s3://b/p"
+    local = Settings(var_dir=tmp_path)
+    assert local.resolved_artifact_root() == (tmp_path / "mlartifacts").resolve().as_uri()

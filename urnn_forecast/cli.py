@@ -1758,7 +1758,11 @@ def _print_mlflow_location(settings: Settings, experiment: str) -> None:
 
     uri = shown_uri(settings.resolved_tracking_uri())
     print(f"\nMLflow: runs logged to experiment {experiment!r} in {uri}")
-    print(f"  artifacts under {shown_uri(settings.resolved_artifact_root())}")
+    root = settings.resolved_artifact_root()
+    if root is None:  # the experiment's location is the tracking server's choice
+        print("  artifacts where the tracking server keeps them (its default artifact root)")
+    else:
+        print(f"  artifacts under {shown_uri(root)}")
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
         print(f"  open the UI:  {uri}")
     else:

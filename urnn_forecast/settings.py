@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     )
     mlflow_artifact_root: str | None = Field(
         default=None,
-        description="Where new MLflow experiments keep artifacts; default: <var_dir>/mlartifacts.",
+        description=(
+            "Where new MLflow experiments keep artifacts. Default: with an http(s) tracking "
+            "server, the server's own default (mlflow-artifacts:/ under `mlflow server "
+            "--serve-artifacts`, else its --default-artifact-root), so that whoever trains and "
+            "whoever serves read the same files; with a local store, <var_dir>/mlartifacts."
+        ),
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Where models run: cuda when available under `auto`."
@@ -505,9 +510,16 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.var_dir / 'jobs.db').resolve()}"
 
-    def resolved_artifact_root(self) -> str:
+    def resolved_artifact_root(self) -> str | None:
+        """The artifact root new experiments are given; None leaves it to the tracking server.
+
+        A tracking server knows where its artifacts live (the runbook's `mlflow server
+        --serve-artifacts`): a local folder here put a worker's models on its own disk, where
+        the service on another host, asking the server, found nothing to load."""
         if self.mlflow_artifact_root:
             return self.mlflow_artifact_root
+        if self.resolved_tracking_uri().startswith(("http://", "https://")):
+            return None
         return (self.var_dir / "mlartifacts").resolve().as_uri()
 
 

@@ -69,7 +69,8 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
 
     Experiments get an explicit `artifact_location` so that artifacts land beside the SQLite
     store (`var/mlartifacts/<name>`) rather than in an `mlruns/` folder under the working
-    directory, which is what MLflow picks by default for a database-backed store.
+    directory, which is what MLflow picks by default for a database-backed store. With a
+    tracking server and no URNN_MLFLOW_ARTIFACT_ROOT the server picks (`resolved_artifact_root`).
     """
     from mlflow.tracking import MlflowClient
 
@@ -79,7 +80,10 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
             return experiment.experiment_id
-        artifact_location = f"{settings.resolved_artifact_root().rstrip('/')}/{experiment_name}"
+        root = settings.resolved_artifact_root()
+        if root is None:  # a tracking server: its own default, which its clients can all read
+            return client.create_experiment(experiment_name)
+        artifact_location = f"{root.rstrip('/')}/{experiment_name}"
         return client.create_experiment(experiment_name, artifact_location=artifact_location)
 
 
