@@ -64,8 +64,7 @@ class MlflowLoader:
                 raise  # no permission) is a failed load, not "nothing registered yet"
             raise NoModelError(
                 f"nothing is registered at {uri} in {shown_uri(self.tracking_uri)} "
-                f"({error.message}); "
-                "register one with `urnn train` (it becomes champion when it wins)"
+                f"({error.message}); {_what_to_do(client, name, alias)}"
             ) from None
         return ModelRef(
             name=name, version=str(found.version), run_id=str(found.run_id or ""), uri=uri
@@ -76,6 +75,31 @@ class MlflowLoader:
         # found, and what a damaged weights.pt or a missing file is named by.
         location = self.client().get_model_version_download_uri(ref.name, ref.version)
         return load_registered(location, tracking_uri=self.tracking_uri)
+
+
+REGISTER_HINT = "register one with `urnn train` (it becomes champion when it wins)"
+
+
+def _what_to_do(client: Any, name: str, alias: str | None) -> str:
+    """The way out of "nothing at the URI". An alias deleted (or never set) on a model that has
+    versions is set again with `urnn models promote`, the runbook's fix: telling the on-call to
+    train a new model sent them the long way round. Any error reading the versions falls back
+    to the general advice: this is only a hint."""
+    if alias is None:
+        return REGISTER_HINT
+    try:
+        versions = client.search_model_versions(f"name = '{name}'", max_results=20)
+    except Exception:  # a hint only: the error that matters is the caller's
+        return REGISTER_HINT
+    numbers = sorted((int(v.version) for v in versions), reverse=True)
+    if not numbers:
+        return REGISTER_HINT
+    listed = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    return (
+        f"{name} has version(s) {listed} but no alias '{alias}': set it with "
+        f"`urnn models promote N --name {name}` (`urnn models list --name {name}` shows them), "
+        "or register a new one with `urnn train`"
+    )
 
 
 def _names_nothing(error: Any) -> bool:

@@ -369,6 +369,29 @@ def test_an_alias_removed_under_a_served_version_or_a_failing_registry_is_a_fail
     assert metric_value(fresh, "urnn_model_reload_failing") == 1.0
 
 
+def test_an_alias_removed_under_a_served_version_says_to_set_it_again(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """The on-call reads GET /model's last_reload_error: with versions there and only the alias
+    gone, the way back is `urnn models promote` (the runbook's fix), not training a new
+    model, which is what the message said."""
+    import mlflow
+
+    version = registry.register("unaliased", seed=1)
+    client = client_for(model_uri="models:/unaliased@champion")
+    store = mlflow.MlflowClient(tracking_uri=registry.settings.resolved_tracking_uri())
+    store.delete_registered_model_alias("unaliased", "champion")
+    assert client.post("/model/reload", headers=KEY).status_code == 502
+    error = client.get("/model").json()["last_reload_error"]
+    assert f"unaliased has version(s) {version} but no alias 'champion'" in error
+    assert "set it with `urnn models promote N --name unaliased`" in error
+    assert error.endswith(f"still serving version {version}")
+
+    fresh = client_for(model_uri="models:/never-registered@champion")  # nothing at all: train
+    detail = fresh.get("/readyz").json()["detail"]
+    assert detail.endswith("register one with `urnn train` (it becomes champion when it wins)")
+
+
 class _SlowLoader:
     """The registry, with loading `slow_version` delayed (a broken version failing slowly)."""
 
