@@ -310,9 +310,9 @@ class Settings(BaseSettings):
     job_data_dirs: str | None = Field(
         default=None,
         description=(
-            "Folders (separated by ',') that job and schedule data files must lie in, checked "
-            "after resolving links; a path outside them is 422 without saying whether it "
-            "exists. Unset: any readable history file (.csv, .tsv, .txt, .parquet, ...) the "
+            "Absolute folders (separated by ',') that job and schedule data files must lie in, "
+            "checked after resolving links; a path outside them is 422 without saying whether "
+            "it exists. Unset: any readable history file (.csv, .tsv, .txt, .parquet, ...) the "
             "service can open, and the job API's answers to an API key holder quote from it "
             "(its header, up to 10 series ids, a cell that does not parse; at submission and "
             "in a failed job's error); the service logs a warning at start. Set it wherever "

@@ -41,16 +41,24 @@ def type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def bound_text(value: float) -> str:
+    """An integer bound in full (1073741824, as the settings error says it, not 1.07374e+09,
+    which no operator can type back); a float one as `:g` writes it (0.05, 3600)."""
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:g}"
+
+
 def bounds_text(field: FieldInfo) -> str:
     """The field's bounds as an operator reads them: `>= 1`, `0 to 1000`, `> 0`."""
     low = high = ""
     for rule in field.metadata:
         for attr, sign in (("ge", ">="), ("gt", ">")):
             if getattr(rule, attr, None) is not None:
-                low = f"{sign} {getattr(rule, attr):g}"
+                low = f"{sign} {bound_text(getattr(rule, attr))}"
         for attr, sign in (("le", "<="), ("lt", "<")):
             if getattr(rule, attr, None) is not None:
-                high = f"{sign} {getattr(rule, attr):g}"
+                high = f"{sign} {bound_text(getattr(rule, attr))}"
     if low.startswith(">=") and high.startswith("<="):
         return f"{low[3:]} to {high[3:]}"
     return ", ".join(part for part in (low, high) if part)

@@ -28,3 +28,12 @@ def test_doc_table_matches_types_defaults_and_descriptions() -> None:
 def test_every_env_name_carries_the_prefix() -> None:
     assert Settings.model_config.get("env_prefix") == "URNN_"
     assert all(env_name(name).startswith("URNN_") for name in Settings.model_fields)
+
+
+def test_integer_bounds_are_written_in_full_as_the_settings_error_says_them() -> None:
+    """`int, 1024 to 1.07374e+09` could not be typed back; the error says 1073741824."""
+    table = documented_table(DOC.read_text(encoding="utf-8"))
+    assert "| `URNN_MAX_BODY_BYTES` | int, 1024 to 1073741824 |" in table
+    assert "| `URNN_QUEUE_MAX_REQUESTS` | int, 1 to 1000000 |" in table
+    assert "e+" not in table  # no bound in exponent notation
+    assert "| `URNN_JOB_HEARTBEAT_SECONDS` | float, >= 0.05 |" in table  # floats as before
