@@ -279,3 +279,28 @@ def recover_expired(db: Database, *, now: datetime | None = None) -> list[Job]:
                 job.error = f"{lost}; gave up after {job.attempts} attempt(s)"
             changed.append(job)
     return changed
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """What monitoring reads of the queue: jobs by status, when the newest failure and the
+    newest success finished, and since when the oldest queued job has waited (None: none)."""
+
+    counts: dict[str, int]
+    last_failure: datetime | None
+    last_success: datetime | None
+    oldest_queued: datetime | None
+
+
+def summary(session: Session) -> JobSummary:
+    """Three aggregate reads (the status index serves them), no job row loaded: a scrape of
+    /metrics reads this from every replica."""
+    counts = dict.fromkeys(JOB_STATUSES, 0)
+    for status, count in session.execute(select(Job.status, func.count()).group_by(Job.status)):
+        counts[status] = int(count)
+
+    def newest_finish(status: str) -> datetime | None:
+        return session.scalar(select(func.max(Job.finished_at)).where(Job.status == status))
+
+    oldest = session.scalar(select(func.min(Job.created_at)).where(Job.status == "queued"))
+    return JobSummary(counts, newest_finish("failed"), newest_finish("succeeded"), oldest)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +31,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from service.job_status import JobStatusReading
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -50,6 +57,7 @@ class ServiceMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.jobs: JobMetrics | None = None  # watch_jobs
         r = self.registry
         self.request_latency = Histogram(
             "urnn_http_request_duration_seconds",
@@ -261,8 +269,64 @@ class ServiceMetrics:
             forget_dead_workers()
             merged = CollectorRegistry()
             multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            if self.jobs is not None:  # read from the database, not merged from files
+                merged.register(self.jobs)
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+    def watch_jobs(self, read: Callable[[], JobStatusReading | None]) -> None:
+        """Expose the job queue's gauges (JobMetrics) read by `read`."""
+        self.jobs = JobMetrics(read)
+        if not multiprocess_mode():
+            self.registry.register(self.jobs)
+
+
+class JobMetrics(Collector):
+    """The job queue, read from the job database at scrape time (service.job_status keeps
+    the reads off the event loop): the same numbers from every replica and every worker
+    process, so alerts take max() over them. `read` answers None where there is no queue
+    (an embedded default where no job was ever submitted): then nothing is exposed."""
+
+    def __init__(self, read: Callable[[], JobStatusReading | None]) -> None:
+        self.read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families vary with the reading; registering must not read the database
+
+    def collect(self) -> Iterable[Metric]:
+        reading = self.read()
+        if reading is None:
+            return
+        yield GaugeMetricFamily(
+            "urnn_jobs_database_up",
+            "1 if the latest read of the job database for these metrics succeeded; the job "
+            "gauges then show the last successful read.",
+            value=1 if reading.up else 0,
+        )
+        jobs = reading.summary
+        if jobs is None:
+            return
+        by_status = GaugeMetricFamily(
+            "urnn_jobs", "Jobs in the job database by status (all time).", labels=["status"]
+        )
+        for status, count in jobs.counts.items():
+            by_status.add_metric([status], count)
+        yield by_status
+        for name, moment, what in (
+            ("urnn_job_last_failure_timestamp_seconds", jobs.last_failure, "failed job"),
+            ("urnn_job_last_success_timestamp_seconds", jobs.last_success, "succeeded job"),
+        ):
+            yield GaugeMetricFamily(
+                name,
+                f"Unix time the newest {what} finished; 0 if there is none.",
+                value=0.0 if moment is None else moment.timestamp(),
+            )
+        yield GaugeMetricFamily(
+            "urnn_job_oldest_queued_timestamp_seconds",
+            "Unix time the oldest job still queued was submitted; 0 if none is queued. A queue "
+            "no worker takes grows old: time() minus this.",
+            value=0.0 if jobs.oldest_queued is None else jobs.oldest_queued.timestamp(),
+        )
 
 
 def forget_dead_workers() -> list[int]:

@@ -19,6 +19,7 @@ from service.batcher import MicroBatcher
 from service.drain import Drain
 from service.drift import DriftMonitor
 from service.errors import GUARDED, GUARDED_READS
+from service.job_status import JobStatusReader
 from service.loader import ModelLoader
 from service.manager import ModelManager
 from service.metrics import ServiceMetrics
@@ -47,6 +48,7 @@ class ServiceState:
     @classmethod
     def build(cls, settings: Settings, loader: ModelLoader) -> ServiceState:
         metrics = ServiceMetrics()
+        metrics.watch_jobs(JobStatusReader(settings.resolved_database_url()).latest)
         drift = DriftMonitor(metrics, settings.drift_window)
         realised = RealisedErrorTracker(metrics, settings.forecast_cache_size)
 

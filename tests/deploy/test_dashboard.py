@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 
+from jobs.models import JOB_STATUSES
+from jobs.queue import JobSummary
+from service.job_status import JobStatusReading
 from service.metrics import ServiceMetrics
 from tests.deploy.files import (
     GRAFANA,
@@ -32,7 +35,10 @@ def exported_series() -> set[str]:
     """Sample names /metrics can hold: the families of a fresh ServiceMetrics registry, each
     with its type's suffixes (counters `_total`, histograms `_bucket`/`_sum`/`_count`)."""
     names = set()
-    for family in ServiceMetrics().registry.collect():
+    metrics = ServiceMetrics()
+    jobs = JobSummary(dict.fromkeys(JOB_STATUSES, 0), None, None, None)
+    metrics.watch_jobs(lambda: JobStatusReading(jobs, up=True))  # read from the job database
+    for family in metrics.registry.collect():
         for suffix in SUFFIXES.get(family.type, ("",)):
             names.add(family.name + suffix)
     return names

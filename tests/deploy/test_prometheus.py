@@ -56,3 +56,10 @@ def test_the_realised_error_alert_fires_when_the_cache_evicts_every_forecast_uns
     _promtool_passes(
         "test", "rules", str(Path(__file__).with_name("realised_alert_rules_test.yml"))
     )
+
+
+def test_the_job_alerts_fire_on_a_failed_retrain_a_stuck_queue_and_an_unreadable_database() -> None:
+    """A failed retraining job was seen by nobody until someone asked GET /jobs: the job
+    gauges of /metrics (service/job_status.py) feed UrnnRetrainingFailed (until a later job
+    succeeds), UrnnJobsNotPickedUp and UrnnJobDatabaseUnreadable."""
+    _promtool_passes("test", "rules", str(Path(__file__).with_name("job_alert_rules_test.yml")))

@@ -1,0 +1,123 @@
+"""The job queue's state for /metrics, read off the event loop at most every `ttl` seconds.
+
+    reader = JobStatusReader(settings.resolved_database_url())
+    reading = reader.latest()   # the last reading; a stale one starts a refresh in a thread
+
+Why: a retraining job that fails (bad new data, a full disk, a changed column) or a queue no
+worker takes (the worker died) was seen by nobody until someone asked GET /jobs; the alerts
+UrnnRetrainingFailed and UrnnJobsNotPickedUp need numbers in Prometheus. The queue lives in
+the job database, which every replica can read, so each scrape answers from it.
+
+A scrape must not wait on that database: /metrics runs on the event loop that serves
+/forecast, and a server that is down would hold it for the connection timeout. So `latest`
+never reads: it answers the last reading and, when that is older than `ttl`, starts one read
+in a daemon thread (one at a time) whose result the next scrape shows. The reading says
+whether the last attempt succeeded (`urnn_jobs_database_up`). SQLite reads take no write lock
+(the job database's own engine opens every transaction with BEGIN IMMEDIATE, which would queue
+a scrape behind a worker's writes) and wait at most a second; a server connection at most
+two. An embedded default whose SQLite file does not exist (no job was ever submitted here)
+has no queue to report: `latest` answers None and the job metrics are left out, rather than
+creating the file or saying the database is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from jobs.db import make_engine
+from jobs.queue import JobSummary, summary
+from urnn_forecast.tracking import sqlite_path
+
+logger = logging.getLogger(__name__)
+
+SQLITE_READ_TIMEOUT_S = 1.0
+SERVER_CONNECT_TIMEOUT_S = 2
+
+
+@dataclass(frozen=True)
+class JobStatusReading:
+    """The last summary read (None before the first success) and whether the latest read
+    succeeded."""
+
+    summary: JobSummary | None
+    up: bool
+
+
+class JobStatusReader:
+    """The latest JobStatusReading of one job database, refreshed in the background."""
+
+    def __init__(
+        self, url: str, *, ttl: float = 15.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.url = url
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._reading: JobStatusReading | None = None
+        self._read_at: float | None = None
+        self._reading_now: threading.Thread | None = None
+
+    def latest(self) -> JobStatusReading | None:
+        """The last reading (None: no queue here, or none read yet); starts a refresh when it
+        is older than `ttl`. Never waits on the database."""
+        if self._absent():
+            return None
+        with self._lock:
+            stale = self._read_at is None or self._clock() - self._read_at >= self.ttl
+            if stale and self._reading_now is None:
+                self._reading_now = threading.Thread(
+                    target=self._refresh, name="urnn-job-status", daemon=True
+                )
+                self._reading_now.start()
+            return self._reading
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the refresh in flight (if any) is done: for tests and the first scrape."""
+        thread = self._reading_now
+        if thread is not None:
+            thread.join(timeout)
+
+    def refresh_now(self) -> JobStatusReading | None:
+        """Read once on this thread (tests; `latest` reads in the background)."""
+        if self._absent():
+            return None
+        self._refresh()
+        return self._reading
+
+    def _absent(self) -> bool:
+        path = sqlite_path(self.url)
+        return path is not None and not path.exists()
+
+    def _refresh(self) -> None:
+        try:
+            with Session(self._connect()) as session:
+                reading = JobStatusReading(summary(session), up=True)
+        except SQLAlchemyError as error:
+            first = self._reading is None or self._reading.up
+            if first:  # once per outage, not every ttl
+                logger.warning(f"job metrics: the job database cannot be read: {error!r:.300}")
+            last = self._reading.summary if self._reading is not None else None
+            reading = JobStatusReading(last, up=False)
+        with self._lock:
+            self._reading, self._read_at = reading, self._clock()
+            self._reading_now = None
+
+    def _connect(self) -> Engine:
+        if self._engine is None:
+            if sqlite_path(self.url) is not None:
+                # not jobs.db.make_engine: its BEGIN IMMEDIATE takes the write lock
+                self._engine = create_engine(
+                    self.url, connect_args={"timeout": SQLITE_READ_TIMEOUT_S}
+                )
+            else:
+                self._engine = make_engine(self.url, connect_timeout=SERVER_CONNECT_TIMEOUT_S)
+        return self._engine

@@ -1,0 +1,155 @@
+"""The job queue on /metrics: counts by status, the newest failure and success, the oldest
+queued job, on SQLite and PostgreSQL; read off the event loop; a database that cannot be read
+says so with urnn_jobs_database_up 0, and an embedded default with no job database exposes no
+job metric at all (and creates no file)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from jobs import queue
+from jobs.db import Database
+from jobs.models import JOB_STATUSES
+from service.job_status import JobStatusReader
+from service.main import create_app
+from service.metrics import JobMetrics
+from tests.jobs.test_api import NoModels
+from urnn_forecast.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+
+def sample(text: str, name: str, labels: str = "") -> float | None:
+    """The value of one sample in a text exposition, None if it is absent."""
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+    return None if match is None else float(match.group(1))
+
+
+def exposition(reader: JobStatusReader) -> str:
+    registry = CollectorRegistry()
+    registry.register(JobMetrics(reader.latest))
+    return generate_latest(registry).decode()
+
+
+def run_to_end(db: Database, status: str) -> str:
+    """Submit one job, claim it and finish it with `status`; its id."""
+    with db.session() as session:
+        job_id = queue.submit(session, spec={"data": "x.csv"}, max_attempts=1).id
+    claimed = queue.claim(db, worker_id="w", lease_seconds=60)
+    assert claimed is not None and claimed.id == job_id
+    queue.finish(db, job_id=job_id, worker_id="w", attempt=1, status=status, error="boom")
+    return job_id
+
+
+def test_the_queue_is_counted_by_status_with_its_newest_failure_and_oldest_waiting_job(
+    db: Database, settings: Settings
+) -> None:
+    reader = JobStatusReader(settings.resolved_database_url())
+    empty = reader.refresh_now()
+    assert empty is not None and empty.up and empty.summary is not None
+    assert empty.summary.counts == dict.fromkeys(JOB_STATUSES, 0)
+    text = exposition(reader)
+    assert sample(text, "urnn_jobs_database_up") == 1.0
+    assert sample(text, "urnn_job_last_failure_timestamp_seconds") == 0.0
+    assert sample(text, "urnn_job_oldest_queued_timestamp_seconds") == 0.0
+
+    before = datetime.now(UTC).timestamp()
+    run_to_end(db, "succeeded")
+    run_to_end(db, "failed")
+    with db.session() as session:
+        queue.submit(session, spec={"data": "y.csv"}, max_attempts=1)
+    after = datetime.now(UTC).timestamp()
+    reader.refresh_now()
+    text = exposition(reader)
+    assert sample(text, "urnn_jobs", '{status="failed"}') == 1.0
+    assert sample(text, "urnn_jobs", '{status="succeeded"}') == 1.0
+    assert sample(text, "urnn_jobs", '{status="queued"}') == 1.0
+    assert sample(text, "urnn_jobs", '{status="running"}') == 0.0
+    for name in (
+        "urnn_job_last_failure_timestamp_seconds",
+        "urnn_job_last_success_timestamp_seconds",
+        "urnn_job_oldest_queued_timestamp_seconds",
+    ):
+        value = sample(text, name)
+        assert value is not None and before - 1 <= value <= after + 1, name
+    # the alert's rule: the newest finished job failed
+    failure = sample(text, "urnn_job_last_failure_timestamp_seconds")
+    success = sample(text, "urnn_job_last_success_timestamp_seconds")
+    assert failure is not None and success is not None and failure >= success
+
+
+def test_a_database_that_cannot_be_read_is_down_and_keeps_the_last_counts(
+    db: Database, settings: Settings
+) -> None:
+    reader = JobStatusReader(settings.resolved_database_url())
+    run_to_end(db, "failed")
+    assert reader.refresh_now() is not None
+    with db.engine.begin() as connection:  # the table gone: every read now fails
+        connection.exec_driver_sql("ALTER TABLE jobs RENAME TO jobs_elsewhere")
+    try:
+        reading = reader.refresh_now()
+        assert reading is not None and not reading.up
+        text = exposition(reader)
+        assert sample(text, "urnn_jobs_database_up") == 0.0
+        assert sample(text, "urnn_jobs", '{status="failed"}') == 1.0  # the last good read
+    finally:
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE jobs_elsewhere RENAME TO jobs")
+
+
+def test_a_missing_sqlite_job_database_exposes_nothing_and_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "jobs.db"
+    reader = JobStatusReader(f"sqlite:///{path}")
+    assert reader.latest() is None and reader.refresh_now() is None
+    assert "urnn_job" not in exposition(reader)
+    assert not path.exists()
+
+
+def test_a_scrape_never_waits_for_the_read(db: Database, settings: Settings) -> None:
+    """`latest` hands back the last reading at once and reads in a thread when it is stale."""
+    now = [0.0]
+    reader = JobStatusReader(settings.resolved_database_url(), ttl=10.0, clock=lambda: now[0])
+    assert reader.latest() is None  # nothing read yet: the read has started
+    reader.wait(10)
+    first = reader.latest()
+    assert first is not None and first.summary is not None
+    assert first.summary.counts["failed"] == 0
+    run_to_end(db, "failed")
+    assert reader.latest() is first  # within ttl: no new read
+    now[0] = 11.0
+    assert reader.latest() is first  # stale: answered at once, refreshed behind it
+    reader.wait(10)
+    second = reader.latest()
+    assert second is not None and second.summary is not None
+    assert second.summary.counts["failed"] == 1
+
+
+@pytest.fixture
+def client(db: Database, settings: Settings) -> Iterator[TestClient]:
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(settings, loader=NoModels())) as test_client:
+        yield test_client
+
+
+def test_the_service_exposes_the_queue_on_metrics(client: TestClient, db: Database) -> None:
+    run_to_end(db, "failed")
+    deadline = time.monotonic() + 10
+    while True:  # the first scrape starts the read, a later one shows it
+        text = client.get("/metrics").text
+        if sample(text, "urnn_jobs", '{status="failed"}') is not None or (
+            time.monotonic() > deadline
+        ):
+            break
+        time.sleep(0.05)
+    assert sample(text, "urnn_jobs", '{status="failed"}') == 1.0
+    assert sample(text, "urnn_jobs_database_up") == 1.0
