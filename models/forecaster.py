@@ -505,11 +505,16 @@ def scale_gaps(quantiles: Tensor, gap_scale: Tensor, median_index: int) -> Tenso
     return torch.cat([below, median, above], dim=-1)
 
 
-def _level_quantile(ratio: Tensor, level: float, per_step: bool) -> Tensor:
-    """The `level` quantile of ratio (N, H): per column (H,), or one pooled value for all."""
-    if per_step:
-        return torch.quantile(ratio, level, dim=0)
-    return torch.quantile(ratio.reshape(-1), level).expand(ratio.shape[1])
+def _level_quantile(ratio: Tensor, level: float, min_windows: int) -> Tensor:
+    """The `level` quantile of ratio (N, H) over its non-NaN entries (NaN: a window that says
+    nothing): per column (H,) where every column holds at least `min_windows` of them, else
+    one value pooled over all columns; 1 (no change) where none is left."""
+    counts = (~ratio.isnan()).sum(dim=0)
+    if int(counts.min()) >= min_windows:
+        return torch.nanquantile(ratio, level, dim=0)
+    if int(counts.sum()) == 0:
+        return torch.ones(ratio.shape[1], dtype=ratio.dtype)
+    return torch.nanquantile(ratio.reshape(-1), level).expand(ratio.shape[1])
 
 
 class Forecaster(nn.Module, ABC):
@@ -602,6 +607,13 @@ class Forecaster(nn.Module, ABC):
         horizon step when there are at least `min_windows` windows, else pooled over steps.
         Multipliers are clamped to [GAP_SCALE_MIN, GAP_SCALE_MAX] (0.05, 20) so that one odd
         window cannot collapse or blow up an interval.
+
+        A window whose gap is zero (a flat look-back under instance normalisation is forecast
+        as its level, every quantile; 48 quiet hours of intermittent demand) says nothing about
+        the multiplier, which leaves its interval [level, level] whatever it is: it is left out
+        of that gap's fit. Kept in, its ratio was 0 / 1e-12 or a sale / 1e-12, and such windows
+        pulled every other window's multiplier toward the 0.05 or the 20 clamp. A gap that is
+        zero in every window keeps its multiplier at 1.
         """
         c = self.config
         if quantiles.shape[1:] != (c.horizon, len(c.quantiles)) or target.shape != (
@@ -614,8 +626,9 @@ class Forecaster(nn.Module, ABC):
             )
         q = quantiles.double()
         y = target.double()
-        gaps = q.diff(dim=-1).clamp_min(1e-12)  # (N, H, Q - 1)
-        per_step = q.shape[0] >= min_windows
+        gaps = q.diff(dim=-1)  # (N, H, Q - 1)
+        informative = gaps > 0
+        gaps = torch.where(informative, gaps, 1.0)
         levels = torch.tensor(c.quantiles, dtype=torch.float64)
         scale = torch.ones(c.horizon, len(c.quantiles) - 1, dtype=torch.float64)
         m = c.median_index
@@ -624,13 +637,15 @@ class Forecaster(nn.Module, ABC):
         # outer gaps are then fitted against the inner quantiles as inference will put them.
         for k in range(m + 1, len(c.quantiles)):  # above the median: gap k - 1
             ratio = (y - calibrated[..., k - 1]) / gaps[..., k - 1]
-            scale[:, k - 1] = _level_quantile(ratio, float(levels[k]), per_step).clamp(
+            ratio = ratio.where(informative[..., k - 1], torch.nan)
+            scale[:, k - 1] = _level_quantile(ratio, float(levels[k]), min_windows).clamp(
                 GAP_SCALE_MIN, GAP_SCALE_MAX
             )
             calibrated[..., k] = calibrated[..., k - 1] + scale[:, k - 1] * gaps[..., k - 1]
         for k in range(m - 1, -1, -1):  # below the median: gap k
             ratio = (calibrated[..., k + 1] - y) / gaps[..., k]
-            scale[:, k] = _level_quantile(ratio, 1.0 - float(levels[k]), per_step).clamp(
+            ratio = ratio.where(informative[..., k], torch.nan)
+            scale[:, k] = _level_quantile(ratio, 1.0 - float(levels[k]), min_windows).clamp(
                 GAP_SCALE_MIN, GAP_SCALE_MAX
             )
             calibrated[..., k] = calibrated[..., k + 1] - scale[:, k] * gaps[..., k]

@@ -572,6 +572,40 @@ def test_calibrate_gaps_brings_each_quantile_to_its_nominal_level_and_keeps_the_
     assert abs(float(before[0]) - 0.05) > 0.05  # the uncalibrated lower tail was far off
 
 
+def test_calibrate_gaps_leaves_out_windows_with_no_spread() -> None:
+    """Intermittent demand: 40 % of the held-out windows have a flat look-back, forecast as its
+    level with every gap zero; after 30 % of them a sale comes. Those windows say nothing about
+    the multipliers (their interval stays [level, level]); kept in, their ratios (a sale / 1e-12
+    or 0) set the upper multiplier to the 20 clamp for every other window. The fit must equal
+    the one on the windows with a spread alone, and bring those to their nominal levels."""
+    quantiles = (0.1, 0.5, 0.9)
+    config = ForecasterConfig(kind="repeat_last", lookback=L, horizon=H, quantiles=quantiles)
+    g = torch.Generator().manual_seed(0)
+    wrong = torch.tensor([-0.5, 0.0, 3.0], dtype=torch.float64)  # truth: +-1.2816 (N(0, 1))
+
+    def spread(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        centre = 10.0 * torch.randn(n, H, 1, generator=g, dtype=torch.float64)
+        return centre + wrong, centre[..., 0] + torch.randn(n, H, generator=g, dtype=torch.float64)
+
+    pred, y = spread(3000)
+    n_flat = 2000
+    flat = torch.zeros(n_flat, H, len(quantiles), dtype=torch.float64)  # quiet: every quantile 0
+    sale = (torch.rand(n_flat, H, generator=g) < 0.3).double() * 5.0
+    alone = build_forecaster(config)
+    alone.calibrate_gaps(pred, y)
+    mixed = build_forecaster(config)
+    mixed.calibrate_gaps(torch.cat([pred, flat]), torch.cat([y, sale]))
+    torch.testing.assert_close(mixed.gap_scale, alone.gap_scale)
+    fresh, y_fresh = spread(20000)
+    calibrated = scale_gaps(fresh, mixed.gap_scale.double(), config.median_index)
+    levels = (y_fresh.unsqueeze(-1) <= calibrated).double().mean(dim=(0, 1))
+    for level, nominal in zip(levels.tolist(), quantiles, strict=True):
+        assert abs(level - nominal) < 0.02, (level, nominal)
+    everywhere_flat = build_forecaster(config)
+    everywhere_flat.calibrate_gaps(flat, sale)  # nothing to fit from: left uncalibrated
+    assert torch.equal(everywhere_flat.gap_scale, torch.ones(H, len(quantiles) - 1))
+
+
 def test_gap_scale_round_trips_and_old_checkpoints_load_uncalibrated(tmp_path: Path) -> None:
     config = config_for("urnn")
     model = built(config)
