@@ -16,6 +16,10 @@ quantiles. Definitions (e = forecast - actual, means over every scored value):
 - pinball loss at quantile q = mean max(q (y - f_q), (q - 1) (y - f_q)).
 - coverage of each symmetric pair (q, 1 - q), q < 0.5: the share of actuals inside
   [f_q, f_{1-q}], to compare with the nominal 1 - 2q.
+- below of each quantile q (`below_q<level>`): the share of actuals at or below f_q, to compare
+  with q itself. It says which side an interval misses on, and it is the only calibration
+  figure of a set with no symmetric pair (0.5, 0.9, 0.99: a user who plans stock on q0.9
+  had no way to see whether 90 % of the actuals fell below it).
 
 Tables (`metric_tables`) take a tidy frame of forecasts, one row per (series, origin, step),
 with columns `series`, `step`, `actual`, `point`, one `q<level>` column per quantile and
@@ -142,6 +146,11 @@ def coverage_column(lo: float, hi: float) -> str:
     return f"coverage_{lo:g}_{hi:g}"
 
 
+def below_column(q: float) -> str:
+    """The tables' column of the share of actuals at or below quantile q: `below_q0.9`."""
+    return f"below_{quantile_column(q)}"
+
+
 @dataclass(frozen=True)
 class MetricTables:
     overall: pd.DataFrame  # one row, index ["all"]
@@ -237,6 +246,9 @@ def metric_tables(forecasts: pd.DataFrame, quantiles: Sequence[float]) -> Metric
         lower = forecasts[quantile_column(lo)].to_numpy(dtype=np.float64)
         upper = forecasts[quantile_column(hi)].to_numpy(dtype=np.float64)
         terms[coverage_column(lo, hi)] = ((lower <= a) & (a <= upper)).astype(np.float64)
+    for q in quantiles:
+        forecast = forecasts[quantile_column(q)].to_numpy(dtype=np.float64)
+        terms[below_column(q)] = (a <= forecast).astype(np.float64)
 
     values = terms.drop(columns=["series", "step"])
     overall = _summarise(values.assign(group="all"), "group").rename_axis(None)

@@ -96,6 +96,34 @@ def test_tables_by_step_and_by_series() -> None:
     assert list(by_step.columns[:4]) == ["n", "mae", "mse", "rmse"]
 
 
+def test_each_quantile_level_is_measured_by_the_share_of_actuals_below_it() -> None:
+    """An asymmetric set (0.5, 0.9, 0.99) has no symmetric pair, so no coverage column: the
+    tables gave its user no calibration figure at all. `below_q<level>` is the share of
+    actuals at or below that quantile's forecast, per step, per series and overall."""
+    frame = pd.DataFrame(
+        {
+            "series": ["a"] * 4 + ["b"] * 4,
+            "step": [1, 2, 1, 2] * 2,
+            "actual": [1.0, 5.0, 2.0, 9.0, 0.0, 0.0, 3.0, 1.0],
+            "point": [2.0, 2.0, 2.0, 2.0, 0.0, 1.0, 1.0, 1.0],
+            "q0.5": [2.0, 2.0, 2.0, 2.0, 0.0, 1.0, 1.0, 1.0],
+            "q0.9": [4.0, 4.0, 4.0, 4.0, 1.0, 2.0, 2.0, 2.0],
+            "q0.99": [6.0, 6.0, 6.0, 6.0, 2.0, 3.0, 3.0, 3.0],
+            "mase_scale": [1.0] * 8,
+        }
+    )
+    tables = metric_tables(frame, (0.5, 0.9, 0.99))
+    overall = tables.overall.loc["all"]
+    assert not [c for c in tables.overall.columns if c.startswith("coverage")]
+    # actual <= q0.5: 1<=2, 2<=2 (a); 0<=0, 0<=1, 1<=1 (b); 5, 9, 3 above: 5 of 8
+    assert overall["below_q0.5"] == 5 / 8
+    assert overall["below_q0.9"] == 5 / 8  # 5 > 4, 9 > 4 and 3 > 2 above
+    assert overall["below_q0.99"] == 7 / 8  # only 9 > 6
+    assert tables.by_series.loc["a", "below_q0.9"] == 2 / 4
+    assert tables.by_series.loc["b", "below_q0.9"] == 3 / 4
+    assert tables.by_step.loc[2, "below_q0.99"] == 3 / 4  # step 2: 5, 9, 0, 1 vs 6, 6, 3, 3
+
+
 def test_the_overall_mase_says_which_series_it_leaves_out() -> None:
     """A constant training span has no seasonal-naive error: its MASE is NaN, and the overall
     MASE is a mean over the other series, said rather than silent."""
