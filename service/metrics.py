@@ -174,6 +174,15 @@ class ServiceMetrics:
             ["model_version"],
             registry=r,
         )
+        self.realised_nominal = Gauge(
+            "urnn_realised_interval_nominal",
+            "Nominal coverage of the outermost trained interval of each version that has "
+            "served (highest minus lowest quantile level: 0.8 for 0.1..0.9, 0.49 for "
+            "0.5..0.99), what hits / points should sit near.",
+            ["model_version"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.realised_evicted = Counter(
             "urnn_realised_evicted",
             "Forecasts dropped unscored from the realised-error cache, the oldest when it holds "
@@ -254,13 +263,18 @@ class ServiceMetrics:
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
 
-    def start_version(self, version: str) -> None:
+    def start_version(self, version: str, quantiles: tuple[float, ...]) -> None:
         """The counters by model version, at 0 when the version starts serving: created at
         their first increment, the first scrape's counts never reach rate() or increase(),
-        which skewed coverage (hits / points) over a window by all that came before it."""
+        which skewed coverage (hits / points) over a window by all that came before it. And
+        the nominal coverage of its outermost interval (`quantiles`: its trained levels), which
+        the coverage alert compares with: a fixed 0.6 fired for ever on a model trained with
+        --quantiles 0.5,0.9,0.99 (nominal 0.49) or 0.25,0.5,0.75 (0.5), however well calibrated."""
         for family in (self.forecast_series, self.realised_points, self.realised_hits):
             family.labels(model_version=version)
         self.realised_mae.labels(model_version=version)
+        nominal = round(quantiles[-1] - quantiles[0], 12)  # 0.8, not 0.8000000000000002
+        self.realised_nominal.labels(model_version=version).set(nominal)
 
     def render(self) -> bytes:
         """The text exposition of /metrics; merged over worker processes in multiprocess mode

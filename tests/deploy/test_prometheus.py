@@ -63,3 +63,12 @@ def test_the_job_alerts_fire_on_a_failed_retrain_a_stuck_queue_and_an_unreadable
     gauges of /metrics (service/job_status.py) feed UrnnRetrainingFailed (until a later job
     succeeds), UrnnJobsNotPickedUp and UrnnJobDatabaseUnreadable."""
     _promtool_passes("test", "rules", str(Path(__file__).with_name("job_alert_rules_test.yml")))
+
+
+def test_the_coverage_alert_reads_each_versions_own_nominal_level() -> None:
+    """UrnnIntervalCoverageLow compared every version with 0.6, so one trained with
+    --quantiles 0.5,0.9,0.99 (outermost interval 0.5..0.99, nominal 0.49) alerted for ever
+    however well calibrated; it now fires 0.2 below urnn_realised_interval_nominal."""
+    _promtool_passes(
+        "test", "rules", str(Path(__file__).with_name("coverage_alert_rules_test.yml"))
+    )

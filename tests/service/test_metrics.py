@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.metrics import ServiceMetrics
 from tests.service.conftest import Registry, history, metric_value
 
 EXPECTED = {
@@ -28,6 +29,7 @@ EXPECTED = {
     "urnn_realised_mae",
     "urnn_realised_points",
     "urnn_realised_interval_hits",
+    "urnn_realised_interval_nominal",
 }
 
 
@@ -128,6 +130,20 @@ def test_realised_error_when_a_later_history_covers_an_earlier_forecast(
     client.post("/forecast", json={"series": [history(frame, "pump-9", stop=200)]})
     assert metric_value(client, "urnn_realised_points_total", model_version="1") == 5.0
     assert metric_value(client, "urnn_realised_cache_series") == 2.0
+
+
+def test_each_version_exports_the_nominal_coverage_its_hits_are_read_against(
+    client: TestClient,
+) -> None:
+    """UrnnIntervalCoverageLow compares hits / points with the version's own nominal level:
+    a fixed 0.6 fired for ever on a model trained with --quantiles 0.5,0.9,0.99 (0.49)."""
+    assert metric_value(client, "urnn_realised_interval_nominal", model_version="1") == 0.8
+    metrics = ServiceMetrics()
+    metrics.start_version("7", (0.5, 0.9, 0.99))
+    nominal = metrics.registry.get_sample_value(
+        "urnn_realised_interval_nominal", {"model_version": "7"}
+    )
+    assert nominal == 0.49
 
 
 def test_cache_is_bounded(client_for: Callable[..., TestClient], registry: Registry) -> None:
