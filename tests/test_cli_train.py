@@ -1225,6 +1225,9 @@ def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so
     )
     assert code == 0, err
     assert f"Backtest of {folder} (urnn, lookback 24, horizon 6)" in out
+    # its intervals were never calibrated (a fit calibrates them once it ends): said
+    assert "this is a checkpoint of an interrupted fit (best epoch" in out
+    assert "its intervals were never calibrated on validation" in out
     model = json.loads((saved / "backtest.json").read_text())["model"]
     assert model["folder"] == str(folder.resolve()) and model["complete"] is False
     assert model["best_epoch"] in (1, 2, 3)

@@ -2317,7 +2317,12 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from training.backtest import BacktestConfig, backtest, write_backtest_tables
+    from training.backtest import (
+        BacktestConfig,
+        backtest,
+        uncalibrated_note,
+        write_backtest_tables,
+    )
     from training.data import LoadConfig, channels_as_series, header_columns, load_data
     from training.fit import FitConfig
     from training.metrics import filled_note, unscaled_note
@@ -2474,6 +2479,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             "scaled by the seasonal naive of "
             f"{season.describe()}"
         )
+        if not args.refit and (note := uncalibrated_note(meta, c.quantiles)):
+            print(note)
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))
         for note in (unscaled_note(result.forecasts), filled_note(result.forecasts)):

@@ -556,3 +556,17 @@ def test_a_backtest_of_many_forecast_rows_says_so_and_the_step_that_bounds_it(
     assert bt.backtest_size_lines(splits, H, BacktestConfig(step=step)) == []
     assert bt.backtest_size_lines(splits, H, BacktestConfig(step=step - 1)) != []  # smallest
     assert bt.backtest_size_lines(splits, H, BacktestConfig(n_windows=5)) == []
+
+
+def test_a_checkpoint_of_an_interrupted_fit_is_said_to_have_uncalibrated_intervals() -> None:
+    """A fit writes its best weights at every improving epoch and calibrates the intervals only
+    once it ends: `urnn backtest` of the checkpoint of a killed run scored ETTh1's 0.1..0.9
+    interval at 0.65 coverage (the finished model's: 0.78) and said nothing of why."""
+    from training.backtest import uncalibrated_note
+
+    note = uncalibrated_note({"complete": False, "best_epoch": 2}, (0.1, 0.5, 0.9))
+    assert note.startswith("this is a checkpoint of an interrupted fit (best epoch 2): its ")
+    assert "never calibrated on validation" in note
+    assert uncalibrated_note({"complete": True, "best_epoch": 2}, (0.1, 0.5, 0.9)) == ""
+    assert uncalibrated_note({}, (0.1, 0.5, 0.9)) == ""  # a registered model: calibrated
+    assert uncalibrated_note({"complete": False}, (0.5,)) == ""  # no interval to calibrate
