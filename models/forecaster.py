@@ -403,6 +403,17 @@ def new_model_problem(config: ForecasterConfig) -> str | None:
             f"quantiles must hold at most {MAX_QUANTILES} levels (every percentile), got "
             f"{len(config.quantiles):,}"
         )
+    # The backtest's tables and forecasts.parquet and the pyfunc's answer name a level's column
+    # q<level> with 6 significant digits (training.metrics.quantile_column): 0.9 and 0.9000001
+    # were both q0.9, and one of the two levels vanished from every table and answer.
+    names = [f"{q:g}" for q in config.quantiles]
+    for a, b in itertools.pairwise(range(len(names))):
+        if names[a] == names[b]:
+            return (
+                f"quantiles {config.quantiles[a]!r} and {config.quantiles[b]!r} are both named "
+                f"q{names[a]} in the backtest tables and the pyfunc's columns (6 significant "
+                "digits); give levels that differ within 6 significant digits"
+            )
     return None
 
 

@@ -664,6 +664,21 @@ def test_a_stored_config_with_many_quantile_levels_still_loads() -> None:
     assert new_model_problem(replace(config, quantiles=(0.1, 0.5, 0.9))) is None
 
 
+def test_levels_that_would_share_one_column_name_are_refused_for_a_new_model() -> None:
+    """0.9 and 0.9000001 were both `q0.9` in the backtest tables and the pyfunc's answer:
+    one level silently vanished from both."""
+    from models.forecaster import new_model_problem
+
+    config = ForecasterConfig(kind="linear", lookback=L, horizon=H, quantiles=(0.1, 0.5, 0.9))
+    close = replace(config, quantiles=(0.1, 0.5, 0.9, 0.9000001))
+    assert new_model_problem(close) == (
+        "quantiles 0.9 and 0.9000001 are both named q0.9 in the backtest tables and the "
+        "pyfunc's columns (6 significant digits); give levels that differ within 6 significant "
+        "digits"
+    )
+    assert new_model_problem(replace(config, quantiles=(0.1, 0.5, 0.9, 0.900001))) is None
+
+
 @pytest.mark.parametrize("kind", [k for k in FORECASTER_KINDS if k != "urnn-stream"])
 def test_a_flat_look_back_is_forecast_as_its_level_exactly(kind: ForecasterKind) -> None:
     """48 hours without a sale: every quantile is the look-back's level, not the level plus the
