@@ -787,6 +787,11 @@ SCALER_SCOPES: tuple[ScalerScope, ...] = ("series", "global")
 GLOBAL = "*"  # the key of the one set of statistics of a "global" scaler
 # A train std this small relative to the mean is a constant column: dividing by it would blow
 # rounding noise up to huge values, so such a column is only centred (scale 1), as sklearn does.
+# Relative to the values' own size only (no floor at 1): a current logged in amperes (27 pA as
+# 2.7e-11, varying by 7e-12) is a moving series, not rounding noise, and with an absolute floor
+# it was left unscaled, every window then flat to the model (a level-only forecast) and the
+# report calling the target constant. The rounding noise of one repeated value is below
+# 1e-15 of it, whatever its size.
 CONSTANT_TOLERANCE = 1e-10
 
 
@@ -944,7 +949,7 @@ def _column_scales(train: pd.DataFrame) -> dict[str, ColumnScale]:
 
 
 def _is_constant(std: float, mean: float) -> bool:
-    return std <= CONSTANT_TOLERANCE * max(1.0, abs(mean))
+    return std <= CONSTANT_TOLERANCE * abs(mean)
 
 
 def constant_in_training(

@@ -191,6 +191,23 @@ def test_constant_train_column_is_only_centred() -> None:
     assert np.isfinite(scaler.transform("s", frame).to_numpy()).all()
 
 
+@pytest.mark.parametrize("unit", [1e-11, 1e-15])
+def test_a_series_in_tiny_units_is_scaled_as_in_its_usual_ones(unit: float) -> None:
+    """A current logged in amperes (~27 pA as 2.7e-11, varying by 7e-12) was called constant
+    by an absolute tolerance (std <= 1e-10): left unscaled, every window then looked flat to
+    the model, and the report said the target never moves. Scaling is unit-free now."""
+    frame = frame_of(200)
+    splits = splits_of({"s": frame}, SplitConfig(lookback=5))
+    tiny = splits_of({"s": frame * unit}, SplitConfig(lookback=5))
+    scaled = StandardScaler.fit(splits).transform("s", frame)
+    scaled_tiny = StandardScaler.fit(tiny).transform("s", frame * unit)
+    np.testing.assert_allclose(scaled_tiny.to_numpy(), scaled.to_numpy(), rtol=1e-9, atol=1e-9)
+    assert constant_in_training(tiny) == {}
+    stuck = frame * unit
+    stuck["x"] = 2.7e-11  # a stuck sensor in these units is still one value
+    assert constant_in_training(splits_of({"s": stuck}, SplitConfig(lookback=5))) == {"x": ["s"]}
+
+
 def test_columns_constant_over_a_training_span_are_named_in_the_report() -> None:
     """A stuck sensor was centred and left unscaled without a word; a target that never moves
     only showed as a NaN MASE. Both are named, by the scaler's own test, where the pipeline's
