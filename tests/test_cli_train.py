@@ -919,6 +919,32 @@ def test_backtest_refuses_data_at_another_frequency_than_the_models(
     assert "Overall:" in out
 
 
+def test_score_tables_show_scores_of_series_in_small_units(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A series logged in micro-units (a temperature in MK, ETTh1 OT x 1e-6) printed every
+    absolute score as 0.0000 in urnn train's and urnn backtest's tables (MAE 3.0e-6): a table
+    that read as a perfect fit. Scores outside the usual range print significant digits."""
+    path = tmp_path / "micro.csv"
+    frame = seasonal_frame(600)
+    frame["y"] = frame["y"] * 1e-6
+    frame.to_csv(path)
+    result = tmp_path / "result.json"
+    argv = ["train", "--data", str(path), "--target", "y", *TINY, "--result-json", str(result)]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    mae = json.loads(result.read_text())["scores"]["mae"]
+    assert 0 < mae < 1e-4
+    header, row = out.split("Backtest (test span, original units):\n")[1].splitlines()[:2]
+    shown_mae = row.split()[header.split().index("mae") + 1]  # + 1: the row's label
+    assert shown_mae == f"{mae:.4g}"
+    code, again, err = run_cli(["backtest", "--data", str(path)], settings, capsys)
+    assert code == 0, err
+    header, row = again.split("Overall:\n")[1].splitlines()[:2]
+    shown_mae = row.split()[header.split().index("mae") + 1]  # its own origins: another MAE
+    assert re.fullmatch(r"\d\.\d{3}e-0[56]", shown_mae), row
+
+
 def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     csv: Path,
     settings: Settings,

@@ -44,6 +44,17 @@ class MetricError(ValueError):
     """Arrays that cannot be scored together (shapes differ, too short a history)."""
 
 
+def score_text(value: float) -> str:
+    """A score as the report tables print it: four decimals in the usual range, significant
+    digits outside it. Scores are in the data's units, and a fixed '.4f' printed every
+    absolute score of a series logged in kilo- or micro-units (ETTh1 OT x 1e-6: MAE 3.0e-6)
+    as 0.0000, and the sMAPE of a series on a large level (OT + 1e7: 3.0e-5 %) too, so a
+    table read as a perfect fit; values of 1e7 and more (MSE in watts) as long digit runs."""
+    if not math.isfinite(value) or value == 0 or 1e-3 <= abs(value) < 1e7:
+        return f"{value:.4f}"
+    return f"{value:.4g}"
+
+
 def _pair(actual: np.ndarray, forecast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a, f = np.asarray(actual, dtype=np.float64), np.asarray(forecast, dtype=np.float64)
     if a.shape != f.shape:

@@ -2184,9 +2184,11 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         return _fail("train", error)
     import pandas as pd
 
+    from training.metrics import score_text
+
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print("\nBacktest (test span, original units):")
-        print(result.tables["overall"].to_string(float_format=lambda v: f"{v:.4f}"))
+        print(result.tables["overall"].to_string(float_format=score_text))
     print(f"MASE scaled by the seasonal naive forecast of {result.mase_season}")
     if result.mase_note:
         print(result.mase_note)
@@ -2198,7 +2200,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"\nrun {result.run_id}: {result.epochs} epoch(s), best epoch {result.best_epoch}")
     if result.decoder_scores:
-        scores = ", ".join(f"{k} {v:.4f}" for k, v in result.decoder_scores.items())
+        scores = ", ".join(f"{k} {score_text(v)}" for k, v in result.decoder_scores.items())
         print(f"decoder {result.decoder}, chosen on validation (best val score of each: {scores})")
     if result.version is not None:
         print(f"registered {result.registered_name} version {result.version} (alias challenger)")
@@ -2325,7 +2327,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     )
     from training.data import LoadConfig, channels_as_series, header_columns, load_data
     from training.fit import FitConfig
-    from training.metrics import filled_note, unscaled_note
+    from training.metrics import filled_note, score_text, unscaled_note
     from training.paper_benchmark import resolve_device
     from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
@@ -2468,7 +2470,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     )
     for line in result.dropped:
         print(line)
-    fmt = "{:.4f}".format
+    fmt = score_text
     with pd.option_context("display.width", 140, "display.max_columns", 20):
         pinned = f"{said}; " if (said := source.describe()) else ""
         print(
