@@ -31,6 +31,7 @@ from training.pipeline import (
     TrainConfig,
     TrainResult,
     floors_at_zero,
+    negative_targets,
     non_negative_lines,
     shared_levels,
     train_pipeline,
@@ -491,6 +492,35 @@ def test_auto_floor_reads_observed_values_only_not_the_test_span_through_a_fill(
     data_val = SimpleNamespace(target="y", filled={"s": filled})
     splits_val = {"s": split_series(observed, plan)}
     assert not floors_at_zero("auto", urnn, splits_val, data_val)  # type: ignore[arg-type]
+
+
+def test_the_report_names_the_negative_values_that_turned_the_floor_off() -> None:
+    """One sensor glitch of -1e6 among 3,200 temperature readings turns "auto"'s floor off;
+    the line said only "its training or validation span holds negative values", with nothing
+    to find the value by. It now counts them, names the first, and for a few says what to do;
+    a target that is negative throughout gets the count without the glitch hint."""
+    frame = seasonal_frame(200, level=4.0)  # 4 +- 3: never negative
+    plan = plan_split(len(frame), "h", SplitConfig(lookback=LOOKBACK))
+    glitch = frame.copy()
+    glitch.iloc[10, 0] = -1e6
+    urnn = ForecasterConfig(lookback=LOOKBACK, horizon=HORIZON)
+    data = SimpleNamespace(target="y", filled={})
+    splits = {"s": split_series(glitch, plan)}
+    assert not floors_at_zero("auto", urnn, splits, data)  # type: ignore[arg-type]
+    negatives = negative_targets(splits, data)  # type: ignore[arg-type]
+    observed = len(plan.train) + len(plan.val)
+    (line,) = non_negative_lines("auto", urnn, "y", negatives=negatives)
+    assert line == (
+        "forecasts of 'y' are not floored at 0: its training and validation spans hold "
+        f"1 negative value of {observed:,} observed (series 's' at {frame.index[10]}, -1e+06); "
+        "if they are glitches, fix the data or pass --non-negative on"
+    )
+    below = negative_targets({"s": split_series(-frame, plan)}, data)  # type: ignore[arg-type]
+    (line,) = non_negative_lines("auto", urnn, "y", negatives=below)
+    assert line.endswith(
+        f"hold {observed:,} negative values of {observed:,} observed (the first: series 's' "
+        f"at {frame.index[0]}, {-float(frame['y'].iloc[0]):.6g})"
+    )
 
 
 def test_the_report_names_a_floor_the_model_config_asked_for_not_the_data() -> None:
