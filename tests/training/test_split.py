@@ -208,6 +208,22 @@ def test_a_series_in_tiny_units_is_scaled_as_in_its_usual_ones(unit: float) -> N
     assert constant_in_training(splits_of({"s": stuck}, SplitConfig(lookback=5))) == {"x": ["s"]}
 
 
+def test_a_series_on_a_large_level_is_scaled_as_its_variation_asks() -> None:
+    """A meter reading on a large level (ETTh1 OT + 1e12: std 8e-12 of the level, held to 1e-4
+    by float64) was called constant by a tolerance of 1e-10 of the mean, left unscaled, and the
+    report said the target never moves."""
+    frame = frame_of(200)
+    splits = splits_of({"s": frame}, SplitConfig(lookback=5))
+    high = splits_of({"s": frame + 1e12}, SplitConfig(lookback=5))
+    scaled = StandardScaler.fit(splits).transform("s", frame)
+    scaled_high = StandardScaler.fit(high).transform("s", frame + 1e12)
+    np.testing.assert_allclose(scaled_high.to_numpy(), scaled.to_numpy(), atol=1e-3)
+    assert constant_in_training(high) == {}
+    stuck = frame + 1e12
+    stuck["x"] = 1e12 + 0.1  # one repeated value on that level is still constant
+    assert constant_in_training(splits_of({"s": stuck}, SplitConfig(lookback=5))) == {"x": ["s"]}
+
+
 def test_columns_constant_over_a_training_span_are_named_in_the_report() -> None:
     """A stuck sensor was centred and left unscaled without a word; a target that never moves
     only showed as a NaN MASE. Both are named, by the scaler's own test, where the pipeline's
