@@ -1887,6 +1887,9 @@ def _numeric_values(
             if not pd.api.types.is_float_dtype(cells):
                 cast.append(f"{column} ({cells.dtype})")
             out[column] = cells.astype("float64")
+            rounded = _rounded_integers(cells, out[column])
+            if rounded:
+                report.add(source, "cast", rounded[0], f"column {column!r}: {rounded[1]}")
             continue
         if decimal == ",":
             flags = _true_false(cells)
@@ -1923,6 +1926,42 @@ def _numeric_values(
     if cast:
         report.add(source, "cast", len(cast), f"converted to float64: {', '.join(cast)}")
     return pd.DataFrame(out)
+
+
+# float64 holds every integer up to 2**53 exactly; above it, only every 2nd, 4th, ... one.
+EXACT_INTEGERS = 2**53
+
+
+def _rounded_integers(cells: pd.Series, floats: pd.Series) -> tuple[int, str] | None:
+    """An integer column whose values float64 cannot hold exactly (beyond 2**53: a cumulative
+    counter in nanojoules, a meter's raw reading on a large offset), as (count, what the data
+    report says); None when every value converted exactly. Such values are rounded to
+    float64's nearest, which moves the last digits the series varies by: the report names
+    it, with the way to keep them (the file's values are not changed further)."""
+    if not pd.api.types.is_integer_dtype(cells) or cells.empty:
+        return None
+    given = cells.dropna()
+    numbers = given.to_numpy()
+    converted = floats.loc[given.index].to_numpy(dtype=np.float64)
+    big = np.abs(converted) >= EXACT_INTEGERS  # below it, every integer converts exactly
+    if not big.any():
+        return None
+    held = np.abs(converted) < 2.0**63  # float64 -> int64 is exact there
+    back = np.where(held, converted, 0.0).astype(np.int64)
+    exact = held & (back.astype(object) == numbers.astype(object))
+    changed = big & ~exact
+    if not changed.any():
+        return None
+    first = int(np.argmax(changed))
+    read_as = str(int(back[first])) if held[first] else f"{converted[first]:.17g}"
+    step = int(np.spacing(np.abs(converted[first])))
+    return int(changed.sum()), (
+        f"{int(changed.sum()):,} of {len(numbers):,} integers lie beyond 2**53 "
+        f"({EXACT_INTEGERS:.3g}), where float64 holds integers only in steps of {step:,}, "
+        f"and were rounded to the nearest it holds (e.g. {numbers[first]} read as "
+        f"{read_as}); if the series varies in those last digits, subtract an offset (its "
+        "first value, say) from the column before training"
+    )
 
 
 def _number_hint(cell: object, decimal: str, sep: str | None) -> str:

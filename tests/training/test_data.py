@@ -76,6 +76,42 @@ def test_clean_wide_csv_is_read_unchanged(tmp_path: Path) -> None:
     assert any("converted to float64: x (int64)" in line for line in data.report_lines())
 
 
+def test_integers_beyond_float64s_exact_range_are_named_where_they_are_rounded(
+    tmp_path: Path,
+) -> None:
+    """A counter on a large offset (1e17 + PJM load in MW, int64 in Parquet or CSV) became
+    float64 multiples of 16 with only "converted to float64" said; the report now says
+    how many values were rounded, by what step, and what to do. Integers float64 holds
+    exactly (below 2**53, or multiples of 16 near 1e17) are read without the line."""
+    offset = 10**17
+    counts = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2020-01-01", periods=5, freq="h"),
+            "y": np.array([1596, 1517, 1490, 1600, 1544], dtype=np.int64) + offset,
+            "x": np.arange(5, dtype=np.int64) * 16 + offset,  # float64 holds these
+        }
+    )
+    path = tmp_path / "meter.parquet"
+    counts.to_parquet(path)
+    data = load_data(path, LoadConfig(target="y", covariates=("x",)))
+    (line,) = [line for line in data.report_lines() if "2**53" in line]
+    assert line == (
+        "meter.parquet: column 'y': 4 of 5 integers lie beyond 2**53 (9.01e+15), where float64 "
+        "holds integers only in steps of 16, and were rounded to the nearest it holds (e.g. "
+        "100000000000001596 read as 100000000000001600); if the series varies in those last "
+        "digits, subtract an offset (its first value, say) from the column before training"
+    )
+    csv = tmp_path / "meter.csv"
+    counts.to_csv(csv, index=False)
+    said = load_data(csv, LoadConfig(target="y", covariates=("x",))).report_lines()
+    assert [line.split(": ", 1)[1] for line in said if "2**53" in line] == [line.split(": ", 1)[1]]
+    small = counts.assign(y=counts["y"] - offset)
+    small.to_parquet(path)
+    assert not any(
+        "2**53" in line for line in load_data(path, LoadConfig(target="y")).report_lines()
+    )
+
+
 def test_parquet_reads_like_csv_and_zones_become_utc(tmp_path: Path) -> None:
     stamps = pd.date_range("2020-03-01", periods=4, freq="15min", tz="Europe/Berlin")
     frame = pd.DataFrame({"ts": stamps, "load": [1.0, 2.0, np.nan, 4.0]})
