@@ -945,6 +945,34 @@ def test_score_tables_show_scores_of_series_in_small_units(
     assert re.fullmatch(r"\d\.\d{3}e-0[56]", shown_mae), row
 
 
+def test_backtest_names_a_spike_that_widens_the_mase_scale(
+    csv: Path, tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """urnn backtest of a model on a file with one glitch of 1e6 in its training span printed
+    the same forecasts' MASE 300 times lower (ETTh1 OT: 0.0042 where it is 1.32) with nothing
+    said; urnn train names such values, and the backtest now does too, beside the table."""
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--backtest-windows", "2"]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    glitch = tmp_path / "glitch.csv"
+    frame = seasonal_frame(600)
+    frame.iloc[100, 0] = 1e6
+    frame.to_csv(glitch)
+    code, out, err = run_cli(["backtest", "--data", str(glitch)], settings, capsys)
+    assert code == 0, err
+    table_end = out.index("Overall:")
+    note = (
+        f"target 'y' has training values more than 15 robust standard deviations (1.4826 x MAD) "
+        f"from its series' median: series 'glitch': 1 (first at {frame.index[100]}: 1e+06). "
+        "The MASE scale is read from the training span, and spikes or unit errors widen it: "
+        "every MASE reads better than it is; check the data, or compare models on MAE"
+    )
+    assert out.index(note) > table_end
+    code, out, err = run_cli(["backtest", "--data", str(csv)], settings, capsys)
+    assert code == 0, err
+    assert "robust standard deviations" not in out
+
+
 def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     csv: Path,
     settings: Settings,

@@ -2329,9 +2329,10 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.fit import FitConfig
     from training.metrics import filled_note, score_text, unscaled_note
     from training.paper_benchmark import resolve_device
+    from training.pipeline import spike_lines
     from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
-    from training.split import SplitConfig, shortest_train_span
+    from training.split import SplitConfig, shortest_train_span, split_data
     from training.validation import SeriesTooShortError, same_frequency
     from urnn_forecast import __version__
     from urnn_forecast.tracking import check_tracking_server, check_tracking_store
@@ -2470,6 +2471,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     )
     for line in result.dropped:
         print(line)
+    # a spike in the training span widens the MASE scale the table divides by: said beside it
+    splits = split_data(data, dataclasses.replace(split, horizon=c.horizon))
+    spikes = spike_lines(splits, data.target, learnt=args.refit)
     fmt = score_text
     with pd.option_context("display.width", 140, "display.max_columns", 20):
         pinned = f"{said}; " if (said := source.describe()) else ""
@@ -2485,7 +2489,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             print(note)
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))
-        for note in (unscaled_note(result.forecasts), filled_note(result.forecasts)):
+        for note in (unscaled_note(result.forecasts), filled_note(result.forecasts), *spikes):
             if note:
                 print(note)
         heading, shown_series = series_table_shown(result.tables.by_series, bool(args.output))
@@ -2528,7 +2532,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             "package_version": __version__,
         }
         (out / "backtest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        (out / "data_report.txt").write_text("\n".join(data.report_lines()) + "\n")
+        (out / "data_report.txt").write_text("\n".join([*data.report_lines(), *spikes]) + "\n")
         print(
             f"\ntables, forecasts, plots, data_report.txt and backtest.json (what was scored) "
             f"written to {out}"
