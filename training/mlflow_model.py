@@ -135,11 +135,15 @@ def window_scores(rows: np.ndarray) -> np.ndarray:
     series is always far from a whole year's histogram (the training span of ETTh1 scored
     against its own reference: PSI 3.6 at the median over 20,000-value windows; the alert's
     threshold is 0.2), so the drift gauge read "shifted" on the data the model was trained
-    on. Normalised per window, as the network reads them, the same windows score 0.05."""
+    on. Normalised per window, as the network reads them, the same windows score 0.05.
+
+    "Rounding noise" is relative to the window's own size only: with a floor at 1 (std above
+    1e-12 x (1 + |mean|)) a current logged in amperes (ETTh1 OT x 1e-13) was all "flat", every
+    window scored zeros and the drift gauge read 0 whatever came in."""
     rows = np.asarray(rows, dtype=np.float64)
     mean = rows.mean(axis=-1, keepdims=True)
     std = rows.std(axis=-1, keepdims=True)
-    spread = std > 1e-12 * (1.0 + np.abs(mean))
+    spread = (std > 0) & (std > 1e-12 * np.abs(mean))
     return np.where(spread, (rows - mean) / np.where(spread, std, 1.0), 0.0)
 
 

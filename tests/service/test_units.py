@@ -409,6 +409,17 @@ def test_drift_scores_each_window_whole_before_keeping_the_newest_values() -> No
     np.testing.assert_array_equal(window_scores(np.full((2, 5), 7.3)), np.zeros((2, 5)))
 
 
+@pytest.mark.parametrize("unit", [1e-13, 1e-20])
+def test_drift_scores_windows_of_tiny_units_as_in_usual_ones(unit: float) -> None:
+    """A window's spread was judged against 1e-12 x (1 + |mean|): in tiny units (a current in
+    amperes) every window was "flat", scored all zeros, and the drift gauge read 0 whatever
+    came in. A window is scored the same in any unit; one repeated value is still flat."""
+    rows = np.random.default_rng(3).normal(27.0, 7.0, size=(4, 96))
+    np.testing.assert_allclose(window_scores(rows * unit), window_scores(rows), atol=1e-9)
+    np.testing.assert_array_equal(window_scores(np.full((2, 5), 2.7e-11)), np.zeros((2, 5)))
+    np.testing.assert_array_equal(window_scores(np.zeros((2, 5))), np.zeros((2, 5)))
+
+
 def test_the_target_is_binned_per_window_and_an_older_models_reference_by_value() -> None:
     """A reference in the "window" space (the target of a model registered since the key)
     sees a daily cycle at any level as the training one; an older model's reference (no
