@@ -30,6 +30,7 @@ import pandas as pd
 from models.forecaster import (
     CHECKPOINT_CONFIG,
     FORECASTERS,
+    MIN_WINDOW_STD,
     Forecaster,
     ForecasterConfig,
     calendar_periods,
@@ -77,6 +78,7 @@ from training.registry import (
 )
 from training.seasonality import Season, mase_season, model_season
 from training.split import (
+    CONSTANT_TOLERANCE,
     HELD_OUT_METHODS,
     CutSeriesError,
     ScalerScope,
@@ -525,6 +527,7 @@ def train_pipeline(
     split_lines += lookahead_fill_lines(data, splits)
     split_lines += constant_lines(splits, data.target, scaler.scope)
     split_lines += spike_lines(splits, data.target)
+    split_lines += flattened_window_lines(splits, scaler, data.target, model_config)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
     split_lines += non_negative_lines(
@@ -1169,6 +1172,58 @@ def spike_lines(
         f"deviations (1.4826 x MAD) from its series' median: {named}{more}. They are learnt as "
         "they are; spikes or unit errors also widen the MASE scale (every MASE reads better) "
         "and the normalisation of the windows that hold them: check the data"
+    ]
+
+
+# Values a look-back window's std is read over, at most, per series (a stride keeps to it).
+FLAT_CHECK_VALUES = 5_000_000
+
+
+def flattened_window_lines(
+    splits: Mapping[str, SeriesSplit],
+    scaler: StandardScaler,
+    target: str,
+    model: ForecasterConfig,
+) -> list[str]:
+    """Training look-back windows that vary in the data but not once scaled: the model reads
+    a window whose scaled std is below MIN_WINDOW_STD as flat and forecasts its level only
+    (instance normalisation). The scaler's std is the training span's, so one extreme value
+    inflates it: a logger's error sentinel of -999999999 among 2,800 readings of ETTh1 OT
+    (std 8) made it 1.9e7, every window's scaled std fell below the clamp, validation loss
+    read 0.0000 and the model forecast levels only (coverage of the 80 % interval 0.14).
+    Windows that hold one value in the data (a day without a sale) are flat by design and not
+    counted."""
+    if model.normalisation != "instance" or FORECASTERS[model.kind].STREAMING:
+        return []
+    flattened = total = 0
+    named: list[str] = []
+    scale = 0.0
+    for sid, split in splits.items():
+        if len(split.train) < model.lookback:
+            continue
+        raw = split.train[target].to_numpy(dtype=np.float64)
+        scaled = scaler.transform(sid, split.train)[target].to_numpy(dtype=np.float64)
+        stride = max(1, -(-len(raw) * model.lookback // FLAT_CHECK_VALUES))
+        windows = np.lib.stride_tricks.sliding_window_view(raw, model.lookback)[::stride]
+        scaled_windows = np.lib.stride_tricks.sliding_window_view(scaled, model.lookback)[::stride]
+        raw_std = windows.std(axis=1)
+        moving = raw_std > CONSTANT_TOLERANCE * np.abs(windows.mean(axis=1))
+        flat = moving & (scaled_windows.std(axis=1) <= MIN_WINDOW_STD)
+        total += int(np.isfinite(raw_std).sum())
+        if flat.any():
+            flattened += int(flat.sum())
+            named.append(sid)
+            key = next(iter(scaler.stats)) if scaler.scope == "global" else sid
+            scale = max(scale, scaler.stats[key][target].scale)
+    if not flattened:
+        return []
+    return [
+        f"{flattened:,} of {total:,} training look-back windows of {target!r} "
+        f"({named_ids(named)}) vary, but by less than the model resolves once scaled (a "
+        f"std under {MIN_WINDOW_STD:g} of the scaler's, {scale:.4g}): they are read as flat "
+        "and forecast as their level only. A few extreme values (an error code such as "
+        "-999999999, a glitch) inflate that std: leave those cells empty (missing values are "
+        "filled) and train again"
     ]
 
 

@@ -30,6 +30,7 @@ from training.mlflow_model import ForecastInputError, ForecastPredictor, referen
 from training.pipeline import (
     TrainConfig,
     TrainResult,
+    flattened_window_lines,
     floors_at_zero,
     negative_targets,
     non_negative_lines,
@@ -49,7 +50,7 @@ from training.registry import (
     model_artifact_dir,
     promote_if_better,
 )
-from training.split import SeriesSplit, SplitConfig, plan_split, split_series
+from training.split import SeriesSplit, SplitConfig, StandardScaler, plan_split, split_series
 from urnn_forecast.settings import Settings
 
 NAME = "urnn-forecaster"
@@ -521,6 +522,38 @@ def test_the_report_names_the_negative_values_that_turned_the_floor_off() -> Non
         f"hold {observed:,} negative values of {observed:,} observed (the first: series 's' "
         f"at {frame.index[0]}, {-float(frame['y'].iloc[0]):.6g})"
     )
+
+
+def test_the_report_names_windows_a_sentinel_value_flattens_once_scaled() -> None:
+    """One logger error code of -999999999 among the training values inflated the scaler's
+    std so far that every look-back window's scaled std fell under the model's flat-window
+    clamp: validation loss read 0.0000 and every forecast was its window's level, with only
+    the spike named. The report now says the windows are read as flat, and what to do; a
+    series without the sentinel, and windows flat in the data (no sale all day), are not
+    named."""
+    frame = seasonal_frame(300, level=20.0)
+    plan = plan_split(len(frame), "h", SplitConfig(lookback=LOOKBACK))
+    urnn = ForecasterConfig(lookback=LOOKBACK, horizon=HORIZON)
+
+    def lines(values: pd.DataFrame) -> list[str]:
+        splits = {"s": split_series(values, plan)}
+        return flattened_window_lines(splits, StandardScaler.fit(splits, scope="global"), "y", urnn)
+
+    assert lines(frame) == []
+    sentinel = frame.copy()
+    sentinel.iloc[5, 0] = -999999999.0
+    (line,) = lines(sentinel)
+    windows = len(plan.train) - LOOKBACK + 1
+    assert line.startswith(f"{windows - 6:,} of {windows:,} training look-back windows of 'y' (s)")
+    assert "read as flat and forecast as their level only" in line
+    assert line.endswith("leave those cells empty (missing values are filled) and train again")
+    quiet = frame.copy()
+    quiet.iloc[100:200, 0] = 0.0  # flat in the data: forecast as its level by design
+    assert lines(quiet) == []
+    stream = replace(urnn, kind="urnn-stream")
+    splits = {"s": split_series(sentinel, plan)}
+    scaler = StandardScaler.fit(splits, scope="global")
+    assert flattened_window_lines(splits, scaler, "y", stream) == []
 
 
 def test_the_report_names_a_floor_the_model_config_asked_for_not_the_data() -> None:
