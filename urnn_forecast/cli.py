@@ -958,6 +958,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
                 port=port,
                 access_log=settings.serve_access_log,
                 ws_max_size=ws_max_size,
+                http=BOUNDED_HEAD_PROTOCOL,
             )
         return 0
     # Several processes: each worker builds its app from the environment, and writes its
@@ -986,6 +987,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
             workers=workers,
             access_log=settings.serve_access_log,
             ws_max_size=ws_max_size,
+            http=BOUNDED_HEAD_PROTOCOL,
         )
     finally:
         if not given:  # the folder this command made: gone with it
@@ -994,6 +996,10 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 WS_MAX_SIZE_FLOOR = 16 * 1024 * 1024  # uvicorn's own default
+# uvicorn's httptools protocol with a 431 for a request head above 64 KiB (service.http_head):
+# uvicorn reads any head, at a cost quadratic in its size, on the event loop. By import path,
+# which the worker processes of --workers resolve too.
+BOUNDED_HEAD_PROTOCOL = "service.http_head:BoundedHeadProtocol"
 
 
 def _choice_list(allowed: Sequence[str], what: str) -> Any:
