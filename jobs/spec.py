@@ -279,6 +279,8 @@ def check_job_data(
         if data_folders is not None:  # before any read: the file could have been re-pointed
             path = inside_data_folders(path, data_shown, data_folders)
         size = path.stat().st_size
+        if size <= max_bytes:  # what loading it takes: a small file may unpack to gigabytes
+            size = unpacked_size(path, limit=max_bytes)
     except OSError as error:
         raise JobSpecError(
             "data", f"{data_shown}: cannot be read ({error.strerror or type(error).__name__})"
@@ -289,9 +291,11 @@ def check_job_data(
             + WORKER_CHECKS
         ]
     if size > max_bytes:
+        packed = _gzipped(path) or path.suffix.lower() in (".parquet", ".pq")
+        unpacked = " unpacked" if packed else ""
         return [
-            "data: only the header was checked at submission: the file is larger than "
-            f"URNN_JOB_DATA_CHECK_MAX_BYTES ({max_bytes:,} bytes); " + WORKER_CHECKS
+            f"data: only the header was checked at submission: the file is larger{unpacked} "
+            f"than URNN_JOB_DATA_CHECK_MAX_BYTES ({max_bytes:,} bytes); " + WORKER_CHECKS
         ]
     config = dataclasses.replace(spec.train_config(), data=str(path))
     if not _full_checks.acquire(timeout=FULL_CHECK_WAIT_SECONDS):
@@ -315,6 +319,48 @@ def check_job_data(
     finally:
         _full_checks.release()
     return []
+
+
+# A cell of a Parquet file takes at least a float64's 8 bytes once loaded, however well the
+# file's encoding packed it (a column of one repeated value is a few bytes on disk).
+PARQUET_CELL_BYTES = 8
+_GZIP_READ = 1 << 20
+
+
+def _gzipped(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def unpacked_size(path: Path, *, limit: int) -> int:
+    """The bytes a data file holds once unpacked, counted up to just past `limit`: a .gz file
+    decompressed (in 1 MiB reads, stopping past `limit`), a Parquet file's uncompressed size
+    (its metadata), at least PARQUET_CELL_BYTES per cell; any other file, its size on disk.
+    The size on disk alone let a 534 KB .csv.gz of 10 million rows be loaded in full by the
+    API process at submission: 25 s and 2.5 GB more memory, kept after the answer. A file
+    that does not unpack (a damaged .gz, a file that is not Parquet) answers its size on disk,
+    and the full check then says what is wrong with it."""
+    from training.data import file_format
+
+    size = path.stat().st_size
+    try:
+        if file_format(path) == "parquet":
+            import pyarrow.parquet as pq
+
+            meta = pq.read_metadata(path)
+            groups = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            cells = int(meta.num_rows) * int(meta.num_columns)
+            return max(size, int(groups), cells * PARQUET_CELL_BYTES)
+        if _gzipped(path):
+            import gzip
+
+            unpacked = 0
+            with gzip.open(path, "rb") as stream:
+                while unpacked <= limit and (chunk := stream.read(_GZIP_READ)):
+                    unpacked += len(chunk)
+            return unpacked
+    except Exception:  # not readable as what it is named: the full check says why
+        return size
+    return size
 
 
 def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecError | None:

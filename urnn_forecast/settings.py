@@ -323,9 +323,10 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024,
         ge=0,
         description=(
-            "Largest data file (bytes on disk; a .csv.gz or Parquet file counts compressed) "
-            "that POST /jobs, POST /schedules and PATCH /schedules load and split in full at "
-            "submission, as the worker will, so that a spec the data cannot train (a "
+            "Largest data file (bytes unpacked: a .csv.gz counts decompressed, a Parquet file "
+            "its uncompressed size and at least 8 bytes a cell) that POST /jobs, POST "
+            "/schedules and PATCH /schedules load and split in full at submission, as the "
+            "worker will, so that a spec the data cannot train (a "
             "test_series the file lacks, series too short for lookback + horizon, a timestamp "
             "that does not parse) is a 422 naming the field. A larger file gets the header "
             "check only and is accepted with a warning that the worker checks the rest. 0: "
