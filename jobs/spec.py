@@ -191,6 +191,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     from training.data import (
         ColumnRoleError,
         WrongSeparatorError,
+        columns_shown,
         has_data_rows,
         header_columns,
         resolve_columns,
@@ -210,12 +211,14 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
         raise JobSpecError("data", f"{path.name}: the file has a header and no data rows")
     if spec.target not in columns:
         raise JobSpecError(
-            "target", f"{shown(spec.target)} is not a column of {path.name}: {columns}"
+            "target",
+            f"{shown(spec.target)} is not a column of {path.name}: {columns_shown(columns)}",
         )
     missing = [c for c in spec.covariates if c not in columns]
     if missing:
         raise JobSpecError(
-            "covariates", f"{shown_names(missing)} are not columns of {path.name}: {columns}"
+            "covariates",
+            f"{shown_names(missing)} are not columns of {path.name}: {columns_shown(columns)}",
         )
     if config.load.series_col is not None and config.load.series_col not in columns:
         raise JobSpecError(

@@ -934,6 +934,15 @@ _SIGNED_PARTS = (
 
 HEADER_SHOWN = 30  # a missing column's message lists this many of the file's columns
 
+
+def columns_shown(available: Sequence[str]) -> str:
+    """A file's columns for a message: HEADER_SHOWN of them, each `shown`, then a count. A
+    header of a million columns was quoted whole: a 10.9 MB answer to one POST /jobs."""
+    more = len(available) - HEADER_SHOWN
+    listed = ", ".join(map(shown, available[:HEADER_SHOWN]))
+    return listed + (f" and {more:,} more" if more > 0 else "")
+
+
 # The name pandas gives an unnamed index level in a Parquet schema.
 PANDAS_INDEX = re.compile(r"__index_level_(\d+)__")
 
@@ -1177,12 +1186,7 @@ def resolve_columns(
     if missing:
         raise MissingColumnError(
             f"{source}: no column {', '.join(map(shown, missing))}; "
-            f"the file has: {', '.join(map(shown, available[:HEADER_SHOWN]))}"
-            + (
-                f" and {len(available) - HEADER_SHOWN:,} more"
-                if len(available) > HEADER_SHOWN
-                else ""
-            )
+            f"the file has: {columns_shown(available)}"
         )
     roles = [(c, "the timestamp") for c in time_columns]
     if config.series_col:
@@ -1232,8 +1236,7 @@ def _resolve_timestamp_columns(
         raise MissingColumnError(
             f"{source}: timestamp_col not given and {what} among the columns named like "
             f"{', '.join(TIMESTAMP_NAMES)}; pass timestamp_col (one column, or several to be "
-            f"joined with a space, e.g. date and hour). The file has: "
-            f"{', '.join(map(repr, available))}"
+            f"joined with a space, e.g. date and hour). The file has: {columns_shown(available)}"
         )
     if report is not None:
         report.add(source, "read", 0, f"using column {found[0]!r} as the timestamp (found by name)")

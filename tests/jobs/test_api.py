@@ -891,6 +891,31 @@ def test_many_unknown_covariates_are_counted_not_listed(client: TestClient, ett_
     ), detail[:300]
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"target": "nope"}, "target"),
+        ({"covariates": ["nope"]}, "covariates"),
+        ({"target": "c1"}, "config.load.timestamp_col"),  # no column named like a time
+    ],
+    ids=["target", "covariate", "timestamp"],
+)
+def test_a_file_of_many_columns_is_not_quoted_whole_in_the_422(
+    client: TestClient, tmp_path: Path, change: dict[str, Any], field: str
+) -> None:
+    """A header of a million columns was quoted whole: a 10.9 MB answer to one POST /jobs
+    (the columns of any readable file, with URNN_JOB_DATA_DIRS unset)."""
+    columns = [f"c{i}" for i in range(100_000)]
+    wide = tmp_path / "wide.csv"
+    wide.write_text("\n".join(",".join(row) for row in (columns, ["1"] * 100_000, ["2"] * 100_000)))
+    spec = {**tiny_spec(wide, target="c0", covariates=[]), **change}
+    answer = submit(client, spec)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"field {field!r}: "), detail[:300]
+    assert "'c29' and 99,970 more" in detail and len(detail) < 1_000, detail[:300]
+
+
 def test_a_long_cron_or_id_is_not_echoed_whole(client: TestClient, ett_csv: Path) -> None:
     for cron in (LONG, f"0 3 * * {LONG}"):
         answer = client.post(
