@@ -66,6 +66,36 @@ def test_start_run_logs_into_a_fresh_sqlite_store(mlflow_settings: Settings) -> 
         assert second.info.experiment_id == experiment.experiment_id
 
 
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("../../escaped", ".._.._escaped"),
+        ("..", "__"),
+        ("team/forecast:v2", "team_forecast_v2"),
+        ("%2E%2E%2Fup", "_2E_2E_2Fup"),  # a file: URI would read the escapes as '../'
+        ("nightly retrain", "nightly retrain"),  # a plain name keeps its folder
+    ],
+)
+def test_an_experiment_name_stays_one_folder_under_the_artifact_root(
+    mlflow_settings: Settings, name: str, folder: str
+) -> None:
+    """A job's config.train.experiment of '../../../../tmp/x' made the worker write the run's
+    model, plots and log into /tmp/x: the name was joined to the artifact root as a path."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    settings = mlflow_settings
+    with start_run(name, settings) as run:
+        mlflow.log_text("logged", "probe.txt")
+    experiment = MlflowClient(settings.resolved_tracking_uri()).get_experiment_by_name(name)
+    assert experiment is not None
+    assert experiment.artifact_location == f"{settings.resolved_artifact_root()}/{folder}"
+    root = settings.var_dir / "mlartifacts"
+    written = root / folder / run.info.run_id / "artifacts" / "probe.txt"
+    assert written.read_text() == "logged"
+    assert [p for p in settings.var_dir.parent.rglob("probe.txt")] == [written]
+
+
 def test_a_failing_body_marks_the_run_failed(mlflow_settings: Settings) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -5,6 +5,7 @@ and the CLI's `--help` or `--no-mlflow` paths should not pay for it. Nothing her
 file system or MLflow's global state until a run is actually started.
 """
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +65,25 @@ def registered_name_problem(name: object) -> str | None:
     return None
 
 
+# What a name may not carry into a path segment: separators, a drive or scheme colon, and
+# the characters a file: URI reads as escapes, a query or a fragment.
+_NOT_IN_FOLDER = re.compile(r"[/\\:%?#]")
+
+
+def artifact_folder(experiment_name: str) -> str:
+    """The experiment's folder under the artifact root: its name as one path segment, each
+    separator (and '%', ':', '?', '#') written as '_', and a name of dots alone ('..') with
+    its dots as '_'. The name was joined as it was, so that a job's
+    `config.train.experiment` of '../../../../tmp/x' made the worker write the run's model,
+    plots and log outside the artifact root, wherever it could write. Plain names keep their
+    folder (`var/mlartifacts/<name>`); two names that meet in one folder share it harmlessly
+    (each run has its own subfolder)."""
+    folder = _NOT_IN_FOLDER.sub("_", experiment_name)
+    if not folder.strip("."):
+        folder = folder.replace(".", "_")
+    return folder
+
+
 def ensure_experiment(experiment_name: str, settings: Settings) -> str:
     """Return the experiment's id, creating it with artifacts under the configured root.
 
@@ -83,7 +103,7 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
         root = settings.resolved_artifact_root()
         if root is None:  # a tracking server: its own default, which its clients can all read
             return client.create_experiment(experiment_name)
-        artifact_location = f"{root.rstrip('/')}/{experiment_name}"
+        artifact_location = f"{root.rstrip('/')}/{artifact_folder(experiment_name)}"
         return client.create_experiment(experiment_name, artifact_location=artifact_location)
 
 
