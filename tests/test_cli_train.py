@@ -384,6 +384,11 @@ def test_argument_errors_are_argparse_errors(csv: Path, capsys: pytest.CaptureFi
             "argument --registered-name: 'plant/a:b' is not a name MLflow's registry accepts",
         ),
         (
+            ["train", "--data", str(csv), "--target", "y", "--registered-name", "..v2"],
+            "argument --registered-name: '..v2' is not a name MLflow's registry accepts: it "
+            "cannot be '.' nor start with '..'",
+        ),
+        (
             ["train", "--data", str(csv), "--target", "y", "--registered-name", " "],
             "argument --registered-name: must be a non-empty name; got ' '",
         ),

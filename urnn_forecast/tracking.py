@@ -57,6 +57,11 @@ def registered_name_problem(name: object) -> str | None:
         return (
             f"{shown(name)} is not a name MLflow's registry accepts: it cannot contain '/' or ':'"
         )
+    if name == "." or name.startswith(".."):  # MLflow: it "would resolve to" another path
+        return (
+            f"{shown(name)} is not a name MLflow's registry accepts: it cannot be '.' nor "
+            "start with '..'"
+        )
     if len(name) > REGISTERED_NAME_MAX:
         return (
             f"must be a name of at most {REGISTERED_NAME_MAX} characters (MLflow's limit); "

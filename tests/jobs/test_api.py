@@ -316,6 +316,13 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         lambda csv: _with(csv, "train", registered_name="m" * 300),
         "registered_name must be a name of at most 256 characters (MLflow's limit)",
     ),
+    # accepted, then refused by MLflow once the job had trained (a security walk, 2026-12-06)
+    (
+        "a registered name MLflow reads as a path",
+        lambda csv: _with(csv, "train", registered_name=".."),
+        "field 'config.train': registered_name '..' is not a name MLflow's registry accepts: "
+        "it cannot be '.' nor start with '..'",
+    ),
     (
         "a run name, which the worker sets",
         lambda csv: _with(csv, "train", run_name="mine"),
