@@ -58,7 +58,7 @@ import gzip
 import re
 import warnings
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -654,6 +654,26 @@ def _opener(path: Path) -> Any:
     return gzip.open if path.name.lower().endswith(".gz") else open
 
 
+# The longest line the header checks read (the header, the lines before it, the first data
+# rows): a header of a million columns is 11 MB. A line read whole without a bound made a
+# 291 KB .csv.gz of zeros (one 300 MB "line") cost the API 4 s and 680 MB at submission, and
+# a few MB of such a file would take gigabytes.
+MAX_LINE_CHARS = 64 * 2**20
+
+
+def _bounded_lines(text: Any, source: str) -> Iterator[str]:
+    """`text`'s lines, as iterating it gives them, refusing one longer than MAX_LINE_CHARS
+    (UnreadableFileError naming the file) before it is read in full."""
+    while line := text.readline(MAX_LINE_CHARS + 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise UnreadableFileError(
+                f"{source}: a line longer than {MAX_LINE_CHARS:,} characters among its first "
+                "lines: not a CSV file of a time series (a file of one long line, or binary "
+                "data named .csv)"
+            )
+        yield line
+
+
 def _open_text(path: Path) -> Any:
     """A CSV file (or .csv.gz) as text the way pandas reads it: UTF-8, a byte-order mark
     skipped, newlines left to the csv module."""
@@ -709,7 +729,7 @@ def _csv_header(path: Path, sep: str) -> list[str]:
     quadratic in the number of columns (26 s for a 200,000-column header, which an API
     request waited on)."""
     with _open_text(path) as text:
-        for row in csv.reader(text, delimiter=sep):
+        for row in csv.reader(_bounded_lines(text, path.name), delimiter=sep):
             if any(cell.strip() for cell in row):
                 return row
     raise pd.errors.EmptyDataError("no header line")
@@ -747,7 +767,7 @@ def _refuse_preamble(path: Path, sep: str) -> None:
     is a header whose first name starts with '#', and is left alone."""
     lines: list[str] = []
     with _open_text(path) as text:
-        for line in text:
+        for line in _bounded_lines(text, path.name):
             if line.strip():
                 lines.append(line.rstrip("\r\n"))
             if len(lines) == 1 and not _preamble_line(lines[0]):
@@ -860,7 +880,8 @@ def has_data_rows(path: str | Path, sep: str = ",") -> bool:
     if len(sep) != 1:  # a separator pandas reads as a pattern: let it count the rows
         return len(pd.read_csv(path, sep=sep, nrows=1, engine="python")) > 0
     with _open_text(path) as text:
-        rows = (row for row in csv.reader(text, delimiter=sep) if any(c.strip() for c in row))
+        lines = _bounded_lines(text, path.name)
+        rows = (row for row in csv.reader(lines, delimiter=sep) if any(c.strip() for c in row))
         return next(rows, None) is not None and next(rows, None) is not None
 
 

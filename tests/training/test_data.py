@@ -1222,3 +1222,30 @@ def test_a_cut_series_whose_part_name_is_taken_is_the_one_named(tmp_path: Path, 
         "log.csv: series 'DEOK' is cut at a long gap into parts named like 'DEOK#1', which is "
         "also the id of another series of the file"
     )
+
+
+def test_a_first_line_past_the_line_bound_is_refused_before_it_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 291 KB .csv.gz of zeros (one 300 MB line) was read whole by the header check: 4 s
+    and 680 MB in the API process for one POST /jobs, and a few MB of it took gigabytes."""
+    import gzip
+
+    from training import data as data_module
+    from training.data import has_data_rows
+    from training.validation import UnreadableFileError
+
+    monkeypatch.setattr(data_module, "MAX_LINE_CHARS", 1_000)
+    packed = tmp_path / "zeros.csv.gz"
+    with gzip.open(packed, "wb") as out:
+        out.write(b"\x00" * 5_000)  # no newline: one line
+    with pytest.raises(UnreadableFileError, match=r"zeros\.csv\.gz: a line longer than 1,000 "):
+        header_columns(packed)
+    # a data row past the bound is refused where the header checks read it
+    long_row = write(tmp_path, "timestamp,y\n" + "2020-01-01," + "1" * 2_000 + "\n")
+    with pytest.raises(UnreadableFileError, match="a line longer than 1,000 characters"):
+        has_data_rows(long_row)
+    # lines within it read as before
+    fine = write(tmp_path, "timestamp,y\n2020-01-01,1\n2020-01-02,2\n", "fine.csv")
+    assert header_columns(fine) == ["timestamp", "y"]
+    assert has_data_rows(fine)
