@@ -310,14 +310,14 @@ class Settings(BaseSettings):
     job_data_dirs: str | None = Field(
         default=None,
         description=(
-            "Absolute folders (separated by ',') that job and schedule data files must lie in, checked "
-            "after resolving links; a path outside them is 422 without saying whether it "
+            "Absolute folders (separated by ',') that job and schedule data files must lie in, "
+            "checked after resolving links; a path outside them is 422 without saying whether it "
             "exists. Unset: any readable history file (.csv, .tsv, .txt, .parquet, ...) the "
             "service can open, and the job API's answers quote from it (its header, up to 10 "
             "series ids, a cell that does not parse): to the key holder at submission, and to "
-            "anyone in a failed job's error (GET /jobs/{id}) unless api_key_for_reads is on; "
-            "the service logs a warning at start. Set it wherever the key holder should not "
-            "read the service's files."
+            "anyone in a failed job's error (GET /jobs/{id}) unless api_key_for_reads is on; the "
+            "service logs a warning at start. Set it wherever the key holder should not read the "
+            "service's files."
         ),
     )
     job_data_check_max_bytes: int = Field(
