@@ -1481,8 +1481,9 @@ def compare_registered(
 ) -> Comparison | None:
     """The registered model at `model_uri` (the champion) against the challenger's backtest,
     on the same forecasts: the (series, origin, step) rows both made. Refused when requests
-    the champion serves would answer 422 from the challenger (`served_requests_refused`);
-    None when the champion cannot read this data.
+    the champion serves would answer 422 from the challenger (`served_requests_refused`),
+    with both scores all the same where this data holds the champion's columns: they are
+    what a person promoting by hand goes on; None when the champion cannot read this data.
 
     Not compared (champion None, `why` saying so, and so kept) when the champion was trained
     at another frequency than this data's ('h' and '60min' are one): its steps are not this
@@ -1533,12 +1534,50 @@ def compare_registered(
         predictor, challenger_config, data.covariates, data_calendar_clock(data)
     )
     if refusal is not None:
-        return Comparison(
-            None,
-            refusal=f"{refusal}; kept (move the alias by hand if that is intended)",
-        )
-    # past the refusals, the champion knows no covariate this data lacks: scored on the
-    # columns it was trained with (a challenger that only knows one more is compared)
+        refused = f"{refusal}; kept (move the alias by hand if that is intended)"
+        # the scores are still the evidence a person needs to promote by hand (a covariate
+        # added on purpose: does it help?); taken where this data holds the champion's columns
+        scored = None
+        if set(predictor.covariates) <= set(data.covariates):
+            scored = _scored_on_backtest(
+                predictor,
+                data,
+                config,
+                backtest_config,
+                challenger,
+                challenger_config,
+                levels,
+                levels_note,
+            )
+        return replace(scored or Comparison(None), refusal=refused)
+    return _scored_on_backtest(
+        predictor,
+        data,
+        config,
+        backtest_config,
+        challenger,
+        challenger_config,
+        levels,
+        levels_note,
+    )
+
+
+def _scored_on_backtest(
+    predictor: ForecastPredictor,
+    data: LoadedData,
+    config: TrainConfig,
+    backtest_config: BacktestConfig,
+    challenger: BacktestResult,
+    challenger_config: ForecasterConfig,
+    levels: tuple[float, ...] | None,
+    levels_note: str,
+) -> Comparison | None:
+    """The champion (`predictor`, whose covariates `data` holds) and the challenger scored on
+    the forecasts both made on the challenger's backtest, past the rows the champion trained
+    or early-stopped on (`compare_registered`)."""
+    theirs = predictor.model.config
+    # the champion knows no covariate this data lacks: scored on the columns it was trained
+    # with (a challenger that only knows one more is compared)
     result = backtest_predictor(
         predictor, with_covariates(data, predictor.covariates), config, backtest_config
     )

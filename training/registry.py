@@ -60,7 +60,9 @@ class Comparison:
     backtests differ (another look-back shifts a held-out unit's first origin; a champion with
     a shorter horizon forecasts fewer steps), both scores are taken on the (series, origin,
     step) rows both made, and `basis` says so. `refusal`: why the champion cannot be replaced
-    whatever the scores (a challenger that forecasts fewer steps than requests may ask for).
+    whatever the scores (a challenger that forecasts fewer steps than requests may ask for);
+    the scores are still taken where the champion can read the data, as the evidence for a
+    promotion by hand (a covariate added on purpose: does it help?).
     `why`: with `champion` None, why the two cannot be compared (trained at another frequency,
     no quantile level in common for a pinball metric), said in the decision's reason."""
 
@@ -399,6 +401,11 @@ def _decide(
         promoted, reason = True, "no champion yet"
     elif compared is not None and compared.refusal is not None:
         promoted, reason = False, compared.refusal
+        if compared.champion is not None:  # the scores a promotion by hand goes on
+            reason += (
+                f"; on this backtest {metric} {mine:.6g}, champion v{current} "
+                f"{compared.champion:.6g}{on}"
+            )
     elif compared is None or compared.champion is None:
         promoted = False
         why = f" ({compared.why})" if compared is not None and compared.why else ""

@@ -7,6 +7,7 @@ hourly series, with a tiny uRNN and one short epoch.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -762,7 +763,10 @@ def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(
     covariate it reads and the champion does not (requests without it refused), one the
     champion knows and it does not (requests carrying it refused). Such a version was promoted
     when its score was lower; it is kept, saying which requests, and can be promoted by hand.
-    A linear model knows its data's covariates and reads none, as the service has it."""
+    A linear model knows its data's covariates and reads none, as the service has it. Both
+    scores are still taken and recorded where the data holds the champion's columns (a
+    covariate added on purpose: the tags said champion_score "none", and the person told to
+    promote by hand had no comparison to go on); not where the data lacks one (the last)."""
     import mlflow
 
     linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
@@ -791,10 +795,22 @@ def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(
             "refuse the requests carrying them that are served today",
         ),
     ]
-    for config, reason in cases:
+    for index, (config, reason) in enumerate(cases):
         result = train_pipeline(config, mlflow_settings)
         assert not result.promoted and reason in result.reason, result.reason
         assert result.champion_version == champion.version
+        tags = mlflow.MlflowClient().get_model_version(NAME, str(result.version)).tags
+        if index < len(cases) - 1:  # the data holds x: the champion is scored on it
+            assert result.champion_score is not None and math.isfinite(result.champion_score)
+            assert tags["backtest.champion_score"] == repr(result.champion_score)
+            mine = float(tags.get("backtest.challenger_score_on_basis", result.challenger_score))
+            assert result.reason.endswith(
+                f"; kept (move the alias by hand if that is intended); on this backtest mae "
+                f"{mine:.6g}, champion v{champion.version} {result.champion_score:.6g}"
+                + (f" ({tags['backtest.basis']})" if "backtest.basis" in tags else "")
+            ), result.reason
+        else:  # the data lacks the champion's x: nothing to score it on
+            assert result.champion_score is None and tags["backtest.champion_score"] == "none"
     # the other way round: a champion that knows no covariate (the last one); a linear
     # challenger that knows x serves every request it serves: compared, on the champion's
     # own columns
