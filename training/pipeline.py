@@ -39,6 +39,7 @@ from models.forecaster import (
 from training import distributed, run_notes
 from training.backtest import (
     BacktestConfig,
+    BacktestConfigError,
     BacktestResult,
     backtest,
     backtest_size_lines,
@@ -96,6 +97,7 @@ from training.split import (
 )
 from training.stream_fit import fit_stream, stream_series
 from training.validation import (
+    DataValidationError,
     InvalidOptionError,
     SeriesTooShortError,
     natural_key,
@@ -1539,16 +1541,21 @@ def compare_registered(
         # added on purpose: does it help?); taken where this data holds the champion's columns
         scored = None
         if set(predictor.covariates) <= set(data.covariates):
-            scored = _scored_on_backtest(
-                predictor,
-                data,
-                config,
-                backtest_config,
-                challenger,
-                challenger_config,
-                levels,
-                levels_note,
-            )
+            try:
+                scored = _scored_on_backtest(
+                    predictor,
+                    data,
+                    config,
+                    backtest_config,
+                    challenger,
+                    challenger_config,
+                    levels,
+                    levels_note,
+                )
+            except (BacktestConfigError, DataValidationError) as error:
+                # a split the champion cannot be backtested on (a streaming champion, a
+                # series cut at a gap): the refusal stands, saying why there is no score
+                refused += f"; the champion cannot be scored on this backtest ({error})"
         return replace(scored or Comparison(None), refusal=refused)
     return _scored_on_backtest(
         predictor,

@@ -827,6 +827,27 @@ def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(
     )
 
 
+def test_a_refusal_beside_a_champion_that_cannot_be_backtested_here_stands_alone(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """The champion is scored beside a refusal where it can be; where its backtest cannot run
+    on this data (a streaming champion, a windowed challenger on a file cut at a long gap,
+    which a streaming model cannot be backtested on), the run must not fail after its
+    version was registered: it is kept with the refusal, saying why there is no score."""
+    stream = ForecasterConfig(kind="urnn-stream", lookback=LOOKBACK, horizon=HORIZON, hidden_size=8)
+    champion = train_pipeline(tiny_config(csv, model=stream), mlflow_settings)
+    assert champion.promoted
+    frame = pd.read_csv(csv)
+    gapped = tmp_path / "plant-gapped.csv"
+    pd.concat([frame.iloc[:450], frame.iloc[480:]]).to_csv(gapped, index=False)
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    load = LoadConfig(target="y", covariates=("x",), max_gap=4, on_long_gap="split")
+    result = train_pipeline(tiny_config(gapped, model=linear, load=load), mlflow_settings)
+    assert not result.promoted and result.champion_score is None
+    assert "the champion is a streaming model ('urnn-stream')" in result.reason, result.reason
+    assert "; the champion cannot be scored on this backtest (series " in result.reason
+
+
 def test_a_champion_moved_during_the_comparison_is_compared_again(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
