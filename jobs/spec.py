@@ -157,7 +157,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     """Check what can be checked before a worker runs it: the file lies in `data_folders`
     (when given: URNN_JOB_DATA_DIRS), exists and is readable, the target and covariates are
     columns of it, and the config builds a TrainConfig. Returns the spec with `data` made
-    absolute (workers need not share the API's working directory)."""
+    absolute (workers need not share the API's working directory), links not followed."""
     check_storable(spec)
     repeated = sorted(c for c, n in Counter(spec.covariates).items() if n > 1)
     if repeated:
@@ -165,9 +165,11 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
         raise JobSpecError("covariates", said)
     data_shown = _shown(spec.data)
     try:
-        path = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
+        named = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user
+        path = named
         if data_folders is not None:  # before any look at the file: nothing said about it
-            # the file checked is the file read, not a link that could be re-pointed
+            # the file checked is the file read, not a link that could be re-pointed (the
+            # worker checks the link again before each run)
             path = inside_data_folders(path, data_shown, data_folders)
         if path.exists() and not path.is_file():
             said = f"{data_shown}: not a regular file (a folder, pipe or device)"
@@ -176,11 +178,14 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
             raise JobSpecError("data", f"{data_shown}: no such file")
         if not os.access(path, os.R_OK):
             raise JobSpecError("data", f"{data_shown}: not readable")
-        resolved = str(path.resolve())
+        # absolute, links kept: a schedule on `current.csv`, a link re-pointed at each new
+        # export, reads the file it points at when each run starts (resolved here, every
+        # run retrained on the export it named at submission, however old)
+        stored = str(named.absolute())
     except (OSError, RuntimeError) as error:  # a name too long, a home that does not exist
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise JobSpecError("data", f"{data_shown}: cannot be used as a path ({reason})") from None
-    spec = spec.model_copy(update={"data": resolved})
+    spec = spec.model_copy(update={"data": stored})
     config = spec.train_config()
     if config.registered_name is not None and len(config.registered_name) > REGISTERED_NAME_WIDTH:
         raise JobSpecError(  # MLflow takes 256; the job's row records the name

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
@@ -952,6 +953,48 @@ def test_a_long_content_type_is_shortened_in_the_415(client: TestClient, ett_csv
     )
     assert answer.status_code == 415, answer.text
     assert len(answer.json()["detail"]) < 300 and "(5,000 characters)" in answer.text
+
+
+def test_a_schedule_on_a_link_reads_the_file_the_link_names_at_each_run(
+    client: TestClient, db: Database, ett_csv: Path, tmp_path: Path
+) -> None:
+    """A nightly export written under a dated name, `current.csv` re-pointed at it: the job
+    and the schedule stored the file the link named at submission, so every scheduled run
+    retrained on that one export for ever (each run kept: the same model as the champion)
+    while the link moved on. The path is stored as given (absolute), the link kept."""
+    from datetime import timedelta
+
+    from jobs import queue, schedules
+    from jobs.models import utcnow
+    from jobs.spec import JobSpec
+    from training.data import load_data
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    frame = pd.read_csv(ett_csv)
+    older, newer = exports / "export-1.csv", exports / "export-2.csv"
+    frame.head(300).to_csv(older, index=False)
+    frame.to_csv(newer, index=False)  # 100 rows appended since
+    link = exports / "current.csv"
+    link.symlink_to(older.name)
+    answer = submit(client, tiny_spec(link))
+    assert answer.status_code == 202, answer.text
+    job = client.get(f"/jobs/{answer.json()['id']}").json()
+    assert job["parameters"]["data"] == str(link)
+    made = client.post(
+        "/schedules", json={"cron": "0 3 * * *", "job": tiny_spec(link)}, headers=KEY
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["job"]["data"] == str(link)
+
+    link.unlink()  # the next export lands: the link is re-pointed
+    link.symlink_to(newer.name)
+    (run_id,) = schedules.enqueue_due(db, max_attempts=1, now=utcnow() + timedelta(days=2))
+    with db.session() as session:
+        spec = JobSpec.model_validate(queue.get(session, job_id=run_id).spec)
+    config = spec.train_config()
+    loaded = load_data(config.data, config.load)  # what the run's `urnn train` reads
+    assert [len(series) for series in loaded.series.values()] == [400]
 
 
 def test_a_stored_lone_surrogate_does_not_break_the_listings(
