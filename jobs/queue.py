@@ -251,6 +251,20 @@ def release(
         return getattr(result, "rowcount", 0) == 1
 
 
+def settle_lost(db: Database, *, job_id: str, attempt: int, **values: Any) -> bool:
+    """A job `recover_expired` took from a lost worker, recorded as succeeded with what its
+    lost attempt's run had done (`values`), unless it was claimed again since (a claim bumps
+    `attempts` and runs it); whether it was."""
+    with db.session() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.attempts == attempt, Job.status != "running")
+            .values(status="succeeded", finished_at=utcnow(), lease_expires_at=None, **values)
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+
 def recover_expired(db: Database, *, now: datetime | None = None) -> list[Job]:
     """Jobs whose worker stopped heartbeating: back to the queue while attempts remain, else
     failed with the reason (cancelled if a cancel was pending). Returns the jobs it changed."""

@@ -411,6 +411,53 @@ def _end_run_killed(settings: Settings, run_id: str) -> None:
         logger.warning("MLflow run %s of a stopped attempt left as it is: %s", run_id, error)
 
 
+def finished_attempt(settings: Settings, run_id: str) -> JobOutcome | None:
+    """What a lost attempt's `urnn train` did, when it had done everything before its worker
+    was lost (killed while attaching the log or recording the outcome, after the training
+    ended; a database that refused the outcome longer than the worker retried): its run
+    FINISHED and every version it registered carries its promotion decision. Retried, such a
+    job trained again and registered a second version of the same data (a twin of the
+    champion it had just become, or of the one it lost to). None when the run did not get
+    that far, or the tracking store cannot say in time (the attempt is retried, as before)."""
+    found: list[JobOutcome] = []
+    _within(TRACKING_CALL_SECONDS, f"reading run {run_id}", _finished_attempt, settings,
+            run_id, found)  # fmt: skip
+    return found[0] if found else None
+
+
+def _finished_attempt(settings: Settings, run_id: str, found: list[JobOutcome]) -> None:
+    from training.registry import DECISION_TAG
+
+    try:
+        import mlflow
+
+        from urnn_forecast.tracking import check_tracking_server
+
+        check_tracking_server(settings)
+        client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+        if client.get_run(run_id).info.status != "FINISHED":
+            return
+        versions = [
+            client.get_model_version(v.name, v.version)
+            for v in client.search_model_versions(f"run_id = '{run_id}'")
+        ]
+        if len(versions) != 1 or DECISION_TAG not in (versions[0].tags or {}):
+            return  # not registered, or left half-registered (remove_half_registered)
+        (version,) = versions
+        tags = version.tags or {}
+        found.append(
+            JobOutcome(
+                mlflow_run_id=run_id,
+                registered_name=str(version.name),
+                registered_version=str(version.version),
+                promoted=tags[DECISION_TAG] == "promoted",
+                message=tags.get("promotion.reason"),
+            )
+        )
+    except Exception as error:  # the store's answer decides nothing: retried as before
+        logger.warning("MLflow run %s of a lost attempt not read: %s", run_id, error)
+
+
 def remove_half_registered(client: Any, run_id: str) -> list[tuple[str, str]]:
     """Delete the model versions a dead attempt's run registered without finishing: every
     finished registration carries its promotion decision (`promotion.decision`, also when
@@ -774,7 +821,7 @@ class Worker:
                 logger.info("scheduled run enqueued as job %s", job_id)
         for recovered in queue.recover_expired(self.db):
             logger.warning("job %s: %s -> %s", recovered.id, recovered.error, recovered.status)
-            if recovered.mlflow_run_id is not None:
+            if recovered.mlflow_run_id is not None and not self._settle_finished(recovered):
                 self._end_lost_run(recovered.mlflow_run_id)
         collect_lost_attempts(self.db, self.settings)
         if self._stopping.is_set():
@@ -948,7 +995,8 @@ class Worker:
     ) -> T | None:
         """A write of the attempt's outcome, retried through database hiccups (a locked SQLite
         file, a PostgreSQL failover) for about 15 s rather than crashing the worker. None if
-        it never went through: the lease then expires and the job is retried elsewhere.
+        it never went through: the lease then expires, and the next worker records a success
+        from its MLflow run (`finished_attempt`) or retries the job.
 
         A write the database refuses for what it holds (a value too long for its column) fails
         the same way every time: it is not retried, and `unstored` (given for a success: its
@@ -980,6 +1028,33 @@ class Worker:
                 error,
             )
             return None
+
+    def _settle_finished(self, recovered: Job) -> bool:
+        """A lost attempt whose run had finished, its version registered and decided
+        (`finished_attempt`): the job recorded as succeeded with it, unless another worker
+        claimed it meanwhile; whether it was."""
+        assert recovered.mlflow_run_id is not None
+        outcome = finished_attempt(self.settings, recovered.mlflow_run_id)
+        if outcome is None:
+            return False
+        note = (
+            f"attempt {recovered.attempts}'s worker {recovered.worker_id} was lost after its "
+            f"run had finished: recorded as the run ended (version {outcome.registered_version}"
+            f", {'promoted' if outcome.promoted else 'not promoted'}), not trained again"
+        )
+        settled = queue.settle_lost(
+            self.db,
+            job_id=recovered.id,
+            attempt=recovered.attempts,
+            mlflow_run_id=outcome.mlflow_run_id,
+            registered_name=outcome.registered_name,
+            registered_version=outcome.registered_version,
+            promoted=outcome.promoted,
+            error=note,
+        )
+        if settled:
+            logger.warning("job %s: %s", recovered.id, note)
+        return settled
 
     def _end_lost_run(self, run_id: str) -> None:
         """A lost attempt's MLflow run would show RUNNING for ever (its process is gone)."""

@@ -387,6 +387,54 @@ def test_a_version_a_lost_attempt_left_half_registered_is_deleted(
     assert client.get_registered_model("pumps").aliases == {"champion": int(champion)}
 
 
+def test_a_lost_attempt_whose_run_had_finished_is_recorded_not_trained_again(
+    db: Database, settings: Settings
+) -> None:
+    """A worker killed after its training had ended (attaching the log, recording the
+    outcome: on the PJM walk a SIGKILL one second after `urnn train` printed its decision)
+    left a FINISHED run and a decided version; the next worker put the job back in the queue
+    and trained it again, registering a second version of the same data. It is recorded as
+    the run ended, and the run is not marked KILLED."""
+    from mlflow import MlflowClient
+
+    from urnn_forecast.tracking import ensure_experiment
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    run = client.create_run(ensure_experiment("jobs", settings))
+    client.create_registered_model("pumps")
+    made = client.create_model_version("pumps", "runs:/x/model", run_id=run.info.run_id)
+    client.set_model_version_tag("pumps", made.version, "promotion.decision", "promoted")
+    client.set_model_version_tag("pumps", made.version, "promotion.reason", "no champion yet")
+    client.set_terminated(run.info.run_id)  # FINISHED: the training had ended
+
+    (job_id,) = submit(db)
+    ghost = queue.claim(db, worker_id="ghost", lease_seconds=0.05)
+    assert ghost is not None
+    assert queue.record_run(db, job_id=job_id, worker_id="ghost", attempt=1, run_id=run.info.run_id)
+    time.sleep(0.1)
+    ran: list[int] = []
+
+    def quick(context: JobContext) -> JobOutcome:
+        ran.append(context.attempt)
+        return JobOutcome()
+
+    assert Worker(db, settings, executor=quick, worker_id="survivor").run_once() is None
+    assert ran == []  # nothing trained again
+    row = job(db, job_id)
+    assert (row.status, row.attempts, row.mlflow_run_id) == ("succeeded", 1, run.info.run_id)
+    assert (row.registered_name, row.registered_version, row.promoted) == (
+        "pumps",
+        str(made.version),
+        True,
+    )
+    assert (row.error or "").startswith(
+        "attempt 1's worker ghost was lost after its run had finished: recorded as the run "
+        f"ended (version {made.version}, promoted), not trained again"
+    )
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
 def test_an_attempt_past_its_timeout_is_stopped_and_failed(
     db: Database, settings: Settings
 ) -> None:
