@@ -683,7 +683,9 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
             db.dispose()
         job = client.get(f"/jobs/{job_id}").json()
         assert job["status"] == "cancelled", job
-        assert stopped_after < 5.0
+        # within a few heartbeats, not after the 500 epochs: 20 s, as a loaded CI machine took
+        # 7.9 s (the training alone would take minutes)
+        assert stopped_after < 20.0
         assert job["registered_version"] is None
         # The run was recorded when it started, and ends KILLED (its process was stopped).
         from mlflow import MlflowClient
