@@ -893,7 +893,7 @@ def fill_gaps(
     filled_per_column = dict.fromkeys((str(c) for c in frame.columns), 0)
     # interpolated values that are not whole numbers, in columns whose observed values all are
     fractional_per_column = dict.fromkeys((str(c) for c in frame.columns), 0)
-    observed_whole = {str(c): _whole_numbers(frame[c]) for c in frame.columns}
+    observed_whole: dict[str, bool] = {}  # read where something is filled: most series none
     for k, piece in enumerate(pieces, start=1):
         segment_id = series if len(pieces) == 1 else f"{series}#{k}"
         if len(pieces) > 1:
@@ -914,6 +914,8 @@ def fill_gaps(
                 piece = piece.ffill()
             for name, n in mask.sum().items():
                 filled_per_column[str(name)] += int(n)
+                if str(name) not in observed_whole:
+                    observed_whole[str(name)] = _whole_numbers(frame[name])
                 if observed_whole[str(name)]:
                     values = piece[name].to_numpy(dtype=np.float64)[mask[name].to_numpy()]
                     fractional_per_column[str(name)] += int(np.count_nonzero(np.mod(values, 1)))
