@@ -128,9 +128,12 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     from training.distributed import launch_command
 
     spec = context.spec
+    data = spec.data  # stored as given: a link (current.csv) is read where it points now
     folders = settings.job_data_folders()
     if folders is not None:  # a schedule made before URNN_JOB_DATA_DIRS, a link re-pointed
-        inside_data_folders(Path(spec.data), spec.data, folders)
+        # the child reads the file checked, not the link: re-pointed outside between this
+        # check and the child's read (seconds: it imports torch first), the link was read
+        data = str(inside_data_folders(Path(spec.data), spec.data, folders))
     config = spec.train_config()  # checked again: the file may have changed since submission
     context.log(
         f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
@@ -146,7 +149,7 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         config_file, result_file = Path(tmp) / "config.json", Path(tmp) / "result.json"
         started_file = Path(tmp) / "started.json"
         config_file.write_text(json.dumps(sections))
-        argv = ["train", "--data", spec.data, "--target", spec.target]
+        argv = ["train", "--data", data, "--target", spec.target]
         # the job's own fit.device, else the worker's URNN_DEVICE (a worker pinned to the CPU
         # trained its jobs on "auto", a GPU where there was one)
         device = spec.config.get("fit", {}).get("device", settings.device)

@@ -502,3 +502,38 @@ def test_short_and_name_like_passwords_are_masked_where_written_as_passwords(
     )
     assert named("the password is postgres.") == "the password is ***."
     assert named("postgresql+psycopg://admin:postgres@db") == "postgresql+psycopg://admin:***@db"
+
+
+def test_the_child_reads_the_file_the_worker_checked_not_the_link(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job data paths are stored as given (a link `current.csv` re-pointed at each export),
+    and the worker checks where the link points against URNN_JOB_DATA_DIRS before each run.
+    The child was handed the link itself, so a link re-pointed outside the folders between
+    that check and the child's read (seconds: the child imports torch first) was read, and
+    its lines quoted in the job's error. The child is now handed the file that was checked."""
+    import jobs.worker as worker_module
+
+    folder, outside = tmp_path / "only", tmp_path / "elsewhere"
+    folder.mkdir()
+    outside.mkdir()
+    export = folder / "export-1.csv"
+    export.write_bytes(ett_csv.read_bytes())
+    secret = outside / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    link = folder / "current.csv"
+    link.symlink_to(export)
+    launched: list[list[str]] = []
+
+    def repointed_then_launch(command: list[str], settings: Settings) -> Any:
+        link.unlink()  # after the worker's check, before the child opens the file
+        link.symlink_to(secret)
+        launched.append(command)
+        raise RuntimeError("stopped before the child ran")
+
+    monkeypatch.setattr(worker_module, "_launch", repointed_then_launch)
+    settings = worker_settings(tmp_path, mlflow_settings, job_data_dirs=str(folder))
+    job = run_one_job(settings, tiny_spec(link))
+    assert job.status == "failed" and len(launched) == 1
+    data = launched[0][launched[0].index("--data") + 1]
+    assert Path(data).resolve() == export.resolve()  # not the secret the link names now
