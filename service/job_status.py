@@ -12,7 +12,8 @@ A scrape must not wait on that database: /metrics runs on the event loop that se
 /forecast, and a server that is down would hold it for the connection timeout. So `latest`
 never reads: it answers the last reading and, when that is older than `ttl`, starts one read
 in a daemon thread (one at a time) whose result the next scrape shows. The reading says
-whether the last attempt succeeded (`urnn_jobs_database_up`). SQLite reads take no write lock
+whether the last attempt succeeded (`urnn_jobs_database_up`), and a read still in flight after
+READ_DEADLINE_S says down. SQLite reads take no write lock
 (the job database's own engine opens every transaction with BEGIN IMMEDIATE, which would queue
 a scrape behind a worker's writes) and wait at most a second; a server connection at most
 two. An embedded default whose SQLite file does not exist (no job was ever submitted here)
@@ -40,6 +41,11 @@ logger = logging.getLogger(__name__)
 
 SQLITE_READ_TIMEOUT_S = 1.0
 SERVER_CONNECT_TIMEOUT_S = 2
+# A read in flight longer than this reads as down. The timeouts above bound a connection being
+# made, not a query on a pooled connection to a server that stopped answering (a partition:
+# no reset, so the SELECT waits out TCP's retransmissions, a quarter of an hour or more); that
+# read held the one slot, no other started, and every scrape showed the last reading as up.
+READ_DEADLINE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class JobStatusReader:
         self._reading: JobStatusReading | None = None
         self._read_at: float | None = None
         self._reading_now: threading.Thread | None = None
+        self._started_at = 0.0
+        self._overdue_said = False
 
     def latest(self) -> JobStatusReading | None:
         """The last reading (None: no queue here, or none read yet); starts a refresh when it
@@ -74,11 +82,27 @@ class JobStatusReader:
         with self._lock:
             stale = self._read_at is None or self._clock() - self._read_at >= self.ttl
             if stale and self._reading_now is None:
+                self._started_at = self._clock()
                 self._reading_now = threading.Thread(
                     target=self._refresh, name="urnn-job-status", daemon=True
                 )
                 self._reading_now.start()
+            if self._reading_now is not None and self._overdue():
+                last = self._reading.summary if self._reading is not None else None
+                return JobStatusReading(last, up=False)
             return self._reading
+
+    def _overdue(self) -> bool:
+        """Whether the read in flight has run past READ_DEADLINE_S (said once per read)."""
+        if self._clock() - self._started_at <= READ_DEADLINE_S:
+            return False
+        if not self._overdue_said:
+            self._overdue_said = True
+            logger.warning(
+                f"job metrics: a read of the job database has not returned in "
+                f"{READ_DEADLINE_S:g} s: reported as down until one does"
+            )
+        return True
 
     def wait(self, timeout: float | None = None) -> None:
         """Until the refresh in flight (if any) is done: for tests and the first scrape."""
@@ -110,6 +134,7 @@ class JobStatusReader:
         with self._lock:
             self._reading, self._read_at = reading, self._clock()
             self._reading_now = None
+            self._overdue_said = False
 
     def _connect(self) -> Engine:
         if self._engine is None:

@@ -313,8 +313,9 @@ class JobMetrics(Collector):
             return
         yield GaugeMetricFamily(
             "urnn_jobs_database_up",
-            "1 if the latest read of the job database for these metrics succeeded; the job "
-            "gauges then show the last successful read.",
+            "1 if the latest read of the job database for these metrics succeeded; 0 when it "
+            "failed or a read has not returned in 30 s; the job gauges then show the last "
+            "successful read.",
             value=1 if reading.up else 0,
         )
         jobs = reading.summary

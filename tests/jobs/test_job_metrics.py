@@ -153,3 +153,43 @@ def test_the_service_exposes_the_queue_on_metrics(client: TestClient, db: Databa
         time.sleep(0.05)
     assert sample(text, "urnn_jobs", '{status="failed"}') == 1.0
     assert sample(text, "urnn_jobs_database_up") == 1.0
+
+
+def test_a_read_that_never_returns_reads_as_down(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL server that stops answering on an open connection (a network partition:
+    no reset, so the SELECT waits out TCP's retransmissions, a quarter of an hour or more)
+    held the one read in flight: no other read started, and every scrape answered the last
+    reading, urnn_jobs_database_up 1, so UrnnJobDatabaseUnreadable could not fire and the
+    job gauges froze. A read in flight for longer than READ_DEADLINE_S now reads as down."""
+    import threading
+
+    import service.job_status as job_status
+    from jobs.queue import summary as answer
+
+    now = [0.0]
+    reader = JobStatusReader(settings.resolved_database_url(), ttl=10.0, clock=lambda: now[0])
+    assert reader.refresh_now() is not None
+    released = threading.Event()
+
+    def hung(session):  # type: ignore[no-untyped-def]
+        released.wait(30)
+        return answer(session)
+
+    monkeypatch.setattr(job_status, "summary", hung)
+    now[0] = 11.0
+    first = reader.latest()  # stale: the read starts and hangs
+    assert first is not None and first.up
+    now[0] = 11.0 + job_status.READ_DEADLINE_S + 1
+    try:
+        late = reader.latest()
+        assert late is not None and not late.up
+        assert late.summary == first.summary  # the last counts are still shown
+        text = exposition(reader)
+        assert sample(text, "urnn_jobs_database_up") == 0.0
+    finally:
+        released.set()
+        reader.wait(10)
+    back = reader.latest()  # the read came back: up again
+    assert back is not None and back.up
