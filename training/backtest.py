@@ -264,6 +264,23 @@ def backtest_size_lines(
     rows = windows * horizon
     if rows <= BACKTEST_ROWS_NOTE:
         return []
+    said = (
+        f"backtest: {windows:,} windows x {horizon} steps = {rows:,} forecast rows "
+        f"(~{rows * BYTES_PER_ROW_PEAK / 1e9:.1f} GB of memory while they are scored, each "
+        "row kept in forecasts.parquet); "
+    )
+    # every series scores at least its last window, whatever the step: where that alone is
+    # over the note no step bounds it (the search below stepped on for ever: a fleet of
+    # 60,000 series at H = 168 hung `urnn train` before its fit)
+    widest = max(_room(s, horizon, 1) for s in splits.values()) + 1
+    if _windows_scored(splits, horizon, replace(config, step=widest), units) * horizon > (
+        BACKTEST_ROWS_NOTE
+    ):
+        return [
+            said + "the backtest scores at least one window per series (and per segment cut "
+            "at a long gap), so no --backtest-step bounds them: train on fewer series per "
+            "file, or a shorter horizon"
+        ]
     # the smallest step under the note: each series rounds its own count up, so a fleet
     # needs a little more than rows / note
     step = config.step * math.ceil(rows / BACKTEST_ROWS_NOTE)
@@ -272,11 +289,8 @@ def backtest_size_lines(
     ):
         step += config.step
     return [
-        f"backtest: {windows:,} windows x {horizon} steps = {rows:,} forecast rows "
-        f"(~{rows * BYTES_PER_ROW_PEAK / 1e9:.1f} GB of memory while they are scored, each "
-        f"row kept in forecasts.parquet); --backtest-step {step} (origins "
-        f"{step} rows apart) or --backtest-windows N (the last N origins per series) "
-        "bound them"
+        said + f"--backtest-step {step} (origins {step} rows apart) or --backtest-windows N "
+        "(the last N origins per series) bound them"
     ]
 
 

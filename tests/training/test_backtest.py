@@ -3,6 +3,7 @@ a tiny end-to-end fit in which the uRNN beats the last-value forecast."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -556,6 +557,36 @@ def test_a_backtest_of_many_forecast_rows_says_so_and_the_step_that_bounds_it(
     assert bt.backtest_size_lines(splits, H, BacktestConfig(step=step)) == []
     assert bt.backtest_size_lines(splits, H, BacktestConfig(step=step - 1)) != []  # smallest
     assert bt.backtest_size_lines(splits, H, BacktestConfig(n_windows=5)) == []
+
+
+def test_a_fleet_that_no_step_bounds_is_told_so_rather_than_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every series scores at least its last window whatever the step, so a fleet of more
+    series x horizon than BACKTEST_ROWS_NOTE (60,000 series at H = 168) has no step that
+    brings it under: the search for one stepped on for ever, and `urnn train` and `urnn
+    backtest` hung before the fit. The line now says what does bound it."""
+    import threading
+
+    import training.backtest as bt
+
+    data = loaded({"a": seasonal_frame(400), "b": seasonal_frame(300, seed=1)})
+    splits = split_data(data, SPLIT)
+    monkeypatch.setattr(bt, "BACKTEST_ROWS_NOTE", 2 * H - 1)  # one window each is over it
+    said: list[list[str]] = []
+    search = threading.Thread(
+        target=lambda: said.append(bt.backtest_size_lines(splits, H, BacktestConfig())),
+        daemon=True,
+    )
+    search.start()
+    search.join(20)
+    assert said, "backtest_size_lines did not return"
+    [line] = said[0]
+    assert re.search(r"--backtest-step \d", line) is None  # no step named: none would do
+    assert "at least one window per series" in line
+    for config in (BacktestConfig(step=10_000), BacktestConfig(n_windows=1)):
+        [one_each] = bt.backtest_size_lines(splits, H, config)
+        assert f"2 windows x {H} steps" in one_each and "at least one window" in one_each
 
 
 def test_a_checkpoint_of_an_interrupted_fit_is_said_to_have_uncalibrated_intervals() -> None:
