@@ -637,9 +637,9 @@ class Forecaster(nn.Module, ABC):
             )
         q = quantiles.double()
         y = target.double()
-        gaps = q.diff(dim=-1)  # (N, H, Q - 1)
-        informative = gaps > 0
-        gaps = torch.where(informative, gaps, 1.0)
+        raw_gaps = q.diff(dim=-1)  # (N, H, Q - 1)
+        informative = raw_gaps > 0
+        gaps = torch.where(informative, raw_gaps, 1.0)  # the divisor only: ratios left out
         levels = torch.tensor(c.quantiles, dtype=torch.float64)
         scale = torch.ones(c.horizon, len(c.quantiles) - 1, dtype=torch.float64)
         m = c.median_index
@@ -652,14 +652,16 @@ class Forecaster(nn.Module, ABC):
             scale[:, k - 1] = _level_quantile(ratio, float(levels[k]), min_windows).clamp(
                 GAP_SCALE_MIN, GAP_SCALE_MAX
             )
-            calibrated[..., k] = calibrated[..., k - 1] + scale[:, k - 1] * gaps[..., k - 1]
+            # the real gap, as inference scales it: a zero gap keeps q_k on q_(k-1) (with the
+            # divisor's 1 here, q_k sat a unit out and the next gap was fitted from there)
+            calibrated[..., k] = calibrated[..., k - 1] + scale[:, k - 1] * raw_gaps[..., k - 1]
         for k in range(m - 1, -1, -1):  # below the median: gap k
             ratio = (calibrated[..., k + 1] - y) / gaps[..., k]
             ratio = ratio.where(informative[..., k], torch.nan)
             scale[:, k] = _level_quantile(ratio, 1.0 - float(levels[k]), min_windows).clamp(
                 GAP_SCALE_MIN, GAP_SCALE_MAX
             )
-            calibrated[..., k] = calibrated[..., k + 1] - scale[:, k] * gaps[..., k]
+            calibrated[..., k] = calibrated[..., k + 1] - scale[:, k] * raw_gaps[..., k]
         self.gap_scale.copy_(scale.to(self.gap_scale))
 
     def point_forecast(

@@ -606,6 +606,36 @@ def test_calibrate_gaps_leaves_out_windows_with_no_spread() -> None:
     assert torch.equal(everywhere_flat.gap_scale, torch.ones(H, len(quantiles) - 1))
 
 
+@pytest.mark.parametrize(
+    ("quantiles", "offset", "outer"),
+    [((0.5, 0.9, 0.99), [0.0, 0.0, 1.0], 2), ((0.01, 0.1, 0.5), [-1.0, 0.0, 0.0], 0)],
+)
+def test_calibrate_gaps_places_an_outer_quantile_beyond_a_zero_gap_as_inference_does(
+    quantiles: tuple[float, ...], offset: list[float], outer: int
+) -> None:
+    """The quantile heads floor each offset at 0 (never crossed), so a window's inner gap can
+    be zero while the next one out is not: q0.9 on the median, q0.99 above it. Inference puts
+    q0.9 on the median (multiplier x 0) and q0.99 a multiplier of its gap above; the fit put
+    q0.9 a whole unit above the median (the zero gap read as 1 to leave it out) and fitted
+    q0.99's multiplier from there, so q0.99 covered 0.91 of fresh data instead of 0.99."""
+    config = ForecasterConfig(kind="repeat_last", lookback=L, horizon=H, quantiles=quantiles)
+    g = torch.Generator().manual_seed(0)
+    offsets = torch.tensor(offset, dtype=torch.float64)  # the inner gap zero, the outer 1
+
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        centre = 10.0 * torch.randn(n, H, 1, generator=g, dtype=torch.float64)
+        return centre + offsets, centre[..., 0] + torch.randn(
+            n, H, generator=g, dtype=torch.float64
+        )
+
+    model = build_forecaster(config)
+    model.calibrate_gaps(*sample(4000))
+    fresh, y_fresh = sample(20000)
+    calibrated = scale_gaps(fresh, model.gap_scale.double(), config.median_index)
+    level = float((y_fresh <= calibrated[..., outer]).double().mean())
+    assert abs(level - quantiles[outer]) < 0.01, level
+
+
 def test_gap_scale_round_trips_and_old_checkpoints_load_uncalibrated(tmp_path: Path) -> None:
     config = config_for("urnn")
     model = built(config)
