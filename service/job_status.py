@@ -18,7 +18,10 @@ READ_DEADLINE_S says down. SQLite reads take no write lock
 a scrape behind a worker's writes) and wait at most a second; a server connection at most
 two. An embedded default whose SQLite file does not exist (no job was ever submitted here)
 has no queue to report: `latest` answers None and the job metrics are left out, rather than
-creating the file or saying the database is down.
+creating the file or saying the database is down. A SQLite file named by URNN_DATABASE_URL
+(`configured`) is different: the job API answers 503 without it (moved, a volume not mounted,
+never migrated), so it reads as down (`urnn_jobs_database_up` 0, UrnnJobDatabaseUnreadable),
+still without creating it; before, its job metrics vanished and that alert stayed silent.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ SERVER_CONNECT_TIMEOUT_S = 2
 READ_DEADLINE_S = 30.0
 
 
+class MissingJobDatabaseError(Exception):
+    """The configured SQLite job database file does not exist (connecting would create it)."""
+
+
 @dataclass(frozen=True)
 class JobStatusReading:
     """The last summary read (None before the first success) and whether the latest read
@@ -58,12 +65,20 @@ class JobStatusReading:
 
 
 class JobStatusReader:
-    """The latest JobStatusReading of one job database, refreshed in the background."""
+    """The latest JobStatusReading of one job database, refreshed in the background.
+    `configured`: the URL was given (URNN_DATABASE_URL), not the embedded default, so a
+    missing SQLite file is a database down rather than no queue at all."""
 
     def __init__(
-        self, url: str, *, ttl: float = 15.0, clock: Callable[[], float] = time.monotonic
+        self,
+        url: str,
+        *,
+        configured: bool = False,
+        ttl: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
+        self.configured = configured
         self.ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
@@ -118,14 +133,23 @@ class JobStatusReader:
         return self._reading
 
     def _absent(self) -> bool:
+        return not self.configured and self._file_missing()
+
+    def _file_missing(self) -> bool:
         path = sqlite_path(self.url)
         return path is not None and not path.exists()
 
+    def _read(self) -> JobSummary:
+        if self._file_missing():  # checked before every read: a pooled connection would
+            # keep reading a file deleted under it, and a new one would create it empty
+            raise MissingJobDatabaseError(f"no job database at {self.url}")
+        with Session(self._connect()) as session:
+            return summary(session)
+
     def _refresh(self) -> None:
         try:
-            with Session(self._connect()) as session:
-                reading = JobStatusReading(summary(session), up=True)
-        except SQLAlchemyError as error:
+            reading = JobStatusReading(self._read(), up=True)
+        except (SQLAlchemyError, MissingJobDatabaseError) as error:
             first = self._reading is None or self._reading.up
             if first:  # once per outage, not every ttl
                 logger.warning(f"job metrics: the job database cannot be read: {error!r:.300}")

@@ -48,7 +48,10 @@ class ServiceState:
     @classmethod
     def build(cls, settings: Settings, loader: ModelLoader) -> ServiceState:
         metrics = ServiceMetrics()
-        metrics.watch_jobs(JobStatusReader(settings.resolved_database_url()).latest)
+        jobs = JobStatusReader(
+            settings.resolved_database_url(), configured=bool(settings.database_url)
+        )
+        metrics.watch_jobs(jobs.latest)
         drift = DriftMonitor(metrics, settings.drift_window)
         realised = RealisedErrorTracker(metrics, settings.forecast_cache_size)
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from jobs import queue
-from jobs.db import Database
+from jobs.db import Database, upgrade
 from jobs.models import JOB_STATUSES
 from service.job_status import JobStatusReader
 from service.main import create_app
@@ -112,6 +112,54 @@ def test_a_missing_sqlite_job_database_exposes_nothing_and_is_not_created(tmp_pa
     assert reader.latest() is None and reader.refresh_now() is None
     assert "urnn_job" not in exposition(reader)
     assert not path.exists()
+
+
+def test_a_configured_sqlite_job_database_that_is_missing_is_down_and_is_not_created(
+    tmp_path: Path,
+) -> None:
+    """URNN_DATABASE_URL names a SQLite file that is not there (moved, a volume not mounted):
+    the job API answers 503, so UrnnJobDatabaseUnreadable must have a 0 to fire on."""
+    path = tmp_path / "jobs.db"
+    reader = JobStatusReader(f"sqlite:///{path}", configured=True)
+    reading = reader.refresh_now()
+    assert reading is not None and not reading.up
+    assert sample(exposition(reader), "urnn_jobs_database_up") == 0.0
+    assert not path.exists()
+
+
+def test_a_configured_sqlite_job_database_deleted_after_a_read_turns_down(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    upgrade(f"sqlite:///{path}")
+    reader = JobStatusReader(f"sqlite:///{path}", configured=True)
+    first = reader.refresh_now()
+    assert first is not None and first.up
+    moved = path.rename(tmp_path / "moved.db")
+    try:
+        reading = reader.refresh_now()  # the pooled connection still holds the old file
+        assert reading is not None and not reading.up
+        assert not path.exists()
+    finally:
+        moved.rename(path)
+
+
+def test_the_service_says_a_configured_job_database_that_is_missing_is_down(
+    tmp_path: Path,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    missing = tmp_path / "elsewhere" / "jobs.db"
+    settings = Settings(var_dir=tmp_path / "var", database_url=f"sqlite:///{missing}")
+    with TestClient(create_app(settings, loader=NoModels())) as client:
+        assert client.get("/jobs").status_code == 503
+        deadline = time.monotonic() + 10
+        while True:  # the first scrape starts the read, a later one shows it
+            text = client.get("/metrics").text
+            up = sample(text, "urnn_jobs_database_up")
+            if up is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert up == 0.0
+    assert not missing.exists()
 
 
 def test_a_scrape_never_waits_for_the_read(db: Database, settings: Settings) -> None:
