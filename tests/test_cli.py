@@ -108,6 +108,16 @@ def test_benchmark_runs_and_prints_the_table(capsys: pytest.CaptureFixture[str])
     assert "MLflow" not in out
 
 
+def test_benchmark_draws_no_progress_bar_into_a_log(capsys: pytest.CaptureFixture[str]) -> None:
+    """stderr redirected (a file, CI; capsys is not a terminal): no tqdm bar there, whose
+    carriage-return refreshes fill a log with one line each, as `urnn train` does."""
+    argv = "benchmark paper copy --seq-len 3 --iterations 4 --model lstm --hidden-size 4"
+    assert cli.main([*argv.split(), "--no-mlflow", "--device", "cpu"], settings=Settings()) == 0
+    captured = capsys.readouterr()
+    assert "copy T=3 lstm" not in captured.err, captured.err
+    assert captured.out.splitlines()[2].split()[:3] == ["copy", "3", "lstm"]
+
+
 def test_demo_trains_registers_serves_and_forecasts(
     mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1740,10 +1740,13 @@ def _train_all(
 ) -> list["PaperRunResult"]:
     from training.paper_benchmark import run_paper_task
 
+    # Bars on a terminal only: redirected to a file or a CI log, tqdm's carriage-return
+    # updates are one line per refresh (100 KB for a 2000-iteration run), burying the table.
+    progress = sys.stderr.isatty()
     results = []
     for config in configs:
         if not mlflow:
-            results.append(run_paper_task(config))
+            results.append(run_paper_task(config, progress=progress))
             continue
         from urnn_forecast.tracking import MlflowTracker, start_run
 
@@ -1753,7 +1756,9 @@ def _train_all(
             run_name=f"{config.model}-T{config.seq_len}",
             tags={"suite": "paper", "task": config.task, "model": config.model},
         ) as run:
-            results.append(run_paper_task(config, tracker=MlflowTracker(run.info.run_id)))
+            results.append(
+                run_paper_task(config, tracker=MlflowTracker(run.info.run_id), progress=progress)
+            )
     return results
 
 
