@@ -90,6 +90,14 @@ class SeriesEntry:
     channel: int = 0
 
 
+class SeriesArrays(NamedTuple):
+    """One series' rows as `WindowDataset.from_arrays` reads them."""
+
+    stamps: pd.Index  # timestamps of the rows
+    values: np.ndarray  # (T, 1 + C), already scaled: the target first, then the covariates
+    columns: tuple[str, ...]
+
+
 class WindowBatch(NamedTuple):
     """A batch of windows (or one window, without the batch axis, from `dataset[i]`).
 
@@ -169,20 +177,48 @@ class WindowDataset(Dataset[WindowBatch]):
         """Windows over `frames` (already scaled; target first, then covariates), each frame
         giving its last `n_windows` windows (all if None; a mapping: per frame, by id),
         `stride` rows apart."""
+        return cls.from_arrays(
+            {
+                series_id: SeriesArrays(
+                    frame.index, frame.to_numpy(dtype=np.float32), tuple(map(str, frame.columns))
+                )
+                for series_id, frame in frames.items()
+            },
+            lookback=lookback,
+            horizon=horizon,
+            stride=stride,
+            n_windows=n_windows,
+            channel_independent=channel_independent,
+            calendar_freq=calendar_freq,
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        series: Mapping[str, SeriesArrays],
+        *,
+        lookback: int,
+        horizon: int,
+        stride: int = 1,
+        n_windows: int | Mapping[str, int | None] | None = None,
+        channel_independent: bool = False,
+        calendar_freq: str | None = None,
+    ) -> WindowDataset:
+        """`from_frames` over each series' index, values and column names: `make_windows`
+        scales straight into arrays, with no DataFrame per part of each series to read back."""
         entries: list[SeriesEntry] = []
         blocks: list[np.ndarray] = []
         calendars: list[np.ndarray] = []
         starts: list[np.ndarray] = []
         owners: list[np.ndarray] = []
         offset = 0
-        for series_id, frame in frames.items():
-            index = pd.DatetimeIndex(frame.index)
-            values = frame.to_numpy(dtype=np.float32)  # (T, 1 + C)
-            columns = tuple(str(c) for c in frame.columns)
+        for series_id, (frame_index, frame_values, columns) in series.items():
+            index = pd.DatetimeIndex(frame_index)
+            values = np.asarray(frame_values, dtype=np.float32)  # (T, 1 + C)
             if calendar_freq is not None:
                 calendar = calendar_features(index, calendar_freq).astype(np.float32)
             else:
-                calendar = np.zeros((len(frame), 0), dtype=np.float32)
+                calendar = np.zeros((len(index), 0), dtype=np.float32)
             pieces: list[tuple[str, tuple[str, ...], np.ndarray, int]]
             if channel_independent:
                 pieces = [
@@ -192,14 +228,14 @@ class WindowDataset(Dataset[WindowBatch]):
             else:
                 pieces = [(series_id, columns, values, 0)]
             count = n_windows.get(series_id) if isinstance(n_windows, Mapping) else n_windows
-            first = window_starts(len(frame), lookback, horizon, stride, count)
+            first = window_starts(len(index), lookback, horizon, stride, count)
             for name, piece_columns, block, channel in pieces:
                 entries.append(SeriesEntry(name, series_id, piece_columns, index, offset, channel))
                 blocks.append(block)
                 calendars.append(calendar)
                 starts.append(first + offset)
                 owners.append(np.full(len(first), len(entries) - 1))
-                offset += len(frame)
+                offset += len(index)
         if not entries:
             raise WindowError("no series to make windows from")
         widths = {block.shape[1] for block in blocks}
@@ -328,11 +364,16 @@ def make_windows(
     freq: str,
 ) -> WindowSets:
     """Scale every part with the train-only `scaler`, then cut each part into windows."""
-    scaled = scaler.transform_splits(splits)
+    # every part of every series first, as `scaler.transform_splits` did: a series the
+    # scaler does not know is named before any part's windows are cut
+    scaled = {
+        sid: {part: scaler.transform_values(sid, getattr(split, part)) for part in PARTS}
+        for sid, split in splits.items()
+    }
     datasets = {}
     for part in PARTS:
         # an empty frame: the series is held out for another part (the "series" split)
-        frames = {sid: getattr(split, part) for sid, split in scaled.items()}
+        frames = {sid: getattr(split, part) for sid, split in splits.items()}
         frames = {sid: frame for sid, frame in frames.items() if not frame.empty}
         shortest = min(len(f) for f in frames.values())
         if shortest < config.lookback + config.horizon:
@@ -341,8 +382,12 @@ def make_windows(
                 f"the {part} frame of series {series!r} has {shortest:,} rows; a window needs "
                 f"lookback + horizon = {config.lookback + config.horizon:,}"
             )
-        datasets[part] = WindowDataset.from_frames(
-            frames,
+        arrays = {
+            sid: SeriesArrays(frame.index, scaled[sid][part], tuple(map(str, frame.columns)))
+            for sid, frame in frames.items()
+        }
+        datasets[part] = WindowDataset.from_arrays(
+            arrays,
             lookback=config.lookback,
             horizon=config.horizon,
             stride=config.stride if part == "train" else config.eval_stride,

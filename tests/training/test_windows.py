@@ -10,7 +10,14 @@ from torch.utils.data import DataLoader
 
 from models.forecaster import ForecasterConfig, build_forecaster
 from tests.training.synthetic import row_number_frame, seasonal_frame
-from training.split import SeriesSplit, SplitConfig, StandardScaler, plan_split, split_series
+from training.split import (
+    SeriesSplit,
+    SplitConfig,
+    StandardScaler,
+    UnknownSeriesError,
+    plan_split,
+    split_series,
+)
 from training.windows import (
     IncompatibleWindowsError,
     WindowBatch,
@@ -191,3 +198,40 @@ def test_window_config_for_a_model() -> None:
     assert window_config_for(config, freq="h").calendar
     with pytest.raises(IncompatibleWindowsError, match="gives 4 features"):
         window_config_for(config, freq="D")
+
+
+@pytest.mark.parametrize("channel_independent", [False, True])
+def test_make_windows_from_arrays_matches_windows_over_the_scaled_frames(
+    channel_independent: bool,
+) -> None:
+    """make_windows scales into arrays, not a DataFrame per part: the same storage, calendar,
+    entries and windows as `from_frames` over `transform_splits`' frames, bit for bit."""
+    splits = {sid: splits_of(n)["s"] for sid, n in (("a", 200), ("b", 160))}
+    scaler = StandardScaler.fit(splits, scope="global")
+    config = WindowConfig(L, H, stride=3, channel_independent=channel_independent, calendar=True)
+    sets = make_windows(splits, scaler, config, freq="h")
+    scaled = scaler.transform_splits(splits)
+    for part in ("train", "val", "test"):
+        want = WindowDataset.from_frames(
+            {sid: getattr(split, part) for sid, split in scaled.items()},
+            lookback=L,
+            horizon=H,
+            stride=3 if part == "train" else 1,
+            channel_independent=channel_independent,
+            calendar_freq="h",
+        )
+        got = getattr(sets, part)
+        for name in ("values", "calendar", "starts", "window_entry", "window_channel"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), (part, name)
+        assert [(e.name, e.source, e.columns, e.offset, e.channel) for e in got.entries] == [
+            (e.name, e.source, e.columns, e.offset, e.channel) for e in want.entries
+        ]
+        assert all(g.index.equals(w.index) for g, w in zip(got.entries, want.entries, strict=True))
+
+
+def test_make_windows_names_a_series_the_scaler_does_not_know() -> None:
+    """As transform_splits did: the unknown series is named before any part is windowed."""
+    splits = splits_of()
+    scaler = StandardScaler.fit(splits)
+    with pytest.raises(UnknownSeriesError, match="'t'"):
+        make_windows({"t": splits["s"]}, scaler, WindowConfig(L, H), freq="h")
