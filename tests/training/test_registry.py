@@ -29,6 +29,7 @@ from training.data import LoadConfig
 from training.fit import FitConfig
 from training.mlflow_model import ForecastInputError, ForecastPredictor, reference_statistics
 from training.pipeline import (
+    Negatives,
     TrainConfig,
     TrainResult,
     flattened_window_lines,
@@ -523,6 +524,27 @@ def test_the_report_names_the_negative_values_that_turned_the_floor_off() -> Non
         f"hold {observed:,} negative values of {observed:,} observed (the first: series 's' "
         f"at {frame.index[0]}, {-float(frame['y'].iloc[0]):.6g})"
     )
+
+
+def test_negative_targets_reads_each_row_once_skips_filled_ones_and_names_the_first() -> None:
+    """The val span's context rows are train rows, counted once; a filled negative is not
+    read; the first negative is named by its own timestamp, in the train rows or past them
+    in the val span (looked up only once found)."""
+    frame = seasonal_frame(200, level=4.0)  # 4 +- 3: never negative
+    plan = plan_split(len(frame), "h", SplitConfig(lookback=LOOKBACK))
+    last_train, in_val = plan.train.stop - 1, plan.val.start + 3
+    assert plan.val.input_start <= last_train  # the last train row is val context too
+    frame.iloc[[5, last_train], 0] = [-7.0, -5.0]
+    frame.iloc[in_val, 0] = -2.0
+    filled = pd.DataFrame(False, index=frame.index, columns=frame.columns)
+    filled.iloc[5, 0] = True  # an interpolated value: not an observation
+    data = SimpleNamespace(target="y", filled={"s": filled})
+    negatives = negative_targets({"s": split_series(frame, plan)}, data)  # type: ignore[arg-type]
+    rows = len(plan.train) + len(plan.val)
+    assert negatives == Negatives(2, rows - 1, ("s", frame.index[last_train], -5.0))
+    frame.iloc[last_train, 0] = 5.0
+    negatives = negative_targets({"s": split_series(frame, plan)}, data)  # type: ignore[arg-type]
+    assert negatives == Negatives(1, rows - 1, ("s", frame.index[in_val], -2.0))
 
 
 def test_the_report_names_windows_a_sentinel_value_flattens_once_scaled() -> None:
