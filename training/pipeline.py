@@ -1155,7 +1155,7 @@ def spike_lines(
     for sid, split in splits.items():
         if split.train.empty or target not in split.train:
             continue
-        values = split.train[target].to_numpy(dtype=np.float64)
+        values = column_values(split.train, target, np.float64)
         finite = values[np.isfinite(values)]
         if len(finite) < 30:  # a MAD of fewer is noise (10 Gaussian rows: false spikes)
             continue
@@ -1216,8 +1216,9 @@ def flattened_window_lines(
     for sid, split in splits.items():
         if len(split.train) < model.lookback:
             continue
-        raw = split.train[target].to_numpy(dtype=np.float64)
-        scaled = scaler.transform(sid, split.train)[target].to_numpy(dtype=np.float64)
+        raw = column_values(split.train, target, np.float64)
+        target_at = split.train.columns.get_loc(target)
+        scaled = scaler.transform_values(sid, split.train)[:, target_at]
         stride = max(1, -(-len(raw) * model.lookback // FLAT_CHECK_VALUES))
         windows = np.lib.stride_tricks.sliding_window_view(raw, model.lookback)[::stride]
         scaled_windows = np.lib.stride_tricks.sliding_window_view(scaled, model.lookback)[::stride]

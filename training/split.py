@@ -969,12 +969,26 @@ def constant_in_training(
     test): a stuck sensor, or a target that never moves. `pooled`: the columns that hold one
     value over all training spans together, as a global scaler sees them (-> every series)."""
     trains = {sid: s.train for sid, s in splits.items() if not s.train.empty}
-    groups = {"*": pd.concat(list(trains.values()))} if pooled and trains else trains
+    groups: dict[str, tuple[pd.Index, np.ndarray]] = {
+        sid: (train.columns, train.to_numpy(dtype=np.float64)) for sid, train in trains.items()
+    }
+    if pooled and trains:
+        groups = {"*": _pooled(list(trains.values()))}
     out: dict[str, list[str]] = {}
-    for key, train in groups.items():
-        values = train.to_numpy(dtype=np.float64)
+    for key, (columns, values) in groups.items():
         mean, std = values.mean(axis=0), values.std(axis=0)
-        for c, column in enumerate(train.columns):
+        for c, column in enumerate(columns):
             if _is_constant(float(std[c]), float(mean[c])):
                 out[str(column)] = list(trains) if pooled else [*out.get(str(column), []), key]
     return out
+
+
+def _pooled(frames: list[pd.DataFrame]) -> tuple[pd.Index, np.ndarray]:
+    """The columns and float64 values of `frames` one after the other: their arrays joined
+    where every frame has the same columns (a fleet: pd.concat of 2,000 short frames took a
+    quarter of a second for the same values), pd.concat's alignment by name otherwise."""
+    columns = frames[0].columns
+    if all(frame.columns.equals(columns) for frame in frames):
+        return columns, np.concatenate([frame.to_numpy(dtype=np.float64) for frame in frames])
+    joined = pd.concat(frames)
+    return joined.columns, joined.to_numpy(dtype=np.float64)

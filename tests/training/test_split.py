@@ -208,6 +208,26 @@ def test_a_series_in_tiny_units_is_scaled_as_in_its_usual_ones(unit: float) -> N
     assert constant_in_training(splits_of({"s": stuck}, SplitConfig(lookback=5))) == {"x": ["s"]}
 
 
+def test_pooled_constant_columns_are_read_by_name_across_series() -> None:
+    """The pooled test joins the series' arrays where their columns agree; where a series
+    holds them in another order, by name (as pd.concat aligns them): a column constant over
+    every training span is named, one that moves is not."""
+    first = frame_of(100)
+    first["x"] = 3.0
+    second = first[["x", "y"]].copy()
+    second["y"] = second["y"] + 1.0
+    config = SplitConfig(lookback=5)
+    assert constant_in_training(splits_of({"a": first, "b": first}, config), pooled=True) == {
+        "x": ["a", "b"]
+    }
+    mixed = splits_of({"a": first, "b": second}, config)
+    assert constant_in_training(mixed, pooled=True) == {"x": ["a", "b"]}
+    second["x"] = 4.0  # x differs between the series: constant in each, not pooled
+    differ = splits_of({"a": first, "b": second}, config)
+    assert constant_in_training(differ, pooled=True) == {}
+    assert constant_in_training(differ) == {"x": ["a", "b"]}
+
+
 def test_a_series_on_a_large_level_is_scaled_as_its_variation_asks() -> None:
     """A meter reading on a large level (ETTh1 OT + 1e12: std 8e-12 of the level, held to 1e-4
     by float64) was called constant by a tolerance of 1e-10 of the mean, left unscaled, and the
