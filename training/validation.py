@@ -838,6 +838,10 @@ def fill_gaps(
     """
     limit = 0 if fill == "none" else max_gap
     missing = frame.isna().to_numpy()
+    if not missing.any():
+        # nothing to fill or cut (most series of a fleet): the frame as it is, with its mask of
+        # no filled value, without the per-column gap scan and a second isna (95 us of 165)
+        return [Segment(series, frame, pd.DataFrame(missing, frame.index, frame.columns))]
     long_rows = np.zeros(len(frame), dtype=bool)
     long_gaps: list[tuple[int, int, int]] = []  # (start, column position, stop)
     for c in range(len(frame.columns)):

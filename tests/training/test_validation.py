@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from service.served import freq_problem
 from training.data import LoadConfig
-from training.validation import InvalidOptionError, renamed_alias_hint
+from training.validation import InvalidOptionError, Report, fill_gaps, renamed_alias_hint
 
 
 @pytest.mark.parametrize(
@@ -25,3 +27,31 @@ def test_an_unknown_alias_gets_examples_instead() -> None:
     assert freq_problem("fortnightly", "h") == (
         "'fortnightly' is not a pandas offset alias (e.g. 'h', '15min', 'D')"
     )
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_fill_gaps_marks_exactly_the_filled_values(gap: bool) -> None:
+    """A series with nothing missing (most of a fleet) comes back as it is, with a mask of no
+    filled value that is the frame's isna(), and no report line; one short gap is filled,
+    marked and reported."""
+    index = pd.date_range("2023-01-01", periods=8, freq="D", name="timestamp")
+    frame = pd.DataFrame({"y": np.arange(8.0), "x": np.arange(8.0) * 2}, index=index)
+    if gap:
+        frame.iloc[3, 0] = np.nan
+    report = Report()
+    (segment,) = fill_gaps(
+        frame,
+        "s",
+        fill="interpolate",
+        max_gap=2,
+        on_long_gap="error",
+        freq="D",
+        source="f.csv",
+        report=report,
+    )
+    pd.testing.assert_frame_equal(segment.filled, frame.isna())
+    assert getattr(segment.filled.index, "freq", None) == index.freq and segment.unit == ""
+    np.testing.assert_array_equal(
+        segment.frame.to_numpy(), np.c_[np.arange(8.0), np.arange(8.0) * 2]
+    )
+    assert [d.step for d in report.decisions] == (["fill"] if gap else [])
