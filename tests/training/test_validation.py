@@ -8,7 +8,14 @@ import pytest
 
 from service.served import freq_problem
 from training.data import LoadConfig
-from training.validation import InvalidOptionError, Report, fill_gaps, renamed_alias_hint
+from training.validation import (
+    FrequencyError,
+    InvalidOptionError,
+    Report,
+    fill_gaps,
+    regularise,
+    renamed_alias_hint,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,3 +62,18 @@ def test_fill_gaps_marks_exactly_the_filled_values(gap: bool) -> None:
         segment.frame.to_numpy(), np.c_[np.arange(8.0), np.arange(8.0) * 2]
     )
     assert [d.step for d in report.decisions] == (["fill"] if gap else [])
+
+
+def test_regularise_keeps_a_series_on_its_grid_and_names_a_stamp_off_it() -> None:
+    """A series already on its grid becomes the grid itself (its freq set, nothing inserted or
+    reported); one as long whose timestamp is 15 minutes off is refused at that row."""
+    grid = pd.date_range("2023-01-01", periods=6, freq="h", name="timestamp")
+    frame = pd.DataFrame({"y": np.arange(6.0)}, index=pd.DatetimeIndex(list(grid)))
+    report = Report()
+    regular = regularise(frame, np.arange(6) + 1, "s", "h", "f.csv", report)
+    assert regular.index.equals(grid) and getattr(regular.index, "freq", None) == grid.freq
+    np.testing.assert_array_equal(regular["y"].to_numpy(), np.arange(6.0))
+    assert report.decisions == []
+    off = frame.set_axis(grid.insert(3, grid[3] - pd.Timedelta("45min")).delete(4))
+    with pytest.raises(FrequencyError, match=r"series 's': timestamp 2023-01-01 02:15:00 at"):
+        regularise(off, np.arange(6) + 1, "s", "h", "f.csv", Report())
