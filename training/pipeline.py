@@ -1549,38 +1549,33 @@ def compare_registered(
     refusal = served_requests_refused(
         predictor, challenger_config, data.covariates, data_calendar_clock(data)
     )
-    if refusal is not None:
-        refused = f"{refusal}; kept (move the alias by hand if that is intended)"
-        # the scores are still the evidence a person needs to promote by hand (a covariate
-        # added on purpose: does it help?); taken where this data holds the champion's columns
-        scored = None
-        if set(predictor.covariates) <= set(data.covariates):
-            try:
-                scored = _scored_on_backtest(
-                    predictor,
-                    data,
-                    config,
-                    backtest_config,
-                    challenger,
-                    challenger_config,
-                    levels,
-                    levels_note,
-                )
-            except (BacktestConfigError, DataValidationError) as error:
-                # a split the champion cannot be backtested on (a streaming champion, a
-                # series cut at a gap): the refusal stands, saying why there is no score
-                refused += f"; the champion cannot be scored on this backtest ({error})"
-        return replace(scored or Comparison(None), refusal=refused)
-    return _scored_on_backtest(
-        predictor,
-        data,
-        config,
-        backtest_config,
-        challenger,
-        challenger_config,
-        levels,
-        levels_note,
-    )
+
+    def scored() -> Comparison | None:
+        return _scored_on_backtest(
+            predictor,
+            data,
+            config,
+            backtest_config,
+            challenger,
+            challenger_config,
+            levels,
+            levels_note,
+        )
+
+    if refusal is None:
+        return scored()
+    refused = f"{refusal}; kept (move the alias by hand if that is intended)"
+    # the scores are still the evidence a person needs to promote by hand (a covariate added
+    # on purpose: does it help?); taken where this data holds the champion's columns
+    comparison = None
+    if set(predictor.covariates) <= set(data.covariates):
+        try:
+            comparison = scored()
+        except (BacktestConfigError, DataValidationError) as error:
+            # a split the champion cannot be backtested on (a streaming champion, a series
+            # cut at a gap): the refusal stands, saying why there is no score
+            refused += f"; the champion cannot be scored on this backtest ({error})"
+    return replace(comparison or Comparison(None), refusal=refused)
 
 
 def _scored_on_backtest(

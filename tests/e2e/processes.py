@@ -26,6 +26,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def mlflow_server_command(bin_dir: Path, store: Path, artifacts: Path, port: int) -> list[str]:
+    """`mlflow server` on loopback `port`: a SQLite backend store at `store`, artifacts served
+    from `artifacts` (--serve-artifacts, mlflow-artifacts:/ URIs), one worker."""
+    return [
+        str(bin_dir / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store}",
+        "--artifacts-destination",
+        str(artifacts),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
 def tail(path: Path, lines: int = TAIL_LINES) -> str:
     if not path.exists():
         return f"(no log at {path})"

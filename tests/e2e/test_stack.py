@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from tests.e2e.processes import Process, Stack, free_port, http_ok, wait_for
+from tests.e2e.processes import Process, Stack, free_port, http_ok, mlflow_server_command, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ETTH1 = ROOT / "data" / "ETT-small" / "ETTh1.csv"
@@ -120,21 +120,7 @@ def test_job_to_promoted_model_to_forecast_to_prometheus_and_mlflow_ui(tmp_path:
         # --- start everything ------------------------------------------------------------------
         mlflow = stack.start(
             "mlflow",
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(tmp_path / "artifacts"),
-                "--serve-artifacts",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(mlflow_port),
-                "--workers",
-                "1",
-            ],
+            mlflow_server_command(BIN, tmp_path / "mlflow.db", tmp_path / "artifacts", mlflow_port),
         )
         upgrade = subprocess.run(
             [str(BIN / "urnn"), "db", "upgrade"],

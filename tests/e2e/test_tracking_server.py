@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import Stack, free_port, http_ok, wait_for
+from tests.e2e.processes import Stack, free_port, http_ok, mlflow_server_command, wait_for
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import start_run
 
@@ -35,21 +35,7 @@ def test_with_a_tracking_server_and_no_artifact_root_artifacts_go_through_the_se
     try:
         server = stack.start(
             "mlflow",
-            [
-                str(BIN / "mlflow"),
-                "server",
-                "--backend-store-uri",
-                f"sqlite:///{tmp_path / 'mlflow.db'}",
-                "--artifacts-destination",
-                str(served),
-                "--serve-artifacts",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-            ],
+            mlflow_server_command(BIN, tmp_path / "mlflow.db", served, port),
         )
         wait_for(
             "the MLflow server",
