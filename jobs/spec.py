@@ -299,7 +299,9 @@ def check_job_data(
             + WORKER_CHECKS
         ]
     if size > max_bytes:
-        packed = _gzipped(path) or path.suffix.lower() in (".parquet", ".pq")
+        from training.data import gzipped
+
+        packed = gzipped(path) or path.suffix.lower() in (".parquet", ".pq")
         unpacked = " unpacked" if packed else ""
         return [
             f"data: only the header was checked at submission: the file is larger{unpacked} "
@@ -335,10 +337,6 @@ PARQUET_CELL_BYTES = 8
 _GZIP_READ = 1 << 20
 
 
-def _gzipped(path: Path) -> bool:
-    return path.name.lower().endswith(".gz")
-
-
 def unpacked_size(path: Path, *, limit: int) -> int:
     """The bytes a data file holds once unpacked, counted up to just past `limit`: a .gz file
     decompressed (in 1 MiB reads, stopping past `limit`), a Parquet file's uncompressed size
@@ -347,7 +345,7 @@ def unpacked_size(path: Path, *, limit: int) -> int:
     API process at submission: 25 s and 2.5 GB more memory, kept after the answer. A file
     that does not unpack (a damaged .gz, a file that is not Parquet) answers its size on disk,
     and the full check then says what is wrong with it."""
-    from training.data import file_format
+    from training.data import file_format, gzipped
 
     size = path.stat().st_size
     try:
@@ -358,7 +356,7 @@ def unpacked_size(path: Path, *, limit: int) -> int:
             groups = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             cells = int(meta.num_rows) * int(meta.num_columns)
             return max(size, int(groups), cells * PARQUET_CELL_BYTES)
-        if _gzipped(path):
+        if gzipped(path):
             import gzip
 
             unpacked = 0

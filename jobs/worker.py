@@ -429,7 +429,7 @@ def finished_attempt(settings: Settings, run_id: str) -> JobOutcome | None:
 
 
 def _finished_attempt(settings: Settings, run_id: str, found: list[JobOutcome]) -> None:
-    from training.registry import DECISION_TAG
+    from training.registry import DECISION_TAG, REASON_TAG
 
     try:
         import mlflow
@@ -454,7 +454,7 @@ def _finished_attempt(settings: Settings, run_id: str, found: list[JobOutcome]) 
                 registered_name=str(version.name),
                 registered_version=str(version.version),
                 promoted=tags[DECISION_TAG] == "promoted",
-                message=tags.get("promotion.reason"),
+                message=tags.get(REASON_TAG),
             )
         )
     except Exception as error:  # the store's answer decides nothing: retried as before

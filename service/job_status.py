@@ -103,9 +103,12 @@ class JobStatusReader:
                 )
                 self._reading_now.start()
             if self._reading_now is not None and self._overdue():
-                last = self._reading.summary if self._reading is not None else None
-                return JobStatusReading(last, up=False)
+                return self._down()
             return self._reading
+
+    def _down(self) -> JobStatusReading:
+        """A reading that says the database cannot be read, with the last good counts."""
+        return JobStatusReading(self._reading.summary if self._reading else None, up=False)
 
     def _overdue(self) -> bool:
         """Whether the read in flight has run past READ_DEADLINE_S (said once per read)."""
@@ -153,8 +156,7 @@ class JobStatusReader:
             first = self._reading is None or self._reading.up
             if first:  # once per outage, not every ttl
                 logger.warning(f"job metrics: the job database cannot be read: {error!r:.300}")
-            last = self._reading.summary if self._reading is not None else None
-            reading = JobStatusReading(last, up=False)
+            reading = self._down()
         with self._lock:
             self._reading, self._read_at = reading, self._clock()
             self._reading_now = None

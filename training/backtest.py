@@ -269,25 +269,31 @@ def backtest_size_lines(
         f"(~{rows * BYTES_PER_ROW_PEAK / 1e9:.1f} GB of memory while they are scored, each "
         "row kept in forecasts.parquet); "
     )
+
+    def over(step: int) -> bool:
+        return (
+            _windows_scored(splits, horizon, replace(config, step=step), units) * (horizon)
+            > BACKTEST_ROWS_NOTE
+        )
+
     # every series scores at least its last window, whatever the step: where that alone is
-    # over the note no step bounds it (the search below stepped on for ever: a fleet of
-    # 60,000 series at H = 168 hung `urnn train` before its fit)
+    # over the note no step bounds it (a fleet of 60,000 series at H = 168)
     widest = max(_room(s, horizon, 1) for s in splits.values()) + 1
-    if _windows_scored(splits, horizon, replace(config, step=widest), units) * horizon > (
-        BACKTEST_ROWS_NOTE
-    ):
+    if over(widest):
         return [
             said + "the backtest scores at least one window per series (and per segment cut "
             "at a long gap), so no --backtest-step bounds them: train on fewer series per "
             "file, or a shorter horizon"
         ]
-    # the smallest step under the note: each series rounds its own count up, so a fleet
-    # needs a little more than rows / note
-    step = config.step * math.ceil(rows / BACKTEST_ROWS_NOTE)
-    while _windows_scored(splits, horizon, replace(config, step=step), units) * horizon > (
-        BACKTEST_ROWS_NOTE
-    ):
-        step += config.step
+    # the smallest step under the note, by bisection (the count falls as the step grows):
+    # each series rounds its own count up, so a fleet needs a little more than rows / note,
+    # and stepping up one at a time read every series once per step tried
+    low, high = config.step * math.ceil(rows / BACKTEST_ROWS_NOTE), widest
+    low = min(low, high)
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if over(middle) else (low, middle)
+    step = low
     return [
         said + f"--backtest-step {step} (origins {step} rows apart) or --backtest-windows N "
         "(the last N origins per series) bound them"

@@ -649,9 +649,14 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
         raise _unreadable(path, kind, error) from error
 
 
+def gzipped(path: Path) -> bool:
+    """Whether the file is named as gzip-compressed (.csv.gz, .tsv.gz, .txt.gz)."""
+    return path.name.lower().endswith(".gz")
+
+
 def _opener(path: Path) -> Any:
     """gzip.open for a .csv.gz, else open."""
-    return gzip.open if path.name.lower().endswith(".gz") else open
+    return gzip.open if gzipped(path) else open
 
 
 # The longest line the header checks read (the header, the lines before it, the first data
@@ -684,7 +689,7 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
     """The error for a file the readers failed on; for text that is not UTF-8, where and what
     to do, which the decoder's own words ("can't decode byte 0xd6 in position 36") do not
     say: the position is in a chunk of the file, and no line is named."""
-    if isinstance(error, gzip.BadGzipFile) and path.name.lower().endswith(".gz"):
+    if isinstance(error, gzip.BadGzipFile) and gzipped(path):
         with open(path, "rb") as raw:
             if raw.read(2) != b"\x1f\x8b":  # not a damaged archive: no archive at all
                 return UnreadableFileError(
@@ -1127,7 +1132,7 @@ def _unterminated_last_line(path: Path) -> str | None:
     ends in a line cut short: `2014-06-13 01:00:00,1733.0` read as `...,17` is another number,
     which nothing after the read could tell. A .gz file cut short fails to decompress, and a
     file of one line is its header."""
-    if path.name.lower().endswith(".gz"):
+    if gzipped(path):
         return None
     with open(path, "rb") as raw:
         size = raw.seek(0, 2)

@@ -420,17 +420,22 @@ def column_values(frame: pd.DataFrame, column: str, dtype: Any) -> np.ndarray:
 
 
 def floors_at_zero(
-    choice: str, model: ForecasterConfig, splits: Mapping[str, SeriesSplit], data: LoadedData
+    choice: str,
+    model: ForecasterConfig,
+    splits: Mapping[str, SeriesSplit],
+    data: LoadedData,
+    negatives: Negatives | None = None,
 ) -> bool:
     """TrainConfig.non_negative resolved: "on" / "off" as said; "auto": the model config's own
     true, else whether no series' training or validation span holds a negative observed target
-    (and one holds a value at all; `negative_targets`). A seasonal naive forecast repeats
-    observed values: floored or not, the same."""
+    (and one holds a value at all; `negative_targets`, read here unless `negatives` gives it).
+    A seasonal naive forecast repeats observed values: floored or not, the same."""
     if choice != "auto":
         return choice == "on"
     if model.non_negative:
         return True
-    negatives = negative_targets(splits, data)
+    if negatives is None:
+        negatives = negative_targets(splits, data)
     return bool(negatives.observed) and not negatives.count
 
 
@@ -550,7 +555,7 @@ def train_pipeline(
         model_config,
         data.target,
         asked=config.model.non_negative,
-        negatives=negative_targets(splits, data),
+        negatives=prepared.negatives,
     )
     split_lines += window_lines(sets, config.train_stride, model_config)
     split_lines += backtest_size_lines(splits, model_config.horizon, backtest_config, data.units)
@@ -786,6 +791,8 @@ class Prepared(NamedTuple):
     backtest_config: BacktestConfig
     # series left out of the backtest for want of room (on_short='drop'), one line each
     backtest_dropped: list[str]
+    # the target's negative observed values in training and validation (the floor's "auto")
+    negatives: Negatives
 
 
 def prepare_training(config: TrainConfig) -> Prepared:
@@ -836,9 +843,9 @@ def prepare_training(config: TrainConfig) -> Prepared:
             "(urnn, lstm)"
         )
     splits = split_data(data, split_config)
-    model_config = replace(
-        model_config, non_negative=floors_at_zero(config.non_negative, model_config, splits, data)
-    )
+    negatives = negative_targets(splits, data)  # read once: the floor and the data report
+    floored = floors_at_zero(config.non_negative, model_config, splits, data, negatives)
+    model_config = replace(model_config, non_negative=floored)
     season = data_mase_season(config, data, split_config)
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
@@ -857,6 +864,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
         season,
         backtest_config,
         dropped,
+        negatives,
     )
 
 
@@ -1175,18 +1183,20 @@ def spike_lines(
         for sid, count, stamp, value in found[:limit]
     )
     more = f"; and {len(found) - limit:,} more series" if len(found) > limit else ""
+    found_text = (
+        f"target {target!r} has training values more than {SPIKE_MADS:g} robust standard "
+        f"deviations (1.4826 x MAD) from its series' median: {named}{more}."
+    )
     if not learnt:
         return [
-            f"target {target!r} has training values more than {SPIKE_MADS:g} robust standard "
-            f"deviations (1.4826 x MAD) from its series' median: {named}{more}. The MASE "
-            "scale is read from the training span, and spikes or unit errors widen it: every "
-            "MASE reads better than it is; check the data, or compare models on MAE"
+            f"{found_text} The MASE scale is read from the training span, and spikes or unit "
+            "errors widen it: every MASE reads better than it is; check the data, or compare "
+            "models on MAE"
         ]
     return [
-        f"target {target!r} has training values more than {SPIKE_MADS:g} robust standard "
-        f"deviations (1.4826 x MAD) from its series' median: {named}{more}. They are learnt as "
-        "they are; spikes or unit errors also widen the MASE scale (every MASE reads better) "
-        "and the normalisation of the windows that hold them: check the data"
+        f"{found_text} They are learnt as they are; spikes or unit errors also widen the MASE "
+        "scale (every MASE reads better) and the normalisation of the windows that hold them: "
+        "check the data"
     ]
 
 

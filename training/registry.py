@@ -44,6 +44,7 @@ CHALLENGER = "challenger"
 # The tag every finished registration carries (promoted, kept or skipped): a version without
 # it was left by a run that died while registering (jobs.worker.remove_half_registered).
 DECISION_TAG = "promotion.decision"
+REASON_TAG = "promotion.reason"
 ENTRY_POINT = Path(__file__).with_name("pyfunc_entry.py")
 
 
@@ -329,7 +330,7 @@ def promote_if_better(
         "backtest.champion_score": "none" if score is None else repr(float(score)),
         "backtest.champion_version": current or "none",
         DECISION_TAG: decision.tag,
-        "promotion.reason": reason,
+        REASON_TAG: reason,
     }
     if min_improvement:
         tags["promotion.min_improvement"] = repr(float(min_improvement))

@@ -23,6 +23,7 @@ from typing import Any
 from training.mlflow_model import ForecastPredictor
 from training.registry import (
     CHAMPION,
+    REASON_TAG,
     SUPERSEDED_BY,
     add_to_description,
     champion_version,
@@ -187,7 +188,7 @@ def _decision(tags: dict[str, str], champion: bool) -> str:
 def _reason(tags: dict[str, str]) -> str:
     if "promotion.manual_at" in tags:
         return tags.get("promotion.manual_reason", "")
-    return tags.get("promotion.reason", "")
+    return tags.get(REASON_TAG, "")
 
 
 def _registered(client: Any, name: str) -> Any:
