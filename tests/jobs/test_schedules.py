@@ -266,12 +266,16 @@ def test_a_schedule_stored_with_a_random_field_is_not_run_and_said_once(
 
 
 def test_two_live_workers_run_a_due_schedule_once(db: Database, settings: Settings) -> None:
-    """The schedule tick inside `Worker.run_once`: both workers tick, one job results."""
-    schedule_id = make_schedule(db, cron="* * * * *", now=datetime.now(UTC) - timedelta(hours=1))
-    with db.session() as session:  # due a minute ago
-        session.execute(
-            update(Schedule).values(next_due_at=datetime.now(UTC) - timedelta(minutes=1))
-        )
+    """The schedule tick inside `Worker.run_once`: both workers tick, one job results.
+
+    The workers read the real clock, so the schedule is daily at a minute just passed: an
+    every-minute cron made a second, rightful job whenever the ticks straddled a minute
+    boundary (CI saw two jobs once)."""
+    due = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
+    cron = f"{due.minute} {due.hour} * * *"
+    schedule_id = make_schedule(db, cron=cron, now=due - timedelta(hours=1))
+    with db.session() as session:  # due two minutes ago, next due tomorrow
+        session.execute(update(Schedule).values(next_due_at=due))
     ran: list[str] = []
     lock = threading.Lock()
 
@@ -300,7 +304,7 @@ def test_two_live_workers_run_a_due_schedule_once(db: Database, settings: Settin
         database.dispose()
     jobs = scheduled_jobs(db, schedule_id)
     assert len(jobs) == 1 and ran == [jobs[0].id]
-    assert jobs[0].status == "succeeded"
+    assert jobs[0].status == "succeeded" and jobs[0].due_at == due
 
 
 def test_deleting_a_schedule_keeps_its_jobs(db: Database) -> None:
