@@ -36,7 +36,7 @@ from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
-from training.mlflow_model import CLOCK_UTC, as_float32, off_grid
+from training.mlflow_model import CLOCK_UTC, QUANTILE_TOLERANCE, as_float32, off_grid
 from training.validation import (
     in_zone,
     local_steps,
@@ -48,7 +48,6 @@ from training.validation import (
 
 logger = logging.getLogger(__name__)
 
-QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this
 
 # A body as the schema built it, or as the fast path read it (service.fast_path): same fields.
 RequestIn = ForecastRequest | FastRequest | BlockRequest

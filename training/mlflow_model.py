@@ -19,8 +19,9 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
   the forecast timestamps (at the training frequency), and a model with calendar features
   needs it.
 - the forecast API's request fields, optional: `horizon` (answer steps 1..horizon), `freq`
-  (must be the model's), `timestamps` and `quantiles` (refused: give `start`; every trained
-  level is answered). An empty cell ("", None, NA, NaN) in any optional column is no value.
+  (must be the model's), `timestamps` and `quantiles` (refused: give `start`, and the
+  `quantiles` param below). An empty cell ("", None, NA, NaN) in any optional column is no
+  value.
 - `timezone` (str, optional): an IANA time zone name such as "Europe/London", as the forecast
   API's `timezone` (docs/serving.md); an empty cell ("", None, NA, NaN) is a row without a
   zone (the API's JSON leaves the field out instead, and refuses ""). A naive `start` is a
@@ -36,9 +37,19 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
   through `mlflow.pyfunc`. The same holds for the request fields above (signatures since
   2026-12-05), and for empty optional cells, which older signatures' string columns refuse.
 
+Predict params (`predict(df, params={...})`; `"params": {...}` beside the rows in a JSON body
+for `mlflow models serve`), in the signature's params schema since 2026-12-06 (MLflow drops
+params a model's signature does not list, with a warning, and so did it with these before):
+
+- `horizon` (int, default the model's): the steps answered for every row without a `horizon`
+  cell of its own (a row's cell wins), 1 to the model's horizon.
+- `quantiles` (list of float, default every trained level): the `q<level>` columns answered,
+  in the order given, each a level the model was trained with (`mean` is always answered).
+
 Predict output (`pd.DataFrame`, long, one row per series and horizon step): `id`, `step`
 (1..horizon), `timestamp` (ISO text, or "" without `start`), `mean` (the point forecast, which
-is the 0.5 quantile), and one `q<level>` column per quantile, all in the data's original units.
+is the 0.5 quantile), and one `q<level>` column per quantile asked for (default: every trained
+level), all in the data's original units.
 """
 
 from __future__ import annotations
@@ -110,6 +121,9 @@ def on_clock(index: pd.DatetimeIndex, clock: str) -> pd.DatetimeIndex:
     if clock == CLOCK_UTC and index.tz is not None:
         return index.tz_convert("UTC").tz_localize(None)
     return index
+
+
+QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this (service too)
 
 
 class ForecastInputError(ValueError):
@@ -260,9 +274,14 @@ class ForecastPredictor:
     def covariates(self) -> tuple[str, ...]:
         return tuple(str(c) for c in self.meta.get("covariates", []))
 
-    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict_frame(
+        self, frame: pd.DataFrame, params: Mapping[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Forecast rows for the history rows of `frame`; `params` as the module docstring's
+        "Predict params" (None: every step and level)."""
         c = self.model.config
         read = covariates_read(c, self.covariates)
+        steps, levels = self._params(params or {})
         if "values" not in frame.columns:
             raise ForecastInputError("the input needs a `values` column (the target's history)")
         if len(frame) == 0:
@@ -287,7 +306,9 @@ class ForecastPredictor:
                 "series its own id"
             )
         targets, covariates, calendars, futures, stamps = [], [], [], [], []
-        horizons = [self._request_fields(frame, i, series_id) for i, series_id in enumerate(ids)]
+        horizons = [
+            self._request_fields(frame, i, series_id, steps) for i, series_id in enumerate(ids)
+        ]
         for i, series_id in enumerate(ids):
             values = self._series(frame["values"].iloc[i], series_id, "values")
             # A streaming model reads the whole history from a fresh state; the others their
@@ -359,17 +380,63 @@ class ForecastPredictor:
                     "mean": raw[:, c.median_index],
                 }
             )
-            for j, level in enumerate(c.quantiles):
-                piece[quantile_column(level)] = raw[:, j]
+            for j in levels:
+                piece[quantile_column(c.quantiles[j])] = raw[:, j]
             pieces.append(piece.iloc[: horizons[i]])
         return pd.concat(pieces, ignore_index=True)
+
+    def _params(self, params: Mapping[str, Any]) -> tuple[int, tuple[int, ...]]:
+        """The predict params' steps (default: the model's horizon) and the positions of the
+        quantile levels to answer (default: all). MLflow has checked their types against the
+        signature; a direct caller may pass anything, so both are checked here again."""
+        c = self.model.config
+        steps = c.horizon
+        if (horizon := params.get("horizon")) is not None:
+            value = horizon.item() if isinstance(horizon, np.generic) else horizon
+            if type(value) is not int or not 1 <= value <= c.horizon:
+                raise ForecastInputError(
+                    f"params 'horizon' must be a whole number of steps from 1 to the model's "
+                    f"{c.horizon}; got {shown(value)}"
+                )
+            steps = value
+        requested = params.get("quantiles")
+        if requested is None:
+            return steps, tuple(range(len(c.quantiles)))
+        trained = ", ".join(f"{q:g}" for q in c.quantiles)
+        listed = isinstance(requested, list | tuple) or (
+            isinstance(requested, np.ndarray) and requested.ndim == 1
+        )
+        if not listed or not len(requested):
+            raise ForecastInputError(
+                f"params 'quantiles' must be a list of levels the model was trained with "
+                f"({trained}); got {shown(requested)}"
+            )
+        levels: list[int] = []
+        for position, level in enumerate(requested):
+            match = (
+                [j for j, q in enumerate(c.quantiles) if abs(q - level) <= QUANTILE_TOLERANCE]
+                if _is_number(level)
+                else []
+            )
+            if not match:
+                raise ForecastInputError(
+                    f"params 'quantiles'[{position}]: {shown(level)} is not a quantile the "
+                    f"model was trained with; choose from {trained}"
+                )
+            if match[0] in levels:  # two columns of one name: one would vanish
+                raise ForecastInputError(
+                    f"params 'quantiles'[{position}]: {shown(level)} repeats the level at "
+                    f"position {levels.index(match[0])}; ask for each level once"
+                )
+            levels.append(match[0])
+        return steps, tuple(levels)
 
     def _request_columns(self) -> tuple[str, ...]:
         """REQUEST_COLUMNS but a covariate's name: a covariate called `freq` is a covariate."""
         return tuple(name for name in REQUEST_COLUMNS if name not in self.covariates)
 
-    def _request_fields(self, frame: pd.DataFrame, i: int, series_id: str) -> int:
-        """The row's steps to answer (`horizon`, default all the model makes), after checking
+    def _request_fields(self, frame: pd.DataFrame, i: int, series_id: str, steps: int) -> int:
+        """The row's steps to answer (`horizon`, default `steps`: the params'), after checking
         the forecast API's other request fields where a row carries them: `freq` must be the
         model's, and `timestamps` and `quantiles` are refused. Before they were in the
         signature, MLflow dropped such columns with a log line, so `timestamps` without
@@ -384,11 +451,11 @@ class ForecastPredictor:
                 f"{self.meta['freq']!r})"
             )
         if not _missing(quantiles := row.get("quantiles")):
-            levels = ", ".join(quantile_column(q) for q in c.quantiles)
+            levels = ", ".join(f"{q:g}" for q in c.quantiles)
             raise ForecastInputError(
-                f"{where}: `quantiles` is not read by the model's predict, which answers every "
-                f"level it was trained with ({levels}); keep the columns you need "
-                f"(got {shown(quantiles)})"
+                f"{where}: `quantiles` is not read from a row; give the levels once for every "
+                f"row as predict's params {{'quantiles': [...]}}, chosen from those the model "
+                f"was trained with ({levels}) (got {shown(quantiles)})"
             )
         if not _missing(freq := row.get("freq")):
             model_freq = str(self.meta["freq"])
@@ -403,7 +470,7 @@ class ForecastPredictor:
                 )
         horizon = row.get("horizon")
         if _missing(horizon):
-            return c.horizon
+            return steps
         value = horizon.item() if isinstance(horizon, np.generic) else horizon
         if isinstance(value, float) and value.is_integer():
             value = int(value)  # a column with an empty cell is float: 24.0 is 24
@@ -654,10 +721,18 @@ def _is_number(item: object) -> bool:
     )
 
 
-def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
-    """The pyfunc's input/output schema (see the module docstring)."""
+def signature_for(covariates: Sequence[str], quantiles: Sequence[float], horizon: int) -> Any:
+    """The pyfunc's input/output schema and its params (see the module docstring)."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
+    from mlflow.types.schema import (
+        AnyType,
+        Array,
+        ColSpec,
+        DataType,
+        ParamSchema,
+        ParamSpec,
+        Schema,
+    )
 
     # Histories as arrays of any element type: MLflow's schema enforcement refuses integers
     # for an array of doubles ("cannot safely convert int64 to float64"), and demand in MW or
@@ -688,7 +763,15 @@ def signature_for(covariates: Sequence[str], quantiles: Sequence[float]) -> Any:
         ColSpec(DataType.double, "mean"),
         *(ColSpec(DataType.double, quantile_column(q)) for q in quantiles),
     ]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    # Without a params schema MLflow drops every param with a warning: params={"horizon": 6}
+    # answered all the model's steps.
+    params = ParamSchema(
+        [
+            ParamSpec("horizon", DataType.long, int(horizon)),
+            ParamSpec("quantiles", DataType.double, [float(q) for q in quantiles], (-1,)),
+        ]
+    )
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
 
 
 def input_example(

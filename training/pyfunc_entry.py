@@ -49,7 +49,7 @@ with warnings.catch_warnings():
             if not isinstance(model_input, pd.DataFrame):
                 model_input = pd.DataFrame(model_input)
             try:
-                return self.predictor.predict_frame(model_input)
+                return self.predictor.predict_frame(model_input, params)
             except ForecastInputError as error:
                 raise ForecastRequestError(str(error)) from None
 

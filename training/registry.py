@@ -164,7 +164,7 @@ def log_forecaster(
                 "config": str(directory / CHECKPOINT_CONFIG),
                 "weights": str(directory / CHECKPOINT_WEIGHTS),
             },
-            signature=signature_for(covariates, model.config.quantiles),
+            signature=signature_for(covariates, model.config.quantiles, model.config.horizon),
             input_example=example,
             pip_requirements=pyfunc_requirements(),
             code_paths=stage_pyfunc_code(Path(tmp) / "code"),

@@ -366,7 +366,7 @@ def test_the_pyfunc_refuses_bad_zones_and_ambiguous_starts(
         with pytest.raises(ForecastInputError) as caught:
             predictor.predict_frame(pd.DataFrame([{**row, "start": start, "timezone": zone}]))
         assert str(caught.value).startswith(message)
-    assert "timezone" in signature_for(["x"], [0.5]).inputs.input_names()
+    assert "timezone" in signature_for(["x"], [0.5], 24).inputs.input_names()
 
 
 def test_openapi_describes_the_field(calendar_client: TestClient) -> None:

@@ -1233,7 +1233,11 @@ def test_the_pyfunc_judges_request_fields_and_empty_cells_by_row(
     assert "`timestamps` is not read by the model's predict; give `start`" in refused(
         timestamps=["2016-07-01T00:00:00"] * 3
     )
-    assert "`quantiles` is not read by the model's predict" in refused(quantiles=[0.5])
+    assert (
+        "`quantiles` is not read from a row; give the levels once for every row as "
+        "predict's params {'quantiles': [...]}, chosen from those the model was trained "
+        "with (0.1, 0.5, 0.9)" in refused(quantiles=[0.5])
+    )
     assert "`freq` 'D' is not the model's frequency 'h'" in refused(freq="D")
     assert len(model.predict(row.assign(freq=["h"]))) == steps
     cut = model.predict(row.assign(horizon=[2]))
@@ -1251,6 +1255,58 @@ def test_the_pyfunc_judges_request_fields_and_empty_cells_by_row(
     columns = {"id": ["a"], "values": [row["values"].iloc[0]], "x": [row["x"].iloc[0]]}
     with pytest.raises(mlflow.exceptions.MlflowException, match="a dict of columns"):
         model.predict(columns)
+
+
+def test_the_pyfunc_honours_predict_params_and_names_the_allowed_values(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """`predict(df, params={"horizon": 6})` answered every step and every level: the signature
+    had no params schema, so MLflow dropped the params with a warning. They are the forecast
+    API's request fields for every row: `horizon` cuts the steps (a row's own cell wins),
+    `quantiles` picks the q-columns; a bad value is refused naming the allowed ones."""
+    import mlflow
+
+    result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    params = model.metadata.get_params_schema()
+    assert {p.name: p.default for p in params.params} == {
+        "horizon": HORIZON,
+        "quantiles": [0.1, 0.5, 0.9],
+    }
+    row = history_row(seasonal_frame(600))
+    full = model.predict(row)
+    assert list(full.columns) == ["id", "step", "timestamp", "mean", "q0.1", "q0.5", "q0.9"]
+    cut = model.predict(row, params={"horizon": 3, "quantiles": [0.9, 0.1]})
+    assert list(cut.columns) == ["id", "step", "timestamp", "mean", "q0.9", "q0.1"]
+    assert list(cut["step"]) == [1, 2, 3]
+    pd.testing.assert_frame_equal(cut, full[cut.columns].iloc[:3])
+    both = pd.concat([row, row.assign(id="pump-2", horizon=[5])], ignore_index=True)
+    answered = model.predict(both, params={"horizon": 2}).groupby("id")["step"].max()
+    assert answered.to_dict() == {"pump-1": 2, "pump-2": 5}  # the row's own cell wins
+
+    def refused(params: dict[str, Any]) -> str:
+        with pytest.raises(mlflow.exceptions.MlflowException) as said:
+            model.predict(row, params=params)
+        return str(said.value.message)
+
+    assert refused({"quantiles": [0.5, 0.33]}) == (
+        "params 'quantiles'[1]: 0.33 is not a quantile the model was trained with; choose "
+        "from 0.1, 0.5, 0.9"
+    )
+    assert "params 'quantiles'[1]: 0.9 repeats the level at position 0" in refused(
+        {"quantiles": [0.9, 0.9]}
+    )
+    assert refused({"horizon": HORIZON + 1}) == (
+        f"params 'horizon' must be a whole number of steps from 1 to the model's {HORIZON}; "
+        f"got {HORIZON + 1}"
+    )
+    assert "params 'horizon' must be a whole number" in refused({"horizon": 0})
+    assert "'horizon'" in refused({"horizon": "six"})  # MLflow's own type check names it too
+    predictor = ForecastPredictor.from_directory(model_artifact_dir(result.model_uri, tmp_path))
+    with pytest.raises(ForecastInputError, match="params 'quantiles' must be a list of levels"):
+        predictor.predict_frame(row, {"quantiles": 0.5})
+    with pytest.raises(ForecastInputError, match="params 'horizon' must be a whole number"):
+        predictor.predict_frame(row, {"horizon": True})
 
 
 def test_the_pyfunc_refuses_gaps_anywhere_in_a_history_naming_the_position(
@@ -1278,7 +1334,7 @@ def test_a_covariate_named_like_a_request_field_stays_a_covariate() -> None:
     from training.mlflow_model import REQUEST_COLUMNS, signature_for
 
     for name in REQUEST_COLUMNS:
-        inputs = signature_for([name], (0.1, 0.5, 0.9)).inputs.input_names()
+        inputs = signature_for([name], (0.1, 0.5, 0.9), 24).inputs.input_names()
         assert inputs.count(name) == 1, name
         predictor = ForecastPredictor.__new__(ForecastPredictor)
         predictor.meta = {"covariates": [name], "freq": "h"}
