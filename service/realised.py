@@ -8,6 +8,12 @@ the lowest..highest quantile interval to two counters, labelled by the version t
 forecast. The new forecast then replaces the cached one (each forecast is scored once, by the
 first later history that reaches any of its steps). Series without dates are not tracked.
 
+Stamps are epoch nanoseconds of instants (UTC) for zoned series (a `timezone`, offsets, Arrow's
+zoned type) and of the wall clock as written for naive ones, which name no instant: a forecast
+and a history on different kinds of axis are not compared (2026-12-06: a forecast asked with
+`timezone` 'Europe/Berlin' in January, scored by the same naive times sent without it, paired
+each step with the actual an hour later, 24 of 24 points, MAE 26.6 where the true one was 0).
+
 The cache holds, per id, a reference to its request's forecasts and a row number: a batch of
 256 series costs one dict pop and one tuple per series, and arrays are only sliced for the
 series whose history does reach an earlier forecast (2026-12-04: the per-series objects this
@@ -44,6 +50,7 @@ class ForecastRows:
     first: list[int] = field(init=False)  # stamps[:, 0], as ints for the per-series check
     last: list[int] = field(init=False)  # stamps[:, -1]
     ids: Sequence[str] = ()  # row i's series id, set when the rows are cached
+    zoned: Sequence[bool] | None = None  # row i's stamps are instants (UTC); None: all naive
     live: int = field(init=False, default=0)  # cache entries that point at these rows
 
     def __post_init__(self) -> None:
@@ -63,6 +70,7 @@ class ForecastRows:
             self.low[index],
             self.high[index],
             ids=[self.ids[row] for row in rows],
+            zoned=None if self.zoned is None else [self.zoned[row] for row in rows],
         )
 
 
@@ -72,6 +80,7 @@ class Histories(Protocol):
 
     first: list[int]
     last: list[int]
+    zoned: Sequence[bool] | None  # row i's stamps are instants (UTC); None: all naive
 
     def values_at(self, row: int, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the history's values at those of `stamps` it holds, their positions in stamps)."""
@@ -80,7 +89,10 @@ class Histories(Protocol):
 
 class RegularHistories:
     """Histories of one length on one step (a block of series prepared together): row i's
-    stamps are `first_ns[i] + step_ns * arange(N)`, never built as an array."""
+    stamps are `first_ns[i] + step_ns * arange(N)`, never built as an array; naive (a block
+    dates no series in a zone)."""
+
+    zoned: Sequence[bool] | None = None
 
     def __init__(self, first_ns: np.ndarray, step_ns: int, values: np.ndarray) -> None:
         self.step, self.values = step_ns, values  # values: (S, N)
@@ -98,8 +110,13 @@ class RegularHistories:
 class ListedHistories:
     """Histories given one by one: row i's stamps (increasing, unique) and values."""
 
-    def __init__(self, stamps: list[np.ndarray], values: list[np.ndarray]) -> None:
-        self.stamps, self.values = stamps, values
+    def __init__(
+        self,
+        stamps: list[np.ndarray],
+        values: list[np.ndarray],
+        zoned: Sequence[bool] | None = None,
+    ) -> None:
+        self.stamps, self.values, self.zoned = stamps, values, zoned
         self.first = [int(s[0]) for s in stamps]
         self.last = [int(s[-1]) for s in stamps]
 
@@ -142,7 +159,11 @@ class RealisedErrorTracker:
                         shown, j = earlier
                         shown.live -= 1
                         sparse[id(shown)] = shown
-                        if last[row] >= shown.first[j] and first[row] <= shown.last[j]:
+                        if (
+                            last[row] >= shown.first[j]
+                            and first[row] <= shown.last[j]
+                            and _zoned(histories.zoned, row) == _zoned(shown.zoned, j)
+                        ):
                             self._score(shown, j, histories, row)
                     cache[series_id] = (forecasts, row)
                     forecasts.live += 1
@@ -189,3 +210,8 @@ class RealisedErrorTracker:
         self.metrics.realised_mae.labels(model_version=version).observe(mae)
         self.metrics.realised_points.labels(model_version=version).inc(len(actual))
         self.metrics.realised_hits.labels(model_version=version).inc(int(inside.sum()))
+
+
+def _zoned(zoned: Sequence[bool] | None, row: int) -> bool:
+    """Whether row `row`'s stamps are instants (a zoned axis) rather than a naive wall clock."""
+    return zoned is not None and zoned[row]

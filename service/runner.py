@@ -174,7 +174,7 @@ class BatchRunner:
                     shown = _shown(version, block.future_ns(h), forecasts[:, :h], median)
                     dated.append((block.ids, histories, shown))
                 continue
-            ids, history_ns, values, future_ns, rows = [], [], [], [], []
+            ids, history_ns, values, future_ns, rows, zoned = [], [], [], [], [], []
             for i, s in enumerate(request.series):
                 for name, inputs in s.drift_inputs.items():
                     columns.setdefault(name, []).append(inputs)
@@ -184,9 +184,11 @@ class BatchRunner:
                     values.append(s.values)
                     future_ns.append(s.dates.future_ns[:h])
                     rows.append(i)
+                    zoned.append(s.dates.tz is not None)
             if rows:
                 shown = _shown(version, np.stack(future_ns), forecasts[rows, :h], median)
-                dated.append((ids, ListedHistories(history_ns, values), shown))
+                shown.zoned = zoned if any(zoned) else None
+                dated.append((ids, ListedHistories(history_ns, values, shown.zoned), shown))
         self.realised.observe_batch(dated)
         self.drift.observe(version, columns)
 

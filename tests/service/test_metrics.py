@@ -132,6 +132,39 @@ def test_realised_error_when_a_later_history_covers_an_earlier_forecast(
     assert metric_value(client, "urnn_realised_cache_series") == 2.0
 
 
+def test_realised_error_compares_a_zoned_forecast_with_zoned_histories_only(
+    client: TestClient, registry: Registry
+) -> None:
+    """Naive times name no instant: a forecast asked with `timezone` and a later history of the
+    same naive times sent without it (or the other way round) were compared as epoch
+    nanoseconds, UTC against the wall clock, and each step was scored against the actual one
+    UTC offset away (Europe/Berlin in January: 24 of 24 points, MAE 26.6 where it was 0)."""
+    frame = registry.frame
+    points = "urnn_realised_points_total"
+
+    def send(stop: int, length: int, zone: str | None) -> dict[str, Any]:
+        series = history(frame, "pump-7", stop=stop, length=length)
+        if zone is not None:
+            series["timezone"] = zone
+        answer = client.post("/forecast", json={"series": [series]})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["forecasts"][0]  # type: ignore[no-any-return]
+
+    send(300, 60, "Europe/Berlin")
+    send(305, 80, None)  # the same clock times, naive: not the forecast's instants
+    assert metric_value(client, points, model_version="1") == 0.0
+    send(310, 80, "Europe/Berlin")  # scores the naive forecast? no: it is zoned
+    assert metric_value(client, points, model_version="1") == 0.0
+    forecast = send(315, 80, "Europe/Berlin")  # zoned against zoned: the five steps it reaches
+    assert metric_value(client, points, model_version="1") == 5.0
+    before = metric_value(client, "urnn_realised_mae_sum", model_version="1")
+    send(320, 80, "Europe/Berlin")
+    assert metric_value(client, points, model_version="1") == 10.0
+    mae = metric_value(client, "urnn_realised_mae_sum", model_version="1") - before
+    actual, mean = frame["y"].to_numpy()[315:320], np.array(forecast["mean"][:5])
+    assert mae == pytest.approx(float(np.abs(actual - mean).mean()), rel=1e-9)
+
+
 def test_each_version_exports_the_nominal_coverage_its_hits_are_read_against(
     client: TestClient,
 ) -> None:
