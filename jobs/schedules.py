@@ -166,7 +166,9 @@ def next_due(cron: str, timezone: str, *, after: datetime) -> datetime:
     """The first due time strictly after `after`, in UTC. A fixed-hour schedule runs once on
     the day clocks go back, as cron does: the second occurrence of a repeated local time
     (02:30 at +02:00, then 02:30 again at +01:00) is skipped; schedules whose hour is `*` or
-    a step run on through the repeated hour, as elapsed time says."""
+    a step run on through the repeated hour, as elapsed time says. A local time the change
+    skips (02:30 on the night 02:00 becomes 03:00) is due once, at the first instant after the
+    gap (03:00), whatever the cron's minutes there."""
     zone = ZoneInfo(timezone)
     times = croniter(cron, after.astimezone(zone))
     fixed_hour = not any(mark in cron.split()[1] for mark in "*/")

@@ -111,6 +111,29 @@ def test_a_repeated_local_time_runs_once_when_clocks_go_back() -> None:
     ]
 
 
+def test_a_local_time_the_clocks_skip_runs_once_at_the_first_instant_after_the_gap() -> None:
+    # Berlin goes from 02:00 CET to 03:00 CEST on 2025-03-30: 02:00-02:59 does not exist there
+    def local_dues(cron: str) -> list[str]:
+        moment, out = datetime(2025, 3, 29, 12, tzinfo=UTC), []
+        while moment < datetime(2025, 3, 31, 2, tzinfo=UTC):
+            moment = schedules.next_due(cron, "Europe/Berlin", after=moment)
+            out.append(moment.isoformat())
+        return out
+
+    assert local_dues("30 2 * * *")[:2] == [
+        "2025-03-30T01:00:00+00:00",  # 03:00 CEST, once
+        "2025-03-31T00:30:00+00:00",  # 02:30 CEST the next night
+    ]
+    assert local_dues("*/20 2 * * *")[:2] == [
+        "2025-03-30T01:00:00+00:00",  # 02:00, 02:20 and 02:40 are one run at 03:00
+        "2025-03-31T00:00:00+00:00",
+    ]
+    at = datetime(2025, 3, 30, 1, 30, tzinfo=UTC)  # a worker checking late finds that run
+    assert schedules.latest_due("30 2 * * *", "Europe/Berlin", at=at) == datetime(
+        2025, 3, 30, 1, 0, tzinfo=UTC
+    )
+
+
 @pytest.mark.parametrize(
     ("zone", "night"),
     [
