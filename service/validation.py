@@ -999,12 +999,39 @@ def increasing_axis(
     steps = np.diff(index.asi8)
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
+        back = int(index.asi8[k - 1] - index.asi8[k])
+        repeated = (
+            "; local times that a daylight-saving change repeats (the hour after it is written "
+            "again)? Send them with their UTC offsets, and name the zone (`timezone`, or an "
+            "Arrow timestamp type with the zone)"
+            if index.tz is None and zone is None and back < _HOUR_NS
+            else ""
+        )
         raise ServiceInputError(
             where,
             f"must be strictly increasing; position {k} ({index[k].isoformat()}) is not after "
-            f"position {k - 1} ({index[k - 1].isoformat()})",
+            f"position {k - 1} ({index[k - 1].isoformat()}){repeated}",
         )
     return index
+
+
+_HOUR_NS = 3_600_000_000_000
+
+
+def _skipped_hour(index: pd.DatetimeIndex, k: int, zone: ZoneInfo | None) -> str:
+    """Where naive times jump one hour ahead at position k (01:00 then 03:00 on an hourly
+    axis), the clause saying what that likely is: the hour a daylight-saving change skips on
+    a local clock, which the zone places without a value made up for it."""
+    if index.tz is not None or zone is not None or k < 1:
+        return ""
+    steps = np.diff(index.asi8[: k + 1])
+    if len(steps) < 2 or int(steps[-1]) - int(np.median(steps[:-1])) != _HOUR_NS:
+        return ""
+    return (
+        "; or, if these are local times and a daylight-saving change skipped that hour, name "
+        "the zone (`timezone`, or an Arrow timestamp type with the zone) and send them as they "
+        "are"
+    )
 
 
 # What a request whose offsets change and name no zone can send instead, by what the endpoint
@@ -1091,6 +1118,7 @@ def _from_timestamps(
             utc = (
                 "; a step is missing there: send the history on the model's grid, the missing "
                 "steps filled as the training loader fills gaps (its fill policy)"
+                + _skipped_hour(index, k, zone)
                 if window[int(off[0])] in expected  # on the grid, a step or more late
                 else "; it is not on the model's grid: resample the history to the model's "
                 "frequency"

@@ -211,6 +211,39 @@ def test_a_naive_time_a_change_repeats_or_skips_is_refused_not_guessed() -> None
     )
 
 
+def test_naive_local_times_across_a_change_without_a_zone_are_told_what_it_is() -> None:
+    """A meter's local-time export (PJM's) across a change, sent without `timezone`: the
+    skipped hour was answered "a step is missing there: send the history ... filled as the
+    training loader fills gaps" (a value for an hour that never was), and the repeated one
+    "must be strictly increasing", neither saying what they are or that the zone places them."""
+    spring = _isos(WALL[:8].tz_localize(None))  # 20:00 ... 00:00, 02:00, 03:00 (01:00 skipped)
+    message = _error({"series": [_series(timestamps=spring)]})
+    assert message.startswith(
+        "series 0 ('a'), field 'timestamps': the last 8 must be spaced at the model's frequency "
+        "'h'; position 5 is 2024-03-31T02:00:00, expected 2024-03-31T01:00:00; a step is "
+        "missing there"
+    )
+    assert message.endswith(
+        "; or, if these are local times and a daylight-saving change skipped that hour, name "
+        "the zone (`timezone`, or an Arrow timestamp type with the zone) and send them as they "
+        "are"
+    )
+    assert _one({"series": [_series(timestamps=spring, timezone=LONDON)]}).dates  # as it says
+    two_missing = _isos(pd.date_range("2024-03-30T18:00", periods=10, freq="h").delete([6, 7]))
+    two_hours = _error({"series": [_series(timestamps=two_missing)]})
+    assert "a step is missing there" in two_hours and "daylight-saving" not in two_hours
+    autumn = [*_isos(pd.date_range("2024-10-26T19:00", periods=7, freq="h")), "2024-10-27T01:00:00"]
+    assert _error({"series": [_series(timestamps=autumn)]}) == (
+        "series 0 ('a'), field 'timestamps': must be strictly increasing; position 7 "
+        "(2024-10-27T01:00:00) is not after position 6 (2024-10-27T01:00:00); local times that "
+        "a daylight-saving change repeats (the hour after it is written again)? Send them with "
+        "their UTC offsets, and name the zone (`timezone`, or an Arrow timestamp type with the "
+        "zone)"
+    )
+    backwards = [*_isos(pd.date_range("2024-10-26T19:00", periods=7, freq="h")), "2024-10-26T20:00"]
+    assert "daylight-saving" not in _error({"series": [_series(timestamps=backwards)]})
+
+
 @pytest.mark.parametrize(
     "name", ["Europe/Londn", "localtime", "", "GMT+1", "zone.tab", "right/UTC", "x" * 300]
 )
