@@ -732,6 +732,8 @@ def regularise(
     n_missing = len(grid) - len(frame)
     # on the grid with no step missing (every timestamp is on it, no duplicates by now): the
     # grid as the index, without reindex's lookup (a quarter of a ms per series of a fleet)
+    if n_missing:
+        inserted = grid.difference(pd.DatetimeIndex(frame.index))
     frame = frame.set_axis(grid) if not n_missing else frame.reindex(grid)
     if n_missing:
         report.add(
@@ -741,9 +743,42 @@ def regularise(
             f"inserted {plural(n_missing, 'missing timestamp')} to make the series regular at "
             f"{freq!r} "
             f"({len(grid):,} steps from {start} to {end}); their values are missing and go to "
-            "the fill policy",
+            f"the fill policy; {_inserted_where(inserted)}{_skipped_hours(inserted, grid)}",
         )
     return frame
+
+
+def _inserted_where(inserted: pd.DatetimeIndex) -> str:
+    """The timestamps inserted, named: up to five, then how many more."""
+    shown_ = ", ".join(str(t) for t in inserted[:5])
+    more = f" and {len(inserted) - 5:,} more" if len(inserted) > 5 else ""
+    return f"at {shown_}{more}"
+
+
+def _skipped_hours(inserted: pd.DatetimeIndex, grid: pd.DatetimeIndex) -> str:
+    """For data logged hourly or faster, the clause saying how many inserted steps are the
+    only gap of their day, at most an hour long, on a Sunday: where daylight-saving changes
+    (North America's, Europe's, most others') leave an hour out of local times, and filling
+    makes values up for an hour that never was (PJM's files: 29 of PJME's 30, each spring's
+    03:00 and, before 2014, an autumn 02:00). As `_repeated_hours` guesses the duplicates."""
+    if len(grid) < 2 or grid[1] - grid[0] > pd.Timedelta(hours=1):
+        return ""
+    step = int(grid.asi8[1] - grid.asi8[0])
+    ns = inserted.asi8  # sorted
+    _, first, counts = np.unique(inserted.normalize().asi8, return_index=True, return_counts=True)
+    spans = ns[first + counts - 1] - ns[first] + step
+    sunday = inserted[first].dayofweek == 6
+    hour = pd.Timedelta(hours=1) // pd.Timedelta(1, unit=grid.unit)  # asi8 counts grid.unit
+    lone = (spans <= hour) & sunday
+    if not lone.any():
+        return ""
+    n = int(counts[lone].sum())
+    return (
+        f"; {n:,} of them ({plural(int(lone.sum()), 'Sunday')}) are the only gap of their day, at "
+        "most an hour long, on a Sunday: the hour a daylight-saving change leaves out of local "
+        "times? Filling makes up values for it; timestamps with UTC offsets (or in UTC) have "
+        "no such gap"
+    )
 
 
 def _jitter_hint(index: pd.DatetimeIndex) -> str:

@@ -964,6 +964,36 @@ def test_pjm_report_matches_the_file(pjme: tuple[LoadedData, pd.DataFrame]) -> N
 
 
 @needs_shared()
+def test_pjm_inserted_hours_are_named_and_the_clock_change_ones_pointed_to(
+    pjme: tuple[LoadedData, pd.DataFrame],
+) -> None:
+    """The report said "inserted 30 missing timestamps" and nothing of where: which hours were
+    made up by the fill, and that 29 of them are the hour PJM's local times lack on the
+    spring (and, before 2014, autumn) change Sundays, went unsaid."""
+    data, raw = pjme
+    stamps = pd.DatetimeIndex(pd.to_datetime(raw["Datetime"]).drop_duplicates().sort_values())
+    missing = pd.date_range(stamps.min(), stamps.max(), freq="h").difference(stamps)
+    per_day = pd.Series(missing, index=missing.normalize()).groupby(level=0).size()
+    sundays = int((pd.DatetimeIndex(per_day.index).dayofweek == 6).sum())
+    assert (len(missing), sundays) == (30, 29)  # 2010-12-10 00:00, a Friday, is the other
+    (regularise,) = steps(data, "regularise")
+    named = ", ".join(str(t) for t in missing[:5])
+    assert f"; at {named} and 25 more; 29 of them (29 Sundays) are the only gap" in (
+        regularise.message
+    )
+    assert "the hour a daylight-saving change leaves out of local times?" in regularise.message
+
+
+def test_missing_hours_off_sundays_get_no_clock_change_guess(tmp_path: Path) -> None:
+    stamps = [t for k, t in enumerate(hourly(100)) if k not in (30, 31, 60)]  # Thu, Fri
+    path = write(tmp_path, csv_of(stamps, ["1"] * len(stamps)))
+    (regularise,) = steps(load_data(path, LoadConfig(target="y")), "regularise")
+    assert regularise.message.endswith(
+        "; at 2020-01-02 06:00:00, 2020-01-02 07:00:00, 2020-01-03 12:00:00"
+    )
+
+
+@needs_shared()
 def test_bike_sharing_missing_hours_are_counted_and_the_long_gap_refused(tmp_path: Path) -> None:
     path = SHARED_DATA / "Bike-Sharing-Dataset" / "hour.csv"
     raw = pd.read_csv(path)
