@@ -970,8 +970,9 @@ def fill_gaps(
         longest_filled = max((n for n in short if n <= limit), default=0)
         fractional = ", ".join(f"{c} {n:,}" for c, n in fractional_per_column.items() if n)
         whole = (
-            f"; of these, values between whole numbers in columns that hold only whole numbers "
-            f"({fractional}): a flag or category code filled so reads as an in-between value "
+            f"; of these, values between whole numbers in columns that hold only a few whole "
+            f"numbers (at most {MAX_CODES} distinct) ({fractional}): a flag or category code "
+            "filled so reads as an in-between value "
             "(fill 'ffill' keeps observed values)"
             if fractional
             else ""
@@ -988,9 +989,20 @@ def fill_gaps(
 
 
 def _whole_numbers(column: pd.Series) -> bool:
-    """Every observed value of `column` is a whole number (counts, flags, category codes)."""
+    """Every observed value of `column` is a whole number, and there are few of them (at most
+    `MAX_CODES`): flags and category codes, which an interpolated in-between value misreads.
+    A measurement recorded in whole units takes many values (PJM's load in whole MW: 17,000 in
+    PJME), and its interpolated 1523.5 MW is an ordinary estimate: such a column was said to
+    be "a flag or category code" with ffill advised, on every PJM slice without duplicates."""
     values = column.dropna().to_numpy(dtype=np.float64)
-    return len(values) > 0 and bool(np.all(np.mod(values, 1) == 0))
+    if len(values) == 0 or not bool(np.all(np.mod(values, 1) == 0)):
+        return False
+    return len(np.unique(values)) <= MAX_CODES
+
+
+# Distinct values a whole-number column may hold and still be read as codes: hours of a day
+# (24), days of a month (31), weekdays, months, weather or state codes, 0/1 flags.
+MAX_CODES = 32
 
 
 # Aliases pandas 2.2 deprecated and pandas 3 removed, with what replaced them: the spellings

@@ -436,13 +436,30 @@ def test_interpolated_flags_and_codes_between_whole_numbers_are_said(tmp_path: P
     (filled,) = steps(load_data(path, config), "fill")
     assert filled.message.endswith(
         "longest filled gap 3 steps; of these, values between whole numbers in columns that "
-        "hold only whole numbers (y 3, flag 3): a flag or category code filled so reads as an "
-        "in-between value (fill 'ffill' keeps observed values)"
+        "hold only a few whole numbers (at most 32 distinct) (y 3, flag 3): a flag or category "
+        "code filled so reads as an in-between value (fill 'ffill' keeps observed values)"
     )
     carried = load_data(path, replace(config, fill="ffill"))
     (filled,) = steps(carried, "fill")
     assert filled.message.endswith("longest filled gap 3 steps")
     assert set(carried.series["log"]["flag"]) == {0.0, 1.0}
+
+
+def test_a_measurement_in_whole_units_is_not_called_a_flag_when_filled(tmp_path: Path) -> None:
+    """PJM's load in whole MW, a DST hour missing: the fill line said "a flag or category
+    code filled so reads as an in-between value (fill 'ffill' keeps observed values)" of the
+    grid load itself. A column of many whole values is a measurement, not a code."""
+    stamps = hourly(40)
+    loads = [str(1500 + 7 * k) for k in range(40)]  # 40 distinct whole MW values
+    kept = [k for k in range(40) if k != 20]
+    path = write(tmp_path, csv_of([stamps[k] for k in kept], [loads[k] for k in kept]))
+    (filled,) = steps(load_data(path, LoadConfig(target="y")), "fill")
+    assert filled.message.endswith("longest filled gap 1 step")
+    assert load_data(path, LoadConfig(target="y")).series["log"]["y"].iloc[20] == 1640.0
+    odd = [str(1500 + 7 * k + (k == 19)) for k in range(40)]  # 1634 and 1641 around the gap
+    path = write(tmp_path, csv_of([stamps[k] for k in kept], [odd[k] for k in kept]), "odd.csv")
+    (filled,) = steps(load_data(path, LoadConfig(target="y")), "fill")
+    assert "flag or category code" not in filled.message  # 1640.5 MW is an estimate
 
 
 def test_nan_in_the_file_is_a_missing_value_reported_and_filled(tmp_path: Path) -> None:
