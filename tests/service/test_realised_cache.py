@@ -7,7 +7,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from service.metrics import ServiceMetrics
-from service.realised import ForecastRows, RealisedErrorTracker, RegularHistories
+from service.realised import ForecastRows, ListedHistories, RealisedErrorTracker, RegularHistories
 
 STEP = 3_600_000_000_000  # 1 h in ns
 H, N = 4, 8  # horizon, history rows
@@ -71,3 +71,25 @@ def test_ids_cycling_through_a_full_cache_are_counted_as_evicted_unscored() -> N
     evicted = metrics.realised_evicted._value.get()
     assert evicted == 3 * len(fleet) - 10  # every forecast but the last 10 dropped unscored
     assert _points(metrics) == 0.0  # so nothing was ever scored
+
+
+def test_a_zoned_forecast_is_scored_by_zoned_histories_only_after_compaction_too() -> None:
+    """Naive stamps are a wall clock, zoned ones instants: equal integers are not the same
+    time, so a row is compared only with a history of its own kind, and `take` (compaction)
+    keeps each row's kind."""
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=100)
+    ids = [f"s{i}" for i in range(16)]
+    first = _request(ids, start_step=0, level=5.0)
+    first[2].zoned = [i % 2 == 0 for i in range(16)]  # s0, s2, ... zoned
+    tracker.observe_batch([first])
+    tracker.observe_batch([_request(ids[2:], start_step=1000, level=0.0)])  # compacts to s0, s1
+    assert tracker.held_rows() == 2 + 14
+    for series_id, zoned, points in (("s0", True, H), ("s1", True, 0.0)):
+        before = _points(metrics)
+        ids_, histories, rows = _request([series_id], start_step=H, level=5.0)
+        stamps = [np.arange(N, dtype=np.int64) * STEP + H * STEP]
+        listed = ListedHistories(stamps, [histories.values[0]], [zoned])
+        rows.zoned = [zoned]
+        tracker.observe_batch([(ids_, listed, rows)])
+        assert _points(metrics) - before == points, series_id
