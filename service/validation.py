@@ -1018,6 +1018,21 @@ def increasing_axis(
 _HOUR_NS = 3_600_000_000_000
 
 
+def _shifted_hour(off_ns: int, index: pd.DatetimeIndex, zone: ZoneInfo | None) -> str:
+    """Where zoned times (one offset, or UTC) with no `timezone` land an hour off the grid, the
+    clause saying what that likely is: local days, weeks or months across a daylight-saving
+    change, written in UTC (a local midnight is 22:00Z, then 23:00Z), whose step is 23 or 25
+    hours there; the zone reads them on its clock. "" otherwise."""
+    if index.tz is None or zone is not None or abs(off_ns) != _HOUR_NS:
+        return ""
+    return (
+        f"; it is an hour {'later' if off_ns > 0 else 'earlier'} than the grid: local days "
+        "(or weeks, months) across a daylight-saving change, written in UTC or one UTC "
+        "offset? Name their zone in `timezone` (e.g. 'Europe/London'), or send them as naive "
+        "local times, or as Arrow with the zone"
+    )
+
+
 def _skipped_hour(index: pd.DatetimeIndex, k: int, zone: ZoneInfo | None) -> str:
     """Where naive times jump one hour ahead at position k (01:00 then 03:00 on an hourly
     axis), the clause saying what that likely is: the hour a daylight-saving change skips on
@@ -1120,8 +1135,8 @@ def _from_timestamps(
                 "steps filled as the training loader fills gaps (its fill policy)"
                 + _skipped_hour(index, k, zone)
                 if window[int(off[0])] in expected  # on the grid, a step or more late
-                else "; it is not on the model's grid: resample the history to the model's "
-                "frequency"
+                else _shifted_hour(int(window[int(off[0])] - expected[int(off[0])]), index, zone)
+                or "; it is not on the model's grid: resample the history to the model's frequency"
             )
         raise ServiceInputError(
             where,

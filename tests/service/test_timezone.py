@@ -181,6 +181,31 @@ def test_a_daily_model_steps_local_midnights_across_the_change() -> None:
     assert _answered(one)[:2] == ["2024-04-03T00:00:00+01:00", "2024-04-04T00:00:00+01:00"]
 
 
+def test_local_midnights_written_in_utc_are_told_to_name_their_zone() -> None:
+    """London's midnights as UTC texts (a database's export): 00:00Z until the change, then
+    23:00Z. The daily model's 422 said "it is not on the model's grid: resample the history to
+    the model's frequency", of a history that is daily already; the zone reads it (200)."""
+    midnights = pd.date_range("2024-03-26", periods=8, freq="D", tz=LONDON).tz_convert("UTC")
+    series = _series(timestamps=_isos(midnights))  # one offset, +00:00
+    assert _error({"series": [series]}, freq="D") == (
+        "series 0 ('a'), field 'timestamps': the last 8 must be spaced at the model's frequency "
+        "'D'; position 6 is 2024-03-31T23:00:00+00:00, expected 2024-04-01T00:00:00+00:00; it "
+        "is an hour earlier than the grid: local days (or weeks, months) across a "
+        "daylight-saving change, written in UTC or one UTC offset? Name their zone in "
+        "`timezone` (e.g. 'Europe/London'), or send them as naive local times, or as Arrow "
+        "with the zone"
+    )
+    one = _one({"timezone": LONDON, "series": [series]}, freq="D")  # as it says
+    assert _answered(one)[:1] == ["2024-04-03T00:00:00+01:00"]
+    january = pd.date_range("2024-01-01", periods=8, freq="D", tz="UTC")
+    odd = _series(
+        timestamps=_isos(pd.DatetimeIndex(january[:5].append(january[5:] + pd.Timedelta(hours=3))))
+    )
+    assert _error({"series": [odd]}, freq="D").endswith(  # 3 hours off: no zone explains it
+        "it is not on the model's grid: resample the history to the model's frequency"
+    )
+
+
 AMBIGUOUS = (
     "2024-10-27T01:30:00 is ambiguous in Europe/London: a daylight-saving change shows it twice "
     "on the clocks there (2024-10-27T01:30:00+01:00 and 2024-10-27T01:30:00+00:00); give it with "
