@@ -918,9 +918,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.serve_host
     port = args.port or settings.serve_port
     workers = args.workers or settings.serve_workers
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # WS /series/stream answers a message above URNN_MAX_BODY_BYTES with 413 and stays open;
     # uvicorn closes the connection (1009) only past ws_max_size, kept well above that limit.
     ws_max_size = max(WS_MAX_SIZE_FLOOR, 2 * settings.max_body_bytes)
@@ -956,6 +954,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
                 create_app(settings),
                 host=host,
                 port=port,
+                log_config=serve_log_config(),
                 access_log=settings.serve_access_log,
                 ws_max_size=ws_max_size,
                 http=BOUNDED_HEAD_PROTOCOL,
@@ -985,6 +984,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
             host=host,
             port=port,
             workers=workers,
+            log_config=serve_log_config(),
             access_log=settings.serve_access_log,
             ws_max_size=ws_max_size,
             http=BOUNDED_HEAD_PROTOCOL,
@@ -996,6 +996,31 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 WS_MAX_SIZE_FLOOR = 16 * 1024 * 1024  # uvicorn's own default
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def serve_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration plus a root handler at INFO for the service's own
+    loggers (service.*, jobs.*, urnn.*). uvicorn applies it in every process it runs, the
+    workers of --workers included: they are spawned, so the command's basicConfig never
+    reached them, and their INFO lines ("serving ... version N", a drain's start) were
+    dropped while warnings came out bare, without time, level or logger (Python's last
+    resort handler)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["urnn"] = {"format": LOG_FORMAT}
+    config["handlers"]["urnn"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "urnn",
+        "stream": "ext://sys.stderr",
+    }
+    config["root"] = {"handlers": ["urnn"], "level": "INFO"}
+    return config
+
+
 # uvicorn's httptools protocol with a 431 for a request head above 64 KiB (service.http_head):
 # uvicorn reads any head, at a cost quadratic in its size, on the event loop. By import path,
 # which the worker processes of --workers resolve too.
@@ -2739,9 +2764,7 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     except SchemaError as error:
         print(f"urnn worker: error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     db = Database.from_settings(settings)
     worker = Worker(db, settings, worker_id=args.worker_id, scheduler=not args.no_scheduler)
     worker.install_signal_handlers()

@@ -40,6 +40,7 @@ def test_serve_one_worker_runs_the_app_built_from_these_settings(
         "access_log": False,
         "ws_max_size": 16 * 1024 * 1024,  # uvicorn's default, 2 x the 8 MiB body limit
         "http": "service.http_head:BoundedHeadProtocol",
+        "log_config": cli.serve_log_config(),
     }
 
 
@@ -98,6 +99,7 @@ def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
         "access_log": False,
         "ws_max_size": 16 * 1024 * 1024,
         "http": "service.http_head:BoundedHeadProtocol",
+        "log_config": cli.serve_log_config(),  # applied in every worker: they are spawned
     }
     # a folder given by the operator is kept, emptied of an earlier run's files first
     given = tmp_path / "metrics"

@@ -209,6 +209,13 @@ def test_urnn_serve_drains_on_sigterm(registry: Registry, workers: int, tmp_path
         # has shut down gracefully, which ended the command with 143)
         assert process.wait(timeout=60) == 0
         assert time.monotonic() - asked >= 2.5  # it waited for the drain
+        # Every process logs through the command's format, INFO included: the workers of
+        # --workers are spawned, and their lines came out bare ("SIGTERM: /readyz answers
+        # 503 ...", no time, level or logger) and their INFO lines not at all.
+        said = log.read_text()
+        assert said.count(" INFO service.manager: serving ") == workers, said
+        assert said.count(" INFO service.drain: on SIGTERM: draining for 3 s") == workers
+        assert said.count(" WARNING service.drain: SIGTERM: /readyz answers 503") == workers
     finally:
         if process.poll() is None:
             process.kill()
