@@ -49,6 +49,10 @@ SERVER_CONNECT_TIMEOUT_S = 2
 # no reset, so the SELECT waits out TCP's retransmissions, a quarter of an hour or more); that
 # read held the one slot, no other started, and every scrape showed the last reading as up.
 READ_DEADLINE_S = 30.0
+# How old a reading may grow before the next look starts a read. The service also looks every
+# TTL_S / 3 between scrapes (service.state), so a scrape shows a reading at most about
+# 1.3 x TTL_S old in every worker process of --workers, whichever of them it reaches.
+TTL_S = 15.0
 
 
 class MissingJobDatabaseError(Exception):
@@ -74,12 +78,12 @@ class JobStatusReader:
         url: str,
         *,
         configured: bool = False,
-        ttl: float = 15.0,
+        ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.configured = configured
-        self.ttl = ttl
+        self.ttl = TTL_S if ttl is None else ttl
         self._clock = clock
         self._lock = threading.Lock()
         self._engine: Engine | None = None

@@ -42,7 +42,9 @@ class ServiceState:
     realised: RealisedErrorTracker
     streams: StreamEngine
     drain: Drain
+    jobs: JobStatusReader | None = None
     _poll: asyncio.Task[None] | None = field(default=None, repr=False)
+    _jobs_fresh: asyncio.Task[None] | None = field(default=None, repr=False)
     _initial: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
@@ -75,6 +77,7 @@ class ServiceState:
             realised=realised,
             streams=StreamEngine(settings, metrics, manager),
             drain=Drain(settings.shutdown_drain_seconds),
+            jobs=jobs,
         )
 
     async def start(self) -> None:
@@ -141,19 +144,35 @@ class ServiceState:
             self._poll = asyncio.create_task(
                 self.manager.poll(self.settings.model_poll_seconds), name="urnn-model-poll"
             )
+        if self.jobs is not None:
+            self._jobs_fresh = asyncio.create_task(_keep_fresh(self.jobs), name="urnn-job-status")
 
     async def stop(self) -> None:
         if self._initial is not None and not self._initial.done():
             self._initial.cancel()  # its thread is a daemon: it does not hold the exit
             with contextlib.suppress(asyncio.CancelledError):
                 await self._initial
-        if self._poll is not None:
-            self._poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poll
-            self._poll = None
+        for task in (self._poll, self._jobs_fresh):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._poll = self._jobs_fresh = None
         await self.streams.stop()  # flushes changed streaming states to the database
         await self.batcher.stop()
+
+
+async def _keep_fresh(jobs: JobStatusReader) -> None:
+    """Look at the job gauges' reading every third of its ttl, scraped or not: a scrape
+    answers the last reading and only then starts a read, so a process scraped seldom showed
+    an old one. With --workers each process has its own reading and a scrape (a new
+    connection each time, past uvicorn's 5 s keep-alive) reaches any of them: two workers
+    answered `urnn_jobs{status="succeeded"}` 4, 2, 4 a second apart, the 2 read a minute
+    earlier, and the other job gauges went back and forth alike. `latest` never waits: it
+    starts a read in a thread when the reading is older than its ttl."""
+    while True:
+        jobs.latest()
+        await asyncio.sleep(jobs.ttl / 3)
 
 
 def _freeze_what_lives() -> None:
