@@ -234,3 +234,24 @@ def test_a_var_dir_below_a_file_stops_serve_in_one_line(
         assert "error: invalid settings: URNN_DEVICE='gpu'" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_metrics_folder_that_is_no_folder_is_one_error_line(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    """Every worker failed as it started (FileNotFoundError on histogram_<pid>.db, in a
+    traceback) and uvicorn started it again, for ever: 8 starts in 40 s, nothing answered."""
+    folder = tmp_path / "metrics"
+    if kind == "file":
+        folder.write_text("not a folder")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    code = cli.main(["serve", "--workers", "2"], settings=Settings(var_dir=tmp_path / "var"))
+    said = capsys.readouterr().err
+    assert code == 2 and not calls
+    assert said.startswith(f"urnn serve: error: PROMETHEUS_MULTIPROC_DIR={folder} ")
+    assert ("does not exist" if kind == "missing" else "is not a folder") in said
