@@ -75,7 +75,12 @@ class UnsupportedMediaTypeError(ValueError):
 
 
 class ModelUnavailableError(RuntimeError):
-    """No model is loaded (503); the message says why (e.g. nothing registered yet)."""
+    """No model is loaded (503); the message says why (e.g. nothing registered yet).
+    `retry_after` (seconds) where the wait is short: the first load is still running."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class DrainingError(RuntimeError):
@@ -581,7 +586,13 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=415, content={"detail": str(exc)})
 
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": f"no model is loaded: {exc}"})
+        assert isinstance(exc, ModelUnavailableError)
+        wait = exc.retry_after
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"no model is loaded: {exc}"},
+            headers=None if wait is None else {"Retry-After": str(wait)},
+        )
 
     async def on_draining(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})

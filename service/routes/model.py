@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
-from service.errors import ModelUnavailableError, ServiceInputError
+from service.errors import ServiceInputError
 from service.manager import ModelManager
 from service.schemas import ErrorResponse, ModelInfo, ReloadResponse
 from service.security import ApiKeyDep
@@ -24,7 +24,7 @@ async def get_model(state: StateDep) -> ModelInfo:
     manager = state.manager
     model = manager.current
     if model is None:
-        raise ModelUnavailableError(manager.unavailable_reason)
+        raise manager.unavailable()
     return model_info(model, manager)
 
 

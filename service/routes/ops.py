@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service.errors import DrainingError, ModelUnavailableError
+from service.errors import DrainingError
 from service.metrics import CONTENT_TYPE
 from service.schemas import ErrorResponse, HealthResponse, ModelRefOut, ReadyResponse
 from service.state import StateDep
@@ -39,7 +39,7 @@ async def readyz(state: StateDep) -> ReadyResponse:
         raise DrainingError(state.drain.reason())
     model = state.manager.current
     if model is None:
-        raise ModelUnavailableError(state.manager.unavailable_reason)
+        raise state.manager.unavailable()
     ref = model.ref
     return ReadyResponse(model=ModelRefOut(name=ref.name, version=ref.version, run_id=ref.run_id))
 

@@ -173,6 +173,9 @@ def test_nothing_registered_yet_is_not_a_failed_load(
     version still serves when none did (an operator's walk-through)."""
     client = client_for(model_uri="models:/never-trained@champion")
     assert client.get("/readyz").status_code == 503
+    # not a matter of seconds: no Retry-After (that is for a load still running)
+    refused = client.post("/forecast", json={"series": [history(registry.frame)]})
+    assert refused.status_code == 503 and "retry-after" not in refused.headers
     assert client.post("/model/reload", headers=KEY).status_code == 502
     assert metric_value(client, "urnn_model_reloads_total", outcome="not_registered") == 2.0
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 0.0
@@ -288,6 +291,9 @@ def test_a_load_that_hangs_does_not_hold_start_up_or_shut_down(registry: Registr
         assert ready.status_code == 503 and "the service is starting" in ready.text
         answer = client.post("/forecast", json={"series": [history(registry.frame)]})
         assert answer.status_code == 503
+        # a matter of seconds: clients that honour Retry-After come back (a worker of
+        # --workers restarted after SIGKILL answers so beside siblings that serve)
+        assert answer.headers["retry-after"] == "1" and ready.headers["retry-after"] == "1"
         loader.release.set()  # the registry answers: the load ends, the service is ready
         deadline = time.monotonic() + 30.0
         while client.get("/readyz").status_code != 200:
