@@ -71,7 +71,7 @@ from service.errors import ServiceInputError
 from service.manager import ModelManager
 from service.metrics import ServiceMetrics
 from service.schemas import ModelRefOut
-from service.served import ColumnScales, ServedModel
+from service.served import ColumnScales, ServedModel, parse_offset
 from service.stream_fast_path import FastObservations
 from service.stream_schemas import (
     ObservationsRequest,
@@ -597,9 +597,18 @@ class StreamEngine:
     ) -> SeriesData:
         """(worker thread) A fresh state of `model` fed the stored raw tail."""
         tail = data.tail
+        made_by = data.model_key or f"model version {data.model_version}"
+        if parse_offset(data.freq) != model.offset:
+            # The tail's points are steps of the series' frequency: replayed into a model of
+            # another, hourly points were read as 15-minute steps and forecast on that grid.
+            raise StreamConflictError(
+                f"series {series_id!r} was stored at frequency {data.freq!r} by {made_by}; "
+                f"{model_key(model)} reads steps of {model.freq!r}: its points cannot be "
+                f"replayed as that model's steps; DELETE the series and send its history "
+                f"again at {model.freq!r}"
+            )
         missing = [name for name in model.covariates if name not in tail.names]
         if missing:
-            made_by = data.model_key or f"model version {data.model_version}"
             raise StreamConflictError(
                 f"series {series_id!r} was stored by {made_by}, whose points lack "
                 f"covariate(s) {missing} that {model_key(model)} reads: its state cannot be "

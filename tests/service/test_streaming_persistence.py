@@ -125,6 +125,35 @@ def test_model_version_change_rebuilds_from_the_tail(
     assert metric_value(client, "urnn_stream_rebuilds_total") == 1
 
 
+def test_a_version_of_another_frequency_refuses_to_rebuild_the_series(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    """A new version at another frequency replayed the hourly tail as its own steps: an
+    hourly series answered 200 with a forecast at 15-minute steps, made from hourly points
+    read as consecutive quarter hours, and its next hourly point was a 'gap'."""
+    frame, name = registry.frame, "urnn-stream-freq"
+    register_streaming(registry, name, seed=1)
+    client = apps.start(database_url=stream_db, model_uri=f"models:/{name}@champion")
+    before = post(client, "q", points(frame, 0, 60)).json()
+    register_streaming(registry, name, seed=2, freq="15min")  # version 2 becomes champion
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    for answer in (client.get("/series/q/forecast"), post(client, "q", points(frame, 60, 1))):
+        assert answer.status_code == 409, answer.text
+        detail = answer.json()["detail"]
+        assert "frequency 'h'" in detail and "'15min'" in detail and "DELETE" in detail
+    status = client.get("/series/q").json()  # left as it was
+    assert (status["model_version"], status["points_seen"]) == ("1", 60)
+    assert metric_value(client, "urnn_stream_rebuilds_total") == 0
+    register_streaming(registry, name, seed=1)  # back at 'h' (version 3, version 1's weights)
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    after = client.get("/series/q/forecast").json()
+    assert after["model"]["version"] == "3"
+    assert after["forecast"]["timestamps"] == before["forecast"]["timestamps"]
+    np.testing.assert_allclose(
+        quantile_block(after["forecast"]), quantile_block(before["forecast"]), atol=1e-5
+    )
+
+
 def test_another_models_state_of_the_same_version_number_is_rebuilt_not_used(
     apps: Apps, registry: Registry, stream_db: str
 ) -> None:
