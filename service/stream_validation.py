@@ -134,10 +134,14 @@ class Tail:
         """A new tail with the points appended, keeping the last `limit`."""
         m, buffer, stop = len(ns), self._buffer, self._stop
         if buffer is None or buffer.end != stop or stop + m > len(buffer.ns):
-            # A fresh buffer with room to append in place (an eighth of `limit`, at least 64
-            # rows) before the next copy: memory + 12.5 %, one copy per that many points.
+            # A fresh buffer with room to append in place before the next copy: a full tail
+            # gets an eighth of `limit` (at least 64 rows) more, memory + 12.5 %, one copy per
+            # that many points; a tail still filling up twice what it holds, so that a young
+            # series does not reserve a whole tail (4,096 rows: 144 KiB with two covariates,
+            # for a series of 60 points) and its copies stay one per doubling.
             keep = min(len(self), max(limit - m, 0))
-            buffer = _TailBuffer(max(limit, keep + m) + max(64, limit // 8), len(self.names))
+            full = max(limit, keep + m) + max(64, limit // 8)
+            buffer = _TailBuffer(min(full, max(64, 2 * (keep + m))), len(self.names))
             stop = keep
             if keep:
                 buffer.ns[:keep] = self.ns[-keep:]

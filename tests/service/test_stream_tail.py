@@ -32,7 +32,7 @@ def assert_same(got: Tail, want: Tail) -> None:
     assert got.ns.dtype == np.int64 and got.values.dtype == np.float64
 
 
-@pytest.mark.parametrize("limit", [1, 5, 64, 100])
+@pytest.mark.parametrize("limit", [1, 5, 64, 100, 4096])
 @pytest.mark.parametrize("sizes", [[1] * 300, [3, 1, 70, 1, 1, 200, 2, 1], [150, 1, 1]])
 def test_chained_extends_equal_concatenation(limit: int, sizes: list[int]) -> None:
     tail = Tail.empty(("a", "b"))
@@ -67,3 +67,22 @@ def test_a_tail_read_from_bytes_extends_like_any_other() -> None:
     loaded = Tail.from_bytes(tail.to_bytes())
     assert_same(loaded, tail)
     assert_same(loaded.extend(*chunk(10, 3), 8), reference([chunk(0, 13)], 8))
+
+
+def test_a_young_series_does_not_reserve_a_whole_tail() -> None:
+    """Every tail's buffer held URNN_STREAM_TAIL_POINTS rows and an eighth more from its first
+    point: 4,608 rows, 144 KiB with two covariates, for a series of 60 points (150 KiB per
+    series traced in a running service, whatever its length)."""
+    limit = 4096
+    tail = Tail.empty(("a", "b"))
+    sizes = []
+    for start in range(0, 60):
+        tail = tail.extend(*chunk(start, 1), limit)
+        assert tail._buffer is not None
+        sizes.append(len(tail._buffer.ns))
+    assert sizes[-1] <= 128  # at most twice what it holds, 64 rows at least
+    assert len(set(sizes)) == 1  # 60 one-point updates: no copy after the first buffer
+    for start in range(60, 6000):
+        tail = tail.extend(*chunk(start, 1), limit)
+    assert tail._buffer is not None and len(tail._buffer.ns) == limit + limit // 8
+    assert_same(tail, reference([chunk(0, 6000)], limit))
