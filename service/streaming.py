@@ -346,9 +346,12 @@ class StreamEngine:
         """Forget the series in memory and in the database; SeriesNotFoundError if unknown."""
         self._model()  # 409 under a windowed model, as every /series endpoint answers
         async with self._locked(series_id, load=False) as entry, self._flush_lock:
+            # The row first: a store that refuses it (503) must leave the memory copy, whose
+            # points since the last write would otherwise be lost and the older snapshot
+            # come back at the next request.
+            deleted = await self._io(self._repository().delete, series_id)
             had = entry.data is not None
             entry.data, entry.dirty, entry.revision, entry.loaded = None, False, None, True
-            deleted = await self._io(self._repository().delete, series_id)
             if not (had or deleted):
                 raise _not_found(series_id)
 

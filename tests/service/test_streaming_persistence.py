@@ -191,6 +191,38 @@ def test_write_behind_conflict_drops_the_stale_copy(
     assert two.get("/series/c").json()["points_seen"] == 60
 
 
+def test_a_delete_the_store_refuses_keeps_the_series(
+    apps: Apps, registry: Registry, stream_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DELETE cleared the memory copy before the row: with the database down it answered 503
+    and the series came back from its last snapshot, without the points acknowledged since
+    (on PostgreSQL: 150 points posted, 100 after the database returned, the next point a
+    409 'gap')."""
+    from sqlalchemy.exc import OperationalError
+
+    from service.stream_snapshots import SnapshotRepository
+
+    frame = registry.frame
+    first = apps.start(database_url=stream_db)
+    assert post(first, "d", points(frame, 0, 50)).status_code == 200
+    apps.stop(first)  # its shutdown writes the 50 points
+    client = apps.start(database_url=stream_db, stream_snapshot_seconds=3600.0)
+    assert post(client, "d", points(frame, 50, 10)).status_code == 200  # in memory only
+
+    def down(self: SnapshotRepository, series_id: str) -> bool:
+        raise OperationalError("DELETE", {}, Exception("connection refused"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SnapshotRepository, "delete", down)
+        refused = client.delete("/series/d", headers=KEY)
+        assert refused.status_code == 503, refused.text
+        assert client.get("/series/d").json()["points_seen"] == 60
+    after = post(client, "d", points(frame, 60, 1)).json()
+    assert after["series"]["points_seen"] == 61
+    assert client.delete("/series/d", headers=KEY).status_code == 204
+    assert client.get("/series/d").status_code == 404
+
+
 def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
