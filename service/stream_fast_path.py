@@ -64,7 +64,9 @@ def fast_observations(data: Any) -> FastObservations | None:
     values = _numbers(data.get("values"))
     if values is None or not len(values):
         return None
-    gap_policy = data.get("gap_policy", "reject")
+    gap_policy = data.get("gap_policy")
+    if gap_policy is None:  # null: the default, as when left out
+        gap_policy = "reject"
     if type(gap_policy) is not str or gap_policy not in _GAP_POLICIES:
         return None
     start = data.get("start")

@@ -8,9 +8,9 @@ field (422) or the timestamps involved (409).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from service.schemas import (
     EXAMPLE_VALUES,
@@ -24,6 +24,16 @@ from service.schemas import (
 )
 
 GapPolicy = Literal["reject", "interpolate"]
+
+
+def _null_is_reject(value: object) -> object:
+    return "reject" if value is None else value
+
+
+# null is the default, as for every optional field (docs/streaming.md, "Bad values").
+GapPolicyIn = Annotated[
+    GapPolicy, BeforeValidator(_null_is_reject, json_schema_input_type=GapPolicy | None)
+]
 
 # What `timezone` means on the /series endpoints: POST /forecast's field (service.schemas: the
 # same name, the same check of the name, the same reading of naive times), kept by the series.
@@ -88,11 +98,12 @@ class ObservationsRequest(BaseModel):
         min_length=1,
         description="Quantile levels to return, each one the model was trained with; default all.",
     )
-    gap_policy: GapPolicy = Field(
+    gap_policy: GapPolicyIn = Field(
         default="reject",
         description=(
             "Missing steps between the last stored point and the first new one: `reject` (409) "
-            "or `interpolate` (filled linearly, up to URNN_STREAM_MAX_GAP steps)."
+            "or `interpolate` (filled linearly, up to URNN_STREAM_MAX_GAP steps); null: "
+            "`reject`, as when left out."
         ),
     )
     timezone: TimeZoneName | None = Field(

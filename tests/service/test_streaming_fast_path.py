@@ -342,6 +342,40 @@ def test_covariates_null_answers_what_leaving_it_out_answers(
         assert len(texts) == 1, texts
 
 
+def test_gap_policy_null_answers_what_leaving_it_out_answers(
+    registry: Registry, stream_client_for: Callable[..., TestClient]
+) -> None:
+    """`"gap_policy": null` was a 422 ("must be one of 'reject' or 'interpolate'; got null")
+    where docs/streaming.md says a null optional field is absent: now the default, `reject`,
+    on the fast path and on FastAPI's, for a next point and for a gap (the same 409)."""
+    assert ObservationsRequest.model_validate({**_body(), "gap_policy": None}).gap_policy == (
+        "reject"
+    )
+    fast = fast_observations({**_body(), "gap_policy": None})
+    assert fast is not None and fast.gap_policy == "reject"
+    client = stream_client_for()
+    frame = registry.frame
+    for start, n in ((0, 50), (50, 1), (55, 1)):  # the last one leaves a gap of four steps
+        left_out = points(frame, start, n)
+        answers = [
+            client.post(
+                f"/series/{how}-{kind}/observations",
+                content=json.dumps(body),
+                headers=headers,
+            )
+            for how, body in (("out", left_out), ("null", {**left_out, "gap_policy": None}))
+            for kind, headers in (("fast", FAST), ("slow", SLOW))
+        ]
+        expected = 409 if start == 55 else 200
+        assert [answer.status_code for answer in answers] == [expected] * 4, answers[-1].text
+        ids = ("out-fast", "out-slow", "null-fast", "null-slow")
+        texts = {
+            answer.text.replace(json.dumps(series_id), '"S"')
+            for answer, series_id in zip(answers, ids, strict=True)
+        }
+        assert len(texts) == 1, texts
+
+
 def test_the_fast_path_is_taken(
     client: TestClient, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
