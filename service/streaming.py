@@ -118,6 +118,8 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 3
 # Updates of at most this many points into a ready state run on the event loop (`_inline`).
 INLINE_POINTS = 64
+# Write-behind: series per snapshot transaction (`_write`), which bounds the bytes built at once.
+FLUSH_CHUNK = 256
 
 
 class _Reloaded(Exception):  # noqa: N818 (control flow, never leaves this module)
@@ -480,24 +482,34 @@ class StreamEngine:
         return False
 
     async def _write(self, entries: Sequence[Entry]) -> None:
-        """One conditional save of the entries' current data (write-behind)."""
+        """Conditional saves of the entries' current data (write-behind), FLUSH_CHUNK series
+        per transaction: each snapshot is the series' whole state and tail (~130 KiB at the
+        default tail with two covariates), and one save of every dirty series built them all
+        at once (2,000 series: +168 MiB of RSS that stayed)."""
         async with self._flush_lock:
-            batch = [(e, e.data, e.revision) for e in entries if e.dirty and not e.gone and e.data]
-            if not batch:
-                return
+            pending = [e for e in entries if e.dirty and not e.gone and e.data]
+            for start in range(0, len(pending), FLUSH_CHUNK):
+                await self._write_chunk(pending[start : start + FLUSH_CHUNK])
+
+    async def _write_chunk(self, entries: Sequence[Entry]) -> None:
+        """One save of the entries' data as it is now (the flush lock held)."""
+        batch = [(e, e.data, e.revision) for e in entries if e.dirty and not e.gone and e.data]
+        if not batch:
+            return
+        for e, _, _ in batch:
+            e.dirty = False
+        snapshots = [(_to_snapshot(e.series_id, d, r), r) for e, d, r in batch if d]
+        start = time.perf_counter()
+        try:
+            result = await self._io(self._repository().save_many, snapshots)
+        except Exception:
             for e, _, _ in batch:
-                e.dirty = False
-            snapshots = [(_to_snapshot(e.series_id, d, r), r) for e, d, r in batch if d]
-            start = time.perf_counter()
-            try:
-                result = await self._io(self._repository().save_many, snapshots)
-            except Exception:
-                for e, _, _ in batch:
-                    e.dirty = True
-                self.metrics.stream_snapshot_failures.inc()
-                raise
-            finally:
-                self.metrics.stream_flush_seconds.observe(time.perf_counter() - start)
+                e.dirty = True
+            self.metrics.stream_snapshot_failures.inc()
+            raise
+        finally:
+            self.metrics.stream_flush_seconds.observe(time.perf_counter() - start)
+        del snapshots
         for e, _, _ in batch:
             if e.series_id in result.revisions:
                 e.revision = result.revisions[e.series_id]
