@@ -223,7 +223,9 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
     state = stream.advance(stream.new_state(), history.target, history.covariates, history.calendar)
     future = None
     if model.needs_dates:
-        future = _present(series.future_calendar).astype(np.float64)
+        future = history.future_calendar
+        if future is None:
+            future = _present(series.future_calendar).astype(np.float64)
     out = stream.forecast(
         state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
     )

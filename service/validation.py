@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -107,6 +107,9 @@ class StreamHistory:
     target: np.ndarray  # (N,) float64
     covariates: np.ndarray | None  # (N, C) float64, model order
     calendar: np.ndarray | None  # (N, K) float64
+    # (H_max, K) float64: the forecast steps' features as the /series endpoints compute them
+    # (the windowed path's float32 copy moved a calendar model's forecast by ~1e-9 of it)
+    future_calendar: np.ndarray | None = None
 
 
 # slots: one per request on the hot path; never mutated.
@@ -430,12 +433,14 @@ def _prepare_series(
     past_calendar = future_calendar = None
     if model.needs_dates and dates is not None:
         where = series_where(i, series.id, "start" if series.timestamps is None else "timestamps")
-        features = calendar_on_clock(dates.window_ns, dates.tz, model, where)  # (L + H, K)
-        features = features.astype(np.float32)
+        features64 = calendar_on_clock(dates.window_ns, dates.tz, model, where)  # (L + H, K)
+        features = features64.astype(np.float32)
         past_calendar, future_calendar = features[:lookback], features[lookback:]
     history = None
     if _streaming(model):
         history = _stream_history(i, series.id, values, covariates, dates, scales, model)
+        if past_calendar is not None:
+            history = replace(history, future_calendar=features64[lookback:])
     return PreparedSeries(
         index=i,
         id=series.id,
