@@ -120,6 +120,10 @@ MAX_ATTEMPTS = 3
 INLINE_POINTS = 64
 # Write-behind: series per snapshot transaction (`_write`), which bounds the bytes built at once.
 FLUSH_CHUNK = 256
+# After a failed eviction flush, how long the LRU keeps its over-limit states before it tries
+# the store again: with the database down every request past the limit tried a write (a
+# connection attempt, under the flush lock) and logged a traceback.
+EVICT_RETRY_SECONDS = 5.0
 
 
 class _Reloaded(Exception):  # noqa: N818 (control flow, never leaves this module)
@@ -192,6 +196,7 @@ class StreamEngine:
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._busy_poll = BusyPoll(settings.stream_busy_poll_us * 1e-6)
+        self._evict_retry_at = 0.0  # monotonic time before which eviction does not write
 
     def keep_awake(self) -> None:
         """Keep the event loop polling for URNN_STREAM_BUSY_POLL_US from now (after an answer)."""
@@ -406,6 +411,8 @@ class StreamEngine:
         self.metrics.stream_series_live.set(len(self._entries))
 
     async def _evict_over_limit(self) -> None:
+        if time.monotonic() < self._evict_retry_at:  # the store failed lately: states kept
+            return
         while len(self._entries) > self.settings.stream_max_states:
             victim = next((e for e in self._entries.values() if not e.lock.locked()), None)
             if victim is None:
@@ -416,8 +423,17 @@ class StreamEngine:
                 if victim.dirty:
                     try:
                         await self._write([victim])
-                    except Exception:
-                        logger.exception("could not flush an evicted streaming state; kept it")
+                    except Exception as error:
+                        self._evict_retry_at = time.monotonic() + EVICT_RETRY_SECONDS
+                        said = (
+                            "could not flush a streaming state to evict it; kept it (%d states "
+                            "held, URNN_STREAM_MAX_STATES=%d); eviction tries again in %g s"
+                        )
+                        held = len(self._entries), self.settings.stream_max_states
+                        if isinstance(error, SnapshotStoreError):  # `_io` logged the driver's
+                            logger.warning(said + ": %s", *held, EVICT_RETRY_SECONDS, error)
+                        else:
+                            logger.exception(said, *held, EVICT_RETRY_SECONDS)
                         return
                 if victim.dirty:  # changed again while it was written: keep it for now
                     return

@@ -293,3 +293,49 @@ def test_a_state_is_the_served_models_only_when_key_and_version_both_say_so() ->
     assert not _made_by(state("1", "other/1@r9"), served)  # another model's version 1
     assert _made_by(state("1", None), served)  # saved before migration 0005
     assert not _made_by(state("2", None), served)
+
+
+def test_eviction_backs_off_while_the_store_is_down(
+    apps: Apps,
+    registry: Registry,
+    stream_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past URNN_STREAM_MAX_STATES with the database down, every request tried to write the
+    state it evicted and logged a whole traceback: the states are kept, the store is tried
+    again after EVICT_RETRY_SECONDS, and the log says so in one line."""
+    from sqlalchemy.exc import OperationalError
+
+    import service.streaming as streaming
+    from service.stream_snapshots import SnapshotRepository
+
+    monkeypatch.setattr(streaming, "EVICT_RETRY_SECONDS", 0.5, raising=False)
+    frame = registry.frame
+    client = apps.start(database_url=stream_db, stream_max_states=2, stream_snapshot_seconds=3600.0)
+    saves: list[int] = []
+    working = SnapshotRepository.save_many
+
+    def down(self: SnapshotRepository, items: Any) -> Any:
+        saves.append(len(items))
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+    with monkeypatch.context() as patch, caplog.at_level("WARNING", logger="service.streaming"):
+        patch.setattr(SnapshotRepository, "save_many", down)
+        for sid in "abcdef":
+            assert post(client, sid, points(frame, 0, 50)).status_code == 200
+        assert saves == [1]  # one try; the other requests within the back-off wrote nothing
+        assert metric_value(client, "urnn_stream_series_live") == 6  # nothing dropped
+        said = [r for r in caplog.records if "to evict it; kept it" in r.getMessage()]
+        assert len(said) == 1 and said[0].exc_info is None
+        assert (
+            "kept it (3 states held, URNN_STREAM_MAX_STATES=2); eviction tries again in 0.5 s: "
+            "the streaming snapshot store" in said[0].getMessage()
+        )
+    assert SnapshotRepository.save_many is working
+    time.sleep(0.6)
+    assert post(client, "g", points(frame, 0, 50)).status_code == 200
+    assert metric_value(client, "urnn_stream_series_live") == 2
+    assert metric_value(client, "urnn_stream_evictions_total") == 5
+    for sid in "abcdefg":  # each one whole, from memory or its snapshot
+        assert client.get(f"/series/{sid}").json()["points_seen"] == 50
