@@ -67,7 +67,7 @@ from jobs.db import Database
 from models.forecaster import floor_at_zero
 from models.streaming import StreamState
 from service.busy_poll import BusyPoll
-from service.errors import ServiceInputError
+from service.errors import ReloadError, ServiceInputError
 from service.manager import ModelManager
 from service.metrics import ServiceMetrics
 from service.schemas import ModelRefOut
@@ -124,6 +124,11 @@ FLUSH_CHUNK = 256
 # the store again: with the database down every request past the limit tried a write (a
 # connection attempt, under the flush lock) and logged a traceback.
 EVICT_RETRY_SECONDS = 5.0
+# A state written by a newer version of the served model (another replica or worker switched
+# first) asks the registry at once rather than at the next alias poll, at most this often:
+# until then each side rebuilt the series to its own version at every request (a walk with
+# `--workers 2` and a 30 s poll: 7 rebuilds of one series in 18 s, answers alternating).
+NEWER_STATE_CHECK_SECONDS = 5.0
 
 
 class _Reloaded(Exception):  # noqa: N818 (control flow, never leaves this module)
@@ -197,6 +202,8 @@ class StreamEngine:
         self._flush_lock = asyncio.Lock()
         self._busy_poll = BusyPoll(settings.stream_busy_poll_us * 1e-6)
         self._evict_retry_at = 0.0  # monotonic time before which eviction does not write
+        self._newer_check_at = 0.0  # monotonic time before which a newer state asks nothing
+        self._newer_check: asyncio.Task[None] | None = None
 
     def keep_awake(self) -> None:
         """Keep the event loop polling for URNN_STREAM_BUSY_POLL_US from now (after an answer)."""
@@ -219,6 +226,11 @@ class StreamEngine:
     async def stop(self) -> None:
         """Stop the flush task, write every changed state, let go of threads and the database."""
         await self._busy_poll.stop()
+        if self._newer_check is not None:
+            self._newer_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._newer_check
+            self._newer_check = None
         if self._flush_task is not None:
             self._flush_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -569,6 +581,8 @@ class StreamEngine:
         data = entry.data
         if data is None or _made_by(data, model):
             return data
+        if _newer_than(data, model):
+            self._check_registry_now(data, model)
         scales = self._scales(entry.series_id, model)
         rebuilt = await self._compute(self._rebuild, entry.series_id, data, model, scales)
         self.metrics.stream_rebuilds.inc()
@@ -581,6 +595,27 @@ class StreamEngine:
         if not await self._commit(entry, rebuilt):
             raise _Reloaded
         return rebuilt
+
+    def _check_registry_now(self, data: SeriesData, model: ServedModel) -> None:
+        """Re-resolve the served alias in the background (this request is answered by the
+        served version, as before): a newer version's state means the alias has likely moved."""
+        now = time.monotonic()
+        if now < self._newer_check_at or (
+            self._newer_check is not None and not self._newer_check.done()
+        ):
+            return
+        self._newer_check_at = now + NEWER_STATE_CHECK_SECONDS
+        logger.info(
+            "a streaming state made by %s met while serving %s: asking the registry now "
+            "rather than at the next alias poll",
+            data.model_key or f"model version {data.model_version}",
+            model_key(model),
+        )
+        self._newer_check = asyncio.create_task(self._reload_quietly(), name="urnn-stream-newer")
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(ReloadError):  # the manager has logged and counted it
+            await self.manager.reload(retry_failed=False)
 
     async def _cache_forecast(
         self, entry: Entry, data: SeriesData, model: ServedModel, scales: ColumnScales
@@ -861,6 +896,18 @@ def _made_by(data: SeriesData, model: ServedModel) -> bool:
     if data.model_version != model.ref.version:
         return False
     return data.model_key is None or data.model_key == model_key(model)
+
+
+def _newer_than(data: SeriesData, model: ServedModel) -> bool:
+    """Whether a later version of the served model's registered name made the state."""
+    version = data.model_version
+    if data.model_key is not None:
+        name, _, version = data.model_key.rpartition("@")[0].rpartition("/")
+        if name != model.ref.name:
+            return False
+    return (
+        version.isdigit() and model.ref.version.isdigit() and int(version) > int(model.ref.version)
+    )
 
 
 def model_key(model: ServedModel) -> str:

@@ -339,3 +339,33 @@ def test_eviction_backs_off_while_the_store_is_down(
     assert metric_value(client, "urnn_stream_evictions_total") == 5
     for sid in "abcdefg":  # each one whole, from memory or its snapshot
         assert client.get(f"/series/{sid}").json()["points_seen"] == 50
+
+
+def test_a_newer_versions_state_makes_a_lagging_replica_ask_the_registry(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    """Two replicas (or `--workers 2`) switch at their own alias polls: in between, each
+    rebuilt a shared series to its own version at every request (a walk: 7 rebuilds of one
+    series in 18 s with a 30 s poll). The one that meets a newer version's state asks the
+    registry at once; it answers this request with what it serves, the next with the new."""
+    frame, name = registry.frame, "urnn-stream-lag"
+    register_streaming(registry, name, seed=1)
+    shared = {
+        "database_url": stream_db,
+        "model_uri": f"models:/{name}@champion",
+        "stream_snapshot_seconds": 0.0,
+        "model_poll_seconds": 0.0,  # no poll: only the state can tell the lagging one
+    }
+    ahead, behind = apps.start(**shared), apps.start(**shared)
+    register_streaming(registry, name, seed=2)  # version 2 becomes champion
+    assert ahead.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    assert post(ahead, "w", points(frame, 0, 60)).json()["model"]["version"] == "2"
+    assert behind.get("/series/w/forecast").json()["model"]["version"] == "1"
+    _wait_for(lambda: behind.get("/model").json()["version"] == "2")
+    # an older version's state (behind's rebuild to 1, written through) asks nothing
+    asked = metric_value(ahead, "urnn_model_reloads_total", outcome="unchanged")
+    assert ahead.get("/series/w/forecast").json()["model"]["version"] == "2"
+    assert metric_value(ahead, "urnn_stream_rebuilds_total") == 1
+    assert metric_value(ahead, "urnn_model_reloads_total", outcome="unchanged") == asked
+    assert behind.get("/series/w/forecast").json()["model"]["version"] == "2"
+    assert post(behind, "w", points(frame, 60, 1)).json()["series"]["points_seen"] == 61
