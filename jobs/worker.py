@@ -74,6 +74,11 @@ class JobInterruptedError(RuntimeError):
     """The executor stopped early because `should_stop` answered True."""
 
 
+class LeftForCollectionError(JobInterruptedError):
+    """Stopped by the worker's shutdown, the attempt's MLflow bookkeeping not done: its folder
+    is kept for `collect_lost_attempts`, which the worker runs once the job is requeued."""
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     mlflow_run_id: str | None = None
@@ -94,6 +99,8 @@ class JobContext:
     log: Callable[[str], None]
     # the attempt's MLflow run, recorded on the job as soon as it exists
     on_run_started: Callable[[str], None] = lambda run_id: None
+    # whether the stop asked is the worker's shutdown alone (no cancel, timeout or lost lease)
+    shutting_down: Callable[[], bool] = lambda: False
 
 
 Executor = Callable[[JobContext], JobOutcome]
@@ -178,6 +185,14 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
             reader.join(timeout=5)
             markers.update(context)  # a run that started in the last poll interval
             if markers.run_id is not None:
+                if context.shutting_down():
+                    # The requeue first: the bookkeeping below took 15 s on a busy machine
+                    # (importing MLflow alone 4-11 s), and a stop grace shorter than that
+                    # SIGKILLed the worker before it had given the job back, which then
+                    # waited out its lease and spent an attempt.
+                    raise LeftForCollectionError(
+                        f"stopped the training of job {context.job_id} (worker shutdown)"
+                    ) from None
                 _say_removed(context, end_run_killed(settings, markers.run_id))
                 attach_log(settings, markers.run_id, full_log)
             raise
@@ -222,10 +237,15 @@ def attempt_folder(settings: Settings, job_id: str, attempt: int) -> Iterator[Pa
     attaches the log to the lost attempt's run and removes it (`collect_lost_attempts`)."""
     folder = settings.var_dir / ATTEMPTS_FOLDER / job_id / f"attempt-{attempt}"
     folder.mkdir(parents=True, exist_ok=True)
+    kept = False
     try:
         yield folder
+    except LeftForCollectionError:
+        kept = True  # its run is ended and its log attached after the requeue
+        raise
     finally:
-        _remove_attempt(folder)
+        if not kept:
+            _remove_attempt(folder)
 
 
 def collect_lost_attempts(db: Database, settings: Settings) -> list[Path]:
@@ -265,12 +285,18 @@ def _collect(db: Database, settings: Settings, folder: Path) -> bool:
     with contextlib.suppress(OSError, ValueError):  # unreadable: the log has no run to go to
         markers.read()
     log = folder / f"attempt-{attempt}.log"
-    if markers.run_id is not None and log.is_file():
-        logger.warning(
-            "job %s: attempt %d ended with its worker; attaching its log to MLflow run %s",
-            job_id, attempt, markers.run_id,
-        )  # fmt: skip
-        attach_log(settings, markers.run_id, log)
+    if markers.run_id is not None:
+        # a run still RUNNING is marked KILLED and its half-registered versions removed (a
+        # shutdown leaves that for after the requeue; a lost worker's lease recovery has done
+        # it already: then nothing changes)
+        end_run_killed(settings, markers.run_id)
+        if log.is_file():
+            logger.warning(
+                "job %s: attempt %d was stopped or lost with its worker; attaching its log to "
+                "MLflow run %s",
+                job_id, attempt, markers.run_id,
+            )  # fmt: skip
+            attach_log(settings, markers.run_id, log)
     _remove_attempt(folder)
     return True
 
@@ -927,7 +953,14 @@ class Worker:
                     log(f"MLflow run {run_id}")
                     queue.record_run(self.db, **fence, run_id=run_id)
 
-                context = JobContext(job.id, attempt.number, spec, should_stop, log, record_run)
+                def shutting_down() -> bool:
+                    return self._stopping.is_set() and not (
+                        attempt.cancel.is_set() or attempt.lost.is_set() or attempt.timed_out()
+                    )
+
+                context = JobContext(
+                    job.id, attempt.number, spec, should_stop, log, record_run, shutting_down
+                )
                 outcome = self.executor(context)
             except Exception as error:
                 interrupted = isinstance(error, JobInterruptedError) or should_stop()
@@ -957,6 +990,8 @@ class Worker:
                     self._record(job.id, "the requeue", lambda: queue.release(
                         self.db, **fence, reason=reason, log_tail=attempt.tail()
                     ))  # fmt: skip
+                    if isinstance(error, LeftForCollectionError):  # its run's bookkeeping
+                        collect_lost_attempts(self.db, self.settings)
                 elif isinstance(error, ChildFailedError):  # its output is in the tail already
                     failure = str(error)
                     logger.error("job %s failed: %s", job.id, failure)

@@ -700,6 +700,73 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
         assert f"removed {checkpoint}, this attempt's checkpoint" in job["log_tail"]
 
 
+def test_a_worker_shutdown_requeues_the_job_before_the_runs_bookkeeping(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM: the worker marked the MLflow run KILLED and attached the log (15 s on a busy
+    machine, importing MLflow alone 4-11 s) before it gave the job back, so a stop grace
+    shorter than that SIGKILLed it first and the job waited out its lease, spending an
+    attempt. The job is requeued first; the run is ended and its log attached after."""
+    import threading
+    import time
+
+    import jobs.worker as worker_module
+    from jobs import queue
+
+    settings = Settings(
+        var_dir=mlflow_settings.var_dir,
+        database_url=f"sqlite:///{tmp_path / 'shutdown-jobs.db'}",
+        api_key=SecretStr("test-key"),
+        model_poll_seconds=0.0,
+        job_heartbeat_seconds=0.2,
+    )
+    upgrade(settings.resolved_database_url())
+    long = tiny_spec(ett_csv)
+    long["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}
+    db = Database.from_settings(settings)
+    status_at_bookkeeping: list[str] = []
+    ending = worker_module.end_run_killed
+
+    def end_run_killed(settings: Settings, run_id: str) -> list[Path]:
+        with db.session() as session:
+            status_at_bookkeeping.append(queue.get(session, job_id=job_id).status)
+        return ending(settings, run_id)
+
+    monkeypatch.setattr(worker_module, "end_run_killed", end_run_killed)
+    with TestClient(create_app(settings, loader=NoModels())) as client:
+        job_id = submit(client, long).json()["id"]
+        worker = Worker(db, settings)
+        thread = threading.Thread(target=worker.run_once)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            run_id = client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]
+            checkpoint = settings.var_dir / "checkpoints" / run_id
+            while not (checkpoint / "config.json").exists():  # an epoch improved: written
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            worker.request_stop()  # what SIGTERM does
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+        finally:
+            worker.request_stop()
+            thread.join(timeout=30)
+            db.dispose()
+        job = client.get(f"/jobs/{job_id}").json()
+    assert (job["status"], job["attempts"]) == ("queued", 0), job
+    assert status_at_bookkeeping == ["queued"]  # given back before, then the run ended
+    from mlflow import MlflowClient
+
+    tracking = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    assert tracking.get_run(run_id).info.status == "KILLED"
+    assert [a.path for a in tracking.list_artifacts(run_id, "job")] == ["job/attempt-1.log"]
+    assert not checkpoint.exists()
+    assert not (settings.var_dir / "job-attempts" / job_id).exists()  # collected
+
+
 def test_job_data_outside_the_allowed_folders_is_refused_saying_nothing_of_the_file(
     db: Database, settings: Settings, ett_csv: Path, tmp_path: Path
 ) -> None:
