@@ -61,6 +61,8 @@ from service.validation import (
     offset_text,
     quantile_indices,
     quantile_key,
+    shifted_hour,
+    skipped_hour,
     stamps_alone_error,
     zoned_start,
 )
@@ -692,7 +694,7 @@ def _from_timestamps(
     stamps: list[datetime], model: ServedModel, n: int, zone: ZoneInfo | None = None
 ) -> tuple[np.ndarray, tzinfo | None]:
     where = "field 'timestamps'"
-    index = increasing_axis(stamps, n, where, zone)
+    index = increasing_axis(stamps, n, where, zone, endpoint="series")
     check_last_stamp(stamps, model.max_horizon, model, where, index.tz)
     if zone is None:  # with one, the offsets' zone is named: nothing to refuse
         check_clock(stamps, index, model, where, endpoint="series")
@@ -707,10 +709,18 @@ def _from_timestamps(
     off = np.flatnonzero(expected != ns)
     if off.size:
         k = int(off[0])
+        # what a daylight-saving change makes of local times sent without their zone, as
+        # POST /forecast says it: a naive skipped hour, local midnights written in UTC
+        skipped = skipped_hour(index, k, zone, "series") if ns[k] in expected else ""
+        hint = (
+            f"; {skipped}"
+            if skipped
+            else shifted_hour(int(ns[k] - expected[k]), index, zone, "series")
+        )
         raise ServiceInputError(
             where,
             f"must be spaced at the model's frequency {model.freq!r}; position {k} is "
-            f"{index[k].isoformat()}, expected {iso(int(expected[k]), index.tz)}",
+            f"{index[k].isoformat()}, expected {iso(int(expected[k]), index.tz)}{hint}",
         )
     return ns, index.tz if zone is None else zone
 

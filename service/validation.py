@@ -978,13 +978,18 @@ def stamps_alone_error(stamps: Sequence[datetime], where: str) -> ServiceInputEr
 
 
 def increasing_axis(
-    stamps: list[datetime], n: int, where: str, zone: ZoneInfo | None = None
+    stamps: list[datetime],
+    n: int,
+    where: str,
+    zone: ZoneInfo | None = None,
+    endpoint: ClockEndpoint = "forecast",
 ) -> pd.DatetimeIndex:
     """`stamps` as one ns DatetimeIndex of `n` strictly increasing instants, else a 422 at
     `where` naming the first offending position. Zoned stamps with different UTC offsets (a
     local clock across a daylight-saving change, written as ISO strings) are read in UTC,
     the one axis they share; mixing zoned and naive stamps stays an error. With `zone` the
-    axis is on that zone's clock (`on_zone_clock`)."""
+    axis is on that zone's clock (`on_zone_clock`). `endpoint`: whose ways of naming a zone
+    a hint offers (ZONE_WAYS)."""
     if len(stamps) != n:
         raise ServiceInputError(
             where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
@@ -1007,8 +1012,7 @@ def increasing_axis(
         back = int(index.asi8[k - 1] - index.asi8[k])
         repeated = (
             "; local times that a daylight-saving change repeats (the hour after it is written "
-            "again)? Send them with their UTC offsets, and name the zone (`timezone`, or an "
-            "Arrow timestamp type with the zone)"
+            f"again)? Send them with their UTC offsets, and name the zone ({ZONE_WAYS[endpoint]})"
             if index.tz is None and zone is None and back < _HOUR_NS
             else ""
         )
@@ -1021,9 +1025,18 @@ def increasing_axis(
 
 
 _HOUR_NS = 3_600_000_000_000
+# How a request names the zone of its times, by endpoint: POST /forecast takes `timezone` or
+# an Arrow body's zoned timestamp type; the /series endpoints take JSON only, and a series
+# keeps the zone it was created with (a later request may not give it another).
+ZONE_WAYS = {
+    "forecast": "`timezone`, or an Arrow timestamp type with the zone",
+    "series": "`timezone`, given when the series is created; these endpoints take JSON only",
+}
 
 
-def _shifted_hour(off_ns: int, index: pd.DatetimeIndex, zone: ZoneInfo | None) -> str:
+def shifted_hour(
+    off_ns: int, index: pd.DatetimeIndex, zone: ZoneInfo | None, endpoint: ClockEndpoint
+) -> str:
     """Where zoned times (one offset, or UTC) with no `timezone` land an hour off the grid, the
     clause saying what that likely is: local days, weeks or months across a daylight-saving
     change, written in UTC (a local midnight is 22:00Z, then 23:00Z), whose step is 23 or 25
@@ -1034,11 +1047,19 @@ def _shifted_hour(off_ns: int, index: pd.DatetimeIndex, zone: ZoneInfo | None) -
         f"; it is an hour {'later' if off_ns > 0 else 'earlier'} than the grid: local days "
         "(or weeks, months) across a daylight-saving change, written in UTC or one UTC "
         "offset? Name their zone in `timezone` (e.g. 'Europe/London'), or send them as naive "
-        "local times, or as Arrow with the zone"
+        f"local times{SHIFTED_OR[endpoint]}"
     )
 
 
-def _skipped_hour(index: pd.DatetimeIndex, k: int, zone: ZoneInfo | None) -> str:
+SHIFTED_OR = {
+    "forecast": ", or as Arrow with the zone",
+    "series": " (a series keeps the zone it was created with; these endpoints take JSON only)",
+}
+
+
+def skipped_hour(
+    index: pd.DatetimeIndex, k: int, zone: ZoneInfo | None, endpoint: ClockEndpoint
+) -> str:
     """Where naive times jump one hour ahead at position k (01:00 then 03:00 on an hourly
     axis), the clause saying what that likely is: the hour a daylight-saving change skips on
     a local clock, which the zone places without a value made up for it."""
@@ -1048,9 +1069,8 @@ def _skipped_hour(index: pd.DatetimeIndex, k: int, zone: ZoneInfo | None) -> str
     if len(steps) < 2 or int(steps[-1]) - int(np.median(steps[:-1])) != _HOUR_NS:
         return ""
     return (
-        "; or, if these are local times and a daylight-saving change skipped that hour, name "
-        "the zone (`timezone`, or an Arrow timestamp type with the zone) and send them as they "
-        "are"
+        "if these are local times and a daylight-saving change skipped that hour, name the zone "
+        f"({ZONE_WAYS[endpoint]}) and send them as they are"
     )
 
 
@@ -1134,14 +1154,18 @@ def _from_timestamps(
             if len(offsets) > 1 and zone is None
             else ""
         )
-        if not utc:  # what the user must do to the history: the service neither fills nor resamples
+        if not utc and window[int(off[0])] in expected:  # on the grid, a step or more late
+            # what the user must do to the history: the service neither fills nor resamples
+            skipped = skipped_hour(index, k, zone, "forecast")
             utc = (
                 "; a step is missing there: send the history on the model's grid, the missing "
                 "steps filled as the training loader fills gaps (its fill policy)"
-                + _skipped_hour(index, k, zone)
-                if window[int(off[0])] in expected  # on the grid, a step or more late
-                else _shifted_hour(int(window[int(off[0])] - expected[int(off[0])]), index, zone)
-                or "; it is not on the model's grid: resample the history to the model's frequency"
+                + (f"; or, {skipped}" if skipped else "")
+            )
+        elif not utc:
+            shift = int(window[int(off[0])] - expected[int(off[0])])
+            utc = shifted_hour(shift, index, zone, "forecast") or (
+                "; it is not on the model's grid: resample the history to the model's frequency"
             )
         raise ServiceInputError(
             where,

@@ -214,6 +214,64 @@ def test_skipped_and_repeated_times_are_refused_as_post_forecast_refuses_them(
     assert answer.json()["series"]["last_timestamp"] == SPRING[59].isoformat()
 
 
+def test_naive_times_across_a_change_without_a_zone_are_told_what_they_are(
+    client: TestClient, registry: Registry
+) -> None:
+    """A series created from a local-time export across a change, without `timezone`: the
+    repeated hour's 422 advised "an Arrow timestamp type with the zone", which these JSON-only
+    endpoints do not take, and the skipped hour's said only "must be spaced at the model's
+    frequency", where POST /forecast says what it likely is. Both now say it as POST /forecast
+    does, in the words of these endpoints (the zone is given as the series is created)."""
+    frame = registry.frame
+    n = LOOKBACK + 10
+    repeated = post(client, "a", rows(frame, 0, n, timestamps=[wall(t) for t in AUTUMN[:n]]))
+    assert repeated.status_code == 422, repeated.text
+    assert repeated.json()["detail"] == (
+        "field 'timestamps': must be strictly increasing; position 51 (2024-10-27T02:00:00) is "
+        "not after position 50 (2024-10-27T02:00:00); local times that a daylight-saving change "
+        "repeats (the hour after it is written again)? Send them with their UTC offsets, and "
+        "name the zone (`timezone`, given when the series is created; these endpoints take JSON "
+        "only)"
+    )
+    skipped = post(client, "s", rows(frame, 0, n, timestamps=[wall(t) for t in SPRING[:n]]))
+    assert skipped.status_code == 422, skipped.text
+    assert skipped.json()["detail"] == (
+        "field 'timestamps': must be spaced at the model's frequency 'h'; position 50 is "
+        "2024-03-31T03:00:00, expected 2024-03-31T02:00:00; if these are local times and a "
+        "daylight-saving change skipped that hour, name the zone (`timezone`, given when the "
+        "series is created; these endpoints take JSON only) and send them as they are"
+    )
+    as_said = rows(frame, 0, n, timestamps=[wall(t) for t in SPRING[:n]], timezone=PARIS)
+    assert post(client, "s", as_said).status_code == 200
+    gap = [wall(t) for t in SPRING[:n]]
+    del gap[20:22]  # two hours missing: no change skips those
+    answer = post(client, "g", rows(frame, 0, n - 2, timestamps=gap))
+    assert answer.status_code == 422 and "daylight" not in answer.json()["detail"]
+    assert client.get("/series/a").status_code == 404  # nothing stored by a refusal
+
+
+def test_local_midnights_written_in_utc_are_told_to_name_their_zone_on_series_too(
+    client_for: Callable[..., TestClient], daily_model: str, stream_db: str, registry: Registry
+) -> None:
+    """London's midnights as UTC texts, 00:00Z then 23:00Z after the change: POST /forecast
+    says what that likely is; POST /series/{id}/observations said only "must be spaced"."""
+    client = client_for(model_uri=daily_model, database_url=stream_db)
+    midnights = pd.date_range("2024-02-20", periods=LOOKBACK, freq="D", tz=LONDON)
+    utc = [t.tz_convert("UTC").isoformat() for t in midnights]
+    answer = post(client, "m", rows(registry.frame, 0, LOOKBACK, timestamps=utc))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        "field 'timestamps': must be spaced at the model's frequency 'D'; position 41 is "
+        "2024-03-31T23:00:00+00:00, expected 2024-04-01T00:00:00+00:00; it is an hour earlier "
+        "than the grid: local days (or weeks, months) across a daylight-saving change, written "
+        "in UTC or one UTC offset? Name their zone in `timezone` (e.g. 'Europe/London'), or "
+        "send them as naive local times (a series keeps the zone it was created with; these "
+        "endpoints take JSON only)"
+    )
+    named = rows(registry.frame, 0, LOOKBACK, timestamps=utc, timezone=LONDON)
+    assert post(client, "m", named).status_code == 200  # as it says
+
+
 def test_another_zone_is_refused_naming_the_series_zone(
     client: TestClient, registry: Registry
 ) -> None:
