@@ -767,7 +767,7 @@ def _skipped_hours(inserted: pd.DatetimeIndex, grid: pd.DatetimeIndex) -> str:
     ns = inserted.asi8  # sorted
     _, first, counts = np.unique(inserted.normalize().asi8, return_index=True, return_counts=True)
     spans = ns[first + counts - 1] - ns[first] + step
-    sunday = inserted[first].dayofweek == 6
+    sunday = inserted[first].day_of_week == 6
     hour = pd.Timedelta(hours=1) // pd.Timedelta(1, unit=grid.unit)  # asi8 counts grid.unit
     lone = (spans <= hour) & sunday
     if not lone.any():

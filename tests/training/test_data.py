@@ -991,7 +991,7 @@ def test_pjm_inserted_hours_are_named_and_the_clock_change_ones_pointed_to(
     stamps = pd.DatetimeIndex(pd.to_datetime(raw["Datetime"]).drop_duplicates().sort_values())
     missing = pd.date_range(stamps.min(), stamps.max(), freq="h").difference(stamps)
     per_day = pd.Series(missing, index=missing.normalize()).groupby(level=0).size()
-    sundays = int((pd.DatetimeIndex(per_day.index).dayofweek == 6).sum())
+    sundays = int((pd.DatetimeIndex(per_day.index).day_of_week == 6).sum())
     assert (len(missing), sundays) == (30, 29)  # 2010-12-10 00:00, a Friday, is the other
     (regularise,) = steps(data, "regularise")
     named = ", ".join(str(t) for t in missing[:5])
@@ -999,6 +999,26 @@ def test_pjm_inserted_hours_are_named_and_the_clock_change_ones_pointed_to(
         regularise.message
     )
     assert "the hour a daylight-saving change leaves out of local times?" in regularise.message
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # pandas 4 removes .dayofweek
+def test_a_lone_sunday_hour_of_quarter_hours_is_pointed_to_as_a_clock_change(
+    tmp_path: Path,
+) -> None:
+    """Without the shared data: a quarter-hourly log missing 02:00 to 02:45 of Sunday 29 March
+    2020 (Europe's spring change) is pointed to; the guess read `.dayofweek`, which pandas 3
+    deprecates (a warning on every such report) and pandas 4 removes."""
+    grid = pd.date_range("2020-03-28", periods=4 * 48, freq="15min")
+    skipped = (grid >= pd.Timestamp("2020-03-29 02:00")) & (grid < pd.Timestamp("2020-03-29 03:00"))
+    stamps = [str(t) for t in grid[~skipped]]
+    path = write(tmp_path, csv_of(stamps, ["1"] * len(stamps)))
+    (regularise,) = steps(load_data(path, LoadConfig(target="y")), "regularise")
+    assert regularise.message.endswith(
+        "; at 2020-03-29 02:00:00, 2020-03-29 02:15:00, 2020-03-29 02:30:00, "
+        "2020-03-29 02:45:00; 4 of them (1 Sunday) are the only gap of their day, at most an "
+        "hour long, on a Sunday: the hour a daylight-saving change leaves out of local times? "
+        "Filling makes up values for it; timestamps with UTC offsets (or in UTC) have no such gap"
+    )
 
 
 def test_missing_hours_off_sundays_get_no_clock_change_guess(tmp_path: Path) -> None:
