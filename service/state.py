@@ -169,9 +169,18 @@ async def _keep_fresh(jobs: JobStatusReader) -> None:
     connection each time, past uvicorn's 5 s keep-alive) reaches any of them: two workers
     answered `urnn_jobs{status="succeeded"}` 4, 2, 4 a second apart, the 2 read a minute
     earlier, and the other job gauges went back and forth alike. `latest` never waits: it
-    starts a read in a thread when the reading is older than its ttl."""
+    starts a read in a thread when the reading is older than its ttl. An error of a look is
+    logged (once until a look succeeds) and the next look goes on: the loop ending with it
+    would raise again at shutdown, in `stop`, before the streaming states were flushed."""
+    failing = False
     while True:
-        jobs.latest()
+        try:
+            jobs.latest()
+            failing = False
+        except Exception:
+            if not failing:
+                logger.exception("job metrics: looking at the job database's reading failed")
+            failing = True
         await asyncio.sleep(jobs.ttl / 3)
 
 

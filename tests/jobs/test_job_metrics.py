@@ -270,3 +270,36 @@ def test_a_reading_is_kept_fresh_between_scrapes(
         time.sleep(1.5)  # no scrape meanwhile: another worker's turn
         text = client.get("/metrics").text
     assert sample(text, "urnn_jobs", '{status="failed"}') == 1.0
+
+
+def test_a_look_that_fails_neither_ends_the_looks_nor_breaks_the_shutdown(
+    db: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The looks between scrapes ran as an asyncio task that an error ended: its exception
+    then came out of the lifespan's shutdown, before the streaming states were flushed. A
+    failing look is logged once and the looks go on."""
+    from fastapi.testclient import TestClient
+
+    import service.job_status as job_status
+
+    monkeypatch.setattr(job_status, "TTL_S", 0.3)
+    looks: list[float] = []
+    latest = JobStatusReader.latest
+
+    def failing_first(reader: JobStatusReader) -> object:
+        looks.append(time.monotonic())
+        if len(looks) <= 3:
+            raise RuntimeError("can't start new thread")
+        return latest(reader)
+
+    monkeypatch.setattr(JobStatusReader, "latest", failing_first)
+    with TestClient(create_app(settings, loader=NoModels())):
+        deadline = time.monotonic() + 10
+        while len(looks) < 6:  # the looks went on past the failures
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    said = [r for r in caplog.records if "looking at the job database's reading" in r.message]
+    assert len(said) == 1 and said[0].exc_info is not None
