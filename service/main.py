@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -33,7 +34,7 @@ from service.routes import forecast, jobs, model, ops, schedules, series
 from service.security import open_reads_in_schema
 from service.state import ServiceState
 from service.strict_query import strict_query
-from urnn_forecast import __version__
+from urnn_forecast import LOG_FORMAT, __version__
 from urnn_forecast.settings import Settings, SettingsError, get_settings
 
 DESCRIPTION = """\
@@ -106,11 +107,28 @@ def _settings_or_exit(*, check_store: bool) -> Settings:
     return settings
 
 
+def log_somewhere() -> None:
+    """A handler at INFO, in `urnn serve`'s format, where nothing would receive the service's
+    log lines: `uvicorn service.main:create_app --factory` configures uvicorn's own loggers
+    only, so the service's INFO lines (a swap's "serving ... version N", a drain's start) were
+    dropped and its warnings came out bare (Python's last resort: no time, level or logger),
+    in every worker of uvicorn's --workers. A configuration that reaches them (`urnn serve`'s,
+    uvicorn's --log-config with a root or `service` handler) is left as it is."""
+    if logging.getLogger("service").hasHandlers():
+        return
+    handler = logging.StreamHandler()  # stderr, as uvicorn's own lines
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
 def create_app(settings: Settings | None = None, *, loader: ModelLoader | None = None) -> FastAPI:
     """The service. Without `settings` (`uvicorn service.main:create_app --factory`) they are
     read from the environment, and a setting that cannot work stops the process with one line
     and exit code 2, as `urnn serve` does, instead of uvicorn's traceback."""
     if settings is None:
+        log_somewhere()
         settings = _settings_or_exit(check_store=loader is None)
     if settings.mlflow_tracking_uri is None and loader is None:
         settings.var_dir.mkdir(parents=True, exist_ok=True)  # the embedded SQLite store's folder

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from urnn_forecast import LOG_FORMAT
 from urnn_forecast.field_types import INT_MAX, check_fields, shown, shown_names
 from urnn_forecast.folders import folder_problem
 from urnn_forecast.models_command import add_models_parser, given_text
@@ -1018,9 +1019,6 @@ def _metrics_folder_problem(folder: str) -> str | None:
     if not os.access(path, os.W_OK | os.X_OK):
         return f"PROMETHEUS_MULTIPROC_DIR={folder} is not writable by this user"
     return None
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def serve_log_config() -> dict[str, Any]:

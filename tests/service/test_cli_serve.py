@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,8 @@ from fastapi import FastAPI
 
 from urnn_forecast import cli
 from urnn_forecast.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -255,3 +261,45 @@ def test_a_metrics_folder_that_is_no_folder_is_one_error_line(
     assert code == 2 and not calls
     assert said.startswith(f"urnn serve: error: PROMETHEUS_MULTIPROC_DIR={folder} ")
     assert ("does not exist" if kind == "missing" else "is not a folder") in said
+
+
+def test_uvicorn_run_directly_logs_the_service_lines_in_the_command_format(
+    tmp_path: Path,
+) -> None:
+    """`uvicorn service.main:create_app --factory` configures uvicorn's loggers only: the
+    service's INFO lines (a swap's "serving ... version N") were dropped and its warnings came
+    out bare, without time, level or logger. The factory gives them a handler when nothing
+    would receive them, and adds none where `urnn serve`'s configuration does."""
+    script = textwrap.dedent(
+        """
+        import logging, logging.config, sys
+        from uvicorn.config import LOGGING_CONFIG
+        from urnn_forecast.cli import serve_log_config
+        config = serve_log_config() if sys.argv[1] == "urnn" else LOGGING_CONFIG
+        logging.config.dictConfig(config)  # what uvicorn does in each process it runs
+        from service.main import create_app
+        create_app()  # as uvicorn's --factory calls it
+        logging.getLogger("service.manager").info("serving urnn-forecaster version 2")
+        logging.getLogger("service.drain").warning("SIGTERM: /readyz answers 503")
+        """
+    )
+    env = {**os.environ, "URNN_VAR_DIR": str(tmp_path / "var"), "PYTHONPATH": str(ROOT)}
+    for how in ("uvicorn", "urnn"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, how],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        lines = [line for line in done.stderr.splitlines() if " service." in line]
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+        assert len(lines) == 2, (how, done.stderr)  # each once: no second handler
+        assert re.fullmatch(
+            rf"{stamp} INFO service.manager: serving urnn-forecaster version 2", lines[0]
+        ), (how, lines)
+        assert re.fullmatch(
+            rf"{stamp} WARNING service.drain: SIGTERM: /readyz answers 503", lines[1]
+        ), (how, lines)
