@@ -416,6 +416,12 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         values, source, report, lambda cols: _cells_as_written(path, cols, config)[: len(raw)]
     )
 
+    # zoned timestamps were converted to UTC (a "timezone" decision), counted steps name no
+    # clock: neither skips nor repeats an hour where a daylight-saving change does on a local
+    # clock, and the report makes no such guess of their gaps and duplicates
+    wall_clock = config.step_origin is None and not any(
+        d.step == "timezone" and d.subject == source for d in report.decisions
+    )
     # Sort and merge duplicates first: the frequency is inferred from the cleaned timestamps.
     prepared: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     for series_id, positions in groups.items():
@@ -423,7 +429,9 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         frame.index = stamps[positions]
         rows = positions + 1  # 1-based data rows
         frame, rows = sort_by_time(frame, rows, series_id, report)
-        frame, rows = merge_duplicates(frame, rows, series_id, config.duplicates, source, report)
+        frame, rows = merge_duplicates(
+            frame, rows, series_id, config.duplicates, source, report, wall_clock=wall_clock
+        )
         prepared[series_id] = (frame, rows)
 
     if config.freq is None:
@@ -435,7 +443,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     segments: list[Segment] = []
     for series_id, (frame, rows) in prepared.items():
         observed = frame.index
-        frame = regularise(frame, rows, series_id, freq, source, report)
+        frame = regularise(frame, rows, series_id, freq, source, report, wall_clock=wall_clock)
         frame = trim_edges(frame, series_id, source, report)
         pieces = fill_gaps(
             frame,

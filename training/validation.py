@@ -411,8 +411,11 @@ def merge_duplicates(
     policy: DuplicatePolicy,
     source: str,
     report: Report,
+    *,
+    wall_clock: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per timestamp. Expects time order.
+    """One row per timestamp. Expects time order. `wall_clock` as `regularise`'s: False, no
+    guess that the duplicates are an hour a daylight-saving change repeats.
 
     "mean" averages the duplicates column by column, ignoring missing cells: right for the
     daylight-saving fall-back hour of local-time logs (PJM), where two real hours share one label
@@ -452,7 +455,7 @@ def merge_duplicates(
         f"merged {plural(n_stamps, 'duplicated timestamp')} ({n_rows:,} rows -> {n_stamps:,}, "
         f"{plural(n_rows - n_stamps, 'row')} removed) by {how} (duplicates={policy!r}); "
         f"first: {first} at data rows {first_rows}; {_duplicates_agree(frame[duplicated])}"
-        f"{_repeated_hours(stamps.unique(), pd.DatetimeIndex(merged.index))}",
+        + (_repeated_hours(stamps.unique(), pd.DatetimeIndex(merged.index)) if wall_clock else ""),
     )
     return merged, kept_rows
 
@@ -689,11 +692,16 @@ def regularise(
     freq: str,
     source: str,
     report: Report,
+    *,
+    wall_clock: bool = True,
 ) -> pd.DataFrame:
     """Reindex onto the regular grid from the first to the last timestamp; inserted steps are NaN.
 
     Timestamps off the grid are an error, not rounded: snapping or resampling would change what
-    the data says, and usually means `freq` is wrong.
+    the data says, and usually means `freq` is wrong. `wall_clock`: the timestamps are times
+    as written on a clock with no zone, where a daylight-saving change can leave an hour out
+    (`_skipped_hours` guesses it); False for instants (the file's offsets or zone, converted
+    to UTC) and counted steps, which have no such gap.
     """
     start, end = frame.index[0], frame.index[-1]
     offset = pd.tseries.frequencies.to_offset(freq)
@@ -743,7 +751,8 @@ def regularise(
             f"inserted {plural(n_missing, 'missing timestamp')} to make the series regular at "
             f"{freq!r} "
             f"({len(grid):,} steps from {start} to {end}); their values are missing and go to "
-            f"the fill policy; {_inserted_where(inserted)}{_skipped_hours(inserted, grid)}",
+            f"the fill policy; {_inserted_where(inserted)}"
+            + (_skipped_hours(inserted, grid) if wall_clock else ""),
         )
     return frame
 

@@ -1021,6 +1021,41 @@ def test_a_lone_sunday_hour_of_quarter_hours_is_pointed_to_as_a_clock_change(
     )
 
 
+def test_a_missing_sunday_hour_of_instants_or_counted_steps_gets_no_clock_change_guess(
+    tmp_path: Path,
+) -> None:
+    """Timestamps in UTC (or with offsets, converted to UTC) and counted steps have no hour a
+    daylight-saving change leaves out: the report asked of a UTC log's missing Sunday hour
+    "the hour a daylight-saving change leaves out of local times? ... timestamps with UTC
+    offsets (or in UTC) have no such gap", of timestamps in UTC."""
+    grid = pd.date_range("2020-03-27", periods=96, freq="h")
+    kept = [k for k, t in enumerate(grid) if t != pd.Timestamp("2020-03-29 01:00")]
+    lines = [f"{grid[k].isoformat()}+00:00,{k}" for k in kept]
+    path = write(tmp_path, "timestamp,y\n" + "\n".join(lines) + "\n", "utc.csv")
+    (regularise,) = steps(load_data(path, LoadConfig(target="y")), "regularise")
+    assert regularise.message.endswith("; at 2020-03-29 01:00:00")
+    naive = write(tmp_path, "timestamp,y\n" + "\n".join(x[:19] + x[25:] for x in lines) + "\n")
+    (regularise,) = steps(load_data(naive, LoadConfig(target="y")), "regularise")
+    assert "daylight-saving" in regularise.message  # the same hours, naive: the guess stands
+    counted = write(
+        tmp_path, "cycle,y\n" + "\n".join(f"{k},{k}" for k in kept) + "\n", "cycles.csv"
+    )
+    config = LoadConfig(target="y", timestamp_col="cycle", step_origin="2020-03-27", freq="h")
+    (regularise,) = steps(load_data(counted, config), "regularise")
+    assert regularise.message.endswith("; at 2020-03-29 01:00:00")
+    # nor of an hour written twice: in UTC both rows of a time name one instant
+    quarters = [
+        f"{t.isoformat()}+00:00,1" for t in pd.date_range("2020-10-24", periods=200, freq="15min")
+    ]
+    twice = [*quarters[:108], *quarters[104:]]  # 2020-10-25 02:00 to 02:45 twice
+    path = write(tmp_path, "timestamp,y\n" + "\n".join(twice) + "\n", "twice.csv")
+    (merged,) = steps(load_data(path, LoadConfig(target="y", duplicates="mean")), "duplicates")
+    assert merged.message.endswith("their values agree")
+    naive = write(tmp_path, "timestamp,y\n" + "\n".join(x[:19] + x[25:] for x in twice) + "\n")
+    (merged,) = steps(load_data(naive, LoadConfig(target="y", duplicates="mean")), "duplicates")
+    assert "daylight-saving change repeats" in merged.message  # naive: the guess stands
+
+
 def test_missing_hours_off_sundays_get_no_clock_change_guess(tmp_path: Path) -> None:
     stamps = [t for k, t in enumerate(hourly(100)) if k not in (30, 31, 60)]  # Thu, Fri
     path = write(tmp_path, csv_of(stamps, ["1"] * len(stamps)))
