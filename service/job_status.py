@@ -132,6 +132,15 @@ class JobStatusReader:
         if thread is not None:
             thread.join(timeout)
 
+    def close(self, timeout: float = 1.0) -> None:
+        """Let go of the engine's pooled connections (at shutdown), after the read in flight
+        if it ends within `timeout`: a stuck one keeps its connection until it returns."""
+        self.wait(timeout)
+        with self._lock:
+            engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
     def refresh_now(self) -> JobStatusReading | None:
         """Read once on this thread (tests; `latest` reads in the background)."""
         if self._absent():

@@ -141,6 +141,10 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
             yield
         finally:
             await state.stop()
+            jobs_db = getattr(app.state, "jobs_db", None)  # made at the first job request
+            if jobs_db is not None:  # its pooled connections, not left to the process exit
+                jobs_db.dispose()
+                app.state.jobs_db = None
             mark_process_dead(os.getpid())
 
     app = ServiceApp(

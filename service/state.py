@@ -160,6 +160,8 @@ class ServiceState:
         self._poll = self._jobs_fresh = None
         await self.streams.stop()  # flushes changed streaming states to the database
         await self.batcher.stop()
+        if self.jobs is not None:
+            await asyncio.to_thread(self.jobs.close)
 
 
 async def _keep_fresh(jobs: JobStatusReader) -> None:

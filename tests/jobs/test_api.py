@@ -1314,3 +1314,33 @@ def test_the_schema_lists_413_and_415_wherever_a_body_is_read(
             "/series/s1/observations", content=b"x", headers={**KEY, "content-type": "text/plain"}
         )
         assert plain.status_code == 415 and "Content-Type" in plain.json()["detail"]
+
+
+@pytest.mark.postgres
+def test_the_service_lets_go_of_its_job_database_connections_at_shutdown(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The job API's engine and the job gauges' reader kept their pooled connections open
+    after the app stopped (until the process exited): an app started and stopped in one
+    process, as tests and embedders do, left them on the server."""
+    from sqlalchemy.engine import make_url
+
+    from tests.jobs.conftest import _admin_connect
+
+    upgrade(postgres_url)
+    name = make_url(postgres_url).database
+    settings = Settings(var_dir=tmp_path / "var", database_url=postgres_url)
+
+    def connections() -> int:
+        with _admin_connect() as admin:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone()
+        return int(row[0])
+
+    assert connections() == 0
+    with TestClient(create_app(settings, loader=NoModels())) as client:
+        assert client.get("/jobs").status_code == 200  # the job API's engine
+        assert "urnn_jobs_database_up 1.0" in client.get("/metrics").text  # the reader's
+        assert connections() >= 2
+    assert connections() == 0
