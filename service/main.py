@@ -95,6 +95,9 @@ class ServiceApp(FastAPI):
 
 
 def _settings_or_exit(*, check_store: bool) -> Settings:
+    """The settings of the environment (uvicorn's factory), or one error line and exit 2:
+    under `--workers` a traceback per worker start, again at each restart, hid the cause."""
+    from service.metrics import multiprocess_folder_problem
     from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
 
     try:
@@ -104,6 +107,10 @@ def _settings_or_exit(*, check_store: bool) -> Settings:
     except (SettingsError, TrackingStoreError) as error:
         print(f"urnn-forecast service: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and (problem := multiprocess_folder_problem(folder)) is not None:
+        print(f"urnn-forecast service: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     return settings
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -372,6 +373,25 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def multiprocess_folder_problem(folder: str) -> str | None:
+    """Why PROMETHEUS_MULTIPROC_DIR cannot hold the metric files, None when it can. The
+    workers write there from their first metric on: a folder that did not exist failed every
+    worker as it started (FileNotFoundError in a traceback) and uvicorn started it again, 8
+    times in 40 s in a walk, while the service never answered. Checked by `urnn serve` and
+    by `create_app` as uvicorn's factory."""
+    path = Path(folder)
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        return (
+            f"PROMETHEUS_MULTIPROC_DIR={folder} {what}: the metrics of every worker are "
+            "written there; make it a folder (emptied at each start), or unset it (urnn "
+            "serve --workers N then makes a temporary one)"
+        )
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"PROMETHEUS_MULTIPROC_DIR={folder} is not writable by this user"
+    return None
 
 
 def clear_multiprocess_folder(folder: str) -> int:

@@ -937,7 +937,9 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
             problem = str(error)
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if problem is None and given:
-        problem = _metrics_folder_problem(given)
+        from service.metrics import multiprocess_folder_problem
+
+        problem = multiprocess_folder_problem(given)
     if problem is not None:  # before loading any model
         print(f"urnn serve: error: {problem}", file=sys.stderr)
         return 2
@@ -999,26 +1001,6 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 WS_MAX_SIZE_FLOOR = 16 * 1024 * 1024  # uvicorn's own default
-
-
-def _metrics_folder_problem(folder: str) -> str | None:
-    """Why PROMETHEUS_MULTIPROC_DIR cannot hold the metric files, None when it can. The
-    workers write there from their first metric on: a folder that did not exist failed every
-    worker as it started (FileNotFoundError in a traceback) and uvicorn started it again, 8
-    times in 40 s in a walk, while the service never answered."""
-    import os
-
-    path = Path(folder)
-    if not path.is_dir():
-        what = "is not a folder" if path.exists() else "does not exist"
-        return (
-            f"PROMETHEUS_MULTIPROC_DIR={folder} {what}: the metrics of every worker are "
-            "written there; make it a folder (emptied at each start), or unset it (urnn "
-            "serve --workers N then makes a temporary one)"
-        )
-    if not os.access(path, os.W_OK | os.X_OK):
-        return f"PROMETHEUS_MULTIPROC_DIR={folder} is not writable by this user"
-    return None
 
 
 def serve_log_config() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from urnn_forecast import cli
-from urnn_forecast.settings import Settings
+from urnn_forecast.settings import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -215,7 +215,6 @@ def test_a_var_dir_below_a_file_stops_serve_in_one_line(
     import uvicorn
 
     from service.main import create_app
-    from urnn_forecast.settings import get_settings
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn must not start"))
     taken = tmp_path / "taken"
@@ -261,6 +260,20 @@ def test_a_metrics_folder_that_is_no_folder_is_one_error_line(
     assert code == 2 and not calls
     assert said.startswith(f"urnn serve: error: PROMETHEUS_MULTIPROC_DIR={folder} ")
     assert ("does not exist" if kind == "missing" else "is not a folder") in said
+    # uvicorn's factory, run directly (`uvicorn service.main:create_app --factory --workers
+    # 2`): each worker failed the same way, in a traceback, restarted for ever
+    from service.main import create_app
+
+    monkeypatch.setenv("URNN_VAR_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            create_app()
+    finally:
+        get_settings.cache_clear()
+    said = capsys.readouterr().err
+    assert stopped.value.code == 2
+    assert said.startswith(f"urnn-forecast service: error: PROMETHEUS_MULTIPROC_DIR={folder} ")
 
 
 def test_uvicorn_run_directly_logs_the_service_lines_in_the_command_format(
