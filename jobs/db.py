@@ -134,6 +134,37 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+PAUSE_REVISION = "0004"  # the migration that added schedules.paused
+
+
+@dataclass(frozen=True)
+class PausedSchedule:
+    id: str
+    cron: str
+    timezone: str
+    next_due_at: Any  # the stored due time (naive UTC), kept while paused
+
+
+def paused_schedules(url: str) -> list[PausedSchedule]:
+    """The schedules paused in a database at PAUSE_REVISION or later (raw SQL: it reads no
+    model, so it runs whatever the code's own schema is). A downgrade below PAUSE_REVISION
+    drops the flag and these run again; a release older than it never reads the flag."""
+    from sqlalchemy import text
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT id, cron, timezone, next_due_at FROM schedules WHERE paused "
+                    "ORDER BY created_at, id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return [PausedSchedule(str(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
+
+
 class SchemaError(RuntimeError):
     """The job database cannot be used as it is: an unusable URL, a server out of reach, or a
     schema not at the migrations' head. The message says which and what to run."""

@@ -2799,14 +2799,40 @@ def _add_db_parser(commands: Any) -> None:
     db.set_defaults(handler=_run_db, subparser=db, device=None)
 
 
+def _warn_paused_schedules_resume(paused: list[Any], revision: str) -> None:
+    """Revisions below 0004 (and releases older than 2026-12-04, which never read the flag)
+    have no pause: each paused schedule runs again, at once where its stored due time has
+    passed. Said per schedule, on stderr, so the operator can delete the ones that must not."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for schedule in paused:
+        due = schedule.next_due_at
+        if isinstance(due, str):  # SQLite hands raw text to a text() query
+            due = datetime.fromisoformat(due)
+        when = (
+            f"at the next worker tick (its stored due time {due:%Y-%m-%dT%H:%M}Z has passed)"
+            if due <= now
+            else f"at {due:%Y-%m-%dT%H:%M}Z"
+        )
+        print(
+            f"urnn db downgrade: warning: schedule {schedule.id} ({schedule.cron!r}, "
+            f"{schedule.timezone}) was paused; revision {revision} has no pause, so it runs "
+            f"again {when}: DELETE /schedules/{schedule.id} if it must not run",
+            file=sys.stderr,
+        )
+
+
 def _run_db(args: argparse.Namespace, settings: Settings) -> int:
     from alembic.util import CommandError
 
     from jobs.db import (
+        PAUSE_REVISION,
         SchemaError,
         current_revision,
         downgrade,
         missing_sqlite_file,
+        paused_schedules,
         reaching,
         revision_step,
         shown_url,
@@ -2851,8 +2877,14 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
             upgrade(url, args.revision)
             print(f"{shown}: upgraded to {current_revision(url)}")
         elif args.db_action == "downgrade":
+            # read before the flag goes: a schedule paused now runs again below PAUSE_REVISION
+            had_pause = revision_step(current, PAUSE_REVISION) in ("same", "down")
+            paused = paused_schedules(url) if had_pause else []
             downgrade(url, args.revision)
-            print(f"{shown}: downgraded to {current_revision(url) or 'base (no schema)'}")
+            now_at = current_revision(url)
+            print(f"{shown}: downgraded to {now_at or 'base (no schema)'}")
+            if now_at is not None and revision_step(now_at, PAUSE_REVISION) == "up":
+                _warn_paused_schedules_resume(paused, now_at)
         else:
             print(f"{shown}: {current or 'empty (run `urnn db upgrade`)'}")
     except CommandError as error:  # an unknown revision: Alembic's own sentence says which

@@ -377,3 +377,49 @@ def test_urnn_db_reads_without_creating_and_names_an_unknown_revision(
             f"urnn db {action}: error: Can't locate revision identified by 'bogus' ('head'"
         )
         assert "Traceback" not in err
+
+
+def test_a_downgrade_below_the_pause_names_each_paused_schedule_that_runs_again(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An upgrade walk (2026-12-06): a schedule paused under 0007, rolled back to the
+    2026-12-03 release, was enqueued by its worker at its next due time: below 0004 the flag
+    is gone (and that release never read it), and `urnn db downgrade` said nothing about it."""
+    if current_revision(database_url) is not None:
+        downgrade(database_url, "base")
+    settings = Settings(var_dir=tmp_path / "var", database_url=database_url)
+    assert main(["db", "upgrade"], settings=settings) == 0
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            for sid, due, paused in [
+                ("nightly", datetime(2026, 1, 1, 3), True),  # paused, its due time passed
+                ("yearly", datetime(2999, 1, 1, 2), True),
+                ("hourly", datetime(2026, 1, 1, 4), False),
+            ]:
+                connection.execute(
+                    text(
+                        "INSERT INTO schedules (id, cron, timezone, spec, created_at, "
+                        "next_due_at, paused) VALUES (:id, '0 3 * * *', 'Europe/Paris', '{}', "
+                        ":at, :due, :paused)"
+                    ),
+                    {"id": sid, "at": datetime(2026, 1, 1), "due": due, "paused": paused},
+                )
+    finally:
+        engine.dispose()
+    capsys.readouterr()
+    assert main(["db", "downgrade", "0005"], settings=settings) == 0  # the pause is kept
+    assert "warning" not in capsys.readouterr().err
+    assert main(["db", "downgrade", "-2"], settings=settings) == 0  # 0003: a relative step
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "urnn db downgrade: warning: schedule nightly ('0 3 * * *', Europe/Paris) was paused; "
+        "revision 0003 has no pause, so it runs again at the next worker tick (its stored due "
+        "time 2026-01-01T03:00Z has passed): DELETE /schedules/nightly if it must not run",
+        "urnn db downgrade: warning: schedule yearly ('0 3 * * *', Europe/Paris) was paused; "
+        "revision 0003 has no pause, so it runs again at 2999-01-01T02:00Z: "
+        "DELETE /schedules/yearly if it must not run",
+    ]
+    assert main(["db", "downgrade", "0002"], settings=settings) == 0  # nothing paused to lose
+    assert "warning" not in capsys.readouterr().err
+    downgrade(database_url, "base")
