@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from service.errors import DrainingError
@@ -13,26 +15,39 @@ from service.state import StateDep
 router = APIRouter(tags=["operations"])
 
 
-# GET and HEAD: load balancers and uptime checks probe with either (HEAD answered 405).
-PROBE_METHODS = ["GET", "HEAD"]
+# GET and HEAD: load balancers and uptime checks probe with either (HEAD answered 405). One
+# route per method: a route of both gave both one operationId in /openapi.json (FastAPI's
+# "Duplicate Operation ID" warning at every start; generated clients clash on it).
 
 
-@router.api_route(
+@router.get("/healthz", response_model=HealthResponse, summary="The process is alive")
+@router.head(
     "/healthz",
-    methods=PROBE_METHODS,
     response_model=HealthResponse,
-    summary="The process is alive",
+    summary="The process is alive (HEAD: the status alone)",
+    operation_id="healthz_head",
 )
 async def healthz() -> HealthResponse:
     return HealthResponse()
 
 
-@router.api_route(
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": ErrorResponse, "description": "Not ready, and why."}
+}
+
+
+@router.get(
     "/readyz",
-    methods=PROBE_METHODS,
     response_model=ReadyResponse,
     summary="A model is loaded and /forecast can answer",
-    responses={503: {"model": ErrorResponse, "description": "Not ready, and why."}},
+    responses=NOT_READY,
+)
+@router.head(
+    "/readyz",
+    response_model=ReadyResponse,
+    summary="A model is loaded and /forecast can answer (HEAD: the status alone)",
+    responses=NOT_READY,
+    operation_id="readyz_head",
 )
 async def readyz(state: StateDep) -> ReadyResponse:
     if state.drain.draining:  # out of rotation first (service.drain)

@@ -239,6 +239,20 @@ def test_model_info_health_and_docs(client: TestClient) -> None:
     assert len(answer.json()["forecasts"][0]["timestamps"]) == HORIZON
 
 
+def test_every_operation_has_its_own_operation_id(client: TestClient) -> None:
+    """GET and HEAD /healthz and /readyz were one route each, so /openapi.json gave both methods
+    one operationId (FastAPI warned "Duplicate Operation ID" at every start; seen on an
+    upgrade walk) and clients generated from the spec clashed on it. The GET ids are kept."""
+    spec = client.get("/openapi.json").json()
+    ids = [op["operationId"] for path in spec["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    probes = {p: spec["paths"][p] for p in ("/healthz", "/readyz")}
+    assert probes["/healthz"]["get"]["operationId"] == "healthz_healthz_get"
+    assert probes["/readyz"]["get"]["operationId"] == "readyz_readyz_get"
+    assert {probes[p]["head"]["operationId"] for p in probes} == {"healthz_head", "readyz_head"}
+    assert "503" in probes["/readyz"]["head"]["responses"]
+
+
 def test_the_docs_example_shows_no_training_level_and_nothing_where_reads_need_a_key(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:
