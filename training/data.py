@@ -832,20 +832,37 @@ def _refuse_number_header(names: list[str], source: str) -> None:
     (C-MAPSS's .txt files have none: read as names, it reported a column named '1' twice, or
     the target missing among '-0.0007', '518.67', ...). Whole numbers alone may be names:
     DataFrame.to_csv writes integer column names as '0,1' (or '-1,0,1'). Empty names (an
-    unnamed index, a separator ending the line) are left out."""
+    unnamed index, a separator ending the line) are left out. A date among the numbers
+    (ETTh1 saved without its header: '2016-07-01 00:00:00,5.827,...') is data too: read as
+    names, the file was refused as having no timestamp column, listing its first row's
+    values as the columns."""
     filled = [name.strip() for name in names if name.strip()]
-    if len(filled) < 2 or all(re.fullmatch(r"-?[0-9]+", name) for name in filled):
+    dates = [name for name in filled if _DATE_CELL.fullmatch(name)]
+    numbers = [name for name in filled if name not in dates]
+    if len(filled) < 2 or (not dates and all(re.fullmatch(r"-?[0-9]+", name) for name in filled)):
         return
-    for name in filled:
+    if not numbers:  # dates alone: a transposed file's header, refused later as no time column
+        return
+    for name in numbers:
         try:
             float(name)
         except ValueError:
             return
+    what = "numbers and dates" if dates else "numbers"
     raise MissingHeaderError(
-        f"{source}: the first line holds only numbers ({', '.join(filled[:4])}, ...), not "
+        f"{source}: the first line holds only {what} ({', '.join(filled[:4])}, ...), not "
         "column names: the file has no header line; add one naming the columns, as the "
         "first line"
     )
+
+
+# A cell that is a date, with or without a time of day and a UTC offset, as exports write one
+# (2016-07-01 00:00:00, 01/07/2016 00:00, 2016-07-01T00:00:00+02:00): a header-less file's
+# first line holds one beside its numbers. No column is named so.
+_DATE_CELL = re.compile(
+    r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
+    r"\s*(?:Z|[+-]\d{2}:?\d{2})?"
+)
 
 
 class DuplicateColumnError(DataValidationError):

@@ -253,3 +253,28 @@ def test_one_comma_and_three_digits_names_both_readings(tmp_path: Path) -> None:
     text = "date;OT\n" + "".join(f"2020-01-01 {h:02d}:00:00;1,0{h:02d}\n" for h in range(24))
     said = refused(write(tmp_path, text), LoadConfig(target="OT", sep=";"), NonNumericValueError)
     assert "1,034 reads 1.034" in said and "1,034 meaning 1034" in said
+
+
+@pytest.mark.parametrize(
+    ("first_line", "shown_cells"),
+    [
+        ("2016-07-01 00:00:00,5.827,30.531", "2016-07-01 00:00:00, 5.827, 30.531"),
+        ("01/07/2016 00:00,5.827,30", "01/07/2016 00:00, 5.827, 30"),
+        ("2016-07-01T00:00:00+02:00,5,30", "2016-07-01T00:00:00+02:00, 5, 30"),
+    ],
+)
+def test_a_file_without_header_whose_first_cell_is_a_date_is_refused_as_no_header(
+    tmp_path: Path, first_line: str, shown_cells: str
+) -> None:
+    """ETTh1 saved without its header line (to_csv(header=False), or a logger's export): the
+    first row was read as the column names, and the file refused as having no timestamp
+    column, listing '2016-07-01 00:00:00', '5.827', ... as 'the columns the file has'; a
+    first line of numbers alone was already named as no header."""
+    rows = "".join(f"2016-07-01 {h:02d}:00:00,{h}.5,{h}\n" for h in range(1, 24))
+    path = write(tmp_path, first_line + "\n" + rows)
+    said = refused(path, LoadConfig(target="OT"), MissingHeaderError)
+    assert said == (
+        f"log.csv: the first line holds only numbers and dates ({shown_cells}, ...), not "
+        "column names: the file has no header line; add one naming the columns, as the "
+        "first line"
+    )
