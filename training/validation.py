@@ -478,9 +478,12 @@ def _repeated_hours(stamps: pd.Index, series: pd.DatetimeIndex) -> str:
     day a year, the clause saying what they likely are: the hour a daylight-saving change
     writes twice on local times. Merging pairs readings taken an hour apart there (one pair
     for hourly data, thousands for a 1-second log); timestamps with UTC offsets keep both
-    hours. Daily data, or duplicates on many days (an overlapping export), get no such guess."""
+    hours. Daily data, or duplicates on many days (an overlapping export), get no such guess.
+    An hourly log of one autumn repeats one timestamp (Europe/Berlin's 2016-10-30 02:00): one
+    on a Sunday counts, as the one hour a change leaves out does (`_skipped_hours`); one on
+    another day is no such hint."""
     index = pd.DatetimeIndex(stamps)
-    if len(index) < 2 or len(series) < 2:
+    if len(index) < 1 or len(series) < 2 or (len(index) == 1 and index[0].dayofweek != 6):
         return ""
     if np.median(np.diff(series.asi8)) > pd.Timedelta(hours=1) / pd.Timedelta(1, series.unit):
         return ""

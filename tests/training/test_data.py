@@ -356,6 +356,30 @@ def test_duplicates_filling_an_hour_a_day_are_pointed_to_as_a_clock_change(
     assert "daylight-saving" not in dup.message
 
 
+def test_the_one_hour_an_autumn_change_repeats_in_an_hourly_log_is_pointed_to(
+    tmp_path: Path,
+) -> None:
+    """ETTh1's rows from 2016-10-25 written on Europe/Berlin's wall clock (one autumn, so one
+    repeated hour, 02:00 on Sunday 2016-10-30): the two hours were averaged with no word of
+    the clock change, which PJM's files (4 repeated hours) got and the README promises. One
+    repeated hour on a weekday is no such hint."""
+    utc = pd.date_range("2016-10-29 18:00", periods=16, freq="h", tz="UTC")
+    wall = [str(t) for t in utc.tz_convert("Europe/Berlin").tz_localize(None)]
+    assert wall.count("2016-10-30 02:00:00") == 2
+    path = write(tmp_path, csv_of(wall, [str(v) for v in range(16)]))
+    (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
+    assert dup.message.endswith(
+        "; they lie within one hour on 1 day (first 2016-10-30 02:00:00 to 2016-10-30 "
+        "02:00:00): the hour a daylight-saving change repeats on local times? Merging pairs "
+        "readings taken an hour apart; timestamps with UTC offsets (or in UTC) keep both hours"
+    )
+    weekday = [str(t) for t in pd.date_range("2016-10-26", periods=8, freq="h")]
+    weekday.insert(3, weekday[2])  # Wednesday 02:00 twice
+    path = write(tmp_path, csv_of(weekday, [str(v) for v in range(9)]), "weekday.csv")
+    (dup,) = steps(load_data(path, LoadConfig(target="y")), "duplicates")
+    assert "daylight-saving" not in dup.message
+
+
 def test_jittered_timestamps_are_refused_naming_the_rate_to_round_to(tmp_path: Path) -> None:
     """A logger stamping each 1-second reading up to 150 ms early or late: the modal step
     ('878ms') named a grid nobody logs at. The error says the steps scatter around 's' and how
