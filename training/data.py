@@ -2260,6 +2260,32 @@ def _refuse_ids_apart_by_spaces(
                 "spaces)"
             )
         seen[key] = series_id
+    _refuse_ids_apart_by_zeros(indices, column, source)
+
+
+def _refuse_ids_apart_by_zeros(indices: Mapping[str, np.ndarray], column: str, source: str) -> None:
+    """Two ids that differ only by leading zeros ('007' and '7': a spreadsheet reads ids as
+    numbers and drops the zeros of the rows it rewrote, an export appended by another tool)
+    were two series, the second holding a few of the unit's rows and the first gaps that
+    filling made up. Refused as ids apart by spaces are."""
+    seen: dict[str, str] = {}
+    for series_id in indices:
+        if not _DIGITS.fullmatch(series_id):
+            continue
+        key = series_id.lstrip("0") or "0"
+        if key in seen:
+            first, second = seen[key], series_id
+            raise MissingSeriesIdError(
+                f"{source}: column {column!r}: series ids {shown(first)} (first at data row "
+                f"{int(indices[first][0]) + 1}) and {shown(second)} (first at "
+                f"{row_label(int(indices[second][0]) + 1)}) differ only by leading zeros (a "
+                "spreadsheet drops them from ids it reads as numbers), so they would be read "
+                "as two series; write each id one way"
+            )
+        seen[key] = series_id
+
+
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def _suffix(path: Path) -> str:

@@ -278,3 +278,26 @@ def test_a_file_without_header_whose_first_cell_is_a_date_is_refused_as_no_heade
         "column names: the file has no header line; add one naming the columns, as the "
         "first line"
     )
+
+
+def test_series_ids_apart_only_by_leading_zeros_are_refused_naming_both(tmp_path: Path) -> None:
+    """C-MAPSS engines as '001', '002' with five of engine 1's rows written '1' (a sheet that
+    read the ids as numbers rewrote them): the loader made two series, '001' with those five
+    days filled by interpolation and '1' holding them. Ids of digits that differ otherwise
+    ('01' and '10') stay two series."""
+    rows = [
+        f"{unit},2000-01-{day:02d},{day}.5\n" for unit in ("001", "002") for day in range(1, 11)
+    ]
+    rows[4:7] = [row.replace("001,", "1,", 1) for row in rows[4:7]]
+    path = write(tmp_path, "unit,ts,s11\n" + "".join(rows))
+    config = LoadConfig(target="s11", series_col="unit", timestamp_col="ts")
+    said = refused(path, config, MissingSeriesIdError)
+    assert said == (
+        "log.csv: column 'unit': series ids '001' (first at data row 1) and '1' (first at data "
+        "row 5 (1-based, header not counted)) differ only by leading zeros (a spreadsheet drops "
+        "them from ids it reads as numbers), so they would be read as two series; write each id "
+        "one way"
+    )
+    apart = "".join(f"{unit},2000-01-{day:02d},{day}\n" for unit in ("01", "10") for day in (1, 2))
+    loaded = load_data(write(tmp_path, "unit,ts,s11\n" + apart, "apart.csv"), config)
+    assert sorted(loaded.series) == ["01", "10"]
