@@ -390,6 +390,8 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     if raw.empty:
         raise EmptyDataError(f"{source}: the file has a header but no data rows")
 
+    if kind == "csv":
+        _refuse_units_row(raw, time_columns, config.value_columns, source)
     groups = _group_rows(raw, config, path)
     report.add(
         source,
@@ -2132,6 +2134,50 @@ def _note_thousands(values: pd.DataFrame, source: str, report: Report) -> None:
             "mark: if '.' separates thousands in this file (1.606 for 1,606), remove those "
             "marks first",
         )
+
+
+def _units_cell(cell: object) -> bool:
+    """A cell of text that is no number in either decimal mark: 'kW', 'degC', '[m3/h]'."""
+    if not isinstance(cell, str) or not cell.strip():
+        return False
+    try:
+        float(cell.strip().replace(",", "."))
+    except ValueError:
+        return True
+    return False
+
+
+def _numeric_cell(cell: object) -> bool:
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return True  # a missing value below a units row still leaves the row a units row
+    if isinstance(cell, int | float | np.integer | np.floating):
+        return True
+    return isinstance(cell, str) and not _units_cell(cell)
+
+
+def _refuse_units_row(
+    raw: pd.DataFrame, time_columns: Sequence[str], columns: Sequence[str], source: str
+) -> None:
+    """A row of units under the header (SCADA and Excel exports: ',kW,kVAr,...,degC'): no
+    time in data row 1 (an empty cell, or text without a digit: '[UTC]'), text in every value
+    column and numbers below it. Read as data it was refused at its empty time cell ('empty
+    timestamp ... every row needs its time'), or at '[UTC]' as no timestamp, neither saying
+    what the row is; refused here naming it and what to do."""
+    if len(raw) < 2 or not columns:
+        return
+    first, second = raw.iloc[0], raw.iloc[1]
+    if any(isinstance(first[c], str) and re.search(r"[0-9]", first[c]) for c in time_columns):
+        return  # a time: a data row with a bad value, named where the values are read
+    if not all(_units_cell(first[c]) and _numeric_cell(second[c]) for c in columns):
+        return
+    units = ", ".join(f"{shown(first[c])} under {c!r}" for c in columns[:4])
+    more = f" and {len(columns) - 4:,} more" if len(columns) > 4 else ""
+    raise NonNumericValueError(
+        f"{source}: {row_label(1)} holds text in every value column "
+        f"({units}{more}) and numbers below it: a row of units under the header? The loader "
+        "reads one header line and every row after it as data: delete that row (a unit can go "
+        "into the column name, such as 'OT [degC]')"
+    )
 
 
 def _check_finite(values: pd.DataFrame, source: str) -> None:

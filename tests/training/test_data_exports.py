@@ -301,3 +301,39 @@ def test_series_ids_apart_only_by_leading_zeros_are_refused_naming_both(tmp_path
     apart = "".join(f"{unit},2000-01-{day:02d},{day}\n" for unit in ("01", "10") for day in (1, 2))
     loaded = load_data(write(tmp_path, "unit,ts,s11\n" + apart, "apart.csv"), config)
     assert sorted(loaded.series) == ["01", "10"]
+
+
+@pytest.mark.parametrize(
+    ("text", "config"),
+    [
+        (HOURLY.replace("\n", "\n,kW,degC\n", 1), LoadConfig(target="OT", covariates=("HUFL",))),
+        (
+            HOURLY.replace("\n", "\n[UTC],kW,degC\n", 1),
+            LoadConfig(target="OT", covariates=("HUFL",)),
+        ),
+        (
+            HOURLY.replace(",", ";").replace(".", ",").replace("\n", "\n;kW;degC\n", 1),
+            LoadConfig(target="OT", covariates=("HUFL",), sep=";", decimal=","),
+        ),
+    ],
+)
+def test_a_units_row_under_the_header_is_refused_as_such(
+    tmp_path: Path, text: str, config: LoadConfig
+) -> None:
+    """ETTh1 exported with a units row (',kW,...,degC'): it was refused as 'empty timestamp
+    ... every row needs its time' at data row 1 (or a time cell '[UTC]' that does not parse),
+    which does not say the row is a units row nor to delete it."""
+    said = refused(write(tmp_path, text), config, NonNumericValueError)
+    assert said == (
+        "log.csv: data row 1 (1-based, header not counted) holds text in every value column "
+        "('degC' under 'OT', 'kW' under 'HUFL') and numbers below it: a row of units under the "
+        "header? The loader reads one header line and every row after it as data: delete that "
+        "row (a unit can go into the column name, such as 'OT [degC]')"
+    )
+
+
+def test_a_first_row_with_a_number_in_a_value_column_is_no_units_row(tmp_path: Path) -> None:
+    """Text in one value column of row 1 beside a number is a bad cell, named as before."""
+    text = HOURLY.replace("\n", "\n2019-12-31 23:00:00,1.5,degC\n", 1)
+    said = refused(write(tmp_path, text), LoadConfig(target="OT"), NonNumericValueError)
+    assert said.startswith("log.csv: column 'OT', data row 1 (1-based, header not counted): 'degC'")
