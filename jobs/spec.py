@@ -195,6 +195,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
         )
     from training.data import (
         ColumnRoleError,
+        DuplicateColumnError,
         WrongSeparatorError,
         columns_shown,
         has_data_rows,
@@ -237,6 +238,8 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     except ColumnRoleError as error:
         fields = {spec.target: "target", config.load.series_col: "config.load.series_col"}
         raise JobSpecError(fields.get(error.column, "covariates"), str(error)) from None
+    except DuplicateColumnError as error:  # a column it reads named twice in the header
+        raise JobSpecError("data", str(error)) from None
     return spec
 
 

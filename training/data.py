@@ -647,7 +647,6 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
             _refuse_not_utf8_header(names, path.name)
             _refuse_preamble(path, sep)
             _refuse_number_header(names, path.name)
-        _check_unique_names(names, path.name)
         if kind == "csv":  # as pandas names them when it reads the file: "Unnamed: 3"
             return [name or f"Unnamed: {i}" for i, name in enumerate(names)]
         return names
@@ -872,10 +871,14 @@ class DuplicateColumnError(DataValidationError):
     for the loader to guess (pandas would read the second as "<name>.1")."""
 
 
-def _check_unique_names(names: list[str], source: str) -> None:
+def _check_unique_names(names: list[str], wanted: Sequence[str], source: str) -> None:
+    """A column the loader reads (`wanted`) named twice is refused; names repeated among the
+    columns it does not read are left alone: a SCADA or historian export repeats 'Status' or
+    'Quality' after every tag ('OT,Status,HUFL,Status'), and refusing it made a file whose
+    target and covariates are each named once unusable without editing it."""
     seen: dict[str, int] = {}
     for position, name in enumerate(names, start=1):
-        if name in seen and name != "":
+        if name in seen and name != "" and name in wanted:
             raise DuplicateColumnError(
                 f"{source}: the header names column {shown(name)} twice (columns {seen[name]} and "
                 f"{position}); rename one so each column is read for what it is"
@@ -1241,6 +1244,7 @@ def resolve_columns(
             f"{source}: no column {', '.join(map(shown, missing))}; "
             f"the file has: {columns_shown(available)}"
         )
+    _check_unique_names(available, wanted, source)
     roles = [(c, "the timestamp") for c in time_columns]
     if config.series_col:
         roles.append((config.series_col, "the series id (series_col)"))
@@ -1271,7 +1275,8 @@ def _resolve_timestamp_columns(
 ) -> tuple[str, ...]:
     if config.timestamp_columns:
         return config.timestamp_columns
-    found = [c for c in available if c.lower() in TIMESTAMP_NAMES]
+    # one name twice ('date', 'date') is one candidate, refused as a name read twice
+    found = list(dict.fromkeys(c for c in available if c.lower() in TIMESTAMP_NAMES))
     unnamed = [c for c in available if PANDAS_INDEX.fullmatch(c)]
     if not found and len(unnamed) == 1:
         # pandas wrote an unnamed index (the usual DatetimeIndex of a time series) under this

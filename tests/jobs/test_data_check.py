@@ -525,3 +525,23 @@ def test_the_service_warns_at_start_when_a_job_data_folder_is_not_there(
         pass
     said = [r.getMessage() for r in caplog.records if "URNN_JOB_DATA_DIRS" in r.getMessage()]
     assert len(said) == 1 and f"are not folders here: {gone};" in said[0], said
+
+
+def test_a_column_named_twice_is_a_422_only_where_the_job_reads_it(
+    ett_csv: Path, tmp_path: Path
+) -> None:
+    """An export that repeats 'Status' after every tag is accepted (the loader used to refuse
+    any repeated name); the target named twice is refused at submission naming the file, a
+    JobSpecError on field 'data' as before, not an unexpected error of the header check."""
+    frame = pd.read_csv(ett_csv)
+    tagged = frame.assign(Status="ok")
+    tagged.insert(3, "Status ", "ok")
+    path = tmp_path / "tagged.csv"
+    tagged.rename(columns={"Status ": "Status"}).to_csv(path, index=False)
+    assert validate_spec(JobSpec.model_validate(tiny_spec(path))).data == str(path)
+    twice = tmp_path / "twice.csv"
+    frame.assign(extra=frame["OT"]).rename(columns={"extra": "OT"}).to_csv(twice, index=False)
+    with pytest.raises(JobSpecError) as raised:
+        validate_spec(JobSpec.model_validate(tiny_spec(twice)))
+    assert raised.value.field == "data"
+    assert raised.value.message.startswith("twice.csv: the header names column 'OT' twice")

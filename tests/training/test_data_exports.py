@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.training.test_data_robustness import HOURLY, refused, write
-from training.data import LoadConfig, MissingHeaderError, load_data
+from training.data import DuplicateColumnError, LoadConfig, MissingHeaderError, load_data
 from training.validation import (
     MissingSeriesIdError,
     NonNumericValueError,
@@ -337,3 +337,39 @@ def test_a_first_row_with_a_number_in_a_value_column_is_no_units_row(tmp_path: P
     text = HOURLY.replace("\n", "\n2019-12-31 23:00:00,1.5,degC\n", 1)
     said = refused(write(tmp_path, text), LoadConfig(target="OT"), NonNumericValueError)
     assert said.startswith("log.csv: column 'OT', data row 1 (1-based, header not counted): 'degC'")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_name_repeated_among_columns_not_read_is_left_alone(tmp_path: Path, suffix: str) -> None:
+    """A historian export repeats 'Status' after every tag ('date,HUFL,Status,OT,Status'):
+    training on OT and HUFL was refused as "the header names column 'Status' twice", a
+    column the run never reads. A column it reads named twice is still refused."""
+    names = ["date", "HUFL", "Status", "OT", "Status"]
+    cells = [[f"2020-01-01 {h:02d}:00:00", f"{h}.5", "ok", f"{2 * h}", "ok"] for h in range(24)]
+    if suffix == ".csv":
+        path = write(tmp_path, ",".join(names) + "\n" + "".join(",".join(r) + "\n" for r in cells))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = list(zip(*cells, strict=True))
+        arrays = [pa.array(list(c)) for c in columns[:1] + columns[2:3] + columns[4:]]
+        numbers = [
+            pa.array([float(v) for v in columns[1]]),
+            pa.array([float(v) for v in columns[3]]),
+        ]
+        path = tmp_path / "log.parquet"
+        pq.write_table(
+            pa.Table.from_arrays(
+                [arrays[0], numbers[0], arrays[1], numbers[1], arrays[2]], names=names
+            ),
+            path,
+        )
+    loaded = load_data(path, LoadConfig(target="OT", covariates=("HUFL",)))
+    assert loaded.series["log"]["OT"].tolist() == [2.0 * h for h in range(24)]
+    assert loaded.series["log"]["HUFL"].tolist() == [h + 0.5 for h in range(24)]
+    said = refused(path, LoadConfig(target="Status"), DuplicateColumnError)
+    assert said == (
+        f"log{suffix}: the header names column 'Status' twice (columns 3 and 5); rename one so "
+        "each column is read for what it is"
+    )
