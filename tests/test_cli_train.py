@@ -847,6 +847,35 @@ def test_backtest_of_a_fleet_model_on_a_file_without_its_series_column(
     assert re.search(r"^r2\s+\d", out, re.M)
 
 
+def test_backtest_of_a_decimal_comma_model_on_a_comma_separated_file_takes_sep_alone(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A model trained on a European export (--sep ';' --decimal ,), backtested on the same
+    history saved as a plain CSV: told "pass sep=','", then, with --sep ',', refused as
+    "decimal ',' is also the field separator: pass sep too" (the decimal recorded with the
+    model), advice that led back to itself. --sep ',' alone now reads it, with the same
+    scores as the European file."""
+    frame = seasonal_frame(400)
+    european = tmp_path / "eu.csv"
+    frame.to_csv(european, sep=";", decimal=",")
+    plain = tmp_path / "plain.csv"
+    frame.to_csv(plain)
+    argv = ["train", "--data", str(european), "--sep", ";", "--decimal", ",", "--target", "y"]
+    code, _, err = run_cli([*argv, *TINY, "--backtest-windows", "2"], settings, capsys)
+    assert code == 0, err
+    backtest = ["backtest", "--backtest-windows", "2", "--data"]
+    code, eu_out, err = run_cli([*backtest, str(european)], settings, capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*backtest, str(plain)], settings, capsys)
+    assert code == 2 and "pass sep=',' (--sep ',')" in err, err
+    code, out, err = run_cli([*backtest, str(plain), "--sep", ","], settings, capsys)
+    assert code == 0, err
+    overall = [o.split("Overall:")[1].split("By series:")[0] for o in (eu_out, out)]
+    assert overall[0] == overall[1]
+
+
 @pytest.mark.parametrize("command", ["train", "backtest"])
 def test_an_empty_series_column_is_refused_by_name(
     command: str, csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

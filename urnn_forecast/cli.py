@@ -2401,7 +2401,14 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     recorded.pop("series_id", None)  # the training file's name; a new file names itself
     if args.series_id is not None and args.series_col is None:
         recorded.pop("series_col", None)  # the user says this file is one series
-    load = {**recorded, **_load_overrides(args)}
+    overrides = _load_overrides(args)
+    load = {**recorded, **overrides}
+    if "decimal" not in overrides and load.get("decimal") == load.get("sep", ","):
+        # a model trained on a ';' file with decimal commas, scored on a ',' file: --sep ','
+        # alone left the recorded decimal=',' in place, refused as "decimal ',' is also the
+        # field separator: pass sep too", the advice just followed. A comma-separated file
+        # has decimal points.
+        load["decimal"] = "."
     if args.series_col is None and (column := recorded.get("series_col")):
         # the model's own series column, looked for before the file is read: a file without it
         # used to fail "no column 'run'" although no --series-col was given
