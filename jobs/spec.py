@@ -200,6 +200,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
         columns_shown,
         has_data_rows,
         header_columns,
+        near_names,
         resolve_columns,
     )
     from training.validation import DataValidationError, MissingColumnError
@@ -218,13 +219,15 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     if spec.target not in columns:
         raise JobSpecError(
             "target",
-            f"{shown(spec.target)} is not a column of {path.name}: {columns_shown(columns)}",
+            f"{shown(spec.target)} is not a column of {path.name}: {columns_shown(columns)}"
+            f"{near_names([spec.target], columns)}",
         )
     missing = [c for c in spec.covariates if c not in columns]
     if missing:
         raise JobSpecError(
             "covariates",
-            f"{shown_names(missing)} are not columns of {path.name}: {columns_shown(columns)}",
+            f"{shown_names(missing)} are not columns of {path.name}: {columns_shown(columns)}"
+            f"{near_names(missing, columns)}",
         )
     if config.load.series_col is not None and config.load.series_col not in columns:
         raise JobSpecError(

@@ -1242,7 +1242,7 @@ def resolve_columns(
     if missing:
         raise MissingColumnError(
             f"{source}: no column {', '.join(map(shown, missing))}; "
-            f"the file has: {columns_shown(available)}"
+            f"the file has: {columns_shown(available)}{near_names(missing, available)}"
         )
     _check_unique_names(available, wanted, source)
     roles = [(c, "the timestamp") for c in time_columns]
@@ -1260,6 +1260,21 @@ def resolve_columns(
             )
         seen[column] = role
     return time_columns
+
+
+def near_names(missing: Sequence[str], available: Sequence[str]) -> str:
+    """For a column asked for that the header writes with spaces around it or in another case
+    ('OT ' or 'ot' for 'OT', as spreadsheets export headers): the name as written, which the
+    list of columns alone shows only as a quote mark apart. "" where none is so near."""
+    near = []
+    for name in missing:
+        key = name.strip().casefold()
+        found = [c for c in available if c != name and c.strip().casefold() == key]
+        if found:
+            near.append(f"{shown(name)} is written {shown(found[0])}")
+    if not near:
+        return ""
+    return f"; {', '.join(near)} in the file: give the name as written, or fix the header"
 
 
 class ColumnRoleError(InvalidOptionError):

@@ -545,3 +545,16 @@ def test_a_column_named_twice_is_a_422_only_where_the_job_reads_it(
         validate_spec(JobSpec.model_validate(tiny_spec(twice)))
     assert raised.value.field == "data"
     assert raised.value.message.startswith("twice.csv: the header names column 'OT' twice")
+
+
+def test_a_target_written_with_a_trailing_space_is_named_as_written_in_the_422(
+    ett_csv: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "spaced.csv"
+    pd.read_csv(ett_csv).rename(columns={"OT": "OT "}).to_csv(path, index=False)
+    with pytest.raises(JobSpecError) as raised:
+        validate_spec(JobSpec.model_validate(tiny_spec(path)))
+    assert raised.value.field == "target"
+    assert raised.value.message.endswith(
+        "; 'OT' is written 'OT ' in the file: give the name as written, or fix the header"
+    )

@@ -878,7 +878,10 @@ def test_column_lists_in_errors_are_quoted_so_spaces_and_commas_show(tmp_path: P
     path = write(tmp_path, 'date, OT,"a,b"\n2020-01-01,1,2\n2020-01-02,2,3\n')
     with pytest.raises(MissingColumnError) as caught:
         load_data(path, LoadConfig(target="OT"))
-    assert str(caught.value).endswith("no column 'OT'; the file has: 'date', ' OT', 'a,b'")
+    assert str(caught.value).endswith(
+        "no column 'OT'; the file has: 'date', ' OT', 'a,b'; 'OT' is written ' OT' in the file: "
+        "give the name as written, or fix the header"
+    )
     with pytest.raises(MissingColumnError) as caught:
         load_data(write(tmp_path, "when, v\n1,2\n", "other.csv"), LoadConfig(target=" v"))
     assert str(caught.value).endswith("The file has: 'when', ' v'")

@@ -13,6 +13,7 @@ import pytest
 from tests.training.test_data_robustness import HOURLY, refused, write
 from training.data import DuplicateColumnError, LoadConfig, MissingHeaderError, load_data
 from training.validation import (
+    MissingColumnError,
     MissingSeriesIdError,
     NonNumericValueError,
     TimestampParseError,
@@ -372,4 +373,18 @@ def test_a_name_repeated_among_columns_not_read_is_left_alone(tmp_path: Path, su
     assert said == (
         f"log{suffix}: the header names column 'Status' twice (columns 3 and 5); rename one so "
         "each column is read for what it is"
+    )
+
+
+@pytest.mark.parametrize(("header", "written"), [("date,OT \n", "'OT '"), ("date,ot\n", "'ot'")])
+def test_a_column_written_with_spaces_or_in_another_case_is_named_as_written(
+    tmp_path: Path, header: str, written: str
+) -> None:
+    """Spreadsheets export 'OT ' (a trailing space) or 'ot': --target OT was refused listing
+    the columns, the name as written a quote mark apart from the one given."""
+    rows = "".join(f"2020-01-01 {h:02d}:00,{h}.5\n" for h in range(24))
+    said = refused(write(tmp_path, header + rows), LoadConfig(target="OT"), MissingColumnError)
+    assert said == (
+        f"log.csv: no column 'OT'; the file has: 'date', {written}; 'OT' is written {written} "
+        "in the file: give the name as written, or fix the header"
     )
