@@ -483,7 +483,7 @@ def _repeated_hours(stamps: pd.Index, series: pd.DatetimeIndex) -> str:
     on a Sunday counts, as the one hour a change leaves out does (`_skipped_hours`); one on
     another day is no such hint."""
     index = pd.DatetimeIndex(stamps)
-    if len(index) < 1 or len(series) < 2 or (len(index) == 1 and index[0].dayofweek != 6):
+    if len(index) < 1 or len(series) < 2 or (len(index) == 1 and index[0].day_of_week != 6):
         return ""
     if np.median(np.diff(series.asi8)) > pd.Timedelta(hours=1) / pd.Timedelta(1, series.unit):
         return ""
