@@ -130,6 +130,12 @@ _EXPORT_ADVICE: dict[str, str] = {
     ".ods": "a spreadsheet: save the sheet as CSV (UTF-8)",
     ".json": "JSON: write the table as CSV or Parquet (pandas: DataFrame.to_csv, to_parquet)",
     ".feather": "Arrow IPC: write it as Parquet (pyarrow.parquet.write_table)",
+    # compressed exports: gzip is the one compression read (.csv.gz)
+    ".zip": "a zip archive: unzip it, or compress the CSV with gzip as .csv.gz",
+    ".bz2": "bzip2-compressed: decompress it, or compress the CSV with gzip as .csv.gz",
+    ".xz": "xz-compressed: decompress it, or compress the CSV with gzip as .csv.gz",
+    ".zst": "zstd-compressed: decompress it, or compress the CSV with gzip as .csv.gz",
+    ".7z": "a 7-Zip archive: extract it, or compress the CSV with gzip as .csv.gz",
 }
 # Looked for, case-insensitively, when timestamp_col is not given; exactly one must be present.
 TIMESTAMP_NAMES: tuple[str, ...] = ("timestamp", "datetime", "date", "time", "ds")
@@ -694,6 +700,26 @@ def _open_text(path: Path) -> Any:
     return _opener(path)(path, "rt", encoding="utf-8-sig", newline="")
 
 
+# Files named .csv (or .txt, .tsv) that are another format, by their first four bytes, and
+# what to do: read as text they were "in another encoding (Windows-1252 or Latin-1)", advice
+# that leads nowhere for an Excel workbook saved under a .csv name or a zip of the export.
+_TO_CSV = "save the sheet as 'CSV UTF-8' in Excel"
+_GZIP_IT = "decompress it (gzip, as .csv.gz, is the compression read)"
+_BINARY_FORMATS: tuple[tuple[bytes, str, str], ...] = (
+    (
+        b"PK\x03\x04",
+        "a zip archive (an Excel .xlsx workbook is one)",
+        f"a workbook: {_TO_CSV}; an archive: {_GZIP_IT}",
+    ),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (.xls)", _TO_CSV),
+    *((b"BZh%d" % level, "bzip2-compressed", _GZIP_IT) for level in range(1, 10)),
+    (b"\xfd7zXZ", "xz-compressed", _GZIP_IT),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", _GZIP_IT),
+    (b"7z\xbc\xaf", "a 7-Zip archive", _GZIP_IT),
+    (b"PAR1", "a Parquet file", "name it with the suffix .parquet"),
+)
+
+
 def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
     """The error for a file the readers failed on; for text that is not UTF-8, where and what
     to do, which the decoder's own words ("can't decode byte 0xd6 in position 36") do not
@@ -716,6 +742,13 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
                 return UnreadableFileError(
                     f"{path.name}: the file is gzip-compressed; name it with the suffix "
                     f"{_suffix(path)}.gz (or decompress it)"
+                )
+            binary = [f for f in _BINARY_FORMATS if chunk.startswith(f[0])] if line == 1 else []
+            if binary:
+                _, what, advice = binary[0]
+                return UnreadableFileError(
+                    f"{path.name}: the file is {what}, not delimited text (its first bytes say "
+                    f"so); {advice}"
                 )
             if line == 1 and chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
                 return UnreadableFileError(

@@ -388,3 +388,60 @@ def test_a_column_written_with_spaces_or_in_another_case_is_named_as_written(
         f"log.csv: no column 'OT'; the file has: 'date', {written}; 'OT' is written {written} "
         "in the file: give the name as written, or fix the header"
     )
+
+
+@pytest.mark.parametrize(
+    ("packed", "said"),
+    [
+        ("zip", "a zip archive (an Excel .xlsx workbook is one), not delimited text"),
+        ("bz2", "bzip2-compressed, not delimited text"),
+        ("xz", "xz-compressed, not delimited text"),
+        ("parquet", "a Parquet file, not delimited text"),
+    ],
+)
+def test_a_binary_file_named_csv_is_named_for_what_it_is_not_an_encoding(
+    tmp_path: Path, packed: str, said: str
+) -> None:
+    """An Excel workbook or a zip of the export saved under a .csv name (and bzip2, xz or
+    Parquet bytes) was refused as "in another encoding (Windows-1252 or Latin-1): save it
+    as UTF-8", which no re-encoding fixes."""
+    import bz2
+    import io
+    import lzma
+    import zipfile
+
+    text = HOURLY.encode()
+    if packed == "zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("log.csv", text)
+        data = buffer.getvalue()
+    elif packed == "parquet":
+        buffer = io.BytesIO()
+        pd.read_csv(io.BytesIO(text)).to_parquet(buffer)
+        data = buffer.getvalue()
+    else:
+        data = bz2.compress(text) if packed == "bz2" else lzma.compress(text)
+    message = refused(write(tmp_path, data), LoadConfig(target="OT"), UnreadableFileError)
+    assert message.startswith(f"log.csv: the file is {said} (its first bytes say so); ")
+    assert "encoding" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "advice"),
+    [
+        ("log.zip", "a zip archive: unzip it, or compress the CSV with gzip as .csv.gz"),
+        (
+            "log.csv.bz2",
+            "bzip2-compressed: decompress it, or compress the CSV with gzip as .csv.gz",
+        ),
+    ],
+)
+def test_a_compression_other_than_gzip_is_refused_saying_what_to_do(
+    tmp_path: Path, name: str, advice: str
+) -> None:
+    """'.csv.bz2' and '.zip' exports were refused with the allowed suffixes alone."""
+    from training.validation import UnsupportedFormatError
+
+    said = refused(write(tmp_path, b"x", name), LoadConfig(target="OT"), UnsupportedFormatError)
+    assert said.startswith(f"{name}: unsupported file type '{name[3:]}' ({advice}); allowed")
