@@ -2336,52 +2336,43 @@ def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, 
             f"{path.name}: column {config.series_col!r}, {row_label(row)}: series id "
             f"{shown(text.iloc[row - 1])} is only spaces: every row needs the id of its series"
         )
-    _refuse_ids_apart_by_spaces(indices, config.series_col, path.name)
+    _refuse_ids_written_two_ways(indices, config.series_col, path.name)
     return indices
 
 
-def _refuse_ids_apart_by_spaces(
+def _refuse_ids_written_two_ways(
     indices: Mapping[str, np.ndarray], column: str, source: str
 ) -> None:
     """Two ids that differ only by spaces at either end ('pump 1' and 'pump 1 ', as an export
-    pads some cells) were two series, each with part of one pump's history. Which is meant is
-    not for the loader to guess: refused, both named with the first row of each."""
-    seen: dict[str, str] = {}
-    for series_id in indices:
-        key = series_id.strip()
-        if key in seen:
-            first, second = seen[key], series_id
-            raise MissingSeriesIdError(
-                f"{source}: column {column!r}: series ids {shown(first)} (first at data row "
-                f"{int(indices[first][0]) + 1}) and {shown(second)} (first at "
-                f"{row_label(int(indices[second][0]) + 1)}) differ only by spaces at either "
-                "end, so they would be read as two series; write each id one way (remove the "
-                "spaces)"
-            )
-        seen[key] = series_id
-    _refuse_ids_apart_by_zeros(indices, column, source)
-
-
-def _refuse_ids_apart_by_zeros(indices: Mapping[str, np.ndarray], column: str, source: str) -> None:
-    """Two ids that differ only by leading zeros ('007' and '7': a spreadsheet reads ids as
-    numbers and drops the zeros of the rows it rewrote, an export appended by another tool)
-    were two series, the second holding a few of the unit's rows and the first gaps that
-    filling made up. Refused as ids apart by spaces are."""
-    seen: dict[str, str] = {}
-    for series_id in indices:
-        if not _DIGITS.fullmatch(series_id):
-            continue
-        key = series_id.lstrip("0") or "0"
-        if key in seen:
-            first, second = seen[key], series_id
-            raise MissingSeriesIdError(
-                f"{source}: column {column!r}: series ids {shown(first)} (first at data row "
-                f"{int(indices[first][0]) + 1}) and {shown(second)} (first at "
-                f"{row_label(int(indices[second][0]) + 1)}) differ only by leading zeros (a "
-                "spreadsheet drops them from ids it reads as numbers), so they would be read "
-                "as two series; write each id one way"
-            )
-        seen[key] = series_id
+    pads some cells) or by leading zeros ('007' and '7': a spreadsheet reads ids as numbers
+    and drops the zeros of the rows it rewrote) were two series, each with part of one unit's
+    history and gaps that filling made up. Which is meant is not for the loader to guess:
+    refused, both named with the first row of each."""
+    spaces = (
+        "differ only by spaces at either end, so they would be read as two series; write "
+        "each id one way (remove the spaces)"
+    )
+    zeros = (
+        "differ only by leading zeros (a spreadsheet drops them from ids it reads as "
+        "numbers), so they would be read as two series; write each id one way"
+    )
+    for key_of, how in (
+        (str.strip, spaces),
+        (lambda i: (i.lstrip("0") or "0") if _DIGITS.fullmatch(i) else None, zeros),
+    ):
+        seen: dict[str, str] = {}
+        for series_id in indices:
+            key = key_of(series_id)
+            if key is None:
+                continue
+            if key in seen:
+                first, second = seen[key], series_id
+                raise MissingSeriesIdError(
+                    f"{source}: column {column!r}: series ids {shown(first)} (first at data "
+                    f"row {int(indices[first][0]) + 1}) and {shown(second)} (first at "
+                    f"{row_label(int(indices[second][0]) + 1)}) {how}"
+                )
+            seen[key] = series_id
 
 
 _DIGITS = re.compile(r"[0-9]+")

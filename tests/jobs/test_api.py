@@ -636,50 +636,68 @@ def test_a_retraining_job_from_the_api_alone_is_trained_registered_and_served(
         assert served["covariates"] == ["HUFL"]  # given through the attempt's config file
 
 
-@pytest.mark.slow
-def test_cancelling_a_running_training_job_stops_the_training_loop(
-    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
-) -> None:
-    import threading
-    import time
-
+def long_training_settings(tmp_path: Path, mlflow_settings: Settings, name: str) -> Settings:
+    """A job database of its own beside the MLflow store, heartbeats every 0.2 s."""
     settings = Settings(
         var_dir=mlflow_settings.var_dir,
-        database_url=f"sqlite:///{tmp_path / 'cancel-jobs.db'}",
+        database_url=f"sqlite:///{tmp_path / name}",
         api_key=SecretStr("test-key"),
         model_poll_seconds=0.0,
         job_heartbeat_seconds=0.2,
     )
     upgrade(settings.resolved_database_url())
+    return settings
+
+
+def start_long_training(
+    client: TestClient, ett_csv: Path, settings: Settings, worker: Worker
+) -> tuple[str, str, Path, Any]:
+    """A job of 500 epochs run by `worker` in a thread, once its MLflow run has started and
+    written a best-so-far checkpoint: (job id, run id, checkpoint folder, thread)."""
+    import threading
+    import time
+
     long = tiny_spec(ett_csv)
     long["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}
+    job_id = submit(client, long).json()["id"]
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    deadline = time.monotonic() + 60
+    # the child records its MLflow run on the job when the run starts, before the fit
+    while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    run_id = client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]
+    checkpoint = settings.var_dir / "checkpoints" / run_id
+    while not (checkpoint / "config.json").exists():  # an epoch improved: written
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return job_id, run_id, checkpoint, thread
+
+
+@pytest.mark.slow
+def test_cancelling_a_running_training_job_stops_the_training_loop(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    import time
+
+    settings = long_training_settings(tmp_path, mlflow_settings, "cancel-jobs.db")
     with TestClient(create_app(settings, loader=NoModels())) as client:
-        job_id = submit(client, long).json()["id"]
         db = Database.from_settings(settings)
         worker = Worker(db, settings)
-        thread = threading.Thread(target=worker.run_once)
-        thread.start()
+        thread = None
         try:
-            deadline = time.monotonic() + 60
-            while client.get(f"/jobs/{job_id}").json()["status"] != "running":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            # the child records its MLflow run on the job when the run starts, before the fit
-            while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            run_id = client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]
-            checkpoint = settings.var_dir / "checkpoints" / run_id
-            while not (checkpoint / "config.json").exists():  # an epoch improved: written
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            job_id, run_id, checkpoint, thread = start_long_training(
+                client, ett_csv, settings, worker
+            )
             asked = time.monotonic()
             assert client.post(f"/jobs/{job_id}/cancel", headers=KEY).status_code == 200
             thread.join(timeout=30)
             stopped_after = time.monotonic() - asked
         finally:
             worker.request_stop()
-            thread.join(timeout=30)
+            if thread is not None:
+                thread.join(timeout=30)
             db.dispose()
         job = client.get(f"/jobs/{job_id}").json()
         assert job["status"] == "cancelled", job
@@ -690,9 +708,9 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
         # The run was recorded when it started, and ends KILLED (its process was stopped).
         from mlflow import MlflowClient
 
-        assert job["mlflow_run_id"], job
+        assert job["mlflow_run_id"] == run_id, job
         tracking = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
-        assert tracking.get_run(job["mlflow_run_id"]).info.status == "KILLED"
+        assert tracking.get_run(run_id).info.status == "KILLED"
         # a stopped attempt's best-so-far checkpoint goes with it (a retry starts afresh),
         # and the job's log says so after the child's own line naming it
         assert not checkpoint.exists() and not list(checkpoint.parent.iterdir())
@@ -707,22 +725,10 @@ def test_a_worker_shutdown_requeues_the_job_before_the_runs_bookkeeping(
     machine, importing MLflow alone 4-11 s) before it gave the job back, so a stop grace
     shorter than that SIGKILLed it first and the job waited out its lease, spending an
     attempt. The job is requeued first; the run is ended and its log attached after."""
-    import threading
-    import time
-
     import jobs.worker as worker_module
     from jobs import queue
 
-    settings = Settings(
-        var_dir=mlflow_settings.var_dir,
-        database_url=f"sqlite:///{tmp_path / 'shutdown-jobs.db'}",
-        api_key=SecretStr("test-key"),
-        model_poll_seconds=0.0,
-        job_heartbeat_seconds=0.2,
-    )
-    upgrade(settings.resolved_database_url())
-    long = tiny_spec(ett_csv)
-    long["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}
+    settings = long_training_settings(tmp_path, mlflow_settings, "shutdown-jobs.db")
     db = Database.from_settings(settings)
     status_at_bookkeeping: list[str] = []
     ending = worker_module.end_run_killed
@@ -734,26 +740,19 @@ def test_a_worker_shutdown_requeues_the_job_before_the_runs_bookkeeping(
 
     monkeypatch.setattr(worker_module, "end_run_killed", end_run_killed)
     with TestClient(create_app(settings, loader=NoModels())) as client:
-        job_id = submit(client, long).json()["id"]
         worker = Worker(db, settings)
-        thread = threading.Thread(target=worker.run_once)
-        thread.start()
+        thread = None
         try:
-            deadline = time.monotonic() + 60
-            while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            run_id = client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]
-            checkpoint = settings.var_dir / "checkpoints" / run_id
-            while not (checkpoint / "config.json").exists():  # an epoch improved: written
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            job_id, run_id, checkpoint, thread = start_long_training(
+                client, ett_csv, settings, worker
+            )
             worker.request_stop()  # what SIGTERM does
             thread.join(timeout=60)
             assert not thread.is_alive()
         finally:
             worker.request_stop()
-            thread.join(timeout=30)
+            if thread is not None:
+                thread.join(timeout=30)
             db.dispose()
         job = client.get(f"/jobs/{job_id}").json()
     assert (job["status"], job["attempts"]) == ("queued", 0), job
