@@ -290,8 +290,8 @@ def _collect(db: Database, settings: Settings, folder: Path) -> bool:
         # shutdown leaves that for after the requeue; a lost worker's lease recovery has done
         # it already: then nothing changes)
         end_run_killed(settings, markers.run_id)
-        if log.is_file():
-            logger.warning(
+        if log.is_file():  # info: a routine shutdown comes here (a lost lease has warned)
+            logger.info(
                 "job %s: attempt %d was stopped or lost with its worker; attaching its log to "
                 "MLflow run %s",
                 job_id, attempt, markers.run_id,
