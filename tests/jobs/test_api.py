@@ -3,11 +3,13 @@ real retraining job from the API alone: submit, watch a worker train and registe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -649,30 +651,49 @@ def long_training_settings(tmp_path: Path, mlflow_settings: Settings, name: str)
     return settings
 
 
-def start_long_training(
-    client: TestClient, ett_csv: Path, settings: Settings, worker: Worker
-) -> tuple[str, str, Path, Any]:
-    """A job of 500 epochs run by `worker` in a thread, once its MLflow run has started and
-    written a best-so-far checkpoint: (job id, run id, checkpoint folder, thread)."""
+@dataclass
+class LongTraining:
+    """A 500-epoch job run by `worker` in `thread`, its MLflow run started and a best-so-far
+    checkpoint written."""
+
+    job_id: str
+    run_id: str
+    checkpoint: Path
+    worker: Worker
+    thread: Any
+
+
+@contextlib.contextmanager
+def long_training(
+    client: TestClient, ett_csv: Path, settings: Settings, db: Database
+) -> Iterator[LongTraining]:
+    """`LongTraining` once the run has a checkpoint; the worker stopped and joined, and `db`
+    disposed, however the test ends."""
     import threading
     import time
 
     long = tiny_spec(ett_csv)
     long["config"]["fit"] = {"max_epochs": 500, "patience": 500, "batch_size": 8, "device": "cpu"}
     job_id = submit(client, long).json()["id"]
+    worker = Worker(db, settings)
     thread = threading.Thread(target=worker.run_once)
     thread.start()
-    deadline = time.monotonic() + 60
-    # the child records its MLflow run on the job when the run starts, before the fit
-    while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    run_id = client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]
-    checkpoint = settings.var_dir / "checkpoints" / run_id
-    while not (checkpoint / "config.json").exists():  # an epoch improved: written
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return job_id, run_id, checkpoint, thread
+    try:
+        deadline = time.monotonic() + 60
+        # the child records its MLflow run on the job when the run starts, before the fit
+        while not client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        run_id = client.get(f"/jobs/{job_id}").json()["mlflow_run_id"]
+        checkpoint = settings.var_dir / "checkpoints" / run_id
+        while not (checkpoint / "config.json").exists():  # an epoch improved: written
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield LongTraining(job_id, run_id, checkpoint, worker, thread)
+    finally:
+        worker.request_stop()
+        thread.join(timeout=30)
+        db.dispose()
 
 
 @pytest.mark.slow
@@ -684,21 +705,12 @@ def test_cancelling_a_running_training_job_stops_the_training_loop(
     settings = long_training_settings(tmp_path, mlflow_settings, "cancel-jobs.db")
     with TestClient(create_app(settings, loader=NoModels())) as client:
         db = Database.from_settings(settings)
-        worker = Worker(db, settings)
-        thread = None
-        try:
-            job_id, run_id, checkpoint, thread = start_long_training(
-                client, ett_csv, settings, worker
-            )
+        with long_training(client, ett_csv, settings, db) as run:
+            job_id, run_id, checkpoint = run.job_id, run.run_id, run.checkpoint
             asked = time.monotonic()
             assert client.post(f"/jobs/{job_id}/cancel", headers=KEY).status_code == 200
-            thread.join(timeout=30)
+            run.thread.join(timeout=30)
             stopped_after = time.monotonic() - asked
-        finally:
-            worker.request_stop()
-            if thread is not None:
-                thread.join(timeout=30)
-            db.dispose()
         job = client.get(f"/jobs/{job_id}").json()
         assert job["status"] == "cancelled", job
         # within a few heartbeats, not after the 500 epochs: 20 s, as a loaded CI machine took
@@ -740,20 +752,11 @@ def test_a_worker_shutdown_requeues_the_job_before_the_runs_bookkeeping(
 
     monkeypatch.setattr(worker_module, "end_run_killed", end_run_killed)
     with TestClient(create_app(settings, loader=NoModels())) as client:
-        worker = Worker(db, settings)
-        thread = None
-        try:
-            job_id, run_id, checkpoint, thread = start_long_training(
-                client, ett_csv, settings, worker
-            )
-            worker.request_stop()  # what SIGTERM does
-            thread.join(timeout=60)
-            assert not thread.is_alive()
-        finally:
-            worker.request_stop()
-            if thread is not None:
-                thread.join(timeout=30)
-            db.dispose()
+        with long_training(client, ett_csv, settings, db) as run:
+            job_id, run_id, checkpoint = run.job_id, run.run_id, run.checkpoint
+            run.worker.request_stop()  # what SIGTERM does
+            run.thread.join(timeout=60)
+            assert not run.thread.is_alive()
         job = client.get(f"/jobs/{job_id}").json()
     assert (job["status"], job["attempts"]) == ("queued", 0), job
     assert status_at_bookkeeping == ["queued"]  # given back before, then the run ended
