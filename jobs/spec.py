@@ -281,8 +281,10 @@ def check_job_data(
     naming the field, with the loader's or splitter's own message (the one the job would
     have failed with).
 
-    Returns warnings for the client: none when the whole file was checked; one saying the
-    worker checks the rest when only the header was, because the file is larger than
+    Returns warnings for the client: the data report's cautions when the whole file was
+    checked (a guess of the reader's that may have misread values, such as a '.' that may
+    group thousands: read only after the run otherwise); one saying the worker checks the
+    rest when only the header was, because the file is larger than
     `max_bytes` (URNN_JOB_DATA_CHECK_MAX_BYTES; 0: always) or FULL_CHECKS_AT_ONCE checks stayed
     busy for FULL_CHECK_WAIT_SECONDS. `data_folders` (URNN_JOB_DATA_DIRS) are checked again
     before the file is read. Blocking (seconds for a 64 MiB CSV): call it from a worker
@@ -322,7 +324,7 @@ def check_job_data(
     try:
         from training.pipeline import prepare_training
 
-        prepare_training(config)
+        prepared = prepare_training(config)
     except Exception as error:
         refused = _data_error(error, config, path)
         if refused is None:  # not a verdict on the data: a bug here must not refuse the job
@@ -334,7 +336,11 @@ def check_job_data(
         raise refused from None
     finally:
         _full_checks.release()
-    return []
+    return [
+        f"data: {decision.message} (the data check at submission; the run reads the file again)"
+        for decision in prepared.data.report
+        if decision.caution
+    ]
 
 
 # A cell of a Parquet file takes at least a float64's 8 bytes once loaded, however well the

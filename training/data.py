@@ -386,6 +386,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
             "a line still being written does (an export or log read mid-write, which a value "
             "cut short would read as another number); it is read once its newline is there: "
             "end the file with a newline, or write the file under another name and rename it",
+            caution=True,
         )
         if raw.empty:
             raise EmptyDataError(
@@ -2186,6 +2187,7 @@ def _note_thousands(values: pd.DataFrame, source: str, report: Report) -> None:
             f"decimals (such as {sample:.3f}) and none has more, read with '.' as the decimal "
             "mark: if '.' separates thousands in this file (1.606 for 1,606), remove those "
             "marks first",
+            caution=True,
         )
 
 

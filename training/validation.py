@@ -367,6 +367,10 @@ class Decision:
     step: Step
     count: int  # rows or values the decision touched; 0 where it changed nothing
     message: str  # the full sentence, starting with the subject
+    # A guess the reader made that may have misread the data (a '.' read as a decimal mark
+    # where it may group thousands): job submission answers these as warnings, since a job's
+    # report is otherwise read only once the run is over.
+    caution: bool = False
 
     def __str__(self) -> str:
         return self.message
@@ -378,8 +382,10 @@ class Report:
 
     decisions: list[Decision] = field(default_factory=list)
 
-    def add(self, subject: str, step: Step, count: int, text: str) -> None:
-        self.decisions.append(Decision(subject, step, count, f"{subject}: {text}"))
+    def add(
+        self, subject: str, step: Step, count: int, text: str, *, caution: bool = False
+    ) -> None:
+        self.decisions.append(Decision(subject, step, count, f"{subject}: {text}", caution))
 
 
 # --- per-series rules ------------------------------------------------------------------------

@@ -558,3 +558,33 @@ def test_a_target_written_with_a_trailing_space_is_named_as_written_in_the_422(
     assert raised.value.message.endswith(
         "; 'OT' is written 'OT ' in the file: give the name as written, or fix the header"
     )
+
+
+def test_numbers_that_may_group_thousands_are_a_warning_of_the_submission(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """An export with '.' between thousands (1.606 for 1,606 MW) in a ';' file reads as
+    decimals. The data report said so, but only in the run's report after training: the job's
+    `warnings` were empty, so a user submitting through the API learnt it after the fact."""
+    values = 1_000 + np.arange(200) * 7 + 3  # 1,003 ... 2,396 MW; 180 end in a non-zero digit
+    rows = "".join(
+        f"{stamp:%Y-%m-%d %H:%M};{v // 1000}.{v % 1000:03d}\n"
+        for stamp, v in zip(pd.date_range("2024-01-01", periods=200, freq="h"), values, strict=True)
+    )
+    path = tmp_path / "export.csv"
+    path.write_text("Datetime;MW\n" + rows)
+    spec = tiny_spec(path, target="MW", covariates=[])
+    spec["config"]["load"] = {"sep": ";", "timestamp_col": "Datetime"}
+    answer = submit(client, spec)
+    assert answer.status_code == 202, answer.text
+    (warning,) = answer.json()["warnings"]
+    assert warning.startswith(
+        "data: export.csv: column 'MW': 180 of its numbers have exactly three decimals "
+        "(such as 1.003) and none has more, read with '.' as the decimal mark: if '.' "
+        "separates thousands in this file (1.606 for 1,606), remove those marks first"
+    ), warning
+    stored = client.get(f"/jobs/{answer.json()['id']}", headers=KEY).json()
+    assert stored["warnings"] == [warning]
+    # written with plain decimal points, the same data says nothing
+    path.write_text("Datetime;MW\n" + rows.replace(".", "").replace(";1", ";1.5"))
+    assert submit(client, spec).json()["warnings"] == []
