@@ -190,18 +190,22 @@ def _refuse_sub_microsecond_times(table: Table, ids: Sequence[str]) -> None:
     JSON body's text gets (`service.schemas`): the service dates to the microsecond, and the
     Arrow path cut the rest off without a word, so a time 0.9 us off a step's grid read as on
     it here while the same time in JSON was refused."""
-    for name in ("start", "timestamps"):
-        if name not in table.column_names:
-            continue
+    for field in table.schema:
+        name = field.name
+        if name not in ("start", "timestamps") or not _may_hold_nanoseconds(field.type):
+            continue  # the schema alone says so: next to no cost for other types
         array = _column(table, name)
         nested = pa.types.is_list(array.type) or pa.types.is_large_list(array.type)
         cells = array.flatten() if nested else array
         kind = cells.type
         if not (pa.types.is_timestamp(kind) and kind.unit == "ns"):
             continue
-        ns = cells.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        finer = np.flatnonzero((ns % 1000 != 0) & cells.is_valid().to_numpy(zero_copy_only=False))
-        if not len(finer):
+        ns = cells.view(pa.int64()).to_numpy(zero_copy_only=False)
+        finer = ns % 1000 != 0
+        if not finer.any():
+            continue
+        finer = np.flatnonzero(finer & cells.is_valid().to_numpy(zero_copy_only=False))
+        if not len(finer):  # only under nulls, whose slots hold anything
             continue
         at = int(finer[0])
         field, row = name, at
@@ -215,6 +219,16 @@ def _refuse_sub_microsecond_times(table: Table, ids: Sequence[str]) -> None:
             f"{time} gives a fraction of a second finer than the microsecond; the service "
             "dates to the microsecond: send timestamp[us] or whole microseconds",
         )
+
+
+def _may_hold_nanoseconds(kind: pa.DataType) -> bool:
+    """Whether a column's schema type is (a list of) timestamp[ns], or a dictionary, whose
+    values only decoding tells."""
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or _is_list_view(kind):
+        kind = kind.value_type
+    if pa.types.is_dictionary(kind):
+        return True
+    return bool(pa.types.is_timestamp(kind) and kind.unit == "ns")
 
 
 def _fast_series(table: Table, ids: list[str]) -> tuple[FastSeries, ...]:
