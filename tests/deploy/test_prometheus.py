@@ -72,3 +72,12 @@ def test_the_coverage_alert_reads_each_versions_own_nominal_level() -> None:
     _promtool_passes(
         "test", "rules", str(Path(__file__).with_name("coverage_alert_rules_test.yml"))
     )
+
+
+def test_the_coverage_alert_fires_for_a_fleet_of_one_series_forecast_daily() -> None:
+    """A series forecast once a day scores 24 points a day: UrnnIntervalCoverageLow asked for
+    100 points in 6 h and never fired for it (the PJM walk's one region, 168 points a week).
+    It also reads the last week, where 100 points are there after 4.2 days."""
+    _promtool_passes(
+        "test", "rules", str(Path(__file__).with_name("coverage_small_fleet_rules_test.yml"))
+    )
