@@ -547,6 +547,7 @@ def train_pipeline(
     split_lines += lookahead_fill_lines(data, splits)
     split_lines += constant_lines(splits, data.target, scaler.scope)
     split_lines += spike_lines(splits, data.target)
+    split_lines += stuck_run_lines(data, splits, data.target)
     split_lines += flattened_window_lines(splits, scaler, data.target, model_config)
     split_lines += unread_covariate_lines(data, model_config) + dropped
     split_lines += calendar_lines(data, model_config)
@@ -1197,6 +1198,98 @@ def spike_lines(
         f"{found_text} They are learnt as they are; spikes or unit errors also widen the MASE "
         "scale (every MASE reads better) and the normalisation of the windows that hold them: "
         "check the data"
+    ]
+
+
+# A run of one value this long or longer, outside the range of every other value of its series,
+# is named as an outage (a meter that wrote 0 for a few hours, a value stuck at a sentinel).
+# Such runs may hold at most this share of a series' observed values: where a value outside
+# the rest comes in many runs (a solar plant's zero every night, a shop's zero every Sunday)
+# it is how the series behaves, not an outage.
+STUCK_RUN_MIN = 3
+STUCK_RUN_MAX_SHARE = 0.01
+
+
+def _runs_of_one_value(values: np.ndarray, observed: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of at least STUCK_RUN_MIN equal observed values. A filled
+    value breaks a run: interpolation between two equal neighbours is not a reading."""
+    same = (values[1:] == values[:-1]) & observed[1:] & observed[:-1]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))))
+    runs = []
+    for begin, end in zip(edges[::2], edges[1::2], strict=True):
+        if end - begin + 1 >= STUCK_RUN_MIN:  # `end - begin` equal pairs: one more value
+            runs.append((int(begin), int(end) + 1))
+    return runs
+
+
+def stuck_run_lines(
+    data: LoadedData,
+    splits: Mapping[str, SeriesSplit],
+    target: str,
+    limit: int = 3,
+    *,
+    learnt: bool = True,
+) -> list[str]:
+    """Runs of one value of the target outside the range of the rest of its series, named
+    with the span they lie in. An outage exported as zeros (8 hours of 0 in PJM DAYTON's
+    demand, whose other values are 1,199 to 3,327) is neither a spike (6 robust standard
+    deviations from the median, under SPIKE_MADS) nor missing: it was learnt and backtested
+    as demand, the backtest scoring both the champion and the challenger against it, and said
+    nowhere. Left in the data (the user decides), as spikes are. `learnt` False: a backtest
+    of a trained model, which scores against it and learns nothing."""
+    found: list[str] = []
+    flagged_series = 0
+    for sid, split in splits.items():
+        frame = data.series.get(sid)
+        if frame is None or target not in frame:
+            continue
+        values = frame[target].to_numpy(np.float64)
+        filled = data.filled.get(sid)
+        observed = (
+            ~filled[target].to_numpy(dtype=bool)
+            if filled is not None and target in filled
+            else np.ones(len(values), dtype=bool)
+        )
+        runs = _runs_of_one_value(values, observed)
+        if not runs:
+            continue
+        in_run = np.zeros(len(values), dtype=bool)
+        for begin, end in runs:
+            in_run[begin:end] = True
+        rest = values[observed & ~in_run]
+        if len(rest) < 30:
+            continue
+        low, high = float(rest.min()), float(rest.max())
+        outside = [(b, e) for b, e in runs if not low <= values[b] <= high]
+        count = sum(e - b for b, e in outside)
+        if not outside or count > STUCK_RUN_MAX_SHARE * int(observed.sum()):
+            continue
+        flagged_series += 1
+        if len(found) >= limit:
+            continue
+        begin, end = outside[0]
+        index = frame.index
+        plan = split.plan
+        spans = [
+            name
+            for name, span in (("train", plan.train), ("val", plan.val), ("test", plan.test))
+            if len(span) and begin < span.stop and end > span.start
+        ]
+        where = "/".join(spans) if spans else "no"
+        more = f" (and {len(outside) - 1:,} more such runs)" if len(outside) > 1 else ""
+        found.append(
+            f"{sid}: {end - begin:,} values in a row at exactly {values[begin]:.6g} from "
+            f"{index[begin]} to {index[end - 1]} ({where} span){more}, outside the range of "
+            f"every other value of {target!r} in the series ({low:.6g} to {high:.6g})"
+        )
+    if not found:
+        return []
+    others = f"; and {flagged_series - limit:,} more series" if flagged_series > limit else ""
+    done = "learnt and backtested" if learnt else "backtested"
+    return [
+        f"{'; '.join(found)}{others}: an outage or a stuck meter written as a value? It is "
+        f"{done} as it is (the backtest scores every model against it): leave such cells "
+        "empty, as missing values (filled up to max_gap), and train again"
     ]
 
 

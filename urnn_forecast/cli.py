@@ -2369,7 +2369,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.fit import FitConfig
     from training.metrics import filled_note, score_text, unscaled_note
     from training.paper_benchmark import resolve_device
-    from training.pipeline import spike_lines
+    from training.pipeline import spike_lines, stuck_run_lines
     from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_span, split_data
@@ -2521,6 +2521,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     # a spike in the training span widens the MASE scale the table divides by: said beside it
     splits = split_data(data, dataclasses.replace(split, horizon=c.horizon))
     spikes = spike_lines(splits, data.target, learnt=args.refit)
+    spikes += stuck_run_lines(data, splits, data.target, learnt=args.refit)
     fmt = score_text
     with pd.option_context("display.width", 140, "display.max_columns", 20):
         pinned = f"{said}; " if (said := source.describe()) else ""

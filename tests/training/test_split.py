@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.shared_data import SHARED_DATA, needs_shared
 from tests.training.synthetic import loaded, row_number_frame, seasonal_frame
 from training.data import LoadConfig, LoadedData, load_data
 from training.split import (
@@ -795,6 +796,43 @@ def test_seen_until_counts_every_row_trained_or_early_stopped_on(tmp_path: Path)
     assert val_only, "a segment with val rows and no train rows"
     last_val = max(s.val.index[-1] for s in parts.values() if not s.val.empty)
     assert seen_until(cut, parts) == {"plant": last_val.isoformat()}
+
+
+@needs_shared("PJM_hourly/DAYTON_hourly.csv")
+def test_an_outage_written_as_zeros_is_named_with_its_span(tmp_path: Path) -> None:
+    """8 hours of 0 in PJM DAYTON's demand (other values 1,199 to 3,327; 6 robust standard
+    deviations from the median, so no spike) went into a retraining job's test span and the
+    data report said nothing: both versions were backtested against the outage. The export as
+    it was, and a series whose zero comes every night (how it behaves), name nothing."""
+    from training.pipeline import stuck_run_lines
+
+    raw = pd.read_csv(SHARED_DATA / "PJM_hourly" / "DAYTON_hourly.csv")
+    raw = raw.sort_values("Datetime", kind="stable")
+    rows = raw[(raw.Datetime >= "2016-10-01") & (raw.Datetime < "2016-12-25")].copy()
+    path = tmp_path / "DAYTON.csv"
+    rows.to_csv(path, index=False)
+    config = LoadConfig(target="DAYTON_MW")
+    data = load_data(path, config)
+    assert stuck_run_lines(data, split_data(data, SplitConfig(lookback=168)), "DAYTON_MW") == []
+
+    outage = (rows.Datetime >= "2016-12-20 09:00:00") & (rows.Datetime < "2016-12-20 17:00:00")
+    rows.loc[outage, "DAYTON_MW"] = 0.0
+    rows.to_csv(path, index=False)
+    data = load_data(path, config)
+    lines = stuck_run_lines(data, split_data(data, SplitConfig(lookback=168)), "DAYTON_MW")
+    assert len(lines) == 1
+    assert lines[0].startswith(
+        "DAYTON: 8 values in a row at exactly 0 from 2016-12-20 09:00:00 to 2016-12-20 "
+        "16:00:00 (test span), outside the range of every other value of 'DAYTON_MW'"
+    )
+    assert "leave such cells empty" in lines[0]
+
+    nightly = frame_of(24 * 60, seed=4)
+    nightly.loc[np.arange(len(nightly)) % 24 < 4, "y"] = -1.0e3  # a value of its own, nightly
+    lines = stuck_run_lines(
+        loaded({"plant": nightly}), splits_of({"plant": nightly}, SplitConfig(lookback=24)), "y"
+    )
+    assert lines == []
 
 
 def test_spikes_in_the_training_span_are_named_and_kept() -> None:
