@@ -1012,7 +1012,9 @@ def increasing_axis(
         back = int(index.asi8[k - 1] - index.asi8[k])
         repeated = (
             "; local times that a daylight-saving change repeats (the hour after it is written "
-            f"again)? Send them with their UTC offsets, and name the zone ({ZONE_WAYS[endpoint]})"
+            f"again)? Send them with their UTC offsets, and name the zone ({ZONE_WAYS[endpoint]}"
+            "); or merge the rows of each repeated time as the training loader does (its "
+            "duplicates policy: their mean by default), one row a step"
             if index.tz is None and zone is None and back < _HOUR_NS
             else ""
         )

@@ -231,7 +231,8 @@ def test_naive_times_across_a_change_without_a_zone_are_told_what_they_are(
         "not after position 50 (2024-10-27T02:00:00); local times that a daylight-saving change "
         "repeats (the hour after it is written again)? Send them with their UTC offsets, and "
         "name the zone (`timezone`, given when the series is created; these endpoints take JSON "
-        "only)"
+        "only); or merge the rows of each repeated time as the training loader does (its "
+        "duplicates policy: their mean by default), one row a step"
     )
     skipped = post(client, "s", rows(frame, 0, n, timestamps=[wall(t) for t in SPRING[:n]]))
     assert skipped.status_code == 422, skipped.text

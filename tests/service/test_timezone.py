@@ -33,6 +33,7 @@ from service.validation import PreparedRequest, PreparedSeries, prepare
 from tests.service.conftest import Registry, history
 from tests.service.test_contract import state_of
 from tests.service.test_fast_path import StubModel, _as_model
+from tests.shared_data import SHARED_DATA, needs_shared
 from tests.training.test_registry import HORIZON, LOOKBACK
 from training.mlflow_model import ForecastInputError, ForecastPredictor, signature_for
 from training.split import GLOBAL, ColumnScale, StandardScaler
@@ -263,10 +264,46 @@ def test_naive_local_times_across_a_change_without_a_zone_are_told_what_it_is() 
         "(2024-10-27T01:00:00) is not after position 6 (2024-10-27T01:00:00); local times that "
         "a daylight-saving change repeats (the hour after it is written again)? Send them with "
         "their UTC offsets, and name the zone (`timezone`, or an Arrow timestamp type with the "
-        "zone)"
+        "zone); or merge the rows of each repeated time as the training loader does (its "
+        "duplicates policy: their mean by default), one row a step"
     )
     backwards = [*_isos(pd.date_range("2024-10-26T19:00", periods=7, freq="h")), "2024-10-26T20:00"]
     assert "daylight-saving" not in _error({"series": [_series(timestamps=backwards)]})
+
+
+@needs_shared("PJM_hourly/DAYTON_hourly.csv")
+def test_pjms_repeated_hour_is_refused_with_advice_that_places_it() -> None:
+    """PJM writes the hour its clocks repeat as 02:00 twice (hours ending at the label), a time
+    America/New_York does not repeat: the 422's only advice, UTC offsets and the zone, cannot
+    be followed for it (pandas cannot infer the offsets), and a weekly client of the DAYTON
+    export met it on 6 November 2016. The 422 also offers what the training loader did to the
+    same rows (their mean), and that history is accepted."""
+    raw = pd.read_csv(SHARED_DATA / "PJM_hourly" / "DAYTON_hourly.csv")
+    rows = raw[(raw.Datetime >= "2016-11-05 20:00") & (raw.Datetime < "2016-11-06 06:00")]
+    rows = rows.sort_values("Datetime", kind="stable")
+    stamps = pd.DatetimeIndex(rows.Datetime)
+    assert stamps.duplicated().sum() == 1 and stamps[stamps.duplicated()][0].hour == 2
+    body = {"id": "DAYTON", "timestamps": _isos(stamps), "values": rows.DAYTON_MW.tolist()}
+    message = _error({"series": [body]})
+    assert message.endswith(
+        "; or merge the rows of each repeated time as the training loader does (its "
+        "duplicates policy: their mean by default), one row a step"
+    )
+    with pytest.raises(Exception, match="Cannot infer dst time"):
+        stamps.tz_localize("America/New_York", ambiguous="infer")
+    merged = rows.groupby("Datetime").DAYTON_MW.mean()
+    one = _one(
+        {
+            "series": [
+                {
+                    **body,
+                    "timestamps": _isos(pd.DatetimeIndex(merged.index)),
+                    "values": merged.tolist(),
+                }
+            ]
+        }
+    )
+    assert _answered(one)[0] == "2016-11-06T06:00:00"
 
 
 @pytest.mark.parametrize(
