@@ -90,6 +90,7 @@ class ModelManager:
         self.last_error_at: datetime | None = None
         self._failed_ref: ModelRef | None = None
         self._lock: asyncio.Lock | None = None
+        self._not_registered_said: str | None = None
 
     def require(self) -> ServedModel:
         """The served model, or ModelUnavailableError saying why there is none."""
@@ -205,7 +206,9 @@ class ModelManager:
             except NoModelError as error:
                 if previous is None:  # not registered yet: expected before the first train
                     raise self._failed(
-                        str(error), level=logging.WARNING, outcome="not_registered"
+                        str(error),
+                        level=self._not_registered_level(str(error)),
+                        outcome="not_registered",
                     ) from error
                 # the alias or name gone while a version serves: it keeps serving, said as a
                 # failure (UrnnModelReloadFailed), since no version is there to follow
@@ -262,6 +265,15 @@ class ModelManager:
             trace=self.settings.trace_model,
             graph_max_batch=self.settings.batch_max_series if self.settings.cuda_graphs else None,
         )
+
+    def _not_registered_level(self, message: str) -> int:
+        """WARNING the first time nothing is registered at the URI, DEBUG while the same is
+        found again: a new stack polls every URNN_MODEL_POLL_SECONDS until its first model,
+        and wrote the same warning at every poll (12 a minute at a 5 s poll in the PJM walk;
+        `urnn_model_reloads_total{outcome="not_registered"}` still counts each)."""
+        repeated = message == self._not_registered_said
+        self._not_registered_said = message
+        return logging.DEBUG if repeated else logging.WARNING
 
     def _failed(
         self,

@@ -5,6 +5,7 @@ reported; the alias poll picks up a promotion; mutating endpoints need the key."
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -166,11 +167,12 @@ def test_broken_version_keeps_the_old_one_serving_and_is_reported(
 
 
 def test_nothing_registered_yet_is_not_a_failed_load(
-    client_for: Callable[..., TestClient], registry: Registry
+    client_for: Callable[..., TestClient], registry: Registry, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A new stack, before the first `urnn train`: /readyz says why and UrnnNoModelLoaded
     tells. Each poll counted a "failure", so UrnnModelReloadFailed fired too, saying the old
     version still serves when none did (an operator's walk-through)."""
+    caplog.set_level(logging.DEBUG, logger="service.manager")
     client = client_for(model_uri="models:/never-trained@champion")
     assert client.get("/readyz").status_code == 503
     # not a matter of seconds: no Retry-After (that is for a load still running)
@@ -179,6 +181,9 @@ def test_nothing_registered_yet_is_not_a_failed_load(
     assert client.post("/model/reload", headers=KEY).status_code == 502
     assert metric_value(client, "urnn_model_reloads_total", outcome="not_registered") == 2.0
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 0.0
+    said = [r for r in caplog.records if "nothing is registered" in r.getMessage()]
+    # once at WARNING, not again at every poll of a stack waiting for its first model
+    assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG]
     assert metric_value(client, "urnn_model_reload_failing") == 0.0
     version = registry.register("never-trained", seed=1)
     assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
