@@ -1210,16 +1210,15 @@ STUCK_RUN_MIN = 3
 STUCK_RUN_MAX_SHARE = 0.01
 
 
-def _runs_of_one_value(values: np.ndarray, observed: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) of each run of at least STUCK_RUN_MIN equal observed values. A filled
-    value breaks a run: interpolation between two equal neighbours is not a reading."""
+def _runs_of_one_value(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and stops ([start, stop)) of the runs of at least STUCK_RUN_MIN equal observed
+    values. A filled value breaks a run: interpolation between two equal neighbours is not a
+    reading. In arrays: a sensor quantised to whole units repeats in millions of runs."""
     same = (values[1:] == values[:-1]) & observed[1:] & observed[:-1]
     edges = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))))
-    runs = []
-    for begin, end in zip(edges[::2], edges[1::2], strict=True):
-        if end - begin + 1 >= STUCK_RUN_MIN:  # `end - begin` equal pairs: one more value
-            runs.append((int(begin), int(end) + 1))
-    return runs
+    begins, ends = edges[::2], edges[1::2] + 1  # `ends - begins - 1` equal pairs
+    long_enough = ends - begins >= STUCK_RUN_MIN
+    return begins[long_enough], ends[long_enough]
 
 
 def stuck_run_lines(
@@ -1250,18 +1249,20 @@ def stuck_run_lines(
             if filled is not None and target in filled
             else np.ones(len(values), dtype=bool)
         )
-        runs = _runs_of_one_value(values, observed)
-        if not runs:
+        begins, ends = _runs_of_one_value(values, observed)
+        if not len(begins):
             continue
-        in_run = np.zeros(len(values), dtype=bool)
-        for begin, end in runs:
-            in_run[begin:end] = True
+        marks = np.zeros(len(values) + 1, dtype=np.int64)
+        np.add.at(marks, begins, 1)
+        np.add.at(marks, ends, -1)
+        in_run = np.cumsum(marks[:-1]) > 0
         rest = values[observed & ~in_run]
         if len(rest) < 30:
             continue
         low, high = float(rest.min()), float(rest.max())
-        outside = [(b, e) for b, e in runs if not low <= values[b] <= high]
-        count = sum(e - b for b, e in outside)
+        away = ~((low <= values[begins]) & (values[begins] <= high))
+        outside = list(zip(begins[away].tolist(), ends[away].tolist(), strict=True))
+        count = int((ends[away] - begins[away]).sum())
         if not outside or count > STUCK_RUN_MAX_SHARE * int(observed.sum()):
             continue
         flagged_series += 1
