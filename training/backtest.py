@@ -627,7 +627,9 @@ def write_backtest_tables(result: BacktestResult, directory: Path) -> None:
         ("by_step", tables.by_step),
         ("by_series", tables.by_series),
     ):
-        table.to_csv(directory / f"{name}.csv")
+        # overall's one row ("all") has an unnamed index: written with an empty first header
+        # cell, MLflow's artifact view showed the file with no column names at all
+        table.to_csv(directory / f"{name}.csv", index_label=str(table.index.name or "scope"))
     overall = {str(k): float(v) for k, v in tables.overall.iloc[0].items()}
     (directory / "overall.json").write_text(json.dumps(overall, indent=2))
     write_forecasts(result.forecasts, directory / FORECASTS_FILE)

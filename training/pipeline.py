@@ -585,7 +585,9 @@ def train_pipeline(
         freq=data.freq,
     )
     metrics_note = run_notes.metrics_note(
-        trains=FORECASTERS[model_config.kind].TRAINABLE, scope=scaler.scope
+        trains=FORECASTERS[model_config.kind].TRAINABLE,
+        scope=scaler.scope,
+        monitor=config.fit.monitor,
     )
     tags[run_notes.NOTE_TAG] = run_notes.run_description(what, metrics_note)
     name = config.run_name or run_notes.run_name(model_config, data.target)
@@ -636,14 +638,14 @@ def train_pipeline(
             )  # fmt: skip
             if fitted.stop_reason == "cancelled":
                 raise TrainingCancelledError(f"cancelled during training (run {run_id})")
-            mlflow.log_metrics(
-                {
-                    "best_epoch": fitted.best_epoch,
-                    "n_params": fitted.n_params,
-                    "fit_seconds": fitted.wall_seconds,
-                },
-                run_id=run_id,
-            )
+            fit_summary = {
+                "best_epoch": fitted.best_epoch,
+                "n_params": fitted.n_params,
+                "fit_seconds": fitted.wall_seconds,
+            }
+            if math.isfinite(fitted.best_score):  # no val windows: nothing was monitored
+                fit_summary[run_notes.best_val_key(config.fit.monitor)] = fitted.best_score
+            mlflow.log_metrics(fit_summary, run_id=run_id)
             mlflow.set_tag("stop_reason", fitted.stop_reason)
             mlflow.set_tag("device", fitted.device)  # fit.device may say "auto"
             model_config = fitted.model.config  # under decoder_search: the chosen decoder's

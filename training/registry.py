@@ -33,7 +33,7 @@ from models.forecaster import (
     save_checkpoint,
 )
 from training.mlflow_model import ForecastPredictor, signature_for
-from training.run_notes import replaced_line, with_first_line
+from training.run_notes import registered_model_description, replaced_line, with_first_line
 from urnn_forecast.tracking import registry_client, shown_uri
 
 logger = logging.getLogger(__name__)
@@ -174,11 +174,20 @@ def log_forecaster(
     if registered_name is not None and version is not None:
         client = mlflow.MlflowClient()
         client.set_registered_model_alias(registered_name, CHALLENGER, str(version))
+        describe_registered_model(client, registered_name)
     return LoggedModel(
         model_uri=str(info.model_uri),
         registered_name=registered_name,
         version=None if version is None else str(version),
     )
+
+
+def describe_registered_model(client: Any, name: str) -> None:
+    """The registered model's description, where it has none (best effort): what its
+    versions and aliases are. One a person wrote, or an earlier release's, is left as it is."""
+    with best_effort(f"the description of registered model {name}"):
+        if not client.get_registered_model(name).description:
+            client.update_registered_model(name, description=registered_model_description(name))
 
 
 def champion_version(client: Any, name: str, *, tries: int = 3) -> str | None:

@@ -27,6 +27,15 @@ EPOCH_METRIC_KEYS: Mapping[str, str] = {
     "val_mse": "val_mse_scaled",
 }
 
+
+def best_val_key(monitor: str) -> str:
+    """The key of the kept model's monitored val score (`best_val_loss`): the run list shows
+    each metric's last value, which is the last epoch's, up to `patience` epochs past the
+    weights kept, so runs compared on `val_loss` there were compared on models not kept."""
+    epoch_key = f"val_{monitor}"
+    return f"best_{EPOCH_METRIC_KEYS.get(epoch_key, epoch_key)}"
+
+
 # MLflow's SQL registry stores a version's description in 5,000 characters (PostgreSQL
 # enforces it) and a run's name in 250.
 DESCRIPTION_MAX = 4900
@@ -34,9 +43,9 @@ RUN_NAME_TARGET_MAX = 200
 SHOWN_NAMES_MAX = 10
 
 
-def metrics_note(*, trains: bool, scope: str) -> str:
-    """How the run's metrics read: per-epoch ones on the scaled windows, `backtest_*` in the
-    target's own units."""
+def metrics_note(*, trains: bool, scope: str, monitor: str = "loss") -> str:
+    """How the run's metrics read: per-epoch ones on the scaled windows (the kept model's in
+    `best_val_*`), `backtest_*` in the target's own units."""
     scaled = (
         "each series' values minus its training mean, over its training std"
         if scope == "series"
@@ -45,7 +54,9 @@ def metrics_note(*, trains: bool, scope: str) -> str:
     epochs = (
         "Per-epoch `train_loss` and `val_loss` are the pinball loss over the quantiles, and "
         f"`val_mae_scaled` / `val_mse_scaled` the median's errors, on the scaled windows "
-        f"({scaled}: unitless; before 2026-12-06 logged as `val_mae` / `val_mse`); "
+        f"({scaled}: unitless; before 2026-12-06 logged as `val_mae` / `val_mse`); the run "
+        f"list shows their last epoch's, `{best_val_key(monitor)}` the model kept (epoch "
+        "`best_epoch`); "
         if trains
         else "A parameter-free baseline: no per-epoch metrics; "
     )
@@ -61,6 +72,14 @@ def run_name(model: ForecasterConfig, target: str) -> str:
     if len(target) > RUN_NAME_TARGET_MAX:
         target = target[: RUN_NAME_TARGET_MAX - 3] + "..."
     return f"{model.kind}-{target}-L{model.lookback}-H{model.horizon}"
+
+
+def job_run_name(job_id: str, model: ForecasterConfig, target: str) -> str:
+    """`job-3f0c1a2b-urnn-OT-L96-H24`: a retraining job's run, by its job (the first 8
+    characters of the id, as `GET /jobs` shows it) and what it fitted. Named `job-<id>` alone,
+    a nightly schedule filled the run list with names that did not say which model or target
+    each run trained."""
+    return f"job-{job_id[:8]}-{run_name(model, target)}"
 
 
 def summary(
@@ -97,9 +116,11 @@ def run_description(what: str, metrics: str, *, outcome: str | None = None) -> s
 
 def decision_line(*, name: str, version: str, reason: str, promoted: bool) -> str:
     """What became of the registered version, as one line; `reason` says why (the champion
-    kept, no champion yet, --no-promote)."""
-    status = "promoted to champion" if promoted else "not promoted"
-    return f"Registered as {name} version {version}: {status} ({reason})."
+    kept, no champion yet, --no-promote). The decision comes first: the registered model's
+    list of versions shows a description's first 30 characters, which read "Registered as
+    urnn-forecaster..." on every version, champion or not."""
+    status = "Promoted to champion" if promoted else "Not promoted"
+    return f"{status} ({reason}); registered as {name} version {version}."
 
 
 def manual_line(*, previous: str | None, reason: str, at: datetime | None = None) -> str:
@@ -114,6 +135,24 @@ def manual_line(*, previous: str | None, reason: str, at: datetime | None = None
 def replaced_line(new: str, at: datetime | None = None) -> str:
     when = (at or datetime.now(UTC)).isoformat(timespec="seconds")
     return f"Replaced as champion by version {new} on {when}."
+
+
+def registered_model_description(name: str) -> str:
+    """What the registered model's own page says: MLflow leaves it empty, so the page that
+    lists the versions did not say what the model is, what its two aliases mean, where the
+    promotion decision is written, nor how to load the one served."""
+    return (
+        f"Forecasters registered by urnn-forecast (`urnn train`, retraining jobs), one version "
+        "per training run (the version's Source Run).\n\n"
+        "Aliases: `champion` is the version the forecast service serves and "
+        f"`models:/{name}@champion` loads; it moves to a new version only when that one scores "
+        "lower on the same backtest (`--metric`, default `mae`), or by hand (`urnn models "
+        "promote`). `challenger` is the version registered last, promoted or not.\n\n"
+        "Each version's description says what it was fitted on and what became of it, newest "
+        "line first; its tags hold the decision (`promotion.decision`: promoted, kept or "
+        "skipped; `promotion.reason`) and the scores compared (`backtest.*`, in the target's "
+        "units). Its run has the metrics, the backtest's tables and plots, and the data report."
+    )
 
 
 def capped(description: str) -> str:

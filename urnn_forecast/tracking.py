@@ -104,12 +104,30 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
+            if NOTE_TAG not in experiment.tags:  # one made before it was described
+                client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, EXPERIMENT_NOTE)
             return experiment.experiment_id
+        tags = {NOTE_TAG: EXPERIMENT_NOTE}
         root = settings.resolved_artifact_root()
         if root is None:  # a tracking server: its own default, which its clients can all read
-            return client.create_experiment(experiment_name)
+            return client.create_experiment(experiment_name, tags=tags)
         artifact_location = f"{root.rstrip('/')}/{artifact_folder(experiment_name)}"
-        return client.create_experiment(experiment_name, artifact_location=artifact_location)
+        return client.create_experiment(
+            experiment_name, artifact_location=artifact_location, tags=tags
+        )
+
+
+# The experiment's description (MLflow's tag for the UI's Description column and box). The
+# experiments list showed every column but the name empty: what the runs in it are, and how
+# they are named, was nowhere in the UI. A description a person has edited is left alone.
+NOTE_TAG = "mlflow.note.content"
+EXPERIMENT_NOTE = (
+    "Training runs of urnn-forecast: `urnn train` and the retraining jobs (`urnn worker`), "
+    "one run per fit, named KIND-TARGET-L<lookback>-H<horizon> (a job's: job-<job id>-KIND-...). "
+    "Each run's description says what it fitted and what became of its model; per-epoch "
+    "metrics are on scaled windows (unitless), `backtest_*` in the target's units over the test "
+    "span. The registered versions and their `champion` / `challenger` aliases are under Models."
+)
 
 
 def registry_client(uri: str) -> "MlflowClient":

@@ -125,10 +125,10 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("urnn forecaster of `y` with covariates x, from plant.csv (1 series")
     assert f"look-back {LOOKBACK}, horizon {HORIZON}" in note and "unitless" in note
-    assert note.endswith(f"Registered as {NAME} version 1: promoted to champion (no champion yet).")
+    assert note.endswith(f"Promoted to champion (no champion yet); registered as {NAME} version 1.")
     described = client.get_model_version(NAME, "1").description or ""
     # the decision first, the summary below it (later moves go above both)
-    assert described.startswith(f"Registered as {NAME} version 1: promoted to champion (no ")
+    assert described.startswith("Promoted to champion (no champion yet); registered as ")
     assert described.endswith(f"look-back {LOOKBACK}, horizon {HORIZON}, quantiles 0.1, 0.5, 0.9.")
     assert run.inputs is not None
     assert run.inputs.dataset_inputs[0].dataset.name == "plant.csv"
@@ -1523,7 +1523,8 @@ def test_a_named_run_kept_from_promotion_is_described_and_a_refused_description_
     assert client.get_run(result.run_id).info.run_name == "pump model, nightly"
     assert result.version is not None
     described = client.get_model_version(NAME, result.version).description or ""
-    assert described.startswith(f"Registered as {NAME} version {result.version}: not promoted (")
+    assert described.startswith("Not promoted (promotion disabled")
+    assert f"; registered as {NAME} version {result.version}." in described
 
     def refused(*args: object, **kwargs: object) -> None:
         raise MlflowException("value too long for type character varying(5000)")

@@ -1,0 +1,109 @@
+"""What a user reads in the MLflow UI after `urnn train`: the experiment's and the registered
+model's descriptions, the kept model's val score beside the last epoch's, the versions list's
+first words, and a metrics table with its column names.
+
+Found by a walk through the UI (MLflow 3.17) on ETTh1, PJM and Bike runs: the experiments list
+and the registered model's page had empty descriptions; the runs table showed `val_loss` of
+the last epoch, not of the weights kept; the versions list cut every description to
+"Registered as urnn-forecaster..."; and `metrics/overall.csv` previewed with no header.
+Everything runs in a temporary store on the tiny model of test_registry.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from models.forecaster import ForecasterConfig
+from tests.training.synthetic import seasonal_frame
+from tests.training.test_registry import NAME, tiny_config
+from training.fit import FitConfig
+from training.pipeline import train_pipeline
+from training.run_notes import best_val_key, job_run_name
+from urnn_forecast.settings import Settings
+from urnn_forecast.tracking import EXPERIMENT_NOTE, NOTE_TAG, ensure_experiment
+
+
+@pytest.fixture
+def csv(tmp_path: Path) -> Path:
+    path = tmp_path / "plant.csv"
+    seasonal_frame(600).to_csv(path)
+    return path
+
+
+def test_two_runs_read_in_the_ui(csv: Path, tmp_path: Path, mlflow_settings: Settings) -> None:
+    import mlflow
+
+    # three epochs with patience 1: a run that stops past its best epoch shows the gap
+    fit = FitConfig(max_epochs=3, max_train_batches=4, device="cpu", patience=1)
+    first = train_pipeline(tiny_config(csv, fit=fit), mlflow_settings)
+    second = train_pipeline(tiny_config(csv, fit=fit), mlflow_settings)
+    client = mlflow.MlflowClient()
+
+    experiment = client.get_experiment_by_name("forecast")
+    assert experiment is not None and experiment.tags[NOTE_TAG] == EXPERIMENT_NOTE
+
+    registered = client.get_registered_model(NAME)
+    assert registered.description is not None
+    assert f"`models:/{NAME}@champion`" in registered.description
+    assert "`challenger` is the version registered last" in registered.description
+
+    for result in (first, second):
+        run = client.get_run(result.run_id)
+        history = client.get_metric_history(result.run_id, "val_loss")
+        best_epoch = int(run.data.metrics["best_epoch"])
+        kept = next(m.value for m in history if m.step == best_epoch)
+        assert run.data.metrics["best_val_loss"] == pytest.approx(kept)
+        assert "`best_val_loss` the model kept" in run.data.tags[NOTE_TAG]
+
+        overall = client.download_artifacts(result.run_id, "metrics/overall.csv", str(tmp_path))
+        header = Path(overall).read_text().splitlines()[0].split(",")
+        assert header[:3] == ["scope", "n", "mae"]
+        assert pd.read_csv(overall, index_col="scope").loc["all", "mae"] == pytest.approx(
+            result.scores["mae"]
+        )
+
+    # the versions list shows a description's first words: the decision, not the model's name
+    for result in (first, second):
+        assert result.version is not None
+        said = client.get_model_version(NAME, result.version).description or ""
+        word = "Promoted to champion (" if result.promoted else "Not promoted ("
+        assert said.startswith(word), said
+
+
+def test_a_description_a_person_wrote_is_kept(csv: Path, mlflow_settings: Settings) -> None:
+    import mlflow
+
+    train_pipeline(tiny_config(csv), mlflow_settings)
+    client = mlflow.MlflowClient()
+    client.update_registered_model(NAME, description="Pump 7 forecaster, owned by ops.")
+    experiment = client.get_experiment_by_name("forecast")
+    assert experiment is not None
+    client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, "Plant 3 models.")
+
+    train_pipeline(tiny_config(csv), mlflow_settings)
+    assert client.get_registered_model(NAME).description == "Pump 7 forecaster, owned by ops."
+    assert client.get_experiment(experiment.experiment_id).tags[NOTE_TAG] == "Plant 3 models."
+
+
+def test_an_experiment_made_before_descriptions_is_described(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    from mlflow import MlflowClient
+
+    uri = mlflow_settings.resolved_tracking_uri()
+    client = MlflowClient(tracking_uri=uri)
+    made = client.create_experiment("older", artifact_location=(tmp_path / "a").as_uri())
+    assert NOTE_TAG not in client.get_experiment(made).tags
+    assert ensure_experiment("older", mlflow_settings) == made
+    assert client.get_experiment(made).tags[NOTE_TAG] == EXPERIMENT_NOTE
+
+
+def test_metric_and_job_run_names() -> None:
+    assert best_val_key("loss") == "best_val_loss"
+    assert best_val_key("mae") == "best_val_mae_scaled"  # as the per-epoch curve is named
+    model = ForecasterConfig(kind="lstm", lookback=96, horizon=24)
+    assert job_run_name("3f0c1a2b-9d", model, "OT") == "job-3f0c1a2b-lstm-OT-L96-H24"
+    assert len(job_run_name("3f0c1a2b-9d", model, "x" * 400)) <= 250  # MLflow's limit
