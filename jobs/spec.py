@@ -122,8 +122,9 @@ class JobSpec(BaseModel):
         if "run_name" in train:  # the worker's, so that the MLflow UI names the job
             raise JobSpecError(
                 "config.train.run_name",
-                "the worker names each job's MLflow run job-<first 8 characters of its id> "
-                "(GET /jobs/{id} gives the run's id); leave run_name out",
+                "the worker names each job's MLflow run job-<first 8 characters of its id>-"
+                "KIND-TARGET-L<lookback>-H<horizon> (GET /jobs/{id} gives the run's id); leave "
+                "run_name out",
             )
         train["promote"] = self.promote
         if run_name is not None:

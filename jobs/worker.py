@@ -133,6 +133,7 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     import sys
 
     from training.distributed import launch_command
+    from training.run_notes import job_run_name
 
     spec = context.spec
     data = spec.data  # stored as given: a link (current.csv) is read where it points now
@@ -149,7 +150,8 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
     with attempt_folder(settings, context.job_id, context.attempt) as tmp:
         sections = {name: dict(values) for name, values in spec.config.items()}
         sections.setdefault("train", {}).update(
-            promote=spec.promote, run_name=f"job-{context.job_id[:8]}"
+            promote=spec.promote,
+            run_name=job_run_name(context.job_id, config.model, config.load.target),
         )
         if spec.covariates:  # in the file, not --covariates, which splits names at commas
             sections.setdefault("load", {})["covariates"] = list(spec.covariates)

@@ -23,7 +23,7 @@ from jobs.worker import Worker
 from service.loader import NoModelError
 from service.main import create_app
 from service.served import ModelRef
-from tests.jobs.conftest import tiny_spec
+from tests.jobs.conftest import HORIZON, LOOKBACK, tiny_spec
 from training.mlflow_model import ForecastPredictor
 from urnn_forecast.settings import Settings
 
@@ -620,6 +620,9 @@ def test_a_retraining_job_from_the_api_alone_is_trained_registered_and_served(
         assert [a.path for a in tracking.list_artifacts(job["mlflow_run_id"], "job")] == [
             "job/attempt-1.log"
         ]
+        # the run list names the job and what it fitted (job-<id> alone said neither)
+        run_name = tracking.get_run(job["mlflow_run_id"]).info.run_name
+        assert run_name == f"job-{job_id[:8]}-urnn-OT-L{LOOKBACK}-H{HORIZON}"
         whole = Path(
             download_artifacts(
                 run_id=job["mlflow_run_id"],
