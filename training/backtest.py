@@ -628,7 +628,7 @@ def write_backtest_tables(result: BacktestResult, directory: Path) -> None:
         ("by_series", tables.by_series),
     ):
         # overall's one row ("all") has an unnamed index: written with an empty first header
-        # cell, MLflow's artifact view showed the file with no column names at all
+        # cell, MLflow's artifact preview showed that column unnamed and its "all" blank
         table.to_csv(directory / f"{name}.csv", index_label=str(table.index.name or "scope"))
     overall = {str(k): float(v) for k, v in tables.overall.iloc[0].items()}
     (directory / "overall.json").write_text(json.dumps(overall, indent=2))

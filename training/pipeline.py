@@ -110,6 +110,7 @@ from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import not_one_of, shown
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import (
+    TRAINING_EXPERIMENT_NOTE,
     experiment_problem,
     registered_name_problem,
     run_name_problem,
@@ -593,7 +594,13 @@ def train_pipeline(
     name = config.run_name or run_notes.run_name(model_config, data.target)
     checkpoints: Path | None = None  # set once the run exists
     try:
-        with start_run(config.experiment, settings, run_name=name, tags=tags) as run:
+        with start_run(
+            config.experiment,
+            settings,
+            run_name=name,
+            tags=tags,
+            experiment_description=TRAINING_EXPERIMENT_NOTE,
+        ) as run:
             run_id = run.info.run_id
             if on_run_started is not None:
                 on_run_started(run_id)

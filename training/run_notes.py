@@ -21,10 +21,12 @@ from models.forecaster import ForecasterConfig
 # MLflow's tag for a run's description (the UI's "Description" box).
 NOTE_TAG = "mlflow.note.content"
 
-# Per-epoch metric keys as logged: the fit's errors are on the scaled windows, named so.
+# Per-epoch metric keys as logged: the fit's errors are on the scaled windows, named so; an
+# epoch's duration was `seconds`, read beside `fit_seconds` as another total.
 EPOCH_METRIC_KEYS: Mapping[str, str] = {
     "val_mae": "val_mae_scaled",
     "val_mse": "val_mse_scaled",
+    "seconds": "epoch_seconds",
 }
 
 
@@ -54,7 +56,8 @@ def metrics_note(*, trains: bool, scope: str, monitor: str = "loss") -> str:
     epochs = (
         "Per-epoch `train_loss` and `val_loss` are the pinball loss over the quantiles, and "
         f"`val_mae_scaled` / `val_mse_scaled` the median's errors, on the scaled windows "
-        f"({scaled}: unitless; before 2026-12-06 logged as `val_mae` / `val_mse`); the run "
+        f"({scaled}: unitless; before 2026-12-06 logged as `val_mae` / `val_mse`, and "
+        "`epoch_seconds` as `seconds`); the run "
         f"list shows their last epoch's, `{best_val_key(monitor)}` the model kept (epoch "
         "`best_epoch`); "
         if trains

@@ -1777,13 +1777,14 @@ def _train_all(
         if not mlflow:
             results.append(run_paper_task(config, progress=progress))
             continue
-        from urnn_forecast.tracking import MlflowTracker, start_run
+        from urnn_forecast.tracking import PAPER_EXPERIMENT_NOTE, MlflowTracker, start_run
 
         with start_run(
             f"paper-{config.task}",
             settings,
             run_name=f"{config.model}-T{config.seq_len}",
             tags={"suite": "paper", "task": config.task, "model": config.model},
+            experiment_description=PAPER_EXPERIMENT_NOTE,
         ) as run:
             results.append(
                 run_paper_task(config, tracker=MlflowTracker(run.info.run_id), progress=progress)

@@ -89,8 +89,12 @@ def artifact_folder(experiment_name: str) -> str:
     return folder
 
 
-def ensure_experiment(experiment_name: str, settings: Settings) -> str:
-    """Return the experiment's id, creating it with artifacts under the configured root.
+def ensure_experiment(
+    experiment_name: str, settings: Settings, *, description: str | None = None
+) -> str:
+    """Return the experiment's id, creating it with artifacts under the configured root and
+    `description` (the UI's; also given to an existing experiment that has none, one made
+    before experiments were described: one a person edited is left alone).
 
     Experiments get an explicit `artifact_location` so that artifacts land beside the SQLite
     store (`var/mlartifacts/<name>`) rather than in an `mlruns/` folder under the working
@@ -104,10 +108,10 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is not None:
-            if NOTE_TAG not in experiment.tags:  # one made before it was described
-                client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, EXPERIMENT_NOTE)
+            if description is not None and NOTE_TAG not in experiment.tags:
+                client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, description)
             return experiment.experiment_id
-        tags = {NOTE_TAG: EXPERIMENT_NOTE}
+        tags = {} if description is None else {NOTE_TAG: description}
         root = settings.resolved_artifact_root()
         if root is None:  # a tracking server: its own default, which its clients can all read
             return client.create_experiment(experiment_name, tags=tags)
@@ -117,16 +121,26 @@ def ensure_experiment(experiment_name: str, settings: Settings) -> str:
         )
 
 
-# The experiment's description (MLflow's tag for the UI's Description column and box). The
+# An experiment's description (MLflow's tag for the UI's Description column and box). The
 # experiments list showed every column but the name empty: what the runs in it are, and how
-# they are named, was nowhere in the UI. A description a person has edited is left alone.
+# they are named, was nowhere in the UI. A description a person has edited is left alone. No
+# <angle brackets>: the runs page renders it as markdown and drops them as HTML tags.
 NOTE_TAG = "mlflow.note.content"
-EXPERIMENT_NOTE = (
-    "Training runs of urnn-forecast: `urnn train` and the retraining jobs (`urnn worker`), "
-    "one run per fit, named KIND-TARGET-L<lookback>-H<horizon> (a job's: job-<job id>-KIND-...). "
+TRAINING_EXPERIMENT_NOTE = (
+    # the experiments list shows the first words as written (markdown unrendered): plain ones
+    "Training runs of urnn-forecast, from urnn train and the retraining jobs (urnn worker): "
+    "one run per fit, named by kind, target, look-back and horizon (urnn-OT-L336-H96; a job's "
+    "by its id first, job-3f0c1a2b-urnn-OT-L96-H24). "
     "Each run's description says what it fitted and what became of its model; per-epoch "
-    "metrics are on scaled windows (unitless), `backtest_*` in the target's units over the test "
-    "span. The registered versions and their `champion` / `challenger` aliases are under Models."
+    "metrics are on scaled windows (unitless; `best_val_loss`: the model kept), `backtest_*` in "
+    "the target's units over the test span. The registered versions and their `champion` / "
+    "`challenger` aliases are under Models."
+)
+PAPER_EXPERIMENT_NOTE = (
+    "Runs of urnn benchmark paper TASK, the uRNN paper's copy or adding problem: one run per "
+    "model and sequence length, named by both (urnn-T100). `train_cost` (and `cost_ratio`, over "
+    "the task's no-memory baseline) per logged iteration, `eval_*` on held-out sequences at the "
+    "end. Results beside the paper's: docs/paper-results.md."
 )
 
 
@@ -427,8 +441,10 @@ def start_run(
     *,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    experiment_description: str | None = None,
 ) -> Iterator["ActiveRun"]:
-    """Point MLflow at the configured store and yield an active run in `experiment_name`.
+    """Point MLflow at the configured store and yield an active run in `experiment_name`
+    (described by `experiment_description` where it has no description yet).
 
     The run ends with status FINISHED, KILLED when the body is interrupted (Ctrl-C), or
     FAILED if it raises anything else.
@@ -438,7 +454,7 @@ def start_run(
     check_tracking_store(settings, logs_runs=True)  # makes var_dir for the default SQLite store
     check_tracking_server(settings)
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
-    experiment_id = ensure_experiment(experiment_name, settings)
+    experiment_id = ensure_experiment(experiment_name, settings, description=experiment_description)
     with mlflow.start_run(
         experiment_id=experiment_id,
         run_name=run_name,

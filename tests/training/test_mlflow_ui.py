@@ -5,12 +5,14 @@ first words, and a metrics table with its column names.
 Found by a walk through the UI (MLflow 3.17) on ETTh1, PJM and Bike runs: the experiments list
 and the registered model's page had empty descriptions; the runs table showed `val_loss` of
 the last epoch, not of the weights kept; the versions list cut every description to
-"Registered as urnn-forecaster..."; and `metrics/overall.csv` previewed with no header.
+"Registered as urnn-forecaster..."; and `metrics/overall.csv` previewed with its first column
+unnamed and the row's label (`all`) blank.
 Everything runs in a temporary store on the tiny model of test_registry.py.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,13 @@ from training.fit import FitConfig
 from training.pipeline import train_pipeline
 from training.run_notes import best_val_key, job_run_name
 from urnn_forecast.settings import Settings
-from urnn_forecast.tracking import EXPERIMENT_NOTE, NOTE_TAG, ensure_experiment
+from urnn_forecast.tracking import (
+    NOTE_TAG,
+    PAPER_EXPERIMENT_NOTE,
+    TRAINING_EXPERIMENT_NOTE,
+    ensure_experiment,
+    start_run,
+)
 
 
 @pytest.fixture
@@ -43,7 +51,7 @@ def test_two_runs_read_in_the_ui(csv: Path, tmp_path: Path, mlflow_settings: Set
     client = mlflow.MlflowClient()
 
     experiment = client.get_experiment_by_name("forecast")
-    assert experiment is not None and experiment.tags[NOTE_TAG] == EXPERIMENT_NOTE
+    assert experiment is not None and experiment.tags[NOTE_TAG] == TRAINING_EXPERIMENT_NOTE
 
     registered = client.get_registered_model(NAME)
     assert registered.description is not None
@@ -57,6 +65,8 @@ def test_two_runs_read_in_the_ui(csv: Path, tmp_path: Path, mlflow_settings: Set
         kept = next(m.value for m in history if m.step == best_epoch)
         assert run.data.metrics["best_val_loss"] == pytest.approx(kept)
         assert "`best_val_loss` the model kept" in run.data.tags[NOTE_TAG]
+        # an epoch's duration, not to be read as another total beside fit_seconds
+        assert "epoch_seconds" in run.data.metrics and "seconds" not in run.data.metrics
 
         overall = client.download_artifacts(result.run_id, "metrics/overall.csv", str(tmp_path))
         header = Path(overall).read_text().splitlines()[0].split(",")
@@ -97,8 +107,44 @@ def test_an_experiment_made_before_descriptions_is_described(
     client = MlflowClient(tracking_uri=uri)
     made = client.create_experiment("older", artifact_location=(tmp_path / "a").as_uri())
     assert NOTE_TAG not in client.get_experiment(made).tags
-    assert ensure_experiment("older", mlflow_settings) == made
-    assert client.get_experiment(made).tags[NOTE_TAG] == EXPERIMENT_NOTE
+    assert ensure_experiment("older", mlflow_settings) == made  # not described: not asked to
+    assert NOTE_TAG not in client.get_experiment(made).tags
+    described = ensure_experiment("older", mlflow_settings, description=TRAINING_EXPERIMENT_NOTE)
+    assert described == made
+    assert client.get_experiment(made).tags[NOTE_TAG] == TRAINING_EXPERIMENT_NOTE
+
+
+def test_only_the_training_experiment_gets_the_training_description(
+    mlflow_settings: Settings,
+) -> None:
+    """The paper benchmark's experiment (`paper-adding`) holds no training runs: it is
+    described as what it holds; an experiment of other runs is not described at all."""
+    from mlflow import MlflowClient
+
+    from urnn_forecast.cli import main
+
+    argv = "benchmark paper adding --seq-len 6 --iterations 3 --model lstm --hidden-size 4"
+    assert main([*argv.split(), "--device", "cpu"], settings=mlflow_settings) == 0
+    client = MlflowClient(tracking_uri=mlflow_settings.resolved_tracking_uri())
+    paper = client.get_experiment_by_name("paper-adding")
+    assert paper is not None and paper.tags[NOTE_TAG] == PAPER_EXPERIMENT_NOTE
+
+    with start_run("service-tests", mlflow_settings) as run:
+        other = run.info.experiment_id
+    assert NOTE_TAG not in client.get_experiment(other).tags
+
+
+def test_descriptions_hold_no_angle_brackets() -> None:
+    """The runs page renders the experiment's description as markdown, which drops `<lookback>`
+    as an HTML tag: the first note read "named KIND-TARGET-L-H (a job's: job--KIND-...)"."""
+    from training.run_notes import registered_model_description
+
+    for said in (
+        TRAINING_EXPERIMENT_NOTE,
+        PAPER_EXPERIMENT_NOTE,
+        registered_model_description(NAME),
+    ):
+        assert re.search(r"<[A-Za-z]", said) is None, said
 
 
 def test_metric_and_job_run_names() -> None:
