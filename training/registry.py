@@ -91,6 +91,7 @@ class PromotionDecision:
     champion_score: float | None
     promoted: bool
     reason: str
+    decision: str = "kept"  # the version's promotion.decision tag: promoted, kept or skipped
 
 
 # The third-party packages the pyfunc's code imports (`models`, `training`, `urnn_forecast`,
@@ -357,6 +358,7 @@ def promote_if_better(
         champion_score=score,
         promoted=promoted,
         reason=reason,
+        decision=decision.tag,
     )
 
 

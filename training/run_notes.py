@@ -126,6 +126,14 @@ def decision_line(*, name: str, version: str, reason: str, promoted: bool) -> st
     return f"{status} ({reason}); registered as {name} version {version}."
 
 
+def outcome_tags(version: str, decision: str) -> dict[str, str]:
+    """The run's tags for what became of its model at registration, as on the version (the
+    same `promotion.decision` key): the run list can show them as columns and search them
+    (`tags.promotion.decision = 'promoted'`), where three runs of one command had one name
+    and only the Models column (v1, v2, v3) to tell them apart."""
+    return {"registered_version": version, "promotion.decision": decision}
+
+
 def manual_line(*, previous: str | None, reason: str, at: datetime | None = None) -> str:
     """The line a move by hand (`urnn models promote`) puts first in the version's
     description: the tag `promotion.decision` keeps the automatic decision ("kept"), which the

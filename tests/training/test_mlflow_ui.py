@@ -75,6 +75,18 @@ def test_two_runs_read_in_the_ui(csv: Path, tmp_path: Path, mlflow_settings: Set
             result.scores["mae"]
         )
 
+    # runs of one command share a name: what became of each model is on the run, searchable
+    for result in (first, second):
+        assert result.version is not None
+        tags = client.get_run(result.run_id).data.tags
+        on_version = client.get_model_version(NAME, result.version).tags["promotion.decision"]
+        assert tags["registered_version"] == result.version
+        assert tags["promotion.decision"] == on_version
+    promoted = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`promotion.decision` = 'promoted'"
+    )
+    assert [r.info.run_id for r in promoted if r.info.run_id == first.run_id] == [first.run_id]
+
     # the versions list shows a description's first words: the decision, not the model's name
     for result in (first, second):
         assert result.version is not None
