@@ -573,14 +573,13 @@ def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) ->
     weekday-only data is recorded on business days or misses its weekends is the user's to say,
     and the checks in `regularise` and the filled-share check say so.
     """
-    steps = [np.diff(index.to_numpy()) for index in indexes if len(index) > 1]
-    pooled = np.concatenate(steps) if steps else np.array([], dtype="timedelta64[us]")
-    if pooled.size == 0:
+    values, counts = _distinct_steps(indexes)  # sorted: ties go to the shorter step
+    if values.size == 0:
         raise FrequencyError(
             f"{source}: cannot infer the frequency: every series has fewer than 2 distinct "
             "timestamps; pass freq (a pandas offset alias such as 'h', '15min', 'D', 'MS')"
         )
-    values, counts = np.unique(pooled, return_counts=True)  # sorted: ties go to the shorter step
+    n_steps = int(counts.sum())
     modal = pd.Timedelta(values[int(np.argmax(counts))])
     if modal >= _SHORTEST_MONTH:
         months = month_grid(indexes)
@@ -594,7 +593,7 @@ def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) ->
                 f"{plural(months.step, 'month')} (a longer step is a gap)",
             )
             return months.alias
-        if (pooled != values[int(np.argmax(counts))]).any():  # no fixed step fits either
+        if values.size > 1:  # no fixed step fits either
             _refuse_month_day(indexes, source)
     freq = step_alias(modal)
     n_modal = int(counts.max())
@@ -603,9 +602,36 @@ def infer_frequency(indexes: Sequence[pd.Index], source: str, report: Report) ->
         "frequency",
         0,
         f"frequency {freq!r} inferred from the timestamps: the modal step, "
-        f"{n_modal:,} of {pooled.size:,} steps ({100 * n_modal / pooled.size:.2f}%)",
+        f"{n_modal:,} of {n_steps:,} steps ({100 * n_modal / n_steps:.2f}%)",
     )
     return freq
+
+
+# Steps between timestamps counted at once by `_distinct_steps`.
+STEP_CHUNK = 1 << 20
+
+
+def _distinct_steps(indexes: Sequence[pd.Index]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct steps between consecutive timestamps of each index, in order, and how
+    often each occurs: `np.unique(np.concatenate([np.diff(i) for i in indexes]),
+    return_counts=True)`, counted STEP_CHUNK steps at a time. Pooling and sorting every step
+    at once took 2.2 s and 0.4 GB for one series of 16 M rows, to find a handful of values."""
+    found: list[np.ndarray] = []
+    tallies: list[np.ndarray] = []
+    for index in indexes:
+        stamps = index.to_numpy()
+        for start in range(1, len(stamps), STEP_CHUNK):
+            steps = np.diff(stamps[start - 1 : start + STEP_CHUNK])
+            distinct, counts = np.unique(steps, return_counts=True)
+            found.append(distinct)
+            tallies.append(counts)
+    if not found:
+        return np.array([], dtype="timedelta64[us]"), np.array([], dtype=np.int64)
+    # the few distinct steps of every chunk, merged (in one unit, as concatenating them all was)
+    merged, at = np.unique(np.concatenate(found), return_inverse=True)
+    counts = np.zeros(len(merged), dtype=np.int64)
+    np.add.at(counts, at, np.concatenate(tallies))
+    return merged, counts
 
 
 _SHORTEST_MONTH = pd.Timedelta(days=28)
