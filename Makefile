@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-gpu lint typecheck check bench bench-serve bench-loop bench-stream clean
+.PHONY: setup demo test test-gpu lint typecheck check bench bench-serve bench-loop bench-stream bench-read clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ bench-loop: $(STAMP)
 # length up to 1M points (bench/stream.py); ARGS=--quick for a smoke run under 2 minutes.
 bench-stream: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.stream $(ARGS)
+
+# Not a test: peak memory and time of loading a 16 M-row (1 GB) CSV and its Parquet copy, this
+# loader against the one before it read in chunks (bench/read_memory.py, ~10 min);
+# ARGS="--rows 2000000" for a quicker look.
+bench-read: $(STAMP)
+	$(BIN)/python -m bench.read_memory $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
