@@ -426,7 +426,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     if config.sep != "," and config.decimal == ".":
         _note_thousands(values, source, report)
     _check_finite(values, source)
-    del raw  # the text as read (timestamps ~27 bytes a row): parsed, no longer needed
+    del raw  # the cells as read (text, where decimal=','): converted to values
     _release_arrow_memory()
     _report_missing_cells(
         values, source, report, lambda missing: _cells_as_written(path, missing, config)
@@ -1273,9 +1273,11 @@ def _read_csv_chunked(path: Path, columns: list[str], options: dict[str, Any]) -
     if not pieces[columns[0]]:  # no data rows: the empty frame a whole-file read gives
         return _read_csv_whole(path, columns, options)
     joined: dict[str, pd.Series] = {}
+    several = len(pieces[columns[0]]) > 1
     for c in columns:  # one column's chunks at a time: they are let go once it is joined
         joined[c] = pd.concat(pieces.pop(c), ignore_index=True)
-        _release_freed_memory()
+        if several:  # a file of one chunk (most) frees too little to be worth handing back
+            _release_freed_memory()
     return pd.DataFrame(joined, columns=columns, copy=False)
 
 
