@@ -1250,6 +1250,14 @@ def _read_csv_whole(path: Path, columns: list[str], options: dict[str, Any]) -> 
     return cast(pd.DataFrame, pd.read_csv(path, **options)[columns])
 
 
+def _table_width(reader: object) -> int | None:
+    """The width pandas' C reader sizes its typing blocks by (the header's fields), from a
+    private attribute of its TextFileReader; None where a pandas version has no such thing."""
+    engine_reader = getattr(getattr(reader, "_engine", None), "_reader", None)
+    width = getattr(engine_reader, "table_width", None)
+    return width if isinstance(width, int) else None
+
+
 def _read_csv_chunked(path: Path, columns: list[str], options: dict[str, Any]) -> pd.DataFrame:
     """`columns` of a CSV file as one whole-file `pd.read_csv(path, **options)[columns]` reads
     them, holding only those columns: every row is still tokenized whole (so a row longer than
@@ -1260,8 +1268,10 @@ def _read_csv_chunked(path: Path, columns: list[str], options: dict[str, Any]) -
     (and a bad cell's text) is what the whole-file read gives."""
     pieces: dict[str, list[pd.Series]] = {c: [] for c in columns}
     with pd.read_csv(path, iterator=True, **options) as reader:
-        # the width pandas' C reader sizes its blocks by: the header's fields
-        chunk_rows = _csv_buffer_lines(cast(Any, reader)._engine._reader.table_width)
+        width = _table_width(reader)
+        if width is None:  # a pandas without it: the file read whole, as before
+            return _read_csv_whole(path, columns, options)
+        chunk_rows = _csv_buffer_lines(width)
         while True:
             try:
                 chunk = reader.get_chunk(chunk_rows)
@@ -1951,7 +1961,10 @@ def to_datetime_in_chunks(
     def whole() -> pd.Series:
         return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc, dayfirst=day_first)
 
-    chunk_format = fmt if fmt is not None else _inferred_format(text, day_first) or "mixed"
+    try:
+        chunk_format = fmt if fmt is not None else _inferred_format(text, day_first) or "mixed"
+    except ImportError:  # a pandas without its private guesser: the whole column, as before
+        return whole()
     parts: list[pd.Series] = []
     try:
         for start in range(0, len(text), PARSE_CHUNK_ROWS):

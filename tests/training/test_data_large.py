@@ -357,3 +357,26 @@ def test_a_wide_file_read_for_one_column_holds_that_column_not_all(tmp_path: Pat
             tracemalloc.stop()
     assert len(data.series["wide"]) == rows
     assert peak < 100 * rows, f"{peak / rows:.0f} bytes a row at the peak"
+
+
+@needs_shared()
+def test_a_pandas_without_the_private_helpers_reads_as_before(tmp_path: Path) -> None:
+    """The chunked read leans on two private pieces of pandas (the C reader's `table_width`,
+    `_guess_datetime_format_for_array`). A pandas version without them must read the file as
+    the whole-file read does, not fail every run: pyproject pins no upper bound."""
+    path = SHARED_DATA / "PJM_hourly" / "PJME_hourly.csv"
+    config = LoadConfig(target="PJME_MW")
+    with whole_file_reading():
+        whole = outcome(path, config)
+    assert loader._table_width(object()) is None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loader, "_table_width", lambda reader: None)
+        patch.setattr(loader, "_inferred_format", no_private_guesser)
+        patch.setattr(loader, "PARSE_CHUNK_ROWS", SMALL)
+        assert_same(outcome(path, config), whole)
+
+
+def no_private_guesser(text: pd.Series, day_first: bool) -> str | None:
+    """`_inferred_format` where pandas has no `_guess_datetime_format_for_array` to import
+    (deleting pandas' own would break its to_datetime, which calls it)."""
+    raise ImportError("cannot import name '_guess_datetime_format_for_array'")
