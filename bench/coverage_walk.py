@@ -1,0 +1,195 @@
+"""Out-of-sample coverage of the calibrated 80 % interval: train on a history ending at a cut-off,
+then score rolling forecasts (an origin every row) over the weeks after it, week by week, beside
+the model's own validation and test (backtest) coverage at training time.
+
+    python -m bench.coverage_walk --datasets dayton,pjmw,comed --cutoffs 2016-10-15,2016-04-15
+
+Small settings for speed (the PJM walk's): look-back 168, horizon 24, hidden 32, at most
+`--epochs` epochs of `--batches` batches; `urnn train`'s split (fractions 70 / 10 / 20 % of a
+one-year history), quantiles 0.1 / 0.5 / 0.9, calibrated on val as `urnn train` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from pandas.tseries.frequencies import to_offset
+
+from models.forecaster import Forecaster, ForecasterConfig
+from training.data import LoadConfig
+from training.fit import FitConfig, fit, predict
+from training.pipeline import TrainConfig, prepare_training
+from training.windows import WindowDataset
+
+DATA_DIR = Path("/work/shared/data")  # the worktree is outside /work: say where the data is
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str
+    time: str | tuple[str, str]
+    target: str
+    load: dict[str, object]
+
+
+SOURCES = {
+    "dayton": Source("PJM_hourly/DAYTON_hourly.csv", "Datetime", "DAYTON_MW", {}),
+    "pjmw": Source("PJM_hourly/PJMW_hourly.csv", "Datetime", "PJMW_MW", {}),
+    "comed": Source("PJM_hourly/COMED_hourly.csv", "Datetime", "COMED_MW", {}),
+    "bike": Source(
+        "Bike-Sharing-Dataset/hour.csv",
+        ("dteday", "hr"),
+        "cnt",
+        {"timestamp_col": ("dteday", "hr"), "timestamp_format": "%Y-%m-%d %H", "max_gap": 36},
+    ),
+    "taylor": Source("pmdarima_taylor/taylor.csv", "", "demand_mw", {}),
+    "etth1": Source("ETT-small/ETTh1.csv", "", "OT", {}),
+}
+
+
+def timestamps(frame: pd.DataFrame, source: Source) -> pd.Series:
+    if isinstance(source.time, tuple):
+        day, hour = source.time
+        return pd.to_datetime(frame[day]) + pd.to_timedelta(frame[hour], unit="h")
+    return pd.to_datetime(frame[source.time])
+
+
+def cut(source: Source, cutoff: pd.Timestamp, days: int, out: Path) -> Path:
+    """The rows of the `days` before `cutoff` (inclusive), written as the user's file."""
+    frame = pd.read_csv(DATA_DIR / source.path)
+    when = timestamps(frame, source)
+    keep = (when > cutoff - pd.Timedelta(days=days)) & (when <= cutoff)
+    path = out / f"{source.target}_{cutoff:%Y%m%d}_{days}.csv"
+    frame[keep.to_numpy()].to_csv(path, index=False)
+    return path
+
+
+def coverage_width(q: torch.Tensor, y: torch.Tensor, scale: float) -> tuple[float, float, int]:
+    inside = ((y >= q[..., 0]) & (y <= q[..., -1])).double()
+    width = (q[..., -1] - q[..., 0]).double() * scale
+    return float(inside.mean()), float(width.mean()), int(y.shape[0])
+
+
+def weekly(
+    q: torch.Tensor, y: torch.Tensor, origins: pd.DatetimeIndex, scale: float
+) -> list[tuple[str, float, float, int]]:
+    weeks = ((origins - origins[0]) // pd.Timedelta(days=7)).to_numpy()
+    rows = []
+    for w in np.unique(weeks):
+        sel = torch.from_numpy(weeks == w)
+        c, wd, n = coverage_width(q[sel], y[sel], scale)
+        rows.append((f"{origins[weeks == w][0]:%Y-%m-%d}", c, wd, n))
+    return rows
+
+
+def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
+    source = SOURCES[name]
+    load = LoadConfig(target=source.target, **source.load)  # type: ignore[arg-type]
+    model = ForecasterConfig(
+        kind=args.kind, lookback=args.lookback, horizon=args.horizon, hidden_size=args.hidden
+    )
+    fit_config = FitConfig(
+        max_epochs=args.epochs, max_train_batches=args.batches, device="cpu", seed=args.seed
+    )
+    if name in ("taylor", "etth1"):  # the whole file: its val and test spans only
+        history = DATA_DIR / source.path
+        future = None
+    else:
+        end = pd.Timestamp(cutoff)
+        history = cut(source, end, args.history_days, tmp)
+        future = cut(source, end + pd.Timedelta(weeks=args.weeks), args.weeks * 7 + 14, tmp)
+    config = TrainConfig(data=str(history), load=load, model=model, fit=fit_config)
+    prepared = prepare_training(config)
+    result = fit(prepared.model_config, prepared.sets.train, prepared.sets.val, fit_config,
+                 progress=False)  # fmt: skip
+    net = result.model
+    (sid,) = prepared.data.series
+    stats = prepared.scaler.stats
+    col = next(iter(stats.values()))[source.target]
+    scale = float(getattr(col, "scale", getattr(col, "std", 1.0)))
+    label = f"{name} {cutoff if future else 'whole file'}"
+    later: WindowDataset | None = None
+    origins = pd.DatetimeIndex([])
+    if future is not None:
+        frame = prepare_training(replace(config, data=str(future))).data.series
+        # the trained model's scaler on the later rows; the first lookback rows are context
+        scaled = prepared.scaler.transform(sid, next(iter(frame.values())))
+        start = (
+            pd.Timestamp(cutoff) - pd.Timedelta(to_offset(prepared.data.freq).nanos) * args.lookback
+        )
+        context = scaled[scaled.index > start]
+        later = WindowDataset.from_frames(
+            {sid: context}, lookback=args.lookback, horizon=args.horizon
+        )
+        origins = pd.DatetimeIndex(context.index[later.starts.numpy() + args.lookback])
+    for how in args.calibrations.split(","):
+        calibrate(net, prepared.sets.train, prepared.sets.val, how)
+        cells = [label, how]
+        for ds in (prepared.sets.val, prepared.sets.test):
+            c, w, _ = coverage_width(predict(net, ds), targets(ds), scale)
+            cells += [f"{c:.3f}", f"{w:,.4g}"]
+        if later is None:
+            print(" | ".join(cells) + " | | | |", flush=True)
+            continue
+        q, y = predict(net, later), targets(later)
+        weeks = weekly(q, y, origins, scale)
+        if args.weekly:
+            for week, c, w, n in weeks:
+                print(f"{label} | {how} | week of {week} | {c:.3f} | {w:,.1f} | {n}")
+        c, w, n = coverage_width(q, y, scale)
+        spread = [round(row[1], 2) for row in weeks]
+        cells += [f"{c:.3f}", f"{w:,.4g}", f"{min(spread):.2f}-{max(spread):.2f}"]
+        print(" | ".join(cells), flush=True)
+
+
+def targets(ds: WindowDataset) -> torch.Tensor:
+    return ds.targets(torch.arange(len(ds)))
+
+
+def calibrate(net: Forecaster, train: WindowDataset, val: WindowDataset, how: str) -> None:
+    """Refit the gap multipliers from the uncalibrated forecasts of the windows `how` names:
+    "val" (what `urnn train` does), "train+val" (a year of windows, every season), "none"."""
+    net.gap_scale.fill_(1.0)
+    if how == "none":
+        return
+    parts = {"val": [val], "train+val": [train, val]}[how]
+    pred = torch.cat([predict(net, ds) for ds in parts])
+    net.calibrate_gaps(pred, torch.cat([targets(ds) for ds in parts]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default="dayton,pjmw,comed")
+    parser.add_argument("--cutoffs", default="2016-10-15,2016-04-15")
+    parser.add_argument("--kind", default="urnn")
+    parser.add_argument("--lookback", type=int, default=168)
+    parser.add_argument("--horizon", type=int, default=24)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weeks", type=int, default=10)
+    parser.add_argument("--history-days", type=int, default=365)
+    parser.add_argument("--calibrations", default="val,train+val")
+    parser.add_argument("--weekly", action="store_true", help="a row per week after the cut-off")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(
+        "| series, cut-off | calibrated on | val cov | val width | test cov | test width "
+        "| after cov | after width | after, weekly cov |"
+    )
+    print("|---|---|" + "---:|" * 7)
+    with tempfile.TemporaryDirectory(prefix="urnn-coverage-") as tmp:
+        for name in args.datasets.split(","):
+            for cutoff in args.cutoffs.split(","):
+                run(name, cutoff, args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
