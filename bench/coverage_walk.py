@@ -4,8 +4,9 @@ the model's own validation and test (backtest) coverage at training time.
 
     python -m bench.coverage_walk --datasets dayton,pjmw,comed --cutoffs 2016-10-15,2016-04-15
 
-Small settings for speed (the PJM walk's): look-back 168, horizon 24, hidden 32, at most
-`--epochs` epochs of `--batches` batches; `urnn train`'s split (fractions 70 / 10 / 20 % of a
+Small settings for speed by default (the PJM walk's): look-back 168, horizon 24, hidden 32, at
+most `--epochs` epochs of `--batches` batches (`--lookback 336 --horizon 96 --hidden 0 --epochs
+100 --batches 0`: `urnn train`'s defaults); `urnn train`'s split (fractions 70 / 10 / 20 % of a
 one-year history), quantiles 0.1 / 0.5 / 0.9, calibrated on val as `urnn train` does.
 """
 
@@ -27,7 +28,8 @@ from training.fit import FitConfig, fit, predict
 from training.pipeline import TrainConfig, prepare_training
 from training.windows import WindowDataset
 
-DATA_DIR = Path("/work/shared/data")  # the worktree is outside /work: say where the data is
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+CALIBRATIONS = ("val", "train+val", "none")  # which windows fit the gap multipliers
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,9 @@ def timestamps(frame: pd.DataFrame, source: Source) -> pd.Series:
     return pd.to_datetime(frame[source.time])
 
 
-def cut(source: Source, cutoff: pd.Timestamp, days: int, out: Path) -> Path:
+def cut(data: Path, source: Source, cutoff: pd.Timestamp, days: int, out: Path) -> Path:
     """The rows of the `days` before `cutoff` (inclusive), written as the user's file."""
-    frame = pd.read_csv(DATA_DIR / source.path)
+    frame = pd.read_csv(data / source.path)
     when = timestamps(frame, source)
     keep = (when > cutoff - pd.Timedelta(days=days)) & (when <= cutoff)
     path = out / f"{source.target}_{cutoff:%Y%m%d}_{days}.csv"
@@ -91,19 +93,20 @@ def weekly(
 def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
     source = SOURCES[name]
     load = LoadConfig(target=source.target, **source.load)  # type: ignore[arg-type]
-    model = ForecasterConfig(
-        kind=args.kind, lookback=args.lookback, horizon=args.horizon, hidden_size=args.hidden
-    )
+    hidden = {"hidden_size": args.hidden} if args.hidden else {}  # 0: the kind's default
+    model = ForecasterConfig(kind=args.kind, lookback=args.lookback, horizon=args.horizon, **hidden)
     fit_config = FitConfig(
-        max_epochs=args.epochs, max_train_batches=args.batches, device="cpu", seed=args.seed
+        max_epochs=args.epochs, max_train_batches=args.batches or None, device="cpu", seed=args.seed
     )
     if name in ("taylor", "etth1"):  # the whole file: its val and test spans only
-        history = DATA_DIR / source.path
+        history = args.data_dir / source.path
         future = None
     else:
         end = pd.Timestamp(cutoff)
-        history = cut(source, end, args.history_days, tmp)
-        future = cut(source, end + pd.Timedelta(weeks=args.weeks), args.weeks * 7 + 14, tmp)
+        history = cut(args.data_dir, source, end, args.history_days, tmp)
+        future = cut(
+            args.data_dir, source, end + pd.Timedelta(weeks=args.weeks), args.weeks * 7 + 14, tmp
+        )
     config = TrainConfig(data=str(history), load=load, model=model, fit=fit_config)
     prepared = prepare_training(config)
     result = fit(prepared.model_config, prepared.sets.train, prepared.sets.val, fit_config,
@@ -158,7 +161,7 @@ def calibrate(net: Forecaster, train: WindowDataset, val: WindowDataset, how: st
     net.gap_scale.fill_(1.0)
     if how == "none":
         return
-    parts = {"val": [val], "train+val": [train, val]}[how]
+    parts = {"val": [val], "train+val": [train, val]}[how]  # CALIBRATIONS
     pred = torch.cat([predict(net, ds) for ds in parts])
     net.calibrate_gaps(pred, torch.cat([targets(ds) for ds in parts]))
 
@@ -170,15 +173,22 @@ def main() -> None:
     parser.add_argument("--kind", default="urnn")
     parser.add_argument("--lookback", type=int, default=168)
     parser.add_argument("--horizon", type=int, default=24)
-    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=32, help="0: the kind's default")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batches", type=int, default=60)
+    parser.add_argument("--batches", type=int, default=60, help="0: every window, each epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weeks", type=int, default=10)
     parser.add_argument("--history-days", type=int, default=365)
     parser.add_argument("--calibrations", default="val,train+val")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--weekly", action="store_true", help="a row per week after the cut-off")
     args = parser.parse_args()
+    unknown = [n for n in args.datasets.split(",") if n not in SOURCES]
+    if unknown:
+        parser.error(f"unknown data set(s) {unknown}; known: {', '.join(SOURCES)}")
+    odd = [c for c in args.calibrations.split(",") if c not in CALIBRATIONS]
+    if odd:
+        parser.error(f"unknown calibration(s) {odd}; known: {', '.join(CALIBRATIONS)}")
     torch.set_num_threads(1)
     print(
         "| series, cut-off | calibrated on | val cov | val width | test cov | test width "
