@@ -13,6 +13,7 @@ one-year history), quantiles 0.1 / 0.5 / 0.9, calibrated on val as `urnn train` 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from training.pipeline import TrainConfig, prepare_training
 from training.windows import WindowDataset
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-CALIBRATIONS = ("val", "train+val", "none")  # which windows fit the gap multipliers
+CALIBRATIONS = ("val", "val-pooled", "train+val", "none")  # which windows fit the gap multipliers
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,11 @@ def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
         spread = [round(row[1], 2) for row in weeks]
         cells += [f"{c:.3f}", f"{w:,.4g}", f"{min(spread):.2f}-{max(spread):.2f}"]
         print(" | ".join(cells), flush=True)
+        if args.steps:
+            inside = ((y >= q[..., 0]) & (y <= q[..., -1])).double().mean(dim=0)  # (H,)
+            at = sorted({1, args.horizon // 4, args.horizon // 2, args.horizon})
+            said = ", ".join(f"step {s}: {float(inside[s - 1]):.3f}" for s in at)
+            print(f"{label} | {how} | after, by horizon step | {said}")
 
 
 def targets(ds: WindowDataset) -> torch.Tensor:
@@ -157,13 +163,15 @@ def targets(ds: WindowDataset) -> torch.Tensor:
 
 def calibrate(net: Forecaster, train: WindowDataset, val: WindowDataset, how: str) -> None:
     """Refit the gap multipliers from the uncalibrated forecasts of the windows `how` names:
-    "val" (what `urnn train` does), "train+val" (a year of windows, every season), "none"."""
+    "val" (what `urnn train` does: per horizon step), "val-pooled" (one multiplier per gap for
+    every step), "train+val" (a year of windows, every season), "none" (the raw pinball fit)."""
     net.gap_scale.fill_(1.0)
     if how == "none":
         return
-    parts = {"val": [val], "train+val": [train, val]}[how]  # CALIBRATIONS
+    parts = [val] if how.startswith("val") else [train, val]
     pred = torch.cat([predict(net, ds) for ds in parts])
-    net.calibrate_gaps(pred, torch.cat([targets(ds) for ds in parts]))
+    pooled = {"min_windows": sys.maxsize} if how == "val-pooled" else {}
+    net.calibrate_gaps(pred, torch.cat([targets(ds) for ds in parts]), **pooled)
 
 
 def main() -> None:
@@ -181,6 +189,7 @@ def main() -> None:
     parser.add_argument("--history-days", type=int, default=365)
     parser.add_argument("--calibrations", default="val,train+val")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--steps", action="store_true", help="after-span coverage by step")
     parser.add_argument("--weekly", action="store_true", help="a row per week after the cut-off")
     args = parser.parse_args()
     unknown = [n for n in args.datasets.split(",") if n not in SOURCES]

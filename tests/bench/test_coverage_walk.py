@@ -25,7 +25,7 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (
             ["--calibrations", "test"],
-            "unknown calibration(s) ['test']; known: val, train+val, none",
+            "unknown calibration(s) ['test']; known: val, val-pooled, train+val, none",
         ),
     ],
 )
