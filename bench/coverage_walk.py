@@ -30,7 +30,13 @@ from training.pipeline import TrainConfig, prepare_training
 from training.windows import WindowDataset
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-CALIBRATIONS = ("val", "val-pooled", "train+val", "none")  # which windows fit the gap multipliers
+CALIBRATIONS = (
+    "val",
+    "val-pooled",
+    "train+val",
+    "none",
+    "crossfit",
+)  # which windows fit the gap multipliers
 
 
 @dataclass(frozen=True)
@@ -132,8 +138,12 @@ def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
             {sid: context}, lookback=args.lookback, horizon=args.horizon
         )
         origins = pd.DatetimeIndex(context.index[later.starts.numpy() + args.lookback])
+    folds: tuple[torch.Tensor, torch.Tensor] | None = None
+    if "crossfit" in args.calibrations.split(","):
+        folds = crossfit_forecasts(prepared.model_config, prepared.sets.train, prepared.sets.val,
+                                   fit_config, args.folds, args.fold_block)  # fmt: skip
     for how in args.calibrations.split(","):
-        calibrate(net, prepared.sets.train, prepared.sets.val, how)
+        calibrate(net, prepared.sets.train, prepared.sets.val, how, folds)
         cells = [label, how]
         for ds in (prepared.sets.val, prepared.sets.test):
             c, w, _ = coverage_width(predict(net, ds), targets(ds), scale)
@@ -161,12 +171,68 @@ def targets(ds: WindowDataset) -> torch.Tensor:
     return ds.targets(torch.arange(len(ds)))
 
 
-def calibrate(net: Forecaster, train: WindowDataset, val: WindowDataset, how: str) -> None:
+def subset(ds: WindowDataset, keep: torch.Tensor) -> WindowDataset:
+    """The windows of `ds` where `keep` (N,) is True, over the same stored rows."""
+    return WindowDataset(
+        ds.values,
+        ds.calendar,
+        ds.entries,
+        ds.starts[keep],
+        ds.window_entry[keep],
+        lookback=ds.lookback,
+        horizon=ds.horizon,
+    )
+
+
+def crossfit_forecasts(
+    config: ForecasterConfig,
+    train: WindowDataset,
+    val: WindowDataset,
+    fit_config: FitConfig,
+    k: int,
+    block: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Out-of-sample uncalibrated forecasts of every train window: the train windows cut into
+    runs of `block` windows dealt round-robin to `k` folds (each fold's model then still sees
+    every season), each forecast by a model fitted on the other folds' windows, early-stopped
+    on val. Windows within `horizon` of a held-out run are left out of that fit: their targets
+    would share rows with the held-out targets."""
+    n = len(train)
+    index = torch.arange(n)
+    fold_of = (index // block) % k
+    preds, ys = [], []
+    for f in range(k):
+        held = fold_of == f
+        near = torch.zeros(n, dtype=torch.bool)
+        for shift in range(-train.horizon + 1, train.horizon):
+            near |= held.roll(shift)  # roll wraps around: a few windows more left out
+        quiet = replace(fit_config, calibrate_intervals=False)
+        model = fit(config, subset(train, ~near), val, quiet, progress=False).model
+        out = subset(train, held)
+        preds.append(predict(model, out))
+        ys.append(targets(out))
+    return torch.cat(preds), torch.cat(ys)
+
+
+def calibrate(
+    net: Forecaster,
+    train: WindowDataset,
+    val: WindowDataset,
+    how: str,
+    folds: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> None:
     """Refit the gap multipliers from the uncalibrated forecasts of the windows `how` names:
     "val" (what `urnn train` does: per horizon step), "val-pooled" (one multiplier per gap for
-    every step), "train+val" (a year of windows, every season), "none" (the raw pinball fit)."""
+    every step), "train+val" (a year of windows, every season), "none" (the raw pinball fit),
+    "crossfit" (the train windows forecast out of sample by `crossfit_forecasts`, and val)."""
     net.gap_scale.fill_(1.0)
     if how == "none":
+        return
+    if how == "crossfit":  # the folds' out-of-sample train forecasts, then this model's val
+        assert folds is not None
+        net.calibrate_gaps(
+            torch.cat([folds[0], predict(net, val)]), torch.cat([folds[1], targets(val)])
+        )
         return
     parts = [val] if how.startswith("val") else [train, val]
     pred = torch.cat([predict(net, ds) for ds in parts])
@@ -190,6 +256,8 @@ def main() -> None:
     parser.add_argument("--calibrations", default="val,train+val")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--steps", action="store_true", help="after-span coverage by step")
+    parser.add_argument("--folds", type=int, default=4, help="crossfit: folds of train windows")
+    parser.add_argument("--fold-block", type=int, default=336, help="crossfit: windows a run")
     parser.add_argument("--weekly", action="store_true", help="a row per week after the cut-off")
     args = parser.parse_args()
     unknown = [n for n in args.datasets.split(",") if n not in SOURCES]

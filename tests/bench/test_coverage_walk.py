@@ -4,11 +4,20 @@ DAYTON's real hourly load (../shared/data)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+import torch
 
 from bench import coverage_walk
+from models.forecaster import ForecasterConfig
 from tests.shared_data import SHARED_DATA, needs_shared
+from training.data import LoadConfig
+from training.fit import FitConfig, fit
+from training.pipeline import TrainConfig, prepare_training
+from training.windows import WindowDataset
 
 
 def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,7 +34,7 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (
             ["--calibrations", "test"],
-            "unknown calibration(s) ['test']; known: val, val-pooled, train+val, none",
+            "unknown calibration(s) ['test']; known: val, val-pooled, train+val, none, crossfit",
         ),
     ],
 )
@@ -62,3 +71,38 @@ def test_the_weeks_after_the_cutoff_are_scored_beside_val_and_test(
     assert abs(float(summary["val"][2]) - 0.8) < 0.01  # val coverage, fitted there
     for r in summary.values():
         assert 0.0 <= float(r[6]) <= 1.0  # the after-span coverage
+
+
+@needs_shared("PJM_hourly/DAYTON_hourly.csv")
+def test_crossfit_forecasts_each_train_window_once_from_a_fit_without_its_targets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every train window is forecast exactly once, by a fold model none of whose training
+    windows shares a target row with the windows it forecasts (real DAYTON hours)."""
+    source = coverage_walk.SOURCES["dayton"]
+    history = coverage_walk.cut(SHARED_DATA, source, pd.Timestamp("2016-10-15"), 120, tmp_path)
+    model = ForecasterConfig(kind="urnn", lookback=48, horizon=24, hidden_size=8)
+    config = TrainConfig(data=str(history), load=LoadConfig(target=source.target), model=model)
+    prepared = prepare_training(config)
+    train, val = prepared.sets.train, prepared.sets.val
+    fitted_on: list[set[int]] = []
+
+    def recording_fit(
+        config: ForecasterConfig, train: WindowDataset, val: WindowDataset, *a: Any, **k: Any
+    ) -> Any:
+        fitted_on.append(set(train.starts.tolist()))
+        return fit(config, train, val, *a, **k)
+
+    monkeypatch.setattr(coverage_walk, "fit", recording_fit)
+    quick = FitConfig(max_epochs=1, max_train_batches=2, device="cpu")
+    pred, target = coverage_walk.crossfit_forecasts(model, train, val, quick, 3, 48)
+    assert pred.shape == (len(train), 24, 3)
+    assert sorted(target.sum(dim=1).tolist()) == sorted(
+        train.targets(torch.arange(len(train))).sum(dim=1).tolist()
+    )
+    starts = train.starts.tolist()
+    for fold, trained in enumerate(fitted_on):
+        held = {s for i, s in enumerate(starts) if (i // 48) % 3 == fold}
+        assert held and trained and not held & trained
+        # a target span is [start + L, start + L + H): no trained one overlaps a held-out one
+        assert min(abs(t - h) for t in trained for h in held) >= 24
