@@ -401,13 +401,19 @@ def index_batches(order: Tensor, size: int) -> list[Tensor]:
 def predict(
     model: Forecaster, dataset: WindowDataset, *, batch_size: int = 512, device: str = "cpu"
 ) -> Tensor:
-    """Quantile forecasts (N, H, Q) for every window of `dataset`, on the CPU, in order."""
+    """Quantile forecasts (N, H, Q) for every window of `dataset`, on the CPU, in order:
+    written batch by batch into one tensor (a list of batches joined at the end held them
+    twice)."""
     model.eval()
-    out = []
+    shape = (len(dataset), dataset.horizon, len(model.config.quantiles))
+    out: Tensor | None = None
     for indices in index_batches(torch.arange(len(dataset)), batch_size):
         batch = dataset.batch(indices).to(device)
-        out.append(model(*batch.model_inputs(model), **batch.model_keywords(model)).cpu())
-    return torch.cat(out) if out else torch.empty(0, dataset.horizon, len(model.config.quantiles))
+        pred = model(*batch.model_inputs(model), **batch.model_keywords(model))
+        if out is None:  # the model's own dtype, as joining its batches kept it
+            out = torch.empty(shape, dtype=pred.dtype)
+        out[int(indices[0]) : int(indices[0]) + len(indices)] = pred.cpu()
+    return out if out is not None else torch.empty(shape)
 
 
 @torch.inference_mode()
@@ -460,7 +466,17 @@ def calibrate_intervals(
     uncalibrated forecasts."""
     model.gap_scale.fill_(1.0)
     pred = predict(model, dataset, batch_size=batch_size, device=device)
-    model.calibrate_gaps(pred, dataset.targets(torch.arange(len(dataset))).cpu())
+    model.calibrate_gaps(pred, window_targets(dataset, batch_size))
+
+
+def window_targets(dataset: WindowDataset, batch_size: int) -> Tensor:
+    """The target rows (N, H) of every window of `dataset`, on the CPU, gathered a batch at a
+    time: `dataset.targets` of all N windows at once also built their (N, H) int64 row index,
+    twice the size of the targets (0.3 GB on 1.6 M windows of 24 steps)."""
+    out = torch.empty(len(dataset), dataset.horizon, dtype=dataset.values.dtype)
+    for indices in index_batches(torch.arange(len(dataset)), batch_size):
+        out[int(indices[0]) : int(indices[0]) + len(indices)] = dataset.targets(indices).cpu()
+    return out
 
 
 # -----------------------------------------------------------------------------

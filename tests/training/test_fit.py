@@ -18,12 +18,14 @@ from models.forecaster import (
     build_forecaster,
     load_checkpoint,
 )
+from tests.models.test_forecaster_contract import cpu_peak_bytes
 from tests.training.synthetic import seasonal_frame
 from training.fit import (
     EpochRecord,
     FitConfig,
     FitConfigError,
     calibrate_baseline,
+    calibrate_intervals,
     clip_gradients,
     evaluate,
     fit,
@@ -31,6 +33,7 @@ from training.fit import (
     make_optimizer,
     pinball_loss,
     predict,
+    window_targets,
 )
 from training.split import SplitConfig, StandardScaler, plan_split, split_series
 from training.windows import WindowConfig, WindowDataset, WindowSets, make_windows
@@ -308,6 +311,43 @@ def test_intervals_are_calibrated_on_the_val_windows() -> None:
     assert len(sets.val) >= 30
     for level, nominal in zip(levels.tolist(), config.quantiles, strict=True):
         assert abs(level - nominal) < 0.1, (level, nominal)
+
+
+def test_the_val_forecasts_and_targets_read_in_batches_are_those_of_all_windows_at_once() -> None:
+    """`predict` and `window_targets` (what the interval calibration reads of every val
+    window) write batch after batch, the last one short, into one tensor: the forecasts and
+    targets of all windows in one batch, in order, bit for bit."""
+    sets, _ = windows_of(seasonal_frame(1200))
+    val = sets.val
+    config = ForecasterConfig(kind="seasonal_naive", lookback=L, horizon=H, season_length=24)
+    model = fit(config, sets.train, val, FAST, progress=False).model
+    assert len(val) % 7 != 0
+    everything = torch.arange(len(val))
+    torch.testing.assert_close(
+        predict(model, val, batch_size=7),
+        predict(model, val, batch_size=len(val)),
+        rtol=0,
+        atol=0,
+    )
+    assert torch.equal(window_targets(val, 7), val.targets(everything))
+    assert predict(model, val, batch_size=7).dtype == torch.float32
+
+
+def test_interval_calibration_holds_the_val_forecasts_once() -> None:
+    """The interval calibration reads every val window (1.6 M on a 16 M-row log, where it set
+    `urnn train`'s peak): its memory is their forecasts and targets, held once (float32, 16
+    bytes a window and step at 3 quantiles), plus one step's work; the batches joined at the
+    end held the forecasts twice, the targets came with an int64 row index of all windows,
+    and the fit with float64 copies of everything: 8.1 times them in all, 1.4 now."""
+    sets, _ = windows_of(seasonal_frame(40_000))
+    val = sets.val
+    config = ForecasterConfig(kind="seasonal_naive", lookback=L, horizon=H, season_length=24)
+    model = fit(config, sets.train, val, replace(FAST, calibrate_intervals=False)).model
+    held = len(val) * H * (len(config.quantiles) + 1) * 4  # the forecasts and targets, float32
+    peak = cpu_peak_bytes(lambda: calibrate_intervals(model, val, batch_size=64, device="cpu"))
+    assert not torch.equal(model.gap_scale, torch.ones_like(model.gap_scale))
+    assert len(val) > 3_000
+    assert peak < 2 * held, f"{peak / held:.2f} times the forecasts and targets"
 
 
 def test_an_interrupted_fit_leaves_its_best_weights_so_far(tmp_path: Path) -> None:
