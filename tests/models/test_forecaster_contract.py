@@ -697,8 +697,8 @@ def cpu_peak_bytes(run: Callable[[], object]) -> int:
 def test_calibrate_gaps_holds_memory_for_one_step_not_every_window_step() -> None:
     """The interval calibration runs on every validation window (1.6 M on a 16 M-row log):
     holding float64 copies of every window's forecasts, calibrated quantiles and ratios at
-    every step took 2,700 bytes a window beyond its inputs at 24 steps (4.3 GB there, the
-    peak of `urnn train`); one step at a time it takes ~40. The bound leaves room for torch's
+    every step took 2,700 bytes a window beyond its inputs at 24 steps (4.4 GB there, the
+    peak of `urnn train`); one step at a time it takes ~65. The bound leaves room for torch's
     own allocations and stays far under the whole-tensor fit."""
     n, horizon = 20_000, 24
     config = ForecasterConfig(kind="repeat_last", lookback=L, horizon=horizon)

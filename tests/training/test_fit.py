@@ -338,7 +338,7 @@ def test_interval_calibration_holds_the_val_forecasts_once() -> None:
     `urnn train`'s peak): its memory is their forecasts and targets, held once (float32, 16
     bytes a window and step at 3 quantiles), plus one step's work; the batches joined at the
     end held the forecasts twice, the targets came with an int64 row index of all windows,
-    and the fit with float64 copies of everything: 8.1 times them in all, 1.4 now."""
+    and the fit with float64 copies of everything: 8.1 times them in all, 1.7 now."""
     sets, _ = windows_of(seasonal_frame(40_000))
     val = sets.val
     config = ForecasterConfig(kind="seasonal_naive", lookback=L, horizon=H, season_length=24)
