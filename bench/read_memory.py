@@ -125,25 +125,31 @@ def gb(n: float) -> str:
     return f"{n / 1e9:5.2f} GB"
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def log_parser(prog: str, doc: str | None, baseline_ref: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on the built log: its rows, its folder, the baseline."""
     parser = argparse.ArgumentParser(
-        prog="python -m bench.read_memory",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        prog=f"python -m {prog}", description=doc.split("\n\n")[0] if doc else None
     )
     parser.add_argument("--rows", type=int, default=16_000_000, help="rows of the log")
     parser.add_argument(
         "--dir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "urnn-bench-read",
-        help="where the files are written (kept for later runs)",
-    )
-    parser.add_argument(
-        "--cases", default=",".join(CASES), help=f"comma separated, of {', '.join(CASES)}"
+        help="where the log is written (kept for later runs, by bench.read_memory and "
+        "bench.train_memory alike)",
     )
     parser.add_argument(
         "--baseline-ref",
-        default=BASELINE_REF,
-        help="git revision whose loader is measured beside this one's; 'none' skips it",
+        default=baseline_ref,
+        help="git revision measured beside this checkout; 'none' skips it",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = log_parser("bench.read_memory", __doc__, BASELINE_REF)
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma separated, of {', '.join(CASES)}"
     )
     return parser.parse_args(argv)
 

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.read_memory import ROOT, baseline_tree, build_files, gb
+from bench.read_memory import ROOT, baseline_tree, build_files, gb, log_parser
 
 # The commit before the interval calibration read one horizon step at a time (2026-12-06).
 BASELINE_REF = "8c3db7c"
@@ -121,23 +121,7 @@ def probe(tree: Path, path: Path) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.train_memory",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.add_argument("--rows", type=int, default=16_000_000, help="rows of the log")
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "urnn-bench-read",
-        help="where the log is written (kept for later runs; bench.read_memory's too)",
-    )
-    parser.add_argument(
-        "--baseline-ref",
-        default=BASELINE_REF,
-        help="git revision measured beside this checkout; 'none' skips it",
-    )
-    return parser.parse_args(argv)
+    return log_parser("bench.train_memory", __doc__, BASELINE_REF).parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
