@@ -8,6 +8,11 @@ Small settings for speed by default (the PJM walk's): look-back 168, horizon 24,
 most `--epochs` epochs of `--batches` batches (`--lookback 336 --horizon 96 --hidden 0 --epochs
 100 --batches 0`: `urnn train`'s defaults); `urnn train`'s split (fractions 70 / 10 / 20 % of a
 one-year history), quantiles 0.1 / 0.5 / 0.9, calibrated on val as `urnn train` does.
+
+`--calibrations aci:GAMMA,rolling:N` score the val-calibrated forecasts with their interval
+widened or narrowed online after the cut-off, from the forecasts already resolved when each one
+is issued (`adaptive_multipliers`; `--resolve step|horizon` says when a step counts as
+resolved): what a service could do with the realised errors it observes.
 """
 
 from __future__ import annotations
@@ -143,15 +148,29 @@ def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
         folds = crossfit_forecasts(prepared.model_config, prepared.sets.train, prepared.sets.val,
                                    fit_config, args.folds, args.fold_block)  # fmt: skip
     for how in args.calibrations.split(","):
-        calibrate(net, prepared.sets.train, prepared.sets.val, how, folds)
+        adaptive = adaptive_method(how, args)
+        calibrate(net, prepared.sets.train, prepared.sets.val, "val" if adaptive else how, folds)
         cells = [label, how]
         for ds in (prepared.sets.val, prepared.sets.test):
             c, w, _ = coverage_width(predict(net, ds), targets(ds), scale)
-            cells += [f"{c:.3f}", f"{w:,.4g}"]
+            cells += ["", ""] if adaptive else [f"{c:.3f}", f"{w:,.4g}"]  # starts from val's
         if later is None:
             print(" | ".join(cells) + " | | | |", flush=True)
             continue
         q, y = predict(net, later), targets(later)
+        if adaptive:  # the val-calibrated forecasts, widened online from resolved ones only
+            m = net.config.median_index
+            val = prepared.sets.val
+            multipliers = adaptive_multipliers(
+                interval_scores(q, y, m).numpy(),
+                later.starts.numpy(),
+                interval_scores(predict(net, val), targets(val), m).numpy(),
+                adaptive[0],
+                gamma=adaptive[1],
+                window=adaptive[2],
+                resolve=args.resolve,
+            )
+            q = widen(q, torch.from_numpy(multipliers), m)
         weeks = weekly(q, y, origins, scale)
         if args.weekly:
             for week, c, w, n in weeks:
@@ -240,6 +259,128 @@ def calibrate(
     net.calibrate_gaps(pred, torch.cat([targets(ds) for ds in parts]), **pooled)
 
 
+# --- Online adaptive width after deployment (ACI, rolling recalibration) -----------------------
+#
+# The served model keeps its val-calibrated quantiles; what adapts is one multiplier m per
+# horizon step on both of the interval's sides about the median, [med - m (med - lo), med + m (hi
+# - med)] (m = 1: the val-calibrated interval). A forecast's score at a step is the smallest m
+# that would have covered its actual, so "covered at m" is "score <= m" and m follows from a
+# quantile of earlier scores. The state sees a forecast's score at step h only once that step
+# is observed: forecast i (target rows start at `pos[i] + lookback`) is resolved at step h when
+# a later forecast j is issued with pos[i] + h <= pos[j] ("step": what service/realised.py can
+# score once a later history covers it), or only once its whole horizon is observed ("horizon").
+
+ADAPTIVE = ("aci", "rolling")  # "aci:GAMMA", "rolling:N" pick the step size / window
+M_MAX = 20.0  # the multiplier's cap (GAP_SCALE_MAX): ACI's alpha_t <= 0 is an infinite interval
+
+
+def interval_scores(q: torch.Tensor, y: torch.Tensor, median_index: int) -> torch.Tensor:
+    """(N, H, Q) forecasts, (N, H) actuals -> (N, H) scores: the smallest multiplier of both
+    outer gaps about the median whose interval holds the actual. A zero gap (a flat look-back's
+    forecast) covers only its own value: score 0 there, else infinite."""
+    q, y = q.double(), y.double()
+    med = q[..., median_index]
+    below, above = med - q[..., 0], q[..., -1] - med
+    low = torch.where(below > 0, (med - y) / below.clamp_min(1e-300), (y < med) * torch.inf)
+    high = torch.where(above > 0, (y - med) / above.clamp_min(1e-300), (y > med) * torch.inf)
+    return torch.maximum(low.nan_to_num(0.0), high.nan_to_num(0.0)).clamp_min(0.0)
+
+
+def widen(q: torch.Tensor, m: torch.Tensor, median_index: int) -> torch.Tensor:
+    """The forecasts `q` (N, H, Q) with their outermost quantiles moved to m (N, H) times their
+    distance from the median (what the adaptive state serves)."""
+    med = q[..., median_index]
+    out = q.clone().double()
+    out[..., 0] = med - m * (med - q[..., 0])
+    out[..., -1] = med + m * (q[..., -1] - med)
+    return out
+
+
+def conformal_quantile(sorted_scores: np.ndarray, miss: float) -> float:
+    """The split-conformal multiplier for miscoverage `miss` from n ascending scores: the
+    ceil((n + 1)(1 - miss))-th smallest, M_MAX past the largest, 0 for miss >= 1."""
+    n = len(sorted_scores)
+    k = int(np.ceil((n + 1) * (1.0 - miss)))
+    if k > n:
+        return M_MAX
+    return 0.0 if k <= 0 else min(float(sorted_scores[k - 1]), M_MAX)
+
+
+def resolved_counts(pos: np.ndarray, delay: int) -> np.ndarray:
+    """(T,) for each forecast j in issue order: how many earlier forecasts i have their step
+    `delay` rows out observed by the history forecast j is issued from (pos[i] + delay <=
+    pos[j]; pos are the windows' start rows, increasing)."""
+    return np.searchsorted(pos + delay, pos, side="right")
+
+
+def adaptive_multipliers(
+    scores: np.ndarray,
+    pos: np.ndarray,
+    val_scores: np.ndarray,
+    method: str,
+    *,
+    level: float = 0.8,
+    gamma: float = 0.005,
+    window: int = 336,
+    resolve: str = "step",
+) -> np.ndarray:
+    """(T, H) the multiplier each forecast is issued with, per horizon step, from the scores
+    (T, H) of forecasts resolved before it only (see `resolved_counts`) and the val windows'
+    scores (V, H) of the deployed model, each step's state on its own.
+
+    "aci": Adaptive Conformal Inference (Gibbs & Candes, NeurIPS 2021): alpha_{t+1} = alpha_t +
+    gamma (alpha - err_t), err_t = 1 when a resolved forecast's actual fell outside the interval
+    it was issued with; m = the conformal quantile of the val scores at 1 - alpha_t. Several
+    forecasts resolving at once update in issue order. "rolling": m = the conformal quantile at
+    `level` of the last `window` resolved scores, topped up with the latest val scores while
+    fewer have resolved."""
+    t_count, horizon = scores.shape
+    miss = 1.0 - level
+    out = np.empty((t_count, horizon))
+    for h in range(horizon):
+        delay = h + 1 if resolve == "step" else horizon
+        done = resolved_counts(pos, delay)
+        cal = np.sort(val_scores[:, h])
+        if method == "aci":
+            alpha, seen = miss, 0
+            for j in range(t_count):
+                for i in range(seen, done[j]):  # resolved since the last forecast, in order
+                    alpha += gamma * (miss - float(scores[i, h] > out[i, h]))
+                seen = done[j]
+                out[j, h] = conformal_quantile(cal, alpha)
+        elif method == "rolling":
+            history = np.concatenate([val_scores[:, h], scores[:, h]])
+            v = len(val_scores)
+            for j in range(t_count):
+                end = v + done[j]
+                out[j, h] = conformal_quantile(np.sort(history[max(0, end - window) : end]), miss)
+        else:
+            raise ValueError(f"method must be one of {ADAPTIVE}; got {method!r}")
+    return out
+
+
+def adaptive_method(how: str, args: argparse.Namespace) -> tuple[str, float, int] | None:
+    """("aci", gamma, window) for "aci" / "aci:GAMMA", ("rolling", ., N) for "rolling" /
+    "rolling:N", None for a calibration of the gap multipliers."""
+    name, _, value = how.partition(":")
+    if name not in ADAPTIVE:
+        return None
+    gamma = float(value) if name == "aci" and value else args.gamma
+    window = int(value) if name == "rolling" and value else args.window
+    return name, gamma, window
+
+
+def valid_calibration(how: str) -> bool:
+    """A calibration name, an adaptive one, or "aci:GAMMA" (0..1) / "rolling:N" (N > 0)."""
+    name, sep, value = how.partition(":")
+    if not sep:
+        return how in CALIBRATIONS or how in ADAPTIVE
+    try:
+        return (name == "aci" and 0 <= float(value) <= 1) or (name == "rolling" and int(value) > 0)
+    except ValueError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="dayton,pjmw,comed")
@@ -258,14 +399,23 @@ def main() -> None:
     parser.add_argument("--steps", action="store_true", help="after-span coverage by step")
     parser.add_argument("--folds", type=int, default=4, help="crossfit: folds of train windows")
     parser.add_argument("--fold-block", type=int, default=336, help="crossfit: windows a run")
+    parser.add_argument("--gamma", type=float, default=0.005, help="aci: the step size")
+    parser.add_argument("--window", type=int, default=336, help="rolling: resolved forecasts")
+    parser.add_argument(
+        "--resolve",
+        choices=("step", "horizon"),
+        default="step",
+        help="adaptive: a forecast's step feeds the state once observed, or its whole horizon",
+    )
     parser.add_argument("--weekly", action="store_true", help="a row per week after the cut-off")
     args = parser.parse_args()
     unknown = [n for n in args.datasets.split(",") if n not in SOURCES]
     if unknown:
         parser.error(f"unknown data set(s) {unknown}; known: {', '.join(SOURCES)}")
-    odd = [c for c in args.calibrations.split(",") if c not in CALIBRATIONS]
+    odd = [c for c in args.calibrations.split(",") if not valid_calibration(c)]
     if odd:
-        parser.error(f"unknown calibration(s) {odd}; known: {', '.join(CALIBRATIONS)}")
+        known = ", ".join((*CALIBRATIONS, "aci[:GAMMA in 0..1]", "rolling[:N > 0]"))
+        parser.error(f"unknown calibration(s) {odd}; known: {known}")
     torch.set_num_threads(1)
     print(
         "| series, cut-off | calibrated on | val cov | val width | test cov | test width "

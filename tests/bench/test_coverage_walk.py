@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -34,7 +35,12 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (
             ["--calibrations", "test"],
-            "unknown calibration(s) ['test']; known: val, val-pooled, train+val, none, crossfit",
+            "unknown calibration(s) ['test']; known: val, val-pooled, train+val, none, crossfit, "
+            "aci[:GAMMA in 0..1], rolling[:N > 0]",
+        ),
+        (
+            ["--calibrations", "val,aci:2,rolling:0"],
+            "unknown calibration(s) ['aci:2', 'rolling:0']",
         ),
     ],
 )
@@ -106,3 +112,57 @@ def test_crossfit_forecasts_each_train_window_once_from_a_fit_without_its_target
         assert held and trained and not held & trained
         # a target span is [start + L, start + L + H): no trained one overlaps a held-out one
         assert min(abs(t - h) for t in trained for h in held) >= 24
+
+
+@pytest.mark.parametrize("method", ["aci", "rolling"])
+@pytest.mark.parametrize("resolve", ["step", "horizon"])
+def test_the_adaptive_multiplier_reads_only_forecasts_resolved_before_it(
+    method: str, resolve: str
+) -> None:
+    """Forecast j's multiplier at every step is the same whatever the scores of the (forecast,
+    step) pairs not yet observed when j is issued: step h of forecast i (horizon steps 1..H)
+    is known from pos[i] + h <= pos[j] on ("step"), or pos[i] + H <= pos[j] ("horizon"). The
+    start rows skip 3 hours once (a gap in the history), and the unseen scores are replaced by
+    0 or 9 (inside or far outside any interval), so a state that read one changes."""
+    rng = np.random.default_rng(0)
+    horizon = 4
+    pos = np.r_[np.arange(20), np.arange(23, 43)]
+    scores = rng.uniform(0.0, 2.0, (len(pos), horizon))
+    val_scores = rng.uniform(0.0, 2.0, (30, horizon))
+    kwargs: dict[str, Any] = {"gamma": 0.05, "window": 6, "resolve": resolve}
+    issued = coverage_walk.adaptive_multipliers(scores, pos, val_scores, method, **kwargs)
+    steps = np.arange(1, horizon + 1) if resolve == "step" else np.full(horizon, horizon)
+    changed = 0
+    for j in range(len(pos)):
+        unseen = pos[:, None] + steps[None, :] > pos[j]  # (T, H)
+        other = np.where(unseen, rng.choice([0.0, 9.0], scores.shape), scores)
+        again = coverage_walk.adaptive_multipliers(other, pos, val_scores, method, **kwargs)
+        np.testing.assert_array_equal(again[j], issued[j])
+        changed += int((again[j + 1 :] != issued[j + 1 :]).any())  # later ones may read them
+    assert changed > len(pos) // 2  # the replaced scores do move the multipliers once seen
+
+
+def test_the_adaptive_multiplier_starts_from_the_val_scores() -> None:
+    """Before anything resolves, both rules issue the conformal 80 % quantile of the val
+    scores (rolling: of the last `window` of them), and a step size of 0 keeps ACI there."""
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(0.0, 2.0, (50, 3))
+    val_scores = rng.uniform(0.0, 2.0, (99, 3))  # ceil(100 * 0.8) = the 80th smallest
+    pos = np.arange(50)
+    expected = np.sort(val_scores, axis=0)[79]
+    aci = coverage_walk.adaptive_multipliers(scores, pos, val_scores, "aci", gamma=0.0)
+    np.testing.assert_array_equal(aci, np.broadcast_to(expected, aci.shape))
+    rolling = coverage_walk.adaptive_multipliers(scores, pos, val_scores, "rolling", window=9)
+    np.testing.assert_array_equal(rolling[0], np.sort(val_scores[-9:], axis=0)[7])
+
+
+def test_the_interval_score_is_the_multiplier_that_just_covers() -> None:
+    """Covered at multiplier m exactly when the score is at most m, for widened forecasts."""
+    rng = np.random.default_rng(2)
+    q = torch.from_numpy(rng.normal(size=(200, 5, 3))).sort(dim=-1).values
+    y = torch.from_numpy(rng.normal(size=(200, 5)))
+    score = coverage_walk.interval_scores(q, y, 1)
+    for m in (0.5, 1.0, 1.7):
+        wide = coverage_walk.widen(q, torch.full((200, 5), m), 1)
+        inside = (y >= wide[..., 0]) & (y <= wide[..., -1])
+        assert torch.equal(score <= m, inside)
