@@ -1955,12 +1955,12 @@ def to_datetime_in_chunks(
     inferred once from the whole column and given to every chunk; where the chunks disagree
     on the type (time zones: several UTC offsets, which one whole parse refuses or reads
     apart), or one raises, the column is parsed whole, as before, to say or do what it did."""
-    if len(text) <= PARSE_CHUNK_ROWS:
-        return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc, dayfirst=day_first)
 
     def whole() -> pd.Series:
         return pd.to_datetime(text, format=fmt, errors="coerce", utc=utc, dayfirst=day_first)
 
+    if len(text) <= PARSE_CHUNK_ROWS:
+        return whole()
     try:
         chunk_format = fmt if fmt is not None else _inferred_format(text, day_first) or "mixed"
     except ImportError:  # a pandas without its private guesser: the whole column, as before
@@ -2511,10 +2511,11 @@ def _report_missing_cells(
     if not total:
         return
     columns = [str(c) for c, n in counts.items() if n]
-    text = written({c: values[c].isna().to_numpy() for c in columns})
+    flags = {c: values[c].isna().to_numpy() for c in columns}
+    text = written(flags)
     parts = []
     for column in columns:
-        missing = values[column].isna().to_numpy()
+        missing = flags[column]
         part = f"{column} {int(missing.sum()):,}"
         if column in text:
             cells = text[column]
