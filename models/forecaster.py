@@ -566,20 +566,27 @@ def _gap_multipliers(
     something: per horizon step where every step has at least `min_windows` of them, else one
     value pooled over all steps; 1 (no change) where none is left.
 
-    The ratios are made one step at a time (N float64 values), twice (to count, then to fit),
-    not for all steps at once: with float64 copies of the forecasts, the calibrated quantiles
-    and the ratios of every step, and the sort's, the whole-tensor fit held 2.7 KB a
-    validation window beyond its forecasts and targets at 24 steps (4.4 GB for the 1.6 M
-    windows of a 16 M-row log); a step at a time, ~65 bytes. A step's value is
-    `torch.nanquantile` of its ratios alone, the value the (N, H) call along dim 0 gave it."""
+    The ratios are made one step at a time (N float64 values), not for all steps at once
+    (made again for every step only where the fit is pooled): with float64 copies of the
+    forecasts, the calibrated quantiles and the ratios of every step, and the sort's, the
+    whole-tensor fit held 2.7 KB a validation window beyond its forecasts and targets at 24
+    steps (4.4 GB for the 1.6 M windows of a 16 M-row log); a step at a time, ~65 bytes. A
+    step's value is `torch.nanquantile` of its ratios alone, the value the (N, H) call along
+    dim 0 gave it."""
     horizon = int(quantiles.shape[1])
 
     def ratio(step: int) -> Tensor:
         return _gap_ratio(quantiles, target, step, gap, median, scale)
 
-    counts = [int((~ratio(step).isnan()).sum()) for step in range(horizon)]
-    if min(counts) >= min_windows:
-        return torch.stack([torch.nanquantile(ratio(step), level) for step in range(horizon)])
+    counts: list[int] = []
+    per_step: list[Tensor] = []  # while every step so far has its min_windows: else pooled
+    for step in range(horizon):
+        step_ratio = ratio(step)
+        counts.append(int((~step_ratio.isnan()).sum()))
+        if counts[-1] >= min_windows and len(per_step) == step:
+            per_step.append(torch.nanquantile(step_ratio, level))
+    if len(per_step) == horizon:
+        return torch.stack(per_step)
     if sum(counts) == 0:
         return torch.ones(horizon, dtype=torch.float64)
     # Pooled (few windows, or most gaps zero): every step's ratios, laid out as before.
