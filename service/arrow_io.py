@@ -307,17 +307,17 @@ def list_offsets(rows: int, width: int, dtype: str = "<i4") -> bytes:
 
 def _plain_starts(array: pa.Array) -> np.ndarray | None:
     """A `start` column as int64 naive epoch nanoseconds, exactly as the row path reads it
-    (`service.validation`: whole microseconds), or None when it is not of the plain kind."""
+    (`service.validation`: whole microseconds, which a finer timestamp[ns] cell was refused
+    for by `_refuse_sub_microsecond_times`), or None when it is not of the plain kind."""
     if array.null_count:
         return None
     kind = array.type
     if pa.types.is_timestamp(kind) and kind.tz is None:
         try:
-            ns = array.cast(pa.timestamp("ns")).to_numpy().view(np.int64)
+            ns: np.ndarray = array.cast(pa.timestamp("ns")).to_numpy().view(np.int64)
         except pa.ArrowException:  # outside the nanosecond range: the rows say so
             return None
-        whole_us: np.ndarray = (ns // 1000) * 1000
-        return whole_us
+        return ns
     if not is_text(kind):
         return None
     return plain_start_ns(_cells(array, "start"))
