@@ -30,7 +30,7 @@ from pandas.tseries.frequencies import to_offset
 
 from models.forecaster import Forecaster, ForecasterConfig
 from training.data import LoadConfig
-from training.fit import FitConfig, fit, predict
+from training.fit import FitConfig, fit, predict, window_targets
 from training.pipeline import TrainConfig, prepare_training
 from training.windows import WindowDataset
 
@@ -187,7 +187,8 @@ def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
 
 
 def targets(ds: WindowDataset) -> torch.Tensor:
-    return ds.targets(torch.arange(len(ds)))
+    """Every window's target rows (N, H), as the calibration in training reads them."""
+    return window_targets(ds, batch_size=512)
 
 
 def subset(ds: WindowDataset, keep: torch.Tensor) -> WindowDataset:
