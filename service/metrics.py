@@ -47,6 +47,14 @@ MAE_BUCKETS = tuple(10.0**e for e in (-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 RELOAD_OUTCOMES = ("success", "failure", "unchanged", "skipped_failed", "not_registered")
 REJECT_REASONS = ("queue_full", "no_model")
+# Realised error by lead time (forecast step 1, 2-3, 4-7, ...): doubling buckets keep the label
+# to 11 values for any horizon, and separate the one-step error from the day-ahead one.
+LEAD_LABELS = ("1", *(f"{2**b}-{2 ** (b + 1) - 1}" for b in range(1, 10)), "1024+")
+
+
+def lead_bucket(lead: int) -> int:
+    """The index in LEAD_LABELS of forecast step `lead` (1-based)."""
+    return min(lead.bit_length() - 1, len(LEAD_LABELS) - 1)
 
 
 def multiprocess_mode() -> bool:
@@ -164,15 +172,23 @@ class ServiceMetrics:
         )
         self.realised_points = Counter(
             "urnn_realised_points",
-            "Forecast steps whose actual value a later history revealed.",
-            ["model_version"],
+            "Forecast steps whose actual value a later history revealed, by the version that "
+            "made the forecast and the step's lead (1, 2-3, 4-7, ... steps ahead).",
+            ["model_version", "lead"],
             registry=r,
         )
         self.realised_hits = Counter(
             "urnn_realised_interval_hits",
             "Of those, steps inside the outermost trained interval (lowest..highest quantile); "
             "coverage = hits / points.",
-            ["model_version"],
+            ["model_version", "lead"],
+            registry=r,
+        )
+        self.realised_abs_error = Counter(
+            "urnn_realised_abs_error",
+            "Sum of |actual - median forecast| over those steps (target units): realised MAE "
+            "by lead = abs_error / points.",
+            ["model_version", "lead"],
             registry=r,
         )
         self.realised_nominal = Gauge(
@@ -264,15 +280,18 @@ class ServiceMetrics:
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
 
-    def start_version(self, version: str, quantiles: tuple[float, ...]) -> None:
+    def start_version(self, version: str, quantiles: tuple[float, ...], horizon: int) -> None:
         """The counters by model version, at 0 when the version starts serving: created at
         their first increment, the first scrape's counts never reach rate() or increase(),
         which skewed coverage (hits / points) over a window by all that came before it. And
         the nominal coverage of its outermost interval (`quantiles`: its trained levels), which
         the coverage alert compares with: a fixed 0.6 fired for ever on a model trained with
-        --quantiles 0.5,0.9,0.99 (nominal 0.49) or 0.25,0.5,0.75 (0.5), however well calibrated."""
-        for family in (self.forecast_series, self.realised_points, self.realised_hits):
-            family.labels(model_version=version)
+        --quantiles 0.5,0.9,0.99 (nominal 0.49) or 0.25,0.5,0.75 (0.5), however well calibrated.
+        The realised counters get every lead bucket up to `horizon`, the model's longest."""
+        self.forecast_series.labels(model_version=version)
+        for lead in LEAD_LABELS[: lead_bucket(max(horizon, 1)) + 1]:
+            for family in (self.realised_points, self.realised_hits, self.realised_abs_error):
+                family.labels(model_version=version, lead=lead)
         self.realised_mae.labels(model_version=version)
         nominal = round(quantiles[-1] - quantiles[0], 12)  # 0.8, not 0.8000000000000002
         self.realised_nominal.labels(model_version=version).set(nominal)

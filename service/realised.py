@@ -1,12 +1,20 @@
 """Realised forecast error: score earlier forecasts once later histories reveal the truth.
 
-For each series id the latest forecast is kept (its step timestamps, the mean and the
-outermost trained quantiles) in an LRU cache of at most `capacity` ids. When a later request
-for the same id carries dates, the timestamps its history shares with the cached forecast are
-the steps whose actual value is now known: their MAE goes to a histogram and their coverage by
-the lowest..highest quantile interval to two counters, labelled by the version that made the
-forecast. The new forecast then replaces the cached one (each forecast is scored once, by the
-first later history that reaches any of its steps). Series without dates are not tracked.
+For each series id up to `depth` forecasts are kept pending (their step timestamps, the median
+and the outermost trained quantiles) in an LRU cache of at most `capacity` ids. When a later
+request for the same id carries dates, the steps of its pending forecasts that its history now
+holds are scored, each step once: their absolute errors and their coverage by the
+lowest..highest quantile interval go to counters labelled by the version that made the
+forecast and the step's lead (1, 2-3, 4-7, ... steps ahead), and their MAE to a histogram. A
+forecast stays pending until a history reaches its last step. A new forecast is kept when the
+id has none pending, or when it starts after the newest pending one's first horizon / depth
+steps (with depth 1: after its last step); otherwise it is not scored. So a client that asks at
+every step (hourly, horizon 24 h) has one forecast a day scored at all 24 leads, not the first
+step of each forecast: before 2026-12-07 each forecast was scored once, by the first later
+history, and replaced, and such a client's realised MAE and coverage were one-step-ahead
+figures read beside the backtest's all-steps ones. A history on the other kind of time axis,
+or a new forecast that starts before the newest pending one (the client went back in time),
+replaces what is pending. Series without dates are not tracked.
 
 Stamps are epoch nanoseconds of instants (UTC) for zoned series (a `timezone`, offsets, Arrow's
 zoned type) and of the wall clock as written for naive ones, which name no instant: a forecast
@@ -14,15 +22,16 @@ and a history on different kinds of axis are not compared (2026-12-06: a forecas
 `timezone` 'Europe/Berlin' in January, scored by the same naive times sent without it, paired
 each step with the actual an hour later, 24 of 24 points, MAE 26.6 where the true one was 0).
 
-The cache holds, per id, a reference to its request's forecasts and a row number: a batch of
-256 series costs one dict pop and one tuple per series, and arrays are only sliced for the
-series whose history does reach an earlier forecast (2026-12-04: the per-series objects this
-replaced were ~40 % of the event loop's monitoring time). Each request's rows count the
-cache entries that still point at them; once fewer than a quarter do, the live rows are copied
-into a smaller block and the entries re-pointed, so the memory held stays in proportion to
-the ids cached: clients that resend most of a request's ids each time and add a new one left
-every request's arrays alive for that one id, `capacity` requests in all (2026-12-06: 0.22 MB
-a request at 256 series, horizon 24, ~2 GB at the default capacity).
+The cache holds, per pending forecast, a reference to its request's forecasts and a row
+number: a batch of 256 series costs one dict pop and one small list per series, and arrays are
+only sliced for the series whose history reveals a pending step (2026-12-04: the per-series
+objects this replaced were ~40 % of the event loop's monitoring time). Each request's rows
+count the pending forecasts that still point at them; once fewer than a quarter do, the live
+rows are copied into a smaller block and the forecasts re-pointed, so the memory held stays
+in proportion to the forecasts pending: clients that resend most of a request's ids each time
+and add a new one left every request's arrays alive for that one id, `capacity` requests in
+all (2026-12-06: 0.22 MB a request at 256 series, horizon 24, ~2 GB at the default capacity).
+The scored steps of a batch reach the counters together, one increment per (version, lead).
 """
 
 from __future__ import annotations
@@ -31,11 +40,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from service.metrics import ServiceMetrics
+from service.metrics import LEAD_LABELS, ServiceMetrics, lead_bucket
 
 
 @dataclass(slots=True)
@@ -128,12 +137,15 @@ class ListedHistories:
 
 
 class RealisedErrorTracker:
-    """Bounded LRU of the latest forecast per series id; scores them against later histories."""
+    """Bounded LRU of series ids, each with up to `depth` pending forecasts (oldest first),
+    scored step by step as later histories reveal them."""
 
-    def __init__(self, metrics: ServiceMetrics, capacity: int) -> None:
+    def __init__(self, metrics: ServiceMetrics, capacity: int, depth: int = 1) -> None:
         self.metrics = metrics
         self.capacity = capacity
-        self._cache: OrderedDict[str, tuple[ForecastRows, int]] = OrderedDict()
+        self.depth = max(depth, 1)
+        # id -> pending forecasts, oldest first: [rows, row, next step, next step's stamp]
+        self._cache: OrderedDict[str, list[list[Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -143,75 +155,175 @@ class RealisedErrorTracker:
         self, requests: Sequence[tuple[Sequence[str], Histories, ForecastRows]]
     ) -> None:
         """For each request's (series ids, their histories, their new forecasts), in order:
-        score each id's cached forecast against its history, then cache the new one; under
-        one lock, with one update of the cache-size gauge."""
+        score the steps of each id's pending forecasts that its history reveals, drop those
+        revealed to the end, then keep the new forecast if it starts far enough after the
+        newest pending one; under one lock, with one update of each counter."""
         if self.capacity <= 0 or not requests:
             return
         cache = self._cache
         sparse: dict[int, ForecastRows] = {}  # blocks that lost entries, by id()
+        tally = _Tally()
         with self._lock:
             for ids, histories, forecasts in requests:
-                first, last = histories.first, histories.last
+                first, last, zoned = histories.first, histories.last, histories.zoned
                 forecasts.ids = ids
+                new_firsts = forecasts.first
                 for row, series_id in enumerate(ids):
-                    earlier = cache.pop(series_id, None)
-                    if earlier is not None:
-                        shown, j = earlier
-                        shown.live -= 1
-                        sparse[id(shown)] = shown
-                        if (
-                            last[row] >= shown.first[j]
-                            and first[row] <= shown.last[j]
-                            and _zoned(histories.zoned, row) == _zoned(shown.zoned, j)
-                        ):
-                            self._score(shown, j, histories, row)
-                    cache[series_id] = (forecasts, row)
-                    forecasts.live += 1
-            evictions = len(cache) - self.capacity
+                    pending = cache.pop(series_id, None)
+                    new_first = new_firsts[row]
+                    if pending is not None:
+                        newest, j = pending[-1][0], pending[-1][1]
+                        if new_first < newest.first[j] or (zoned is not None and zoned[row]) != (
+                            newest.zoned is not None and newest.zoned[j]
+                        ):  # the client went back in time, or to the other kind of axis
+                            self._release(pending, sparse)
+                            pending = None
+                        elif last[row] >= pending[0][3]:  # reveals a step still pending
+                            pending = self._reveal(
+                                pending, histories, row, first[row], last[row], sparse, tally
+                            )
+                    if not pending:
+                        pending = [[forecasts, row, 0, new_first]]
+                        forecasts.live += 1
+                    elif new_first > self._spacing_stamp(pending[-1]):
+                        pending.append([forecasts, row, 0, new_first])
+                        forecasts.live += 1
+                        if len(pending) > self.depth:
+                            self._release([pending.pop(0)], sparse)
+                    cache[series_id] = pending
+            evictions = 0
             while len(cache) > self.capacity:
-                evicted, _ = cache.popitem(last=False)[1]
-                evicted.live -= 1
-                sparse[id(evicted)] = evicted
+                for evicted, *_ in cache.popitem(last=False)[1]:
+                    evicted.live -= 1
+                    sparse[id(evicted)] = evicted
+                    evictions += 1
             if evictions > 0:
                 self.metrics.realised_evicted.inc(evictions)
             for block in sparse.values():
                 if block.live > 0 and 4 * block.live < len(block):
                     self._compact(block)
+            tally.publish(self.metrics)
             self.metrics.realised_cache.set(len(cache))
 
+    def _release(self, items: list[list[Any]], sparse: dict[int, ForecastRows]) -> None:
+        """Forget these pending forecasts (their blocks may compact)."""
+        for item in items:
+            block = item[0]
+            block.live -= 1
+            sparse[id(block)] = block
+
+    def _reveal(
+        self,
+        pending: list[list[Any]],
+        histories: Histories,
+        row: int,
+        history_first: int,
+        history_last: int,
+        sparse: dict[int, ForecastRows],
+        tally: _Tally,
+    ) -> list[list[Any]]:
+        """Score what this history reveals of an id's pending forecasts; the ones still
+        pending (those whose last step it has not reached)."""
+        kept = []
+        for item in pending:
+            block, j, step, step_stamp = item
+            if history_last >= step_stamp:
+                width = block.stamps.shape[1]
+                if history_first <= block.last[j]:
+                    step = self._score(block, j, step, histories, row, history_last, tally)
+                else:  # the history starts after the forecast's end: nothing of it to score
+                    step = width
+                if step >= width:
+                    self._release([item], sparse)
+                    continue
+                item[2], item[3] = step, int(block.stamps[j, step])
+            kept.append(item)
+        return kept
+
+    def _spacing_stamp(self, item: list[Any]) -> int:
+        """The step of a pending forecast after which the next one is kept: its last with one
+        forecast an id (depth 1), else its (horizon / depth)-th."""
+        block, j = item[0], item[1]
+        if self.depth == 1:
+            return block.last[j]  # type: ignore[no-any-return]
+        return int(block.stamps[j, -(-block.stamps.shape[1] // self.depth) - 1])
+
     def _compact(self, block: ForecastRows) -> None:
-        """Copy the rows of `block` that cache entries still point at into a block of their
-        own and re-point those entries (their places in the LRU order unchanged)."""
-        cache = self._cache
-        rows = [
-            row
+        """Copy the rows of `block` that pending forecasts still point at into a block of their
+        own and re-point them (their places in the LRU order unchanged)."""
+        items = [
+            item
             for row, series_id in enumerate(block.ids)
-            if (entry := cache.get(series_id)) is not None and entry[0] is block and entry[1] == row
+            for item in self._cache.get(series_id, ())
+            if item[0] is block and item[1] == row
         ]
-        kept = block.take(rows)
-        for new_row, row in enumerate(rows):
-            cache[block.ids[row]] = (kept, new_row)
-        kept.live = len(rows)
+        kept = block.take([item[1] for item in items])
+        for new_row, item in enumerate(items):
+            item[0], item[1] = kept, new_row
+        kept.live = len(items)
         block.live = 0
 
     def held_rows(self) -> int:
         """Forecast rows the cache keeps alive (distinct blocks' rows summed): at most about
-        four times the ids cached."""
-        blocks = {id(shown): len(shown) for shown, _ in self._cache.values()}
+        four times the pending forecasts."""
+        blocks = {id(item[0]): len(item[0]) for items in self._cache.values() for item in items}
         return sum(blocks.values())
 
-    def _score(self, shown: ForecastRows, j: int, histories: Histories, row: int) -> None:
-        actual, steps = histories.values_at(row, shown.stamps[j])
+    def pending(self) -> int:
+        """Forecasts waiting for the rest of their steps, over all ids."""
+        return sum(len(items) for items in self._cache.values())
+
+    def _score(
+        self,
+        shown: ForecastRows,
+        j: int,
+        step: int,
+        histories: Histories,
+        row: int,
+        history_last: int,
+        tally: _Tally,
+    ) -> int:
+        """Score steps `step`.. of forecast row j that the history holds; the first step after
+        the history's end (the next to score)."""
+        tail = shown.stamps[j, step:]
+        actual, steps = histories.values_at(row, tail)
+        after = step + int(np.searchsorted(tail, history_last, side="right"))
         if not len(actual):
-            return
-        mae = float(np.mean(np.abs(actual - shown.mean[j, steps])))
+            return after
+        steps = steps + step
+        errors = np.abs(actual - shown.mean[j, steps])
         inside = (shown.low[j, steps] <= actual) & (actual <= shown.high[j, steps])
-        version = shown.version
-        self.metrics.realised_mae.labels(model_version=version).observe(mae)
-        self.metrics.realised_points.labels(model_version=version).inc(len(actual))
-        self.metrics.realised_hits.labels(model_version=version).inc(int(inside.sum()))
+        self.metrics.realised_mae.labels(model_version=shown.version).observe(
+            float(errors.sum()) / len(errors)
+        )
+        tally.add(shown.version, steps, errors, inside)
+        return after
 
 
-def _zoned(zoned: Sequence[bool] | None, row: int) -> bool:
-    """Whether row `row`'s stamps are instants (a zoned axis) rather than a naive wall clock."""
-    return zoned is not None and zoned[row]
+class _Tally:
+    """One batch's scored steps, sent to the counters by (version, lead bucket) at its end:
+    a handful of increments a batch rather than three a scored forecast."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+    def add(self, version: str, steps: np.ndarray, errors: np.ndarray, inside: np.ndarray) -> None:
+        self.parts.setdefault(version, []).append((steps, errors, inside))
+
+    def publish(self, metrics: ServiceMetrics) -> None:
+        n = len(LEAD_LABELS)
+        for version, parts in self.parts.items():
+            steps, errors, inside = (np.concatenate(column) for column in zip(*parts, strict=True))
+            buckets = _LEAD_BUCKETS[np.minimum(steps, len(_LEAD_BUCKETS) - 1)]
+            points = np.bincount(buckets, minlength=n)
+            hits = np.bincount(buckets, weights=inside, minlength=n)
+            sums = np.bincount(buckets, weights=errors, minlength=n)
+            for b in np.flatnonzero(points).tolist():
+                lead = LEAD_LABELS[b]
+                metrics.realised_points.labels(model_version=version, lead=lead).inc(points[b])
+                metrics.realised_hits.labels(model_version=version, lead=lead).inc(hits[b])
+                metrics.realised_abs_error.labels(model_version=version, lead=lead).inc(sums[b])
+
+
+# Lead bucket of step index i (0-based), for steps up to 2 ** 11; later steps share the last.
+_LEAD_BUCKETS = np.array([lead_bucket(i + 1) for i in range(2**11)], dtype=np.intp)

@@ -55,7 +55,9 @@ class ServiceState:
         )
         metrics.watch_jobs(jobs.latest)
         drift = DriftMonitor(metrics, settings.drift_window)
-        realised = RealisedErrorTracker(metrics, settings.forecast_cache_size)
+        realised = RealisedErrorTracker(
+            metrics, settings.forecast_cache_size, settings.forecast_cache_depth
+        )
 
         def on_swap(model: ServedModel) -> None:
             drift.reset_for(model.ref.version, model.reference)

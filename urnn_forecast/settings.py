@@ -200,8 +200,18 @@ class Settings(BaseSettings):
         ge=0,
         le=10_000_000,
         description=(
-            "Series ids whose latest forecast is kept to score it once later histories reveal "
-            "the actual values (realised error); 0 disables."
+            "Series ids whose recent forecasts are kept to score them once later histories "
+            "reveal the actual values (realised error); 0 disables."
+        ),
+    )
+    forecast_cache_depth: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Forecasts kept pending per series id for realised error, spaced horizon / depth "
+            "steps apart: 1 scores one forecast a horizon at every lead; more score more "
+            "points (faster coverage readings) for that many times the memory."
         ),
     )
     stream_max_states: int = Field(

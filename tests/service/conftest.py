@@ -211,6 +211,19 @@ def metric_value(client: TestClient, metric: str, **labels: str) -> float:
     return 0.0
 
 
+def metric_total(client: TestClient, metric: str, **labels: str) -> float:
+    """The sum of the samples of /metrics matched by name and labels: a counter over the
+    labels not given (the realised counters over their leads)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+        if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
 # --- streaming (kind urnn-stream): /series endpoints, /forecast's whole-history path ---------
 
 STREAM_NAME = "urnn-stream-forecaster"

@@ -18,7 +18,7 @@ from service.errors import ServiceInputError
 from service.fast_path import BlockRequest, FastRequest
 from service.served import ServedModel
 from service.validation import PreparedRequest, PreparedSeries, _prepare_series, prepare
-from tests.service.conftest import Registry, history, metric_value
+from tests.service.conftest import Registry, history, metric_total, metric_value
 from tests.service.test_arrow import stream_of
 from tests.service.test_fast_path import StubModel
 
@@ -233,6 +233,6 @@ def test_block_requests_feed_drift_and_realised_error(
         assert plain_client.post("/forecast", content=arrow, headers=headers).status_code == 200
     version = {"model_version": "1"}
     assert metric_value(plain_client, "urnn_realised_mae_count", **version) == 3.0
-    assert metric_value(plain_client, "urnn_realised_points_total", **version) == 3 * 10.0
+    assert metric_total(plain_client, "urnn_realised_points_total", **version) == 3 * 10.0
     assert metric_value(plain_client, "urnn_realised_cache_series") == 3.0
     assert metric_value(plain_client, "urnn_input_drift_window_values", column="y") > 0

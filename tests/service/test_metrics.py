@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.metrics import ServiceMetrics
-from tests.service.conftest import Registry, history, metric_value
+from tests.service.conftest import Registry, history, metric_total, metric_value
 
 EXPECTED = {
     "urnn_http_request_duration_seconds",
@@ -112,15 +112,15 @@ def test_realised_error_when_a_later_history_covers_an_earlier_forecast(
     frame = registry.frame
     first = client.post("/forecast", json={"series": [history(frame, "pump-9", stop=300)]})
     forecast = first.json()["forecasts"][0]
-    assert metric_value(client, "urnn_realised_points_total", model_version="1") == 0.0
+    assert metric_total(client, "urnn_realised_points_total", model_version="1") == 0.0
     # Five hours later the same pump sends its history: five forecast steps are now known.
     later = history(frame, "pump-9", stop=305, length=80)
     assert client.post("/forecast", json={"series": [later]}).status_code == 200
     actual = frame["y"].to_numpy()[300:305]
     mean = np.array(forecast["mean"][:5])
     low, high = (np.array(forecast["quantiles"][q][:5]) for q in ("0.1", "0.9"))
-    assert metric_value(client, "urnn_realised_points_total", model_version="1") == 5.0
-    hits = metric_value(client, "urnn_realised_interval_hits_total", model_version="1")
+    assert metric_total(client, "urnn_realised_points_total", model_version="1") == 5.0
+    hits = metric_total(client, "urnn_realised_interval_hits_total", model_version="1")
     assert hits == float(((low <= actual) & (actual <= high)).sum())
     assert metric_value(client, "urnn_realised_mae_count", model_version="1") == 1.0
     mae = metric_value(client, "urnn_realised_mae_sum", model_version="1")
@@ -128,8 +128,40 @@ def test_realised_error_when_a_later_history_covers_an_earlier_forecast(
     # An unrelated id, or a history that ends before the forecast, scores nothing.
     client.post("/forecast", json={"series": [history(frame, "pump-8", stop=305)]})
     client.post("/forecast", json={"series": [history(frame, "pump-9", stop=200)]})
-    assert metric_value(client, "urnn_realised_points_total", model_version="1") == 5.0
+    assert metric_total(client, "urnn_realised_points_total", model_version="1") == 5.0
     assert metric_value(client, "urnn_realised_cache_series") == 2.0
+
+
+def test_realised_error_of_a_client_asking_every_hour_reads_every_lead(
+    client: TestClient, registry: Registry
+) -> None:
+    """A client that asks each hour had only the first step of each forecast scored: its
+    realised MAE was a one-step figure. The forecast stays pending until its last step is
+    revealed, each step scored once, and the counters carry the step's lead."""
+    frame = registry.frame
+    first = client.post("/forecast", json={"series": [history(frame, "pump-5", stop=300)]})
+    forecast = first.json()["forecasts"][0]
+    horizon = len(forecast["mean"])  # 12
+    for stop in range(301, 301 + horizon):
+        later = {"series": [history(frame, "pump-5", stop=stop)]}
+        assert client.post("/forecast", json=later).status_code == 200
+    version = {"model_version": "1"}
+    assert metric_total(client, "urnn_realised_points_total", **version) == horizon
+    assert metric_value(client, "urnn_realised_mae_count", **version) == horizon
+    leads = {"1": 1, "2-3": 2, "4-7": 4, "8-15": horizon - 7}
+    actual = frame["y"].to_numpy()[300 : 300 + horizon]
+    errors = np.abs(actual - np.array(forecast["mean"]))
+    low, high = (np.array(forecast["quantiles"][q]) for q in ("0.1", "0.9"))
+    inside = (low <= actual) & (actual <= high)
+    done = 0
+    for lead, count in leads.items():
+        labels = {"lead": lead, **version}
+        assert metric_value(client, "urnn_realised_points_total", **labels) == count
+        error = metric_value(client, "urnn_realised_abs_error_total", **labels)
+        assert error == pytest.approx(float(errors[done : done + count].sum()), rel=1e-9)
+        hits = metric_value(client, "urnn_realised_interval_hits_total", **labels)
+        assert hits == float(inside[done : done + count].sum())
+        done += count
 
 
 def test_realised_error_compares_a_zoned_forecast_with_zoned_histories_only(
@@ -152,16 +184,16 @@ def test_realised_error_compares_a_zoned_forecast_with_zoned_histories_only(
 
     send(300, 60, "Europe/Berlin")
     send(305, 80, None)  # the same clock times, naive: not the forecast's instants
-    assert metric_value(client, points, model_version="1") == 0.0
-    send(310, 80, "Europe/Berlin")  # scores the naive forecast? no: it is zoned
-    assert metric_value(client, points, model_version="1") == 0.0
-    forecast = send(315, 80, "Europe/Berlin")  # zoned against zoned: the five steps it reaches
-    assert metric_value(client, points, model_version="1") == 5.0
+    assert metric_total(client, points, model_version="1") == 0.0
+    forecast = send(310, 80, "Europe/Berlin")  # scores the naive forecast? no: it is zoned
+    assert metric_total(client, points, model_version="1") == 0.0
+    send(315, 80, "Europe/Berlin")  # zoned against zoned: the five steps it reaches
+    assert metric_total(client, points, model_version="1") == 5.0
     before = metric_value(client, "urnn_realised_mae_sum", model_version="1")
-    send(320, 80, "Europe/Berlin")
-    assert metric_value(client, points, model_version="1") == 10.0
+    send(320, 80, "Europe/Berlin")  # the next five steps of the same (still pending) forecast
+    assert metric_total(client, points, model_version="1") == 10.0
     mae = metric_value(client, "urnn_realised_mae_sum", model_version="1") - before
-    actual, mean = frame["y"].to_numpy()[315:320], np.array(forecast["mean"][:5])
+    actual, mean = frame["y"].to_numpy()[315:320], np.array(forecast["mean"][5:10])
     assert mae == pytest.approx(float(np.abs(actual - mean).mean()), rel=1e-9)
 
 
@@ -172,7 +204,7 @@ def test_each_version_exports_the_nominal_coverage_its_hits_are_read_against(
     a fixed 0.6 fired for ever on a model trained with --quantiles 0.5,0.9,0.99 (0.49)."""
     assert metric_value(client, "urnn_realised_interval_nominal", model_version="1") == 0.8
     metrics = ServiceMetrics()
-    metrics.start_version("7", (0.5, 0.9, 0.99))
+    metrics.start_version("7", (0.5, 0.9, 0.99), horizon=24)
     nominal = metrics.registry.get_sample_value(
         "urnn_realised_interval_nominal", {"model_version": "7"}
     )

@@ -189,8 +189,13 @@ def test_nothing_registered_yet_is_not_a_failed_load(
     assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
     # the new version's counters exist at 0 before its first forecast (rate() counts it)
     text = client.get("/metrics").text
-    for family in ("urnn_realised_points_total", "urnn_realised_interval_hits_total"):
-        assert f'{family}{{model_version="{version}"}} 0.0' in text
+    for family in (
+        "urnn_realised_points_total",
+        "urnn_realised_interval_hits_total",
+        "urnn_realised_abs_error_total",
+    ):
+        for lead in ("1", "2-3", "4-7"):  # every lead up to the model's horizon
+            assert f'{family}{{lead="{lead}",model_version="{version}"}} 0.0' in text, lead
     assert f'urnn_forecast_series_total{{model_version="{version}"}} 0.0' in text
 
 

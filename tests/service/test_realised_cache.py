@@ -28,8 +28,18 @@ def _request(
     return ids, RegularHistories(first_ns, STEP, values), rows
 
 
-def _points(metrics: ServiceMetrics) -> float:
-    return metrics.realised_points.labels(model_version="1")._value.get()  # type: ignore[no-any-return]
+def _total(metrics: ServiceMetrics, name: str, **labels: str) -> float:
+    """The sum of a counter's samples over the labels not given (the leads, by default)."""
+    return sum(
+        sample.value
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _points(metrics: ServiceMetrics, **labels: str) -> float:
+    return _total(metrics, "urnn_realised_points_total", model_version="1", **labels)
 
 
 def test_resent_ids_with_one_new_id_a_request_hold_rows_in_proportion_to_the_ids() -> None:
@@ -57,8 +67,7 @@ def test_compacted_rows_score_as_the_original_ones() -> None:
     # s0's history now covers its cached forecast's H steps, at the forecast's level
     tracker.observe_batch([_request(["s0"], start_step=N + H - N, level=5.0)])
     assert _points(metrics) - before == H
-    hits = metrics.realised_hits.labels(model_version="1")._value.get()
-    assert hits == H
+    assert _total(metrics, "urnn_realised_interval_hits_total") == H
 
 
 def test_ids_cycling_through_a_full_cache_are_counted_as_evicted_unscored() -> None:
@@ -93,3 +102,72 @@ def test_a_zoned_forecast_is_scored_by_zoned_histories_only_after_compaction_too
         rows.zoned = [zoned]
         tracker.observe_batch([(ids_, listed, rows)])
         assert _points(metrics) - before == points, series_id
+
+
+def _hourly(
+    series_id: str, hour: int, horizon: int = 8
+) -> tuple[list[str], RegularHistories, ForecastRows]:
+    """A client asking at `hour` with the N hours up to it (each hour's value is its number)
+    for the next `horizon` hours: the forecast at lead k is off by k, its interval +- 2.5, so
+    leads 1 and 2 fall inside it and later ones outside."""
+    first_ns = np.array([(hour - N + 1) * STEP], dtype=np.int64)
+    values = np.arange(hour - N + 1, hour + 1, dtype=np.float64)[None, :]
+    leads = np.arange(1, horizon + 1, dtype=np.int64)
+    stamps = ((hour + leads) * STEP)[None, :]
+    mean = (hour + 2 * leads).astype(np.float64)[None, :]  # truth hour + k, off by k
+    return (
+        [series_id],
+        RegularHistories(first_ns, STEP, values),
+        ForecastRows("1", stamps, mean, mean - 2.5, mean + 2.5),
+    )
+
+
+def test_a_client_asking_every_hour_has_every_lead_of_its_forecasts_scored() -> None:
+    """Each forecast was scored once, by the next history, and replaced: a client asking
+    every step had only lead 1 ever scored (its realised MAE and coverage were one-step
+    figures). Now one forecast a horizon stays pending until all its steps are revealed."""
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10)
+    for hour in range(3 * 8 + 1):  # forecasts kept at hours 0, 8, 16 (scored), 24 (pending)
+        tracker.observe_batch([_hourly("pump", hour)])
+    by_lead = {"1": 3.0, "2-3": 6.0, "4-7": 12.0, "8-15": 3.0}
+    for lead, points in by_lead.items():
+        assert _points(metrics, lead=lead) == points, lead
+    assert _points(metrics) == 3 * 8
+    errors = {k: _total(metrics, "urnn_realised_abs_error_total", lead=k) for k in by_lead}
+    assert errors == {"1": 3.0, "2-3": 3 * (2.0 + 3.0), "4-7": 3 * 22.0, "8-15": 3 * 8.0}
+    hits = {k: _total(metrics, "urnn_realised_interval_hits_total", lead=k) for k in by_lead}
+    assert hits == {"1": 3.0, "2-3": 3.0, "4-7": 0.0, "8-15": 0.0}  # leads 1 and 2 inside
+    assert tracker.pending() == 1
+
+
+def test_depth_keeps_forecasts_horizon_over_depth_apart_and_scores_each_step_once() -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10, depth=2)
+    for hour in range(3 * 8 + 1):  # kept at 0, 4, ..., 24: those up to 16 fully scored
+        tracker.observe_batch([_hourly("pump", hour)])
+        tracker.observe_batch([_hourly("pump", hour)])  # the same history again: nothing new
+    assert _points(metrics) == 5 * 8 + 4  # and the forecast of hour 20 up to lead 4
+    assert tracker.pending() == 2
+    assert _points(metrics, lead="8-15") == 5.0
+
+
+def test_a_client_going_back_in_time_replaces_what_is_pending() -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10)
+    tracker.observe_batch([_hourly("pump", 100)])
+    tracker.observe_batch([_hourly("pump", 50)])  # a replay from earlier data
+    assert _points(metrics) == 0.0 and tracker.pending() == 1
+    tracker.observe_batch([_hourly("pump", 58)])  # reveals the hour-50 forecast's 8 steps
+    assert _points(metrics) == 8.0
+
+
+def test_evicting_an_id_counts_each_of_its_pending_forecasts() -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=1, depth=2)
+    for hour in (0, 4):
+        tracker.observe_batch([_hourly("pump", hour)])
+    assert tracker.pending() == 2
+    tracker.observe_batch([_hourly("fan", 0)])
+    assert metrics.realised_evicted._value.get() == 2.0
+    assert tracker.held_rows() == 1
