@@ -178,7 +178,9 @@ class RealisedErrorTracker:
                         ):  # the client went back in time, or to the other kind of axis
                             self._release(pending, sparse)
                             pending = None
-                        elif last[row] >= pending[0][3]:  # reveals a step still pending
+                        elif last[row] >= (  # reveals a step still pending
+                            pending[0][3] if len(pending) == 1 else min(p[3] for p in pending)
+                        ):
                             pending = self._reveal(
                                 pending, histories, row, first[row], last[row], sparse, tally
                             )
