@@ -121,7 +121,7 @@ def test_dashboard_covers_what_issue_7_asks_for() -> None:
         "urnn_batch_series_sum",
         "urnn_queue_depth_requests",
         "urnn_input_drift_psi",
-        "urnn_realised_mae_sum",
+        "urnn_realised_abs_error_total",  # realised MAE = abs_error / points
         "urnn_realised_interval_hits_total",
         "urnn_realised_points_total",
         "urnn_realised_evicted_total",  # why the two above can read nothing
