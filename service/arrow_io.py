@@ -328,13 +328,16 @@ def _read_table(body: bytes, content_type: str) -> Table:
     that batch: its columns are arrays, with no chunks to combine. Checked whole
     (`_check_table`) before anything reads a cell of it."""
     kind = "file" if content_type == ARROW_FILE else "stream"
+    unread = 0  # bytes after a stream's end-of-stream marker
     table: Table
     try:
         if content_type == ARROW_FILE:
             table = pa.ipc.open_file(pa.py_buffer(body)).read_all()
         else:
-            reader = pa.ipc.open_stream(pa.py_buffer(body))
+            source = pa.BufferReader(pa.py_buffer(body))
+            reader = pa.ipc.open_stream(source)
             batches = list(reader)
+            unread = len(body) - source.tell()
             if len(batches) == 1:
                 table = batches[0]
             else:
@@ -345,6 +348,15 @@ def _read_table(body: bytes, content_type: str) -> Table:
             "the body",
             f"is not an Arrow IPC {kind} ({content_type}): {_why_unreadable(body, content_type)}",
         ) from None
+    if unread > 0:
+        # pyarrow's reader stops at the end-of-stream marker: a second stream appended
+        # (two tables meant as one request) had its series dropped under a 200.
+        raise ServiceInputError(
+            "the body",
+            f"is not an Arrow IPC stream ({content_type}): {unread} bytes follow its "
+            "end-of-stream marker (a second stream appended?); send one stream holding "
+            "every series, as pyarrow.ipc.new_stream writes it",
+        )
     _check_table(table, kind)
     return table
 

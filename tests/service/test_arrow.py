@@ -559,6 +559,33 @@ def test_bodies_that_are_not_arrow_say_why_in_the_services_words(
     assert not any(words.lower() in detail.lower() for words in _READER_WORDS), detail
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param(lambda b: arrow_of({**b, "series": b["series"][1:]}), id="a second stream"),
+        pytest.param(lambda b: b"junk", id="junk"),
+    ],
+)
+def test_bytes_after_the_streams_end_are_422_not_dropped(
+    client: TestClient, body: Body, tail: Callable[[Body], bytes]
+) -> None:
+    """The fuzz walk sent two streams one after the other (two tables a client meant as one
+    request): the service answered 200 for the first table's series and dropped the second's
+    without a word, as pyarrow's reader stops at the first end-of-stream marker. A JSON body
+    with anything after its object is a 422; so is an Arrow stream with anything after its
+    end, naming how many bytes were left unread."""
+    first = arrow_of({**body, "series": body["series"][:1]})
+    extra = tail(body)
+    response = client.post("/forecast", content=first + extra, headers=ARROW_IN)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(_STREAM_422), detail
+    assert f"{len(extra)} bytes follow its end-of-stream marker" in detail
+    # The stream alone, and the stream without its end-of-stream marker, still read.
+    assert client.post("/forecast", content=first, headers=ARROW_IN).status_code == 200
+    assert client.post("/forecast", content=first[:-8], headers=ARROW_IN).status_code == 200
+
+
 def test_other_body_types_are_415_naming_the_accepted_ones(client: TestClient) -> None:
     response = client.post(
         "/forecast", content=b"id,values\n", headers={"content-type": "text/csv"}
