@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     JsonValue,
     Strict,
+    WithJsonSchema,
 )
 
 from training.validation import (
@@ -37,6 +38,11 @@ EXAMPLE_VALUES: list[JsonValue] = [31.2, 30.9, 30.4, 30.1, 29.8, 30.3]
 # A JSON number (an integer or a float, NaN and inf included for the checks that name them);
 # never a bool or a string.
 Number = Annotated[float, Strict()]
+# An entry of a history (`values`, a covariate's list): a number. null is read, so that its 422
+# names the position as NaN's does (service.validation), and always refused; OpenAPI shows the
+# entry as the number the service takes (it showed `number | null`: generated clients typed
+# histories Optional[float], and a fuzzer's schema-valid nulls were all 422s).
+HistoryValue = Annotated[Number | None, WithJsonSchema({"type": "number"})]
 
 
 def _not_bool_or_text(value: object) -> object:
@@ -94,8 +100,8 @@ def _null_is_absent(value: object) -> object:
 # leaving the field out does (and as a null `covariates.<name>` cell of an Arrow body), like
 # the other optional fields' null; OpenAPI shows it as an object or null.
 Covariates = Annotated[
-    dict[str, list[Number | None]],
-    BeforeValidator(_null_is_absent, json_schema_input_type=dict[str, list[Number | None]] | None),
+    dict[str, list[HistoryValue]],
+    BeforeValidator(_null_is_absent, json_schema_input_type=dict[str, list[HistoryValue]] | None),
 ]
 
 
@@ -142,7 +148,7 @@ class SeriesIn(BaseModel):
         description="Caller's id of the series, echoed in the response; unique per request.",
         examples=["transformer-1"],
     )
-    values: list[Number | None] = Field(
+    values: list[HistoryValue] = Field(
         min_length=1,
         description=(
             "The target's history, oldest first, at least the model's lookback long (GET "

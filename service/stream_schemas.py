@@ -17,6 +17,7 @@ from service.schemas import (
     ZONE_EFFECT,
     Count,
     Covariates,
+    HistoryValue,
     ModelRefOut,
     Number,
     Timestamp,
@@ -65,7 +66,7 @@ class ObservationsRequest(BaseModel):
         },
     )
 
-    values: list[Number | None] = Field(
+    values: list[HistoryValue] = Field(
         min_length=1,
         description="The new target values, oldest first. null, NaN and inf are rejected.",
         examples=[EXAMPLE_VALUES],

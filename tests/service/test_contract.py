@@ -306,3 +306,22 @@ def test_freq_alias_spelled_differently_is_accepted(
 ) -> None:
     series = {**history(registry.frame), "freq": freq}
     assert client.post("/forecast", json={"series": [series]}).status_code == 200
+
+
+def test_openapi_history_entries_are_numbers_as_the_service_takes(client: TestClient) -> None:
+    """The fuzz walk's schema-valid histories holding null were all refused: /openapi.json
+    showed each entry of `values` and of a covariate list as `number | null` (so generated
+    clients typed them Optional[float]), while every null is a 422 naming its position. The
+    schema now shows a number; the null still parses far enough for that 422."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for model in ("SeriesIn", "ObservationsRequest"):
+        fields = schemas[model]["properties"]
+        assert fields["values"]["items"] == {"type": "number"}, model
+        (lists,) = [kind for kind in fields["covariates"]["anyOf"] if kind["type"] == "object"]
+        assert lists["additionalProperties"]["items"] == {"type": "number"}, model
+    values = np.sin(np.arange(LOOKBACK) / 5.0).tolist()
+    values[3] = None
+    series = {"id": "a", "values": values, "covariates": {"x": [1.0] * LOOKBACK}}
+    answer = client.post("/forecast", json={"series": [series]})
+    assert answer.status_code == 422
+    assert "'values': holds null at position 3" in answer.json()["detail"]
