@@ -89,7 +89,11 @@ class ScheduleChange(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={"examples": [{"paused": True}, {"cron": "30 2 * * 1-5"}]},
+        # minProperties: `{}` is a 422 'nothing to change' (change_schedule); the schema says so
+        json_schema_extra={
+            "minProperties": 1,
+            "examples": [{"paused": True}, {"cron": "30 2 * * 1-5"}],
+        },
     )
 
     # None stands for a field left out; a null sent is refused (change_schedule), so the
