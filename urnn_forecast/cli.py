@@ -1528,8 +1528,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Train a uRNN forecaster on the bundled ETTh1 file, backtest it beside seasonal "
             "naive, log and register it in MLflow (champion if better), start the forecast "
             "service on a free loopback port, POST a forecast request and print the answer. "
-            "10-25 s on two CPU cores. The paper's copying task is `urnn benchmark "
-            "paper copy`."
+            "10-25 s on two idle CPU cores; where other work keeps the cores busy, "
+            "URNN_TORCH_THREADS=1 (131 s -> 28 s on two cores at load 5). The paper's copying "
+            "task is `urnn benchmark paper copy`."
         ),
     )
     demo.add_argument(
