@@ -8,13 +8,19 @@ lowest..highest quantile interval go to counters labelled by the version that ma
 forecast and the step's lead (1, 2-3, 4-7, ... steps ahead), and their MAE to a histogram. A
 forecast stays pending until a history reaches its last step. A new forecast is kept when the
 id has none pending, or when it starts after the newest pending one's first horizon / depth
-steps (with depth 1: after its last step); otherwise it is not scored. So a client that asks at
-every step (hourly, horizon 24 h) has one forecast a day scored at all 24 leads, not the first
-step of each forecast: before 2026-12-07 each forecast was scored once, by the first later
-history, and replaced, and such a client's realised MAE and coverage were one-step-ahead
-figures read beside the backtest's all-steps ones. A history on the other kind of time axis,
-or a new forecast that starts before the newest pending one (the client went back in time),
-replaces what is pending. Series without dates are not tracked.
+steps (with depth 1: after its last step); otherwise it is not scored. A client that asks
+more often than that spacing (an earlier history revealed part of the oldest pending forecast)
+has the next forecast kept one step later: kept at a fixed spacing, a client asking every hour
+with horizon 24 had every kept forecast made at the hour of its first request, so lead 1 was
+always the same hour of day and "error by lead" was error by hour of day (2026-12-07, PJM
+DAYTON, horizon 24, 21 days hourly: realised lead-1 MAE 61 MW, always 01:00, where the client's
+lead-1 forecasts erred 99 MW; now 102). So a client that asks at every step (hourly, horizon
+24 h) has one forecast every 25 hours scored at all 24 leads, each lead at every hour of the
+day within 25 days, not the first step of each forecast: before 2026-12-07 each forecast was
+scored once, by the first later history, and replaced, and such a client's realised MAE and
+coverage were one-step-ahead figures read beside the backtest's all-steps ones. A history on
+the other kind of time axis, or a new forecast that starts before the newest pending one (the
+client went back in time), replaces what is pending. Series without dates are not tracked.
 
 Stamps are epoch nanoseconds of instants (UTC) for zoned series (a `timezone`, offsets, Arrow's
 zoned type) and of the wall clock as written for naive ones, which name no instant: a forecast
@@ -171,6 +177,7 @@ class RealisedErrorTracker:
                 for row, series_id in enumerate(ids):
                     pending = cache.pop(series_id, None)
                     new_first = new_firsts[row]
+                    shift = False  # keep the next forecast one step later than the spacing
                     if pending is not None:
                         newest, j = pending[-1][0], pending[-1][1]
                         if new_first < newest.first[j] or (zoned is not None and zoned[row]) != (
@@ -178,16 +185,23 @@ class RealisedErrorTracker:
                         ):  # the client went back in time, or to the other kind of axis
                             self._release(pending, sparse)
                             pending = None
-                        elif last[row] >= (  # reveals a step still pending
-                            pending[0][3] if len(pending) == 1 else min(p[3] for p in pending)
-                        ):
-                            pending = self._reveal(
-                                pending, histories, row, first[row], last[row], sparse, tally
-                            )
+                        else:
+                            # an earlier history revealed part of the oldest: the client asks
+                            # more often than the spacing, and the forecasts kept would
+                            # otherwise start at one hour of the day for ever (module doc)
+                            shift = pending[0][2] > 0
+                            if last[row] >= (  # reveals a step still pending
+                                pending[0][3] if len(pending) == 1 else min(p[3] for p in pending)
+                            ):
+                                pending = self._reveal(
+                                    pending, histories, row, first[row], last[row], sparse, tally
+                                )
                     if not pending:
+                        if shift:  # the one right after the spacing is passed over
+                            continue
                         pending = [[forecasts, row, 0, new_first]]
                         forecasts.live += 1
-                    elif new_first > self._spacing_stamp(pending[-1]):
+                    elif new_first > self._spacing_stamp(pending[-1], shift):
                         pending.append([forecasts, row, 0, new_first])
                         forecasts.live += 1
                         if len(pending) > self.depth:
@@ -242,13 +256,16 @@ class RealisedErrorTracker:
             kept.append(item)
         return kept
 
-    def _spacing_stamp(self, item: list[Any]) -> int:
+    def _spacing_stamp(self, item: list[Any], shift: bool = False) -> int:
         """The step of a pending forecast after which the next one is kept: its last with one
-        forecast an id (depth 1), else its (horizon / depth)-th."""
+        forecast an id (depth 1), else its (horizon / depth)-th; with `shift`, one step
+        later (the client asks more often than the spacing: the kept forecasts' origins move
+        round the day instead of staying at one hour)."""
         block, j = item[0], item[1]
+        width = block.stamps.shape[1]
         if self.depth == 1:
             return block.last[j]  # type: ignore[no-any-return]
-        return int(block.stamps[j, -(-block.stamps.shape[1] // self.depth) - 1])
+        return int(block.stamps[j, min(-(-width // self.depth) - 1 + shift, width - 1)])
 
     def _compact(self, block: ForecastRows) -> None:
         """Copy the rows of `block` that pending forecasts still point at into a block of their

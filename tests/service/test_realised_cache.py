@@ -49,7 +49,9 @@ def test_resent_ids_with_one_new_id_a_request_hold_rows_in_proportion_to_the_ids
     fixed = [f"fixed-{i}" for i in range(per_request - 1)]
     for r in range(200):  # the fixed ids resent every time, one new id each request
         tracker.observe_batch([_request([*fixed, f"new-{r}"], start_step=r, level=float(r))])
-    assert len(tracker) == capacity
+    # at most capacity: an id whose forecast completed at the request that passes over the
+    # next one (a client asking every step, the phase moves on) holds none until its next
+    assert 0 < len(tracker) <= capacity
     # without compaction every cached "new-r" kept its whole request: ~capacity x 64 rows
     assert tracker.held_rows() <= 4 * capacity
     assert tracker.held_rows() >= capacity - len(fixed)
@@ -125,17 +127,18 @@ def _hourly(
 def test_a_client_asking_every_hour_has_every_lead_of_its_forecasts_scored() -> None:
     """Each forecast was scored once, by the next history, and replaced: a client asking
     every step had only lead 1 ever scored (its realised MAE and coverage were one-step
-    figures). Now one forecast a horizon stays pending until all its steps are revealed."""
+    figures). Now one forecast a horizon stays pending until all its steps are revealed, and
+    the one right after it is passed over (the next kept one starts an hour later in the day)."""
     metrics = ServiceMetrics(CollectorRegistry())
     tracker = RealisedErrorTracker(metrics, capacity=10)
-    for hour in range(3 * 8 + 1):  # forecasts kept at hours 0, 8, 16 (scored), 24 (pending)
+    for hour in range(26):  # kept at hours 0, 9 (scored), 18 (revealed up to lead 7)
         tracker.observe_batch([_hourly("pump", hour)])
-    by_lead = {"1": 3.0, "2-3": 6.0, "4-7": 12.0, "8-15": 3.0}
+    by_lead = {"1": 3.0, "2-3": 6.0, "4-7": 12.0, "8-15": 2.0}
     for lead, points in by_lead.items():
         assert _points(metrics, lead=lead) == points, lead
-    assert _points(metrics) == 3 * 8
+    assert _points(metrics) == 2 * 8 + 7
     errors = {k: _total(metrics, "urnn_realised_abs_error_total", lead=k) for k in by_lead}
-    assert errors == {"1": 3.0, "2-3": 3 * (2.0 + 3.0), "4-7": 3 * 22.0, "8-15": 3 * 8.0}
+    assert errors == {"1": 3.0, "2-3": 3 * (2.0 + 3.0), "4-7": 3 * 22.0, "8-15": 2 * 8.0}
     hits = {k: _total(metrics, "urnn_realised_interval_hits_total", lead=k) for k in by_lead}
     assert hits == {"1": 3.0, "2-3": 3.0, "4-7": 0.0, "8-15": 0.0}  # leads 1 and 2 inside
     assert tracker.pending() == 1
@@ -144,12 +147,14 @@ def test_a_client_asking_every_hour_has_every_lead_of_its_forecasts_scored() -> 
 def test_depth_keeps_forecasts_horizon_over_depth_apart_and_scores_each_step_once() -> None:
     metrics = ServiceMetrics(CollectorRegistry())
     tracker = RealisedErrorTracker(metrics, capacity=10, depth=2)
-    for hour in range(3 * 8 + 1):  # kept at 0, 4, ..., 24: those up to 16 fully scored
+    # kept 8 / 2 steps apart, plus the one step that moves a client asking every hour round
+    # the day: at 0, 5, 10, 15 (fully scored), 20 (up to lead 4)
+    for hour in range(3 * 8 + 1):
         tracker.observe_batch([_hourly("pump", hour)])
         tracker.observe_batch([_hourly("pump", hour)])  # the same history again: nothing new
-    assert _points(metrics) == 5 * 8 + 4  # and the forecast of hour 20 up to lead 4
-    assert tracker.pending() == 2
-    assert _points(metrics, lead="8-15") == 5.0
+    assert _points(metrics) == 4 * 8 + 4
+    assert tracker.pending() == 1
+    assert _points(metrics, lead="8-15") == 4.0
 
 
 def test_a_client_going_back_in_time_replaces_what_is_pending() -> None:
@@ -171,3 +176,39 @@ def test_evicting_an_id_counts_each_of_its_pending_forecasts() -> None:
     tracker.observe_batch([_hourly("fan", 0)])
     assert metrics.realised_evicted._value.get() == 2.0
     assert tracker.held_rows() == 1
+
+
+def _daily_cycle(hour: int, horizon: int = 24) -> tuple[list[str], RegularHistories, ForecastRows]:
+    """A client asking at `hour` for the next `horizon` hours of a series that is 0 at every
+    hour, forecast as the step's hour of day: each step's error is its hour of day (0-23)."""
+    first_ns = np.array([(hour - N + 1) * STEP], dtype=np.int64)
+    future = hour + np.arange(1, horizon + 1, dtype=np.int64)
+    return (
+        ["meter"],
+        RegularHistories(first_ns, STEP, np.zeros((1, N))),
+        ForecastRows(
+            "1",
+            (future * STEP)[None, :],
+            (future % 24).astype(np.float64)[None, :],
+            np.full((1, horizon), -1e9),
+            np.full((1, horizon), 1e9),
+        ),
+    )
+
+
+def test_a_client_asking_every_hour_has_its_leads_scored_at_every_hour_of_the_day() -> None:
+    """Walked on PJM DAYTON (2026-12-07): an hourly client had one forecast a day scored, always
+    the one made at the hour of its first request, so lead 1 was always the same hour of day
+    (01:00: realised lead-1 MAE 61 MW where the client's lead-1 forecasts erred 99 MW) and
+    'error by lead' was error by hour of day. The kept forecasts' origins now move round the
+    day: over 24 cycles each lead is scored at every hour, as the client's forecasts are."""
+    for depth in (1, 4):
+        metrics = ServiceMetrics(CollectorRegistry())
+        tracker = RealisedErrorTracker(metrics, capacity=10, depth=depth)
+        for hour in range(30 * 24):
+            tracker.observe_batch([_daily_cycle(hour)])
+        for lead in ("1", "16-31"):
+            points = _points(metrics, lead=lead)
+            mae = _total(metrics, "urnn_realised_abs_error_total", lead=lead) / points
+            # every hour of day alike: mean hour 11.5 (phase-locked at hour 0: lead 1 read 1.0)
+            assert abs(mae - 11.5) < 1.5, (depth, lead, mae, points)
