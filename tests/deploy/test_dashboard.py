@@ -192,3 +192,20 @@ def test_every_panel_says_what_it_shows() -> None:
                 }
                 for target in rates:
                     assert target["legendFormat"] in overridden, (panel["title"], target["expr"])
+
+
+def test_realised_mae_by_version_weights_every_scored_step_alike() -> None:
+    """The panel's mean read urnn_realised_mae_sum / _count: the mean over scorings of each
+    scoring's MAE, so a client asking every hour (a scoring per step) outweighed one asking
+    daily (24 steps a scoring). Walked on PJM (2026-12-07), an hourly DAYTON client beside a
+    daily PJME one: the panel read 131 MW where the 305 scored steps' MAE was 765 MW (587 in
+    its window). It now reads the per-step counters, as the by-lead panel and the docs do."""
+    board = next(iter(dashboards().values()))
+    (panel,) = [p for p in panels(board) if p.get("title") == "Realised MAE by model version"]
+    means = [t["expr"] for t in panel["targets"] if t.get("legendFormat", "").endswith("mean")]
+    assert means
+    for expr in means:
+        assert promql_metric_names(expr) == {
+            "urnn_realised_abs_error_total",
+            "urnn_realised_points_total",
+        }, expr
