@@ -265,7 +265,8 @@ class RealisedErrorTracker:
         width = block.stamps.shape[1]
         if self.depth == 1:
             return block.last[j]  # type: ignore[no-any-return]
-        return int(block.stamps[j, min(-(-width // self.depth) - 1 + shift, width - 1)])
+        spacing = -(-width // self.depth)  # a forecast kept every step covers every phase
+        return int(block.stamps[j, min(spacing - 1 + (shift and spacing > 1), width - 1)])
 
     def _compact(self, block: ForecastRows) -> None:
         """Copy the rows of `block` that pending forecasts still point at into a block of their

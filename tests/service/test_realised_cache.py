@@ -212,3 +212,14 @@ def test_a_client_asking_every_hour_has_its_leads_scored_at_every_hour_of_the_da
             mae = _total(metrics, "urnn_realised_abs_error_total", lead=lead) / points
             # every hour of day alike: mean hour 11.5 (phase-locked at hour 0: lead 1 read 1.0)
             assert abs(mae - 11.5) < 1.5, (depth, lead, mae, points)
+
+
+def test_a_depth_of_the_horizon_keeps_a_forecast_every_step() -> None:
+    """Depth >= horizon keeps one forecast a step, every phase already: the one step more
+    that moves sparser kept forecasts round the day would halve its points."""
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10, depth=8)
+    for hour in range(3 * 8 + 1):
+        tracker.observe_batch([_hourly("pump", hour)])
+    assert _points(metrics, lead="1") == 24.0  # forecasts of hours 0..23, each at lead 1
+    assert tracker.pending() == 8
