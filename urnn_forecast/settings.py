@@ -210,8 +210,10 @@ class Settings(BaseSettings):
         le=64,
         description=(
             "Forecasts kept pending per series id for realised error, spaced horizon / depth "
-            "steps apart: 1 scores one forecast a horizon at every lead; more score more "
-            "points (faster coverage readings) for that many times the memory."
+            "steps apart (one step more for a client that asks more often, so that each lead "
+            "is read at every hour of the day): 1 scores one forecast a horizon at every "
+            "lead; more score more points (faster coverage readings) for that many times the "
+            "memory."
         ),
     )
     stream_max_states: int = Field(
