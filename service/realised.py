@@ -189,7 +189,9 @@ class RealisedErrorTracker:
                             # an earlier history revealed part of the oldest: the client asks
                             # more often than the spacing, and the forecasts kept would
                             # otherwise start at one hour of the day for ever (module doc)
-                            shift = pending[0][2] > 0
+                            # (not when this history starts after its end: a jump, no cadence)
+                            oldest, j0 = pending[0][0], pending[0][1]
+                            shift = pending[0][2] > 0 and first[row] <= oldest.last[j0]
                             if last[row] >= (  # reveals a step still pending
                                 pending[0][3] if len(pending) == 1 else min(p[3] for p in pending)
                             ):

@@ -223,3 +223,18 @@ def test_a_depth_of_the_horizon_keeps_a_forecast_every_step() -> None:
         tracker.observe_batch([_hourly("pump", hour)])
     assert _points(metrics, lead="1") == 24.0  # forecasts of hours 0..23, each at lead 1
     assert tracker.pending() == 8
+
+
+def test_a_client_jumping_forward_past_its_pending_forecast_has_the_new_one_kept() -> None:
+    """Walked on PJM (a replay that jumped from 2016 to 2017): the pending forecast, partly
+    revealed, was dropped unscored by the jump (its steps are not in the new history), and
+    the new forecast was passed over as if the client asked every step; it is kept."""
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10)
+    for hour in range(12):  # kept at 0 (scored), 9 (revealed up to lead 3)
+        tracker.observe_batch([_hourly("pump", hour)])
+    before = _points(metrics)
+    tracker.observe_batch([_hourly("pump", 100)])  # history 93..100: after hour 17
+    assert tracker.pending() == 1
+    tracker.observe_batch([_hourly("pump", 108)])  # reveals all 8 steps of the hour-100 one
+    assert _points(metrics) - before == 8.0
