@@ -42,6 +42,7 @@ The scored steps of a batch reach the counters together, one increment per (vers
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -268,7 +269,13 @@ class RealisedErrorTracker:
         if self.depth == 1:
             return block.last[j]  # type: ignore[no-any-return]
         spacing = -(-width // self.depth)  # a forecast kept every step covers every phase
-        return int(block.stamps[j, min(spacing - 1 + (shift and spacing > 1), width - 1)])
+        if shift and spacing > 1:
+            # the first spacing past this one that shares no factor with the horizon: 9 steps
+            # at horizon 24 (depth 3) kept origins at 8 hours of the day only, 11 reaches all
+            spacing += 1
+            while math.gcd(spacing, width) > 1 and spacing < width:
+                spacing += 1
+        return int(block.stamps[j, min(spacing, width) - 1])
 
     def _compact(self, block: ForecastRows) -> None:
         """Copy the rows of `block` that pending forecasts still point at into a block of their

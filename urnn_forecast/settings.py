@@ -210,8 +210,9 @@ class Settings(BaseSettings):
         le=64,
         description=(
             "Forecasts kept pending per series id for realised error, spaced horizon / depth "
-            "steps apart (one step more for a client that asks more often, so that each lead "
-            "is read at every hour of the day): 1 scores one forecast a horizon at every "
+            "steps apart (for a client that asks more often, the next spacing above that shares "
+            "no factor with the horizon, so that each lead is read at every hour of the day): 1 "
+            "scores one forecast a horizon at every "
             "lead; more score more points (faster coverage readings) for that many times the "
             "memory."
         ),

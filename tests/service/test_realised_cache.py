@@ -238,3 +238,18 @@ def test_a_client_jumping_forward_past_its_pending_forecast_has_the_new_one_kept
     assert tracker.pending() == 1
     tracker.observe_batch([_hourly("pump", 108)])  # reveals all 8 steps of the hour-100 one
     assert _points(metrics) - before == 8.0
+
+
+def test_kept_forecasts_of_a_frequent_client_start_at_every_hour_whatever_the_depth() -> None:
+    """Walked on PJM (2026-12-07): kept horizon / depth + 1 steps apart, depth 3 at horizon 24
+    kept forecasts 9 hours apart, which start at 8 hours of the day only (the 9-hour cycle
+    shares the factor 3 with the day); the spacing is now the next one coprime with the
+    horizon, and the origins of the kept forecasts reach every hour."""
+    for depth in (1, 2, 3, 4, 5, 6, 8):
+        tracker = RealisedErrorTracker(ServiceMetrics(CollectorRegistry()), 10, depth=depth)
+        origins = set()
+        for hour in range(40 * 24):
+            tracker.observe_batch([_daily_cycle(hour)])
+            for block, j, *_ in tracker._cache.get("meter", ()):
+                origins.add(int(block.stamps[j, 0] // STEP - 1) % 24)
+        assert len(origins) == 24, (depth, sorted(origins))
