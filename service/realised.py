@@ -153,6 +153,9 @@ class RealisedErrorTracker:
         self.depth = max(depth, 1)
         # id -> pending forecasts, oldest first: [rows, row, next step, next step's stamp]
         self._cache: OrderedDict[str, list[list[Any]]] = OrderedDict()
+        # id -> the start of the forecast passed over for the one step more: a repeat of that
+        # request (a retry, a second consumer of the series) must not keep it either
+        self._passed: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -201,7 +204,13 @@ class RealisedErrorTracker:
                                 )
                     if not pending:
                         if shift:  # the one right after the spacing is passed over
+                            self._pass_over(series_id, new_first)
                             continue
+                        if pending is None and self._passed:
+                            passed = self._passed.pop(series_id, None)
+                            if passed is not None and new_first <= passed:
+                                self._pass_over(series_id, passed)  # the same request again
+                                continue
                         pending = [[forecasts, row, 0, new_first]]
                         forecasts.live += 1
                     elif new_first > self._spacing_stamp(pending[-1], shift):
@@ -223,6 +232,14 @@ class RealisedErrorTracker:
                     self._compact(block)
             tally.publish(self.metrics)
             self.metrics.realised_cache.set(len(cache))
+
+    def _pass_over(self, series_id: str, first: int) -> None:
+        """Remember that forecasts of `series_id` starting at or before `first` are not kept,
+        for at most `capacity` ids (the oldest forgotten first)."""
+        self._passed[series_id] = first
+        self._passed.move_to_end(series_id)
+        if len(self._passed) > self.capacity:
+            self._passed.popitem(last=False)
 
     def _release(self, items: list[list[Any]], sparse: dict[int, ForecastRows]) -> None:
         """Forget these pending forecasts (their blocks may compact)."""

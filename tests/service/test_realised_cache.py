@@ -253,3 +253,18 @@ def test_kept_forecasts_of_a_frequent_client_start_at_every_hour_whatever_the_de
             for block, j, *_ in tracker._cache.get("meter", ()):
                 origins.add(int(block.stamps[j, 0] // STEP - 1) % 24)
         assert len(origins) == 24, (depth, sorted(origins))
+
+
+def test_a_request_sent_twice_does_not_undo_the_step_that_moves_kept_forecasts() -> None:
+    """Walked on PJM (2026-12-07): the forecast right after a revealed one is passed over so
+    that the kept ones move round the day, but the same request sent again (a retry, a second
+    consumer of the series) was kept, and a client that always sent twice had its kept
+    forecasts start at one hour of the day again."""
+    tracker = RealisedErrorTracker(ServiceMetrics(CollectorRegistry()), 10)
+    origins = set()
+    for hour in range(40 * 24):
+        for _ in range(2):
+            tracker.observe_batch([_daily_cycle(hour)])
+            for block, j, *_ in tracker._cache.get("meter", ()):
+                origins.add(int(block.stamps[j, 0] // STEP - 1) % 24)
+    assert len(origins) == 24, sorted(origins)
