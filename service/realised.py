@@ -47,7 +47,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -88,6 +88,17 @@ class ForecastRows:
             ids=[self.ids[row] for row in rows],
             zoned=None if self.zoned is None else [self.zoned[row] for row in rows],
         )
+
+
+@dataclass(slots=True)
+class Pending:
+    """A forecast kept for scoring: row `row` of `rows`, scored up to step `step` (the next
+    to score), whose timestamp is `stamp`."""
+
+    rows: ForecastRows
+    row: int
+    step: int
+    stamp: int
 
 
 class Histories(Protocol):
@@ -151,8 +162,7 @@ class RealisedErrorTracker:
         self.metrics = metrics
         self.capacity = capacity
         self.depth = max(depth, 1)
-        # id -> pending forecasts, oldest first: [rows, row, next step, next step's stamp]
-        self._cache: OrderedDict[str, list[list[Any]]] = OrderedDict()
+        self._cache: OrderedDict[str, list[Pending]] = OrderedDict()  # id -> oldest first
         # id -> the start of the forecast passed over for the one step more: a repeat of that
         # request (a retry, a second consumer of the series) must not keep it either
         self._passed: OrderedDict[str, int] = OrderedDict()
@@ -183,7 +193,7 @@ class RealisedErrorTracker:
                     new_first = new_firsts[row]
                     shift = False  # keep the next forecast one step later than the spacing
                     if pending is not None:
-                        newest, j = pending[-1][0], pending[-1][1]
+                        newest, j = pending[-1].rows, pending[-1].row
                         if new_first < newest.first[j] or (zoned is not None and zoned[row]) != (
                             newest.zoned is not None and newest.zoned[j]
                         ):  # the client went back in time, or to the other kind of axis
@@ -194,10 +204,10 @@ class RealisedErrorTracker:
                             # more often than the spacing, and the forecasts kept would
                             # otherwise start at one hour of the day for ever (module doc)
                             # (not when this history starts after its end: a jump, no cadence)
-                            oldest, j0 = pending[0][0], pending[0][1]
-                            shift = pending[0][2] > 0 and first[row] <= oldest.last[j0]
+                            oldest = pending[0]
+                            shift = oldest.step > 0 and first[row] <= oldest.rows.last[oldest.row]
                             if last[row] >= (  # reveals a step still pending
-                                pending[0][3] if len(pending) == 1 else min(p[3] for p in pending)
+                                oldest.stamp if len(pending) == 1 else min(p.stamp for p in pending)
                             ):
                                 pending = self._reveal(
                                     pending, histories, row, first[row], last[row], sparse, tally
@@ -211,20 +221,19 @@ class RealisedErrorTracker:
                             if passed is not None and new_first <= passed:
                                 self._pass_over(series_id, passed)  # the same request again
                                 continue
-                        pending = [[forecasts, row, 0, new_first]]
+                        pending = [Pending(forecasts, row, 0, new_first)]
                         forecasts.live += 1
                     elif new_first > self._spacing_stamp(pending[-1], shift):
-                        pending.append([forecasts, row, 0, new_first])
+                        pending.append(Pending(forecasts, row, 0, new_first))
                         forecasts.live += 1
                         if len(pending) > self.depth:
                             self._release([pending.pop(0)], sparse)
                     cache[series_id] = pending
             evictions = 0
             while len(cache) > self.capacity:
-                for evicted, *_ in cache.popitem(last=False)[1]:
-                    evicted.live -= 1
-                    sparse[id(evicted)] = evicted
-                    evictions += 1
+                evicted = cache.popitem(last=False)[1]
+                self._release(evicted, sparse)
+                evictions += len(evicted)
             if evictions > 0:
                 self.metrics.realised_evicted.inc(evictions)
             for block in sparse.values():
@@ -241,29 +250,29 @@ class RealisedErrorTracker:
         if len(self._passed) > self.capacity:
             self._passed.popitem(last=False)
 
-    def _release(self, items: list[list[Any]], sparse: dict[int, ForecastRows]) -> None:
+    def _release(self, items: list[Pending], sparse: dict[int, ForecastRows]) -> None:
         """Forget these pending forecasts (their blocks may compact)."""
         for item in items:
-            block = item[0]
+            block = item.rows
             block.live -= 1
             sparse[id(block)] = block
 
     def _reveal(
         self,
-        pending: list[list[Any]],
+        pending: list[Pending],
         histories: Histories,
         row: int,
         history_first: int,
         history_last: int,
         sparse: dict[int, ForecastRows],
         tally: _Tally,
-    ) -> list[list[Any]]:
+    ) -> list[Pending]:
         """Score what this history reveals of an id's pending forecasts; the ones still
         pending (those whose last step it has not reached)."""
         kept = []
         for item in pending:
-            block, j, step, step_stamp = item
-            if history_last >= step_stamp:
+            block, j, step = item.rows, item.row, item.step
+            if history_last >= item.stamp:
                 width = block.stamps.shape[1]
                 if history_first <= block.last[j]:
                     step = self._score(block, j, step, histories, row, history_last, tally)
@@ -272,19 +281,19 @@ class RealisedErrorTracker:
                 if step >= width:
                     self._release([item], sparse)
                     continue
-                item[2], item[3] = step, int(block.stamps[j, step])
+                item.step, item.stamp = step, int(block.stamps[j, step])
             kept.append(item)
         return kept
 
-    def _spacing_stamp(self, item: list[Any], shift: bool = False) -> int:
+    def _spacing_stamp(self, item: Pending, shift: bool = False) -> int:
         """The step of a pending forecast after which the next one is kept: its last with one
         forecast an id (depth 1), else its (horizon / depth)-th; with `shift`, one step
         later (the client asks more often than the spacing: the kept forecasts' origins move
         round the day instead of staying at one hour)."""
-        block, j = item[0], item[1]
+        block, j = item.rows, item.row
         width = block.stamps.shape[1]
-        if self.depth == 1:
-            return block.last[j]  # type: ignore[no-any-return]
+        if self.depth == 1:  # what the general case below finds, without indexing an array
+            return block.last[j]
         spacing = -(-width // self.depth)  # a forecast kept every step covers every phase
         if shift and spacing > 1:
             # the first spacing past this one that shares no factor with the horizon: 9 steps
@@ -301,18 +310,18 @@ class RealisedErrorTracker:
             item
             for row, series_id in enumerate(block.ids)
             for item in self._cache.get(series_id, ())
-            if item[0] is block and item[1] == row
+            if item.rows is block and item.row == row
         ]
-        kept = block.take([item[1] for item in items])
+        kept = block.take([item.row for item in items])
         for new_row, item in enumerate(items):
-            item[0], item[1] = kept, new_row
+            item.rows, item.row = kept, new_row
         kept.live = len(items)
         block.live = 0
 
     def held_rows(self) -> int:
         """Forecast rows the cache keeps alive (distinct blocks' rows summed): at most about
         four times the pending forecasts."""
-        blocks = {id(item[0]): len(item[0]) for items in self._cache.values() for item in items}
+        blocks = {id(i.rows): len(i.rows) for items in self._cache.values() for i in items}
         return sum(blocks.values())
 
     def pending(self) -> int:

@@ -250,8 +250,8 @@ def test_kept_forecasts_of_a_frequent_client_start_at_every_hour_whatever_the_de
         origins = set()
         for hour in range(40 * 24):
             tracker.observe_batch([_daily_cycle(hour)])
-            for block, j, *_ in tracker._cache.get("meter", ()):
-                origins.add(int(block.stamps[j, 0] // STEP - 1) % 24)
+            for item in tracker._cache.get("meter", ()):
+                origins.add(int(item.rows.stamps[item.row, 0] // STEP - 1) % 24)
         assert len(origins) == 24, (depth, sorted(origins))
 
 
@@ -265,6 +265,6 @@ def test_a_request_sent_twice_does_not_undo_the_step_that_moves_kept_forecasts()
     for hour in range(40 * 24):
         for _ in range(2):
             tracker.observe_batch([_daily_cycle(hour)])
-            for block, j, *_ in tracker._cache.get("meter", ()):
-                origins.add(int(block.stamps[j, 0] // STEP - 1) % 24)
+            for item in tracker._cache.get("meter", ()):
+                origins.add(int(item.rows.stamps[item.row, 0] // STEP - 1) % 24)
     assert len(origins) == 24, sorted(origins)
