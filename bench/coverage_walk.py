@@ -271,7 +271,7 @@ def calibrate(
 # a later forecast j is issued with pos[i] + h <= pos[j] ("step": what service/realised.py can
 # score once a later history covers it), or only once its whole horizon is observed ("horizon").
 
-ADAPTIVE = ("aci", "rolling")  # "aci:GAMMA", "rolling:N" pick the step size / window
+ADAPTIVE = ("aci", "rolling", "rolling1")  # "aci:GAMMA", "rolling:N" pick the step size / window
 M_MAX = 20.0  # the multiplier's cap (GAP_SCALE_MAX): ACI's alpha_t <= 0 is an infinite interval
 
 
@@ -334,7 +334,8 @@ def adaptive_multipliers(
     it was issued with; m = the conformal quantile of the val scores at 1 - alpha_t. Several
     forecasts resolving at once update in issue order. "rolling": m = the conformal quantile at
     `level` of the last `window` resolved scores, topped up with the latest val scores while
-    fewer have resolved."""
+    fewer have resolved; "rolling1": the same topped up with scores of 1 (m = 1, the
+    val-calibrated interval, until enough scores say otherwise: service/adaptive.py)."""
     t_count, horizon = scores.shape
     miss = 1.0 - level
     out = np.empty((t_count, horizon))
@@ -349,9 +350,12 @@ def adaptive_multipliers(
                     alpha += gamma * (miss - float(scores[i, h] > out[i, h]))
                 seen = done[j]
                 out[j, h] = conformal_quantile(cal, alpha)
-        elif method == "rolling":
-            history = np.concatenate([val_scores[:, h], scores[:, h]])
-            v = len(val_scores)
+        elif method in ("rolling", "rolling1"):
+            # rolling1: the window starts as `window` scores of 1, the val-calibrated interval
+            # itself (what the service seeds with: its checkpoints keep no val scores)
+            seed = val_scores[:, h] if method == "rolling" else np.ones(window)
+            history = np.concatenate([seed, scores[:, h]])
+            v = len(seed)
             for j in range(t_count):
                 end = v + done[j]
                 out[j, h] = conformal_quantile(np.sort(history[max(0, end - window) : end]), miss)
@@ -362,12 +366,12 @@ def adaptive_multipliers(
 
 def adaptive_method(how: str, args: argparse.Namespace) -> tuple[str, float, int] | None:
     """("aci", gamma, window) for "aci" / "aci:GAMMA", ("rolling", ., N) for "rolling" /
-    "rolling:N", None for a calibration of the gap multipliers."""
+    "rolling:N" (likewise "rolling1"), None for a calibration of the gap multipliers."""
     name, _, value = how.partition(":")
     if name not in ADAPTIVE:
         return None
     gamma = float(value) if name == "aci" and value else args.gamma
-    window = int(value) if name == "rolling" and value else args.window
+    window = int(value) if name.startswith("rolling") and value else args.window
     return name, gamma, window
 
 
@@ -377,7 +381,9 @@ def valid_calibration(how: str) -> bool:
     if not sep:
         return how in CALIBRATIONS or how in ADAPTIVE
     try:
-        return (name == "aci" and 0 <= float(value) <= 1) or (name == "rolling" and int(value) > 0)
+        if name == "aci":
+            return 0 <= float(value) <= 1
+        return name in ("rolling", "rolling1") and int(value) > 0
     except ValueError:
         return False
 
@@ -415,7 +421,7 @@ def main() -> None:
         parser.error(f"unknown data set(s) {unknown}; known: {', '.join(SOURCES)}")
     odd = [c for c in args.calibrations.split(",") if not valid_calibration(c)]
     if odd:
-        known = ", ".join((*CALIBRATIONS, "aci[:GAMMA in 0..1]", "rolling[:N > 0]"))
+        known = ", ".join((*CALIBRATIONS, "aci[:GAMMA in 0..1]", "rolling[:N > 0]", "rolling1[:N > 0]"))
         parser.error(f"unknown calibration(s) {odd}; known: {known}")
     torch.set_num_threads(1)
     print(

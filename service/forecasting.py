@@ -35,9 +35,24 @@ async def forecast(request: RequestIn, *, state: ServiceState, arrow: bool = Fal
     if arrow:
         check_one_kind_of_time(prepared)  # before the forward: the answer could not be written
     result = await state.batcher.submit(prepared)  # (n_series, H_max, Q), original units
+    headers = None if prepared.adapted is None else adapted_header(prepared)
     if arrow:
-        return Response(content=arrow_response(prepared, result), media_type=ARROW_STREAM)
-    return Response(content=response_json(prepared, result), media_type="application/json")
+        content = arrow_response(prepared, result)
+        return Response(content=content, media_type=ARROW_STREAM, headers=headers)
+    content = response_json(prepared, result)
+    return Response(content=content, media_type="application/json", headers=headers)
+
+
+INTERVAL_HEADER = "X-Interval-Multiplier"
+
+
+def adapted_header(prepared: PreparedRequest) -> dict[str, str]:
+    """Rolling intervals (service.adaptive): the answer says that its quantiles were moved,
+    by the multipliers' mean over the request's steps (GET /model lists them step by step),
+    so that no client is served another width silently."""
+    assert prepared.adapted is not None
+    m = prepared.adapted.multipliers[: prepared.horizon]
+    return {INTERVAL_HEADER: f"{float(m.mean()):.4f}"}
 
 
 def response_json(prepared: PreparedRequest, result: np.ndarray) -> bytes:

@@ -313,7 +313,12 @@ class ModelManager:
             ).set(0)
         self.metrics.model_info.labels(name=ref.name, version=ref.version, run_id=ref.run_id).set(1)
         self.metrics.model_loaded.set(1)
-        self.metrics.start_version(ref.version, served.quantiles, served.max_horizon)
+        self.metrics.start_version(
+            ref.version,
+            served.quantiles,
+            served.max_horizon,
+            adaptive=self.settings.adaptive_intervals != "off",
+        )
         self.metrics.reloads.labels(outcome="success").inc()
         self.on_swap(served)
         logger.info(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -191,6 +191,24 @@ class ServiceMetrics:
             ["model_version", "lead"],
             registry=r,
         )
+        self.realised_unadapted_hits = Counter(
+            "urnn_realised_unadapted_interval_hits",
+            "With URNN_ADAPTIVE_INTERVALS=rolling: of the scored steps, those inside the "
+            "outermost interval as trained and calibrated, before the rolling multiplier "
+            "(urnn_realised_interval_hits counts the interval served); unadapted coverage = "
+            "these / points. Not counted when adaptation is off.",
+            ["model_version", "lead"],
+            registry=r,
+        )
+        self.interval_multiplier = Gauge(
+            "urnn_interval_multiplier",
+            "With URNN_ADAPTIVE_INTERVALS=rolling: the multiplier of each quantile's distance "
+            "from the median that POST /forecast serves now, averaged over the horizon steps "
+            "of each lead bucket (1: the interval as calibrated; above 1 wider).",
+            ["model_version", "lead"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.realised_nominal = Gauge(
             "urnn_realised_interval_nominal",
             "Nominal coverage of the outermost trained interval of each version that has "
@@ -280,21 +298,42 @@ class ServiceMetrics:
         for reason in REJECT_REASONS:
             self.rejected.labels(reason=reason)
 
-    def start_version(self, version: str, quantiles: tuple[float, ...], horizon: int) -> None:
+    def start_version(
+        self,
+        version: str,
+        quantiles: tuple[float, ...],
+        horizon: int,
+        *,
+        adaptive: bool = False,
+    ) -> None:
         """The counters by model version, at 0 when the version starts serving: created at
         their first increment, the first scrape's counts never reach rate() or increase(),
         which skewed coverage (hits / points) over a window by all that came before it. And
         the nominal coverage of its outermost interval (`quantiles`: its trained levels), which
         the coverage alert compares with: a fixed 0.6 fired for ever on a model trained with
         --quantiles 0.5,0.9,0.99 (nominal 0.49) or 0.25,0.5,0.75 (0.5), however well calibrated.
-        The realised counters get every lead bucket up to `horizon`, the model's longest."""
+        The realised counters get every lead bucket up to `horizon`, the model's longest;
+        with `adaptive` (rolling intervals) also the unadapted hits and the multiplier, at 1."""
         self.forecast_series.labels(model_version=version)
         for lead in LEAD_LABELS[: lead_bucket(max(horizon, 1)) + 1]:
             for family in (self.realised_points, self.realised_hits, self.realised_abs_error):
                 family.labels(model_version=version, lead=lead)
+            if adaptive:
+                self.realised_unadapted_hits.labels(model_version=version, lead=lead)
+                self.interval_multiplier.labels(model_version=version, lead=lead).set(1.0)
         self.realised_mae.labels(model_version=version)
         nominal = round(quantiles[-1] - quantiles[0], 12)  # 0.8, not 0.8000000000000002
         self.realised_nominal.labels(model_version=version).set(nominal)
+
+    def show_multipliers(self, version: str, multipliers: Sequence[float]) -> None:
+        """The rolling multipliers (one per horizon step) as their mean per lead bucket."""
+        sums: dict[int, list[float]] = {}
+        for step, m in enumerate(multipliers, start=1):
+            sums.setdefault(lead_bucket(step), []).append(m)
+        for bucket, values in sums.items():
+            self.interval_multiplier.labels(model_version=version, lead=LEAD_LABELS[bucket]).set(
+                sum(values) / len(values)
+            )
 
     def render(self) -> bytes:
         """The text exposition of /metrics; merged over worker processes in multiprocess mode

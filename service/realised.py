@@ -51,6 +51,8 @@ from typing import Protocol
 
 import numpy as np
 
+from service.adaptive import AdaptiveIntervals
+from service.adaptive import scores as interval_scores
 from service.metrics import LEAD_LABELS, ServiceMetrics, lead_bucket
 
 
@@ -68,6 +70,9 @@ class ForecastRows:
     ids: Sequence[str] = ()  # row i's series id, set when the rows are cached
     zoned: Sequence[bool] | None = None  # row i's stamps are instants (UTC); None: all naive
     live: int = field(init=False, default=0)  # cache entries that point at these rows
+    # rolling intervals (service.adaptive): the outermost pair before adaptation, (S, h) each
+    unadapted_low: np.ndarray | None = None
+    unadapted_high: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.first = self.stamps[:, 0].tolist()
@@ -87,6 +92,8 @@ class ForecastRows:
             self.high[index],
             ids=[self.ids[row] for row in rows],
             zoned=None if self.zoned is None else [self.zoned[row] for row in rows],
+            unadapted_low=None if self.unadapted_low is None else self.unadapted_low[index],
+            unadapted_high=None if self.unadapted_high is None else self.unadapted_high[index],
         )
 
 
@@ -158,8 +165,15 @@ class RealisedErrorTracker:
     """Bounded LRU of series ids, each with up to `depth` pending forecasts (oldest first),
     scored step by step as later histories reveal them."""
 
-    def __init__(self, metrics: ServiceMetrics, capacity: int, depth: int = 1) -> None:
+    def __init__(
+        self,
+        metrics: ServiceMetrics,
+        capacity: int,
+        depth: int = 1,
+        adaptive: AdaptiveIntervals | None = None,
+    ) -> None:
         self.metrics = metrics
+        self.adaptive = adaptive  # rolling intervals: each scored step's score goes there
         self.capacity = capacity
         self.depth = max(depth, 1)
         self._cache: OrderedDict[str, list[Pending]] = OrderedDict()  # id -> oldest first
@@ -239,7 +253,7 @@ class RealisedErrorTracker:
             for block in sparse.values():
                 if block.live > 0 and 4 * block.live < len(block):
                     self._compact(block)
-            tally.publish(self.metrics)
+            tally.publish(self.metrics, self.adaptive)
             self.metrics.realised_cache.set(len(cache))
 
     def _pass_over(self, series_id: str, first: int) -> None:
@@ -351,7 +365,15 @@ class RealisedErrorTracker:
         self.metrics.realised_mae.labels(model_version=shown.version).observe(
             float(errors.sum()) / len(errors)
         )
-        tally.add(shown.version, steps, errors, inside)
+        scored = None
+        if shown.unadapted_low is not None and shown.unadapted_high is not None:
+            scored = interval_scores(
+                actual,
+                shown.mean[j, steps],
+                shown.unadapted_low[j, steps],
+                shown.unadapted_high[j, steps],
+            )
+        tally.add(shown.version, steps, errors, inside, scored)
         return after
 
 
@@ -361,11 +383,21 @@ class _Tally:
 
     def __init__(self) -> None:
         self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self.scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # rolling intervals
 
-    def add(self, version: str, steps: np.ndarray, errors: np.ndarray, inside: np.ndarray) -> None:
+    def add(
+        self,
+        version: str,
+        steps: np.ndarray,
+        errors: np.ndarray,
+        inside: np.ndarray,
+        scores: np.ndarray | None = None,
+    ) -> None:
         self.parts.setdefault(version, []).append((steps, errors, inside))
+        if scores is not None:
+            self.scores.setdefault(version, []).append((steps, scores))
 
-    def publish(self, metrics: ServiceMetrics) -> None:
+    def publish(self, metrics: ServiceMetrics, adaptive: AdaptiveIntervals | None = None) -> None:
         n = len(LEAD_LABELS)
         for version, parts in self.parts.items():
             steps, errors, inside = (np.concatenate(column) for column in zip(*parts, strict=True))
@@ -378,6 +410,19 @@ class _Tally:
                 metrics.realised_points.labels(model_version=version, lead=lead).inc(points[b])
                 metrics.realised_hits.labels(model_version=version, lead=lead).inc(hits[b])
                 metrics.realised_abs_error.labels(model_version=version, lead=lead).inc(sums[b])
+        for version, scored in self.scores.items():
+            steps, scores = (np.concatenate(column) for column in zip(*scored, strict=True))
+            buckets = _LEAD_BUCKETS[np.minimum(steps, len(_LEAD_BUCKETS) - 1)]
+            held = np.bincount(buckets, weights=scores <= 1.0, minlength=n)
+            for b in np.flatnonzero(np.bincount(buckets, minlength=n)).tolist():
+                metrics.realised_unadapted_hits.labels(
+                    model_version=version, lead=LEAD_LABELS[b]
+                ).inc(held[b])
+            if adaptive is not None:
+                adaptive.add(version, steps, scores)
+                multipliers = adaptive.current(version)
+                if multipliers is not None:
+                    metrics.show_multipliers(version, multipliers.tolist())
 
 
 # Lead bucket of step index i (0-based), for steps up to 2 ** 11; later steps share the last.

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.forecaster import floor_at_zero
+from service.adaptive import AdaptiveIntervals, outer_pair
+from service.adaptive import apply as adapt_quantiles
 from service.drift import DriftMonitor
 from service.metrics import ServiceMetrics
 from service.realised import (
@@ -37,7 +39,7 @@ from service.realised import (
     RegularHistories,
 )
 from service.served import ServedModel
-from service.validation import PreparedRequest, PreparedSeries
+from service.validation import Adapted, PreparedRequest, PreparedSeries
 
 
 @dataclass(slots=True)
@@ -76,11 +78,13 @@ class BatchRunner:
         realised: RealisedErrorTracker,
         *,
         max_batch_series: int,
+        adaptive: AdaptiveIntervals | None = None,
     ) -> None:
         self.metrics = metrics
         self.drift = drift
         self.realised = realised
         self.max_batch_series = max_batch_series
+        self.adaptive = adaptive  # rolling intervals (service.adaptive), None when off
 
     def __call__(self, requests: Sequence[PreparedRequest]) -> list[np.ndarray]:
         staged = self.stage(requests)
@@ -144,6 +148,8 @@ class BatchRunner:
             forecasts = unscale(
                 forecasts, _present(staged.target_mean), _present(staged.target_scale)
             )
+        unadapted, multipliers = self._adapt(model, forecasts)
+        if not model.streaming or multipliers is not None:  # streaming: floored unadapted
             floor_at_zero(forecasts, model.model.config.non_negative)
         self.metrics.inference_latency.observe(inferred.seconds)
         self.metrics.batch_series.observe(staged.n_series)
@@ -153,8 +159,27 @@ class BatchRunner:
         for request in requests:
             n = request.n_series
             out.append(forecasts[offset : offset + n])
+            if unadapted is not None and multipliers is not None:
+                request.adapted = Adapted(unadapted[offset : offset + n], multipliers)
             offset += n
         return out
+
+    def _adapt(
+        self, model: ServedModel, forecasts: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """With rolling intervals: move the quantiles of forecasts (B, H_max, Q) by the
+        version's multipliers in place; (the outermost pair as it was, (B, H_max, 2), and the
+        multipliers (H_max,)), or (None, None) when there is nothing to adapt."""
+        config = model.model.config
+        pair = None if self.adaptive is None else outer_pair(config.quantiles, config.median_index)
+        if self.adaptive is None or pair is None:
+            return None, None
+        low, high, level = pair
+        horizon = forecasts.shape[1]
+        multipliers = self.adaptive.multipliers(model.ref.version, horizon, level)
+        unadapted = forecasts[..., [low, high]]  # a copy (fancy index)
+        adapt_quantiles(forecasts, multipliers, config.median_index)
+        return unadapted, multipliers
 
     def monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
         """Realised error per series; drift once for the whole batch (one version)."""
@@ -165,13 +190,15 @@ class BatchRunner:
         for request, forecasts in zip(requests, results, strict=True):
             h = request.horizon
             block = request.block
+            adapted = request.adapted
             if block is not None:  # the same, from the block's arrays
                 columns.setdefault(block.drift_column, []).append(
                     block.values[:, -block.lookback :]  # (S, L): drift.newest reads its rows
                 )
                 if block.first_ns is not None:
                     histories = RegularHistories(block.first_ns, block.step_ns, block.values)
-                    shown = _shown(version, block.future_ns(h), forecasts[:, :h], median)
+                    unadapted = None if adapted is None else adapted.unadapted[:, :h]
+                    shown = _shown(version, block.future_ns(h), forecasts[:, :h], median, unadapted)
                     dated.append((block.ids, histories, shown))
                 continue
             ids, history_ns, values, future_ns, rows, zoned = [], [], [], [], [], []
@@ -186,24 +213,36 @@ class BatchRunner:
                     rows.append(i)
                     zoned.append(s.dates.tz is not None)
             if rows:
-                shown = _shown(version, np.stack(future_ns), forecasts[rows, :h], median)
+                unadapted = None if adapted is None else adapted.unadapted[rows, :h]
+                shown = _shown(version, np.stack(future_ns), forecasts[rows, :h], median, unadapted)
                 shown.zoned = zoned if any(zoned) else None
                 dated.append((ids, ListedHistories(history_ns, values, shown.zoned), shown))
         self.realised.observe_batch(dated)
         self.drift.observe(version, columns)
 
 
-def _shown(version: str, stamps: np.ndarray, forecasts: np.ndarray, median: int) -> ForecastRows:
+def _shown(
+    version: str,
+    stamps: np.ndarray,
+    forecasts: np.ndarray,
+    median: int,
+    unadapted: np.ndarray | None = None,
+) -> ForecastRows:
     """What the realised-error cache keeps of (S, h, Q) forecasts: mean and outermost levels,
     copied (slices of them would keep the whole micro-batch's (B, H_max, Q) output alive for as
-    long as any one of its series stays cached)."""
-    return ForecastRows(
+    long as any one of its series stays cached); with rolling intervals also the outermost
+    pair before adaptation, (S, h, 2), which the scores are taken against."""
+    rows = ForecastRows(
         version,
         stamps,
         np.ascontiguousarray(forecasts[..., median]),
         np.ascontiguousarray(forecasts[..., 0]),
         np.ascontiguousarray(forecasts[..., -1]),
     )
+    if unadapted is not None:
+        rows.unadapted_low = np.ascontiguousarray(unadapted[..., 0])
+        rows.unadapted_high = np.ascontiguousarray(unadapted[..., 1])
+    return rows
 
 
 def unscale(scaled: np.ndarray, target_mean: np.ndarray, target_scale: np.ndarray) -> np.ndarray:

@@ -314,6 +314,27 @@ class ModelInfo(BaseModel):
         "succeeded."
     )
     last_reload_error_at: datetime | None = Field(description="When that failure happened (UTC).")
+    interval_adaptation: IntervalAdaptation | None = Field(
+        default=None,
+        description="With URNN_ADAPTIVE_INTERVALS=rolling, the multipliers the intervals are "
+        "served with now and how many realised scores they come from; null when off (or the "
+        "model has no quantile on each side of its median).",
+    )
+
+
+class IntervalAdaptation(BaseModel):
+    """Rolling intervals (URNN_ADAPTIVE_INTERVALS=rolling): what POST /forecast serves now."""
+
+    mode: Literal["rolling"] = Field(description="The rule (URNN_ADAPTIVE_INTERVALS).")
+    window: int = Field(description="Realised scores per horizon step (URNN_ADAPTIVE_WINDOW).")
+    scores: int = Field(
+        description="Realised scores taken for this version so far, over all steps (the "
+        "window starts as window scores of 1 per step: the interval as calibrated)."
+    )
+    multipliers: list[float] = Field(
+        description="Per horizon step, the factor each quantile's distance from the median is "
+        "served with (1: as trained and calibrated; above 1 wider)."
+    )
 
 
 class ReloadResponse(BaseModel):

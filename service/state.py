@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.adaptive import AdaptiveIntervals
 from service.batcher import MicroBatcher
 from service.drain import Drain
 from service.drift import DriftMonitor
@@ -43,6 +44,7 @@ class ServiceState:
     streams: StreamEngine
     drain: Drain
     jobs: JobStatusReader | None = None
+    adaptive: AdaptiveIntervals | None = None  # URNN_ADAPTIVE_INTERVALS=rolling
     _poll: asyncio.Task[None] | None = field(default=None, repr=False)
     _jobs_fresh: asyncio.Task[None] | None = field(default=None, repr=False)
     _initial: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -55,14 +57,25 @@ class ServiceState:
         )
         metrics.watch_jobs(jobs.latest)
         drift = DriftMonitor(metrics, settings.drift_window)
+        adaptive = (
+            AdaptiveIntervals(settings.adaptive_window)
+            if settings.adaptive_intervals == "rolling"
+            else None
+        )
         realised = RealisedErrorTracker(
-            metrics, settings.forecast_cache_size, settings.forecast_cache_depth
+            metrics, settings.forecast_cache_size, settings.forecast_cache_depth, adaptive
         )
 
         def on_swap(model: ServedModel) -> None:
             drift.reset_for(model.ref.version, model.reference)
 
-        runner = BatchRunner(metrics, drift, realised, max_batch_series=settings.batch_max_series)
+        runner = BatchRunner(
+            metrics,
+            drift,
+            realised,
+            max_batch_series=settings.batch_max_series,
+            adaptive=adaptive,
+        )
         manager = ModelManager(settings, loader, metrics, on_swap=on_swap)
         return cls(
             settings=settings,
@@ -80,6 +93,7 @@ class ServiceState:
             streams=StreamEngine(settings, metrics, manager),
             drain=Drain(settings.shutdown_drain_seconds),
             jobs=jobs,
+            adaptive=adaptive,
         )
 
     async def start(self) -> None:

@@ -170,12 +170,31 @@ def _steps(step_ns: int, start: int, count: int) -> np.ndarray:
     return steps
 
 
+@dataclass(slots=True, frozen=True)
+class Adapted:
+    """What rolling intervals (service.adaptive) did to a request's forecasts: the outermost
+    quantile pair before adaptation, (S, H_max, 2) in the data's units (the realised scores
+    are taken against it), and the multipliers applied, (H_max,)."""
+
+    unadapted: np.ndarray
+    multipliers: np.ndarray
+
+
 class PreparedRequest:
     """A whole request, validated against one model version (it must run on that version).
     Its series come one by one (`rows`) or as one block (`block`); `series` gives them one
-    by one either way (built from the block on first use)."""
+    by one either way (built from the block on first use). `adapted`: set with the forecasts
+    when rolling intervals moved them."""
 
-    __slots__ = ("_rows", "block", "horizon", "model", "quantile_index", "quantile_keys")
+    __slots__ = (
+        "_rows",
+        "adapted",
+        "block",
+        "horizon",
+        "model",
+        "quantile_index",
+        "quantile_keys",
+    )
 
     def __init__(
         self,
@@ -195,6 +214,7 @@ class PreparedRequest:
         self.quantile_keys = quantile_keys  # their response keys, e.g. "0.1"
         self._rows = series
         self.block = block
+        self.adapted: Adapted | None = None
 
     @property
     def series(self) -> tuple[PreparedSeries, ...]:

@@ -935,6 +935,13 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
             check_tracking_store(settings)
         except TrackingStoreError as error:
             problem = str(error)
+    if problem is None and workers > 1 and settings.adaptive_intervals != "off":
+        problem = (
+            f"--workers {workers} with URNN_ADAPTIVE_INTERVALS={settings.adaptive_intervals}: "
+            "rolling intervals need one worker (each would learn from its own share of the "
+            "realised scores and serve a different interval for the same request); use "
+            "--workers 1 or URNN_ADAPTIVE_INTERVALS=off"
+        )
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if problem is None and given:
         from service.metrics import multiprocess_folder_problem

@@ -217,6 +217,27 @@ class Settings(BaseSettings):
             "memory."
         ),
     )
+    adaptive_intervals: Literal["off", "rolling"] = Field(
+        default="off",
+        description=(
+            "'rolling': POST /forecast moves each quantile's distance from the median by a "
+            "multiplier per horizon step, the conformal quantile at the outermost pair's level "
+            "of the last adaptive_window realised scores of that step (service/adaptive.py), so "
+            "that the interval's coverage follows the data after training instead of the "
+            "validation span's season. Needs forecast_cache_size > 0 (the scores come from "
+            "realised error) and one worker. 'off': the interval as trained and calibrated."
+        ),
+    )
+    adaptive_window: int = Field(
+        default=336,
+        ge=20,
+        le=100_000,
+        description=(
+            "Realised scores per horizon step that adaptive_intervals=rolling takes its "
+            "multiplier from (336: two weeks of one hourly series' forecasts; pooled over many "
+            "series, fewer hours: raise it with the series served)."
+        ),
+    )
     stream_max_states: int = Field(
         default=10_000,
         ge=1,
@@ -447,6 +468,25 @@ class Settings(BaseSettings):
                 f"URNN_JOB_HEARTBEAT_SECONDS={self.job_heartbeat_seconds:g} must be at most half "
                 f"of URNN_JOB_LEASE_SECONDS={self.job_lease_seconds:g}: a lease must outlast a "
                 "late heartbeat, or another worker claims the running job"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _adaptive_needs_scores_in_one_process(self) -> Self:
+        """Rolling intervals learn from realised scores, which a cache of 0 never produces,
+        and from the scores one process sees: several workers would each serve their own."""
+        if self.adaptive_intervals == "off":
+            return self
+        if self.forecast_cache_size == 0:
+            raise ValueError(
+                "URNN_ADAPTIVE_INTERVALS=rolling needs URNN_FORECAST_CACHE_SIZE above 0: the "
+                "multipliers come from the realised scores of cached forecasts"
+            )
+        if self.serve_workers > 1:
+            raise ValueError(
+                f"URNN_ADAPTIVE_INTERVALS=rolling needs one worker (URNN_SERVE_WORKERS="
+                f"{self.serve_workers}): each worker would learn from its own share of the "
+                "scores and serve a different interval for the same request"
             )
         return self
 

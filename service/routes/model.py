@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
+from service.adaptive import AdaptiveIntervals, outer_pair
 from service.errors import ServiceInputError
 from service.manager import ModelManager
-from service.schemas import ErrorResponse, ModelInfo, ReloadResponse
+from service.schemas import ErrorResponse, IntervalAdaptation, ModelInfo, ReloadResponse
 from service.security import ApiKeyDep
 from service.served import ServedModel
 from service.state import StateDep
@@ -25,7 +26,7 @@ async def get_model(state: StateDep) -> ModelInfo:
     model = manager.current
     if model is None:
         raise manager.unavailable()
-    return model_info(model, manager)
+    return model_info(model, manager, state.adaptive)
 
 
 @router.post(
@@ -63,11 +64,13 @@ async def reload_model(
     return ReloadResponse(
         status=outcome.status,
         previous_version=outcome.previous_version,
-        model=model_info(outcome.model, state.manager),
+        model=model_info(outcome.model, state.manager, state.adaptive),
     )
 
 
-def model_info(model: ServedModel, manager: ModelManager) -> ModelInfo:
+def model_info(
+    model: ServedModel, manager: ModelManager, adaptive: AdaptiveIntervals | None = None
+) -> ModelInfo:
     ref = model.ref
     return ModelInfo(
         name=ref.name,
@@ -90,4 +93,23 @@ def model_info(model: ServedModel, manager: ModelManager) -> ModelInfo:
         loaded_at=model.loaded_at,
         last_reload_error=manager.last_error,
         last_reload_error_at=manager.last_error_at,
+        interval_adaptation=_adaptation(model, adaptive),
+    )
+
+
+def _adaptation(
+    model: ServedModel, adaptive: AdaptiveIntervals | None
+) -> IntervalAdaptation | None:
+    """The rolling multipliers `model` serves (those of its first request, if none yet)."""
+    config = model.model.config
+    pair = outer_pair(config.quantiles, config.median_index)
+    if adaptive is None or pair is None:
+        return None
+    version = model.ref.version
+    multipliers = adaptive.multipliers(version, model.max_horizon, pair[2])
+    return IntervalAdaptation(
+        mode="rolling",
+        window=adaptive.window,
+        scores=adaptive.scored(version),
+        multipliers=[round(float(m), 6) for m in multipliers],
     )

@@ -1,0 +1,156 @@
+"""Rolling recalibration of the served interval from the realised scores of earlier forecasts.
+
+The interval a model serves was calibrated on its validation span, and its coverage after
+deployment follows the season of that span, not the nominal level: measured on PJM and Bike
+sharing (docs/benchmarks.md, "Online adaptive width after deployment"), val-calibrated 80 %
+intervals covered 0.60-0.92 of the ten weeks after training. With `URNN_ADAPTIVE_INTERVALS=
+rolling` the service moves every quantile's distance from the median, step by step, by one
+multiplier m per horizon step, [med - m (med - lo), med + m (hi - med)] for the outermost pair
+and likewise for the quantiles inside it (one factor keeps their order). m is the split-
+conformal quantile, at the outermost pair's level, of the last `window` *scores* of that step:
+a scored forecast's score is the smallest m whose interval would have held the actual, taken
+against the interval before adaptation. The realised-error cache (`service.realised`)
+produces the scores as later histories reveal each step.
+
+The window starts full of scores of 1 (the val-calibrated interval itself): m stays 1 until
+about a fifth of the window's scores fall outside it (it widens: at level 0.8 and a window of
+336, the 67th) or about four fifths inside it (it narrows: the 270th).
+Checkpoints keep no validation scores to seed it with; over the 14 deployments of the
+benchmark this start scored as the val-seeded rule did (the table in docs/benchmarks.md).
+
+State per served version, pooled over every series that version serves; a reload starts the
+new version at m = 1 and forgets the old one's window. One process only: with several
+workers each would see a random part of the scores and serve a different interval for the
+same request, so `urnn serve` refuses the setting with --workers above 1.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+M_MIN, M_MAX = 0.05, 20.0  # the multiplier's clamp: the gap multipliers' (GAP_SCALE_MIN, _MAX)
+
+
+@dataclass(slots=True)
+class _Window:
+    """One version's last `size` scores per horizon step, as a ring per step."""
+
+    scores: np.ndarray  # (H, size) float64
+    written: np.ndarray  # (H,) int64: scores written per step, ever (next slot: written % size)
+    level: float  # the outermost pair's nominal coverage, e.g. 0.8
+    current: np.ndarray = field(init=False)  # (H,) the multipliers served now
+    stale: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.current = np.ones(self.scores.shape[0])
+
+    def add(self, steps: np.ndarray, scores: np.ndarray) -> None:
+        """Write scores (n,) of steps (n,) (0-based; any order, repeats allowed), each
+        step's in the order given."""
+        horizon, size = self.scores.shape
+        keep = steps < horizon
+        steps, scores = steps[keep], scores[keep]
+        if not len(steps):
+            return
+        order = np.argsort(steps, kind="stable")
+        steps, scores = steps[order], scores[order]
+        counts = np.bincount(steps, minlength=horizon)
+        starts = np.cumsum(counts) - counts  # where each step's run begins in `steps`
+        rank = np.arange(len(steps)) - starts[steps]  # position within its step's run
+        last = rank >= counts[steps] - size  # a run longer than the window: its last `size`
+        slots = (self.written[steps] + rank) % size
+        self.scores[steps[last], slots[last]] = scores[last]
+        self.written += counts
+        self.stale = True
+
+    def multipliers(self) -> np.ndarray:
+        """(H,) the conformal quantile at `level` of each step's window, clamped."""
+        if self.stale:
+            size = self.scores.shape[1]
+            k = math.ceil((size + 1) * self.level)  # the k-th smallest of `size`
+            if k > size:
+                self.current = np.full(self.scores.shape[0], M_MAX)
+            else:
+                kth = np.partition(self.scores, k - 1, axis=1)[:, k - 1]
+                self.current = np.clip(kth, M_MIN, M_MAX)
+            self.stale = False
+        return self.current
+
+
+class AdaptiveIntervals:
+    """The rolling multipliers of the served version (see the module docstring)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._version: str | None = None
+        self._state: _Window | None = None
+        self._lock = threading.Lock()
+
+    def multipliers(self, version: str, horizon: int, level: float) -> np.ndarray:
+        """(horizon,) the multipliers `version` serves now (a new version starts at 1)."""
+        with self._lock:
+            return self._window(version, horizon, level).multipliers().copy()
+
+    def add(self, version: str, steps: np.ndarray, scores: np.ndarray) -> None:
+        """Scores of the served version's forecasts; those of another version are dropped
+        (forecasts made before a reload, scored after it)."""
+        with self._lock:
+            state = self._state
+            if self._version == version and state is not None:
+                state.add(steps, scores)
+
+    def current(self, version: str) -> np.ndarray | None:
+        """The multipliers `version` serves now, or None before it has served with them."""
+        with self._lock:
+            if self._version != version or self._state is None:
+                return None
+            return self._state.multipliers().copy()
+
+    def scored(self, version: str) -> int:
+        """Scores taken for `version` since it was first served, over all steps."""
+        with self._lock:
+            if self._version != version or self._state is None:
+                return 0
+            return int(self._state.written.sum())
+
+    def _window(self, version: str, horizon: int, level: float) -> _Window:
+        state = self._state
+        if self._version != version or state is None or state.scores.shape[0] < horizon:
+            state = _Window(np.ones((horizon, self.window)), np.zeros(horizon, np.int64), level)
+            self._version, self._state = version, state
+        return state
+
+
+def outer_pair(quantiles: tuple[float, ...], median_index: int) -> tuple[int, int, float] | None:
+    """(lowest index, highest index, nominal coverage) of the quantiles around the median, or
+    None when the model has no quantile on both sides of it (nothing to adapt)."""
+    if median_index <= 0 or median_index >= len(quantiles) - 1:
+        return None
+    return 0, len(quantiles) - 1, quantiles[-1] - quantiles[0]
+
+
+def apply(forecasts: np.ndarray, m: np.ndarray, median_index: int) -> None:
+    """Move every quantile of forecasts (B, H, Q) to m (H,) times its distance from the
+    median, in place (the median itself does not move)."""
+    horizon = forecasts.shape[1]
+    med = forecasts[:, :, median_index : median_index + 1].copy()  # a view would move with it
+    forecasts -= med
+    forecasts *= m[:horizon, None]
+    forecasts += med
+
+
+def scores(actual: np.ndarray, med: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The smallest multiplier of both gaps about the median whose interval holds each
+    actual: (y - med) / (high - med) above the median, (med - y) / (med - low) below. A zero
+    gap covers only the median itself: 0 there, else infinite (held at M_MAX's next
+    power of ten, past any multiplier served)."""
+    above = actual >= med
+    gap = np.where(above, high - med, med - low)
+    off = np.abs(actual - med)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(gap > 0, off / np.where(gap > 0, gap, 1.0), np.where(off > 0, np.inf, 0.0))
+    return np.minimum(out, 10 * M_MAX)

@@ -1,0 +1,198 @@
+"""Rolling intervals (URNN_ADAPTIVE_INTERVALS=rolling): the window's conformal quantile, the
+served quantiles moved by it, and the service learning it from realised scores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from service.adaptive import M_MAX, AdaptiveIntervals, apply, outer_pair, scores
+from tests.service.conftest import API_KEY, HORIZON, ROWS, Registry, history, metric_value
+from urnn_forecast import cli
+from urnn_forecast.settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+
+def test_a_new_version_serves_the_interval_as_calibrated() -> None:
+    adaptive = AdaptiveIntervals(window=20)
+    assert adaptive.multipliers("1", 4, 0.8).tolist() == [1.0] * 4
+    assert adaptive.current("2") is None and adaptive.scored("1") == 0
+
+
+def test_the_multiplier_is_the_conformal_quantile_of_the_last_window_scores() -> None:
+    adaptive = AdaptiveIntervals(window=20)
+    adaptive.multipliers("1", 3, 0.8)
+    # step 0: scores 1..20 -> the ceil(21 x 0.8) = 17th smallest
+    adaptive.add("1", np.zeros(20, dtype=np.intp), np.arange(1.0, 21.0))
+    # step 1: 30 scores, in any order among other steps' scores: the last 20 are kept
+    steps = np.array([1, 2] * 30)
+    values = np.repeat(np.arange(30.0), 2) / 10.0  # step 1 gets 0.0, 0.1, ..., 2.9
+    adaptive.add("1", steps, values)
+    m = adaptive.multipliers("1", 3, 0.8)
+    assert m[0] == 17.0
+    assert m[1] == pytest.approx(np.sort(np.arange(10, 30) / 10.0)[16])  # of 1.0 .. 2.9
+    assert m[2] == m[1]
+    assert adaptive.scored("1") == 80
+
+
+def test_it_widens_past_a_fifth_and_narrows_past_four_fifths_of_the_window() -> None:
+    # window 20, level 0.8: m is the 17th smallest of the window, which starts as 20 ones
+    adaptive = AdaptiveIntervals(window=20)
+    adaptive.multipliers("1", 2, 0.8)
+    adaptive.add("1", np.zeros(3, dtype=np.intp), np.full(3, 3.0))  # 3 of 20 above 1
+    assert adaptive.multipliers("1", 2, 0.8)[0] == 1.0
+    adaptive.add("1", np.zeros(1, dtype=np.intp), np.full(1, 3.0))  # the fourth: a fifth
+    assert adaptive.multipliers("1", 2, 0.8)[0] == 3.0
+    adaptive.add("1", np.ones(16, dtype=np.intp), np.full(16, 0.5))  # 16 of 20 below 1
+    assert adaptive.multipliers("1", 2, 0.8)[1] == 1.0
+    adaptive.add("1", np.ones(1, dtype=np.intp), np.full(1, 0.5))  # the 17th
+    assert adaptive.multipliers("1", 2, 0.8)[1] == 0.5
+
+
+def test_the_multiplier_is_clamped_and_other_versions_scores_are_dropped() -> None:
+    adaptive = AdaptiveIntervals(window=20)
+    adaptive.multipliers("1", 2, 0.8)
+    adaptive.add("1", np.zeros(20, dtype=np.intp), np.full(20, 1e9))
+    adaptive.add("1", np.ones(20, dtype=np.intp), np.zeros(20))
+    assert adaptive.multipliers("1", 2, 0.8).tolist() == [M_MAX, 0.05]
+    adaptive.add("0", np.zeros(20, dtype=np.intp), np.zeros(20))  # an older version's forecasts
+    assert adaptive.multipliers("1", 2, 0.8)[0] == M_MAX
+    # a reload starts the new version at 1 and forgets the old window
+    assert adaptive.multipliers("2", 2, 0.8).tolist() == [1.0, 1.0]
+    assert adaptive.scored("2") == 0 and adaptive.current("1") is None
+
+
+def test_apply_moves_every_quantile_about_the_unmoved_median_and_keeps_their_order() -> None:
+    q = np.array([[[8.0, 9.0, 10.0, 12.0, 13.0], [0.0, 1.0, 2.0, 4.0, 6.0]]])  # (1, 2, 5)
+    out = q.copy()
+    apply(out, np.array([2.0, 0.5]), median_index=2)
+    assert out[0, 0].tolist() == [6.0, 8.0, 10.0, 14.0, 16.0]
+    assert out[0, 1].tolist() == [1.0, 1.5, 2.0, 3.0, 4.0]
+    assert outer_pair((0.05, 0.1, 0.5, 0.9, 0.95), 2) == (0, 4, pytest.approx(0.9))
+    assert outer_pair((0.5, 0.9), 0) is None  # nothing below the median: nothing to adapt
+
+
+def test_a_score_is_the_smallest_multiplier_that_holds_the_actual() -> None:
+    med, low, high = np.full(5, 10.0), np.full(5, 8.0), np.array([11.0, 11.0, 11.0, 11.0, 10.0])
+    actual = np.array([13.0, 9.0, 10.0, 4.0, 10.5])
+    got = scores(actual, med, low, high)
+    assert got[:4].tolist() == [3.0, 0.5, 0.0, 3.0]
+    assert got[4] == 10 * M_MAX  # a zero gap holds only the median
+    assert scores(np.array([10.0]), np.array([10.0]), np.array([10.0]), np.array([10.0]))[0] == 0
+
+
+def test_the_settings_refuse_rolling_without_scores_or_with_several_workers() -> None:
+    with pytest.raises(ValidationError, match="URNN_FORECAST_CACHE_SIZE above 0"):
+        Settings(adaptive_intervals="rolling", forecast_cache_size=0)
+    with pytest.raises(ValidationError, match="needs one worker"):
+        Settings(adaptive_intervals="rolling", serve_workers=2)
+    with pytest.raises(ValidationError, match="'off' or 'rolling'"):
+        Settings(adaptive_intervals="aci")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="adaptive_window"):
+        Settings(adaptive_window=5)
+
+
+def test_urnn_serve_refuses_rolling_with_several_workers(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(var_dir=tmp_path / "var", adaptive_intervals="rolling")
+    assert cli.main(["serve", "--workers", "2"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert "--workers 2 with URNN_ADAPTIVE_INTERVALS=rolling" in err and "--workers 1" in err
+
+
+# --- the service ------------------------------------------------------------------------------
+
+IDS = [f"pump-{i}" for i in range(5)]
+STOP = ROWS - 3 * HORIZON
+
+
+def _body(registry: Registry, stop: int, shift: float = 0.0) -> dict[str, Any]:
+    """Five series of the same rows ending at `stop`; the last HORIZON rows moved by `shift`
+    (what the forecast of `stop - HORIZON` is scored against)."""
+    series = []
+    for series_id in IDS:
+        one = history(registry.frame, series_id, stop=stop)
+        one["values"] = [
+            v + (shift if i >= 60 - HORIZON else 0.0) for i, v in enumerate(one["values"])
+        ]
+        series.append(one)
+    return {"horizon": HORIZON, "series": series}
+
+
+def _served(client: TestClient, body: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    answer = client.post("/forecast", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer, answer.json()["forecasts"]
+
+
+def test_the_service_widens_the_interval_from_the_scores_of_its_misses(
+    registry: Registry, client_for: Callable[..., TestClient]
+) -> None:
+    adaptive = client_for(adaptive_intervals="rolling", adaptive_window=20)
+    plain = client_for()
+    info = adaptive.get("/model").json()["interval_adaptation"]
+    assert info == {"mode": "rolling", "window": 20, "scores": 0, "multipliers": [1.0] * HORIZON}
+    assert plain.get("/model").json()["interval_adaptation"] is None
+
+    first, _ = _served(adaptive, _body(registry, STOP))
+    assert first.headers["x-interval-multiplier"] == "1.0000"
+    assert "x-interval-multiplier" not in _served(plain, _body(registry, STOP))[0].headers
+    # the next histories reveal every step of those forecasts, 1000 above what came
+    _served(adaptive, _body(registry, STOP + HORIZON, shift=1000.0))
+    info = adaptive.get("/model").json()["interval_adaptation"]
+    assert info["scores"] == len(IDS) * HORIZON
+    # 5 of 20 scores far outside: the 17th smallest is one of them, held at the clamp
+    assert info["multipliers"] == [M_MAX] * HORIZON
+    assert metric_value(adaptive, "urnn_interval_multiplier", model_version="1", lead="1") == M_MAX
+    hits = metric_value(adaptive, "urnn_realised_unadapted_interval_hits_total", lead="1")
+    points = metric_value(adaptive, "urnn_realised_points_total", lead="1")
+    assert (hits, points) == (0.0, len(IDS))
+
+    floored = bool(adaptive.get("/model").json()["non_negative"])
+    body = _body(registry, STOP + 2 * HORIZON)
+    answer, wide = _served(adaptive, body)
+    assert answer.headers["x-interval-multiplier"] == f"{M_MAX:.4f}"
+    _, narrow = _served(plain, body)
+    for a, p in zip(wide, narrow, strict=True):
+        assert a["mean"] == pytest.approx(p["mean"])
+        above = np.subtract(a["quantiles"]["0.9"], a["mean"])
+        assert above == pytest.approx(M_MAX * np.subtract(p["quantiles"]["0.9"], p["mean"]))
+        below = M_MAX * np.subtract(p["mean"], p["quantiles"]["0.1"])
+        expected = np.subtract(p["mean"], below)
+        if floored:  # the non-negative floor holds what falls below 0 there
+            expected = np.maximum(expected, 0.0)
+        assert a["quantiles"]["0.1"] == pytest.approx(expected)
+    # the Arrow answer is the same forecast, and says so too
+    arrow = adaptive.post(
+        "/forecast", json=body, headers={"Accept": "application/vnd.apache.arrow.stream"}
+    )
+    assert arrow.status_code == 200 and arrow.headers["x-interval-multiplier"] == f"{M_MAX:.4f}"
+
+
+def test_a_reload_starts_the_new_version_at_the_calibrated_interval(
+    registry: Registry, client_for: Callable[..., TestClient]
+) -> None:
+    v1 = registry.register("adaptive-reload")
+    adaptive = client_for(
+        adaptive_intervals="rolling",
+        adaptive_window=20,
+        model_uri="models:/adaptive-reload@champion",
+    )
+    _served(adaptive, _body(registry, STOP))
+    _served(adaptive, _body(registry, STOP + HORIZON, shift=1000.0))
+    assert adaptive.get("/model").json()["interval_adaptation"]["multipliers"][0] == M_MAX
+    v2 = registry.register("adaptive-reload", seed=1)
+    reload = adaptive.post("/model/reload", headers={"X-API-Key": API_KEY})
+    assert reload.status_code == 200, reload.text
+    assert (reload.json()["previous_version"], reload.json()["model"]["version"]) == (v1, v2)
+    info = reload.json()["model"]["interval_adaptation"]
+    assert info["scores"] == 0 and info["multipliers"] == [1.0] * HORIZON
+    answer, _ = _served(adaptive, _body(registry, STOP + 2 * HORIZON))
+    assert answer.headers["x-interval-multiplier"] == "1.0000"
