@@ -421,7 +421,9 @@ def main() -> None:
         parser.error(f"unknown data set(s) {unknown}; known: {', '.join(SOURCES)}")
     odd = [c for c in args.calibrations.split(",") if not valid_calibration(c)]
     if odd:
-        known = ", ".join((*CALIBRATIONS, "aci[:GAMMA in 0..1]", "rolling[:N > 0]", "rolling1[:N > 0]"))
+        known = ", ".join(
+            (*CALIBRATIONS, "aci[:GAMMA in 0..1]", "rolling[:N > 0]", "rolling1[:N > 0]")
+        )
         parser.error(f"unknown calibration(s) {odd}; known: {known}")
     torch.set_num_threads(1)
     print(

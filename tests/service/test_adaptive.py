@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.adaptive import M_MAX, AdaptiveIntervals, apply, outer_pair, scores
-from tests.service.conftest import API_KEY, HORIZON, ROWS, Registry, history, metric_value
+from tests.service.conftest import API_KEY, ROWS, Registry, history, metric_value
+from tests.training.test_registry import HORIZON
 from urnn_forecast import cli
 from urnn_forecast.settings import Settings
 
@@ -74,7 +75,8 @@ def test_apply_moves_every_quantile_about_the_unmoved_median_and_keeps_their_ord
     apply(out, np.array([2.0, 0.5]), median_index=2)
     assert out[0, 0].tolist() == [6.0, 8.0, 10.0, 14.0, 16.0]
     assert out[0, 1].tolist() == [1.0, 1.5, 2.0, 3.0, 4.0]
-    assert outer_pair((0.05, 0.1, 0.5, 0.9, 0.95), 2) == (0, 4, pytest.approx(0.9))
+    pair = outer_pair((0.05, 0.1, 0.5, 0.9, 0.95), 2)
+    assert pair is not None and pair[:2] == (0, 4) and pair[2] == pytest.approx(0.9)
     assert outer_pair((0.5, 0.9), 0) is None  # nothing below the median: nothing to adapt
 
 
