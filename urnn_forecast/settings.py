@@ -234,8 +234,11 @@ class Settings(BaseSettings):
         le=100_000,
         description=(
             "Realised scores per horizon step that adaptive_intervals=rolling takes its "
-            "multiplier from (336: two weeks of one hourly series' forecasts; pooled over many "
-            "series, fewer hours: raise it with the series served)."
+            "multiplier from, pooled over the series served. Each series adds one score per "
+            "step per forecast the realised cache keeps: one every horizon / "
+            "forecast_cache_depth steps or so (every 97 hours at horizon 96 and depth 1; every "
+            "5 at depth 64), so the time the window spans is window / (series x kept forecasts "
+            "per hour): size it for about two weeks of them (docs/serving.md)."
         ),
     )
     stream_max_states: int = Field(
