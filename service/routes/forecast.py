@@ -17,7 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 
 from service.arrow_io import ARROW_MEDIA_TYPES, ARROW_STREAM, wants_arrow
-from service.forecasting import forecast
+from service.forecasting import INTERVAL_HEADER, forecast
 from service.routes.fast_json import FastJSONRoute
 from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse
 from service.state import StateDep
@@ -32,7 +32,17 @@ _BINARY = {"type": "string", "format": "binary"}
     response_model=ForecastResponse,
     summary="Forecast one or more series with the served model",
     responses={
-        200: {"content": {ARROW_STREAM: {"schema": _BINARY}}},
+        200: {
+            "content": {ARROW_STREAM: {"schema": _BINARY}},
+            "headers": {
+                INTERVAL_HEADER: {
+                    "description": "With URNN_ADAPTIVE_INTERVALS=rolling only: the quantiles "
+                    "were moved about the median by the rolling multipliers, whose mean over "
+                    "the request's steps this is (GET /model lists them per step).",
+                    "schema": {"type": "string", "example": "1.1875"},
+                }
+            },
+        },
         413: {"model": ErrorResponse, "description": "Body larger than URNN_MAX_BODY_BYTES."},
         415: {"model": ErrorResponse, "description": "A body neither JSON nor Arrow."},
         422: {"model": ErrorResponse, "description": "Bad input; names the series and field."},

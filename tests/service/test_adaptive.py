@@ -198,3 +198,9 @@ def test_a_reload_starts_the_new_version_at_the_calibrated_interval(
     assert info["scores"] == 0 and info["multipliers"] == [1.0] * HORIZON
     answer, _ = _served(adaptive, _body(registry, STOP + 2 * HORIZON))
     assert answer.headers["x-interval-multiplier"] == "1.0000"
+
+
+def test_openapi_declares_the_interval_header(client_for: Callable[..., TestClient]) -> None:
+    document = client_for().get("/openapi.json").json()
+    headers = document["paths"]["/forecast"]["post"]["responses"]["200"]["headers"]
+    assert "rolling" in headers["X-Interval-Multiplier"]["description"]
