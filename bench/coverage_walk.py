@@ -12,7 +12,9 @@ one-year history), quantiles 0.1 / 0.5 / 0.9, calibrated on val as `urnn train` 
 `--calibrations aci:GAMMA,rolling:N` score the val-calibrated forecasts with their interval
 widened or narrowed online after the cut-off, from the forecasts already resolved when each one
 is issued (`adaptive_multipliers`; `--resolve step|horizon` says when a step counts as
-resolved): what a service could do with the realised errors it observes.
+resolved): what a service could do with the realised errors it observes; `rolling1:N` is the
+rule `URNN_ADAPTIVE_INTERVALS=rolling` serves (its window starts as N scores of 1). On a whole
+file (`taylor`, `etth1`) they move the test span's forecasts, as a deployment right after val.
 """
 
 from __future__ import annotations
@@ -155,22 +157,20 @@ def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
             c, w, _ = coverage_width(predict(net, ds), targets(ds), scale)
             cells += ["", ""] if adaptive else [f"{c:.3f}", f"{w:,.4g}"]  # starts from val's
         if later is None:
+            if adaptive:  # a whole file: the test span is the deployment after val
+                test = prepared.sets.test
+                q = adapted(net, prepared.sets.val, test, adaptive, args)
+                c, w, _ = coverage_width(q, targets(test), scale)
+                cells[-2:] = [f"{c:.3f}", f"{w:,.4g}"]
             print(" | ".join(cells) + " | | | |", flush=True)
             continue
-        q, y = predict(net, later), targets(later)
-        if adaptive:  # the val-calibrated forecasts, widened online from resolved ones only
-            m = net.config.median_index
-            val = prepared.sets.val
-            multipliers = adaptive_multipliers(
-                interval_scores(q, y, m).numpy(),
-                later.starts.numpy(),
-                interval_scores(predict(net, val), targets(val), m).numpy(),
-                adaptive[0],
-                gamma=adaptive[1],
-                window=adaptive[2],
-                resolve=args.resolve,
-            )
-            q = widen(q, torch.from_numpy(multipliers), m)
+        y = targets(later)
+        # adaptive: the val-calibrated forecasts, widened online from resolved ones only
+        q = (
+            predict(net, later)
+            if not adaptive
+            else adapted(net, prepared.sets.val, later, adaptive, args)
+        )
         weeks = weekly(q, y, origins, scale)
         if args.weekly:
             for week, c, w, n in weeks:
@@ -184,6 +184,29 @@ def run(name: str, cutoff: str, args: argparse.Namespace, tmp: Path) -> None:
             at = sorted({1, args.horizon // 4, args.horizon // 2, args.horizon})
             said = ", ".join(f"step {s}: {float(inside[s - 1]):.3f}" for s in at)
             print(f"{label} | {how} | after, by horizon step | {said}")
+
+
+def adapted(
+    net: Forecaster,
+    val: WindowDataset,
+    later: WindowDataset,
+    adaptive: tuple[str, float, int],
+    args: argparse.Namespace,
+) -> torch.Tensor:
+    """The val-calibrated forecasts of `later`'s windows (in time order), each widened by the
+    adaptive rule from the scores of the forecasts resolved before it only."""
+    q, y = predict(net, later), targets(later)
+    m = net.config.median_index
+    multipliers = adaptive_multipliers(
+        interval_scores(q, y, m).numpy(),
+        later.starts.numpy(),
+        interval_scores(predict(net, val), targets(val), m).numpy(),
+        adaptive[0],
+        gamma=adaptive[1],
+        window=adaptive[2],
+        resolve=args.resolve,
+    )
+    return widen(q, torch.from_numpy(multipliers), m)
 
 
 def targets(ds: WindowDataset) -> torch.Tensor:
