@@ -81,3 +81,12 @@ def test_the_coverage_alert_fires_for_a_fleet_of_one_series_forecast_daily() -> 
     _promtool_passes(
         "test", "rules", str(Path(__file__).with_name("coverage_small_fleet_rules_test.yml"))
     )
+
+
+def test_the_interval_multiplier_alert_watches_the_served_version_only() -> None:
+    """Rolling intervals widen a failing model's interval until its coverage looks fine, so
+    UrnnIntervalCoverageLow stays silent: UrnnIntervalMultiplierFar fires on the served
+    version's multiplier held at 4x (or 0.25x), not on a replaced version's last value."""
+    _promtool_passes(
+        "test", "rules", str(Path(__file__).with_name("interval_multiplier_rules_test.yml"))
+    )
