@@ -377,6 +377,22 @@ class RealisedErrorTracker:
         return after
 
 
+def kept_spacing(horizon: int, depth: int) -> int:
+    """Steps between the forecasts the cache keeps of one series asked every step (what
+    `RealisedErrorTracker` does for such a client): horizon + 1 at depth 1 (the one right
+    after a completed forecast is passed over), else the first spacing past horizon / depth
+    that shares no factor with the horizon (1 when depth >= horizon). Each kept forecast adds
+    one score to each of its steps: rolling intervals (service.adaptive) get one score a step
+    every `kept_spacing` steps per series."""
+    spacing = -(-horizon // depth)
+    if spacing <= 1:
+        return 1
+    spacing += 1
+    while math.gcd(spacing, horizon) > 1 and spacing < horizon:
+        spacing += 1
+    return spacing if spacing < horizon else horizon + 1
+
+
 class _Tally:
     """One batch's scored steps, sent to the counters by (version, lead bucket) at its end:
     a handful of increments a batch rather than three a scored forecast."""

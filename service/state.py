@@ -24,13 +24,40 @@ from service.job_status import JobStatusReader
 from service.loader import ModelLoader
 from service.manager import ModelManager
 from service.metrics import ServiceMetrics
-from service.realised import RealisedErrorTracker
+from service.realised import RealisedErrorTracker, kept_spacing
 from service.runner import BatchRunner
 from service.served import ServedModel
 from service.streaming import StreamEngine
 from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def log_adaptive_span(model: ServedModel, settings: Settings) -> None:
+    """Rolling intervals: say how many steps of one series the window spans with this model's
+    horizon and the cache depth, since the cache scores only the forecasts it keeps (at the
+    default depth 1 and horizon 96, one an id every 97 steps: 336 scores of one hourly
+    series are 3.7 years, and the multiplier does not move in a season)."""
+    horizon, depth, window = (
+        model.max_horizon,
+        settings.forecast_cache_depth,
+        settings.adaptive_window,
+    )
+    spacing = kept_spacing(horizon, depth)
+    span = window * spacing
+    message = (
+        f"rolling intervals (version {model.ref.version}): URNN_ADAPTIVE_WINDOW={window} scores "
+        f"a horizon step; with horizon {horizon} and URNN_FORECAST_CACHE_DEPTH={depth} a series "
+        f"asked every step adds one every {spacing} steps, so the window spans {span} steps of "
+        f"one series ({span} / the series served)"
+    )
+    if depth == 1 and horizon > 1:
+        logger.warning(
+            message + f"; raise URNN_FORECAST_CACHE_DEPTH (64: one every "
+            f"{kept_spacing(horizon, 64)} steps) or lower the window"
+        )
+    else:
+        logger.info(message)
 
 
 @dataclass
@@ -68,6 +95,8 @@ class ServiceState:
 
         def on_swap(model: ServedModel) -> None:
             drift.reset_for(model.ref.version, model.reference)
+            if adaptive is not None:
+                log_adaptive_span(model, settings)
 
         runner = BatchRunner(
             metrics,

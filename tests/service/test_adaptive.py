@@ -3,6 +3,7 @@ served quantiles moved by it, and the service learning it from realised scores."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.adaptive import M_MAX, AdaptiveIntervals, apply, outer_pair, scores
+from service.realised import kept_spacing
 from tests.service.conftest import API_KEY, ROWS, Registry, history, metric_value
 from tests.training.test_registry import HORIZON
 from urnn_forecast import cli
@@ -204,3 +206,26 @@ def test_openapi_declares_the_interval_header(client_for: Callable[..., TestClie
     document = client_for().get("/openapi.json").json()
     headers = document["paths"]["/forecast"]["post"]["responses"]["200"]["headers"]
     assert "rolling" in headers["X-Interval-Multiplier"]["description"]
+
+
+def test_the_service_says_how_long_the_window_spans_with_the_cache_depth(
+    client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Walked on PJM DAYTON (horizon 96, hourly client): the setting said 336 scores were two
+    weeks of one hourly series, but the cache scores only the forecasts it keeps, one every
+    97 hours at the default depth 1 (336 scores: 3.7 years; the multiplier never moved in
+    10 weeks) and one every 5 at depth 64 (70 days). The service now says so at each swap."""
+    spacing = kept_spacing(HORIZON, 1)
+    with caplog.at_level(logging.INFO, logger="service.state"):
+        client_for(adaptive_intervals="rolling", adaptive_window=20)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "rolling" in r.msg]
+    assert len(warned) == 1, caplog.text
+    assert f"one every {spacing} steps" in warned[0].msg
+    assert f"spans {20 * spacing} steps of one series" in warned[0].msg
+    assert "raise URNN_FORECAST_CACHE_DEPTH" in warned[0].msg
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="service.state"):
+        client_for(adaptive_intervals="rolling", adaptive_window=20, forecast_cache_depth=HORIZON)
+    said = [r for r in caplog.records if "rolling intervals" in r.msg]
+    assert [r.levelno for r in said] == [logging.INFO]
+    assert "spans 20 steps of one series" in said[0].msg  # depth >= horizon: every step kept

@@ -7,7 +7,13 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from service.metrics import ServiceMetrics
-from service.realised import ForecastRows, ListedHistories, RealisedErrorTracker, RegularHistories
+from service.realised import (
+    ForecastRows,
+    ListedHistories,
+    RealisedErrorTracker,
+    RegularHistories,
+    kept_spacing,
+)
 
 STEP = 3_600_000_000_000  # 1 h in ns
 H, N = 4, 8  # horizon, history rows
@@ -268,3 +274,21 @@ def test_a_request_sent_twice_does_not_undo_the_step_that_moves_kept_forecasts()
             for item in tracker._cache.get("meter", ()):
                 origins.add(int(item.rows.stamps[item.row, 0] // STEP - 1) % 24)
     assert len(origins) == 24, sorted(origins)
+
+
+def test_kept_spacing_is_the_cadence_the_cache_keeps_for_a_client_asking_every_step() -> None:
+    """Rolling intervals get one score a step per kept forecast, so the window's span in time
+    is window x kept_spacing / series (the setting said 336 scores were two weeks of one
+    hourly series: true only if every forecast were scored; walked on PJM DAYTON at horizon
+    96, depth 64 kept one every 5 hours, depth 1 one every 97)."""
+    for horizon, depth in ((8, 1), (8, 2), (8, 3), (12, 5), (24, 3), (24, 64), (96, 1), (96, 64)):
+        tracker = RealisedErrorTracker(ServiceMetrics(CollectorRegistry()), 10, depth=depth)
+        kept: list[int] = []
+        for hour in range(N, N + 6 * horizon + 40):
+            tracker.observe_batch([_hourly("meter", hour, horizon)])
+            newest = tracker._cache.get("meter", ())
+            if newest and int(newest[-1].rows.stamps[newest[-1].row, 0] // STEP) == hour + 1:
+                kept.append(hour)
+        gaps = set(np.diff(kept[2:]).tolist())
+        assert gaps == {kept_spacing(horizon, depth)}, (horizon, depth, sorted(gaps))
+    assert (kept_spacing(96, 1), kept_spacing(96, 64), kept_spacing(24, 3)) == (97, 5, 11)
