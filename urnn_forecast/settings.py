@@ -222,10 +222,11 @@ class Settings(BaseSettings):
         description=(
             "'rolling': POST /forecast moves each quantile's distance from the median by a "
             "multiplier per horizon step, the conformal quantile at the outermost pair's level "
-            "of the last adaptive_window realised scores of that step (service/adaptive.py), so "
-            "that the interval's coverage follows the data after training instead of the "
-            "validation span's season. Needs forecast_cache_size > 0 (the scores come from "
-            "realised error) and one worker. 'off': the interval as trained and calibrated."
+            "of the last URNN_ADAPTIVE_WINDOW realised scores of that step (service/adaptive.py), "
+            "so that the interval's coverage follows the data after training instead of the "
+            "validation span's season. Needs URNN_FORECAST_CACHE_SIZE > 0 (the scores come from "
+            "realised error; raise URNN_FORECAST_CACHE_DEPTH for more of them) and one worker. "
+            "'off': the interval as trained and calibrated."
         ),
     )
     adaptive_window: int = Field(
@@ -233,12 +234,14 @@ class Settings(BaseSettings):
         ge=20,
         le=100_000,
         description=(
-            "Realised scores per horizon step that adaptive_intervals=rolling takes its "
-            "multiplier from, pooled over the series served. Each series adds one score per "
-            "step per forecast the realised cache keeps: one every horizon / "
-            "forecast_cache_depth steps or so (every 97 hours at horizon 96 and depth 1; every "
-            "5 at depth 64), so the time the window spans is window / (series x kept forecasts "
-            "per hour): size it for about two weeks of them (docs/serving.md)."
+            "Realised scores per horizon step that URNN_ADAPTIVE_INTERVALS=rolling takes its "
+            "multiplier from. Only the forecasts the realised-error cache keeps are scored: per "
+            "series one every horizon / URNN_FORECAST_CACHE_DEPTH steps (for a client asking "
+            "every step, the next spacing that shares no factor with the horizon), each adding "
+            "one score to every step; so the window spans window x spacing / series steps: 336 "
+            "at horizon 96 is 70 days of one hourly series at depth 64 (spacing 5) and 3.7 "
+            "years at depth 1 (spacing 97). Size it as series x steps to span / spacing "
+            "(docs/serving.md, Rolling intervals); `urnn serve` logs the span at each swap."
         ),
     )
     stream_max_states: int = Field(
