@@ -179,8 +179,9 @@ class ServiceMetrics:
         )
         self.realised_hits = Counter(
             "urnn_realised_interval_hits",
-            "Of those, steps inside the outermost trained interval (lowest..highest quantile); "
-            "coverage = hits / points.",
+            "Of those, steps inside the outermost interval served (lowest..highest quantile; "
+            "with URNN_ADAPTIVE_INTERVALS=rolling after the rolling multiplier, the interval "
+            "before it is urnn_realised_unadapted_interval_hits); coverage = hits / points.",
             ["model_version", "lead"],
             registry=r,
         )

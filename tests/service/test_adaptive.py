@@ -229,3 +229,18 @@ def test_the_service_says_how_long_the_window_spans_with_the_cache_depth(
     said = [r for r in caplog.records if "rolling intervals" in r.msg]
     assert [r.levelno for r in said] == [logging.INFO]
     assert "spans 20 steps of one series" in said[0].msg  # depth >= horizon: every step kept
+
+
+def test_the_coverage_counters_say_which_interval_each_counts(
+    client_for: Callable[..., TestClient],
+) -> None:
+    """urnn_realised_interval_hits counts the interval served (after the multiplier): its
+    help said "the outermost trained interval", which is what the unadapted counter counts,
+    and a reader of /metrics took the adapted coverage for the calibrated one."""
+    text = client_for(adaptive_intervals="rolling", adaptive_window=20).get("/metrics").text
+    helps = {
+        line.split()[2]: line for line in text.splitlines() if line.startswith("# HELP urnn_real")
+    }
+    served = helps["urnn_realised_interval_hits_total"]
+    assert "interval served" in served and "trained interval" not in served
+    assert "urnn_realised_unadapted_interval_hits" in served
