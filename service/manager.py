@@ -311,6 +311,8 @@ class ModelManager:
             self.metrics.model_info.labels(
                 name=old.name, version=old.version, run_id=old.run_id
             ).set(0)
+            if old.version != ref.version:  # no longer served: no multiplier "served now"
+                self.metrics.end_multipliers(old.version)
         self.metrics.model_info.labels(name=ref.name, version=ref.version, run_id=ref.run_id).set(1)
         self.metrics.model_loaded.set(1)
         self.metrics.start_version(

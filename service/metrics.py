@@ -14,6 +14,7 @@ workers. `urnn serve --workers N` sets the folder up.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -325,6 +326,13 @@ class ServiceMetrics:
         self.realised_mae.labels(model_version=version)
         nominal = round(quantiles[-1] - quantiles[0], 12)  # 0.8, not 0.8000000000000002
         self.realised_nominal.labels(model_version=version).set(nominal)
+
+    def end_multipliers(self, version: str) -> None:
+        """Drop a version's rolling multipliers once another version serves: the gauge says
+        what POST /forecast serves now, and the old one's last values stayed for ever."""
+        for lead in LEAD_LABELS:
+            with contextlib.suppress(KeyError):
+                self.interval_multiplier.remove(version, lead)
 
     def show_multipliers(self, version: str, multipliers: Sequence[float]) -> None:
         """The rolling multipliers (one per horizon step) as their mean per lead bucket."""

@@ -200,6 +200,10 @@ def test_a_reload_starts_the_new_version_at_the_calibrated_interval(
     assert info["scores"] == 0 and info["multipliers"] == [1.0] * HORIZON
     answer, _ = _served(adaptive, _body(registry, STOP + 2 * HORIZON))
     assert answer.headers["x-interval-multiplier"] == "1.0000"
+    # the gauge says what is served now: v1's last multipliers (M_MAX) are gone, v2's are 1
+    text = adaptive.get("/metrics").text
+    assert f'urnn_interval_multiplier{{lead="1",model_version="{v1}"}}' not in text
+    assert metric_value(adaptive, "urnn_interval_multiplier", model_version=v2, lead="1") == 1.0
 
 
 def test_openapi_declares_the_interval_header(client_for: Callable[..., TestClient]) -> None:
