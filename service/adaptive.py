@@ -84,8 +84,9 @@ class _Window:
 class AdaptiveIntervals:
     """The rolling multipliers of the served version (see the module docstring)."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, cache_depth: int = 1) -> None:
         self.window = window
+        self.cache_depth = cache_depth  # URNN_FORECAST_CACHE_DEPTH: how often scores come
         self._version: str | None = None
         self._state: _Window | None = None
         self._lock = threading.Lock()

@@ -335,6 +335,12 @@ class IntervalAdaptation(BaseModel):
         description="Per horizon step, the factor each quantile's distance from the median is "
         "served with (1: as trained and calibrated; above 1 wider)."
     )
+    span_steps: int = Field(
+        description="How many steps of one series asked at every step the window spans: "
+        "window x the realised cache's spacing of kept forecasts at this model's horizon and "
+        "URNN_FORECAST_CACHE_DEPTH; divide by the series served (pooled). At horizon 96 and "
+        "depth 1, 336 scores span 32,592 steps (3.7 years of hours)."
+    )
 
 
 class ReloadResponse(BaseModel):

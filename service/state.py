@@ -85,7 +85,7 @@ class ServiceState:
         metrics.watch_jobs(jobs.latest)
         drift = DriftMonitor(metrics, settings.drift_window)
         adaptive = (
-            AdaptiveIntervals(settings.adaptive_window)
+            AdaptiveIntervals(settings.adaptive_window, settings.forecast_cache_depth)
             if settings.adaptive_intervals == "rolling"
             else None
         )

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Request
 from service.adaptive import AdaptiveIntervals, outer_pair
 from service.errors import ServiceInputError
 from service.manager import ModelManager
+from service.realised import kept_spacing
 from service.schemas import ErrorResponse, IntervalAdaptation, ModelInfo, ReloadResponse
 from service.security import ApiKeyDep
 from service.served import ServedModel
@@ -112,4 +113,5 @@ def _adaptation(
         window=adaptive.window,
         scores=adaptive.scored(version),
         multipliers=[round(float(m), 6) for m in multipliers],
+        span_steps=adaptive.window * kept_spacing(model.max_horizon, adaptive.cache_depth),
     )

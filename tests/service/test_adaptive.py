@@ -142,7 +142,16 @@ def test_the_service_widens_the_interval_from_the_scores_of_its_misses(
     adaptive = client_for(adaptive_intervals="rolling", adaptive_window=20)
     plain = client_for()
     info = adaptive.get("/model").json()["interval_adaptation"]
-    assert info == {"mode": "rolling", "window": 20, "scores": 0, "multipliers": [1.0] * HORIZON}
+    assert info == {
+        "mode": "rolling",
+        "window": 20,
+        "scores": 0,
+        "multipliers": [1.0] * HORIZON,
+        "span_steps": 20 * (HORIZON + 1),  # depth 1: one kept forecast every horizon + 1 steps
+    }
+    deeper = client_for(adaptive_intervals="rolling", adaptive_window=20, forecast_cache_depth=4)
+    span = deeper.get("/model").json()["interval_adaptation"]["span_steps"]
+    assert span == 20 * kept_spacing(HORIZON, 4) == 20 * 5  # 12 / 4 = 3 -> 4 -> 5 (coprime)
     assert plain.get("/model").json()["interval_adaptation"] is None
 
     first, _ = _served(adaptive, _body(registry, STOP))
