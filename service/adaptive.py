@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,48 +84,128 @@ class _Window:
 
 
 class AdaptiveIntervals:
-    """The rolling multipliers of the served version (see the module docstring)."""
+    """The rolling multipliers of the served version (see the module docstring): one window
+    for every series the version serves (`scope="version"`), or one per series id
+    (`scope="series"`: a mixed fleet's over-covered series no longer widen with its
+    under-covered ones), at most `capacity` ids, the least recently scored dropped first (an
+    id dropped, or never scored, is served at 1)."""
 
-    def __init__(self, window: int, cache_depth: int = 1) -> None:
+    def __init__(
+        self, window: int, cache_depth: int = 1, scope: str = "version", capacity: int = 10_000
+    ) -> None:
         self.window = window
         self.cache_depth = cache_depth  # URNN_FORECAST_CACHE_DEPTH: how often scores come
+        self.scope = scope
+        self.capacity = capacity
         self._version: str | None = None
-        self._state: _Window | None = None
+        self._state: _Window | None = None  # scope "version"
+        self._series: OrderedDict[str, _Window] = OrderedDict()  # scope "series"
+        self._horizon, self._level = 0, 0.8
         self._lock = threading.Lock()
 
     def multipliers(self, version: str, horizon: int, level: float) -> np.ndarray:
-        """(horizon,) the multipliers `version` serves now (a new version starts at 1)."""
+        """(horizon,) the multipliers `version` serves now (a new version starts at 1); by
+        series, their mean over the series it has scores of (1 before any)."""
         with self._lock:
-            return self._window(version, horizon, level).multipliers().copy()
+            self._start(version, horizon, level)
+            return self._pooled(horizon)
 
-    def add(self, version: str, steps: np.ndarray, scores: np.ndarray) -> None:
-        """Scores of the served version's forecasts; those of another version are dropped
-        (forecasts made before a reload, scored after it)."""
+    def for_series(
+        self, version: str, horizon: int, level: float, ids: Sequence[str]
+    ) -> np.ndarray:
+        """(len(ids), horizon) the multipliers each of these series is served with."""
         with self._lock:
-            state = self._state
-            if self._version == version and state is not None:
-                state.add(steps, scores)
+            self._start(version, horizon, level)
+            if self.scope == "version":
+                return np.broadcast_to(self._pooled(horizon), (len(ids), horizon))
+            ones = np.ones(horizon)
+            windows = self._series
+            return (
+                np.stack(
+                    [windows[i].multipliers()[:horizon] if i in windows else ones for i in ids]
+                )
+                if ids
+                else np.ones((0, horizon))
+            )
+
+    def add(
+        self,
+        version: str,
+        steps: np.ndarray,
+        scores: np.ndarray,
+        series_id: str | None = None,
+    ) -> None:
+        """Scores of the served version's forecasts (of `series_id`, which scope "series"
+        needs); those of another version are dropped (forecasts made before a reload, scored
+        after it)."""
+        with self._lock:
+            if self._version != version:
+                return
+            if self.scope == "version":
+                if self._state is not None:
+                    self._state.add(steps, scores)
+                return
+            if series_id is None:
+                return
+            window = self._series.pop(series_id, None)
+            if window is None:
+                window = self._new_window()
+                while len(self._series) >= self.capacity:
+                    self._series.popitem(last=False)
+            window.add(steps, scores)
+            self._series[series_id] = window  # the most recently scored last
 
     def current(self, version: str) -> np.ndarray | None:
-        """The multipliers `version` serves now, or None before it has served with them."""
+        """The multipliers `version` serves now (by series: their mean), or None before it
+        has served with them."""
         with self._lock:
-            if self._version != version or self._state is None:
+            if self._version != version:
                 return None
-            return self._state.multipliers().copy()
+            return self._pooled(self._horizon)
 
     def scored(self, version: str) -> int:
-        """Scores taken for `version` since it was first served, over all steps."""
+        """Scores taken for `version` since it was first served, over all steps (by series:
+        of the series it still holds)."""
         with self._lock:
-            if self._version != version or self._state is None:
+            if self._version != version:
                 return 0
-            return int(self._state.written.sum())
+            if self.scope == "version":
+                return 0 if self._state is None else int(self._state.written.sum())
+            return sum(int(w.written.sum()) for w in self._series.values())
 
-    def _window(self, version: str, horizon: int, level: float) -> _Window:
-        state = self._state
-        if self._version != version or state is None or state.scores.shape[0] < horizon:
-            state = _Window(np.ones((horizon, self.window)), np.zeros(horizon, np.int64), level)
-            self._version, self._state = version, state
-        return state
+    def series(self, version: str) -> int:
+        """Series ids with a window of their own (scope "series"; 0 otherwise)."""
+        with self._lock:
+            return len(self._series) if self._version == version else 0
+
+    def _start(self, version: str, horizon: int, level: float) -> None:
+        """A new version (or a longer horizon) starts every window afresh, at 1."""
+        if self._version == version and self._horizon >= horizon:
+            return
+        self._version, self._horizon, self._level = version, horizon, level
+        self._series.clear()
+        self._state = self._new_window() if self.scope == "version" else None
+
+    def _new_window(self) -> _Window:
+        return _Window(
+            np.ones(
+                (self._horizon, self.window),
+                dtype=np.float32 if self.scope == "series" else np.float64,
+            ),
+            np.zeros(self._horizon, np.int64),
+            self._level,
+        )
+
+    def _pooled(self, horizon: int) -> np.ndarray:
+        if self.scope == "version":
+            assert self._state is not None
+            return self._state.multipliers()[:horizon].copy()
+        if not self._series:
+            return np.ones(horizon)
+        mean: np.ndarray = np.mean(
+            [w.multipliers()[:horizon] for w in self._series.values()], axis=0
+        )
+        return mean
 
 
 def outer_pair(quantiles: tuple[float, ...], median_index: int) -> tuple[int, int, float] | None:
@@ -135,12 +217,12 @@ def outer_pair(quantiles: tuple[float, ...], median_index: int) -> tuple[int, in
 
 
 def apply(forecasts: np.ndarray, m: np.ndarray, median_index: int) -> None:
-    """Move every quantile of forecasts (B, H, Q) to m (H,) times its distance from the
-    median, in place (the median itself does not move)."""
+    """Move every quantile of forecasts (B, H, Q) to m (H,) or (B, H) times its distance from
+    the median, in place (the median itself does not move)."""
     horizon = forecasts.shape[1]
     med = forecasts[:, :, median_index : median_index + 1].copy()  # a view would move with it
     forecasts -= med
-    forecasts *= m[:horizon, None]
+    forecasts *= m[..., :horizon, None]
     forecasts += med
 
 

@@ -51,7 +51,7 @@ def adapted_header(prepared: PreparedRequest) -> dict[str, str]:
     by the multipliers' mean over the request's steps (GET /model lists them step by step),
     so that no client is served another width silently."""
     assert prepared.adapted is not None
-    m = prepared.adapted.multipliers[: prepared.horizon]
+    m = prepared.adapted.multipliers[..., : prepared.horizon]  # (h,) or by series (S, h)
     return {INTERVAL_HEADER: f"{float(m.mean()):.4f}"}
 
 

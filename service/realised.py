@@ -373,7 +373,7 @@ class RealisedErrorTracker:
                 shown.unadapted_low[j, steps],
                 shown.unadapted_high[j, steps],
             )
-        tally.add(shown.version, steps, errors, inside, scored)
+        tally.add(shown.version, steps, errors, inside, scored, shown.ids[j] if shown.ids else None)
         return after
 
 
@@ -399,7 +399,8 @@ class _Tally:
 
     def __init__(self) -> None:
         self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-        self.scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # rolling intervals
+        # rolling intervals: (steps, scores, series id) of each scored forecast
+        self.scores: dict[str, list[tuple[np.ndarray, np.ndarray, str | None]]] = {}
 
     def add(
         self,
@@ -408,10 +409,11 @@ class _Tally:
         errors: np.ndarray,
         inside: np.ndarray,
         scores: np.ndarray | None = None,
+        series_id: str | None = None,
     ) -> None:
         self.parts.setdefault(version, []).append((steps, errors, inside))
         if scores is not None:
-            self.scores.setdefault(version, []).append((steps, scores))
+            self.scores.setdefault(version, []).append((steps, scores, series_id))
 
     def publish(self, metrics: ServiceMetrics, adaptive: AdaptiveIntervals | None = None) -> None:
         n = len(LEAD_LABELS)
@@ -427,7 +429,8 @@ class _Tally:
                 metrics.realised_hits.labels(model_version=version, lead=lead).inc(hits[b])
                 metrics.realised_abs_error.labels(model_version=version, lead=lead).inc(sums[b])
         for version, scored in self.scores.items():
-            steps, scores = (np.concatenate(column) for column in zip(*scored, strict=True))
+            steps = np.concatenate([part[0] for part in scored])
+            scores = np.concatenate([part[1] for part in scored])
             buckets = _LEAD_BUCKETS[np.minimum(steps, len(_LEAD_BUCKETS) - 1)]
             held = np.bincount(buckets, weights=scores <= 1.0, minlength=n)
             for b in np.flatnonzero(np.bincount(buckets, minlength=n)).tolist():
@@ -435,7 +438,11 @@ class _Tally:
                     model_version=version, lead=LEAD_LABELS[b]
                 ).inc(held[b])
             if adaptive is not None:
-                adaptive.add(version, steps, scores)
+                if adaptive.scope == "series":  # each series' scores to its own window
+                    for part_steps, part_scores, series_id in scored:
+                        adaptive.add(version, part_steps, part_scores, series_id)
+                else:
+                    adaptive.add(version, steps, scores)
                 multipliers = adaptive.current(version)
                 if multipliers is not None:
                     metrics.show_multipliers(version, multipliers.tolist())

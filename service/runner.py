@@ -148,7 +148,7 @@ class BatchRunner:
             forecasts = unscale(
                 forecasts, _present(staged.target_mean), _present(staged.target_scale)
             )
-        unadapted, multipliers = self._adapt(model, forecasts)
+        unadapted, multipliers = self._adapt(model, forecasts, requests)
         if not model.streaming or multipliers is not None:  # streaming: floored unadapted
             floor_at_zero(forecasts, model.model.config.non_negative)
         self.metrics.inference_latency.observe(inferred.seconds)
@@ -160,23 +160,32 @@ class BatchRunner:
             n = request.n_series
             out.append(forecasts[offset : offset + n])
             if unadapted is not None and multipliers is not None:
-                request.adapted = Adapted(unadapted[offset : offset + n], multipliers)
+                rows = multipliers if multipliers.ndim == 1 else multipliers[offset : offset + n]
+                request.adapted = Adapted(unadapted[offset : offset + n], rows)
             offset += n
         return out
 
     def _adapt(
-        self, model: ServedModel, forecasts: np.ndarray
+        self, model: ServedModel, forecasts: np.ndarray, requests: Sequence[PreparedRequest]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """With rolling intervals: move the quantiles of forecasts (B, H_max, Q) by the
         version's multipliers in place; (the outermost pair as it was, (B, H_max, 2), and the
-        multipliers (H_max,)), or (None, None) when there is nothing to adapt."""
+        multipliers, (H_max,) or by series (B, H_max)), or (None, None) when there is nothing
+        to adapt."""
         config = model.model.config
         pair = None if self.adaptive is None else outer_pair(config.quantiles, config.median_index)
         if self.adaptive is None or pair is None:
             return None, None
         low, high, level = pair
         horizon = forecasts.shape[1]
-        multipliers = self.adaptive.multipliers(model.ref.version, horizon, level)
+        version = model.ref.version
+        if self.adaptive.scope == "series":  # (B, H): each series its own window's
+            ids = [
+                i for r in requests for i in (r.block.ids if r.block else [s.id for s in r.series])
+            ]
+            multipliers = self.adaptive.for_series(version, horizon, level, ids)
+        else:  # (H,): one for every series
+            multipliers = self.adaptive.multipliers(version, horizon, level)
         unadapted = forecasts[..., [low, high]]  # a copy (fancy index)
         adapt_quantiles(forecasts, multipliers, config.median_index)
         return unadapted, multipliers

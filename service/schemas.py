@@ -326,6 +326,16 @@ class IntervalAdaptation(BaseModel):
     """Rolling intervals (URNN_ADAPTIVE_INTERVALS=rolling): what POST /forecast serves now."""
 
     mode: Literal["rolling"] = Field(description="The rule (URNN_ADAPTIVE_INTERVALS).")
+    scope: Literal["version", "series"] = Field(
+        default="version",
+        description="One window for every series the version serves, or one per series id "
+        "(URNN_ADAPTIVE_SCOPE).",
+    )
+    series: int = Field(
+        default=0,
+        description="With scope 'series': the series ids with a window of their own (the "
+        "others are served at 1); 0 with scope 'version'.",
+    )
     window: int = Field(description="Realised scores per horizon step (URNN_ADAPTIVE_WINDOW).")
     scores: int = Field(
         description="Realised scores taken for this version so far, over all steps (the "
@@ -333,7 +343,8 @@ class IntervalAdaptation(BaseModel):
     )
     multipliers: list[float] = Field(
         description="Per horizon step, the factor each quantile's distance from the median is "
-        "served with (1: as trained and calibrated; above 1 wider)."
+        "served with (1: as trained and calibrated; above 1 wider); with scope 'series', the "
+        "mean over the series with a window."
     )
     span_steps: int = Field(
         description="How many steps of one series asked at every step the window spans: "

@@ -49,7 +49,11 @@ def log_adaptive_span(model: ServedModel, settings: Settings) -> None:
         f"rolling intervals (version {model.ref.version}): URNN_ADAPTIVE_WINDOW={window} scores "
         f"a horizon step; with horizon {horizon} and URNN_FORECAST_CACHE_DEPTH={depth} a series "
         f"asked every step adds one every {spacing} steps, so the window spans {span} steps of "
-        f"one series ({span} / the series served)"
+        + (
+            "each series (URNN_ADAPTIVE_SCOPE=series: a window per series)"
+            if settings.adaptive_scope == "series"
+            else f"one series ({span} / the series served)"
+        )
     )
     if depth == 1 and horizon > 1:
         logger.warning(
@@ -85,7 +89,12 @@ class ServiceState:
         metrics.watch_jobs(jobs.latest)
         drift = DriftMonitor(metrics, settings.drift_window)
         adaptive = (
-            AdaptiveIntervals(settings.adaptive_window, settings.forecast_cache_depth)
+            AdaptiveIntervals(
+                settings.adaptive_window,
+                settings.forecast_cache_depth,
+                scope=settings.adaptive_scope,
+                capacity=settings.forecast_cache_size,
+            )
             if settings.adaptive_intervals == "rolling"
             else None
         )

@@ -174,7 +174,7 @@ def _steps(step_ns: int, start: int, count: int) -> np.ndarray:
 class Adapted:
     """What rolling intervals (service.adaptive) did to a request's forecasts: the outermost
     quantile pair before adaptation, (S, H_max, 2) in the data's units (the realised scores
-    are taken against it), and the multipliers applied, (H_max,)."""
+    are taken against it), and the multipliers applied, (H_max,) or by series (S, H_max)."""
 
     unadapted: np.ndarray
     multipliers: np.ndarray

@@ -244,6 +244,17 @@ class Settings(BaseSettings):
             "(docs/serving.md, Rolling intervals); `urnn serve` logs the span at each swap."
         ),
     )
+    adaptive_scope: Literal["version", "series"] = Field(
+        default="version",
+        description=(
+            "What URNN_ADAPTIVE_INTERVALS=rolling keeps a window for: 'version', one for every "
+            "series the served version forecasts (pooled: a mixed fleet's under-covered series "
+            "lift the others' intervals too); 'series', one per series id (each series' "
+            "interval follows its own scores; up to URNN_FORECAST_CACHE_SIZE ids, the least "
+            "recently scored dropped first and served at 1 until scored again; memory: "
+            "horizon x URNN_ADAPTIVE_WINDOW x 4 bytes an id, 25 KB at horizon 96 and 67)."
+        ),
+    )
     stream_max_states: int = Field(
         default=10_000,
         ge=1,

@@ -110,6 +110,8 @@ def _adaptation(
     multipliers = adaptive.multipliers(version, model.max_horizon, pair[2])
     return IntervalAdaptation(
         mode="rolling",
+        scope="series" if adaptive.scope == "series" else "version",
+        series=adaptive.series(version),
         window=adaptive.window,
         scores=adaptive.scored(version),
         multipliers=[round(float(m), 6) for m in multipliers],

@@ -144,6 +144,8 @@ def test_the_service_widens_the_interval_from_the_scores_of_its_misses(
     info = adaptive.get("/model").json()["interval_adaptation"]
     assert info == {
         "mode": "rolling",
+        "scope": "version",
+        "series": 0,
         "window": 20,
         "scores": 0,
         "multipliers": [1.0] * HORIZON,
@@ -257,3 +259,77 @@ def test_the_coverage_counters_say_which_interval_each_counts(
     served = helps["urnn_realised_interval_hits_total"]
     assert "interval served" in served and "trained interval" not in served
     assert "urnn_realised_unadapted_interval_hits" in served
+
+
+def test_by_series_each_window_takes_its_own_scores_and_the_least_recent_goes() -> None:
+    adaptive = AdaptiveIntervals(window=20, scope="series", capacity=2)
+    adaptive.multipliers("1", 2, 0.8)
+    adaptive.add("1", np.zeros(5, dtype=np.intp), np.full(5, 50.0), "a")  # 5 of 20 misses
+    adaptive.add("1", np.zeros(5, dtype=np.intp), np.zeros(5), "b")
+    got = adaptive.for_series("1", 2, 0.8, ["a", "b", "never"])
+    assert got.tolist() == [[M_MAX, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    assert adaptive.series("1") == 2 and adaptive.scored("1") == 10
+    assert adaptive.multipliers("1", 2, 0.8).tolist() == [(M_MAX + 1.0) / 2, 1.0]  # their mean
+    adaptive.add("1", np.zeros(1, dtype=np.intp), np.zeros(1), "c")  # a third id: "a" goes
+    assert adaptive.for_series("1", 2, 0.8, ["a"]).tolist() == [[1.0, 1.0]]
+    assert adaptive.series("1") == 2
+    adaptive.add("1", np.zeros(5, dtype=np.intp), np.full(5, 50.0))  # no id: nothing to file
+    assert adaptive.scored("1") == 6
+    assert adaptive.for_series("2", 2, 0.8, ["b"]).tolist() == [[1.0, 1.0]]  # a new version
+
+
+def _scored_rounds(client: TestClient, registry: Registry, rounds: int) -> None:
+    """`rounds` forecasts of every id, one a horizon apart, each revealed by the next
+    request: pump-0's actuals three times the interval's upper gap above the median it was
+    served (every score 3: the multiplier stays 1 during the rounds, 4 misses in a window of
+    20 move it only once all are in), the others' exactly that median (every score 0)."""
+    stop = ROWS - (rounds + 2) * HORIZON
+    revealed: dict[str, list[float]] | None = None
+    for _ in range(rounds + 1):
+        series = []
+        for series_id in IDS:
+            one = history(registry.frame, series_id, stop=stop)
+            if revealed is not None:
+                one["values"][-HORIZON:] = revealed[series_id]
+            series.append(one)
+        _, answer = _served(client, {"horizon": HORIZON, "series": series})
+        revealed = {f["id"]: f["mean"] for f in answer}
+        high = answer[0]["quantiles"]["0.9"]
+        revealed[IDS[0]] = [m + 3.0 * (h - m) for m, h in zip(revealed[IDS[0]], high, strict=True)]
+        stop += HORIZON
+
+
+def test_by_series_a_missing_series_widens_alone(
+    registry: Registry, client_for: Callable[..., TestClient]
+) -> None:
+    by_series = client_for(
+        adaptive_intervals="rolling", adaptive_window=20, adaptive_scope="series"
+    )
+    pooled = client_for(adaptive_intervals="rolling", adaptive_window=20)
+    plain = client_for()
+    for client in (by_series, pooled):
+        _scored_rounds(client, registry, rounds=4)
+    info = by_series.get("/model").json()["interval_adaptation"]
+    assert (info["scope"], info["series"], info["scores"]) == ("series", 5, 5 * 4 * HORIZON)
+    body = _body(registry, ROWS - HORIZON)
+    _, calibrated = _served(plain, body)
+
+    def ratios(client: TestClient) -> list[float]:
+        _, served = _served(client, body)
+        out = []
+        for a, p in zip(served, calibrated, strict=True):
+            gap = np.subtract(p["quantiles"]["0.9"], p["mean"])
+            out.append(float(np.mean(np.subtract(a["quantiles"]["0.9"], a["mean"]) / gap)))
+        return out
+
+    # by series: pump-0 (4 scores of 3 in its window of 20 at every step: the 17th smallest)
+    # widened, the others as calibrated (their window: 4 zeros, 16 ones)
+    assert ratios(by_series) == pytest.approx([3.0, 1.0, 1.0, 1.0, 1.0], rel=1e-4)
+    # pooled: the window's 20 scores a step are pump-0's 4 misses and 16 zeros: 3, served to
+    # every series
+    assert ratios(pooled) == pytest.approx([3.0] * len(IDS), rel=1e-4)
+
+
+def test_the_scope_setting_names_its_values() -> None:
+    with pytest.raises(ValidationError, match="'version' or 'series'"):
+        Settings(adaptive_scope="id")  # type: ignore[arg-type]
