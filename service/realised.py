@@ -305,17 +305,9 @@ class RealisedErrorTracker:
         later (the client asks more often than the spacing: the kept forecasts' origins move
         round the day instead of staying at one hour)."""
         block, j = item.rows, item.row
-        width = block.stamps.shape[1]
         if self.depth == 1:  # what the general case below finds, without indexing an array
             return block.last[j]
-        spacing = -(-width // self.depth)  # a forecast kept every step covers every phase
-        if shift and spacing > 1:
-            # the first spacing past this one that shares no factor with the horizon: 9 steps
-            # at horizon 24 (depth 3) kept origins at 8 hours of the day only, 11 reaches all
-            spacing += 1
-            while math.gcd(spacing, width) > 1 and spacing < width:
-                spacing += 1
-        return int(block.stamps[j, min(spacing, width) - 1])
+        return int(block.stamps[j, spacing_steps(block.stamps.shape[1], self.depth, shift) - 1])
 
     def _compact(self, block: ForecastRows) -> None:
         """Copy the rows of `block` that pending forecasts still point at into a block of their
@@ -377,19 +369,30 @@ class RealisedErrorTracker:
         return after
 
 
+def spacing_steps(horizon: int, depth: int, shift: bool) -> int:
+    """Steps from a pending forecast's start to the one after which the next is kept:
+    horizon / depth (rounded up; a forecast kept every step covers every phase), and with
+    `shift` (the client asks more often than that) the first spacing past it that shares no
+    factor with the horizon: 9 steps at horizon 24 (depth 3) kept origins at 8 hours of the
+    day only, 11 reaches all. At most the horizon."""
+    spacing = -(-horizon // depth)
+    if shift and spacing > 1:
+        spacing += 1
+        while math.gcd(spacing, horizon) > 1 and spacing < horizon:
+            spacing += 1
+    return min(spacing, horizon)
+
+
 def kept_spacing(horizon: int, depth: int) -> int:
     """Steps between the forecasts the cache keeps of one series asked every step (what
-    `RealisedErrorTracker` does for such a client): horizon + 1 at depth 1 (the one right
-    after a completed forecast is passed over), else the first spacing past horizon / depth
-    that shares no factor with the horizon (1 when depth >= horizon). Each kept forecast adds
-    one score to each of its steps: rolling intervals (service.adaptive) get one score a step
-    every `kept_spacing` steps per series."""
-    spacing = -(-horizon // depth)
-    if spacing <= 1:
+    `RealisedErrorTracker` does for such a client): the shifted `spacing_steps`, or horizon
+    + 1 when that reaches the horizon (the one right after a completed forecast is passed
+    over); 1 when depth >= horizon. Each kept forecast adds one score to each of its steps:
+    rolling intervals (service.adaptive) get one score a step every `kept_spacing` steps per
+    series."""
+    if depth >= horizon:
         return 1
-    spacing += 1
-    while math.gcd(spacing, horizon) > 1 and spacing < horizon:
-        spacing += 1
+    spacing = spacing_steps(horizon, depth, shift=True)
     return spacing if spacing < horizon else horizon + 1
 
 

@@ -181,7 +181,9 @@ class BatchRunner:
         version = model.ref.version
         if self.adaptive.scope == "series":  # (B, H): each series its own window's
             ids = [
-                i for r in requests for i in (r.block.ids if r.block else [s.id for s in r.series])
+                i
+                for r in requests
+                for i in (r.block.ids if r.block is not None else [s.id for s in r.series])
             ]
             multipliers = self.adaptive.for_series(version, horizon, level, ids)
         else:  # (H,): one for every series
