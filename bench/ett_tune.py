@@ -118,6 +118,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "max_epochs": 30,
         "patience": 10,
     },
+    # A val check every N train batches instead of once a pass: on M the uRNN and SegRNN's own
+    # recipe score best after their first pass (~860 batches), so the best point may lie inside it.
+    "direct-check100": {"decoder": "direct", "train_batches_per_epoch": 100},
+    "direct-check250": {"decoder": "direct", "train_batches_per_epoch": 250},
+    "pmf-check100": {"decoder": "pmf", "train_batches_per_epoch": 100},
+    "pmf-check250": {"decoder": "pmf", "train_batches_per_epoch": 250},
+    "direct-check100-e60": {"decoder": "direct", "train_batches_per_epoch": 100, "max_epochs": 60},
+    "pmf-check100-e60": {"decoder": "pmf", "train_batches_per_epoch": 100, "max_epochs": 60},
+    "direct-skip": {"decoder": "direct", "linear_skip": True},
+    "pmf-skip": {"decoder": "pmf", "linear_skip": True},
 }
 
 

@@ -238,6 +238,10 @@ class EttBenchmarkConfig:
     normalisation: Normalisation = "last"
     mse_weight: float = 1.0
     patience: int = 3
+    # Train batches between two val checks (FitConfig.max_train_batches: each "epoch" is that
+    # many random batches); None: one pass over the train windows. Early stopping and the
+    # plateau schedule count these checks.
+    train_batches_per_epoch: int | None = None
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -278,6 +282,10 @@ class EttBenchmarkConfig:
                 raise EttBenchmarkError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.lookback is not None and self.lookback < 1:
             raise EttBenchmarkError(f"lookback must be >= 1; got {self.lookback}")
+        if self.train_batches_per_epoch is not None and self.train_batches_per_epoch < 1:
+            raise EttBenchmarkError(
+                f"train_batches_per_epoch must be None or >= 1; got {self.train_batches_per_epoch}"
+            )
         if self.decoder is not None and self.decoder not in DECODER_CHOICES:
             raise EttBenchmarkError(not_one_of("decoder", self.decoder, DECODER_CHOICES))
         if self.channel_embedding and self.decoder not in ("pmf", "auto"):
@@ -328,6 +336,7 @@ class EttBenchmarkConfig:
             weight_decay=self.weight_decay,
             patience=self.patience,
             mse_weight=self.mse_weight,
+            max_train_batches=self.train_batches_per_epoch,
             seed=self.seed,
             device=self.device,
             stream_crop_length=self.stream_crop_length,

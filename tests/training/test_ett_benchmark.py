@@ -101,6 +101,10 @@ def test_config_rejects_what_cannot_run() -> None:
     with pytest.raises(EttBenchmarkError, match=r"set fit.stream_crop_length to at least 8,544"):
         EttBenchmarkConfig(lookback=7_824, models=("linear", "urnn-stream"))
     EttBenchmarkConfig(lookback=7_464, models=("linear", "urnn-stream"))
+    with pytest.raises(EttBenchmarkError, match="train_batches_per_epoch must be None or >= 1"):
+        EttBenchmarkConfig(train_batches_per_epoch=0)
+    assert EttBenchmarkConfig(train_batches_per_epoch=100).fit_config().max_train_batches == 100
+    assert EttBenchmarkConfig().fit_config().max_train_batches is None
 
 
 def test_anchor_tables_cover_every_horizon() -> None:
