@@ -126,6 +126,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pmf-check250": {"decoder": "pmf", "train_batches_per_epoch": 250},
     "direct-check100-e60": {"decoder": "direct", "train_batches_per_epoch": 100, "max_epochs": 60},
     "pmf-check100-e60": {"decoder": "pmf", "train_batches_per_epoch": 100, "max_epochs": 60},
+    # calendar features (hour of day, day of week, day of year) for look-back and horizon
+    "direct-cal": {"decoder": "direct", "calendar": True},
+    "pmf-cal": {"decoder": "pmf", "calendar": True},
+    "direct-nocal": {"decoder": "direct", "calendar": False},
     "direct-skip": {"decoder": "direct", "linear_skip": True},
     "pmf-skip": {"decoder": "pmf", "linear_skip": True},
 }

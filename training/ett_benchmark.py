@@ -39,6 +39,7 @@ from models.forecaster import (
     ForecasterConfig,
     ForecasterKind,
     Normalisation,
+    n_calendar_features,
     segment_way_out,
 )
 from training.backtest import BacktestConfig, backtest
@@ -69,6 +70,11 @@ ETT_FRACTIONS = (0.6, 0.2)  # train, val shares of split="fractions": 12 / 4 / 4
 # beat 24 on the ETTh1 M validation split at H = 96 and 336 (docs/benchmarks.md) and is also
 # SegRNN's choice at look-back 720.
 DEFAULT_SEGMENT: dict[Setting, int] = {"S": 24, "M": 48}
+# Calendar features for the uRNN and the LSTM, chosen on the validation splits (2026-12-07,
+# docs/benchmarks.md): in S they lowered the uRNN's val MSE in every cell of ETTh1 and ETTh2
+# at three seeds (most on ETTh2 at long horizons); in M (channel-independent, seven channels)
+# they raised it and the fit overfitted after one pass.
+DEFAULT_CALENDAR: dict[Setting, bool] = {"S": True, "M": False}
 
 
 # A recurrent model's decoder: one of models.forecaster.DECODERS, or "auto": fit one model per
@@ -249,6 +255,10 @@ class EttBenchmarkConfig:
     # (bench/ett_tune.py; docs/benchmarks.md), where 0.3 beat 0 at most horizons.
     dropout: float = 0.3
     linear_skip: bool = False  # uRNN / LSTM: a linear map of the look-back added to the median
+    # uRNN / LSTM: read calendar features (models.forecaster.calendar_features: hour of day,
+    # day of week, day of year for hourly data) for the look-back and the horizon; None:
+    # DEFAULT_CALENDAR[setting].
+    calendar: bool | None = None
     # uRNN / LSTM: "direct" head, "pmf" = SegRNN's parallel decoder over output segments
     # (ForecasterConfig.decoder), or "auto" = both fitted, the better on val kept; None:
     # default_decoder's choice per kind (auto for the uRNN). channel_embedding (pmf, or auto's
@@ -319,6 +329,10 @@ class EttBenchmarkConfig:
             return self.segment_length
         return DEFAULT_SEGMENT[self.setting]
 
+    @property
+    def resolved_calendar(self) -> bool:
+        return DEFAULT_CALENDAR[self.setting] if self.calendar is None else self.calendar
+
     def split_config(self) -> SplitConfig:
         train, val = ETT_FRACTIONS
         return SplitConfig(
@@ -380,7 +394,13 @@ class EttBenchmarkConfig:
             decoder=self._model_decoder(kind, horizon),
             n_channels=self.n_channels if kind in ("urnn", "lstm") else 0,
             ensemble=self.members_for(kind),
+            n_calendar=n_calendar_features(freq) if self.reads_calendar(kind) else 0,
         )
+
+    def reads_calendar(self, kind: str) -> bool:
+        """Whether `kind` is fed calendar features in this run (the uRNN and the LSTM only: the
+        linear model and the naive baselines read the target alone)."""
+        return self.resolved_calendar and kind in ("urnn", "lstm")
 
     def _model_decoder(self, kind: ForecasterKind, horizon: int) -> Decoder:
         """The model config's decoder; under "auto" the search replaces it with each candidate
@@ -598,6 +618,12 @@ def markdown_report(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> str:
             for r in own
         )
         lines.append(f"- epochs and wall time: {epochs}")
+        readers = [m for m in models if config.reads_calendar(m)]
+        if readers:
+            lines.append(
+                f"- calendar features (hour of day, day of week, day of year as sin/cos pairs, "
+                f"for the look-back and the horizon) read by: {', '.join(readers)}"
+            )
         searched = ", ".join(
             f"{_label(r, config)}: {r.decoder} ("
             + ", ".join(f"{k} {v:.4f}" for k, v in r.decoder_val_scores.items())
@@ -651,6 +677,7 @@ def results_json(rows: Sequence[EttRow], config: EttBenchmarkConfig) -> dict[str
             "lookback": config.resolved_lookback,
             "scale": "z-normalised (train-only StandardScaler)",
             "test_stride": 1,
+            "calendar_features": [m for m in config.models if config.reads_calendar(m)],
         },
         "rows": [asdict(r) for r in rows],
         "summary": summary_rows(rows),

@@ -1159,6 +1159,14 @@ def _add_ett_parser(suites: Any) -> None:
         "for urnn, direct for lstm (docs/benchmarks.md)",
     )
     ett.add_argument(
+        "--calendar",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="feed urnn and lstm calendar features (hour of day, day of week, day of year) for "
+        "the look-back and the horizon; default: on in S, off in M (chosen on the validation "
+        "splits: docs/benchmarks.md)",
+    )
+    ett.add_argument(
         "--split",
         choices=("ett", "fractions"),
         default="ett",
@@ -1216,6 +1224,7 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
                 device=args.device,
                 split=args.split,
                 decoder=args.decoder,
+                calendar=args.calendar,
                 ensemble=args.ensemble,
                 repeats=args.repeats,
             )

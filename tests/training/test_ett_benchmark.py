@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from models.forecaster import ForecasterKind
 from training import ett_benchmark as ett
 from training.ett_benchmark import (
     ANCHORS,
@@ -142,6 +143,10 @@ def test_tiny_univariate_run_scores_every_model(data_dir: Path) -> None:
         f"decoder chosen on val (each candidate's best val score): urnn H=24: {urnn.decoder}"
         in report
     )
+    assert (
+        "day of year as sin/cos pairs, for the look-back and the horizon) read by: urnn, lstm"
+        in (report)
+    )
 
 
 def test_the_streaming_urnn_is_scored_on_the_same_test_windows(data_dir: Path) -> None:
@@ -226,6 +231,45 @@ def test_cli_decoder_option_reaches_the_recurrent_model(
     payload = json.loads((out_dir / "results.json").read_text())
     assert payload["config"]["decoder"] == "pmf"
     assert [r["model"] for r in payload["rows"]] == ["urnn"]
+
+
+def test_calendar_features_reach_the_recurrent_models_by_setting() -> None:
+    """On by default in S, off in M (chosen on the validation splits); the linear model and the
+    baselines never read them; the option overrides the setting's default either way."""
+    univariate, multivariate = EttBenchmarkConfig(), EttBenchmarkConfig(setting="M")
+    kinds: tuple[tuple[ForecasterKind, int], ...] = (
+        ("urnn", 6),
+        ("lstm", 6),
+        ("linear", 0),
+        ("seasonal_naive", 0),
+    )
+    for kind, expected in kinds:
+        assert univariate.model_config(kind, 96, "h").n_calendar == expected
+        assert multivariate.model_config(kind, 96, "h").n_calendar == 0
+    assert EttBenchmarkConfig(calendar=False).model_config("urnn", 96, "h").n_calendar == 0
+    forced = EttBenchmarkConfig(setting="M", calendar=True)
+    assert forced.model_config("lstm", 96, "h").n_calendar == 6
+    assert forced.model_config("urnn", 96, "15min").n_calendar == 6
+    assert forced.model_config("linear", 96, "h").n_calendar == 0
+
+
+def test_cli_calendar_option_reaches_the_config_and_the_results(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "out"
+    argv = [*TINY, "--data-dir", str(data_dir), "--output", str(out_dir), "--models", "lstm"]
+    code, out, err = run_cli([*argv, "--no-calendar"], tmp_path, capsys)
+    assert code == 0, err
+    payload = json.loads((out_dir / "results.json").read_text())
+    assert payload["config"]["calendar"] is False
+    assert payload["protocol"]["calendar_features"] == []
+    assert "calendar features" not in out
+    code, out, err = run_cli(argv, tmp_path, capsys)
+    assert code == 0, err
+    payload = json.loads((out_dir / "results.json").read_text())
+    assert payload["config"]["calendar"] is None
+    assert payload["protocol"]["calendar_features"] == ["lstm"]
+    assert "read by: lstm" in out
 
 
 def test_cli_segment_length_option_lets_a_power_of_two_look_back_run(
