@@ -280,7 +280,8 @@ def test_by_series_each_window_takes_its_own_scores_and_the_least_recent_goes() 
     assert held.tolist() == [[1.0, 1.0], [M_MAX, 1.0]]
     assert adaptive.multipliers("1", 2, 0.8).tolist() == held.mean(axis=0).tolist()
     adaptive.add("1", np.zeros(1, dtype=np.intp), np.zeros(1), "a")  # "a" back, "b" goes
-    assert adaptive.current("1").tolist() == [(M_MAX + 1.0) / 2, 1.0]  # "c" and "a"
+    pooled = adaptive.current("1")
+    assert pooled is not None and pooled.tolist() == [(M_MAX + 1.0) / 2, 1.0]  # "c" and "a"
     adaptive.add("1", np.zeros(1, dtype=np.intp), np.zeros(1), "c")  # a re-scored id stays
     assert adaptive.series("1") == 2
     adaptive.add("1", np.zeros(5, dtype=np.intp), np.full(5, 50.0))  # no id: nothing to file
