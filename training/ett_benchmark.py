@@ -94,6 +94,9 @@ def default_decoder(kind: ForecasterKind) -> DecoderChoice:
 
 
 RECURRENT_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm", "urnn-stream")
+# The windowed recurrent models of the benchmark: the recipe options (decoder, channel
+# embedding, linear skip, calendar features) apply to these; the others ignore them.
+RECIPE_KINDS: tuple[ForecasterKind, ...] = ("urnn", "lstm")
 
 # Data folders tried in order when none is given: the full shared copy (all four files), then
 # the one bundled with the repository (ETTh1 only). Relative to the repository root.
@@ -390,9 +393,9 @@ class EttBenchmarkConfig:
             normalisation="instance" if kind == "urnn-stream" else self.normalisation,
             season_length=rows_per_day(freq),
             dropout=self.dropout if kind in RECURRENT_KINDS else 0.0,
-            linear_skip=self.linear_skip and kind in ("urnn", "lstm"),
+            linear_skip=self.linear_skip and kind in RECIPE_KINDS,
             decoder=self._model_decoder(kind, horizon),
-            n_channels=self.n_channels if kind in ("urnn", "lstm") else 0,
+            n_channels=self.n_channels if kind in RECIPE_KINDS else 0,
             ensemble=self.members_for(kind),
             n_calendar=n_calendar_features(freq) if self.reads_calendar(kind) else 0,
         )
@@ -400,7 +403,7 @@ class EttBenchmarkConfig:
     def reads_calendar(self, kind: str) -> bool:
         """Whether `kind` is fed calendar features in this run (the uRNN and the LSTM only: the
         linear model and the naive baselines read the target alone)."""
-        return self.resolved_calendar and kind in ("urnn", "lstm")
+        return self.resolved_calendar and kind in RECIPE_KINDS
 
     def _model_decoder(self, kind: ForecasterKind, horizon: int) -> Decoder:
         """The model config's decoder; under "auto" the search replaces it with each candidate
@@ -411,7 +414,7 @@ class EttBenchmarkConfig:
         return "pmf" if self.channel_embedding else "direct"
 
     def resolved_decoder(self, kind: ForecasterKind, horizon: int) -> DecoderChoice:
-        if kind not in ("urnn", "lstm"):
+        if kind not in RECIPE_KINDS:
             return "direct"
         if self.decoder is not None:
             return self.decoder
