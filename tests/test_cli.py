@@ -96,6 +96,25 @@ def test_every_option_has_help() -> None:
     assert seen > 20
 
 
+def test_backtest_help_says_its_defaults_are_the_models_own() -> None:
+    """`urnn backtest` reads the file with the load settings and split fractions the model was
+    trained with (config.json); its --help named urnn train's defaults (--max-gap 24,
+    --train-fraction 0.7) for a model trained with --max-gap 36 or --train-fraction 0.5."""
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a.choices, dict))
+    assert isinstance(commands.choices, dict)
+    backtest = " ".join(commands.choices["backtest"].format_help().split())
+    assert "an option not given takes the value the model was trained with" in backtest
+    assert "--train-fraction TRAIN_FRACTION default the model's own, else 0.7" in backtest
+    assert "--val-fraction VAL_FRACTION default the model's own, else 0.1" in backtest
+    # --decimal sits with the other loading options, under the same note
+    loading = backtest.split("data loading (training.data.LoadConfig):")[1]
+    assert "--decimal {.,,} the decimal mark" in loading
+    train = " ".join(commands.choices["train"].format_help().split())
+    assert "an option not given takes" not in train
+    assert "--train-fraction TRAIN_FRACTION default 0.7" in train
+
+
 def test_benchmark_runs_and_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     argv = "benchmark paper adding --seq-len 6 --iterations 3 --model lstm,gru --hidden-size 4"
     assert cli.main([*argv.split(), "--no-mlflow", "--device", "cpu"], settings=Settings()) == 0

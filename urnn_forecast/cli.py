@@ -296,8 +296,17 @@ def _series_col(text: str) -> str:
 
 
 def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    """Options that map onto training.data.LoadConfig."""
-    group = parser.add_argument_group("data loading (training.data.LoadConfig)")
+    """Options that map onto training.data.LoadConfig; `required` False: urnn backtest's, whose
+    defaults are the model's own recorded load settings (the help said urnn train's)."""
+    group = parser.add_argument_group(
+        "data loading (training.data.LoadConfig)",
+        description=None
+        if required
+        else "an option not given takes the value the model was trained with (the load "
+        "settings its config.json records: its --max-gap, --timestamp-col, --sep, ...); the "
+        "defaults named below are urnn train's, and so the model's where it was trained "
+        "without the option",
+    )
     group.add_argument(
         "--data",
         required=True,
@@ -435,7 +444,7 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         metavar="CHAR",
         help="CSV field separator; default ','; '\\t' (typed as two characters) is a tab",
     )
-    parser.add_argument(
+    group.add_argument(
         "--decimal",
         choices=(".", ","),
         default=None,
@@ -497,17 +506,19 @@ def _add_split_options(parser: argparse.ArgumentParser, *, backtest: bool = Fals
         + (unseen if backtest else "")
         + ("; default: the model's own split" if backtest else "; default fractions"),
     )
+    # a backtest reads the fractions the model was split with (config.json), not 0.7 / 0.1
+    own = "the model's own, else " if backtest else ""
     group.add_argument(
         "--train-fraction",
         type=_fraction,
         default=None,
-        help="default 0.7 (splits fractions and series)",
+        help=f"default {own}0.7 (splits fractions and series)",
     )
     group.add_argument(
         "--val-fraction",
         type=_fraction,
         default=None,
-        help="default 0.1 (splits fractions and series)",
+        help=f"default {own}0.1 (splits fractions and series)",
     )
     if not backtest:  # a backtest re-applies the model's own held-out units
         group.add_argument(
