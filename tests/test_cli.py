@@ -110,6 +110,7 @@ def test_backtest_help_says_its_defaults_are_the_models_own() -> None:
     # --decimal sits with the other loading options, under the same note
     loading = backtest.split("data loading (training.data.LoadConfig):")[1]
     assert "--decimal {.,,} the decimal mark" in loading
+    assert "'.' where --sep is given as the model's decimal mark" in loading
     train = " ".join(commands.choices["train"].format_help().split())
     assert "an option not given takes" not in train
     assert "--train-fraction TRAIN_FRACTION default 0.7" in train

@@ -449,7 +449,13 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         choices=(".", ","),
         default=None,
         help="the decimal mark of the CSV file's numbers; default '.'; ',' for European "
-        "exports (with --sep ';')",
+        "exports (with --sep ';')"
+        + (
+            ""
+            if required
+            else "; backtest: the model's own, but '.' where --sep is given as the model's "
+            "decimal mark (a comma-separated file has decimal points)"
+        ),
     )
 
 
