@@ -470,6 +470,11 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
 # The integers JSON carries exactly to every client (I-JSON, RFC 7493): no count, size or seed
 # of a job is larger, and a larger one overflowed the data check (an index of 2**63).
 MAX_JSON_INTEGER = 2**53 - 1
+# Arrays and objects inside one another, counted from the spec's top (`config.train.test_series`
+# is 3 deep, its ids 4): no setting nests further than a list. pydantic's JSON serialiser stops
+# at about 255 levels, so a config nested deeper (the body parser takes about 990) was a 500
+# from POST /jobs and /schedules under an Idempotency-Key (the body's digest), not a 422.
+MAX_SPEC_DEPTH = 32
 
 
 def check_storable(spec: JobSpec) -> None:
@@ -477,8 +482,9 @@ def check_storable(spec: JobSpec) -> None:
     that no stored job could hold or answer as it was sent: a NUL (PostgreSQL's text refuses
     it), a lone UTF-16 surrogate (not UTF-8: a stored one made every listing that showed it
     fail), NaN or an infinity (JSON has no such number: SQLite stored null, PostgreSQL refused
-    the row), or an integer beyond +-MAX_JSON_INTEGER. The first check of every submission
-    (POST /jobs, a schedule's job), before anything else reads the spec."""
+    the row), an integer beyond +-MAX_JSON_INTEGER, or arrays and objects nested deeper than
+    MAX_SPEC_DEPTH. The first check of every submission (POST /jobs, a schedule's job), before
+    anything else reads the spec."""
     if (found := _unstorable_at(spec.model_dump(), "")) is not None:
         raise JobSpecError(*found)
 
@@ -496,8 +502,15 @@ def answerable(value: Any) -> Any:
     return value
 
 
-def _unstorable_at(value: Any, path: str) -> tuple[str, str] | None:
-    """(dotted path, what is wrong) of the first value or key in `value` that cannot be stored."""
+def _unstorable_at(value: Any, path: str, depth: int = 0) -> tuple[str, str] | None:
+    """(dotted path, what is wrong) of the first value or key in `value` that cannot be stored;
+    `depth`: the arrays and objects `value` lies in."""
+    if isinstance(value, (dict, list)) and depth >= MAX_SPEC_DEPTH:
+        return (
+            path,
+            f"arrays and objects nested more than {MAX_SPEC_DEPTH} levels deep in the job; no "
+            "setting of a job takes more than a list",
+        )
     if isinstance(value, str):
         problem = _text_problem(value)
         return None if problem is None else (path, problem)
@@ -525,11 +538,11 @@ def _unstorable_at(value: Any, path: str) -> tuple[str, str] | None:
             inner = f"{path}.{_key_shown(str(key))}" if path else _key_shown(str(key))
             if (problem := _text_problem(str(key))) is not None:
                 return inner, f"the key {problem}"
-            if (found := _unstorable_at(item, inner)) is not None:
+            if (found := _unstorable_at(item, inner, depth + 1)) is not None:
                 return found
     if isinstance(value, list):
         for i, item in enumerate(value):
-            if (found := _unstorable_at(item, f"{path}[{i}]")) is not None:
+            if (found := _unstorable_at(item, f"{path}[{i}]", depth + 1)) is not None:
                 return found
     return None
 

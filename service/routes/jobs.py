@@ -247,17 +247,23 @@ def idempotent_create(
     spec: JobSpec,
     replay: Callable[[str, str], JSONResponse | None],
     create: Callable[[str | None, str | None], T],
+    *,
+    spec_field: str | None = None,
 ) -> T | JSONResponse:
     """POST /jobs's and POST /schedules's Idempotency-Key: a key already used answers what it
     made (`replay`, or a 422 for another body), else `create` makes it under the key and the
     body's digest; of two calls with one key at once, the one whose insert lost answers the
-    winner's."""
+    winner's. `spec_field`: the body's field that holds `spec` (a schedule's `job`), named in
+    its errors as `create`'s checks name it."""
     digest = None
     if key is not None:
         check_idempotency_key(key, request.headers.getlist("idempotency-key"))
         # before the digest (check_job checks it again for every spec): a lone surrogate or
         # NaN is not a body to compare, and the JSON dump would write NaN as null
-        check_storable(spec)
+        try:
+            check_storable(spec)
+        except JobSpecError as error:
+            raise (error.within(spec_field) if spec_field else error) from None
         digest = body_digest(body)
         if (replayed := replay(key, digest)) is not None:
             return replayed

@@ -212,7 +212,13 @@ def create_schedule(
             return SchedulePublic.of(schedule)
 
     return idempotent_create(
-        request, idempotency_key, body, body.job, lambda k, d: _replay(db, k, d), create
+        request,
+        idempotency_key,
+        body,
+        body.job,
+        lambda k, d: _replay(db, k, d),
+        create,
+        spec_field="job",
     )
 
 
