@@ -54,7 +54,7 @@ from sqlalchemy.exc import (
 from jobs import queue, schedules
 from jobs.db import Database
 from jobs.models import WORKER_ID_WIDTH, Job
-from jobs.spec import JobSpec, inside_data_folders
+from jobs.spec import JobSpec, JobSpecError, inside_data_folders
 from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import shown
 from urnn_forecast.settings import Settings
@@ -994,6 +994,16 @@ class Worker:
                     ))  # fmt: skip
                     if isinstance(error, LeftForCollectionError):  # its run's bookkeeping
                         collect_lost_attempts(self.db, self.settings)
+                elif isinstance(error, JobSpecError):
+                    # the spec this run cannot start (data re-pointed outside URNN_JOB_DATA_DIRS,
+                    # a spec stored before a check): the user's to fix, said in one line, as a
+                    # 422 says it; a traceback in the job's log tail said nothing more
+                    failure = f"not started: {error}"
+                    attempt.lines.append(failure)
+                    logger.error("job %s failed: %s", job.id, failure)
+                    self._record(job.id, "the failure", lambda: queue.finish(
+                        self.db, **fence, status="failed", error=failure, log_tail=attempt.tail()
+                    ))  # fmt: skip
                 elif isinstance(error, ChildFailedError):  # its output is in the tail already
                     failure = str(error)
                     logger.error("job %s failed: %s", job.id, failure)

@@ -408,8 +408,14 @@ def test_a_job_whose_data_left_the_allowed_folders_fails_before_training(
     settings = worker_settings(tmp_path, mlflow_settings, job_data_dirs=str(tmp_path / "only"))
     job = run_one_job(settings, tiny_spec(ett_csv))
     assert job.status == "failed"
-    assert job.error is not None and "outside the folders jobs may read" in job.error
+    assert job.error == (
+        f"not started: field 'data': {ett_csv}: outside the folders jobs may read "
+        f"(URNN_JOB_DATA_DIRS: {tmp_path / 'only'})"
+    )
     assert "launching" not in (job.log_tail or "")
+    # one line saying why, as the 422 at submission would have: no traceback of the worker
+    assert job.log_tail is not None and job.log_tail.splitlines()[-1] == job.error
+    assert "Traceback" not in job.log_tail
 
 
 def test_the_childs_output_is_logged_with_the_settings_secrets_masked(tmp_path: Path) -> None:
