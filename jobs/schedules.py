@@ -415,7 +415,14 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
         with db.session() as session:
             session.execute(
                 update(Schedule)
-                .where(Schedule.id == schedule.id, Schedule.next_due_at < following)
+                .where(
+                    Schedule.id == schedule.id,
+                    Schedule.next_due_at < following,
+                    # a PATCH of cron or timezone since the query set its own next due time
+                    # (from the change on); `following` is the old cron's, maybe a day later
+                    Schedule.cron == schedule.cron,
+                    Schedule.timezone == schedule.timezone,
+                )
                 .values(next_due_at=following, last_due_at=due_at)
                 .execution_options(synchronize_session=False)
             )

@@ -377,6 +377,36 @@ def test_a_pause_between_the_due_query_and_the_insert_enqueues_nothing(
     assert scheduled_jobs(db, schedule_id) == []
 
 
+def test_a_new_cron_between_the_due_query_and_the_tick_end_keeps_its_next_due_time(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daily schedule made every 5 minutes by a PATCH while a tick enqueued its 03:00 run:
+    the tick then moved next_due_at to the old cron's next day (its update kept only a later
+    time), and the new cron's runs waited a day. The tick leaves a changed cron's time alone."""
+    t0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+    schedule_id = make_schedule(db, cron="0 3 * * *", now=t0)
+    tick = datetime(2026, 6, 1, 3, 0, 30, tzinfo=UTC)
+    original = schedules.latest_due
+
+    def patched_meanwhile(*args: object, **kwargs: object) -> datetime:
+        with db.session() as session:  # another client's PATCH, after the tick read the row
+            schedules.change(session, schedule_id=schedule_id, cron="*/5 * * * *", now=tick)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schedules, "latest_due", patched_meanwhile)
+    (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=tick)  # 03:00 was due: enqueued
+    monkeypatch.setattr(schedules, "latest_due", original)
+    with db.session() as session:
+        schedule = session.get_one(Schedule, schedule_id)
+        assert schedule.cron == "*/5 * * * *"
+        assert schedule.next_due_at == datetime(2026, 6, 1, 3, 5, tzinfo=UTC)  # not June 2nd
+        assert session.get_one(Job, job_id).due_at == datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
+        session.get_one(Job, job_id).status = "succeeded"  # not waiting: the next run is due
+    (later,) = schedules.enqueue_due(db, max_attempts=3, now=tick + timedelta(minutes=5))
+    with db.session() as session:
+        assert session.get_one(Job, later).due_at == datetime(2026, 6, 1, 3, 5, tzinfo=UTC)
+
+
 def test_a_new_cron_or_spec_applies_to_later_runs_only(db: Database) -> None:
     t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
     schedule_id = make_schedule(db, now=t0)
