@@ -78,6 +78,9 @@ class JobSpec(BaseModel):
     )
 
     data: str = Field(
+        # "" is the working directory (Path("") == Path(".")), refused as "': not a regular
+        # file (a folder, pipe or device)", quoting nothing
+        min_length=1,
         description="History file readable by workers: .csv, .tsv, .txt (each also .gz; "
         "fields split by config.load.sep), .parquet or .pq.",
     )

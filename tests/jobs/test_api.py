@@ -130,6 +130,11 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "sheet as 'CSV UTF-8' in Excel); allowed suffixes: .csv",
     ),
     ("no file", lambda csv: tiny_spec(csv, data="/no/such/history.csv"), "field 'data'"),
+    (  # was "field 'data': : not a regular file (a folder, pipe or device)": "" is "."
+        "an empty path",
+        lambda csv: tiny_spec(csv, data=""),
+        "field 'data': must be at least 1 character(s) long; got 0",
+    ),
     # three an audit answered with 500s
     (
         "a path too long",
