@@ -339,7 +339,9 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "SQLAlchemy URL of the job database, e.g. postgresql+psycopg://user@host/urnn; "
-            "default: a SQLite file at <var_dir>/jobs.db."
+            "default: a SQLite file at <var_dir>/jobs.db. A SQLite file is named by its path "
+            "(sqlite:////abs/path/jobs.db): in-memory databases and URI filenames (uri=true) "
+            "are refused."
         ),
     )
     job_lease_seconds: float = Field(
@@ -439,6 +441,7 @@ class Settings(BaseSettings):
         _one_at_sign(value)
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
+        from sqlalchemy.util import asbool  # SQLite's own reading of uri=
 
         try:
             url = make_url(value)
@@ -457,6 +460,15 @@ class Settings(BaseSettings):
                 "is an in-memory SQLite database, new and empty on every connection: jobs, "
                 "schedules and streaming states would not last; give a file, e.g. "
                 "sqlite:////abs/path/jobs.db (unset: <var_dir>/jobs.db)"
+            )
+        if url.get_backend_name() == "sqlite" and asbool(url.query.get("uri", False)):
+            # SQLite's URI filename (`file:/path?mode=...`): the job database's checks read
+            # the database as a path, so `urnn db upgrade` made a folder named `file:` in the
+            # working directory and the service answered 503 "no job database" for ever
+            raise ValueError(
+                "is a SQLite URI filename (uri=true), which the job database does not read; "
+                "give the file's path, e.g. sqlite:////abs/path/jobs.db (unset: "
+                "<var_dir>/jobs.db)"
             )
         return value
 

@@ -326,6 +326,26 @@ def test_unusable_database_urls_are_named_without_the_password(url: str, message
         check_schema(url)
 
 
+@pytest.mark.parametrize("flag", ["uri=true", "uri=1", "mode=rwc&uri=yes"])
+def test_a_sqlite_uri_filename_is_refused_by_name_and_makes_no_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+) -> None:
+    """SQLite's URI filenames (`sqlite:///file:/abs/jobs.db?uri=true`, which SQLAlchemy
+    passes on): `urnn db upgrade` made a folder tree named `file:` in the working directory
+    (the database read as a relative path), and the service answered 503 "no job database
+    ... run `urnn db upgrade`" whatever was run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("URNN_DATABASE_URL", f"sqlite:///file:{tmp_path}/db/jobs.db?{flag}")
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert "URNN_DATABASE_URL=" in err
+    assert "is a SQLite URI filename (uri=true), which the job database does not read" in err
+    assert list(tmp_path.iterdir()) == []  # no `file:` folder, no database
+
+
 def test_checking_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "not" / "here" / "jobs.db"
     with pytest.raises(SchemaError, match="no job database at sqlite:///"):
