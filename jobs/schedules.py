@@ -115,6 +115,27 @@ def _refuse_stored_random(schedule_id: str, cron: str, problem: str) -> None:
     )
 
 
+def _refuse_unreadable(schedule: Schedule, error: Exception) -> None:
+    """A stored schedule whose due times cannot be computed now (a time zone the zone database
+    no longer has after a tzdata update, a cron a newer croniter refuses): not run, said once
+    per worker. It raised out of the tick, so every worker's loop stopped with a traceback at
+    each start, and no job of any schedule or client was claimed while it was stored."""
+    if schedule.id in _REFUSED_STORED:
+        return
+    _REFUSED_STORED.add(schedule.id)
+    logger.error(
+        "schedule %s is not run: its due times cannot be computed from cron %r in time zone "
+        "%r (%s: %s); PATCH /schedules/%s with a valid cron and timezone runs it again, and "
+        "other schedules and jobs go on",
+        schedule.id,
+        schedule.cron,
+        schedule.timezone,
+        type(error).__name__,
+        error,
+        schedule.id,
+    )
+
+
 def _random_field(fields: list[str]) -> str | None:
     """croniter reads `R` as a random value drawn anew each time a due time is computed: the
     schedule's next run moved at every reading (48 runs a day for `R * * * *`), and two
@@ -302,7 +323,17 @@ def change(
     now = now or utcnow()
     resumed = paused is False and schedule.paused
     if resumed or new_cron != schedule.cron or new_timezone != schedule.timezone:
-        schedule.next_due_at = next_due(new_cron, new_timezone, after=now)
+        try:
+            schedule.next_due_at = next_due(new_cron, new_timezone, after=now)
+        except (LookupError, ValueError) as error:  # only a stored value: new ones are checked
+            field, value = (
+                ("timezone", new_timezone) if isinstance(error, LookupError) else ("cron", new_cron)
+            )
+            raise ScheduleError(
+                field,
+                f"the stored {shown(value)} cannot be read any more ({error}); give a new "
+                f"{field} in the same PATCH",
+            ) from None
     schedule.cron, schedule.timezone = new_cron, new_timezone
     if spec is not None:
         schedule.spec, schedule.warnings = spec, warnings
@@ -365,9 +396,14 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
         if (problem := _random_field(schedule.cron.split())) is not None:
             _refuse_stored_random(schedule.id, schedule.cron, problem)
             continue
-        due_at = latest_due(schedule.cron, schedule.timezone, at=now)
-        if due_at < schedule.next_due_at:  # cannot happen with one clock; be safe with skew
-            due_at = schedule.next_due_at
+        try:
+            due_at = latest_due(schedule.cron, schedule.timezone, at=now)
+            if due_at < schedule.next_due_at:  # cannot happen with one clock; be safe with skew
+                due_at = schedule.next_due_at
+            following = next_due(schedule.cron, schedule.timezone, after=due_at)
+        except (LookupError, ValueError, RuntimeError) as error:  # ZoneInfoNotFoundError, ...
+            _refuse_unreadable(schedule, error)
+            continue
         if due_at > schedule.next_due_at:
             logger.warning(
                 "schedule %s: runs due from %s to before %s were missed; running the latest only",
@@ -411,7 +447,6 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
         except IntegrityError:
             # Another scheduler enqueued this due time first (or the schedule was deleted).
             logger.debug("schedule %s due %s: already enqueued", schedule.id, due_at)
-        following = next_due(schedule.cron, schedule.timezone, after=due_at)
         with db.session() as session:
             session.execute(
                 update(Schedule)

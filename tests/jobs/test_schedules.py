@@ -288,6 +288,53 @@ def test_a_schedule_stored_with_a_random_field_is_not_run_and_said_once(
     assert len(schedules.enqueue_due(db, max_attempts=3, now=later)) == 1
 
 
+def test_a_stored_zone_the_zone_database_lost_stops_that_schedule_alone(
+    db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A schedule stored in a zone a tzdata update removed (`US/Pacific-New`, gone in 2020b):
+    computing its due time raised ZoneInfoNotFoundError out of the tick, so `Worker.run_once`
+    raised before claiming anything, every worker stopped with a traceback at every start,
+    and no job ran. It is passed over with one error line per worker; the rest goes on, and a
+    PATCH of its cron alone names the stored zone instead of a 500."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    bad, good = make_schedule(db, now=t0), make_schedule(db, now=t0)
+    with db.session() as session:  # as a machine with an older zone database stored it
+        session.execute(
+            update(Schedule).where(Schedule.id == bad).values(timezone="US/Pacific-New")
+        )
+    ran: list[str] = []
+
+    def executor(context: JobContext) -> JobOutcome:
+        ran.append(context.job_id)
+        return JobOutcome()
+
+    worker = Worker(db, settings, executor=executor, worker_id="w")
+    with caplog.at_level("ERROR", logger="jobs.schedules"):
+        job_id = worker.run_once()  # the good schedule's run, enqueued and run
+        assert job_id is not None and ran == [job_id]
+        assert [j.id for j in scheduled_jobs(db, good)] == [job_id]
+        assert worker.run_once() is None  # said once per worker, not at every tick
+    assert scheduled_jobs(db, bad) == []
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        f"schedule {bad} is not run: its due times cannot be computed from cron '*/5 * * * *' "
+        "in time zone 'US/Pacific-New' (ZoneInfoNotFoundError: "
+    )
+    assert f"PATCH /schedules/{bad} with a valid cron and timezone runs it again" in said[0]
+    with db.session() as session, pytest.raises(schedules.ScheduleError) as refused:
+        schedules.change(session, schedule_id=bad, cron="0 * * * *")
+    assert str(refused.value).startswith(
+        "field 'timezone': the stored 'US/Pacific-New' cannot be read any more ("
+    )
+    with db.session() as session:
+        schedules.change(session, schedule_id=bad, cron="0 * * * *", timezone="America/Los_Angeles")
+    assert (
+        len(schedules.enqueue_due(db, max_attempts=3, now=datetime.now(UTC) + timedelta(hours=2)))
+        == 2
+    )
+
+
 def test_two_live_workers_run_a_due_schedule_once(db: Database, settings: Settings) -> None:
     """The schedule tick inside `Worker.run_once`: both workers tick, one job results.
 
