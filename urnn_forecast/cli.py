@@ -2803,11 +2803,14 @@ def _add_worker_parser(commands: Any) -> None:
 def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
-    from jobs.db import Database, SchemaError, check_schema
+    from sqlalchemy.exc import DBAPIError
+
+    from jobs.db import Database, SchemaError, check_schema, shown_url
     from jobs.worker import Worker
 
+    url = settings.resolved_database_url()
     try:
-        check_schema(settings.resolved_database_url())
+        check_schema(url)
     except SchemaError as error:
         print(f"urnn worker: error: {error}", file=sys.stderr)
         return 2
@@ -2817,6 +2820,17 @@ def _run_worker(args: argparse.Namespace, settings: Settings) -> int:
     worker.install_signal_handlers()
     try:
         worker.run(max_jobs=args.max_jobs, until_idle=args.until_idle)
+    except DBAPIError as error:
+        # what Worker.run does not wait out: a file it may not write (a read-only SQLite
+        # file), a schema moved under it, or any outage under --until-idle; the driver's
+        # first line, as `urnn db` says it, not a traceback with the SQL and its parameters
+        lines = str(error.orig or error).strip().splitlines()
+        reason = lines[0] if lines else type(error.orig or error).__name__
+        print(
+            f"urnn worker: error: the job database at {shown_url(url)} failed: {reason}",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         db.dispose()
     return 0

@@ -127,6 +127,39 @@ def test_an_idle_worker_rides_out_a_database_outage(
         Worker(db, quick).run(until_idle=True)
 
 
+def test_urnn_worker_stops_on_a_database_it_cannot_write_in_one_line(
+    db: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A read-only SQLite file (or any outage under --until-idle): `urnn worker` ended in a
+    traceback with the claim's SQL and its parameters, exit 1. One line, exit 2, as `urnn db`
+    and the worker's start-up check say a database they cannot use."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from urnn_forecast.cli import main
+
+    def readonly_claim(*args: object, **kwargs: object) -> Job | None:
+        raise OperationalError(
+            "UPDATE jobs SET ...",
+            {},
+            sqlite3.OperationalError("attempt to write a readonly database"),
+        )
+
+    submit(db)
+    monkeypatch.setattr(queue, "claim", readonly_claim)
+    for until_idle in (["--until-idle"], []):  # lasting: not waited out either way
+        assert main(["worker", *until_idle], settings=settings) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            "urnn worker: error: the job database at "
+            f"{settings.resolved_database_url()} failed: attempt to write a readonly database\n"
+        )
+
+
 def test_an_outage_without_words_is_logged_and_a_deterministic_error_still_raises(
     db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
