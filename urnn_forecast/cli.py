@@ -2882,6 +2882,7 @@ def _warn_paused_schedules_resume(paused: list[Any], revision: str) -> None:
 
 def _run_db(args: argparse.Namespace, settings: Settings) -> int:
     from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
 
     from jobs.db import (
         PAUSE_REVISION,
@@ -2948,6 +2949,22 @@ def _run_db(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"urnn db {args.db_action}: error: {error} ('head' is the latest revision; "
             f"`urnn db current` shows the database's; migrations/versions/ holds them all)",
+            file=sys.stderr,
+        )
+        return 2
+    except DBAPIError as error:
+        # a migration the database refused (a read-only SQLite file, a table of that name
+        # already there from another application): the driver's first line and where the
+        # database stands, not a traceback ending in the SQL
+        lines = str(error.orig or error).strip().splitlines()
+        reason = lines[0] if lines else type(error.orig or error).__name__
+        try:
+            at = current_revision(url) or "base (no schema)"
+        except DBAPIError:
+            at = "unknown (`urnn db current` reads it)"
+        print(
+            f"urnn db {args.db_action}: error: {shown}: the database refused the migration: "
+            f"{reason}; it is at {at}",
             file=sys.stderr,
         )
         return 2

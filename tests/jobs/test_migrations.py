@@ -346,6 +346,29 @@ def test_a_sqlite_uri_filename_is_refused_by_name_and_makes_no_folder(
     assert list(tmp_path.iterdir()) == []  # no `file:` folder, no database
 
 
+def test_a_migration_the_database_refuses_is_one_line_saying_where_it_stands(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database that already holds a `jobs` table of another application: `urnn db upgrade`
+    ended in a traceback ending in the CREATE TABLE. One line: the driver's reason and the
+    revision the database is left at (the migration's transaction rolled back)."""
+    if current_revision(database_url) is not None:  # a server database another test migrated
+        downgrade(database_url, "base")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE jobs (x INTEGER)"))
+    finally:
+        engine.dispose()
+    settings = Settings(var_dir=tmp_path / "var", database_url=database_url)
+    assert main(["db", "upgrade"], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn db upgrade: error: {database_url}: the database refused the ")
+    assert "already exists" in err and err.endswith("; it is at base (no schema)\n"), err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert tables(database_url) == {"jobs"}  # theirs, left as it was
+
+
 def test_checking_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
     path = tmp_path / "not" / "here" / "jobs.db"
     with pytest.raises(SchemaError, match="no job database at sqlite:///"):
