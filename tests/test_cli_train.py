@@ -165,6 +165,22 @@ def test_decoder_option_reaches_the_model_config(csv: Path) -> None:
     assert auto.fit.decoder_search and auto.model.decoder == "direct"
 
 
+def test_a_covariate_named_twice_is_refused_not_dropped(
+    csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--covariates x,x` (a typo for another column?) was made `x` without a word; the
+    config file's same list was refused. Both are now the one error naming the repeat."""
+    base = ["train", "--data", str(csv), "--target", "y", *TINY]
+    for repeated in (["--covariates", "x,x"], ["--covariates", "x", "--covariates", "x"]):
+        code = cli.main([*base, *repeated])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert "'x' is named more than once among the covariates" in err, err
+    code = cli.main([*base, "--covariates", "y"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'y' is the target and a covariate" in err, err
+
+
 def test_quantile_levels_reach_the_model_config(csv: Path) -> None:
     parser = cli.build_parser()
     base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]

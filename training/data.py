@@ -231,9 +231,15 @@ class LoadConfig:
             self._check_step_origin()
         values = (self.target, *self.covariates)
         if len(set(values)) != len(values):
+            repeated = next(v for i, v in enumerate(values) if v in values[:i])
+            where = (
+                "is the target and a covariate"
+                if repeated == self.target
+                else "is named more than once among the covariates"
+            )
             raise InvalidOptionError(
-                f"target and covariates must be distinct columns, got target={self.target!r}, "
-                f"covariates={list(self.covariates)}"
+                f"target and covariates must be distinct columns: {repeated!r} {where} "
+                f"(target={self.target!r}, covariates={list(self.covariates)})"
             )
         if self.series_col == "":  # "" is no column; the loader would look one up by that name
             raise InvalidOptionError(

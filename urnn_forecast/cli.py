@@ -486,7 +486,9 @@ def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.target is not None:
         out["target"] = args.target
     if args.covariates is not None:
-        out["covariates"] = tuple(dict.fromkeys(args.covariates))
+        # as given: a name repeated (`--covariates HUFL,HUFL`, a typo for another column?) is
+        # LoadConfig's error, not dropped here without a word
+        out["covariates"] = tuple(args.covariates)
     return out
 
 
