@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobs.models import REGISTERED_NAME_WIDTH, can_be_stored
 from urnn_forecast.field_types import NOT_UNICODE, shown, shown_names
@@ -108,6 +108,22 @@ class JobSpec(BaseModel):
             "of the worker, as every job)."
         ),
     )
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _top_level_fields_stay_there(cls, value: Any) -> Any:
+        """`{"config": {"target": "OT"}}` (the job's own fields put among the sections, as a
+        reader of `urnn train --config` might) was told "must be a JSON object" at
+        config.target, which never said where `target` goes."""
+        if isinstance(value, dict):
+            misplaced = [key for key in value if key in cls.model_fields and key != "config"]
+            if misplaced:
+                key = misplaced[0]
+                raise ValueError(
+                    f"holds {key!r}, a field of the job itself: give it at the top level "
+                    "beside 'data'; config's keys are sections (load, model, fit, train, ...)"
+                )
+        return value
 
     def train_config(self, *, run_name: str | None = None) -> TrainConfig:
         """The TrainConfig this spec means; JobSpecError naming the field when it has none."""

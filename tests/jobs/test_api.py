@@ -135,6 +135,11 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         lambda csv: tiny_spec(csv, data=""),
         "field 'data': must be at least 1 character(s) long; got 0",
     ),
+    (  # was "field 'config.target': must be a JSON object, not a string": no word of where
+        "the target inside config",
+        lambda csv: {**tiny_spec(csv), "config": {"target": "OT"}},
+        "field 'config': holds 'target', a field of the job itself: give it at the top level",
+    ),
     # three an audit answered with 500s
     (
         "a path too long",
