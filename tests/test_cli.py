@@ -36,6 +36,20 @@ def test_model_choices_match_the_models_package() -> None:
         (["benchmark", "paper", "mnist"], "invalid choice: 'mnist'"),
         (["demo", "--epochs", "0"], "argument --epochs"),
         (["serve", "--port", "99999"], "argument --port: must be a TCP port, 1 to 65535"),
+        # the port's and the workers' own bounds whatever is wrong: 0, -1 and text were told
+        # "an integer from 1 to 4,294,967,295" or "an integer >= 1"
+        (["serve", "--port", "0"], "argument --port: must be a TCP port, 1 to 65535, got 0"),
+        (["serve", "--port", "-1"], "argument --port: must be a TCP port, 1 to 65535, got -1"),
+        (["serve", "--port", "web"], "argument --port: must be a TCP port, 1 to 65535, got 'web'"),
+        (
+            ["serve", "--workers", "0"],
+            "argument --workers: must be an integer from 1 to 256 (as URNN_SERVE_WORKERS), got 0",
+        ),
+        (
+            ["serve", "--workers", "two"],
+            "argument --workers: must be an integer from 1 to 256 (as URNN_SERVE_WORKERS), "
+            "got 'two'",
+        ),
         # numpy takes seeds 0 .. 2**32 - 1: refused here, not after a run was created
         *(
             (

@@ -132,23 +132,31 @@ def _seed(text: str) -> int:
     return value
 
 
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port, 1 to 65535, got {value}")
+def _int_from_1_to(text: str, high: int, allowed: str) -> int:
+    """An integer from 1 to `high`, refused in one message saying `allowed` whatever is wrong
+    with it: through `_positive_int`, `--port 0` was told "from 1 to 4,294,967,295" and
+    `--port x` "an integer >= 1", bounds that were not the option's."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{allowed}, got {shown(text)}") from None
+    if not 1 <= value <= high:
+        raise argparse.ArgumentTypeError(f"{allowed}, got {value:,}")
     return value
+
+
+def _port(text: str) -> int:
+    return _int_from_1_to(text, 65535, "must be a TCP port, 1 to 65535")
 
 
 def _serve_workers(text: str) -> int:
     """As URNN_SERVE_WORKERS allows: the option took up to 2**32 - 1 processes, each loading
     the model."""
-    value = _positive_int(text)
-    if value > SERVE_WORKERS_MAX:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer from 1 to {SERVE_WORKERS_MAX} (as URNN_SERVE_WORKERS), got "
-            f"{value:,}"
-        )
-    return value
+    return _int_from_1_to(
+        text,
+        SERVE_WORKERS_MAX,
+        f"must be an integer from 1 to {SERVE_WORKERS_MAX} (as URNN_SERVE_WORKERS)",
+    )
 
 
 def _model_list(text: str) -> list[str]:
