@@ -271,8 +271,20 @@ class ServedModel:
             calendar if c.n_calendar else None,
             future if c.n_calendar else None,
         )
-        if out.shape != (1, c.horizon, len(c.quantiles)) or not np.isfinite(out).all():
-            raise RuntimeError(f"warm-up forward gave shape {out.shape} or non-finite values")
+        # Said apart: "gave shape (1, 12, 3) or non-finite values" named the expected shape
+        # when the values were NaN, and left the operator to guess which of the two it was.
+        expected = (1, c.horizon, len(c.quantiles))
+        if out.shape != expected:
+            raise RuntimeError(
+                f"warm-up forward gave shape {out.shape}, where its config "
+                f"(horizon {c.horizon}, {len(c.quantiles)} quantiles) gives {expected}"
+            )
+        bad = int(out.size - np.isfinite(out).sum())
+        if bad:
+            raise RuntimeError(
+                f"warm-up forward gave {bad:,} of {out.size:,} values NaN or infinite for a "
+                "finite history: its weights are not finite, or overflow"
+            )
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(array)

@@ -73,7 +73,11 @@ def test_list_and_roll_back_the_champion(
     for argv, said in (
         (["promote", broken], f"version {broken} does not load"),
         # loads, but the service's warm-up refuses it: the alias must not move there
-        (["promote", nan], f"version {nan} does not load (warm-up forward gave shape"),
+        (
+            ["promote", nan],
+            f"version {nan} does not load (warm-up forward gave 36 of 36 values NaN or "
+            "infinite for a finite history: its weights are not finite",
+        ),
         (
             ["promote", "9"],
             f"has no version '9' (its versions: {first}, {second}, {broken}, {nan})",
