@@ -284,7 +284,10 @@ class ModelInfo(BaseModel):
         description="Batch sizes whose forward replays a captured CUDA graph (URNN_CUDA_GRAPHS; "
         "empty on the CPU, for streaming kinds, when off, or when capture failed its check).",
     )
-    lookback: int = Field(description="Minimum history length; the model reads the last this many.")
+    lookback: int = Field(
+        description="Minimum history length; a windowed model reads the last this many, a "
+        "streaming one (kind urnn-stream) the whole history."
+    )
     max_horizon: int = Field(description="Largest horizon a request may ask for.")
     quantiles: list[float] = Field(description="Quantile levels the model was trained with.")
     target: str = Field(description="Name of the target column at training time.")

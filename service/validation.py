@@ -427,10 +427,18 @@ def _prepare_series(
     values = _numbers(i, series.id, "values", series.values)
     n = len(values)
     if n < lookback:
+        # A streaming model reads the whole history, not its last `lookback` values (it
+        # fixes the series' normalisation from the first ones): "it reads the last 48" told
+        # its clients to send no more than that, and its forecast changed with what they cut.
+        reads = (
+            f"it fixes the series' normalisation from the first {lookback} and reads the whole "
+            "history"
+            if _streaming(model)
+            else f"it reads the last {lookback}"
+        )
         raise ServiceInputError(
             series_where(i, series.id, "values"),
-            f"has {n} values; the model needs at least lookback={lookback} (it reads the last "
-            f"{lookback})",
+            f"has {n} values; the model needs at least lookback={lookback} ({reads})",
         )
     covariates = _covariates(i, series, model, n)
     dates = _dates(i, series, model, n, zone)

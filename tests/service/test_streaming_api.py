@@ -82,6 +82,16 @@ def test_forecast_endpoint_reads_the_whole_history_like_the_state(
     short = {"series": [{"id": "s", **points(frame, n - LOOKBACK, LOOKBACK)}]}
     windowed = client.post("/forecast", json=short).json()["forecasts"][0]
     assert not np.allclose(quantile_block(windowed), quantile_block(full), atol=1e-5)
+    # So a history too short is not told that only its last lookback values are read (the
+    # windowed model's words): cutting a history to them changes this model's forecast.
+    too_short = {"series": [{"id": "s", **points(frame, 0, LOOKBACK - 1)}]}
+    refused = client.post("/forecast", json=too_short)
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        f"series 0 ('s'), field 'values': has {LOOKBACK - 1} values; the model needs at least "
+        f"lookback={LOOKBACK} (it fixes the series' normalisation from the first {LOOKBACK} "
+        "and reads the whole history)"
+    )
 
 
 def test_warm_up_then_ready(client: TestClient, registry: Registry) -> None:
