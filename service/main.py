@@ -29,7 +29,7 @@ from service.fast_routes import FastRoutesMiddleware, Outermost
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
 from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
-from service.openapi_example import forecast_example
+from service.openapi_example import forecast_example, observations_example
 from service.routes import forecast, jobs, model, ops, schedules, series
 from service.security import open_reads_in_schema
 from service.state import ServiceState
@@ -65,7 +65,8 @@ class ServiceApp(FastAPI):
 
     def _with_served_example(self, schema: dict[str, Any]) -> dict[str, Any]:
         """The schema with a POST /forecast example the served version accepts first
-        (service.openapi_example), built once per version; the static one where none serves."""
+        (service.openapi_example), and for a streaming version a POST /series/{id}/observations
+        one too, built once per version; the static ones where none serves."""
         state = getattr(self.state, "service", None)
         served = None if state is None else state.manager.current
         if served is None or self.reads_need_key:  # GET /model needs a key: so does its shape
@@ -79,6 +80,13 @@ class ServiceApp(FastAPI):
                 example = None  # "Try it out" would be answered 413
             if request is not None and example is not None:
                 request["examples"] = [example, *request.get("examples", [])]
+            schemas = edited.get("components", {}).get("schemas", {})
+            observations = schemas.get("ObservationsRequest")
+            points = observations_example(served)
+            if points is not None and len(json.dumps(points)) > self.max_body_bytes:
+                points = None
+            if observations is not None and points is not None:
+                observations["examples"] = [points, *observations.get("examples", [])]
             self._served_schema = (key, edited)
         return self._served_schema[1]
 

@@ -52,6 +52,25 @@ def forecast_example(model: ServedModel) -> dict[str, Any] | None:
     }
 
 
+def observations_example(model: ServedModel) -> dict[str, Any] | None:
+    """A `POST /series/{id}/observations` body the served streaming `model` answers with 200
+    and a forecast: the /forecast example's history (its look-back: enough to warm a new
+    series up), covariates, horizon and quantiles. None for a windowed model, whose /series
+    endpoints answer 409 whatever is sent, and where `forecast_example` is None. The schema's
+    own example (ETTh1's `HUFL` covariate, horizon 24) was refused by every model that reads
+    other covariates or forecasts fewer steps, the tests' and most others."""
+    if not model.streaming:
+        return None
+    request = forecast_example(model)
+    if request is None:
+        return None
+    (series,) = request["series"]
+    body: dict[str, Any] = {"start": series["start"], "values": series["values"]}
+    if "covariates" in series:
+        body["covariates"] = series["covariates"]
+    return {**body, "horizon": request["horizon"], "quantiles": request["quantiles"]}
+
+
 def _on_grid(model: ServedModel) -> str:
     """A start the model's frequency reaches (a weekly model on Sundays, a monthly one on the
     first): the first step of its grid at or after EXAMPLE_START."""

@@ -222,3 +222,24 @@ def test_a_raw_tail_shorter_than_the_lookback_is_refused_at_load(
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert "URNN_STREAM_TAIL_POINTS=1 is below the model's lookback" in ready.json()["detail"]
+
+
+def test_the_docs_observations_example_is_one_the_served_model_answers(
+    client: TestClient, client_for: Callable[..., TestClient]
+) -> None:
+    """/docs' "Try it out" sends the first example: the schema's own (ETTh1's `HUFL`
+    covariate, horizon 24) was a 422 from this model (covariate `x`, horizon 12), as from
+    every model that reads other covariates or forecasts fewer steps."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    first, static = schemas["ObservationsRequest"]["examples"]
+    assert set(static["covariates"]) == {"HUFL"}  # the static one stays, second
+    assert set(first["covariates"]) == {"x"} and len(first["values"]) == LOOKBACK
+    for _ in range(2):  # a second "Try it out" is a retry of the same points
+        answer = post(client, "docs-example", first)
+        assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["accepted"], body["duplicates"]) == (0, LOOKBACK)
+    assert len(body["forecast"]["mean"]) == first["horizon"] == 12
+    # a windowed model answers the /series endpoints 409 whatever is sent: no such example
+    windowed = client_for().get("/openapi.json").json()["components"]["schemas"]
+    assert windowed["ObservationsRequest"]["examples"] == [static]
