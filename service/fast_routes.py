@@ -61,7 +61,13 @@ from service.fast_path import fast_request
 from service.forecasting import forecast
 from service.json_block import read_json_block
 from service.metrics import ServiceMetrics
-from service.middleware import ROUTE_TEMPLATE, parse_content_length, replaying, send_too_large
+from service.middleware import (
+    ROUTE_TEMPLATE,
+    content_encoding,
+    parse_content_length,
+    replaying,
+    send_too_large,
+)
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_PATTERN
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
@@ -147,7 +153,7 @@ class FastRoutesMiddleware:
         start = time.perf_counter()
         route, params = found
         headers = dict(reversed(scope["headers"]))  # lower-case names; the first of each wins
-        if headers.get(b"content-encoding", b"identity").strip().lower() != b"identity":
+        if content_encoding(scope) is not None:
             await self.app(scope, receive, send)  # the stack's body check answers its 415
             return
         content_type = headers.get(b"content-type")

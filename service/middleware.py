@@ -37,8 +37,8 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in BODYLESS_METHODS:
             await self.app(scope, receive, send)
             return
-        encoding = _content_encoding(scope)
-        if encoding not in (b"", b"identity"):
+        encoding = content_encoding(scope)
+        if encoding is not None:
             shown = encoding.decode("latin-1")[:40]
             await send_json_error(
                 send,
@@ -113,11 +113,20 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _content_encoding(scope: Scope) -> bytes:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == b"content-encoding":
-            return bytes(value).strip().lower()
-    return b""
+def content_encoding(scope: Scope) -> bytes | None:
+    """The request's Content-Encoding, lower case, when it names a coding other than identity
+    (None when the body is sent as is). Every Content-Encoding line counts, as one list (RFC
+    9110, 5.3): the first line alone was read, so `identity` then `gzip` on two lines passed a
+    gzip body on to be read as JSON, where `identity, gzip` on one was a 415."""
+    values = [
+        bytes(value).strip().lower()
+        for key, value in scope.get("headers", ())
+        if key.lower() == b"content-encoding"
+    ]
+    codings = [c.strip() for value in values for c in value.split(b",")]
+    if all(c in (b"", b"identity") for c in codings):
+        return None
+    return b", ".join(values)
 
 
 def _content_length(scope: Scope) -> int | None:
