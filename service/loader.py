@@ -64,7 +64,7 @@ class MlflowLoader:
                 raise  # no permission) is a failed load, not "nothing registered yet"
             raise NoModelError(
                 f"nothing is registered at {uri} in {shown_uri(self.tracking_uri)} "
-                f"({error.message}); {_what_to_do(client, name, alias)}"
+                f"({error.message}); {_what_to_do(client, name, alias, version)}"
             ) from None
         return ModelRef(
             name=name, version=str(found.version), run_id=str(found.run_id or ""), uri=uri
@@ -80,21 +80,34 @@ class MlflowLoader:
 REGISTER_HINT = "register one with `urnn train` (it becomes champion when it wins)"
 
 
-def _what_to_do(client: Any, name: str, alias: str | None) -> str:
+# A URI pinned to a version (models:/NAME/N) follows no alias: a new registration winning
+# the champion alias changes nothing it serves.
+PINNED_REGISTER_HINT = "register one with `urnn train` and pin its version in URNN_MODEL_URI"
+
+
+def _what_to_do(client: Any, name: str, alias: str | None, version: str | None = None) -> str:
     """The way out of "nothing at the URI". An alias deleted (or never set) on a model that has
     versions is set again with `urnn models promote`, the runbook's fix: telling the on-call to
-    train a new model sent them the long way round. Any error reading the versions falls back
-    to the general advice: this is only a hint."""
-    if alias is None:
-        return REGISTER_HINT
+    train a new model sent them the long way round. A pinned version that does not exist
+    (models:/NAME/99) is fixed in the URI: the versions there are listed to pin one, where
+    the advice was to train a model that "becomes champion when it wins", which a pinned URI
+    never reads. Any error reading the versions falls back to the general advice: this is
+    only a hint."""
+    fallback = REGISTER_HINT if alias is not None else PINNED_REGISTER_HINT
     try:
         versions = client.search_model_versions(f"name = '{name}'", max_results=20)
     except Exception:  # a hint only: the error that matters is the caller's
-        return REGISTER_HINT
+        return fallback
     numbers = sorted((int(v.version) for v in versions), reverse=True)
     if not numbers:
-        return REGISTER_HINT
+        return fallback
     listed = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    if alias is None:
+        return (
+            f"{name} has version(s) {listed} but no version {version}: pin one of them in "
+            f"URNN_MODEL_URI (models:/{name}/{numbers[0]}), or follow an alias "
+            f"(models:/{name}@champion); `urnn models list --name {name}` shows them"
+        )
     return (
         f"{name} has version(s) {listed} but no alias '{alias}': set it with "
         f"`urnn models promote N --name {name}` (`urnn models list --name {name}` shows them), "

@@ -408,6 +408,21 @@ def test_an_alias_removed_under_a_served_version_says_to_set_it_again(
     assert detail.endswith("register one with `urnn train` (it becomes champion when it wins)")
 
 
+def test_a_pinned_version_that_does_not_exist_says_which_ones_do(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """models:/NAME/99 follows no alias: the advice was to train a model that "becomes
+    champion when it wins", which the pinned URI would never serve; the way out is pinning a
+    version that exists."""
+    version = registry.register("pinned", seed=1, alias=None)
+    detail = client_for(model_uri="models:/pinned/99").get("/readyz").json()["detail"]
+    assert f"pinned has version(s) {version} but no version 99: pin one of them in " in detail
+    assert f"URNN_MODEL_URI (models:/pinned/{version}), or follow an alias" in detail
+    assert "becomes champion" not in detail
+    nothing = client_for(model_uri="models:/never-pinned/3").get("/readyz").json()["detail"]
+    assert nothing.endswith("register one with `urnn train` and pin its version in URNN_MODEL_URI")
+
+
 class _SlowLoader:
     """The registry, with loading `slow_version` delayed (a broken version failing slowly)."""
 
