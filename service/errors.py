@@ -367,6 +367,28 @@ JSON_MAX_DEPTH = 200
 _NOT_UTF8 = "\ufffd"  # what fast_json decodes a body's bytes that are not UTF-8 to
 
 
+NOT_JSON = "the body is not valid JSON: "
+
+
+def arrow_labelled_json(doc: object) -> str | None:
+    """What an Arrow IPC body sent as application/json to POST /forecast is, and the type to
+    send it with; None for any other body. The other way round (JSON labelled as Arrow) was
+    told "it looks like JSON" while this one was told only that its bytes were not UTF-8,
+    or that an 'A' was unexpected. `doc`: the body as the JSON reader decoded it (bytes that
+    are not UTF-8 as U+FFFD): a stream's every message begins with FF FF FF FF."""
+    if not isinstance(doc, str):
+        return None
+    if doc.startswith("ARROW1"):
+        kind = "an Arrow IPC file"
+        media = "application/vnd.apache.arrow.file"
+    elif doc.startswith(_NOT_UTF8 * 4):
+        kind = "an Arrow IPC stream (it begins with the bytes FF FF FF FF)"
+        media = "application/vnd.apache.arrow.stream"
+    else:
+        return None
+    return f"it looks like {kind}; send it with Content-Type: {media}"
+
+
 def json_problem(doc: object) -> str:
     """Where and how `doc`, a body that did not parse, stops being JSON, in the service's
     words: the parsers' own name their states ('EOF while parsing a value', 'expected ident',
@@ -572,6 +594,8 @@ def install_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         detail = describe_validation_errors(exc.errors(), exc.body, body_model(request))
+        if request.url.path.rstrip("/") == "/forecast" and detail.startswith(NOT_JSON):
+            detail = f"{NOT_JSON}{arrow_labelled_json(exc.body) or detail[len(NOT_JSON) :]}"
         return JSONResponse(status_code=422, content={"detail": detail})
 
     async def on_input(request: Request, exc: Exception) -> JSONResponse:

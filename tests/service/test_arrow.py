@@ -527,6 +527,25 @@ BODY_CASES: dict[str, tuple[Callable[[Body], bytes], str, str]] = {
         _FILE_422 + "it does not begin with 'ARROW1', as an Arrow IPC file does; an Arrow IPC "
         f"stream goes with Content-Type: {ARROW_STREAM}",
     ),
+    # the other way round: Arrow sent as JSON was told only "bytes that are not UTF-8" (a
+    # stream) or "unexpected 'A'" (a file), not what it was and the type that reads it
+    "stream sent as JSON": (
+        arrow_of,
+        "application/json",
+        "the body is not valid JSON: it looks like an Arrow IPC stream (it begins with the "
+        f"bytes FF FF FF FF); send it with Content-Type: {ARROW_STREAM}",
+    ),
+    "file sent as JSON": (
+        lambda b: _file_of(read_table(arrow_of(b))),
+        "application/json",
+        f"the body is not valid JSON: it looks like an Arrow IPC file; send it with "
+        f"Content-Type: {ARROW_FILE}",
+    ),
+    "other bytes sent as JSON": (
+        lambda b: b"\xff\xfe{}",
+        "application/json",
+        "the body is not valid JSON: line 1, column 1 holds bytes that are not UTF-8 text",
+    ),
     "file cut short": (
         lambda b: _file_of(read_table(arrow_of(b)))[:-20],
         ARROW_FILE,
