@@ -188,7 +188,13 @@ def _sentence(error: Any, loc: list[Any], body: object, model: type[BaseModel] |
         name = "-".join(part.capitalize() for part in str(loc[1]).split("-"))
         return f"header {name!r}: {message}"
     if loc:
-        return f"field {shown('.'.join(map(str, loc)))}: {message}"
+        # a field's name dotted (`config.model`), a position in a list from there on in
+        # brackets, as the service's own checks write it (`field 'quantiles'[2]: 0.9 repeats
+        # ...`): a bool among the quantiles was `field 'quantiles.0'` beside it, and one
+        # among a stream's values `field 'values.1'` where POST /forecast says 'values'[1]
+        first = next((n for n, part in enumerate(loc) if isinstance(part, int)), len(loc))
+        name = shown(".".join(map(str, loc[:first])))
+        return f"field {name}{''.join(f'[{shown(part)}]' for part in loc[first:])}: {message}"
     if error.get("type") in _OBJECT_DUE:  # the body as a whole, not a JSON object
         return f"the body: {message}"
     if error.get("type") == "missing":  # no body at all: as one of only whitespace

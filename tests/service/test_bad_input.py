@@ -209,7 +209,7 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "bool quantile": (
         _set(("quantiles",), [True]),
-        "field 'quantiles.0': must be a number; got true",
+        "field 'quantiles'[0]: must be a number; got true",
     ),
 }
 

@@ -43,7 +43,7 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
     stamps = [_stamp(frame, row) for row in range(STORED, STORED + 4)]
     return {
         "null value": (value_at(2, None), 422, "field 'values': holds null at position 2"),
-        "bool value": (value_at(1, True), 422, "field 'values.1': must be a number; got true"),
+        "bool value": (value_at(1, True), 422, "field 'values'[1]: must be a number; got true"),
         # finite, but the state would carry it for good (1e38: an audit's, accepted before)
         "value too large": (
             value_at(2, 1e160),
