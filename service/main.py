@@ -69,7 +69,10 @@ class ServiceApp(FastAPI):
         one too, built once per version; the static ones where none serves."""
         state = getattr(self.state, "service", None)
         served = None if state is None else state.manager.current
-        if served is None or self.reads_need_key:  # GET /model needs a key: so does its shape
+        # shown whatever URNN_API_KEY_FOR_READS says: what it tells of the model (look-back,
+        # horizon, quantiles, covariates, frequency) GET /model tells anyone (the key guards
+        # the job and schedule reads only: service.errors.GUARDED_READS)
+        if served is None:
             return schema
         key = (served.ref.name, served.ref.version)
         if self._served_schema is None or self._served_schema[0] != key:

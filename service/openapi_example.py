@@ -8,8 +8,10 @@ frequency's grid, with every covariate it reads, at its maximum horizon and its 
 
 The values are a plain wave around 0, not the data's level: /openapi.json answers without a
 key, and the training statistics are not the public's. What it shows of the model (look-back,
-horizon, quantiles, covariate names, frequency) is what GET /model shows, so it is added only
-where reads are open (`URNN_API_KEY_FOR_READS` false).
+horizon, quantiles, covariate names, frequency) is what GET /model shows to anyone, with or
+without `URNN_API_KEY_FOR_READS` (which guards the job and schedule reads only); until
+2026-12-07 it was left out with that setting on, on the wrong premise that GET /model took the
+key.
 """
 
 from __future__ import annotations
