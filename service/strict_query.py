@@ -4,7 +4,10 @@ default horizon, and `?horizon=1&horizon=2` one of the two, with no word to the 
 
 The rules come from the app's own OpenAPI description (each operation's query parameters, and
 which are arrays), so they follow the routes as they are declared; routes that read no query
-are left alone (a probe's cache-busting `?_=...` on /healthz still answers)."""
+that read no query are left alone when they only read (GET, HEAD, OPTIONS: a probe's
+cache-busting `?_=...` on /healthz still answers); one that acts (POST, PATCH, DELETE) refuses
+any query parameter, since its settings go in the body: `POST /jobs?promote=false` queued a
+job that promoted, with no word to the client."""
 
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ from starlette.requests import HTTPConnection
 
 from service.errors import ServiceInputError
 from urnn_forecast.field_types import shown
+
+# Methods that only read: a route of these that declares no query parameter lets any pass
+_READS = frozenset(("GET", "HEAD", "OPTIONS"))
 
 # (path template, method) -> (the query parameters it reads, those it reads as lists)
 QueryRules = dict[tuple[str, str], tuple[frozenset[str], frozenset[str]]]
@@ -51,15 +57,20 @@ async def strict_query(request: HTTPConnection) -> None:
     key = (str(getattr(route, "path", "")), method)
     rule = query_rules(request.app).get(key)
     if rule is None:
-        return
+        if method in _READS or route is None:
+            return
+        rule = (frozenset(), frozenset())  # an action's settings are in its body
     names, lists = rule
     counts = Counter(k for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
-    allowed = ", ".join(sorted(names))
+    allowed = (
+        f"its parameters: {', '.join(sorted(names))}"
+        if names
+        else "it takes no query parameters (its settings go in the body)"
+    )
     for name in counts:
         if name not in names:
             raise ServiceInputError(
-                f"query parameter {shown(name)}",
-                f"is not read by {method} {key[0]}; its parameters: {allowed}",
+                f"query parameter {shown(name)}", f"is not read by {method} {key[0]}; {allowed}"
             )
     for name, times in counts.items():
         if times > 1 and name not in lists:

@@ -1210,6 +1210,19 @@ def test_a_query_parameter_the_route_does_not_read_or_gives_twice_is_a_422(
     assert client.get("/healthz?_=1733000000").status_code == 200
 
 
+def test_a_query_on_a_post_is_a_422_and_queues_nothing(client: TestClient, ett_csv: Path) -> None:
+    """`POST /jobs?promote=false` queued a job that promoted: a route that acts takes its
+    settings from the body, so a query parameter there is refused, not dropped."""
+    answer = client.post("/jobs?promote=false", json=tiny_spec(ett_csv), headers=KEY)
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "detail": "query parameter 'promote': is not read by POST /jobs; it takes no query "
+        "parameters (its settings go in the body)"
+    }
+    assert client.get("/jobs").json()["total"] == 0
+    assert submit(client, tiny_spec(ett_csv)).status_code == 202  # without it: queued
+
+
 def test_an_id_in_upper_case_names_the_same_job_and_schedule(
     client: TestClient, ett_csv: Path
 ) -> None:

@@ -99,6 +99,26 @@ def test_json_request_can_ask_for_an_arrow_answer_on_both_paths(
     assert read_table(fast.content).equals(read_table(slow.content))
 
 
+def test_a_query_on_post_forecast_is_a_422_whichever_reader_takes_the_body(
+    client: TestClient, body: Body
+) -> None:
+    """POST /forecast reads its settings from the body: `?horizon=3` was dropped without a
+    word (the answer had the body's horizon), by the fast path and the route alike."""
+    arrow = request_stream(body["series"], horizon=body.get("horizon"))
+    said = (
+        "query parameter 'horizon': is not read by POST /forecast; it takes no query "
+        "parameters (its settings go in the body)"
+    )
+    for answer in (
+        client.post("/forecast?horizon=3", json=body),
+        client.post("/forecast?horizon=3", json={**body, "horizon": 12.0}),  # the route's
+        client.post("/forecast?horizon=3", content=arrow, headers={"content-type": ARROW_STREAM}),
+    ):
+        assert answer.status_code == 422, answer.text
+        assert answer.json() == {"detail": said}
+    assert client.post("/forecast", json=body).status_code == 200
+
+
 def test_arrow_file_and_typed_columns_are_read(client: TestClient, body: Body) -> None:
     """The Arrow file format; `start` as a timestamp column, float32 histories, a covariate
     as a fixed-size list, several record batches: the same answer as the JSON body."""
