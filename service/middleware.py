@@ -5,7 +5,8 @@ stream is ours to count. The size limit checks the declared Content-Length first
 counts the streamed bytes (a chunked body declares none), buffering at most `max_bytes`
 before handing the body to the app. The metrics middleware labels by the matched route's
 template (`/forecast`, never a raw path with ids in it), method and status class; a request
-that matched no route is labelled `unmatched`.
+that matched no route is labelled `unmatched`, and one the client left before it was answered
+is not counted.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500  # what the client gets if the app raises before answering
+        status: int | None = None
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -170,15 +171,26 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_and_record)
-        finally:
-            route = scope.get("route")
-            template = (
-                scope.get(ROUTE_TEMPLATE) or getattr(route, "path", None) or self._template(scope)
-            )
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
-            self.metrics.request_latency.labels(
-                route=template, method=method, status_class=f"{status // 100}xx"
-            ).observe(time.perf_counter() - start)
+        except BaseException:
+            # ServerErrorMiddleware, around this one, answers 500 to what the app raised
+            self._observe(scope, 500 if status is None else status, start)
+            raise
+        if status is not None:
+            self._observe(scope, status, start)
+        # else: nothing answered, the client left while sending its body (the size limit's
+        # read, the fast path's): not a request served, and above all not a 5xx, which it
+        # was (status 500 by default) on every route but the fast path's, feeding the paging
+        # UrnnHigh5xxRate with clients that time out or lose their link
+
+    def _observe(self, scope: Scope, status: int, start: float) -> None:
+        route = scope.get("route")
+        template = (
+            scope.get(ROUTE_TEMPLATE) or getattr(route, "path", None) or self._template(scope)
+        )
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+        self.metrics.request_latency.labels(
+            route=template, method=method, status_class=f"{status // 100}xx"
+        ).observe(time.perf_counter() - start)
 
     def _template(self, scope: Scope) -> str:
         """The template of the route `scope`'s path names (whatever its method), for an

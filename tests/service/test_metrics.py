@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.types import Message
 
 from service.metrics import ServiceMetrics
 from tests.service.conftest import Registry, history, metric_total, metric_value
@@ -216,3 +217,45 @@ def test_cache_is_bounded(client_for: Callable[..., TestClient], registry: Regis
     body = {"series": [history(registry.frame, f"id-{i}") for i in range(10)]}
     assert client.post("/forecast", json=body).status_code == 200
     assert metric_value(client, "urnn_realised_cache_series") == 3.0
+
+
+def test_a_client_that_leaves_before_its_body_ends_is_no_server_error(client: TestClient) -> None:
+    """Nothing is answered to a client that disconnects while sending its body (a timeout, a
+    dropped mobile link): it is not counted as a 5xx, which UrnnHigh5xxRate pages on, on any
+    route (the fast path's /forecast did not count it; POST /jobs and /model/reload did)."""
+
+    async def leave(path: str) -> list[dict[str, Any]]:
+        incoming: list[dict[str, Any]] = [
+            {"type": "http.request", "body": b'{"seri', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            sent.append(dict(message))
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1234),
+            "server": ("testserver", 80),
+        }
+        await client.app(scope, receive, send)
+        return sent
+
+    assert client.portal is not None  # the fixture's client is started
+    for path in ("/forecast", "/jobs", "/model/reload", "/schedules"):
+        assert client.portal.call(leave, path) == []
+    counted = metric_total(client, "urnn_http_request_duration_seconds_count", method="POST")
+    assert counted == 0.0
