@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from service.errors import body_answers_in_schema, install_handlers, plain_errors_in_schema
@@ -208,6 +209,9 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # The routes as declared (included without a prefix), for the templates of answers given
     # before routing: FastAPI's app.router.routes holds the included routers, not their routes.
-    declared = [route for router in routers for route in router.routes]
+    # And FastAPI's own (/openapi.json, /docs, /redoc): plain Starlette routes put no template
+    # in the scope, and their 200s were counted as `unmatched`.
+    own = [route for route in app.router.routes if isinstance(route, Route)]
+    declared = [*own, *(route for router in routers for route in router.routes)]
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics, routes=declared)
     return app

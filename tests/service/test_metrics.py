@@ -259,3 +259,16 @@ def test_a_client_that_leaves_before_its_body_ends_is_no_server_error(client: Te
         assert client.portal.call(leave, path) == []
     counted = metric_total(client, "urnn_http_request_duration_seconds_count", method="POST")
     assert counted == 0.0
+
+
+def test_the_api_documentation_is_counted_under_its_own_routes(client: TestClient) -> None:
+    """GET /openapi.json, /docs and /redoc are answered by FastAPI's own routes (plain
+    Starlette routes, which name no template in the scope): they were counted as
+    `unmatched`, the label of requests that matched no route, 2xx among the scanners' 404s."""
+    requests = "urnn_http_request_duration_seconds_count"
+    for path in ("/openapi.json", "/docs", "/redoc"):
+        assert client.get(path).status_code == 200
+        assert metric_value(client, requests, route=path, method="GET", status_class="2xx") == 1.0
+    assert client.head("/openapi.json").status_code == 200
+    assert metric_value(client, requests, route="/openapi.json", method="HEAD") == 1.0
+    assert metric_value(client, requests, route="unmatched") == 0.0
