@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -68,6 +69,8 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.jobs: JobMetrics | None = None  # watch_jobs
+        # (version, lead) of every urnn_interval_multiplier value set: end_multipliers
+        self._multiplier_labels: set[tuple[str, str]] = set()
         r = self.registry
         self.request_latency = Histogram(
             "urnn_http_request_duration_seconds",
@@ -322,15 +325,24 @@ class ServiceMetrics:
                 family.labels(model_version=version, lead=lead)
             if adaptive:
                 self.realised_unadapted_hits.labels(model_version=version, lead=lead)
-                self.interval_multiplier.labels(model_version=version, lead=lead).set(1.0)
+                self._show_multiplier(version, lead, 1.0)
         self.realised_mae.labels(model_version=version)
         nominal = round(quantiles[-1] - quantiles[0], 12)  # 0.8, not 0.8000000000000002
         self.realised_nominal.labels(model_version=version).set(nominal)
 
     def end_multipliers(self, version: str) -> None:
         """Drop a version's rolling multipliers once another version serves: the gauge says
-        what POST /forecast serves now, and the old one's last values stayed for ever."""
+        what POST /forecast serves now, and the old one's last values stayed for ever.
+        prometheus_client cannot remove a labelled value in multiprocess mode (the worker's
+        file keeps it, and it warns), which the compose stack runs in with one worker too:
+        there each is set to NaN, no value, which the dashboard draws as nothing and the
+        alert's comparisons never match (a 0 would read as a multiplier far below 1 beside
+        another replica still serving that version)."""
         for lead in LEAD_LABELS:
+            if multiprocess_mode():
+                if (version, lead) in self._multiplier_labels:
+                    self.interval_multiplier.labels(model_version=version, lead=lead).set(math.nan)
+                continue
             with contextlib.suppress(KeyError):
                 self.interval_multiplier.remove(version, lead)
 
@@ -340,9 +352,11 @@ class ServiceMetrics:
         for step, m in enumerate(multipliers, start=1):
             sums.setdefault(lead_bucket(step), []).append(m)
         for bucket, values in sums.items():
-            self.interval_multiplier.labels(model_version=version, lead=LEAD_LABELS[bucket]).set(
-                sum(values) / len(values)
-            )
+            self._show_multiplier(version, LEAD_LABELS[bucket], sum(values) / len(values))
+
+    def _show_multiplier(self, version: str, lead: str, value: float) -> None:
+        self.interval_multiplier.labels(model_version=version, lead=lead).set(value)
+        self._multiplier_labels.add((version, lead))
 
     def render(self) -> bytes:
         """The text exposition of /metrics; merged over worker processes in multiprocess mode
