@@ -81,7 +81,9 @@ class ServiceMetrics:
         )
         self.inference_latency = Histogram(
             "urnn_inference_duration_seconds",
-            "Wall time of one batched forward pass (stack, model, un-scale).",
+            "Wall time of one micro-batch on the inference thread: its forward passes (at "
+            "most URNN_BATCH_MAX_SERIES series each), not the stacking of its inputs nor the "
+            "un-scaling of its forecasts, which run on the event loop.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -272,3 +272,12 @@ def test_the_api_documentation_is_counted_under_its_own_routes(client: TestClien
     assert client.head("/openapi.json").status_code == 200
     assert metric_value(client, requests, route="/openapi.json", method="HEAD") == 1.0
     assert metric_value(client, requests, route="unmatched") == 0.0
+
+
+def test_the_inference_latency_says_what_it_times() -> None:
+    """Runner.infer times the forward passes only (the stacking and the un-scaling moved to
+    the event loop on 2026-12-03); its help still said "(stack, model, un-scale)"."""
+    registry = ServiceMetrics().registry
+    (family,) = [m for m in registry.collect() if m.name == "urnn_inference_duration_seconds"]
+    assert "forward passes" in family.documentation
+    assert "not the stacking" in family.documentation
