@@ -227,9 +227,11 @@ class ServiceMetrics:
         )
         self.realised_evicted = Counter(
             "urnn_realised_evicted",
-            "Forecasts dropped unscored from the realised-error cache, the oldest when it holds "
-            "URNN_FORECAST_CACHE_SIZE ids: near the rate of forecast series, more ids cycle "
-            "through than it keeps and their realised error is never measured.",
+            "Forecasts dropped from the realised-error cache before their last step was "
+            "scored: every forecast pending for the id it evicts, the least recently seen, when "
+            "it holds URNN_FORECAST_CACHE_SIZE ids (never scored, or partly by earlier "
+            "histories). Near the rate of forecast series, more ids cycle through than it "
+            "keeps and their realised error is never measured.",
             registry=r,
         )
         self.realised_cache = Gauge(

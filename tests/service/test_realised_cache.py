@@ -179,8 +179,13 @@ def test_evicting_an_id_counts_each_of_its_pending_forecasts() -> None:
     for hour in (0, 4):
         tracker.observe_batch([_hourly("pump", hour)])
     assert tracker.pending() == 2
+    assert _points(metrics) == 4.0  # hour 4's history scored the first forecast's first 4 steps
     tracker.observe_batch([_hourly("fan", 0)])
+    # both count, the partly scored one too (its last 4 steps never will be): "dropped before
+    # their last step was scored", where the help said "dropped unscored"
     assert metrics.realised_evicted._value.get() == 2.0
+    (family,) = [m for m in metrics.registry.collect() if m.name == "urnn_realised_evicted"]
+    assert "before their last step was scored" in family.documentation
     assert tracker.held_rows() == 1
 
 
