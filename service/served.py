@@ -200,9 +200,16 @@ class ServedModel:
 
     @property
     def reference(self) -> dict[str, dict[str, Any]]:
-        """Training-input histograms per column, for drift (training.mlflow_model)."""
+        """Training-input histograms per column the network reads (the target and
+        `covariates`), for drift (training.mlflow_model). The stored reference has every
+        column of the training data: a model that reads no covariates (a linear or naive
+        kind) still takes the ones it knows in requests, and their drift was exported and
+        alerted on though they change no forecast."""
         ref = self.meta.get("reference", {})
-        return ref if isinstance(ref, dict) else {}
+        if not isinstance(ref, dict):
+            return {}
+        read = {self.target, *self.covariates}
+        return {name: stats for name, stats in ref.items() if name in read}
 
     @property
     def global_scales(self) -> ColumnScales | None:

@@ -107,6 +107,24 @@ def test_drift_gauge_rises_when_inputs_change_shape_not_level(
     assert metric_value(client, "urnn_input_drift_psi", column="x") > 1.0
 
 
+def test_a_covariate_the_model_does_not_read_is_not_monitored_for_drift(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """A model that reads no covariates (a linear or naive kind) trained on data with x
+    takes x in requests (it knows it) and ignores it; its drift PSI for x was still exported,
+    and UrnnInputDrift fired on a column that changes no forecast (6.9 on x scaled x100)."""
+    registry.register("unread-covariate", covariates=False)  # knows x, reads none
+    client = client_for(model_uri="models:/unread-covariate@champion")
+    assert client.get("/model").json()["covariates"] == []
+    for stop in range(100, 400, 50):  # six histories: 6 x 48 > window 200
+        body = history(registry.frame, stop=stop)
+        body["covariates"]["x"] = [100.0 * v + 50.0 for v in body["covariates"]["x"]]
+        assert client.post("/forecast", json={"series": [body]}).status_code == 200
+    text = client.get("/metrics").text
+    assert metric_value(client, "urnn_input_drift_window_values", column="y") == 200.0
+    assert 'column="x"' not in text
+
+
 def test_realised_error_when_a_later_history_covers_an_earlier_forecast(
     client: TestClient, registry: Registry
 ) -> None:
