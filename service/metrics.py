@@ -114,7 +114,8 @@ class ServiceMetrics:
         )
         self.forecast_series = Counter(
             "urnn_forecast_series",
-            "Series forecast, by model version.",
+            "Series answered with a forecast, by model version (not those of a request refused "
+            "because its forecast was not finite).",
             ["model_version"],
             registry=r,
         )

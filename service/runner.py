@@ -154,7 +154,6 @@ class BatchRunner:
         self.metrics.inference_latency.observe(inferred.seconds)
         self.metrics.batch_series.observe(staged.n_series)
         self.metrics.batch_requests.observe(len(requests))
-        self.metrics.forecast_series.labels(model_version=model.ref.version).inc(staged.n_series)
         out, offset = [], 0
         for request in requests:
             n = request.n_series
@@ -193,8 +192,13 @@ class BatchRunner:
         return unadapted, multipliers
 
     def monitor(self, requests: Sequence[PreparedRequest], results: list[np.ndarray]) -> None:
-        """Realised error per series; drift once for the whole batch (one version)."""
+        """The series forecast, realised error per series; drift once for the whole batch
+        (one version). `requests` are the answered ones: a forecast refused as not finite
+        (422, no forecast) was counted in urnn_forecast_series_total when `finish` counted."""
         version = requests[0].model.ref.version
+        self.metrics.forecast_series.labels(model_version=version).inc(
+            sum(r.n_series for r in requests)
+        )
         median = requests[0].model.model.config.median_index
         columns: dict[str, list[np.ndarray]] = {}
         dated: list[tuple[Sequence[str], Histories, ForecastRows]] = []

@@ -299,3 +299,18 @@ def test_the_inference_latency_says_what_it_times() -> None:
     (family,) = [m for m in registry.collect() if m.name == "urnn_inference_duration_seconds"]
     assert "forward passes" in family.documentation
     assert "not the stacking" in family.documentation
+
+
+def test_a_forecast_refused_as_not_finite_is_not_counted_as_forecast(
+    client: TestClient, registry: Registry
+) -> None:
+    """A history whose forecast overflows the model's float32 arithmetic is answered 422,
+    no forecast: it was counted in urnn_forecast_series_total ("series forecast") all the
+    same, beside the series the dashboard and the eviction reading compare it with."""
+    body = history(registry.frame)
+    body["covariates"]["x"] = [1e30] * len(body["values"])
+    response = client.post("/forecast", json={"series": [body]})
+    assert response.status_code == 422 and "not finite" in response.text
+    assert metric_value(client, "urnn_forecast_series_total", model_version="1") == 0.0
+    assert client.post("/forecast", json={"series": [history(registry.frame)]}).status_code == 200
+    assert metric_value(client, "urnn_forecast_series_total", model_version="1") == 1.0
