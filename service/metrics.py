@@ -71,6 +71,7 @@ class ServiceMetrics:
         self.jobs: JobMetrics | None = None  # watch_jobs
         # (version, lead) of every urnn_interval_multiplier value set: end_multipliers
         self._multiplier_labels: set[tuple[str, str]] = set()
+        self._ended_multipliers: set[str] = set()  # versions no longer served: not shown
         r = self.registry
         self.request_latency = Histogram(
             "urnn_http_request_duration_seconds",
@@ -325,6 +326,7 @@ class ServiceMetrics:
         The realised counters get every lead bucket up to `horizon`, the model's longest;
         with `adaptive` (rolling intervals) also the unadapted hits and the multiplier, at 1."""
         self.forecast_series.labels(model_version=version)
+        self._ended_multipliers.discard(version)  # served again (a rollback)
         for lead in LEAD_LABELS[: lead_bucket(max(horizon, 1)) + 1]:
             for family in (self.realised_points, self.realised_hits, self.realised_abs_error):
                 family.labels(model_version=version, lead=lead)
@@ -343,6 +345,7 @@ class ServiceMetrics:
         there each is set to NaN, no value, which the dashboard draws as nothing and the
         alert's comparisons never match (a 0 would read as a multiplier far below 1 beside
         another replica still serving that version)."""
+        self._ended_multipliers.add(version)
         for lead in LEAD_LABELS:
             if multiprocess_mode():
                 if (version, lead) in self._multiplier_labels:
@@ -352,7 +355,11 @@ class ServiceMetrics:
                 self.interval_multiplier.remove(version, lead)
 
     def show_multipliers(self, version: str, multipliers: Sequence[float]) -> None:
-        """The rolling multipliers (one per horizon step) as their mean per lead bucket."""
+        """The rolling multipliers (one per horizon step) as their mean per lead bucket; none
+        for a version `end_multipliers` ended: a batch validated against it before the swap
+        is scored after it, and showed its multipliers again, for ever."""
+        if version in self._ended_multipliers:
+            return
         sums: dict[int, list[float]] = {}
         for step, m in enumerate(multipliers, start=1):
             sums.setdefault(lead_bucket(step), []).append(m)

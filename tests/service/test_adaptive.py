@@ -344,3 +344,48 @@ def test_by_series_a_missing_series_widens_alone(
 def test_the_scope_setting_names_its_values() -> None:
     with pytest.raises(ValidationError, match="'version' or 'series'"):
         Settings(adaptive_scope="id")  # type: ignore[arg-type]
+
+
+def test_a_batch_of_the_old_version_scored_after_a_swap_does_not_bring_its_multiplier_back() -> (
+    None
+):
+    """Requests validated against the old version before a swap still run with it, and their
+    monitor (after the answers) runs after the swap dropped the old version's gauge: their
+    scores published its multipliers again, left on the dashboard for ever, since nothing
+    drops them a second time (the new version's first batch only switches the windows)."""
+    from prometheus_client import CollectorRegistry
+
+    from service.metrics import ServiceMetrics
+    from service.realised import ForecastRows, RealisedErrorTracker, RegularHistories
+
+    step, h, n = 3_600_000_000_000, 4, 8
+    metrics = ServiceMetrics(CollectorRegistry())
+    adaptive = AdaptiveIntervals(window=20)
+    tracker = RealisedErrorTracker(metrics, capacity=10, depth=h, adaptive=adaptive)
+
+    def batch(version: str, hour: int) -> tuple[list[str], RegularHistories, ForecastRows]:
+        first = np.array([(hour - n + 1) * step], dtype=np.int64)
+        stamps = ((hour + np.arange(1, h + 1)) * step)[None, :]
+        mean = np.full((1, h), 5.0)  # the actuals are 0: every step misses, scores of 5
+        rows = ForecastRows(version, stamps, mean, mean - 1.0, mean + 1.0)
+        rows.unadapted_low, rows.unadapted_high = mean - 1.0, mean + 1.0
+        return ["pump"], RegularHistories(first, step, np.zeros((1, n))), rows
+
+    def shown(version: str) -> list[float]:
+        return [
+            s.value
+            for family in metrics.registry.collect()
+            for s in family.samples
+            if s.name == "urnn_interval_multiplier" and s.labels["model_version"] == version
+        ]
+
+    metrics.start_version("1", (0.1, 0.5, 0.9), h, adaptive=True)
+    adaptive.multipliers("1", h, 0.8)
+    tracker.observe_batch([batch("1", 0)])
+    tracker.observe_batch([batch("1", 2)])  # scores two steps of the first forecast
+    assert shown("1")
+    metrics.end_multipliers("1")  # the swap to version 2
+    metrics.start_version("2", (0.1, 0.5, 0.9), h, adaptive=True)
+    tracker.observe_batch([batch("1", 3)])  # a batch validated before the swap, scored after
+    assert shown("1") == []
+    assert shown("2") == [1.0, 1.0, 1.0]  # leads 1, 2-3, 4-7
