@@ -70,6 +70,7 @@ from training.data import LoadedData
 from training.validation import (
     DataValidationError,
     InvalidOptionError,
+    NonFiniteValueError,
     fixed_step,
     natural_key,
     plural,
@@ -853,9 +854,14 @@ class StandardScaler:
                 )
         if scope == "series":
             scales = {unit: _column_scales(pd.concat(frames)) for unit, frames in by_unit.items()}
+            for unit, by_column in scales.items():
+                _check_finite_scales(
+                    by_column, {s: t for s, t in trains.items() if unit_of[s] == unit}
+                )
             stats = {series_id: scales[unit_of[series_id]] for series_id in trains}
         else:
             stats = {GLOBAL: _column_scales(pd.concat([t for t in trains.values() if not t.empty]))}
+            _check_finite_scales(stats[GLOBAL], trains)
         return cls(columns=columns, scope=scope, stats=stats)
 
     def transform(self, series_id: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -949,13 +955,44 @@ class StandardScaler:
 
 def _column_scales(train: pd.DataFrame) -> dict[str, ColumnScale]:
     values = train.to_numpy(dtype=np.float64)  # (T, C)
-    mean = values.mean(axis=0)
-    std = values.std(axis=0)  # ddof=0, as sklearn's StandardScaler
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by _check_finite_scales
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)  # ddof=0, as sklearn's StandardScaler
     out = {}
     for c, column in enumerate(train.columns):
         constant = _is_constant(float(std[c]), float(mean[c]))
         out[str(column)] = ColumnScale(float(mean[c]), 1.0 if constant else float(std[c]))
     return out
+
+
+def _check_finite_scales(
+    by_column: Mapping[str, ColumnScale], trains: Mapping[str, pd.DataFrame]
+) -> None:
+    """NonFiniteValueError for a column whose training mean or std overflows float64: each
+    cell is finite (the loader refuses inf), but one of 1e200 squares past 1.8e308. Such a
+    std scaled every value to 0, the fit trained on flat windows (loss 0.0000), the flat-window
+    line counted more windows than there were, and the run failed only once the model was
+    saved ("mean and scale must be finite"), after the fit and its MLflow run."""
+    for column, scale in by_column.items():
+        if math.isfinite(scale.mean) and math.isfinite(scale.scale):
+            continue
+        largest, where = 0.0, ""
+        for series_id, train in trains.items():
+            if train.empty or column not in train.columns:
+                continue
+            values = train[column].to_numpy(dtype=np.float64)
+            sizes = np.abs(values)
+            at = int(np.nanargmax(sizes)) if not np.isnan(sizes).all() else -1
+            if at >= 0 and sizes[at] >= abs(largest):
+                largest = float(values[at])
+                where = f"series {shown(series_id)} at {train.index[at]}"
+        raise NonFiniteValueError(
+            f"column {column!r}: its training values are too large for their mean and standard "
+            "deviation to be computed in float64 (the largest in size, "
+            f"{largest:.4g}, in {where}); "
+            "values this large (a glitch, an error code, a unit error) cannot be trained on: "
+            "leave such a cell empty (missing values are filled) or rescale the column"
+        )
 
 
 def _is_constant(std: float, mean: float) -> bool:

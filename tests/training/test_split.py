@@ -14,6 +14,7 @@ from tests.training.synthetic import loaded, row_number_frame, seasonal_frame
 from training.data import LoadConfig, LoadedData, load_data
 from training.split import (
     ScalerError,
+    ScalerScope,
     SeriesSplit,
     Span,
     SplitConfig,
@@ -28,7 +29,7 @@ from training.split import (
     split_data,
     split_series,
 )
-from training.validation import InvalidOptionError
+from training.validation import InvalidOptionError, NonFiniteValueError
 from training.windows import WindowConfig, make_windows
 
 BUNDLED_ETT = Path(__file__).resolve().parents[2] / "data" / "ETT-small" / "ETTh1.csv"
@@ -288,6 +289,23 @@ def test_malformed_scaler_state_is_refused() -> None:
     del state["stats"]["s"]["x"]
     with pytest.raises(ScalerError, match="malformed"):
         StandardScaler.from_dict(state)
+
+
+@pytest.mark.parametrize("scope", ["global", "series"])
+def test_training_values_whose_std_overflows_are_refused_by_column_series_and_time(
+    scope: ScalerScope,
+) -> None:
+    # each cell finite, but 1e200 squares past float64's range: the std was inf, every value
+    # scaled to 0, and the run failed only after the fit, when the model was saved
+    glitch = frame_of(100)
+    glitch.iloc[5, 0] = -1e200
+    splits = splits_of({"a": frame_of(100, seed=1), "b": glitch}, SplitConfig(lookback=5))
+    with pytest.raises(
+        NonFiniteValueError,
+        match=r"column 'y': its training values are too large .*\(the largest in size, -1e\+200, "
+        r"in series 'b' at 2020-01-01 05:00:00\).* leave such a cell empty",
+    ):
+        StandardScaler.fit(splits, scope=scope)
 
 
 def test_split_data_splits_every_series(tmp_path: Path) -> None:
