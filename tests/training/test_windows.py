@@ -3,6 +3,8 @@ form that torch's DataLoader takes."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from training.split import (
     plan_split,
     split_series,
 )
+from training.validation import NonFiniteValueError
 from training.windows import (
     IncompatibleWindowsError,
     WindowBatch,
@@ -235,3 +238,34 @@ def test_make_windows_names_a_series_the_scaler_does_not_know() -> None:
     scaler = StandardScaler.fit(splits)
     with pytest.raises(UnknownSeriesError, match="'t'"):
         make_windows({"t": splits["s"]}, scaler, WindowConfig(L, H), freq="h")
+
+
+@pytest.mark.parametrize("column", ["y", "x"])
+def test_a_value_beyond_float32_once_scaled_is_refused_by_series_column_and_time(
+    column: str,
+) -> None:
+    """A glitch of 1e41 after the training span (std 40 there) was cast to inf: its windows
+    forecast NaN and the backtest scored MAE inf without a word; in a covariate, only numpy's
+    overflow warning."""
+    frame = row_number_frame(200)
+    frame.loc[frame.index[190], column] = 1e41 if column == "y" else -1e41
+    splits = {"s": split_series(frame, plan_split(200, "h", SplitConfig(lookback=L)))}
+    scaler = StandardScaler.fit(splits)
+    with pytest.raises(
+        NonFiniteValueError,
+        match=rf"series 's', column '{column}' at 2021-03-08 22:00:00: the value lies "
+        r"-?2\.47\d*e\+39 training standard deviations .* beyond the range of float32 .*"
+        r"\(1 such cell in this series' part\).* leave the cell empty",
+    ):
+        make_windows(splits, scaler, WindowConfig(L, H), freq="h")
+
+
+def test_from_frames_names_the_scaled_value_it_cannot_cast() -> None:
+    """`urnn backtest` windows scaled frames through from_frames, which cast to float32 first:
+    numpy warned of the overflow and the message said the value lay 'inf' deviations away."""
+    frame = row_number_frame(60)
+    frame.loc[frame.index[30], "y"] = 4e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's RuntimeWarning would fail the test
+        with pytest.raises(NonFiniteValueError, match=r"the value lies 4e\+39 training standard"):
+            WindowDataset.from_frames({"s": frame}, lookback=L, horizon=H)
