@@ -922,3 +922,32 @@ def test_a_file_appended_to_while_it_is_read_is_read_again(
     monkeypatch.setattr(loader, "_read_columns", always_growing)
     said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
     assert "changed size during each of 3 reads: it is being written" in said
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_timestamps_finer_than_the_microsecond_are_refused_before_the_fit(
+    tmp_path: Path, kind: str
+) -> None:
+    """'00:00:00.123456789' loaded and trained, and the run failed after its fit on the input
+    example it logs: the forecast API's `start` dates to the microsecond."""
+    stamps = pd.date_range("2020-01-01 00:00:00.123456789", periods=24, freq="h")
+    frame = pd.DataFrame({"date": stamps, "OT": np.arange(24.0)})
+    if kind == "csv":
+        path = write(tmp_path, frame.to_csv(index=False))
+    else:
+        path = tmp_path / "log.parquet"
+        frame.to_parquet(path, index=False)
+    said = refused(path, LoadConfig(target="OT"), TimestampParseError)
+    assert said == (
+        f"log.{kind}: column 'date', data row 1 (1-based, header not counted): "
+        "'2020-01-01 00:00:00.123456789' is dated finer than the microsecond (24 rows are), "
+        "which the forecast API and a model's `start` do not take: round the timestamps to "
+        "the microsecond (or a coarser step) before training"
+    ), said
+    to_micro = frame.assign(date=stamps.floor("us"))  # what the message asks for is read
+    path.unlink()
+    if kind == "csv":
+        write(tmp_path, to_micro.to_csv(index=False))
+    else:
+        to_micro.to_parquet(path, index=False)
+    assert load_data(path, LoadConfig(target="OT")).series["log"].index[0] == stamps[0].floor("us")
