@@ -525,6 +525,15 @@ def test_train_then_backtest_end_to_end(
         ["backtest", "--data", str(csv), "--target", "x", "--covariates", "y"], settings, capsys
     )
     assert code == 2 and "the model was trained on target 'y'" in err
+    # the model's covariate as --target: refused as such, not as "target and covariates must
+    # be distinct columns, got target='x', covariates=['x']" (covariates not given)
+    code, _, err = run_cli(["backtest", "--data", str(csv), "--target", "x"], settings, capsys)
+    assert code == 2
+    assert err == (
+        "urnn backtest: error: the model was trained on target 'y' with covariates ['x']; "
+        "--target 'x' differs: the backtest reads the model's own columns (leave the option "
+        "out; a file whose column has another name needs it renamed)\n"
+    )
 
 
 def test_train_and_backtest_a_log_cut_at_a_long_outage(

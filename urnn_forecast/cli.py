@@ -1889,6 +1889,45 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _check_model_columns(
+    overrides: dict[str, Any],
+    recorded: dict[str, Any],
+    target: str,
+    covariates: tuple[str, ...],
+) -> None:
+    """UsageError where `urnn backtest --target/--covariates` name other columns than the
+    model reads (the only choice), before the file is read: `--target HUFL` on a model of
+    'OT' with covariate 'HUFL' was refused as "target and covariates must be distinct
+    columns, got target='HUFL', covariates=['HUFL']", covariates the user never gave."""
+    trained_target = str(recorded.get("target", target))
+    trained_covariates = [str(c) for c in recorded.get("covariates", covariates)]
+    given_target = str(overrides.get("target", trained_target))
+    given_covariates = [str(c) for c in overrides.get("covariates", trained_covariates)]
+    if given_target == trained_target and given_covariates == trained_covariates:
+        return
+    given = (
+        f"--target {given_target!r}"
+        if given_target != trained_target
+        else f"--covariates {','.join(given_covariates) or '(none)'}"
+    )
+    said = (
+        f"the model was trained on target {trained_target!r} with covariates "
+        f"{trained_covariates}; {given} differs"
+    )
+    # the model's own "Temp, °C" given as --covariates, which split it at its comma
+    cut = [c for c in trained_covariates if "," in c and set(_names(c)) <= set(given_covariates)]
+    if given_target == trained_target and cut:
+        pieces = ", ".join(repr(p) for c in cut for p in _names(c))
+        raise UsageError(
+            f"{said}; --covariates splits on commas: it read {', '.join(map(repr, cut))} as "
+            f"{pieces}; leave --covariates out: the backtest reads the model's own covariates"
+        )
+    raise UsageError(
+        f"{said}: the backtest reads the model's own columns (leave the option out; a file "
+        "whose column has another name needs it renamed)"
+    )
+
+
 class UsageError(ValueError):
     """Bad input found by a handler (a config file, a column); printed, exit code 2."""
 
@@ -2447,6 +2486,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     if args.series_id is not None and args.series_col is None:
         recorded.pop("series_col", None)  # the user says this file is one series
     overrides = _load_overrides(args)
+    _check_model_columns(overrides, recorded, predictor.target, predictor.covariates)
     load = {**recorded, **overrides}
     if "decimal" not in overrides and load.get("decimal") == load.get("sep", ","):
         # a model trained on a ';' file with decimal commas, scored on a ',' file: --sep ','
