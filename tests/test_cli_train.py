@@ -331,6 +331,12 @@ def test_missing_file_and_bad_config_files(
             "fit config: seed must be an integer from 0 to 2**32 - 1 (4294967295), got -3"
         ),
         json.dumps({"train": {"data": "x.csv"}}): "set 'data' with its option",
+        # json.loads keeps the last of a key given twice: lr 5 trained without a word
+        '{"fit": {"lr": 1e-3, "lr": 5}}': (
+            "config.json: the key 'lr' is given twice in one object (JSON would keep the "
+            "last one and drop the other without a word): give it once"
+        ),
+        '{"fit": {"lr": 1e-3}, "fit": {"seed": 1}}': "the key 'fit' is given twice",
     }
     for text, expected in cases.items():
         config = tmp_path / "config.json"

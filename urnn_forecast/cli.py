@@ -1992,11 +1992,31 @@ def _comma_note(args: argparse.Namespace, error: BaseException, *, backtest: boo
     return f"{note}; name such columns in a --config file instead: {example}"
 
 
+class _DuplicateKeyError(ValueError):
+    """A JSON object that names one key twice (json.loads keeps the last one silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: `{"fit": {"lr": 1e-3, "lr": 5}}` trained at lr 5 without a
+    word, and a second "fit" section replaced the first whole; refused, naming the key."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(
+                f"the key {key!r} is given twice in one object (JSON would keep the last one "
+                "and drop the other without a word): give it once"
+            )
+        out[key] = value
+    return out
+
+
 def _read_config_file(path: str) -> dict[str, dict[str, Any]]:
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text(), object_pairs_hook=_unique_keys)
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
+    except _DuplicateKeyError as error:
+        raise UsageError(f"--config {path}: {error}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UsageError(f"--config {path}: not a readable JSON file ({error})") from None
     except RecursionError:
