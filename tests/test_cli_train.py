@@ -351,6 +351,13 @@ def test_missing_file_and_bad_config_files(
         capsys,
     )
     assert code == 2 and "no.json: no such file" in err
+    # a byte-order mark before the JSON (Notepad's UTF-8) is read past, as in a history file:
+    # the file's own (bad) value is what is refused, not "Unexpected UTF-8 BOM"
+    config = tmp_path / "config.json"
+    config.write_bytes(b"\xef\xbb\xbf" + json.dumps({"fit": {"lr": -1}}).encode())
+    argv = ["train", "--data", str(csv), "--target", "y", "--config", str(config)]
+    code, _, err = run_cli(argv, mlflow_settings, capsys)
+    assert code == 2 and "lr must be > 0" in err, err
 
 
 @pytest.mark.parametrize(

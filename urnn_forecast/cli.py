@@ -2012,7 +2012,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _read_config_file(path: str) -> dict[str, dict[str, Any]]:
     try:
-        raw = json.loads(Path(path).read_text(), object_pairs_hook=_unique_keys)
+        # utf-8-sig: a byte-order mark (Windows Notepad's UTF-8) is no JSON error, as it is
+        # none in a history file; json.loads refused it ("Unexpected UTF-8 BOM")
+        text = Path(path).read_text(encoding="utf-8-sig")
+        raw = json.loads(text, object_pairs_hook=_unique_keys)
     except FileNotFoundError:
         raise UsageError(f"--config {path}: no such file") from None
     except _DuplicateKeyError as error:
