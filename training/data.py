@@ -2601,9 +2601,10 @@ def _refuse_ids_written_two_ways(
     indices: Mapping[str, np.ndarray], column: str, source: str
 ) -> None:
     """Two ids that differ only by spaces at either end ('pump 1' and 'pump 1 ', as an export
-    pads some cells) or by leading zeros ('007' and '7': a spreadsheet reads ids as numbers
-    and drops the zeros of the rows it rewrote) were two series, each with part of one unit's
-    history and gaps that filling made up. Which is meant is not for the loader to guess:
+    pads some cells), by leading zeros ('007' and '7': a spreadsheet reads ids as numbers
+    and drops the zeros of the rows it rewrote) or by a '.0' ('7' and '7.0': pandas writes
+    ids it read as floats so) were two series, each with part of one unit's history and gaps
+    that filling made up. Which is meant is not for the loader to guess:
     refused, both named with the first row of each."""
     spaces = (
         "differ only by spaces at either end, so they would be read as two series; write "
@@ -2613,9 +2614,15 @@ def _refuse_ids_written_two_ways(
         "differ only by leading zeros (a spreadsheet drops them from ids it reads as "
         "numbers), so they would be read as two series; write each id one way"
     )
+    point = (
+        "differ only by a '.0' (ids written as decimals: pandas writes '7.0' for an id column "
+        "it read as floats, e.g. one with an empty cell), so they would be read as two "
+        "series; write each id one way"
+    )
     for key_of, how in (
         (str.strip, spaces),
         (lambda i: (i.lstrip("0") or "0") if _DIGITS.fullmatch(i) else None, zeros),
+        (lambda i: (i.split(".")[0].lstrip("0") or "0") if _WHOLE.fullmatch(i) else None, point),
     ):
         seen: dict[str, str] = {}
         for series_id in indices:
@@ -2633,6 +2640,7 @@ def _refuse_ids_written_two_ways(
 
 
 _DIGITS = re.compile(r"[0-9]+")
+_WHOLE = re.compile(r"[0-9]+(?:\.0+)?")  # a whole number, as an int or a float writes it
 
 
 def _suffix(path: Path) -> str:

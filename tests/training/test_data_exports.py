@@ -304,6 +304,28 @@ def test_series_ids_apart_only_by_leading_zeros_are_refused_naming_both(tmp_path
     assert sorted(loaded.series) == ["01", "10"]
 
 
+def test_series_ids_apart_only_by_a_decimal_zero_are_refused_naming_both(tmp_path: Path) -> None:
+    """Engine ids '1', '2' with engine 1's later rows appended from a pandas export that read
+    the id column as floats ('1.0'): two series, '1' and '1.0', each with part of one engine's
+    history, and nothing said. Ids that are other numbers ('1.5', '10') stay apart."""
+    rows = [f"{unit},2000-01-{day:02d},{day}.5\n" for unit in ("1", "2") for day in range(1, 11)]
+    rows[5:10] = [row.replace("1,", "1.0,", 1) for row in rows[5:10]]
+    path = write(tmp_path, "unit,ts,s11\n" + "".join(rows))
+    config = LoadConfig(target="s11", series_col="unit", timestamp_col="ts")
+    said = refused(path, config, MissingSeriesIdError)
+    assert said == (
+        "log.csv: column 'unit': series ids '1' (first at data row 1) and '1.0' (first at data "
+        "row 6 (1-based, header not counted)) differ only by a '.0' (ids written as decimals: "
+        "pandas writes '7.0' for an id column it read as floats, e.g. one with an empty cell), "
+        "so they would be read as two series; write each id one way"
+    )
+    apart = "".join(
+        f"{unit},2000-01-{day:02d},{day}\n" for unit in ("1", "1.5", "10") for day in (1, 2)
+    )
+    loaded = load_data(write(tmp_path, "unit,ts,s11\n" + apart, "apart.csv"), config)
+    assert sorted(loaded.series) == ["1", "1.5", "10"]
+
+
 @pytest.mark.parametrize(
     ("text", "config"),
     [
