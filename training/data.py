@@ -1706,12 +1706,27 @@ def _parse_timestamps(
                 f"converted {len(parsed):,} timestamps with several UTC offsets (a "
                 "daylight-saving change, or mixed zones) to UTC and dropped the zone"
                 if several_offsets
+                # 'Z' / +00:00 / a Parquet column zoned UTC: "from time zone UTC to UTC" said
+                # a conversion that changed nothing
+                else f"read {len(parsed):,} timestamps written in UTC and dropped the zone"
+                if _is_utc(parsed.dt.tz)
                 else f"converted {len(parsed):,} timestamps from time zone {parsed.dt.tz} to "
                 "UTC and dropped the zone"
             ),
         )
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return pd.DatetimeIndex(parsed, name="timestamp")
+
+
+def _is_utc(zone: Any) -> bool:
+    """Whether a parsed column's zone is UTC itself (by name or a zero offset all year)."""
+    if str(zone) in ("UTC", "UTC+00:00", "Etc/UTC", "Z"):
+        return True
+    probes = (pd.Timestamp("2021-01-15"), pd.Timestamp("2021-07-15"))
+    try:
+        return all(zone.utcoffset(t.to_pydatetime()) == pd.Timedelta(0) for t in probes)
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 def _dates_as_written(

@@ -234,6 +234,25 @@ def test_text_with_several_utc_offsets_is_reported_as_such(tmp_path: Path) -> No
     assert list(index.hour) == [23, 0, 1, 2]  # UTC
 
 
+@pytest.mark.parametrize("suffix", ["Z", "+00:00"])
+def test_timestamps_written_in_utc_are_not_said_to_be_converted_to_it(
+    tmp_path: Path, suffix: str
+) -> None:
+    """ETTh1 written with 'Z': the report said "converted 800 timestamps from time zone UTC
+    to UTC", a conversion that changed nothing."""
+    text = "timestamp,y\n" + "".join(f"2016-03-27T{h:02d}:00:00{suffix},{h}\n" for h in range(4))
+    data = load_data(write(tmp_path, text), LoadConfig(target="y"))
+    (decision,) = steps(data, "timezone")
+    assert decision.message == "log.csv: read 4 timestamps written in UTC and dropped the zone"
+    index = pd.DatetimeIndex(data.series[next(iter(data.series))].index)
+    assert list(index.hour) == [0, 1, 2, 3]
+    offset = text.replace(suffix, "+02:00")
+    (decision,) = steps(load_data(write(tmp_path, offset), LoadConfig(target="y")), "timezone")
+    assert decision.message == (
+        "log.csv: converted 4 timestamps from time zone UTC+02:00 to UTC and dropped the zone"
+    )
+
+
 def test_a_first_row_that_does_not_parse_is_not_said_to_be_the_inferred_format(
     tmp_path: Path,
 ) -> None:
