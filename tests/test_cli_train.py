@@ -153,6 +153,32 @@ def test_bad_train_input_is_a_message_and_exit_code_2(
     assert "epoch 1/" not in out  # refused before any training
 
 
+@pytest.mark.parametrize("option", ["--result-json", "--started-json"])
+def test_an_outcome_file_that_is_the_data_or_config_file_is_refused_and_both_are_kept(
+    csv: Path,
+    tmp_path: Path,
+    option: str,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--result-json` naming the --data file replaced the history with the run's outcome
+    once the run ended (`--started-json` before the fit); the --config file alike."""
+    data_before = csv.read_bytes()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"fit": {"max_epochs": 1}}))
+    base = ["train", "--data", str(csv), "--target", "y", "--config", str(config)]
+    for target, named in ((csv, "--data"), (config, "--config")):
+        code, out, err = run_cli([*base, option, str(target)], mlflow_settings, capsys)
+        assert code == 2
+        assert err == (
+            f"urnn train: error: {option} {target}: is the {named} file, which writing the "
+            "outcome would overwrite; give another file name\n"
+        )
+        assert "epoch 1/" not in out
+    assert csv.read_bytes() == data_before
+    assert json.loads(config.read_text()) == {"fit": {"max_epochs": 1}}
+
+
 def test_decoder_option_reaches_the_model_config(csv: Path) -> None:
     parser = cli.build_parser()
     base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]

@@ -2289,9 +2289,10 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
 
             if not torch.cuda.is_available():
                 raise UsageError("--config fit.device: cuda is not available here; use auto or cpu")
+        inputs = {"--data": config.data, "--config": args.config}
         for option, path in (("--result-json", args.result_json), ("--started-json", started)):
             if path:  # checked before the fit, not found out after it
-                _check_writable_file(path, option)
+                _check_writable_file(path, option, inputs)
         from training import distributed
         from training.pipeline import train_pipeline, train_replica
         from urnn_forecast.tracking import check_tracking_server, check_tracking_store
@@ -2790,11 +2791,23 @@ def _refit_config(
     return fit_config, train_stride
 
 
-def _check_writable_file(path: str, option: str) -> None:
+def _check_writable_file(
+    path: str, option: str, inputs: Mapping[str, str | None] | None = None
+) -> None:
+    """A file `option` may write, or UsageError; `inputs` (option -> path) are files the
+    command reads, which it must not overwrite: `--result-json` naming the --data file
+    replaced a history file with the run's outcome (and `--started-json` did so before the
+    fit had read it)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise UsageError(f"{option} {path}: is a folder; give a file name")
+    for source, read in (inputs or {}).items():
+        if read and target.exists() and Path(read).exists() and target.samefile(read):
+            raise UsageError(
+                f"{option} {path}: is the {source} file, which writing the outcome would "
+                "overwrite; give another file name"
+            )
     if not folder.is_dir():
         raise UsageError(f"{option} {path}: the folder {folder} does not exist")
     import os
