@@ -546,6 +546,16 @@ def test_train_then_backtest_end_to_end(
     assert code == 0, err
     # the whole series scored as a unit the model never saw: every origin after the look-back
     assert f"{(600 - 48 - 12 + 1) * 12:,} forecast values" in unseen
+    # ... but it is the training file: the values on rows the model trained or early-stopped
+    # on (its first 480) are said to be in-sample; the model's own split scores none such
+    seen_until = pd.read_csv(csv)["timestamp"].iloc[479]
+    assert re.search(
+        r"^[\d,]+ of [\d,]+ forecast values lie on rows the model trained or early-stopped on "
+        rf"\('plant' up to {seen_until}: its train.seen_until\): their scores are in-sample",
+        unseen,
+        re.M,
+    ), unseen
+    assert "in-sample" not in out
     short = tmp_path / "short.csv"
     seasonal_frame(50).to_csv(short)
     code, _, err = run_cli(["backtest", "--data", str(short)], settings, capsys)

@@ -1790,6 +1790,28 @@ def _after_champion_saw(
     return np.asarray(limit.isna() | (stamps > limit), dtype=bool)
 
 
+def seen_rows_note(meta: Mapping[str, Any], data: LoadedData, forecasts: pd.DataFrame) -> str:
+    """ "" or the line `urnn backtest` prints under its table where some forecast values it
+    scored lie on rows the model trained or early-stopped on (`train.seen_until`, by unit):
+    `--split unseen`, a smaller --train-fraction or --train-fraction 0.3 on the training file
+    itself scored the model on its own training rows (ETTh1's first 800 rows at 0.3: 2,946 of
+    4,800 values in-sample) and the tables read as an evaluation with nothing said."""
+    after = _after_champion_saw(meta, data, forecasts)
+    if after is None or after.all():
+        return ""
+    until = recorded_seen_until(meta) or {}
+    seen = ~after
+    units = sorted({str(data.unit_of(sid)) for sid in forecasts["series"].astype(str)[seen]})
+    shown_units = ", ".join(f"{shown(u)} up to {until[u]}" for u in units[:3] if u in until)
+    more = f" and {len(units) - 3:,} more" if len(units) > 3 else ""
+    return (
+        f"{int(seen.sum()):,} of {len(seen):,} forecast values lie on rows the model trained "
+        f"or early-stopped on ({shown_units}{more}: its train.seen_until): their scores are "
+        "in-sample and read better than on data it has not seen; score a span after those rows "
+        "(the model's own split of its training file, or newer data)"
+    )
+
+
 def recorded_seen_until(meta: Mapping[str, Any]) -> dict[str, pd.Timestamp] | None:
     """A model's `train.seen_until` (`seen_until`) read back, per unit; None for a model from
     before the key, or a config.json edited into something else (nothing known)."""

@@ -2477,7 +2477,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.fit import FitConfig
     from training.metrics import filled_note, score_text, unscaled_note
     from training.paper_benchmark import resolve_device
-    from training.pipeline import spike_lines, stuck_run_lines
+    from training.pipeline import seen_rows_note, spike_lines, stuck_run_lines
     from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_span, split_data
@@ -2646,7 +2646,10 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             print(note)
         print("\nOverall:")
         print(result.tables.overall.to_string(float_format=fmt))
-        for note in (unscaled_note(result.forecasts), filled_note(result.forecasts), *spikes):
+        # a refit's models train only on rows before each origin: nothing in-sample
+        seen = "" if args.refit else seen_rows_note(meta, data, result.forecasts)
+        notes = (unscaled_note(result.forecasts), filled_note(result.forecasts), seen, *spikes)
+        for note in notes:
             if note:
                 print(note)
         heading, shown_series = series_table_shown(result.tables.by_series, bool(args.output))
