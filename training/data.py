@@ -246,6 +246,13 @@ class LoadConfig:
                 "series_col (--series-col) must name the column of series ids, or be None when "
                 "the whole file is one series; got ''"
             )
+        if self.series_id is not None and not str(self.series_id).strip():
+            # '' fell back to the file's name without a word, and '  ' named the series with
+            # spaces, an id the loader refuses in a series column ("is only spaces")
+            raise InvalidOptionError(
+                f"series_id (--series-id) must be an id with more than spaces, or be left out "
+                f"to name the one series after the file; got {shown(self.series_id)}"
+            )
         if self.series_col is not None and self.series_id is not None:
             raise InvalidOptionError(
                 f"series_id (--series-id) names the one series of a file without a series "

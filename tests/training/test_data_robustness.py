@@ -951,3 +951,13 @@ def test_timestamps_finer_than_the_microsecond_are_refused_before_the_fit(
     else:
         to_micro.to_parquet(path, index=False)
     assert load_data(path, LoadConfig(target="OT")).series["log"].index[0] == stamps[0].floor("us")
+
+
+@pytest.mark.parametrize("series_id", ["", "  "])
+def test_a_blank_series_id_option_is_refused(tmp_path: Path, series_id: str) -> None:
+    """--series-id '' fell back to the file's name without a word; '  ' named the series with
+    spaces, an id a series column may not hold. A real id is used as given."""
+    with pytest.raises(InvalidOptionError, match=r"series_id \(--series-id\) must be an id"):
+        LoadConfig(target="OT", series_id=series_id)
+    data = load_data(write(tmp_path, HOURLY), LoadConfig(target="OT", series_id="pump 1"))
+    assert list(data.series) == ["pump 1"]
