@@ -179,6 +179,29 @@ def test_an_outcome_file_that_is_the_data_or_config_file_is_refused_and_both_are
     assert json.loads(config.read_text()) == {"fit": {"max_epochs": 1}}
 
 
+@pytest.mark.parametrize("name", ["forecasts.parquet", "overall.csv"])
+def test_backtest_output_that_would_overwrite_the_data_file_is_refused(
+    tmp_path: Path, name: str, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn backtest --data results/forecasts.parquet --output results` replaced the history
+    with the backtest's own forecasts table (and overall.csv alike)."""
+    data = tmp_path / name
+    frame = seasonal_frame(200).reset_index()
+    if name.endswith(".parquet"):
+        frame.to_parquet(data, index=False)
+    else:
+        frame.to_csv(data, index=False)
+    before = data.read_bytes()
+    argv = ["backtest", "--data", str(data), "--output", str(tmp_path)]
+    code, _, err = run_cli(argv, mlflow_settings, capsys)
+    assert code == 2
+    assert err == (
+        f"urnn backtest: error: --output {tmp_path}: the backtest writes {name} there, which "
+        "is the --data file; give another folder\n"
+    )
+    assert data.read_bytes() == before
+
+
 def test_decoder_option_reaches_the_model_config(csv: Path) -> None:
     parser = cli.build_parser()
     base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]

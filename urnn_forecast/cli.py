@@ -2451,9 +2451,37 @@ def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
         return _fail("backtest", error, _comma_note(args, error, backtest=True))
 
 
+# What `urnn backtest --output DIR` writes at DIR's top (training.backtest
+# write_backtest_tables, and the manifest and report written beside them)
+BACKTEST_OUTPUT_FILES = (
+    "overall.csv",
+    "by_step.csv",
+    "by_series.csv",
+    "overall.json",
+    "forecasts.parquet",
+    "backtest.json",
+    "data_report.txt",
+)
+
+
+def _check_output_spares_data(output: str | None, data: str) -> None:
+    """UsageError where `--output DIR` would write over the --data file: a history kept as
+    DIR/forecasts.parquet (or overall.csv, ...) was replaced by the backtest's own tables."""
+    if not output or not Path(data).exists():
+        return
+    for name in BACKTEST_OUTPUT_FILES:
+        written = Path(output) / name
+        if written.exists() and written.samefile(data):
+            raise UsageError(
+                f"--output {output}: the backtest writes {name} there, which is the --data "
+                "file; give another folder"
+            )
+
+
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     _check_data_path(args.data)
     _check_output_folder(args.output)
+    _check_output_spares_data(args.output, args.data)
     if args.refit and args.backtest_windows is None:
         raise UsageError(
             "--refit fits one model per origin: give --backtest-windows N (a handful: each is "
