@@ -363,6 +363,25 @@ def test_a_streaming_look_back_as_long_as_the_training_crops_is_refused_before_l
     assert code == 2 and "stream_crop_length=50 is shorter than lookback + horizon (48 + 12)" in err
 
 
+def test_a_train_stride_for_a_streaming_kind_is_refused_before_loading(
+    csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """urnn-stream trains on crops, not windows: --train-stride 5 was ignored without a word
+    and recorded in config.json as if it had been used; the --config field alike."""
+    base = ["train", "--data", str(csv), "--target", "y", "--model", "urnn-stream"]
+    refusal = (
+        "urnn train: error: train_stride (--train-stride) spaces training windows, and kind "
+        "'urnn-stream' trains on crops of each series' history (fit.stream_crop_length), not "
+        "windows: leave it at 1\n"
+    )
+    code = cli.main([*base, "--lookback", "48", "--segment-length", "8", "--train-stride", "5"])
+    assert code == 2 and capsys.readouterr().err == refusal
+    config = tmp_path / "stride.json"
+    config.write_text(json.dumps({"train": {"train_stride": 5}}))
+    code = cli.main([*base, "--lookback", "48", "--segment-length", "8", "--config", str(config)])
+    assert code == 2 and capsys.readouterr().err == refusal
+
+
 def test_missing_file_and_bad_config_files(
     tmp_path: Path, csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

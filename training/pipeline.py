@@ -203,6 +203,13 @@ class TrainConfig:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        if self.train_stride != 1 and FORECASTERS[self.model.kind].STREAMING:
+            # ignored without a word, and recorded in config.json as if it had been used
+            raise ValueError(
+                f"train_stride (--train-stride) spaces training windows, and kind "
+                f"{self.model.kind!r} trains on crops of each series' history "
+                "(fit.stream_crop_length), not windows: leave it at 1"
+            )
         windows = self.backtest_windows
         if windows is not None and (type(windows) is not int or windows < 1):
             raise ValueError(

@@ -618,7 +618,11 @@ def _add_train_parser(commands: Any) -> None:
         ("--segment-length", "N", "rows per recurrent step; must divide --lookback; default 24"),
         ("--epochs", "N", "maximum training epochs (early stopping may end sooner); default 100"),
         ("--batch-size", "N", "training windows per batch; default 64"),
-        ("--train-stride", "N", "rows between training windows; default 1"),
+        (
+            "--train-stride",
+            "N",
+            "rows between training windows (not urnn-stream: crops); default 1",
+        ),
         (
             "--ensemble",
             "K",
