@@ -1444,6 +1444,14 @@ def resolve_columns(
     roles += [(c, "a covariate") for c in config.covariates]
     seen: dict[str, str] = {}
     for column, role in roles:
+        if column in seen and role == seen[column] == "the timestamp":
+            # "is the timestamp and cannot also be the timestamp" said nothing of the mistake
+            raise ColumnRoleError(
+                f"{source}: column {column!r} is named twice among the timestamp columns "
+                f"(timestamp_col, --timestamp-col: {', '.join(map(repr, time_columns))}); "
+                "name each column once",
+                column=column,
+            )
         if column in seen:
             raise ColumnRoleError(
                 f"{source}: column {column!r} is {seen[column]} and cannot also be {role}; "

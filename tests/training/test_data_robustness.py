@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training.data import LoadConfig, load_data
+from training.data import ColumnRoleError, LoadConfig, load_data
 from training.validation import (
     DataValidationError,
     DuplicateTimestampError,
@@ -961,3 +961,15 @@ def test_a_blank_series_id_option_is_refused(tmp_path: Path, series_id: str) -> 
         LoadConfig(target="OT", series_id=series_id)
     data = load_data(write(tmp_path, HOURLY), LoadConfig(target="OT", series_id="pump 1"))
     assert list(data.series) == ["pump 1"]
+
+
+def test_a_timestamp_column_named_twice_is_said_so(tmp_path: Path) -> None:
+    """--timestamp-col dteday --timestamp-col dteday was refused as "column 'dteday' is the
+    timestamp and cannot also be the timestamp"."""
+    path = write(tmp_path, "dteday,hr,cnt\n2011-01-01,0,16\n2011-01-01,1,40\n")
+    config = LoadConfig(target="cnt", timestamp_col=("dteday", "hr", "dteday"))
+    said = refused(path, config, ColumnRoleError)
+    assert said == (
+        "log.csv: column 'dteday' is named twice among the timestamp columns (timestamp_col, "
+        "--timestamp-col: 'dteday', 'hr', 'dteday'); name each column once"
+    ), said
