@@ -23,7 +23,7 @@ from jobs.db import (
 )
 from jobs.models import Base, Job, Schedule
 from urnn_forecast.cli import main
-from urnn_forecast.settings import Settings
+from urnn_forecast.settings import Settings, get_settings
 
 TABLES = {"jobs", "schedules", "series_snapshots"}
 HEAD = "0007"  # the newest migration: each new one changes it here, and only here
@@ -339,7 +339,12 @@ def test_a_sqlite_uri_filename_is_refused_by_name_and_makes_no_folder(
     ... run `urnn db upgrade`" whatever was run."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("URNN_DATABASE_URL", f"sqlite:///file:{tmp_path}/db/jobs.db?{flag}")
-    assert main(["db", "upgrade"]) == 2
+    get_settings.cache_clear()  # read from the variables just set, not an earlier test's
+    try:
+        code = main(["db", "upgrade"])
+    finally:
+        get_settings.cache_clear()
+    assert code == 2
     err = capsys.readouterr().err
     assert "URNN_DATABASE_URL=" in err
     assert "is a SQLite URI filename (uri=true), which the job database does not read" in err
