@@ -1251,14 +1251,31 @@ def load_checkpoint(
     directory = Path(directory)
     meta = read_model_config(directory / CHECKPOINT_CONFIG)
     state = load_weights(directory / CHECKPOINT_WEIGHTS, map_location, source=source)
-    return load_forecaster(meta["model"], state), meta
+    try:
+        model = load_forecaster(meta["model"], state)
+    except RuntimeError as error:  # load_state_dict: weights of another shape or kind
+        raise ModelConfigError(
+            directory / CHECKPOINT_CONFIG,
+            f"its 'model' section does not match {CHECKPOINT_WEIGHTS}: {_mismatch(error)}",
+        ) from None
+    return model, meta
+
+
+def _mismatch(error: RuntimeError) -> str:
+    """The first thing torch's multi-line load_state_dict error names (a size mismatch, a
+    missing or unexpected key), on one line: an edited config.json (another horizon, another
+    kind) stopped `urnn train`'s comparison with the champion in a traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 else (lines[0] if lines else type(error).__name__)
+    return detail if len(detail) <= 300 else detail[:297] + "..."
 
 
 class ModelConfigError(ValueError):
     """A config.json that is not a model's (not JSON, or no "model" section): one line naming
     the file, where a bare KeyError or JSONDecodeError said neither."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.reason = reason  # to say it again of the file as stored (a temporary copy's path)
         super().__init__(
             f"{path} is not a model's {CHECKPOINT_CONFIG} ({reason}); register a new version "
             "(urnn train) or give a model folder `urnn train` wrote"

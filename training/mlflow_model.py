@@ -80,7 +80,7 @@ from models.forecaster import (
 )
 from training.data import NO_DATE
 from training.metrics import quantile_column
-from training.split import StandardScaler
+from training.split import ScalerError, StandardScaler
 from training.validation import (
     FORECAST_ID_MAX,
     ZONE_RULE,
@@ -92,7 +92,7 @@ from training.validation import (
     written_at_skipped_midnight,
     zone_named,
 )
-from urnn_forecast.field_types import shown
+from urnn_forecast.field_types import shown, shown_names
 
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
@@ -223,6 +223,34 @@ def covariates_read(config: ForecasterConfig, covariates: Sequence[str]) -> tupl
     return tuple(covariates) if config.n_past_covariates > 0 else ()
 
 
+def forecaster_meta_problem(meta: Mapping[str, Any]) -> str | None:
+    """What is wrong with the keys of a forecaster's config.json that every predict reads
+    (`target`, `freq`, `covariates`), or None. A config.json edited without them loaded, and
+    then failed far from the file: `urnn train` comparing with such a champion stopped in a
+    traceback (KeyError: 'target') after registering its version, which was left with no
+    decision, and predict blamed the request's `start` for a `freq` the model did not have."""
+
+    def got(key: str) -> str:
+        return f"got {shown(meta[key])}" if key in meta else "it has none"
+
+    target = meta.get("target")
+    if not isinstance(target, str) or not target:
+        return f"'target' must be the forecast column's name; {got('target')}"
+    freq = meta.get("freq")
+    try:
+        valid = isinstance(freq, str) and to_offset(freq) is not None
+    except (ValueError, OverflowError):
+        valid = False
+    if not valid:
+        return f"'freq' must be a pandas frequency alias such as 'h'; {got('freq')}"
+    covariates = meta.get("covariates", [])
+    if not isinstance(covariates, list) or not all(
+        isinstance(name, str) and name for name in covariates
+    ):
+        return f"'covariates' must be a list of column names; {got('covariates')}"
+    return None
+
+
 class UnservableModelError(ValueError):
     """A checkpoint that loads but that the serving paths cannot feed."""
 
@@ -253,9 +281,21 @@ class ForecastPredictor:
         """The predictor saved in `directory`; `source` names its weights file in a
         CheckpointError (`load_checkpoint`), e.g. as stored when `directory` is a copy."""
         model, meta = load_checkpoint(directory, source=source)
+        config = Path(directory) / CHECKPOINT_CONFIG
         if not isinstance(meta.get("scaler"), dict):  # a bare model checkpoint, not a forecaster
-            raise ModelConfigError(Path(directory) / CHECKPOINT_CONFIG, "no 'scaler' object")
-        return cls(model=model, meta=meta, scaler=StandardScaler.from_dict(meta["scaler"]))
+            raise ModelConfigError(config, "no 'scaler' object")
+        if (problem := forecaster_meta_problem(meta)) is not None:
+            raise ModelConfigError(config, problem)
+        try:
+            scaler = StandardScaler.from_dict(meta["scaler"])
+        except ScalerError as error:
+            raise ModelConfigError(config, f"'scaler': {error}") from None
+        needed = [str(meta["target"]), *meta.get("covariates", [])]
+        unscaled = [name for name in needed if name not in scaler.columns]
+        if unscaled or not scaler.stats:
+            said = f"no statistics for {shown_names(unscaled)}" if unscaled else "no statistics"
+            raise ModelConfigError(config, f"'scaler' has {said}")
+        return cls(model=model, meta=meta, scaler=scaler)
 
     @classmethod
     def from_files(cls, config_path: str | Path, weights_path: str | Path) -> ForecastPredictor:

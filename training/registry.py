@@ -30,6 +30,7 @@ from models.forecaster import (
     CHECKPOINT_CONFIG,
     CHECKPOINT_WEIGHTS,
     Forecaster,
+    ModelConfigError,
     save_checkpoint,
 )
 from training.mlflow_model import ForecastPredictor, signature_for
@@ -678,9 +679,17 @@ def training_run_params(model_uri: str) -> dict[str, str] | None:
 def load_registered(model_uri: str, *, tracking_uri: str | None = None) -> ForecastPredictor:
     """The forecaster behind `model_uri` (e.g. models:/urnn-forecaster@champion, or a
     version's storage location), no pickle; `tracking_uri` as for `model_artifact_dir`.
-    A damaged weights file is named as stored, not as the deleted temporary copy."""
+    A damaged weights file or config.json is named as stored, not as the deleted temporary
+    copy."""
     with tempfile.TemporaryDirectory(prefix="urnn-load-") as tmp:
         directory = model_artifact_dir(model_uri, tmp, tracking_uri=tracking_uri)
-        return ForecastPredictor.from_directory(
-            directory, source=f"{CHECKPOINT_WEIGHTS} in {shown_uri(model_uri)}"
-        )
+        try:
+            return ForecastPredictor.from_directory(
+                directory, source=f"{CHECKPOINT_WEIGHTS} in {shown_uri(model_uri)}"
+            )
+        except ModelConfigError as error:
+            if directory.is_relative_to(tmp):  # a download: its path is gone once said
+                raise ModelConfigError(
+                    f"{CHECKPOINT_CONFIG} in {shown_uri(model_uri)}", error.reason
+                ) from None
+            raise

@@ -1044,6 +1044,46 @@ def test_a_champion_that_does_not_load_is_kept_and_the_new_version_decided(
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
 
 
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda c: c.pop("target"), "('target' must be the forecast column's name; it has none)"),
+        (lambda c: c.update(freq="bogus"), "('freq' must be a pandas frequency alias such as"),
+        (lambda c: c["model"].update(horizon=24), "('model' section does not match weights.pt: "),
+    ],
+    ids=["no target", "bad freq", "another horizon"],
+)
+def test_a_champion_whose_config_json_was_edited_is_kept_and_the_new_version_decided(
+    edit: Callable[[dict[str, Any]], object], said: str, csv: Path, mlflow_settings: Settings
+) -> None:
+    """A champion's config.json edited by hand (a key removed, the horizon changed) loaded
+    and then failed in the comparison, or failed to build with torch's multi-line state-dict
+    error: `urnn train` stopped in a traceback (KeyError: 'target', RuntimeError) after
+    registering its version, which was left with neither scores nor a decision. The load now
+    refuses such a config.json, named as stored, and the new version is decided ("kept")."""
+    import mlflow
+
+    from training.registry import load_registered
+
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    assert train_pipeline(tiny_config(csv, model=linear), mlflow_settings).promoted
+    for config in Path(mlflow_settings.var_dir).rglob("config.json"):  # v1's copies alone
+        content = json.loads(config.read_text())
+        edit(content)
+        config.write_text(json.dumps(content))
+    other = train_pipeline(tiny_config(csv, model=linear), mlflow_settings)
+    assert not other.promoted and other.champion_score is None
+    assert other.reason.startswith(
+        f"champion v1 could not be scored on this backtest (it cannot be loaded "
+        f"(ModelConfigError: config.json in models:/{NAME}/1 is not a model's config.json "
+    ), other.reason
+    assert said.replace("('model'", "(its 'model'") in other.reason
+    tags = mlflow.MlflowClient().get_model_version(NAME, str(other.version)).tags
+    assert (tags["promotion.decision"], tags["promotion.reason"]) == ("kept", other.reason)
+    with pytest.raises(ValueError, match=re.escape(said.replace("('model'", "(its 'model'"))):
+        load_registered(f"models:/{NAME}/1")
+
+
 def test_pinball_mean_is_compared_on_the_quantile_levels_both_models_have(
     csv: Path, mlflow_settings: Settings
 ) -> None:
