@@ -1714,10 +1714,21 @@ def _scored_on_backtest(
     the forecasts both made on the challenger's backtest, past the rows the champion trained
     or early-stopped on (`compare_registered`)."""
     theirs = predictor.model.config
+    # Each model's origins are counted back from the test span's end by its own horizon, so
+    # at --backtest-step 24 a champion forecasting 12 steps and a challenger forecasting 24
+    # had no origin in common, and the challenger was kept as "could not be scored" without
+    # a reason. At a step dividing both the step and the horizons' difference the champion's
+    # origins hold every one of the challenger's (its extra ones are not scored below).
+    step, windows = backtest_config.step, backtest_config.n_windows
+    apart = abs(challenger_config.horizon - theirs.horizon)
+    aligned = math.gcd(step, apart) if apart else step
+    theirs_config = backtest_config
+    if aligned != step and windows is None and not backtest_config.refit:
+        theirs_config = replace(backtest_config, step=aligned)
     # the champion knows no covariate this data lacks: scored on the columns it was trained
     # with (a challenger that only knows one more is compared)
     result = backtest_predictor(
-        predictor, with_covariates(data, predictor.covariates), config, backtest_config
+        predictor, with_covariates(data, predictor.covariates), config, theirs_config
     )
     if result is None:
         return None
@@ -1729,7 +1740,17 @@ def _scored_on_backtest(
     )
     in_other, in_mine = mine_keys.isin(other_keys), other_keys.isin(mine_keys)
     if not in_other.any():
-        return None
+        last = f", the last {windows:,} per series (--backtest-windows)" if windows else ""
+        hint = f"; a --backtest-step dividing {apart} compares them" if apart % step else ""
+        return Comparison(
+            None,
+            why=(
+                "the two backtests share no forecast: each model's origins are counted back "
+                f"from the test span's end by its own horizon (the champion's {theirs.horizon} "
+                f"steps, this model's {challenger_config.horizon}), {step} rows apart"
+                f"{last}{hint}"
+            ),
+        )
     partial = not (in_other.all() and in_mine.all())
     theirs_shared = other[in_mine]
     unseen = _after_champion_saw(predictor.meta, data, theirs_shared)

@@ -777,6 +777,33 @@ def test_a_champion_is_compared_on_the_forecasts_both_models_made(
     )
 
 
+def test_a_champion_of_another_horizon_is_compared_whatever_the_backtest_step(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """Origins are counted back from the test span's end by each model's horizon: at
+    --backtest-step 24 a horizon-12 champion's origins lay 12 rows off a horizon-24
+    challenger's, the two shared no forecast, and the challenger was kept as "champion v1
+    could not be scored on this backtest" with no reason, however good it was. The champion
+    is now backtested at a step that meets every challenger origin; where --backtest-windows
+    still leaves none in common, the reason says so and what step would."""
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    assert train_pipeline(tiny_config(csv, model=linear), mlflow_settings).promoted
+    longer = replace(linear, horizon=24)
+    few = train_pipeline(
+        tiny_config(csv, model=longer, backtest_step=24, backtest_windows=2), mlflow_settings
+    )
+    assert not few.promoted and few.champion_score is None
+    assert few.reason == (
+        "champion v1 could not be scored on this backtest (the two backtests share no "
+        "forecast: each model's origins are counted back from the test span's end by its own "
+        "horizon (the champion's 12 steps, this model's 24), 24 rows apart, the last 2 per "
+        "series (--backtest-windows); a --backtest-step dividing 12 compares them); kept"
+    )
+    wide = train_pipeline(tiny_config(csv, model=longer, backtest_step=24), mlflow_settings)
+    assert wide.champion_version == "1" and wide.champion_score is not None, wide.reason
+    assert "forecasts both models made" in wide.reason and "steps 1-12)" in wide.reason
+
+
 def test_a_challenger_that_would_refuse_served_requests_is_not_promoted(
     csv: Path, mlflow_settings: Settings
 ) -> None:
