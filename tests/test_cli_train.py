@@ -480,6 +480,19 @@ def test_argument_errors_are_argparse_errors(csv: Path, capsys: pytest.CaptureFi
             ["train", "--data", str(csv), "--target", "y", "--registered-name", "plant/a:b"],
             "argument --registered-name: 'plant/a:b' is not a name MLflow's registry accepts",
         ),
+        (  # registered, then never loaded: models:/plant@a/1 is alias 'a/1' of 'plant', and
+            # models:/x?y/1 the logged model 'x'; every later training kept the champion as
+            # "cannot be loaded", and URNN_MODEL_URI could not name it
+            ["train", "--data", str(csv), "--target", "y", "--registered-name", "plant@a"],
+            "argument --registered-name: 'plant@a' cannot be read back from MLflow's registry: "
+            "models:/<name>@<alias> and models:/<name>/<version> cannot name a model whose name "
+            "holds an @ or a ?, so the service could not serve it, nor a later training compare "
+            "with it",
+        ),
+        (
+            ["train", "--data", str(csv), "--target", "y", "--registered-name", "x?y"],
+            "argument --registered-name: 'x?y' cannot be read back from MLflow's registry",
+        ),
         (
             ["train", "--data", str(csv), "--target", "y", "--registered-name", "..v2"],
             "argument --registered-name: '..v2' is not a name MLflow's registry accepts: it "

@@ -57,6 +57,12 @@ def registered_name_problem(name: object) -> str | None:
         return (
             f"{shown(name)} is not a name MLflow's registry accepts: it cannot contain '/' or ':'"
         )
+    if any(c in name for c in "@?"):  # MLflow registers it, and no models:/ URI reaches it
+        return (
+            f"{shown(name)} cannot be read back from MLflow's registry: models:/<name>@<alias> "
+            "and models:/<name>/<version> cannot name a model whose name holds an @ or a ?, so "
+            "the service could not serve it, nor a later training compare with it"
+        )
     if name == "." or name.startswith(".."):  # MLflow: it "would resolve to" another path
         return (
             f"{shown(name)} is not a name MLflow's registry accepts: it cannot be '.' nor "

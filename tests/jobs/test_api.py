@@ -337,6 +337,12 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "it cannot be '.' nor start with '..'",
     ),
     (
+        "a registered name no models:/ URI can name (the service could never serve it)",
+        lambda csv: _with(csv, "train", registered_name="plant@a"),
+        "field 'config.train': registered_name 'plant@a' cannot be read back from MLflow's "
+        "registry",
+    ),
+    (
         "a run name, which the worker sets",
         lambda csv: _with(csv, "train", run_name="mine"),
         "field 'config.train.run_name': the worker names each job's MLflow run job-",
