@@ -12,6 +12,11 @@ from urnn_forecast.model_uri import ModelUriError, parse_models_uri
 from urnn_forecast.settings import Settings
 
 DEFAULT_REASON = "set by hand (urnn models promote)"
+# A reason is a sentence or two, read in `urnn models list` and the MLflow UI. The registry
+# refuses a tag value over its limit (100,000 characters in MLflow 3) only when the tag is
+# written, which is after the alias has moved: the command then said "cannot use the
+# registry" (exit 1) while the champion had changed, with no tag saying by whom or why.
+REASON_MAX = 5_000
 
 
 def given_text(text: str) -> str:
@@ -19,6 +24,16 @@ def given_text(text: str) -> str:
     (`serve --host ""` served on 127.0.0.1)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def reason_text(text: str) -> str:
+    """--reason: said (not blank), and short enough for the registry's tags (REASON_MAX)."""
+    given_text(text)
+    if len(text) > REASON_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {REASON_MAX:,} characters; got {len(text):,}"
+        )
     return text
 
 
@@ -44,9 +59,12 @@ def add_models_parser(commands: Any) -> None:
     promote.add_argument("version", help="the version number, as `urnn models list` shows it")
     promote.add_argument(
         "--reason",
-        type=given_text,
+        type=reason_text,
         default=DEFAULT_REASON,
-        help="why, recorded on the version as the tag promotion.manual_reason",
+        help=(
+            f"why, recorded on the version as the tag promotion.manual_reason (at most "
+            f"{REASON_MAX:,} characters)"
+        ),
     )
     for action in (listing, promote):
         action.add_argument(

@@ -170,6 +170,15 @@ def test_operator_mistakes_and_unusable_stores_get_one_line_each(
     with pytest.raises(SystemExit):
         main(["models", "promote", first, "--name", name, "--reason", " "], settings=settings)
     assert "must not be empty" in capsys.readouterr().err
+    # over the registry's tag limit: the alias moved, then the tag write failed, and the
+    # command said "cannot use the registry" (exit 1) with the champion changed
+    with pytest.raises(SystemExit):
+        main(["models", "promote", first, "--name", name, "--reason", "x" * 100_001],
+             settings=settings)  # fmt: skip
+    assert "argument --reason: must be at most 5,000 characters; got 100,001" in (
+        capsys.readouterr().err
+    )
+    assert str(client.get_model_version_by_alias(name, "champion").version) != first
     reason = "line one\nline two\tand a tab"
     assert main(["models", "promote", first, "--name", name, "--reason", reason],
                 settings=settings) == 0  # fmt: skip
