@@ -932,6 +932,13 @@ def plotted_series(by_series: pd.DataFrame, panels: int) -> list[tuple[str, str]
     ]
 
 
+def as_written(text: str) -> str:
+    """`text` for a plot, drawn as written: matplotlib reads what lies between two '$' as TeX
+    math, so a column 'cost ($) per unit ($)' was drawn mangled, and a series 'plant$' with a
+    target 'cost_$' stopped `urnn train` after its fit with a mathtext ParseSyntaxException."""
+    return text.replace("$", r"\$")
+
+
 def plot_forecasts(
     forecasts: pd.DataFrame,
     quantiles: Sequence[float],
@@ -980,11 +987,13 @@ def plot_forecasts(
             )
         ranked = f" ({note})" if note else ""
         ax.set_title(
-            f"{series}{ranked}: {target}, forecast from {pd.Timestamp(origin)} (the last value "
-            "read)",
+            as_written(
+                f"{series}{ranked}: {target}, forecast from {pd.Timestamp(origin)} (the last "
+                "value read)"
+            ),
             fontsize=9,
         )
-        ax.set_ylabel(target, fontsize=8)
+        ax.set_ylabel(as_written(target), fontsize=8)
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel("time", fontsize=8)
     figure.savefig(path, dpi=90)
@@ -1003,8 +1012,8 @@ def plot_error_by_horizon(
     for column in ("mae", "rmse"):
         ax.plot(by_step.index, by_step[column], label=column.upper())
     step = f" (1 step = '{freq}')" if freq else ""
-    ax.set_xlabel(f"steps ahead{step}")
-    ax.set_ylabel(f"error, {units}")
-    ax.set_title(f"{target}: error by steps ahead, over the test span")
+    ax.set_xlabel(as_written(f"steps ahead{step}"))
+    ax.set_ylabel(as_written(f"error, {units}"))
+    ax.set_title(as_written(f"{target}: error by steps ahead, over the test span"))
     ax.legend()
     figure.savefig(path, dpi=90)

@@ -143,6 +143,23 @@ def test_plots_are_written(tmp_path: Path) -> None:
         assert path.exists() and path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_plots_draw_dollar_signs_in_names_as_written(tmp_path: Path) -> None:
+    """matplotlib reads the text between two '$' as TeX math: a file `plant$.csv` with the
+    target 'cost_$' stopped `urnn train` after its fit with a mathtext ParseSyntaxException
+    (the run failed, nothing registered), and 'cost ($) per unit ($)' was drawn mangled."""
+    from matplotlib import cbook
+
+    from training.backtest import as_written, save_plots
+
+    data = loaded({"plant$": seasonal_frame(300)})
+    result = backtest(data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=3, step=2))
+    for target in ("cost_$", "cost ($) per unit ($)"):
+        plots = save_plots(result, (0.1, 0.5, 0.9), tmp_path / "p", target=target, freq="h")
+        assert plots["forecasts"].read_bytes()[:4] == b"\x89PNG"
+    assert cbook.is_math_text("cost ($) per unit ($)")  # what matplotlib drew as TeX
+    assert not cbook.is_math_text(as_written("cost ($) per unit ($)"))  # the words as written
+
+
 def test_a_fleet_plot_shows_series_from_the_worst_to_the_best(tmp_path: Path) -> None:
     ids = [f"unit-{i:03d}" for i in range(100)]
     mase = np.linspace(0.5, 3.0, len(ids))
