@@ -16,7 +16,7 @@ the automatic decision (`promotion.decision`, `promotion.reason`: training.regis
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,6 +90,8 @@ class ChampionMove:
     # requests the previous champion serves that this version refuses (the check that keeps
     # an automatic promotion from taking place), said but not stopping a deliberate move
     refuses: str | None = None
+    # the moved alias could not be recorded (the handover and promotion.manual_* tags): why
+    unrecorded: str | None = None
 
 
 def set_champion(
@@ -139,18 +141,25 @@ def set_champion(
     now = champion_version(client, name)
     if now != version:
         return ChampionMove(name, version, previous, lost=True, lost_to=now)
-    record_handover(client, name, previous, version)
-    moved_at = datetime.now(UTC)
-    tags = {  # beside promotion.decision / promotion.reason, the registration's decision
-        "promotion.manual_reason": reason,
-        "promotion.manual_previous_champion": previous or "none",
-        "promotion.manual_at": moved_at.isoformat(timespec="seconds"),
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
+    moved = ChampionMove(name=name, version=version, previous=previous, refuses=refuses)
+    try:
+        record_handover(client, name, previous, version)
+        moved_at = datetime.now(UTC)
+        tags = {  # beside promotion.decision / promotion.reason, the registration's decision
+            "promotion.manual_reason": reason,
+            "promotion.manual_previous_champion": previous or "none",
+            "promotion.manual_at": moved_at.isoformat(timespec="seconds"),
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+    except Exception as error:  # the alias has moved: raised, it read "cannot use the
+        # registry" and the operator took it that nothing had moved
+        text = str(error).strip()
+        first = text.splitlines()[0][:300] if text else type(error).__name__
+        return replace(moved, unrecorded=first)
     said = manual_line(previous=previous, reason=reason, at=moved_at)
     add_to_description(client, name, version, said)
-    return ChampionMove(name=name, version=version, previous=previous, refuses=refuses)
+    return moved
 
 
 def _refused_by(

@@ -157,6 +157,14 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             "once with POST /model/reload (the worker that takes it: with several workers, "
             "the others at their poll)"
         )
+        if moved.unrecorded:
+            print(
+                f"{command}: error: the move was not recorded ({moved.unrecorded}): version "
+                f"{moved.version} may lack its promotion.manual_* tags (reason, previous "
+                f"champion, time) and version {moved.previous or 'none'} its "
+                "promotion.superseded_* ones, so `urnn models list` may not show this move",
+                file=sys.stderr,
+            )
         if moved.refuses:
             print(
                 f"{command}: warning: {moved.refuses} (the champion: version "
@@ -172,7 +180,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
                 f'/schedules/{schedule_id} with {{"paused": true}}',
                 file=sys.stderr,
             )
-    return 0
+    return 1 if moved.unrecorded else 0
 
 
 def promoting_schedules(settings: Settings, name: str) -> list[tuple[str, str, str, str]]:

@@ -302,3 +302,39 @@ def test_a_manual_promote_names_the_schedules_that_would_move_the_champion_again
     assert len(warned) == 1, warned
     assert warned[0].startswith(f"urnn models promote: warning: schedule {nightly} ('0 3 * * *'")
     assert f'PATCH /schedules/{nightly} with {{"paused": true}}' in warned[0]
+
+
+def test_a_move_whose_record_fails_says_the_champion_moved(
+    registry: Registry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The alias is moved before the move is recorded (tags on both versions). A store that
+    refused a tag then (a server's hiccup, a value over its limit) made the command say
+    "cannot use the registry" with exit 1, and the operator read that nothing had moved,
+    while the champion was the new version. Now it says the champion moved and what was not
+    recorded (still exit 1)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    name = "record-fails"
+    first = registry.register(name, seed=1)
+    second = registry.register(name, seed=2)  # champion now
+    settings = registry.settings
+    client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    writes = mlflow.MlflowClient.set_model_version_tag
+
+    def refuse_manual(self: object, model: str, version: str, key: str, value: str) -> None:
+        if key.startswith("promotion.manual_"):
+            raise MlflowException("the server is restarting")
+        writes(self, model, version, key, value)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_model_version_tag", refuse_manual)
+    capsys.readouterr()  # the registrations' log lines
+    assert main(["models", "promote", first, "--name", name], settings=settings) == 1
+    captured = capsys.readouterr()
+    assert f"{name}: champion -> version {first} (was {second})" in captured.out
+    assert captured.err.startswith(
+        "urnn models promote: error: the move was not recorded (the server is restarting): "
+        f"version {first} may lack its promotion.manual_* tags"
+    )
+    assert "cannot use the registry" not in captured.err
+    assert str(client.get_model_version_by_alias(name, "champion").version) == first
