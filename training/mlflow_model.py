@@ -708,10 +708,14 @@ def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
     )
 
 
-# What a list where one row's value belongs most likely means.
+# What a list where one row's value belongs most likely means. MLflow's scoring server makes
+# such a dict of `{"instances": [records]}` too: told to send "a list of records", the client
+# who had sent exactly that under `instances` was left to guess which key to use.
 DICT_OF_COLUMNS = (
     "a dict of columns ({'id': [...], 'values': [[...], ...]}) is read by MLflow as one row; "
-    "give a DataFrame (or a list of records), one row per series"
+    "give a DataFrame (or a list of records), one row per series; over HTTP "
+    '(mlflow models serve): {"dataframe_records": [...]}, dataframe_split or inputs as a list '
+    "of records (MLflow turns instances into a dict of columns)"
 )
 
 # Fields of the forecast API's series that a predict row may carry: `horizon` is honoured,

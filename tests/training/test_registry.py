@@ -1322,6 +1322,16 @@ def test_the_pyfunc_judges_request_fields_and_empty_cells_by_row(
     columns = {"id": ["a"], "values": [row["values"].iloc[0]], "x": [row["x"].iloc[0]]}
     with pytest.raises(mlflow.exceptions.MlflowException, match="a dict of columns"):
         model.predict(columns)
+    # what MLflow's scoring server makes of {"instances": [records]}: a dict of columns, so the
+    # refusal names the keys that take records (it said "give a list of records")
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
+
+    records = {"instances": row.to_dict(orient="records")}
+    parsed = infer_and_parse_data(records, model.metadata.get_input_schema())
+    with pytest.raises(mlflow.exceptions.MlflowException) as raised:
+        model.predict(parsed)
+    assert 'over HTTP (mlflow models serve): {"dataframe_records": [...]}' in str(raised.value)
+    assert "(MLflow turns instances into a dict of columns)" in str(raised.value)
 
 
 def test_the_pyfunc_honours_predict_params_and_names_the_allowed_values(
