@@ -2085,6 +2085,13 @@ def _param_value(value: Any) -> str:
     return text[: PARAM_LIMIT - len(note)] + note
 
 
+def _unused_name(name: str, taken: set[str]) -> str:
+    """`name`, or it behind as many underscores as make it none of `taken`."""
+    while name in taken:
+        name = f"_{name}"
+    return name
+
+
 def _dataset(path: str, data: LoadedData) -> Any:
     """The loaded series as one long frame for `mlflow.log_input`, with its digest and schema
     computed here. MLflow's own do a Python call per cell of the whole frame (its digest checks
@@ -2098,8 +2105,15 @@ def _dataset(path: str, data: LoadedData) -> Any:
 
     ids = list(data.series)
     frames = list(data.series.values())
-    frame = pd.concat(frames, ignore_index=False).reset_index()
-    frame["series_id"] = np.repeat(np.array(ids, dtype=object), [len(f) for f in frames])
+    frame = pd.concat(frames, ignore_index=False)
+    # the time and id columns beside the data's own, under names none of them holds: a
+    # covariate called `timestamp` stopped `urnn train` as its run started ("cannot insert
+    # timestamp, already exists"), and one called `series_id` was overwritten by the ids
+    taken = {str(column) for column in frame.columns}
+    time_column = _unused_name("timestamp", taken)
+    id_column = _unused_name("series_id", taken | {time_column})
+    frame = frame.rename_axis(time_column).reset_index()
+    frame[id_column] = np.repeat(np.array(ids, dtype=object), [len(f) for f in frames])
     head = frame.head(MAX_ROWS)
     strings = head.columns[head.map(lambda cell: type(cell) is str).all(axis=0)]
     kept = head[strings.union(head.select_dtypes(include=[np.number]).columns)]

@@ -77,3 +77,29 @@ def test_dataset_has_mlflows_digest_and_schema_from_a_head_of_the_rows(
     got = frame.set_index(["series_id", "timestamp"])["y"]
     want = whole.set_index(["series_id", "timestamp"])["y"]
     pd.testing.assert_series_equal(got.sort_index(), want.sort_index())
+
+
+def test_columns_named_like_the_time_or_id_column_are_kept() -> None:
+    """The dataset adds a time and an id column to the data's own: a covariate called
+    `timestamp` stopped `urnn train` as its run started ("cannot insert timestamp, already
+    exists"), and one called `series_id` was overwritten by the series ids."""
+    index = pd.date_range("2021-01-01", periods=5, freq="h", name="timestamp")
+    frame = pd.DataFrame(
+        {"y": np.arange(5.0), "timestamp": np.arange(5.0) * 10, "series_id": np.ones(5)},
+        index=index,
+    )
+    data = LoadedData(
+        series={"pump": frame},
+        filled={"pump": frame.astype(bool) & False},
+        target="y",
+        covariates=("timestamp", "series_id"),
+        freq="h",
+        source="plant.csv",
+        config=LoadConfig(target="y", covariates=("timestamp", "series_id")),
+    )
+    logged = pipeline._dataset("plant.csv", data).df
+    assert list(logged.columns) == ["_timestamp", "y", "timestamp", "series_id", "_series_id"]
+    assert logged["timestamp"].tolist() == [0.0, 10.0, 20.0, 30.0, 40.0]  # the covariate
+    assert logged["series_id"].tolist() == [1.0] * 5
+    assert logged["_series_id"].tolist() == ["pump"] * 5
+    assert logged["_timestamp"].tolist() == list(index)
