@@ -12,7 +12,8 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
 - `values` (list of float, required): the target's history, oldest first, at least `lookback`
   long, every value finite (a NaN or null is refused wherever it lies, as the service does);
   only the last `lookback` values are read.
-- one list column per covariate the model was trained with (same length as `values`).
+- one list column per covariate the model was trained with (same length as `values`); none
+  is named like the columns here (`ROW_COLUMNS`: TrainConfig refuses such a covariate).
 - `id` (str, optional): echoed in the output; default `series-<row>`.
 - `start` (str, optional): timestamp of the first value, ISO 8601 ('2018-06-01T00:00:00',
   an offset or Z may follow; '01.07.2016' is refused, not guessed); with it the output carries
@@ -717,6 +718,12 @@ DICT_OF_COLUMNS = (
     '(mlflow models serve): {"dataframe_records": [...]}, dataframe_split or inputs as a list '
     "of records (MLflow turns instances into a dict of columns)"
 )
+
+# The columns a predict row has beside the covariates' own. A covariate of one of these names
+# cannot be told apart from it (a covariate `values` was read as the target's history, one
+# named `start` or `id` stopped `urnn train` after its fit, checking the input example), so
+# TrainConfig refuses such a covariate before the fit.
+ROW_COLUMNS = ("id", "values", "start", "timezone")
 
 # Fields of the forecast API's series that a predict row may carry: `horizon` is honoured,
 # `freq` checked, `timestamps` and `quantiles` refused (ForecastPredictor._request_fields).

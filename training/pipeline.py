@@ -61,6 +61,7 @@ from training.metrics import filled_note, metric_tables, quantile_column, unscal
 from training.mlflow_model import (
     CLOCK_LOCAL,
     CLOCK_UTC,
+    ROW_COLUMNS,
     ForecastPredictor,
     calendar_clock,
     covariates_read,
@@ -239,6 +240,13 @@ class TrainConfig:
             raise ValueError(
                 f"split 'series' holds out whole series, and kind {self.model.kind!r} learns each "
                 "series' state from its own history over time: split it by time (fractions, ett)"
+            )
+        clashing = [name for name in self.load.covariates if name in ROW_COLUMNS]
+        if clashing and not self.channel_independent:  # there covariates are series
+            raise ValueError(
+                f"covariate {clashing[0]!r} has the name of a column of the registered model's "
+                f"predict rows ({', '.join(ROW_COLUMNS)}), where it could not be told apart: "
+                "rename the column in the data"
             )
         given = self.model.n_past_covariates
         if given and given != len(self.load.covariates):  # replaced once the data is read

@@ -1738,3 +1738,27 @@ def test_a_mase_with_no_scale_says_why_and_what_to_promote_on() -> None:
     assert decided.reason.endswith("promote on --metric mae")
     other = _decide(None, "1", float("nan"), None, metric="mae", promote=True)
     assert other.reason == "challenger mae is not finite (nan)"
+
+
+@pytest.mark.parametrize("name", ["id", "values", "start", "timezone"])
+def test_a_covariate_named_like_a_predict_row_column_is_refused_before_the_fit(
+    name: str, csv: Path
+) -> None:
+    """A predict row has `id`, `values`, `start` and `timezone` beside one column per
+    covariate: a covariate `values` was registered and read as the target's history (its
+    input example too, without a word), and one named `start` or `id` stopped `urnn train`
+    after the whole fit, when the example was checked. Refused with the config now; a
+    channel-independent model, whose columns are series, keeps them."""
+    with pytest.raises(ValueError) as raised:
+        tiny_config(csv, load=LoadConfig(target="y", covariates=("x", name)))
+    assert str(raised.value) == (
+        f"covariate {name!r} has the name of a column of the registered model's predict rows "
+        "(id, values, start, timezone), where it could not be told apart: rename the column "
+        "in the data"
+    )
+    tiny_config(
+        csv,
+        load=LoadConfig(target="y", covariates=("x", name)),
+        channel_independent=True,
+        model=ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON),
+    )
