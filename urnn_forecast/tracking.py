@@ -95,6 +95,11 @@ def artifact_folder(experiment_name: str) -> str:
     return folder
 
 
+class DeletedExperimentError(ValueError):
+    """The experiment named is in the store's trash: MLflow refused the run with a traceback
+    ("must be in the 'active' state") after the data was read."""
+
+
 def ensure_experiment(
     experiment_name: str, settings: Settings, *, description: str | None = None
 ) -> str:
@@ -113,6 +118,14 @@ def ensure_experiment(
     with store_setup_lock(uri):
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise DeletedExperimentError(
+                f"experiment {shown(experiment_name)} was deleted in the MLflow store at "
+                f"{shown_uri(uri)} (it is in the trash, id {experiment.experiment_id}), which "
+                "logs no run and makes no new experiment of that name: restore it (the UI's "
+                f"trash, or MLFLOW_TRACKING_URI=... mlflow experiments restore --experiment-id "
+                f"{experiment.experiment_id}) or give another experiment name"
+            )
         if experiment is not None:
             if description is not None and NOTE_TAG not in experiment.tags:
                 client.set_experiment_tag(experiment.experiment_id, NOTE_TAG, description)

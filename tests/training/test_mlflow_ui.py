@@ -126,6 +126,31 @@ def test_an_experiment_made_before_descriptions_is_described(
     assert client.get_experiment(made).tags[NOTE_TAG] == TRAINING_EXPERIMENT_NOTE
 
 
+def test_a_deleted_experiment_is_named_with_the_way_to_restore_it(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """An experiment deleted in the UI (in MLflow's trash) stopped `urnn train` after the data
+    was read with a traceback ("The experiment 1 must be in the 'active' state"), and every
+    scheduled retrain into it the same way; nothing is made or logged in it now, and the
+    error says how to restore it."""
+    from mlflow import MlflowClient
+
+    from urnn_forecast.tracking import DeletedExperimentError
+
+    client = MlflowClient(tracking_uri=mlflow_settings.resolved_tracking_uri())
+    made = ensure_experiment("forecast", mlflow_settings)
+    client.delete_experiment(made)
+    with pytest.raises(DeletedExperimentError) as raised:
+        train_pipeline(tiny_config(csv), mlflow_settings)
+    assert str(raised.value).startswith(
+        f"experiment 'forecast' was deleted in the MLflow store at "
+        f"{mlflow_settings.resolved_tracking_uri()} (it is in the trash, id {made}), which logs "
+        "no run and makes no new experiment of that name: restore it (the UI's trash, or "
+        f"MLFLOW_TRACKING_URI=... mlflow experiments restore --experiment-id {made})"
+    )
+    assert not client.search_runs([made], run_view_type=3)  # ViewType.ALL: no run at all
+
+
 def test_only_the_training_experiment_gets_the_training_description(
     mlflow_settings: Settings,
 ) -> None:
