@@ -38,6 +38,7 @@ from models.forecaster import (
 )
 from training import distributed, run_notes
 from training.backtest import (
+    BACKTEST_ROWS_NOTE,
     BacktestConfig,
     BacktestConfigError,
     BacktestResult,
@@ -1731,7 +1732,11 @@ def _scored_on_backtest(
     apart = abs(challenger_config.horizon - theirs.horizon)
     aligned = math.gcd(step, apart) if apart else step
     theirs_config = backtest_config
-    if aligned != step and windows is None and not backtest_config.refit:
+    # as many forecast rows as the step / aligned times more origins make, within the bound
+    # over which the backtest's size is said (a --backtest-step chosen to bound a fleet's)
+    rows = len(challenger.forecasts) / challenger_config.horizon * theirs.horizon
+    affordable = rows * (step // aligned) <= BACKTEST_ROWS_NOTE
+    if aligned != step and windows is None and not backtest_config.refit and affordable:
         theirs_config = replace(backtest_config, step=aligned)
     # the champion knows no covariate this data lacks: scored on the columns it was trained
     # with (a challenger that only knows one more is compared)
