@@ -157,6 +157,13 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             "once with POST /model/reload (the worker that takes it: with several workers, "
             "the others at their poll)"
         )
+        if (followed := _not_following_champion(settings.model_uri, name)) is not None:
+            print(
+                f"{command}: warning: URNN_MODEL_URI here is {settings.model_uri} ({followed}): "
+                "a service with this setting does not follow champion and keeps serving what "
+                f"it serves; set it to models:/{name}@champion to serve the champion",
+                file=sys.stderr,
+            )
         if moved.unrecorded:
             print(
                 f"{command}: error: the move was not recorded ({moved.unrecorded}): version "
@@ -248,6 +255,20 @@ def serves(predictor: Any) -> None:
 
     ref = ModelRef(name="check", version="0", run_id="", uri="")
     ServedModel.build(ref, predictor, torch.device("cpu"), trace=False)
+
+
+def _not_following_champion(model_uri: str, name: str) -> str | None:
+    """What URNN_MODEL_URI follows when it names `name` by another alias or a pinned version
+    (a rollback by `promote` moved champion, and a service set so did not switch, while the
+    command said services switch at their next poll); None when it follows champion, or names
+    another model (the rollback is then not for this setting's service)."""
+    try:
+        served, alias, version = parse_models_uri(model_uri)
+    except ModelUriError:
+        return None
+    if served != name or alias == "champion":
+        return None
+    return f"version {version}, pinned" if alias is None else f"the alias {alias!r}"
 
 
 def served_name(model_uri: str) -> str:

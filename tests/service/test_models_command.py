@@ -338,3 +338,34 @@ def test_a_move_whose_record_fails_says_the_champion_moved(
     )
     assert "cannot use the registry" not in captured.err
     assert str(client.get_model_version_by_alias(name, "champion").version) == first
+
+
+def test_a_move_says_when_this_settings_service_does_not_follow_champion(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`promote` moves champion and said "services following models:/NAME@champion switch at
+    their next poll"; with URNN_MODEL_URI pinned to a version or following another alias, the
+    service of these settings went on serving the old model while the rollback read done."""
+    name = "pinned-service"
+    first = registry.register(name, seed=1)
+    second = registry.register(name, seed=2)  # champion now
+    for uri, said in (
+        (f"models:/{name}/{second}", f"(version {second}, pinned)"),
+        (f"models:/{name}@prod", "(the alias 'prod')"),
+    ):
+        settings = registry.settings.model_copy(update={"model_uri": uri})
+        capsys.readouterr()
+        target = first if said.startswith("(version") else second
+        assert main(["models", "promote", target, "--name", name], settings=settings) == 0
+        assert (
+            f"urnn models promote: warning: URNN_MODEL_URI here is {uri} {said}: a service "
+            "with this setting does not follow champion and keeps serving what it serves; set "
+            f"it to models:/{name}@champion to serve the champion"
+        ) in capsys.readouterr().err
+    for uri, target in ((f"models:/{name}@champion", first), ("models:/other@prod", second)):
+        settings = registry.settings.model_copy(update={"model_uri": uri})
+        capsys.readouterr()
+        assert main(["models", "promote", target, "--name", name], settings=settings) == 0
+        captured = capsys.readouterr()
+        assert f"champion -> version {target}" in captured.out
+        assert "URNN_MODEL_URI here" not in captured.err
