@@ -56,6 +56,7 @@ level), all in the data's original units.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,7 +332,7 @@ class ForecastPredictor:
         if missing:
             raise ForecastInputError(f"missing covariate column(s) {missing}")
         ids = [self._id(frame, i) for i in range(len(frame))]
-        repeated = sorted({sid for sid in ids if ids.count(sid) > 1}) if len(ids) > 1 else []
+        repeated = repeated_ids(ids)
         if repeated:  # two answers under one id could not be told apart
             holders = [i for i, sid in enumerate(ids) if sid == repeated[0]]
             named = [i for i in holders if not self._has_id(frame, i)]
@@ -693,6 +694,13 @@ class ForecastPredictor:
             raise ForecastInputError(f"series {shown(series_id)}: `start` {problem[1]}")
         zoned: pd.Timestamp = in_zone(stamps, zone)[0]
         return zoned
+
+
+def repeated_ids(ids: Sequence[str]) -> list[str]:
+    """The ids given to more than one row, sorted. Counted once: `ids.count` per row was
+    quadratic, 5.7 s of a 30,000-series batch before any forecast (an hour at a million)."""
+    counts = Counter(ids)
+    return sorted(sid for sid, count in counts.items() if count > 1)
 
 
 def off_grid(first: pd.Timestamp, offset: BaseOffset, freq: str) -> str | None:
