@@ -369,3 +369,33 @@ def test_a_move_says_when_this_settings_service_does_not_follow_champion(
         captured = capsys.readouterr()
         assert f"champion -> version {target}" in captured.out
         assert "URNN_MODEL_URI here" not in captured.err
+
+
+def test_a_file_store_is_read_without_making_a_database_in_the_working_folder(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With MLFLOW_ALLOW_FILE_STORE, MLflow's file registry reads each version through a
+    client of the process-wide store: `urnn models list` made MLflow's default ./mlflow.db in
+    the working folder (a command that makes no empty store where none is)."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from urnn_forecast.settings import Settings
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    store = tmp_path / "mlruns"
+    client = mlflow.MlflowClient(tracking_uri=str(store), registry_uri=str(store))
+    client.create_registered_model("filed")
+    client.create_model_version("filed", source=(tmp_path / "nowhere").as_uri())
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)  # as a fresh process has it
+    working = tmp_path / "here"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=str(store))
+    assert main(["models", "list", "--name", "filed"], settings=settings) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[0] == "1"
+    assert list(working.iterdir()) == []
