@@ -88,7 +88,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         TrackingServerError,
         check_tracking_server,
         check_tracking_store,
-        is_file_store,
+        follow_file_store,
         shown_uri,
         sqlite_path,
     )
@@ -111,10 +111,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     try:
         check_tracking_store(settings, create=False)  # reading a registry makes no folder
         check_tracking_server(settings)
-        if is_file_store(uri):  # (MLFLOW_ALLOW_FILE_STORE) its registry reads each version
-            # through a client of the process-wide store, MLflow's default ./mlflow.db made
-            # in the working folder otherwise
-            mlflow.set_tracking_uri(uri)
+        follow_file_store(uri)  # else a file store's registry made ./mlflow.db here
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         if args.models_action == "list":
             print(format_versions(name, list_versions(client, name)))

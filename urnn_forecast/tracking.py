@@ -171,11 +171,23 @@ def registry_client(uri: str) -> "MlflowClient":
     Here the first use happens under `store_setup_lock`."""
     from mlflow import MlflowClient
 
+    follow_file_store(uri)
     with store_setup_lock(uri):  # a no-op but for SQLite
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # may build the tables
         if uri.startswith("sqlite:///"):
             client.search_registered_models(max_results=1)  # else the registry's first use
     return client
+
+
+def follow_file_store(uri: str) -> None:
+    """For a file store (MLFLOW_ALLOW_FILE_STORE): make it MLflow's process-wide store too.
+    MLflow's file registry reads each model version through a client of the process-wide
+    store, whatever store its own client was given: `urnn models list` and the service's
+    loader made MLflow's default ./mlflow.db in the working folder. Other stores: nothing."""
+    import mlflow
+
+    if is_file_store(uri):
+        mlflow.set_tracking_uri(uri)
 
 
 @contextmanager

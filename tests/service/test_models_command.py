@@ -377,8 +377,9 @@ def test_a_file_store_is_read_without_making_a_database_in_the_working_folder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With MLFLOW_ALLOW_FILE_STORE, MLflow's file registry reads each version through a
-    client of the process-wide store: `urnn models list` made MLflow's default ./mlflow.db in
-    the working folder (a command that makes no empty store where none is)."""
+    client of the process-wide store: `urnn models list`, and the service's loader, made
+    MLflow's default ./mlflow.db in the working folder (a command that makes no empty store
+    where none is)."""
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
@@ -398,4 +399,9 @@ def test_a_file_store_is_read_without_making_a_database_in_the_working_folder(
     settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=str(store))
     assert main(["models", "list", "--name", "filed"], settings=settings) == 0
     assert capsys.readouterr().out.splitlines()[2].split()[0] == "1"
+    assert list(working.iterdir()) == []
+    from service.loader import MlflowLoader  # the service's loader, in a fresh process too
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    assert MlflowLoader(str(store)).resolve("models:/filed/1").version == "1"
     assert list(working.iterdir()) == []
