@@ -343,6 +343,11 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "registry",
     ),
     (
+        "a covariate named like a column of the registered model's predict rows",
+        lambda csv: tiny_spec(csv, covariates=["HUFL", "start"]),
+        "covariate 'start' has the name of a column of the registered model's predict rows",
+    ),
+    (
         "a run name, which the worker sets",
         lambda csv: _with(csv, "train", run_name="mine"),
         "field 'config.train.run_name': the worker names each job's MLflow run job-",
