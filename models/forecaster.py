@@ -485,7 +485,14 @@ def window_statistics(past_target: Tensor, normalisation: Normalisation) -> tupl
     """(loc, scale), each (B, 1): z = (x - loc) / scale is what the network sees."""
     if normalisation == "instance":
         loc = past_target.mean(dim=1, keepdim=True)
-        scale = past_target.std(dim=1, unbiased=False, keepdim=True).clamp_min(MIN_WINDOW_STD)
+        std = past_target.std(dim=1, unbiased=False, keepdim=True)
+        # A constant look-back has std 0 and its value as mean only in exact arithmetic: the
+        # rounded float32 mean of 48 copies of 123456.7 is one ulp off, which made the std
+        # 0.0156 (1e9: 64), far over the clamp, so the window was read as varying and forecast
+        # as level + output x ulp. Its statistics are set exactly: the value and 0.
+        flat = past_target.amax(dim=1, keepdim=True) == past_target.amin(dim=1, keepdim=True)
+        loc = torch.where(flat, past_target[:, :1], loc)
+        scale = torch.where(flat, 0.0, std).clamp_min(MIN_WINDOW_STD)
         return loc, scale
     ones = torch.ones_like(past_target[:, -1:])
     if normalisation == "last":

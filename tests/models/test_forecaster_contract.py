@@ -825,11 +825,33 @@ def test_a_flat_look_back_is_forecast_as_its_level_exactly(kind: ForecasterKind)
     _, *rest = inputs_for(config)
     with torch.no_grad():
         model.gap_scale.fill_(3.0)
-    for level in (0.0, 4.0):
+    # 3.3 and 123456.7: float32's rounded mean of copies is off their value (by 2e-7, by one
+    # ulp, 0.0078, at L = 24, which made the std over the clamp: not read as flat at all)
+    for level in (0.0, 4.0, 3.3, 123456.7, -1e9):
         flat = torch.full((B, L), level)
         assert torch.equal(model(flat, *rest), torch.full((B, H, len(config.quantiles)), level))
     varied, *_ = inputs_for(config)
     assert not torch.equal(model(varied, *rest)[..., 0], model(varied, *rest)[..., -1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_instance_statistics_of_a_constant_window_are_its_value_and_the_clamp(
+    dtype: torch.dtype,
+) -> None:
+    """The rounded mean of copies of one value need not be that value (float32, 48 copies of
+    123456.7: one ulp off), and the std then came out as that ulp, 1000 times the clamp."""
+    from models.forecaster import MIN_WINDOW_STD, window_statistics
+
+    levels = torch.tensor([123456.7, 3.3, 0.1, 1e9, 1e30, 0.0], dtype=dtype)
+    windows = levels.unsqueeze(1).expand(-1, 720)
+    varied = torch.arange(720, dtype=dtype).unsqueeze(0) * 1e-3 + 5.0
+    batch = torch.cat([windows, varied])
+    loc, scale = window_statistics(batch, "instance")
+    assert torch.equal(loc[:-1, 0], levels)
+    assert torch.equal(scale[:-1, 0], torch.full_like(levels, MIN_WINDOW_STD))
+    # a window with a spread keeps its plain mean and std
+    assert loc[-1, 0] == batch.mean(dim=1)[-1]
+    assert scale[-1, 0] == batch.std(dim=1, unbiased=False)[-1]
 
 
 def test_the_floor_at_zero_leaves_an_overflow_for_the_caller_to_refuse() -> None:
