@@ -130,6 +130,25 @@ class Tail:
     def __len__(self) -> int:
         return len(self.ns)
 
+    def select(self, names: Sequence[str]) -> Tail:
+        """The tail with the covariate columns `names` only, in that order (each in the tail):
+        what a model reading those covariates compares and replays."""
+        if tuple(names) == self.names:
+            return self
+        columns = [self.names.index(name) for name in names]
+        return Tail(self.ns, self.values, self.covariates[:, columns], tuple(names))
+
+    def columns_for(self, names: Sequence[str], covariates: np.ndarray) -> np.ndarray:
+        """`covariates` (columns `names`, a subset of the tail's) laid out as the tail's
+        columns, NaN in those it keeps that `names` lacks: the points of a model that reads
+        fewer covariates than the tail holds say nothing of the others."""
+        if tuple(names) == self.names:
+            return covariates
+        out = np.full((len(covariates), len(self.names)), np.nan)
+        for j, name in enumerate(names):
+            out[:, self.names.index(name)] = covariates[:, j]
+        return out
+
     def extend(
         self, ns: np.ndarray, values: np.ndarray, covariates: np.ndarray, limit: int
     ) -> Tail:

@@ -293,7 +293,11 @@ class StreamEngine:
                     data = await self._current(entry, model)
                 except _Reloaded:
                     continue
-                stored = None if data is None else Stored(data.last_ns, data.tz, data.tail)
+                stored = (
+                    None
+                    if data is None
+                    else Stored(data.last_ns, data.tz, data.tail.select(model.covariates))
+                )
                 obs = on_series_zone(parsed, body, model, stored)
                 plan = plan_update(obs, stored, model, max_gap=max_gap)
                 new = data
@@ -643,7 +647,8 @@ class StreamEngine:
             state, *_inputs(plan.ns, plan.values, plan.covariates, tz, model, scales)
         )
         tail = Tail.empty(model.covariates) if data is None else data.tail
-        tail = tail.extend(plan.ns, plan.values, plan.covariates, self.settings.stream_tail_points)
+        covariates = tail.columns_for(model.covariates, plan.covariates)
+        tail = tail.extend(plan.ns, plan.values, covariates, self.settings.stream_tail_points)
         last_ns = int(plan.ns[-1])
         return SeriesData(
             model_version=model.ref.version,
@@ -673,16 +678,27 @@ class StreamEngine:
                 f"replayed as that model's steps; DELETE the series and send its history "
                 f"again at {model.freq!r}"
             )
-        missing = [name for name in model.covariates if name not in tail.names]
+        # A column the tail keeps for covariates its last model did not read holds NaN for
+        # the points that model took: those points lack the covariate as much as a tail
+        # without the column.
+        missing = [
+            name
+            for name in model.covariates
+            if name not in tail.names or np.isnan(tail.covariates[:, tail.names.index(name)]).any()
+        ]
         if missing:
             raise StreamConflictError(
                 f"series {series_id!r} was stored by {made_by}, whose points lack "
                 f"covariate(s) {missing} that {model_key(model)} reads: its state cannot be "
                 "rebuilt; DELETE the series and send its history again"
             )
-        columns = [tail.names.index(name) for name in model.covariates]
-        covariates = tail.covariates[:, columns]
-        tail = Tail(tail.ns, tail.values, covariates, model.covariates)
+        # The state reads the model's covariates; the tail keeps the others too (after the
+        # model's, in their order), so that a version reading fewer covariates does not strip
+        # the stored history of the rest: before, a mere GET of its forecast did, and a
+        # rollback to the version reading them could no longer rebuild the series.
+        kept = tuple(model.covariates) + tuple(n for n in tail.names if n not in model.covariates)
+        tail = tail.select(kept)
+        covariates = tail.covariates[:, : len(model.covariates)]
         stream = model.stream_serving
         state = stream.new_state()
         if len(tail):

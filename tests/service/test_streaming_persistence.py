@@ -154,6 +154,38 @@ def test_a_version_of_another_frequency_refuses_to_rebuild_the_series(
     )
 
 
+def test_a_version_reading_fewer_covariates_keeps_the_others_in_the_tail(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    """The rebuild kept only the covariates the new version reads: a GET of the forecast
+    under a version without covariates stripped x from the stored tail, and the rollback to
+    the version reading x answered 409 (DELETE and resend) for a series whose every point
+    had been sent with x. Points taken by the version without x do lack it: with them in the
+    tail, the rollback is still refused, naming x."""
+    frame, name = registry.frame, "urnn-stream-covariates"
+    register_streaming(registry, name, seed=1)
+    client = apps.start(database_url=stream_db, model_uri=f"models:/{name}@champion")
+    before = post(client, "c", points(frame, 0, 60)).json()
+    post(client, "d", points(frame, 0, 60))
+    register_streaming(registry, name, seed=2, covariates=False)  # version 2: no covariates
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    assert client.get("/series/c/forecast").json()["model"]["version"] == "2"
+    values_only = {"start": frame.index[60].isoformat(), "values": [float(frame["y"].iloc[60])]}
+    assert post(client, "d", values_only).json()["series"]["points_seen"] == 61
+    apps.stop(client)  # the rebuilt states are written
+    register_streaming(registry, name, seed=1)  # version 3: version 1's weights, reads x
+    client = apps.start(database_url=stream_db, model_uri=f"models:/{name}@champion")
+    after = client.get("/series/c/forecast").json()
+    assert after["model"]["version"] == "3"
+    np.testing.assert_allclose(
+        quantile_block(after["forecast"]), quantile_block(before["forecast"]), atol=1e-5
+    )
+    assert post(client, "c", points(frame, 60, 1)).json()["series"]["points_seen"] == 61
+    refused = client.get("/series/d/forecast")
+    assert refused.status_code == 409, refused.text
+    assert "lack covariate(s) ['x']" in refused.json()["detail"]
+
+
 def test_another_models_state_of_the_same_version_number_is_rebuilt_not_used(
     apps: Apps, registry: Registry, stream_db: str
 ) -> None:
