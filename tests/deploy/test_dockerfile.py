@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
-from tests.deploy.files import DOCKERIGNORE, Stage, dockerfile_stages
+import pytest
+
+from tests.deploy.files import DOCKERIGNORE, ROOT, Stage, dockerfile_stages
 from urnn_forecast.cli import build_parser
 
 COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|cmake|make|cpp|ninja-build)\b")
@@ -70,3 +73,19 @@ def test_entrypoint_is_urnn_and_default_command_serves_on_all_interfaces() -> No
 def test_dockerignore_keeps_local_state_out() -> None:
     ignored = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
     assert {".venv", "var", "runs", "mlruns", ".git", ".mypy_cache", ".pytest_cache"} <= ignored
+    assert "mlflow.db" in ignored
+
+
+def test_no_local_mlflow_store_is_committed() -> None:
+    """A ./mlflow.db (MLflow's default store in the working folder) was committed once by
+    accident: the image and the sdist carried a stranger's runs and registry."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", "*.db", "mlruns", "mlartifacts", "var"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert tracked.stdout.split() == []
