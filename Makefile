@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, so the project's open torch range is already satisfied
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	# torch first, so the project's open torch range is already satisfied. Unquoted: TORCH_SPEC
+	# may carry pip options ("torch==2.13.0 --index-url URL", README); quote a spec with < or >
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
