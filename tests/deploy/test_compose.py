@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 from pathlib import Path
@@ -239,3 +240,38 @@ def test_every_compose_variable_is_documented() -> None:
     assert variables, "no ${VAR} found: the pattern no longer matches the file"
     missing = sorted(v for v in variables if f"`{v}`" not in documented)
     assert missing == [], f"compose variables not in docs/configuration.md: {missing}"
+
+
+def _image_env() -> dict[str, str]:
+    """The runtime stage's ENV (KEY=VALUE pairs)."""
+    from tests.deploy.files import dockerfile_stages
+
+    pairs = [
+        item.split("=", 1)
+        for instruction in dockerfile_stages()[-1].of("ENV")
+        for item in shlex.split(instruction.args)
+    ]
+    return {key: value for key, value in pairs}
+
+
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+@pytest.mark.parametrize("name", URNN_SERVICES)
+def test_urnn_containers_settings_validate(
+    name: str, gpu: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `urnn` container's settings as it starts them (the image's ENV, then compose's, the
+    GPU override's, every ${VAR:-default} at its default) pass get_settings(): the names test
+    above checks the names only, and a value out of range stops every command at start."""
+    from urnn_forecast.settings import get_settings
+
+    env = {k: v for k, v in _image_env().items() if k.startswith("URNN_")}
+    env.update(environment(compose_services()[name]))
+    if gpu:
+        env.update(environment(load_yaml(COMPOSE_GPU)["services"].get(name, {})))
+    for key in [k for k in os.environ if k.startswith("URNN_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value))
+    settings = get_settings.__wrapped__()  # not the cached one of an earlier test
+    assert str(settings.var_dir) == "/var/lib/urnn"
+    assert settings.device == ("cuda" if gpu and name != "migrate" else "auto")
