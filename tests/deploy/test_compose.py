@@ -275,3 +275,25 @@ def test_urnn_containers_settings_validate(
     settings = get_settings.__wrapped__()  # not the cached one of an earlier test
     assert str(settings.var_dir) == "/var/lib/urnn"
     assert settings.device == ("cuda" if gpu and name != "migrate" else "auto")
+
+
+def test_urnn_image_containers_write_only_where_the_user_may() -> None:
+    """The image runs as a non-root user, which owns only the state folder (URNN_VAR_DIR, the
+    image's VOLUME): a writable mount elsewhere is a root-owned empty volume it cannot write,
+    and MLflow's artifact destination must lie in its mounted volume (or it is lost with the
+    container)."""
+    var_dir = _image_env()["URNN_VAR_DIR"]
+    services = compose_services()
+    for name, service in services.items():
+        if not str(service.get("image", "")).startswith("urnn-forecast"):
+            continue
+        for spec in service.get("volumes", []):
+            parts = spec.split(":")
+            if parts[-1] == "ro":
+                continue
+            target = parts[1]
+            assert target == var_dir or target.startswith(f"{var_dir}/"), (name, spec)
+    command = services["mlflow"]["command"]
+    destination = command[command.index("--artifacts-destination") + 1]
+    mounted = [spec.split(":")[1] for spec in services["mlflow"]["volumes"]]
+    assert any(destination.startswith(f"{target}/") for target in mounted), destination

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 
 import pytest
@@ -89,3 +90,33 @@ def test_no_local_mlflow_store_is_committed() -> None:
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
     assert tracked.stdout.split() == []
+
+
+def _runtime_env() -> dict[str, str]:
+    pairs = [
+        item.split("=", 1)
+        for instruction in _final().of("ENV")
+        for item in shlex.split(instruction.args)
+    ]
+    return {key: value for key, value in pairs}
+
+
+def test_the_non_root_user_can_write_where_the_code_writes() -> None:
+    """The state folder (URNN_VAR_DIR, the image's VOLUME) is made and handed to the user
+    before the VOLUME (changes after it would be lost), and the extension build folder is
+    copied as the user's: torch takes a lock file in it when loading the prebuilt build."""
+    final = _final()
+    user = final.of("USER")[-1].args.split(":")[0]
+    env = _runtime_env()
+    var_dir, extensions = env["URNN_VAR_DIR"], env["TORCH_EXTENSIONS_DIR"]
+    volume = final.of("VOLUME")[-1]
+    assert json.loads(volume.args) == [var_dir]
+    owned = [
+        i
+        for i in final.of("RUN")
+        if re.search(rf"\bchown\b[^&;]*\b{user}:{user}\s+{re.escape(var_dir)}\b", i.args)
+    ]
+    assert owned and owned[0].line < volume.line, f"{var_dir} not chowned to {user} before VOLUME"
+    copied = [i for i in final.of("COPY") if i.args.split()[-1] == extensions]
+    assert copied and f"--chown={user}:{user}" in copied[0].args.split()
+    assert "PYTHONDONTWRITEBYTECODE=1" in " ".join(i.args for i in final.of("ENV"))  # /app: root's
