@@ -79,7 +79,7 @@ def test_dockerignore_keeps_local_state_out() -> None:
 
 def test_no_local_mlflow_store_is_committed() -> None:
     """A ./mlflow.db (MLflow's default store in the working folder) was committed once by
-    accident: the image and the sdist carried a stranger's runs and registry."""
+    accident: the image (COPY . .) and every checkout carried a stranger's runs and registry."""
     tracked = subprocess.run(
         ["git", "ls-files", "--", "*.db", "mlruns", "mlartifacts", "var"],
         cwd=ROOT,
