@@ -424,13 +424,14 @@ def test_a_history_the_model_overflows_on_is_422_not_nulls(
 ) -> None:
     """Finite inputs within float32's range once scaled, that still overflow the forward (an
     audit got 200 with every forecast null); the other series of the request are not served
-    half-way: the request is refused, naming the series. (A history of 1e30 throughout is
-    forecast as 1e30: per-window normalisation makes its scale harmless.)"""
+    half-way: the request is refused, naming the series. (A history of 1e38 throughout is
+    forecast as 1e38: a constant window's statistics are its value and 0, exactly; one that
+    swings between 0 and 1e38 overflows its spread.)"""
     series = body["series"][1]
     if field == "covariate":
         series["covariates"]["x"][-1] = value  # inside the look-back window
     else:
-        series["values"] = [value] * len(series["values"])
+        series["values"] = [value * (i % 2) for i in range(len(series["values"]))]
     response = client.post("/forecast", json=body)
     assert response.status_code == 422, response.text
     named = "'covariates.x'" if field == "covariate" else "'values'"  # the largest, scaled
@@ -439,6 +440,11 @@ def test_a_history_the_model_overflows_on_is_422_not_nulls(
     )
     good = client.post("/forecast", json={"series": body["series"][:1]})
     assert good.status_code == 200  # the batcher goes on
+    if field == "values" and value > 0:  # the same level throughout: forecast as that level
+        series["values"] = [value] * len(series["values"])
+        flat = client.post("/forecast", json=body)
+        assert flat.status_code == 200, flat.text
+        assert flat.json()["forecasts"][1]["mean"] == pytest.approx([value] * 12, rel=1e-6)
 
 
 def test_a_long_id_is_shortened_in_the_error(client: TestClient, body: Body) -> None:

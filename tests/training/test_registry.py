@@ -395,7 +395,7 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
             x=pd.Series([[1e39] * len(values)], dtype=object)
         ),
         "the model's forecast from this history is not finite": row.assign(
-            values=pd.Series([[1e38] * len(values)], dtype=object)
+            values=pd.Series([[1e38 * (i % 2) for i in range(len(values))]], dtype=object)
         ),
     }
     for said, bad in refused.items():
