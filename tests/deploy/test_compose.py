@@ -96,6 +96,12 @@ def test_health_checks_where_promised() -> None:
         assert services[name]["healthcheck"] == {"disable": True}, name
 
 
+def test_the_worker_runs_under_an_init_that_reaps_orphans() -> None:
+    """Orphaned training processes (torchrun's ranks with nproc > 1) are reparented to PID 1;
+    the worker as PID 1 never waited on them and they stayed zombies."""
+    assert compose_services()["worker"].get("init") is True
+
+
 def test_host_ports_are_unique() -> None:
     seen: dict[str, str] = {}
     for name, service in compose_services().items():
