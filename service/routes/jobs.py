@@ -25,7 +25,14 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from jobs import queue
 from jobs.db import Database, SchemaError, check_schema, reaching
@@ -407,13 +414,7 @@ def install_job_handlers(app: FastAPI) -> None:
 
     async def on_database(request: Request, exc: Exception) -> JSONResponse:
         logger.error("job database error on %s %s: %s", request.method, request.url.path, exc)
-        return JSONResponse(
-            status_code=503,
-            content={
-                "detail": "the job database is unavailable or not migrated (run `urnn db "
-                f"upgrade`): {type(exc).__name__}"
-            },
-        )
+        return JSONResponse(status_code=503, content={"detail": database_failure(exc)})
 
     app.add_exception_handler(JobSpecError, answer(422))
     app.add_exception_handler(IdempotencyKeyReusedError, answer(422))
@@ -424,3 +425,30 @@ def install_job_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SchemaError, answer(503))  # an unusable URL or driver
     app.add_exception_handler(OperationalError, on_database)
     app.add_exception_handler(ProgrammingError, on_database)
+    # PostgreSQL's read-only transaction (a standby, default_transaction_read_only) and a
+    # connection the driver found closed: the database's state, not a bug (they were 500s)
+    app.add_exception_handler(InternalError, on_database)
+    app.add_exception_handler(InterfaceError, on_database)
+
+
+# PostgreSQL's SQLSTATE for a write in a read-only transaction; SQLite's words for its file.
+_READ_ONLY_SQLSTATE = "25006"
+_READ_ONLY_SQLITE = "readonly database"
+
+
+def database_failure(exc: Exception) -> str:
+    """The 503's detail for a job database error: the kind of failure and what to check. The
+    driver's text can name hosts, users and SQL: the server log keeps it. A database that
+    refuses writes is said as such, on PostgreSQL (a standby after a failover) as on SQLite
+    (a read-only file): "run `urnn db upgrade`" sent the operator the wrong way."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else None
+    if getattr(orig, "sqlstate", None) == _READ_ONLY_SQLSTATE or _READ_ONLY_SQLITE in str(orig):
+        return (
+            "the job database is read-only (a PostgreSQL standby or default_transaction_"
+            "read_only, a read-only SQLite file): it refuses writes until it takes them again; "
+            f"reads still answer ({type(exc).__name__}; the server log has the details)"
+        )
+    return (
+        "the job database is unavailable or not migrated (run `urnn db upgrade`): "
+        f"{type(exc).__name__}"
+    )

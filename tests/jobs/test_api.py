@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from jobs.db import Database, head_revision, make_engine, upgrade
 from jobs.worker import Worker
@@ -1403,3 +1404,43 @@ def test_the_schema_says_a_schedule_patch_changes_at_least_one_field(
     assert answer.json()["detail"] == (
         "field 'body': nothing to change: give one or more of paused, cron, timezone, job"
     )
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_is_a_503_as_a_read_only_sqlite_file_is(
+    postgres_url: str, tmp_path: Path, ett_csv: Path
+) -> None:
+    """A PostgreSQL that refuses writes (a standby after a failover, or
+    default_transaction_read_only set for maintenance) raised the driver's InternalError,
+    which no handler answered: every write of the job API was a 500 with a traceback, where
+    a read-only SQLite file (OperationalError) is a 503. Reads still answer."""
+    from tests.jobs.conftest import _admin_connect
+
+    upgrade(postgres_url)
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        database_url=postgres_url,
+        api_key=SecretStr("test-key"),
+        model_poll_seconds=0.0,
+    )
+    app = create_app(settings, loader=NoModels())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        made = client.post(
+            "/schedules", json={"cron": "0 3 * * *", "job": tiny_spec(ett_csv)}, headers=KEY
+        ).json()["id"]
+        queued = submit(client, tiny_spec(ett_csv)).json()["id"]
+        with _admin_connect() as admin:
+            name = make_url(postgres_url).database
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        app.state.jobs_db.dispose()  # new connections read the setting
+        answers = [
+            submit(client, tiny_spec(ett_csv)),
+            client.post(f"/jobs/{queued}/cancel", headers=KEY),
+            client.patch(f"/schedules/{made}", json={"paused": True}, headers=KEY),
+            client.delete(f"/schedules/{made}", headers=KEY),
+        ]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert "read-only" in answer.json()["detail"], answer.text
+        assert client.get("/jobs").json()["total"] == 1
+        assert client.get(f"/schedules/{made}").json()["paused"] is False
