@@ -413,7 +413,9 @@ def install_job_handlers(app: FastAPI) -> None:
         return handler
 
     async def on_database(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("job database error on %s %s: %s", request.method, request.url.path, exc)
+        logger.error(
+            "job database error on %s %s: %s", request.method, request.url.path, driver_line(exc)
+        )
         return JSONResponse(status_code=503, content={"detail": database_failure(exc)})
 
     app.add_exception_handler(JobSpecError, answer(422))
@@ -434,6 +436,16 @@ def install_job_handlers(app: FastAPI) -> None:
 # PostgreSQL's SQLSTATE for a write in a read-only transaction; SQLite's words for its file.
 _READ_ONLY_SQLSTATE = "25006"
 _READ_ONLY_SQLITE = "readonly database"
+
+
+def driver_line(exc: Exception) -> str:
+    """The driver's error as one log line: its kind and its first line, which says what failed
+    (`UndefinedTable: relation "jobs" does not exist`, `connection failed: ...`). SQLAlchemy's
+    own text adds the SQL statement and its parameters on further lines: a job's spec and its
+    Idempotency-Key in the log, a record of a dozen lines per request during an outage."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
 
 
 def database_failure(exc: Exception) -> str:

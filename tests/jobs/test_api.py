@@ -1444,3 +1444,24 @@ def test_a_read_only_postgres_is_a_503_as_a_read_only_sqlite_file_is(
             assert "read-only" in answer.json()["detail"], answer.text
         assert client.get("/jobs").json()["total"] == 1
         assert client.get(f"/schedules/{made}").json()["paused"] is False
+
+
+def test_a_job_database_error_is_logged_in_one_line_without_the_sql(
+    client: TestClient, db: Database, ett_csv: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 503's log line was the driver's whole text: the SQL statement and its parameters
+    on further lines (the job's spec, its Idempotency-Key, a 1,500-character INSERT), one
+    record per request during an outage. It is one line now: the route, the error's kind
+    and the driver's first line, which says what failed."""
+    assert client.get("/jobs").status_code == 200  # the API's engine is open
+    with db.engine.begin() as connection:  # a table gone under the service
+        connection.execute(text("DROP TABLE jobs"))
+    headers = {**KEY, "Idempotency-Key": "secret-key-123"}
+    with caplog.at_level("ERROR", logger="service.routes.jobs"):
+        answer = client.post("/jobs", json=tiny_spec(ett_csv), headers=headers)
+    assert answer.status_code == 503, answer.text
+    [record] = [r for r in caplog.records if r.name == "service.routes.jobs"]
+    line = record.getMessage()
+    assert "\n" not in line, line
+    assert line.startswith("job database error on POST /jobs: ") and "jobs" in line[35:]
+    assert "SQL" not in line and "secret-key-123" not in line and str(ett_csv) not in line
