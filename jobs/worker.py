@@ -788,6 +788,13 @@ def _lasting(error: DBAPIError) -> bool:
     return any(words in text for words in _LASTING)
 
 
+def _said(error: DBAPIError) -> str:
+    """A database error in one log line: the driver's first line. SQLAlchemy's text goes on
+    with the SQL and its parameters (the job's log tail among them) on further lines."""
+    lines = str(error.orig or error).strip().splitlines()
+    return lines[0] if lines else type(error.orig or error).__name__
+
+
 # The longest wait between tries while the job database does not answer.
 OUTAGE_MAX_WAIT_S = 30.0
 
@@ -802,17 +809,17 @@ class _Outage:
 
     started: float = field(default_factory=time.monotonic)
     tries: int = 0
+    about: str = ""  # what tries, before the words ("job <id>: heartbeat: ")
 
     def failed(self, error: DBAPIError) -> _Outage:
         self.tries += 1
         if self.tries == 1 or self.tries % 10 == 0:
-            lines = str(error.orig or error).strip().splitlines()
-            reason = lines[0] if lines else type(error.orig or error).__name__
             logger.error(
-                "the job database does not answer (try %d, %.0f s): %s; trying again",
+                "%sthe job database does not answer (try %d, %.0f s): %s; trying again",
+                self.about,
                 self.tries,
                 self.seconds(),
-                reason,
+                _said(error),
             )
         return self
 
@@ -1056,14 +1063,18 @@ class Worker:
             try:
                 return write()
             except UNSTORABLE as error:
-                logger.error("job %s: the database refuses %s (%s)", job_id, what, error)
+                logger.error("job %s: the database refuses %s (%s)", job_id, what, _said(error))
                 if unstored is None:
                     return None
                 as_failure = functools.partial(unstored, error)
                 return self._record(job_id, f"{what}, as a failure", as_failure)
             except DBAPIError as error:
                 logger.warning(
-                    "job %s: recording %s failed (%s); again in %.1f s", job_id, what, error, delay
+                    "job %s: recording %s failed (%s); again in %.1f s",
+                    job_id,
+                    what,
+                    _said(error),
+                    delay,
                 )
                 time.sleep(delay)
                 delay *= 2
@@ -1075,7 +1086,7 @@ class Worker:
                 "will run",
                 job_id,
                 what,
-                error,
+                _said(error),
             )
             return None
 
@@ -1112,6 +1123,7 @@ class Worker:
 
     def _heartbeat(self, attempt: _Attempt) -> None:
         interval = self.settings.job_heartbeat_seconds
+        outage: _Outage | None = None
         while True:
             try:
                 beat = queue.heartbeat(
@@ -1122,9 +1134,21 @@ class Worker:
                     lease_seconds=self.settings.job_lease_seconds,
                     log_tail=attempt.tail(),
                 )
-            except Exception:  # a database hiccup: try again; the lease outlives a few misses
+            except DBAPIError as error:
+                # a database hiccup: try again; the lease outlives a few misses. Said as an
+                # idle worker says it (a traceback per beat filled the log during an outage)
+                about = f"job {attempt.job_id}: heartbeat: "
+                outage = (outage or _Outage(about=about)).failed(error)
+            except Exception:  # not the database's: a bug, with its traceback
                 logger.exception("job %s: heartbeat failed", attempt.job_id)
             else:
+                if outage is not None:
+                    logger.warning(
+                        "job %s: heartbeat: the job database answers again after %.0f s",
+                        attempt.job_id,
+                        outage.seconds(),
+                    )
+                    outage = None
                 if not beat.alive:
                     attempt.lost.set()
                     return
