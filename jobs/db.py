@@ -30,13 +30,38 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
+# Seconds a new connection to a PostgreSQL server may take (libpq's connect_timeout) unless
+# the URL sets its own: without one, libpq waits for ever on a server that accepts and says
+# nothing (hung, overloaded, behind a proxy whose backend is gone), and every job API request
+# held a threadpool thread for as long; a worker's start-up check hung the same way.
+SERVER_CONNECT_TIMEOUT_S = 10
+
+
+def server_connect_args(url: str, connect_timeout: int | None) -> dict[str, Any]:
+    """The driver arguments of a server `url`: `connect_timeout` if given (a best-effort read
+    that must give up sooner), else the URL's own connect_timeout, else
+    SERVER_CONNECT_TIMEOUT_S for PostgreSQL through libpq (other drivers: none, as before)."""
+    if connect_timeout is not None:
+        return {"connect_timeout": connect_timeout}
+    parsed = make_url(url)
+    libpq = parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in _LIBPQ
+    if not libpq or "connect_timeout" in parsed.query:
+        return {}
+    return {"connect_timeout": SERVER_CONNECT_TIMEOUT_S}
+
+
+# PostgreSQL drivers that take libpq's connect_timeout (pg8000 refuses it with a TypeError).
+_LIBPQ = frozenset({"psycopg", "psycopg2", "psycopg2cffi"})
+
+
 def make_engine(url: str, *, connect_timeout: int | None = None) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE.
-    `connect_timeout`: seconds a server connection may take (libpq's), for a best-effort read
-    that must not wait out the TCP timeout of a server that is down."""
+    """An engine for `url`; SQLite gets WAL, a busy timeout, foreign keys and BEGIN IMMEDIATE;
+    a PostgreSQL server a connect timeout (`server_connect_args`). `connect_timeout`: seconds
+    a server connection may take (libpq's), for a best-effort read that must not wait out a
+    server that is down."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        timeout = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+        timeout = server_connect_args(url, connect_timeout)
         return create_engine(url, pool_pre_ping=True, connect_args=timeout)
     if parsed.database and parsed.database != ":memory:":
         folder = Path(parsed.database).parent

@@ -341,7 +341,8 @@ class Settings(BaseSettings):
             "SQLAlchemy URL of the job database, e.g. postgresql+psycopg://user@host/urnn; "
             "default: a SQLite file at <var_dir>/jobs.db. A SQLite file is named by its path "
             "(sqlite:////abs/path/jobs.db): in-memory databases and URI filenames (uri=true) "
-            "are refused."
+            "are refused. A PostgreSQL connection that does not open in 10 s fails (the job "
+            "API answers 503) unless the URL sets ?connect_timeout=N."
         ),
     )
     job_lease_seconds: float = Field(

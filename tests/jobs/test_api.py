@@ -1465,3 +1465,63 @@ def test_a_job_database_error_is_logged_in_one_line_without_the_sql(
     assert "\n" not in line, line
     assert line.startswith("job database error on POST /jobs: ") and "jobs" in line[35:]
     assert "SQL" not in line and "secret-key-123" not in line and str(ett_csv) not in line
+
+
+def test_a_database_server_that_does_not_answer_is_a_503_in_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL that accepts the connection and says nothing (a hung or overloaded
+    server, a stopped postmaster behind a proxy) held every request of the job API for as
+    long as it stayed so (a minute and counting: libpq waits for ever without a connect
+    timeout), each holding a threadpool thread, where the job gauges' reader gave up after
+    2 s. A connection now has jobs.db.SERVER_CONNECT_TIMEOUT_S (10 s; 2 here) unless the URL
+    sets connect_timeout itself: the request is the 503 naming the server."""
+    import socket
+    import threading
+    import time
+
+    import jobs.db
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def mute() -> None:  # accepts, never answers
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=mute, daemon=True).start()
+    monkeypatch.setattr(jobs.db, "SERVER_CONNECT_TIMEOUT_S", 2)
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:{port}/urnn",
+        api_key=SecretStr("test-key"),
+        model_poll_seconds=0.0,
+    )
+    try:
+        with TestClient(create_app(settings, loader=NoModels())) as client:
+            started = time.monotonic()
+            answer = client.get("/jobs")
+            assert time.monotonic() - started < 8
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["detail"].startswith(
+                f"cannot reach the job database at postgresql+psycopg://postgres@127.0.0.1:{port}"
+            )
+            assert "timeout" in answer.json()["detail"]
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+
+
+def test_a_connect_timeout_in_the_url_is_the_one_used() -> None:
+    """The default connect timeout is only a default: a URL's own connect_timeout stays, and
+    a best-effort reader's shorter one is kept."""
+    from jobs.db import server_connect_args
+
+    assert server_connect_args("postgresql+psycopg://u@h/db", None) == {"connect_timeout": 10}
+    assert server_connect_args("postgresql+psycopg://u@h/db?connect_timeout=60", None) == {}
+    assert server_connect_args("postgresql+psycopg://u@h/db", 2) == {"connect_timeout": 2}
+    assert server_connect_args("postgresql+psycopg2://u@h/db", None) == {"connect_timeout": 10}
+    assert server_connect_args("postgresql+pg8000://u@h/db", None) == {}  # takes no such name
