@@ -159,6 +159,11 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+# PostgreSQL's SQLSTATE for a write in a read-only transaction: a standby (a failover not
+# done yet, the old primary back as a replica) or default_transaction_read_only. A state of
+# the server that passes, unlike a read-only SQLite file.
+POSTGRES_READ_ONLY = "25006"
+
 PAUSE_REVISION = "0004"  # the migration that added schedules.paused
 
 

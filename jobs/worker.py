@@ -52,7 +52,7 @@ from sqlalchemy.exc import (
 )
 
 from jobs import queue, schedules
-from jobs.db import Database
+from jobs.db import POSTGRES_READ_ONLY, Database
 from jobs.models import WORKER_ID_WIDTH, Job
 from jobs.spec import JobSpec, JobSpecError, inside_data_folders
 from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
@@ -788,6 +788,16 @@ def _lasting(error: DBAPIError) -> bool:
     return any(words in text for words in _LASTING)
 
 
+def _passing(error: DBAPIError) -> bool:
+    """An error a wait may mend: the database out of reach, or a PostgreSQL refusing writes
+    for a while (a standby during a failover: InternalError, which stopped every idle worker
+    with exit code 2 where a refused connection is waited out)."""
+    if _lasting(error):
+        return False
+    read_only = getattr(error.orig, "sqlstate", None) == POSTGRES_READ_ONLY
+    return read_only or isinstance(error, (OperationalError, InterfaceError))
+
+
 def _said(error: DBAPIError) -> str:
     """A database error in one log line: the driver's first line. SQLAlchemy's text goes on
     with the SQL and its parameters (the job's log tail among them) on further lines."""
@@ -884,10 +894,11 @@ class Worker:
                 break
             try:
                 job_id = self.run_once()
-            except (OperationalError, InterfaceError) as error:
-                # the database out of reach; a deterministic error (a schema not upgraded, a
-                # constraint) would fail the same way at every try: raised, as before
-                if until_idle or _lasting(error):  # a one-off drain (CI, cron) stops
+            except DBAPIError as error:
+                # the database out of reach or read-only for now; a deterministic error (a
+                # schema not upgraded, a constraint) would fail the same way at every try:
+                # raised, as before
+                if until_idle or not _passing(error):  # a one-off drain (CI, cron) stops
                     raise
                 outage = (outage or _Outage()).failed(error)
                 self._stopping.wait(outage.wait(self.settings.worker_poll_seconds))

@@ -35,7 +35,7 @@ from sqlalchemy.exc import (
 )
 
 from jobs import queue
-from jobs.db import Database, SchemaError, check_schema, reaching
+from jobs.db import POSTGRES_READ_ONLY, Database, SchemaError, check_schema, reaching
 from jobs.models import Job, canonical_id
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
@@ -433,8 +433,7 @@ def install_job_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InterfaceError, on_database)
 
 
-# PostgreSQL's SQLSTATE for a write in a read-only transaction; SQLite's words for its file.
-_READ_ONLY_SQLSTATE = "25006"
+# SQLite's words for a read-only file (PostgreSQL's: jobs.db.POSTGRES_READ_ONLY).
 _READ_ONLY_SQLITE = "readonly database"
 
 
@@ -454,7 +453,7 @@ def database_failure(exc: Exception) -> str:
     refuses writes is said as such, on PostgreSQL (a standby after a failover) as on SQLite
     (a read-only file): "run `urnn db upgrade`" sent the operator the wrong way."""
     orig = exc.orig if isinstance(exc, DBAPIError) else None
-    if getattr(orig, "sqlstate", None) == _READ_ONLY_SQLSTATE or _READ_ONLY_SQLITE in str(orig):
+    if getattr(orig, "sqlstate", None) == POSTGRES_READ_ONLY or _READ_ONLY_SQLITE in str(orig):
         return (
             "the job database is read-only (a PostgreSQL standby or default_transaction_"
             "read_only, a read-only SQLite file): it refuses writes until it takes them again; "

@@ -182,6 +182,50 @@ def test_a_busy_worker_says_a_database_outage_in_lines_not_a_traceback_per_beat(
     assert retry.endswith("failed (failover); again in 0.5 s"), retry
 
 
+@pytest.mark.postgres
+def test_an_idle_worker_rides_out_a_postgres_that_is_read_only_for_a_while(
+    postgres_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PostgreSQL failover can hand the worker a server that refuses writes for a while (the
+    old primary back as a standby, a promotion not done yet, default_transaction_read_only
+    for maintenance): its claim raised InternalError (ReadOnlySqlTransaction), which the
+    loop did not wait out, and every idle worker of the fleet exited with code 2. It is an
+    outage like a refused connection now: said, waited out, the queued job run after."""
+    from jobs.db import upgrade
+    from tests.jobs.conftest import _admin_connect
+
+    upgrade(postgres_url)
+    settings = Settings(
+        var_dir=tmp_path / "var", database_url=postgres_url, worker_poll_seconds=0.05
+    )
+    db = Database.from_settings(settings)
+    name = postgres_url.rsplit("/", 1)[1]
+
+    def read_only(on: bool) -> None:
+        value = "on" if on else "off"
+        with _admin_connect() as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}')
+        db.engine.dispose()  # new connections read the setting
+
+    try:
+        (job_id,) = submit(db)
+        read_only(True)
+        worker = Worker(db, settings, executor=lambda context: JobOutcome(mlflow_run_id="r"))
+        done: list[int] = []
+        with caplog.at_level("INFO", logger="jobs.worker"):
+            thread = threading.Thread(target=lambda: done.append(worker.run(max_jobs=1)))
+            thread.start()
+            wait_for(lambda: any("does not answer" in r.getMessage() for r in caplog.records))
+            read_only(False)
+            thread.join(timeout=30)
+        assert done == [1]
+        assert job(db, job_id).status == "succeeded"
+        said = "\n".join(r.getMessage() for r in caplog.records)
+        assert "read-only transaction" in said and "answers again" in said
+    finally:
+        db.dispose()
+
+
 def test_urnn_worker_stops_on_a_database_it_cannot_write_in_one_line(
     db: Database,
     settings: Settings,
