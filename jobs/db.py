@@ -212,6 +212,21 @@ def shown_url(url: str) -> str:
     return password_hidden(url)
 
 
+_SUPPORTED = (
+    "the job database supports SQLite (sqlite:////abs/path/jobs.db) and PostgreSQL "
+    "(postgresql+psycopg://user:password@host:5432/urnn)"
+)
+
+
+def _written_for_sqlalchemy(url: str) -> str:
+    """For a `postgres://` URL (the scheme Heroku, Render and others hand out, which
+    SQLAlchemy does not read): the same URL as SQLAlchemy reads it, password hidden."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "postgres":
+        return ""
+    return f": write {shown_url('postgresql+psycopg://' + rest)}"
+
+
 @contextmanager
 def reaching(url: str) -> Iterator[None]:
     """Around a first connection: an unusable URL or an unreachable server becomes one
@@ -223,13 +238,12 @@ def reaching(url: str) -> Iterator[None]:
     except (ArgumentError, NoSuchModuleError) as error:
         raise SchemaError(
             f"URNN_DATABASE_URL {shown_url(url)!r} is not a database URL SQLAlchemy can use: "
-            f"{error}"
+            f"{error}; {_SUPPORTED}{_written_for_sqlalchemy(url)}"
         ) from None
     except ImportError as error:  # a known dialect whose driver is not installed (mysql://)
         raise SchemaError(
             f"URNN_DATABASE_URL {shown_url(url)!r} needs a database driver that is not "
-            f"installed ({error}); the job database supports SQLite (built in) and PostgreSQL "
-            "(postgresql+psycopg://...)"
+            f"installed ({error}); {_SUPPORTED}"
         ) from None
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)

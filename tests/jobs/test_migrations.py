@@ -326,6 +326,26 @@ def test_unusable_database_urls_are_named_without_the_password(url: str, message
         check_schema(url)
 
 
+@pytest.mark.parametrize(
+    ("url", "written"),
+    [
+        ("postgres://u:secret@db:5432/urnn", "postgresql+psycopg://u:***@db:5432/urnn"),
+        ("foo://x", None),
+    ],
+)
+def test_a_url_of_no_known_database_names_the_ones_supported(url: str, written: str | None) -> None:
+    """`postgres://` (the scheme Heroku, Render and others hand out) was answered "Can't load
+    plugin: sqlalchemy.dialects:postgres" and nothing more: the URL's scheme is now said,
+    with the databases the job database supports and, for that one, how to write it."""
+    with pytest.raises(SchemaError) as raised:
+        check_schema(url)
+    said = str(raised.value)
+    assert "supports SQLite (sqlite:////abs/path/jobs.db) and PostgreSQL" in said, said
+    assert "secret" not in said
+    if written is not None:
+        assert f"write {written}" in said, said
+
+
 @pytest.mark.parametrize("flag", ["uri=true", "uri=1", "mode=rwc&uri=yes"])
 def test_a_sqlite_uri_filename_is_refused_by_name_and_makes_no_folder(
     tmp_path: Path,
