@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from urnn_forecast.settings import Settings
@@ -92,6 +93,12 @@ def make_engine(url: str, *, connect_timeout: int | None = None) -> Engine:
     return engine
 
 
+class DatabaseBusyError(PoolTimeout):
+    """No pooled connection came free within the pool's timeout (30 s): the requests before
+    hold them all, stuck on a slow or locked database (a migration's lock, VACUUM FULL). The
+    job API answers 503; a subclass of SQLAlchemy's, so callers catching it still do."""
+
+
 @dataclass
 class Database:
     """The engine and a session factory; `session()` is one committed-or-rolled-back unit."""
@@ -114,8 +121,11 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self.sessions.begin() as session:
-            yield session
+        try:
+            with self.sessions.begin() as session:
+                yield session
+        except PoolTimeout as error:  # checked out lazily, by the first statement
+            raise DatabaseBusyError(str(error).split(" (Background", 1)[0]) from error
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -35,7 +35,14 @@ from sqlalchemy.exc import (
 )
 
 from jobs import queue
-from jobs.db import POSTGRES_READ_ONLY, Database, SchemaError, check_schema, reaching
+from jobs.db import (
+    POSTGRES_READ_ONLY,
+    Database,
+    DatabaseBusyError,
+    SchemaError,
+    check_schema,
+    reaching,
+)
 from jobs.models import Job, canonical_id
 from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
@@ -418,6 +425,24 @@ def install_job_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(status_code=503, content={"detail": database_failure(exc)})
 
+    async def on_pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+        # requests stuck on a slow or locked database hold the pool's connections: the next
+        # ones wait the pool timeout (30 s) and get this, the database's state, not a bug
+        logger.error(
+            "job database error on %s %s: no free connection: %s",
+            request.method,
+            request.url.path,
+            exc,
+        )
+        return JSONResponse(
+            status_code=503,
+            content={
+                "detail": "the job database has no free connection: the requests before this "
+                "one hold them all (a slow or locked database); try again"
+            },
+            headers={"Retry-After": "5"},
+        )
+
     app.add_exception_handler(JobSpecError, answer(422))
     app.add_exception_handler(IdempotencyKeyReusedError, answer(422))
     app.add_exception_handler(ScheduleError, answer(422))
@@ -431,6 +456,7 @@ def install_job_handlers(app: FastAPI) -> None:
     # connection the driver found closed: the database's state, not a bug (they were 500s)
     app.add_exception_handler(InternalError, on_database)
     app.add_exception_handler(InterfaceError, on_database)
+    app.add_exception_handler(DatabaseBusyError, on_pool_timeout)
 
 
 # SQLite's words for a read-only file (PostgreSQL's: jobs.db.POSTGRES_READ_ONLY).

@@ -1525,3 +1525,32 @@ def test_a_connect_timeout_in_the_url_is_the_one_used() -> None:
     assert server_connect_args("postgresql+psycopg://u@h/db", 2) == {"connect_timeout": 2}
     assert server_connect_args("postgresql+psycopg2://u@h/db", None) == {"connect_timeout": 10}
     assert server_connect_args("postgresql+pg8000://u@h/db", None) == {}  # takes no such name
+
+
+def test_a_job_database_pool_with_no_free_connection_is_a_503(
+    client: TestClient, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests waiting on a slow or locked database hold their pooled connections; the next
+    ones waited SQLAlchemy's pool timeout (30 s) and raised its TimeoutError, which no handler
+    answered: 20 concurrent GET /jobs while `jobs` was locked (a migration, VACUUM FULL) made
+    5 of them 500s with a traceback each. It is a 503 saying the database is busy."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    assert client.get("/jobs").status_code == 200
+    engine = create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    app: Any = client.app
+    app.state.jobs_db.dispose()
+    app.state.jobs_db = Database(engine=engine, sessions=sessionmaker(engine))
+    held = engine.connect()  # a request stuck on a lock holds the pool's only connection
+    try:
+        with caplog.at_level("ERROR", logger="service.routes.jobs"):
+            answer = client.get("/jobs")
+        assert answer.status_code == 503, answer.text
+        assert "no free connection" in answer.json()["detail"], answer.text
+        assert answer.headers["Retry-After"] == "5"
+        [record] = [r for r in caplog.records if r.name == "service.routes.jobs"]
+        assert "\n" not in record.getMessage() and record.exc_info is None
+    finally:
+        held.close()
+    assert client.get("/jobs").status_code == 200
