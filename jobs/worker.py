@@ -1134,8 +1134,11 @@ class Worker:
 
     def _heartbeat(self, attempt: _Attempt) -> None:
         interval = self.settings.job_heartbeat_seconds
+        lease = self.settings.job_lease_seconds
         outage: _Outage | None = None
+        renewed = time.monotonic()  # the claim set the lease just before
         while True:
+            trying = time.monotonic()
             try:
                 beat = queue.heartbeat(
                     self.db,
@@ -1153,6 +1156,7 @@ class Worker:
             except Exception:  # not the database's: a bug, with its traceback
                 logger.exception("job %s: heartbeat failed", attempt.job_id)
             else:
+                renewed = trying
                 if outage is not None:
                     logger.warning(
                         "job %s: heartbeat: the job database answers again after %.0f s",
@@ -1165,5 +1169,19 @@ class Worker:
                     return
                 if beat.cancel_requested:
                     attempt.cancel.set()
+            if not attempt.lost.is_set() and time.monotonic() - renewed >= lease:
+                # The lease has expired as the database counts it: another worker may claim
+                # the job and train it too (the fencing stops only this worker's writes), so
+                # the training stops as when the lease is seen lost; the expired lease
+                # requeues the job (an attempt spent) once the database answers. The beats
+                # go on: a run already registering its model finishes (up to 120 s), and a
+                # renewal before anyone claims the job lets its outcome be recorded.
+                logger.error(
+                    "job %s: heartbeat: no lease renewal for %g s (URNN_JOB_LEASE_SECONDS): "
+                    "another worker may claim the job now; stopping its training",
+                    attempt.job_id,
+                    lease,
+                )
+                attempt.lost.set()
             if attempt.done.wait(interval):
                 return

@@ -226,6 +226,45 @@ def test_an_idle_worker_rides_out_a_postgres_that_is_read_only_for_a_while(
         db.dispose()
 
 
+def test_a_worker_that_cannot_renew_its_lease_for_a_whole_lease_stops_the_training(
+    db: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker cut off from the database (a network partition) kept training after its lease
+    had expired: another worker could claim the job and train it too, and both register a
+    version (the fencing stops only the database writes). Once its heartbeats have failed
+    for a whole lease (URNN_JOB_LEASE_SECONDS, 1.5 s here), it stops the training as if it
+    had seen the lease lost; the job is recovered from the expired lease as usual."""
+    from sqlalchemy.exc import OperationalError
+
+    def cut_off(*args: object, **kwargs: object) -> queue.Beat:
+        raise OperationalError("UPDATE jobs", {}, Exception("no route to host"))
+
+    monkeypatch.setattr(queue, "heartbeat", cut_off)
+    stopped: list[float] = []
+
+    def trains(context: JobContext) -> JobOutcome:
+        started = time.monotonic()
+        while time.monotonic() - started < 8:
+            if context.should_stop():
+                stopped.append(time.monotonic() - started)
+                raise JobInterruptedError("stopped")
+            time.sleep(0.02)
+        return JobOutcome(mlflow_run_id="r")  # trained on, lease or not
+
+    (job_id,) = submit(db)
+    with caplog.at_level("INFO", logger="jobs.worker"):
+        Worker(db, settings, executor=trains, worker_id="cut-off").run_once()
+    assert stopped and 1.4 <= stopped[0] < 4, stopped
+    said = "\n".join(r.getMessage() for r in caplog.records)
+    assert "no lease renewal for 1.5 s" in said, said
+    assert job(db, job_id).status == "running"  # nothing recorded: the lease tells
+    wait_for(lambda: bool(queue.recover_expired(db)))
+    assert (job(db, job_id).status, job(db, job_id).attempts) == ("queued", 1)
+
+
 def test_urnn_worker_stops_on_a_database_it_cannot_write_in_one_line(
     db: Database,
     settings: Settings,
