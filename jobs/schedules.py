@@ -413,7 +413,10 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
             )
         try:
             with db.session() as session:
-                current = session.get(Schedule, schedule.id)
+                # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises already): a
+                # PATCH still committing a pause is waited for and seen; read unlocked, its
+                # commit let this run in after it had answered "paused"
+                current = session.get(Schedule, schedule.id, with_for_update=True)
                 if current is None or current.paused:  # deleted or paused since the query
                     continue
                 waiting = _queued_run(session, current)

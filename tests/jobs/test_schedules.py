@@ -424,6 +424,36 @@ def test_a_pause_between_the_due_query_and_the_insert_enqueues_nothing(
     assert scheduled_jobs(db, schedule_id) == []
 
 
+def test_a_pause_committed_while_the_tick_enqueues_its_run_enqueues_nothing(
+    db: Database,
+) -> None:
+    """On PostgreSQL the tick read the schedule unlocked: a PATCH pausing it, its transaction
+    open while the tick looked (the row locked FOR UPDATE), answered 200 "paused", and the
+    tick's insert, let through by that commit, enqueued a run of the paused schedule anyway.
+    The tick reads the row FOR UPDATE now (SQLite's BEGIN IMMEDIATE serialised them already):
+    it waits for the PATCH and sees the pause."""
+    import time
+
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)
+    locked = threading.Event()
+
+    def pause() -> None:  # another client's PATCH, slow to commit
+        with db.session() as session:
+            schedules.change(session, schedule_id=schedule_id, paused=True)
+            locked.set()
+            time.sleep(1.0)
+
+    patch = threading.Thread(target=pause)
+    patch.start()
+    locked.wait(timeout=10)
+    try:
+        made = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5))
+    finally:
+        patch.join()
+    assert made == [] and scheduled_jobs(db, schedule_id) == []
+
+
 def test_a_new_cron_between_the_due_query_and_the_tick_end_keeps_its_next_due_time(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
