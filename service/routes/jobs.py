@@ -461,6 +461,10 @@ def install_job_handlers(app: FastAPI) -> None:
 
 # SQLite's words for a read-only file (PostgreSQL's: jobs.db.POSTGRES_READ_ONLY).
 _READ_ONLY_SQLITE = "readonly database"
+# A table or column the code reads and the database lacks: PostgreSQL's undefined_table and
+# undefined_column, SQLite's words (both an OperationalError there).
+_NO_SUCH_SQLSTATES = frozenset({"42P01", "42703"})
+_NO_SUCH_SQLITE = ("no such table", "no such column")
 
 
 def driver_line(exc: Exception) -> str:
@@ -475,9 +479,10 @@ def driver_line(exc: Exception) -> str:
 
 def database_failure(exc: Exception) -> str:
     """The 503's detail for a job database error: the kind of failure and what to check. The
-    driver's text can name hosts, users and SQL: the server log keeps it. A database that
-    refuses writes is said as such, on PostgreSQL (a standby after a failover) as on SQLite
-    (a read-only file): "run `urnn db upgrade`" sent the operator the wrong way."""
+    driver's text can name hosts, users and SQL: the server log keeps it. Every error was
+    "unavailable or not migrated (run `urnn db upgrade`)", which sent the operator of a
+    database that was down, or read-only (a PostgreSQL standby, a read-only SQLite file), to
+    migrate one that needed nothing: the tables missing is said apart from the rest."""
     orig = exc.orig if isinstance(exc, DBAPIError) else None
     if getattr(orig, "sqlstate", None) == POSTGRES_READ_ONLY or _READ_ONLY_SQLITE in str(orig):
         return (
@@ -485,7 +490,21 @@ def database_failure(exc: Exception) -> str:
             "read_only, a read-only SQLite file): it refuses writes until it takes them again; "
             f"reads still answer ({type(exc).__name__}; the server log has the details)"
         )
+    if getattr(orig, "sqlstate", None) in _NO_SUCH_SQLSTATES or any(
+        words in str(orig) for words in _NO_SUCH_SQLITE
+    ):
+        return (
+            "the job database's tables are missing or not this release's (a database made "
+            "again empty, a downgrade): run `urnn db upgrade` (same URNN_DATABASE_URL) "
+            f"({type(exc).__name__}; the server log has the details)"
+        )
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return (
+            "the job database does not answer or failed the request (down, restarting, "
+            "refusing this user, or dropped; URNN_DATABASE_URL): nothing to migrate, the "
+            f"next request tries again ({type(exc).__name__}; the server log has the details)"
+        )
     return (
-        "the job database is unavailable or not migrated (run `urnn db upgrade`): "
-        f"{type(exc).__name__}"
+        f"the job database failed the request ({type(exc).__name__}; the server log has the "
+        "details)"
     )

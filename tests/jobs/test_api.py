@@ -1554,3 +1554,30 @@ def test_a_job_database_pool_with_no_free_connection_is_a_503(
     finally:
         held.close()
     assert client.get("/jobs").status_code == 200
+
+
+def test_a_503_says_whether_the_database_is_down_or_not_migrated(
+    client: TestClient, db: Database
+) -> None:
+    """Every job database error of an open API was answered "unavailable or not migrated (run
+    `urnn db upgrade`)": a PostgreSQL that stopped answering sent the operator to migrate a
+    database that needs none. The 503 says which: tables missing (migrate), or a database
+    that does not answer (bring it back; nothing to migrate)."""
+    assert client.get("/jobs").status_code == 200
+    app: Any = client.app
+    opened = app.state.jobs_db
+    app.state.jobs_db = Database.from_url("postgresql+psycopg://u@127.0.0.1:1/gone")
+    try:
+        down = client.get("/jobs")
+    finally:
+        app.state.jobs_db.dispose()
+        app.state.jobs_db = opened
+    assert down.status_code == 503
+    assert "does not answer" in down.json()["detail"], down.text
+    assert "urnn db upgrade" not in down.json()["detail"], down.text
+    with db.engine.begin() as connection:  # a database dropped and made again, empty
+        connection.execute(text("DROP TABLE jobs"))
+    missing = client.get("/jobs")
+    assert missing.status_code == 503
+    assert "run `urnn db upgrade`" in missing.json()["detail"], missing.text
+    assert "tables" in missing.json()["detail"], missing.text
