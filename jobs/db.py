@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -235,6 +236,17 @@ def _written_for_sqlalchemy(url: str) -> str:
     if not sep or scheme.lower() != "postgres":
         return ""
     return f": write {shown_url('postgresql+psycopg://' + rest)}"
+
+
+def driver_line(exc: Exception) -> str:
+    """The driver's error as one log line: its kind and its first line, which says what failed
+    (`UndefinedTable: relation "jobs" does not exist`, `connection failed: ...`). SQLAlchemy's
+    own text adds the SQL statement and its parameters on further lines: a job's spec and its
+    Idempotency-Key in the log, a streaming series' saved state, a record of a dozen lines per
+    request during an outage."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
 
 
 @contextmanager

@@ -63,7 +63,7 @@ import numpy as np
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobs.db import Database
+from jobs.db import Database, driver_line
 from models.forecaster import floor_at_zero
 from models.streaming import StreamState
 from service.busy_poll import BusyPoll
@@ -468,10 +468,13 @@ class StreamEngine:
         try:
             return await asyncio.to_thread(fn, *args)
         except SQLAlchemyError as error:
-            # The driver's text can name hosts, ports, users and SQL: the log keeps it for the
-            # operator, the client is told the kind of failure and what to check (as the job
+            # The driver's text can name hosts, ports and users: the log keeps its first line
+            # for the operator (not SQLAlchemy's SQL and parameters after it: a series' saved
+            # state), the client is told the kind of failure and what to check (as the job
             # API's 503 does).
-            logger.error("streaming snapshot store failed in %s: %s", fn.__name__, error)
+            logger.error(
+                "streaming snapshot store failed in %s: %s", fn.__name__, driver_line(error)
+            )
             raise SnapshotStoreError(
                 "the streaming snapshot store (URNN_DATABASE_URL) is unavailable or not "
                 f"migrated (run `urnn db upgrade`): {type(error).__name__}; the server log "

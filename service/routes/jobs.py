@@ -41,6 +41,7 @@ from jobs.db import (
     DatabaseBusyError,
     SchemaError,
     check_schema,
+    driver_line,
     reaching,
 )
 from jobs.models import Job, canonical_id
@@ -465,16 +466,6 @@ _READ_ONLY_SQLITE = "readonly database"
 # undefined_column, SQLite's words (both an OperationalError there).
 _NO_SUCH_SQLSTATES = frozenset({"42P01", "42703"})
 _NO_SUCH_SQLITE = ("no such table", "no such column")
-
-
-def driver_line(exc: Exception) -> str:
-    """The driver's error as one log line: its kind and its first line, which says what failed
-    (`UndefinedTable: relation "jobs" does not exist`, `connection failed: ...`). SQLAlchemy's
-    own text adds the SQL statement and its parameters on further lines: a job's spec and its
-    Idempotency-Key in the log, a record of a dozen lines per request during an outage."""
-    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    lines = str(orig).strip().splitlines()
-    return f"{type(orig).__name__}: {lines[0]}" if lines else type(orig).__name__
 
 
 def database_failure(exc: Exception) -> str:

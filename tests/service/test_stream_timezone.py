@@ -491,6 +491,37 @@ def test_a_store_outage_tells_the_client_its_kind_and_the_log_its_text(
     assert sum(secret in record.getMessage() for record in caplog.records) == 2
 
 
+def test_a_store_outage_is_logged_in_one_line_without_the_sql_or_its_parameters(
+    client: TestClient,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SQLAlchemy's error text goes on after the driver's first line with the statement and
+    its parameters: a series' whole saved state in the log, lines of it per failed request
+    during an outage. The log keeps the driver's kind and first line, as the job API's does."""
+    from sqlalchemy.exc import OperationalError
+
+    def down(self: SnapshotRepository, series_id: str) -> None:
+        raise OperationalError(
+            "SELECT stream_snapshots.state FROM stream_snapshots WHERE series_id = %(id)s",
+            {"id": "private-series-name"},
+            Exception("server closed the connection unexpectedly\nThis probably means..."),
+        )
+
+    monkeypatch.setattr(SnapshotRepository, "load", down)
+    stamps = [wall(t) for t in SPRING[:3]]
+    with caplog.at_level("ERROR", logger="service.streaming"):
+        got = refusals(client, "down", rows(registry.frame, 0, 3, timestamps=stamps))
+    assert [status for status, _ in got] == [503, 503]
+    logged = [r.getMessage() for r in caplog.records if "store failed in" in r.getMessage()]
+    assert len(logged) == 2, caplog.text
+    for message in logged:
+        assert "\n" not in message, message
+        assert "private-series-name" not in message and "SELECT" not in message, message
+        assert message.endswith("down: Exception: server closed the connection unexpectedly")
+
+
 def test_a_failed_flush_logs_the_driver_text_once(
     restarts: Restarts,
     registry: Registry,
