@@ -7,6 +7,7 @@ rewritten here too, so that every 422 names the series (index and id) and the fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -594,6 +595,28 @@ def allowed_methods(request: Request) -> str:
     )
 
 
+# Set on an exception `install_handlers`' catch-all logged: the server's log of it is dropped.
+_LOGGED = "_urnn_logged"
+
+
+def mark_logged(exc: BaseException) -> None:
+    """Mark `exc` as logged with its request (method and path) by the catch-all handler."""
+    with contextlib.suppress(AttributeError):  # a type that takes no attributes: logged twice
+        setattr(exc, _LOGGED, True)
+
+
+class AlreadyLogged(logging.Filter):
+    """Drops the server's "Exception in ASGI application" record of an exception the app's
+    catch-all handler already logged. Starlette's ServerErrorMiddleware (and the fast path,
+    as it) re-raises after the handler answered 500, so that the server logs it: every 500
+    of `urnn serve` logged two ~60-line tracebacks of one error, the second without the
+    request. Installed on uvicorn's error logger; other records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, _LOGGED, False)
+
+
 def install_handlers(app: FastAPI) -> None:
     """Every error the service knows becomes `{"detail": <sentence>}` with its status code."""
 
@@ -666,6 +689,7 @@ def install_handlers(app: FastAPI) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug, not bad input: log the traceback, answer without leaking internals.
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        mark_logged(exc)
         # Connection: close, said: the server drops the connection after an unhandled error,
         # and a client that reused it would see its next request reset.
         return JSONResponse(
@@ -674,6 +698,9 @@ def install_handlers(app: FastAPI) -> None:
             headers={"Connection": "close"},
         )
 
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, AlreadyLogged) for f in server_log.filters):
+        server_log.addFilter(AlreadyLogged())
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ServiceInputError, on_input)
     app.add_exception_handler(BodyTooLargeError, on_too_large)
