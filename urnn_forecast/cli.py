@@ -973,6 +973,9 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
             "realised scores and serve a different interval for the same request); use "
             "--workers 1 or URNN_ADAPTIVE_INTERVALS=off"
         )
+    from service import settle_multiprocess_variable
+
+    settle_multiprocess_variable()  # an empty value unset, the deprecated lower-case name read
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if problem is None and given:
         from service.metrics import multiprocess_folder_problem

@@ -316,3 +316,53 @@ def test_uvicorn_run_directly_logs_the_service_lines_in_the_command_format(
         assert re.fullmatch(
             rf"{stamp} WARNING service.drain: SIGTERM: /readyz answers 503", lines[1]
         ), (how, lines)
+
+
+def test_an_empty_metrics_folder_variable_is_unset_before_prometheus_client_reads_it(
+    tmp_path: Path,
+) -> None:
+    """prometheus_client turns multiprocess mode on when PROMETHEUS_MULTIPROC_DIR is present,
+    empty or not, and then writes every metric file into the working directory (`/app` in
+    the image, not writable by its user: no start), while the service read an empty value as
+    unset (`export PROMETHEUS_MULTIPROC_DIR=` to unset it, `${VAR:-}` in compose) and never
+    cleared or merged those files."""
+    script = textwrap.dedent(
+        """
+        import os
+        from service.metrics import ServiceMetrics
+        from prometheus_client import values
+        metrics = ServiceMetrics()
+        metrics.rejected.labels(reason="queue_full").inc()
+        assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+        assert values.ValueClass is values.MutexValue, values.ValueClass
+        """
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(tmp_path.glob("*.db")) == []
+
+
+def test_the_lower_case_metrics_folder_variable_is_cleared_like_the_upper_case_one(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prometheus_client still reads `prometheus_multiproc_dir` (deprecated) where the upper
+    case one is not set: `urnn serve` neither checked nor emptied that folder, so a restart
+    added the earlier run's counts to the new ones."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_15883.db").write_bytes(b"an earlier run's counts")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    monkeypatch.setenv("prometheus_multiproc_dir", str(folder))
+    assert cli.main(["serve"], settings=Settings(var_dir=tmp_path / "var")) == 0
+    assert calls and not (folder / "counter_15883.db").exists()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
