@@ -15,6 +15,7 @@ workers. `urnn serve --workers N` sets the folder up.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import math
 import os
@@ -485,6 +486,23 @@ def multiprocess_folder_problem(folder: str) -> str | None:
     if not os.access(path, os.W_OK | os.X_OK):
         return f"PROMETHEUS_MULTIPROC_DIR={folder} is not writable by this user"
     return None
+
+
+def hold_multiprocess_folder(folder: str) -> int | None:
+    """Lock `folder` itself (flock on the folder, no file in it) for this process: the
+    returned descriptor holds it until closed or the process ends; None where another process
+    holds it. Two `urnn serve` given one folder (a shell that exports it, a blue/green start
+    on one host): the second emptied it under the first, whose counts left its /metrics, and
+    each then merged the other's files into its own scrape. A lock, not the pids in the file
+    names: a pid of an earlier run's worker may be any live process's now, and the lock goes
+    with its holder however it ends (SIGKILL included)."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
 def clear_multiprocess_folder(folder: str) -> int:

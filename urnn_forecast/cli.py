@@ -34,6 +34,8 @@ from urnn_forecast.settings import SERVE_WORKERS_MAX, Settings, SettingsError, g
 from urnn_forecast.tracking import experiment_problem, registered_name_problem, run_name_problem
 
 if TYPE_CHECKING:
+    import logging
+
     import pandas as pd
 
     from training.backtest import BacktestConfig
@@ -943,9 +945,6 @@ def _bind_advice(code: int | None, host_from: str = "--host", port_from: str = "
 def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     import logging
     import os
-    import tempfile
-
-    import uvicorn
 
     host = args.host or settings.serve_host
     port = args.port or settings.serve_port
@@ -986,12 +985,43 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     # A metrics folder given turns multiprocess mode on, with one worker or several: it must
     # be empty before the app creates its metrics, or an earlier run's files are added to the
-    # new counts (an audit's restart read 100 requests after 50).
-    from service.metrics import clear_multiprocess_folder
+    # new counts (an audit's restart read 100 requests after 50); and no other server's.
+    from service.metrics import clear_multiprocess_folder, hold_multiprocess_folder
 
     log = logging.getLogger("urnn.serve")
-    if given and (stale := clear_multiprocess_folder(given)):
-        log.info("removed %d metric files of an earlier run from %s", stale, given)
+    held = hold_multiprocess_folder(given) if given else None
+    if given and held is None:
+        print(
+            f"urnn serve: error: PROMETHEUS_MULTIPROC_DIR={given} is in use by another urnn "
+            "serve (emptying it would drop that server's metrics, and each would report the "
+            "other's counts as its own): give each server its own folder",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        if given and (stale := clear_multiprocess_folder(given)):
+            log.info("removed %d metric files of an earlier run from %s", stale, given)
+        return _run_uvicorn(settings, host, port, workers, given, ws_max_size, log)
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def _run_uvicorn(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    given: str | None,
+    ws_max_size: int,
+    log: "logging.Logger",
+) -> int:
+    """uvicorn with one worker (the app built here) or several (each from the environment)."""
+    import os
+    import tempfile
+
+    import uvicorn
+
     if workers == 1:
         from service.main import create_app
 

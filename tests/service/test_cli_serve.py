@@ -366,3 +366,44 @@ def test_the_lower_case_metrics_folder_variable_is_cleared_like_the_upper_case_o
     assert cli.main(["serve"], settings=Settings(var_dir=tmp_path / "var")) == 0
     assert calls and not (folder / "counter_15883.db").exists()
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(folder)
+
+
+def test_a_metrics_folder_another_serve_uses_is_refused_not_emptied(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second `urnn serve` given the same PROMETHEUS_MULTIPROC_DIR (a shell that exports it,
+    a blue/green start on one host) emptied the folder under the running one: the first's
+    counts went from its /metrics, and each server's scrape then merged the other's files."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    settings = Settings(var_dir=tmp_path / "var")
+    running = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from service.metrics import hold_multiprocess_folder; "
+            "held = hold_multiprocess_folder(sys.argv[1]); print(held is not None, flush=True); "
+            "time.sleep(60)",
+            str(folder),
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert running.stdout is not None and running.stdout.readline().strip() == "True"
+        (folder / "counter_15883.db").write_bytes(b"the running server's counts")
+        assert cli.main(["serve", "--workers", "2"], settings=settings) == 2
+        said = capsys.readouterr().err
+        assert said.startswith(f"urnn serve: error: PROMETHEUS_MULTIPROC_DIR={folder} ")
+        assert "in use by another urnn serve" in said
+        assert not calls and (folder / "counter_15883.db").exists()
+    finally:
+        running.kill()
+        running.wait()
+    assert cli.main(["serve"], settings=settings) == 0  # the other one gone: emptied, served
+    assert calls and not (folder / "counter_15883.db").exists()
