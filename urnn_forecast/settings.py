@@ -329,8 +329,11 @@ class Settings(BaseSettings):
         default=False,
         description=(
             "`urnn serve` writes uvicorn's access log line per request (off by default, as in "
-            "gunicorn: request counts and latencies by route and status are in /metrics, errors "
-            "are logged either way; the line cost 0.05-0.1 ms of a 0.4-0.5 ms streaming update)."
+            "gunicorn: request counts and latencies by route and status are in /metrics; the "
+            "line cost 0.05-0.1 ms of a 0.4-0.5 ms streaming update). Server faults are logged "
+            "either way (a 500 with its traceback, a model that fails to load, a job database "
+            "that cannot be read); refused requests (4xx: bad input, a wrong API key) and the "
+            "503s of a full queue are in the access log only."
         ),
     )
 
