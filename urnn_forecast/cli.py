@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import re
 import signal
 import sys
@@ -884,18 +885,31 @@ def _sigterm_ends_cleanly() -> Iterator[None]:
     handled once it has shut down gracefully (so a process manager sees the signal), and the
     default action killed the process with 143 after every clean stop. The handler set here is
     the one uvicorn restores and re-raises to; a SIGTERM before uvicorn takes the signal (the
-    model loading) ends the command the same way, with nothing in flight."""
+    model loading) ends the command the same way, with nothing in flight.
+
+    SIGHUP (the terminal or ssh session closing; `kill -HUP`, on which --workers N restarts
+    its workers) is passed on as SIGTERM: its default action killed the process outright,
+    cutting requests in flight and losing the write-behind streaming states not yet flushed
+    (points already acknowledged). A process that ignores SIGHUP (nohup) keeps ignoring it."""
 
     def terminated(signum: int, frame: object) -> None:
         raise _Terminated
 
+    def hung_up(signum: int, frame: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # to whichever handler holds SIGTERM now
+
     previous = signal.signal(signal.SIGTERM, terminated)
+    previous_hup = signal.getsignal(signal.SIGHUP)
+    if previous_hup is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, hung_up)
     try:
         yield
     except _Terminated:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_hup is not signal.SIG_IGN:
+            signal.signal(signal.SIGHUP, previous_hup)
 
 
 def _address_problem(

@@ -227,3 +227,41 @@ def _get_or_none(url: str) -> int | None:
         return _get(url)
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
+
+
+@pytest.mark.slow
+def test_urnn_serve_with_one_worker_shuts_down_gracefully_on_sighup(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """SIGHUP (the terminal or ssh session of `urnn serve` closing, or `kill -HUP` as with
+    --workers N, where uvicorn restarts its workers on it) killed one worker outright: no
+    graceful shutdown, requests in flight cut, write-behind streaming states never flushed
+    (points already acknowledged lost), exit -1. It now stops as on SIGTERM."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "URNN_VAR_DIR": str(registry.settings.var_dir),
+        "URNN_MODEL_POLL_SECONDS": "0",
+        "OMP_NUM_THREADS": "1",
+        "URNN_TORCH_THREADS": "1",
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [sys.executable, "-m", "urnn_forecast.cli", "serve", "--port", str(port)]
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=sink
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while _get_or_none(f"http://127.0.0.1:{port}/readyz") != 200:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert "Application shutdown complete" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
