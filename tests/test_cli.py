@@ -241,6 +241,22 @@ def test_bad_settings_are_one_line_naming_the_variable_and_what_it_accepts(
 
 
 @pytest.mark.parametrize(
+    "variable",
+    ["URNN_SERVE_ACCESS_LOG", "URNN_API_KEY_FOR_READS", "URNN_TRACE_MODEL", "URNN_CUDA_GRAPHS"],
+)
+def test_a_yes_no_setting_that_does_not_read_says_the_values_it_takes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str
+) -> None:
+    """`URNN_SERVE_ACCESS_LOG=maybe` answered "Input should be a valid boolean, unable to
+    interpret input": what it accepts, which every other bad setting says, was left out."""
+    monkeypatch.setenv(variable, "enabled")
+    code, err = serve_from_environment(capsys)
+    assert code == 2
+    assert f"{variable}='enabled': must be true or false (also 1/0, yes/no, on/off" in err
+    assert "unable to interpret" not in err
+
+
+@pytest.mark.parametrize(
     "command",
     [["serve"], ["models", "list"], ["models", "promote", "3"]],
     ids=["serve", "models-list", "models-promote"],

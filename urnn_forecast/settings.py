@@ -674,10 +674,17 @@ class SettingsError(ValueError):
     the value it held and what it accepts."""
 
 
+# What a yes/no setting takes (pydantic's, without case), said where pydantic says only that
+# it is "unable to interpret input": URNN_SERVE_ACCESS_LOG=maybe named no value it accepts.
+BOOL_ACCEPTED = "must be true or false (also 1/0, yes/no, on/off, y/n, t/f; any case)"
+
+
 def describe_settings_error(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         message = validator_sentence(item) or str(item["msg"])
+        if item.get("type") == "bool_parsing":  # pydantic: "unable to interpret input"
+            message = BOOL_ACCEPTED
         if not item["loc"]:  # a check across fields: its sentence names the variables
             problems.append(message)
             continue
