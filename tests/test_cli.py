@@ -241,6 +241,32 @@ def test_bad_settings_are_one_line_naming_the_variable_and_what_it_accepts(
 
 
 @pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("URNN_SERVE_WORKERS", "0", "must be from 1 to 256"),
+        ("URNN_SERVE_WORKERS", "1000", "must be from 1 to 256"),
+        ("URNN_SERVE_PORT", "70000", "must be from 1 to 65535"),
+        ("URNN_SHUTDOWN_DRAIN_SECONDS", "-1", "must be from 0 to 3600"),
+        ("URNN_MAX_BODY_BYTES", "100", "must be from 1024 to 1073741824"),
+    ],
+)
+def test_a_setting_out_of_its_range_says_the_whole_range(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    """URNN_SERVE_WORKERS=0 said only "greater than or equal to 1", and 1000 only "less than
+    or equal to 256": each answer named one bound, where `--workers 0` names both."""
+    monkeypatch.setenv(variable, value)
+    code, err = serve_from_environment(capsys)
+    assert code == 2
+    assert f"{variable}={value!r}: Input should be " in err
+    assert f"; it {said}" in err
+
+
+@pytest.mark.parametrize(
     "variable",
     ["URNN_SERVE_ACCESS_LOG", "URNN_API_KEY_FOR_READS", "URNN_TRACE_MODEL", "URNN_CUDA_GRAPHS"],
 )

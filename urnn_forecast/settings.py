@@ -9,8 +9,9 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
+import annotated_types
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -679,12 +680,34 @@ class SettingsError(ValueError):
 BOOL_ACCEPTED = "must be true or false (also 1/0, yes/no, on/off, y/n, t/f; any case)"
 
 
+def _range_sentence(field: str) -> str | None:
+    """ "must be from LO to HI" for a field bounded on both sides (Ge and Le), None otherwise:
+    pydantic names only the bound a value crossed (URNN_SERVE_WORKERS=0: "greater than or
+    equal to 1"), where `--workers 0` and the configuration table name both."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return None
+    low = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le)), None)
+    if low is None or high is None:
+        return None
+    return f"must be from {_bound(low)} to {_bound(high)}"
+
+
+def _bound(value: Any) -> str:
+    number = float(value)
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
 def describe_settings_error(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         message = validator_sentence(item) or str(item["msg"])
         if item.get("type") == "bool_parsing":  # pydantic: "unable to interpret input"
             message = BOOL_ACCEPTED
+        elif item.get("type") in ("greater_than_equal", "less_than_equal") and item["loc"]:
+            whole = _range_sentence(str(item["loc"][0]))
+            message = message if whole is None else f"{message}; it {whole}"
         if not item["loc"]:  # a check across fields: its sentence names the variables
             problems.append(message)
             continue
