@@ -488,18 +488,29 @@ def multiprocess_folder_problem(folder: str) -> str | None:
     return None
 
 
+class FolderInUseError(RuntimeError):
+    """Another process holds the metrics folder (`hold_multiprocess_folder`)."""
+
+
 def hold_multiprocess_folder(folder: str) -> int | None:
     """Lock `folder` itself (flock on the folder, no file in it) for this process: the
-    returned descriptor holds it until closed or the process ends; None where another process
-    holds it. Two `urnn serve` given one folder (a shell that exports it, a blue/green start
-    on one host): the second emptied it under the first, whose counts left its /metrics, and
-    each then merged the other's files into its own scrape. A lock, not the pids in the file
-    names: a pid of an earlier run's worker may be any live process's now, and the lock goes
-    with its holder however it ends (SIGKILL included)."""
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    returned descriptor holds it until closed or the process ends; FolderInUseError where
+    another process holds it; None where the lock cannot be taken at all (a filesystem
+    without flock): unguarded then, as before. Two `urnn serve` given one folder (a shell that
+    exports it, a blue/green start on one host): the second emptied it under the first, whose
+    counts left its /metrics, and each then merged the other's files into its own scrape. A
+    lock, not the pids in the file names: a pid of an earlier run's worker may be any live
+    process's now, and the lock goes with its holder however it ends (SIGKILL included)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:  # EWOULDBLOCK: held
+        os.close(descriptor)
+        raise FolderInUseError(folder) from None
+    except OSError:  # ENOLCK, EOPNOTSUPP: no locks here, nothing to tell
         os.close(descriptor)
         return None
     return descriptor

@@ -1000,11 +1000,16 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     # A metrics folder given turns multiprocess mode on, with one worker or several: it must
     # be empty before the app creates its metrics, or an earlier run's files are added to the
     # new counts (an audit's restart read 100 requests after 50); and no other server's.
-    from service.metrics import clear_multiprocess_folder, hold_multiprocess_folder
+    from service.metrics import (
+        FolderInUseError,
+        clear_multiprocess_folder,
+        hold_multiprocess_folder,
+    )
 
     log = logging.getLogger("urnn.serve")
-    held = hold_multiprocess_folder(given) if given else None
-    if given and held is None:
+    try:
+        held = hold_multiprocess_folder(given) if given else None
+    except FolderInUseError:
         print(
             f"urnn serve: error: PROMETHEUS_MULTIPROC_DIR={given} is in use by another urnn "
             "serve (emptying it would drop that server's metrics, and each would report the "

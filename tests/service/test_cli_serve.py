@@ -407,3 +407,25 @@ def test_a_metrics_folder_another_serve_uses_is_refused_not_emptied(
         running.wait()
     assert cli.main(["serve"], settings=settings) == 0  # the other one gone: emptied, served
     assert calls and not (folder / "counter_15883.db").exists()
+
+
+def test_a_metrics_folder_on_a_filesystem_without_locks_is_served_unguarded(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A folder whose filesystem takes no flock (some FUSE or NFS mounts: ENOLCK) is not
+    "in use by another urnn serve": it is emptied and served as before the lock existed."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_15883.db").write_bytes(b"an earlier run's counts")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    assert cli.main(["serve"], settings=Settings(var_dir=tmp_path / "var")) == 0
+    assert calls and not (folder / "counter_15883.db").exists()
