@@ -196,7 +196,15 @@ def _refuse_sub_microsecond_times(table: Table, ids: Sequence[str]) -> None:
             continue  # the schema alone says so: next to no cost for other types
         array = _column(table, name)
         nested = pa.types.is_list(array.type) or pa.types.is_large_list(array.type)
-        cells = array.flatten() if nested else array
+        cells, offsets = array, None
+        if nested:
+            # The child values the rows' offsets point into, by position: `flatten()` drops
+            # those under a null row, which the format lets span any range, and positions
+            # counted past them named the series before the right one.
+            offsets = array.offsets.to_numpy()
+            first = int(offsets[0])
+            offsets = offsets - first
+            cells = array.values.slice(first, int(offsets[-1]))
         kind = cells.type
         if not (pa.types.is_timestamp(kind) and kind.unit == "ns"):
             continue
@@ -204,15 +212,18 @@ def _refuse_sub_microsecond_times(table: Table, ids: Sequence[str]) -> None:
         finer = ns % 1000 != 0
         if not finer.any():
             continue
-        finer = np.flatnonzero(finer & cells.is_valid().to_numpy(zero_copy_only=False))
+        finer &= cells.is_valid().to_numpy(zero_copy_only=False)
+        if offsets is not None and array.null_count:  # a null row's values are no one's
+            rows_valid = array.is_valid().to_numpy(zero_copy_only=False)
+            finer &= np.repeat(rows_valid, np.diff(offsets))
+        finer = np.flatnonzero(finer)
         if not len(finer):  # only under nulls, whose slots hold anything
             continue
         at = int(finer[0])
         field, row = name, at
-        if nested:  # the row whose list holds it, and its position there
-            starts = array.offsets.to_numpy()[:-1] - array.offsets[0].as_py()
-            row = int(np.searchsorted(starts, at, side="right")) - 1
-            field = f"timestamps[{at - int(starts[row])}]"
+        if offsets is not None:  # the row whose list holds it, and its position there
+            row = int(np.searchsorted(offsets[:-1], at, side="right")) - 1
+            field = f"timestamps[{at - int(offsets[row])}]"
         time = f"'{np.datetime64(int(ns[at]), 'ns')}'" + (" (UTC)" if kind.tz else "")
         raise ServiceInputError(
             series_where(row, ids[row], field),

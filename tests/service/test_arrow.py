@@ -235,6 +235,49 @@ def test_a_nanosecond_time_finer_than_the_microsecond_is_refused_as_in_json(
     )
 
 
+def test_a_finer_time_is_named_at_its_own_series_past_a_null_row_that_spans_values(
+    client: TestClient, body: Body
+) -> None:
+    """The format lets a null list slot span any range of the child values (writers that
+    null out rows after building them leave the data there). Those values belong to no
+    series: a finer time under the null row is not refused, and one in a later row is named
+    at that row and position; counted through the null row's values, the 422 named the
+    series before it."""
+    first = body["series"][0]
+    values, n = first["values"], len(first["values"])
+    hour, origin = 3_600_000_000_000, pd.Timestamp("2024-03-01").value
+    flat = [origin + hour * k + 7 for k in range(n)]  # row 0 (null): finer times, no one's
+    flat += [origin + hour * k for k in range(n)]  # row 1: on the microsecond
+    flat += [origin + hour * k + (3 if k == 5 else 0) for k in range(n)]  # row 2: one finer
+    stamps = pa.ListArray.from_arrays(
+        pa.array([0, n, 2 * n, 3 * n], pa.int32()),
+        pa.array(flat, pa.timestamp("ns")),
+        mask=pa.array([True, False, False]),
+    )
+    table = pa.table(
+        {
+            "id": ["pump-0", "pump-1", "pump-2"],
+            "values": [values] * 3,
+            "timestamps": stamps,
+            "covariates.x": [first["covariates"]["x"]] * 3,
+        }
+    )
+    answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(
+        "series 2 ('pump-2'), field 'timestamps[5]': '2024-03-01T05:00:00.000000003' gives a "
+        "fraction of a second finer than the microsecond"
+    )
+    fine = stamps.values.to_numpy().view(np.int64).copy()
+    fine[2 * n + 5] -= 3  # only the null row's values are finer now: read, not refused
+    table = table.set_column(
+        2, "timestamps", pa.ListArray.from_arrays(
+            stamps.offsets, pa.array(fine, pa.timestamp("ns")), mask=pa.array([True, False, False])
+        )
+    )  # fmt: skip
+    assert client.post("/forecast", content=stream_of(table), headers=ARROW_IN).status_code == 200
+
+
 ARROW_CASES = [
     "null value",
     "value too large",
