@@ -457,7 +457,7 @@ def _prepare_series(
     if model.covariates:
         raw = np.stack([covariates[name][-lookback:] for name in model.covariates], axis=1)
         scaled = (raw - scales.covariate_mean) / scales.covariate_scale  # (L, C)
-        scaled_covariates = _float32(i, series.id, "covariates", scaled)
+        scaled_covariates = _float32(i, series.id, "covariates", scaled, model.covariates)
     past_calendar = future_calendar = None
     if model.needs_dates and dates is not None:
         where = series_where(i, series.id, "start" if series.timestamps is None else "timestamps")
@@ -534,8 +534,9 @@ def _stream_history(
         calendar = calendar_on_clock(
             dates.history_ns, dates.tz, model, series_where(i, series_id, "timestamps")
         )
-    for field, array in (("values", target), ("covariates", scaled)):
+    for field, array, columns in (("values", target, ()), ("covariates", scaled, model.covariates)):
         if array is not None and not np.isfinite(array).all():
+            field = _overflowing(field, array, columns, np.float64)
             raise ServiceInputError(
                 series_where(i, series_id, field), "holds values too large once scaled"
             )
@@ -559,15 +560,31 @@ def _numbers(
     return values
 
 
-def _float32(i: int, series_id: str, field: str, scaled: np.ndarray) -> np.ndarray:
-    """The model's float32 input; finite float64 values can still overflow it (|z| > 3e38)."""
+def _float32(
+    i: int, series_id: str, field: str, scaled: np.ndarray, columns: Sequence[str] = ()
+) -> np.ndarray:
+    """The model's float32 input; finite float64 values can still overflow it (|z| > 3e38).
+    `columns`: the names of a (L, C) covariate block's columns, one of which the 422 names."""
     out = as_float32(scaled)
     if out is None:
         raise ServiceInputError(
-            series_where(i, series_id, field),
+            series_where(i, series_id, _overflowing(field, scaled, columns, np.float32)),
             "holds values too large for the model once scaled (beyond float32's range)",
         )
     return out
+
+
+def _overflowing(
+    field: str, scaled: np.ndarray, columns: Sequence[str], dtype: type[np.floating]
+) -> str:
+    """`field`, or `covariates.<name>` of the first of `columns` whose scaled values are not
+    finite as `dtype`: every other covariate message names the column, and 'covariates'
+    alone left a client with several of them guessing. Only on the error path."""
+    if not columns:
+        return field
+    with np.errstate(over="ignore"):
+        beyond = ~np.isfinite(scaled.astype(dtype))
+    return f"covariates.{columns[int(np.argmax(beyond.any(axis=0)))]}"
 
 
 def _covariates(i: int, series: SeriesInput, model: ServedModel, n: int) -> dict[str, np.ndarray]:

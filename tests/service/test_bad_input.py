@@ -63,6 +63,12 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("series", 1, "values", 50), 1e300),
         f"{BAD} 'values': holds values too large for the model once scaled",
     ),
+    # the column named, as every other covariate message names it ('covariates' alone
+    # left a client with several covariates guessing which)
+    "covariate too large": (
+        _set(("series", 1, "covariates", "x", 50), 1e300),
+        f"{BAD} 'covariates.x': holds values too large for the model once scaled",
+    ),
     "short history": (
         _shorten,
         f"{BAD} 'values': has 10 values; the model needs at least lookback=48",

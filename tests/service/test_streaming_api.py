@@ -94,6 +94,21 @@ def test_forecast_endpoint_reads_the_whole_history_like_the_state(
     )
 
 
+def test_a_covariate_too_large_once_scaled_is_named_by_its_column(
+    client: TestClient, registry: Registry
+) -> None:
+    """The whole-history path scales every point, not only the look-back: a covariate that
+    leaves float64 once scaled is a 422 naming `covariates.x`, as every other covariate
+    message names the column (it said 'covariates')."""
+    body = {"series": [{"id": "s", **points(registry.frame, 0, 60)}]}
+    body["series"][0]["covariates"]["x"][0] = -1.7e308  # before the look-back window
+    answer = client.post("/forecast", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        "series 0 ('s'), field 'covariates.x': holds values too large once scaled"
+    )
+
+
 def test_warm_up_then_ready(client: TestClient, registry: Registry) -> None:
     first = post(client, "w", points(registry.frame, 0, 10))
     assert first.status_code == 200, first.text
