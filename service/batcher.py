@@ -302,10 +302,15 @@ def not_finite(request: PreparedRequest, result: np.ndarray) -> ServiceInputErro
 
 
 def _largest_input(series: Any, covariates: Sequence[str]) -> str:
-    """The field whose scaled look-back holds the largest |value|: the likely cause."""
-    field, largest = "values", float(np.abs(series.target).max())
-    if series.covariates is not None and len(covariates):
-        column = np.abs(series.covariates).max(axis=0)
+    """The field whose scaled inputs hold the largest |value|: the likely cause. The look-back
+    for a windowed model; a streaming model's whole history (`history`), which it reads
+    every point of: a covariate far out before the window was blamed on `values`."""
+    history = getattr(series, "history", None)
+    target = series.target if history is None else history.target
+    inputs = series.covariates if history is None else history.covariates
+    field, largest = "values", float(np.abs(target).max())
+    if inputs is not None and len(covariates):
+        column = np.abs(inputs).max(axis=0)
         c = int(np.argmax(column))
         if float(column[c]) > largest:
             field = f"covariates.{covariates[c]}"

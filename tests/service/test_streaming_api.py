@@ -109,6 +109,24 @@ def test_a_covariate_too_large_once_scaled_is_named_by_its_column(
     )
 
 
+def test_a_forecast_overflowed_by_a_covariate_before_the_look_back_names_it(
+    client: TestClient, registry: Registry
+) -> None:
+    """The 422 for a forecast that is not finite names the input with the largest scaled
+    value; a streaming model reads the whole history, so that is looked for there: a
+    covariate of 1e300 before the last `lookback` points was answered as a problem of
+    'values', the largest inside the window."""
+    series = {"id": "s", **points(registry.frame, 0, 60)}
+    series["values"] = [v + 100.0 for v in series["values"]]  # the window's largest, scaled
+    series["covariates"]["x"][0] = 1e300  # before the look-back window
+    body = {"series": [series]}
+    answer = client.post("/forecast", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(
+        "series 0 ('s'), field 'covariates.x': the model's forecast from this history is not finite"
+    )
+
+
 def test_warm_up_then_ready(client: TestClient, registry: Registry) -> None:
     first = post(client, "w", points(registry.frame, 0, 10))
     assert first.status_code == 200, first.text
