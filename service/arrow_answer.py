@@ -3,7 +3,8 @@
     body = arrow_response(prepared, result)
 
 One row per series: `id` (string), `timestamps` (list of timestamp[ns] in the series' zone; UTC
-when the series of one request have different zones; naive beside zoned series is refused,
+when the series of one request have different zones, or for an offset with seconds, which
+Arrow cannot name; naive beside zoned series is refused,
 `check_one_kind_of_time`; null for a series without dates), `mean` and `quantiles.<level>`
 (lists of float64); the model's name, version and run id as schema metadata (`model.name`, ...).
 
@@ -192,11 +193,16 @@ def _forecast_steps(prepared: PreparedRequest) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _zone_name(tz: tzinfo) -> str:
-    """The zone as Arrow names it: an IANA key, or a fixed offset as +HH:MM."""
+    """The zone as Arrow names it: an IANA key, or a fixed offset as +HH:MM. An offset with
+    seconds (a local mean time such as +00:19:32, read from ISO texts) has no Arrow name:
+    cut to the minute, every step read seconds off its local time; UTC names the instants."""
     key = getattr(tz, "key", None) or getattr(tz, "zone", None)  # zoneinfo, pytz
     if isinstance(key, str):
         return key
     offset = datetime(2000, 1, 1, tzinfo=tz).utcoffset() or timedelta(0)
-    minutes = int(offset.total_seconds()) // 60
+    seconds = int(offset.total_seconds())
+    if seconds % 60:
+        return "UTC"
+    minutes = seconds // 60
     sign = "-" if minutes < 0 else "+"
     return "UTC" if not minutes else f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -192,6 +193,26 @@ def test_timestamps_column_and_zones(client: TestClient, body: Body) -> None:
     column = read_table(response.content).column("timestamps")
     assert str(column.type.value_type.tz) == "Europe/Paris"
     assert [t.isoformat() for t in column.to_pylist()[0]] == expected
+
+
+@pytest.mark.parametrize("offset", ["+00:19:32", "-00:19:32", "-04:56:02"])
+def test_an_offset_with_seconds_is_answered_in_utc_not_cut_to_the_minute(
+    client: TestClient, body: Body, offset: str
+) -> None:
+    """Local mean times (Amsterdam's +00:19:32 until 1937) are read from ISO texts, but an
+    Arrow zone names whole minutes: the answer's column was labelled '+00:19' ('-00:20' for
+    -00:19:32, floored), so every step read 32 (or 28) seconds off its local time. The
+    instants are answered in UTC, the one zone that names them exactly."""
+    series = body["series"][0]
+    series["start"] = f"1930-01-01T00:00:00{offset}"
+    json_body = {"series": [series], "horizon": 3}
+    expected = client.post("/forecast", json=json_body).json()["forecasts"][0]["timestamps"]
+    assert expected[0].endswith(offset)
+    answer = client.post("/forecast", json=json_body, headers={"accept": ARROW_STREAM})
+    assert answer.status_code == 200, answer.text
+    column = read_table(answer.content).column("timestamps")
+    assert str(column.type.value_type.tz) == "UTC"
+    assert column.to_pylist()[0] == [datetime.fromisoformat(t) for t in expected]
 
 
 def test_a_nanosecond_time_finer_than_the_microsecond_is_refused_as_in_json(
