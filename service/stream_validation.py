@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import struct
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -234,7 +235,17 @@ def tz_from(name: str | None) -> tzinfo | None:
             return zone_named(name)
         except ValueError:  # an offset such as +02:00
             pass
+    seconds = _OFFSET_WITH_SECONDS.fullmatch(name)
+    if seconds is not None:  # pandas reads it cut to the minute: the series' times moved
+        sign, hours, minutes, secs = seconds.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes), seconds=int(secs))
+        return timezone(-offset if sign == "-" else offset)
     return as_index(np.zeros(1, np.int64), None).tz_localize("UTC").tz_convert(name).tz
+
+
+# How `str()` names a fixed offset with seconds (a local mean time such as Amsterdam's
+# +00:19:32, which ISO texts carry until the early 20th century): `tz_name` stores it so.
+_OFFSET_WITH_SECONDS = re.compile(r"UTC([+-])(\d\d):(\d\d):(\d\d)")
 
 
 # The `tz` a series created from UTC timestamps (no `timezone`) has always stored. The zone of

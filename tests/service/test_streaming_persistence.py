@@ -83,6 +83,26 @@ def test_restart_resumes_the_state(
     )
 
 
+@pytest.mark.parametrize("offset", ["+00:19:32", "-04:56:02"])
+def test_a_series_on_an_offset_with_seconds_comes_back_on_it(
+    apps: Apps, registry: Registry, stream_db: str, offset: str
+) -> None:
+    """A series created from times with a local mean time offset (Amsterdam's +00:19:32
+    until 1937) stores it as 'UTC+00:19:32'; restored, pandas read that name cut to the
+    minute, and after a restart (an eviction, another replica) the series answered
+    '1929-12-31T23:59:28+00:19' for its first point, '...T00:00:00+00:19:32' before."""
+    body = points(registry.frame, 0, 60)
+    body["start"] = f"1930-01-01T00:00:00{offset}"
+    first = apps.start(database_url=stream_db)
+    assert post(first, "lmt", body).status_code == 200
+    before = first.get("/series/lmt").json(), first.get("/series/lmt/forecast").json()
+    assert before[0]["first_timestamp"] == body["start"]
+    apps.stop(first)
+    second = apps.start(database_url=stream_db)
+    after = second.get("/series/lmt").json(), second.get("/series/lmt/forecast").json()
+    assert after == before
+
+
 def test_lru_evicts_and_restores(apps: Apps, registry: Registry, stream_db: str) -> None:
     frame = registry.frame
     client = apps.start(database_url=stream_db, stream_max_states=2)
