@@ -76,6 +76,14 @@ def _date_time_text(value: object) -> object:
             "(more than 6 digits); the service dates to the microsecond: give at most 6"
         )
     if long_text and (read := with_seconds_offset(long_text)) is not None:
+        offset = read.utcoffset()
+        if offset is not None and offset.microseconds:
+            # pandas writes times on such an offset cut to the second: every step of the
+            # answer read up to a second off its local time (00:00 as 23:59:59.5)
+            raise ValueError(
+                f"{shown(value)} has a UTC offset with a fraction of a second, which no clock "
+                "keeps; give the offset in whole seconds (+00:19:32) or minutes (+01:00)"
+            )
         return read  # what the service writes for local mean time (+00:19:32) reads back
     if is_number_text(value):
         raise ValueError(

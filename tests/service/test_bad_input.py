@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from service.arrow_io import request_stream
 from tests.service.conftest import API_KEY, Registry, history, metric_value
 
 Body = dict[str, Any]
@@ -451,6 +452,32 @@ def test_a_history_the_model_overflows_on_is_422_not_nulls(
         flat = client.post("/forecast", json=body)
         assert flat.status_code == 200, flat.text
         assert flat.json()["forecasts"][1]["mean"] == pytest.approx([value] * 12, rel=1e-6)
+
+
+@pytest.mark.parametrize("offset", ["+00:19:32.5", "-04:56:02.000001"])
+def test_a_utc_offset_with_a_fraction_of_a_second_is_refused(
+    client: TestClient, body: Body, offset: str
+) -> None:
+    """Python reads an offset with microseconds (a local mean time's +00:19:32 reads, and is
+    answered so); pandas writes the times on such an offset cut to the second, so every step
+    of the answer read up to a second off its local time (00:00 answered as 23:59:59.5).
+    No clock keeps such an offset: refused, naming the field (an Arrow text too)."""
+    series = body["series"][1]
+    series["start"] = f"1930-01-01T00:00:00{offset}"
+    answers = [
+        client.post("/forecast", json=body),
+        client.post(
+            "/forecast",
+            content=request_stream(body["series"]),
+            headers={"content-type": "application/vnd.apache.arrow.stream"},
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith(f"{BAD} 'start': "), answer.text
+    assert "UTC offset with a fraction of a second" in answers[0].json()["detail"]
+    series["start"] = f"1930-01-01T00:00:00{offset.split('.')[0]}"  # whole seconds: read
+    assert client.post("/forecast", json=body).status_code == 200
 
 
 def test_a_long_id_is_shortened_in_the_error(client: TestClient, body: Body) -> None:
