@@ -438,6 +438,13 @@ def _check_table(table: Table, kind: str) -> None:
                         f"column {shown(name)}",
                         "holds text that is not UTF-8; Arrow strings must be UTF-8",
                     ) from None
+                if _date64_not_days(chunk):
+                    raise ServiceInputError(
+                        f"column {shown(name)}",
+                        "holds date64 cells that are not whole days (milliseconds since 1970 "
+                        "that 86,400,000 does not divide); send dates as whole days, or times "
+                        "as timestamp[ms]",
+                    ) from None
                 raise ServiceInputError(
                     f"column {shown(name)}",
                     f"is damaged or inconsistent in the body: its offsets or lengths point "
@@ -462,6 +469,25 @@ def _sound_as_bytes(array: pa.Array) -> bool:
     except (pa.ArrowException, ValueError):
         return False
     return True
+
+
+_DAY_MS = 86_400_000
+
+
+def _date64_not_days(array: pa.Array) -> bool:
+    """Whether a column that full validation refused is date64 (or lists of it) with a cell
+    holding a time of day: valid as Arrow except for that (JavaScript's Arrow writes a Date's
+    time into date64), and not the damage the generic 422 speaks of."""
+    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+        array = array.values
+    if not pa.types.is_date64(array.type):
+        return False
+    try:
+        ms = array.view(pa.int64()).to_numpy(zero_copy_only=False)
+        valid = array.is_valid().to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, ValueError):  # buffers too short: damage after all
+        return False
+    return bool(((ms % _DAY_MS != 0) & valid).any())
 
 
 def _bytes_twin(kind: pa.DataType) -> pa.DataType:

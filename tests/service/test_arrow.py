@@ -1195,6 +1195,32 @@ def test_a_stream_whose_contents_contradict_themselves_is_422(
     assert pattern in response.json()["detail"]
 
 
+def test_a_date64_cell_holding_a_time_of_day_is_422_saying_so(
+    client: TestClient, body: Body
+) -> None:
+    """date64 counts milliseconds but holds whole days (Arrow's format; JavaScript's Arrow
+    writes a Date's time of day into it). Full validation refuses such a cell; the 422 said
+    the column's offsets or lengths pointed outside its buffers, which sent the client
+    looking for damage in transit."""
+    values = body["series"][0]["values"]
+    day, n = 86_400_000, len(values)
+    noon = pa.array([day * 19_000 + 12 * 3_600_000], pa.int64()).view(pa.date64())
+    table = pa.table({"id": ["pump-1"], "values": [values], "start": noon})
+    response = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert response.status_code == 422, response.text
+    said = (
+        "holds date64 cells that are not whole days (milliseconds since 1970 that 86,400,000 "
+        "does not divide); send dates as whole days, or times as timestamp[ms]"
+    )
+    assert response.json()["detail"] == f"column 'start': {said}"
+    hours = pa.array([day * 19_000 + 3_600_000 * k for k in range(n)], pa.int64())
+    stamps = pa.ListArray.from_arrays(pa.array([0, n], pa.int32()), hours.view(pa.date64()))
+    table = pa.table({"id": ["pump-1"], "values": [values], "timestamps": stamps})
+    response = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"] == f"column 'timestamps': {said}"
+
+
 def test_a_damaged_arrow_file_is_422_in_its_own_words(client: TestClient) -> None:
     table = pa.ipc.open_stream(pa.py_buffer(_one_row_stream())).read_all()
     content = _patched(_file_of(table), _OFFSETS_13, _offsets(0, -16), b"pump-")
