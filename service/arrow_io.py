@@ -67,6 +67,7 @@ from service.fast_path import (
     FastRequest,
     FastSeries,
     SeriesBlock,
+    datetime_problem,
     parse_datetime,
     plain_start_ns,
 )
@@ -807,9 +808,8 @@ def _parse(text: str, i: int, series_id: str, field: str) -> datetime:
     """An ISO 8601 string as the JSON body's is read (`service.fast_path.parse_datetime`)."""
     parsed = parse_datetime(text)
     if parsed is None:
-        raise ServiceInputError(
-            series_where(i, series_id, field), f"{shown(text)} is not an ISO 8601 date and time"
-        )
+        said = datetime_problem(text) or f"{shown(text)} is not an ISO 8601 date and time"
+        raise ServiceInputError(series_where(i, series_id, field), said)
     return parsed
 
 

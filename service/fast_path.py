@@ -32,7 +32,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from service.schemas import ForecastRequest, SeriesIn, Timestamp
-from training.validation import FORECAST_ID_MAX
+from training.validation import FORECAST_ID_MAX, is_number_text
 
 # A `timezone` (the request's or a series') is the schema's to read: it checks the name, and
 # the row path in service.validation reads the zone. Such a body steps aside here.
@@ -371,3 +371,20 @@ def parse_datetime(text: str) -> datetime | None:
         return _DATETIME.validate_python(text)
     except ValidationError:
         return None
+
+
+def datetime_problem(text: str) -> str | None:
+    """Why the schema refuses `text`, a date and time in ISO 8601's form, for its precision
+    (more than six fractional digits, as .NET writes; an offset with a fraction of a second):
+    its own check's words, where "not an ISO 8601 date and time" would be untrue. None for
+    anything else (a text of digits, one pydantic's parser refuses). For the readers that
+    parse texts themselves (Arrow columns), on their error path only."""
+    if is_number_text(text):
+        return None
+    try:
+        _DATETIME.validate_python(text)
+    except ValidationError as error:
+        for problem in error.errors():
+            if problem["type"] == "value_error" and "error" in problem.get("ctx", {}):
+                return str(problem["ctx"]["error"])
+    return None

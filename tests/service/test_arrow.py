@@ -256,6 +256,34 @@ def test_a_nanosecond_time_finer_than_the_microsecond_is_refused_as_in_json(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("2024-03-01T00:00:00.1234567", "gives a fraction of a second finer than the microsecond"),
+        ("1930-01-01T00:00:00+00:19:32.5", "has a UTC offset with a fraction of a second"),
+    ],
+)
+def test_a_time_text_the_schema_refuses_is_said_why_as_in_json(
+    client: TestClient, body: Body, text: str, why: str
+) -> None:
+    """An ISO text in a `start` or `timestamps` column goes through the JSON body's reader;
+    where that refuses one for its precision (seven fractional digits, as .NET writes them;
+    an offset with a fraction of a second), the Arrow 422 said only that the text "is not an
+    ISO 8601 date and time", which the first one is."""
+    first = body["series"][0]
+    n = len(first["values"])
+    for column, field in ((pa.array([text]), "start"), (pa.array([[text] * n]), "timestamps[0]")):
+        name = field.split("[")[0]
+        table = pa.table({"id": ["pump-1"], "values": [first["values"]], name: column})
+        answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith(
+            f"series 0 ('pump-1'), field '{field}': '{text}' {why}"
+        ), answer.text
+    json_body = {"series": [{"id": "pump-1", "values": first["values"], "start": text}]}
+    assert why in client.post("/forecast", json=json_body).json()["detail"]
+
+
 def test_a_finer_time_is_named_at_its_own_series_past_a_null_row_that_spans_values(
     client: TestClient, body: Body
 ) -> None:
