@@ -534,6 +534,12 @@ def _why_unreadable(body: bytes, content_type: str) -> str:
                 "it does not begin with 'ARROW1', as an Arrow IPC file does; an Arrow IPC "
                 f"stream goes with Content-Type: {ARROW_STREAM}"
             )
+        if (appended := _after_file_end(body)) is not None:
+            return (
+                f"{appended} bytes follow its closing 'ARROW1' (another file or other bytes "
+                "appended?); send one file holding every series, as pyarrow.ipc.new_file "
+                "writes it"
+            )
         if not body.endswith(ARROW_FILE_MAGIC) or len(body) < 2 * len(ARROW_FILE_MAGIC) + 4:
             return "it stops before the file's footer (cut short in sending?)"
         return f"its footer or a message in it cannot be decoded ({damaged})"
@@ -544,6 +550,19 @@ def _why_unreadable(body: bytes, content_type: str) -> str:
     if stream_cut_short(body):
         return "it stops in the middle of a message (cut short in sending?)"
     return f"a message in it cannot be decoded ({damaged})"
+
+
+def _after_file_end(body: bytes) -> int | None:
+    """How many bytes follow a whole Arrow file at the start of `body` (one that reads up to
+    its last closing 'ARROW1'), or None: a file with bytes appended was said to be cut short."""
+    end = body.rfind(ARROW_FILE_MAGIC) + len(ARROW_FILE_MAGIC)
+    if end <= len(ARROW_FILE_MAGIC) or end == len(body):
+        return None
+    try:
+        pa.ipc.open_file(pa.py_buffer(body[:end]))
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    return len(body) - end
 
 
 def _horizon(raw: bytes | None) -> int | None:

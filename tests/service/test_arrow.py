@@ -663,6 +663,14 @@ BODY_CASES: dict[str, tuple[Callable[[Body], bytes], str, str]] = {
         ARROW_FILE,
         _FILE_422 + "it stops before the file's footer (cut short in sending?)",
     ),
+    # a file with bytes appended was said to be cut short, sending the client to look for a
+    # truncation; the stream's case names the bytes after its end-of-stream marker
+    "bytes after a file's end": (
+        lambda b: _file_of(read_table(arrow_of(b))) + b"16 more bytes..",
+        ARROW_FILE,
+        _FILE_422 + "15 bytes follow its closing 'ARROW1' (another file or other bytes "
+        "appended?); send one file holding every series, as pyarrow.ipc.new_file writes it",
+    ),
     "damaged footer": (
         lambda b: (lambda f: _flipped(f, len(f) - 60, len(f) - 12))(
             _file_of(read_table(arrow_of(b)))
