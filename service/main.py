@@ -29,7 +29,11 @@ from service.errors import body_answers_in_schema, install_handlers, plain_error
 from service.fast_routes import FastRoutesMiddleware, Outermost
 from service.loader import MlflowLoader, ModelLoader
 from service.metrics import mark_process_dead
-from service.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
+from service.middleware import (
+    BodySizeLimitMiddleware,
+    HeadAsGetMiddleware,
+    RequestMetricsMiddleware,
+)
 from service.openapi_example import forecast_example, observations_example
 from service.routes import forecast, jobs, model, ops, schedules, series
 from service.security import open_reads_in_schema
@@ -197,6 +201,8 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
         app.include_router(router)
     jobs.install_job_handlers(app)
     series.install_series_handlers(app)
+    # First added = innermost: the size limit and the metrics below see the request's HEAD.
+    app.add_middleware(HeadAsGetMiddleware)
     # The hot endpoints' fast path: ahead of the whole stack, doing the metrics' and the size
     # limit's work itself; inside it (so that FastAPI's OpenTelemetry sees those requests)
     # when that telemetry is on.

@@ -1,4 +1,4 @@
-"""Two pure ASGI middlewares: a body-size limit (413) and request-latency metrics.
+"""Pure ASGI middlewares: a body-size limit (413), request-latency metrics, HEAD as GET.
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware: no extra task per request and the body
 stream is ours to count. The size limit checks the declared Content-Length first and then
@@ -142,6 +142,23 @@ def parse_content_length(value: bytes) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+class HeadAsGetMiddleware:
+    """HEAD answered wherever GET is (RFC 9110, 9.3.2: the same answer without its body).
+    FastAPI's routes take only the methods they name, so HEAD /model, /metrics or /jobs was a
+    405 to uptime checks and link checkers. The request goes on as a GET in a copy of the
+    scope: the server's own scope still says HEAD, so uvicorn sends the status and headers
+    and leaves the body out, and the metrics outside count it as HEAD. A route that takes
+    neither answers 405 naming what it takes, as for GET."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = dict(scope, method="GET")
+        await self.app(scope, receive, send)
 
 
 class RequestMetricsMiddleware:

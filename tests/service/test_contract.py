@@ -327,3 +327,36 @@ def test_openapi_history_entries_are_numbers_as_the_service_takes(client: TestCl
     answer = client.post("/forecast", json={"series": [series]})
     assert answer.status_code == 422
     assert "'values': holds null at position 3" in answer.json()["detail"]
+
+
+def test_head_is_answered_wherever_get_is(client: TestClient) -> None:
+    """RFC 9110 (9.3.2): HEAD is GET without the body, and a general-purpose server answers it
+    wherever it answers GET. FastAPI's routes take only the methods they name: HEAD /model,
+    /metrics, /jobs, /schedules answered 405 to uptime checks and link checkers."""
+    from tests.service.conftest import API_KEY
+
+    key = {"X-API-Key": API_KEY}
+    for path, headers in (
+        ("/model", {}),
+        ("/metrics", {}),
+        ("/jobs", key),
+        ("/schedules", key),
+        ("/openapi.json", {}),
+    ):
+        got, head = client.get(path, headers=headers), client.head(path, headers=headers)
+        assert head.status_code == got.status_code != 405, (path, head.status_code, got.text)
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        if not path.startswith(("/jobs", "/schedules")):  # no job database in this fixture
+            assert head.status_code == 200, path
+    # HEAD on a POST-only route is refused as GET is, naming the methods it takes
+    refused = client.head("/forecast")
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+    before = metric_value(
+        client, "urnn_http_request_duration_seconds_count", route="/model", method="HEAD"
+    )
+    client.head("/model")
+    after = metric_value(
+        client, "urnn_http_request_duration_seconds_count", route="/model", method="HEAD"
+    )
+    assert after == before + 1  # counted as HEAD under its route
