@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +36,8 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
+# The one last-served record releases before 2026-12-07 kept for every URI (read on upgrade).
+LEGACY_LAST_SERVED = Path("serving") / "last-served.json"
 STARTING = "the model has not been loaded yet (the service is starting)"
 
 
@@ -121,7 +124,7 @@ class ModelManager:
 
     async def _fall_back(self) -> None:
         """After the alias's version failed to build at start-up: the version this host last
-        served under the same URI (`$URNN_VAR_DIR/serving/last-served.json`). A worker
+        served under the same URI (`_last_served_path`, in `$URNN_VAR_DIR/serving/`). A worker
         restarted while the alias pointed at a broken version served nothing, where its
         siblings kept the old version (an audit's: 162 of 200 requests answered 503). The
         failure stays reported, and the poll keeps skipping the broken version until the
@@ -161,14 +164,24 @@ class ModelManager:
         return self._lock
 
     def _last_served_path(self) -> Path:
-        return self.settings.var_dir / "serving" / "last-served.json"
+        """One record per URI: services of several models on one host (one var dir, the
+        default `./var`) each keep their own. A single file was overwritten by whichever
+        service loaded last, and the other one, restarted while its alias named a broken
+        version, had nothing to fall back to (a user journey's: ETTh1 and PJM services)."""
+        digest = hashlib.sha256(self.settings.model_uri.encode()).hexdigest()[:16]
+        return self.settings.var_dir / "serving" / f"last-served-{digest}.json"
 
     def _last_served(self) -> dict[str, Any] | None:
-        try:
-            record = json.loads(self._last_served_path().read_text())
-        except (OSError, ValueError):
-            return None
-        return record if isinstance(record, dict) else None
+        """This URI's record; else the one file releases before 2026-12-07 wrote for every
+        URI (its `uri` is checked by the fallback), so an upgrade keeps the fallback."""
+        for path in (self._last_served_path(), self.settings.var_dir / LEGACY_LAST_SERVED):
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict):
+                return record
+        return None
 
     def _remember(self, ref: ModelRef) -> None:
         """Best effort: a var dir that cannot be written only loses the fallback."""

@@ -356,6 +356,46 @@ def test_a_fresh_worker_falls_back_to_the_version_this_host_served_last(
     assert metric_value(restarted, "urnn_model_reload_failing") == 0.0
 
 
+def test_the_fallback_is_kept_per_uri_when_services_of_two_models_share_a_host(
+    client_for: Callable[..., TestClient], registry: Registry, tmp_path: Any
+) -> None:
+    """Two services on one host (one per registered model, the default ./var) kept one record:
+    the second one's load overwrote the first's, so the first, restarted while its alias named
+    a broken version, had nothing to fall back to and answered 503 (a user journey's: an ETTh1
+    service beside a PJM one)."""
+    store = registry.settings.resolved_tracking_uri()
+    var = {"var_dir": tmp_path / "shared-var", "mlflow_tracking_uri": store}
+    good = registry.register("host-a", seed=1)
+    registry.register("host-b", seed=1)
+    client_for(model_uri="models:/host-a@champion", **var)
+    client_for(model_uri="models:/host-b@champion", **var)  # the other model's service
+    bad = registry.register("host-a", seed=2, nan_weights=True)  # host-a's alias moves to it
+    restarted = client_for(model_uri="models:/host-a@champion", **var)
+    info = restarted.get("/model").json()
+    assert info["version"] == good, info
+    assert f"version {bad} of host-a failed to load" in info["last_reload_error"]
+
+
+def test_the_record_an_earlier_release_wrote_still_serves_as_the_fallback(
+    client_for: Callable[..., TestClient], registry: Registry, tmp_path: Any
+) -> None:
+    """Before 2026-12-07 one file held the record for every URI: a host upgraded while its
+    alias names a broken version still falls back to what it served."""
+    import json
+
+    store = registry.settings.resolved_tracking_uri()
+    var_dir = tmp_path / "upgraded-var"
+    good = registry.register("legacy-host", seed=1)
+    registry.register("legacy-host", seed=2, nan_weights=True)
+    (var_dir / "serving").mkdir(parents=True)
+    record = {"uri": "models:/legacy-host@champion", "name": "legacy-host", "version": good}
+    (var_dir / "serving" / "last-served.json").write_text(json.dumps(record))
+    restarted = client_for(
+        model_uri="models:/legacy-host@champion", var_dir=var_dir, mlflow_tracking_uri=store
+    )
+    assert restarted.get("/model").json()["version"] == good
+
+
 def test_an_alias_removed_under_a_served_version_or_a_failing_registry_is_a_failure(
     client_for: Callable[..., TestClient], registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
