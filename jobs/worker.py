@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -101,6 +102,8 @@ class JobContext:
     on_run_started: Callable[[str], None] = lambda run_id: None
     # whether the stop asked is the worker's shutdown alone (no cancel, timeout or lost lease)
     shutting_down: Callable[[], bool] = lambda: False
+    # the worker holding the attempt: its files are that worker's (attempt_folder)
+    worker_id: str = ""
 
 
 Executor = Callable[[JobContext], JobOutcome]
@@ -147,7 +150,7 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         f"training {config.model.kind} (lookback {config.model.lookback}, horizon "
         f"{config.model.horizon}) on {config.data}, target {config.load.target!r}"
     )
-    with attempt_folder(settings, context.job_id, context.attempt) as tmp:
+    with attempt_folder(settings, context.job_id, context.attempt, context.worker_id) as tmp:
         sections = {name: dict(values) for name, values in spec.config.items()}
         sections.setdefault("train", {}).update(
             promote=spec.promote,
@@ -228,16 +231,32 @@ def _say_removed(context: JobContext, removed: list[Path]) -> None:
 ATTEMPTS_FOLDER = "job-attempts"
 
 
+def worker_token(worker_id: str) -> str:
+    """The worker's part of an attempt folder's name: a digest, since a worker id holds a
+    host name."""
+    return hashlib.sha256(worker_id.encode()).hexdigest()[:12]
+
+
 @contextlib.contextmanager
-def attempt_folder(settings: Settings, job_id: str, attempt: int) -> Iterator[Path]:
+def attempt_folder(
+    settings: Settings, job_id: str, attempt: int, worker_id: str = ""
+) -> Iterator[Path]:
     """The attempt's files (its config, the child's markers and result, its whole log) in
-    `<var_dir>/job-attempts/<job id>/attempt-<n>/`, removed when the attempt ends.
+    `<var_dir>/job-attempts/<job id>/attempt-<n>-<worker token>/`, removed when it ends.
 
     Why not a temporary folder: a worker killed outright (SIGKILL, out of memory) leaves it
     behind, and with it the only whole copy of the lost attempt's log. Under the worker's own
     var_dir, the next worker there (a restart, or a replica on the same volume) finds it,
-    attaches the log to the lost attempt's run and removes it (`collect_lost_attempts`)."""
-    folder = settings.var_dir / ATTEMPTS_FOLDER / job_id / f"attempt-{attempt}"
+    attaches the log to the lost attempt's run and removes it (`collect_lost_attempts`).
+
+    Why the worker in the name: a shutdown hands the job back without spending its attempt,
+    so the worker that claims it next runs the same attempt number. Named `attempt-<n>` alone,
+    a replica on the same volume that claimed it before the first had done its bookkeeping
+    (seconds: importing MLflow) took over the first's folder: its stale started.json recorded
+    the stopped run as the new attempt's, its log was appended to, and the stopped run was
+    never marked KILLED nor given its log, the job being "running attempt n" again."""
+    name = f"attempt-{attempt}-{worker_token(worker_id)}" if worker_id else f"attempt-{attempt}"
+    folder = settings.var_dir / ATTEMPTS_FOLDER / job_id / name
     folder.mkdir(parents=True, exist_ok=True)
     kept = False
     try:
@@ -273,7 +292,8 @@ def collect_lost_attempts(db: Database, settings: Settings) -> list[Path]:
 
 
 def _collect(db: Database, settings: Settings, folder: Path) -> bool:
-    job_id, number = folder.parent.name, folder.name.removeprefix("attempt-")
+    job_id = folder.parent.name
+    number, _, token = folder.name.removeprefix("attempt-").partition("-")
     if not number.isdigit():
         return False
     attempt = int(number)
@@ -281,7 +301,8 @@ def _collect(db: Database, settings: Settings, folder: Path) -> bool:
         job = session.get(Job, job_id)
         if job is None:
             return False  # another job database's, on a shared var_dir: not ours to judge
-        if job.status == "running" and job.attempts == attempt:
+        live = job.status == "running" and job.attempts == attempt
+        if live and (not token or token == worker_token(job.worker_id or "")):
             return False  # a live attempt (this worker's, or another's on the same volume)
     markers = _ChildMarkers(folder / "started.json")
     with contextlib.suppress(OSError, ValueError):  # unreadable: the log has no run to go to
@@ -979,7 +1000,14 @@ class Worker:
                     )
 
                 context = JobContext(
-                    job.id, attempt.number, spec, should_stop, log, record_run, shutting_down
+                    job.id,
+                    attempt.number,
+                    spec,
+                    should_stop,
+                    log,
+                    record_run,
+                    shutting_down,
+                    worker_id=self.worker_id,
                 )
                 outcome = self.executor(context)
             except Exception as error:

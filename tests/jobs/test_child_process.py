@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from jobs.worker import (
     _descendants,
     _supervise,
     _terminate_tree,
+    worker_token,
 )
 from tests.jobs.conftest import cancel_once_logged, tiny_spec, worker_settings
 from urnn_forecast.settings import Settings
@@ -360,7 +362,7 @@ def test_a_killed_workers_attempt_log_reaches_its_run_and_its_folder_is_removed(
             doomed.wait(timeout=10)
         lost_run = running.mlflow_run_id
         assert lost_run is not None
-        folder = settings.var_dir / "job-attempts" / job_id / "attempt-1"
+        folder = settings.var_dir / "job-attempts" / job_id / f"attempt-1-{worker_token('doomed')}"
         assert (folder / "attempt-1.log").is_file()  # left behind by the killed worker
 
         survivor = Worker(db, settings, executor=lambda context: JobOutcome())
@@ -399,6 +401,33 @@ def test_collecting_leaves_live_and_foreign_attempts_alone_and_clears_unreadable
     assert live.is_dir() and not old.exists()
     assert orphan.is_dir()  # another job database's job (an audit's: its live run lost its files)
     assert (attempts / job_id / "attempt-x").is_dir()
+
+
+def test_a_job_handed_back_and_claimed_by_a_replica_gets_folders_of_its_own(
+    tmp_path: Path, db: Database, settings: Settings
+) -> None:
+    """A shutdown hands the job back without spending the attempt: a replica on the same
+    volume (compose's `--scale worker=N` share one) that claimed it before the first worker
+    had done its bookkeeping took over the first's `attempt-1` folder, its stale started.json
+    (the stopped run recorded as the new attempt's) and log; and the stopped attempt was
+    never collected (its run left RUNNING, its log unattached), the job running attempt 1."""
+    from jobs.worker import attempt_folder, collect_lost_attempts
+
+    with db.session() as session:
+        job_id = queue.submit(session, spec={"data": "x"}, max_attempts=3).id
+    assert queue.claim(db, worker_id="first", lease_seconds=60) is not None
+    with attempt_folder(settings, job_id, 1, "first") as first:
+        (first / "started.json").write_text("{not json")  # a marker of the stopped run
+        (first / "attempt-1.log").write_text("the first worker's training\n")
+        keep = first.parent / "kept"
+        shutil.copytree(first, keep)  # left for collection, as LeftForCollectionError leaves it
+    keep.rename(first)
+    assert queue.release(db, job_id=job_id, worker_id="first", attempt=1, reason="shut down")
+    assert queue.claim(db, worker_id="replica", lease_seconds=60) is not None  # attempt 1 again
+    with attempt_folder(settings, job_id, 1, "replica") as mine:
+        assert mine != first and list(mine.iterdir()) == []
+        assert collect_lost_attempts(db, settings) == [first]  # the stopped attempt's
+        assert mine.is_dir()  # the live one is left alone
 
 
 def test_a_job_whose_data_left_the_allowed_folders_fails_before_training(
