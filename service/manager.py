@@ -164,11 +164,14 @@ class ModelManager:
         return self._lock
 
     def _last_served_path(self) -> Path:
-        """One record per URI: services of several models on one host (one var dir, the
-        default `./var`) each keep their own. A single file was overwritten by whichever
-        service loaded last, and the other one, restarted while its alias named a broken
-        version, had nothing to fall back to (a user journey's: ETTh1 and PJM services)."""
-        digest = hashlib.sha256(self.settings.model_uri.encode()).hexdigest()[:16]
+        """One record per registry and URI: services of several models on one host (one var
+        dir, the default `./var`) each keep their own. A single file was overwritten by
+        whichever service loaded last, and the other one, restarted while its alias named a
+        broken version, had nothing to fall back to (a user journey's: ETTh1 and PJM
+        services). The registry is in the key because a version number names another model
+        in another store (staging and production registries served from one host)."""
+        key = f"{self.settings.resolved_tracking_uri()}\n{self.settings.model_uri}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return self.settings.var_dir / "serving" / f"last-served-{digest}.json"
 
     def _last_served(self) -> dict[str, Any] | None:

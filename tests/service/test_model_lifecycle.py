@@ -376,6 +376,33 @@ def test_the_fallback_is_kept_per_uri_when_services_of_two_models_share_a_host(
     assert f"version {bad} of host-a failed to load" in info["last_reload_error"]
 
 
+def test_the_fallback_is_kept_per_registry_when_services_of_two_stores_share_a_host(
+    client_for: Callable[..., TestClient], registry: Registry, tmp_path: Any
+) -> None:
+    """Two registries (a staging and a production store, or a SQLite store beside a file
+    store) each with `urnn-forecaster`-like names, served from one var dir: a version number
+    recorded from the other store named another model there, so a restart behind a broken
+    version either fell back to the wrong store's number or found it equal to the broken one
+    and served nothing."""
+    from tests.service.conftest import Registry as StoreRegistry
+    from urnn_forecast.settings import Settings
+
+    other = StoreRegistry(Settings(var_dir=tmp_path / "store-b"), registry.frame, registry.meta)
+    var_dir = tmp_path / "shared-host"
+    uri = "models:/two-stores@champion"
+    good = registry.register("two-stores", seed=1)
+    other.register("two-stores", seed=1)
+    other_version = other.register("two-stores", seed=2)
+    store_a = {"var_dir": var_dir, "mlflow_tracking_uri": registry.settings.resolved_tracking_uri()}
+    store_b = {"var_dir": var_dir, "mlflow_tracking_uri": other.settings.resolved_tracking_uri()}
+    assert client_for(model_uri=uri, **store_a).get("/model").json()["version"] == good
+    assert client_for(model_uri=uri, **store_b).get("/model").json()["version"] == other_version
+    bad = registry.register("two-stores", seed=3, nan_weights=True)
+    assert bad == other_version  # the number the other store's service recorded
+    restarted = client_for(model_uri=uri, **store_a)
+    assert restarted.get("/model").json()["version"] == good
+
+
 def test_the_record_an_earlier_release_wrote_still_serves_as_the_fallback(
     client_for: Callable[..., TestClient], registry: Registry, tmp_path: Any
 ) -> None:
