@@ -411,6 +411,7 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
                 schedule.next_due_at.isoformat(),
                 due_at.isoformat(),
             )
+        enqueued = True  # this due time has a run (ours, or another scheduler's)
         try:
             with db.session() as session:
                 # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises already): a
@@ -421,6 +422,7 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
                     continue
                 waiting = _queued_run(session, current)
                 if waiting is not None:
+                    enqueued = False
                     # It trains on the data as it is when it runs, as this run would: two
                     # back-to-back fits of one file (a run requeued by a worker's shutdown,
                     # then its catch-up; a queue behind a long job) registered twin versions.
@@ -461,7 +463,9 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
                     Schedule.cron == schedule.cron,
                     Schedule.timezone == schedule.timezone,
                 )
-                .values(next_due_at=following, last_due_at=due_at)
+                # last_due_at is the due time of the last run enqueued (GET /schedules): one
+                # passed over for a waiting run names no job, and would have been shown
+                .values(next_due_at=following, **({"last_due_at": due_at} if enqueued else {}))
                 .execution_options(synchronize_session=False)
             )
     return created

@@ -266,6 +266,21 @@ def test_a_due_run_is_not_enqueued_beside_a_run_of_the_schedule_still_queued(
     assert [job.id for job in scheduled_jobs(db, schedule_id)] == [first, second, third]
 
 
+def test_last_due_at_names_the_due_time_of_a_run_that_was_enqueued(db: Database) -> None:
+    """GET /schedules' `last_due_at` is "the due time of the last enqueued run": a due time
+    passed over because a run was still queued set it too, so it named a due time no job
+    carries (a user restarting the worker looked for the 12:10 run and found none)."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)  # due 12:05, 12:10, ...
+    (first,) = schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5))
+    assert schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=10)) == []
+    with db.session() as session:
+        schedule = session.get_one(Schedule, schedule_id)
+        assert schedule.next_due_at == datetime(2026, 6, 1, 12, 15, tzinfo=UTC)  # passed
+        assert schedule.last_due_at == datetime(2026, 6, 1, 12, 5, tzinfo=UTC)
+        assert session.get_one(Job, first).due_at == schedule.last_due_at
+
+
 def test_a_schedule_stored_with_a_random_field_is_not_run_and_said_once(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
