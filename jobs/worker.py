@@ -223,9 +223,12 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
 
 def _say_removed(context: JobContext, removed: list[Path]) -> None:
     """A stopped `urnn train` names its best-so-far checkpoint as kept (as it is for a user at
-    a terminal); the job's log must then say the worker removed it."""
+    a terminal); the job's log must then say the worker removed it. It promises no retry: a
+    cancelled, timed-out or failed job gets none (it said "a retry starts afresh")."""
     for path in removed:
-        context.log(f"removed {path}, this attempt's checkpoint (a retry starts afresh)")
+        context.log(
+            f"removed {path}, this attempt's checkpoint (jobs do not resume from a checkpoint)"
+        )
 
 
 ATTEMPTS_FOLDER = "job-attempts"

@@ -159,6 +159,19 @@ def _context(job_id: str = "job-1", *, stop: bool = False, record: Any = None) -
     return context
 
 
+def test_the_removed_checkpoint_line_promises_no_retry(tmp_path: Path) -> None:
+    """A cancelled, timed-out or failed job is not retried, yet its log said the worker
+    removed the checkpoint because "a retry starts afresh" (a user waited for one after
+    URNN_JOB_TIMEOUT_SECONDS stopped a job)."""
+    from jobs.worker import _say_removed
+
+    context = _context()
+    _say_removed(context, [tmp_path / "run-1"])
+    (line,) = context.lines  # type: ignore[attr-defined]
+    assert line.startswith(f"removed {tmp_path / 'run-1'}, this attempt's checkpoint")
+    assert "retry" not in line and "jobs do not resume from a checkpoint" in line
+
+
 def test_a_stop_while_the_model_registers_lets_the_run_finish(tmp_path: Path) -> None:
     started = tmp_path / "started.json"
     started.write_text(json.dumps({"run_id": "r1", "registering": True}))
