@@ -167,14 +167,22 @@ class ServedModel:
 
     def unknown_covariates_problem(self, unknown: list[str]) -> str:
         """What a 422 says of covariates this model does not know: the ones it does, or, for
-        a model trained without any, that the field is to be left out (not "knows []")."""
+        a model trained without any, that the field is to be left out (not "knows []"); a
+        name the model writes in another case ('hufl' for 'HUFL', a spreadsheet's header) is
+        pointed out, not left for the client to spot in the list."""
         known = list(self.known_covariates)
         if not known:
             return (
                 f"unknown covariate(s) {shown_names(unknown)}; this model was trained without "
                 "covariates: leave `covariates` out"
             )
-        return f"unknown covariate(s) {shown_names(unknown)}; the model knows {known}"
+        near = [
+            f"{shown(name)} is written {shown(found[0])}"
+            for name in unknown
+            if (found := [k for k in known if k.strip().casefold() == name.strip().casefold()])
+        ]
+        hint = f" ({', '.join(near)} there)" if near else ""
+        return f"unknown covariate(s) {shown_names(unknown)}; the model knows {known}{hint}"
 
     @property
     def freq(self) -> str:

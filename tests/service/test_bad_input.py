@@ -86,6 +86,13 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("series", 1, "covariates", "z"), [1.0] * 60),
         f"{BAD} 'covariates': unknown covariate(s) ['z']",
     ),
+    # a name in another case (as a spreadsheet header writes it) is told apart from one the
+    # model never saw: "unknown ['X']; the model knows ['x']" left a one-letter hunt
+    "covariate in another case": (
+        lambda b: b["series"][1].update(covariates={"X": b["series"][1]["covariates"]["x"]}),
+        f"{BAD} 'covariates': unknown covariate(s) ['X']; the model knows ['x'] "
+        "('X' is written 'x' there)",
+    ),
     "missing covariate": (
         _set(("series", 1, "covariates"), {}),
         f"{BAD} 'covariates': missing covariate(s) ['x']",
