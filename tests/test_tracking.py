@@ -126,6 +126,62 @@ def _health(status: int = 200) -> type[_Health]:
     return type("Health", (_Health,), {"status": status, "paths": []})
 
 
+STORE_PROBE = "/api/2.0/mlflow/registered-models/search?max_results=1"
+
+
+class _StoreDown(_Health):
+    """An MLflow server whose database is down: /health answers 200 (it reads no database),
+    every API call 503 with MLflow's JSON error, as `mlflow server` did with PostgreSQL
+    refusing connections."""
+
+    def do_GET(self) -> None:
+        self.paths.append(self.path)
+        if self.path == "/health":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"OK")
+            return
+        body = (
+            b'{"error_code": "TEMPORARILY_UNAVAILABLE", "message": "(psycopg.OperationalError) '
+            b'connection failed: FATAL:  database \\"mlflow\\" is not currently accepting '
+            b'connections\\n(Background on this error at: https://sqlalche.me/e/21/e3q8)"}'
+        )
+        self.send_response(503)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_tracking_server_whose_store_is_down_is_said_in_seconds_not_retried_for_minutes(
+    tmp_path: Path,
+) -> None:
+    """A server up with its database down answers /health, then 503 to every call, which
+    MLflow's client retried for about five minutes: `urnn models list` hung, and the service's
+    alias check held its reload lock that long before saying "Max retries exceeded"."""
+    import time
+
+    handler = type("StoreDown", (_StoreDown,), {"paths": []})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_port}"
+        settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri)
+        started = time.monotonic()
+        with pytest.raises(TrackingServerError) as raised:
+            check_tracking_server(settings)
+        assert time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+        server.server_close()
+    said = str(raised.value)
+    assert f"the MLflow tracking server at {uri} (URNN_MLFLOW_TRACKING_URI)" in said
+    assert "HTTP 503" in said and "is not currently accepting connections" in said
+    assert "its store" in said and "--backend-store-uri" in said
+    assert "\n" not in said and "Background on this error" not in said  # the first line only
+    assert handler.paths == ["/health", STORE_PROBE]  # once each: no retries
+
+
 @pytest.mark.parametrize(("status", "answers"), [(200, True), (503, False)])
 def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
     tmp_path: Path, status: int, answers: bool
@@ -145,7 +201,8 @@ def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
     finally:
         server.shutdown()
         server.server_close()
-    assert handler.paths == ["/health"]  # asked once: no retries, whatever the answer
+    # asked once: no retries, whatever the answer; the store behind it only once /health is up
+    assert handler.paths == (["/health", STORE_PROBE] if answers else ["/health"])
 
 
 def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_not_shown(
@@ -163,7 +220,7 @@ def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_no
     finally:
         server.shutdown()
         server.server_close()
-    assert handler.paths == ["/health"]  # checked: it reached the server
+    assert handler.paths == ["/health", STORE_PROBE]  # checked: it reached the server
     dead = f"http://ops:s3cret@127.0.0.1:{free_port()}"
     with pytest.raises(TrackingServerError) as raised:
         check_tracking_server(Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=dead))

@@ -19,6 +19,7 @@ from urnn_forecast.settings import Settings
 from urnn_forecast.url_text import password_hidden
 
 if TYPE_CHECKING:
+    import requests
     from mlflow import ActiveRun, MlflowClient
 
 
@@ -392,6 +393,7 @@ def check_tracking_server(settings: Settings) -> None:
     try:
         with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as answer:
             if answer.status == 200:
+                _check_server_store(uri)
                 return
             reason = f"HTTP {answer.status}"
     except urllib.error.HTTPError as error:
@@ -403,6 +405,62 @@ def check_tracking_server(settings: Settings) -> None:
         f"answer: {reason}; start it (mlflow server ...) or point URNN_MLFLOW_TRACKING_URI "
         "elsewhere"
     )
+
+
+# One cheap read of the server's store: the registry's first model, if any.
+STORE_PROBE_ENDPOINT = "/api/2.0/mlflow/registered-models/search"
+STORE_PROBE_REASON_MAX = 300  # characters of the server's error said
+
+
+def _check_server_store(uri: str) -> None:
+    """One read through the tracking server, not retried: its /health reads no database, so
+    a server up with its database down passed the health check, and MLflow's client then
+    retried every 503 for about five minutes (`urnn models list` hung; the service's alias
+    check held its reload lock that long, then said "Max retries exceeded"). Only a 5xx
+    answer is refused: a 4xx (no permission, an endpoint a proxy hides) is the store
+    answering, left to the call that follows. Sent by MLflow's own HTTP helper, so that its
+    credentials and TLS settings (MLFLOW_TRACKING_TOKEN, ..._INSECURE_TLS) apply."""
+    import requests
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        answer = http_request(  # type: ignore[no-untyped-call]  # untyped in MLflow
+            get_default_host_creds(uri),  # type: ignore[no-untyped-call]
+            STORE_PROBE_ENDPOINT,
+            "GET",
+            params={"max_results": 1},
+            max_retries=0,
+            timeout=HEALTH_TIMEOUT_S,
+            raise_on_status=False,
+        )
+    except (requests.RequestException, OSError) as error:
+        reason = str(error)
+    else:
+        if answer.status_code < 500:
+            return
+        reason = f"HTTP {answer.status_code}{_server_error_text(answer)}"
+    raise TrackingServerError(
+        f"the MLflow tracking server at {shown_uri(uri)} (URNN_MLFLOW_TRACKING_URI) does not "
+        f"answer from its store: {reason}; its /health is up, so start its database (the "
+        "server's --backend-store-uri) again, or point URNN_MLFLOW_TRACKING_URI elsewhere"
+    )
+
+
+def _server_error_text(answer: "requests.Response") -> str:
+    """`: <the first line of MLflow's JSON error message>`, at most STORE_PROBE_REASON_MAX
+    characters (SQLAlchemy's text runs on with a link), or '' where the body says none."""
+    try:
+        said = answer.json()
+    except ValueError:  # not JSON: a proxy's page
+        return ""
+    message = str(said.get("message") or "") if isinstance(said, dict) else ""
+    if not message:
+        return ""
+    first = message.strip().splitlines()[0].strip() if message.strip() else ""
+    if len(first) > STORE_PROBE_REASON_MAX:
+        first = first[: STORE_PROBE_REASON_MAX - 3] + "..."
+    return f": {first}" if first else ""
 
 
 # The keyword each database driver takes for a connection timeout in seconds (SQLAlchemy
