@@ -315,7 +315,17 @@ class ModelManager:
         """What GET /model says of the last reload (`last_reload_error`) and what the alert
         reads (`urnn_model_reload_failing`), set together: the gauge holds while the error
         stands, through the fallback's swap and the polls that pass over the broken version,
-        and clears with it."""
+        and clears with it. Its clearing is logged once: the log said ERROR at every poll
+        while the registry failed, then nothing once it answered, which reads the same as a
+        poll that hangs."""
+        if error is None and self.last_error is not None and self.current is not None:
+            logger.info(
+                "model reload recovered: %s resolves to a served version again, version %s "
+                "(was failing: %s)",
+                self.settings.model_uri,
+                self.current.ref.version,
+                self.last_error,
+            )
         self.last_error = error
         self.last_error_at = None if error is None else datetime.now(UTC)
         self.metrics.reload_failing.set(1 if failing else 0)

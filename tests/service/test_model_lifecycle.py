@@ -536,3 +536,38 @@ def test_the_fallback_does_not_replace_what_a_reload_loaded_meanwhile(
         assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
         info = client.get("/model").json()
         assert info["version"] == newer != good, info
+
+
+def test_a_registry_answering_again_is_logged_once_the_failure_clears(
+    client_for: Callable[..., TestClient],
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator tailing the log saw an ERROR at every poll while the tracking server was
+    down, then silence once it was back: the same as a poll that hung. GET /model and the
+    gauge cleared, but the log never said the failure was over."""
+    from mlflow.exceptions import MlflowException
+
+    caplog.set_level(logging.INFO, logger="service.manager")
+    version = registry.register("flaky", seed=1)
+    client = client_for(model_uri="models:/flaky@champion")
+
+    def registry_down(*args: object, **kwargs: object) -> None:
+        raise MlflowException("(psycopg.OperationalError) connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("service.loader.registered_version", registry_down)
+        assert client.post("/model/reload", headers=KEY).status_code == 502
+    assert metric_value(client, "urnn_model_reload_failing") == 1.0
+    caplog.clear()
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
+    assert metric_value(client, "urnn_model_reload_failing") == 0.0
+    said = [r for r in caplog.records if r.name == "service.manager"]
+    assert len(said) == 1 and said[0].levelno == logging.INFO, [r.getMessage() for r in said]
+    text = said[0].getMessage()
+    assert "model reload recovered" in text and f"version {version}" in text
+    assert "connection refused" in text  # what was failing
+    caplog.clear()
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
+    assert not [r for r in caplog.records if r.name == "service.manager"]  # said once
