@@ -192,6 +192,52 @@ def test_demo_reads_the_data_file_given(
     assert [(c.data, c.max_epochs) for c in seen] == [(copy, 2)]
 
 
+def test_demo_stay_with_a_tracking_server_shows_its_ui_and_starts_no_mlflow_ui(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn demo --stay` with URNN_MLFLOW_TRACKING_URI naming a team's tracking server started
+    `mlflow ui --backend-store-uri http://...`, which MLflow refuses at once (no model registry
+    on an http store): the banner printed a UI nobody served, and the child's exit stopped
+    the whole stack ("a demo process stopped on its own (['mlflow-ui'])"). The server is its
+    own UI: shown (password hidden) and no UI child started."""
+    from types import SimpleNamespace
+
+    from urnn_forecast import demo
+
+    started: list[list[str]] = []
+
+    class Child:
+        pid = 0
+
+        def __init__(self, argv: list[str], **kwargs: object) -> None:
+            started.append(argv)
+
+        def poll(self) -> None:
+            return None
+
+        def wait(self, timeout: float) -> int:
+            return 0
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    done = SimpleNamespace(returncode=0, stderr="")
+    monkeypatch.setattr(demo.subprocess, "run", lambda *a, **k: done)
+    monkeypatch.setattr(demo.subprocess, "Popen", Child)
+    monkeypatch.setattr(demo.time, "sleep", ctrl_c)
+    monkeypatch.setattr(demo.os, "killpg", lambda pid, sig: None)
+    settings = Settings(
+        var_dir=tmp_path / "var", mlflow_tracking_uri="http://ops:s3cret@127.0.0.1:8160"
+    )
+    server = SimpleNamespace(base="http://127.0.0.1:8000")
+    demo._stay_up(settings, server, demo.DemoConfig(), {"series": []})  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert not [argv for argv in started if "mlflow" in argv], started
+    assert [argv[-1] for argv in started] == ["worker"]
+    assert "MLflow UI         http://ops:***@127.0.0.1:8160" in out
+    assert "s3cret" not in out
+
+
 def test_demo_without_its_data_says_how_to_give_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -284,8 +284,7 @@ def _stay_up(
     upgrade = subprocess.run([*urnn, "db", "upgrade"], env=env, capture_output=True, text=True)
     if upgrade.returncode != 0:
         raise DemoError(f"urnn db upgrade failed: {upgrade.stderr.strip()[-2000:]}")
-    ui_port = _port_or_free(config.mlflow_ui_port)
-    uri = settings.resolved_tracking_uri()
+    ui_command, ui_url = _mlflow_ui(settings.resolved_tracking_uri(), config.mlflow_ui_port)
     log_dir = settings.var_dir / "demo-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
@@ -298,14 +297,8 @@ def _stay_up(
     # A shell starting the demo in the background leaves SIGINT ignored; Ctrl-C must stop it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        for name, argv in (
-            (
-                "mlflow-ui",
-                [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                 "--host", "127.0.0.1", "--port", str(ui_port)],
-            ),
-            ("worker", [*urnn, "worker"]),
-        ):  # fmt: skip
+        ui = [] if ui_command is None else [("mlflow-ui", ui_command)]
+        for name, argv in [*ui, ("worker", [*urnn, "worker"])]:
             log = (log_dir / f"{name}.log").open("wb")
             names.append(name)
             child_env = env
@@ -325,7 +318,7 @@ def _stay_up(
         print(
             f"\nThe stack is up (logs in {log_dir}); Ctrl-C stops everything.\n"
             f"  forecast service  {server.base}/docs   (metrics: {server.base}/metrics)\n"
-            f"  MLflow UI         http://127.0.0.1:{ui_port}\n"
+            f"  MLflow UI         {ui_url}\n"
             f"  worker            runs jobs queued with POST {server.base}/jobs "
             "(needs URNN_API_KEY; docs/jobs.md)\n"
             f"  try:  curl -s {server.base}/forecast -H 'Content-Type: application/json' "
@@ -348,6 +341,22 @@ def _stay_up(
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)
+
+
+def _mlflow_ui(uri: str, port: int) -> tuple[list[str] | None, str]:
+    """The command of the stack's MLflow UI (None: none to start) and its address. A store
+    (the SQLite file, a database) gets `mlflow ui` on `port`, or a free one. A tracking server
+    (http, https) is its own UI: `mlflow ui --backend-store-uri http://...` is refused at once
+    (MLflow keeps no model registry on an http store), so the banner named a UI nobody
+    served and the child's exit stopped the whole stack. Shown without its password."""
+    from urnn_forecast.tracking import shown_uri
+
+    if uri.startswith(("http://", "https://")):
+        return None, shown_uri(uri)
+    port = _port_or_free(port)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    return command, f"http://127.0.0.1:{port}"
 
 
 def _wait_ready(base: str, timeout_s: float) -> None:
