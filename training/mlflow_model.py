@@ -611,7 +611,10 @@ class ForecastPredictor:
         self, frame: pd.DataFrame, i: int, series_id: str, n_values: int, keep: int
     ) -> pd.DatetimeIndex | None:
         """Timestamps of the last `keep` inputs and the `horizon` forecasts, from `start` (on
-        the row's `timezone` clock when it names one)."""
+        the row's `timezone` clock when it names one). The zone is checked first, with or
+        without a start, as the service checks it: read only to date the forecast, a bad one
+        in a row without a start was passed over and answered."""
+        zone = self._zone(frame, i, series_id)
         if "start" not in frame.columns:
             return None
         start = frame["start"].iloc[i]
@@ -643,7 +646,6 @@ class ForecastPredictor:
             )
         c = self.model.config
         freq = str(self.meta["freq"])
-        zone = self._zone(frame, i, series_id)
         try:
             # pandas cannot read the local mean time offsets it writes (+00:19:32)
             written = first = pd.Timestamp(with_seconds_offset(start) or start)

@@ -415,6 +415,32 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
         predictor.predict_frame(row.assign(start="2002-01-15"))
 
 
+def test_a_bad_timezone_is_refused_with_or_without_a_start(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """POST /forecast answers 422 to an unknown `timezone` whether or not the series has a
+    `start`; predict read the zone only to date the forecast, so a row without a start (no
+    column, or an empty cell) passed 'Mars/Olympus' over and answered 200 (`mlflow models
+    serve` against a tracking server, 2026-12-07)."""
+    result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
+    predictor = ForecastPredictor.from_directory(
+        model_artifact_dir(result.model_uri, tmp_path / "m")
+    )
+    row = history_row(seasonal_frame(600))
+    undated = row.drop(columns=["start"])
+    for bad in (
+        undated.assign(timezone=["Mars/Olympus"]),
+        row.assign(start=[None], timezone=["Mars/Olympus"]),
+        row.assign(timezone=["Mars/Olympus"]),
+        undated.assign(timezone=[3]),
+    ):
+        with pytest.raises(ForecastInputError, match=r"'pump-1': `timezone` .*IANA time zone"):
+            predictor.predict_frame(bad)
+    # a zone that names one, without a start: accepted, as the service accepts it
+    kept = predictor.predict_frame(undated.assign(timezone=["Europe/London"]))
+    assert (kept["timestamp"] == "").all()
+
+
 def test_forecasts_are_floored_at_zero_where_the_seen_target_is_never_negative() -> None:
     """auto reads the training and validation spans only: a negative value in the test span
     (not read) leaves the floor on, one in the validation span turns it off; on / off are
