@@ -609,6 +609,13 @@ def resolve_model_source(model_uri: str) -> ModelSource:
     try:
         name, alias, version = parse_models_uri(model_uri)
     except ModelUriError:
+        if (logged := _LOGGED_MODEL_URI.match(model_uri)) is not None:
+            # MLflow 3's own name of a model (a version's Source, log_model's model_uri): its
+            # run is the logged model's, where the URI was recorded with none
+            found_model = mlflow.MlflowClient().get_logged_model(logged["id"])
+            return ModelSource(
+                uri=model_uri, load_uri=model_uri, run_id=found_model.source_run_id or None
+            )
         if (newest := _newest_of_stage(model_uri)) is not None:
             name, version = newest  # models:/NAME/latest or a stage: pinned like an alias
             alias = None
@@ -631,6 +638,7 @@ def resolve_model_source(model_uri: str) -> ModelSource:
     )
 
 
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]{32})/?$")
 _STAGE_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<stage>[^/@]*[^/@\d][^/@]*)/?$")
 
 

@@ -1680,6 +1680,34 @@ def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(tmp_path: 
     assert resolve_model_source("models:/m/1").version == "1"
 
 
+def test_a_logged_model_uri_is_recorded_with_the_run_that_logged_it(tmp_path: Path) -> None:
+    """MLflow 3 names a model by its id (models:/m-<id>: a version's Source in the UI and the
+    REST views, what log_model returns): `urnn backtest --model models:/m-...` recorded
+    no run in backtest.json and printed none, though the logged model knows its run."""
+    import mlflow
+    from mlflow.pyfunc.model import PythonModel
+
+    from training.registry import resolve_model_source
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    class Echo(PythonModel):
+        def predict(
+            self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+        ) -> Any:
+            return model_input
+
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
+    assert info.model_uri.startswith("models:/m-")
+    for uri in (info.model_uri, info.model_uri + "/"):
+        source = resolve_model_source(uri)
+        assert (source.uri, source.load_uri, source.run_id) == (uri, uri, run.info.run_id)
+        assert source.describe() == f"run {run.info.run_id}"
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        resolve_model_source("models:/m-0123456789abcdef0123456789abcdef")
+
+
 def test_the_champion_is_not_scored_on_values_it_trained_or_early_stopped_on(
     csv: Path, tmp_path: Path, mlflow_settings: Settings
 ) -> None:
