@@ -46,7 +46,9 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "MLflow tracking URI; default: a SQLite-backed store at <var_dir>/mlflow.db. An "
-            "http(s) server must answer /health, and a database server store (postgresql, "
+            "http(s) server must answer /health, then one registry read without a 5xx (a "
+            "server up with its database down answers 503 to every call), and a database "
+            "server store (postgresql, "
             "mysql, mssql) open one connection, within 5 s when a command starts, else it "
             "stops with that error (MLflow's client would retry for minutes). A file store "
             "(file:, a plain path), which MLflow refuses, is an error before any data is read "
