@@ -1450,6 +1450,43 @@ def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so
     assert model["best_epoch"] in (1, 2, 3)
 
 
+def test_a_store_refusing_the_runs_artifacts_is_one_line_naming_the_kept_weights(
+    csv: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tracking server whose artifact store refused writes (`--artifacts-destination` on a
+    path it could not create: HTTP 500 to every upload) ended `urnn train`, after the whole
+    fit, with three chained tracebacks and exit 1; the best weights it had kept under
+    checkpoints/ were named nowhere. Now: one line saying what the store refused, that the
+    run failed, and where the trained model lies."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise MlflowException(
+            "API request to http://mlflow:5000/api/2.0/mlflow-artifacts/artifacts/1/abc/"
+            "artifacts/metrics/overall.csv failed with exception HTTPConnectionPool(host="
+            "'mlflow', port=5000): Max retries exceeded (Caused by ResponseError('too many "
+            "500 error responses'))"
+        )
+
+    monkeypatch.setattr("training.pipeline.log_forecaster", refused)
+    argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--epochs", "2"]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 1, err
+    assert "Traceback" not in err, err
+    (line,) = [line for line in err.splitlines() if not line.startswith("20")]  # MLflow's logs
+    assert line.startswith("urnn train: error: the MLflow tracking store did not take the run's")
+    assert "too many 500 error responses" in err
+    (run_id,) = re.findall(r"MLflow run (\w+) ended FAILED; the fitted model", err)
+    folder = settings.var_dir / "checkpoints" / run_id
+    assert f"is in {folder}: `urnn backtest --model {folder} --data ...`" in err
+    assert (folder / "config.json").is_file() and (folder / "weights.pt").is_file()
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"
+
+
 def test_sigterm_during_the_fit_ends_the_run_killed_as_ctrl_c_does(
     csv: Path,
     settings: Settings,

@@ -129,6 +129,13 @@ class TrainingCancelledError(RuntimeError):
     """`should_stop` answered True: the run ended before registering anything."""
 
 
+class TrainingStoreError(RuntimeError):
+    """The MLflow store refused what the run logs once the fit has ended (tables, plots, the
+    model, its registration: a tracking server whose artifact store fails every upload):
+    says so and where the fitted model is kept. MLflow's error alone was three chained
+    tracebacks that named neither the run's state nor the weights under checkpoints/."""
+
+
 class TrainingInterruptedError(KeyboardInterrupt):
     """Ctrl-C (SIGINT) during the fit: says which run stopped and where its best weights so
     far lie (a checkpoint `urnn backtest --model` reads)."""
@@ -547,6 +554,7 @@ def train_pipeline(
     finish rather than stop it half-registered. `on_epoch` receives every epoch's record (the
     CLI prints one line per epoch, so a long fit is not silent)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     def check_cancelled(where: str) -> None:
         if should_stop is not None and should_stop():
@@ -721,6 +729,15 @@ def train_pipeline(
             note = run_notes.run_description(what, metrics_note, outcome=f"Interrupted: {said}.")
             client.set_tag(checkpoints.name, run_notes.NOTE_TAG, note)
         raise TrainingInterruptedError(said) from None
+    except MlflowException as error:
+        if checkpoints is None:  # before the fit: nothing trained to point at
+            raise
+        text = str(error.message).strip()
+        said = text.splitlines()[0] if text else type(error).__name__
+        kept = _interrupted(checkpoints, model_config, ended="FAILED")
+        raise TrainingStoreError(
+            f"the MLflow tracking store did not take the run's results ({said}); {kept}"
+        ) from error
 
     challenger_score = scores[config.metric]
     result_fields: dict[str, Any] = {
@@ -1417,11 +1434,14 @@ def _fit_model(
     )
 
 
-def _interrupted(checkpoints: Path, model_config: ForecasterConfig) -> str:
+def _interrupted(
+    checkpoints: Path, model_config: ForecasterConfig, *, ended: str = "KILLED"
+) -> str:
     """What an interrupted run leaves, in words: the run (its id names `checkpoints`) and the
     best weights so far, or the fitted model when the fit had ended (interrupted in the
-    backtest or while logging)."""
-    run = f"MLflow run {checkpoints.name} ended KILLED"
+    backtest or while logging). `ended`: the run's status (FAILED where the store refused
+    what it logs)."""
+    run = f"MLflow run {checkpoints.name} ended {ended}"
     if FORECASTERS[model_config.kind].STREAMING:
         return f"{run}; kind {model_config.kind!r} keeps no checkpoints while it trains"
     config_file = checkpoints / CHECKPOINT_CONFIG

@@ -2334,6 +2334,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_distributed(args, settings)
     errors = _input_errors()
+    from training.pipeline import TrainingStoreError
+
     start = time.perf_counter()
     started: str | None = args.started_json
     markers = None if started is None else _JobMarkers(Path(started))
@@ -2386,6 +2388,9 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         return _fail("train", error, _comma_note(args, error, backtest=False))
     except ValueError as error:  # e.g. TrainConfig's own checks
         return _fail("train", error)
+    except TrainingStoreError as error:  # not the input's fault: exit 1, in one line
+        print(f"urnn train: error: {error}", file=sys.stderr)
+        return 1
     import pandas as pd
 
     from training.metrics import score_text
