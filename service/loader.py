@@ -94,8 +94,10 @@ def _what_to_do(client: Any, name: str, alias: str | None, version: str | None =
     never reads. Any error reading the versions falls back to the general advice: this is
     only a hint."""
     fallback = REGISTER_HINT if alias is not None else PINNED_REGISTER_HINT
+    from training.registry_admin import search_versions
+
     try:
-        versions = client.search_model_versions(f"name = '{name}'", max_results=20)
+        versions = search_versions(client, name, max_results=20)
     except Exception:  # a hint only: the error that matters is the caller's
         return fallback
     numbers = sorted((int(v.version) for v in versions), reverse=True)

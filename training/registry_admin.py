@@ -57,13 +57,7 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
     aliases: dict[str, list[str]] = {}
     for alias, version in (getattr(model, "aliases", None) or {}).items():
         aliases.setdefault(str(version), []).append(alias)
-    if "'" in name and '"' in name:  # no literal of the filter syntax holds both quotes:
-        # LIKE with each quote as the one-character wildcard, then the exact name here
-        like = name.replace("'", "_").replace('"', "_")
-        found = client.search_model_versions(f"name LIKE '{like}'")
-        versions = [v for v in found if v.name == name]
-    else:
-        versions = client.search_model_versions(f"name = {_quoted(name)}")
+    versions = search_versions(client, name)
     rows = [
         VersionRow(
             version=str(v.version),
@@ -78,6 +72,18 @@ def list_versions(client: Any, name: str) -> list[VersionRow]:
         for v in versions
     ]
     return sorted(rows, key=lambda row: int(row.version), reverse=True)
+
+
+def search_versions(client: Any, name: str, max_results: int = 10_000) -> list[Any]:
+    """The versions of `name` MLflow's search finds (up to `max_results`), whatever quotes the
+    name holds: written between single quotes, a name such as o'brien was refused by MLflow's
+    filter parser."""
+    if "'" in name and '"' in name:  # no literal of the filter syntax holds both quotes:
+        # LIKE with each quote as the one-character wildcard, then the exact name here
+        like = name.replace("'", "_").replace('"', "_")
+        found = client.search_model_versions(f"name LIKE '{like}'", max_results=max_results)
+        return [v for v in found if v.name == name]
+    return list(client.search_model_versions(f"name = {_quoted(name)}", max_results=max_results))
 
 
 @dataclass(frozen=True)

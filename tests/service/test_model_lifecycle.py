@@ -475,6 +475,24 @@ def test_an_alias_removed_under_a_served_version_says_to_set_it_again(
     assert detail.endswith("register one with `urnn train` (it becomes champion when it wins)")
 
 
+def test_an_alias_removed_from_a_model_whose_name_holds_a_quote_says_to_set_it_again(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """`urnn train --registered-name` takes a name with a quote (`o'brien`); the hint's search
+    wrote it between single quotes, MLflow's filter parser refused that, and the on-call was
+    told to train a new model though the versions were there."""
+    import mlflow
+
+    name = "o'brien"
+    version = registry.register(name, seed=1)
+    client = client_for(model_uri=f"models:/{name}@champion")
+    store = mlflow.MlflowClient(tracking_uri=registry.settings.resolved_tracking_uri())
+    store.delete_registered_model_alias(name, "champion")
+    assert client.post("/model/reload", headers=KEY).status_code == 502
+    error = client.get("/model").json()["last_reload_error"]
+    assert f"{name} has version(s) {version} but no alias 'champion'" in error, error
+
+
 def test_a_pinned_version_that_does_not_exist_says_which_ones_do(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:
