@@ -2360,6 +2360,24 @@ def _number_hint(cell: object, decimal: str, sep: str | None) -> str:
     if decimal == "," and "." in cell:
         return "; with decimal=',' a '.' may only group thousands (1.034,5)"
     if decimal == "." and re.fullmatch(r"\s*[-+]?[\d.]*,\d+\s*", cell):
+        # '22,262': a US export's thousands separator as likely as a decimal comma; advice
+        # for the decimal comma alone (re-save with decimal=',', or replace ',' by '.') read
+        # 22.262 for 22262, a thousand times off and silently
+        both = re.fullmatch(r"\s*[-+]?\d{1,3},\d{3}\s*", cell)
+        if both and sep in (None, ","):
+            number = cell.strip()
+            return (
+                f"; a thousands separator ({number} meaning {number.replace(',', '')}: write "
+                f"the numbers without it) or a decimal comma ({number} meaning "
+                f"{number.replace(',', '.')}: "
+                + (
+                    "write the column as numbers (float64) with '.' as the decimal mark"
+                    if sep is None
+                    else "save the file with ';' between fields and pass sep=';' and "
+                    "decimal=',', or write the numbers with '.'"
+                )
+                + ")? the loader cannot tell from this cell"
+            )
         if sep is None:
             return (
                 "; a decimal comma? the column is text in the Parquet file: write it as a "

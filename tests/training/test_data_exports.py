@@ -467,3 +467,24 @@ def test_a_compression_other_than_gzip_is_refused_saying_what_to_do(
 
     said = refused(write(tmp_path, b"x", name), LoadConfig(target="OT"), UnsupportedFormatError)
     assert said.startswith(f"{name}: unsupported file type '{name[3:]}' ({advice}); allowed")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_one_comma_and_three_digits_in_a_comma_file_or_parquet_text_names_thousands_too(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A US export's '"22,262"' (22262 MW, Excel's number format with a thousands separator)
+    was told only "a decimal comma?" and to re-save with sep=';' and decimal=',', which then
+    reads 22.262: a thousand times too small, and silently. Parquet text was told to replace
+    ',' with '.' the same way. Both readings are named, as in a ';'-separated file."""
+    cells = [f"22,{262 + h}" for h in range(6)]
+    if suffix == ".csv":
+        rows = "".join(f'2020-01-01 {h:02d}:00,"{cell}"\n' for h, cell in enumerate(cells))
+        path = write(tmp_path, "date,MW\n" + rows)
+    else:
+        frame = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=6, freq="h")})
+        frame.assign(MW=cells).to_parquet(path := tmp_path / "text.parquet")
+    said = refused(path, LoadConfig(target="MW"), NonNumericValueError)
+    assert "'22,262' is not a number" in said
+    assert "a thousands separator (22,262 meaning 22262: write the numbers without it)" in said
+    assert "or a decimal comma (22,262 meaning 22.262" in said
