@@ -976,6 +976,52 @@ def test_backtest_of_a_fleet_model_on_a_file_without_its_series_column(
     assert re.search(r"^r2\s+\d", out, re.M)
 
 
+def test_backtest_on_a_file_whose_timestamps_differ_from_the_models_says_they_are_its_own(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A model trained on an export with --timestamp-col Zeit --timestamp-format
+    '%d.%m.%Y %H:%M', backtested on the same history in another export (an ISO `timestamp`
+    column): told "no column 'Zeit'" though no --timestamp-col was given; with
+    --timestamp-col timestamp, the model's format was still applied to the new column
+    ("cannot parse '2021-03-01 00:00:00' with timestamp_format='%d.%m.%Y %H:%M'"), a format
+    the user never gave, for a column it never described, with no way back to inference."""
+    frame = seasonal_frame(400)
+    german = tmp_path / "de.csv"
+    frame.set_axis(frame.index.strftime("%d.%m.%Y %H:%M").rename("Zeit")).to_csv(german)
+    iso = tmp_path / "iso.csv"
+    frame.to_csv(iso)
+    argv = ["train", "--data", str(german), "--target", "y", "--timestamp-col", "Zeit"]
+    argv += ["--timestamp-format", "%d.%m.%Y %H:%M"]
+    code, _, err = run_cli([*argv, *TINY, "--backtest-windows", "2"], settings, capsys)
+    assert code == 0, err
+    backtest = ["backtest", "--backtest-windows", "2", "--data"]
+    code, de_out, err = run_cli([*backtest, str(german)], settings, capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*backtest, str(iso)], settings, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] + "\n" == (
+        "urnn backtest: error: the model was trained with --timestamp-col 'Zeit' (its "
+        "timestamp column) and iso.csv has no column 'Zeit' (it has: timestamp, y, x); give "
+        "--timestamp-col NAME (this file's timestamp column)\n"
+    )
+    code, out, err = run_cli(
+        [*backtest, str(iso), "--timestamp-col", "timestamp"], settings, capsys
+    )
+    assert code == 0, err
+    overall = [o.split("Overall:")[1].split("By series:")[0] for o in (de_out, out)]
+    assert overall[0] == overall[1]
+    # the same column written another way: the format named as the model's own
+    frame.set_axis(frame.index.rename("Zeit")).to_csv(iso)
+    code, _, err = run_cli([*backtest, str(iso)], settings, capsys)
+    assert code == 2 and "with timestamp_format='%d.%m.%Y %H:%M'" in err, err
+    assert err.rstrip().endswith(
+        "timestamp_format '%d.%m.%Y %H:%M' is the one the model was trained with: give "
+        "--timestamp-format for this file's timestamps"
+    ), err
+
+
 def test_backtest_of_a_decimal_comma_model_on_a_comma_separated_file_takes_sep_alone(
     tmp_path: Path,
     settings: Settings,

@@ -363,7 +363,13 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         "--timestamp-format",
         default=None,
         metavar="FMT",
-        help="strptime format of the (joined) timestamps; default: inferred from the first row",
+        help="strptime format of the (joined) timestamps; default: inferred from the first row"
+        + (
+            ""
+            if required
+            else " (backtest: the model's own, unless --timestamp-col names other columns than "
+            "the model's)"
+        ),
     )
     group.add_argument(
         "--step-origin",
@@ -1945,6 +1951,36 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _check_model_timestamp_columns(
+    args: argparse.Namespace, recorded: dict[str, Any], load: dict[str, Any]
+) -> None:
+    """The timestamp column(s) and format a backtest takes from the model's training, checked
+    against this file. A file whose time column has another name failed "no column 'Zeit'"
+    though no --timestamp-col was given; naming its column then still applied the model's
+    --timestamp-format, written for the model's column(s), not this one, with no way back
+    to inference: a new --timestamp-col drops it (unless --timestamp-format is given too)."""
+    from training.data import header_columns
+
+    own = recorded.get("timestamp_col")
+    if not own:
+        return
+    own_columns = [own] if isinstance(own, str) else list(own)
+    if args.timestamp_col:
+        if args.timestamp_format is None and list(args.timestamp_col) != own_columns:
+            load.pop("timestamp_format", None)
+        return
+    columns = header_columns(args.data, load.get("sep") or ",")
+    missing = [name for name in own_columns if name not in columns]
+    if missing:
+        named = " --timestamp-col ".join(map(repr, own_columns))
+        raise UsageError(
+            f"the model was trained with --timestamp-col {named} (its timestamp column"
+            f"{'s' if len(own_columns) > 1 else ''}) and {Path(args.data).name} has no column "
+            f"{missing[0]!r} (it has: {', '.join(columns)}); give --timestamp-col NAME (this "
+            "file's timestamp column)"
+        )
+
+
 def _check_model_columns(
     overrides: dict[str, Any],
     recorded: dict[str, Any],
@@ -2570,7 +2606,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_span, split_data
-    from training.validation import SeriesTooShortError, same_frequency
+    from training.validation import SeriesTooShortError, TimestampParseError, same_frequency
     from urnn_forecast import __version__
     from urnn_forecast.tracking import check_tracking_server, check_tracking_store
 
@@ -2618,6 +2654,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
                 f"{', '.join(columns)}); give --series-col NAME (this file's column of series "
                 "ids) or --series-id NAME (the whole file is one series, named NAME)"
             )
+    _check_model_timestamp_columns(args, recorded, load)
     load.setdefault("target", predictor.target)
     load.setdefault("covariates", list(predictor.covariates))
     model = predictor.model
@@ -2625,6 +2662,14 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     load["min_length"] = c.lookback + c.horizon
     try:
         data = load_data(args.data, _build(LoadConfig, load, "load config"))
+    except TimestampParseError as error:
+        inherited = load.get("timestamp_format")
+        if inherited is None or "timestamp_format" in overrides:
+            raise
+        raise TimestampParseError(
+            f"{error}; timestamp_format {inherited!r} is the one the model was trained with: "
+            "give --timestamp-format for this file's timestamps"
+        ) from None
     except SeriesTooShortError as error:
         raise SeriesTooShortError(
             f"{error}; the model reads {c.lookback:,} rows and forecasts {c.horizon:,} per "
