@@ -1022,6 +1022,37 @@ def test_backtest_on_a_file_whose_timestamps_differ_from_the_models_says_they_ar
     ), err
 
 
+def test_backtest_of_a_calendar_model_on_timestamps_of_another_clock_says_so(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A --calendar model learnt on a meter's local wall clock (naive timestamps), backtested
+    on the same history exported with UTC offsets: the loader reads those as UTC, so every
+    hour-of-day feature was an hour or two off the clock the model learnt (as the service,
+    which reads such a model's features on the written clock, never feeds it), and the
+    scores were worse with nothing said. The other way round likewise."""
+    frame = seasonal_frame(400)
+    local = tmp_path / "local.csv"
+    frame.to_csv(local)
+    zoned = tmp_path / "zoned.csv"
+    frame.set_axis(frame.index.tz_localize("Europe/Berlin")).to_csv(zoned)
+    for trained_on, scored_on, said in (
+        (local, zoned, "learnt on the local wall clock"),
+        (zoned, local, "learnt on UTC"),
+    ):
+        argv = ["train", "--data", str(trained_on), "--target", "y", "--calendar"]
+        code, _, err = run_cli([*argv, *TINY, "--backtest-windows", "2"], settings, capsys)
+        assert code == 0, err
+        backtest = ["backtest", "--backtest-windows", "2", "--data"]
+        code, out, err = run_cli([*backtest, str(scored_on)], settings, capsys)
+        assert code == 0, err
+        assert f"the model's calendar features were {said}" in out.split("Backtest")[0], out
+        code, out, err = run_cli([*backtest, str(trained_on)], settings, capsys)
+        assert code == 0, err
+        assert "calendar features were" not in out
+
+
 def test_backtest_of_a_decimal_comma_model_on_a_comma_separated_file_takes_sep_alone(
     tmp_path: Path,
     settings: Settings,

@@ -1621,6 +1621,33 @@ def data_calendar_clock(data: LoadedData) -> str:
     return CLOCK_UTC if any(d.step == "timezone" for d in data.report) else CLOCK_LOCAL
 
 
+def calendar_clock_note(model_clock: str, data: LoadedData) -> str | None:
+    """For scoring a model with calendar features on `data` (urnn backtest): the line saying
+    that the data's timestamps are on another clock than the one the model learnt its hours
+    and weekdays on; None when the clocks agree. The loader reads zoned timestamps as UTC, so
+    a model learnt on a local wall clock was given hours off by the zone's offset (the service
+    reads such a model's features on the clock as written), and a UTC model given naive local
+    times was off the other way, each with worse scores and nothing said."""
+    clock = data_calendar_clock(data)
+    if clock == model_clock:
+        return None
+    if model_clock == CLOCK_LOCAL:
+        return (
+            "the model's calendar features were learnt on the local wall clock of its "
+            "training timestamps (calendar_clock 'local'), and this file's timestamps carry a "
+            "zone or UTC offsets, read as UTC: its hour-of-day and weekday inputs are off by "
+            "the offset (unless that clock was UTC); score it on timestamps written on the "
+            "clock it was trained on, without offsets"
+        )
+    return (
+        "the model's calendar features were learnt on UTC (calendar_clock 'utc': its "
+        "training timestamps carried a zone or UTC offsets), and this file's timestamps have "
+        "none, read as UTC: unless they are UTC, its hour-of-day and weekday inputs are off "
+        "by the offset of the clock they were written on; score it on timestamps with their "
+        "zone or UTC offsets"
+    )
+
+
 def calendar_lines(data: LoadedData, model: ForecasterConfig) -> list[str]:
     """For the data report: the calendar features a model reads, and on which clock."""
     if not model.n_calendar:

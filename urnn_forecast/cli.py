@@ -2601,8 +2601,14 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.data import LoadConfig, channels_as_series, header_columns, load_data
     from training.fit import FitConfig
     from training.metrics import filled_note, score_text, unscaled_note
+    from training.mlflow_model import calendar_clock
     from training.paper_benchmark import resolve_device
-    from training.pipeline import seen_rows_note, spike_lines, stuck_run_lines
+    from training.pipeline import (
+        calendar_clock_note,
+        seen_rows_note,
+        spike_lines,
+        stuck_run_lines,
+    )
     from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_span, split_data
@@ -2730,7 +2736,11 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         if args.output
         else "the full report (`--output DIR` writes it as data_report.txt)"
     )
-    _print_data_report(data.brief_report_lines(full_report=where))
+    report = data.brief_report_lines(full_report=where)
+    clock_note = calendar_clock_note(calendar_clock(meta), data)
+    if c.n_calendar and not args.refit and clock_note:  # a refit learns this file's clock
+        report.append(clock_note)
+    _print_data_report(report)
     config = BacktestConfig(
         n_windows=args.backtest_windows,
         step=args.backtest_step or 1,
