@@ -1665,7 +1665,13 @@ def _parse_timestamps(
                 if ten_digits
                 else None
             )
-            if compact is not None and compact.notna().all():
+            if fmt not in ("ISO8601", "mixed") and _iso_rows(text):
+                hint += (  # no strptime format reads '2020-01-02' beside '2020-01-02 01:00:00'
+                    "; every row reads as an ISO 8601 date or time, written with more or less "
+                    "of the time of day (a date alone at midnight?): pass timestamp_format "
+                    "'ISO8601' to read each as written"
+                )
+            elif compact is not None and compact.notna().all():
                 hint += (  # 2016070100: a date and an hour, which also reads as Unix seconds
                     "; the column holds 10 digits that read as a date and an hour: pass "
                     "timestamp_format '%Y%m%d%H'"
@@ -1731,6 +1737,21 @@ def _parse_timestamps(
         )
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return pd.DatetimeIndex(parsed, name="timestamp")
+
+
+def _iso_rows(text: pd.Series) -> bool:
+    """Whether every row is an ISO 8601 date or date and time, however much of the time of
+    day each writes: an export that leaves midnight's time out (R's as.character of times)
+    fails the one format pandas infers from the first row, and any single strptime format."""
+    if not text.str.contains(r"^\s*\d{4}-\d{2}-\d{2}", regex=True).all():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parsed = pd.to_datetime(text.str.strip(), format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError):  # several UTC offsets, out of range
+        return False
+    return bool(parsed.notna().all())
 
 
 def _is_utc(zone: Any) -> bool:

@@ -363,7 +363,9 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         "--timestamp-format",
         default=None,
         metavar="FMT",
-        help="strptime format of the (joined) timestamps; default: inferred from the first row"
+        help="strptime format of the (joined) timestamps, or ISO8601 (each row read as "
+        "written: '2020-01-02' beside '2020-01-02 01:00:00'); default: inferred from the first "
+        "row"
         + (
             ""
             if required

@@ -488,3 +488,22 @@ def test_one_comma_and_three_digits_in_a_comma_file_or_parquet_text_names_thousa
     assert "'22,262' is not a number" in said
     assert "a thousands separator (22,262 meaning 22262: write the numbers without it)" in said
     assert "or a decimal comma (22,262 meaning 22.262" in said
+
+
+def test_iso_times_that_leave_out_midnights_time_are_told_to_pass_iso8601(tmp_path: Path) -> None:
+    """R's as.character() of times and some SCADA exports write midnight as the date alone
+    ('2020-01-02' between '2020-01-01 23:00:00' and '2020-01-02 01:00:00'). The refusal said
+    to pass a timestamp_format matching the text shown, yet no strptime format reads both
+    forms; pandas' 'ISO8601', which the loader takes, reads each row as written."""
+    stamps = pd.date_range("2020-01-01", periods=48, freq="h")
+    text = [str(t.date()) if t.hour == 0 else str(t) for t in stamps]
+    rows = "".join(f"{t},{i}.5\n" for i, t in enumerate(text))
+    path = write(tmp_path, "timestamp,y\n" + rows)
+    said = refused(path, LoadConfig(target="y"), TimestampParseError)
+    assert said.endswith(
+        "every row reads as an ISO 8601 date or time, written with more or less of the "
+        "time of day (a date alone at midnight?): pass timestamp_format 'ISO8601' to read "
+        "each as written; 46 rows fail"
+    ), said
+    data = load_data(path, LoadConfig(target="y", timestamp_format="ISO8601"))
+    assert data.series["log"].index.equals(pd.DatetimeIndex(stamps, name="timestamp"))
