@@ -832,6 +832,9 @@ def _jitter_hint(index: pd.DatetimeIndex) -> str:
     steps = np.diff(index.asi8)
     if len(steps) < 10:
         return ""
+    business = _business_month_hint(index)
+    if business is not None:  # whole months apart: no jitter to round away
+        return business
     median = float(np.median(steps))
     _, counts = np.unique(steps, return_counts=True)
     near = np.abs(steps - median) <= 0.5 * median
@@ -854,6 +857,35 @@ def _jitter_hint(index: pd.DatetimeIndex) -> str:
         f"{len(steps):,}): readings stamped early or late around that rate? Round the "
         "timestamps to it (pandas: "
         f"timestamps.dt.round({alias!r})) and load the file again"
+    )
+
+
+def _business_month_hint(index: pd.DatetimeIndex) -> str | None:
+    """Where the timestamps are whole months apart (one a month, at midnight): the
+    business-month frequency that holds them (month-end closes on each month's last business
+    day, 2005-04-29 a Friday), else how to put them on a monthly grid. Their steps of 28 to 31
+    days looked like a logger's jitter around '31D', and the advice to round the timestamps
+    to '31D' moved every date off its month. None where they are not months apart."""
+    months = np.asarray(index.year * 12 + index.month)
+    gaps = np.diff(months)
+    if not len(gaps) or (gaps <= 0).any() or (index != index.normalize()).any():
+        return None
+    every = int(np.gcd.reduce(gaps))
+    for offset, alias, which in (
+        (pd.offsets.BMonthEnd(), "BME", "last"),
+        (pd.offsets.BMonthBegin(), "BMS", "first"),
+    ):
+        if all(offset.is_on_offset(stamp) for stamp in index):
+            name = alias if every == 1 else f"{every}{alias}"
+            return (
+                f". Every timestamp is the {which} business day (Monday to Friday) of its "
+                f"month: pass freq {name!r} (--freq {name})"
+            )
+    return (
+        ". The timestamps are whole months apart, on varying days of the month, and pandas' "
+        "monthly grids are the first or last (business) day ('MS', 'ME', 'BMS', 'BME'): stamp "
+        "each reading with the first day of its month (pandas: to_period('M').to_timestamp()) "
+        "and load the file again"
     )
 
 

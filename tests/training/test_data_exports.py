@@ -13,6 +13,7 @@ import pytest
 from tests.training.test_data_robustness import HOURLY, refused, write
 from training.data import DuplicateColumnError, LoadConfig, MissingHeaderError, load_data
 from training.validation import (
+    FrequencyError,
     MissingColumnError,
     MissingSeriesIdError,
     NonNumericValueError,
@@ -507,3 +508,32 @@ def test_iso_times_that_leave_out_midnights_time_are_told_to_pass_iso8601(tmp_pa
     ), said
     data = load_data(path, LoadConfig(target="y", timestamp_format="ISO8601"))
     assert data.series["log"].index.equals(pd.DatetimeIndex(stamps, name="timestamp"))
+
+
+@pytest.mark.parametrize(("freq", "alias"), [("BME", "BME"), ("BMS", "BMS"), ("BQE", "3BME")])
+def test_month_steps_on_business_days_are_told_their_frequency_not_to_round(
+    tmp_path: Path, freq: str, alias: str
+) -> None:
+    """Month-end closes stamped on each month's last business day (2005-04-29, a Friday):
+    the steps of 28 to 31 days were taken for a logger's jitter around '31D', and the refusal
+    said to round the timestamps to '31D' (pandas: dt.round('31D')), which moves every date
+    off its month. The business-month frequency that holds them is named instead."""
+    stamps = pd.date_range("2005-01-01", periods=60, freq=freq)
+    rows = "".join(f"{t.date()},{i}.5\n" for i, t in enumerate(stamps))
+    said = refused(write(tmp_path, "date,y\n" + rows), LoadConfig(target="y"), FrequencyError)
+    assert "round" not in said, said
+    assert said.endswith(
+        f"Every timestamp is the {'first' if freq == 'BMS' else 'last'} business day (Monday "
+        f"to Friday) of its month: pass freq {alias!r} (--freq {alias})"
+    ), said
+    assert len(load_data(tmp_path / "log.csv", LoadConfig(target="y", freq=alias)).series["log"])
+
+
+def test_month_steps_on_varying_days_are_not_told_to_round_to_31_days(tmp_path: Path) -> None:
+    """Mid-month readings moved off weekends (the 15th, or the Monday after): no pandas grid
+    holds them, and rounding them to '31D', the advice given, moves them off their months."""
+    starts = pd.date_range("2005-01-01", periods=60, freq="MS")
+    stamps = [t + pd.Timedelta(days=14) + pd.offsets.BDay(0) for t in starts]
+    rows = "".join(f"{t.date()},{i}.5\n" for i, t in enumerate(stamps))
+    said = refused(write(tmp_path, "date,y\n" + rows), LoadConfig(target="y"), FrequencyError)
+    assert "round" not in said and "stamp each reading with the first day of its month" in said
