@@ -382,6 +382,34 @@ def test_a_train_stride_for_a_streaming_kind_is_refused_before_loading(
     assert code == 2 and capsys.readouterr().err == refusal
 
 
+@pytest.mark.parametrize("command", ["train", "backtest"])
+def test_a_folder_as_data_is_named_a_folder_and_a_parquet_dataset_told_to_write_one_file(
+    command: str, tmp_path: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Spark, Dask and pandas' partition_cols write a Parquet 'file' as a folder of part
+    files: --data history.parquet was refused as "cannot read it as parquet: Cannot open for
+    reading: path ... is a directory", and a plain folder as "unsupported file type
+    '(no suffix)'", as if its name were the problem."""
+    frame = seasonal_frame(48).reset_index().assign(site=["a", "b"] * 24)
+    dataset = tmp_path / "history.parquet"
+    frame.to_parquet(dataset, partition_cols=["site"])
+    plain = tmp_path / "exports"
+    plain.mkdir()
+    target = ["--target", "y"] if command == "train" else []
+    code, _, err = run_cli([command, "--data", str(dataset), *target], mlflow_settings, capsys)
+    assert code == 2 and err == (
+        f"urnn {command}: error: --data {dataset}: a folder, not a file: a partitioned "
+        "Parquet dataset (Spark, Dask and pandas' partition_cols write one as a folder of "
+        "part files)? write it as one file first, e.g. pandas.read_parquet(folder)"
+        ".to_parquet('one-file.parquet')\n"
+    )
+    code, _, err = run_cli([command, "--data", str(plain), *target], mlflow_settings, capsys)
+    assert code == 2 and err == (
+        f"urnn {command}: error: --data {plain}: a folder, not a file; give the history "
+        "file (.csv, .tsv, .txt, each also .gz, or .parquet)\n"
+    )
+
+
 def test_missing_file_and_bad_config_files(
     tmp_path: Path, csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

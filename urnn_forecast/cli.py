@@ -1374,6 +1374,22 @@ def _check_data_path(data: str) -> None:
         raise UsageError(f"--data {named}: cannot be used as a path ({error.strerror})") from None
     if not exists:
         raise UsageError(f"--data {named}: no such file")
+    path = Path(data)
+    if path.is_dir():
+        # Spark, Dask and pandas' partition_cols write "x.parquet" as a folder of part files:
+        # refused as "cannot read it as parquet: ... is a directory", and a plain folder as an
+        # "unsupported file type '(no suffix)'", as if the name were the problem
+        parquet = next(path.rglob("*.parquet"), None) is not None
+        raise UsageError(
+            f"--data {named}: a folder, not a file"
+            + (
+                ": a partitioned Parquet dataset (Spark, Dask and pandas' partition_cols write "
+                "one as a folder of part files)? write it as one file first, e.g. "
+                "pandas.read_parquet(folder).to_parquet('one-file.parquet')"
+                if parquet
+                else "; give the history file (.csv, .tsv, .txt, each also .gz, or .parquet)"
+            )
+        )
 
 
 def _check_output_folder(output: str | None) -> None:
