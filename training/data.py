@@ -2851,6 +2851,12 @@ def _check_timestamp_format(fmt: str | None) -> None:
     pandas does without a word; pandas' own 'ISO8601' and 'mixed' carry their dates."""
     if fmt is None or fmt in ("ISO8601", "mixed"):
         return
+    if "%s" in fmt.replace("%%", ""):  # `date +%s`'s directive: refused for no year, wrongly
+        raise InvalidOptionError(
+            f"timestamp_format {shown(fmt)}: '%s' (Unix seconds since 1970) is not a directive "
+            "pandas reads timestamps with; write the column as dates first "
+            "(pandas.to_datetime(column, unit='s'))"
+        )
     if not any(year in fmt for year in ("%Y", "%y", "%G", "%c", "%x")):
         raise InvalidOptionError(
             f"timestamp_format {shown(fmt)} has no year (%Y or %y): pandas would date every "

@@ -70,6 +70,22 @@ def test_a_timestamp_format_without_a_year_is_refused(fmt: str) -> None:
     LoadConfig(target="OT", timestamp_format="ISO8601")  # pandas' own: dated
 
 
+@pytest.mark.parametrize("fmt", ["%s", "%s.%f"])
+def test_the_unix_seconds_directive_is_named_not_refused_for_lacking_a_year(fmt: str) -> None:
+    """'%s' (seconds since 1970, as `date +%s` writes them) was refused as "has no year:
+    pandas would date every row in 1900", a reason that is not the problem: pandas' strptime
+    has no '%s'. The refusal now says how to turn Unix seconds into dates."""
+    with pytest.raises(InvalidOptionError) as caught:
+        LoadConfig(target="OT", timestamp_format=fmt)
+    said = str(caught.value)
+    assert "has no year" not in said
+    assert said == (
+        f"timestamp_format {fmt!r}: '%s' (Unix seconds since 1970) is not a directive "
+        "pandas reads timestamps with; write the column as dates first "
+        "(pandas.to_datetime(column, unit='s'))"
+    )
+
+
 @pytest.mark.parametrize(("sep", "joiner"), [(";;", ";;"), (r"\s*;\s*", " ; "), (r"\t", "\t")])
 def test_a_separator_pattern_reads_as_before(tmp_path: Path, sep: str, joiner: str) -> None:
     """A first version of the row check refused every separator longer than one character
