@@ -2647,9 +2647,11 @@ def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, 
     ids = raw[config.series_col]
     empty = ids.isna().to_numpy()
     if empty.any():
-        raise MissingSeriesIdError(
+        raise MissingSeriesIdError(  # how many, and the way out, not the first row alone
             f"{path.name}: column {config.series_col!r}, "
-            f"{row_label(int(np.argmax(empty)) + 1)}: empty series id"
+            f"{row_label(int(np.argmax(empty)) + 1)}: empty series id "
+            f"({plural(int(empty.sum()), 'such row')}): every row needs the id of its series: "
+            "fill the ids in, or leave those rows out of the file"
         )
     text = ids.astype(str)
     indices = {

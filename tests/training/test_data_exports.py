@@ -537,3 +537,26 @@ def test_month_steps_on_varying_days_are_not_told_to_round_to_31_days(tmp_path: 
     rows = "".join(f"{t.date()},{i}.5\n" for i, t in enumerate(stamps))
     said = refused(write(tmp_path, "date,y\n" + rows), LoadConfig(target="y"), FrequencyError)
     assert "round" not in said and "stamp each reading with the first day of its month" in said
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_rows_without_a_series_id_are_counted_and_told_what_to_do(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Rows of a long file with an empty id (a join that found no unit, a Parquet category
+    left null) were refused naming only the first row: not how many, nor what would do."""
+    stamps = pd.date_range("2020-01-01", periods=30, freq="h")
+    frame = pd.DataFrame({"timestamp": list(stamps) * 2, "unit": ["a"] * 30 + ["b"] * 30})
+    frame["y"] = range(60)
+    frame.loc[[35, 40, 41], "unit"] = None
+    path = tmp_path / f"fleet{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.astype({"unit": "category"}).to_parquet(path)
+    said = refused(path, LoadConfig(target="y", series_col="unit"), MissingSeriesIdError)
+    assert said == (
+        f"fleet{suffix}: column 'unit', data row 36 (1-based, header not counted): empty series "
+        "id (3 such rows): every row needs the id of its series: fill the ids in, or leave "
+        "those rows out of the file"
+    )
