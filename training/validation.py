@@ -770,7 +770,11 @@ def regularise(
             f"({np.count_nonzero(~on_grid):,} timestamps are off it). The loader does not "
             "resample: pass the freq the data is recorded at (a calendar frequency other than "
             "month starts or ends, such as 'B' or 'W-MON', must be passed explicitly), or "
-            "resample the file first" + _jitter_hint(pd.DatetimeIndex(frame.index))
+            "resample the file first"
+            + (
+                _hour_shift_hint(pd.DatetimeIndex(frame.index), rows)
+                or _jitter_hint(pd.DatetimeIndex(frame.index))
+            )
         )
     n_missing = len(grid) - len(frame)
     # on the grid with no step missing (every timestamp is on it, no duplicates by now): the
@@ -822,6 +826,36 @@ def _skipped_hours(inserted: pd.DatetimeIndex, grid: pd.DatetimeIndex) -> str:
         "most an hour long, on a Sunday: the hour a daylight-saving change leaves out of local "
         "times? Filling makes up values for it; timestamps with UTC offsets (or in UTC) have "
         "no such gap"
+    )
+
+
+def _hour_shift_hint(index: pd.DatetimeIndex, rows: np.ndarray) -> str:
+    """Where timestamps days apart keep one time of day but for a shift of one hour a few
+    times (a meter read at 08:00 local time every day, exported in UTC: 07:00Z in winter,
+    06:00Z in summer), what they likely are and how to write them: they were refused as off
+    the 'D' grid, with the advice to pass a freq or resample, neither the problem. "" else."""
+    if len(index) < 3:
+        return ""
+    day = pd.Timedelta(days=1) // pd.Timedelta(1, unit=index.unit)
+    hour = day // 24
+    stamps = index.asi8
+    clock = stamps % day
+    if len(np.unique(clock)) != 2 or abs(int(np.ptp(clock))) != hour:
+        return ""
+    steps = np.diff(stamps) % day
+    if not np.isin(steps, (0, hour, day - hour)).all():
+        return ""
+    changes = np.flatnonzero(np.diff(clock)) + 1
+    years = (stamps[-1] - stamps[0]) / (365 * day)
+    if len(changes) > 2 * (years + 1):
+        return ""
+    k = int(changes[0])
+    return (
+        f". The timestamps keep one time of day but for an hour's shift "
+        f"({index[k - 1]:%H:%M:%S} and {index[k]:%H:%M:%S}, first changing at {index[k]}, data "
+        f"row {int(rows[k])}): readings at one local time across a daylight-saving change, "
+        "written in UTC? Write them with their UTC offsets (e.g. "
+        "'2018-03-25T08:00:00+02:00'), read as the dates they name, or on the local clock"
     )
 
 

@@ -560,3 +560,30 @@ def test_rows_without_a_series_id_are_counted_and_told_what_to_do(
         "id (3 such rows): every row needs the id of its series: fill the ids in, or leave "
         "those rows out of the file"
     )
+
+
+@pytest.mark.parametrize("freq", ["D", "7D"])
+def test_daily_readings_at_a_local_time_written_in_utc_are_told_the_shift(
+    tmp_path: Path, freq: str
+) -> None:
+    """A meter read every day at 08:00 Berlin time, exported in UTC: 07:00Z in winter, 06:00Z
+    from the daylight-saving change on. Refused as off the 'D' grid, with the advice to pass
+    a freq or resample, neither of which is the problem; the hour's shift and the way to
+    write such readings (with their offsets, read as the dates they name) are now said."""
+    local = pd.date_range("2018-03-01 08:00", periods=60, freq=freq, tz="Europe/Berlin")
+    text = local.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = "".join(f"{t},{i}.5\n" for i, t in enumerate(text))
+    said = refused(write(tmp_path, "timestamp,y\n" + rows), LoadConfig(target="y"), FrequencyError)
+    assert said.endswith(
+        "readings at one local time across a daylight-saving change, written in UTC? Write them "
+        "with their UTC offsets (e.g. '2018-03-25T08:00:00+02:00'), read as the dates they "
+        "name, or on the local clock"
+    ), said
+    if freq == "D":
+        shift = "an hour's shift (07:00:00 and 06:00:00, first changing at 2018-03-25 06:00:00"
+        assert f"{shift}, data row 25)" in said
+    # written with their offsets instead, they load as the local readings they are
+    offsets = "".join(f"{t.isoformat()},{i}.5\n" for i, t in enumerate(local))
+    data = load_data(write(tmp_path, "timestamp,y\n" + offsets), LoadConfig(target="y"))
+    expected = pd.DatetimeIndex(local.tz_localize(None), name="timestamp", freq=freq)
+    pd.testing.assert_index_equal(data.series["log"].index, expected)
