@@ -2809,6 +2809,17 @@ def _apply_min_length(
             f"dropped: {n:,} rows, fewer than {_floor_name(segment, floors, config)} "
             "(on_short='drop')",
         )
+    if short:  # a terminal's brief report keeps file lines: the count is said past 10 series
+        most = max(short, key=lambda s: len(s.frame))
+        what = "series or segments" if any(s.unit for s in short) else "series"
+        report.add(  # "summary": the "drop" decisions are one per series or segment
+            source,
+            "summary",
+            len(short),
+            f"dropped {len(short):,} of {len(segments):,} {what} as too short "
+            f"(on_short='drop'): {len(most.frame):,} rows at most, fewer than "
+            f"{_floor_name(most, floors, config)}; every one is named in the data report",
+        )
     return [s for s in segments if len(s.frame) >= floors[s.series_id]]
 
 

@@ -587,3 +587,25 @@ def test_daily_readings_at_a_local_time_written_in_utc_are_told_the_shift(
     data = load_data(write(tmp_path, "timestamp,y\n" + offsets), LoadConfig(target="y"))
     expected = pd.DatetimeIndex(local.tz_localize(None), name="timestamp", freq=freq)
     pd.testing.assert_index_equal(data.series["log"].index, expected)
+
+
+def test_series_dropped_as_short_are_counted_in_the_brief_report(tmp_path: Path) -> None:
+    """A fleet of 30 stores, 20 of them too short for a window, loaded with on_short='drop':
+    the terminal's brief report showed 10 "dropped" lines and "... and 10 more decisions on
+    single series", so how many series were left out was nowhere said. A file line counts
+    them."""
+    frames = [
+        pd.DataFrame(
+            {"date": pd.date_range("2021-01-01", periods=n, freq="D"), "store": f"s{i:02d}"}
+        ).assign(sales=1.0)
+        for i, n in enumerate([10] * 20 + [40] * 10)
+    ]
+    path = tmp_path / "stores.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    config = LoadConfig(target="sales", series_col="store", min_length=30, on_short="drop")
+    data = load_data(path, config)
+    assert len(data.series) == 10
+    assert (
+        "stores.csv: dropped 20 of 30 series as too short (on_short='drop'): 10 rows at most, "
+        "fewer than min_length=30; every one is named in the data report"
+    ) in data.brief_report_lines()
