@@ -895,21 +895,22 @@ def _jitter_hint(index: pd.DatetimeIndex) -> str:
 
 
 def _business_month_hint(index: pd.DatetimeIndex) -> str | None:
-    """Where the timestamps are whole months apart (one a month, at midnight): the
+    """Where the timestamps are whole months apart (one a month, at one time of day): the
     business-month frequency that holds them (month-end closes on each month's last business
     day, 2005-04-29 a Friday), else how to put them on a monthly grid. Their steps of 28 to 31
     days looked like a logger's jitter around '31D', and the advice to round the timestamps
     to '31D' moved every date off its month. None where they are not months apart."""
     months = np.asarray(index.year * 12 + index.month)
     gaps = np.diff(months)
-    if not len(gaps) or (gaps <= 0).any() or (index != index.normalize()).any():
+    days = index.normalize()
+    if not len(gaps) or (gaps <= 0).any() or len(np.unique(index - days)) != 1:
         return None
     every = int(np.gcd.reduce(gaps))
     for offset, alias, which in (
         (pd.offsets.BMonthEnd(), "BME", "last"),
         (pd.offsets.BMonthBegin(), "BMS", "first"),
     ):
-        if all(offset.is_on_offset(stamp) for stamp in index):
+        if all(offset.is_on_offset(day) for day in days):
             name = alias if every == 1 else f"{every}{alias}"
             return (
                 f". Every timestamp is the {which} business day (Monday to Friday) of its "

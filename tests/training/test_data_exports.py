@@ -609,3 +609,15 @@ def test_series_dropped_as_short_are_counted_in_the_brief_report(tmp_path: Path)
         "stores.csv: dropped 20 of 30 series as too short (on_short='drop'): 10 rows at most, "
         "fewer than min_length=30; every one is named in the data report"
     ) in data.brief_report_lines()
+
+
+def test_month_end_closes_at_a_time_of_day_are_told_their_business_frequency(
+    tmp_path: Path,
+) -> None:
+    """Closing prices stamped 16:00 on each month's last business day: the same '31D' jitter
+    advice as at midnight, until the check took any one time of day."""
+    stamps = pd.date_range("2005-01-01", periods=60, freq="BME") + pd.Timedelta(hours=16)
+    rows = "".join(f"{t},{i}.5\n" for i, t in enumerate(stamps))
+    said = refused(write(tmp_path, "date,y\n" + rows), LoadConfig(target="y"), FrequencyError)
+    assert said.endswith("of its month: pass freq 'BME' (--freq BME)"), said
+    assert len(load_data(tmp_path / "log.csv", LoadConfig(target="y", freq="BME")).series["log"])
