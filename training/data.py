@@ -413,6 +413,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         raise EmptyDataError(f"{source}: the file has a header but no data rows")
 
     if kind == "csv":
+        _refuse_blank_rows(raw, source)
         _refuse_units_row(raw, time_columns, config.value_columns, source)
     groups = _group_rows(raw, config, path)
     report.add(
@@ -2502,6 +2503,21 @@ def _note_thousands(values: pd.DataFrame, source: str, report: Report) -> None:
             "mark: if '.' separates thousands in this file (1.606 for 1,606), remove those "
             "marks first",
             caution=True,
+        )
+
+
+def _refuse_blank_rows(raw: pd.DataFrame, source: str) -> None:
+    """Rows empty in every column read: the ';;' lines Excel writes for the blank rows under a
+    table. They were refused as an "empty timestamp, or a missing-value word" (or an "empty
+    series id"), which sent the user looking for a bad date or id."""
+    blank = raw.isna().all(axis=1).to_numpy()
+    if blank.any():
+        row = int(np.argmax(blank)) + 1
+        raise TimestampParseError(
+            f"{source}: {row_label(row)} is empty in every column read "
+            f"({', '.join(map(repr, raw.columns))}) ({plural(int(blank.sum()), 'such row')}): "
+            "a line of separators alone, as a spreadsheet writes the blank rows under a "
+            "table; delete those lines"
         )
 
 

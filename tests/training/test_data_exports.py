@@ -621,3 +621,28 @@ def test_month_end_closes_at_a_time_of_day_are_told_their_business_frequency(
     said = refused(write(tmp_path, "date,y\n" + rows), LoadConfig(target="y"), FrequencyError)
     assert said.endswith("of its month: pass freq 'BME' (--freq BME)"), said
     assert len(load_data(tmp_path / "log.csv", LoadConfig(target="y", freq="BME")).series["log"])
+
+
+def test_rows_of_separators_alone_are_named_as_empty_rows(tmp_path: Path) -> None:
+    """Excel writes the blank rows under a table as ';;' lines: refused as "empty timestamp,
+    or a missing-value word", which sent the user looking for a bad date. The rows are now
+    named for what they are: empty in every column read."""
+    rows = "".join(f"2020-01-01 {h:02d}:00;{h},5;1\n" for h in range(24))
+    path = write(tmp_path, "Zeit;Last;Flag\n" + rows + ";;\n;;\n")
+    config = LoadConfig(
+        target="Last", covariates=("Flag",), timestamp_col="Zeit", sep=";", decimal=","
+    )
+    said = refused(path, config, TimestampParseError)
+    assert said == (
+        "log.csv: data row 25 (1-based, header not counted) is empty in every column read "
+        "('Zeit', 'Last', 'Flag') (2 such rows): a line of separators alone, as a spreadsheet "
+        "writes the blank rows under a table; delete those lines"
+    )
+    # in a long file they were "empty series id" first: the same refusal now
+    rows = "".join(f"p1;2020-01-01 {h:02d}:00;{h},5\n" for h in range(24))
+    path = write(tmp_path, "Pumpe;Zeit;Last\n" + rows + ";;\n")
+    config = LoadConfig(
+        target="Last", timestamp_col="Zeit", series_col="Pumpe", sep=";", decimal=","
+    )
+    said = refused(path, config, TimestampParseError)
+    assert "data row 25 (1-based, header not counted) is empty in every column read" in said
