@@ -852,3 +852,51 @@ def test_backtest_prints_the_worst_series_of_a_fleet_not_every_one() -> None:
     heading, shown_rows = cli.series_table_shown(neither, written=True)
     assert "first 20 of 4,000 in id order" in heading
     assert list(shown_rows.index) == ids[: cli.SERIES_LINES]
+
+
+def _hourly_csv(
+    path: Path, *, freq: str = "h", timestamp: str = "date", target: str = "OT"
+) -> Path:
+    import pandas as pd
+
+    stamps = pd.date_range("2024-01-01", periods=60, freq=freq)
+    frame = pd.DataFrame({timestamp: stamps.strftime("%Y-%m-%d %H:%M:%S"), target: range(60)})
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("freq", "target", "said"),
+    [
+        ("30min", "OT", "is at '30min', not hourly"),  # ETTm1/ETTm2 (15min): 336 rows, 3.5 days
+        ("h", "load", "no column 'OT'"),  # a traceback (MissingColumnError) once it trained
+    ],
+)
+def test_demo_refuses_a_data_file_it_cannot_run_on_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], freq: str, target: str, said: str
+) -> None:
+    """`urnn demo --data` on a file that is not hourly ETTh1-like data trained, registered and
+    promoted a version in the user's registry, then failed on its own request (422: freq 'h'
+    is not the model's '30min') after printing 'look-back 336 h'; a file without OT stopped
+    in a traceback. Both are refused before anything trains or is registered."""
+    data = _hourly_csv(tmp_path / "plant.csv", freq=freq, target=target)
+    settings = Settings(var_dir=tmp_path / "var")
+    assert cli.main(["demo", "--data", str(data), "--no-stay"], settings=settings) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn demo: error: --data {data}: "), err
+    assert said in err, err
+    assert not (tmp_path / "var").exists()  # no MLflow store, nothing registered
+
+
+def test_demo_request_reads_the_timestamp_column_the_loader_found(tmp_path: Path) -> None:
+    """The forecast request was read back with pd.read_csv(parse_dates=['date']): a copy of
+    ETTh1 whose time column is named 'datetime' (found by name by the loader) trained, then
+    stopped the demo in a KeyError traceback."""
+    from urnn_forecast.demo import DemoConfig, demo_history, request_body
+
+    data = _hourly_csv(tmp_path / "ETTh1.csv", timestamp="datetime")
+    config = DemoConfig(data=data, lookback=4, horizon=2)
+    body = request_body(config, demo_history(config))
+    (series,) = body["series"]
+    assert (series["id"], series["start"], series["freq"]) == ("ETTh1", "2024-01-03T08:00:00", "h")
+    assert series["values"] == [56.0, 57.0, 58.0, 59.0]

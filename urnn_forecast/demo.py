@@ -34,9 +34,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from urnn_forecast.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BUNDLED_ETTH1 = Path(__file__).resolve().parents[1] / "data" / "ETT-small" / "ETTh1.csv"
 
@@ -96,6 +99,7 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
     config = config or DemoConfig()
     if not config.data.is_file():
         raise DemoError(missing_data(config.data))
+    history = demo_history(config)  # before anything trains or is registered
     train = TrainConfig(
         data=str(config.data),
         load=LoadConfig(target=config.target),
@@ -149,7 +153,7 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
     server = DemoServer(service_settings, _port_or_free(config.service_port))
     server.start(config.serve_timeout_s)
     try:
-        body = request_body(config)
+        body = request_body(config, history)
         served = _forecast(server.base, body)
     except BaseException:
         server.stop()
@@ -241,21 +245,45 @@ class DemoServer:
         self.thread.join(timeout=10)
 
 
-def request_body(config: DemoConfig) -> dict[str, Any]:
-    """A /forecast request with the last look-back of the demo file."""
-    import pandas as pd
+def demo_history(config: DemoConfig) -> pd.Series:
+    """The demo file's target as the training loader reads it (its timestamp column found by
+    name, gaps filled), named by its series id; DemoError unless it is one hourly series with
+    the target. Checked before the fit: the demo's look-back (336 h), horizon (24 h), daily
+    seasonal naive and its request's `freq: "h"` are hourly, so a 15-minute ETTm1 trained,
+    registered and promoted a version, then failed on its own request (422), and a file
+    without the target stopped in a traceback once it had trained."""
+    from pandas.tseries.frequencies import to_offset
 
-    frame = pd.read_csv(config.data, parse_dates=["date"])
-    tail = frame.iloc[-config.lookback :]
+    from training.data import LoadConfig, load_data
+    from training.validation import DataValidationError
+
+    try:
+        data = load_data(config.data, LoadConfig(target=config.target))
+    except (DataValidationError, OSError) as error:
+        raise DemoError(f"--data {config.data}: {error}") from None
+    if to_offset(data.freq) != to_offset("h"):
+        raise DemoError(
+            f"--data {config.data}: the file is at {data.freq!r}, not hourly: the demo's "
+            f"look-back of {config.lookback} h, horizon of {config.horizon} h and daily "
+            "seasonal naive are hours (it runs on ETTh1 or ETTh2); train other data with "
+            "`urnn train --data PATH --target COL`"
+        )
+    ((series_id, frame),) = data.series.items()  # one series: no series column is given
+    return frame[config.target].rename(series_id)
+
+
+def request_body(config: DemoConfig, history: pd.Series) -> dict[str, Any]:
+    """A /forecast request with the last look-back of the demo file (`demo_history`)."""
+    tail = history.iloc[-config.lookback :]
     return {
         "horizon": config.horizon,
         "quantiles": [0.1, 0.5, 0.9],
         "series": [
             {
-                "id": "ETTh1",
-                "start": pd.Timestamp(tail["date"].iloc[0]).isoformat(),
+                "id": str(history.name),
+                "start": tail.index[0].isoformat(),
                 "freq": "h",
-                "values": [float(v) for v in tail[config.target]],
+                "values": [float(v) for v in tail],
             }
         ],
     }
