@@ -900,3 +900,26 @@ def test_demo_request_reads_the_timestamp_column_the_loader_found(tmp_path: Path
     (series,) = body["series"]
     assert (series["id"], series["start"], series["freq"]) == ("ETTh1", "2024-01-03T08:00:00", "h")
     assert series["values"] == [56.0, 57.0, 58.0, 59.0]
+
+
+def test_demo_serves_its_own_version_when_the_champion_is_kept(
+    mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn demo` (or `make demo`) in a folder whose registry already has a champion the demo
+    does not replace (here one that reads the covariate HUFL and a shorter look-back) served
+    that champion and sent it the demo's request: 422 'missing covariate(s) ['HUFL']', exit 1,
+    after training and registering. It now serves the version it registered, by number."""
+    from urnn_forecast.demo import BUNDLED_ETTH1
+
+    champion = ["train", "--data", str(BUNDLED_ETTH1), "--target", "OT", "--covariates", "HUFL"]
+    champion += ["--lookback", "24", "--horizon", "24", "--segment-length", "12"]
+    champion += ["--hidden-size", "8", "--epochs", "1", "--train-stride", "48"]
+    champion += ["--backtest-step", "500", "--device", "cpu"]
+    assert cli.main(champion, settings=mlflow_settings) == 0
+    capsys.readouterr()
+    argv = ["demo", "--epochs", "1", "--device", "cpu", "--no-stay"]
+    assert cli.main(argv, settings=mlflow_settings) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "2/3 Registered urnn-forecaster version 2" in out and "not promoted" in out
+    assert "3/3 Serving models:/urnn-forecaster/2 (this run's version" in out
+    assert "POST /forecast -> urnn-forecaster version 2; next 24 hours of OT:" in out

@@ -10,7 +10,8 @@
 2. Score the daily seasonal naive forecast on the same backtest windows, so the user sees what
    the model buys.
 3. Start the real forecast service (`service.main.create_app` under uvicorn, on loopback port
-   8000 or a free one), wait until it is ready, POST the last look-back of the file to
+   8000 or a free one) on the champion, or on the demo's own version by number where the
+   champion was kept, wait until it is ready, POST the last look-back of the file to
    `/forecast` and print the answer.
 4. With `stay` (the default in a terminal): keep the service up, create the job database
    (`urnn db upgrade`), start the MLflow UI and a worker (`urnn worker`) as child processes,
@@ -147,9 +148,12 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
         + f": {trained.reason}",
         flush=True,
     )
-    print(f"3/3 Serving models:/{config.registered_name}@champion and asking it for a forecast")
-    champion = f"models:/{config.registered_name}@champion"
-    service_settings = settings.model_copy(update={"model_uri": champion})
+    served_uri = demo_model_uri(config.registered_name, trained.version, trained.promoted)
+    kept = (
+        "" if served_uri.endswith("@champion") else " (this run's version: the champion was kept)"
+    )
+    print(f"3/3 Serving {served_uri}{kept} and asking it for a forecast")
+    service_settings = settings.model_copy(update={"model_uri": served_uri})
     server = DemoServer(service_settings, _port_or_free(config.service_port))
     server.start(config.serve_timeout_s)
     try:
@@ -180,6 +184,16 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
     finally:
         server.stop()
     return result
+
+
+def demo_model_uri(name: str, version: str | None, promoted: bool) -> str:
+    """What the demo serves: the champion when its own version became champion (or none was
+    registered), else its own version by number. A registry where a champion the demo did not
+    replace reads a covariate or other request fields (a user's earlier `urnn train` in the
+    same folder) answered the demo's request 422, after the fit and the registration."""
+    if promoted or version is None:
+        return f"models:/{name}@champion"
+    return f"models:/{name}/{version}"
 
 
 def _naive_scores(train: Any) -> dict[str, float]:
