@@ -923,3 +923,23 @@ def test_demo_serves_its_own_version_when_the_champion_is_kept(
     assert "2/3 Registered urnn-forecaster version 2" in out and "not promoted" in out
     assert "3/3 Serving models:/urnn-forecaster/2 (this run's version" in out
     assert "POST /forecast -> urnn-forecaster version 2; next 24 hours of OT:" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (["benchmark", "paper", "copy", "--iterations", "1", "--seq-len", "10"], "benchmark paper"),
+        (["demo", "--epochs", "1", "--no-stay"], "demo"),
+    ],
+)
+def test_a_tracking_server_that_does_not_answer_is_one_error_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], prog: str
+) -> None:
+    """README: a MLflow server that does not answer prints `urnn <command>: error: ...` and
+    exits 2. `urnn train`, `backtest` and `models` did; `urnn benchmark paper` and `urnn demo`
+    ended in a TrackingServerError traceback (exit 1)."""
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri="http://127.0.0.1:1")
+    assert cli.main(argv, settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn {prog}: error: the MLflow tracking server at http://127.0.0.1:1")
+    assert "Traceback" not in err

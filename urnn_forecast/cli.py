@@ -1743,10 +1743,17 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         import os
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from urnn_forecast.tracking import TrackingServerError
+
     sigterm = _SigtermAsInterrupt(args.command in SIGTERM_INTERRUPTS)
     try:
         with sigterm:
             exit_code: int = args.handler(args, settings)
+    except TrackingServerError as error:
+        # what each command that catches it says (train, backtest, models); `urnn benchmark
+        # paper` and `urnn demo` ended in a traceback, exit 1
+        print(f"{subparser.prog}: error: {error}", file=sys.stderr)
+        return 2
     except MemoryError:
         return _out_of_memory(args.command, "MemoryError")
     except RuntimeError as error:  # torch's allocator: "DefaultCPUAllocator: can't allocate"
