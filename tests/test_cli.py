@@ -943,3 +943,25 @@ def test_a_tracking_server_that_does_not_answer_is_one_error_line_exit_2(
     err = capsys.readouterr().err
     assert err.startswith(f"urnn {prog}: error: the MLflow tracking server at http://127.0.0.1:1")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (["benchmark", "paper", "copy", "--iterations", "1", "--seq-len", "10"], "benchmark paper"),
+        (["train", "--data", "data/ETT-small/ETTh1.csv", "--target", "OT"], "train"),
+        (["backtest", "--data", "data/ETT-small/ETTh1.csv"], "backtest"),
+    ],
+)
+def test_a_store_that_is_not_a_database_is_one_error_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], prog: str
+) -> None:
+    """A damaged var/mlflow.db: a sqlalchemy 'file is not a database' traceback, exit 1 (after
+    the data was read, for urnn train)."""
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "mlflow.db").write_text("not a database")
+    assert cli.main(argv, settings=Settings(var_dir=var)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn {prog}: error: URNN_VAR_DIR={var}: its MLflow store"), err
+    assert "Traceback" not in err

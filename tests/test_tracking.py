@@ -419,6 +419,28 @@ def test_a_sqlite_store_whose_folder_cannot_be_made_is_refused_naming_the_settin
     )
 
 
+def test_a_store_file_that_is_not_a_sqlite_database_is_refused_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    """A damaged mlflow.db (or another program's file under that name) stopped urnn train
+    after the data was read, urnn backtest, urnn demo and urnn benchmark paper in a sqlalchemy
+    'file is not a database' traceback. `urnn models` (create=False) keeps its own line."""
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "mlflow.db").write_text("not a database")
+    with pytest.raises(TrackingStoreError) as caught:
+        check_tracking_store(Settings(var_dir=var))
+    assert str(caught.value).startswith(
+        f"URNN_VAR_DIR={var}: its MLflow store {var / 'mlflow.db'} is not a SQLite database"
+    )
+    uri = f"sqlite:///{var / 'mlflow.db'}"
+    with pytest.raises(TrackingStoreError, match=r"^URNN_MLFLOW_TRACKING_URI=sqlite:///"):
+        check_tracking_store(Settings(var_dir=tmp_path / "v2", mlflow_tracking_uri=uri))
+    check_tracking_store(Settings(var_dir=var), create=False)  # urnn models says it itself
+    (var / "mlflow.db").write_bytes(b"")  # an empty file is a new SQLite database
+    check_tracking_store(Settings(var_dir=var))
+
+
 @pytest.mark.parametrize(
     "uri",
     [

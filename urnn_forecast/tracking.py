@@ -303,6 +303,8 @@ def check_tracking_store(
     if logs_runs:
         _check_artifact_root(settings.mlflow_artifact_root, settings.resolved_tracking_uri())
     _check_sqlite_folder(settings)
+    if create:  # `urnn models` (create=False) says it in its own line, exit 1
+        _check_sqlite_file(settings)
     uri = settings.resolved_tracking_uri()
     allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
     if is_file_store(uri) and not allowed:
@@ -368,6 +370,37 @@ def _check_sqlite_folder(settings: Settings) -> None:
             f"{path.parent} cannot be made ({problem}); give a path in a folder this user can "
             "write to"
         )
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def _check_sqlite_file(settings: Settings) -> None:
+    """A SQLite store file that is no SQLite database (a damaged copy, another program's file
+    named mlflow.db) stopped urnn train after the data was read, and urnn backtest, urnn demo
+    and urnn benchmark paper, in a sqlalchemy 'file is not a database' traceback. An empty
+    file is a new database to SQLite; one this user cannot read is left for SQLite to name."""
+    path = sqlite_path(settings.resolved_tracking_uri())
+    if path is None or not path.is_file():
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except OSError:
+        return
+    if not head or head == SQLITE_HEADER:
+        return
+    uri = settings.mlflow_tracking_uri
+    where = (
+        f"URNN_VAR_DIR={settings.var_dir}: its MLflow store {path}"
+        if uri is None
+        else f"URNN_MLFLOW_TRACKING_URI={password_hidden(uri)}: the store {path}"
+    )
+    raise TrackingStoreError(
+        f"{where} is not a SQLite database (a damaged file, or another program's); point "
+        "URNN_VAR_DIR or URNN_MLFLOW_TRACKING_URI at the store `urnn train` used, or move the "
+        "file away to start a new one"
+    )
 
 
 # MLflow's database stores (mlflow.utils.uri.DATABASE_ENGINES) other than SQLite, which lives
