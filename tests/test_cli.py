@@ -965,3 +965,34 @@ def test_a_store_that_is_not_a_database_is_one_error_line_exit_2(
     err = capsys.readouterr().err
     assert err.startswith(f"urnn {prog}: error: URNN_VAR_DIR={var}: its MLflow store"), err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "experiment", "prog"),
+    [
+        (["demo", "--epochs", "1", "--no-stay"], "demo", "demo"),
+        (
+            ["benchmark", "paper", "copy", "--iterations", "1", "--seq-len", "10"],
+            "paper-copy",
+            "benchmark paper",
+        ),
+    ],
+)
+def test_an_experiment_deleted_in_the_ui_is_one_error_line_exit_2(
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    experiment: str,
+    prog: str,
+) -> None:
+    """An experiment in MLflow's trash: `urnn train` says so in a line (b52486a); `urnn demo`
+    and `urnn benchmark paper` ended in a DeletedExperimentError traceback, exit 1."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_settings.resolved_tracking_uri())
+    client.delete_experiment(client.create_experiment(experiment))
+    assert cli.main(argv, settings=mlflow_settings) == 2
+    err = capsys.readouterr().err
+    said = f"urnn {prog}: error: experiment '{experiment}' was deleted"
+    assert any(line.startswith(said) for line in err.splitlines()), err
+    assert "Traceback" not in err

@@ -1743,14 +1743,14 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         import os
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from urnn_forecast.tracking import TrackingServerError
+    from urnn_forecast.tracking import DeletedExperimentError, TrackingServerError
 
     sigterm = _SigtermAsInterrupt(args.command in SIGTERM_INTERRUPTS)
     try:
         with sigterm:
             exit_code: int = args.handler(args, settings)
-    except TrackingServerError as error:
-        # what each command that catches it says (train, backtest, models); `urnn benchmark
+    except (TrackingServerError, DeletedExperimentError) as error:
+        # what each command that catches them says (train, backtest, models); `urnn benchmark
         # paper` and `urnn demo` ended in a traceback, exit 1
         print(f"{subparser.prog}: error: {error}", file=sys.stderr)
         return 2
