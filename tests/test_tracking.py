@@ -3,7 +3,7 @@
 import http.server
 import threading
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -395,9 +395,35 @@ def test_an_artifact_root_mlflow_cannot_write_to_is_refused_before_the_work(
     assert said.format(taken=taken) in str(caught.value)
     check_tracking_store(settings)  # the service and `urnn models` create no experiment
     for fine in (str(tmp_path / "artifacts"), "s3://bucket/mlflow"):
-        check_tracking_store(
-            settings.model_copy(update={"mlflow_artifact_root": fine}), logs_runs=True
-        )
+        with pytest.MonkeyPatch.context() as patch:  # boto3 installed, or not needed
+            patch.setattr("urnn_forecast.tracking._missing_client", lambda scheme: None)
+            check_tracking_store(
+                settings.model_copy(update={"mlflow_artifact_root": fine}), logs_runs=True
+            )
+
+
+@pytest.mark.parametrize(
+    ("root", "package"),
+    [("s3://bucket/mlflow", "boto3"), ("gs://bucket/mlflow", "google.cloud.storage")],
+)
+def test_a_cloud_artifact_root_whose_client_is_not_installed_is_refused_before_the_work(
+    tmp_path: Path, root: str, package: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow imports a cloud store's client when the fitted model is logged: with an s3://
+    root and no boto3, `urnn train` trained to the end, then failed with ModuleNotFoundError."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == package else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    settings = Settings(var_dir=tmp_path / "var", mlflow_artifact_root=root)
+    with pytest.raises(TrackingStoreError) as caught:
+        check_tracking_store(settings, logs_runs=True)
+    assert f"Python package '{package}', which is not installed here" in str(caught.value)
+    assert str(caught.value).startswith(f"URNN_MLFLOW_ARTIFACT_ROOT={root}: ")
     # the compose file's root: served by a tracking server, which a local store is not
     served = settings.model_copy(update={"mlflow_artifact_root": "mlflow-artifacts:/"})
     with pytest.raises(TrackingStoreError, match="'mlflow-artifacts:' is served by an MLflow"):

@@ -61,7 +61,10 @@ class Settings(BaseSettings):
             "Where new MLflow experiments keep artifacts. Default: with an http(s) tracking "
             "server, the server's own default (mlflow-artifacts:/ under `mlflow server "
             "--serve-artifacts`, else its --default-artifact-root), so that whoever trains and "
-            "whoever serves read the same files; with a local store, <var_dir>/mlartifacts."
+            "whoever serves read the same files; with a local store, <var_dir>/mlartifacts. "
+            "A cloud root (s3://, gs://, wasbs://) needs its client package, which this "
+            "project does not install (boto3, google-cloud-storage, azure-storage-blob): "
+            "checked before any work starts."
         ),
     )
     device: Literal["auto", "cpu", "cuda"] = Field(

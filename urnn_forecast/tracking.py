@@ -5,6 +5,7 @@ and the CLI's `--help` or `--no-mlflow` paths should not pay for it. Nothing her
 file system or MLflow's global state until a run is actually started.
 """
 
+import importlib.util
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -348,6 +349,12 @@ def _check_artifact_root(root: str | None, tracking_uri: str) -> None:
             f"tracking server, and URNN_MLFLOW_TRACKING_URI={password_hidden(tracking_uri)} is "
             "none; give a local folder, or point URNN_MLFLOW_TRACKING_URI at the server"
         )
+    if (package := _missing_client(scheme)) is not None:
+        raise TrackingStoreError(
+            f"URNN_MLFLOW_ARTIFACT_ROOT={root}: MLflow writes '{scheme}:' artifacts with the "
+            f"Python package {package!r}, which is not installed here: pip install "
+            f"{_CLIENT_PACKAGES[scheme][1]} (in this environment), or give a local folder"
+        )
     if local:
         folder = Path(urlparse(root).path if scheme == "file" else root)
         if (problem := folder_problem(folder)) is not None:
@@ -355,6 +362,31 @@ def _check_artifact_root(root: str | None, tracking_uri: str) -> None:
                 f"URNN_MLFLOW_ARTIFACT_ROOT={root}: cannot be made as a folder "
                 f"({problem}); give a folder this user can write to"
             )
+
+
+# The module MLflow's artifact store of a scheme imports when it first writes, and the pip
+# requirement that provides it: none is a dependency of this project.
+_CLIENT_PACKAGES: dict[str, tuple[str, str]] = {
+    "s3": ("boto3", "boto3"),
+    "gs": ("google.cloud.storage", "google-cloud-storage"),
+    "wasbs": ("azure.storage.blob", "azure-storage-blob azure-identity"),
+    "abfss": ("azure.storage.filedatalake", "azure-storage-file-datalake azure-identity"),
+    "sftp": ("pysftp", "pysftp"),
+}
+
+
+def _missing_client(scheme: str) -> str | None:
+    """The module a cloud artifact store needs where it cannot be imported, else None. MLflow
+    imports it only when the fitted model is logged: `urnn train` with an s3:// root and no
+    boto3 trained to the end and then failed with ModuleNotFoundError."""
+    if scheme not in _CLIENT_PACKAGES:
+        return None
+    module = _CLIENT_PACKAGES[scheme][0]
+    try:
+        found = importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # a parent package (google, azure) is missing
+        found = None
+    return module if found is None else None
 
 
 def _check_sqlite_folder(settings: Settings) -> None:
