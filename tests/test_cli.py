@@ -222,10 +222,10 @@ def test_demo_stay_with_a_tracking_server_shows_its_ui_and_starts_no_mlflow_ui(
         raise KeyboardInterrupt
 
     done = SimpleNamespace(returncode=0, stderr="")
-    monkeypatch.setattr(demo.subprocess, "run", lambda *a, **k: done)
-    monkeypatch.setattr(demo.subprocess, "Popen", Child)
-    monkeypatch.setattr(demo.time, "sleep", ctrl_c)
-    monkeypatch.setattr(demo.os, "killpg", lambda pid, sig: None)
+    monkeypatch.setattr("urnn_forecast.demo.subprocess.run", lambda *a, **k: done)
+    monkeypatch.setattr("urnn_forecast.demo.subprocess.Popen", Child)
+    monkeypatch.setattr("urnn_forecast.demo.time.sleep", ctrl_c)
+    monkeypatch.setattr("urnn_forecast.demo.os.killpg", lambda pid, sig: None)
     settings = Settings(
         var_dir=tmp_path / "var", mlflow_tracking_uri="http://ops:s3cret@127.0.0.1:8160"
     )

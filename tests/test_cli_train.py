@@ -1017,7 +1017,9 @@ def test_backtest_on_a_file_whose_timestamps_differ_from_the_models_says_they_ar
     the user never gave, for a column it never described, with no way back to inference."""
     frame = seasonal_frame(400)
     german = tmp_path / "de.csv"
-    frame.set_axis(frame.index.strftime("%d.%m.%Y %H:%M").rename("Zeit")).to_csv(german)
+    frame.set_axis(pd.DatetimeIndex(frame.index).strftime("%d.%m.%Y %H:%M").rename("Zeit")).to_csv(
+        german
+    )
     iso = tmp_path / "iso.csv"
     frame.to_csv(iso)
     argv = ["train", "--data", str(german), "--target", "y", "--timestamp-col", "Zeit"]
@@ -1064,7 +1066,7 @@ def test_backtest_of_a_calendar_model_on_timestamps_of_another_clock_says_so(
     local = tmp_path / "local.csv"
     frame.to_csv(local)
     zoned = tmp_path / "zoned.csv"
-    frame.set_axis(frame.index.tz_localize("Europe/Berlin")).to_csv(zoned)
+    frame.set_axis(pd.DatetimeIndex(frame.index).tz_localize("Europe/Berlin")).to_csv(zoned)
     for trained_on, scored_on, said in (
         (local, zoned, "learnt on the local wall clock"),
         (zoned, local, "learnt on UTC"),

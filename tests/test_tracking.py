@@ -160,7 +160,7 @@ def test_a_tracking_server_whose_store_is_down_is_said_in_seconds_not_retried_fo
     alias check held its reload lock that long before saying "Max retries exceeded"."""
     import time
 
-    handler = type("StoreDown", (_StoreDown,), {"paths": []})
+    handler: type[_StoreDown] = type("StoreDown", (_StoreDown,), {"paths": []})
     server = http.server.HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

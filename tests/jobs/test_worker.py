@@ -5,6 +5,7 @@ A fake executor stands in for training here (tests/jobs/test_api.py runs the rea
 
 from __future__ import annotations
 
+import operator
 import os
 import signal
 import subprocess
@@ -162,7 +163,7 @@ def test_a_busy_worker_says_a_database_outage_in_lines_not_a_traceback_per_beat(
     monkeypatch.setattr(queue, "finish", flaky_finish)
 
     def busy(context: JobContext) -> JobOutcome:
-        wait_for(lambda: misses.__length_hint__() == 0)  # every miss spent
+        wait_for(lambda: operator.length_hint(misses) == 0)  # every miss spent
         time.sleep(0.3)  # a beat or more that goes through
         return JobOutcome(mlflow_run_id="r")
 

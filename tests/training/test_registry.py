@@ -430,7 +430,7 @@ def test_a_bad_timezone_is_refused_with_or_without_a_start(
     undated = row.drop(columns=["start"])
     for bad in (
         undated.assign(timezone=["Mars/Olympus"]),
-        row.assign(start=[None], timezone=["Mars/Olympus"]),
+        row.assign(start=pd.Series([None], dtype=object), timezone=["Mars/Olympus"]),
         row.assign(timezone=["Mars/Olympus"]),
         undated.assign(timezone=[3]),
     ):
