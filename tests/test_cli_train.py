@@ -1731,3 +1731,39 @@ def test_run_names_are_checked_as_mlflow_checks_them(
         cli.main(["train", "--data", str(csv), "--target", "y", "--run-name", "r" * 251])
     said = "argument --run-name: must be a name of at most 250 characters (MLflow's limit)"
     assert said in capsys.readouterr().err
+
+
+def _strict_json(text: str) -> Any:
+    """JSON as RFC 8259 has it: NaN and Infinity are not numbers there (jq, JavaScript and
+    MLflow's artifact preview refuse the file)."""
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_mase_without_a_scale_is_null_in_the_json_files(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A product with no sale in its training span has no MASE (the table prints NaN and names
+    the series). --result-json and urnn backtest's overall.json wrote it as a bare NaN, which
+    is not JSON: `jq` and any strict parser refused the whole file. It is null there now."""
+    path = tmp_path / "new_product.csv"
+    frame = seasonal_frame(600)
+    frame["y"] = 0.0
+    frame.iloc[500:, 0] = 1.0 + frame.iloc[500:, 1] ** 2  # sales start in the test span
+    frame.to_csv(path)
+    result = tmp_path / "result.json"
+    argv = ["train", "--data", str(path), "--target", "y", *TINY, "--model", "repeat_last"]
+    code, out, err = run_cli([*argv, "--result-json", str(result)], settings, capsys)
+    assert code == 0, err
+    assert "MASE leaves out 1 series" in out
+    scores = _strict_json(result.read_text())["scores"]
+    assert scores["mase"] is None and scores["mae"] > 0
+    code, _, err = run_cli(
+        ["backtest", "--data", str(path), "--output", str(tmp_path / "bt")], settings, capsys
+    )
+    assert code == 0, err
+    overall = _strict_json((tmp_path / "bt" / "overall.json").read_text())
+    assert overall["mase"] is None and overall["mae"] > 0

@@ -65,6 +65,7 @@ from training.fit import (
 )
 from training.metrics import (
     MetricTables,
+    json_scores,
     metric_tables,
     quantile_column,
     seasonal_naive_errors,
@@ -630,8 +631,8 @@ def write_backtest_tables(result: BacktestResult, directory: Path) -> None:
         # overall's one row ("all") has an unnamed index: written with an empty first header
         # cell, MLflow's artifact preview showed that column unnamed and its "all" blank
         table.to_csv(directory / f"{name}.csv", index_label=str(table.index.name or "scope"))
-    overall = {str(k): float(v) for k, v in tables.overall.iloc[0].items()}
-    (directory / "overall.json").write_text(json.dumps(overall, indent=2))
+    overall = json_scores({str(k): float(v) for k, v in tables.overall.iloc[0].items()})
+    (directory / "overall.json").write_text(json.dumps(overall, indent=2, allow_nan=False))
     write_forecasts(result.forecasts, directory / FORECASTS_FILE)
 
 

@@ -29,7 +29,7 @@ with columns `series`, `step`, `actual`, `point`, one `q<level>` column per quan
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +53,13 @@ def score_text(value: float) -> str:
     if not math.isfinite(value) or value == 0 or 1e-3 <= abs(value) < 1e7:
         return f"{value:.4f}"
     return f"{value:.4g}"
+
+
+def json_scores(scores: Mapping[str, float]) -> dict[str, float | None]:
+    """Scores for a JSON file: a figure that is not a number (the MASE of series with no
+    seasonal-naive error to scale by) as null. json.dumps wrote it as a bare NaN, which is not
+    JSON (RFC 8259): `jq`, JavaScript and MLflow's artifact preview refused the whole file."""
+    return {str(k): float(v) if math.isfinite(float(v)) else None for k, v in scores.items()}
 
 
 def _pair(actual: np.ndarray, forecast: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2454,7 +2454,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     import pandas as pd
 
-    from training.metrics import score_text
+    from training.metrics import json_scores, score_text
 
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print("\nBacktest (test span, original units):")
@@ -2487,9 +2487,9 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
             "version": result.version,
             "promoted": result.promoted,
             "reason": result.reason,
-            "scores": result.scores,
+            "scores": json_scores(result.scores),  # a MASE with no scale: null, not NaN
         }
-        Path(args.result_json).write_text(json.dumps(outcome, indent=2))
+        Path(args.result_json).write_text(json.dumps(outcome, indent=2, allow_nan=False))
     return 0
 
 
