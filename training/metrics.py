@@ -11,8 +11,11 @@ quantiles. Definitions (e = forecast - actual, means over every scored value):
   the series' training span (Hyndman & Koehler 2006), per series, from observed values only
   (a difference with a value the loader filled in is left out). NaN for a series with
   s = 0 (a constant training span) or none; the overall and per-step MASE are then means over the
-  series that have a scale, and the backtest says which series were left out of it
-  (`unscaled_series`).
+  values of the series that have a scale, and the backtest says which series were left out of
+  it (`unscaled_series`).
+- Aggregation: every table's figure is a mean over the values its group holds (pooled), not a
+  mean of per-series scores, so overall a series with more scored values weighs more (a fleet
+  whose series all have test spans of one length: the same as the mean over series).
 - pinball loss at quantile q = mean max(q (y - f_q), (q - 1) (y - f_q)).
 - coverage of each symmetric pair (q, 1 - q), q < 0.5: the share of actuals inside
   [f_q, f_{1-q}], to compare with the nominal 1 - 2q.
