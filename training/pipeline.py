@@ -613,6 +613,7 @@ def train_pipeline(
         trains=FORECASTERS[model_config.kind].TRAINABLE,
         scope=scaler.scope,
         monitor=config.fit.monitor,
+        mse_weight=config.fit.mse_weight,
     )
     tags[run_notes.NOTE_TAG] = run_notes.run_description(what, metrics_note)
     name = config.run_name or run_notes.run_name(model_config, data.target)

@@ -45,16 +45,21 @@ RUN_NAME_TARGET_MAX = 200
 SHOWN_NAMES_MAX = 10
 
 
-def metrics_note(*, trains: bool, scope: str, monitor: str = "loss") -> str:
+def metrics_note(
+    *, trains: bool, scope: str, monitor: str = "loss", mse_weight: float = 0.0
+) -> str:
     """How the run's metrics read: per-epoch ones on the scaled windows (the kept model's in
-    `best_val_*`), `backtest_*` in the target's own units."""
+    `best_val_*`; the loss with its MSE term where `mse_weight` (FitConfig) adds one: the
+    demo's fit does), `backtest_*` on the target's original scale, each in its own unit."""
     scaled = (
         "each series' values minus its training mean, over its training std"
         if scope == "series"
         else "values minus the training mean, over the training std, one set for all series"
     )
+    plus = f" plus {mse_weight:g} x the median's MSE (mse_weight)" if mse_weight else ""
     epochs = (
-        "Per-epoch `train_loss` and `val_loss` are the pinball loss over the quantiles, and "
+        f"Per-epoch `train_loss` and `val_loss` are the pinball loss over the quantiles{plus}, "
+        "and "
         f"`val_mae_scaled` / `val_mse_scaled` the median's errors, on the scaled windows "
         f"({scaled}: unitless; before 2026-12-06 logged as `val_mae` / `val_mse`, and "
         "`epoch_seconds` as `seconds`); the run "
@@ -64,8 +69,9 @@ def metrics_note(*, trains: bool, scope: str, monitor: str = "loss") -> str:
         else "A parameter-free baseline: no per-epoch metrics; "
     )
     return (
-        f"{epochs}`backtest_*` are in the target's own units, over the test span (`metrics/` "
-        "has them by series and by horizon step)."
+        f"{epochs}`backtest_*` are on the target's original scale, over the test span (MAE, "
+        "RMSE and pinball in its units, MSE in its units squared; sMAPE in percent, MASE, "
+        "coverage_* and below_q* unitless; `metrics/` has them by series and by horizon step)."
     )
 
 

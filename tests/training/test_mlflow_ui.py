@@ -23,7 +23,7 @@ from tests.training.synthetic import seasonal_frame
 from tests.training.test_registry import NAME, tiny_config
 from training.fit import FitConfig
 from training.pipeline import train_pipeline
-from training.run_notes import best_val_key, job_run_name
+from training.run_notes import best_val_key, job_run_name, metrics_note
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import (
     NOTE_TAG,
@@ -190,3 +190,25 @@ def test_metric_and_job_run_names() -> None:
     model = ForecasterConfig(kind="lstm", lookback=96, horizon=24)
     assert job_run_name("3f0c1a2b-9d", model, "OT") == "job-3f0c1a2b-lstm-OT-L96-H24"
     assert len(job_run_name("3f0c1a2b-9d", model, "x" * 400)) <= 250  # MLflow's limit
+
+
+def test_the_run_description_says_what_the_losses_and_scores_measure(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """The run's description said `val_loss` is 'the pinball loss over the quantiles' for a
+    fit with `mse_weight` too (the demo trains with 1.0), whose loss adds the median's MSE, and
+    that every `backtest_*` is in the target's own units, where sMAPE is a percentage, MSE in
+    squared units and MASE and the coverage shares have none."""
+    plain = metrics_note(trains=True, scope="global")
+    assert "pinball loss over the quantiles" in plain and "mse_weight" not in plain
+    weighted = metrics_note(trains=True, scope="global", mse_weight=1.0)
+    assert "pinball loss over the quantiles plus 1 x the median's MSE (mse_weight)" in weighted
+    for note in (plain, weighted, metrics_note(trains=False, scope="global")):
+        assert "MSE in its units squared" in note
+        assert "sMAPE in percent, MASE, coverage_* and below_q* unitless" in note
+    import mlflow
+
+    fit = FitConfig(max_epochs=1, max_train_batches=2, device="cpu", mse_weight=1.0)
+    result = train_pipeline(tiny_config(csv, fit=fit), mlflow_settings)
+    said = mlflow.MlflowClient().get_run(result.run_id).data.tags[NOTE_TAG]
+    assert "over the quantiles plus 1 x the median's MSE (mse_weight)" in said
