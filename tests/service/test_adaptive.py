@@ -58,6 +58,17 @@ def test_it_widens_past_a_fifth_and_narrows_past_four_fifths_of_the_window() -> 
     assert adaptive.multipliers("1", 2, 0.8)[1] == 0.5
 
 
+def test_a_window_shorter_than_its_level_needs_takes_its_largest_score() -> None:
+    # level 0.96 (quantiles 0.02..0.98), window 20: ceil(21 x 0.96) = 21 is past the window.
+    # It served the 20x clamp at every step once one score came, with every score still 1.
+    adaptive = AdaptiveIntervals(window=20)
+    adaptive.multipliers("1", 2, 0.96)
+    adaptive.add("1", np.zeros(1, dtype=np.intp), np.full(1, 0.5))  # held well inside
+    assert adaptive.multipliers("1", 2, 0.96).tolist() == [1.0, 1.0]
+    adaptive.add("1", np.ones(20, dtype=np.intp), np.linspace(0.1, 3.0, 20))
+    assert adaptive.multipliers("1", 2, 0.96).tolist() == [1.0, 3.0]  # the largest of 20
+
+
 def test_the_multiplier_is_clamped_and_other_versions_scores_are_dropped() -> None:
     adaptive = AdaptiveIntervals(window=20)
     adaptive.multipliers("1", 2, 0.8)
