@@ -477,6 +477,24 @@ def calendar_features(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
     return np.stack(columns, axis=1)  # (T, K)
 
 
+# Forecasts come back to original units from float32 z-scores, so a value the data holds as
+# exactly 0 (no demand in the look-back, forecast as that level) returns as +-1e-6 or so.
+# Values within this share of the column's |mean| + scale of zero (8 float32 steps at that
+# size: the round-off of un-scaling, and no more, so that a series' real small values such as
+# 0.02 beside a mean of 5,000 are kept) are 0. The backtest, the service and the pyfunc all
+# snap with it, so that they answer the same 0.
+ROUND_OFF = 2.0**-21
+
+
+def snap_zeros(forecasts: np.ndarray, mean: Any, scale: Any) -> np.ndarray:
+    """`forecasts` in original units with the un-scaling's round-off about 0 set to exactly
+    0, in place: `mean` and `scale` are the scaler's (scalars, or arrays that broadcast
+    against `forecasts`). A monotone map, so quantiles stay ordered."""
+    tolerance = ROUND_OFF * (np.abs(mean) + scale)
+    forecasts[np.abs(forecasts) <= tolerance] = 0.0
+    return forecasts
+
+
 # -----------------------------------------------------------------------------
 # Pieces shared by every forecaster
 

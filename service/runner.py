@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.forecaster import floor_at_zero
+from models.forecaster import floor_at_zero, snap_zeros
 from service.adaptive import AdaptiveIntervals, outer_pair
 from service.adaptive import apply as adapt_quantiles
 from service.drift import DriftMonitor
@@ -262,9 +262,11 @@ def _shown(
 
 def unscale(scaled: np.ndarray, target_mean: np.ndarray, target_scale: np.ndarray) -> np.ndarray:
     """(B, H, Q) scaled model output -> float64 in each series' original units, from their
-    (B,) means and scales (float64 arithmetic, as `ForecastPredictor.predict_frame` does)."""
+    (B,) means and scales (float64 arithmetic, as `ForecastPredictor.predict_frame` does),
+    the float32 round-off about 0 set to 0 (`snap_zeros`: a flat look-back of zeros answered
+    4e-6, where the backtest scores 0)."""
     mean, scale = target_mean[:, None, None], target_scale[:, None, None]
-    return scaled.astype(np.float64) * scale + mean  # type: ignore[no-any-return]
+    return snap_zeros(scaled.astype(np.float64) * scale + mean, mean, scale)
 
 
 def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:

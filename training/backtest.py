@@ -48,6 +48,7 @@ from matplotlib.figure import Figure
 
 from models.forecaster import (
     FORECASTERS,
+    ROUND_OFF,
     Forecaster,
     ForecasterConfig,
     floor_at_zero,
@@ -899,8 +900,8 @@ def tidy_forecasts(
 # forecast of an intermittent daily series scored sMAPE 129 instead of 74. Values within this
 # share of the column's |mean| + scale of zero (8 float32 steps at that size: the round-off
 # of un-scaling, and no more, so that a series' real small values such as 0.02 beside a
-# global mean of 5,000 are kept) are set to exactly 0.
-ROUND_OFF = 2.0**-21
+# global mean of 5,000 are kept) are set to exactly 0: models.forecaster.ROUND_OFF, which the
+# service and the pyfunc snap their answers with too.
 
 
 def _snap_zeros(values: np.ndarray, tolerance: float) -> np.ndarray:

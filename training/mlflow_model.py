@@ -79,6 +79,7 @@ from models.forecaster import (
     floor_at_zero,
     load_checkpoint,
     model_device,
+    snap_zeros,
 )
 from training.data import NO_DATE
 from training.metrics import quantile_column
@@ -411,7 +412,9 @@ class ForecastPredictor:
             )
         pieces = []
         for i, series_id in enumerate(ids):
-            raw = self.scaler.inverse_values(self._scaler_id(series_id), self.target, forecast[i])
+            scaler_id = self._scaler_id(series_id)
+            raw = self.scaler.inverse_values(scaler_id, self.target, forecast[i])
+            snap_zeros(raw, *self.scaler.column_stats(scaler_id, self.target))
             floor_at_zero(raw, c.non_negative)
             index = stamps[i]
             piece = pd.DataFrame(

@@ -884,8 +884,13 @@ class StandardScaler:
 
     def inverse_values(self, series_id: str, column: str, values: np.ndarray) -> np.ndarray:
         """Un-scale a bare array of one column (e.g. a forecast of the target)."""
+        mean, scale = self.column_stats(series_id, column)
+        return np.asarray(values, dtype=np.float64) * scale + mean
+
+    def column_stats(self, series_id: str, column: str) -> tuple[float, float]:
+        """(mean, scale) of one column of a series: what `inverse_values` un-scales with."""
         mean, scale = self._arrays(series_id, [column])
-        return np.asarray(values, dtype=np.float64) * float(scale[0]) + float(mean[0])
+        return float(mean[0]), float(scale[0])
 
     def transform_splits(self, splits: Mapping[str, SeriesSplit]) -> dict[str, SeriesSplit]:
         return {

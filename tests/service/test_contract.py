@@ -169,6 +169,26 @@ def test_a_non_negative_model_answers_no_value_below_zero_as_predict_frame_does(
     assert answer[1]["quantiles"] == below[1]["quantiles"]
 
 
+def test_a_flat_zero_history_is_forecast_as_exactly_zero_as_the_backtest_scores_it(
+    client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """48 quiet hours (every value 0) come back through the float32 scaler as ~1e-6, not 0:
+    the service and the pyfunc answered 4e-6 sales where the backtest (which snaps the
+    un-scaling's round-off to 0) recorded 0, and a client's sMAPE of such a forecast of a
+    zero counted 200 a term. Both now answer exactly 0, with or without the floor."""
+    quiet = {**history(registry.frame, "quiet"), "values": [0.0] * 60}
+    quiet["covariates"] = {"x": [0.0] * 60}
+    registry.register("floored-quiet", seed=5, non_negative=True)
+    for name in ("floored-quiet", NAME):
+        client = client_for(model_uri=f"models:/{name}@champion")
+        answer = client.post("/forecast", json={"series": [quiet]}).json()["forecasts"][0]
+        assert set(answer["mean"]) == {0.0}, name
+        assert {v for row in answer["quantiles"].values() for v in row} == {0.0}, name
+        predictor = state_of(client).manager.require().predictor
+        frame = predictor.predict_frame(predict_frame_rows([quiet]))
+        assert (frame[["mean", "q0.1", "q0.5", "q0.9"]].to_numpy() == 0.0).all(), name
+
+
 def test_concurrent_requests_share_batches_and_keep_their_answers(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:
