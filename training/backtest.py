@@ -553,6 +553,7 @@ def backtest(
                 data.filled,
                 units=data.units,
                 non_negative=model_config.non_negative,
+                series=data.series,
             )
         )
     else:
@@ -583,6 +584,7 @@ def backtest(
                     scales,
                     data.filled,
                     non_negative=model_config.non_negative,
+                    series=data.series,
                 )
             )
     result.forecasts = pd.concat(pieces, ignore_index=True)
@@ -828,6 +830,7 @@ def tidy_forecasts(
     *,
     units: Mapping[str, str] | None = None,
     non_negative: bool = False,
+    series: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per (window, step): series, origin, timestamp, step, actual, point, the
     quantile columns, mase_scale (in `config.scale` units) and `filled`: the actual is a
@@ -835,7 +838,10 @@ def tidy_forecasts(
     (LoadedData.units): the forecasts of a segment of a series cut at a long gap are under
     the series' id, so the per-series table has one row for it. `non_negative`
     (ForecasterConfig.non_negative): forecasts below 0 in original units are raised to it,
-    as the service and the pyfunc answer them (in scaled units: to where 0 lies)."""
+    as the service and the pyfunc answer them (in scaled units: to where 0 lies). `series`
+    (LoadedData.series): the actuals in original units are read from it, the data's own
+    values; without it they come back from the windows' float32 z-scores (18 rentals as
+    17.999998)."""
     q = list(quantiles)
     median = q.index(0.5)
     table = dataset.window_table()
@@ -873,6 +879,9 @@ def tidy_forecasts(
         rows = first[:, None] + np.arange(horizon)
         stamps = entry.index.to_numpy(dtype="datetime64[ns]")
         timestamps[mask] = stamps[rows]
+        if series is not None and config.scale == "original":
+            own = series[entry.source][entry.columns[0]].reindex(entry.index)
+            actual[mask] = own.to_numpy(dtype=np.float64)[rows]
         flags = None if filled is None else filled.get(entry.source)
         if flags is not None and entry.columns[0] in flags.columns:
             flagged = flags[entry.columns[0]].reindex(entry.index, fill_value=False)

@@ -521,6 +521,31 @@ def test_exact_zeros_of_an_intermittent_series_are_scored_as_zeros() -> None:
     assert overall(result, "smape") < 150  # the round-off gave ~ 200 on every zero pair
 
 
+def test_the_actuals_are_the_data_values_exactly_not_their_float32_round_trip() -> None:
+    # Bike rentals: whole counts around 190. The actuals came back through the float32
+    # z-scores the windows store, and forecasts.parquet recorded 18 rentals as 17.999998 (and
+    # the coverage and below_q shares compared forecasts with those): they are the data's own.
+    rng = np.random.default_rng(1)
+    index = pd.date_range("2021-03-01", periods=300, freq="h", name="timestamp")
+    counts = rng.poisson(190.0, size=300).astype(np.float64) + 0.1
+    data = loaded({"s": pd.DataFrame({"y": counts}, index=index)}, covariates=())
+    result = backtest(data, SPLIT, linear("repeat_last"), QUICK, BacktestConfig(step=5))
+    rows = result.forecasts
+    truth = data.series["s"]["y"].reindex(rows["timestamp"]).to_numpy()
+    assert (rows["actual"].to_numpy() == truth).all()
+    # a series cut at a long gap: each segment's actuals from its own rows
+    cut = replace(
+        loaded(
+            {"u#1": data.series["s"].iloc[:150], "u#2": data.series["s"].iloc[160:]},
+            covariates=(),
+        ),
+        units={"u#1": "u", "u#2": "u"},
+    )
+    rows = backtest(cut, SPLIT, linear("repeat_last"), QUICK, BacktestConfig(step=5)).forecasts
+    truth = data.series["s"]["y"].reindex(rows["timestamp"]).to_numpy()
+    assert (rows["actual"].to_numpy() == truth).all()
+
+
 def test_refits_of_a_model_recorded_before_min_delta_stop_as_it_was_trained() -> None:
     """A fit record without min_delta was trained when any lower val score improved (min_delta
     0): its refits took the new default 1e-6, stopping a flat series' fits early where the
