@@ -357,15 +357,19 @@ class RealisedErrorTracker:
         self.metrics.realised_mae.labels(model_version=shown.version).observe(
             float(errors.sum()) / len(errors)
         )
-        scored = None
+        scored = informative = None
         if shown.unadapted_low is not None and shown.unadapted_high is not None:
-            scored = interval_scores(
-                actual,
-                shown.mean[j, steps],
-                shown.unadapted_low[j, steps],
-                shown.unadapted_high[j, steps],
-            )
-        tally.add(shown.version, steps, errors, inside, scored, shown.ids[j] if shown.ids else None)
+            med = shown.mean[j, steps]
+            low, high = shown.unadapted_low[j, steps], shown.unadapted_high[j, steps]
+            scored = interval_scores(actual, med, low, high)
+            # A zero gap on the actual's side (a flat look-back forecast as its level, [0, 0]
+            # after 48 quiet hours) stays zero whatever the multiplier: its score (0, or the cap
+            # after a sale) says nothing about it, and a fleet's quiet series filled the pooled
+            # window with zeros and narrowed every other interval to the 0.05 clamp. It counts
+            # for the coverage, not for the window (calibrate_gaps leaves such windows out too).
+            informative = np.where(actual >= med, high - med, med - low) > 0
+        series_id = shown.ids[j] if shown.ids else None
+        tally.add(shown.version, steps, errors, inside, scored, series_id, informative)
         return after
 
 
@@ -404,6 +408,8 @@ class _Tally:
         self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         # rolling intervals: (steps, scores, series id) of each scored forecast
         self.scores: dict[str, list[tuple[np.ndarray, np.ndarray, str | None]]] = {}
+        # and of those the window learns from (`informative`: a gap to multiply)
+        self.window: dict[str, list[tuple[np.ndarray, np.ndarray, str | None]]] = {}
 
     def add(
         self,
@@ -413,10 +419,14 @@ class _Tally:
         inside: np.ndarray,
         scores: np.ndarray | None = None,
         series_id: str | None = None,
+        informative: np.ndarray | None = None,
     ) -> None:
         self.parts.setdefault(version, []).append((steps, errors, inside))
         if scores is not None:
             self.scores.setdefault(version, []).append((steps, scores, series_id))
+            if informative is not None and not informative.all():
+                steps, scores = steps[informative], scores[informative]
+            self.window.setdefault(version, []).append((steps, scores, series_id))
 
     def publish(self, metrics: ServiceMetrics, adaptive: AdaptiveIntervals | None = None) -> None:
         n = len(LEAD_LABELS)
@@ -441,11 +451,17 @@ class _Tally:
                     model_version=version, lead=LEAD_LABELS[b]
                 ).inc(held[b])
             if adaptive is not None:
+                learnt = self.window[version]
                 if adaptive.scope == "series":  # each series' scores to its own window
-                    for part_steps, part_scores, series_id in scored:
-                        adaptive.add(version, part_steps, part_scores, series_id)
+                    for part_steps, part_scores, series_id in learnt:
+                        if len(part_steps):  # not a window for a series with nothing to learn
+                            adaptive.add(version, part_steps, part_scores, series_id)
                 else:
-                    adaptive.add(version, steps, scores)
+                    adaptive.add(
+                        version,
+                        np.concatenate([part[0] for part in learnt]),
+                        np.concatenate([part[1] for part in learnt]),
+                    )
                 multipliers = adaptive.current(version)
                 if multipliers is not None:
                     metrics.show_multipliers(version, multipliers.tolist())

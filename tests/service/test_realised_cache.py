@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from service.adaptive import AdaptiveIntervals
 from service.metrics import ServiceMetrics
 from service.realised import (
     ForecastRows,
@@ -297,3 +298,32 @@ def test_kept_spacing_is_the_cadence_the_cache_keeps_for_a_client_asking_every_s
         gaps = set(np.diff(kept[2:]).tolist())
         assert gaps == {kept_spacing(horizon, depth)}, (horizon, depth, sorted(gaps))
     assert (kept_spacing(96, 1), kept_spacing(96, 64), kept_spacing(24, 3)) == (97, 5, 11)
+
+
+def test_flat_forecasts_zero_width_intervals_leave_the_rolling_window_alone() -> None:
+    """A flat look-back (48 quiet hours) is forecast as its level, a [0, 0] interval that no
+    multiplier moves: its score (0 when the hour stays quiet, the 200 cap after a sale) says
+    nothing about the multiplier. Taken into the pooled window, a fleet's quiet series filled
+    it with zeros and narrowed every other series' interval to the 0.05 clamp (or widened it
+    to 20x after sales), the pathology the val calibration leaves such windows out for."""
+    step_ns, h, n = 3_600_000_000_000, 4, 8
+    metrics = ServiceMetrics(CollectorRegistry())
+    adaptive = AdaptiveIntervals(window=20)
+    adaptive.multipliers("1", h, 0.8)
+    tracker = RealisedErrorTracker(metrics, capacity=100, adaptive=adaptive)
+    ids = [f"quiet-{i}" for i in range(10)]
+
+    def request(start: int) -> tuple[list[str], RegularHistories, ForecastRows]:
+        stamps = np.tile((start + n + np.arange(h, dtype=np.int64)) * step_ns, (len(ids), 1))
+        zero = np.zeros((len(ids), h))
+        rows = ForecastRows("1", stamps, zero, zero.copy(), zero.copy())
+        rows.unadapted_low, rows.unadapted_high = zero.copy(), zero.copy()
+        first = np.full(len(ids), start * step_ns, dtype=np.int64)
+        return ids, RegularHistories(first, step_ns, np.zeros((len(ids), n))), rows
+
+    for r in range(8):  # each request reveals the last one's steps: every hour stayed at 0
+        tracker.observe_batch([request(r * (h + 1))])
+    assert _points(metrics) >= 3 * 20 * h  # more scores than the window holds, at each step
+    assert adaptive.multipliers("1", h, 0.8).tolist() == [1.0] * h
+    # and the intervals before adaptation held each of those actuals
+    assert _total(metrics, "urnn_realised_unadapted_interval_hits_total") == _points(metrics)
