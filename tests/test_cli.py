@@ -244,11 +244,48 @@ def test_demo_without_its_data_says_how_to_give_it(
     from urnn_forecast.demo import BUNDLED_ETTH1, missing_data
 
     absent = tmp_path / "absent.csv"
-    assert cli.main(["demo", "--data", str(absent), "--no-stay"], settings=Settings()) == 1
+    assert cli.main(["demo", "--data", str(absent), "--no-stay"], settings=Settings()) == 2
     assert f"urnn demo: error: the data file {absent} is missing" in capsys.readouterr().err
     said = missing_data(BUNDLED_ETTH1)  # what an installed package says with no --data
     assert "not with an installed package; pass --data PATH" in said
     assert "ETT-small/ETTh1.csv" in said
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("folder", "a folder, not a file; give a copy of ETTh1.csv"),
+        ("null", "not a regular file; give a copy of ETTh1.csv"),
+    ],
+)
+def test_demo_data_that_is_no_file_is_bad_input_said_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, said: str
+) -> None:
+    """`urnn demo --data` naming a folder or a device said "the data file ... is missing"
+    (it is there) and exited 1, the code of a demo step that failed at run time; every other
+    command exits 2 on bad input and names a folder as one (README: exit codes)."""
+    data = tmp_path / "ETT-small" if name == "folder" else Path(os.devnull)
+    if name == "folder":
+        data.mkdir()
+    settings = Settings(var_dir=tmp_path / "var")
+    assert cli.main(["demo", "--data", str(data), "--no-stay"], settings=settings) == 2
+    assert capsys.readouterr().err == f"urnn demo: error: --data {data}: {said}\n"
+    assert not (tmp_path / "var").exists()  # refused before anything trains
+
+
+def test_demo_step_that_fails_at_run_time_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A demo step that failed with good input (the service never became ready, the forecast
+    request answered an error) keeps exit 1, apart from bad input's 2."""
+    from urnn_forecast import demo
+
+    def fails(settings: Settings, config: demo.DemoConfig) -> None:
+        raise demo.DemoError("the service did not become ready within 60 s: refused")
+
+    monkeypatch.setattr(demo, "run_demo", fails)
+    assert cli.main(["demo", "--no-stay"], settings=Settings()) == 1
+    assert "urnn demo: error: the service did not become ready" in capsys.readouterr().err
 
 
 def test_importing_the_cli_loads_neither_torch_nor_mlflow() -> None:
@@ -881,7 +918,7 @@ def test_demo_refuses_a_data_file_it_cannot_run_on_before_training(
     in a traceback. Both are refused before anything trains or is registered."""
     data = _hourly_csv(tmp_path / "plant.csv", freq=freq, target=target)
     settings = Settings(var_dir=tmp_path / "var")
-    assert cli.main(["demo", "--data", str(data), "--no-stay"], settings=settings) == 1
+    assert cli.main(["demo", "--data", str(data), "--no-stay"], settings=settings) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"urnn demo: error: --data {data}: "), err
     assert said in err, err

@@ -1954,7 +1954,7 @@ def _run_paper(args: argparse.Namespace, settings: Settings) -> int:
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
-    from urnn_forecast.demo import DemoConfig, DemoError, run_demo
+    from urnn_forecast.demo import DemoConfig, DemoError, DemoInputError, run_demo
 
     settings = settings.model_copy(update={"device": args.device})
     stay = sys.stdin.isatty() if args.stay is None else args.stay
@@ -1966,9 +1966,9 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     start = time.perf_counter()
     try:
         run_demo(settings, config)
-    except DemoError as error:
+    except DemoError as error:  # bad input 2, as every command's; a step that failed 1
         print(f"urnn demo: error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, DemoInputError) else 1
     _print_mlflow_location(settings, config.experiment)
     if not stay:
         print("  the whole stack until Ctrl-C:  urnn demo --stay   (or make demo in a terminal)")

@@ -46,14 +46,26 @@ BUNDLED_ETTH1 = Path(__file__).resolve().parents[1] / "data" / "ETT-small" / "ET
 
 
 class DemoError(RuntimeError):
-    """A demo step that did not work; the message says which and why."""
+    """A demo step that did not work; the message says which and why. `urnn demo` exits 1."""
+
+
+class DemoInputError(DemoError):
+    """The demo's input (--data, or the bundled file it stands for) cannot be run on: bad
+    input, so `urnn demo` exits 2 as every command does on it, not 1 as for a step that
+    failed with good input (the service not ready, the forecast request refused)."""
 
 
 def missing_data(path: Path) -> str:
     """Why the demo cannot start without `path`, and what to do. The bundled file lies in the
     repository's data/, beside the packages: an install from a wheel or an sdist (pip install
-    of the project, not -e) carries the packages only, so it has none."""
+    of the project, not -e) carries the packages only, so it has none. A path that is there
+    but no regular file (a folder, /dev/null) is said as such: "missing" sent users looking
+    for a file they could see."""
+    if path.is_dir():
+        return f"--data {path}: a folder, not a file; give a copy of ETTh1.csv"
     if path != BUNDLED_ETTH1:
+        if path.exists():
+            return f"--data {path}: not a regular file; give a copy of ETTh1.csv"
         return f"the data file {path} is missing (--data: a copy of ETTh1.csv)"
     return (
         f"the bundled data file {path} is missing: it ships with the repository "
@@ -99,7 +111,7 @@ def run_demo(settings: Settings, config: DemoConfig | None = None) -> DemoResult
 
     config = config or DemoConfig()
     if not config.data.is_file():
-        raise DemoError(missing_data(config.data))
+        raise DemoInputError(missing_data(config.data))
     history = demo_history(config)  # before anything trains or is registered
     train = TrainConfig(
         data=str(config.data),
@@ -261,7 +273,7 @@ class DemoServer:
 
 def demo_history(config: DemoConfig) -> pd.Series:
     """The demo file's target as the training loader reads it (its timestamp column found by
-    name, gaps filled), named by its series id; DemoError unless it is one hourly series with
+    name, gaps filled), named by its series id; DemoInputError unless it is one hourly series with
     the target. Checked before the fit: the demo's look-back (336 h), horizon (24 h), daily
     seasonal naive and its request's `freq: "h"` are hourly, so a 15-minute ETTm1 trained,
     registered and promoted a version, then failed on its own request (422), and a file
@@ -274,9 +286,9 @@ def demo_history(config: DemoConfig) -> pd.Series:
     try:
         data = load_data(config.data, LoadConfig(target=config.target))
     except (DataValidationError, OSError) as error:
-        raise DemoError(f"--data {config.data}: {error}") from None
+        raise DemoInputError(f"--data {config.data}: {error}") from None
     if to_offset(data.freq) != to_offset("h"):
-        raise DemoError(
+        raise DemoInputError(
             f"--data {config.data}: the file is at {data.freq!r}, not hourly: the demo's "
             f"look-back of {config.lookback} h, horizon of {config.horizon} h and daily "
             "seasonal naive are hours (it runs on ETTh1 or ETTh2); train other data with "
