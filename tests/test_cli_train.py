@@ -825,6 +825,31 @@ def test_backtest_against_a_dead_tracking_server_is_one_line(
     )
 
 
+@pytest.mark.parametrize(
+    "model", [None, "models:/urnn-forecaster/3", "runs:/0123456789abcdef/model"]
+)
+def test_backtest_of_a_registered_model_without_a_store_makes_none(
+    model: str | None,
+    csv: Path,
+    mlflow_settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`urnn backtest` run where no store is (another working folder: the default ./var/ is
+    relative, or a mistyped URNN_VAR_DIR) made an empty 1 MB var/mlflow.db there, logged
+    MLflow's table creation, then said "Registered Model ... not found" as if the store were
+    the right one; `urnn models list` says the store is missing and makes nothing."""
+    argv = ["backtest", "--data", str(csv), *(["--model", model] if model else [])]
+    code, out, err = run_cli(argv, mlflow_settings, capsys)
+    store = tmp_path / "var" / "mlflow.db"
+    assert code == 2 and out == ""
+    assert err == (
+        f"urnn backtest: error: no MLflow store at {store} (nothing was registered there); "
+        "set URNN_VAR_DIR or URNN_MLFLOW_TRACKING_URI to the store `urnn train` used\n"
+    )
+    assert not (tmp_path / "var").exists()
+
+
 @pytest.mark.parametrize("scheme", ["http", "postgresql+psycopg"])
 def test_train_against_a_dead_tracking_server_stops_before_the_data_is_read(
     scheme: str, csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

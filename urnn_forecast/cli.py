@@ -2639,8 +2639,11 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.split import SplitConfig, shortest_train_span, split_data
     from training.validation import SeriesTooShortError, TimestampParseError, same_frequency
     from urnn_forecast import __version__
-    from urnn_forecast.tracking import check_tracking_server, check_tracking_store
+    from urnn_forecast.tracking import check_tracking_server, check_tracking_store, missing_store
 
+    check_tracking_store(settings, create=False)  # a file store, a URNN_VAR_DIR that is a file
+    if args.model_uri.startswith(("models:", "runs:")) and (missing := missing_store(settings)):
+        raise UsageError(missing)  # a local folder's model needs no store
     check_tracking_store(settings)
     check_tracking_server(settings)  # seconds, not MLflow's minutes of retries
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())

@@ -89,8 +89,8 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         check_tracking_server,
         check_tracking_store,
         follow_file_store,
+        missing_store,
         shown_uri,
-        sqlite_path,
     )
 
     command = f"urnn models {args.models_action}"
@@ -100,13 +100,8 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{command}: error: URNN_MODEL_URI: {error}; or give --name", file=sys.stderr)
         return 2
     uri = settings.resolved_tracking_uri()
-    database = sqlite_path(uri)
-    if database is not None and not database.is_file():  # MLflow would make an empty store
-        print(
-            f"{command}: error: no MLflow store at {database} (nothing was registered there); "
-            "set URNN_VAR_DIR or URNN_MLFLOW_TRACKING_URI to the store `urnn train` used",
-            file=sys.stderr,
-        )
+    if (missing := missing_store(settings)) is not None:  # MLflow would make an empty store
+        print(f"{command}: error: {missing}", file=sys.stderr)
         return 2
     try:
         check_tracking_store(settings, create=False)  # reading a registry makes no folder

@@ -217,6 +217,22 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(unquote(uri.removeprefix("sqlite:///").split("?", 1)[0]))
 
 
+def missing_store(settings: Settings) -> str | None:
+    """Why a command that only reads the registry or runs (`urnn models`, `urnn backtest` of
+    a models:/ or runs:/ URI) cannot go on, where the SQLite store file is not there: opening
+    it would make an empty store (1 MB, MLflow's table creation logged) in a folder that is
+    likely the wrong one (the default ./var/ is relative to the working folder), then say
+    the model is not found as if that store were the right one. None where there is a store
+    or the store is no SQLite file."""
+    database = sqlite_path(settings.resolved_tracking_uri())
+    if database is None or database.is_file():
+        return None
+    return (
+        f"no MLflow store at {database} (nothing was registered there); set URNN_VAR_DIR or "
+        "URNN_MLFLOW_TRACKING_URI to the store `urnn train` used"
+    )
+
+
 def shown_uri(uri: str) -> str:
     """`uri` for messages that may leave the host (the service's /readyz and 503s): a password
     in it (postgresql://user:secret@db/mlflow, https://user:token@host) as *** (`password_hidden`).
