@@ -87,6 +87,24 @@ def test_models_are_repeatable_and_comma_separated() -> None:
     assert parser.parse_args(["benchmark", "paper", "copy"]).models is None  # -> urnn, lstm
 
 
+@pytest.mark.parametrize("suite", [["paper", "copy"], ["ett"], ["pjm"]])
+def test_every_benchmark_takes_its_models_as_models(suite: list[str]) -> None:
+    """`urnn benchmark ett` and `pjm` take `--models KIND[,KIND...]`; `paper` took only
+    `--model` and refused `--models urnn` as an unrecognized argument, so a script moving
+    between the suites broke on the spelling. Every suite takes `--models` (paper keeps
+    `--model`, which argparse's prefix matching also lets ett and pjm take)."""
+    args = cli.build_parser().parse_args(["benchmark", *suite, "--models", "urnn,lstm"])
+    assert args.models == ["urnn", "lstm"]
+
+
+def test_paper_models_and_model_add_up(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["benchmark", "paper", "copy", "--model", "urnn", "--models", "gru"])
+    assert args.models == ["urnn", "gru"]
+    err = parse_error(["benchmark", "paper", "copy", "--models", "transformer"], capsys)
+    assert "argument --models: unknown model 'transformer'" in err  # the option typed
+
+
 def test_version_prints_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 

@@ -180,7 +180,7 @@ def _choices() -> str:
 def _add_run_options(
     parser: argparse.ArgumentParser, *, seq_len: int, iterations: int, eval_every: int
 ) -> None:
-    """Options shared by `benchmark paper` and `demo`; only the defaults differ."""
+    """The options of `urnn benchmark paper` (the task's length, budget and models)."""
     seq_help = "sequence length T (copy: the delay, sequences are T + 20 long)"
     parser.add_argument(
         "--seq-len",
@@ -211,6 +211,17 @@ def _add_run_options(
             f"model(s) to train, repeatable or comma separated, from: {_choices()}; "
             f"default {','.join(DEFAULT_MODELS)}"
         ),
+    )
+    # urnn benchmark ett and pjm spell the list --models: a second option rather than an
+    # alias, so that an error names the spelling typed ("argument --models: ...")
+    parser.add_argument(
+        "--models",
+        dest="models",
+        action="extend",
+        type=_model_list,
+        default=None,
+        metavar="KIND[,KIND...]",
+        help="the same as --model, as urnn benchmark ett and pjm spell it",
     )
     parser.add_argument(
         "--hidden-size",
