@@ -105,6 +105,21 @@ def test_paper_models_and_model_add_up(capsys: pytest.CaptureFixture[str]) -> No
     assert "argument --models: unknown model 'transformer'" in err  # the option typed
 
 
+@pytest.mark.parametrize("action", [["list"], ["promote", "3"]])
+def test_models_takes_the_registered_name_as_train_spells_it(
+    action: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn train --registered-name NAME` registers under NAME; `urnn models` took the same
+    name only as `--name`, and refused `--registered-name NAME` copied from the train
+    command. Both spellings name it; an empty one is refused under the spelling typed."""
+    parser = cli.build_parser()
+    for option in ("--name", "--registered-name"):
+        args = parser.parse_args(["models", *action, option, "pumps"])
+        assert args.name == "pumps"
+    err = parse_error(["models", *action, "--registered-name", " "], capsys)
+    assert "argument --registered-name: must not be empty" in err
+
+
 def test_version_prints_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 

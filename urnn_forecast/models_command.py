@@ -73,6 +73,16 @@ def add_models_parser(commands: Any) -> None:
             default=None,
             help="registered model name; default: the one in URNN_MODEL_URI (urnn-forecaster)",
         )
+        # urnn train's spelling of the same name: a second option rather than an alias, so
+        # that an error names the spelling typed
+        action.add_argument(
+            "--registered-name",
+            dest="name",
+            type=given_text,
+            default=None,
+            metavar="NAME",
+            help="the same as --name, as urnn train spells it",
+        )
     models.set_defaults(handler=run_models, subparser=models, device=None)
 
 
