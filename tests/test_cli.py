@@ -120,6 +120,22 @@ def test_models_takes_the_registered_name_as_train_spells_it(
     assert "argument --registered-name: must not be empty" in err
 
 
+@pytest.mark.parametrize("command", [["train", "--target", "OT"], ["backtest"]])
+@pytest.mark.parametrize(
+    ("given", "got"), [("2", "2.0"), ("0", "0.0"), ("nan", "nan"), ("half", "'half'")]
+)
+def test_max_filled_fraction_is_refused_naming_the_option_and_its_range(
+    command: list[str], given: str, got: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--max-filled-fraction 2 was refused as "max_filled_fraction must lie in (0, 1]" (the
+    config field, not the option; urnn backtest only once the model was loaded) and 'half'
+    as "invalid float value" without the range; the other shares (--train-fraction,
+    --min-improvement) are argument errors naming the option and its range."""
+    argv = [command[0], "--data", "history.csv", *command[1:], "--max-filled-fraction", given]
+    err = parse_error(argv, capsys)
+    assert f"argument --max-filled-fraction: must lie in (0, 1] (1 accepts any), got {got}" in err
+
+
 def test_version_prints_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 

@@ -264,6 +264,20 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share_up_to_one(text: str) -> float:
+    """--max-filled-fraction: a share in (0, 1] (1 accepts any series), refused as the other
+    shares are, naming the option and the range; LoadConfig's own check named its field
+    (max_filled_fraction), and urnn backtest reached it only after loading the model."""
+    allowed = "must lie in (0, 1] (1 accepts any)"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{allowed}, got {text!r}") from None
+    if not 0.0 < value <= 1.0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{allowed}, got {value}")
+    return value
+
+
 def _share_below_one(text: str) -> float:
     try:
         value = float(text)
@@ -461,7 +475,7 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
     )
     group.add_argument(
         "--max-filled-fraction",
-        type=float,
+        type=_share_up_to_one,
         default=None,
         metavar="SHARE",
         help="refuse a series with more than this share of filled values; default 0.25, "
