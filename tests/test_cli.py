@@ -136,6 +136,38 @@ def test_max_filled_fraction_is_refused_naming_the_option_and_its_range(
     assert f"argument --max-filled-fraction: must lie in (0, 1] (1 accepts any), got {got}" in err
 
 
+@pytest.mark.parametrize("suite", ["ett", "pjm"])
+def test_benchmark_output_the_system_refuses_is_said_before_the_work(
+    suite: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`urnn benchmark ett --output /proc/x/y` ran the whole benchmark (hours for the full
+    protocol), then ended in a FileNotFoundError traceback, exit 1, with the results lost:
+    the check before the work asks whether the folder could be made, and /proc (or a
+    read-only mount for root) says yes. The folder is made before the work, as
+    `urnn backtest --output` does."""
+    import training.ett_benchmark as ett
+    import training.pjm_benchmark as pjm
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(ett, "run_ett_benchmark", never)
+    monkeypatch.setattr(pjm, "run_pjm_benchmark", never)
+    monkeypatch.setattr(pjm, "resolve_data_dir", lambda data_dir: tmp_path)
+    monkeypatch.setattr(pjm, "load_pjm", lambda data_dir, regions: None)
+    bundled = Path(cli.__file__).resolve().parents[1] / "data" / "ETT-small"
+    data = ["--data-dir", str(bundled)] if suite == "ett" else []
+    argv = ["benchmark", suite, *data, "--output", "/proc/no-such/out", "--device", "cpu"]
+    assert cli.main(argv, settings=Settings(var_dir=tmp_path / "var")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"urnn benchmark {suite}: error: --output /proc/no-such/out: cannot be made as a folder"
+    ), err
+
+
 def test_version_prints_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 

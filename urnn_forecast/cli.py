@@ -1346,6 +1346,7 @@ def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
             )
         except EttBenchmarkError as error:
             raise UsageError(str(error)) from None
+        _probe_output_folder(args.output)  # not after the work: /proc/x passes the check
 
         def report(row: EttRow) -> None:
             seed = f" seed {row.seed}" if config.repeats > 1 else ""
@@ -1443,6 +1444,22 @@ def _make_output_folder(output: str) -> None:
             f"--output {output}: cannot be made as a folder ({error.strerror or error}); "
             "give a folder you can write to"
         ) from None
+
+
+def _probe_output_folder(output: str) -> None:
+    """--output made and the folders this made removed again, before a benchmark's work:
+    `_check_output_folder` asks whether the folder could be made, which /proc (or a read-only
+    mount, for root) answers yes, and the benchmark then ran for hours to end in a mkdir
+    traceback with its results lost. Nothing is left behind, so that an input error the run
+    finds later leaves no empty folder."""
+    made = []
+    folder = Path(output).absolute()
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    _make_output_folder(output)
+    for folder in made:  # the deepest first
+        folder.rmdir()
 
 
 def _positive_float(text: str) -> float:
@@ -1583,6 +1600,7 @@ def _run_pjm(args: argparse.Namespace, settings: Settings) -> int:
             data = load_pjm(resolve_data_dir(config.data_dir), config.regions)
         except PjmBenchmarkError as error:
             raise UsageError(str(error)) from None
+        _probe_output_folder(args.output)  # not after the work: /proc/x passes the check
 
         def report(rows: Sequence[PjmRow]) -> None:
             first, overall = rows[0], rows[-1]
