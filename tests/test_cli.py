@@ -168,6 +168,32 @@ def test_benchmark_output_the_system_refuses_is_said_before_the_work(
     ), err
 
 
+def test_an_option_shared_by_commands_shows_one_metavar() -> None:
+    """--help showed `--epochs N` in train and the benchmarks but `--epochs EPOCHS` in demo,
+    `--batch-size BATCH_SIZE` and `--hidden-size HIDDEN_SIZE` in benchmark paper against N
+    in train: one option, one placeholder, and none of argparse's made from a two-word
+    option (it says the name again, not what to give). Only --model (a kind in train, a URI
+    in backtest) and --split (each command's own choices) mean different things in different
+    commands. --train-fraction and --val-fraction keep theirs for now: their help's wording
+    is held by test_backtest_help_says_its_defaults_are_the_models_own."""
+    from collections import defaultdict
+
+    kept = {"--train-fraction", "--val-fraction"}
+    shown: dict[str, set[str]] = defaultdict(set)
+    stack = [cli.build_parser()]
+    while stack:
+        parser = stack.pop()
+        for action in parser._actions:
+            if isinstance(action.choices, dict):
+                stack.extend(action.choices.values())
+            elif action.option_strings and action.nargs != 0 and action.choices is None:
+                (option,) = [o for o in action.option_strings if o.startswith("--")][:1]
+                metavar = str(action.metavar or action.dest.upper())
+                assert action.metavar or "_" not in action.dest or option in kept, option
+                shown[option].add(metavar)
+    assert {o: m for o, m in shown.items() if len(m) > 1 and o != "--model"} == {}
+
+
 def test_version_prints_the_installed_release(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 

@@ -184,18 +184,21 @@ def _add_run_options(
     seq_help = "sequence length T (copy: the delay, sequences are T + 20 long)"
     parser.add_argument(
         "--seq-len",
+        metavar="T",
         type=_positive_int,
         default=seq_len,
         help=f"{seq_help}; default {seq_len}",
     )
     parser.add_argument(
         "--iterations",
+        metavar="N",
         type=_positive_int,
         default=iterations,
         help=f"training iterations (one fresh batch each); default {iterations}",
     )
     parser.add_argument(
         "--batch-size",
+        metavar="N",
         type=_positive_int,
         default=20,
         help="sequences per batch; default 20 (the paper's)",
@@ -225,6 +228,7 @@ def _add_run_options(
     )
     parser.add_argument(
         "--hidden-size",
+        metavar="N",
         type=_positive_int,
         default=None,
         help="hidden units for every model run; default: the paper's size per task and model",
@@ -237,6 +241,7 @@ def _add_run_options(
     )
     parser.add_argument(
         "--eval-every",
+        metavar="N",
         type=_positive_int,
         default=eval_every,
         help=f"log the running training cost every N iterations; default {eval_every}",
@@ -1701,6 +1706,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--epochs",
+        metavar="N",
         type=_positive_int,
         default=None,
         help="maximum training epochs (early stopping may end sooner); default 6",
