@@ -562,6 +562,35 @@ def test_cuda_asked_for_by_the_setting_is_said_to_come_from_urnn_device(
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["db", "current"], "no database file yet"),
+        (["models", "list"], "urnn models list: error: no MLflow store at"),
+    ],
+)
+def test_commands_that_run_no_model_ignore_urnn_device(
+    argv: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`urnn db upgrade` and `urnn models` run no model, yet URNN_DEVICE=cuda on a machine
+    without one stopped them ("cuda is not available here"): docker-compose.yml passes the
+    same URNN_DEVICE to every container, so `URNN_DEVICE=cuda docker compose up` failed the
+    migrate container (no GPU reserved) and with it the whole stack, and an operator with
+    the GPU hosts' environment could not list or roll back versions from a laptop."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    settings = Settings(device="cuda", var_dir=tmp_path / "var")
+    cli.main(argv, settings=settings)
+    out, err = capsys.readouterr()
+    assert "cuda" not in err
+    assert said in out + err
+
+
 LONG = "x" * 5_000
 
 

@@ -1768,7 +1768,9 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     args.device_given = not from_setting
     if from_setting:
         args.device = settings.device
-    if args.device == "cuda":
+    # `urnn db` and `urnn models` run no model: a URNN_DEVICE=cuda shared by every container
+    # (docker-compose.yml) or copied from a GPU host is no reason to refuse them
+    if args.device == "cuda" and getattr(args, "runs_model", True):
         import torch
 
         if not torch.cuda.is_available():
@@ -3163,7 +3165,7 @@ def _add_db_parser(commands: Any) -> None:
     down = actions.add_parser("downgrade", help="migrate back to a revision")
     down.add_argument("revision", help="target revision, e.g. base (drops every table) or -1")
     actions.add_parser("current", help="print the database's revision")
-    db.set_defaults(handler=_run_db, subparser=db, device=None)
+    db.set_defaults(handler=_run_db, subparser=db, device=None, runs_model=False)
 
 
 def _warn_paused_schedules_resume(paused: list[Any], revision: str) -> None:

@@ -83,7 +83,8 @@ def add_models_parser(commands: Any) -> None:
             metavar="NAME",
             help="the same as --name, as urnn train spells it",
         )
-    models.set_defaults(handler=run_models, subparser=models, device=None)
+    # runs_model: `promote` builds a version on the CPU to check it, whatever URNN_DEVICE
+    models.set_defaults(handler=run_models, subparser=models, device=None, runs_model=False)
 
 
 def run_models(args: argparse.Namespace, settings: Settings) -> int:
