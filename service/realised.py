@@ -70,9 +70,11 @@ class ForecastRows:
     ids: Sequence[str] = ()  # row i's series id, set when the rows are cached
     zoned: Sequence[bool] | None = None  # row i's stamps are instants (UTC); None: all naive
     live: int = field(init=False, default=0)  # cache entries that point at these rows
-    # rolling intervals (service.adaptive): the outermost pair before adaptation, (S, h) each
+    # rolling intervals (service.adaptive): the outermost pair and the median before
+    # adaptation and the non-negative floor, (S, h) each
     unadapted_low: np.ndarray | None = None
     unadapted_high: np.ndarray | None = None
+    unadapted_mean: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.first = self.stamps[:, 0].tolist()
@@ -94,6 +96,7 @@ class ForecastRows:
             zoned=None if self.zoned is None else [self.zoned[row] for row in rows],
             unadapted_low=None if self.unadapted_low is None else self.unadapted_low[index],
             unadapted_high=None if self.unadapted_high is None else self.unadapted_high[index],
+            unadapted_mean=None if self.unadapted_mean is None else self.unadapted_mean[index],
         )
 
 
@@ -359,7 +362,8 @@ class RealisedErrorTracker:
         )
         scored = informative = None
         if shown.unadapted_low is not None and shown.unadapted_high is not None:
-            med = shown.mean[j, steps]
+            centre = shown.mean if shown.unadapted_mean is None else shown.unadapted_mean
+            med = centre[j, steps]
             low, high = shown.unadapted_low[j, steps], shown.unadapted_high[j, steps]
             scored = interval_scores(actual, med, low, high)
             # A zero gap on the actual's side (a flat look-back forecast as its level, [0, 0]

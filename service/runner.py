@@ -168,9 +168,9 @@ class BatchRunner:
         self, model: ServedModel, forecasts: np.ndarray, requests: Sequence[PreparedRequest]
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """With rolling intervals: move the quantiles of forecasts (B, H_max, Q) by the
-        version's multipliers in place; (the outermost pair as it was, (B, H_max, 2), and the
-        multipliers, (H_max,) or by series (B, H_max)), or (None, None) when there is nothing
-        to adapt."""
+        version's multipliers in place; (the outermost pair and the median as they were, before
+        the floor too, (B, H_max, 3): low, median, high; and the multipliers, (H_max,) or by
+        series (B, H_max)), or (None, None) when there is nothing to adapt."""
         config = model.model.config
         pair = None if self.adaptive is None else outer_pair(config.quantiles, config.median_index)
         if self.adaptive is None or pair is None:
@@ -187,7 +187,10 @@ class BatchRunner:
             multipliers = self.adaptive.for_series(version, horizon, level, ids)
         else:  # (H,): one for every series
             multipliers = self.adaptive.multipliers(version, horizon, level)
-        unadapted = forecasts[..., [low, high]]  # a copy (fancy index)
+        # a copy (fancy index); the median too, which the multipliers move the pair about: a
+        # non-negative model serves a median of -5 as 0, and scores taken about that 0 were
+        # not the multiplier that would have held the actual
+        unadapted = forecasts[..., [low, config.median_index, high]]
         adapt_quantiles(forecasts, multipliers, config.median_index)
         return unadapted, multipliers
 
@@ -246,7 +249,8 @@ def _shown(
     """What the realised-error cache keeps of (S, h, Q) forecasts: mean and outermost levels,
     copied (slices of them would keep the whole micro-batch's (B, H_max, Q) output alive for as
     long as any one of its series stays cached); with rolling intervals also the outermost
-    pair before adaptation, (S, h, 2), which the scores are taken against."""
+    pair and the median before adaptation (and the floor), (S, h, 3), which the scores are
+    taken against."""
     rows = ForecastRows(
         version,
         stamps,
@@ -256,7 +260,8 @@ def _shown(
     )
     if unadapted is not None:
         rows.unadapted_low = np.ascontiguousarray(unadapted[..., 0])
-        rows.unadapted_high = np.ascontiguousarray(unadapted[..., 1])
+        rows.unadapted_mean = np.ascontiguousarray(unadapted[..., 1])
+        rows.unadapted_high = np.ascontiguousarray(unadapted[..., 2])
     return rows
 
 

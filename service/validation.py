@@ -173,8 +173,9 @@ def _steps(step_ns: int, start: int, count: int) -> np.ndarray:
 @dataclass(slots=True, frozen=True)
 class Adapted:
     """What rolling intervals (service.adaptive) did to a request's forecasts: the outermost
-    quantile pair before adaptation, (S, H_max, 2) in the data's units (the realised scores
-    are taken against it), and the multipliers applied, (H_max,) or by series (S, H_max)."""
+    quantile pair and the median before adaptation and the floor, (S, H_max, 3) in the data's
+    units (the realised scores are taken against them), and the multipliers applied, (H_max,)
+    or by series (S, H_max)."""
 
     unadapted: np.ndarray
     multipliers: np.ndarray

@@ -324,11 +324,16 @@ def _scored_rounds(client: TestClient, registry: Registry, rounds: int) -> None:
 def test_by_series_a_missing_series_widens_alone(
     registry: Registry, client_for: Callable[..., TestClient]
 ) -> None:
+    # a version that floors nothing: the trained champion is non-negative, and where it
+    # floors a median the multiplier moves the pair about the median before the floor, which
+    # the served numbers this test builds its actuals from do not show
+    registry.register("adaptive-scope", non_negative=False)
+    uri = "models:/adaptive-scope@champion"
     by_series = client_for(
-        adaptive_intervals="rolling", adaptive_window=20, adaptive_scope="series"
+        adaptive_intervals="rolling", adaptive_window=20, adaptive_scope="series", model_uri=uri
     )
-    pooled = client_for(adaptive_intervals="rolling", adaptive_window=20)
-    plain = client_for()
+    pooled = client_for(adaptive_intervals="rolling", adaptive_window=20, model_uri=uri)
+    plain = client_for(model_uri=uri)
     for client in (by_series, pooled):
         _scored_rounds(client, registry, rounds=4)
     info = by_series.get("/model").json()["interval_adaptation"]

@@ -327,3 +327,27 @@ def test_flat_forecasts_zero_width_intervals_leave_the_rolling_window_alone() ->
     assert adaptive.multipliers("1", h, 0.8).tolist() == [1.0] * h
     # and the intervals before adaptation held each of those actuals
     assert _total(metrics, "urnn_realised_unadapted_interval_hits_total") == _points(metrics)
+
+
+def test_scores_are_taken_about_the_median_before_the_floor_that_the_multiplier_moves() -> None:
+    """A non-negative model's median of -5 is served as 0, but rolling intervals move the
+    quantiles about the -5 (the floor comes after): the score of an actual of 2 against the
+    unadapted [-10, 3] is (2 + 5) / (3 + 5) = 0.875, the smallest multiplier that holds it.
+    Taken about the served 0 it was 2 / 3, and the window learnt multipliers too small."""
+    from service.runner import _shown
+
+    step_ns, h, n, s = 3_600_000_000_000, 2, 4, 20
+    metrics = ServiceMetrics(CollectorRegistry())
+    adaptive = AdaptiveIntervals(window=20)
+    adaptive.multipliers("1", h, 0.8)
+    tracker = RealisedErrorTracker(metrics, capacity=100, adaptive=adaptive)
+    ids = [f"s{i}" for i in range(s)]
+    unadapted = np.tile(np.array([-10.0, -5.0, 3.0]), (s, h, 1))  # low, median, high
+    served = np.tile(np.array([0.0, 0.0, 3.0]), (s, h, 1))  # floored (m = 1)
+    stamps = np.tile((n + np.arange(h, dtype=np.int64)) * step_ns, (s, 1))
+    rows = _shown("1", stamps, served, 1, unadapted)
+    first = np.zeros(s, dtype=np.int64)
+    tracker.observe_batch([(ids, RegularHistories(first, step_ns, np.zeros((s, n))), rows)])
+    actual = np.full((s, n + h), 2.0)
+    tracker.observe_batch([(ids, RegularHistories(first, step_ns, actual), rows)])
+    assert adaptive.multipliers("1", h, 0.8).tolist() == [0.875] * h
