@@ -36,7 +36,7 @@ from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
-from training.mlflow_model import CLOCK_UTC, QUANTILE_TOLERANCE, as_float32, off_grid
+from training.mlflow_model import CLOCK_UTC, as_float32, off_grid, same_level
 from training.validation import (
     in_zone,
     local_steps,
@@ -404,7 +404,7 @@ def quantile_indices(
         return tuple(range(len(trained)))
     out: list[int] = []
     for position, level in enumerate(requested):
-        match = [j for j, q in enumerate(trained) if abs(q - level) <= QUANTILE_TOLERANCE]
+        match = [j for j, q in enumerate(trained) if same_level(q, level)]
         if not match:
             raise ServiceInputError(
                 f"field 'quantiles'[{position}]",

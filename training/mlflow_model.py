@@ -126,7 +126,16 @@ def on_clock(index: pd.DatetimeIndex, clock: str) -> pd.DatetimeIndex:
     return index
 
 
-QUANTILE_TOLERANCE = 1e-9  # a requested level matches a trained one within this (service too)
+# A requested level matches a trained one within this share of it (service too): float32's
+# rounding of a level (0.9 reads 0.8999999761581421, 2.7e-8 of it: a numpy caller's float32
+# array, which 1e-9 absolute refused) lies inside, and two levels a model is trained with
+# differ within 6 significant digits (models.forecaster), by 1e-6 of them or more.
+QUANTILE_TOLERANCE = 1e-7
+
+
+def same_level(trained: float, requested: float) -> bool:
+    """Whether a requested quantile level names the trained one (QUANTILE_TOLERANCE)."""
+    return abs(trained - requested) <= QUANTILE_TOLERANCE * abs(trained)
 
 
 class ForecastInputError(ValueError):
@@ -459,7 +468,7 @@ class ForecastPredictor:
         levels: list[int] = []
         for position, level in enumerate(requested):
             match = (
-                [j for j, q in enumerate(c.quantiles) if abs(q - level) <= QUANTILE_TOLERANCE]
+                [j for j, q in enumerate(c.quantiles) if same_level(q, level)]
                 if _is_number(level)
                 else []
             )

@@ -1406,6 +1406,10 @@ def test_the_pyfunc_honours_predict_params_and_names_the_allowed_values(
     assert "params 'horizon' must be a whole number" in refused({"horizon": 0})
     assert "'horizon'" in refused({"horizon": "six"})  # MLflow's own type check names it too
     predictor = ForecastPredictor.from_directory(model_artifact_dir(result.model_uri, tmp_path))
+    # levels as float32 (a numpy caller's array): 0.1 reads 0.10000000149, which a 1e-9
+    # tolerance refused as "not a quantile the model was trained with"
+    single = model.predict(row, params={"quantiles": np.array([0.9, 0.1], dtype=np.float32)})
+    assert list(single.columns) == ["id", "step", "timestamp", "mean", "q0.9", "q0.1"]
     with pytest.raises(ForecastInputError, match="params 'quantiles' must be a list of levels"):
         predictor.predict_frame(row, {"quantiles": 0.5})
     with pytest.raises(ForecastInputError, match="params 'horizon' must be a whole number"):
