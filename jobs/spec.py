@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -150,11 +151,54 @@ class JobSpec(BaseModel):
             train.setdefault("run_name", run_name)
         sections = {**self.config, "load": load, "train": train}
         try:
-            return train_config_from_sections(self.data, sections, what="config")
+            config = train_config_from_sections(self.data, sections, what="config")
         except UsageError as error:
             message = str(error)
             field, _, rest = message.partition(": ")
             raise JobSpecError(field, rest or message) from None
+        # here, not at submission only: the worker checks a stored spec again before a run
+        if (problem := separator_problem(config.load.sep)) is not None:
+            raise JobSpecError("config.load.sep", problem)
+        return config
+
+
+# A multi-character `sep` is a regular expression (pandas' python reader splits each line by
+# it), and Python's `re` holds the GIL while it matches: "(.+)+z" on ETTh1's header froze the
+# whole service, /healthz and /forecast included, from one POST /jobs. A job's pattern is
+# therefore one of a small grammar that cannot backtrack without end: single characters and
+# sets of them (no '.', no negated set, no range: each repeat runs over the separator's own
+# characters only), each optionally repeated, at most two repeats and never side by side.
+_SEP_CHAR = r"\\[tnrfvsd]|\\[^A-Za-z0-9]"  # \t, \s, \d ...; an escaped punctuation mark
+_SEP_TOKEN = rf"(?:{_SEP_CHAR}|\[(?!\^)(?:{_SEP_CHAR}|[^\\\[\]\-])+\]|[^\\.^$*+?{{}}\[\]()|])"
+_SEP_ITEM = re.compile(rf"(?P<token>{_SEP_TOKEN})(?P<repeat>[*+?]|\{{\d{{1,3}}(?:,\d{{0,3}})?\}})?")
+SEP_REPEATS_MAX = 2
+
+
+def separator_problem(sep: str) -> str | None:
+    """Why a job may not split its file by `sep` (config.load.sep), or None: one character
+    always passes; a longer one must be a plain pattern (see _SEP_ITEM above). `urnn train
+    --sep` on one's own machine takes any regular expression."""
+    if len(sep) <= 1:
+        return None
+    repeats, position, last_repeated = 0, 0, False
+    while position < len(sep):
+        item = _SEP_ITEM.match(sep, position)
+        repeated = item is not None and item["repeat"] is not None
+        if item is None or (repeated and last_repeated):
+            break
+        repeats += repeated
+        position, last_repeated = item.end(), repeated
+    else:
+        if repeats <= SEP_REPEATS_MAX:
+            return None
+    return (
+        f"{shown(sep)} is a regular expression a job may not split its file by: a job's "
+        "multi-character sep is a plain separator pattern, made of characters, escapes (\\t, "
+        "\\s, \\d, \\|, ...) and [...] sets of them (no '.', no [^...], no range), each "
+        f"optionally followed by *, +, ? or {{m,n}}, at most {SEP_REPEATS_MAX} of those and not "
+        "side by side, e.g. '\\s+', '\\s*;\\s*', '::'. Some patterns (such as (.+)+) make "
+        "Python's regular expressions run for hours, holding the service meanwhile"
+    )
 
 
 def inside_data_folders(path: Path, named: str, folders: Sequence[Path]) -> Path:
