@@ -113,6 +113,18 @@ def test_host_ports_are_unique() -> None:
     assert set(seen.values()) >= {"service", "mlflow", "prometheus", "grafana"}
 
 
+def test_operator_ports_are_published_on_loopback_unless_asked() -> None:
+    """MLflow's server has no authentication: anyone who reached host port 5000 (published on
+    every interface) could register a version and move @champion, which the service polls and
+    serves; Grafana kept admin/admin there too. Only the forecast service's port is for the
+    network; the others bind OPS_BIND_ADDRESS, 127.0.0.1 unless the operator says otherwise."""
+    services = compose_services()
+    for name in ("mlflow", "prometheus", "grafana"):
+        for spec in services[name]["ports"]:
+            assert str(spec).startswith("${OPS_BIND_ADDRESS:-127.0.0.1}:"), (name, spec)
+    assert services["service"]["ports"] == ["${URNN_SERVICE_PORT:-8000}:8000"]
+
+
 def test_volumes_declared_and_bind_sources_exist() -> None:
     compose = load_yaml(COMPOSE)
     declared = set(compose.get("volumes") or {})
