@@ -161,7 +161,10 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         config_file, result_file = Path(tmp) / "config.json", Path(tmp) / "result.json"
         started_file = Path(tmp) / "started.json"
         config_file.write_text(json.dumps(sections))
-        argv = ["train", "--data", data, "--target", spec.target]
+        # `--target=VALUE`, one argument: a column named '-HUFL' (a value from the request)
+        # given as its own argument read as an option of the child's argparse, which failed
+        # the job. `data` is absolute (validate_spec), so it cannot start with '-'.
+        argv = ["train", "--data", data, f"--target={spec.target}"]
         # the job's own fit.device, else the worker's URNN_DEVICE (a worker pinned to the CPU
         # trained its jobs on "auto", a GPU where there was one)
         device = spec.config.get("fit", {}).get("device", settings.device)

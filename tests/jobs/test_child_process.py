@@ -585,3 +585,30 @@ def test_the_child_reads_the_file_the_worker_checked_not_the_link(
     assert job.status == "failed" and len(launched) == 1
     data = launched[0][launched[0].index("--data") + 1]
     assert Path(data).resolve() == export.resolve()  # not the secret the link names now
+
+
+def test_a_target_column_that_starts_with_a_dash_reaches_the_child_as_its_value(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker passed the target as a separate argument after `--target`, so a column
+    named '-HUFL' (accepted at submission: it is a column of the file) was read by the child's
+    argparse as an option, and the job failed with 'argument --target: expected one
+    argument'. A value from the request must never be able to read as an option of the child."""
+    import jobs.worker as worker_module
+    from urnn_forecast.cli import build_parser
+
+    data = tmp_path / "dashed.csv"
+    data.write_text(ett_csv.read_text().replace(",HUFL,", ",-HUFL,", 1))
+    launched: list[list[str]] = []
+
+    def launch(command: list[str], settings: Settings) -> Any:
+        launched.append(command)
+        raise RuntimeError("stopped before the child ran")
+
+    monkeypatch.setattr(worker_module, "_launch", launch)
+    settings = worker_settings(tmp_path, mlflow_settings)
+    job = run_one_job(settings, tiny_spec(data, target="-HUFL", covariates=["OT"]))
+    assert job.status == "failed" and len(launched) == 1
+    command = launched[0]
+    argv = command[command.index("urnn_forecast.cli") + 1 :]
+    assert build_parser().parse_args(argv).target == "-HUFL"
