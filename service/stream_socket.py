@@ -8,7 +8,8 @@ of the POST route, message for message (tests/service/test_stream_socket.py hold
 side by side).
 
 Protocol. The handshake carries `X-API-Key` as the POST route requires it (a wrong or missing
-key: the handshake is refused with 403). Each client message (text or binary frame) is one JSON
+key: the handshake is refused with 403; with no key configured, so is a browser page's of
+another origin: `same_origin`). Each client message (text or binary frame) is one JSON
 object: `series_id` and the fields of the POST body (`values`, `start` or `timestamps`,
 `covariates`, `horizon`, `quantiles`, `gap_policy`, `timezone`). Each message gets exactly one
 reply, in order, in the same frame type: the ObservationsResponse JSON (its `series.id` names
@@ -25,6 +26,7 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 import pydantic_core
@@ -57,6 +59,9 @@ async def serve_stream(websocket: WebSocket, state: ServiceState) -> None:
     if not api_key_accepted(state, headers):
         await websocket.close(code=POLICY_VIOLATION, reason="missing or wrong X-API-Key header")
         return
+    if state.settings.api_key is None and not same_origin(headers):
+        await websocket.close(code=POLICY_VIOLATION, reason="a page of another origin")
+        return
     await websocket.accept()
     connections = state.metrics.stream_connections
     connections.inc()
@@ -66,6 +71,23 @@ async def serve_stream(websocket: WebSocket, state: ServiceState) -> None:
         pass  # gone while its reply was written: what it sent was applied (a resend is a duplicate)
     finally:
         connections.dec()
+
+
+def same_origin(headers: dict[bytes, bytes]) -> bool:
+    """Whether a handshake comes from no browser page (no Origin header) or from a page of this
+    service's own origin (its host and port are the Host header's). Checked where no key is
+    configured (URNN_ENV=development): a browser sends no preflight for a WebSocket, and a
+    page cannot set X-API-Key on one, so without a key any site the user opened could
+    otherwise connect to the local service and write its streaming series."""
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+    try:
+        parts = urlsplit(origin.decode("latin-1").strip())
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host
 
 
 async def _serve_messages(websocket: WebSocket, state: ServiceState) -> None:

@@ -159,6 +159,29 @@ def test_the_handshake_needs_the_key(
     assert refused.value.code == 1008
 
 
+def test_without_a_key_a_page_of_another_origin_cannot_open_the_socket(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """With no key configured (URNN_ENV=development) the handshake needed nothing, and a
+    browser sends no preflight for a WebSocket: any web page the developer opened could
+    connect to the local service and write (and read) streaming series. A handshake whose
+    Origin is another site's is now refused; a client that sends no Origin (not a browser),
+    or the service's own origin, still connects."""
+    client = stream_client_for(api_key=None, env="development")
+    for origin in ("https://evil.example", "null", "http://testserver.evil.example"):
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/series/stream", headers={"Origin": origin}) as socket,
+        ):
+            socket.send_text(json.dumps({"series_id": "evil", **points(registry.frame, 0, 5)}))
+            socket.receive_text()
+        assert refused.value.code == 1008, origin
+    for n, headers in enumerate([{}, {"Origin": "http://testserver"}]):
+        with client.websocket_connect("/series/stream", headers=headers) as socket:
+            socket.send_text(json.dumps({"series_id": f"dev-{n}", **points(registry.frame, 0, 5)}))
+            assert json.loads(socket.receive_text())["series"]["points_seen"] == 5
+
+
 def test_a_windowed_model_answers_409_per_message(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:
