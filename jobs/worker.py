@@ -867,6 +867,14 @@ class _Outage:
     def seconds(self) -> float:
         return time.monotonic() - self.started
 
+    def cleared(self, about: str | None = None) -> None:
+        """Said once when the database answers again (`about`: this outage's own by default)."""
+        logger.warning(
+            "%sthe job database answers again after %.0f s",
+            self.about if about is None else about,
+            self.seconds(),
+        )
+
 
 class Worker:
     def __init__(
@@ -931,11 +939,7 @@ class Worker:
                 self._stopping.wait(outage.wait(self.settings.worker_poll_seconds))
                 continue
             if outage is not None:
-                logger.warning(
-                    "worker %s: the job database answers again after %.0f s",
-                    self.worker_id,
-                    outage.seconds(),
-                )
+                outage.cleared(f"worker {self.worker_id}: ")
                 outage = None
             if job_id is not None:
                 done += 1
@@ -1192,11 +1196,7 @@ class Worker:
             else:
                 renewed = trying
                 if outage is not None:
-                    logger.warning(
-                        "job %s: heartbeat: the job database answers again after %.0f s",
-                        attempt.job_id,
-                        outage.seconds(),
-                    )
+                    outage.cleared()  # "job <id>: heartbeat: ..."
                     outage = None
                 if not beat.alive:
                     attempt.lost.set()
