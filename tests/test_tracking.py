@@ -2,6 +2,8 @@
 
 import http.server
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -152,6 +154,19 @@ class _StoreDown(_Health):
         self.wfile.write(body)
 
 
+@contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A local HTTP server answering with `handler` while the block runs; yields its port."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_tracking_server_whose_store_is_down_is_said_in_seconds_not_retried_for_minutes(
     tmp_path: Path,
 ) -> None:
@@ -161,19 +176,13 @@ def test_a_tracking_server_whose_store_is_down_is_said_in_seconds_not_retried_fo
     import time
 
     handler: type[_StoreDown] = type("StoreDown", (_StoreDown,), {"paths": []})
-    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        uri = f"http://127.0.0.1:{server.server_port}"
+    with _serving(handler) as port:
+        uri = f"http://127.0.0.1:{port}"
         settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri)
         started = time.monotonic()
         with pytest.raises(TrackingServerError) as raised:
             check_tracking_server(settings)
         assert time.monotonic() - started < 10
-    finally:
-        server.shutdown()
-        server.server_close()
     said = str(raised.value)
     assert f"the MLflow tracking server at {uri} (URNN_MLFLOW_TRACKING_URI)" in said
     assert "HTTP 503" in said and "is not currently accepting connections" in said
@@ -187,20 +196,14 @@ def test_a_tracking_server_is_checked_in_seconds_not_retried_for_minutes(
     tmp_path: Path, status: int, answers: bool
 ) -> None:
     handler = _health(status)
-    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        uri = f"http://127.0.0.1:{server.server_port}"
+    with _serving(handler) as port:
+        uri = f"http://127.0.0.1:{port}"
         settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri)
         if answers:
             check_tracking_server(settings)
         else:
             with pytest.raises(TrackingServerError, match=r"HTTP 503 from .*/health"):
                 check_tracking_server(settings)
-    finally:
-        server.shutdown()
-        server.server_close()
     # asked once: no retries, whatever the answer; the store behind it only once /health is up
     assert handler.paths == (["/health", STORE_PROBE] if answers else ["/health"])
 
@@ -211,15 +214,9 @@ def test_a_tracking_server_named_with_credentials_is_checked_and_its_password_no
     """urllib reads user:password@ as part of the host, so such a URI failed the health check
     whatever the server did; and the failure's message went to /readyz with the password."""
     handler = _health()
-    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        uri = f"http://ops:s3cret@127.0.0.1:{server.server_port}"
+    with _serving(handler) as port:
+        uri = f"http://ops:s3cret@127.0.0.1:{port}"
         check_tracking_server(Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=uri))
-    finally:
-        server.shutdown()
-        server.server_close()
     assert handler.paths == ["/health", STORE_PROBE]  # checked: it reached the server
     dead = f"http://ops:s3cret@127.0.0.1:{free_port()}"
     with pytest.raises(TrackingServerError) as raised:
