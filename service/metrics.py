@@ -46,6 +46,17 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 # Realised MAE is in the target's own units, unknown here: a wide geometric range.
 MAE_BUCKETS = tuple(10.0**e for e in (-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3, 4))
+# Realised MASE (error over the look-back's mean one-step change): scale-free, finer about 1.
+MASE_BUCKETS = (
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
+    1.1, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 20.0, 50.0,
+)  # fmt: skip
+# The largest step error the realised sums take, in target units and in multiples of the
+# look-back's mean one-step change: a float64 sum that holds one 1e19 keeps nothing of a later
+# 2.3 (1e19 + 2.3 == 1e19), and rate(sum) read 0 for every series until a restart. Below
+# 1e12 a thousand such errors leave the sum's resolution near 0.1 target units, not 2048.
+REALISED_ERROR_LIMIT = 1e12
+REALISED_SCALED_LIMIT = 1e6
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 RELOAD_OUTCOMES = ("success", "failure", "unchanged", "skipped_failed", "not_registered")
@@ -173,7 +184,8 @@ class ServiceMetrics:
         )
         self.realised_mae = Histogram(
             "urnn_realised_mae",
-            "MAE of an earlier forecast over the steps a later history revealed (target units), "
+            "MAE of an earlier forecast over the steps a later history revealed (target units; "
+            "not those out of range, urnn_realised_out_of_range_points), "
             "by the version that made the forecast.",
             ["model_version"],
             buckets=MAE_BUCKETS,
@@ -199,6 +211,41 @@ class ServiceMetrics:
             "Sum of |actual - median forecast| over those steps (target units): realised MAE "
             "by lead = abs_error / points.",
             ["model_version", "lead"],
+            registry=r,
+        )
+        self.realised_scaled_abs_error = Counter(
+            "urnn_realised_scaled_abs_error",
+            "Sum over the scored steps of |actual - median forecast| divided by the mean "
+            "absolute one-step change of the look-back the forecast was made from (scale-free: "
+            "a series in MW and one in rentals weigh alike); realised MASE by lead = "
+            "scaled_abs_error / scaled_points. Steps of a flat look-back (no change) are not "
+            "in it.",
+            ["model_version", "lead"],
+            registry=r,
+        )
+        self.realised_scaled_points = Counter(
+            "urnn_realised_scaled_points",
+            "Scored steps in urnn_realised_scaled_abs_error: the points less those forecast "
+            "from a flat look-back.",
+            ["model_version", "lead"],
+            registry=r,
+        )
+        self.realised_mase = Histogram(
+            "urnn_realised_mase",
+            "Realised MASE of an earlier forecast over the steps a later history revealed (MAE "
+            "over the look-back's mean one-step change), by the version that made the forecast.",
+            ["model_version"],
+            buckets=MASE_BUCKETS,
+            registry=r,
+        )
+        self.realised_out_of_range = Counter(
+            "urnn_realised_out_of_range_points",
+            "Revealed steps not scored because their error is out of range: over "
+            f"{REALISED_ERROR_LIMIT:.0e} target units, or over {REALISED_SCALED_LIMIT:.0e} times "
+            "the look-back's mean one-step change (a sentinel, a unit change, a glitch); kept "
+            "out of every realised sum, which one such value would hold at a level where later "
+            "errors no longer add.",
+            ["model_version"],
             registry=r,
         )
         self.realised_unadapted_hits = Counter(
@@ -329,12 +376,20 @@ class ServiceMetrics:
         self.forecast_series.labels(model_version=version)
         self._ended_multipliers.discard(version)  # served again (a rollback)
         for lead in LEAD_LABELS[: lead_bucket(max(horizon, 1)) + 1]:
-            for family in (self.realised_points, self.realised_hits, self.realised_abs_error):
+            for family in (
+                self.realised_points,
+                self.realised_hits,
+                self.realised_abs_error,
+                self.realised_scaled_abs_error,
+                self.realised_scaled_points,
+            ):
                 family.labels(model_version=version, lead=lead)
             if adaptive:
                 self.realised_unadapted_hits.labels(model_version=version, lead=lead)
                 self._show_multiplier(version, lead, 1.0)
         self.realised_mae.labels(model_version=version)
+        self.realised_mase.labels(model_version=version)
+        self.realised_out_of_range.labels(model_version=version)
         nominal = round(quantiles[-1] - quantiles[0], 12)  # 0.8, not 0.8000000000000002
         self.realised_nominal.labels(model_version=version).set(nominal)
 

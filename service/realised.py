@@ -38,6 +38,13 @@ in proportion to the forecasts pending: clients that resend most of a request's 
 and add a new one left every request's arrays alive for that one id, `capacity` requests in
 all (2026-12-06: 0.22 MB a request at 256 series, horizon 24, ~2 GB at the default capacity).
 The scored steps of a batch reach the counters together, one increment per (version, lead).
+
+Each step is also counted scale-free, its error over the mean absolute one-step change of the
+look-back its forecast was made from (MASE; `lookback_scale`, kept with the forecast): the
+target-unit MAE of a fleet is that of its largest-unit series. A step whose error is over
+REALISED_ERROR_LIMIT target units or REALISED_SCALED_LIMIT scales is counted out of range and
+scored nowhere else: one 1e19 in a float64 sum kept every later error from adding (1e19 + 2.3
+== 1e19), and the realised MAE of every series read 0 until a restart (2026-12-07).
 """
 
 from __future__ import annotations
@@ -53,7 +60,13 @@ import numpy as np
 
 from service.adaptive import AdaptiveIntervals
 from service.adaptive import scores as interval_scores
-from service.metrics import LEAD_LABELS, ServiceMetrics, lead_bucket
+from service.metrics import (
+    LEAD_LABELS,
+    REALISED_ERROR_LIMIT,
+    REALISED_SCALED_LIMIT,
+    ServiceMetrics,
+    lead_bucket,
+)
 
 
 @dataclass(slots=True)
@@ -75,6 +88,9 @@ class ForecastRows:
     unadapted_low: np.ndarray | None = None
     unadapted_high: np.ndarray | None = None
     unadapted_mean: np.ndarray | None = None
+    # (S,) the mean absolute one-step change of the look-back each forecast was made from
+    # (`lookback_scale`): the scaled error's denominator; 0 for a flat one; None: unknown
+    scale: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.first = self.stamps[:, 0].tolist()
@@ -97,6 +113,7 @@ class ForecastRows:
             unadapted_low=None if self.unadapted_low is None else self.unadapted_low[index],
             unadapted_high=None if self.unadapted_high is None else self.unadapted_high[index],
             unadapted_mean=None if self.unadapted_mean is None else self.unadapted_mean[index],
+            scale=None if self.scale is None else self.scale[index],
         )
 
 
@@ -356,10 +373,27 @@ class RealisedErrorTracker:
             return after
         steps = steps + step
         errors = np.abs(actual - shown.mean[j, steps])
+        scale = 0.0 if shown.scale is None else float(shown.scale[j])
+        scaled = errors / scale if scale > 0.0 else None
+        in_range = errors <= REALISED_ERROR_LIMIT  # (NaN is not)
+        if scaled is not None:
+            in_range &= scaled <= REALISED_SCALED_LIMIT
+        if not in_range.all():  # kept out of the sums, which could never take another error
+            tally.out_of_range[shown.version] = tally.out_of_range.get(shown.version, 0) + int(
+                len(in_range) - in_range.sum()
+            )
+            steps, actual, errors = steps[in_range], actual[in_range], errors[in_range]
+            scaled = None if scaled is None else scaled[in_range]
+            if not len(steps):
+                return after
         inside = (shown.low[j, steps] <= actual) & (actual <= shown.high[j, steps])
         self.metrics.realised_mae.labels(model_version=shown.version).observe(
             float(errors.sum()) / len(errors)
         )
+        if scaled is not None:
+            self.metrics.realised_mase.labels(model_version=shown.version).observe(
+                float(scaled.sum()) / len(scaled)
+            )
         scored = informative = None
         if shown.unadapted_low is not None and shown.unadapted_high is not None:
             centre = shown.mean if shown.unadapted_mean is None else shown.unadapted_mean
@@ -373,8 +407,28 @@ class RealisedErrorTracker:
             # for the coverage, not for the window (calibrate_gaps leaves such windows out too).
             informative = np.where(actual >= med, high - med, med - low) > 0
         series_id = shown.ids[j] if shown.ids else None
-        tally.add(shown.version, steps, errors, inside, scored, series_id, informative)
+        if scaled is None:  # a flat (or unknown) look-back: no scaled error
+            scaled = np.full(len(errors), np.nan)
+        tally.add(shown.version, steps, errors, scaled, inside, scored, series_id, informative)
         return after
+
+
+def lookback_scale(values: np.ndarray | Sequence[np.ndarray], lookback: int) -> np.ndarray:
+    """(S,) the mean absolute one-step change of the last `lookback` values of each history
+    (the in-sample error of the naive forecast, MASE's denominator): the unit a scaled realised
+    error is counted in. `values`: (S, N), or S arrays; 0 for a flat look-back or one value."""
+    if isinstance(values, np.ndarray):
+        window = values[:, -max(lookback, 2) :]
+        if window.shape[1] < 2:
+            return np.zeros(window.shape[0])
+        return np.abs(np.diff(window, axis=1)).mean(axis=1)  # type: ignore[no-any-return]
+    return np.array(
+        [
+            float(np.abs(np.diff(v[-max(lookback, 2) :])).mean()) if len(v) > 1 else 0.0
+            for v in values
+        ],
+        dtype=np.float64,
+    )
 
 
 def spacing_steps(horizon: int, depth: int, shift: bool) -> int:
@@ -409,7 +463,9 @@ class _Tally:
     a handful of increments a batch rather than three a scored forecast."""
 
     def __init__(self) -> None:
-        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        # (steps, errors, scaled errors (NaN: no scale), inside) of each scored forecast
+        self.parts: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self.out_of_range: dict[str, int] = {}  # steps not scored, their error out of range
         # rolling intervals: (steps, scores, series id) of each scored forecast
         self.scores: dict[str, list[tuple[np.ndarray, np.ndarray, str | None]]] = {}
         # and of those the window learns from (`informative`: a gap to multiply)
@@ -420,12 +476,13 @@ class _Tally:
         version: str,
         steps: np.ndarray,
         errors: np.ndarray,
+        scaled: np.ndarray,
         inside: np.ndarray,
         scores: np.ndarray | None = None,
         series_id: str | None = None,
         informative: np.ndarray | None = None,
     ) -> None:
-        self.parts.setdefault(version, []).append((steps, errors, inside))
+        self.parts.setdefault(version, []).append((steps, errors, scaled, inside))
         if scores is not None:
             self.scores.setdefault(version, []).append((steps, scores, series_id))
             if informative is not None and not informative.all():
@@ -434,17 +491,28 @@ class _Tally:
 
     def publish(self, metrics: ServiceMetrics, adaptive: AdaptiveIntervals | None = None) -> None:
         n = len(LEAD_LABELS)
+        for version, count in self.out_of_range.items():
+            metrics.realised_out_of_range.labels(model_version=version).inc(count)
         for version, parts in self.parts.items():
-            steps, errors, inside = (np.concatenate(column) for column in zip(*parts, strict=True))
+            steps, errors, scaled, inside = (
+                np.concatenate(column) for column in zip(*parts, strict=True)
+            )
             buckets = _LEAD_BUCKETS[np.minimum(steps, len(_LEAD_BUCKETS) - 1)]
             points = np.bincount(buckets, minlength=n)
             hits = np.bincount(buckets, weights=inside, minlength=n)
             sums = np.bincount(buckets, weights=errors, minlength=n)
+            has_scale = ~np.isnan(scaled)
+            scaled_points = np.bincount(buckets[has_scale], minlength=n)
+            scaled_sums = np.bincount(buckets[has_scale], weights=scaled[has_scale], minlength=n)
             for b in np.flatnonzero(points).tolist():
                 lead = LEAD_LABELS[b]
                 metrics.realised_points.labels(model_version=version, lead=lead).inc(points[b])
                 metrics.realised_hits.labels(model_version=version, lead=lead).inc(hits[b])
                 metrics.realised_abs_error.labels(model_version=version, lead=lead).inc(sums[b])
+                if scaled_points[b]:
+                    labels = {"model_version": version, "lead": lead}
+                    metrics.realised_scaled_points.labels(**labels).inc(scaled_points[b])
+                    metrics.realised_scaled_abs_error.labels(**labels).inc(scaled_sums[b])
         for version, scored in self.scores.items():
             steps = np.concatenate([part[0] for part in scored])
             scores = np.concatenate([part[1] for part in scored])

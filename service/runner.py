@@ -37,6 +37,7 @@ from service.realised import (
     ListedHistories,
     RealisedErrorTracker,
     RegularHistories,
+    lookback_scale,
 )
 from service.served import ServedModel
 from service.validation import Adapted, PreparedRequest, PreparedSeries
@@ -203,6 +204,7 @@ class BatchRunner:
             sum(r.n_series for r in requests)
         )
         median = requests[0].model.model.config.median_index
+        lookback = requests[0].model.lookback
         columns: dict[str, list[np.ndarray]] = {}
         dated: list[tuple[Sequence[str], Histories, ForecastRows]] = []
         for request, forecasts in zip(requests, results, strict=True):
@@ -217,6 +219,7 @@ class BatchRunner:
                     histories = RegularHistories(block.first_ns, block.step_ns, block.values)
                     unadapted = None if adapted is None else adapted.unadapted[:, :h]
                     shown = _shown(version, block.future_ns(h), forecasts[:, :h], median, unadapted)
+                    shown.scale = lookback_scale(block.values, block.lookback)
                     dated.append((block.ids, histories, shown))
                 continue
             ids, history_ns, values, future_ns, rows, zoned = [], [], [], [], [], []
@@ -234,6 +237,7 @@ class BatchRunner:
                 unadapted = None if adapted is None else adapted.unadapted[rows, :h]
                 shown = _shown(version, np.stack(future_ns), forecasts[rows, :h], median, unadapted)
                 shown.zoned = zoned if any(zoned) else None
+                shown.scale = lookback_scale(values, lookback)
                 dated.append((ids, ListedHistories(history_ns, values, shown.zoned), shown))
         self.realised.observe_batch(dated)
         self.drift.observe(version, columns)

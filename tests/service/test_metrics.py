@@ -314,3 +314,40 @@ def test_a_forecast_refused_as_not_finite_is_not_counted_as_forecast(
     assert metric_value(client, "urnn_forecast_series_total", model_version="1") == 0.0
     assert client.post("/forecast", json={"series": [history(registry.frame)]}).status_code == 200
     assert metric_value(client, "urnn_forecast_series_total", model_version="1") == 1.0
+
+
+def test_an_absurd_realised_error_does_not_erase_every_later_one(
+    client: TestClient, registry: Registry
+) -> None:
+    """One series whose actuals came in at 1e19 (a sentinel, a unit bug) put ~1e19 into
+    urnn_realised_abs_error_total and the urnn_realised_mae sum: every later error of every
+    other series was lost in the float (1e19 + 2.3 == 1e19), and rate(sum) / rate(count)
+    read 0 until a restart. Such steps are counted as out of range and kept out of the sums."""
+    frame = registry.frame
+    version = {"model_version": "1"}
+    for series_id in ("glitch", "pump-3"):
+        sent = client.post("/forecast", json={"series": [history(frame, series_id, stop=300)]})
+        assert sent.status_code == 200, sent.text
+    pump = client.post("/forecast", json={"series": [history(frame, "pump-4", stop=300)]})
+    forecast = pump.json()["forecasts"][0]
+    # the glitch series' next five actuals arrive at 1e19
+    glitch = history(frame, "glitch", stop=305, length=80)
+    glitch["values"][-5:] = [1e19] * 5
+    answer = client.post("/forecast", json={"series": [glitch]})
+    assert answer.status_code == 200, answer.text
+    assert metric_value(client, "urnn_realised_out_of_range_points_total", **version) == 5.0
+    # an ordinary series revealed afterwards still moves every sum by its own error
+    before = {
+        name: metric_total(client, name, **version)
+        for name in ("urnn_realised_abs_error_total", "urnn_realised_mae_sum")
+    }
+    later = history(frame, "pump-4", stop=305, length=80)
+    assert client.post("/forecast", json={"series": [later]}).status_code == 200
+    actual, mean = frame["y"].to_numpy()[300:305], np.array(forecast["mean"][:5])
+    errors = np.abs(actual - mean)
+    assert errors.sum() > 0
+    moved = metric_total(client, "urnn_realised_abs_error_total", **version)
+    assert moved - before["urnn_realised_abs_error_total"] == pytest.approx(errors.sum(), 1e-9)
+    mae = metric_total(client, "urnn_realised_mae_sum", **version)
+    assert mae - before["urnn_realised_mae_sum"] == pytest.approx(errors.mean(), 1e-9)
+    assert metric_total(client, "urnn_realised_points_total", **version) == 5.0

@@ -4,6 +4,7 @@ forecasts the same after it compacts a request's rows."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry
 
 from service.adaptive import AdaptiveIntervals
@@ -14,6 +15,7 @@ from service.realised import (
     RealisedErrorTracker,
     RegularHistories,
     kept_spacing,
+    lookback_scale,
 )
 
 STEP = 3_600_000_000_000  # 1 h in ns
@@ -351,3 +353,66 @@ def test_scores_are_taken_about_the_median_before_the_floor_that_the_multiplier_
     actual = np.full((s, n + h), 2.0)
     tracker.observe_batch([(ids, RegularHistories(first, step_ns, actual), rows)])
     assert adaptive.multipliers("1", h, 0.8).tolist() == [0.875] * h
+
+
+def _wave_request(
+    series_id: str, start_step: int, unit: float, error: float
+) -> tuple[list[str], RegularHistories, ForecastRows]:
+    """One series alternating 0 and `unit` (N rows from start_step, mean one-step change
+    `unit`), forecast for the next H steps `error` units above what follows."""
+    first_ns = np.array([start_step * STEP], dtype=np.int64)
+    values = unit * (np.arange(start_step, start_step + N) % 2)[None, :].astype(np.float64)
+    future = start_step + N + np.arange(H, dtype=np.int64)
+    mean = (unit * (future % 2) + error)[None, :].astype(np.float64)
+    rows = ForecastRows("1", (future * STEP)[None, :], mean, mean - 1.0, mean + 1.0)
+    rows.scale = lookback_scale(values, N)
+    return [series_id], RegularHistories(first_ns, STEP, values), rows
+
+
+def test_the_scaled_error_weighs_a_series_in_mw_and_one_in_rentals_alike() -> None:
+    """urnn_realised_abs_error_total sums target units: a fleet's realised MAE was the MAE of
+    its largest-unit series. The scaled counters divide each step's error by its look-back's
+    mean one-step change (MASE), so two series that err half a step each read 0.5 together."""
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10)
+    tracker.observe_batch([_wave_request("rentals", 0, 20.0, 10.0)])
+    tracker.observe_batch([_wave_request("mw", 0, 2000.0, 1000.0)])
+    tracker.observe_batch([_wave_request("rentals", H, 20.0, 0.0)])
+    tracker.observe_batch([_wave_request("mw", H, 2000.0, 0.0)])
+    assert _points(metrics) == 2 * H
+    assert _total(metrics, "urnn_realised_abs_error_total") == H * (10.0 + 1000.0)
+    assert _total(metrics, "urnn_realised_scaled_points_total") == 2 * H
+    assert _total(metrics, "urnn_realised_scaled_abs_error_total") == 2 * H * 0.5
+    mase = metrics.registry.get_sample_value("urnn_realised_mase_sum", {"model_version": "1"})
+    assert mase == 2 * 0.5
+    # a flat look-back has no scale: its steps are in the points, not in the scaled ones
+    tracker.observe_batch([_wave_request("flat", 100, 0.0, 3.0)])
+    tracker.observe_batch([_wave_request("flat", 100 + H, 0.0, 0.0)])
+    assert _points(metrics) == 3 * H
+    assert _total(metrics, "urnn_realised_scaled_points_total") == 2 * H
+    assert _total(metrics, "urnn_realised_abs_error_total") == H * (10.0 + 1000.0 + 3.0)
+
+
+def test_a_series_counted_in_units_of_1e19_stays_out_of_the_sums_of_the_others() -> None:
+    """A series whose whole history is ~1e19 (its errors ~1e17, however good the forecast)
+    held the target-unit sum where a later error of 2.3 no longer added; its steps, and those
+    of a glitch 1e9 times a series' own step, are counted out of range instead."""
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=10)
+    tracker.observe_batch([_wave_request("huge", 0, 1e19, 1e17)])
+    tracker.observe_batch([_wave_request("glitch", 0, 1e-3, 1e6)])  # 1e9 steps off
+    tracker.observe_batch([_wave_request("pump", 0, 20.0, 2.3)])
+    for series_id, unit in (("huge", 1e19), ("glitch", 1e-3), ("pump", 20.0)):
+        tracker.observe_batch([_wave_request(series_id, H, unit, 0.0)])
+    out = metrics.registry.get_sample_value(
+        "urnn_realised_out_of_range_points_total", {"model_version": "1"}
+    )
+    assert out == 2 * H
+    assert _points(metrics) == H
+    assert _total(metrics, "urnn_realised_abs_error_total") == pytest.approx(H * 2.3, rel=1e-12)
+    assert _total(metrics, "urnn_realised_scaled_abs_error_total") == pytest.approx(
+        H * 2.3 / 20.0, rel=1e-12
+    )
+    assert (
+        metrics.registry.get_sample_value("urnn_realised_mae_count", {"model_version": "1"}) == 1.0
+    )
