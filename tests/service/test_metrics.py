@@ -351,3 +351,55 @@ def test_an_absurd_realised_error_does_not_erase_every_later_one(
     mae = metric_total(client, "urnn_realised_mae_sum", **version)
     assert mae - before["urnn_realised_mae_sum"] == pytest.approx(errors.mean(), 1e-9)
     assert metric_total(client, "urnn_realised_points_total", **version) == 5.0
+
+
+def _histogram_quantile(metrics: ServiceMetrics, name: str, q: float) -> float:
+    """Prometheus' histogram_quantile over one version's buckets of histogram `name`:
+    linear within the bucket the rank falls in (from 0 for the first)."""
+    buckets = sorted(
+        (float(s.labels["le"]), s.value)
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == f"{name}_bucket" and s.labels.get("model_version") == "1"
+    )
+    total = buckets[-1][1]
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            return lower + (upper - lower) * (rank - below) / (count - below)
+        lower, below = upper, count
+    raise AssertionError("rank above the +Inf bucket")
+
+
+@pytest.mark.parametrize(
+    ("histogram", "median"),
+    [
+        ("realised_mae", 1.5),  # ETTh1 OT (degrees)
+        ("realised_mae", 70.0),  # bike rentals
+        ("realised_mae", 140.0),  # PJM DAYTON (MW)
+        ("realised_mae", 1900.0),  # PJM PJME (MW)
+        ("realised_mase", 0.1),
+        ("realised_mase", 0.5),
+        ("realised_mase", 1.0),
+        ("realised_mase", 2.0),
+        ("realised_mase", 4.0),
+    ],
+)
+def test_realised_error_buckets_resolve_the_errors_of_real_series(
+    histogram: str, median: float
+) -> None:
+    """The MAE buckets were half decades up to 1,000 and then 10,000: the p90 of PJM COMED's
+    day-ahead MAEs read 6,560 MW where it was 1,510 (seasonal naive, 2016-2018), PJME's p50
+    4,760 where it was 1,890, ETTh1's 1.89 where it was 1.46. Per-scoring MAEs spread as
+    on those series (p90 / p50 about 2.2) read their p50 and p90 within 20 %, MASEs within
+    10 % over 0.1..4."""
+    metrics = ServiceMetrics()
+    metrics.start_version("1", (0.1, 0.5, 0.9), horizon=24)
+    values = median * np.exp(0.6 * np.random.default_rng(7).standard_normal(4000))
+    observe = getattr(metrics, histogram).labels(model_version="1").observe
+    for value in values.tolist():
+        observe(value)
+    tolerance = 0.2 if histogram == "realised_mae" else 0.1
+    for q in (0.5, 0.9):
+        read = _histogram_quantile(metrics, f"urnn_{histogram}", q)
+        assert read == pytest.approx(float(np.quantile(values, q)), rel=tolerance), q
