@@ -24,6 +24,14 @@ API_KEY_HEADER = APIKeyHeader(
 )
 
 
+# The details of the guard's 403 and 401; WS /series/stream refuses its handshake with the same.
+NO_KEY_CONFIGURED = (
+    "this endpoint is disabled because no API key is configured: set URNN_API_KEY "
+    "(or URNN_ENV=development for local use without a key)"
+)
+MISSING_OR_WRONG_KEY = "missing or wrong X-API-Key header"
+
+
 def require_api_key(
     state: StateDep, key: Annotated[str | None, Security(API_KEY_HEADER)] = None
 ) -> None:
@@ -31,14 +39,10 @@ def require_api_key(
     if configured is None:
         if state.settings.env == "development":
             return
-        raise ApiKeyError(
-            "this endpoint is disabled because no API key is configured: set URNN_API_KEY "
-            "(or URNN_ENV=development for local use without a key)",
-            status_code=403,
-        )
+        raise ApiKeyError(NO_KEY_CONFIGURED, status_code=403)
     expected = configured.get_secret_value().encode()
     if key is None or not hmac.compare_digest(key.encode(), expected):
-        raise ApiKeyError("missing or wrong X-API-Key header", status_code=401)
+        raise ApiKeyError(MISSING_OR_WRONG_KEY, status_code=401)
 
 
 def require_api_key_for_reads(

@@ -7,11 +7,14 @@ work; over one WebSocket it is a frame. The answers, the checks and what is stor
 of the POST route, message for message (tests/service/test_stream_socket.py holds the two
 side by side).
 
-Protocol. The handshake carries `X-API-Key` as the POST route requires it (a wrong or missing
-key: the handshake is refused with 403; with no key configured, so is a browser page's of
-another origin: `same_origin`). Each client message (text or binary frame) is one JSON
-object: `series_id` and the fields of the POST body (`values`, `start` or `timestamps`,
-`covariates`, `horizon`, `quantiles`, `gap_policy`, `timezone`). Each message gets exactly one
+Protocol. The handshake carries `X-API-Key` as the POST route requires it. A refused handshake
+is answered as an HTTP request would be (the WebSocket Denial Response extension, which
+uvicorn serves): a missing or wrong key 401, no key configured outside URNN_ENV=development
+403, each with the POST route's `{"detail": ...}`; with no key configured (development), a
+browser page of another origin is refused with a 403 naming the Origin header (`same_origin`).
+Each client message (text or binary frame) is one JSON object: `series_id` and the fields of
+the POST body (`values`, `start` or `timestamps`, `covariates`, `horizon`, `quantiles`,
+`gap_policy`, `timezone`). Each message gets exactly one
 reply, in order, in the same frame type: the ObservationsResponse JSON (its `series.id` names
 the series), or, when the message is refused, `{"series_id": ..., "status": <the HTTP status
 the POST route would answer>, "detail": <its message>}`. A refused message changes nothing and
@@ -33,6 +36,7 @@ import pydantic_core
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from service.errors import describe_validation_errors, json_problem
 from service.fast_routes import (
@@ -41,6 +45,7 @@ from service.fast_routes import (
     handler_for,
     plain_series_id,
 )
+from service.security import MISSING_OR_WRONG_KEY, NO_KEY_CONFIGURED
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_RULE
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
@@ -51,16 +56,15 @@ logger = logging.getLogger(__name__)
 
 ROUTE = "/series/stream"
 METHOD = "WEBSOCKET"  # the request-latency metric's method label for one message
-POLICY_VIOLATION = 1008  # WebSocket close code: refused at the handshake (uvicorn answers 403)
+POLICY_VIOLATION = 1008  # close code of a refusal where the server has no denial responses
+DENIAL_EXTENSION = "websocket.http.response"
 
 
 async def serve_stream(websocket: WebSocket, state: ServiceState) -> None:
     headers = {key.lower(): value for key, value in reversed(websocket.scope["headers"])}
-    if not api_key_accepted(state, headers):
-        await websocket.close(code=POLICY_VIOLATION, reason="missing or wrong X-API-Key header")
-        return
-    if state.settings.api_key is None and not same_origin(headers):
-        await websocket.close(code=POLICY_VIOLATION, reason="a page of another origin")
+    refusal = handshake_refusal(state, headers)
+    if refusal is not None:
+        await deny(websocket, *refusal)
         return
     await websocket.accept()
     connections = state.metrics.stream_connections
@@ -71,6 +75,38 @@ async def serve_stream(websocket: WebSocket, state: ServiceState) -> None:
         pass  # gone while its reply was written: what it sent was applied (a resend is a duplicate)
     finally:
         connections.dec()
+
+
+def handshake_refusal(state: ServiceState, headers: dict[bytes, bytes]) -> tuple[int, str] | None:
+    """(status, detail) of a handshake to refuse, None for one to accept. The key's statuses
+    and details are those of the POST route (`service.security.require_api_key`); neither the
+    key sent nor the one configured is said."""
+    if not api_key_accepted(state, headers):
+        if state.settings.api_key is None:  # and not development
+            return 403, NO_KEY_CONFIGURED
+        return 401, MISSING_OR_WRONG_KEY
+    if state.settings.api_key is None and not same_origin(headers):
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        host = headers.get(b"host", b"").decode("latin-1").strip()[:100]  # echoed: shortened
+        own = f"'http://{host}' or 'https://{host}'" if host else "none (no Host header)"
+        return 403, (
+            f"header 'Origin': {shown(origin)} is a page of another origin; with no "
+            "URNN_API_KEY configured (URNN_ENV=development) this socket takes a handshake with "
+            "no Origin header (a client that is not a browser) or with this service's own "
+            f"origin, {own}; set URNN_API_KEY and send it as X-API-Key otherwise"
+        )
+    return None
+
+
+async def deny(websocket: WebSocket, status: int, detail: str) -> None:
+    """Refuse the handshake with `status` and `{"detail": ...}`, as an HTTP route would; a
+    server without the denial extension can send no body (its answer is an empty 403), so
+    the reason then goes in the close frame's reason, for whoever logs it."""
+    if DENIAL_EXTENSION in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(JSONResponse({"detail": detail}, status_code=status))
+        return
+    reason = detail.encode()[:123].decode("utf-8", "ignore")  # a close reason: 123 bytes at most
+    await websocket.close(code=POLICY_VIOLATION, reason=reason)
 
 
 def same_origin(headers: dict[bytes, bytes]) -> bool:

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
+import anyio
 import orjson
 import pytest
 from fastapi import WebSocket
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from service.stream_socket import serve_stream
+from service.stream_socket import deny, serve_stream
 from tests.service.conftest import API_KEY, Registry, metric_value
 from tests.service.test_streaming_api import points, post
 
@@ -147,16 +149,61 @@ def test_a_message_above_the_size_limit_answers_413(
         assert orjson.loads(socket.receive_bytes())["series"]["points_seen"] == 5
 
 
-@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}])
-def test_the_handshake_needs_the_key(
-    client: TestClient, registry: Registry, headers: dict[str, str]
-) -> None:
+def denied(client: TestClient, headers: dict[str, str]) -> WebSocketDenialResponse:
+    """The HTTP answer to a refused handshake (the socket is never opened)."""
     with (
-        pytest.raises(WebSocketDisconnect) as refused,
+        pytest.raises(WebSocketDenialResponse) as refused,
         client.websocket_connect("/series/stream", headers=headers) as socket,
     ):
         socket.receive_text()
-    assert refused.value.code == 1008
+    return refused.value
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])
+def test_the_handshake_needs_the_key(
+    client: TestClient, registry: Registry, headers: dict[str, str]
+) -> None:
+    """A refused handshake was an empty 403: the client could not tell a wrong key from a
+    refused origin. It is now the POST route's answer to the same headers: 401 with a JSON
+    detail naming the header (and neither the key sent nor the one configured)."""
+    answer = denied(client, headers)
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"detail": "missing or wrong X-API-Key header"}
+    assert API_KEY not in answer.text
+    post = client.post("/series/s/observations", json=points(registry.frame, 0, 5), headers=headers)
+    assert (post.status_code, post.json()) == (answer.status_code, answer.json())
+
+
+def test_with_no_key_configured_the_handshake_says_how_to_open_it(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    client = stream_client_for(api_key=None, env="production")
+    answer = denied(client, {})
+    assert answer.status_code == 403
+    assert "URNN_API_KEY" in answer.json()["detail"]
+    post = client.post("/series/s/observations", json=points(registry.frame, 0, 5))
+    assert (post.status_code, post.json()) == (answer.status_code, answer.json())
+
+
+def test_a_server_without_denial_responses_gets_the_reason_in_the_close_frame() -> None:
+    """An ASGI server without the denial extension can send no body: the handshake is closed
+    with 1008 and the detail as the close reason (cut to the 123 bytes a reason may take)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "websocket", "path": "/series/stream", "headers": [], "extensions": {}}
+    socket = WebSocket(scope, receive, send)
+    anyio.run(socket.receive)  # the connect message, as Starlette's router reads it first
+    anyio.run(deny, socket, 403, "header 'Origin': " + "x" * 200)
+    assert sent == [
+        {"type": "websocket.close", "code": 1008, "reason": ("header 'Origin': " + "x" * 200)[:123]}
+    ]
 
 
 def test_without_a_key_a_page_of_another_origin_cannot_open_the_socket(
@@ -165,17 +212,18 @@ def test_without_a_key_a_page_of_another_origin_cannot_open_the_socket(
     """With no key configured (URNN_ENV=development) the handshake needed nothing, and a
     browser sends no preflight for a WebSocket: any web page the developer opened could
     connect to the local service and write (and read) streaming series. A handshake whose
-    Origin is another site's is now refused; a client that sends no Origin (not a browser),
-    or the service's own origin, still connects."""
+    Origin is another site's is refused, with a 403 whose detail names the Origin header and
+    what is allowed; a client that sends no Origin (not a browser), or the service's own
+    origin, still connects."""
     client = stream_client_for(api_key=None, env="development")
     for origin in ("https://evil.example", "null", "http://testserver.evil.example"):
-        with (
-            pytest.raises(WebSocketDisconnect) as refused,
-            client.websocket_connect("/series/stream", headers={"Origin": origin}) as socket,
-        ):
-            socket.send_text(json.dumps({"series_id": "evil", **points(registry.frame, 0, 5)}))
-            socket.receive_text()
-        assert refused.value.code == 1008, origin
+        answer = denied(client, {"Origin": origin})
+        assert answer.status_code == 403, origin
+        detail = answer.json()["detail"]
+        assert "'Origin'" in detail and repr(origin) in detail, detail
+        assert "http://testserver" in detail and "URNN_API_KEY" in detail, detail
+    long_origin = "https://" + "x" * 5_000 + ".example"
+    assert len(denied(client, {"Origin": long_origin}).json()["detail"]) < 600
     for n, headers in enumerate([{}, {"Origin": "http://testserver"}]):
         with client.websocket_connect("/series/stream", headers=headers) as socket:
             socket.send_text(json.dumps({"series_id": f"dev-{n}", **points(registry.frame, 0, 5)}))
