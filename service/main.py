@@ -25,6 +25,7 @@ from fastapi import Depends, FastAPI
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from service.docs_pages import secure_docs_pages
 from service.errors import body_answers_in_schema, install_handlers, plain_errors_in_schema
 from service.fast_routes import FastRoutesMiddleware, Outermost
 from service.loader import MlflowLoader, ModelLoader
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, *, loader: ModelLoader | None =
             "logs": settings.otel_telemetry,
         },
     )
+    secure_docs_pages(app)  # /docs and /redoc: their Content-Security-Policy
     app.state.service = state
     app.reads_need_key = settings.api_key_for_reads
     app.max_body_bytes = settings.max_body_bytes
