@@ -224,6 +224,7 @@ def subset(ds: WindowDataset, keep: torch.Tensor) -> WindowDataset:
         ds.window_entry[keep],
         lookback=ds.lookback,
         horizon=ds.horizon,
+        filled=ds.filled,
     )
 
 

@@ -703,9 +703,11 @@ class Forecaster(nn.Module, ABC):
         "Conformalized Quantile Regression", NeurIPS 2019, per quantile rather than per pair).
 
         `quantiles` (N, H, Q) are this model's forecasts *before* calibration (gap_scale at 1)
-        and `target` (N, H) the realised values. Working outwards from the median, the
-        multiplier of the gap below quantile q_k (above the median) is the q_k-quantile of
-        (y - q_{k-1}) / gap, where q_{k-1} is already calibrated; symmetrically below. Per
+        and `target` (N, H) the realised values; a NaN target (a value the loader filled in,
+        not observed: training.fit.window_targets) is left out of every fit. Working outwards
+        from the median, the multiplier of the gap below quantile q_k (above the median) is
+        the q_k-quantile of (y - q_{k-1}) / gap, where q_{k-1} is already calibrated;
+        symmetrically below. Per
         horizon step when there are at least `min_windows` windows, else pooled over steps.
         Multipliers are clamped to [GAP_SCALE_MIN, GAP_SCALE_MAX] (0.05, 20) so that one odd
         window cannot collapse or blow up an interval.

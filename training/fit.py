@@ -420,7 +420,10 @@ def predict(
 def evaluate(
     model: Forecaster, dataset: WindowDataset, config: FitConfig, device: str
 ) -> dict[str, float]:
-    """Training loss, MSE and MAE of the median over every window of `dataset`."""
+    """Training loss, MSE and MAE of the median over every window of `dataset`; over its
+    observed target values only where the loader filled some in (`evaluate_observed`)."""
+    if dataset.filled is not None:
+        return evaluate_observed(model, dataset, config, device)
     model.eval()
     c = model.config
     quantiles = torch.tensor(c.quantiles, device=device)
@@ -435,6 +438,43 @@ def evaluate(
         totals["mse"] += float(error.square().mean()) * n
         totals["mae"] += float(error.abs().mean()) * n
     return {k: v / len(dataset) for k, v in totals.items()}
+
+
+@torch.inference_mode()
+def evaluate_observed(
+    model: Forecaster, dataset: WindowDataset, config: FitConfig, device: str
+) -> dict[str, float]:
+    """`evaluate` over the target values the loader observed: a value it filled in (an
+    interpolated gap, `WindowDataset.targets_filled`) is left out, as the backtest's metrics
+    leave it out. Each score is the mean over the observed (window, step) points (the loss's
+    pinball term over their quantiles too); NaN where none is observed. Counted in, a gap
+    filled in the val span scored early stopping on a line the loader drew."""
+    model.eval()
+    c = model.config
+    quantiles = torch.tensor(c.quantiles, device=device)
+    totals = {"pinball": 0.0, "mse": 0.0, "mae": 0.0}
+    count = 0
+    for indices in index_batches(torch.arange(len(dataset)), config.eval_batch_size):
+        batch = dataset.batch(indices).to(device)
+        filled = dataset.targets_filled(indices)
+        observed = (
+            torch.ones_like(batch.target, dtype=torch.bool)
+            if filled is None
+            else ~filled.to(device)
+        )
+        pred = model(*batch.model_inputs(model), **batch.model_keywords(model))
+        error = batch.target.unsqueeze(-1) - pred  # (B, H, Q)
+        pinball = torch.maximum(quantiles * error, (quantiles - 1.0) * error).mean(-1)
+        target_error = pred[..., c.median_index] - batch.target  # (B, H)
+        totals["pinball"] += float(pinball[observed].double().sum())
+        totals["mse"] += float(target_error[observed].double().square().sum())
+        totals["mae"] += float(target_error[observed].double().abs().sum())
+        count += int(observed.sum())
+    if count == 0:
+        return {"loss": math.nan, "mse": math.nan, "mae": math.nan}
+    mse = totals["mse"] / count
+    return {"loss": totals["pinball"] / count + config.mse_weight * mse, "mse": mse,
+            "mae": totals["mae"] / count}  # fmt: skip
 
 
 @torch.inference_mode()
@@ -463,19 +503,27 @@ def calibrate_intervals(
     model: Forecaster, dataset: WindowDataset, *, batch_size: int, device: str
 ) -> None:
     """Fit the model's quantile gap multipliers on `dataset` (held-out windows), from its
-    uncalibrated forecasts."""
+    uncalibrated forecasts, on the observed target values: one the loader filled in is NaN
+    here (`window_targets(observed_only=True)`), which `calibrate_gaps` leaves out."""
     model.gap_scale.fill_(1.0)
     pred = predict(model, dataset, batch_size=batch_size, device=device)
-    model.calibrate_gaps(pred, window_targets(dataset, batch_size))
+    model.calibrate_gaps(pred, window_targets(dataset, batch_size, observed_only=True))
 
 
-def window_targets(dataset: WindowDataset, batch_size: int) -> Tensor:
+def window_targets(
+    dataset: WindowDataset, batch_size: int, *, observed_only: bool = False
+) -> Tensor:
     """The target rows (N, H) of every window of `dataset`, on the CPU, gathered a batch at a
     time: `dataset.targets` of all N windows at once also built their (N, H) int64 row index,
-    twice the size of the targets (0.3 GB on 1.6 M windows of 24 steps)."""
+    twice the size of the targets (0.3 GB on 1.6 M windows of 24 steps). `observed_only`: a
+    value the loader filled in (`WindowDataset.targets_filled`) is NaN."""
     out = torch.empty(len(dataset), dataset.horizon, dtype=dataset.values.dtype)
     for indices in index_batches(torch.arange(len(dataset)), batch_size):
-        out[int(indices[0]) : int(indices[0]) + len(indices)] = dataset.targets(indices).cpu()
+        rows = slice(int(indices[0]), int(indices[0]) + len(indices))
+        out[rows] = dataset.targets(indices).cpu()
+        filled = dataset.targets_filled(indices) if observed_only else None
+        if filled is not None:
+            out[rows] = out[rows].masked_fill(filled, math.nan)
     return out
 
 

@@ -895,7 +895,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
     season = data_mase_season(config, data, split_config)
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
-    sets = make_windows(splits, scaler, window_config, freq=data.freq)
+    sets = make_windows(splits, scaler, window_config, freq=data.freq, filled=data.filled)
     backtest_config = config.backtest_config(season.rows)
     # before the fit: a backtest with no room for its windows used to fail after it
     dropped = check_backtest_room(splits, model_config.horizon, backtest_config, data.units)

@@ -3,13 +3,16 @@ and that test values reach neither the scaler nor the model."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import Tensor
 
 from models.forecaster import (
     Forecaster,
@@ -20,6 +23,7 @@ from models.forecaster import (
 )
 from tests.models.test_forecaster_contract import cpu_peak_bytes
 from tests.training.synthetic import seasonal_frame
+from training.data import LoadConfig
 from training.fit import (
     EpochRecord,
     FitConfig,
@@ -30,11 +34,13 @@ from training.fit import (
     evaluate,
     fit,
     fit_fields_from_params,
+    index_batches,
     make_optimizer,
     pinball_loss,
     predict,
     window_targets,
 )
+from training.pipeline import Prepared, TrainConfig, prepare_training
 from training.split import SplitConfig, StandardScaler, plan_split, split_series
 from training.windows import WindowConfig, WindowDataset, WindowSets, make_windows
 
@@ -450,3 +456,91 @@ def test_a_baselines_offsets_leave_out_the_flat_look_backs_they_never_widen() ->
     assert isinstance(model, NaiveForecaster)
     calibrate_baseline(model, dataset, batch_size=64, device="cpu")
     assert 0.0 < float(model.offsets[:, -1].max()) < 10.0
+
+
+def _gappy_prepared(tmp_path: Path, drop: slice) -> Prepared:
+    """`prepare_training` on an hourly CSV whose rows `drop` are missing: the loader fills them
+    (interpolation, the default fill) and flags them in `LoadedData.filled`."""
+    frame = seasonal_frame(1200)
+    path = tmp_path / "gappy.csv"
+    frame.drop(frame.index[drop]).to_csv(path)
+    config = TrainConfig(
+        data=str(path),
+        load=LoadConfig(target="y", covariates=("x",)),
+        model=urnn_config(),
+        fit=FAST,
+    )
+    return prepare_training(config)
+
+
+def _filled_targets(prepared: Prepared, windows: WindowDataset) -> Tensor:
+    """(N, H) bool: which target points of `windows` the loader filled in, looked up by
+    timestamp in `LoadedData.filled` (not through the windows' own bookkeeping)."""
+    table = windows.window_table()
+    step = pd.Timedelta(hours=1)
+    flags = prepared.data.filled[table["source"].iloc[0]]["y"]
+    stamps = [
+        [origin + h * step for h in range(1, windows.horizon + 1)] for origin in table["origin"]
+    ]
+    return torch.from_numpy(np.stack([flags.reindex(row).to_numpy(dtype=bool) for row in stamps]))
+
+
+def test_val_scores_and_interval_calibration_leave_out_filled_targets(tmp_path: Path) -> None:
+    """A gap the loader filled (20 missing hours, interpolated) in the val span: early
+    stopping's val scores and the interval calibration read only the observed targets, as the
+    backtest scores do. Counted in, they scored the model (and sized its intervals) on a
+    straight line the loader drew, not on data."""
+    prepared = _gappy_prepared(tmp_path, slice(880, 900))  # val: rows 840..960 of 1200
+    val = prepared.sets.val
+    filled = _filled_targets(prepared, val)
+    assert 0 < int(filled.sum()) < filled.numel()
+    torch.manual_seed(0)
+    model = build_forecaster(prepared.model_config)
+    c = model.config
+    pred = predict(model, val)
+    target = window_targets(val, 64)
+    observed = ~filled
+    error = (pred[..., c.median_index] - target)[observed].double()
+    y = target.unsqueeze(-1)
+    q = torch.tensor(c.quantiles)
+    pinball = torch.maximum(q * (y - pred), (q - 1.0) * (y - pred)).mean(-1)[observed].double()
+    expected = {
+        "mse": float(error.square().mean()),
+        "mae": float(error.abs().mean()),
+        "loss": float(pinball.mean() + FAST.mse_weight * error.square().mean()),
+    }
+    scores = evaluate(model, val, FAST, "cpu")
+    assert scores == pytest.approx(expected, rel=1e-5)
+    everything = float((pred[..., c.median_index] - target).abs().double().mean())
+    assert scores["mae"] != pytest.approx(everything, rel=1e-3)  # the gap moves the score
+
+    calibrate_intervals(model, val, batch_size=64, device="cpu")
+    reference = build_forecaster(prepared.model_config)
+    reference.calibrate_gaps(pred, target.masked_fill(filled, math.nan))
+    assert torch.equal(model.gap_scale, reference.gap_scale)
+    reference.calibrate_gaps(pred, target)
+    assert not torch.equal(model.gap_scale, reference.gap_scale)
+
+
+def test_a_history_without_filled_values_is_scored_as_before(tmp_path: Path) -> None:
+    """Nothing filled (the ETT benchmark's files): the windows carry no filled flags, and the
+    val scores are the mean of every window's, as they always were."""
+    prepared = _gappy_prepared(tmp_path, slice(0, 0))
+    val = prepared.sets.val
+    assert not bool(_filled_targets(prepared, val).any())
+    torch.manual_seed(0)
+    model = build_forecaster(prepared.model_config)
+    c = model.config
+    quantiles = torch.tensor(c.quantiles)
+    totals = {"loss": 0.0, "mse": 0.0, "mae": 0.0}
+    for indices in index_batches(torch.arange(len(val)), FAST.eval_batch_size):
+        batch = val.batch(indices)
+        with torch.inference_mode():
+            pred = model(*batch.model_inputs(model))
+        error = pred[..., c.median_index] - batch.target
+        loss = pinball_loss(pred, batch.target, quantiles)
+        loss = loss + FAST.mse_weight * error.square().mean()
+        totals["loss"] += float(loss) * len(indices)
+        totals["mse"] += float(error.square().mean()) * len(indices)
+        totals["mae"] += float(error.abs().mean()) * len(indices)
+    assert evaluate(model, val, FAST, "cpu") == {k: v / len(val) for k, v in totals.items()}
