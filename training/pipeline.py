@@ -1686,6 +1686,12 @@ def compare_registered(
     answer the champion's clients in other steps than they asked for. A switch of frequency
     is a person's decision (`urnn models promote`), not a score's.
 
+    Not compared either when the champion reads calendar features on another clock than this
+    data's (`calendar_clock_note`: one learnt on naive local times, this data zoned and read
+    as UTC, or the other way round): its hour-of-day and weekday inputs would be off by the
+    zone's offset, a score unfair to it. Its own clock cannot be rebuilt from this data (the
+    zone of naive times is unknown), so the champion is kept and the reason says why.
+
     A pinball metric is taken on the quantile levels both models forecast (pinball_mean over
     different levels averages different losses: wider levels score lower whatever the
     model); none in common: not compared. A champion that does not load (a damaged weights
@@ -1724,6 +1730,18 @@ def compare_registered(
     if predictor.target != data.target:
         return Comparison(
             None, why=f"it forecasts {predictor.target!r} and this model {data.target!r}"
+        )
+    clock_note = (
+        calendar_clock_note(calendar_clock(predictor.meta), data) if theirs.n_calendar else None
+    )
+    if clock_note is not None:
+        return Comparison(
+            None,
+            why=(
+                f"it reads calendar features on another clock than this data's: {clock_note}; "
+                "scored here it would be judged on hours and weekdays it never learnt: move "
+                "the alias by hand (urnn models promote) if the switch of clock is intended"
+            ),
         )
     refusal = served_requests_refused(
         predictor, challenger_config, data.covariates, data_calendar_clock(data)

@@ -1834,3 +1834,40 @@ def test_repeated_ids_are_found_in_one_pass() -> None:
     assert repeated_ids(ids) == ["pump-3", "pump-7"]
     assert time.perf_counter() - started < 5.0  # quadratic: hours
     assert repeated_ids(["a"]) == [] and repeated_ids([]) == []
+
+
+@pytest.mark.parametrize(
+    ("champion_zoned", "learnt"),
+    [(False, "learnt on the local wall clock"), (True, "learnt on UTC")],
+    ids=["local champion, zoned data", "UTC champion, naive data"],
+)
+def test_a_calendar_champion_is_not_scored_on_another_clock_and_is_kept(
+    champion_zoned: bool, learnt: str, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """A --calendar champion learnt on one clock (naive local times, or zoned ones read as
+    UTC), the challenger's history exported on the other: the champion was scored on the
+    challenger's backtest with its hour-of-day features on a clock it never learnt, and the
+    challenger promoted over it on that score. Not compared now: kept, saying why."""
+    import mlflow
+
+    frame = seasonal_frame(600)
+    local = tmp_path / "local.csv"
+    frame.to_csv(local)
+    zoned = tmp_path / "zoned.csv"
+    frame.set_axis(pd.DatetimeIndex(frame.index).tz_localize("Europe/Berlin")).to_csv(zoned)
+    first, then = (zoned, local) if champion_zoned else (local, zoned)
+    assert train_pipeline(tiny_config(first, calendar=True), mlflow_settings).promoted
+    other = train_pipeline(tiny_config(then, calendar=True), mlflow_settings)
+    assert not other.promoted and other.champion_score is None
+    assert other.reason.startswith(
+        "champion v1 could not be scored on this backtest (it reads calendar features on "
+        f"another clock than this data's: the model's calendar features were {learnt}"
+    ), other.reason
+    assert other.reason.endswith("; kept"), other.reason
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == "1"
+    tags = client.get_model_version(NAME, str(other.version)).tags
+    assert (tags["promotion.decision"], tags["promotion.reason"]) == ("kept", other.reason)
+    # the same clock is compared as before
+    again = train_pipeline(tiny_config(first, calendar=True), mlflow_settings)
+    assert again.champion_score is not None
