@@ -517,6 +517,7 @@ def backtest(
                     scaler,
                     channel_independent=config.channel_independent,
                     calendar_freq=calendar_freq,
+                    filled=data.filled,
                 )
                 fitted = fit_stream(model_config, series, fit_config, progress=progress)
             else:

@@ -1413,6 +1413,7 @@ def _fit_model(
             scaler,
             channel_independent=False,
             calendar_freq=data.freq if model_config.n_calendar else None,
+            filled=data.filled,
         )
         return fit_stream(
             model_config,

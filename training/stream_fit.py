@@ -47,7 +47,7 @@ from training.fit import (
 )
 from training.paper_benchmark import resolve_device
 from training.split import SeriesSplit, StandardScaler
-from training.windows import WindowDataset
+from training.windows import WindowDataset, filled_flags
 
 # Origins per head evaluation when scoring: bounds the (N, W) tail and (N, H, Q) output blocks.
 ORIGIN_CHUNK = 4096
@@ -71,6 +71,9 @@ class StreamSeries:
     train: tuple[int, int]
     val: tuple[int, int]
     test: tuple[int, int]
+    # (T,) bool: True where the loader filled the target in (LoadedData.filled), which the val
+    # scores and the interval calibration leave out; None where no target value was filled
+    filled: Tensor | None = None
 
     @property
     def target(self) -> Tensor:
@@ -83,9 +86,11 @@ def stream_series(
     *,
     channel_independent: bool,
     calendar_freq: str | None,
+    filled: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[StreamSeries]:
     """The scaled rows of each split series from its train start to its test end, with the
-    split's spans, one entry per column when channel-independent."""
+    split's spans, one entry per column when channel-independent; `filled`
+    (LoadedData.filled): which values the loader filled in, flagged on each entry's target."""
     frames: dict[str, pd.DataFrame] = {}
     spans: dict[str, tuple[tuple[int, int], ...]] = {}
     for sid, s in splits.items():
@@ -117,6 +122,7 @@ def stream_series(
         columns = [list(frames[entry.source].columns).index(c) for c in entry.columns]
         block = torch.from_numpy(frames[entry.source].to_numpy(np.float32)[:, columns])
         train, val, test = spans[entry.source]
+        flags = filled_flags(filled, entry.source, entry.columns[0], entry.index)
         out.append(
             StreamSeries(
                 name=entry.name,
@@ -128,6 +134,7 @@ def stream_series(
                 train=train,
                 val=val,
                 test=test,
+                filled=torch.from_numpy(flags) if flags is not None and flags.any() else None,
             )
         )
     return out
@@ -189,19 +196,32 @@ def evaluate_stream(
     span: str = "val",
 ) -> tuple[dict[str, float], Tensor, Tensor]:
     """Loss, MSE, MAE of the median over every origin of `span` ("val" or "test") of every
-    series; also the (N, H, Q) forecasts and (N, H) targets behind them."""
+    series; also the (N, H, Q) forecasts and (N, H) targets behind them. A target the loader
+    filled in (`StreamSeries.filled`) is left out of the scores and NaN in the targets
+    returned, which the interval calibration leaves out (as training.fit does for windows)."""
     c = model.config
-    preds, targets = [], []
+    preds, targets, flags = [], [], []
     for s in series:
         origins = span_origins(getattr(s, span), c.lookback, c.horizon)
         preds.append(predict_origins(model, s, origins, device))
         targets.append(targets_at(s, origins, c.horizon))
+        rows = torch.from_numpy(origins)[:, None] + torch.arange(c.horizon)
+        flags.append(
+            torch.zeros(rows.shape, dtype=torch.bool) if s.filled is None else s.filled[rows]
+        )
     pred, target = torch.cat(preds), torch.cat(targets)
     if len(pred) == 0:
         raise StreamFitError(
             f"no {span} origin has {c.lookback} rows before it and {c.horizon} inside the span"
         )
     q = torch.tensor(c.quantiles)
+    if any(s.filled is not None for s in series):
+        filled = torch.cat(flags)
+        return (
+            observed_scores(pred, target, ~filled, c, config),
+            pred,
+            target.masked_fill(filled, math.nan),
+        )
     error = pred[..., c.median_index] - target
     scores = {
         "loss": float(training_loss(pred, target, q, c.median_index, config.mse_weight)),
@@ -209,6 +229,22 @@ def evaluate_stream(
         "mae": float(error.abs().mean()),
     }
     return scores, pred, target
+
+
+def observed_scores(
+    pred: Tensor, target: Tensor, observed: Tensor, c: ForecasterConfig, config: FitConfig
+) -> dict[str, float]:
+    """Loss, MSE, MAE of the median over the `observed` (N, H) target points, as
+    training.fit.evaluate_observed takes them; NaN where none is observed."""
+    if not bool(observed.any()):
+        return {"loss": math.nan, "mse": math.nan, "mae": math.nan}
+    q = torch.tensor(c.quantiles)
+    gap = target.unsqueeze(-1) - pred
+    pinball = torch.maximum(q * gap, (q - 1.0) * gap).mean(-1)[observed].double()
+    error = (pred[..., c.median_index] - target)[observed].double()
+    mse = float(error.square().mean())
+    return {"loss": float(pinball.mean()) + config.mse_weight * mse, "mse": mse,
+            "mae": float(error.abs().mean())}  # fmt: skip
 
 
 def fit_stream(

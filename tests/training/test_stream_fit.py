@@ -133,3 +133,48 @@ def test_refit_backtests_are_refused_for_the_streaming_kind() -> None:
     data = loaded({"a": seasonal_frame(300)}, covariates=())
     with pytest.raises(BacktestConfigError, match="refit=True is not available"):
         backtest(data, SPLIT, config(), QUICK, BacktestConfig(n_windows=2, refit=True))
+
+
+def test_val_scores_and_calibration_of_the_stream_leave_out_filled_targets() -> None:
+    """Values the loader filled in (here: 20 val hours of series "a", flagged and pushed far
+    off, as a bad fill would) are no observations: the streaming fit's val scores and its
+    interval calibration read the observed targets only, as the windowed fit and the
+    backtest do."""
+    data = loaded({"a": seasonal_frame(600), "b": seasonal_frame(500, seed=1)})
+    splits = split_data(data, SPLIT)
+    plan = splits["a"].plan
+    rows = data.series["a"].index[plan.val.start + 10 : plan.val.start + 30]
+    data.series["a"].loc[rows, "y"] += 50.0
+    data.filled["a"].loc[rows, "y"] = True
+    splits = split_data(data, SPLIT)
+    scaler = StandardScaler.fit(splits)
+    series = stream_series(
+        splits, scaler, channel_independent=False, calendar_freq=None, filled=data.filled
+    )
+    torch.manual_seed(0)
+    model = build_forecaster(config())
+    assert isinstance(model, StreamingURNNForecaster)
+    c = model.config
+    preds, targets, flags = [], [], []
+    for s in series:
+        origins = span_origins(s.val, L, H)
+        preds.append(predict_origins(model, s, origins))
+        rows_at = torch.from_numpy(origins)[:, None] + torch.arange(H)
+        targets.append(s.target[rows_at])
+        own = data.filled[s.source]["y"].reindex(s.index).to_numpy(dtype=bool)
+        flags.append(torch.from_numpy(own)[rows_at])
+    pred, target, filled = torch.cat(preds), torch.cat(targets), torch.cat(flags)
+    assert 0 < int(filled.sum()) < filled.numel()
+    error = (pred[..., c.median_index] - target)[~filled].double()
+    q = torch.tensor(c.quantiles)
+    gap = target.unsqueeze(-1) - pred
+    pinball = torch.maximum(q * gap, (q - 1.0) * gap).mean(-1)[~filled].double()
+    expected = {
+        "mse": float(error.square().mean()),
+        "mae": float(error.abs().mean()),
+        "loss": float(pinball.mean() + QUICK.mse_weight * error.square().mean()),
+    }
+    scores, _, calibration_target = evaluate_stream(model, series, QUICK, "cpu")
+    assert scores == pytest.approx(expected, rel=1e-5)
+    assert bool(calibration_target[filled].isnan().all())
+    assert torch.equal(calibration_target[~filled], target[~filled])
