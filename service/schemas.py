@@ -173,7 +173,8 @@ class SeriesIn(BaseModel):
         default=None,
         description=(
             "Pandas offset alias of the history (e.g. 'h', '15min'); must equal the model's "
-            "frequency. Default: the model's."
+            "frequency ('W-SUN' equals '7D' for a history starting on a Sunday). Default: the "
+            "model's."
         ),
         examples=["h"],
     )

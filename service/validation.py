@@ -35,7 +35,7 @@ from models.forecaster import calendar_features
 from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
-from service.served import ColumnScales, ServedModel, freq_problem
+from service.served import WEEKDAYS, ColumnScales, ServedModel, freq_problem, week_anchor
 from training.mlflow_model import CLOCK_UTC, as_float32, off_grid, same_level
 from training.validation import (
     in_zone,
@@ -45,6 +45,7 @@ from training.validation import (
     written_at_skipped_midnight,
     zone_named,
 )
+from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
 
@@ -367,8 +368,10 @@ def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | No
     if model.global_scales is None and any(model.scales_for(i) is not scales for i in ids):
         return None
     for freq in set(block.freqs):
-        if freq is not None and freq_problem(freq, model.freq) is not None:
-            return None
+        if freq is not None and (
+            freq_problem(freq, model.freq) is not None or week_anchor(freq, model.freq) is not None
+        ):
+            return None  # the per-series path says why, or checks the weekday of each start
     values = block.values
     if not np.isfinite(values).all():
         return None
@@ -621,7 +624,7 @@ def _dates(
     clock when given; None when the series carries neither (allowed unless the model reads
     calendar features)."""
     if series.freq is not None:
-        problem = freq_problem(series.freq, model.freq)
+        problem = freq_problem(series.freq, model.freq) or _weekday_problem(series, model, zone)
         if problem is not None:
             raise ServiceInputError(series_where(i, series.id, "freq"), problem)
     if series.start is not None and series.timestamps is not None:
@@ -656,6 +659,33 @@ def _dates(
             "this model reads calendar features; give `start` (or `timestamps`)",
         )
     return None
+
+
+def _weekday_problem(series: SeriesInput, model: ServedModel, zone: ZoneInfo | None) -> str | None:
+    """Why the series' `freq`, another spelling of the model's weeks (`week_anchor`: 'W-SUN'
+    for '7D', or '7D' for 'W-SUN'), does not name the model's steps from the series' first
+    time, which is on another weekday (on the series' clock); None when it does, or when the
+    series carries no dates (then `freq` dates nothing)."""
+    if series.freq is None or (weekday := week_anchor(series.freq, model.freq)) is None:
+        return None
+    if series.start is not None:
+        first, field = series.start, "`start`"
+    elif series.timestamps:
+        first, field = series.timestamps[0], "`timestamps`[0]"
+    else:
+        return None
+    if zone is not None and first.tzinfo is not None:
+        try:
+            first = first.astimezone(zone)
+        except (OverflowError, ValueError):  # the range checks after this one say it
+            return None
+    if first.weekday() == weekday:
+        return None
+    return (
+        f"{shown(series.freq)} names the model's {model.freq!r} steps only from a "
+        f"{WEEKDAYS[weekday]}, and {field} {first.isoformat()} is a "
+        f"{WEEKDAYS[first.weekday()]}; send freq {model.freq!r} (or none)"
+    )
 
 
 def _from_start(

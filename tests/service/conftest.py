@@ -72,6 +72,7 @@ class Registry:
         alias: str | None = CHAMPION,
         non_negative: bool = False,
         meta: dict[str, Any] | None = None,
+        example: pd.DataFrame | None = None,
     ) -> str:
         """Register an untrained tiny forecaster (same schema) as a new version of `name`;
         `corrupt`: its weights file replaced by junk (True), by random bytes ("random"), cut
@@ -79,7 +80,8 @@ class Registry:
         ("pickled"); `nan_weights`: a readable state dict whose tensors are NaN (loads, and
         forecasts nothing finite); `non_negative`: forecasts floored at 0; `meta`: config.json
         keys replacing the trained version's (`{"covariates": []}`: a model trained without
-        any)."""
+        any); `example`: the frame its input example is cut from (one dated at the `meta`
+        frequency, where that is a calendar one), the training frame by default."""
         import mlflow
         import torch
 
@@ -97,12 +99,13 @@ class Registry:
         )
         torch.manual_seed(seed)
         model = build_forecaster(config).eval()
-        example = input_example(self.frame, "y", ["x"], LOOKBACK, "pump-1")
+        frame = self.frame if example is None else example
+        logged_example = input_example(frame, "y", ["x"], LOOKBACK, "pump-1")
         with pytest.MonkeyPatch.context() as patch:
             _isolate_mlflow(patch)
             with start_run("service-tests", self.settings):
                 logged = log_forecaster(
-                    model, {**self.meta, **(meta or {})}, example, registered_name=name
+                    model, {**self.meta, **(meta or {})}, logged_example, registered_name=name
                 )
             assert logged.version is not None
             client = mlflow.MlflowClient()

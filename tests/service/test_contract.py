@@ -380,3 +380,45 @@ def test_head_is_answered_wherever_get_is(client: TestClient) -> None:
         client, "urnn_http_request_duration_seconds_count", route="/model", method="HEAD"
     )
     assert after == before + 1  # counted as HEAD under its route
+
+
+@pytest.mark.parametrize(("trained", "spellings"), [("7D", ["W-SUN", "W"]), ("W-SUN", ["7D"])])
+def test_a_weekly_model_answers_either_spelling_of_its_weeks_alike(
+    client_for: Callable[..., TestClient], registry: Registry, trained: str, spellings: list[str]
+) -> None:
+    """`urnn train` infers weekly data as '7D' (models registered so say it); clients call
+    the same Sundays 'W-SUN' or 'W'. A model trained with --freq W-SUN is sent '7D' alike.
+    JSON and Arrow bodies answer each spelling as the model's own."""
+    from service.arrow_io import ARROW_STREAM, request_stream
+
+    name = f"weekly-{trained.lower()}"
+    weekly = registry.frame.set_axis(
+        pd.date_range("2007-01-07", periods=len(registry.frame), freq="W-SUN")
+    )
+    registry.register(name, seed=5, meta={"freq": trained}, example=weekly)
+    client = client_for(model_uri=f"models:/{name}@champion")
+    assert client.get("/model").json()["freq"] == trained
+    series = {**history(registry.frame, "w"), "start": "2018-07-01T00:00:00"}  # a Sunday
+
+    def post(freq: str, start: str = series["start"], arrow: bool = False) -> Any:
+        one = {**series, "freq": freq, "start": start}
+        if arrow:
+            stream = request_stream([one], horizon=None, quantiles=None)
+            return client.post("/forecast", content=stream, headers={"content-type": ARROW_STREAM})
+        return client.post("/forecast", json={"series": [one]})
+
+    own = post(trained)
+    assert own.status_code == 200, own.text
+    stamps = own.json()["forecasts"][0]["timestamps"]
+    assert pd.DatetimeIndex(stamps).day_of_week.unique().tolist() == [6]
+    for freq in spellings:
+        for arrow in (False, True):
+            answer = post(freq, arrow=arrow)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == own.json()
+        refused = post(freq, start="2018-07-02T00:00:00")  # a Monday
+        assert refused.status_code == 422
+        assert refused.json()["detail"].startswith(
+            f"series 0 ('w'), field 'freq': {freq!r} names the model's {trained!r} steps only "
+            "from a Sunday, and `start` 2018-07-02T00:00:00 is a Monday"
+        )

@@ -443,3 +443,46 @@ def test_offsets_are_written_whole_in_messages() -> None:
     assert offset_text(timedelta(minutes=19, seconds=32)) == "+00:19:32"
     assert offset_text(-timedelta(hours=4, minutes=56, seconds=2)) == "-04:56:02"
     assert offset_text(None) == "+00:00"
+
+
+@pytest.mark.parametrize(
+    ("model_freq", "sent"),
+    [("7D", "W-SUN"), ("7D", "W"), ("W-SUN", "7D"), ("14D", "2W-SUN"), ("2W-SUN", "14D")],
+)
+def test_a_weekly_model_takes_either_spelling_of_its_weeks(model_freq: str, sent: str) -> None:
+    """Weekly data is inferred as '7D' (a fixed step); a client may call the same Sundays
+    'W-SUN', pandas' weekly alias, and one trained with --freq W-SUN may send '7D': from a
+    Sunday both name the same instants, and the forecast is dated alike."""
+    series = {"id": "w", "values": list(range(12)), "start": "2018-07-01T00:00:00"}
+    own = _prepared({**series, "freq": model_freq}, freq=model_freq)
+    other = _prepared({**series, "freq": sent}, freq=model_freq)
+    for mine, theirs in zip(own, other, strict=True):
+        dates, same = mine.series[0].dates, theirs.series[0].dates
+        assert dates is not None and same is not None
+        np.testing.assert_array_equal(dates.window_ns, same.window_ns)
+        np.testing.assert_array_equal(dates.history_ns, same.history_ns)
+    zoned = {**series, "timezone": "America/New_York", "start": "2018-03-04T00:00:00"}
+    assert len(_prepared({**zoned, "freq": sent}, freq=model_freq)) >= 1  # across DST too
+
+
+@pytest.mark.parametrize(("model_freq", "sent"), [("7D", "W-SUN"), ("W-SUN", "7D")])
+def test_a_weekly_spelling_off_its_weekday_is_refused_at_freq(model_freq: str, sent: str) -> None:
+    monday = {"id": "w", "values": list(range(12)), "start": "2018-07-02T00:00:00", "freq": sent}
+    assert _error(monday, freq=model_freq) == (
+        f"series 0 ('w'), field 'freq': {sent!r} names the model's {model_freq!r} steps only "
+        "from a Sunday, and `start` 2018-07-02T00:00:00 is a Monday; send freq "
+        f"{model_freq!r} (or none)"
+    )
+    stamps = [t.isoformat() for t in pd.date_range("2018-07-02", periods=12, freq="7D")]
+    message = _error(
+        {"id": "w", "values": list(range(12)), "timestamps": stamps, "freq": sent}, freq=model_freq
+    )
+    assert message.startswith(f"series 0 ('w'), field 'freq': {sent!r} names the model's")
+    assert "`timestamps`[0] 2018-07-02T00:00:00 is a Monday" in message
+    # a week anchored on the start's own day is the same steps; other steps stay other
+    assert len(_prepared({**monday, "freq": "W-MON"}, freq="7D")) >= 1
+    sunday = {**monday, "start": "2018-07-01T00:00:00"}
+    for other in ("D", "2W-SUN", "168h"):
+        assert _error({**sunday, "freq": other}, freq="7D") == (
+            f"series 0 ('w'), field 'freq': {other!r} is not the model's frequency '7D'"
+        )
