@@ -20,7 +20,7 @@ series:
 | `start` | timestamp (any unit, zone kept) or ISO string | `series[i].start` |
 | `freq` | string | `series[i].freq` |
 | `timestamps` | list of timestamp or ISO string | `series[i].timestamps` |
-| `covariates.<name>` | list of float or int | `series[i].covariates[name]` |
+| `covariates.<name>` | list of float, int or bool (a flag: 1, 0) | `series[i].covariates[name]` |
 
 and `horizon` / `quantiles`, the request-level fields, are schema metadata (an integer, and a
 JSON list of numbers). A null in an optional column means the field is absent for that row.
@@ -251,7 +251,7 @@ def _fast_series(table: Table, ids: list[str]) -> tuple[FastSeries, ...]:
     freqs = _strings(table, "freq", ids)
     timestamps = _timestamp_lists(table, ids)
     covariates = {
-        name[len(COVARIATE_PREFIX) :]: _number_lists(_column(table, name), name, ids)
+        name[len(COVARIATE_PREFIX) :]: _number_lists(_column(table, name), name, ids, flags=True)
         for name in names
         if name.startswith(COVARIATE_PREFIX)
     }
@@ -644,19 +644,29 @@ def _ids(array: pa.Array) -> list[str]:
 
 
 def _number_lists(
-    array: pa.Array, name: str, ids: Sequence[str], *, required: bool = False
+    array: pa.Array,
+    name: str,
+    ids: Sequence[str],
+    *,
+    required: bool = False,
+    flags: bool = False,
 ) -> list[np.ndarray | None]:
     """Each row's list as float64 (views of one buffer where Arrow allows); None for a null
     row of an optional column. Lists, large lists, fixed-size lists and list views (what
     Polars may export) are read through their offsets, never cast (pyarrow 25 casts a list
-    view to a list wrongly)."""
+    view to a list wrongly). `flags` (a covariate): lists of booleans too, as 1.0 and 0.0, as
+    JSON's true/false lists (service.schemas) and the training loader's True/False columns."""
     kind = array.type
     views = _is_list_view(kind)
     listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or views
-    if not ((listed or pa.types.is_fixed_size_list(kind)) and is_numbers(kind.value_type)):
-        raise ServiceInputError(
-            f"column {shown(name)}", f"must be lists of floats or integers; got {kind}"
-        )
+    # flags not in views: a view's rows may show a few of a long child's bits, each a float64
+    # once read, past what the size count bounds (arrow_limits refuses list views of booleans)
+    if not (listed or pa.types.is_fixed_size_list(kind)) or not (
+        is_numbers(kind.value_type)
+        or (flags and not views and pa.types.is_boolean(kind.value_type))
+    ):
+        kinds = "floats, integers or booleans (a flag)" if flags else "floats or integers"
+        raise ServiceInputError(f"column {shown(name)}", f"must be lists of {kinds}; got {kind}")
     if pa.types.is_fixed_size_list(kind):
         array = array.cast(pa.list_(kind.value_type))  # offsets, like the other list kinds
     row_nulls = array.is_null().to_numpy(False) if array.null_count else None

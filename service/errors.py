@@ -161,12 +161,28 @@ class _Group:
         return f"{self.sentence} (the same problem at {named}{tail})"
 
 
+# A covariate's entry: what service.schemas takes there (a flag's list is true/false throughout).
+FLAG_DUE = "a number (or every entry of the list true or false: a flag, read as 1 and 0)"
+
+
+def _bool_in_covariate(error: Any, loc: list[Any]) -> bool:
+    """A true/false among the numbers of a covariate's list (`covariates`, name, position)."""
+    return (
+        error.get("type") == "float_type"
+        and isinstance(error.get("input"), bool)
+        and len(loc) >= 3
+        and loc[-3] == "covariates"
+    )
+
+
 def _sentence(error: Any, loc: list[Any], body: object, model: type[BaseModel] | None) -> str:
     """One pydantic error as a sentence that names the series index, id and field."""
     if error.get("type") == "extra_forbidden" and loc:
         message = _unknown_field(model, loc)
     else:  # a query's every value is text: what was sent is shown as written
         message = _message(error, text_as_written=bool(loc) and loc[0] == "query")
+    if _bool_in_covariate(error, loc):
+        message = f"must be {FLAG_DUE}; got {_sent(error.get('input'))}"
     if error.get("type") == "json_invalid":
         return f"the body is not valid JSON: {json_problem(body)}"
     if len(loc) == 2 and loc[0] == "series" and isinstance(loc[1], int):

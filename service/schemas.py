@@ -6,7 +6,9 @@ model's frequency, finite values) is checked by `service.validation`, which know
 names the series and the field in its messages. `values` accepts `null` so that a missing
 value is reported as such (422 naming its position) rather than as a type error. Numbers are
 strict: a JSON `true`, `false` or a numeric string among them is refused, not read as 1, 0 or
-the number (pydantic's lax mode would), since that would be bad data silently "fixed".
+the number (pydantic's lax mode would), since that would be bad data silently "fixed". One
+exception, by its whole list: a covariate given as true/false throughout is a flag, read as 1
+and 0 as the training loader reads a True/False column.
 """
 
 from __future__ import annotations
@@ -104,12 +106,35 @@ def _null_is_absent(value: object) -> object:
     return {} if value is None else value
 
 
+def _flags_as_numbers(value: object) -> object:
+    """A covariate's list of true and false only, a flag (a holiday), as 1.0 and 0.0: what
+    the training loader reads a True/False column as (training.data), so a model trained on
+    one takes the flag as clients hold it. A bool among numbers stays a type error (the
+    schema's strict `Number`), as a column mixing True with numbers is refused in training.
+    One type test on a list of numbers: its first entry is no bool."""
+    if (
+        isinstance(value, list)
+        and value
+        and type(value[0]) is bool
+        and all(type(entry) is bool for entry in value)
+    ):
+        return [1.0 if entry else 0.0 for entry in value]
+    return value
+
+
+# One covariate's list: numbers (as `values`), or true/false throughout (a flag, as 1 and 0).
+CovariateValues = Annotated[
+    list[HistoryValue],
+    BeforeValidator(_flags_as_numbers, json_schema_input_type=list[HistoryValue] | list[bool]),
+]
 # Covariate columns by name, each a list as long as `values`. null means none given, as
 # leaving the field out does (and as a null `covariates.<name>` cell of an Arrow body), like
 # the other optional fields' null; OpenAPI shows it as an object or null.
 Covariates = Annotated[
-    dict[str, list[HistoryValue]],
-    BeforeValidator(_null_is_absent, json_schema_input_type=dict[str, list[HistoryValue]] | None),
+    dict[str, CovariateValues],
+    BeforeValidator(
+        _null_is_absent, json_schema_input_type=dict[str, list[HistoryValue] | list[bool]] | None
+    ),
 ]
 
 
@@ -188,8 +213,9 @@ class SeriesIn(BaseModel):
     covariates: Covariates = Field(
         default_factory=dict,
         description=(
-            "One list per covariate the model was trained with, as long as `values`; null: "
-            "none, as when left out."
+            "One list per covariate the model was trained with, as long as `values`, of "
+            "numbers or of true/false throughout (a flag, read as 1 and 0); null: none, as "
+            "when left out."
         ),
     )
     timezone: TimeZoneName | None = Field(

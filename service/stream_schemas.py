@@ -86,8 +86,8 @@ class ObservationsRequest(BaseModel):
     covariates: Covariates = Field(
         default_factory=dict,
         description=(
-            "One list per covariate the model reads, as long as `values`; null: none, as "
-            "when left out."
+            "One list per covariate the model reads, as long as `values`, of numbers or of "
+            "true/false throughout (a flag, read as 1 and 0); null: none, as when left out."
         ),
     )
     horizon: Count | None = Field(

@@ -191,9 +191,10 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("series", 1, "values", 7), "31.2"),
         f"{BAD} 'values'[7]: must be a number; got the string '31.2'",
     ),
-    "bool among covariates": (
+    "bool among covariates": (  # a flag is true/false throughout (below), never mixed in
         _set(("series", 1, "covariates", "x", 3), False),
-        f"{BAD} 'covariates'['x'][3]: must be a number; got false",
+        f"{BAD} 'covariates'['x'][3]: must be a number (or every entry of the list true or "
+        "false: a flag, read as 1 and 0); got false",
     ),
     # said 'Input should be a valid dictionary or instance of SeriesIn', a class's name
     "series not an object": (
@@ -693,3 +694,82 @@ def test_different_checks_along_one_list_are_not_one_problem() -> None:
     assert "'timestamps'[0]" in first and "finer than the microsecond" in first
     assert "the same problem" not in first
     assert "'timestamps'[1]" in second and "is a number, not a date and time" in second
+
+
+def test_a_flag_covariate_sent_as_true_false_is_read_as_1_and_0(
+    client: TestClient, registry: Registry
+) -> None:
+    """The training loader reads a True/False column (a holiday flag) as 1.0/0.0, so a model
+    trained on one is sent JSON true/false for it (or an Arrow list<bool>): the same answer as
+    1 and 0. A bool among numbers stays a 422, in `values` always."""
+    series = history(registry.frame, "pump-1")
+    flags = [i % 5 == 0 for i in range(len(series["values"]))]
+    as_numbers = {**series, "covariates": {"x": [float(f) for f in flags]}}
+    as_bools = {**series, "covariates": {"x": flags}}
+    expected = client.post("/forecast", json={"series": [as_numbers]})
+    assert expected.status_code == 200, expected.text
+    answer = client.post("/forecast", json={"series": [as_bools]})
+    assert answer.status_code == 200, answer.text
+    assert answer.content == expected.content
+    import pyarrow as pa
+
+    for kind in (pa.list_(pa.bool_()), pa.large_list(pa.bool_())):
+        table = pa.table(
+            {
+                "id": pa.array(["pump-1"]),
+                "values": pa.array([series["values"]], pa.list_(pa.float64())),
+                "start": pa.array([series["start"]]),
+                "covariates.x": pa.array([flags], kind),
+            }
+        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        by_arrow = client.post(
+            "/forecast",
+            content=sink.getvalue().to_pybytes(),
+            headers={"content-type": "application/vnd.apache.arrow.stream"},
+        )
+        assert by_arrow.status_code == 200, (kind, by_arrow.text)
+        assert by_arrow.json() == expected.json()
+    flagged = table.set_column(1, "values", pa.array([[v > 0 for v in series["values"]]]))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, flagged.schema) as writer:
+        writer.write_table(flagged)
+    refused = client.post(
+        "/forecast",
+        content=sink.getvalue().to_pybytes(),
+        headers={"content-type": "application/vnd.apache.arrow.stream"},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        "column 'values': must be lists of floats or integers; got list<item: bool>"
+    )
+    mixed = {**series, "covariates": {"x": [True, *[0.5] * (len(flags) - 1)]}}
+    refused = client.post("/forecast", json={"series": [mixed]})
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        "series 0 ('pump-1'), field 'covariates'['x'][0]: must be a number (or every entry of "
+        "the list true or false: a flag, read as 1 and 0); got true"
+    )
+    flagged_values = {**as_numbers, "values": [bool(v > 0) for v in series["values"]]}
+    refused = client.post("/forecast", json={"series": [flagged_values]})
+    assert refused.status_code == 422
+    assert "field 'values'[0]: must be a number; got true" in refused.json()["detail"]
+
+
+def test_the_series_endpoints_read_a_flag_covariate_as_the_forecast_does() -> None:
+    from pydantic import ValidationError
+
+    from service.errors import describe_validation_errors
+    from service.stream_schemas import ObservationsRequest
+
+    body = {"values": [1.0, 2.0, 3.0], "covariates": {"x": [True, False, True]}}
+    assert ObservationsRequest.model_validate(body).covariates == {"x": [1.0, 0.0, 1.0]}
+    mixed = {**body, "covariates": {"x": [1.0, False, 0.5]}}
+    with pytest.raises(ValidationError) as caught:
+        ObservationsRequest.model_validate(mixed)
+    assert describe_validation_errors(caught.value.errors(), mixed) == (
+        "field 'covariates.x'[1]: must be a number (or every entry of the list true or "
+        "false: a flag, read as 1 and 0); got false"
+    )

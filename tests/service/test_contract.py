@@ -340,7 +340,13 @@ def test_openapi_history_entries_are_numbers_as_the_service_takes(client: TestCl
         fields = schemas[model]["properties"]
         assert fields["values"]["items"] == {"type": "number"}, model
         (lists,) = [kind for kind in fields["covariates"]["anyOf"] if kind["type"] == "object"]
-        assert lists["additionalProperties"]["items"] == {"type": "number"}, model
+        # numbers, or a flag's true/false throughout (read as 1 and 0), never the two mixed
+        assert lists["additionalProperties"] == {
+            "anyOf": [
+                {"items": {"type": "number"}, "type": "array"},
+                {"items": {"type": "boolean"}, "type": "array"},
+            ]
+        }, model
     values = np.sin(np.arange(LOOKBACK) / 5.0).tolist()
     values[3] = None
     series = {"id": "a", "values": values, "covariates": {"x": [1.0] * LOOKBACK}}

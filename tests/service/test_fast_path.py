@@ -111,6 +111,8 @@ BODIES: dict[str, Any] = {
     ),
     "bad timestamp": _with(_s1("timestamps", ["2024-03-01T00:00:00", "never"])),
     "covariates": _with(_s1("covariates", {"x": [1.0] * 12})),
+    "flag covariate": _with(_s1("covariates", {"x": [True, False] * 6})),
+    "bool among covariate": _with(_s1("covariates", {"x": [True, *[0.5] * 11]})),
     "covariate null": _with(_s1("covariates", {"x": [1.0, None]})),
     "covariates null": _with(_s1("covariates", None)),
     "empty covariate": _with(_s1("covariates", {"x": []})),
