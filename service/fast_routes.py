@@ -59,7 +59,7 @@ from service.arrow_limits import unpacked_bytes
 from service.errors import TOO_LARGE_ADVICE, BodyTooLargeError
 from service.fast_path import fast_request
 from service.forecasting import forecast
-from service.json_block import read_json_block
+from service.json_block import KEYS_CHECKED, json_document, read_json_block, repeated_key
 from service.metrics import ServiceMetrics
 from service.middleware import (
     ROUTE_TEMPLATE,
@@ -194,6 +194,7 @@ class FastRoutesMiddleware:
             raw: Awaitable[Response | None] | None = None
             if route.raw_json is not None:
                 raw = route.raw_json(self.state, body, params, headers)
+                scope[KEYS_CHECKED] = True  # by raw_json: FastAPI's route need not again
             if raw is None:
                 try:
                     data = orjson.loads(body)
@@ -362,10 +363,21 @@ async def fast_forecast(
 def raw_json_forecast(
     state: ServiceState, body: bytes, params: dict[str, str], headers: dict[bytes, bytes]
 ) -> Awaitable[Response] | None:
-    parsed = read_json_block(body)
+    """A plain body read by simdjson (`read_json_block`); None for the orjson path, once the
+    document is known to give each key once (a block does: its reader checks its objects'
+    keys; another body's are looked at here, in the document already parsed)."""
+    document = json_document(body)
+    parsed = read_json_block(body, document)
     if parsed is None:
-        return None
+        repeated = repeated_key(document)
+        return None if repeated is None else _raising(repeated)
     return forecast(parsed, state=state, arrow=wants_arrow(headers.get(b"accept")))
+
+
+async def _raising(error: Exception) -> Response:
+    """An answer that is `error`: raised where the middleware hands errors to the app's
+    handlers (the 422 of a ServiceInputError)."""
+    raise error
 
 
 async def arrow_forecast(

@@ -15,8 +15,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pydantic_core
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
+
+from service.json_block import KEYS_CHECKED, json_document, repeated_key
 
 
 class FastJSONRequest(Request):
@@ -27,6 +29,10 @@ class FastJSONRequest(Request):
                 self._json = pydantic_core.from_json(body, allow_inf_nan=True)
             except ValueError as error:  # FastAPI turns JSONDecodeError into a 422
                 raise json.JSONDecodeError(str(error), body.decode("utf-8", "replace"), 0) from None
+            if not self.scope.get(KEYS_CHECKED):  # a +json media type: the fast path's check
+                repeated = repeated_key(json_document(body))
+                if repeated is not None:  # an HTTPException: FastAPI passes it on as it is
+                    raise HTTPException(status_code=422, detail=str(repeated))
         return self._json
 
 

@@ -773,3 +773,61 @@ def test_the_series_endpoints_read_a_flag_covariate_as_the_forecast_does() -> No
         "field 'covariates.x'[1]: must be a number (or every entry of the list true or "
         "false: a flag, read as 1 and 0); got false"
     )
+
+
+_TWICE = {
+    "horizon": "field 'horizon': is given twice in the body",
+    "values": "series 1 ('pump-2'), field 'values': is given twice in the series",
+    "id": "series 1, field 'id': is given twice in the series",
+    "covariate": "series 1 ('pump-2'), field 'covariates'['x']: is given twice in the series' "
+    "covariates",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "covariates"),
+    [(case, True) for case in _TWICE] + [(case, False) for case in _TWICE if case != "covariate"],
+)
+@pytest.mark.parametrize("media", ["application/json", "application/vnd.api+json"])
+def test_a_key_given_twice_is_422_naming_it_and_where(
+    client_for: Callable[..., TestClient],
+    registry: Registry,
+    case: str,
+    covariates: bool,
+    media: str,
+) -> None:
+    """orjson and pydantic's parser keep the last of a repeated key, simdjson the first: the
+    answer was the forecast of one of two histories (or horizons), chosen silently. Refused
+    whichever reader meets the body: simdjson's block (plain histories), orjson's rows
+    (covariates), FastAPI's own path (a +json media type)."""
+    if not covariates:
+        registry.register("plain-keys", seed=6, covariates=False, meta={"covariates": []})
+        client = client_for(model_uri="models:/plain-keys@champion")
+    else:
+        client = client_for()
+    series = [history(registry.frame, "pump-1"), history(registry.frame, "pump-2", stop=500)]
+    if not covariates:
+        for s in series:
+            s.pop("covariates")
+    body = {"horizon": 5, "series": series}
+    text = json.dumps(body)
+    assert (
+        client.post("/forecast", content=text, headers={"content-type": media}).status_code == 200
+    )
+    second = json.dumps(series[1])
+    if case == "horizon":
+        twice = text.replace('"horizon": 5', '"horizon": 5, "horizon": 2', 1)
+    elif case == "values":
+        twice = text.replace(second, second[:-1] + ', "values": [1.0, 2.0]}', 1)
+    elif case == "id":
+        twice = text.replace(second, second[:-1] + ', "id": "pump-3"}', 1)
+    else:
+        column = json.dumps(series[1]["covariates"])
+        twice = text.replace(column, column[:-1] + ", " + column[1:], 1)
+    assert twice != text
+    answer = client.post("/forecast", content=twice, headers={"content-type": media})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        f"{_TWICE[case]}; JSON readers differ on which of the two counts (the first or the "
+        "last): give each key once"
+    )

@@ -265,20 +265,21 @@ def test_the_service_answers_the_same_bytes_with_the_reader_off(
     for case, text in texts.items():
         calls: list[bool] = []
 
-        def spy(raw: bytes, calls: list[bool] = calls) -> BlockRequest | None:
-            got = reader(raw)
+        def spy(raw: bytes, document: Any, calls: list[bool] = calls) -> BlockRequest | None:
+            got = reader(raw, document)
             calls.append(got is not None)
             return got
 
         monkeypatch.setattr("service.fast_routes.read_json_block", spy)
         on = client.post("/forecast", content=text, headers=headers)
-        monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw: None)
+        monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw, document: None)
         off = client.post("/forecast", content=text, headers=headers)
         assert calls == [case not in ("values twice", "nested list")], case
         assert on.status_code == off.status_code, case
         assert on.content == off.content, case
         expected = {
             "plain": 200,
+            "values twice": 422,  # either reader: which of the two was meant is not known
             "nested list": 422,
             "short history": 422,
             "short histories of 0s and 1s": 422,
