@@ -120,7 +120,7 @@ def _settings_or_exit(*, check_store: bool) -> Settings:
     try:
         settings = get_settings()
         if check_store:
-            check_tracking_store(settings)
+            check_tracking_store(settings, records=False)  # as `urnn serve` checks it
     except (SettingsError, TrackingStoreError) as error:
         print(f"urnn-forecast service: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -447,7 +447,7 @@ def test_a_store_file_that_is_not_a_sqlite_database_is_refused_naming_the_settin
 ) -> None:
     """A damaged mlflow.db (or another program's file under that name) stopped urnn train
     after the data was read, urnn backtest, urnn demo and urnn benchmark paper in a sqlalchemy
-    'file is not a database' traceback. `urnn models` (create=False) keeps its own line."""
+    'file is not a database' traceback; `urnn models` said it in other words, exit 1."""
     var = tmp_path / "var"
     var.mkdir()
     (var / "mlflow.db").write_text("not a database")
@@ -459,7 +459,8 @@ def test_a_store_file_that_is_not_a_sqlite_database_is_refused_naming_the_settin
     uri = f"sqlite:///{var / 'mlflow.db'}"
     with pytest.raises(TrackingStoreError, match=r"^URNN_MLFLOW_TRACKING_URI=sqlite:///"):
         check_tracking_store(Settings(var_dir=tmp_path / "v2", mlflow_tracking_uri=uri))
-    check_tracking_store(Settings(var_dir=var), create=False)  # urnn models says it itself
+    with pytest.raises(TrackingStoreError):  # urnn models (create=False) says the same
+        check_tracking_store(Settings(var_dir=var), create=False)
     (var / "mlflow.db").write_bytes(b"")  # an empty file is a new SQLite database
     check_tracking_store(Settings(var_dir=var))
 

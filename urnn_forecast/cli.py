@@ -1014,7 +1014,7 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
         from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
 
         try:
-            check_tracking_store(settings)
+            check_tracking_store(settings, records=False)  # another model's: no outage
         except TrackingStoreError as error:
             problem = str(error)
     if problem is None and workers > 1 and settings.adaptive_intervals != "off":

@@ -138,7 +138,7 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
     except TrackingServerError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:  # a store that is no database, read-only, or not reachable
+    except Exception as error:  # a store that is read-only, locked, or not reachable
         if not _store_failure(error):
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

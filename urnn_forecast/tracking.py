@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from urnn_forecast.code_version import code_version_tags
 from urnn_forecast.field_types import shown
@@ -291,7 +291,7 @@ def _local_scheme(scheme: str) -> bool:
 
 
 def check_tracking_store(
-    settings: Settings, *, create: bool = True, logs_runs: bool = False
+    settings: Settings, *, create: bool = True, logs_runs: bool = False, records: bool = True
 ) -> None:
     """The local side of the store, checked before any data is read: MLflow 3 refuses its file
     store (unless MLFLOW_ALLOW_FILE_STORE is true) only when the run is being created, after
@@ -299,7 +299,9 @@ def check_tracking_store(
     `create`: make URNN_VAR_DIR for the default SQLite store (SQLite will not make it).
     `logs_runs`: the command creates runs (and maybe experiments), so URNN_MLFLOW_ARTIFACT_ROOT
     is checked too; the service and `urnn models` only read, and a root this host cannot write
-    to is no matter of theirs."""
+    to is no matter of theirs. `records`: a file store's meta.yaml records are read, and a
+    damaged one refused naming it; the service (False) serves one model, which a damaged
+    record of another does not stop, and says its own model's load failure in /readyz."""
     import os
 
     var_dir = settings.var_dir
@@ -320,10 +322,11 @@ def check_tracking_store(
     if logs_runs:
         _check_artifact_root(settings.mlflow_artifact_root, settings.resolved_tracking_uri())
     _check_sqlite_folder(settings)
-    if create:  # `urnn models` (create=False) says it in its own line, exit 1
-        _check_sqlite_file(settings)
+    _check_sqlite_file(settings)
     uri = settings.resolved_tracking_uri()
     allowed = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() in ("true", "1")
+    if records and is_file_store(uri) and allowed:
+        _check_file_store_records(uri)
     if is_file_store(uri) and not allowed:
         from urllib.parse import urlparse
 
@@ -449,6 +452,79 @@ def _check_sqlite_file(settings: Settings) -> None:
         "URNN_VAR_DIR or URNN_MLFLOW_TRACKING_URI at the store `urnn train` used, or move the "
         "file away to start a new one"
     )
+
+
+def _check_file_store_records(uri: str) -> None:
+    """A file store (MLFLOW_ALLOW_FILE_STORE) whose records MLflow cannot read: an
+    experiment's, a registered model's or a version's meta.yaml garbled, cut short or empty.
+    MLflow reads them all when it looks up an experiment or a model by name, and failed in a
+    yaml traceback or a bare KeyError (exit 1) that named no file, or only after the data was
+    read. Each record is checked as MLflow builds it (the fields its entity requires); the
+    first that fails is named, and nothing is changed."""
+    from urllib.parse import urlparse
+
+    from mlflow.entities import Experiment
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
+    root = Path(urlparse(uri).path if uri.startswith("file:") else uri)
+    if not root.is_dir():
+        return  # a new store: MLflow makes it
+    records: list[tuple[Path, str, type[Any]]] = []
+    for parent in (root, root / ".trash"):
+        for folder in _subfolders(parent):
+            if parent == root and folder.name in (".trash", "models"):
+                continue
+            records.append((folder / "meta.yaml", "an experiment", Experiment))
+    for model in _subfolders(root / "models"):
+        records.append((model / "meta.yaml", "a registered model", RegisteredModel))
+        for version in _subfolders(model):
+            if version.name.startswith("version-"):
+                records.append((version / "meta.yaml", "a model version", ModelVersion))
+    for path, what, entity in records:
+        problem = _record_problem(path, entity)
+        if entity is Experiment and problem in (MISSING, EMPTY):
+            continue  # MLflow skips such a folder with a warning (artifacts of a SQLite store)
+        if problem is not None:
+            raise TrackingStoreError(
+                f"URNN_MLFLOW_TRACKING_URI={uri}: the file store's {path} cannot be read "
+                f"({problem}): the record of {what}, damaged or cut short; restore it from "
+                f"a backup, or move its folder {path.parent} out of the store"
+            )
+
+
+MISSING, EMPTY = "the file is missing", "empty"
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(entry for entry in folder.iterdir() if entry.is_dir())
+    except OSError:  # not there (no models yet); one this user cannot list is MLflow's to say
+        return []
+
+
+def _record_problem(path: Path, entity: type[Any]) -> str | None:
+    """Why MLflow cannot build `entity` from the meta.yaml at `path`, in a few words; None
+    when it can."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return MISSING
+    except (OSError, UnicodeDecodeError) as error:
+        return " ".join(str(error).split())[:200]
+    try:
+        record = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        return " ".join(str(getattr(error, "problem", None) or error).split())[:200]
+    if not isinstance(record, dict):
+        return EMPTY if record is None else "not a YAML mapping"
+    try:
+        entity.from_dictionary(record)
+    except (TypeError, ValueError, KeyError) as error:
+        missing = re.findall(r"'(\w+)'", str(error)) if isinstance(error, TypeError) else []
+        return f"no {', '.join(missing)}" if missing else " ".join(str(error).split())[:200]
+    return None
 
 
 # MLflow's database stores (mlflow.utils.uri.DATABASE_ENGINES) other than SQLite, which lives

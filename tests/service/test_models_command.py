@@ -195,10 +195,15 @@ def test_operator_mistakes_and_unusable_stores_get_one_line_each(
     not_a_db.mkdir()
     (not_a_db / "mlflow.db").write_text("not a database")
     broken = settings.model_copy(update={"var_dir": not_a_db})
-    assert main(["models", "list", "--name", name], settings=broken) == 1
+    # what urnn train and backtest say of the same file, and their exit code: the settings
+    # name a store that cannot be read (was "cannot use the registry", exit 1)
+    assert main(["models", "list", "--name", name], settings=broken) == 2
     said = capsys.readouterr().err
-    assert said.startswith("urnn models list: error: cannot use the registry at ")
-    assert "file is not a database" in said and "Traceback" not in said
+    assert said.startswith(
+        f"urnn models list: error: URNN_VAR_DIR={not_a_db}: its MLflow store "
+        f"{not_a_db / 'mlflow.db'} is not a SQLite database"
+    )
+    assert "Traceback" not in said and said.count("\n") == 1
 
 
 def test_a_promote_overwritten_by_another_at_the_same_time_says_so(
@@ -405,3 +410,70 @@ def test_a_file_store_is_read_without_making_a_database_in_the_working_folder(
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     assert MlflowLoader(str(store)).resolve("models:/filed/1").version == "1"
     assert list(working.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("damaged", "how"),
+    [
+        ("models/filed/meta.yaml", "garbled"),  # a registered model's record
+        ("models/filed/version-1/meta.yaml", "empty"),  # a version's
+        ("EXPERIMENT/meta.yaml", "truncated"),  # an experiment's: valid YAML, keys missing
+    ],
+)
+def test_a_damaged_file_store_is_one_line_and_exit_2_for_every_command_that_reads_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    damaged: str,
+    how: str,
+) -> None:
+    """QA, 2026-12-07: with a meta.yaml of the store garbled or cut short, `urnn models list`
+    and `promote` ended in a yaml traceback (exit 1), and so did `urnn train` and `urnn
+    backtest --model models:/...`. Each now names the damaged file in one line, exit 2 (the
+    store the settings name cannot be read: README's exit codes), before any work."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from urnn_forecast.settings import Settings
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    store = tmp_path / "mlruns"
+    client = mlflow.MlflowClient(tracking_uri=str(store), registry_uri=str(store))
+    client.create_registered_model("filed")
+    client.create_model_version("filed", source=(tmp_path / "nowhere").as_uri())
+    experiment = client.create_experiment("forecast")
+    path = store / damaged.replace("EXPERIMENT", experiment)
+    text = path.read_text()
+    path.write_text(
+        {"garbled": "name: fil\x00ed\n  x: [", "empty": "", "truncated": text[:40]}[how]
+    )
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=str(store))
+    data = tmp_path / "series.csv"
+    data.write_text("t,y\n" + "".join(f"2024-01-01 {h:02d}:00,{h % 5}\n" for h in range(24)))
+    for argv in (
+        ["models", "list", "--name", "filed"],
+        ["models", "list"],
+        ["models", "promote", "1", "--name", "filed"],
+        ["backtest", "--model", "models:/filed/1", "--data", str(data)],
+        ["train", "--data", str(data), "--target", "y", "--model", "linear", "--epochs", "1",
+         "--lookback", "4", "--horizon", "2"],
+    ):  # fmt: skip
+        assert main(argv, settings=settings) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+        assert f"the file store's {path} cannot be read" in err, (argv, err)
+    # the service serves one model: another's damaged record does not keep it from starting
+    from urnn_forecast.tracking import check_tracking_store
+
+    check_tracking_store(settings, records=False)
+    path.write_text(text)  # repaired: read as before
+    assert main(["models", "list", "--name", "filed"], settings=settings) == 0
+    # a folder without a record (artifacts a SQLite store's runs left there): MLflow skips
+    # such an experiment with a warning, and so it stays readable
+    (store / "7" / "artifacts").mkdir(parents=True)
+    (store / "8").mkdir()
+    (store / "8" / "meta.yaml").write_text("")
+    assert main(["models", "list", "--name", "filed"], settings=settings) == 0
