@@ -334,6 +334,10 @@ class StreamingURNNForecaster(Forecaster):
         phase = F.one_hot(origins % seg, seg).to(z.dtype).expand(b, -1, -1)  # (B, N, seg)
         tails = z.unfold(1, w, 1)[:, origins - w]  # (B, N, W): rows t - W .. t - 1
         out = self._head(picked, phase, tails, future)  # (B, N, H, Q), normalised
+        # a flat first look-back (scale at the clamp) and a flat look-back before the origin:
+        # its level, every quantile (StreamServing.forecast, the serving path, says why)
+        flat = (scale <= MIN_WINDOW_STD) & (tails.amax(dim=-1) == tails.amin(dim=-1))  # (B, N)
+        out = torch.where(flat[..., None, None], tails[..., -1:, None], out)
         return out * scale[..., None, None] + loc[..., None, None]
 
     def _head(self, state: Tensor, phase: Tensor, tail: Tensor, future: Tensor | None) -> Tensor:
@@ -357,8 +361,12 @@ class StreamingURNNForecaster(Forecaster):
             ones = torch.ones_like(first[:, :1])
             loc = first[:, -1:] if self.config.normalisation == "last" else torch.zeros_like(ones)
             return loc, ones
-        loc = first.mean(dim=1, keepdim=True)
-        scale = first.std(dim=1, unbiased=False, keepdim=True).clamp_min(MIN_WINDOW_STD)
+        # a flat first look-back: its value and the clamp exactly, as window_statistics sets
+        # them (the float32 mean of 48 copies of 123456.7 is an ulp off, its std 0.0156)
+        flat = first.amax(dim=1, keepdim=True) == first.amin(dim=1, keepdim=True)
+        loc = torch.where(flat, first[:, :1], first.mean(dim=1, keepdim=True))
+        std = first.std(dim=1, unbiased=False, keepdim=True)
+        scale = torch.where(flat, 0.0, std).clamp_min(MIN_WINDOW_STD)
         return loc, scale
 
     def _check_history(
@@ -540,8 +548,9 @@ class StreamServing:
             elif c.normalisation == "last":
                 loc, scale = float(first[-1]), 1.0
             else:
-                loc = float(first.mean())
-                scale = max(float(first.std()), MIN_WINDOW_STD)
+                flat = first.max() == first.min()  # exactly its value, as _first_contact
+                loc = float(first[0]) if flat else float(first.mean())
+                scale = MIN_WINDOW_STD if flat else max(float(first.std()), MIN_WINDOW_STD)
             state = replace(state, seen=0, loc=loc, scale=scale, warm=np.zeros((0, self.row_width)))
             rows = warm
         z_rows = rows.copy()
@@ -611,6 +620,13 @@ class StreamServing:
                 f"the series has {state.seen} of the {c.lookback} points needed before the "
                 f"first forecast ({state.points_needed} more)"
             )
+        if state.scale <= MIN_WINDOW_STD and state.tail.max() == state.tail.min():
+            # The series' first look-back had no spread (its scale is the clamp) and its last
+            # look-back has none either: forecast as its level, every quantile, as the main
+            # kinds forecast a flat look-back (UrnnForecaster._in_input_scale). The network's
+            # output times 1e-5 was served as noise: 1.5e-05 for a series of zeros.
+            level = float(state.tail[-1]) * state.scale + state.loc
+            return np.full((c.horizon, len(c.quantiles)), level * unit_scale + unit_loc)
         # head([hidden, one-hot phase, calendar bottleneck]): the one-hot picks one column,
         # folded with the biases into _phase_bias.
         base = state.head_base

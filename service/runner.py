@@ -294,6 +294,7 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
     out = stream.forecast(
         state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
     )
+    out = snap_zeros(out, series.target_mean, series.target_scale)  # as `unscale`
     return floor_at_zero(out, model.model.config.non_negative)
 
 

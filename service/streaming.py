@@ -64,7 +64,7 @@ import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.db import Database, driver_line
-from models.forecaster import floor_at_zero
+from models.forecaster import floor_at_zero, snap_zeros
 from models.streaming import StreamState
 from service.busy_poll import BusyPoll
 from service.errors import ReloadError, ServiceInputError
@@ -875,6 +875,8 @@ def _forecast(
     out = model.stream_serving.forecast(
         state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
     )
+    # the un-scaling's round-off about 0 as 0, as the windowed kinds answer (runner.unscale)
+    out = snap_zeros(out, scales.target_mean, scales.target_scale)
     return floor_at_zero(out, model.model.config.non_negative)
 
 

@@ -236,3 +236,25 @@ def test_the_state_norm_settles_over_a_long_history() -> None:
     # norm kept growing, to 168 here)
     assert max(norms[5:]) < 1.5 * max(norms[:5]) and max(norms) < 50.0
     assert np.isfinite(model.forecast(state)).all()
+
+
+@pytest.mark.parametrize("level", [0.0, -3.25, 123456.7])
+def test_a_flat_history_is_forecast_as_its_level_by_both_paths(level: float) -> None:
+    """A series whose first look-back has no spread (its scale is the 1e-5 clamp) and whose
+    last one has none either is forecast as its level, every quantile, as the windowed kinds
+    forecast a flat look-back: the network's output times 1e-5 was served as noise (1.5e-05
+    for a series of zeros, QA 2026-12-07). The serving and the batched path agree."""
+    model = model_for()
+    n = 100
+    flat = np.full(n, level)
+    served = model.forecast(feed(model, flat, 7))
+    assert (served == level).all(), served
+    with torch.no_grad():
+        t = torch.tensor(flat[None], dtype=torch.float32)
+        batched = model(t, None, None, None)[0].double().numpy()
+        many = model.forward_origins(t, None, None, torch.tensor([W, 77, n]))[0].numpy()
+    assert (batched == np.float32(level)).all() and (many == np.float32(level)).all()
+    # a series that moves after its flat start is forecast by the network, as before
+    moved = flat.copy()
+    moved[W + 10 :] += np.sin(np.arange(n - W - 10)) * 1e-3
+    assert len(set(model.forecast(feed(model, moved, 7)).ravel())) > 1

@@ -276,3 +276,29 @@ def test_the_docs_observations_example_is_one_the_served_model_answers(
     # a windowed model answers the /series endpoints 409 whatever is sent: no such example
     windowed = client_for().get("/openapi.json").json()["components"]["schemas"]
     assert windowed["ObservationsRequest"]["examples"] == [static]
+
+
+def test_a_flat_zero_history_is_forecast_as_exactly_zero_as_the_main_kind_answers_it(
+    client: TestClient, registry: Registry
+) -> None:
+    """The main kind snaps the un-scaling's round-off about 0 to 0 (`snap_zeros`: a flat
+    zero history was served as 4.2e-06); the streaming kind answered a series of zeros with
+    tiny non-zero values (QA, 2026-12-07) on every route. All answer exactly 0 now."""
+    quiet = points(registry.frame, 0, 60)
+    quiet["values"] = [0.0] * 60
+    quiet["covariates"] = {"x": [0.0] * 60}
+
+    def zeros(forecast: dict[str, Any]) -> bool:
+        values = {v for row in forecast["quantiles"].values() for v in row}
+        return values == {0.0} and set(forecast["mean"]) == {0.0}
+
+    posted = post(client, "quiet", quiet)
+    assert posted.status_code == 200, posted.text
+    assert zeros(posted.json()["forecast"]), posted.json()["forecast"]
+    assert zeros(client.get("/series/quiet/forecast").json()["forecast"])
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_json({"series_id": "quiet-socket", **quiet})
+        assert zeros(socket.receive_json()["forecast"])
+    whole = client.post("/forecast", json={"series": [{"id": "quiet", **quiet}]})
+    assert whole.status_code == 200, whole.text
+    assert zeros(whole.json()["forecasts"][0])
