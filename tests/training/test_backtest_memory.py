@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import training.backtest as bt
+import training.metrics
 from models.forecaster import ROUND_OFF, ForecasterConfig, floor_at_zero
 from training.backtest import BacktestConfig, backtest, write_backtest_tables
 from training.data import LoadConfig, LoadedData, load_data
@@ -214,6 +215,7 @@ def side_by_side(monkeypatch: pytest.MonkeyPatch, chunk: int) -> list[str]:
     monkeypatch.setattr(bt, "tidy_forecasts", both_tidy)
     monkeypatch.setattr(bt, "metric_tables", both_tables)
     monkeypatch.setattr(bt, "TIDY_CHUNK", chunk)
+    monkeypatch.setattr(training.metrics, "TERM_ROWS", 1000)  # several blocks
     return calls
 
 
