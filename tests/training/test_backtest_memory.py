@@ -251,6 +251,7 @@ def test_the_frame_tables_and_files_are_those_of_the_whole_frame_code(
     assert forecasts["series"].nunique() == (2 if fleet else 1)
 
     now, before = tmp_path / "now", tmp_path / "before"
+    monkeypatch.setattr(bt, "FORECASTS_ROW_GROUP", 1000)  # several row groups
     write_backtest_tables(result, now)
     before.mkdir()
     write_before(forecasts, before / "forecasts.parquet")
@@ -262,3 +263,24 @@ def test_the_frame_tables_and_files_are_those_of_the_whole_frame_code(
     stored, expected = (pd.read_parquet(d / "forecasts.parquet") for d in (now, before))
     pd.testing.assert_frame_equal(stored, expected, check_exact=True)
     assert stored["actual"].dtype == (np.float64 if level or scale == "scaled" else np.float32)
+
+
+def test_forecasts_parquet_is_the_one_shot_file_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written a row group at a time, of the size pyarrow's one-shot write cuts them to, the
+    file is that write's, byte for byte."""
+    data = etth1(tmp_path, fleet=True)
+    model = ForecasterConfig(kind="repeat_last", lookback=L, horizon=H)
+    result = backtest(data, SplitConfig(lookback=L), model, QUICK, BacktestConfig())
+    monkeypatch.setattr(bt, "FORECASTS_ROW_GROUP", 1000)
+    bt.write_forecasts(result.forecasts, tmp_path / "now.parquet")
+    values = ["actual", "point", *(quantile_column(q) for q in model.quantiles)]
+    dtype = "float32" if bt.float32_keeps_scores(result.forecasts, values) else "float64"
+    frame = result.forecasts.assign(series=result.forecasts["series"].astype(str))
+    frame.astype(dict.fromkeys(values, dtype)).to_parquet(
+        tmp_path / "before.parquet", index=False, compression="zstd", row_group_size=1000
+    )
+    assert len(result.forecasts) > 3000
+    now = (tmp_path / "now.parquet").read_bytes()
+    assert now == (tmp_path / "before.parquet").read_bytes()
