@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -188,15 +188,96 @@ def next_due(cron: str, timezone: str, *, after: datetime) -> datetime:
     the day clocks go back, as cron does: the second occurrence of a repeated local time
     (02:30 at +02:00, then 02:30 again at +01:00) is skipped; schedules whose hour is `*` or
     a step run on through the repeated hour, as elapsed time says. A local time the change
-    skips (02:30 on the night 02:00 becomes 03:00) is due once, at the first instant after the
-    gap (03:00), whatever the cron's minutes there."""
+    skips (02:30 on the night 02:00 becomes 03:00) is due once, at the first instant after
+    the gap (03:00), whatever the cron's minutes there (for an hour of `*` or a step, unless
+    the schedule is due anyway before elapsed time reaches it: `_instants`).
+
+    The cron is matched against naive wall-clock times and each match is placed on the UTC
+    line here (`_instants`): croniter's own daylight-saving steps assume a one-hour change,
+    and on Lord Howe Island (30 minutes) `14,32 * * * *` went from 01:32 at +11:00 to 02:14,
+    never running the repeated 01:32 at +10:30."""
     zone = ZoneInfo(timezone)
-    times = croniter(cron, after.astimezone(zone))
-    fixed_hour = not any(mark in cron.split()[1] for mark in "*/")
+    fixed_hour = _fixed_hour(cron)
+    after = after.astimezone(UTC)
+    lowest, _ = _offsets_near(after, zone)
+    # a wall time w falls at w - offset > after only if w > after + offset >= after + lowest
+    walls = croniter(cron, _naive(after + lowest) - timedelta(seconds=1))
+    best: datetime | None = None
+    latest_wall = datetime.max
     while True:
-        due: datetime = times.get_next(datetime)
-        if not (fixed_hour and _repeated(due, zone)):
-            return due.astimezone(UTC)
+        wall: datetime = walls.get_next(datetime)
+        if wall > latest_wall:  # every later wall time falls after `best`
+            assert best is not None
+            return best
+        for instant in _instants(cron, wall, zone, fixed_hour=fixed_hour):
+            if instant > after and (best is None or instant < best):
+                best = instant
+                # a wall time w falls at w - offset >= w - highest: past best + highest, later
+                latest_wall = _naive(best + _offsets_near(best, zone)[1])
+
+
+def _fixed_hour(cron: str) -> bool:
+    return not any(mark in cron.split()[1] for mark in "*/")
+
+
+def _naive(moment: datetime) -> datetime:
+    """A UTC moment as a naive datetime (wall-clock arithmetic against naive local times)."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+# How far around a moment the zone's offsets are read: a change whose repeated or skipped
+# wall times reach the moment is well within it, and changes are months apart, so the
+# offsets at its ends and middle are all the offsets within it.
+_NEAR = timedelta(days=2)
+
+
+def _offsets_near(moment: datetime, zone: ZoneInfo) -> tuple[timedelta, timedelta]:
+    """The lowest and highest UTC offsets of `zone` within `_NEAR` of `moment`."""
+    offsets = [
+        (moment + side * _NEAR).astimezone(zone).utcoffset() or timedelta(0) for side in (-1, 0, 1)
+    ]
+    return min(offsets), max(offsets)
+
+
+def _instants(cron: str, wall: datetime, zone: ZoneInfo, *, fixed_hour: bool) -> list[datetime]:
+    """The UTC instants at which the naive local `wall` is due: one; two when a change back
+    repeats it (the first alone for a fixed hour). A wall time a change forward skips is due
+    once, at the first instant after the gap; for a schedule whose hour is `*` or a step, not
+    when the schedule is due anyway by the instant that elapsed time gives the skipped wall
+    time (fold=0, the clock of before the change): `30 * * * *` in Berlin, on the night 02:00
+    CET becomes 03:00 CEST, runs at 03:30 CEST (02:30 CET) and not at 03:00 too, while `30
+    */2 * * *` runs at 03:00."""
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if _local(first, zone) != wall:  # skipped by a change forward
+        gap_end = _change_at(second, first, zone)
+        if not fixed_hour:
+            own = croniter(cron, _local(gap_end, zone) - timedelta(seconds=1)).get_next(datetime)
+            if own <= _local(first, zone):
+                return []
+        return [gap_end]
+    if first == second or fixed_hour:
+        return [first]
+    return [first, second]
+
+
+def _local(moment: datetime, zone: ZoneInfo) -> datetime:
+    """`moment`'s wall-clock time in `zone`, naive."""
+    return moment.astimezone(zone).replace(tzinfo=None)
+
+
+def _change_at(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The instant the zone's offset changes, between `before` (old offset) and `after` (new
+    offset), to the second: the first instant after a gap in the local clock."""
+    new = after.astimezone(zone).utcoffset()
+    low, high = 0, int((after - before).total_seconds())  # before + high has the new offset
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (before + timedelta(seconds=middle)).astimezone(zone).utcoffset() == new:
+            high = middle
+        else:
+            low = middle
+    return before + timedelta(seconds=high)
 
 
 def _repeated(moment: datetime, zone: ZoneInfo) -> bool:
@@ -213,7 +294,7 @@ def latest_due(cron: str, timezone: str, *, at: datetime) -> datetime:
     for '30 1 * * *' in New York, a time after `at`), so it only finds a due time safely
     before `at`, and `next_due`'s own steps go forward from it: one rule for both."""
     zone = ZoneInfo(timezone)
-    fixed_hour = not any(mark in cron.split()[1] for mark in "*/")
+    fixed_hour = _fixed_hour(cron)
     times = croniter(cron, at.astimezone(zone))
     for _ in range(_MAX_STEPS_BACK):
         due: datetime = times.get_prev(datetime)

@@ -134,6 +134,66 @@ def test_a_local_time_the_clocks_skip_runs_once_at_the_first_instant_after_the_g
     )
 
 
+def test_a_half_hour_change_back_repeats_every_due_time_when_the_hour_is_a_star() -> None:
+    """Lord Howe Island goes from 02:00 at UTC+11 back to 01:30 at UTC+10:30 on 2027-04-04:
+    01:30-01:59 happens twice. `14,32 * * * *` runs through both, as elapsed time says: the
+    second 01:32 (15:02Z) was never run (croniter stepped from 01:32 at +11 to 02:14), nor
+    were the second 01:35 to 01:56 of `*/7 * * * *`; a fixed hour still runs once."""
+
+    def local_dues(cron: str) -> list[str]:
+        moment, out = datetime(2027, 4, 3, 14, tzinfo=UTC), []
+        while (moment := schedules.next_due(cron, "Australia/Lord_Howe", after=moment)) < (
+            datetime(2027, 4, 3, 16, tzinfo=UTC)
+        ):
+            out.append(moment.strftime("%H:%MZ"))
+        return out
+
+    assert local_dues("14,32 * * * *") == [
+        "14:14Z",  # 01:14 at +11
+        "14:32Z",  # 01:32 at +11
+        "15:02Z",  # 01:32 at +10:30, the repeated one
+        "15:44Z",  # 02:14 at +10:30
+    ]
+    assert local_dues("*/7 * * * *")[7:14] == [
+        "14:56Z",  # 01:56 at +11
+        "15:05Z",  # 01:35 at +10:30
+        "15:12Z",
+        "15:19Z",
+        "15:26Z",  # 01:56 at +10:30
+        "15:30Z",  # 02:00 at +10:30
+        "15:37Z",
+    ]
+    assert local_dues("32 1 * * *") == ["14:32Z"]  # a fixed hour: the first 01:32 alone
+    assert local_dues("32 * * * *") == ["14:32Z", "15:02Z"]  # 01:32 twice; 02:32 is 16:02Z
+
+
+def test_a_half_hour_change_forward_runs_a_skipped_time_once_after_the_gap() -> None:
+    """Lord Howe Island goes from 02:00 at UTC+10:30 to 02:30 at UTC+11 on 2026-10-04: the
+    hourly 02:00 was skipped (01:00, then 03:00: 90 minutes without a run); it runs at 02:30,
+    as a fixed hour's does. `*/20 * * * *` runs there once for 02:00 and 02:20."""
+
+    def local_dues(cron: str) -> list[str]:
+        moment, out = datetime(2026, 10, 3, 14, tzinfo=UTC), []
+        while (moment := schedules.next_due(cron, "Australia/Lord_Howe", after=moment)) < (
+            datetime(2026, 10, 3, 16, 30, tzinfo=UTC)
+        ):
+            out.append(moment.strftime("%H:%MZ"))
+        return out
+
+    assert local_dues("0 * * * *") == ["14:30Z", "15:30Z", "16:00Z"]  # 01:00, 02:30, 03:00
+    assert local_dues("0 2 * * *") == ["15:30Z"]
+    assert local_dues("*/20 * * * *") == [
+        "14:10Z",  # 00:40 at +10:30
+        "14:30Z",
+        "14:50Z",
+        "15:10Z",  # 01:40 at +10:30
+        "15:30Z",  # 02:30 at +11, for 02:00 and 02:20
+        "15:40Z",  # 02:40 at +11
+        "16:00Z",
+        "16:20Z",
+    ]
+
+
 @pytest.mark.parametrize(
     ("zone", "night"),
     [
@@ -151,7 +211,7 @@ def test_the_latest_due_time_is_the_last_next_due_gives_at_or_before_it(
     the job got a future due time and the real run was never enqueued. Every 7 minutes over
     the night, against the due times `next_due` walks through."""
     for cron in ("30 1 * * *", "0 1 * * *", "30 * * * *", "*/15 * * * *", "30 2 * * *",
-                 "0 */2 * * *", "0 0 * * 0"):  # fmt: skip
+                 "0 */2 * * *", "0 0 * * 0", "14,32 * * * *", "*/7 * * * *"):  # fmt: skip
         dues, moment = [], night - timedelta(days=8)
         while moment < night + timedelta(hours=12):
             moment = schedules.next_due(cron, zone, after=moment)
