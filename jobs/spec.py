@@ -421,14 +421,15 @@ def unpacked_size(path: Path, *, limit: int) -> int:
     API process at submission: 25 s and 2.5 GB more memory, kept after the answer. A file
     that does not unpack (a damaged .gz, a file that is not Parquet) answers its size on disk,
     and the full check then says what is wrong with it."""
-    from training.data import file_format, gzipped
+    from training.data import file_format, gzipped, open_regular
 
     size = path.stat().st_size
     try:
         if file_format(path) == "parquet":
             import pyarrow.parquet as pq
 
-            meta = pq.read_metadata(path)
+            with open_regular(path) as raw:  # not a pipe it would wait on for ever
+                meta = pq.read_metadata(raw)
             groups = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             cells = int(meta.num_rows) * int(meta.num_columns)
             return max(size, int(groups), cells * PARQUET_CELL_BYTES)
@@ -436,7 +437,7 @@ def unpacked_size(path: Path, *, limit: int) -> int:
             import gzip
 
             unpacked = 0
-            with gzip.open(path, "rb") as stream:
+            with open_regular(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                 while unpacked <= limit and (chunk := stream.read(_GZIP_READ)):
                     unpacked += len(chunk)
             return unpacked

@@ -57,15 +57,19 @@ import ctypes
 import ctypes.util
 import functools
 import gzip
+import io
+import os
 import re
+import stat
 import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, BinaryIO, Literal, TextIO, cast
 
 import numpy as np
 import pandas as pd
@@ -723,12 +727,22 @@ def _columns_in_file(path: Path, kind: str, sep: str) -> list[str]:
         if kind == "csv" and len(sep) == 1:
             names = _csv_header(path, sep)
         elif kind == "csv":  # the names as written: pandas would rename a repeated one "OT.1"
-            header = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str, engine="python")
+            with open_regular(path) as raw:
+                header = pd.read_csv(
+                    raw,
+                    compression=_compression(path),
+                    sep=sep,
+                    nrows=1,
+                    header=None,
+                    dtype=str,
+                    engine="python",
+                )
             names = ["" if pd.isna(c) else str(c) for c in header.iloc[0]]
         else:
             import pyarrow.parquet as pq
 
-            names = [str(c) for c in pq.read_schema(path).names]
+            with open_regular(path) as raw:
+                names = [str(c) for c in pq.read_schema(raw).names]
         if kind == "csv":
             _refuse_not_utf8_header(names, path.name)
             _refuse_preamble(path, sep)
@@ -749,9 +763,53 @@ def gzipped(path: Path) -> bool:
     return path.name.lower().endswith(".gz")
 
 
-def _opener(path: Path) -> Any:
-    """gzip.open for a .csv.gz, else open."""
-    return gzip.open if gzipped(path) else open
+def _compression(path: Path) -> Literal["gzip"] | None:
+    """pandas' `compression` for the file opened by `open_regular`, as it infers it from a
+    name: gzip for a .csv.gz."""
+    return "gzip" if gzipped(path) else None
+
+
+# What a path that is not a regular file is, by its mode (stat.S_IFMT)
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading (binary), refused unless it is a regular file. Every read of
+    a data file opens it here: without waiting (O_NONBLOCK; the open of a named pipe waits for
+    a writer for ever) and checked on the descriptor opened (fstat), not by name, so a file
+    swapped for a pipe or a device after a check by name is refused (UnreadableFileError)
+    instead of waited on or read without end. Before, a job's training (or the API's check
+    of a submission) whose file became a named pipe never ended."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            what = _NOT_REGULAR.get(stat.S_IFMT(mode), "not a file")
+            raise UnreadableFileError(
+                f"{path.name}: not a regular file ({what}); the data must be a regular file"
+            )
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+@contextmanager
+def _open_bytes(path: Path) -> Iterator[BinaryIO]:
+    """The file's bytes, a .csv.gz's decompressed (`open_regular`)."""
+    with open_regular(path) as raw:
+        if not gzipped(path):
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as unpacked:
+            yield cast(BinaryIO, unpacked)
 
 
 # The longest line the header checks read (the header, the lines before it, the first data
@@ -774,10 +832,15 @@ def _bounded_lines(text: Any, source: str) -> Iterator[str]:
         yield line
 
 
-def _open_text(path: Path) -> Any:
+@contextmanager
+def _open_text(path: Path) -> Iterator[TextIO]:
     """A CSV file (or .csv.gz) as text the way pandas reads it: UTF-8, a byte-order mark
     skipped, newlines left to the csv module."""
-    return _opener(path)(path, "rt", encoding="utf-8-sig", newline="")
+    with (
+        _open_bytes(path) as binary,
+        io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as text,
+    ):
+        yield text
 
 
 # Files named .csv (or .txt, .tsv) that are another format, by their first four bytes, and
@@ -805,7 +868,7 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
     to do, which the decoder's own words ("can't decode byte 0xd6 in position 36") do not
     say: the position is in a chunk of the file, and no line is named."""
     if isinstance(error, gzip.BadGzipFile) and gzipped(path):
-        with open(path, "rb") as raw:
+        with open_regular(path) as raw:
             if raw.read(2) != b"\x1f\x8b":  # not a damaged archive: no archive at all
                 return UnreadableFileError(
                     f"{path.name}: the file is named .gz but is not gzip-compressed; name it "
@@ -813,12 +876,11 @@ def _unreadable(path: Path, kind: str, error: Exception) -> UnreadableFileError:
                 )
     if not isinstance(error, UnicodeDecodeError):
         return UnreadableFileError(f"{path.name}: cannot read it as {kind}: {error}")
-    opener = _opener(path)
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
-    with opener(path, "rb") as raw:
+    with _open_bytes(path) as raw:
         while chunk := raw.read(1 << 20):  # a chunk at a time: the file may be large
-            if line == 1 and chunk.startswith(b"\x1f\x8b") and opener is open:
+            if line == 1 and chunk.startswith(b"\x1f\x8b") and not gzipped(path):
                 return UnreadableFileError(
                     f"{path.name}: the file is gzip-compressed; name it with the suffix "
                     f"{_suffix(path)}.gz (or decompress it)"
@@ -1024,9 +1086,14 @@ def has_data_rows(path: str | Path, sep: str = ",") -> bool:
     if file_format(path) == "parquet":
         import pyarrow.parquet as pq
 
-        return int(pq.read_metadata(path).num_rows) > 0
+        with open_regular(path) as raw:
+            return int(pq.read_metadata(raw).num_rows) > 0
     if len(sep) != 1:  # a separator pandas reads as a pattern: let it count the rows
-        return len(pd.read_csv(path, sep=sep, nrows=1, engine="python")) > 0
+        with open_regular(path) as raw:
+            read = pd.read_csv(
+                raw, compression=_compression(path), sep=sep, nrows=1, engine="python"
+            )
+        return len(read) > 0
     with _open_text(path) as text:
         lines = _bounded_lines(text, path.name)
         rows = (row for row in csv.reader(lines, delimiter=sep) if any(c.strip() for c in row))
@@ -1135,7 +1202,8 @@ def _read_columns(
         if kind == "csv":
             return _read_csv_columns(path, columns, time_columns, config)
         _check_parquet_text(path, columns)
-        frame = pd.read_parquet(path, columns=columns)
+        with open_regular(path) as raw:
+            frame = pd.read_parquet(raw, columns=columns)
     except DataValidationError:  # said already, naming the row
         raise
     except READ_ERRORS as error:
@@ -1168,7 +1236,8 @@ def _check_parquet_text(path: Path, columns: list[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)
+    with open_regular(path) as raw:
+        schema = pq.read_schema(raw)
     text = [
         c
         for c in columns
@@ -1181,7 +1250,8 @@ def _check_parquet_text(path: Path, columns: list[str]) -> None:
     if not text:  # numbers and timestamps only: nothing to validate, no second read
         return
     try:
-        pq.read_table(path, columns=text).validate(full=True)
+        with open_regular(path) as raw:
+            pq.read_table(raw, columns=text).validate(full=True)
     except pa.ArrowInvalid as error:
         raise UnreadableFileError(
             f"{path.name}: a text column holds bytes that are not UTF-8 ({shown(str(error))})"
@@ -1261,7 +1331,10 @@ def _csv_buffer_lines(width: int) -> int:
 
 def _read_csv_whole(path: Path, columns: list[str], options: dict[str, Any]) -> pd.DataFrame:
     """`columns` of a CSV file read in one `pd.read_csv`."""
-    return cast(pd.DataFrame, pd.read_csv(path, **options)[columns])
+    with open_regular(path) as raw:
+        return cast(
+            pd.DataFrame, pd.read_csv(raw, compression=_compression(path), **options)[columns]
+        )
 
 
 def _table_width(reader: object) -> int | None:
@@ -1281,7 +1354,10 @@ def _read_csv_chunked(path: Path, columns: list[str], options: dict[str, Any]) -
     The chunks are pandas' own typing blocks (`_csv_buffer_lines`), so each column's type
     (and a bad cell's text) is what the whole-file read gives."""
     pieces: dict[str, list[pd.Series]] = {c: [] for c in columns}
-    with pd.read_csv(path, iterator=True, **options) as reader:
+    with (
+        open_regular(path) as raw,
+        pd.read_csv(raw, compression=_compression(path), iterator=True, **options) as reader,
+    ):
         width = _table_width(reader)
         if width is None:  # a pandas without it: the file read whole, as before
             return _read_csv_whole(path, columns, options)
@@ -1338,7 +1414,7 @@ def _unterminated_last_line(path: Path) -> str | None:
     file of one line is its header."""
     if gzipped(path):
         return None
-    with open(path, "rb") as raw:
+    with open_regular(path) as raw:
         size = raw.seek(0, 2)
         back = min(size, 1 << 16)
         raw.seek(size - back)
@@ -1365,16 +1441,20 @@ def _cells_as_written(
     columns = list(missing)
     found: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     start = 0
-    with pd.read_csv(
-        path,
-        sep=config.sep,
-        na_filter=False,
-        dtype=str,
-        index_col=False,
-        engine="c" if len(config.sep) == 1 else "python",
-        usecols=columns,
-        chunksize=PARSE_CHUNK_ROWS,
-    ) as chunks:
+    with (
+        open_regular(path) as raw,
+        pd.read_csv(
+            raw,
+            compression=_compression(path),
+            sep=config.sep,
+            na_filter=False,
+            dtype=str,
+            index_col=False,
+            engine="c" if len(config.sep) == 1 else "python",
+            usecols=columns,
+            chunksize=PARSE_CHUNK_ROWS,
+        ) as chunks,
+    ):
         for chunk in chunks:
             for column in columns:
                 flags = missing[column][start : start + len(chunk)]

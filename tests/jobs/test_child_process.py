@@ -39,12 +39,15 @@ from tests.jobs.conftest import cancel_once_logged, tiny_spec, worker_settings
 from urnn_forecast.settings import Settings
 
 
-def stuck_job(db: Database, tmp_path: Path, ett_csv: Path) -> str:
-    """A job whose data is a FIFO with no writer (submitted past the API's checks, which
-    would block on it too)."""
-    fifo = tmp_path / "never-written.csv"
-    os.mkfifo(fifo)
-    spec = JobSpec.model_validate({**tiny_spec(ett_csv), "data": str(fifo)})
+def stuck_job(db: Database, tmp_path: Path, ett_csv: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A job whose training child hangs before it trains, as on a data file on a hung mount:
+    its Python blocks at start (a sitecustomize on its PYTHONPATH that sleeps). A named pipe
+    with no writer did it once; the loader now refuses one without waiting on it."""
+    hang = tmp_path / "hang"
+    hang.mkdir()
+    (hang / "sitecustomize.py").write_text("import time\n\ntime.sleep(3600)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hang), os.environ.get("PYTHONPATH", "")]))
+    spec = JobSpec.model_validate(tiny_spec(ett_csv))
     with db.session() as session:
         return queue.submit(session, spec=spec.model_dump(), max_attempts=1).id
 
@@ -75,13 +78,13 @@ def wait_for(db: Database, job_id: str, text: str, seconds: float = 60) -> Job:
 
 @pytest.mark.slow
 def test_a_job_stuck_before_training_is_cancelled(
-    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = worker_settings(tmp_path, mlflow_settings, device="cpu")
     db = Database.from_settings(settings)
     try:
-        job_id = stuck_job(db, tmp_path, ett_csv)
-        # the child is up and blocked opening the pipe 3 s after the launch
+        job_id = stuck_job(db, tmp_path, ett_csv, monkeypatch)
+        # the child is up and blocked at its start 3 s after the launch
         job, stopped_after = cancel_once_logged(db, settings, job_id, "launching: ", settle=3.0)
     finally:
         db.dispose()
@@ -95,12 +98,12 @@ def test_a_job_stuck_before_training_is_cancelled(
 
 @pytest.mark.slow
 def test_a_job_stuck_before_training_times_out(
-    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = worker_settings(tmp_path, mlflow_settings, job_timeout_seconds=4.0)
     db = Database.from_settings(settings)
     try:
-        job_id = stuck_job(db, tmp_path, ett_csv)
+        job_id = stuck_job(db, tmp_path, ett_csv, monkeypatch)
         assert Worker(db, settings).run_once() == job_id  # returns: the child was stopped
         with db.session() as session:
             job = queue.get(session, job_id=job_id)
@@ -612,3 +615,4 @@ def test_a_target_column_that_starts_with_a_dash_reaches_the_child_as_its_value(
     command = launched[0]
     argv = command[command.index("urnn_forecast.cli") + 1 :]
     assert build_parser().parse_args(argv).target == "-HUFL"
+

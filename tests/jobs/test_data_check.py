@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gzip
 import inspect
+import os
 import shutil
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,9 @@ from service.routes import jobs as job_routes
 from service.routes import schedules as schedule_routes
 from tests.jobs.conftest import HORIZON, tiny_spec
 from tests.jobs.test_api import KEY, NoModels
+from training.data import LoadConfig, header_columns, load_data
 from training.split import SplitConfig, rows_for_one_window_each
+from training.validation import UnreadableFileError
 from urnn_forecast.settings import Settings
 
 with warnings.catch_warnings():
@@ -588,3 +592,57 @@ def test_numbers_that_may_group_thousands_are_a_warning_of_the_submission(
     # written with plain decimal points, the same data says nothing
     path.write_text("Datetime;MW\n" + rows.replace(".", "").replace(";1", ";1.5"))
     assert submit(client, spec).json()["warnings"] == []
+
+
+def _fifo_in_place_of(path: Path) -> None:
+    """`path`, a checked data file, swapped for a named pipe that no one writes to."""
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _within(seconds: float, call: Callable[[], object], fifo: Path) -> BaseException | None:
+    """What `call` raised, run in a thread that must end within `seconds`: an open of the pipe
+    waits for a writer for ever, so one is opened (and closed: end of file) if it does not."""
+    raised: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            raised.append(None)
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # lets the blocked open return
+        thread.join(10)
+        pytest.fail(f"still opening the named pipe after {seconds} s")
+    return raised[0]
+
+
+@pytest.mark.parametrize("name", ["swapped.csv", "swapped.csv.gz", "swapped.parquet"])
+def test_a_data_file_swapped_for_a_named_pipe_after_its_check_is_refused_not_waited_on(
+    ett_csv: Path, tmp_path: Path, name: str
+) -> None:
+    """The file is checked by name (a regular file), then opened by name: swapped for a named
+    pipe in between, the open waited for a writer for ever (the API's check held a threadpool
+    thread and a check slot; a worker's training never ended, its lease renewed). Each open
+    of the data is now checked on the opened descriptor."""
+    path = tmp_path / name
+    frame = pd.read_csv(ett_csv)
+    if name.endswith(".parquet"):
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    checked = validate_spec(JobSpec.model_validate(tiny_spec(path)))
+    _fifo_in_place_of(path)
+    said = f"{path.name}: not a regular file (a named pipe); the data must be a regular file"
+    error = _within(10, lambda: check_job_data(checked, max_bytes=1 << 30), path)
+    assert isinstance(error, JobSpecError), error
+    assert (error.field, error.message) == ("data", said)
+    for read in (lambda: load_data(path, LoadConfig(target="OT")), lambda: header_columns(path)):
+        error = _within(10, read, path)
+        assert isinstance(error, UnreadableFileError), error
+        assert str(error) == said
