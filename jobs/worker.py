@@ -549,14 +549,32 @@ def remove_half_registered(client: Any, run_id: str) -> list[tuple[str, str]]:
     return removed
 
 
+# Settings the training child is not given, by name in any case (pydantic-settings reads
+# URNN_* names case-insensitively): the API key (URNN_API_KEY*, its companion flag too) and
+# the job database's URL, with its password. `urnn train` uses neither; inherited, any code a
+# run executes (a data reader, a model's) could read them. docs/jobs.md lists them.
+WITHHELD_FROM_TRAINING = ("URNN_API_KEY", "URNN_DATABASE_URL")
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The training child's environment: the worker's, its settings as URNN_* variables (for
+    torchrun's ranks), MLflow's artifact progress bars off (they would fill the job's 60-line
+    log tail), less WITHHELD_FROM_TRAINING."""
+    environment = {**os.environ, **settings.environment(), QUIET_ARTIFACTS: "false"}
+    return {
+        name: value
+        for name, value in environment.items()
+        if not name.upper().startswith(WITHHELD_FROM_TRAINING)
+    }
+
+
 def _launch(command: list[str], settings: Settings) -> Any:
     """The training child: its own process group, output read as text line by line."""
     import subprocess
 
     return subprocess.Popen(
         command,
-        # MLflow's artifact progress bars would fill the job's 60-line log tail
-        env={**os.environ, **settings.environment(), QUIET_ARTIFACTS: "false"},
+        env=child_environment(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -616,3 +616,44 @@ def test_a_target_column_that_starts_with_a_dash_reaches_the_child_as_its_value(
     argv = command[command.index("urnn_forecast.cli") + 1 :]
     assert build_parser().parse_args(argv).target == "-HUFL"
 
+
+def test_the_training_child_gets_no_api_key_nor_the_job_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training child inherited the worker's whole environment: URNN_API_KEY (which lets
+    anyone holding it submit jobs and reload models) and the job database's URL (its
+    password), though `urnn train` uses neither; code in a training run (a model's or a
+    data file's) could read them. What training does use stays: the tracking URI and the
+    other URNN_* settings, MLflow's own variables, PATH."""
+    import sys
+
+    from pydantic import SecretStr
+
+    from jobs.worker import _launch
+
+    monkeypatch.setenv("URNN_API_KEY", "the-api-key-1")
+    monkeypatch.setenv("urnn_api_key", "the-api-key-2")  # pydantic-settings reads any case
+    monkeypatch.setenv("URNN_API_KEY_FOR_READS", "true")
+    monkeypatch.setenv("URNN_DATABASE_URL", "postgresql+psycopg://urnn:pg-pass-1@db/urnn")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tracking-token-1")
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        mlflow_tracking_uri="http://mlflow:5000",
+        database_url="postgresql+psycopg://urnn:pg-pass-1@db/urnn",
+        api_key=SecretStr("the-api-key-1"),
+        api_key_for_reads=True,
+    )
+    script = (
+        "import json, os; print(json.dumps({k: v for k, v in os.environ.items() "
+        "if k.upper().startswith(('URNN_', 'MLFLOW_'))}))"
+    )
+    process = _launch([sys.executable, "-c", script], settings)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    seen = json.loads(out)
+    for name in ("URNN_API_KEY", "urnn_api_key", "URNN_API_KEY_FOR_READS", "URNN_DATABASE_URL"):
+        assert name not in seen, name
+    assert "the-api-key" not in out and "pg-pass-1" not in out
+    assert seen["URNN_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert seen["MLFLOW_TRACKING_TOKEN"] == "tracking-token-1"  # the tracking server's own
+    assert seen["URNN_VAR_DIR"] == str(tmp_path / "var")
