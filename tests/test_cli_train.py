@@ -318,7 +318,7 @@ def test_a_job_spec_asks_for_calendar_features_in_its_train_or_model_section(
     )
     with pytest.raises(JobSpecError) as refused:
         linear.train_config()
-    assert refused.value.field == "config.train"
+    assert refused.value.field == "config.train.calendar"
     assert "calendar features are read by the kinds" in refused.value.message
     both = JobSpec(
         data=str(csv),

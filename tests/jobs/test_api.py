@@ -170,27 +170,29 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (
         "unknown model key",
         lambda csv: tiny_spec(csv, config={"model": {"hidden": 8}}),
-        "field 'config.model': unknown field(s) ['hidden']",
+        "field 'config.model.hidden': unknown field(s) ['hidden']",
     ),
     (
         "a model no worker can hold",
         lambda csv: tiny_spec(csv, config={"model": {"hidden_size": 10**8}}),
-        "field 'config.model': hidden_size must be an integer from 1 to 8,192, got 100000000",
+        "field 'config.model.hidden_size': hidden_size must be an integer from 1 to 8,192, got "
+        "100000000",
     ),
     (
         "an ensemble that trains for ever",
         lambda csv: tiny_spec(csv, config={"model": {"ensemble": 10**8}}),
-        "field 'config.model': ensemble must be an integer from 1 to 100, got 100000000",
+        "field 'config.model.ensemble': ensemble must be an integer from 1 to 100, got 100000000",
     ),
     (
         "bad fit value",
         lambda csv: tiny_spec(csv, config={"fit": {"device": "tpu"}}),
-        "field 'config.fit': device must be one of",
+        "field 'config.fit.device': device must be one of 'auto', 'cpu', 'cuda'; got 'tpu'",
     ),
     (
         "a learning rate past float32 (queued, then failed in Adam's step)",
         lambda csv: tiny_spec(csv, config={"fit": {"lr": 1e300}}),
-        "field 'config.fit': lr must be a finite number of magnitude at most 3.403e+38 (float32, "
+        "field 'config.fit.lr': lr must be a finite number of magnitude at most 3.403e+38 "
+        "(float32, "
         "what the model trains in), got 1e+300",
     ),
     (
@@ -198,54 +200,81 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         lambda csv: tiny_spec(
             csv, config={"model": {"quantiles": [i / 20002 for i in range(1, 20002)]}}
         ),
-        "field 'config.model': quantiles must hold at most 99 levels (every percentile), got "
+        "field 'config.model.quantiles': quantiles must hold at most 99 levels (every "
+        "percentile), got "
         "20,001",
     ),
     (
         "bad train key",
         lambda csv: tiny_spec(csv, config={"train": {"metric": "r2"}}),
-        "field 'config.train'",
+        "field 'config.train.metric': metric must be one of 'mae', 'mse', 'rmse', 'smape', "
+        "'mase', 'pinball_mean'; got 'r2'",
     ),
     (
         "unknown split",
         lambda csv: tiny_spec(csv, config={"train": {"split_method": "random"}}),
-        "field 'config.train': split_method must be one of 'fractions', 'ett', 'series'; got",
+        "field 'config.train.split_method': split_method must be one of 'fractions', 'ett', "
+        "'series'; got",
     ),
     (
         "fractions that leave no test share",
         lambda csv: tiny_spec(csv, config={"train": {"train_fraction": 0.95}}),
-        "field 'config.train': train_fraction and val_fraction must each lie in (0, 1)",
+        "field 'config.train.train_fraction': train_fraction and val_fraction must each lie in "
+        "(0, 1)",
     ),
     (
         "no rows between backtest origins",
         lambda csv: tiny_spec(csv, config={"train": {"backtest_step": 0}}),
-        "field 'config.train': backtest_step must be an integer >= 1; got 0",
+        "field 'config.train.backtest_step': backtest_step must be an integer >= 1; got 0",
     ),
     (
         "no backtest windows",
         lambda csv: tiny_spec(csv, config={"train": {"backtest_windows": 0}}),
-        "field 'config.train': backtest_windows must be None (every origin) or an integer >= 1",
+        "field 'config.train.backtest_windows': backtest_windows must be None (every origin) or "
+        "an integer >= 1",
     ),
     (
         "a promotion margin of the whole score",
         lambda csv: tiny_spec(csv, config={"train": {"min_improvement": 1.0}}),
-        "field 'config.train': min_improvement must lie in [0, 1) (0.02: 2 % below the "
+        "field 'config.train.min_improvement': min_improvement must lie in [0, 1) (0.02: 2 % "
+        "below the "
         "champion's score); got 1.0",
     ),
     (
         "no rows between training windows",
         lambda csv: tiny_spec(csv, config={"train": {"train_stride": 0}}),
-        "field 'config.train': train_stride must be an integer >= 1; got 0",
+        "field 'config.train.train_stride': train_stride must be an integer >= 1; got 0",
+    ),
+    (
+        "no epochs (the QA pass's case: the section alone was named)",
+        lambda csv: _with(csv, "fit", max_epochs=0),
+        "field 'config.fit.max_epochs': max_epochs must be >= 1, got 0",
+    ),
+    (
+        "a fraction that leaves no test share, the other left at its default",
+        lambda csv: _with(csv, "train", val_fraction=2),
+        "field 'config.train.val_fraction': train_fraction and val_fraction must each lie in "
+        "(0, 1)",
+    ),
+    (
+        "an unknown load option",
+        lambda csv: _with(csv, "load", max_gaps=3),
+        "field 'config.load.max_gaps': unknown field(s) ['max_gaps']; known: ",
+    ),
+    (
+        "a frequency as a number",
+        lambda csv: _with(csv, "load", freq=5),
+        "field 'config.load.freq': must be a string or null; got 5",
     ),
     (
         "a number as text",
         lambda csv: tiny_spec(csv, config={"fit": {"max_epochs": "ten"}}),
-        "field 'config.fit': field 'max_epochs' must be an integer; got 'ten'",
+        "field 'config.fit.max_epochs': must be an integer; got 'ten'",
     ),
     (
         "quantiles as one string",
         lambda csv: tiny_spec(csv, config={"model": {"quantiles": "0.5"}}),
-        "field 'config.model': field 'quantiles' must be a list of numbers; got '0.5'",
+        "field 'config.model.quantiles': must be a list of numbers; got '0.5'",
     ),
     (
         "promote as text",
@@ -265,24 +294,25 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (
         "an empty experiment name",
         lambda csv: tiny_spec(csv, config={"train": {"experiment": ""}}),
-        "field 'config.train': experiment must be a non-empty name",
+        "field 'config.train.experiment': experiment must be a non-empty name",
     ),
     (
         "named test units under a split by time",
         lambda csv: tiny_spec(csv, config={"train": {"test_series": ["ETTh1"]}}),
-        "field 'config.train': test_series applies to split method 'series' only",
+        "field 'config.train.test_series': test_series applies to split method 'series' only",
     ),
     (
         "named test units as one string",
         lambda csv: tiny_spec(
             csv, config={"train": {"split_method": "series", "test_series": "3,4"}}
         ),
-        "field 'config.train': field 'test_series' must be a list of strings; got '3,4'",
+        "field 'config.train.test_series': must be a list of strings; got '3,4'",
     ),
     (
         "an empty registered name",
         lambda csv: tiny_spec(csv, config={"train": {"registered_name": " "}}),
-        "field 'config.train': registered_name must be None (log without registering) or a",
+        "field 'config.train.registered_name': registered_name must be None (log without "
+        "registering) or a",
     ),
     # PostgreSQL's text holds no NUL: refused here, not found by a failing worker
     (
@@ -303,7 +333,7 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (
         "a channel embedding, which cannot be served",
         lambda csv: tiny_spec(csv, config={"model": {"n_channels": 3, "decoder": "pmf"}}),
-        "field 'config.model': n_channels=3: a channel embedding needs the channel id",
+        "field 'config.model.n_channels': n_channels=3: a channel embedding needs the channel id",
     ),
     (
         "a covariate twice",
@@ -315,7 +345,8 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         lambda csv: tiny_spec(
             csv, config={"model": {"kind": "linear"}, "fit": {"decoder_search": True}}
         ),
-        "field 'config.fit': decoder 'auto' (fit.decoder_search) applies to the kinds urnn",
+        "field 'config.fit.decoder_search': decoder 'auto' (fit.decoder_search) applies to the "
+        "kinds urnn",
     ),
     # a fuzzing round's (2026-12-05): accepted, then on PostgreSQL a job that registered its
     # model at every attempt and failed, or a value the worker replaced without a word
@@ -334,13 +365,15 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (
         "a registered name MLflow reads as a path",
         lambda csv: _with(csv, "train", registered_name=".."),
-        "field 'config.train': registered_name '..' is not a name MLflow's registry accepts: "
+        "field 'config.train.registered_name': registered_name '..' is not a name MLflow's "
+        "registry accepts: "
         "it cannot be '.' nor start with '..'",
     ),
     (
         "a registered name no models:/ URI can name (the service could never serve it)",
         lambda csv: _with(csv, "train", registered_name="plant@a"),
-        "field 'config.train': registered_name 'plant@a' cannot be read back from MLflow's "
+        "field 'config.train.registered_name': registered_name 'plant@a' cannot be read back from "
+        "MLflow's "
         "registry",
     ),
     (
@@ -356,13 +389,15 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     (
         "n_past_covariates against the covariates",
         lambda csv: _with(csv, "model", n_past_covariates=99),
-        "n_past_covariates is set from the covariates (load.covariates: 1 here); the model "
+        "field 'config.model.n_past_covariates': model n_past_covariates is set from the "
+        "covariates (load.covariates: 1 here); the model "
         "config gives 99: leave it out",
     ),
     (
         "an empty list of timestamp columns",
         lambda csv: _with(csv, "load", timestamp_col=[]),
-        "timestamp_col must name one column or several (joined in order), or be left out",
+        "field 'config.load.timestamp_col': timestamp_col must name one column or several (joined "
+        "in order), or be left out",
     ),
 ]
 
@@ -375,6 +410,23 @@ def test_bad_specs_answer_422_naming_the_field(
     assert answer.status_code == 422, answer.text
     assert named in answer.json()["detail"]
     assert client.get("/jobs").json()["total"] == 0
+
+
+def test_a_bad_config_field_is_named_in_full_by_jobs_and_schedules(
+    client: TestClient, ett_csv: Path
+) -> None:
+    """A job's config was refused naming its section alone ("field 'config.fit': ..."): the
+    422 names the field in it, under a schedule's `job` too, on POST and PATCH."""
+    bad = _with(ett_csv, "fit", max_epochs=0)
+    said = "config.fit.max_epochs': max_epochs must be >= 1, got 0"
+    assert submit(client, bad).json()["detail"] == f"field '{said}"
+    body = {"cron": "0 3 * * *", "job": bad}
+    answer = client.post("/schedules", json=body, headers=KEY)
+    assert (answer.status_code, answer.json()["detail"]) == (422, f"field 'job.{said}")
+    made = client.post("/schedules", json={**body, "job": tiny_spec(ett_csv)}, headers=KEY)
+    assert made.status_code == 201, made.text
+    changed = client.patch(f"/schedules/{made.json()['id']}", json={"job": bad}, headers=KEY)
+    assert (changed.status_code, changed.json()["detail"]) == (422, f"field 'job.{said}")
 
 
 @pytest.mark.parametrize(
@@ -399,7 +451,8 @@ def test_a_model_decoder_auto_says_where_auto_lives(
     answer = submit(client, spec)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"] == (
-        f"field 'config.model': decoder must be one of 'direct', 'pmf'; got {decoder!r}{hint}"
+        "field 'config.model.decoder': decoder must be one of 'direct', 'pmf'; got "
+        f"{decoder!r}{hint}"
     )
     # where it says, "auto" is taken
     del spec["config"]["model"]["decoder"]
