@@ -64,14 +64,14 @@ from models.forecaster import (
     Normalisation,
     n_calendar_features,
 )
-from training.backtest import BacktestConfig, backtest, filled_flags, tidy_forecasts
+from training.backtest import BacktestConfig, backtest, tidy_forecasts
 from training.benchmark_options import check_horizons, check_names
 from training.data import LoadConfig, LoadedData, load_many
 from training.fit import FitConfig, predict
 from training.metrics import metric_tables, seasonal_naive_scale
 from training.paper_benchmark import DeviceName
 from training.split import SplitConfig, SplitPlan, StandardScaler, plan_split, split_data
-from training.windows import WindowDataset
+from training.windows import WindowDataset, filled_flags
 
 DATASET = "PJM"
 REGIONS: tuple[str, ...] = ("PJME", "PJMW", "DAYTON", "COMED", "FE", "DEOK")

@@ -649,7 +649,7 @@ def test_a_checkpoint_of_an_interrupted_fit_is_said_to_have_uncalibrated_interva
 def test_filled_flags_of_a_span_are_what_reindexing_gives() -> None:
     """A span of a series is read by position (reindexing hashed the whole index: +0.7 GB and
     12 s on a 16 M-row log); any other index still reindexes, unknown times reading False."""
-    from training.backtest import filled_flags
+    from training.windows import filled_flags
 
     index = pd.date_range("2024-01-01", periods=1_000, freq="h", name="timestamp")
     rng = np.random.default_rng(0)
