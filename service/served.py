@@ -35,7 +35,12 @@ from training.mlflow_model import (
     covariates_read,
 )
 from training.split import GLOBAL
-from training.validation import OffsetRangeError, checked_offset, renamed_alias_hint
+from training.validation import (
+    OffsetRangeError,
+    checked_offset,
+    renamed_alias_hint,
+    week_anchor,
+)
 from urnn_forecast.field_types import shown, shown_names
 
 
@@ -354,32 +359,4 @@ def freq_problem(alias: str, model_freq: str) -> str | None:
         return f"{shown(alias)} is not a pandas offset alias{hint or example}"
     if offset != parse_offset(model_freq) and week_anchor(alias, model_freq) is None:
         return f"{shown(alias)} is not the model's frequency {model_freq!r}"  # 'h' == '60min'
-    return None
-
-
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-
-
-@functools.lru_cache(maxsize=256)
-def week_anchor(alias: str, model_freq: str) -> int | None:
-    """The weekday (0 = Monday) from which `alias` and `model_freq`, two offsets to pandas,
-    step the same instants: weeks anchored on a day and as many times 7 calendar days
-    ('W-SUN' and '7D', '2W-SUN' and '14D': weekly data is inferred as '7D', and clients call
-    its Sundays 'W-SUN'). None for any other pair, equal ones included. Where a day is a fixed
-    24 h (pandas before 3) '7D' is no calendar week on a zoned clock: not paired there."""
-    try:
-        pair = (parse_offset(alias), parse_offset(model_freq))
-    except ValueError:
-        return None
-    for week, days in (pair, pair[::-1]):
-        weekday = getattr(week, "weekday", None)  # pandas-stubs leave Week's attributes out
-        if (
-            isinstance(week, pd.offsets.Week)
-            and weekday is not None
-            and isinstance(days, pd.offsets.Day)
-            and not isinstance(days, pd.offsets.Tick)
-            and week.n > 0
-            and days.n == 7 * week.n
-        ):
-            return int(weekday)
     return None

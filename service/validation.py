@@ -35,13 +35,15 @@ from models.forecaster import calendar_features
 from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
-from service.served import WEEKDAYS, ColumnScales, ServedModel, freq_problem, week_anchor
+from service.served import ColumnScales, ServedModel, freq_problem
 from training.mlflow_model import CLOCK_UTC, as_float32, off_grid, same_level
 from training.validation import (
+    WEEKDAYS,
     in_zone,
     local_steps,
     local_time_problem,
     steps_along,
+    week_anchor,
     written_at_skipped_midnight,
     zone_named,
 )

@@ -1217,6 +1217,56 @@ def test_backtest_refuses_data_at_another_frequency_than_the_models(
     assert "Overall:" in out
 
 
+def _weekly_csv(path: Path, start: str) -> Path:
+    """`seasonal_frame`'s values a week apart from `start` (2000-01-02 is a Sunday)."""
+    frame = seasonal_frame(600, period=52)
+    frame.index = pd.date_range(start, periods=600, freq="7D", name="timestamp")
+    frame.to_csv(path)
+    return path
+
+
+def test_backtest_takes_weeks_written_as_days_and_as_weeks_from_the_anchor_weekday(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`urnn train` infers weekly data as '7D'; `urnn backtest --freq W-SUN` on the same
+    Sundays was refused as another frequency (and '7D' for a model trained with --freq W-SUN),
+    where the service takes either spelling from the anchor's weekday."""
+    sundays = _weekly_csv(tmp_path / "sundays.csv", "2000-01-02")
+    mondays = _weekly_csv(tmp_path / "mondays.csv", "2000-01-03")
+    windows = ["--backtest-windows", "2"]
+    train = ["train", "--data", str(sundays), "--target", "y", *TINY, *windows]
+    code, out, err = run_cli(train, settings, capsys)
+    assert code == 0, err
+    assert "at '7D'" in out  # inferred as days
+    code, out, err = run_cli(
+        [*train, "--freq", "W-SUN", "--registered-name", "wk"], settings, capsys
+    )
+    assert code == 0, err
+    days_model = ["--model", "models:/urnn-forecaster@champion"]
+    weeks_model = ["--model", "models:/wk@champion"]
+    for model, data, freq in (
+        (days_model, sundays, "W-SUN"),  # a '7D' model on W-SUN data
+        (weeks_model, sundays, "7D"),  # a 'W-SUN' model on 7D data from a Sunday
+    ):
+        argv = ["backtest", *model, "--data", str(data), "--freq", freq, *windows]
+        code, out, err = run_cli(argv, settings, capsys)
+        assert code == 0, (model, freq, err)
+        assert "Overall:" in out
+        assert f"ready: 600 rows at {freq!r}" in out  # the data's own alias, as given
+    # weeks from a Monday are not the W-SUN model's steps: refused, naming both weekdays
+    argv = ["backtest", *weeks_model, "--data", str(mondays), "--freq", "7D", *windows]
+    code, out, err = run_cli(argv, settings, capsys)
+    assert code == 2 and "Overall:" not in out
+    assert err.splitlines()[-1] == (
+        "urnn backtest: error: --model models:/wk@champion was trained at frequency 'W-SUN' "
+        "and --data mondays.csv is at '7D': '7D' names the model's 'W-SUN' steps only from a "
+        "Sunday, and series 'mondays' starts 2000-01-03T00:00:00, a Monday; backtest it on "
+        "data whose series start on a Sunday"
+    )
+
+
 def test_score_tables_show_scores_of_series_in_small_units(
     tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,8 +13,9 @@ with a DatetimeIndex and float64 value columns, plus the 1-based data-row number
 the source file so that errors can point back at it.
 """
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
@@ -1184,6 +1185,60 @@ def same_frequency(a: str, b: str) -> bool:
         return bool(pd.tseries.frequencies.to_offset(a) == pd.tseries.frequencies.to_offset(b))
     except ValueError:
         return a == b
+
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@functools.lru_cache(maxsize=256)
+def week_anchor(alias: str, model_freq: str) -> int | None:
+    """The weekday (0 = Monday) from which `alias` and `model_freq`, two offsets to pandas,
+    step the same instants: weeks anchored on a day and as many times 7 calendar days
+    ('W-SUN' and '7D', '2W-SUN' and '14D': weekly data is inferred as '7D', and clients call
+    its Sundays 'W-SUN'). None for any other pair, equal ones included. Where a day is a fixed
+    24 h (pandas before 3) '7D' is no calendar week on a zoned clock: not paired there. The
+    service (a request's freq) and the offline side (a backtest's data, a champion's) both
+    pair frequencies by this rule."""
+    try:
+        pair = (
+            pd.tseries.frequencies.to_offset(alias),
+            pd.tseries.frequencies.to_offset(model_freq),
+        )
+    except (ValueError, OverflowError):
+        return None
+    for week, days in (pair, pair[::-1]):
+        weekday = getattr(week, "weekday", None)  # pandas-stubs leave Week's attributes out
+        if (
+            isinstance(week, pd.offsets.Week)
+            and weekday is not None
+            and isinstance(days, pd.offsets.Day)
+            and not isinstance(days, pd.offsets.Tick)
+            and week.n > 0
+            and days.n == 7 * week.n
+        ):
+            return int(weekday)
+    return None
+
+
+def week_start_problem(
+    data_freq: str, model_freq: str, starts: Mapping[str, pd.Timestamp]
+) -> str | None:
+    """Why data at `data_freq` whose series start at `starts` (id -> first timestamp, on the
+    data's own clock) is not at the steps of a model trained at `model_freq`, another spelling
+    of the same weeks (`week_anchor`: '7D' data for a 'W-SUN' model, 'W-SUN' data for a '7D'
+    one): a series starts on another weekday than the anchor's. None where every series
+    starts on it, or where the two are not so paired (`same_frequency` judges those)."""
+    weekday = week_anchor(data_freq, model_freq)
+    if weekday is None:
+        return None
+    for series_id, first in starts.items():
+        if first.weekday() != weekday:
+            return (
+                f"{shown(data_freq)} names the model's {model_freq!r} steps only from a "
+                f"{WEEKDAYS[weekday]}, and series {shown(series_id)} starts "
+                f"{first.isoformat()}, a {WEEKDAYS[first.weekday()]}"
+            )
+    return None
 
 
 def renamed_alias_hint(alias: str) -> str:

@@ -2688,7 +2688,14 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.registry import load_registered, resolve_model_source
     from training.seasonality import mase_season
     from training.split import SplitConfig, shortest_train_span, split_data
-    from training.validation import SeriesTooShortError, TimestampParseError, same_frequency
+    from training.validation import (
+        WEEKDAYS,
+        SeriesTooShortError,
+        TimestampParseError,
+        same_frequency,
+        week_anchor,
+        week_start_problem,
+    )
     from urnn_forecast import __version__
     from urnn_forecast.tracking import check_tracking_server, check_tracking_store, missing_store
 
@@ -2769,14 +2776,24 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
             f"{list(predictor.covariates)}; the data has {data.target!r}, {list(data.covariates)}"
         )
     model_freq = str(meta.get("freq"))
-    if not same_frequency(model_freq, data.freq):
+    anchor = week_anchor(data.freq, model_freq)
+    if not same_frequency(model_freq, data.freq) and anchor is None:
         # its H steps are H of its own steps: scored against another grid, the table would be
-        # a full one of meaningless numbers (an hourly model on daily data printed one)
+        # a full one of meaningless numbers (an hourly model on daily data printed one). Weeks
+        # written as days and as weeks ('7D', 'W-SUN') are one frequency from the anchor's
+        # weekday, as the service takes them; the data keeps its own alias in the report.
         raise UsageError(
             f"--model {args.model_uri} was trained at frequency {model_freq!r} and --data "
             f"{Path(args.data).name} is at {data.freq!r}: a model forecasts steps of its own "
             f"frequency; backtest it on {model_freq!r} data (--freq names the file's own step "
             "when the inferred one is wrong)"
+        )
+    starts = {sid: frame.index[0] for sid, frame in data.series.items() if len(frame)}
+    if anchor is not None and (problem := week_start_problem(data.freq, model_freq, starts)):
+        raise UsageError(
+            f"--model {args.model_uri} was trained at frequency {model_freq!r} and --data "
+            f"{Path(args.data).name} is at {data.freq!r}: {problem}; backtest it on data whose "
+            f"series start on a {WEEKDAYS[anchor]}"
         )
     split_meta = dict(meta.get("split", {}))
     method = args.split or split_meta.get("method", "fractions")
