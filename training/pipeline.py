@@ -99,12 +99,15 @@ from training.split import (
 )
 from training.stream_fit import fit_stream, stream_series
 from training.validation import (
+    WEEKDAYS,
     DataValidationError,
     InvalidOptionError,
     SeriesTooShortError,
     natural_key,
     plural,
     same_frequency,
+    week_anchor,
+    week_start_problem,
 )
 from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
@@ -1682,7 +1685,9 @@ def compare_registered(
     what a person promoting by hand goes on; None when the champion cannot read this data.
 
     Not compared (champion None, `why` saying so, and so kept) when the champion was trained
-    at another frequency than this data's ('h' and '60min' are one): its steps are not this
+    at another frequency than this data's ('h' and '60min' are one, and so are weeks written
+    as days and as weeks, '7D' and 'W-SUN', where every series starts on the anchor's weekday,
+    as the service takes them: `week_anchor`): its steps are not this
     model's, the two scores measure different things, and as champion the new model would
     answer the champion's clients in other steps than they asked for. A switch of frequency
     is a person's decision (`urnn models promote`), not a score's.
@@ -1713,7 +1718,8 @@ def compare_registered(
         )
     theirs = predictor.model.config
     their_freq = str(predictor.meta.get("freq"))
-    if not same_frequency(their_freq, data.freq):
+    anchor = week_anchor(data.freq, their_freq)  # '7D' and 'W-SUN' from a Sunday: one step
+    if not same_frequency(their_freq, data.freq) and anchor is None:
         return Comparison(
             None,
             why=(
@@ -1721,6 +1727,19 @@ def compare_registered(
                 "their scores are not comparable, and the clients of the champion would be "
                 f"answered in {data.freq!r} steps instead of {their_freq!r}; move the alias by "
                 "hand (urnn models promote) if the switch is intended"
+            ),
+        )
+    starts = {sid: frame.index[0] for sid, frame in data.series.items() if len(frame)}
+    if anchor is not None and (problem := week_start_problem(data.freq, their_freq, starts)):
+        other = next(first for first in starts.values() if first.weekday() != anchor)
+        return Comparison(
+            None,
+            why=(
+                f"it was trained at frequency {their_freq!r} and this model at {data.freq!r}: "
+                f"{problem}: their scores are not comparable, and the clients of the champion "
+                f"would be answered in weeks from a {WEEKDAYS[other.weekday()]} instead of a "
+                f"{WEEKDAYS[anchor]}; move the alias by hand (urnn models promote) if the "
+                "switch is intended"
             ),
         )
     levels, levels_note = shared_levels(
@@ -1745,7 +1764,7 @@ def compare_registered(
             ),
         )
     refusal = served_requests_refused(
-        predictor, challenger_config, data.covariates, data_calendar_clock(data)
+        predictor, challenger_config, data.covariates, data_calendar_clock(data), data.freq
     )
 
     def scored() -> Comparison | None:
@@ -2003,6 +2022,7 @@ def served_requests_refused(
     challenger: ForecasterConfig,
     covariates: Sequence[str],
     clock: str = CLOCK_LOCAL,
+    freq: str | None = None,
 ) -> str | None:
     """Why requests the champion answers today would be refused (422) by the challenger as
     champion, or None: whatever its score, such a model is not promoted automatically (a
@@ -2010,14 +2030,16 @@ def served_requests_refused(
 
     The challenger forecasts fewer steps; lacks a quantile level the champion answers; is
     not a streaming model where the champion is (its /series requests answer 409); needs a
-    longer history; reads calendar features (each series' dates required) where the champion
-    does not, or on the local clock (`clock`) where the champion's read UTC hours (undated
-    offsets across a daylight-saving change refused); reads a covariate the champion
-    does not read (a request may lack it: the service refuses a missing covariate the model
-    reads); or does not know a covariate the champion knows (a request may carry it: the
-    service refuses an unknown one). A model knows its data's covariates, and reads them only
-    where it has covariate inputs (`covariates_read`: the linear and naive kinds read none),
-    as service.served.ServedModel has it."""
+    longer history; steps weeks anchored on a day (`freq`, its data's: 'W-SUN') where the
+    champion steps as many times 7 days ('7D', from any weekday: dated requests from another
+    weekday refused, `week_anchor`); reads calendar features (each series' dates required)
+    where the champion does not, or on the local clock (`clock`) where the champion's read
+    UTC hours (undated offsets across a daylight-saving change refused); reads a covariate
+    the champion does not read (a request may lack it: the service refuses a missing
+    covariate the model reads); or does not know a covariate the champion knows (a request
+    may carry it: the service refuses an unknown one). A model knows its data's covariates,
+    and reads them only where it has covariate inputs (`covariates_read`: the linear and
+    naive kinds read none), as service.served.ServedModel has it."""
     theirs = champion.model.config
     if theirs.horizon > challenger.horizon:
         return (
@@ -2043,6 +2065,16 @@ def served_requests_refused(
             f"the champion reads histories of {theirs.lookback} values and this model "
             f"{challenger.lookback}: as champion it would refuse the histories of "
             f"{theirs.lookback} to {challenger.lookback - 1} values that are served today"
+        )
+    their_freq = str(champion.meta.get("freq"))
+    anchor = None if freq is None else week_anchor(freq, their_freq)
+    if anchor is not None and not isinstance(
+        pd.tseries.frequencies.to_offset(their_freq), pd.offsets.Week
+    ):
+        return (
+            f"the champion steps {their_freq!r} from any weekday and this model {freq!r} only "
+            f"from a {WEEKDAYS[anchor]}: as champion it would refuse the dated requests "
+            "starting on another weekday that are served today"
         )
     if challenger.n_calendar and not theirs.n_calendar:
         return (

@@ -185,7 +185,7 @@ def _refused_by(
     except Exception:  # a champion that does not load serves nothing to break
         return None
     return served_requests_refused(
-        champion, new.model.config, new.covariates, calendar_clock(new.meta)
+        champion, new.model.config, new.covariates, calendar_clock(new.meta), new.meta.get("freq")
     )
 
 

@@ -1074,6 +1074,64 @@ def test_a_champion_at_another_frequency_is_not_compared_and_is_kept(
     assert again.champion_score is not None
 
 
+def _weekly_csv(path: Path, start: str) -> Path:
+    """`seasonal_frame`'s values a week apart from `start` (2000-01-02 is a Sunday)."""
+    frame = seasonal_frame(600, period=52)
+    frame.index = pd.date_range(start, periods=600, freq="7D", name="timestamp")
+    frame.to_csv(path)
+    return path
+
+
+def test_a_champion_at_weeks_spelt_otherwise_is_compared_from_the_anchor_weekday(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """`urnn train` infers weekly data as '7D'; retrained with --freq W-SUN on the same
+    Sundays (or the reverse) the champion was kept as "trained at another frequency", not
+    scored, where the service takes either spelling from the anchor's weekday. Now both are
+    scored; a 'W-SUN' version in place of a '7D' champion is still kept, for the requests it
+    would refuse (weeks from another weekday); '7D' data from a Monday is not a 'W-SUN'
+    champion's weeks: not compared, naming both weekdays."""
+    import mlflow
+
+    sundays = _weekly_csv(tmp_path / "sundays.csv", "2000-01-02")
+    mondays = _weekly_csv(tmp_path / "mondays.csv", "2000-01-03")
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    days = tiny_config(sundays, model=linear)
+    weeks = tiny_config(
+        sundays, model=linear, load=LoadConfig(target="y", covariates=("x",), freq="W-SUN")
+    )
+    champion = train_pipeline(days, mlflow_settings)
+    assert champion.promoted
+    anchored = train_pipeline(weeks, mlflow_settings)
+    assert anchored.champion_version == champion.version
+    assert anchored.champion_score is not None, anchored.reason  # compared at last
+    assert not anchored.promoted
+    assert (
+        "the champion steps '7D' from any weekday and this model 'W-SUN' only from a Sunday: "
+        "as champion it would refuse the dated requests starting on another weekday that are "
+        "served today; kept"
+    ) in anchored.reason, anchored.reason
+    # the other way round: a 'W-SUN' champion, '7D' data from a Sunday serves its requests
+    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, str(anchored.version))
+    spelt_as_days = train_pipeline(days, mlflow_settings)
+    assert spelt_as_days.champion_version == anchored.version
+    assert spelt_as_days.champion_score is not None, spelt_as_days.reason
+    assert "frequency" not in spelt_as_days.reason, spelt_as_days.reason
+    better = spelt_as_days.challenger_score < spelt_as_days.champion_score
+    assert spelt_as_days.promoted == better
+    mlflow.MlflowClient().set_registered_model_alias(NAME, CHAMPION, str(anchored.version))
+    from_monday = train_pipeline(tiny_config(mondays, model=linear), mlflow_settings)
+    assert not from_monday.promoted and from_monday.champion_score is None
+    assert from_monday.reason == (
+        f"champion v{anchored.version} could not be scored on this backtest (it was trained "
+        "at frequency 'W-SUN' and this model at '7D': '7D' names the model's 'W-SUN' steps "
+        "only from a Sunday, and series 'mondays' starts 2000-01-03T00:00:00, a Monday: their "
+        "scores are not comparable, and the clients of the champion would be answered in "
+        "weeks from a Monday instead of a Sunday; move the alias by hand (urnn models "
+        "promote) if the switch is intended); kept"
+    )
+
+
 def test_a_champion_that_does_not_load_is_kept_and_the_new_version_decided(
     csv: Path, mlflow_settings: Settings
 ) -> None:
@@ -1590,6 +1648,31 @@ def test_requests_a_challenger_would_refuse_are_found_before_its_score(
     theirs = _predictor(ForecasterConfig(**{**base, "segment_length": 12, **champion}), **meta)
     mine = ForecasterConfig(**{**base, "segment_length": 12, **challenger})
     refusal = served_requests_refused(theirs, mine, (), clock)
+    if reason is None:
+        assert refusal is None
+    else:
+        assert refusal is not None and refusal.startswith(reason), refusal
+
+
+@pytest.mark.parametrize(
+    ("their_freq", "freq", "reason"),
+    [
+        ("7D", "W-SUN", "the champion steps '7D' from any weekday and this model 'W-SUN' only "),
+        ("14D", "2W-MON", "the champion steps '14D' from any weekday and this model '2W-MON' "),
+        ("W-SUN", "7D", None),  # '7D' takes the champion's Sundays, spelt either way
+        ("7D", "7D", None),
+        ("h", "60min", None),
+    ],
+)
+def test_weeks_anchored_on_a_day_refuse_the_requests_of_a_champion_stepping_days(
+    their_freq: str, freq: str, reason: str | None
+) -> None:
+    """A '7D' champion dates histories from any weekday; a 'W-SUN' one only from a Sunday."""
+    from training.pipeline import served_requests_refused
+
+    config = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    theirs = _predictor(config, target="y", covariates=[], freq=their_freq)
+    refusal = served_requests_refused(theirs, config, (), "local", freq)
     if reason is None:
         assert refusal is None
     else:
