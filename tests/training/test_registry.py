@@ -1082,6 +1082,37 @@ def _weekly_csv(path: Path, start: str) -> Path:
     return path
 
 
+def test_the_pyfunc_takes_weeks_spelt_otherwise_from_the_anchor_weekday(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """A '7D' model (weekly data as `urnn train` infers it) through mlflow.pyfunc: a row with
+    `freq` 'W-SUN' from a Sunday was refused as "not the model's frequency" where `urnn serve`
+    answers it; now the same forecast as with '7D', and a 'W-SUN' row starting on a Monday is
+    refused naming both weekdays, as the service refuses it."""
+    import mlflow
+
+    sundays = _weekly_csv(tmp_path / "sundays.csv", "2000-01-02")
+    linear = ForecasterConfig(kind="linear", lookback=LOOKBACK, horizon=HORIZON)
+    config = tiny_config(sundays, model=linear, registered_name=None)
+    result = train_pipeline(config, mlflow_settings)
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    frame = pd.read_csv(sundays, index_col="timestamp", parse_dates=True)
+    row = history_row(frame)
+    assert pd.Timestamp(row["start"].iloc[0]).weekday() == 6  # a Sunday
+    as_days = model.predict(row.assign(freq=["7D"]))
+    for weeks in ("W-SUN", "W"):
+        pd.testing.assert_frame_equal(model.predict(row.assign(freq=[weeks])), as_days)
+    monday = (pd.Timestamp(row["start"].iloc[0]) + pd.Timedelta(days=1)).isoformat()
+    with pytest.raises(mlflow.exceptions.MlflowException) as said:
+        model.predict(row.assign(freq=["W-SUN"], start=[monday]))
+    assert (
+        "`freq` 'W-SUN' steps the model's '7D' weeks only from a Sunday, and `start` "
+        f"'{monday}' is a Monday" in str(said.value.message)
+    ), said.value.message
+    with pytest.raises(mlflow.exceptions.MlflowException, match="is not the model's frequency"):
+        model.predict(row.assign(freq=["D"]))
+
+
 def test_a_champion_at_weeks_spelt_otherwise_is_compared_from_the_anchor_weekday(
     tmp_path: Path, mlflow_settings: Settings
 ) -> None:
