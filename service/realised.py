@@ -40,8 +40,8 @@ all (2026-12-06: 0.22 MB a request at 256 series, horizon 24, ~2 GB at the defau
 The scored steps of a batch reach the counters together, one increment per (version, lead).
 
 Each step is also counted scale-free, its error over the mean absolute one-step change of the
-look-back its forecast was made from (MASE; `lookback_scale`, kept with the forecast): the
-target-unit MAE of a fleet is that of its largest-unit series. A step whose error is over
+look-back its forecast was made from (MASE; `lookback_scale`, taken when the forecast is
+kept): the target-unit MAE of a fleet is that of its largest-unit series. A step whose error is over
 REALISED_ERROR_LIMIT target units or REALISED_SCALED_LIMIT scales is counted out of range and
 scored nowhere else: one 1e19 in a float64 sum kept every later error from adding (1e19 + 2.3
 == 1e19), and the realised MAE of every series read 0 until a restart (2026-12-07).
@@ -89,8 +89,12 @@ class ForecastRows:
     unadapted_high: np.ndarray | None = None
     unadapted_mean: np.ndarray | None = None
     # (S,) the mean absolute one-step change of the look-back each forecast was made from
-    # (`lookback_scale`): the scaled error's denominator; 0 for a flat one; None: unknown
+    # (`lookback_scale`): the scaled error's denominator; 0 for a flat one; None: unknown.
+    # Taken by `observe_batch` from the request's histories once a row is kept, over the last
+    # `lookback` values (0: not taken): a forecast never kept (a client resending its last
+    # history) costs no pass over its look-back.
     scale: np.ndarray | None = None
+    lookback: int = 0
 
     def __post_init__(self) -> None:
         self.first = self.stamps[:, 0].tolist()
@@ -114,6 +118,7 @@ class ForecastRows:
             unadapted_high=None if self.unadapted_high is None else self.unadapted_high[index],
             unadapted_mean=None if self.unadapted_mean is None else self.unadapted_mean[index],
             scale=None if self.scale is None else self.scale[index],
+            lookback=self.lookback,
         )
 
 
@@ -135,6 +140,11 @@ class Histories(Protocol):
     first: list[int]
     last: list[int]
     zoned: Sequence[bool] | None  # row i's stamps are instants (UTC); None: all naive
+
+    @property
+    def values(self) -> np.ndarray | Sequence[np.ndarray]:
+        """(S, N) or S arrays: each history's values, oldest first."""
+        ...
 
     def values_at(self, row: int, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the history's values at those of `stamps` it holds, their positions in stamps)."""
@@ -263,6 +273,8 @@ class RealisedErrorTracker:
                         if len(pending) > self.depth:
                             self._release([pending.pop(0)], sparse)
                     cache[series_id] = pending
+                if forecasts.live and forecasts.scale is None and forecasts.lookback:
+                    forecasts.scale = lookback_scale(histories.values, forecasts.lookback)
             evictions = 0
             while len(cache) > self.capacity:
                 evicted = cache.popitem(last=False)[1]

@@ -37,7 +37,6 @@ from service.realised import (
     ListedHistories,
     RealisedErrorTracker,
     RegularHistories,
-    lookback_scale,
 )
 from service.served import ServedModel
 from service.validation import Adapted, PreparedRequest, PreparedSeries
@@ -219,7 +218,7 @@ class BatchRunner:
                     histories = RegularHistories(block.first_ns, block.step_ns, block.values)
                     unadapted = None if adapted is None else adapted.unadapted[:, :h]
                     shown = _shown(version, block.future_ns(h), forecasts[:, :h], median, unadapted)
-                    shown.scale = lookback_scale(block.values, block.lookback)
+                    shown.lookback = block.lookback  # its scale taken if it is kept
                     dated.append((block.ids, histories, shown))
                 continue
             ids, history_ns, values, future_ns, rows, zoned = [], [], [], [], [], []
@@ -237,7 +236,7 @@ class BatchRunner:
                 unadapted = None if adapted is None else adapted.unadapted[rows, :h]
                 shown = _shown(version, np.stack(future_ns), forecasts[rows, :h], median, unadapted)
                 shown.zoned = zoned if any(zoned) else None
-                shown.scale = lookback_scale(values, lookback)
+                shown.lookback = lookback
                 dated.append((ids, ListedHistories(history_ns, values, shown.zoned), shown))
         self.realised.observe_batch(dated)
         self.drift.observe(version, columns)

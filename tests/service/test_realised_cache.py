@@ -365,7 +365,7 @@ def _wave_request(
     future = start_step + N + np.arange(H, dtype=np.int64)
     mean = (unit * (future % 2) + error)[None, :].astype(np.float64)
     rows = ForecastRows("1", (future * STEP)[None, :], mean, mean - 1.0, mean + 1.0)
-    rows.scale = lookback_scale(values, N)
+    rows.lookback = N  # its scale taken from these values if the tracker keeps it
     return [series_id], RegularHistories(first_ns, STEP, values), rows
 
 
@@ -391,6 +391,21 @@ def test_the_scaled_error_weighs_a_series_in_mw_and_one_in_rentals_alike() -> No
     assert _points(metrics) == 3 * H
     assert _total(metrics, "urnn_realised_scaled_points_total") == 2 * H
     assert _total(metrics, "urnn_realised_abs_error_total") == H * (10.0 + 1000.0 + 3.0)
+
+
+def test_the_scale_is_taken_once_a_forecast_is_kept_and_not_for_one_passed_over() -> None:
+    """The scale is a pass over each look-back on the event loop: taken for the forecasts the
+    tracker keeps, from the histories they were made from, and not for a client's repeat of
+    the request whose forecast is pending (most of the 16-series Arrow request's event-loop
+    work it added, 2026-12-07)."""
+    tracker = RealisedErrorTracker(ServiceMetrics(CollectorRegistry()), capacity=10)
+    kept = _wave_request("pump", 0, 20.0, 1.0)
+    tracker.observe_batch([kept])
+    assert kept[2].scale is not None
+    assert kept[2].scale.tolist() == lookback_scale(kept[1].values, N).tolist() == [20.0]
+    again = _wave_request("pump", 0, 20.0, 1.0)
+    tracker.observe_batch([again])
+    assert again[2].live == 0 and again[2].scale is None
 
 
 def test_a_series_counted_in_units_of_1e19_stays_out_of_the_sums_of_the_others() -> None:
