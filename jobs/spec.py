@@ -160,7 +160,8 @@ class JobSpec(BaseModel):
 
     def train_config(self, *, run_name: str | None = None) -> TrainConfig:
         """The TrainConfig this spec means; JobSpecError naming the field when it has none."""
-        from urnn_forecast.cli import UsageError, train_config_from_sections
+        from urnn_forecast.cli import train_config_from_sections
+        from urnn_forecast.cli_support import UsageError
 
         load = dict(self.config.get("load", {}))
         for key in ("target", "covariates"):

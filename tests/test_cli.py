@@ -20,8 +20,9 @@ def parse_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_model_choices_match_the_models_package() -> None:
     from models import MODEL_KINDS
+    from urnn_forecast.benchmark_commands import MODEL_CHOICES
 
-    assert cli.MODEL_CHOICES == MODEL_KINDS
+    assert MODEL_CHOICES == MODEL_KINDS
 
 
 @pytest.mark.parametrize(

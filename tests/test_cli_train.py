@@ -56,8 +56,9 @@ def test_forecaster_choices_match_the_models_package() -> None:
 def test_decoder_choices_match_the_models_package() -> None:
     from models.forecaster import DECODERS
     from training.ett_benchmark import DECODER_CHOICES
+    from urnn_forecast.cli_support import DECODER_CHOICES as CLI_DECODER_CHOICES
 
-    assert cli.DECODER_CHOICES == (*DECODERS, "auto") == DECODER_CHOICES
+    assert CLI_DECODER_CHOICES == (*DECODERS, "auto") == DECODER_CHOICES
 
 
 def test_policy_choices_match_the_loader() -> None:

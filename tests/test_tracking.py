@@ -531,14 +531,14 @@ def test_urnn_train_prints_where_runs_went_without_passwords(
 ) -> None:
     """What `urnn train` prints at its end becomes a job's log tail (GET /jobs, open to anyone
     unless URNN_API_KEY_FOR_READS is on): the store's password printed there whole."""
-    from urnn_forecast.cli import _print_mlflow_location
+    from urnn_forecast.cli_support import print_mlflow_location
 
     settings = Settings(
         var_dir=tmp_path,
         mlflow_tracking_uri="postgresql+psycopg://mlflow:hunter2@db:5432/mlflow",
         mlflow_artifact_root="https://user:s3cr3t@store/artifacts",
     )
-    _print_mlflow_location(settings, "forecast")
+    print_mlflow_location(settings, "forecast")
     printed = capsys.readouterr().out
     assert "hunter2" not in printed and "s3cr3t" not in printed
     assert "in postgresql+psycopg://mlflow:***@db:5432/mlflow" in printed
@@ -570,11 +570,11 @@ def test_a_tracking_server_keeps_its_own_artifact_root_unless_one_is_given(
     """With an http(s) tracking server and no URNN_MLFLOW_ARTIFACT_ROOT, new experiments take
     the server's default (tests/e2e/test_tracking_server.py runs it against a real server),
     and `urnn train` does not claim the artifacts are under a local folder."""
-    from urnn_forecast.cli import _print_mlflow_location
+    from urnn_forecast.cli_support import print_mlflow_location
 
     server = Settings(var_dir=tmp_path, mlflow_tracking_uri="http://mlflow:5000")
     assert server.resolved_artifact_root() is None
-    _print_mlflow_location(server, "forecast")
+    print_mlflow_location(server, "forecast")
     printed = capsys.readouterr().out
     assert str(tmp_path) not in printed
     assert "artifacts where the tracking server keeps them" in printed

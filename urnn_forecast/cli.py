@@ -28,8 +28,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from urnn_forecast import LOG_FORMAT
-from urnn_forecast.field_types import INT_MAX, check_fields, shown, shown_names
-from urnn_forecast.folders import folder_problem
+from urnn_forecast.benchmark_commands import MIN_SEQ_LEN, add_benchmark_parser
+from urnn_forecast.cli_support import (
+    DECODER_CHOICES,
+    SEED_MAX,
+    UsageError,
+    check_data_path,
+    check_output_folder,
+    command_failed,
+    input_errors,
+    int_from_1_to,
+    make_output_folder,
+    positive_float,
+    positive_int,
+    print_mlflow_location,
+    seed_number,
+)
+from urnn_forecast.field_types import check_fields, shown, shown_names
 from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import SERVE_WORKERS_MAX, Settings, SettingsError, get_settings
 from urnn_forecast.tracking import experiment_problem, registered_name_problem, run_name_problem
@@ -41,13 +56,8 @@ if TYPE_CHECKING:
 
     from training.backtest import BacktestConfig
     from training.fit import EpochRecord, FitConfig
-    from training.paper_benchmark import PaperRunConfig, PaperRunResult
     from training.pipeline import TrainConfig
 
-# Kept here rather than imported from `models` so that parsing arguments does not import torch;
-# tests/test_cli.py checks that it stays equal to models.MODEL_KINDS.
-MODEL_CHOICES: tuple[str, ...] = ("urnn", "urnn-full", "lstm", "gru", "rnn")
-DEFAULT_MODELS: tuple[str, ...] = ("urnn", "lstm")
 # `urnn train --model`: models.forecaster.FORECASTER_KINDS (checked by tests/test_cli_train.py).
 FORECASTER_CHOICES: tuple[str, ...] = (
     "urnn",
@@ -59,9 +69,6 @@ FORECASTER_CHOICES: tuple[str, ...] = (
     "repeat_last",
     "seasonal_naive",
 )
-# `--decoder`: models.forecaster.DECODERS and "auto" (fit each, keep the better on val), as
-# training.ett_benchmark.DECODER_CHOICES (checked by tests/test_cli_train.py).
-DECODER_CHOICES: tuple[str, ...] = ("direct", "pmf", "auto")
 # Mirrors of training.validation's policies, so that parsing does not import pandas.
 DUPLICATE_CHOICES: tuple[str, ...] = ("mean", "first", "last", "error")
 FILL_CHOICES: tuple[str, ...] = ("interpolate", "ffill", "none")
@@ -69,26 +76,6 @@ LONG_GAP_CHOICES: tuple[str, ...] = ("error", "split")
 SHORT_CHOICES: tuple[str, ...] = ("error", "drop")
 METRIC_CHOICES: tuple[str, ...] = ("mae", "mse", "rmse", "smape", "mase", "pinball_mean")
 CONFIG_SECTIONS: tuple[str, ...] = ("model", "fit", "load", "train")
-TASK_CHOICES: tuple[str, ...] = ("copy", "adding")
-# `urnn benchmark ett`: mirrors of training.ett_benchmark (checked by its tests), so that
-# parsing does not import torch.
-ETT_DATASETS: tuple[str, ...] = ("ETTh1", "ETTh2", "ETTm1", "ETTm2")
-ETT_MODELS: tuple[str, ...] = (
-    "urnn",
-    "lstm",
-    "linear",
-    "seasonal_naive",
-    "repeat_last",
-    "urnn-stream",
-)
-ETT_HORIZONS: tuple[int, ...] = (96, 192, 336, 720)
-MIN_SEQ_LEN = {"copy": 1, "adding": 2}  # mirrors PaperTask.min_seq_len, checked before torch loads
-
-
-# The largest count an option takes, as a config file's (field_types.INT_MAX): sizes and
-# steps beyond it overflowed inside numpy and torch ("cannot fit 'int' into an index-sized
-# integer") instead of being refused here.
-INT_OPTION_MAX = INT_MAX
 
 
 def _checked_name(problem: Callable[[object], str | None]) -> Callable[[str], str]:
@@ -103,159 +90,17 @@ def _checked_name(problem: Callable[[object], str | None]) -> Callable[[str], st
     return checked
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {shown(text)}") from None
-    if not 1 <= value <= INT_OPTION_MAX:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer from 1 to {INT_OPTION_MAX:,}, got {shown(str(value))}"
-        )
-    return value
-
-
-# = training.fit.SEED_MAX (numpy's RNG takes seeds 0 .. 2**32 - 1), not imported: `--help` and
-# argument errors do not load torch
-SEED_MAX = 2**32 - 1
-
-
-def _seed(text: str) -> int:
-    """A seed numpy accepts; a run created first and refused by numpy after was the old way."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer from 0 to 2**32 - 1 ({SEED_MAX}), got {text!r}"
-        ) from None
-    if not 0 <= value <= SEED_MAX:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer from 0 to 2**32 - 1 ({SEED_MAX}), got {value}"
-        )
-    return value
-
-
-def _int_from_1_to(text: str, high: int, allowed: str) -> int:
-    """An integer from 1 to `high`, refused in one message saying `allowed` whatever is wrong
-    with it: through `_positive_int`, `--port 0` was told "from 1 to 4,294,967,295" and
-    `--port x` "an integer >= 1", bounds that were not the option's."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{allowed}, got {shown(text)}") from None
-    if not 1 <= value <= high:
-        raise argparse.ArgumentTypeError(f"{allowed}, got {value:,}")
-    return value
-
-
 def _port(text: str) -> int:
-    return _int_from_1_to(text, 65535, "must be a TCP port, 1 to 65535")
+    return int_from_1_to(text, 65535, "must be a TCP port, 1 to 65535")
 
 
 def _serve_workers(text: str) -> int:
     """As URNN_SERVE_WORKERS allows: the option took up to 2**32 - 1 processes, each loading
     the model."""
-    return _int_from_1_to(
+    return int_from_1_to(
         text,
         SERVE_WORKERS_MAX,
         f"must be an integer from 1 to {SERVE_WORKERS_MAX} (as URNN_SERVE_WORKERS)",
-    )
-
-
-def _model_list(text: str) -> list[str]:
-    """`urnn,lstm` -> ["urnn", "lstm"]; with action="extend" the option is also repeatable."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected model names, choose from {_choices()}")
-    for name in names:
-        if name not in MODEL_CHOICES:
-            raise argparse.ArgumentTypeError(f"unknown model {name!r}; choose from {_choices()}")
-    return names
-
-
-def _choices() -> str:
-    return ", ".join(MODEL_CHOICES)
-
-
-def _add_run_options(
-    parser: argparse.ArgumentParser, *, seq_len: int, iterations: int, eval_every: int
-) -> None:
-    """The options of `urnn benchmark paper` (the task's length, budget and models)."""
-    seq_help = "sequence length T (copy: the delay, sequences are T + 20 long)"
-    parser.add_argument(
-        "--seq-len",
-        metavar="T",
-        type=_positive_int,
-        default=seq_len,
-        help=f"{seq_help}; default {seq_len}",
-    )
-    parser.add_argument(
-        "--iterations",
-        metavar="N",
-        type=_positive_int,
-        default=iterations,
-        help=f"training iterations (one fresh batch each); default {iterations}",
-    )
-    parser.add_argument(
-        "--batch-size",
-        metavar="N",
-        type=_positive_int,
-        default=20,
-        help="sequences per batch; default 20 (the paper's)",
-    )
-    parser.add_argument(
-        "--model",
-        dest="models",
-        action="extend",
-        type=_model_list,
-        default=None,
-        metavar="KIND[,KIND...]",
-        help=(
-            f"model(s) to train, repeatable or comma separated, from: {_choices()}; "
-            f"default {','.join(DEFAULT_MODELS)}"
-        ),
-    )
-    # urnn benchmark ett and pjm spell the list --models: a second option rather than an
-    # alias, so that an error names the spelling typed ("argument --models: ...")
-    parser.add_argument(
-        "--models",
-        dest="models",
-        action="extend",
-        type=_model_list,
-        default=None,
-        metavar="KIND[,KIND...]",
-        help="the same as --model, as urnn benchmark ett and pjm spell it",
-    )
-    parser.add_argument(
-        "--hidden-size",
-        metavar="N",
-        type=_positive_int,
-        default=None,
-        help="hidden units for every model run; default: the paper's size per task and model",
-    )
-    parser.add_argument(
-        "--seed",
-        type=_seed,
-        default=0,
-        help="seed for initialisation and the data stream; default 0",
-    )
-    parser.add_argument(
-        "--eval-every",
-        metavar="N",
-        type=_positive_int,
-        default=eval_every,
-        help=f"log the running training cost every N iterations; default {eval_every}",
-    )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
-    )
-    parser.add_argument(
-        "--no-mlflow",
-        action="store_true",
-        help="do not log to MLflow (by default runs go to the store configured by URNN_*)",
     )
 
 
@@ -598,21 +443,21 @@ def _add_split_options(parser: argparse.ArgumentParser, *, backtest: bool = Fals
         )
     group.add_argument(
         "--backtest-step",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="rows between backtest origins over the test span; default 1",
     )
     group.add_argument(
         "--backtest-windows",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="origins per series counted back from the test span's end; default: all",
     )
     group.add_argument(
         "--season-length",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=(
@@ -672,7 +517,7 @@ def _add_train_parser(commands: Any) -> None:
             "default 1",
         ),
     ):
-        model.add_argument(flag, type=_positive_int, default=None, metavar=meta, help=text)
+        model.add_argument(flag, type=positive_int, default=None, metavar=meta, help=text)
     model.add_argument(
         "--calendar",
         action="store_true",
@@ -701,16 +546,16 @@ def _add_train_parser(commands: Any) -> None:
     )
     model.add_argument(
         "--nproc",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="train data-parallel in N processes under torchrun (DistributedDataParallel: gloo "
         "on CPU, nccl on GPU; rank 0 logs and registers); default 1",
     )
     model.add_argument(
-        "--lr", type=_positive_float, default=None, help="learning rate; default 1e-3"
+        "--lr", type=positive_float, default=None, help="learning rate; default 1e-3"
     )
-    model.add_argument("--seed", type=_seed, default=None, help="random seed; default 0")
+    model.add_argument("--seed", type=seed_number, default=None, help="random seed; default 0")
     model.add_argument(
         "--quantiles",
         type=_levels,
@@ -843,7 +688,7 @@ def _add_backtest_parser(commands: Any) -> None:
     )
     bt.add_argument(
         "--refit-epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="with --refit: the epoch cap of each fit (early stopping ends it sooner); default: "
@@ -1159,485 +1004,6 @@ def serve_log_config() -> dict[str, Any]:
 BOUNDED_HEAD_PROTOCOL = "service.http_head:BoundedHeadProtocol"
 
 
-def _choice_list(allowed: Sequence[str], what: str) -> Any:
-    """A parser of `a,b` into a list of names from `allowed` (argparse type)."""
-
-    def parse(text: str) -> list[str]:
-        names = [name.strip() for name in text.split(",") if name.strip()]
-        if not names:
-            raise argparse.ArgumentTypeError(f"expected {what}, choose from {', '.join(allowed)}")
-        for name in names:
-            if name not in allowed:
-                raise argparse.ArgumentTypeError(
-                    f"unknown {what} {name!r}; choose from {', '.join(allowed)}"
-                )
-        return names
-
-    return parse
-
-
-def _int_list(text: str) -> list[int]:
-    values = [_positive_int(part.strip()) for part in text.split(",") if part.strip()]
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
-    return values
-
-
-def _add_ett_parser(suites: Any) -> None:
-    ett = suites.add_parser(
-        "ett",
-        help="the ETT long-horizon benchmark, our models beside the published rows",
-        description=(
-            "Train and score forecasters on ETTh1/ETTh2/ETTm1/ETTm2 with the standard protocol "
-            "(12/4/4-month split, train-only StandardScaler, stride-1 test windows, MSE and MAE "
-            "on the z-normalised scale, early stopping on validation); writes results.json and "
-            "results.md and prints the markdown table beside the published rows."
-        ),
-    )
-    ett.add_argument(
-        "--data-dir",
-        default=None,
-        metavar="DIR",
-        help="folder with ETT*.csv; default ../shared/data/ETT-small if present, else the "
-        "bundled data/ETT-small (ETTh1 only)",
-    )
-    ett.add_argument(
-        "--datasets",
-        action="extend",
-        type=_choice_list(ETT_DATASETS, "dataset"),
-        default=None,
-        metavar="NAME[,NAME...]",
-        help=f"from {', '.join(ETT_DATASETS)}; default ETTh1",
-    )
-    ett.add_argument(
-        "--setting",
-        choices=("S", "M"),
-        default="S",
-        help="S: target OT only; M: all 7 channels, channel-independent; default S",
-    )
-    ett.add_argument(
-        "--horizons",
-        action="extend",
-        type=_int_list,
-        default=None,
-        metavar="H[,H...]",
-        help=f"default {','.join(map(str, ETT_HORIZONS))}",
-    )
-    ett.add_argument(
-        "--lookback",
-        type=_positive_int,
-        default=None,
-        metavar="L",
-        help="input rows per window (a multiple of --segment-length for urnn/lstm); default 336 "
-        "for S, 720 for M",
-    )
-    ett.add_argument(
-        "--segment-length",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="rows per recurrent step of urnn/lstm/urnn-stream (must divide --lookback: 16 or "
-        "32 for a look-back of 4096); default 24 in S, 48 in M",
-    )
-    ett.add_argument(
-        "--models",
-        action="extend",
-        type=_choice_list(ETT_MODELS, "model"),
-        default=None,
-        metavar="KIND[,KIND...]",
-        help=f"from {', '.join(ETT_MODELS)}; default all but urnn-stream",
-    )
-    ett.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=20,
-        metavar="N",
-        help="maximum training epochs (early stopping, patience 3, may end sooner); default 20",
-    )
-    ett.add_argument("--seed", type=_seed, default=0, help="random seed; default 0")
-    ett.add_argument(
-        "--ensemble",
-        type=_positive_int,
-        default=1,
-        metavar="K",
-        help="members per trained model (urnn, lstm, linear): K seeds from --seed, quantiles "
-        "averaged (K times the training time); default 1",
-    )
-    ett.add_argument(
-        "--repeats",
-        type=_positive_int,
-        default=1,
-        metavar="R",
-        help="fit and score each trained model R times (repeat r: seed --seed + r x "
-        "--ensemble); the table shows the mean and the range of the test MSE; default 1",
-    )
-    ett.add_argument(
-        "--decoder",
-        choices=DECODER_CHOICES,
-        default=None,
-        help="decoder of the recurrent models (urnn, lstm): direct, pmf (SegRNN's parallel "
-        "decoder) or auto (train both, keep the better on the validation split); default: auto "
-        "for urnn, direct for lstm (docs/benchmarks.md)",
-    )
-    ett.add_argument(
-        "--calendar",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="feed urnn and lstm calendar features (hour of day, day of week, day of year) for "
-        "the look-back and the horizon; default: on in S, off in M (chosen on the validation "
-        "splits: docs/benchmarks.md)",
-    )
-    ett.add_argument(
-        "--split",
-        choices=("ett", "fractions"),
-        default="ett",
-        help="ett: 12/4/4 months (the protocol); fractions: 60/20/20 %% of the rows, for files "
-        "shorter than 20 months (not comparable to the published rows); default ett",
-    )
-    ett.add_argument(
-        "--output",
-        default="runs/ett",
-        metavar="DIR",
-        help="where results.json and results.md go; default runs/ett",
-    )
-    ett.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
-    )
-    ett.set_defaults(handler=_run_ett, subparser=ett)
-
-
-def _run_ett(args: argparse.Namespace, settings: Settings) -> int:
-    errors = _input_errors()
-    start = time.perf_counter()
-    try:
-        _check_output_folder(args.output)
-        from training.ett_benchmark import (
-            MODELS,
-            EttBenchmarkConfig,
-            EttBenchmarkError,
-            EttRow,
-            markdown_report,
-            run_ett_benchmark,
-            write_results,
-        )
-
-        last_seed = args.seed + args.repeats * args.ensemble - 1
-        if last_seed > SEED_MAX:
-            raise UsageError(
-                f"--seed {args.seed} with --repeats {args.repeats} x --ensemble {args.ensemble} "
-                f"fits seeds up to {last_seed}, past 2**32 - 1 ({SEED_MAX}); give a --seed up "
-                f"to {SEED_MAX - args.repeats * args.ensemble + 1}"
-            )
-        try:
-            config = EttBenchmarkConfig(
-                datasets=tuple(args.datasets or ("ETTh1",)),
-                setting=args.setting,
-                horizons=tuple(args.horizons or ETT_HORIZONS),
-                models=tuple(args.models or MODELS),
-                lookback=args.lookback,
-                segment_length=args.segment_length,
-                data_dir=args.data_dir,
-                max_epochs=args.epochs,
-                seed=args.seed,
-                device=args.device,
-                split=args.split,
-                decoder=args.decoder,
-                calendar=args.calendar,
-                ensemble=args.ensemble,
-                repeats=args.repeats,
-            )
-        except EttBenchmarkError as error:
-            raise UsageError(str(error)) from None
-        _probe_output_folder(args.output)  # not after the work: /proc/x passes the check
-
-        def report(row: EttRow) -> None:
-            seed = f" seed {row.seed}" if config.repeats > 1 else ""
-            print(
-                f"{row.dataset} {row.setting} H={row.horizon} {row.model}{seed}: mse "
-                f"{row.mse:.4f} mae {row.mae:.4f} ({row.epochs} epoch(s), "
-                f"{row.wall_seconds:.1f} s)",
-                flush=True,
-            )
-
-        print(
-            f"ETT benchmark: {', '.join(config.datasets)}, setting {config.setting}, look-back "
-            f"{config.resolved_lookback}, horizons {list(config.horizons)}, models "
-            f"{', '.join(config.models)}",
-            flush=True,
-        )
-        try:
-            rows = run_ett_benchmark(config, on_row=report)
-        except EttBenchmarkError as error:
-            raise UsageError(str(error)) from None
-    except errors as error:
-        return _fail("benchmark ett", error)
-    json_path, md_path = write_results(rows, config, args.output)
-    print()
-    print(markdown_report(rows, config))
-    print(f"written {json_path} and {md_path}")
-    print(f"wall time {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-# `urnn benchmark pjm`: mirrors of training.pjm_benchmark (checked by its tests), so that
-# parsing does not import torch.
-PJM_REGIONS: tuple[str, ...] = ("PJME", "PJMW", "DAYTON", "COMED", "FE", "DEOK")
-PJM_MODELS: tuple[str, ...] = (
-    "urnn",
-    "lstm",
-    "linear",
-    "seasonal_naive_168",
-    "seasonal_naive_24",
-    "repeat_last",
-)
-PJM_HORIZONS: tuple[int, ...] = (24, 168)
-
-
-def _check_data_path(data: str) -> None:
-    """--data names an existing file; a name the system refuses (too long) is said so."""
-    named = data if len(data) <= 500 else shown(data)  # as written, but a 5,000-char name
-    try:
-        exists = Path(data).exists()
-    except OSError as error:  # [Errno 36] File name too long
-        raise UsageError(f"--data {named}: cannot be used as a path ({error.strerror})") from None
-    if not exists:
-        raise UsageError(f"--data {named}: no such file")
-    path = Path(data)
-    if path.is_dir():
-        # Spark, Dask and pandas' partition_cols write "x.parquet" as a folder of part files:
-        # refused as "cannot read it as parquet: ... is a directory", and a plain folder as an
-        # "unsupported file type '(no suffix)'", as if the name were the problem
-        parquet = next(path.rglob("*.parquet"), None) is not None
-        raise UsageError(
-            f"--data {named}: a folder, not a file"
-            + (
-                ": a partitioned Parquet dataset (Spark, Dask and pandas' partition_cols write "
-                "one as a folder of part files)? write it as one file first, e.g. "
-                "pandas.read_parquet(folder).to_parquet('one-file.parquet')"
-                if parquet
-                else "; give the history file (.csv, .tsv, .txt, each also .gz, or .parquet)"
-            )
-        )
-
-
-def _check_output_folder(output: str | None) -> None:
-    """--output names a folder (made if missing): a file there, or a path below a file or a
-    folder this user cannot write to, failed only after the whole run (a benchmark's hours),
-    as it came to write its results. Checked without making anything."""
-    if not output:
-        return
-    path = Path(output)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--output {output}: is a file; give a folder (it is made if missing)")
-    if (problem := folder_problem(path)) is not None:
-        raise UsageError(
-            f"--output {output}: cannot be made as a folder ({problem}); give a folder you "
-            "can write to"
-        )
-
-
-def _make_output_folder(output: str) -> None:
-    """--output made once the inputs are checked, before the work: a folder the system
-    refuses (/proc/x) failed after the whole run, with an error naming no option."""
-    try:
-        Path(output).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(
-            f"--output {output}: cannot be made as a folder ({error.strerror or error}); "
-            "give a folder you can write to"
-        ) from None
-
-
-def _probe_output_folder(output: str) -> None:
-    """--output made and the folders this made removed again, before a benchmark's work:
-    `_check_output_folder` asks whether the folder could be made, which /proc (or a read-only
-    mount, for root) answers yes, and the benchmark then ran for hours to end in a mkdir
-    traceback with its results lost. Nothing is left behind, so that an input error the run
-    finds later leaves no empty folder."""
-    made = []
-    folder = Path(output).absolute()
-    while not folder.exists():
-        made.append(folder)
-        folder = folder.parent
-    _make_output_folder(output)
-    for folder in made:  # the deepest first
-        folder.rmdir()
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {shown(text)}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
-    return value
-
-
-def _add_pjm_parser(suites: Any) -> None:
-    pjm = suites.add_parser(
-        "pjm",
-        help="PJM hourly demand: one global model over six regions, MASE vs weekly naive",
-        description=(
-            "Train one global forecaster per model kind and horizon over the PJM regions "
-            "(per region: test = the last 365 days, val = the 365 days before, train = the "
-            "--train-years before that; train-only scaler per region; one test origin per day) "
-            "and score MASE (scale: in-sample weekly seasonal naive, m=168), MSE, MAE and sMAPE "
-            "on the original scale, per region and overall; writes results.json, results.md "
-            "and data_report.txt and prints the table with the verdict against weekly seasonal "
-            "naive."
-        ),
-    )
-    pjm.add_argument(
-        "--data-dir",
-        default=None,
-        metavar="DIR",
-        help="folder with <REGION>_hourly.csv; default ../shared/data/PJM_hourly (relative to "
-        "the repository root)",
-    )
-    pjm.add_argument(
-        "--regions",
-        action="extend",
-        type=_choice_list(PJM_REGIONS, "region"),
-        default=None,
-        metavar="NAME[,NAME...]",
-        help=f"from {', '.join(PJM_REGIONS)}; default all",
-    )
-    pjm.add_argument(
-        "--horizons",
-        action="extend",
-        type=_int_list,
-        default=None,
-        metavar="H[,H...]",
-        help=f"hours ahead; default {','.join(map(str, PJM_HORIZONS))}",
-    )
-    pjm.add_argument(
-        "--models",
-        action="extend",
-        type=_choice_list(PJM_MODELS, "model"),
-        default=None,
-        metavar="KIND[,KIND...]",
-        help=f"from {', '.join(PJM_MODELS)}; default all",
-    )
-    pjm.add_argument(
-        "--lookback",
-        type=_positive_int,
-        default=336,
-        metavar="L",
-        help="input hours per window (a multiple of 24 for urnn/lstm, >= 168); default 336",
-    )
-    pjm.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=20,
-        metavar="N",
-        help="maximum training epochs (early stopping, patience 3, may end sooner); default 20",
-    )
-    pjm.add_argument(
-        "--train-years",
-        type=_positive_float,
-        default=4.0,
-        metavar="Y",
-        help="train on at most the last Y years before the val span; default 4",
-    )
-    pjm.add_argument(
-        "--all-history",
-        action="store_true",
-        help="train on every row before the val span (ignores --train-years; slower)",
-    )
-    pjm.add_argument(
-        "--train-stride",
-        type=_positive_int,
-        default=2,
-        metavar="N",
-        help="hours between training windows; default 2",
-    )
-    pjm.add_argument("--seed", type=_seed, default=0, help="random seed; default 0")
-    pjm.add_argument(
-        "--output",
-        default="runs/pjm",
-        metavar="DIR",
-        help="where results.json, results.md and data_report.txt go; default runs/pjm",
-    )
-    pjm.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
-    )
-    pjm.set_defaults(handler=_run_pjm, subparser=pjm)
-
-
-def _run_pjm(args: argparse.Namespace, settings: Settings) -> int:
-    errors = _input_errors()
-    start = time.perf_counter()
-    try:
-        _check_output_folder(args.output)
-        from training.pjm_benchmark import (
-            MODELS,
-            PjmBenchmarkConfig,
-            PjmBenchmarkError,
-            PjmRow,
-            load_pjm,
-            markdown_report,
-            protocol_text,
-            resolve_data_dir,
-            run_pjm_benchmark,
-            write_results,
-        )
-
-        try:
-            config = PjmBenchmarkConfig(
-                regions=tuple(args.regions or PJM_REGIONS),
-                horizons=tuple(args.horizons or PJM_HORIZONS),
-                models=tuple(args.models or MODELS),
-                lookback=args.lookback,
-                data_dir=args.data_dir,
-                train_years=None if args.all_history else args.train_years,
-                train_stride=args.train_stride,
-                max_epochs=args.epochs,
-                seed=args.seed,
-                device=args.device,
-            )
-            data = load_pjm(resolve_data_dir(config.data_dir), config.regions)
-        except PjmBenchmarkError as error:
-            raise UsageError(str(error)) from None
-        _probe_output_folder(args.output)  # not after the work: /proc/x passes the check
-
-        def report(rows: Sequence[PjmRow]) -> None:
-            first, overall = rows[0], rows[-1]
-            regions = " ".join(f"{r.region} {r.mase:.3f}" for r in rows[:-1])
-            print(
-                f"H={first.horizon} {first.model}: MASE {regions} | overall {overall.mase:.3f} "
-                f"(val {overall.val_mase:.3f}); {first.epochs} epoch(s), best "
-                f"{first.best_epoch}, {first.wall_seconds:.1f} s",
-                flush=True,
-            )
-
-        print(
-            f"PJM benchmark: regions {', '.join(config.regions)}, horizons "
-            f"{list(config.horizons)}, models {', '.join(config.models)}\n"
-            f"{protocol_text(config)}",
-            flush=True,
-        )
-        print("\n".join(data.report_lines()), flush=True)
-        try:
-            rows = run_pjm_benchmark(config, on_row=report, data=data)
-        except PjmBenchmarkError as error:
-            raise UsageError(str(error)) from None
-    except errors as error:
-        return _fail("benchmark pjm", error)
-    json_path, md_path = write_results(rows, config, args.output, data)
-    print()
-    print(markdown_report(rows, config))
-    print(f"written {json_path}, {md_path} and the data report")
-    print(f"wall time {time.perf_counter() - start:.1f} s")
-    return 0
-
-
 class UrnnParser(argparse.ArgumentParser):
     """argparse's parser, its errors with long values shortened: argparse quotes what it
     refuses whole ("invalid choice: 'xxx...'"), 5,000 characters for a 5,000-character typo.
@@ -1669,28 +1035,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", help="what to run"
     )
 
-    benchmark = commands.add_parser(
-        "benchmark", help="reproduce published benchmarks", description="Benchmarks."
-    )
-    suites = benchmark.add_subparsers(
-        dest="suite", required=True, metavar="SUITE", help="which benchmark suite"
-    )
-    paper = suites.add_parser(
-        "paper",
-        help="the uRNN paper's synthetic tasks (copying memory, adding problem)",
-        description=(
-            "Train models on a task of Arjovsky, Shah & Bengio (2016) with the paper's protocol "
-            "(batch 20, RMSProp lr 1e-3 decay 0.9, LSTM/GRU/RNN clipped at gradient norm 1) "
-            "and print the cost beside the memoryless baseline and the paper's figure."
-        ),
-    )
-    paper.add_argument(
-        "task", choices=TASK_CHOICES, help="copy: copying memory; adding: the adding problem"
-    )
-    _add_run_options(paper, seq_len=100, iterations=1000, eval_every=50)
-    paper.set_defaults(handler=_run_paper, subparser=paper)
-    _add_ett_parser(suites)
-    _add_pjm_parser(suites)
+    add_benchmark_parser(commands)
 
     demo = commands.add_parser(
         "demo",
@@ -1707,7 +1052,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--epochs",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="maximum training epochs (early stopping may end sooner); default 6",
     )
@@ -1926,82 +1271,6 @@ def _has_device_option(parser: argparse.ArgumentParser) -> bool:
     return any("--device" in action.option_strings for action in parser._actions)
 
 
-def _configs(args: argparse.Namespace) -> list["PaperRunConfig"]:
-    from training.paper_benchmark import PaperRunConfig
-
-    models = list(dict.fromkeys(args.models or DEFAULT_MODELS))  # dedupe, keep order
-    return [
-        PaperRunConfig(
-            task=args.task,
-            seq_len=args.seq_len,
-            iterations=args.iterations,
-            model=model,
-            hidden_size=args.hidden_size,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            eval_every=args.eval_every,
-            device=args.device,
-        )
-        for model in models
-    ]
-
-
-def _train_all(
-    configs: Sequence["PaperRunConfig"], settings: Settings, *, mlflow: bool
-) -> list["PaperRunResult"]:
-    from training.paper_benchmark import run_paper_task
-
-    # Bars on a terminal only: redirected to a file or a CI log, tqdm's carriage-return
-    # updates are one line per refresh (100 KB for a 2000-iteration run), burying the table.
-    progress = sys.stderr.isatty()
-    results = []
-    for config in configs:
-        if not mlflow:
-            results.append(run_paper_task(config, progress=progress))
-            continue
-        from urnn_forecast.tracking import PAPER_EXPERIMENT_NOTE, MlflowTracker, start_run
-
-        with start_run(
-            f"paper-{config.task}",
-            settings,
-            run_name=f"{config.model}-T{config.seq_len}",
-            tags={"suite": "paper", "task": config.task, "model": config.model},
-            experiment_description=PAPER_EXPERIMENT_NOTE,
-        ) as run:
-            results.append(
-                run_paper_task(config, tracker=MlflowTracker(run.info.run_id), progress=progress)
-            )
-    return results
-
-
-def _print_mlflow_location(settings: Settings, experiment: str) -> None:
-    """Where the runs went, passwords as *** (`shown_uri`): a job's output is its log tail,
-    which GET /jobs answers (to anyone, unless URNN_API_KEY_FOR_READS is on)."""
-    from urnn_forecast.tracking import shown_uri
-
-    uri = shown_uri(settings.resolved_tracking_uri())
-    print(f"\nMLflow: runs logged to experiment {experiment!r} in {uri}")
-    root = settings.resolved_artifact_root()
-    if root is None:  # the experiment's location is the tracking server's choice
-        print("  artifacts where the tracking server keeps them (its default artifact root)")
-    else:
-        print(f"  artifacts under {shown_uri(root)}")
-    if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
-        print(f"  open the UI:  {uri}")
-    else:
-        print(f"  open the UI:  mlflow ui --backend-store-uri {uri}")
-
-
-def _run_paper(args: argparse.Namespace, settings: Settings) -> int:
-    from training.paper_benchmark import format_table
-
-    results = _train_all(_configs(args), settings, mlflow=not args.no_mlflow)
-    print(format_table(results))
-    if not args.no_mlflow:
-        _print_mlflow_location(settings, f"paper-{args.task}")
-    return 0
-
-
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import replace
 
@@ -2020,7 +1289,7 @@ def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     except DemoError as error:  # bad input 2, as every command's; a step that failed 1
         print(f"urnn demo: error: {error}", file=sys.stderr)
         return 2 if isinstance(error, DemoInputError) else 1
-    _print_mlflow_location(settings, config.experiment)
+    print_mlflow_location(settings, config.experiment)
     if not stay:
         print("  the whole stack until Ctrl-C:  urnn demo --stay   (or make demo in a terminal)")
     print(f"wall time {time.perf_counter() - start:.1f} s")
@@ -2094,44 +1363,6 @@ def _check_model_columns(
         f"{said}: the backtest reads the model's own columns (leave the option out; a file "
         "whose column has another name needs it renamed)"
     )
-
-
-class UsageError(ValueError):
-    """Bad input found by a handler (a config file, a column); printed, exit code 2."""
-
-
-def _input_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean "the input is wrong", not "the program is": message, exit 2."""
-    from models.forecaster import CalendarFrequencyError, ForecasterConfigError
-    from training.backtest import BacktestConfigError
-    from training.fit import FitConfigError
-    from training.metrics import MetricError
-    from training.mlflow_model import ForecastInputError
-    from training.split import ScalerError
-    from training.validation import DataValidationError
-    from training.windows import IncompatibleWindowsError, WindowError
-    from urnn_forecast.tracking import TrackingServerError
-
-    return (
-        UsageError,
-        TrackingServerError,
-        DataValidationError,
-        ForecasterConfigError,
-        CalendarFrequencyError,
-        FitConfigError,
-        WindowError,
-        IncompatibleWindowsError,
-        BacktestConfigError,
-        ScalerError,
-        MetricError,
-        ForecastInputError,
-        FileNotFoundError,
-    )
-
-
-def _fail(command: str, error: BaseException, note: str = "") -> int:
-    print(f"urnn {command}: error: {error}{note}", file=sys.stderr)
-    return 2
 
 
 def _comma_note(args: argparse.Namespace, error: BaseException, *, backtest: bool) -> str:
@@ -2445,7 +1676,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_distributed(args, settings)
-    errors = _input_errors()
+    errors = input_errors()
     from training.pipeline import TrainingStoreError
 
     start = time.perf_counter()
@@ -2453,7 +1684,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     markers = None if started is None else _JobMarkers(Path(started))
     try:
         config = _train_config(args)
-        _check_data_path(config.data)
+        check_data_path(config.data)
         if config.fit.device == "cuda" and not getattr(args, "device_given", True):
             import torch
 
@@ -2497,9 +1728,9 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         )
         distributed.finish()
     except errors as error:
-        return _fail("train", error, _comma_note(args, error, backtest=False))
+        return command_failed("train", error, _comma_note(args, error, backtest=False))
     except ValueError as error:  # e.g. TrainConfig's own checks
-        return _fail("train", error)
+        return command_failed("train", error)
     except TrainingStoreError as error:  # not the input's fault: exit 1, in one line
         print(f"urnn train: error: {error}", file=sys.stderr)
         return 1
@@ -2529,7 +1760,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{verdict}: {result.reason}")
     else:
         print(f"logged model {result.model_uri} (not registered)")
-    _print_mlflow_location(settings, config.experiment)
+    print_mlflow_location(settings, config.experiment)
     print(f"wall time {time.perf_counter() - start:.1f} s")
     if args.result_json:
         outcome = {
@@ -2617,11 +1848,11 @@ def _print_data_report(lines: Sequence[str]) -> None:
 
 
 def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
-    errors = _input_errors()
+    errors = input_errors()
     try:
         return _backtest(args, settings)
     except errors as error:
-        return _fail("backtest", error, _comma_note(args, error, backtest=True))
+        return command_failed("backtest", error, _comma_note(args, error, backtest=True))
 
 
 # What `urnn backtest --output DIR` writes at DIR's top (training.backtest
@@ -2652,8 +1883,8 @@ def _check_output_spares_data(output: str | None, data: str) -> None:
 
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
-    _check_data_path(args.data)
-    _check_output_folder(args.output)
+    check_data_path(args.data)
+    check_output_folder(args.output)
     _check_output_spares_data(args.output, args.data)
     if args.refit and args.backtest_windows is None:
         raise UsageError(
@@ -2851,7 +2082,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     else:
         model.to(resolve_device(args.device))  # loaded on the CPU
     if args.output:
-        _make_output_folder(args.output)
+        make_output_folder(args.output)
     result = backtest(
         data,
         split,
@@ -3103,7 +2334,7 @@ def _add_worker_parser(commands: Any) -> None:
     )
     worker.add_argument(
         "--max-jobs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="exit after N jobs; default: run until stopped",

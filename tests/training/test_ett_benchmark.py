@@ -68,9 +68,11 @@ def tiny_config(data_dir: Path, **overrides: object) -> EttBenchmarkConfig:
 
 
 def test_cli_mirrors_match_the_module() -> None:
-    assert cli.ETT_DATASETS == ett.DATASETS
-    assert cli.ETT_MODELS == ett.MODELS + ett.OPTIONAL_MODELS
-    assert cli.ETT_HORIZONS == ett.HORIZONS
+    from urnn_forecast import benchmark_commands as commands
+
+    assert commands.ETT_DATASETS == ett.DATASETS
+    assert commands.ETT_MODELS == ett.MODELS + ett.OPTIONAL_MODELS
+    assert commands.ETT_HORIZONS == ett.HORIZONS
 
 
 def test_default_config_is_the_ett_protocol() -> None:

@@ -325,9 +325,11 @@ def run_cli(
 
 
 def test_cli_mirrors_match_the_module() -> None:
-    assert cli.PJM_REGIONS == pjm.REGIONS
-    assert cli.PJM_MODELS == pjm.MODELS
-    assert cli.PJM_HORIZONS == pjm.HORIZONS
+    from urnn_forecast import benchmark_commands as commands
+
+    assert commands.PJM_REGIONS == pjm.REGIONS
+    assert commands.PJM_MODELS == pjm.MODELS
+    assert commands.PJM_HORIZONS == pjm.HORIZONS
 
 
 def test_cli_missing_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -128,7 +128,8 @@ def test_urnn_train_refuses_a_seasonal_naive_lookback_shorter_than_the_season(
 
 @pytest.mark.parametrize("bad", [0, -24, 2.5, "48", True])
 def test_a_bad_season_in_a_job_or_config_file_names_the_field(bad: object) -> None:
-    from urnn_forecast.cli import UsageError, train_config_from_sections
+    from urnn_forecast.cli import train_config_from_sections
+    from urnn_forecast.cli_support import UsageError
 
     sections = {"load": {"target": "y"}, "train": {"season_length": bad}}
     expected = (  # a wrong type is named by its field's type; a wrong value by its range
