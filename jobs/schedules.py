@@ -3,10 +3,12 @@
     schedule = create(session, cron="0 3 * * *", timezone="Europe/Paris", spec={...})
     enqueue_due(db, max_attempts=3)    # every worker calls this between jobs
 
-Exactly once: a due run is a job row with `(schedule_id, due_at)`, unique in the database, so
-when several schedulers see the same due time, one insert wins and the others get an integrity
-error and move on. Cron fields are read in the schedule's time zone (03:00 Paris stays 03:00
-across daylight saving); due times are stored in UTC.
+Exactly once: a scheduler claims a due time by locking the schedule's row, and enqueues the run
+and moves `next_due_at` (and `last_due_at`) on in that same transaction; another scheduler that
+saw the same due time waits for the lock, then finds the schedule no longer due and does
+nothing. A due run is also a job row with `(schedule_id, due_at)`, unique in the database, a
+backstop for clocks that disagree. Cron fields are read in the schedule's time zone (03:00
+Paris stays 03:00 across daylight saving); due times are stored in UTC.
 
 Missed runs (every scheduler was down over one or more due times): the schedule runs once, for
 the latest due time that has passed, and the older missed ones are skipped. A retraining job
@@ -22,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -469,84 +471,92 @@ def enqueue_due(db: Database, *, max_attempts: int, now: datetime | None = None)
     with db.session() as session:
         due = list(
             session.scalars(
-                select(Schedule).where(Schedule.next_due_at <= now, Schedule.paused.is_(False))
+                select(Schedule.id).where(Schedule.next_due_at <= now, Schedule.paused.is_(False))
             )
         )
     created: list[str] = []
-    for schedule in due:
-        if (problem := _random_field(schedule.cron.split())) is not None:
-            _refuse_stored_random(schedule.id, schedule.cron, problem)
-            continue
-        try:
-            due_at = latest_due(schedule.cron, schedule.timezone, at=now)
-            if due_at < schedule.next_due_at:  # cannot happen with one clock; be safe with skew
-                due_at = schedule.next_due_at
-            following = next_due(schedule.cron, schedule.timezone, after=due_at)
-        except (LookupError, ValueError, RuntimeError) as error:  # ZoneInfoNotFoundError, ...
-            _refuse_unreadable(schedule, error)
-            continue
-        if due_at > schedule.next_due_at:
-            logger.warning(
-                "schedule %s: runs due from %s to before %s were missed; running the latest only",
-                schedule.id,
-                schedule.next_due_at.isoformat(),
-                due_at.isoformat(),
-            )
-        enqueued = True  # this due time has a run (ours, or another scheduler's)
-        try:
-            with db.session() as session:
-                # FOR UPDATE (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises already): a
-                # PATCH still committing a pause is waited for and seen; read unlocked, its
-                # commit let this run in after it had answered "paused"
-                current = session.get(Schedule, schedule.id, with_for_update=True)
-                if current is None or current.paused:  # deleted or paused since the query
-                    continue
-                waiting = _queued_run(session, current)
-                if waiting is not None:
-                    enqueued = False
-                    # It trains on the data as it is when it runs, as this run would: two
-                    # back-to-back fits of one file (a run requeued by a worker's shutdown,
-                    # then its catch-up; a queue behind a long job) registered twin versions.
-                    logger.info(
-                        "schedule %s due %s: its run %s (due %s) has not started yet and "
-                        "will train on the data as it is then; not enqueuing another",
-                        schedule.id,
-                        due_at.isoformat(),
-                        waiting.id,
-                        waiting.due_at.isoformat() if waiting.due_at else "?",
-                    )
-                else:
-                    job = Job(
-                        spec=current.spec,
-                        status="queued",
-                        created_at=now,
-                        attempts=0,
-                        max_attempts=max_attempts,
-                        cancel_requested=False,
-                        schedule_id=schedule.id,
-                        due_at=due_at,
-                        warnings=carried_warnings(current),  # read with the spec: they match
-                    )
-                    session.add(job)
-                    session.flush()
-                    created.append(job.id)
-        except IntegrityError:
-            # Another scheduler enqueued this due time first (or the schedule was deleted).
-            logger.debug("schedule %s due %s: already enqueued", schedule.id, due_at)
+    for schedule_id in due:
         with db.session() as session:
-            session.execute(
-                update(Schedule)
-                .where(
-                    Schedule.id == schedule.id,
-                    Schedule.next_due_at < following,
-                    # a PATCH of cron or timezone since the query set its own next due time
-                    # (from the change on); `following` is the old cron's, maybe a day later
-                    Schedule.cron == schedule.cron,
-                    Schedule.timezone == schedule.timezone,
-                )
-                # last_due_at is the due time of the last run enqueued (GET /schedules): one
-                # passed over for a waiting run names no job, and would have been shown
-                .values(next_due_at=following, **({"last_due_at": due_at} if enqueued else {}))
-                .execution_options(synchronize_session=False)
-            )
+            job_id = _enqueue_one(session, schedule_id, max_attempts=max_attempts, now=now)
+        if job_id is not None:
+            created.append(job_id)
     return created
+
+
+def _enqueue_one(
+    session: Session, schedule_id: str, *, max_attempts: int, now: datetime
+) -> str | None:
+    """Claim the schedule's due time, enqueue its run and move the schedule on, in one
+    transaction that holds the schedule's row: the id of the job made, or None.
+
+    The row is locked first (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises
+    already) and everything is read from it there: another scheduler's tick of the same due
+    time waits, then finds `next_due_at` past `now` and does nothing; a PATCH still committing
+    a pause or a new cron is waited for and seen. Before 2026-12-07 the job was inserted in one
+    transaction and `next_due_at`/`last_due_at` moved in a later one by compare-and-set on
+    `next_due_at`: the losing scheduler, locking the row once the winner's insert committed,
+    took the winner's job for a run still waiting from before, moved `next_due_at` on alone,
+    and the winner's update then matched no row, so `last_due_at` kept the previous due time."""
+    schedule = session.get(Schedule, schedule_id, with_for_update=True)
+    if schedule is None or schedule.paused or schedule.next_due_at > now:
+        return None  # deleted, paused, or its due time taken by another scheduler since the query
+    if (problem := _random_field(schedule.cron.split())) is not None:
+        _refuse_stored_random(schedule.id, schedule.cron, problem)
+        return None
+    try:
+        due_at = latest_due(schedule.cron, schedule.timezone, at=now)
+        if due_at < schedule.next_due_at:  # cannot happen with one clock; be safe with skew
+            due_at = schedule.next_due_at
+        following = next_due(schedule.cron, schedule.timezone, after=due_at)
+    except (LookupError, ValueError, RuntimeError) as error:  # ZoneInfoNotFoundError, ...
+        _refuse_unreadable(schedule, error)
+        return None
+    if due_at > schedule.next_due_at:
+        logger.warning(
+            "schedule %s: runs due from %s to before %s were missed; running the latest only",
+            schedule.id,
+            schedule.next_due_at.isoformat(),
+            due_at.isoformat(),
+        )
+    job_id: str | None = None
+    waiting = _queued_run(session, schedule)
+    if waiting is not None:
+        # It trains on the data as it is when it runs, as this run would: two back-to-back
+        # fits of one file (a run requeued by a worker's shutdown, then its catch-up; a queue
+        # behind a long job) registered twin versions.
+        logger.info(
+            "schedule %s due %s: its run %s (due %s) has not started yet and will train on the "
+            "data as it is then; not enqueuing another",
+            schedule.id,
+            due_at.isoformat(),
+            waiting.id,
+            waiting.due_at.isoformat() if waiting.due_at else "?",
+        )
+    else:
+        job = Job(
+            spec=schedule.spec,
+            status="queued",
+            created_at=now,
+            attempts=0,
+            max_attempts=max_attempts,
+            cancel_requested=False,
+            schedule_id=schedule.id,
+            due_at=due_at,
+            warnings=carried_warnings(schedule),  # read with the spec: they match
+        )
+        try:
+            with session.begin_nested():
+                session.add(job)
+            job_id = job.id
+        except IntegrityError:
+            # (schedule_id, due_at) is unique: a run of this due time exists already, which
+            # the lock above leaves to clocks that disagree (a resume by an API whose clock
+            # is behind a worker's, moving next_due_at back to a due time already enqueued).
+            logger.debug("schedule %s due %s: already enqueued", schedule.id, due_at)
+    schedule.next_due_at = following
+    # last_due_at is the due time of the last run enqueued (GET /schedules): one passed over
+    # for a waiting run names no job, and would have been shown
+    if waiting is None:
+        schedule.last_due_at = due_at
+    session.flush()
+    return job_id

@@ -4,10 +4,14 @@ time enqueued exactly once with two schedulers racing, and the missed-run policy
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from jobs import schedules
 from jobs.db import Database
@@ -286,6 +290,52 @@ def test_each_due_time_is_enqueued_once_with_two_schedulers(
         assert schedule.last_due_at == datetime(2026, 6, 1, 12, 10, tzinfo=UTC)
 
 
+class _SeesDueThenWaits:
+    """A scheduler's database whose tick has read which schedules are due, then waits while
+    `meanwhile` (another scheduler's whole tick) runs: the interleaving the race above hits
+    now and then, made every time."""
+
+    def __init__(self, db: Database, meanwhile: Callable[[], object]) -> None:
+        self.db, self.meanwhile, self.sessions = db, meanwhile, 0
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        self.sessions += 1
+        if self.sessions == 2:  # after the query of due schedules
+            self.meanwhile()
+        with self.db.session() as session:
+            yield session
+
+
+def test_a_scheduler_that_saw_a_due_time_another_enqueued_leaves_the_schedule_alone(
+    db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The winner's run was taken by the loser for a run still waiting from before ("not
+    enqueuing another"), and the loser moved next_due_at on in a transaction of its own; when
+    that came before the winner's, last_due_at kept the previous due time (1 run in 6 of the
+    test above on PostgreSQL, before 2026-12-07)."""
+    t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
+    schedule_id = make_schedule(db, now=t0)  # due 12:05, 12:10, ...
+    tick = datetime(2026, 6, 1, 12, 5, 30, tzinfo=UTC)
+    other = Database.from_settings(settings)
+    won: list[str] = []
+    try:
+        late = _SeesDueThenWaits(
+            other, lambda: won.extend(schedules.enqueue_due(db, max_attempts=3, now=tick))
+        )
+        with caplog.at_level("DEBUG", logger="jobs.schedules"):
+            lost = schedules.enqueue_due(cast(Database, late), max_attempts=3, now=tick)
+    finally:
+        other.dispose()
+    assert len(won) == 1 and lost == []
+    assert not [r for r in caplog.records if "not enqueuing another" in r.getMessage()]
+    assert [job.id for job in scheduled_jobs(db, schedule_id)] == won
+    with db.session() as session:
+        schedule = session.get_one(Schedule, schedule_id)
+        assert schedule.next_due_at == datetime(2026, 6, 1, 12, 10, tzinfo=UTC)
+        assert schedule.last_due_at == datetime(2026, 6, 1, 12, 5, tzinfo=UTC)
+
+
 def test_missed_runs_collapse_into_the_latest(db: Database) -> None:
     t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
     schedule_id = make_schedule(db, now=t0)
@@ -482,20 +532,17 @@ def test_a_paused_schedule_enqueues_nothing_and_resumes_from_now(db: Database) -
     assert job.id == job_id and job.due_at == datetime(2026, 6, 1, 13, 10, tzinfo=UTC)
 
 
-def test_a_pause_between_the_due_query_and_the_insert_enqueues_nothing(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_pause_between_the_due_query_and_the_insert_enqueues_nothing(db: Database) -> None:
     t0 = datetime(2026, 6, 1, 12, 1, tzinfo=UTC)
     schedule_id = make_schedule(db, now=t0)
-    original = schedules.latest_due
 
-    def pause_first(*args: object, **kwargs: object) -> datetime:
+    def pause() -> None:
         with db.session() as session:  # another client's PATCH, after the tick read the row
             schedules.change(session, schedule_id=schedule_id, paused=True)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(schedules, "latest_due", pause_first)
-    assert schedules.enqueue_due(db, max_attempts=3, now=t0 + timedelta(minutes=5)) == []
+    # (the PATCH came in latest_due before 2026-12-07; the tick holds the row's lock there now)
+    late = cast(Database, _SeesDueThenWaits(db, pause))
+    assert schedules.enqueue_due(late, max_attempts=3, now=t0 + timedelta(minutes=5)) == []
     assert scheduled_jobs(db, schedule_id) == []
 
 
@@ -529,31 +576,37 @@ def test_a_pause_committed_while_the_tick_enqueues_its_run_enqueues_nothing(
     assert made == [] and scheduled_jobs(db, schedule_id) == []
 
 
+@pytest.mark.parametrize("patched", ["before the tick's claim", "after the tick's enqueue"])
 def test_a_new_cron_between_the_due_query_and_the_tick_end_keeps_its_next_due_time(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, patched: str
 ) -> None:
     """A daily schedule made every 5 minutes by a PATCH while a tick enqueued its 03:00 run:
     the tick then moved next_due_at to the old cron's next day (its update kept only a later
-    time), and the new cron's runs waited a day. The tick leaves a changed cron's time alone."""
+    time), and the new cron's runs waited a day. The tick leaves a changed cron's time alone.
+    The tick holds the schedule's row from its claim to its end (2026-12-07), so the PATCH
+    comes before the claim (the new cron counts from the PATCH: 03:00 is not run) or after
+    the 03:00 run is enqueued; either way the next run is 03:05."""
     t0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
     schedule_id = make_schedule(db, cron="0 3 * * *", now=t0)
     tick = datetime(2026, 6, 1, 3, 0, 30, tzinfo=UTC)
-    original = schedules.latest_due
 
-    def patched_meanwhile(*args: object, **kwargs: object) -> datetime:
-        with db.session() as session:  # another client's PATCH, after the tick read the row
+    def patch() -> None:
+        with db.session() as session:  # another client's PATCH
             schedules.change(session, schedule_id=schedule_id, cron="*/5 * * * *", now=tick)
-        return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(schedules, "latest_due", patched_meanwhile)
-    (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=tick)  # 03:00 was due: enqueued
-    monkeypatch.setattr(schedules, "latest_due", original)
+    if patched == "before the tick's claim":  # after the tick read which schedules are due
+        late = cast(Database, _SeesDueThenWaits(db, patch))
+        assert schedules.enqueue_due(late, max_attempts=3, now=tick) == []
+    else:
+        (job_id,) = schedules.enqueue_due(db, max_attempts=3, now=tick)  # 03:00 was due
+        patch()
     with db.session() as session:
         schedule = session.get_one(Schedule, schedule_id)
         assert schedule.cron == "*/5 * * * *"
         assert schedule.next_due_at == datetime(2026, 6, 1, 3, 5, tzinfo=UTC)  # not June 2nd
-        assert session.get_one(Job, job_id).due_at == datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
-        session.get_one(Job, job_id).status = "succeeded"  # not waiting: the next run is due
+        if patched == "after the tick's enqueue":
+            assert session.get_one(Job, job_id).due_at == datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
+            session.get_one(Job, job_id).status = "succeeded"  # not waiting: the next is due
     (later,) = schedules.enqueue_due(db, max_attempts=3, now=tick + timedelta(minutes=5))
     with db.session() as session:
         assert session.get_one(Job, later).due_at == datetime(2026, 6, 1, 3, 5, tzinfo=UTC)
