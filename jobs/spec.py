@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jobs.models import REGISTERED_NAME_WIDTH, can_be_stored
+from urnn_forecast.config_fields import field_in_section
 from urnn_forecast.field_types import NOT_UNICODE, shown, shown_names
 
 if TYPE_CHECKING:
@@ -129,34 +130,13 @@ class JobSpec(BaseModel):
     def _field_in_section(self, field: str, message: str) -> tuple[str, str]:
         """The field a config check's message is about, within the section it names
         (`config.fit` -> `config.fit.max_epochs`), and the message: a 422 named the section
-        alone. A field's wrong type (check_fields: "field 'max_epochs' must be an integer")
-        and an unknown field name it; a config's own check names it in its words ("max_epochs
-        must be >= 1"): the first field of the section's, as this spec gives them, that the
-        message names. The section alone where it names none (a problem of the whole)."""
+        alone. See urnn_forecast.config_fields.field_in_section, shared with `urnn train
+        --config`."""
         section = field.removeprefix("config.")
         if "." in section or not field.startswith("config."):
             return field, message
-        typed = re.match(r"field '(\w+)' (.+)", message, re.DOTALL)
-        if typed is not None:
-            return f"{field}.{typed.group(1)}", typed.group(2)
-        unknown = re.match(r"unknown field\(s\) \['(\w+)'", message)
-        if unknown is not None:
-            return f"{field}.{unknown.group(1)}", message
-        named = [
-            (found.start(), f"{field}.{key}")
-            for key in self.config.get(section, {})
-            if (found := re.search(rf"(?<![\w-]){re.escape(key)}(?!\w)", message)) is not None
-        ]
-        # a field of another section, named with it ("model n_past_covariates", checked by
-        # the train section's TrainConfig)
-        named += [
-            (found.start(), f"config.{other}.{key}")
-            for other, values in self.config.items()
-            if other != section
-            for key in values
-            if (found := re.search(rf"\b{other}[ .]{re.escape(key)}(?!\w)", message))
-        ]
-        return (min(named)[1], message) if named else (field, message)
+        path, said = field_in_section(self.config, section, message)
+        return f"config.{path}", said
 
     def train_config(self, *, run_name: str | None = None) -> TrainConfig:
         """The TrainConfig this spec means; JobSpecError naming the field when it has none."""

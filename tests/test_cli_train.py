@@ -380,7 +380,8 @@ def test_a_train_stride_for_a_streaming_kind_is_refused_before_loading(
     config = tmp_path / "stride.json"
     config.write_text(json.dumps({"train": {"train_stride": 5}}))
     code = cli.main([*base, "--lookback", "48", "--segment-length", "8", "--config", str(config)])
-    assert code == 2 and capsys.readouterr().err == refusal
+    named = refusal.replace("error: ", f"error: --config {config}: train.train_stride: ", 1)
+    assert code == 2 and capsys.readouterr().err == named
 
 
 @pytest.mark.parametrize("command", ["train", "backtest"])
@@ -422,10 +423,10 @@ def test_missing_file_and_bad_config_files(
     cases = {
         "not json {": "not a readable JSON file",
         json.dumps({"modle": {}}): "unknown section(s) ['modle']",
-        json.dumps({"model": {"hidden": 3}}): "model config: unknown field(s) ['hidden']",
+        json.dumps({"model": {"hidden": 3}}): "model.hidden: unknown field(s) ['hidden']",
         json.dumps({"fit": {"lr": -1}}): "lr must be > 0",
         json.dumps({"fit": {"seed": -3}}): (
-            "fit config: seed must be an integer from 0 to 2**32 - 1 (4294967295), got -3"
+            "fit.seed: seed must be an integer from 0 to 2**32 - 1 (4294967295), got -3"
         ),
         json.dumps({"train": {"data": "x.csv"}}): "set 'data' with its option",
         # json.loads keeps the last of a key given twice: lr 5 trained without a word
@@ -458,6 +459,57 @@ def test_missing_file_and_bad_config_files(
 
 
 @pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"fit": {"max_epochs": 0}}, "fit.max_epochs: max_epochs must be >= 1, got 0"),
+        ({"fit": {"max_epochs": "ten"}}, "fit.max_epochs: must be an integer; got 'ten'"),
+        (
+            {"model": {"hidden_size": -1}},
+            "model.hidden_size: hidden_size must be an integer from 1 to 8,192, got -1",
+        ),
+        ({"fit": {"max_epoch": 3}}, "fit.max_epoch: unknown field(s) ['max_epoch']; known: "),
+        ({"load": {"max_gap": -1}}, "load.max_gap: max_gap must be an integer >= 0, got -1"),
+        (
+            {"train": {"train_fraction": 0.5, "val_fraction": 0.6}},
+            "train.train_fraction: train_fraction and val_fraction must each lie in (0, 1)",
+        ),
+    ],
+)
+def test_a_bad_config_file_value_names_its_full_field(
+    tmp_path: Path,
+    csv: Path,
+    mlflow_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    given: dict[str, dict[str, object]],
+    expected: str,
+) -> None:
+    """`urnn train --config f.json` named no section for a config's own checks ("max_epochs
+    must be >= 1, got 0") and the section alone ("fit config: ...") for a wrong type or an
+    unknown key; now the file and the field, as a job's 422 does (`config.fit.max_epochs`)."""
+    config = tmp_path / "f.json"
+    config.write_text(json.dumps(given))
+    argv = ["train", "--data", str(csv), "--target", "y", "--config", str(config)]
+    code, _, err = run_cli(argv, mlflow_settings, capsys)
+    assert code == 2
+    assert err.startswith(f"urnn train: error: --config {config}: {expected}"), err
+
+
+def test_a_bad_option_value_is_not_blamed_on_the_config_file(
+    tmp_path: Path, csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A value the command line overrides is the option's: the file is not named for it."""
+    config = tmp_path / "f.json"
+    config.write_text(json.dumps({"train": {"val_fraction": 0.2}}))
+    argv = ["train", "--data", str(csv), "--target", "y", "--config", str(config)]
+    code, _, err = run_cli(
+        [*argv, "--train-fraction", "0.6", "--val-fraction", "0.5"], mlflow_settings, capsys
+    )
+    assert code == 2
+    assert "train_fraction and val_fraction must each lie in (0, 1)" in err, err
+    assert "--config" not in err, err
+
+
+@pytest.mark.parametrize(
     ("decoder", "hint"),
     [
         (
@@ -485,7 +537,8 @@ def test_a_config_file_decoder_auto_says_where_auto_lives(
     code, out, err = run_cli(argv, mlflow_settings, capsys)
     assert code == 2
     assert err == (
-        f"urnn train: error: decoder must be one of 'direct', 'pmf'; got {decoder!r}{hint}\n"
+        f"urnn train: error: --config {config}: model.decoder: decoder must be one of "
+        f"'direct', 'pmf'; got {decoder!r}{hint}\n"
     )
     assert "epoch 1/" not in out
 

@@ -44,6 +44,7 @@ from urnn_forecast.cli_support import (
     print_mlflow_location,
     seed_number,
 )
+from urnn_forecast.config_fields import field_in_section
 from urnn_forecast.field_types import check_fields, shown, shown_names
 from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import SERVE_WORKERS_MAX, Settings, SettingsError, get_settings
@@ -1524,6 +1525,20 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
         if reserved in train:
             raise UsageError(f"--config: set {reserved!r} with its option or section, not 'train'")
     _calendar_auto(model, train)
+    # the file's values no option replaced: a refusal of one names `--config FILE: fit.x`
+    merged = {"load": load, "model": model, "fit": fit, "train": train}
+    from_file = {
+        section: {
+            key: value
+            for key, value in file.get(section, {}).items()
+            if key in merged[section] and merged[section][key] is value
+        }
+        for section in merged
+    }
+
+    def refused(section: str, said: str) -> UsageError:
+        return _config_file_error(args.config, from_file, section, said)
+
     try:
         model_config = _build(ForecasterConfig, model, "model config")
     except ValueError as error:
@@ -1533,21 +1548,47 @@ def _train_config(args: argparse.Namespace) -> "TrainConfig":
             "give --decoder auto (or fit.decoder_search true in the --config file) and leave "
             "model.decoder out",
         )
-        if hint:
-            raise UsageError(f"{error}{hint}") from None
-        raise
+        raise refused("model", f"{error}{hint}") from None
     if (problem := new_model_problem(model_config)) is not None:
-        raise UsageError(f"model config: {problem}")
-    fit_config = _build(FitConfig, fit, "fit config")
+        raise refused("model", f"model config: {problem}")
+    try:
+        fit_config = _build(FitConfig, fit, "fit config")
+    except ValueError as error:
+        raise refused("fit", str(error)) from None
     if (problem := seed_problem(fit_config.seed, model_config.ensemble)) is not None:
-        raise UsageError(f"{'--seed' if args.seed is not None else 'fit config'}: {problem}")
-    return TrainConfig(
-        data=args.data,
-        load=_build(LoadConfig, load, "load config"),
-        model=model_config,
-        fit=fit_config,
-        **_build_train_fields(train),
-    )
+        if args.seed is not None:
+            raise UsageError(f"--seed: {problem}")
+        raise refused("fit", f"fit config: {problem}")
+    try:
+        load_config = _build(LoadConfig, load, "load config")
+    except ValueError as error:
+        raise refused("load", str(error)) from None
+    try:
+        return TrainConfig(
+            data=args.data,
+            load=load_config,
+            model=model_config,
+            fit=fit_config,
+            **_build_train_fields(train),
+        )
+    except ValueError as error:
+        raise refused("train", str(error)) from None
+
+
+def _config_file_error(
+    path: str | None, from_file: Mapping[str, Mapping[str, Any]], section: str, said: str
+) -> UsageError:
+    """A refusal of `section`'s values: `--config PATH: fit.max_epochs: ...` when it is about a
+    field the file gives (config_fields.field_in_section, as a job's 422), else `said` as it
+    is (an option's value, a default, the whole)."""
+    plain = said.removeprefix(f"{section} config: ")
+    field, message = field_in_section(from_file, section, plain)
+    if path is None or "." not in field:
+        return UsageError(said)
+    given, _, key = field.partition(".")
+    if key not in from_file.get(given, {}):
+        return UsageError(said)
+    return UsageError(f"--config {path}: {field}: {message}")
 
 
 def auto_decoder_hint(error: Exception, model: Mapping[str, Any], instead: str) -> str:

@@ -1,0 +1,46 @@
+"""Which field of a `--config`-style config (sections `load`, `model`, `fit`, `train`) a check's
+message is about, so that a refusal names `fit.max_epochs`, not the `fit` section alone.
+
+One implementation for both readers of such configs: the job API (jobs/spec.py, a 422 at
+`config.fit.max_epochs`) and `urnn train --config FILE` (`--config FILE: fit.max_epochs: ...`).
+Standard library only: the CLI imports it before any argument is parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+
+def field_in_section(
+    sections: Mapping[str, Mapping[str, Any]], section: str, message: str
+) -> tuple[str, str]:
+    """`(path, message)`: the dotted path of the field within `sections` that a check of
+    `section` is about (`fit` -> `fit.max_epochs`), and the message to show with it.
+
+    A field's wrong type (field_types.check_fields: "field 'max_epochs' must be an integer")
+    and an unknown field name it, and the message loses the naming; a config's own check
+    names it in its words ("max_epochs must be >= 1"): the first field of the section's, as
+    `sections` gives them, that the message names, or a field of another section named with
+    it ("model n_past_covariates", checked by the train section). `section` alone when the
+    message names none of the given fields (a problem of the whole, or of defaults)."""
+    typed = re.match(r"field '(\w+)' (.+)", message, re.DOTALL)
+    if typed is not None:
+        return f"{section}.{typed.group(1)}", typed.group(2)
+    unknown = re.match(r"unknown field\(s\) \['(\w+)'", message)
+    if unknown is not None:
+        return f"{section}.{unknown.group(1)}", message
+    named = [
+        (found.start(), f"{section}.{key}")
+        for key in sections.get(section, {})
+        if (found := re.search(rf"(?<![\w-]){re.escape(key)}(?!\w)", message)) is not None
+    ]
+    named += [
+        (found.start(), f"{other}.{key}")
+        for other, values in sections.items()
+        if other != section
+        for key in values
+        if (found := re.search(rf"\b{other}[ .]{re.escape(key)}(?!\w)", message))
+    ]
+    return (min(named)[1], message) if named else (section, message)
