@@ -109,7 +109,7 @@ from training.validation import (
     week_anchor,
     week_start_problem,
 )
-from training.windows import WindowSets, make_windows, window_config_for
+from training.windows import WindowDataset, WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import not_one_of, shown
@@ -130,6 +130,10 @@ TRAIN_SPLITS: tuple[SplitMethod, ...] = ("fractions", "ett", "series")
 
 class TrainingCancelledError(RuntimeError):
     """`should_stop` answered True: the run ended before registering anything."""
+
+
+class UnobservedValidationError(DataValidationError):
+    """Every target value the validation windows would score was filled in by the loader."""
 
 
 class TrainingStoreError(RuntimeError):
@@ -899,6 +903,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
     sets = make_windows(splits, scaler, window_config, freq=data.freq, filled=data.filled)
+    check_val_observed(sets.val, splits, load)
     backtest_config = config.backtest_config(season.rows)
     # before the fit: a backtest with no room for its windows used to fail after it
     dropped = check_backtest_room(splits, model_config.horizon, backtest_config, data.units)
@@ -914,6 +919,40 @@ def prepare_training(config: TrainConfig) -> Prepared:
         backtest_config,
         dropped,
         negatives,
+    )
+
+
+def check_val_observed(
+    val: WindowDataset, splits: Mapping[str, SeriesSplit], load: LoadConfig
+) -> None:
+    """UnobservedValidationError where the loader filled in every target value the validation
+    windows score (a gap across the whole val span, under max_filled_fraction overall): the
+    val scores leave filled targets out (`evaluate_observed`), so they were NaN at every epoch,
+    early stopping never improved, the last epoch's weights were kept without a word and the
+    intervals were calibrated on nothing. One observed target value is enough."""
+    if val.filled is None or len(val) == 0:
+        return
+    scored = np.zeros(len(val.filled) + 1, dtype=np.int64)  # rows some window's target covers
+    first = val.starts.numpy() + val.lookback
+    np.add.at(scored, first, 1)
+    np.add.at(scored, first + val.horizon, -1)
+    if not bool(val.filled.numpy()[np.cumsum(scored[:-1]) > 0].all()):
+        return
+    spans = [
+        f"{sid!r} {own.index[0]} to {own.index[-1]} ({len(own):,} rows)"
+        for sid, split in splits.items()
+        if len(own := split.val.iloc[split.plan.val.context :])
+    ]
+    shown_spans = "; ".join(spans[:3]) + (f" and {len(spans) - 3:,} more" if len(spans) > 3 else "")
+    where = shown_spans.split(" ", 1)[1] if len(spans) == 1 else shown_spans
+    raise UnobservedValidationError(
+        f"every target value of the validation span {where} was filled in by the loader "
+        f"(fill {load.fill!r} across a gap of up to max_gap={load.max_gap:,} rows of "
+        f"{load.target!r}), and the val scores leave filled values out: early stopping and the "
+        "interval calibration would have no observed value to score on (val loss NaN at every "
+        "epoch). Put observed rows in the validation span: another split (--train-fraction, "
+        "--val-fraction, train.split_method), or leave the gap unfilled: a --max-gap "
+        "shorter than the gap with --on-long-gap split, which cuts the series there"
     )
 
 

@@ -40,7 +40,12 @@ from training.fit import (
     predict,
     window_targets,
 )
-from training.pipeline import Prepared, TrainConfig, prepare_training
+from training.pipeline import (
+    Prepared,
+    TrainConfig,
+    UnobservedValidationError,
+    prepare_training,
+)
 from training.split import SplitConfig, StandardScaler, plan_split, split_series
 from training.windows import WindowConfig, WindowDataset, WindowSets, make_windows
 
@@ -544,3 +549,34 @@ def test_a_history_without_filled_values_is_scored_as_before(tmp_path: Path) -> 
         totals["mse"] += float(error.square().mean()) * len(indices)
         totals["mae"] += float(error.abs().mean()) * len(indices)
     assert evaluate(model, val, FAST, "cpu") == {k: v / len(val) for k, v in totals.items()}
+
+
+def _val_gap_config(tmp_path: Path, drop: slice) -> TrainConfig:
+    frame = seasonal_frame(1200)  # val: rows 840..960
+    path = tmp_path / "val-gap.csv"
+    frame.drop(frame.index[drop]).to_csv(path)
+    return TrainConfig(
+        data=str(path),
+        load=LoadConfig(target="y", covariates=("x",), max_gap=130),  # 10 % of rows filled
+        model=urnn_config(),
+        fit=FAST,
+    )
+
+
+def test_a_validation_span_the_loader_filled_in_whole_is_refused(tmp_path: Path) -> None:
+    """A gap the loader filled over the whole val span (under max_filled_fraction overall):
+    every val target is left out of the scores, which came out NaN at every epoch; early
+    stopping never improved and the last epoch's weights were kept without a word. Refused
+    before the fit, naming the span and the ways out."""
+    config = _val_gap_config(tmp_path, slice(840, 960))
+    with pytest.raises(UnobservedValidationError) as caught:
+        prepare_training(config)
+    said = str(caught.value)
+    start = seasonal_frame(1200).index[840]
+    stop = seasonal_frame(1200).index[959]
+    assert f"validation span {start} to {stop} (120 rows)" in said, said
+    assert "'y'" in said and "filled in" in said
+    for way_out in ("--val-fraction", "--train-fraction", "--max-gap", "--on-long-gap split"):
+        assert way_out in said, said
+    # one observed target value in the span is enough to score on
+    assert len(prepare_training(_val_gap_config(tmp_path, slice(840, 959))).sets.val) > 0
