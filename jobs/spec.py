@@ -25,10 +25,11 @@ import math
 import os
 import re
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -283,8 +284,11 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     from training.validation import DataValidationError, MissingColumnError
 
     try:
+        _check_gzip_start(path)
         columns = header_columns(path, sep=config.load.sep)
         empty = not has_data_rows(path, sep=config.load.sep)
+    except CostlyGzipError as error:
+        raise JobSpecError("data", f"{data_shown}: {error}") from None
     except WrongSeparatorError as error:
         raise JobSpecError("config.load.sep", str(error)) from None
     except DataValidationError as error:  # suffix, unreadable or empty header
@@ -374,6 +378,8 @@ def check_job_data(
         size = path.stat().st_size
         if size <= max_bytes:  # what loading it takes: a small file may unpack to gigabytes
             size = unpacked_size(path, limit=max_bytes)
+    except CostlyGzipError as error:
+        raise JobSpecError("data", f"{data_shown}: {error}") from None
     except OSError as error:
         raise JobSpecError(
             "data", f"{data_shown}: cannot be read ({error.strerror or type(error).__name__})"
@@ -425,11 +431,144 @@ def check_job_data(
 PARQUET_CELL_BYTES = 8
 _GZIP_READ = 1 << 20
 
+# What a .gz file may hold that costs Python's gzip reader (pandas', in the API's full check
+# and in every run) CPU however little it unpacks to. Each member (a gzip stream; `cat a.gz
+# b.gz` makes a file of two, bgzip one per 64 KiB of data) is a few microseconds of Python:
+# 500,000 empty ones, a 10 MB file, took 3.2 s to measure and as long again to load. So
+# GZIP_MEMBERS_FREE members, and past those one per GZIP_BYTES_PER_MEMBER bytes unpacked.
+GZIP_MEMBERS_FREE = 10_000
+GZIP_BYTES_PER_MEMBER = 1024
+# The header's name and comment fields and the zero bytes padding a member are read one byte
+# at a time: a 10 MB name took 0.8 s. All members' together, at most this many bytes.
+GZIP_BYTEWISE_MAX = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+# The compressed bytes read at a time: what follows a member's end in the bytes read is copied
+# once per member (zlib's unused_data), so reads are small.
+_GZIP_FEED = 16 << 10
+_FEXTRA, _FNAME, _FCOMMENT = 4, 8, 16
+
+
+class CostlyGzipError(ValueError):
+    """A .gz file refused unread: reading it costs more than what it unpacks to warrants."""
+
+
+# The unpacked bytes of a .gz file's start walked before its header is read (the header and
+# the first rows are read through Python's gzip, a member and a name byte by byte).
+GZIP_HEADER_WALK = 1 << 20
+
+
+def _check_gzip_start(path: Path) -> None:
+    """CostlyGzipError for a .gz file whose first GZIP_HEADER_WALK unpacked bytes come with
+    more members or header text than `_GzipWalk` allows; a damaged one is left to the header
+    check, which says what is wrong with it."""
+    from training.data import gzipped, open_regular
+
+    if not gzipped(path):
+        return
+    try:
+        with open_regular(path) as raw:
+            _GzipWalk(raw).unpacked(GZIP_HEADER_WALK)
+    except CostlyGzipError:
+        raise
+    except Exception:  # not readable as gzip: the header check says why
+        return
+
+
+class _GzipWalk:
+    """The bytes a .gz file unpacks to, counted member by member with zlib (the headers'
+    variable fields found with bytes.find, not a byte at a time), up to just past a limit;
+    CostlyGzipError past GZIP_MEMBERS_FREE + one member per GZIP_BYTES_PER_MEMBER unpacked,
+    or past GZIP_BYTEWISE_MAX bytes of header names, comments and zero padding. A damaged
+    file raises zlib's or EOFError (the caller's full check then says what is wrong)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._pending = b""  # read from the file, not yet given to zlib
+        self._bytewise = 0
+
+    def _more(self) -> bool:
+        chunk = self._raw.read(_GZIP_FEED)
+        self._pending += chunk
+        return bool(chunk)
+
+    def _count_bytewise(self, count: int) -> None:
+        self._bytewise += count
+        if self._bytewise > GZIP_BYTEWISE_MAX:
+            raise CostlyGzipError(
+                f"its gzip headers' names and comments and the zero bytes between its members "
+                f"take more than {GZIP_BYTEWISE_MAX:,} bytes, each read one at a time (limit "
+                "GZIP_BYTEWISE_MAX); recompress it without them: gunzip -c FILE | gzip -n"
+            )
+
+    def _skip_padding(self) -> bool:
+        """Past the zero bytes after a member (Python's gzip skips them); False at the end."""
+        while True:
+            rest = self._pending.lstrip(b"\0")
+            self._count_bytewise(len(self._pending) - len(rest))
+            self._pending = rest
+            if rest or not self._more():
+                return bool(rest)
+
+    def _check_header(self) -> None:
+        """The bytes of this member's name and comment fields counted (GZIP_BYTEWISE_MAX);
+        a header that is not gzip's is left to zlib to refuse."""
+        while len(self._pending) < 12 and self._more():
+            pass
+        if not self._pending.startswith(_GZIP_MAGIC) or len(self._pending) < 10:
+            return
+        flags, position = self._pending[3], 10
+        if flags & _FEXTRA:
+            if len(self._pending) < 12:
+                return
+            position += 2 + int.from_bytes(self._pending[10:12], "little")
+        for field in (_FNAME, _FCOMMENT):
+            if not flags & field:
+                continue
+            while (end := self._pending.find(b"\0", position)) < 0:
+                searched = len(self._pending) - position
+                if searched > 0:
+                    self._count_bytewise(searched)
+                    self._bytewise -= searched  # counted whole once its end is found
+                if not self._more():
+                    return
+            self._count_bytewise(end + 1 - position)
+            position = end + 1
+
+    def unpacked(self, limit: int) -> int:
+        unpacked = members = 0
+        while unpacked <= limit and self._skip_padding():
+            members += 1
+            allowed = GZIP_MEMBERS_FREE + unpacked // GZIP_BYTES_PER_MEMBER
+            if members > allowed:
+                raise CostlyGzipError(
+                    f"more than {allowed:,} gzip members (streams one after another) in its "
+                    f"first {unpacked:,} unpacked bytes: the check reads {GZIP_MEMBERS_FREE:,} "
+                    f"and one more per {GZIP_BYTES_PER_MEMBER:,} bytes unpacked (limits "
+                    "GZIP_MEMBERS_FREE, GZIP_BYTES_PER_MEMBER); recompress it as one: "
+                    "gunzip -c FILE | gzip"
+                )
+            self._check_header()
+            stream = zlib.decompressobj(wbits=31)  # a gzip member, its header parsed in C
+            data, self._pending = self._pending, b""
+            while True:
+                unpacked += len(stream.decompress(data, _GZIP_READ))
+                if stream.eof:
+                    self._pending = stream.unused_data
+                    break
+                if unpacked > limit:
+                    return unpacked
+                data = stream.unconsumed_tail or self._raw.read(_GZIP_FEED)
+                if not data:
+                    raise EOFError("the file ends inside a gzip member")
+        return unpacked
+
 
 def unpacked_size(path: Path, *, limit: int) -> int:
     """The bytes a data file holds once unpacked, counted up to just past `limit`: a .gz file
     decompressed (in 1 MiB reads, stopping past `limit`), a Parquet file's uncompressed size
     (its metadata), at least PARQUET_CELL_BYTES per cell; any other file, its size on disk.
+    A .gz file whose members or byte-at-a-time header bytes cost more than their share
+    (`_GzipWalk`) is refused (CostlyGzipError).
     The size on disk alone let a 534 KB .csv.gz of 10 million rows be loaded in full by the
     API process at submission: 25 s and 2.5 GB more memory, kept after the answer. A file
     that does not unpack (a damaged .gz, a file that is not Parquet) answers its size on disk,
@@ -447,13 +586,10 @@ def unpacked_size(path: Path, *, limit: int) -> int:
             cells = int(meta.num_rows) * int(meta.num_columns)
             return max(size, int(groups), cells * PARQUET_CELL_BYTES)
         if gzipped(path):
-            import gzip
-
-            unpacked = 0
-            with open_regular(path) as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                while unpacked <= limit and (chunk := stream.read(_GZIP_READ)):
-                    unpacked += len(chunk)
-            return unpacked
+            with open_regular(path) as raw:
+                return _GzipWalk(raw).unpacked(limit)
+    except CostlyGzipError:
+        raise
     except Exception:  # not readable as what it is named: the full check says why
         return size
     return size
