@@ -38,65 +38,23 @@ from typing import Any
 import pandas as pd
 
 from bench.read_memory import ROOT, baseline_tree, gb
+from bench.stage_probe import probe_source
 
 REGIONS = ("PJME", "PJMW", "DAYTON", "COMED", "FE", "DEOK")
 PJM_DIR = ROOT.parent / "shared" / "data" / "PJM_hourly"  # --pjm-dir elsewhere
 STAGES = ("fit", "backtest", "predict", "tidy", "tables", "plots", "write")
 
-PROBE = """
-import functools, importlib, json, resource, sys, threading, time
-sys.path.insert(0, sys.argv[1])
-samples, marks, done = [], [], threading.Event()
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-def sample():
-    while not done.is_set():
-        samples.append((time.perf_counter(), rss()))
-        time.sleep(0.02)
-threading.Thread(target=sample, daemon=True).start()
-def mark(module, name, label):
-    mod = importlib.import_module(module)
-    inner = getattr(mod, name, None)
-    if inner is None:
-        return
-    @functools.wraps(inner)
-    def marked(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            marks.append((label, start, time.perf_counter()))
-    setattr(mod, name, marked)
-for module, name, label in [
-    ("training.pipeline", "_fit_model", "fit"),
-    ("training.pipeline", "backtest", "backtest"),
-    ("training.backtest", "predict", "predict"),
-    ("training.backtest", "tidy_forecasts", "tidy"),
-    ("training.backtest", "metric_tables", "tables"),
-    ("training.backtest", "save_plots", "plots"),
-    ("training.pipeline", "write_backtest_tables", "write"),
-]:
-    mark(module, name, label)
-from urnn_forecast.cli import main
-import contextlib, io
-text = io.StringIO()
-with contextlib.redirect_stdout(text):
-    try:
-        code = main(sys.argv[2:])
-    except SystemExit as stop:
-        code = stop.code
-done.set()
-stages = {}
-for label, start, end in marks:
-    seen = [r for t, r in samples if start <= t <= end]
-    before = [r for t, r in samples if t <= start]
-    s = stages.setdefault(label, {"seconds": 0.0, "start": before[-1] if before else 0, "peak": 0})
-    s["seconds"] += end - start
-    s["peak"] = max([s["peak"], *seen])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"code": code, "peak": peak, "stages": stages}))
-"""
+PROBE = probe_source(
+    [
+        ("training.pipeline", "_fit_model", "fit"),
+        ("training.pipeline", "backtest", "backtest"),
+        ("training.backtest", "predict", "predict"),
+        ("training.backtest", "tidy_forecasts", "tidy"),
+        ("training.backtest", "metric_tables", "tables"),
+        ("training.backtest", "save_plots", "plots"),
+        ("training.pipeline", "write_backtest_tables", "write"),
+    ]
+)
 
 
 def build_file(folder: Path, regions: Sequence[str], source: Path = PJM_DIR) -> Path:

@@ -35,67 +35,33 @@ from pathlib import Path
 from typing import Any
 
 from bench.read_memory import ROOT, baseline_tree, build_files, gb, log_parser
+from bench.stage_probe import probe_source
 
 # The commit before the interval calibration read one horizon step at a time (2026-12-06).
 BASELINE_REF = "8c3db7c"
 STAGES = ("prepare", "fit", "evaluate", "calibrate", "backtest")
 
-# What a fresh process runs: urnn train with stage marks and an RSS sampler; one JSON line.
-PROBE = """
-import functools, importlib, json, resource, sys, threading, time
-sys.path.insert(0, sys.argv[1])
-samples, marks, done = [], [], threading.Event()
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-def sample():
-    while not done.is_set():
-        samples.append((time.perf_counter(), rss()))
-        time.sleep(0.02)
-threading.Thread(target=sample, daemon=True).start()
-def mark(module, name, label):
-    mod = importlib.import_module(module)
-    inner = getattr(mod, name)
-    @functools.wraps(inner)
-    def marked(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            marks.append((label, start, time.perf_counter()))
-    setattr(mod, name, marked)
-for module, name, label in [
-    ("training.pipeline", "prepare_training", "prepare"),
-    ("training.pipeline", "_fit_model", "fit"),
-    ("training.fit", "evaluate", "evaluate"),
-    ("training.fit", "calibrate_intervals", "calibrate"),
-    ("training.pipeline", "backtest", "backtest"),
-]:
-    mark(module, name, label)
-from urnn_forecast.cli import main
-import contextlib, io
-text = io.StringIO()
-with contextlib.redirect_stdout(text):
-    try:
-        code = main(sys.argv[2:])
-    except SystemExit as stop:
-        code = stop.code
-done.set()
-stages = {}
-for label, start, end in marks:
-    seen = [r for t, r in samples if start <= t <= end]
-    before = [r for t, r in samples if t <= start]
-    s = stages.setdefault(label, {"seconds": 0.0, "start": before[-1] if before else 0, "peak": 0})
-    s["seconds"] += end - start
-    s["peak"] = max([s["peak"], *seen])
+# The printed epoch losses and backtest table, compared between the trees.
+_LINES = """
 import re  # the epoch lines without their seconds, which differ from run to run
 lines = [
     re.sub(r", [0-9.]+ s", "", l)
     for l in text.getvalue().splitlines() if "val loss" in l or l.startswith("all ")
 ]
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"code": code, "peak": peak, "stages": stages, "lines": lines}))
+out["lines"] = lines
 """
+
+# What a fresh process runs: urnn train with stage marks and an RSS sampler; one JSON line.
+PROBE = probe_source(
+    [
+        ("training.pipeline", "prepare_training", "prepare"),
+        ("training.pipeline", "_fit_model", "fit"),
+        ("training.fit", "evaluate", "evaluate"),
+        ("training.fit", "calibrate_intervals", "calibrate"),
+        ("training.pipeline", "backtest", "backtest"),
+    ],
+    tail=_LINES,
+)
 
 
 def train_args(path: Path) -> list[str]:
