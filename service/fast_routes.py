@@ -59,7 +59,13 @@ from service.arrow_limits import unpacked_bytes
 from service.errors import TOO_LARGE_ADVICE, BodyTooLargeError
 from service.fast_path import fast_request
 from service.forecasting import forecast
-from service.json_block import KEYS_CHECKED, json_document, read_json_block, repeated_key
+from service.json_block import (
+    KEYS_CHECKED,
+    json_document,
+    read_json_block,
+    repeated_key,
+    repeated_observations_key,
+)
 from service.metrics import ServiceMetrics
 from service.middleware import (
     ROUTE_TEMPLATE,
@@ -84,6 +90,8 @@ FastHandler = Callable[
 RawJsonHandler = Callable[
     [ServiceState, bytes, dict[str, str], dict[bytes, bytes]], Awaitable[Response] | None
 ]
+# (body, orjson's reading of it) -> the 422 naming a key the body gives twice, or None
+RepeatedCheck = Callable[[bytes, Any], Exception | None]
 # (state, body, its media type, path parameters, request headers) -> the answer. Arrow bodies
 # have no other path: the handler answers every one of them, errors included.
 ArrowHandler = Callable[
@@ -107,6 +115,9 @@ class FastRoute:
     arrow: ArrowHandler | None = None
     # Reads the plain JSON body from its bytes, ahead of orjson and `handle`
     raw_json: RawJsonHandler | None = None
+    # The first key the body gives twice, from its bytes and orjson's reading of them (which
+    # keeps the last): raised ahead of `handle`, as FastAPI's route raises it (`fast_json`)
+    repeated: RepeatedCheck | None = None
     # Requires the API key (`service.security.ApiKeyDep` on the route): a request without it
     # is answered by the route's dependency (401 or 403) before anything about its body
     needs_key: bool = False
@@ -201,7 +212,13 @@ class FastRoutesMiddleware:
                 except orjson.JSONDecodeError:
                     await self.app(scope, replay, send)
                     return
-                raw = route.handle(self.state, data, params, headers)
+                repeated = None if route.repeated is None else route.repeated(body, data)
+                if route.repeated is not None:
+                    scope[KEYS_CHECKED] = True  # FastAPI's route need not again
+                if repeated is not None:
+                    raw = _raising(repeated)
+                else:
+                    raw = route.handle(self.state, data, params, headers)
             answer = raw
         scope[ROUTE_TEMPLATE] = route.template
         scope["path_params"] = params
@@ -440,6 +457,7 @@ FAST_ROUTES = (
         "/series/{series_id}/observations",
         re.compile(r"/series/(?P<series_id>[^/]+)/observations"),
         fast_observe,
+        repeated=repeated_observations_key,
         keep_awake=True,
         needs_key=True,
     ),

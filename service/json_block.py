@@ -95,7 +95,8 @@ KEYS_CHECKED = "urnn.keys_checked"
 
 
 class RepeatedKeyError(ServiceInputError):
-    """A /forecast body that gives one key twice in an object (422)."""
+    """A /forecast or observations body (or a WS /series/stream message) that gives one key
+    twice in an object (422)."""
 
 
 _READERS_DIFFER = (
@@ -112,10 +113,8 @@ def repeated_key(document: Any) -> RepeatedKeyError | None:
     per series: ~10 us for 16 series beside the ~70-130 us simdjson's parse took."""
     if not isinstance(document, simdjson.Object):
         return None
-    if (key := _twice(list(document))) is not None:
-        return RepeatedKeyError(
-            f"field {shown(key)}", f"is given twice in the body; {_READERS_DIFFER}"
-        )
+    if (repeated := _body_key(document)) is not None:
+        return repeated
     series = document.get("series")
     if not isinstance(series, simdjson.Array):
         return None
@@ -133,6 +132,62 @@ def repeated_key(document: Any) -> RepeatedKeyError | None:
             said = f"is given twice in the series' covariates; {_READERS_DIFFER}"
             return RepeatedKeyError(where, said)
     return None
+
+
+def _body_key(document: Any) -> RepeatedKeyError | None:
+    """The first key the body object `document` gives twice, as the 422 naming it."""
+    if (key := _twice(list(document))) is not None:
+        return RepeatedKeyError(
+            f"field {shown(key)}", f"is given twice in the body; {_READERS_DIFFER}"
+        )
+    return None
+
+
+def repeated_observations_key(raw: bytes | str, data: Any) -> RepeatedKeyError | None:
+    """The first key an observations body (or a WS /series/stream message) `raw` gives twice
+    in the body or in its covariates, as `repeated_key`'s 422; None when each is given once.
+    `data`: `raw` as orjson (or the standard parser) read it, keeping the last of a repeated
+    key. Only a body `_may_repeat` is parsed again, by simdjson, for its keys: a short plain
+    update pays a scan of its bytes per key (docs/streaming.md has the costs)."""
+    if type(data) is not dict or not _may_repeat(raw, data):
+        return None
+    document = json_document(raw.encode() if isinstance(raw, str) else raw)
+    if not isinstance(document, simdjson.Object):
+        return None  # text simdjson refuses (NaN tokens, a byte-order mark): not checked
+    if (repeated := _body_key(document)) is not None:
+        return repeated
+    covariates = document.get("covariates")
+    if isinstance(covariates, simdjson.Object) and (name := _twice(list(covariates))):
+        where = f"field 'covariates'[{shown(name)}]"
+        return RepeatedKeyError(where, f"is given twice in the covariates; {_READERS_DIFFER}")
+    return None
+
+
+# Bytes `_may_repeat` scans at most (a count per name over the body, ~0.3 us per KB): past
+# it simdjson's parse and a look at the keys (~1.5-2 us for a KB) is the cheaper check.
+_SCAN_LIMIT = 4096
+
+
+def _may_repeat(raw: bytes | str, data: dict[str, Any]) -> bool:
+    """False when no key of `data` or of its covariates can be given twice in `raw`. With no
+    backslash in the text every key is written as its quoted self, so a key given twice
+    puts its quoted name there at least twice (the count of non-overlapping matches of one
+    pattern is the most there can be); a quoted name found once is given once. A name that
+    also appears as a value, any escape, or a body too long to scan once per name
+    (`_SCAN_LIMIT`) sends it to the full check."""
+    text = raw.encode() if isinstance(raw, str) else raw
+    covariates = data.get("covariates")
+    names = len(data) + (len(covariates) if type(covariates) is dict else 0)
+    if names * len(text) > _SCAN_LIMIT or b"\\" in text:
+        return True
+    for name in data:
+        if text.count(b'"' + name.encode() + b'"') != 1:
+            return True
+    if type(covariates) is dict:
+        for name in covariates:
+            if text.count(b'"' + name.encode() + b'"') != 1:
+                return True
+    return False
 
 
 def _twice(keys: list[str]) -> str | None:

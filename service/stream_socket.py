@@ -45,6 +45,7 @@ from service.fast_routes import (
     handler_for,
     plain_series_id,
 )
+from service.json_block import repeated_observations_key
 from service.security import MISSING_OR_WRONG_KEY, NO_KEY_CONFIGURED
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_RULE
 from service.state import ServiceState
@@ -168,6 +169,13 @@ async def answer(
         return refused(None, 422, f"the message is not valid JSON: {json_problem(text)}")
     if not isinstance(data, dict):
         return refused(None, 422, "the message must be a JSON object: series_id and the points")
+    repeated = repeated_observations_key(raw, data)
+    if repeated is not None:  # the POST route's 422; which of two ids was meant is not known
+        if repeated.where != _SERIES_ID_FIELD:
+            series_id = data.get("series_id")
+            return refused(series_id if plain_series_id(series_id) else None, 422, str(repeated))
+        said = str(repeated).replace("in the body", "in the message", 1)
+        return refused(None, 422, said)
     series_id = data.pop("series_id", None)
     if not plain_series_id(series_id):
         # the id echoed when it is text (shortened), so a client can tell which message it was
@@ -195,6 +203,7 @@ async def answer(
 
 
 _INVALID = object()
+_SERIES_ID_FIELD = "field 'series_id'"
 
 
 def _loads(raw: bytes | str) -> Any:

@@ -18,7 +18,12 @@ import pydantic_core
 from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
-from service.json_block import KEYS_CHECKED, json_document, repeated_key
+from service.json_block import (
+    KEYS_CHECKED,
+    json_document,
+    repeated_key,
+    repeated_observations_key,
+)
 
 
 class FastJSONRequest(Request):
@@ -42,5 +47,30 @@ class FastJSONRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             return await handler(FastJSONRequest(request.scope, request.receive))
+
+        return route
+
+
+class ObservationsJSONRequest(Request):
+    """The body read as Starlette reads it (the standard library's json.loads, whose 422s the
+    observations route keeps), then refused when it gives a key twice, as the fast path
+    (`service.fast_routes`) refuses it: a +json media type, or a body it left to the route."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            data = await super().json()
+            if not self.scope.get(KEYS_CHECKED):
+                repeated = repeated_observations_key(await self.body(), data)
+                if repeated is not None:  # an HTTPException: FastAPI passes it on as it is
+                    raise HTTPException(status_code=422, detail=str(repeated))
+        return self._json
+
+
+class ObservationsJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(ObservationsJSONRequest(request.scope, request.receive))
 
         return route

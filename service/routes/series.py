@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
+from service.routes.fast_json import ObservationsJSONRoute
 from service.schemas import ErrorResponse, TimeZoneName
 from service.security import ApiKeyDep
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_PATTERN, SERIES_ID_RULE
@@ -37,7 +38,7 @@ from service.stream_socket import serve_stream
 from service.stream_validation import SeriesNotFoundError, StreamConflictError
 from service.streaming import SnapshotStoreError
 
-router = APIRouter(tags=["series"])
+router = APIRouter(tags=["series"], route_class=ObservationsJSONRoute)
 
 SeriesId = Annotated[
     str,

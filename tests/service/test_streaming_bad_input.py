@@ -395,3 +395,65 @@ def test_the_api_key_is_checked_before_the_body_type(
     answer = open_locally.post("/series/x/observations", content=b"values=1", headers=headers)
     assert answer.status_code == 415, answer.text
     assert client.get("/series/x").status_code == 404  # nothing stored by any of them
+
+
+_TWICE = {
+    "values": "field 'values': is given twice in the body",
+    "values, one escaped": "field 'values': is given twice in the body",
+    "timestamps": "field 'timestamps': is given twice in the body",
+    "covariate": "field 'covariates'['x']: is given twice in the covariates",
+}
+_READERS_DIFFER = (
+    "; JSON readers differ on which of the two counts (the first or the last): give each key once"
+)
+
+
+def twice(frame: pd.DataFrame, case: str) -> str:
+    """An observations body of 2 points after the stored ones that gives a key twice."""
+    body = points(frame, STORED, 2)
+    if case == "timestamps":
+        _timestamps(frame, [STORED, STORED + 1])(body)
+        text = json.dumps(body)
+        return text[:-1] + f', "timestamps": {json.dumps(body["timestamps"][:1])}}}'
+    text = json.dumps(body)
+    if case == "values":
+        return text[:-1] + ', "values": [3.0]}'
+    if case == "values, one escaped":  # the same key, as JSON may write it
+        return text[:-1] + ', "valu\\u0065s": [3.0]}'
+    column = json.dumps(body["covariates"])
+    return text.replace(column, column[:-1] + ", " + column[1:], 1)
+
+
+@pytest.mark.parametrize("media", ["application/json", "application/vnd.api+json"])
+@pytest.mark.parametrize("case", list(_TWICE))
+def test_a_key_given_twice_is_422_naming_it_and_where(
+    case: str, media: str, stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """orjson and pydantic's parser keep the last of a repeated key: {"values": [1, 2],
+    "values": [3]} appended 3 alone. Refused as POST /forecast refuses it, on the fast path
+    (application/json) and on FastAPI's (a +json media type), and on the WebSocket."""
+    frame = registry.frame
+    client = stream_client_for()
+    assert post(client, "s", points(frame, 0, STORED)).status_code == 200
+    before = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
+    text = twice(frame, case)
+    answer = client.post(
+        "/series/s/observations", content=text, headers={**KEY, "content-type": media}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == _TWICE[case] + _READERS_DIFFER
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_text('{"series_id": "s", ' + text[1:])
+        assert json.loads(socket.receive_text()) == {
+            "series_id": "s",
+            "status": 422,
+            "detail": _TWICE[case] + _READERS_DIFFER,
+        }
+        socket.send_text('{"series_id": "s", "series_id": "t", ' + text[1:])
+        assert json.loads(socket.receive_text()) == {
+            "series_id": None,
+            "status": 422,
+            "detail": "field 'series_id': is given twice in the message" + _READERS_DIFFER,
+        }
+    after = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
+    assert after == before  # nothing stored changed
