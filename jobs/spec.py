@@ -141,6 +141,7 @@ class JobSpec(BaseModel):
 
     def train_config(self, *, run_name: str | None = None) -> TrainConfig:
         """The TrainConfig this spec means; JobSpecError naming the field when it has none."""
+        from training.fit import nproc_error
         from urnn_forecast.cli import train_config_from_sections
         from urnn_forecast.cli_support import UsageError
 
@@ -173,6 +174,8 @@ class JobSpec(BaseModel):
         # here, not at submission only: the worker checks a stored spec again before a run
         if (problem := separator_problem(config.load.sep)) is not None:
             raise JobSpecError("config.load.sep", problem)
+        if (problem := nproc_error(config.model.kind, self.nproc)) is not None:
+            raise JobSpecError("nproc", problem)  # as `urnn train --nproc`, before a launch
         return config
 
 

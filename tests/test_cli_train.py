@@ -796,7 +796,39 @@ def test_train_a_streaming_model_whose_pyfunc_reads_the_whole_history(
     assert whole != window  # more history, another state: the whole history was read
 
     code, _, err = run_cli([*argv, "--nproc", "2"], settings, capsys)
-    assert code == 2 and "urnn-stream trains in one process" in err
+    assert code == 2 and "'urnn-stream' trains in one process" in err
+
+
+@pytest.mark.parametrize("given", ["--model", "--config"])
+def test_nproc_with_the_streaming_kind_is_refused_before_any_launch(
+    csv: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
+) -> None:
+    """`--model urnn-stream --nproc 2` was refused up front; the same kind from the --config
+    file's model section was launched under torchrun, each process failing after the data was
+    loaded and split. Both are refused before any launch, in the words a job's nproc gets."""
+    from training.fit import nproc_error
+
+    launched: list[argparse.Namespace] = []
+
+    def launch(args: argparse.Namespace, settings: Settings) -> int:
+        launched.append(args)
+        return 0
+
+    monkeypatch.setattr(cli, "_launch_distributed", launch)
+    config = tmp_path / "stream.json"
+    model = {"kind": "urnn-stream"} if given == "--config" else {}
+    config.write_text(json.dumps({"model": model, "fit": {"stream_crop_length": 200}}))
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--config", str(config)]
+    argv += ["--nproc", "2"] + (["--model", "urnn-stream"] if given == "--model" else [])
+    code, _, err = run_cli(argv, settings, capsys)
+    said = nproc_error("urnn-stream", 2)
+    assert said is not None and "trains in one process" in said
+    assert (code, err, launched) == (2, f"urnn train: error: --nproc: {said}\n", [])
 
 
 def test_train_an_ensemble_that_registers_and_predicts_in_a_fresh_load(

@@ -679,6 +679,19 @@ def stream_crop_error(model_config: ForecasterConfig, config: FitConfig) -> str 
     )
 
 
+def nproc_error(kind: str, nproc: int) -> str | None:
+    """Why `nproc` training processes (data-parallel under torchrun: `urnn train --nproc`, a
+    job's `nproc`) cannot train `kind`, or None. Checked before any launch: the pipeline found
+    it in each process only after the data was loaded and split."""
+    if nproc > 1 and FORECASTERS[kind].STREAMING:
+        return (
+            f"{nproc} processes (data-parallel) apply to the windowed kinds; kind {kind!r} "
+            "trains in one process (its batches are long crops of each series, not windows to "
+            "shard): give 1"
+        )
+    return None
+
+
 def select_decoder(
     model_config: ForecasterConfig,
     train: WindowDataset,

@@ -1708,16 +1708,21 @@ def train_config_from_sections(
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
-    if args.nproc > 1 and args.kind == "urnn-stream":
-        print(
-            "urnn train: error: --nproc applies to the windowed kinds; urnn-stream trains in "
-            "one process (its batches are long crops, not windows to shard)",
-            file=sys.stderr,
-        )
-        return 2
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch_distributed(args, settings)
     errors = input_errors()
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from training.fit import nproc_error
+
+        # the kind is the config's (--model or the --config file's model.kind): checked here,
+        # not by each torchrun process once the data is loaded
+        try:
+            kind = _train_config(args).model.kind
+        except errors as error:
+            return command_failed("train", error, _comma_note(args, error, backtest=False))
+        except ValueError as error:
+            return command_failed("train", error)
+        if (problem := nproc_error(kind, args.nproc)) is not None:
+            return command_failed("train", UsageError(f"--nproc: {problem}"))
+        return _launch_distributed(args, settings)
     from training.pipeline import TrainingStoreError
 
     start = time.perf_counter()

@@ -461,6 +461,24 @@ def test_a_model_decoder_auto_says_where_auto_lives(
         assert submit(client, spec).status_code == 202
 
 
+def test_nproc_with_the_streaming_kind_is_refused_at_submission(
+    client: TestClient, ett_csv: Path
+) -> None:
+    """nproc 2 with config.model.kind urnn-stream was accepted (202), then failed in the worker
+    once the data was loaded ("trains in one process; run it without torchrun/--nproc");
+    `urnn train --model urnn-stream --nproc 2` was refused up front. Same check, same words."""
+    from training.fit import nproc_error
+
+    spec = tiny_spec(ett_csv, nproc=2)
+    spec["config"]["model"] = {"kind": "urnn-stream", "lookback": 24, "horizon": 6}
+    answer = submit(client, spec)
+    said = nproc_error("urnn-stream", 2)
+    assert said is not None and "trains in one process" in said
+    assert (answer.status_code, answer.json()["detail"]) == (422, f"field 'nproc': {said}")
+    assert client.get("/jobs").json()["total"] == 0
+    assert submit(client, {**spec, "nproc": 1}).status_code == 202
+
+
 def test_an_id_with_a_nul_is_not_found(client: TestClient) -> None:
     """On PostgreSQL these were 500s (a NUL cannot be sent in a query); SQLite said 404."""
     for method, path in (
