@@ -1349,8 +1349,22 @@ def test_a_runs_uri_is_read_from_the_store_passed_not_the_process_wide_one(
     assert list(elsewhere.iterdir()) == []  # no mlflow.db made in the working folder
 
 
+@pytest.fixture
+def sqlite_store(tmp_path: Path, mlflow_settings: Settings) -> tuple[str, str]:
+    """A SQLite MLflow store in tmp_path, made the process-wide one (put back after, by
+    mlflow_settings), and the id of an experiment in it whose artifacts lie in tmp_path: a
+    SQLite store's Default experiment keeps them in ./mlruns of the working folder, which these
+    tests filled with logged models."""
+    import mlflow
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    artifacts = (tmp_path / "artifacts").as_uri()
+    return store, mlflow.create_experiment("tests", artifact_location=artifacts)
+
+
 def test_a_run_with_two_models_of_one_name_resolves_to_the_one_mlflow_finds(
-    tmp_path: Path,
+    tmp_path: Path, sqlite_store: tuple[str, str]
 ) -> None:
     """runs:/<id>/model with two logged models named "model" in the run: the first logged was
     read, where MLflow's own resolution finds the latest (its search lists newest first)."""
@@ -1361,8 +1375,7 @@ def test_a_run_with_two_models_of_one_name_resolves_to_the_one_mlflow_finds(
 
     from training.registry import _run_model_location
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(store)
+    store, experiment = sqlite_store
 
     class Echo(PythonModel):
         def predict(
@@ -1371,7 +1384,7 @@ def test_a_run_with_two_models_of_one_name_resolves_to_the_one_mlflow_finds(
             return model_input
 
     marker = tmp_path / "marker.txt"
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment) as run:
         for text in ("first", "second"):
             marker.write_text(text)
             mlflow.pyfunc.log_model(name="model", python_model=Echo(), artifacts={"m": str(marker)})
@@ -1757,7 +1770,9 @@ def test_a_named_run_kept_from_promotion_is_described_and_a_refused_description_
     assert "not written: value too long" in caplog.text
 
 
-def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(tmp_path: Path) -> None:
+def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(
+    sqlite_store: tuple[str, str],
+) -> None:
     """models:/NAME/latest and models:/NAME/STAGE were recorded as given (no version, no run),
     so a saved backtest.json did not say which version it scored once a newer one landed."""
     import warnings
@@ -1768,7 +1783,7 @@ def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(tmp_path: 
 
     from training.registry import resolve_model_source
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _, experiment = sqlite_store
 
     class Echo(PythonModel):
         def predict(
@@ -1778,7 +1793,7 @@ def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(tmp_path: 
 
     runs = []
     for _ in range(3):
-        with mlflow.start_run() as run:
+        with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name="m")
         runs.append(run.info.run_id)
     with warnings.catch_warnings():
@@ -1798,7 +1813,9 @@ def test_latest_and_stage_uris_are_pinned_to_the_version_mlflow_loads(tmp_path: 
     assert resolve_model_source("models:/m/1").version == "1"
 
 
-def test_a_logged_model_uri_is_recorded_with_the_run_that_logged_it(tmp_path: Path) -> None:
+def test_a_logged_model_uri_is_recorded_with_the_run_that_logged_it(
+    sqlite_store: tuple[str, str],
+) -> None:
     """MLflow 3 names a model by its id (models:/m-<id>: a version's Source in the UI and the
     REST views, what log_model returns): `urnn backtest --model models:/m-...` recorded
     no run in backtest.json and printed none, though the logged model knows its run."""
@@ -1807,7 +1824,7 @@ def test_a_logged_model_uri_is_recorded_with_the_run_that_logged_it(tmp_path: Pa
 
     from training.registry import resolve_model_source
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _, experiment = sqlite_store
 
     class Echo(PythonModel):
         def predict(
@@ -1815,7 +1832,7 @@ def test_a_logged_model_uri_is_recorded_with_the_run_that_logged_it(tmp_path: Pa
         ) -> Any:
             return model_input
 
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment) as run:
         info = mlflow.pyfunc.log_model(name="model", python_model=Echo())
     assert info.model_uri.startswith("models:/m-")
     for uri in (info.model_uri, info.model_uri + "/"):
