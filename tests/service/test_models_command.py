@@ -394,6 +394,12 @@ def test_a_file_store_is_read_without_making_a_database_in_the_working_folder(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     store = tmp_path / "mlruns"
+    # MLflow's file registry makes its version through a client of the process-wide store,
+    # whose default is ./mlflow.db: made in a scratch folder, not the repository root (the
+    # conftest guard) nor the folder the commands below run in
+    scratch = tmp_path / "setup"
+    scratch.mkdir()
+    monkeypatch.chdir(scratch)
     client = mlflow.MlflowClient(tracking_uri=str(store), registry_uri=str(store))
     client.create_registered_model("filed")
     client.create_model_version("filed", source=(tmp_path / "nowhere").as_uri())
@@ -440,6 +446,12 @@ def test_a_damaged_file_store_is_one_line_and_exit_2_for_every_command_that_read
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     store = tmp_path / "mlruns"
+    # MLflow's file registry makes its version through a client of the process-wide store,
+    # whose default is ./mlflow.db: made in a scratch folder, not the repository root (the
+    # conftest guard) nor the folder the commands below run in
+    scratch = tmp_path / "setup"
+    scratch.mkdir()
+    monkeypatch.chdir(scratch)
     client = mlflow.MlflowClient(tracking_uri=str(store), registry_uri=str(store))
     client.create_registered_model("filed")
     client.create_model_version("filed", source=(tmp_path / "nowhere").as_uri())
@@ -453,6 +465,7 @@ def test_a_damaged_file_store_is_one_line_and_exit_2_for_every_command_that_read
     settings = Settings(var_dir=tmp_path / "var", mlflow_tracking_uri=str(store))
     data = tmp_path / "series.csv"
     data.write_text("t,y\n" + "".join(f"2024-01-01 {h:02d}:00,{h % 5}\n" for h in range(24)))
+    capsys.readouterr()  # the setup's own log (MLflow making the scratch folder's database)
     for argv in (
         ["models", "list", "--name", "filed"],
         ["models", "list"],
