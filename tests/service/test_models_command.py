@@ -4,6 +4,7 @@ earlier version from the command line; a version that does not load is refused."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -12,6 +13,9 @@ from urnn_forecast.cli import main
 from urnn_forecast.field_types import shown_names
 from urnn_forecast.model_uri import ModelUriError
 from urnn_forecast.models_command import served_name
+
+if TYPE_CHECKING:
+    import mlflow
 
 NAME = "models-command"
 
@@ -376,6 +380,30 @@ def test_a_move_says_when_this_settings_service_does_not_follow_champion(
         assert "URNN_MODEL_URI here" not in captured.err
 
 
+def _filed_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, mlflow.MlflowClient]:
+    """A file store (MLFLOW_ALLOW_FILE_STORE) in tmp_path holding model 'filed' version 1, and
+    its client; MLflow's process-wide URI unset, as a fresh process has it. The file registry
+    makes its version through a client of the process-wide store, whose default is
+    ./mlflow.db: made in a scratch folder, not the repository root (the conftest guard) nor
+    the folder a test's commands run in."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    store = tmp_path / "mlruns"
+    scratch = tmp_path / "setup"
+    scratch.mkdir()
+    monkeypatch.chdir(scratch)
+    client = mlflow.MlflowClient(tracking_uri=str(store), registry_uri=str(store))
+    client.create_registered_model("filed")
+    client.create_model_version("filed", source=(tmp_path / "nowhere").as_uri())
+    return store, client
+
+
 def test_a_file_store_is_read_without_making_a_database_in_the_working_folder(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -385,24 +413,11 @@ def test_a_file_store_is_read_without_making_a_database_in_the_working_folder(
     client of the process-wide store: `urnn models list`, and the service's loader, made
     MLflow's default ./mlflow.db in the working folder (a command that makes no empty store
     where none is)."""
-    import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     from urnn_forecast.settings import Settings
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
-    store = tmp_path / "mlruns"
-    # MLflow's file registry makes its version through a client of the process-wide store,
-    # whose default is ./mlflow.db: made in a scratch folder, not the repository root (the
-    # conftest guard) nor the folder the commands below run in
-    scratch = tmp_path / "setup"
-    scratch.mkdir()
-    monkeypatch.chdir(scratch)
-    client = mlflow.MlflowClient(tracking_uri=str(store), registry_uri=str(store))
-    client.create_registered_model("filed")
-    client.create_model_version("filed", source=(tmp_path / "nowhere").as_uri())
+    store, _ = _filed_store(tmp_path, monkeypatch)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)  # as a fresh process has it
     working = tmp_path / "here"
     working.mkdir()
@@ -437,24 +452,11 @@ def test_a_damaged_file_store_is_one_line_and_exit_2_for_every_command_that_read
     and `promote` ended in a yaml traceback (exit 1), and so did `urnn train` and `urnn
     backtest --model models:/...`. Each now names the damaged file in one line, exit 2 (the
     store the settings name cannot be read: README's exit codes), before any work."""
-    import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     from urnn_forecast.settings import Settings
 
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
-    store = tmp_path / "mlruns"
-    # MLflow's file registry makes its version through a client of the process-wide store,
-    # whose default is ./mlflow.db: made in a scratch folder, not the repository root (the
-    # conftest guard) nor the folder the commands below run in
-    scratch = tmp_path / "setup"
-    scratch.mkdir()
-    monkeypatch.chdir(scratch)
-    client = mlflow.MlflowClient(tracking_uri=str(store), registry_uri=str(store))
-    client.create_registered_model("filed")
-    client.create_model_version("filed", source=(tmp_path / "nowhere").as_uri())
+    store, client = _filed_store(tmp_path, monkeypatch)
     experiment = client.create_experiment("forecast")
     path = store / damaged.replace("EXPERIMENT", experiment)
     text = path.read_text()
