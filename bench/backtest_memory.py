@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from bench.read_memory import ROOT, baseline_tree, gb
-from bench.stage_probe import probe_source
+from bench.stage_probe import probe_source, run_probe
 
 REGIONS = ("PJME", "PJMW", "DAYTON", "COMED", "FE", "DEOK")
 PJM_DIR = ROOT.parent / "shared" / "data" / "PJM_hourly"  # --pjm-dir elsewhere
@@ -87,20 +84,11 @@ def probe(tree: Path, path: Path, keep: Path) -> dict[str, Any]:
     """One `urnn train` in a fresh process with the code of `tree`; its metrics/ files are
     copied into `keep`."""
     with tempfile.TemporaryDirectory() as var:
-        done = subprocess.run(
-            [sys.executable, "-c", PROBE, str(tree), *train_args(path)],
-            check=False,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(tree), "URNN_VAR_DIR": var},
-        )
-        if done.returncode:
-            raise SystemExit(done.stderr[-4000:])
+        result = run_probe(PROBE, tree, train_args(path), var)
         found = next(Path(var).rglob("metrics/forecasts.parquet"))
         shutil.copytree(found.parent, keep, dirs_exist_ok=True)
         for plot in (found.parent.parent / "plots").glob("*.png"):
             shutil.copy(plot, keep / plot.name)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 

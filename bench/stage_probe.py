@@ -11,7 +11,13 @@ path.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 _HEAD = """
 import functools, importlib, json, resource, sys, threading, time
@@ -65,3 +71,20 @@ def probe_source(marks: Sequence[tuple[str, str, str]], tail: str = "") -> str:
     """The probe for these (module, function, stage label) marks; `tail` runs after the
     command and may add keys to `out` (it sees `text`, the command's captured stdout)."""
     return f"MARKS = {list(marks)!r}\n{_HEAD}{tail}\nprint(json.dumps(out))\n"
+
+
+def run_probe(source: str, tree: Path, args: Sequence[str], var_dir: str | Path) -> dict[str, Any]:
+    """Run `source` (`probe_source`) with the code of `tree` and `urnn` arguments `args`, its
+    MLflow store and registry under `var_dir` (URNN_VAR_DIR); its JSON line, read. A failed
+    run ends the benchmark with the end of its stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", source, str(tree), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tree), "URNN_VAR_DIR": str(var_dir)},
+    )
+    if done.returncode:
+        raise SystemExit(done.stderr[-4000:])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

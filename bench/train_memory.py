@@ -27,15 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench.read_memory import ROOT, baseline_tree, build_files, gb, log_parser
-from bench.stage_probe import probe_source
+from bench.stage_probe import probe_source, run_probe
 
 # The commit before the interval calibration read one horizon step at a time (2026-12-06).
 BASELINE_REF = "8c3db7c"
@@ -75,15 +73,7 @@ def train_args(path: Path) -> list[str]:
 def probe(tree: Path, path: Path) -> dict[str, Any]:
     """One `urnn train` in a fresh process with the code of `tree` and its own store."""
     with tempfile.TemporaryDirectory() as var:
-        done = subprocess.run(
-            [sys.executable, "-c", PROBE, str(tree), *train_args(path)],
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(tree), "URNN_VAR_DIR": var},
-        )
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+        return run_probe(PROBE, tree, train_args(path), var)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -4,15 +4,11 @@ figures, a stage the tree lacks is left out, and the tail sees the command's out
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from bench.stage_probe import probe_source
+from bench.stage_probe import probe_source, run_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,15 +27,7 @@ def test_the_probe_reports_each_marked_stage_and_the_tail(tmp_path: Path) -> Non
     args = ["train", "--data", str(data), "--target", "OT", "--model", "linear"]
     args += ["--lookback", "24", "--horizon", "12", "--epochs", "1", "--no-promote"]
     args += ["--no-progress", "--experiment", "probe"]
-    done = subprocess.run(
-        [sys.executable, "-c", source, str(ROOT), *args],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "URNN_VAR_DIR": str(tmp_path / "var")},
-        timeout=300,
-    )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_probe(source, ROOT, args, tmp_path / "var")
     assert result["code"] == 0
     assert set(result["stages"]) == {"prepare", "backtest"}
     for stage in result["stages"].values():
