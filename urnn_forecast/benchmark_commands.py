@@ -15,6 +15,7 @@ from urnn_forecast.cli_support import (
     DECODER_CHOICES,
     SEED_MAX,
     UsageError,
+    add_device_option,
     check_output_folder,
     choice_list,
     command_failed,
@@ -137,12 +138,7 @@ def _add_run_options(
         default=eval_every,
         help=f"log the running training cost every N iterations; default {eval_every}",
     )
-    parser.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
-    )
+    add_device_option(parser)
     parser.add_argument(
         "--no-mlflow",
         action="store_true",
@@ -267,12 +263,7 @@ def _add_ett_parser(suites: Any) -> None:
         metavar="DIR",
         help="where results.json and results.md go; default runs/ett",
     )
-    ett.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
-    )
+    add_device_option(ett)
     ett.set_defaults(handler=_run_ett, subparser=ett)
 
 
@@ -448,12 +439,7 @@ def _add_pjm_parser(suites: Any) -> None:
         metavar="DIR",
         help="where results.json, results.md and data_report.txt go; default runs/pjm",
     )
-    pjm.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
-    )
+    add_device_option(pjm)
     pjm.set_defaults(handler=_run_pjm, subparser=pjm)
 
 

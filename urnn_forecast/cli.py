@@ -33,6 +33,7 @@ from urnn_forecast.cli_support import (
     DECODER_CHOICES,
     SEED_MAX,
     UsageError,
+    add_device_option,
     check_data_path,
     check_output_folder,
     command_failed,
@@ -574,12 +575,7 @@ def _add_train_parser(commands: Any) -> None:
         "auto (train both, keep the one with the better validation score: twice the training "
         "time); default direct",
     )
-    model.add_argument(
-        "--device",
-        choices=("auto", "cpu", "cuda"),
-        default=None,
-        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
-    )
+    add_device_option(model)
     model.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

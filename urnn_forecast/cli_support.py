@@ -28,6 +28,16 @@ DECODER_CHOICES: tuple[str, ...] = ("direct", "pmf", "auto")
 INT_OPTION_MAX = INT_MAX
 
 
+def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--device` of a command that trains (left None: main() reads URNN_DEVICE)."""
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
+        help="where to train: auto picks cuda when available; default: URNN_DEVICE or auto",
+    )
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
