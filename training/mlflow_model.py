@@ -86,13 +86,13 @@ from training.metrics import quantile_column
 from training.split import ScalerError, StandardScaler
 from training.validation import (
     FORECAST_ID_MAX,
-    WEEKDAYS,
     ZONE_RULE,
     in_zone,
     is_number_text,
     local_steps,
     local_time_problem,
     week_anchor,
+    week_start_problem,
     with_seconds_offset,
     written_at_skipped_midnight,
     zone_named,
@@ -520,7 +520,7 @@ class ForecastPredictor:
             except (ValueError, OverflowError):  # not an alias; '99999999999999999999h'
                 same = False
             if not same and isinstance(freq, str):
-                same = self._same_weeks(frame, i, where, freq, model_freq)
+                same = self._same_weeks(frame, i, series_id, freq, model_freq)
             if not same:
                 raise ForecastInputError(
                     f"{where}: `freq` {shown(freq)} is not the model's frequency "
@@ -540,12 +540,14 @@ class ForecastPredictor:
         return value
 
     @staticmethod
-    def _same_weeks(frame: pd.DataFrame, i: int, where: str, freq: str, model_freq: str) -> bool:
+    def _same_weeks(
+        frame: pd.DataFrame, i: int, series_id: str, freq: str, model_freq: str
+    ) -> bool:
         """Whether `freq` is the model's weeks spelt otherwise ('W-SUN' for '7D', the other
         way round; `week_anchor`, the service's rule) for row `i`: from the anchor's weekday
-        only, on the `start`'s own clock. A row without `start` has no weekday to differ."""
-        weekday = week_anchor(freq, model_freq)
-        if weekday is None:
+        only, on the `start`'s own clock (`week_start_problem`, as backtests are judged). A
+        row without `start` has no weekday to differ."""
+        if week_anchor(freq, model_freq) is None:
             return False
         start = frame["start"].iloc[i] if "start" in frame else None
         if start is None or _missing(start):
@@ -554,11 +556,10 @@ class ForecastPredictor:
             first = pd.Timestamp(start)
         except (ValueError, TypeError, OverflowError):
             return True  # the start's own check names what is wrong with it
-        if first.weekday() != weekday:
+        if (problem := week_start_problem(freq, model_freq, {series_id: first})) is not None:
             raise ForecastInputError(
-                f"{where}: `freq` {shown(freq)} steps the model's {model_freq!r} weeks only "
-                f"from a {WEEKDAYS[weekday]}, and `start` {shown(start)} is a "
-                f"{WEEKDAYS[first.weekday()]}; give `freq` {model_freq!r} or leave it out"
+                f"series {shown(series_id)}: `freq` {problem}; give `freq` {model_freq!r} or "
+                "leave it out"
             )
         return True
 

@@ -1106,8 +1106,8 @@ def test_the_pyfunc_takes_weeks_spelt_otherwise_from_the_anchor_weekday(
     with pytest.raises(mlflow.exceptions.MlflowException) as said:
         model.predict(row.assign(freq=["W-SUN"], start=[monday]))
     assert (
-        "`freq` 'W-SUN' steps the model's '7D' weeks only from a Sunday, and `start` "
-        f"'{monday}' is a Monday" in str(said.value.message)
+        "`freq` 'W-SUN' names the model's '7D' steps only from a Sunday, and series "
+        f"'pump-1' starts {monday}, a Monday" in str(said.value.message)
     ), said.value.message
     with pytest.raises(mlflow.exceptions.MlflowException, match="is not the model's frequency"):
         model.predict(row.assign(freq=["D"]))
