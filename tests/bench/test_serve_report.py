@@ -15,6 +15,7 @@ def _cell(server: str, body: str, series: int, conc: int, requests: int) -> Cell
     cell = Cell(server, series, conc, requests, 2.0, [0.001 * (i + 1) for i in range(100)], 0)
     cell.body = body
     cell.batch = 64.0 if server == "a" else None
+    cell.client_ms = 0.125 if body == "arrow" else 0.25
     return cell
 
 
@@ -38,8 +39,8 @@ def test_report_puts_both_body_formats_beside_mlflow_and_the_best_raw_forward() 
     text = report(cells, raw, stages, args)
     assert "-> c = 20,000 (traced, B=256)" in text
     assert "| 16 | 32 | a: this service, Arrow | 1,000.0 | 16,000 |" in text
-    assert "| 100.0x | 0.80 | 64 |" in text  # a/b and a/c of the Arrow row
-    assert "| 50.0x | 0.40 | 64 |" in text  # the JSON row
+    assert "| 100.0x | 0.80 | 64 | 0.125 |" in text  # a/b, a/c, batch, client of the Arrow row
+    assert "| 50.0x | 0.40 | 64 | 0.250 |" in text  # the JSON row
     assert (
         "- Arrow, best a = 16,000 forecasts/s (16 series, concurrency 32) vs c = 20,000: "
         "a/c = 0.80 (target >= 0.7): met" in text
