@@ -58,6 +58,22 @@ def test_the_realised_error_alert_fires_when_the_cache_evicts_every_forecast_uns
     )
 
 
+def test_the_out_of_range_alert_fires_when_a_versions_revealed_steps_are_all_out_of_range() -> None:
+    """Steps whose error is out of range go to urnn_realised_out_of_range_points_total only: a
+    client revealing actuals in other units than its history had every step there, nothing
+    was measured, and no alert fired (nothing is evicted, so not UrnnRealisedErrorUnmeasured;
+    no points, so not UrnnIntervalCoverageLow). UrnnRealisedErrorOutOfRange fires per version
+    when over 90 % of 100 or more revealed steps are out of range, its points counter absent
+    or not; a few among many scored do not; and over a week for one series forecast daily."""
+    here = Path(__file__)
+    _promtool_passes(
+        "test",
+        "rules",
+        str(here.with_name("realised_out_of_range_rules_test.yml")),
+        str(here.with_name("realised_out_of_range_small_fleet_rules_test.yml")),
+    )
+
+
 def test_the_job_alerts_fire_on_a_failed_retrain_a_stuck_queue_and_an_unreadable_database() -> None:
     """A failed retraining job was seen by nobody until someone asked GET /jobs: the job
     gauges of /metrics (service/job_status.py) feed UrnnRetrainingFailed (until a later job
