@@ -431,3 +431,53 @@ def test_a_series_counted_in_units_of_1e19_stays_out_of_the_sums_of_the_others()
     assert (
         metrics.registry.get_sample_value("urnn_realised_mae_count", {"model_version": "1"}) == 1.0
     )
+
+
+def _load_request(
+    ids: list[str], start_step: int, factor: float
+) -> tuple[list[str], RegularHistories, ForecastRows]:
+    """Loads of 1,000 +- 20 MW (mean one-step change 20), the history `factor` times that
+    (1e6: sent in W), forecast exactly in MW for the next H steps."""
+    s = len(ids)
+    first_ns = np.full(s, start_step * STEP, dtype=np.int64)
+    mw = 1000.0 + 20.0 * (np.arange(start_step, start_step + N) % 2)
+    values = np.tile(factor * mw, (s, 1))
+    future = start_step + N + np.arange(H, dtype=np.int64)
+    mean = np.tile(1000.0 + 20.0 * (future % 2), (s, 1)).astype(np.float64)
+    rows = ForecastRows("1", np.tile(future * STEP, (s, 1)), mean, mean - 1.0, mean + 1.0)
+    rows.lookback = N
+    return ids, RegularHistories(first_ns, STEP, values), rows
+
+
+def test_actuals_revealed_in_w_after_a_history_in_mw_are_all_out_of_range_and_none_evicted() -> (
+    None
+):
+    """A fleet that sends its history in MW and then reveals the actuals in W: every forecast is
+    scored (none evicted, so UrnnRealisedErrorUnmeasured stays silent) and every step is out of
+    range (errors ~1e9, 5e7 look-back steps), so no point, no MAE: what
+    UrnnRealisedErrorOutOfRange (deploy/prometheus/alerts.yml) fires on. kW then W (errors ~1e6,
+    5e4 steps) is in range: scored, a realised MAE a thousand times the level."""
+    ids = [f"meter-{i}" for i in range(20)]
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=len(ids))
+    tracker.observe_batch([_load_request(ids, 0, 1.0)])
+    tracker.observe_batch([_load_request(ids, H, 1e6)])  # W: reveals all H steps
+    out = metrics.registry.get_sample_value(
+        "urnn_realised_out_of_range_points_total", {"model_version": "1"}
+    )
+    assert out == len(ids) * H
+    assert _points(metrics) == 0
+    assert metrics.registry.get_sample_value("urnn_realised_mae_count", {"model_version": "1"}) in (
+        None,
+        0.0,
+    )
+    assert metrics.realised_evicted._value.get() == 0.0
+
+    metrics = ServiceMetrics(CollectorRegistry())
+    tracker = RealisedErrorTracker(metrics, capacity=len(ids))
+    tracker.observe_batch([_load_request(ids, 0, 1.0)])
+    tracker.observe_batch([_load_request(ids, H, 1e3)])  # kW then W
+    assert _points(metrics) == len(ids) * H
+    assert metrics.registry.get_sample_value(
+        "urnn_realised_out_of_range_points_total", {"model_version": "1"}
+    ) in (None, 0.0)
