@@ -97,12 +97,19 @@ from training.split import (
     shortest_train_span,
     split_data,
 )
-from training.stream_fit import fit_stream, stream_series
+from training.stream_fit import (
+    UnobservedStreamValidationError,
+    fit_stream,
+    split_stream_flags,
+    stream_series,
+    stream_val_problem,
+)
 from training.validation import (
     WEEKDAYS,
     DataValidationError,
     InvalidOptionError,
     SeriesTooShortError,
+    UnobservedValidationError,
     natural_key,
     plural,
     same_frequency,
@@ -130,10 +137,6 @@ TRAIN_SPLITS: tuple[SplitMethod, ...] = ("fractions", "ett", "series")
 
 class TrainingCancelledError(RuntimeError):
     """`should_stop` answered True: the run ended before registering anything."""
-
-
-class UnobservedValidationError(DataValidationError):
-    """Every target value the validation windows would score was filled in by the loader."""
 
 
 class TrainingStoreError(RuntimeError):
@@ -903,7 +906,12 @@ def prepare_training(config: TrainConfig) -> Prepared:
     scaler = StandardScaler.fit(splits, scope="global")
     window_config = window_config_for(model_config, freq=data.freq, stride=config.train_stride)
     sets = make_windows(splits, scaler, window_config, freq=data.freq, filled=data.filled)
-    check_val_observed(sets.val, splits, load)
+    if FORECASTERS[model_config.kind].STREAMING:
+        # it scores its own val origins from the whole history (training.stream_fit), not
+        # the windows: the check reads what it scores
+        check_stream_val_observed(splits, data.filled, model_config, load)
+    else:
+        check_val_observed(sets.val, splits, load)
     backtest_config = config.backtest_config(season.rows)
     # before the fit: a backtest with no room for its windows used to fail after it
     dropped = check_backtest_room(splits, model_config.horizon, backtest_config, data.units)
@@ -954,6 +962,26 @@ def check_val_observed(
         "--val-fraction, train.split_method), or leave the gap unfilled: a --max-gap "
         "shorter than the gap with --on-long-gap split, which cuts the series there"
     )
+
+
+def check_stream_val_observed(
+    splits: Mapping[str, SeriesSplit],
+    filled: Mapping[str, pd.DataFrame],
+    model_config: ForecasterConfig,
+    load: LoadConfig,
+) -> None:
+    """`check_val_observed` for a streaming kind: UnobservedValidationError where the loader
+    filled in every target value of the val origins the streaming fit scores
+    (`training.stream_fit.stream_val_problem`, which `fit_stream` also applies)."""
+    problem = stream_val_problem(
+        split_stream_flags(splits, filled),
+        model_config.lookback,
+        model_config.horizon,
+        how=f" (fill {load.fill!r} across a gap of up to max_gap={load.max_gap:,} rows of "
+        f"{load.target!r})",
+    )
+    if problem is not None:
+        raise UnobservedStreamValidationError(problem)
 
 
 # The split's shares that a too-short error can blame on the user: the fraction sizing the

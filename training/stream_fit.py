@@ -47,6 +47,7 @@ from training.fit import (
 )
 from training.paper_benchmark import resolve_device
 from training.split import SeriesSplit, StandardScaler
+from training.validation import UnobservedValidationError
 from training.windows import WindowDataset, filled_flags
 
 # Origins per head evaluation when scoring: bounds the (N, W) tail and (N, H, Q) output blocks.
@@ -55,6 +56,11 @@ ORIGIN_CHUNK = 4096
 
 class StreamFitError(ValueError):
     """Data a streaming forecaster cannot be trained or scored on."""
+
+
+class UnobservedStreamValidationError(StreamFitError, UnobservedValidationError):
+    """Every val target the streaming fit scores was filled in by the loader (exit 2 in the
+    CLI, as the windowed kinds' UnobservedValidationError)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,77 @@ def targets_at(s: StreamSeries, origins: np.ndarray, horizon: int) -> Tensor:
     return s.target[rows]
 
 
+def scored_filled(
+    span: tuple[int, int], lookback: int, horizon: int, flags: np.ndarray | None
+) -> np.ndarray:
+    """(N, H) bool: which targets of the origins of `span` (`span_origins`, step 1: what
+    `evaluate_stream` scores) the loader filled in; `flags` marks the rows of the series from
+    its first training row (`StreamSeries.filled`), None where none was filled."""
+    origins = span_origins(span, lookback, horizon)
+    rows = origins[:, None] + np.arange(horizon)
+    return np.zeros(rows.shape, dtype=bool) if flags is None else flags[rows]
+
+
+def split_stream_flags(
+    splits: Mapping[str, SeriesSplit], filled: Mapping[str, pd.DataFrame] | None
+) -> list[tuple[str, pd.DatetimeIndex, tuple[int, int], np.ndarray | None]]:
+    """Per series, as `stream_series` lays it out (rows from the first training row on): its
+    id, index, val span and target filled flags, without scaling a value: what
+    `stream_val_problem` reads before the fit (training.pipeline.prepare_training)."""
+    out = []
+    for sid, s in splits.items():
+        plan = s.plan
+        first = plan.train.start
+        index = pd.DatetimeIndex(
+            s.train.index.append(
+                [s.val.index[plan.val.context :], s.test.index[plan.test.context :]]
+            )
+        )
+        target = str(s.train.columns[0])
+        flags = filled_flags(filled, sid, target, index)
+        span = (plan.val.start - first, plan.val.stop - first)
+        out.append((sid, index, span, flags if flags is not None and flags.any() else None))
+    return out
+
+
+def stream_val_problem(
+    series: list[tuple[str, pd.DatetimeIndex, tuple[int, int], np.ndarray | None]],
+    lookback: int,
+    horizon: int,
+    how: str = "",
+) -> str | None:
+    """Why the streaming fit's val scores would have nothing to read, or None: every target
+    of every val origin it scores (`scored_filled`) was filled in by the loader, so that the
+    val loss is NaN at every epoch, early stopping never improves, the last epoch's weights are
+    kept without a word and the intervals are calibrated on nothing. One observed target value
+    is enough. `series`: (name, index, val span, target filled flags) per series
+    (`split_stream_flags`, or `StreamSeries` fields); `how`: the fill, as the loader did it."""
+    points, origins, spans = 0, 0, []
+    for name, index, span, flags in series:
+        scored = scored_filled(span, lookback, horizon, flags)
+        if not bool(scored.all()):
+            return None
+        points, origins = points + scored.size, origins + len(scored)
+        if len(scored):
+            start, stop = span
+            spans.append(f"{name!r} {index[start]} to {index[stop - 1]} ({stop - start:,} rows)")
+    if not points:
+        return None  # no origin at all: evaluate_stream names that itself
+    shown_spans = "; ".join(spans[:3]) + (f" and {len(spans) - 3:,} more" if len(spans) > 3 else "")
+    where = shown_spans.split(" ", 1)[1] if len(spans) == 1 else shown_spans
+    return (
+        f"every target value the streaming kind 'urnn-stream' scores on the validation span "
+        f"{where} was filled in by the loader{how} ({points:,} of {points:,}, 100%: the "
+        f"horizons of "
+        f"its {origins:,} val origins), and the val scores leave filled values out: early "
+        "stopping and the interval calibration would have no observed value to score on (val "
+        "loss NaN at every epoch). Put observed rows in the validation span: another split "
+        "(--train-fraction, --val-fraction, train.split_method), or a windowed kind (urnn, "
+        "lstm) with the gap left unfilled (a --max-gap shorter than the gap with --on-long-gap "
+        "split, which cuts the series there: the streaming kind refuses a cut series)"
+    )
+
+
 @torch.inference_mode()
 def evaluate_stream(
     model: StreamingURNNForecaster,
@@ -266,6 +343,10 @@ def fit_stream(
     if (problem := stream_crop_error(model_config, config)) is not None:
         raise StreamFitError(problem)
     c = model_config
+    flags = [(s.name, s.index, s.val, None if s.filled is None else s.filled.numpy())
+             for s in series]  # fmt: skip
+    if (problem := stream_val_problem(flags, c.lookback, c.horizon)) is not None:
+        raise UnobservedStreamValidationError(problem)
     crop = config.stream_crop_length
     min_rows = c.lookback + c.horizon
     usable = [s for s in series if s.train[1] - s.train[0] >= min_rows]

@@ -34,6 +34,11 @@ class DataValidationError(ValueError):
     """Base class: the data (or an option about it) cannot become training data as asked."""
 
 
+class UnobservedValidationError(DataValidationError):
+    """Every target value the validation span's scores would read was filled in by the loader
+    (training.pipeline.check_val_observed, training.stream_fit.stream_val_problem)."""
+
+
 class InvalidOptionError(DataValidationError):
     """A loading option outside its allowed values; raised before any file is read."""
 

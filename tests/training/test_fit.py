@@ -43,10 +43,11 @@ from training.fit import (
 from training.pipeline import (
     Prepared,
     TrainConfig,
-    UnobservedValidationError,
     prepare_training,
 )
-from training.split import SplitConfig, StandardScaler, plan_split, split_series
+from training.split import CutSeriesError, SplitConfig, StandardScaler, plan_split, split_series
+from training.stream_fit import UnobservedStreamValidationError
+from training.validation import UnobservedValidationError
 from training.windows import WindowConfig, WindowDataset, WindowSets, make_windows
 
 L, H = 24, 6
@@ -580,3 +581,28 @@ def test_a_validation_span_the_loader_filled_in_whole_is_refused(tmp_path: Path)
         assert way_out in said, said
     # one observed target value in the span is enough to score on
     assert len(prepare_training(_val_gap_config(tmp_path, slice(840, 959))).sets.val) > 0
+
+
+def test_the_streaming_kinds_check_reads_its_own_val_origins(tmp_path: Path) -> None:
+    """urnn-stream scores its own val origins (training.stream_fit), not the windows: the
+    check reads those. A val span filled in whole is refused naming the span, the share
+    filled, and only ways out the streaming kind takes: the windowed kinds' advice, a --max-gap
+    shorter than the gap with --on-long-gap split, is refused for it (a cut series)."""
+    stream = urnn_config(kind="urnn-stream", segment_length=8)
+    fit = replace(FAST, stream_crop_length=160, stream_batch_crops=2, stream_batches_per_epoch=2)
+    config = replace(_val_gap_config(tmp_path, slice(840, 960)), model=stream, fit=fit)
+    with pytest.raises(UnobservedStreamValidationError) as caught:
+        prepare_training(config)
+    said = str(caught.value)
+    start, stop = seasonal_frame(1200).index[840], seasonal_frame(1200).index[959]
+    assert f"validation span {start} to {stop} (120 rows)" in said, said
+    assert "'urnn-stream'" in said and "'y'" in said and "100%" in said, said
+    for way_out in ("--val-fraction", "--train-fraction", "windowed kind", "refuses a cut"):
+        assert way_out in said, said
+    assert isinstance(caught.value, UnobservedValidationError)  # exit 2 in the CLI
+    cut = replace(config, load=replace(config.load, max_gap=24, on_long_gap="split"))
+    with pytest.raises(CutSeriesError):  # the windowed kinds' way out, not the stream's
+        prepare_training(cut)
+    # one observed target value in the span is enough, as for the windows
+    kept = replace(_val_gap_config(tmp_path, slice(840, 959)), model=stream, fit=fit)
+    assert prepare_training(kept).model_config.kind == "urnn-stream"

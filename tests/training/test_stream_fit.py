@@ -3,6 +3,8 @@ history before each origin and nothing after it, and the spans it trains on are 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,12 +18,15 @@ from training.fit import FitConfig
 from training.split import SplitConfig, StandardScaler, split_data
 from training.stream_fit import (
     StreamFitError,
+    StreamSeries,
+    UnobservedStreamValidationError,
     evaluate_stream,
     fit_stream,
     predict_origins,
     span_origins,
     stream_series,
 )
+from training.validation import UnobservedValidationError
 
 L, H, SEG = 24, 6, 8
 SPLIT = SplitConfig(lookback=L)
@@ -178,3 +183,53 @@ def test_val_scores_and_calibration_of_the_stream_leave_out_filled_targets() -> 
     assert scores == pytest.approx(expected, rel=1e-5)
     assert bool(calibration_target[filled].isnan().all())
     assert torch.equal(calibration_target[~filled], target[~filled])
+
+
+def _filled_val(last: int | None = None) -> tuple[object, list[StreamSeries]]:
+    """Series "a" and "b" with their val targets flagged as filled: all of them, or the last
+    `last` rows of "a"'s val span only."""
+    data = loaded({"a": seasonal_frame(600), "b": seasonal_frame(500, seed=1)})
+    splits = split_data(data, SPLIT)
+    for sid in ("a",) if last else ("a", "b"):
+        plan = splits[sid].plan
+        start = plan.val.stop - last if last else plan.val.start
+        data.filled[sid].loc[data.series[sid].index[start : plan.val.stop], "y"] = True
+    splits = split_data(data, SPLIT)
+    scaler = StandardScaler.fit(splits)
+    return data, stream_series(
+        splits, scaler, channel_independent=False, calendar_freq=None, filled=data.filled
+    )
+
+
+def test_a_stream_whose_val_targets_are_all_filled_is_refused_before_the_fit() -> None:
+    """fit_stream called without the pipeline's check (the backtest's fit, the benchmarks):
+    every val target filled gave val loss [nan, nan, nan] over 3 epochs, best_epoch 0, and
+    the last epoch's weights kept without a word. Refused before the first batch, naming
+    both series' spans, as the CLI does (exit 2: an UnobservedValidationError)."""
+    _, series = _filled_val()
+    with pytest.raises(UnobservedStreamValidationError) as caught:
+        fit_stream(config(), series, QUICK)
+    said = str(caught.value)
+    assert "'a'" in said and "'b'" in said and "100%" in said, said
+    assert isinstance(caught.value, UnobservedValidationError)
+
+
+def test_a_filled_val_target_does_not_move_the_streams_val_score() -> None:
+    """The last H rows of "a"'s val span are read as targets only (no val origin's history
+    reaches them): flagged as filled, their values, pushed 50 off, leave every val score as
+    it was; unflagged, the same push moves it."""
+    _, series = _filled_val(last=H)
+    a = next(k for k, s in enumerate(series) if s.name == "a")
+    torch.manual_seed(0)
+    model = build_forecaster(config())
+    assert isinstance(model, StreamingURNNForecaster)
+    before, _, _ = evaluate_stream(model, series, QUICK, "cpu")
+    stop = series[a].val[1]
+    values = series[a].values.clone()
+    values[stop - H : stop, 0] += 50.0
+    pushed = [replace(s, values=values) if k == a else s for k, s in enumerate(series)]
+    after, _, _ = evaluate_stream(model, pushed, QUICK, "cpu")
+    assert after == before
+    unflagged = [replace(s, filled=None) for s in pushed]
+    moved, _, _ = evaluate_stream(model, unflagged, QUICK, "cpu")
+    assert moved["mae"] > 2 * before["mae"]
