@@ -61,9 +61,11 @@ from service.fast_path import fast_request
 from service.forecasting import forecast
 from service.json_block import (
     KEYS_CHECKED,
+    KeysUnread,
+    RepeatedKeyError,
+    forecast_repeated_key,
     json_document,
     read_json_block,
-    repeated_key,
     repeated_observations_key,
 )
 from service.metrics import ServiceMetrics
@@ -85,10 +87,12 @@ FastHandler = Callable[
     [ServiceState, Any, dict[str, str], dict[bytes, bytes]], Awaitable[Response | None]
 ]
 # (state, JSON body, path parameters, request headers) -> the answer, or None: parse the body
-# with orjson and call the route's FastHandler. A reader of the common body straight from its
-# bytes (`service.json_block`), ahead of orjson.
+# with orjson and call the route's FastHandler, the body's keys checked; KeysUnread.UNREAD: the
+# same, its keys not checked (text no reader of them takes). A reader of the common body
+# straight from its bytes (`service.json_block`), ahead of orjson.
 RawJsonHandler = Callable[
-    [ServiceState, bytes, dict[str, str], dict[bytes, bytes]], Awaitable[Response] | None
+    [ServiceState, bytes, dict[str, str], dict[bytes, bytes]],
+    Awaitable[Response] | KeysUnread | None,
 ]
 # (body, orjson's reading of it) -> the 422 naming a key the body gives twice, or None
 RepeatedCheck = Callable[[bytes, Any], Exception | None]
@@ -204,8 +208,10 @@ class FastRoutesMiddleware:
         else:
             raw: Awaitable[Response | None] | None = None
             if route.raw_json is not None:
-                raw = route.raw_json(self.state, body, params, headers)
-                scope[KEYS_CHECKED] = True  # by raw_json: FastAPI's route need not again
+                read = route.raw_json(self.state, body, params, headers)
+                if read is not KeysUnread.UNREAD:
+                    scope[KEYS_CHECKED] = True  # by raw_json: FastAPI's route need not again
+                    raw = read
             if raw is None:
                 try:
                     data = orjson.loads(body)
@@ -379,15 +385,18 @@ async def fast_forecast(
 
 def raw_json_forecast(
     state: ServiceState, body: bytes, params: dict[str, str], headers: dict[bytes, bytes]
-) -> Awaitable[Response] | None:
+) -> Awaitable[Response] | KeysUnread | None:
     """A plain body read by simdjson (`read_json_block`); None for the orjson path, once the
     document is known to give each key once (a block does: its reader checks its objects'
-    keys; another body's are looked at here, in the document already parsed)."""
+    keys; another body's are looked at here, in the document already parsed, or, for text
+    simdjson refuses, in the standard parser's reading: `forecast_repeated_key`)."""
     document = json_document(body)
     parsed = read_json_block(body, document)
     if parsed is None:
-        repeated = repeated_key(document)
-        return None if repeated is None else _raising(repeated)
+        repeated = forecast_repeated_key(body, document)
+        if isinstance(repeated, RepeatedKeyError):
+            return _raising(repeated)
+        return repeated  # None: checked; KeysUnread.UNREAD: no reader of the keys takes it
     return forecast(parsed, state=state, arrow=wants_arrow(headers.get(b"accept")))
 
 

@@ -27,10 +27,13 @@ integer beyond 64 bits makes it refuse the body (orjson then reads it).
 
 from __future__ import annotations
 
+import enum
+import json
 from functools import partial
 from typing import Any
 
 import numpy as np
+import pydantic_core
 import simdjson
 
 from service.errors import ServiceInputError, series_where
@@ -104,22 +107,88 @@ _READERS_DIFFER = (
 )
 
 
+class _Pairs:
+    """An object as the standard parser's `object_pairs_hook` hands it over: every key in
+    the order written, a repeated one too (a dict would keep one), and `get` as simdjson's
+    Object answers it (the first value of a key), for `repeated_key` to read either."""
+
+    __slots__ = ("_first", "_keys")
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self._keys = [key for key, _ in pairs]
+        self._first = dict(reversed(pairs))
+
+    def __iter__(self) -> Any:
+        return iter(self._keys)
+
+    def get(self, key: str) -> Any:
+        return self._first.get(key)
+
+
+# What `repeated_key` reads as an object and as an array: simdjson's document or the standard
+# parser's (`pairs_document`), whose arrays are lists
+_OBJECTS = (simdjson.Object, _Pairs)
+_ARRAYS = (simdjson.Array, list)
+
+
+def pairs_document(raw: bytes | str) -> Any:
+    """`raw` as the standard library's json.loads reads it (Starlette's reader of an
+    observations body, the WebSocket's of what orjson refuses), every object a `_Pairs`; None
+    for text it refuses. For the texts simdjson refuses that the service's readers take: NaN
+    and Infinity tokens, integers beyond 64 bits, a byte-order mark before bytes (json.loads
+    skips it; before a str it refuses it, as the WebSocket's reader does)."""
+    try:
+        return json.loads(raw, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply for the parser
+        return None
+
+
+class KeysUnread(enum.Enum):
+    """`forecast_repeated_key`'s answer for a body it could not read the keys of."""
+
+    UNREAD = "unread"
+
+
+def forecast_repeated_key(body: bytes, document: Any) -> RepeatedKeyError | KeysUnread | None:
+    """`repeated_key` of a /forecast body whose `json_document` is `document`. Text simdjson
+    refuses is read again for its keys (`pairs_document`): NaN and Infinity tokens and
+    integers beyond 64 bits, which pydantic's parser (FastAPI's route, `fast_json`) reads and
+    orjson (the fast path) reads in part. A repeat found there is reported only where that
+    route's parser reads the body (not one after a byte-order mark, or with an unpaired
+    surrogate escaped: its 422 says the body is not JSON). `KeysUnread.UNREAD` where neither
+    reader takes the text (the route then answers that it is not JSON)."""
+    if document is not None:
+        return repeated_key(document)
+    pairs = pairs_document(body)
+    if pairs is None:
+        return KeysUnread.UNREAD
+    repeated = repeated_key(pairs)
+    if repeated is not None:
+        try:
+            pydantic_core.from_json(body, allow_inf_nan=True)
+        except ValueError:
+            return KeysUnread.UNREAD
+    return repeated
+
+
 def repeated_key(document: Any) -> RepeatedKeyError | None:
     """The first key a /forecast document gives twice in an object the request is read from
     (the body, a series, a series' covariates), as the 422 naming it and where; None when
     every key there is given once (and for anything not shaped as a request: the schema says
     what is wrong with it). orjson and pydantic's parser keep the last of the two, simdjson
     the first: either answer would be a guess at what the client meant. Keys only, a few
-    per series: ~10 us for 16 series beside the ~70-130 us simdjson's parse took."""
-    if not isinstance(document, simdjson.Object):
+    per series: ~10 us for 16 series beside the ~70-130 us simdjson's parse took.
+    `document`: simdjson's, or the standard parser's `pairs_document` (text simdjson
+    refuses)."""
+    if not isinstance(document, _OBJECTS):
         return None
     if (repeated := _body_key(document)) is not None:
         return repeated
     series = document.get("series")
-    if not isinstance(series, simdjson.Array):
+    if not isinstance(series, _ARRAYS):
         return None
     for i, item in enumerate(series):
-        if not isinstance(item, simdjson.Object):
+        if not isinstance(item, _OBJECTS):
             continue
         keys = list(item)
         series_id = item.get("id") if keys.count("id") == 1 else None
@@ -127,7 +196,7 @@ def repeated_key(document: Any) -> RepeatedKeyError | None:
             where = series_where(i, series_id, key)
             return RepeatedKeyError(where, f"is given twice in the series; {_READERS_DIFFER}")
         covariates = item.get("covariates")
-        if isinstance(covariates, simdjson.Object) and (name := _twice(list(covariates))):
+        if isinstance(covariates, _OBJECTS) and (name := _twice(list(covariates))):
             where = f"{series_where(i, series_id, 'covariates')}[{shown(name)}]"
             said = f"is given twice in the series' covariates; {_READERS_DIFFER}"
             return RepeatedKeyError(where, said)
@@ -148,16 +217,20 @@ def repeated_observations_key(raw: bytes | str, data: Any) -> RepeatedKeyError |
     in the body or in its covariates, as `repeated_key`'s 422; None when each is given once.
     `data`: `raw` as orjson (or the standard parser) read it, keeping the last of a repeated
     key. Only a body `_may_repeat` is parsed again, by simdjson, for its keys: a short plain
-    update pays a scan of its bytes per key (docs/streaming.md has the costs)."""
+    update pays a scan of its bytes per key (docs/streaming.md has the costs). Text simdjson
+    refuses (NaN and Infinity tokens, an integer beyond 64 bits, a byte-order mark) is read
+    again by the standard parser, which read it for `data` (`pairs_document`)."""
     if type(data) is not dict or not _may_repeat(raw, data):
         return None
     document = json_document(raw.encode() if isinstance(raw, str) else raw)
-    if not isinstance(document, simdjson.Object):
-        return None  # text simdjson refuses (NaN tokens, a byte-order mark): not checked
+    if document is None:
+        document = pairs_document(raw)
+    if not isinstance(document, _OBJECTS):
+        return None
     if (repeated := _body_key(document)) is not None:
         return repeated
     covariates = document.get("covariates")
-    if isinstance(covariates, simdjson.Object) and (name := _twice(list(covariates))):
+    if isinstance(covariates, _OBJECTS) and (name := _twice(list(covariates))):
         where = f"field 'covariates'[{shown(name)}]"
         return RepeatedKeyError(where, f"is given twice in the covariates; {_READERS_DIFFER}")
     return None

@@ -20,8 +20,9 @@ from fastapi.routing import APIRoute
 
 from service.json_block import (
     KEYS_CHECKED,
+    RepeatedKeyError,
+    forecast_repeated_key,
     json_document,
-    repeated_key,
     repeated_observations_key,
 )
 
@@ -35,8 +36,8 @@ class FastJSONRequest(Request):
             except ValueError as error:  # FastAPI turns JSONDecodeError into a 422
                 raise json.JSONDecodeError(str(error), body.decode("utf-8", "replace"), 0) from None
             if not self.scope.get(KEYS_CHECKED):  # a +json media type: the fast path's check
-                repeated = repeated_key(json_document(body))
-                if repeated is not None:  # an HTTPException: FastAPI passes it on as it is
+                repeated = forecast_repeated_key(body, json_document(body))
+                if isinstance(repeated, RepeatedKeyError):  # FastAPI passes an HTTPException on
                     raise HTTPException(status_code=422, detail=str(repeated))
         return self._json
 

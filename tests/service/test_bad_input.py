@@ -831,3 +831,61 @@ def test_a_key_given_twice_is_422_naming_it_and_where(
         f"{_TWICE[case]}; JSON readers differ on which of the two counts (the first or the "
         "last): give each key once"
     )
+
+
+# A number simdjson refuses (beyond 64 bits; orjson reads it as a float, pydantic's parser as
+# an int) and a token orjson refuses too (the route's parser reads it): bodies simdjson cannot
+# look into, whose keys were not checked (a 200 from the last of two horizons or histories).
+_BEYOND_64_BITS = "123456789012345678901234567890"
+
+
+@pytest.mark.parametrize("token", [_BEYOND_64_BITS, "NaN", "-Infinity"])
+@pytest.mark.parametrize("case", ["horizon", "values", "covariate"])
+@pytest.mark.parametrize("media", ["application/json", "application/vnd.api+json"])
+def test_a_key_given_twice_in_text_simdjson_refuses_is_422_naming_it(
+    client_for: Callable[..., TestClient], registry: Registry, token: str, case: str, media: str
+) -> None:
+    """The token sits in the first of two histories (or covariate columns) of one series, the
+    one orjson and pydantic's parser drop (or, horizon twice, in a history): the last one was
+    forecast, 200, where a body simdjson reads answers the 422. The repeated key is named
+    first, NaN in a history too, as on the simdjson path, where the key check runs ahead of
+    any check of the values."""
+    client = client_for()
+    series = [history(registry.frame, "pump-1"), history(registry.frame, "pump-2", stop=500)]
+    text = json.dumps({"horizon": 5, "series": series})
+    second = json.dumps(series[1])
+    if case == "horizon":  # the token in a history, the horizon twice
+        first = json.dumps(series[0]["values"][0])
+        twice = text.replace(first, token, 1).replace('"horizon": 5', '"horizon": 5, "horizon": 2')
+    elif case == "values":
+        bad = json.dumps(series[1]["values"][:-1])[:-1] + f", {token}]"
+        shadowed = second.replace('"values": ', f'"values": {bad}, "values": ', 1)
+        twice = text.replace(second, shadowed, 1)
+    else:
+        column = json.dumps(series[1]["covariates"])
+        bad = json.dumps(series[1]["covariates"]["x"][:-1])[:-1] + f", {token}]"
+        twice = text.replace(column, '{"x": ' + bad + ", " + column[1:], 1)
+    assert twice != text and token in twice
+    answer = client.post("/forecast", content=twice, headers={"content-type": media})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"] == (
+        f"{_TWICE[case]}; JSON readers differ on which of the two counts (the first or the "
+        "last): give each key once"
+    )
+
+
+def test_a_key_given_twice_after_a_byte_order_mark_is_refused_as_not_json(
+    client: TestClient, registry: Registry
+) -> None:
+    """simdjson skips a UTF-8 byte-order mark; orjson and pydantic's parser refuse the body,
+    so it is not a request whichever key it repeats: the 422 says it is not JSON."""
+    text = json.dumps({"horizon": 5, "series": [history(registry.frame, "pump-1")]})
+    twice = text.replace('"horizon": 5', '"horizon": 5, "horizon": 2')
+    for media in ("application/json", "application/vnd.api+json"):
+        headers = {"content-type": media}
+        answer = client.post("/forecast", content=b"\xef\xbb\xbf" + twice.encode(), headers=headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"] == (
+            "the body is not valid JSON: unexpected '\\ufeff' at line 1, column 1; send one JSON "
+            "object"
+        )

@@ -23,7 +23,16 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from service.fast_path import BlockRequest, fast_request
-from service.json_block import read_json_block
+from service.json_block import (
+    KeysUnread,
+    RepeatedKeyError,
+    forecast_repeated_key,
+    json_document,
+    pairs_document,
+    read_json_block,
+    repeated_key,
+    repeated_observations_key,
+)
 from service.schemas import ForecastRequest, ForecastResponse
 from tests.service.conftest import Registry, history
 from tests.service.test_fast_path import BODIES
@@ -290,3 +299,62 @@ def test_the_service_answers_the_same_bytes_with_the_reader_off(
             answer = ForecastResponse.model_validate_json(on.content)
             assert answer.model_dump_json().encode() == on.content
             assert all(f.mean == f.quantiles["0.5"] for f in answer.forecasts)
+
+
+_REPEATS = [
+    b'{"horizon": 5, "horizon": 2, "series": []}',
+    b'{"series": [{"id": "a", "values": [1]}, {"id": "b", "values": [1], "values": [2]}]}',
+    b'{"series": [{"values": [1]}, {"id": "a", "id": "b", "values": [1]}]}',
+    b'{"series": [{"id": "a", "covariates": {"x": [1], "y": [2], "x": [3]}}]}',
+    b'{"series": [{"id": "a", "covariates": {"x": [1], "x": [3]}, "id": "b"}]}',
+    b'{"series": [{"id": "a", "valu\\u0065s": [1], "values": [2]}]}',
+    b'{"series": [{"id": "\\u00e9", "values": [1], "values": [2]}], "horizon": 1}',
+    b'{"series": [{"id": "a", "values": [1]}], "horizon": 1}',  # none given twice
+    b'{"series": {"id": "a"}, "series": 1}',
+    b'[{"a": 1, "a": 2}]',  # not shaped as a request: the schema answers
+]
+
+
+@pytest.mark.parametrize("text", _REPEATS)
+def test_the_standard_parsers_reading_names_a_repeated_key_as_simdjsons_does(text: bytes) -> None:
+    """For text simdjson refuses the keys are read by json.loads (`pairs_document`): the same
+    key, the same place, the same words as from simdjson's document, on these texts both
+    read; and the same with a NaN or a number beyond 64 bits added, which only json.loads
+    reads."""
+    expected = repeated_key(json_document(text))
+    assert str(repeated_key(pairs_document(text))) == str(expected)
+    assert str(forecast_repeated_key(text, json_document(text))) == str(expected)
+    for token in (b"NaN", b"-Infinity", b"123456789012345678901234567890"):
+        refused = text.replace(b"[1]", b"[" + token + b"]")
+        if refused == text:
+            continue
+        assert json_document(refused) is None
+        found = forecast_repeated_key(refused, None)
+        assert str(found) == str(expected) and not isinstance(found, KeysUnread)
+
+
+def test_text_no_reader_of_a_forecast_takes_leaves_its_keys_unread() -> None:
+    """Malformed text, and text the route's parser (pydantic's) refuses though json.loads
+    reads it (a byte-order mark, an unpaired surrogate escaped): the route's 422 says it is
+    not JSON, whatever key it repeats, and the fast path leaves the keys unchecked
+    (`KEYS_CHECKED` unset). A body each reader takes and that repeats no key is None
+    (checked)."""
+    twice = b'{"horizon": 5, "horizon": 2, "series": []}'
+    for text in (b'{"horizon": 5, "horizon": ', b"\xef\xbb\xbf" + twice):
+        assert forecast_repeated_key(text, json_document(text)) is KeysUnread.UNREAD
+    surrogate = b'{"horizon": 5, "horizon": 2, "series": [{"id": "\\ud800"}]}'
+    assert forecast_repeated_key(surrogate, json_document(surrogate)) is KeysUnread.UNREAD
+    once = b'{"horizon": NaN, "series": []}'
+    assert forecast_repeated_key(once, json_document(once)) is None
+    found = forecast_repeated_key(twice.replace(b"5", b"NaN"), None)
+    assert isinstance(found, RepeatedKeyError) and found.where == "field 'horizon'"
+
+
+def test_an_observations_body_after_a_byte_order_mark_is_checked_as_starlette_reads_it() -> None:
+    """Starlette reads a POST body with json.loads, which skips a byte-order mark before
+    bytes (simdjson's document is not asked: json_document leaves such text out); a str
+    after one (a WS text message) is not JSON for json.loads either."""
+    text = b'\xef\xbb\xbf{"values": [1.0], "values": [2.0]}'
+    found = repeated_observations_key(text, json.loads(text))
+    assert str(found).startswith("field 'values': is given twice in the body")
+    assert pairs_document(text.decode()) is None

@@ -457,3 +457,57 @@ def test_a_key_given_twice_is_422_naming_it_and_where(
         }
     after = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
     assert after == before  # nothing stored changed
+
+
+_BEYOND_64_BITS = "123456789012345678901234567890"
+
+
+def shadowed(frame: pd.DataFrame, case: str, token: str) -> str:
+    """An observations body of 2 points after the stored ones that gives `values` (or the
+    covariate) twice, the first holding `token`, which simdjson refuses: orjson and the
+    standard parser keep the last, a body the service otherwise takes (200)."""
+    text = json.dumps(points(frame, STORED, 2))
+    if case == "values":
+        return text.replace('"values": ', f'"values": [{token}, 1.0], "values": ', 1)
+    return text.replace('{"x": ', f'{{"x": [{token}, 1.0], "x": ', 1)
+
+
+@pytest.mark.parametrize("token", [_BEYOND_64_BITS, "NaN", "Infinity"])
+@pytest.mark.parametrize("case", ["values", "covariate"])
+def test_a_key_given_twice_in_text_simdjson_refuses_is_422_naming_it(
+    case: str, token: str, stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """The key check read the body with simdjson only: a number beyond 64 bits or a NaN or
+    Infinity token (which the standard parser reads) left it unchecked, and the last of the
+    two was stored. Refused as a body simdjson reads is, on both paths, on the WebSocket
+    (text and binary messages), and after a UTF-8 byte-order mark, which the standard parser
+    (Starlette's, for a POST body or a binary message) skips."""
+    frame = registry.frame
+    client = stream_client_for()
+    assert post(client, "s", points(frame, 0, STORED)).status_code == 200
+    before = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
+    text = shadowed(frame, case, token)
+    detail = _TWICE[case] + _READERS_DIFFER
+    for media in ("application/json", "application/vnd.api+json"):
+        for sent in (text.encode(), b"\xef\xbb\xbf" + text.encode()):
+            answer = client.post(
+                "/series/s/observations", content=sent, headers={**KEY, "content-type": media}
+            )
+            assert answer.status_code == 422, (media, sent[:3], answer.text)
+            assert answer.json()["detail"] == detail
+    message = '{"series_id": "s", ' + text[1:]
+    refused = {"series_id": "s", "status": 422, "detail": detail}
+    with client.websocket_connect("/series/stream", headers=KEY) as socket:
+        socket.send_text(message)
+        assert json.loads(socket.receive_text()) == refused
+        for sent in (message.encode(), b"\xef\xbb\xbf" + message.encode()):
+            socket.send_bytes(sent)
+            assert json.loads(socket.receive_bytes()) == refused
+        socket.send_text('{"series_id": "s", "series_id": "t", "horizon": NaN, ' + text[1:])
+        assert json.loads(socket.receive_text()) == {
+            "series_id": None,
+            "status": 422,
+            "detail": "field 'series_id': is given twice in the message" + _READERS_DIFFER,
+        }
+    after = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
+    assert after == before  # nothing stored changed
