@@ -74,6 +74,18 @@ def test_the_out_of_range_alert_fires_when_a_versions_revealed_steps_are_all_out
     )
 
 
+def test_the_accuracy_alert_fires_when_a_versions_realised_mase_jumps() -> None:
+    """No alert fired when the served model's point accuracy fell (actuals in kW after
+    histories in W: errors scored, in range, a thousand times larger). UrnnRealisedErrorJumped
+    fires per version when its realised MASE over 6 h is more than 4 times its own over the 7
+    days before (a new version: the fleet's then), over 100 points in each; not on few points,
+    not on a 3x spell, and it resolves once the errors are back; over a week for a fleet of
+    one series."""
+    _promtool_passes(
+        "test", "rules", str(Path(__file__).with_name("realised_accuracy_rules_test.yml"))
+    )
+
+
 def test_the_job_alerts_fire_on_a_failed_retrain_a_stuck_queue_and_an_unreadable_database() -> None:
     """A failed retraining job was seen by nobody until someone asked GET /jobs: the job
     gauges of /metrics (service/job_status.py) feed UrnnRetrainingFailed (until a later job
