@@ -62,6 +62,7 @@ from training.fit import (
     FitConfig,
     FitConfigError,
     FitResult,
+    check_val_observed,
     fit,
     fit_fields_from_record,
     predict,
@@ -90,6 +91,7 @@ from training.stream_fit import StreamSeries, fit_stream, predict_origins, strea
 from training.windows import (
     WindowDataset,
     filled_flags,
+    flag_windows,
     make_windows,
     window_config_for,
     window_starts,
@@ -526,6 +528,9 @@ def backtest(
                 sets = make_windows(
                     splits, scaler, window_config, freq=data.freq, filled=data.filled
                 )
+                check_val_observed(
+                    sets.val, fitting="the backtest's fit", how=data.config.fill_said()
+                )
                 fitted = fit(model_config, sets.train, sets.val, fit_config, progress=progress)
             result.fits.append(fitted)
             model = fitted.model
@@ -574,6 +579,19 @@ def backtest(
             sid: _origins(s.plan, model_config.horizon, config.step, config.n_windows)
             for sid, s in splits.items()
         }
+        # every refit's val span before the first refit trains: the k-th one refused after
+        # k - 1 fits had run (hours, on a fleet) would have wasted them
+        for k in range(config.n_windows):
+            refit_splits = {
+                sid: _refit_split(data.series[sid], splits[sid].plan, origins[sid][k], model_config)
+                for sid in splits
+            }
+            check_val_observed(
+                flag_windows(refit_splits, window_config, "val", filled=data.filled),
+                fitting=_refit_said(data, origins, k, config.n_windows),
+                how=data.config.fill_said(),
+                ways_out=REFIT_WAYS_OUT,
+            )
         for k in range(config.n_windows):
             refit_splits = {
                 sid: _refit_split(data.series[sid], splits[sid].plan, origins[sid][k], model_config)
@@ -754,6 +772,30 @@ def _stream_predict(
             model, s, origins.astype(np.int64), str(model_device(model))
         )
     return out
+
+
+# What puts observed rows in the validation span of a backtest's refits (`_refit_split`: the
+# rows just before each origin, as many as the split's val span)
+REFIT_WAYS_OUT = (
+    "Put observed rows in each refit's validation span (the rows just before its origin, as "
+    "many as the split's val span): other origins (--backtest-step, --backtest-windows), "
+    "another val span length (--val-fraction), or a backtest without --refit"
+)
+
+
+def _refit_said(
+    data: LoadedData, origins: Mapping[str, Sequence[int]], k: int, n_windows: int
+) -> str:
+    """Which refit of a backtest this is, for messages: "refit 2 of 3 of the backtest (origin
+    2021-03-13 06:00:00)", each series' origin where they differ."""
+    stamps = {sid: data.series[sid].index[rows[k]] for sid, rows in origins.items()}
+    if len(set(stamps.values())) == 1:
+        at = f"origin {next(iter(stamps.values()))}"
+    else:
+        named = [f"{sid!r} {stamp}" for sid, stamp in list(stamps.items())[:3]]
+        more = f" and {len(stamps) - 3:,} more" if len(stamps) > 3 else ""
+        at = f"origins {'; '.join(named)}{more}"
+    return f"refit {k + 1} of {n_windows} of the backtest ({at})"
 
 
 def _origins(plan: SplitPlan, horizon: int, step: int, n_windows: int) -> list[int]:

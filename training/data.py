@@ -270,6 +270,14 @@ class LoadConfig:
                 f"column(s) {clash} cannot be both a timestamp/series column and a value column"
             )
 
+    def fill_said(self) -> str:
+        """How the loader fills the target's gaps, as the messages about filled values say it:
+        " (fill 'interpolate' across a gap of up to max_gap=24 rows of 'y')"."""
+        return (
+            f" (fill {self.fill!r} across a gap of up to max_gap={self.max_gap:,} rows of "
+            f"{self.target!r})"
+        )
+
     def _check_step_origin(self) -> None:
         if self.freq is None or fixed_step(self.freq) is None:
             raise InvalidOptionError(

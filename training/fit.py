@@ -80,6 +80,7 @@ from models.forecaster import (
 )
 from training import distributed
 from training.paper_benchmark import DeviceName, resolve_device
+from training.validation import UnobservedValidationError
 from training.windows import WindowDataset
 from urnn_forecast.checkpoints import staging_for
 from urnn_forecast.field_types import not_one_of
@@ -440,6 +441,75 @@ def evaluate(
     return {k: v / len(dataset) for k, v in totals.items()}
 
 
+# What puts observed rows in the validation span of a fit on a split by time (`urnn train`'s,
+# a backtest's own fit without refit): what `check_val_observed` says by default.
+SPLIT_WAYS_OUT = (
+    "Put observed rows in the validation span: another split (--train-fraction, "
+    "--val-fraction, train.split_method), or leave the gap unfilled: a --max-gap "
+    "shorter than the gap with --on-long-gap split, which cuts the series there"
+)
+
+
+def scored_rows(dataset: WindowDataset) -> np.ndarray:
+    """(R,) bool over the dataset's stored rows: those some window's target covers (what its
+    scores read)."""
+    covers = np.zeros(len(dataset.values) + 1, dtype=np.int64)
+    first = dataset.starts.numpy() + dataset.lookback
+    np.add.at(covers, first, 1)
+    np.add.at(covers, first + dataset.horizon, -1)
+    scored: np.ndarray = np.cumsum(covers[:-1]) > 0
+    return scored
+
+
+def unobserved_val_problem(
+    val: WindowDataset, *, fitting: str = "", how: str = "", ways_out: str = SPLIT_WAYS_OUT
+) -> str | None:
+    """Why the val scores of a fit on `val` would have nothing to read, or None: the loader
+    filled in every target value the val windows score (a gap across the whole val span, under
+    max_filled_fraction overall). The val scores leave filled targets out
+    (`evaluate_observed`), so they were NaN at every epoch, early stopping never improved, the
+    last epoch's weights were kept without a word and the intervals were calibrated on
+    nothing. One observed target value is enough. `fitting`: what is fitted, where the caller
+    knows more than "the fit" ("refit 2 of 3 of the backtest (origin ...)"); `how`: the fill,
+    as the loader did it (`LoadConfig.fill_said`); `ways_out`: what fixes it for that caller."""
+    if val.filled is None or len(val) == 0:
+        return None
+    scored = scored_rows(val)
+    if not bool(val.filled.numpy()[scored].all()):
+        return None
+    spans = []
+    for entry in val.entries:
+        rows = np.flatnonzero(scored[entry.offset : entry.offset + len(entry.index)])
+        if len(rows):
+            first, last = int(rows[0]), int(rows[-1])
+            said = f"{entry.index[first]} to {entry.index[last]} ({last - first + 1:,} rows)"
+            spans.append(said if len(val.entries) == 1 else f"{entry.name!r} {said}")
+    where = "; ".join(spans[:3]) + (f" and {len(spans) - 3:,} more" if len(spans) > 3 else "")
+    subject = (
+        f"{fitting}: every target value of its validation span"
+        if fitting
+        else "every target value of the validation span"
+    )
+    n = int(scored.sum())
+    return (
+        f"{subject} {where} was filled in by the loader{how} ({n:,} of {n:,} rows, 100%: the "
+        f"targets of its {len(val):,} val windows), and the val scores leave filled values "
+        "out: early stopping and the interval calibration would have no observed value to "
+        f"score on (val loss NaN at every epoch). {ways_out}"
+    )
+
+
+def check_val_observed(
+    val: WindowDataset, *, fitting: str = "", how: str = "", ways_out: str = SPLIT_WAYS_OUT
+) -> None:
+    """UnobservedValidationError (exit 2 in the CLI) saying `unobserved_val_problem`, if any.
+    `fit` applies it to every fit; `urnn train` before its data-heavy work
+    (training.pipeline.prepare_training), a backtest before each of its fits, naming which."""
+    problem = unobserved_val_problem(val, fitting=fitting, how=how, ways_out=ways_out)
+    if problem is not None:
+        raise UnobservedValidationError(problem)
+
+
 @torch.inference_mode()
 def evaluate_observed(
     model: Forecaster, dataset: WindowDataset, config: FitConfig, device: str
@@ -586,7 +656,10 @@ def fit(
     over each epoch's batches. Parameter-free baselines are not
     trained: their quantile offsets are calibrated on the train windows, then scored on val.
     With `config.decoder_search` a recurrent kind is fitted once per decoder (`select_decoder`).
+    A `val` whose every scored target the loader filled in is refused before any training
+    (`check_val_observed`: its scores would be NaN at every epoch).
     """
+    check_val_observed(val)
     best = (
         None
         if checkpoint_dir is None

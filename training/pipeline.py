@@ -53,6 +53,7 @@ from training.fit import (
     EpochRecord,
     FitConfig,
     FitResult,
+    check_val_observed,
     decoder_search_error,
     fit,
     searches_decoder,
@@ -109,14 +110,13 @@ from training.validation import (
     DataValidationError,
     InvalidOptionError,
     SeriesTooShortError,
-    UnobservedValidationError,
     natural_key,
     plural,
     same_frequency,
     week_anchor,
     week_start_problem,
 )
-from training.windows import WindowDataset, WindowSets, make_windows, window_config_for
+from training.windows import WindowSets, make_windows, window_config_for
 from urnn_forecast import __version__
 from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import not_one_of, shown
@@ -911,7 +911,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
         # the windows: the check reads what it scores
         check_stream_val_observed(splits, data.filled, model_config, load)
     else:
-        check_val_observed(sets.val, splits, load)
+        check_val_observed(sets.val, how=load.fill_said())
     backtest_config = config.backtest_config(season.rows)
     # before the fit: a backtest with no room for its windows used to fail after it
     dropped = check_backtest_room(splits, model_config.horizon, backtest_config, data.units)
@@ -930,55 +930,20 @@ def prepare_training(config: TrainConfig) -> Prepared:
     )
 
 
-def check_val_observed(
-    val: WindowDataset, splits: Mapping[str, SeriesSplit], load: LoadConfig
-) -> None:
-    """UnobservedValidationError where the loader filled in every target value the validation
-    windows score (a gap across the whole val span, under max_filled_fraction overall): the
-    val scores leave filled targets out (`evaluate_observed`), so they were NaN at every epoch,
-    early stopping never improved, the last epoch's weights were kept without a word and the
-    intervals were calibrated on nothing. One observed target value is enough."""
-    if val.filled is None or len(val) == 0:
-        return
-    scored = np.zeros(len(val.filled) + 1, dtype=np.int64)  # rows some window's target covers
-    first = val.starts.numpy() + val.lookback
-    np.add.at(scored, first, 1)
-    np.add.at(scored, first + val.horizon, -1)
-    if not bool(val.filled.numpy()[np.cumsum(scored[:-1]) > 0].all()):
-        return
-    spans = [
-        f"{sid!r} {own.index[0]} to {own.index[-1]} ({len(own):,} rows)"
-        for sid, split in splits.items()
-        if len(own := split.val.iloc[split.plan.val.context :])
-    ]
-    shown_spans = "; ".join(spans[:3]) + (f" and {len(spans) - 3:,} more" if len(spans) > 3 else "")
-    where = shown_spans.split(" ", 1)[1] if len(spans) == 1 else shown_spans
-    raise UnobservedValidationError(
-        f"every target value of the validation span {where} was filled in by the loader "
-        f"(fill {load.fill!r} across a gap of up to max_gap={load.max_gap:,} rows of "
-        f"{load.target!r}), and the val scores leave filled values out: early stopping and the "
-        "interval calibration would have no observed value to score on (val loss NaN at every "
-        "epoch). Put observed rows in the validation span: another split (--train-fraction, "
-        "--val-fraction, train.split_method), or leave the gap unfilled: a --max-gap "
-        "shorter than the gap with --on-long-gap split, which cuts the series there"
-    )
-
-
 def check_stream_val_observed(
     splits: Mapping[str, SeriesSplit],
     filled: Mapping[str, pd.DataFrame],
     model_config: ForecasterConfig,
     load: LoadConfig,
 ) -> None:
-    """`check_val_observed` for a streaming kind: UnobservedValidationError where the loader
-    filled in every target value of the val origins the streaming fit scores
+    """`training.fit.check_val_observed` for a streaming kind: UnobservedStreamValidationError
+    where the loader filled in every target value of the val origins the streaming fit scores
     (`training.stream_fit.stream_val_problem`, which `fit_stream` also applies)."""
     problem = stream_val_problem(
         split_stream_flags(splits, filled),
         model_config.lookback,
         model_config.horizon,
-        how=f" (fill {load.fill!r} across a gap of up to max_gap={load.max_gap:,} rows of "
-        f"{load.target!r})",
+        how=load.fill_said(),
     )
     if problem is not None:
         raise UnobservedStreamValidationError(problem)

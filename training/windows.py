@@ -488,6 +488,37 @@ def make_windows(
     return WindowSets(**datasets)
 
 
+def flag_windows(
+    splits: Mapping[str, SeriesSplit],
+    config: WindowConfig,
+    part: str,
+    *,
+    filled: Mapping[str, pd.DataFrame] | None,
+) -> WindowDataset:
+    """`part`'s windows as `make_windows` cuts them (the same entries, starts and filled
+    flags), with zeros for values and no calendar features: for a check that reads only which
+    targets the loader filled in, before any scaling or training (training.backtest checks
+    every refit's val windows before the first refit trains)."""
+    frames = {sid: getattr(split, part) for sid, split in splits.items()}
+    arrays = {
+        sid: SeriesArrays(
+            frame.index,
+            np.zeros((len(frame), len(frame.columns)), dtype=np.float32),
+            tuple(map(str, frame.columns)),
+            _frame_filled(filled, sid, frame),
+        )
+        for sid, frame in frames.items()
+        if not frame.empty
+    }
+    return WindowDataset.from_arrays(
+        arrays,
+        lookback=config.lookback,
+        horizon=config.horizon,
+        stride=config.stride if part == "train" else config.eval_stride,
+        channel_independent=config.channel_independent,
+    )
+
+
 def window_config_for(
     model: ForecasterConfig,
     *,

@@ -25,9 +25,11 @@ from training.backtest import (
     write_backtest_tables,
 )
 from training.data import LoadedData
-from training.fit import FitConfig
+from training.fit import FitConfig, fit
 from training.metrics import filled_note
 from training.split import SplitConfig, StandardScaler, plan_split, split_data
+from training.validation import UnobservedValidationError
+from training.windows import make_windows, window_config_for
 
 L, H = 24, 6
 SPLIT = SplitConfig(lookback=L)
@@ -336,16 +338,16 @@ def test_a_series_without_room_for_the_windows_is_named_or_left_out() -> None:
     ]
 
 
-def gappy(tmp_path: Path, missing: slice) -> tuple[pd.DataFrame, LoadedData]:
+def gappy(tmp_path: Path, missing: slice, max_gap: int = 4) -> tuple[pd.DataFrame, LoadedData]:
     """The 300-row seasonal frame with `missing` rows of its target blanked, as written to a
-    CSV and loaded: the loader fills them in (max_gap=4) and flags them."""
+    CSV and loaded: the loader fills them in (up to `max_gap` in a row) and flags them."""
     from training.data import LoadConfig, load_data
 
     frame = seasonal_frame(300)
     frame.loc[frame.index[missing], "y"] = np.nan
     path = tmp_path / "gappy.csv"
     frame.to_csv(path)
-    return frame, load_data(path, LoadConfig(target="y", covariates=("x",), max_gap=4))
+    return frame, load_data(path, LoadConfig(target="y", covariates=("x",), max_gap=max_gap))
 
 
 def test_target_values_the_loader_filled_in_are_not_scored(tmp_path: Path) -> None:
@@ -390,6 +392,80 @@ def test_the_mase_scale_leaves_out_the_values_the_loader_filled_in(tmp_path: Pat
     observed = np.mean(np.abs(train[season:] - train[:-season])[pairs])
     assert scale == pytest.approx(observed)
     assert scale != pytest.approx(seasonal_naive_scale(train, season), rel=1e-6)
+
+
+REFITS = BacktestConfig(n_windows=2, step=6, refit=True)  # origins 288 and 294 of 300 rows
+
+
+def test_a_refit_whose_val_span_the_loader_filled_in_whole_is_refused_before_any_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each refit early-stops on the 30 rows before its origin (the split's val length). A gap
+    filled over all of refit 2's (rows 264..293) left its val loss NaN at every epoch: best
+    epoch 0, the last epoch's weights kept and its intervals calibrated on nothing, without a
+    word (urnn train refuses such a val span; the refits were never checked). Refused before
+    the first refit trains, naming the refit, its origin and val span, the share filled and
+    the ways out."""
+    frame, data = gappy(tmp_path, slice(264, 294), max_gap=30)
+    fits: list[object] = []
+    monkeypatch.setattr("training.backtest.fit", lambda *a, **k: fits.append(a))
+    with pytest.raises(UnobservedValidationError) as caught:
+        backtest(data, SPLIT, linear(), QUICK, REFITS)
+    assert fits == []  # refit 1's val holds 6 observed rows, but nothing was trained
+    said = str(caught.value)
+    assert said.startswith(
+        f"refit 2 of 2 of the backtest (origin {frame.index[294]}): every target value of its "
+        f"validation span {frame.index[264]} to {frame.index[293]} (30 rows) was filled in by "
+        "the loader (fill 'interpolate' across a gap of up to max_gap=30 rows of 'y') "
+        "(30 of 30 rows, 100%: the targets of its 25 val windows)"
+    ), said
+    assert "val loss NaN at every epoch" in said
+    for way_out in ("--backtest-step", "--backtest-windows", "--val-fraction", "without --refit"):
+        assert way_out in said, said
+
+
+def test_one_observed_value_in_each_refits_val_span_is_enough(tmp_path: Path) -> None:
+    """Row 264 observed: refit 2 early-stops on that one row's targets."""
+    _, data = gappy(tmp_path, slice(265, 294), max_gap=30)
+    result = backtest(data, SPLIT, linear(), QUICK, REFITS)
+    assert len(result.fits) == 2
+    for fitted in result.fits:
+        assert all(np.isfinite(r.val_loss) for r in fitted.history)
+        assert fitted.best_epoch >= 1
+
+
+def test_the_backtests_own_fit_refuses_a_val_span_filled_in_whole(tmp_path: Path) -> None:
+    """backtest() without a model fits one on the split (the ETT and PJM benchmarks): its val
+    span (rows 210..239) filled in whole is refused as urnn train refuses it."""
+    frame, data = gappy(tmp_path, slice(210, 240), max_gap=30)
+    with pytest.raises(UnobservedValidationError) as caught:
+        backtest(data, SPLIT, linear(), QUICK, BacktestConfig(n_windows=2))
+    said = str(caught.value)
+    assert said.startswith(
+        f"the backtest's fit: every target value of its validation span {frame.index[210]} to "
+        f"{frame.index[239]} (30 rows) was filled in by the loader"
+    ), said
+    assert "--val-fraction" in said and "--on-long-gap split" in said
+
+
+def test_fit_itself_refuses_a_val_set_whose_every_target_was_filled_in(tmp_path: Path) -> None:
+    """fit() checks its val windows too, so that no caller can train on them unchecked."""
+    frame, data = gappy(tmp_path, slice(210, 240), max_gap=30)
+    splits = split_data(data, replace(SPLIT, horizon=H))
+    sets = make_windows(
+        splits,
+        StandardScaler.fit(splits),
+        window_config_for(linear(), freq=data.freq),
+        freq=data.freq,
+        filled=data.filled,
+    )
+    with pytest.raises(UnobservedValidationError) as caught:
+        fit(linear(), sets.train, sets.val, QUICK, progress=False)
+    said = str(caught.value)
+    assert said.startswith(
+        f"every target value of the validation span {frame.index[210]} to {frame.index[239]} "
+        "(30 rows) was filled in by the loader (30 of 30 rows, 100%"
+    ), said
 
 
 def test_refits_take_the_recorded_fit_settings_but_the_device_and_the_decoder_search() -> None:
