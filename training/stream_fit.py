@@ -140,7 +140,11 @@ def stream_series(
                 train=train,
                 val=val,
                 test=test,
-                filled=torch.from_numpy(flags) if flags is not None and flags.any() else None,
+                # a copy: the flags are a read-only view of the loader's frame (torch warned
+                # "The given NumPy array is not writable"), one byte a row
+                filled=torch.from_numpy(flags.copy())
+                if flags is not None and flags.any()
+                else None,
             )
         )
     return out

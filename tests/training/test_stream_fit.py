@@ -3,6 +3,7 @@ history before each origin and nothing after it, and the spans it trains on are 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from models.forecaster import ForecasterConfig, build_forecaster
 from models.streaming import StreamingURNNForecaster
 from tests.training.synthetic import loaded, seasonal_frame
 from training.backtest import BacktestConfig, BacktestConfigError, backtest
+from training.data import LoadedData
 from training.fit import FitConfig
 from training.split import SplitConfig, StandardScaler, split_data
 from training.stream_fit import (
@@ -185,7 +187,7 @@ def test_val_scores_and_calibration_of_the_stream_leave_out_filled_targets() -> 
     assert torch.equal(calibration_target[~filled], target[~filled])
 
 
-def _filled_val(last: int | None = None) -> tuple[object, list[StreamSeries]]:
+def _filled_val(last: int | None = None) -> tuple[LoadedData, list[StreamSeries]]:
     """Series "a" and "b" with their val targets flagged as filled: all of them, or the last
     `last` rows of "a"'s val span only."""
     data = loaded({"a": seasonal_frame(600), "b": seasonal_frame(500, seed=1)})
@@ -199,6 +201,19 @@ def _filled_val(last: int | None = None) -> tuple[object, list[StreamSeries]]:
     return data, stream_series(
         splits, scaler, channel_independent=False, calendar_freq=None, filled=data.filled
     )
+
+
+def test_the_streams_filled_flags_are_its_own_copy_with_no_read_only_warning() -> None:
+    """The flags were a read-only view of the loader's frame handed to torch.from_numpy: "The
+    given NumPy array is not writable" at every stream fit over filled values. Copied now."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        data, series = _filled_val(last=H)
+    assert not [w for w in seen if "not writable" in str(w.message)], [str(w.message) for w in seen]
+    a = next(s for s in series if s.name == "a")
+    assert a.filled is not None and int(a.filled.sum()) == H
+    loaders = data.filled["a"]["y"].to_numpy()
+    assert not np.shares_memory(a.filled.numpy(), loaders)
 
 
 def test_a_stream_whose_val_targets_are_all_filled_is_refused_before_the_fit() -> None:
