@@ -1435,6 +1435,33 @@ def test_backtest_refit_fits_a_fresh_model_at_each_origin(
     assert overall_score(out, "mae") != overall_score(same, "mae")
 
 
+def test_backtest_refit_refuses_a_refit_whose_val_span_was_filled_in_whole(
+    csv: Path,
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    refits: list[FitConfig],
+) -> None:
+    """A gap the loader filled over the 60 rows before the last origin (588 of 600): that
+    refit early-stopped on nothing (val loss NaN at every epoch). Exit 2 before any refit
+    trains, naming the refit, its origin and val span."""
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    frame = seasonal_frame(600)
+    frame.loc[frame.index[528:588], "y"] = float("nan")
+    gappy = tmp_path / "gappy.csv"
+    frame.to_csv(gappy)
+    argv = ["backtest", "--data", str(gappy), "--max-gap", "60", *REFIT, "--refit-epochs", "1"]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 2, err
+    assert (
+        f"refit 2 of 2 of the backtest (origin {frame.index[588]}): every target value of its "
+        f"validation span {frame.index[528]} to {frame.index[587]} (60 rows) was filled in"
+    ) in err, err
+    assert "--backtest-step" in err and refits == []
+
+
 # Non-default fit settings of a trained model: the options of `urnn train` and a --config
 # file's "fit" section (mse_weight, weight_decay, max_train_batches have no option).
 RECIPE_OPTIONS = ["--lr", "0.0003", "--batch-size", "16", "--seed", "7"]

@@ -36,7 +36,7 @@ class DataValidationError(ValueError):
 
 class UnobservedValidationError(DataValidationError):
     """Every target value the validation span's scores would read was filled in by the loader
-    (training.pipeline.check_val_observed, training.stream_fit.stream_val_problem)."""
+    (training.fit.check_val_observed, training.stream_fit.stream_val_problem)."""
 
 
 class InvalidOptionError(DataValidationError):
