@@ -449,14 +449,19 @@ def test_a_key_given_twice_is_422_naming_it_and_where(
             "status": 422,
             "detail": _TWICE[case] + _READERS_DIFFER,
         }
-        socket.send_text('{"series_id": "s", "series_id": "t", ' + text[1:])
-        assert json.loads(socket.receive_text()) == {
-            "series_id": None,
-            "status": 422,
-            "detail": "field 'series_id': is given twice in the message" + _READERS_DIFFER,
-        }
+        assert_series_id_twice_refused(socket, '{"series_id": "s", "series_id": "t", ' + text[1:])
     after = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
     assert after == before  # nothing stored changed
+
+
+def assert_series_id_twice_refused(socket: Any, message: str) -> None:
+    """A WS message naming its series twice: refused with no id to answer under."""
+    socket.send_text(message)
+    assert json.loads(socket.receive_text()) == {
+        "series_id": None,
+        "status": 422,
+        "detail": "field 'series_id': is given twice in the message" + _READERS_DIFFER,
+    }
 
 
 _BEYOND_64_BITS = "123456789012345678901234567890"
@@ -503,11 +508,8 @@ def test_a_key_given_twice_in_text_simdjson_refuses_is_422_naming_it(
         for sent in (message.encode(), b"\xef\xbb\xbf" + message.encode()):
             socket.send_bytes(sent)
             assert json.loads(socket.receive_bytes()) == refused
-        socket.send_text('{"series_id": "s", "series_id": "t", "horizon": NaN, ' + text[1:])
-        assert json.loads(socket.receive_text()) == {
-            "series_id": None,
-            "status": 422,
-            "detail": "field 'series_id': is given twice in the message" + _READERS_DIFFER,
-        }
+        assert_series_id_twice_refused(
+            socket, '{"series_id": "s", "series_id": "t", "horizon": NaN, ' + text[1:]
+        )
     after = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
     assert after == before  # nothing stored changed
