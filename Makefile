@@ -28,8 +28,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# --durations: CI's log names the slowest tests (the suite must stay well inside CI's limit)
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
 
 # On a machine with a CUDA GPU (torch with CUDA: TORCH_SPEC, see README): the tests marked gpu
 # (CUDA against CPU numbers, training and serving on cuda). `make test` skips them without one.
