@@ -2,12 +2,13 @@
 
 `make bench-serve` runs the service, its load and (c) on one 2-core machine, so every
 microsecond the load generator spends per request is taken from the server it measures. The
-first generator (`bench.serve.stream_load`, kept for comparison: `--client streams`) read each
-answer through asyncio's StreamReader: a `readuntil` for the head, a dict of its headers, and a
-`readexactly` that copies the ~100 KB body of a 16-series JSON answer across several buffers,
-all in Python on the standard event loop. This one counts bytes in `data_received` and keeps
-nothing but the status, on uvloop where it is installed (the service's own loop). It also
-reports its own CPU time per request, so a run shows what the harness cost the server.
+first generator (bench.serve until 2026-12-07) read each answer through asyncio's StreamReader:
+a `readuntil` for the head, a dict of its headers, and a `readexactly` that copies the ~100 KB
+body of a 16-series JSON answer across several buffers, all in Python on the standard event
+loop. This one counts bytes in `data_received` and keeps nothing but the status, on uvloop
+where it is installed (the service's own loop). It also reports its own CPU time per request,
+so a run shows what the harness cost the server. The head is read as bench.raw_http's blocking
+client reads it (`parse_head`).
 
 Each connection sends its next request when the last answer is complete (a closed loop, as
 before): `concurrency` requests in flight at most. Answers may come with `Content-Length` or
@@ -24,11 +25,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import cast
 
-_HEAD_END = b"\r\n\r\n"
+from bench.raw_http import HEADER_END, RawHTTPError, parse_head
 
 
 class ProtocolError(RuntimeError):
-    """An answer this client cannot delimit: no Content-Length and not chunked."""
+    """Bytes after a complete answer, which a closed-loop client never asked for."""
 
 
 @dataclass
@@ -63,11 +64,11 @@ class _Answer:
         if self._remaining < 0 or self._chunked:
             self._buffer += data
             if self._remaining < 0:
-                end = self._buffer.find(_HEAD_END)
+                end = self._buffer.find(HEADER_END)
                 if end < 0:
                     return None
                 self._head(bytes(self._buffer[:end]))
-                del self._buffer[: end + len(_HEAD_END)]
+                del self._buffer[: end + len(HEADER_END)]
                 if not self._chunked:
                     rest = bytes(self._buffer)
                     self._buffer.clear()
@@ -76,22 +77,9 @@ class _Answer:
         return self._body(data)
 
     def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        self.status = int(lines[0].split(b" ", 2)[1])
-        length = None
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value.strip())
-            elif name == b"transfer-encoding" and value.strip().lower() == b"chunked":
-                self._chunked = True
-        if self._chunked:
-            self._remaining = 0
-        elif length is None:
-            raise ProtocolError(f"an answer with neither Content-Length nor chunked: {head!r}")
-        else:
-            self._remaining = length
+        self.status, length = parse_head(head)
+        self._chunked = length is None
+        self._remaining = 0 if length is None else length
 
     def _body(self, data: bytes) -> bytes | None:
         if len(data) < self._remaining:
@@ -151,7 +139,7 @@ class _Client(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             rest = self.answer.feed(data)
-        except (ProtocolError, ValueError, IndexError) as error:
+        except (RawHTTPError, ProtocolError, ValueError, IndexError) as error:
             self._finish(error)
             return
         if rest is None:

@@ -12,13 +12,36 @@ from __future__ import annotations
 
 import socket
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 HEADER_END = b"\r\n\r\n"
 
 
 class RawHTTPError(RuntimeError):
     """The server closed the connection or answered something this client does not read."""
+
+
+class Head(NamedTuple):
+    """What a client needs of an answer's head: its status and how its body is delimited."""
+
+    status: int
+    length: int | None  # Content-Length; None for a chunked body
+
+
+def parse_head(head: bytes) -> Head:
+    """The status line and headers before HEADER_END (not included); RawHTTPError for a body
+    delimited neither by Content-Length nor chunked (this client and bench.load_client's)."""
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    if b"content-length" in headers:
+        return Head(status, int(headers[b"content-length"]))
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        return Head(status, None)
+    raise RawHTTPError(f"a response with neither Content-Length nor chunked body: {head!r}")
 
 
 class SocketClient:
@@ -83,18 +106,10 @@ class RawHTTPClient(SocketClient):
     def _read_response(self) -> tuple[int, bytes]:
         while (end := self._buffer.find(HEADER_END)) < 0:
             self._fill()
-        lines = self._buffer[:end].decode("latin-1").split("\r\n")
+        head = parse_head(self._buffer[:end])
         self._buffer = self._buffer[end + len(HEADER_END) :]
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            return status, self._take(int(headers["content-length"]))
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            return status, self._chunked()
-        raise RawHTTPError(f"a response with neither Content-Length nor chunked body: {lines}")
+        body = self._chunked() if head.length is None else self._take(head.length)
+        return head.status, body
 
     def _take(self, n: int) -> bytes:
         while len(self._buffer) < n:

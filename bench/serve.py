@@ -22,20 +22,20 @@ values, and training would only make the benchmark slower to start. Then, on loo
     figure: a shared VM's speed drifts by a fifth within a minute.
 
 A keep-alive HTTP/1.1 load generator (bench.load_client: asyncio Protocols on uvloop, so the
-client costs little of the shared CPU; `--client streams` for the asyncio-streams one of the
-runs before 2026-12-07) runs at concurrency 1, 8, 32, 64 (one connection per concurrent client,
-each sending its next request when the last answer arrived) with 1 and with 16 series of 512
-values per request, horizon 96. Each server first answers one request per payload (first-call
-costs are not measured); each cell then runs `--warmup` seconds unmeasured and `--seconds`
-measured, counting the requests that complete inside the measured window (so a server slower
-than the window still shows). Printed per cell: requests/s, forecasts (series)/s, p50/p99
-latency, errors, the ratios a/b and a/c in forecasts/s, and for (a) the mean number of series
-per forward pass the service reached in that cell (from its own urnn_batch_series histogram),
-so (c) can also be read at that batch size, and the load generator's CPU per answer. The
-targets of the serving issue are reported, not asserted: at concurrency 32, a >= 5 x b; a >=
-0.7 x c; p99 at concurrency 8 with 1 series < 50 ms. The last tables split one request's work
-in this process, stage by stage (read the body, prepare, batched forward and monitors,
-response), per body format, to show where (a) spends what (c) does not.
+client costs little of the shared CPU; asyncio streams before 2026-12-07) runs at concurrency
+1, 8, 32, 64 (one connection per concurrent client, each sending its next request when the last
+answer arrived) with 1 and with 16 series of 512 values per request, horizon 96. Each server
+first answers one request per payload (first-call costs are not measured); each cell then runs
+`--warmup` seconds unmeasured and `--seconds` measured, counting the requests that complete
+inside the measured window (so a server slower than the window still shows). Printed per cell:
+requests/s, forecasts (series)/s, p50/p99 latency, errors, the ratios a/b and a/c in
+forecasts/s, and for (a) the mean number of series per forward pass the service reached in that
+cell (from its own urnn_batch_series histogram), so (c) can also be read at that batch size,
+and the load generator's CPU per answer. The targets of the serving issue are reported, not
+asserted: at concurrency 32, a >= 5 x b; a >= 0.7 x c; p99 at concurrency 8 with 1 series < 50
+ms. The last tables split one request's work in this process, stage by stage (read the body,
+prepare, batched forward and monitors, response), per body format, to show where (a) spends
+what (c) does not.
 
 Everything shares one machine (server, load generator, and whatever else runs there), so
 compare rows of one run, not runs on different days.
@@ -44,7 +44,6 @@ compare rows of one run, not runs on different days.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -397,65 +396,6 @@ def server(
 # Load generator
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ", 2)[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if x)}
-    if "content-length" in headers:
-        return status, await reader.readexactly(int(headers["content-length"]))
-    body = b""
-    while True:  # chunked
-        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
-        chunk = await reader.readexactly(size + 2)
-        if size == 0:
-            return status, body
-        body += chunk[:-2]
-
-
-async def load(
-    port: int,
-    path: str,
-    body: bytes,
-    concurrency: int,
-    warmup: float,
-    seconds: float,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, list[float], int, int]:
-    """The first load generator (`--client streams`): asyncio streams on the standard loop.
-    Returns the answers counted, their latencies, their non-200s, and every answer including
-    the warm-up's."""
-    lines = "".join(f"{k}: {v}\r\n" for k, v in (headers or HEADERS["json"]).items())
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{lines}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    start = time.perf_counter()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
-    latencies: list[float] = []
-    errors = answers = 0
-
-    async def client() -> None:
-        nonlocal errors, answers
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            while time.perf_counter() < stop_at:
-                t0 = time.perf_counter()
-                writer.write(request)
-                status, _ = await read_response(reader)
-                t1 = time.perf_counter()
-                answers += 1
-                # Counted by completion time, so a server slower than the window still shows.
-                if measure_from <= t1 <= stop_at:
-                    latencies.append(t1 - t0)
-                    errors += status != 200
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    return len(latencies), latencies, errors, answers
-
-
 def warm_up(port: int, path: str, body: bytes, headers: dict[str, str] | None = None) -> None:
     """One request before any cell: first-call costs (lazy imports, kernels) are not measured."""
     request = urllib.request.Request(
@@ -477,21 +417,13 @@ def run_cell(
     body_format: str = "json",
 ) -> Cell:
     before = batch_totals(port) if name == "a" else None
-    headers = HEADERS[body_format]
-    client_ms = None
-    if getattr(args, "client", "protocol") == "streams":
-        cpu = time.thread_time()
-        count, latencies, errors, answers = asyncio.run(
-            load(port, path, body, concurrency, args.warmup, args.seconds, headers)
-        )
-        client_ms = 1e3 * (time.thread_time() - cpu) / max(1, answers)
-    else:
-        result = run_load(port, path, body, headers, concurrency, args.warmup, args.seconds)
-        count, latencies, errors = result.count, result.latencies, result.errors
-        client_ms = result.client_cpu_per_request_ms
+    result = run_load(
+        port, path, body, HEADERS[body_format], concurrency, args.warmup, args.seconds
+    )
+    count, latencies, errors = result.count, result.latencies, result.errors
     cell = Cell(name, series, concurrency, count, args.seconds, latencies, errors)
     cell.body = body_format
-    cell.client_ms = client_ms
+    cell.client_ms = result.client_cpu_per_request_ms
     after = batch_totals(port) if name == "a" else None
     if before is not None and after is not None and after[1] > before[1]:
         cell.batch = (after[0] - before[0]) / (after[1] - before[1])
@@ -657,13 +589,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--segment-length", type=int, default=16, help="rows per step; 16")
     parser.add_argument("--skip-mlflow", action="store_true", help="do not run (b)")
-    parser.add_argument(
-        "--client",
-        choices=["protocol", "streams"],
-        default="protocol",
-        help="load generator: protocol (bench.load_client, uvloop; default) or streams (the "
-        "asyncio-streams client of the runs before 2026-12-07, for comparison)",
-    )
     parser.add_argument(
         "--raw-batches", type=ints, default=[1, 16, 64, 256], help="batch sizes tried for (c)"
     )

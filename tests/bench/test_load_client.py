@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.load_client import ProtocolError, _Answer, http_request, run_load
+from bench.load_client import _Answer, http_request, run_load
+from bench.raw_http import RawHTTPError
 
 LENGTH_ANSWER = (
     b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{"a": 1.5}'
@@ -42,7 +43,7 @@ def test_bytes_after_the_answer_are_handed_back() -> None:
 
 
 def test_an_answer_it_cannot_delimit_is_an_error() -> None:
-    with pytest.raises(ProtocolError, match="neither Content-Length nor chunked"):
+    with pytest.raises(RawHTTPError, match="neither Content-Length nor chunked"):
         _Answer().feed(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nbody")
 
 
@@ -105,3 +106,14 @@ def test_the_request_carries_its_body_length() -> None:
     request = http_request(8000, "/forecast", b"abc", {"Content-Type": "application/json"})
     assert request.startswith(b"POST /forecast HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n")
     assert request.endswith(b"Content-Length: 3\r\n\r\nabc")
+
+
+def test_the_blocking_client_reads_the_same_answers_by_the_same_head_parser(
+    answering_server: int,
+) -> None:
+    from bench.raw_http import RawHTTPClient
+
+    with RawHTTPClient("127.0.0.1", answering_server, timeout=10) as client:
+        answers = [client.post("/forecast", b"{}") for _ in range(3)]
+    assert [status for status, _ in answers] == [200, 200, 503]
+    assert [len(body) for _, body in answers] == [50_000, 50_000, 4]  # the chunked b"busy"
