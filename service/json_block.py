@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 import json
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -253,13 +254,10 @@ def _may_repeat(raw: bytes | str, data: dict[str, Any]) -> bool:
     names = len(data) + (len(covariates) if type(covariates) is dict else 0)
     if names * len(text) > _SCAN_LIMIT or b"\\" in text:
         return True
-    for name in data:
+    # a plain loop: any() over a generator costs ~0.8 us more per update here
+    for name in chain(data, covariates) if type(covariates) is dict else data:
         if text.count(b'"' + name.encode() + b'"') != 1:
             return True
-    if type(covariates) is dict:
-        for name in covariates:
-            if text.count(b'"' + name.encode() + b'"') != 1:
-                return True
     return False
 
 

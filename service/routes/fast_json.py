@@ -42,14 +42,24 @@ class FastJSONRequest(Request):
         return self._json
 
 
-class FastJSONRoute(APIRoute):
+class _RequestClassRoute(APIRoute):
+    """An APIRoute whose handler reads the request as `request_class` (FastAPI's documented
+    custom Request and APIRoute extension point)."""
+
+    request_class: type[Request] = Request
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        request_class = self.request_class
 
         async def route(request: Request) -> Response:
-            return await handler(FastJSONRequest(request.scope, request.receive))
+            return await handler(request_class(request.scope, request.receive))
 
         return route
+
+
+class FastJSONRoute(_RequestClassRoute):
+    request_class = FastJSONRequest
 
 
 class ObservationsJSONRequest(Request):
@@ -67,11 +77,5 @@ class ObservationsJSONRequest(Request):
         return self._json
 
 
-class ObservationsJSONRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            return await handler(ObservationsJSONRequest(request.scope, request.receive))
-
-        return route
+class ObservationsJSONRoute(_RequestClassRoute):
+    request_class = ObservationsJSONRequest
