@@ -579,13 +579,17 @@ def backtest(
             sid: _origins(s.plan, model_config.horizon, config.step, config.n_windows)
             for sid, s in splits.items()
         }
-        # every refit's val span before the first refit trains: the k-th one refused after
-        # k - 1 fits had run (hours, on a fleet) would have wasted them
-        for k in range(config.n_windows):
-            refit_splits = {
+
+        def refit_splits_at(k: int) -> dict[str, SeriesSplit]:
+            return {
                 sid: _refit_split(data.series[sid], splits[sid].plan, origins[sid][k], model_config)
                 for sid in splits
             }
+
+        # every refit's val span before the first refit trains: the k-th one refused after
+        # k - 1 fits had run (hours, on a fleet) would have wasted them
+        for k in range(config.n_windows):
+            refit_splits = refit_splits_at(k)
             check_val_observed(
                 flag_windows(refit_splits, window_config, "val", filled=data.filled),
                 fitting=_refit_said(data, origins, k, config.n_windows),
@@ -593,10 +597,7 @@ def backtest(
                 ways_out=REFIT_WAYS_OUT,
             )
         for k in range(config.n_windows):
-            refit_splits = {
-                sid: _refit_split(data.series[sid], splits[sid].plan, origins[sid][k], model_config)
-                for sid in splits
-            }
+            refit_splits = refit_splits_at(k)
             refit_scaler = StandardScaler.fit(refit_splits, scope=refit_scope)
             sets = make_windows(
                 refit_splits, refit_scaler, window_config, freq=data.freq, filled=data.filled

@@ -483,19 +483,34 @@ def unobserved_val_problem(
         if len(rows):
             first, last = int(rows[0]), int(rows[-1])
             said = f"{entry.index[first]} to {entry.index[last]} ({last - first + 1:,} rows)"
-            spans.append(said if len(val.entries) == 1 else f"{entry.name!r} {said}")
-    where = "; ".join(spans[:3]) + (f" and {len(spans) - 3:,} more" if len(spans) > 3 else "")
+            spans.append((entry.name, said))
     subject = (
         f"{fitting}: every target value of its validation span"
         if fitting
         else "every target value of the validation span"
     )
     n = int(scored.sum())
+    counted = f"{n:,} of {n:,} rows, 100%: the targets of its {len(val):,} val windows"
+    where = spans_said(spans, named=len(val.entries) > 1)
+    return filled_val_message(f"{subject} {where}", how, counted, ways_out)
+
+
+def spans_said(spans: list[tuple[str, str]], *, named: bool) -> str:
+    """Validation spans for a message: (series, span) pairs, the series named with `named`
+    (there are several), the first three and a count of the rest."""
+    said = [f"{name!r} {span}" if named else span for name, span in spans[:3]]
+    return "; ".join(said) + (f" and {len(spans) - 3:,} more" if len(spans) > 3 else "")
+
+
+def filled_val_message(subject: str, how: str, counted: str, ways_out: str) -> str:
+    """The refusal of a validation set whose every scored target the loader filled in, for
+    the windowed kinds (`unobserved_val_problem`) and the streaming one
+    (training.stream_fit.stream_val_problem): `subject` says what was filled, `counted` how
+    many values, `ways_out` what fixes it for that caller."""
     return (
-        f"{subject} {where} was filled in by the loader{how} ({n:,} of {n:,} rows, 100%: the "
-        f"targets of its {len(val):,} val windows), and the val scores leave filled values "
-        "out: early stopping and the interval calibration would have no observed value to "
-        f"score on (val loss NaN at every epoch). {ways_out}"
+        f"{subject} was filled in by the loader{how} ({counted}), and the val scores leave "
+        "filled values out: early stopping and the interval calibration would have no "
+        f"observed value to score on (val loss NaN at every epoch). {ways_out}"
     )
 
 

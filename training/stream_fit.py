@@ -40,8 +40,10 @@ from training.fit import (
     FitConfig,
     FitResult,
     clip_gradients,
+    filled_val_message,
     make_optimizer,
     seed_everything,
+    spans_said,
     stream_crop_error,
     training_loss,
 )
@@ -250,22 +252,24 @@ def stream_val_problem(
         points, origins = points + scored.size, origins + len(scored)
         if len(scored):
             start, stop = span
-            spans.append(f"{name!r} {index[start]} to {index[stop - 1]} ({stop - start:,} rows)")
+            spans.append((name, f"{index[start]} to {index[stop - 1]} ({stop - start:,} rows)"))
     if not points:
         return None  # no origin at all: evaluate_stream names that itself
-    shown_spans = "; ".join(spans[:3]) + (f" and {len(spans) - 3:,} more" if len(spans) > 3 else "")
-    where = shown_spans.split(" ", 1)[1] if len(spans) == 1 else shown_spans
-    return (
-        f"every target value the streaming kind 'urnn-stream' scores on the validation span "
-        f"{where} was filled in by the loader{how} ({points:,} of {points:,}, 100%: the "
-        f"horizons of "
-        f"its {origins:,} val origins), and the val scores leave filled values out: early "
-        "stopping and the interval calibration would have no observed value to score on (val "
-        "loss NaN at every epoch). Put observed rows in the validation span: another split "
-        "(--train-fraction, --val-fraction, train.split_method), or a windowed kind (urnn, "
-        "lstm) with the gap left unfilled (a --max-gap shorter than the gap with --on-long-gap "
-        "split, which cuts the series there: the streaming kind refuses a cut series)"
+    subject = (
+        "every target value the streaming kind 'urnn-stream' scores on the validation span "
+        + spans_said(spans, named=len(spans) > 1)
     )
+    counted = f"{points:,} of {points:,}, 100%: the horizons of its {origins:,} val origins"
+    return filled_val_message(subject, how, counted, STREAM_WAYS_OUT)
+
+
+# What puts observed rows in the streaming kind's validation span (it refuses a cut series)
+STREAM_WAYS_OUT = (
+    "Put observed rows in the validation span: another split (--train-fraction, "
+    "--val-fraction, train.split_method), or a windowed kind (urnn, lstm) with the gap left "
+    "unfilled (a --max-gap shorter than the gap with --on-long-gap split, which cuts the "
+    "series there: the streaming kind refuses a cut series)"
+)
 
 
 @torch.inference_mode()
