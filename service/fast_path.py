@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -71,12 +71,16 @@ class FastRequest:
 @dataclass(slots=True)
 class SeriesBlock:
     """Histories of one length as one array, as an Arrow body of plain histories holds them
-    (service.arrow_io): no covariates, no timestamps, every `start` naive or none at all."""
+    (service.arrow_io): no timestamps, every `start` naive or none at all; covariates none, or
+    (a JSON body read by service.json_block) the same names in every series, each as long as
+    the histories."""
 
     ids: list[str]
     values: np.ndarray  # (S, N) float64, may hold NaN/inf (service.validation rejects them)
     start_ns: np.ndarray | None  # (S,) int64 naive epoch ns; None when no series has a start
     freqs: list[str | None]
+    # name -> (S, N) float64 (may hold NaN/inf), in the order the series give them; {}: none
+    covariates: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class BlockRequest:

@@ -287,16 +287,17 @@ def _read(doc: Any, body: bytes) -> BlockRequest | None:
         top["quantiles"] = quantiles.as_list()
         lists += 1
     horizon, quantile_list = fast_horizon_quantiles(top)
+    read = _block(series)
+    if read is None:
+        return None
+    block, starts = read
+    lists += len(series) * len(block.covariates)  # each covariate's list
     # simdjson's buffer flattens nested lists ([1, [2], 3] reads as 1, 2, 3, where the schema
     # refuses the body). One '[' per list the plain body holds rules them out (numpy counts
     # 70 KB in ~7 us, bytes.count in ~22); a '[' inside a string counts too, and such a body
     # goes to orjson.
     if int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == _OPEN_BRACKET)) != lists:
         return None
-    read = _block(series)
-    if read is None:
-        return None
-    block, starts = read
     return BlockRequest(horizon, quantile_list, block, partial(_rows, block, starts))
 
 
@@ -311,16 +312,26 @@ def _fields(item: Any, allowed: frozenset[str]) -> dict[str, Any] | None:
 
 
 def _block(series: Any) -> tuple[SeriesBlock, list[Any]] | None:
-    """`fast_path.fast_block`'s checks, read from simdjson's values; the block and each
-    series' `start` as written."""
+    """`fast_path.fast_block`'s checks, read from simdjson's values, and covariates: none in
+    every series (absent or null), or the same names in the same order in every series, each
+    a list as long as the histories; the block and each series' `start` as written."""
     ids: list[str] = []
     starts: list[Any] = []
     freqs: list[str | None] = []
     rows: list[Any] = []
+    names: list[str] | None = None  # the first series' covariate names
+    columns: list[list[Any]] = []  # per series, its covariate arrays in `names` order
     for item in series:
         fields = _fields(item, BLOCK_KEYS)
-        plain = None if fields is None else plain_series_fields(fields)
-        if fields is None or plain is None:
+        if fields is None:
+            return None
+        given = _covariates(fields.pop("covariates", None))
+        plain = plain_series_fields(fields)  # the rest as fast_block reads it
+        if given is None or plain is None:
+            return None
+        if names is None:
+            names = given[0]
+        elif given[0] != names:
             return None
         values = fields.get("values")
         if not isinstance(values, simdjson.Array):
@@ -329,34 +340,72 @@ def _block(series: Any) -> tuple[SeriesBlock, list[Any]] | None:
         starts.append(fields.get("start"))
         freqs.append(plain[1])
         rows.append(values)
+        columns.append(given[1])
     width = len(rows[0])
     if not width or any(len(row) != width for row in rows):
         return None
-    buffers = [row.as_buffer(of_type="d") for row in rows]
-    # simdjson's len() of an array stops at 2**24 - 1: the buffer tells the true length
-    if any(buffer.size != width * 8 for buffer in buffers):
+    if any(len(array) != width for arrays in columns for array in arrays):
         return None
-    # one copy of all rows (read-only, as an Arrow body's block is a view of its buffer)
-    block = np.frombuffer(b"".join(buffers), dtype=np.float64).reshape(len(rows), width)
+    block = _doubles(rows, width)
+    covariates = {}
+    for c, name in enumerate(names or ()):
+        column = _doubles([arrays[c] for arrays in columns], width)
+        if block is None or column is None:
+            return None
+        covariates[name] = column
+    if block is None:
+        return None
     start_ns = None
     if any(start is not None for start in starts):
         start_ns = plain_start_ns(starts)
         if start_ns is None:
             return None
-    return SeriesBlock(ids, block, start_ns, freqs), starts
+    return SeriesBlock(ids, block, start_ns, freqs, covariates), starts
+
+
+def _covariates(given: Any) -> tuple[list[str], list[Any]] | None:
+    """A series' covariate names and arrays, in the order written: ([], []) when absent or
+    null (as the schema reads null); None for anything a block does not take (an empty
+    object, a name twice, a value that is not an array: the rows', or the schema's,
+    business)."""
+    if given is None:
+        return [], []
+    if not isinstance(given, simdjson.Object):
+        return None
+    names = list(given)
+    if not names or len(set(names)) != len(names):
+        return None
+    arrays = [given[name] for name in names]
+    if not all(isinstance(array, simdjson.Array) for array in arrays):
+        return None
+    return names, arrays
+
+
+def _doubles(arrays: list[Any], width: int) -> np.ndarray | None:
+    """simdjson arrays of `width` plain numbers each as one (len(arrays), width) float64 block
+    (read-only, as an Arrow body's block is a view of its buffer); None where the buffer's
+    size says otherwise. A bool, null or string among the numbers raises TypeError."""
+    buffers = [array.as_buffer(of_type="d") for array in arrays]
+    # simdjson's len() of an array stops at 2**24 - 1: the buffer tells the true length
+    if any(buffer.size != width * 8 for buffer in buffers):
+        return None
+    # one copy of all rows
+    return np.frombuffer(b"".join(buffers), dtype=np.float64).reshape(len(arrays), width)
 
 
 def _rows(block: SeriesBlock, starts: list[Any]) -> tuple[FastSeries, ...]:
     """The block's series one by one, for the checks that go series by series (a request that
-    fails a block check), as `fast_path`'s row reader reads them: each history a row of the
-    block, each start by pydantic's datetime validator, no timestamps or covariates. Built from
-    the block rather than by parsing the body again: the row reader would leave a body with
-    more than 256 exact 0s and 1s to the schema (a bool could hide among them in orjson's
-    reading; simdjson's buffer refuses bools), and a block must always expand."""
+    fails a block check), as `fast_path`'s row reader reads them: each history and covariate
+    a row of its block (covariates in the order written), each start by pydantic's datetime
+    validator, no timestamps. Built from the block rather than by parsing the body again: the
+    row reader would leave a body with more than 256 exact 0s and 1s to the schema (a bool
+    could hide among them in orjson's reading; simdjson's buffer refuses bools), and a block
+    must always expand."""
     rows = []
     for i, (series_id, freq, start) in enumerate(zip(block.ids, block.freqs, starts, strict=True)):
         if start is not None:
             start = parse_datetime(start)
             assert start is not None, "plain_start_ns took only texts pydantic reads"
-        rows.append(FastSeries(series_id, block.values[i].copy(), start, freq, None, {}))
+        covariates = {name: column[i].copy() for name, column in block.covariates.items()}
+        rows.append(FastSeries(series_id, block.values[i].copy(), start, freq, None, covariates))
     return tuple(rows)

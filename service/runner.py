@@ -102,11 +102,14 @@ class BatchRunner:
             staged.series = [s for r in requests for s in r.series]
             return staged
         blocks = [r.block for r in requests]
-        if all(b is not None for b in blocks):  # their (S, L) targets, already stacked
-            staged.target = np.concatenate([b.target for b in blocks if b is not None])
+        whole = [b for b in blocks if b is not None]
+        if len(whole) == len(blocks):  # their (S, L) targets and (S, L, C) covariates, stacked
+            staged.target = np.concatenate([b.target for b in whole])
         else:
             staged.target = np.stack([s.target for s in _series(requests)])
-        if model.covariates:
+        if model.covariates and len(whole) == len(blocks):
+            staged.covariates = np.concatenate([_present(b.covariates) for b in whole])
+        elif model.covariates:
             staged.covariates = np.stack([_present(s.covariates) for s in _series(requests)])
         if model.needs_dates:
             series = _series(requests)
@@ -211,9 +214,8 @@ class BatchRunner:
             block = request.block
             adapted = request.adapted
             if block is not None:  # the same, from the block's arrays
-                columns.setdefault(block.drift_column, []).append(
-                    block.values[:, -block.lookback :]  # (S, L): drift.newest reads its rows
-                )
+                for name, windows in block.drift_inputs().items():
+                    columns.setdefault(name, []).append(windows)  # (S, L): newest reads rows
                 if block.first_ns is not None:
                     histories = RegularHistories(block.first_ns, block.step_ns, block.values)
                     unadapted = None if adapted is None else adapted.unadapted[:, :h]

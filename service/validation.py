@@ -23,6 +23,7 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -131,6 +132,18 @@ class PreparedBlock:
     target_mean: float
     target_scale: float
     drift_column: str  # the target's name: drift reads the raw lookback window
+    covariates: np.ndarray | None = None  # (S, L, C) float32, scaled, model order; None: none
+    # name -> (S, N) float64, every covariate given (read or not), in the order given: drift
+    # reads their raw lookback windows
+    raw_covariates: dict[str, np.ndarray] = dataclass_field(default_factory=dict)
+
+    def drift_inputs(self) -> dict[str, np.ndarray]:
+        """Column -> (S, L) raw lookback windows, as PreparedSeries.drift_inputs by rows."""
+        lookback = self.lookback
+        inputs = {self.drift_column: self.values[:, -lookback:]}
+        for name, column in self.raw_covariates.items():
+            inputs[name] = column[:, -lookback:]
+        return inputs
 
     def future_ns(self, horizon: int) -> np.ndarray:
         """(S, horizon) forecast steps (the axis is regular: built here, not stored)."""
@@ -145,6 +158,7 @@ class PreparedBlock:
         every = None
         if self.first_ns is not None:
             every = self.first_ns[:, None] + _steps(self.step_ns, 0, n + self.max_horizon)
+        drift = self.drift_inputs()
         return tuple(
             PreparedSeries(
                 index=i,
@@ -154,12 +168,12 @@ class PreparedBlock:
                 if every is None
                 else Dates(every[i, :n], every[i, n - lookback :], None, lookback),
                 target=self.target[i],
-                covariates=None,
+                covariates=None if self.covariates is None else self.covariates[i],
                 past_calendar=None,
                 future_calendar=None,
                 target_mean=self.target_mean,
                 target_scale=self.target_scale,
-                drift_inputs={self.drift_column: self.values[i, -lookback:]},
+                drift_inputs={name: windows[i] for name, windows in drift.items()},
             )
             for i, series_id in enumerate(self.ids)
         )
@@ -316,9 +330,10 @@ def _check_unique_ids(all_series: Sequence[SeriesInput]) -> None:
 
 
 def _takes_blocks(model: ServedModel) -> bool:
-    """Whether `model` can be fed a block: it reads no covariates nor calendar features, and
-    its frequency has a fixed length (time axes are arithmetic)."""
-    return not (model.covariates or model.needs_dates) and isinstance(model.offset, pd.offsets.Tick)
+    """Whether `model` can be fed a block: it reads no calendar features, and its frequency
+    has a fixed length (time axes are arithmetic). The covariates it reads, a block must
+    carry (`_block_covariates_fit`)."""
+    return not model.needs_dates and isinstance(model.offset, pd.offsets.Tick)
 
 
 def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> PreparedBlock | None:
@@ -330,7 +345,7 @@ def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> Prepared
     `_prepare_series` then goes series by series and raises the first error, so messages (and
     which error wins) are exactly those of the per-series path.
     """
-    if not _takes_blocks(model):
+    if model.covariates or not _takes_blocks(model):
         return None
     n = len(series[0].values)
     starts: list[int] = []
@@ -355,8 +370,9 @@ def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> Prepared
 def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | None:
     """A request's series as one block, checked and scaled with array operations, without a
     Python object per series (an Arrow body of plain histories arrives as a block; JSON ones
-    are laid out as one by `_prepare_bulk`). None when anything is off: the request then goes
-    series by series (and raises the first error exactly as the row path does)."""
+    are read as one by service.json_block, covariates too, or laid out as one by
+    `_prepare_bulk`). None when anything is off: the request then goes series by series (and
+    raises the first error exactly as the row path does)."""
     if not _takes_blocks(model):
         return None
     lookback, horizon, offset = model.lookback, model.max_horizon, model.offset
@@ -382,6 +398,13 @@ def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | No
         target = ((tail - scales.target_mean) / scales.target_scale).astype(np.float32)
     if not np.isfinite(target).all():
         return None
+    if not _block_covariates_fit(block, model):
+        return None
+    covariates = None
+    if model.covariates:
+        covariates = _scaled_block_covariates(block, model, scales)
+        if covariates is None:
+            return None
     first_ns = block.start_ns
     if first_ns is not None:
         if int(first_ns.max()) + offset.nanos * (n + horizon - 1) > _MAX_NS:
@@ -399,7 +422,32 @@ def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | No
         target_mean=scales.target_mean,
         target_scale=scales.target_scale,
         drift_column=model.target,
+        covariates=covariates,
+        raw_covariates=block.covariates,
     )
+
+
+def _block_covariates_fit(block: SeriesBlock, model: ServedModel) -> bool:
+    """Whether no series of the block fails `_covariates`: every name one the model knows,
+    every one it reads given, every column as long as the histories and finite."""
+    given = block.covariates
+    if not given.keys() <= set(model.known_covariates):
+        return False
+    if any(name not in given for name in model.covariates):
+        return False
+    shape = block.values.shape
+    return all(column.shape == shape and np.isfinite(column).all() for column in given.values())
+
+
+def _scaled_block_covariates(
+    block: SeriesBlock, model: ServedModel, scales: ColumnScales
+) -> np.ndarray | None:
+    """The covariates the model reads, scaled as `_prepare_series` scales a series' (the same
+    float64 arithmetic), as (S, L, C) float32 in model order; None where they overflow it."""
+    lookback = model.lookback
+    raw = np.stack([block.covariates[name][:, -lookback:] for name in model.covariates], axis=2)
+    with np.errstate(over="ignore"):
+        return as_float32((raw - scales.covariate_mean) / scales.covariate_scale)
 
 
 def quantile_indices(

@@ -4,6 +4,7 @@ errors and monitors as the row path, without a Python object per series."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -16,7 +17,8 @@ from fastapi.testclient import TestClient
 from service.arrow_io import ARROW_STREAM, read_arrow_request, request_stream
 from service.errors import ServiceInputError
 from service.fast_path import BlockRequest, FastRequest
-from service.served import ServedModel
+from service.json_block import read_json_block
+from service.served import ColumnScales, ServedModel
 from service.validation import PreparedRequest, PreparedSeries, _prepare_series, prepare
 from tests.service.conftest import Registry, history, metric_total, metric_value
 from tests.service.test_arrow import stream_of
@@ -62,7 +64,12 @@ def _same_prepared(block: PreparedRequest, rows: tuple[PreparedSeries, ...]) -> 
         np.testing.assert_array_equal(mine.values, theirs.values)
         np.testing.assert_array_equal(mine.target, theirs.target)
         assert mine.target.dtype == theirs.target.dtype == np.float32
+        assert (mine.covariates is None) == (theirs.covariates is None)
+        if mine.covariates is not None and theirs.covariates is not None:
+            np.testing.assert_array_equal(mine.covariates, theirs.covariates)
+            assert mine.covariates.dtype == theirs.covariates.dtype == np.float32
         assert mine.drift_inputs.keys() == theirs.drift_inputs.keys()
+        assert list(mine.drift_inputs) == list(theirs.drift_inputs)
         for key, values in mine.drift_inputs.items():
             np.testing.assert_array_equal(values, theirs.drift_inputs[key])
         assert (mine.dates is None) == (theirs.dates is None)
@@ -236,3 +243,92 @@ def test_block_requests_feed_drift_and_realised_error(
     assert metric_total(plain_client, "urnn_realised_points_total", **version) == 3 * 10.0
     assert metric_value(plain_client, "urnn_realised_cache_series") == 3.0
     assert metric_value(plain_client, "urnn_input_drift_window_values", column="y") > 0
+
+
+def _json_with_covariates(names: tuple[str, ...], *, scale_x: float = 1.0) -> BlockRequest:
+    """Four dated histories of LENGTH values with the covariates `names`, read by simdjson."""
+    rng = np.random.default_rng(7)
+    series = [
+        {
+            "id": f"s-{i}",
+            "start": f"2024-01-0{1 + i}T0{i}:00:00",
+            "values": rng.normal(10, 3, LENGTH).tolist(),
+            "covariates": {
+                name: (rng.normal(1, 2, LENGTH) * (scale_x if name == "x" else 1.0)).tolist()
+                for name in names
+            },
+        }
+        for i in range(4)
+    ]
+    request = read_json_block(json.dumps({"series": series}).encode())
+    assert isinstance(request, BlockRequest)
+    assert list(request.block.covariates) == list(names)
+    return request
+
+
+_READS_X = {  # a model reading x, knowing z (read by drift, not by the network)
+    "covariates": ("x",),
+    "known_covariates": ("x", "z"),
+    "stats": ColumnScales(10.0, 2.0, np.array([1.0]), np.array([3.0])),
+}
+
+
+@pytest.mark.parametrize(
+    ("names", "stub"),
+    [
+        (("x",), _READS_X),
+        (("z", "x"), _READS_X),  # one it knows and does not read, given first
+        (("x",), {"known_covariates": ("x",)}),  # known, not read: the network reads none
+    ],
+)
+def test_json_covariates_are_one_block_prepared_as_the_rows_are(
+    names: tuple[str, ...], stub: dict[str, Any]
+) -> None:
+    model = _model(**stub)
+    request = _json_with_covariates(names)
+    prepared = prepare(request, model)
+    assert prepared.block is not None
+    _same_prepared(prepared, _row_by_row(request, model))
+    # and as the row path prepares the same request read one series at a time
+    _same_prepared(prepared, prepare(_rows_of(request), model).series)
+
+
+COVARIATE_FAILURES: dict[str, tuple[tuple[str, ...], float, dict[str, Any], str]] = {
+    "an unknown covariate": (
+        ("x", "w"),
+        1.0,
+        _READS_X,
+        "series 0 ('s-0'), field 'covariates': unknown covariate(s) ['w']",
+    ),
+    "a covariate the model reads missing": (
+        ("z",),
+        1.0,
+        _READS_X,
+        "series 0 ('s-0'), field 'covariates': missing covariate(s) ['x']",
+    ),
+    "covariates to a model trained without": (
+        ("x",),
+        1.0,
+        {},
+        "series 0 ('s-0'), field 'covariates': unknown covariate(s) ['x']; this model was "
+        "trained without covariates",
+    ),
+    "a covariate too large once scaled": (
+        ("x",),
+        1e300,
+        {**_READS_X, "stats": ColumnScales(10.0, 2.0, np.array([1.0]), np.array([1e-10]))},
+        "series 0 ('s-0'), field 'covariates.x': holds values too large for the model once scaled",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COVARIATE_FAILURES))
+def test_a_json_block_whose_covariates_fail_a_check_gets_the_row_paths_error(case: str) -> None:
+    names, scale_x, stub, message = COVARIATE_FAILURES[case]
+    request = _json_with_covariates(names, scale_x=scale_x)
+    with pytest.raises(ServiceInputError) as by_block:
+        prepare(request, _model(**stub))
+    with pytest.raises(ServiceInputError) as by_rows:
+        prepare(_rows_of(request), _model(**stub))
+    assert str(by_block.value) == str(by_rows.value)
+    assert message in str(by_block.value)

@@ -244,6 +244,9 @@ class StubModel:
             return self.stats if series_id == "s-0" else None
         return self.stats
 
+    def unknown_covariates_problem(self, unknown: list[str]) -> str:
+        return ServedModel.unknown_covariates_problem(cast(ServedModel, self), unknown)
+
 
 def _as_model(stub: StubModel) -> ServedModel:
     return cast(ServedModel, stub)

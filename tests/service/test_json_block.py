@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service.fast_path import BlockRequest, fast_request
+from service.fast_path import BlockRequest, FastRequest, FastSeries, fast_request
 from service.json_block import (
     KeysUnread,
     RepeatedKeyError,
@@ -34,7 +34,7 @@ from service.json_block import (
     repeated_observations_key,
 )
 from service.schemas import ForecastRequest, ForecastResponse
-from tests.service.conftest import Registry, history
+from tests.service.conftest import Registry, history, metric_value
 from tests.service.test_fast_path import BODIES
 
 
@@ -80,10 +80,34 @@ def check_agrees(text: bytes) -> BlockRequest | None:
     if isinstance(orjson_reading, BlockRequest):
         np.testing.assert_array_equal(b.values, orjson_reading.block.values)
         assert b.ids == orjson_reading.block.ids and b.freqs == orjson_reading.block.freqs
-    for mine, theirs in zip(block.series, schema.series, strict=True):  # the lazy rows
+    # covariates: the same names in every series, in the order written, each an (S, N) block
+    for i, theirs in enumerate(schema.series):
+        assert list(b.covariates) == list(theirs.covariates)
+        for name, column in b.covariates.items():
+            assert column.dtype == np.float64 and column.shape == b.values.shape
+            expected_column = np.asarray(theirs.covariates[name], dtype=np.float64)
+            np.testing.assert_array_equal(column[i], expected_column)
+            assert np.array_equal(np.signbit(column[i]), np.signbit(expected_column))
+    rows = _orjson_rows(orjson_reading)
+    for k, (mine, theirs) in enumerate(zip(block.series, schema.series, strict=True)):
         assert (mine.id, mine.start, mine.freq) == (theirs.id, theirs.start, theirs.freq)
         np.testing.assert_array_equal(mine.values, np.asarray(theirs.values, dtype=np.float64))
+        assert list(mine.covariates) == list(theirs.covariates)
+        for name, column in mine.covariates.items():
+            assert column.dtype == np.float64
+            np.testing.assert_array_equal(column, np.asarray(theirs.covariates[name], float))
+        if rows is not None:  # the lazy rows are those the orjson path reads
+            assert list(mine.covariates) == list(rows[k].covariates)
+            for name, column in mine.covariates.items():
+                np.testing.assert_array_equal(column, rows[k].covariates[name])
     return block
+
+
+def _orjson_rows(reading: Any) -> tuple[FastSeries, ...] | None:
+    """The orjson path's series one by one, where it read the body (a block's rows too)."""
+    if isinstance(reading, (BlockRequest, FastRequest)):
+        return reading.series
+    return None
 
 
 @pytest.mark.parametrize("name", list(BODIES))
@@ -152,9 +176,88 @@ TEXTS: dict[str, bytes] = {
 }
 
 
-@pytest.mark.parametrize("name", list(TEXTS))
+def _with_covariates(*columns: bytes, names: tuple[bytes, ...] = (b"x",)) -> bytes:
+    """A body of two series of three values, each with the covariates `names`: series i
+    gets `columns[i]` (a JSON array's text) for each name."""
+    series = []
+    for i, column in enumerate(columns):
+        given = b",".join(b'"' + name + b'":' + column for name in names)
+        series.append(
+            b'{"id":"s-%d","start":"2024-03-01T00:00:00","values":[1.5,2,3],"covariates":{%s}}'
+            % (i, given)
+        )
+    return b'{"horizon":4,"series":[' + b",".join(series) + b"]}"
+
+
+COVARIATE_TEXTS: dict[str, bytes] = {
+    "one covariate": _with_covariates(b"[0.5,1,-2e3]", b"[3,4,5]"),
+    "two covariates": _with_covariates(b"[0.5,1,-2e3]", b"[3,4,5]", names=(b"x", b"temp")),
+    "escaped covariate name": _with_covariates(b"[1,2,3]", b"[3,4,5]", names=(b"\\u0078",)),
+    "covariate signed zeros": _with_covariates(b"[-0,0.0,-0e1]", b"[0,-0.0,1]"),
+    "covariate uint64 max": _with_covariates(b"[18446744073709551615,1,2]", b"[1,2,3]"),
+    "covariate 17 digits": _with_covariates(
+        b"[0.30000000000000004,9007199254740993,1]", b"[1,2,3]"
+    ),
+    "covariate overflow": _with_covariates(b"[1e400,1,2]", b"[1,2,3]"),  # simdjson refuses
+    "covariate of 0s and 1s": _with_covariates(b"[0,1,0]", b"[1,1,0]"),
+    "covariates in one series only": PLAIN.replace(
+        b'"values":', b'"covariates":{"x":[1,2]},"values":'
+    )
+    + b'[1,2]},{"id":"b","values":[3,4]}]}',
+    "covariates null in one series": b'{"series":[{"id":"a","covariates":{"x":[1,2]},'
+    b'"values":[1,2]},{"id":"b","covariates":null,"values":[3,4]}]}',
+    "covariate names differ": _with_covariates(b"[1,2,3]", b"[3,4,5]").replace(b'"x"', b'"z"', 1),
+    "covariate order differs": _with_covariates(b"[1,2,3]", b"[3,4,5]", names=(b"x", b"z")).replace(
+        b'"x":[3,4,5],"z"', b'"z":[3,4,5],"x"'
+    ),
+    "covariate name twice": _with_covariates(b"[1,2,3]", b"[3,4,5]", names=(b"x", b"x")),
+    "covariate shorter": _with_covariates(b"[1,2]", b"[3,4]"),
+    "covariate longer": _with_covariates(b"[1,2,3,4]", b"[3,4,5,6]"),
+    "covariate lengths differ": _with_covariates(b"[1,2,3]", b"[3,4]"),
+    "covariate empty": _with_covariates(b"[]", b"[]"),
+    "true among a covariate": _with_covariates(b"[1,true,3]", b"[3,4,5]"),
+    "false among a covariate": _with_covariates(b"[0,false,0]", b"[3,4,5]"),
+    "null among a covariate": _with_covariates(b"[1,null,3]", b"[3,4,5]"),
+    "string among a covariate": _with_covariates(b'[1,"2",3]', b"[3,4,5]"),
+    "nested list in a covariate": _with_covariates(b"[1,[2],3]", b"[3,4,5]"),
+    "covariate beyond uint64": _with_covariates(b"[18446744073709551616,1,2]", b"[1,2,3]"),
+    "covariate NaN token": _with_covariates(b"[NaN,1,2]", b"[1,2,3]"),
+    "covariate an object": _with_covariates(b'{"0":1}', b'{"0":1}'),
+    "covariate null": _with_covariates(b"null", b"null"),
+    "covariates an array": b'{"series":[{"id":"a","covariates":[[1,2]],"values":[1,2]}]}',
+    "covariates a number": b'{"series":[{"id":"a","covariates":1,"values":[1,2]}]}',
+    "bracket in a covariate name": _with_covariates(b"[1,2,3]", b"[3,4,5]", names=(b"x[0]",)),
+}
+
+
+@pytest.mark.parametrize("name", list(TEXTS) + list(COVARIATE_TEXTS))
 def test_texts_where_the_parsers_could_differ(name: str) -> None:
-    check_agrees(TEXTS[name])
+    check_agrees(TEXTS[name] if name in TEXTS else COVARIATE_TEXTS[name])
+
+
+def test_covariates_of_one_kind_in_every_series_are_read_as_a_block() -> None:
+    """Covariate arrays are buffers of doubles as the histories are: taken when every series
+    names the same covariates in the same order, each as long as the histories, all plain
+    numbers; anything else goes to orjson (whose path keeps every message)."""
+    taken = [
+        "one covariate",
+        "two covariates",
+        "escaped covariate name",
+        "covariate signed zeros",
+        "covariate uint64 max",
+        "covariate 17 digits",
+        "covariate of 0s and 1s",  # a bool is refused by simdjson's buffer itself
+    ]
+    for name in taken:
+        assert read_json_block(COVARIATE_TEXTS[name]) is not None, name
+    for name in set(COVARIATE_TEXTS) - set(taken):
+        assert read_json_block(COVARIATE_TEXTS[name]) is None, name
+    two = read_json_block(COVARIATE_TEXTS["two covariates"])
+    assert two is not None and list(two.block.covariates) == ["x", "temp"]
+    np.testing.assert_array_equal(two.block.covariates["x"], [[0.5, 1, -2e3], [3, 4, 5]])
+    assert two.block.covariates["x"].shape == (2, 3)
+    escaped = read_json_block(COVARIATE_TEXTS["escaped covariate name"])
+    assert escaped is not None and list(escaped.block.covariates) == ["x"]
 
 
 def test_what_it_takes_and_what_it_leaves_to_orjson() -> None:
@@ -232,6 +335,28 @@ def test_random_mutations_of_a_plain_body_are_read_as_the_schema_reads_them() ->
         text = _mutate(bytearray(seed_text), rng)
         taken += check_agrees(text) is not None
     assert taken > 50  # many mutants are still plain bodies: the invariant was exercised
+
+
+def test_random_mutations_of_a_body_with_covariates_are_read_as_the_schema_reads_them() -> None:
+    body = {
+        "horizon": 4,
+        "series": [
+            {
+                "id": f"s-{i}",
+                "start": f"2024-03-01T0{i}:00:00",
+                "values": [1.5, -2, 3e1],
+                "covariates": {"x": [0, 1, 2.25], "t": [-1.5, 7, 0.125]},
+            }
+            for i in range(2)
+        ],
+    }
+    seed_text = json.dumps(body, separators=(",", ":")).encode()
+    rng = random.Random(20261207)
+    taken = 0
+    for _ in range(4000):
+        text = _mutate(bytearray(seed_text), rng)
+        taken += check_agrees(text) is not None
+    assert taken > 50
 
 
 def test_the_service_answers_the_same_bytes_with_the_reader_off(
@@ -358,3 +483,122 @@ def test_an_observations_body_after_a_byte_order_mark_is_checked_as_starlette_re
     found = repeated_observations_key(text, json.loads(text))
     assert str(found).startswith("field 'values': is given twice in the body")
     assert pairs_document(text.decode()) is None
+
+
+def _covariate_texts(registry: Registry) -> dict[str, bytes]:
+    """Bodies for a model that reads the covariate x, each its own case."""
+    series = [history(registry.frame, f"pump-{i}", stop=500 - 7 * i) for i in range(3)]
+    for s in series:  # naive starts: a block's kind (a zoned one goes series by series)
+        s["start"] = pd.Timestamp(s["start"]).tz_localize(None).isoformat()
+
+    def body(change: Callable[[dict[str, Any]], None] | None = None) -> bytes:
+        changed = copy.deepcopy(series)
+        for s in changed:
+            if change is not None:
+                change(s)
+        return json.dumps({"horizon": 5, "quantiles": [0.1, 0.5], "series": changed}).encode()
+
+    def first_x(value: Any) -> Callable[[dict[str, Any]], None]:
+        def apply(s: dict[str, Any]) -> None:
+            if s["id"] == "pump-1":
+                s["covariates"]["x"][-1] = value  # in the lookback window
+
+        return apply
+
+    plain = body()
+    return {
+        "covariates": plain,
+        "an unknown covariate": body(lambda s: s.update(covariates={"X": s["covariates"]["x"]})),
+        "a covariate too long": body(lambda s: s["covariates"]["x"].append(1.0)),
+        "covariates null": body(lambda s: s.update(covariates=None)),
+        "an infinite covariate": plain.replace(b'"x": [', b'"x": [1e400, ', 3).replace(
+            b'"values": [', b'"values": [1, ', 3
+        ),
+        "a covariate too large once scaled": body(first_x(1e300)),
+        "a bool among a covariate": body(first_x(True)),
+        "a null among a covariate": body(first_x(None)),
+        "a covariate given twice": plain.replace(b'"x": [', b'"x": [1], "x": [', 1),
+        "a covariate of 0s and 1s": body(
+            lambda s: s["covariates"].update(x=[float(k % 2) for k in range(len(s["values"]))])
+        ),
+    }
+
+
+_TAKEN = {
+    "covariates",
+    "an unknown covariate",
+    "covariates null",
+    "a covariate too large once scaled",
+    "a covariate of 0s and 1s",
+}
+
+
+@pytest.mark.parametrize("reads_x", [True, False], ids=["covariate-x", "x-known-not-read"])
+def test_bodies_with_covariates_answer_the_same_bytes_with_the_reader_off(
+    registry: Registry,
+    client_for: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+    reads_x: bool,
+) -> None:
+    """Through the app: a body with covariates read by simdjson as a block is answered as
+    the orjson path answers it (series by series, or the schema's path), 200s and 422s."""
+    name = f"json-block-covariates-{reads_x}".lower()
+    assert registry.register(name, seed=6, covariates=reads_x) == "1"
+    client = client_for(model_uri=f"models:/{name}@champion")
+    headers = {"content-type": "application/json"}
+    reader = read_json_block
+    statuses = {}
+    for case, text in _covariate_texts(registry).items():
+        calls: list[bool] = []
+
+        def spy(raw: bytes, document: Any, calls: list[bool] = calls) -> BlockRequest | None:
+            got = reader(raw, document)
+            calls.append(got is not None)
+            return got
+
+        monkeypatch.setattr("service.fast_routes.read_json_block", spy)
+        on = client.post("/forecast", content=text, headers=headers)
+        monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw, document: None)
+        off = client.post("/forecast", content=text, headers=headers)
+        assert calls == [case in _TAKEN], case
+        assert (on.status_code, on.content) == (off.status_code, off.content), case
+        statuses[case] = on.status_code
+        if on.status_code == 200:
+            answer = ForecastResponse.model_validate_json(on.content)
+            assert answer.model_dump_json().encode() == on.content
+    expected = {
+        "covariates": 200,
+        "an unknown covariate": 422,
+        "a covariate too long": 422,
+        "covariates null": 422 if reads_x else 200,
+        "an infinite covariate": 422,
+        "a covariate too large once scaled": 422 if reads_x else 200,
+        "a null among a covariate": 422,
+        "a covariate given twice": 422,
+        "a covariate of 0s and 1s": 200,
+    }
+    assert {case: statuses[case] for case in expected} == expected
+
+
+def test_a_block_with_covariates_feeds_drift_as_the_rows_do(
+    registry: Registry,
+    client_for: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Drift reads each covariate's raw lookback windows from the block, as from the rows."""
+    name = "json-block-covariate-drift"
+    assert registry.register(name, seed=7) == "1"
+    text = _covariate_texts(registry)["covariates"]
+    assert read_json_block(text) is not None  # a block, with the reader on
+    headers = {"content-type": "application/json"}
+    windows = {}
+    for reader_on in (True, False):
+        if not reader_on:
+            monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw, document: None)
+        client = client_for(model_uri=f"models:/{name}@champion", drift_window=1000)
+        assert client.post("/forecast", content=text, headers=headers).status_code == 200
+        windows[reader_on] = [
+            metric_value(client, "urnn_input_drift_window_values", column=column)
+            for column in ("y", "x")
+        ]
+    assert windows[True] == windows[False] == [3 * 48.0, 3 * 48.0]  # 3 series, lookback 48
