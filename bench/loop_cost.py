@@ -3,6 +3,7 @@
     python -m bench.loop_cost                  # event-loop CPU per request (thread time), ~1 min
     python -m bench.loop_cost --callgrind      # its instructions per request (valgrind), ~8 min
     python -m bench.loop_cost --format json --series 1
+    python -m bench.loop_cost --format json --covariates --block-reader off
 
 `make bench-serve` compares this service with the raw model over loopback; on a 2-core VM its
 ratios move by a fifth with the machine's phase (docs/serving.md), and what limits the service
@@ -11,7 +12,11 @@ ASGI entry (`service.main.create_app`, its lifespan, batcher and model, the untr
 registered model of bench.serve) is driven by `--concurrency` in-process clients sending the
 bench's body (history 512, horizon 96, `--series` series, Arrow or JSON), with no sockets and
 no HTTP parsing. Printed: the event-loop thread's CPU time per request (each round's and the
-least), and the requests per second the whole process reached.
+least), and the requests per second the whole process reached. `--covariates`: JSON bodies
+whose series each carry a covariate as long as the history, to a model that reads it
+(bench.json_read's); `--block-reader off`: the route's simdjson block reader declines every
+body, which then takes orjson and the fast path (as a body with covariates did until
+2026-12-07: after simdjson's parse and the repeated-key check).
 
 `--callgrind` counts instructions instead of seconds: the same requests run under valgrind's
 callgrind (one thread per output file) twice, with `--warm` requests and with `--warm` +
@@ -39,9 +44,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bench.json_read import body as covariate_body
+from bench.json_read import register_covariate_model
 from bench.serve import HEADERS, payloads, register_model
+
+if TYPE_CHECKING:
+    from service.fast_path import BlockRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,8 +135,11 @@ async def measure(app: Any, args: argparse.Namespace) -> list[tuple[float, float
     started = await outbox.get()
     if started["type"] != "lifespan.startup.complete":
         raise RuntimeError(f"the app did not start: {started}")
-    payload = payloads(args.series)
-    body = payload.arrow if args.format == "arrow" else payload.ours
+    if args.covariates:
+        body = covariate_body(args.series, True)
+    else:
+        payload = payloads(args.series)
+        body = payload.arrow if args.format == "arrow" else payload.ours
     headers = HEADERS[args.format]
     rounds = []
     try:
@@ -166,7 +179,17 @@ def run_in_process(args: argparse.Namespace, var_dir: Path) -> list[tuple[float,
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from service.main import create_app
 
+    if args.block_reader == "off":
+        import service.fast_routes
+
+        service.fast_routes.read_json_block = _declined  # type: ignore[attr-defined]
+
     return uvloop.run(measure(create_app(), args))
+
+
+def _declined(body: bytes, document: Any = None) -> BlockRequest | None:
+    """`--block-reader off`: the route's block reader, declining every body."""
+    return None
 
 
 def callgrind_env() -> dict[str, str]:
@@ -202,6 +225,9 @@ def run_callgrind(args: argparse.Namespace, var_dir: Path, work: Path) -> int:
         command += ["--var-dir", str(var_dir), "--rounds", "1", "--warm", str(args.warm)]
         command += ["--requests", str(extra), "--series", str(args.series)]
         command += ["--format", args.format, "--concurrency", str(args.concurrency)]
+        command += ["--block-reader", args.block_reader] + (
+            ["--covariates"] if args.covariates else []
+        )
         log = (work / f"callgrind-{extra}.log").open("w")
         process = subprocess.Popen(
             command, cwd=ROOT, env=callgrind_env(), stdout=log, stderr=subprocess.STDOUT
@@ -230,6 +256,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warm", type=int, default=40, help="unmeasured requests first; 40")
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
     parser.add_argument(
+        "--covariates",
+        action="store_true",
+        help="JSON series with a covariate, to a model reading it",
+    )
+    parser.add_argument(
+        "--block-reader",
+        choices=("on", "off"),
+        default="on",
+        help="off: JSON bodies take orjson and the fast path (the route's reader declines)",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         default=None,
@@ -238,6 +275,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--var-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.covariates and args.format != "json":
+        parser.error("--covariates sends JSON bodies: give --format json")
     if args.requests is None:
         args.requests = 600 if args.callgrind else 3000
     return args
@@ -251,8 +290,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="urnn-loop-cost-"))
     try:
         print(f"registering the model in {work} ...", flush=True)
-        register_model(work / "var", hidden_size=128, segment_length=16)
+        if args.covariates:
+            register_covariate_model(work / "var", hidden_size=128, segment_length=16)
+        else:
+            register_model(work / "var", hidden_size=128, segment_length=16)
         what = f"{args.format} bodies, {args.series} series x {args.concurrency} clients"
+        if args.covariates:
+            what += ", a covariate each"
+        if args.block_reader == "off":
+            what += ", block reader off"
         if args.callgrind:
             print(f"callgrind: {args.warm} and {args.warm + args.requests} requests ...")
             per_request = run_callgrind(args, work / "var", work)

@@ -128,11 +128,18 @@ def register_model(var_dir: Path, hidden_size: int, segment_length: int) -> str:
 
 
 def register_untrained(
-    config: Any, frame: pd.DataFrame, var_dir: Path, name: str, experiment: str, freq: str = "h"
+    config: Any,
+    frame: pd.DataFrame,
+    var_dir: Path,
+    name: str,
+    experiment: str,
+    freq: str = "h",
+    covariates: Sequence[str] = (),
 ) -> str:
     """Register an untrained forecaster of `config` (seed 0; latency does not depend on the
-    weights) with a global scaler fitted on `frame["y"]` as name@champion in a local MLflow
-    store under `var_dir`; its tracking URI."""
+    weights) with a global scaler fitted on `frame["y"]` (and on the `covariates` columns of
+    `frame`, which `config` must read) as name@champion in a local MLflow store under
+    `var_dir`; its tracking URI."""
     import mlflow
 
     from models.forecaster import build_forecaster
@@ -146,26 +153,30 @@ def register_untrained(
     var_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = build_forecaster(config).eval()
-    y = frame["y"].to_numpy()
+    columns = ["y", *covariates]
+    stats = {}
+    for column in columns:
+        values = frame[column].to_numpy()
+        stats[column] = {"mean": float(values.mean()), "scale": float(values.std())}
     meta = {
         "lookback": config.lookback,
         "horizon": config.horizon,
         "quantiles": list(config.quantiles),
         "freq": freq,
         "target": "y",
-        "covariates": [],
+        "covariates": list(covariates),
         "scaler": {
             "kind": "standard",
             "scope": "global",
-            "columns": ["y"],
-            "stats": {"*": {"y": {"mean": float(y.mean()), "scale": float(y.std())}}},
+            "columns": columns,
+            "stats": {"*": stats},
         },
         "reference": reference_statistics([frame]),
         "package_version": __version__,
         "load": {},
         "split": {},
     }
-    example = input_example(frame, "y", [], config.lookback, "bench")
+    example = input_example(frame, "y", list(covariates), config.lookback, "bench")
     with start_run(experiment, settings):
         logged = log_forecaster(model, meta, example, registered_name=name)
     assert logged.version is not None
