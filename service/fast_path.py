@@ -178,7 +178,8 @@ def fast_block(raw_series: list[Any]) -> SeriesBlock | None:
 def plain_series_fields(fields: Mapping[str, Any]) -> tuple[str, str | None] | None:
     """The id and freq of a series a block takes (covariates absent or null, a string id
     within bounds, a string freq or none); None for any other. The orjson reader's
-    (`fast_block`) and simdjson's (`service.json_block`) one rule."""
+    (`fast_block`) and simdjson's (`service.json_block`) one rule; simdjson's reader takes the
+    covariates out first and reads them itself, as blocks."""
     if fields.get("covariates") is not None:
         return None
     series_id = fields.get("id")
