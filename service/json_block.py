@@ -331,13 +331,14 @@ def _block(series: Any) -> tuple[SeriesBlock, list[Any]] | None:
     starts: list[Any] = []
     freqs: list[str | None] = []
     rows: list[Any] = []
-    names: list[str] | None = None  # the first series' covariate names
-    columns: list[list[Any]] = []  # per series, its covariate arrays in `names` order
+    names: tuple[str, ...] | None = None  # the first series' covariate names
+    columns: list[tuple[Any, ...]] = []  # per series, its covariate arrays in `names` order
     for item in series:
         fields = _fields(item, BLOCK_KEYS)
         if fields is None:
             return None
-        given = _covariates(fields.pop("covariates", None))
+        covariates = fields.pop("covariates", None)
+        given = _NO_COVARIATES if covariates is None else _covariates(covariates)
         plain = plain_series_fields(fields)  # the rest as fast_block reads it
         if given is None or plain is None:
             return None
@@ -356,38 +357,39 @@ def _block(series: Any) -> tuple[SeriesBlock, list[Any]] | None:
     width = len(rows[0])
     if not width or any(len(row) != width for row in rows):
         return None
-    if any(len(array) != width for arrays in columns for array in arrays):
+    if names and any(len(array) != width for arrays in columns for array in arrays):
         return None
     block = _doubles(rows, width)
-    covariates = {}
-    for c, name in enumerate(names or ()):
-        column = _doubles([arrays[c] for arrays in columns], width)
-        if block is None or column is None:
-            return None
-        covariates[name] = column
     if block is None:
         return None
+    by_name = {}
+    for c, name in enumerate(names or ()):
+        column = _doubles([arrays[c] for arrays in columns], width)
+        if column is None:
+            return None
+        by_name[name] = column
     start_ns = None
     if any(start is not None for start in starts):
         start_ns = plain_start_ns(starts)
         if start_ns is None:
             return None
-    return SeriesBlock(ids, block, start_ns, freqs, covariates), starts
+    return SeriesBlock(ids, block, start_ns, freqs, by_name), starts
 
 
-def _covariates(given: Any) -> tuple[list[str], list[Any]] | None:
-    """A series' covariate names and arrays, in the order written: ([], []) when absent or
-    null (as the schema reads null); None for anything a block does not take (an empty
-    object, a name twice, a value that is not an array: the rows', or the schema's,
-    business)."""
-    if given is None:
-        return [], []
+# A series' covariates when absent or null (as the schema reads null): no names, no arrays
+_NO_COVARIATES: tuple[tuple[str, ...], tuple[Any, ...]] = ((), ())
+
+
+def _covariates(given: Any) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+    """A series' covariate names and arrays, in the order written, from its `covariates`
+    value (not null); None for anything a block does not take (an empty object, a name
+    twice, a value that is not an array: the rows', or the schema's, business)."""
     if not isinstance(given, simdjson.Object):
         return None
-    names = list(given)
+    names = tuple(given)
     if not names or len(set(names)) != len(names):
         return None
-    arrays = [given[name] for name in names]
+    arrays = tuple(given[name] for name in names)
     if not all(isinstance(array, simdjson.Array) for array in arrays):
         return None
     return names, arrays
