@@ -386,9 +386,10 @@ async def fast_forecast(
 def raw_json_forecast(
     state: ServiceState, body: bytes, params: dict[str, str], headers: dict[bytes, bytes]
 ) -> Awaitable[Response] | KeysUnread | None:
-    """A plain body read by simdjson (`read_json_block`); None for the orjson path, once the
-    document is known to give each key once (a block does: its reader checks its objects'
-    keys; another body's are looked at here, in the document already parsed, or, for text
+    """A body of plain histories, with covariates or without, read by simdjson
+    (`read_json_block`); None for the orjson path, once the document is known to give each
+    key once (a block does: its reader checks its objects' keys, the covariates' too; another
+    body's are looked at here, in the document already parsed, or, for text
     simdjson refuses, in the standard parser's reading: `forecast_repeated_key`)."""
     document = json_document(body)
     parsed = read_json_block(body, document)
