@@ -75,6 +75,7 @@ from training.metrics import (
     seasonal_naive_errors,
 )
 from training.paper_benchmark import DeviceName, resolve_device
+from training.realised_reference import realised_reference, window_lookback_scales
 from training.split import (
     HELD_OUT_METHODS,
     ScalerScope,
@@ -141,6 +142,9 @@ class BacktestResult:
     fits: list[FitResult] = field(default_factory=list)  # the fits made here, in origin order
     plots: dict[str, Path] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # series left out (drop_short), and why
+    # the forecasts' error in the service's realised units (training.realised_reference;
+    # config.json's `realised_reference`); None: no step could be scored so
+    realised_reference: dict[str, Any] | None = None
 
 
 def _room(split: SeriesSplit, horizon: int, step: int) -> int:
@@ -509,6 +513,7 @@ def backtest(
     scales = _mase_scales(splits, data.columns, config, data.units, data.filled)
     result = BacktestResult(forecasts=pd.DataFrame(), tables=_empty_tables(), dropped=dropped)
     pieces: list[pd.DataFrame] = []
+    window_scales: list[np.ndarray] = []  # each piece's windows' look-back scales
     if not config.refit:
         if model is None or scaler is None:
             # held-out units have no training rows of their own to be scaled by
@@ -572,6 +577,7 @@ def backtest(
                 series=data.series,
             )
         )
+        window_scales.append(window_lookback_scales(test, data.series, model_config.lookback))
         del pred, test  # the forecasts are in the frame now
     else:
         assert config.n_windows is not None
@@ -620,10 +626,17 @@ def backtest(
                     series=data.series,
                 )
             )
+            window_scales.append(
+                window_lookback_scales(sets.test, data.series, model_config.lookback)
+            )
     # one piece (no refit) is the frame itself: pd.concat copied all of it (DAYTON's default
     # backtest: 4 M rows, 0.3 GB)
     result.forecasts = pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
     del pieces
+    if config.scale == "original":  # the service's units: the reference is in them
+        result.realised_reference = realised_reference(
+            result.forecasts, np.concatenate(window_scales), model_config.horizon
+        )
     result.tables = metric_tables(result.forecasts, model_config.quantiles)
     if plot_dir is not None:
         units = None if config.scale == "original" else "scaled: unitless z-scores"

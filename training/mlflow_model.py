@@ -102,7 +102,7 @@ from urnn_forecast.field_types import shown, shown_names
 # Keys that the training pipeline adds to config.json beside "format" and "model".
 EXTRA = ("lookback", "horizon", "quantiles", "freq", "target", "covariates", "scaler",
          "reference", "package_version", "load", "split", "evaluation",
-         "calendar_clock", "fit", "train")  # fmt: skip
+         "calendar_clock", "fit", "train", "realised_reference")  # fmt: skip
 HISTOGRAM_BINS = 10
 
 

@@ -70,6 +70,8 @@ from training.mlflow_model import (
     input_example,
     reference_statistics,
 )
+from training.realised_reference import KEY as REFERENCE_KEY
+from training.realised_reference import reference_metrics
 from training.registry import (
     DEFAULT_REGISTERED_NAME,
     Comparison,
@@ -716,6 +718,14 @@ def train_pipeline(
                     run_id=run_id,
                 )
                 write_backtest_tables(result, out / "metrics")
+                if result.realised_reference is not None:
+                    # the service's realised MASE by lead, as this backtest scored it: what
+                    # UrnnRealisedErrorAboveBacktest compares the served version with
+                    meta = {**meta, REFERENCE_KEY: result.realised_reference}
+                    mlflow.log_metrics(reference_metrics(result.realised_reference), run_id=run_id)
+                    (out / "metrics" / "realised_reference.json").write_text(
+                        json.dumps(result.realised_reference, indent=2) + "\n"
+                    )
                 (out / "data_report.txt").write_text("\n".join(data_report) + "\n")
                 mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
                 mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)
