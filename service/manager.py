@@ -346,7 +346,15 @@ class ModelManager:
             served.quantiles,
             served.max_horizon,
             adaptive=self.settings.adaptive_intervals != "off",
+            reference=served.realised_reference,
         )
+        if served.realised_reference is None:
+            logger.warning(
+                "version %s has no realised_reference in its config.json (trained before "
+                "urnn train recorded it): urnn_realised_reference_mase is not exported for it "
+                "and UrnnRealisedErrorAboveBacktest stays silent; retrain to turn it on",
+                ref.version,
+            )
         self.metrics.reloads.labels(outcome="success").inc()
         self.on_swap(served)
         logger.info(

@@ -19,7 +19,7 @@ import fcntl
 import glob
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -278,6 +278,18 @@ class ServiceMetrics:
             multiprocess_mode="livemax",
             registry=r,
         )
+        self.realised_reference = Gauge(
+            "urnn_realised_reference_mase",
+            "The realised MASE each version's backtest scored, by lead: its forecasts' "
+            "|actual - median| over the mean absolute one-step change of each window's "
+            "look-back, as the service scores them (config.json's realised_reference, "
+            "written by urnn train). What UrnnRealisedErrorAboveBacktest compares "
+            "urnn_realised_scaled_abs_error / urnn_realised_scaled_points with; absent for a "
+            "model trained before the key.",
+            ["model_version", "lead"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.realised_evicted = Counter(
             "urnn_realised_evicted",
             "Forecasts dropped from the realised-error cache before their last step was "
@@ -367,6 +379,7 @@ class ServiceMetrics:
         horizon: int,
         *,
         adaptive: bool = False,
+        reference: Mapping[str, float] | None = None,
     ) -> None:
         """The counters by model version, at 0 when the version starts serving: created at
         their first increment, the first scrape's counts never reach rate() or increase(),
@@ -375,7 +388,10 @@ class ServiceMetrics:
         the coverage alert compares with: a fixed 0.6 fired for ever on a model trained with
         --quantiles 0.5,0.9,0.99 (nominal 0.49) or 0.25,0.5,0.75 (0.5), however well calibrated.
         The realised counters get every lead bucket up to `horizon`, the model's longest;
-        with `adaptive` (rolling intervals) also the unadapted hits and the multiplier, at 1."""
+        with `adaptive` (rolling intervals) also the unadapted hits and the multiplier, at 1.
+        `reference`: the version's backtest realised MASE by lead (config.json's
+        realised_reference), the gauge the above-backtest alert reads; None (a model from
+        before the key): no gauge, and that alert stays silent for the version."""
         self.forecast_series.labels(model_version=version)
         self._ended_multipliers.discard(version)  # served again (a rollback)
         for lead in LEAD_LABELS[: lead_bucket(max(horizon, 1)) + 1]:
@@ -395,6 +411,8 @@ class ServiceMetrics:
         self.realised_out_of_range.labels(model_version=version)
         nominal = round(quantiles[-1] - quantiles[0], 12)  # 0.8, not 0.8000000000000002
         self.realised_nominal.labels(model_version=version).set(nominal)
+        for lead, value in (reference or {}).items():
+            self.realised_reference.labels(model_version=version, lead=lead).set(value)
 
     def end_multipliers(self, version: str) -> None:
         """Drop a version's rolling multipliers once another version serves: the gauge says

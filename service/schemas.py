@@ -358,6 +358,15 @@ class ModelInfo(BaseModel):
         "served with now and how many realised scores they come from; null when off (or the "
         "model has no quantile on each side of its median).",
     )
+    realised_reference: dict[str, float] | None = Field(
+        default=None,
+        description="The realised MASE by lead bucket ('1', '2-3', ...) that this version's "
+        "backtest scored in the service's own units (|actual - median| over the mean absolute "
+        "one-step change of the look-back), exported as urnn_realised_reference_mase and "
+        "compared with the served error by the UrnnRealisedErrorAboveBacktest alert; null for "
+        "a model trained before urnn train recorded it: that alert is off for it.",
+        examples=[{"1": 0.42, "2-3": 0.71, "4-7": 1.3, "8-15": 2.4, "16-31": 3.1}],
+    )
 
 
 class IntervalAdaptation(BaseModel):

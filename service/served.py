@@ -34,6 +34,7 @@ from training.mlflow_model import (
     calendar_clock,
     covariates_read,
 )
+from training.realised_reference import reference_mase
 from training.split import GLOBAL
 from training.validation import (
     OffsetRangeError,
@@ -223,6 +224,13 @@ class ServedModel:
             return {}
         read = {self.target, *self.covariates}
         return {name: stats for name, stats in ref.items() if name in read}
+
+    @property
+    def realised_reference(self) -> dict[str, float] | None:
+        """The realised MASE by lead its backtest scored in the service's own units
+        (training.realised_reference); None for a model trained before config.json had it
+        (or one whose key is not of that shape): the above-backtest alert is off for it."""
+        return reference_mase(self.meta)
 
     @property
     def global_scales(self) -> ColumnScales | None:

@@ -95,6 +95,7 @@ def model_info(
         last_reload_error=manager.last_error,
         last_reload_error_at=manager.last_error_at,
         interval_adaptation=_adaptation(model, adaptive),
+        realised_reference=model.realised_reference,
     )
 
 
