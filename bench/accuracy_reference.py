@@ -1,0 +1,243 @@
+"""Calibrate UrnnRealisedErrorAboveBacktest's factor k on PJM load: how often a healthy model's
+daily realised MASE stands k times above what its backtest scored, and whether a degraded one
+does.
+
+    OMP_NUM_THREADS=1 python -m bench.accuracy_reference            # 6 regions, ~5 min on 2 cores
+    python -m bench.accuracy_reference --epochs 2 --hidden 32 --end 2015-08-03
+
+One model is fitted on the six PJM regions (a fleet: one registered version) as `urnn train`
+fits and backtests it, on the 1.5 years before `--end` (train 1 year, val 60 days, test 90
+days, backtest at every origin of the test span): `training.backtest.backtest`, whose
+`realised_reference` is what config.json stores and the service exports as
+urnn_realised_reference_mase. Then the year after `--end` (never seen, never a benchmark's test
+span) is replayed as a client asking once a day for the next 24 hours and revealing each day's
+actuals the day after: the same backtest code with the fitted model and its scaler at origins 24
+rows apart, each forecast's steps scored as service.realised scores them (|actual - median| over
+`lookback_scale` of its look-back, by `lead_bucket`). Each day's ratio is what the alert reads
+over a 1-day window: the day's scaled errors over the sum of its points times the reference of
+their lead. Printed: the ratio's quantiles and the days a year above each k, for
+
+- healthy: the year after training;
+- stale: the second year after training (the same model, a year older);
+- x1.5: the actuals revealed 1.5 times what the histories said (a unit or a meter change);
+- other region: a model fitted on DAYTON alone serving the other five regions' histories
+  (its per-series scaler of one series applies to every id, as the service applies it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.forecaster import Forecaster, ForecasterConfig
+from service.metrics import LEAD_LABELS, lead_bucket
+from service.realised import lookback_scale
+from training.backtest import BacktestConfig, backtest
+from training.data import LoadConfig, LoadedData, load_data
+from training.fit import FitConfig
+from training.split import SplitConfig, StandardScaler, split_data
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "PJM_hourly"
+REGIONS = ("PJME", "PJMW", "DAYTON", "COMED", "FE", "DEOK")
+L, H = 168, 24
+TRAIN, VAL, TEST = 8760, 1440, 2160
+YEAR = 8760
+FACTORS = (1.25, 1.5, 2.0, 2.5, 3.0)
+
+
+def only(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """The one frame of a file's LoadedData (its id is the file name)."""
+    (frame,) = frames.values()
+    return frame
+
+
+def load_fleet(regions: tuple[str, ...]) -> LoadedData:
+    """The regions' hourly load as one LoadedData, the target named `MW` in every series."""
+    parts = {}
+    for region in regions:
+        data = load_data(DATA_DIR / f"{region}_hourly.csv", LoadConfig(target=f"{region}_MW"))
+        parts[region] = data
+    first = next(iter(parts.values()))
+    return replace(
+        first,
+        series={r: only(d.series).set_axis(["MW"], axis=1) for r, d in parts.items()},
+        filled={r: only(d.filled).set_axis(["MW"], axis=1) for r, d in parts.items()},
+        target="MW",
+        config=replace(first.config, target="MW"),
+        source="PJM_hourly",
+    )
+
+
+def cut(data: LoadedData, start: pd.Timestamp, stop: pd.Timestamp) -> LoadedData:
+    """Rows in [start, stop) of every series."""
+    return replace(
+        data,
+        series={k: v.loc[start : stop - pd.Timedelta(hours=1)] for k, v in data.series.items()},
+        filled={k: v.loc[start : stop - pd.Timedelta(hours=1)] for k, v in data.filled.items()},
+    )
+
+
+def served_as(data: LoadedData, region: str) -> LoadedData:
+    """`region`'s history alone, under the id DAYTON (the one-series model's id)."""
+    return replace(
+        data,
+        series={"DAYTON": data.series[region]},
+        filled={"DAYTON": data.filled[region]},
+    )
+
+
+def fitted(
+    data: LoadedData, end: pd.Timestamp, model: ForecasterConfig, fit: FitConfig
+) -> tuple[Forecaster, StandardScaler, dict[str, float]]:
+    """The model `urnn train` would fit on the 1.5 years before `end`, its scaler, and the
+    realised reference its backtest (every origin of the 90-day test span) scored."""
+    rows = TRAIN + VAL + TEST
+    train_data = cut(data, end - pd.Timedelta(hours=rows), end)
+    split = SplitConfig(
+        lookback=L, method="tail", val_rows=VAL, test_rows=TEST, max_train_rows=TRAIN, horizon=H
+    )
+    torch.manual_seed(0)
+    result = backtest(train_data, split, model, fit, BacktestConfig(step=1, season_length=24))
+    assert result.realised_reference is not None
+    scaler = StandardScaler.fit(split_data(train_data, split), scope="series")
+    return result.fits[0].model, scaler, result.realised_reference["mase_by_lead"]
+
+
+def daily_scores(
+    data: LoadedData,
+    model: Forecaster,
+    scaler: StandardScaler,
+    start: pd.Timestamp,
+    *,
+    actual_factor: float = 1.0,
+) -> pd.DataFrame:
+    """One row per (series, day): the scaled errors of that day's forecast summed by lead
+    bucket (`err_<lead>`) and its points (`n_<lead>`), the forecasts made once a day through
+    the year from `start`, scored as service.realised scores them."""
+    span = cut(data, start - pd.Timedelta(hours=L + VAL + 48), start + pd.Timedelta(hours=YEAR))
+    split = SplitConfig(lookback=L, method="tail", val_rows=VAL, test_rows=YEAR, horizon=H)
+    config = BacktestConfig(step=H, season_length=24)
+    result = backtest(span, split, model.config, FitConfig(), config, model=model, scaler=scaler)
+    frame = result.forecasts
+    n = len(frame) // H
+    origins = frame["origin"].to_numpy()[::H]
+    series = frame["series"].to_numpy()[::H]
+    scales = np.empty(n)
+    for sid in np.unique(series):
+        values = span.series[str(sid)]["MW"]
+        at = values.index.get_indexer(pd.DatetimeIndex(origins[series == sid]))
+        rows = at[:, None] - L + 1 + np.arange(L)
+        scales[series == sid] = lookback_scale(values.to_numpy()[rows], L)
+    actual = frame["actual"].to_numpy().reshape(n, H) * actual_factor
+    errors = np.abs(actual - frame["point"].to_numpy().reshape(n, H))
+    keep = scales > 0
+    scaled = errors[keep] / scales[keep, None]
+    buckets = np.array([lead_bucket(s) for s in range(1, H + 1)])
+    out = pd.DataFrame({"series": series[keep], "day": pd.DatetimeIndex(origins[keep]).normalize()})
+    for b in np.unique(buckets):
+        lead = LEAD_LABELS[b]
+        out[f"err_{lead}"] = scaled[:, buckets == b].sum(axis=1)
+        out[f"n_{lead}"] = int((buckets == b).sum())
+    return out
+
+
+def ratios(scores: pd.DataFrame, reference: dict[str, float], days: int = 1) -> pd.Series:
+    """Per day, the alert's reading over a window of `days` days ending that day: the fleet's
+    scaled errors over the points of each lead times that lead's reference."""
+    daily = scores.drop(columns="series").groupby("day").sum()
+    daily = daily.rolling(days).sum().dropna()
+    leads = [c[4:] for c in daily.columns if c.startswith("err_")]
+    observed = sum(daily[f"err_{lead}"] for lead in leads)
+    expected = sum(daily[f"n_{lead}"] * reference[lead] for lead in leads)
+    return observed / expected
+
+
+def row(name: str, r: pd.Series) -> str:
+    q = r.quantile([0.5, 0.9, 0.99]).to_numpy()
+    per_year = [f"{(r > k).sum() * 365 / len(r):5.1f}" for k in FACTORS]
+    return (
+        f"| {name} | {len(r)} | {q[0]:.2f} | {q[1]:.2f} | {q[2]:.2f} | {r.max():.2f} | "
+        + " | ".join(per_year)
+        + " |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--end", default="2016-08-03", help="training data ends here")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--hidden", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=150, help="training batches per epoch")
+    parser.add_argument("--no-other-region", action="store_true")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    end = pd.Timestamp(args.end)
+    data = load_fleet(REGIONS)
+    model = ForecasterConfig(
+        kind="urnn", lookback=L, horizon=H, hidden_size=args.hidden, segment_length=24
+    )
+    fit = FitConfig(
+        max_epochs=args.epochs, max_train_batches=args.batches, batch_size=64, device="cpu"
+    )
+    net, scaler, reference = fitted(data, end, model, fit)
+    print(f"model: urnn hidden {args.hidden}, L {L}, H {H}, {args.epochs} epoch(s), "
+          f"trained on the 1.5 years before {end.date()} (6 regions, one model)")  # fmt: skip
+    print("reference (backtest realised MASE by lead):",
+          {k: round(v, 3) for k, v in reference.items()})  # fmt: skip
+    year1 = daily_scores(data, net, scaler, end)
+    cases = {
+        "healthy: year after training": ratios(year1, reference),
+        "stale: second year after": ratios(
+            daily_scores(data, net, scaler, end + pd.Timedelta(hours=YEAR)), reference
+        ),
+        "actuals x1.2 (year after)": ratios(
+            daily_scores(data, net, scaler, end, actual_factor=1.2), reference
+        ),
+        "actuals x1.5 (year after)": ratios(
+            daily_scores(data, net, scaler, end, actual_factor=1.5), reference
+        ),
+    }
+    windows = {f"healthy, {days}-day window": ratios(year1, reference, days) for days in (3, 7)}
+    windows["DAYTON alone, 1-day window"] = ratios(year1[year1["series"] == "DAYTON"], reference)
+    if not args.no_other_region:
+        solo, solo_scaler, solo_ref = fitted(served_as(data, "DAYTON"), end, model, fit)
+        cases["DAYTON model, own region"] = ratios(
+            daily_scores(served_as(data, "DAYTON"), solo, solo_scaler, end),
+            solo_ref,
+        )
+        others = []
+        for region in REGIONS:
+            if region == "DAYTON":
+                continue
+            # served under the model's one series id: its scaler applies, as in the service
+            moved = served_as(data, region)
+            others.append(daily_scores(moved, solo, solo_scaler, end).assign(series=region))
+        cases["DAYTON model, 5 other regions"] = ratios(pd.concat(others), solo_ref)
+    print()
+    print("daily realised MASE / backtest reference (lead-weighted), one forecast a day per")
+    print("series at every lead; days a year above k:")
+    print()
+    heads = " | ".join(f"k={k}" for k in FACTORS)
+    print(f"| case | days | p50 | p90 | p99 | max | {heads} |")
+    print("|---|---|---|---|---|---|" + "---|" * len(FACTORS))
+    for name, r in cases.items():
+        print(row(name, r))
+    print()
+    print("healthy year, other windows, and one series alone (24 points a day):")
+    print()
+    print(f"| case | days | p50 | p90 | p99 | max | {heads} |")
+    print("|---|---|---|---|---|---|" + "---|" * len(FACTORS))
+    for name, r in windows.items():
+        print(row(name, r))
+    print(f"\n{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
