@@ -118,3 +118,16 @@ def test_the_interval_multiplier_alert_watches_the_served_version_only() -> None
     _promtool_passes(
         "test", "rules", str(Path(__file__).with_name("interval_multiplier_rules_test.yml"))
     )
+
+
+def test_the_above_backtest_alert_compares_each_version_with_its_own_backtest() -> None:
+    """UrnnRealisedErrorJumped compares a version with its own past only: a slow decline, a
+    jump older than 7 days and a version bad from its first day never fired. The backtest's
+    MASE could not be the reference (another scale). UrnnRealisedErrorAboveBacktest reads
+    urnn_realised_reference_mase (the backtest scored in the service's units, by lead): it
+    fires on 30x errors, weighs the reference by the day's lead mix (a version scoring only
+    long leads at 0.9 of its reference there is silent), is silent without the gauge (a model
+    from before it), on under 100 points, and at 2.8x; one series reads the last 7 days."""
+    _promtool_passes(
+        "test", "rules", str(Path(__file__).with_name("realised_above_backtest_rules_test.yml"))
+    )
