@@ -65,10 +65,17 @@ def window_lookback_scales(
         if frame is None or column not in frame.columns:
             continue
         values = frame[column].reindex(entry.index).to_numpy(dtype=np.float64)
-        first = starts[windows] - entry.offset + dataset.lookback  # first forecast rows
-        rows = first[:, None] - lookback + np.arange(lookback)
-        scales[windows] = lookback_scale(values[rows], lookback)
+        # a chunk of windows at a time: DAYTON's default backtest has ~170,000 windows, whose
+        # look-backs at once (168 values each) would be 0.2 GB
+        for begin in range(0, len(windows), CHUNK):
+            chunk = windows[begin : begin + CHUNK]
+            first = starts[chunk] - entry.offset + dataset.lookback  # first forecast rows
+            rows = first[:, None] - lookback + np.arange(lookback)
+            scales[chunk] = lookback_scale(values[rows], lookback)
     return scales
+
+
+CHUNK = 4096  # windows whose look-backs window_lookback_scales reads at once
 
 
 def realised_reference(
@@ -94,7 +101,8 @@ def realised_reference(
         kept &= ~forecasts["filled"].to_numpy(dtype=bool).reshape(n, horizon)
     if not kept.any():
         return None
-    buckets = np.array([lead_bucket(int(s)) for s in steps[kept]], dtype=np.intp)
+    bucket_of = np.array([lead_bucket(s) for s in range(1, int(steps.max()) + 1)], dtype=np.intp)
+    buckets = bucket_of[steps[kept] - 1]
     points = np.bincount(buckets, minlength=len(LEAD_LABELS))
     sums = np.bincount(buckets, weights=scaled[kept], minlength=len(LEAD_LABELS))
     present = np.flatnonzero(points).tolist()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import training.realised_reference
 from models.forecaster import ForecasterConfig
 from tests.training.synthetic import loaded, seasonal_frame
 from training.backtest import BacktestConfig, backtest
@@ -58,7 +59,11 @@ def _by_hand(frame: pd.DataFrame, forecasts: pd.DataFrame) -> dict[str, tuple[fl
     return {lead: (sums[lead] / points[lead], points[lead]) for lead in sums}
 
 
-def test_the_reference_is_the_services_scaled_error_by_lead_computed_by_hand() -> None:
+@pytest.mark.parametrize("chunk", [4096, 7])  # one chunk of windows; many, one part-filled
+def test_the_reference_is_the_services_scaled_error_by_lead_computed_by_hand(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(training.realised_reference, "CHUNK", chunk)
     frame = _flat_in_the_test_span(400)
     data = loaded({"s": frame})
     model = ForecasterConfig(kind="repeat_last", lookback=L, horizon=H)
