@@ -638,6 +638,9 @@ def test_train_then_backtest_end_to_end(
     assert out.index("Data:") < out.index("Backtest (test span")
     assert "plant.csv: read 600 rows" in out
     assert "MASE season: 24 rows" in out
+    # the figures the served version's realised MASE is read against, beside the backtest's
+    line = re.search(r"^served error to expect \(realised MASE by lead.*: (.*)$", out, re.M)
+    assert line is not None and line.group(1).startswith("1 ")
     # one line per epoch, between the data report and the backtest (a long fit is not silent)
     epochs = re.findall(r"^  epoch (\d+)/(\d+): train loss [\d.]+, val loss ", out, re.M)
     assert epochs and epochs[0][0] == "1"

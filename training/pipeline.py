@@ -329,6 +329,9 @@ class TrainResult:
     # what the scores left out, if anything: series from the MASE (a constant training span),
     # values whose actual the loader filled in
     mase_note: str = ""
+    # config.json's `realised_reference` (training.realised_reference): the backtest scored as
+    # the service scores a served forecast; None where no step could be scored so
+    realised_reference: Mapping[str, Any] | None = None
 
 
 def calendar_problem(calendar: object, model: ForecasterConfig, load: LoadConfig) -> str | None:
@@ -836,6 +839,7 @@ def train_pipeline(
             for note in (unscaled_note(result.forecasts), filled_note(result.forecasts))
             if note
         ),
+        realised_reference=result.realised_reference,
         tables={
             "overall": result.tables.overall,
             "by_step": result.tables.by_step,

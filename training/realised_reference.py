@@ -143,3 +143,17 @@ def reference_metrics(reference: Mapping[str, Any]) -> dict[str, float]:
     out = {f"realised_reference_mase_lead_{lead}": v for lead, v in by_lead.items()}
     out["realised_reference_mase"] = sum(by_lead[k] * points[k] for k in by_lead) / total
     return out
+
+
+def reference_line(reference: Mapping[str, Any]) -> str:
+    """`urnn train`'s line for a reference: the figures a served version's realised MASE will
+    be read against, printed where the backtest's own MASE (another scale) is, so that nobody
+    compares the two."""
+    by_lead: Mapping[str, float] = reference["mase_by_lead"]
+    ordered = sorted(by_lead, key=LEAD_LABELS.index)
+    figures = ", ".join(f"{lead} {by_lead[lead]:.3g}" for lead in ordered)
+    return (
+        "served error to expect (realised MASE by lead: |actual - median| over the look-back's "
+        f"mean one-step change, as the service scores it; what UrnnRealisedErrorAboveBacktest "
+        f"compares with): {figures}"
+    )

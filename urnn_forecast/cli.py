@@ -1779,6 +1779,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
     from training.metrics import json_scores, score_text
+    from training.realised_reference import reference_line
 
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print("\nBacktest (test span, original units):")
@@ -1786,6 +1787,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"MASE scaled by the seasonal naive forecast of {result.mase_season}")
     if result.mase_note:
         print(result.mase_note)
+    if result.realised_reference is not None:
+        print(reference_line(result.realised_reference))
     if result.ensemble > 1:
         print(
             f"\nrun {result.run_id}: an ensemble of {result.ensemble} members, "

@@ -20,7 +20,7 @@ from training.data import LoadConfig
 from training.fit import FitConfig
 from training.mlflow_model import ForecastPredictor
 from training.pipeline import TrainConfig, train_pipeline
-from training.realised_reference import KEY, reference_mase
+from training.realised_reference import KEY, reference_line, reference_mase
 from training.registry import model_artifact_dir
 from training.split import SplitConfig
 from urnn_forecast.settings import Settings
@@ -150,6 +150,7 @@ def test_config_json_carries_the_reference_and_a_config_without_it_loads(
     stored = json.loads((files / "config.json").read_text())[KEY]
     assert set(stored["mase_by_lead"]) == {"1", "2-3", "4-7", "8-15"}
     assert stored["points"] == sum(stored["points_by_lead"].values()) > 0
+    assert result.realised_reference == stored  # what urnn train prints is what was stored
     loaded_meta = ForecastPredictor.from_directory(files).meta
     assert reference_mase(loaded_meta) == stored["mase_by_lead"]
     run = mlflow.MlflowClient().get_run(result.run_id)
@@ -165,6 +166,16 @@ def test_config_json_carries_the_reference_and_a_config_without_it_loads(
     predictor = ForecastPredictor.from_directory(old)
     assert reference_mase(predictor.meta) is None
     assert predictor.model.config.horizon == 12  # loaded and built as before
+
+
+def test_the_train_line_lists_every_lead_in_the_services_order_with_its_figure() -> None:
+    reference = {
+        "mase_by_lead": {"16-31": 2.185, "1": 0.5905, "4-7": 1.419, "2-3": 0.9211},
+        "points_by_lead": {"16-31": 9, "1": 1, "4-7": 4, "2-3": 2},
+    }
+    line = reference_line(reference)
+    assert line.endswith(": 1 0.591, 2-3 0.921, 4-7 1.42, 16-31 2.19")
+    assert "UrnnRealisedErrorAboveBacktest" in line
 
 
 @pytest.mark.parametrize(
