@@ -660,6 +660,16 @@ def test_train_then_backtest_end_to_end(
         f"run {run_id}; urnn, lookback 48" in out
     )
     assert "origins (every origin, 1 row apart)" in out
+    # in the service's units too, beside the figures the model's training stored
+    said = re.search(
+        r"^realised MASE by lead, .*: this backtest (.*); the model's training "
+        r"backtest (.*)$",
+        out,
+        re.M,
+    )
+    assert said is not None and said.group(1).startswith("1 ") and said.group(2).startswith("1 ")
+    stored = json.loads((tmp_path / "bt" / "realised_reference.json").read_text())
+    assert set(stored["mase_by_lead"]) >= {"1", "2-3"}
     # the data report the printout points to (it named data_report.txt, which only urnn train
     # wrote, as a run artifact: a README walk-through)
     assert ": read 600 rows" in (tmp_path / "bt" / "data_report.txt").read_text()

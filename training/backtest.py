@@ -670,9 +670,10 @@ def uncalibrated_note(meta: Mapping[str, Any], quantiles: Sequence[float]) -> st
 
 def write_backtest_tables(result: BacktestResult, directory: Path) -> None:
     """The backtest's evidence as files: the metric tables (overall, by_step, by_series CSV;
-    overall.json) and every forecast it scored (forecasts.parquet: series, origin, timestamp,
+    overall.json), every forecast it scored (forecasts.parquet: series, origin, timestamp,
     step, actual, point, quantiles, mase_scale, filled), so any figure can be recomputed and
-    audited; a training run logs them under `metrics/`, `urnn backtest --output` into DIR."""
+    audited, and the scores in the service's units (realised_reference.json); a training run
+    logs them under `metrics/`, `urnn backtest --output` into DIR."""
     directory.mkdir(parents=True, exist_ok=True)
     tables = result.tables
     for name, table in (
@@ -686,9 +687,15 @@ def write_backtest_tables(result: BacktestResult, directory: Path) -> None:
     overall = json_scores({str(k): float(v) for k, v in tables.overall.iloc[0].items()})
     (directory / "overall.json").write_text(json.dumps(overall, indent=2, allow_nan=False))
     write_forecasts(result.forecasts, directory / FORECASTS_FILE)
+    if result.realised_reference is not None:
+        # the same scores in the service's realised units (training.realised_reference)
+        (directory / REFERENCE_FILE).write_text(
+            json.dumps(result.realised_reference, indent=2) + "\n"
+        )
 
 
 FORECASTS_FILE = "forecasts.parquet"
+REFERENCE_FILE = "realised_reference.json"
 
 
 def write_forecasts(forecasts: pd.DataFrame, path: Path) -> None:

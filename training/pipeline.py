@@ -726,9 +726,6 @@ def train_pipeline(
                     # UrnnRealisedErrorAboveBacktest compares the served version with
                     meta = {**meta, REFERENCE_KEY: result.realised_reference}
                     mlflow.log_metrics(reference_metrics(result.realised_reference), run_id=run_id)
-                    (out / "metrics" / "realised_reference.json").write_text(
-                        json.dumps(result.realised_reference, indent=2) + "\n"
-                    )
                 (out / "data_report.txt").write_text("\n".join(data_report) + "\n")
                 mlflow.log_artifacts(str(out / "metrics"), artifact_path="metrics", run_id=run_id)
                 mlflow.log_artifacts(str(out / "plots"), artifact_path="plots", run_id=run_id)

@@ -149,11 +149,14 @@ def reference_line(reference: Mapping[str, Any]) -> str:
     """`urnn train`'s line for a reference: the figures a served version's realised MASE will
     be read against, printed where the backtest's own MASE (another scale) is, so that nobody
     compares the two."""
-    by_lead: Mapping[str, float] = reference["mase_by_lead"]
-    ordered = sorted(by_lead, key=LEAD_LABELS.index)
-    figures = ", ".join(f"{lead} {by_lead[lead]:.3g}" for lead in ordered)
     return (
         "served error to expect (realised MASE by lead: |actual - median| over the look-back's "
-        f"mean one-step change, as the service scores it; what UrnnRealisedErrorAboveBacktest "
-        f"compares with): {figures}"
+        "mean one-step change, as the service scores it; what UrnnRealisedErrorAboveBacktest "
+        f"compares with): {lead_figures(reference['mase_by_lead'])}"
     )
+
+
+def lead_figures(by_lead: Mapping[str, float]) -> str:
+    """`1 0.59, 2-3 0.92, ...`: a reference's figures in the service's lead order."""
+    ordered = sorted(by_lead, key=LEAD_LABELS.index)
+    return ", ".join(f"{lead} {by_lead[lead]:.3g}" for lead in ordered)

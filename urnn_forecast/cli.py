@@ -1820,6 +1820,31 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _served_error_said(measured: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> str:
+    """`urnn backtest`'s line in the service's realised units (training.realised_reference):
+    this backtest's figures beside the ones the model's own training backtest stored, the
+    reference UrnnRealisedErrorAboveBacktest reads, so that a model erring more on newer data
+    shows in the units the alert will use."""
+    from training.realised_reference import lead_figures, reference_mase
+
+    here = (
+        "none (no step could be scored)"
+        if measured is None
+        else lead_figures(measured["mase_by_lead"])
+    )
+    stored = reference_mase(meta)
+    trained = (
+        "none (a model trained before urnn train stored it)"
+        if stored is None
+        else lead_figures(stored)
+    )
+    return (
+        "realised MASE by lead, as the service scores a served forecast (|actual - median| over "
+        f"the look-back's mean one-step change): this backtest {here}; the model's training "
+        f"backtest {trained}"
+    )
+
+
 class _EpochPrinter:
     """One line per epoch of `urnn train` (and so of a job's log): a fit of up to 100 epochs is
     not silent for minutes, and the line says whether validation still improves."""
@@ -2168,6 +2193,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         for note in notes:
             if note:
                 print(note)
+        print(_served_error_said(result.realised_reference, meta))
         heading, shown_series = series_table_shown(result.tables.by_series, bool(args.output))
         print(f"\n{heading}")
         print(shown_series.to_string(float_format=fmt))

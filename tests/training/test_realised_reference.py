@@ -157,6 +157,8 @@ def test_config_json_carries_the_reference_and_a_config_without_it_loads(
     for lead, value in stored["mase_by_lead"].items():
         assert run.data.metrics[f"realised_reference_mase_lead_{lead}"] == pytest.approx(value)
     assert "realised_reference_mase" in run.data.metrics
+    logged = [f.path for f in mlflow.MlflowClient().list_artifacts(result.run_id, "metrics")]
+    assert "metrics/realised_reference.json" in logged
 
     old = tmp_path / "old"
     shutil.copytree(files, old)
