@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 import orjson
 import torch
 
-from bench.serve import HORIZON, LOOKBACK, NAME, register_untrained, synthetic_frame
+from bench.serve import HORIZON, LOOKBACK, NAME, best_ms, register_untrained, synthetic_frame
 
 COVARIATE = "temp"
 COVARIATE_NAME = "urnn-forecaster-covariate"
@@ -105,17 +104,6 @@ def served_models(var_dir: Path) -> dict[bool, Any]:
         ref = loader.resolve(f"models:/{name}@champion")
         models[covariates] = ServedModel.build(ref, loader.load(ref), torch.device("cpu"))
     return models
-
-
-def best_ms(stage: Callable[[], object], rounds: int, repeat: int) -> float:
-    stage()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(repeat):
-            stage()
-        best = min(best, (time.perf_counter() - start) / repeat)
-    return best * 1e3
 
 
 def read_block(text: bytes) -> Any:

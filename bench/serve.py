@@ -337,7 +337,7 @@ def stage_breakdown(
                 f"response (timestamps, {FORMAT_NAMES[f]})": partial(answer, prepared, result),
             }
         for f in formats:
-            out[f][n] = {name: _best_ms(stage) for name, stage in by_format[f].items()}
+            out[f][n] = {name: best_ms(stage) for name, stage in by_format[f].items()}
     return out
 
 
@@ -353,7 +353,7 @@ def _read_json(body: bytes) -> FastRequest | BlockRequest | None:
     return block if block is not None else fast_request(orjson.loads(body))
 
 
-def _best_ms(stage: Callable[[], object], rounds: int = 5, repeat: int = 20) -> float:
+def best_ms(stage: Callable[[], object], rounds: int = 5, repeat: int = 20) -> float:
     stage()
     best = float("inf")
     for _ in range(rounds):

@@ -394,20 +394,8 @@ def test_the_service_answers_the_same_bytes_with_the_reader_off(
             }
         ).encode(),
     }
-    headers = {"content-type": "application/json"}
-    reader = read_json_block
     for case, text in texts.items():
-        calls: list[bool] = []
-
-        def spy(raw: bytes, document: Any, calls: list[bool] = calls) -> BlockRequest | None:
-            got = reader(raw, document)
-            calls.append(got is not None)
-            return got
-
-        monkeypatch.setattr("service.fast_routes.read_json_block", spy)
-        on = client.post("/forecast", content=text, headers=headers)
-        monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw, document: None)
-        off = client.post("/forecast", content=text, headers=headers)
+        calls, on, off = _answers_with_the_reader_on_and_off(client, monkeypatch, text)
         assert calls == [case not in ("values twice", "nested list")], case
         assert on.status_code == off.status_code, case
         assert on.content == off.content, case
@@ -545,21 +533,9 @@ def test_bodies_with_covariates_answer_the_same_bytes_with_the_reader_off(
     name = f"json-block-covariates-{reads_x}".lower()
     assert registry.register(name, seed=6, covariates=reads_x) == "1"
     client = client_for(model_uri=f"models:/{name}@champion")
-    headers = {"content-type": "application/json"}
-    reader = read_json_block
     statuses = {}
     for case, text in _covariate_texts(registry).items():
-        calls: list[bool] = []
-
-        def spy(raw: bytes, document: Any, calls: list[bool] = calls) -> BlockRequest | None:
-            got = reader(raw, document)
-            calls.append(got is not None)
-            return got
-
-        monkeypatch.setattr("service.fast_routes.read_json_block", spy)
-        on = client.post("/forecast", content=text, headers=headers)
-        monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw, document: None)
-        off = client.post("/forecast", content=text, headers=headers)
+        calls, on, off = _answers_with_the_reader_on_and_off(client, monkeypatch, text)
         assert calls == [case in _TAKEN], case
         assert (on.status_code, on.content) == (off.status_code, off.content), case
         statuses[case] = on.status_code
@@ -602,3 +578,24 @@ def test_a_block_with_covariates_feeds_drift_as_the_rows_do(
             for column in ("y", "x")
         ]
     assert windows[True] == windows[False] == [3 * 48.0, 3 * 48.0]  # 3 series, lookback 48
+
+
+def _answers_with_the_reader_on_and_off(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, text: bytes
+) -> tuple[list[bool], Any, Any]:
+    """`text` POSTed to /forecast with simdjson's block reader on (spied: whether it took the
+    body) and off (every body to the orjson path): (took it, answer on, answer off)."""
+    reader = read_json_block
+    calls: list[bool] = []
+
+    def spy(raw: bytes, document: Any) -> BlockRequest | None:
+        got = reader(raw, document)
+        calls.append(got is not None)
+        return got
+
+    headers = {"content-type": "application/json"}
+    monkeypatch.setattr("service.fast_routes.read_json_block", spy)
+    on = client.post("/forecast", content=text, headers=headers)
+    monkeypatch.setattr("service.fast_routes.read_json_block", lambda raw, document: None)
+    off = client.post("/forecast", content=text, headers=headers)
+    return calls, on, off
