@@ -151,8 +151,9 @@ def read_arrow_request(
     body: bytes, content_type: str = ARROW_STREAM, *, max_bytes: int | None = None
 ) -> FastRequest | BlockRequest:
     """The request an Arrow stream (or file) body holds; ServiceInputError naming the column
-    and series for anything that is not a request table. Plain histories of one length come
-    as one block (`_plain_block`), their FastSeries built only if a check needs them.
+    and series for anything that is not a request table. Plain histories of one length, with
+    or without covariate columns of the same length, come as one block (`_plain_block`),
+    their FastSeries built only if a check needs them.
     `max_bytes` (URNN_MAX_BODY_BYTES): BodyTooLargeError when the columns would take more
     once decoded (`_check_read_size`), before any column is decoded."""
     table = _read_table(body, content_type)
@@ -269,33 +270,62 @@ def _fast_series(table: Table, ids: list[str]) -> tuple[FastSeries, ...]:
 
 
 def _plain_block(table: Table, ids: list[str]) -> SeriesBlock | None:
-    """The table as one block when it is the plain kind: columns among id, values, start and
-    freq; histories of one non-zero length, lists of numbers without nulls; `start` in every
-    row or none, naive timestamps or plain strings (`fast_path.plain_start_ns`). None for
-    anything else (the rows then go one by one, with their own checks and messages)."""
+    """The table as one block when it is the plain kind: columns among id, values, start,
+    freq and `covariates.<name>`; histories of one non-zero length, lists of numbers without
+    nulls; every covariate column the same (booleans too, as 1.0 and 0.0: `_plain_lists`)
+    with no null cell and each list as long as the histories; `start` in every row or none,
+    naive timestamps or plain strings (`fast_path.plain_start_ns`). None for anything else
+    (the rows then go one by one, with their own checks and messages: a null covariate cell,
+    a series that does not give that covariate, among them)."""
     names = table.column_names
-    if not _BLOCK_COLUMNS.issuperset(names):
+    covariate_columns = [name for name in names if name.startswith(COVARIATE_PREFIX)]
+    if len(covariate_columns) + len(_BLOCK_COLUMNS.intersection(names)) != len(names):
         return None
-    array = _column(table, "values")
+    values = _plain_lists(_column(table, "values"))
+    if values is None:
+        return None
+    rows, width = values.shape
+    covariates = {}
+    for name in covariate_columns:  # the table's order, as `_fast_series` gives them
+        column = _plain_lists(_column(table, name), flags=True)
+        if column is None or column.shape[1] != width:
+            return None
+        covariates[name[len(COVARIATE_PREFIX) :]] = column
+    start_ns = None
+    if "start" in names:
+        start_ns = _plain_starts(_column(table, "start"))
+        if start_ns is None:
+            return None
+    freqs: list[str | None] = _strings(table, "freq", ids) if "freq" in names else [None] * rows
+    return SeriesBlock(ids, values, start_ns, freqs, covariates)
+
+
+def _plain_lists(array: pa.Array, *, flags: bool = False) -> np.ndarray | None:
+    """A column of lists of one non-zero length, with no null cell nor null value, as one
+    (rows, width) float64 array: a view of the Arrow buffer for float64, one copy for other
+    numbers, exactly what `_number_lists` reads row by row (the same cast; `flags`: lists of
+    booleans as 1.0 and 0.0 too, as that reads a covariate's). None for anything else: other
+    list kinds (fixed-size lists, list views) and other value types go row by row."""
     kind = array.type
     if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)):
         return None
-    if not is_numbers(kind.value_type) or array.null_count or array.values.null_count:
+    value_type = kind.value_type
+    if not (is_numbers(value_type) or (flags and pa.types.is_boolean(value_type))):
+        return None
+    if array.null_count:
         return None
     offsets = array.offsets.to_numpy()
     width = _equal_width(offsets)
     if width is None:
         return None
     first, rows = int(offsets[0]), len(array)
-    flat = array.values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-    start_ns = None
-    if "start" in names:
-        start_ns = _plain_starts(_column(table, "start"))
-        if start_ns is None:
-            return None
-    values = flat[first : first + rows * width].reshape(rows, width)
-    freqs: list[str | None] = _strings(table, "freq", ids) if "freq" in names else [None] * rows
-    return SeriesBlock(ids, values, start_ns, freqs)
+    # only the rows' own values: a sliced table's child holds others, nulls among them
+    flat = array.values.slice(first, rows * width)
+    if flat.null_count:
+        return None
+    numbers = flat.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+    block: np.ndarray = numbers.reshape(rows, width)
+    return block
 
 
 def _equal_width(offsets: np.ndarray) -> int | None:

@@ -72,8 +72,8 @@ class FastRequest:
 class SeriesBlock:
     """Histories of one length as one array, as an Arrow body of plain histories holds them
     (service.arrow_io): no timestamps, every `start` naive or none at all; covariates none, or
-    (a JSON body read by service.json_block) the same names in every series, each as long as
-    the histories."""
+    (an Arrow body's covariate columns, a JSON body read by service.json_block) the same
+    names in every series, each as long as the histories."""
 
     ids: list[str]
     values: np.ndarray  # (S, N) float64, may hold NaN/inf (service.validation rejects them)

@@ -1,6 +1,7 @@
-"""Arrow bodies of plain histories go through the service as one block (service.arrow_io's
-`_plain_block`, service.validation's `_prepare_block`): the same prepared inputs, answers,
-errors and monitors as the row path, without a Python object per series."""
+"""Arrow bodies of plain histories, with or without covariate columns, go through the
+service as one block (service.arrow_io's `_plain_block`, service.validation's
+`_prepare_block`), as JSON ones read by service.json_block do: the same prepared inputs,
+answers, errors and monitors as the row path, without a Python object per series."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
+from service import arrow_io
 from service.arrow_io import ARROW_STREAM, read_arrow_request, request_stream
 from service.errors import ServiceInputError
 from service.fast_path import BlockRequest, FastRequest
@@ -21,7 +23,7 @@ from service.json_block import read_json_block
 from service.served import ColumnScales, ServedModel
 from service.validation import PreparedRequest, PreparedSeries, _prepare_series, prepare
 from tests.service.conftest import Registry, history, metric_total, metric_value
-from tests.service.test_arrow import stream_of
+from tests.service.test_arrow import read_table, stream_of
 from tests.service.test_fast_path import StubModel
 
 LENGTH = 12  # the stub's lookback is 8
@@ -117,8 +119,89 @@ def test_plain_tables_are_one_block_prepared_as_the_rows_are(case: str) -> None:
     _same_prepared(prepare(_rows_of(request), model), _row_by_row(request, model))
 
 
+FLOAT_LISTS = pa.list_(pa.float64())
+
+
+def _lists(seed: int, kind: pa.DataType = FLOAT_LISTS, width: int = LENGTH) -> pa.Array:
+    """Four covariate lists of `width` values (normal around 1), as Arrow lists of `kind`."""
+    rows = np.random.default_rng(seed).normal(1, 2, (4, width))
+    value_type = kind.value_type
+    if pa.types.is_boolean(value_type):
+        return pa.array((rows > 1).tolist(), kind)
+    if pa.types.is_integer(value_type):
+        return pa.array(np.round(rows * 100).astype(np.int64).tolist(), kind)
+    return pa.array(rows.tolist(), kind)
+
+
+def _with(**covariates: Any) -> Callable[[], pa.Table]:
+    """`_plain()` with a column `covariates.<name>` per keyword, in the order given."""
+    return lambda: _plain(**{f"covariates.{name}": column() for name, column in covariates.items()})
+
+
+COVARIATE_TABLES: dict[str, Callable[[], pa.Table]] = {
+    "one covariate": _with(x=lambda: _lists(1)),
+    "two covariates, the known one first": _with(z=lambda: _lists(2), x=lambda: _lists(1)),
+    "integer covariates": _with(x=lambda: _lists(1, pa.list_(pa.int64()))),
+    "float32 covariates": _with(x=lambda: _lists(1, pa.list_(pa.float32()))),
+    "flags (booleans)": _with(x=lambda: _lists(1, pa.list_(pa.bool_()))),
+    "large lists": _with(x=lambda: _lists(1, pa.large_list(pa.float64()))),
+    "several record batches": lambda: pa.Table.from_batches(
+        _with(x=lambda: _lists(1), z=lambda: _lists(3))().to_batches(max_chunksize=1)
+    ),
+    "a sliced table": lambda: _with(x=lambda: _lists(1), z=lambda: _lists(3))().slice(1, 2),
+    "flags in a sliced table": lambda: _with(x=lambda: _lists(1, pa.list_(pa.bool_())))().slice(
+        1, 3
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COVARIATE_TABLES))
+@pytest.mark.parametrize("stub", ["reads x, knows z", "knows x and z, reads none"])
+def test_covariate_columns_are_one_block_prepared_as_the_rows_are(case: str, stub: str) -> None:
+    """Covariate columns of plain number lists as long as the histories, no null cell, come
+    as one (S, N) float64 block each, in the table's column order, holding what the rows read
+    (flags as 1.0 and 0.0), and are prepared as the rows are."""
+    table = COVARIATE_TABLES[case]()
+    model = _model(**(_READS_X if stub == "reads x, knows z" else {"known_covariates": ("x", "z")}))
+    request = read_arrow_request(stream_of(table))
+    assert isinstance(request, BlockRequest), case
+    names = [n.removeprefix("covariates.") for n in table.column_names if "." in n]
+    assert list(request.block.covariates) == names
+    for name, column in request.block.covariates.items():
+        assert column.dtype == np.float64 and column.shape == request.block.values.shape
+        np.testing.assert_array_equal(column, [s.covariates[name] for s in request.series])
+        assert all(list(s.covariates) == names for s in request.series)
+    prepared = prepare(request, model)
+    assert prepared.block is not None
+    _same_prepared(prepared, _row_by_row(request, model))
+    _same_prepared(prepared, prepare(_rows_of(request), model).series)
+
+
+def _one_row(column: pa.Array, row: int, cell: Any) -> pa.Array:
+    """`column` with row `row` replaced by `cell`."""
+    cells = column.to_pylist()
+    cells[row] = cell
+    return pa.array(cells, column.type)
+
+
 NOT_PLAIN: dict[str, Callable[[], pa.Table]] = {
-    "a covariate column": lambda: _plain(**{"covariates.x": [[1.0] * LENGTH] * 4}),
+    "a null covariate cell": _with(x=lambda: _one_row(_lists(1), 2, None)),
+    "a covariate one value short in one row": _with(
+        x=lambda: _one_row(_lists(1), 1, [1.0] * (LENGTH - 1))
+    ),
+    "covariates all shorter than the histories": _with(x=lambda: _lists(1, width=LENGTH - 1)),
+    "covariates all longer than the histories": _with(x=lambda: _lists(1, width=LENGTH + 4)),
+    "a null among a covariate's values": _with(
+        x=lambda: _one_row(_lists(1), 1, [1.0] * (LENGTH - 1) + [None])
+    ),
+    "a covariate of strings": _with(x=lambda: pa.array([["1"] * LENGTH] * 4)),
+    "a fixed-size list covariate": _with(x=lambda: _lists(1, pa.list_(pa.float64(), LENGTH))),
+    "a list view covariate": _with(x=lambda: _lists(1, pa.list_view(pa.float64()))),
+    "a covariate beside a timestamps column": lambda: _plain(
+        start=None,
+        timestamps=[[f"2024-01-01T{h:02d}:00:00" for h in range(LENGTH)]] * 4,
+        **{"covariates.x": _lists(1)},
+    ),
     "a timestamps column": lambda: _plain(
         start=None, timestamps=[[f"2024-01-01T{h:02d}:00:00" for h in range(LENGTH)]] * 4
     ),
@@ -144,7 +227,8 @@ def test_other_tables_go_row_by_row(case: str) -> None:
     try:
         request = read_arrow_request(stream_of(NOT_PLAIN[case]()))
     except ServiceInputError:  # the row path's 422, as before
-        assert case in ("a start that does not exist", "a null among the values")
+        refused = ("a start that does not exist", "a null among the values")
+        assert case in (*refused, "a null among a covariate's values", "a covariate of strings")
         return
     assert isinstance(request, FastRequest), case
 
@@ -332,3 +416,197 @@ def test_a_json_block_whose_covariates_fail_a_check_gets_the_row_paths_error(cas
         prepare(_rows_of(request), _model(**stub))
     assert str(by_block.value) == str(by_rows.value)
     assert message in str(by_block.value)
+
+
+def _nan_at(row: int, position: int, value: float) -> Callable[[], pa.Array]:
+    def column() -> pa.Array:
+        cells = _lists(1).to_pylist()
+        cells[row][position] = value
+        return pa.array(cells, pa.list_(pa.float64()))
+
+    return column
+
+
+ARROW_COVARIATE_FAILURES: dict[str, tuple[Callable[[], pa.Table], dict[str, Any], str]] = {
+    "an unknown covariate": (
+        _with(x=lambda: _lists(1), w=lambda: _lists(2)),
+        _READS_X,
+        "series 0 ('s-0'), field 'covariates': unknown covariate(s) ['w']",
+    ),
+    "a covariate the model reads missing": (
+        _with(z=lambda: _lists(2)),
+        _READS_X,
+        "series 0 ('s-0'), field 'covariates': missing covariate(s) ['x']",
+    ),
+    "covariates to a model trained without": (
+        _with(x=lambda: _lists(1)),
+        {},
+        "series 0 ('s-0'), field 'covariates': unknown covariate(s) ['x']; this model was "
+        "trained without covariates",
+    ),
+    "NaN in a covariate": (
+        _with(x=_nan_at(2, 3, float("nan"))),
+        _READS_X,
+        "series 2 ('s-2'), field 'covariates.x': holds NaN at position 3",
+    ),
+    "inf in a covariate the model knows and does not read": (
+        _with(x=lambda: _lists(1), z=_nan_at(1, 0, float("inf"))),
+        _READS_X,
+        "series 1 ('s-1'), field 'covariates.z': holds",
+    ),
+    "a covariate too large once scaled": (
+        _with(x=lambda: pa.array([[1e300] * LENGTH] * 4, pa.list_(pa.float64()))),
+        {**_READS_X, "stats": ColumnScales(10.0, 2.0, np.array([1.0]), np.array([1e-10]))},
+        "series 0 ('s-0'), field 'covariates.x': holds values too large for the model once scaled",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ARROW_COVARIATE_FAILURES))
+def test_an_arrow_block_whose_covariates_fail_a_check_gets_the_row_paths_error(case: str) -> None:
+    table, stub, message = ARROW_COVARIATE_FAILURES[case]
+    request = read_arrow_request(stream_of(table()))
+    assert isinstance(request, BlockRequest)
+    with pytest.raises(ServiceInputError) as by_block:
+        prepare(request, _model(**stub))
+    with pytest.raises(ServiceInputError) as by_rows:
+        prepare(_rows_of(request), _model(**stub))
+    assert str(by_block.value) == str(by_rows.value)
+    assert message in str(by_block.value)
+
+
+def _covariate_series(registry: Registry) -> list[dict[str, Any]]:
+    """Three dated histories of 60 values, each with the covariate x (the models' own)."""
+    return [history(registry.frame, f"pump-{i}", stop=500 - 5 * i) for i in range(3)]
+
+
+def _arrow_cases(registry: Registry) -> dict[str, bytes]:
+    """Arrow bodies with covariate columns, taken as a block or not, accepted or not."""
+
+    def stream(change: Callable[[list[dict[str, Any]]], object] = lambda series: None) -> bytes:
+        series = _covariate_series(registry)
+        change(series)
+        return request_stream(series, quantiles=[0.1, 0.9])
+
+    def table_of(**columns: Callable[[pa.Table], pa.Array]) -> bytes:
+        table = read_table(stream())
+        for name, make in columns.items():
+            table = table.set_column(table.column_names.index(name), name, make(table))
+        return stream_of(table)
+
+    def cast_x(kind: pa.DataType) -> Callable[[pa.Table], pa.Array]:
+        return lambda table: table.column("covariates.x").cast(kind)
+
+    def rounded_x(table: pa.Table) -> pa.Array:
+        cells = [[round(v) for v in row] for row in table.column("covariates.x").to_pylist()]
+        return pa.array(cells, pa.list_(pa.int64()))
+
+    def flags_x(table: pa.Table) -> pa.Array:
+        cells = [[v > 0.5 for v in row] for row in table.column("covariates.x").to_pylist()]
+        return pa.array(cells, pa.list_(pa.bool_()))
+
+    def each(edit: Callable[[dict[str, Any]], Any]) -> Callable[[list[dict[str, Any]]], None]:
+        def apply(series: list[dict[str, Any]]) -> None:
+            for s in series:
+                edit(s)
+
+        return apply
+
+    def nan_x(series: list[dict[str, Any]]) -> None:
+        series[1]["covariates"]["x"][-3] = float("nan")
+
+    return {
+        "one covariate": stream(),
+        "a second covariate the model does not know": stream(
+            each(lambda s: s["covariates"].update(w=s["covariates"]["x"][::-1]))
+        ),
+        "the covariate under another name": stream(
+            each(lambda s: s.update(covariates={"X": s["covariates"]["x"]}))
+        ),
+        "a null covariate cell": stream(lambda series: series[2].pop("covariates")),
+        "a covariate one value long": stream(each(lambda s: s["covariates"]["x"].append(1.0))),
+        "NaN in a covariate": stream(nan_x),
+        "float32 covariate": table_of(**{"covariates.x": cast_x(pa.list_(pa.float32()))}),
+        "integer covariate": table_of(**{"covariates.x": rounded_x}),
+        "flags": table_of(**{"covariates.x": flags_x}),
+    }
+
+
+_ARROW_TAKEN = {
+    "one covariate",
+    "a second covariate the model does not know",
+    "the covariate under another name",
+    "NaN in a covariate",
+    "float32 covariate",
+    "integer covariate",
+    "flags",
+}
+
+
+@pytest.mark.parametrize("reads_x", [True, False], ids=["covariate-x", "x-known-not-read"])
+def test_arrow_bodies_with_covariates_answer_the_same_bytes_as_series_by_series(
+    registry: Registry,
+    client_for: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+    reads_x: bool,
+) -> None:
+    """Through the app: an Arrow body whose covariate columns are read as one block is
+    answered (200 or 422, JSON or Arrow) as the series-by-series path answers it."""
+    name = f"arrow-block-covariates-{reads_x}".lower()
+    assert registry.register(name, seed=6, covariates=reads_x) == "1"
+    client = client_for(model_uri=f"models:/{name}@champion")
+    reader = arrow_io._plain_block
+    statuses = {}
+    for case, content in _arrow_cases(registry).items():
+        calls: list[bool] = []
+
+        def spy(table: Any, ids: list[str], calls: list[bool] = calls) -> Any:
+            got = reader(table, ids)
+            calls.append(got is not None)
+            return got
+
+        answers = []
+        for accept in ("application/json", ARROW_STREAM):
+            headers = {"content-type": ARROW_STREAM, "accept": accept}
+            monkeypatch.setattr(arrow_io, "_plain_block", spy)
+            on = client.post("/forecast", content=content, headers=headers)
+            monkeypatch.setattr(arrow_io, "_plain_block", lambda table, ids: None)
+            off = client.post("/forecast", content=content, headers=headers)
+            assert (on.status_code, on.content) == (off.status_code, off.content), case
+            answers.append(on)
+        assert calls == [case in _ARROW_TAKEN] * 2, case
+        statuses[case] = answers[0].status_code
+    expected = {
+        "one covariate": 200,
+        "a second covariate the model does not know": 422,
+        "the covariate under another name": 422,
+        "a null covariate cell": 422 if reads_x else 200,
+        "a covariate one value long": 422,
+        "NaN in a covariate": 422,
+        "float32 covariate": 200,
+        "integer covariate": 200,
+        "flags": 200,
+    }
+    assert statuses == expected
+
+
+def test_arrow_and_json_bodies_with_covariates_answer_alike_on_the_block_path(
+    registry: Registry, client_for: Callable[..., TestClient]
+) -> None:
+    """The same request with a covariate, as JSON (simdjson's block) and as Arrow (a block
+    too now): the same answer, in JSON and in Arrow."""
+    assert registry.register("arrow-json-covariates", seed=8) == "1"
+    client = client_for(model_uri="models:/arrow-json-covariates@champion")
+    series, quantiles = _covariate_series(registry), [0.1, 0.9]
+    body = {"quantiles": quantiles, "series": series}
+    arrow = request_stream(series, quantiles=quantiles)
+    request = read_arrow_request(arrow)
+    assert isinstance(request, BlockRequest) and list(request.block.covariates) == ["x"]
+    assert read_json_block(json.dumps(body).encode()) is not None
+    for accept in ("application/json", ARROW_STREAM):
+        by_json = client.post("/forecast", json=body, headers={"accept": accept})
+        by_arrow = client.post(
+            "/forecast", content=arrow, headers={"content-type": ARROW_STREAM, "accept": accept}
+        )
+        assert by_json.status_code == by_arrow.status_code == 200, by_arrow.text
+        assert by_arrow.content == by_json.content
