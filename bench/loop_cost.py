@@ -4,6 +4,7 @@
     python -m bench.loop_cost --callgrind      # its instructions per request (valgrind), ~8 min
     python -m bench.loop_cost --format json --series 1
     python -m bench.loop_cost --format json --covariates --block-reader off
+    python -m bench.loop_cost --covariates --block-reader off     # Arrow, as until 2026-12-07
 
 `make bench-serve` compares this service with the raw model over loopback; on a 2-core VM its
 ratios move by a fifth with the machine's phase (docs/serving.md), and what limits the service
@@ -12,11 +13,13 @@ ASGI entry (`service.main.create_app`, its lifespan, batcher and model, the untr
 registered model of bench.serve) is driven by `--concurrency` in-process clients sending the
 bench's body (history 512, horizon 96, `--series` series, Arrow or JSON), with no sockets and
 no HTTP parsing. Printed: the event-loop thread's CPU time per request (each round's and the
-least), and the requests per second the whole process reached. `--covariates`: JSON bodies
+least), and the requests per second the whole process reached. `--covariates`: bodies
 whose series each carry a covariate as long as the history, to a model that reads it
-(bench.json_read's); `--block-reader off`: the route's simdjson block reader declines every
-body, which then takes orjson and the fast path (as a body with covariates did until
-2026-12-07: after simdjson's parse and the repeated-key check).
+(bench.json_read's, or as Arrow bench.arrow_read's); `--block-reader off`: for JSON, the
+route's simdjson block reader declines every body, which then takes orjson and the fast
+path (as a body with covariates did until 2026-12-07: after simdjson's parse and the
+repeated-key check); for Arrow, a table with a covariate column is read series by series
+(as it was until 2026-12-07: `bench.arrow_read.before`).
 
 `--callgrind` counts instructions instead of seconds: the same requests run under valgrind's
 callgrind (one thread per output file) twice, with `--warm` requests and with `--warm` +
@@ -46,6 +49,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.arrow_read import arrow_body, before
 from bench.json_read import body as covariate_body
 from bench.json_read import register_covariate_model
 from bench.serve import HEADERS, payloads, register_model
@@ -136,7 +140,8 @@ async def measure(app: Any, args: argparse.Namespace) -> list[tuple[float, float
     if started["type"] != "lifespan.startup.complete":
         raise RuntimeError(f"the app did not start: {started}")
     if args.covariates:
-        body = covariate_body(args.series, True)
+        reader = arrow_body if args.format == "arrow" else covariate_body
+        body = reader(args.series, True)
     else:
         payload = payloads(args.series)
         body = payload.arrow if args.format == "arrow" else payload.ours
@@ -179,6 +184,9 @@ def run_in_process(args: argparse.Namespace, var_dir: Path) -> list[tuple[float,
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from service.main import create_app
 
+    if args.block_reader == "off" and args.format == "arrow":
+        with before():
+            return uvloop.run(measure(create_app(), args))
     if args.block_reader == "off":
         import service.fast_routes
 
@@ -258,13 +266,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--covariates",
         action="store_true",
-        help="JSON series with a covariate, to a model reading it",
+        help="series with a covariate, to a model reading it",
     )
     parser.add_argument(
         "--block-reader",
         choices=("on", "off"),
         default="on",
-        help="off: JSON bodies take orjson and the fast path (the route's reader declines)",
+        help="off: JSON bodies take orjson and the fast path (the route's reader declines); "
+        "Arrow tables with a covariate column are read series by series",
     )
     parser.add_argument(
         "--keep",
@@ -275,8 +284,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--var-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.covariates and args.format != "json":
-        parser.error("--covariates sends JSON bodies: give --format json")
     if args.requests is None:
         args.requests = 600 if args.callgrind else 3000
     return args

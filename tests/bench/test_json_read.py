@@ -3,8 +3,6 @@ what they say (the block reader takes the covariate body; the options go togethe
 
 from __future__ import annotations
 
-import pytest
-
 from bench.json_read import COVARIATE, body
 from bench.loop_cost import _declined, parse_args
 from bench.serve import LOOKBACK
@@ -21,9 +19,8 @@ def test_the_covariate_body_is_read_by_the_block_reader_with_its_covariate() -> 
     assert isinstance(plain, BlockRequest) and plain.block.covariates == {}
 
 
-def test_loop_cost_sends_covariates_as_json_only_and_can_turn_the_reader_off() -> None:
-    with pytest.raises(SystemExit):
-        parse_args(["--covariates"])  # Arrow by default: no covariate body of that kind
+def test_loop_cost_sends_covariates_in_either_format_and_can_turn_the_reader_off() -> None:
+    assert parse_args(["--covariates"]).format == "arrow"  # bench.arrow_read's body
     args = parse_args(["--format", "json", "--covariates", "--block-reader", "off"])
     assert (args.covariates, args.block_reader) == (True, "off")
     assert parse_args([]).block_reader == "on"
