@@ -272,7 +272,7 @@ def _fast_series(table: Table, ids: list[str]) -> tuple[FastSeries, ...]:
 def _plain_block(table: Table, ids: list[str]) -> SeriesBlock | None:
     """The table as one block when it is the plain kind: columns among id, values, start,
     freq and `covariates.<name>`; histories of one non-zero length, lists of numbers without
-    nulls; every covariate column the same (booleans too, as 1.0 and 0.0: `_plain_lists`)
+    nulls; every covariate column likewise (booleans too, as 1.0 and 0.0: `_plain_lists`)
     with no null cell and each list as long as the histories; `start` in every row or none,
     naive timestamps or plain strings (`fast_path.plain_start_ns`). None for anything else
     (the rows then go one by one, with their own checks and messages: a null covariate cell,
