@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from service import arrow_io
+from service import arrow_io, validation
 from service.arrow_io import ARROW_STREAM, read_arrow_request, request_stream
 from service.errors import ServiceInputError
 from service.fast_path import BlockRequest, FastRequest
@@ -74,6 +74,12 @@ def _same_prepared(block: PreparedRequest, rows: tuple[PreparedSeries, ...]) -> 
         assert list(mine.drift_inputs) == list(theirs.drift_inputs)
         for key, values in mine.drift_inputs.items():
             np.testing.assert_array_equal(values, theirs.drift_inputs[key])
+        for name in ("past_calendar", "future_calendar"):
+            got, wanted = getattr(mine, name), getattr(theirs, name)
+            assert (got is None) == (wanted is None), name
+            if got is not None:
+                assert got.dtype == wanted.dtype == np.float32, name
+                assert got.tobytes() == wanted.tobytes(), name  # bit for bit
         assert (mine.dates is None) == (theirs.dates is None)
         if mine.dates is not None and theirs.dates is not None:
             np.testing.assert_array_equal(mine.dates.history_ns, theirs.dates.history_ns)
@@ -610,3 +616,166 @@ def test_arrow_and_json_bodies_with_covariates_answer_alike_on_the_block_path(
         )
         assert by_json.status_code == by_arrow.status_code == 200, by_arrow.text
         assert by_arrow.content == by_json.content
+
+
+# --- calendar models: the block's features are the per-series path's, bit for bit ---------
+
+
+def _dated(rows: int, freq: str, *, shared: bool, start: bool = True) -> pa.Table:
+    """`rows` plain histories of LENGTH values at `freq`; starts all alike (`shared`) or
+    each its own (a day and an hour apart), none without `start`."""
+    rng = np.random.default_rng(rows)
+    values = pa.array(rng.normal(10, 3, (rows, LENGTH)).tolist(), pa.list_(pa.float64()))
+    table = pa.table({"id": [f"s-{i}" for i in range(rows)], "values": values})
+    if start:
+        first = pd.Timestamp("2024-03-30T22:00:00")  # a European clock change inside
+        step = pd.Timedelta(0) if shared else pd.Timedelta(hours=25)
+        if freq != "h":  # days: on the grid of midnights
+            step = pd.Timedelta(0) if shared else pd.Timedelta(days=1)
+            first = first.normalize()
+        table = table.append_column(
+            "start", pa.array([(first + i * step).isoformat() for i in range(rows)])
+        )
+    return table
+
+
+CALENDAR_CASES = [
+    pytest.param(
+        rows, freq, clock, shared, id=f"{rows}-{freq}-{clock}-{'shared' if shared else 'own'}"
+    )
+    for rows in (1, 16)
+    for freq in ("h", "24h")
+    for clock in ("local", "utc")
+    for shared in (True, False)
+    if not (rows == 1 and not shared)
+]
+
+
+@pytest.mark.parametrize(("rows", "freq", "clock", "shared"), CALENDAR_CASES)
+def test_a_calendar_models_block_carries_the_row_paths_features(
+    rows: int, freq: str, clock: str, shared: bool
+) -> None:
+    model = _model(needs_dates=True, calendar_clock=clock, freq=freq)
+    request = read_arrow_request(stream_of(_dated(rows, freq, shared=shared)))
+    assert isinstance(request, BlockRequest)
+    prepared = prepare(request, model)
+    assert prepared.block is not None  # the block path
+    _same_prepared(prepared, _row_by_row(request, model))
+    # a JSON body of the kind: laid out as a block too (validation._prepare_bulk)
+    by_json = prepare(_rows_of(request), model)
+    assert by_json.block is not None
+    _same_prepared(by_json, _row_by_row(request, model))
+
+
+def test_a_calendar_model_on_calendar_days_goes_row_by_row() -> None:
+    """'D' is no fixed-length step since pandas 3 (`_takes_blocks`): the rows answer."""
+    model = _model(needs_dates=True, freq="D")
+    request = read_arrow_request(stream_of(_dated(4, "D", shared=False)))
+    assert isinstance(request, BlockRequest)
+    prepared = prepare(request, model)
+    assert prepared.block is None
+    assert prepared.series[0].past_calendar is not None
+
+
+def test_a_calendar_models_block_without_starts_gets_the_row_paths_422() -> None:
+    model = _model(needs_dates=True)
+    request = read_arrow_request(stream_of(_dated(4, "h", shared=True, start=False)))
+    assert isinstance(request, BlockRequest)
+    with pytest.raises(ServiceInputError) as by_block:
+        prepare(request, model)
+    with pytest.raises(ServiceInputError) as by_rows:
+        _row_by_row(request, model)
+    assert str(by_block.value) == str(by_rows.value)
+    assert "series 0 ('s-0'), field 'start': this model reads calendar features" in str(
+        by_block.value
+    )
+
+
+def _calendar_body(registry: Registry, rows: int, stop: int = 500) -> dict[str, Any]:
+    """`rows` plain dated histories of the frame (some sharing their instants), ids s-i."""
+    series = []
+    for i in range(rows):
+        one = history(registry.frame, f"pump-{i % 3}", stop=stop - 5 * (i % 4))
+        one.pop("covariates")
+        series.append({**one, "id": f"s-{i}"})
+    return {"quantiles": [0.1, 0.9], "series": series}
+
+
+_MONITORED = ("urnn_input_drift", "urnn_realised")
+
+
+def _monitored(client: TestClient) -> list[str]:
+    """The /metrics lines of drift and realised error (what the monitors were fed), their
+    creation times left out."""
+    lines = client.get("/metrics").text.splitlines()
+    return [line for line in lines if line.startswith(_MONITORED) and "_created" not in line]
+
+
+@pytest.mark.parametrize("clock", ["local", "utc"])
+def test_a_calendar_models_block_answers_and_monitors_as_the_rows_do(
+    registry: Registry,
+    client_for: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+    clock: str,
+) -> None:
+    """Through the app, JSON and Arrow bodies of 1 and 16 series: a calendar model's block
+    gives the bytes the series path gives (that path forced by refusing every block), and
+    feeds drift and realised error the same."""
+    name = f"calendar-block-{clock}"
+    meta = {"calendar_clock": clock} if clock == "utc" else None
+    assert registry.register(name, seed=5, calendar=True, covariates=False, meta=meta) == "1"
+    arrow_in = {"content-type": ARROW_STREAM}
+    real = validation._prepare_block
+    answers: dict[bool, list[bytes]] = {}
+    monitored: dict[bool, list[str]] = {}
+    for blocks in (True, False):
+        taken: list[bool] = []
+
+        def spy(
+            block: Any, model: ServedModel, taken: list[bool] = taken, on: bool = blocks
+        ) -> Any:
+            got = real(block, model) if on else None
+            taken.append(got is not None)
+            return got
+
+        monkeypatch.setattr(validation, "_prepare_block", spy)
+        client = client_for(model_uri=f"models:/{name}@champion")
+        answers[blocks] = []
+        for rows in (1, 16):
+            for stop in (500, 510):  # the later covers 10 of the first forecasts' 12 steps
+                body = _calendar_body(registry, rows, stop)
+                arrow = request_stream(body["series"], quantiles=body["quantiles"])
+                for response in (
+                    client.post("/forecast", json=body),
+                    client.post("/forecast", content=arrow, headers=arrow_in),
+                    client.post("/forecast", content=arrow, headers=arrow_in | _ARROW_OUT),
+                ):
+                    assert response.status_code == 200, response.text
+                    answers[blocks].append(response.content)
+        # every request a block (the series path: refused twice, as read and as laid out)
+        assert taken == [True] * 12 if blocks else taken and not any(taken)
+        monitored[blocks] = _monitored(client)
+    assert answers[True] == answers[False]
+    assert monitored[True] == monitored[False]
+    assert any(line.startswith("urnn_realised_points_total") for line in monitored[True])
+    assert metric_value(client, "urnn_input_drift_window_values", column="y") > 0
+
+
+_ARROW_OUT = {"accept": ARROW_STREAM}
+
+
+def test_a_calendar_models_block_without_starts_is_the_same_422(
+    registry: Registry, client_for: Callable[..., TestClient]
+) -> None:
+    name = "calendar-block-undated"
+    assert registry.register(name, seed=5, calendar=True, covariates=False) == "1"
+    client = client_for(model_uri=f"models:/{name}@champion")
+    body = _calendar_body(registry, 16)
+    for one in body["series"]:
+        one.pop("start")
+    arrow = request_stream(body["series"], quantiles=body["quantiles"])
+    by_json = client.post("/forecast", json=body)
+    by_arrow = client.post("/forecast", content=arrow, headers={"content-type": ARROW_STREAM})
+    assert by_json.status_code == by_arrow.status_code == 422
+    assert by_json.json() == by_arrow.json()
+    assert "field 'start': this model reads calendar features" in by_json.text
