@@ -111,7 +111,10 @@ class BatchRunner:
             staged.covariates = np.concatenate([_present(b.covariates) for b in whole])
         elif model.covariates:
             staged.covariates = np.stack([_present(s.covariates) for s in _series(requests)])
-        if model.needs_dates:
+        if model.needs_dates and len(whole) == len(blocks):  # (S, L, K), (S, H_max, K)
+            staged.past_calendar = np.concatenate([_present(b.past_calendar) for b in whole])
+            staged.future_calendar = np.concatenate([_present(b.future_calendar) for b in whole])
+        elif model.needs_dates:
             series = _series(requests)
             staged.past_calendar = np.stack([_present(s.past_calendar) for s in series])
             staged.future_calendar = np.stack([_present(s.future_calendar) for s in series])

@@ -136,6 +136,10 @@ class PreparedBlock:
     # name -> (S, N) float64, every covariate given (read or not), in the order given: drift
     # reads their raw lookback windows
     raw_covariates: dict[str, np.ndarray] = dataclass_field(default_factory=dict)
+    # a calendar model's features of each series' window (`_block_calendar`), float32 as
+    # `_prepare_series` casts them; None for a model that reads none
+    past_calendar: np.ndarray | None = None  # (S, L, K) float32
+    future_calendar: np.ndarray | None = None  # (S, H_max, K) float32
 
     def drift_inputs(self) -> dict[str, np.ndarray]:
         """Column -> (S, L) raw lookback windows, as PreparedSeries.drift_inputs by rows."""
@@ -169,8 +173,8 @@ class PreparedBlock:
                 else Dates(every[i, :n], every[i, n - lookback :], None, lookback),
                 target=self.target[i],
                 covariates=None if self.covariates is None else self.covariates[i],
-                past_calendar=None,
-                future_calendar=None,
+                past_calendar=None if self.past_calendar is None else self.past_calendar[i],
+                future_calendar=None if self.future_calendar is None else self.future_calendar[i],
                 target_mean=self.target_mean,
                 target_scale=self.target_scale,
                 drift_inputs={name: windows[i] for name, windows in drift.items()},
@@ -330,15 +334,16 @@ def _check_unique_ids(all_series: Sequence[SeriesInput]) -> None:
 
 
 def _takes_blocks(model: ServedModel) -> bool:
-    """Whether `model` can be fed a block: it reads no calendar features, and its frequency
-    has a fixed length (time axes are arithmetic). The covariates it reads, a block must
-    carry (`_block_covariates_fit`)."""
-    return not model.needs_dates and isinstance(model.offset, pd.offsets.Tick)
+    """Whether `model` can be fed a block: its frequency has a fixed length (time axes are
+    arithmetic, naive, so a calendar model's features are those of first_ns + steps:
+    `_block_calendar`). The covariates it reads, a block must carry
+    (`_block_covariates_fit`); the dates a calendar model reads, too."""
+    return isinstance(model.offset, pd.offsets.Tick)
 
 
 def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> PreparedBlock | None:
     """The common request in a few array operations over all its series at once: histories of
-    one length, no covariates (and a model that reads none, nor calendar features), one
+    one length, no covariates (and a model that reads none), one
     statistics for all (a global scaler), dates from a naive `start` on a fixed-length
     frequency or none at all. The series are laid out as one block and go through
     `_prepare_block`. None when the request is not of that kind, or when any check fails:
@@ -411,6 +416,14 @@ def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | No
             return None
         if int(first_ns.min()) < _MIN_NS:
             return None
+    past_calendar = future_calendar = None
+    if model.needs_dates:
+        if first_ns is None:  # the per-series path's 422 names `start`
+            return None
+        calendar = _block_calendar(first_ns, offset.nanos, n, model)
+        if calendar is None:
+            return None
+        past_calendar, future_calendar = calendar
     return PreparedBlock(
         ids=ids,
         values=values,
@@ -424,7 +437,31 @@ def _prepare_block(block: SeriesBlock, model: ServedModel) -> PreparedBlock | No
         drift_column=model.target,
         covariates=covariates,
         raw_covariates=block.covariates,
+        past_calendar=past_calendar,
+        future_calendar=future_calendar,
     )
+
+
+def _block_calendar(
+    first_ns: np.ndarray, step_ns: int, n: int, model: ServedModel
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A calendar model's (S, L, K) past and (S, H_max, K) future features of a block's
+    series, float32: what `_prepare_series` gives each (`calendar_on_clock` of its window,
+    cast), in one call over the windows of the distinct starts (a request's series mostly
+    share their instants). The axes are naive, as a naive `start`'s are on the per-series
+    path (tz None), which both clocks read as they are. None where `calendar_on_clock`
+    refuses (the per-series path then says why)."""
+    lookback, horizon = model.lookback, model.max_horizon
+    starts, inverse = np.unique(first_ns, return_inverse=True)
+    windows = starts[:, None] + _steps(step_ns, n - lookback, lookback + horizon)  # (U, L + H)
+    try:
+        features = calendar_on_clock(windows.ravel(), None, model, "field 'start'")
+    except ServiceInputError:
+        return None
+    # the same float32 cast of the same float64 values as `_prepare_series`, bit for bit
+    by_start = features.astype(np.float32).reshape(len(starts), lookback + horizon, -1)
+    every = by_start[inverse.reshape(-1)]  # (S, L + H, K)
+    return every[:, :lookback], every[:, lookback:]
 
 
 def _block_covariates_fit(block: SeriesBlock, model: ServedModel) -> bool:
