@@ -447,20 +447,33 @@ def _block_calendar(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """A calendar model's (S, L, K) past and (S, H_max, K) future features of a block's
     series, float32: what `_prepare_series` gives each (`calendar_on_clock` of its window,
-    cast), in one call over the windows of the distinct starts (a request's series mostly
-    share their instants). The axes are naive, as a naive `start`'s are on the per-series
-    path (tz None), which both clocks read as they are. None where `calendar_on_clock`
-    refuses (the per-series path then says why)."""
-    lookback, horizon = model.lookback, model.max_horizon
-    starts, inverse = np.unique(first_ns, return_inverse=True)
-    windows = starts[:, None] + _steps(step_ns, n - lookback, lookback + horizon)  # (U, L + H)
+    cast), from one `calendar_on_clock` call. The features are a function of each instant
+    alone, so they are computed once per distinct instant: where the starts lie on one grid
+    (a request's series mostly do, or share their start), over the one axis that spans all
+    windows, each window a slice of it; otherwise over the windows of the distinct starts.
+    The axes are naive, as a naive `start`'s are on the per-series path (tz None, which
+    both clocks read as it is). None where `calendar_on_clock` refuses (the per-series path
+    then says why)."""
+    lookback, span = model.lookback, model.lookback + model.max_horizon
+    low = int(first_ns.min())
+    shift = first_ns - low
+    gathered = None
+    if not (shift % step_ns).any():  # one grid: windows start k steps after the first
+        k = shift // step_ns
+        length = int(k.max()) + span
+        if length <= len(first_ns) * span:  # no longer than the windows laid end to end
+            instants = low + _steps(step_ns, n - lookback, length)  # (T,)
+            gathered = k[:, None] + np.arange(span)  # (S, L + H) positions on that axis
+    if gathered is None:
+        starts, inverse = np.unique(first_ns, return_inverse=True)
+        instants = (starts[:, None] + _steps(step_ns, n - lookback, span)).ravel()
+        gathered = inverse.reshape(-1, 1) * span + np.arange(span)
     try:
-        features = calendar_on_clock(windows.ravel(), None, model, "field 'start'")
+        features = calendar_on_clock(instants, None, model, "field 'start'")
     except ServiceInputError:
         return None
     # the same float32 cast of the same float64 values as `_prepare_series`, bit for bit
-    by_start = features.astype(np.float32).reshape(len(starts), lookback + horizon, -1)
-    every = by_start[inverse.reshape(-1)]  # (S, L + H, K)
+    every = features.astype(np.float32)[gathered]  # (S, L + H, K)
     return every[:, :lookback], every[:, lookback:]
 
 
