@@ -2,6 +2,7 @@
 
     python -m bench.json_read                 # 16 series x 512 values, ~1 min
     python -m bench.json_read --series 1 --rounds 9
+    python -m bench.json_read --calendar      # a calendar model's prepare, block vs rows
 
 Two bodies of `--series` histories of 512 values (bench.serve's), one plain and one whose
 series each carry a covariate `temp` as long as the history (an equipment log's sensor
@@ -14,6 +15,12 @@ prepared two ways, side by side in one run:
   series) and `prepare` on what it gives (series by series for covariates). Until 2026-12-07
   a body with covariates took this path, after simdjson had parsed it and its keys were
   checked for repeats (`forecast_repeated_key`): the row "route before" adds that parse.
+
+With `--calendar`, instead: the plain body to a model that reads calendar features (hour of
+day, day of week, day of year on its local clock), as a simdjson block and as an Arrow body,
+prepared by the block path (since 2026-12-07) and series by series, the path such a model's
+requests took before (`prepare` with the block preparation declining, as `_takes_blocks` did
+for every calendar model).
 
 The models are untrained (the figures do not depend on weights) and registered in a
 temporary MLflow store: bench.serve's, and the same with one covariate. Printed: the least of
@@ -90,6 +97,73 @@ def register_covariate_model(
     columns = [COVARIATE] if covariates else []
     frame = covariate_frame()
     return register_untrained(config, frame, var_dir, name, "bench-json-read", covariates=columns)
+
+
+CALENDAR_NAME = "urnn-forecaster-calendar"
+
+
+def calendar_model(var_dir: Path) -> Any:
+    """An untrained plain model reading hourly calendar features, loaded as the service does."""
+    from models.forecaster import ForecasterConfig, n_calendar_features
+    from service.loader import MlflowLoader
+    from service.served import ServedModel
+
+    config = ForecasterConfig(
+        kind="urnn",
+        lookback=LOOKBACK,
+        horizon=HORIZON,
+        hidden_size=32,
+        segment_length=32,
+        n_calendar=n_calendar_features("h"),
+    )
+    uri = register_untrained(
+        config, covariate_frame(), var_dir, CALENDAR_NAME, "bench-json-read-calendar"
+    )
+    loader = MlflowLoader(uri)
+    ref = loader.resolve(f"models:/{CALENDAR_NAME}@champion")
+    return ServedModel.build(ref, loader.load(ref), torch.device("cpu"))
+
+
+def prepare_by_rows(request: Any, model: Any) -> Any:
+    """`prepare` as it went for a calendar model before: every block declined, so the
+    request goes series by series (a DatetimeIndex and calendar_features per series)."""
+    from service import validation
+
+    block_path = validation._prepare_block
+    validation._prepare_block = lambda block, model: None
+    try:
+        return validation.prepare(request, model)
+    finally:
+        validation._prepare_block = block_path
+
+
+def measure_calendar(args: argparse.Namespace, var_dir: Path) -> list[tuple[str, float, float]]:
+    """(row, ms for the JSON body read by simdjson, ms for the Arrow body)."""
+    from service.arrow_io import read_arrow_request, request_stream
+    from service.validation import prepare
+
+    model = calendar_model(var_dir)
+    text = body(args.series, False)
+    series = json.loads(text)["series"]
+    requests = {
+        "json": read_block(text),
+        "arrow": read_arrow_request(request_stream(series, horizon=HORIZON)),
+    }
+    timed = partial(best_ms, rounds=args.rounds, repeat=args.repeat)
+    rows: dict[str, dict[str, float]] = {}
+    for kind, request in requests.items():
+        block, by_rows = prepare(request, model), prepare_by_rows(request, model)
+        assert block.block is not None and by_rows.block is None, kind
+        for mine, theirs in zip(block.series, by_rows.series, strict=True):
+            assert mine.past_calendar is not None and theirs.past_calendar is not None
+            assert mine.past_calendar.tobytes() == theirs.past_calendar.tobytes(), kind
+        rows.setdefault("prepare: block path (now)", {})[kind] = timed(
+            partial(prepare, request, model)
+        )
+        rows.setdefault("prepare: series by series (before)", {})[kind] = timed(
+            partial(prepare_by_rows, request, model)
+        )
+    return [(name, by["json"], by["arrow"]) for name, by in rows.items()]
 
 
 def served_models(var_dir: Path) -> dict[bool, Any]:
@@ -174,11 +248,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--series", type=int, default=16, help="histories per request")
     parser.add_argument("--rounds", type=int, default=7, help="rounds; the least is printed")
     parser.add_argument("--repeat", type=int, default=50, help="calls per round")
+    parser.add_argument(
+        "--calendar",
+        action="store_true",
+        help="a calendar model's prepare: block path against series by series",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.calendar:
+        with tempfile.TemporaryDirectory(prefix="bench-json-read-") as tmp:
+            table = measure_calendar(args, Path(tmp) / "var")
+        print(
+            f"{args.series} series x {LOOKBACK} values to a calendar model (hourly, local "
+            f"clock); ms per request, least of {args.rounds} rounds of {args.repeat}"
+        )
+        width = max(len(name) for name, _, _ in table)
+        print(f"{'':{width}}  {'json':>8}  {'arrow':>8}")
+        for name, ms_json, ms_arrow in table:
+            print(f"{name:{width}}  {ms_json:8.3f}  {ms_arrow:8.3f}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="bench-json-read-") as tmp:
         table = measure(args, Path(tmp) / "var")
     plain, with_covariates = body(args.series, False), body(args.series, True)
