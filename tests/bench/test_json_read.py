@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bench.json_read import COVARIATE, body
 from bench.loop_cost import _declined, parse_args
-from bench.serve import LOOKBACK
+from bench.serve import HORIZON, LOOKBACK
 from service.fast_path import BlockRequest
 from service.json_block import read_json_block
 
@@ -25,3 +25,23 @@ def test_loop_cost_sends_covariates_in_either_format_and_can_turn_the_reader_off
     assert (args.covariates, args.block_reader) == (True, "off")
     assert parse_args([]).block_reader == "on"
     assert _declined(body(1, True)) is None
+
+
+def test_the_calendar_bench_times_the_rows_as_before_and_restores_the_block_path() -> None:
+    """`--calendar`'s "before" row is the series-by-series path, and leaves `prepare` as it
+    found it (the "now" row is timed after it)."""
+    from typing import cast
+
+    from bench.json_read import prepare_by_rows, read_block
+    from service import validation
+    from service.served import ServedModel
+    from tests.service.test_fast_path import StubModel
+
+    model = cast(ServedModel, StubModel(lookback=LOOKBACK, max_horizon=HORIZON, needs_dates=True))
+    request = read_block(body(3, False))
+    block_path = validation._prepare_block
+    by_rows = prepare_by_rows(request, model)
+    assert by_rows.block is None
+    assert all(s.past_calendar is not None for s in by_rows.series)
+    assert validation._prepare_block is block_path
+    assert validation.prepare(request, model).block is not None
