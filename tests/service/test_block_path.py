@@ -779,3 +779,38 @@ def test_a_calendar_models_block_without_starts_is_the_same_422(
     assert by_json.status_code == by_arrow.status_code == 422
     assert by_json.json() == by_arrow.json()
     assert "field 'start': this model reads calendar features" in by_json.text
+
+
+def test_a_batch_of_calendar_blocks_stages_what_a_batch_of_rows_stages() -> None:
+    """The runner concatenates the blocks' features; a batch that mixes a block with a
+    request held series by series stacks per series: the same (B, L, K) and (B, H, K)."""
+    from service.runner import BatchRunner
+
+    stub = StubModel(needs_dates=True)
+    stub.streaming = False  # type: ignore[attr-defined]
+    model = cast(ServedModel, stub)
+    runner = BatchRunner(cast(Any, None), cast(Any, None), cast(Any, None), max_batch_series=8)
+    blocks, rows = [], []
+    for table in (_dated(16, "h", shared=False), _dated(4, "h", shared=True)):
+        request = read_arrow_request(stream_of(table))
+        assert isinstance(request, BlockRequest)
+        prepared = prepare(request, model)
+        assert prepared.block is not None
+        blocks.append(prepared)
+        rows.append(
+            PreparedRequest(
+                model=model,
+                horizon=prepared.horizon,
+                quantile_index=prepared.quantile_index,
+                quantile_keys=prepared.quantile_keys,
+                series=_row_by_row(request, model),
+            )
+        )
+    wanted = runner.stage(rows)
+    for batch in (blocks, [blocks[0], rows[1]], [rows[0], blocks[1]]):
+        staged = runner.stage(batch)
+        for name in ("target", "past_calendar", "future_calendar"):
+            got, expected = getattr(staged, name), getattr(wanted, name)
+            assert got.dtype == expected.dtype == np.float32, name
+            assert got.shape == expected.shape, name
+            assert got.tobytes() == expected.tobytes(), name
