@@ -814,3 +814,21 @@ def test_a_batch_of_calendar_blocks_stages_what_a_batch_of_rows_stages() -> None
             assert got.dtype == expected.dtype == np.float32, name
             assert got.shape == expected.shape, name
             assert got.tobytes() == expected.tobytes(), name
+
+
+@pytest.mark.parametrize("freq", ["h", "512ns"])  # 512 ns: a step that divides 2**64
+def test_a_calendar_block_spanning_the_whole_range_of_dates_gets_the_rows_features(
+    freq: str,
+) -> None:
+    """Starts near both ends of what the service can date are 5.8 centuries apart, more
+    nanoseconds than an int64 holds: each is still read at its own instants."""
+    model = _model(needs_dates=True, freq=freq)
+    table = _dated(2, "h", shared=True).set_column(
+        2, "start", pa.array(["1678-01-01T00:00:00", "2261-12-31T00:00:00"])
+    )
+    request = read_arrow_request(stream_of(table))  # read by rows; laid out as a block
+    prepared = prepare(request, model)
+    assert prepared.block is not None
+    _same_prepared(
+        prepared, tuple(_prepare_series(i, s, model) for i, s in enumerate(request.series))
+    )
