@@ -456,12 +456,13 @@ def _block_calendar(
     then says why)."""
     lookback, span = model.lookback, model.lookback + model.max_horizon
     low = int(first_ns.min())
-    shift = first_ns - low
     gathered = None
-    if not (shift % step_ns).any():  # one grid: windows start k steps after the first
-        k = shift // step_ns
-        length = int(k.max()) + span
-        if length <= len(first_ns) * span:  # no longer than the windows laid end to end
+    # Python integers first: starts centuries apart differ by more than an int64 holds
+    if int(first_ns.max()) - low <= step_ns * (len(first_ns) - 1) * span:
+        shift = first_ns - low
+        if not (shift % step_ns).any():  # one grid: windows start k steps after the first
+            k = shift // step_ns  # at most (S - 1) * span: the axis is no longer than the
+            length = int(k.max()) + span  # windows laid end to end
             instants = low + _steps(step_ns, n - lookback, length)  # (T,)
             gathered = k[:, None] + np.arange(span)  # (S, L + H) positions on that axis
     if gathered is None:
