@@ -832,3 +832,12 @@ def test_a_calendar_block_spanning_the_whole_range_of_dates_gets_the_rows_featur
     _same_prepared(
         prepared, tuple(_prepare_series(i, s, model) for i, s in enumerate(request.series))
     )
+
+
+def test_a_json_block_with_covariates_to_a_calendar_model_is_prepared_as_the_rows_are() -> None:
+    model = _model(**_READS_X, needs_dates=True)
+    request = _json_with_covariates(("x",))
+    prepared = prepare(request, model)
+    assert prepared.block is not None and prepared.block.past_calendar is not None
+    _same_prepared(prepared, _row_by_row(request, model))
+    _same_prepared(prepared, prepare(_rows_of(request), model).series)
