@@ -32,8 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.json_read import COVARIATE, best_ms, body, served_models
-from bench.serve import LOOKBACK
+from bench.json_read import COVARIATE, body, print_table, served_models, timing_options
+from bench.serve import LOOKBACK, best_ms
 
 
 def arrow_body(series: int, covariates: bool) -> bytes:
@@ -111,9 +111,7 @@ def measure(args: argparse.Namespace, var_dir: Path) -> list[tuple[str, float, f
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--series", type=int, default=16, help="histories per request")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds; the least is printed")
-    parser.add_argument("--repeat", type=int, default=50, help="calls per round")
+    timing_options(parser)
     return parser.parse_args(argv)
 
 
@@ -128,10 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(with_covariates):,} bytes); ms per request, least of {args.rounds} rounds of "
         f"{args.repeat}"
     )
-    width = max(len(name) for name, _, _ in table)
-    print(f"{'':{width}}  {'plain':>8}  {'covariates':>10}")
-    for name, ms_plain, ms_covariates in table:
-        print(f"{name:{width}}  {ms_plain:8.3f}  {ms_covariates:10.3f}")
+    print_table(table, ("plain", "covariates"))
     return 0
 
 

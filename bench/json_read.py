@@ -245,9 +245,7 @@ def measure(args: argparse.Namespace, var_dir: Path) -> list[tuple[str, float, f
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--series", type=int, default=16, help="histories per request")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds; the least is printed")
-    parser.add_argument("--repeat", type=int, default=50, help="calls per round")
+    timing_options(parser)
     parser.add_argument(
         "--calendar",
         action="store_true",
@@ -265,10 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.series} series x {LOOKBACK} values to a calendar model (hourly, local "
             f"clock); ms per request, least of {args.rounds} rounds of {args.repeat}"
         )
-        width = max(len(name) for name, _, _ in table)
-        print(f"{'':{width}}  {'json':>8}  {'arrow':>8}")
-        for name, ms_json, ms_arrow in table:
-            print(f"{name:{width}}  {ms_json:8.3f}  {ms_arrow:8.3f}")
+        print_table(table, ("json", "arrow"))
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-json-read-") as tmp:
         table = measure(args, Path(tmp) / "var")
@@ -278,11 +273,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{LOOKBACK} each ({len(plain):,} and {len(with_covariates):,} bytes); ms per request, "
         f"least of {args.rounds} rounds of {args.repeat}"
     )
-    width = max(len(name) for name, _, _ in table)
-    print(f"{'':{width}}  {'plain':>8}  {'covariates':>10}")
-    for name, ms_plain, ms_covariates in table:
-        print(f"{name:{width}}  {ms_plain:8.3f}  {ms_covariates:10.3f}")
+    print_table(table, ("plain", "covariates"))
     return 0
+
+
+def print_table(table: list[tuple[str, float, float]], columns: tuple[str, str]) -> None:
+    """Stage rows of ms per request under two column headings."""
+    width = max(len(name) for name, _, _ in table)
+    left, right = (max(8, len(c)) for c in columns)
+    print(f"{'':{width}}  {columns[0]:>{left}}  {columns[1]:>{right}}")
+    for name, first, second in table:
+        print(f"{name:{width}}  {first:{left}.3f}  {second:{right}.3f}")
+
+
+def timing_options(parser: argparse.ArgumentParser) -> None:
+    """--series, --rounds and --repeat, as both read benchmarks take them."""
+    parser.add_argument("--series", type=int, default=16, help="histories per request")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds; the least is printed")
+    parser.add_argument("--repeat", type=int, default=50, help="calls per round")
 
 
 if __name__ == "__main__":
