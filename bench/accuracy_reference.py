@@ -23,6 +23,18 @@ their lead. Printed: the ratio's quantiles and the days a year above each k, for
   meter change, a client scoring against the wrong column);
 - other region: a model fitted on DAYTON alone serving the other five regions' histories
   (its per-series scaler of one series applies to every id, as the service applies it).
+
+`--data bike|etth1|etth2|ett-fleet` replays another kind of series the same way (same model,
+same split sizes, same scoring): a model fitted on the first 15 months of the data set (the
+training rows, then 60 days of validation and 90 of backtest), the months after (8-9, to the
+data's end) replayed daily; healthy, 1.2x and 1.5x actuals, each over 1 day and over 7 (a
+version scoring < 100 points a day, one hourly series, is read over 7). `ett-fleet` is the 14
+channels of ETTh1 and ETTh2 as one model (336 points a day: the alert reads 1 day), also read
+for its oil temperature ETTh1_OT alone.
+
+    for d in bike etth1 etth2 ett-fleet; do
+        OMP_NUM_THREADS=1 python -m bench.accuracy_reference --data $d
+    done
 """
 
 from __future__ import annotations
