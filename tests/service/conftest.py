@@ -87,6 +87,7 @@ class Registry:
 
         from urnn_forecast.tracking import start_run
 
+        freq = str({**self.meta, **(meta or {})}.get("freq", "h"))
         config = ForecasterConfig(
             kind="urnn",
             lookback=LOOKBACK,
@@ -94,7 +95,8 @@ class Registry:
             hidden_size=8,
             segment_length=12,
             n_past_covariates=1 if covariates else 0,
-            n_calendar=n_calendar_features("h") if calendar else 0,
+            # the features of the frequency it is served at (`meta`'s "freq", "D": 4, not 6)
+            n_calendar=n_calendar_features(freq) if calendar else 0,
             non_negative=non_negative,
         )
         torch.manual_seed(seed)

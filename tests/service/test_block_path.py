@@ -644,7 +644,7 @@ CALENDAR_CASES = [
         rows, freq, clock, shared, id=f"{rows}-{freq}-{clock}-{'shared' if shared else 'own'}"
     )
     for rows in (1, 16)
-    for freq in ("h", "24h")
+    for freq in ("h", "24h", "D", "2D")
     for clock in ("local", "utc")
     for shared in (True, False)
     if not (rows == 1 and not shared)
@@ -667,14 +667,63 @@ def test_a_calendar_models_block_carries_the_row_paths_features(
     _same_prepared(by_json, _row_by_row(request, model))
 
 
-def test_a_calendar_model_on_calendar_days_goes_row_by_row() -> None:
-    """'D' is no fixed-length step since pandas 3 (`_takes_blocks`): the rows answer."""
-    model = _model(needs_dates=True, freq="D")
-    request = read_arrow_request(stream_of(_dated(4, "D", shared=False)))
-    assert isinstance(request, BlockRequest)
-    prepared = prepare(request, model)
-    assert prepared.block is None
-    assert prepared.series[0].past_calendar is not None
+@pytest.mark.parametrize("freq", ["D", "2D"])
+@pytest.mark.parametrize("needs_dates", [True, False])
+def test_a_model_on_calendar_days_takes_the_block_path(freq: str, needs_dates: bool) -> None:
+    """'D' is a calendar day since pandas 3, not a Tick; on a naive clock (a block's) it is
+    24 hours, so a daily model's block is prepared as its rows are, starts at any time of
+    day (a day from 13:00 is a step of 'D', as the rows read it) or none."""
+    model = _model(needs_dates=needs_dates, freq=freq)
+    tables = [_dated(4, freq, shared=False), _dated(4, freq, shared=True)]
+    afternoon = [f"2024-03-{1 + i:02d}T13:00:00" for i in range(4)]
+    tables.append(_dated(4, freq, shared=False).set_column(2, "start", pa.array(afternoon)))
+    if not needs_dates:
+        tables.append(_dated(4, freq, shared=True, start=False))
+    for table in tables:
+        request = read_arrow_request(stream_of(table))
+        assert isinstance(request, BlockRequest)
+        for body in (request, _rows_of(request)):  # Arrow's block; JSON's laid out as one
+            prepared = prepare(body, model)
+            assert prepared.block is not None  # the block path
+            _same_prepared(prepared, _row_by_row(request, model))
+
+
+# the last whole second from which 12 values and 4 forecast steps of a day end by
+# pd.Timestamp.max (2262-04-11T23:47:16.854775807), the first one pandas holds, and past them
+_LAST_DAILY_START = "2262-03-27T23:47:16"
+DAILY_EDGES = {
+    "the last start that fits": (_LAST_DAILY_START, None),
+    "a second later": ("2262-03-27T23:47:17", "field 'start'"),
+    "a day later": ("2262-03-28T23:47:16", "field 'start'"),
+    "the first start pandas holds": ("1677-09-21T00:12:44", None),
+    "a second earlier": ("1677-09-21T00:12:43", "field 'start'"),
+}
+
+
+@pytest.mark.parametrize("needs_dates", [True, False])
+@pytest.mark.parametrize("case", sorted(DAILY_EDGES))
+def test_a_daily_block_at_the_edges_of_time_answers_as_the_rows_do(
+    case: str, needs_dates: bool
+) -> None:
+    """Starts at either end of what the service can date: a block of a daily model that
+    fits is prepared as its rows; one whose steps run past the end gets the rows' 422."""
+    start, refused = DAILY_EDGES[case]
+    model = _model(needs_dates=needs_dates, freq="D")
+    starts = ["2024-01-01T00:00:00", start, "2024-01-02T00:00:00", "2024-01-03T00:00:00"]
+    table = _dated(4, "D", shared=False).set_column(2, "start", pa.array(starts))
+    request = read_arrow_request(stream_of(table))
+    for body in (request, _rows_of(request)):
+        if refused is None:
+            prepared = prepare(body, model)
+            assert prepared.block is not None
+            _same_prepared(prepared, _row_by_row(request, model))
+            continue
+        with pytest.raises(ServiceInputError) as by_block:
+            prepare(body, model)
+        with pytest.raises(ServiceInputError) as by_rows:
+            _row_by_row(request, model)
+        assert str(by_block.value) == str(by_rows.value)
+        assert f"series 1 ('s-1'), {refused}" in str(by_block.value)
 
 
 def test_a_calendar_models_block_without_starts_gets_the_row_paths_422() -> None:
@@ -691,13 +740,16 @@ def test_a_calendar_models_block_without_starts_gets_the_row_paths_422() -> None
     )
 
 
-def _calendar_body(registry: Registry, rows: int, stop: int = 500) -> dict[str, Any]:
-    """`rows` plain dated histories of the frame (some sharing their instants), ids s-i."""
+def _calendar_body(
+    registry: Registry, rows: int, stop: int = 500, freq: str = "h"
+) -> dict[str, Any]:
+    """`rows` plain dated histories of the frame (some sharing their instants), ids s-i, at
+    `freq` (a daily model's: the frame's hours read as days from their starts)."""
     series = []
     for i in range(rows):
         one = history(registry.frame, f"pump-{i % 3}", stop=stop - 5 * (i % 4))
         one.pop("covariates")
-        series.append({**one, "id": f"s-{i}"})
+        series.append({**one, "id": f"s-{i}", "freq": freq})
     return {"quantiles": [0.1, 0.9], "series": series}
 
 
@@ -711,19 +763,27 @@ def _monitored(client: TestClient) -> list[str]:
     return [line for line in lines if line.startswith(_MONITORED) and "_created" not in line]
 
 
-@pytest.mark.parametrize("clock", ["local", "utc"])
+@pytest.mark.parametrize(
+    ("clock", "freq", "calendar"),
+    [("local", "h", True), ("utc", "h", True), ("local", "D", True), ("local", "D", False)],
+)
 def test_a_calendar_models_block_answers_and_monitors_as_the_rows_do(
     registry: Registry,
     client_for: Callable[..., TestClient],
     monkeypatch: pytest.MonkeyPatch,
     clock: str,
+    freq: str,
+    calendar: bool,
 ) -> None:
     """Through the app, JSON and Arrow bodies of 1 and 16 series: a calendar model's block
     gives the bytes the series path gives (that path forced by refusing every block), and
-    feeds drift and realised error the same."""
-    name = f"calendar-block-{clock}"
-    meta = {"calendar_clock": clock} if clock == "utc" else None
-    assert registry.register(name, seed=5, calendar=True, covariates=False, meta=meta) == "1"
+    feeds drift and realised error the same; a daily model's too, with calendar features
+    or without."""
+    name = f"calendar-block-{clock}-{freq}-{calendar}".lower()
+    meta: dict[str, Any] = {"freq": freq}
+    if clock == "utc":
+        meta["calendar_clock"] = clock
+    assert registry.register(name, seed=5, calendar=calendar, covariates=False, meta=meta) == "1"
     arrow_in = {"content-type": ARROW_STREAM}
     real = validation._prepare_block
     answers: dict[bool, list[bytes]] = {}
@@ -743,7 +803,7 @@ def test_a_calendar_models_block_answers_and_monitors_as_the_rows_do(
         answers[blocks] = []
         for rows in (1, 16):
             for stop in (500, 510):  # the later covers 10 of the first forecasts' 12 steps
-                body = _calendar_body(registry, rows, stop)
+                body = _calendar_body(registry, rows, stop, freq)
                 arrow = request_stream(body["series"], quantiles=body["quantiles"])
                 for response in (
                     client.post("/forecast", json=body),
@@ -764,13 +824,15 @@ def test_a_calendar_models_block_answers_and_monitors_as_the_rows_do(
 _ARROW_OUT = {"accept": ARROW_STREAM}
 
 
+@pytest.mark.parametrize("freq", ["h", "D"])
 def test_a_calendar_models_block_without_starts_is_the_same_422(
-    registry: Registry, client_for: Callable[..., TestClient]
+    registry: Registry, client_for: Callable[..., TestClient], freq: str
 ) -> None:
-    name = "calendar-block-undated"
-    assert registry.register(name, seed=5, calendar=True, covariates=False) == "1"
+    name = f"calendar-block-undated-{freq}".lower()
+    meta = {"freq": freq}
+    assert registry.register(name, seed=5, calendar=True, covariates=False, meta=meta) == "1"
     client = client_for(model_uri=f"models:/{name}@champion")
-    body = _calendar_body(registry, 16)
+    body = _calendar_body(registry, 16, freq=freq)
     for one in body["series"]:
         one.pop("start")
     arrow = request_stream(body["series"], quantiles=body["quantiles"])
