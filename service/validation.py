@@ -334,11 +334,24 @@ def _check_unique_ids(all_series: Sequence[SeriesInput]) -> None:
 
 
 def _takes_blocks(model: ServedModel) -> bool:
-    """Whether `model` can be fed a block: its frequency has a fixed length (time axes are
-    arithmetic, naive, so a calendar model's features are those of first_ns + steps:
-    `_block_calendar`). The covariates it reads, a block must carry
-    (`_block_covariates_fit`); the dates a calendar model reads, too."""
-    return isinstance(model.offset, pd.offsets.Tick)
+    """Whether `model` can be fed a block: its frequency has a fixed length on a block's
+    clock (time axes are arithmetic, naive, so a calendar model's features are those of
+    first_ns + steps: `_block_calendar`). A Tick (h, 15min, 24h) always; calendar days (D,
+    2D: no Tick since pandas 3) too, since a block's starts are naive, where a day is 24 h
+    (`local_steps` lays a naive start's days by pd.date_range, exactly `offset.nanos` apart;
+    every time of day is a step of D: `check_on_grid` refuses none; the span `latest_first`
+    allows is `offset.nanos` steps from the end, as a Tick's). Weeks and months are anchored
+    (weekdays, month ends): they stay series by series. The covariates it reads, a block
+    must carry (`_block_covariates_fit`); the dates a calendar model reads, too."""
+    return _fixed_on_naive_clock(model.offset)
+
+
+def _fixed_on_naive_clock(offset: BaseOffset) -> bool:
+    """Whether `offset`'s steps from a naive time are `offset.nanos` apart: a Tick, or
+    calendar days without normalisation (normalize=True would snap each step to midnight)."""
+    return isinstance(offset, pd.offsets.Tick) or (
+        type(offset) is pd.offsets.Day and not offset.normalize
+    )
 
 
 def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> PreparedBlock | None:
