@@ -3,6 +3,7 @@
     python -m bench.json_read                 # 16 series x 512 values, ~1 min
     python -m bench.json_read --series 1 --rounds 9
     python -m bench.json_read --calendar      # a calendar model's prepare, block vs rows
+    python -m bench.json_read --calendar --freq D   # the same for a daily calendar model
 
 Two bodies of `--series` histories of 512 values (bench.serve's), one plain and one whose
 series each carry a covariate `temp` as long as the history (an equipment log's sensor
@@ -20,7 +21,9 @@ With `--calendar`, instead: the plain body to a model that reads calendar featur
 day, day of week, day of year on its local clock), as a simdjson block and as an Arrow body,
 prepared by the block path (since 2026-12-07) and series by series, the path such a model's
 requests took before (`prepare` with the block preparation declining, as `_takes_blocks` did
-for every calendar model).
+for every calendar model). `--freq D` (or another multiple of days): the model is a daily
+one, the body's starts midnights a week apart; `_takes_blocks` declined such a model
+(calendar features or not) until 2026-12-07, since pandas 3's `D` is no Tick.
 
 The models are untrained (the figures do not depend on weights) and registered in a
 temporary MLflow store: bench.serve's, and the same with one covariate. Printed: the least of
@@ -40,6 +43,7 @@ from typing import Any
 import numpy as np
 import orjson
 import torch
+from pandas.tseries.frequencies import to_offset
 
 from bench.serve import HORIZON, LOOKBACK, NAME, best_ms, register_untrained, synthetic_frame
 
@@ -56,16 +60,20 @@ def covariate_frame() -> Any:
     return frame
 
 
-def body(series: int, covariates: bool) -> bytes:
-    """bench.serve's body of `series` histories, each with the covariate when `covariates`."""
+def body(series: int, covariates: bool, freq: str = "h") -> bytes:
+    """bench.serve's body of `series` histories, each with the covariate when `covariates`;
+    at `freq` other than "h" (days), the same values dated from midnights 7 steps apart."""
     frame = covariate_frame()
     rows = []
     for i in range(series):
         tail = frame.iloc[len(frame) - LOOKBACK - 7 * i : len(frame) - 7 * i]
+        start = tail.index[0]
+        if freq != "h":
+            start = frame.index[-1].normalize() - (LOOKBACK + 7 * i) * to_offset(freq)
         row: dict[str, Any] = {
             "id": f"bench-{i}",
-            "start": tail.index[0].isoformat(),
-            "freq": "h",
+            "start": start.isoformat(),
+            "freq": freq,
             "values": [round(v, 4) for v in tail["y"].tolist()],
         }
         if covariates:
@@ -102,8 +110,9 @@ def register_covariate_model(
 CALENDAR_NAME = "urnn-forecaster-calendar"
 
 
-def calendar_model(var_dir: Path) -> Any:
-    """An untrained plain model reading hourly calendar features, loaded as the service does."""
+def calendar_model(var_dir: Path, freq: str = "h") -> Any:
+    """An untrained plain model at `freq` reading its calendar features, loaded as the
+    service does."""
     from models.forecaster import ForecasterConfig, n_calendar_features
     from service.loader import MlflowLoader
     from service.served import ServedModel
@@ -114,10 +123,10 @@ def calendar_model(var_dir: Path) -> Any:
         horizon=HORIZON,
         hidden_size=32,
         segment_length=32,
-        n_calendar=n_calendar_features("h"),
+        n_calendar=n_calendar_features(freq),
     )
     uri = register_untrained(
-        config, covariate_frame(), var_dir, CALENDAR_NAME, "bench-json-read-calendar"
+        config, covariate_frame(), var_dir, CALENDAR_NAME, "bench-json-read-calendar", freq
     )
     loader = MlflowLoader(uri)
     ref = loader.resolve(f"models:/{CALENDAR_NAME}@champion")
@@ -142,8 +151,8 @@ def measure_calendar(args: argparse.Namespace, var_dir: Path) -> list[tuple[str,
     from service.arrow_io import read_arrow_request, request_stream
     from service.validation import prepare
 
-    model = calendar_model(var_dir)
-    text = body(args.series, False)
+    model = calendar_model(var_dir, args.freq)
+    text = body(args.series, False, args.freq)
     series = json.loads(text)["series"]
     requests = {
         "json": read_block(text),
@@ -251,6 +260,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="a calendar model's prepare: block path against series by series",
     )
+    parser.add_argument(
+        "--freq",
+        default="h",
+        help="with --calendar: the model's frequency, 'h' or days ('D', '2D')",
+    )
     return parser.parse_args(argv)
 
 
@@ -260,8 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-json-read-") as tmp:
             table = measure_calendar(args, Path(tmp) / "var")
         print(
-            f"{args.series} series x {LOOKBACK} values to a calendar model (hourly, local "
-            f"clock); ms per request, least of {args.rounds} rounds of {args.repeat}"
+            f"{args.series} series x {LOOKBACK} values to a calendar model ({args.freq!r}, "
+            f"local clock); ms per request, least of {args.rounds} rounds of {args.repeat}"
         )
         print_table(table, ("json", "arrow"))
         return 0

@@ -348,10 +348,8 @@ def _takes_blocks(model: ServedModel) -> bool:
 
 def _fixed_on_naive_clock(offset: BaseOffset) -> bool:
     """Whether `offset`'s steps from a naive time are `offset.nanos` apart: a Tick, or
-    calendar days without normalisation (normalize=True would snap each step to midnight)."""
-    return isinstance(offset, pd.offsets.Tick) or (
-        type(offset) is pd.offsets.Day and not offset.normalize
-    )
+    calendar days (pandas 3 refuses a normalised Day, which would snap steps to midnight)."""
+    return isinstance(offset, (pd.offsets.Tick, pd.offsets.Day))
 
 
 def _prepare_bulk(series: Sequence[SeriesInput], model: ServedModel) -> PreparedBlock | None:

@@ -45,3 +45,26 @@ def test_the_calendar_bench_times_the_rows_as_before_and_restores_the_block_path
     assert all(s.past_calendar is not None for s in by_rows.series)
     assert validation._prepare_block is block_path
     assert validation.prepare(request, model).block is not None
+
+
+def test_the_daily_calendar_bench_body_is_one_block_of_midnights_a_week_apart() -> None:
+    """`--calendar --freq D`: the body is read as a block, dated by midnights 7 days apart,
+    and a daily calendar model prepares it as a block (its "now" row) or by rows."""
+    from typing import cast
+
+    import numpy as np
+
+    from bench.json_read import prepare_by_rows, read_block
+    from service import validation
+    from service.served import ServedModel
+    from tests.service.test_fast_path import StubModel
+
+    request = read_block(body(3, False, "D"))
+    assert isinstance(request, BlockRequest) and request.block.start_ns is not None
+    day = 86_400 * 10**9
+    assert not (request.block.start_ns % day).any()
+    assert list(np.diff(request.block.start_ns)) == [-7 * day, -7 * day]
+    stub = StubModel(lookback=LOOKBACK, max_horizon=HORIZON, needs_dates=True, freq="D")
+    model = cast(ServedModel, stub)
+    assert validation.prepare(request, model).block is not None
+    assert prepare_by_rows(request, model).block is None

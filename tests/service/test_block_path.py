@@ -712,6 +712,7 @@ def test_a_daily_block_at_the_edges_of_time_answers_as_the_rows_do(
     starts = ["2024-01-01T00:00:00", start, "2024-01-02T00:00:00", "2024-01-03T00:00:00"]
     table = _dated(4, "D", shared=False).set_column(2, "start", pa.array(starts))
     request = read_arrow_request(stream_of(table))
+    assert isinstance(request, BlockRequest)
     for body in (request, _rows_of(request)):
         if refused is None:
             prepared = prepare(body, model)
