@@ -101,23 +101,24 @@ class BatchRunner:
         if model.streaming:
             staged.series = [s for r in requests for s in r.series]
             return staged
-        blocks = [r.block for r in requests]
-        whole = [b for b in blocks if b is not None]
-        if len(whole) == len(blocks):  # their (S, L) targets and (S, L, C) covariates, stacked
-            staged.target = np.concatenate([b.target for b in whole])
+        blocks = [r.block for r in requests if r.block is not None]
+        if len(blocks) == len(requests):  # every request a block: its arrays, concatenated
+            staged.target = np.concatenate([b.target for b in blocks])  # (S, L)
+            if model.covariates:  # (S, L, C)
+                staged.covariates = np.concatenate([_present(b.covariates) for b in blocks])
+            if model.needs_dates:  # (S, L, K), (S, H_max, K)
+                staged.past_calendar = np.concatenate([_present(b.past_calendar) for b in blocks])
+                staged.future_calendar = np.concatenate(
+                    [_present(b.future_calendar) for b in blocks]
+                )
         else:
-            staged.target = np.stack([s.target for s in _series(requests)])
-        if model.covariates and len(whole) == len(blocks):
-            staged.covariates = np.concatenate([_present(b.covariates) for b in whole])
-        elif model.covariates:
-            staged.covariates = np.stack([_present(s.covariates) for s in _series(requests)])
-        if model.needs_dates and len(whole) == len(blocks):  # (S, L, K), (S, H_max, K)
-            staged.past_calendar = np.concatenate([_present(b.past_calendar) for b in whole])
-            staged.future_calendar = np.concatenate([_present(b.future_calendar) for b in whole])
-        elif model.needs_dates:
             series = _series(requests)
-            staged.past_calendar = np.stack([_present(s.past_calendar) for s in series])
-            staged.future_calendar = np.stack([_present(s.future_calendar) for s in series])
+            staged.target = np.stack([s.target for s in series])
+            if model.covariates:
+                staged.covariates = np.stack([_present(s.covariates) for s in series])
+            if model.needs_dates:
+                staged.past_calendar = np.stack([_present(s.past_calendar) for s in series])
+                staged.future_calendar = np.stack([_present(s.future_calendar) for s in series])
         stats = [r.unit_stats() for r in requests]
         staged.target_mean = np.concatenate([mean for mean, _ in stats])
         staged.target_scale = np.concatenate([scale for _, scale in stats])
