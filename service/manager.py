@@ -346,9 +346,9 @@ class ModelManager:
             served.quantiles,
             served.max_horizon,
             adaptive=self.settings.adaptive_intervals != "off",
-            reference=served.realised_reference,
+            reference=(reference := served.realised_reference),
         )
-        if served.realised_reference is None:
+        if reference is None:
             logger.warning(
                 "version %s has no realised_reference in its config.json (trained before "
                 "urnn train recorded it): urnn_realised_reference_mase is not exported for it "
