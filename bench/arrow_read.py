@@ -32,7 +32,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.json_read import COVARIATE, body, print_table, served_models, timing_options
+from bench.json_read import (
+    COVARIATE,
+    body,
+    print_table,
+    read_and_prepare,
+    served_models,
+    timing_options,
+)
 from bench.serve import LOOKBACK, best_ms
 
 
@@ -70,12 +77,6 @@ def read(content: bytes) -> Any:
     return read_arrow_request(content)
 
 
-def read_and_prepare(content: bytes, model: Any) -> Any:
-    from service.validation import prepare
-
-    return prepare(read(content), model)
-
-
 def measure(args: argparse.Namespace, var_dir: Path) -> list[tuple[str, float, float]]:
     """(row, ms for the plain body, ms for the body with a covariate)."""
     from service.fast_path import BlockRequest, FastRequest
@@ -95,14 +96,14 @@ def measure(args: argparse.Namespace, var_dir: Path) -> list[tuple[str, float, f
             stages: dict[str, Callable[[], object]] = {
                 "read: before (series by series with covariates)": partial(read, content),
                 "prepare: of that reading": partial(prepare, then, model),
-                "read + prepare: before": partial(read_and_prepare, content, model),
+                "read + prepare: before": partial(read_and_prepare, read, content, model),
             }
             for name, stage in stages.items():
                 columns.setdefault(name, {})[covariates] = timed(stage)
         stages = {
             "read: now (one block)": partial(read, content),
             "prepare: of the block": partial(prepare, now, model),
-            "read + prepare: now": partial(read_and_prepare, content, model),
+            "read + prepare: now": partial(read_and_prepare, read, content, model),
         }
         for name, stage in stages.items():
             columns.setdefault(name, {})[covariates] = timed(stage)
