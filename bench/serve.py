@@ -11,8 +11,9 @@ weights are **untrained** (random initialisation): serving cost does not depend 
 values, and training would only make the benchmark slower to start. Then, on loopback:
 
 (a) this service, `uvicorn service.main:create_app --factory` in a subprocess (one worker,
-    httptools + uvloop, access log off, torch on 1 thread), once with JSON bodies in and out
-    and once with Arrow IPC streams in and out (`--formats`; service.arrow_io);
+    or `--workers N`, httptools + uvloop, access log off, torch on 1 thread in each worker;
+    on this 2-core box a second worker bought nothing, docs/serving.md), once with JSON
+    bodies in and out and once with Arrow IPC streams in and out (`--formats`; service.arrow_io);
 (b) `mlflow models serve -m models:/urnn-forecaster@champion --env-manager local` (one worker,
     torch on 1 thread) on the same registered version; its body is
     {"dataframe_records": [...]} (training.mlflow_model);
@@ -403,6 +404,40 @@ def server(
                 process.kill()
 
 
+def serve_ours(
+    env: dict[str, str], work: Path, bodies: dict[int, Payload], args: Any
+) -> list[Cell]:
+    """(a)'s cells, with `args.workers` uvicorn processes (several: metrics in multiprocess
+    mode, in a fresh folder, as `urnn serve --workers N` runs them)."""
+    workers = args.workers
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    command += ["--log-level", "warning", "--workers", str(workers)]
+    env = dict(env)
+    if workers > 1:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="metrics-", dir=work)
+    cells: list[Cell] = []
+    print(f"(a) this service on port {port}, {workers} worker(s) ...", flush=True)
+    log = work / f"service-{workers}.log"
+    with server(command, env, f"http://127.0.0.1:{port}/readyz", log):
+        for series in args.series:
+            for _ in range(workers):  # connections go to the workers in turn: warm each
+                warm_up(port, "/forecast", bodies[series].ours)
+                warm_up(port, "/forecast", bodies[series].arrow, HEADERS["arrow"])
+        for series in args.series:
+            for conc in args.concurrency:
+                for f in args.formats:
+                    body = bodies[series].arrow if f == "arrow" else bodies[series].ours
+                    cell = run_cell("a", port, "/forecast", body, series, conc, args, f)
+                    print(
+                        f"  a {f:>5} {series:>2} series x {conc:>2}: {cell.rps:8.1f} req/s",
+                        flush=True,
+                    )
+                    cells.append(cell)
+    return cells
+
+
 # -----------------------------------------------------------------------------
 # Load generator
 
@@ -476,7 +511,8 @@ def report(
         f"model: uRNN forecaster, lookback {LOOKBACK}, horizon {HORIZON}, hidden "
         f"{args.hidden_size}, segment {args.segment_length} (untrained weights)",
         f"machine: {platform.machine()}, {os.cpu_count()} CPU(s), torch {torch.__version__}, "
-        f"1 torch thread per server; load generator on the same machine",
+        f"1 torch thread per server process; load generator on the same machine",
+        f"(a): {args.workers} uvicorn worker process(es); (b): 1",
         f"model device for (a) and (c): {device_name(getattr(args, 'device', 'cpu'))}",
         f"cells: {args.warmup:g} s warm-up + {args.seconds:g} s measured; (a) with "
         + " and ".join(FORMAT_NAMES[f] for f in args.formats)
@@ -610,8 +646,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="where (a) and (c) run the model (URNN_DEVICE of the service); (b) stays on the "
         "CPU, as mlflow models serve runs it; default cpu",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="(a)'s uvicorn worker processes (each with its own model copy and torch on 1 "
+        "thread; metrics in multiprocess mode above 1, as urnn serve --workers runs them); 1",
+    )
     parser.add_argument("--output", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"argument --workers: must be 1 or more, got {args.workers}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("argument --device: cuda is not available here; use cpu")
     return args
@@ -643,7 +688,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         base_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         cells: list[Cell] = []
-        port = free_port()
         ours = {
             **base_env,
             "URNN_VAR_DIR": str(work / "var"),
@@ -651,24 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "URNN_TORCH_THREADS": "1",
             "URNN_DEVICE": args.device,
         }
-        command = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-        command += ["--log-level", "warning"]
-        print(f"(a) this service on port {port} ...", flush=True)
-        with server(command, ours, f"http://127.0.0.1:{port}/readyz", work / "service.log"):
-            for series in args.series:
-                warm_up(port, "/forecast", bodies[series].ours)
-                warm_up(port, "/forecast", bodies[series].arrow, HEADERS["arrow"])
-            for series in args.series:
-                for conc in args.concurrency:
-                    for f in args.formats:
-                        body = bodies[series].arrow if f == "arrow" else bodies[series].ours
-                        cell = run_cell("a", port, "/forecast", body, series, conc, args, f)
-                        print(
-                            f"  a {f:>5} {series:>2} series x {conc:>2}: {cell.rps:8.1f} req/s",
-                            flush=True,
-                        )
-                        cells.append(cell)
+        cells += serve_ours(ours, work, bodies, args)
         # The machine's speed drifts (a shared VM: (c) alone has read 17.7k and 23.1k
         # forecasts/s ten seconds apart), so (c) is measured again now and each figure is the
         # better of the two: the limit is what the raw model managed at its best.

@@ -35,8 +35,10 @@ def test_report_puts_both_body_formats_beside_mlflow_and_the_best_raw_forward() 
         formats=["json", "arrow"],
         series=[16],
         concurrency=[32],
+        workers=2,
     )
     text = report(cells, raw, stages, args)
+    assert "(a): 2 uvicorn worker process(es); (b): 1" in text
     assert "-> c = 20,000 (traced, B=256)" in text
     assert "| 16 | 32 | a: this service, Arrow | 1,000.0 | 16,000 |" in text
     assert "| 100.0x | 0.80 | 64 | 0.125 |" in text  # a/b, a/c, batch, client of the Arrow row
@@ -88,3 +90,11 @@ def test_the_report_names_the_device_and_cuda_is_refused_without_one(
         assert stopped.value.code == 2
         assert "cuda is not available here" in capsys.readouterr().err
     assert device_name("cpu") == "cpu"
+
+
+def test_workers_must_be_one_or_more(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args(["--workers", "2"]).workers == 2
+    assert parse_args([]).workers == 1
+    with pytest.raises(SystemExit):
+        parse_args(["--workers", "0"])
+    assert "argument --workers: must be 1 or more, got 0" in capsys.readouterr().err
