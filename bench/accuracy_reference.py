@@ -563,9 +563,7 @@ def main() -> None:
         cases, runs = replay_skab(model, fit, factors)
         print("\nanomaly-free run, the rest replayed; rounds (24 s each) above k:")
         print_table(cases, per_year=False)
-        print(
-            "\nthe labelled runs (other/2 left out) served by the anomaly-free run's model, 1-round readings:"
-        )
+        print("\nthe labelled runs (other/2 left out), served by the anomaly-free run's model:")
         print_runs(runs)
         print(f"\n{time.perf_counter() - started:.0f} s")
         return
