@@ -1732,8 +1732,9 @@ def test_ctrl_c_during_the_fit_ends_the_run_killed_and_names_the_best_weights_so
     nothing. Now: one line naming the run (KILLED) and its best weights so far, which
     `urnn backtest --model` scores; a run that finishes leaves no checkpoint behind."""
 
-    argv = ["train", "--data", str(csv), "--target", "y", *SMALL, "--epochs", "20"]
-    code, _, err = run_cli([*argv, "--epochs", "2"], settings, capsys)
+    base = ["train", "--data", str(csv), "--target", "y", *SMALL]
+    argv = [*base, "--epochs", "20"]
+    code, _, err = run_cli([*base, "--epochs", "2"], settings, capsys)
     assert code == 0, err
     assert not list((settings.var_dir / "checkpoints").iterdir())  # removed once logged
 
@@ -1971,3 +1972,38 @@ def test_a_mase_without_a_scale_is_null_in_the_json_files(
     assert code == 0, err
     overall = _strict_json((tmp_path / "bt" / "overall.json").read_text())
     assert overall["mase"] is None and overall["mae"] > 0
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "first", "second"),
+    [
+        ("train", "--data", "a.csv", "b.csv"),
+        ("train", "--target", "Pressure", "Current"),
+        ("train", "--lookback", "48", "96"),
+        ("backtest", "--data", "a.csv", "b.csv"),
+        ("backtest", "--model", "models:/m/1", "models:/m/2"),
+    ],
+)
+def test_a_single_valued_option_given_twice_with_two_values_is_refused(
+    command: str, option: str, first: str, second: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn train --data valve1/0.csv --data valve1/1.csv` trained on 1.csv alone, and
+    `--target Pressure --target Current` on Current, without a word: argparse keeps the last
+    value of a repeated option. A user who lists several files or targets meant them all."""
+    argv = [command, option, first, option, second]
+    if option != "--data":
+        argv += ["--data", "a.csv"]
+    if command == "train" and option != "--target":
+        argv += ["--target", "y"]
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"urnn {command}: error: argument {option}: given twice" in err
+    assert first in err and second in err
+
+
+def test_a_single_valued_option_repeated_with_the_same_value_is_accepted() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--data", "a.csv", "--target", "y", "--target", "y"])
+    assert args.target == "y"

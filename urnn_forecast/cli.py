@@ -1006,11 +1006,53 @@ class UrnnParser(argparse.ArgumentParser):
     refuses whole ("invalid choice: 'xxx...'"), 5,000 characters for a 5,000-character typo.
     Subcommands' parsers are of the same class (add_subparsers takes the parent's)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # every single-valued option (add_argument's default action) refuses a second value
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
+
     def error(self, message: str) -> NoReturn:
         super().error(_LONG_QUOTED.sub(lambda m: shown(m.group(1)), message))
 
 
 _LONG_QUOTED = re.compile(r"'([^']{81,})'")
+
+# what a repeated option meant, where there is something more to say than "give it once"
+_ONCE_HINTS = {
+    "data": "one history file per run: put several series in one long-format file with a "
+    "column of series ids (--series-col)",
+    "target": "one target per model: train one model per column, or --channel-independent "
+    "with the others as --covariates",
+}
+
+
+class _StoreOnce(argparse._StoreAction):
+    """argparse's store, refusing a second, different value: argparse keeps the last value of
+    a repeated option, so `--data a.csv --data b.csv` trained on b.csv alone and `--target x
+    --target y` on y, without a word. The same value twice is harmless and accepted."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given: dict[str, Any] = namespace.__dict__.setdefault("_options_given", {})
+        if self.dest in given and given[self.dest] != values:
+            hint = _ONCE_HINTS.get(self.dest)
+
+            def said(value: Any) -> str:
+                return repr(value) if isinstance(value, str) else str(value)
+
+            raise argparse.ArgumentError(
+                self,
+                f"given twice, {said(given[self.dest])} then {said(values)}; it takes one "
+                "value: give it once" + (f" ({hint})" if hint else ""),
+            )
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
