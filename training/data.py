@@ -2915,14 +2915,18 @@ def _apply_min_length(
         )
     if short and config.on_short != "drop":
         first = short[0]
+        # the ways out a caller names are sized for the short series, not the file's longest,
+        # which already holds the window
+        kept = max(short, key=lambda s: len(s.frame))
         raise SeriesTooShortError(
             f"{source}: series {shown(first.series_id)} has {len(first.frame):,} rows after "
             f"cleaning, fewer than {_floor_name(first, floors, config)} ({len(short):,} of "
             f"{len(segments):,} series are; the longest has {longest:,} rows); set "
             f"on_short='drop' to leave such series out (allowed: "
             f"{', '.join(SHORT_SERIES_POLICIES)})",
-            longest=longest,
+            longest=len(kept.frame),
             freq=freq,
+            series=kept.series_id,
         )
     for segment in short:
         n = len(segment.frame)

@@ -891,6 +891,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
             f"{error}; {_too_short_way_out(config, lookback, horizon, load.min_length, error)}",
             longest=error.longest,
             freq=error.freq,
+            series=error.series,
         ) from None
     if config.channel_independent:
         data = channels_as_series(data)
@@ -988,14 +989,16 @@ def _too_short_way_out(
     with the fraction that does, and first where the user's own smaller fraction is what
     raised it (`too_short_fraction`)."""
     need = lookback + horizon
+    # whom the ways out keep: the longest series where every one is short, else the longest
+    # of the short ones (error.longest is its length)
+    whom = "the longest series" if error.series is None else shown(error.series)
     options = "a shorter look-back or horizon (--lookback, --horizon)"
     fits = _window_that_fits(config, error.longest, error.freq)
     # the asked window itself when the longest series holds it: naming it ("--lookback 48
     # --horizon 24", the options given) read as advice that changes nothing
     if fits is not None and fits != (lookback, horizon):
         options = (
-            f"a shorter look-back or horizon (--lookback {fits[0]} --horizon {fits[1]} "
-            "fits the longest series)"
+            f"a shorter look-back or horizon (--lookback {fits[0]} --horizon {fits[1]} fits {whom})"
         )
     if min_length <= need:
         return (
@@ -1021,7 +1024,7 @@ def _too_short_way_out(
     longest = error.longest
     if longest is not None and longest < need:
         return (
-            f"{why}; one window alone ({need:,} rows) is longer than the longest series, so "
+            f"{why}; one window alone ({need:,} rows) is longer than {whom}, so "
             f"no split option helps: {options} keeps more series"
         )
     # a larger train share helps where train decides; a larger val share where val does
@@ -1035,7 +1038,7 @@ def _too_short_way_out(
         if window_helps:
             return f"{why}: {options} keeps more series"
         return (
-            f"{why}: with these fractions no look-back or horizon fits the longest series "
+            f"{why}: with these fractions no look-back or horizon fits {whom} "
             f"(one row each needs {shortest:,} rows): change them (--train-fraction, "
             "--val-fraction) to keep more series"
         )

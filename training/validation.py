@@ -89,16 +89,25 @@ class GapTooLongError(DataValidationError):
 
 class SeriesTooShortError(DataValidationError):
     """A series shorter than min_length, with on_short="error". `longest`: the rows of the
-    file's longest series, when known, so a caller can say which way out can help (no
-    split option keeps a series shorter than one window); `freq`: the data's frequency, when
-    known (a seasonal naive season that a shorter look-back must still hold follows it)."""
+    longest series the error is about, when known, so a caller can say which way out can
+    keep it (no split option keeps a series shorter than one window): the file's longest
+    where every series is short, else the longest of the short ones, `series` its id (a way
+    out sized for the file's longest series, which already held the window, kept none of
+    them); `freq`: the data's frequency, when known (a seasonal naive season that a shorter
+    look-back must still hold follows it)."""
 
     def __init__(
-        self, message: str, *, longest: int | None = None, freq: str | None = None
+        self,
+        message: str,
+        *,
+        longest: int | None = None,
+        freq: str | None = None,
+        series: str | None = None,
     ) -> None:
         super().__init__(message)
         self.longest = longest
         self.freq = freq
+        self.series = series
 
 
 # --- policies --------------------------------------------------------------------------------

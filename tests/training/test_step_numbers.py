@@ -454,3 +454,36 @@ def test_the_asked_window_is_not_named_as_the_one_that_fits(tmp_path: Path) -> N
     assert "a shorter look-back or horizon (--lookback, --horizon)" in message
     too_long = SeriesTooShortError("short", longest=16, freq="D")  # 12 + 6 does not fit
     assert "fits the longest series" in _too_short_way_out(train, 12, 6, 40, too_long)
+
+
+def test_the_way_out_of_a_short_series_beside_long_ones_fits_the_short_one(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """A fleet of 300-cycle engines and one of 30 (C-MAPSS-like, or a SKAB run cut short):
+    the advice was computed for the file's longest series, which already holds the asked
+    window, so it named a window (--lookback 24 --horizon 12) and a --val-fraction (0.15
+    needs 172 rows) that still left the 30-cycle engine too short; a user who followed it
+    got the same error again. The ways out are now sized for the short series they keep."""
+    rows = [(u, c, 640 + np.sin(c / 5.0) + u) for u in (1, 2) for c in range(1, 301)]
+    rows += [(3, c, 640 + np.sin(c / 5.0)) for c in range(1, 31)]
+    path = tmp_path / "fleet.csv"
+    pd.DataFrame(rows, columns=["unit", "cycle", "s2"]).to_csv(path, index=False)
+    train = TrainConfig(
+        data=str(path),
+        load=config(),
+        model=ForecasterConfig(kind="linear", lookback=96, horizon=24),
+        registered_name=None,
+    )
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(train, mlflow_settings)
+    message = str(error.value)
+    assert "series '3' has 30 rows after cleaning" in message
+    offered = re.search(r"--lookback (\d+) --horizon (\d+) fits '3'", message)
+    assert offered is not None, message
+    named = re.search(r"--val-fraction \(([\d.]+) needs ([\d,]+) rows\)", message)
+    assert named is None or int(named[2].replace(",", "")) <= 30, message
+    # the window it names keeps engine 3: the run gets past the length checks
+    lookback, horizon = int(offered[1]), int(offered[2])
+    suggested = replace(train, model=replace(train.model, lookback=lookback, horizon=horizon))
+    scored = train_pipeline(suggested, mlflow_settings)
+    assert "3" in set(scored.tables["by_series"].index.astype(str))
