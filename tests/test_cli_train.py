@@ -2007,3 +2007,27 @@ def test_a_single_valued_option_repeated_with_the_same_value_is_accepted() -> No
     parser = cli.build_parser()
     args = parser.parse_args(["train", "--data", "a.csv", "--target", "y", "--target", "y"])
     assert args.target == "y"
+
+
+@pytest.mark.parametrize("command", ["train", "backtest"])
+@pytest.mark.parametrize(("option", "value"), [("--sep", ";"), ("--decimal", ",")])
+def test_csv_options_given_for_a_parquet_file_are_refused(
+    command: str,
+    option: str,
+    value: str,
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A Parquet copy of a SKAB file read with the CSV's `--sep ';' --decimal ,`: the options
+    were dropped without a word, the user left believing they applied. Refused, naming the
+    option and the file, before any model is loaded or any data read."""
+    path = tmp_path / "pump.parquet"
+    seasonal_frame(200).to_parquet(path)
+    argv = [command, "--data", str(path), option, value, "--model", "models:/none/1"]
+    if command == "train":
+        argv = [command, "--data", str(path), "--target", "y", option, value, *TINY]
+    assert cli.main(argv, settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn {command}: error: {option} {value!r}: pump.parquet is a Parquet")
+    assert "Traceback" not in err

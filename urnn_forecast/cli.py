@@ -338,14 +338,15 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         type=_separator,
         default=None,
         metavar="CHAR",
-        help="CSV field separator; default ','; '\\t' (typed as two characters) is a tab",
+        help="CSV field separator; default ','; '\\t' (typed as two characters) is a tab; "
+        "refused for a Parquet file, which has none",
     )
     group.add_argument(
         "--decimal",
         choices=(".", ","),
         default=None,
         help="the decimal mark of the CSV file's numbers; default '.'; ',' for European "
-        "exports (with --sep ';')"
+        "exports (with --sep ';'); refused for a Parquet file, which has none"
         + (
             ""
             if required
@@ -370,6 +371,27 @@ LOAD_OPTIONS: tuple[str, ...] = (
     "decimal",
     "max_filled_fraction",
 )
+
+
+def _check_text_options(args: argparse.Namespace, data: str) -> None:
+    """UsageError where --sep or --decimal is given for a Parquet file, which has neither:
+    the options were dropped without a word (a Parquet copy of a `;` CSV read "with" --sep
+    ';' --decimal ,). Only the options typed here: a backtest's recorded CSV settings, and a
+    --config file's, stay quiet defaults."""
+    from training.data import file_format
+    from training.validation import DataValidationError
+
+    try:
+        parquet = file_format(Path(data)) == "parquet"
+    except DataValidationError:  # an unsupported suffix: the loader says so
+        return
+    for option, value in (("--sep", args.sep), ("--decimal", args.decimal)):
+        if parquet and value is not None:
+            raise UsageError(
+                f"{option} {value!r}: {Path(data).name} is a Parquet file, whose columns are "
+                f"typed: it has no field separator or decimal mark; leave {option} out (it "
+                "applies to .csv, .tsv and .txt files)"
+            )
 
 
 def _load_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -1767,6 +1789,10 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     started: str | None = args.started_json
     markers = None if started is None else _JobMarkers(Path(started))
     try:
+        # before the config: LoadConfig's CSV checks (a decimal mark that is also the
+        # separator) do not apply to a Parquet file
+        check_data_path(args.data)
+        _check_text_options(args, args.data)
         config = _train_config(args)
         check_data_path(config.data)
         if config.fit.device == "cuda" and not getattr(args, "device_given", True):
@@ -1996,6 +2022,7 @@ def _check_output_spares_data(output: str | None, data: str) -> None:
 
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     check_data_path(args.data)
+    _check_text_options(args, args.data)
     check_output_folder(args.output)
     _check_output_spares_data(args.output, args.data)
     if args.refit and args.backtest_windows is None:
