@@ -263,12 +263,19 @@ class LoadConfig:
                 f"column; with series_col={self.series_col!r} the ids are that column's values: "
                 "give one or the other"
             )
-        keys = [*self.timestamp_columns, *([self.series_col] if self.series_col else [])]
-        clash = sorted(set(keys) & set(values))
-        if clash:
-            raise InvalidOptionError(
-                f"column(s) {clash} cannot be both a timestamp/series column and a value column"
-            )
+        keys = {c: "the timestamp (timestamp_col, --timestamp-col)" for c in self.timestamp_columns}
+        if self.series_col:
+            keys[self.series_col] = "the series column (series_col, --series-col)"
+        for column in [self.target, *self.covariates]:
+            if column in keys:
+                part = (
+                    "the target (target, --target)"
+                    if column == self.target
+                    else "a covariate (covariates, --covariates)"
+                )
+                raise InvalidOptionError(
+                    f"column {column!r} is {keys[column]} and {part}; each column plays one part"
+                )
 
     def fill_said(self) -> str:
         """How the loader fills the target's gaps, as the messages about filled values say it:

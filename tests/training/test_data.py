@@ -949,7 +949,7 @@ def test_empty_file_and_header_only(tmp_path: Path) -> None:
         ({"max_gap": -1}, r"max_gap must be an integer >= 0"),
         ({"freq": "hourly"}, r"not a pandas offset alias"),
         ({"covariates": ("y",)}, r"distinct"),
-        ({"timestamp_col": "y"}, r"both a timestamp/series column and a value column"),
+        ({"timestamp_col": "y"}, r"'y' is the timestamp .* and the target .*one part"),
         (  # was ignored without a word
             {"series_col": "unit", "series_id": "pump-7"},
             r"with series_col='unit' the ids are that column's values: give one or the other",
@@ -1419,3 +1419,35 @@ def test_a_first_line_past_the_line_bound_is_refused_before_it_is_read_whole(
     fine = write(tmp_path, "timestamp,y\n2020-01-01,1\n2020-01-02,2\n", "fine.csv")
     assert header_columns(fine) == ["timestamp", "y"]
     assert has_data_rows(fine)
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        (
+            {"series_col": "Pressure"},
+            "column 'Pressure' is the series column (series_col, --series-col) and the target "
+            "(target, --target)",
+        ),
+        (
+            {"covariates": ("Current",), "series_col": "Current"},
+            "column 'Current' is the series column (series_col, --series-col) and a covariate "
+            "(covariates, --covariates)",
+        ),
+        (
+            {"covariates": ("Current",), "timestamp_col": "Current"},
+            "column 'Current' is the timestamp (timestamp_col, --timestamp-col) and a covariate "
+            "(covariates, --covariates)",
+        ),
+    ],
+)
+def test_a_column_given_two_parts_is_named_with_both_options(
+    fields: dict[str, object], said: str
+) -> None:
+    """`urnn train --target Pressure --series-col Pressure` (SKAB) was answered "column(s)
+    ['Pressure'] cannot be both a timestamp/series column and a value column": neither the
+    parts nor the options that gave them named."""
+    with pytest.raises(InvalidOptionError) as error:
+        LoadConfig(target="Pressure", **fields)  # type: ignore[arg-type]
+    assert str(error.value).startswith(said), str(error.value)
+    assert str(error.value).endswith("each column plays one part")
