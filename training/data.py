@@ -434,6 +434,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     if kind == "csv":
         _refuse_blank_rows(raw, source)
         _refuse_units_row(raw, time_columns, config.value_columns, source)
+        _refuse_repeated_header(raw, time_columns, source)
     groups = _group_rows(raw, config, path)
     report.add(
         source,
@@ -2677,6 +2678,31 @@ def _refuse_units_row(
         f"({units}{more}) and numbers below it: a row of units under the header? The loader "
         "reads one header line and every row after it as data: delete that row (a unit can go "
         "into the column name, such as 'OT [degC]')"
+    )
+
+
+def _refuse_repeated_header(raw: pd.DataFrame, time_columns: Sequence[str], source: str) -> None:
+    """Rows whose time cells hold the time columns' own names: the header line again, as
+    files joined with their headers leave it (`cat 0.csv 1.csv > all.csv`, SKAB's runs). It
+    was refused as a timestamp that does not parse, with advice on timestamp_format that no
+    format follows (or, with step_origin, as "'cycle' is not a whole step number")."""
+    repeated: np.ndarray | None = None
+    for column in time_columns:
+        cells = raw[column]
+        if cells.dtype != object and not pd.api.types.is_string_dtype(cells):
+            return  # numbers or parsed times (Parquet): no header text among them
+        # compared as read: no copy of the column's text (a file of 100 million rows)
+        same = (cells == column).to_numpy(dtype=bool, na_value=False)
+        repeated = same if repeated is None else repeated & same
+    if repeated is None or not repeated.any():
+        return
+    row = int(np.argmax(repeated)) + 1
+    raise TimestampParseError(
+        f"{source}: {row_label(row)} repeats the header line ({int(repeated.sum()):,} such "
+        f"rows): files joined with their header lines? The loader reads one header line and "
+        "every line after it as data: delete the repeated header lines (join the files with "
+        "the header of the first only: pandas.concat of each file read, or `tail -n +2` of "
+        "each file after the first)"
     )
 
 

@@ -1451,3 +1451,33 @@ def test_a_column_given_two_parts_is_named_with_both_options(
         LoadConfig(target="Pressure", **fields)  # type: ignore[arg-type]
     assert str(error.value).startswith(said), str(error.value)
     assert str(error.value).endswith("each column plays one part")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # the timestamp column found by name
+        {"timestamp_format": "%Y-%m-%d %H:%M:%S"},
+        {"series_col": "run"},
+        {"timestamp_col": "step", "step_origin": "2020-01-01", "freq": "s"},  # C-MAPSS cycles
+    ],
+)
+def test_a_header_line_repeated_among_the_rows_is_named_as_such(
+    tmp_path: Path, fields: dict[str, object]
+) -> None:
+    """SKAB's runs joined with `cat 0.csv 1.csv > all.csv` keep the second file's header as
+    a data row. It was refused as "cannot parse 'datetime' as a timestamp ... pass a
+    timestamp_format that matches the text shown", advice about a format that no format
+    helps; or, with step numbers, "'step' is not a whole step number"."""
+    header = "datetime;step;run;Pressure"
+    rows = [f"2020-03-09 10:14:3{i};{i + 1};a;0.{i}" for i in range(4)]
+    text = "\n".join([header, *rows[:2], header, *rows[2:], header, *rows[2:]])
+    path = write(tmp_path, text, "joined.csv")
+    with pytest.raises(TimestampParseError) as error:
+        load_data(path, LoadConfig(target="Pressure", sep=";", **fields))  # type: ignore[arg-type]
+    message = str(error.value)
+    assert message.startswith(
+        "joined.csv: data row 3 (1-based, header not counted) repeats the header line (2 such "
+        "rows): files joined with their header lines?"
+    ), message
+    assert "delete the repeated header lines" in message
