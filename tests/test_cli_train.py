@@ -2031,3 +2031,27 @@ def test_csv_options_given_for_a_parquet_file_are_refused(
     err = capsys.readouterr().err
     assert err.startswith(f"urnn {command}: error: {option} {value!r}: pump.parquet is a Parquet")
     assert "Traceback" not in err
+
+
+def test_a_misspelled_required_option_is_named_beside_the_missing_one(
+    csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`urnn train --data pump.csv --tagret Pressure` answered only "the following arguments
+    are required: --target", which the user believes they gave: argparse checks the required
+    options before it says what it did not recognise. The misspelling is named, with the
+    option it is closest to."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--data", str(csv), "--tagret", "y"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "urnn train: error: the following arguments are required: --target" in err
+    assert "not recognized: --tagret (did you mean --target?)" in err
+
+
+def test_an_unknown_option_close_to_one_is_said_with_it(
+    csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--data", str(csv), "--target", "y", "--lookbak", "48"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --lookbak 48 (--lookbak: did you mean --lookback?)" in err

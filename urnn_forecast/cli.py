@@ -1034,11 +1034,52 @@ class UrnnParser(argparse.ArgumentParser):
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # kept for error(): a subcommand's parser gets its own arguments here
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required"):
+            # argparse says a missing required option before the ones it did not recognise:
+            # `--tagret x` was answered "required: --target" alone
+            unknown = [a for a in getattr(self, "_given", []) if _unknown_option(self, a)]
+            if unknown:
+                said = ", ".join(_with_suggestion(self, a) for a in unknown)
+                message += f"; not recognized: {said}"
         super().error(_LONG_QUOTED.sub(lambda m: shown(m.group(1)), message))
 
 
 _LONG_QUOTED = re.compile(r"'([^']{81,})'")
+
+
+def _unknown_option(parser: argparse.ArgumentParser, arg: str) -> bool:
+    """`arg` is written as a long option that `parser` has not (nor abbreviates)."""
+    if not arg.startswith("--") or arg == "--":
+        return False
+    name = arg.partition("=")[0]
+    return not any(option.startswith(name) for option in parser._option_string_actions)
+
+
+def _suggestion(parser: argparse.ArgumentParser, arg: str) -> str | None:
+    """The option of `parser` closest to the unknown option `arg` (`--target` for `--tagret`),
+    or None when none is close."""
+    import difflib
+
+    options = [o for o in parser._option_string_actions if o.startswith("--")]
+    close = difflib.get_close_matches(arg.partition("=")[0], options, n=1)
+    return close[0] if close else None
+
+
+def _with_suggestion(parser: argparse.ArgumentParser, arg: str) -> str:
+    """'--tagret (did you mean --target?)', or the option alone when nothing is close."""
+    name = arg.partition("=")[0]
+    name = name if len(name) <= 80 else shown(name)
+    close = _suggestion(parser, arg)
+    return f"{name} (did you mean {close}?)" if close else name
+
 
 # what a repeated option meant, where there is something more to say than "give it once"
 _ONCE_HINTS = {
@@ -1158,7 +1199,14 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         if (listed := _space_separated_list(subparser, args.argv, extras[0])) is not None:
             subparser.error(listed)
         said = " ".join(x if len(x) <= 80 else shown(x) for x in extras)
-        subparser.error(f"unrecognized arguments: {said}")
+        close = []  # "--lookbak: did you mean --lookback?"
+        for x in extras:
+            if _unknown_option(subparser, x) and (option := _suggestion(subparser, x)):
+                name = x.partition("=")[0]
+                close.append(f"{name if len(name) <= 80 else shown(name)}: did you mean {option}?")
+        subparser.error(
+            f"unrecognized arguments: {said}" + (f" ({'; '.join(close)})" if close else "")
+        )
     if hasattr(args, "seq_len") and args.seq_len < MIN_SEQ_LEN[args.task]:
         subparser.error(
             f"argument --seq-len: the {args.task} task needs T >= {MIN_SEQ_LEN[args.task]}, "
