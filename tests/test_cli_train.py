@@ -2055,3 +2055,29 @@ def test_an_unknown_option_close_to_one_is_said_with_it(
         cli.main(["train", "--data", str(csv), "--target", "y", "--lookbak", "48"])
     err = capsys.readouterr().err
     assert "unrecognized arguments: --lookbak 48 (--lookbak: did you mean --lookback?)" in err
+
+
+def test_model_options_a_kind_does_not_read_are_said_to_be_unread(
+    csv: Path, mlflow_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--model repeat_last --hidden-size 8 --epochs 1 --lr 0.01` (a baseline run with the
+    recurrent model's options, as one swaps --model to compare) read none of them and said
+    nothing, as if they had shaped the model; they are said, as unread covariates are."""
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--lr", "0.01"]
+    code, out, err = run_cli([*argv, "--model", "repeat_last"], mlflow_settings, capsys)
+    assert code == 0, err
+    assert (
+        "--hidden-size 8, --segment-length 12: not read by kind 'repeat_last' (the recurrent "
+        "kinds read them: urnn, urnn-full, lstm, gru, urnn-stream)" in out
+    )
+    assert (
+        "--epochs 1, --lr 0.01: not read by kind 'repeat_last', which is not trained "
+        "(parameter-free)" in out
+    )
+    code, out, err = run_cli([*argv, "--model", "linear"], mlflow_settings, capsys)
+    assert code == 0, err
+    assert "--hidden-size 8, --segment-length 12: not read by kind 'linear'" in out
+    assert "--lr 0.01: not read" not in out and "not trained" not in out
+    code, out, err = run_cli([*argv, "--model", "gru"], mlflow_settings, capsys)
+    assert code == 0, err
+    assert "not read by kind" not in out

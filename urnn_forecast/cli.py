@@ -1813,6 +1813,44 @@ def train_config_from_sections(
         raise UsageError(f"{what}.train: {error}") from None
 
 
+def _unread_option_lines(args: argparse.Namespace, kind: str) -> list[str]:
+    """The model options typed that `kind` does not read, said as unread covariates are
+    (training.pipeline.unread_covariate_lines): `--model linear --hidden-size 64` or
+    `--model repeat_last --epochs 50 --lr 0.01` ran without a word, as if they had shaped the
+    model. Not refused: swapping --model on one command line compares a baseline."""
+    from models.forecaster import FORECASTERS
+
+    cls = FORECASTERS[kind]
+    lines = []
+    if not cls.RECURRENT:
+        given = [
+            f"{option} {value}"
+            for option, value in (
+                ("--hidden-size", args.hidden_size),
+                ("--segment-length", args.segment_length),
+            )
+            if value is not None
+        ]
+        if given:
+            readers = ", ".join(k for k, c in FORECASTERS.items() if c.RECURRENT)
+            lines.append(
+                f"{', '.join(given)}: not read by kind {kind!r} (the recurrent kinds read "
+                f"them: {readers})"
+            )
+    if not cls.TRAINABLE:
+        given = [
+            f"{option} {value:g}" if isinstance(value, float) else f"{option} {value}"
+            for option, value in (("--epochs", args.epochs), ("--lr", args.lr))
+            if value is not None
+        ]
+        if given:
+            lines.append(
+                f"{', '.join(given)}: not read by kind {kind!r}, which is not trained "
+                "(parameter-free)"
+            )
+    return lines
+
+
 def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
@@ -1876,6 +1914,8 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
             + (", each column a series of its own" if config.channel_independent else ""),
             flush=True,
         )
+        for line in _unread_option_lines(args, config.model.kind):
+            print(f"  {line}", flush=True)
         result = train_pipeline(
             config,
             settings,
