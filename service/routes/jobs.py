@@ -84,15 +84,56 @@ def get_jobs_db(request: Request, state: StateDep) -> Database:
 JobsDbDep = Annotated[Database, Depends(get_jobs_db)]
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """415 for a body sent as anything but JSON (text/plain, a form), as /forecast answers,
-    rather than a schema error about a body that was never read as JSON."""
+    rather than a schema error about a body that was never read as JSON; and a 422 naming a
+    key the body gives twice in one object (`repeated_key_path`)."""
     kind = media_type(request.headers.get("content-type", "").encode("latin-1"))
     if kind != "application/json":
         said = shown(kind) if kind else "missing"
         raise UnsupportedMediaTypeError(
             f"header 'Content-Type': {said}; this endpoint reads a body sent as application/json"
         )
+    # FastAPI read the body before the dependencies run: this is its cached copy
+    if (path := repeated_key_path(await request.body())) is not None:
+        raise JobSpecError(
+            path,
+            "is given twice; JSON readers differ on which of the two counts (the first or "
+            "the last): give each key once",
+        )
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as json.loads's `object_pairs_hook` hands it over: every key, a repeated
+    one too, in the order written."""
+
+
+def repeated_key_path(body: bytes) -> str | None:
+    """The dotted path (`config.fit.max_epochs`, `[i]` in arrays) of the first key `body`
+    gives twice in one object, or None (for a body that is not JSON too: the route's parser
+    answers that). pydantic's parser keeps the last of the two: `{"target": "OT", "target":
+    "HUFL"}` trained on HUFL and `{"cron": "0 3 * * *", "cron": "0 4 * * *"}` stored 04:00,
+    without a word (a repeated key of a /forecast body was already a 422)."""
+    try:
+        document = json.loads(body, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return None
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:  # depth first, in the order written; no recursion at any depth
+        path, value = stack.pop()
+        if isinstance(value, _Pairs):
+            seen: set[str] = set()
+            inner = []
+            for key, item in value:
+                where = f"{path}.{key}" if path else key
+                if key in seen:
+                    return where
+                seen.add(key)
+                inner.append((where, item))
+            stack.extend(reversed(inner))
+        elif isinstance(value, list):
+            stack.extend(reversed([(f"{path}[{i}]", item) for i, item in enumerate(value)]))
+    return None
 
 
 JsonBodyDep = Depends(require_json_body)
