@@ -244,6 +244,12 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
     if repeated:
         said = f"{shown_names(repeated)} listed more than once; name each once"
         raise JobSpecError("covariates", said)
+    if spec.target in spec.covariates:  # the loader's check named 'config.load', not sent
+        raise JobSpecError(
+            "covariates",
+            f"{shown(spec.target)} is the target; a column is the target or a covariate, not "
+            "both: leave it out of covariates",
+        )
     data_shown = _shown(spec.data)
     try:
         named = Path(spec.data).expanduser()  # '~nobody/x.csv': RuntimeError, no such user

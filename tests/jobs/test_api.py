@@ -341,6 +341,12 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'covariates': ['HUFL'] listed more than once",
     ),
     (
+        # named 'config.load', a section the body did not have, before 2026-12-07
+        "the target among the covariates",
+        lambda csv: tiny_spec(csv, covariates=["HUFL", "OT"]),
+        "field 'covariates': 'OT' is the target",
+    ),
+    (
         "decoder search for a kind without decoders",
         lambda csv: tiny_spec(
             csv, config={"model": {"kind": "linear"}, "fit": {"decoder_search": True}}
