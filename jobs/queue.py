@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
 from jobs.db import Database
@@ -234,16 +234,25 @@ def finish(
 def release(
     db: Database, *, job_id: str, worker_id: str, attempt: int, reason: str, **values: Any
 ) -> bool:
-    """Put a running job back in the queue without spending an attempt (graceful shutdown)."""
+    """Put a running job back in the queue without spending an attempt (graceful shutdown),
+    or, when a cancel is pending (asked after the worker's last heartbeat), record it
+    cancelled with its attempt spent, as `recover_expired` does: requeued, the next worker
+    claimed it and trained it again, and one shorter than a heartbeat ran to its end. One
+    statement, so a cancel committed meanwhile is either seen here or finds it queued."""
+    pending = Job.cancel_requested.is_(True)
     with db.session() as session:
         result = session.execute(
             update(Job)
             .where(*_fenced(job_id, worker_id, attempt))
             .values(
-                status="queued",
-                attempts=Job.attempts - 1,
+                status=case((pending, "cancelled"), else_="queued"),
+                attempts=case((pending, Job.attempts), else_=Job.attempts - 1),
+                finished_at=case((pending, utcnow()), else_=Job.finished_at),
                 lease_expires_at=None,
-                error=reason,
+                error=case(
+                    (pending, f"cancelled while running (seen as its worker stopped: {reason})"),
+                    else_=reason,
+                ),
                 **values,
             )
             .execution_options(synchronize_session=False)

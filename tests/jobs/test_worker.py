@@ -427,6 +427,39 @@ def test_stop_requeues_the_running_job_without_spending_an_attempt(
     assert "shut down" in (row.error or "")
 
 
+def test_a_cancel_the_worker_had_not_seen_at_its_shutdown_is_not_requeued(
+    db: Database, settings: Settings
+) -> None:
+    """POST /jobs/{id}/cancel on a running job, then SIGTERM to its worker before a heartbeat
+    saw the cancel (within URNN_JOB_HEARTBEAT_SECONDS): the shutdown handed the job back to
+    the queue, cancel pending, and the next worker claimed it and trained it again (a job
+    shorter than a heartbeat ran to its end, registered and promoted). Now it is cancelled,
+    and its attempt is counted: it ran."""
+    (job_id,) = submit(db)
+    slow_beats = settings.model_copy(update={"job_heartbeat_seconds": 30.0})
+    worker = Worker(db, slow_beats, executor=until_stopped)
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    wait_for(lambda: job(db, job_id).status == "running")
+    with db.session() as session:
+        assert queue.cancel(session, job_id=job_id).status == "running"  # flagged
+    worker.request_stop()  # what SIGTERM does, before the next beat reads the flag
+    thread.join(timeout=10)
+    row = job(db, job_id)
+    assert (row.status, row.attempts) == ("cancelled", 1), row.error
+    assert row.finished_at is not None
+    assert "cancel" in (row.error or "")
+    assert queue.claim(db, worker_id="next", lease_seconds=60) is None
+
+
+def test_a_release_without_a_pending_cancel_still_requeues(db: Database) -> None:
+    (job_id,) = submit(db)
+    assert queue.claim(db, worker_id="w", lease_seconds=60) is not None
+    assert queue.release(db, job_id=job_id, worker_id="w", attempt=1, reason="shut down")
+    row = job(db, job_id)
+    assert (row.status, row.attempts, row.finished_at) == ("queued", 0, None)
+
+
 WORKER_SCRIPT = textwrap.dedent(
     """
     import sys, time
