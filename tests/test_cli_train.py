@@ -231,6 +231,18 @@ def test_a_covariate_named_twice_is_refused_not_dropped(
     assert code == 2 and "'y' is the target and a covariate" in err, err
 
 
+def test_a_fraction_with_the_ett_split_is_refused_not_ignored(
+    csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ETT split's spans are fixed (12, 4 and 4 months): `--split ett --train-fraction
+    0.5` trained on them without a word about the fraction."""
+    base = ["train", "--data", str(csv), "--target", "y", *TINY, "--split", "ett"]
+    code = cli.main([*base, "--train-fraction", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "train_fraction is read by the splits 'fractions' and 'series' only" in err, err
+
+
 def test_quantile_levels_reach_the_model_config(csv: Path) -> None:
     parser = cli.build_parser()
     base = ["train", "--data", str(csv), "--target", "y", "--device", "cpu"]

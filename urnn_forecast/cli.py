@@ -1752,6 +1752,15 @@ def _build_train_fields(train: dict[str, Any]) -> dict[str, Any]:
 
     if (problem := check_fields(TrainConfig, train)) is not None:
         raise UsageError(f"train config: {problem}")
+    if train.get("split_method") == "ett":  # its spans are fixed: a fraction was ignored
+        for name in ("train_fraction", "val_fraction"):
+            if name in train:
+                raise UsageError(
+                    f"train config: {name} is read by the splits 'fractions' and 'series' "
+                    "only; split 'ett' has fixed spans (the first 12 months train, the next 4 "
+                    f"validate, the next 4 test, a month being 30 days): leave {name} out, or "
+                    "set split_method 'fractions'"
+                )
     return train
 
 

@@ -341,6 +341,13 @@ BAD_SPECS: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "field 'covariates': ['HUFL'] listed more than once",
     ),
     (
+        # accepted before 2026-12-07, and trained on the ETT split's fixed 12/4/4 months
+        "a train fraction under the ETT split, which reads none",
+        lambda csv: tiny_spec(csv, config={"train": {"split_method": "ett", "val_fraction": 0.3}}),
+        "field 'config.train.val_fraction': val_fraction is read by the splits 'fractions' "
+        "and 'series' only",
+    ),
+    (
         # named 'config.load', a section the body did not have, before 2026-12-07
         "the target among the covariates",
         lambda csv: tiny_spec(csv, covariates=["HUFL", "OT"]),
