@@ -61,6 +61,7 @@ Presets (`SplitConfig.method`):
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
@@ -318,6 +319,27 @@ def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
     )
 
 
+# Beyond this many rows the split is not planned row by row (its indices overflow): a bound
+# that large is read as "no series is that long" (a fraction below about 1e-17).
+_ROWS_PLANNED_MAX = 2**53
+
+
+def _share_bounds(config: SplitConfig, horizon: int, *, slack: int = 0) -> dict[str, Fraction]:
+    """The rows a "fractions" split needs for each part's share to hold its own rows of one
+    window: all of it for train, the horizon for val and test (their look-back is context
+    from the part before). Exact: `need / 5e-324` is infinite as a float. `slack`: rows the
+    test part may get beyond its share (whole-row rounding of train and val gives it up to
+    2), for a bound that is never above the answer."""
+    train, val = Fraction(config.train_fraction), Fraction(config.val_fraction)
+    need = config.lookback + horizon
+    test = max(horizon - slack, 0) / (1 - train - val)
+    return {"train": need / train, "val": horizon / val, "test": test}
+
+
+# Rows counted up one at a time before jumping to where every share surely holds its rows.
+_STEPS_MAX = 1_000
+
+
 def rows_for_one_window_each(config: SplitConfig, horizon: int) -> int:
     """The fewest rows a series needs so that each of its parts holds one window of
     lookback + horizon rows (val and test read `lookback` rows of context before their
@@ -330,9 +352,17 @@ def rows_for_one_window_each(config: SplitConfig, horizon: int) -> int:
         return need
     # Each part's share of the rows must hold its own span (val and test read `lookback` rows
     # of context): a bound a few rows below the answer; whole-row rounding decides the rest.
-    shares = (config.train_fraction, config.val_fraction)
-    rows = max(need, math.floor(need / shares[0]), math.floor(horizon / shares[1])) - 2
-    rows = max(rows, need)
+    # The test share counts too: left out, train_fraction 0.7 and val_fraction 0.2999999
+    # were counted up to from ~500 rows one row at a time, for hours (51 s at 0.29999).
+    lowest = _share_bounds(config, horizon, slack=2).values()
+    rows = max(need, *(math.floor(bound) for bound in lowest))
+    rows = max(rows - 2, need)
+    if rows > _ROWS_PLANNED_MAX:  # no file holds them: the bound is the answer
+        return rows
+    # a sliver of a share (a test share of 1e-7) leaves 2 / share rows between the lowest
+    # bound and the rows that surely hold a window: past _STEPS_MAX, go to the latter
+    surely = math.ceil(max(_share_bounds(config, horizon).values()))
+    steps = 0
     while True:
         try:
             plan = plan_split(rows, "h", config)
@@ -343,6 +373,9 @@ def rows_for_one_window_each(config: SplitConfig, horizon: int) -> int:
         ):
             return rows
         rows += 1
+        steps += 1
+        if steps == _STEPS_MAX and rows < surely:
+            rows = surely
 
 
 def deciding_parts(config: SplitConfig, horizon: int) -> tuple[str, ...]:
@@ -353,6 +386,9 @@ def deciding_parts(config: SplitConfig, horizon: int) -> tuple[str, ...]:
     rows = rows_for_one_window_each(config, horizon) - 1
     if config.method != "fractions" or rows < need:
         return ()
+    if rows >= _ROWS_PLANNED_MAX:  # not planned row by row: the share that set the bound
+        bounds = _share_bounds(config, horizon)
+        return tuple(part for part, bound in bounds.items() if bound == max(bounds.values()))
     n_train = int(rows * config.train_fraction)
     n_val = int(rows * config.val_fraction)
     held = {"train": n_train, "val": n_val + config.lookback}

@@ -11,6 +11,7 @@ import inspect
 import os
 import shutil
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,6 +157,44 @@ def test_a_series_too_short_for_the_users_own_fraction_names_that_fraction(
     detail = refused(client, spec)
     assert detail.startswith(f"field '{field}': ETTh1-400.csv: every series is shorter"), detail
     assert detail.endswith(advice), detail
+
+
+def test_a_sliver_of_a_test_share_is_refused_at_once(client: TestClient, ett_csv: Path) -> None:
+    """train_fraction 0.7 and val_fraction 0.29999 (a test share of 1e-5): the rows each part
+    needs were found by counting up one row at a time from a bound that left the test share
+    out, so POST /jobs held its thread (and a core) for 51 s; at 0.2999999, for hours. The
+    bound counts the test share too."""
+    started = time.monotonic()
+    minimum = rows_for_one_window_each(
+        SplitConfig(lookback=24, train_fraction=0.7, val_fraction=0.2999999), 6
+    )
+    assert time.monotonic() - started < 1.0
+    assert minimum > 6 / 1e-7 * 0.99  # the test share holds the horizon
+    spec = tiny_spec(ett_csv)
+    spec["config"]["train"].update(train_fraction=0.7, val_fraction=0.2999999)
+    started = time.monotonic()
+    detail = refused(client, spec)
+    assert time.monotonic() - started < 10.0
+    assert "every series is shorter than min_length=" in detail, detail
+
+
+@pytest.mark.parametrize("name", ["train_fraction", "val_fraction"])
+@pytest.mark.parametrize("fraction", [1e-20, 5e-324])
+def test_a_vanishing_fraction_is_a_422_not_a_check_that_failed_unexpectedly(
+    client: TestClient, ett_csv: Path, name: str, fraction: float
+) -> None:
+    """Below about 1e-17 the rows a part needs overflowed (OverflowError: the bound past
+    what an index holds; `need / 5e-324` is infinite): the submission was accepted with the
+    warning that the data check "failed unexpectedly", and the worker's run failed with a
+    traceback. The bound is now exact and the answer the same 422 as for 0.001."""
+    fractions: dict[str, Any] = {name: fraction}
+    split = SplitConfig(lookback=24, **fractions)
+    minimum = rows_for_one_window_each(split, 6)
+    assert minimum > 10**18
+    spec = tiny_spec(ett_csv)
+    spec["config"]["train"][name] = fraction
+    detail = refused(client, spec)
+    assert detail.startswith(f"field 'config.train.{name}': ETTh1-400.csv: every series is"), detail
 
 
 def _with_row(csv: Path, tmp_path: Path, row: int, column: str, value: str) -> Path:
