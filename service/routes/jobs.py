@@ -118,6 +118,8 @@ def repeated_key_path(body: bytes) -> str | None:
         document = json.loads(body, object_pairs_hook=_Pairs)
     except (ValueError, RecursionError):
         return None
+    if not isinstance(document, _Pairs):  # an array or a scalar: the schema says what it is
+        return None
     stack: list[tuple[str, Any]] = [("", document)]
     while stack:  # depth first, in the order written; no recursion at any depth
         path, value = stack.pop()

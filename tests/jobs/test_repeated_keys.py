@@ -108,3 +108,9 @@ def test_the_same_key_in_sibling_objects_is_not_a_repeat(client: TestClient, ett
     answer = client.post("/jobs", content=json.dumps(spec), headers=JSON)
     assert "given twice" not in answer.text
     assert answer.status_code == 202, answer.text
+
+
+def test_a_body_that_is_not_an_object_is_told_so_first(client: TestClient) -> None:
+    answer = client.post("/jobs", content='[{"a": 1, "a": 2}]', headers=JSON)
+    assert answer.status_code == 422, answer.text
+    assert "must be a JSON object" in answer.json()["detail"], answer.text
