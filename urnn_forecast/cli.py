@@ -1752,16 +1752,40 @@ def _build_train_fields(train: dict[str, Any]) -> dict[str, Any]:
 
     if (problem := check_fields(TrainConfig, train)) is not None:
         raise UsageError(f"train config: {problem}")
-    if train.get("split_method") == "ett":  # its spans are fixed: a fraction was ignored
-        for name in ("train_fraction", "val_fraction"):
-            if name in train:
-                raise UsageError(
-                    f"train config: {name} is read by the splits 'fractions' and 'series' "
-                    "only; split 'ett' has fixed spans (the first 12 months train, the next 4 "
-                    f"validate, the next 4 test, a month being 30 days): leave {name} out, or "
-                    "set split_method 'fractions'"
-                )
+    if (problem := _unread_fraction(train)) is not None:  # it was ignored without a word
+        raise UsageError(f"train config: {problem}")
     return train
+
+
+def _unread_fraction(train: Mapping[str, Any]) -> str | None:
+    """Why a train_fraction or val_fraction given in `train` would be read by nothing: the
+    ETT split's spans are fixed, named test_series make every other series train (but the
+    validating ones), named val_series are the validating ones. None when each is read."""
+    method = train.get("split_method")
+    for name in ("train_fraction", "val_fraction"):
+        if name not in train:
+            continue
+        if method == "ett":
+            return (
+                f"{name} is read by the splits 'fractions' and 'series' only; split 'ett' has "
+                "fixed spans (the first 12 months train, the next 4 validate, the next 4 "
+                f"test, a month being 30 days): leave {name} out, or set split_method "
+                "'fractions'"
+            )
+        names = "val_series" if name == "val_fraction" else "test_series"
+        if method == "series" and train.get(names):
+            said = "validate" if name == "val_fraction" else "are held out for test"
+            rest = (
+                "the others train"
+                if name == "val_fraction"
+                else "every other series trains, but the last val_fraction of them (or "
+                "val_series), which validate"
+            )
+            return (
+                f"{name} is not read when {names} names the series that {said}: {rest}; "
+                f"leave {name} out, or {names}"
+            )
+    return None
 
 
 def train_config_from_sections(

@@ -108,6 +108,23 @@ def test_a_test_series_the_file_lacks_is_refused_naming_the_field_and_the_series
     assert answer.json()["warnings"] == []  # the file was checked in full
 
 
+@pytest.mark.parametrize(
+    ("train", "field"),
+    [
+        ({"test_series": ["u3"], "train_fraction": 0.5}, "train_fraction"),
+        ({"test_series": ["u3"], "val_series": ["u4"], "val_fraction": 0.2}, "val_fraction"),
+    ],
+)
+def test_a_fraction_the_named_series_replace_is_refused_not_ignored(
+    client: TestClient, fleet_csv: Path, train: dict[str, Any], field: str
+) -> None:
+    """Named test_series make every other unit train (but the validating ones), and named
+    val_series the validating ones: a train_fraction or val_fraction beside them was
+    accepted and read by nothing."""
+    detail = refused(client, fleet_spec(fleet_csv, **train))
+    assert detail.startswith(f"field 'config.train.{field}': {field} is not read"), detail
+
+
 def test_a_series_too_short_for_lookback_and_horizon_is_refused_with_the_minimum(
     client: TestClient, ett_csv: Path
 ) -> None:
