@@ -359,11 +359,20 @@ class StreamEngine:
         raise self._too_many_conflicts(series_id)
 
     async def status(self, series_id: str) -> SeriesStatus:
-        self._model()  # 409 under a windowed model, as every /series endpoint answers
+        model = self._model()  # 409 under a windowed model, as every /series endpoint answers
         async with self._locked(series_id) as entry:
-            if entry.data is None:
+            data = entry.data
+            if data is None:
                 raise _not_found(series_id)
-            return _status(series_id, entry.data)
+            fields = _status_fields(series_id, data)
+            if not _made_by(data, model):
+                # Another version's state is rebuilt from the raw tail at the next forecast or
+                # update (lazily: this read stays cheap and names the state's version), so its
+                # readiness is the tail's for the served look-back, as that forecast answers:
+                # the old state's said `ready` where the forecast was a 409 "warming up".
+                needed = max(0, model.lookback - len(data.tail))
+                fields.update(ready=needed == 0, points_needed=needed)
+            return SeriesStatus(**fields)
 
     async def delete(self, series_id: str) -> None:
         """Forget the series in memory and in the database; SeriesNotFoundError if unknown."""

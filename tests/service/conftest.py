@@ -242,12 +242,13 @@ def register_streaming(
     calendar: bool = False,
     freq: str = "h",
     covariates: bool = True,
+    lookback: int = LOOKBACK,
 ) -> str:
-    """Register an untrained streaming forecaster (lookback 48, horizon 12, the covariate x
-    unless not `covariates`; calendar features of `freq`, read on the local clock, with
-    `calendar`) as a new version of `name` (champion), with the trained model's data meta
-    (scaler...), served at `freq` (the trained model's hours by default; another, e.g. "D",
-    for calendar steps)."""
+    """Register an untrained streaming forecaster (lookback 48 unless `lookback`, horizon
+    12, the covariate x unless not `covariates`; calendar features of `freq`, read on the
+    local clock, with `calendar`) as a new version of `name` (champion), with the trained
+    model's data meta (scaler...), served at `freq` (the trained model's hours by default;
+    another, e.g. "D", for calendar steps)."""
     import mlflow
     import torch
 
@@ -255,7 +256,7 @@ def register_streaming(
 
     config = ForecasterConfig(
         kind="urnn-stream",
-        lookback=LOOKBACK,
+        lookback=lookback,
         horizon=HORIZON,
         hidden_size=8,
         segment_length=8,
@@ -264,7 +265,7 @@ def register_streaming(
     )
     torch.manual_seed(seed)
     model = build_forecaster(config).eval()
-    example = input_example(registry.frame, "y", ["x"], LOOKBACK, "pump-1")
+    example = input_example(registry.frame, "y", ["x"], lookback, "pump-1")
     meta = {**registry.meta, "freq": freq}
     with pytest.MonkeyPatch.context() as patch:
         _isolate_mlflow(patch)

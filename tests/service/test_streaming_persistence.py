@@ -145,6 +145,31 @@ def test_model_version_change_rebuilds_from_the_tail(
     assert metric_value(client, "urnn_stream_rebuilds_total") == 1
 
 
+def test_series_status_after_a_new_version_says_what_the_served_version_needs(
+    apps: Apps, registry: Registry, stream_db: str
+) -> None:
+    """GET /series/{id} answered the old version's `ready` and `points_needed` until the
+    series' next forecast or update rebuilt it: after a version with a longer look-back, a
+    ready series said `ready: true, points_needed: 0` while its forecast answered 409 "warming
+    up, needs 36 more", and a warming one said 8 more points where the served version needs
+    56: a client that sent them got `forecast: null`."""
+    frame, name = registry.frame, "urnn-stream-lookback"
+    register_streaming(registry, name, seed=1)  # look-back 48
+    client = apps.start(database_url=stream_db, model_uri=f"models:/{name}@champion")
+    post(client, "ready", points(frame, 0, 60))
+    post(client, "warming", points(frame, 0, 40))
+    register_streaming(registry, name, seed=2, lookback=96)  # version 2 becomes champion
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    for sid, seen in (("ready", 60), ("warming", 40)):
+        status = client.get(f"/series/{sid}").json()
+        assert status["model_version"] == "1"  # still rebuilt lazily
+        assert (status["ready"], status["points_needed"]) == (False, 96 - seen)
+        refused = client.get(f"/series/{sid}/forecast")
+        assert refused.status_code == 409 and f"needs {96 - seen} more" in refused.text
+    answer = post(client, "warming", points(frame, 40, 56)).json()
+    assert answer["series"]["ready"] and answer["forecast"] is not None
+
+
 def test_a_version_of_another_frequency_refuses_to_rebuild_the_series(
     apps: Apps, registry: Registry, stream_db: str
 ) -> None:
