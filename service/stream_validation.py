@@ -765,6 +765,7 @@ class Stored:
     last_ns: int
     tz: tzinfo | None
     tail: Tail
+    first_ns: int | None = None  # the series' first point (None: not known, the tail's then)
 
 
 def on_series_zone(
@@ -924,6 +925,14 @@ def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzin
     positions = np.searchsorted(tail.ns, obs.ns[:consumed])
     for k in range(consumed):
         stamp = iso(int(obs.ns[k]), tz)
+        if stored.first_ns is not None and obs.ns[k] < stored.first_ns:
+            # Known not to be a point of the series, whatever the tail holds.
+            raise StreamConflictError(
+                f"out of order: timestamp {stamp} (position {k}) is before the series' first "
+                f"point {iso(stored.first_ns, tz)}: a series only takes points after its last "
+                f"one ({last}); to add older history, DELETE the series and send its history "
+                "again from its earliest point"
+            )
         if not len(tail) or obs.ns[k] < tail.ns[0]:
             oldest = iso(int(tail.ns[0]), tz) if len(tail) else "none"
             raise StreamConflictError(

@@ -296,7 +296,9 @@ class StreamEngine:
                 stored = (
                     None
                     if data is None
-                    else Stored(data.last_ns, data.tz, data.tail.select(model.covariates))
+                    else Stored(
+                        data.last_ns, data.tz, data.tail.select(model.covariates), data.first_ns
+                    )
                 )
                 obs = on_series_zone(parsed, body, model, stored)
                 plan = plan_update(obs, stored, model, max_gap=max_gap)

@@ -178,6 +178,16 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             f"timestamp {_stamp(frame, 2)} (position 0) is not after the last stored timestamp "
             f"{last}, and it is older than the retained tail",
         ),
+        # a backfill of history from before the series began: said as such, not as a point
+        # the tail no longer holds (which reads as if a longer URNN_STREAM_TAIL_POINTS helped)
+        "before the series' first point": (
+            setter("start", (frame.index[0] - pd.Timedelta(hours=2)).isoformat()),
+            409,
+            f"timestamp {(frame.index[0] - pd.Timedelta(hours=2)).isoformat()} (position 0) is "
+            f"before the series' first point {_stamp(frame, 0)}: a series only takes points "
+            f"after its last one ({last}); to add older history, DELETE the series and send "
+            "its history again from its earliest point",
+        ),
         "zoned after naive": (
             setter("start", "2030-01-01T00:00:00+00:00"),
             422,
