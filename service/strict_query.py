@@ -23,6 +23,8 @@ from urnn_forecast.field_types import shown
 
 # Methods that only read: a route of these that declares no query parameter lets any pass
 _READS = frozenset(("GET", "HEAD", "OPTIONS"))
+# Methods whose settings are in a body (a DELETE's are in its path alone)
+_BODIES = frozenset(("POST", "PUT", "PATCH"))
 
 # (path template, method) -> (the query parameters it reads, those it reads as lists)
 QueryRules = dict[tuple[str, str], tuple[frozenset[str], frozenset[str]]]
@@ -59,14 +61,15 @@ async def strict_query(request: HTTPConnection) -> None:
     if rule is None:
         if method in _READS or route is None:
             return
-        rule = (frozenset(), frozenset())  # an action's settings are in its body
+        rule = (frozenset(), frozenset())  # an action's settings are in its body or path
     names, lists = rule
     counts = Counter(k for k, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
-    allowed = (
-        f"its parameters: {', '.join(sorted(names))}"
-        if names
-        else "it takes no query parameters (its settings go in the body)"
-    )
+    if names:
+        allowed = f"its parameters: {', '.join(sorted(names))}"
+    elif method in _BODIES:
+        allowed = "it takes no query parameters (its settings go in the body)"
+    else:  # DELETE: it has no body to point at
+        allowed = "it takes no query parameters"
     for name in counts:
         if name not in names:
             raise ServiceInputError(

@@ -523,3 +523,19 @@ def test_a_key_given_twice_in_text_simdjson_refuses_is_422_naming_it(
         )
     after = (client.get("/series/s").json(), client.get("/series/s/forecast").json())
     assert after == before  # nothing stored changed
+
+
+def test_a_query_on_delete_is_refused_without_pointing_at_a_body(
+    stream_client_for: Callable[..., TestClient], registry: Registry
+) -> None:
+    """`DELETE /series/{id}?force=1` was told "its settings go in the body": a DELETE has
+    none. It is refused in words that fit, and deletes nothing."""
+    client = stream_client_for()
+    assert post(client, "s", points(registry.frame, 0, STORED)).status_code == 200
+    answer = client.delete("/series/s?force=1", headers=KEY)
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "detail": "query parameter 'force': is not read by DELETE /series/{series_id}; it "
+        "takes no query parameters"
+    }
+    assert client.get("/series/s").json()["points_seen"] == STORED
