@@ -35,6 +35,7 @@ from models.forecaster import (
 )
 from training.mlflow_model import ForecastPredictor, signature_for
 from training.run_notes import registered_model_description, replaced_line, with_first_line
+from urnn_forecast.field_types import shown
 from urnn_forecast.tracking import registry_client, shown_uri
 
 logger = logging.getLogger(__name__)
@@ -628,7 +629,16 @@ def resolve_model_source(model_uri: str) -> ModelSource:
                 run_id=run[0] if run else None,
                 folder=None if local is None else str(local.resolve()),
             )
-    found = registered_version(mlflow.MlflowClient(), name, alias, version)
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        found = registered_version(client, name, alias, version)
+    except MlflowException as error:
+        held = registry_holds(client, name, alias) if names_nothing(error) else None
+        if held is None:
+            raise
+        raise MlflowException(f"{error.message}; {held}", error_code=error.error_code) from None
     return ModelSource(
         uri=model_uri,
         load_uri=f"models:/{name}/{found.version}",
@@ -636,6 +646,51 @@ def resolve_model_source(model_uri: str) -> ModelSource:
         version=str(found.version),
         run_id=str(found.run_id) if found.run_id else None,
     )
+
+
+def names_nothing(error: Any) -> bool:
+    """Whether MLflow's error says the name, version or alias does not exist: MLflow answers
+    a missing alias with INVALID_PARAMETER_VALUE ("Registered model alias champion not
+    found."), a missing name or version with RESOURCE_DOES_NOT_EXIST."""
+    code = getattr(error, "error_code", None)
+    message = str(getattr(error, "message", error))
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in message
+    )
+
+
+def registry_holds(client: Any, name: str, alias: str | None) -> str | None:
+    """What a models:/ URI that names nothing could have named, for its error: the model's
+    aliases (with their versions) for a missing alias, its versions for a missing version, the
+    registered names for a missing name. MLflow's own error named none of them (`urnn backtest
+    --model models:/m@Champion`: "Registered model alias Champion not found."). None where the
+    registry cannot be read: this is only a hint."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException:
+            names = sorted(m.name for m in client.search_registered_models(max_results=1000))
+            listed = ", ".join(shown(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+            return f"registered models: {listed or 'none yet'}"
+        rows = client.search_model_versions(f"name={_filter_literal(name)}", max_results=1000)
+        numbers = sorted((int(v.version) for v in rows), reverse=True)
+        versions = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
+        if alias is None:
+            return f"{name} has version(s) {versions or 'none'}"
+        aliases = dict(sorted((model.aliases or {}).items()))
+        if not aliases:
+            return f"{name} has no alias (versions {versions or 'none'})"
+        held = ", ".join(f"{key} (version {value})" for key, value in aliases.items())
+        return f"{name} has alias(es) {held}"
+    except Exception:  # a hint only: MLflow's error is the one that matters
+        return None
+
+
+def _filter_literal(name: str) -> str:
+    """`name` as a string literal of MLflow's filter syntax (which takes no escaped quote)."""
+    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]{32})/?$")

@@ -2002,3 +2002,44 @@ def test_a_calendar_champion_is_not_scored_on_another_clock_and_is_kept(
     # the same clock is compared as before
     again = train_pipeline(tiny_config(first, calendar=True), mlflow_settings)
     assert again.champion_score is not None
+
+
+def test_a_models_uri_that_names_nothing_is_told_what_the_registry_holds(
+    tmp_path: Path, sqlite_store: tuple[str, str]
+) -> None:
+    """`urnn backtest --model models:/m@Champion` (a capital, a typo) ended in MLflow's bare
+    "Registered model alias Champion not found.", a version past the last one in "Model
+    Version (name=m, version=9) not found" and a misspelt name in "Registered Model with
+    name=M not found": the error named the field but not the values it takes, which the
+    service's loader and `urnn models promote` list. The aliases (with their versions), the
+    versions or the registered names are said now, still as MLflow's error."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from training.registry import resolve_model_source
+
+    client = mlflow.MlflowClient()
+    client.create_registered_model("m")
+    for _ in range(3):
+        client.create_model_version("m", source=(tmp_path / "nowhere").as_uri())
+    client.set_registered_model_alias("m", CHAMPION, "1")
+    client.set_registered_model_alias("m", CHALLENGER, "3")
+    client.create_registered_model("other")
+    with pytest.raises(MlflowException) as alias:
+        resolve_model_source("models:/m@Champion")
+    assert "alias Champion not found" in str(alias.value)
+    assert "m has alias(es) challenger (version 3), champion (version 1)" in str(alias.value)
+    with pytest.raises(MlflowException) as version:
+        resolve_model_source("models:/m/9")
+    assert "m has version(s) 3, 2, 1" in str(version.value)
+    with pytest.raises(MlflowException) as name:
+        resolve_model_source("models:/M@champion")
+    assert "registered models: 'm', 'other'" in str(name.value)
+    client.delete_registered_model_alias("m", CHALLENGER)
+    client.delete_registered_model_alias("m", CHAMPION)
+    with pytest.raises(MlflowException) as none:
+        resolve_model_source("models:/m@champion")
+    assert "m has no alias (versions 3, 2, 1)" in str(none.value)
+    # what resolves is unchanged
+    client.set_registered_model_alias("m", CHAMPION, "2")
+    assert resolve_model_source("models:/m@champion").version == "2"
