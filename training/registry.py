@@ -335,6 +335,8 @@ def promote_if_better(
         decision = _Decided(False, reason, "kept", None)
     assert decision is not None
     promoted, reason, compared = decision.promoted, decision.reason, decision.compared
+    if current is None and reason == NO_CHAMPION_YET:
+        reason = _no_champion_reason(client, name, version)
     score = None if compared is None else compared.champion
     tags = {
         "backtest.metric": metric,
@@ -365,6 +367,29 @@ def promote_if_better(
 
 
 MAX_COMPARISONS = 3
+NO_CHAMPION_YET = "no champion yet"
+
+
+def _no_champion_reason(client: Any, name: str, version: str) -> str:
+    """Why a version was promoted with no champion to compare: "no champion yet" for the
+    first version; for a later one, that no version holds the alias, and which earlier ones
+    are left. A champion deleted in the UI (MLflow drops its aliases with it), or its alias
+    removed, let the next version be recorded "no champion yet", as if there never was one."""
+    from mlflow.exceptions import MlflowException
+
+    if not (version.isdigit() and int(version) > 1):
+        return NO_CHAMPION_YET
+    try:
+        rows = client.search_model_versions(f"name={_filter_literal(name)}", max_results=1000)
+    except MlflowException:  # the decision stands; only its words are the plainer ones
+        return NO_CHAMPION_YET
+    earlier = sorted((int(v.version) for v in rows if int(v.version) < int(version)), reverse=True)
+    if not earlier:
+        return (
+            f"no version holds the champion alias (none before version {version} is left: deleted)"
+        )
+    listed = ", ".join(map(str, earlier[:10])) + (", ..." if len(earlier) > 10 else "")
+    return f"no version holds the champion alias (earlier versions {listed} hold none)"
 
 
 def min_improvement_problem(value: object) -> str | None:
@@ -412,7 +437,7 @@ def _decide(
                 "training span, such as a product with no sale yet); promote on --metric mae"
             )
     elif current is None:
-        promoted, reason = True, "no champion yet"
+        promoted, reason = True, NO_CHAMPION_YET
     elif compared is not None and compared.refusal is not None:
         promoted, reason = False, compared.refusal
         if compared.champion is not None:  # the scores a promotion by hand goes on

@@ -2043,3 +2043,30 @@ def test_a_models_uri_that_names_nothing_is_told_what_the_registry_holds(
     # what resolves is unchanged
     client.set_registered_model_alias("m", CHAMPION, "2")
     assert resolve_model_source("models:/m@champion").version == "2"
+
+
+def test_a_promotion_after_the_champion_was_deleted_does_not_say_there_never_was_one(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """A champion version deleted in the UI (MLflow drops its aliases with it), or its alias
+    removed by hand: the next training was promoted with the reason "no champion yet",
+    recorded in its tags and description as if the registered model had never had one. It
+    says now that no version holds the alias, and which earlier versions are left."""
+    client = fresh_registry(mlflow_settings)
+    v1, v2, _v3, v4 = _versions(client, 4, tmp_path)
+    assert promote_if_better(client, NAME, v1, 1.0, None).reason == "no champion yet"
+    client.delete_model_version(NAME, v1)
+    assert client.get_registered_model(NAME).aliases == {}
+    after_delete = promote_if_better(client, NAME, v2, 2.0, None)
+    assert after_delete.promoted
+    assert after_delete.reason == (
+        "no version holds the champion alias (none before version 2 is left: deleted)"
+    )
+    tags = client.get_model_version(NAME, v2).tags
+    assert tags["promotion.reason"] == after_delete.reason
+    client.delete_registered_model_alias(NAME, CHAMPION)
+    unaliased = promote_if_better(client, NAME, v4, 3.0, None)
+    assert unaliased.promoted
+    assert unaliased.reason == (
+        "no version holds the champion alias (earlier versions 3, 2 hold none)"
+    )
