@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
-from training.registry import load_registered, registered_version
+from training.registry import load_registered, names_nothing, registered_version
 from urnn_forecast.model_uri import parse_models_uri
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import registry_client, shown_uri
@@ -60,7 +60,7 @@ class MlflowLoader:
         try:
             found = registered_version(client, name, alias, version)
         except MlflowException as error:
-            if not _names_nothing(error):  # the registry failing (its database down, a 500,
+            if not names_nothing(error):  # the registry failing (its database down, a 500,
                 raise  # no permission) is a failed load, not "nothing registered yet"
             raise NoModelError(
                 f"nothing is registered at {uri} in {shown_uri(self.tracking_uri)} "
@@ -114,15 +114,4 @@ def _what_to_do(client: Any, name: str, alias: str | None, version: str | None =
         f"{name} has version(s) {listed} but no alias '{alias}': set it with "
         f"`urnn models promote N --name {name}` (`urnn models list --name {name}` shows them), "
         "or register a new one with `urnn train`"
-    )
-
-
-def _names_nothing(error: Any) -> bool:
-    """Whether MLflow's error says the name, version or alias does not exist: MLflow answers
-    a missing alias with INVALID_PARAMETER_VALUE ("Registered model alias champion not
-    found."), a missing name or version with RESOURCE_DOES_NOT_EXIST."""
-    code = getattr(error, "error_code", None)
-    message = str(getattr(error, "message", error))
-    return code == "RESOURCE_DOES_NOT_EXIST" or (
-        code == "INVALID_PARAMETER_VALUE" and "not found" in message
     )
