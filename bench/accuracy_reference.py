@@ -84,6 +84,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.train_defaults import DATASETS
 from models.forecaster import Forecaster, ForecasterConfig
 from service.metrics import LEAD_LABELS, lead_bucket
 from service.realised import lookback_scale
@@ -273,15 +274,8 @@ OTHERS: dict[str, Other] = {
     # 2011-01-01 .. 2012-03-31 (456 days); the 36-hour outage of 2012-10-29 (hurricane Sandy)
     # and the night hours with no rental row are filled and, as in the service, not scored
     "bike": Other(
-        lambda: _single(
-            SHARED / "Bike-Sharing-Dataset" / "hour.csv",
-            LoadConfig(
-                target="cnt",
-                timestamp_col=("dteday", "hr"),
-                timestamp_format="%Y-%m-%d %H",
-                max_gap=36,
-            ),
-        ),
+        # the loader settings bench.train_defaults runs it with (the README's command line)
+        lambda: _single(SHARED / DATASETS["bike"].path, DATASETS["bike"].load),
         "2012-04-01",
         456 * 24 - VAL - TEST,
         "bike sharing hourly rentals (cnt)",
