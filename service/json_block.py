@@ -115,7 +115,7 @@ class RepeatedKeyError(ServiceInputError):
     twice in an object (422)."""
 
 
-_READERS_DIFFER = (
+READERS_DIFFER = (
     "JSON readers differ on which of the two counts (the first or the last): give each key once"
 )
 
@@ -207,12 +207,39 @@ def repeated_key(document: Any) -> RepeatedKeyError | None:
         series_id = item.get("id") if keys.count("id") == 1 else None
         if (key := _twice(keys)) is not None:
             where = series_where(i, series_id, key)
-            return RepeatedKeyError(where, f"is given twice in the series; {_READERS_DIFFER}")
+            return RepeatedKeyError(where, f"is given twice in the series; {READERS_DIFFER}")
         covariates = item.get("covariates")
         if isinstance(covariates, _OBJECTS) and (name := _twice(list(covariates))):
             where = f"{series_where(i, series_id, 'covariates')}[{shown(name)}]"
-            said = f"is given twice in the series' covariates; {_READERS_DIFFER}"
+            said = f"is given twice in the series' covariates; {READERS_DIFFER}"
             return RepeatedKeyError(where, said)
+    return None
+
+
+def repeated_key_path(raw: bytes) -> str | None:
+    """The dotted path (`config.fit.max_epochs`, `[i]` in arrays) of the first key `raw`
+    gives twice in one object, at any depth, or None (for text that is not JSON too: the
+    route's parser answers that). For bodies whose every object is the request's (the jobs
+    and schedules API): pydantic's parser keeps the last of the two, so `{"target": "OT",
+    "target": "HUFL"}` trained on HUFL without a word."""
+    document = pairs_document(raw)
+    if not isinstance(document, _Pairs):  # an array or a scalar: the schema says what it is
+        return None
+    stack: list[tuple[str, Any]] = [("", document)]
+    while stack:  # depth first, in the order written; no recursion at any depth
+        path, value = stack.pop()
+        if isinstance(value, _Pairs):
+            seen: set[str] = set()
+            inner = []
+            for key in value:
+                where = f"{path}.{key}" if path else key
+                if key in seen:
+                    return where
+                seen.add(key)
+                inner.append((where, value.get(key)))  # the rest are read before a repeat
+            stack.extend(reversed(inner))
+        elif isinstance(value, list):
+            stack.extend(reversed([(f"{path}[{i}]", item) for i, item in enumerate(value)]))
     return None
 
 
@@ -220,7 +247,7 @@ def _body_key(document: Any) -> RepeatedKeyError | None:
     """The first key the body object `document` gives twice, as the 422 naming it."""
     if (key := _twice(list(document))) is not None:
         return RepeatedKeyError(
-            f"field {shown(key)}", f"is given twice in the body; {_READERS_DIFFER}"
+            f"field {shown(key)}", f"is given twice in the body; {READERS_DIFFER}"
         )
     return None
 
@@ -245,7 +272,7 @@ def repeated_observations_key(raw: bytes | str, data: Any) -> RepeatedKeyError |
     covariates = document.get("covariates")
     if isinstance(covariates, _OBJECTS) and (name := _twice(list(covariates))):
         where = f"field 'covariates'[{shown(name)}]"
-        return RepeatedKeyError(where, f"is given twice in the covariates; {_READERS_DIFFER}")
+        return RepeatedKeyError(where, f"is given twice in the covariates; {READERS_DIFFER}")
     return None
 
 

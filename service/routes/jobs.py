@@ -49,6 +49,7 @@ from jobs.schedules import ScheduleError, ScheduleNotFoundError
 from jobs.spec import JobSpec, JobSpecError, answerable, check_job, check_storable
 from service.arrow_io import media_type
 from service.errors import UnsupportedMediaTypeError
+from service.json_block import READERS_DIFFER, repeated_key_path
 from service.schemas import ErrorResponse
 from service.security import READ_GUARD, ApiKeyDep, ReadKeyDep
 from service.state import StateDep
@@ -96,46 +97,7 @@ async def require_json_body(request: Request) -> None:
         )
     # FastAPI read the body before the dependencies run: this is its cached copy
     if (path := repeated_key_path(await request.body())) is not None:
-        raise JobSpecError(
-            path,
-            "is given twice; JSON readers differ on which of the two counts (the first or "
-            "the last): give each key once",
-        )
-
-
-class _Pairs(list[tuple[str, Any]]):
-    """A JSON object as json.loads's `object_pairs_hook` hands it over: every key, a repeated
-    one too, in the order written."""
-
-
-def repeated_key_path(body: bytes) -> str | None:
-    """The dotted path (`config.fit.max_epochs`, `[i]` in arrays) of the first key `body`
-    gives twice in one object, or None (for a body that is not JSON too: the route's parser
-    answers that). pydantic's parser keeps the last of the two: `{"target": "OT", "target":
-    "HUFL"}` trained on HUFL and `{"cron": "0 3 * * *", "cron": "0 4 * * *"}` stored 04:00,
-    without a word (a repeated key of a /forecast body was already a 422)."""
-    try:
-        document = json.loads(body, object_pairs_hook=_Pairs)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(document, _Pairs):  # an array or a scalar: the schema says what it is
-        return None
-    stack: list[tuple[str, Any]] = [("", document)]
-    while stack:  # depth first, in the order written; no recursion at any depth
-        path, value = stack.pop()
-        if isinstance(value, _Pairs):
-            seen: set[str] = set()
-            inner = []
-            for key, item in value:
-                where = f"{path}.{key}" if path else key
-                if key in seen:
-                    return where
-                seen.add(key)
-                inner.append((where, item))
-            stack.extend(reversed(inner))
-        elif isinstance(value, list):
-            stack.extend(reversed([(f"{path}[{i}]", item) for i, item in enumerate(value)]))
-    return None
+        raise JobSpecError(path, f"is given twice; {READERS_DIFFER}")
 
 
 JsonBodyDep = Depends(require_json_body)
