@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from service.served import ModelRef
 from training.mlflow_model import ForecastPredictor
-from training.registry import load_registered, names_nothing, registered_version
+from training.registry import first_few, load_registered, names_nothing, registered_version
 from urnn_forecast.model_uri import parse_models_uri
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import registry_client, shown_uri
@@ -103,7 +103,7 @@ def _what_to_do(client: Any, name: str, alias: str | None, version: str | None =
     numbers = sorted((int(v.version) for v in versions), reverse=True)
     if not numbers:
         return fallback
-    listed = ", ".join(map(str, numbers[:5])) + (", ..." if len(numbers) > 5 else "")
+    listed = first_few(numbers, 5)
     if alias is None:
         return (
             f"{name} has version(s) {listed} but no version {version}: pin one of them in "

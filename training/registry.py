@@ -19,7 +19,7 @@ import logging
 import math
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -377,10 +377,12 @@ def _no_champion_reason(client: Any, name: str, version: str) -> str:
     removed, let the next version be recorded "no champion yet", as if there never was one."""
     from mlflow.exceptions import MlflowException
 
+    from training.registry_admin import search_versions
+
     if not (version.isdigit() and int(version) > 1):
         return NO_CHAMPION_YET
     try:
-        rows = client.search_model_versions(f"name={_filter_literal(name)}", max_results=1000)
+        rows = search_versions(client, name, max_results=1000)
     except MlflowException:  # the decision stands; only its words are the plainer ones
         return NO_CHAMPION_YET
     earlier = sorted((int(v.version) for v in rows if int(v.version) < int(version)), reverse=True)
@@ -388,8 +390,12 @@ def _no_champion_reason(client: Any, name: str, version: str) -> str:
         return (
             f"no version holds the champion alias (none before version {version} is left: deleted)"
         )
-    listed = ", ".join(map(str, earlier[:10])) + (", ..." if len(earlier) > 10 else "")
-    return f"no version holds the champion alias (earlier versions {listed} hold none)"
+    return f"no version holds the champion alias (earlier versions {first_few(earlier)} hold none)"
+
+
+def first_few(items: Sequence[object], limit: int = 10) -> str:
+    """`items` for a message, comma-separated, `limit` of them and "..." for the rest."""
+    return ", ".join(map(str, items[:limit])) + (", ..." if len(items) > limit else "")
 
 
 def min_improvement_problem(value: object) -> str | None:
@@ -692,16 +698,16 @@ def registry_holds(client: Any, name: str, alias: str | None) -> str | None:
     registry cannot be read: this is only a hint."""
     from mlflow.exceptions import MlflowException
 
+    from training.registry_admin import search_versions
+
     try:
         try:
             model = client.get_registered_model(name)
         except MlflowException:
             names = sorted(m.name for m in client.search_registered_models(max_results=1000))
-            listed = ", ".join(shown(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
-            return f"registered models: {listed or 'none yet'}"
-        rows = client.search_model_versions(f"name={_filter_literal(name)}", max_results=1000)
-        numbers = sorted((int(v.version) for v in rows), reverse=True)
-        versions = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
+            return f"registered models: {first_few([shown(n) for n in names]) or 'none yet'}"
+        rows = search_versions(client, name, max_results=1000)
+        versions = first_few(sorted((int(v.version) for v in rows), reverse=True))
         if alias is None:
             return f"{name} has version(s) {versions or 'none'}"
         aliases = dict(sorted((model.aliases or {}).items()))
@@ -711,11 +717,6 @@ def registry_holds(client: Any, name: str, alias: str | None) -> str | None:
         return f"{name} has alias(es) {held}"
     except Exception:  # a hint only: MLflow's error is the one that matters
         return None
-
-
-def _filter_literal(name: str) -> str:
-    """`name` as a string literal of MLflow's filter syntax (which takes no escaped quote)."""
-    return f'"{name}"' if "'" in name else f"'{name}'"
 
 
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<id>m-[0-9a-f]{32})/?$")
