@@ -712,8 +712,10 @@ def test_train_then_backtest_end_to_end(
     # on (its first 480) are said to be in-sample; the model's own split scores none such
     seen_until = pd.read_csv(csv)["timestamp"].iloc[479]
     assert re.search(
-        r"^[\d,]+ of [\d,]+ forecast values lie on rows the model trained or early-stopped on "
-        rf"\('plant' up to {seen_until}: its train.seen_until\): their scores are in-sample",
+        r"^[\d,]+ of [\d,]+ forecast values lie on series ids and times the model trained or "
+        rf"early-stopped on \('plant' up to {seen_until}: its train.seen_until, matched by id and "
+        r"time, not by value\): where these are the rows it trained on \(its own training file\), "
+        r"their scores are in-sample",
         unseen,
         re.M,
     ), unseen

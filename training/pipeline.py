@@ -1968,7 +1968,9 @@ def seen_rows_note(meta: Mapping[str, Any], data: LoadedData, forecasts: pd.Data
     scored lie on rows the model trained or early-stopped on (`train.seen_until`, by unit):
     `--split unseen`, a smaller --train-fraction or --train-fraction 0.3 on the training file
     itself scored the model on its own training rows (ETTh1's first 800 rows at 0.3: 2,946 of
-    4,800 values in-sample) and the tables read as an evaluation with nothing said."""
+    4,800 values in-sample) and the tables read as an evaluation with nothing said. Matched by
+    id and time only: another file's units under the same ids (C-MAPSS's test engines, numbered
+    1-100 again) match too, so the note says what holds for either (it called them in-sample)."""
     after = _after_champion_saw(meta, data, forecasts)
     if after is None or after.all():
         return ""
@@ -1978,10 +1980,13 @@ def seen_rows_note(meta: Mapping[str, Any], data: LoadedData, forecasts: pd.Data
     shown_units = ", ".join(f"{shown(u)} up to {until[u]}" for u in units[:3] if u in until)
     more = f" and {len(units) - 3:,} more" if len(units) > 3 else ""
     return (
-        f"{int(seen.sum()):,} of {len(seen):,} forecast values lie on rows the model trained "
-        f"or early-stopped on ({shown_units}{more}: its train.seen_until): their scores are "
-        "in-sample and read better than on data it has not seen; score a span after those rows "
-        "(the model's own split of its training file, or newer data)"
+        f"{int(seen.sum()):,} of {len(seen):,} forecast values lie on series ids and times the "
+        f"model trained or early-stopped on ({shown_units}{more}: its train.seen_until, matched "
+        "by id and time, not by value): where these are the rows it trained on (its own "
+        "training file), their scores are in-sample and read better than on data it has not "
+        "seen; score a span after those rows (the model's own split of its training file, or "
+        "newer data); other units under the same ids (a fleet's new engines numbered from 1 "
+        "again) are not in-sample: give them ids of their own for this note to leave them out"
     )
 
 
