@@ -643,9 +643,10 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
         # the run raises min_length to one window per part of the split (lookback + horizon
         # and the split's shares): the user's own min_length decides only when larger
         # a train_fraction or val_fraction of the user's below its default (0.001) decides
-        # when it sizes the part that needs the most rows (training.pipeline)
+        # when it sizes the part that needs the most rows (training.pipeline), as do the two
+        # when they leave the longest series a test span shorter than the horizon
         floor = rows_for_one_window_each(config.split(model.lookback), model.horizon)
-        fraction = too_short_fraction(config)
+        fraction = too_short_fraction(config, error.longest)
         field = (
             "config.load.min_length"
             if load.min_length >= floor

@@ -96,6 +96,7 @@ from training.split import (
     cut_series,
     cut_series_lines,
     deciding_parts,
+    fraction_rows,
     rows_for_one_window_each,
     shortest_train_span,
     split_data,
@@ -966,18 +967,100 @@ def check_stream_val_observed(
 FRACTION_OPTIONS = {"train": "train_fraction", "val": "val_fraction"}
 
 
-def too_short_fraction(config: TrainConfig) -> str | None:
+def too_short_fraction(config: TrainConfig, longest: int | None = None) -> str | None:
     """The field, train_fraction or val_fraction, when the user's own fraction, below its default
     (TrainConfig's), is what makes its part of the split need more rows than one window
-    (a train_fraction of 0.001 needs 1,000 windows' rows); None when the look-back and the
-    horizon decide (or the user's min_length, or a split other than "fractions")."""
+    (a train_fraction of 0.001 needs 1,000 windows' rows), or when the two leave the longest
+    series (`longest` rows, if known) a test span shorter than the horizon (the one the user
+    raised, val_fraction first: no look-back can lengthen the test span); None when the
+    look-back and the horizon decide (or the user's min_length, or a split other than
+    "fractions")."""
     lookback, horizon = config.model.lookback, config.model.horizon
     defaults = {f.name: f.default for f in fields(TrainConfig)}
+    if longest is not None and short_test_span(config.split(lookback), horizon, longest):
+        # the user's val_fraction at or below its default: the train_fraction is what they raised
+        raised_val = config.val_fraction > TrainConfig.val_fraction
+        return "val_fraction" if raised_val else "train_fraction"
     for part in deciding_parts(config.split(lookback), horizon):
         name = FRACTION_OPTIONS.get(part)
         if name is not None and getattr(config, name) < defaults[name]:
             return name
     return None
+
+
+def short_test_span(split: SplitConfig, horizon: int, rows: int) -> tuple[int, int, int] | None:
+    """The rows of train, val and test a "fractions" split gives a series of `rows` rows when
+    its test span is shorter than the horizon (its look-back is context read from the val
+    rows before it, so only the horizon must fit in the span itself); None otherwise."""
+    if split.method != "fractions":
+        return None
+    parts = fraction_rows(rows, split)
+    return parts if parts[2] < horizon else None
+
+
+def _short_test_way_out(
+    config: TrainConfig, split: SplitConfig, horizon: int, longest: int, whom: str
+) -> str | None:
+    """Why a test share too small for the longest series decides, in the fractions' terms:
+    the test span they leave it, what a test span needs and why, and the remedy (a smaller
+    val_fraction or train_fraction, or a horizon the span holds). A look-back was the only
+    advice before, and it cannot help: the test span's look-back is read from val's rows."""
+    parts = short_test_span(split, horizon, longest)
+    if parts is None:
+        return None
+    n_train, n_val, n_test = parts
+    train, val = config.train_fraction, config.val_fraction
+    why = (
+        f"min_length is what leaves one window of look-back + horizon "
+        f"({split.lookback:,} + {horizon:,}) in each part of the split; the test share decides: "
+        f"train_fraction {train!r} and val_fraction {val!r} leave a test share of "
+        f"{1 - train - val:.3g} of the rows: {whom} ({longest:,} rows) splits "
+        f"{n_train:,} / {n_val:,} / {n_test:,}, a test span of {plural(n_test, 'step')}; a test "
+        f"span needs at least the horizon, {plural(horizon, 'step')} (its look-back of "
+        f"{plural(split.lookback, 'step')} is read from the val rows before it)"
+    )
+    remedies = []
+    for name in ("val_fraction", "train_fraction"):
+        smaller = _smaller_fraction_that_fits(split, horizon, longest, name)
+        if smaller is not None:
+            test_rows = fraction_rows(longest, _with_fraction(split, name, smaller))[2]
+            flag = f"--{name.replace('_', '-')}"
+            remedies.append(
+                f"{name} ({flag} {smaller:g} leaves {whom} a test span of "
+                f"{plural(test_rows, 'step')})"
+            )
+    other = "train_fraction (--train-fraction)"
+    if not remedies:
+        remedies = ["val_fraction (--val-fraction)", other]
+    elif len(remedies) == 1 and remedies[0].startswith("val_fraction"):
+        remedies.append(other)
+    way_out = f"a smaller {' or '.join(remedies)} keeps more series"
+    if rows_for_one_window_each(split, max(n_test, 1)) <= longest:
+        way_out += f", as does a horizon of at most {plural(n_test, 'step')} (--horizon {n_test})"
+    return f"{why}: {way_out}"
+
+
+def _smaller_fraction_that_fits(
+    split: SplitConfig, horizon: int, longest: int, name: str
+) -> float | None:
+    """The largest `name` (train_fraction or val_fraction) below `split`'s, in steps of 0.05,
+    whose one-window-per-part floor the longest series meets; None where none does."""
+    given: float = getattr(split, name)
+    fraction = math.floor(given * 20) / 20
+    if fraction >= given:
+        fraction = round(fraction - 0.05, 2)
+    while fraction > 0:
+        if rows_for_one_window_each(_with_fraction(split, name, fraction), horizon) <= longest:
+            return fraction
+        fraction = round(fraction - 0.05, 2)
+    return None
+
+
+def _with_fraction(split: SplitConfig, name: str, fraction: float) -> SplitConfig:
+    """`split` with its train_fraction or val_fraction (`name`) set to `fraction`."""
+    if name == "train_fraction":
+        return replace(split, train_fraction=fraction)
+    return replace(split, val_fraction=fraction)
 
 
 def _too_short_way_out(
@@ -1027,6 +1110,8 @@ def _too_short_way_out(
             f"{why}; one window alone ({need:,} rows) is longer than {whom}, so "
             f"no split option helps: {options} keeps more series"
         )
+    if longest is not None and (test := _short_test_way_out(config, split, horizon, longest, whom)):
+        return test
     # a larger train share helps where train decides; a larger val share where val does
     # (or, as before, where the test share does: it never helps there and is not named)
     name = "train_fraction" if "train" in parts else "val_fraction"

@@ -301,9 +301,7 @@ def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
                 f"({n_train:,} + {n_val:,} + {n_test:,}) at {freq!r}, the series has {n_rows:,}"
             )
     else:
-        n_train = int(n_rows * config.train_fraction)
-        n_val = int(n_rows * config.val_fraction)
-        n_test = n_rows - n_train - n_val
+        n_train, n_val, n_test = fraction_rows(n_rows, config)
         if min(n_train, n_val, n_test) < 1 or n_train < config.lookback:
             raise SplitError(
                 f"{n_rows:,} rows split {n_train:,} / {n_val:,} / {n_test:,}: every part needs a "
@@ -317,6 +315,14 @@ def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
         val=Span(val_start, test_start, context=config.lookback),
         test=Span(test_start, test_start + n_test, context=config.lookback),
     )
+
+
+def fraction_rows(n_rows: int, config: SplitConfig) -> tuple[int, int, int]:
+    """The rows of train, val and test that a "fractions" split gives a series of `n_rows`
+    rows: whole rows of each share, the rest to test (a too-short message quotes them)."""
+    n_train = int(n_rows * config.train_fraction)
+    n_val = int(n_rows * config.val_fraction)
+    return n_train, n_val, n_rows - n_train - n_val
 
 
 # Beyond this many rows the split is not planned row by row (its indices overflow): a bound

@@ -195,6 +195,49 @@ def test_a_sliver_of_a_test_share_is_refused_at_once(client: TestClient, ett_csv
     assert "every series is shorter than min_length=" in detail, detail
 
 
+@pytest.mark.parametrize(
+    ("val_fraction", "split", "remedy"),
+    [
+        (
+            0.2999,
+            "a test share of 0.0001 of the rows: the longest series (400 rows) splits "
+            "280 / 119 / 1, a test span of 1 step",
+            "a smaller val_fraction (--val-fraction 0.25 leaves the longest series a test span "
+            "of 20 steps) or train_fraction (--train-fraction 0.65 leaves the longest series a "
+            "test span of 21 steps)",
+        ),
+        (
+            0.2999999,
+            "a test share of 1e-07 of the rows: the longest series (400 rows) splits "
+            "280 / 119 / 1, a test span of 1 step",
+            "a smaller val_fraction (--val-fraction 0.25 leaves the longest series a test span "
+            "of 20 steps) or train_fraction (--train-fraction 0.65 leaves the longest series a "
+            "test span of 21 steps)",
+        ),
+    ],
+)
+def test_a_test_share_too_small_names_the_fractions_the_span_and_what_it_needs(
+    client: TestClient, ett_csv: Path, val_fraction: float, split: str, remedy: str
+) -> None:
+    """train_fraction 0.7 and val_fraction 0.2999 on 400 rows leave the test span 1 row: the
+    422 named config.model.lookback and advised a shorter look-back, which cannot help (the
+    test span needs the horizon; its look-back is context from val). It names the fractions
+    that made the test span short, its length, what it needs and why, and the fix."""
+    spec = tiny_spec(ett_csv)
+    spec["config"]["train"].update(train_fraction=0.7, val_fraction=val_fraction)
+    detail = refused(client, spec)
+    assert detail.startswith("field 'config.train.val_fraction': ETTh1-400.csv: every"), detail
+    assert "config.model.lookback" not in detail
+    assert (
+        f"the test share decides: train_fraction 0.7 and val_fraction {val_fraction} leave "
+        f"{split}; a test span needs at least the horizon, 6 steps (its look-back of 24 "
+        "steps is read from the val rows before it)"
+    ) in detail, detail
+    assert detail.endswith(
+        f"{remedy} keeps more series, as does a horizon of at most 1 step (--horizon 1)"
+    ), detail
+
+
 @pytest.mark.parametrize("name", ["train_fraction", "val_fraction"])
 @pytest.mark.parametrize("fraction", [1e-20, 5e-324])
 def test_a_vanishing_fraction_is_a_422_not_a_check_that_failed_unexpectedly(
