@@ -232,16 +232,36 @@ def finish(
 
 
 def release(
-    db: Database, *, job_id: str, worker_id: str, attempt: int, reason: str, **values: Any
-) -> bool:
+    db: Database,
+    *,
+    job_id: str,
+    worker_id: str,
+    attempt: int,
+    reason: str,
+    log_tail: str | None = None,
+    **values: Any,
+) -> str | None:
     """Put a running job back in the queue without spending an attempt (graceful shutdown),
     or, when a cancel is pending (asked after the worker's last heartbeat), record it
     cancelled with its attempt spent, as `recover_expired` does: requeued, the next worker
     claimed it and trained it again, and one shorter than a heartbeat ran to its end. One
-    statement, so a cancel committed meanwhile is either seen here or finds it queued."""
+    statement, so a cancel committed meanwhile is either seen here or finds it queued.
+
+    `reason` says why the worker stopped ("worker w shut down during attempt 1"); the job's
+    `error` and the last line of its log (after `log_tail`, the attempt's lines) say what the
+    statement did with it, "requeued: ..." or "cancelled while running ...": a worker that
+    wrote its "requeued" line first left it ending the log of a job that was cancelled.
+    Returns the status it recorded, "queued" or "cancelled"; None if the fence held it off."""
     pending = Job.cancel_requested.is_(True)
+    requeued = f"requeued: {reason}"
+    cancelled = f"cancelled while running (seen as its worker stopped: {reason})"
+    said = case((pending, cancelled), else_=requeued)
+    if log_tail is not None:
+        values["log_tail"] = case(
+            (pending, f"{log_tail}\n{cancelled}"), else_=f"{log_tail}\n{requeued}"
+        )
     with db.session() as session:
-        result = session.execute(
+        recorded = session.execute(
             update(Job)
             .where(*_fenced(job_id, worker_id, attempt))
             .values(
@@ -249,15 +269,13 @@ def release(
                 attempts=case((pending, Job.attempts), else_=Job.attempts - 1),
                 finished_at=case((pending, utcnow()), else_=Job.finished_at),
                 lease_expires_at=None,
-                error=case(
-                    (pending, f"cancelled while running (seen as its worker stopped: {reason})"),
-                    else_=reason,
-                ),
+                error=said,
                 **values,
             )
+            .returning(Job.status)
             .execution_options(synchronize_session=False)
-        )
-        return getattr(result, "rowcount", 0) == 1
+        ).scalar_one_or_none()
+        return None if recorded is None else str(recorded)
 
 
 def settle_lost(db: Database, *, job_id: str, attempt: int, **values: Any) -> bool:

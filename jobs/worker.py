@@ -1058,14 +1058,17 @@ class Worker:
                         self.db, **fence, status="failed", error=reason, log_tail=attempt.tail()
                     ))  # fmt: skip
                 elif interrupted and self._stopping.is_set():
-                    reason = (
-                        f"requeued: worker {self.worker_id} shut down during attempt "
-                        f"{attempt.number}"
-                    )
-                    log(reason)
-                    self._record(job.id, "the requeue", lambda: queue.release(
-                        self.db, **fence, reason=reason, log_tail=attempt.tail()
+                    reason = f"worker {self.worker_id} shut down during attempt {attempt.number}"
+                    # the log's last line is written by the release, in the statement that
+                    # decides it: requeued, or cancelled where a cancel was pending unseen
+                    kept = list(attempt.lines)[-(LOG_TAIL_LINES - 1) :]
+                    released = self._record(job.id, "the requeue", lambda: queue.release(
+                        self.db, **fence, reason=reason, log_tail="\n".join(kept)
                     ))  # fmt: skip
+                    if released == "cancelled":
+                        logger.info("job %s: cancelled while running (seen as %s)", job.id, reason)
+                    elif released == "queued":
+                        logger.info("job %s: requeued: %s", job.id, reason)
                     if isinstance(error, LeftForCollectionError):  # its run's bookkeeping
                         collect_lost_attempts(self.db, self.settings)
                 elif isinstance(error, JobSpecError):

@@ -425,6 +425,9 @@ def test_stop_requeues_the_running_job_without_spending_an_attempt(
     row = job(db, job_id)
     assert (row.status, row.attempts) == ("queued", 0)
     assert "shut down" in (row.error or "")
+    assert row.log_tail is not None
+    assert row.log_tail.splitlines()[-1] == row.error  # what happened, last
+    assert row.log_tail.splitlines()[-1].startswith("requeued: worker ")
 
 
 def test_a_cancel_the_worker_had_not_seen_at_its_shutdown_is_not_requeued(
@@ -449,15 +452,45 @@ def test_a_cancel_the_worker_had_not_seen_at_its_shutdown_is_not_requeued(
     assert (row.status, row.attempts) == ("cancelled", 1), row.error
     assert row.finished_at is not None
     assert "cancel" in (row.error or "")
+    # its log says so too: it ended with the worker's "requeued: ..." line, which it never was
+    assert row.log_tail is not None
+    last = row.log_tail.splitlines()[-1]
+    assert last == row.error, row.log_tail
+    assert last.startswith("cancelled while running (seen as its worker stopped: worker "), last
+    assert "requeued" not in row.log_tail, row.log_tail
     assert queue.claim(db, worker_id="next", lease_seconds=60) is None
 
 
 def test_a_release_without_a_pending_cancel_still_requeues(db: Database) -> None:
     (job_id,) = submit(db)
     assert queue.claim(db, worker_id="w", lease_seconds=60) is not None
-    assert queue.release(db, job_id=job_id, worker_id="w", attempt=1, reason="shut down")
+    released = queue.release(
+        db, job_id=job_id, worker_id="w", attempt=1, reason="shut down", log_tail="a\nb"
+    )
+    assert released == "queued"
     row = job(db, job_id)
     assert (row.status, row.attempts, row.finished_at) == ("queued", 0, None)
+    assert row.log_tail == "a\nb\nrequeued: shut down"  # the outcome's line after the attempt's
+    assert row.error == "requeued: shut down"
+
+
+def test_a_release_with_a_pending_cancel_logs_the_cancel_not_a_requeue(db: Database) -> None:
+    """The status and the log's last line are decided in the same UPDATE: a cancel committed
+    between the worker's last beat and its release is what both say."""
+    (job_id,) = submit(db)
+    assert queue.claim(db, worker_id="w", lease_seconds=60) is not None
+    with db.session() as session:
+        assert queue.cancel(session, job_id=job_id).status == "running"  # flagged
+    released = queue.release(
+        db, job_id=job_id, worker_id="w", attempt=1, reason="shut down", log_tail="a"
+    )
+    assert released == "cancelled"
+    row = job(db, job_id)
+    assert (row.status, row.attempts) == ("cancelled", 1)
+    assert row.log_tail == "a\ncancelled while running (seen as its worker stopped: shut down)"
+    assert row.error == row.log_tail.splitlines()[-1]
+    # fenced: another worker's release of it changes nothing
+    assert queue.release(db, job_id=job_id, worker_id="w", attempt=1, reason="x") is None
 
 
 WORKER_SCRIPT = textwrap.dedent(
