@@ -92,7 +92,8 @@ class SeriesNotFoundError(LookupError):
 # --- the raw tail -------------------------------------------------------------------------
 
 _TAIL_MAGIC = b"URNT"
-_TAIL_VERSION = 1
+_TAIL_VERSION = 2  # 2: a byte per point after the covariates, 1 where gap_policy filled it
+_TAIL_VERSIONS = (1, 2)  # read; a tail with no filled point is written as 1 (older replicas)
 _TAIL_HEADER = struct.Struct("<4sHIII")  # magic, version, points, covariates, names' bytes
 
 
@@ -101,12 +102,13 @@ class _TailBuffer:
     handed out so far, leaves those views unchanged, so a Tail stays immutable while a
     one-point `extend` costs a few writes instead of copying the whole tail."""
 
-    __slots__ = ("covariates", "end", "ns", "values")
+    __slots__ = ("covariates", "end", "filled", "ns", "values")
 
     def __init__(self, capacity: int, width: int) -> None:
         self.ns = np.empty(capacity, np.int64)
         self.values = np.empty(capacity, np.float64)
         self.covariates = np.empty((capacity, width), np.float64)
+        self.filled = np.zeros(capacity, np.bool_)
         self.end = 0  # rows written; every view ends at or before this
 
 
@@ -118,6 +120,9 @@ class Tail:
     values: np.ndarray  # (n,) float64
     covariates: np.ndarray  # (n, C) float64, in `names` order
     names: tuple[str, ...]
+    # (n,) bool: the points gap_policy="interpolate" filled in, not sent (None: none is), so
+    # that a late real value for one is said to conflict with a filled value, not a sent one
+    filled: np.ndarray | None = field(default=None, compare=False, repr=False)
     # Where the arrays above are views of a shared buffer: it, and the row they end at.
     _buffer: _TailBuffer | None = field(default=None, compare=False, repr=False)
     _stop: int = field(default=0, compare=False, repr=False)
@@ -137,7 +142,13 @@ class Tail:
         if tuple(names) == self.names:
             return self
         columns = [self.names.index(name) for name in names]
-        return Tail(self.ns, self.values, self.covariates[:, columns], tuple(names))
+        return Tail(
+            self.ns, self.values, self.covariates[:, columns], tuple(names), filled=self.filled
+        )
+
+    def was_filled(self, row: int) -> bool:
+        """Whether the tail's point `row` was filled in by gap_policy="interpolate"."""
+        return self.filled is not None and bool(self.filled[row])
 
     def columns_for(self, names: Sequence[str], covariates: np.ndarray) -> np.ndarray:
         """`covariates` (columns `names`, a subset of the tail's) laid out as the tail's
@@ -151,9 +162,16 @@ class Tail:
         return out
 
     def extend(
-        self, ns: np.ndarray, values: np.ndarray, covariates: np.ndarray, limit: int
+        self,
+        ns: np.ndarray,
+        values: np.ndarray,
+        covariates: np.ndarray,
+        limit: int,
+        *,
+        filled: int = 0,
     ) -> Tail:
-        """A new tail with the points appended, keeping the last `limit`."""
+        """A new tail with the points appended, keeping the last `limit`; the first `filled`
+        of them were filled in by the gap policy (Plan's order: the filled steps first)."""
         m, buffer, stop = len(ns), self._buffer, self._stop
         if buffer is None or buffer.end != stop or stop + m > len(buffer.ns):
             # A fresh buffer with room to append in place before the next copy: a full tail
@@ -169,17 +187,23 @@ class Tail:
                 buffer.ns[:keep] = self.ns[-keep:]
                 buffer.values[:keep] = self.values[-keep:]
                 buffer.covariates[:keep] = self.covariates[-keep:]
+                if self.filled is not None:
+                    buffer.filled[:keep] = self.filled[-keep:]
         end = stop + m
         buffer.ns[stop:end] = ns
         buffer.values[stop:end] = values
         buffer.covariates[stop:end] = covariates
+        buffer.filled[stop:end] = False
+        buffer.filled[stop : stop + filled] = True
         buffer.end = end
         start = max(end - limit, 0, end - len(self) - m)
+        flags = buffer.filled[start:end]
         return Tail(
             buffer.ns[start:end],
             buffer.values[start:end],
             buffer.covariates[start:end],
             self.names,
+            flags if flags.any() else None,
             buffer,
             end,
         )
@@ -187,31 +211,41 @@ class Tail:
     def to_bytes(self) -> bytes:
         names = json.dumps(list(self.names)).encode()
         n, c = len(self.ns), len(self.names)
+        filled = self.filled is not None and bool(self.filled.any())
+        flags = (
+            [self.filled.astype(np.uint8).tobytes()] if filled and self.filled is not None else []
+        )
         return b"".join(
             [
-                _TAIL_HEADER.pack(_TAIL_MAGIC, _TAIL_VERSION, n, c, len(names)),
+                _TAIL_HEADER.pack(_TAIL_MAGIC, _TAIL_VERSION if filled else 1, n, c, len(names)),
                 names,
                 self.ns.astype("<i8").tobytes(),
                 self.values.astype("<f8").tobytes(),
                 self.covariates.reshape(n, c).astype("<f8").tobytes(),
+                *flags,
             ]
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Tail:
         magic, version, n, c, name_bytes = _TAIL_HEADER.unpack_from(data)
-        if magic != _TAIL_MAGIC or version != _TAIL_VERSION:
-            raise ValueError(f"not a stream tail of version {_TAIL_VERSION} ({magic!r}, {version})")
+        if magic != _TAIL_MAGIC or version not in _TAIL_VERSIONS:
+            raise ValueError(
+                f"not a stream tail of version {_TAIL_VERSIONS} ({magic!r}, {version})"
+            )
         offset = _TAIL_HEADER.size
         names = tuple(json.loads(data[offset : offset + name_bytes].decode()))
         offset += name_bytes
-        expected = offset + 8 * n * (2 + c)
+        expected = offset + 8 * n * (2 + c) + (n if version >= 2 else 0)
         if len(names) != c or len(data) != expected:
             raise ValueError(f"a stream tail of {len(data)} bytes; expected {expected}")
         ns = np.frombuffer(data, "<i8", n, offset).astype(np.int64)
         values = np.frombuffer(data, "<f8", n, offset + 8 * n).astype(np.float64)
         covariates = np.frombuffer(data, "<f8", n * c, offset + 16 * n).astype(np.float64)
-        return cls(ns, values, covariates.reshape(n, c), names)
+        filled = None
+        if version >= 2:
+            filled = np.frombuffer(data, np.uint8, n, offset + 8 * n * (2 + c)).astype(np.bool_)
+        return cls(ns, values, covariates.reshape(n, c), names, filled)
 
 
 # --- time zones and the frequency grid -----------------------------------------------------
@@ -949,6 +983,8 @@ def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzin
         if tail.values[j] != obs.values[k] or not np.array_equal(
             tail.covariates[j], obs.covariates[k]
         ):
+            if tail.was_filled(j):
+                raise StreamConflictError(_filled_conflict(obs, k, stamp, tail, j, last))
             what = (
                 f"value {float(tail.values[j])!r}; this request has {float(obs.values[k])!r}"
                 if tail.values[j] != obs.values[k]
@@ -959,6 +995,27 @@ def _check_duplicates(obs: Observations, consumed: int, stored: Stored, tz: tzin
                 f"with {what}; a consumed point cannot be changed (the last stored timestamp is "
                 f"{last})"
             )
+
+
+def _filled_conflict(obs: Observations, k: int, stamp: str, tail: Tail, j: int, last: str) -> str:
+    """The 409 for a late real point at a step the gap policy filled in: the stored value is
+    the interpolation's, not one the user sent (quoted as "already consumed with value" it
+    read as their own), and the state has taken it, so the way out is the series' history
+    again."""
+    if tail.values[j] != obs.values[k]:
+        what = (
+            f"the interpolated value {float(tail.values[j])!r}; this request sends its real "
+            f"value {float(obs.values[k])!r}"
+        )
+    else:
+        what = "interpolated covariates; this request sends other covariates for it"
+    return (
+        f"late point: timestamp {stamp} (position {k}) was missing when a later point arrived "
+        f"and was filled by gap_policy='interpolate' with {what}; the series' state has "
+        f"consumed the filled step and cannot take it again (the last stored timestamp is "
+        f"{last}): to use the real value, DELETE the series and send its history again with "
+        "it; to keep the filled one, leave this point out"
+    )
 
 
 _NO_STEPS = np.empty(0, np.int64)  # `_gap`'s grid where it lays none (nothing is missing)

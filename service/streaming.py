@@ -662,7 +662,8 @@ class StreamEngine:
         )
         tail = Tail.empty(model.covariates) if data is None else data.tail
         covariates = tail.columns_for(model.covariates, plan.covariates)
-        tail = tail.extend(plan.ns, plan.values, covariates, self.settings.stream_tail_points)
+        limit = self.settings.stream_tail_points
+        tail = tail.extend(plan.ns, plan.values, covariates, limit, filled=plan.filled)
         last_ns = int(plan.ns[-1])
         return SeriesData(
             model_version=model.ref.version,

@@ -86,3 +86,18 @@ def test_a_young_series_does_not_reserve_a_whole_tail() -> None:
         tail = tail.extend(*chunk(start, 1), limit)
     assert tail._buffer is not None and len(tail._buffer.ns) == limit + limit // 8
     assert_same(tail, reference([chunk(0, 6000)], limit))
+
+
+@pytest.mark.parametrize("filled", [0, 2])
+def test_the_filled_flags_survive_bytes_and_a_tail_without_any_is_written_as_version_1(
+    filled: int,
+) -> None:
+    """A tail holding filled points is written as version 2 (a byte per point after the
+    covariates); one without, as version 1, which replicas running older code still read."""
+    tail = Tail.empty(("a", "b")).extend(*chunk(0, 5), 100, filled=filled)
+    tail = tail.extend(*chunk(5, 3), 100)
+    data = tail.to_bytes()
+    assert data[4:6] == (2 if filled else 1).to_bytes(2, "little")
+    back = Tail.from_bytes(data)
+    assert [back.was_filled(j) for j in range(len(back))] == [j < filled for j in range(8)]
+    np.testing.assert_array_equal(back.values, tail.values)

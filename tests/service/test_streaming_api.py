@@ -177,6 +177,55 @@ def test_duplicates_are_idempotent(client: TestClient, registry: Registry) -> No
     assert overlap["series"]["points_seen"] == 65
 
 
+LATE_REAL = (
+    "was missing when a later point arrived and was filled by gap_policy='interpolate' with the "
+    "interpolated value {filled!r}; this request sends its real value {real!r}; the series' "
+    "state has consumed the filled step and cannot take it again (the last stored timestamp is "
+    "{last}): to use the real value, DELETE the series and send its history again with it; to "
+    "keep the filled one, leave this point out"
+)
+
+
+def late_real_point(client: TestClient, frame: pd.DataFrame, series_id: str) -> Any:
+    """Rows 0..59, then 63..67 with gap_policy='interpolate' (61 filled), then row 61 late."""
+    post(client, series_id, points(frame, 0, 60))
+    assert (
+        post(client, series_id, points(frame, 63, 5, gap_policy="interpolate")).status_code == 200
+    )
+    return post(client, series_id, points(frame, 61, 1))
+
+
+def test_a_late_real_point_at_a_filled_step_is_said_to_be_one(
+    client: TestClient, registry: Registry
+) -> None:
+    """A step gap_policy='interpolate' filled, then sent late with its real value, answered
+    409 "was already consumed with value <the interpolation's>; this request has <real>":
+    the user never sent that value. It says the step was filled, both values and the ways
+    out; a point the user did send, changed, keeps its own message."""
+    frame = registry.frame
+    answer = late_real_point(client, frame, "late")
+    assert answer.status_code == 409, answer.text
+    detail = answer.json()["detail"]
+    filled = frame.y.iloc[59] + (frame.y.iloc[63] - frame.y.iloc[59]) * 2 / 4
+    stamp, last = frame.index[61].isoformat(), frame.index[67].isoformat()
+    expected = LATE_REAL.format(filled=float(filled), real=float(frame.y.iloc[61]), last=last)
+    assert detail == f"late point: timestamp {stamp} (position 0) {expected}", detail
+    assert client.get("/series/late").json()["points_seen"] == 68  # unchanged
+    # the filled value itself is a duplicate, as any consumed point sent again
+    again = points(frame, 61, 1)
+    again["values"], again["covariates"]["x"] = (
+        [float(filled)],
+        [float(frame.x.iloc[59] + (frame.x.iloc[63] - frame.x.iloc[59]) * 2 / 4)],
+    )
+    assert post(client, "late", again).json()["duplicates"] == 1
+    # a sent point changed: the message it had
+    sent = points(frame, 65, 1)
+    sent["values"] = [sent["values"][0] + 1.0]
+    detail = post(client, "late", sent).json()["detail"]
+    assert detail.startswith(f"conflicting duplicate: timestamp {frame.index[65].isoformat()}")
+    assert "interpolate" not in detail
+
+
 def test_gap_interpolate_fills_linearly(client: TestClient, registry: Registry) -> None:
     frame = registry.frame
     post(client, "g", points(frame, 0, 60))

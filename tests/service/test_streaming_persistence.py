@@ -17,7 +17,13 @@ from jobs.db import upgrade
 from service.main import create_app
 from tests.jobs.conftest import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.service.conftest import Registry, metric_value, register_streaming
-from tests.service.test_streaming_api import KEY, points, post, quantile_block
+from tests.service.test_streaming_api import (
+    KEY,
+    late_real_point,
+    points,
+    post,
+    quantile_block,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -81,6 +87,22 @@ def test_restart_resumes_the_state(
     np.testing.assert_allclose(
         quantile_block(resumed["forecast"]), quantile_block(whole["forecast"]), atol=1e-5
     )
+
+
+def test_a_filled_step_is_still_said_to_be_filled_after_a_restart(
+    apps: Apps, registry: Registry, db_url: str
+) -> None:
+    """The tail's snapshot keeps which of its points the gap policy filled: restored (a
+    restart, an eviction, another replica), a late real value for one still says so."""
+    frame = registry.frame
+    first = apps.start(database_url=db_url)
+    assert late_real_point(first, frame, "f").status_code == 409
+    apps.stop(first)
+    second = apps.start(database_url=db_url)
+    answer = post(second, "f", points(frame, 62, 1))
+    assert answer.status_code == 409, answer.text
+    assert "filled by gap_policy='interpolate' with the interpolated value" in answer.text
+    assert metric_value(second, "urnn_stream_restores_total") == 1
 
 
 @pytest.mark.parametrize("offset", ["+00:19:32", "-04:56:02"])
