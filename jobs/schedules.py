@@ -63,10 +63,11 @@ def check_cron(expression: str) -> str:
     date it matches (`0 0 30 2 *`, the 30th of February, is valid syntax that never fires)."""
     fields = expression.split()
     if len(fields) != 5:
+        count = f"{len(fields)} field{'' if len(fields) == 1 else 's'}" if fields else "no fields"
         raise ScheduleError(
             "cron",
-            f"{shown(expression)} is not a 5-field cron expression "
-            "(minute hour day-of-month month day-of-week, e.g. '0 3 * * *')",
+            f"{shown(expression)} has {count}, not the 5 of a cron expression "
+            f"(minute hour day-of-month month day-of-week, e.g. '0 3 * * *'){_meant(fields)}",
         )
     if not croniter.is_valid(expression):
         raise ScheduleError("cron", f"{shown(expression)}: {_bad_field(fields)}")
@@ -83,6 +84,25 @@ def check_cron(expression: str) -> str:
             "never run",
         ) from None
     return expression
+
+
+def _meant(fields: list[str]) -> str:
+    """For a cron of 6 or 7 fields as Quartz and Spring write them (seconds first; a year
+    last), the 5 fields it means when they are a cron this API takes: "; ...: give '...'";
+    "" otherwise (the count alone is said)."""
+    if len(fields) == 6:
+        kept, dropped = fields[1:], "a first field of seconds is not taken"
+    elif len(fields) == 7:
+        kept, dropped = fields[1:6], "fields of seconds (first) and years (last) are not taken"
+    else:
+        return ""
+    if not croniter.is_valid(f"{fields[0]} * * * *"):  # not a field of seconds (0-59, */15)
+        return ""
+    try:
+        meant = check_cron(" ".join(kept))
+    except ScheduleError:
+        return ""
+    return f"; {dropped}: give {meant!r}"
 
 
 _CRON_FIELDS = (

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import numpy as np
 import pandas as pd
@@ -188,7 +188,36 @@ def zone_named(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         shown = repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name):,} characters)"
-        raise ValueError(f"{shown} is not a time zone; it {ZONE_RULE}") from None
+        hint = _zone_written(name)
+        raise ValueError(f"{shown} is not a time zone; it {ZONE_RULE}{hint}") from None
+
+
+@functools.cache
+def _zones_folded() -> dict[str, str]:
+    """The zone database's names by their case-folded form (read once: a few ms), for the
+    names no other name folds to."""
+    folded: dict[str, list[str]] = {}
+    for zone in available_timezones():
+        if zone not in NOT_ZONES and not zone.startswith(_NOT_ZONE_FOLDERS):
+            folded.setdefault(zone.casefold(), []).append(zone)
+    return {key: names[0] for key, names in folded.items() if len(names) == 1}
+
+
+def _zone_written(name: str) -> str:
+    """': it is written 'Europe/Paris' (...)' where `name` is a zone's name in another case or
+    with spaces around it ('europe/paris', ' UTC '); "" otherwise. Case and spaces are the
+    user's to fix (a name is case-sensitive on most systems), so it is said, not corrected."""
+    if len(name) > 80:
+        return ""
+    written = _zones_folded().get(name.strip().casefold())
+    if written is None:
+        return ""
+    why = []
+    if name.strip() != written:
+        why.append("names are case-sensitive")
+    if name != name.strip():
+        why.append("without the spaces around it")
+    return f": it is written {written!r} ({', '.join(why)})"
 
 
 def local_time_problem(naive: pd.DatetimeIndex, zone: ZoneInfo) -> tuple[int, str] | None:

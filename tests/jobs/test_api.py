@@ -521,6 +521,17 @@ def test_schedules_crud_and_validation(client: TestClient, ett_csv: Path) -> Non
             "IANA time zone name such as 'Europe/London'",
         ),
         ({"cron": "0 0 30 2 *"}, "field 'cron': '0 0 30 2 *' matches no date"),
+        (  # the zone's name, in the wrong case: said as such
+            {"timezone": "europe/paris"},
+            "field 'timezone': 'europe/paris' is not a time zone; it must be an IANA time zone "
+            "name such as 'Europe/London': it is written 'Europe/Paris' (names are case-sensitive)",
+        ),
+        (  # a Quartz-style cron with seconds first: said as such, with the 5 fields to give
+            {"cron": "0 0 3 * * *"},
+            "field 'cron': '0 0 3 * * *' has 6 fields, not the 5 of a cron expression (minute "
+            "hour day-of-month month day-of-week, e.g. '0 3 * * *'); a first field of seconds "
+            "is not taken: give '0 3 * * *'",
+        ),
         ({"paused": "true"}, "field 'paused'"),  # strict: a string is not a bool
         ({"job": tiny_spec(ett_csv, target="nope")}, "field 'job.target'"),
         ({"job": {**tiny_spec(ett_csv), "data": "/nope.csv"}}, "field 'job.data'"),

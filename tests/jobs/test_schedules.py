@@ -47,6 +47,42 @@ def test_a_five_field_cron_with_a_bad_field_names_that_field(cron: str, named: s
     )
 
 
+FIVE = "(minute hour day-of-month month day-of-week, e.g. '0 3 * * *')"
+
+
+@pytest.mark.parametrize(
+    ("cron", "said"),
+    [
+        # Quartz and Spring write seconds first: the 5 fields meant are given back
+        (
+            "0 0 3 * * *",
+            f"has 6 fields, not the 5 of a cron expression {FIVE}; a first field "
+            "of seconds is not taken: give '0 3 * * *'",
+        ),
+        (
+            "0 30 2 * * 1-5",
+            f"has 6 fields, not the 5 of a cron expression {FIVE}; a first field "
+            "of seconds is not taken: give '30 2 * * 1-5'",
+        ),
+        (
+            "0 0 3 * * ? 2030",
+            f"has 7 fields, not the 5 of a cron expression {FIVE}; fields of "
+            "seconds (first) and years (last) are not taken: give '0 3 * * ?'",
+        ),
+        ("0 3 * *", f"has 4 fields, not the 5 of a cron expression {FIVE}"),
+        ("", f"has no fields, not the 5 of a cron expression {FIVE}"),
+        ("   ", f"has no fields, not the 5 of a cron expression {FIVE}"),
+        ("@daily", f"has 1 field, not the 5 of a cron expression {FIVE}"),
+    ],
+)
+def test_a_cron_of_another_field_count_says_how_many_and_what_to_give(cron: str, said: str) -> None:
+    """'0 0 3 * * *' (6 fields, seconds first, as Quartz and Spring write it) was "not a
+    5-field cron expression", which did not say which field was too many."""
+    with pytest.raises(schedules.ScheduleError) as caught:
+        schedules.check_cron(cron)
+    assert str(caught.value) == f"field 'cron': {cron!r} {said}"
+
+
 @pytest.mark.parametrize("cron", ["0 0 30 2 *", "0 0 31 4 *"])
 def test_a_cron_that_matches_no_date_is_named(cron: str) -> None:
     with pytest.raises(schedules.ScheduleError, match=r"field 'cron': .* matches no date"):
@@ -64,6 +100,33 @@ def test_bad_time_zone_is_named(zone: str) -> None:
     assert str(caught.value) == (
         f"field 'timezone': {zone!r} is not a time zone; it must be an IANA time zone name "
         "such as 'Europe/London'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("zone", "hint"),
+    [
+        ("europe/paris", "it is written 'Europe/Paris' (names are case-sensitive)"),
+        ("EUROPE/PARIS", "it is written 'Europe/Paris' (names are case-sensitive)"),
+        ("utc", "it is written 'UTC' (names are case-sensitive)"),
+        (" UTC ", "it is written 'UTC' (without the spaces around it)"),
+        (
+            " america/new_york\n",
+            "it is written 'America/New_York' (names are case-sensitive, "
+            "without the spaces around it)",
+        ),
+    ],
+)
+def test_a_zone_in_the_wrong_case_or_with_spaces_says_how_it_is_written(
+    zone: str, hint: str
+) -> None:
+    """'europe/paris' was answered "is not a time zone; it must be an IANA time zone name
+    such as 'Europe/London'", leaving the user to find that only the case was wrong."""
+    with pytest.raises(schedules.ScheduleError) as caught:
+        schedules.check_timezone(zone)
+    assert str(caught.value) == (
+        f"field 'timezone': {zone!r} is not a time zone; it must be an IANA time zone name "
+        f"such as 'Europe/London': {hint}"
     )
 
 
