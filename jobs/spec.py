@@ -262,7 +262,7 @@ def validate_spec(spec: JobSpec, *, data_folders: Sequence[Path] | None = None) 
             said = f"{data_shown}: not a regular file (a folder, pipe or device)"
             raise JobSpecError("data", said)
         if not path.is_file():
-            raise JobSpecError("data", f"{data_shown}: no such file")
+            raise JobSpecError("data", _no_such_file(spec.data, data_shown))
         if not os.access(path, os.R_OK):
             raise JobSpecError("data", f"{data_shown}: not readable")
         # absolute, links kept: a schedule on `current.csv`, a link re-pointed at each new
@@ -343,6 +343,21 @@ def check_job(
     (`validate_spec`), then its data (`check_job_data`); the checked spec and the warnings."""
     checked = validate_spec(spec, data_folders=data_folders)
     return checked, check_job_data(checked, data_folders=data_folders, max_bytes=max_bytes)
+
+
+def _no_such_file(data: str, data_shown: str) -> str:
+    """ "no such file", quoted and said where the path has whitespace around it (a pasted
+    path): unquoted, its spaces were invisible in the message. Not stripped: a file's name
+    may have them."""
+    if data == data.strip():
+        return f"{data_shown}: no such file"
+    if not data.strip():
+        why = "the path is only whitespace: give the history file's path"
+    else:
+        ends = (data[0].isspace(), data[-1].isspace())
+        where = {(True, True): "begins and ends", (True, False): "begins"}.get(ends, "ends")
+        why = f"the path {where} with whitespace, and is read as given: give it without"
+    return f"{shown(data)}: no such file ({why})"
 
 
 def _shown(data: str) -> str:

@@ -238,6 +238,24 @@ def test_a_test_share_too_small_names_the_fractions_the_span_and_what_it_needs(
     ), detail
 
 
+@pytest.mark.parametrize(
+    ("pad", "said"),
+    [
+        (" {} ", "the path begins and ends with whitespace, and is read as given: give it without"),
+        ("{}\n", "the path ends with whitespace, and is read as given: give it without"),
+        ("   ", "the path is only whitespace: give the history file's path"),
+    ],
+)
+def test_a_data_path_with_spaces_around_it_is_quoted_and_said_to_have_them(
+    client: TestClient, ett_csv: Path, pad: str, said: str
+) -> None:
+    """' /data/x.csv ' (a path pasted with spaces) was answered "field 'data':  /data/x.csv :
+    no such file", the spaces invisible in the message; "   " as "field 'data':    : ..."."""
+    data = pad.format(ett_csv)
+    detail = refused(client, {**tiny_spec(ett_csv), "data": data})
+    assert detail == f"field 'data': {data!r}: no such file ({said})", detail
+
+
 @pytest.mark.parametrize("name", ["train_fraction", "val_fraction"])
 @pytest.mark.parametrize("fraction", [1e-20, 5e-324])
 def test_a_vanishing_fraction_is_a_422_not_a_check_that_failed_unexpectedly(
