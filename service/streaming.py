@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -495,14 +496,16 @@ class StreamEngine:
     async def _refresh(self, entry: Entry) -> None:
         """Load the series' snapshot unless memory already holds its revision."""
         snapshot = await self._io(self._repository().load, entry.series_id)
-        entry.loaded = True
         if snapshot is None:
+            entry.loaded = True
             if entry.revision is not None or entry.data is None:  # deleted elsewhere, or new
                 entry.data, entry.revision, entry.dirty = None, None, False
             return
         if entry.data is not None and snapshot.revision == entry.revision:
+            entry.loaded = True
             return
-        entry.data = _from_snapshot(snapshot)
+        entry.data = _readable(snapshot)
+        entry.loaded = True
         entry.revision, entry.dirty = snapshot.revision, False
         self.metrics.stream_restores.inc()
 
@@ -965,6 +968,29 @@ def _to_snapshot(series_id: str, data: SeriesData, revision: int | None) -> Snap
         tail=data.tail.to_bytes(),
         revision=revision or 0,
     )
+
+
+def _readable(snapshot: Snapshot) -> SeriesData:
+    """The snapshot's series, or a 503 that leaves the stored row alone.
+
+    Why: bytes this code cannot read were written by a newer release (a rolling deploy or a
+    rollback beside replicas that write a newer tail or state format) or damaged. Read as a
+    new series, the next point would overwrite the stored history; raised as it comes, it was
+    a 500 naming nothing. The entry stays unloaded, so every request reads the row again."""
+    try:
+        return _from_snapshot(snapshot)
+    except (ValueError, struct.error, UnicodeDecodeError) as error:
+        logger.error(
+            "streaming snapshot of series %r unreadable by this release: %s",
+            snapshot.series_id,
+            error,
+        )
+        raise SnapshotStoreError(
+            f"the stored state of series {snapshot.series_id!r} cannot be read by this server "
+            f"({error}): a newer urnn-forecast release wrote it, or it is damaged. It is kept "
+            "as stored: serve it from replicas of the release that wrote it (upgrade this one), "
+            f"or DELETE /series/{snapshot.series_id} to start the series afresh"
+        ) from error
 
 
 def _from_snapshot(snapshot: Snapshot) -> SeriesData:

@@ -468,3 +468,45 @@ def test_a_newer_versions_state_makes_a_lagging_replica_ask_the_registry(
     assert metric_value(ahead, "urnn_model_reloads_total", outcome="unchanged") == asked
     assert behind.get("/series/w/forecast").json()["model"]["version"] == "2"
     assert post(behind, "w", points(frame, 60, 1)).json()["series"]["points_seen"] == 61
+
+
+def test_a_snapshot_this_version_cannot_read_is_a_503_that_keeps_it(
+    apps: Apps, registry: Registry, db_url: str
+) -> None:
+    """A tail written in a format this code does not know (a newer release's, during a rolling
+    deploy or a rollback) or damaged bytes: the series answers 503 naming the cause and the way
+    out, the stored row is left as it was, and other series still serve (it was a 500)."""
+    import struct
+
+    from sqlalchemy import create_engine, select, update
+
+    from service.stream_snapshots import TABLE
+
+    frame = registry.frame
+    first = apps.start(database_url=db_url)
+    assert post(first, "new", points(frame, 0, 50)).status_code == 200
+    assert post(first, "fine", points(frame, 0, 50)).status_code == 200
+    apps.stop(first)  # its shutdown writes both
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        tail = bytes(
+            connection.execute(select(TABLE.c.tail).where(TABLE.c.series_id == "new")).scalar_one()
+        )
+        magic, _, n, c, names = struct.unpack_from("<4sHIII", tail)
+        newer = struct.pack("<4sHIII", magic, 99, n, c, names) + tail[struct.calcsize("<4sHIII") :]
+        connection.execute(update(TABLE).where(TABLE.c.series_id == "new").values(tail=newer))
+    second = apps.start(database_url=db_url)
+    for answer in (second.get("/series/new"), post(second, "new", points(frame, 50, 1))):
+        assert answer.status_code == 503, answer.text
+        detail = answer.json()["detail"]
+        assert "series 'new'" in detail and "cannot be read by this server" in detail
+        assert "kept as stored" in detail and "DELETE" in detail
+    assert post(second, "fine", points(frame, 50, 1)).json()["series"]["points_seen"] == 51
+    with engine.begin() as connection:
+        kept = connection.execute(
+            select(TABLE.c.tail).where(TABLE.c.series_id == "new")
+        ).scalar_one()
+    assert bytes(kept) == newer
+    assert second.delete("/series/new", headers=KEY).status_code == 204
+    assert post(second, "new", points(frame, 0, 50)).status_code == 200
+    engine.dispose()
