@@ -48,6 +48,7 @@ from training.backtest import (
     write_backtest_tables,
     write_forecasts,
 )
+from training.contract import ForecastContract, same_steps
 from training.data import LoadConfig, LoadedData, channels_as_series, load_data, naive_utc
 from training.fit import (
     EpochRecord,
@@ -115,7 +116,6 @@ from training.validation import (
     SeriesTooShortError,
     natural_key,
     plural,
-    same_frequency,
     week_anchor,
     week_start_problem,
 )
@@ -1848,9 +1848,14 @@ def compare_registered(
             ),
         )
     theirs = predictor.model.config
-    their_freq = str(predictor.meta.get("freq"))
+    # the champion's forecasting contract against this model's (training.contract, the rule
+    # `urnn models promote` and the service's reload also follow): another target or
+    # frequency is not compared; other covariates are a refusal (served_requests_refused)
+    contract = ForecastContract.of(predictor)
+    mine = ForecastContract(data.target, data.freq, tuple(data.covariates))
+    their_freq = contract.freq
     anchor = week_anchor(data.freq, their_freq)  # '7D' and 'W-SUN' from a Sunday: one step
-    if not same_frequency(their_freq, data.freq) and anchor is None:
+    if not same_steps(their_freq, mine.freq):
         return Comparison(
             None,
             why=(
@@ -1878,9 +1883,9 @@ def compare_registered(
     )
     if levels is not None and not levels:
         return Comparison(None, why=levels_note)
-    if predictor.target != data.target:
+    if contract.target != mine.target:
         return Comparison(
-            None, why=f"it forecasts {predictor.target!r} and this model {data.target!r}"
+            None, why=f"it forecasts {contract.target!r} and this model {mine.target!r}"
         )
     clock_note = (
         calendar_clock_note(calendar_clock(predictor.meta), data) if theirs.n_calendar else None

@@ -9,8 +9,11 @@ version (a rollback, or overruling the automatic decision).
 the caller's check: the CLI runs the service's warm-up forward) before it moves the alias:
 the service keeps serving the old champion when a new one fails to load, so an alias on a
 broken version would leave every replica behind it without saying so anywhere but its reload
-metric. The move is recorded as tags on the version (`promotion.manual_*`), beside those of
-the automatic decision (`promotion.decision`, `promotion.reason`: training.registry).
+metric. A version of another forecasting contract than the champion's (another target,
+frequency or covariates: training.contract) is refused unless the caller says the change is
+intended (`allow_contract_change`): the clients of the alias would get another quantity than
+they ask for. The move is recorded as tags on the version (`promotion.manual_*`), beside those
+of the automatic decision (`promotion.decision`, `promotion.reason`: training.registry).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from training.contract import ForecastContract
 from training.mlflow_model import ForecastPredictor
 from training.registry import (
     CHAMPION,
@@ -36,6 +40,20 @@ from urnn_forecast.field_types import shown, shown_names
 
 class RegistryError(ValueError):
     """A name or version the registry does not hold; the message lists what it does hold."""
+
+
+# The tag a move across forecasting contracts leaves on the version: what changed.
+CONTRACT_CHANGE_TAG = "promotion.manual_contract_change"
+
+
+class ContractChangeError(RegistryError):
+    """The version forecasts another quantity (target, frequency, covariates) than the
+    champion: not moved unless the change is said to be intended. `changes`: each difference,
+    as ForecastContract.changes says it."""
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,8 @@ class ChampionMove:
     refuses: str | None = None
     # the moved alias could not be recorded (the handover and promotion.manual_* tags): why
     unrecorded: str | None = None
+    # the forecasting contract changed, as allowed (allow_contract_change): each difference
+    contract_changes: tuple[str, ...] = ()
 
 
 def set_champion(
@@ -108,11 +128,15 @@ def set_champion(
     reason: str,
     tracking_uri: str,
     check: Callable[[ForecastPredictor], None] | None = None,
+    allow_contract_change: bool = False,
 ) -> ChampionMove:
     """Move `champion` to `version` once it loads and passes `check` (the service's own
     warm-up, from the CLI: a version it would refuse must not take the alias), and tag the
     version with the move beside the automatic decision's tags. A version that already is
-    the champion is left as it is (`previous == version`)."""
+    the champion is left as it is (`previous == version`). A version of another forecasting
+    contract than the champion's is ContractChangeError, nothing moved, unless
+    `allow_contract_change` (then tagged `promotion.manual_contract_change`); no champion, or
+    one that does not load (it serves nothing): no check."""
     from mlflow.exceptions import MlflowException
 
     _registered(client, name)
@@ -139,7 +163,18 @@ def set_champion(
     previous = champion_version(client, name)
     if previous == version:
         return ChampionMove(name=name, version=version, previous=previous)  # nothing to move
-    refuses = _refused_by(client, name, previous, predictor, tracking_uri)
+    champion = _champion(client, name, previous, tracking_uri)
+    changes = _contract_changes(champion, predictor)
+    if changes and not allow_contract_change:
+        assert champion is not None  # the changes were read from it
+        raise ContractChangeError(
+            f"champion v{previous} {ForecastContract.of(champion).describe()}; v{version} "
+            f"{ForecastContract.of(predictor).describe()} ({'; '.join(changes)}): as champion "
+            "it would answer the alias's clients with other forecasts than they ask for; "
+            "champion not moved",
+            changes,
+        )
+    refuses = _refused_by(champion, predictor)
     client.set_registered_model_alias(name, CHAMPION, version)
     # MLflow moves an alias without a compare: two moves at once both "succeed", and the
     # later write wins. Read it back before tagging, so that the one that lost says so and
@@ -147,7 +182,13 @@ def set_champion(
     now = champion_version(client, name)
     if now != version:
         return ChampionMove(name, version, previous, lost=True, lost_to=now)
-    moved = ChampionMove(name=name, version=version, previous=previous, refuses=refuses)
+    moved = ChampionMove(
+        name=name,
+        version=version,
+        previous=previous,
+        refuses=refuses,
+        contract_changes=tuple(changes),
+    )
     try:
         record_handover(client, name, previous, version)
         moved_at = datetime.now(UTC)
@@ -156,6 +197,8 @@ def set_champion(
             "promotion.manual_previous_champion": previous or "none",
             "promotion.manual_at": moved_at.isoformat(timespec="seconds"),
         }
+        if changes:  # the override, said where the move is: what the clients now get
+            tags[CONTRACT_CHANGE_TAG] = "; ".join(changes)
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
     except Exception as error:  # the alias has moved: raised, it read "cannot use the
@@ -163,26 +206,43 @@ def set_champion(
         text = str(error).strip()
         first = text.splitlines()[0][:300] if text else type(error).__name__
         return replace(moved, unrecorded=first)
+    if changes:
+        reason = f"{reason} (forecasting contract changed: {'; '.join(changes)})"
     said = manual_line(previous=previous, reason=reason, at=moved_at)
     add_to_description(client, name, version, said)
     return moved
 
 
-def _refused_by(
-    client: Any, name: str, previous: str | None, new: ForecastPredictor, tracking_uri: str
-) -> str | None:
-    """Why `new` would refuse requests the champion `previous` serves (`urnn train` keeps the
-    champion for these; a person may move it anyway, and is told); None where it serves them
-    all, or the champion does not load (nothing is served from it)."""
-    from training.mlflow_model import calendar_clock
-    from training.pipeline import served_requests_refused
-
+def _champion(
+    client: Any, name: str, previous: str | None, tracking_uri: str
+) -> ForecastPredictor | None:
+    """The champion `previous` as loaded; None where there is none, or it does not load (a
+    champion that does not load serves nothing to break or to change)."""
     if previous is None:
         return None
     try:
         source = client.get_model_version_download_uri(name, previous)
-        champion = load_registered(source, tracking_uri=tracking_uri)
-    except Exception:  # a champion that does not load serves nothing to break
+        return load_registered(source, tracking_uri=tracking_uri)
+    except Exception:
+        return None
+
+
+def _contract_changes(champion: ForecastPredictor | None, new: ForecastPredictor) -> list[str]:
+    """How `new` forecasts another quantity than the champion (training.contract, the rule
+    `urnn train` compares by); empty where it is the same, or there is no champion to read."""
+    if champion is None:
+        return []
+    return ForecastContract.of(champion).changes(ForecastContract.of(new))
+
+
+def _refused_by(champion: ForecastPredictor | None, new: ForecastPredictor) -> str | None:
+    """Why `new` would refuse requests the champion serves (`urnn train` keeps the champion
+    for these; a person may move it anyway, and is told); None where it serves them all, or
+    there is no champion that loads (nothing is served from it)."""
+    from training.mlflow_model import calendar_clock
+    from training.pipeline import served_requests_refused
+
+    if champion is None:
         return None
     return served_requests_refused(
         champion, new.model.config, new.covariates, calendar_clock(new.meta), new.meta.get("freq")

@@ -12,6 +12,8 @@ from urnn_forecast.model_uri import ModelUriError, parse_models_uri
 from urnn_forecast.settings import Settings
 
 DEFAULT_REASON = "set by hand (urnn models promote)"
+# training.registry_admin.CONTRACT_CHANGE_TAG, spelt here so the parser imports no MLflow
+CONTRACT_CHANGE_TAG = "promotion.manual_contract_change"
 # A reason is a sentence or two, read in `urnn models list` and the MLflow UI. The registry
 # refuses a tag value over its limit (100,000 characters in MLflow 3) only when the tag is
 # written, which is after the alias has moved: the command then said "cannot use the
@@ -66,6 +68,16 @@ def add_models_parser(commands: Any) -> None:
             f"{REASON_MAX:,} characters)"
         ),
     )
+    promote.add_argument(
+        "--allow-contract-change",
+        action="store_true",
+        help=(
+            "move champion even to a version that forecasts another target, at another "
+            "frequency or with other covariates than the champion (refused without it: the "
+            f"clients of the alias would get another quantity); recorded as the tag "
+            f"{CONTRACT_CHANGE_TAG}"
+        ),
+    )
     for action in (listing, promote):
         action.add_argument(
             "--name",
@@ -94,7 +106,12 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a clean stdout
 
-    from training.registry_admin import RegistryError, list_versions, set_champion
+    from training.registry_admin import (
+        ContractChangeError,
+        RegistryError,
+        list_versions,
+        set_champion,
+    )
     from urnn_forecast.tracking import (
         TrackingServerError,
         check_tracking_server,
@@ -130,8 +147,22 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 2
         moved = set_champion(
-            client, name, args.version, reason=args.reason, tracking_uri=uri, check=serves
+            client,
+            name,
+            args.version,
+            reason=args.reason,
+            tracking_uri=uri,
+            check=serves,
+            allow_contract_change=args.allow_contract_change,
         )
+    except ContractChangeError as error:
+        print(
+            f"{command}: error: {error}; if the change is intended (the clients of "
+            f"models:/{name}@champion are to get the new forecasts), run again with "
+            "--allow-contract-change",
+            file=sys.stderr,
+        )
+        return 2
     except RegistryError as error:  # which store was read: a relative ./var/ is per folder
         print(f"{command}: error: {error} (in the registry at {shown_uri(uri)})", file=sys.stderr)
         return 2
@@ -178,6 +209,15 @@ def run_models(args: argparse.Namespace, settings: Settings) -> int:
                 f"{moved.version} may lack its promotion.manual_* tags (reason, previous "
                 f"champion, time) and version {moved.previous or 'none'} its "
                 "promotion.superseded_* ones, so `urnn models list` may not show this move",
+                file=sys.stderr,
+            )
+        if moved.contract_changes:
+            print(
+                f"{command}: warning: the forecasting contract changed: "
+                f"{'; '.join(moved.contract_changes)} (version {moved.previous} -> "
+                f"{moved.version}), as allowed by --allow-contract-change: clients of "
+                f"models:/{name}@champion get the new forecasts from their service's next "
+                f"reload; recorded as the tag {CONTRACT_CHANGE_TAG}",
                 file=sys.stderr,
             )
         if moved.refuses:

@@ -132,6 +132,15 @@ class Registry:
                     )
         return logged.version
 
+    def other_quantity(self, target: str = "cnt") -> dict[str, Any]:
+        """`register(meta=...)` for a version forecasting `target` with no covariate (another
+        forecasting contract than the trained version's 'y' with covariate 'x'): every 'y' of
+        the trained config.json keys (target, scaler columns, references) renamed."""
+        import json
+
+        renamed = json.loads(json.dumps(self.meta).replace('"y"', json.dumps(target)))
+        return {**renamed, "covariates": []}
+
     def set_alias(self, name: str, version: str, alias: str = CHAMPION) -> None:
         import mlflow
 

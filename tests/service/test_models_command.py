@@ -492,3 +492,92 @@ def test_a_damaged_file_store_is_one_line_and_exit_2_for_every_command_that_read
     (store / "8").mkdir()
     (store / "8" / "meta.yaml").write_text("")
     assert main(["models", "list", "--name", "filed"], settings=settings) == 0
+
+
+def test_promoting_a_version_of_another_forecasting_contract_needs_the_override(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A docs walk: `urnn models promote 2` made a bike-count model (target cnt) champion over
+    an oil-temperature one (OT), warning only of look-back and horizon, and the clients of
+    models:/NAME@champion got bike counts for oil temperature. `urnn train` never compares such
+    versions (`training.contract`); by hand the move now takes --allow-contract-change."""
+    import mlflow
+
+    name = "promote-contract"
+    settings = registry.settings
+    client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    oil = registry.register(name, seed=1)  # champion: 'y' hourly, covariate 'x'
+    bikes = registry.register(
+        name, seed=2, alias=None, covariates=False, meta=registry.other_quantity()
+    )
+    capsys.readouterr()
+    assert main(["models", "promote", bikes, "--name", name], settings=settings) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"urnn models promote: error: champion v{oil} forecasts 'y' ")
+    assert f"champion v{oil} forecasts 'y' at frequency 'h' with covariates ['x']" in err
+    assert f"v{bikes} forecasts 'cnt' at frequency 'h' with no covariate" in err
+    assert "target 'y' -> 'cnt'" in err and "covariates ['x'] -> none" in err
+    assert "--allow-contract-change" in err and err.count("\n") == 1
+    # nothing in the registry changed
+    assert str(client.get_model_version_by_alias(name, "champion").version) == oil
+    assert "promotion.manual_at" not in client.get_model_version(name, bikes).tags
+    assert "promotion.superseded_by" not in client.get_model_version(name, oil).tags
+
+    argv = ["models", "promote", bikes, "--name", name, "--allow-contract-change"]
+    assert main([*argv, "--reason", "the service now forecasts rentals"], settings=settings) == 0
+    captured = capsys.readouterr()
+    assert f"champion -> version {bikes} (was {oil})" in captured.out
+    assert "warning: the forecasting contract changed: target 'y' -> 'cnt'" in captured.err
+    tags = client.get_model_version(name, bikes).tags
+    assert tags["promotion.manual_reason"] == "the service now forecasts rentals"
+    assert tags["promotion.manual_contract_change"] == (
+        "target 'y' -> 'cnt'; covariates ['x'] -> none"
+    )
+    assert str(client.get_model_version_by_alias(name, "champion").version) == bikes
+
+    # back again: the check reads the version holding the alias now (bikes)
+    assert main(["models", "promote", oil, "--name", name], settings=settings) == 2
+    assert "target 'cnt' -> 'y'" in capsys.readouterr().err
+    # a version of the same contract moves as before, without the flag and without a word
+    same = registry.register(
+        name, seed=3, alias=None, covariates=False, meta=registry.other_quantity()
+    )
+    assert main(["models", "promote", same, "--name", name], settings=settings) == 0
+    captured = capsys.readouterr()
+    assert "forecasting contract" not in captured.err
+    assert "promotion.manual_contract_change" not in client.get_model_version(name, same).tags
+
+
+def test_a_promote_with_no_champion_checks_no_contract(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "promote-contract-first"
+    only = registry.register(
+        name, seed=1, alias=None, covariates=False, meta=registry.other_quantity()
+    )
+    assert main(["models", "promote", only, "--name", name], settings=registry.settings) == 0
+    assert f"champion -> version {only} (was none)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "said"),
+    [
+        (("y", "h", ("x",)), ("y", "60min", ("x",)), []),  # one step, two spellings
+        (("y", "7D", ("x",)), ("y", "W-SUN", ("x",)), []),  # weeks, as the service pairs them
+        (("y", "h", ("x", "z")), ("y", "h", ("z", "x")), []),  # covariates by name
+        (("y", "h", ("x",)), ("y", "D", ("x",)), ["frequency 'h' -> 'D'"]),
+        (
+            ("OT", "h", ("HUFL",)),
+            ("cnt", "h", ("temp", "hum")),
+            ["target 'OT' -> 'cnt'", "covariates ['HUFL'] -> ['temp', 'hum']"],
+        ),
+    ],
+)
+def test_the_forecasting_contract_compares_target_frequency_and_covariates(
+    before: tuple[str, str, tuple[str, ...]],
+    after: tuple[str, str, tuple[str, ...]],
+    said: list[str],
+) -> None:
+    from training.contract import ForecastContract
+
+    assert ForecastContract(*before).changes(ForecastContract(*after)) == said
