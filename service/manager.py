@@ -8,6 +8,11 @@ keep it (they hold their own reference) and finish on it; nothing is dropped. A 
 fails to build leaves the old one serving; the failure is logged, counted
 (`urnn_model_reloads{outcome="failure"}`) and shown by GET /model, and that same version is
 not retried by the poll until the alias moves (or a forced reload asks for it).
+
+A swap to a version of another forecasting contract than the one it replaces (another
+target, frequency or covariates: training.contract; the alias moved with `urnn models promote
+--allow-contract-change`) is made, since the alias is the operator's decision, and said: a
+warning in the log and `last_reload_contract_change` in GET /model.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from service.errors import ModelUnavailableError, ReloadError
 from service.loader import ModelLoader, NoModelError
 from service.metrics import ServiceMetrics
 from service.served import ModelRef, ServedModel, pick_device
+from training.contract import ForecastContract
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import TrackingServerError, check_tracking_server
 
@@ -91,6 +97,8 @@ class ModelManager:
         self.unavailable_reason = STARTING
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
+        # how the version the latest swap loaded forecasts otherwise than the one it replaced
+        self.last_contract_change: str | None = None
         self._failed_ref: ModelRef | None = None
         self._lock: asyncio.Lock | None = None
         self._not_registered_said: str | None = None
@@ -256,6 +264,7 @@ class ModelManager:
             self.current = served  # the swap: one reference
             self._failed_ref = None
             self._report(None, failing=False)
+            self._note_contract(previous, served)
             self._record_swap(previous, served)
             await off_loop(self._remember, served.ref)
             return ReloadOutcome(
@@ -329,6 +338,31 @@ class ModelManager:
         self.last_error = error
         self.last_error_at = None if error is None else datetime.now(UTC)
         self.metrics.reload_failing.set(1 if failing else 0)
+
+    def _note_contract(self, previous: ServedModel | None, served: ServedModel) -> None:
+        """`last_contract_change` for the swap from `previous` to `served`: None for the first
+        load, or one of the same contract. Clients following the alias get another quantity
+        from now on; the move is served (the alias is the operator's to set: `urnn models
+        promote` refuses it unless told it is intended), and said once, here."""
+        changes = []
+        if previous is not None:
+            before = ForecastContract.of(previous.predictor)
+            changes = before.changes(ForecastContract.of(served.predictor))
+        if not changes:
+            self.last_contract_change = None
+            return
+        assert previous is not None  # changes are read from it
+        self.last_contract_change = (
+            f"version {served.ref.version} forecasts another quantity than version "
+            f"{previous.ref.version} did: {'; '.join(changes)}"
+        )
+        logger.warning(
+            "model reload: %s now names another forecasting contract; %s (served, as the "
+            "alias says: the clients of %s get the new forecasts)",
+            self.settings.model_uri,
+            self.last_contract_change,
+            self.settings.model_uri,
+        )
 
     def _record_swap(self, previous: ServedModel | None, served: ServedModel) -> None:
         ref = served.ref

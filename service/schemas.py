@@ -352,6 +352,14 @@ class ModelInfo(BaseModel):
         "succeeded."
     )
     last_reload_error_at: datetime | None = Field(description="When that failure happened (UTC).")
+    last_reload_contract_change: str | None = Field(
+        default=None,
+        description="How the version the latest swap loaded forecasts otherwise than the one it "
+        "replaced (another target, frequency or covariates: the alias was moved with `urnn "
+        'models promote --allow-contract-change`), e.g. "version 2 forecasts another quantity '
+        "than version 1 did: target 'OT' -> 'cnt'\"; null after the first load or a swap "
+        "within one contract.",
+    )
     interval_adaptation: IntervalAdaptation | None = Field(
         default=None,
         description="With URNN_ADAPTIVE_INTERVALS=rolling, the multipliers the intervals are "

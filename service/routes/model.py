@@ -94,6 +94,7 @@ def model_info(
         loaded_at=model.loaded_at,
         last_reload_error=manager.last_error,
         last_reload_error_at=manager.last_error_at,
+        last_reload_contract_change=manager.last_contract_change,
         interval_adaptation=_adaptation(model, adaptive),
         realised_reference=model.realised_reference,
     )

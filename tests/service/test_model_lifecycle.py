@@ -589,3 +589,31 @@ def test_a_registry_answering_again_is_logged_once_the_failure_clears(
     caplog.clear()
     assert client.post("/model/reload", headers=KEY).json()["status"] == "unchanged"
     assert not [r for r in caplog.records if r.name == "service.manager"]  # said once
+
+
+def test_a_reload_onto_another_forecasting_contract_serves_it_and_says_so(
+    client_for: Callable[..., TestClient], registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The alias moved (`urnn models promote N --allow-contract-change`) to a version that
+    forecasts another quantity: served, since the alias is the operator's decision, but the
+    service said nothing of it, and its clients got another quantity than they asked for."""
+    name = "reload-contract"
+    registry.register(name, seed=1)
+    client = client_for(model_uri=f"models:/{name}@champion")
+    assert client.get("/model").json()["last_reload_contract_change"] is None
+    registry.register(name, seed=2, covariates=False, meta=registry.other_quantity())
+    with caplog.at_level(logging.WARNING, logger="service.manager"):
+        reload = client.post("/model/reload", headers=KEY)
+    assert reload.status_code == 200, reload.text
+    info = client.get("/model").json()
+    assert (info["version"], info["target"], info["last_reload_error"]) == ("2", "cnt", None)
+    change = info["last_reload_contract_change"]
+    assert change.startswith("version 2 forecasts another quantity than version 1 did: ")
+    assert "target 'y' -> 'cnt'; covariates ['x'] -> none" in change
+    assert reload.json()["model"]["last_reload_contract_change"] == change
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("target 'y' -> 'cnt'" in message for message in warned), warned
+    # the next swap, within one contract, clears it
+    registry.register(name, seed=3, covariates=False, meta=registry.other_quantity())
+    assert client.post("/model/reload", headers=KEY).json()["status"] == "reloaded"
+    assert client.get("/model").json()["last_reload_contract_change"] is None
