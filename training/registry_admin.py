@@ -255,6 +255,8 @@ def _decision(tags: dict[str, str], champion: bool) -> str:
     parts = [tags.get("promotion.decision", "")]
     if "promotion.manual_at" in tags:
         parts.append("then manual" if parts[0] else "manual")
+        if CONTRACT_CHANGE_TAG in tags:  # --allow-contract-change: its tag holds what changed
+            parts.append("contract changed")
     if not champion and SUPERSEDED_BY in tags:
         parts.append(f"replaced by {tags[SUPERSEDED_BY]}")
     return ", ".join(part for part in parts if part)

@@ -534,6 +534,10 @@ def test_promoting_a_version_of_another_forecasting_contract_needs_the_override(
         "target 'y' -> 'cnt'; covariates ['x'] -> none"
     )
     assert str(client.get_model_version_by_alias(name, "champion").version) == bikes
+    # `models list` says it in the decision column (the tag and the description say what)
+    assert main(["models", "list", "--name", name], settings=settings) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert "manual, contract changed  the service now forecasts rentals" in rows[bikes]
 
     # back again: the check reads the version holding the alias now (bikes)
     assert main(["models", "promote", oil, "--name", name], settings=settings) == 2
