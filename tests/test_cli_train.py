@@ -100,6 +100,12 @@ def run_cli(
         (["--target", "y", "--covariates", "x,ghost"], "no column 'ghost'"),
         (["--target", "y", "--lookback", "50"], "lookback must be a multiple of segment_length"),
         (["--target", "y", "--freq", "fortnightly"], "not a pandas offset alias"),
+        # a loader setting refused as typed: said in options, not LoadConfig's fields
+        (
+            ["--target", "y", "--decimal", ","],
+            "--decimal ',' is also the field separator (--sep): a file with a decimal comma "
+            "separates its fields with another character, ';' most often: pass --sep too",
+        ),
         (
             ["--target", "y", "--lookback", "480", "--segment-length", "24"],
             "shorter than min_length=960 (the longest has 600 rows); min_length is what leaves "
@@ -1183,9 +1189,9 @@ def test_backtest_on_a_file_whose_timestamps_differ_from_the_models_says_they_ar
     # the same column written another way: the format named as the model's own
     frame.set_axis(frame.index.rename("Zeit")).to_csv(iso)
     code, _, err = run_cli([*backtest, str(iso)], settings, capsys)
-    assert code == 2 and "with timestamp_format='%d.%m.%Y %H:%M'" in err, err
+    assert code == 2 and "with --timestamp-format '%d.%m.%Y %H:%M'" in err, err
     assert err.rstrip().endswith(
-        "timestamp_format '%d.%m.%Y %H:%M' is the one the model was trained with: give "
+        "--timestamp-format '%d.%m.%Y %H:%M' is the one the model was trained with: give "
         "--timestamp-format for this file's timestamps"
     ), err
 
@@ -1246,7 +1252,7 @@ def test_backtest_of_a_decimal_comma_model_on_a_comma_separated_file_takes_sep_a
     code, eu_out, err = run_cli([*backtest, str(european)], settings, capsys)
     assert code == 0, err
     code, _, err = run_cli([*backtest, str(plain)], settings, capsys)
-    assert code == 2 and "pass sep=',' (--sep ',')" in err, err
+    assert code == 2 and "pass --sep ','" in err, err
     code, out, err = run_cli([*backtest, str(plain), "--sep", ","], settings, capsys)
     assert code == 0, err
     overall = [o.split("Overall:")[1].split("By series:")[0] for o in (eu_out, out)]
@@ -2095,3 +2101,40 @@ def test_model_options_a_kind_does_not_read_are_said_to_be_unread(
     code, out, err = run_cli([*argv, "--model", "gru"], mlflow_settings, capsys)
     assert code == 0, err
     assert "not read by kind" not in out
+
+
+@pytest.mark.parametrize("command", ["train", "backtest"])
+def test_a_loader_error_names_the_options_the_user_types(
+    command: str,
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The loader names its settings as LoadConfig's fields, the words of the jobs API
+    (`config.load.decimal`) and of a --config file: `urnn train` said "a decimal comma? pass
+    decimal=','" to a user who types `--decimal ,`, and "Raise max_gap to at least 30" to one
+    who types `--max-gap 30`. The CLI says its options."""
+    frame = seasonal_frame(400)
+    european = tmp_path / "eu.csv"
+    frame.to_csv(european, sep=";", decimal=",")
+    gappy = tmp_path / "gappy.csv"
+    frame.drop(frame.index[100:130]).to_csv(gappy)
+    if command == "backtest":
+        argv = ["train", "--data", str(gappy), "--target", "y", "--max-gap", "40", *TINY]
+        code, _, err = run_cli(argv, settings, capsys)
+        assert code == 0, err
+    sizes = TINY[:4] if command == "train" else []
+    base = [command, "--target", "y", "--data"]
+    code, _, err = run_cli([*base, str(european), "--sep", ";", *sizes], settings, capsys)
+    assert code == 2 and "a decimal comma? pass --decimal ','" in err, err
+    assert "decimal=" not in err
+    code, _, err = run_cli([*base, str(gappy), "--max-gap", "24", *sizes], settings, capsys)
+    assert code == 2 and "longer than --max-gap 24" in err, err
+    assert "Raise --max-gap to at least 30 to fill them, or set --on-long-gap to 'split'" in err
+    assert "max_gap" not in err and "on_long_gap" not in err
+    if command == "train":  # a job's run (the worker's --started-json): its config's fields
+        config = tmp_path / "job.json"
+        config.write_text(json.dumps({"load": {"sep": ";"}}))
+        job = ["--config", str(config), "--started-json", str(tmp_path / "started.json")]
+        code, _, err = run_cli([*base, str(european), *job, *sizes], settings, capsys)
+        assert code == 2 and "a decimal comma? pass decimal=','" in err, err

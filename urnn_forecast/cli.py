@@ -45,7 +45,7 @@ from urnn_forecast.cli_support import (
     print_mlflow_location,
     seed_number,
 )
-from urnn_forecast.config_fields import field_in_section
+from urnn_forecast.config_fields import field_in_section, in_flags
 from urnn_forecast.field_types import check_fields, shown, shown_names
 from urnn_forecast.models_command import add_models_parser, given_text
 from urnn_forecast.settings import SERVE_WORKERS_MAX, Settings, SettingsError, get_settings
@@ -371,6 +371,12 @@ LOAD_OPTIONS: tuple[str, ...] = (
     "decimal",
     "max_filled_fraction",
 )
+# LoadConfig's fields -> the options of `urnn train` / `urnn backtest` that set them: a loader
+# message ("pass decimal=','") said in the options typed ("pass --decimal ','"), loader_error
+LOAD_FLAGS: dict[str, str] = {
+    field: "--" + field.replace("_", "-")
+    for field in ("target", "covariates", "timestamp_col", *LOAD_OPTIONS)
+}
 
 
 def _check_text_options(args: argparse.Namespace, data: str) -> None:
@@ -1474,6 +1480,20 @@ def _check_model_columns(
     )
 
 
+def loader_error(error: BaseException, args: argparse.Namespace) -> BaseException:
+    """`error` as `urnn train` / `urnn backtest` print it: the data loader's own errors
+    (DataValidationError, which names LoadConfig's fields, as the jobs API and a --config file
+    read them) in the options the user types (config_fields.in_flags); others as they are,
+    such as a --config file's refusal, which names the file's own fields. A job's run
+    (`--started-json`, given by the job worker alone) keeps the fields: its user set them as
+    `config.load.*` of POST /jobs, and typed no option."""
+    from training.validation import DataValidationError
+
+    if not isinstance(error, DataValidationError) or getattr(args, "started_json", None):
+        return error
+    return UsageError(in_flags(str(error), LOAD_FLAGS))
+
+
 def _comma_note(args: argparse.Namespace, error: BaseException, *, backtest: bool) -> str:
     """What follows a missing column when --covariates cut a column's name at its commas
     ("Temp, °C" read as 'Temp' and '°C'): how such a name is given instead; "" otherwise.
@@ -1691,11 +1711,13 @@ def _config_file_error(
     is (an option's value, a default, the whole)."""
     plain = said.removeprefix(f"{section} config: ")
     field, message = field_in_section(from_file, section, plain)
+    # not the file's: the load section's values are options typed (`--decimal ,`), said so
+    typed = UsageError(in_flags(said, LOAD_FLAGS) if section == "load" else said)
     if path is None or "." not in field:
-        return UsageError(said)
+        return typed
     given, _, key = field.partition(".")
     if key not in from_file.get(given, {}):
-        return UsageError(said)
+        return typed
     return UsageError(f"--config {path}: {field}: {message}")
 
 
@@ -1896,7 +1918,9 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         try:
             kind = _train_config(args).model.kind
         except errors as error:
-            return command_failed("train", error, _comma_note(args, error, backtest=False))
+            return command_failed(
+                "train", loader_error(error, args), _comma_note(args, error, backtest=False)
+            )
         except ValueError as error:
             return command_failed("train", error)
         if (problem := nproc_error(kind, args.nproc)) is not None:
@@ -1959,7 +1983,9 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         )
         distributed.finish()
     except errors as error:
-        return command_failed("train", error, _comma_note(args, error, backtest=False))
+        return command_failed(
+            "train", loader_error(error, args), _comma_note(args, error, backtest=False)
+        )
     except ValueError as error:  # e.g. TrainConfig's own checks
         return command_failed("train", error)
     except TrainingStoreError as error:  # not the input's fault: exit 1, in one line
@@ -2111,7 +2137,9 @@ def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
     try:
         return _backtest(args, settings)
     except errors as error:
-        return command_failed("backtest", error, _comma_note(args, error, backtest=True))
+        return command_failed(
+            "backtest", loader_error(error, args), _comma_note(args, error, backtest=True)
+        )
 
 
 # What `urnn backtest --output DIR` writes at DIR's top (training.backtest

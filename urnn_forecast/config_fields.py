@@ -44,3 +44,39 @@ def field_in_section(
         if (found := re.search(rf"\b{other}[ .]{re.escape(key)}(?!\w)", message))
     ]
     return (min(named)[1], message) if named else (section, message)
+
+
+# The loader's settings (training.data.LoadConfig) that are English words too ("fill the gap",
+# "a decimal comma", "the target"): named as settings only where a value follows them
+# (`fill='ffill'`, `decimal ','`). The others (`max_gap`, `freq`, `sep`) are no words of prose.
+_PROSE_WORDS = frozenset({"target", "covariates", "duplicates", "fill", "decimal"})
+
+
+def in_flags(message: str, flags: Mapping[str, str]) -> str:
+    """`message` of the data loader (training.data, training.validation) in a command line's
+    terms: each setting it names as a field of LoadConfig (`pass decimal=','`, `raise max_gap to
+    30`, `series_col (--series-col)`) named as the option that sets it (`pass --decimal ','`,
+    `raise --max-gap to 30`, `--series-col`). `flags`: field -> option, the settings the
+    command has options for; a field without one keeps its name (`--config`'s load section).
+
+    The loader speaks in fields because the jobs API (POST /jobs, `config.load.decimal`) and
+    `urnn train --config` read its messages as they are; the CLI translates where it prints
+    them, so that one loader serves both front doors."""
+    for field, flag in flags.items():
+        name = re.escape(field)
+        # both given already ("series_col (--series-col)", "(max_gap, --max-gap)"): the option
+        message = re.sub(rf"(?<![\w.-]){name} \({re.escape(flag)}\)", flag, message)
+        message = re.sub(rf"\({name}, {re.escape(flag)}", f"({flag}", message)
+        # "freq 'B' (--freq B)", "sep=',' (--sep ',')": the option once, its value as typed
+        message = re.sub(
+            rf"(?<![\w.-]){name}[= ](?:'[^']*'|[^\s()]+) \({re.escape(flag)} ([^)]*)\)",
+            rf"{flag} \1",
+            message,
+        )
+        # "decimal=','", "max_gap=24", "decimal ','": the option and its value
+        message = re.sub(rf"(?<![\w.-]){name}=|(?<![\w.-]){name} (?=['\"])", f"{flag} ", message)
+        # "Set duplicates to one of mean, first, last": a setting where the remedy names it
+        message = re.sub(rf"(?i:(set|pass)) {name}(?![\w-])", rf"\1 {flag}", message)
+        if field not in _PROSE_WORDS:  # "raise max_gap to 30", "pass freq (an alias...)"
+            message = re.sub(rf"(?<![\w.-]){name}(?![\w-])", flag, message)
+    return message
