@@ -2138,3 +2138,52 @@ def test_a_loader_error_names_the_options_the_user_types(
         job = ["--config", str(config), "--started-json", str(tmp_path / "started.json")]
         code, _, err = run_cli([*base, str(european), *job, *sizes], settings, capsys)
         assert code == 2 and "a decimal comma? pass decimal=','" in err, err
+
+
+@pytest.mark.parametrize(
+    ("kind", "quantiles", "said"),
+    [
+        (
+            "repeat_last",
+            [],
+            "Refits: repeat_last has no weights to refit (a parameter-free baseline): its "
+            "forecasts (the median) are the ones the backtest without --refit scores; --refit "
+            "recalibrates only its quantile intervals, on the data up to each origin; "
+            "--refit-epochs is not read",
+        ),
+        (
+            "seasonal_naive",
+            ["--quantiles", "0.5"],
+            "Refits: seasonal_naive has no weights to refit (a parameter-free baseline) and "
+            "forecasts no intervals to recalibrate: --refit changes nothing; "
+            "--refit-epochs is not read",
+        ),
+    ],
+)
+def test_a_refit_of_a_parameter_free_baseline_says_it_has_nothing_to_refit(
+    kind: str,
+    quantiles: list[str],
+    said: str,
+    csv: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`urnn backtest --refit` of repeat_last printed "Refits: the fit settings the model was
+    trained with ...; max_epochs=100" and "refitted at each origin", as for a network: such a
+    baseline has no weights, and its forecasts are the same with and without --refit (its
+    quantile intervals alone are recalibrated). Said so; the flag is kept, as Darts'
+    historical_forecasts(retrain=True) and NeuralForecast's cross-validation accept it for
+    their baselines."""
+    argv = ["train", "--data", str(csv), "--target", "y", "--model", kind, *SMALL, *quantiles]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    backtest = ["backtest", "--data", str(csv), "--backtest-windows", "2"]
+    code, plain, err = run_cli(backtest, settings, capsys)
+    assert code == 0, err
+    refit = [*backtest, "--refit", "--refit-epochs", "3"]
+    code, out, err = run_cli(refit, settings, capsys)
+    assert code == 0, err
+    assert said in out, out
+    assert "max_epochs" not in out and "refitted at each origin" not in out, out
+    mae = [overall_score(o, "mae") for o in (plain, out)]
+    assert mae[0] == mae[1]  # the same forecasts: the median is the rule's, fitted or not

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from models.forecaster import ForecasterConfig
     from training.backtest import BacktestConfig
     from training.fit import EpochRecord, FitConfig
     from training.pipeline import TrainConfig
@@ -2187,6 +2188,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
+    from models.forecaster import FORECASTERS
     from training.backtest import (
         BacktestConfig,
         backtest,
@@ -2364,8 +2366,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         refit=args.refit,
     )
     fit_config = FitConfig(device=args.device)  # read only by refits
+    trainable = FORECASTERS[c.kind].TRAINABLE
     if args.refit:
-        fit_config, train_stride = _refit_config(args, meta, source.load_uri)
+        fit_config, train_stride = _refit_config(args, meta, source.load_uri, c)
         config = dataclasses.replace(config, train_stride=train_stride)
     else:
         model.to(resolve_device(args.device))  # loaded on the CPU
@@ -2395,7 +2398,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         pinned = f"{said}; " if (said := source.describe()) else ""
         print(
             f"Backtest of {args.model_uri} ({pinned}{c.kind}, lookback {c.lookback}, horizon "
-            f"{c.horizon}{', refitted at each origin' if args.refit else ''}) on "
+            f"{c.horizon}{_refit_said(args.refit, trainable)}) on "
             f"{args.data}: {len(result.forecasts):,} forecast values from "
             f"{result.forecasts['origin'].nunique():,} origins ({_windows_said(config)}); MASE "
             "scaled by the seasonal naive of "
@@ -2500,14 +2503,43 @@ def _windows_said(config: "BacktestConfig") -> str:
     return f"{every}, {config.step:,} row{'' if config.step == 1 else 's'} apart"
 
 
+def _refit_said(refit: bool, trainable: bool) -> str:
+    """What the backtest's heading says of --refit: a parameter-free baseline is not refitted,
+    its intervals alone are recalibrated (_parameter_free_refit_line)."""
+    if not refit:
+        return ""
+    return ", refitted at each origin" if trainable else ", intervals recalibrated at each origin"
+
+
+def _parameter_free_refit_line(args: argparse.Namespace, config: "ForecasterConfig") -> str:
+    """The Refits line of a parameter-free baseline (repeat_last, seasonal_naive): no weights,
+    so its forecasts are those of the backtest without --refit; its quantile offsets, fitted on
+    the train windows (NaiveForecaster.calibrate_offsets), are what a refit recalibrates.
+    Not refused: Darts' historical_forecasts(retrain=True) and NeuralForecast's
+    cross-validation refit their baselines too, and a table of refitted networks beside the
+    baseline's is one command line with --model swapped."""
+    head = f"Refits: {config.kind} has no weights to refit (a parameter-free baseline)"
+    if len(config.quantiles) > 1:
+        said = (
+            f"{head}: its forecasts (the median) are the ones the backtest without --refit "
+            "scores; --refit recalibrates only its quantile intervals, on the data up to each "
+            "origin"
+        )
+    else:
+        said = f"{head} and forecasts no intervals to recalibrate: --refit changes nothing"
+    return said + ("; --refit-epochs is not read" if args.refit_epochs is not None else "")
+
+
 def _refit_config(
-    args: argparse.Namespace, meta: dict[str, Any], model_uri: str
+    args: argparse.Namespace, meta: dict[str, Any], model_uri: str, model: "ForecasterConfig"
 ) -> tuple["FitConfig", int]:
     """The fit settings of `urnn backtest --refit`, and the stride of its training windows:
     the ones the model was trained with, from its config.json ("fit", "train.train_stride"),
     or, for a model trained before those keys, its MLflow run's `fit.*` and
     `backtest.train_stride` params; neither: the defaults. What is kept and what replaced:
-    training.backtest's REFIT_REPLACED. One printed line says which, before the fits."""
+    training.backtest's REFIT_REPLACED. One printed line says which, before the fits; for a
+    parameter-free `model`, that it has nothing to refit."""
+    from models.forecaster import FORECASTERS
     from training.backtest import refit_fit_config, refit_train_stride
     from training.fit import fit_fields_from_params
     from training.registry import training_run_params
@@ -2550,6 +2582,8 @@ def _refit_config(
                 "no MLflow run of it found" if params is None else "nor in its run's params"
             )
     train_stride, said = refit_train_stride(stride, source=stride_source)
+    if not FORECASTERS[model.kind].TRAINABLE:  # no fit settings to speak of: max_epochs, lr
+        line, said = _parameter_free_refit_line(args, model), ""
     print(f"{line}; {said}" if said else line, flush=True)
     return fit_config, train_stride
 
