@@ -432,6 +432,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         raise EmptyDataError(f"{source}: the file has a header but no data rows")
 
     if kind == "csv":
+        _report_blank_lines(path, source, report)
         _refuse_blank_rows(raw, source)
         _refuse_units_row(raw, time_columns, config.value_columns, source)
         _refuse_repeated_header(raw, time_columns, source)
@@ -1439,6 +1440,64 @@ def _read_settled(
     raise UnreadableFileError(
         f"{path.name}: the file changed size during each of 3 reads: it is being written; "
         "read it once the writer is done (or write it under another name and rename it)"
+    )
+
+
+# A line of blanks alone, after the newline that ends the line before it: no row to pandas'
+# C reader (skip_blank_lines), '\r' included (a '\r\n' file's empty line).
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*(?=\n)")
+# The blank lines a report names by number; the rest are counted.
+BLANK_LINES_SHOWN = 5
+
+
+def _blank_lines(path: Path) -> tuple[list[int], int]:
+    """The file's blank lines that some line of data follows: the first BLANK_LINES_SHOWN line
+    numbers (1-based, the header's line 1) and how many there are in all. Those ending the
+    file are no gap in the data (an editor's or exporter's last newlines) and are left out.
+    Read a block at a time, the newlines counted in C (a regex and bytes.count): one pass."""
+    shown: list[int] = []
+    count = 0
+    run = (0, 0)  # the last run of blank lines: its first line and how many
+    base = -1  # newlines before data[0]; the b"\n" put first makes line 1 one like any other
+    carry = b"\n"
+    with _open_bytes(path) as raw:
+        while block := raw.read(1 << 20):
+            data = carry + block
+            counted, at = 0, 0
+            for found in _BLANK_LINE.finditer(data):
+                counted += data.count(b"\n", at, found.start())
+                at = found.start()
+                line = base + counted + 2  # the line after the (base + counted + 1)-th newline
+                count += 1
+                if len(shown) < BLANK_LINES_SHOWN:
+                    shown.append(line)
+                run = (run[0], run[1] + 1) if line == run[0] + run[1] else (line, 1)
+            last = data.rfind(b"\n")
+            base += data.count(b"\n", 0, last)
+            carry = data[last:]
+    lines = base + 1  # every newline counted: a file ending in one has this many lines
+    if run[1] and run[0] + run[1] - 1 == lines and not carry[1:].strip():
+        count -= run[1]  # the blank lines ending the file
+        shown = [line for line in shown if line < run[0]]
+    return shown, count
+
+
+def _report_blank_lines(path: Path, source: str, report: Report) -> None:
+    """A "read" decision for the blank lines pandas skipped in the file (skip_blank_lines):
+    no silent fix of the data, and a blank line amid the rows may be a row deleted by hand or
+    a paste gone wrong. A blank line inside a quoted field is counted too (the loader reads no
+    such multi-line fields in a time series' columns)."""
+    shown, count = _blank_lines(path)
+    if not count:
+        return
+    more = f" and {count - len(shown):,} more" if count > len(shown) else ""
+    where = f"line{'s' if count > 1 else ''} {', '.join(map(str, shown))}{more}"
+    report.add(
+        source,
+        "read",
+        count,
+        f"skipped {plural(count, 'blank line')} ({where}; a blank line is no row: the rows "
+        "around it are read as neighbours, and a step it leaves out is a missing step)",
     )
 
 

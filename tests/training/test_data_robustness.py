@@ -6,6 +6,7 @@ that echoes a huge cell. Each case is a reproducer from a fuzzing run of the loa
 from __future__ import annotations
 
 import gzip
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -989,3 +990,43 @@ def test_a_timestamp_column_named_twice_is_said_so(tmp_path: Path) -> None:
         "log.csv: column 'dteday' is named twice among the timestamp columns (timestamp_col, "
         "--timestamp-col: 'dteday', 'hr', 'dteday'); name each column once"
     ), said
+
+
+def _blank_lines_said(report: Sequence[Any]) -> list[str]:
+    return [str(d) for d in report if "blank line" in str(d)]
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_blank_lines_inside_a_csv_are_a_stated_decision_with_their_line_numbers(
+    tmp_path: Path, packed: bool
+) -> None:
+    """pandas skips blank lines (skip_blank_lines): a line emptied in the middle of a history
+    (a paste gone wrong, a row deleted in an editor) vanished without a word. The loader says
+    it skipped them, in the report beside its other decisions, with the file's line numbers
+    (the first few, then a count); the blank lines ending a file are no data and stay
+    unsaid."""
+    stamps = pd.date_range("2020-01-01", periods=12, freq="h")
+    lines = ["date,OT", *(f"{t},{i}" for i, t in enumerate(stamps))]
+    # blank lines 4, 7 and 8 (two in a row), 11, 13, 16 and 18: one of spaces, one a '\r'
+    for at, blank in ((11, ""), (10, " "), (8, ""), (7, "\r"), (5, ""), (5, ""), (3, "")):
+        lines.insert(at, blank)
+    text = "\n".join(lines) + "\n\n\n"  # trailing blank lines: normal, unsaid
+    path = tmp_path / ("gaps.csv.gz" if packed else "gaps.csv")
+    if packed:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    data = load_data(path, LoadConfig(target="OT"))
+    assert sum(len(f) for f in data.series.values()) == 12  # the rows, as before
+    assert _blank_lines_said(data.report) == [
+        f"{path.name}: skipped 7 blank lines (lines 4, 7, 8, 11, 13 and 2 more; a blank line "
+        "is no row: the rows around it are read as neighbours, and a step it leaves out is "
+        "a missing step)"
+    ]
+
+
+def test_blank_lines_only_at_the_end_of_a_csv_are_unsaid(tmp_path: Path) -> None:
+    path = tmp_path / "end.csv"
+    stamps = pd.date_range("2020-01-01", periods=6, freq="h")
+    path.write_text("date,OT\n" + "".join(f"{t},{i}\n" for i, t in enumerate(stamps)) + "\n \n")
+    assert _blank_lines_said(load_data(path, LoadConfig(target="OT")).report) == []
