@@ -2187,3 +2187,52 @@ def test_a_refit_of_a_parameter_free_baseline_says_it_has_nothing_to_refit(
     assert "max_epochs" not in out and "refitted at each origin" not in out, out
     mae = [overall_score(o, "mae") for o in (plain, out)]
     assert mae[0] == mae[1]  # the same forecasts: the median is the rule's, fitted or not
+
+
+def test_backtest_output_into_an_earlier_backtests_folder_needs_overwrite(
+    csv: Path,
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`urnn backtest --output DIR` into the folder of an earlier backtest replaced some of
+    its files and kept the others (a realised_reference.json or plot this run writes not)
+    beside the new ones, without a word. Refused, naming the files, before any work; with
+    --overwrite the earlier backtest's files are removed, said, and the files it did not
+    write are kept."""
+    argv = ["train", "--data", str(csv), "--target", "y", "--model", "repeat_last", *SMALL]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    out_dir = tmp_path / "bt"
+    backtest = ["backtest", "--data", str(csv), "--backtest-windows", "2", "--output"]
+    code, _, err = run_cli([*backtest, str(out_dir)], settings, capsys)
+    assert code == 0, err
+    (out_dir / "notes.txt").write_text("mine")
+    (out_dir / "plots" / "mine.png").write_bytes(b"png")
+    before = (out_dir / "backtest.json").read_bytes()
+    code, out, err = run_cli([*backtest, str(out_dir)], settings, capsys)
+    assert code == 2 and out == "", out
+    assert err.startswith(
+        f"urnn backtest: error: --output {out_dir}: holds an earlier backtest's files "
+        "(backtest.json, by_series.csv, by_step.csv, data_report.txt, forecasts.parquet and 5 "
+        "more); give a new or empty folder, or --overwrite to remove them first (files "
+        "urnn backtest does not write are kept)"
+    ), err
+    assert (out_dir / "backtest.json").read_bytes() == before
+    stale = out_dir / "realised_reference.json"
+    code, out, err = run_cli([*backtest, str(out_dir), "--overwrite"], settings, capsys)
+    assert code == 0, err
+    assert (
+        f"--overwrite: removed the earlier backtest's 10 files from {out_dir} (backtest.json, "
+        "by_series.csv, by_step.csv, data_report.txt, forecasts.parquet and 5 more); files "
+        "urnn backtest does not write are kept"
+    ) in out, out
+    assert stale.exists()  # written again by this run
+    assert (out_dir / "notes.txt").read_text() == "mine"
+    assert (out_dir / "plots" / "mine.png").read_bytes() == b"png"
+    assert json.loads((out_dir / "backtest.json").read_text())["backtest"]["n_windows"] == 2
+    code, _, err = run_cli([*backtest[:-1], "--overwrite"], settings, capsys)
+    assert code == 2 and err == (
+        "urnn backtest: error: --overwrite replaces the files of --output DIR, which was not "
+        "given\n"
+    ), err

@@ -733,7 +733,15 @@ def _add_backtest_parser(commands: Any) -> None:
         metavar="DIR",
         help="also write the tables (CSV), every forecast scored (forecasts.parquet), plots "
         "(PNG), the loader's full data report (data_report.txt) and backtest.json (the model "
-        "version the URI named, the data, the windows and step, refit) into DIR",
+        "version the URI named, the data, the windows and step, refit) into DIR; a DIR "
+        "holding an earlier backtest's files is refused unless --overwrite",
+    )
+    bt.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --output DIR: remove the files an earlier backtest wrote there (the "
+        "tables, forecasts, plots, reports) before writing this one's, saying which; files "
+        "urnn backtest does not write are kept. Default: such a DIR is refused",
     )
     bt.set_defaults(handler=_run_backtest, subparser=bt)
 
@@ -2153,7 +2161,69 @@ BACKTEST_OUTPUT_FILES = (
     "forecasts.parquet",
     "backtest.json",
     "data_report.txt",
+    "realised_reference.json",  # where a score in the service's units could be made
 )
+# ... and under DIR/plots (training.backtest.save_plots)
+BACKTEST_PLOT_FILES = ("forecasts.png", "error_by_horizon.png")
+FILES_LISTED = 5  # the files an --output message names; the rest are counted
+
+
+def _earlier_backtest_files(output: str) -> list[Path]:
+    """The files under `--output DIR` that `urnn backtest` writes (BACKTEST_OUTPUT_FILES, the
+    plots), left by an earlier backtest: each of them is written again or, where this run
+    writes none (no plot, no realised reference), would stay beside the new ones as if this
+    run's. Files (links included), not folders: a folder of that name is no earlier output."""
+    folder = Path(output)
+    names = [*BACKTEST_OUTPUT_FILES, *(f"plots/{name}" for name in BACKTEST_PLOT_FILES)]
+    found = [folder / name for name in names]
+    return sorted(
+        (path for path in found if path.is_symlink() or path.is_file()),
+        key=lambda path: path.relative_to(folder).as_posix(),
+    )
+
+
+def _files_said(output: str, paths: Sequence[Path]) -> str:
+    names = [path.relative_to(output).as_posix() for path in paths]
+    more = f" and {len(names) - FILES_LISTED:,} more" if len(names) > FILES_LISTED else ""
+    return ", ".join(names[:FILES_LISTED]) + more
+
+
+def _check_output_is_new(output: str | None, overwrite: bool) -> None:
+    """UsageError where `--output DIR` holds an earlier backtest's files and --overwrite is not
+    given: some of them were replaced and others kept, the folder then mixing two backtests
+    without a word. Checked before any work."""
+    if not output or overwrite or not (earlier := _earlier_backtest_files(output)):
+        return
+    raise UsageError(
+        f"--output {output}: holds an earlier backtest's files ({_files_said(output, earlier)}); "
+        "give a new or empty folder, or --overwrite to remove them first (files urnn backtest "
+        "does not write are kept)"
+    )
+
+
+def _remove_earlier_backtest(output: str) -> None:
+    """--overwrite: the earlier backtest's files removed before this one writes its own (none
+    of it left to pass for this run's), and said; files it does not write are kept, and
+    DIR/plots too where such a file is left there."""
+    earlier = _earlier_backtest_files(output)
+    if not earlier:
+        return
+    for path in earlier:
+        try:
+            path.unlink()
+        except OSError as error:
+            raise UsageError(
+                f"--output {output}: cannot remove the earlier backtest's {path.name} "
+                f"({error.strerror or error}); remove it, or give another folder"
+            ) from None
+    plots = Path(output) / "plots"
+    if plots.is_dir() and not any(plots.iterdir()):
+        plots.rmdir()
+    print(
+        f"--overwrite: removed the earlier backtest's {len(earlier):,} files from {output} "
+        f"({_files_said(output, earlier)}); files urnn backtest does not write are kept",
+        flush=True,
+    )
 
 
 def _check_output_spares_data(output: str | None, data: str) -> None:
@@ -2175,6 +2245,9 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     _check_text_options(args, args.data)
     check_output_folder(args.output)
     _check_output_spares_data(args.output, args.data)
+    if args.overwrite and not args.output:
+        raise UsageError("--overwrite replaces the files of --output DIR, which was not given")
+    _check_output_is_new(args.output, args.overwrite)
     if args.refit and args.backtest_windows is None:
         raise UsageError(
             "--refit fits one model per origin: give --backtest-windows N (a handful: each is "
@@ -2374,6 +2447,8 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         model.to(resolve_device(args.device))  # loaded on the CPU
     if args.output:
         make_output_folder(args.output)
+        if args.overwrite:
+            _remove_earlier_backtest(args.output)
     result = backtest(
         data,
         split,
