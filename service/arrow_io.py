@@ -99,8 +99,9 @@ def media_type(content_type: bytes) -> str:
 def wants_arrow(accept: bytes | None) -> bool:
     """Whether an Accept header prefers an Arrow answer over JSON (the default): the Arrow
     stream type is listed with the highest q-value among the types the route answers with,
-    and listed before JSON on a tie. An Accept that names neither gets JSON."""
-    if not accept or b"arrow" not in accept:
+    and listed before JSON on a tie. An Accept that names neither gets JSON. Media types are
+    case-insensitive (RFC 9110, 8.3.1), as the Content-Type the body is read by already was."""
+    if not accept or b"arrow" not in accept.lower():
         return False
     best: tuple[float, int, str] | None = None
     for position, part in enumerate(accept.decode("latin-1").split(",")):
@@ -147,6 +148,36 @@ def _check_metadata_keys(metadata: dict[bytes, bytes]) -> None:
         )
 
 
+def _unknown_column_hint(name: str, metadata: dict[bytes, bytes]) -> str:
+    """What to do about an unknown column that is not a misspelling: a DataFrame's index,
+    which pa.Table.from_pandas writes unless it is a plain RangeIndex (a frame filtered to
+    some rows has another), and JSON's `timezone` field, which an Arrow body says in its
+    timestamp type. Only on the error path."""
+    if name == "timezone":
+        return (
+            "; an Arrow body names the zone in the type of its `start` or `timestamps` "
+            "column (timestamp[ns, tz=Europe/London])"
+        )
+    if name in _pandas_index_columns(metadata):
+        return (
+            f"; {shown(name)} holds the DataFrame's index, which pa.Table.from_pandas writes "
+            "unless told not to: build the table with "
+            "pa.Table.from_pandas(frame, preserve_index=False)"
+        )
+    return ""
+
+
+def _pandas_index_columns(metadata: dict[bytes, bytes]) -> list[str]:
+    """The columns pandas' schema record (the `pandas` metadata key) lists as the frame's
+    index; [] where there is no readable record."""
+    try:
+        record = json.loads(metadata.get(b"pandas", b"{}"))
+    except ValueError:
+        return []
+    columns = record.get("index_columns", []) if isinstance(record, dict) else []
+    return [c for c in columns if isinstance(c, str)] if isinstance(columns, list) else []
+
+
 def read_arrow_request(
     body: bytes, content_type: str = ARROW_STREAM, *, max_bytes: int | None = None
 ) -> FastRequest | BlockRequest:
@@ -166,8 +197,9 @@ def read_arrow_request(
         if name not in _COLUMNS and not (
             name.startswith(COVARIATE_PREFIX) and len(name) > len(COVARIATE_PREFIX)
         ):
+            hint = _unknown_column_hint(name, metadata)
             raise ServiceInputError(
-                f"column {shown(name)}", f"is not a request column; allowed: {_ALLOWED}"
+                f"column {shown(name)}", f"is not a request column; allowed: {_ALLOWED}{hint}"
             )
     if len(set(names)) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})

@@ -163,6 +163,43 @@ def test_a_table_made_by_pandas_keeps_its_schema_record(client: TestClient, body
     assert answer.json() == client.post("/forecast", json=body).json()
 
 
+def test_a_pandas_index_column_is_refused_saying_how_to_leave_it_out(
+    client: TestClient, body: Body
+) -> None:
+    """pa.Table.from_pandas writes a frame's index as a column unless it is a plain
+    RangeIndex; a frame filtered to some rows (or sorted) has such an index, and the 422
+    named only the request's columns. It says now which argument leaves it out."""
+    frame = pd.DataFrame(
+        {
+            "id": [s["id"] for s in body["series"]],
+            "values": [s["values"] for s in body["series"]],
+            "covariates.x": [s["covariates"]["x"] for s in body["series"]],
+        },
+        index=[3, 7],  # the rows a filter kept
+    )
+    table = pa.Table.from_pandas(frame)
+    assert "__index_level_0__" in table.column_names
+    answer = client.post("/forecast", content=stream_of(table), headers=ARROW_IN)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith("column '__index_level_0__': is not a request column;"), detail
+    assert "the DataFrame's index" in detail
+    assert "pa.Table.from_pandas(frame, preserve_index=False)" in detail
+    named = pa.Table.from_pandas(frame.rename_axis("row"))  # a named index keeps its name
+    answer = client.post("/forecast", content=stream_of(named), headers=ARROW_IN)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith("column 'row': is not a request column;")
+    assert "preserve_index=False" in answer.json()["detail"]
+    assert (
+        "preserve_index"
+        not in client.post(
+            "/forecast",
+            content=stream_of(_table(body, colour=pa.array(["red", "blue"]))),
+            headers=ARROW_IN,
+        ).json()["detail"]
+    ), "a column of the caller's own is no index"
+
+
 def test_timestamps_column_and_zones(client: TestClient, body: Body) -> None:
     """`timestamps` as a list of zoned timestamps: the answer's steps are in that zone."""
     values = body["series"][0]["values"]
@@ -398,6 +435,12 @@ TABLE_CASES: dict[str, tuple[Callable[[Body], bytes], str]] = {
         lambda b: stream_of(_table(b, colour=pa.array(["red", "blue"]))),
         "column 'colour': is not a request column; allowed: id, values, start, freq, "
         "timestamps, covariates.<name>",
+    ),
+    "timezone column": (  # JSON's field, which a flattened JSON body carries over
+        lambda b: stream_of(_table(b, timezone=pa.array(["Europe/London"] * 2))),
+        "column 'timezone': is not a request column; allowed: id, values, start, freq, "
+        "timestamps, covariates.<name>; an Arrow body names the zone in the type of its "
+        "`start` or `timestamps` column (timestamp[ns, tz=Europe/London])",
     ),
     "missing values": (
         lambda b: stream_of(_drop("values")(_table(b))),
@@ -1015,6 +1058,9 @@ def test_openapi_lists_the_arrow_body_and_answer(client: TestClient) -> None:
         (b"application/json;q=0.5, application/vnd.apache.arrow.stream", True),
         (b"application/vnd.apache.arrow.stream;q=0", False),
         (b"text/csv, application/vnd.apache.arrow.stream;q=0.2", True),
+        # media types are case-insensitive (RFC 9110, 8.3.1); Content-Type already was
+        (b"APPLICATION/VND.APACHE.ARROW.STREAM", True),
+        (b"Application/Vnd.Apache.Arrow.Stream, application/json", True),
     ],
 )
 def test_accept_negotiation(accept: bytes | None, arrow: bool) -> None:
