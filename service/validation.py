@@ -565,7 +565,13 @@ def _prepare_series(
             "the model's scaler is per series and has no statistics for this id",
         )
     tail = values[-lookback:]
-    target = _float32(i, series.id, "values", (tail - scales.target_mean) / scales.target_scale)
+    target = _float32(
+        i,
+        series.id,
+        "values",
+        (tail - scales.target_mean) / scales.target_scale,
+        Scaling(tail, n - lookback, scales.target_mean, scales.target_scale),
+    )
     scaled_covariates = None
     drift = {model.target: tail}
     for name, column in covariates.items():
@@ -573,7 +579,8 @@ def _prepare_series(
     if model.covariates:
         raw = np.stack([covariates[name][-lookback:] for name in model.covariates], axis=1)
         scaled = (raw - scales.covariate_mean) / scales.covariate_scale  # (L, C)
-        scaled_covariates = _float32(i, series.id, "covariates", scaled, model.covariates)
+        scaling = Scaling(raw, n - lookback, scales.covariate_mean, scales.covariate_scale)
+        scaled_covariates = _float32(i, series.id, "covariates", scaled, scaling, model.covariates)
     past_calendar = future_calendar = None
     if model.needs_dates and dates is not None:
         where = series_where(i, series.id, "start" if series.timestamps is None else "timestamps")
@@ -676,18 +683,56 @@ def _numbers(
     return values
 
 
+@dataclass(frozen=True)
+class Scaling:
+    """What a float32 overflow's 422 quotes: the raw look-back ((L,) or (L, C)), the position
+    of its first value in the list as sent, and the scaler statistics ((C,) for covariates)."""
+
+    raw: np.ndarray
+    offset: int
+    mean: float | np.ndarray
+    scale: float | np.ndarray
+
+
 def _float32(
-    i: int, series_id: str, field: str, scaled: np.ndarray, columns: Sequence[str] = ()
+    i: int,
+    series_id: str,
+    field: str,
+    scaled: np.ndarray,
+    scaling: Scaling,
+    columns: Sequence[str] = (),
 ) -> np.ndarray:
     """The model's float32 input; finite float64 values can still overflow it (|z| > 3e38).
     `columns`: the names of a (L, C) covariate block's columns, one of which the 422 names."""
     out = as_float32(scaled)
     if out is None:
+        named = _overflowing(field, scaled, columns, np.float32)
         raise ServiceInputError(
-            series_where(i, series_id, _overflowing(field, scaled, columns, np.float32)),
-            "holds values too large for the model once scaled (beyond float32's range)",
+            series_where(i, series_id, named), _too_large(scaled, scaling, columns, named)
         )
     return out
+
+
+def _too_large(scaled: np.ndarray, scaling: Scaling, columns: Sequence[str], named: str) -> str:
+    """The 422's text for a look-back that overflows float32 once scaled: the first such value
+    and its position in the list as sent, and the range the model takes in the data's units
+    (the training mean +- float32's largest x the training scale); a sentinel for 'no
+    reading' such as 1e308 is the usual cause. Only on the error path."""
+    column = columns.index(named.removeprefix("covariates.")) if columns else 0
+    with np.errstate(over="ignore"):  # (L,) or (L, C) alike, as (L, C)
+        beyond = ~np.isfinite(scaled.reshape(len(scaled), -1)[:, column].astype(np.float32))
+    at = int(np.argmax(beyond))
+    value = float(scaling.raw.reshape(len(scaled), -1)[at, column])
+    mean = float(np.atleast_1d(scaling.mean)[column])
+    scale = float(np.atleast_1d(scaling.scale)[column])
+    largest = float(np.finfo(np.float32).max)
+    low, high = mean - largest * scale, mean + largest * scale
+    return (
+        "holds values too large for the model once scaled (beyond float32's range): "
+        f"{value:g} at position {scaling.offset + at}; the model takes "
+        f"{low:.3g} to {high:.3g} here; send the series in the units it was trained on, and "
+        "a missing reading as the training data had it filled, not as a sentinel number"
+    )
 
 
 def _overflowing(

@@ -62,13 +62,15 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "value too large": (
         _set(("series", 1, "values", 50), 1e300),
-        f"{BAD} 'values': holds values too large for the model once scaled",
+        f"{BAD} 'values': holds values too large for the model once scaled (beyond "
+        "float32's range): 1e+300 at position 50;",
     ),
     # the column named, as every other covariate message names it ('covariates' alone
     # left a client with several covariates guessing which)
     "covariate too large": (
         _set(("series", 1, "covariates", "x", 50), 1e300),
-        f"{BAD} 'covariates.x': holds values too large for the model once scaled",
+        f"{BAD} 'covariates.x': holds values too large for the model once scaled (beyond "
+        "float32's range): 1e+300 at position 50;",
     ),
     "short history": (
         _shorten,
@@ -460,6 +462,37 @@ def test_a_history_the_model_overflows_on_is_422_not_nulls(
         flat = client.post("/forecast", json=body)
         assert flat.status_code == 200, flat.text
         assert flat.json()["forecasts"][1]["mean"] == pytest.approx([value] * 12, rel=1e-6)
+
+
+@pytest.mark.parametrize("field", ["values", "covariates.x"])
+def test_a_value_too_large_once_scaled_is_named_with_the_range_and_a_remedy(
+    client: TestClient, body: Body, registry: Registry, field: str
+) -> None:
+    """A sentinel such as 1e308 (a logger's 'no reading') in the look-back: the 422 said
+    only 'values too large', not which value, nor what the model takes. It names the
+    position in the list as sent (the look-back is its last 48 of 60), the value, the range
+    in the data's units, and what to send instead."""
+    series = body["series"][1]
+    column = series["values"] if field == "values" else series["covariates"]["x"]
+    column[-3] = -1e308
+    response = client.post("/forecast", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(
+        f"{BAD} '{field}': holds values too large for the model once scaled (beyond float32's "
+        "range): -1e+308 at position 57; "
+    ), detail
+    name = registry.meta["target"] if field == "values" else "x"
+    mean, scale = _training_statistics(registry, name)
+    low, high = (f"{mean + sign * 3.4028234663852886e38 * scale:.3g}" for sign in (-1, 1))
+    assert f"the model takes {low} to {high} here" in detail, detail
+    assert "send the series in the units it was trained on" in detail, detail
+
+
+def _training_statistics(registry: Registry, column: str) -> tuple[float, float]:
+    """The trained version's scaler mean and scale of `column` (config.json's record)."""
+    stats = registry.meta["scaler"]["stats"]["*"][column]
+    return float(stats["mean"]), float(stats["scale"])
 
 
 @pytest.mark.parametrize("offset", ["+00:19:32.5", "-04:56:02.000001"])
