@@ -52,6 +52,7 @@ from service.validation import (
     _naive_ns,
     as_index,
     axis_error,
+    calendar_words,
     check_clock,
     check_first_stamp,
     check_last_stamp,
@@ -921,8 +922,8 @@ def _check_same_offset(obs: Observations, stored: tzinfo, model: ServedModel) ->
         f"field {obs.dated_by!r}",
         f"carries the UTC offset {offset_text(request)} and the series' timestamps "
         f"{offset_text(series)} (a daylight-saving change?), and the series has no zone: this "
-        "model reads calendar features (hour of day, day of week) on the local clock it was "
-        "trained on, which offsets alone do not give; DELETE the series and send its history "
+        f"model reads calendar features ({calendar_words(model.freq)}) on the local clock it "
+        "was trained on, which offsets alone do not give; DELETE the series and send its history "
         "again with `timezone` (e.g. 'Europe/London') or as naive local times",
     )
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.offsets import BaseOffset
 
-from models.forecaster import calendar_features
+from models.forecaster import calendar_features, calendar_periods
 from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
@@ -1328,6 +1328,13 @@ CLOCK_ADVICE = {
 ClockEndpoint = Literal["forecast", "series"]
 
 
+def calendar_words(freq: str) -> str:
+    """The calendar features a model at `freq` reads, in words ('hour of day, day of week,
+    day of year' hourly; 'day of year' monthly): the clock 422s named hour and weekday for
+    every model, a monthly one's too."""
+    return ", ".join(period.replace("_", " ") for period in calendar_periods(freq))
+
+
 def check_clock(
     stamps: list[datetime],
     index: pd.DatetimeIndex,
@@ -1351,8 +1358,8 @@ def check_clock(
         raise ServiceInputError(
             where,
             f"holds {len(offsets)} different UTC offsets (a daylight-saving change) and no "
-            "zone: this model reads calendar features (hour of day, day of week) on the local "
-            "clock it was trained on, which offsets alone do not give for the forecast "
+            f"zone: this model reads calendar features ({calendar_words(model.freq)}) on the "
+            "local clock it was trained on, which offsets alone do not give for the forecast "
             f"steps; {CLOCK_ADVICE[endpoint]}",
         )
 

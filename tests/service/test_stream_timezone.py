@@ -1156,9 +1156,9 @@ def test_offsets_that_change_between_requests_are_refused_as_within_one(
         assert detail == (
             "field 'timestamps': carries the UTC offset +02:00 and the series' timestamps "
             "+01:00 (a daylight-saving change?), and the series has no zone: this model reads "
-            "calendar features (hour of day, day of week) on the local clock it was trained "
-            "on, which offsets alone do not give; DELETE the series and send its history again "
-            "with `timezone` (e.g. 'Europe/London') or as naive local times"
+            "calendar features (hour of day, day of week, day of year) on the local clock it "
+            "was trained on, which offsets alone do not give; DELETE the series and send its "
+            "history again with `timezone` (e.g. 'Europe/London') or as naive local times"
         )
         assert client.get("/series/offsets").json() == status  # nothing stored
     same = rows(frame, change, 1, timestamps=[SPRING[change].tz_convert("+01:00").isoformat()])

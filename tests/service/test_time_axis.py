@@ -310,10 +310,15 @@ def test_timestamp_errors_are_said_once() -> None:
     assert "cannot lay" not in message
 
 
-LOCAL_CLOCK = (
-    "this model reads calendar features (hour of day, day of week) on the local clock it was "
-    "trained on, which offsets alone do not give for the forecast steps"
-)
+def local_clock(features: str) -> str:
+    """The 422's words for a local-clock model whose calendar features are `features`."""
+    return (
+        f"this model reads calendar features ({features}) on the local clock it was trained "
+        "on, which offsets alone do not give for the forecast steps"
+    )
+
+
+LOCAL_CLOCK = local_clock("hour of day, day of week, day of year")
 # New York, 10 Mar 2019 02:00 -> 03:00: 15-minute ISO texts go from -05:00 to -04:00
 SPRING = pd.date_range("2019-03-10T05:00", periods=24, freq="15min", tz="UTC").tz_convert(
     "America/New_York"
@@ -335,6 +340,26 @@ def test_offsets_that_change_are_refused_for_a_model_on_a_local_clock() -> None:
     assert len(_prepared(series, freq="15min", lookback=16)[0].series) == 1
 
 
+@pytest.mark.parametrize(
+    ("freq", "start", "features"),
+    [
+        ("D", "2016-03-05", "day of week, day of year"),
+        ("W-SUN", "2016-02-14", "day of year"),
+        ("ME", "2016-01-31", "day of year"),
+    ],
+)
+def test_the_offsets_422_names_the_calendar_features_the_model_reads(
+    freq: str, start: str, features: str
+) -> None:
+    """A daily, weekly or monthly model reads no hour of day, and the 422 said it did (a
+    monthly model's user was told 'hour of day, day of week'): it names the model's own."""
+    local = pd.date_range(start, periods=12, freq=freq, tz="America/New_York")
+    assert len({t.utcoffset() for t in local}) == 2
+    series = {"id": "m", "values": list(range(12)), "timestamps": [t.isoformat() for t in local]}
+    message = _error(series, freq=freq, needs_dates=True)
+    assert f"and no zone: {local_clock(features)};" in message, message
+
+
 def test_the_series_endpoints_advise_only_what_they_take() -> None:
     """/series/{id}/observations (and the WebSocket) take a `timezone` (kept by the series
     from its first request) or naive local times, and answer 415 to Arrow: the advice names
@@ -349,7 +374,8 @@ def test_the_series_endpoints_advise_only_what_they_take() -> None:
         parse_observations(body, model, scales, max_scaled=1e4)
     assert str(caught.value) == (
         "field 'timestamps': holds 2 different UTC offsets (a daylight-saving change) and no "
-        f"zone: {LOCAL_CLOCK}; name the zone in `timezone` (e.g. 'Europe/London') when the "
+        f"zone: {local_clock('day of week, day of year')}; name the zone in `timezone` (e.g. "
+        "'Europe/London') when the "
         "series is created, or send naive local times (`start` or `timestamps` without an "
         "offset); these endpoints take JSON only (no Arrow)"
     )
