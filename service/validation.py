@@ -1243,12 +1243,18 @@ def increasing_axis(
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
         back = int(index.asi8[k - 1] - index.asi8[k])
+        naive = index.tz is None and zone is None
         repeated = (
-            "; local times that a daylight-saving change repeats (the hour after it is written "
-            f"again)? Send them with their UTC offsets, and name the zone ({ZONE_WAYS[endpoint]}"
-            "); or merge the rows of each repeated time as the training loader does (its "
-            "duplicates policy: their mean by default), one row a step"
-            if index.tz is None and zone is None and back < _HOUR_NS
+            # dates alone (a spreadsheet's date format): no clock change repeats midnight
+            # throughout, and asking about one sent the caller looking for it
+            "; every timestamp is a midnight, as dates without a time of day are read: give "
+            "each value's date and time, or one value a date"
+            if naive and not (index.asi8 % _DAY_NS).any()
+            else "; local times that a daylight-saving change repeats (the hour after it is "
+            f"written again)? Send them with their UTC offsets, and name the zone "
+            f"({ZONE_WAYS[endpoint]}); or merge the rows of each repeated time as the training "
+            "loader does (its duplicates policy: their mean by default), one row a step"
+            if naive and back < _HOUR_NS
             else ""
         )
         raise ServiceInputError(
@@ -1260,6 +1266,7 @@ def increasing_axis(
 
 
 _HOUR_NS = 3_600_000_000_000
+_DAY_NS = 24 * _HOUR_NS
 # How a request names the zone of its times, by endpoint: POST /forecast takes `timezone` or
 # an Arrow body's zoned timestamp type; the /series endpoints take JSON only, and a series
 # keeps the zone it was created with (a later request may not give it another).

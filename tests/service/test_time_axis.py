@@ -302,6 +302,29 @@ def test_a_start_off_a_calendar_grid_is_refused_not_moved(
     assert len(_prepared({"id": "c", "values": list(range(12)), "start": on_grid}, freq=freq)) >= 1
 
 
+def test_dates_without_a_time_of_day_are_said_to_be_dates_not_a_clock_change() -> None:
+    """An hourly history exported with its dates alone (a spreadsheet's date format): each
+    day's 24 stamps read as midnight, and the 422 asked whether they were local times that
+    a daylight-saving change repeats. It says what they are, and what to send."""
+    days = [t.date().isoformat() for t in pd.date_range("2016-03-11", periods=12, freq="h")]
+    message = _error({"id": "d", "values": list(range(12)), "timestamps": days})
+    assert message == (
+        "series 0 ('d'), field 'timestamps': must be strictly increasing; position 1 "
+        "(2016-03-11T00:00:00) is not after position 0 (2016-03-11T00:00:00); every timestamp "
+        "is a midnight, as dates without a time of day are read: give each value's date and "
+        "time, or one value a date"
+    )
+    # a daily history that repeats a day is told the same, not about a clock change
+    days = [t.date().isoformat() for t in pd.date_range("2016-03-01", periods=12, freq="D")]
+    days[5] = days[4]
+    message = _error({"id": "d", "values": list(range(12)), "timestamps": days}, freq="D")
+    assert message.endswith(
+        "every timestamp is a midnight, as dates without a time of day are read: give each "
+        "value's date and time, or one value a date"
+    ), message
+    assert "daylight-saving" not in message
+
+
 def test_timestamp_errors_are_said_once() -> None:
     stamps = [t.isoformat() for t in pd.date_range("2020-01-01", periods=12, freq="h")][::-1]
     message = _error({"id": "r", "values": list(range(12)), "timestamps": stamps})
