@@ -885,7 +885,12 @@ def on_zone_clock(
     daylight-saving change skips or repeats there (no guess: the caller gives its offset)."""
     if stamps.tz is None and (problem := local_time_problem(stamps, zone)) is not None:
         k, why = problem
-        raise ServiceInputError(where, f"position {k}: {why}" if positions else why)
+        # an offset on that one timestamp alone is the next 422 (`check_offsets_alike`)
+        every = (
+            ", and every other timestamp with its own: timestamps must all carry a UTC offset "
+            "or none"
+        )
+        raise ServiceInputError(where, f"position {k}: {why}{every}" if positions else why)
     return in_zone(stamps, zone).as_unit("ns")
 
 

@@ -191,7 +191,8 @@ def test_skipped_and_repeated_times_are_refused_as_post_forecast_refuses_them(
         (
             "s",
             {"timestamps": [wall(t) for t in SPRING[LOOKBACK:50]] + ["2024-03-31T02:00:00"]},
-            f"field 'timestamps': position 2: {SKIPPED}",
+            f"field 'timestamps': position 2: {SKIPPED}, and every other timestamp with its "
+            "own: timestamps must all carry a UTC offset or none",
         ),
     ]
     for sid, dates, detail in cases:

@@ -219,6 +219,11 @@ SKIPPED = (
 )
 
 
+EVERY_OFFSET = (
+    ", and every other timestamp with its own: timestamps must all carry a UTC offset or none"
+)
+
+
 def test_a_naive_time_a_change_repeats_or_skips_is_refused_not_guessed() -> None:
     ambiguous = {"timezone": LONDON, "series": [_series(start="2024-10-27T01:30:00")]}
     assert _error(ambiguous) == f"series 0 ('a'), field 'start': {AMBIGUOUS}"
@@ -233,8 +238,21 @@ def test_a_naive_time_a_change_repeats_or_skips_is_refused_not_guessed() -> None
     assert message == (
         "series 0 ('a'), field 'timestamps': position 7: 2024-10-27T01:00:00 is ambiguous in "
         "Europe/London: a daylight-saving change shows it twice on the clocks there "
-        "(2024-10-27T01:00:00+01:00 and 2024-10-27T01:00:00+00:00); give it with its UTC offset"
+        "(2024-10-27T01:00:00+01:00 and 2024-10-27T01:00:00+00:00); give it with its UTC "
+        f"offset{EVERY_OFFSET}"
     )
+    # a skipped one in a list: an offset on it alone was the next 422 (offsets all or none),
+    # so the advice says to give every timestamp its own; followed, it is read
+    # PJM's spring day: 01:00, which London's clocks skip, then 03:00 (hours ending there)
+    spring = [*_isos(pd.date_range("2024-03-30T19:00", periods=7, freq="h")), "2024-03-31T03:00"]
+    message = _error({"timezone": LONDON, "series": [_series(timestamps=spring)]})
+    assert message == (f"series 0 ('a'), field 'timestamps': position 6: {SKIPPED}{EVERY_OFFSET}")
+    spring[6] = "2024-03-31T01:00:00+00:00"
+    assert "must all carry a UTC offset or none" in _error(
+        {"timezone": LONDON, "series": [_series(timestamps=spring)]}
+    )
+    offsets = [f"{t}+00:00" for t in spring[:6]] + [spring[6]] + [f"{t}+01:00" for t in spring[7:]]
+    assert _one({"timezone": LONDON, "series": [_series(timestamps=offsets)]}).dates
 
 
 def test_naive_local_times_across_a_change_without_a_zone_are_told_what_it_is() -> None:
@@ -635,7 +653,9 @@ def test_a_naive_midnight_the_caller_writes_is_still_refused_where_it_does_not_e
     assert _error(body, **DAILY) == f"series 0 ('a'), field 'start': {skipped}"
     stamps = _isos(pd.date_range("2024-09-01", periods=14, freq="D"))
     body = _daily("America/Santiago", timestamps=stamps)
-    assert _error(body, **DAILY) == f"series 0 ('a'), field 'timestamps': position 7: {skipped}"
+    assert _error(body, **DAILY) == (
+        f"series 0 ('a'), field 'timestamps': position 7: {skipped}{EVERY_OFFSET}"
+    )
     repeated = _error(_daily("America/Havana", start="2024-11-03"), **DAILY)
     assert "2024-11-03T00:00:00 is ambiguous in America/Havana" in repeated
 
