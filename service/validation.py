@@ -766,9 +766,16 @@ def _covariates(i: int, series: SeriesInput, model: ServedModel, n: int) -> dict
     for name, raw in series.covariates.items():
         field = f"covariates.{name}"
         if len(raw) != n:
+            # longer: most likely its future values (a weather forecast), which no model reads
+            future = (
+                ": the model reads covariates over the history only, none for the forecast "
+                "steps (it was trained on past values alone)"
+                if len(raw) > n
+                else ""
+            )
             raise ServiceInputError(
                 series_where(i, series.id, field),
-                f"has {len(raw)} values, `values` has {n}; they must be the same length",
+                f"has {len(raw)} values, `values` has {n}; they must be the same length{future}",
             )
         out[name] = _numbers(i, series.id, field, raw)
     return out

@@ -373,6 +373,8 @@ ARROW_CASES = [
     "unknown covariate",
     "missing covariate",
     "covariate length",
+    "covariate with future values",
+    "covariate too large",
     "null covariate",
     "timestamps length",
     "timestamps not increasing",

@@ -103,6 +103,13 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _set(("series", 1, "covariates", "x"), [1.0] * 59),
         f"{BAD} 'covariates.x': has 59 values, `values` has 60",
     ),
+    # a weather forecast sent along for the forecast steps: the model takes none
+    "covariate with future values": (
+        _set(("series", 1, "covariates", "x"), [1.0] * 72),
+        f"{BAD} 'covariates.x': has 72 values, `values` has 60; they must be the same length: "
+        "the model reads covariates over the history only, none for the forecast steps (it "
+        "was trained on past values alone)",
+    ),
     "null covariate": (
         _set(("series", 1, "covariates", "x", 0), None),
         f"{BAD} 'covariates.x': holds null at position 0",
