@@ -579,7 +579,9 @@ class StreamEngine:
             raise StreamConflictError(
                 f"the served model (version {model.ref.version}, kind "
                 f"{model.model.config.kind!r}) is not a streaming model; the /series endpoints "
-                "need a model of kind 'urnn-stream'"
+                "need a model of kind 'urnn-stream'; send the history to POST /forecast (this "
+                f"model reads its last {model.lookback} values), or serve a model trained with "
+                "`urnn train --model urnn-stream`"
             )
         return model
 

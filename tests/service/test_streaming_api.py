@@ -284,6 +284,11 @@ def test_a_windowed_model_answers_409(
     answer = post(client, "s", points(registry.frame, 0, 50))
     assert answer.status_code == 409
     assert "not a streaming model" in answer.json()["detail"]
+    # and what to do instead: the windowed model forecasts whole histories, or serve one
+    assert answer.json()["detail"].endswith(
+        "; send the history to POST /forecast (this model reads its last 48 values), or serve "
+        "a model trained with `urnn train --model urnn-stream`"
+    ), answer.json()["detail"]
     # every /series endpoint, not only the POST (a GET used to answer 404, or a snapshot a
     # streaming server had left in a shared database)
     for response in (
