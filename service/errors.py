@@ -224,6 +224,20 @@ def _sentence(error: Any, loc: list[Any], body: object, model: type[BaseModel] |
 _OBJECT_DUE = frozenset(("model_type", "model_attributes_type"))
 
 
+# A JSON integer too large for a float (400 digits): pydantic's float_type error, whose
+# "must be a number" told the client that a number was none. Written 1e400, it reads as inf.
+BEYOND_FLOAT = "a finite number within float64's range (at most about 1.8e308 in size)"
+
+
+def _int_beyond_float(error: Any) -> bool:
+    value = error.get("input")
+    return (
+        error.get("type") in ("float_type", "float_parsing")
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    )
+
+
 def _message(error: Any, *, text_as_written: bool = False) -> str:
     """Pydantic's message for one error, less the 'Value error, ' it writes before the text
     of a ValueError that a validator of the service raised (service.schemas): that text is
@@ -239,6 +253,8 @@ def _message(error: Any, *, text_as_written: bool = False) -> str:
     if kind == "string_unicode":  # a lone UTF-16 surrogate ("\ud800"), as jobs.spec says it
         return "holds a lone UTF-16 surrogate, " + NOT_UNICODE
     sent = _sent(error.get("input"), text_as_written=text_as_written)
+    if _int_beyond_float(error):
+        return f"must be {BEYOND_FLOAT}; got {sent}"
     due = _DUE.get(str(kind))
     if due is not None:
         return f"must be {due}; got {sent}"

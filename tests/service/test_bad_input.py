@@ -626,6 +626,31 @@ def test_a_horizon_beyond_64_bits_is_said_in_the_services_words(
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (("series", 1, "values", 3), "series 1 ('pump-2'), field 'values'[3]"),
+        (("series", 1, "covariates", "x", 0), "series 1 ('pump-2'), field 'covariates'['x'][0]"),
+        (("quantiles", 0), "field 'quantiles'[0]"),
+    ],
+)
+def test_an_integer_beyond_float64_is_said_to_be_too_large_not_no_number(
+    client: TestClient, body: Body, path: tuple[Any, ...], field: str
+) -> None:
+    """An integer of 400 digits is a JSON number; the 422 said it 'must be a number', which
+    it is (written with a decimal point or exponent, 1e400, it was read as inf and said to
+    be not finite). It says the value is beyond float64's range."""
+    body.setdefault("quantiles", [0.5])
+    _set(path, 1234567)(body)  # a placeholder the text below replaces
+    text = json.dumps(body).replace("1234567", "1" + "0" * 400, 1)
+    answer = client.post("/forecast", content=text, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"].startswith(
+        f"{field}: must be a finite number within float64's range (at most about 1.8e308 in "
+        "size); got 1000000"
+    ), answer.json()["detail"]
+
+
 def test_a_path_no_endpoint_serves_is_named_in_the_404(client: TestClient) -> None:
     """Starlette said only 'Not Found', also for a series id whose '/' was sent as %2F (it
     arrives decoded and splits the path), which the id rule forbids."""
