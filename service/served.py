@@ -366,5 +366,10 @@ def freq_problem(alias: str, model_freq: str) -> str | None:
         example = " (e.g. 'h', '15min', 'D')"
         return f"{shown(alias)} is not a pandas offset alias{hint or example}"
     if offset != parse_offset(model_freq) and week_anchor(alias, model_freq) is None:
-        return f"{shown(alias)} is not the model's frequency {model_freq!r}"  # 'h' == '60min'
+        own = repr(model_freq)  # 'h' == '60min'
+        return (
+            f"{shown(alias)} is not the model's frequency {own}; give {own} (or leave `freq` "
+            "out: it defaults to the model's) if the history is at that frequency, else "
+            f"resample it to {own} (the model forecasts {own} steps from a history at {own})"
+        )
     return None

@@ -153,7 +153,9 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
     ),
     "other freq": (
         _set(("series", 1, "freq"), "D"),
-        f"{BAD} 'freq': 'D' is not the model's frequency 'h'",
+        f"{BAD} 'freq': 'D' is not the model's frequency 'h'; give 'h' (or leave `freq` out: "
+        "it defaults to the model's) if the history is at that frequency, else resample it to "
+        "'h' (the model forecasts 'h' steps from a history at 'h')",
     ),
     "bad start": (
         _set(("series", 1, "start"), "yesterday"),

@@ -533,5 +533,8 @@ def test_a_weekly_spelling_off_its_weekday_is_refused_at_freq(model_freq: str, s
     sunday = {**monday, "start": "2018-07-01T00:00:00"}
     for other in ("D", "2W-SUN", "168h"):
         assert _error({**sunday, "freq": other}, freq="7D") == (
-            f"series 0 ('w'), field 'freq': {other!r} is not the model's frequency '7D'"
+            f"series 0 ('w'), field 'freq': {other!r} is not the model's frequency '7D'; give "
+            "'7D' (or leave `freq` out: it defaults to the model's) if the history is at that "
+            "frequency, else resample it to '7D' (the model forecasts '7D' steps from a history "
+            "at '7D')"
         )
