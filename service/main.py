@@ -70,9 +70,10 @@ class ServiceApp(FastAPI):
         return self._with_served_example(super().openapi())  # the cached schema, as edited
 
     def _with_served_example(self, schema: dict[str, Any]) -> dict[str, Any]:
-        """The schema with a POST /forecast example the served version accepts first
-        (service.openapi_example), and for a streaming version a POST /series/{id}/observations
-        one too, built once per version; the static ones where none serves."""
+        """The schema with a POST /forecast example the served version accepts in place of
+        the static one (service.openapi_example), and for a streaming version a POST
+        /series/{id}/observations one too, built once per version; the static ones where none
+        serves."""
         state = getattr(self.state, "service", None)
         served = None if state is None else state.manager.current
         # shown whatever URNN_API_KEY_FOR_READS says: what it tells of the model (look-back,
@@ -87,15 +88,17 @@ class ServiceApp(FastAPI):
             example = forecast_example(served)
             if example is not None and len(json.dumps(example)) > self.max_body_bytes:
                 example = None  # "Try it out" would be answered 413
+            # the served one alone: the schema's own, kept second until 2026-12-07, was
+            # refused by every model (six values), and copied from /docs it was a 422
             if request is not None and example is not None:
-                request["examples"] = [example, *request.get("examples", [])]
+                request["examples"] = [example]
             schemas = edited.get("components", {}).get("schemas", {})
             observations = schemas.get("ObservationsRequest")
             points = observations_example(served)
             if points is not None and len(json.dumps(points)) > self.max_body_bytes:
                 points = None
             if observations is not None and points is not None:
-                observations["examples"] = [points, *observations.get("examples", [])]
+                observations["examples"] = [points]
             self._served_schema = (key, edited)
         return self._served_schema[1]
 

@@ -248,9 +248,9 @@ def test_model_info_health_and_docs(client: TestClient) -> None:
     assert not set(_keys(spec)) & {"ge", "gt", "le", "lt"}
 
     # /docs' "Try it out" sends the first example: one the served model answers (the schema's
-    # own six values were refused by every model, which reads a longer look-back)
-    first, static = spec["components"]["schemas"]["ForecastRequest"]["examples"]
-    assert len(static["series"][0]["values"]) == 6
+    # own six values were refused by every model, which reads a longer look-back); it is the
+    # only one: the static one, listed second until 2026-12-07, was a 422 copied from /docs
+    (first,) = spec["components"]["schemas"]["ForecastRequest"]["examples"]
     assert (first["horizon"], first["quantiles"]) == (HORIZON, [0.1, 0.5, 0.9])
     (example,) = first["series"]
     assert len(example["values"]) == LOOKBACK and set(example["covariates"]) == {"x"}
@@ -289,7 +289,7 @@ def test_the_docs_example_shows_no_training_level_with_or_without_the_read_key(
     assert closed.get("/model").status_code == 200  # no key: GET /model is not a guarded read
     spec = closed.get("/openapi.json").json()
     examples = spec["components"]["schemas"]["ForecastRequest"]["examples"]
-    assert len(examples) == 2 and examples[0] == first["examples"][0]  # served, then static
+    assert examples == first["examples"][:1]  # the served one alone
 
 
 def test_the_docs_example_fits_weekly_and_monthly_models() -> None:
