@@ -428,6 +428,16 @@ def arrow_labelled_json(doc: object) -> str | None:
     return f"it looks like {kind}; send it with Content-Type: {media}"
 
 
+# A \uD800-\uDFFF escape that is not half of a pair (a high one before a low one), after an
+# even run of backslashes (an odd one escapes the backslash itself: `\\ud800` is text). The
+# standard library's parser takes such escapes, so it gives no position for them.
+_LONE_SURROGATE = re.compile(
+    r"(?<!\\)((?:\\\\)*)"
+    r"(\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
 def json_problem(doc: object) -> str:
     """Where and how `doc`, a body that did not parse, stops being JSON, in the service's
     words: the parsers' own name their states ('EOF while parsing a value', 'expected ident',
@@ -461,6 +471,15 @@ def json_problem(doc: object) -> str:
             return "it holds bytes that are not UTF-8 text; JSON is UTF-8"
         if _nesting(doc) > JSON_MAX_DEPTH:
             return f"it nests arrays or objects more than {JSON_MAX_DEPTH} deep"
+        if (lone := _LONE_SURROGATE.search(doc)) is not None:
+            at = lone.start(2)
+            line = doc.count("\n", 0, at) + 1
+            column = at - doc.rfind("\n", 0, at)
+            return (
+                f"line {line}, column {column} holds the escape {lone.group(2)}, a lone UTF-16 "
+                "surrogate that names no character; send the character itself, or both halves "
+                "of its surrogate pair"
+            )
         return "it holds an escape that names no character, or another form JSON does not allow"
 
 

@@ -335,7 +335,12 @@ MALFORMED_JSON = {
     b'\xff{"series": []}': _JSON + "line 1, column 1 holds bytes that are not UTF-8 text",
     b'{"series": ["\xff"]}': _JSON + "it holds bytes that are not UTF-8 text; JSON is UTF-8",
     b"[" * 300 + b"]" * 300: _JSON + "it nests arrays or objects more than 200 deep",
-    b'{"series": ["\\ud800"]}': _JSON + "it holds an escape that names no character",
+    # a lone UTF-16 surrogate (a client that cut a pair in two): where it is, and what to send
+    b'{"series": ["\\ud800"]}': _JSON + "line 1, column 14 holds the escape \\ud800, a lone "
+    "UTF-16 surrogate that names no character; send the character itself, or both halves of "
+    "its surrogate pair",
+    b'{"series": [\n "\\\\ud800", "\\ud83d\\ude00", "\\ude00"]}': _JSON + "line 2, column "
+    "30 holds the escape \\ude00, a lone UTF-16 surrogate",
     # cut short inside a string, a number or a literal: said to be at the token (500 before)
     b'{"series": [{"id": "pump': _JSON + "it ends before its JSON value is complete (cut short?)",
     b'{"series": 1e': _JSON + "it ends before its JSON value is complete (cut short?)",
