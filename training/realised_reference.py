@@ -131,7 +131,8 @@ def reference_mase(meta: Mapping[str, Any]) -> dict[str, float] | None:
         if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
             return None
         out[str(lead)] = float(value)
-    return out
+    # in lead order: config.json sorts its keys, and '16-31' came before '2-3'
+    return {lead: out[lead] for lead in LEAD_LABELS if lead in out}
 
 
 def reference_metrics(reference: Mapping[str, Any]) -> dict[str, float]:

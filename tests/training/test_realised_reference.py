@@ -197,3 +197,13 @@ def test_a_reference_not_of_the_recorded_shape_is_none(stored: object) -> None:
     """A hand-edited config.json: no gauge rather than a wrong one, and no crash at load."""
     assert reference_mase({KEY: stored}) is None
     assert reference_mase({KEY: {"mase_by_lead": {"1": 0.5, "2-3": 2}}}) == {"1": 0.5, "2-3": 2.0}
+
+
+def test_the_reference_is_read_in_lead_order_not_the_files() -> None:
+    """config.json is written with sorted keys, so GET /model listed a 24-step model's
+    leads as 1, 16-31, 2-3, 4-7, 8-15: the reader gives them in lead order."""
+    stored = {"1": 0.47, "16-31": 2.29, "2-3": 0.84, "4-7": 1.42, "8-15": 2.06}
+    read = reference_mase({KEY: {"mase_by_lead": stored}})
+    assert read is not None
+    assert list(read) == ["1", "2-3", "4-7", "8-15", "16-31"]
+    assert read == stored
