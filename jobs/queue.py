@@ -26,6 +26,16 @@ from jobs.db import Database
 from jobs.models import JOB_STATUSES, TERMINAL_STATUSES, Job, can_be_stored, utcnow
 from urnn_forecast.field_types import not_one_of, shown
 
+# Lines of an attempt's output a job keeps (`log_tail`), its last line included.
+LOG_TAIL_LINES = 60
+
+
+def ending_with(log_tail: str | None, line: str) -> str:
+    """`log_tail` with `line` last, kept to LOG_TAIL_LINES lines: what became of an attempt
+    (lost, requeued, settled) said where its log stops, as `error` says it."""
+    kept = (log_tail or "").splitlines()[-(LOG_TAIL_LINES - 1) :]
+    return "\n".join([*kept, line])
+
 
 class JobNotFoundError(LookupError):
     """No job has this id (404)."""
@@ -318,6 +328,9 @@ def recover_expired(db: Database, *, now: datetime | None = None) -> list[Job]:
             else:
                 job.status, job.finished_at = "failed", now
                 job.error = f"{lost}; gave up after {job.attempts} attempt(s)"
+            # the dead worker's last heartbeat left its log mid-epoch: a job failed for good
+            # read as if it were still training, in its log
+            job.log_tail = ending_with(job.log_tail, job.error)
             changed.append(job)
     return changed
 

@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 UNSTORABLE = (DataError, IntegrityError)
 T = TypeVar("T")
 
-LOG_TAIL_LINES = 60
+LOG_TAIL_LINES = queue.LOG_TAIL_LINES
 QUIET_ARTIFACTS = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
@@ -1182,6 +1182,7 @@ class Worker:
             registered_version=outcome.registered_version,
             promoted=outcome.promoted,
             error=note,
+            log_tail=queue.ending_with(recovered.log_tail, note),
         )
         if settled:
             logger.warning("job %s: %s", recovered.id, note)

@@ -412,6 +412,42 @@ def test_expired_lease_is_retried_then_failed_after_max_attempts(
     assert not queue.finish(db, job_id=job_id, worker_id="ghost-2", attempt=2, status="succeeded")
 
 
+def test_a_lost_workers_log_tail_ends_with_what_became_of_its_attempt(
+    db: Database, settings: Settings
+) -> None:
+    """On the end-to-end walk a worker killed with SIGKILL at epoch 24 left its job's log tail
+    ending at that epoch: requeued, then failed for good after its last attempt, the log never
+    said the worker was lost (only `error` did), while a shutdown's requeue ends the log with
+    its line. The lease's recovery now ends the log with the line `error` says, within the
+    tail's 60 lines."""
+    from jobs.worker import LOG_TAIL_LINES
+
+    (job_id,) = submit(db)
+    with db.session() as session:
+        session.get_one(Job, job_id).max_attempts = 2
+    epochs = [f"  epoch {n}/60: train loss 0.1" for n in range(1, LOG_TAIL_LINES + 1)]
+    for attempt, status in ((1, "queued"), (2, "failed")):
+        assert queue.claim(db, worker_id=f"ghost-{attempt}", lease_seconds=0.05) is not None
+        beat = queue.heartbeat(
+            db,
+            job_id=job_id,
+            worker_id=f"ghost-{attempt}",
+            attempt=attempt,
+            lease_seconds=0.05,
+            log_tail="\n".join(epochs),
+        )
+        assert beat.alive
+        time.sleep(0.1)
+        assert [lost.id for lost in queue.recover_expired(db)] == [job_id]
+        row = job(db, job_id)
+        assert row.status == status
+        lines = (row.log_tail or "").splitlines()
+        assert lines[-1] == row.error
+        assert lines[-1].startswith(f"attempt {attempt} lost: worker ghost-{attempt} stopped ")
+        assert lines[:-1] == epochs[1:]  # the tail keeps its length
+    assert "gave up after 2 attempt(s)" in (row.error or "")
+
+
 def test_stop_requeues_the_running_job_without_spending_an_attempt(
     db: Database, settings: Settings
 ) -> None:
@@ -670,6 +706,11 @@ def test_a_lost_attempt_whose_run_had_finished_is_recorded_not_trained_again(
         "attempt 1's worker ghost was lost after its run had finished: recorded as the run "
         f"ended (version {made.version}, promoted), not trained again"
     )
+    # the log says it too, after the loss, where the ghost's last heartbeat left it (on the
+    # walk at "Validating input example", a job `succeeded` whose log ended mid-registration)
+    lines = (row.log_tail or "").splitlines()
+    assert lines[-1] == row.error
+    assert lines[-2].startswith("attempt 1 lost: worker ghost stopped heartbeating")
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
 
 
