@@ -145,6 +145,15 @@ def train_in_child(context: JobContext, settings: Settings) -> JobOutcome:
         # the child reads the file checked, not the link: re-pointed outside between this
         # check and the child's read (seconds: it imports torch first), the link was read
         data = str(inside_data_folders(Path(spec.data), spec.data, folders))
+    if not Path(data).exists():  # checked at submission, gone since (moved, cleaned up)
+        # said here in the job's terms: the child's own error named `--data`, an option the
+        # API's user never typed, after starting a training process (torch's import) for it
+        raise JobSpecError(
+            "data",
+            f"{data}: no such file (it was readable when the job was submitted): put the file "
+            "back, or submit the job again (PATCH a schedule's job) with `data` naming where "
+            "the file is now",
+        )
     config = spec.train_config()  # checked again: the file may have changed since submission
     context.log(
         f"training {config.model.kind} (lookback {config.model.lookback}, horizon "

@@ -463,6 +463,29 @@ def test_a_job_whose_data_left_the_allowed_folders_fails_before_training(
     assert "Traceback" not in job.log_tail
 
 
+def test_a_job_whose_data_file_went_away_after_submission_fails_naming_the_field(
+    tmp_path: Path, ett_csv: Path, mlflow_settings: Settings
+) -> None:
+    """On the end-to-end walk a job's file was removed between POST /jobs (which had checked
+    it) and its run: the job failed with `urnn train exited with code 2: urnn train: error:
+    --data ...: no such file`, an option the API's user never typed, after launching a
+    training process for nothing. Now it fails before launching, naming the job's field and
+    what to do, as the 422 at submission names it."""
+    gone = tmp_path / "gone.csv"
+    shutil.copy(ett_csv, gone)
+    spec = tiny_spec(gone)
+    gone.unlink()
+    job = run_one_job(worker_settings(tmp_path, mlflow_settings), spec)
+    assert job.status == "failed"
+    assert job.error == (
+        f"not started: field 'data': {gone}: no such file (it was readable when the job was "
+        "submitted): put the file back, or submit the job again (PATCH a schedule's job) "
+        "with `data` naming where the file is now"
+    )
+    assert "launching" not in (job.log_tail or "")
+    assert job.log_tail is not None and job.log_tail.splitlines()[-1] == job.error
+
+
 def test_the_childs_output_is_logged_with_the_settings_secrets_masked(tmp_path: Path) -> None:
     """An audit's finding: `urnn train` printed the tracking URI whole ('MLflow: runs logged
     ... in postgresql+psycopg://postgres:hunter2@...'), so a job's log tail, which GET /jobs
