@@ -2,7 +2,7 @@
 
 API side (one session, the caller's transaction): `submit`, `get`, `list_jobs`, `cancel`.
 Worker side (each its own transaction): `claim`, `heartbeat`, `finish`, `release`,
-`recover_expired`.
+`recover_expired`, `expired_runs`, `settle_lost`.
 
 Correctness rests on conditional updates. A claim moves one job queued -> running only `WHERE
 status = 'queued'` and checks the row count; on PostgreSQL the candidate is read `FOR UPDATE SKIP
@@ -288,14 +288,36 @@ def release(
         return None if recorded is None else str(recorded)
 
 
+def expired_runs(db: Database, *, now: datetime | None = None) -> list[Job]:
+    """Running jobs whose lease expired after their attempt had started an MLflow run: the
+    worker reads each run (`settle_lost`) before `recover_expired` puts the job back in the
+    queue, where any worker could claim it and train it again while the run was being read."""
+    now = now or utcnow()
+    with db.session() as session:
+        return list(
+            session.scalars(
+                select(Job).where(
+                    Job.status == "running",
+                    Job.lease_expires_at < now,
+                    Job.mlflow_run_id.is_not(None),
+                )
+            )
+        )
+
+
 def settle_lost(db: Database, *, job_id: str, attempt: int, **values: Any) -> bool:
-    """A job `recover_expired` took from a lost worker, recorded as succeeded with what its
-    lost attempt's run had done (`values`), unless it was claimed again since (a claim bumps
-    `attempts` and runs it); whether it was."""
+    """A job of a lost worker (`expired_runs`), recorded as succeeded with what its lost
+    attempt's run had done (`values`), unless its worker renewed the lease since (it was
+    stalled, not lost) or `recover_expired` took it first; whether it was."""
     with db.session() as session:
         result = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.attempts == attempt, Job.status != "running")
+            .where(
+                Job.id == job_id,
+                Job.attempts == attempt,
+                Job.status == "running",
+                Job.lease_expires_at < utcnow(),
+            )
             .values(status="succeeded", finished_at=utcnow(), lease_expires_at=None, **values)
             .execution_options(synchronize_session=False)
         )

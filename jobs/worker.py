@@ -929,9 +929,13 @@ class Worker:
                 self.db, max_attempts=self.settings.job_max_attempts
             ):
                 logger.info("scheduled run enqueued as job %s", job_id)
+        # a lost attempt whose run had finished is settled while the job is still the lost
+        # worker's: requeued first, it was claimed and trained again while its run was read
+        for lost in queue.expired_runs(self.db):
+            self._settle_finished(lost)
         for recovered in queue.recover_expired(self.db):
             logger.warning("job %s: %s -> %s", recovered.id, recovered.error, recovered.status)
-            if recovered.mlflow_run_id is not None and not self._settle_finished(recovered):
+            if recovered.mlflow_run_id is not None:
                 self._end_lost_run(recovered.mlflow_run_id)
         collect_lost_attempts(self.db, self.settings)
         if self._stopping.is_set():
@@ -1171,8 +1175,8 @@ class Worker:
 
     def _settle_finished(self, recovered: Job) -> bool:
         """A lost attempt whose run had finished, its version registered and decided
-        (`finished_attempt`): the job recorded as succeeded with it, unless another worker
-        claimed it meanwhile; whether it was."""
+        (`finished_attempt`): the job, still `running` on its expired lease, recorded as
+        succeeded with it, unless its worker renewed the lease meanwhile; whether it was."""
         assert recovered.mlflow_run_id is not None
         outcome = finished_attempt(self.settings, recovered.mlflow_run_id)
         if outcome is None:

@@ -706,12 +706,53 @@ def test_a_lost_attempt_whose_run_had_finished_is_recorded_not_trained_again(
         "attempt 1's worker ghost was lost after its run had finished: recorded as the run "
         f"ended (version {made.version}, promoted), not trained again"
     )
-    # the log says it too, after the loss, where the ghost's last heartbeat left it (on the
-    # walk at "Validating input example", a job `succeeded` whose log ended mid-registration)
-    lines = (row.log_tail or "").splitlines()
-    assert lines[-1] == row.error
-    assert lines[-2].startswith("attempt 1 lost: worker ghost stopped heartbeating")
+    # the log says it too, where the ghost's last heartbeat left it (on the walk at
+    # "Validating input example", a job `succeeded` whose log ended mid-registration)
+    assert (row.log_tail or "").splitlines()[-1] == row.error
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_a_lost_attempt_whose_run_had_finished_is_not_claimed_while_it_is_checked(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the PostgreSQL walk a worker SIGKILLed while its `urnn train` registered the model:
+    the survivor put the job back in the queue first and read the run from MLflow after (2.1 s
+    on the walk), so for that long the job was `queued`, and any other worker (idle ones look
+    every URNN_WORKER_POLL_SECONDS, 2 s) claimed it and trained the same data again, a second
+    version, the twin the check exists to prevent. The job stays the lost worker's while its
+    run is read; only a run that had not finished puts it back in the queue."""
+    from mlflow import MlflowClient
+
+    import jobs.worker as worker_module
+    from urnn_forecast.tracking import ensure_experiment
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
+    run = client.create_run(ensure_experiment("jobs", settings))
+    client.create_registered_model("pumps")
+    made = client.create_model_version("pumps", "runs:/x/model", run_id=run.info.run_id)
+    client.set_model_version_tag("pumps", made.version, "promotion.decision", "kept")
+    client.set_model_version_tag("pumps", made.version, "promotion.reason", "mae 2 >= 1")
+    client.set_terminated(run.info.run_id)
+
+    (job_id,) = submit(db)
+    assert queue.claim(db, worker_id="ghost", lease_seconds=0.05) is not None
+    assert queue.record_run(db, job_id=job_id, worker_id="ghost", attempt=1, run_id=run.info.run_id)
+    time.sleep(0.1)
+    claimed_meanwhile: list[str] = []
+    reading = worker_module.finished_attempt
+
+    def read_while_another_worker_polls(settings: Settings, run_id: str) -> JobOutcome | None:
+        other = queue.claim(db, worker_id="other", lease_seconds=60)
+        if other is not None:
+            claimed_meanwhile.append(other.id)
+        return reading(settings, run_id)
+
+    monkeypatch.setattr(worker_module, "finished_attempt", read_while_another_worker_polls)
+    assert Worker(db, settings, executor=lambda _: JobOutcome(), worker_id="w").run_once() is None
+    assert claimed_meanwhile == []
+    row = job(db, job_id)
+    assert (row.status, row.attempts, row.registered_version) == ("succeeded", 1, str(made.version))
 
 
 def test_an_attempt_past_its_timeout_is_stopped_and_failed(
