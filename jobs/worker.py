@@ -923,12 +923,7 @@ class Worker:
     # --- the loop ----------------------------------------------------------------------------
 
     def run_once(self) -> str | None:
-        """Tick schedules, recover expired leases, claim and run one job; its id or None."""
-        if self.scheduler:
-            for job_id in schedules.enqueue_due(
-                self.db, max_attempts=self.settings.job_max_attempts
-            ):
-                logger.info("scheduled run enqueued as job %s", job_id)
+        """Recover expired leases, tick schedules, claim and run one job; its id or None."""
         # a lost attempt whose run had finished is settled while the job is still the lost
         # worker's: requeued first, it was claimed and trained again while its run was read
         for lost in queue.expired_runs(self.db):
@@ -938,6 +933,14 @@ class Worker:
             if recovered.mlflow_run_id is not None:
                 self._end_lost_run(recovered.mlflow_run_id)
         collect_lost_attempts(self.db, self.settings)
+        # after the recovery: a lost scheduled run is back in the queue, where the tick sees
+        # it waiting and enqueues no catch-up beside it (ticked first, it saw it `running`,
+        # and a restarted scheduler's worker trained the same file twice)
+        if self.scheduler:
+            for job_id in schedules.enqueue_due(
+                self.db, max_attempts=self.settings.job_max_attempts
+            ):
+                logger.info("scheduled run enqueued as job %s", job_id)
         if self._stopping.is_set():
             return None
         job = queue.claim(

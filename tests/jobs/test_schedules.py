@@ -4,6 +4,7 @@ time enqueued exactly once with two schedulers racing, and the missed-run policy
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from jobs import schedules
+from jobs import queue, schedules
 from jobs.db import Database
 from jobs.models import Job, Schedule
 from jobs.worker import JobContext, JobOutcome, Worker
@@ -563,6 +564,35 @@ def test_two_live_workers_run_a_due_schedule_once(db: Database, settings: Settin
     jobs = scheduled_jobs(db, schedule_id)
     assert len(jobs) == 1 and ran == [jobs[0].id]
     assert jobs[0].status == "succeeded" and jobs[0].due_at == due
+
+
+def test_a_restarted_scheduler_recovers_its_lost_run_before_the_catch_up_due_time(
+    db: Database, settings: Settings
+) -> None:
+    """The scheduler's worker killed (SIGKILL, OOM) while it trained yesterday's run, and
+    restarted after today's due time: its first tick ran before the lease recovery, saw the
+    lost run `running` (not waiting), enqueued today's catch-up, and the recovery then put
+    the lost run back beside it: two back-to-back fits of the same file, the twins the
+    "still queued" rule exists to prevent (docs/jobs.md: a run put back by a lost lease
+    counts). The recovery comes first now: the lost run is retried, no catch-up enqueued."""
+    due = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
+    cron = f"{due.minute} {due.hour} * * *"
+    schedule_id = make_schedule(db, cron=cron, now=due - timedelta(days=1, hours=1))
+    (lost,) = schedules.enqueue_due(db, max_attempts=3, now=due - timedelta(days=1))
+    claimed = queue.claim(db, worker_id="killed", lease_seconds=0.05)
+    assert claimed is not None and claimed.id == lost
+    time.sleep(0.1)  # its lease expires: the worker is gone
+    ran: list[str] = []
+
+    def executor(context: JobContext) -> JobOutcome:
+        ran.append(context.job_id)
+        return JobOutcome()
+
+    assert Worker(db, settings, executor=executor, worker_id="restarted").run_once() == lost
+    assert [job.id for job in scheduled_jobs(db, schedule_id)] == [lost]
+    assert ran == [lost]
+    with db.session() as session:  # today's due time passed over for the retried run
+        assert session.get_one(Schedule, schedule_id).next_due_at == due + timedelta(days=1)
 
 
 def test_deleting_a_schedule_keeps_its_jobs(db: Database) -> None:
