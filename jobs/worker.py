@@ -919,6 +919,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.scheduler = scheduler  # tick the schedules between jobs
         self._stopping = threading.Event()
+        self._handed_back = 0  # jobs a shutdown put back in the queue: counted apart at exit
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -981,7 +982,11 @@ class Worker:
             if until_idle:
                 break
             self._stopping.wait(self.settings.worker_poll_seconds)
-        logger.info("worker %s stopped after %d job(s)", self.worker_id, done)
+        # a job handed back is not one done: said apart, or "after 1 job(s)" read as trained
+        back = ""
+        if self._handed_back:
+            back = f", {self._handed_back} of them handed back to the queue"
+        logger.info("worker %s stopped after %d job(s)%s", self.worker_id, done, back)
         return done
 
     def request_stop(self) -> None:
@@ -1084,6 +1089,7 @@ class Worker:
                     if released == "cancelled":
                         logger.info("job %s: cancelled while running (seen as %s)", job.id, reason)
                     elif released == "queued":
+                        self._handed_back += 1
                         logger.info("job %s: requeued: %s", job.id, reason)
                     if isinstance(error, LeftForCollectionError):  # its run's bookkeeping
                         collect_lost_attempts(self.db, self.settings)

@@ -466,6 +466,25 @@ def test_stop_requeues_the_running_job_without_spending_an_attempt(
     assert row.log_tail.splitlines()[-1].startswith("requeued: worker ")
 
 
+def test_a_stopped_workers_last_line_counts_the_job_it_handed_back_as_such(
+    db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the walk a worker SIGTERMed in its first job ended its log `worker pgA stopped
+    after 1 job(s)`, as one that had trained a job to its end says it, though the job went
+    back to the queue for another worker to train."""
+    (job_id,) = submit(db)
+    worker = Worker(db, settings, executor=until_stopped, worker_id="w")
+    with caplog.at_level("INFO", logger="jobs.worker"):
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        wait_for(lambda: job(db, job_id).status == "running")
+        worker.request_stop()
+        thread.join(timeout=10)
+    assert job(db, job_id).status == "queued"
+    said = [r.getMessage() for r in caplog.records if "stopped after" in r.getMessage()]
+    assert said == ["worker w stopped after 1 job(s), 1 of them handed back to the queue"]
+
+
 def test_a_cancel_the_worker_had_not_seen_at_its_shutdown_is_not_requeued(
     db: Database, settings: Settings
 ) -> None:
