@@ -60,3 +60,24 @@ def test_a_loader_message_names_the_options_a_cli_user_types(said: str, expected
 )
 def test_prose_and_fields_without_an_option_are_left_as_they_are(said: str) -> None:
     assert in_flags(said, LOAD_FLAGS) == said
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        # a fleet file's id column named like the --series-id setting: `urnn train
+        # --series-col series_id` said "column '--series-id', data row 101: empty series id"
+        "fleet.csv: column 'series_id', data row 101 (1-based, header not counted): empty "
+        "series id (1 such row): every row needs the id of its series",
+        # a column, a series id or a value that is, or holds, a setting's name is data
+        "no column 'freq' in fleet.csv (columns: 'site', 'freq', 'sep')",
+        "series 'max_gap': column(s) 'Sensor freq' have no values",
+    ],
+)
+def test_quoted_names_of_columns_and_series_are_left_as_they_are(said: str) -> None:
+    assert in_flags(said, LOAD_FLAGS) == said
+
+
+def test_a_setting_beside_a_quoted_column_of_its_name_is_still_said_as_the_option() -> None:
+    said = "column 'sep' looks ';'-separated: pass sep=';' (--sep ';')"
+    assert in_flags(said, LOAD_FLAGS) == "column 'sep' looks ';'-separated: pass --sep ';'"

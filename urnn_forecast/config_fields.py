@@ -52,6 +52,26 @@ def field_in_section(
 _PROSE_WORDS = frozenset({"target", "covariates", "duplicates", "fill", "decimal"})
 
 
+# A quoted text of a loader message: a column name, a series id, a value read ('series_id',
+# 'Sensor freq', ';'). It opens after no letter and closes before none, so that an apostrophe
+# of prose ("the series' rows", "the file's") opens or closes none.
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)")
+
+
+def _sub_outside_quotes(pattern: str, repl: str, message: str) -> str:
+    """re.sub of `pattern` where a match starts outside every quoted text of `message`: a
+    fleet's id column named `series_id`, or a column named `freq`, is data, not the setting of
+    that name ("column 'series_id'" was said as "column '--series-id'")."""
+    quoted = [found.span() for found in _QUOTED.finditer(message)]
+
+    def replace(match: re.Match[str]) -> str:
+        if any(start < match.start() < end for start, end in quoted):
+            return match.group(0)
+        return match.expand(repl)
+
+    return re.sub(pattern, replace, message)
+
+
 def in_flags(message: str, flags: Mapping[str, str]) -> str:
     """`message` of the data loader (training.data, training.validation) in a command line's
     terms: each setting it names as a field of LoadConfig (`pass decimal=','`, `raise max_gap to
@@ -65,18 +85,20 @@ def in_flags(message: str, flags: Mapping[str, str]) -> str:
     for field, flag in flags.items():
         name = re.escape(field)
         # both given already ("series_col (--series-col)", "(max_gap, --max-gap)"): the option
-        message = re.sub(rf"(?<![\w.-]){name} \({re.escape(flag)}\)", flag, message)
-        message = re.sub(rf"\({name}, {re.escape(flag)}", f"({flag}", message)
+        message = _sub_outside_quotes(rf"(?<![\w.-]){name} \({re.escape(flag)}\)", flag, message)
+        message = _sub_outside_quotes(rf"\({name}, {re.escape(flag)}", f"({flag}", message)
         # "freq 'B' (--freq B)", "sep=',' (--sep ',')": the option once, its value as typed
-        message = re.sub(
+        message = _sub_outside_quotes(
             rf"(?<![\w.-]){name}[= ](?:'[^']*'|[^\s()]+) \({re.escape(flag)} ([^)]*)\)",
             rf"{flag} \1",
             message,
         )
         # "decimal=','", "max_gap=24", "decimal ','": the option and its value
-        message = re.sub(rf"(?<![\w.-]){name}=|(?<![\w.-]){name} (?=['\"])", f"{flag} ", message)
+        message = _sub_outside_quotes(
+            rf"(?<![\w.-]){name}=|(?<![\w.-]){name} (?=['\"])", f"{flag} ", message
+        )
         # "Set duplicates to one of mean, first, last": a setting where the remedy names it
-        message = re.sub(rf"(?i:(set|pass)) {name}(?![\w-])", rf"\1 {flag}", message)
+        message = _sub_outside_quotes(rf"(?i:(set|pass)) {name}(?![\w-])", rf"\1 {flag}", message)
         if field not in _PROSE_WORDS:  # "raise max_gap to 30", "pass freq (an alias...)"
-            message = re.sub(rf"(?<![\w.-]){name}(?![\w-])", flag, message)
+            message = _sub_outside_quotes(rf"(?<![\w.-]){name}(?![\w-])", flag, message)
     return message
