@@ -98,6 +98,7 @@ from training.validation import (
     TimestampParseError,
     UnreadableFileError,
     UnsupportedFormatError,
+    check_has_values,
     checked_offset,
     fill_gaps,
     fixed_step,
@@ -482,6 +483,9 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         frame, rows = sort_by_time(frame, rows, series_id, report)
         frame, rows = merge_duplicates(
             frame, rows, series_id, config.duplicates, source, report, wall_clock=wall_clock
+        )
+        check_has_values(
+            frame, rows, series_id, config.target, source, long=config.series_col is not None
         )
         prepared[series_id] = (frame, rows)
     del values, numbers, stamps, groups  # each series holds its own rows now

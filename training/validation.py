@@ -968,6 +968,38 @@ def _business_month_hint(index: pd.DatetimeIndex) -> str | None:
     )
 
 
+def check_has_values(
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    series: str,
+    target: str,
+    source: str,
+    *,
+    long: bool,
+) -> None:
+    """EmptyDataError where a column read holds no value in any row of a series: a fleet
+    unit whose target never came through, a covariate logged for some units only. Said before
+    the grid is made, while the series' data rows are known, so that the refusal names them,
+    and with what to do: there is nothing to fill such a column from."""
+    empty = frame.columns[np.logical_not(frame.notna().to_numpy().any(axis=0))]
+    if not len(empty) or not len(rows):
+        return
+    column = str(empty[0])
+    whose = f"series {shown(series)}: " if long else ""
+    leave = [f"leave series {shown(series)} out of the file"] if long else []
+    if column == target:
+        needs = "the target"
+    else:
+        needs = "each covariate"
+        leave.append(f"leave {column!r} out of covariates (--covariates)")
+    remedy = ", ".join(["fill them in", *leave[:-1]]) + (f", or {leave[-1]}" if leave else "")
+    raise EmptyDataError(
+        f"{source}: {whose}column {column!r} has no value in any of its "
+        f"{plural(len(frame), 'row')} (data rows {int(rows.min())} to {int(rows.max())}, "
+        f"1-based, header not counted): every series needs values of {needs}: {remedy}"
+    )
+
+
 def trim_edges(frame: pd.DataFrame, series: str, source: str, report: Report) -> pd.DataFrame:
     """Drop leading/trailing rows that miss a value: nothing on one side to fill them from."""
     # numpy's any: 28 us for 300 rows where notna().all(axis=1) took 238

@@ -905,7 +905,8 @@ def test_column_lists_in_errors_are_quoted_so_spaces_and_commas_show(tmp_path: P
         load_data(write(tmp_path, "when, v\n1,2\n", "other.csv"), LoadConfig(target=" v"))
     assert str(caught.value).endswith("The file has: 'when', ' v'")
     empty = write(tmp_path, "timestamp,y, x\n2020-01-01,1,\n2020-01-02,2,\n", "empty.csv")
-    with pytest.raises(EmptyDataError, match=r"column\(s\) ' x' have no values"):
+    said = r"column ' x' has no value in any of its 2 rows .*or leave ' x' out of covariates"
+    with pytest.raises(EmptyDataError, match=said):
         load_data(empty, LoadConfig(target="y", covariates=(" x",)))
 
 
@@ -1481,3 +1482,33 @@ def test_a_header_line_repeated_among_the_rows_is_named_as_such(
         "rows): files joined with their header lines?"
     ), message
     assert "delete the repeated header lines" in message
+
+
+def test_a_fleet_series_without_one_value_of_a_column_names_its_rows_and_the_remedy(
+    tmp_path: Path,
+) -> None:
+    """A fleet where one unit's target never came through (all cells empty), or a covariate
+    is logged for some units only: the refusal said "series 'b': column(s) 'y' have no
+    values", no rows to look at and nothing to do about it."""
+    rows = [
+        f"{s},2020-01-01 0{h}:00,{'' if s == 'b' else h},{'' if s == 'b' else 1}"
+        for h in range(4)
+        for s in "ab"
+    ]
+    path = write(tmp_path, "id,timestamp,y,x\n" + "\n".join(rows) + "\n", "fleet.csv")
+    with pytest.raises(EmptyDataError) as caught:
+        load_data(path, LoadConfig(target="y", series_col="id"))
+    assert str(caught.value) == (
+        "fleet.csv: series 'b': column 'y' has no value in any of its 4 rows (data rows 2 to 8, "
+        "1-based, header not counted): every series needs values of the target: fill them in, "
+        "or leave series 'b' out of the file"
+    )
+    half = path.read_text().replace(",,\n", ",3,\n")  # b has its target, not the covariate
+    path.write_text(half)
+    with pytest.raises(EmptyDataError) as caught:
+        load_data(path, LoadConfig(target="y", covariates=("x",), series_col="id"))
+    assert str(caught.value).endswith(
+        "series 'b': column 'x' has no value in any of its 4 rows (data rows 2 to 8, 1-based, "
+        "header not counted): every series needs values of each covariate: fill them in, "
+        "leave series 'b' out of the file, or leave 'x' out of covariates (--covariates)"
+    )
