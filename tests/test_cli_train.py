@@ -2236,3 +2236,39 @@ def test_backtest_output_into_an_earlier_backtests_folder_needs_overwrite(
         "urnn backtest: error: --overwrite replaces the files of --output DIR, which was not "
         "given\n"
     ), err
+
+
+def test_backtest_of_a_fleet_counts_its_windows_not_only_the_distinct_origin_times(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The headline of a fleet's backtest said "45,816 forecast values from 1,684 origins":
+    the distinct origin times over six regions that start and end on other days, neither
+    the 3,818 forecasts made (values / horizon) nor any one series' count."""
+    frames = [
+        seasonal_frame(400, seed=i).iloc[5 * i :].reset_index().assign(site=f"s{i}")
+        for i in range(3)
+    ]
+    fleet = tmp_path / "fleet.csv"
+    pd.concat(frames).to_csv(fleet, index=False)
+    argv = ["train", "--data", str(fleet), "--series-col", "site", "--target", "y", *TINY]
+    code, _, err = run_cli(argv, settings, capsys)
+    assert code == 0, err
+    backtest = ["backtest", "--data", str(fleet), "--output", str(tmp_path / "bt")]
+    code, out, err = run_cli(backtest, settings, capsys)
+    assert code == 0, err
+    scored = pd.read_parquet(tmp_path / "bt" / "forecasts.parquet")
+    windows = scored[["series", "origin"]].drop_duplicates()
+    times = scored["origin"].nunique()
+    assert len(windows) > times  # the staggered series share only some origin times
+    assert (
+        f"{len(scored):,} forecast values from {len(windows):,} forecasts of 3 series at "
+        f"{times:,} origin times (every origin, 1 row apart)" in out
+    ), out
+    one = tmp_path / "one.csv"
+    frames[0].to_csv(one, index=False)
+    backtest = ["backtest", "--data", str(one), "--output", str(tmp_path / "bt"), "--overwrite"]
+    code, out, err = run_cli(backtest, settings, capsys)
+    assert code == 0, err
+    assert re.search(r"forecast values from [\d,]+ origins \(every origin", out), out
