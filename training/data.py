@@ -104,6 +104,7 @@ from training.validation import (
     fixed_step,
     infer_frequency,
     merge_duplicates,
+    natural_key,
     plural,
     regularise,
     renamed_alias_hint,
@@ -447,7 +448,10 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     if config.step_origin is not None:
         stamps = _steps_as_timestamps(raw, time_columns[0], config, source, report)
     else:
-        stamps = _parse_timestamps(raw, time_columns, config.timestamp_format, source, report)
+        ids = None if config.series_col is None else raw.get(config.series_col)
+        stamps = _parse_timestamps(
+            raw, time_columns, config.timestamp_format, source, report, ids=ids
+        )
     # the timestamp and id text is parsed and grouped: only the value columns are read on
     raw = raw[list(config.value_columns)]
     _release_arrow_memory()
@@ -1765,10 +1769,17 @@ def _refuse_durations(raw: pd.DataFrame, columns: Sequence[str], source: str) ->
 
 
 def _parse_timestamps(
-    raw: pd.DataFrame, columns: tuple[str, ...], fmt: str | None, source: str, report: Report
+    raw: pd.DataFrame,
+    columns: tuple[str, ...],
+    fmt: str | None,
+    source: str,
+    report: Report,
+    *,
+    ids: pd.Series | None = None,
 ) -> pd.DatetimeIndex:
     """Every row must parse. Zone-aware timestamps become UTC without a zone, which is also what
-    removes daylight-saving duplicates and holes from logs that carry their offsets."""
+    removes daylight-saving duplicates and holes from logs that carry their offsets. `ids`: a
+    long file's series ids, row by row, for refusals that name the series to fix."""
     for column in columns:
         empty = raw[column].isna().to_numpy()
         if empty.any():
@@ -1812,7 +1823,7 @@ def _parse_timestamps(
             parsed = _day_month_order(text, parsed, label, source, report, utc=several_offsets)
         bad = parsed.isna().to_numpy()
         if bad.any():
-            _refuse_offsets_in_some_rows(text, label, source)
+            _refuse_offsets_in_some_rows(text, label, source, ids)
             row = int(np.argmax(bad)) + 1
             inferred = (
                 "pandas could not infer a format from the first row"
@@ -2031,10 +2042,20 @@ _TIME_ALONE = re.compile(_CLOCK + r"\s*$")
 _TIME_WITH_OFFSET = re.compile(_CLOCK + r"\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$")
 
 
-def _refuse_offsets_in_some_rows(text: pd.Series, label: str, source: str) -> None:
+def _some_names(names: list[str], shown_at_most: int = 5) -> str:
+    """The first names of a list, quoted, and how many more: a fleet may hold thousands."""
+    said = ", ".join(shown(name) for name in names[:shown_at_most])
+    more = len(names) - shown_at_most
+    return said + (f" and {more:,} more" if more > 0 else "")
+
+
+def _refuse_offsets_in_some_rows(
+    text: pd.Series, label: str, source: str, ids: pd.Series | None = None
+) -> None:
     """A column where some rows carry a UTC offset and others none (one unit's logger set to
     write its zone) fails to parse at the first row of the other kind, and the message advised
-    a timestamp_format, which no format fixes: the naive rows' instants are unknown. Named."""
+    a timestamp_format, which no format fixes: the naive rows' instants are unknown. Named,
+    with the series of each kind in a long file (`ids`): the units whose loggers to look at."""
     zoned = text.str.contains(_TIME_WITH_OFFSET).to_numpy(dtype=bool)
     naive = text.str.contains(_TIME_ALONE).to_numpy(dtype=bool)
     # only where every row is one kind or the other: a typo ('+01:00x') or a zone name
@@ -2042,12 +2063,26 @@ def _refuse_offsets_in_some_rows(text: pd.Series, label: str, source: str) -> No
     if zoned.all() or not zoned.any() or not (zoned | naive).all():
         return
     first_zoned, first_naive = int(np.argmax(zoned)) + 1, int(np.argmax(~zoned)) + 1
+
+    def of_series(row: int) -> str:
+        return "" if ids is None else f", series {shown(str(ids.iloc[row - 1]))}"
+
+    by_series = ""
+    if ids is not None:
+        names = ids.astype(str)
+        with_offsets, without = (
+            sorted(set(names[kind]), key=natural_key) for kind in (zoned, ~zoned)
+        )
+        by_series = (
+            f"; series with offsets: {_some_names(with_offsets)}; without: {_some_names(without)}"
+        )
     raise TimestampParseError(
         f"{source}: column {label}: {int(zoned.sum()):,} rows carry a UTC offset (first "
-        f"{row_label(first_zoned)}: {shown(text.iloc[first_zoned - 1])}) and "
-        f"{int((~zoned).sum()):,} carry none (first {row_label(first_naive)}: "
-        f"{shown(text.iloc[first_naive - 1])}): the instant of a time without an offset is "
-        "not known beside ones with it. Write every timestamp with its offset "
+        f"{row_label(first_zoned)}{of_series(first_zoned)}: "
+        f"{shown(text.iloc[first_zoned - 1])}) and {int((~zoned).sum()):,} carry none (first "
+        f"{row_label(first_naive)}{of_series(first_naive)}: "
+        f"{shown(text.iloc[first_naive - 1])}){by_series}: the instant of a time without an "
+        "offset is not known beside ones with it. Write every timestamp with its offset "
         "('2024-03-31T03:00:00+02:00', as pandas' Timestamp.isoformat writes it), or every "
         "one in UTC without one"
     )

@@ -1512,3 +1512,21 @@ def test_a_fleet_series_without_one_value_of_a_column_names_its_rows_and_the_rem
         "header not counted): every series needs values of each covariate: fill them in, "
         "leave series 'b' out of the file, or leave 'x' out of covariates (--covariates)"
     )
+
+
+def test_offsets_in_some_series_of_a_fleet_only_name_the_series_of_each_kind(
+    tmp_path: Path,
+) -> None:
+    """A fleet whose units' loggers differ, some writing their UTC offset and some none: the
+    refusal named two data rows only, and a user of a file of many interleaved series had to
+    look up which units to fix."""
+    rows = ["site,timestamp,y"]
+    for hour, stamp in enumerate(hourly(4)):
+        rows += [f"north,{stamp}+01:00,{hour}", f"south,{stamp},{hour}", f"east,{stamp}Z,{hour}"]
+    path = write(tmp_path, "\n".join(rows) + "\n", "fleet.csv")
+    with pytest.raises(TimestampParseError) as refused:
+        load_data(path, LoadConfig(target="y", series_col="site"))
+    said = str(refused.value)
+    assert "8 rows carry a UTC offset (first data row 1 (1-based, header not counted), " in said
+    assert "series 'north': " in said and "series 'south': " in said, said
+    assert "series with offsets: 'east', 'north'; without: 'south'" in said, said
