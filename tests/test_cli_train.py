@@ -2272,3 +2272,32 @@ def test_backtest_of_a_fleet_counts_its_windows_not_only_the_distinct_origin_tim
     code, out, err = run_cli(backtest, settings, capsys)
     assert code == 0, err
     assert re.search(r"forecast values from [\d,]+ origins \(every origin", out), out
+
+
+def test_test_series_naming_an_id_the_fleet_lacks_is_said_as_the_option_typed(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--test-series "北区2"` for a unit written '北区 2' was refused as "test_series names 1
+    series the data does not hold": the TrainConfig field, not the option the user typed
+    (the loader's own settings were said as options, the split's were not)."""
+    frames = [
+        seasonal_frame(300, seed=i).reset_index().assign(site=name)
+        for i, name in enumerate(["北区 2", "Région Nord", " spaced", "d"])
+    ]
+    fleet = tmp_path / "fleet.csv"
+    pd.concat(frames).to_csv(fleet, index=False)
+    argv = ["train", "--data", str(fleet), "--series-col", "site", "--target", "y", *TINY]
+    argv += ["--split", "series"]
+    code, _, err = run_cli([*argv, "--test-series", "北区2"], settings, capsys)
+    assert code == 2, err
+    assert "error: --test-series names 1 series the data does not hold ('北区2')" in err, err
+    code, _, err = run_cli([*argv, "--val-series", "nord"], settings, capsys)
+    assert code == 2 and "error: --val-series needs --test-series: name the test" in err, err
+    code, _, err = run_cli([*argv, "--test-series", "d", "--val-series", "nord"], settings, capsys)
+    assert code == 2 and "error: --val-series names 1 series" in err, err
+    # the way to name an id with a space at its end: a --config file's field, said as such
+    code, _, err = run_cli([*argv, "--test-series", "spaced"], settings, capsys)
+    assert code == 2, err
+    assert 'a --config file, {"train": {"test_series": [...]}}, keeps it' in err, err

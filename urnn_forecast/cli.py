@@ -378,6 +378,9 @@ LOAD_FLAGS: dict[str, str] = {
     field: "--" + field.replace("_", "-")
     for field in ("target", "covariates", "timestamp_col", *LOAD_OPTIONS)
 }
+# the split's settings a data error names (split.NamedSeriesError: "test_series names 1 series
+# the data does not hold"): said as the options typed, as the loader's are
+SPLIT_FLAGS: dict[str, str] = {"test_series": "--test-series", "val_series": "--val-series"}
 
 
 def _check_text_options(args: argparse.Namespace, data: str) -> None:
@@ -1500,7 +1503,7 @@ def loader_error(error: BaseException, args: argparse.Namespace) -> BaseExceptio
 
     if not isinstance(error, DataValidationError) or getattr(args, "started_json", None):
         return error
-    return UsageError(in_flags(str(error), LOAD_FLAGS))
+    return UsageError(in_flags(str(error), {**LOAD_FLAGS, **SPLIT_FLAGS}))
 
 
 def _comma_note(args: argparse.Namespace, error: BaseException, *, backtest: bool) -> str:
@@ -1720,8 +1723,10 @@ def _config_file_error(
     is (an option's value, a default, the whole)."""
     plain = said.removeprefix(f"{section} config: ")
     field, message = field_in_section(from_file, section, plain)
-    # not the file's: the load section's values are options typed (`--decimal ,`), said so
-    typed = UsageError(in_flags(said, LOAD_FLAGS) if section == "load" else said)
+    # not the file's: the load section's values are options typed (`--decimal ,`), said so,
+    # as are the split's (`--val-series` without `--test-series`)
+    flags = {"load": LOAD_FLAGS, "train": SPLIT_FLAGS}.get(section)
+    typed = UsageError(said if flags is None else in_flags(said, flags))
     if path is None or "." not in field:
         return typed
     given, _, key = field.partition(".")

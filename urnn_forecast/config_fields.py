@@ -53,9 +53,10 @@ _PROSE_WORDS = frozenset({"target", "covariates", "duplicates", "fill", "decimal
 
 
 # A quoted text of a loader message: a column name, a series id, a value read ('series_id',
-# 'Sensor freq', ';'). It opens after no letter and closes before none, so that an apostrophe
-# of prose ("the series' rows", "the file's") opens or closes none.
-_QUOTED = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)")
+# 'Sensor freq', ';'), or a --config file's JSON ({"train": {"test_series": [...]}}, whose
+# field names are the file's words). It opens after no letter and closes before none, so that
+# an apostrophe of prose ("the series' rows", "the file's") opens or closes none.
+_QUOTED = re.compile(r"(?<!\w)'[^'\n]*'(?!\w)|\"[^\"\n]*\"")
 
 
 def _sub_outside_quotes(pattern: str, repl: str, message: str) -> str:
