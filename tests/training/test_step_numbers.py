@@ -361,7 +361,7 @@ def test_named_test_units_train_register_and_are_backtested_again_by_name(
     err = capsys.readouterr().err
     assert code == 2
     assert (
-        "test_series names 1 series the data does not hold ('11'); its 10 series are '1', '2'"
+        "--test-series names 1 series the data does not hold ('11'); its 10 series are '1', '2'"
         in err
     )
 
