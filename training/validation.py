@@ -816,7 +816,8 @@ def regularise(
             "month starts or ends, such as 'B' or 'W-MON', must be passed explicitly), or "
             "resample the file first"
             + (
-                _hour_shift_hint(pd.DatetimeIndex(frame.index), rows)
+                _finer_step_hint(pd.DatetimeIndex(frame.index), series, freq)
+                or _hour_shift_hint(pd.DatetimeIndex(frame.index), rows)
                 or _jitter_hint(pd.DatetimeIndex(frame.index))
             )
         )
@@ -900,6 +901,30 @@ def _hour_shift_hint(index: pd.DatetimeIndex, rows: np.ndarray) -> str:
         f"row {int(rows[k])}): readings at one local time across a daylight-saving change, "
         "written in UTC? Write them with their UTC offsets (e.g. "
         "'2018-03-25T08:00:00+02:00'), read as the dates they name, or on the local clock"
+    )
+
+
+def _finer_step_hint(index: pd.DatetimeIndex, series: str, freq: str) -> str:
+    """Where a series steps, most often, by a whole fraction of `freq` (one meter at 15 min in
+    a fleet whose modal step is 'h'): its own step, and the ways out for a fleet. "Pass the
+    freq the data is recorded at" alone led to --freq 15min, which refuses every hourly series
+    as 75 % filled. "" where its steps have no such common step."""
+    frequency = fixed_step(freq)
+    steps = np.diff(index.asi8)
+    if frequency is None or not len(steps):
+        return ""
+    values, counts = np.unique(steps, return_counts=True)
+    own = pd.Timedelta(int(values[np.argmax(counts)]), unit=index.unit)
+    common = int(counts.max())
+    if common < 0.5 * len(steps) or own <= pd.Timedelta(0) or own >= frequency:
+        return ""
+    if frequency % own != pd.Timedelta(0):
+        return ""
+    return (
+        f". Series {shown(series)} steps by {step_alias(own)!r} ({common:,} of its "
+        f"{len(steps):,} steps), finer than the file's {freq!r}: resample it to {freq!r} "
+        f"(pandas: resample({freq!r}).mean()), leave it out of this file, or load the series "
+        "of each frequency from a file of their own"
     )
 
 

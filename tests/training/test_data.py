@@ -1530,3 +1530,26 @@ def test_offsets_in_some_series_of_a_fleet_only_name_the_series_of_each_kind(
     assert "8 rows carry a UTC offset (first data row 1 (1-based, header not counted), " in said
     assert "series 'north': " in said and "series 'south': " in said, said
     assert "series with offsets: 'east', 'north'; without: 'south'" in said, said
+
+
+def test_a_fleet_series_at_a_finer_step_than_the_others_is_named_with_its_own_step(
+    tmp_path: Path,
+) -> None:
+    """One meter at 15 min among hourly ones: the refusal advised "pass the freq the data is
+    recorded at", and --freq 15min then refused every hourly series as 75 % filled. It says
+    the series' own step beside the file's, and the ways out that work for a fleet."""
+    rows = ["site,timestamp,y"]
+    for site in ("a", "b", "c"):
+        rows += [f"{site},{t},{i}" for i, t in enumerate(hourly(48))]
+    quarter = pd.date_range("2020-01-01", periods=48, freq="15min")
+    rows += [f"q,{t},{i}" for i, t in enumerate(quarter)]
+    path = write(tmp_path, "\n".join(rows) + "\n", "fleet.csv")
+    with pytest.raises(FrequencyError) as refused:
+        load_data(path, LoadConfig(target="y", series_col="site"))
+    said = str(refused.value)
+    assert "series 'q': timestamp 2020-01-01 00:15:00 at data row 146" in said, said
+    assert said.endswith(
+        ". Series 'q' steps by '15min' (47 of its 47 steps), finer than the file's 'h': "
+        "resample it to 'h' (pandas: resample('h').mean()), leave it out of this file, or "
+        "load the series of each frequency from a file of their own"
+    ), said
