@@ -570,12 +570,19 @@ def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, so
     at_rows = rows[frame.index == first]
     at = ", ".join(str(r) for r in at_rows[:5])
     more = " ..." if len(at_rows) > 5 else ""
+    # most timestamps several rows: a long file of three or more series read without its id
+    # column looks so too (a fleet of six regions), as does a time column left out
+    fleet = (
+        " Does the file hold several series? Name their id column with series_col (--series-col)."
+        if int((counts >= 2).sum()) * 2 > frame.index.nunique()
+        else ""
+    )
     raise DuplicateTimestampError(
         f"{source}: series {shown(series)}: {int(counts[first]):,} different rows share the "
         f"timestamp {first} (data rows {at}{more}, 1-based, header not counted), and "
         f"{plural(len(many), 'timestamp')} in all have more than two; duplicates='mean' "
-        "averages the two hours a daylight-saving change repeats, not this. Is a time column "
-        "left out (timestamp_col takes several, e.g. a date and an hour)? If these are "
+        f"averages the two hours a daylight-saving change repeats, not this.{fleet} Is a time "
+        "column left out (timestamp_col takes several, e.g. a date and an hour)? If these are "
         "readings to combine, aggregate them before loading, or keep one with duplicates="
         "'first' or 'last'"
     )

@@ -851,6 +851,25 @@ def test_two_series_in_a_long_file_read_without_their_ids_are_refused_not_averag
     assert kept["y"].iloc[0] == 50.0
 
 
+def test_a_fleet_of_three_or_more_read_without_its_ids_is_asked_for_its_id_column(
+    tmp_path: Path,
+) -> None:
+    """Six PJM regions in one long file read without --series-col: 6 different rows under
+    each hour were refused with the question of a time column left out only, the advice for
+    two series (name the id column) missing from the one for three and more."""
+    hours = pd.date_range("2020-01-01", periods=48, freq="h")
+    text = "site,timestamp,y\n" + "".join(
+        f"{site},{t:%Y-%m-%d %H:%M},{level + i % 5}\n"
+        for site, level in (("a", 10), ("b", 50), ("c", 90))
+        for i, t in enumerate(hours)
+    )
+    said = refused(write(tmp_path, text, "fleet.csv"), LoadConfig(target="y"),
+                   DuplicateTimestampError)  # fmt: skip
+    assert "3 different rows share the timestamp 2020-01-01 00:00:00" in said
+    assert "Does the file hold several series? Name their id column with series_col" in said
+    assert "Is a time column left out" in said
+
+
 def test_a_gzip_file_named_csv_is_told_to_be_named_csv_gz(tmp_path: Path) -> None:
     path = write(tmp_path, gzip.compress(HOURLY.encode()), "log.csv")
     said = refused(path, LoadConfig(target="OT"), UnreadableFileError)
