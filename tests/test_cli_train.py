@@ -2301,3 +2301,28 @@ def test_test_series_naming_an_id_the_fleet_lacks_is_said_as_the_option_typed(
     code, _, err = run_cli([*argv, "--test-series", "spaced"], settings, capsys)
     assert code == 2, err
     assert 'a --config file, {"train": {"test_series": [...]}}, keeps it' in err, err
+
+
+def test_backtest_on_a_file_without_the_models_covariate_says_the_model_reads_it(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """New SKAB runs exported without the Pressure column that the champion reads: `urnn
+    backtest` answered "no column 'Pressure'; the file has: ...", a column the user never
+    typed, with no word of where it came from or what to do."""
+    frames = [seasonal_frame(400, seed=i).reset_index().assign(run=f"r{i}") for i in range(3)]
+    fleet = tmp_path / "fleet.csv"
+    pd.concat(frames).to_csv(fleet, index=False)
+    argv = ["train", "--data", str(fleet), "--series-col", "run", "--target", "y"]
+    code, _, err = run_cli([*argv, "--covariates", "x", *TINY], settings, capsys)
+    assert code == 0, err
+    new = tmp_path / "new.csv"
+    pd.concat(frames).drop(columns="x").to_csv(new, index=False)
+    code, _, err = run_cli(["backtest", "--data", str(new)], settings, capsys)
+    assert code == 2, err
+    assert err.rstrip().endswith(
+        "new.csv: no column 'x'; the file has: 'timestamp', 'y', 'run'; the model reads "
+        "covariate 'x' beside 'y', its target: backtest it on a file that holds each of them "
+        "under its name"
+    ), err

@@ -2146,6 +2146,22 @@ def _print_data_report(lines: Sequence[str]) -> None:
     print(flush=True)
 
 
+def _model_columns_note(error: BaseException, target: str, covariates: Sequence[str]) -> str:
+    """After "no column 'Pressure'" where the model's recorded columns were read: that the
+    model reads it, a column the user of `urnn backtest` never typed. "" for another column
+    (a --timestamp-col or --series-col typed wrong), which the error names well enough."""
+    if not any(f"no column {name!r}" in str(error) for name in (target, *covariates)):
+        return ""
+    said = ", ".join(map(repr, covariates))
+    reads = f"covariate {said}" if len(covariates) == 1 else f"covariates {said}"
+    return (
+        f"; the model reads {reads} beside {target!r}, its target: backtest it on a file that "
+        "holds each of them under its name"
+        if covariates
+        else f"; the model forecasts {target!r}: backtest it on a file that holds it"
+    )
+
+
 def _run_backtest(args: argparse.Namespace, settings: Settings) -> int:
     errors = input_errors()
     try:
@@ -2289,6 +2305,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.split import SplitConfig, shortest_train_span, split_data
     from training.validation import (
         WEEKDAYS,
+        MissingColumnError,
         SeriesTooShortError,
         TimestampParseError,
         same_frequency,
@@ -2365,6 +2382,10 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         raise SeriesTooShortError(
             f"{error}; the model reads {c.lookback:,} rows and forecasts {c.horizon:,} per "
             "window (--on-short drop leaves shorter series out)"
+        ) from None
+    except MissingColumnError as error:
+        raise MissingColumnError(
+            f"{error}{_model_columns_note(error, predictor.target, predictor.covariates)}"
         ) from None
     trained = meta.get("train")
     if isinstance(trained, dict) and trained.get("channel_independent") is True:
