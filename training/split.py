@@ -58,8 +58,9 @@ Presets (`SplitConfig.method`):
   fixed stretch of calendar time per series, whatever the series' length.
 """
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -90,6 +91,26 @@ PART_NAMES: tuple[str, ...] = ("train", "val", "test")
 TAIL_FIELDS: tuple[str, ...] = ("val_rows", "test_rows", "max_train_rows")
 ETT_MONTH = pd.Timedelta(days=30)  # the ETT code counts a month as 30 days
 ETT_MONTHS = (12, 4, 4)  # train, val, test
+
+
+def _comma_ids_hint(name: str, unknown: Sequence[str], series_ids: Sequence[str]) -> str:
+    """Where the unknown names are the pieces of ids that hold a comma ('FE, north' typed as
+    `--test-series "FE, north"`, which the option splits at its commas): how such an id is
+    named instead. "" otherwise."""
+    pieces = {piece.strip() for piece in unknown}
+    cut = [
+        sid
+        for sid in series_ids
+        if "," in sid and {piece.strip() for piece in sid.split(",")} <= pieces
+    ]
+    if not cut:
+        return ""
+    example = json.dumps({"train": {name: cut[:5]}}, ensure_ascii=False)
+    return (
+        f"; {', '.join(map(shown, cut[:5]))} {'holds' if len(cut) == 1 else 'hold'} a comma, "
+        f"at which --{name.replace('_', '-')} splits its names: name "
+        f"{'it' if len(cut) == 1 else 'them'} in a --config file, {example}"
+    )
 
 
 class SplitError(DataValidationError):
@@ -455,6 +476,7 @@ def _named_roles(
                     f"with the space (--{name.replace('_', '-')} strips each name; a --config "
                     f'file, {{"train": {{"{name}": [...]}}}}, keeps it)'
                 )
+            why += _comma_ids_hint(name, unknown, series_ids)
             raise NamedSeriesError(
                 f"{name} names {len(unknown):,} series the data does not hold "
                 f"({', '.join(map(shown, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}){why}; "

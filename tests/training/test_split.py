@@ -751,6 +751,27 @@ def test_a_named_unit_whose_id_has_outer_spaces_is_pointed_to() -> None:
     )
 
 
+def test_a_named_unit_whose_id_holds_a_comma_is_pointed_to_a_config_file() -> None:
+    """`--test-series "FE, north"` for a unit so named is split at its comma: 'FE' and
+    'north' were refused as unknown beside the file's 'FE, north', with no word on how to
+    name such an id."""
+    from training.split import NamedSeriesError, series_roles
+
+    config = SplitConfig(lookback=24, method="series", test_series=("FE", "north"))
+    with pytest.raises(NamedSeriesError) as caught:
+        series_roles(["FE, north", "PJME, north", "DEOK"], config)
+    said = str(caught.value)
+    assert said.startswith(
+        "test_series names 2 series the data does not hold ('FE', 'north'); 'FE, north' holds a "
+        "comma, at which --test-series splits its names: name it in a --config file, "
+        '{"train": {"test_series": ["FE, north"]}}'
+    ), said
+    roles = series_roles(
+        ["FE, north", "PJME, north", "DEOK"], replace(config, test_series=("FE, north",))
+    )
+    assert roles["FE, north"] == "test"
+
+
 def test_held_out_ids_with_outer_spaces_are_quoted_in_the_report() -> None:
     from types import SimpleNamespace
 
