@@ -462,10 +462,11 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         report,
         config.decimal,
         config.sep if kind == "csv" else None,
+        groups=None if config.series_col is None else groups,
     )
     if config.sep != "," and config.decimal == ".":
         _note_thousands(values, source, report)
-    _check_finite(values, source)
+    _check_finite(values, source, groups=None if config.series_col is None else groups)
     del raw  # the cells as read (text, where decimal=','): converted to values
     _release_arrow_memory()
     _report_missing_cells(
@@ -2493,9 +2494,12 @@ def _numeric_values(
     report: Report,
     decimal: str = ".",
     sep: str | None = ",",
+    *,
+    groups: Mapping[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """float64 columns; empty cells (and the CSV reader's NA spellings) become NaN = missing.
-    `sep`: the CSV file's field separator, None for Parquet (what a refusal advises)."""
+    `sep`: the CSV file's field separator, None for Parquet (what a refusal advises).
+    `groups`: a long file's rows by series, for a refusal that names the cell's series."""
     out: dict[str, pd.Series] = {}
     cast: list[str] = []
     for column in columns:
@@ -2526,7 +2530,8 @@ def _numeric_values(
             cell = raw[column].iloc[row - 1]
             hint = _number_hint(cell, decimal, sep)
             raise NonNumericValueError(
-                f"{source}: column {column!r}, {row_label(row)}: {shown(cell)} is not a number "
+                f"{source}: column {column!r}, {row_label(row)}{_series_of_row(groups, row)}: "
+                f"{shown(cell)} is not a number "
                 f"({plural(int(bad.sum()), 'such cell')} in this column); values must be "
                 f"numbers, with empty cells for missing values{hint}"
             )
@@ -2804,8 +2809,24 @@ def _refuse_repeated_header(raw: pd.DataFrame, time_columns: Sequence[str], sour
     )
 
 
-def _check_finite(values: pd.DataFrame, source: str) -> None:
-    """inf is an error: unlike NaN it is no honest "missing", and it would poison the scaler."""
+def _series_of_row(groups: Mapping[str, np.ndarray] | None, row: int) -> str:
+    """ ", series 'b'" for 1-based data `row` of a long file (`groups`: each series' 0-based
+    positions), so that a bad cell names the unit whose logger wrote it; "" for a one-series
+    file. Looked up only for a refusal: the id column is not held after the rows are
+    grouped (a long log's largest text column)."""
+    if groups is None:
+        return ""
+    for series, positions in groups.items():
+        if (positions == row - 1).any():
+            return f", series {shown(series)}"
+    return ""
+
+
+def _check_finite(
+    values: pd.DataFrame, source: str, *, groups: Mapping[str, np.ndarray] | None = None
+) -> None:
+    """inf is an error: unlike NaN it is no honest "missing", and it would poison the scaler.
+    `groups`: a long file's rows by series, for the refusal to name the cell's series."""
     first: tuple[int, int] | None = None  # (row, column position): the first in row order
     count = 0
     for col, column in enumerate(values.columns):  # a column at a time: no copy of them all
@@ -2818,7 +2839,8 @@ def _check_finite(values: pd.DataFrame, source: str) -> None:
         row, col = first
         column = values.columns[col]
         raise NonFiniteValueError(
-            f"{source}: column {column!r}, {row_label(row + 1)}: value is "
+            f"{source}: column {column!r}, {row_label(row + 1)}"
+            f"{_series_of_row(groups, row + 1)}: value is "
             f"{float(values[column].iloc[row])} ({count:,} infinite cells in the file); "
             "infinite values are errors, not missing values: fix the cell or leave it empty"
         )

@@ -1553,3 +1553,21 @@ def test_a_fleet_series_at_a_finer_step_than_the_others_is_named_with_its_own_st
         "resample it to 'h' (pandas: resample('h').mean()), leave it out of this file, or "
         "load the series of each frequency from a file of their own"
     ), said
+
+
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [("n/a?", "'n/a?' is not a number"), ("inf", "value is inf")],
+)
+def test_a_bad_cell_of_a_fleet_names_its_series(tmp_path: Path, cell: str, said: str) -> None:
+    """A cell of a long file that is not a number, or is infinite, was named by column and
+    data row only: in a file of interleaved units the user had to count rows to learn which
+    unit's logger wrote it."""
+    rows = [f"{s},2020-01-01 0{h}:00,{h}" for h in range(4) for s in "ab"]
+    rows[5] = f"b,2020-01-01 02:00,{cell}"
+    path = write(tmp_path, "id,timestamp,y\n" + "\n".join(rows) + "\n", "fleet.csv")
+    with pytest.raises((NonNumericValueError, NonFiniteValueError)) as caught:
+        load_data(path, LoadConfig(target="y", series_col="id"))
+    assert str(caught.value).startswith(
+        f"fleet.csv: column 'y', data row 6 (1-based, header not counted), series 'b': {said}"
+    ), caught.value
