@@ -51,6 +51,7 @@ in regions], target="MW")`. The target columns are renamed to one name (every se
 LoadedData has the same columns); the report keeps every file's decisions, in file order.
 """
 
+import calendar
 import codecs
 import csv
 import ctypes
@@ -1786,7 +1787,8 @@ def _parse_timestamps(
         if empty.any():
             row = int(np.argmax(empty)) + 1
             raise TimestampParseError(
-                f"{source}: column {column!r}, {row_label(row)}: empty timestamp, or a "
+                f"{source}: column {column!r}, {row_label(row)}{_series_at(ids, row)}: empty "
+                "timestamp, or a "
                 f"missing-value word (NA, NULL, None, #N/A, ...) ({int(empty.sum()):,} such "
                 "cells in this column): every row needs its time"
             )
@@ -1832,7 +1834,13 @@ def _parse_timestamps(
                 else "the format was inferred from the first row"
             )
             zone = _zone_abbreviation(str(text.iloc[row - 1]))
-            if zone:  # no timestamp_format reads it: the hint says what to write instead
+            lacking = _date_the_calendar_lacks(str(text.iloc[row - 1]))
+            if lacking:  # no format reads a 30th of February: the cell is what to fix
+                hint = (
+                    f"(it is no date of the calendar: {lacking}): no timestamp_format reads it; "
+                    "fix the cell"
+                )
+            elif zone:  # no timestamp_format reads it: the hint says what to write instead
                 advice = (
                     f"the text holds the time-zone abbreviation {zone!r}, which is not "
                     "read: an abbreviation does not name one offset (CST is US Central or China "
@@ -1898,7 +1906,7 @@ def _parse_timestamps(
                     "pass step_origin (--step-origin) and freq (--freq)"
                 )
             raise TimestampParseError(
-                f"{source}: column {label}, {row_label(row)}: cannot parse "
+                f"{source}: column {label}, {row_label(row)}{_series_at(ids, row)}: cannot parse "
                 f"{shown(text.iloc[row - 1])} as a timestamp {hint}; "
                 f"{int(bad.sum()):,} rows fail"
             )
@@ -2048,6 +2056,31 @@ def _some_names(names: list[str], shown_at_most: int = 5) -> str:
     said = ", ".join(shown(name) for name in names[:shown_at_most])
     more = len(names) - shown_at_most
     return said + (f" and {more:,} more" if more > 0 else "")
+
+
+def _series_at(ids: pd.Series | None, row: int) -> str:
+    """ ", series 'b'" for 1-based data `row` of a long file (`ids`: its id column), so that a
+    timestamp refused names the unit whose rows to look at; "" for a one-series file."""
+    return "" if ids is None else f", series {shown(str(ids.iloc[row - 1]))}"
+
+
+# A date written year first ('2018-02-30', '2018/2/30 01:00'), as ISO 8601 and most exports do
+_YEAR_FIRST = re.compile(r"\s*(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)")
+
+
+def _date_the_calendar_lacks(cell: str) -> str | None:
+    """Why a year-first date is on no calendar ('2018-02 has 28 days'): a logger's or a
+    spreadsheet's 30th of February fails to parse like text of another format, and the advice
+    to pass a timestamp_format sent the user to the format the cell is already written in.
+    None where the cell is no such date, or a real one."""
+    found = _YEAR_FIRST.match(cell)
+    if found is None:
+        return None
+    year, month, day = (int(part) for part in found.groups())
+    if not 1 <= month <= 12 or not 1 <= day <= 31:
+        return None
+    days = calendar.monthrange(year, month)[1] if year >= 1 else 31
+    return f"{year}-{month:02d} has {days} days" if day > days else None
 
 
 def _refuse_offsets_in_some_rows(

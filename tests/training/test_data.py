@@ -1571,3 +1571,31 @@ def test_a_bad_cell_of_a_fleet_names_its_series(tmp_path: Path, cell: str, said:
     assert str(caught.value).startswith(
         f"fleet.csv: column 'y', data row 6 (1-based, header not counted), series 'b': {said}"
     ), caught.value
+
+
+def test_a_date_the_calendar_lacks_is_refused_as_such_not_as_a_format_to_give(
+    tmp_path: Path,
+) -> None:
+    """'2018-02-30 01:00:00' in one unit's rows was refused with the advice to pass a
+    timestamp_format matching the text, e.g. '%Y-%m-%d %H:%M:%S': the very format the row is
+    written in, which refuses the cell again. No format reads a 30th of February."""
+    rows = [f"{s},2018-02-2{h} 01:00:00,{h}" for h in range(4) for s in "ab"]
+    rows[5] = "b,2018-02-30 01:00:00,2"
+    path = write(tmp_path, "id,timestamp,y\n" + "\n".join(rows) + "\n", "fleet.csv")
+    for fmt in (None, "%Y-%m-%d %H:%M:%S"):
+        with pytest.raises(TimestampParseError) as caught:
+            load_data(path, LoadConfig(target="y", series_col="id", timestamp_format=fmt))
+        said = str(caught.value)
+        assert (
+            "data row 6 (1-based, header not counted), series 'b': cannot parse "
+            "'2018-02-30 01:00:00' as a timestamp (it is no date of the calendar: 2018-02 has "
+            "28 days): no timestamp_format reads it; fix the cell"
+        ) in said, said
+        assert "pass a timestamp_format" not in said, said
+    # an empty time cell of a fleet names its unit too
+    path.write_text(path.read_text().replace("b,2018-02-30 01:00:00", "b,"))
+    with pytest.raises(TimestampParseError) as caught:
+        load_data(path, LoadConfig(target="y", series_col="id"))
+    assert "data row 6 (1-based, header not counted), series 'b': empty timestamp" in str(
+        caught.value
+    )
