@@ -2326,3 +2326,31 @@ def test_backtest_on_a_file_without_the_models_covariate_says_the_model_reads_it
         "covariate 'x' beside 'y', its target: backtest it on a file that holds each of them "
         "under its name"
     ), err
+
+
+def test_backtest_of_a_unit_without_a_covariate_the_model_reads_gives_advice_that_works(
+    tmp_path: Path,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One SKAB run whose Pressure never came through, backtested on a model that reads it:
+    the refusal advised to "leave 'x' out of --covariates", which urnn backtest does not
+    allow (the model's covariates are the only choice)."""
+    frames = [seasonal_frame(400, seed=i).reset_index().assign(run=f"r{i}") for i in range(3)]
+    fleet = tmp_path / "fleet.csv"
+    pd.concat(frames).to_csv(fleet, index=False)
+    argv = ["train", "--data", str(fleet), "--series-col", "run", "--target", "y"]
+    code, _, err = run_cli([*argv, "--covariates", "x", *TINY], settings, capsys)
+    assert code == 0, err
+    frames[1]["x"] = float("nan")
+    new = tmp_path / "new.csv"
+    pd.concat(frames).to_csv(new, index=False)
+    code, _, err = run_cli(["backtest", "--data", str(new)], settings, capsys)
+    assert code == 2, err
+    assert "--covariates" not in err, err
+    assert err.rstrip().endswith(
+        "series 'r1': column 'x' has no value in any of its 400 rows (data rows 401 to 800, "
+        "1-based, header not counted): every series needs values of each covariate: fill them "
+        "in, or leave series 'r1' out of the file (the model reads covariate 'x': a backtest "
+        "cannot leave it out)"
+    ), err

@@ -59,6 +59,16 @@ class EmptyDataError(DataValidationError):
     """No data rows, or a column with no values at all."""
 
 
+class ColumnWithoutValuesError(EmptyDataError):
+    """A column read with no value in any row of a series. `kept`: the message without the
+    remedy of leaving a covariate out, for `urnn backtest`, where the model's covariates are
+    not the user's to choose."""
+
+    def __init__(self, message: str, *, kept: str) -> None:
+        super().__init__(message)
+        self.kept = kept
+
+
 class TimestampParseError(DataValidationError):
     """A timestamp cell that is empty or cannot be parsed."""
 
@@ -1019,17 +1029,21 @@ def check_has_values(
     column = str(empty[0])
     whose = f"series {shown(series)}: " if long else ""
     leave = [f"leave series {shown(series)} out of the file"] if long else []
-    if column == target:
-        needs = "the target"
-    else:
-        needs = "each covariate"
-        leave.append(f"leave {column!r} out of covariates (--covariates)")
-    remedy = ", ".join(["fill them in", *leave[:-1]]) + (f", or {leave[-1]}" if leave else "")
-    raise EmptyDataError(
+    needs = "the target" if column == target else "each covariate"
+    said = (
         f"{source}: {whose}column {column!r} has no value in any of its "
         f"{plural(len(frame), 'row')} (data rows {int(rows.min())} to {int(rows.max())}, "
-        f"1-based, header not counted): every series needs values of {needs}: {remedy}"
+        f"1-based, header not counted): every series needs values of {needs}: "
     )
+    kept = said + _either(["fill them in", *leave])
+    if column != target:
+        leave.append(f"leave {column!r} out of covariates (--covariates)")
+    raise ColumnWithoutValuesError(said + _either(["fill them in", *leave]), kept=kept)
+
+
+def _either(remedies: list[str]) -> str:
+    """'a', 'a, or b', 'a, b, or c'."""
+    return ", ".join(remedies[:-1]) + (", or " if len(remedies) > 1 else "") + remedies[-1]
 
 
 def trim_edges(frame: pd.DataFrame, series: str, source: str, report: Report) -> pd.DataFrame:

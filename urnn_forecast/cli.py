@@ -2305,6 +2305,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from training.split import SplitConfig, shortest_train_span, split_data
     from training.validation import (
         WEEKDAYS,
+        ColumnWithoutValuesError,
         MissingColumnError,
         SeriesTooShortError,
         TimestampParseError,
@@ -2386,6 +2387,16 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     except MissingColumnError as error:
         raise MissingColumnError(
             f"{error}{_model_columns_note(error, predictor.target, predictor.covariates)}"
+        ) from None
+    except ColumnWithoutValuesError as error:
+        if not predictor.covariates or error.kept == str(error):
+            raise
+        # "leave it out of --covariates" is no way out here: the model reads its covariates
+        said = ", ".join(map(repr, predictor.covariates))
+        reads = "covariate" if len(predictor.covariates) == 1 else "covariates"
+        raise ColumnWithoutValuesError(
+            f"{error.kept} (the model reads {reads} {said}: a backtest cannot leave it out)",
+            kept=error.kept,
         ) from None
     trained = meta.get("train")
     if isinstance(trained, dict) and trained.get("channel_independent") is True:
