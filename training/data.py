@@ -453,6 +453,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         stamps = _parse_timestamps(
             raw, time_columns, config.timestamp_format, source, report, ids=ids
         )
+        del ids  # the id column is let go with the rest of the text below, not held on
     # the timestamp and id text is parsed and grouped: only the value columns are read on
     raw = raw[list(config.value_columns)]
     _release_arrow_memory()
