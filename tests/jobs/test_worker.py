@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -680,14 +681,10 @@ def test_a_version_a_lost_attempt_left_half_registered_is_deleted(
     assert client.get_registered_model("pumps").aliases == {"champion": int(champion)}
 
 
-def test_a_lost_attempt_whose_run_had_finished_is_recorded_not_trained_again(
-    db: Database, settings: Settings
-) -> None:
-    """A worker killed after its training had ended (attaching the log, recording the
-    outcome: on the PJM walk a SIGKILL one second after `urnn train` printed its decision)
-    left a FINISHED run and a decided version; the next worker put the job back in the queue
-    and trained it again, registering a second version of the same data. It is recorded as
-    the run ended, and the run is not marked KILLED."""
+def decided_version(settings: Settings, decision: str, reason: str) -> tuple[Any, Any, Any]:
+    """(client, run, version): a run of the jobs experiment whose version of 'pumps' carries
+    the promotion decision a training records as it ends (the run left RUNNING: the caller
+    ends it as the case needs)."""
     from mlflow import MlflowClient
 
     from urnn_forecast.tracking import ensure_experiment
@@ -697,8 +694,21 @@ def test_a_lost_attempt_whose_run_had_finished_is_recorded_not_trained_again(
     run = client.create_run(ensure_experiment("jobs", settings))
     client.create_registered_model("pumps")
     made = client.create_model_version("pumps", "runs:/x/model", run_id=run.info.run_id)
-    client.set_model_version_tag("pumps", made.version, "promotion.decision", "promoted")
-    client.set_model_version_tag("pumps", made.version, "promotion.reason", "no champion yet")
+    client.set_model_version_tag("pumps", made.version, "promotion.decision", decision)
+    client.set_model_version_tag("pumps", made.version, "promotion.reason", reason)
+    return client, run, made
+
+
+def test_a_lost_attempt_whose_run_had_finished_is_recorded_not_trained_again(
+    db: Database, settings: Settings
+) -> None:
+    """A worker killed after its training had ended (attaching the log, recording the
+    outcome: on the PJM walk a SIGKILL one second after `urnn train` printed its decision)
+    left a FINISHED run and a decided version; the next worker put the job back in the queue
+    and trained it again, registering a second version of the same data. It is recorded as
+    the run ended, and the run is not marked KILLED."""
+
+    client, run, made = decided_version(settings, "promoted", "no champion yet")
     client.set_terminated(run.info.run_id)  # FINISHED: the training had ended
 
     (job_id,) = submit(db)
@@ -740,18 +750,10 @@ def test_a_lost_attempt_whose_run_had_finished_is_not_claimed_while_it_is_checke
     every URNN_WORKER_POLL_SECONDS, 2 s) claimed it and trained the same data again, a second
     version, the twin the check exists to prevent. The job stays the lost worker's while its
     run is read; only a run that had not finished puts it back in the queue."""
-    from mlflow import MlflowClient
 
     import jobs.worker as worker_module
-    from urnn_forecast.tracking import ensure_experiment
 
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=settings.resolved_tracking_uri())
-    run = client.create_run(ensure_experiment("jobs", settings))
-    client.create_registered_model("pumps")
-    made = client.create_model_version("pumps", "runs:/x/model", run_id=run.info.run_id)
-    client.set_model_version_tag("pumps", made.version, "promotion.decision", "kept")
-    client.set_model_version_tag("pumps", made.version, "promotion.reason", "mae 2 >= 1")
+    client, run, made = decided_version(settings, "kept", "mae 2 >= 1")
     client.set_terminated(run.info.run_id)
 
     (job_id,) = submit(db)
