@@ -40,6 +40,7 @@ from training.validation import (
     OffsetRangeError,
     checked_offset,
     renamed_alias_hint,
+    series_id_text,
     week_anchor,
 )
 from urnn_forecast.field_types import shown, shown_names
@@ -246,6 +247,8 @@ class ServedModel:
             return shared
         if series_id in self.scales:
             return self.scales[series_id]
+        if series_id_text(series_id) in self.scales:  # '1.0' is the loader's '1'
+            return self.scales[series_id_text(series_id)]
         if len(self.scales) == 1:  # a per-series scaler of one series: use its stats
             return next(iter(self.scales.values()))
         return None

@@ -2354,3 +2354,12 @@ def test_backtest_of_a_unit_without_a_covariate_the_model_reads_gives_advice_tha
         "in, or leave series 'r1' out of the file (the model reads covariate 'x': a backtest "
         "cannot leave it out)"
     ), err
+
+
+def test_test_series_written_as_whole_number_floats_name_the_loaders_ids(csv: Path) -> None:
+    """The loader reads a float id 1.0 as '1' (series_id_text): `--test-series 1.0,2` named
+    a series the data did not hold; the names are read by the loader's rule."""
+    parser = cli.build_parser()
+    argv = ["train", "--data", str(csv), "--target", "y", "--device", "cpu", "--split", "series"]
+    split = cli._train_config(parser.parse_args([*argv, "--test-series", "1.0,2,1.5"])).split(48)
+    assert split.test_series == ("1", "2", "1.5")

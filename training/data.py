@@ -110,6 +110,7 @@ from training.validation import (
     regularise,
     renamed_alias_hint,
     row_label,
+    series_id_text,
     sort_by_time,
     step_alias,
     trim_edges,
@@ -439,7 +440,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         _refuse_blank_rows(raw, source)
         _refuse_units_row(raw, time_columns, config.value_columns, source)
         _refuse_repeated_header(raw, time_columns, source)
-    groups = _group_rows(raw, config, path)
+    groups = _group_rows(raw, config, path, report)
     report.add(
         source,
         "read",
@@ -2948,7 +2949,9 @@ def _report_missing_cells(
     )
 
 
-def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, np.ndarray]:
+def _group_rows(
+    raw: pd.DataFrame, config: LoadConfig, path: Path, report: Report
+) -> dict[str, np.ndarray]:
     """Series id -> positions of its rows in the file, ids in sorted order (deterministic)."""
     if config.series_col is None:
         # the name without its suffix; the whole name where that leaves "", "." or ".."
@@ -2976,7 +2979,29 @@ def _group_rows(raw: pd.DataFrame, config: LoadConfig, path: Path) -> dict[str, 
             f"{shown(text.iloc[row - 1])} is only spaces: every row needs the id of its series"
         )
     _refuse_ids_written_two_ways(indices, config.series_col, path.name)
-    return indices
+    return _whole_number_ids(indices, path.name, report)
+
+
+def _whole_number_ids(
+    indices: dict[str, np.ndarray], source: str, report: Report
+) -> dict[str, np.ndarray]:
+    """Ids renamed by `series_id_text` (a Parquet float id column reads '1.0' as a CSV pandas
+    wrote from floats does; both become '1'). Ids that would meet another id so ('1' and
+    '1.0') were refused above as written two ways, so no two series merge here."""
+    renamed = [series_id for series_id in indices if series_id_text(series_id) != series_id]
+    if not renamed:
+        return indices
+    example = renamed[0]
+    report.add(
+        source,
+        "cast",
+        len(renamed),
+        f"{plural(len(renamed), 'series id')} written as whole-number decimals (such as "
+        f"{shown(example)}, as pandas writes the ids of a column it read as floats) are read as "
+        f"their integer text (such as {shown(series_id_text(example))}), in a CSV and a Parquet "
+        "file alike; other ids are kept as written",
+    )
+    return {series_id_text(k): indices[k] for k in sorted(indices, key=series_id_text)}
 
 
 def _refuse_ids_written_two_ways(

@@ -91,6 +91,7 @@ from training.validation import (
     is_number_text,
     local_steps,
     local_time_problem,
+    series_id_text,
     week_anchor,
     week_start_problem,
     with_seconds_offset,
@@ -641,6 +642,8 @@ class ForecastPredictor:
     def _scaler_id(self, series_id: str) -> str:
         if self.scaler.scope == "global" or series_id in self.scaler.stats:
             return series_id
+        if series_id_text(series_id) in self.scaler.stats:  # '1.0' is the loader's '1'
+            return series_id_text(series_id)
         if len(self.scaler.stats) == 1:  # a per-series scaler of one series: use its stats
             return next(iter(self.scaler.stats))
         raise ForecastInputError(

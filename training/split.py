@@ -76,6 +76,7 @@ from training.validation import (
     fixed_step,
     natural_key,
     plural,
+    series_id_text,
 )
 from urnn_forecast.field_types import not_one_of, shown
 
@@ -189,7 +190,9 @@ class SplitConfig:
                 raise InvalidOptionError(
                     f"{name} must hold non-empty series ids (strings), got {bad[0]!r}"
                 )
-            repeated = sorted({v for v in value if list(value).count(v) > 1})
+            # read as the loader reads ids: 1.0 names the series of a float id column, '1'
+            value = [series_id_text(v) for v in value]
+            repeated = sorted({v for v in value if value.count(v) > 1})
             if repeated:
                 raise InvalidOptionError(f"{name} names {repeated[0]!r} more than once")
             object.__setattr__(self, name, tuple(value))

@@ -380,6 +380,22 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
+# A whole number written as a float ("7.0", "-3.00"): how pandas writes the ids of a column it
+# read as floats, and how a Parquet float id column reads as text.
+_WHOLE_FLOAT_ID = re.compile(r"(-?[0-9]+)\.0+")
+
+
+def series_id_text(series_id: str) -> str:
+    """The one rule for a series id that is a whole-number float: its integer text ("7.0" ->
+    "7"); every other id as written ("1.5", "007", "pump 7"). The same fleet saved with its ids
+    as floats (Parquet float64, or a CSV pandas wrote from floats) and as integers then holds
+    the same series, and a model trained on one file knows the series of the other. The
+    loader, `test_series`/`val_series` and the service's per-series scaler lookup all read
+    ids by it."""
+    whole = _WHOLE_FLOAT_ID.fullmatch(series_id)
+    return series_id if whole is None else whole.group(1)
+
+
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key comparing digit runs as numbers: unit 9 before unit 10, as people number them
     (string order puts 10 and 100 before 9)."""

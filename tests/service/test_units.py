@@ -533,3 +533,18 @@ def test_an_answer_before_routing_takes_the_template_the_router_would_take() -> 
     assert metrics._template(scope("POST", "/a/1")) == "/a/{id}"
     assert metrics._template(scope("PUT", "/a/1")) == "/a/{name}"  # a 405: the first path
     assert metrics._template(scope("POST", "/b")) == "unmatched"
+
+
+def test_a_per_series_scaler_finds_a_float_written_id_by_the_loaders_rule() -> None:
+    """A fleet trained with ids 1, 2 (or 1.0, 2.0 from a Parquet float column: the loader reads
+    both as '1', '2') is asked for series '1.0' by a client whose ids went through floats: it
+    was refused as unknown to the per-series scaler."""
+    from types import SimpleNamespace
+
+    from service.served import ServedModel
+
+    one, two = object(), object()
+    model = SimpleNamespace(global_scales=None, scales={"1": one, "2": two})
+    assert ServedModel.scales_for(cast(Any, model), "1.0") is one
+    assert ServedModel.scales_for(cast(Any, model), "2") is two
+    assert ServedModel.scales_for(cast(Any, model), "1.5") is None

@@ -646,3 +646,38 @@ def test_rows_of_separators_alone_are_named_as_empty_rows(tmp_path: Path) -> Non
     )
     said = refused(path, config, TimestampParseError)
     assert "data row 25 (1-based, header not counted) is empty in every column read" in said
+
+
+def test_whole_number_float_ids_read_the_same_from_csv_and_parquet(tmp_path: Path) -> None:
+    """A fleet whose ids pandas held as floats (an id column with an empty cell somewhere
+    upstream) wrote 1.0, 2.0: the ids were '1.0', '2.0', and the same fleet written with
+    integer ids read '1', '2', so a model trained on one file did not know the series of the
+    other (per-series scalers, seen-until checks). A whole-number float id reads as its
+    integer text, in either format, said once in the report; other numbers stay as written."""
+    frame = pd.DataFrame(
+        {
+            "unit": [float(u) for u in (1, 2, 1.5) for _ in range(4)],
+            "ts": [f"2000-01-0{d}" for _ in range(3) for d in range(1, 5)],
+            "s11": [float(v) for v in range(12)],
+        }
+    )
+    config = LoadConfig(target="s11", series_col="unit", timestamp_col="ts")
+    as_csv = tmp_path / "fleet.csv"
+    frame.to_csv(as_csv, index=False)
+    as_parquet = tmp_path / "fleet.parquet"
+    frame.to_parquet(as_parquet, index=False)
+    as_ints = tmp_path / "ints.csv"
+    frame.assign(unit=["1"] * 4 + ["2"] * 4 + ["1.5"] * 4).to_csv(as_ints, index=False)
+    for path in (as_csv, as_parquet, as_ints):
+        loaded = load_data(path, config)
+        assert sorted(loaded.series) == ["1", "1.5", "2"], path.name
+        said = [d.message for d in loaded.report if "integer text" in d.message]
+        if path is as_ints:
+            assert said == []
+        else:
+            assert said == [
+                f"{path.name}: 2 series ids written as whole-number decimals (such as '1.0', as "
+                "pandas writes the ids of a column it read as floats) are read as their integer "
+                "text (such as '1'), in a CSV and a Parquet file alike; other ids are kept as "
+                "written"
+            ]
