@@ -83,6 +83,7 @@ from training.validation import (
     DataValidationError,
     Decision,
     DuplicatePolicy,
+    DuplicateTimestampError,
     EmptyDataError,
     FillMethod,
     InvalidOptionError,
@@ -94,6 +95,7 @@ from training.validation import (
     OffsetRangeError,
     Report,
     Segment,
+    SeriesDuplicatesError,
     SeriesTooShortError,
     ShortSeriesPolicy,
     TimestampParseError,
@@ -485,17 +487,27 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     # Sort and merge duplicates first: the frequency is inferred from the cleaned timestamps.
     prepared: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}
     numbers = None if len(groups) == 1 else values.to_numpy()
+    # the duplicates refused in each series, then one refusal: a fleet's regions may all
+    # repeat the daylight-saving hour, and naming one a run had a user fix them one at a time
+    repeated: list[tuple[str, DuplicateTimestampError]] = []
     for series_id, positions in groups.items():
         frame = _rows_at(values, numbers, stamps, positions, config.value_columns)
         rows = positions + 1  # 1-based data rows
         frame, rows = sort_by_time(frame, rows, series_id, report)
-        frame, rows = merge_duplicates(
-            frame, rows, series_id, config.duplicates, source, report, wall_clock=wall_clock
-        )
+        try:
+            frame, rows = merge_duplicates(
+                frame, rows, series_id, config.duplicates, source, report, wall_clock=wall_clock
+            )
+        except DuplicateTimestampError as error:
+            repeated.append((series_id, error))
+        if repeated:  # refused below: the other series are read for their duplicates only
+            continue
         check_has_values(
             frame, rows, series_id, config.target, source, long=config.series_col is not None
         )
         prepared[series_id] = (frame, rows)
+    if repeated:
+        _refuse_repeated_timestamps(repeated, len(groups), source)
     del values, numbers, stamps, groups  # each series holds its own rows now
 
     if config.freq is None:
@@ -566,6 +578,40 @@ def _rows_at(
     if numbers is None:
         numbers = values.to_numpy()
     return pd.DataFrame(numbers[positions], columns=list(columns), index=stamps[positions])
+
+
+def _refuse_repeated_timestamps(
+    repeated: list[tuple[str, DuplicateTimestampError]], n_series: int, source: str
+) -> None:
+    """The duplicates refused in a long file's series, as one refusal: under duplicates=
+    "error", how many series repeat a timestamp and the first few, each with its first;
+    refused otherwise (more than two rows under one time), the first series' refusal and
+    which others are refused so too. One series: its own message."""
+    first = repeated[0][1]
+    if len(repeated) == 1:
+        raise first
+    errors = [error for _, error in repeated]
+    if not all(isinstance(error, SeriesDuplicatesError) for error in errors):
+        others = _some_names([series_id for series_id, _ in repeated[1:]])
+        raise DuplicateTimestampError(
+            f"{first} ({len(repeated) - 1:,} more series are refused so too: {others})"
+        )
+    named = [error for error in errors if isinstance(error, SeriesDuplicatesError)]
+    listed = ", ".join(
+        f"{shown(e.series)} (first {e.first} at data rows {e.first_rows})" for e in named[:5]
+    ) + (f" and {len(named) - 5:,} more" if len(named) > 5 else "")
+    merging = ", ".join(p for p in DUPLICATE_POLICIES if p != "error")
+    how_many = (
+        f"all {n_series:,} series"
+        if len(named) == n_series
+        else f"{len(named):,} of the {n_series:,} series"
+    )
+    raise DuplicateTimestampError(
+        f"{source}: {how_many} have duplicated timestamps "
+        f"({sum(e.stamps for e in named):,} timestamps, {sum(e.rows for e in named):,} "
+        f"rows in all): series {listed} (data rows 1-based, header not counted). "
+        f"Set duplicates to one of {merging} to merge them"
+    )
 
 
 @functools.cache

@@ -89,6 +89,22 @@ class DuplicateTimestampError(DataValidationError):
     """Duplicated timestamps while the duplicate policy is "error"."""
 
 
+class SeriesDuplicatesError(DuplicateTimestampError):
+    """One series' duplicated timestamps under duplicates="error", with what a fleet's refusal
+    names of it: the loader gathers these over a long file's series, so that a fleet where
+    every region repeats the daylight-saving hour is told so at once, not one region a run."""
+
+    def __init__(
+        self, message: str, *, series: str, stamps: int, rows: int, first: str, first_rows: str
+    ) -> None:
+        super().__init__(message)
+        self.series = series
+        self.stamps = stamps
+        self.rows = rows
+        self.first = first
+        self.first_rows = first_rows
+
+
 class FrequencyError(DataValidationError):
     """The frequency cannot be inferred, or timestamps are not on the frequency's grid."""
 
@@ -507,11 +523,16 @@ def merge_duplicates(
     first_rows = ", ".join(str(r) for r in rows[frame.index == first])
     if policy == "error":
         merging = ", ".join(p for p in DUPLICATE_POLICIES if p != "error")
-        raise DuplicateTimestampError(
+        raise SeriesDuplicatesError(
             f"{source}: series {shown(series)} has {n_stamps:,} duplicated timestamps "
             f"({n_rows:,} rows); the first is {first} at data rows {first_rows} (1-based, header "
             f"not counted). Set duplicates to one of {merging} "
-            "to merge them"
+            "to merge them",
+            series=series,
+            stamps=n_stamps,
+            rows=n_rows,
+            first=str(first),
+            first_rows=first_rows,
         )
     keep_first = ~frame.index.duplicated(keep="first")
     if policy == "mean":

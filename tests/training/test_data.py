@@ -1599,3 +1599,41 @@ def test_a_date_the_calendar_lacks_is_refused_as_such_not_as_a_format_to_give(
     assert "data row 6 (1-based, header not counted), series 'b': empty timestamp" in str(
         caught.value
     )
+
+
+def test_duplicates_error_in_a_fleet_names_how_many_series_repeat_a_timestamp(
+    tmp_path: Path,
+) -> None:
+    """PJM's six regions each repeat the daylight-saving hour: duplicates='error' named
+    region 'COMED' alone, so a user fixed one series and met the next refusal five times. The
+    refusal counts the series with duplicates and names a few, each with its first."""
+    rows = []
+    for unit in range(1, 9):
+        hours = [0, 1, 2, 3, 3, 4, 5] if unit <= 7 else [0, 1, 2, 3, 4, 5]
+        rows += [f"s{unit},2020-01-01 {h:02d}:00,{h}\n" for h in hours]
+    path = write(tmp_path, "unit,time,y\n" + "".join(rows))
+    with pytest.raises(DuplicateTimestampError) as refused:
+        load_data(path, LoadConfig(target="y", series_col="unit", duplicates="error"))
+    assert str(refused.value) == (
+        "log.csv: 7 of the 8 series have duplicated timestamps (7 timestamps, 14 rows in all): "
+        "series 's1' (first 2020-01-01 03:00:00 at data rows 4, 5), 's2' (first 2020-01-01 "
+        "03:00:00 at data rows 11, 12), 's3' (first 2020-01-01 03:00:00 at data rows 18, 19), "
+        "'s4' (first 2020-01-01 03:00:00 at data rows 25, 26), 's5' (first 2020-01-01 03:00:00 "
+        "at data rows 32, 33) and 2 more (data rows 1-based, header not counted). Set "
+        "duplicates to one of mean, first, last to merge them"
+    )
+    # one series of a fleet: as before, that series and its count
+    one = write(tmp_path, "unit,time,y\n" + "".join(rows[:7]) + "".join(rows[-6:]), "one.csv")
+    with pytest.raises(DuplicateTimestampError, match=r"^one.csv: series 's1' has 1 dup"):
+        load_data(one, LoadConfig(target="y", series_col="unit", duplicates="error"))
+    # every series of the fleet: said so
+    every = write(tmp_path, "unit,time,y\n" + "".join(rows[:14]), "every.csv")
+    with pytest.raises(DuplicateTimestampError, match=r"^every.csv: all 2 series have dup"):
+        load_data(every, LoadConfig(target="y", series_col="unit", duplicates="error"))
+    # more than two rows under one time (duplicates='mean'): the others refused so are named
+    triple = "".join(f"s{u},2020-01-01 0{h}:00,{h + k}\n" for u in range(1, 4) for h in range(4)
+                     for k in (range(3) if h == 2 else range(1)))  # fmt: skip
+    with pytest.raises(DuplicateTimestampError, match=r"\(2 more series are refused so too: "
+                       r"'s2', 's3'\)$"):  # fmt: skip
+        load_data(write(tmp_path, "unit,time,y\n" + triple, "triple.csv"),
+                  LoadConfig(target="y", series_col="unit"))  # fmt: skip
