@@ -642,6 +642,7 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
         GapTooLongError,
         InvalidOptionError,
         SeriesTooShortError,
+        SeveralSeriesError,
         TimestampParseError,
     )
     from training.windows import IncompatibleWindowsError, WindowError
@@ -675,6 +676,10 @@ def _data_error(error: Exception, config: TrainConfig, path: Path) -> JobSpecErr
         field = "config.load.freq"
     elif isinstance(error, GapTooLongError):
         field = "config.load.max_gap"
+    elif isinstance(error, SeveralSeriesError) and load.series_col is None:
+        # "Does the file hold several series? Name their id column with series_col": the
+        # remedy is that field; no duplicates policy reads a fleet right
+        field = "config.load.series_col"
     elif isinstance(error, DuplicateTimestampError):
         field = "config.load.duplicates"
     elif isinstance(error, InvalidOptionError):

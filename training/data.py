@@ -97,6 +97,7 @@ from training.validation import (
     Segment,
     SeriesDuplicatesError,
     SeriesTooShortError,
+    SeveralSeriesError,
     ShortSeriesPolicy,
     TimestampParseError,
     UnreadableFileError,
@@ -593,9 +594,10 @@ def _refuse_repeated_timestamps(
     errors = [error for _, error in repeated]
     if not all(isinstance(error, SeriesDuplicatesError) for error in errors):
         others = _some_names([series_id for series_id, _ in repeated[1:]])
-        raise DuplicateTimestampError(
-            f"{first} ({len(repeated) - 1:,} more series are refused so too: {others})"
+        refusal = (
+            SeveralSeriesError if isinstance(first, SeveralSeriesError) else DuplicateTimestampError
         )
+        raise refusal(f"{first} ({len(repeated) - 1:,} more series are refused so too: {others})")
     named = [error for error in errors if isinstance(error, SeriesDuplicatesError)]
     listed = ", ".join(
         f"{shown(e.series)} (first {e.first} at data rows {e.first_rows})" for e in named[:5]

@@ -89,6 +89,12 @@ class DuplicateTimestampError(DataValidationError):
     """Duplicated timestamps while the duplicate policy is "error"."""
 
 
+class SeveralSeriesError(DuplicateTimestampError):
+    """Duplicated timestamps under most of a series' times: the look of a long file's several
+    series read as one, whose first remedy is `series_col` (a job's 422 names that field where
+    it is not set), not a duplicates policy."""
+
+
 class SeriesDuplicatesError(DuplicateTimestampError):
     """One series' duplicated timestamps under duplicates="error", with what a fleet's refusal
     names of it: the loader gathers these over a long file's series, so that a fleet where
@@ -624,7 +630,8 @@ def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, so
         if int((counts >= 2).sum()) * 2 > frame.index.nunique()
         else ""
     )
-    raise DuplicateTimestampError(
+    refusal = SeveralSeriesError if fleet else DuplicateTimestampError
+    raise refusal(
         f"{source}: series {shown(series)}: {int(counts[first]):,} different rows share the "
         f"timestamp {first} (data rows {at}{more}, 1-based, header not counted), and "
         f"{plural(len(many), 'timestamp')} in all have more than two; duplicates='mean' "
@@ -649,7 +656,7 @@ def _refuse_interleaved_series(
         return
     first = differing.index[0]
     at = ", ".join(str(r) for r in rows[frame.index == first][:5])
-    raise DuplicateTimestampError(
+    raise SeveralSeriesError(
         f"{source}: series {shown(series)}: {len(differing):,} of its {n_stamps:,} timestamps "
         f"({len(differing) / n_stamps:.0%}) hold different rows (the first, {first}, at data "
         f"rows {at}, 1-based, header not counted); duplicates='mean' would average them into "

@@ -856,3 +856,26 @@ def test_a_data_file_swapped_for_a_named_pipe_after_its_check_is_refused_not_wai
         error = _within(10, read, path)
         assert isinstance(error, UnreadableFileError), error
         assert str(error) == said
+
+
+@pytest.mark.parametrize("units", [2, 12])
+def test_a_long_file_sent_without_series_col_is_refused_at_series_col(
+    client: TestClient, fleet_csv: Path, tmp_path: Path, units: int
+) -> None:
+    """A fleet sent without `config.load.series_col`: the loader asks "Does the file hold
+    several series? Name their id column with series_col", and the 422 named the field
+    `config.load.duplicates`, a setting no value of which reads the file right. Two series
+    (every timestamp twice) and twelve (more than two rows under each) alike."""
+    path = tmp_path / "few.csv"
+    pd.read_csv(fleet_csv).query("unit in @UNITS[:@units]").to_csv(path, index=False)
+    spec = tiny_spec(path, target="load", covariates=[])
+    detail = refused(client, spec)
+    assert detail.startswith("field 'config.load.series_col': "), detail
+    assert "Name their id column with series_col" in detail, detail
+    # a duplicates refusal that is not about series ids still names duplicates
+    spec["config"]["load"] = {"series_col": "unit", "duplicates": "error"}
+    doubled = tmp_path / "doubled.csv"
+    frame = pd.read_csv(path)
+    pd.concat([frame, frame.iloc[:1]]).to_csv(doubled, index=False)
+    spec["data"] = str(doubled)
+    assert refused(client, spec).startswith("field 'config.load.duplicates': ")
