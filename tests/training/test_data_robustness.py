@@ -26,6 +26,7 @@ from training.validation import (
     MissingSeriesIdError,
     NonFiniteValueError,
     NonNumericValueError,
+    SeveralSeriesError,
     TimestampParseError,
     UnreadableFileError,
 )
@@ -796,7 +797,7 @@ def test_a_left_out_time_column_is_refused_not_averaged_into_days(tmp_path: Path
     rows = "".join(f"2011-01-0{d},{h},{d * 100 + h}\n" for d in (1, 2, 3) for h in range(24))
     path = write(tmp_path, "dteday,hr,cnt\n" + rows)
     said = refused(path, LoadConfig(target="cnt", timestamp_col="dteday"),
-                   DuplicateTimestampError)  # fmt: skip
+                   SeveralSeriesError)  # fmt: skip
     assert "24 different rows share the timestamp 2011-01-01 00:00:00" in said
     assert "Is a time column left out" in said
     both = LoadConfig(target="cnt", timestamp_col=("dteday", "hr"), timestamp_format="%Y-%m-%d %H")
@@ -840,7 +841,7 @@ def test_two_series_in_a_long_file_read_without_their_ids_are_refused_not_averag
         for i, t in enumerate(hours)
     )
     path = write(tmp_path, text, "pumps.csv")
-    said = refused(path, LoadConfig(target="y"), DuplicateTimestampError)
+    said = refused(path, LoadConfig(target="y"), SeveralSeriesError)
     assert "series 'pumps': 48 of its 48 timestamps (100%) hold different rows" in said
     assert "at data rows 1, 49" in said
     assert "Name their id column with series_col (--series-col)" in said
@@ -864,7 +865,7 @@ def test_a_fleet_of_three_or_more_read_without_its_ids_is_asked_for_its_id_colum
         for i, t in enumerate(hours)
     )
     said = refused(write(tmp_path, text, "fleet.csv"), LoadConfig(target="y"),
-                   DuplicateTimestampError)  # fmt: skip
+                   SeveralSeriesError)  # fmt: skip
     assert "3 different rows share the timestamp 2020-01-01 00:00:00" in said
     assert "Does the file hold several series? Name their id column with series_col" in said
     assert "Is a time column left out" in said
