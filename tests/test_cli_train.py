@@ -2363,3 +2363,17 @@ def test_test_series_written_as_whole_number_floats_name_the_loaders_ids(csv: Pa
     argv = ["train", "--data", str(csv), "--target", "y", "--device", "cpu", "--split", "series"]
     split = cli._train_config(parser.parse_args([*argv, "--test-series", "1.0,2,1.5"])).split(48)
     assert split.test_series == ("1", "2", "1.5")
+
+
+def test_one_test_unit_and_one_validating_unit_are_said_in_the_singular() -> None:
+    """ "1 are the test units": the held-out line of a fleet split by series."""
+    from types import SimpleNamespace
+
+    from training.pipeline import held_out_lines
+
+    roles = {"a": "train", "b": "train", "c": "val", "d": "test"}
+    splits = {sid: SimpleNamespace(plan=SimpleNamespace(role=role)) for sid, role in roles.items()}
+    assert held_out_lines(splits) == [  # type: ignore[arg-type]
+        "split 'series': 2 series train on their whole history; 1 validates (c); 1 is the test "
+        "unit, never seen in training (d)"
+    ]

@@ -110,6 +110,7 @@ from training.validation import (
     merge_duplicates,
     natural_key,
     plural,
+    plural_says,
     regularise,
     renamed_alias_hint,
     row_label,
@@ -1765,7 +1766,7 @@ def _steps_as_timestamps(
         raise TimestampParseError(
             f"{source}: column {column!r}, {row_label(row)}: {shown(raw[column].iloc[row - 1])} is "
             f"not a whole step number (step_origin is set, so this column counts steps); "
-            f"{int(bad.sum()):,} rows fail"
+            f"{plural_says(int(bad.sum()), 'row', 'fails', 'fail')}"
         )
     assert config.freq is not None and config.step_origin is not None  # LoadConfig checks
     step = fixed_step(config.freq)
@@ -1839,8 +1840,9 @@ def _parse_timestamps(
             raise TimestampParseError(
                 f"{source}: column {column!r}, {row_label(row)}{_series_at(ids, row)}: empty "
                 "timestamp, or a "
-                f"missing-value word (NA, NULL, None, #N/A, ...) ({int(empty.sum()):,} such "
-                "cells in this column): every row needs its time"
+                f"missing-value word (NA, NULL, None, #N/A, ...) "
+                f"({plural(int(empty.sum()), 'such cell')} in this column): every row needs its "
+                "time"
             )
     label = " + ".join(repr(c) for c in columns)
     several_offsets = False
@@ -1958,7 +1960,7 @@ def _parse_timestamps(
             raise TimestampParseError(
                 f"{source}: column {label}, {row_label(row)}{_series_at(ids, row)}: cannot parse "
                 f"{shown(text.iloc[row - 1])} as a timestamp {hint}; "
-                f"{int(bad.sum()):,} rows fail"
+                f"{plural_says(int(bad.sum()), 'row', 'fails', 'fail')}"
             )
         _refuse_dateless(text, parsed, label, source)
         if parsed.dt.tz is not None:
@@ -2161,7 +2163,8 @@ def _refuse_offsets_in_some_rows(
             f"; series with offsets: {_some_names(with_offsets)}; without: {_some_names(without)}"
         )
     raise TimestampParseError(
-        f"{source}: column {label}: {int(zoned.sum()):,} rows carry a UTC offset (first "
+        f"{source}: column {label}: "
+        f"{plural_says(int(zoned.sum()), 'row', 'carries', 'carry')} a UTC offset (first "
         f"{row_label(first_zoned)}{of_series(first_zoned)}: "
         f"{shown(text.iloc[first_zoned - 1])}) and {int((~zoned).sum()):,} carry none (first "
         f"{row_label(first_naive)}{of_series(first_naive)}: "
@@ -2515,7 +2518,7 @@ def _refuse_signed_hours(text: pd.Series, parsed: pd.Series, label: str, source:
             "a zone name and a signed offset, which is read two ways (pandas, as POSIX, "
             "reads GMT+1 as one hour behind UTC; most writers mean one hour ahead): write the "
             "offset as +01:00 or -01:00 (as pandas' Timestamp.isoformat writes it); "
-            f"{int(wrong.sum()):,} rows hold one"
+            f"{plural_says(int(wrong.sum()), 'row', 'holds', 'hold')} one"
         )
 
 
@@ -2543,7 +2546,8 @@ def _refuse_dateless(text: pd.Series, parsed: pd.Series, label: str, source: str
         raise TimestampParseError(
             f"{source}: column {label}, {row_label(position + 1)}: {shown(text.iloc[position])} "
             f"reads as {days.iloc[position]}, outside the times the service can date "
-            f"({pd.Timestamp.min} to {pd.Timestamp.max}); {int(outside.sum()):,} rows are"
+            f"({pd.Timestamp.min} to {pd.Timestamp.max}); "
+            f"{plural_says(int(outside.sum()), 'row', 'is', 'are')}"
         )
 
 
@@ -2564,7 +2568,8 @@ def _refuse_sub_microsecond(
     cell = text.iloc[position] if text is not None else parsed.iloc[position]
     raise TimestampParseError(
         f"{source}: column {label}, {row_label(position + 1)}: {shown(str(cell))} is dated "
-        f"finer than the microsecond ({int(finer.sum()):,} rows are), which the forecast API "
+        f"finer than the microsecond ({plural_says(int(finer.sum()), 'row', 'is', 'are')}), "
+        "which the forecast API "
         "and a model's `start` do not take: round the timestamps to the microsecond (or a "
         "coarser step) before training"
     )
@@ -2884,11 +2889,11 @@ def _refuse_repeated_header(raw: pd.DataFrame, time_columns: Sequence[str], sour
         return
     row = int(np.argmax(repeated)) + 1
     raise TimestampParseError(
-        f"{source}: {row_label(row)} repeats the header line ({int(repeated.sum()):,} such "
-        f"rows): files joined with their header lines? The loader reads one header line and "
-        "every line after it as data: delete the repeated header lines (join the files with "
-        "the header of the first only: pandas.concat of each file read, or `tail -n +2` of "
-        "each file after the first)"
+        f"{source}: {row_label(row)} repeats the header line "
+        f"({plural(int(repeated.sum()), 'such row')}): files joined with their header lines? "
+        "The loader reads one header line and every line after it as data: delete the "
+        "repeated header lines (join the files with the header of the first only: "
+        "pandas.concat of each file read, or `tail -n +2` of each file after the first)"
     )
 
 

@@ -1626,9 +1626,9 @@ def time_split_lines(splits: Mapping[str, SeriesSplit], method: str, limit: int 
                 parts.append(f"{name} {own[0]} to {own[-1]} ({len(own):,} rows)")
         unused = []
         if plan.train.start:
-            unused.append(f"{plan.train.start:,} rows before train")
+            unused.append(f"{plural(plan.train.start, 'row')} before train")
         if after := plan.n_rows - plan.test.stop:
-            unused.append(f"{after:,} rows after test, the split's span ended")
+            unused.append(f"{plural(after, 'row')} after test, the split's span ended")
         left = f"; unused: {', '.join(unused)}" if unused else ""
         lines.append(f"split {method!r} of {series_id}: {', '.join(parts)}{left}")
     if len(plain) > limit:
@@ -1647,10 +1647,14 @@ def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:
         return []
     n_train = len(splits) - len(roles["val"]) - len(roles["test"])
 
+    n_val, n_test = len(roles["val"]), len(roles["test"])
     return [
-        f"split 'series': {n_train:,} series train on their whole history; "
-        f"{len(roles['val']):,} validate ({named_ids(roles['val'])}); {len(roles['test']):,} "
-        f"are the test units, never seen in training ({named_ids(roles['test'])})"
+        f"split 'series': {n_train:,} series "
+        f"{'trains on its' if n_train == 1 else 'train on their'} whole history; "
+        f"{n_val:,} {'validates' if n_val == 1 else 'validate'} "
+        f"({named_ids(roles['val'])}); {n_test:,} "
+        f"{'is the test unit' if n_test == 1 else 'are the test units'}, never seen in "
+        f"training ({named_ids(roles['test'])})"
     ]
 
 

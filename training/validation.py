@@ -402,6 +402,11 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
+def plural_says(n: int, word: str, one: str, many: str) -> str:
+    """`plural` with its verb: `1 row fails`, `3 rows fail` (`one`, `many`: the verb's forms)."""
+    return f"{plural(n, word)} {one if n == 1 else many}"
+
+
 # A whole number written as a float ("7.0", "-3.00"): how pandas writes the ids of a column it
 # read as floats, and how a Parquet float id column reads as text.
 _WHOLE_FLOAT_ID = re.compile(r"(-?[0-9]+)\.0+")
@@ -530,7 +535,7 @@ def merge_duplicates(
     if policy == "error":
         merging = ", ".join(p for p in DUPLICATE_POLICIES if p != "error")
         raise SeriesDuplicatesError(
-            f"{source}: series {shown(series)} has {n_stamps:,} duplicated timestamps "
+            f"{source}: series {shown(series)} has {plural(n_stamps, 'duplicated timestamp')} "
             f"({n_rows:,} rows); the first is {first} at data rows {first_rows} (1-based, header "
             f"not counted). Set duplicates to one of {merging} "
             "to merge them",
@@ -872,7 +877,8 @@ def regularise(
         raise FrequencyError(
             f"{source}: series {shown(series)}: timestamp {frame.index[first]} at "
             f"{row_label(int(rows[first]))} is not on the {freq!r} grid that starts at {start} "
-            f"({np.count_nonzero(~on_grid):,} timestamps are off it). The loader does not "
+            f"({plural_says(int(np.count_nonzero(~on_grid)), 'timestamp', 'is', 'are')} off "
+            "it). The loader does not "
             "resample: pass the freq the data is recorded at (a calendar frequency other than "
             "month starts or ends, such as 'B' or 'W-MON', must be passed explicitly), or "
             "resample the file first"

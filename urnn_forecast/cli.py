@@ -2226,6 +2226,8 @@ def _remove_earlier_backtest(output: str) -> None:
     """--overwrite: the earlier backtest's files removed before this one writes its own (none
     of it left to pass for this run's), and said; files it does not write are kept, and
     DIR/plots too where such a file is left there."""
+    from training.validation import plural
+
     earlier = _earlier_backtest_files(output)
     if not earlier:
         return
@@ -2241,7 +2243,8 @@ def _remove_earlier_backtest(output: str) -> None:
     if plots.is_dir() and not any(plots.iterdir()):
         plots.rmdir()
     print(
-        f"--overwrite: removed the earlier backtest's {len(earlier):,} files from {output} "
+        f"--overwrite: removed the earlier backtest's {plural(len(earlier), 'file')} from "
+        f"{output} "
         f"({_files_said(output, earlier)}); files urnn backtest does not write are kept",
         flush=True,
     )

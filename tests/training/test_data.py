@@ -1637,3 +1637,34 @@ def test_duplicates_error_in_a_fleet_names_how_many_series_repeat_a_timestamp(
                        r"'s2', 's3'\)$"):  # fmt: skip
         load_data(write(tmp_path, "unit,time,y\n" + triple, "triple.csv"),
                   LoadConfig(target="y", series_col="unit"))  # fmt: skip
+
+
+_ONE_BAD: list[tuple[str, str, dict[str, str], str]] = [
+    # (what, the one bad timestamp cell, LoadConfig extras, the singular said)
+    ("unparseable", "not a time", {}, "; 1 row fails"),
+    ("empty", "", {}, "(1 such cell in this column)"),
+    ("step number", "2.5", {"step_origin": "2000-01-01", "freq": "h"}, "; 1 row fails"),
+    ("offset in one row", "2020-01-01 05:00:00+01:00", {}, "1 row carries a UTC offset"),
+    ("off the grid", "2020-01-01 05:30:00", {"freq": "h"}, "(1 timestamp is off it)"),
+]
+
+
+@pytest.mark.parametrize(("what", "cell", "extra", "said"), _ONE_BAD, ids=[c[0] for c in _ONE_BAD])
+def test_a_refusal_of_one_row_says_it_in_the_singular(
+    tmp_path: Path, what: str, cell: str, extra: dict[str, str], said: str
+) -> None:
+    """ "1 rows fail", "1 such cells", "1 timestamps are off it": the counts of refusals are
+    read by people, and one bad row is the commonest count there is."""
+    stamps = [str(i) for i in range(8)] if "step_origin" in extra else hourly(8)
+    stamps[5] = cell
+    path = write(tmp_path, csv_of(stamps, [str(i) for i in range(8)]))
+    with pytest.raises(DataValidationError) as refused:
+        load_data(path, LoadConfig(target="y", **extra))  # type: ignore[arg-type]
+    assert said in str(refused.value), str(refused.value)
+
+
+def test_one_duplicated_timestamp_refused_is_said_in_the_singular(tmp_path: Path) -> None:
+    stamps = hourly(4)
+    path = write(tmp_path, csv_of([*stamps[:2], stamps[1], *stamps[2:]], list("12345")))
+    with pytest.raises(DuplicateTimestampError, match=r"has 1 duplicated timestamp \(2 rows\)"):
+        load_data(path, LoadConfig(target="y", duplicates="error"))

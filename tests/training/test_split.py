@@ -782,7 +782,7 @@ def test_held_out_ids_with_outer_spaces_are_quoted_in_the_report() -> None:
         for sid, role in ((" PJM", "test"), ("PJM ", "val"), ("007", "test"), ("FE", "train"))
     }
     assert held_out_lines(splits) == [  # type: ignore[arg-type]
-        "split 'series': 1 series train on their whole history; 1 validate ('PJM '); 2 are "
+        "split 'series': 1 series trains on its whole history; 1 validates ('PJM '); 2 are "
         "the test units, never seen in training (007, ' PJM')"
     ]
 

@@ -177,7 +177,7 @@ def test_a_fleet_split_by_unit_trains_on_whole_engines_and_scores_unseen_ones(
     n_values = int(result.tables["overall"]["n"].iloc[0])
     assert n_values == 2 * (120 - 24 - 6 + 1) * 6  # every origin of both units
     assert (
-        "split 'series': 7 series train on their whole history; 1 validate (8); 2 are the test "
+        "split 'series': 7 series train on their whole history; 1 validates (8); 2 are the test "
         "units, never seen in training (9, 10)" in reports[0]
     )
     run = mlflow.MlflowClient().get_run(result.run_id)
@@ -326,7 +326,7 @@ def test_named_test_units_train_register_and_are_backtested_again_by_name(
     out = capsys.readouterr().out
     assert code == 0
     assert (
-        "7 series train on their whole history; 1 validate (10); 2 are the test units, never "
+        "7 series train on their whole history; 1 validates (10); 2 are the test units, never "
         "seen in training (2, 5)" in out
     )
     run = mlflow.MlflowClient().get_run(
