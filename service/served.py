@@ -39,6 +39,7 @@ from training.split import GLOBAL
 from training.validation import (
     OffsetRangeError,
     checked_offset,
+    matching_id,
     renamed_alias_hint,
     series_id_text,
     week_anchor,
@@ -249,6 +250,8 @@ class ServedModel:
             return self.scales[series_id]
         if series_id_text(series_id) in self.scales:  # '1.0' is the loader's '1'
             return self.scales[series_id_text(series_id)]
+        if (key := matching_id(self.scales, series_id)) is not None:  # a model's from before
+            return self.scales[key]
         if len(self.scales) == 1:  # a per-series scaler of one series: use its stats
             return next(iter(self.scales.values()))
         return None

@@ -91,6 +91,7 @@ from training.validation import (
     is_number_text,
     local_steps,
     local_time_problem,
+    matching_id,
     series_id_text,
     week_anchor,
     week_start_problem,
@@ -644,6 +645,8 @@ class ForecastPredictor:
             return series_id
         if series_id_text(series_id) in self.scaler.stats:  # '1.0' is the loader's '1'
             return series_id_text(series_id)
+        if (key := matching_id(self.scaler.stats, series_id)) is not None:  # from before
+            return key
         if len(self.scaler.stats) == 1:  # a per-series scaler of one series: use its stats
             return next(iter(self.scaler.stats))
         raise ForecastInputError(

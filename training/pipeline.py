@@ -116,6 +116,7 @@ from training.validation import (
     SeriesTooShortError,
     natural_key,
     plural,
+    series_id_text,
     week_anchor,
     week_start_problem,
 )
@@ -2092,7 +2093,11 @@ def recorded_seen_until(meta: Mapping[str, Any]) -> dict[str, pd.Timestamp] | No
     if not isinstance(recorded, Mapping) or not recorded:
         return None
     try:
-        return {str(unit): naive_utc(pd.Timestamp(stamp)) for unit, stamp in recorded.items()}
+        # units by the loader's id rule: a model trained before it recorded float ids as '1.0'
+        return {
+            series_id_text(str(unit)): naive_utc(pd.Timestamp(stamp))
+            for unit, stamp in recorded.items()
+        }
     except (TypeError, ValueError):
         return None
 

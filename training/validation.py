@@ -15,7 +15,7 @@ the source file so that errors can point back at it.
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Literal
@@ -421,6 +421,15 @@ def series_id_text(series_id: str) -> str:
     ids by it."""
     whole = _WHOLE_FLOAT_ID.fullmatch(series_id)
     return series_id if whole is None else whole.group(1)
+
+
+def matching_id(known: Iterable[str], series_id: str) -> str | None:
+    """The id of `known` (a model's scaler statistics, its seen_until) that names `series_id`
+    by `series_id_text`'s rule: itself, its integer text ('1.0' asked of a model that knows
+    '1'), or an id a model trained before that rule recorded as written ('1.0', asked as '1').
+    None: no such id."""
+    canonical = series_id_text(series_id)
+    return next((key for key in known if series_id_text(key) == canonical), None)
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:

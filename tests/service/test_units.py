@@ -548,3 +548,29 @@ def test_a_per_series_scaler_finds_a_float_written_id_by_the_loaders_rule() -> N
     assert ServedModel.scales_for(cast(Any, model), "1.0") is one
     assert ServedModel.scales_for(cast(Any, model), "2") is two
     assert ServedModel.scales_for(cast(Any, model), "1.5") is None
+
+
+def test_a_model_trained_before_the_float_id_rule_keeps_its_series() -> None:
+    """A model trained on a float id file before the loader read 1.0 as '1' holds scaler
+    statistics (and train.seen_until) under '1.0': its fleet, now loaded as '1', '2', must
+    still find them, in the service, in the pyfunc (urnn backtest) and in the seen rows."""
+    from types import SimpleNamespace
+
+    from service.served import ServedModel
+    from training.mlflow_model import ForecastPredictor
+    from training.pipeline import recorded_seen_until
+
+    one, two = object(), object()
+    model = SimpleNamespace(global_scales=None, scales={"1.0": one, "2.0": two})
+    assert ServedModel.scales_for(cast(Any, model), "1") is one
+    assert ServedModel.scales_for(cast(Any, model), "2.0") is two
+    assert ServedModel.scales_for(cast(Any, model), "3") is None
+    scaler = SimpleNamespace(scope="series", stats={"1.0": {}, "2.0": {}})
+    predictor = SimpleNamespace(scaler=scaler)
+    assert ForecastPredictor._scaler_id(cast(Any, predictor), "2") == "2.0"
+    assert ForecastPredictor._scaler_id(cast(Any, predictor), "1.0") == "1.0"
+    meta = {"train": {"seen_until": {"1.0": "2020-01-02 00:00:00", "b": "2020-01-03"}}}
+    assert recorded_seen_until(meta) == {
+        "1": pd.Timestamp("2020-01-02"),
+        "b": pd.Timestamp("2020-01-03"),
+    }
