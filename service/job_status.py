@@ -165,7 +165,10 @@ class JobStatusReader:
     def _refresh(self) -> None:
         try:
             reading = JobStatusReading(self._read(), up=True)
-        except (SQLAlchemyError, MissingJobDatabaseError) as error:
+        # ImportError: a dialect whose driver is not installed (mysql://), raised when the
+        # engine is made; it ended this thread with a traceback and left the read in flight
+        # for good, so no scrape read again (the job API answers such a URL with a 503)
+        except (SQLAlchemyError, MissingJobDatabaseError, ImportError) as error:
             first = self._reading is None or self._reading.up
             if first:  # once per outage, not every ttl
                 logger.warning(f"job metrics: the job database cannot be read: {error!r:.300}")

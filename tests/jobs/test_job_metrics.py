@@ -303,3 +303,36 @@ def test_a_look_that_fails_neither_ends_the_looks_nor_breaks_the_shutdown(
             time.sleep(0.05)
     said = [r for r in caplog.records if "looking at the job database's reading" in r.message]
     assert len(said) == 1 and said[0].exc_info is not None
+
+
+def test_a_database_whose_driver_is_missing_is_down_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """URNN_DATABASE_URL=mysql://... (a dialect whose driver is not installed): the job API
+    answers 503 saying so, but the metrics' read raised ModuleNotFoundError out of its thread,
+    printed a traceback, and left the read "in flight" for ever: the next scrapes never read
+    again. It reads as down, said once in one line, and the next look reads again."""
+    import threading
+
+    import service.job_status as job_status
+
+    def no_driver(url: str, **kwargs: object) -> object:
+        raise ModuleNotFoundError("No module named 'MySQLdb'")
+
+    monkeypatch.setattr(job_status, "make_engine", no_driver)
+    escaped: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(args.exc_value))
+    now = [0.0]
+    reader = JobStatusReader("mysql://u:PW-SECRET@127.0.0.1/x", ttl=10.0, clock=lambda: now[0])
+    assert reader.latest() is None  # nothing read yet: the read starts in the background
+    reader.wait(5)
+    assert escaped == []
+    reading = reader.latest()
+    assert reading is not None and not reading.up
+    said = [r.getMessage() for r in caplog.records if "job database" in r.getMessage()]
+    assert len(said) == 1 and "MySQLdb" in said[0] and "PW-SECRET" not in said[0]
+    now[0] = 20.0  # stale again: another read starts (none is stuck in flight)
+    reader.latest()
+    reader.wait(5)
+    assert escaped == []
+    assert len([r for r in caplog.records if "job database" in r.getMessage()]) == 1
