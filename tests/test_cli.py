@@ -840,6 +840,26 @@ def test_a_password_in_a_refused_database_url_is_not_shown(
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "jobs:s3cret@db:5432/urnn",  # the scheme left out
+        "postgresql//jobs:s3cret@db:5432/urnn",  # its ':' left out
+        "postgresql:/jobs:s3cret@db:5432/urnn",  # a '/' left out
+        "jobs:s3c@ret@db/urnn",
+    ],
+)
+def test_a_password_in_a_database_url_without_its_scheme_is_not_shown(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A URL mistyped before its '://' was echoed whole in the refusal, password included
+    (the masking looked for `scheme://user:` only): on the terminal and in the service's log."""
+    monkeypatch.setenv("URNN_DATABASE_URL", url)
+    code, err = run_with_environment(["db", "current"], capsys)
+    assert code == 2 and "URNN_DATABASE_URL" in err, err
+    assert "s3c" not in err and "***@db" in err, err
+
+
+@pytest.mark.parametrize(
     ("field", "url"),
     [
         ("mlflow_tracking_uri", "https://mlflow.example.com/users/a@b.com/runs@2"),

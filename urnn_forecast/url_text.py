@@ -4,7 +4,8 @@ import re
 
 # The start of a query: a '?' before `name=` (a '?' inside a password is followed by no '=').
 _QUERY = re.compile(r"\?[\w.\-]+=")
-_USER = re.compile(r"^[A-Za-z][\w+.-]*://[^:/@?#]*:")
+_SCHEME = re.compile(r"^[A-Za-z][\w+.-]*://")
+_USER = re.compile(_SCHEME.pattern + r"[^:/@?#]*:")
 
 
 # Query parameters that carry secrets (libpq's password=, an http token=): their values too.
@@ -32,8 +33,8 @@ def password_hidden(url: str) -> str:
 
     url = _SECRET_PARAMETER.sub(r"\1***", url)
     user = _USER.match(url)
-    if user is None:
-        return url
+    if user is None:  # no password there, or no scheme to tell where it is
+        return url if _SCHEME.match(url) else _schemeless_hidden(url)
     if url.split(":", 1)[0].lower() in ("http", "https"):
         try:
             netloc = urlsplit(url).netloc
@@ -55,6 +56,18 @@ def password_hidden(url: str) -> str:
 # `:password@` / `password=` context: "urnn" (docker-compose's default) would mask every
 # "urnn" in a log. Such a password is still masked in those contexts (jobs.worker).
 MIN_MASKED_SECRET = 6
+
+
+def _schemeless_hidden(url: str) -> str:
+    """A URL mistyped before its '://' (`user:password@host/db`, `postgresql//u:p@h/db`):
+    all before the last '@' of its head as ***, when a ':' there may start a password; shown
+    whole, the refusal of such a URL quoted its password. A path holding '@' but no ':'
+    (`/srv/a@b/mlflow`) is as written."""
+    head = before_query(url)
+    at = head.rfind("@")
+    if at < 0 or ":" not in head[:at]:
+        return url
+    return f"***{url[at:]}"
 
 
 def url_secrets(url: str, *, min_length: int = MIN_MASKED_SECRET) -> list[str]:
