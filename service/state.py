@@ -32,6 +32,10 @@ from urnn_forecast.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# A shorter URNN_API_KEY is warned about at start: the docs' example `change-me`, copied as it
+# is, opened the jobs API (which reads files) to anyone who had read the README.
+MIN_API_KEY_LENGTH = 16
+
 
 def log_adaptive_span(model: ServedModel, settings: Settings) -> None:
     """Rolling intervals: say how many steps of one series the window spans with this model's
@@ -156,6 +160,13 @@ class ServiceState:
                     f"URNN_API_KEY is not set: mutating endpoints ({GUARDED}) are "
                     "disabled and answer 403; set URNN_API_KEY to enable them"
                 )
+        elif len(self.settings.api_key.get_secret_value()) < MIN_API_KEY_LENGTH:
+            # the length only: the log is no place for the key, nor for how short it is
+            logger.warning(
+                f"URNN_API_KEY is shorter than {MIN_API_KEY_LENGTH} characters: it can be "
+                f"guessed, and whoever has it reaches {GUARDED} (jobs read the files this "
+                "service can read); set a random one, e.g. `openssl rand -hex 32`"
+            )
         jobs_open = self.settings.api_key is not None or self.settings.env == "development"
         if jobs_open and self.settings.job_data_dirs is None:
             logger.warning(

@@ -286,6 +286,27 @@ def test_missing_key_is_logged_at_startup(
     assert "disabled" in caplog.text
 
 
+@pytest.mark.parametrize("key", ["change-me", "test-key", "hunter2hunter2x"])
+def test_a_guessable_key_is_logged_at_startup_without_the_key(
+    key: str, client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's and the compose file's `URNN_API_KEY=change-me`, copied as it is, served
+    jobs (which read files) and reloads to anyone who had read the README, with nothing said."""
+    with caplog.at_level("WARNING", logger="service.state"):
+        client_for(api_key=key)
+    said = [r.getMessage() for r in caplog.records if "URNN_API_KEY" in r.getMessage()]
+    assert len(said) == 1 and "openssl rand -hex 32" in said[0], said
+    assert key not in caplog.text
+
+
+def test_a_long_random_key_is_not_warned_about(
+    client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="service.state"):
+        client_for(api_key="9f2c4e1a7b3d5f60812a4c6e8b0d2f41")
+    assert not [r for r in caplog.records if "URNN_API_KEY" in r.getMessage()]
+
+
 def test_a_load_that_hangs_does_not_hold_start_up_or_shut_down(registry: Registry) -> None:
     """A registry that accepted and never answered held /healthz and SIGTERM for minutes (an
     audit's): start-up waits URNN_STARTUP_LOAD_WAIT_SECONDS, then answers while it loads."""
