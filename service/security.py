@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import Depends, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from service.errors import ApiKeyError
 from service.state import StateDep
+from urnn_forecast.field_types import shown
 
 API_KEY_HEADER = APIKeyHeader(
     name="X-API-Key",
@@ -33,11 +35,14 @@ MISSING_OR_WRONG_KEY = "missing or wrong X-API-Key header"
 
 
 def require_api_key(
-    state: StateDep, key: Annotated[str | None, Security(API_KEY_HEADER)] = None
+    request: Request,
+    state: StateDep,
+    key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
 ) -> None:
     configured = state.settings.api_key
     if configured is None:
         if state.settings.env == "development":
+            refuse_other_origins(request)
             return
         raise ApiKeyError(NO_KEY_CONFIGURED, status_code=403)
     expected = configured.get_secret_value().encode()
@@ -46,11 +51,49 @@ def require_api_key(
 
 
 def require_api_key_for_reads(
-    state: StateDep, key: Annotated[str | None, Security(API_KEY_HEADER)] = None
+    request: Request,
+    state: StateDep,
+    key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
 ) -> None:
     """The same check on a read endpoint, when URNN_API_KEY_FOR_READS asks for it."""
     if state.settings.api_key_for_reads:
-        require_api_key(state, key)
+        require_api_key(request, state, key)
+
+
+def refuse_other_origins(request: Request) -> None:
+    """With no key (URNN_ENV=development), a guarded request sent by a page of another site:
+    a form's POST to /model/reload?force=true or /jobs/{id}/cancel takes no body, so the
+    browser sends it without a preflight, and without a key nothing else stops it."""
+    headers = {name: value for name, value in reversed(request.scope["headers"])}
+    if same_origin(headers):
+        return
+    origin = headers.get(b"origin", b"").decode("latin-1")
+    host = headers.get(b"host", b"").decode("latin-1").strip()[:100]  # echoed: shortened
+    own = f"'http://{host}' or 'https://{host}'" if host else "none (no Host header)"
+    raise ApiKeyError(
+        f"header 'Origin': {shown(origin)} is a page of another origin; with no URNN_API_KEY "
+        "configured (URNN_ENV=development) this endpoint takes requests with no Origin header "
+        f"(a client that is not a browser) or with this service's own origin, {own}; set "
+        "URNN_API_KEY and send it as X-API-Key otherwise",
+        status_code=403,
+    )
+
+
+def same_origin(headers: dict[bytes, bytes]) -> bool:
+    """Whether a handshake comes from no browser page (no Origin header) or from a page of this
+    service's own origin (its host and port are the Host header's). Checked where no key is
+    configured (URNN_ENV=development): a browser sends no preflight for a WebSocket, and a
+    page cannot set X-API-Key on one, so without a key any site the user opened could
+    otherwise connect to the local service and write its streaming series."""
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+    try:
+        parts = urlsplit(origin.decode("latin-1").strip())
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host
 
 
 # For `dependencies=[ApiKeyDep]` on a route: the check runs, the value is not needed.

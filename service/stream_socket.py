@@ -29,7 +29,6 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import pydantic_core
@@ -46,7 +45,7 @@ from service.fast_routes import (
     plain_series_id,
 )
 from service.json_block import repeated_observations_key
-from service.security import MISSING_OR_WRONG_KEY, NO_KEY_CONFIGURED
+from service.security import MISSING_OR_WRONG_KEY, NO_KEY_CONFIGURED, same_origin
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_RULE
 from service.state import ServiceState
 from service.stream_fast_path import fast_observations
@@ -108,23 +107,6 @@ async def deny(websocket: WebSocket, status: int, detail: str) -> None:
         return
     reason = detail.encode()[:123].decode("utf-8", "ignore")  # a close reason: 123 bytes at most
     await websocket.close(code=POLICY_VIOLATION, reason=reason)
-
-
-def same_origin(headers: dict[bytes, bytes]) -> bool:
-    """Whether a handshake comes from no browser page (no Origin header) or from a page of this
-    service's own origin (its host and port are the Host header's). Checked where no key is
-    configured (URNN_ENV=development): a browser sends no preflight for a WebSocket, and a
-    page cannot set X-API-Key on one, so without a key any site the user opened could
-    otherwise connect to the local service and write its streaming series."""
-    origin = headers.get(b"origin")
-    if origin is None:
-        return True
-    host = headers.get(b"host", b"").decode("latin-1").strip().lower()
-    try:
-        parts = urlsplit(origin.decode("latin-1").strip())
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host
 
 
 async def _serve_messages(websocket: WebSocket, state: ServiceState) -> None:

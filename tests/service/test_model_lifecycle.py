@@ -299,6 +299,29 @@ def test_a_guessable_key_is_logged_at_startup_without_the_key(
     assert key not in caplog.text
 
 
+def test_without_a_key_a_page_of_another_site_cannot_post_to_the_local_service(
+    client_for: Callable[..., TestClient],
+) -> None:
+    """URNN_ENV=development, no key: a form on any site the developer opened could POST
+    /model/reload?force=true (or cancel a job: both take no body, so the browser sends no
+    preflight) to the local service; the WebSocket already refused another origin. A request
+    from another origin is refused with a 403 naming the header; curl (no Origin) and the
+    service's own pages (/docs) still pass."""
+    client = client_for(api_key=None, env="development")
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for origin in ("https://evil.example", "null", "http://testserver.evil.example"):
+        answer = client.post("/model/reload?force=true", headers={**form, "Origin": origin})
+        assert answer.status_code == 403, answer.text
+        detail = answer.json()["detail"]
+        assert "header 'Origin'" in detail and "URNN_API_KEY" in detail, detail
+    for headers in ({}, {"Origin": "http://testserver"}):
+        assert client.post("/model/reload", headers=headers).status_code == 200
+    # with a key configured the key decides, whatever the Origin
+    keyed = client_for()
+    answer = keyed.post("/model/reload", headers={**KEY, "Origin": "https://evil.example"})
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_long_random_key_is_not_warned_about(
     client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
