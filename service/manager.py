@@ -37,6 +37,7 @@ from service.served import ModelRef, ServedModel, pick_device
 from training.contract import ForecastContract
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import TrackingServerError, check_tracking_server
+from urnn_forecast.url_text import password_hidden, url_secrets
 
 T = TypeVar("T")
 
@@ -310,6 +311,7 @@ class ModelManager:
         """Nothing registered yet is the expected state of a new stack (`/readyz` says so and
         UrnnNoModelLoaded watches it), not a failed load: it neither counts as "failure" nor
         raises `urnn_model_reload_failing`, which UrnnModelReloadFailed reads."""
+        message = self._without_secrets(message)
         served = self.current
         if served is not None:
             message += f"; still serving version {served.ref.version}"
@@ -319,6 +321,18 @@ class ModelManager:
         self.metrics.reloads.labels(outcome=outcome).inc()
         self._report(message, failing=outcome == "failure")
         return ReloadError(message)
+
+    def _without_secrets(self, message: str) -> str:
+        """`message` with the tracking URI's password as ***. MLflow's own errors quote the
+        URI whole: one whose scheme was mistyped (`user:password@host:5000`) reached GET
+        /model and /readyz, which anyone may read, password and all."""
+        uri = self.settings.resolved_tracking_uri()
+        hidden = password_hidden(uri)
+        if hidden != uri:
+            message = message.replace(uri, hidden)
+        for secret in url_secrets(uri):  # what else quotes it (percent-decoded, say)
+            message = message.replace(secret, "***")
+        return message
 
     def _report(self, error: str | None, *, failing: bool) -> None:
         """What GET /model says of the last reload (`last_reload_error`) and what the alert

@@ -322,6 +322,26 @@ def test_without_a_key_a_page_of_another_site_cannot_post_to_the_local_service(
     assert answer.status_code == 200, answer.text
 
 
+@pytest.mark.parametrize(
+    "uri", ["mluser:s3cr3t-pw@mlflow:5000", "http//mluser:s3cr3t-pw@mlflow:5000"]
+)
+def test_a_tracking_uri_with_a_mistyped_scheme_is_not_quoted_with_its_password(
+    uri: str, client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    """URNN_MLFLOW_TRACKING_URI=user:password@host:5000 (the http:// left out): MLflow's
+    refusal quoted the URI whole, and GET /model and /readyz, open to anyone, answered it with
+    the password; so did the log."""
+    client = client_for(mlflow_tracking_uri=uri)
+    for answer in (
+        client.get("/model"),
+        client.get("/readyz"),
+        client.post("/model/reload", headers=KEY),
+    ):
+        assert answer.status_code in (502, 503), answer.text
+        assert "s3cr3t-pw" not in answer.text, answer.text
+    assert "s3cr3t-pw" not in caplog.text
+
+
 def test_a_long_random_key_is_not_warned_about(
     client_for: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
 ) -> None:
