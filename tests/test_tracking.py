@@ -556,6 +556,10 @@ def test_urnn_train_prints_where_runs_went_without_passwords(
         ("postgresql://u:pw@db/m", []),  # too short to mask outside the URL
         ("http://host:5000", []),
         ("sqlite:////var/urnn/mlflow.db", []),
+        # the scheme mistyped: the worker's output (a job's error) quoted the password
+        ("mluser:s3cr3t-pw@mlflow:5000", ["s3cr3t-pw"]),
+        ("postgresql:/jobs:s3cret@db/urnn", ["/jobs:s3cret", "s3cret"]),
+        ("/srv/runs@2/mlflow", []),
     ],
 )
 def test_url_secrets_are_what_password_hidden_masks(url: str, secrets: list[str]) -> None:

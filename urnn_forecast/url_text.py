@@ -83,6 +83,9 @@ def url_secrets(url: str, *, min_length: int = MIN_MASKED_SECRET) -> list[str]:
     if hidden != queried and user is not None:
         suffix = hidden[user.end() + 3 :]  # password_hidden wrote prefix + "***" + suffix
         found.append(queried[user.end() : len(queried) - len(suffix)])
+    elif hidden != queried:  # no scheme: "***" + the rest; the password follows a ':'
+        masked = queried[: len(queried) - len(hidden) + 3]
+        found += [masked.split(":", 1)[1], masked.rsplit(":", 1)[1]]
     secrets = {text for raw in found for text in (raw, unquote(raw))}
     return sorted((s for s in secrets if len(s) >= min_length), key=lambda s: (-len(s), s))
 

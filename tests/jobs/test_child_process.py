@@ -680,3 +680,18 @@ def test_the_training_child_gets_no_api_key_nor_the_job_database_url(
     assert seen["URNN_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert seen["MLFLOW_TRACKING_TOKEN"] == "tracking-token-1"  # the tracking server's own
     assert seen["URNN_VAR_DIR"] == str(tmp_path / "var")
+
+
+def test_a_tracking_uri_with_a_mistyped_scheme_is_masked_in_a_jobs_output(
+    tmp_path: Path,
+) -> None:
+    """URNN_MLFLOW_TRACKING_URI=mluser:pw@host:5000 (the http:// left out): MLflow refuses it
+    quoting it whole, and that line became the job's error and log tail (GET /jobs, open by
+    default) with the password: the masking found no password without a scheme."""
+    from jobs.worker import secret_masker
+
+    mask = secret_masker(
+        Settings(var_dir=tmp_path / "var", mlflow_tracking_uri="mluser:s3cr3t-pw@mlflow:5000")
+    )
+    line = "got unsupported URI 'mluser:s3cr3t-pw@mlflow:5000' for model registry data storage"
+    assert "s3cr3t-pw" not in mask(line) and "@mlflow:5000" in mask(line), mask(line)
