@@ -500,6 +500,10 @@ def test_a_cancel_the_worker_had_not_seen_at_its_shutdown_is_not_requeued(
     thread = threading.Thread(target=worker.run_once)
     thread.start()
     wait_for(lambda: job(db, job_id).status == "running")
+    # the heartbeat's first beat (the claim stores no log tail; a beat does) comes before the
+    # cancel: one that came after it, on a loaded machine, read the flag, and the job was
+    # cancelled as a beat sees it, not as this case (a CI run failed so on 2026-12-08)
+    wait_for(lambda: job(db, job_id).log_tail is not None)
     with db.session() as session:
         assert queue.cancel(session, job_id=job_id).status == "running"  # flagged
     worker.request_stop()  # what SIGTERM does, before the next beat reads the flag
