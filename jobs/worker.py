@@ -59,6 +59,7 @@ from jobs.spec import JobSpec, JobSpecError, inside_data_folders
 from urnn_forecast.checkpoints import remove_checkpoints, run_checkpoints
 from urnn_forecast.field_types import shown
 from urnn_forecast.settings import Settings
+from urnn_forecast.url_text import secret_masker
 
 logger = logging.getLogger(__name__)
 
@@ -611,69 +612,6 @@ def _pipe_to_log(
             if line.strip():
                 output.append(line.rstrip())
                 context.log(line.rstrip())
-
-
-def secret_masker(settings: Settings) -> Callable[[str], str]:
-    """A function writing each secret of `settings` as *** in a line of a job's output: the
-    passwords (and secret query values) of the tracking URI, the artifact root and the
-    database URL, and the API key. The output becomes the job's log tail, which GET /jobs
-    answers to anyone who reaches the service unless URNN_API_KEY_FOR_READS is on, the
-    worker's log and the run's `job/` artifact: `urnn train` printed the tracking URI whole
-    (a database server store's password with it), and MLflow prints a tracking server's
-    URL, user:password@ included, in its 'View run' line.
-
-    A password is masked wherever it is written as one (`:password@`, `password=...`),
-    whatever its length; on its own only from MIN_MASKED_SECRET characters and where its URL
-    does not also hold it as a name (docker-compose's `urnn:urnn@postgres/urnn`: masking
-    every "urnn" garbled the log and hid nothing)."""
-    from urnn_forecast.url_text import MIN_MASKED_SECRET, password_hidden, url_secrets
-
-    given = (settings.mlflow_tracking_uri, settings.mlflow_artifact_root, settings.database_url)
-    urls = [url for url in given if url]
-    # the URLs' other parts (schemes, users, hosts, databases): a password equal to one of
-    # them is masked in context only
-    names = {part for url in urls for part in re.split(r"[:/@?#&;=.+,\s]+", password_hidden(url))}
-    contextual: set[str] = set()
-    bare: set[str] = set()
-    for url in urls:
-        for secret in url_secrets(url, min_length=1):
-            contextual.add(secret)
-            if len(secret) >= MIN_MASKED_SECRET and secret not in names:
-                bare.add(secret)
-    if settings.api_key is not None:
-        key = settings.api_key.get_secret_value()
-        if len(key) >= 4:  # a key is a secret wherever it appears
-            bare.add(key)
-    if not contextual and not bare:
-        return lambda line: line
-
-    def alternatives(texts: set[str]) -> str:
-        return "|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))
-
-    in_context = None
-    if contextual:  # user:PASSWORD@host; password=PASSWORD, PGPASSWORD="PASSWORD", token: ...
-        either = alternatives(contextual)
-        in_context = re.compile(
-            rf"(?<=:)(?:{either})(?=@)"
-            rf"|(?P<key>(?i:password|passwd|pwd|token|secret|api_?key))"
-            rf"(?P<sep>\s*[=:]\s*['\"]?)(?:{either})(?=['\"&;#\s]|$)"
-        )
-    # on its own: not inside a longer word ('postgres' in 'postgresql')
-    alone = (
-        re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives(bare)})(?![A-Za-z0-9])") if bare else None
-    )
-
-    def masked(match: re.Match[str]) -> str:
-        return (match.group("key") or "") + (match.group("sep") or "") + "***"
-
-    def mask(line: str) -> str:
-        if in_context is not None:
-            line = in_context.sub(masked, line)
-        if alone is not None:
-            line = alone.sub("***", line)
-        return line
-
-    return mask
 
 
 def attach_log(settings: Settings, run_id: str, full_log: Path) -> None:

@@ -37,7 +37,7 @@ from service.served import ModelRef, ServedModel, pick_device
 from training.contract import ForecastContract
 from urnn_forecast.settings import Settings
 from urnn_forecast.tracking import TrackingServerError, check_tracking_server
-from urnn_forecast.url_text import password_hidden, url_secrets
+from urnn_forecast.url_text import secret_masker
 
 T = TypeVar("T")
 
@@ -101,6 +101,8 @@ class ModelManager:
         # how the version the latest swap loaded forecasts otherwise than the one it replaced
         self.last_contract_change: str | None = None
         self._failed_ref: ModelRef | None = None
+        # the settings' passwords and API key as *** (the jobs' log tails' masker)
+        self._mask_secrets = secret_masker(settings)
         self._lock: asyncio.Lock | None = None
         self._not_registered_said: str | None = None
 
@@ -311,7 +313,9 @@ class ModelManager:
         """Nothing registered yet is the expected state of a new stack (`/readyz` says so and
         UrnnNoModelLoaded watches it), not a failed load: it neither counts as "failure" nor
         raises `urnn_model_reload_failing`, which UrnnModelReloadFailed reads."""
-        message = self._without_secrets(message)
+        # MLflow's own errors quote the tracking URI whole: one whose scheme was mistyped
+        # (`user:password@host:5000`) reached GET /model and /readyz, open to anyone
+        message = self._mask_secrets(message)
         served = self.current
         if served is not None:
             message += f"; still serving version {served.ref.version}"
@@ -321,18 +325,6 @@ class ModelManager:
         self.metrics.reloads.labels(outcome=outcome).inc()
         self._report(message, failing=outcome == "failure")
         return ReloadError(message)
-
-    def _without_secrets(self, message: str) -> str:
-        """`message` with the tracking URI's password as ***. MLflow's own errors quote the
-        URI whole: one whose scheme was mistyped (`user:password@host:5000`) reached GET
-        /model and /readyz, which anyone may read, password and all."""
-        uri = self.settings.resolved_tracking_uri()
-        hidden = password_hidden(uri)
-        if hidden != uri:
-            message = message.replace(uri, hidden)
-        for secret in url_secrets(uri):  # what else quotes it (percent-decoded, say)
-            message = message.replace(secret, "***")
-        return message
 
     def _report(self, error: str | None, *, failing: bool) -> None:
         """What GET /model says of the last reload (`last_reload_error`) and what the alert

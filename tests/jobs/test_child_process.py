@@ -497,7 +497,8 @@ def test_the_childs_output_is_logged_with_the_settings_secrets_masked(tmp_path: 
 
     from pydantic import SecretStr
 
-    from jobs.worker import _launch, _pipe_to_log, secret_masker
+    from jobs.worker import _launch, _pipe_to_log
+    from urnn_forecast.url_text import secret_masker
 
     settings = Settings(
         var_dir=tmp_path / "var",
@@ -538,7 +539,7 @@ def test_short_and_name_like_passwords_are_masked_where_written_as_passwords(
     """A review's findings on the masking: docker-compose's default password 'urnn' (also the
     user and database name) masked every 'urnn' in a log ('***_forecast/cli.py'), and a
     password under 4 characters was not masked at all, not even in MLflow's 'View run' URL."""
-    from jobs.worker import secret_masker
+    from urnn_forecast.url_text import secret_masker
 
     compose = secret_masker(
         Settings(
@@ -688,7 +689,7 @@ def test_a_tracking_uri_with_a_mistyped_scheme_is_masked_in_a_jobs_output(
     """URNN_MLFLOW_TRACKING_URI=mluser:pw@host:5000 (the http:// left out): MLflow refuses it
     quoting it whole, and that line became the job's error and log tail (GET /jobs, open by
     default) with the password: the masking found no password without a scheme."""
-    from jobs.worker import secret_masker
+    from urnn_forecast.url_text import secret_masker
 
     mask = secret_masker(
         Settings(var_dir=tmp_path / "var", mlflow_tracking_uri="mluser:s3cr3t-pw@mlflow:5000")
