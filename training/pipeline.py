@@ -818,7 +818,8 @@ def train_pipeline(
         with best_effort("the run's description"):
             note = run_notes.run_description(what, metrics_note, outcome=outcome)
             client.set_tag(run_id, run_notes.NOTE_TAG, note)
-            for key, value in run_notes.outcome_tags(decision.version, decision.decision).items():
+            tags = run_notes.outcome_tags(registered, decision.version, decision.decision)
+            for key, value in tags.items():
                 client.set_tag(run_id, key, value)
     return TrainResult(
         run_id=run_id,

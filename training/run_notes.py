@@ -132,12 +132,18 @@ def decision_line(*, name: str, version: str, reason: str, promoted: bool) -> st
     return f"{status} ({reason}); registered as {name} version {version}."
 
 
-def outcome_tags(version: str, decision: str) -> dict[str, str]:
+def outcome_tags(name: str, version: str, decision: str) -> dict[str, str]:
     """The run's tags for what became of its model at registration, as on the version (the
     same `promotion.decision` key): the run list can show them as columns and search them
     (`tags.promotion.decision = 'promoted'`), where three runs of one command had one name
-    and only the Models column (v1, v2, v3) to tell them apart."""
-    return {"registered_version": version, "promotion.decision": decision}
+    and only the Models column (v1, v2, v3) to tell them apart. The registered name is one of
+    them since runs of two names (`--registered-name`) share the experiment, and each name's
+    first version is 1."""
+    return {
+        "registered_model": name,
+        "registered_version": version,
+        "promotion.decision": decision,
+    }
 
 
 def manual_line(*, previous: str | None, reason: str, at: datetime | None = None) -> str:

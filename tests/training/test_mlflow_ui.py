@@ -95,6 +95,31 @@ def test_two_runs_read_in_the_ui(csv: Path, tmp_path: Path, mlflow_settings: Set
         assert said.startswith(word), said
 
 
+def test_runs_of_two_registered_models_are_told_apart_by_their_tags(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """Runs registering into two names (`--registered-name`) share the experiment: each name's
+    first version is `registered_version` 1, so the tag alone matched both runs in a search
+    (`tags.registered_version = '1'`, found in a walk with ETTh1 and PJM DAYTON models); the
+    run also names the registered model, for the run list's columns and search."""
+    import mlflow
+
+    ours = train_pipeline(tiny_config(csv), mlflow_settings)
+    other = train_pipeline(tiny_config(csv, registered_name="pump-7"), mlflow_settings)
+    client = mlflow.MlflowClient()
+    assert (ours.version, other.version) == ("1", "1")
+    for result, name in ((ours, NAME), (other, "pump-7")):
+        tags = client.get_run(result.run_id).data.tags
+        assert (tags["registered_model"], tags["registered_version"]) == (name, "1")
+    experiment = client.get_experiment_by_name("forecast")
+    assert experiment is not None
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.registered_model = 'pump-7' and tags.registered_version = '1'",
+    )
+    assert [r.info.run_id for r in found] == [other.run_id]
+
+
 def test_a_description_a_person_wrote_is_kept(csv: Path, mlflow_settings: Settings) -> None:
     import mlflow
 
