@@ -631,6 +631,8 @@ def train_pipeline(
         scope=scaler.scope,
         monitor=config.fit.monitor,
         mse_weight=config.fit.mse_weight,
+        ensemble=model_config.ensemble,
+        decoder_search=config.fit.decoder_search,
     )
     tags[run_notes.NOTE_TAG] = run_notes.run_description(what, metrics_note)
     name = config.run_name or run_notes.run_name(model_config, data.target)

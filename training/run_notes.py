@@ -46,11 +46,19 @@ SHOWN_NAMES_MAX = 10
 
 
 def metrics_note(
-    *, trains: bool, scope: str, monitor: str = "loss", mse_weight: float = 0.0
+    *,
+    trains: bool,
+    scope: str,
+    monitor: str = "loss",
+    mse_weight: float = 0.0,
+    ensemble: int = 1,
+    decoder_search: bool = False,
 ) -> str:
     """How the run's metrics read: per-epoch ones on the scaled windows (the kept model's in
     `best_val_*`; the loss with its MSE term where `mse_weight` (FitConfig) adds one: the
-    demo's fit does), `backtest_*` on the target's original scale, each in its own unit."""
+    demo's fit does), `backtest_*` on the target's original scale, each in its own unit; and
+    under which names an ensemble's members and a decoder search's candidates log their
+    curves, which such a run has in place of `train_loss` and `val_loss`."""
     scaled = (
         "each series' values minus its training mean, over its training std"
         if scope == "series"
@@ -68,11 +76,42 @@ def metrics_note(
         if trains
         else "A parameter-free baseline: no per-epoch metrics; "
     )
+    curves = _curve_names(best_val_key(monitor), ensemble, decoder_search) if trains else ""
     return (
         f"{epochs}`backtest_*` are on the target's original scale, over the test span (MAE, "
         "RMSE and pinball in its units, MSE in its units squared; sMAPE in percent, MASE, "
         "coverage_* and below_q* unitless; `metrics/` has them by series and by horizon step)."
+        f"{curves}"
     )
+
+
+def _curve_names(best: str, ensemble: int, decoder_search: bool) -> str:
+    """Where an ensemble's or a decoder search's per-epoch curves are (training.fit tags each
+    member's and candidate's records, "member1/pmf"), and what `best` and `best_epoch` are of
+    then; "" for a single model without a search."""
+    if ensemble > 1:
+        first = (
+            "`member1/direct/val_loss` and `member1/pmf/val_loss` for the decoders member 1 "
+            "chose between, the others using its choice"
+            if decoder_search
+            else "`member1/train_loss`, `member1/val_loss`, ..."
+        )
+        others = "`member2/val_loss`" + (
+            f", ... `member{ensemble}/val_loss`" if ensemble > 2 else ""
+        )
+        return (
+            f" This run trained an ensemble of {ensemble}: each member's curves are their own "
+            f"({first}; {others}); `{best}` is the "
+            "averaged ensemble's on the validation windows, before the interval calibration, "
+            "and `best_epoch` member 1's."
+        )
+    if decoder_search:
+        return (
+            " This run trained one model per decoder: each candidate's curves are their own "
+            "(`direct/val_loss`, `pmf/val_loss`, ...), `decoder_score_<decoder>` each one's best; "
+            f"`{best}` and `best_epoch` are the chosen decoder's (tag `decoder`)."
+        )
+    return ""
 
 
 def run_name(model: ForecasterConfig, target: str) -> str:

@@ -217,6 +217,40 @@ def test_metric_and_job_run_names() -> None:
     assert len(job_run_name("3f0c1a2b-9d", model, "x" * 400)) <= 250  # MLflow's limit
 
 
+def test_the_run_description_names_an_ensembles_and_a_decoder_searchs_curves(
+    csv: Path, mlflow_settings: Settings
+) -> None:
+    """An ensemble's run (`--ensemble 2`) logs each member's curves apart (`member1/val_loss`)
+    and a decoder search's each candidate's (`pmf/val_loss`), where the description named
+    `train_loss` and `val_loss`, which such a run does not have, and called `best_val_loss` the
+    score at `best_epoch`: an ensemble's is the averaged members', its `best_epoch` member 1's
+    (found in a walk through the UI with an ETTh1 ensemble)."""
+    plain = metrics_note(trains=True, scope="global")
+    assert "member1/" not in plain and "pmf/" not in plain
+    members = metrics_note(trains=True, scope="global", ensemble=2)
+    assert "`member1/train_loss`" in members and "`member2/val_loss`" in members
+    assert "`best_val_loss` is the averaged ensemble's" in members
+    assert "`best_epoch` member 1's" in members
+    assert members.count("`member2/val_loss`") == 1  # not "member2/val_loss, ... member2/..."
+    search = metrics_note(trains=True, scope="global", decoder_search=True)
+    assert "`direct/val_loss`" in search and "`pmf/val_loss`" in search
+    assert "the chosen decoder's (tag `decoder`)" in search
+    both = metrics_note(trains=True, scope="global", ensemble=3, decoder_search=True)
+    assert "`member1/pmf/val_loss`" in both and "`member3/val_loss`" in both
+    import mlflow
+
+    fit = FitConfig(max_epochs=1, max_train_batches=2, device="cpu")
+    model = ForecasterConfig(
+        kind="urnn", lookback=48, horizon=12, hidden_size=8, segment_length=12, ensemble=2
+    )
+    result = train_pipeline(tiny_config(csv, fit=fit, model=model), mlflow_settings)
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    said = run.data.tags[NOTE_TAG]
+    named = set(re.findall(r"`(member\d/[a-z_]+)`", said))
+    assert named and named <= set(run.data.metrics), (named, sorted(run.data.metrics))
+    assert "train_loss" not in run.data.metrics
+
+
 def test_the_run_description_says_what_the_losses_and_scores_measure(
     csv: Path, mlflow_settings: Settings
 ) -> None:
