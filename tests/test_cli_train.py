@@ -870,15 +870,21 @@ def test_train_an_ensemble_that_registers_and_predicts_in_a_fresh_load(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`--ensemble 2`: two members trained, one registered model whose pyfunc averages them;
-    the members' curves are logged apart (member1/..., member2/...)."""
+    the members' curves are logged apart (member1/..., member2/...). Under `--decoder auto`
+    member 1 also trained the decoder it did not keep, which the closing line counts apart
+    (it said "2 epoch(s) in all" for the 3 run)."""
     import mlflow
     import pandas as pd
 
     argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--ensemble", "2"]
+    argv += ["--decoder", "auto"]
     code, out, err = run_cli([*argv, "--registered-name", "ens"], settings, capsys)
     assert code == 0, err
     assert "registered ens version 1 (alias challenger)" in out
-    assert "an ensemble of 2 members" in out
+    assert (
+        ": an ensemble of 2 members, 2 epochs of theirs, and 1 epoch of the decoder not "
+        "chosen (member 1's best epoch 1)\n"
+    ) in out
     mlflow.set_tracking_uri(settings.resolved_tracking_uri())
     client = mlflow.MlflowClient()
     version = client.get_model_version("ens", "1")
@@ -923,6 +929,20 @@ def test_train_with_calendar_features_then_backtest_and_predict(
                              settings, capsys)  # fmt: skip
     assert code == 0, err
     assert f"{2 * 12:,} forecast values" in out
+
+
+def test_a_baselines_closing_line_says_nothing_was_trained(
+    csv: Path, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """seasonal_naive's one pass over the windows is no epoch of training: the line read
+    "1 epoch(s), best epoch 1"."""
+    argv = ["train", "--data", str(csv), "--target", "y", *TINY, "--model", "seasonal_naive"]
+    argv.remove("--epochs")
+    argv.remove("1")
+    code, out, err = run_cli([*argv, "--no-promote"], settings, capsys)
+    assert code == 0, err
+    assert ": a parameter-free baseline: nothing trained\n" in out
+    assert "epoch" not in out.split("\nrun ")[-1].splitlines()[0]
 
 
 def test_ensemble_option_reaches_the_model_config(csv: Path) -> None:

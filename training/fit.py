@@ -339,6 +339,14 @@ class FitResult:
     device: str = "cpu"
     # Under decoder_search: each decoder's best monitored val score (the model is the lowest's)
     decoder_scores: dict[str, float] = field(default_factory=dict)
+    # Epochs of fits whose model was not kept (the decoders a search did not choose), which
+    # `history` leaves out: what the fit cost is len(history) + discarded_epochs.
+    discarded_epochs: int = 0
+
+    @property
+    def epochs_trained(self) -> int:
+        """Every epoch this fit ran, kept candidates' and discarded ones' alike."""
+        return len(self.history) + self.discarded_epochs
 
 
 # -----------------------------------------------------------------------------
@@ -798,6 +806,7 @@ def select_decoder(
     chosen: FitResult | None = None
     scores: dict[str, float] = {}
     wall = 0.0
+    epochs = 0
     for decoder in DECODERS:
         # The channel embedding is an input of the pmf decoder only.
         channels = model_config.n_channels if decoder == "pmf" else 0
@@ -806,6 +815,7 @@ def select_decoder(
         saving = None if best is None else best.tagged(decoder)
         result = _fit_one(candidate, train, val, config, hook, should_stop, progress, saving)
         wall += result.wall_seconds
+        epochs += len(result.history)
         scores[decoder] = result.best_score
         if result.stop_reason == "cancelled":
             chosen = result
@@ -815,6 +825,7 @@ def select_decoder(
     assert chosen is not None  # DECODERS is not empty
     chosen.decoder_scores = scores
     chosen.wall_seconds = wall
+    chosen.discarded_epochs = epochs - len(chosen.history)
     return chosen
 
 
@@ -840,6 +851,7 @@ def fit_ensemble(
     members: list[FitResult] = []
     history: list[EpochRecord] = []
     wall = 0.0
+    discarded = 0
     for i in range(model_config.ensemble):
         seeded = replace(quiet, seed=config.seed + i)
         hook = _tagged(on_epoch_end, f"member{i + 1}", nested=True)
@@ -856,12 +868,14 @@ def fit_ensemble(
                 member_config, train, val, seeded, hook, should_stop, progress, saving
             )
         wall += result.wall_seconds
+        discarded += result.discarded_epochs
         history += [
             replace(r, candidate=_nested_tag(f"member{i + 1}", r.candidate)) for r in result.history
         ]
         if result.stop_reason == "cancelled":
             if not members:
                 result.history = history
+                result.discarded_epochs = discarded
                 return result
             break
         members.append(result)
@@ -898,6 +912,7 @@ def fit_ensemble(
         n_params=count_parameters(model),
         device=device,
         decoder_scores=first.decoder_scores,
+        discarded_epochs=discarded,
     )
 
 

@@ -321,12 +321,15 @@ class TrainResult:
     promoted: bool
     reason: str
     best_epoch: int
-    epochs: int
+    epochs: int  # the kept model's (every member's, for an ensemble)
     tables: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     # Under decoder_search: each decoder's best val score; the model's decoder is the lowest's
     decoder_scores: Mapping[str, float] = field(default_factory=dict)
     decoder: str = ""  # the trained model's decoder ("" for kinds without one)
     ensemble: int = 1  # members of the trained model (models.ensemble); 1: a single model
+    # every epoch run, the decoders a search did not keep included (FitResult.epochs_trained)
+    epochs_trained: int = 0
+    trained: bool = True  # False: a parameter-free baseline, whose one "epoch" trains nothing
     mase_season: str = ""  # "<rows> rows (<why>)": the seasonal naive scale of the MASE
     # what the scores left out, if anything: series from the MASE (a constant training span),
     # values whose actual the loader filled in
@@ -832,6 +835,8 @@ def train_pipeline(
         challenger_score=challenger_score,
         best_epoch=fitted.best_epoch,
         epochs=len(fitted.history),
+        epochs_trained=fitted.epochs_trained,
+        trained=FORECASTERS[model_config.kind].TRAINABLE,
         decoder_scores=dict(fitted.decoder_scores),
         decoder=model_config.decoder if searches_decoder(model_config) else "",
         ensemble=model_config.ensemble,

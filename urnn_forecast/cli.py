@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from models.forecaster import ForecasterConfig
     from training.backtest import BacktestConfig
     from training.fit import EpochRecord, FitConfig
-    from training.pipeline import TrainConfig
+    from training.pipeline import TrainConfig, TrainResult
 
 # `urnn train --model`: models.forecaster.FORECASTER_KINDS (checked by tests/test_cli_train.py).
 FORECASTER_CHOICES: tuple[str, ...] = (
@@ -2018,13 +2018,7 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         print(result.mase_note)
     if result.realised_reference is not None:
         print(reference_line(result.realised_reference))
-    if result.ensemble > 1:
-        print(
-            f"\nrun {result.run_id}: an ensemble of {result.ensemble} members, "
-            f"{result.epochs} epoch(s) in all (member 1's best epoch {result.best_epoch})"
-        )
-    else:
-        print(f"\nrun {result.run_id}: {result.epochs} epoch(s), best epoch {result.best_epoch}")
+    print(f"\nrun {result.run_id}: {fit_summary(result)}")
     if result.decoder_scores:
         scores = ", ".join(f"{k} {score_text(v)}" for k, v in result.decoder_scores.items())
         print(f"decoder {result.decoder}, chosen on validation (best val score of each: {scores})")
@@ -2047,6 +2041,24 @@ def _run_train(args: argparse.Namespace, settings: Settings) -> int:
         }
         Path(args.result_json).write_text(json.dumps(outcome, indent=2, allow_nan=False))
     return 0
+
+
+def fit_summary(result: "TrainResult") -> str:
+    """What `urnn train`'s fit ran, for its closing line: a baseline's single pass is not an
+    epoch of training, and a decoder search or an ensemble ran more epochs than the kept model
+    shows (the candidate it did not keep; every member's), which the line counted as if not."""
+    from training.validation import plural
+
+    if not result.trained:
+        return "a parameter-free baseline: nothing trained"
+    extra = result.epochs_trained - result.epochs
+    discarded = f", and {plural(extra, 'epoch')} of the decoder not chosen" if extra > 0 else ""
+    if result.ensemble > 1:
+        return (
+            f"an ensemble of {result.ensemble} members, {plural(result.epochs, 'epoch')} of "
+            f"theirs{discarded} (member 1's best epoch {result.best_epoch})"
+        )
+    return f"{plural(result.epochs, 'epoch')}{discarded}, best epoch {result.best_epoch}"
 
 
 def _served_error_said(measured: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> str:
