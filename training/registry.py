@@ -254,22 +254,34 @@ SUPERSEDED_AT = "promotion.superseded_at"
 def record_handover(client: Any, name: str, previous: str | None, new: str) -> None:
     """After `champion` moved from `previous` to `new`: `previous` is tagged with who took the
     alias and when, so that its own promotion tags (which say it was promoted) are not read as
-    it still serving; `new` loses such tags from an earlier time it was replaced (a rollback)."""
+    it still serving; `new` loses such tags from an earlier time it was replaced (a rollback).
+    The versions' training runs get the same tags: the run list shows `promotion.decision` of
+    each run (run_notes.outcome_tags), and a replaced champion's run read "promoted" there with
+    nothing beside it to say it no longer serves."""
     from datetime import UTC, datetime
 
     from mlflow.exceptions import MlflowException
 
     if previous is not None and previous != new:
-        client.set_model_version_tag(name, previous, SUPERSEDED_BY, new)
         now = datetime.now(UTC)
         at = now.isoformat(timespec="seconds")
+        client.set_model_version_tag(name, previous, SUPERSEDED_BY, new)
         client.set_model_version_tag(name, previous, SUPERSEDED_AT, at)
         add_to_description(client, name, previous, replaced_line(new, now))
-    tags = client.get_model_version(name, new).tags or {}
+        run_id = client.get_model_version(name, previous).run_id
+        if run_id:
+            with contextlib.suppress(MlflowException):  # the run deleted: the version says it
+                client.set_tag(run_id, SUPERSEDED_BY, f"{name} version {new}")
+                client.set_tag(run_id, SUPERSEDED_AT, at)
+    champion = client.get_model_version(name, new)
+    tags = champion.tags or {}
     for key in (SUPERSEDED_BY, SUPERSEDED_AT):
         if key in tags:
             with contextlib.suppress(MlflowException):  # gone already (another handover)
                 client.delete_model_version_tag(name, new, key)
+        if champion.run_id:
+            with contextlib.suppress(MlflowException):  # never set on it, or the run deleted
+                client.delete_tag(champion.run_id, key)
 
 
 def promote_if_better(

@@ -633,11 +633,13 @@ def fresh_registry(mlflow_settings: Settings) -> Any:
     return mlflow.MlflowClient()
 
 
-def _versions(client: object, n: int, source: Path) -> list[str]:
-    client.create_registered_model(NAME)  # type: ignore[attr-defined]
+def _versions(client: Any, n: int, source: Path) -> list[str]:
+    """`n` versions of NAME, each from a run of its own, as `urnn train` registers them."""
+    client.create_registered_model(NAME)
+    runs = [client.create_run("0").info.run_id for _ in range(n)]
     return [
-        str(client.create_model_version(NAME, source=str(source)).version)  # type: ignore[attr-defined]
-        for _ in range(n)
+        str(client.create_model_version(NAME, source=str(source), run_id=run).version)
+        for run in runs
     ]
 
 
@@ -671,6 +673,10 @@ def test_promotion_rule_better_promoted_worse_kept_tags_recorded(
     replaced = client.get_model_version(NAME, v1).tags
     assert replaced["promotion.superseded_by"] == v2
     assert replaced["promotion.decision"] == "promoted"
+    # and so does its training run, which the run list shows beside the run's decision
+    run_tags = client.get_run(client.get_model_version(NAME, v1).run_id).data.tags
+    assert run_tags["promotion.superseded_by"] == f"{NAME} version {v2}"
+    assert "promotion.superseded_at" in run_tags
 
     worse = promote_if_better(client, NAME, v3, 0.7, scores({v2: 0.5}))
     assert not worse.promoted
