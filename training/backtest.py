@@ -89,6 +89,7 @@ from training.split import (
     split_series,
 )
 from training.stream_fit import StreamSeries, fit_stream, predict_origins, stream_series
+from training.validation import plural
 from training.windows import (
     WindowDataset,
     filled_flags,
@@ -222,7 +223,10 @@ def check_backtest_room(
     if not short:
         return []
     lookback = next(iter(splits.values())).plan.lookback
-    what = f"{config.n_windows} windows of {lookback} + {horizon} rows, {config.step} apart"
+    what = (
+        f"{plural(config.n_windows or 0, 'window')} of {lookback} + {horizon} rows, "
+        f"{config.step} apart"
+    )
     scored = list(_scored_units(splits, units))
     if config.drop_short and len(short) < len(scored):
         return [
@@ -238,7 +242,7 @@ def check_backtest_room(
         drop = ", or leave such series out with on_short='drop' (--on-short drop)"
     raise BacktestConfigError(
         f"backtest_windows (--backtest-windows): series {sid!r}{more} has room in its test "
-        f"span for {room} of {what}; ask for at most {room} windows, or a smaller "
+        f"span for {room} of {what}; ask for at most {plural(room, 'window')}, or a smaller "
         f"step (--backtest-step){drop}"
     )
 
@@ -281,7 +285,8 @@ def backtest_size_lines(
     if rows <= BACKTEST_ROWS_NOTE:
         return []
     said = (
-        f"backtest: {windows:,} windows x {horizon} steps = {rows:,} forecast rows "
+        f"backtest: {plural(windows, 'window')} x {plural(horizon, 'step')} = {rows:,} "
+        "forecast rows "
         f"(~{rows * BYTES_PER_ROW_PEAK / 1e9:.1f} GB of memory while they are scored, each "
         "row kept in forecasts.parquet); "
     )
@@ -311,7 +316,8 @@ def backtest_size_lines(
         low, high = (middle + 1, high) if over(middle) else (low, middle)
     step = low
     return [
-        said + f"--backtest-step {step} (origins {step} rows apart) or --backtest-windows N "
+        said
+        + f"--backtest-step {step} (origins {plural(step, 'row')} apart) or --backtest-windows N "
         "(the last N origins per series) bound them"
     ]
 

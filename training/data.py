@@ -3174,7 +3174,7 @@ def _apply_min_length(
     if short and len(short) == len(segments):
         raise SeriesTooShortError(
             f"{source}: every series is shorter than min_length={config.min_length:,} (the "
-            f"longest has {longest:,} rows)",
+            f"longest has {plural(longest, 'row')})",
             longest=longest,
             freq=freq,
         )
@@ -3184,9 +3184,10 @@ def _apply_min_length(
         # which already holds the window
         kept = max(short, key=lambda s: len(s.frame))
         raise SeriesTooShortError(
-            f"{source}: series {shown(first.series_id)} has {len(first.frame):,} rows after "
-            f"cleaning, fewer than {_floor_name(first, floors, config)} ({len(short):,} of "
-            f"{len(segments):,} series are; the longest has {longest:,} rows); set "
+            f"{source}: series {shown(first.series_id)} has "
+            f"{plural(len(first.frame), 'row')} after cleaning, fewer than "
+            f"{_floor_name(first, floors, config)} ({len(short):,} of "
+            f"{len(segments):,} series are; the longest has {plural(longest, 'row')}); set "
             f"on_short='drop' to leave such series out (allowed: "
             f"{', '.join(SHORT_SERIES_POLICIES)})",
             longest=len(kept.frame),
@@ -3199,7 +3200,7 @@ def _apply_min_length(
             segment.series_id,
             "drop",
             n,
-            f"dropped: {n:,} rows, fewer than {_floor_name(segment, floors, config)} "
+            f"dropped: {plural(n, 'row')}, fewer than {_floor_name(segment, floors, config)} "
             "(on_short='drop')",
         )
     if short:  # a terminal's brief report keeps file lines: the count is said past 10 series
@@ -3210,7 +3211,7 @@ def _apply_min_length(
             "summary",
             len(short),
             f"dropped {len(short):,} of {len(segments):,} {what} as too short "
-            f"(on_short='drop'): {len(most.frame):,} rows at most, fewer than "
+            f"(on_short='drop'): {plural(len(most.frame), 'row')} at most, fewer than "
             f"{_floor_name(most, floors, config)}; every one is named in the data report",
         )
     return [s for s in segments if len(s.frame) >= floors[s.series_id]]

@@ -80,7 +80,7 @@ from models.forecaster import (
 )
 from training import distributed
 from training.paper_benchmark import DeviceName, resolve_device
-from training.validation import UnobservedValidationError
+from training.validation import UnobservedValidationError, plural
 from training.windows import WindowDataset
 from urnn_forecast.checkpoints import staging_for
 from urnn_forecast.field_types import not_one_of
@@ -498,7 +498,7 @@ def unobserved_val_problem(
         else "every target value of the validation span"
     )
     n = int(scored.sum())
-    counted = f"{n:,} of {n:,} rows, 100%: the targets of its {len(val):,} val windows"
+    counted = f"{n:,} of {n:,} rows, 100%: the targets of its {plural(len(val), 'val window')}"
     where = spans_said(spans, named=len(val.entries) > 1)
     return filled_val_message(f"{subject} {where}", how, counted, ways_out)
 

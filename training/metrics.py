@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.validation import natural_key
+from training.validation import natural_key, plural
 
 PAIR_TOLERANCE = 1e-9  # q and 1 - q from floats: 0.1 and 0.9 sum to 0.9999999999999999 + ...
 
@@ -120,7 +120,7 @@ def seasonal_naive_errors(
     if season < 1 or len(h) <= season:
         raise MetricError(
             f"the MASE scale needs season >= 1 and a history longer than it; got season="
-            f"{season}, {len(h)} values"
+            f"{season}, {plural(len(h), 'value')}"
         )
     errors: np.ndarray = np.abs(h[season:] - h[:-season])
     if filled is None:

@@ -2203,7 +2203,7 @@ def served_requests_refused(
         return (
             f"the champion forecasts {theirs.horizon} steps and this model "
             f"{challenger.horizon}: as champion it would refuse requests for more than "
-            f"{challenger.horizon} steps that are served today"
+            f"{plural(challenger.horizon, 'step')} that are served today"
         )
     lost = [q for q in theirs.quantiles if q not in challenger.quantiles]
     if lost:

@@ -71,6 +71,7 @@ from training.fit import FitConfig, predict
 from training.metrics import metric_tables, seasonal_naive_scale
 from training.paper_benchmark import DeviceName
 from training.split import SplitConfig, SplitPlan, StandardScaler, plan_split, split_data
+from training.validation import plural
 from training.windows import WindowDataset, filled_flags
 
 DATASET = "PJM"
@@ -383,7 +384,8 @@ def protocol_text(config: PjmBenchmarkConfig) -> str:
     return (
         f"Per region: test = the last {config.test_days} days ({config.test_days * 24:,} rows), "
         f"val = the {config.val_days} days before, train = {years} before val; train-only "
-        f"StandardScaler per region; one global model over {len(config.regions)} regions; "
+        "StandardScaler per region; one global model over "
+        f"{plural(len(config.regions), 'region')}; "
         f"look-back {config.lookback} h; training windows every {config.train_stride} h; one "
         f"test origin every {config.test_step} h (midnight), forecasts to the last test row; "
         f"MASE scaled by the in-sample MAE of the weekly seasonal naive (m = {WEEK}) on the "
@@ -406,7 +408,8 @@ def beats_reference(rows: Sequence[PjmRow], horizon: int) -> tuple[bool, list[st
 def markdown_report(rows: Sequence[PjmRow], config: PjmBenchmarkConfig) -> str:
     """Per horizon: test MASE with regions down and models across (overall last), the verdict
     against weekly seasonal naive, and the val MASE the settings were chosen on."""
-    lines = [f"### PJM hourly demand, {len(config.regions)} regions, one global model", ""]
+    how_many = plural(len(config.regions), "region")
+    lines = [f"### PJM hourly demand, {how_many}, one global model", ""]
     lines += [protocol_text(config), ""]
     for horizon in dict.fromkeys(r.horizon for r in rows):
         own = [r for r in rows if r.horizon == horizon]

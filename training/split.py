@@ -284,7 +284,8 @@ class SplitPlan:
             if any(len(sp) and sp.input_start < 0 for sp in (val, test)):
                 problems.append("val and test context must lie inside the segment")
         elif val.input_start < train.start:
-            problems.append(f"the train span ({len(train)} rows) is shorter than the lookback")
+            rows = plural(len(train), "row")
+            problems.append(f"the train span ({rows}) is shorter than the lookback")
         if problems:
             raise SplitError(f"invalid split {self.to_dict()}: {'; '.join(problems)}")
 

@@ -368,7 +368,8 @@ def window_starts(
     count = available if n_windows is None else n_windows
     if count > available:
         raise WindowError(
-            f"{n_windows} windows of {lookback} + {horizon} rows, {stride} apart, need "
+            f"{plural(n_windows or 0, 'window')} of {lookback} + {horizon} rows, {stride} apart, "
+            "need "
             f"{lookback + horizon + (n_windows or 1) * stride - stride:,} rows; the frame has "
             f"{n_rows:,} (room for {available})"
         )
@@ -465,7 +466,8 @@ def make_windows(
         if shortest < config.lookback + config.horizon:
             series = min(frames, key=lambda sid: len(frames[sid]))
             raise WindowError(
-                f"the {part} frame of series {series!r} has {shortest:,} rows; a window needs "
+                f"the {part} frame of series {series!r} has {plural(shortest, 'row')}; a window "
+                "needs "
                 f"lookback + horizon = {config.lookback + config.horizon:,}"
             )
         arrays = {

@@ -19,6 +19,7 @@ from training.backtest import (
     BacktestResult,
     _refit_split,
     backtest,
+    check_backtest_room,
     plotted_series,
     refit_fit_config,
     short_of_room,
@@ -336,6 +337,22 @@ def test_a_series_without_room_for_the_windows_is_named_or_left_out() -> None:
         f"left out of the backtest: series 'short', room for {room['short']} of 30 windows of "
         f"{SPLIT.lookback} + 6 rows, 3 apart (on_short='drop')"
     ]
+
+
+def test_a_count_of_one_window_is_said_in_the_singular() -> None:
+    """ "room for 1 of 30 windows; ask for at most 1 windows" and "1 windows of 48 + 6 rows"
+    read as slips: a count of one is said in the singular."""
+    splits = split_data(loaded({"long": seasonal_frame(300)}), SPLIT)
+    with pytest.raises(BacktestConfigError) as refused:
+        check_backtest_room(splits, 6, BacktestConfig(n_windows=30, step=1000))
+    assert "room in its test span for 1 of 30 windows of" in str(refused.value)
+    assert "ask for at most 1 window, or a smaller step" in str(refused.value)
+    test_rows = len(splits["long"].plan.test)
+    with pytest.raises(BacktestConfigError) as refused:  # a horizon past the test span
+        check_backtest_room(splits, test_rows + 1, BacktestConfig(n_windows=1))
+    assert f"for 0 of 1 window of {SPLIT.lookback} + {test_rows + 1} rows, 1 apart" in str(
+        refused.value
+    )
 
 
 def gappy(tmp_path: Path, missing: slice, max_gap: int = 4) -> tuple[pd.DataFrame, LoadedData]:

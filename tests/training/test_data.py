@@ -839,7 +839,7 @@ def test_month_long_fixed_steps_and_mixed_month_days_keep_the_modal_step(tmp_pat
 def test_short_series_are_refused_or_dropped_on_request(tmp_path: Path) -> None:
     text = "id,timestamp,y\na,2020-01-01 00:00,1\na,2020-01-01 01:00,2\nb,2020-01-01 00:00,3\n"
     path = write(tmp_path, text)
-    with pytest.raises(SeriesTooShortError, match=r"series 'b' has 1 rows .* min_length=2") as e:
+    with pytest.raises(SeriesTooShortError, match=r"'b' has 1 row after .* min_length=2") as e:
         load_data(path, LoadConfig(target="y", series_col="id"))
     assert "(1 of 2 series are; the longest has 2 rows)" in str(e.value)
     with pytest.raises(SeriesTooShortError, match=r"every series is shorter than min_length=3"):
@@ -847,6 +847,12 @@ def test_short_series_are_refused_or_dropped_on_request(tmp_path: Path) -> None:
     data = load_data(path, LoadConfig(target="y", series_col="id", on_short="drop"))
     assert list(data.series) == ["a"]
     assert [d.subject for d in steps(data, "drop")] == ["b"]
+    # one row is said in the singular ("1 rows" read as a slip)
+    assert [d.message for d in steps(data, "drop")] == [
+        "b: dropped: 1 row, fewer than min_length=2 (on_short='drop')"
+    ]
+    summary = [d.message for d in steps(data, "summary")]
+    assert any("1 row at most, fewer than min_length=2" in line for line in summary)
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -92,6 +92,9 @@ def test_stride_keeps_the_freshest_windows_and_n_windows_counts_back() -> None:
     assert window_starts(7, 5, 3, 1).size == 0
     with pytest.raises(WindowError, match="room for 4"):
         window_starts(21, 5, 3, 4, n_windows=5)
+    # one window is said in the singular, not "1 windows of 5 + 3 rows"
+    with pytest.raises(WindowError, match=r"^1 window of 5 \+ 3 rows, 4 apart, need 8 rows"):
+        window_starts(7, 5, 3, 4, n_windows=1)
 
 
 def test_many_series_share_one_storage_and_keep_their_names() -> None:
