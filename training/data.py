@@ -3032,7 +3032,47 @@ def _group_rows(
             f"{shown(text.iloc[row - 1])} is only spaces: every row needs the id of its series"
         )
     _refuse_ids_written_two_ways(indices, config.series_col, path.name)
+    _refuse_inexact_float_ids(indices, ids.dtype, config.series_col, path.name)
     return _whole_number_ids(indices, path.name, report)
+
+
+# A whole number as a float is written: "7.0", and past 1e16 with an exponent ("1e+16",
+# "1.2345678901234567e+19"), as Python, pandas and a Parquet float id column read as text.
+_FLOAT_WRITTEN = re.compile(r"-?[0-9]+\.0+|-?[0-9](?:\.[0-9]+)?e\+[0-9]+")
+
+
+def _refuse_inexact_float_ids(
+    indices: Mapping[str, np.ndarray], dtype: Any, column: str, source: str
+) -> None:
+    """Ids written as whole-number floats past what a float holds exactly (2**53 for float64)
+    are refused, in a CSV and a Parquet file alike: a float id column rounds such ids (the
+    id 12345678901234567890 stored as float64 is 12345678901234567168, and 2**53 + 1 is
+    2**53), so the id read may not be the one first written and two series may have become
+    one. Reading it as integer text would pass off the rounded number as the id; only the
+    file's writer can store the ids exactly (as integers or text)."""
+    floats = pd.api.types.is_float_dtype(dtype)  # float32 too, exact to 2**24 only
+    bits = np.finfo(getattr(dtype, "numpy_dtype", dtype)).nmant + 1 if floats else 53
+    limit = 1 << int(bits)
+
+    def beyond(series_id: str) -> bool:
+        if not _FLOAT_WRITTEN.fullmatch(series_id):
+            return False
+        whole = int(float(series_id)) if "e" in series_id else int(series_id.split(".")[0])
+        return abs(whole) > limit
+
+    inexact = [series_id for series_id in indices if beyond(series_id)]
+    if not inexact:
+        return
+    first = min(inexact, key=lambda series_id: int(indices[series_id][0]))
+    held = f" (as a float: {int(float(first))})" if "e" in first else ""
+    raise MissingSeriesIdError(
+        f"{source}: column {column!r}, {row_label(int(indices[first][0]) + 1)}: series id "
+        f"{shown(first)}{held} is a whole number past 2**{bits} = {limit:,} written as a "
+        f"decimal ({plural(len(inexact), 'such id')}): a float holds whole numbers that "
+        "large only approximately, so the id may differ from the one first written and two "
+        "series may have become one; store the ids as integers or text (an integer or "
+        "string column in Parquet, digits without '.0' or an exponent in a CSV)"
+    )
 
 
 def _whole_number_ids(

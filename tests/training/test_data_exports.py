@@ -681,3 +681,49 @@ def test_whole_number_float_ids_read_the_same_from_csv_and_parquet(tmp_path: Pat
                 "text (such as '1'), in a CSV and a Parquet file alike; other ids are kept as "
                 "written"
             ]
+
+
+@pytest.mark.parametrize(
+    ("big", "written"),
+    [
+        (12345678901234567890.0, "'1.2345678901234567e+19' (as a float: 12345678901234567168)"),
+        (1e16, "'1e+16' (as a float: 10000000000000000)"),
+        (2.0**53 + 2, "'9007199254740994.0'"),
+    ],
+)
+def test_float_ids_past_2_53_are_refused_in_csv_and_parquet_alike(
+    tmp_path: Path, big: float, written: str
+) -> None:
+    """A float id column holds whole numbers past 2**53 only approximately: the id
+    12345678901234567890 stored as float64 is 12345678901234567168. Such ids read as
+    '1.2345678901234567e+19' text (not the whole-number rule's integer text), and read as
+    integer text they would pass off the rounded number as the id: refused with the column,
+    the row and the way out, the same from a CSV and a Parquet file. 2**53 itself is exact."""
+    frame = pd.DataFrame(
+        {
+            "unit": [7.0] * 4 + [big] * 4,
+            "ts": [f"2000-01-0{d}" for _ in range(2) for d in range(1, 5)],
+            "s11": [float(v) for v in range(8)],
+        }
+    )
+    config = LoadConfig(target="s11", series_col="unit", timestamp_col="ts")
+    as_csv = tmp_path / "fleet.csv"
+    frame.to_csv(as_csv, index=False)
+    as_parquet = tmp_path / "fleet.parquet"
+    frame.to_parquet(as_parquet, index=False)
+    for path in (as_csv, as_parquet):
+        said = refused(path, config, MissingSeriesIdError)
+        assert said == (
+            f"{path.name}: column 'unit', data row 5 (1-based, header not counted): series id "
+            f"{written} is a whole number past 2**53 = 9,007,199,254,740,992 written as a "
+            "decimal (1 such id): a float holds whole numbers that large only approximately, "
+            "so the id may differ from the one first written and two series may have become "
+            "one; store the ids as integers or text (an integer or string column in Parquet, "
+            "digits without '.0' or an exponent in a CSV)"
+        )
+    exact = frame.assign(unit=[7.0] * 4 + [2.0**53] * 4)
+    exact.to_parquet(as_parquet, index=False)
+    assert sorted(load_data(as_parquet, config).series) == ["7", "9007199254740992"]
+    as_ints = frame.assign(unit=["7"] * 4 + ["12345678901234567890"] * 4)  # text: exact
+    as_ints.to_parquet(as_parquet, index=False)
+    assert sorted(load_data(as_parquet, config).series) == ["12345678901234567890", "7"]
