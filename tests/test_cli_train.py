@@ -2394,6 +2394,6 @@ def test_one_test_unit_and_one_validating_unit_are_said_in_the_singular() -> Non
     roles = {"a": "train", "b": "train", "c": "val", "d": "test"}
     splits = {sid: SimpleNamespace(plan=SimpleNamespace(role=role)) for sid, role in roles.items()}
     assert held_out_lines(splits) == [  # type: ignore[arg-type]
-        "split 'series': 2 series train on their whole history; 1 validates (c); 1 is the test "
-        "unit, never seen in training (d)"
+        "split 'series': 2 series train on their whole history; 1 validates ('c'); 1 is the "
+        "test unit, never seen in training ('d')"
     ]

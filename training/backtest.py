@@ -89,7 +89,7 @@ from training.split import (
     split_series,
 )
 from training.stream_fit import StreamSeries, fit_stream, predict_origins, stream_series
-from training.validation import plural
+from training.validation import plural, series_named
 from training.windows import (
     WindowDataset,
     filled_flags,
@@ -230,7 +230,8 @@ def check_backtest_room(
     scored = list(_scored_units(splits, units))
     if config.drop_short and len(short) < len(scored):
         return [
-            f"left out of the backtest: series {sid!r}, room for {room} of {what} (on_short='drop')"
+            f"left out of the backtest: {series_named(sid)}, room for {room} of {what} "
+            "(on_short='drop')"
             for sid, room in short.items()
         ]
     sid, room = min(short.items(), key=lambda item: item[1])
@@ -241,7 +242,7 @@ def check_backtest_room(
     elif len(scored) > 1:
         drop = ", or leave such series out with on_short='drop' (--on-short drop)"
     raise BacktestConfigError(
-        f"backtest_windows (--backtest-windows): series {sid!r}{more} has room in its test "
+        f"backtest_windows (--backtest-windows): {series_named(sid)}{more} has room in its test "
         f"span for {room} of {what}; ask for at most {plural(room, 'window')}, or a smaller "
         f"step (--backtest-step){drop}"
     )
@@ -490,7 +491,7 @@ def backtest(
         )
         instead = "backtest without refit" if config.refit else "use a windowed kind (urnn, lstm)"
         raise BacktestConfigError(
-            f"series {unit!r} was cut at a long gap into {len(cut[unit])} segments "
+            f"{series_named(unit)} was cut at a long gap into {len(cut[unit])} segments "
             f"(on_long_gap='split'), and {what}, which a cut series does not have in one "
             f"stretch: fill the gap (max_gap, --max-gap, at least its length), or {instead}"
         )

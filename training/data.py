@@ -115,6 +115,7 @@ from training.validation import (
     renamed_alias_hint,
     row_label,
     series_id_text,
+    series_named,
     sort_by_time,
     step_alias,
     trim_edges,
@@ -542,7 +543,7 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
     for segment in kept:
         _check_finite_result(segment, source)
         n_filled = int(segment.filled.to_numpy().sum())
-        report.add(
+        report.add_series(
             segment.series_id,
             "summary",
             len(segment.frame),
@@ -668,7 +669,7 @@ def channels_as_series(data: LoadedData) -> LoadedData:
     if data.units:
         segment, unit = next(iter(data.units.items()))
         raise InvalidOptionError(
-            f"{data.source}: series {unit!r} was cut at a long gap (segment {segment!r}); "
+            f"{data.source}: {series_named(unit)} was cut at a long gap (segment {segment!r}); "
             "channel_independent (--channel-independent) takes whole series: fill the gap "
             "(max_gap, --max-gap) or leave channel_independent off"
         )
@@ -766,7 +767,8 @@ def merge_loaded(parts: Sequence[LoadedData], *, target: str | None = None) -> L
                 Path(part.source).name,
                 "read",
                 len(part.series),
-                f"{Path(part.source).name}: combined as series {', '.join(part.series)}{renamed}",
+                f"{Path(part.source).name}: combined as series "
+                f"{', '.join(map(shown, part.series))}{renamed}",
             )
         )
     return LoadedData(
@@ -2906,7 +2908,7 @@ def _series_of_row(groups: Mapping[str, np.ndarray] | None, row: int) -> str:
         return ""
     for series, positions in groups.items():
         if (positions == row - 1).any():
-            return f", series {shown(series)}"
+            return f", {series_named(series)}"
     return ""
 
 
@@ -2943,7 +2945,7 @@ def _check_segment_ids(segments: list[Segment], source: str) -> None:
         if other is not segment:
             cut = segment.unit or other.unit  # the part of a cut series, met first or second
             raise DataValidationError(
-                f"{source}: series {shown(cut)} is cut at a long gap into parts named like "
+                f"{source}: {series_named(cut)} is cut at a long gap into parts named like "
                 f"{shown(segment.series_id)}, which is also the id of another series of the "
                 "file; rename that series, or fill the gap (max_gap)"
             )
@@ -2955,7 +2957,7 @@ def _check_finite_result(segment: Segment, source: str) -> None:
     frame = segment.frame  # a column at a time: a copy of them all was 0.9 GB at 16 M rows
     if not all(np.isfinite(frame[c].to_numpy(dtype=np.float64)).all() for c in frame.columns):
         raise NonFiniteValueError(
-            f"{source}: series {shown(segment.series_id)}: averaging duplicated timestamps or "
+            f"{source}: {series_named(segment.series_id)}: averaging duplicated timestamps or "
             "filling gaps gave values beyond float64's range; values this large (near 1.8e308) "
             "cannot be trained on: rescale the column"
         )
@@ -3170,8 +3172,8 @@ def _check_filled_share(
         if share <= config.max_filled_fraction:
             continue
         raise MostlyFilledError(
-            f"{source}: series {piece.series_id!r} would be {100 * share:.1f}% filled values at "
-            f"{freq!r} (max_filled_fraction={config.max_filled_fraction:g})"
+            f"{source}: {series_named(piece.series_id)} would be {100 * share:.1f}% filled "
+            f"values at {freq!r} (max_filled_fraction={config.max_filled_fraction:g})"
             f"{_own_step(observed, freq)}. Give the frequency the data is recorded at (freq, "
             "--freq), load series recorded at different frequencies from separate files, or "
             "raise max_filled_fraction (--max-filled-fraction) to train on it anyway"
@@ -3224,7 +3226,7 @@ def _apply_min_length(
         # which already holds the window
         kept = max(short, key=lambda s: len(s.frame))
         raise SeriesTooShortError(
-            f"{source}: series {shown(first.series_id)} has "
+            f"{source}: {series_named(first.series_id)} has "
             f"{plural(len(first.frame), 'row')} after cleaning, fewer than "
             f"{_floor_name(first, floors, config)} ({len(short):,} of "
             f"{len(segments):,} series are; the longest has {plural(longest, 'row')}); set "
@@ -3236,7 +3238,7 @@ def _apply_min_length(
         )
     for segment in short:
         n = len(segment.frame)
-        report.add(
+        report.add_series(
             segment.series_id,
             "drop",
             n,
@@ -3283,7 +3285,7 @@ def _floor_name(segment: Segment, floors: dict[str, int], config: LoadConfig) ->
     if floor == config.min_length:
         return f"min_length={floor:,}"
     return (
-        f"min_segment_length={floor:,} (a segment of series {shown(segment.unit)}, cut at a "
+        f"min_segment_length={floor:,} (a segment of {series_named(segment.unit)}, cut at a "
         "long gap)"
     )
 

@@ -117,6 +117,7 @@ from training.validation import (
     natural_key,
     plural,
     series_id_text,
+    series_named,
     week_anchor,
     week_start_problem,
 )
@@ -414,7 +415,7 @@ class Negatives:
             return said
         sid, stamp, value = self.first
         which = "the first: " if self.count > 1 else ""
-        return f"{said} ({which}series {sid!r} at {stamp}, {value:.6g})"
+        return f"{said} ({which}{series_named(sid)} at {stamp}, {value:.6g})"
 
 
 def negative_targets(splits: Mapping[str, SeriesSplit], data: LoadedData) -> Negatives:
@@ -914,7 +915,7 @@ def prepare_training(config: TrainConfig) -> Prepared:
     if cut and FORECASTERS[model_config.kind].STREAMING:
         unit = next(iter(cut))
         raise CutSeriesError(
-            f"series {unit!r} was cut at a long gap into {len(cut[unit])} segments "
+            f"{series_named(unit)} was cut at a long gap into {len(cut[unit])} segments "
             f"(on_long_gap='split'), and kind {model_config.kind!r} learns each series' state "
             "from its whole history, which a cut series does not have in one stretch: fill "
             "the gap (max_gap, --max-gap, at least its length), or train a windowed kind "
@@ -1321,7 +1322,7 @@ def lookahead_fill_lines(data: LoadedData, splits: Mapping[str, SeriesSplit]) ->
                 if run:
                     counts.append(f"{column} {run:,}")
             lines.append(
-                f"{series_id}: the last {name} values ({', '.join(counts)}, up to "
+                f"{series_named(series_id)}: the last {name} values ({', '.join(counts)}, up to "
                 f"{index[span.stop - 1]}) were filled by interpolation toward the next observed "
                 f"value, which lies in the {later} span or later: a look-ahead across the "
                 f"{name}/{later} border; --fill ffill never looks ahead"
@@ -1368,7 +1369,7 @@ def spike_lines(
         return []
     found.sort(key=lambda item: -item[1])  # the series with the most first
     named = "; ".join(
-        f"series {sid!r}: {count:,} (first at {stamp}: {value:.6g})"
+        f"{series_named(sid)}: {count:,} (first at {stamp}: {value:.6g})"
         for sid, count, stamp, value in found[:limit]
     )
     more = f"; and {len(found) - limit:,} more series" if len(found) > limit else ""
@@ -1467,9 +1468,10 @@ def stuck_run_lines(
         where = "/".join(spans) if spans else "no"
         more = f" (and {len(outside) - 1:,} more such runs)" if len(outside) > 1 else ""
         found.append(
-            f"{sid}: {end - begin:,} values in a row at exactly {values[begin]:.6g} from "
-            f"{index[begin]} to {index[end - 1]} ({where} span){more}, outside the range of "
-            f"every other value of {target!r} in the series ({low:.6g} to {high:.6g})"
+            f"{series_named(sid)}: {end - begin:,} values in a row at exactly "
+            f"{values[begin]:.6g} from {index[begin]} to {index[end - 1]} ({where} span){more}, "
+            f"outside the range of every other value of {target!r} in the series ({low:.6g} to "
+            f"{high:.6g})"
         )
     if not found:
         return []
@@ -1639,7 +1641,7 @@ def time_split_lines(splits: Mapping[str, SeriesSplit], method: str, limit: int 
         if after := plan.n_rows - plan.test.stop:
             unused.append(f"{plural(after, 'row')} after test, the split's span ended")
         left = f"; unused: {', '.join(unused)}" if unused else ""
-        lines.append(f"split {method!r} of {series_id}: {', '.join(parts)}{left}")
+        lines.append(f"split {method!r} of {series_named(series_id)}: {', '.join(parts)}{left}")
     if len(plain) > limit:
         lines.append(f"(and {len(plain) - limit:,} more series, split the same way)")
     return lines
@@ -1668,10 +1670,11 @@ def held_out_lines(splits: Mapping[str, SeriesSplit]) -> list[str]:
 
 
 def named_ids(ids: Sequence[str], limit: int = 20) -> str:
-    """Series ids in natural order, the first `limit` of them, quoted where the plain list
-    would hide where an id begins or ends (' PJM', 'a, b')."""
+    """Series ids in natural order, the first `limit` of them, each quoted as `series_named`
+    quotes one: unquoted, a list hid where an id begins or ends (' PJM', 'a, b', 'North
+    East')."""
     ordered = sorted(ids, key=natural_key)
-    listed = [shown(i) if i != i.strip() or "," in i else i for i in ordered[:limit]]
+    listed = [shown(i) for i in ordered[:limit]]
     more = len(ordered) - limit
     return ", ".join(listed) + (f" and {more:,} more" if more > 0 else "")
 

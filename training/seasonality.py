@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from models.forecaster import ForecasterConfigError
-from training.validation import fixed_step, plural
+from training.validation import fixed_step, plural, series_named
 
 _MINUTE = pd.Timedelta(minutes=1)
 _HOUR = pd.Timedelta(hours=1)
@@ -125,7 +125,7 @@ def mase_season(
     (LoadConfig.step_origin), so their calendar means nothing and the default is 1."""
     if explicit is not None:
         if explicit >= shortest_train:
-            whose = f", series {shortest_series!r}" if shortest_series is not None else ""
+            whose = f", {series_named(shortest_series)}" if shortest_series is not None else ""
             raise SeasonError(
                 f"season_length: MASE's scale compares training values one season apart, and "
                 f"the season ({explicit:,} rows, {explicit_from}) is not shorter than the "

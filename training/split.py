@@ -77,6 +77,7 @@ from training.validation import (
     natural_key,
     plural,
     series_id_text,
+    series_named,
 )
 from urnn_forecast.field_types import not_one_of, shown
 
@@ -693,7 +694,7 @@ def _plans(data: LoadedData, config: SplitConfig) -> list[tuple[str, pd.DataFram
             wholes[unit], pieces = plan_cut_series(sizes, data.freq, config)
         except SplitError as error:
             raise SplitError(
-                f"series {unit!r}, cut at a long gap into {len(ids)} segments "
+                f"{series_named(unit)}, cut at a long gap into {len(ids)} segments "
                 f"({_segments_shown(data, ids)}), is split by time as one series of their "
                 f"{sum(sizes):,} rows together: {error}"
             ) from None
@@ -802,12 +803,12 @@ def cut_series_lines(
                 text += f" (unused: {'; '.join(why)})" if why else ""
             else:
                 text = f"none ({'; '.join(why) or 'too short for a window'})"
-            held.append(f"{sid} {text}")
+            held.append(f"{shown(sid)} {text}")
             offset = stop
         span = f"; the split's span: {_span_shown(config, whole)}" if outside else ""
         lines.append(
-            f"series {unit!r}, cut at a long gap into {len(ids)} segments, is split by time as "
-            f"one series (borders drawn over their rows together; no window spans a gap); "
+            f"{series_named(unit)}, cut at a long gap into {len(ids)} segments, is split by "
+            f"time as one series (borders drawn over their rows together; no window spans a gap); "
             f"rows per segment: {'; '.join(held)}{span}"
         )
     return lines
@@ -917,7 +918,7 @@ class StandardScaler:
         for series_id, train in trains.items():
             if tuple(str(c) for c in train.columns) != columns:
                 raise ScalerError(
-                    f"series {series_id!r} has columns {list(train.columns)}, "
+                    f"{series_named(series_id)} has columns {list(train.columns)}, "
                     f"the first series {list(columns)}"
                 )
         if scope == "series":
@@ -977,7 +978,7 @@ class StandardScaler:
             known = sorted(self.stats)
             shown = ", ".join(map(repr, known[:10])) + (" ..." if len(known) > 10 else "")
             raise UnknownSeriesError(
-                f"no scaling statistics for series {series_id!r}; this per-series scaler was "
+                f"no scaling statistics for {series_named(series_id)}; this per-series scaler was "
                 f"fitted on {len(known)} series: {shown}"
             )
         by_column = self.stats[key]
@@ -1058,7 +1059,7 @@ def _check_finite_scales(
             at = int(np.nanargmax(sizes)) if not np.isnan(sizes).all() else -1
             if at >= 0 and sizes[at] >= abs(largest):
                 largest = float(values[at])
-                where = f"series {shown(series_id)} at {train.index[at]}"
+                where = f"{series_named(series_id)} at {train.index[at]}"
         raise NonFiniteValueError(
             f"column {column!r}: its training values are too large for their mean and standard "
             "deviation to be computed in float64 (the largest in size, "

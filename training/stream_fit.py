@@ -49,7 +49,7 @@ from training.fit import (
 )
 from training.paper_benchmark import resolve_device
 from training.split import SeriesSplit, StandardScaler
-from training.validation import UnobservedValidationError
+from training.validation import UnobservedValidationError, series_named
 from training.windows import WindowDataset, filled_flags
 
 # Origins per head evaluation when scoring: bounds the (N, W) tail and (N, H, Q) output blocks.
@@ -109,7 +109,7 @@ def stream_series(
         )
         if len(whole) != plan.test.stop - first:
             raise StreamFitError(
-                f"series {sid!r}: the split's spans are not contiguous ({len(whole)} rows "
+                f"{series_named(sid)}: the split's spans are not contiguous ({len(whole)} rows "
                 f"between train start and test end, expected {plan.test.stop - first})"
             )
         frames[sid] = scaler.transform(sid, whole)

@@ -439,6 +439,14 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
 
 
+def series_named(series_id: str) -> str:
+    """How report lines and refusals name a series: `series 'North East'`, the id quoted by
+    `shown` (cut when very long). An id with spaces, quote characters or nothing visible read
+    unquoted ("North East: filled 3 values", "series : ready") as if its words were the
+    message's."""
+    return f"series {shown(series_id)}"
+
+
 def row_label(row: int) -> str:
     """How errors name a row: the 1-based data row, header not counted (not the line number:
     a CSV with blank or multi-line rows would make line numbers wrong, and Parquet has none)."""
@@ -493,6 +501,14 @@ class Report:
     ) -> None:
         self.decisions.append(Decision(subject, step, count, f"{subject}: {text}", caution))
 
+    def add_series(
+        self, series_id: str, step: Step, count: int, text: str, *, caution: bool = False
+    ) -> None:
+        """`add` for a decision about one series: its line names the series by `series_named`
+        (the subject stays the bare id, as the report's readers look series up by)."""
+        line = f"{series_named(series_id)}: {text}"
+        self.decisions.append(Decision(series_id, step, count, line, caution))
+
 
 # --- per-series rules ------------------------------------------------------------------------
 
@@ -506,7 +522,7 @@ def sort_by_time(
     if backwards == 0:
         return frame, rows
     order = np.argsort(stamps, kind="stable")
-    report.add(
+    report.add_series(
         series,
         "sort",
         len(frame),
@@ -544,7 +560,7 @@ def merge_duplicates(
     if policy == "error":
         merging = ", ".join(p for p in DUPLICATE_POLICIES if p != "error")
         raise SeriesDuplicatesError(
-            f"{source}: series {shown(series)} has {plural(n_stamps, 'duplicated timestamp')} "
+            f"{source}: {series_named(series)} has {plural(n_stamps, 'duplicated timestamp')} "
             f"({n_rows:,} rows); the first is {first} at data rows {first_rows} (1-based, header "
             f"not counted). Set duplicates to one of {merging} "
             "to merge them",
@@ -565,7 +581,7 @@ def merge_duplicates(
         keep = keep_first if policy == "first" else ~frame.index.duplicated(keep="last")
         merged, kept_rows = frame[keep], rows[keep]
         how = f"keeping the {policy} row of each in file order"
-    report.add(
+    report.add_series(
         series,
         "duplicates",
         n_rows - n_stamps,
@@ -646,7 +662,7 @@ def _refuse_many_readings(frame: pd.DataFrame, rows: np.ndarray, series: str, so
     )
     refusal = SeveralSeriesError if fleet else DuplicateTimestampError
     raise refusal(
-        f"{source}: series {shown(series)}: {int(counts[first]):,} different rows share the "
+        f"{source}: {series_named(series)}: {int(counts[first]):,} different rows share the "
         f"timestamp {first} (data rows {at}{more}, 1-based, header not counted), and "
         f"{plural(len(many), 'timestamp')} in all have more than two; duplicates='mean' "
         f"averages the two hours a daylight-saving change repeats, not this.{fleet} Is a time "
@@ -671,7 +687,7 @@ def _refuse_interleaved_series(
     first = differing.index[0]
     at = ", ".join(str(r) for r in rows[frame.index == first][:5])
     raise SeveralSeriesError(
-        f"{source}: series {shown(series)}: {len(differing):,} of its {n_stamps:,} timestamps "
+        f"{source}: {series_named(series)}: {len(differing):,} of its {n_stamps:,} timestamps "
         f"({len(differing) / n_stamps:.0%}) hold different rows (the first, {first}, at data "
         f"rows {at}, 1-based, header not counted); duplicates='mean' would average them into "
         "one series. Does the file hold several series? Name their id column with series_col "
@@ -866,7 +882,7 @@ def regularise(
     if n_steps > slack * (MAX_GRID_GROWTH * len(frame) + 100):
         about = "" if step is not None else "about "
         raise FrequencyError(
-            f"{source}: series {shown(series)}: a regular {freq!r} grid from {start} to {end} "
+            f"{source}: {series_named(series)}: a regular {freq!r} grid from {start} to {end} "
             f"would have {about}{n_steps:,} steps for {len(frame):,} rows; is freq right?"
         )
     unit = pd.DatetimeIndex(frame.index).unit
@@ -874,7 +890,7 @@ def regularise(
         grid = pd.date_range(start, end, freq=offset, unit=unit, name="timestamp")
     except ValueError:  # '500ns' on timestamps read in microseconds
         raise FrequencyError(
-            f"{source}: series {shown(series)}: freq {freq!r} is finer than the timestamps' "
+            f"{source}: {series_named(series)}: freq {freq!r} is finer than the timestamps' "
             f"resolution ({unit}); pass the step the data is recorded at"
         ) from None
     # a series already on its grid (most of a fleet) is the grid: equals is 2 us, isin 35
@@ -884,7 +900,7 @@ def regularise(
     if not on_grid.all():
         first = int(np.flatnonzero(~on_grid)[0])
         raise FrequencyError(
-            f"{source}: series {shown(series)}: timestamp {frame.index[first]} at "
+            f"{source}: {series_named(series)}: timestamp {frame.index[first]} at "
             f"{row_label(int(rows[first]))} is not on the {freq!r} grid that starts at {start} "
             f"({plural_says(int(np.count_nonzero(~on_grid)), 'timestamp', 'is', 'are')} off "
             "it). The loader does not "
@@ -904,7 +920,7 @@ def regularise(
         inserted = grid.difference(pd.DatetimeIndex(frame.index))
     frame = frame.set_axis(grid) if not n_missing else frame.reindex(grid)
     if n_missing:
-        report.add(
+        report.add_series(
             series,
             "regularise",
             n_missing,
@@ -1086,8 +1102,8 @@ def check_has_values(
     if not len(empty) or not len(rows):
         return
     column = str(empty[0])
-    whose = f"series {shown(series)}: " if long else ""
-    leave = [f"leave series {shown(series)} out of the file"] if long else []
+    whose = f"{series_named(series)}: " if long else ""
+    leave = [f"leave {series_named(series)} out of the file"] if long else []
     needs = "the target" if column == target else "each covariate"
     said = (
         f"{source}: {whose}column {column!r} has no value in any of its "
@@ -1116,12 +1132,12 @@ def trim_edges(frame: pd.DataFrame, series: str, source: str, report: Report) ->
             if empty
             else "no row is complete"
         )
-        raise EmptyDataError(f"{source}: series {shown(series)}: {detail}")
+        raise EmptyDataError(f"{source}: {series_named(series)}: {detail}")
     head = int(np.argmax(complete))
     tail = int(np.argmax(complete[::-1]))
     if head == 0 and tail == 0:
         return frame
-    report.add(
+    report.add_series(
         series,
         "trim",
         head + tail,
@@ -1195,7 +1211,7 @@ def fill_gaps(
                 else f"longer than max_gap={max_gap}"
             )
             raise GapTooLongError(
-                f"{source}: series {shown(series)}, {where}: {stop - start:,} missing steps "
+                f"{source}: {series_named(series)}, {where}: {stop - start:,} missing steps "
                 f"at {freq!r} from {frame.index[start]} to {frame.index[stop - 1]}, {why} "
                 f"({plural(len(regions), 'such gap')} in this series, the longest {longest:,}). "
                 + (
@@ -1213,7 +1229,7 @@ def fill_gaps(
         n_dropped = int(np.count_nonzero(long_rows))
         n_observed = int(np.count_nonzero((~missing[long_rows]).any(axis=1)))
         first_a, first_b = regions[0]
-        report.add(
+        report.add_series(
             series,
             "split",
             n_dropped,
@@ -1232,7 +1248,7 @@ def fill_gaps(
         segment_id = series if len(pieces) == 1 else f"{series}#{k}"
         if len(pieces) > 1:
             if not piece.notna().all(axis=1).any():  # only short gaps of different columns
-                report.add(
+                report.add_series(
                     segment_id,
                     "drop",
                     len(piece),
@@ -1269,11 +1285,11 @@ def fill_gaps(
             if fractional
             else ""
         )
-        report.add(
+        report.add_series(
             series,
             "fill",
             n_filled,
-            f"filled {n_filled:,} missing values by {_FILL_WORDS[fill]} (fill={fill!r}, "
+            f"filled {plural(n_filled, 'missing value')} by {_FILL_WORDS[fill]} (fill={fill!r}, "
             f"max_gap={max_gap}): {by_column}; longest filled gap "
             f"{plural(longest_filled, 'step')}{whole}",
         )
@@ -1415,7 +1431,7 @@ def week_start_problem(
         if first.weekday() != weekday:
             return (
                 f"{shown(data_freq)} names the model's {model_freq!r} steps only from a "
-                f"{WEEKDAYS[weekday]}, and series {shown(series_id)} starts "
+                f"{WEEKDAYS[weekday]}, and {series_named(series_id)} starts "
                 f"{first.isoformat()}, a {WEEKDAYS[first.weekday()]}"
             )
     return None

@@ -47,8 +47,7 @@ from models.forecaster import (
     n_calendar_features,
 )
 from training.split import SeriesSplit, StandardScaler
-from training.validation import NonFiniteValueError, plural
-from urnn_forecast.field_types import shown
+from training.validation import NonFiniteValueError, plural, series_named
 
 PARTS = ("train", "val", "test")
 
@@ -400,7 +399,7 @@ def _float32_values(
     count = plural(int(np.count_nonzero(~finite)), "such cell")
     scaled = float(np.asarray(values, dtype=np.float64)[row, column])
     raise NonFiniteValueError(
-        f"series {shown(series_id)}, column {str(columns[column])!r} at {index[row]}: the value "
+        f"{series_named(series_id)}, column {str(columns[column])!r} at {index[row]}: the value "
         f"lies {scaled:.4g} training standard deviations from the training mean, beyond the "
         f"range of float32 that the model reads ({count} in this "
         "series' part); a glitch or a unit error? leave the cell empty (missing values are "
@@ -466,9 +465,8 @@ def make_windows(
         if shortest < config.lookback + config.horizon:
             series = min(frames, key=lambda sid: len(frames[sid]))
             raise WindowError(
-                f"the {part} frame of series {series!r} has {plural(shortest, 'row')}; a window "
-                "needs "
-                f"lookback + horizon = {config.lookback + config.horizon:,}"
+                f"the {part} frame of {series_named(series)} has {plural(shortest, 'row')}; "
+                f"a window needs lookback + horizon = {config.lookback + config.horizon:,}"
             )
         arrays = {
             sid: SeriesArrays(

@@ -585,7 +585,9 @@ def test_segments_of_a_cut_series_are_held_to_their_own_floor(tmp_path: Path) ->
     alone = load_data(path, replace(base, min_segment_length=4))
     assert list(alone.series) == ["log#1"]
     (dropped,) = steps(alone, "drop")
-    assert dropped.message == "log#2: dropped: 3 rows, fewer than min_length=4 (on_short='drop')"
+    assert dropped.message == (
+        "series 'log#2': dropped: 3 rows, fewer than min_length=4 (on_short='drop')"
+    )
     stamps = hourly(20)
     kept = [0, 1, 2, 3, 9, 10, 11, 12, 18, 19]  # segments of 4, 4 and 2 rows
     three = write(tmp_path, csv_of([stamps[k] for k in kept], list("0123456789")), "three.csv")
@@ -849,7 +851,7 @@ def test_short_series_are_refused_or_dropped_on_request(tmp_path: Path) -> None:
     assert [d.subject for d in steps(data, "drop")] == ["b"]
     # one row is said in the singular ("1 rows" read as a slip)
     assert [d.message for d in steps(data, "drop")] == [
-        "b: dropped: 1 row, fewer than min_length=2 (on_short='drop')"
+        "series 'b': dropped: 1 row, fewer than min_length=2 (on_short='drop')"
     ]
     summary = [d.message for d in steps(data, "summary")]
     assert any("1 row at most, fewer than min_length=2" in line for line in summary)
@@ -1151,7 +1153,21 @@ def test_bike_sharing_missing_hours_are_counted_and_the_long_gap_refused(tmp_pat
 def test_report_lines_are_sentences_naming_their_subject(tmp_path: Path) -> None:
     path = write(tmp_path, csv_of(hourly(3), list("123")))
     lines = load_data(path, LoadConfig(target="y")).report_lines()
-    assert all(re.match(r"^(log|log\.csv): ", line) for line in lines)
+    assert all(re.match(r"^(series 'log'|log\.csv): ", line) for line in lines)
+
+
+def test_series_ids_are_quoted_in_report_lines(tmp_path: Path) -> None:
+    """ "North East: filled 1 missing value" read as if "North East" were words of the
+    message, and an id with a quote or a trailing space showed neither: every per-series
+    line names its series as the refusals do, `series 'North East': ...`."""
+    rows = [("North East", t, str(i)) for i, t in enumerate(hourly(6)) if i != 3]
+    rows += [('say "hi"', t, str(i)) for i, t in enumerate(hourly(6))]
+    text = "id,timestamp,y\n" + "".join(f"{i},{t},{v}\n" for i, t, v in rows)
+    path = write(tmp_path, text.replace('say "hi"', '"say ""hi"""'))
+    data = load_data(path, LoadConfig(target="y", series_col="id"))
+    lines = [line for line in data.report_lines() if not line.startswith("log.csv: ")]
+    assert lines and all(re.match(r"^series '(North East|say \"hi\")': ", s) for s in lines)
+    assert "series 'North East': filled 1 missing value by linear interpolation" in "\n".join(lines)
 
 
 @pytest.mark.parametrize(

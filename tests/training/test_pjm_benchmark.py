@@ -161,12 +161,12 @@ def test_load_many_repairs_each_file_and_combines_them(tmp_path: Path) -> None:
         assert int(data.filled[region]["MW"].sum()) == 2  # the two missing hours
     lines = data.report_lines()
     for region in clean:
-        own = [line for line in lines if line.startswith(f"{region}:")]
+        own = [line for line in lines if line.startswith(f"series {region!r}:")]
         assert any("sorted" in line for line in own)
         assert any("merged 1 duplicated timestamp (" in line for line in own)
         assert any("inserted 2 missing timestamps" in line for line in own)
         assert any(
-            line.startswith(f"{region}_hourly.csv: combined as series {region}") for line in lines
+            line.startswith(f"{region}_hourly.csv: combined as series {region!r}") for line in lines
         )
     assert data.config.target == "MW" and data.config.series_id is None
 
@@ -198,9 +198,11 @@ def test_the_six_real_pjm_files_load_and_split_under_the_protocol() -> None:
         assert frame.index[plan.test.start] == END - pd.Timedelta(hours=8759)
     lines = data.report_lines()
     for region in pjm.REGIONS:  # the documented quirks, each with its decision
-        assert any(line.startswith(f"{region}: sorted") for line in lines)
-        assert any(line.startswith(f"{region}: merged 4 duplicated timestamps") for line in lines)
-        assert any(line.startswith(f"{region}: inserted") for line in lines)
+        assert any(line.startswith(f"series {region!r}: sorted") for line in lines)
+        assert any(
+            line.startswith(f"series {region!r}: merged 4 duplicated timestamps") for line in lines
+        )
+        assert any(line.startswith(f"series {region!r}: inserted") for line in lines)
 
 
 # --- a run -----------------------------------------------------------------------------------

@@ -261,7 +261,7 @@ def test_columns_constant_over_a_training_span_are_named_in_the_report() -> None
     assert constant_in_training(splits) == {"x": ["pump 2", "pump-1"], "y": ["pump 2"]}
     assert constant_in_training(splits, pooled=True) == {"x": ["pump 2", "pump-1"]}
     assert constant_lines(splits, "y") == [
-        "target 'y' holds one value over the training span of 1 of 2 series (pump 2): there "
+        "target 'y' holds one value over the training span of 1 of 2 series ('pump 2'): there "
         "it has nothing to learn, and no MASE scale (its MASE is left out of the overall)",
         "covariate 'x' holds one value over every series' training span (2): centred and not "
         "scaled, it tells the model nothing (a stuck sensor?); leave it out of --covariates, "
@@ -272,7 +272,7 @@ def test_columns_constant_over_a_training_span_are_named_in_the_report() -> None
     by_store = splits_of(capacity, SplitConfig(lookback=5))
     assert constant_lines(by_store, "y") == []
     assert constant_lines(by_store, "y", scope="series") == [
-        "covariate 'x' holds one value over the training span of 2 of 2 series (a, b): centred "
+        "covariate 'x' holds one value over the training span of 2 of 2 series ('a', 'b'): centred "
         "and not scaled, it tells the model nothing (a stuck sensor?); leave it out of "
         "--covariates, or train on a span where it varies"
     ]
@@ -337,9 +337,9 @@ def test_interpolated_values_at_a_border_are_named_as_a_look_ahead(tmp_path: Pat
     splits = split_data(data, SplitConfig(lookback=5))
     assert splits["gappy"].train.index[-1] == pd.Timestamp("2021-03-06 19:00")
     assert lookahead_fill_lines(data, splits) == [
-        "gappy: the last train values (y 3, x 2, up to 2021-03-06 19:00:00) were filled by "
-        "interpolation toward the next observed value, which lies in the val span or later: "
-        "a look-ahead across the train/val border; --fill ffill never looks ahead"
+        "series 'gappy': the last train values (y 3, x 2, up to 2021-03-06 19:00:00) were "
+        "filled by interpolation toward the next observed value, which lies in the val span or "
+        "later: a look-ahead across the train/val border; --fill ffill never looks ahead"
     ]
     carried = load_data(path, LoadConfig(target="y", covariates=("x",), fill="ffill"))
     assert lookahead_fill_lines(carried, split_data(carried, SplitConfig(lookback=5))) == []
@@ -692,7 +692,7 @@ def test_a_gap_policy_of_split_keeps_the_whole_series_floor_for_uncut_series(
         )
         prepared = prepare_training(config)
         dropped = [line for line in prepared.data.report_lines() if "dropped:" in line]
-        assert any(line.startswith("short: dropped: 150 rows") for line in dropped), policy
+        assert any(line.startswith("series 'short': dropped: 150 rows") for line in dropped), policy
         assert cut_series(prepared.data) == {}
     assert list(prepared.data.series) == ["long#2"]  # its 30-row first segment dropped
 
@@ -715,22 +715,22 @@ def test_the_data_report_says_why_a_segment_is_unused() -> None:
     data = cut_data(15_000, [(14_500, 14_520)])
     (line,) = cut_series_lines(data, split_data(data, ett), ett)
     assert line.endswith(
-        "rows per segment: u#1 8,640 train, 2,880 val, 2,880 test (unused: 100 rows after the "
-        "split's span); u#2 none (all its rows after the split's span); the split's span: the "
-        "'ett' split's 20 months (12 + 4 + 4), the first 14,400 of the 14,980 rows"
+        "rows per segment: 'u#1' 8,640 train, 2,880 val, 2,880 test (unused: 100 rows after "
+        "the split's span); 'u#2' none (all its rows after the split's span); the split's "
+        "span: the 'ett' split's 20 months (12 + 4 + 4), the first 14,400 of the 14,980 rows"
     ), line
     # 400 observed rows, horizon 24: the gap cuts the 40 val rows 20 / 20
     config = SplitConfig(lookback=CUT_L, horizon=24)
     data = cut_data(420, [(300, 320)], v=row_number_frame(400))
     (line,) = cut_series_lines(data, split_data(data, config), config)
     assert line.endswith(
-        "rows per segment: u#1 280 train (unused: its 20 val rows too short for a window); "
-        "u#2 76 test (unused: its 20 val rows too short for a window)"
+        "rows per segment: 'u#1' 280 train (unused: its 20 val rows too short for a window); "
+        "'u#2' 76 test (unused: its 20 val rows too short for a window)"
     ), line
     short = SplitConfig(lookback=CUT_L, horizon=CUT_H)
     data = cut_data(600, [(560, 585)], v=row_number_frame(600))  # u#2: 15 test rows
     (line,) = cut_series_lines(data, split_data(data, short), short)
-    assert "; u#2 none (its 15 test rows too short for a window)" in line, line
+    assert "; 'u#2' none (its 15 test rows too short for a window)" in line, line
 
 
 def test_a_named_unit_whose_id_has_outer_spaces_is_pointed_to() -> None:
@@ -783,7 +783,7 @@ def test_held_out_ids_with_outer_spaces_are_quoted_in_the_report() -> None:
     }
     assert held_out_lines(splits) == [  # type: ignore[arg-type]
         "split 'series': 1 series trains on its whole history; 1 validates ('PJM '); 2 are "
-        "the test units, never seen in training (007, ' PJM')"
+        "the test units, never seen in training ('007', ' PJM')"
     ]
 
 
@@ -795,14 +795,16 @@ def test_the_report_states_each_parts_borders_and_the_rows_no_part_holds() -> No
     ett = SplitConfig(method="ett", lookback=LOOKBACK)
     (line,) = time_split_lines(splits_of({"log": frame_of(15_000, columns=("y",))}, ett), "ett")
     assert line == (
-        "split 'ett' of log: train 2020-01-01 00:00:00 to 2020-12-25 23:00:00 (8,640 rows), "
-        "val 2020-12-26 00:00:00 to 2021-04-24 23:00:00 (2,880 rows), test 2021-04-25 "
-        "00:00:00 to 2021-08-22 23:00:00 (2,880 rows); unused: 600 rows after test, the "
+        "split 'ett' of series 'log': train 2020-01-01 00:00:00 to 2020-12-25 23:00:00 "
+        "(8,640 rows), val 2020-12-26 00:00:00 to 2021-04-24 23:00:00 (2,880 rows), test "
+        "2021-04-25 00:00:00 to 2021-08-22 23:00:00 (2,880 rows); unused: 600 rows after test, the "
         "split's span ended"
     )
     fleet = {f"pump-{i}": frame_of(600 + i, seed=i, columns=("y",)) for i in range(5)}
     lines = time_split_lines(splits_of(fleet, SplitConfig(lookback=48, horizon=12)), "fractions")
-    assert lines[0].startswith("split 'fractions' of pump-0: train 2020-01-01 00:00:00 to ")
+    assert lines[0].startswith(
+        "split 'fractions' of series 'pump-0': train 2020-01-01 00:00:00 to "
+    )
     assert "(420 rows), val" in lines[0] and "(120 rows)" in lines[0]
     assert "unused" not in lines[0]
     assert lines[3:] == ["(and 2 more series, split the same way)"]
@@ -861,7 +863,7 @@ def test_an_outage_written_as_zeros_is_named_with_its_span(tmp_path: Path) -> No
     lines = stuck_run_lines(data, split_data(data, SplitConfig(lookback=168)), "DAYTON_MW")
     assert len(lines) == 1
     assert lines[0].startswith(
-        "DAYTON: 8 values in a row at exactly 0 from 2016-12-20 09:00:00 to 2016-12-20 "
+        "series 'DAYTON': 8 values in a row at exactly 0 from 2016-12-20 09:00:00 to 2016-12-20 "
         "16:00:00 (test span), outside the range of every other value of 'DAYTON_MW'"
     )
     assert "leave such cells empty" in lines[0]

@@ -84,7 +84,9 @@ def test_the_brief_report_keeps_what_changed_and_sums_up_the_routine_lines(
     full, brief = data.report_lines(), data.brief_report_lines(max_series=10)
     assert sum("ready:" in line for line in full) == 12
     assert not any(": ready:" in line for line in brief)
-    assert any(line.startswith("2: filled 1 missing value") for line in brief)  # the decision
+    assert any(
+        line.startswith("series '2': filled 1 missing value") for line in brief
+    )  # the decision
     assert brief[-1].startswith(
         "engines.csv: 12 series ready at 'D': 1,800 rows in all, 150 to 150 each; 1 of 1,800 "
         "values filled (0.056%)"
@@ -177,8 +179,8 @@ def test_a_fleet_split_by_unit_trains_on_whole_engines_and_scores_unseen_ones(
     n_values = int(result.tables["overall"]["n"].iloc[0])
     assert n_values == 2 * (120 - 24 - 6 + 1) * 6  # every origin of both units
     assert (
-        "split 'series': 7 series train on their whole history; 1 validates (8); 2 are the test "
-        "units, never seen in training (9, 10)" in reports[0]
+        "split 'series': 7 series train on their whole history; 1 validates ('8'); 2 are the "
+        "test units, never seen in training ('9', '10')" in reports[0]
     )
     run = mlflow.MlflowClient().get_run(result.run_id)
     assert run.data.params["split.method"] == "series"
@@ -326,8 +328,8 @@ def test_named_test_units_train_register_and_are_backtested_again_by_name(
     out = capsys.readouterr().out
     assert code == 0
     assert (
-        "7 series train on their whole history; 1 validates (10); 2 are the test units, never "
-        "seen in training (2, 5)" in out
+        "7 series train on their whole history; 1 validates ('10'); 2 are the test units, "
+        "never seen in training ('2', '5')" in out
     )
     run = mlflow.MlflowClient().get_run(
         mlflow.MlflowClient().get_registered_model("fleet").latest_versions[0].run_id
