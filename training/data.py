@@ -499,7 +499,14 @@ def load_data(path: str | Path, config: LoadConfig) -> LoadedData:
         frame, rows = sort_by_time(frame, rows, series_id, report)
         try:
             frame, rows = merge_duplicates(
-                frame, rows, series_id, config.duplicates, source, report, wall_clock=wall_clock
+                frame,
+                rows,
+                series_id,
+                config.duplicates,
+                source,
+                report,
+                wall_clock=wall_clock,
+                id_columns=None if config.series_col else _id_like_columns(available, wanted),
             )
         except DuplicateTimestampError as error:
             repeated.append((series_id, error))
@@ -581,6 +588,20 @@ def _rows_at(
     if numbers is None:
         numbers = values.to_numpy()
     return pd.DataFrame(numbers[positions], columns=list(columns), index=stamps[positions])
+
+
+# Column names that read as a series id ("region", "unit_id", "Station", "deviceId")
+_ID_WORDS = re.compile(
+    r"(?:^|[^a-z])(?:id|ids|series|unit|region|zone|station|site|sensor|device|machine|meter"
+    r"|asset|engine|pump|node|store|item|sku|customer|client|name|key|channel|turbine"
+    r"|building|location|country|city|state|well|plant|line)(?:$|[^a-z])|[a-z]id$"
+)
+
+
+def _id_like_columns(available: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The columns of a file the run does not read whose names read as a series id: where a
+    file read as one series repeats its timestamps, the likely id column of a long file."""
+    return [c for c in available if c not in wanted and _ID_WORDS.search(c.lower())]
 
 
 def _refuse_repeated_timestamps(

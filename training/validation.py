@@ -111,6 +111,12 @@ class SeriesDuplicatesError(DuplicateTimestampError):
         self.first_rows = first_rows
 
 
+class SeveralSeriesDuplicatesError(SeriesDuplicatesError, SeveralSeriesError):
+    """duplicates="error" refusing a file read as one series that looks like several (an
+    unread column named like an id, or most timestamps repeated): its first remedy is
+    `series_col`, as `SeveralSeriesError`'s, so a job's 422 names that field."""
+
+
 class FrequencyError(DataValidationError):
     """The frequency cannot be inferred, or timestamps are not on the frequency's grid."""
 
@@ -541,9 +547,14 @@ def merge_duplicates(
     report: Report,
     *,
     wall_clock: bool = True,
+    id_columns: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per timestamp. Expects time order. `wall_clock` as `regularise`'s: False, no
-    guess that the duplicates are an hour a daylight-saving change repeats.
+    guess that the duplicates are an hour a daylight-saving change repeats. `id_columns`: for
+    a file read as one series (no series_col), its unread columns named like an id; the
+    refusal under "error" then asks first whether the file holds several series, where one
+    is named so or most timestamps repeat (a long file's series, one row each per time):
+    merging them, its only remedy before, would average the series into one.
 
     "mean" averages the duplicates column by column, ignoring missing cells: right for the
     daylight-saving fall-back hour of local-time logs (PJM), where two real hours share one label
@@ -559,10 +570,19 @@ def merge_duplicates(
     first_rows = ", ".join(str(r) for r in rows[frame.index == first])
     if policy == "error":
         merging = ", ".join(p for p in DUPLICATE_POLICIES if p != "error")
-        raise SeriesDuplicatesError(
+        several = ""
+        if id_columns is not None and (id_columns or n_stamps * 2 > frame.index.nunique()):
+            named = f"; column {id_columns[0]!r} looks like one" if id_columns else ""
+            several = (
+                " Does the file hold several series (one row per series and time)? Name their "
+                f"id column with series_col (--series-col){named}: without it the file is read "
+                "as one series. Otherwise"
+            )
+        refusal = SeveralSeriesDuplicatesError if several else SeriesDuplicatesError
+        raise refusal(
             f"{source}: {series_named(series)} has {plural(n_stamps, 'duplicated timestamp')} "
             f"({n_rows:,} rows); the first is {first} at data rows {first_rows} (1-based, header "
-            f"not counted). Set duplicates to one of {merging} "
+            f"not counted).{several} {'s' if several else 'S'}et duplicates to one of {merging} "
             "to merge them",
             series=series,
             stamps=n_stamps,

@@ -872,6 +872,11 @@ def test_a_long_file_sent_without_series_col_is_refused_at_series_col(
     detail = refused(client, spec)
     assert detail.startswith("field 'config.load.series_col': "), detail
     assert "Name their id column with series_col" in detail, detail
+    # duplicates "error" on the fleet read as one series: series_col too, its column named
+    spec["config"]["load"] = {"duplicates": "error"}
+    detail = refused(client, spec)
+    assert detail.startswith("field 'config.load.series_col': "), detail
+    assert "series_col (--series-col); column 'unit' looks like one" in detail, detail
     # a duplicates refusal that is not about series ids still names duplicates
     spec["config"]["load"] = {"series_col": "unit", "duplicates": "error"}
     doubled = tmp_path / "doubled.csv"

@@ -24,7 +24,9 @@ from training.validation import (
     MissingColumnError,
     NonFiniteValueError,
     NonNumericValueError,
+    SeriesDuplicatesError,
     SeriesTooShortError,
+    SeveralSeriesError,
     TimestampParseError,
     UnreadableFileError,
     UnsupportedFormatError,
@@ -1683,6 +1685,38 @@ def test_a_refusal_of_one_row_says_it_in_the_singular(
     with pytest.raises(DataValidationError) as refused:
         load_data(path, LoadConfig(target="y", **extra))  # type: ignore[arg-type]
     assert said in str(refused.value), str(refused.value)
+
+
+def test_duplicates_error_on_a_fleet_read_as_one_series_names_series_col(tmp_path: Path) -> None:
+    """duplicates='error' on a long file read without series_col said only "Set duplicates to
+    one of mean, first, last", which would average the fleet into one series: the refusal now
+    asks first whether the file holds several series, names series_col (--series-col) and the
+    column that looks like the id; a timestamp or two repeated (a daylight-saving hour) is
+    not taken for a fleet."""
+    stamps = hourly(24)
+    rows = [f"{region},{t},{i}" for region in ("North East", "West") for i, t in enumerate(stamps)]
+    path = write(tmp_path, "region,timestamp,y\n" + "\n".join(rows) + "\n")
+    with pytest.raises(SeriesDuplicatesError) as refused:
+        load_data(path, LoadConfig(target="y", duplicates="error"))
+    assert str(refused.value) == (
+        "log.csv: series 'log' has 24 duplicated timestamps (48 rows); the first is "
+        "2020-01-01 00:00:00 at data rows 1, 25 (1-based, header not counted). Does the file "
+        "hold several series (one row per series and time)? Name their id column with "
+        "series_col (--series-col); column 'region' looks like one: without it the file is "
+        "read as one series. Otherwise set duplicates to one of mean, first, last to merge them"
+    )
+    assert isinstance(refused.value, SeveralSeriesError)  # a job's 422 names series_col
+    unnamed = write(tmp_path, "k,timestamp,y\n" + "\n".join(rows) + "\n", "unnamed.csv")
+    with pytest.raises(SeriesDuplicatesError) as refused:  # no column named like an id
+        load_data(unnamed, LoadConfig(target="y", duplicates="error"))
+    assert "Name their id column with series_col (--series-col): without it" in str(refused.value)
+    once = write(
+        tmp_path, csv_of([*stamps[:3], stamps[2], *stamps[3:]], [str(i) for i in range(25)])
+    )
+    with pytest.raises(SeriesDuplicatesError) as refused:
+        load_data(once, LoadConfig(target="y", duplicates="error"))
+    assert "series_col" not in str(refused.value)
+    assert "Set duplicates to one of mean, first, last" in str(refused.value)
 
 
 def test_one_duplicated_timestamp_refused_is_said_in_the_singular(tmp_path: Path) -> None:
