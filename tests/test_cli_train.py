@@ -775,7 +775,7 @@ def test_train_and_backtest_a_log_cut_at_a_long_outage(
     assert (
         "series 'log', cut at a long gap into 2 segments, is split by time as one series "
         "(borders drawn over their rows together; no window spans a gap); rows per segment: "
-        "log#1 450 train; log#2 21 val, 131 test"
+        "'log#1' 450 train; 'log#2' 21 val, 131 test"
     ) in out
     assert "Backtest (test span" in out and "all  120 " in out  # 10 origins, 12 apart
     assert "registered urnn-forecaster version 1 (alias challenger)" in out
