@@ -495,6 +495,28 @@ def snap_zeros(forecasts: np.ndarray, mean: Any, scale: Any) -> np.ndarray:
     return forecasts
 
 
+def unscale_from_last(scaled: np.ndarray, mean: Any, scale: Any, last: Any) -> np.ndarray:
+    """(..., H, Q) model output in scaled units -> float64 in original units, measured from
+    the look-back's last value as the data holds it (`last`, float64, broadcasting against
+    `scaled`; NaN where it is not known): last + (scaled - z) x scale, z = last's float32
+    z-score, the value the model read. The same affine map as scaled x scale + mean, but
+    the model's input was rounded to float32 at the size of the z-score: 5000.0 in a fleet
+    scaled by mean 4152, scale 1679 came back from a flat look-back, forecast as its level,
+    as 5000.0000449, so the zero-width interval missed every actual and the backtest scored
+    coverage 0 on an exact forecast. Measured from the exact last value, what the model
+    adds to its input (exactly 0 for a flat look-back under instance normalisation, and for
+    repeat_last) is all that is scaled back: such a forecast is the level, exactly."""
+    values = np.asarray(scaled, dtype=np.float64)
+    last = np.asarray(last, dtype=np.float64)
+    plain = values * scale + mean
+    with np.errstate(invalid="ignore", over="ignore"):
+        read = ((last - mean) / scale).astype(np.float32).astype(np.float64)
+        measured = last + (values - read) * scale
+    known = np.isfinite(last) & np.isfinite(read)
+    out: np.ndarray = np.where(known, measured, plain)
+    return out
+
+
 # -----------------------------------------------------------------------------
 # Pieces shared by every forecaster
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.forecaster import floor_at_zero, snap_zeros
+from models.forecaster import floor_at_zero, snap_zeros, unscale_from_last
 from service.adaptive import AdaptiveIntervals, outer_pair
 from service.adaptive import apply as adapt_quantiles
 from service.drift import DriftMonitor
@@ -56,6 +56,7 @@ class StagedBatch:
     future_calendar: np.ndarray | None = None  # (B, H_max, K) float32
     target_mean: np.ndarray | None = None  # (B,) float64: each series' un-scaling
     target_scale: np.ndarray | None = None  # (B,) float64
+    target_last: np.ndarray | None = None  # (B,) float64: each history's last value, raw
 
 
 @dataclass(slots=True)
@@ -122,6 +123,7 @@ class BatchRunner:
         stats = [r.unit_stats() for r in requests]
         staged.target_mean = np.concatenate([mean for mean, _ in stats])
         staged.target_scale = np.concatenate([scale for _, scale in stats])
+        staged.target_last = np.concatenate([r.last_values() for r in requests])
         return staged
 
     def infer(self, staged: StagedBatch) -> Inferred:
@@ -153,7 +155,10 @@ class BatchRunner:
         forecasts = inferred.forecasts
         if not model.streaming:
             forecasts = unscale(
-                forecasts, _present(staged.target_mean), _present(staged.target_scale)
+                forecasts,
+                _present(staged.target_mean),
+                _present(staged.target_scale),
+                staged.target_last,
             )
         unadapted, multipliers = self._adapt(model, forecasts, requests)
         if not model.streaming or multipliers is not None:  # streaming: floored unadapted
@@ -274,13 +279,21 @@ def _shown(
     return rows
 
 
-def unscale(scaled: np.ndarray, target_mean: np.ndarray, target_scale: np.ndarray) -> np.ndarray:
+def unscale(
+    scaled: np.ndarray,
+    target_mean: np.ndarray,
+    target_scale: np.ndarray,
+    last: np.ndarray | None = None,
+) -> np.ndarray:
     """(B, H, Q) scaled model output -> float64 in each series' original units, from their
-    (B,) means and scales (float64 arithmetic, as `ForecastPredictor.predict_frame` does),
-    the float32 round-off about 0 set to 0 (`snap_zeros`: a flat look-back of zeros answered
-    4e-6, where the backtest scores 0)."""
+    (B,) means and scales, measured from each history's (B,) `last` value where given
+    (`unscale_from_last`, as `ForecastPredictor.predict_frame` and the backtest do: a flat
+    look-back of 5000.0 is answered 5000.0, not 5000.0000449, and its realised coverage
+    counts the actuals at 5000.0 as inside), the float32 round-off about 0 set to 0
+    (`snap_zeros`: a flat look-back of zeros answered 4e-6, where the backtest scores 0)."""
     mean, scale = target_mean[:, None, None], target_scale[:, None, None]
-    return snap_zeros(scaled.astype(np.float64) * scale + mean, mean, scale)
+    anchor = np.nan if last is None else last[:, None, None]
+    return snap_zeros(unscale_from_last(scaled, mean, scale, anchor), mean, scale)
 
 
 def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:

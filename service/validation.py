@@ -249,6 +249,13 @@ class PreparedRequest:
     def n_series(self) -> int:
         return len(self.block.ids) if self.block is not None else len(self.series)
 
+    def last_values(self) -> np.ndarray:
+        """Each series' last raw history value, (S,) float64: the forecast is un-scaled from
+        it (`service.runner.unscale`), so that a flat look-back comes back as its level."""
+        if self.block is not None:
+            return np.asarray(self.block.values[:, -1], dtype=np.float64)
+        return np.array([s.values[-1] for s in self.series], dtype=np.float64)
+
     def unit_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Each series' target mean and scale, (S,) float64 each."""
         if self.block is not None:

@@ -55,6 +55,7 @@ from models.forecaster import (
     ForecasterConfig,
     floor_at_zero,
     model_device,
+    unscale_from_last,
 )
 from models.streaming import StreamingURNNForecaster
 from training.data import LoadedData
@@ -986,7 +987,10 @@ def tidy_forecasts(
                     else scaled
                 )
             if config.scale == "original":
-                raised = scaler.inverse_values(entry.source, column, forecast)
+                # from each look-back's last value as the data holds it (NaN: unknown), so
+                # that a flat look-back forecast as its level comes back as it exactly
+                last = values[rows[:, :1] - 1, None] if values is not None else np.nan
+                raised = unscale_from_last(forecast, stats.mean, stats.scale, last)
                 forecast = _snap_zeros(floor_at_zero(raised, non_negative), zero)
             elif non_negative:  # 0 in original units, on the scaled axis
                 forecast = np.maximum(forecast, -stats.mean / stats.scale)

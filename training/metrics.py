@@ -212,6 +212,32 @@ def filled_note(forecasts: pd.DataFrame) -> str:
     )
 
 
+def zero_width_note(forecasts: pd.DataFrame, quantiles: Sequence[float]) -> str:
+    """ "" or the sentence saying which series' coverage reads intervals of zero width: a
+    flat look-back (a sensor stuck at one value, a demand series at 0) is forecast as its
+    level, every quantile, so its interval covers an actual at that level exactly and
+    misses any other. Said, so that a coverage of 1 (or 0 where the series left its level)
+    is read as that, not as a calibrated interval. Observed actuals only, as scored."""
+    pairs = symmetric_pairs(quantiles)
+    if not pairs or forecasts.empty:
+        return ""
+    lo, hi = (quantile_column(q) for q in pairs[0])
+    rows = forecasts
+    if "filled" in forecasts.columns:
+        rows = forecasts[~forecasts["filled"].to_numpy(dtype=bool)]
+    zero = rows[hi].to_numpy(dtype=np.float64) == rows[lo].to_numpy(dtype=np.float64)
+    if not zero.any():
+        return ""
+    series = sorted({str(s) for s in rows["series"].to_numpy()[zero]}, key=natural_key)
+    return (
+        f"{int(zero.sum()):,} of {len(zero):,} forecast values have a {pairs[0][0]:g}..."
+        f"{pairs[0][1]:g} interval of zero width (a flat look-back, forecast as its level), "
+        f"in {len(series):,} series: {_first_ten(series)}; such an interval covers an actual "
+        "at that level and misses any other, so their coverage is the share of actuals that "
+        "stayed at the level"
+    )
+
+
 def unscaled_series(forecasts: pd.DataFrame) -> list[str]:
     """Series whose MASE scale is 0 or NaN (a constant training span, or no observed pair a
     season apart): NaN in the by-series table, and not in the overall MASE, which is a mean

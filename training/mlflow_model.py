@@ -80,6 +80,7 @@ from models.forecaster import (
     load_checkpoint,
     model_device,
     snap_zeros,
+    unscale_from_last,
 )
 from training.data import NO_DATE
 from training.metrics import quantile_column
@@ -362,11 +363,13 @@ class ForecastPredictor:
                 "series its own id"
             )
         targets, covariates, calendars, futures, stamps = [], [], [], [], []
+        lasts: list[float] = []  # each history's last value: what the forecast is measured from
         horizons = [
             self._request_fields(frame, i, series_id, steps) for i, series_id in enumerate(ids)
         ]
         for i, series_id in enumerate(ids):
             values = self._series(frame["values"].iloc[i], series_id, "values")
+            lasts.append(float(values[-1]))
             # A streaming model reads the whole history from a fresh state; the others their
             # last `lookback` rows.
             keep = len(values) if self.model.STREAMING else c.lookback
@@ -426,8 +429,9 @@ class ForecastPredictor:
         pieces = []
         for i, series_id in enumerate(ids):
             scaler_id = self._scaler_id(series_id)
-            raw = self.scaler.inverse_values(scaler_id, self.target, forecast[i])
-            snap_zeros(raw, *self.scaler.column_stats(scaler_id, self.target))
+            mean, scale = self.scaler.column_stats(scaler_id, self.target)
+            raw = unscale_from_last(forecast[i], mean, scale, lasts[i])  # as the backtest
+            snap_zeros(raw, mean, scale)
             floor_at_zero(raw, c.non_negative)
             index = stamps[i]
             piece = pd.DataFrame(

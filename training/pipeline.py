@@ -60,7 +60,13 @@ from training.fit import (
     searches_decoder,
     stream_crop_error,
 )
-from training.metrics import filled_note, metric_tables, quantile_column, unscaled_note
+from training.metrics import (
+    filled_note,
+    metric_tables,
+    quantile_column,
+    unscaled_note,
+    zero_width_note,
+)
 from training.mlflow_model import (
     CLOCK_LOCAL,
     CLOCK_UTC,
@@ -844,7 +850,11 @@ def train_pipeline(
         mase_season=season.describe(),
         mase_note="\n".join(
             note
-            for note in (unscaled_note(result.forecasts), filled_note(result.forecasts))
+            for note in (
+                unscaled_note(result.forecasts),
+                filled_note(result.forecasts),
+                zero_width_note(result.forecasts, model_config.quantiles),
+            )
             if note
         ),
         realised_reference=result.realised_reference,

@@ -2306,7 +2306,7 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     )
     from training.data import LoadConfig, channels_as_series, header_columns, load_data
     from training.fit import FitConfig
-    from training.metrics import filled_note, score_text, unscaled_note
+    from training.metrics import filled_note, score_text, unscaled_note, zero_width_note
     from training.mlflow_model import calendar_clock
     from training.paper_benchmark import resolve_device
     from training.pipeline import (
@@ -2537,7 +2537,13 @@ def _backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(result.tables.overall.to_string(float_format=fmt))
         # a refit's models train only on rows before each origin: nothing in-sample
         seen = "" if args.refit else seen_rows_note(meta, data, result.forecasts)
-        notes = (unscaled_note(result.forecasts), filled_note(result.forecasts), seen, *spikes)
+        notes = (
+            unscaled_note(result.forecasts),
+            filled_note(result.forecasts),
+            zero_width_note(result.forecasts, c.quantiles),
+            seen,
+            *spikes,
+        )
         for note in notes:
             if note:
                 print(note)

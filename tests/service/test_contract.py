@@ -189,6 +189,24 @@ def test_a_flat_zero_history_is_forecast_as_exactly_zero_as_the_backtest_scores_
         assert (frame[["mean", "q0.1", "q0.5", "q0.9"]].to_numpy() == 0.0).all(), name
 
 
+def test_a_stuck_sensor_is_forecast_as_its_level_exactly_by_the_service_and_the_pyfunc(
+    client: TestClient, registry: Registry
+) -> None:
+    """A sensor stuck at 12.345678 for the whole look-back: forecast as its level, which came
+    back from the float32 z-score the model read as 12.3456781 or so, and the zero-width
+    interval missed an actual of 12.345678 (realised coverage 0 on an exact forecast). The
+    service (block and per-series paths) and the pyfunc answer the level exactly."""
+    stuck = {**history(registry.frame, "stuck"), "values": [12.345678] * 60}
+    other = history(registry.frame, "pump-1", length=80)  # lengths differ: no block
+    predictor = state_of(client).manager.require().predictor
+    for series in ([stuck], [stuck, other]):  # a block; series one by one
+        answer = client.post("/forecast", json={"series": series}).json()["forecasts"][0]
+        assert set(answer["mean"]) == {12.345678}
+        assert {v for row in answer["quantiles"].values() for v in row} == {12.345678}
+    frame = predictor.predict_frame(predict_frame_rows([stuck]))
+    assert (frame[["mean", "q0.1", "q0.5", "q0.9"]].to_numpy() == 12.345678).all()
+
+
 def test_concurrent_requests_share_batches_and_keep_their_answers(
     client_for: Callable[..., TestClient], registry: Registry
 ) -> None:

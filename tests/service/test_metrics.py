@@ -151,6 +151,27 @@ def test_realised_error_when_a_later_history_covers_an_earlier_forecast(
     assert metric_value(client, "urnn_realised_cache_series") == 2.0
 
 
+def test_the_realised_coverage_of_a_stuck_sensor_counts_actuals_at_its_level_as_inside(
+    client: TestClient, registry: Registry
+) -> None:
+    """A sensor stuck at 12.345678: its forecast is the level and its interval has zero
+    width. The realised coverage counted every revealed 12.345678 outside the interval
+    [12.3456781, 12.3456781] that the float32 round-off made (0 hits in 5); it is inside
+    now, and an actual that left the level is still a miss."""
+    frame = registry.frame
+
+    def stuck(stop: int, length: int, values: list[float]) -> dict[str, Any]:
+        return {**history(frame, "stuck", stop=stop, length=length), "values": values}
+
+    version = {"model_version": "1"}
+    first = client.post("/forecast", json={"series": [stuck(300, 60, [12.345678] * 60)]})
+    assert set(first.json()["forecasts"][0]["mean"]) == {12.345678}
+    later = stuck(305, 65, [12.345678] * 63 + [12.5, 12.345678])  # 4 at the level, 1 off it
+    assert client.post("/forecast", json={"series": [later]}).status_code == 200
+    assert metric_total(client, "urnn_realised_points_total", **version) == 5.0
+    assert metric_total(client, "urnn_realised_interval_hits_total", **version) == 4.0
+
+
 def test_realised_error_of_a_client_asking_every_hour_reads_every_lead(
     client: TestClient, registry: Registry
 ) -> None:

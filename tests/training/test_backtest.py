@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.forecaster import ForecasterConfig
+from models.forecaster import ForecasterConfig, build_forecaster
 from tests.training.synthetic import loaded, seasonal_frame
 from training.backtest import (
     BacktestConfig,
@@ -27,7 +27,7 @@ from training.backtest import (
 )
 from training.data import LoadedData
 from training.fit import FitConfig, fit
-from training.metrics import filled_note
+from training.metrics import filled_note, zero_width_note
 from training.split import SplitConfig, StandardScaler, plan_split, split_data
 from training.validation import UnobservedValidationError
 from training.windows import make_windows, window_config_for
@@ -650,6 +650,55 @@ def test_refits_of_a_model_recorded_before_min_delta_stop_as_it_was_trained() ->
     assert new.min_delta == FitConfig().min_delta > 0
     new, _ = refit_fit_config({**recorded, "min_delta": 0.01}, source="x", device="cpu")
     assert new.min_delta == 0.01
+
+
+def _stuck_fleet(level: float, left_at: int | None = None) -> LoadedData:
+    """A seasonal series beside a sensor stuck at `level` (from row `left_at` on, 0.5 above
+    it): the fleet's one global scaler puts the level at a z-score float32 cannot hold."""
+    index = pd.date_range("2021-03-01", periods=300, freq="h", name="timestamp")
+    stuck = np.full(300, level)
+    if left_at is not None:
+        stuck[left_at:] = level + 0.5
+    frames = {"a": seasonal_frame(300)[["y"]], "stuck": pd.DataFrame({"y": stuck}, index=index)}
+    return loaded(frames, covariates=())
+
+
+def _scored_with_a_global_scaler(data: LoadedData) -> BacktestResult:
+    model = build_forecaster(ForecasterConfig(kind="linear", lookback=L, horizon=H))
+    scaler = StandardScaler.fit(split_data(data, SPLIT), scope="global")
+    return backtest(data, SPLIT, model.config, QUICK, BacktestConfig(), model=model, scaler=scaler)
+
+
+def test_a_constant_series_is_forecast_as_its_level_exactly_and_its_interval_covers_it() -> None:
+    """A sensor stuck at 5000.0 in a fleet: its flat look-backs are forecast as their level,
+    which came back as 5000.0000x from the float32 z-score the model read, and the
+    zero-width interval [5000.0000x, 5000.0000x] was scored as missing every actual
+    (coverage 0 on a forecast exact to 7 digits). The forecasts are the level exactly now,
+    and the interval covers each actual at it; the report says why its width is 0."""
+    result = _scored_with_a_global_scaler(_stuck_fleet(5000.0))
+    rows = result.forecasts[result.forecasts["series"] == "stuck"]
+    for column in ("point", "q0.1", "q0.5", "q0.9"):
+        assert (rows[column].to_numpy() == 5000.0).all(), column
+    stuck = result.tables.by_series.loc["stuck"]
+    assert stuck["coverage_0.1_0.9"] == 1.0 and stuck["mae"] == 0.0
+    note = zero_width_note(result.forecasts, (0.1, 0.5, 0.9))
+    assert "1 series" in note and "stuck" in note and "'a'" not in note
+
+
+def test_a_stuck_series_that_leaves_its_level_still_misses_there() -> None:
+    """Zero-width intervals cover only an actual at the level: the steps after the sensor
+    moved 0.5 off it (forecast from look-backs still flat at 5000) count as misses."""
+    result = _scored_with_a_global_scaler(_stuck_fleet(5000.0, left_at=285))
+    rows = result.forecasts[result.forecasts["series"] == "stuck"]
+    moved_at = np.datetime64("2021-03-01T00:00") + np.timedelta64(285, "h")
+    flat = rows["origin"].to_numpy() < moved_at - np.timedelta64(1, "h")  # look-back at 5000
+    assert flat.any() and (rows["point"].to_numpy()[flat] == 5000.0).all()
+    a = rows["actual"].to_numpy()[flat]
+    assert (a == 5000.0).any() and (a != 5000.0).any()
+    covered = (rows["q0.1"].to_numpy()[flat] <= a) & (a <= rows["q0.9"].to_numpy()[flat])
+    np.testing.assert_array_equal(covered, a == 5000.0)
+    coverage = result.tables.by_series["coverage_0.1_0.9"].to_numpy()[-1]  # stuck: after a
+    assert 0.0 < coverage < 1.0
 
 
 @pytest.mark.parametrize("scale", ["original", "scaled"])
