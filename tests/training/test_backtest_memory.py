@@ -18,7 +18,7 @@ import torch
 
 import training.backtest as bt
 import training.metrics
-from models.forecaster import ROUND_OFF, ForecasterConfig, floor_at_zero
+from models.forecaster import ROUND_OFF, ForecasterConfig, floor_at_zero, unscale_from_last
 from training.backtest import BacktestConfig, backtest, write_backtest_tables
 from training.data import LoadConfig, LoadedData, load_data
 from training.fit import FitConfig
@@ -53,7 +53,8 @@ def tidy_before(
     non_negative: bool = False,
     series: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """training.backtest.tidy_forecasts as it was (042e887): the whole backtest at once."""
+    """training.backtest.tidy_forecasts as it was (042e887): the whole backtest at once, with
+    forecasts un-scaled from each look-back's last value since 2026-12-08."""
     q = list(quantiles)
     median = q.index(0.5)
     table = dataset.window_table()
@@ -65,6 +66,7 @@ def tidy_before(
     forecast = pred.double().numpy()
     mase_scale = np.empty(n)
     owners = dataset.window_entry.numpy()
+    starts = dataset.starts.numpy()
     for e, entry in enumerate(dataset.entries):
         mask = owners == e
         column = entry.columns[0]
@@ -75,7 +77,11 @@ def tidy_before(
             actual[mask] = bt._snap_zeros(
                 scaler.inverse_values(entry.source, column, actual[mask]), zero
             )
-            raised = scaler.inverse_values(entry.source, column, forecast[mask])
+            last: Any = np.nan  # the look-back's last value, as the data holds it
+            if series is not None:
+                own = series[entry.source][column].reindex(entry.index).to_numpy(np.float64)
+                last = own[starts[mask] - entry.offset + dataset.lookback - 1][:, None, None]
+            raised = unscale_from_last(forecast[mask], stats.mean, stats.scale, last)
             forecast[mask] = bt._snap_zeros(floor_at_zero(raised, non_negative), zero)
         else:
             mase_scale[mask] /= stats.scale
@@ -83,7 +89,6 @@ def tidy_before(
                 forecast[mask] = np.maximum(forecast[mask], -stats.mean / stats.scale)
     timestamps = np.empty((n, horizon), dtype="datetime64[ns]")
     was_filled = np.zeros((n, horizon), dtype=bool)
-    starts = dataset.starts.numpy()
     for e, entry in enumerate(dataset.entries):
         mask = owners == e
         first = starts[mask] - entry.offset + dataset.lookback
