@@ -79,8 +79,8 @@ def tidy_before(
             )
             last: Any = np.nan  # the look-back's last value, as the data holds it
             if series is not None:
-                own = series[entry.source][column].reindex(entry.index).to_numpy(np.float64)
-                last = own[starts[mask] - entry.offset + dataset.lookback - 1][:, None, None]
+                held = series[entry.source][column].reindex(entry.index).to_numpy(np.float64)
+                last = held[starts[mask] - entry.offset + dataset.lookback - 1][:, None, None]
             raised = unscale_from_last(forecast[mask], stats.mean, stats.scale, last)
             forecast[mask] = bt._snap_zeros(floor_at_zero(raised, non_negative), zero)
         else:
