@@ -75,7 +75,7 @@ class EnsembleForecaster(Forecaster):
             member(past_target, past_covariates, past_calendar, future_calendar, **extra)
             for member in self.forecasters
         ]
-        mean = torch.stack(outs).mean(dim=0)
+        mean = members_mean(outs)
         # The gaps scale with the window's scale and ignore its location, so the ensemble's
         # multipliers apply in the input's scale as they would in the normalised one.
         return scale_gaps(mean, self.gap_scale, self.config.median_index)
@@ -91,10 +91,20 @@ class EnsembleForecaster(Forecaster):
             member.forecast_normalised(z, past_covariates, past_calendar, future_calendar)
             for member in self.forecasters
         ]
-        return torch.stack(outs).mean(dim=0)
+        return members_mean(outs)
 
     def unitary_parameters(self) -> list[nn.Parameter]:
         return [p for member in self.forecasters for p in member.unitary_parameters()]
+
+
+def members_mean(outs: list[Tensor]) -> Tensor:
+    """The members' forecasts averaged, value by value, and where every member says the same
+    value (each forecasts a flat look-back as its level), that value: float32's mean of three
+    equal values is one step beside them for 17 % of them (3 x / 3), which put a stuck
+    sensor's forecast and its zero-width interval beside the level, missing every actual."""
+    stacked = torch.stack(outs)
+    agree = (stacked == stacked[0]).all(dim=0)
+    return torch.where(agree, stacked[0], stacked.mean(dim=0))
 
 
 @cache
