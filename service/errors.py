@@ -76,12 +76,17 @@ class UnsupportedMediaTypeError(ValueError):
 
 
 class ModelUnavailableError(RuntimeError):
-    """No model is loaded (503); the message says why (e.g. nothing registered yet).
+    """No model is loaded (503); the message says why (e.g. nothing registered yet), in words
+    fit for anyone who reaches the service. `detail`: the whole reason (the store's path or
+    host, MLflow's own text), answered only to a request carrying the API key.
     `retry_after` (seconds) where the wait is short: the first load is still running."""
 
-    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: int | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.detail = detail
 
 
 class DrainingError(RuntimeError):
@@ -692,9 +697,14 @@ def install_handlers(app: FastAPI) -> None:
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ModelUnavailableError)
         wait = exc.retry_after
+        from service.security import carries_api_key  # it imports this module
+
+        # the store's path, host and MLflow's text to the operator only: /readyz and the
+        # 503s answer anyone, and named sqlite:////var/lib/urnn/mlflow.db to them
+        reason = exc.detail if exc.detail and carries_api_key(request) else str(exc)
         return JSONResponse(
             status_code=503,
-            content={"detail": f"no model is loaded: {exc}"},
+            content={"detail": f"no model is loaded: {reason}"},
             headers=None if wait is None else {"Retry-After": str(wait)},
         )
 

@@ -25,7 +25,13 @@ __all__ = ["MlflowLoader", "ModelLoader", "NoModelError"]
 
 
 class NoModelError(LookupError):
-    """Nothing is registered at the configured URI (yet): the service waits, not a crash."""
+    """Nothing is registered at the configured URI (yet): the service waits, not a crash.
+    The message names the store (for the log and the operator); `public` says the same
+    without it, for the answers anyone may read (/readyz, the 503s)."""
+
+    def __init__(self, message: str, *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = message if public is None else public
 
 
 class ModelLoader(Protocol):
@@ -62,9 +68,16 @@ class MlflowLoader:
         except MlflowException as error:
             if not names_nothing(error):  # the registry failing (its database down, a 500,
                 raise  # no permission) is a failed load, not "nothing registered yet"
+            hint = _what_to_do(client, name, alias, version)
+            missing = (
+                f"no version of {name} has alias '{alias}'"
+                if alias is not None
+                else f"{name} has no version {version}"
+            )
             raise NoModelError(
                 f"nothing is registered at {uri} in {shown_uri(self.tracking_uri)} "
-                f"({error.message}); {_what_to_do(client, name, alias, version)}"
+                f"({error.message}); {hint}",
+                public=f"nothing is registered at {uri}: {missing}; {hint}",
             ) from None
         return ModelRef(
             name=name, version=str(found.version), run_id=str(found.run_id or ""), uri=uri

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 # The one last-served record releases before 2026-12-07 kept for every URI (read on upgrade).
 LEGACY_LAST_SERVED = Path("serving") / "last-served.json"
 STARTING = "the model has not been loaded yet (the service is starting)"
+# Where the whole reason of a failed load is: the answers anyone may read say this instead of
+# the store's paths, hosts and MLflow's own text.
+SEE_THE_LOG = "the server log, GET /model or /readyz with the X-API-Key header say why"
 
 
 async def off_loop(function: Callable[..., T], *args: Any) -> T:
@@ -95,8 +98,11 @@ class ModelManager:
         self.metrics = metrics
         self.on_swap = on_swap
         self.current: ServedModel | None = None
+        # why no model serves, in words for anyone (public) and whole (for the operator)
         self.unavailable_reason = STARTING
+        self.unavailable_detail = STARTING
         self.last_error: str | None = None
+        self.last_public_error: str | None = None  # last_error without the store's details
         self.last_error_at: datetime | None = None
         # how the version the latest swap loaded forecasts otherwise than the one it replaced
         self.last_contract_change: str | None = None
@@ -121,7 +127,11 @@ class ModelManager:
         workers that serve (343 of 8,117 requests of a walk, over 4.7 s), and a client that
         honours Retry-After retries them."""
         starting = self.unavailable_reason == STARTING
-        return ModelUnavailableError(self.unavailable_reason, retry_after=1 if starting else None)
+        return ModelUnavailableError(
+            self.unavailable_reason,
+            retry_after=1 if starting else None,
+            detail=self.unavailable_detail,
+        )
 
     async def load_initial(self) -> None:
         """The lifespan's load: a failure leaves the service up and not ready, with the reason;
@@ -148,7 +158,7 @@ class ModelManager:
         version = str(record.get("version", ""))
         if not version or version == failed.version:
             return
-        error = self.last_error or ""
+        error, public = self.last_error or "", self.last_public_error or ""
         async with self._guard():
             if self.current is not None or self._failed_ref != failed:
                 return  # a reload that waited on the lock loaded what the alias names now
@@ -156,16 +166,19 @@ class ModelManager:
                 ref = await off_loop(self.loader.resolve, f"models:/{failed.name}/{version}")
                 served = await off_loop(self._build, replace(ref, uri=self.settings.model_uri))
             except Exception as fallback_error:
+                either = f"the version this host served last ({version}) does not load either"
                 raise self._failed(
-                    f"{error}; the version this host served last ({version}) does not load "
-                    f"either: {type(fallback_error).__name__}: {fallback_error}"
+                    f"{error}; {either}: {type(fallback_error).__name__}: {fallback_error}",
+                    public=f"{public}; {either} ({type(fallback_error).__name__})",
                 ) from fallback_error
             self.current = served
             self._record_swap(None, served)
+            serving = (
+                f"serving version {version}, the one this host served last, until "
+                f"{self.settings.model_uri} names a version that loads"
+            )
             self._report(  # the URI still names the broken version: still failing
-                f"{error}; serving version {version}, the one this host served last, until "
-                f"{self.settings.model_uri} names a version that loads",
-                failing=True,
+                f"{error}; {serving}", public=f"{public}; {serving}", failing=True
             )
             logger.warning("model fallback: %s", self.last_error)
 
@@ -227,21 +240,30 @@ class ModelManager:
             try:  # a dead server answers here in seconds; MLflow's client retries for minutes
                 await off_loop(check_tracking_server, self.settings)
             except TrackingServerError as error:
-                raise self._failed(str(error)) from error
+                raise self._failed(
+                    str(error),
+                    public=f"the model registry cannot be read to resolve {uri}: it does not "
+                    f"answer or refuses the connection; {SEE_THE_LOG}",
+                ) from error
             try:
                 ref = await off_loop(self.loader.resolve, uri)
             except NoModelError as error:
                 if previous is None:  # not registered yet: expected before the first train
                     raise self._failed(
                         str(error),
+                        public=error.public,
                         level=self._not_registered_level(str(error)),
                         outcome="not_registered",
                     ) from error
                 # the alias or name gone while a version serves: it keeps serving, said as a
                 # failure (UrnnModelReloadFailed), since no version is there to follow
-                raise self._failed(str(error)) from error
+                raise self._failed(str(error), public=error.public) from error
             except Exception as error:
-                raise self._failed(f"cannot resolve {uri}: {error}") from error
+                raise self._failed(
+                    f"cannot resolve {uri}: {error}",
+                    public=f"cannot resolve {uri}: the model registry failed the request "
+                    f"({type(error).__name__}); {SEE_THE_LOG}",
+                ) from error
             if not force and (
                 (previous is not None and ref == previous.ref)
                 or (not retry_failed and ref == self._failed_ref)
@@ -250,23 +272,26 @@ class ModelManager:
                 outcome = "skipped_failed" if skipped else "unchanged"
                 self.metrics.reloads.labels(outcome=outcome).inc()
                 if previous is None:
-                    raise ReloadError(self.unavailable_reason)
+                    raise ReloadError(self.unavailable_detail)
                 if not skipped:  # the URI names the served version again (a rollback): the
                     # failure it reported is over, not a warning about what serves now
                     self._failed_ref = None
-                    self._report(None, failing=False)
+                    self._report(None, public=None, failing=False)
                 return ReloadOutcome("unchanged", previous.ref.version, previous)
             try:
                 served = await off_loop(self._build, ref)
             except Exception as error:
                 self._failed_ref = ref
+                failed = f"version {ref.version} of {ref.name} failed to load"
                 raise self._failed(
-                    f"version {ref.version} of {ref.name} failed to load: "
-                    f"{type(error).__name__}: {error}"
+                    f"{failed}: {type(error).__name__}: {error}",
+                    public=f"{failed} ({type(error).__name__}): register a new version (urnn "
+                    "train) or move the alias to one that loads (urnn models promote); "
+                    f"{SEE_THE_LOG}",
                 ) from error
             self.current = served  # the swap: one reference
             self._failed_ref = None
-            self._report(None, failing=False)
+            self._report(None, public=None, failing=False)
             self._note_contract(previous, served)
             self._record_swap(previous, served)
             await off_loop(self._remember, served.ref)
@@ -307,26 +332,32 @@ class ModelManager:
         self,
         message: str,
         *,
+        public: str,
         level: int = logging.ERROR,
         outcome: Literal["failure", "not_registered"] = "failure",
     ) -> ReloadError:
         """Nothing registered yet is the expected state of a new stack (`/readyz` says so and
         UrnnNoModelLoaded watches it), not a failed load: it neither counts as "failure" nor
-        raises `urnn_model_reload_failing`, which UrnnModelReloadFailed reads."""
+        raises `urnn_model_reload_failing`, which UrnnModelReloadFailed reads.
+
+        `message` (the log's, the API key's) names the store and quotes MLflow; `public` (GET
+        /model, /readyz and the 503s, open to anyone) says the same in the user's terms: they
+        answered `sqlite:////var/lib/urnn/mlflow.db` and the artifacts' folder to anyone."""
         # MLflow's own errors quote the tracking URI whole: one whose scheme was mistyped
         # (`user:password@host:5000`) reached GET /model and /readyz, open to anyone
-        message = self._mask_secrets(message)
+        message, public = self._mask_secrets(message), self._mask_secrets(public)
         served = self.current
         if served is not None:
             message += f"; still serving version {served.ref.version}"
+            public += f"; still serving version {served.ref.version}"
         else:
-            self.unavailable_reason = message
+            self.unavailable_reason, self.unavailable_detail = public, message
         logger.log(level, "model reload failed: %s", message)
         self.metrics.reloads.labels(outcome=outcome).inc()
-        self._report(message, failing=outcome == "failure")
+        self._report(message, public=public, failing=outcome == "failure")
         return ReloadError(message)
 
-    def _report(self, error: str | None, *, failing: bool) -> None:
+    def _report(self, error: str | None, *, public: str | None, failing: bool) -> None:
         """What GET /model says of the last reload (`last_reload_error`) and what the alert
         reads (`urnn_model_reload_failing`), set together: the gauge holds while the error
         stands, through the fallback's swap and the polls that pass over the broken version,
@@ -341,7 +372,7 @@ class ModelManager:
                 self.current.ref.version,
                 self.last_error,
             )
-        self.last_error = error
+        self.last_error, self.last_public_error = error, public
         self.last_error_at = None if error is None else datetime.now(UTC)
         self.metrics.reload_failing.set(1 if failing else 0)
 

@@ -349,7 +349,7 @@ class ModelInfo(BaseModel):
     loaded_at: datetime = Field(description="When this version was loaded (UTC).")
     last_reload_error: str | None = Field(
         description="Why the latest reload failed (the version above kept serving); null if it "
-        "succeeded."
+        "succeeded. Without the store's paths and hosts, unless the request carries X-API-Key."
     )
     last_reload_error_at: datetime | None = Field(description="When that failure happened (UTC).")
     last_reload_contract_change: str | None = Field(

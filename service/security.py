@@ -50,6 +50,18 @@ def require_api_key(
         raise ApiKeyError(MISSING_OR_WRONG_KEY, status_code=401)
 
 
+def carries_api_key(request: Request) -> bool:
+    """Whether `request` carries the configured API key in X-API-Key: such a caller is the
+    operator, and is answered the whole reason a model does not load (GET /model, /readyz,
+    the 503s), where anyone else is told it without the store's paths and hosts."""
+    state = getattr(request.app.state, "service", None)
+    configured = None if state is None else state.settings.api_key
+    key = request.headers.get("x-api-key")
+    if configured is None or key is None:
+        return False
+    return hmac.compare_digest(key.encode(), configured.get_secret_value().encode())
+
+
 def require_api_key_for_reads(
     request: Request,
     state: StateDep,

@@ -9,7 +9,7 @@ from service.errors import ServiceInputError
 from service.manager import ModelManager
 from service.realised import kept_spacing
 from service.schemas import ErrorResponse, IntervalAdaptation, ModelInfo, ReloadResponse
-from service.security import ApiKeyDep
+from service.security import ApiKeyDep, carries_api_key
 from service.served import ServedModel
 from service.state import StateDep
 
@@ -22,12 +22,13 @@ router = APIRouter(tags=["model"])
     summary="The served model version and what it accepts",
     responses={503: {"model": ErrorResponse, "description": "No model loaded, and why."}},
 )
-async def get_model(state: StateDep) -> ModelInfo:
+async def get_model(request: Request, state: StateDep) -> ModelInfo:
     manager = state.manager
     model = manager.current
     if model is None:
         raise manager.unavailable()
-    return model_info(model, manager, state.adaptive)
+    # the reload error whole (the store's paths, MLflow's text) to the operator only
+    return model_info(model, manager, state.adaptive, whole=carries_api_key(request))
 
 
 @router.post(
@@ -70,8 +71,14 @@ async def reload_model(
 
 
 def model_info(
-    model: ServedModel, manager: ModelManager, adaptive: AdaptiveIntervals | None = None
+    model: ServedModel,
+    manager: ModelManager,
+    adaptive: AdaptiveIntervals | None = None,
+    *,
+    whole: bool = True,
 ) -> ModelInfo:
+    """What GET /model answers; `whole`: the last reload error as the log says it, else in
+    the words answered to anyone (without the store's paths and hosts)."""
     ref = model.ref
     return ModelInfo(
         name=ref.name,
@@ -92,7 +99,7 @@ def model_info(
         needs_dates=model.needs_dates,
         calendar_clock=model.calendar_clock,
         loaded_at=model.loaded_at,
-        last_reload_error=manager.last_error,
+        last_reload_error=manager.last_error if whole else manager.last_public_error,
         last_reload_error_at=manager.last_error_at,
         last_reload_contract_change=manager.last_contract_change,
         interval_adaptation=_adaptation(model, adaptive),

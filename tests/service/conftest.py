@@ -77,11 +77,12 @@ class Registry:
         """Register an untrained tiny forecaster (same schema) as a new version of `name`;
         `corrupt`: its weights file replaced by junk (True), by random bytes ("random"), cut
         to half its length ("truncated") or saved with a non-tensor object beside the tensors
-        ("pickled"); `nan_weights`: a readable state dict whose tensors are NaN (loads, and
-        forecasts nothing finite); `non_negative`: forecasts floored at 0; `meta`: config.json
-        keys replacing the trained version's (`{"covariates": []}`: a model trained without
-        any); `example`: the frame its input example is cut from (one dated at the `meta`
-        frequency, where that is a calendar one), the training frame by default."""
+        ("pickled"), or deleted ("removed"); `nan_weights`: a readable state dict whose
+        tensors are NaN (loads, and forecasts nothing finite); `non_negative`: forecasts
+        floored at 0; `meta`: config.json keys replacing the trained version's
+        (`{"covariates": []}`: a model trained without any); `example`: the frame its input
+        example is cut from (one dated at the `meta` frequency, where that is a calendar
+        one), the training frame by default."""
         import mlflow
         import torch
 
@@ -119,6 +120,9 @@ class Registry:
                 weights = list(Path(unquote(urlparse(location).path)).rglob("weights.pt"))
                 assert weights, f"no weights.pt under {location}"
                 for path in weights:
+                    if corrupt == "removed":
+                        path.unlink()
+                        continue
                     if corrupt:
                         corrupt_weights(path, "junk" if corrupt is True else corrupt)
                         continue

@@ -32,8 +32,12 @@ def test_a_dead_tracking_server_leaves_the_service_up_and_saying_why(
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert client.head("/readyz").status_code == 503  # a HEAD probe takes it out of rotation too
-    assert f"the MLflow tracking server at http://127.0.0.1:{port}" in ready.json()["detail"]
-    assert "does not answer" in ready.json()["detail"]
+    # anyone is told what is wrong, the operator (the API key) where: the host is internal
+    assert "the model registry cannot be read" in ready.json()["detail"]
+    assert f"127.0.0.1:{port}" not in ready.text
+    keyed = client.get("/readyz", headers=KEY).json()["detail"]
+    assert f"the MLflow tracking server at http://127.0.0.1:{port}" in keyed
+    assert "does not answer" in keyed
     forecast = client.post("/forecast", json={"series": [history(registry.frame)]})
     assert forecast.status_code == 503
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") >= 1.0
@@ -45,9 +49,13 @@ def test_the_reason_the_service_is_not_ready_shows_no_password(
     """/readyz and the 503s answer anyone: a tracking URI's password stays in the settings."""
     uri = f"http://ops:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
     client = client_for(mlflow_tracking_uri=uri)
-    for answer in (
-        client.get("/readyz"),
-        client.post("/forecast", json={"series": [history(registry.frame)]}),
+    body = {"series": [history(registry.frame)]}
+    for answer in (client.get("/readyz"), client.post("/forecast", json=body)):
+        assert answer.status_code == 503
+        assert "s3cret" not in answer.text and "127.0.0.1" not in answer.text
+    for answer in (  # the operator's (API key) answers name the server, password masked
+        client.get("/readyz", headers=KEY),
+        client.post("/forecast", json=body, headers=KEY),
     ):
         assert answer.status_code == 503
         assert "s3cret" not in answer.text
@@ -137,9 +145,12 @@ def test_broken_version_keeps_the_old_one_serving_and_is_reported(
     detail = reload.json()["detail"]
     assert f"version {bad} of breakable failed to load" in detail
     assert f"still serving version {v1}" in detail
-    info = client.get("/model").json()
+    info = client.get("/model", headers=KEY).json()
     assert info["version"] == v1
     assert info["last_reload_error"] == detail and info["last_reload_error_at"]
+    public = client.get("/model").json()["last_reload_error"]  # anyone's: no store path
+    assert public.startswith(f"version {bad} of breakable failed to load (CheckpointError)")
+    assert f"still serving version {v1}" in public and "file:" not in public
     after = client.post("/forecast", json={"series": [history(registry.frame)]})
     assert after.status_code == 200 and after.json() == before
     assert metric_value(client, "urnn_model_reloads_total", outcome="failure") == 1.0
@@ -224,7 +235,13 @@ def test_a_damaged_weights_file_is_reported_in_one_line_of_our_words(
     )
     assert "\n" not in detail and "weights_only" not in detail and "issue" not in detail
     assert "urnn-load-" not in detail  # the stored file, not the deleted temporary copy
-    assert client.get("/model").json()["last_reload_error"] == detail
+    assert client.get("/model", headers=KEY).json()["last_reload_error"] == detail
+    public = client.get("/model").json()["last_reload_error"]
+    assert public == (
+        f"version {bad} of {name} failed to load (CheckpointError): register a new version "
+        "(urnn train) or move the alias to one that loads (urnn models promote); the server "
+        f"log, GET /model or /readyz with the X-API-Key header say why; still serving version {v1}"
+    )
 
 
 def test_poll_follows_the_alias(client_for: Callable[..., TestClient], registry: Registry) -> None:
