@@ -29,12 +29,15 @@ scaler). MASE's denominator is the seasonal naive MAE of the split's training sp
 units as the row it divides.
 
 Plots use matplotlib's object-oriented API (a bare Figure renders with the Agg backend), so
-nothing global such as pyplot's backend or current figure is touched.
+nothing global such as pyplot's backend or current figure is touched. Their text is drawn in a
+font that has its characters (series ids in CJK and other scripts: training.plot_fonts), or
+written in ASCII, said once in the log, where no installed font has them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -76,6 +79,7 @@ from training.metrics import (
     seasonal_naive_errors,
 )
 from training.paper_benchmark import DeviceName, resolve_device
+from training.plot_fonts import FALLBACK_FAMILY, ascii_form, font_for
 from training.realised_reference import realised_reference, window_lookback_scales
 from training.split import (
     HELD_OUT_METHODS,
@@ -100,6 +104,8 @@ from training.windows import (
     window_starts,
 )
 from urnn_forecast.field_types import not_one_of
+
+logger = logging.getLogger(__name__)
 
 OutputScale = Literal["original", "scaled"]
 OUTPUT_SCALES: tuple[OutputScale, ...] = ("original", "scaled")
@@ -1067,21 +1073,42 @@ def save_plots(
         "error_by_horizon": directory / "error_by_horizon.png",
     }
     label = target if units is None else f"{target} ({units})"
-    plot_forecasts(
+    in_ascii = plot_forecasts(
         result.forecasts,
         quantiles,
         paths["forecasts"],
         target=label,
         by_series=result.tables.by_series,
     )
-    plot_error_by_horizon(
+    in_ascii += plot_error_by_horizon(
         result.tables.by_step,
         paths["error_by_horizon"],
         label,
         freq,
         units=units or f"in {target}'s units",
     )
+    if in_ascii:  # once per backtest, not per panel
+        shown = ", ".join(repr(text) for text in list(dict.fromkeys(in_ascii))[:3])
+        logger.warning(
+            "backtest plots: no installed font draws every character of %s%s, so the plots "
+            "write them in ASCII (\\uXXXX escapes; a series with its number in the "
+            "backtest's order) instead of empty boxes; install a font that has them (CJK: "
+            "Debian/Ubuntu fonts-noto-cjk) to see them as written",
+            shown,
+            f" and {len(in_ascii) - 3} more" if len(in_ascii) > 3 else "",
+        )
     return paths
+
+
+def drawable(text: str, ascii_text: str | None = None) -> tuple[str, str | None]:
+    """(text, font family) to draw `text` with: the first installed font that has each of its
+    characters (training.plot_fonts), or, where none has, `ascii_text` (by default `text` with
+    each character outside ASCII escaped) in DejaVu Sans, and family None to say so. Series
+    ids in CJK were drawn as empty boxes: panels nobody could tell apart."""
+    family = font_for(text)
+    if family is not None:
+        return text, family
+    return (ascii_form(text) if ascii_text is None else ascii_text), None
 
 
 def plotted_series(by_series: pd.DataFrame, panels: int) -> list[tuple[str, str]]:
@@ -1118,10 +1145,11 @@ def plot_forecasts(
     panels: int = 4,
     target: str = "value",
     by_series: pd.DataFrame | None = None,
-) -> None:
+) -> list[str]:
     """Actual vs median and the outermost quantile band: for one series (or without
     `by_series`), up to `panels` origins spread evenly over the first series' backtest; for
-    several, the middle origin of each of `plotted_series`."""
+    several, the middle origin of each of `plotted_series`. Returns the texts (series ids,
+    the target) no installed font draws, written in ASCII instead (`drawable`)."""
     first = forecasts["series"].iloc[0]
     picks: list[tuple[str, str, Any]] = []  # (series, rank note, origin)
     lo, hi = quantile_column(quantiles[0]), quantile_column(quantiles[-1])
@@ -1147,6 +1175,8 @@ def plot_forecasts(
         some_ids = some["series"].astype(str)
     figure = Figure(figsize=(10, 2.6 * len(picks)), layout="constrained")
     axes = figure.subplots(len(picks), 1, squeeze=False)[:, 0]
+    in_ascii: list[str] = []
+    numbers: dict[str, int] = {}
     for ax, (series, note, origin) in zip(axes, picks, strict=True):
         window = some[((some_ids == series) & (some["origin"] == origin)).to_numpy()]
         ax.plot(window["timestamp"], window["actual"], color="black", label="actual")
@@ -1162,17 +1192,27 @@ def plot_forecasts(
                 f"(q{quantiles[0]:g}-q{quantiles[-1]:g})",
             )
         ranked = f" ({note})" if note else ""
-        ax.set_title(
-            as_written(
-                f"{series}{ranked}: {target}, forecast from {pd.Timestamp(origin)} (the last "
-                "value read)"
-            ),
-            fontsize=9,
-        )
-        ax.set_ylabel(as_written(target), fontsize=8)
+        since = f"forecast from {pd.Timestamp(origin)} (the last value read)"
+        title = as_written(f"{series}{ranked}: {target}, {since}")
+        if font_for(title) is None:  # the id escaped, and its number: '\u5317\u4eac-01' alone
+            if not numbers:  # is hard to match to a row of by_series.csv
+                order = by_series.index if by_series is not None else forecasts["series"]
+                numbers = {str(sid): i for i, sid in enumerate(pd.unique(np.asarray(order)))}
+            named = (
+                series
+                if font_for(series) is not None
+                else f"series {numbers.get(series, 0) + 1} '{ascii_form(series)}'"
+            )
+            in_ascii += [text for text in (series, target) if font_for(text) is None]
+            title = as_written(f"{named}{ranked}: {ascii_form(target)}, {since}")
+        title, family = drawable(title)
+        ax.set_title(title, fontsize=9, fontfamily=family or FALLBACK_FAMILY)
+        ylabel, family = drawable(as_written(target))
+        ax.set_ylabel(ylabel, fontsize=8, fontfamily=family or FALLBACK_FAMILY)
         ax.legend(fontsize=8, loc="upper left")
     axes[-1].set_xlabel("time", fontsize=8)
     figure.savefig(path, dpi=90)
+    return in_ascii
 
 
 def plot_error_by_horizon(
@@ -1182,14 +1222,20 @@ def plot_error_by_horizon(
     freq: str | None = None,
     *,
     units: str = "in the target's units",
-) -> None:
+) -> list[str]:
+    """MAE and RMSE by steps ahead. Returns the texts (the target, its units) no installed
+    font draws, written in ASCII instead (`drawable`)."""
     figure = Figure(figsize=(7, 3.5), layout="constrained")
     ax = figure.subplots()
     for column in ("mae", "rmse"):
         ax.plot(by_step.index, by_step[column], label=column.upper())
     step = f" (1 step = '{freq}')" if freq else ""
     ax.set_xlabel(as_written(f"steps ahead{step}"))
-    ax.set_ylabel(as_written(f"error, {units}"))
-    ax.set_title(as_written(f"{target}: error by steps ahead, over the test span"))
+    in_ascii = [text for text in (target, units) if font_for(text) is None]
+    ylabel, family = drawable(as_written(f"error, {units}"))
+    ax.set_ylabel(ylabel, fontfamily=family or FALLBACK_FAMILY)
+    title, family = drawable(as_written(f"{target}: error by steps ahead, over the test span"))
+    ax.set_title(title, fontfamily=family or FALLBACK_FAMILY)
     ax.legend()
     figure.savefig(path, dpi=90)
+    return in_ascii

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -840,3 +841,51 @@ def test_the_stored_forecasts_recompute_the_reported_scores(tmp_path: Path, leve
     assert again["below"] == float(reported["below_q0.5"])
     stored = pd.read_parquet(tmp_path / "forecasts.parquet")
     assert stored["point"].dtype == (np.float32 if level == 10.0 else np.float64)
+
+
+def test_plot_labels_in_any_script_are_drawn_in_a_font_that_has_them_never_as_boxes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """matplotlib's DejaVu Sans has no CJK glyphs: a series '北京-01' and a target '温度' were
+    drawn as empty boxes (matplotlib warned "Glyph ... missing from font(s)"). Each text is
+    drawn in a font that has every one of its characters: an installed CJK font, or, where
+    none is, the text in ASCII with the series' number, said once in the log."""
+    import logging
+    import warnings
+
+    from matplotlib import font_manager
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from training.backtest import save_plots
+    from training.plot_fonts import ascii_form, covers, font_for
+
+    drawn: list[Figure] = []
+    savefig = Figure.savefig
+
+    def keep(self: Figure, *args: Any, **kwargs: Any) -> None:
+        drawn.append(self)
+        savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    frames = {"北京-01": seasonal_frame(300), "pump-2": seasonal_frame(300, seed=1)}
+    result = backtest(loaded(frames), SPLIT, linear(), QUICK, BacktestConfig(n_windows=3, step=2))
+    caplog.set_level(logging.WARNING, logger="training.backtest")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        save_plots(result, (0.1, 0.5, 0.9), tmp_path, target="温度", freq="h")
+    assert not [w for w in said if "missing from font" in str(w.message)]
+    texts = [t for figure in drawn for t in figure.findobj(Text) if t.get_text().strip()]
+    for text in texts:  # the font matplotlib draws each text with has all its characters
+        path = font_manager.findfont(text.get_fontproperties(), fallback_to_default=False)
+        assert covers(path, text.get_text()), (text.get_text(), path)
+    titles = " ".join(t.get_text() for t in texts)
+    if font_for("北京-01温度") is None:  # no CJK font installed: readable ASCII, said once
+        number = list(result.tables.by_series.index.astype(str)).index("北京-01") + 1
+        assert f"series {number} '{ascii_form('北京-01')}' (MASE" in titles
+        assert ascii_form("温度") in titles
+        warned = [r for r in caplog.records if "no installed font" in r.getMessage()]
+        assert len(warned) == 1 and "fonts-noto-cjk" in warned[0].getMessage()
+    else:
+        assert "北京-01" in titles and "温度" in titles
+    assert "pump-2 (MASE" in titles  # a Latin id as written
