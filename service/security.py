@@ -54,7 +54,8 @@ def carries_api_key(request: Request) -> bool:
     """Whether `request` carries the configured API key in X-API-Key: such a caller is the
     operator, and is answered the whole reason a model does not load (GET /model, /readyz,
     the 503s), where anyone else is told it without the store's paths and hosts."""
-    state = getattr(request.app.state, "service", None)
+    app = request.scope.get("app")  # none in a scope built by hand
+    state = None if app is None else getattr(app.state, "service", None)
     configured = None if state is None else state.settings.api_key
     key = request.headers.get("x-api-key")
     if configured is None or key is None:
