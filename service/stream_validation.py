@@ -68,7 +68,7 @@ from service.validation import (
     stamps_alone_error,
     zoned_start,
 )
-from training.mlflow_model import CLOCK_UTC
+from training.mlflow_model import CLOCK_UTC, too_large_problem
 from training.validation import (
     at_skipped_midnight,
     local_steps,
@@ -618,18 +618,32 @@ def _check_scaled_range(
     with np.errstate(over="ignore", invalid="ignore"):
         target = np.abs((values - scales.target_mean) / scales.target_scale)
         scaled = np.abs((covariates - scales.covariate_mean) / scales.covariate_scale)
-    checks = [("values", target)]
-    checks += [(f"covariates.{name}", scaled[:, c]) for c, name in enumerate(model.covariates)]
-    for where, column in checks:
+    checks = [("values", target, values, scales.target_mean, scales.target_scale)]
+    checks += [
+        (
+            f"covariates.{name}",
+            scaled[:, c],
+            covariates[:, c],
+            float(scales.covariate_mean[c]),
+            float(scales.covariate_scale[c]),
+        )
+        for c, name in enumerate(model.covariates)
+    ]
+    for where, column, raw, mean, scale in checks:
         bad = ~(column <= limit)
         if bad.any():
             position = int(np.argmax(bad))
+            # the facts POST /forecast's 422 gives (value, position, range, remedy), and how
+            # far out the value is against this endpoint's own bound
+            beyond = (
+                f"{float(column[position]):.3g} training standard deviations from the "
+                f"training mean, beyond the limit of {limit:g}: URNN_STREAM_MAX_SCALED"
+            )
+            problem = too_large_problem(float(raw[position]), position, mean, scale, limit, beyond)
             raise ServiceInputError(
                 f"field {where!r}",
-                f"position {position} is {float(column[position]):.3g} training standard "
-                f"deviations from the training mean once scaled, beyond the limit of "
-                f"{limit:g} (URNN_STREAM_MAX_SCALED): a streaming state would carry it for "
-                "good; the series is left unchanged",
+                f"{problem}; a streaming state would carry it for good, so the series is left "
+                "unchanged (raise URNN_STREAM_MAX_SCALED if such values are real)",
             )
 
 

@@ -37,7 +37,15 @@ from service.errors import ServiceInputError, series_where
 from service.fast_path import BlockRequest, FastRequest, FastSeries, SeriesBlock
 from service.schemas import ForecastRequest, SeriesIn
 from service.served import ColumnScales, ServedModel, freq_problem
-from training.mlflow_model import CLOCK_UTC, as_float32, off_grid, same_level
+from training.mlflow_model import (
+    CLOCK_UTC,
+    FLOAT32_BEYOND,
+    FLOAT32_LARGEST,
+    as_float32,
+    off_grid,
+    same_level,
+    too_large_problem,
+)
 from training.validation import (
     WEEKDAYS,
     in_zone,
@@ -667,8 +675,24 @@ def _stream_history(
     for field, array, columns in (("values", target, ()), ("covariates", scaled, model.covariates)):
         if array is not None and not np.isfinite(array).all():
             field = _overflowing(field, array, columns, np.float64)
+            column = columns.index(field.removeprefix("covariates.")) if columns else 0
+            at = int(np.argmax(~np.isfinite(array.reshape(len(array), -1)[:, column])))
+            raw = values if not columns else covariates[columns[column]]
+            mean, scale = (
+                (scales.target_mean, scales.target_scale)
+                if not columns
+                else (scales.covariate_mean[column], scales.covariate_scale[column])
+            )
             raise ServiceInputError(
-                series_where(i, series_id, field), "holds values too large once scaled"
+                series_where(i, series_id, field),
+                too_large_problem(
+                    float(raw[at]),
+                    at,
+                    float(mean),
+                    float(scale),
+                    float(np.finfo(np.float64).max),
+                    "beyond float64's range",
+                ),
             )
     return StreamHistory(target=target, covariates=scaled, calendar=calendar)
 
@@ -721,24 +745,20 @@ def _float32(
 
 
 def _too_large(scaled: np.ndarray, scaling: Scaling, columns: Sequence[str], named: str) -> str:
-    """The 422's text for a look-back that overflows float32 once scaled: the first such value
-    and its position in the list as sent, and the range the model takes in the data's units
-    (the training mean +- float32's largest x the training scale); a sentinel for 'no
-    reading' such as 1e308 is the usual cause. Only on the error path."""
+    """The 422's text for a look-back that overflows float32 once scaled (`too_large_problem`,
+    the pyfunc's and the /series endpoints' too): the first such value, its position in the
+    list as sent, and the range the model takes in the data's units. Only on the error path."""
     column = columns.index(named.removeprefix("covariates.")) if columns else 0
     with np.errstate(over="ignore"):  # (L,) or (L, C) alike, as (L, C)
         beyond = ~np.isfinite(scaled.reshape(len(scaled), -1)[:, column].astype(np.float32))
     at = int(np.argmax(beyond))
-    value = float(scaling.raw.reshape(len(scaled), -1)[at, column])
-    mean = float(np.atleast_1d(scaling.mean)[column])
-    scale = float(np.atleast_1d(scaling.scale)[column])
-    largest = float(np.finfo(np.float32).max)
-    low, high = mean - largest * scale, mean + largest * scale
-    return (
-        "holds values too large for the model once scaled (beyond float32's range): "
-        f"{value:g} at position {scaling.offset + at}; the model takes "
-        f"{low:.3g} to {high:.3g} here; send the series in the units it was trained on, and "
-        "a missing reading as the training data had it filled, not as a sentinel number"
+    return too_large_problem(
+        float(scaling.raw.reshape(len(scaled), -1)[at, column]),
+        scaling.offset + at,
+        float(np.atleast_1d(scaling.mean)[column]),
+        float(np.atleast_1d(scaling.scale)[column]),
+        FLOAT32_LARGEST,
+        FLOAT32_BEYOND,
     )
 
 

@@ -11,7 +11,10 @@ Predict input (`pd.DataFrame`, one row per series; JSON `{"dataframe_records": [
 
 - `values` (list of float, required): the target's history, oldest first, at least `lookback`
   long, every value finite (a NaN or null is refused wherever it lies, as the service does);
-  only the last `lookback` values are read.
+  only the last `lookback` values are read. A value too large for the model once scaled (a
+  logger's sentinel such as 1e308) is refused as POST /forecast refuses it
+  (`too_large_problem`): its column, value and position, the range the model takes in the
+  data's units, and the remedy.
 - one list column per covariate the model was trained with (same length as `values`); none
   is named like the columns here (`ROW_COLUMNS`: TrainConfig refuses such a covariate).
 - `id` (str, optional): echoed in the output; default `series-<row>`.
@@ -382,11 +385,23 @@ class ForecastPredictor:
                         f"`values` has {len(values)}"
                     )
                 rows[name] = cov[-keep:]
-            scaled = self.scaler.transform(self._scaler_id(series_id), pd.DataFrame(rows))
-            targets.append(_float32(scaled[self.target].to_numpy(), series_id, "values"))
+            scaler_id = self._scaler_id(series_id)
+            scaled = self.scaler.transform(scaler_id, pd.DataFrame(rows))
+            offset = len(values) - keep  # the position of the first value read, as sent
+            inputs = [
+                _float32(
+                    scaled[column].to_numpy(),
+                    rows[column],
+                    offset,
+                    self.scaler.column_stats(scaler_id, column),
+                    series_id,
+                    "values" if column == self.target else column,
+                )
+                for column in rows
+            ]
+            targets.append(inputs[0])
             if read:
-                inputs = scaled[list(read)].to_numpy()
-                covariates.append(_float32(inputs, series_id, "covariates"))
+                covariates.append(np.stack(inputs[1:], axis=1))
             index = self._future_index(frame, i, series_id, len(values), keep)
             stamps.append(index[keep:] if index is not None else None)
             if c.n_calendar:
@@ -816,13 +831,50 @@ def as_float32(values: np.ndarray) -> np.ndarray | None:
     return out if np.isfinite(out).all() else None
 
 
-def _float32(values: np.ndarray, series_id: str, field: str) -> np.ndarray:
-    out = as_float32(values)
+# The largest |scaled value| the model's float32 input holds: what `too_large_problem`
+# bounds a look-back by on POST /forecast and in the pyfunc.
+FLOAT32_LARGEST = float(np.finfo(np.float32).max)
+FLOAT32_BEYOND = "beyond float32's range"
+
+
+def too_large_problem(
+    value: float, position: int, mean: float, scale: float, bound: float, beyond: str
+) -> str:
+    """What a 422 (POST /forecast, the /series endpoints) or a pyfunc refusal says of a value
+    too large once scaled: the value and its position in the list as sent, the range the
+    model takes in the data's units (the training `mean` +- `bound` x the training `scale`;
+    `beyond` names the bound), and the remedy. A logger's sentinel for 'no reading' (1e308)
+    is the usual cause; the pyfunc and the streaming endpoints said only 'values too large'
+    or how many standard deviations out, leaving the client to find the value and the range.
+    One text for every entry point: the same history, the same answer."""
+    largest = float(np.finfo(np.float64).max)  # a range past float64's is float64's
+    low, high = max(mean - bound * scale, -largest), min(mean + bound * scale, largest)
+    return (
+        f"holds values too large for the model once scaled ({beyond}): {value:g} at position "
+        f"{position}; the model takes {low:.3g} to {high:.3g} here; send the series in the "
+        "units it was trained on, and a missing reading as the training data had it filled, "
+        "not as a sentinel number"
+    )
+
+
+def _float32(
+    scaled: np.ndarray,
+    raw: np.ndarray,
+    offset: int,
+    stats: tuple[float, float],
+    series_id: str,
+    field: str,
+) -> np.ndarray:
+    """The model's float32 input of one column: `scaled` and `raw` its last values, `offset`
+    the position of their first in the list as sent, `stats` the column's (mean, scale)."""
+    out = as_float32(scaled)
     if out is None:
-        raise ForecastInputError(
-            f"series {shown(series_id)}: {field!r} holds values too large for the model once "
-            "scaled (beyond float32's range)"
+        with np.errstate(over="ignore"):
+            at = int(np.argmax(~np.isfinite(scaled.astype(np.float32))))
+        problem = too_large_problem(
+            float(raw[at]), offset + at, *stats, FLOAT32_LARGEST, FLOAT32_BEYOND
         )
+        raise ForecastInputError(f"series {shown(series_id)}: {field!r} {problem}")
     return out
 
 

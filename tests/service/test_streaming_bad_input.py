@@ -48,29 +48,28 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
         "value too large": (
             value_at(2, 1e160),
             422,
-            "field 'values': position 2 is ",
+            "field 'values': holds values too large for the model once scaled (",
         ),
         "value within float32, far out": (
             value_at(2, 1e38),
             422,
-            "training standard deviations from the training mean once scaled, beyond the limit "
-            "of 10000 (URNN_STREAM_MAX_SCALED): a streaming state would carry it for good; the "
-            "series is left unchanged",
+            "training standard deviations from the training mean, beyond the limit of 10000: "
+            "URNN_STREAM_MAX_SCALED): 1e+38 at position 2; the model takes ",
         ),
         "one point too large": (  # the one-point update takes another path
             lambda b: b.update(values=[1e38], covariates={"x": [0.0]}),
             422,
-            "field 'values': position 0 is ",
+            "field 'values': holds values too large for the model once scaled (",
         ),
         "one covariate too large": (
             lambda b: b.update(values=[1.0], covariates={"x": [1e300]}),
             422,
-            "field 'covariates.x': position 0 is ",
+            "field 'covariates.x': holds values too large for the model once scaled (",
         ),
         "covariate too large": (
             lambda b: b["covariates"]["x"].__setitem__(0, -1e300),
             422,
-            "field 'covariates.x': position 0 is ",
+            "field 'covariates.x': holds values too large for the model once scaled (",
         ),
         "bool horizon": (setter("horizon", True), 422, "field 'horizon': must be"),
         "unknown gap policy": (
@@ -291,7 +290,7 @@ def test_the_far_out_limit_is_the_operators(
         answer = post(client, "s", body)
         assert answer.status_code == status, answer.text
         if status == 422:
-            assert f"beyond the limit of {limit:g} (URNN_STREAM_MAX_SCALED)" in answer.text
+            assert f"beyond the limit of {limit:g}: URNN_STREAM_MAX_SCALED" in answer.text
 
 
 def test_json_nested_too_deeply_is_422_as_on_forecast(
@@ -539,3 +538,37 @@ def test_a_query_on_delete_is_refused_without_pointing_at_a_body(
         "takes no query parameters"
     }
     assert client.get("/series/s").json()["points_seen"] == STORED
+
+
+@pytest.mark.parametrize("field", ["values", "covariates.x"])
+@pytest.mark.parametrize("n", [1, 4])  # the one-point update takes another path
+def test_a_sentinel_is_named_with_its_value_the_range_and_a_remedy(
+    stream_client_for: Callable[..., TestClient], registry: Registry, field: str, n: int
+) -> None:
+    """A logger's 1e308 for 'no reading': the 422 said only the position and how many
+    standard deviations out it was ("position 2 is 4.73e+307 training standard deviations"), where
+    POST /forecast names the value, the range the model takes in the data's units and what
+    to send instead. The same facts here, the range bounded by URNN_STREAM_MAX_SCALED."""
+    frame = registry.frame
+    client = stream_client_for()
+    assert post(client, "s", points(frame, 0, STORED)).status_code == 200
+    body = points(frame, STORED, n)
+    column = body["values"] if field == "values" else body["covariates"]["x"]
+    column[n - 1] = 1e308
+    answer = client.post("/series/s/observations", json=body, headers=KEY)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    stats = registry.meta["scaler"]["stats"]["*"][
+        registry.meta["target"] if field == "values" else "x"
+    ]
+    mean, scale = float(stats["mean"]), float(stats["scale"])
+    low, high = (f"{mean + sign * 10_000 * scale:.3g}" for sign in (-1, 1))
+    assert detail.startswith(
+        f"field '{field}': holds values too large for the model once scaled ("
+    ), detail
+    assert (
+        f"beyond the limit of 10000: URNN_STREAM_MAX_SCALED): 1e+308 at position {n - 1}; "
+        f"the model takes {low} to {high} here; send the series in the units it was trained "
+        "on, and a missing reading as the training data had it filled, not as a sentinel "
+        "number; a streaming state would carry it for good, so the series is left unchanged"
+    ) in detail, detail

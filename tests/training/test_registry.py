@@ -391,7 +391,7 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
         "its 53 values and 12 forecast steps must lie between": row.assign(
             start=["2262-04-10T00:00:00"]
         ),
-        "'covariates' holds values too large for the model once scaled": row.assign(
+        "'x' holds values too large for the model once scaled": row.assign(
             x=pd.Series([[1e39] * len(values)], dtype=object)
         ),
         "the model's forecast from this history is not finite": row.assign(
