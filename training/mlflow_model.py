@@ -96,6 +96,7 @@ from training.validation import (
     local_steps,
     local_time_problem,
     matching_id,
+    plural,
     series_id_text,
     week_anchor,
     week_start_problem,
@@ -348,7 +349,9 @@ class ForecastPredictor:
             raise ForecastInputError("the input holds no rows; give one row per series")
         missing = [name for name in read if name not in frame]
         if missing:
-            raise ForecastInputError(f"missing covariate column(s) {missing}")
+            raise ForecastInputError(
+                f"missing covariate column(s) {missing}; the model reads {list(read)}"
+            )
         ids = [self._id(frame, i) for i in range(len(frame))]
         repeated = repeated_ids(ids)
         if repeated:  # two answers under one id could not be told apart
@@ -381,8 +384,9 @@ class ForecastPredictor:
                 cov = self._series(frame[name].iloc[i], series_id, name)
                 if len(cov) != len(values):
                     raise ForecastInputError(
-                        f"series {shown(series_id)}: covariate {name!r} has {len(cov)} values, "
-                        f"`values` has {len(values)}"
+                        f"series {shown(series_id)}: covariate {name!r} has "
+                        f"{plural(len(cov), 'value')}, `values` has {len(values)}; they must be "
+                        "the same length"
                     )
                 rows[name] = cov[-keep:]
             scaler_id = self._scaler_id(series_id)
@@ -647,15 +651,17 @@ class ForecastPredictor:
         lookback = self.model.config.lookback
         if len(values) < lookback:
             raise ForecastInputError(
-                f"series {shown(series_id)}: {field!r} has {len(values)} values; the model reads "
-                f"the last lookback={lookback}"
+                f"series {shown(series_id)}: {field!r} has {plural(len(values), 'value')}; the "
+                f"model needs at least lookback={lookback} and reads the last {lookback}"
             )
         bad = ~np.isfinite(values)
         if bad.any():  # anywhere, as the service refuses it: a gap is not for predict to skip
             position = int(np.argmax(bad))
+            value = float(values[position])
+            what = "NaN" if value != value else f"{value}"  # as the service writes it
             raise ForecastInputError(
-                f"series {shown(series_id)}: {field!r} holds {values[position]} at position "
-                f"{position}; every value must be a finite number"
+                f"series {shown(series_id)}: {field!r} holds {what} at position {position}; "
+                "every value must be a finite number"
             )
         return values
 
@@ -731,8 +737,9 @@ class ForecastPredictor:
         last = index[-1].tz_localize(None) if index.tz is not None else index[-1]
         if index[0].tz_localize(None) < pd.Timestamp.min or last > pd.Timestamp.max:
             raise ForecastInputError(  # '9999-12-31' forecast into the year 10000
-                f"series {shown(series_id)}: `start` {shown(start)}: its {n_values} values and "
-                f"{c.horizon} forecast steps must lie between {pd.Timestamp.min} and "
+                f"series {shown(series_id)}: `start` {shown(start)}: its "
+                f"{plural(n_values, 'value')} and {plural(c.horizon, 'forecast step')} must lie "
+                f"between {pd.Timestamp.min} and "
                 f"{pd.Timestamp.max}"
             )
         return index[n_values - keep :]

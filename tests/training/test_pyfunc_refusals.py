@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.forecaster import ForecasterConfig
 from tests.training.synthetic import seasonal_frame
-from tests.training.test_registry import csv, history_row, tiny_config
+from tests.training.test_registry import HORIZON, LOOKBACK, csv, history_row, tiny_config
+from training.mlflow_model import ForecastInputError, ForecastPredictor
 from training.pipeline import train_pipeline
 from training.registry import model_artifact_dir
 from training.split import StandardScaler
@@ -57,3 +59,54 @@ def test_a_sentinel_names_its_position_the_range_the_model_takes_and_a_remedy(
         f"{high} here; send the series in the units it was trained on, and a missing reading "
         "as the training data had it filled, not as a sentinel number"
     )
+
+
+def test_the_bad_inputs_a_client_sends_are_named_as_the_forecast_api_names_them(
+    csv: Path, tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """NaN, a covariate column missing, a short history and a horizon too large, each
+    through mlflow.pyfunc: the column, the position and the allowed values, in /forecast's
+    words ('holds NaN', 'the model reads [...]'); it said 'holds nan' and named no columns
+    the model reads."""
+    import mlflow
+
+    result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    row = history_row(seasonal_frame(600))
+    values = list(row["values"].iloc[0])
+    gap = [*values[:10], float("nan"), *values[11:]]
+    assert _refused(model, row.assign(values=pd.Series([gap], dtype=object))) == (
+        "series 'pump-1': 'values' holds NaN at position 10; every value must be a finite number"
+    )
+    direct = ForecastPredictor.from_directory(model_artifact_dir(result.model_uri, tmp_path))
+    with pytest.raises(ForecastInputError) as missing:  # MLflow's schema says it first; predict too
+        direct.predict_frame(row.drop(columns=["x"]))
+    assert str(missing.value) == "missing covariate column(s) ['x']; the model reads ['x']"
+    assert _refused(model, row.assign(values=pd.Series([values[:10]], dtype=object))) == (
+        f"series 'pump-1': 'values' has 10 values; the model needs at least lookback="
+        f"{LOOKBACK} and reads the last {LOOKBACK}"
+    )
+    assert _refused(model, row.assign(horizon=[HORIZON + 1])) == (
+        f"series 'pump-1': `horizon` must be a whole number of steps from 1 to the model's "
+        f"{HORIZON}; got {HORIZON + 1}"
+    )
+
+
+def test_counts_of_one_are_said_in_the_singular(csv: Path, mlflow_settings: Settings) -> None:
+    """'has 1 values', 'its 53 values and 1 forecast steps': a count of one in the plural,
+    where the rest of the product says '1 value' (training.validation.plural)."""
+    import mlflow
+
+    one_step = ForecasterConfig(
+        kind="urnn", lookback=LOOKBACK, horizon=1, hidden_size=8, segment_length=12
+    )
+    config = tiny_config(csv, registered_name=None, model=one_step, backtest_step=1)
+    model = mlflow.pyfunc.load_model(train_pipeline(config, mlflow_settings).model_uri)
+    row = history_row(seasonal_frame(600))
+    one = row.assign(
+        values=pd.Series([row["values"].iloc[0][:1]], dtype=object),
+        x=pd.Series([row["x"].iloc[0][:1]], dtype=object),
+    )
+    assert "'values' has 1 value; the model needs at least" in _refused(model, one)
+    late = _refused(model, row.assign(start=["2262-04-10T00:00:00"]))
+    assert "its 53 values and 1 forecast step must lie between" in late, late

@@ -223,7 +223,7 @@ def test_train_register_load_in_a_fresh_process_and_predict(
     first_line, second_line, served_400 = done.stdout.split("\n")
     status, _, answer = served_400.partition(" ")
     assert status == "400" and '"error_code": "INVALID_PARAMETER_VALUE"' in answer, answer[:500]
-    assert "series 'pump-1': 'values' has 10 values; the model reads the last" in answer
+    assert "series 'pump-1': 'values' has 10 values; the model needs at least lookback=48" in answer
     served = pd.DataFrame(json.loads(first_line))
     counted = pd.DataFrame(json.loads(second_line))
     whole = history_row(frame)
@@ -339,7 +339,7 @@ def test_predict_rejects_bad_rows_naming_series_and_field(
         predictor.predict_frame(short)
     with_nan: list[float] = [*row["values"].iloc[0][:-1], float("nan")]
     nan = row.assign(values=pd.Series([with_nan], dtype=object))
-    with pytest.raises(ForecastInputError, match=r"'values' holds nan at position \d+; every"):
+    with pytest.raises(ForecastInputError, match=r"'values' holds NaN at position \d+; every"):
         predictor.predict_frame(nan)
     with pytest.raises(ForecastInputError, match=r"missing covariate column\(s\) \['x'\]"):
         predictor.predict_frame(row.drop(columns=["x"]))
@@ -1532,7 +1532,7 @@ def test_the_pyfunc_refuses_gaps_anywhere_in_a_history_naming_the_position(
     result = train_pipeline(tiny_config(csv, registered_name=None), mlflow_settings)
     predictor = ForecastPredictor.from_directory(model_artifact_dir(result.model_uri, tmp_path))
     row = history_row(seasonal_frame(600))
-    for gap, said in [(float("nan"), "nan"), (None, "null"), (float("inf"), "inf")]:
+    for gap, said in [(float("nan"), "NaN"), (None, "null"), (float("inf"), "inf")]:
         values = list(row["values"].iloc[0])
         values[3] = gap
         with pytest.raises(ForecastInputError) as caught:
