@@ -611,9 +611,14 @@ class StreamServing:
         *,
         unit_scale: float = 1.0,
         unit_loc: float = 0.0,
+        last: float = math.nan,
     ) -> np.ndarray:
         """(H, Q) float64 quantiles of the next H points, in the input's (scaled) units, then
-        times `unit_scale` plus `unit_loc` (the caller's own scaler, folded in)."""
+        times `unit_scale` plus `unit_loc` (the caller's own scaler, folded in). `last`: the
+        series' last point in the caller's units as its data holds it (NaN: not known), what
+        a flat series is forecast as: its level scaled twice and back in float64 was one
+        float step off for some levels (5004.000000000001 for 5004.0), so that its
+        zero-width interval missed every actual at the level."""
         c = self.config
         if not state.ready or state.hidden is None:
             raise NotReadyError(
@@ -625,8 +630,10 @@ class StreamServing:
             # look-back has none either: forecast as its level, every quantile, as the main
             # kinds forecast a flat look-back (UrnnForecaster._in_input_scale). The network's
             # output times 1e-5 was served as noise: 1.5e-05 for a series of zeros.
-            level = float(state.tail[-1]) * state.scale + state.loc
-            return np.full((c.horizon, len(c.quantiles)), level * unit_scale + unit_loc)
+            if not math.isfinite(last):
+                level = float(state.tail[-1]) * state.scale + state.loc
+                last = level * unit_scale + unit_loc
+            return np.full((c.horizon, len(c.quantiles)), last)
         # head([hidden, one-hot phase, calendar bottleneck]): the one-hot picks one column,
         # folded with the biases into _phase_bias.
         base = state.head_base

@@ -310,7 +310,11 @@ def forecast_stream(model: ServedModel, series: PreparedSeries) -> np.ndarray:
         if future is None:
             future = _present(series.future_calendar).astype(np.float64)
     out = stream.forecast(
-        state, future, unit_scale=series.target_scale, unit_loc=series.target_mean
+        state,
+        future,
+        unit_scale=series.target_scale,
+        unit_loc=series.target_mean,
+        last=float(series.values[-1]),  # a flat history: its level exactly, as `unscale`
     )
     out = snap_zeros(out, series.target_mean, series.target_scale)  # as `unscale`
     return floor_at_zero(out, model.model.config.non_negative)

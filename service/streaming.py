@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import struct
 import time
 from collections import OrderedDict
@@ -644,8 +645,7 @@ class StreamEngine:
         self, entry: Entry, data: SeriesData, model: ServedModel, scales: ColumnScales
     ) -> SeriesData:
         # One forecast is a few small matrix-vector products: not worth the worker thread's hop.
-        before = before_last(data.tail, data.tz, model)
-        forecast = _forecast(data.state, data.last_ns, data.tz, model, scales, before)
+        forecast = _forecast(data.state, data.last_ns, data.tz, model, scales, data.tail)
         cached = replace(data, forecast=forecast)
         if entry.data is data:  # a cache: no write, no dirty flag
             entry.data = cached
@@ -680,7 +680,7 @@ class StreamEngine:
             last_ns=last_ns,
             points_seen=len(plan.ns) + (0 if data is None else data.points_seen),
             tail=tail,
-            forecast=_forecast(state, last_ns, tz, model, scales, before_last(tail, tz, model)),
+            forecast=_forecast(state, last_ns, tz, model, scales, tail),
         )
 
     def _rebuild(
@@ -732,9 +732,7 @@ class StreamEngine:
             state=state,
             freq=model.freq,
             tail=tail,
-            forecast=_forecast(
-                state, data.last_ns, data.tz, model, scales, before_last(tail, data.tz, model)
-            ),
+            forecast=_forecast(state, data.last_ns, data.tz, model, scales, tail),
         )
 
     # --- answers ------------------------------------------------------------------------------
@@ -879,18 +877,24 @@ def _forecast(
     tz: tzinfo | None,
     model: ServedModel,
     scales: ColumnScales,
-    before_ns: int | None = None,
+    tail: Tail,
 ) -> np.ndarray | None:
-    """(H_max, Q) in original units after `last_ns`; None while the state warms up.
-    `before_ns`: the series' point before it (`before_last`), for `grid_after`."""
+    """(H_max, Q) in original units after `last_ns`; None while the state warms up. `tail`:
+    the raw points the state consumed last: the point before `last_ns` (`before_last`, for
+    `grid_after`), and the last value as sent, which a flat series is forecast as exactly
+    (`StreamServing.forecast`'s `last`, as the windowed kinds un-scale from it)."""
     if not state.ready:
         return None
     future = None
     if model.needs_dates:
-        steps = grid_after(last_ns, model.max_horizon, tz, model, before_ns)
+        steps = grid_after(last_ns, model.max_horizon, tz, model, before_last(tail, tz, model))
         future = calendar_on_clock(steps, tz, model, "field 'timestamps'")
     out = model.stream_serving.forecast(
-        state, future, unit_scale=scales.target_scale, unit_loc=scales.target_mean
+        state,
+        future,
+        unit_scale=scales.target_scale,
+        unit_loc=scales.target_mean,
+        last=float(tail.values[-1]) if len(tail) else math.nan,
     )
     # the un-scaling's round-off about 0 as 0, as the windowed kinds answer (runner.unscale)
     out = snap_zeros(out, scales.target_mean, scales.target_scale)

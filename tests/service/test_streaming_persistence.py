@@ -19,10 +19,12 @@ from tests.jobs.conftest import postgres_server, postgres_url  # noqa: F401 (fix
 from tests.service.conftest import Registry, metric_value, register_streaming
 from tests.service.test_streaming_api import (
     KEY,
+    exactly,
     late_real_point,
     points,
     post,
     quantile_block,
+    stuck_body,
 )
 
 with warnings.catch_warnings():
@@ -102,6 +104,38 @@ def test_a_filled_step_is_still_said_to_be_filled_after_a_restart(
     answer = post(second, "f", points(frame, 62, 1))
     assert answer.status_code == 409, answer.text
     assert "filled by gap_policy='interpolate' with the interpolated value" in answer.text
+    assert metric_value(second, "urnn_stream_restores_total") == 1
+
+
+def test_a_stuck_sensor_restored_from_a_snapshot_is_forecast_as_its_level_exactly(
+    apps: Apps, registry: Registry, db_url: str
+) -> None:
+    """The level a flat series is forecast as is its last raw point, which the snapshot's raw
+    tail already holds: a snapshot in the formats releases before this one wrote (tail 1,
+    state 1, unchanged) restores to the exact level, where it was one float step off."""
+    import json
+    import struct
+
+    from sqlalchemy import create_engine, select
+
+    from service.stream_snapshots import TABLE
+
+    first = apps.start(database_url=db_url)
+    body = stuck_body(first, registry.frame, "stuck")
+    assert post(first, "stuck", body).status_code == 200
+    apps.stop(first)  # its shutdown writes the snapshot
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        row = connection.execute(select(TABLE).where(TABLE.c.series_id == "stuck")).one()
+    engine.dispose()
+    assert struct.unpack_from("<4sH", bytes(row.tail)) == (b"URNT", 1)
+    state, magic = bytes(row.state), b"URNNSTATE"
+    (size,) = struct.unpack_from("<I", state, len(magic))
+    assert json.loads(state[len(magic) + 4 : len(magic) + 4 + size])["format"] == 1
+    second = apps.start(database_url=db_url)
+    restored = second.get("/series/stuck/forecast")
+    assert restored.status_code == 200, restored.text
+    assert exactly(restored.json()["forecast"], body["values"][-1]), restored.json()
     assert metric_value(second, "urnn_stream_restores_total") == 1
 
 
