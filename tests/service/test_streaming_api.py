@@ -309,9 +309,10 @@ def test_a_raw_tail_shorter_than_the_lookback_is_refused_at_load(
     stream_client_for: Callable[..., TestClient],
 ) -> None:
     """A version swap rebuilds each state from the stored tail: kept shorter than one window,
-    every series would start warming up again. Said at load, in /readyz."""
+    every series would start warming up again. Said at load, in /readyz (the whole reason to
+    a request with the API key, as every failed load's since 567e3b3)."""
     client = stream_client_for(stream_tail_points=1)
-    ready = client.get("/readyz")
+    ready = client.get("/readyz", headers=KEY)
     assert ready.status_code == 503
     assert "URNN_STREAM_TAIL_POINTS=1 is below the model's lookback" in ready.json()["detail"]
 
