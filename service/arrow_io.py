@@ -71,7 +71,7 @@ from service.fast_path import (
     parse_datetime,
     plain_start_ns,
 )
-from training.validation import zone_named
+from training.validation import plural_says, zone_named
 from urnn_forecast.field_types import shown
 
 logger = logging.getLogger(__name__)
@@ -427,7 +427,8 @@ def _read_table(body: bytes, content_type: str) -> Table:
         # (two tables meant as one request) had its series dropped under a 200.
         raise ServiceInputError(
             "the body",
-            f"is not an Arrow IPC stream ({content_type}): {unread} bytes follow its "
+            f"is not an Arrow IPC stream ({content_type}): "
+            f"{plural_says(unread, 'byte', 'follows', 'follow')} its "
             "end-of-stream marker (a second stream appended?); send one stream holding "
             "every series, as pyarrow.ipc.new_stream writes it",
         )
@@ -598,7 +599,8 @@ def _why_unreadable(body: bytes, content_type: str) -> str:
             )
         if (appended := _after_file_end(body)) is not None:
             return (
-                f"{appended} bytes follow its closing 'ARROW1' (another file or other bytes "
+                f"{plural_says(appended, 'byte', 'follows', 'follow')} its closing 'ARROW1' "
+                "(another file or other bytes "
                 "appended?); send one file holding every series, as pyarrow.ipc.new_file "
                 "writes it"
             )

@@ -72,6 +72,7 @@ from training.mlflow_model import CLOCK_UTC, too_large_problem
 from training.validation import (
     at_skipped_midnight,
     local_steps,
+    plural,
     steps_along,
     written_at_skipped_midnight,
     zone_named,
@@ -683,7 +684,7 @@ def _covariates(body: ObservationsIn, model: ServedModel, n: int) -> np.ndarray:
         if len(raw) != n:
             raise ServiceInputError(
                 f"field {field!r}",
-                f"has {len(raw)} values, `values` has {n}; they must be the same length",
+                f"has {plural(len(raw), 'value')}, `values` has {n}; they must be the same length",
             )
         columns[name] = _finite(field, raw)
     if not model.covariates:
@@ -708,7 +709,8 @@ def check_axis_fields(body: ObservationsIn, n: int) -> None:
     if body.timestamps is not None and len(body.timestamps) != n:
         raise ServiceInputError(
             "field 'timestamps'",
-            f"has {len(body.timestamps)} entries, `values` has {n}; they must be the same length",
+            f"has {len(body.timestamps)} {'entry' if len(body.timestamps) == 1 else 'entries'}, "
+            f"`values` has {n}; they must be the same length",
         )
 
 
@@ -730,7 +732,8 @@ def time_axis(
         steps = (
             f"the forecast steps of {model.freq!r} after it"
             if body.timestamps is not None
-            else f"its {n:,} values and {model.max_horizon:,} forecast steps of {model.freq!r}"
+            else f"its {plural(n, 'value')} and {plural(model.max_horizon, 'forecast step')} "
+            f"of {model.freq!r}"
         )
         raise axis_error(
             body.timestamps, body.start, steps, model, f"field {field!r}", error

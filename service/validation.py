@@ -51,6 +51,7 @@ from training.validation import (
     in_zone,
     local_steps,
     local_time_problem,
+    plural,
     steps_along,
     week_anchor,
     written_at_skipped_midnight,
@@ -288,7 +289,7 @@ def checked_horizon(horizon: int | None, model: ServedModel) -> int:
         raise ServiceInputError(
             "field 'horizon'",
             f"{h} is above the model's maximum {model.max_horizon}; ask for at most "
-            f"{model.max_horizon} steps",
+            f"{plural(model.max_horizon, 'step')}",
         )
     return h
 
@@ -569,7 +570,7 @@ def _prepare_series(
         )
         raise ServiceInputError(
             series_where(i, series.id, "values"),
-            f"has {n} values; the model needs at least lookback={lookback} ({reads})",
+            f"has {plural(n, 'value')}; the model needs at least lookback={lookback} ({reads})",
         )
     covariates = _covariates(i, series, model, n)
     dates = _dates(i, series, model, n, zone)
@@ -802,7 +803,8 @@ def _covariates(i: int, series: SeriesInput, model: ServedModel, n: int) -> dict
             )
             raise ServiceInputError(
                 series_where(i, series.id, field),
-                f"has {len(raw)} values, `values` has {n}; they must be the same length{future}",
+                f"has {plural(len(raw), 'value')}, `values` has {n}; they must be the same "
+                f"length{future}",
             )
         out[name] = _numbers(i, series.id, field, raw)
     return out
@@ -841,7 +843,8 @@ def _dates(
         steps = (
             f"the forecast steps of {model.freq!r} after it"
             if series.timestamps is not None
-            else f"its {n:,} values and {model.max_horizon:,} forecast steps of {model.freq!r}"
+            else f"its {plural(n, 'value')} and {plural(model.max_horizon, 'forecast step')} "
+            f"of {model.freq!r}"
         )
         raise axis_error(series.timestamps, series.start, steps, model, where, error) from None
     if model.needs_dates:
@@ -1049,7 +1052,7 @@ def span_problem(start: datetime, n: int, horizon: int, model: ServedModel) -> s
     to .max)."""
     tz = start.tzinfo
     zoned = tz is not None
-    steps = f"{n:,} values" + (f" and {horizon:,} forecast steps" if horizon else "")
+    steps = plural(n, "value") + (f" and {plural(horizon, 'forecast step')}" if horizon else "")
     latest = latest_on_clock(n + horizon, model.offset, tz)
     first = pd.Timestamp(clock_range(tz)[0], unit="ns")
     earliest, end = _shown(first, zoned, lower=True), _shown(_LATEST, zoned)
@@ -1264,7 +1267,9 @@ def increasing_axis(
     a hint offers (ZONE_WAYS)."""
     if len(stamps) != n:
         raise ServiceInputError(
-            where, f"has {len(stamps)} entries, `values` has {n}; they must be the same length"
+            where,
+            f"has {len(stamps)} {'entry' if len(stamps) == 1 else 'entries'}, `values` has {n}; "
+            "they must be the same length",
         )
     try:
         index = pd.DatetimeIndex(stamps)

@@ -716,6 +716,12 @@ BODY_CASES: dict[str, tuple[Callable[[Body], bytes], str, str]] = {
         _FILE_422 + "15 bytes follow its closing 'ARROW1' (another file or other bytes "
         "appended?); send one file holding every series, as pyarrow.ipc.new_file writes it",
     ),
+    # a count of one in the singular ("1 bytes follow" read as a typo)
+    "a newline after a file's end": (
+        lambda b: _file_of(read_table(arrow_of(b))) + b"\n",
+        ARROW_FILE,
+        _FILE_422 + "1 byte follows its closing 'ARROW1' (another file or other bytes ",
+    ),
     "damaged footer": (
         lambda b: (lambda f: _flipped(f, len(f) - 60, len(f) - 12))(
             _file_of(read_table(arrow_of(b)))
@@ -748,6 +754,7 @@ def test_bodies_that_are_not_arrow_say_why_in_the_services_words(
     [
         pytest.param(lambda b: arrow_of({**b, "series": b["series"][1:]}), id="a second stream"),
         pytest.param(lambda b: b"junk", id="junk"),
+        pytest.param(lambda b: b"\n", id="a newline"),
     ],
 )
 def test_bytes_after_the_streams_end_are_422_not_dropped(
@@ -764,7 +771,8 @@ def test_bytes_after_the_streams_end_are_422_not_dropped(
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert detail.startswith(_STREAM_422), detail
-    assert f"{len(extra)} bytes follow its end-of-stream marker" in detail
+    unread = "1 byte follows" if len(extra) == 1 else f"{len(extra):,} bytes follow"
+    assert f"{unread} its end-of-stream marker" in detail
     # The stream alone, and the stream without its end-of-stream marker, still read.
     assert client.post("/forecast", content=first, headers=ARROW_IN).status_code == 200
     assert client.post("/forecast", content=first[:-8], headers=ARROW_IN).status_code == 200

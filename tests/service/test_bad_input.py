@@ -76,6 +76,19 @@ CASES: dict[str, tuple[Callable[[Body], None], str]] = {
         _shorten,
         f"{BAD} 'values': has 10 values; the model needs at least lookback=48",
     ),
+    # counts of one in the singular: "has 1 values" read as a typo in an API's answer
+    "one-value history": (
+        lambda b: b["series"][1].update(values=[1.0], covariates={"x": [1.0]}),
+        f"{BAD} 'values': has 1 value; the model needs at least lookback=48",
+    ),
+    "one-value covariate": (
+        _set(("series", 1, "covariates", "x"), [1.0]),
+        f"{BAD} 'covariates.x': has 1 value, `values` has 60; they must be the same length",
+    ),
+    "one timestamp": (
+        _timestamps(lambda t: t[:1]),
+        f"{BAD} 'timestamps': has 1 entry, `values` has 60",
+    ),
     "horizon above max": (
         _set(("horizon",), 13),
         "field 'horizon': 13 is above the model's maximum 12",

@@ -115,7 +115,7 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
         "covariate length": (
             lambda b: b["covariates"].__setitem__("x", [1.0]),
             422,
-            "field 'covariates.x': has 1 values, `values` has 4",
+            "field 'covariates.x': has 1 value, `values` has 4",
         ),
         "covariate NaN": (
             lambda b: b["covariates"]["x"].__setitem__(1, float("nan")),
@@ -127,6 +127,11 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             _timestamps(frame, [60, 61, 62]),
             422,
             "field 'timestamps': has 3 entries, `values` has 4",
+        ),
+        "one timestamp for four values": (
+            _timestamps(frame, [60]),
+            422,
+            "field 'timestamps': has 1 entry, `values` has 4",
         ),
         "timestamps backwards": (
             _timestamps(frame, [60, 62, 61, 63]),
@@ -201,6 +206,15 @@ def _cases(frame: pd.DataFrame) -> dict[str, tuple[Callable[[Body], None], int, 
             "1677-09-21T00:12:43.145225 and 2262-04-11T08:47:16.854775, so that its 4 "
             "values and 12 forecast steps of 'h' end by 2262-04-11T23:47:16.854775, the "
             "latest time the service can date",
+        ),
+        "one point's start past pandas' range": (
+            lambda b: b.update(
+                values=b["values"][:1],
+                covariates={"x": b["covariates"]["x"][:1]},
+                start="9999-01-01T00:00:00",
+            ),
+            422,
+            "so that its 1 value and 12 forecast steps of 'h' end by",
         ),
         "timestamps past pandas' range": (
             lambda b: b.update(timestamps=[*stamps[:3], "9999-01-01T00:00:00"]) or b.pop("start"),

@@ -16,7 +16,7 @@ from service.fast_path import fast_request
 from service.schemas import ForecastRequest
 from service.stream_schemas import ObservationsRequest
 from service.stream_validation import parse_observations
-from service.validation import PreparedRequest, RequestIn, prepare
+from service.validation import PreparedRequest, RequestIn, checked_horizon, prepare
 from tests.service.test_fast_path import StubModel, _as_model
 
 
@@ -99,6 +99,20 @@ def test_a_start_out_of_range_says_where_it_must_lie(start: str, freq: str, late
     )
     fits = {"id": "y", "values": list(range(12)), "start": latest[:19]}
     assert _prepared(fits, freq=freq)  # the bound itself is a start
+
+
+def test_counts_of_one_are_said_in_the_singular() -> None:
+    """A model of look-back 1 and horizon 1: its refusals said "its 1 values and 1 forecast
+    steps" and "ask for at most 1 steps"."""
+    message = _error(
+        {"id": "y", "values": [5.0], "start": "9999-01-01T00:00:00"}, lookback=1, max_horizon=1
+    )
+    assert "so that its 1 value and 1 forecast step of 'h' end by" in message
+    with pytest.raises(ServiceInputError) as caught:
+        checked_horizon(2, _as_model(StubModel(lookback=1, max_horizon=1)))
+    assert str(caught.value) == (
+        "field 'horizon': 2 is above the model's maximum 1; ask for at most 1 step"
+    )
 
 
 def test_zoned_times_out_of_range_are_told_as_instants() -> None:
