@@ -138,7 +138,14 @@ class _Reloaded(Exception):  # noqa: N818 (control flow, never leaves this modul
 
 
 class SnapshotStoreError(RuntimeError):
-    """The snapshot database cannot be read or written (503); the message says why."""
+    """The snapshot database cannot be read or written (503); the message says why, in words
+    fit for anyone who reaches the service. `detail`: the whole reason (what the reader said
+    of the stored bytes), answered only to a request carrying the API key, as a failed model
+    load's (`service.errors.ModelUnavailableError`)."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -991,11 +998,18 @@ def _readable(snapshot: Snapshot) -> SeriesData:
             snapshot.series_id,
             error,
         )
+        # What the reader said (formats, byte counts, Python's codec, struct and JSON texts)
+        # is the operator's: GET /series/{id} answers anyone, and quoted it to them.
+        cannot = f"the stored state of series {snapshot.series_id!r} cannot be read by this server"
+        rest = (
+            ": a newer urnn-forecast release wrote it, or it is damaged. It is kept as stored: "
+            "serve it from replicas of the release that wrote it (upgrade this one), or DELETE "
+            f"/series/{snapshot.series_id} to start the series afresh"
+        )
         raise SnapshotStoreError(
-            f"the stored state of series {snapshot.series_id!r} cannot be read by this server "
-            f"({error}): a newer urnn-forecast release wrote it, or it is damaged. It is kept "
-            "as stored: serve it from replicas of the release that wrote it (upgrade this one), "
-            f"or DELETE /series/{snapshot.series_id} to start the series afresh"
+            f"{cannot}{rest}; the server log, or this request sent with the X-API-Key header, "
+            "says what could not be read",
+            detail=f"{cannot} ({error}){rest}",
         ) from error
 
 

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from service.routes.fast_json import ObservationsJSONRoute
 from service.schemas import ErrorResponse, TimeZoneName
-from service.security import ApiKeyDep
+from service.security import ApiKeyDep, carries_api_key
 from service.series_ids import SERIES_ID_MAX, SERIES_ID_PATTERN, SERIES_ID_RULE
 from service.state import StateDep
 from service.stream_schemas import (
@@ -167,7 +167,11 @@ def install_series_handlers(app: FastAPI) -> None:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
     async def on_store(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
+        assert isinstance(exc, SnapshotStoreError)
+        # what could not be read of a stored state to the operator only, as GET /model's
+        # reason of a failed load: GET /series/{id} answers anyone
+        reason = exc.detail if exc.detail and carries_api_key(request) else str(exc)
+        return JSONResponse(status_code=503, content={"detail": reason})
 
     app.add_exception_handler(StreamConflictError, on_conflict)
     app.add_exception_handler(SeriesNotFoundError, on_not_found)

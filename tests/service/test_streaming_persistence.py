@@ -509,7 +509,10 @@ def test_a_snapshot_this_version_cannot_read_is_a_503_that_keeps_it(
 ) -> None:
     """A tail written in a format this code does not know (a newer release's, during a rolling
     deploy or a rollback) or damaged bytes: the series answers 503 naming the cause and the way
-    out, the stored row is left as it was, and other series still serve (it was a 500)."""
+    out, the stored row is left as it was, and other series still serve (it was a 500). What
+    the reader said of the bytes (formats, byte counts, Python's codec and struct texts) is
+    the operator's: in the log and to a request with the API key, not in GET /series/{id}'s
+    answer to anyone (it quoted "not a stream tail of version (1, 2) (b'URNT', 99)")."""
     import struct
 
     from sqlalchemy import create_engine, select, update
@@ -530,11 +533,16 @@ def test_a_snapshot_this_version_cannot_read_is_a_503_that_keeps_it(
         newer = struct.pack("<4sHIII", magic, 99, n, c, names) + tail[struct.calcsize("<4sHIII") :]
         connection.execute(update(TABLE).where(TABLE.c.series_id == "new").values(tail=newer))
     second = apps.start(database_url=db_url)
-    for answer in (second.get("/series/new"), post(second, "new", points(frame, 50, 1))):
+    reader = "not a stream tail of version (1, 2) (b'URNT', 99)"
+    anyone = second.get("/series/new")
+    operator = second.get("/series/new", headers=KEY)
+    for answer in (anyone, operator, post(second, "new", points(frame, 50, 1))):
         assert answer.status_code == 503, answer.text
         detail = answer.json()["detail"]
         assert "series 'new'" in detail and "cannot be read by this server" in detail
         assert "kept as stored" in detail and "DELETE" in detail
+        assert (reader in detail) is (answer is not anyone), detail
+    assert "the server log, or this request sent with the X-API-Key header, says" in anyone.text
     assert post(second, "fine", points(frame, 50, 1)).json()["series"]["points_seen"] == 51
     with engine.begin() as connection:
         kept = connection.execute(
