@@ -248,10 +248,19 @@ def check_backtest_room(
         drop = "; on_short='drop' would leave out every series scored"
     elif len(scored) > 1:
         drop = ", or leave such series out with on_short='drop' (--on-short drop)"
+    fits = f"ask for at most {plural(room, 'window')}, or a smaller step (--backtest-step)"
+    if not room:  # fewer windows or a smaller step fit none: "ask for at most 0 windows"
+        units_of = _scored_units(splits, units)[sid]
+        rows = max(len(splits[part].plan.test) for part in units_of)  # its longest segment's
+        fits = (
+            f"its test span holds {plural(rows, 'row')}, fewer than one horizon of {horizon}: "
+            f"a window fits with a horizon of at most {rows} (--horizon, when training), or "
+            f"{plural(horizon - rows, 'more row')} in the test span (a longer series, or a "
+            "larger test share: a smaller --train-fraction or --val-fraction)"
+        )
     raise BacktestConfigError(
         f"backtest_windows (--backtest-windows): {series_named(sid)}{more} has room in its test "
-        f"span for {room} of {what}; ask for at most {plural(room, 'window')}, or a smaller "
-        f"step (--backtest-step){drop}"
+        f"span for {room} of {what}; {fits}{drop}"
     )
 
 

@@ -356,6 +356,25 @@ def test_a_count_of_one_window_is_said_in_the_singular() -> None:
     )
 
 
+def test_a_series_with_room_for_no_window_is_told_what_would_fit() -> None:
+    """A horizon longer than the test span: the refusal advised "ask for at most 0 windows,
+    or a smaller step", neither of which fits a window. It says what would: a horizon of at
+    most the span's rows, or as many more test rows as the horizon lacks."""
+    splits = split_data(loaded({"long": seasonal_frame(300)}), SPLIT)
+    rows = len(splits["long"].plan.test)
+    with pytest.raises(BacktestConfigError) as refused:
+        check_backtest_room(splits, rows + 2, BacktestConfig(n_windows=1))
+    message = str(refused.value)
+    assert "at most 0" not in message and "smaller step" not in message
+    assert message.endswith(
+        f"for 0 of 1 window of {SPLIT.lookback} + {rows + 2} rows, 1 apart; its test span "
+        f"holds {rows} rows, fewer than one horizon of {rows + 2}: a window fits with a "
+        f"horizon of at most {rows} (--horizon, when training), or 2 more rows in the test "
+        "span (a longer series, or a larger test share: a smaller --train-fraction or "
+        "--val-fraction)"
+    )
+
+
 def gappy(tmp_path: Path, missing: slice, max_gap: int = 4) -> tuple[pd.DataFrame, LoadedData]:
     """The 300-row seasonal frame with `missing` rows of its target blanked, as written to a
     CSV and loaded: the loader fills them in (up to `max_gap` in a row) and flags them."""
