@@ -56,7 +56,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -168,11 +168,24 @@ class StreamState:
             header = json.loads(data[offset : offset + size])
         except ValueError as exc:
             raise StateFormatError(f"stream state header is not JSON: {exc}") from None
+        if not isinstance(header, dict):
+            kind = type(header).__name__
+            raise StateFormatError(f"stream state header is JSON {kind}, not an object")
         if header.get("format") != STATE_FORMAT:
             raise StateFormatError(
                 f"stream state format {header.get('format')!r}; this version reads {STATE_FORMAT}"
             )
         offset += size
+        try:
+            return cls._from_header(header, data, offset)
+        except (KeyError, TypeError, AttributeError) as exc:
+            # JSON that parses but is not a state's header (damaged bytes): a format error, as
+            # the service's reader of stored series expects, not a KeyError it would not catch
+            what = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise StateFormatError(f"stream state header is not a state's: {what}") from None
+
+    @classmethod
+    def _from_header(cls, header: dict[str, Any], data: bytes, offset: int) -> StreamState:
         arrays: dict[str, np.ndarray] = {}
         for name in ("hidden", "pending", "warm", "tail"):
             shape = tuple(header["shapes"][name])

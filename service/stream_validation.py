@@ -236,7 +236,7 @@ class Tail:
                 f"not a stream tail of version {_TAIL_VERSIONS} ({magic!r}, {version})"
             )
         offset = _TAIL_HEADER.size
-        names = tuple(json.loads(data[offset : offset + name_bytes].decode()))
+        names = _tail_names(data[offset : offset + name_bytes])
         offset += name_bytes
         expected = offset + 8 * n * (2 + c) + (n if version >= 2 else 0)
         if len(names) != c or len(data) != expected:
@@ -248,6 +248,19 @@ class Tail:
         if version >= 2:
             filled = np.frombuffer(data, np.uint8, n, offset + 8 * n * (2 + c)).astype(np.bool_)
         return cls(ns, values, covariates.reshape(n, c), names, filled)
+
+
+def _tail_names(data: bytes) -> tuple[str, ...]:
+    """A stored tail's covariate names, or a ValueError: damaged bytes that still parse as JSON
+    (a number, null) raised TypeError, which the service's reader of stored series does not
+    take for unreadable bytes."""
+    try:
+        names = json.loads(data.decode())
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError alike
+        raise ValueError(f"a stream tail's covariate names are not JSON text: {error}") from None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"a stream tail's covariate names are not a list of text: {names!r:.80}")
+    return tuple(names)
 
 
 # --- time zones and the frequency grid -----------------------------------------------------

@@ -160,6 +160,25 @@ def test_state_bytes_round_trip_exactly_and_reject_foreign_bytes() -> None:
         StreamState.from_bytes(state.to_bytes() + b"\0" * 8)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [b"[]", b'{"format": %d}', b'{"format": %d, "shapes": {"hidden": "x"}}', b"7"],
+    ids=["a-list", "no-shapes", "a-shape-of-text", "a-number"],
+)
+def test_a_damaged_header_that_is_still_json_is_a_format_error(header: bytes) -> None:
+    """A stored state whose header parses as JSON but is not a state's (damaged bytes, another
+    writer) raised KeyError, TypeError or AttributeError, which the service's reader of stored
+    series (service.streaming._readable) does not take for unreadable bytes: a 500."""
+    import struct
+
+    from models.streaming import STATE_FORMAT
+
+    head = header.replace(b"%d", str(STATE_FORMAT).encode())
+    data = b"URNNSTATE" + struct.pack("<I", len(head)) + head
+    with pytest.raises(StateFormatError, match="stream state header"):
+        StreamState.from_bytes(data)
+
+
 def test_a_state_of_another_model_or_misshapen_inputs_are_refused() -> None:
     model, wider = model_for(), model_for(2, 0)
     target, covariates = history(60, 2)

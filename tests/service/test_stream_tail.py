@@ -69,6 +69,18 @@ def test_a_tail_read_from_bytes_extends_like_any_other() -> None:
     assert_same(loaded.extend(*chunk(10, 3), 8), reference([chunk(0, 13)], 8))
 
 
+@pytest.mark.parametrize("names", [b"5", b"null", b'{"a": 1}', b'[1, "b"]', b"[", b"\xff"])
+def test_a_tail_whose_names_are_damaged_is_a_value_error(names: bytes) -> None:
+    """The covariate names of a stored tail are JSON; damaged ones that still parse (a number,
+    null) raised TypeError, which the service's reader of stored series (service.streaming.
+    _readable) does not take for unreadable bytes: a 500 where a 503 keeps the row."""
+    import struct
+
+    data = struct.pack("<4sHIII", b"URNT", 2, 0, 2, len(names)) + names
+    with pytest.raises(ValueError, match="covariate names"):
+        Tail.from_bytes(data)
+
+
 def test_a_young_series_does_not_reserve_a_whole_tail() -> None:
     """Every tail's buffer held URNN_STREAM_TAIL_POINTS rows and an eighth more from its first
     point: 4,608 rows, 144 KiB with two covariates, for a series of 60 points (150 KiB per
