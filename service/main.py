@@ -117,7 +117,7 @@ class ServiceApp(FastAPI):
 def _settings_or_exit(*, check_store: bool) -> Settings:
     """The settings of the environment (uvicorn's factory), or one error line and exit 2:
     under `--workers` a traceback per worker start, again at each restart, hid the cause."""
-    from service.metrics import multiprocess_folder_problem
+    from service.metrics import clear_earlier_run_files, multiprocess_folder_problem
     from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
 
     try:
@@ -131,6 +131,10 @@ def _settings_or_exit(*, check_store: bool) -> Settings:
     if folder and (problem := multiprocess_folder_problem(folder)) is not None:
         print(f"urnn-forecast service: error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    if folder and (stale := clear_earlier_run_files(folder)):
+        logging.getLogger(__name__).info(
+            "removed %d metric files of an earlier run from %s", stale, folder
+        )
     return settings
 
 

@@ -606,3 +606,80 @@ def mark_process_dead(pid: int) -> None:
     """Drop this worker's live gauges from the multiprocess files (at shutdown)."""
     if multiprocess_mode():
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+# Files last written this long before the supervisor started are an earlier run's: /proc
+# gives the start in clock ticks after a boot time in whole seconds (both rounded down), and a
+# second's margin keeps a sibling's fresh file from ever reading as older.
+EARLIER_RUN_MARGIN_SECONDS = 1.0
+
+
+def clear_earlier_run_files(folder: str) -> int:
+    """Remove the metric files an earlier server left in `folder`, from a worker as it starts
+    (uvicorn's `--factory --workers N`, gunicorn: nothing runs before the workers there, as
+    `urnn serve` does, to empty it). prometheus_client wants the folder empty at each start:
+    over a folder kept across a restart (a pod's emptyDir, a fixed path on a host) the new
+    server reported the earlier run's counts as its own (a walk: 404 forecasts of a version
+    after a restart that served none), and where the pids came back the same (a container's
+    workers), that run's served version and drift stayed in the live gauges. A file last
+    written before this worker's parent (the supervisor) started is an earlier run's when its
+    process is gone or is a sibling (the same pid again): kept when it belongs to a process of
+    another server. Siblings clear one at a time (a lock file), each before it writes a metric,
+    so none removes a file a sibling made. Linux only (/proc); returns the files removed."""
+    started = _process_start(os.getppid())
+    if started is None:
+        return 0
+    cutoff = started - EARLIER_RUN_MARGIN_SECONDS
+    removed = 0
+    try:
+        lock = os.open(os.path.join(folder, ".urnn-clear.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return 0
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in glob.glob(os.path.join(folder, "*.db")):
+            number = os.path.basename(path).removesuffix(".db").rsplit("_", 1)[-1]
+            try:
+                if os.stat(path).st_mtime >= cutoff:
+                    continue
+                if number.isdigit() and _alive(int(number)) and not _sibling(int(number)):
+                    continue  # another server's process, idle since before this one started
+                os.remove(path)
+            except FileNotFoundError:
+                continue
+            removed += 1
+    finally:
+        os.close(lock)
+    return removed
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from its third field (state) on; None off Linux or for no process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
+
+
+def _sibling(pid: int) -> bool:
+    """Whether `pid` is this process or another child of its parent."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[1] == str(os.getppid())
+
+
+def _process_start(pid: int) -> float | None:
+    """Unix time process `pid` started (rounded down), None where /proc cannot tell."""
+    fields = _stat_fields(pid)
+    try:
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, StopIteration, ValueError):
+        return None
+    if fields is None:
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")

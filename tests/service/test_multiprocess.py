@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from tests.service.conftest import Registry, history
@@ -184,3 +185,73 @@ def test_a_swap_takes_the_old_versions_multiplier_off_the_merged_metrics(tmp_pat
     }
     old = [m for (v, _), m in multipliers.items() if v == "1"]
     assert len(old) == 4 and all(math.isnan(m) for m in old)  # no value: nothing to draw
+
+
+def test_a_server_started_over_an_earlier_runs_metric_files_counts_its_own_only(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """`uvicorn service.main:create_app --factory --workers N` (or gunicorn) over a folder an
+    earlier run left (a pod's emptyDir across a container restart, a fixed folder on a host):
+    prometheus_client wants it empty, and the new server reported the earlier run's counts as
+    its own (a walk: 404 forecasts of a version after a restart that served none). Files last
+    written before this server's supervisor started are an earlier run's: removed."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    env = worker_env(registry, folder)
+    body = json.dumps({"series": [history(registry.frame)]})
+    root = Path(__file__).resolve().parents[2]
+
+    def run_worker(n: int) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", WORKER, body, str(n)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=root,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    run_worker(2)  # the earlier run
+    an_hour_ago = time.time() - 3600  # before this test's process (their supervisor) started
+    for path in folder.glob("*.db"):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    families = text_string_to_metric_families(run_worker(1))
+    samples = [s for family in families for s in family.samples]
+    forecasts = [s.value for s in samples if s.name == "urnn_forecast_series_total"]
+    assert forecasts == [1.0]  # this run's one, not 3
+    successes = [
+        s.value
+        for s in samples
+        if s.name == "urnn_model_reloads_total" and s.labels["outcome"] == "success"
+    ]
+    assert successes == [1.0]
+    assert all(path.stat().st_mtime > an_hour_ago for path in folder.glob("*.db"))
+
+
+def test_clearing_an_earlier_run_keeps_this_runs_files_and_another_servers(
+    tmp_path: Path,
+) -> None:
+    """Only files last written before this process's parent started go, and of those not
+    one a live process of another server owns (pid 1 here, no sibling of this process): a
+    worker restarted after a SIGKILL keeps its dead predecessor's counters, which happened."""
+    from service.metrics import clear_earlier_run_files
+
+    dead = 2**22 + 12345  # above any pid_max: no such process
+    names = {
+        f"counter_{dead}.db": 100.0,  # an earlier run's, its process gone: removed
+        f"gauge_livemax_{os.getpid()}.db": 100.0,  # the same pid again (a container): removed
+        "counter_1.db": 100.0,  # another server's live process, idle: kept
+        f"histogram_{dead + 1}.db": time.time(),  # a worker of this run that died: kept
+    }
+    for name, moment in names.items():
+        path = tmp_path / name
+        path.write_bytes(b"\0" * 8)
+        os.utime(path, (moment, moment))
+    assert clear_earlier_run_files(str(tmp_path)) == 2
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == sorted(
+        ["counter_1.db", f"histogram_{dead + 1}.db"]
+    )
