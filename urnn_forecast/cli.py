@@ -992,6 +992,15 @@ def _run_uvicorn(
             settings.stream_snapshot_seconds,
         )
         os.environ["URNN_STREAM_SNAPSHOT_SECONDS"] = "0"
+    if settings.model_poll_seconds == 0:
+        # The workers follow a moved alias by their poll alone: a reload goes to one of them.
+        log.warning(
+            "--workers %d with URNN_MODEL_POLL_SECONDS=0: POST /model/reload switches only the "
+            "worker that takes the request, and the others keep serving their version until "
+            "a restart (urnn_model_info reads 1 for both); set URNN_MODEL_POLL_SECONDS above 0 "
+            "so that every worker follows the alias",
+            workers,
+        )
     try:
         uvicorn.run(
             "service.main:create_app",

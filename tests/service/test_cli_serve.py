@@ -116,6 +116,25 @@ def test_serve_workers_use_the_factory_and_a_multiprocess_folder(
     assert seen["folder"] == str(given) and given.is_dir() and not list(given.iterdir())
 
 
+def test_serve_workers_without_the_poll_say_a_reload_switches_one_worker(
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """POST /model/reload reaches the one worker that takes the request; the others follow at
+    their poll. With the poll off they never did: a walk's promote and reload left two
+    versions served side by side (`urnn_model_info` at 1 for both) until a restart, and
+    nothing said so."""
+    settings = Settings(var_dir=tmp_path / "var", model_poll_seconds=0)
+    with caplog.at_level("WARNING", logger="urnn.serve"):  # one worker: a reload switches all
+        assert cli.main(["serve"], settings=settings) == 0
+    assert "URNN_MODEL_POLL_SECONDS" not in caplog.text
+    with caplog.at_level("WARNING", logger="urnn.serve"):
+        assert cli.main(["serve", "--workers", "2"], settings=settings) == 0
+    said = [r.getMessage() for r in caplog.records if "URNN_MODEL_POLL_SECONDS" in r.getMessage()]
+    assert len(said) == 1 and "only the worker" in said[0], caplog.text
+
+
 def test_serve_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["serve", "--help"])
