@@ -135,6 +135,10 @@ def _settings_or_exit(*, check_store: bool) -> Settings:
         logging.getLogger(__name__).info(
             "removed %d metric files of an earlier run from %s", stale, folder
         )
+    # A worker restarted under the pid of one killed earlier in this run (pids wrap around)
+    # opens that one's files: its counters happened and stay, its live gauges (served version,
+    # queue depth, drift) are not this process's and were never set again.
+    mark_process_dead(os.getpid())
     return settings
 
 

@@ -255,3 +255,52 @@ def test_clearing_an_earlier_run_keeps_this_runs_files_and_another_servers(
     assert sorted(p.name for p in tmp_path.glob("*.db")) == sorted(
         ["counter_1.db", f"histogram_{dead + 1}.db"]
     )
+
+
+REUSED_PID_WORKER = textwrap.dedent(
+    """
+    import json, os, sys, warnings
+    warnings.simplefilter("ignore")
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+    from fastapi.testclient import TestClient
+    from service.main import create_app
+
+    # what a worker killed earlier in this run left under the pid this one now has
+    stale = MmapedDict(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"],
+                                    f"gauge_livemax_{os.getpid()}.db"))
+    names, values = ["name", "version", "run_id"], ["urnn-forecaster", "0", "gone"]
+    stale.write_value(mmap_key("urnn_model_info", "urnn_model_info", names, values, ""), 1.0, 0.0)
+    stale.close()
+    with TestClient(create_app()) as client:
+        sys.stdout.write(client.get("/metrics").text)
+    """
+)
+
+
+def test_a_worker_started_under_a_dead_workers_pid_does_not_show_its_gauges(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A worker restarted under the pid of one killed earlier (pids wrap around: a container's
+    small ones) opened its live-gauge file, whose values it never set again: the dead worker's
+    served version read 1 beside the new one's for the new worker's whole life."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", REUSED_PID_WORKER],
+        capture_output=True,
+        text=True,
+        env=worker_env(registry, folder),
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    families = text_string_to_metric_families(done.stdout)
+    served = [
+        s.labels["version"]
+        for family in families
+        for s in family.samples
+        if s.name == "urnn_model_info" and s.value == 1.0
+    ]
+    assert served == ["1"]
