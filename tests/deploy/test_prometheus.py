@@ -43,6 +43,14 @@ def test_the_reload_alerts_on_replayed_counters() -> None:
     _promtool_passes("test", "rules", str(Path(__file__).with_name("reload_alert_rules_test.yml")))
 
 
+def test_the_mixed_versions_alert_fires_when_a_replica_does_not_follow_the_alias() -> None:
+    """Nothing fired while a worker with its poll off (or whose reloads fail) served the old
+    version for good beside the new one: clients got two models' forecasts at random, seen
+    only as two rows at 1 on a dashboard panel."""
+    here = Path(__file__).with_name("mixed_versions_rules_test.yml")
+    _promtool_passes("test", "rules", str(here))
+
+
 def test_the_drift_alert_fires_with_a_window_below_1000_values() -> None:
     """UrnnInputDrift reads the PSI alone: a worker exports 0 until its window holds 1,000
     values or is full (service/drift.py). The alert also required 1,000 values in the window,
