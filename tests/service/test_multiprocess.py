@@ -46,6 +46,21 @@ def worker_env(registry: Registry, folder: Path) -> dict[str, str]:
     return env
 
 
+def run_script(script: str, *args: str, env: dict[str, str]) -> str:
+    """A worker process of the repository's code (`python -c script args`): its stdout, after
+    checking it exited 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def test_metrics_merge_over_worker_processes(registry: Registry, tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,16 +70,7 @@ def test_metrics_merge_over_worker_processes(registry: Registry, tmp_path: Path)
     body = json.dumps({"series": [history(registry.frame)]})
     outputs = []
     for n in (1, 2):  # worker A, then worker B: B's /metrics must include A's counts
-        done = subprocess.run(
-            [sys.executable, "-c", WORKER, body, str(n)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=Path(__file__).resolve().parents[2],
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(done.stdout)
+        outputs.append(run_script(WORKER, body, str(n), env=env))
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(outputs[1])
@@ -106,21 +112,11 @@ def test_a_worker_that_died_without_shutting_down_leaves_no_live_gauges(
     folder.mkdir()
     env = worker_env(registry, folder)
     body = json.dumps({"series": [history(registry.frame)]})
-    root = Path(__file__).resolve().parents[2]
     outputs = []
     for script, *args in ((DYING_WORKER, body), (WORKER, body, "1")):
-        done = subprocess.run(
-            [sys.executable, "-c", script, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=root,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        outputs.append(done.stdout)
+        outputs.append(run_script(script, *args, env=env))
         if script is DYING_WORKER:
-            pid = int(done.stdout)
+            pid = int(outputs[-1])
             assert list(folder.glob(f"gauge_live*_{pid}.db"))  # what it left behind
     samples = [s for family in text_string_to_metric_families(outputs[1]) for s in family.samples]
     assert [s.value for s in samples if s.name == "urnn_model_info"] == [1.0]
@@ -162,18 +158,10 @@ def test_a_swap_takes_the_old_versions_multiplier_off_the_merged_metrics(tmp_pat
 
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-c", SWAPPING_METRICS],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
-        cwd=Path(__file__).resolve().parents[2],
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = run_script(SWAPPING_METRICS, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)})
     multipliers = {
         (s.labels["model_version"], s.labels["lead"]): s.value
-        for family in text_string_to_metric_families(done.stdout)
+        for family in text_string_to_metric_families(out)
         for s in family.samples
         if s.name == "urnn_interval_multiplier"
     }
@@ -201,19 +189,9 @@ def test_a_server_started_over_an_earlier_runs_metric_files_counts_its_own_only(
     folder.mkdir()
     env = worker_env(registry, folder)
     body = json.dumps({"series": [history(registry.frame)]})
-    root = Path(__file__).resolve().parents[2]
 
     def run_worker(n: int) -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", WORKER, body, str(n)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=root,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return done.stdout
+        return run_script(WORKER, body, str(n), env=env)
 
     run_worker(2)  # the earlier run
     an_hour_ago = time.time() - 3600  # before this test's process (their supervisor) started
@@ -287,16 +265,9 @@ def test_a_worker_started_under_a_dead_workers_pid_does_not_show_its_gauges(
 
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-c", REUSED_PID_WORKER],
-        capture_output=True,
-        text=True,
-        env=worker_env(registry, folder),
-        cwd=Path(__file__).resolve().parents[2],
-        timeout=120,
+    families = text_string_to_metric_families(
+        run_script(REUSED_PID_WORKER, env=worker_env(registry, folder))
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    families = text_string_to_metric_families(done.stdout)
     served = [
         s.labels["version"]
         for family in families
