@@ -891,7 +891,18 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
     host_set, port_set = (f in settings.model_fields_set for f in ("serve_host", "serve_port"))
     host_from = "URNN_SERVE_HOST" if not args.host and host_set else "--host"
     port_from = "URNN_SERVE_PORT" if not args.port and port_set else "--port"
-    problem = _address_problem(host, port, host_from=host_from, port_from=port_from)
+    # Settings that contradict each other first: what the machine has (a free port, a
+    # store) is no reason to come back with the other half of the error later.
+    problem = None
+    if workers > 1 and settings.adaptive_intervals != "off":
+        problem = (
+            f"--workers {workers} with URNN_ADAPTIVE_INTERVALS={settings.adaptive_intervals}: "
+            "rolling intervals need one worker (each would learn from its own share of the "
+            "realised scores and serve a different interval for the same request); use "
+            "--workers 1 or URNN_ADAPTIVE_INTERVALS=off"
+        )
+    if problem is None:
+        problem = _address_problem(host, port, host_from=host_from, port_from=port_from)
     if problem is None:  # the embedded store's folder (URNN_VAR_DIR), a store's path
         from urnn_forecast.tracking import TrackingStoreError, check_tracking_store
 
@@ -899,13 +910,6 @@ def _run_serve(args: argparse.Namespace, settings: Settings) -> int:
             check_tracking_store(settings, records=False)  # another model's: no outage
         except TrackingStoreError as error:
             problem = str(error)
-    if problem is None and workers > 1 and settings.adaptive_intervals != "off":
-        problem = (
-            f"--workers {workers} with URNN_ADAPTIVE_INTERVALS={settings.adaptive_intervals}: "
-            "rolling intervals need one worker (each would learn from its own share of the "
-            "realised scores and serve a different interval for the same request); use "
-            "--workers 1 or URNN_ADAPTIVE_INTERVALS=off"
-        )
     from service import settle_multiprocess_variable
 
     settle_multiprocess_variable()  # an empty value unset, the deprecated lower-case name read

@@ -116,10 +116,20 @@ def test_the_settings_refuse_rolling_without_scores_or_with_several_workers() ->
 def test_urnn_serve_refuses_rolling_with_several_workers(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The contradiction is said whatever the machine: with the port taken (by another
+    server, as the default 8000 was on a busy machine) the refusal was "cannot listen", and
+    the user, having freed the port, met this one next."""
+    import socket
+
     settings = Settings(var_dir=tmp_path / "var", adaptive_intervals="rolling")
-    assert cli.main(["serve", "--workers", "2"], settings=settings) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert cli.main(["serve", "--workers", "2", "--port", port], settings=settings) == 2
     err = capsys.readouterr().err
     assert "--workers 2 with URNN_ADAPTIVE_INTERVALS=rolling" in err and "--workers 1" in err
+    assert "cannot listen" not in err
 
 
 # --- the service ------------------------------------------------------------------------------
