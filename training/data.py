@@ -1878,6 +1878,7 @@ def _parse_timestamps(
         for column in columns[1:]:
             text = text + " " + raw[column].astype(str)
         text = _offsets_without_zone_names(text, fmt, label, source, report)
+        text, end_of_day = _end_of_day_as_midnight(text, source, report)
         with warnings.catch_warnings():
             # "could not infer format": the rows that fail are reported below, by row number
             warnings.filterwarnings("ignore", message="Could not infer format")
@@ -1897,8 +1898,11 @@ def _parse_timestamps(
                 several_offsets = True
         if _local_mean_time(text, parsed, fmt):
             parsed, several_offsets = _with_seconds_offsets(text)
+        parsed = _next_day_at(parsed, end_of_day)
         if fmt is None:
-            parsed = _day_month_order(text, parsed, label, source, report, utc=several_offsets)
+            parsed = _day_month_order(
+                text, parsed, label, source, report, utc=several_offsets, end_of_day=end_of_day
+            )
         bad = parsed.isna().to_numpy()
         if bad.any():
             _refuse_offsets_in_some_rows(text, label, source, ids)
@@ -1910,7 +1914,21 @@ def _parse_timestamps(
             )
             zone = _zone_abbreviation(str(text.iloc[row - 1]))
             lacking = _date_the_calendar_lacks(str(text.iloc[row - 1]))
-            if lacking:  # no format reads a 30th of February: the cell is what to fix
+            cell = str(text.iloc[row - 1])
+            if len(text) > 1 and row == len(text) and bad.sum() == 1 and not re.search(r"\d", cell):
+                # 'Total,300,552' under an Excel or ERP report: no format reads a word
+                raise TimestampParseError(
+                    f"{source}: column {label}, {row_label(row)}{_series_at(ids, row)}: cannot "
+                    f"parse {shown(cell)} as a timestamp: the file's last row holds no time, a "
+                    "totals or summary row under the data (as a spreadsheet or report export "
+                    "adds)? Delete it; every other row parses"
+                )
+            if _HOUR_24.search(cell):
+                hint = (
+                    "(the hour 24 is read only as 24:00, the end of a day, which is read as "
+                    "00:00 of the next day): no timestamp_format reads it; fix the cell"
+                )
+            elif lacking:  # no format reads a 30th of February: the cell is what to fix
                 hint = (
                     f"(it is no date of the calendar: {lacking}): no timestamp_format reads it; "
                     "fix the cell"
@@ -2012,6 +2030,44 @@ def _parse_timestamps(
         )
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return pd.DatetimeIndex(parsed, name="timestamp")
+
+
+_END_OF_DAY = re.compile(
+    r"^(?P<date>.*\d[ T])24:00(?P<seconds>:00(?:\.0+)?)?(?P<zone>\s*(?:Z|[+-]\d\d:?\d\d)?\s*)$"
+)
+_HOUR_24 = re.compile(r"(?:^|[ T])24:\d\d")
+
+
+def _end_of_day_as_midnight(
+    text: pd.Series, source: str, report: Report
+) -> tuple[pd.Series, pd.Series | None]:
+    """'2016-06-30 24:00' (ISO 8601's end of a day; hour ending 24 in SCADA and utility
+    exports) is the next day's 00:00, which no strptime format reads. Such cells are rewritten
+    as that day's 00:00, for the parse and its day/month order as written, and the mask returned
+    moves them on a day once parsed; the report says so, naming the first."""
+    if not text.str.contains("24:00", regex=False).any():
+        return text, None
+    parts = text.str.extract(_END_OF_DAY)
+    mask = parts["date"].notna()
+    if not mask.any():
+        return text, None
+    midnight = parts["date"] + "00:00" + parts["seconds"].fillna("") + parts["zone"].fillna("")
+    row = int(np.argmax(mask.to_numpy())) + 1
+    report.add(
+        source,
+        "read",
+        int(mask.sum()),
+        f"read {int(mask.sum()):,} timestamps written at 24:00 (the end of a day) as 00:00 of "
+        f"the next day: the first {shown(text.iloc[row - 1])}, {row_label(row)}",
+    )
+    return text.where(~mask, midnight), mask
+
+
+def _next_day_at(parsed: pd.Series, end_of_day: pd.Series | None) -> pd.Series:
+    """`parsed` with the rows written at 24:00 (read as that day's 00:00) moved on a day."""
+    if end_of_day is None:
+        return parsed
+    return parsed.where(~end_of_day.to_numpy(), parsed + pd.Timedelta(days=1))
 
 
 def _iso_rows(text: pd.Series) -> bool:
@@ -2248,7 +2304,14 @@ _NUMERIC_DATE = r"^\s*(\d{1,2})[./-](\d{1,2})[./-]\d{2,4}(?!\d)"
 
 
 def _day_month_order(
-    text: pd.Series, parsed: pd.Series, label: str, source: str, report: Report, *, utc: bool
+    text: pd.Series,
+    parsed: pd.Series,
+    label: str,
+    source: str,
+    report: Report,
+    *,
+    utc: bool,
+    end_of_day: pd.Series | None = None,
 ) -> pd.Series:
     """Without a timestamp_format, read dates such as 01/07/2016 in the one order of day and
     month that every row allows, and refuse them where both orders read every row.
@@ -2258,7 +2321,8 @@ def _day_month_order(
     day), and where it finds none reads each row alone, month first where that row allows it
     and day first where not: a year of '%d-%m-%y %H:%M' hours loaded with a third of its rows
     on other dates, and no gap to show it. The order is found from the numbers themselves: a
-    first number above 12 rules month first out, a second one day first."""
+    first number above 12 rules month first out, a second one day first. `end_of_day`: the
+    rows written at 24:00, which each reading moves on a day (as `parsed` is)."""
     if re.match(_NUMERIC_DATE, str(text.iloc[0])) is None:
         return parsed  # the common case (ISO 8601) pays one match
     fields = text.str.extract(_NUMERIC_DATE)
@@ -2271,7 +2335,7 @@ def _day_month_order(
         if not differs.any():
             return parsed  # day and month equal everywhere: one reading
         readings = {
-            order: _read_in_order(text, day_first=order == "day", utc=utc)
+            order: _next_day_at(_read_in_order(text, day_first=order == "day", utc=utc), end_of_day)
             for order in ("month", "day")
         }
         grids = {order: _grid(read) for order, read in readings.items()}
@@ -2301,7 +2365,7 @@ def _day_month_order(
     if not day_first:
         return parsed  # month first, the reading of pandas' guess and of its row-by-row parse
     # day first: the only order every row allows
-    reread = _read_in_order(text, day_first=True, utc=utc)
+    reread = _next_day_at(_read_in_order(text, day_first=True, utc=utc), end_of_day)
     if reread.isna().to_numpy().any() or (reread == parsed).all():
         return parsed  # nothing to change, or the rows the other reading misses say why
     row = int(np.argmax((first > 12).to_numpy())) + 1

@@ -727,3 +727,77 @@ def test_float_ids_past_2_53_are_refused_in_csv_and_parquet_alike(
     as_ints = frame.assign(unit=["7"] * 4 + ["12345678901234567890"] * 4)  # text: exact
     as_ints.to_parquet(as_parquet, index=False)
     assert sorted(load_data(as_parquet, config).series) == ["12345678901234567890", "7"]
+
+
+@pytest.mark.parametrize(
+    ("written", "other"),
+    [
+        ("{d} 24:00", "%Y-%m-%d %H:%M"),
+        ("{d} 24:00:00", "%Y-%m-%d %H:%M:%S"),
+        ("{d}T24:00", "%Y-%m-%dT%H:%M"),
+    ],
+)
+def test_the_hour_24_00_is_read_as_the_next_days_midnight_and_reported(
+    tmp_path: Path, written: str, other: str
+) -> None:
+    """SCADA and utility exports close a day at '2016-06-30 24:00' (hour ending 24, ISO 8601's
+    end of day). It was refused with the advice to pass a timestamp_format, which no strptime
+    format can follow (hour 24 is none of '%H')."""
+    stamps = pd.date_range("2016-07-01", periods=72, freq="h")
+    text = [
+        written.format(d=(t - pd.Timedelta(days=1)).date()) if t.hour == 0 else t.strftime(other)
+        for t in stamps
+    ]
+    rows = "".join(f"{t},{i}.5\n" for i, t in enumerate(text))
+    data = load_data(write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"))
+    assert data.series["log"].index.equals(pd.DatetimeIndex(stamps, name="timestamp"))
+    assert data.series["log"]["OT"].iloc[0] == 0.5
+    said = [d.message for d in data.report]
+    first = written.format(d="2016-06-30")
+    assert (
+        f"log.csv: read 3 timestamps written at 24:00 (the end of a day) as 00:00 of the next day: "
+        f"the first {first!r}, data row 1 (1-based, header not counted)"
+    ) in said, said
+
+
+def test_hour_24_past_its_minute_zero_is_refused_as_no_time(tmp_path: Path) -> None:
+    """'24:30' is no end of day: it stays refused, and no timestamp_format is offered."""
+    rows = "2016-07-01 23:00,1\n2016-07-01 24:30,2\n2016-07-02 01:00,3\n"
+    said = refused(
+        write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"), TimestampParseError
+    )
+    assert "cannot parse '2016-07-01 24:30' as a timestamp" in said
+    assert "the hour 24 is read only as 24:00, the end of a day" in said, said
+
+
+@pytest.mark.parametrize("word", ["Total", "Average", "Sum:"])
+def test_a_totals_row_under_the_data_is_named_as_a_footer_not_a_format(
+    tmp_path: Path, word: str
+) -> None:
+    """A report exported from Excel or an ERP ends with 'Total,<sum>,<sum>'. The refusal told
+    to pass a timestamp_format matching 'Total', which none does: the row is to be deleted."""
+    rows = HOURLY + f"{word},300,552\n"
+    said = refused(write(tmp_path, rows), LoadConfig(target="OT"), TimestampParseError)
+    assert said.startswith(
+        f"log.csv: column 'date', data row 25 (1-based, header not counted): cannot parse "
+        f"{word!r} as a timestamp: the file's last row holds no time, a totals or summary row "
+        "under the data (as a spreadsheet or report export adds)? Delete it; "
+    ), said
+    assert "timestamp_format" not in said
+
+
+def test_the_hour_24_00_counts_in_the_day_month_order_of_ambiguous_dates(tmp_path: Path) -> None:
+    """Day-first hours of 1-10 July closed by '01/07/2016 24:00' read both ways (no day above
+    12); only day first, with 24:00 as the next midnight, is on a grid. The midnights were left
+    a day early in that search, so neither order was regular and the file refused."""
+    stamps = pd.date_range("2016-07-01 01:00", "2016-07-10 23:00", freq="h")
+    text = [
+        f"{t - pd.Timedelta(days=1):%d/%m/%Y} 24:00" if t.hour == 0 else f"{t:%d/%m/%Y %H:%M}"
+        for t in stamps
+    ]
+    rows = "".join(f"{t},{i}\n" for i, t in enumerate(text))
+    data = load_data(write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"))
+    assert data.series["log"].index.equals(pd.DatetimeIndex(stamps, name="timestamp"))
+    said = [d.message for d in data.report]
+    assert any("read the dates of column 'date' day first: every row reads both" in m for m in said)
+    assert any("read 9 timestamps written at 24:00 (the end of a day)" in m for m in said), said
