@@ -2362,8 +2362,18 @@ def _day_month_order(
             f"{_order_example(text.iloc[0], day_first=True)!r} for day first or "
             f"{_order_example(text.iloc[0], day_first=False)!r} for month first"
         )
-    if not day_first:
-        return parsed  # month first, the reading of pandas' guess and of its row-by-row parse
+    if not day_first:  # month first, the reading of pandas' guess and of its row-by-row parse
+        if month_first and parsed.notna().all():  # said as day first is below
+            row = int(np.argmax((second > 12).to_numpy())) + 1
+            report.add(
+                source,
+                "read",
+                len(text),
+                f"read the dates of column {label} month first, the one order every row "
+                f"allows: {shown(str(text.iloc[row - 1]))}, {row_label(row)}, has no month "
+                f"{int(second.iloc[row - 1])}",
+            )
+        return parsed
     # day first: the only order every row allows
     reread = _next_day_at(_read_in_order(text, day_first=True, utc=utc), end_of_day)
     if reread.isna().to_numpy().any() or (reread == parsed).all():
@@ -2813,6 +2823,12 @@ def _number_hint(cell: object, decimal: str, sep: str | None) -> str:
                 "cannot tell from this cell"
             )
         return "; a decimal comma? pass decimal=','"
+    percent = re.fullmatch(r"\s*([-+]?[\d.,]*\d)\s*%\s*", cell)
+    if percent:  # Excel's percent format saved as shown: '81%' is 0.81 in the sheet
+        return (
+            f"; a percent sign is not read: write the number without it ({shown(cell)} as "
+            f"{percent.group(1)}, or as a fraction)"
+        )
     grouped = re.fullmatch(
         r"\s*[-+]?\d{1,3}(?:([,'\u00a0\u202f ])\d{3})(?:\1\d{3})*(?:[.,]\d*)?\s*", cell
     )

@@ -801,3 +801,35 @@ def test_the_hour_24_00_counts_in_the_day_month_order_of_ambiguous_dates(tmp_pat
     said = [d.message for d in data.report]
     assert any("read the dates of column 'date' day first: every row reads both" in m for m in said)
     assert any("read 9 timestamps written at 24:00 (the end of a day)" in m for m in said), said
+
+
+@pytest.mark.parametrize(("cell", "meaning"), [("81%", "81"), ("1.6 %", "1.6")])
+def test_a_percent_sign_is_named_with_the_number_to_write(
+    tmp_path: Path, cell: str, meaning: str
+) -> None:
+    """A humidity or load-factor column formatted as percent in Excel saves '81%'. The refusal
+    said only that it was not a number, as for any word."""
+    rows = HOURLY.replace("2020-01-01 05:00:00,5.5", f"2020-01-01 05:00:00,{cell}")
+    said = refused(write(tmp_path, rows), LoadConfig(target="OT", covariates=("HUFL",)),
+                   NonNumericValueError)  # fmt: skip
+    assert (
+        f"; a percent sign is not read: write the number without it ({cell!r} as {meaning}, "
+        "or as a fraction)" in said
+    ), said
+
+
+def test_dates_read_month_first_as_the_one_order_allowed_are_reported_like_day_first(
+    tmp_path: Path,
+) -> None:
+    """A US export ('07/13/2016 00:00') loaded month first without a word, where a day-first
+    file got 'read the dates ... day first, the one order every row allows'; a planner checking
+    which order was taken saw nothing for the one order and a line for the other."""
+    stamps = pd.date_range("2016-07-10", periods=96, freq="h")
+    rows = "".join(f"{t:%m/%d/%Y %H:%M},{i}\n" for i, t in enumerate(stamps))
+    data = load_data(write(tmp_path, "date,OT\n" + rows), LoadConfig(target="OT"))
+    assert data.series["log"].index.equals(pd.DatetimeIndex(stamps, name="timestamp"))
+    said = [d.message for d in data.report]
+    assert (
+        "log.csv: read the dates of column 'date' month first, the one order every row "
+        "allows: '07/13/2016 00:00', data row 73 (1-based, header not counted), has no month 13"
+    ) in said, said
