@@ -1751,7 +1751,7 @@ def _resolve_timestamp_columns(
     if config.timestamp_columns:
         return config.timestamp_columns
     # one name twice ('date', 'date') is one candidate, refused as a name read twice
-    found = list(dict.fromkeys(c for c in available if c.lower() in TIMESTAMP_NAMES))
+    found = list(dict.fromkeys(c for c in available if c.strip().lower() in TIMESTAMP_NAMES))
     unnamed = [c for c in available if PANDAS_INDEX.fullmatch(c)]
     if not found and len(unnamed) == 1:
         # pandas wrote an unnamed index (the usual DatetimeIndex of a time series) under this

@@ -235,7 +235,7 @@ def _add_load_options(parser: argparse.ArgumentParser, *, required: bool) -> Non
         metavar="COL",
         help="timestamp column; repeat to join several with a space before parsing (e.g. "
         "--timestamp-col dteday --timestamp-col hr); default: the column named like "
-        "timestamp/datetime/date/time/ds",
+        "timestamp/datetime/date/time/ds (any case, spaces at either end)",
     )
     group.add_argument(
         "--timestamp-format",

@@ -833,3 +833,13 @@ def test_dates_read_month_first_as_the_one_order_allowed_are_reported_like_day_f
         "log.csv: read the dates of column 'date' month first, the one order every row "
         "allows: '07/13/2016 00:00', data row 73 (1-based, header not counted), has no month 13"
     ) in said, said
+
+
+def test_a_timestamp_column_named_with_spaces_at_its_ends_is_found_by_name(tmp_path: Path) -> None:
+    """Excel headers keep a typed trailing space ('Date '): the column named like a date was
+    not found, and the refusal asked for a timestamp_col as if the file had none."""
+    path = write(tmp_path, HOURLY.replace("date,", "Date ,", 1))
+    data = load_data(path, LoadConfig(target="OT"))
+    assert len(data.series["log"]) == 24
+    said = [d.message for d in data.report]
+    assert "log.csv: using column 'Date ' as the timestamp (found by name)" in said, said
