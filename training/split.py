@@ -326,6 +326,18 @@ def plan_split(n_rows: int, freq: str, config: SplitConfig) -> SplitPlan:
                 f"the ETT split needs {n_train + n_val + n_test:,} rows "
                 f"({n_train:,} + {n_val:,} + {n_test:,}) at {freq!r}, the series has {n_rows:,}"
             )
+        need = config.lookback + config.horizon
+        if n_train < need:
+            # a long look-back (a year of hours) meets the 12 train months first: say what
+            # fits, not the plan's spans (SplitPlan's own check) or a window count later
+            fits = n_train - config.horizon
+            advice = f"--lookback {fits:,} or less at this horizon, " if fits >= 1 else ""
+            raise SplitError(
+                f"the 'ett' split trains on its first {ETT_MONTHS[0]} months, {n_train:,} rows "
+                f"at {freq!r}, which must hold one window of --lookback {config.lookback:,} + "
+                f"--horizon {config.horizon:,} = {need:,} rows: give {advice}"
+                "or --split fractions (whose train part is a share of the whole series)"
+            )
     else:
         n_train, n_val, n_test = fraction_rows(n_rows, config)
         if min(n_train, n_val, n_test) < 1 or n_train < config.lookback:

@@ -74,6 +74,24 @@ def test_ett_preset_refuses_short_series_and_calendar_frequencies() -> None:
         plan_split(100_000, "MS", config)
 
 
+def test_ett_preset_says_which_lookback_its_twelve_train_months_fit() -> None:
+    """A year of hourly look-back (8,760) under the ETT split, whose train part is 12 months
+    of 30 days (8,640 rows): refused naming the options and the largest look-back that fits
+    (it was a dump of the plan's spans, "the train span (8,640 rows) is shorter than the
+    lookback"; one under 8,640 but over it with the horizon failed later, at the windows)."""
+    for lookback in (8760, 8592):
+        config = SplitConfig(method="ett", lookback=lookback, horizon=96)
+        with pytest.raises(SplitError) as caught:
+            plan_split(17_420, "h", config)
+        message = str(caught.value)
+        assert "{" not in message, message
+        assert f"--lookback {lookback:,} + --horizon 96" in message, message
+        assert "8,640 rows" in message and "--lookback 8,544 or less" in message, message
+        assert "--split fractions" in message, message
+    fits = plan_split(17_420, "h", SplitConfig(method="ett", lookback=8544, horizon=96))
+    assert len(fits.train) == 8640 and fits.val.input_start == 96
+
+
 def test_fraction_split_counts() -> None:
     plan = plan_split(1000, "h", SplitConfig(lookback=10))
     assert (len(plan.train), len(plan.val), len(plan.test)) == (700, 100, 200)
