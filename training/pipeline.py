@@ -1100,8 +1100,17 @@ def _too_short_way_out(
     # the asked window itself when the longest series holds it: naming it ("--lookback 48
     # --horizon 24", the options given) read as advice that changes nothing
     if fits is not None and fits != (lookback, horizon):
+        # a long look-back asked on purpose (30 days at 15 min) is told how long one can be at
+        # its horizon too, not only the short window above (192 where 48,672 fit)
+        most = _longest_lookback(config, error.longest, horizon)
+        up_to = (
+            f"; at --horizon {horizon} it holds a --lookback of up to {most:,}"
+            if most is not None and most > fits[0]
+            else ""
+        )
         options = (
-            f"a shorter look-back or horizon (--lookback {fits[0]} --horizon {fits[1]} fits {whom})"
+            f"a shorter look-back or horizon (--lookback {fits[0]} --horizon {fits[1]} fits "
+            f"{whom}{up_to})"
         )
     if min_length <= need:
         return (
@@ -1213,6 +1222,31 @@ def _window_that_fits(
             return lookback, horizon
         horizon //= 2
     return None
+
+
+def _longest_lookback(config: TrainConfig, longest: int | None, horizon: int) -> int | None:
+    """The longest look-back, below the asked one (a multiple of the segment length for the
+    recurrent kinds), that leaves a series of `longest` rows one window of it + `horizon` in
+    each part of the split; None where none does or the model refuses it (a season or kernel
+    longer than it)."""
+    if longest is None:
+        return None
+    model = config.model
+    step = model.segment_length if FORECASTERS[model.kind].RECURRENT else 1
+
+    def too_long(k: int) -> bool:
+        return rows_for_one_window_each(config.split(k * step), horizon) > longest
+
+    most = model.lookback // step
+    if most < 1 or too_long(1):
+        return None
+    over = _first_true(2, most, too_long)
+    lookback = (most if over is None else over - 1) * step
+    try:
+        replace(model, lookback=lookback, horizon=horizon)
+    except ValueError:
+        return None
+    return lookback
 
 
 def _first_true(low: int, high: int, test: Callable[[int], bool]) -> int | None:

@@ -215,7 +215,7 @@ def test_engines_shorter_than_one_window_name_the_way_out(
     assert str(error.value).endswith(
         "one window alone (212 rows) is longer than the longest series, so no split option "
         "helps: a shorter look-back or horizon (--lookback 24 --horizon 12 fits the longest "
-        "series) keeps more series"
+        "series; at --horizon 12 it holds a --lookback of up to 72) keeps more series"
     )
     assert "--val-fraction" not in str(error.value)
     # the pair it names does fit: the run gets past the length checks to its fit and backtest
@@ -280,8 +280,8 @@ def test_a_small_train_fraction_of_the_users_is_named_as_the_way_out(
         train_pipeline(somewhat, mlflow_settings)
     assert str(error.value).endswith(
         "the train share decides: a larger --train-fraction (0.3 needs 100 rows), or a shorter "
-        "look-back or horizon (--lookback 12 --horizon 6 fits the longest series) keeps more "
-        "series"
+        "look-back or horizon (--lookback 12 --horizon 6 fits the longest series; at --horizon 6 "
+        "it holds a --lookback of up to 19) keeps more series"
     )
     # the default fractions: the look-back and horizon decide, none is the user's to blame
     assert too_short_fraction(replace(train, train_fraction=0.7)) is None
@@ -489,3 +489,22 @@ def test_the_way_out_of_a_short_series_beside_long_ones_fits_the_short_one(
     suggested = replace(train, model=replace(train.model, lookback=lookback, horizon=horizon))
     scored = train_pipeline(suggested, mlflow_settings)
     assert "3" in set(scored.tables["by_series"].index.astype(str))
+
+
+def test_a_long_look_back_too_long_for_the_series_is_told_the_longest_that_fits(
+    tmp_path: Path, mlflow_settings: Settings
+) -> None:
+    """A user who asks for a long look-back (ETTm1 at --lookback 57,600, 30 days more than its
+    train part) was offered only a short window ('--lookback 192 --horizon 96 fits the longest
+    series') while look-backs up to 48,672 fit: the message also names the longest look-back
+    the series holds at the asked horizon. Here 100 cycles, horizon 6: train (0.7, 70 rows)
+    holds a window of 64 + 6."""
+    train = linear_on_engines(tmp_path, cycles=100, engines=3, lookback=96, horizon=6)
+    with pytest.raises(SeriesTooShortError) as error:
+        train_pipeline(train, mlflow_settings)
+    message = str(error.value)
+    assert "(--lookback 12 --horizon 6 fits the longest series" in message, message
+    assert "at --horizon 6 it holds a --lookback of up to 64" in message, message
+    # the named one trains: 64 + 6 fits the train part's 70 rows
+    fits = replace(train, model=replace(train.model, lookback=64))
+    assert train_pipeline(fits, mlflow_settings).scores
