@@ -374,6 +374,8 @@ def test_a_streaming_look_back_as_long_as_the_training_crops_is_refused_before_l
     assert code == 2
     assert "stream_crop_length=8,192 is shorter than lookback + horizon (8,192 + 96)" in err
     assert "set fit.stream_crop_length to at least 8,288" in err
+    # the way to set it from the command line, which has no flag for it
+    assert '--config with {"fit": {"stream_crop_length": 16384}}' in err
     config = tmp_path / "crop.json"
     config.write_text(json.dumps({"fit": {"stream_crop_length": 50}}))
     argv = [*base, "--lookback", "48", "--segment-length", "8", "--horizon", "12"]

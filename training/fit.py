@@ -771,7 +771,8 @@ def stream_crop_error(model_config: ForecasterConfig, config: FitConfig) -> str 
         f"origins with lookback rows before them and horizon rows after, and this one has "
         f"none; set fit.stream_crop_length to at least {lookback + horizon:,} (twice the "
         f"look-back, {2 * lookback:,}, or more leaves each crop origins whose state has read "
-        "past the first-contact rows), or give a shorter lookback"
+        "past the first-contact rows; urnn train, which has no flag for it: --config with "
+        f'{{"fit": {{"stream_crop_length": {2 * lookback}}}}}), or give a shorter lookback'
     )
 
 
