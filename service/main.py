@@ -41,7 +41,7 @@ from service.security import open_reads_in_schema
 from service.state import ServiceState
 from service.strict_query import strict_query
 from urnn_forecast import LOG_FORMAT, __version__
-from urnn_forecast.settings import Settings, SettingsError, get_settings
+from urnn_forecast.settings import Settings, SettingsError, get_settings, mlflow_variable_note
 
 DESCRIPTION = """\
 Forecasts from the registered uRNN forecaster (`URNN_MODEL_URI`, default
@@ -131,6 +131,8 @@ def _settings_or_exit(*, check_store: bool) -> Settings:
     if folder and (problem := multiprocess_folder_problem(folder)) is not None:
         print(f"urnn-forecast service: error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    if (note := mlflow_variable_note(settings)) is not None:
+        logging.getLogger(__name__).warning("%s", note)
     if folder and (stale := clear_earlier_run_files(folder)):
         logging.getLogger(__name__).info(
             "removed %d metric files of an earlier run from %s", stale, folder

@@ -910,6 +910,31 @@ def test_names_that_are_not_settings_but_are_read_elsewhere_are_let_through(
     ]
 
 
+def test_mlflows_own_tracking_variable_is_said_to_be_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow's tools read MLFLOW_TRACKING_URI, urnn URNN_MLFLOW_TRACKING_URI: a user who set
+    the first had runs and models go to the embedded store without a word (a long-look-back
+    walk's runs went to another store than the one its `mlflow ui` showed)."""
+    from urnn_forecast.settings import Settings, mlflow_variable_note
+
+    settings = Settings(var_dir=tmp_path / "var")
+    theirs = "postgresql://ml:s3cret@db.example/mlflow"
+    note = mlflow_variable_note(settings, {"MLFLOW_TRACKING_URI": theirs})
+    assert note is not None
+    assert note.startswith("MLFLOW_TRACKING_URI=postgresql://ml:***@db.example/mlflow is set, ")
+    assert "URNN_MLFLOW_TRACKING_URI (unset: the embedded store)" in note
+    assert settings.resolved_tracking_uri() in note and "s3cret" not in note
+    same = {"MLFLOW_TRACKING_URI": settings.resolved_tracking_uri()}
+    assert mlflow_variable_note(settings, same) is None
+    assert mlflow_variable_note(settings, {}) is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", theirs)
+    monkeypatch.setattr(sys, "argv", ["urnn", "models", "list"])  # as the console script runs
+    cli.main(settings=settings)  # no store yet: its error after the note
+    err = capsys.readouterr().err
+    assert err.startswith("urnn models: note: MLFLOW_TRACKING_URI=postgresql://ml:***@"), err
+
+
 def test_a_list_written_with_spaces_is_told_how_lists_are_written(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

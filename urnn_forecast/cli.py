@@ -48,7 +48,13 @@ from urnn_forecast.cli_support import (
 from urnn_forecast.config_fields import field_in_section, in_flags
 from urnn_forecast.field_types import check_fields, shown, shown_names
 from urnn_forecast.models_command import add_models_parser, given_text
-from urnn_forecast.settings import SERVE_WORKERS_MAX, Settings, SettingsError, get_settings
+from urnn_forecast.settings import (
+    SERVE_WORKERS_MAX,
+    Settings,
+    SettingsError,
+    get_settings,
+    mlflow_variable_note,
+)
 from urnn_forecast.tracking import experiment_problem, registered_name_problem, run_name_problem
 
 if TYPE_CHECKING:
@@ -1249,6 +1255,12 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         except SettingsError as error:
             print(f"urnn {args.command}: error: {error}", file=sys.stderr)
             return 2
+    # A command line's own environment (the console script, argv None): within one process
+    # mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI itself, so an earlier in-process
+    # call (tests) would be read as the user's
+    from_shell = argv is None and args.command != "db"
+    if from_shell and (note := mlflow_variable_note(settings)) is not None:
+        print(f"{subparser.prog}: note: {note}", file=sys.stderr)
     from_setting = args.device is None  # the command has no --device, or it was not given
     args.device_given = not from_setting
     if from_setting:

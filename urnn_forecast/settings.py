@@ -7,6 +7,7 @@ Built once per process (`get_settings()`), never at import time, so tests can ha
 import difflib
 import os
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -52,7 +53,9 @@ class Settings(BaseSettings):
             "mysql, mssql) open one connection, within 5 s when a command starts, else it "
             "stops with that error (MLflow's client would retry for minutes). A file store "
             "(file:, a plain path), which MLflow refuses, is an error before any data is read "
-            "(MLFLOW_ALLOW_FILE_STORE=true: MLflow's opt-out)."
+            "(MLFLOW_ALLOW_FILE_STORE=true: MLflow's opt-out). MLflow's own "
+            "MLFLOW_TRACKING_URI is not read: a command or service started with it naming "
+            "another store says where its runs and models go instead."
         ),
     )
     mlflow_artifact_root: str | None = Field(
@@ -747,6 +750,28 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
         hint = f"did you mean {close[0]}?" if close else "docs/configuration.md lists them"
         problems.append(f"{name}: no such setting ({hint})")
     return problems
+
+
+def mlflow_variable_note(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """A line for a user who set MLflow's own MLFLOW_TRACKING_URI, which MLflow's tools read
+    and urnn does not (its setting is URNN_MLFLOW_TRACKING_URI, ARCHITECTURE.md): their runs
+    and models went to another store without a word, and `mlflow ui` on theirs showed
+    nothing. None when it is unset or names the store urnn uses."""
+    from urnn_forecast.tracking import shown_uri
+
+    environ = os.environ if environ is None else environ
+    theirs = environ.get("MLFLOW_TRACKING_URI", "").strip()
+    ours = settings.resolved_tracking_uri()
+    if not theirs or theirs == ours:
+        return None
+    given = "set" if settings.mlflow_tracking_uri else "unset: the embedded store"
+    return (
+        f"MLFLOW_TRACKING_URI={shown_uri(theirs)} is set, but urnn reads "
+        f"URNN_MLFLOW_TRACKING_URI ({given}): runs and models go to {shown_uri(ours)}; export "
+        "URNN_MLFLOW_TRACKING_URI with the store you mean"
+    )
 
 
 @lru_cache(maxsize=1)
