@@ -51,6 +51,11 @@ STARTING = "the model has not been loaded yet (the service is starting)"
 SEE_THE_LOG = "the server log, GET /model or /readyz with the X-API-Key header say why"
 
 
+class ServerSettingError(ValueError):
+    """A version that loads but does not fit one of this server's settings: the operator, not
+    a new version or another alias, is the remedy a public answer names."""
+
+
 async def off_loop(function: Callable[..., T], *args: Any) -> T:
     """`function(*args)` in a daemon thread, awaited. Not asyncio.to_thread: a registry call
     that hangs (a server that accepts and never answers) would hold the loop's executor, and
@@ -283,11 +288,16 @@ class ModelManager:
             except Exception as error:
                 self._failed_ref = ref
                 failed = f"version {ref.version} of {ref.name} failed to load"
+                remedy = (
+                    "a setting of this server does not fit the model: its operator changes it "
+                    "and reloads"
+                    if isinstance(error, ServerSettingError)
+                    else "register a new version (urnn train) or move the alias to one that "
+                    "loads (urnn models promote)"
+                )
                 raise self._failed(
                     f"{failed}: {type(error).__name__}: {error}",
-                    public=f"{failed} ({type(error).__name__}): register a new version (urnn "
-                    "train) or move the alias to one that loads (urnn models promote); "
-                    f"{SEE_THE_LOG}",
+                    public=f"{failed} ({type(error).__name__}): {remedy}; {SEE_THE_LOG}",
                 ) from error
             self.current = served  # the swap: one reference
             self._failed_ref = None
@@ -306,7 +316,7 @@ class ModelManager:
         if predictor.model.STREAMING and tail < lookback:
             # a later version swap rebuilds each state from this tail: from fewer points than
             # the model's lookback every series would start warming up again
-            raise ValueError(
+            raise ServerSettingError(
                 f"URNN_STREAM_TAIL_POINTS={tail} is below the model's lookback {lookback}; "
                 f"set it to at least {lookback} (default 4096)"
             )

@@ -315,6 +315,10 @@ def test_a_raw_tail_shorter_than_the_lookback_is_refused_at_load(
     ready = client.get("/readyz", headers=KEY)
     assert ready.status_code == 503
     assert "URNN_STREAM_TAIL_POINTS=1 is below the model's lookback" in ready.json()["detail"]
+    # to anyone: a server setting, not a version to replace (it said "register a new version")
+    public = client.get("/readyz").json()["detail"]
+    assert "a setting of this server does not fit the model" in public, public
+    assert "register a new version" not in public and "URNN_STREAM_TAIL_POINTS" not in public
 
 
 def test_the_docs_observations_example_is_one_the_served_model_answers(
