@@ -1002,7 +1002,10 @@ def _run_uvicorn(
             settings.stream_snapshot_seconds,
         )
         os.environ["URNN_STREAM_SNAPSHOT_SECONDS"] = "0"
-    if settings.model_poll_seconds == 0:
+    from urnn_forecast.model_uri import parse_models_uri
+
+    follows_alias = parse_models_uri(settings.model_uri)[1] is not None  # not a pinned version
+    if settings.model_poll_seconds == 0 and follows_alias:
         # The workers follow a moved alias by their poll alone: a reload goes to one of them.
         log.warning(
             "--workers %d with URNN_MODEL_POLL_SECONDS=0: POST /model/reload switches only the "

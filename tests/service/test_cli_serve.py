@@ -120,6 +120,7 @@ def test_serve_workers_without_the_poll_say_a_reload_switches_one_worker(
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """POST /model/reload reaches the one worker that takes the request; the others follow at
     their poll. With the poll off they never did: a walk's promote and reload left two
@@ -133,6 +134,14 @@ def test_serve_workers_without_the_poll_say_a_reload_switches_one_worker(
         assert cli.main(["serve", "--workers", "2"], settings=settings) == 0
     said = [r.getMessage() for r in caplog.records if "URNN_MODEL_POLL_SECONDS" in r.getMessage()]
     assert len(said) == 1 and "only the worker" in said[0], caplog.text
+    caplog.clear()  # a version pinned by number: no alias moves, nothing to follow
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # unset again: the run above made one
+    pinned = Settings(
+        var_dir=tmp_path / "var", model_poll_seconds=0, model_uri="models:/urnn-forecaster/3"
+    )
+    with caplog.at_level("WARNING", logger="urnn.serve"):
+        assert cli.main(["serve", "--workers", "2"], settings=pinned) == 0
+    assert "URNN_MODEL_POLL_SECONDS" not in caplog.text
 
 
 def test_serve_help_lists_its_options(capsys: pytest.CaptureFixture[str]) -> None:
