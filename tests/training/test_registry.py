@@ -593,7 +593,8 @@ def test_the_report_names_windows_a_sentinel_value_flattens_once_scaled() -> Non
     sentinel.iloc[5, 0] = -999999999.0
     (line,) = lines(sentinel)
     windows = len(plan.train) - LOOKBACK + 1
-    assert line.startswith(f"{windows - 6:,} of {windows:,} training look-back windows of 'y' (s)")
+    said = f"{windows - 6:,} of {windows:,} training look-back windows of 'y' ('s')"
+    assert line.startswith(said)
     assert "read as flat and forecast as their level only" in line
     assert line.endswith("leave those cells empty (missing values are filled) and train again")
     quiet = frame.copy()
