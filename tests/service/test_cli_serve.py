@@ -325,6 +325,9 @@ def test_uvicorn_run_directly_logs_the_service_lines_in_the_command_format(
         """
     )
     env = {**os.environ, "URNN_VAR_DIR": str(tmp_path / "var"), "PYTHONPATH": str(ROOT)}
+    # an earlier test's mlflow.set_tracking_uri wrote MLflow's variable in this process: in
+    # the child it would name another store, and the service's note on it is a third line
+    env.pop("MLFLOW_TRACKING_URI", None)
     for how in ("uvicorn", "urnn"):
         done = subprocess.run(
             [sys.executable, "-c", script, how],
